@@ -1,0 +1,110 @@
+"""``hltrun CONFIG [key.path=value ...]``: run an HLT path and print the CMSSW-style reports."""
+
+from __future__ import annotations
+
+import time
+
+_STARTED = time.perf_counter()  # before the heavy imports: "start to first event" includes them
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger("hltrun")
+
+EPILOG = """examples:
+  hltrun configs/path.yaml                                  run the default HLT path
+  hltrun configs/path.yaml -n 1000 options.streams=4        1000 events on 4 streams
+  hltrun configs/path.yaml modules.vae.backend=tensorflow   same path, other backend
+  hltrun configs/path.yaml --dump                           print the resolved configuration
+  hltrun configs/path.yaml --report-dir reports/run1        also write JSON + HTML reports
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hltrun",
+        description="Run a CMSSW-style HLT path over ROOT files and report time, memory and trigger "
+                    "decisions per module and per event.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="YAML configuration of the process (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value",
+                   help="override any configuration value; the value is parsed as YAML")
+    p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events (options.maxEvents)")
+    p.add_argument("--report-dir", metavar="DIR", help="write JSON and HTML reports into DIR (options.report_dir)")
+    p.add_argument("--dump", action="store_true", help="print the fully resolved configuration and exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no informational messages")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
+    p.add_argument("--version", action="version", version=f"hltrun {__version__}")
+    return p
+
+
+def _setup_logging(quiet: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hltrun: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet, args.debug)
+    from .config import load
+    from .errors import HltError
+    from .eventloop import EventProcessor, JobFailed
+    from .process import Process
+    from .report import text_report, write_report_files
+
+    try:
+        overrides = list(args.overrides)
+        if args.report_dir:
+            overrides.append(f"options.report_dir={args.report_dir}")
+        cfg = load(args.config, overrides, args.max_events)
+        if args.dump:
+            sys.stdout.write(cfg.dump())
+            return 0
+        report_dir = Path(cfg.options.report_dir) if cfg.options.report_dir else None
+        process = Process(cfg, report_dir)
+        if not args.quiet and sys.stderr.isatty():
+            from .progress import attach_progress
+
+            attach_progress(process)
+        code = 0
+        try:
+            summary = EventProcessor(process).run(started_at=_STARTED)
+        except JobFailed as failed:
+            summary, code = failed.summary, getattr(failed.cause, "exit_code", 1)
+            if isinstance(failed.cause, KeyboardInterrupt):
+                code = 130
+            elif args.debug:
+                log.exception("job failed", exc_info=failed.cause)
+        if cfg.options.want_summary:
+            sys.stdout.write(text_report(summary, process.services))
+        if report_dir is not None:
+            for path in write_report_files(report_dir, summary, process.services):
+                log.info("wrote %s", path)
+        if code:
+            sys.stderr.write(f"hltrun: error: {summary.failure}\n")
+        return code
+    except HltError as exc:
+        if args.debug:
+            log.exception("error")
+        sys.stderr.write(f"hltrun: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("hltrun: interrupted\n")
+        return 130
+    except Exception as exc:  # a bug, not a user error: still one line unless --debug
+        if args.debug:
+            raise
+        sys.stderr.write(f"hltrun: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)\n")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""YAML configuration + command-line overrides -> one validated, typed ``ProcessConfig``.
+
+All validation happens here, before anything is built: unknown keys, wrong types, duplicate
+labels, paths naming undefined modules, products consumed from unknown labels and dependency cycles
+are reported as one line ``<file>: <key.path>: <what was expected>``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from . import registry
+from .errors import ConfigError
+from .module import Analyzer, Filter, Module, OutputModule, Producer, Source
+from .schema import build, input_tags, to_plain
+
+SOURCE_LABEL = "source"
+TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths", "services")
+
+
+@dataclass
+class Options:
+    """``options:`` block. Names follow CMSSW's ``process.options`` / ``maxEvents`` where it has one."""
+
+    maxEvents: int = -1  # -1: all events
+    skipEvents: int = 0
+    streams: int = 1
+    budget_ms: float = 100.0  # per-event HLT time budget the reports compare against
+    input_rate_hz: float = 100_000.0  # L1 accept rate used for the farm projection
+    on_error: Literal["stop", "skip_event"] = "stop"
+    accelerators: list[str] = field(default_factory=lambda: ["*"])  # "*", "gpu-nvidia", "cpu"
+    report_dir: str | None = None
+    want_summary: bool = True
+
+    def __post_init__(self) -> None:
+        if self.maxEvents < -1:
+            raise ValueError(f"maxEvents must be -1 (all) or >= 0, got {self.maxEvents}")
+        if self.skipEvents < 0:
+            raise ValueError(f"skipEvents must be >= 0, got {self.skipEvents}")
+        if self.streams < 1:
+            raise ValueError(f"streams must be >= 1, got {self.streams}")
+        if self.budget_ms <= 0:
+            raise ValueError(f"budget_ms must be > 0, got {self.budget_ms}")
+        if self.input_rate_hz <= 0:
+            raise ValueError(f"input_rate_hz must be > 0, got {self.input_rate_hz}")
+        bad = [a for a in self.accelerators if a not in ("*", "cpu", "gpu-nvidia")]
+        if bad:
+            raise ValueError(f"accelerators: unknown {bad} (allowed: '*', 'cpu', 'gpu-nvidia')")
+
+
+@dataclass(frozen=True)
+class PathEntry:
+    """One module on a path: ``label``, ``~label`` (inverted) or ``-label`` (decision ignored)."""
+
+    label: str
+    mode: Literal["normal", "invert", "ignore"] = "normal"
+
+    @classmethod
+    def parse(cls, text: str) -> "PathEntry":
+        if text.startswith("~"):
+            return cls(text[1:], "invert")
+        if text.startswith("-"):
+            return cls(text[1:], "ignore")
+        return cls(text)
+
+    def __str__(self) -> str:
+        return {"normal": "", "invert": "~", "ignore": "-"}[self.mode] + self.label
+
+
+@dataclass
+class PluginConfig:
+    """A configured plugin: its label, registered type, class and validated parameters."""
+
+    label: str
+    type: str
+    cls: type
+    params: Any
+
+
+@dataclass
+class ProcessConfig:
+    """The fully validated job description the Process is built from."""
+
+    process: str
+    options: Options
+    source: PluginConfig
+    modules: dict[str, PluginConfig]
+    paths: dict[str, list[PathEntry]]
+    endpaths: dict[str, list[PathEntry]]
+    services: dict[str, PluginConfig]
+    origin: str = "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data with every default filled in (what ``--dump`` prints)."""
+
+        def plugin(p: PluginConfig) -> dict[str, Any]:
+            return {"type": p.type, **to_plain(p.params)}
+
+        return {
+            "process": self.process,
+            "options": to_plain(self.options),
+            "source": plugin(self.source),
+            "modules": {k: plugin(v) for k, v in self.modules.items()},
+            "paths": {k: [str(e) for e in v] for k, v in self.paths.items()},
+            "endpaths": {k: [str(e) for e in v] for k, v in self.endpaths.items()},
+            "services": {k: to_plain(v.params) for k, v in self.services.items()},
+        }
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading YAML
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML silently keeps the last of two equal keys; a duplicate module label must fail."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                f"(first at line {seen[key] + 1})"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides; the value is parsed as YAML (``3`` is int, ``[a, b]`` a list)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"command line: override {text!r} is not of the form key.path=value")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node: Any = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            here = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                node = node[_list_index(node, part, here, text)]
+                continue
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"command line: override {text!r}: {here} is a value, not a mapping")
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_list_index(node, last, key, text)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def _list_index(node: list, part: str, here: str, text: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise ConfigError(f"command line: override {text!r}: {here} is not an index of a {len(node)}-item list")
+    return int(part)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def _plugin(label: str, data: Any, where: str, lookup) -> PluginConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with a 'type' key, got {data!r}")
+    data = dict(data)
+    type_name = data.pop("type", None)
+    if not isinstance(type_name, str):
+        raise ConfigError(f"{where}.type: required key is missing (the registered plugin type name)")
+    cls = lookup(type_name, f"{where}.type")
+    params = build(cls.Parameters, data, where)
+    return PluginConfig(label, type_name, cls, params)
+
+
+def _entries(name: str, items: Any, where: str) -> list[PathEntry]:
+    if not isinstance(items, list) or not all(isinstance(i, str) and i.strip("~-") for i in items):
+        raise ConfigError(f"{where}: expected a list of module labels, got {items!r}")
+    return [PathEntry.parse(i) for i in items]
+
+
+def validate(data: dict[str, Any], origin: str = "<config>") -> ProcessConfig:
+    """Check everything and return the typed configuration; errors are prefixed with ``origin``."""
+    try:
+        return _validate(data, origin)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"{key}: unknown top-level key (allowed: {', '.join(TOP_LEVEL_KEYS)})")
+    process = data.get("process", "HLTX")
+    if not isinstance(process, str) or not process.isidentifier():
+        raise ConfigError(f"process: expected a name (letters, digits, _), got {process!r}")
+    options = build(Options, data.get("options"), "options")
+
+    if "source" not in data:
+        raise ConfigError("source: required key is missing (e.g. type: RootJetSource)")
+    source = _plugin(SOURCE_LABEL, data["source"], "source", registry.module_class)
+    if not issubclass(source.cls, Source):
+        raise ConfigError(f"source.type: {source.type} is not a Source")
+
+    raw_modules = data.get("modules") or {}
+    if not isinstance(raw_modules, dict):
+        raise ConfigError("modules: expected a mapping label -> {type: ..., parameters}")
+    modules: dict[str, PluginConfig] = {}
+    for label, spec in raw_modules.items():
+        where = f"modules.{label}"
+        if not isinstance(label, str) or not label.isidentifier():
+            raise ConfigError(f"{where}: a module label must be an identifier")
+        if label == SOURCE_LABEL:
+            raise ConfigError(f"{where}: the label '{SOURCE_LABEL}' is reserved for the source")
+        cfg = _plugin(label, spec, where, registry.module_class)
+        if not issubclass(cfg.cls, Module):
+            raise ConfigError(f"{where}.type: {cfg.type} is not a Producer, Filter, Analyzer or OutputModule")
+        modules[label] = cfg
+
+    paths = _read_paths(data, "paths")
+    endpaths = _read_paths(data, "endpaths")
+    for name in set(paths) & set(endpaths):
+        raise ConfigError(f"endpaths.{name}: a path named '{name}' is already defined in paths")
+
+    for block, table in (("paths", paths), ("endpaths", endpaths)):
+        for name, entries in table.items():
+            seen = set()
+            for i, entry in enumerate(entries):
+                where = f"{block}.{name}[{i}]"
+                if entry.label not in modules:
+                    raise ConfigError(f"{where}: '{entry.label}' is not a module label{_close(entry.label, modules)}")
+                if entry.label in seen:
+                    raise ConfigError(f"{where}: '{entry.label}' appears twice on the same path")
+                seen.add(entry.label)
+                cls = modules[entry.label].cls
+                if entry.mode != "normal" and not issubclass(cls, Filter):
+                    raise ConfigError(f"{where}: '{entry}' - only filters can be inverted (~) or ignored (-)")
+                if block == "paths" and issubclass(cls, OutputModule):
+                    raise ConfigError(f"{where}: output module '{entry.label}' belongs on an endpath")
+
+    known = set(modules) | {SOURCE_LABEL}
+    for label, cfg in [(SOURCE_LABEL, source), *modules.items()]:
+        where = "source" if label == SOURCE_LABEL else f"modules.{label}"
+        for tag in input_tags(cfg.params):
+            if tag.label not in known:
+                raise ConfigError(f"{where}: consumes '{tag}', but '{tag.label}' is not a module label"
+                                  f"{_close(tag.label, known)}")
+        if issubclass(cfg.cls, OutputModule):
+            for path in cfg.params.select_events if hasattr(cfg.params, "select_events") else []:
+                if path not in paths:
+                    raise ConfigError(f"{where}.select_events: '{path}' is not a path{_close(path, paths)}")
+    _check_cycles(modules)
+
+    services: dict[str, PluginConfig] = {}
+    raw_services = data.get("services") or {}
+    if not isinstance(raw_services, dict):
+        raise ConfigError("services: expected a mapping ServiceName -> parameters")
+    for name, params in raw_services.items():
+        cls = registry.service_class(str(name), f"services.{name}")
+        services[name] = PluginConfig(name, name, cls, build(cls.Parameters, params, f"services.{name}"))
+
+    return ProcessConfig(process, options, source, modules, paths, endpaths, services, origin)
+
+
+def _read_paths(data: dict[str, Any], block: str) -> dict[str, list[PathEntry]]:
+    raw = data.get(block) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{block}: expected a mapping path name -> list of module labels")
+    out = {}
+    for name, items in raw.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ConfigError(f"{block}.{name}: a path name must be an identifier")
+        out[name] = _entries(name, items, f"{block}.{name}")
+    return out
+
+
+def _close(name: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _check_cycles(modules: dict[str, PluginConfig]) -> None:
+    """Products are fetched on demand, so a consumes-cycle would recurse forever: refuse it."""
+    deps = {label: [t.label for t in input_tags(cfg.params) if t.label in modules] for label, cfg in modules.items()}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(label: str, trail: list[str]) -> None:
+        if state.get(label) == 2:
+            return
+        if state.get(label) == 1:
+            cycle = trail[trail.index(label):] + [label]
+            raise ConfigError(f"modules: dependency cycle {' -> '.join(cycle)}")
+        state[label] = 1
+        for dep in deps[label]:
+            visit(dep, trail + [label])
+        state[label] = 2
+
+    for label in modules:
+        visit(label, [])
+
+
+def load(path: str | os.PathLike[str], overrides: list[str] | None = None, max_events: int | None = None) -> ProcessConfig:
+    """Read, override and validate a configuration file; relative file names stay relative to CWD."""
+    data = read_yaml(path)
+    if overrides:
+        data = apply_overrides(data, overrides)
+    if max_events is not None:
+        data = apply_overrides(data, [f"options.maxEvents={max_events}"])
+    return validate(data, str(path))
+
+
+def plain_fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]

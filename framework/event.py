@@ -1,0 +1,69 @@
+"""The Event: its id and the products modules put into it, keyed by module label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import ProductNotFound
+
+
+@dataclass(frozen=True, order=True)
+class EventID:
+    """CMSSW's (run, luminosityBlock, event) triple."""
+
+    run: int
+    luminosityBlock: int
+    event: int
+
+    def __str__(self) -> str:
+        return f"run {self.run}, lumi {self.luminosityBlock}, event {self.event}"
+
+
+class Event:
+    """One event in flight on one stream.
+
+    ``put`` stores a product under the label of the module that is running (the schedule sets it);
+    ``get`` fetches by ``label`` or ``label:instance``. A product that is missing triggers the
+    producer on demand (CMSSW's unscheduled execution) before ``ProductNotFound`` is raised.
+    """
+
+    __slots__ = ("id", "index", "stream", "_products", "current_module", "_on_demand", "trigger_results")
+
+    def __init__(self, event_id: EventID, index: int, stream: int,
+                 on_demand: Callable[["Event", str], bool] | None = None) -> None:
+        self.id = event_id
+        self.index = index  # position in the job's input sequence; orders outputs for any streams
+        self.stream = stream
+        self._products: dict[str, Any] = {}
+        self.current_module = ""
+        self._on_demand = on_demand
+        self.trigger_results: dict[str, bool] = {}
+
+    def put(self, product: Any, instance: str = "") -> None:
+        key = f"{self.current_module}:{instance}" if instance else self.current_module
+        self._products[key] = product
+
+    def put_as(self, label: str, product: Any, instance: str = "") -> None:
+        """Put under an explicit label (used by the framework for source products)."""
+        self._products[f"{label}:{instance}" if instance else label] = product
+
+    def get(self, tag: str) -> Any:
+        try:
+            return self._products[tag]
+        except KeyError:
+            pass
+        label = tag.split(":", 1)[0]
+        if self._on_demand is not None and self._on_demand(self, label) and tag in self._products:
+            return self._products[tag]
+        available = ", ".join(sorted(self._products)) or "none"
+        raise ProductNotFound(
+            f"module '{self.current_module}' asked for product '{tag}', which no module put into "
+            f"the event ({self.id}; available: {available})"
+        )
+
+    def has(self, tag: str) -> bool:
+        return tag in self._products
+
+    def products(self) -> dict[str, Any]:
+        return dict(self._products)

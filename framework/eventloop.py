@@ -1,0 +1,203 @@
+"""The event loop: N streams pull events from the source and run their schedule.
+
+With one stream everything runs on the calling thread. With N streams, N threads each take the next
+event from the source (one at a time, under a lock, like CMSSW's source serialisation) and process
+it; modules that compute outside the GIL (ONNX Runtime, TensorFlow) then overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+from .errors import HltError
+from .event import Event, EventID
+from .process import Process
+from .schedule import StreamSchedule
+from .summary import JobSummary, ModuleCounters, PathCounters
+
+log = logging.getLogger("hltrun")
+_IDLE = sys.maxsize  # in_flight value of a stream with no event
+
+
+class EventProcessor:
+    """Runs a built Process from begin_job to end_job and returns the JobSummary."""
+
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self.options = process.config.options
+        self._source_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._read = 0
+        self._first_event_at: float | None = None
+        self._t0 = 0.0
+        self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0)
+                               for _ in process.schedules]
+
+    def run(self, started_at: float | None = None) -> JobSummary:
+        """Process all events. ``started_at`` (perf_counter) lets the report show start-up time."""
+        process = self.process
+        self._t0 = started_at if started_at is not None else time.perf_counter()
+        summary = JobSummary(process.config.process, len(process.schedules),
+                             budget_ms=self.options.budget_ms, input_rate_hz=self.options.input_rate_hz)
+        begin = time.perf_counter()
+        try:
+            process.begin_job()
+        except BaseException:
+            process.job.failed = True
+            process.end_job()
+            raise
+        summary.begin_job_s = time.perf_counter() - begin
+        process.job.in_flight = [_IDLE] * len(process.schedules)
+        limit = None if self.options.maxEvents < 0 else self.options.maxEvents
+        events = process.source.events(self.options.skipEvents, limit)
+        try:
+            if len(process.schedules) == 1:
+                self._stream_loop(process.schedules[0], events)
+            else:
+                threads = [threading.Thread(target=self._stream_loop, args=(s, events),
+                                            name=f"hltrun-stream-{s.stream}", daemon=True)
+                           for s in process.schedules]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    while t.is_alive():
+                        t.join(0.2)  # short joins keep Ctrl-C responsive in the main thread
+        except KeyboardInterrupt as exc:
+            self._stop.set()
+            self._errors.append(exc)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        process.job.failed = bool(self._errors)
+        problems = process.end_job()
+        summary.wall_s = time.perf_counter() - self._t0
+        self._fill(summary)
+        process.signals.post_end_job(summary)
+        if self._errors:
+            err = self._errors[0]
+            summary.failure = _one_line(err)
+            raise JobFailed(summary, err)
+        if problems:
+            summary.failure = problems[0]
+            raise JobFailed(summary, HltError(problems[0]))
+        return summary
+
+    def _next_event(self, stream: int, events: Iterator[tuple[EventID, dict[str, Any]]]):
+        signals = self.process.signals
+        with self._source_lock:
+            if self._stop.is_set():
+                return None
+            if signals.pre_source:
+                signals.pre_source(stream)
+            try:
+                item = next(events, None)
+            except BaseException as exc:
+                self._errors.append(exc)
+                self._stop.set()
+                item = None
+            if signals.post_source:
+                signals.post_source(stream, item[0] if item else None)
+            if item is None:
+                return None
+            index = self._read
+            self._read += 1
+            if self._first_event_at is None:
+                self._first_event_at = time.perf_counter()
+        return index, item
+
+    def _stream_loop(self, schedule: StreamSchedule, events) -> None:
+        signals = self.process.signals
+        source_label = self.process.source.label
+        counts = self._stream_counts[schedule.stream]
+        skip_on_error = self.options.on_error == "skip_event"
+        in_flight = self.process.job.in_flight
+        while True:
+            got = self._next_event(schedule.stream, events)
+            if got is None:
+                return
+            index, (event_id, products) = got
+            in_flight[schedule.stream] = index
+            event = Event(event_id, index, schedule.stream, schedule.on_demand)
+            for instance, product in products.items():
+                event.put_as(source_label, product, instance)
+            if signals.pre_event:
+                signals.pre_event(event)
+            status = "error"
+            try:
+                status = schedule.process(event)
+            except KeyboardInterrupt as exc:
+                self._errors.append(exc)
+                self._stop.set()
+            except Exception as exc:
+                if skip_on_error:
+                    log.warning("skipping event (%s): %s", event_id, _one_line(exc))
+                else:
+                    self._errors.append(exc)
+                    self._stop.set()
+            finally:
+                if signals.post_event:
+                    signals.post_event(event, status)
+            in_flight[schedule.stream] = _IDLE
+            counts["processed"] += 1
+            counts[{"accept": "passed", "reject": "failed"}.get(status, "error")] += 1
+            if self._stop.is_set():
+                return
+
+    def _fill(self, summary: JobSummary) -> None:
+        process = self.process
+        for c in self._stream_counts:
+            summary.events_processed += c["processed"]
+            summary.events_passed += c["passed"]
+            summary.events_failed += c["failed"]
+            summary.events_error += c["error"]
+        summary.events_read = self._read
+        summary.events_not_processed = self._read - summary.events_processed
+        summary.source = process.source.accounting()
+        summary.events_skipped = summary.source.get("skipped", self.options.skipEvents if self._read else 0)
+        if self._first_event_at is not None:
+            summary.time_to_first_event_s = self._first_event_at - self._t0
+        first = process.schedules[0]
+        for table, runners in ((summary.paths, "paths"), (summary.endpaths, "endpaths")):
+            for i, runner in enumerate(getattr(first, runners)):
+                merged = PathCounters(modules=[ModuleCounters() for _ in runner.entries])
+                for schedule in process.schedules:
+                    merged.add(getattr(schedule, runners)[i].counters)
+                table[runner.name] = merged
+                summary.path_entries[runner.name] = [str(e) for e in runner.entries]
+        for label in process.config.modules:
+            merged = ModuleCounters()
+            for schedule in process.schedules:
+                merged.add(schedule.workers[label].counters)
+            summary.modules[label] = merged
+            summary.module_types[label] = process.config.modules[label].type
+        for desc, module in process.all_modules():  # per-stream instances: counters add up
+            merged = summary.module_summaries.setdefault(desc.label, {})
+            for key, value in module.summary().items():
+                if key in merged and isinstance(value, int) and not isinstance(value, bool):
+                    merged[key] += value
+                else:
+                    merged[key] = value
+        summary.module_summaries = {k: v for k, v in summary.module_summaries.items() if v}
+
+
+class JobFailed(Exception):
+    """The job stopped on an error; carries the partial summary so reports can still be printed."""
+
+    def __init__(self, summary: JobSummary, cause: BaseException) -> None:
+        super().__init__(summary.failure)
+        self.summary = summary
+        self.cause = cause
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, HltError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by the user (Ctrl-C)"
+    return f"{type(exc).__name__}: {exc}"

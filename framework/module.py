@@ -1,0 +1,116 @@
+"""Base classes for plugins, mirroring CMSSW's EDProducer / EDFilter / EDAnalyzer / OutputModule.
+
+A plugin declares its parameters as a dataclass in ``Parameters``; the configuration validates the
+YAML against it before any module is built, so a module receives typed, checked values.
+
+``concurrency`` says how the framework shares the module between streams:
+
+* ``"stream"`` - one instance per stream (no locking needed; the default),
+* ``"global"`` - one instance shared by all streams; its per-event method must be thread-safe,
+* ``"one"``    - one instance, and the framework serialises its per-event calls with a lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal
+
+if TYPE_CHECKING:
+    from .event import Event, EventID
+    from .process import JobContext
+
+Concurrency = Literal["stream", "global", "one"]
+
+
+@dataclass
+class NoParameters:
+    """For modules that take no parameters."""
+
+
+class Module:
+    """Common part of every event-processing plugin."""
+
+    Parameters: ClassVar[type] = NoParameters
+    concurrency: ClassVar[Concurrency] = "stream"
+    kind: ClassVar[str] = "module"
+
+    def __init__(self, label: str, params: Any) -> None:
+        self.label = label
+        self.params = params
+
+    @property
+    def type_name(self) -> str:
+        return getattr(type(self), "registered_name", type(self).__name__)
+
+    def begin_job(self, job: "JobContext") -> None:
+        """Called once before the first event (load models, open files)."""
+
+    def end_job(self) -> None:
+        """Called once after the last event (close files, write summaries)."""
+
+    def summary(self) -> dict[str, Any]:
+        """Extra per-module facts for the end-of-job report (counters, backend description)."""
+        return {}
+
+
+class Producer(Module):
+    kind = "producer"
+
+    def produce(self, event: "Event") -> None:
+        raise NotImplementedError
+
+
+class Filter(Module):
+    kind = "filter"
+
+    def filter(self, event: "Event") -> bool:
+        raise NotImplementedError
+
+
+class Analyzer(Module):
+    kind = "analyzer"
+
+    def analyze(self, event: "Event") -> None:
+        raise NotImplementedError
+
+
+class OutputModule(Module):
+    """Writes selected events. ``select_events`` in its parameters works like CMSSW's SelectEvents."""
+
+    kind = "output"
+    concurrency = "one"
+
+    def write(self, event: "Event") -> None:
+        raise NotImplementedError
+
+    def selected_paths(self) -> list[str]:
+        return list(getattr(self.params, "select_events", []) or [])
+
+
+class Source:
+    """Provides events. The framework calls ``events()`` once and pulls from one stream at a time.
+
+    ``events`` yields ``(EventID, products)`` where products maps instance name (``""`` for the
+    main product) to value; they are put into the event under the source's label.
+    The source honours ``skip`` and ``limit`` itself so that skipped entries are never read.
+    """
+
+    Parameters: ClassVar[type] = NoParameters
+    kind: ClassVar[str] = "source"
+
+    def __init__(self, label: str, params: Any) -> None:
+        self.label = label
+        self.params = params
+
+    def begin_job(self, job: "JobContext") -> None:
+        """Open inputs and check them (files, tree, branches) before the first event."""
+
+    def events(self, skip: int, limit: int | None) -> Iterator[tuple["EventID", dict[str, Any]]]:
+        raise NotImplementedError
+
+    def end_job(self) -> None:
+        """Release inputs."""
+
+    def accounting(self) -> dict[str, int]:
+        """Counts for the job report: entries read and skipped, files opened."""
+        return {}

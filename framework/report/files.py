@@ -1,0 +1,38 @@
+"""Files written with ``--report-dir``: hltrun's JSON summary, atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..service import Service
+from ..summary import JobSummary
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write to a temporary file in the same folder and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> list[Path]:
+    doc: dict[str, Any] = {"schema": "hltrun-report/1", "job": summary.to_dict(), "services": {}}
+    written: list[Path] = []
+    for service in services:
+        part = service.json_report(summary)
+        if part is not None:
+            doc["services"][service.name] = part
+        written += service.write_files(report_dir, summary)
+    written.insert(0, atomic_write_text(report_dir / "hltrun.json", json.dumps(doc, indent=1, default=str)))
+    return written

@@ -1,0 +1,57 @@
+"""CMSSW-style TrigReport: events, paths, modules in paths, module summary."""
+
+from __future__ import annotations
+
+from ..summary import JobSummary, ModuleCounters
+
+_HEAD = "TrigReport"
+
+
+def _module_rows(title: str, names: list[str], counters: list[ModuleCounters], bits: list[str]) -> list[str]:
+    rows = [f"{_HEAD} {'-' * 10} {title} {'-' * 12}",
+            f"{_HEAD}  Trig Bit#    Visited     Passed     Failed      Error Name"]
+    for bit, name, c in zip(bits, names, counters):
+        rows.append(f"{_HEAD} {bit:>10} {c.visited:>10} {c.passed:>10} {c.failed:>10} {c.error:>10} {name}")
+    return rows
+
+
+def trig_report(summary: JobSummary) -> str:
+    """The TrigReport tables, in the order and with the columns cmsRun's wantSummary prints."""
+    s = summary
+    lines = [
+        f"{_HEAD} {'-' * 10} Event  Summary {'-' * 12}",
+        f"{_HEAD} Events total = {s.events_processed} passed = {s.events_passed} "
+        f"failed = {s.events_failed} error = {s.events_error}",
+        "",
+        f"{_HEAD} {'-' * 10} Path   Summary {'-' * 12}",
+        f"{_HEAD}  Trig Bit#   Executed     Passed     Failed      Error Name",
+    ]
+    for bit, (name, c) in enumerate(s.paths.items()):
+        lines.append(f"{_HEAD} {1:>4}{bit:>6} {c.executed:>10} {c.passed:>10} {c.failed:>10} {c.error:>10} {name}")
+    lines += ["", f"{_HEAD} {'-' * 9} End-Path   Summary {'-' * 9}",
+              f"{_HEAD}  Trig Bit#   Executed     Passed     Failed      Error Name"]
+    for bit, (name, c) in enumerate(s.endpaths.items()):
+        lines.append(f"{_HEAD} {0:>4}{bit:>6} {c.executed:>10} {c.passed:>10} {c.failed:>10} {c.error:>10} {name}")
+    for kind, table, flag in (("Path", s.paths, 1), ("EndPath", s.endpaths, 0)):
+        for bit, (name, c) in enumerate(table.items()):
+            entries = s.path_entries[name]
+            lines += [""] + _module_rows(f"Modules in {kind}: {name}", entries, c.modules,
+                                         [f"{flag:>4}{bit:>6}"] * len(entries))
+    labels = list(s.modules)
+    lines += [""] + _module_rows("Module Summary", labels, [s.modules[k] for k in labels], [""] * len(labels))
+    return "\n".join(lines) + "\n"
+
+
+def job_accounting(summary: JobSummary) -> str:
+    """Where every event went: read, skipped, processed, and the job's timing landmarks."""
+    s = summary
+    lines = [f"JobReport  events read {s.events_read}, skipped (skipEvents) {s.events_skipped}, "
+             f"processed {s.events_processed} (passed {s.events_passed}, failed {s.events_failed}, "
+             f"error {s.events_error}), read but not processed {s.events_not_processed}"]
+    rate = s.events_processed / s.wall_s if s.wall_s > 0 else 0.0
+    first = f"{s.time_to_first_event_s:.2f} s" if s.time_to_first_event_s is not None else "n/a"
+    lines.append(f"JobReport  wall time {s.wall_s:.2f} s, {rate:.1f} events/s, begin_job {s.begin_job_s:.2f} s, "
+                 f"start to first event {first}, streams {s.streams}")
+    if s.failure:
+        lines.append(f"JobReport  stopped by: {s.failure}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,169 @@
+"""Validation of plain YAML data into typed dataclasses, in one place.
+
+Every configurable thing (options, module parameters, services) declares a dataclass; this module
+turns a ``dict`` from YAML into an instance of it, and reports the first problem as one line with the
+key path (``modules.vae.threshold: expected float, got 'abc'``). Modules never validate by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, Union, get_args, get_origin
+
+from .errors import ConfigError
+
+
+class InputTag(str):
+    """A parameter naming another module's product: ``label`` or ``label:instance``.
+
+    Declaring a field as ``InputTag`` lets the configuration check that the label exists and build
+    the dependency graph (for cycle detection) without knowing any module by name.
+    """
+
+    @property
+    def label(self) -> str:
+        return self.split(":", 1)[0]
+
+    @property
+    def instance(self) -> str:
+        return self.split(":", 1)[1] if ":" in self else ""
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if tp is InputTag:
+        return "module label"
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (list, tuple):
+        args = get_args(tp)
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None)) + " or null" * (
+            type(None) in get_args(tp)
+        )
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def convert(value: Any, tp: Any, where: str) -> Any:
+    """Convert ``value`` to type ``tp`` or raise ConfigError naming ``where``."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return convert(value, arg, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise ConfigError(f"{where}: expected one of {_type_name(tp)}, got {_show(value)}")
+    if origin in (list, tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
+        (item_tp,) = get_args(tp)[:1] or (Any,)
+        return [convert(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
+        key_tp, val_tp = get_args(tp) or (str, Any)
+        return {str(k): convert(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is InputTag:
+        if isinstance(value, str) and value and not value.startswith(":"):
+            return InputTag(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a programming error in a module's declaration
+        raise TypeError(f"unsupported parameter type {tp!r} at {where}")
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
+
+
+def build(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from mapping ``data``; unknown keys and missing required keys fail."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(f"{where}.{key}: unknown key (allowed: {known})")
+    kwargs = {}
+    for name, field in fields.items():
+        if name in data:
+            kwargs[name] = convert(data[name], hints[name], f"{where}.{name}")
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}.{name}: required key is missing ({_type_name(hints[name])})")
+    try:
+        obj = cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # __post_init__ checks of value ranges
+        raise ConfigError(f"{where}: {exc}") from None
+    return obj
+
+
+def input_tags(obj: Any) -> list[InputTag]:
+    """All InputTag values held by a parameters dataclass (also inside lists)."""
+    found: list[InputTag] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, InputTag):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name))
+
+    walk(obj)
+    return found
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses back to plain YAML-able data (for ``--dump``)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, str):
+        return str(obj)
+    return obj

@@ -1,0 +1,38 @@
+"""Base class for services: observers of the event loop that contribute to the end-of-job report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .module import NoParameters
+
+if TYPE_CHECKING:
+    from .process import JobContext
+    from .signals import ActivityRegistry
+    from .summary import JobSummary
+
+
+class Service:
+    """Subscribe to signals in ``connect``; report in ``text_report`` / ``json_report`` / ``write_files``."""
+
+    Parameters: ClassVar[type] = NoParameters
+
+    def __init__(self, name: str, params: Any) -> None:
+        self.name = name
+        self.params = params
+
+    def connect(self, signals: "ActivityRegistry", job: "JobContext") -> None:
+        """Subscribe to the signals this service needs."""
+
+    def text_report(self, summary: "JobSummary") -> str:
+        """Section(s) of the end-of-job text report (CMSSW-style tables)."""
+        return ""
+
+    def json_report(self, summary: "JobSummary") -> dict[str, Any] | None:
+        """This service's part of hltrun's own JSON report."""
+        return None
+
+    def write_files(self, report_dir: Path, summary: "JobSummary") -> list[Path]:
+        """Extra files for ``--report-dir`` (e.g. a FastTimerService resources.json)."""
+        return []

@@ -1,0 +1,66 @@
+"""The framework's signals (CMSSW's ActivityRegistry): services subscribe, modules never see them.
+
+A ``Signal`` is a tuple of callbacks. The hot path calls ``if sig: sig(...)`` so a signal nobody
+listens to costs one truth test per module call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class ModuleDescription:
+    """What services learn about a module: label, registered type and kind."""
+
+    label: str
+    type: str
+    kind: str  # source, producer, filter, analyzer, output
+    index: int  # position in the process's module list (source is 0) for array-based bookkeeping
+
+
+class Signal:
+    __slots__ = ("name", "_slots")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._slots: tuple[Callable[..., Any], ...] = ()
+
+    def connect(self, slot: Callable[..., Any]) -> None:
+        self._slots = self._slots + (slot,)
+
+    def __bool__(self) -> bool:
+        return bool(self._slots)
+
+    def __call__(self, *args: Any) -> None:
+        for slot in self._slots:
+            slot(*args)
+
+
+class ActivityRegistry:
+    """All signals of a job. Arguments per signal:
+
+    * ``pre_begin_job(job)`` / ``post_begin_job(job)``
+    * ``pre_module_begin_job(desc)`` / ``post_module_begin_job(desc)``
+    * ``pre_source(stream)`` / ``post_source(stream, event_id_or_None)``
+    * ``pre_event(event)`` / ``post_event(event, status)``; status is ``"accept"``, ``"reject"`` or ``"error"``
+    * ``pre_path(event, path_name)`` / ``post_path(event, path_name, accepted)``
+    * ``pre_module(event, desc)`` / ``post_module(event, desc)`` (also after an exception)
+    * ``pre_module_end_job(desc)`` / ``post_module_end_job(desc)``
+    * ``pre_end_job()`` / ``post_end_job(summary)``
+    """
+
+    NAMES = (
+        "pre_begin_job", "post_begin_job", "pre_module_begin_job", "post_module_begin_job",
+        "pre_source", "post_source", "pre_event", "post_event", "pre_path", "post_path",
+        "pre_module", "post_module", "pre_module_end_job", "post_module_end_job",
+        "pre_end_job", "post_end_job",
+    )
+
+    def __init__(self) -> None:
+        for name in self.NAMES:
+            setattr(self, name, Signal(name))
+
+    def __getattr__(self, name: str) -> Signal:  # only reached for unknown names
+        raise AttributeError(f"no signal named {name!r} (known: {', '.join(self.NAMES)})")

@@ -1,0 +1,74 @@
+"""End-of-job counters: what TrigReport prints and every report builds on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModuleCounters:
+    """CMSSW's Visited / Passed / Failed / Error of one module (or one module on one path)."""
+
+    visited: int = 0
+    passed: int = 0
+    failed: int = 0
+    error: int = 0
+
+    def add(self, other: "ModuleCounters") -> None:
+        self.visited += other.visited
+        self.passed += other.passed
+        self.failed += other.failed
+        self.error += other.error
+
+
+@dataclass
+class PathCounters:
+    """Executed / Passed / Failed / Error of one path, plus its modules' counters in path order."""
+
+    executed: int = 0
+    passed: int = 0
+    failed: int = 0
+    error: int = 0
+    modules: list[ModuleCounters] = field(default_factory=list)
+
+    def add(self, other: "PathCounters") -> None:
+        self.executed += other.executed
+        self.passed += other.passed
+        self.failed += other.failed
+        self.error += other.error
+        for mine, theirs in zip(self.modules, other.modules):
+            mine.add(theirs)
+
+
+@dataclass
+class JobSummary:
+    """Everything counted in one job; every event read is accounted for here."""
+
+    process: str
+    streams: int
+    events_read: int = 0  # events handed out by the source
+    events_skipped: int = 0  # skipEvents: entries passed over without being read
+    events_processed: int = 0
+    events_passed: int = 0
+    events_failed: int = 0
+    events_error: int = 0
+    events_not_processed: int = 0  # read but not processed because the job stopped on an error
+    paths: dict[str, PathCounters] = field(default_factory=dict)
+    endpaths: dict[str, PathCounters] = field(default_factory=dict)
+    path_entries: dict[str, list[str]] = field(default_factory=dict)  # name -> ["~label", ...]
+    modules: dict[str, ModuleCounters] = field(default_factory=dict)
+    module_types: dict[str, str] = field(default_factory=dict)
+    module_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: dict[str, int] = field(default_factory=dict)
+    wall_s: float = 0.0
+    time_to_first_event_s: float | None = None
+    begin_job_s: float = 0.0
+    failure: str | None = None  # the one-line error that stopped the job, if any
+    budget_ms: float = 100.0
+    input_rate_hz: float = 100_000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)

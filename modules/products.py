@@ -1,0 +1,59 @@
+"""Event products exchanged between the built-in modules (the data formats, in CMSSW terms)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class JetCollection:
+    """One event's jets as cheap views into its chunk's padded arrays (no copy per event).
+
+    ``constituents`` is (n_jets, C, 3) float32 of (eta, phi, pT), each jet's constituents sorted by
+    decreasing pT and zero-padded to C; ``n_constituents`` the real count before truncation to C.
+    Jets are in decreasing pT order.
+    """
+
+    pt: np.ndarray
+    eta: np.ndarray
+    phi: np.ndarray
+    mass: np.ndarray
+    n_constituents: np.ndarray
+    constituents: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pt)
+
+
+@dataclass(frozen=True)
+class JetBatch:
+    """The model input for one event: (n_jets, 100, 3) float32 (eta, phi, pT) and its mask.
+
+    With ``relative`` the first two features are (eta - eta_jet, wrapped phi - phi_jet).
+    Padded rows are all zeros and ``mask`` is False there.
+    """
+
+    inputs: np.ndarray
+    mask: np.ndarray
+    jet_pt: np.ndarray
+    relative: bool
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass(frozen=True)
+class JetScores:
+    """Per-jet anomaly scores from a VAE: ``score`` (reconstruction distance) and ``kl`` (beta*KL).
+
+    ``valid`` is False for jets whose input was not finite (their score is the documented fill value).
+    """
+
+    score: np.ndarray
+    kl: np.ndarray | None = None
+    valid: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.score)

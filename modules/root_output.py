@@ -1,0 +1,147 @@
+"""ROOT output module: event ids, every path's decision and the kept products, per selected event.
+
+Rows are buffered and written in input order (the framework tells which events are still in flight
+on other streams), so the file is identical for any number of streams. The file is written under a
+temporary name and renamed only when the job ends cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from framework.errors import ModuleError
+from framework.event import Event
+from framework.module import OutputModule
+from framework.registry import register_module
+from framework.schema import InputTag
+
+from .rootio import write_nanoaod
+
+log = logging.getLogger("hltrun")
+
+
+@dataclass
+class RootOutputParameters:
+    file: str = "hltrun_output.root"
+    tree: str = "Events"
+    select_events: list[str] = field(default_factory=list)  # paths; empty: every event
+    keep: list[InputTag] = field(default_factory=list)  # products to write, e.g. [vae]
+    compression: Literal["zlib", "lz4", "zstd", "none"] = "zlib"
+    basket_events: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.basket_events < 1:
+            raise ValueError(f"basket_events must be >= 1, got {self.basket_events}")
+
+
+def product_columns(label: str, product: Any) -> dict[str, Any]:
+    """Flatten a product into named columns: 1-D arrays become per-jet lists, scalars stay scalars."""
+    if dataclasses.is_dataclass(product):
+        items = [(f.name, getattr(product, f.name)) for f in dataclasses.fields(product)]
+    elif isinstance(product, dict):
+        items = list(product.items())
+    else:
+        items = [("", product)]
+    out = {}
+    for name, value in items:
+        key = f"{label}_{name}" if name else label
+        if value is None or isinstance(value, (str, bytes)):
+            continue
+        arr = np.asarray(value)
+        if arr.ndim <= 1 and arr.dtype.kind in "biuf":
+            out[key] = arr
+    return out
+
+
+@register_module("RootOutputModule")
+class RootOutputModule(OutputModule):
+    Parameters = RootOutputParameters
+    concurrency = "one"
+
+    def __init__(self, label: str, params: RootOutputParameters) -> None:
+        super().__init__(label, params)
+        self.path = Path(params.file)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._file = None
+        self._written = 0
+        self._job = None
+        self._paths: list[str] = []
+
+    def begin_job(self, job) -> None:  # noqa: ANN001
+        import uproot
+
+        self._job = job
+        self._paths = list(job.config.paths)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        compression = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}
+        try:
+            self._file = uproot.recreate(self.tmp, compression=compression[self.params.compression])
+        except OSError as exc:
+            raise ModuleError(f"module '{self.label}': cannot create {self.tmp}: {exc.strerror}") from None
+
+    def write(self, event: Event) -> None:
+        row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
+                               "event": event.id.event}
+        for path in self._paths:
+            row[f"HLT_{path}"] = event.trigger_results.get(path, False)
+        for tag in self.params.keep:
+            row.update(product_columns(tag.replace(":", "_"), event.get(tag)))
+        self._pending[event.index] = row
+        if len(self._pending) >= self.params.basket_events:
+            self._flush(min(self._job.in_flight) if self._job and self._job.in_flight else None)
+
+    def _flush(self, below: int | None) -> None:
+        """Write the buffered rows with index < ``below`` (all rows if None), in index order."""
+        ready = sorted(i for i in self._pending if below is None or i < below)
+        if not ready:
+            return
+        rows = [self._pending.pop(i) for i in ready]
+        self._extend(rows)
+
+    def _extend(self, rows: list[dict[str, Any]]) -> None:
+        import awkward as ak
+
+        columns: dict[str, Any] = {}
+        jagged: dict[str, dict[str, Any]] = {}
+        for key in rows[0]:
+            values = [r.get(key) for r in rows]
+            first = np.asarray(values[0])
+            if first.ndim == 0:
+                columns[key] = np.asarray(values)
+            else:
+                collection, _, name = key.partition("_")
+                jagged.setdefault(collection, {})[name or "value"] = ak.Array([np.asarray(v).tolist() for v in values])
+        for collection, fields in jagged.items():
+            columns[collection] = ak.zip(fields) if len(fields) > 1 else next(iter(fields.values()))
+        write_nanoaod(self._file, self.params.tree, columns)
+        self._written += len(rows)
+
+    def end_job(self) -> None:
+        if self._file is None:
+            return
+        try:
+            if not self._job.failed:
+                self._flush(None)
+                if self._written == 0:  # an empty but valid tree: "no event selected" is a result
+                    write_nanoaod(self._file, self.params.tree, {"run": np.zeros(0, np.uint32),
+                                                                 "luminosityBlock": np.zeros(0, np.uint32),
+                                                                 "event": np.zeros(0, np.uint64)})
+        finally:
+            self._file.close()
+            self._file = None
+        if self._job.failed:
+            self.tmp.unlink(missing_ok=True)
+            log.warning("output %s not written: the job stopped on an error", self.path)
+            return
+        os.replace(self.tmp, self.path)
+
+    def summary(self) -> dict[str, Any]:
+        return {"file": str(self.path), "events_written": self._written}

@@ -1,0 +1,287 @@
+"""ROOT jet source: reads jets and their constituents with uproot, one chunk at a time.
+
+Three on-disk layouts are understood (branch names always come from the configuration):
+
+* ``counts``    - NanoAOD-like: a jet collection with a per-jet constituent count
+  (``FatJet_nConstituents``) and a flat per-event constituent list, jet by jet;
+* ``jet_index`` - PFNano-like: a flat constituent list with a per-constituent jet index
+  (``FatJetPFCands_jetIdx``), optionally indirect through a candidate index
+  (``FatJetPFCands_pFCandsIdx`` into ``PFCands_*``);
+* ``nested``    - doubly-jagged per-jet constituent branches (``vector<vector<float>>``).
+
+Each chunk is converted once, with numpy, into padded (n_jets, C, 3) arrays; events receive cheap
+``JetCollection`` views into them.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal
+
+import awkward as ak
+import numpy as np
+
+from framework.errors import SourceError
+from framework.event import EventID
+from framework.module import Source
+from framework.registry import register_module
+
+from .jets import pad_constituents
+from .products import JetCollection
+
+log = logging.getLogger("hltrun")
+
+
+@dataclass
+class JetBranches:
+    """Branch names. Event-id branches may be ``null``: ids are then (1, 1, entry number + 1)."""
+
+    run: str | None = "run"
+    luminosityBlock: str | None = "luminosityBlock"
+    event: str | None = "event"
+    jet_pt: str = "FatJet_pt"
+    jet_eta: str = "FatJet_eta"
+    jet_phi: str = "FatJet_phi"
+    jet_mass: str | None = "FatJet_mass"
+    jet_n_constituents: str = "FatJet_nConstituents"  # layout: counts
+    cand_pt: str = "FatJetPFCand_pt"
+    cand_eta: str = "FatJetPFCand_eta"
+    cand_phi: str = "FatJetPFCand_phi"
+    cand_jet_index: str = "FatJetPFCands_jetIdx"  # layout: jet_index
+    cand_index: str | None = None  # layout: jet_index, indirection into the cand_* collection
+
+
+@dataclass
+class RootJetSourceParameters:
+    files: list[str]
+    tree: str = "Events"
+    layout: Literal["counts", "jet_index", "nested"] = "counts"
+    branches: JetBranches = field(default_factory=JetBranches)
+    chunk_size: int = 10_000  # entries read and converted at once
+    max_constituents: int = 100
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise ValueError("files: give at least one ROOT file (globs allowed)")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.max_constituents < 1:
+            raise ValueError(f"max_constituents must be >= 1, got {self.max_constituents}")
+
+
+class _Chunk:
+    """One chunk converted to flat numpy arrays; ``event(i)`` returns views only."""
+
+    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "constituents", "ids")
+
+    def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, constituents, ids) -> None:
+        self.jet_offsets = jet_offsets
+        self.pt, self.eta, self.phi, self.mass = pt, eta, phi, mass
+        self.ncons = ncons
+        self.constituents = constituents
+        self.ids = ids
+
+    def event(self, i: int) -> JetCollection:
+        a, b = self.jet_offsets[i], self.jet_offsets[i + 1]
+        return JetCollection(self.pt[a:b], self.eta[a:b], self.phi[a:b], self.mass[a:b],
+                             self.ncons[a:b], self.constituents[a:b])
+
+
+@register_module("RootJetSource")
+class RootJetSource(Source):
+    """Jets from one or more ROOT files (see the module docstring for the layouts)."""
+
+    Parameters = RootJetSourceParameters
+
+    def __init__(self, label: str, params: RootJetSourceParameters) -> None:
+        super().__init__(label, params)
+        self.files: list[str] = []
+        self.entries: dict[str, int] = {}
+        self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0}
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _branch_names(self) -> list[str]:
+        b, layout = self.params.branches, self.params.layout
+        names = [b.jet_pt, b.jet_eta, b.jet_phi, b.cand_pt, b.cand_eta, b.cand_phi]
+        names += [n for n in (b.run, b.luminosityBlock, b.event, b.jet_mass) if n]
+        if layout == "counts":
+            names.append(b.jet_n_constituents)
+        elif layout == "jet_index":
+            names += [b.cand_jet_index] + ([b.cand_index] if b.cand_index else [])
+        return names
+
+    def begin_job(self, job: Any) -> None:
+        """Expand globs and check every file, tree and branch before the first event."""
+        for pattern in self.params.files:
+            matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            if not matches:
+                raise SourceError(f"source: no file matches {pattern!r}")
+            self.files += matches
+        for path in self.files:
+            tree = self._open_tree(path)
+            missing = [n for n in self._branch_names() if n not in tree]
+            if missing:
+                import difflib
+
+                hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, tree.keys(), n=1)[0]!r}?)"
+                                     if difflib.get_close_matches(m, tree.keys(), n=1) else "") for m in missing]
+                raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
+                                  f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
+            self.entries[path] = int(tree.num_entries)
+        self._count["files"] = len(self.files)
+        self._count["entries_in_files"] = sum(self.entries.values())
+        log.debug("source: %d file(s), %d entries", len(self.files), self._count["entries_in_files"])
+
+    def _open_tree(self, path: str):
+        import uproot
+
+        if not os.path.exists(path):
+            raise SourceError(f"source: input file not found: {path}")
+        try:
+            handle = uproot.open(path)
+        except Exception as exc:
+            raise SourceError(f"source: cannot read {path} as a ROOT file ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else 'corrupt header'})") from exc
+        try:
+            tree = handle[self.params.tree]
+        except Exception:
+            names = ", ".join(k.split(";")[0] for k in handle.keys(recursive=False)) or "none"
+            raise SourceError(f"source: no tree '{self.params.tree}' in {path} (objects: {names})") from None
+        if not hasattr(tree, "num_entries"):
+            raise SourceError(f"source: '{self.params.tree}' in {path} is not a TTree")
+        return tree
+
+    # -- event iteration -----------------------------------------------------------------------
+
+    def events(self, skip: int, limit: int | None) -> Iterator[tuple[EventID, dict[str, Any]]]:
+        """Yield (EventID, {"": JetCollection}) reading only the entries that will be used."""
+        to_skip, left = skip, limit
+        for path in self.files:
+            n = self.entries[path]
+            if to_skip >= n:
+                to_skip -= n
+                self._count["skipped"] += n
+                continue
+            start, to_skip = to_skip, 0
+            self._count["skipped"] += start
+            stop = n if left is None else min(n, start + left)
+            if stop <= start:
+                break
+            for chunk in self._chunks(path, start, stop):
+                for i in range(len(chunk.jet_offsets) - 1):
+                    self._count["read"] += 1
+                    yield chunk.ids[i], {"": chunk.event(i)}
+            if left is not None:
+                left -= stop - start
+                if left <= 0:
+                    break
+
+    def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
+        tree = self._open_tree(path)
+        it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
+                          entry_stop=stop, library="ak", report=True)
+        while True:
+            try:
+                arrays, report = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
+                                  f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            self._count["chunks"] += 1
+            yield self._convert(arrays, path, report.tree_entry_start)
+
+    def _convert(self, arrays: ak.Array, path: str, first_entry: int) -> _Chunk:
+        b, layout = self.params.branches, self.params.layout
+        where = f"{path} entries {first_entry}-{first_entry + len(arrays)}"
+        jet_counts = _counts(arrays[b.jet_pt], b.jet_pt, where)
+        n_jets = int(jet_counts.sum())
+        jet_offsets = np.zeros(len(jet_counts) + 1, dtype=np.int64)
+        np.cumsum(jet_counts, out=jet_offsets[1:])
+
+        def flat(name: str) -> np.ndarray:
+            return np.asarray(ak.flatten(arrays[name], axis=None), dtype=np.float32)
+
+        jet_pt, jet_eta, jet_phi = flat(b.jet_pt), flat(b.jet_eta), flat(b.jet_phi)
+        jet_mass = flat(b.jet_mass) if b.jet_mass else np.zeros(n_jets, np.float32)
+        for name, values in ((b.jet_eta, jet_eta), (b.jet_phi, jet_phi), (b.jet_mass, jet_mass)):
+            if len(values) != n_jets:
+                raise SourceError(f"source: branch '{name}' has {len(values)} jets but '{b.jet_pt}' has "
+                                  f"{n_jets} in {where}")
+
+        if layout == "counts":
+            per_jet = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None), dtype=np.int64)
+            cand_counts = _counts(arrays[b.cand_pt], b.cand_pt, where)
+            if len(per_jet) != n_jets:
+                raise SourceError(f"source: '{b.jet_n_constituents}' has {len(per_jet)} jets but "
+                                  f"'{b.jet_pt}' has {n_jets} in {where}")
+            cumulative = np.concatenate([[0], np.cumsum(per_jet)])
+            declared = cumulative[jet_offsets[1:]] - cumulative[jet_offsets[:-1]]
+            bad = np.flatnonzero(declared != cand_counts)
+            if len(bad):
+                e = first_entry + int(bad[0]) if len(bad) else first_entry
+                raise SourceError(f"source: '{b.jet_n_constituents}' does not add up to the number of "
+                                  f"'{b.cand_pt}' entries (first at entry {e} of {path})")
+            jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
+            cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
+        elif layout == "jet_index":
+            link_counts = _counts(arrays[b.cand_jet_index], b.cand_jet_index, where)
+            jet_idx = np.asarray(ak.flatten(arrays[b.cand_jet_index], axis=None), dtype=np.int64)
+            event_of_link = np.repeat(np.arange(len(link_counts)), link_counts)
+            valid = (jet_idx >= 0) & (jet_idx < jet_counts[event_of_link])
+            jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
+            cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
+            if b.cand_index:
+                cand_counts = _counts(arrays[b.cand_pt], b.cand_pt, where)
+                cand_offsets = np.concatenate([[0], np.cumsum(cand_counts)])
+                cidx = np.asarray(ak.flatten(arrays[b.cand_index], axis=None), dtype=np.int64)
+                ok = (cidx >= 0) & (cidx < cand_counts[event_of_link])
+                valid &= ok
+                jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
+                take = (cidx + cand_offsets[:-1][event_of_link])[valid]
+            else:
+                if len(cpt) != len(jet_idx):
+                    raise SourceError(f"source: '{b.cand_jet_index}' and '{b.cand_pt}' differ in length in {where}")
+                take = np.flatnonzero(valid)
+            cpt, ceta, cphi = cpt[take], ceta[take], cphi[take]
+        else:  # nested
+            cands = arrays[b.cand_pt]
+            if cands.ndim != 3:
+                raise SourceError(f"source: layout 'nested' needs per-jet constituent lists in '{b.cand_pt}' "
+                                  f"(doubly jagged), got {cands.ndim - 1} level(s) of nesting in {path}")
+            if not np.array_equal(np.asarray(ak.num(cands, axis=1)), jet_counts):
+                raise SourceError(f"source: '{b.cand_pt}' and '{b.jet_pt}' have different numbers of jets in {where}")
+            per_jet = np.asarray(ak.flatten(ak.num(cands, axis=2)), dtype=np.int64)
+            jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
+            cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
+
+        padded, ncons = pad_constituents(jet_of_cand, ceta, cphi, cpt, n_jets, self.params.max_constituents)
+        # jets in decreasing pT within each event (NanoAOD already is; other ntuples may not be)
+        event_of_jet = np.repeat(np.arange(len(jet_counts)), jet_counts)
+        order = np.lexsort((-jet_pt, event_of_jet))
+        ids = self._ids(arrays, first_entry)
+        return _Chunk(jet_offsets, jet_pt[order], jet_eta[order], jet_phi[order], jet_mass[order],
+                      ncons[order], padded[order], ids)
+
+    def _ids(self, arrays: ak.Array, first_entry: int) -> list[EventID]:
+        b = self.params.branches
+        n = len(arrays)
+        entry = np.arange(first_entry + 1, first_entry + n + 1)
+        run = np.asarray(arrays[b.run]) if b.run else np.ones(n, np.int64)
+        lumi = np.asarray(arrays[b.luminosityBlock]) if b.luminosityBlock else np.ones(n, np.int64)
+        evt = np.asarray(arrays[b.event]) if b.event else entry
+        return [EventID(int(r), int(l), int(e)) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
+
+    def accounting(self) -> dict[str, int]:
+        return dict(self._count)
+
+
+def _counts(array: ak.Array, name: str, where: str) -> np.ndarray:
+    """Per-event list lengths of a jagged branch, or a clear error if it is not a per-event list."""
+    if array.ndim < 2:
+        raise SourceError(f"source: branch '{name}' is not a per-event collection (one value per event) in {where}")
+    return np.asarray(ak.num(array, axis=1), dtype=np.int64)

@@ -1,0 +1,109 @@
+"""Shared fixtures: small ROOT files in the three layouts the source reads, and test-only modules."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from modules.rootio import write_nanoaod
+from tests import plugins  # noqa: F401  (registers the test-only modules)
+
+
+def make_events(n_events: int, seed: int = 1) -> list[dict]:
+    """Random jets: 0-4 per event, 1-150 constituents each, pT-unsorted on purpose."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for i in range(n_events):
+        n_jets = int(rng.integers(0, 5))
+        jets = []
+        for _ in range(n_jets):
+            n_c = int(rng.integers(1, 151))
+            jets.append({
+                "pt": float(rng.uniform(200, 1500)), "eta": float(rng.uniform(-2.4, 2.4)),
+                "phi": float(rng.uniform(-np.pi, np.pi)), "mass": float(rng.uniform(10, 200)),
+                "c_pt": rng.exponential(20, n_c).astype(np.float32) + 0.5,
+                "c_eta": rng.normal(0, 0.3, n_c).astype(np.float32),
+                "c_phi": rng.normal(0, 0.3, n_c).astype(np.float32),
+            })
+        events.append({"run": 1, "lumi": 1 + i // 100, "event": 1000 + i, "jets": jets})
+    return events
+
+
+def _jet_branches(events: list[dict]) -> dict:
+    return {
+        "run": np.array([e["run"] for e in events], np.uint32),
+        "luminosityBlock": np.array([e["lumi"] for e in events], np.uint32),
+        "event": np.array([e["event"] for e in events], np.uint64),
+        "FatJet": ak.zip({k: ak.Array([[j[k] for j in e["jets"]] for e in events]) for k in ("pt", "eta", "phi", "mass")}),
+    }
+
+
+def write_counts(path: Path, events: list[dict], count_offset: int = 0) -> Path:
+    """NanoAOD layout; ``count_offset`` corrupts every nConstituents, to test the consistency check."""
+    branches = _jet_branches(events)
+    branches["FatJet"] = ak.zip({**{f: branches["FatJet"][f] for f in branches["FatJet"].fields},
+                                 "nConstituents": ak.Array([[len(j["c_pt"]) + count_offset for j in e["jets"]]
+                                                           for e in events])})
+    branches["FatJetPFCand"] = ak.zip({k: ak.Array([np.concatenate([j[f"c_{k}"] for j in e["jets"]] or [np.zeros(0, np.float32)]).tolist()
+                                                   for e in events]) for k in ("pt", "eta", "phi")})
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", branches)
+    return path
+
+
+def write_jet_index(path: Path, events: list[dict], shuffle_seed: int = 3) -> Path:
+    """PFNano style: constituents of all jets interleaved in random order, with a jet index."""
+    rng = np.random.default_rng(shuffle_seed)
+    branches = _jet_branches(events)
+    cols = {"pt": [], "eta": [], "phi": [], "jetIdx": []}
+    for e in events:
+        rows = [(j_i, c) for j_i, j in enumerate(e["jets"]) for c in range(len(j["c_pt"]))]
+        rows = [rows[i] for i in rng.permutation(len(rows))] if rows else []
+        rows.append((-1, -1))  # a constituent belonging to no jet must be ignored
+        for k in ("pt", "eta", "phi"):
+            cols[k].append([float(e["jets"][j][f"c_{k}"][c]) if j >= 0 else 1.0 for j, c in rows])
+        cols["jetIdx"].append([j for j, _ in rows])
+    branches["FatJetPFCands"] = ak.zip({k: ak.Array(v) for k, v in cols.items()})
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", branches)
+    return path
+
+
+def write_nested(path: Path, events: list[dict]) -> Path:
+    """vector<vector<float>> constituents per jet (uproot writes these only via plain assignment)."""
+    jets = _jet_branches(events).pop("FatJet")
+    branches = {k: v for k, v in _jet_branches(events).items() if k != "FatJet"}
+    for k in ("pt", "eta", "phi", "mass"):
+        branches[f"FatJet_{k}"] = jets[k]
+    for k in ("pt", "eta", "phi"):
+        branches[f"Jet_c{k}"] = ak.Array([[j[f"c_{k}"].tolist() for j in e["jets"]] for e in events])
+    with uproot.recreate(path) as f:
+        f["Events"] = branches
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_events() -> list[dict]:
+    return make_events(120)
+
+
+@pytest.fixture(scope="session")
+def counts_file(tmp_path_factory, sample_events) -> Path:
+    return write_counts(tmp_path_factory.mktemp("root") / "counts.root", sample_events)
+
+
+@pytest.fixture()
+def write_config(tmp_path):
+    """Write a YAML config (dedented) into tmp_path and return its path."""
+
+    def write(text: str, name: str = "cfg.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write

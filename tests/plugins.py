@@ -1,0 +1,98 @@
+"""Test-only plugins, registered under names starting with ``Test``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from framework.event import EventID
+from framework.module import Analyzer, Filter, Producer, Source
+from framework.registry import register_module
+from framework.schema import InputTag
+
+
+@dataclass
+class CountingSourceParameters:
+    n: int = 10
+
+
+@register_module("TestCountingSource")
+class CountingSource(Source):
+    """Yields events 1..n with the event number as the product."""
+
+    Parameters = CountingSourceParameters
+
+    def events(self, skip: int, limit: int | None):
+        stop = self.params.n if limit is None else min(self.params.n, skip + limit)
+        for i in range(skip, stop):
+            yield EventID(1, 1, i + 1), {"": i + 1}
+
+
+@dataclass
+class ModParameters:
+    src: InputTag = InputTag("source")
+    divisor: int = 2
+    fail_on: int = -1  # raise on this event number
+    sleep_ms: float = 0.0
+
+
+@register_module("TestModuloFilter")
+class ModuloFilter(Filter):
+    """Passes events whose number is divisible by ``divisor``."""
+
+    Parameters = ModParameters
+
+    def filter(self, event) -> bool:
+        n = event.get(self.params.src)
+        if n == self.params.fail_on:
+            raise ValueError(f"boom on {n}")
+        if self.params.sleep_ms:
+            time.sleep(self.params.sleep_ms / 1000)
+        return n % self.params.divisor == 0
+
+
+@register_module("TestSquare")
+class Square(Producer):
+    """Puts the square of its input; counts its calls (one instance per stream)."""
+
+    Parameters = ModParameters
+
+    def __init__(self, label: str, params: Any) -> None:
+        super().__init__(label, params)
+        self.calls = 0
+
+    def produce(self, event) -> None:
+        self.calls += 1
+        n = event.get(self.params.src)
+        if n == self.params.fail_on:
+            raise ValueError(f"boom on {n}")
+        if self.params.sleep_ms:
+            time.sleep(self.params.sleep_ms / 1000)
+        event.put(n * n)
+
+    def summary(self) -> dict:
+        return {"calls": self.calls}
+
+
+@dataclass
+class RecorderParameters:
+    src: list[InputTag] = field(default_factory=list)
+
+
+RECORDED: dict[str, list] = {}
+_LOCK = threading.Lock()
+
+
+@register_module("TestRecorder")
+class Recorder(Analyzer):
+    """Records (event number, products) into RECORDED[label] for assertions."""
+
+    Parameters = RecorderParameters
+    concurrency = "global"
+
+    def analyze(self, event) -> None:
+        with _LOCK:
+            RECORDED.setdefault(self.label, []).append(
+                (event.id.event, tuple(event.get(t) for t in self.params.src)))

@@ -1,0 +1,111 @@
+"""Configuration errors: each one a single ConfigError line naming the file and the key path."""
+
+from __future__ import annotations
+
+import pytest
+
+from framework.config import apply_overrides, load
+from framework.errors import ConfigError
+
+BASE = """
+process: TEST
+source: {type: TestCountingSource, n: 5}
+modules:
+  even: {type: TestModuloFilter, divisor: 2}
+  sq: {type: TestSquare, src: source}
+paths:
+  p: [even, sq]
+"""
+
+
+def error_of(write_config, text: str, *overrides: str) -> str:
+    path = write_config(text)
+    with pytest.raises(ConfigError) as info:
+        load(path, list(overrides))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path)) or message.startswith("command line")
+    return message
+
+
+def test_valid_config_builds_typed_objects(write_config):
+    cfg = load(write_config(BASE))
+    assert cfg.process == "TEST"
+    assert cfg.modules["even"].params.divisor == 2
+    assert [str(e) for e in cfg.paths["p"]] == ["even", "sq"]
+    assert cfg.options.streams == 1 and cfg.options.maxEvents == -1
+
+
+@pytest.mark.parametrize("text, expected", [
+    (BASE + "bogus: 1\n", "bogus: unknown top-level key"),
+    (BASE + "options: {streamz: 2}\n", "options.streamz: unknown key"),
+    (BASE + "options: {streams: two}\n", "options.streams: expected int, got 'two'"),
+    (BASE + "options: {streams: 0}\n", "streams must be >= 1"),
+    (BASE.replace("divisor: 2", "divisor: 2.5"), "modules.even.divisor: expected int"),
+    (BASE.replace("divisor: 2", "divisr: 2"), "modules.even.divisr: unknown key"),
+    (BASE.replace("TestSquare", "TestSqare"), "modules.sq.type: unknown module type 'TestSqare'; did you mean TestSquare"),
+    (BASE.replace("p: [even, sq]", "p: [even, sqq]"), "paths.p[1]: 'sqq' is not a module label; did you mean 'sq'"),
+    (BASE.replace("p: [even, sq]", "p: [even, ~sq]"), "only filters can be inverted"),
+    (BASE.replace("src: source", "src: nowhere"), "modules.sq: consumes 'nowhere', but 'nowhere' is not a module label"),
+    (BASE.replace("  sq: {type: TestSquare, src: source}", "  sq: {type: TestSquare, src: source}\n  sq: {type: TestSquare}"),
+     "duplicate key 'sq' at line 7"),
+    (BASE.replace("process: TEST", "process: [oops"), "invalid YAML"),
+    ("source: {n: 3}\n", "source.type: required key is missing"),
+    (BASE.replace("source: {type: TestCountingSource, n: 5}", ""), "source: required key is missing"),
+])
+def test_config_errors_name_the_key(write_config, text, expected):
+    assert expected in error_of(write_config, text)
+
+
+def test_dependency_cycle_is_reported(write_config):
+    text = BASE.replace("sq: {type: TestSquare, src: source}",
+                        "sq: {type: TestSquare, src: cube}\n  cube: {type: TestSquare, src: sq}")
+    assert "dependency cycle sq -> cube -> sq" in error_of(write_config, text)
+
+
+def test_output_module_must_sit_on_an_endpath(write_config, tmp_path):
+    text = BASE.replace("paths:", f"  out: {{type: RootOutputModule, file: {tmp_path / 'o.root'}}}\npaths:")
+    text = text.replace("p: [even, sq]", "p: [even, sq, out]")
+    assert "output module 'out' belongs on an endpath" in error_of(write_config, text)
+
+
+def test_select_events_must_name_a_path(write_config, tmp_path):
+    text = BASE.replace("paths:", f"  out: {{type: RootOutputModule, file: {tmp_path / 'o.root'}, select_events: [q]}}\npaths:")
+    text += "endpaths:\n  e: [out]\n"
+    assert "modules.out.select_events: 'q' is not a path" in error_of(write_config, text)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load(tmp_path / "nope.yaml")
+
+
+def test_overrides_are_typed_by_yaml(write_config):
+    cfg = load(write_config(BASE), ["options.streams=3", "modules.even.divisor=5", "options.accelerators=[cpu]"])
+    assert cfg.options.streams == 3 and cfg.modules["even"].params.divisor == 5
+    assert cfg.options.accelerators == ["cpu"]
+
+
+def test_override_of_list_item_and_new_key(write_config):
+    data = apply_overrides({"paths": {"p": ["a", "b"]}}, ["paths.p.1=c", "options.maxEvents=7"])
+    assert data == {"paths": {"p": ["a", "c"]}, "options": {"maxEvents": 7}}
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("options.streams", "is not of the form key.path=value"),
+    ("paths.p.9=x", "is not an index of a 2-item list"),
+    ("process.x=1", "process is a value, not a mapping"),
+])
+def test_bad_overrides(write_config, override, expected):
+    assert expected in error_of(write_config, BASE, override)
+
+
+def test_override_error_is_validated_like_the_file(write_config):
+    assert "options.streams: expected int, got 'many'" in error_of(write_config, BASE, "options.streams=many")
+
+
+def test_dump_round_trips(write_config, tmp_path):
+    cfg = load(write_config(BASE))
+    again = load(write_config(cfg.dump(), "dumped.yaml"))
+    assert again.to_dict() == cfg.to_dict()
+    assert "divisor: 2" in cfg.dump() and "fail_on: -1" in cfg.dump()  # defaults are filled in

@@ -1,0 +1,127 @@
+"""Output module (content, order, atomic write), jet batcher, score filter, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+from framework.eventloop import JobFailed
+from modules.anomaly_filter import AnomalyScoreFilter
+from modules.products import JetCollection, JetScores
+from tests.helpers import run_config
+
+OUT = """
+process: TEST
+options: {{streams: {streams}}}
+source: {{type: TestCountingSource, n: 40}}
+modules:
+  even: {{type: TestModuloFilter, divisor: 2, sleep_ms: {sleep}}}
+  sq: {{type: TestSquare}}
+  out: {{type: RootOutputModule, file: {file}, keep: [sq], select_events: [p_even], basket_events: 3}}
+paths:
+  p_even: [even, sq]
+  p_all: [sq]
+endpaths:
+  e: [out]
+"""
+
+
+def _write(write_config, tmp_path, streams, name, sleep=0):
+    out = tmp_path / f"{name}.root"
+    run_config(write_config(OUT.format(streams=streams, file=out, sleep=sleep), f"{name}.yaml"))
+    return uproot.open(out)["Events"].arrays(library="np")
+
+
+def test_output_content(write_config, tmp_path):
+    data = _write(write_config, tmp_path, 1, "one")
+    assert list(data["event"]) == list(range(2, 41, 2))
+    assert data["HLT_p_even"].all() and data["HLT_p_all"].all()
+    assert list(data["sq"]) == [n * n for n in range(2, 41, 2)]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_output_identical_for_any_streams(write_config, tmp_path):
+    one = _write(write_config, tmp_path, 1, "s1", sleep=1)
+    three = _write(write_config, tmp_path, 3, "s3", sleep=1)
+    assert one.keys() == three.keys()
+    for key in one:
+        np.testing.assert_array_equal(one[key], three[key])
+
+
+def test_failed_job_leaves_no_output(write_config, tmp_path):
+    out = tmp_path / "fail.root"
+    text = OUT.format(streams=1, file=out, sleep=0).replace("sq: {type: TestSquare}", "sq: {type: TestSquare, fail_on: 20}")
+    with pytest.raises(JobFailed):
+        run_config(write_config(text))
+    assert not out.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_batcher_leading_jets_relative(write_config, counts_file, sample_events):
+    from modules.jet_batcher import JetBatcher, JetBatcherParameters
+    from framework.event import Event, EventID
+
+    constituents = np.zeros((3, 120, 3), np.float32)
+    constituents[:, :5] = [1.0, 3.0, 10.0]
+    jets = JetCollection(np.array([300., 200., 100.], np.float32), np.full(3, 0.5, np.float32),
+                         np.full(3, -3.0, np.float32), np.zeros(3, np.float32), np.full(3, 5), constituents)
+    event = Event(EventID(1, 1, 1), 0, 0)
+    event.put_as("source", jets)
+    event.current_module = "batcher"
+    JetBatcher("batcher", JetBatcherParameters()).produce(event)
+    batch = event.get("batcher")
+    assert batch.inputs.shape == (2, 100, 3) and batch.inputs.dtype == np.float32
+    np.testing.assert_allclose(batch.inputs[0, 0], [0.5, 6.0 - 2 * np.pi, 10.0], rtol=1e-6)
+    assert batch.mask[:, :5].all() and not batch.mask[:, 5:].any()
+    assert (batch.inputs[:, 5:] == 0).all()
+
+
+@pytest.mark.parametrize("reduce, expected", [("max", True), ("min", False), ("sum", True), ("leading", False)])
+def test_score_filter_reductions(reduce, expected):
+    from framework.event import Event, EventID
+    from framework.schema import build
+    from modules.anomaly_filter import AnomalyFilterParameters
+
+    f = AnomalyScoreFilter("f", build(AnomalyFilterParameters, {"threshold": 1.0, "reduce": reduce}, "f"))
+    event = Event(EventID(1, 1, 1), 0, 0)
+    event.put_as("vae", JetScores(np.array([0.5, 2.0], np.float32)))
+    assert f.filter(event) is expected
+    empty = Event(EventID(1, 1, 2), 1, 0)
+    empty.put_as("vae", JetScores(np.zeros(0, np.float32)))
+    assert f.filter(empty) is False and f.summary()["events_without_score"] == 1
+
+
+def _cli(*args, cwd=None):
+    code = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or Path(__file__).parents[1], timeout=120)
+
+
+def test_cli_config_error_is_one_line(write_config):
+    path = write_config("source: {type: TestCountingSource}\noptions: {streams: x}\n")
+    res = _cli(path)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [f"hltrun: error: {path}: options.streams: expected int, got 'x'"]
+    assert "Traceback" not in res.stderr
+
+
+def test_cli_module_error_exit_code_and_debug(write_config):
+    path = write_config("source: {type: TestCountingSource}\nmodules:\n  sq: {type: TestSquare, fail_on: 3}\n"
+                        "paths:\n  p: [sq]\n")
+    res = _cli(path)
+    assert res.returncode == 4
+    assert res.stderr.strip().endswith("failed on run 1, lumi 1, event 3: ValueError: boom on 3")
+    assert "Traceback" not in res.stderr and "TrigReport" in res.stdout  # partial report still printed
+    assert "Traceback" in _cli(path, "--debug").stderr
+
+
+def test_cli_missing_source_file_and_dump(write_config, tmp_path):
+    path = write_config(f"source: {{type: RootJetSource, files: [{tmp_path / 'missing.root'}]}}\n")
+    res = _cli(path, "-n", "5")
+    assert res.returncode == 3 and "input file not found" in res.stderr
+    dump = _cli(path, "-n", "5", "--dump")
+    assert dump.returncode == 0 and "maxEvents: 5" in dump.stdout

@@ -1,0 +1,116 @@
+"""The ROOT jet source: three layouts, chunking, skip/max across files, event ids, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from framework.errors import SourceError
+from framework.schema import build
+from modules.root_source import RootJetSource, RootJetSourceParameters
+from tests.conftest import make_events, write_counts, write_jet_index, write_nested
+
+NESTED = {"cand_pt": "Jet_cpt", "cand_eta": "Jet_ceta", "cand_phi": "Jet_cphi"}
+INDEXED = {"cand_pt": "FatJetPFCands_pt", "cand_eta": "FatJetPFCands_eta", "cand_phi": "FatJetPFCands_phi",
+           "cand_jet_index": "FatJetPFCands_jetIdx"}
+
+
+def read_all(files, skip=0, limit=None, **params):
+    p = build(RootJetSourceParameters, {"files": [str(f) for f in files], **params}, "source")
+    src = RootJetSource("source", p)
+    src.begin_job(None)
+    return list(src.events(skip, limit)), src
+
+
+def expected_jets(event, max_constituents=100):
+    """Truth from the generator dicts: jets by pT, constituents by pT, padded."""
+    jets = sorted(event["jets"], key=lambda j: -j["pt"])
+    out = np.zeros((len(jets), max_constituents, 3), np.float32)
+    for i, j in enumerate(jets):
+        order = np.argsort(-j["c_pt"], kind="stable")[:max_constituents]
+        out[i, :len(order)] = np.stack([j["c_eta"][order], j["c_phi"][order], j["c_pt"][order]], axis=1)
+    return np.array([j["pt"] for j in jets], np.float32), out
+
+
+@pytest.mark.parametrize("layout", ["counts", "jet_index", "nested"])
+def test_layouts_match_truth(tmp_path, sample_events, layout):
+    writer, branches = {"counts": (write_counts, {}), "jet_index": (write_jet_index, INDEXED),
+                        "nested": (write_nested, NESTED)}[layout]
+    path = writer(tmp_path / f"{layout}.root", sample_events)
+    events, src = read_all([path], layout=layout, branches=branches, chunk_size=17)
+    assert len(events) == len(sample_events)
+    for (eid, products), truth in zip(events, sample_events):
+        jets = products[""]
+        assert (eid.run, eid.luminosityBlock, eid.event) == (truth["run"], truth["lumi"], truth["event"])
+        pt, constituents = expected_jets(truth)
+        np.testing.assert_allclose(jets.pt, pt, rtol=1e-6)
+        np.testing.assert_allclose(jets.constituents, constituents, rtol=1e-6)
+        assert list(jets.n_constituents) == [len(j["c_pt"]) for j in sorted(truth["jets"], key=lambda j: -j["pt"])]
+    assert src.accounting()["read"] == len(sample_events)
+    assert any(len(j["c_pt"]) > 100 for e in sample_events for j in e["jets"])  # truncation is exercised
+
+
+def test_chunk_size_does_not_change_events(counts_file):
+    small, _ = read_all([counts_file], chunk_size=1)
+    big, _ = read_all([counts_file], chunk_size=100000)
+    assert [e for e, _ in small] == [e for e, _ in big]
+    for (_, a), (_, b) in zip(small, big):
+        np.testing.assert_array_equal(a[""].constituents, b[""].constituents)
+
+
+def test_skip_and_max_across_files(tmp_path):
+    files = [write_counts(tmp_path / f"f{i}.root", make_events(10, seed=i)) for i in range(3)]
+    everything, _ = read_all(files)
+    assert len(everything) == 30
+    part, src = read_all(files, skip=8, limit=15, chunk_size=4)
+    assert [e for e, _ in part] == [e for e, _ in everything[8:23]]
+    acct = src.accounting()
+    assert acct["skipped"] == 8 and acct["read"] == 15 and acct["entries_in_files"] == 30
+
+
+def test_glob_and_null_event_ids(tmp_path):
+    for i in range(2):
+        write_counts(tmp_path / f"g{i}.root", make_events(4, seed=i))
+    events, _ = read_all([tmp_path / "g*.root"], branches={"run": None, "luminosityBlock": None, "event": None})
+    assert [(e.run, e.event) for e, _ in events] == [(1, n) for n in (1, 2, 3, 4, 1, 2, 3, 4)]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SourceError, match=r"input file not found: .*nope.root"):
+        read_all([tmp_path / "nope.root"])
+
+
+def test_missing_branch_names_it_and_suggests(counts_file):
+    with pytest.raises(SourceError, match=r"branch 'FatJet_ptt' \(did you mean 'FatJet_pt'\?\) not found in tree 'Events'"):
+        read_all([counts_file], branches={"jet_pt": "FatJet_ptt"})
+
+
+def test_missing_tree(counts_file):
+    with pytest.raises(SourceError, match=r"no tree 'Jets' in .* \(objects: Events\)"):
+        read_all([counts_file], tree="Jets")
+
+
+def test_corrupt_file(tmp_path, counts_file):
+    bad = tmp_path / "corrupt.root"
+    bad.write_bytes(b"this is not a ROOT file" * 100)
+    with pytest.raises(SourceError, match=r"cannot read .*corrupt.root as a ROOT file"):
+        read_all([bad])
+
+
+def test_truncated_file(tmp_path, counts_file):
+    data = counts_file.read_bytes()
+    cut = tmp_path / "truncated.root"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SourceError, match="truncated.root"):
+        read_all([cut])
+
+
+def test_inconsistent_counts(tmp_path, sample_events):
+    path = write_counts(tmp_path / "bad.root", sample_events, count_offset=1)
+    with pytest.raises(SourceError, match=r"'FatJet_nConstituents' does not add up .* \(first at entry 0 of"):
+        read_all([path])
+
+
+def test_nested_layout_needs_doubly_jagged(counts_file):
+    with pytest.raises(SourceError, match="layout 'nested' needs per-jet constituent lists"):
+        read_all([counts_file], layout="nested")

@@ -74,6 +74,7 @@ class EventProcessor:
             close = getattr(events, "close", None)
             if close is not None:
                 close()
+        self._loop_end = time.perf_counter()
         process.job.failed = bool(self._errors)
         problems = process.end_job()
         summary.wall_s = time.perf_counter() - self._t0
@@ -162,6 +163,7 @@ class EventProcessor:
         summary.events_skipped = summary.source.get("skipped", self.options.skipEvents if self._read else 0)
         if self._first_event_at is not None:
             summary.time_to_first_event_s = self._first_event_at - self._t0
+            summary.loop_s = self._loop_end - self._first_event_at
         first = process.schedules[0]
         for table, runners in ((summary.paths, "paths"), (summary.endpaths, "endpaths")):
             for i, runner in enumerate(getattr(first, runners)):

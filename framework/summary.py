@@ -61,7 +61,8 @@ class JobSummary:
     module_types: dict[str, str] = field(default_factory=dict)
     module_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: dict[str, int] = field(default_factory=dict)
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # from the process start (interpreter included) to the end of the job
+    loop_s: float = 0.0  # from the first event read to the last event done: the throughput window
     time_to_first_event_s: float | None = None
     begin_job_s: float = 0.0
     failure: str | None = None  # the one-line error that stopped the job, if any

@@ -48,9 +48,10 @@ def job_accounting(summary: JobSummary) -> str:
     lines = [f"JobReport  events read {s.events_read}, skipped (skipEvents) {s.events_skipped}, "
              f"processed {s.events_processed} (passed {s.events_passed}, failed {s.events_failed}, "
              f"error {s.events_error}), read but not processed {s.events_not_processed}"]
-    rate = s.events_processed / s.wall_s if s.wall_s > 0 else 0.0
+    rate = s.events_processed / s.loop_s if s.loop_s > 0 else 0.0
     first = f"{s.time_to_first_event_s:.2f} s" if s.time_to_first_event_s is not None else "n/a"
-    lines.append(f"JobReport  wall time {s.wall_s:.2f} s, {rate:.1f} events/s, begin_job {s.begin_job_s:.2f} s, "
+    lines.append(f"JobReport  wall time {s.wall_s:.2f} s, event loop {s.loop_s:.2f} s at {rate:.1f} events/s, "
+                 f"begin_job {s.begin_job_s:.2f} s, "
                  f"start to first event {first}, streams {s.streams}")
     if s.failure:
         lines.append(f"JobReport  stopped by: {s.failure}")

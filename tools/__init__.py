@@ -1,0 +1,1 @@
+"""Command-line tools: sample generation, training, export, benchmarks."""

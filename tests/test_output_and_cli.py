@@ -125,3 +125,28 @@ def test_cli_missing_source_file_and_dump(write_config, tmp_path):
     assert res.returncode == 3 and "input file not found" in res.stderr
     dump = _cli(path, "-n", "5", "--dump")
     assert dump.returncode == 0 and "maxEvents: 5" in dump.stdout
+
+
+def test_hltdiff_finds_decision_and_score_changes(write_config, tmp_path):
+    from tools.hltdiff import compare, main
+
+    a = tmp_path / "a.root"
+    b = tmp_path / "b.root"
+    run_config(write_config(OUT.format(streams=1, file=a, sleep=0), "a.yaml"))
+    run_config(write_config(OUT.format(streams=2, file=b, sleep=0), "b.yaml"))
+    assert main([str(a), str(b)]) == 0
+    c = tmp_path / "c.root"
+    text = OUT.format(streams=1, file=c, sleep=0).replace("select_events: [p_even]", "select_events: [p_all]")
+    run_config(write_config(text, "c.yaml"))
+    old = uproot.open(a)["Events"].arrays()
+    new = uproot.open(c)["Events"].arrays()
+    diff = compare(old, new)
+    assert (diff.common, diff.only_in_old, diff.only_in_new) == (20, 0, 20)
+    assert not diff.identical and main([str(a), str(c)]) == 1
+    assert main([str(a), str(tmp_path / "missing.root")]) == 2
+    import awkward as ak
+
+    changed = ak.with_field(old, ak.where(old["event"] == 4, old["sq"] + 1, old["sq"]), "sq")
+    diff = compare(old, changed)
+    assert diff.branches["sq"] == 1 and diff.examples["sq"] == [(1, 1, 4)]
+    assert diff.branches["HLT_p_even"] == 0

@@ -1,4 +1,4 @@
-"""Files written with ``--report-dir``: hltrun's JSON summary, atomically."""
+"""Files written with ``--report-dir``: hltrun's JSON summary, services' files, report.html; atomically."""
 
 from __future__ import annotations
 
@@ -19,11 +19,18 @@ def atomic_write_text(path: Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is as readable as any file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> list[Path]:
@@ -35,4 +42,9 @@ def write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]
             doc["services"][service.name] = part
         written += service.write_files(report_dir, summary)
     written.insert(0, atomic_write_text(report_dir / "hltrun.json", json.dumps(doc, indent=1, default=str)))
+    from .html import write_html
+
+    page = write_html(report_dir, summary, services)
+    if page is not None:
+        written.append(page)
     return written

@@ -1,0 +1,246 @@
+"""``report.html``: one self-contained page (plots inlined as base64 PNG) people would rather look at.
+
+Plots use matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), in the
+mplhep CMS style when mplhep is installed. Services contribute sections through an optional
+``html_sections(summary) -> [(title, html)]`` method; the page adds the job facts and the text report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..service import Service
+    from ..summary import JobSummary
+
+log = logging.getLogger("hltrun")
+
+_HIGHLIGHT, _NORMAL, _CPU, _BUDGET = "#d62728", "#1f77b4", "#ff7f0e", "#2ca02c"
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}
+h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-top:.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+td,th{border:1px solid #ddd;padding:.2em .6em;text-align:right}
+th{background:#f3f3f3}td.l,th.l{text-align:left}tr.hl td{background:#fde8e8}
+img{max-width:100%;display:block;margin:.6em 0}pre{font-size:.8em;background:#f8f8f8;padding:1em;overflow-x:auto}
+.verdict{font-weight:bold}.bad{color:#b00}.good{color:#070}
+"""
+
+
+def _style():
+    """The mplhep CMS style as a context, or nothing when mplhep is not installed."""
+    try:
+        import mplhep
+        from matplotlib import style
+
+        return style.context(mplhep.style.CMS)
+    except Exception:  # optional: plain matplotlib is fine
+        return nullcontext()
+
+
+def _figure(width: float = 9.0, height: float = 4.5):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def img(fig: Any, alt: str) -> str:
+    """A figure as an inline ``<img>`` (base64 PNG)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1,
+          highlight: Sequence[bool] | None = None) -> str:
+    """An HTML table; the first ``left`` columns are text (left-aligned), the rest numbers."""
+    def cell(tag: str, i: int, v: Any) -> str:
+        cls = ' class="l"' if i < left else ""
+        return f"<{tag}{cls}>{html.escape(v if isinstance(v, str) else _fmt(v))}</{tag}>"
+
+    out = ["<table><tr>" + "".join(cell("th", i, h) for i, h in enumerate(headers)) + "</tr>"]
+    for r, row in enumerate(rows):
+        hl = ' class="hl"' if highlight and highlight[r] else ""
+        out.append(f"<tr{hl}>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>")
+    return "\n".join(out) + "</table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 1e5 else f"{v:,.0f}"
+    return str(v)
+
+
+# ------------------------------------------------------------------------ Timing plots
+
+def _module_bars(res: dict[str, Any]) -> str:
+    entries = [("[source]", res["source"]["real_per_event_ms"], res["source"]["cpu_per_event_ms"], False)]
+    entries += [(m["label"], m["real_per_event_ms"], m["cpu_per_event_ms"], m["highlight"]) for m in res["modules"]]
+    entries.append(("[overhead]", res["overhead"]["real_per_event_ms"], res["overhead"]["cpu_per_event_ms"], False))
+    with _style():
+        fig = _figure(9, 1.2 + 0.45 * len(entries))
+        ax = fig.add_subplot()
+        y = np.arange(len(entries))[::-1]
+        real = [e[1] for e in entries]
+        ax.barh(y + 0.2, real, height=0.4, color=[_HIGHLIGHT if e[3] else _NORMAL for e in entries], label="real")
+        ax.barh(y - 0.2, [e[2] for e in entries], height=0.4, color=_CPU, label="CPU")
+        ax.set_yticks(y, [e[0] + (" *" if e[3] else "") for e in entries])
+        ax.set_xlabel("mean time per event [ms]")
+        if max(real, default=0) > 0:
+            ax.set_xscale("symlog", linthresh=max(min(r for r in real if r > 0), 1e-3))
+        ax.legend(loc="lower right")
+        ax.set_title("time per module (red: anomaly detection)")
+        return img(fig, "mean time per event of each module")
+
+
+def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    from ..services.timing_results import log_edges
+
+    real, cpu = arrays["real_ms"], arrays["cpu_ms"]
+    budget = res["budget"]["budget_ms"]
+    with _style():
+        fig = _figure()
+        ax = fig.add_subplot()
+        if len(real):
+            edges = log_edges(np.concatenate([real, cpu]), 60, budget)
+            ax.hist(real, bins=edges, histtype="step", lw=1.5, color=_NORMAL, label="real")
+            ax.hist(cpu, bins=edges, histtype="step", lw=1.2, color=_CPU, label="CPU")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ev = res["event"]["real"]
+            for key, ls in (("mean", "-"), ("p99", ":")):
+                ax.axvline(ev[key], color="grey", ls=ls, lw=1, label=f"{key} {ev[key]:.3g} ms")
+        ax.axvline(budget, color=_BUDGET, lw=2.5, label=f"budget {budget:g} ms")
+        ax.set_xlabel("time per event [ms]")
+        ax.set_ylabel("events")
+        ax.legend(fontsize="small")
+        ax.set_title(f"event time distribution, {100 * res['budget']['over_budget_fraction']:.2f} % over budget")
+        return img(fig, "distribution of the time per event with the budget")
+
+
+def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    real, index, stream = arrays["real_ms"], arrays["index"], arrays["stream"]
+    budget = res["budget"]["budget_ms"]
+    with _style():
+        fig = _figure()
+        ax = fig.add_subplot()
+        if len(real):
+            for s in np.unique(stream):
+                sel = stream == s
+                label = f"stream {s}" if res["streams"] > 1 else "event"
+                ax.plot(index[sel], real[sel], ".", ms=3, alpha=0.6, label=label)
+            if len(real) >= 40:  # median of consecutive groups: the warm-up trend without the noise
+                groups = np.array_split(np.arange(len(real)), min(200, len(real) // 10))
+                ax.plot([index[g].mean() for g in groups], [np.median(real[g]) for g in groups], "-",
+                        color="black", lw=1.2, label=f"median of {len(groups[0])} events")
+            if real.min() > 0 and max(real.max(), budget) / real.min() > 20:
+                ax.set_yscale("log")
+        ax.axhline(budget, color=_BUDGET, lw=2, label=f"budget {budget:g} ms")
+        ax.set_xlabel("event number in the job")
+        ax.set_ylabel("real time per event [ms]")
+        ax.legend(fontsize="small")
+        ax.set_title("time per event along the job (warm-up on the left)")
+        return img(fig, "time per event along the job")
+
+
+def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+    """The Timing service's part of report.html: budget, modules, paths, farm projection."""
+    b, ev, f = res["budget"], res["event"]["real"], res["farm"]
+    verdict = ('<span class="verdict good">fits</span>' if b["fits"]
+               else '<span class="verdict bad">does not fit</span>')
+    budget_html = (
+        f"<p>Per-event budget {b['budget_ms']:g} ms: the mean event time {ev['mean']:.3f} ms {verdict} "
+        f"({100 * b['mean_share_of_budget']:.2f} % of the budget); {b['over_budget_events']} of {res['events']} "
+        f"events ({100 * b['over_budget_fraction']:.2f} %) are over budget. Throughput "
+        f"{b['throughput_hz']:.1f} events/s on {res['streams']} stream(s).</p>"
+        + table(["", "mean", "median", "p90", "p99", "max"],
+                [[k, *(res["event"][k][s] for s in ("mean", "median", "p90", "p99", "max"))] for k in ("real", "cpu")])
+        + _event_distribution(res, arrays) + _along_the_job(res, arrays))
+    rows = [["[source]", res["source"]["type"], res["source"]["calls"], res["source"]["real_per_event_ms"],
+             res["source"]["cpu_per_event_ms"], res["source"]["real_per_call_ms"], res["source"]["real_p99_ms"],
+             100 * res["source"]["share_of_event"], 100 * res["source"]["share_of_budget"], res["source"]["cores"]]]
+    rows += [[m["label"], m["type"], m["calls"], m["real_per_event_ms"], m["cpu_per_event_ms"], m["real_per_call_ms"],
+              m["real_p99_ms"], 100 * m["share_of_event"], 100 * m["share_of_budget"], m["cores"]]
+             for m in res["modules"]]
+    o = res["overhead"]
+    rows.append(["[framework overhead]", "", res["events"], o["real_per_event_ms"], o["cpu_per_event_ms"],
+                 o["real_per_event_ms"], float("nan"), 100 * o["share_of_event"], 100 * o["share_of_budget"],
+                 f["input_rate_hz"] * o["real_per_event_ms"] * 1e-3])
+    hl = [False] + [m["highlight"] for m in res["modules"]] + [False]
+    modules_html = _module_bars(res) + table(
+        ["module", "type", "calls", "real ms/event", "CPU ms/event", "real ms/call", "real p99 ms",
+         "% of event", "% of budget", "cores"], rows, left=2, highlight=hl)
+    paths_html = table(
+        ["path", "runs", "real ms/event", "real ms/exec", "standalone ms/event"],
+        [[p["name"] + (" (endpath)" if p["endpath"] else ""), p["runs"], p["real_per_event_ms"],
+          p["real_per_exec_ms"], p["standalone_real_per_event_ms"]] for p in res["paths"]])
+    h = f["highlight"]
+    anomaly = (f"<p>Anomaly detection ({html.escape(', '.join(h['labels']))}): "
+               f"{h['real_per_event_ms']:.3f} ms per event, "
+               f"<b>{h['cores']:,.1f} cores</b>, {100 * h['share_of_event']:.2f} % of the event time.</p>"
+               if h["labels"] else "<p>No anomaly-detection module selected (services.Timing.highlight).</p>")
+    farm_html = (
+        f"<p>At {f['input_rate_hz']:,.0f} Hz input rate the path needs <b>{f['cores_real']:,.1f} cores</b> "
+        f"(real time; {f['cores_cpu']:,.1f} by CPU time).</p>" + anomaly
+        + table(["path", "cores", "standalone cores"],
+                [[p["name"], p["cores"], p["standalone_cores"]] for p in res["paths"]]))
+    cost = res.get("self_cost")
+    if cost:
+        farm_html += (f"<p>The Timing service's own cost: {cost['per_module_call_ns'] / 1e3:.2f} µs per module call, "
+                      f"{cost['per_event_with_modules_ns'] / 1e3:.1f} µs per event "
+                      f"({100 * cost['share_of_event']:.2f} % of the mean event time).</p>")
+    return [("Budget", budget_html), ("Time per module", modules_html), ("Paths", paths_html),
+            ("Farm projection", farm_html)]
+
+
+# ------------------------------------------------------------------------ the page
+
+def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> str:
+    s = summary
+    facts = table(["", ""], [
+        ["process", s.process], ["events processed", s.events_processed], ["passed", s.events_passed],
+        ["streams", s.streams], ["wall time [s]", s.wall_s], ["budget per event [ms]", s.budget_ms],
+        ["input rate [Hz]", s.input_rate_hz]], left=2)
+    body = [f"<h1>hltrun report: {html.escape(s.process)}</h1>", facts]
+    if s.failure:
+        body.append(f'<p class="bad">Stopped by: {html.escape(s.failure)}</p>')
+    for service in services:
+        sections = getattr(service, "html_sections", None)
+        if sections is None:
+            continue
+        for title, part in sections(summary):
+            body.append(f"<h2>{html.escape(title)}</h2>\n{part}")
+    body.append(f"<h2>Text report</h2>\n<pre>{html.escape(text)}</pre>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>hltrun report: {html.escape(s.process)}</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Service"]) -> Path | None:
+    """Write report.html atomically; None (with a warning) when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log.warning("report.html not written: matplotlib is not installed (pip install matplotlib)")
+        return None
+    from . import text_report
+    from .files import atomic_write_text
+
+    return atomic_write_text(report_dir / "report.html", render(summary, services, text_report(summary, services)))

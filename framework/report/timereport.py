@@ -1,0 +1,172 @@
+"""Text and FastTimerService-JSON renderings of the Timing result (``services.Timing`` in hltrun.json).
+
+* ``time_report``: cmsRun's TimeReport (wantSummary) layout, in seconds, same columns and widths.
+* ``budget_report``: the per-event budget against the event-time distribution, module shares.
+* ``farm_report``: cores an HLT farm needs for this path at the input rate.
+* ``fast_timer_json``: the ``resources.json`` FastTimerService writes with ``writeJSONSummary``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_T = "TimeReport"
+_C1, _C2, _C3 = 10, 12, 12  # CMSSW's kColumn1Size, kColumn2Size, kColumn3Size
+
+
+def _s(ms: float) -> float:
+    return ms * 1e-3
+
+
+def _head2(second: str) -> str:
+    return f"{_T} {'per event':>{_C1}} {second:>{_C2}}  Name"
+
+
+def _row2(a_ms: float, b_ms: float, name: str) -> str:
+    return f"{_T} {_s(a_ms):>{_C1}.6f} {_s(b_ms):>{_C2}.6f}  {name}"
+
+
+def time_report(res: dict[str, Any]) -> str:
+    """TimeReport tables: event summary, paths, end paths, modules in each, module summary."""
+    loop = res["loop"]
+
+    def line(label: str, value: float) -> str:
+        return f"{_T}{label:>27} = {value:.6f}"
+
+    lines = [
+        f"{_T} ---------- Event  Summary ---[sec]----",
+        line("event loop CPU/event", _s(loop["cpu_per_event_ms"])),
+        line("event loop Real/event", _s(loop["real_per_event_ms"])),
+        line("sum Streams Real/event", _s(loop["sum_streams_real_per_event_ms"])),
+        line("efficiency CPU/Real/thread", loop["efficiency_cpu_real_per_thread"]),
+        line("source Real/event", _s(res["source"]["real_per_event_ms"])),
+        line("fwk overhead Real/event", _s(res["overhead"]["real_per_event_ms"])),
+    ]
+    paths = [p for p in res["paths"] if not p["endpath"]]
+    endpaths = [p for p in res["paths"] if p["endpath"]]
+    for title, table in (("---------- Path   Summary ---[Real sec]----", paths),
+                         ("-------End-Path   Summary ---[Real sec]----", endpaths)):
+        lines += ["", f"{_T} {title}", _head2("per exec")]
+        lines += [_row2(p["real_per_event_ms"], p["real_per_exec_ms"], p["name"]) for p in table]
+        lines.append(_head2("per exec"))
+    for title, table in (("---------- Modules in Path: ", paths), ("------ Modules in End-Path: ", endpaths)):
+        for p in table:
+            lines += ["", f"{_T} {title}{p['name']} ---[Real sec]----", _head2("per visit")]
+            lines += [_row2(m["real_per_event_ms"], m["real_per_visit_ms"], m["label"]) for m in p["modules"]]
+        if table:
+            lines.append(_head2("per visit"))
+    for unit, key in (("Real", "real"), ("CPU", "cpu")):
+        head = f"{_T} {'per event':>{_C1}} {'per exec':>{_C2}} {'per visit':>{_C3}}  Name"
+        lines += ["", f"{_T} ---------- Module Summary ---[{unit} sec]----", head]
+        for m in res["modules"]:
+            total = m[f"{key}_ms"]
+            lines.append(f"{_T} {_s(m[f'{key}_per_event_ms']):>{_C1}.6f} {_s(total / max(m['calls'], 1)):>{_C2}.6f} "
+                         f"{_s(total / max(m['visits'], 1)):>{_C3}.6f}  {m['label']}")
+        lines.append(head)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:7.2f} %"
+
+
+def budget_report(res: dict[str, Any]) -> str:
+    """The event-time distribution against ``options.budget_ms`` and each module's share of it."""
+    b = res["budget"]
+    ev, cpu = res["event"]["real"], res["event"]["cpu"]
+    h = "BudgetReport"
+    verdict = "fits" if b["fits"] else "DOES NOT FIT"
+    lines = [
+        f"{h} ---------- Event time vs budget ---[ms]----",
+        f"{h}  budget per event {b['budget_ms']:.3f} ms, {res['events']} events on {res['streams']} stream(s): "
+        f"mean {verdict} ({100 * b['mean_share_of_budget']:.2f} % of the budget)",
+        f"{h}  {'':5} {'mean':>10} {'median':>10} {'p90':>10} {'p99':>10} {'max':>10}",
+        *(f"{h}  {name:5}" + "".join(f" {st[k]:>10.3f}" for k in ("mean", "median", "p90", "p99", "max"))
+          for name, st in (("real", ev), ("cpu", cpu))),
+        f"{h}  over budget: {b['over_budget_events']} events ({100 * b['over_budget_fraction']:.2f} %)",
+        f"{h}  throughput: {b['throughput_hz']:.1f} events/s",
+        "",
+        f"{h} ---------- Share of the budget ---[ms]----",
+        f"{h}  {'mean/event':>10} {'p99/event':>10} {'of budget':>9} {'of event':>9}  Name",
+    ]
+    s = res["source"]
+    rows = [(s["real_per_event_ms"], s["real_p99_ms"], s["share_of_budget"], s["share_of_event"], "[source]")]
+    rows += [(m["real_per_event_ms"], m["real_p99_ms"], m["share_of_budget"], m["share_of_event"],
+              m["label"] + (" *" if m["highlight"] else "")) for m in res["modules"]]
+    o = res["overhead"]
+    rows.append((o["real_per_event_ms"], float("nan"), o["share_of_budget"], o["share_of_event"],
+                 "[framework overhead]"))
+    for mean, p99, sb, se, name in rows:
+        p99s = f"{p99:>10.3f}" if p99 == p99 else f"{'-':>10}"
+        lines.append(f"{h}  {mean:>10.3f} {p99s} {_pct(sb):>9} {_pct(se):>9}  {name}")
+    if any(m["highlight"] for m in res["modules"]):
+        lines.append(f"{h}  * anomaly-detection module (services.Timing.highlight)")
+    cost = res.get("self_cost")
+    if cost:
+        lines.append(f"{h}  Timing service's own cost: {cost['per_module_call_ns'] / 1e3:.2f} us per module call, "
+                     f"{cost['per_event_with_modules_ns'] / 1e3:.1f} us per event "
+                     f"({100 * cost['share_of_event']:.2f} % of the mean event time)")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def farm_report(res: dict[str, Any]) -> str:
+    """Cores needed = input rate x mean time per event, for the job, each path and each module."""
+    f = res["farm"]
+    h = "FarmReport"
+    rate = f["input_rate_hz"]
+    hl = f["highlight"]
+    lines = [
+        f"{h} ---------- Farm projection at {rate:,.0f} Hz input rate ----",
+        f"{h}  cores needed (real time) = {rate:,.0f} Hz x {f['real_per_event_ms']:.3f} ms = {f['cores_real']:,.1f}",
+        f"{h}  cores needed (CPU time)  = {rate:,.0f} Hz x {f['cpu_per_event_ms']:.3f} ms = {f['cores_cpu']:,.1f}",
+    ]
+    if hl["labels"]:
+        lines.append(f"{h}  anomaly detection ({', '.join(hl['labels'])}): {hl['real_per_event_ms']:.3f} ms/event, "
+                     f"{hl['cores']:,.1f} cores, {100 * hl['share_of_event']:.2f} % of the event time, "
+                     f"{100 * hl['share_of_budget']:.2f} % of the budget")
+    else:
+        lines.append(f"{h}  anomaly detection: no module selected (no producer of a *Scorer type; "
+                     "set services.Timing.highlight)")
+    lines += ["", f"{h} ---------- per path ----",
+              f"{h}  {'ms/event':>10} {'cores':>10} {'alone ms':>10} {'alone cores':>11}  Name"]
+    for p in res["paths"]:
+        lines.append(f"{h}  {p['real_per_event_ms']:>10.3f} {p['cores']:>10.1f} "
+                     f"{p['standalone_real_per_event_ms']:>10.3f} {p['standalone_cores']:>11.1f}  "
+                     f"{p['name']}{' (endpath)' if p['endpath'] else ''}")
+    lines += ["", f"{h} ---------- per module ----", f"{h}  {'ms/event':>10} {'cores':>10} {'of event':>9}  Name"]
+    s = res["source"]
+    lines.append(f"{h}  {s['real_per_event_ms']:>10.3f} {s['cores']:>10.1f} {_pct(s['share_of_event']):>9}  [source]")
+    for m in res["modules"]:
+        lines.append(f"{h}  {m['real_per_event_ms']:>10.3f} {m['cores']:>10.1f} {_pct(m['share_of_event']):>9}  "
+                     f"{m['label']}{' *' if m['highlight'] else ''}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _fts_entry(type_: str, label: str, events: int, thread_ms: float, real_ms: float) -> dict[str, Any]:
+    return {"type": type_, "label": label, "events": events, "time_thread": thread_ms, "time_real": real_ms,
+            "mem_alloc": 0, "mem_free": 0}
+
+
+def fast_timer_json(res: dict[str, Any], process: str) -> dict[str, Any]:
+    """FastTimerService's ``resources.json`` (writeSummaryJSON): times in ms, memory in kB.
+
+    hltrun does not track allocations per module here, so ``mem_alloc``/``mem_free`` are 0; the
+    framework overhead is FastTimerService's ``other``, and ``idle`` is stream time between events.
+    """
+    s, o, n = res["source"], res["overhead"], res["events"]
+    modules = [_fts_entry(s["type"], s["label"], s["calls"], s["cpu_ms"], s["real_ms"])]
+    modules += [_fts_entry(m["type"], m["label"], m["calls"], m["cpu_ms"], m["real_ms"]) for m in res["modules"]]
+    modules.append(_fts_entry("other", "other", n, o["cpu_ms"], o["real_ms"]))
+    modules.append(_fts_entry("eventsetup", "eventsetup", n, 0.0, 0.0))
+    modules.append(_fts_entry("idle", "idle", n, 0.0, res["loop"]["idle_real_ms"]))
+    total_thread = sum(m["time_thread"] for m in modules)
+    total_real = sum(m["time_real"] for m in modules)
+    return {
+        "resources": [{"time_real": "real time"}, {"time_thread": "cpu time"},
+                      {"mem_alloc": "allocated memory"}, {"mem_free": "deallocated memory"}],
+        "total": _fts_entry("Job", process, n, total_thread, total_real),
+        "modules": modules,
+    }

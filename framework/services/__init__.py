@@ -1,0 +1,8 @@
+"""Built-in services. Importing this package registers them (``services: {Timing: {...}}``)."""
+
+from importlib import import_module
+
+_SERVICES = ("framework.services.timing",)
+
+for _name in _SERVICES:
+    import_module(_name)

@@ -1,0 +1,340 @@
+"""Timing service (CMSSW's FastTimerService): real and CPU time per module, path, source and event.
+
+How it measures
+---------------
+* Real time is ``time.perf_counter_ns`` and CPU time ``time.thread_time_ns`` (CPU of the calling
+  thread: each stream runs on its own thread, so it is the CPU spent on that event).
+* Every stream owns a ``_StreamClock``: plain lists indexed by ``ModuleDescription.index`` that only
+  that stream's thread touches, so the hot path takes no lock. They are merged at the end of the job.
+* Module times are *exclusive*. When a module makes another one run on demand (``event.get`` of a
+  product not produced yet), the outer module's clock pauses while the inner one runs; the time
+  between two signals always goes to the module on top of the stack. Module times therefore add up.
+* The event runs from ``pre_source`` to ``post_event`` (as in FastTimerService, reading the event is
+  part of it). What the source and the modules do not account for is the framework overhead, so
+  ``source + sum(modules) + overhead == event`` holds exactly, in integer nanoseconds.
+* One row per event (index, stream, event real/CPU, each module's real/CPU) is kept in numpy blocks
+  for the distributions, percentiles and plots.
+
+``python -m framework.services.timing_bench`` measures the service's own cost (see docs/timing.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..registry import register_service
+from ..schema import input_tags
+from ..service import Service
+
+if TYPE_CHECKING:
+    from ..process import JobContext
+    from ..signals import ActivityRegistry, ModuleDescription
+    from ..summary import JobSummary
+
+log = logging.getLogger("hltrun")
+
+_wall = time.perf_counter_ns
+_cpu = time.thread_time_ns
+_ROW_BLOCK = 4096  # events per numpy block: appending never copies what is already stored
+_FIXED = 4  # row columns before the modules: event index, stream, event real, event CPU
+
+
+@dataclass
+class TimingParameters:
+    """``services: {Timing: {...}}``."""
+
+    # labels of the anomaly-detection module(s) the farm projection singles out;
+    # empty: every producer whose type contains "Scorer"
+    highlight: list[str] = field(default_factory=list)
+    histogram_bins: int = 50
+    per_event_json: bool = True  # per-event times in hltrun.json (about 20 bytes per event and module)
+    resources_json: str = "resources.json"  # FastTimerService-compatible file in --report-dir
+    calibrate: bool = True  # measure the service's own cost per module call at begin_job
+
+    def __post_init__(self) -> None:
+        if self.histogram_bins < 1:
+            raise ValueError(f"histogram_bins must be >= 1, got {self.histogram_bins}")
+
+
+class _Rows:
+    """Per-event rows of int64 nanoseconds, grown in fixed-size numpy blocks."""
+
+    __slots__ = ("width", "blocks", "current", "n")
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.blocks: list[np.ndarray] = []
+        self.current = np.empty((0, width), dtype=np.int64)
+        self.n = 0
+
+    def append(self, row: list[int]) -> None:
+        if self.n == len(self.current):
+            self.current = np.empty((_ROW_BLOCK, self.width), dtype=np.int64)
+            self.blocks.append(self.current)
+            self.n = 0
+        self.current[self.n] = row
+        self.n += 1
+
+    def array(self) -> np.ndarray:
+        if not self.blocks:
+            return np.empty((0, self.width), dtype=np.int64)
+        return np.concatenate([*self.blocks[:-1], self.current[: self.n]])
+
+
+class _StreamClock:
+    """Everything one stream measures; touched only by that stream's thread."""
+
+    __slots__ = ("n", "mod_w", "mod_c", "stack", "mark_w", "mark_c", "ev_w0", "ev_c0", "calls",
+                 "path_w", "path_runs", "path_mod_w", "cur_pm", "no_path", "path_w0", "rows", "first_w",
+                 "last_w", "in_event", "nested")
+
+    def __init__(self, n_modules: int, n_paths: int) -> None:
+        self.n = n_modules
+        self.mod_w = [0] * n_modules  # this event, exclusive, per module (index 0: the source)
+        self.mod_c = [0] * n_modules
+        self.stack: list[int] = []  # modules running, innermost last (on-demand nesting)
+        self.mark_w = self.mark_c = 0  # time of the last signal: what follows goes to stack[-1]
+        self.ev_w0 = self.ev_c0 = 0
+        self.in_event = False
+        self.calls = [0] * n_modules  # job totals
+        self.path_w = [0] * n_paths  # real time only, as cmsRun's TimeReport: a CPU clock read costs ~0.6 us
+        self.path_runs = [0] * n_paths
+        self.path_mod_w = [[0] * n_modules for _ in range(n_paths)]  # module real time per path
+        self.no_path = [0] * n_modules  # modules running outside a path land here
+        self.cur_pm = self.no_path
+        self.path_w0 = 0
+        self.rows = _Rows(_FIXED + 2 * n_modules)
+        self.first_w: int | None = None
+        self.last_w = 0
+        self.nested: set[tuple[int, int]] = set()  # (outer, inner) on-demand calls seen
+
+
+class _Probe:
+    """A stand-in event for the self-calibration (only ``stream`` and ``index`` are read)."""
+
+    __slots__ = ("stream", "index")
+
+    def __init__(self, stream: int, index: int) -> None:
+        self.stream = stream
+        self.index = index
+
+
+@register_service("Timing")
+class Timing(Service):
+    """Real and CPU time per module, path, source and event, with budget and farm projections."""
+
+    Parameters = TimingParameters
+
+    def __init__(self, name: str, params: TimingParameters) -> None:
+        super().__init__(name, params)
+        self._streams: list[_StreamClock] = []
+        self._descs: list["ModuleDescription"] = []
+        self._path_names: list[str] = []
+        self._endpath_names: set[str] = set()
+        self._path_index: dict[str, int] = {}
+        self._job: "JobContext | None" = None
+        self._self_cost: dict[str, float] | None = None
+        self._cache: tuple[int, dict[str, Any], dict[str, np.ndarray]] | None = None
+
+    # ---------------------------------------------------------------- signals (hot path)
+
+    def connect(self, signals: "ActivityRegistry", job: "JobContext") -> None:
+        self._job = job
+        self._descs = list(job.descriptions)
+        cfg = job.config
+        self._path_names = [*cfg.paths, *cfg.endpaths]
+        self._endpath_names = set(cfg.endpaths)
+        self._path_index = {name: i for i, name in enumerate(self._path_names)}
+        labels = {d.label for d in self._descs}
+        for i, label in enumerate(self.params.highlight):
+            if label not in labels:
+                raise ConfigError(f"services.{self.name}.highlight[{i}]: '{label}' is not a module label")
+        n, p = len(self._descs), len(self._path_names)
+        # one clock per stream, plus a scratch one for the self-calibration
+        self._streams = [_StreamClock(n, p) for _ in range(cfg.options.streams + 1)]
+        signals.pre_source.connect(self._pre_source)
+        signals.post_source.connect(self._post_source)
+        signals.post_event.connect(self._post_event)
+        signals.pre_path.connect(self._pre_path)
+        signals.post_path.connect(self._post_path)
+        signals.pre_module.connect(self._pre_module)
+        signals.post_module.connect(self._post_module)
+        if self.params.calibrate:
+            signals.post_begin_job.connect(self._calibrate)
+
+    def _pre_source(self, stream: int) -> None:
+        st = self._streams[stream]
+        st.mod_w = [0] * st.n
+        st.mod_c = [0] * st.n
+        st.ev_w0 = st.mark_w = _wall()
+        st.ev_c0 = st.mark_c = _cpu()
+        if st.first_w is None:
+            st.first_w = st.ev_w0
+
+    def _post_source(self, stream: int, event_id: Any) -> None:
+        w, c = _wall(), _cpu()
+        st = self._streams[stream]
+        st.mod_w[0] += w - st.mark_w
+        st.mod_c[0] += c - st.mark_c
+        st.mark_w, st.mark_c = w, c
+        st.in_event = event_id is not None  # the last, empty read belongs to no event
+
+    def _pre_path(self, event: Any, name: str) -> None:
+        st = self._streams[event.stream]
+        st.cur_pm = st.path_mod_w[self._path_index[name]]
+        st.path_w0 = _wall()
+
+    def _post_path(self, event: Any, name: str, accepted: bool) -> None:
+        w = _wall()
+        st = self._streams[event.stream]
+        p = self._path_index[name]
+        st.path_w[p] += w - st.path_w0
+        st.path_runs[p] += 1
+        st.cur_pm = st.no_path
+
+    def _pre_module(self, event: Any, desc: "ModuleDescription") -> None:
+        w, c = _wall(), _cpu()
+        st = self._streams[event.stream]
+        stack = st.stack
+        if stack:  # on-demand call inside another module: pause the outer one
+            top = stack[-1]
+            dw = w - st.mark_w
+            st.mod_w[top] += dw
+            st.mod_c[top] += c - st.mark_c
+            st.cur_pm[top] += dw
+            st.nested.add((top, desc.index))
+        stack.append(desc.index)
+        st.mark_w, st.mark_c = w, c
+
+    def _post_module(self, event: Any, desc: "ModuleDescription") -> None:
+        w, c = _wall(), _cpu()
+        st = self._streams[event.stream]
+        i = st.stack.pop()
+        dw = w - st.mark_w
+        st.mod_w[i] += dw
+        st.mod_c[i] += c - st.mark_c
+        st.cur_pm[i] += dw
+        st.calls[i] += 1
+        st.mark_w, st.mark_c = w, c
+
+    def _post_event(self, event: Any, status: str) -> None:
+        w, c = _wall(), _cpu()
+        st = self._streams[event.stream]
+        if not st.in_event:  # pragma: no cover - defensive: no pre_source seen for this event
+            return
+        st.in_event = False
+        st.stack.clear()
+        st.rows.append([event.index, event.stream, w - st.ev_w0, c - st.ev_c0, *st.mod_w, *st.mod_c])
+        st.last_w = w
+
+    # ---------------------------------------------------------------- self-calibration
+
+    def _calibrate(self, job: Any = None, calls: int = 2000, events: int = 300) -> None:
+        """Time the service's own callbacks on a scratch stream (not part of the results)."""
+        scratch = len(self._streams) - 1
+        desc = self._descs[-1]
+        probe = _Probe(scratch, -1)
+        pre, post = self._pre_module, self._post_module
+        t0 = _wall()
+        for _ in range(calls):
+            pre(probe, desc)
+            post(probe, desc)
+        per_call = (_wall() - t0) / calls
+        name = self._path_names[0] if self._path_names else None
+        t0 = _wall()
+        for i in range(events):
+            probe.index = i
+            self._pre_source(scratch)
+            self._post_source(scratch, True)
+            if name is not None:
+                self._pre_path(probe, name)
+                self._post_path(probe, name, True)
+            self._post_event(probe, "accept")
+        per_event = (_wall() - t0) / events
+        self._self_cost = {"per_module_call_ns": per_call, "per_event_ns": per_event,
+                           "per_event_with_modules_ns": per_event + per_call * max(len(self._descs) - 1, 0)}
+        self._streams[scratch] = _StreamClock(len(self._descs), len(self._path_names))
+
+    # ---------------------------------------------------------------- results
+
+    def merged_rows(self) -> np.ndarray:
+        """All events' rows (int64 ns), ordered by event index; the scratch stream is left out."""
+        parts = [st.rows.array() for st in self._streams[:-1]]
+        rows = np.concatenate(parts) if parts else np.empty((0, _FIXED + 2 * len(self._descs)), np.int64)
+        return rows[np.argsort(rows[:, 0], kind="stable")]
+
+    def highlight_labels(self) -> list[str]:
+        if self.params.highlight:
+            return list(self.params.highlight)
+        return [d.label for d in self._descs if d.kind == "producer" and "Scorer" in d.type]
+
+    def result(self, summary: "JobSummary") -> dict[str, Any]:
+        """Everything the reports show, as JSON-ready data (milliseconds); computed once."""
+        return self._compute(summary)[1]
+
+    def per_event(self, summary: "JobSummary") -> dict[str, np.ndarray]:
+        """Per-event arrays in ms, ordered by event index (for plots)."""
+        return self._compute(summary)[2]
+
+    def _compute(self, summary: "JobSummary") -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
+        if self._cache is not None and self._cache[0] == id(summary):
+            return self._cache
+        from .timing_results import build_result
+
+        rows = self.merged_rows()
+        streams = self._streams[:-1]
+        firsts = [st.first_w for st in streams if st.first_w is not None]
+        loop_ns = (max(st.last_w for st in streams) - min(firsts)) if firsts and len(rows) else 0
+        n = len(self._descs)
+        calls = [sum(st.calls[i] for st in streams) for i in range(n)]
+        paths = [dict(name=name, endpath=name in self._endpath_names,
+                      runs=sum(st.path_runs[j] for st in streams),
+                      real_ns=sum(st.path_w[j] for st in streams),
+                      module_real_ns=[sum(st.path_mod_w[j][i] for st in streams) for i in range(n)])
+                 for j, name in enumerate(self._path_names)]
+        cfg = self._job.config if self._job is not None else None
+        path_labels = {name: [e.label for e in entries]
+                       for name, entries in ([*cfg.paths.items(), *cfg.endpaths.items()] if cfg else [])}
+        deps = {label: sorted({t.label for t in input_tags(m.params)} - {"source"})
+                for label, m in (cfg.modules.items() if cfg else [])}
+        for outer, inner in set().union(*(st.nested for st in streams)):  # undeclared on-demand gets
+            deps.setdefault(self._descs[outer].label, []).append(self._descs[inner].label)
+        result, arrays = build_result(
+            summary=summary, descs=self._descs, rows=rows, calls=calls, paths=paths,
+            path_labels=path_labels, deps=deps, loop_ns=loop_ns, highlight=self.highlight_labels(),
+            params=self.params, self_cost=self._self_cost)
+        self._cache = (id(summary), result, arrays)
+        return self._cache
+
+    # ---------------------------------------------------------------- reports
+
+    def text_report(self, summary: "JobSummary") -> str:
+        from ..report.timereport import budget_report, farm_report, time_report
+
+        res = self.result(summary)
+        return "\n".join([time_report(res), budget_report(res), farm_report(res)])
+
+    def json_report(self, summary: "JobSummary") -> dict[str, Any] | None:
+        return self.result(summary)
+
+    def write_files(self, report_dir: Path, summary: "JobSummary") -> list[Path]:
+        import json
+
+        from ..report.files import atomic_write_text
+        from ..report.timereport import fast_timer_json
+
+        doc = fast_timer_json(self.result(summary), summary.process)
+        return [atomic_write_text(report_dir / self.params.resources_json, json.dumps(doc, indent=2))]
+
+    def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
+        """Plots and tables for report.html (see framework/report/html.py)."""
+        from ..report.html import timing_sections
+
+        return timing_sections(self.result(summary), self.per_event(summary))

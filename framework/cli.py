@@ -63,7 +63,7 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # options may come between overrides
     _setup_logging(args.quiet, args.debug)
     from .config import load
     from .errors import HltError

@@ -123,8 +123,8 @@ def test_cli_missing_source_file_and_dump(write_config, tmp_path):
     path = write_config(f"source: {{type: RootJetSource, files: [{tmp_path / 'missing.root'}]}}\n")
     res = _cli(path, "-n", "5")
     assert res.returncode == 3 and "input file not found" in res.stderr
-    dump = _cli(path, "-n", "5", "--dump")
-    assert dump.returncode == 0 and "maxEvents: 5" in dump.stdout
+    dump = _cli(path, "-n", "5", "--dump", "options.streams=3")  # options and overrides intermixed
+    assert dump.returncode == 0 and "maxEvents: 5" in dump.stdout and "streams: 3" in dump.stdout
 
 
 def test_hltdiff_finds_decision_and_score_changes(write_config, tmp_path):

@@ -1,0 +1,247 @@
+"""Memory service (CMSSW's SimpleMemoryCheck, plus an optional memray capture).
+
+What it measures, from the signals (modules never call it):
+
+* RSS and virtual size after every event (``/proc/self/statm``: one ``pread``, ~2 µs), their peaks,
+  and the events that increased RSS most ("key events", as SimpleMemoryCheck prints);
+* per module, the RSS change across ``begin_job`` (what loading a model costs) and across each
+  event call (mean and max growth), when ``per_module`` is on;
+* optionally, a memray capture of every allocation of the job into ``<report_dir>/<memray>``
+  (``memray flamegraph`` / ``memray stats`` read it), the tool the IML 2022 study used.
+
+RSS is a process-wide figure: with several streams the per-module deltas include what the other
+streams allocated meanwhile, so read them with ``streams: 1``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from ..registry import register_service
+from ..service import Service
+
+if TYPE_CHECKING:
+    from ..process import JobContext
+    from ..signals import ActivityRegistry, ModuleDescription
+    from ..summary import JobSummary
+
+log = logging.getLogger("hltrun")
+MB = 1024.0 * 1024.0
+
+
+@dataclass
+class MemoryParameters:
+    """``services: {Memory: {...}}``."""
+
+    per_module: bool = True  # RSS delta around every module call (two statm reads per call)
+    key_events: int = 5  # how many of the largest RSS increases to list
+    memray: str | None = None  # file name (in --report-dir, else the working directory) for a memray capture
+    memray_native: bool = False  # also record native (C/C++) stacks: slower, but shows ORT/TF internals
+
+    def __post_init__(self) -> None:
+        if self.key_events < 0:
+            raise ValueError(f"key_events must be >= 0, got {self.key_events}")
+
+
+def _statm_reader() -> Callable[[], tuple[int, int]]:
+    """Return a function giving (vsize, rss) in bytes, as cheap as the platform allows."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+
+        def read() -> tuple[int, int]:
+            fields = os.pread(fd, 128, 0).split()
+            return int(fields[0]) * page, int(fields[1]) * page
+
+        read()
+        return read
+    except OSError:  # not Linux: psutil, slower but portable
+        import psutil
+
+        proc = psutil.Process()
+
+        def read_psutil() -> tuple[int, int]:
+            info = proc.memory_info()
+            return info.vms, info.rss
+
+        return read_psutil
+
+
+@register_service("Memory")
+class Memory(Service):
+    """RSS / virtual size per event, per-module growth, peaks, optional memray capture."""
+
+    Parameters = MemoryParameters
+
+    def __init__(self, name: str, params: MemoryParameters) -> None:
+        super().__init__(name, params)
+        self._read = _statm_reader()
+        self._descs: list["ModuleDescription"] = []
+        self._begin_rss: dict[str, int] = {}
+        self._begin_delta: list[int] = []
+        self._call_sum: list[int] = []
+        self._call_max: list[int] = []
+        self._calls: list[int] = []
+        self._before: dict[int, int] = {}  # per stream: RSS before the running module
+        self._rss: list[int] = []
+        self._vsize: list[int] = []
+        self._ids: list[tuple[int, int, int]] = []
+        self._start: tuple[int, int] = (0, 0)
+        self._after_begin: tuple[int, int] = (0, 0)
+        self._tracker: Any = None
+        self._memray_file: Path | None = None
+
+    # --------------------------------------------------------------------------- signals
+
+    def connect(self, signals: "ActivityRegistry", job: "JobContext") -> None:
+        self._descs = list(job.descriptions)
+        n = len(self._descs)
+        self._begin_delta = [0] * n
+        self._call_sum, self._call_max, self._calls = [0] * n, [0] * n, [0] * n
+        signals.pre_begin_job.connect(self._pre_begin_job)
+        signals.pre_module_begin_job.connect(self._pre_module_begin_job)
+        signals.post_module_begin_job.connect(self._post_module_begin_job)
+        signals.post_begin_job.connect(self._post_begin_job)
+        signals.post_event.connect(self._post_event)
+        signals.post_end_job.connect(self._post_end_job)
+        if self.params.per_module:
+            signals.pre_module.connect(self._pre_module)
+            signals.post_module.connect(self._post_module)
+        if self.params.memray:
+            folder = job.report_dir or Path(".")
+            self._memray_file = folder / self.params.memray
+
+    def _pre_begin_job(self, job: "JobContext") -> None:
+        if self._memray_file is not None:
+            try:
+                import memray
+            except ImportError:
+                log.warning("Memory: memray is not installed; no capture (pip install memray)")
+            else:
+                self._memray_file.parent.mkdir(parents=True, exist_ok=True)
+                self._memray_file.unlink(missing_ok=True)  # memray refuses to overwrite
+                self._tracker = memray.Tracker(self._memray_file, native_traces=self.params.memray_native)
+                self._tracker.__enter__()
+        self._start = self._read()
+
+    def _pre_module_begin_job(self, desc: "ModuleDescription") -> None:
+        self._begin_rss[desc.label] = self._read()[1]
+
+    def _post_module_begin_job(self, desc: "ModuleDescription") -> None:
+        self._begin_delta[desc.index] += self._read()[1] - self._begin_rss.pop(desc.label, 0)
+
+    def _post_begin_job(self, job: "JobContext") -> None:
+        self._after_begin = self._read()
+
+    def _pre_module(self, event: Any, desc: "ModuleDescription") -> None:
+        self._before[event.stream] = self._read()[1]
+
+    def _post_module(self, event: Any, desc: "ModuleDescription") -> None:
+        delta = self._read()[1] - self._before.get(event.stream, 0)
+        i = desc.index
+        self._calls[i] += 1
+        self._call_sum[i] += delta
+        if delta > self._call_max[i]:
+            self._call_max[i] = delta
+
+    def _post_event(self, event: Any, status: str) -> None:
+        vsize, rss = self._read()
+        self._rss.append(rss)
+        self._vsize.append(vsize)
+        self._ids.append((event.id.run, event.id.luminosityBlock, event.id.event))
+
+    def _post_end_job(self, summary: "JobSummary") -> None:
+        if self._tracker is not None:
+            self._tracker.__exit__(None, None, None)
+            self._tracker = None
+            log.info("Memory: memray capture in %s (memray flamegraph %s)", self._memray_file, self._memray_file)
+
+    # --------------------------------------------------------------------------- results
+
+    def results(self) -> dict[str, Any]:
+        rss = np.asarray(self._rss, dtype=np.int64)
+        growth = np.diff(rss, prepend=self._after_begin[1]) if len(rss) else rss
+        top = np.argsort(-growth, kind="stable")[: self.params.key_events] if len(rss) else []
+        peak_rss = max([self._after_begin[1], *self._rss]) if self._rss else self._after_begin[1]
+        peak_vsize = max([self._after_begin[0], *self._vsize]) if self._vsize else self._after_begin[0]
+        modules = []
+        for d in self._descs:
+            calls = self._calls[d.index]
+            modules.append({
+                "label": d.label, "type": d.type, "begin_job_rss_mb": self._begin_delta[d.index] / MB,
+                "calls": calls, "mean_rss_growth_per_call_kb": (self._call_sum[d.index] / calls / 1024) if calls else 0.0,
+                "max_rss_growth_per_call_kb": self._call_max[d.index] / 1024,
+                "total_rss_growth_mb": self._call_sum[d.index] / MB,
+            })
+        return {
+            "rss_start_mb": self._start[1] / MB, "rss_after_begin_job_mb": self._after_begin[1] / MB,
+            "rss_end_mb": (self._rss[-1] if self._rss else self._after_begin[1]) / MB,
+            "peak_rss_mb": peak_rss / MB, "peak_vsize_mb": peak_vsize / MB,
+            "max_rss_kernel_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "key_events": [{"id": list(self._ids[i]), "rss_growth_kb": int(growth[i]) / 1024, "rss_mb": rss[i] / MB}
+                           for i in top if growth[i] > 0],
+            "modules": modules, "per_module": self.params.per_module,
+            "memray_file": str(self._memray_file) if self._memray_file else None,
+        }
+
+    def rss_per_event_mb(self) -> np.ndarray:
+        return np.asarray(self._rss, dtype=np.float64) / MB
+
+    def text_report(self, summary: "JobSummary") -> str:
+        r = self.results()
+        lines = [
+            "MemoryReport ---------- Memory  Summary ---[MB]----",
+            f"MemoryReport  peak virtual size {r['peak_vsize_mb']:.1f} MB, peak RSS {r['peak_rss_mb']:.1f} MB "
+            f"(kernel high-water mark {r['max_rss_kernel_mb']:.1f} MB)",
+            f"MemoryReport  RSS at start {r['rss_start_mb']:.1f}, after begin_job {r['rss_after_begin_job_mb']:.1f}, "
+            f"at the end {r['rss_end_mb']:.1f} MB",
+        ]
+        for k in r["key_events"]:
+            run, lumi, event = k["id"]
+            lines.append(f"MemoryReport  key event increasing RSS: run {run}, lumi {lumi}, event {event}: "
+                         f"+{k['rss_growth_kb']:.0f} kB -> {k['rss_mb']:.1f} MB")
+        lines += ["", "MemoryReport ---------- Module Summary ---[RSS]----",
+                  "MemoryReport  begin_job MB   calls  mean kB/call   max kB/call   total MB  Name"]
+        for m in r["modules"]:
+            lines.append(f"MemoryReport  {m['begin_job_rss_mb']:>12.2f} {m['calls']:>7} {m['mean_rss_growth_per_call_kb']:>13.1f} "
+                         f"{m['max_rss_growth_per_call_kb']:>13.1f} {m['total_rss_growth_mb']:>10.2f}  {m['label']}")
+        if summary.streams > 1 and self.params.per_module:
+            lines.append("MemoryReport  (RSS is process-wide: with several streams per-module deltas include the other streams)")
+        if r["memray_file"]:
+            lines.append(f"MemoryReport  memray capture: {r['memray_file']}  (memray flamegraph / memray stats)")
+        return "\n".join(lines) + "\n"
+
+    def json_report(self, summary: "JobSummary") -> dict[str, Any]:
+        return {**self.results(), "rss_per_event_mb": self.rss_per_event_mb().round(3).tolist()}
+
+    def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
+        from ..report.html import _figure, img, table
+
+        r = self.results()
+        rss = self.rss_per_event_mb()
+        parts = [f"<p>Peak RSS <b>{r['peak_rss_mb']:.1f} MB</b>, peak virtual size {r['peak_vsize_mb']:.1f} MB; "
+                 f"RSS after begin_job {r['rss_after_begin_job_mb']:.1f} MB, at the end {r['rss_end_mb']:.1f} MB.</p>"]
+        if len(rss):
+            fig = _figure(9.0, 3.5)
+            ax = fig.subplots()
+            ax.plot(np.arange(len(rss)), rss, lw=1)
+            ax.axhline(r["rss_after_begin_job_mb"], color="grey", ls="--", lw=1, label="after begin_job")
+            ax.set_xlabel("event number in the job")
+            ax.set_ylabel("RSS [MB]")
+            ax.set_title("resident memory along the job")
+            ax.legend(loc="lower right")
+            parts.append(img(fig, "RSS along the job"))
+        parts.append(table(["module", "type", "begin_job MB", "calls", "mean kB/call", "max kB/call"],
+                           [[m["label"], m["type"], m["begin_job_rss_mb"], m["calls"], m["mean_rss_growth_per_call_kb"],
+                             m["max_rss_growth_per_call_kb"]] for m in r["modules"]], left=2))
+        if r["memray_file"]:
+            parts.append(f"<p>memray capture: <code>{html.escape(r['memray_file'])}</code></p>")
+        return [("Memory", "\n".join(parts))]

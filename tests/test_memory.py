@@ -1,0 +1,77 @@
+"""Memory service: model-loading memory at begin_job, per-call growth, per-event RSS, memray capture."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from framework.module import Producer
+from framework.registry import register_module
+from framework.report import write_report_files
+from tests.helpers import run_config
+
+SCHEMA = Path(__file__).parents[1] / "framework" / "report" / "hltrun-report.schema.json"
+
+
+@dataclass
+class HogParameters:
+    begin_mb: int = 0
+    per_event_mb: int = 0
+
+
+@register_module("TestMemoryHog")
+class MemoryHog(Producer):
+    """Keeps ``begin_mb`` from begin_job and ``per_event_mb`` more on every event (touched pages)."""
+
+    Parameters = HogParameters
+
+    def begin_job(self, job) -> None:
+        self.kept = [np.ones(self.params.begin_mb * 1024 * 1024, np.uint8)]
+
+    def produce(self, event) -> None:
+        self.kept.append(np.ones(self.params.per_event_mb * 1024 * 1024, np.uint8))
+        event.put(len(self.kept))
+
+
+CFG = """
+source: {type: TestCountingSource, n: 6}
+modules:
+  hog: {type: TestMemoryHog, begin_mb: 40, per_event_mb: 8}
+  sq: {type: TestSquare}
+paths:
+  p: [hog, sq]
+services:
+  Memory: {memray: memray.bin}
+"""
+
+
+def test_memory_attributes_growth_to_the_module(write_config, tmp_path):
+    summary, process = run_config(write_config(CFG), f"options.report_dir={tmp_path}")
+    (memory,) = process.services
+    r = memory.results()
+    hog = next(m for m in r["modules"] if m["label"] == "hog")
+    sq = next(m for m in r["modules"] if m["label"] == "sq")
+    assert 38 <= hog["begin_job_rss_mb"] <= 60
+    assert hog["calls"] == 6 and 7.5 * 1024 <= hog["mean_rss_growth_per_call_kb"] <= 10 * 1024
+    assert sq["mean_rss_growth_per_call_kb"] < 1024
+    rss = memory.rss_per_event_mb()
+    assert len(rss) == 6 and rss[-1] - rss[0] >= 5 * 7.5
+    assert r["peak_rss_mb"] >= r["rss_after_begin_job_mb"] + 40
+    assert "MemoryReport" in memory.text_report(summary) and " hog" in memory.text_report(summary)
+
+
+def test_memory_json_validates_and_memray_capture(write_config, tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    summary, process = run_config(write_config(CFG), f"options.report_dir={tmp_path}")
+    write_report_files(tmp_path, summary, process.services)
+    doc = json.loads((tmp_path / "hltrun.json").read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()), cls=jsonschema.Draft202012Validator)
+    assert len(doc["services"]["Memory"]["rss_per_event_mb"]) == 6
+    html = (tmp_path / "report.html").read_text()
+    assert '<img alt="RSS along the job"' in html and "<h2>Memory</h2>" in html
+    pytest.importorskip("memray")
+    assert (tmp_path / "memray.bin").stat().st_size > 0

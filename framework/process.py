@@ -45,6 +45,8 @@ class Process:
         self.descriptions = [ModuleDescription(SOURCE_LABEL, config.source.type, "source", 0)]
         for i, (label, cfg) in enumerate(config.modules.items(), start=1):
             self.descriptions.append(ModuleDescription(label, cfg.type, cfg.cls.kind, i))
+        if report_dir is None and config.options.report_dir:
+            report_dir = Path(config.options.report_dir)
         self.job = JobContext(config, self.signals, self.descriptions, report_dir)
         self.services: list[Service] = [cfg.cls(name, cfg.params) for name, cfg in config.services.items()]
         for service in self.services:

@@ -73,13 +73,14 @@ class RootOutputModule(OutputModule):
         self._file = None
         self._written = 0
         self._job = None
-        self._paths: list[str] = []
+        self._decision_branches: list[tuple[str, str]] = []
 
     def begin_job(self, job) -> None:  # noqa: ANN001
         import uproot
 
         self._job = job
-        self._paths = list(job.config.paths)
+        # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
+        self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in job.config.paths]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         compression = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}
         try:
@@ -90,8 +91,8 @@ class RootOutputModule(OutputModule):
     def write(self, event: Event) -> None:
         row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
                                "event": event.id.event}
-        for path in self._paths:
-            row[f"HLT_{path}"] = event.trigger_results.get(path, False)
+        for path, branch in self._decision_branches:
+            row[branch] = event.trigger_results.get(path, False)
         for tag in self.params.keep:
             row.update(product_columns(tag.replace(":", "_"), event.get(tag)))
         self._pending[event.index] = row

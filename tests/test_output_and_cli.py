@@ -150,3 +150,15 @@ def test_hltdiff_finds_decision_and_score_changes(write_config, tmp_path):
     diff = compare(old, changed)
     assert diff.branches["sq"] == 1 and diff.examples["sq"] == [(1, 1, 4)]
     assert diff.branches["HLT_p_even"] == 0
+
+
+def test_hltdiff_matches_repeated_event_ids_by_occurrence():
+    import awkward as ak
+
+    from tools.hltdiff import compare
+
+    old = ak.Array({"run": [1, 1, 1], "luminosityBlock": [1, 1, 1], "event": [5, 5, 6], "s": [1.0, 2.0, 3.0]})
+    new = ak.Array({"run": [1, 1], "luminosityBlock": [1, 1], "event": [5, 6], "s": [1.0, 3.0]})
+    diff = compare(old, new)
+    assert (diff.common, diff.only_in_old, diff.only_in_new) == (2, 1, 0)
+    assert diff.branches["s"] == 0

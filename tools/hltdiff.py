@@ -47,7 +47,16 @@ def _read(path: Path, tree: str) -> ak.Array:
 
 def compare(old: ak.Array, new: ak.Array, rtol: float = 1e-5, atol: float = 0.0, examples: int = 5) -> Difference:
     def keys(a: ak.Array) -> np.ndarray:
-        return np.rec.fromarrays([np.asarray(a[b], dtype=np.int64) for b in ID_BRANCHES], names=ID_BRANCHES)
+        """(run, lumi, event, n): n counts repeats of an id, so files that merge samples with
+        overlapping ids still match the n-th occurrence with the n-th occurrence."""
+        cols = [np.asarray(a[b], dtype=np.int64) for b in ID_BRANCHES]
+        ids = np.rec.fromarrays(cols, names=ID_BRANCHES)
+        order = np.argsort(ids, kind="stable")
+        first = np.r_[True, ids[order][1:] != ids[order][:-1]]
+        group_start = np.maximum.accumulate(np.where(first, np.arange(len(ids)), 0))
+        occurrence = np.empty(len(ids), np.int64)
+        occurrence[order] = np.arange(len(ids)) - group_start
+        return np.rec.fromarrays([*cols, occurrence], names=[*ID_BRANCHES, "n"])
 
     k_old, k_new = keys(old), keys(new)
     common, i_old, i_new = np.intersect1d(k_old, k_new, return_indices=True)
@@ -70,7 +79,7 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = 1e-5, atol: float = 0.0,
         bad = np.flatnonzero(~ok)
         diff.branches[name] = len(bad)
         if len(bad):
-            diff.examples[name] = [tuple(int(x) for x in common[i]) for i in bad[:examples]]
+            diff.examples[name] = [tuple(int(x) for x in common[i])[:3] for i in bad[:examples]]
     for name in sorted(set(old.fields) ^ set(new.fields)):
         diff.branches[f"{name} (in one file only)"] = 1
     return diff

@@ -1,0 +1,53 @@
+"""Convolutional VAE of the IML 2022 HLT study (encoder/decoder as in its model summary)."""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from . import layers as L
+from .preprocess import N_CONSTITUENTS, N_FEATURES
+from .vae import ModelSpec
+
+ACT = "elu"
+
+
+def default_spec() -> ModelSpec:
+    """Training settings: Adam 1e-3, latent 8, beta = 0.0005 as in the study's configuration."""
+    return ModelSpec(name="conv_vae", latent_dim=8, beta=5e-4, learning_rate=1e-3, kl_warmup_epochs=0)
+
+
+def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool = False
+          ) -> tuple[keras.Model, keras.Model]:
+    """Encoder jets -> [z_mean, z_log_var] and decoder [z, jets] -> reconstruction (physical units)."""
+    jets = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
+    mask = L.ConstituentMask()(jets)
+    x = L.Standardize(mean, std, log_pt=log_pt, name="std_normalize")([jets, mask])
+    x = layers.Reshape((N_CONSTITUENTS, N_FEATURES, 1))(x)
+    x = layers.Conv2D(16, (3, 3), activation=ACT)(x)                     # (98, 1, 16)
+    x = layers.Reshape((N_CONSTITUENTS - 2, 16))(x)
+    x = layers.Conv1D(20, 3, activation=ACT)(x)                          # (96, 20)
+    x = layers.Conv1D(24, 3, activation=ACT)(x)                          # (94, 24)
+    x = layers.AveragePooling1D(2)(x)                                    # (47, 24)
+    x = layers.Flatten()(x)                                              # 1128
+    x = layers.Dense(136, activation=ACT)(x)
+    x = layers.Dense(32, activation=ACT)(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    encoder = keras.Model(jets, [z_mean, z_log_var], name="encoder")
+
+    z = keras.Input((latent_dim,), name="z")
+    jets_d = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
+    mask_d = L.ConstituentMask()(jets_d)
+    y = layers.Dense(32, activation=ACT)(z)
+    y = layers.Dense(136, activation=ACT)(y)
+    y = layers.Dense(47 * 24, activation=ACT)(y)
+    y = layers.Reshape((47, 24))(y)
+    y = layers.UpSampling1D(2)(y)                                        # (94, 24)
+    y = layers.Conv1DTranspose(20, 3, activation=ACT)(y)                 # (96, 20)
+    y = layers.Conv1DTranspose(16, 3, activation=ACT)(y)                 # (98, 16)
+    y = layers.Reshape((N_CONSTITUENTS - 2, 1, 16))(y)
+    y = layers.Conv2DTranspose(1, (3, 3))(y)                             # (100, 3, 1)
+    y = layers.Reshape((N_CONSTITUENTS, N_FEATURES))(y)
+    y = L.Standardize(mean, std, inverse=True, log_pt=log_pt, name="un_normalize")([y, mask_d])
+    decoder = keras.Model([z, jets_d], y, name="decoder")
+    return encoder, decoder

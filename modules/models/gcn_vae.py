@@ -1,0 +1,64 @@
+"""Graph-convolutional VAE: GCN layers act(A_hat X W + b) over the jet's constituents.
+
+With a fully connected A_hat every GCN output row is the same mean over the jet, so each graph
+convolution is used as a residual block X + act(A_hat X W + b): the GCN term brings in the whole
+jet, the skip keeps each constituent's own features (otherwise the decoder could only emit one
+point per jet).  Encoder: per-constituent embedding, two residual GCN blocks, masked mean pooling,
+graph-level latent.  Decoder: latent -> 100 constituent slots (slot = pT rank), two residual GCN
+blocks on the input's graph, per-constituent (deta, dphi, pT).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from . import layers as L
+from .preprocess import N_CONSTITUENTS, N_FEATURES
+from .vae import ModelSpec
+
+ACT = "tanh"
+WIDTH_ENC, WIDTH_DEC = 32, 16
+
+
+def default_spec() -> ModelSpec:
+    """Training settings of the study: tanh, latent 8, beta_KL = 10, KL warm-up over 5 epochs."""
+    return ModelSpec(name="gcn_vae", latent_dim=8, beta=10.0, learning_rate=1e-3, kl_warmup_epochs=5)
+
+
+def residual_gcn(x: Any, adj: Any, units: int, n_blocks: int) -> Any:
+    """``n_blocks`` blocks x <- x + act(A_hat x W + b)."""
+    for _ in range(n_blocks):
+        x = layers.Add()([x, L.GraphConv(units, ACT)([x, adj])])
+    return x
+
+
+def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool = False
+          ) -> tuple[keras.Model, keras.Model]:
+    """Encoder jets -> [z_mean, z_log_var] and decoder [z, jets] -> reconstruction (physical units)."""
+    jets = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
+    mask = L.ConstituentMask()(jets)
+    adj = L.NormalizedAdjacency()(mask)
+    x = L.Standardize(mean, std, log_pt=log_pt, name="std_normalize")([jets, mask])
+    x = layers.Dense(WIDTH_ENC, activation=ACT)(x)
+    x = residual_gcn(x, adj, WIDTH_ENC, 2)
+    x = layers.Dense(WIDTH_ENC, activation=ACT)(x)
+    x = L.MaskedMeanPool()([x, mask])
+    x = layers.Dense(WIDTH_ENC, activation=ACT)(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    encoder = keras.Model(jets, [z_mean, z_log_var], name="encoder")
+
+    z = keras.Input((latent_dim,), name="z")
+    jets_d = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
+    mask_d = L.ConstituentMask()(jets_d)
+    adj_d = L.NormalizedAdjacency()(mask_d)
+    y = layers.Dense(WIDTH_ENC, activation=ACT)(z)
+    y = layers.Dense(N_CONSTITUENTS * WIDTH_DEC, activation=ACT)(y)
+    y = layers.Reshape((N_CONSTITUENTS, WIDTH_DEC))(y)
+    y = residual_gcn(y, adj_d, WIDTH_DEC, 2)
+    y = layers.Dense(N_FEATURES)(y)
+    y = L.Standardize(mean, std, inverse=True, log_pt=log_pt, name="un_normalize")([y, mask_d])
+    decoder = keras.Model([z, jets_d], y, name="decoder")
+    return encoder, decoder

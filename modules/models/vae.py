@@ -1,0 +1,159 @@
+"""Architecture-independent VAE plumbing: training step, inference model, loading.
+
+Both models are an ``encoder: jets -> [z_mean, z_log_var]`` and a
+``decoder: [z, jets] -> reconstruction`` (the decoder reads the jets only for the constituent mask);
+everything else — the loss, KL warm-up, the exported score — lives here once.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from . import layers as L
+from .losses import chamfer_distance, kl_divergence, to_metric_space
+from .preprocess import N_CONSTITUENTS, N_FEATURES
+
+
+@dataclass
+class ModelSpec:
+    """Hyper-parameters of one architecture (defaults live in conv_vae.py / gcn_vae.py)."""
+
+    name: str
+    latent_dim: int = 8
+    beta: float = 1.0
+    learning_rate: float = 1e-3
+    kl_warmup_epochs: int = 0
+    log_pt: bool = False  # standardise and measure distances in log(pT) instead of pT
+
+
+def feature_stats(jets: np.ndarray, log_pt: bool = False) -> tuple[list[float], list[float]]:
+    """Per-feature mean and std over the real constituents of a training sample (log pT if asked)."""
+    real = jets[jets[..., L.PT_INDEX] > 0].astype(np.float64)
+    if log_pt:
+        real[:, L.PT_INDEX] = np.log(real[:, L.PT_INDEX])
+    return real.mean(axis=0).tolist(), np.maximum(real.std(axis=0), 1e-6).tolist()
+
+
+def default_spec(kind: str) -> ModelSpec:
+    """The architecture's default hyper-parameters ('conv' or 'gcn')."""
+    from . import MODEL_BUILDERS
+
+    return importlib.import_module(MODEL_BUILDERS[kind]).default_spec()
+
+
+def build_parts(kind: str, mean: list[float], std: list[float], spec: ModelSpec | None = None
+                ) -> tuple[keras.Model, keras.Model, ModelSpec]:
+    """Encoder, decoder and spec of architecture ``kind`` ('conv' or 'gcn')."""
+    from . import MODEL_BUILDERS
+
+    module = importlib.import_module(MODEL_BUILDERS[kind])
+    spec = spec or module.default_spec()
+    encoder, decoder = module.build(mean, std, spec.latent_dim, spec.log_pt)
+    return encoder, decoder, spec
+
+
+class VAETrainer(keras.Model):
+    """Trains encoder + decoder on Chamfer + beta * w(epoch) * KL, with w the KL warm-up weight.
+
+    Training samples z with the reparametrisation trick; validation uses the latent mean and the
+    full beta, i.e. exactly the deployed score + kl, so val_loss is comparable across epochs.
+    """
+
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, std: list[float], beta: float,
+                 log_pt: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.encoder, self.decoder = encoder, decoder
+        self.std, self.log_pt = [float(v) for v in std], bool(log_pt)
+        self.beta = float(beta)
+        self.kl_weight = keras.Variable(1.0, trainable=False, name="kl_weight")
+        self.seed = keras.random.SeedGenerator(1234)
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "reco", "kl")}
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self.trackers.values())
+
+    def _terms(self, jets: Any, training: bool) -> tuple[Any, Any]:
+        mask = ops.cast(jets[..., L.PT_INDEX] > 0.0, jets.dtype)
+        z_mean, z_log_var = self.encoder(jets, training=training)
+        z = z_mean
+        if training:
+            eps = keras.random.normal(ops.shape(z_mean), seed=self.seed)
+            z = z_mean + ops.exp(0.5 * z_log_var) * eps
+        reco = self.decoder([z, jets], training=training)
+        reco_loss = chamfer_distance(to_metric_space(jets, mask, self.std, self.log_pt),
+                                     to_metric_space(reco, mask, self.std, self.log_pt), mask)
+        return ops.mean(reco_loss), ops.mean(kl_divergence(z_mean, z_log_var))
+
+    def _report(self, loss: Any, reco: Any, kl: Any) -> dict[str, Any]:
+        for key, val in (("loss", loss), ("reco", reco), ("kl", kl)):
+            self.trackers[key].update_state(val)
+        return {k: m.result() for k, m in self.trackers.items()}
+
+    def call(self, jets: Any, training: bool = False) -> Any:
+        z_mean, _ = self.encoder(jets, training=training)
+        return self.decoder([z_mean, jets], training=training)
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        jets = data[0] if isinstance(data, (tuple, list)) else data
+        with tf.GradientTape() as tape:
+            reco, kl = self._terms(jets, training=True)
+            loss = reco + self.beta * self.kl_weight * kl
+        grads = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply(grads, self.trainable_weights)
+        return self._report(loss, reco, kl)
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        jets = data[0] if isinstance(data, (tuple, list)) else data
+        reco, kl = self._terms(jets, training=False)
+        return self._report(reco + self.beta * kl, reco, kl)
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """Ramp the KL weight linearly from 1/n to 1 over the first n epochs (n = 0: no warm-up)."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.n = int(epochs)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.model.kl_weight.assign(1.0 if self.n <= 0 else min(1.0, (epoch + 1) / self.n))
+
+
+def build_inference_model(encoder: keras.Model, decoder: keras.Model, std: list[float], beta: float,
+                          name: str, log_pt: bool = False) -> keras.Model:
+    """jets (N, 100, 3) -> {'score': Chamfer distance (N,), 'kl': beta * KL (N,)}, deterministic.
+
+    Uses the latent mean, and computes the score inside the graph so one inference call returns
+    two floats per jet instead of a 100x3 reconstruction.
+    """
+    jets = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets", dtype="float32")
+    mask = L.ConstituentMask(name="mask")(jets)
+    z_mean, z_log_var = encoder(jets)
+    reco = decoder([z_mean, jets])
+    score = L.ChamferScore(std, log_pt, name="score")([jets, reco, mask])
+    kl = L.KLScore(beta, name="kl")([z_mean, z_log_var])
+    return keras.Model(jets, {"score": score, "kl": kl}, name=name)
+
+
+def load_inference_model(path: str | Path) -> keras.Model:
+    """Load a shipped ``.keras`` inference model (the custom layers register on import)."""
+    return keras.saving.load_model(str(path), compile=False)
+
+
+def predict_scores(model: keras.Model, jets: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """Run the inference model in batches; returns {'score': (N,), 'kl': (N,)} as float32 numpy."""
+    outs: dict[str, list[np.ndarray]] = {"score": [], "kl": []}
+    for start in range(0, len(jets), batch_size):
+        res = model(jets[start:start + batch_size], training=False)
+        for key in outs:
+            outs[key].append(ops.convert_to_numpy(res[key]))
+    return {k: (np.concatenate(v) if v else np.zeros(0, np.float32)) for k, v in outs.items()}

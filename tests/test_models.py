@@ -1,0 +1,125 @@
+"""VAE building blocks, a short training run, and the shipped ONNX files against their Keras twins."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tf = pytest.importorskip("tensorflow", reason="TensorFlow (extra 'cpu') not installed")
+keras = pytest.importorskip("keras", reason="Keras 3 (extra 'cpu') not installed")
+
+from modules.models import layers as L  # noqa: E402
+from modules.models import vae  # noqa: E402
+from modules.models.losses import chamfer_distance  # noqa: E402
+from modules.models.preprocess import load_jets  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS_DIR = REPO / "data" / "models"
+NAMES = ("conv_vae", "gcn_vae")
+
+
+@pytest.fixture(scope="module")
+def qcd_jets() -> np.ndarray:
+    return load_jets(REPO / "data" / "qcd_dijet.root", max_events=200)[0]
+
+
+@pytest.fixture(scope="module")
+def mixed_jets() -> np.ndarray:
+    """Background and signal jets, as the path sees them."""
+    return np.concatenate([load_jets(REPO / "data" / f, max_events=100)[0]
+                           for f in ("qcd_dijet.root", "rsg_ww_3p5TeV.root", "zprime_tt_2TeV.root")])
+
+
+def _brute_chamfer(x: np.ndarray, y: np.ndarray, n: int) -> float:
+    d = ((x[:n, None, :] - y[None, :n, :]) ** 2).sum(-1)
+    return d.min(1).mean() + d.min(0).mean()
+
+
+def test_chamfer_matches_broadcast_form_and_ignores_padding() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 100, 3)).astype(np.float32)
+    y = rng.normal(size=(4, 100, 3)).astype(np.float32)
+    n_real = [1, 17, 64, 100]
+    mask = np.zeros((4, 100), np.float32)
+    for i, n in enumerate(n_real):
+        mask[i, :n] = 1
+        y[i, n:] = 0.0                      # a reconstruction point at the origin must not matter
+        x[i, n:] = rng.normal(size=(100 - n, 3)) * 100  # nor must garbage in padded input rows
+    got = keras.ops.convert_to_numpy(chamfer_distance(x, y, mask))
+    want = [_brute_chamfer(x[i].astype(np.float64), y[i].astype(np.float64), n) for i, n in enumerate(n_real)]
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_normalized_adjacency() -> None:
+    mask = np.zeros((2, 100), np.float32)
+    mask[0, :5] = 1
+    mask[1, :100] = 1
+    adj = keras.ops.convert_to_numpy(L.NormalizedAdjacency()(mask))
+    a = np.outer(mask[0], mask[0])
+    d = a.sum(1)
+    inv = np.where(d > 0, 1 / np.sqrt(np.maximum(d, 1)), 0)
+    np.testing.assert_allclose(adj[0], a * inv[:, None] * inv[None, :], rtol=1e-6)
+    np.testing.assert_allclose(adj[1], np.full((100, 100), 0.01), rtol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["conv", "gcn"])
+def test_short_training_lowers_loss(kind: str, qcd_jets: np.ndarray) -> None:
+    keras.utils.set_random_seed(0)
+    jets = qcd_jets[:320]
+    spec = vae.default_spec(kind)
+    mean, std = vae.feature_stats(jets, spec.log_pt)
+    encoder, decoder, spec = vae.build_parts(kind, mean, std, spec)
+    trainer = vae.VAETrainer(encoder, decoder, std, spec.beta, spec.log_pt)
+    trainer.compile(optimizer=keras.optimizers.Adam(spec.learning_rate))
+    ds = tf.data.Dataset.from_tensor_slices(jets).batch(64)
+    before = trainer.evaluate(ds, verbose=0, return_dict=True)["loss"]
+    trainer.fit(ds, epochs=2, verbose=0, shuffle=False, callbacks=[vae.KLWarmup(spec.kl_warmup_epochs)])
+    after = trainer.evaluate(ds, verbose=0, return_dict=True)["loss"]
+    assert after < before, f"{kind}: loss {before:.4f} -> {after:.4f}"
+    # the inference model is deterministic and returns one score and one kl per jet
+    model = vae.build_inference_model(encoder, decoder, std, spec.beta, spec.name, spec.log_pt)
+    s1, s2 = vae.predict_scores(model, jets[:10]), vae.predict_scores(model, jets[:10])
+    assert s1["score"].shape == (10,) and s1["kl"].shape == (10,)
+    np.testing.assert_array_equal(s1["score"], s2["score"])
+    assert np.all(s1["score"] >= 0) and np.all(s1["kl"] >= 0)
+
+
+def _shipped(name: str) -> tuple[Path, Path]:
+    k, o = MODELS_DIR / f"{name}.keras", MODELS_DIR / f"{name}.onnx"
+    if not (k.exists() and o.exists()):
+        pytest.skip(f"shipped model {name} not present in {MODELS_DIR}")
+    return k, o
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_onnx_reproduces_keras(name: str, mixed_jets: np.ndarray) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
+    keras_path, onnx_path = _shipped(name)
+    ref = vae.predict_scores(vae.load_inference_model(keras_path), mixed_jets)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["jets"]
+    assert sorted(o.name for o in sess.get_outputs()) == ["kl", "score"]
+    assert not isinstance(sess.get_inputs()[0].shape[0], int), "batch axis must be dynamic"
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"jets": mixed_jets})))
+    rel = np.abs(got["score"].astype(np.float64) - ref["score"]) / np.abs(ref["score"])
+    assert rel.max() <= 1e-5, f"{name}: ONNX vs Keras max relative score difference {rel.max():.2e}"
+    np.testing.assert_allclose(got["kl"], ref["kl"], rtol=1e-5, atol=1e-7)
+    # any batch size, including 1, gives the same per-jet scores
+    one = sess.run(["score"], {"jets": mixed_jets[:1]})[0]
+    np.testing.assert_allclose(one, got["score"][:1], rtol=1e-5)
+
+
+def test_thresholds_file() -> None:
+    path = MODELS_DIR / "thresholds.json"
+    if not path.exists():
+        pytest.skip("data/models/thresholds.json not present")
+    table = json.loads(path.read_text())
+    for name in NAMES:
+        t = table[name]
+        assert 0 < t["bkg_eff_1e-2"] < t["bkg_eff_1e-3"], t
+        assert 0 < t["jet_bkg_eff_1e-2"] < t["jet_bkg_eff_1e-3"], t

@@ -58,7 +58,7 @@ def _load_plugins() -> None:
         return
     _loaded_plugins = True
     importlib.import_module("framework.services")
-    importlib.import_module("modules")
+    importlib.import_module("modules.plugins")
     for group in (ENTRY_POINT_GROUP, SERVICE_ENTRY_POINT_GROUP):
         for ep in entry_points(group=group):
             try:

@@ -1,0 +1,253 @@
+"""The one interface every inference backend implements, and the checks they all share.
+
+A backend wraps one model file and one framework. The scorer (and the benchmarks) only ever call
+``load``, ``warm_up``, ``run`` and ``describe``; everything that must behave the same on every
+framework — file checks, input-shape check, the empty batch, non-finite jets, the output format —
+lives here once, so the backends contain only framework calls.
+
+Conventions (the exported VAE graphs of ``modules.models``):
+
+* input ``jets``: float32 (N, 100, 3), N dynamic;
+* outputs ``score`` (N,) and ``kl`` (N,), float32.
+
+Non-finite jets: a jet whose (100, 3) block holds a NaN or an inf is replaced by zeros before the
+framework sees it (so it can never poison a batch-wide op or trip a framework assertion) and its
+outputs are set to NaN; ``run`` reports it in ``valid``. NaN never passes a ``score > threshold``
+cut, so such a jet never fires the trigger.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from framework.errors import ConfigError, ModuleError
+
+log = logging.getLogger("hltrun.inference")
+
+N_CONSTITUENTS = 100
+N_FEATURES = 3
+INPUT_NAME = "jets"
+OUTPUT_NAMES: tuple[str, ...] = ("score", "kl")
+NONFINITE_FILL = np.float32(np.nan)
+
+
+@dataclass
+class BackendOptions:
+    """Backend settings, as the scorer's parameters give them (each backend reads what it knows).
+
+    ``threads``/``inter_threads`` default to 1 as in CMSSW: concurrency comes from streams.
+    """
+
+    mode: str = "function"  # tensorflow: predict | eager | function | xla
+    threads: int = 1
+    inter_threads: int = 1
+    providers: list[str] = field(default_factory=lambda: ["cpu"])  # onnxruntime
+    graph_optimization: str = "all"  # onnxruntime: disable | basic | extended | all
+    io_binding: bool = False  # onnxruntime
+    precision: str = "auto"  # fp32 | fp16 | int8 | auto (backend default)
+    max_batch: int = 1024  # tensorrt optimisation profile max
+    opt_batch: int = 9  # tensorrt optimisation profile opt (typical jets per HLT event)
+    engine_cache: str | None = None  # tensorrt: folder of built engines
+    outputs: list[str] = field(default_factory=lambda: list(OUTPUT_NAMES))
+
+
+class InferenceBackend(ABC):
+    """Load a model, warm it up, run batches, describe itself. Subclasses implement the ``_`` hooks.
+
+    ``run`` is safe to call from one thread at a time per instance (the scorer is a per-stream
+    module, so each stream has its own backend instance).
+    """
+
+    name: ClassVar[str] = "base"
+    model_suffixes: ClassVar[tuple[str, ...]] = ()
+    device: ClassVar[str] = "cpu"
+
+    def __init__(self, model_path: str | os.PathLike[str], options: BackendOptions | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.options = options or BackendOptions()
+        self.loaded = False
+        self.output_names: list[str] = list(self.options.outputs)
+        self.counters: dict[str, int] = {"calls": 0, "jets": 0, "nonfinite_jets": 0, "empty_batches": 0}
+
+    # ------------------------------------------------------------------ public interface
+    def load(self) -> "InferenceBackend":
+        """Open the model; every user-caused problem becomes one ModuleError line naming the file."""
+        check_model_file(self.model_path, self.model_suffixes, self.name)
+        try:
+            self._load()
+        except (ModuleError, ConfigError):
+            raise
+        except Exception as exc:
+            raise ModuleError(f"{self.name}: cannot load model {self.model_path}: "
+                              f"{type(exc).__name__}: {first_line(exc)}") from exc
+        check_input_shape(self._input_shape(), self.model_path)
+        missing = [n for n in self.output_names if n not in self._output_names()]
+        if missing:
+            raise ModuleError(f"{self.name}: model {self.model_path} has no output(s) {missing} "
+                              f"(it has {list(self._output_names())})")
+        self.loaded = True
+        return self
+
+    def warm_up(self, batch_sizes: Sequence[int] = (1, 9)) -> None:
+        """Run zeros once per batch size so that lazy initialisation (graph tracing, XLA compilation,
+        TensorRT context set-up, memory arenas) is not charged to the first events."""
+        saved = dict(self.counters)  # warm-up work is not job work (TensorRT counts its copies)
+        for n in batch_sizes:
+            self._run(np.zeros((int(n), N_CONSTITUENTS, N_FEATURES), np.float32))
+        self.counters.update(saved)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, 100, 3) -> {output: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets).
+
+        N == 0 returns empty arrays without calling the framework.
+        """
+        if not self.loaded:
+            raise ModuleError(f"{self.name}: run() before load() for model {self.model_path}")
+        x = check_batch(batch, self.model_path)
+        n = len(x)
+        self.counters["calls"] += 1
+        self.counters["jets"] += n
+        if n == 0:
+            self.counters["empty_batches"] += 1
+            return empty_outputs(self.output_names)
+        x, valid = sanitise(x)
+        bad = n - int(valid.sum())
+        try:
+            raw = self._run(x)
+        except (ModuleError, ConfigError):
+            raise
+        except Exception as exc:  # a framework failure is reported as one line naming the model
+            raise ModuleError(f"{self.name}: inference failed for model {self.model_path} on {n} jets: "
+                              f"{type(exc).__name__}: {first_line(exc)}") from exc
+        out = normalise_outputs(raw, self.output_names, n, self.model_path)
+        if bad:
+            self.counters["nonfinite_jets"] += bad
+            for key in self.output_names:
+                out[key][~valid] = NONFINITE_FILL
+        out["valid"] = valid
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Versions, device, threads and precision, for the job report and the benchmark table."""
+        return {"backend": self.name, "model": str(self.model_path), "device": self.device,
+                "threads": self.options.threads, **self._describe()}
+
+    def close(self) -> None:
+        """Release framework resources (device memory, sessions)."""
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _load(self) -> None:
+        """Open the model file with the framework."""
+
+    @abstractmethod
+    def _input_shape(self) -> tuple[Any, ...]:
+        """The model's input shape, dynamic dimensions as None (or a string)."""
+
+    @abstractmethod
+    def _output_names(self) -> Sequence[str]:
+        """Names of the model outputs."""
+
+    @abstractmethod
+    def _run(self, x: np.ndarray) -> Any:
+        """Run a finite, non-empty, C-contiguous float32 (N, 100, 3) batch: a dict name -> array,
+        or a list/tuple in the order of ``_output_names()``."""
+
+    @abstractmethod
+    def _describe(self) -> dict[str, Any]:
+        """Framework-specific part of ``describe``."""
+
+
+# ---------------------------------------------------------------------- shared checks
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
+    """Missing, unreadable, empty or wrong-type file: one clear line, before any framework import."""
+    if not path.exists():
+        raise ModuleError(f"{backend}: model file {path} does not exist")
+    if not path.is_file():
+        raise ModuleError(f"{backend}: model {path} is not a file")
+    if suffixes and path.suffix not in suffixes:
+        raise ModuleError(f"{backend}: model {path} has suffix {path.suffix!r}; this backend reads "
+                          f"{' or '.join(suffixes)} files")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise ModuleError(f"{backend}: model file {path} is not readable: {exc.strerror}") from exc
+    if not head:
+        raise ModuleError(f"{backend}: model file {path} is empty")
+
+
+def check_input_shape(shape: Sequence[Any], model: Path) -> None:
+    """The model must take (N, 100, 3) with a dynamic (or any) N."""
+    dims = tuple(None if (d is None or isinstance(d, str) or (isinstance(d, int) and d < 0)) else int(d)
+                 for d in shape)
+    if len(dims) != 3 or dims[1:] != (N_CONSTITUENTS, N_FEATURES):
+        shown = "(" + ", ".join("N" if d is None else str(d) for d in dims) + ")"
+        raise ModuleError(f"model {model} takes input of shape {shown}; hltrun feeds "
+                          f"(N, {N_CONSTITUENTS}, {N_FEATURES}) jets")
+
+
+def check_batch(batch: Any, model: Path) -> np.ndarray:
+    """A float32, C-contiguous (N, 100, 3) array (converted only when needed)."""
+    x = np.asarray(batch)
+    if x.ndim != 3 or x.shape[1:] != (N_CONSTITUENTS, N_FEATURES):
+        raise ModuleError(f"model {model}: batch of shape {x.shape}, expected (N, {N_CONSTITUENTS}, {N_FEATURES})")
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    return x
+
+
+def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (x with non-finite jets zeroed, per-jet validity). Copies only if a jet is bad.
+
+    Fast path: NaN and inf propagate into the dot product of the batch with itself, so a finite
+    result means every value is finite (an overflow only sends us to the exact per-jet check). It is
+    measured cheaper at batch 1 than a numpy reduction, which also slows the next inference call.
+    """
+    flat = x.reshape(-1)
+    if math.isfinite(float(np.dot(flat, flat))):
+        return x, np.ones(len(x), bool)
+    valid = np.isfinite(x).all(axis=(1, 2))
+    if not valid.all():
+        x = x.copy()
+        x[~valid] = 0.0
+    return x, valid
+
+
+def empty_outputs(names: Sequence[str]) -> dict[str, np.ndarray]:
+    out = {k: np.zeros(0, np.float32) for k in names}
+    out["valid"] = np.zeros(0, bool)
+    return out
+
+
+def normalise_outputs(raw: Any, names: Sequence[str], n: int, model: Path,
+                      order: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
+    """Accept a dict or a list/tuple (in ``order``) from the framework; return float32 (n,) arrays."""
+    if isinstance(raw, dict):
+        table = raw
+    elif isinstance(raw, (list, tuple)):
+        table = dict(zip(order, raw))
+    else:
+        table = {order[0]: raw}
+    out: dict[str, np.ndarray] = {}
+    for key in names:
+        if key not in table:
+            raise ModuleError(f"model {model}: no output {key!r} (got {sorted(table)})")
+        arr = np.asarray(table[key], dtype=np.float32).reshape(-1)
+        if arr.shape != (n,):
+            raise ModuleError(f"model {model}: output {key!r} has {arr.size} values for {n} jets")
+        out[key] = arr if arr.flags.writeable else arr.copy()
+    return out

@@ -1,0 +1,107 @@
+"""ONNX Runtime backend: the CPU workhorse of the HLT path, and its CUDA / TensorRT providers.
+
+One intra-op thread by default, as CMSSW configures it: a trigger farm gets its parallelism from
+concurrent events (streams), not from threads inside one small inference.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from framework.errors import ConfigError, ModuleError
+
+from .base import InferenceBackend
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+              "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
+             "ConvInteger", "QLinearConv", "QLinearMatMul"}
+
+
+def resolve_providers(requested: Sequence[str], available: Sequence[str]) -> list[str]:
+    """Map short names to ORT provider names; a requested provider that is not there is an error
+    (never a silent CPU fallback). CPU is appended last for nodes a GPU provider cannot run."""
+    names = [PROVIDER_ALIASES.get(p.lower(), p) for p in requested] or ["CPUExecutionProvider"]
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise ConfigError(f"onnxruntime: execution provider(s) {missing} not available in this "
+                          f"onnxruntime build (available: {list(available)})")
+    if "CPUExecutionProvider" not in names:
+        names.append("CPUExecutionProvider")
+    return names
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    name = "onnxruntime"
+    model_suffixes = (".onnx",)
+
+    def _load(self) -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        opts = self.options
+        if opts.graph_optimization not in OPT_LEVELS:
+            raise ConfigError(f"onnxruntime: graph_optimization {opts.graph_optimization!r} "
+                              f"(allowed: {', '.join(OPT_LEVELS)})")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = opts.threads
+        so.inter_op_num_threads = opts.inter_threads
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[opts.graph_optimization])
+        so.log_severity_level = 3  # errors only: the job log is ours
+        providers = resolve_providers(opts.providers, ort.get_available_providers())
+        self.session = ort.InferenceSession(str(self.model_path), sess_options=so, providers=providers)
+        self.providers = self.session.get_providers()
+        self.device = "gpu-nvidia" if any(p in GPU_PROVIDERS for p in self.providers) else "cpu"
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModuleError(f"onnxruntime: model {self.model_path} has {len(inputs)} inputs "
+                              f"({[i.name for i in inputs]}); expected one (N, 100, 3) input")
+        self.input_name = inputs[0].name
+        if inputs[0].type != "tensor(float)":
+            raise ModuleError(f"onnxruntime: model {self.model_path} input {self.input_name!r} is "
+                              f"{inputs[0].type}, expected tensor(float)")
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        self.precision = "int8" if self._is_quantised() else "fp32"
+
+    def _is_quantised(self) -> bool:
+        """INT8 models made by tools/quantize_models.py carry integer / Q-DQ ops."""
+        try:
+            import onnx
+
+            graph = onnx.load(str(self.model_path), load_external_data=False).graph
+            return any(node.op_type in QUANT_OPS for node in graph.node)
+        except Exception:  # onnx missing or an odd file: the name is the next best hint
+            return "int8" in self.model_path.stem
+
+    def _input_shape(self) -> tuple[Any, ...]:
+        return tuple(self.session.get_inputs()[0].shape)
+
+    def _output_names(self) -> Sequence[str]:
+        return self._outputs
+
+    def _run(self, x: np.ndarray) -> Any:
+        names = self.output_names
+        if self.options.io_binding:
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(self.input_name, x)
+            for key in names:
+                binding.bind_output(key)
+            self.session.run_with_iobinding(binding)
+            return dict(zip(names, binding.copy_outputs_to_cpu()))
+        return dict(zip(names, self.session.run(names, {self.input_name: x})))
+
+    def _describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {"versions": {"onnxruntime": ort.__version__}, "providers": list(self.providers),
+                "precision": self.precision, "graph_optimization": self.options.graph_optimization,
+                "io_binding": self.options.io_binding, "input": self.input_name}

@@ -1,0 +1,97 @@
+"""TensorFlow / Keras 3 backend for the ``.keras`` inference models, in four execution modes.
+
+The modes exist to be compared (tools/bench_backends.py): ``predict`` is the slow path most
+analysis code uses (Keras builds a data pipeline per call), ``eager`` calls the model op by op,
+``function`` (default) traces one ``tf.function`` with a fixed (None, 100, 3) signature so every
+batch size reuses one graph, and ``xla`` compiles that graph with ``jit_compile=True`` (one
+compilation per distinct batch size: warm up the sizes you will use).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from framework.errors import ConfigError
+
+from .base import N_CONSTITUENTS, N_FEATURES, OUTPUT_NAMES, InferenceBackend, log
+
+MODES = ("predict", "eager", "function", "xla")
+# modules whose import registers the custom layers of the shipped models (package "hltrun")
+CUSTOM_OBJECT_MODULES = ("modules.models.layers",)
+
+
+def configure_threads(tf: Any, intra: int, inter: int) -> dict[str, int]:
+    """Set TF's process-wide thread pools; they freeze once TF runs its first op, so a later,
+    different request is logged and the threads actually in use are reported."""
+    for setter, value in ((tf.config.threading.set_intra_op_parallelism_threads, intra),
+                          (tf.config.threading.set_inter_op_parallelism_threads, inter)):
+        try:
+            setter(value)
+        except RuntimeError as exc:
+            log.warning("tensorflow: cannot set threads to %d (%s); TensorFlow was already initialised",
+                        value, exc)
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+class TensorFlowBackend(InferenceBackend):
+    name = "tensorflow"
+    model_suffixes = (".keras",)
+
+    def _load(self) -> None:
+        mode = self.options.mode
+        if mode not in MODES:
+            raise ConfigError(f"tensorflow: mode {mode!r} (allowed: {', '.join(MODES)})")
+        import tensorflow as tf
+        import keras
+
+        self._tf = tf
+        self.threads = configure_threads(tf, self.options.threads, self.options.inter_threads)
+        for module in CUSTOM_OBJECT_MODULES:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:  # a model without custom layers still loads
+                log.debug("tensorflow: custom layers %s not importable: %s", module, exc)
+        self.model = keras.saving.load_model(str(self.model_path), compile=False)
+        out = self.model.output
+        if isinstance(out, dict):
+            self._outputs = list(out)
+        else:
+            names = list(getattr(self.model, "output_names", None) or [])
+            self._outputs = names if set(OUTPUT_NAMES) <= set(names) else list(OUTPUT_NAMES)
+        self._call = self._make_call(mode)
+
+    def _make_call(self, mode: str) -> Callable[[np.ndarray], Any]:
+        tf, model = self._tf, self.model
+        if mode == "predict":
+            return lambda x: model.predict(x, batch_size=len(x), verbose=0)
+        if mode == "eager":
+            return lambda x: model(x, training=False)
+        signature = [tf.TensorSpec((None, N_CONSTITUENTS, N_FEATURES), tf.float32, name="jets")]
+        fn = tf.function(lambda x: model(x, training=False), input_signature=signature,
+                         jit_compile=(mode == "xla"), reduce_retracing=True)
+        return fn
+
+    def _input_shape(self) -> tuple[Any, ...]:
+        inputs = self.model.inputs
+        return tuple(inputs[0].shape) if len(inputs) == 1 else ()
+
+    def _output_names(self) -> Sequence[str]:
+        return self._outputs
+
+    def _run(self, x: np.ndarray) -> Any:
+        raw = self._call(x)
+        if isinstance(raw, dict):
+            return {k: np.asarray(v) for k, v in raw.items()}
+        if isinstance(raw, (list, tuple)):
+            return dict(zip(self._outputs, (np.asarray(v) for v in raw)))
+        return raw
+
+    def _describe(self) -> dict[str, Any]:
+        import keras
+
+        return {"versions": {"tensorflow": self._tf.__version__, "keras": keras.__version__},
+                "mode": self.options.mode, "threads": self.threads, "precision": "fp32"}

@@ -1,0 +1,411 @@
+"""TensorRT backend (TensorRT 10 and 11 Python API), with its own host<->device copy accounting.
+
+The ONNX model is compiled into an engine with one optimisation profile for the dynamic batch
+(min 1, opt ``opt_batch``, max ``max_batch``); the serialized engine is cached on disk under a name
+that holds the ONNX file's sha256, the GPU name, the TensorRT version, the precision and the
+profile, so a different model, card or TensorRT never picks up a stale engine.
+
+Precision: FP32 by default. ``precision: fp16`` uses TensorRT 10's weak typing
+(``BuilderFlag.FP16``) where ``builder.platform_has_fast_fp16``; TensorRT 11 removed both (strong
+typing only: FP16 must be baked into the ONNX file, e.g. with ModelOpt AutoCast), so there an
+explicit fp16 request is an error, never a silent FP32 engine.
+
+Memory: pinned host buffers and device buffers are allocated once for ``max_batch`` jets, through
+pycuda or, when pycuda is absent, cuda-python's runtime bindings. Each batch is one H2D copy of the
+jets, ``execute_async_v3`` on the backend's stream, and one small D2H copy per output (the score is
+computed inside the graph, so 8 bytes per jet come back instead of a 100x3 reconstruction). CUDA
+events around the copies give their time; bytes, counts and times go to ``counters``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from framework.errors import ModuleError
+
+from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, check_input_shape, log
+
+MIN_TRT_MAJOR = 10
+
+
+# ---------------------------------------------------------------------- CUDA memory, two bindings
+class CudaApi:
+    """The few CUDA runtime calls the backend needs, behind one face for pycuda and cuda-python."""
+
+    binding = "none"
+
+    def device_count(self) -> int: raise NotImplementedError
+    def device_name(self) -> str: raise NotImplementedError
+    def activate(self) -> None: """Make the device context current in this thread."""
+    def deactivate(self) -> None: """Undo ``activate``."""
+    def host_empty(self, n: int, dtype: np.dtype) -> np.ndarray: raise NotImplementedError
+    def device_alloc(self, nbytes: int) -> Any: raise NotImplementedError
+    def device_ptr(self, mem: Any) -> int: raise NotImplementedError
+    def stream(self) -> Any: raise NotImplementedError
+    def stream_handle(self, stream: Any) -> int: raise NotImplementedError
+    def synchronize(self, stream: Any) -> None: raise NotImplementedError
+    def h2d(self, dst: Any, src: np.ndarray, nbytes: int, stream: Any) -> None: raise NotImplementedError
+    def d2h(self, dst: np.ndarray, src: Any, nbytes: int, stream: Any) -> None: raise NotImplementedError
+    def event(self) -> Any: raise NotImplementedError
+    def record(self, event: Any, stream: Any) -> None: raise NotImplementedError
+    def elapsed_ms(self, start: Any, end: Any) -> float: raise NotImplementedError
+    def free(self, host: list[np.ndarray], device: list[Any]) -> None: """Release buffers."""
+
+
+class PyCudaApi(CudaApi):
+    """pycuda on the device's primary context (the one TensorRT's runtime calls use)."""
+
+    binding = "pycuda"
+
+    def __init__(self) -> None:
+        import pycuda.driver as drv
+
+        self.drv = drv
+        drv.init()
+        self.dev = drv.Device(0) if drv.Device.count() else None
+        self.ctx = self.dev.retain_primary_context() if self.dev is not None else None
+
+    def device_count(self) -> int: return self.drv.Device.count()
+    def device_name(self) -> str: return self.dev.name()
+    def activate(self) -> None: self.ctx.push()
+    def deactivate(self) -> None: self.drv.Context.pop()
+    def host_empty(self, n: int, dtype: np.dtype) -> np.ndarray: return self.drv.pagelocked_empty(n, dtype)
+    def device_alloc(self, nbytes: int) -> Any: return self.drv.mem_alloc(nbytes)
+    def device_ptr(self, mem: Any) -> int: return int(mem)
+    def stream(self) -> Any: return self.drv.Stream()
+    def stream_handle(self, stream: Any) -> int: return stream.handle
+    def synchronize(self, stream: Any) -> None: stream.synchronize()
+
+    def h2d(self, dst: Any, src: np.ndarray, nbytes: int, stream: Any) -> None:
+        self.drv.memcpy_htod_async(dst, src.reshape(-1).view(np.uint8)[:nbytes], stream)
+
+    def d2h(self, dst: np.ndarray, src: Any, nbytes: int, stream: Any) -> None:
+        self.drv.memcpy_dtoh_async(dst.reshape(-1).view(np.uint8)[:nbytes], src, stream)
+
+    def event(self) -> Any: return self.drv.Event()
+    def record(self, event: Any, stream: Any) -> None: event.record(stream)
+    def elapsed_ms(self, start: Any, end: Any) -> float: return float(start.time_till(end))
+
+    def free(self, host: list[np.ndarray], device: list[Any]) -> None:
+        for mem in device:
+            mem.free()
+
+
+class CudaPythonApi(CudaApi):
+    """cuda-python runtime bindings (``cuda.bindings.runtime``, or the older ``cuda.cudart``)."""
+
+    binding = "cuda-python"
+
+    def __init__(self) -> None:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart  # cuda-python < 12.6
+        self.rt = cudart
+        self._host_ptrs: dict[int, int] = {}
+
+    def _call(self, result: Any) -> Any:
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if err != self.rt.cudaError_t.cudaSuccess:
+            raise ModuleError(f"tensorrt: CUDA runtime error {err}")
+        return rest[0] if len(rest) == 1 else (rest or None)
+
+    def device_count(self) -> int: return int(self._call(self.rt.cudaGetDeviceCount()))
+
+    def device_name(self) -> str:
+        name = self._call(self.rt.cudaGetDeviceProperties(0)).name
+        return (name.split(b"\0", 1)[0].decode() if isinstance(name, bytes) else str(name)).strip()
+
+    def host_empty(self, n: int, dtype: np.dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        ptr = int(self._call(self.rt.cudaMallocHost(n * dtype.itemsize)))
+        buf = (ctypes.c_byte * (n * dtype.itemsize)).from_address(ptr)
+        arr = np.frombuffer(buf, dtype=dtype, count=n)
+        self._host_ptrs[id(arr)] = ptr
+        return arr
+
+    def device_alloc(self, nbytes: int) -> Any: return self._call(self.rt.cudaMalloc(nbytes))
+    def device_ptr(self, mem: Any) -> int: return int(mem)
+    def stream(self) -> Any: return self._call(self.rt.cudaStreamCreate())
+    def stream_handle(self, stream: Any) -> int: return int(stream)
+    def synchronize(self, stream: Any) -> None: self._call(self.rt.cudaStreamSynchronize(stream))
+
+    def h2d(self, dst: Any, src: np.ndarray, nbytes: int, stream: Any) -> None:
+        self._call(self.rt.cudaMemcpyAsync(dst, src.ctypes.data, nbytes,
+                                           self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+
+    def d2h(self, dst: np.ndarray, src: Any, nbytes: int, stream: Any) -> None:
+        self._call(self.rt.cudaMemcpyAsync(dst.ctypes.data, src, nbytes,
+                                           self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+
+    def event(self) -> Any: return self._call(self.rt.cudaEventCreate())
+    def record(self, event: Any, stream: Any) -> None: self._call(self.rt.cudaEventRecord(event, stream))
+
+    def elapsed_ms(self, start: Any, end: Any) -> float:
+        self._call(self.rt.cudaEventSynchronize(end))
+        return float(self._call(self.rt.cudaEventElapsedTime(start, end)))
+
+    def free(self, host: list[np.ndarray], device: list[Any]) -> None:
+        for mem in device:
+            self._call(self.rt.cudaFree(mem))
+        for arr in host:
+            ptr = self._host_ptrs.pop(id(arr), None)
+            if ptr is not None:
+                self._call(self.rt.cudaFreeHost(ptr))
+
+
+def cuda_api() -> CudaApi:
+    """pycuda if importable, else cuda-python; a clear error when neither is installed."""
+    errors = []
+    for cls in (PyCudaApi, CudaPythonApi):
+        try:
+            return cls()
+        except ImportError as exc:
+            errors.append(f"{cls.binding}: {exc}")
+        except Exception as exc:  # driver present but broken (no device, driver mismatch)
+            raise ModuleError(f"tensorrt: CUDA initialisation through {cls.binding} failed: {exc}") from exc
+    raise ModuleError("tensorrt: needs pycuda or cuda-python for device memory; neither is importable ("
+                      + "; ".join(errors) + ")")
+
+
+# ---------------------------------------------------------------------- engine build and cache
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def engine_cache_path(onnx_path: Path, cache_dir: Path, gpu_name: str, trt_version: str, precision: str,
+                      opt_batch: int, max_batch: int) -> Path:
+    """Cache key: ONNX content hash, GPU, TensorRT version, precision and the batch profile."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "_", gpu_name).strip("_") or "gpu"
+    key = f"{file_sha256(onnx_path)[:16]}-{gpu}-trt{trt_version}-{precision}-b1_{opt_batch}_{max_batch}"
+    return cache_dir / f"{onnx_path.stem}-{key}.engine"
+
+
+def fp16_supported(trt: Any, builder: Any) -> bool:
+    """TensorRT 10 weak typing only: the flag and the platform query are gone in TensorRT 11."""
+    return hasattr(trt.BuilderFlag, "FP16") and bool(getattr(builder, "platform_has_fast_fp16", False))
+
+
+def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, precision: str, opt_batch: int,
+                            max_batch: int, workspace: int = 1 << 30) -> bytes:
+    """Parse the ONNX file, check its input, build the engine with a dynamic-batch profile."""
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10+
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModuleError(f"tensorrt: cannot parse ONNX model {onnx_path}: {errors[:300]}")
+    if network.num_inputs != 1:
+        raise ModuleError(f"tensorrt: model {onnx_path} has {network.num_inputs} inputs, expected one")
+    inp = network.get_input(0)
+    check_input_shape(tuple(inp.shape), onnx_path)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(inp.name, (1, N_CONSTITUENTS, N_FEATURES), (opt_batch, N_CONSTITUENTS, N_FEATURES),
+                      (max_batch, N_CONSTITUENTS, N_FEATURES))
+    config.add_optimization_profile(profile)
+    if precision == "fp16":
+        if not fp16_supported(trt, builder):
+            raise ModuleError(f"tensorrt: precision fp16 requested for {onnx_path}, but TensorRT "
+                              f"{trt.__version__} on this GPU has no weak-typed FP16 (TensorRT 11 needs an "
+                              f"FP16 ONNX file, e.g. from ModelOpt AutoCast); use precision: fp32")
+        config.set_flag(trt.BuilderFlag.FP16)
+    elif hasattr(trt.BuilderFlag, "TF32"):  # on by default: FP32 must agree with the CPU backends
+        config.clear_flag(trt.BuilderFlag.TF32)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ModuleError(f"tensorrt: engine build failed for {onnx_path} (see the TensorRT log above)")
+    return bytes(serialized)
+
+
+# ---------------------------------------------------------------------- the backend
+class TensorRTBackend(InferenceBackend):
+    name = "tensorrt"
+    model_suffixes = (".onnx",)
+    device = "gpu-nvidia"
+
+    def _load(self) -> None:
+        try:
+            import tensorrt as trt
+        except ImportError as exc:
+            raise ModuleError(f"tensorrt: the tensorrt Python package is not installed ({exc}); "
+                              f"cannot run {self.model_path} on TensorRT") from exc
+        if int(trt.__version__.split(".")[0]) < MIN_TRT_MAJOR:
+            raise ModuleError(f"tensorrt: TensorRT {trt.__version__} found, hltrun needs {MIN_TRT_MAJOR} or later")
+        self.trt = trt
+        self.cuda = cuda_api()
+        if self.cuda.device_count() < 1:
+            raise ModuleError(f"tensorrt: no NVIDIA GPU visible; cannot run {self.model_path} on TensorRT")
+        self.gpu_name = self.cuda.device_name()
+        opts = self.options
+        self.precision = "fp32" if opts.precision in ("auto", "fp32") else opts.precision
+        if self.precision not in ("fp32", "fp16"):
+            raise ModuleError(f"tensorrt: precision {self.precision!r} not supported (fp32 or fp16); "
+                              f"for INT8 use an explicitly quantised (Q/DQ) ONNX model")
+        self.max_batch, self.opt_batch = int(opts.max_batch), int(min(opts.opt_batch, opts.max_batch))
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.cuda.activate()
+        try:
+            self.engine = self._engine()
+            self.context = self.engine.create_execution_context()
+            if self.context is None:
+                raise ModuleError(f"tensorrt: cannot create an execution context for {self.model_path}")
+            self._allocate()
+        finally:
+            self.cuda.deactivate()
+        # integers (times in microseconds) so that the report can add them over streams
+        self.counters.update({"h2d_copies": 0, "h2d_bytes": 0, "h2d_us": 0, "d2h_copies": 0,
+                              "d2h_bytes": 0, "d2h_us": 0, "gpu_compute_us": 0})
+
+    def _engine(self) -> Any:
+        """Deserialize the cached engine, or build and cache it (atomically) on first use."""
+        trt, opts = self.trt, self.options
+        cache_dir = Path(opts.engine_cache) if opts.engine_cache else self.model_path.parent / "engines"
+        path = engine_cache_path(self.model_path, cache_dir, self.gpu_name, trt.__version__,
+                                 self.precision, self.opt_batch, self.max_batch)
+        self.engine_path = path
+        runtime = trt.Runtime(self.logger)
+        self._runtime = runtime  # the engine must not outlive its runtime
+        if path.is_file():
+            engine = runtime.deserialize_cuda_engine(path.read_bytes())
+            if engine is not None:
+                log.info("tensorrt: engine %s loaded from cache", path)
+                return engine
+            log.warning("tensorrt: cached engine %s unusable; rebuilding", path)
+        log.info("tensorrt: building engine for %s (%s, batch 1/%d/%d) on %s", self.model_path,
+                 self.precision, self.opt_batch, self.max_batch, self.gpu_name)
+        blob = build_serialized_engine(trt, self.logger, self.model_path, self.precision,
+                                       self.opt_batch, self.max_batch)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(blob)
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only model folder must not stop the job
+            log.warning("tensorrt: cannot cache engine in %s: %s", cache_dir, exc)
+        engine = runtime.deserialize_cuda_engine(blob)
+        if engine is None:
+            raise ModuleError(f"tensorrt: cannot deserialize the engine just built for {self.model_path}")
+        return engine
+
+    def _allocate(self) -> None:
+        """Pinned host + device buffers for ``max_batch`` jets; tensor addresses set once."""
+        trt, engine, cuda = self.trt, self.engine, self.cuda
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.input_name = inputs[0]
+        self._outputs = [n for n in names if n not in inputs]
+        self._shape = tuple(engine.get_tensor_shape(self.input_name))
+        self.stream = cuda.stream()
+        self.events = [cuda.event() for _ in range(4)]
+        self.host: dict[str, np.ndarray] = {}
+        self.dev: dict[str, Any] = {}
+        per_jet = {self.input_name: N_CONSTITUENTS * N_FEATURES, **{n: 1 for n in self._outputs}}
+        for name, width in per_jet.items():
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            self.host[name] = cuda.host_empty(self.max_batch * width, dtype)
+            self.dev[name] = cuda.device_alloc(self.max_batch * width * dtype.itemsize)
+            self.context.set_tensor_address(name, cuda.device_ptr(self.dev[name]))
+
+    def _input_shape(self) -> tuple[Any, ...]:
+        return self._shape
+
+    def _output_names(self) -> Sequence[str]:
+        return self._outputs
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Batches above ``max_batch`` run in profile-sized chunks."""
+        out = {k: np.empty(len(x), np.float32) for k in self.output_names}
+        self.cuda.activate()
+        try:
+            for start in range(0, len(x), self.max_batch):
+                self._run_chunk(x[start:start + self.max_batch], out, start)
+        finally:
+            self.cuda.deactivate()
+        return out
+
+    def _run_chunk(self, x: np.ndarray, out: dict[str, np.ndarray], start: int) -> None:
+        cuda, ctx, c, (e0, e1, e2, e3) = self.cuda, self.context, self.counters, self.events
+        m = len(x)
+        if not ctx.set_input_shape(self.input_name, (m, N_CONSTITUENTS, N_FEATURES)):
+            raise ModuleError(f"tensorrt: batch of {m} jets outside the engine profile of {self.model_path}")
+        host_in = self.host[self.input_name]
+        host_in[: x.size] = x.reshape(-1)
+        cuda.record(e0, self.stream)
+        cuda.h2d(self.dev[self.input_name], host_in, x.nbytes, self.stream)
+        cuda.record(e1, self.stream)
+        if not ctx.execute_async_v3(cuda.stream_handle(self.stream)):
+            raise ModuleError(f"tensorrt: execute_async_v3 failed for {self.model_path}")
+        cuda.record(e2, self.stream)
+        for name in self.output_names:
+            cuda.d2h(self.host[name], self.dev[name], m * self.host[name].itemsize, self.stream)
+        cuda.record(e3, self.stream)
+        cuda.synchronize(self.stream)
+        for name in self.output_names:
+            out[name][start:start + m] = self.host[name][:m]
+        c["h2d_copies"] += 1
+        c["h2d_bytes"] += x.nbytes
+        c["h2d_us"] += round(1000 * cuda.elapsed_ms(e0, e1))
+        c["gpu_compute_us"] += round(1000 * cuda.elapsed_ms(e1, e2))
+        c["d2h_copies"] += len(self.output_names)
+        c["d2h_bytes"] += m * sum(self.host[n].itemsize for n in self.output_names)
+        c["d2h_us"] += round(1000 * cuda.elapsed_ms(e2, e3))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"versions": {"tensorrt": self.trt.__version__, "cuda_binding": self.cuda.binding},
+                "gpu": self.gpu_name, "precision": self.precision, "engine": str(self.engine_path),
+                "profile": {"min": 1, "opt": self.opt_batch, "max": self.max_batch}}
+
+    def close(self) -> None:
+        if getattr(self, "host", None) is not None:
+            self.cuda.activate()
+            try:
+                self.cuda.free(list(self.host.values()), list(self.dev.values()))
+            finally:
+                self.cuda.deactivate()
+            self.host, self.dev = None, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or verify) the cached engines ahead of a job, so the first event does not pay for it::
+
+        python -m modules.inference.tensorrt_backend data/models/conv_vae.onnx data/models/gcn_vae.onnx
+    """
+    import argparse
+
+    from .base import BackendOptions
+
+    p = argparse.ArgumentParser(description="Build and cache TensorRT engines for hltrun ONNX models.")
+    p.add_argument("models", nargs="+", type=Path, help=".onnx files")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="engine precision")
+    p.add_argument("--max-batch", type=int, default=1024, help="optimisation profile maximum batch")
+    p.add_argument("--engine-cache", default=None, help="cache folder (default: <model folder>/engines)")
+    args = p.parse_args(argv)
+    for path in args.models:
+        backend = TensorRTBackend(path, BackendOptions(precision=args.precision, max_batch=args.max_batch,
+                                                       engine_cache=args.engine_cache)).load()
+        print(f"{path}: {backend.engine_path}")
+        backend.close()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(main())
+    except ModuleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

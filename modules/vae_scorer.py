@@ -1,0 +1,172 @@
+"""VAE anomaly scorer: one anomaly score per jet from a Conv-VAE or GCN-VAE on any backend.
+
+Consumes the batcher's ``JetBatch`` ((n_jets, 100, 3) float32) and puts ``JetScores``. The backend
+is a parameter so the same path can be timed on TensorFlow, ONNX Runtime and TensorRT.
+
+Defined behaviour for odd events (documented in docs/backends.md):
+
+* no jets: empty ``JetScores`` (zero-length arrays), the backend is not called; counted as
+  ``empty_events``;
+* a jet with a NaN or inf anywhere in its (100, 3) input: its ``score`` and ``kl`` are NaN and its
+  ``valid`` flag False (the other jets of the event are scored normally); counted as
+  ``nonfinite_jets``. NaN fails every ``score > threshold`` cut, so such a jet never fires.
+
+Model files: ``model`` is a path (``data/models/conv_vae.onnx``) or a name (``conv_vae``) resolved
+in ``models_dir`` with the backend's suffix (``.keras`` for TensorFlow, ``.onnx`` otherwise;
+``_int8.onnx`` for ONNX Runtime with ``precision: int8``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from framework.errors import ConfigError, ModuleError
+from framework.event import Event
+from framework.module import Producer
+from framework.registry import register_module
+from framework.schema import InputTag
+
+from .inference import MODEL_SUFFIX, BackendOptions, InferenceBackend, create_backend
+from .inference.accelerator import choose_backend
+from .inference.base import N_CONSTITUENTS, OUTPUT_NAMES
+from .products import JetBatch, JetScores
+
+if TYPE_CHECKING:
+    from framework.process import JobContext
+
+log = logging.getLogger("hltrun.vae")
+
+REPO_MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
+
+
+@dataclass
+class VAEAnomalyScorerParameters:
+    src: InputTag = InputTag("batcher")
+    model: str = "conv_vae"  # a .onnx / .keras path, or a model name looked up in models_dir
+    backend: Literal["auto", "tensorflow", "onnxruntime", "tensorrt"] = "auto"
+    mode: Literal["predict", "eager", "function", "xla"] = "function"  # tensorflow only
+    threads: int = 1  # intra-op threads per instance (one instance per stream)
+    providers: list[str] = field(default_factory=lambda: ["cpu"])  # onnxruntime: cpu, cuda, tensorrt
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"  # onnxruntime
+    io_binding: bool = False  # onnxruntime
+    precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
+    outputs: list[str] = field(default_factory=lambda: list(OUTPUT_NAMES))
+    warm_up: list[int] = field(default_factory=lambda: [1, 9])  # batch sizes run once in begin_job
+    max_batch: int = 1024  # tensorrt optimisation-profile maximum
+    engine_cache: str | None = None  # tensorrt engines; default <model dir>/engines
+    models_dir: str = "data/models"
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if "score" not in self.outputs or any(o not in OUTPUT_NAMES for o in self.outputs):
+            raise ValueError(f"outputs must include 'score' and be among {list(OUTPUT_NAMES)}, got {self.outputs}")
+        if self.max_batch < 1 or any(b < 1 for b in self.warm_up):
+            raise ValueError("max_batch and warm_up batch sizes must be >= 1")
+
+
+def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> Path:
+    """Path of the model file this backend reads (see the module docstring)."""
+    suffix = MODEL_SUFFIX[backend]
+    given = Path(model)
+    if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
+        if given.suffix != suffix:
+            sibling = given.with_suffix(suffix)
+            if not sibling.exists():
+                raise ConfigError(f"model {given}: the {backend} backend reads {suffix} files and "
+                                  f"{sibling} does not exist")
+            log.info("vae: %s backend reads %s instead of %s", backend, sibling, given)
+            given = sibling
+        return given
+    stem = f"{model}_int8" if precision == "int8" else model
+    for folder in (Path(models_dir), REPO_MODELS):
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.exists():
+            return candidate
+    return Path(models_dir) / f"{stem}{suffix}"  # load() reports it as missing
+
+
+@register_module("VAEAnomalyScorer")
+class VAEAnomalyScorer(Producer):
+    """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets)."""
+
+    Parameters = VAEAnomalyScorerParameters
+    concurrency = "stream"  # one backend per stream: sessions/contexts are not shared
+
+    def __init__(self, label: str, params: VAEAnomalyScorerParameters) -> None:
+        super().__init__(label, params)
+        self.backend: InferenceBackend | None = None
+        self.backend_name = ""
+        self.reason = ""
+        self.counters = {"events": 0, "empty_events": 0, "jets": 0, "nonfinite_jets": 0}
+        self._empty = JetScores(np.zeros(0, np.float32),
+                                np.zeros(0, np.float32) if "kl" in params.outputs else None,
+                                np.zeros(0, bool))
+
+    def begin_job(self, job: "JobContext") -> None:
+        p: VAEAnomalyScorerParameters = self.params
+        where = f"modules.{self.label}"
+        self._check_batcher(job, where)
+        name, reason = choose_backend(p.backend, job.options.accelerators, p.providers, f"{where}.backend")
+        if name == "tensorflow" and p.precision in ("fp16", "int8"):
+            raise ConfigError(f"{where}.precision: {p.precision} is not available on tensorflow (fp32 only)")
+        path = resolve_model(p.model, name, p.precision, p.models_dir)
+        opts = BackendOptions(mode=p.mode, threads=p.threads, providers=list(p.providers),
+                              graph_optimization=p.graph_optimization, io_binding=p.io_binding,
+                              precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,
+                              outputs=list(p.outputs))
+        backend = create_backend(name, path, opts)
+        try:
+            backend.load()
+        except (ModuleError, ConfigError) as exc:  # say which module, keep the exit code
+            raise type(exc)(f"{where}: {exc}") from exc
+        if p.precision == "int8" and backend.describe().get("precision") != "int8":
+            raise ConfigError(f"{where}.precision: int8 requested but {path} is not a quantised model "
+                              f"(make one with tools/quantize_models.py)")
+        backend.warm_up(p.warm_up)
+        self.backend, self.backend_name, self.reason = backend, name, reason
+        log.info("%s: %s; model %s", where, reason, path)
+        facts = job.facts.setdefault("accelerators", {})
+        facts[self.label] = {"backend": name, "device": backend.describe()["device"], "reason": reason,
+                             "model": str(path)}
+
+    def _check_batcher(self, job: "JobContext", where: str) -> None:
+        """A batcher padding to other than 100 constituents can never feed these models: say so now."""
+        modules = getattr(job.config, "modules", {}) or {}
+        src = modules.get(self.params.src.label)
+        n = getattr(getattr(src, "params", None), "n_constituents", N_CONSTITUENTS)
+        if n != N_CONSTITUENTS:
+            raise ConfigError(f"{where}.src: {self.params.src.label} pads jets to {n} constituents; "
+                              f"the VAE models take {N_CONSTITUENTS}")
+
+    def produce(self, event: Event) -> None:
+        batch: JetBatch = event.get(self.params.src)
+        c = self.counters
+        c["events"] += 1
+        if len(batch.inputs) == 0:
+            c["empty_events"] += 1
+            event.put(self._empty)
+            return
+        out = self.backend.run(batch.inputs)
+        valid = out["valid"]
+        c["jets"] += len(valid)
+        c["nonfinite_jets"] += len(valid) - int(np.count_nonzero(valid))
+        event.put(JetScores(out["score"], out.get("kl"), valid))
+
+    def end_job(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+    def summary(self) -> dict[str, Any]:
+        """This instance's counters (the framework adds integer counters over the streams' instances)
+        and the backend's self-description, including its own counters (TensorRT copies)."""
+        if self.backend is None:
+            return {}
+        own = {k: v for k, v in self.backend.counters.items()
+               if k not in ("calls", "jets", "nonfinite_jets", "empty_batches")}
+        return {"backend": self.backend.describe(), "choice": self.reason, **self.counters, **own}

@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Per-jet inference latency of every CPU backend, against the model's arithmetic limit on one core.
+
+Why: the study this project follows (IML 2022) compared TensorFlow and ONNX Runtime latency against
+batch size; hltrun must be able to redo that, on this machine, with the backends the trigger path
+really uses (modules/inference), and say how far each one is from what the hardware could do.
+
+For each model (Conv-VAE, GCN-VAE) and each backend — TensorFlow in the modes predict / eager /
+function / xla, ONNX Runtime fp32 and INT8 — it times ``backend.run`` (what the scorer calls) at
+batch sizes 1, 9 (typical jets per HLT event), 64 and 1024, single thread, on real QCD jets, all in
+one process on the same machine. The time per call (lowest of three medians over ``--min-time``
+seconds in all) is divided by the batch size. ``ort-bare`` is a plain ``InferenceSession.run`` on the fp32 file: the
+difference to ``ort-fp32`` is what the backend wrapper (input checks, non-finite handling) costs.
+
+FLOPs per jet are counted from the ONNX graph: 2 x the multiply-accumulates of every Conv,
+ConvTranspose, MatMul and Gemm, with shapes taken from one run of the model at batch 1 (so
+everything computed in the graph counts: the networks, the GCN adjacency product, the Chamfer
+x.y^T). The arithmetic limit of one core is ``GHz x FP32 FLOP/cycle`` (default: the nominal clock
+from /proc/cpuinfo and 32 FLOP/cycle = two 256-bit FMA pipes; AVX-512 on Zen 4 issues as 2x256);
+``limit`` is the time per jet at that peak, ``eff`` the fraction of peak a backend reaches.
+
+Run pinned to one core and write the results section of docs/backends.md::
+
+    taskset -c 0 python tools/bench_backends.py
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+
+MODELS = ("conv_vae", "gcn_vae")
+BACKENDS = ("tf-predict", "tf-eager", "tf-function", "tf-xla", "ort-fp32", "ort-int8", "ort-bare")
+BATCHES = (1, 9, 64, 1024)
+MARK_BEGIN, MARK_END = "<!-- bench_backends:begin -->", "<!-- bench_backends:end -->"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line interface."""
+    p = argparse.ArgumentParser(description="Per-jet latency of TF (4 modes) and ONNX Runtime (fp32, INT8) "
+                                            "at several batch sizes, single thread, vs the FLOP limit of one core.")
+    p.add_argument("--models", nargs="+", default=list(MODELS), help="model names in --models-dir")
+    p.add_argument("--models-dir", type=Path, default=REPO / "data/models", help="folder with the models")
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS, help="what to time")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCHES), help="jets per call")
+    p.add_argument("--sample", type=Path, default=REPO / "data/qcd_dijet.root", help="jets to run on")
+    p.add_argument("--min-time", type=float, default=0.3, help="seconds timed per (backend, batch) cell")
+    p.add_argument("--min-calls", type=int, default=3, help="at least this many timed calls per cell")
+    p.add_argument("--ghz", type=float, default=None, help="core clock for the FLOP limit (default: /proc/cpuinfo)")
+    p.add_argument("--flops-per-cycle", type=float, default=32.0,
+                   help="FP32 FLOP per cycle of one core (32: 2 FMA x 8 lanes; 64 for 2 x AVX-512 FMA)")
+    p.add_argument("--docs", type=Path, default=REPO / "docs/backends.md",
+                   help="markdown file whose results section is rewritten")
+    p.add_argument("--no-docs", action="store_true", help="print only")
+    p.add_argument("--note", default="", help="a line added to the results section (e.g. which weights)")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------- FLOPs from the ONNX graph
+def count_macs(path: Path) -> dict[str, int]:
+    """Multiply-accumulates per jet of Conv/ConvTranspose/MatMul/Gemm, split into ops with weights
+    ('weights') and data x data products ('data': Chamfer, GCN adjacency)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    g = model.graph
+    heavy = [n for n in g.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")]
+    inits = {i.name: tuple(i.dims) for i in g.initializer}
+    inputs = {i.name for i in g.input}
+    known = {o.name for o in g.output}
+    wanted = sorted({t for n in heavy for t in (*n.input[:2], n.output[0]) if t and t not in inits})
+    for name in wanted:
+        if name not in known and name not in inputs:
+            g.output.append(onnx.ValueInfoProto(name=name))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor name
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 100, 3), np.float32)
+    x[0, :50, 2] = 1.0
+    x[0, :50, :2] = 0.1
+    names = [o.name for o in sess.get_outputs()]
+    shapes = dict(inits)
+    shapes.update({n: v.shape for n, v in zip(names, sess.run(names, {g.input[0].name: x}))})
+    shapes[g.input[0].name] = x.shape
+    macs = {"weights": 0, "data": 0}
+    for n in heavy:
+        a, b, out = shapes[n.input[0]], shapes[n.input[1]], shapes[n.output[0]]
+        if n.op_type == "MatMul":
+            m = int(np.prod(out)) * a[-1]
+        elif n.op_type == "Gemm":
+            trans_a = any(at.name == "transA" and at.i for at in n.attribute)
+            m = int(np.prod(out)) * (a[0] if trans_a else a[-1])
+        elif n.op_type == "Conv":
+            m = int(np.prod(out)) * int(np.prod(b[1:]))
+        else:  # ConvTranspose: every input element meets the whole kernel of its group
+            m = int(np.prod(a)) * int(np.prod(b[1:]))
+        macs["weights" if (n.input[0] in inits or n.input[1] in inits) else "data"] += int(m)
+    return macs
+
+
+def core_ghz() -> float:
+    """Nominal clock: 'cpu MHz' of /proc/cpuinfo (a VM often reports the TSC rate)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        return float(re.search(r"cpu MHz\s*:\s*([\d.]+)", text).group(1)) / 1000.0
+    except (OSError, AttributeError):
+        return 2.5
+
+
+def loadavg() -> str:
+    """1-minute load average: other work on the machine shows up here (report it with the numbers)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        return re.search(r"model name\s*:\s*(.+)", text).group(1).strip()
+    except (OSError, AttributeError):
+        return platform.processor() or "unknown CPU"
+
+
+# ---------------------------------------------------------------------- timing
+class BareSession:
+    """A plain InferenceSession.run, to show what the backend wrapper (checks, NaN handling) costs."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.sess.run(None, {"jets": x})
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def make_backend(spec: str, models_dir: Path, model: str):
+    """A loaded backend for 'tf-<mode>', 'ort-fp32'/'ort-int8', or the bare session 'ort-bare'
+    (None if the file is missing)."""
+    from modules.inference import BackendOptions, create_backend
+
+    if spec == "ort-bare":
+        path = models_dir / f"{model}.onnx"
+        return BareSession(path) if path.exists() else None
+    if spec.startswith("tf-"):
+        path, name, opts = models_dir / f"{model}.keras", "tensorflow", BackendOptions(mode=spec[3:])
+    else:
+        suffix = "_int8" if spec == "ort-int8" else ""
+        path, name, opts = models_dir / f"{model}{suffix}.onnx", "onnxruntime", BackendOptions()
+    if not path.exists():
+        return None
+    return create_backend(name, path, opts).load()
+
+
+def time_cell(backend, x: np.ndarray, min_time: float, min_calls: int, rounds: int = 3) -> float:
+    """Seconds per call of backend.run(x): the lowest of ``rounds`` medians, each over at least
+    ``min_time / rounds`` seconds — a burst of other work on the core spoils one round, not the cell."""
+    backend.run(x)  # this size once untimed (XLA compiles per shape, arenas grow)
+    medians = []
+    for _ in range(rounds):
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < min_calls or time.perf_counter() - start < min_time / rounds:
+            t = time.perf_counter()
+            backend.run(x)
+            times.append(time.perf_counter() - t)
+        medians.append(statistics.median(times))
+    return min(medians)
+
+
+def load_sample(path: Path, n: int) -> np.ndarray:
+    """n real jets (leading two of each event), repeated if the sample is smaller."""
+    from modules.models.preprocess import load_jets
+
+    jets = load_jets(str(path), max_events=n)[0]
+    reps = -(-n // max(len(jets), 1))
+    return np.ascontiguousarray(np.tile(jets, (reps, 1, 1))[:n])
+
+
+# ---------------------------------------------------------------------- report
+def render(results: dict[str, Any], args: argparse.Namespace, command: str, env: dict[str, str]) -> str:
+    peak = args.ghz * 1e9 * args.flops_per_cycle
+    b = args.batch_sizes
+    lines = [f"Command: `{command}`", "", *([args.note, ""] if args.note else []),
+             f"Machine: {env['cpu']}, {env['cores']} cores visible, pinned: {env['affinity']}; "
+             f"{env['versions']}. One thread per backend; time per call (lowest of 3 medians) / batch size. "
+             f"Load average (1 min) before / after: {env['load']}.", "",
+             "Per-jet latency in µs (lower is better); `ms/event` is one call at batch 9:", "",
+             "| model | backend | " + " | ".join(f"b={n}" for n in b) + " | ms/event (b=9) |",
+             "|---|---|" + "---|" * len(b) + "---|"]
+    for model, r in results.items():
+        for spec, cells in r["latency"].items():
+            row = " | ".join(f"{cells[n] * 1e6 / n:.1f}" if n in cells else "-" for n in b)
+            event = f"{cells[9] * 1e3:.3f}" if 9 in cells else "-"
+            lines.append(f"| {model} | {spec} | {row} | {event} |")
+    lines += ["", f"Arithmetic limit of one core: {args.ghz:.2f} GHz x {args.flops_per_cycle:g} FP32 FLOP/cycle = "
+              f"{peak / 1e9:.1f} GFLOP/s.", "",
+              "| model | MFLOP/jet (weights + in-graph data products) | limit µs/jet | backend | best µs/jet "
+              "(batch) | fraction of peak |", "|---|---|---|---|---|---|"]
+    for model, r in results.items():
+        flops = 2 * (r["macs"]["weights"] + r["macs"]["data"])
+        limit = flops / peak * 1e6
+        for spec, cells in r["latency"].items():
+            if not cells:
+                continue
+            best_n = min(cells, key=lambda n: cells[n] / n)
+            best = cells[best_n] / best_n * 1e6
+            lines.append(f"| {model} | {flops / 1e6:.2f} ({2 * r['macs']['weights'] / 1e6:.2f} + "
+                         f"{2 * r['macs']['data'] / 1e6:.2f}) | {limit:.2f} | {spec} | {best:.1f} ({best_n}) | "
+                         f"{limit / best:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(path: Path, section: str) -> None:
+    """Replace the text between the bench markers (or append them) in docs/backends.md."""
+    text = path.read_text() if path.exists() else "# Inference backends\n"
+    block = f"{MARK_BEGIN}\n{section}{MARK_END}"
+    if MARK_BEGIN in text and MARK_END in text:
+        head, rest = text.split(MARK_BEGIN, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n## Measured latency\n\n" + block + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args.ghz = args.ghz or core_ghz()
+    load_before = loadavg()
+    x_all = load_sample(args.sample, max(args.batch_sizes))
+    results: dict[str, Any] = {}
+    versions: dict[str, str] = {}
+    for model in args.models:
+        onnx_path = args.models_dir / f"{model}.onnx"
+        if not onnx_path.exists():
+            print(f"bench_backends: {onnx_path} not found", file=sys.stderr)
+            return 1
+        r = results[model] = {"macs": count_macs(onnx_path), "latency": {}}
+        for spec in args.backends:
+            backend = make_backend(spec, args.models_dir, model)
+            if backend is None:
+                print(f"  {model} {spec}: model file missing, skipped", file=sys.stderr)
+                continue
+            versions.update(backend.describe().get("versions", {}))
+            cells = r["latency"][spec] = {}
+            for n in args.batch_sizes:
+                cells[n] = time_cell(backend, x_all[:n], args.min_time, args.min_calls)
+            print(f"  {model:8s} {spec:12s} " + "  ".join(f"b={n}: {cells[n] * 1e6 / n:9.1f} µs/jet"
+                                                            for n in args.batch_sizes), flush=True)
+            backend.close()
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    env = {"load": f"{load_before} / {loadavg()}", "cpu": cpu_name(), "cores": str(os.cpu_count()),
+           "affinity": ",".join(map(str, cpus)) or "?",
+           "versions": ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))}
+    pin = f"taskset -c {','.join(map(str, cpus))} " if cpus and len(cpus) < (os.cpu_count() or 1) else ""
+    extra = argv if argv is not None else sys.argv[1:]
+    command = f"{pin}python tools/bench_backends.py" + (" " + " ".join(extra) if extra else "")
+    section = render(results, args, command, env)
+    print(section)
+    if not args.no_docs:
+        write_docs(args.docs, section)
+        print(f"wrote {args.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

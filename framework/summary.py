@@ -61,6 +61,7 @@ class JobSummary:
     module_types: dict[str, str] = field(default_factory=dict)
     module_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: dict[str, int] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)  # job-level facts modules recorded (accelerator choice)
     wall_s: float = 0.0  # from the process start (interpreter included) to the end of the job
     loop_s: float = 0.0  # from the first event read to the last event done: the throughput window
     time_to_first_event_s: float | None = None

@@ -53,6 +53,9 @@ def job_accounting(summary: JobSummary) -> str:
     lines.append(f"JobReport  wall time {s.wall_s:.2f} s, event loop {s.loop_s:.2f} s at {rate:.1f} events/s, "
                  f"begin_job {s.begin_job_s:.2f} s, "
                  f"start to first event {first}, streams {s.streams}")
+    for label, choice in (s.facts.get("accelerators") or {}).items():
+        lines.append(f"JobReport  accelerator for '{label}': {choice.get('backend')} on {choice.get('device')} "
+                     f"({choice.get('reason')}); model {choice.get('model')}")
     if s.failure:
         lines.append(f"JobReport  stopped by: {s.failure}")
     return "\n".join(lines) + "\n"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from framework.module import Producer
@@ -25,15 +25,25 @@ class HogParameters:
 
 @register_module("TestMemoryHog")
 class MemoryHog(Producer):
-    """Keeps ``begin_mb`` from begin_job and ``per_event_mb`` more on every event (touched pages)."""
+    """Keeps ``begin_mb`` from begin_job and ``per_event_mb`` more on every event.
+
+    Fresh anonymous mappings, every page written: malloc could hand back pages that earlier tests
+    freed but the process kept resident, which would not raise RSS.
+    """
 
     Parameters = HogParameters
 
+    @staticmethod
+    def _resident(mb: int) -> mmap.mmap:
+        block = mmap.mmap(-1, mb * 1024 * 1024)
+        block.write(b"\x01" * (mb * 1024 * 1024))
+        return block
+
     def begin_job(self, job) -> None:
-        self.kept = [np.ones(self.params.begin_mb * 1024 * 1024, np.uint8)]
+        self.kept = [self._resident(self.params.begin_mb)]
 
     def produce(self, event) -> None:
-        self.kept.append(np.ones(self.params.per_event_mb * 1024 * 1024, np.uint8))
+        self.kept.append(self._resident(self.params.per_event_mb))
         event.put(len(self.kept))
 
 

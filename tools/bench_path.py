@@ -1,0 +1,100 @@
+"""The default HLT path in hltrun vs a bare loop doing the same work, in one process.
+
+* ``bare loop``: read the shipped samples with uproot, build each event's (2, 100, 3) model input per
+  chunk with the same numpy preprocessing, one plain ``onnxruntime.InferenceSession.run`` per event
+  (one intra-op thread), max over jets > threshold;
+* ``hltrun``: configs/path.yaml (source, batcher, VAEAnomalyScorer on ONNX Runtime, filter), without
+  the output module, with and without the Timing service.
+
+Both runs make the same decisions (checked); the ratio is hltrun's cost over the bare loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = [ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"]
+
+
+def bare_loop(model: Path, threshold: float) -> tuple[float, list[bool]]:
+    import onnxruntime as ort
+
+    from modules.models.preprocess import load_jets
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    session.run(["score"], {"jets": np.zeros((2, 100, 3), np.float32)})
+    t0 = time.perf_counter()
+    jets, event_of_jet = load_jets([str(f) for f in FILES], n_leading=2)
+    bounds = np.searchsorted(event_of_jet, np.arange(event_of_jet.max() + 2))
+    decisions = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        (score,) = session.run(["score"], {"jets": jets[a:b]})
+        decisions.append(bool(score.max() > threshold) if b > a else False)
+    return time.perf_counter() - t0, decisions
+
+
+def hltrun_path(timing: bool) -> tuple[float, list[bool]]:
+    from framework.config import apply_overrides, read_yaml, validate
+    from framework.eventloop import EventProcessor
+    from framework.process import Process
+
+    data = read_yaml(ROOT / "configs" / "path.yaml")
+    data = apply_overrides(data, ["endpaths={}", "options.want_summary=false",
+                                  f"source.files={json.dumps([str(f) for f in FILES])}",
+                                  "modules.vae.backend=onnxruntime",
+                                  f"modules.anomalyFilter.thresholds_file={ROOT / 'data/models/thresholds.json'}"])
+    del data["modules"]["out"]
+    data["services"] = {"Timing": {"calibrate": False}} if timing else {}
+    process = Process(validate(data, "bench"))
+    decisions: dict[int, bool] = {}
+    process.signals.post_event.connect(
+        lambda event, status: decisions.__setitem__(event.index, event.trigger_results["HLT_AnomalyDetection"]))
+    t0 = time.perf_counter()
+    EventProcessor(process).run()
+    return time.perf_counter() - t0, [decisions[i] for i in sorted(decisions)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--repeat", type=int, default=3, help="repetitions, interleaved; the median is reported")
+    args = ap.parse_args(argv)
+    import os
+
+    os.chdir(ROOT)
+    threshold = json.loads((ROOT / "data/models/thresholds.json").read_text())["conv_vae"]["bkg_eff_1e-2"]
+    model = ROOT / "data/models/conv_vae.onnx"
+    runs = {"bare loop (uproot + InferenceSession.run)": lambda: bare_loop(model, threshold),
+            "hltrun path": lambda: hltrun_path(False), "hltrun path + Timing": lambda: hltrun_path(True)}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    decisions = {}
+    for _ in range(args.repeat):
+        for name, fn in runs.items():
+            t, d = fn()
+            times[name].append(t)
+            decisions[name] = d
+    ref = decisions["bare loop (uproot + InferenceSession.run)"]
+    assert all(d == ref for d in decisions.values()), "hltrun and the bare loop disagree on decisions"
+    n = len(ref)
+    bare = statistics.median(times["bare loop (uproot + InferenceSession.run)"])
+    print(f"events: {n} (accepted {sum(ref)}), conv_vae on ONNX Runtime, 1 thread, median of {args.repeat}\n")
+    print("| run | s | ms/event | ratio to bare loop |\n|---|---|---|---|")
+    for name, ts in times.items():
+        t = statistics.median(ts)
+        print(f"| {name} | {t:.3f} | {1e3 * t / n:.3f} | {t / bare:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ from framework.module import Producer
 from framework.registry import register_module
 from framework.schema import InputTag
 
-from .jets import fit_length, to_jet_relative
+from .jets import fit_length
 from .products import JetBatch, JetCollection
 
 
@@ -32,7 +32,8 @@ class JetBatcherParameters:
 
 @register_module("JetBatcher")
 class JetBatcher(Producer):
-    """Per-event batching: the source already sorted and padded per chunk, so this only slices."""
+    """Per-event batching: the source already sorted, padded and made jet-relative per chunk, so this
+    only slices (the batch is a read-only view: consumers must not modify it in place)."""
 
     Parameters = JetBatcherParameters
     concurrency = "global"  # stateless
@@ -43,9 +44,6 @@ class JetBatcher(Producer):
         n = len(jets) if p.max_jets == 0 else min(len(jets), p.max_jets)
         if p.min_jet_pt > 0:
             n = min(n, int(np.count_nonzero(jets.pt >= p.min_jet_pt)))
-        constituents = fit_length(jets.constituents[:n], p.n_constituents)
-        if p.relative:
-            constituents = to_jet_relative(constituents, jets.eta[:n], jets.phi[:n])
-        else:
-            constituents = np.ascontiguousarray(constituents)
+        source = jets.relative if p.relative else jets.constituents
+        constituents = fit_length(source[:n], p.n_constituents)  # a view when the lengths agree
         event.put(JetBatch(constituents, constituents[..., 2] > 0, jets.pt[:n], p.relative))

@@ -13,7 +13,8 @@ class JetCollection:
 
     ``constituents`` is (n_jets, C, 3) float32 of (eta, phi, pT), each jet's constituents sorted by
     decreasing pT and zero-padded to C; ``n_constituents`` the real count before truncation to C.
-    Jets are in decreasing pT order.
+    ``relative`` is the same with (eta - eta_jet, wrapped phi - phi_jet, pT): computed per chunk by
+    the source, so no per-event work is needed for the models' input. Jets are in decreasing pT order.
     """
 
     pt: np.ndarray
@@ -22,6 +23,7 @@ class JetCollection:
     mass: np.ndarray
     n_constituents: np.ndarray
     constituents: np.ndarray
+    relative: np.ndarray
 
     def __len__(self) -> int:
         return len(self.pt)

@@ -29,7 +29,7 @@ from framework.event import EventID
 from framework.module import Source
 from framework.registry import register_module
 
-from .jets import pad_constituents
+from .jets import pad_constituents, to_jet_relative
 from .products import JetCollection
 
 log = logging.getLogger("hltrun")
@@ -75,19 +75,22 @@ class RootJetSourceParameters:
 class _Chunk:
     """One chunk converted to flat numpy arrays; ``event(i)`` returns views only."""
 
-    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "constituents", "ids")
+    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "constituents", "relative", "ids")
 
     def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, constituents, ids) -> None:
         self.jet_offsets = jet_offsets
         self.pt, self.eta, self.phi, self.mass = pt, eta, phi, mass
         self.ncons = ncons
         self.constituents = constituents
+        self.relative = to_jet_relative(constituents, eta, phi)  # once per chunk, not per event
         self.ids = ids
+        for shared in (self.constituents, self.relative):  # events get views: nobody may write
+            shared.flags.writeable = False
 
     def event(self, i: int) -> JetCollection:
         a, b = self.jet_offsets[i], self.jet_offsets[i + 1]
         return JetCollection(self.pt[a:b], self.eta[a:b], self.phi[a:b], self.mass[a:b],
-                             self.ncons[a:b], self.constituents[a:b])
+                             self.ncons[a:b], self.constituents[a:b], self.relative[a:b])
 
 
 @register_module("RootJetSource")

@@ -67,8 +67,11 @@ def test_batcher_leading_jets_relative(write_config, counts_file, sample_events)
 
     constituents = np.zeros((3, 120, 3), np.float32)
     constituents[:, :5] = [1.0, 3.0, 10.0]
-    jets = JetCollection(np.array([300., 200., 100.], np.float32), np.full(3, 0.5, np.float32),
-                         np.full(3, -3.0, np.float32), np.zeros(3, np.float32), np.full(3, 5), constituents)
+    from modules.jets import to_jet_relative
+
+    eta, phi = np.full(3, 0.5, np.float32), np.full(3, -3.0, np.float32)
+    jets = JetCollection(np.array([300., 200., 100.], np.float32), eta, phi, np.zeros(3, np.float32),
+                         np.full(3, 5), constituents, to_jet_relative(constituents, eta, phi))
     event = Event(EventID(1, 1, 1), 0, 0)
     event.put_as("source", jets)
     event.current_module = "batcher"

@@ -7,6 +7,7 @@ import pytest
 
 from framework.errors import SourceError
 from framework.schema import build
+from modules.jets import to_jet_relative
 from modules.root_source import RootJetSource, RootJetSourceParameters
 from tests.conftest import make_events, write_counts, write_jet_index, write_nested
 
@@ -45,6 +46,8 @@ def test_layouts_match_truth(tmp_path, sample_events, layout):
         pt, constituents = expected_jets(truth)
         np.testing.assert_allclose(jets.pt, pt, rtol=1e-6)
         np.testing.assert_allclose(jets.constituents, constituents, rtol=1e-6)
+        np.testing.assert_array_equal(jets.relative, to_jet_relative(jets.constituents, jets.eta, jets.phi))
+        assert not jets.relative.flags.writeable  # events share the chunk's arrays
         assert list(jets.n_constituents) == [len(j["c_pt"]) for j in sorted(truth["jets"], key=lambda j: -j["pt"])]
     assert src.accounting()["read"] == len(sample_events)
     assert any(len(j["c_pt"]) > 100 for e in sample_events for j in e["jets"])  # truncation is exercised

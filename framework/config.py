@@ -8,7 +8,6 @@ are reported as one line ``<file>: <key.path>: <what was expected>``.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 
 from . import registry
 from .errors import ConfigError
-from .module import Analyzer, Filter, Module, OutputModule, Producer, Source
+from .module import Filter, Module, OutputModule, Source
 from .schema import build, input_tags, to_plain
 
 SOURCE_LABEL = "source"
@@ -218,7 +217,7 @@ def _plugin(label: str, data: Any, where: str, lookup) -> PluginConfig:
     return PluginConfig(label, type_name, cls, params)
 
 
-def _entries(name: str, items: Any, where: str) -> list[PathEntry]:
+def _entries(items: Any, where: str) -> list[PathEntry]:
     if not isinstance(items, list) or not all(isinstance(i, str) and i.strip("~-") for i in items):
         raise ConfigError(f"{where}: expected a list of module labels, got {items!r}")
     return [PathEntry.parse(i) for i in items]
@@ -315,7 +314,7 @@ def _read_paths(data: dict[str, Any], block: str) -> dict[str, list[PathEntry]]:
     for name, items in raw.items():
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigError(f"{block}.{name}: a path name must be an identifier")
-        out[name] = _entries(name, items, f"{block}.{name}")
+        out[name] = _entries(items, f"{block}.{name}")
     return out
 
 
@@ -354,7 +353,3 @@ def load(path: str | os.PathLike[str], overrides: list[str] | None = None, max_e
     if max_events is not None:
         data = apply_overrides(data, [f"options.maxEvents={max_events}"])
     return validate(data, str(path))
-
-
-def plain_fields(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]

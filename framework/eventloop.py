@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from .errors import HltError
 from .event import Event, EventID

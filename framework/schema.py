@@ -65,14 +65,13 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return convert(value, arg, where)
-            except ConfigError as exc:
-                errors.append(exc)
+            except ConfigError:
+                pass  # try the next alternative; the error below names them all
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
     if origin is Literal:
         if value in get_args(tp):

@@ -72,7 +72,6 @@ def test_constituents_consistent_and_sorted(sample) -> None:
     same = jet[1:] == jet[:-1]
     assert not np.any(same & (pt[1:] > pt[:-1])), "constituents not pT-sorted within a jet"
     # the constituents of each jet add up to (nearly) the jet's pT: the slices belong to the right jet
-    eta = ak.to_numpy(ak.flatten(a.FatJetPFCand_eta)).astype(np.float64)
     phi = ak.to_numpy(ak.flatten(a.FatJetPFCand_phi)).astype(np.float64)
     px = np.bincount(jet, pt * np.cos(phi), len(counts))
     py = np.bincount(jet, pt * np.sin(phi), len(counts))

@@ -133,18 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="repetitions; the median is reported (default 3)")
     ap.add_argument("--write-doc", action="store_true", help="append the results to docs/performance.md")
     args = ap.parse_args(argv)
-    from framework import registry
-
-    timing = "Timing" in registry._services or _has_timing()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.root"
         write_sample(path, args.events)
         rows: dict[str, list[float]] = {}
         runs = [("uproot.iterate only", lambda: time_uproot(path)), ("bare loop (source + call)", lambda: time_bare(path)),
                 ("hltrun, 1 trivial module", lambda: time_hltrun(path, 1, False)),
-                ("hltrun, 10 trivial modules", lambda: time_hltrun(path, 10, False))]
-        if timing:
-            runs += [("hltrun, 10 modules + Timing", lambda: time_hltrun(path, 10, True))]
+                ("hltrun, 10 trivial modules", lambda: time_hltrun(path, 10, False)),
+                ("hltrun, 10 modules + Timing", lambda: time_hltrun(path, 10, True))]
         for _ in range(args.repeat):  # interleaved, so drifts of a noisy machine hit all alike
             for name, fn in runs:
                 rows.setdefault(name, []).append(fn())
@@ -160,9 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     per_module = (med["hltrun, 10 trivial modules"] - med["hltrun, 1 trivial module"]) / (9 * n) * 1e6
     lines += ["", f"framework overhead per event (1 module, minus bare loop): {per_event:.2f} µs",
               f"framework overhead per extra module call: {per_module:.2f} µs"]
-    if timing:
-        per_call_timing = (med["hltrun, 10 modules + Timing"] - med["hltrun, 10 trivial modules"]) / (10 * n) * 1e6
-        lines.append(f"Timing service cost per module call (10-module path, incl. its per-event share): {per_call_timing:.2f} µs")
+    per_call_timing = (med["hltrun, 10 modules + Timing"] - med["hltrun, 10 trivial modules"]) / (10 * n) * 1e6
+    lines.append(f"Timing service cost per module call (10-module path, incl. its per-event share): {per_call_timing:.2f} µs")
     lines.append(f"time from hltrun start to first event (median of 3, fresh interpreter): {ttfe:.2f} s")
     text = "\n".join(lines)
     print(text)
@@ -174,16 +169,6 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(f"\n## Framework overhead ({stamp})\n\nCommand: `taskset -c 0 python -m tools.bench_framework "
                      f"--events {n} --repeat {args.repeat}`\n\n{text}\n")
     return 0
-
-
-def _has_timing() -> bool:
-    try:
-        from framework import registry
-
-        registry.service_class("Timing")
-        return True
-    except Exception:
-        return False
 
 
 if __name__ == "__main__":

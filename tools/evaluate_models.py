@@ -140,6 +140,12 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def plots(metrics: dict[str, Any], models_dir: Path) -> None:
     """ROC curves, score distributions and loss curves as PNG."""
     import matplotlib
@@ -162,9 +168,7 @@ def plots(metrics: dict[str, Any], models_dir: Path) -> None:
             ax.set_title(f"{name}: {level} level")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(models_dir / "roc.png", dpi=90)
-    plt.close(fig)
+    _save(plt, fig, models_dir / "roc.png")
 
     fig, axes = plt.subplots(1, len(MODELS), figsize=(11, 4.5))
     for ax, name in zip(axes, MODELS):
@@ -180,9 +184,7 @@ def plots(metrics: dict[str, Any], models_dir: Path) -> None:
         ax.set_xlabel("score (Chamfer distance)")
         ax.set_title(f"{name} jets (dashed: 1%, 0.1% of QCD jets)")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(models_dir / "score_distributions.png", dpi=90)
-    plt.close(fig)
+    _save(plt, fig, models_dir / "score_distributions.png")
 
     fig, axes = plt.subplots(1, len(MODELS), figsize=(11, 4.5))
     for ax, name in zip(axes, MODELS):
@@ -197,9 +199,7 @@ def plots(metrics: dict[str, Any], models_dir: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(f"{name} loss (val: latent mean, full beta)")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(models_dir / "loss_curves.png", dpi=90)
-    plt.close(fig)
+    _save(plt, fig, models_dir / "loss_curves.png")
 
 
 def write_outputs(metrics: dict[str, Any], args: argparse.Namespace) -> None:

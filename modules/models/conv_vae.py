@@ -6,7 +6,7 @@ from keras import layers
 
 from . import layers as L
 from .preprocess import N_CONSTITUENTS, N_FEATURES
-from .vae import ModelSpec
+from .vae import ModelSpec, decoder_inputs, decoder_model, encoder_inputs, encoder_model
 
 ACT = "elu"
 
@@ -19,8 +19,7 @@ def default_spec() -> ModelSpec:
 def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool = False
           ) -> tuple[keras.Model, keras.Model]:
     """Encoder jets -> [z_mean, z_log_var] and decoder [z, jets] -> reconstruction (physical units)."""
-    jets = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
-    mask = L.ConstituentMask()(jets)
+    jets, mask = encoder_inputs()
     x = L.Standardize(mean, std, log_pt=log_pt, name="std_normalize")([jets, mask])
     x = layers.Reshape((N_CONSTITUENTS, N_FEATURES, 1))(x)
     x = layers.Conv2D(16, (3, 3), activation=ACT)(x)                     # (98, 1, 16)
@@ -31,13 +30,9 @@ def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool
     x = layers.Flatten()(x)                                              # 1128
     x = layers.Dense(136, activation=ACT)(x)
     x = layers.Dense(32, activation=ACT)(x)
-    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
-    encoder = keras.Model(jets, [z_mean, z_log_var], name="encoder")
+    encoder = encoder_model(jets, x, latent_dim)
 
-    z = keras.Input((latent_dim,), name="z")
-    jets_d = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
-    mask_d = L.ConstituentMask()(jets_d)
+    z, jets_d, mask_d = decoder_inputs(latent_dim)
     y = layers.Dense(32, activation=ACT)(z)
     y = layers.Dense(136, activation=ACT)(y)
     y = layers.Dense(47 * 24, activation=ACT)(y)
@@ -48,6 +43,4 @@ def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool
     y = layers.Reshape((N_CONSTITUENTS - 2, 1, 16))(y)
     y = layers.Conv2DTranspose(1, (3, 3))(y)                             # (100, 3, 1)
     y = layers.Reshape((N_CONSTITUENTS, N_FEATURES))(y)
-    y = L.Standardize(mean, std, inverse=True, log_pt=log_pt, name="un_normalize")([y, mask_d])
-    decoder = keras.Model([z, jets_d], y, name="decoder")
-    return encoder, decoder
+    return encoder, decoder_model(z, jets_d, mask_d, y, mean, std, log_pt)

@@ -16,7 +16,7 @@ from keras import layers
 
 from . import layers as L
 from .preprocess import N_CONSTITUENTS, N_FEATURES
-from .vae import ModelSpec
+from .vae import ModelSpec, decoder_inputs, decoder_model, encoder_inputs, encoder_model
 
 ACT = "tanh"
 WIDTH_ENC, WIDTH_DEC = 32, 16
@@ -37,8 +37,7 @@ def residual_gcn(x: Any, adj: Any, units: int, n_blocks: int) -> Any:
 def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool = False
           ) -> tuple[keras.Model, keras.Model]:
     """Encoder jets -> [z_mean, z_log_var] and decoder [z, jets] -> reconstruction (physical units)."""
-    jets = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
-    mask = L.ConstituentMask()(jets)
+    jets, mask = encoder_inputs()
     adj = L.NormalizedAdjacency()(mask)
     x = L.Standardize(mean, std, log_pt=log_pt, name="std_normalize")([jets, mask])
     x = layers.Dense(WIDTH_ENC, activation=ACT)(x)
@@ -46,19 +45,13 @@ def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool
     x = layers.Dense(WIDTH_ENC, activation=ACT)(x)
     x = L.MaskedMeanPool()([x, mask])
     x = layers.Dense(WIDTH_ENC, activation=ACT)(x)
-    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
-    encoder = keras.Model(jets, [z_mean, z_log_var], name="encoder")
+    encoder = encoder_model(jets, x, latent_dim)
 
-    z = keras.Input((latent_dim,), name="z")
-    jets_d = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
-    mask_d = L.ConstituentMask()(jets_d)
+    z, jets_d, mask_d = decoder_inputs(latent_dim)
     adj_d = L.NormalizedAdjacency()(mask_d)
     y = layers.Dense(WIDTH_ENC, activation=ACT)(z)
     y = layers.Dense(N_CONSTITUENTS * WIDTH_DEC, activation=ACT)(y)
     y = layers.Reshape((N_CONSTITUENTS, WIDTH_DEC))(y)
     y = residual_gcn(y, adj_d, WIDTH_DEC, 2)
     y = layers.Dense(N_FEATURES)(y)
-    y = L.Standardize(mean, std, inverse=True, log_pt=log_pt, name="un_normalize")([y, mask_d])
-    decoder = keras.Model([z, jets_d], y, name="decoder")
-    return encoder, decoder
+    return encoder, decoder_model(z, jets_d, mask_d, y, mean, std, log_pt)

@@ -40,6 +40,33 @@ def feature_stats(jets: np.ndarray, log_pt: bool = False) -> tuple[list[float], 
     return real.mean(axis=0).tolist(), np.maximum(real.std(axis=0), 1e-6).tolist()
 
 
+def encoder_inputs() -> tuple[Any, Any]:
+    """The encoder's input ``jets`` (N, 100, 3) and its constituent mask (pT > 0)."""
+    jets = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
+    return jets, L.ConstituentMask()(jets)
+
+
+def encoder_model(jets: Any, features: Any, latent_dim: int) -> keras.Model:
+    """Close an encoder with the Gaussian latent head both architectures share."""
+    z_mean = keras.layers.Dense(latent_dim, name="z_mean")(features)
+    z_log_var = keras.layers.Dense(latent_dim, name="z_log_var")(features)
+    return keras.Model(jets, [z_mean, z_log_var], name="encoder")
+
+
+def decoder_inputs(latent_dim: int) -> tuple[Any, Any, Any]:
+    """The decoder's inputs: a latent point ``z`` and the jets, read only for their mask."""
+    z = keras.Input((latent_dim,), name="z")
+    jets = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets")
+    return z, jets, L.ConstituentMask()(jets)
+
+
+def decoder_model(z: Any, jets: Any, mask: Any, standardised: Any, mean: list[float], std: list[float],
+                  log_pt: bool) -> keras.Model:
+    """Close a decoder: back to physical units (padded slots zeroed by the mask)."""
+    y = L.Standardize(mean, std, inverse=True, log_pt=log_pt, name="un_normalize")([standardised, mask])
+    return keras.Model([z, jets], y, name="decoder")
+
+
 def default_spec(kind: str) -> ModelSpec:
     """The architecture's default hyper-parameters ('conv' or 'gcn')."""
     from . import MODEL_BUILDERS

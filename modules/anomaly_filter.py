@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -17,6 +16,7 @@ from framework.registry import register_module
 from framework.schema import InputTag
 
 from .products import JetScores
+from .shipped import find_file
 
 REDUCERS = {
     "max": np.max,
@@ -57,7 +57,7 @@ class AnomalyScoreFilter(Filter):
     def _threshold_from_file(self) -> float:
         p: AnomalyFilterParameters = self.params
         where = f"modules.{self.label}"
-        path = Path(p.thresholds_file)
+        path = find_file(p.thresholds_file)
         try:
             table = json.loads(path.read_text())
         except FileNotFoundError:

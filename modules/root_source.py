@@ -15,7 +15,6 @@ Each chunk is converted once, with numpy, into padded (n_jets, C, 3) arrays; eve
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from framework.registry import register_module
 
 from .jets import pad_constituents, to_jet_relative
 from .products import JetCollection
+from .shipped import glob_files
 
 log = logging.getLogger("hltrun")
 
@@ -120,7 +120,7 @@ class RootJetSource(Source):
     def begin_job(self, job: Any) -> None:
         """Expand globs and check every file, tree and branch before the first event."""
         for pattern in self.params.files:
-            matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            matches = glob_files(pattern)
             if not matches:
                 raise SourceError(f"source: no file matches {pattern!r}")
             self.files += matches

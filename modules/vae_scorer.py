@@ -35,13 +35,13 @@ from .inference import MODEL_SUFFIX, BackendOptions, InferenceBackend, create_ba
 from .inference.accelerator import choose_backend
 from .inference.base import N_CONSTITUENTS, OUTPUT_NAMES
 from .products import JetBatch, JetScores
+from .shipped import find_file
 
 if TYPE_CHECKING:
     from framework.process import JobContext
 
 log = logging.getLogger("hltrun.vae")
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
 
 
 @dataclass
@@ -73,7 +73,7 @@ class VAEAnomalyScorerParameters:
 def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> Path:
     """Path of the model file this backend reads (see the module docstring)."""
     suffix = MODEL_SUFFIX[backend]
-    given = Path(model)
+    given = find_file(model)
     if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
         if given.suffix != suffix:
             sibling = given.with_suffix(suffix)
@@ -84,11 +84,7 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> 
             given = sibling
         return given
     stem = f"{model}_int8" if precision == "int8" else model
-    for folder in (Path(models_dir), REPO_MODELS):
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.exists():
-            return candidate
-    return Path(models_dir) / f"{stem}{suffix}"  # load() reports it as missing
+    return find_file(Path(models_dir) / f"{stem}{suffix}")  # load() reports a missing one
 
 
 @register_module("VAEAnomalyScorer")

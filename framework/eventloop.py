@@ -161,7 +161,7 @@ class EventProcessor:
         summary.events_not_processed = self._read - summary.events_processed
         summary.source = process.source.accounting()
         summary.facts = dict(process.job.facts)
-        summary.events_skipped = summary.source.get("skipped", self.options.skipEvents if self._read else 0)
+        summary.events_skipped = summary.source.get("skipped", self.options.skipEvents)
         if self._first_event_at is not None:
             summary.time_to_first_event_s = self._first_event_at - self._t0
             summary.loop_s = self._loop_end - self._first_event_at

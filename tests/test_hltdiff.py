@@ -1,0 +1,137 @@
+"""hltdiff speaks hltDiff: its table, -o/-n with several files, -j, -q, -v, -m, and accepted-only outputs."""
+
+from __future__ import annotations
+
+import json
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from tools.hltdiff import compare, main, render_table
+
+
+def _write(path, run, event, trig, score=None, extra=None):
+    """A small hltrun-like output: ids, HLT_ bits and an optional per-jet score."""
+    data = {"run": np.asarray(run, np.uint32), "luminosityBlock": np.ones(len(event), np.uint32),
+            "event": np.asarray(event, np.uint64)}
+    for name, bits in trig.items():
+        data[name] = np.asarray(bits, bool)
+    if score is not None:
+        data["vae_score"] = ak.Array(score)
+    data.update(extra or {})
+    with uproot.recreate(path) as f:
+        f["Events"] = data
+    return path
+
+
+EV = list(range(1, 11))
+OLD_A = [1, 1, 0, 0, 1, 0, 1, 0, 0, 0]  # 4 accepts
+NEW_A = [1, 0, 0, 0, 0, 1, 1, 0, 0, 0]  # lost 2 and 5, gained 6
+OLD_B = [0] * 10
+NEW_B = [0] * 9 + [1]
+
+
+def test_table_has_hltdiff_columns_and_counts(tmp_path, capsys):
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A, "HLT_B": OLD_B})
+    new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": NEW_A, "HLT_B": NEW_B})
+    assert main([str(old), str(new)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    # hltDiff.cc: setw(12) columns, then two spaces and the trigger name; '-' for zero, signs otherwise
+    assert "Found 4 events out of 10 with differences:" in out
+    assert "      Events    Accepted      Gained        Lost       Other  Trigger" in out
+    assert "          10           4          +1          -2           -  HLT_A" in out
+    assert "          10           -          +1           -           -  HLT_B" not in out  # Accepted is a count
+    assert "          10           0          +1           -           -  HLT_B" in out
+
+
+def test_identical_outputs_agree(tmp_path, capsys):
+    a = _write(tmp_path / "a.root", [1] * 10, EV, {"HLT_A": OLD_A}, score=[[0.1, 0.2]] * 10)
+    b = _write(tmp_path / "b.root", [1] * 10, EV, {"HLT_A": OLD_A}, score=[[0.1, 0.2]] * 10)
+    assert main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "Found 0 events out of 10 with differences:" in out and "outputs agree" in out
+
+
+def test_other_counts_accepted_events_whose_scores_changed(tmp_path):
+    scores = [[0.1, 0.2]] * 10
+    changed = [[0.1, 0.2]] * 10
+    changed[0] = [0.1, 0.25]  # event 1: accepted on both sides, score differs
+    changed[2] = [0.5, 0.2]  # event 3: rejected on both sides -> a product difference, not 'Other'
+    old = uproot.open(_write(tmp_path / "o.root", [1] * 10, EV, {"HLT_A": OLD_A}, scores))["Events"].arrays()
+    new = uproot.open(_write(tmp_path / "n.root", [1] * 10, EV, {"HLT_A": OLD_A}, changed))["Events"].arrays()
+    diff = compare(old, new)
+    assert diff.triggers[0].other == 1 and diff.branches["vae_score"] == 2
+    assert "~1  HLT_A" in render_table(diff) and not diff.identical
+
+
+def test_accepted_only_outputs_turn_missing_events_into_gains_and_losses(tmp_path):
+    # both outputs keep accepted events only: old accepted 1, 2, 5; new accepted 1, 6
+    old = _write(tmp_path / "o.root", [1] * 3, [1, 2, 5], {"HLT_A": [1, 1, 1]})
+    new = _write(tmp_path / "n.root", [1] * 2, [1, 6], {"HLT_A": [1, 1]})
+    arr_o, arr_n = (uproot.open(p)["Events"].arrays() for p in (old, new))
+    diff = compare(arr_o, arr_n)
+    t = diff.triggers[0]
+    assert (diff.selected_old, diff.selected_new) == (True, True)
+    assert (diff.compared, t.accepted, t.gained, t.lost) == (4, 3, 1, 2)
+    assert (diff.only_in_old, diff.only_in_new) == (0, 0)
+    # told that the outputs keep every event, the same ids are skipped events instead
+    plain = compare(arr_o, arr_n, selected_old=False, selected_new=False)
+    assert (plain.compared, plain.only_in_old, plain.only_in_new) == (1, 2, 1)
+    assert plain.triggers[0].gained == plain.triggers[0].lost == 0
+
+
+def test_several_files_per_side_equal_one_concatenated_file(tmp_path, capsys):
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A, "HLT_B": OLD_B})
+    new1 = _write(tmp_path / "n1.root", [1] * 4, EV[:4], {"HLT_A": NEW_A[:4], "HLT_B": NEW_B[:4]})
+    new2 = _write(tmp_path / "n2.root", [1] * 6, EV[4:], {"HLT_A": NEW_A[4:], "HLT_B": NEW_B[4:]})
+    new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": NEW_A, "HLT_B": NEW_B})
+    main([str(old), str(new)])
+    single = capsys.readouterr().out.splitlines()
+    assert main(["-o", str(old), "-n", str(new1), str(new2)]) == 1
+    split = capsys.readouterr().out.splitlines()
+    assert [line for line in single if "HLT_" in line] == [line for line in split if "HLT_" in line]
+
+
+def test_json_verbose_quiet_and_max_events(tmp_path, capsys):
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A})
+    new = _write(tmp_path / "new.root", [1] * 9, EV[:9], {"HLT_A": NEW_A[:9]})  # event 10 missing
+    out_json = tmp_path / "cmp" / "diff.json"
+    assert main([str(old), str(new), "--selected", "no", "-j", str(out_json), "-v"]) == 1
+    captured = capsys.readouterr()
+    assert "event 10: not found" in captured.err
+    assert "run 1, lumi 1, event 2: old result is 'accepted', new result is 'rejected'" in captured.out
+    assert "        old state is 'accepted',\n        new state is 'rejected'" in captured.out
+    doc = json.loads(out_json.read_text())
+    assert doc["vars"]["trigger"] == ["HLT_A"] and set(doc["events"]) == {"1:1:2", "1:1:5", "1:1:6"}
+    assert doc["events"]["1:1:6"] == [{"tr": 0, "o": {"s": 2, "m": -1, "l": -1, "t": -1},
+                                       "n": {"s": 1, "m": -1, "l": -1, "t": -1}}]
+    assert doc["summary"]["skipped_old_only"] == 1 and doc["summary"]["compared"] == 9
+    assert main([str(old), str(new), "--selected", "no", "-q"]) == 1
+    assert "not found" not in capsys.readouterr().err
+    assert main([str(old), str(new), "-m", "1"]) == 0  # event 1 agrees on both sides
+    assert "Found 0 events out of 1 with differences" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "no_tree", "no_ids"])
+def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys, case):
+    good = _write(tmp_path / "good.root", [1] * 10, EV, {"HLT_A": OLD_A})
+    bad = tmp_path / "bad.root"
+    if case == "corrupt":
+        bad.write_bytes(b"root" + b"\0" * 100)
+    elif case == "no_tree":
+        with uproot.recreate(bad) as f:
+            f["Other"] = {"x": np.arange(3)}
+    elif case == "no_ids":
+        with uproot.recreate(bad) as f:
+            f["Events"] = {"x": np.arange(3)}
+    assert main([str(good), str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hltdiff: error:") and "bad.root" in err[0]
+
+
+def test_usage_errors(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "only_one.root")])
+    assert exc.value.code == 2

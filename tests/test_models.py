@@ -133,3 +133,20 @@ def test_thresholds_file() -> None:
         t = table[name]
         assert 0 < t["bkg_eff_1e-2"] < t["bkg_eff_1e-3"], t
         assert 0 < t["jet_bkg_eff_1e-2"] < t["jet_bkg_eff_1e-3"], t
+
+
+def test_score_in_standardised_space_equals_physical() -> None:
+    """The shipped inference graph scores the standardised input against the decoder's standardised
+    output; that is the distance of the physical jets divided by std (the mean cancels)."""
+    rng = np.random.default_rng(5)
+    mean, std = [0.01, -0.02, 12.0], [0.1, 0.12, 30.0]
+    mask = np.zeros((3, 100), np.float32)
+    for i, n in enumerate((3, 40, 100)):
+        mask[i, :n] = 1
+    phys_x = (rng.normal(size=(3, 100, 3)) * std + mean).astype(np.float32) * mask[..., None]
+    phys_y = (rng.normal(size=(3, 100, 3)) * std + mean).astype(np.float32) * mask[..., None]
+    std_x = ((phys_x - mean) / std * mask[..., None]).astype(np.float32)
+    std_y = ((phys_y - mean) / std).astype(np.float32)  # the decoder's raw output is not masked
+    phys = keras.ops.convert_to_numpy(L.ChamferScore(std)([phys_x, phys_y, mask]))
+    stdd = keras.ops.convert_to_numpy(L.ChamferScore(std, standardised=True)([std_x, std_y, mask]))
+    np.testing.assert_allclose(stdd, phys, rtol=1e-4)

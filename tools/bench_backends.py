@@ -19,9 +19,10 @@ x.y^T). The arithmetic limit of one core is ``GHz x FP32 FLOP/cycle`` (default: 
 from /proc/cpuinfo and 32 FLOP/cycle = two 256-bit FMA pipes; AVX-512 on Zen 4 issues as 2x256);
 ``limit`` is the time per jet at that peak, ``eff`` the fraction of peak a backend reaches.
 
-Run pinned to one core and write the results section of docs/backends.md::
+Run pinned to one core (prints only), and with ``--docs`` also write the results section of
+docs/backends.md::
 
-    taskset -c 0 python tools/bench_backends.py
+    taskset -c 0 python tools/bench_backends.py --docs
 """
 from __future__ import annotations
 
@@ -61,9 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ghz", type=float, default=None, help="core clock for the FLOP limit (default: /proc/cpuinfo)")
     p.add_argument("--flops-per-cycle", type=float, default=32.0,
                    help="FP32 FLOP per cycle of one core (32: 2 FMA x 8 lanes; 64 for 2 x AVX-512 FMA)")
-    p.add_argument("--docs", type=Path, default=REPO / "docs/backends.md",
-                   help="markdown file whose results section is rewritten")
-    p.add_argument("--no-docs", action="store_true", help="print only")
+    p.add_argument("--docs", nargs="?", type=Path, const=REPO / "docs/backends.md", default=None,
+                   help="also rewrite the results section of this markdown file (default when given without a "
+                        "path: docs/backends.md); without --docs the results are only printed")
     p.add_argument("--note", default="", help="a line added to the results section (e.g. which weights)")
     return p.parse_args(argv)
 
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     command = f"{pin}python tools/bench_backends.py" + (" " + " ".join(extra) if extra else "")
     section = render(results, args, command, env)
     print(section)
-    if not args.no_docs:
+    if args.docs:
         write_docs(args.docs, section)
         print(f"wrote {args.docs}")
     return 0

@@ -84,3 +84,34 @@ def test_export_elu_rewrite_is_elu(tmp_path, shape) -> None:
     lean = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).normal(scale=3, size=[5, *shape[1:]]).astype(np.float32)
     np.testing.assert_allclose(lean.run(None, {"x": x})[0], ref.run(None, {"x": x})[0], rtol=1e-6, atol=1e-7)
+
+
+def test_export_shape_folding_keeps_dynamic_batch_and_data_dependence(tmp_path) -> None:
+    """fold_shapes turns batch-derived shape arithmetic into constants (with -1 for the batch) but
+    never folds an integer that depends on the data (here an ArgMin feeding a Gather)."""
+    from tools.export_onnx import fold_shapes
+
+    i64 = TensorProto.INT64
+    inits = [helper.make_tensor("i0", i64, [1], [0]), helper.make_tensor("tail", i64, [1], [300])]
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "i0"], ["n"], axis=0),
+             helper.make_node("Concat", ["n", "tail"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["flat"]),
+             helper.make_node("ArgMin", ["flat"], ["idx"], axis=1, keepdims=0),
+             helper.make_node("Gather", ["flat", "idx"], ["picked"], axis=1),
+             helper.make_node("ReduceMax", ["picked"], ["y"], keepdims=0, axes=[1])]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 100, 3])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
+    model = helper.make_model(helper.make_graph(nodes, "g", [inp], [out], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    removed = fold_shapes(model)
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert removed == 3 and "Shape" not in ops and "Concat" not in ops
+    assert "ArgMin" in ops  # data-dependent: kept
+    lean = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in (1, 4, 7):
+        x = np.random.default_rng(batch).normal(size=(batch, 100, 3)).astype(np.float32)
+        np.testing.assert_array_equal(lean.run(None, {"x": x})[0], ref.run(None, {"x": x})[0])

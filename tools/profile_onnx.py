@@ -13,9 +13,10 @@ this tool prints, with ONNX Runtime on one thread (sequential execution, full gr
   of its name after the prefix that all scoped node names share (``conv_vae_1/encoder_1/...`` ->
   ``encoder``; trailing ``_<n>`` removed); nodes ORT created or renamed while optimising and nodes
   without a ``/`` in their name go to ``(unscoped)``;
-* FLOP per jet of the matrix ops ORT ran (MatMul, Gemm, Conv, ConvTranspose and their fused /
-  quantised forms, 2 x multiply-accumulates, shapes from the profiler) and the ratio of the measured
-  time to ``FLOP / sgemm rate``, where the sgemm rate is measured in the same run on one core:
+* FLOP per jet of the model's matrix ops (Conv, ConvTranspose, MatMul, Gemm: 2 x multiply-
+  accumulates, shapes from one run at batch 1; also shown: the FLOP ORT really ran, from the
+  profiler, which includes the channel padding of its blocked NCHWc convolutions) and the ratio of
+  the measured time to ``FLOP / sgemm rate``, where the sgemm rate is measured in the same run on one core:
   ONNX Runtime's own MatMul (256 x 256 x 256, one thread) and numpy's matmul limited to one thread by
   threadpoolctl (its BLAS kernel is printed; OPENBLAS_CORETYPE, where set, selects it).
 
@@ -288,6 +289,20 @@ def profile_model(path: Path, feed: dict[str, np.ndarray], calls: int, threads: 
             "flop_per_call": flop, "n_kernels_per_call": len(durations)}
 
 
+def model_flop_per_jet(path: Path) -> float:
+    """2 x multiply-accumulates per jet of the model's own Conv/ConvTranspose/MatMul/Gemm (shapes from
+    one run at batch 1, ``tools.bench_backends.count_macs``): the work the model defines, without the
+    channel padding of ORT's blocked (NCHWc) convolutions; 0 if the graph cannot be run at batch 1."""
+    from tools.bench_backends import count_macs
+
+    try:
+        macs = count_macs(path)
+    except Exception as exc:  # a model whose input is not a single float tensor: fall back to the profile
+        print(f"profile_onnx: FLOP count of {path} failed ({exc}); using the profiled ops", file=sys.stderr)
+        return 0.0
+    return 2.0 * (macs["weights"] + macs["data"])
+
+
 # ------------------------------------------------------------------------------------ main
 def load_sample_jets(sample: Path) -> np.ndarray | None:
     """Leading jets of the sample as (N, 100, 3), or None when it cannot be read."""
@@ -329,12 +344,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{rates['ort_gflops']:.1f} -> {rates_after['ort_gflops']:.1f} GFLOP/s (before -> after), numpy "
           f"{rates['numpy_gflops'] or float('nan'):.1f} GFLOP/s [{rates['numpy_blas']}; OPENBLAS_CORETYPE="
           f"{os.environ.get('OPENBLAS_CORETYPE')}]")
-    for n in names:
+    for n, path in names.items():
         p = prof[n]
-        flop_jet = p["flop_per_call"] / args.profile_batch
+        ran_jet = p["flop_per_call"] / args.profile_batch
+        flop_jet = model_flop_per_jet(path) or ran_jet
         floor_us = flop_jet / (ort_rate * 1e3)
-        print(f"\n{n}: {flop_jet / 1e6:.2f} MFLOP per jet in matrix ops -> sgemm floor {floor_us:.1f} µs per jet "
-              f"(ORT MatMul rate)")
+        print(f"\n{n}: {flop_jet / 1e6:.2f} MFLOP per jet in matrix ops ({ran_jet / 1e6:.2f} as ORT ran them, with "
+              f"NCHWc channel padding) -> sgemm floor {floor_us:.1f} µs per jet (ORT MatMul rate)")
         print("  batch   µs/jet (median)  x floor   µs/jet (fastest call)  x floor")
         for b, v in us[n].items():
             print(f"  {b:5d} {v:15.1f} {v / floor_us:9.2f} {best[n][b]:22.1f} {best[n][b] / floor_us:8.2f}")
@@ -345,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         print("  top ops: " + ", ".join(f"{k} {v:.1%}" for k, v in p["op_share"].items()))
         for k, v in list(p["node_share"].items())[:args.top_nodes]:
             print(f"    {v:6.1%}  {k}")
-        p.update(us_per_jet=us[n], us_per_jet_fastest=best[n], mflop_per_jet=flop_jet / 1e6, floor_us_per_jet=floor_us)
+        p.update(us_per_jet=us[n], us_per_jet_fastest=best[n], mflop_per_jet=flop_jet / 1e6,
+                 mflop_per_jet_as_run=ran_jet / 1e6, floor_us_per_jet=floor_us)
     if args.json:
         out = {"onnxruntime": ort.__version__, "threads": args.threads, "sgemm": [rates, rates_after],
                "models": prof, "command": "python tools/profile_onnx.py " + " ".join(argv or sys.argv[1:])}

@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None,
                    help="write every cell (median, p10, p90, calls, RSS) with machine and library versions")
     p.add_argument("--csv", type=Path, default=None, help="the same cells as CSV, one row per cell")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: where the ONNX models' time goes (tools/profile_onnx.py: µs/jet per batch size, "
+                        "share per graph scope from ORT's profiler, ratio to the one-core sgemm rate)")
     return p.parse_args(argv)
 
 
@@ -290,6 +293,12 @@ def write_docs(path: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.profile:
+        from tools import profile_onnx
+
+        paths = [str(args.models_dir / f"{m}.onnx") for m in args.models]
+        return profile_onnx.main([*paths, "--batch-sizes", *map(str, args.batch_sizes), "--sample", str(args.sample),
+                                  *(["--json", str(args.json)] if args.json else [])])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.ghz:
         args.peak_gflops = args.ghz * args.flops_per_cycle

@@ -176,8 +176,10 @@ def test_io_binding_and_optimisation_levels_agree(tiny):
 
 @pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
 def test_shipped_models_agree_on_samples(model):
-    """TF (function mode) and ONNX Runtime fp32 on the shipped samples: scores within a relative 1e-5
-    per jet, identical trigger decisions at the model card's thresholds."""
+    """TF (function mode) and ONNX Runtime fp32 on the shipped samples: scores within a relative 1e-4
+    per jet (the agreement criterion of issue 8; it was 1e-5 with the exact nearest-neighbour
+    recompute), identical trigger decisions at the model card's thresholds and at score quantiles
+    (there for jets further than the tolerance from the cut)."""
     missing = [p.name for p in (MODELS / f"{model}.keras", MODELS / f"{model}.onnx") if not p.exists()]
     if missing or not SAMPLES:
         pytest.skip(f"trained model files {missing} not in data/models" if missing else "no data/*.root samples")
@@ -188,15 +190,15 @@ def test_shipped_models_agree_on_samples(model):
     tf_out = loaded("tensorflow", MODELS / f"{model}.keras").run(x)
     assert ort_out["valid"].all()
     rel = np.abs(tf_out["score"] - ort_out["score"]) / np.abs(ort_out["score"])
-    assert rel.max() <= 1e-5, f"{model}: max relative score difference {rel.max():.2e} on {len(x)} jets"
+    assert rel.max() <= 1e-4, f"{model}: max relative score difference {rel.max():.2e} on {len(x)} jets"
     np.testing.assert_allclose(tf_out["kl"], ort_out["kl"], rtol=1e-5, atol=1e-6)
-    thresholds = [float(np.quantile(ort_out["score"], q)) for q in (0.5, 0.9, 0.99)]
+    for thr in [float(np.quantile(ort_out["score"], q)) for q in (0.5, 0.9, 0.99)]:
+        far = np.abs(ort_out["score"] - thr) > 1e-4 * thr
+        assert np.array_equal(tf_out["score"][far] > thr, ort_out["score"][far] > thr), f"{model}: decisions differ at {thr}"
     card = MODELS / "thresholds.json"
     if card.exists():
-        thresholds += [float(v) for v in json.loads(card.read_text()).get(model, {}).values()
-                       if isinstance(v, (int, float))]
-    for thr in thresholds:
-        assert np.array_equal(tf_out["score"] > thr, ort_out["score"] > thr), f"{model}: decisions differ at {thr}"
+        for thr in [float(v) for v in json.loads(card.read_text()).get(model, {}).values() if isinstance(v, (int, float))]:
+            assert np.array_equal(tf_out["score"] > thr, ort_out["score"] > thr), f"{model}: decisions differ at {thr}"
 
 
 # ---------------------------------------------------------------------- bad input

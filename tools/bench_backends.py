@@ -15,17 +15,21 @@ difference to ``ort-fp32`` is what the backend wrapper (input checks, non-finite
 FLOPs per jet are counted from the ONNX graph: 2 x the multiply-accumulates of every Conv,
 ConvTranspose, MatMul and Gemm, with shapes taken from one run of the model at batch 1 (so
 everything computed in the graph counts: the networks, the GCN adjacency product, the Chamfer
-x.y^T). The arithmetic limit of one core is ``GHz x FP32 FLOP/cycle`` (default: the nominal clock
-from /proc/cpuinfo and 32 FLOP/cycle = two 256-bit FMA pipes; AVX-512 on Zen 4 issues as 2x256);
-``limit`` is the time per jet at that peak, ``eff`` the fraction of peak a backend reaches.
+x.y^T). The arithmetic limit of one core is the float32 sgemm rate measured in the same run (ONNX
+Runtime's own 256^3 MatMul on one thread, ``tools/profile_onnx.sgemm_rates``; the nominal
+``GHz x FLOP/cycle`` from /proc/cpuinfo under-states turbo and AVX-512 by up to 3x), or
+``--ghz x --flops-per-cycle`` when ``--ghz`` is given; ``limit`` is the time per jet at that rate,
+``eff`` the fraction of it a backend reaches.
 
-Run pinned to one core and write the results section of docs/backends.md::
+Run pinned to one core (prints only), and with ``--docs`` also write the results section of
+docs/backends.md::
 
-    taskset -c 0 python tools/bench_backends.py
+    taskset -c 0 python tools/bench_backends.py --docs
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -58,13 +62,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sample", type=Path, default=REPO / "data/qcd_dijet.root", help="jets to run on")
     p.add_argument("--min-time", type=float, default=0.3, help="seconds timed per (backend, batch) cell")
     p.add_argument("--min-calls", type=int, default=3, help="at least this many timed calls per cell")
-    p.add_argument("--ghz", type=float, default=None, help="core clock for the FLOP limit (default: /proc/cpuinfo)")
+    p.add_argument("--ghz", type=float, default=None,
+                   help="core clock for a nominal FLOP limit (default: the measured one-core sgemm rate)")
     p.add_argument("--flops-per-cycle", type=float, default=32.0,
                    help="FP32 FLOP per cycle of one core (32: 2 FMA x 8 lanes; 64 for 2 x AVX-512 FMA)")
-    p.add_argument("--docs", type=Path, default=REPO / "docs/backends.md",
-                   help="markdown file whose results section is rewritten")
-    p.add_argument("--no-docs", action="store_true", help="print only")
+    p.add_argument("--docs", nargs="?", type=Path, const=REPO / "docs/backends.md", default=None,
+                   help="also rewrite the results section of this markdown file (default when given without a "
+                        "path: docs/backends.md); without --docs the results are only printed")
     p.add_argument("--note", default="", help="a line added to the results section (e.g. which weights)")
+    p.add_argument("--threads", nargs="+", type=int, default=[1],
+                   help="intra-op thread counts to sweep for the ONNX Runtime backends (TensorFlow fixes its "
+                        "threads once per process, so TF cells always use 1)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="write every cell (median, p10, p90, calls, RSS) with machine and library versions")
+    p.add_argument("--csv", type=Path, default=None, help="the same cells as CSV, one row per cell")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: where the ONNX models' time goes (tools/profile_onnx.py: µs/jet per batch size, "
+                        "share per graph scope from ORT's profiler, ratio to the one-core sgemm rate)")
     return p.parse_args(argv)
 
 
@@ -111,15 +125,6 @@ def count_macs(path: Path) -> dict[str, int]:
     return macs
 
 
-def core_ghz() -> float:
-    """Nominal clock: 'cpu MHz' of /proc/cpuinfo (a VM often reports the TSC rate)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        return float(re.search(r"cpu MHz\s*:\s*([\d.]+)", text).group(1)) / 1000.0
-    except (OSError, AttributeError):
-        return 2.5
-
-
 def loadavg() -> str:
     """1-minute load average: other work on the machine shows up here (report it with the numbers)."""
     try:
@@ -140,11 +145,11 @@ def cpu_name() -> str:
 class BareSession:
     """A plain InferenceSession.run, to show what the backend wrapper (checks, NaN handling) costs."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: int = 1) -> None:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
@@ -157,29 +162,31 @@ class BareSession:
         pass
 
 
-def make_backend(spec: str, models_dir: Path, model: str):
+def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1):
     """A loaded backend for 'tf-<mode>', 'ort-fp32'/'ort-int8', or the bare session 'ort-bare'
-    (None if the file is missing)."""
+    (None if the file is missing); ``threads`` applies to the ONNX Runtime ones."""
     from modules.inference import BackendOptions, create_backend
 
     if spec == "ort-bare":
         path = models_dir / f"{model}.onnx"
-        return BareSession(path) if path.exists() else None
+        return BareSession(path, threads) if path.exists() else None
     if spec.startswith("tf-"):
         path, name, opts = models_dir / f"{model}.keras", "tensorflow", BackendOptions(mode=spec[3:])
     else:
         suffix = "_int8" if spec == "ort-int8" else ""
-        path, name, opts = models_dir / f"{model}{suffix}.onnx", "onnxruntime", BackendOptions()
+        path, name, opts = models_dir / f"{model}{suffix}.onnx", "onnxruntime", BackendOptions(threads=threads)
     if not path.exists():
         return None
     return create_backend(name, path, opts).load()
 
 
-def time_cell(backend, x: np.ndarray, min_time: float, min_calls: int, rounds: int = 3) -> float:
+def time_cell(backend, x: np.ndarray, min_time: float, min_calls: int, rounds: int = 3,
+              stats: dict[str, float] | None = None) -> float:
     """Seconds per call of backend.run(x): the lowest of ``rounds`` medians, each over at least
-    ``min_time / rounds`` seconds — a burst of other work on the core spoils one round, not the cell."""
+    ``min_time / rounds`` seconds — a burst of other work on the core spoils one round, not the cell.
+    ``stats`` (if given) gets the spread over all timed calls: median, p10, p90, calls."""
     backend.run(x)  # this size once untimed (XLA compiles per shape, arenas grow)
-    medians = []
+    medians, every = [], []
     for _ in range(rounds):
         times: list[float] = []
         start = time.perf_counter()
@@ -188,7 +195,23 @@ def time_cell(backend, x: np.ndarray, min_time: float, min_calls: int, rounds: i
             backend.run(x)
             times.append(time.perf_counter() - t)
         medians.append(statistics.median(times))
+        every += times
+    if stats is not None:
+        stats.update(median=statistics.median(every), p10=float(np.percentile(every, 10)),
+                     p90=float(np.percentile(every, 90)), calls=len(every))
     return min(medians)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (MB): what the loaded backends and their arenas hold."""
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 1e6
+    except ImportError:  # pragma: no cover - psutil is in the 'cpu' extra
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
 def load_sample(path: Path, n: int) -> np.ndarray:
@@ -202,11 +225,11 @@ def load_sample(path: Path, n: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------- report
 def render(results: dict[str, Any], args: argparse.Namespace, command: str, env: dict[str, str]) -> str:
-    peak = args.ghz * 1e9 * args.flops_per_cycle
+    peak = args.peak_gflops * 1e9
     b = args.batch_sizes
     lines = [f"Command: `{command}`", "", *([args.note, ""] if args.note else []),
              f"Machine: {env['cpu']}, {env['cores']} cores visible, pinned: {env['affinity']}; "
-             f"{env['versions']}. One thread per backend; time per call (lowest of 3 medians) / batch size. "
+             f"{env['versions']}. One thread per backend (`xN`: N intra-op threads); time per call (lowest of 3 medians) / batch size. "
              f"Load average (1 min) before / after: {env['load']}.", "",
              "Per-jet latency in µs (lower is better); `ms/event` is one call at batch 9:", "",
              "| model | backend | " + " | ".join(f"b={n}" for n in b) + " | ms/event (b=9) |",
@@ -216,8 +239,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, command: str, env:
             row = " | ".join(f"{cells[n] * 1e6 / n:.1f}" if n in cells else "-" for n in b)
             event = f"{cells[9] * 1e3:.3f}" if 9 in cells else "-"
             lines.append(f"| {model} | {spec} | {row} | {event} |")
-    lines += ["", f"Arithmetic limit of one core: {args.ghz:.2f} GHz x {args.flops_per_cycle:g} FP32 FLOP/cycle = "
-              f"{peak / 1e9:.1f} GFLOP/s.", "",
+    lines += ["", f"Arithmetic limit of one core: {args.peak_source} = {peak / 1e9:.1f} GFLOP/s.", "",
               "| model | MFLOP/jet (weights + in-graph data products) | limit µs/jet | backend | best µs/jet "
               "(batch) | fraction of peak |", "|---|---|---|---|---|---|"]
     for model, r in results.items():
@@ -232,6 +254,27 @@ def render(results: dict[str, Any], args: argparse.Namespace, command: str, env:
                          f"{2 * r['macs']['data'] / 1e6:.2f}) | {limit:.2f} | {spec} | {best:.1f} ({best_n}) | "
                          f"{limit / best:.1%} |")
     return "\n".join(lines) + "\n"
+
+
+def write_tables(args: argparse.Namespace, rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
+    """--json (machine, versions, every cell) and --csv (one row per cell), written atomically.
+    ``us_per_jet`` is the lowest of 3 round medians (what the tables show); median/p10/p90 are over
+    all timed calls; ``rss_MB`` is the process's resident memory after the cell."""
+    import csv
+
+    for path, write in ((args.json, "json"), (args.csv, "csv")):
+        if not path:
+            continue
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as fh:
+            if write == "json":
+                json.dump({"machine": machine, "cells": rows}, fh, indent=1)
+            else:
+                out = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["model"])
+                out.writeheader()
+                out.writerows(rows)
+        os.replace(tmp, path)
+        print(f"wrote {path}")
 
 
 def write_docs(path: Path, section: str) -> None:
@@ -250,12 +293,26 @@ def write_docs(path: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.profile:
+        from tools import profile_onnx
+
+        paths = [str(args.models_dir / f"{m}.onnx") for m in args.models]
+        return profile_onnx.main([*paths, "--batch-sizes", *map(str, args.batch_sizes), "--sample", str(args.sample),
+                                  *(["--json", str(args.json)] if args.json else [])])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args.ghz = args.ghz or core_ghz()
+    if args.ghz:
+        args.peak_gflops = args.ghz * args.flops_per_cycle
+        args.peak_source = f"{args.ghz:.2f} GHz x {args.flops_per_cycle:g} FP32 FLOP/cycle (nominal)"
+    else:
+        from tools.profile_onnx import sgemm_rates
+
+        args.peak_gflops = sgemm_rates()["ort_gflops"]
+        args.peak_source = "ONNX Runtime 256^3 sgemm on one thread, measured in this run"
     load_before = loadavg()
     x_all = load_sample(args.sample, max(args.batch_sizes))
     results: dict[str, Any] = {}
     versions: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
     for model in args.models:
         onnx_path = args.models_dir / f"{model}.onnx"
         if not onnx_path.exists():
@@ -263,17 +320,24 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         r = results[model] = {"macs": count_macs(onnx_path), "latency": {}}
         for spec in args.backends:
-            backend = make_backend(spec, args.models_dir, model)
-            if backend is None:
-                print(f"  {model} {spec}: model file missing, skipped", file=sys.stderr)
-                continue
-            versions.update(backend.describe().get("versions", {}))
-            cells = r["latency"][spec] = {}
-            for n in args.batch_sizes:
-                cells[n] = time_cell(backend, x_all[:n], args.min_time, args.min_calls)
-            print(f"  {model:8s} {spec:12s} " + "  ".join(f"b={n}: {cells[n] * 1e6 / n:9.1f} µs/jet"
-                                                            for n in args.batch_sizes), flush=True)
-            backend.close()
+            for threads in (args.threads if spec.startswith("ort-") else [1]):
+                backend = make_backend(spec, args.models_dir, model, threads)
+                if backend is None:
+                    print(f"  {model} {spec}: model file missing, skipped", file=sys.stderr)
+                    break
+                versions.update(backend.describe().get("versions", {}))
+                label = spec if threads == 1 else f"{spec} x{threads}"
+                cells = r["latency"][label] = {}
+                for n in args.batch_sizes:
+                    st: dict[str, float] = {}
+                    cells[n] = time_cell(backend, x_all[:n], args.min_time, args.min_calls, stats=st)
+                    rows.append({"model": model, "backend": spec, "threads": threads, "batch": n,
+                                 "us_per_jet": cells[n] * 1e6 / n, "us_per_jet_median": st["median"] * 1e6 / n,
+                                 "us_per_jet_p10": st["p10"] * 1e6 / n, "us_per_jet_p90": st["p90"] * 1e6 / n,
+                                 "calls": st["calls"], "rss_MB": round(rss_mb(), 1)})
+                print(f"  {model:8s} {label:14s} " + "  ".join(f"b={n}: {cells[n] * 1e6 / n:9.1f} µs/jet"
+                                                                for n in args.batch_sizes), flush=True)
+                backend.close()
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     env = {"load": f"{load_before} / {loadavg()}", "cpu": cpu_name(), "cores": str(os.cpu_count()),
            "affinity": ",".join(map(str, cpus)) or "?",
@@ -283,7 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     command = f"{pin}python tools/bench_backends.py" + (" " + " ".join(extra) if extra else "")
     section = render(results, args, command, env)
     print(section)
-    if not args.no_docs:
+    if args.json or args.csv:
+        write_tables(args, rows, {**env, "python": platform.python_version(), "numpy": np.__version__,
+                                  "command": command, "versions": versions})
+    if args.docs:
         write_docs(args.docs, section)
         print(f"wrote {args.docs}")
     return 0

@@ -21,6 +21,12 @@ are measured and written to the card, so the choice is visible.
 * ``--method static``: QDQ int8 weights and activations, calibrated on QCD jets (the first
   ``--calib-events`` events of the background file; the AUC then uses all of it).
 
+Speed: the shipped INT8 file and its fp32 source are timed in the same process (ONNX Runtime, one
+thread, alternating rounds, ``tools/profile_onnx.time_models``) at batch 2 and 64.  INT8 counts as a
+speed option only where it is at least 5% faster (beyond timing noise) at both sizes with an AUC
+loss <= 0.005 for every signal; the
+card says which, so no one picks INT8 for a speed-up that is not there.
+
 Writes ``data/models/int8.json`` and the section "## INT8 quantisation" of ``data/models/README.md``
 (replaced if present, else appended; the rest of the card is not touched).
 
@@ -48,6 +54,9 @@ if str(REPO) not in sys.path:
 MODELS = ("conv_vae", "gcn_vae")
 WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 SECTION = "## INT8 quantisation"
+SPEED_BATCHES = (2, 64)
+MAX_AUC_LOSS = 0.005  # INT8 is a speed option only when it is faster and loses at most this much AUC
+MIN_SPEEDUP = 1.05    # "faster" = fp32 time / int8 time at least this, at every batch size (timing noise is ~2-5%)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default 'encoder': the latent mean is what the score is most sensitive to); "
                         "'' quantises all weights. The all-weights variant is always measured too.")
     p.add_argument("--no-card", action="store_true", help="do not touch data/models/README.md")
+    p.add_argument("--speed-time", type=float, default=1.0,
+                   help="seconds of timing per model and batch size for the fp32-vs-int8 speed check")
     return p.parse_args(argv)
 
 
@@ -163,6 +174,29 @@ def compare(fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], bkg_evt: n
     return out
 
 
+def speed(fp32: Path, int8: Path, jets: np.ndarray, min_time: float) -> dict[str, Any]:
+    """µs per jet of both files at SPEED_BATCHES, timed alternately in this process (one thread): the
+    fastest call (what decides; robust to a busy machine) and the median."""
+    from tools.profile_onnx import session, time_models
+
+    sessions = {"fp32": session(fp32, 1), "int8": session(int8, 1)}
+    feeds = {k: {b: {"jets": np.ascontiguousarray(jets[:b])} for b in SPEED_BATCHES} for k in sessions}
+    best: dict[str, dict[int, float]] = {}
+    us = time_models(sessions, feeds, list(SPEED_BATCHES), min_time, rounds=5, best=best)
+    out = {f"us_per_jet_{k}": {str(b): round(v, 1) for b, v in per_b.items()} for k, per_b in best.items()}
+    out.update({f"us_per_jet_{k}_median": {str(b): round(v, 1) for b, v in per_b.items()} for k, per_b in us.items()})
+    return out
+
+
+def speed_verdict(r: dict[str, Any]) -> bool:
+    """INT8 is a speed option: faster at every timed batch size and AUC loss <= MAX_AUC_LOSS."""
+    sp = r.get("speed", {})
+    faster = bool(sp) and all(sp["us_per_jet_fp32"][b] >= MIN_SPEEDUP * sp["us_per_jet_int8"][b]
+                              for b in sp["us_per_jet_fp32"])
+    loss = max(max(e["auc_jet_loss"], e["auc_event_loss"]) for e in r["signals"].values())
+    return faster and loss <= MAX_AUC_LOSS
+
+
 def card_section(results: dict[str, Any], command: str) -> str:
     """Markdown for the model card's INT8 section (one row per model, variant and signal)."""
     lines = [SECTION, "",
@@ -182,6 +216,24 @@ def card_section(results: dict[str, Any], command: str) -> str:
                              f"{r['qcd_score_rel_diff_median']:.1%} / {r['qcd_score_rel_diff_p99']:.1%} | {sig} | "
                              f"{e['auc_jet_fp32']:.4f} -> {e['auc_jet_int8']:.4f} | {e['auc_jet_loss']:+.4f} | "
                              f"{e['auc_event_loss']:+.4f} |")
+    lines += ["", "Speed of the shipped INT8 file against fp32 (ONNX Runtime, one thread, timed alternately in one "
+              "process; µs per jet, fastest call: on a shared machine medians are inflated at random). INT8 is "
+              f"a speed option only where it is at least {MIN_SPEEDUP - 1:.0%} faster "
+              f"(beyond timing noise) at every batch size with an AUC loss ≤ {MAX_AUC_LOSS}:", "",
+              "| model | batch | fp32 µs/jet | int8 µs/jet | speed option |", "|---|---|---|---|---|"]
+    for name, variants in results.items():
+        r = next((v for v in variants.values() if v.get("shipped")), None)
+        if not r or "speed" not in r:
+            continue
+        for b, t32 in r["speed"]["us_per_jet_fp32"].items():
+            lines.append(f"| {name} | {b} | {t32} | {r['speed']['us_per_jet_int8'][b]} | "
+                         f"{'**yes**' if r['speed_option'] else 'no'} |")
+    if all(not next((v for v in variants.values() if v.get("shipped")), {}).get("speed_option", False)
+           for variants in results.values()):
+        lines += ["", "**INT8 is not a speed option here**: on this CPU (ONNX Runtime's dynamic quantisation, "
+                  "one thread) it is no faster than fp32 — the models are small, activations are quantised at "
+                  "run time and the fp32 score, element-wise ops and per-kernel overhead dominate. The files are "
+                  "kept to study what quantisation does to the score, not to run the trigger faster."]
     lines += ["", "Thresholds in thresholds.json are for the fp32 models; re-derive them before triggering "
               "on an INT8 model.", ""]
     return "\n".join(lines)
@@ -224,13 +276,18 @@ def main(argv: list[str] | None = None) -> int:
             path = dst if i == 0 else dst.with_name(f"{name}_int8_variant.tmp.onnx")
             r = quantize(src, path, args.method, args.per_channel, calib, exclude)
             r.update(compare(fp32, scores_for(path, bkg, sigs), bkg[1], sig_evt), shipped=(i == 0))
+            if i == 0:
+                r["speed"] = speed(src, path, bkg[0], args.speed_time)
+                r["speed_option"] = speed_verdict(r)
             results[name][label] = r
             if i:
                 path.unlink()
             worst = max(abs(e["auc_jet_loss"]) for e in r["signals"].values())
             print(f"{name} [{label}]: {'wrote ' + str(path) if i == 0 else 'measured'} ({r['fp32_MB']} -> "
                   f"{r['int8_MB']} MB, {r['quantised_nodes']} nodes); QCD score change median "
-                  f"{r['qcd_score_rel_diff_median']:.1%}; largest |jet AUC change| {worst:.4f}")
+                  f"{r['qcd_score_rel_diff_median']:.1%}; largest |jet AUC change| {worst:.4f}"
+                  + (f"; µs/jet fp32 {r['speed']['us_per_jet_fp32']} int8 {r['speed']['us_per_jet_int8']} -> speed "
+                     f"option: {'yes' if r['speed_option'] else 'no'}" if "speed" in r else ""))
     command = ("python tools/quantize_models.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     report = args.models_dir / "int8.json"
     old = json.loads(report.read_text()) if report.exists() else {}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 from keras import ops
 
 # Stand-in distance for pairs that involve a padded constituent: large enough never to be a
@@ -41,48 +40,35 @@ def masked_mean(values: Any, mask: Any) -> Any:
     return ops.sum(values * mask, axis=-1) / n
 
 
-def _argmin(x: Any, axis: int) -> Any:
-    """argmin; on TensorFlow the plain op (keras.ops.argmin adds a -0.0 fix with a Bitcast, no ONNX op)."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.math.argmin(x, axis=axis, output_type=tf.int32)
-    return ops.argmin(x, axis=axis)
-
-
-def _one_hot(index: Any, slots: Any, dtype: Any) -> Any:
-    """(N, P) indices -> (N, P, P) one-hot, as a comparison (keras' one_hot exports a Bitcast)."""
-    return ops.cast(ops.equal(ops.expand_dims(ops.cast(index, "int32"), -1), slots), dtype)
-
-
 def chamfer_distance(x: Any, y: Any, mask: Any) -> Any:
     """Symmetric Chamfer distance per jet between point sets x and y (N, P, F); returns (N,).
 
-    Nearest neighbours are searched with the matrix-product form |x|^2 + |y|^2 - 2 x.y^T (one
-    batched matmul; the broadcast difference form was measured ~4x slower than the whole model in
-    ONNX Runtime).  That form cancels in float32 for a hard constituent and its close reconstruction
-    (|x|^2 ~ 1e3, d ~ 1e-2), which made TensorFlow and ONNX Runtime scores differ by ~4e-5 relative;
-    so the chosen neighbour is then fetched exactly (a one-hot matmul) and its distance recomputed as
-    |x_i - y_nn(i)|^2: same nearest neighbours, exact distances, gradients unchanged.
+    All P x P squared distances come from ONE batched matmul of augmented vectors,
+    [x, |x|^2 + far, 1] . [-2y, 1, |y|^2 + far]^T = |x - y|^2 (+ far), followed by two min-reductions:
+    no gathers, no arg-min, no broadcast difference tensor, one mask term.  ``far`` is a huge constant
+    on padded points (mask 0), so a padded point is never a nearest neighbour; the rows and columns
+    of padded points drop out of the means.  Score = mean over real x of min_y d + mean over real y
+    of min_x d; both sets use the input's mask.
 
-    Padding: only real constituents (mask 1) take part.  A padded point of one set is never a nearest
-    neighbour (its distances are replaced by a huge constant before the search), and the distances
-    of padded points are left out of the means.  Score = mean over real x of min_y d + mean over
-    real y of min_x d; both sets use the input's mask.
+    Precision: the matrix-product form cancels in float32 for a hard constituent and its close
+    reconstruction (|x|^2 ~ 1e3, d ~ 1e-2), so each distance carries an absolute error of ~1e-7 x
+    (|x|^2 + |y|^2).  TensorFlow and ONNX Runtime sum the 5 products in different orders; on the
+    shipped samples their scores differ by < 1e-4 relative (the project's agreement criterion,
+    checked by tools/export_onnx.py and tests/test_models.py).  The summed minima are clamped at 0, so
+    a cancellation never makes a distance negative.  Gradients flow through the selected minima, as
+    with an explicit nearest-neighbour search.
     """
-    n_points = ops.shape(x)[1]
-    xx = ops.sum(x * x, axis=-1)
-    yy = ops.sum(y * y, axis=-1)
-    xy = ops.matmul(x, ops.transpose(y, (0, 2, 1)))
-    d = ops.expand_dims(xx, 2) + ops.expand_dims(yy, 1) - 2.0 * xy
-    valid_y = ops.expand_dims(mask, 1) > 0.5  # (N, 1, P): column j is a real reconstructed point
-    valid_x = ops.expand_dims(mask, 2) > 0.5  # (N, P, 1): row i is a real input point
-    slots = ops.arange(n_points, dtype="int32")
-    nn_of_x = _one_hot(_argmin(ops.where(valid_y, d, _FAR), axis=2), slots, x.dtype)
-    nn_of_y = _one_hot(_argmin(ops.where(valid_x, d, _FAR), axis=1), slots, x.dtype)
-    x_to_y = ops.sum(ops.square(x - ops.matmul(nn_of_x, y)), axis=-1)  # (N, P) for every x_i
-    y_to_x = ops.sum(ops.square(y - ops.matmul(nn_of_y, x)), axis=-1)  # (N, P) for every y_j
-    return masked_mean(x_to_y, mask) + masked_mean(y_to_x, mask)
+    far = (1.0 - mask) * _FAR                       # (N, P): 0 on real points, huge on padding
+    xx = ops.expand_dims(ops.sum(x * x, axis=-1) + far, -1)
+    yy = ops.expand_dims(ops.sum(y * y, axis=-1) + far, -1)
+    ones = ops.ones_like(xx)
+    xa = ops.concatenate([x, xx, ones], axis=-1)    # (N, P, F + 2)
+    ya = ops.concatenate([-2.0 * y, ones, yy], axis=-1)
+    d = ops.matmul(xa, ops.transpose(ya, (0, 2, 1)))  # (N, P, P): d[i, j] = |x_i - y_j|^2 (+ far)
+    # x_i's nearest y plus y_i's nearest x, slot by slot: both sets use the same mask, so the sum of
+    # the two means is one mean (one mask product, one reduction)
+    nearest = ops.min(d, axis=2) + ops.min(d, axis=1)  # (N, P)
+    return masked_mean(ops.maximum(nearest, 0.0), mask)
 
 
 def _exp_m1_minus(v: Any) -> Any:

@@ -160,15 +160,35 @@ def build_inference_model(encoder: keras.Model, decoder: keras.Model, std: list[
     """jets (N, 100, 3) -> {'score': Chamfer distance (N,), 'kl': beta * KL (N,)}, deterministic.
 
     Uses the latent mean, and computes the score inside the graph so one inference call returns
-    two floats per jet instead of a 100x3 reconstruction.
+    two floats per jet instead of a 100x3 reconstruction.  The score compares the encoder's
+    standardised input with the decoder's standardised output (``ChamferScore(standardised=True)``):
+    the same distance as in physical units divided by std, without ``un_normalize`` and a second
+    division in the graph.  Encoder and decoder layers (and weights) are shared, not copied.
     """
     jets = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets", dtype="float32")
     mask = L.ConstituentMask(name="mask")(jets)
-    z_mean, z_log_var = encoder(jets)
-    reco = decoder([z_mean, jets])
-    score = L.ChamferScore(std, log_pt, name="score")([jets, reco, mask])
+    enc = keras.Model(encoder.inputs, [*encoder.outputs, encoder.get_layer("std_normalize").output],
+                      name="encoder")
+    dec = keras.Model(decoder.inputs, decoder.get_layer("un_normalize").input[0], name="decoder")
+    z_mean, z_log_var, x_std = enc(jets)
+    y_std = dec([z_mean, jets])
+    score = L.ChamferScore(std, log_pt, standardised=True, name="score")([x_std, y_std, mask])
     kl = L.KLScore(beta, name="kl")([z_mean, z_log_var])
     return keras.Model(jets, {"score": score, "kl": kl}, name=name)
+
+
+def rebuild_inference_model(model: keras.Model) -> keras.Model:
+    """A loaded inference model rebuilt with the current ``build_inference_model`` (same weights).
+
+    Why: a ``.keras`` file stores the graph it was saved with; after the score's graph changes, the
+    shipped files are rebuilt from their own encoder and decoder (``tools/export_onnx.py --rebuild-keras``)
+    so TensorFlow and the ONNX export keep running one and the same score code.
+    """
+    encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
+    score, kl = model.get_layer("score"), model.get_layer("kl")
+    if getattr(score, "standardised", False):  # already the current graph: nothing to rebuild
+        return model
+    return build_inference_model(encoder, decoder, score.std, kl.beta, model.name, score.log_pt)
 
 
 def load_inference_model(path: str | Path) -> keras.Model:

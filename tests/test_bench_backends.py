@@ -1,0 +1,41 @@
+"""hltbench (tools/bench_backends.py): tables, JSON/CSV cells, and docs/ left alone unless --docs."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
+
+from tools import bench_backends as B  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_cells_written_and_docs_untouched_without_docs_flag(tmp_path) -> None:
+    if not (REPO / "data/models/conv_vae.onnx").exists():
+        pytest.skip("shipped conv_vae.onnx not present")
+    shipped_docs = REPO / "docs/backends.md"
+    before = shipped_docs.read_text() if shipped_docs.exists() else None
+    docs = tmp_path / "backends.md"
+    docs.write_text("# untouched\n")
+    out_json, out_csv = tmp_path / "cells.json", tmp_path / "cells.csv"
+    rc = B.main(["--models", "conv_vae", "--backends", "ort-bare", "--batch-sizes", "1", "2", "--threads", "1", "2",
+                 "--min-time", "0.01", "--min-calls", "2", "--json", str(out_json), "--csv", str(out_csv)])
+    assert rc == 0
+    assert (shipped_docs.read_text() if shipped_docs.exists() else None) == before, "hltbench rewrote docs/"
+    data = json.loads(out_json.read_text())
+    assert {"cpu", "versions", "command", "python"} <= set(data["machine"])
+    cells = data["cells"]
+    assert {(c["threads"], c["batch"]) for c in cells} == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    for c in cells:
+        assert 0 < c["us_per_jet_p10"] <= c["us_per_jet_median"] <= c["us_per_jet_p90"]
+        assert c["calls"] >= 2 * 3 and c["rss_MB"] > 0
+    assert len(list(csv.DictReader(out_csv.open()))) == len(cells)
+    # --docs PATH rewrites only the marked section of that file
+    B.main(["--models", "conv_vae", "--backends", "ort-bare", "--batch-sizes", "1", "--min-time", "0.01",
+            "--docs", str(docs)])
+    text = docs.read_text()
+    assert text.startswith("# untouched\n") and B.MARK_BEGIN in text and "ort-bare" in text

@@ -1,0 +1,117 @@
+"""tools/profile_onnx.py (scopes, FLOP, the command) and the export's lean-graph rewrite."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
+onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
+from onnx import TensorProto, helper  # noqa: E402
+
+from tools import profile_onnx as P  # noqa: E402
+
+
+def _save(path, nodes, inits, inp, out):
+    graph = helper.make_graph(nodes, "g", [inp], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def test_scope_names() -> None:
+    names = ["conv_vae_1/encoder_1/conv2d_1/Elu", "fused conv_vae_1/decoder_1/dense_4_1/MatMul",
+             "conv_vae_1/score_1/Min", "Slice__205", "conv_vae_1/kl_1/add"]
+    prefix = P.shared_prefix(names)
+    assert prefix == ["conv_vae_1"]
+    assert [P.scope_of(n, prefix) for n in names] == ["encoder", "decoder", "score", P.UNSCOPED, "kl"]
+    # a model without a common wrapper: the first component is the scope
+    names = ["/encoder/conv1/Conv", "/decoder/fc/Gemm", "Relu_3"]
+    prefix = P.shared_prefix(names)
+    assert [P.scope_of(n, prefix) for n in names] == ["encoder", "decoder", P.UNSCOPED]
+
+
+def test_matrix_flop_shapes() -> None:
+    assert P.matrix_flop("MatMul", [[4, 100, 5], [4, 5, 100]], [[4, 100, 100]]) == 2 * 4 * 100 * 100 * 5
+    assert P.matrix_flop("Gemm", [[4, 1128], [1128, 136]], [[4, 136]]) == 2 * 4 * 1128 * 136
+    assert P.matrix_flop("Conv", [[4, 16, 1, 98], [20, 16, 1, 3]], [[4, 20, 1, 96]]) == 2 * 4 * 20 * 96 * 16 * 3
+    assert P.matrix_flop("ConvTranspose", [[4, 24, 1, 94], [24, 20, 1, 3]], [[4, 20, 1, 96]]) == 2 * 4 * 24 * 94 * 20 * 3
+
+
+def test_command_on_any_model(tmp_path) -> None:
+    """A two-scope model with a known FLOP count: the tool finds both scopes and the exact FLOP."""
+    k, n = 32, 48
+    w = helper.make_tensor("w", TensorProto.FLOAT, [k, n], np.random.default_rng(0).normal(size=k * n).tolist())
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="net/encoder/dense/MatMul"),
+             helper.make_node("ReduceMin", ["h"], ["y"], name="net/score/Min", keepdims=0, axes=[1])]
+    path = _save(tmp_path / "two_scopes.onnx", nodes, [w],
+                 helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k]),
+                 helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"]))
+    out = tmp_path / "prof.json"
+    rc = P.main([str(path), "--batch-sizes", "1", "4", "--profile-batch", "4", "--profile-calls", "5",
+                 "--min-time", "0.05", "--rounds", "2", "--json", str(out), "--sample", str(tmp_path / "none.root")])
+    assert rc == 0
+    res = json.loads(out.read_text())["models"][str(path)]
+    assert set(res["scope_share"]) == {"encoder", "score"}
+    assert sum(res["scope_share"].values()) == pytest.approx(1.0)
+    assert res["mflop_per_jet"] == pytest.approx(2 * k * n / 1e6)
+    assert set(res["us_per_jet"]) == {"1", "4"} and all(v > 0 for v in res["us_per_jet"].values())
+
+
+def test_missing_model_is_one_line(tmp_path, capsys) -> None:
+    assert P.main([str(tmp_path / "nope.onnx")]) == 2
+    assert "nope.onnx: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [[None, 16, 98, 1], [None, 136]])
+def test_export_elu_rewrite_is_elu(tmp_path, shape) -> None:
+    """The export's Elu rewrite computes Elu (also on a trailing axis of length 1) and leaves no Elu."""
+    from tools.export_onnx import lean_graph
+
+    dims = ["N", *shape[1:]]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
+    graph = helper.make_graph([helper.make_node("Elu", ["x"], ["y"], name="m/encoder/Elu")], "g", [inp], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert lean_graph(model) == 1
+    onnx.checker.check_model(model)
+    assert "Elu" not in {n.op_type for n in model.graph.node}
+    assert all(n.name.startswith("m/encoder/Elu/") for n in model.graph.node)  # the layer's scope is kept
+    lean = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).normal(scale=3, size=[5, *shape[1:]]).astype(np.float32)
+    np.testing.assert_allclose(lean.run(None, {"x": x})[0], ref.run(None, {"x": x})[0], rtol=1e-6, atol=1e-7)
+
+
+def test_export_shape_folding_keeps_dynamic_batch_and_data_dependence(tmp_path) -> None:
+    """fold_shapes turns batch-derived shape arithmetic into constants (with -1 for the batch) but
+    never folds an integer that depends on the data (here an ArgMin feeding a Gather)."""
+    from tools.export_onnx import fold_shapes
+
+    i64 = TensorProto.INT64
+    inits = [helper.make_tensor("i0", i64, [1], [0]), helper.make_tensor("tail", i64, [1], [300])]
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "i0"], ["n"], axis=0),
+             helper.make_node("Concat", ["n", "tail"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["flat"]),
+             helper.make_node("ArgMin", ["flat"], ["idx"], axis=1, keepdims=0),
+             helper.make_node("Gather", ["flat", "idx"], ["picked"], axis=1),
+             helper.make_node("ReduceMax", ["picked"], ["y"], keepdims=0, axes=[1])]
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 100, 3])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
+    model = helper.make_model(helper.make_graph(nodes, "g", [inp], [out], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    removed = fold_shapes(model)
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert removed == 3 and "Shape" not in ops and "Concat" not in ops
+    assert "ArgMin" in ops  # data-dependent: kept
+    lean = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for batch in (1, 4, 7):
+        x = np.random.default_rng(batch).normal(size=(batch, 100, 3)).astype(np.float32)
+        np.testing.assert_array_equal(lean.run(None, {"x": x})[0], ref.run(None, {"x": x})[0])

@@ -85,6 +85,7 @@ def test_onnxruntime_job_never_imports_tensorflow(tiny):
 
 
 # ---------------------------------------------------------------------- agreement
+@pytest.mark.slow
 def test_tensorflow_modes_agree_with_onnxruntime(tiny):
     x = jets(64, seed=3)
     ref = loaded("onnxruntime", tiny.onnx).run(x)
@@ -103,6 +104,7 @@ def test_io_binding_and_optimisation_levels_agree(tiny):
         np.testing.assert_allclose(loaded("onnxruntime", tiny.onnx, **opts).run(x)["score"], ref, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
 def test_shipped_models_agree_on_samples(model):
     """TF (function mode) and ONNX Runtime fp32 on the shipped samples: scores within a relative 1e-5

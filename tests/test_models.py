@@ -67,6 +67,7 @@ def test_normalized_adjacency() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["conv", "gcn"])
 def test_short_training_lowers_loss(kind: str, qcd_jets: np.ndarray) -> None:
     keras.utils.set_random_seed(0)

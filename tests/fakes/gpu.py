@@ -11,7 +11,9 @@ raises on what real CUDA rejects or silently corrupts:
 * freed memory, destroyed streams and destroyed events cannot be used again; what is still alive at
   the end is visible (``FakeGpu.live()``), so leaks are testable.
 
-Return conventions follow the real bindings: cuda-python returns a tuple ``(cudaError_t, *values)``
+Return conventions follow the real bindings (checked on an H200 with cuda-bindings 13.3.1: every
+call returns a tuple, ``(err,)`` for no value, ``(err, None)`` on failure; handles are objects with
+``int()``; pointers are ints): cuda-python returns a tuple ``(cudaError_t, *values)``
 from every call (``(err,)`` when there is no value) and reports "no device" as an error code from
 ``cudaGetDeviceCount``; pycuda raises ``pycuda.driver.Error`` subclasses and its ``Stream.handle``
 is an int. Only the calls hltrun makes are provided.
@@ -202,7 +204,7 @@ def cuda_runtime_module(gpu: FakeGpu) -> types.ModuleType:
 
     def get_device_count():
         if gpu.devices < 1:
-            return (cudaError_t.cudaErrorNoDevice, 0)
+            return (cudaError_t.cudaErrorNoDevice, None)  # as cuda-bindings 13.3 on CUDA_VISIBLE_DEVICES=""
         return (ok, gpu.devices)
 
     def get_device_properties(device):
@@ -264,7 +266,7 @@ def cuda_runtime_module(gpu: FakeGpu) -> types.ModuleType:
     def event_elapsed(start, end):
         for e in (start, end):
             if gpu.event_check(_as_int(e)) not in gpu.recorded:
-                return (cudaError_t.cudaErrorInvalidResourceHandle, 0.0)
+                return (cudaError_t.cudaErrorInvalidResourceHandle, None)
         return (ok, gpu.elapsed_ms)
 
     for name, fn, n in (("cudaGetDeviceCount", get_device_count, 1),

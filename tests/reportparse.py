@@ -31,8 +31,9 @@ def _sections(text: str, head: str) -> list[tuple[str, list[str]]]:
 
 # ---------------------------------------------------------------------- TrigReport
 def parse_trigreport(text: str) -> dict[str, Any]:
-    """{'events': {total, passed, failed, error}, 'paths'/'endpaths': {name: {bit, executed, passed, failed,
-    error}}, 'modules_in_path': {path: [{name, visited, passed, failed, error}]}, 'modules': {name: {...}}}."""
+    """{'events': {total, passed, failed, error}, 'paths'/'endpaths': {name: {trigger, bit, executed, passed,
+    failed, error}}, 'modules_in_path': {path: [{name, visited, passed, failed, error}]}, 'path_kind':
+    {path: 'Path' | 'EndPath'}, 'modules': {name: {...}}}."""
     m = re.search(r"TrigReport Events total = (\d+) passed = (\d+) failed = (\d+) error = (\d+)", text)
     if not m:
         raise ValueError("no TrigReport event summary")
@@ -47,7 +48,9 @@ def parse_trigreport(text: str) -> dict[str, Any]:
                     table[" ".join(f[6:])] = dict(zip(("trigger", "bit", "executed", "passed", "failed", "error"),
                                                       map(int, f[:6])))
         elif title.startswith("Modules in"):
-            name = title.split(":", 1)[1].split("[")[0].strip()
+            kind, name = (part.strip() for part in title[len("Modules in"):].split(":", 1))
+            name = name.split("[")[0].strip()
+            doc.setdefault("path_kind", {})[name] = kind
             entries = []
             for line in body:
                 f = line.split()

@@ -64,6 +64,10 @@ def test_trigreport_counts_are_the_known_ones_and_match_the_json(job):
     assert trig["events"] == {"total": N, "passed": 27, "failed": N - 27, "error": 0}
     assert (doc["events_processed"], doc["events_passed"], doc["events_failed"]) == (N, 27, N - 27)
     assert {k: (v["executed"], v["passed"]) for k, v in trig["paths"].items()} == {"p_even": (N, 20), "p_three": (N, 13)}
+    # CMSSW's first column: 1 for a trigger path, 0 for an end path; bits count from 0 in each table
+    assert [(v["trigger"], v["bit"]) for v in trig["paths"].values()] == [(1, 0), (1, 1)]
+    assert [(v["trigger"], v["bit"]) for v in trig["endpaths"].values()] == [(0, 0)]
+    assert trig["path_kind"] == {"p_even": "Path", "p_three": "Path", "e": "EndPath"}
     for kind in ("paths", "endpaths"):
         for name, row in trig[kind].items():
             j = doc[kind][name]

@@ -107,3 +107,4 @@ def write_config(tmp_path):
         return path
 
     return write
+from tests.tiny_models import tiny  # noqa: E402,F401  (session fixture: the tiny VAE-shaped models)

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("onnxruntime")
 
 
+@pytest.mark.slow
 def test_default_path_runs_from_any_directory(tmp_path):
     cmd = [sys.executable, "-m", "framework.cli", str(ROOT / "configs" / "path.yaml"), "-n", "300", "-q",
            "--report-dir", "reports", "modules.vae.backend=onnxruntime"]

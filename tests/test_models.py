@@ -77,6 +77,7 @@ def test_normalized_adjacency_factor_reproduces_dense_a_hat() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["conv", "gcn"])
 def test_short_training_lowers_loss(kind: str, qcd_jets: np.ndarray) -> None:
     keras.utils.set_random_seed(0)

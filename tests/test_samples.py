@@ -107,6 +107,7 @@ def test_jets_to_array_pads_truncates_sorts_and_wraps() -> None:
         jets_to_array(pt[:4], eta[:4], phi[:4], counts, np.zeros(3), np.zeros(3))
 
 
+@pytest.mark.slow
 def test_generation_small(tmp_path: Path) -> None:
     """Optional: the generator runs end to end (needs the 'generate' extra)."""
     pytest.importorskip("pythia8mc", reason="PYTHIA 8 (extra 'generate') not installed")

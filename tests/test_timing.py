@@ -95,13 +95,9 @@ def test_module_times_and_overhead_add_up_to_the_event_time(streams: int) -> Non
     for event_col, first in ((2, 4), (3, 4 + n)):  # real, then CPU
         parts = rows[:, first:first + n].sum(axis=1)
         overhead = rows[:, event_col] - parts
-        # exact in integer ns: nested (on-demand) time is never counted twice, nothing is lost
+        # nested (on-demand) time is never counted twice; that nothing is lost is checked against
+        # known sleeps in test_timing_sleep.py (overhead is event minus modules, so a sum is no check)
         assert (overhead >= 0).all()
-    res = service.result(summary)
-    resolution_ms = res["clocks"]["real_resolution_ns"] * 1e-6
-    total = (res["source"]["real_per_event_ms"] + sum(m["real_per_event_ms"] for m in res["modules"])
-             + res["overhead"]["real_per_event_ms"])
-    assert total == pytest.approx(res["event"]["real"]["mean"], abs=max(resolution_ms, 1e-9))
     if streams == 2:
         assert set(rows[:, 1].tolist()) == {0, 1}
 
@@ -126,10 +122,7 @@ def test_budget_and_farm_projection() -> None:
     res = service.result(summary)
     ev = res["event"]["real"]
     assert ev["min"] <= ev["median"] <= ev["p90"] <= ev["p99"] <= ev["max"]
-    b = res["budget"]
-    assert b["over_budget_events"] == sum(1 for t in res["per_event"]["real_ms"] if t > 30.0)
-    f = res["farm"]
-    assert f["cores_real"] == pytest.approx(1000.0 * ev["mean"] * 1e-3)
+    f = res["farm"]  # budget and farm numbers against known sleeps: test_timing_sleep.py
     assert f["highlight"]["labels"] == ["score"]  # default: producers whose type contains "Scorer"
     assert [m["label"] for m in res["modules"] if m["highlight"]] == ["score"]
     assert 0 <= f["highlight"]["share_of_event"] < 1

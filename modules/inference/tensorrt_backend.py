@@ -11,18 +11,25 @@ typing only: FP16 must be baked into the ONNX file, e.g. with ModelOpt AutoCast)
 explicit fp16 request is an error, never a silent FP32 engine.
 
 Memory: pinned host buffers and device buffers are allocated once for ``max_batch`` jets, through
-pycuda or, when pycuda is absent, cuda-python's runtime bindings. Each batch is one H2D copy of the
-jets, ``execute_async_v3`` on the backend's stream, and one small D2H copy per output (the score is
-computed inside the graph, so 8 bytes per jet come back instead of a 100x3 reconstruction). CUDA
-events around the copies give their time; bytes, counts and times go to ``counters``.
+pycuda or, when pycuda is absent, cuda-python's runtime bindings (``cuda.bindings.runtime``,
+cuda-python/cuda-bindings 12.6 or later; the old ``cuda.cudart`` module is gone in 13). Every buffer
+has the engine's own dtype (an FP16-I/O engine, as TensorRT 11's AutoCast writes, gets float16
+buffers and copies) and the size of the tensor at the profile's maximum batch as the execution
+context reports it (an (N, k) output gets k values per jet). Each batch is one H2D copy of the jets,
+``execute_async_v3`` on the backend's stream (its integer handle), and one small D2H copy per
+requested output (the score is computed inside the graph, so 8 bytes per jet come back instead of a
+100x3 reconstruction). CUDA events around the copies give their time; bytes, counts and times go to
+``counters``. ``close`` frees the buffers and destroys the stream and events.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,6 +64,7 @@ class CudaApi:
     def record(self, event: Any, stream: Any) -> None: raise NotImplementedError
     def elapsed_ms(self, start: Any, end: Any) -> float: raise NotImplementedError
     def free(self, host: list[np.ndarray], device: list[Any]) -> None: """Release buffers."""
+    def destroy(self, stream: Any, events: list[Any]) -> None: """Destroy a stream and events."""
 
 
 class PyCudaApi(CudaApi):
@@ -68,11 +76,17 @@ class PyCudaApi(CudaApi):
         import pycuda.driver as drv
 
         self.drv = drv
-        drv.init()
+        try:
+            drv.init()
+        except drv.Error as exc:  # cuInit reports "no CUDA-capable device" as an error
+            if "no CUDA-capable device" not in str(exc):
+                raise
+            self.dev = self.ctx = None
+            return
         self.dev = drv.Device(0) if drv.Device.count() else None
         self.ctx = self.dev.retain_primary_context() if self.dev is not None else None
 
-    def device_count(self) -> int: return self.drv.Device.count()
+    def device_count(self) -> int: return self.drv.Device.count() if self.dev is not None else 0
     def device_name(self) -> str: return self.dev.name()
     def activate(self) -> None: self.ctx.push()
     def deactivate(self) -> None: self.drv.Context.pop()
@@ -97,17 +111,20 @@ class PyCudaApi(CudaApi):
         for mem in device:
             mem.free()
 
+    def destroy(self, stream: Any, events: list[Any]) -> None:
+        """pycuda destroys a stream or event with its last Python reference: the caller drops them."""
+
 
 class CudaPythonApi(CudaApi):
-    """cuda-python runtime bindings (``cuda.bindings.runtime``, or the older ``cuda.cudart``)."""
+    """cuda-python runtime bindings: ``cuda.bindings.runtime`` (cuda-python / cuda-bindings >= 12.6;
+    the pre-12.6 ``cuda.cudart`` module no longer exists in 13). Every call returns ``(error, *values)``."""
 
     binding = "cuda-python"
+    NO_DEVICE = ("cudaErrorNoDevice", "cudaErrorInsufficientDriver")
 
     def __init__(self) -> None:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart  # cuda-python < 12.6
+        from cuda.bindings import runtime as cudart
+
         self.rt = cudart
         self._host_ptrs: dict[int, int] = {}
 
@@ -117,7 +134,12 @@ class CudaPythonApi(CudaApi):
             raise ModuleError(f"tensorrt: CUDA runtime error {err}")
         return rest[0] if len(rest) == 1 else (rest or None)
 
-    def device_count(self) -> int: return int(self._call(self.rt.cudaGetDeviceCount()))
+    def device_count(self) -> int:
+        """0 when the runtime says there is no device or no driver (an error code, not a count)."""
+        err, count = self.rt.cudaGetDeviceCount()
+        if err != self.rt.cudaError_t.cudaSuccess and getattr(err, "name", "") in self.NO_DEVICE:
+            return 0
+        return int(self._call((err, count)))
 
     def device_name(self) -> str:
         name = self._call(self.rt.cudaGetDeviceProperties(0)).name
@@ -160,6 +182,11 @@ class CudaPythonApi(CudaApi):
             if ptr is not None:
                 self._call(self.rt.cudaFreeHost(ptr))
 
+    def destroy(self, stream: Any, events: list[Any]) -> None:
+        for event in events:
+            self._call(self.rt.cudaEventDestroy(event))
+        self._call(self.rt.cudaStreamDestroy(stream))
+
 
 def cuda_api() -> CudaApi:
     """pycuda if importable, else cuda-python; a clear error when neither is installed."""
@@ -184,11 +211,26 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def engine_cache_path(onnx_path: Path, cache_dir: Path, gpu_name: str, trt_version: str, precision: str,
-                      opt_batch: int, max_batch: int) -> Path:
-    """Cache key: ONNX content hash, GPU, TensorRT version, precision and the batch profile."""
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything the builder is told that changes the engine; all of it is in the cache key."""
+
+    precision: str = "fp32"
+    opt_batch: int = 9
+    max_batch: int = 1024
+    workspace: int = 1 << 30  # bytes: bounds the tactics TensorRT may choose
+    tf32: bool = False  # off: FP32 must agree with the CPU backends
+
+    def key(self) -> str:
+        return (f"{self.precision}-tf32_{'on' if self.tf32 else 'off'}-ws{self.workspace >> 20}M"
+                f"-b1_{self.opt_batch}_{self.max_batch}")
+
+
+def engine_cache_path(onnx_path: Path, cache_dir: Path, gpu_name: str, trt_version: str,
+                      settings: BuildSettings) -> Path:
+    """Cache key: ONNX content hash, GPU, TensorRT version and every build setting."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "_", gpu_name).strip("_") or "gpu"
-    key = f"{file_sha256(onnx_path)[:16]}-{gpu}-trt{trt_version}-{precision}-b1_{opt_batch}_{max_batch}"
+    key = f"{file_sha256(onnx_path)[:16]}-{gpu}-trt{trt_version}-{settings.key()}"
     return cache_dir / f"{onnx_path.stem}-{key}.engine"
 
 
@@ -197,8 +239,7 @@ def fp16_supported(trt: Any, builder: Any) -> bool:
     return hasattr(trt.BuilderFlag, "FP16") and bool(getattr(builder, "platform_has_fast_fp16", False))
 
 
-def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, precision: str, opt_batch: int,
-                            max_batch: int, workspace: int = 1 << 30) -> bytes:
+def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, settings: BuildSettings) -> bytes:
     """Parse the ONNX file, check its input, build the engine with a dynamic-batch profile."""
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10+
@@ -210,8 +251,9 @@ def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, precision: s
         raise ModuleError(f"tensorrt: model {onnx_path} has {network.num_inputs} inputs, expected one")
     inp = network.get_input(0)
     check_input_shape(tuple(inp.shape), onnx_path)
+    precision, opt_batch, max_batch = settings.precision, settings.opt_batch, settings.max_batch
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace)
     profile = builder.create_optimization_profile()
     profile.set_shape(inp.name, (1, N_CONSTITUENTS, N_FEATURES), (opt_batch, N_CONSTITUENTS, N_FEATURES),
                       (max_batch, N_CONSTITUENTS, N_FEATURES))
@@ -222,7 +264,7 @@ def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, precision: s
                               f"{trt.__version__} on this GPU has no weak-typed FP16 (TensorRT 11 needs an "
                               f"FP16 ONNX file, e.g. from ModelOpt AutoCast); use precision: fp32")
         config.set_flag(trt.BuilderFlag.FP16)
-    elif hasattr(trt.BuilderFlag, "TF32"):  # on by default: FP32 must agree with the CPU backends
+    if not settings.tf32 and hasattr(trt.BuilderFlag, "TF32"):  # TF32 is on by default
         config.clear_flag(trt.BuilderFlag.TF32)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -255,6 +297,7 @@ class TensorRTBackend(InferenceBackend):
             raise ModuleError(f"tensorrt: precision {self.precision!r} not supported (fp32 or fp16); "
                               f"for INT8 use an explicitly quantised (Q/DQ) ONNX model")
         self.max_batch, self.opt_batch = int(opts.max_batch), int(min(opts.opt_batch, opts.max_batch))
+        self.settings = BuildSettings(self.precision, self.opt_batch, self.max_batch)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.cuda.activate()
         try:
@@ -273,8 +316,7 @@ class TensorRTBackend(InferenceBackend):
         """Deserialize the cached engine, or build and cache it (atomically) on first use."""
         trt, opts = self.trt, self.options
         cache_dir = Path(opts.engine_cache) if opts.engine_cache else self.model_path.parent / "engines"
-        path = engine_cache_path(self.model_path, cache_dir, self.gpu_name, trt.__version__,
-                                 self.precision, self.opt_batch, self.max_batch)
+        path = engine_cache_path(self.model_path, cache_dir, self.gpu_name, trt.__version__, self.settings)
         self.engine_path = path
         runtime = trt.Runtime(self.logger)
         self._runtime = runtime  # the engine must not outlive its runtime
@@ -286,8 +328,7 @@ class TensorRTBackend(InferenceBackend):
             log.warning("tensorrt: cached engine %s unusable; rebuilding", path)
         log.info("tensorrt: building engine for %s (%s, batch 1/%d/%d) on %s", self.model_path,
                  self.precision, self.opt_batch, self.max_batch, self.gpu_name)
-        blob = build_serialized_engine(trt, self.logger, self.model_path, self.precision,
-                                       self.opt_batch, self.max_batch)
+        blob = build_serialized_engine(trt, self.logger, self.model_path, self.settings)
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -301,23 +342,36 @@ class TensorRTBackend(InferenceBackend):
         return engine
 
     def _allocate(self) -> None:
-        """Pinned host + device buffers for ``max_batch`` jets; tensor addresses set once."""
-        trt, engine, cuda = self.trt, self.engine, self.cuda
+        """Pinned host + device buffers for ``max_batch`` jets in each tensor's own dtype and per-jet
+        size (from the context at the profile's maximum); tensor addresses set once."""
+        trt, engine, cuda, ctx = self.trt, self.engine, self.cuda, self.context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.input_name = inputs[0]
         self._outputs = [n for n in names if n not in inputs]
         self._shape = tuple(engine.get_tensor_shape(self.input_name))
+        if not ctx.set_input_shape(self.input_name, (self.max_batch, N_CONSTITUENTS, N_FEATURES)):
+            raise ModuleError(f"tensorrt: engine for {self.model_path} rejects its own maximum batch {self.max_batch}")
+        self.width: dict[str, int] = {}  # values per jet
+        for name in names:
+            shape = tuple(ctx.get_tensor_shape(name))
+            if len(shape) < 1 or shape[0] != self.max_batch or any(d < 0 for d in shape):
+                raise ModuleError(f"tensorrt: tensor {name!r} of {self.model_path} has shape {shape} at batch "
+                                  f"{self.max_batch}; expected ({self.max_batch}, ...) with static other dimensions")
+            self.width[name] = math.prod(shape[1:])
+        wide = [n for n in self.output_names if n in self.width and self.width[n] != 1]
+        if wide:
+            raise ModuleError(f"tensorrt: output(s) {wide} of {self.model_path} are not one value per jet")
         self.stream = cuda.stream()
         self.events = [cuda.event() for _ in range(4)]
         self.host: dict[str, np.ndarray] = {}
         self.dev: dict[str, Any] = {}
-        per_jet = {self.input_name: N_CONSTITUENTS * N_FEATURES, **{n: 1 for n in self._outputs}}
-        for name, width in per_jet.items():
+        for name in names:
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-            self.host[name] = cuda.host_empty(self.max_batch * width, dtype)
-            self.dev[name] = cuda.device_alloc(self.max_batch * width * dtype.itemsize)
-            self.context.set_tensor_address(name, cuda.device_ptr(self.dev[name]))
+            n = self.max_batch * self.width[name]
+            self.host[name] = cuda.host_empty(n, dtype)
+            self.dev[name] = cuda.device_alloc(n * dtype.itemsize)
+            ctx.set_tensor_address(name, cuda.device_ptr(self.dev[name]))
 
     def _input_shape(self) -> tuple[Any, ...]:
         return self._shape
@@ -342,9 +396,10 @@ class TensorRTBackend(InferenceBackend):
         if not ctx.set_input_shape(self.input_name, (m, N_CONSTITUENTS, N_FEATURES)):
             raise ModuleError(f"tensorrt: batch of {m} jets outside the engine profile of {self.model_path}")
         host_in = self.host[self.input_name]
-        host_in[: x.size] = x.reshape(-1)
+        host_in[: x.size] = x.reshape(-1)  # casts to the engine's input dtype (float16 for FP16 I/O)
+        in_bytes = x.size * host_in.itemsize
         cuda.record(e0, self.stream)
-        cuda.h2d(self.dev[self.input_name], host_in, x.nbytes, self.stream)
+        cuda.h2d(self.dev[self.input_name], host_in, in_bytes, self.stream)
         cuda.record(e1, self.stream)
         if not ctx.execute_async_v3(cuda.stream_handle(self.stream)):
             raise ModuleError(f"tensorrt: execute_async_v3 failed for {self.model_path}")
@@ -356,7 +411,7 @@ class TensorRTBackend(InferenceBackend):
         for name in self.output_names:
             out[name][start:start + m] = self.host[name][:m]
         c["h2d_copies"] += 1
-        c["h2d_bytes"] += x.nbytes
+        c["h2d_bytes"] += in_bytes
         c["h2d_us"] += round(1000 * cuda.elapsed_ms(e0, e1))
         c["gpu_compute_us"] += round(1000 * cuda.elapsed_ms(e1, e2))
         c["d2h_copies"] += len(self.output_names)
@@ -369,13 +424,16 @@ class TensorRTBackend(InferenceBackend):
                 "profile": {"min": 1, "opt": self.opt_batch, "max": self.max_batch}}
 
     def close(self) -> None:
-        if getattr(self, "host", None) is not None:
-            self.cuda.activate()
-            try:
-                self.cuda.free(list(self.host.values()), list(self.dev.values()))
-            finally:
-                self.cuda.deactivate()
-            self.host, self.dev = None, None
+        """Free the buffers, destroy the stream and events; a second call does nothing."""
+        if getattr(self, "host", None) is None:
+            return
+        self.cuda.activate()
+        try:
+            self.cuda.free(list(self.host.values()), list(self.dev.values()))
+            self.cuda.destroy(self.stream, self.events)
+        finally:
+            self.cuda.deactivate()
+        self.host, self.dev, self.stream, self.events = None, None, None, []
 
 
 def main(argv: list[str] | None = None) -> int:

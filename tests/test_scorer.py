@@ -1,0 +1,97 @@
+"""The VAE scorer module: scores, counters, empty events, model lookup, errors naming the module."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from framework.errors import ConfigError, ModuleError
+from modules.products import JetBatch, JetScores
+from tests.tiny_models import jets
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+# ---------------------------------------------------------------------- the scorer module
+class FakeEvent:
+    def __init__(self, batch: JetBatch) -> None:
+        self.batch, self.product = batch, None
+
+    def get(self, tag: str) -> JetBatch:
+        return self.batch
+
+    def put(self, product, instance: str = "") -> None:
+        self.product = product
+
+
+def fake_job(accelerators=("*",), modules=None) -> SimpleNamespace:
+    return SimpleNamespace(options=SimpleNamespace(accelerators=list(accelerators)), facts={},
+                           config=SimpleNamespace(modules=modules or {}))
+
+
+def make_scorer(**params):
+    from modules.vae_scorer import VAEAnomalyScorer, VAEAnomalyScorerParameters
+
+    return VAEAnomalyScorer("vae", VAEAnomalyScorerParameters(**params))
+
+
+def batch_of(x: np.ndarray) -> JetBatch:
+    return JetBatch(x, x[..., 2] > 0, np.ones(len(x), np.float32), True)
+
+
+def test_scorer_scores_counts_and_reports(tiny):
+    scorer = make_scorer(model=str(tiny.onnx), backend="auto", outputs=["score"])
+    job = fake_job()
+    scorer.begin_job(job)
+    assert job.facts["accelerators"]["vae"]["backend"] in ("onnxruntime", "tensorrt")
+    x = jets(3)
+    x[2, 0, 0] = np.nan
+    for data in (x, np.zeros((0, 100, 3), np.float32)):
+        ev = FakeEvent(batch_of(data))
+        scorer.produce(ev)
+        assert isinstance(ev.product, JetScores) and len(ev.product) == len(data) and ev.product.kl is None
+    summary = scorer.summary()
+    assert (summary["events"], summary["empty_events"], summary["jets"], summary["nonfinite_jets"]) == (2, 1, 3, 1)
+    assert summary["backend"]["model"] == str(tiny.onnx)
+
+
+def test_scorer_empty_event_skips_backend(tiny, monkeypatch):
+    scorer = make_scorer(model=str(tiny.onnx), backend="onnxruntime")
+    scorer.begin_job(fake_job())
+    monkeypatch.setattr(scorer.backend, "run", lambda x: pytest.fail("backend called for an event without jets"))
+    ev = FakeEvent(batch_of(np.zeros((0, 100, 3), np.float32)))
+    scorer.produce(ev)
+    assert len(ev.product.score) == 0 and len(ev.product.valid) == 0
+
+
+def test_scorer_model_by_name_and_sibling_suffix(tiny):
+    scorer = make_scorer(model="tiny", backend="tensorflow", models_dir=str(tiny.dir))
+    scorer.begin_job(fake_job())
+    assert scorer.backend.model_path == tiny.keras
+    scorer = make_scorer(model=str(tiny.keras), backend="onnxruntime")  # .keras given, .onnx beside it
+    scorer.begin_job(fake_job())
+    assert scorer.backend.model_path == tiny.onnx
+
+
+def test_scorer_errors_name_the_model(tiny, tmp_path):
+    with pytest.raises(ModuleError, match=rf"modules.vae: .*{tiny.wrong_onnx} takes input of shape \(N, 50, 3\)"):
+        make_scorer(model=str(tiny.wrong_onnx), backend="onnxruntime").begin_job(fake_job())
+    with pytest.raises(ModuleError, match=r"model file .*missing_vae\.onnx does not exist"):
+        make_scorer(model="missing_vae", backend="onnxruntime", models_dir=str(tmp_path)).begin_job(fake_job())
+    with pytest.raises(ConfigError, match="int8 requested but .* not a quantised model"):
+        make_scorer(model=str(tiny.onnx), backend="onnxruntime", precision="int8").begin_job(fake_job())
+    batcher = SimpleNamespace(params=SimpleNamespace(n_constituents=50))
+    with pytest.raises(ConfigError, match="pads jets to 50 constituents"):
+        make_scorer(model=str(tiny.onnx)).begin_job(fake_job(modules={"batcher": batcher}))
+
+
+def test_scorer_parameters_are_validated():
+    from framework.schema import build
+    from modules.vae_scorer import VAEAnomalyScorerParameters
+
+    with pytest.raises(ConfigError, match="modules.vae.backend: expected one of"):
+        build(VAEAnomalyScorerParameters, {"backend": "pytorch"}, "modules.vae")
+    with pytest.raises(ConfigError, match="outputs must include 'score'"):
+        build(VAEAnomalyScorerParameters, {"outputs": ["kl"]}, "modules.vae")

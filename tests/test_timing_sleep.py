@@ -1,0 +1,139 @@
+"""Timing checked against times known from outside the service: modules that sleep known times.
+
+Several paths, a filter shared by two paths, an on-demand producer (on no path, consumed by a path
+module) and 2 streams. What a sleep guarantees (a sleep never undersleeps) is used as a lower
+bound, and the job's own wall clock (measured here, not by the service) as an upper bound on the
+sum of everything the service recorded, so a module whose time is lost, double-counted nesting or a
+wrong per-event mean fails. The framework-overhead bound is deliberately loose (a loaded CI machine);
+real overhead figures are measured in tools/bench_framework.py, not asserted here.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import framework.services  # noqa: F401 - registers Timing
+from framework.config import validate
+from framework.eventloop import EventProcessor
+from framework.process import Process
+from framework.module import Producer
+from framework.registry import register_module
+from framework.services.timing import Timing
+
+N_EVENTS = 12
+SLEEP_MS = {"ondemand": 6.0, "outer": 4.0, "shared": 3.0, "tail": 5.0, "ondemand2": 1.0}  # per call
+OVERHEAD_BOUND_MS = 3.0  # mean per event; measured overhead is ~0.05 ms on a quiet machine
+EVENT_OVERHEAD_BOUND_MS = 25.0  # any one event: a descheduled thread on a loaded 2-core CI box
+BUDGET_MS = 21.0  # between the odd events' known minimum (18.5 ms) and the even ones' (23.5 ms)
+BURN_MS = 1.5  # CPU burnt by 'burner' before, between and after two on-demand calls (own CPU >= 3 x this)
+
+
+def _burn(ms: float) -> None:
+    end = time.thread_time() + ms * 1e-3
+    while time.thread_time() < end:
+        pass
+
+
+@register_module("_TSBurner")
+class _Burner(Producer):
+    """Burns CPU around two on-demand gets: its exclusive real and CPU time both hold 3 x BURN_MS."""
+
+    def produce(self, event) -> None:  # noqa: ANN001
+        _burn(BURN_MS)
+        event.get("ondemand")
+        _burn(BURN_MS)
+        event.get("ondemand2")
+        _burn(BURN_MS)
+        event.put(1)
+
+
+def _run() -> tuple[dict, np.ndarray, list[str], float]:
+    data = {
+        "process": "SLEEPTEST",
+        "options": {"maxEvents": N_EVENTS, "streams": 2, "budget_ms": BUDGET_MS, "input_rate_hz": 1000.0},
+        "source": {"type": "TestCountingSource", "n": N_EVENTS},
+        "modules": {
+            "ondemand": {"type": "TestSquare", "src": "source", "sleep_ms": SLEEP_MS["ondemand"]},
+            "outer": {"type": "TestSquare", "src": "ondemand", "sleep_ms": SLEEP_MS["outer"]},
+            "shared": {"type": "TestModuloFilter", "divisor": 2, "sleep_ms": SLEEP_MS["shared"]},
+            "tail": {"type": "TestSquare", "src": "source", "sleep_ms": SLEEP_MS["tail"]},
+            "burner": {"type": "_TSBurner"},
+            "ondemand2": {"type": "TestSquare", "src": "source", "sleep_ms": SLEEP_MS["ondemand2"]},
+        },
+        "paths": {"p_outer": ["burner", "outer", "shared"], "p_tail": ["shared", "tail"]},
+        "services": {"Timing": {"calibrate": False}},
+    }
+    process = Process(validate(data, "<sleep test>"))
+    t0 = time.perf_counter()
+    summary = EventProcessor(process).run()
+    wall_ms = (time.perf_counter() - t0) * 1e3
+    (service,) = [s for s in process.services if isinstance(s, Timing)]
+    labels = [d.label for d in process.descriptions]
+    return service.result(summary), service.merged_rows(), labels, wall_ms
+
+
+@pytest.fixture(scope="module")
+def timed() -> tuple[dict, np.ndarray, list[str], float]:
+    return _run()
+
+
+def test_every_module_is_charged_at_least_its_sleep(timed):
+    res, _, _, _ = timed
+    mods = {m["label"]: m for m in res["modules"]}
+    expected_calls = {"ondemand": N_EVENTS, "outer": N_EVENTS, "shared": N_EVENTS, "tail": N_EVENTS // 2,
+                      "ondemand2": N_EVENTS}
+    for label, sleep in SLEEP_MS.items():
+        m = mods[label]
+        assert m["calls"] == expected_calls[label], label
+        assert m["real_per_call_ms"] >= sleep, f"{label}: {m['real_per_call_ms']:.3f} ms < its {sleep} ms sleep"
+        assert m["real_ms"] >= sleep * expected_calls[label]
+        assert m["real_per_event_ms"] == pytest.approx(m["real_ms"] / N_EVENTS)
+    # 'burner' now runs 'ondemand' inside it; 'outer' finds the product made (exclusive < 4 + 6 ms)
+    assert mods["outer"]["real_per_call_ms"] < SLEEP_MS["outer"] + SLEEP_MS["ondemand"]
+    # the time before and after a nested call both count, in real and CPU time
+    burner = mods["burner"]
+    assert burner["calls"] == N_EVENTS and burner["real_per_call_ms"] >= 3 * BURN_MS
+    assert burner["cpu_ms"] >= 3 * BURN_MS * N_EVENTS * 0.95  # thread_time granularity
+    assert mods["ondemand"]["cpu_per_event_ms"] < BURN_MS  # a sleep is not CPU, nor is the burner's CPU its
+    paths = {p["name"]: {m["label"]: m for m in p["modules"]} for p in res["paths"]}
+    assert paths["p_outer"]["burner"]["real_per_event_ms"] >= 3 * BURN_MS
+
+
+def test_per_event_rows_hold_the_known_sleeps(timed):
+    _, rows, labels, _ = timed
+    n = len(labels)
+    col = {label: 4 + i for i, label in enumerate(labels)}
+    assert sorted(rows[:, 0].tolist()) == list(range(N_EVENTS)) and set(rows[:, 1].tolist()) == {0, 1}
+    for row in rows:
+        number = row[0] + 1  # the counting source numbers events from 1
+        ran = ["ondemand", "ondemand2", "outer", "shared"] + (["tail"] if number % 2 == 0 else [])  # + burner
+        for label in ran:
+            assert row[col[label]] >= SLEEP_MS[label] * 1e6, (label, number)
+        if number % 2:
+            assert row[col["tail"]] == 0  # a module that did not run is charged nothing
+        known = sum(SLEEP_MS[label] for label in ran) * 1e6
+        modules_ns = row[4:4 + n].sum()
+        assert row[2] >= modules_ns >= known  # event >= its modules >= their sleeps
+        assert row[3] <= row[2] + 1e6  # one event runs on one thread: its CPU time <= its real time
+        assert row[2] - modules_ns < EVENT_OVERHEAD_BOUND_MS * 1e6
+
+
+def test_overhead_budget_and_farm_against_the_wall_clock(timed):
+    res, rows, _, wall_ms = timed
+    assert 0 <= res["overhead"]["real_per_event_ms"] < OVERHEAD_BOUND_MS
+    # two streams: everything recorded fits in 2 x the job's wall time, measured outside the service
+    recorded_ms = rows[:, 2].sum() * 1e-6
+    assert recorded_ms <= 2 * wall_ms
+    assert sum(m["real_ms"] for m in res["modules"]) <= 2 * wall_ms
+    # every even event has >= 18 ms of sleeps, every odd one >= 13 ms: the budget splits them
+    assert res["budget"]["over_budget_events"] >= N_EVENTS // 2
+    known_mean_ms = (SLEEP_MS["ondemand"] + SLEEP_MS["outer"] + SLEEP_MS["shared"] + SLEEP_MS["tail"] / 2)
+    assert res["event"]["real"]["mean"] >= known_mean_ms
+    assert res["farm"]["cores_real"] >= 1000.0 * known_mean_ms * 1e-3
+    paths = {p["name"]: p for p in res["paths"]}
+    # the path that ran 'ondemand' carries its time; 'shared' is charged to the first path that ran it
+    assert paths["p_outer"]["real_per_event_ms"] >= SLEEP_MS["ondemand"] + SLEEP_MS["outer"] + SLEEP_MS["shared"]
+    assert paths["p_tail"]["real_per_event_ms"] >= SLEEP_MS["tail"] / 2

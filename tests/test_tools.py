@@ -1,0 +1,37 @@
+"""Tools on the tiny model: MAC counting for the benchmark, INT8 quantisation and its card section."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.tiny_models import jets, loaded
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def test_bench_counts_macs_from_the_onnx_graph(tiny):
+    from tools.bench_backends import count_macs
+
+    # Dense 300->8, 8->4 twice, 4->300; the tiny score has no matrix product of data
+    assert count_macs(tiny.onnx) == {"weights": 300 * 8 + 2 * 8 * 4 + 4 * 300, "data": 0}
+
+
+def test_quantize_tool_selects_weight_nodes_and_keeps_the_card(tiny, tmp_path):
+    from tools.quantize_models import SECTION, quantize, weight_nodes, write_card
+
+    nodes = weight_nodes(tiny.onnx)
+    assert len(nodes) == 4 and len(weight_nodes(tiny.onnx, exclude=nodes[0])) == 3
+    out = quantize(tiny.onnx, tmp_path / "tiny_int8.onnx", "dynamic", False, None)
+    assert out["quantised_nodes"] == 4
+    backend = loaded("onnxruntime", tmp_path / "tiny_int8.onnx")
+    assert backend.describe()["precision"] == "int8"
+    np.testing.assert_allclose(backend.run(jets(9))["score"], loaded("onnxruntime", tiny.onnx).run(jets(9))["score"],
+                               rtol=0.1)
+    card = tmp_path / "README.md"
+    card.write_text("# Card\n\n## Performance\n\nAUC 0.9\n\n## Reproducing\n\nrun it\n")
+    write_card(card, f"{SECTION}\n\nfirst\n")
+    write_card(card, f"{SECTION}\n\nsecond\n")
+    text = card.read_text()
+    assert text.count(SECTION) == 1 and "second" in text and "first" not in text
+    assert text.startswith("# Card\n\n## Performance\n\nAUC 0.9\n\n## Reproducing\n\nrun it\n")

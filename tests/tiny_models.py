@@ -1,0 +1,86 @@
+"""The tiny Keras/ONNX VAE-shaped models the backend, scorer and tool tests share (session fixture
+``tiny``, registered in conftest.py), and helpers to make jets and load backends."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from modules.inference import BackendOptions, InferenceBackend, create_backend
+
+
+def _tiny_model(n_constituents: int = 100):
+    """A small VAE-shaped Keras model: jets -> {'score': (N,), 'kl': (N,)} via a registered layer."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="hltrun_test")
+    class TinyScore(keras.layers.Layer):
+        def call(self, inputs):
+            x, reco, z_mean, z_log_var = inputs
+            score = keras.ops.mean(keras.ops.square(x - reco), axis=(1, 2))
+            kl = -0.5 * keras.ops.sum(1 + z_log_var - keras.ops.square(z_mean) - keras.ops.exp(z_log_var), axis=-1)
+            return score, kl
+
+    keras.utils.set_random_seed(7)
+    x = keras.Input((n_constituents, 3), name="jets")
+    h = keras.layers.Dense(8, activation="tanh")(keras.layers.Flatten()(x))
+    z_mean, z_log_var = keras.layers.Dense(4)(h), keras.layers.Dense(4)(h)
+    reco = keras.layers.Reshape((n_constituents, 3))(keras.layers.Dense(n_constituents * 3)(z_mean))
+    score, kl = TinyScore(name="scores")([x, reco, z_mean, z_log_var])
+    return keras.Model(x, {"score": score, "kl": kl}, name="tiny_vae")
+
+
+def _export(model, path: Path, n_constituents: int = 100) -> None:
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    sig = (tf.TensorSpec((None, n_constituents, 3), tf.float32, name="jets"),)
+
+    @tf.function(input_signature=sig)
+    def serve(jets):
+        out = model(jets, training=False)
+        return {"score": out["score"], "kl": out["kl"]}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=sig, opset=17)
+    onnx.save(proto, str(path))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> SimpleNamespace:
+    """tiny.keras / tiny.onnx (input (N,100,3)) and wrong.keras / wrong.onnx (input (N,50,3))."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)  # before TF's first op, as a job does
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    d = tmp_path_factory.mktemp("models")
+    model = _tiny_model()
+    model.save(d / "tiny.keras")
+    _export(model, d / "tiny.onnx")
+    wrong = _tiny_model(50)
+    wrong.save(d / "wrong.keras")
+    _export(wrong, d / "wrong.onnx", 50)
+    return SimpleNamespace(dir=d, keras=d / "tiny.keras", onnx=d / "tiny.onnx",
+                           wrong_keras=d / "wrong.keras", wrong_onnx=d / "wrong.onnx")
+
+
+def jets(n: int, seed: int = 0) -> np.ndarray:
+    """Zero-padded jets like the batcher's: 10-100 constituents, (deta, dphi, pT)."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 100, 3), np.float32)
+    for i in range(n):
+        k = int(rng.integers(10, 101))
+        x[i, :k, :2] = rng.normal(0, 0.2, (k, 2))
+        x[i, :k, 2] = np.sort(rng.exponential(20, k))[::-1] + 0.5
+    return x
+
+
+def loaded(name: str, path: Path, **opts) -> InferenceBackend:
+    backend = create_backend(name, path, BackendOptions(**opts)).load()
+    backend.warm_up()
+    return backend

@@ -33,6 +33,7 @@ class EventProcessor:
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._read = 0
+        self._base = 0  # job-wide index of this run's first event (work units start past 0)
         self._first_event_at: float | None = None
         self._t0 = 0.0
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0)
@@ -55,6 +56,24 @@ class EventProcessor:
         process.job.in_flight = [_IDLE] * len(process.schedules)
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
         events = process.source.events(self.options.skipEvents, limit)
+        self._loop(events)
+        process.job.failed = bool(self._errors)
+        problems = process.end_job()
+        summary.wall_s = time.perf_counter() - self._t0
+        self._fill(summary)
+        process.signals.post_end_job(summary)
+        if self._errors:
+            err = self._errors[0]
+            summary.failure = _one_line(err)
+            raise JobFailed(summary, err)
+        if problems:
+            summary.failure = problems[0]
+            raise JobFailed(summary, HltError(problems[0]))
+        return summary
+
+    def _loop(self, events: Iterator[tuple[EventID, dict[str, Any]]]) -> None:
+        """Run the streams over ``events`` until they are exhausted or the job stops."""
+        process = self.process
         try:
             if len(process.schedules) == 1:
                 self._stream_loop(process.schedules[0], events)
@@ -75,19 +94,36 @@ class EventProcessor:
             if close is not None:
                 close()
         self._loop_end = time.perf_counter()
-        process.job.failed = bool(self._errors)
-        problems = process.end_job()
-        summary.wall_s = time.perf_counter() - self._t0
+
+    def run_unit(self, events: Iterator[tuple[EventID, dict[str, Any]]], first_index: int) -> JobSummary:
+        """Process one work unit's events on a built Process whose begin_job has run (Dask workers).
+
+        Event indices start at ``first_index`` (job-wide), counters start from zero; the returned
+        summary counts this unit only. An error is in ``summary.failure`` (and ``self.errors``)."""
+        process = self.process
+        self._errors.clear()
+        self._stop.clear()
+        self._read, self._base, self._first_event_at = 0, first_index, None
+        self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0) for _ in process.schedules]
+        for schedule in process.schedules:
+            for runner in [*schedule.paths, *schedule.endpaths]:
+                runner.counters = PathCounters(modules=[ModuleCounters() for _ in runner.entries])
+            for worker in schedule.workers.values():
+                worker.counters = ModuleCounters()
+        self._t0 = time.perf_counter()
+        summary = JobSummary(process.config.process, len(process.schedules),
+                             budget_ms=self.options.budget_ms, input_rate_hz=self.options.input_rate_hz)
+        process.job.in_flight = [_IDLE] * len(process.schedules)
+        self._loop(events)
         self._fill(summary)
-        process.signals.post_end_job(summary)
+        summary.wall_s = self._loop_end - self._t0
         if self._errors:
-            err = self._errors[0]
-            summary.failure = _one_line(err)
-            raise JobFailed(summary, err)
-        if problems:
-            summary.failure = problems[0]
-            raise JobFailed(summary, HltError(problems[0]))
+            summary.failure = _one_line(self._errors[0])
         return summary
+
+    @property
+    def errors(self) -> list[BaseException]:
+        return self._errors
 
     def _next_event(self, stream: int, events: Iterator[tuple[EventID, dict[str, Any]]]):
         signals = self.process.signals
@@ -106,7 +142,7 @@ class EventProcessor:
                 signals.post_source(stream, item[0] if item else None)
             if item is None:
                 return None
-            index = self._read
+            index = self._base + self._read
             self._read += 1
             if self._first_event_at is None:
                 self._first_event_at = time.perf_counter()

@@ -11,13 +11,16 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from .errors import HltError
+from .errors import HltError, ModuleError
 from .event import Event, EventID
 from .process import Process
 from .schedule import StreamSchedule
 from .summary import JobSummary, ModuleCounters, PathCounters
+
+if TYPE_CHECKING:
+    from .units import WorkUnit
 
 log = logging.getLogger("hltrun")
 _IDLE = sys.maxsize  # in_flight value of a stream with no event
@@ -95,15 +98,16 @@ class EventProcessor:
                 close()
         self._loop_end = time.perf_counter()
 
-    def run_unit(self, events: Iterator[tuple[EventID, dict[str, Any]]], first_index: int) -> JobSummary:
-        """Process one work unit's events on a built Process whose begin_job has run (Dask workers).
+    def run_unit(self, unit: "WorkUnit") -> tuple[JobSummary, list[dict[str, Any]]]:
+        """Process one work unit on a built Process whose begin_job has run (Dask workers).
 
-        Event indices start at ``first_index`` (job-wide), counters start from zero; the returned
-        summary counts this unit only. An error is in ``summary.failure`` (and ``self.errors``)."""
+        Modules' begin_unit/end_unit run around the unit's events; event indices start at the unit's
+        job-wide ``first_index``; counters start from zero, so the summary counts this unit only.
+        Returns the summary (an error is in ``summary.failure`` and ``self.errors``) and the output parts."""
         process = self.process
         self._errors.clear()
         self._stop.clear()
-        self._read, self._base, self._first_event_at = 0, first_index, None
+        self._read, self._base, self._first_event_at = 0, unit.first_index, None
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0) for _ in process.schedules]
         for schedule in process.schedules:
             for runner in [*schedule.paths, *schedule.endpaths]:
@@ -114,12 +118,25 @@ class EventProcessor:
         summary = JobSummary(process.config.process, len(process.schedules),
                              budget_ms=self.options.budget_ms, input_rate_hz=self.options.input_rate_hz)
         process.job.in_flight = [_IDLE] * len(process.schedules)
-        self._loop(events)
+        modules = process.all_modules()
+        for _, module in modules:
+            module.begin_unit(unit)
+        self._loop(process.source.read_range(unit.file, unit.start, unit.stop))
+        parts = []
+        for desc, module in modules:
+            try:
+                part = module.end_unit(unit, bool(self._errors))
+            except Exception as exc:
+                self._errors.append(ModuleError(f"module '{desc.label}' ({desc.type}) failed ending {unit}: "
+                                                f"{type(exc).__name__}: {exc}"))
+                continue
+            if part:
+                parts.append({**part, "module": desc.label, "unit": unit.index})
         self._fill(summary)
         summary.wall_s = self._loop_end - self._t0
         if self._errors:
             summary.failure = _one_line(self._errors[0])
-        return summary
+        return summary, parts
 
     @property
     def errors(self) -> list[BaseException]:

@@ -72,6 +72,7 @@ class RootOutputModule(OutputModule):
         self._pending: dict[int, dict[str, Any]] = {}
         self._file = None
         self._written = 0
+        self._unit_start = 0
         self._job = None
         self._decision_branches: list[tuple[str, str]] = []
 
@@ -97,7 +98,7 @@ class RootOutputModule(OutputModule):
     def _close(self) -> None:
         """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result)."""
         self._flush(None)
-        if self._written == 0:
+        if self._written == self._unit_start:
             write_nanoaod(self._file, self.params.tree, {"run": np.zeros(0, np.uint32),
                                                          "luminosityBlock": np.zeros(0, np.uint32),
                                                          "event": np.zeros(0, np.uint64)})
@@ -109,7 +110,7 @@ class RootOutputModule(OutputModule):
 
     def begin_unit(self, unit) -> None:  # noqa: ANN001
         self._pending.clear()
-        self._written = 0
+        self._unit_start = self._written  # events_written stays a job total (the framework takes differences)
         self._unit_tmp = self._part(unit).with_name(f"{self._part(unit).name}.{os.getpid()}.tmp")
         self._open(self._unit_tmp)
 
@@ -124,7 +125,7 @@ class RootOutputModule(OutputModule):
             self._unit_tmp.unlink(missing_ok=True)
             return None
         os.replace(self._unit_tmp, self._part(unit))  # a re-run after a lost worker replaces, never duplicates
-        return {"target": str(self.path), "part": str(self._part(unit)), "events": self._written}
+        return {"target": str(self.path), "part": str(self._part(unit)), "events": self._written - self._unit_start}
 
     @classmethod
     def assemble(cls, parts: list[Path], target: Path, params: RootOutputParameters) -> int:

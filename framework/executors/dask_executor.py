@@ -102,10 +102,10 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
 
             bar = tqdm(total=sum(u.events for u in units), unit="evt", desc="hltrun[dask]", leave=False,
                        dynamic_ncols=True, mininterval=0.5)
-        futures = {client.submit(run_unit, spec, unit, key=f"hltrun-{spec.key}-{unit.tag}", pure=False): unit
+        futures = {client.submit(run_unit, spec, unit, key=f"hltrun-{spec.run_id}-{unit.tag}", pure=False): unit
                    for unit in units}
         failure = _collect(client, futures, results, bar, ex.retries)
-        retried = _retried_units(client, futures)
+        retried = _retried_units(client, futures, spec.run_id)
         for fut in futures:
             fut.release()
     except KeyboardInterrupt as exc:
@@ -181,7 +181,7 @@ def _collect(client, futures: dict, results: list[JobResult], bar, retries: int)
     return None
 
 
-def _retried_units(client, futures: dict) -> list[dict[str, Any]]:
+def _retried_units(client, futures: dict, run_id: str) -> list[dict[str, Any]]:
     """Units the scheduler re-ran because their worker was lost, with the worker(s) lost."""
     keys = [f.key for f in futures]
 
@@ -197,7 +197,8 @@ def _retried_units(client, futures: dict) -> list[dict[str, Any]]:
     starts: dict[int, list[str]] = {}
     try:
         for _, msg in client.get_events(EVENTS_TOPIC):
-            starts.setdefault(msg["unit"], []).append(msg["worker"])
+            if msg.get("job") == run_id:
+                starts.setdefault(msg["unit"], []).append(msg["worker"])
     except Exception:  # noqa: BLE001
         pass
     by_key = {f.key: u for f, u in futures.items()}
@@ -205,10 +206,13 @@ def _retried_units(client, futures: dict) -> list[dict[str, Any]]:
     for key, times in sorted(lost.items(), key=lambda kv: by_key[kv[0]].index):
         unit = by_key[key]
         workers = starts.get(unit.index, [])
-        lost_on = workers[:-1] if len(workers) > 1 else ["unknown"]
-        out.append({"unit": unit.index, "file": unit.file, "start": unit.start, "stop": unit.stop, "retries": times,
-                    "reason": f"worker {', '.join(lost_on)} was lost while running it (killed or out of memory); "
-                              f"re-run on {workers[-1] if workers else 'another worker'}"})
+        if len(workers) < 2:  # only queued on the lost worker, never started there: re-assigned, not re-run
+            log.debug("%s was queued on a lost worker and re-assigned", unit)
+            continue
+        out.append({"unit": unit.index, "file": unit.file, "start": unit.start, "stop": unit.stop,
+                    "retries": len(workers) - 1,
+                    "reason": f"worker {', '.join(workers[:-1])} was lost while running it (killed or out of "
+                              f"memory); re-run on {workers[-1]}"})
     return out
 
 

@@ -32,16 +32,19 @@ class JobSpec:
     config: dict[str, Any]
     origin: str
     plugin_modules: list[str]
+    run_id: str = ""  # this run (the same configuration run twice is two runs)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        text = json.dumps([self.config, self.plugin_modules], sort_keys=True, default=str)
+        text = json.dumps([self.config, self.plugin_modules], sort_keys=True, default=str)  # not run_id: cache across runs
         self.key = hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
     def from_config(cls, cfg: Any) -> "JobSpec":
         plugins = [cfg.source, *cfg.modules.values(), *cfg.services.values()]
-        return cls(cfg.to_dict(), cfg.origin, sorted({p.cls.__module__ for p in plugins}))
+        import uuid
+
+        return cls(cfg.to_dict(), cfg.origin, sorted({p.cls.__module__ for p in plugins}), uuid.uuid4().hex[:12])
 
 
 class UnitFailed(HltError):
@@ -79,22 +82,9 @@ class _WorkerJob:
         process = self.process
         for service in process.services:
             service.reset()
-        modules = process.all_modules()
-        for _, module in modules:
-            module.begin_unit(unit)
         started = time.time()
-        summary = self.loop.run_unit(process.source.read_range(unit.file, unit.start, unit.stop), unit.first_index)
+        summary, parts = self.loop.run_unit(unit)
         failed = bool(self.loop.errors)
-        parts = []
-        for desc, module in modules:
-            try:
-                part = module.end_unit(unit, failed)
-            except Exception as exc:  # noqa: BLE001 - becomes the unit's failure, named
-                summary.failure = summary.failure or f"module '{desc.label}' ({desc.type}) failed ending {unit}: {exc}"
-                failed = True
-                continue
-            if part:
-                parts.append({**part, "module": desc.label, "unit": unit.index})
         summary.source = _delta(process.source.accounting(), self._source_seen)
         summary.module_summaries = {label: _delta(values, self._module_seen.setdefault(label, {}))
                                     for label, values in summary.module_summaries.items()}
@@ -135,7 +125,7 @@ def worker_name() -> str:
 EVENTS_TOPIC = "hltrun-unit-start"
 
 
-def _announce(unit: WorkUnit) -> None:
+def _announce(job: str, unit: WorkUnit) -> None:
     """Tell the scheduler which worker starts which unit (how the client names a lost worker)."""
     try:
         from distributed import get_worker
@@ -143,7 +133,7 @@ def _announce(unit: WorkUnit) -> None:
         worker = get_worker()
     except Exception:  # noqa: BLE001 - not on a Dask worker
         return
-    worker.log_event(EVENTS_TOPIC, {"unit": unit.index, "worker": worker.address})
+    worker.log_event(EVENTS_TOPIC, {"job": job, "unit": unit.index, "worker": worker.address})
 
 
 def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
@@ -151,7 +141,7 @@ def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
 
     Failures are returned, not raised: bad data is deterministic and must not be retried by Dask;
     the client applies options.on_error. (A worker that dies is retried by the scheduler.)"""
-    _announce(unit)
+    _announce(spec.run_id, unit)
     key = (spec.key, threading.get_ident())
     try:
         with _LOCK:

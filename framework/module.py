@@ -97,6 +97,10 @@ class OutputModule(Module):
     def selected_paths(self) -> list[str]:
         return list(getattr(self.params, "select_events", []) or [])
 
+    def output_file(self) -> "Path | None":
+        """The file this module writes (where a distributed run leaves ``<file>.unitNNNNN.part`` parts)."""
+        return None
+
     @classmethod
     def assemble(cls, parts: "list[Path]", target: "Path", params: Any) -> int:
         """Join the parts written by ``end_unit`` (in input order) into ``target``, atomically; return

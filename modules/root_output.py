@@ -105,6 +105,9 @@ class RootOutputModule(OutputModule):
 
     # -- distributed runs: one part per work unit, assembled in input order by the client ---------
 
+    def output_file(self) -> Path:
+        return self.path
+
     def _part(self, unit) -> Path:  # noqa: ANN001
         return self.path.with_name(f"{self.path.name}.{unit.tag}.part")
 

@@ -124,3 +124,18 @@ class KillOnce(Analyzer):
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class SleepParameters:
+    sleep_ms: float = 10.0
+
+
+@register_module("TestSleep")
+class Sleep(Analyzer):
+    """Sleeps on every event: a slow job to interrupt."""
+
+    Parameters = SleepParameters
+
+    def analyze(self, event) -> None:
+        time.sleep(self.params.sleep_ms / 1000)

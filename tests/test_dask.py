@@ -190,3 +190,35 @@ def test_missing_extra_names_the_install_command(monkeypatch, write_config, tmp_
     assert main([str(cfg), "options.executor.type=dask"]) == 2
     err = capsys.readouterr().err
     assert 'pip install -e ".[dist]"' in err and len(err.strip().splitlines()) == 1
+
+
+def test_sigterm_stops_the_cluster(tmp_path, write_config):
+    # kills: SIGTERM ignored by the Dask wait loop (job runs to the end), workers left running, parts left
+    import os
+    import signal
+    import subprocess
+
+    psutil = pytest.importorskip("psutil")
+    cfg = write_config(PATH.format(type="dask", address="null", files="data/rsg_ww_1p5TeV.root",
+                                   out=tmp_path / "o.root", extra="slow: {type: TestSleep, sleep_ms: 20}",
+                                   endpath=", slow"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    boot = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", boot, str(cfg), "options.skipEvents=0", "-n", "1500",
+                             "options.executor.events_per_task=100"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # wait until the units are submitted
+        if line.startswith("hltrun: Dask:"):
+            break
+    time.sleep(3)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "no worker processes"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 30  # 1500 events x 20 ms on 2 workers would take 15 s more
+    assert "interrupted" in err
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"worker processes still running: {alive}"
+    assert not list(tmp_path.glob("o.root*"))

@@ -65,7 +65,10 @@ def report_services(cfg: "ProcessConfig", result: JobResult) -> list["Service"]:
     """Fresh service instances holding the merged data: what ``framework.report`` renders from."""
     services = []
     for name, pc in cfg.services.items():
+        data = result.services.get(name)
+        if data is None:  # no unit finished (stopped early): nothing measured to render
+            continue
         service = pc.cls(name, pc.params)
-        service.load(result.services.get(name))
+        service.load(data)
         services.append(service)
     return services

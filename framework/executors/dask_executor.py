@@ -226,21 +226,28 @@ def _close(client, cluster) -> None:
 
 
 def _finish_outputs(cfg: ProcessConfig, merged: JobResult, ok: bool) -> None:
-    """Assemble each output module's parts in input order into its file (atomically); remove the parts."""
+    """Assemble each output module's parts in input order into its file (atomically); remove every part
+    (also those of units whose result never arrived because the job stopped)."""
+    from ..module import OutputModule
+
     by_module: dict[str, list[dict[str, Any]]] = {}
     for part in merged.parts:
         by_module.setdefault(part["module"], []).append(part)
-    for label, parts in by_module.items():
-        parts.sort(key=lambda p: p["unit"])
-        target = Path(parts[0]["target"])
-        try:
+    targets = {label: pc.cls(label, pc.params).output_file() for label, pc in cfg.modules.items()
+               if issubclass(pc.cls, OutputModule)}
+    try:
+        for label, parts in by_module.items():
+            parts.sort(key=lambda p: p["unit"])
+            target = Path(parts[0]["target"])
             if ok:
                 pc = cfg.modules[label]
                 n = pc.cls.assemble([Path(p["part"]) for p in parts], target, pc.params)
                 log.info("output %s: %d events from %d part(s)", target, n, len(parts))
-            else:
+        if not ok:
+            for target in filter(None, targets.values()):
                 log.warning("output %s not written: the job stopped on an error", target)
-        finally:
-            for leftover in target.parent.glob(f"{target.name}.unit*.part*"):
+    finally:
+        for target in filter(None, targets.values()):
+            for leftover in Path(target).parent.glob(f"{Path(target).name}.unit*.part*"):
                 leftover.unlink(missing_ok=True)
-    merged.parts = []
+        merged.parts = []

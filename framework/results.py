@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 from .summary import JobSummary
 
@@ -90,12 +90,35 @@ class JobResult:
                          min(firsts) if firsts else None, max(lasts) if lasts else None)
 
 
-def merge_all(results: list[JobResult]) -> JobResult:
-    """Fold results pairwise in a balanced tree (each level halves the count; memory stays bounded
-    by the services' own limits, e.g. Timing's max rows)."""
-    if not results:
-        raise ValueError("nothing to merge")
-    level = list(results)
-    while len(level) > 1:
-        level = [level[i].merge(level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
-    return level[0]
+class Merger:
+    """Merges results as they arrive, in a binary-counter tree: at most log2(n) partial results are
+    held, each bounded by the services' own limits, so the client never keeps every unit's rows."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, JobResult]] = []  # (level, result); a level-k result merged 2**k units
+        self.count = 0
+
+    def add(self, result: JobResult) -> None:
+        level = 0
+        while self._stack and self._stack[-1][0] == level:
+            _, older = self._stack.pop()
+            result = older.merge(result)
+            level += 1
+        self._stack.append((level, result))
+        self.count += 1
+
+    def result(self) -> JobResult:
+        if not self._stack:
+            raise ValueError("nothing to merge")
+        out = self._stack[0][1]
+        for _, r in self._stack[1:]:
+            out = out.merge(r)
+        return out
+
+
+def merge_all(results: "Iterable[JobResult]") -> JobResult:
+    """Merge any number of results (see ``Merger``)."""
+    merger = Merger()
+    for r in results:
+        merger.add(r)
+    return merger.result()

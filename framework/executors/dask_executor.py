@@ -19,7 +19,7 @@ from typing import Any
 from ..config import SOURCE_LABEL, ProcessConfig
 from ..errors import ConfigError, HltError
 from ..process import JobContext
-from ..results import JobResult, merge_all
+from ..results import JobResult, Merger
 from ..signals import ActivityRegistry
 from ..summary import JobSummary
 from ..units import WorkUnit, plan_units
@@ -85,7 +85,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
         log.info("nothing to distribute (no events selected): running locally")
         return run_local(cfg, None, started_at, progress)
     spec = JobSpec.from_config(cfg)
-    results: list[JobResult] = []
+    results = Merger()  # merged as units finish: the client holds O(log units) partial results
     failure: tuple[str, int, BaseException | None] | None = None
     client = cluster = None
     previous = _sigterm_raises_interrupt()
@@ -121,13 +121,13 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
             bar.close()
         _close(client, cluster)
         signal.signal(signal.SIGTERM, previous) if previous is not None else None
-    merged = merge_all(results) if results else JobResult(JobSummary(cfg.process, cfg.options.streams,
+    merged = results.result() if results.count else JobResult(JobSummary(cfg.process, cfg.options.streams,
                                                                      budget_ms=cfg.options.budget_ms,
                                                                      input_rate_hz=cfg.options.input_rate_hz))
     s = merged.summary
     s.streams = cfg.options.streams
     s.executor = {"type": "dask", "address": ex.address or "LocalCluster", "workers": len(s.workers) or ex.workers,
-                  "units": len(units), "units_done": len(results), "events_per_task": ex.events_per_task,
+                  "units": len(units), "units_done": results.count, "events_per_task": ex.events_per_task,
                   "dashboard": locals().get("dashboard")}
     s.retried_units = retried
     s.source = {**s.source, **accounting}
@@ -155,7 +155,7 @@ def _sigterm_raises_interrupt():
     return signal.signal(signal.SIGTERM, interrupt)
 
 
-def _collect(client, futures: dict, results: list[JobResult], bar, retries: int):
+def _collect(client, futures: dict, results: Merger, bar, retries: int):
     """Gather results as units finish; on the first failed unit cancel the rest and return the failure."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -169,13 +169,13 @@ def _collect(client, futures: dict, results: list[JobResult], bar, retries: int)
             status, payload = "failed", (f"{unit}: its worker died {retries + 1} time(s) while running it "
                                          f"(options.executor.retries={retries} exhausted)", 1, None)
         if status == "ok":
-            results.append(payload)
+            results.add(payload)
             if bar is not None:
                 bar.update(unit.events)
             continue
         message, code, partial = payload
         if partial is not None:
-            results.append(partial)
+            results.add(partial)
         client.cancel([f for f in futures if not f.done()])
         return message, code, None
     return None

@@ -139,3 +139,20 @@ class Sleep(Analyzer):
 
     def analyze(self, event) -> None:
         time.sleep(self.params.sleep_ms / 1000)
+
+
+@dataclass
+class FailOnParameters:
+    run: int = 1
+    events: list[int] = field(default_factory=list)  # event numbers (EventID.event) that raise
+
+
+@register_module("TestFailOn")
+class FailOn(Analyzer):
+    """Raises on the listed events: a module error for on_error tests on real ROOT input."""
+
+    Parameters = FailOnParameters
+
+    def analyze(self, event) -> None:
+        if event.id.run == self.params.run and event.id.event in self.params.events:
+            raise ValueError(f"bad event {event.id.event}")

@@ -222,3 +222,22 @@ def test_sigterm_stops_the_cluster(tmp_path, write_config):
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"worker processes still running: {alive}"
     assert not list(tmp_path.glob("o.root*"))
+
+
+@pytest.mark.parametrize("on_error", ["skip_event", "stop"])
+def test_module_errors_follow_on_error(cluster, write_config, tmp_path, on_error):
+    # kills: skip_event not honoured inside units (job stops), stop not cancelling / wrong exit code
+    extra = "bad: {type: TestFailOn, run: 1, events: [2101, 2222, 2499]}"
+    args = (FILES, extra, ", bad", f"options.on_error={on_error}")
+    local, _ = run(config(write_config, tmp_path, None, "local", *args))
+    dask, _ = run(config(write_config, tmp_path, cluster, "dask", *args))
+    if on_error == "skip_event":
+        assert local.code == dask.code == 0
+        assert trig_report(local.result.summary) == trig_report(dask.result.summary)
+        assert dask.result.summary.modules["bad"].error == 3
+        assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+    else:
+        assert local.code == dask.code == 4
+        failure = dask.result.summary.failure
+        assert failure.startswith("unit ") and "bad event" in failure and "qcd_dijet.root" in failure
+        assert not list(tmp_path.glob("dask.root*"))

@@ -57,10 +57,16 @@ def scaling(sample: Path, tmp: Path, events_per_task: int, repeats: int) -> dict
                           f"options.executor.events_per_task={events_per_task}")
             res = _run(cfg)
             runs[n].append(res)
+            busy = sum(w["rate"] for w in res["workers"].values())
+            res["distribution_efficiency"] = res["rate"] / busy if busy else 0.0
+            per_worker = ", ".join(f"{w['rate']:.0f}" for w in res["workers"].values())
             print(f"  repeat {r}: {n} worker(s): {res['rate']:.1f} events/s over {res['loop_s']:.1f} s "
-                  f"({res['units']} units; wall {res['wall_s']:.1f} s)", flush=True)
+                  f"({res['units']} units; wall {res['wall_s']:.1f} s); per worker "
+                  f"{per_worker} events/s busy; job rate = "
+                  f"{100 * res['distribution_efficiency']:.0f} % of their sum", flush=True)
     best = {n: max(x["rate"] for x in v) for n, v in runs.items()}
-    return {"runs": runs, "best_rate": best, "speedup_best": best[2] / best[1],
+    pairs = [b["rate"] / a["rate"] for a, b in zip(runs[1], runs[2])]
+    return {"runs": runs, "best_rate": best, "speedup_best": best[2] / best[1], "speedup_pairs": pairs,
             "speedup_median": statistics.median(x["rate"] for x in runs[2]) /
             statistics.median(x["rate"] for x in runs[1]),
             "efficiency_per_worker": best[2] / (2 * best[1])}
@@ -161,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             print("scaling, 1 vs 2 workers:")
             report["scaling"] = scaling(args.sample, tmp, args.events_per_task, args.repeats)
             s = report["scaling"]
-            print(f"  speedup 2 vs 1 worker: best {s['speedup_best']:.2f}x, median {s['speedup_median']:.2f}x "
+            print(f"  speedup 2 vs 1 worker: best {s['speedup_best']:.2f}x, median {s['speedup_median']:.2f}x, "
+                  f"per adjacent pair {', '.join(f'{p:.2f}x' for p in s['speedup_pairs'])} "
                   f"(efficiency per worker {100 * s['efficiency_per_worker']:.0f} %)")
         if "overhead" not in args.skip:
             print("per-unit overhead (1 worker):")

@@ -45,16 +45,16 @@ def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: s
         for part in parts:
             with uproot.open(part) as f:
                 t = f[tree]
-                layout = _collections(t)
+                layout = branch_groups(t)
                 for arrays in t.iterate(step_size=step, library="ak"):
-                    write_nanoaod(out, tree, _regroup(arrays, layout))
+                    write_nanoaod(out, tree, regroup(arrays, layout))
                     total += len(arrays)
                 if t.num_entries == 0 and tree not in out:
-                    write_nanoaod(out, tree, _regroup(t.arrays(library="ak"), layout))
+                    write_nanoaod(out, tree, regroup(t.arrays(library="ak"), layout))
     return total
 
 
-def _collections(t: Any) -> dict[str, list[str]]:
+def branch_groups(t: Any) -> dict[str, list[str]]:
     """Counter-sharing branch groups in file order: {"X": ["X_a", "X_b"]} for ``nX``; others map to themselves."""
     counted = {name: t[name].count_branch for name in t.keys()}
     counters = {c.name for c in counted.values() if c is not None}
@@ -67,7 +67,7 @@ def _collections(t: Any) -> dict[str, list[str]]:
     return groups
 
 
-def _regroup(arrays: ak.Array, layout: dict[str, list[str]]) -> dict[str, Any]:
+def regroup(arrays: ak.Array, layout: dict[str, list[str]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, members in layout.items():
         if members == [name]:

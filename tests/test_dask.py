@@ -27,10 +27,10 @@ SCHEMA = ROOT / "framework" / "report" / "hltrun-report.schema.json"
 PATH = """
 process: HLTAD
 options:
-  maxEvents: 1200
-  skipEvents: 2000          # last 500 QCD events, then 700 of the next file: units cross a file boundary
+  maxEvents: 600
+  skipEvents: 2200          # last 300 QCD events, then 300 of the next file: units cross a file boundary
   accelerators: [cpu]
-  executor: {{type: {type}, events_per_task: 150, address: {address}}}
+  executor: {{type: {type}, events_per_task: 75, address: {address}}}
 source:
   type: RootJetSource
   files: [{files}]
@@ -105,17 +105,17 @@ def test_dask_equals_local(cluster, write_config, tmp_path):
     assert local.code == dask.code == 0, dask.result.summary.failure
     ls, ds = local.result.summary, dask.result.summary
     assert trig_report(ls) == trig_report(ds)
-    assert (ds.events_read, ds.events_processed, ds.events_skipped) == (1200, 1200, 2000)
-    assert ds.executor["units"] == 9 == ds.executor["units_done"]  # 500/150 -> 4 units, 700/150 -> 5
-    assert ds.module_summaries["out"]["events_written"] == ls.module_summaries["out"]["events_written"] == 1200
-    assert ds.source["read"] == 1200 and ds.source["files"] == 2
+    assert (ds.events_read, ds.events_processed, ds.events_skipped) == (600, 600, 2200)
+    assert ds.executor["units"] == 8 == ds.executor["units_done"]  # 300/75 -> 4 units per file
+    assert ds.module_summaries["out"]["events_written"] == ls.module_summaries["out"]["events_written"] == 600
+    assert ds.source["read"] == 600 and ds.source["files"] == 2
     assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
     assert not list(tmp_path.glob("dask.root.*"))  # parts removed, nothing half-written left
     timing = services[0].result(ds)
-    assert timing["events"] == 1200 and sorted(timing["per_event"]["index"]) == list(range(1200))
+    assert timing["events"] == 600 and sorted(timing["per_event"]["index"]) == list(range(600))
     assert {m["label"]: m["calls"] for m in timing["modules"]} == \
         {m["label"]: m["calls"] for m in report_services(dask_cfg, local.result)[0].result(ls)["modules"]}
-    assert len(ds.workers) == 2 and sum(w["events"] for w in ds.workers.values()) == 1200
+    assert len(ds.workers) == 2 and sum(w["events"] for w in ds.workers.values()) == 600
     assert all(w["begin_job_s"] > 0 for w in ds.workers.values())  # models loaded once per worker
     assert sum(w["units"] for w in ds.workers.values()) == ds.executor["units"]
     text = text_report(ds, services)
@@ -137,7 +137,7 @@ def test_killed_worker_unit_is_rerun(cluster, write_config, tmp_path):
     assert marker.exists(), "the test module did not fire"
     s = dask.result.summary
     assert dask.code == 0, s.failure
-    assert s.events_processed == local.result.summary.events_processed == 1200
+    assert s.events_processed == local.result.summary.events_processed == 600
     assert trig_report(local.result.summary).splitlines()[:8] == trig_report(s).splitlines()[:8]
     assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
     assert len(s.retried_units) == 1
@@ -210,7 +210,7 @@ def test_sigterm_stops_the_cluster(tmp_path, write_config):
     for line in proc.stderr:  # wait until the units are submitted
         if line.startswith("hltrun: Dask:"):
             break
-    time.sleep(3)
+    time.sleep(1.5)
     children = psutil.Process(proc.pid).children(recursive=True)
     assert children, "no worker processes"
     t0 = time.monotonic()
@@ -227,7 +227,7 @@ def test_sigterm_stops_the_cluster(tmp_path, write_config):
 @pytest.mark.parametrize("on_error", ["skip_event", "stop"])
 def test_module_errors_follow_on_error(cluster, write_config, tmp_path, on_error):
     # kills: skip_event not honoured inside units (job stops), stop not cancelling / wrong exit code
-    extra = "bad: {type: TestFailOn, run: 1, events: [2101, 2222, 2499]}"
+    extra = "bad: {type: TestFailOn, run: 1, events: [2222, 2301, 2499]}"
     args = (FILES, extra, ", bad", f"options.on_error={on_error}")
     local, _ = run(config(write_config, tmp_path, None, "local", *args))
     dask, _ = run(config(write_config, tmp_path, cluster, "dask", *args))

@@ -69,7 +69,23 @@ def _connect(cfg: ProcessConfig):
                               f"({type(exc).__name__}: {exc})") from None
     cluster = LocalCluster(n_workers=ex.workers, threads_per_worker=ex.threads_per_worker, processes=True,
                            dashboard_address=":0", silence_logs=logging.ERROR)
-    return Client(cluster), cluster
+    client = Client(cluster)
+    client.register_plugin(_ignore_sigint_plugin(), name="hltrun-ignore-sigint")
+    return client, cluster
+
+
+def _ignore_sigint_plugin():
+    from distributed import WorkerPlugin
+
+    class IgnoreCtrlC(WorkerPlugin):
+        """Our LocalCluster's workers share the terminal's process group: Ctrl-C is the client's to
+        handle (cancel, close the cluster), not a traceback from every worker. Also for restarted workers."""
+
+        def setup(self, worker) -> None:  # noqa: ANN001 - runs in the worker's main (event-loop) thread
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreCtrlC()
 
 
 def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:

@@ -106,11 +106,14 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
     client = cluster = None
     previous = _sigterm_raises_interrupt()
     bar = None
+    dashboard, threads, retried = None, {}, []
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": ex.retries}):
             client, cluster = _connect(cfg)
         dashboard = client.dashboard_link
-        n_workers = len(client.scheduler_info()["workers"])
+        info = client.scheduler_info()["workers"]
+        threads = {addr: w.get("nthreads", 1) for addr, w in info.items()}
+        n_workers = len(info)
         log.info("Dask: %d worker(s), %d unit(s) of at most %d events; dashboard %s",
                  n_workers, len(units), ex.events_per_task, dashboard)
         if progress:
@@ -126,17 +129,16 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
             fut.release()
     except KeyboardInterrupt as exc:
         failure = ("interrupted by the user (Ctrl-C / SIGTERM); the cluster was stopped", 130, exc)
-        retried = []
     except HltError:
         raise
     except OSError as exc:
         failure = (f"Dask: {type(exc).__name__}: {exc}", 1, exc)
-        retried = []
     finally:
         if bar is not None:
             bar.close()
         _close(client, cluster)
-        signal.signal(signal.SIGTERM, previous) if previous is not None else None
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     merged = results.result() if results.count else JobResult(JobSummary(cfg.process, cfg.options.streams,
                                                                      budget_ms=cfg.options.budget_ms,
                                                                      input_rate_hz=cfg.options.input_rate_hz))
@@ -144,7 +146,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
     s.streams = cfg.options.streams
     s.executor = {"type": "dask", "address": ex.address or "LocalCluster", "workers": len(s.workers) or ex.workers,
                   "units": len(units), "units_done": results.count, "events_per_task": ex.events_per_task,
-                  "dashboard": locals().get("dashboard")}
+                  "dashboard": dashboard, "threads": threads}
     s.retried_units = retried
     s.source = {**s.source, **accounting}
     s.events_skipped = accounting["skipped"]

@@ -77,8 +77,6 @@ class RootOutputModule(OutputModule):
         self._decision_branches: list[tuple[str, str]] = []
 
     def begin_job(self, job) -> None:  # noqa: ANN001
-        import uproot
-
         self._job = job
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in job.config.paths]

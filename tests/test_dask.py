@@ -90,8 +90,6 @@ def assert_same_file(a: Path, b: Path) -> None:
         assert len(ea[key]) == len(eb[key]), key
         for x, y in zip(ea[key], eb[key]):
             assert np.array_equal(np.asarray(x), np.asarray(y)), key
-    import awkward as ak
-
     diff = compare(uproot.open(a)["Events"].arrays(library="ak"), uproot.open(b)["Events"].arrays(library="ak"))
     assert diff.identical and diff.common == len(ea["event"]) > 0
 

@@ -11,8 +11,6 @@ means and totals stay exact, percentiles come from the histogram.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
-
 import numpy as np
 
 FIXED = 4  # row columns before the modules: event index, stream, event real, event CPU

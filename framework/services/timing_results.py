@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..signals import ModuleDescription
     from ..summary import JobSummary
 
 SCHEMA = "hltrun-timing/1"

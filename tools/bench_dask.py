@@ -44,8 +44,9 @@ def _run(cfg) -> dict:
     rate = s.events_processed / s.loop_s if s.loop_s else 0.0
     t = outcome.result.services["Timing"]
     event_s = float(t.rows[:, 2].sum() if t.rows is not None else t.hist.total[0]) * 1e-9  # sum of event times
+    cpu_s = float(t.rows[:, 3].sum() if t.rows is not None else t.hist.total[1]) * 1e-9  # their CPU time
     workers = {k: dict(v, rate=v["events"] / v["busy_s"] if v["busy_s"] else 0.0) for k, v in s.workers.items()}
-    return {"events": s.events_processed, "loop_s": s.loop_s, "event_s": event_s, "wall_s": time.perf_counter() - t0, "rate": rate,
+    return {"events": s.events_processed, "loop_s": s.loop_s, "event_s": event_s, "core_share": cpu_s / event_s, "wall_s": time.perf_counter() - t0, "rate": rate,
             "begin_job_s": s.begin_job_s, "units": s.executor.get("units", 1), "workers": workers}
 
 
@@ -62,8 +63,8 @@ def scaling(sample: Path, tmp: Path, events_per_task: int, repeats: int) -> dict
             per_worker = ", ".join(f"{w['rate']:.0f}" for w in res["workers"].values())
             print(f"  repeat {r}: {n} worker(s): {res['rate']:.1f} events/s over {res['loop_s']:.1f} s "
                   f"({res['units']} units; wall {res['wall_s']:.1f} s); per worker "
-                  f"{per_worker} events/s busy; job rate = "
-                  f"{100 * res['distribution_efficiency']:.0f} % of their sum", flush=True)
+                  f"{per_worker} events/s busy; job rate = {100 * res['distribution_efficiency']:.0f} % of their sum; "
+                  f"CPU/real inside events {100 * res['core_share']:.0f} %", flush=True)
     best = {n: max(x["rate"] for x in v) for n, v in runs.items()}
     pairs = [b["rate"] / a["rate"] for a, b in zip(runs[1], runs[2])]
     return {"runs": runs, "best_rate": best, "speedup_best": best[2] / best[1], "speedup_pairs": pairs,

@@ -70,6 +70,7 @@ class _WorkerJob:
         cfg = validate(spec.config, spec.origin)
         self.process = Process(cfg, None)
         self.process.job.units = True
+        self.process.job.worker = worker_name()
         self.process.begin_job()
         self.begin_job_s = time.perf_counter() - t0  # build + begin_job (model loading) on this worker
         self.loop = EventProcessor(self.process)

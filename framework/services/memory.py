@@ -148,6 +148,7 @@ class Memory(Service):
         self._data: MemoryData | None = None
         self._max_rows = 200_000
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._job: "JobContext | None" = None
 
     # --------------------------------------------------------------------------- signals
 
@@ -166,6 +167,7 @@ class Memory(Service):
             signals.pre_module.connect(self._pre_module)
             signals.post_module.connect(self._post_module)
         self._max_rows = job.config.options.executor.max_timing_rows
+        self._job = job
         if self.params.memray:
             folder = job.report_dir or Path(".")
             self._memray_file = folder / self.params.memray
@@ -231,7 +233,7 @@ class Memory(Service):
         samples = np.column_stack([np.asarray(self._index, np.int64), rss]) if len(rss) else np.empty((0, 2), np.int64)
         data = MemoryData(
             [(d.label, d.type, d.index) for d in self._descs], list(self._begin_delta), list(self._calls),
-            list(self._call_sum), list(self._call_max), {self._worker: worker}, np.empty((0, 2), np.int64),
+            list(self._call_sum), list(self._call_max), {(self._job and self._job.worker) or self._worker: worker}, np.empty((0, 2), np.int64),
             [(int(growth[i]), list(self._ids[i]), int(rss[i])) for i in top if growth[i] > 0],
             self.params.key_events, self._max_rows, self.params.per_module,
             str(self._memray_file) if self._memray_file else None)

@@ -244,3 +244,17 @@ def test_module_errors_follow_on_error(cluster, write_config, tmp_path, on_error
         failure = dask.result.summary.failure
         assert failure.startswith("unit ") and "bad event" in failure and "qcd_dijet.root" in failure
         assert not list(tmp_path.glob("dask.root*"))
+
+
+def test_threads_per_worker_each_thread_has_its_own_process(write_config, tmp_path):
+    # kills: one Process shared by two Dask threads (interleaved units corrupt counters/outputs),
+    # threads_per_worker not passed to the LocalCluster
+    local, _ = run(config(write_config, tmp_path, None, "local"))
+    cfg = config(write_config, tmp_path, None, "dask", FILES, "", "", "options.executor.workers=1",
+                 "options.executor.threads_per_worker=2")
+    dask, _ = run(cfg)
+    s = dask.result.summary
+    assert dask.code == 0, s.failure
+    assert list(s.executor["threads"].values()) == [2]
+    assert trig_report(local.result.summary) == trig_report(s)
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")

@@ -32,6 +32,8 @@ EPILOG = """examples:
   hltrun configs/path.yaml modules.vae.backend=tensorflow   same path, other backend
   hltrun configs/path.yaml --dump                           print the resolved configuration
   hltrun configs/path.yaml --report-dir reports/run1        also write JSON + HTML reports
+  hltrun configs/path.yaml --dask 2                         on a local Dask cluster of 2 process workers
+  hltrun configs/path.yaml options.executor.type=dask options.executor.address=tcp://host:8786
 """
 
 
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any configuration value; the value is parsed as YAML")
     p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events (options.maxEvents)")
     p.add_argument("--report-dir", metavar="DIR", help="write JSON and HTML reports into DIR (options.report_dir)")
+    p.add_argument("--dask", type=int, metavar="WORKERS",
+                   help="run on Dask: a LocalCluster of WORKERS process workers, or the scheduler of "
+                        "options.executor.address (needs the dist extra); same as options.executor.type=dask")
     p.add_argument("--dump", action="store_true", help="print the fully resolved configuration and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no informational messages")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
@@ -67,37 +72,30 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.quiet, args.debug)
     from .config import load
     from .errors import HltError
-    from .eventloop import EventProcessor, JobFailed
-    from .process import Process
     from .report import text_report, write_report_files
 
     try:
         overrides = list(args.overrides)
         if args.report_dir:
             overrides.append(f"options.report_dir={args.report_dir}")
+        if args.dask is not None:
+            overrides += ["options.executor.type=dask", f"options.executor.workers={args.dask}"]
         cfg = load(args.config, overrides, args.max_events)
         if args.dump:
             sys.stdout.write(cfg.dump())
             return 0
         report_dir = Path(cfg.options.report_dir) if cfg.options.report_dir else None
-        process = Process(cfg, report_dir)
-        if not args.quiet and sys.stderr.isatty():
-            from .progress import attach_progress
+        from .executors import execute, report_services
 
-            attach_progress(process)
-        code = 0
-        try:
-            summary = EventProcessor(process).run(started_at=_process_start())
-        except JobFailed as failed:
-            summary, code = failed.summary, getattr(failed.cause, "exit_code", 1)
-            if isinstance(failed.cause, KeyboardInterrupt):
-                code = 130
-            elif args.debug:
-                log.exception("job failed", exc_info=failed.cause)
+        outcome = execute(cfg, report_dir, _process_start(), progress=not args.quiet and sys.stderr.isatty())
+        summary, code = outcome.result.summary, outcome.code
+        if code and args.debug and outcome.cause is not None and not isinstance(outcome.cause, KeyboardInterrupt):
+            log.error("job failed", exc_info=outcome.cause)
+        services = report_services(cfg, outcome.result)
         if cfg.options.want_summary:
-            sys.stdout.write(text_report(summary, process.services))
+            sys.stdout.write(text_report(summary, services))
         if report_dir is not None:
-            for path in write_report_files(report_dir, summary, process.services):
+            for path in write_report_files(report_dir, summary, services):
                 log.info("wrote %s", path)
         if code:
             sys.stderr.write(f"hltrun: error: {summary.failure}\n")

@@ -25,6 +25,29 @@ TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths"
 
 
 @dataclass
+class ExecutorOptions:
+    """``options.executor``: where events run (docs/distributed.md). ``local``: this process, with streams;
+    ``dask``: work units on Dask.distributed workers (a LocalCluster, or the scheduler at ``address``)."""
+
+    type: Literal["local", "dask"] = "local"
+    address: str | None = None  # tcp://host:8786 of a running scheduler; null: start a LocalCluster
+    workers: int = 2  # LocalCluster process workers (ignored with an address)
+    threads_per_worker: int = 1  # Dask threads per worker: units run concurrently on one worker
+    events_per_task: int = 20_000  # a work unit is one file's entry range of at most this many events
+    retries: int = 2  # times a unit may be lost with its worker and re-run elsewhere
+    max_timing_rows: int = 200_000  # per-event timing rows kept when merging; beyond: histograms
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "threads_per_worker", "events_per_task", "max_timing_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"executor.{name} must be >= 1, got {getattr(self, name)}")
+        if self.retries < 0:
+            raise ValueError(f"executor.retries must be >= 0, got {self.retries}")
+        if self.address is not None and "://" not in self.address:
+            raise ValueError(f"executor.address must look like tcp://host:8786, got {self.address!r}")
+
+
+@dataclass
 class Options:
     """``options:`` block. Names follow CMSSW's ``process.options`` / ``maxEvents`` where it has one."""
 
@@ -37,6 +60,7 @@ class Options:
     accelerators: list[str] = field(default_factory=lambda: ["*"])  # "*", "gpu-nvidia", "cpu"
     report_dir: str | None = None
     want_summary: bool = True
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
 
     def __post_init__(self) -> None:
         if self.maxEvents < -1:

@@ -11,13 +11,16 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from .errors import HltError
+from .errors import HltError, ModuleError
 from .event import Event, EventID
 from .process import Process
 from .schedule import StreamSchedule
 from .summary import JobSummary, ModuleCounters, PathCounters
+
+if TYPE_CHECKING:
+    from .units import WorkUnit
 
 log = logging.getLogger("hltrun")
 _IDLE = sys.maxsize  # in_flight value of a stream with no event
@@ -33,6 +36,7 @@ class EventProcessor:
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._read = 0
+        self._base = 0  # job-wide index of this run's first event (work units start past 0)
         self._first_event_at: float | None = None
         self._t0 = 0.0
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0)
@@ -55,6 +59,24 @@ class EventProcessor:
         process.job.in_flight = [_IDLE] * len(process.schedules)
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
         events = process.source.events(self.options.skipEvents, limit)
+        self._loop(events)
+        process.job.failed = bool(self._errors)
+        problems = process.end_job()
+        summary.wall_s = time.perf_counter() - self._t0
+        self._fill(summary)
+        process.signals.post_end_job(summary)
+        if self._errors:
+            err = self._errors[0]
+            summary.failure = _one_line(err)
+            raise JobFailed(summary, err)
+        if problems:
+            summary.failure = problems[0]
+            raise JobFailed(summary, HltError(problems[0]))
+        return summary
+
+    def _loop(self, events: Iterator[tuple[EventID, dict[str, Any]]]) -> None:
+        """Run the streams over ``events`` until they are exhausted or the job stops."""
+        process = self.process
         try:
             if len(process.schedules) == 1:
                 self._stream_loop(process.schedules[0], events)
@@ -75,19 +97,50 @@ class EventProcessor:
             if close is not None:
                 close()
         self._loop_end = time.perf_counter()
-        process.job.failed = bool(self._errors)
-        problems = process.end_job()
-        summary.wall_s = time.perf_counter() - self._t0
+
+    def run_unit(self, unit: "WorkUnit") -> tuple[JobSummary, list[dict[str, Any]]]:
+        """Process one work unit on a built Process whose begin_job has run (Dask workers).
+
+        Modules' begin_unit/end_unit run around the unit's events; event indices start at the unit's
+        job-wide ``first_index``; counters start from zero, so the summary counts this unit only.
+        Returns the summary (an error is in ``summary.failure`` and ``self.errors``) and the output parts."""
+        process = self.process
+        self._errors.clear()
+        self._stop.clear()
+        self._read, self._base, self._first_event_at = 0, unit.first_index, None
+        self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0) for _ in process.schedules]
+        for schedule in process.schedules:
+            for runner in [*schedule.paths, *schedule.endpaths]:
+                runner.counters = PathCounters(modules=[ModuleCounters() for _ in runner.entries])
+            for worker in schedule.workers.values():
+                worker.counters = ModuleCounters()
+        self._t0 = time.perf_counter()
+        summary = JobSummary(process.config.process, len(process.schedules),
+                             budget_ms=self.options.budget_ms, input_rate_hz=self.options.input_rate_hz)
+        process.job.in_flight = [_IDLE] * len(process.schedules)
+        modules = process.all_modules()
+        for _, module in modules:
+            module.begin_unit(unit)
+        self._loop(process.source.read_range(unit.file, unit.start, unit.stop))
+        parts = []
+        for desc, module in modules:
+            try:
+                part = module.end_unit(unit, bool(self._errors))
+            except Exception as exc:
+                self._errors.append(ModuleError(f"module '{desc.label}' ({desc.type}) failed ending {unit}: "
+                                                f"{type(exc).__name__}: {exc}"))
+                continue
+            if part:
+                parts.append({**part, "module": desc.label, "unit": unit.index})
         self._fill(summary)
-        process.signals.post_end_job(summary)
+        summary.wall_s = self._loop_end - self._t0
         if self._errors:
-            err = self._errors[0]
-            summary.failure = _one_line(err)
-            raise JobFailed(summary, err)
-        if problems:
-            summary.failure = problems[0]
-            raise JobFailed(summary, HltError(problems[0]))
-        return summary
+            summary.failure = _one_line(self._errors[0])
+        return summary, parts
+
+    @property
+    def errors(self) -> list[BaseException]:
+        return self._errors
 
     def _next_event(self, stream: int, events: Iterator[tuple[EventID, dict[str, Any]]]):
         signals = self.process.signals
@@ -106,7 +159,7 @@ class EventProcessor:
                 signals.post_source(stream, item[0] if item else None)
             if item is None:
                 return None
-            index = self._read
+            index = self._base + self._read
             self._read += 1
             if self._first_event_at is None:
                 self._first_event_at = time.perf_counter()

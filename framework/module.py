@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .event import Event, EventID
     from .process import JobContext
+    from .units import WorkUnit
 
 Concurrency = Literal["stream", "global", "one"]
 
@@ -47,6 +50,14 @@ class Module:
 
     def end_job(self) -> None:
         """Called once after the last event (close files, write summaries)."""
+
+    def begin_unit(self, unit: "WorkUnit") -> None:
+        """Distributed runs only: called before the events of a work unit (after begin_job, once per unit)."""
+
+    def end_unit(self, unit: "WorkUnit", failed: bool) -> dict[str, Any] | None:
+        """Distributed runs only: after a unit's events. An output module commits its part here and
+        returns ``{"target": final file, "part": part file, "events": n}`` for the client to assemble."""
+        return None
 
     def summary(self) -> dict[str, Any]:
         """Extra per-module facts for the end-of-job report (counters, backend description)."""
@@ -86,6 +97,16 @@ class OutputModule(Module):
     def selected_paths(self) -> list[str]:
         return list(getattr(self.params, "select_events", []) or [])
 
+    def output_file(self) -> "Path | None":
+        """The file this module writes (where a distributed run leaves ``<file>.unitNNNNN.part`` parts)."""
+        return None
+
+    @classmethod
+    def assemble(cls, parts: "list[Path]", target: "Path", params: Any) -> int:
+        """Join the parts written by ``end_unit`` (in input order) into ``target``, atomically; return
+        the number of events. Output modules that support distributed runs implement it."""
+        raise NotImplementedError(f"{cls.__name__} cannot assemble parts of a distributed run")
+
 
 class Source:
     """Provides events. The framework calls ``events()`` once and pulls from one stream at a time.
@@ -110,6 +131,15 @@ class Source:
 
     def end_job(self) -> None:
         """Release inputs."""
+
+    def inputs(self) -> list[tuple[str, int]]:
+        """After begin_job: (input name, number of entries) in reading order, to split into work units.
+        A source that cannot be split keeps this default and runs only locally."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be split into work units")
+
+    def read_range(self, name: str, start: int, stop: int) -> Iterator[tuple["EventID", dict[str, Any]]]:
+        """Events of entries ``start``..``stop`` of input ``name`` (one work unit), like ``events``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read work units")
 
     def accounting(self) -> dict[str, int]:
         """Counts for the job report: entries read and skipped, files opened."""

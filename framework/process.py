@@ -29,6 +29,8 @@ class JobContext:
     failed: bool = False  # set before end_job when the job stops on an error: outputs must not commit
     facts: dict[str, Any] = field(default_factory=dict)  # e.g. chosen accelerator, for the report
     in_flight: list[int] = field(default_factory=list)  # per stream: index of the event it processes
+    units: bool = False  # events come in work units (distributed run): outputs write one part per unit
+    worker: str | None = None  # the distributed worker running this Process (its address), for reports
 
     @property
     def options(self):

@@ -25,6 +25,18 @@ class Service:
     def connect(self, signals: "ActivityRegistry", job: "JobContext") -> None:
         """Subscribe to the signals this service needs."""
 
+    def snapshot(self) -> Any:
+        """What this service measured so far, as data with an associative ``merge`` (None: nothing).
+
+        Work units on Dask workers send it to the client; reports are rendered from ``load``-ed data."""
+        return None
+
+    def reset(self) -> None:
+        """Forget the measurements (a worker starts the next work unit)."""
+
+    def load(self, data: Any) -> None:
+        """Render reports from ``data`` (merged snapshots) instead of this instance's own measurements."""
+
     def text_report(self, summary: "JobSummary") -> str:
         """Section(s) of the end-of-job text report (CMSSW-style tables)."""
         return ""

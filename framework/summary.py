@@ -69,6 +69,9 @@ class JobSummary:
     failure: str | None = None  # the one-line error that stopped the job, if any
     budget_ms: float = 100.0
     input_rate_hz: float = 100_000.0
+    executor: dict[str, Any] = field(default_factory=dict)  # type, workers, dashboard, units (distributed runs)
+    workers: dict[str, dict[str, float]] = field(default_factory=dict)  # per worker: units, events, busy_s, begin_job_s
+    retried_units: list[dict[str, Any]] = field(default_factory=list)  # units re-run after a lost worker, and why
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

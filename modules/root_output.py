@@ -72,21 +72,74 @@ class RootOutputModule(OutputModule):
         self._pending: dict[int, dict[str, Any]] = {}
         self._file = None
         self._written = 0
+        self._unit_start = 0
         self._job = None
         self._decision_branches: list[tuple[str, str]] = []
 
     def begin_job(self, job) -> None:  # noqa: ANN001
-        import uproot
-
         self._job = job
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in job.config.paths]
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not job.units:  # a distributed run writes one part per work unit (begin_unit)
+            self._open(self.tmp)
+
+    def _open(self, tmp: Path) -> None:
+        import uproot
+
         compression = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}
         try:
-            self._file = uproot.recreate(self.tmp, compression=compression[self.params.compression])
+            self._file = uproot.recreate(tmp, compression=compression[self.params.compression])
         except OSError as exc:
-            raise ModuleError(f"module '{self.label}': cannot create {self.tmp}: {exc.strerror}") from None
+            raise ModuleError(f"module '{self.label}': cannot create {tmp}: {exc.strerror}") from None
+
+    def _close(self) -> None:
+        """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result)."""
+        self._flush(None)
+        if self._written == self._unit_start:
+            write_nanoaod(self._file, self.params.tree, {"run": np.zeros(0, np.uint32),
+                                                         "luminosityBlock": np.zeros(0, np.uint32),
+                                                         "event": np.zeros(0, np.uint64)})
+
+    # -- distributed runs: one part per work unit, assembled in input order by the client ---------
+
+    def output_file(self) -> Path:
+        return self.path
+
+    def _part(self, unit) -> Path:  # noqa: ANN001
+        return self.path.with_name(f"{self.path.name}.{unit.tag}.part")
+
+    def begin_unit(self, unit) -> None:  # noqa: ANN001
+        self._pending.clear()
+        self._unit_start = self._written  # events_written stays a job total (the framework takes differences)
+        self._unit_tmp = self._part(unit).with_name(f"{self._part(unit).name}.{os.getpid()}.tmp")
+        self._open(self._unit_tmp)
+
+    def end_unit(self, unit, failed: bool) -> dict[str, Any] | None:  # noqa: ANN001
+        try:
+            if not failed:
+                self._close()
+        finally:
+            self._file.close()
+            self._file = None
+        if failed:
+            self._unit_tmp.unlink(missing_ok=True)
+            return None
+        os.replace(self._unit_tmp, self._part(unit))  # a re-run after a lost worker replaces, never duplicates
+        return {"target": str(self.path), "part": str(self._part(unit)), "events": self._written - self._unit_start}
+
+    @classmethod
+    def assemble(cls, parts: list[Path], target: Path, params: RootOutputParameters) -> int:
+        from .rootio import concatenate_trees
+
+        tmp = target.with_name(target.name + ".tmp")
+        try:
+            n = concatenate_trees(parts, tmp, params.tree, params.compression)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return n
 
     def write(self, event: Event) -> None:
         row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
@@ -130,11 +183,7 @@ class RootOutputModule(OutputModule):
             return
         try:
             if not self._job.failed:
-                self._flush(None)
-                if self._written == 0:  # an empty but valid tree: "no event selected" is a result
-                    write_nanoaod(self._file, self.params.tree, {"run": np.zeros(0, np.uint32),
-                                                                 "luminosityBlock": np.zeros(0, np.uint32),
-                                                                 "event": np.zeros(0, np.uint64)})
+                self._close()
         finally:
             self._file.close()
             self._file = None

@@ -174,14 +174,20 @@ class RootJetSource(Source):
             stop = n if left is None else min(n, start + left)
             if stop <= start:
                 break
-            for chunk in self._chunks(path, start, stop):
-                for i in range(len(chunk.jet_offsets) - 1):
-                    self._count["read"] += 1
-                    yield chunk.ids[i], {"": chunk.event(i)}
+            yield from self.read_range(path, start, stop)
             if left is not None:
                 left -= stop - start
                 if left <= 0:
                     break
+
+    def inputs(self) -> list[tuple[str, int]]:
+        return [(path, self.entries[path]) for path in self.files]
+
+    def read_range(self, name: str, start: int, stop: int) -> Iterator[tuple[EventID, dict[str, Any]]]:
+        for chunk in self._chunks(name, start, stop):
+            for i in range(len(chunk.jet_offsets) - 1):
+                self._count["read"] += 1
+                yield chunk.ids[i], {"": chunk.event(i)}
 
     def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
         tree = self._open_tree(path)

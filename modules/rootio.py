@@ -27,3 +27,52 @@ def write_nanoaod(file: Any, tree: str, data: Mapping[str, Any]) -> None:
                     field_name=lambda outer, inner: f"{outer}_{inner}",
                     counter_name=lambda counted: f"n{counted}")
     file[tree].extend(dict(data))
+
+
+def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: str = "zlib",
+                      step: int = 100_000) -> int:
+    """Write the entries of ``tree`` from every part, in order, into a new file ``target``; return the count.
+
+    Branches keep their NanoAOD shape: ``X_a``/``X_b`` sharing the counter ``nX`` are re-zipped into
+    collection ``X``, a lone jagged ``X`` with ``nX`` stays a jagged branch. Reads ``step`` entries at a
+    time, so memory does not grow with the number or size of the parts.
+    """
+    import uproot
+
+    codec = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}[compression]
+    total = 0
+    with uproot.recreate(target, compression=codec) as out:
+        for part in parts:
+            with uproot.open(part) as f:
+                t = f[tree]
+                layout = branch_groups(t)
+                for arrays in t.iterate(step_size=step, library="ak"):
+                    write_nanoaod(out, tree, regroup(arrays, layout))
+                    total += len(arrays)
+                if t.num_entries == 0 and tree not in out:
+                    write_nanoaod(out, tree, regroup(t.arrays(library="ak"), layout))
+    return total
+
+
+def branch_groups(t: Any) -> dict[str, list[str]]:
+    """Counter-sharing branch groups in file order: {"X": ["X_a", "X_b"]} for ``nX``; others map to themselves."""
+    counted = {name: t[name].count_branch for name in t.keys()}
+    counters = {c.name for c in counted.values() if c is not None}
+    groups: dict[str, list[str]] = {}
+    for name, count in counted.items():
+        if name in counters:
+            continue
+        key = count.name[1:] if count is not None and count.name.startswith("n") else name
+        groups.setdefault(key, []).append(name)
+    return groups
+
+
+def regroup(arrays: ak.Array, layout: dict[str, list[str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, members in layout.items():
+        if members == [name]:
+            value = arrays[name]
+            out[name] = value if value.ndim > 1 else ak.to_numpy(value)
+        else:
+            out[name] = ak.zip({m[len(name) + 1:]: arrays[m] for m in members})
+    return out

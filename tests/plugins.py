@@ -96,3 +96,63 @@ class Recorder(Analyzer):
         with _LOCK:
             RECORDED.setdefault(self.label, []).append(
                 (event.id.event, tuple(event.get(t) for t in self.params.src)))
+
+
+@dataclass
+class KillOnceParameters:
+    marker: str = ""  # file created just before the kill: the module fires once per marker
+    event: int = 0  # event number (EventID.event) on which to kill this process
+    run: int = 1
+
+
+@register_module("TestKillOnce")
+class KillOnce(Analyzer):
+    """Kills its own process (SIGKILL, as an OOM kill would) on one event, once: a lost Dask worker."""
+
+    Parameters = KillOnceParameters
+
+    def analyze(self, event) -> None:
+        import os
+        import signal
+
+        if (event.id.run, event.id.event) != (self.params.run, self.params.event):
+            return
+        try:
+            fd = os.open(self.params.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return  # already fired once: the re-run of the unit goes through
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class SleepParameters:
+    sleep_ms: float = 10.0
+
+
+@register_module("TestSleep")
+class Sleep(Analyzer):
+    """Sleeps on every event: a slow job to interrupt."""
+
+    Parameters = SleepParameters
+
+    def analyze(self, event) -> None:
+        time.sleep(self.params.sleep_ms / 1000)
+
+
+@dataclass
+class FailOnParameters:
+    run: int = 1
+    events: list[int] = field(default_factory=list)  # event numbers (EventID.event) that raise
+
+
+@register_module("TestFailOn")
+class FailOn(Analyzer):
+    """Raises on the listed events: a module error for on_error tests on real ROOT input."""
+
+    Parameters = FailOnParameters
+
+    def analyze(self, event) -> None:
+        if event.id.run == self.params.run and event.id.event in self.params.events:
+            raise ValueError(f"bad event {event.id.event}")

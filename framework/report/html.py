@@ -221,6 +221,18 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
     body = [f"<h1>hltrun report: {html.escape(s.process)}</h1>", facts]
     if s.failure:
         body.append(f'<p class="bad">Stopped by: {html.escape(s.failure)}</p>')
+    if s.executor.get("type") == "dask":
+        ex = s.executor
+        body.append(f"<h2>Dask</h2>\n<p>{ex.get('units_done')}/{ex.get('units')} work units of at most "
+                    f"{ex.get('events_per_task')} events on {html.escape(str(ex.get('address')))}; dashboard "
+                    f"<code>{html.escape(str(ex.get('dashboard')))}</code>.</p>" + table(
+                        ["worker", "units", "events", "busy s", "events/s", "build + begin_job s"],
+                        [[name, int(w["units"]), int(w["events"]), w["busy_s"],
+                          w["events"] / w["busy_s"] if w["busy_s"] else 0.0, w["begin_job_s"]]
+                         for name, w in sorted(s.workers.items())]))
+        for r in s.retried_units:
+            body.append(f"<p>Unit {r['unit']} ({html.escape(r['file'])} entries {r['start']}-{r['stop']}) "
+                        f"was re-run: {html.escape(r['reason'])}</p>")
     for service in services:
         sections = getattr(service, "html_sections", None)
         if sections is None:

@@ -56,6 +56,33 @@ def job_accounting(summary: JobSummary) -> str:
     for label, choice in (s.facts.get("accelerators") or {}).items():
         lines.append(f"JobReport  accelerator for '{label}': {choice.get('backend')} on {choice.get('device')} "
                      f"({choice.get('reason')}); model {choice.get('model')}")
+    lines += _executor_lines(s)
     if s.failure:
         lines.append(f"JobReport  stopped by: {s.failure}")
     return "\n".join(lines) + "\n"
+
+
+def _executor_lines(s: JobSummary) -> list[str]:
+    """Distributed runs: units, dashboard, per-worker throughput and begin_job, retried units."""
+    ex = s.executor
+    if ex.get("type") != "dask":
+        return []
+    lines = [f"JobReport  Dask on {ex.get('address')}: {ex.get('units_done')}/{ex.get('units')} work units of at most "
+             f"{ex.get('events_per_task')} events on {len(s.workers)} worker(s); dashboard {ex.get('dashboard')}"]
+    capacity = 0.0
+    threads = ex.get("threads") or {}
+    for name, w in sorted(s.workers.items()):
+        rate = w["events"] / w["busy_s"] if w.get("busy_s") else 0.0  # per busy thread
+        n = threads.get(name, 1)
+        capacity += rate * n
+        per = f" per thread x {n} threads" if n > 1 else ""
+        lines.append(f"JobReport  worker {name}: {int(w['units'])} units, {int(w['events'])} events in "
+                     f"{w['busy_s']:.2f} s busy = {rate:.1f} events/s{per}; build + begin_job {w['begin_job_s']:.2f} s")
+    if capacity > 0 and s.loop_s > 0:
+        job_rate = s.events_processed / s.loop_s
+        lines.append(f"JobReport  job throughput {job_rate:.1f} events/s = {100 * job_rate / capacity:.0f} % of what the "
+                     f"workers did while busy, summed (scheduling, transfers and idle workers make the rest)")
+    for r in s.retried_units:
+        lines.append(f"JobReport  unit {r['unit']} ({r['file']} entries {r['start']}-{r['stop']}) was re-run "
+                     f"{r['retries']} time(s): {r['reason']}")
+    return lines

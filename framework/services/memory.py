@@ -19,7 +19,9 @@ import html
 import logging
 import os
 import resource
-from dataclasses import dataclass
+import socket
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -49,6 +51,50 @@ class MemoryParameters:
     def __post_init__(self) -> None:
         if self.key_events < 0:
             raise ValueError(f"key_events must be >= 0, got {self.key_events}")
+
+
+@dataclass
+class MemoryData:
+    """The Memory service's measurements as mergeable data (per work unit, per worker, per job).
+
+    Per-event RSS samples are kept up to ``max_rows`` (16 bytes each); past that every other one is
+    dropped, so a merged job holds a bounded, evenly thinned RSS curve. Peaks merge per worker as maxima.
+    """
+
+    descs: list[tuple[str, str, int]]  # (label, type, index)
+    begin_delta: list[int]  # per module: RSS growth across its begin_job (max over workers)
+    calls: list[int]
+    call_sum: list[int]
+    call_max: list[int]
+    workers: dict[str, dict[str, float]]  # name -> rss_start, rss_after_begin, rss_end, peak_rss, peak_vsize, kernel_max, end_epoch
+    samples: np.ndarray  # (events, 2) int64: event index, RSS bytes
+    key_events: list[tuple[int, list[int], int]]  # (RSS growth, [run, lumi, event], RSS), largest first
+    key_count: int = 5
+    max_rows: int = 200_000
+    per_module: bool = True
+    memray_file: str | None = None
+
+    def merge(self, other: "MemoryData") -> "MemoryData":
+        workers = {k: dict(v) for k, v in self.workers.items()}
+        for name, w in other.workers.items():
+            mine = workers.get(name)
+            if mine is None:
+                workers[name] = dict(w)
+                continue
+            later = w if w["end_epoch"] >= mine["end_epoch"] else mine
+            workers[name] = {**mine, "rss_end": later["rss_end"], "end_epoch": later["end_epoch"],
+                             **{k: max(mine[k], w[k]) for k in ("peak_rss", "peak_vsize", "kernel_max")}}
+        samples = np.concatenate([self.samples, other.samples])
+        max_rows = min(self.max_rows, other.max_rows)
+        while len(samples) > max_rows:
+            samples = samples[np.argsort(samples[:, 0], kind="stable")][::2]
+        keys = sorted(self.key_events + other.key_events, key=lambda k: -k[0])[: self.key_count]
+        return MemoryData(self.descs, [max(a, b) for a, b in zip(self.begin_delta, other.begin_delta)],
+                          [a + b for a, b in zip(self.calls, other.calls)],
+                          [a + b for a, b in zip(self.call_sum, other.call_sum)],
+                          [max(a, b) for a, b in zip(self.call_max, other.call_max)],
+                          workers, samples, keys, self.key_count, max_rows, self.per_module,
+                          self.memray_file or other.memray_file)
 
 
 def _statm_reader() -> Callable[[], tuple[int, int]]:
@@ -94,10 +140,15 @@ class Memory(Service):
         self._rss: list[int] = []
         self._vsize: list[int] = []
         self._ids: list[tuple[int, int, int]] = []
+        self._index: list[int] = []
         self._start: tuple[int, int] = (0, 0)
         self._after_begin: tuple[int, int] = (0, 0)
         self._tracker: Any = None
         self._memray_file: Path | None = None
+        self._data: MemoryData | None = None
+        self._max_rows = 200_000
+        self._worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._job: "JobContext | None" = None
 
     # --------------------------------------------------------------------------- signals
 
@@ -115,6 +166,8 @@ class Memory(Service):
         if self.params.per_module:
             signals.pre_module.connect(self._pre_module)
             signals.post_module.connect(self._post_module)
+        self._max_rows = job.config.options.executor.max_timing_rows
+        self._job = job
         if self.params.memray:
             folder = job.report_dir or Path(".")
             self._memray_file = folder / self.params.memray
@@ -157,6 +210,7 @@ class Memory(Service):
         self._rss.append(rss)
         self._vsize.append(vsize)
         self._ids.append((event.id.run, event.id.luminosityBlock, event.id.event))
+        self._index.append(event.index)
 
     def _post_end_job(self, summary: "JobSummary") -> None:
         if self._tracker is not None:
@@ -166,34 +220,66 @@ class Memory(Service):
 
     # --------------------------------------------------------------------------- results
 
-    def results(self) -> dict[str, Any]:
+    def snapshot(self) -> MemoryData:
         rss = np.asarray(self._rss, dtype=np.int64)
         growth = np.diff(rss, prepend=self._after_begin[1]) if len(rss) else rss
         top = np.argsort(-growth, kind="stable")[: self.params.key_events] if len(rss) else []
         peak_rss = max([self._after_begin[1], *self._rss]) if self._rss else self._after_begin[1]
         peak_vsize = max([self._after_begin[0], *self._vsize]) if self._vsize else self._after_begin[0]
+        worker = {"rss_start": self._start[1], "rss_after_begin": self._after_begin[1],
+                  "rss_end": self._rss[-1] if self._rss else self._after_begin[1], "peak_rss": peak_rss,
+                  "peak_vsize": peak_vsize, "end_epoch": time.time(),
+                  "kernel_max": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        samples = np.column_stack([np.asarray(self._index, np.int64), rss]) if len(rss) else np.empty((0, 2), np.int64)
+        data = MemoryData(
+            [(d.label, d.type, d.index) for d in self._descs], list(self._begin_delta), list(self._calls),
+            list(self._call_sum), list(self._call_max), {(self._job and self._job.worker) or self._worker: worker}, np.empty((0, 2), np.int64),
+            [(int(growth[i]), list(self._ids[i]), int(rss[i])) for i in top if growth[i] > 0],
+            self.params.key_events, self._max_rows, self.params.per_module,
+            str(self._memray_file) if self._memray_file else None)
+        return data.merge(replace(data, samples=samples, key_events=[], calls=[0] * len(data.calls),
+                                  call_sum=[0] * len(data.calls), call_max=[0] * len(data.calls)))
+
+    def reset(self) -> None:
+        """Next work unit: per-event samples and per-call sums start again (peaks merge as maxima)."""
+        n = len(self._descs)
+        self._call_sum, self._call_max, self._calls = [0] * n, [0] * n, [0] * n
+        self._rss, self._vsize, self._ids, self._index = [], [], [], []
+        self._after_begin = self._read()
+
+    def load(self, data: MemoryData | None) -> None:
+        self._data = data
+
+    def results(self) -> dict[str, Any]:
+        d = self._data if self._data is not None else self.snapshot()
+        workers = sorted(d.workers.items())
+        first = workers[0][1] if workers else {k: 0 for k in ("rss_start", "rss_after_begin", "rss_end", "peak_rss",
+                                                              "peak_vsize", "kernel_max")}
         modules = []
-        for d in self._descs:
-            calls = self._calls[d.index]
+        for label, type_, index in d.descs:
+            calls = d.calls[index]
             modules.append({
-                "label": d.label, "type": d.type, "begin_job_rss_mb": self._begin_delta[d.index] / MB,
-                "calls": calls, "mean_rss_growth_per_call_kb": (self._call_sum[d.index] / calls / 1024) if calls else 0.0,
-                "max_rss_growth_per_call_kb": self._call_max[d.index] / 1024,
-                "total_rss_growth_mb": self._call_sum[d.index] / MB,
+                "label": label, "type": type_, "begin_job_rss_mb": d.begin_delta[index] / MB,
+                "calls": calls, "mean_rss_growth_per_call_kb": (d.call_sum[index] / calls / 1024) if calls else 0.0,
+                "max_rss_growth_per_call_kb": d.call_max[index] / 1024,
+                "total_rss_growth_mb": d.call_sum[index] / MB,
             })
         return {
-            "rss_start_mb": self._start[1] / MB, "rss_after_begin_job_mb": self._after_begin[1] / MB,
-            "rss_end_mb": (self._rss[-1] if self._rss else self._after_begin[1]) / MB,
-            "peak_rss_mb": peak_rss / MB, "peak_vsize_mb": peak_vsize / MB,
-            "max_rss_kernel_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "key_events": [{"id": list(self._ids[i]), "rss_growth_kb": int(growth[i]) / 1024, "rss_mb": rss[i] / MB}
-                           for i in top if growth[i] > 0],
-            "modules": modules, "per_module": self.params.per_module,
-            "memray_file": str(self._memray_file) if self._memray_file else None,
+            "rss_start_mb": first["rss_start"] / MB, "rss_after_begin_job_mb": first["rss_after_begin"] / MB,
+            "rss_end_mb": first["rss_end"] / MB,
+            "peak_rss_mb": max(w["peak_rss"] for _, w in workers) / MB if workers else 0.0,
+            "peak_vsize_mb": max(w["peak_vsize"] for _, w in workers) / MB if workers else 0.0,
+            "max_rss_kernel_mb": max(w["kernel_max"] for _, w in workers) / MB if workers else 0.0,
+            "key_events": [{"id": ids, "rss_growth_kb": g / 1024, "rss_mb": r / MB} for g, ids, r in d.key_events],
+            "modules": modules, "per_module": d.per_module, "memray_file": d.memray_file,
+            "workers": [{"worker": name, "peak_rss_mb": w["peak_rss"] / MB, "peak_vsize_mb": w["peak_vsize"] / MB,
+                         "rss_after_begin_job_mb": w["rss_after_begin"] / MB} for name, w in workers],
         }
 
     def rss_per_event_mb(self) -> np.ndarray:
-        return np.asarray(self._rss, dtype=np.float64) / MB
+        d = self._data if self._data is not None else self.snapshot()
+        samples = d.samples[np.argsort(d.samples[:, 0], kind="stable")]
+        return samples[:, 1].astype(np.float64) / MB
 
     def text_report(self, summary: "JobSummary") -> str:
         r = self.results()
@@ -204,6 +290,10 @@ class Memory(Service):
             f"MemoryReport  RSS at start {r['rss_start_mb']:.1f}, after begin_job {r['rss_after_begin_job_mb']:.1f}, "
             f"at the end {r['rss_end_mb']:.1f} MB",
         ]
+        if len(r["workers"]) > 1:
+            for w in r["workers"]:
+                lines.append(f"MemoryReport  worker {w['worker']}: peak RSS {w['peak_rss_mb']:.1f} MB, "
+                             f"after begin_job {w['rss_after_begin_job_mb']:.1f} MB")
         for k in r["key_events"]:
             run, lumi, event = k["id"]
             lines.append(f"MemoryReport  key event increasing RSS: run {run}, lumi {lumi}, event {event}: "

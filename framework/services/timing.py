@@ -32,6 +32,7 @@ from ..errors import ConfigError
 from ..registry import register_service
 from ..schema import input_tags
 from ..service import Service
+from .timing_data import TimingData
 
 if TYPE_CHECKING:
     from ..process import JobContext
@@ -142,6 +143,9 @@ class Timing(Service):
         self._job: "JobContext | None" = None
         self._self_cost: dict[str, float] | None = None
         self._cache: tuple[int, dict[str, Any], dict[str, np.ndarray]] | None = None
+        self._data: "TimingData | None" = None  # loaded (merged) data to render instead of own clocks
+        self._epoch_offset = time.time_ns() - _wall()  # perf_counter ns -> epoch ns, to merge across processes
+        self._max_rows = 200_000
 
     # ---------------------------------------------------------------- signals (hot path)
 
@@ -156,9 +160,8 @@ class Timing(Service):
         for i, label in enumerate(self.params.highlight):
             if label not in labels:
                 raise ConfigError(f"services.{self.name}.highlight[{i}]: '{label}' is not a module label")
-        n, p = len(self._descs), len(self._path_names)
-        # one clock per stream, plus a scratch one for the self-calibration
-        self._streams = [_StreamClock(n, p) for _ in range(cfg.options.streams + 1)]
+        self._max_rows = cfg.options.executor.max_timing_rows
+        self.reset()
         signals.pre_source.connect(self._pre_source)
         signals.post_source.connect(self._post_source)
         signals.post_event.connect(self._post_event)
@@ -262,6 +265,45 @@ class Timing(Service):
                            "per_event_with_modules_ns": per_event + per_call * max(len(self._descs) - 1, 0)}
         self._streams[scratch] = _StreamClock(len(self._descs), len(self._path_names))
 
+    # ---------------------------------------------------------------- results as data
+
+    def reset(self) -> None:
+        """Fresh clocks: one per stream, plus a scratch one for the self-calibration."""
+        n, p = len(self._descs), len(self._path_names)
+        streams = self._job.config.options.streams if self._job is not None else 1
+        self._streams = [_StreamClock(n, p) for _ in range(streams + 1)]
+        self._cache = None
+
+    def snapshot(self) -> TimingData:
+        """The streams' measurements merged into one ``TimingData`` (rows bounded by max_timing_rows)."""
+        streams = self._streams[:-1]
+        n, p = len(self._descs), len(self._path_names)
+        firsts = [st.first_w for st in streams if st.first_w is not None]
+        lasts = [st.last_w for st in streams if st.last_w]
+        cfg = self._job.config if self._job is not None else None
+        path_labels = {name: [e.label for e in entries]
+                       for name, entries in ([*cfg.paths.items(), *cfg.endpaths.items()] if cfg else [])}
+        deps = {label: sorted({t.label for t in input_tags(m.params)} - {"source"})
+                for label, m in (cfg.modules.items() if cfg else [])}
+        return TimingData(
+            descs=[(d.label, d.type, d.kind, d.index) for d in self._descs],
+            path_names=list(self._path_names),
+            endpath_names=[name for name in self._path_names if name in self._endpath_names],
+            path_labels=path_labels, deps=deps, highlight=self.highlight_labels(),
+            calls=np.array([sum(st.calls[i] for st in streams) for i in range(n)], np.int64),
+            path_w=np.array([sum(st.path_w[j] for st in streams) for j in range(p)], np.int64),
+            path_runs=np.array([sum(st.path_runs[j] for st in streams) for j in range(p)], np.int64),
+            path_mod_w=np.array([[sum(st.path_mod_w[j][i] for st in streams) for i in range(n)] for j in range(p)],
+                                np.int64).reshape(p, n),
+            nested=set().union(*(st.nested for st in streams)),
+            first_ns=min(firsts) + self._epoch_offset if firsts else None,
+            last_ns=max(lasts) + self._epoch_offset if lasts else None,
+            self_cost=self._self_cost, max_rows=self._max_rows, rows=self.merged_rows()).bounded()
+
+    def load(self, data: TimingData | None) -> None:
+        self._data = data
+        self._cache = None
+
     # ---------------------------------------------------------------- results
 
     def merged_rows(self) -> np.ndarray:
@@ -271,6 +313,8 @@ class Timing(Service):
         return rows[np.argsort(rows[:, 0], kind="stable")]
 
     def highlight_labels(self) -> list[str]:
+        if self._data is not None:
+            return list(self._data.highlight)
         if self.params.highlight:
             return list(self.params.highlight)
         return [d.label for d in self._descs if d.kind == "producer" and "Scorer" in d.type]
@@ -288,28 +332,8 @@ class Timing(Service):
             return self._cache
         from .timing_results import build_result
 
-        rows = self.merged_rows()
-        streams = self._streams[:-1]
-        firsts = [st.first_w for st in streams if st.first_w is not None]
-        loop_ns = (max(st.last_w for st in streams) - min(firsts)) if firsts and len(rows) else 0
-        n = len(self._descs)
-        calls = [sum(st.calls[i] for st in streams) for i in range(n)]
-        paths = [dict(name=name, endpath=name in self._endpath_names,
-                      runs=sum(st.path_runs[j] for st in streams),
-                      real_ns=sum(st.path_w[j] for st in streams),
-                      module_real_ns=[sum(st.path_mod_w[j][i] for st in streams) for i in range(n)])
-                 for j, name in enumerate(self._path_names)]
-        cfg = self._job.config if self._job is not None else None
-        path_labels = {name: [e.label for e in entries]
-                       for name, entries in ([*cfg.paths.items(), *cfg.endpaths.items()] if cfg else [])}
-        deps = {label: sorted({t.label for t in input_tags(m.params)} - {"source"})
-                for label, m in (cfg.modules.items() if cfg else [])}
-        for outer, inner in set().union(*(st.nested for st in streams)):  # undeclared on-demand gets
-            deps.setdefault(self._descs[outer].label, []).append(self._descs[inner].label)
-        result, arrays = build_result(
-            summary=summary, descs=self._descs, rows=rows, calls=calls, paths=paths,
-            path_labels=path_labels, deps=deps, loop_ns=loop_ns, highlight=self.highlight_labels(),
-            params=self.params, self_cost=self._self_cost)
+        data = self._data if self._data is not None else self.snapshot()
+        result, arrays = build_result(summary=summary, data=data, params=self.params)
         self._cache = (id(summary), result, arrays)
         return self._cache
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..signals import ModuleDescription
     from ..summary import JobSummary
 
 SCHEMA = "hltrun-timing/1"
@@ -44,6 +43,13 @@ def _histogram(values: np.ndarray, bins: int, at_least: float = 0.0) -> dict[str
             "underflow": int((values < edges[0]).sum()), "overflow": int((values > edges[-1]).sum())}
 
 
+class _Desc:
+    __slots__ = ("label", "type", "kind", "index")
+
+    def __init__(self, label: str, type_: str, kind: str, index: int) -> None:
+        self.label, self.type, self.kind, self.index = label, type_, kind, index
+
+
 def _closure(labels: Sequence[str], deps: dict[str, list[str]]) -> list[str]:
     """The labels and every module they consume from, transitively (what the path needs standalone)."""
     seen: list[str] = []
@@ -57,27 +63,136 @@ def _closure(labels: Sequence[str], deps: dict[str, list[str]]) -> list[str]:
     return seen
 
 
-def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"], rows: np.ndarray,
-                 calls: list[int], paths: list[dict[str, Any]], path_labels: dict[str, list[str]],
-                 deps: dict[str, list[str]], loop_ns: int, highlight: list[str], params: Any,
-                 self_cost: dict[str, float] | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+class _Values:
+    """Exact per-event values (ms)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def total(self) -> float:
+        return float(self.values.sum())
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.values, q)) if len(self.values) else 0.0
+
+    def max(self) -> float:
+        return float(self.values.max()) if len(self.values) else 0.0
+
+    def min(self) -> float:
+        return float(self.values.min()) if len(self.values) else 0.0
+
+    def above(self, x: float) -> int:
+        return int((self.values > x).sum())
+
+    def stats(self) -> dict[str, float]:
+        return _stats(self.values)
+
+    def histogram(self, bins: int, at_least: float = 0.0) -> dict[str, Any]:
+        return _histogram(self.values, bins, at_least)
+
+
+class _Binned:
+    """One column of ``TimingHistograms`` (ns): exact count, sum, std, min, max; binned percentiles."""
+
+    def __init__(self, h: Any, column: int) -> None:
+        from .timing_data import EDGES_NS
+
+        self.counts = h.counts[column]
+        self.edges = EDGES_NS * _MS
+        self.n, self.sum = h.count, h.total[column] * _MS
+        self.sumsq = h.sumsq[column] * _MS * _MS
+        self.lo, self.hi = h.mins[column] * _MS, h.maxs[column] * _MS
+
+    def __len__(self) -> int:
+        return self.n
+
+    def total(self) -> float:
+        return float(self.sum)
+
+    def pct(self, q: float) -> float:
+        if not self.n:
+            return 0.0
+        cum = np.cumsum(self.counts)
+        target = q / 100 * self.n
+        b = int(np.searchsorted(cum, target))
+        b = min(b, len(self.counts) - 1)
+        below = cum[b - 1] if b else 0
+        frac = (target - below) / max(self.counts[b], 1)
+        value = self.edges[b] * (self.edges[b + 1] / self.edges[b]) ** frac  # log-linear inside the bin
+        return float(min(max(value, self.lo), self.hi))
+
+    def max(self) -> float:
+        return float(self.hi) if self.n else 0.0
+
+    def min(self) -> float:
+        return float(self.lo) if self.n else 0.0
+
+    def above(self, x: float) -> int:
+        return int(self.counts[self.edges[:-1] >= x].sum())  # bins starting at/above x (within one bin width)
+
+    def stats(self) -> dict[str, float]:
+        if not self.n:
+            return _stats(np.empty(0))
+        mean = self.sum / self.n
+        std = float(np.sqrt(max(self.sumsq / self.n - mean * mean, 0.0)))
+        return dict(mean=float(mean), median=self.pct(50), p90=self.pct(90), p99=self.pct(99), max=self.max(),
+                    min=self.min(), std=std)
+
+    def histogram(self, bins: int, at_least: float = 0.0) -> dict[str, Any]:
+        """Regroup the fine bins into about ``bins`` bins over the filled range."""
+        filled = np.flatnonzero(self.counts)
+        if not len(filled):
+            return {"edges_ms": [float(self.edges[0]), float(self.edges[1])], "counts": [0], "underflow": 0, "overflow": 0}
+        top = max(int(filled[-1]) + 1, int(np.searchsorted(self.edges, at_least)) if at_least else 0)
+        first = int(filled[0])
+        top = min(max(top, first + 1), len(self.counts))
+        step = max(1, -(-(top - first) // bins))
+        cuts = list(range(first, top, step)) + [top]
+        counts = [int(self.counts[a:b].sum()) for a, b in zip(cuts[:-1], cuts[1:])]
+        return {"edges_ms": [float(self.edges[c]) for c in cuts], "counts": counts, "underflow": 0,
+                "overflow": int(self.counts[top:].sum())}
+
+
+def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The Timing result from ``TimingData`` (per-event rows, or histograms for very large jobs)."""
+    descs = [_Desc(*d) for d in data.descs]
     n = len(descs)
-    events = len(rows)
+    events = data.events
     per = max(events, 1)
     budget = float(summary.budget_ms)
     rate = float(summary.input_rate_hz)
     bins = params.histogram_bins
-
-    ev_w = rows[:, 2] * _MS
-    ev_c = rows[:, 3] * _MS
-    mod_w_ns = rows[:, _FIXED:_FIXED + n]
-    mod_c_ns = rows[:, _FIXED + n:_FIXED + 2 * n]
-    mod_w = mod_w_ns * _MS
-    over_w = (rows[:, 2] - mod_w_ns.sum(axis=1)) * _MS
-    over_c = (rows[:, 3] - mod_c_ns.sum(axis=1)) * _MS
-    tot_w = mod_w_ns.sum(axis=0) * _MS  # per module, whole job
-    tot_c = mod_c_ns.sum(axis=0) * _MS
-    ev_mean = float(ev_w.mean()) if events else 0.0
+    calls = [int(c) for c in data.calls]
+    paths = [dict(name=name, endpath=name in data.endpath_names, runs=int(data.path_runs[j]),
+                  real_ns=int(data.path_w[j]), module_real_ns=[int(v) for v in data.path_mod_w[j]])
+             for j, name in enumerate(data.path_names)]
+    path_labels = data.path_labels
+    deps = {k: list(v) for k, v in data.deps.items()}
+    for outer, inner in data.nested:  # undeclared on-demand gets
+        deps.setdefault(descs[outer].label, []).append(descs[inner].label)
+    loop_ns = (data.last_ns - data.first_ns) if data.first_ns is not None and data.last_ns and events else 0
+    highlight = list(data.highlight)
+    self_cost = data.self_cost
+    rows = data.sorted_rows()
+    if rows is not None:
+        ev_w, ev_c = _Values(rows[:, 2] * _MS), _Values(rows[:, 3] * _MS)
+        mod_w_ns = rows[:, _FIXED:_FIXED + n]
+        mod_c_ns = rows[:, _FIXED + n:_FIXED + 2 * n]
+        over_w = _Values((rows[:, 2] - mod_w_ns.sum(axis=1)) * _MS)
+        over_c = _Values((rows[:, 3] - mod_c_ns.sum(axis=1)) * _MS)
+        mod_w = [_Values(mod_w_ns[:, i] * _MS) for i in range(n)]
+        mod_c = [_Values(mod_c_ns[:, i] * _MS) for i in range(n)]
+    else:
+        h = data.hist
+        ev_w, ev_c, over_w, over_c = (_Binned(h, c) for c in range(4))
+        mod_w = [_Binned(h, 4 + i) for i in range(n)]
+        mod_c = [_Binned(h, 4 + n + i) for i in range(n)]
+    tot_w = [m.total() for m in mod_w]  # per module, whole job
+    tot_c = [m.total() for m in mod_c]
+    ev_mean = ev_w.total() / events if events else 0.0
     loop_ms = loop_ns * _MS
 
     visits: dict[str, int] = {}
@@ -89,7 +204,7 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
 
     def module_entry(i: int) -> dict[str, Any]:
         d = descs[i]
-        col = mod_w[:, i]
+        col = mod_w[i]
         real_pe = float(tot_w[i]) / per
         v = visits.get(d.label, calls[i]) if i else events
         return {
@@ -99,8 +214,8 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
             "real_per_event_ms": real_pe, "cpu_per_event_ms": float(tot_c[i]) / per,
             "real_per_call_ms": float(tot_w[i]) / max(calls[i] if i else events, 1),
             "real_per_visit_ms": float(tot_w[i]) / max(v, 1),
-            "real_p99_ms": float(np.percentile(col, 99)) if events else 0.0,
-            "real_max_ms": float(col.max()) if events else 0.0,
+            "real_p99_ms": col.pct(99) if events else 0.0,
+            "real_max_ms": col.max() if events else 0.0,
             "share_of_event": real_pe / ev_mean if ev_mean else 0.0,
             "share_of_budget": real_pe / budget,
             "cores": rate * real_pe * 1e-3,
@@ -110,11 +225,11 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
     source = module_entry(0)
     modules = [module_entry(i) for i in range(1, n)]
     by_label = {m["label"]: m for m in modules}
-    over_mean = float(over_w.mean()) if events else 0.0
-    overhead = {"real_ms": float(over_w.sum()), "cpu_ms": float(over_c.sum()),
-                "real_per_event_ms": over_mean, "cpu_per_event_ms": float(over_c.sum()) / per,
+    over_mean = over_w.total() / events if events else 0.0
+    overhead = {"real_ms": over_w.total(), "cpu_ms": over_c.total(),
+                "real_per_event_ms": over_mean, "cpu_per_event_ms": over_c.total() / per,
                 "share_of_event": over_mean / ev_mean if ev_mean else 0.0,
-                "share_of_budget": over_mean / budget, "min_real_ms": float(over_w.min()) if events else 0.0}
+                "share_of_budget": over_mean / budget, "min_real_ms": over_w.min() if events else 0.0}
 
     path_entries = []
     for p in paths:
@@ -139,10 +254,10 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
 
     hl_real = sum(by_label[label]["real_per_event_ms"] for label in highlight if label in by_label)
     hl_cpu = sum(by_label[label]["cpu_per_event_ms"] for label in highlight if label in by_label)
-    ev_stats = _stats(ev_w)
-    over_budget = int((ev_w > budget).sum())
+    ev_stats = ev_w.stats()
+    over_budget = ev_w.above(budget)
     throughput = events / (loop_ms * 1e-3) if loop_ms > 0 else 0.0
-    cpu_total = float(ev_c.sum())
+    cpu_total = ev_c.total()
     streams = summary.streams
 
     result: dict[str, Any] = {
@@ -160,11 +275,11 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
             "real_ms": loop_ms, "throughput_hz": throughput,
             "cpu_per_event_ms": cpu_total / per,  # CMSSW "event loop CPU/event"
             "real_per_event_ms": loop_ms / per,  # CMSSW "event loop Real/event"
-            "sum_streams_real_per_event_ms": float(ev_w.sum()) / per,
+            "sum_streams_real_per_event_ms": ev_w.total() / per,
             "efficiency_cpu_real_per_thread": cpu_total / (loop_ms * streams) if loop_ms > 0 else 0.0,
-            "idle_real_ms": max(loop_ms * streams - float(ev_w.sum()), 0.0),
+            "idle_real_ms": max(loop_ms * streams - ev_w.total(), 0.0),
         },
-        "event": {"real": ev_stats, "cpu": _stats(ev_c)},
+        "event": {"real": ev_stats, "cpu": ev_c.stats()},
         "source": source,
         "overhead": overhead,
         "modules": modules,
@@ -193,22 +308,30 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
             },
         },
         "histograms": {
-            "event_real": _histogram(ev_w, bins, budget),
-            "event_cpu": _histogram(ev_c, bins, budget),
-            "overhead_real": _histogram(over_w, bins),
-            "modules_real": {descs[i].label: _histogram(mod_w[:, i], bins) for i in range(n)},
+            "event_real": ev_w.histogram(bins, budget),
+            "event_cpu": ev_c.histogram(bins, budget),
+            "overhead_real": over_w.histogram(bins),
+            "modules_real": {descs[i].label: mod_w[i].histogram(bins) for i in range(n)},
         },
         "per_event": None,
+        "per_event_kept": rows is not None,  # False: the job was too large, histograms only
     }
-    if params.per_event_json:
+    if params.per_event_json and rows is not None:
         result["per_event"] = {
             "index": rows[:, 0].tolist(), "stream": rows[:, 1].tolist(),
-            "real_ms": ev_w.tolist(), "cpu_ms": ev_c.tolist(), "overhead_real_ms": over_w.tolist(),
-            "modules_real_ms": {descs[i].label: mod_w[:, i].tolist() for i in range(n)},
+            "real_ms": ev_w.values.tolist(), "cpu_ms": ev_c.values.tolist(),
+            "overhead_real_ms": over_w.values.tolist(),
+            "modules_real_ms": {descs[i].label: mod_w[i].values.tolist() for i in range(n)},
         }
     if self_cost:
         cost = self_cost["per_event_with_modules_ns"] * _MS
         result["self_cost"] = {**self_cost, "share_of_event": cost / ev_mean if ev_mean else 0.0}
-    arrays = {"index": rows[:, 0], "stream": rows[:, 1], "real_ms": ev_w, "cpu_ms": ev_c,
-              "overhead_real_ms": over_w, "modules_real_ms": mod_w}
+    if rows is None:
+        empty = np.empty(0)
+        arrays = {"index": empty, "stream": empty, "real_ms": empty, "cpu_ms": empty, "overhead_real_ms": empty,
+                  "modules_real_ms": np.empty((0, n))}
+    else:
+        arrays = {"index": rows[:, 0], "stream": rows[:, 1], "real_ms": ev_w.values, "cpu_ms": ev_c.values,
+                  "overhead_real_ms": over_w.values, "modules_real_ms": np.column_stack([m.values for m in mod_w])
+                  if n else np.empty((len(rows), 0))}
     return result, arrays

@@ -1,0 +1,271 @@
+"""Run a job on Dask.distributed: a LocalCluster of process workers, or an existing scheduler.
+
+The client splits the input into work units (framework/units.py), submits one task per unit with the
+configuration as data (worker.py builds the Process once per worker), merges the returned results in a
+balanced tree as they arrive, assembles the output parts in input order and removes them. A worker
+that dies mid-unit has its unit re-run by the scheduler (``executor.retries`` = Dask's
+``allowed-failures``); the job report names every unit that was re-run and on which worker it was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import SOURCE_LABEL, ProcessConfig
+from ..errors import ConfigError, HltError
+from ..process import JobContext
+from ..results import JobResult, Merger
+from ..signals import ActivityRegistry
+from ..summary import JobSummary
+from ..units import WorkUnit, plan_units
+from . import Outcome
+from .worker import EVENTS_TOPIC, JobSpec, run_unit
+
+log = logging.getLogger("hltrun")
+INSTALL_HINT = 'pip install -e ".[dist]"  (or: pip install "dask[distributed]")'
+
+
+def require_dask() -> None:
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"options.executor.type=dask needs Dask.distributed, which is not installed: "
+                          f"{INSTALL_HINT}") from None
+
+
+def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
+    """Open the inputs once on the client (no module is built) and split them into units."""
+    source = cfg.source.cls(SOURCE_LABEL, cfg.source.params)
+    source.begin_job(JobContext(cfg, ActivityRegistry(), []))
+    try:
+        inputs = source.inputs()
+    except NotImplementedError as exc:
+        raise ConfigError(f"options.executor.type=dask: {exc}") from None
+    finally:
+        source.end_job()
+    opts = cfg.options
+    units = plan_units(inputs, opts.skipEvents, None if opts.maxEvents < 0 else opts.maxEvents,
+                       opts.executor.events_per_task)
+    total = sum(n for _, n in inputs)
+    accounting = {"files": len(inputs), "entries_in_files": total, "skipped": min(opts.skipEvents, total)}
+    return units, accounting
+
+
+def _connect(cfg: ProcessConfig):
+    from distributed import Client, LocalCluster
+
+    ex = cfg.options.executor
+    if ex.address:
+        try:
+            return Client(ex.address, timeout="20s"), None
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"options.executor.address: no Dask scheduler reachable at {ex.address} "
+                              f"({type(exc).__name__}: {exc})") from None
+    cluster = LocalCluster(n_workers=ex.workers, threads_per_worker=ex.threads_per_worker, processes=True,
+                           dashboard_address=":0", silence_logs=logging.ERROR)
+    client = Client(cluster)
+    client.register_plugin(_ignore_sigint_plugin(), name="hltrun-ignore-sigint")
+    return client, cluster
+
+
+def _ignore_sigint_plugin():
+    from distributed import WorkerPlugin
+
+    class IgnoreCtrlC(WorkerPlugin):
+        """Our LocalCluster's workers share the terminal's process group: Ctrl-C is the client's to
+        handle (cancel, close the cluster), not a traceback from every worker. Also for restarted workers."""
+
+        def setup(self, worker) -> None:  # noqa: ANN001 - runs in the worker's main (event-loop) thread
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreCtrlC()
+
+
+def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
+    require_dask()
+    import dask
+
+    t_start = time.time() - (time.perf_counter() - started_at)  # the job's start as epoch seconds
+    ex = cfg.options.executor
+    units, accounting = plan(cfg)
+    if not units:
+        from . import run_local
+
+        log.info("nothing to distribute (no events selected): running locally")
+        return run_local(cfg, None, started_at, progress)
+    spec = JobSpec.from_config(cfg)
+    results = Merger()  # merged as units finish: the client holds O(log units) partial results
+    failure: tuple[str, int, BaseException | None] | None = None
+    client = cluster = None
+    previous = _sigterm_raises_interrupt()
+    bar = None
+    dashboard, threads, retried = None, {}, []
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": ex.retries}):
+            client, cluster = _connect(cfg)
+        dashboard = client.dashboard_link
+        info = client.scheduler_info()["workers"]
+        threads = {addr: w.get("nthreads", 1) for addr, w in info.items()}
+        n_workers = len(info)
+        log.info("Dask: %d worker(s), %d unit(s) of at most %d events; dashboard %s",
+                 n_workers, len(units), ex.events_per_task, dashboard)
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=sum(u.events for u in units), unit="evt", desc="hltrun[dask]", leave=False,
+                       dynamic_ncols=True, mininterval=0.5)
+        futures = {client.submit(run_unit, spec, unit, key=f"hltrun-{spec.run_id}-{unit.tag}", pure=False): unit
+                   for unit in units}
+        failure = _collect(client, futures, results, bar, ex.retries)
+        retried = _retried_units(client, futures, spec.run_id)
+        for fut in futures:
+            fut.release()
+    except KeyboardInterrupt as exc:
+        failure = ("interrupted by the user (Ctrl-C / SIGTERM); the cluster was stopped", 130, exc)
+    except HltError:
+        raise
+    except OSError as exc:
+        failure = (f"Dask: {type(exc).__name__}: {exc}", 1, exc)
+    finally:
+        if bar is not None:
+            bar.close()
+        _close(client, cluster)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    merged = results.result() if results.count else JobResult(JobSummary(cfg.process, cfg.options.streams,
+                                                                     budget_ms=cfg.options.budget_ms,
+                                                                     input_rate_hz=cfg.options.input_rate_hz))
+    s = merged.summary
+    s.streams = cfg.options.streams
+    s.executor = {"type": "dask", "address": ex.address or "LocalCluster", "workers": len(s.workers) or ex.workers,
+                  "units": len(units), "units_done": results.count, "events_per_task": ex.events_per_task,
+                  "dashboard": dashboard, "threads": threads}
+    s.retried_units = retried
+    s.source = {**s.source, **accounting}
+    s.events_skipped = accounting["skipped"]
+    s.wall_s = time.perf_counter() - started_at
+    if merged.first_event_epoch is not None:
+        s.time_to_first_event_s = merged.first_event_epoch - t_start
+        s.loop_s = merged.last_event_epoch - merged.first_event_epoch
+    s.begin_job_s = max((w.get("begin_job_s", 0.0) for w in s.workers.values()), default=0.0)
+    _finish_outputs(cfg, merged, ok=failure is None)
+    if failure is not None:
+        s.failure = failure[0]
+        return Outcome(merged, failure[1], failure[2] or HltError(failure[0]))
+    return Outcome(merged)
+
+
+def _sigterm_raises_interrupt():
+    """SIGTERM stops the job like Ctrl-C (cancel the units, close the cluster); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _collect(client, futures: dict, results: Merger, bar, retries: int):
+    """Gather results as units finish; on the first failed unit cancel the rest and return the failure."""
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    pending = as_completed(list(futures))
+    for fut in pending:
+        unit = futures[fut]
+        try:
+            status, payload = fut.result()
+        except KilledWorker:
+            status, payload = "failed", (f"{unit}: its worker died {retries + 1} time(s) while running it "
+                                         f"(options.executor.retries={retries} exhausted)", 1, None)
+        if status == "ok":
+            results.add(payload)
+            if bar is not None:
+                bar.update(unit.events)
+            continue
+        message, code, partial = payload
+        if partial is not None:
+            results.add(partial)
+        client.cancel([f for f in futures if not f.done()])
+        return message, code, None
+    return None
+
+
+def _retried_units(client, futures: dict, run_id: str) -> list[dict[str, Any]]:
+    """Units the scheduler re-ran because their worker was lost, with the worker(s) lost."""
+    keys = [f.key for f in futures]
+
+    def suspicious(dask_scheduler=None, keys=keys):  # noqa: ANN001 - runs on the scheduler
+        return {k: dask_scheduler.tasks[k].suspicious for k in keys
+                if k in dask_scheduler.tasks and dask_scheduler.tasks[k].suspicious}
+
+    try:
+        lost = client.run_on_scheduler(suspicious)
+    except Exception:  # noqa: BLE001 - reporting only
+        log.debug("could not ask the scheduler for retried units", exc_info=True)
+        return []
+    starts: dict[int, list[str]] = {}
+    try:
+        for _, msg in client.get_events(EVENTS_TOPIC):
+            if msg.get("job") == run_id:
+                starts.setdefault(msg["unit"], []).append(msg["worker"])
+    except Exception:  # noqa: BLE001
+        pass
+    by_key = {f.key: u for f, u in futures.items()}
+    out = []
+    for key, times in sorted(lost.items(), key=lambda kv: by_key[kv[0]].index):
+        unit = by_key[key]
+        workers = starts.get(unit.index, [])
+        if len(workers) < 2:  # only queued on the lost worker, never started there: re-assigned, not re-run
+            log.debug("%s was queued on a lost worker and re-assigned", unit)
+            continue
+        out.append({"unit": unit.index, "file": unit.file, "start": unit.start, "stop": unit.stop,
+                    "retries": len(workers) - 1,
+                    "reason": f"worker {', '.join(workers[:-1])} was lost while running it (killed or out of "
+                              f"memory); re-run on {workers[-1]}"})
+    return out
+
+
+def _close(client, cluster) -> None:
+    for thing in (client, cluster):
+        if thing is not None:
+            try:
+                thing.close()
+            except Exception:  # noqa: BLE001 - shutting down: nothing more to do
+                log.debug("closing Dask", exc_info=True)
+
+
+def _finish_outputs(cfg: ProcessConfig, merged: JobResult, ok: bool) -> None:
+    """Assemble each output module's parts in input order into its file (atomically); remove every part
+    (also those of units whose result never arrived because the job stopped)."""
+    from ..module import OutputModule
+
+    by_module: dict[str, list[dict[str, Any]]] = {}
+    for part in merged.parts:
+        by_module.setdefault(part["module"], []).append(part)
+    targets = {label: pc.cls(label, pc.params).output_file() for label, pc in cfg.modules.items()
+               if issubclass(pc.cls, OutputModule)}
+    try:
+        for label, parts in by_module.items():
+            parts.sort(key=lambda p: p["unit"])
+            target = Path(parts[0]["target"])
+            if ok:
+                pc = cfg.modules[label]
+                n = pc.cls.assemble([Path(p["part"]) for p in parts], target, pc.params)
+                log.info("output %s: %d events from %d part(s)", target, n, len(parts))
+        if not ok:
+            for target in filter(None, targets.values()):
+                log.warning("output %s not written: the job stopped on an error", target)
+    finally:
+        for target in filter(None, targets.values()):
+            for leftover in Path(target).parent.glob(f"{Path(target).name}.unit*.part*"):
+                leftover.unlink(missing_ok=True)
+        merged.parts = []

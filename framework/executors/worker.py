@@ -1,0 +1,163 @@
+"""What runs on a Dask worker: build the Process once per configuration, then run work units on it.
+
+The configuration arrives as plain data (``ProcessConfig.to_dict()`` plus the modules that register
+its plugin types), is validated again here, and the built Process (models loaded, begin_job done) is
+cached in the worker process under a hash of that data, so every later unit reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import HltError
+from ..results import JobResult
+from ..units import WorkUnit
+
+_CACHE: dict[tuple[str, int], "_WorkerJob"] = {}
+_LOCK = threading.Lock()  # guards the cache; with threads_per_worker > 1 each Dask thread has its own Process
+
+
+@dataclass
+class JobSpec:
+    """The resolved configuration as data: what a worker needs to build the same Process."""
+
+    config: dict[str, Any]
+    origin: str
+    plugin_modules: list[str]
+    run_id: str = ""  # this run (the same configuration run twice is two runs)
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        text = json.dumps([self.config, self.plugin_modules], sort_keys=True, default=str)  # not run_id: cache across runs
+        self.key = hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "JobSpec":
+        plugins = [cfg.source, *cfg.modules.values(), *cfg.services.values()]
+        import uuid
+
+        return cls(cfg.to_dict(), cfg.origin, sorted({p.cls.__module__ for p in plugins}), uuid.uuid4().hex[:12])
+
+
+class UnitFailed(HltError):
+    """A work unit stopped on an error; carries its partial result."""
+
+    def __init__(self, message: str, exit_code: int, result: JobResult | None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.result = result
+
+
+class _WorkerJob:
+    """One built Process on one worker, reused for all units of the job."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        from ..config import validate
+        from ..eventloop import EventProcessor
+        from ..process import Process
+
+        for name in spec.plugin_modules:
+            importlib.import_module(name)
+        t0 = time.perf_counter()
+        cfg = validate(spec.config, spec.origin)
+        self.process = Process(cfg, None)
+        self.process.job.units = True
+        self.process.job.worker = worker_name()
+        self.process.begin_job()
+        self.begin_job_s = time.perf_counter() - t0  # build + begin_job (model loading) on this worker
+        self.loop = EventProcessor(self.process)
+        self.name = worker_name()
+        self._source_seen: dict[str, int] = {}
+        self._module_seen: dict[str, dict[str, Any]] = {}
+        self._fresh = True
+
+    def run(self, unit: WorkUnit) -> JobResult:
+        process = self.process
+        for service in process.services:
+            service.reset()
+        started = time.time()
+        summary, parts = self.loop.run_unit(unit)
+        failed = bool(self.loop.errors)
+        summary.source = _delta(process.source.accounting(), self._source_seen)
+        summary.module_summaries = {label: _delta(values, self._module_seen.setdefault(label, {}))
+                                    for label, values in summary.module_summaries.items()}
+        busy = summary.wall_s
+        summary.workers = {self.name: {"units": 1, "events": summary.events_processed, "busy_s": busy,
+                                       "begin_job_s": self.begin_job_s if self._fresh else 0.0}}
+        self._fresh = False
+        result = JobResult(summary, {s.name: s.snapshot() for s in process.services}, parts,
+                           started if summary.events_read else None, time.time() if summary.events_read else None)
+        if failed:
+            err = self.loop.errors[0] if self.loop.errors else None
+            code = 130 if isinstance(err, KeyboardInterrupt) else getattr(err, "exit_code", 4 if err else 4)
+            raise UnitFailed(f"{unit}: {summary.failure}", code, result)
+        return result
+
+
+def _delta(now: dict[str, Any], seen: dict[str, Any]) -> dict[str, Any]:
+    """Integer counters since the previous unit (cumulative ones must not be counted twice); the rest as is."""
+    out = {}
+    for key, value in now.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[key] = value - seen.get(key, 0)
+            seen[key] = value
+        else:
+            out[key] = value
+    return out
+
+
+def worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except Exception:  # noqa: BLE001 - not on a Dask worker (tests, local use)
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+EVENTS_TOPIC = "hltrun-unit-start"
+
+
+def _announce(job: str, unit: WorkUnit) -> None:
+    """Tell the scheduler which worker starts which unit (how the client names a lost worker)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except Exception:  # noqa: BLE001 - not on a Dask worker
+        return
+    worker.log_event(EVENTS_TOPIC, {"job": job, "unit": unit.index, "worker": worker.address})
+
+
+def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
+    """The Dask task: ``("ok", JobResult)`` or ``("failed", (message, exit code, partial JobResult))``.
+
+    Failures are returned, not raised: bad data is deterministic and must not be retried by Dask;
+    the client applies options.on_error. (A worker that dies is retried by the scheduler.)"""
+    _announce(spec.run_id, unit)
+    key = (spec.key, threading.get_ident())
+    try:
+        with _LOCK:
+            job = _CACHE.get(key)
+            if job is None:
+                for old in [k for k in _CACHE if k[0] != spec.key]:  # another job's Process: drop its models
+                    del _CACHE[old]
+        if job is None:
+            job = _WorkerJob(spec)
+            with _LOCK:
+                _CACHE[key] = job
+        return "ok", job.run(unit)
+    except UnitFailed as exc:
+        return "failed", (str(exc), exc.exit_code, exc.result)
+    except HltError as exc:
+        return "failed", (f"{unit}: {exc}", exc.exit_code, None)
+    except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error: still one line
+        return "failed", (f"{unit}: {type(exc).__name__}: {exc}", 1, None)

@@ -1,0 +1,124 @@
+"""What a job measured, as plain data that merges associatively (``a.merge(b).merge(c) ==
+a.merge(b.merge(c))``): one stream, N streams and N Dask work units all produce the same kind of
+result, and one renderer (``framework/report``) turns the merged result into every report.
+
+Merge rules for ``JobSummary`` are by field policy, so a new counter slots in as a plain field:
+numbers are summed, dicts merge key by key with the same rule, lists concatenate, counters with an
+``add`` method add up; only the fields named below are taken from the first result or as a max/min.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol
+
+from .summary import JobSummary
+
+_FIRST = {"process", "streams", "budget_ms", "input_rate_hz", "path_entries", "module_types", "executor", "failure"}
+_MAX = {"wall_s", "loop_s", "begin_job_s"}
+_MIN = {"time_to_first_event_s"}
+
+
+class Mergeable(Protocol):
+    def merge(self, other: Any) -> Any: ...
+
+
+def merge_values(a: Any, b: Any) -> Any:
+    """Sum numbers, merge dicts key by key, concatenate lists, ``add`` counters; else keep ``a``."""
+    if a is None:
+        return copy.deepcopy(b)
+    if b is None:
+        return a
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a or b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a + b
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = merge_values(out.get(key), value)
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        return a + b
+    if hasattr(a, "add"):
+        out = copy.deepcopy(a)
+        out.add(b)
+        return out
+    if hasattr(a, "merge"):
+        return a.merge(b)
+    return a
+
+
+def merge_summaries(a: JobSummary, b: JobSummary) -> JobSummary:
+    """A new summary counting both jobs' events (inputs are left unchanged)."""
+    out = copy.deepcopy(a)
+    for f in dataclasses.fields(JobSummary):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if f.name in _FIRST:
+            value = x if x not in (None, {}, []) else y
+        elif f.name in _MAX:
+            value = max(x or 0.0, y or 0.0)
+        elif f.name in _MIN:
+            value = min(v for v in (x, y) if v is not None) if (x is not None or y is not None) else None
+        else:
+            value = merge_values(x, y)
+        setattr(out, f.name, copy.deepcopy(value))
+    return out
+
+
+@dataclass
+class JobResult:
+    """One unit's (or a whole job's) result: counters, the services' measurements, output parts."""
+
+    summary: JobSummary
+    services: dict[str, Any] = field(default_factory=dict)  # service name -> its mergeable data
+    parts: list[dict[str, Any]] = field(default_factory=list)  # {"module", "target", "part", "unit", "events"}
+    first_event_epoch: float | None = None  # time.time() of the first event read, last event done
+    last_event_epoch: float | None = None
+
+    def merge(self, other: "JobResult") -> "JobResult":
+        services = dict(self.services)
+        for name, data in other.services.items():
+            mine = services.get(name)
+            services[name] = data if mine is None else (mine.merge(data) if data is not None else mine)
+        firsts = [t for t in (self.first_event_epoch, other.first_event_epoch) if t is not None]
+        lasts = [t for t in (self.last_event_epoch, other.last_event_epoch) if t is not None]
+        return JobResult(merge_summaries(self.summary, other.summary), services,
+                         sorted(self.parts + other.parts, key=lambda p: (p["module"], p["unit"])),
+                         min(firsts) if firsts else None, max(lasts) if lasts else None)
+
+
+class Merger:
+    """Merges results as they arrive, in a binary-counter tree: at most log2(n) partial results are
+    held, each bounded by the services' own limits, so the client never keeps every unit's rows."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, JobResult]] = []  # (level, result); a level-k result merged 2**k units
+        self.count = 0
+
+    def add(self, result: JobResult) -> None:
+        level = 0
+        while self._stack and self._stack[-1][0] == level:
+            _, older = self._stack.pop()
+            result = older.merge(result)
+            level += 1
+        self._stack.append((level, result))
+        self.count += 1
+
+    def result(self) -> JobResult:
+        if not self._stack:
+            raise ValueError("nothing to merge")
+        out = self._stack[0][1]
+        for _, r in self._stack[1:]:
+            out = out.merge(r)
+        return out
+
+
+def merge_all(results: "Iterable[JobResult]") -> JobResult:
+    """Merge any number of results (see ``Merger``)."""
+    merger = Merger()
+    for r in results:
+        merger.add(r)
+    return merger.result()

@@ -1,0 +1,105 @@
+"""The Timing service's measurements as mergeable data (one per stream, per work unit, per job).
+
+Per-event rows (int64 ns: index, stream, event real, event CPU, each module's real, each module's CPU)
+are kept while a merged result holds at most ``max_rows`` of them (stated size: ``max_rows x (4 + 2 x
+modules) x 8`` bytes, 22 MB for 200 000 rows of the default 5-module path). Past that the rows are
+folded into fixed logarithmic histograms (100 ns .. 1000 s, 1000 bins, ~2.3 % wide) with exact sums,
+sums of squares, minima and maxima per column, so any number of units merges in bounded memory;
+means and totals stay exact, percentiles come from the histogram.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+import numpy as np
+
+FIXED = 4  # row columns before the modules: event index, stream, event real, event CPU
+EDGES_NS = np.geomspace(1e2, 1e12, 1001)
+
+
+@dataclass
+class TimingHistograms:
+    """Columns: event real, event CPU, overhead real, overhead CPU, modules real..., modules CPU..."""
+
+    counts: np.ndarray  # (columns, bins) int64
+    total: np.ndarray  # (columns,) float64 ns
+    sumsq: np.ndarray
+    mins: np.ndarray
+    maxs: np.ndarray
+    count: int
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray, n: int) -> "TimingHistograms":
+        mod_w = rows[:, FIXED:FIXED + n]
+        mod_c = rows[:, FIXED + n:FIXED + 2 * n]
+        cols = np.column_stack([rows[:, 2], rows[:, 3], rows[:, 2] - mod_w.sum(axis=1),
+                                rows[:, 3] - mod_c.sum(axis=1), mod_w, mod_c]).astype(np.float64)
+        bins = np.clip(np.searchsorted(EDGES_NS, cols, side="right") - 1, 0, len(EDGES_NS) - 2)
+        width = len(EDGES_NS) - 1
+        counts = np.zeros((cols.shape[1], width), np.int64)
+        for c in range(cols.shape[1]):
+            counts[c] = np.bincount(bins[:, c], minlength=width)
+        empty = len(rows) == 0
+        return cls(counts, cols.sum(axis=0), (cols ** 2).sum(axis=0),
+                   np.full(cols.shape[1], np.inf) if empty else cols.min(axis=0),
+                   np.full(cols.shape[1], -np.inf) if empty else cols.max(axis=0), len(rows))
+
+    def merge(self, other: "TimingHistograms") -> "TimingHistograms":
+        return TimingHistograms(self.counts + other.counts, self.total + other.total, self.sumsq + other.sumsq,
+                                np.minimum(self.mins, other.mins), np.maximum(self.maxs, other.maxs),
+                                self.count + other.count)
+
+
+@dataclass
+class TimingData:
+    """Everything the Timing reports are rendered from; ``merge`` is associative."""
+
+    descs: list[tuple[str, str, str, int]]  # (label, type, kind, index); index 0 is the source
+    path_names: list[str]
+    endpath_names: list[str]
+    path_labels: dict[str, list[str]]
+    deps: dict[str, list[str]]
+    highlight: list[str]
+    calls: np.ndarray
+    path_w: np.ndarray
+    path_runs: np.ndarray
+    path_mod_w: np.ndarray  # (paths, modules)
+    nested: set[tuple[int, int]] = field(default_factory=set)
+    first_ns: int | None = None  # epoch ns of the first event's start, the last event's end
+    last_ns: int | None = None
+    self_cost: dict[str, float] | None = None
+    max_rows: int = 200_000
+    rows: np.ndarray | None = None
+    hist: TimingHistograms | None = None
+
+    @property
+    def events(self) -> int:
+        return len(self.rows) if self.rows is not None else self.hist.count if self.hist is not None else 0
+
+    def bounded(self) -> "TimingData":
+        """Fold the rows into histograms if there are more than ``max_rows`` of them."""
+        if self.rows is not None and len(self.rows) > self.max_rows:
+            return replace(self, rows=None, hist=TimingHistograms.from_rows(self.rows, len(self.descs)))
+        return self
+
+    def merge(self, other: "TimingData") -> "TimingData":
+        if [d[0] for d in self.descs] != [d[0] for d in other.descs]:
+            raise ValueError("Timing results of different processes cannot be merged")
+        firsts = [t for t in (self.first_ns, other.first_ns) if t is not None]
+        lasts = [t for t in (self.last_ns, other.last_ns) if t is not None]
+        out = replace(self, calls=self.calls + other.calls, path_w=self.path_w + other.path_w,
+                      path_runs=self.path_runs + other.path_runs, path_mod_w=self.path_mod_w + other.path_mod_w,
+                      nested=self.nested | other.nested, first_ns=min(firsts) if firsts else None,
+                      last_ns=max(lasts) if lasts else None, self_cost=self.self_cost or other.self_cost,
+                      max_rows=min(self.max_rows, other.max_rows))
+        if self.rows is not None and other.rows is not None and len(self.rows) + len(other.rows) <= out.max_rows:
+            return replace(out, rows=np.concatenate([self.rows, other.rows]), hist=None)
+        n = len(self.descs)
+        mine = self.hist if self.rows is None else TimingHistograms.from_rows(self.rows, n)
+        theirs = other.hist if other.rows is None else TimingHistograms.from_rows(other.rows, n)
+        return replace(out, rows=None, hist=mine.merge(theirs))
+
+    def sorted_rows(self) -> np.ndarray | None:
+        if self.rows is None:
+            return None
+        return self.rows[np.argsort(self.rows[:, 0], kind="stable")]

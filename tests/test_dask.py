@@ -1,0 +1,260 @@
+"""Distributed execution on a real Dask LocalCluster of 2 process workers, with small work units.
+
+Each test names the deliberate bug it was seen to catch (see the issue-9 report)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+from framework.config import load
+from framework.executors import execute, report_services
+from framework.report import text_report, trig_report, write_report_files
+from tools.hltdiff import compare
+
+distributed = pytest.importorskip("distributed", reason='Dask tests need the dist extra: pip install -e ".[dist]"')
+
+ROOT = Path(__file__).parents[1]
+SCHEMA = ROOT / "framework" / "report" / "hltrun-report.schema.json"
+
+PATH = """
+process: HLTAD
+options:
+  maxEvents: 600
+  skipEvents: 2200          # last 300 QCD events, then 300 of the next file: units cross a file boundary
+  accelerators: [cpu]
+  executor: {{type: {type}, events_per_task: 75, address: {address}}}
+source:
+  type: RootJetSource
+  files: [{files}]
+  chunk_size: 100
+modules:
+  batcher: {{type: JetBatcher, src: source, max_jets: 2, relative: true}}
+  vae: {{type: VAEAnomalyScorer, src: batcher, model: conv_vae, backend: onnxruntime}}
+  anomalyFilter: {{type: AnomalyScoreFilter, src: vae, reduce: max, model: conv_vae, background_efficiency: "1e-2"}}
+  out: {{type: RootOutputModule, file: {out}, keep: [vae]}}
+  {extra}
+paths:
+  HLT_AnomalyDetection: [batcher, vae, anomalyFilter]
+endpaths:
+  outputPath: [out{endpath}]
+services:
+  Timing: {{}}
+  Memory: {{}}
+"""
+FILES = "data/qcd_dijet.root, data/rsg_ww_3p5TeV.root"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One LocalCluster of 2 process workers for the module; a unit may be lost twice with its worker."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 2}):
+        c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                         silence_logs=40)
+    yield c.scheduler_address
+    c.close()
+
+
+def config(write_config, tmp_path: Path, address: str | None, name: str, files: str = FILES,
+           extra: str = "", endpath: str = "", *overrides: str):
+    text = PATH.format(type="local" if name == "local" else "dask", address=address or "null", files=files, out=tmp_path / f"{name}.root", extra=extra,
+                       endpath=endpath)
+    return load(write_config(text, f"{name}.yaml"), list(overrides))
+
+
+def run(cfg):
+    outcome = execute(cfg, None, time.perf_counter(), progress=False)
+    return outcome, report_services(cfg, outcome.result)
+
+
+def events(path: Path) -> dict[str, np.ndarray]:
+    t = uproot.open(path)["Events"]
+    return {k: v for k, v in t.arrays(library="np").items()}
+
+
+def assert_same_file(a: Path, b: Path) -> None:
+    """Same branches, same values, same order (stronger than hltdiff, which matches ids)."""
+    ea, eb = events(a), events(b)
+    assert list(ea) == list(eb)
+    for key in ea:
+        assert len(ea[key]) == len(eb[key]), key
+        for x, y in zip(ea[key], eb[key]):
+            assert np.array_equal(np.asarray(x), np.asarray(y)), key
+    diff = compare(uproot.open(a)["Events"].arrays(library="ak"), uproot.open(b)["Events"].arrays(library="ak"))
+    assert diff.identical and diff.common == len(ea["event"]) > 0
+
+
+def test_dask_equals_local(cluster, write_config, tmp_path):
+    # kills: events indexed per unit instead of job-wide (output order), parts assembled out of order,
+    # counters summed twice (cumulative module summaries), units ignoring skipEvents/maxEvents
+    local, _ = run(config(write_config, tmp_path, None, "local"))
+    dask_cfg = config(write_config, tmp_path, cluster, "dask")
+    dask, services = run(dask_cfg)
+    assert local.code == dask.code == 0, dask.result.summary.failure
+    ls, ds = local.result.summary, dask.result.summary
+    assert trig_report(ls) == trig_report(ds)
+    assert (ds.events_read, ds.events_processed, ds.events_skipped) == (600, 600, 2200)
+    assert ds.executor["units"] == 8 == ds.executor["units_done"]  # 300/75 -> 4 units per file
+    assert ds.module_summaries["out"]["events_written"] == ls.module_summaries["out"]["events_written"] == 600
+    assert ds.source["read"] == 600 and ds.source["files"] == 2
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+    assert not list(tmp_path.glob("dask.root.*"))  # parts removed, nothing half-written left
+    timing = services[0].result(ds)
+    assert timing["events"] == 600 and sorted(timing["per_event"]["index"]) == list(range(600))
+    assert {m["label"]: m["calls"] for m in timing["modules"]} == \
+        {m["label"]: m["calls"] for m in report_services(dask_cfg, local.result)[0].result(ls)["modules"]}
+    assert len(ds.workers) == 2 and sum(w["events"] for w in ds.workers.values()) == 600
+    assert all(w["begin_job_s"] > 0 for w in ds.workers.values())  # models loaded once per worker
+    assert sum(w["units"] for w in ds.workers.values()) == ds.executor["units"]
+    text = text_report(ds, services)
+    assert "JobReport  worker tcp://" in text and "dashboard http" in text
+    jsonschema = pytest.importorskip("jsonschema")
+    for path in write_report_files(tmp_path / "reports", ds, services):
+        if path.name == "hltrun.json":
+            jsonschema.validate(json.loads(path.read_text()), json.loads(SCHEMA.read_text()),
+                                cls=jsonschema.Draft202012Validator)
+
+
+def test_killed_worker_unit_is_rerun(cluster, write_config, tmp_path):
+    # kills: a lost unit not re-run (missing events), a re-run appended twice (duplicates), the retry
+    # not reported; marker makes the module fire only once
+    marker = tmp_path / "killed.marker"
+    extra = f"killer: {{type: TestKillOnce, marker: '{marker}', run: 1, event: 2300}}"
+    local, _ = run(config(write_config, tmp_path, None, "local"))
+    dask, _ = run(config(write_config, tmp_path, cluster, "dask", FILES, extra, ", killer"))
+    assert marker.exists(), "the test module did not fire"
+    s = dask.result.summary
+    assert dask.code == 0, s.failure
+    assert s.events_processed == local.result.summary.events_processed == 600
+    assert trig_report(local.result.summary).splitlines()[:8] == trig_report(s).splitlines()[:8]
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+    assert len(s.retried_units) == 1
+    retried = s.retried_units[0]
+    assert retried["start"] <= 2299 < retried["stop"] and "qcd_dijet.root" in retried["file"]
+    assert "lost while running it" in retried["reason"]
+    assert "was re-run" in text_report(s, [])
+
+
+def test_corrupt_file_unit_stops_job_naming_it(cluster, write_config, tmp_path):
+    # kills: a failed unit swallowed (exit 0 with fewer events), a partial output left behind
+    bad = tmp_path / "corrupt.root"
+    shutil.copy(ROOT / "data" / "qcd_dijet.root", bad)
+    branch = uproot.open(bad)["Events"]["FatJetPFCand_pt"]
+    seek = int(branch.member("fBasketSeek")[0])
+    with open(bad, "r+b") as fh:  # the header and tree stay readable: the unit, not the plan, fails
+        fh.seek(seek + 100)
+        fh.write(b"\0" * 200)
+    dask, _ = run(config(write_config, tmp_path, cluster, "dask", f"data/rsg_ww_3p5TeV.root, {bad}", "", "",
+                         "options.skipEvents=1000"))
+    s = dask.result.summary
+    assert dask.code == 3
+    assert "unit " in s.failure and str(bad) in s.failure and "lzma" in s.failure.lower()
+    assert "\n" not in s.failure
+    assert not (tmp_path / "dask.root").exists()
+    assert not list(tmp_path.glob("dask.root*"))
+
+
+def test_cli_local_cluster(tmp_path, write_config, capsys):
+    # kills: --dask not wired to the executor; no LocalCluster when no address is given
+    from framework.cli import main
+
+    cfg = write_config(PATH.format(type="local", address="null", files="data/rsg_ww_1p5TeV.root", out=tmp_path / "o.root",
+                                   extra="", endpath=""))
+    code = main([str(cfg), "--dask", "2", "-q", "-n", "400", "options.skipEvents=0",
+                 "options.executor.events_per_task=100"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Dask on LocalCluster: 4/4 work units" in out
+    assert uproot.open(tmp_path / "o.root")["Events"].num_entries == 400
+
+
+def test_missing_extra_names_the_install_command(monkeypatch, write_config, tmp_path, capsys):
+    # kills: an ImportError traceback instead of one line naming pip install -e ".[dist]"
+    from framework.cli import main
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    cfg = write_config(PATH.format(type="local", address="null", files="data/rsg_ww_1p5TeV.root", out=tmp_path / "o.root",
+                                   extra="", endpath=""))
+    assert main([str(cfg), "options.executor.type=dask"]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install -e ".[dist]"' in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_signal_stops_the_cluster(tmp_path, write_config, how):
+    # kills: SIGTERM ignored by the Dask wait loop (job runs to the end), workers left running, parts left,
+    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it) printing worker tracebacks
+    import os
+    import signal
+    import subprocess
+
+    psutil = pytest.importorskip("psutil")
+    cfg = write_config(PATH.format(type="dask", address="null", files="data/rsg_ww_1p5TeV.root",
+                                   out=tmp_path / "o.root", extra="slow: {type: TestSleep, sleep_ms: 20}",
+                                   endpath=", slow"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    boot = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", boot, str(cfg), "options.skipEvents=0", "-n", "1500",
+                             "options.executor.events_per_task=100"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in proc.stderr:  # wait until the units are submitted
+        if line.startswith("hltrun: Dask:"):
+            break
+    time.sleep(1.5)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "no worker processes"
+    t0 = time.monotonic()
+    if how == "SIGTERM":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 30  # 1500 events x 20 ms on 2 workers would take 15 s more
+    assert "interrupted" in err and "Traceback" not in err
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"worker processes still running: {alive}"
+    assert not list(tmp_path.glob("o.root*"))
+
+
+@pytest.mark.parametrize("on_error", ["skip_event", "stop"])
+def test_module_errors_follow_on_error(cluster, write_config, tmp_path, on_error):
+    # kills: skip_event not honoured inside units (job stops), stop not cancelling / wrong exit code
+    extra = "bad: {type: TestFailOn, run: 1, events: [2222, 2301, 2499]}"
+    args = (FILES, extra, ", bad", f"options.on_error={on_error}")
+    local, _ = run(config(write_config, tmp_path, None, "local", *args))
+    dask, _ = run(config(write_config, tmp_path, cluster, "dask", *args))
+    if on_error == "skip_event":
+        assert local.code == dask.code == 0
+        assert trig_report(local.result.summary) == trig_report(dask.result.summary)
+        assert dask.result.summary.modules["bad"].error == 3
+        assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+    else:
+        assert local.code == dask.code == 4
+        failure = dask.result.summary.failure
+        assert failure.startswith("unit ") and "bad event" in failure and "qcd_dijet.root" in failure
+        assert not list(tmp_path.glob("dask.root*"))
+
+
+def test_threads_per_worker_each_thread_has_its_own_process(write_config, tmp_path):
+    # kills: one Process shared by two Dask threads (interleaved units corrupt counters/outputs),
+    # threads_per_worker not passed to the LocalCluster
+    local, _ = run(config(write_config, tmp_path, None, "local"))
+    cfg = config(write_config, tmp_path, None, "dask", FILES, "", "", "options.executor.workers=1",
+                 "options.executor.threads_per_worker=2")
+    dask, _ = run(cfg)
+    s = dask.result.summary
+    assert dask.code == 0, s.failure
+    assert list(s.executor["threads"].values()) == [2]
+    assert trig_report(local.result.summary) == trig_report(s)
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")

@@ -1,0 +1,123 @@
+"""Results are data: work units split the input exactly; results merge associatively and in bounded memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from framework.results import JobResult, merge_all, merge_summaries
+from framework.services.memory import MemoryData
+from framework.services.timing import TimingParameters
+from framework.services.timing_data import TimingData
+from framework.services.timing_results import build_result
+from framework.summary import JobSummary, ModuleCounters, PathCounters
+from framework.units import plan_units
+
+
+def test_units_cover_the_selected_entries_once():
+    # kills: skipEvents applied per file, maxEvents overshooting into the next file, units > events_per_task
+    inputs = [("a", 10), ("b", 7), ("c", 5)]
+    for skip in range(0, 24, 3):
+        for limit in (None, 0, 1, 6, 11, 30):
+            units = plan_units(inputs, skip, limit, 4)
+            flat = [(u.file, e) for u in units for e in range(u.start, u.stop)]
+            every = [(f, e) for f, n in inputs for e in range(n)]
+            expect = every[skip:] if limit is None else every[skip:skip + limit]
+            assert flat == expect
+            assert all(0 < u.events <= 4 for u in units)
+            assert [u.first_index for u in units] == list(np.cumsum([0] + [u.events for u in units])[:-1])
+    with pytest.raises(ValueError):
+        plan_units(inputs, 0, None, 0)
+
+
+def _summary(seed: int) -> JobSummary:
+    rng = np.random.default_rng(seed)
+    s = JobSummary("P", 1)
+    s.events_processed = int(rng.integers(0, 100))
+    s.events_passed = int(rng.integers(0, 50))
+    s.paths["p"] = PathCounters(int(rng.integers(0, 9)), 1, 2, 0, [ModuleCounters(int(rng.integers(0, 9)), 1, 0, 0)])
+    s.modules["m"] = ModuleCounters(int(rng.integers(0, 9)), 2, 1, 0)
+    s.module_summaries["out"] = {"file": "x.root", "events_written": int(rng.integers(0, 9))}
+    s.source = {"read": int(rng.integers(0, 9)), "chunks": 1}
+    s.workers = {f"w{seed % 2}": {"units": 1, "events": s.events_processed, "busy_s": 0.5, "begin_job_s": 0.0}}
+    s.loop_s = float(seed)
+    return s
+
+
+def _timing(seed: int, events: int, max_rows: int) -> TimingData:
+    rng = np.random.default_rng(seed)
+    n = 3
+    mods = rng.lognormal(13, 1, (events, n)).astype(np.int64)
+    ev = mods.sum(1) + rng.integers(1000, 5000, events)
+    rows = np.column_stack([np.arange(events) + 1000 * seed, np.zeros(events, int), ev, ev // 2, mods, mods // 2])
+    return TimingData(descs=[("source", "S", "source", 0), ("a", "A", "producer", 1), ("b", "B", "filter", 2)],
+                      path_names=["p"], endpath_names=[], path_labels={"p": ["a", "b"]}, deps={}, highlight=[],
+                      calls=np.array([0, events, events]), path_w=np.array([events]), path_runs=np.array([events]),
+                      path_mod_w=np.ones((1, n), np.int64), first_ns=seed, last_ns=10**9 + seed,
+                      max_rows=max_rows, rows=rows.astype(np.int64))
+
+
+def _same(x: JobResult, y: JobResult) -> None:
+    assert x.summary == y.summary
+    tx, ty = x.services["Timing"], y.services["Timing"]
+    assert (tx.rows is None) == (ty.rows is None)
+    if tx.rows is not None:
+        assert np.array_equal(tx.sorted_rows(), ty.sorted_rows())
+    else:
+        assert np.array_equal(tx.hist.counts, ty.hist.counts) and np.allclose(tx.hist.total, ty.hist.total)
+    assert np.array_equal(tx.calls, ty.calls) and (tx.first_ns, tx.last_ns) == (ty.first_ns, ty.last_ns)
+
+
+@pytest.mark.parametrize("max_rows", [10_000, 150])
+def test_merge_is_associative(max_rows):
+    # kills: a merge that keeps one side's counters, a hist/rows mix that drops rows, order-dependent min/max
+    a, b, c = (JobResult(_summary(i), {"Timing": _timing(i, 100, max_rows)}) for i in range(3))
+    _same(a.merge(b).merge(c), a.merge(b.merge(c)))
+    m = merge_all([a, b, c])
+    _same(m, a.merge(b).merge(c))
+    assert m.summary.events_processed == sum(_summary(i).events_processed for i in range(3))
+    assert m.summary.modules["m"].visited == sum(_summary(i).modules["m"].visited for i in range(3))
+    assert m.summary.module_summaries["out"]["file"] == "x.root"
+    assert m.summary.workers["w0"]["units"] == 2 and m.summary.loop_s == 2.0
+    assert m.services["Timing"].events == 300
+
+
+def test_new_counter_fields_merge_by_summation():
+    # kills: a merge that lists fields by hand (a new counter would silently keep one unit's value)
+    a, b = _summary(1), _summary(2)
+    a.source["duplicates"], b.source["duplicates"] = 2, 3
+    assert merge_summaries(a, b).source["duplicates"] == 5
+
+
+def test_merge_memory_is_bounded_and_stats_stay_exact():
+    # kills: rows concatenated past max_rows; histogram means/totals drifting from the exact values
+    parts = [_timing(i, 400, 1000) for i in range(10)]
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = merged.merge(p)
+    assert merged.rows is None and merged.hist.count == 4000
+    exact = parts[0].merge(parts[1])
+    for p in parts[2:]:
+        exact = TimingData(**{**exact.__dict__, "max_rows": 10**9}).merge(p)
+    summary = JobSummary("P", 1)
+    r_hist, _ = build_result(summary=summary, data=merged, params=TimingParameters())
+    r_rows, _ = build_result(summary=summary, data=exact, params=TimingParameters())
+    assert r_hist["event"]["real"]["mean"] == pytest.approx(r_rows["event"]["real"]["mean"], rel=1e-12)
+    assert r_hist["event"]["real"]["max"] == r_rows["event"]["real"]["max"]
+    for q in ("median", "p90", "p99"):
+        assert r_hist["event"]["real"][q] == pytest.approx(r_rows["event"]["real"][q], rel=0.03)
+    assert r_hist["per_event"] is None and r_hist["per_event_kept"] is False
+    assert sum(r_hist["histograms"]["event_real"]["counts"]) == 4000
+
+
+def test_memory_data_merges_peaks_per_worker_and_thins_samples():
+    def data(worker: str, peak: int, n: int, start: int) -> MemoryData:
+        return MemoryData([("source", "S", 0)], [5], [n], [n * 10], [7], {worker: {
+            "rss_start": 1, "rss_after_begin": 2, "rss_end": 3, "peak_rss": peak, "peak_vsize": peak,
+            "kernel_max": peak, "end_epoch": float(start)}},
+            np.column_stack([np.arange(start, start + n), np.full(n, peak)]), [(peak, [1, 1, start], peak)],
+            key_count=2, max_rows=100)
+    m = data("w1", 10, 80, 0).merge(data("w2", 30, 80, 80)).merge(data("w1", 20, 80, 160))
+    assert m.workers["w1"]["peak_rss"] == 20 and m.workers["w2"]["peak_rss"] == 30
+    assert len(m.samples) <= 100 and m.calls == [240] and m.begin_delta == [5]
+    assert [k[0] for k in m.key_events] == [30, 20]

@@ -61,17 +61,20 @@ class Worker:
 
     def run(self, event: Event) -> bool:
         """Run the module unless it already ran for this event; return its decision."""
-        if self._event_index == event.index:
+        if self._event_index == event.index:  # already run for this event (another path): a visit only
+            self.counters.visited += 1
             if self._error is not None:
                 raise self._error
             return self._result
         self._event_index = event.index
         self._error = None
+        self.counters.executed += 1
         if self._selected and not any(event.trigger_results.get(p, False) for p in self._selected):
+            # output module, event not selected: nothing written, and, as in CMSSW, the module passes
             self.counters.visited += 1
-            self.counters.failed += 1  # output module: event not selected, nothing written
-            self._result = False
-            return False
+            self.counters.passed += 1
+            self._result = True
+            return True
         signals = self._signals
         previous = event.current_module
         event.current_module = self.desc.label

@@ -8,15 +8,20 @@ from typing import Any
 
 @dataclass
 class ModuleCounters:
-    """CMSSW's Visited / Passed / Failed / Error of one module (or one module on one path)."""
+    """CMSSW's Visited / Executed / Passed / Failed / Error of one module (or one module on one path).
+
+    Visited counts every time a path reached the module (a module on two paths is visited twice);
+    Executed counts the times it actually ran (once per event at most), as Schedule.cc's timesRun."""
 
     visited: int = 0
+    executed: int = 0
     passed: int = 0
     failed: int = 0
     error: int = 0
 
     def add(self, other: "ModuleCounters") -> None:
         self.visited += other.visited
+        self.executed += other.executed
         self.passed += other.passed
         self.failed += other.failed
         self.error += other.error

@@ -31,13 +31,13 @@ def _sections(text: str, head: str) -> list[tuple[str, list[str]]]:
 
 # ---------------------------------------------------------------------- TrigReport
 def parse_trigreport(text: str) -> dict[str, Any]:
-    """{'events': {total, passed, failed, error}, 'paths'/'endpaths': {name: {trigger, bit, executed, passed,
+    """{'events': {total, passed, failed}, 'paths'/'endpaths': {name: {trigger, bit, executed, passed,
     failed, error}}, 'modules_in_path': {path: [{name, visited, passed, failed, error}]}, 'path_kind':
     {path: 'Path' | 'EndPath'}, 'modules': {name: {...}}}."""
-    m = re.search(r"TrigReport Events total = (\d+) passed = (\d+) failed = (\d+) error = (\d+)", text)
+    m = re.search(r"TrigReport Events total = (\d+) passed = (\d+) failed = (\d+)$", text, re.M)
     if not m:
         raise ValueError("no TrigReport event summary")
-    doc: dict[str, Any] = {"events": dict(zip(("total", "passed", "failed", "error"), map(int, m.groups()))),
+    doc: dict[str, Any] = {"events": dict(zip(("total", "passed", "failed"), map(int, m.groups()))),
                            "paths": {}, "endpaths": {}, "modules_in_path": {}, "modules": {}}
     for title, body in _sections(text, "TrigReport"):
         if title.startswith(("Path Summary", "End-Path Summary")):
@@ -50,7 +50,7 @@ def parse_trigreport(text: str) -> dict[str, Any]:
         elif title.startswith("Modules in"):
             kind, name = (part.strip() for part in title[len("Modules in"):].split(":", 1))
             name = name.split("[")[0].strip()
-            doc.setdefault("path_kind", {})[name] = kind
+            doc.setdefault("path_kind", {})[name] = kind.replace("-", "")  # Schedule.cc: "End-Path"
             entries = []
             for line in body:
                 f = line.split()
@@ -61,9 +61,9 @@ def parse_trigreport(text: str) -> dict[str, Any]:
         elif title.startswith("Module Summary"):
             for line in body:
                 f = line.split()
-                if len(f) >= 5 and all(x.isdigit() for x in f[:4]):
-                    doc["modules"][" ".join(f[4:])] = dict(zip(("visited", "passed", "failed", "error"),
-                                                               map(int, f[:4])))
+                if len(f) >= 6 and all(x.isdigit() for x in f[:5]):
+                    doc["modules"][" ".join(f[5:])] = dict(zip(("visited", "executed", "passed", "failed", "error"),
+                                                               map(int, f[:5])))
     return doc
 
 

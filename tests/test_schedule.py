@@ -65,7 +65,10 @@ def test_module_on_several_paths_runs_once_per_event(write_config):
     (sq,) = process.instances["sq"]
     # sq is on p_even and p_both and consumed by rec_d on the endpath; it runs at most once per event
     assert sq.calls == 30  # 15 from the paths, the odd 15 on demand from the endpath's rec_d
-    assert summary.modules["even"].visited == 30
+    # even sits on three paths: visited on each (Schedule.cc's Visited), executed once (its Executed)
+    assert (summary.modules["even"].visited, summary.modules["even"].executed) == (90, 30)
+    # sq: 15 visits on p_even, 5 on p_both (behind three), 15 on demand for rec_d (odd events)
+    assert summary.modules["sq"].executed == 30 and summary.modules["sq"].visited == 15 + 5 + 15
 
 
 def test_endpath_sees_every_event_and_products_on_demand(write_config):

@@ -2,43 +2,53 @@
 
 from __future__ import annotations
 
-from ..summary import JobSummary, ModuleCounters
+from ..summary import JobSummary
 
 _HEAD = "TrigReport"
 
 
-def _module_rows(title: str, names: list[str], counters: list[ModuleCounters], bits: list[str]) -> list[str]:
-    rows = [f"{_HEAD} {'-' * 10} {title} {'-' * 12}",
-            f"{_HEAD}  Trig Bit#    Visited     Passed     Failed      Error Name"]
-    for bit, name, c in zip(bits, names, counters):
-        rows.append(f"{_HEAD} {bit:>10} {c.visited:>10} {c.passed:>10} {c.failed:>10} {c.error:>10} {name}")
-    return rows
+def _bits(flag: int, bit: int) -> str:
+    """Schedule.cc: ``setw(5) << flag << setw(5) << bit`` (flag 1 for paths, 0 for end paths)."""
+    return f"{flag:>5}{bit:>5}"
+
+
+def _counts(*values: int) -> str:
+    return "".join(f" {v:>10}" for v in values)
+
+
+def _header(*columns: str) -> str:
+    return f"{_HEAD} " + " ".join(f"{c:>10}" for c in columns) + " Name"
 
 
 def trig_report(summary: JobSummary) -> str:
-    """The TrigReport tables, in the order and with the columns cmsRun's wantSummary prints."""
+    """The TrigReport, line for line as FWCore/Framework/src/Schedule.cc prints it with wantSummary:
+    event summary, path and end-path summaries, modules in each path and end path, module summary."""
     s = summary
-    lines = [
-        f"{_HEAD} {'-' * 10} Event  Summary {'-' * 12}",
-        f"{_HEAD} Events total = {s.events_processed} passed = {s.events_passed} "
-        f"failed = {s.events_failed} error = {s.events_error}",
-        "",
-        f"{_HEAD} {'-' * 10} Path   Summary {'-' * 12}",
-        f"{_HEAD}  Trig Bit#   Executed     Passed     Failed      Error Name",
-    ]
+    lines = [f"{_HEAD} ---------- Event  Summary ------------",
+             f"{_HEAD} Events total = {s.events_processed} passed = {s.events_passed} "
+             f"failed = {s.events_processed - s.events_passed}",
+             "", f"{_HEAD} ---------- Path   Summary ------------",
+             _header("Trig Bit#", "Executed", "Passed", "Failed", "Error")]
     for bit, (name, c) in enumerate(s.paths.items()):
-        lines.append(f"{_HEAD} {1:>4}{bit:>6} {c.executed:>10} {c.passed:>10} {c.failed:>10} {c.error:>10} {name}")
-    lines += ["", f"{_HEAD} {'-' * 9} End-Path   Summary {'-' * 9}",
-              f"{_HEAD}  Trig Bit#   Executed     Passed     Failed      Error Name"]
+        lines.append(f"{_HEAD} {_bits(1, bit)}{_counts(c.executed, c.passed, c.failed, c.error)} {name}")
+    lines += ["", f"{_HEAD} -------End-Path   Summary ------------",
+              _header("Trig Bit#", "Executed", "Passed", "Failed", "Error")]
     for bit, (name, c) in enumerate(s.endpaths.items()):
-        lines.append(f"{_HEAD} {0:>4}{bit:>6} {c.executed:>10} {c.passed:>10} {c.failed:>10} {c.error:>10} {name}")
-    for kind, table, flag in (("Path", s.paths, 1), ("EndPath", s.endpaths, 0)):
-        for bit, (name, c) in enumerate(table.items()):
-            entries = s.path_entries[name]
-            lines += [""] + _module_rows(f"Modules in {kind}: {name}", entries, c.modules,
-                                         [f"{flag:>4}{bit:>6}"] * len(entries))
-    labels = list(s.modules)
-    lines += [""] + _module_rows("Module Summary", labels, [s.modules[k] for k in labels], [""] * len(labels))
+        lines.append(f"{_HEAD} {_bits(0, bit)}{_counts(c.executed, c.passed, c.failed, c.error)} {name}")
+    for bit, (name, c) in enumerate(s.paths.items()):
+        lines += ["", f"{_HEAD} ---------- Modules in Path: {name} ------------",
+                  _header("Trig Bit#", "Visited", "Passed", "Failed", "Error")]
+        for entry, m in zip(s.path_entries[name], c.modules):  # every module row carries the path's bit
+            lines.append(f"{_HEAD} {_bits(1, bit)}{_counts(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
+    for name, c in s.endpaths.items():
+        lines += ["", f"{_HEAD} ------ Modules in End-Path: {name} ------------",
+                  _header("Trig Bit#", "Visited", "Passed", "Failed", "Error")]
+        for position, (entry, m) in enumerate(zip(s.path_entries[name], c.modules)):  # Schedule.cc: bitpos++
+            lines.append(f"{_HEAD} {_bits(0, position)}{_counts(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
+    lines += ["", f"{_HEAD} ---------- Module Summary ------------",
+              _header("Visited", "Executed", "Passed", "Failed", "Error")]
+    for label, m in s.modules.items():
+        lines.append(f"{_HEAD}{_counts(m.visited, m.executed, m.passed, m.failed, m.error)} {label}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,93 @@
+"""Golden test: the TrigReport, whole lines, as FWCore/Framework/src/Schedule.cc writes them.
+
+The expected text below was written from Schedule.cc's stream statements (``"TrigReport " <<
+std::right << std::setw(5) << 1 << std::setw(5) << bit << " " << std::setw(10) << timesRun ...``),
+not from hltrun's output: a changed width, header, bit column or counter fails here.
+"""
+
+from __future__ import annotations
+
+from framework.report.trigreport import trig_report
+from framework.summary import JobSummary, ModuleCounters, PathCounters
+
+EXPECTED = """\
+TrigReport ---------- Event  Summary ------------
+TrigReport Events total = 4000 passed = 115 failed = 3885
+
+TrigReport ---------- Path   Summary ------------
+TrigReport  Trig Bit#   Executed     Passed     Failed      Error Name
+TrigReport     1    0       4000        115       3885          0 HLT_AnomalyDetection
+TrigReport     1    1       4000       3885        115          0 HLT_Inverted
+
+TrigReport -------End-Path   Summary ------------
+TrigReport  Trig Bit#   Executed     Passed     Failed      Error Name
+TrigReport     0    0       4000       4000          0          0 outputPath
+
+TrigReport ---------- Modules in Path: HLT_AnomalyDetection ------------
+TrigReport  Trig Bit#    Visited     Passed     Failed      Error Name
+TrigReport     1    0       4000       4000          0          0 batcher
+TrigReport     1    0       4000       4000          0          0 vae
+TrigReport     1    0       4000        115       3885          0 anomalyFilter
+
+TrigReport ---------- Modules in Path: HLT_Inverted ------------
+TrigReport  Trig Bit#    Visited     Passed     Failed      Error Name
+TrigReport     1    1       4000       3885        115          0 anomalyFilter
+
+TrigReport ------ Modules in End-Path: outputPath ------------
+TrigReport  Trig Bit#    Visited     Passed     Failed      Error Name
+TrigReport     0    0       4000       4000          0          0 out
+TrigReport     0    1       4000       4000          0          0 counter
+
+TrigReport ---------- Module Summary ------------
+TrigReport    Visited   Executed     Passed     Failed      Error Name
+TrigReport       4000       4000       4000          0          0 batcher
+TrigReport       4000       4000       4000          0          0 vae
+TrigReport       8000       4000        115       3885          0 anomalyFilter
+TrigReport       4000       4000       4000          0          0 out
+TrigReport       4000       4000       4000          0          0 counter
+"""
+
+
+def _summary() -> JobSummary:
+    s = JobSummary("HLTAD", 1, events_processed=4000, events_passed=115, events_failed=3885)
+    ok = ModuleCounters(visited=4000, passed=4000)
+    cut = ModuleCounters(visited=4000, passed=115, failed=3885)
+    s.paths["HLT_AnomalyDetection"] = PathCounters(4000, 115, 3885, 0, [ok, ok, cut])
+    s.paths["HLT_Inverted"] = PathCounters(4000, 3885, 115, 0, [ModuleCounters(4000, 0, 3885, 115, 0)])
+    s.endpaths["outputPath"] = PathCounters(4000, 4000, 0, 0, [ok, ok])
+    s.path_entries = {"HLT_AnomalyDetection": ["batcher", "vae", "anomalyFilter"],
+                      "HLT_Inverted": ["~anomalyFilter"], "outputPath": ["out", "counter"]}
+    every = ModuleCounters(visited=4000, executed=4000, passed=4000)
+    s.modules = {"batcher": every, "vae": every,
+                 "anomalyFilter": ModuleCounters(visited=8000, executed=4000, passed=115, failed=3885),
+                 "out": every, "counter": every}
+    return s
+
+
+def test_trigreport_matches_schedule_cc_line_for_line():
+    got = trig_report(_summary()).splitlines()
+    want = EXPECTED.splitlines()
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g == w, f"line {i + 1}:\n got  {g!r}\n want {w!r}"
+    assert len(got) == len(want)
+
+
+def test_output_module_passes_when_the_event_is_not_selected(write_config, tmp_path):
+    """CMSSW: an output module's worker passes for every event; selection only decides what is written."""
+    from tests.helpers import run_config
+
+    cfg = write_config(f"""
+source: {{type: TestCountingSource, n: 10}}
+modules:
+  even: {{type: TestModuloFilter, divisor: 2}}
+  out: {{type: RootOutputModule, file: {tmp_path / 'o.root'}, select_events: [p]}}
+paths:
+  p: [even]
+endpaths:
+  e: [out]
+""")
+    summary, process = run_config(cfg)
+    out = summary.modules["out"]
+    assert (out.visited, out.executed, out.passed, out.failed) == (10, 10, 10, 0)
+    assert summary.endpaths["e"].passed == 10
+    assert process.instances["out"][0].summary()["events_written"] == 5

@@ -75,7 +75,7 @@ def _run() -> tuple[dict, np.ndarray, list[str], float]:
     return service.result(summary), service.merged_rows(), labels, wall_ms
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()  # per test, not per module: mutmut selects tests by the calls made inside each test
 def timed() -> tuple[dict, np.ndarray, list[str], float]:
     return _run()
 

@@ -37,7 +37,7 @@ services:
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()  # per test, not per module: mutmut selects tests by the calls made inside each test
 def job(tmp_path_factory) -> dict:
     pytest.importorskip("matplotlib")
     from framework.cli import main

@@ -55,8 +55,8 @@ def parse_trigreport(text: str) -> dict[str, Any]:
             for line in body:
                 f = line.split()
                 if len(f) >= 7 and all(x.isdigit() for x in f[:6]):
-                    entries.append({"name": " ".join(f[6:]), **dict(zip(("visited", "passed", "failed", "error"),
-                                                                        map(int, f[2:6])))})
+                    entries.append({"name": " ".join(f[6:]), "trigger": int(f[0]), "bit": int(f[1]),
+                                    **dict(zip(("visited", "passed", "failed", "error"), map(int, f[2:6])))})
             doc["modules_in_path"][name] = entries
         elif title.startswith("Module Summary"):
             for line in body:

@@ -37,7 +37,7 @@ services:
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()  # per test, not per module: mutmut selects tests by the calls made inside each test
 def job(tmp_path_factory) -> dict:
     pytest.importorskip("matplotlib")
     from framework.cli import main
@@ -77,7 +77,10 @@ def test_trigreport_counts_are_the_known_ones_and_match_the_json(job):
     for path, entries in trig["modules_in_path"].items():
         j = (doc["paths"] | doc["endpaths"])[path]["modules"]
         assert [(e["visited"], e["passed"]) for e in entries] == [(m["visited"], m["passed"]) for m in j], path
-    assert trig["modules_in_path"]["p_even"][0] == {"name": "even", "visited": N, "passed": 20, "failed": 20, "error": 0}
+    assert trig["modules_in_path"]["p_even"][0] == {"name": "even", "trigger": 1, "bit": 0, "visited": N, "passed": 20,
+                                                    "failed": 20, "error": 0}
+    assert [(e["trigger"], e["bit"]) for e in trig["modules_in_path"]["p_three"]] == [(1, 1), (1, 1)]
+    assert [(e["trigger"], e["bit"]) for e in trig["modules_in_path"]["e"]] == [(0, 0)]
     assert trig["modules"]["three"]["passed"] == 13
     for label, row in trig["modules"].items():
         assert (row["visited"], row["passed"]) == (doc["modules"][label]["visited"], doc["modules"][label]["passed"])

@@ -75,7 +75,7 @@ def _run() -> tuple[dict, np.ndarray, list[str], float]:
     return service.result(summary), service.merged_rows(), labels, wall_ms
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()  # per test, not per module: mutmut selects tests by the calls made inside each test
 def timed() -> tuple[dict, np.ndarray, list[str], float]:
     return _run()
 
@@ -137,3 +137,7 @@ def test_overhead_budget_and_farm_against_the_wall_clock(timed):
     # the path that ran 'ondemand' carries its time; 'shared' is charged to the first path that ran it
     assert paths["p_outer"]["real_per_event_ms"] >= SLEEP_MS["ondemand"] + SLEEP_MS["outer"] + SLEEP_MS["shared"]
     assert paths["p_tail"]["real_per_event_ms"] >= SLEEP_MS["tail"] / 2
+    # each path ran once per event; its own clock (per execution) is bounded by the sleeps and the wall
+    assert paths["p_outer"]["runs"] == paths["p_tail"]["runs"] == N_EVENTS
+    assert paths["p_tail"]["real_per_exec_ms"] >= SLEEP_MS["tail"] / 2
+    assert sum(p["real_per_exec_ms"] * p["runs"] for p in paths.values()) <= 2 * wall_ms

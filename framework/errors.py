@@ -5,28 +5,49 @@ The CLI prints ``str(error)`` and exits non-zero; tracebacks are shown only with
 
 
 class HltError(Exception):
-    """Base class for every error hltrun reports to the user as one line."""
+    """Base class for every error hltrun reports to the user as one line.
+
+    ``cmssw_code`` / ``cmssw_type``: the edm::errors code cmsRun would give the same failure
+    (FWCore/Utilities/interface/EDMException.h), for the FrameworkJobReport's FrameworkError."""
 
     exit_code = 1
+    cmssw_code, cmssw_type = 8001, "OtherCMS"
 
 
 class ConfigError(HltError):
     """The configuration (file or command-line override) is invalid."""
 
     exit_code = 2
+    cmssw_code, cmssw_type = 8009, "Configuration"
 
 
 class SourceError(HltError):
     """An input file, tree or branch is missing, unreadable or inconsistent."""
 
     exit_code = 3
+    cmssw_code, cmssw_type = 8021, "FileReadError"
+
+
+class FileOpenError(SourceError):
+    """An input file is missing or cannot be opened as a ROOT file."""
+
+    cmssw_code, cmssw_type = 8020, "FileOpenError"
 
 
 class ModuleError(HltError):
     """A module failed while processing an event, or could not be set up."""
 
     exit_code = 4
+    cmssw_code, cmssw_type = 8001, "OtherCMS"
+
+
+class AcceleratorUnavailable(ModuleError):
+    """The configuration asks for an accelerator (GPU, TensorRT) this machine does not offer."""
+
+    cmssw_code, cmssw_type = 8035, "UnavailableAccelerator"
 
 
 class ProductNotFound(ModuleError):
     """A module asked for a product that no module put into the event."""
+
+    cmssw_code, cmssw_type = 8006, "ProductNotFound"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
-from framework.errors import ConfigError, ModuleError
+from framework.errors import AcceleratorUnavailable, ConfigError
 
 log = logging.getLogger("hltrun.inference")
 
@@ -78,7 +78,7 @@ def choose_backend(requested: str, accelerators: Sequence[str], providers: Seque
             gpu_reason = f"options.accelerators {list(accelerators)} excludes {GPU}"
         if CPU in ok:
             return "onnxruntime", f"auto: ONNX Runtime on CPU (TensorRT not used: {gpu_reason})"
-        raise ModuleError(f"{where}: auto with options.accelerators {list(accelerators)} needs a GPU, "
+        raise AcceleratorUnavailable(f"{where}: auto with options.accelerators {list(accelerators)} needs a GPU, "
                           f"but {gpu_reason}")
     need = backend_device(requested, providers)
     if need not in ok:
@@ -87,7 +87,7 @@ def choose_backend(requested: str, accelerators: Sequence[str], providers: Seque
     if requested == "tensorrt":
         status = tensorrt_gpu_status()
         if not status.usable:
-            raise ModuleError(f"{where}: tensorrt requested but {status.reason}; use backend: onnxruntime "
+            raise AcceleratorUnavailable(f"{where}: tensorrt requested but {status.reason}; use backend: onnxruntime "
                               f"or backend: auto to run on CPU")
         return "tensorrt", f"TensorRT on {status.gpu_name}"
     return requested, f"{requested} on {need} (explicit)"

@@ -1,0 +1,173 @@
+"""CMSSW's FrameworkJobReport XML (``cmsRun -j FILE``), for the scripts and workflow tools that read it.
+
+Layout as FWCore/MessageLogger's JobReport writes it and WMCore's FwkJobReport parser reads it:
+one ``<InputFile>`` per input (LFN/PFN, ModuleLabel, InputType, InputSourceClass, EventsRead, Runs),
+one ``<File>`` per output module (PFN, ModuleLabel, OutputModuleClass, TotalEvents, Inputs), a
+``<PerformanceReport>`` with the ``Timing``, ``ApplicationMemory`` and ``ProcessingSummary``
+summaries, and, when the job failed, a ``<FrameworkError ExitStatus=... Type=...>`` carrying the
+edm::errors code cmsRun would give (8009 configuration, 8020 file open, 8021 file read, 8035
+unavailable accelerator, 9000 caught signal, ...) next to hltrun's own Unix exit code.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..summary import JobSummary
+
+CAUGHT_SIGNAL = 9000  # edm::errors::CaughtSignal
+
+
+@dataclass
+class InputRecord:
+    pfn: str
+    events_read: int
+    entries: int | None = None
+
+
+@dataclass
+class OutputRecord:
+    pfn: str
+    module_label: str
+    module_class: str
+    events_written: int
+
+
+@dataclass
+class JobReportData:
+    """What the report says, gathered by the caller from the summary, config and services."""
+
+    summary: JobSummary
+    source_label: str = "source"
+    source_class: str = "RootJetSource"
+    inputs: list[InputRecord] = field(default_factory=list)
+    outputs: list[OutputRecord] = field(default_factory=list)
+    cpu_s: float | None = None
+    peak_rss_mb: float | None = None
+    peak_vsize_mb: float | None = None
+    exit_code: int = 0
+    error: BaseException | None = None
+
+
+def cmssw_error(exit_code: int, error: BaseException | None) -> tuple[int, str]:
+    """(edm::errors code, category name) for a failed job."""
+    if isinstance(error, KeyboardInterrupt) or exit_code >= 128:
+        return CAUGHT_SIGNAL, "CaughtSignal"
+    code = getattr(error, "cmssw_code", None)
+    if code is not None:
+        return int(code), str(getattr(error, "cmssw_type", "OtherCMS"))
+    return {2: (8009, "Configuration"), 3: (8021, "FileReadError")}.get(exit_code, (8001, "OtherCMS"))
+
+
+def _metrics(parent: ET.Element, metric: str, values: Sequence[tuple[str, Any]]) -> None:
+    summary = ET.SubElement(parent, "PerformanceSummary", Metric=metric)
+    for name, value in values:
+        if value is not None:
+            ET.SubElement(summary, "Metric", Name=name, Value=_fmt(value))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _text(parent: ET.Element, tag: str, text: Any) -> ET.Element:
+    el = ET.SubElement(parent, tag)
+    el.text = "" if text is None else str(text)
+    return el
+
+
+def render(data: JobReportData) -> str:
+    """The FrameworkJobReport as an XML string."""
+    s = data.summary
+    root = ET.Element("FrameworkJobReport")
+    for inp in data.inputs:
+        el = ET.SubElement(root, "InputFile")
+        ET.SubElement(el, "State", Value="closed")
+        _text(el, "LFN", "")
+        _text(el, "PFN", inp.pfn)
+        _text(el, "Catalog", "")
+        _text(el, "ModuleLabel", data.source_label)
+        _text(el, "GUID", "")
+        _text(el, "InputType", "primaryFiles")
+        _text(el, "InputSourceClass", data.source_class)
+        _text(el, "EventsRead", inp.events_read)
+        _text(el, "Runs", "")
+    for out in data.outputs:
+        el = ET.SubElement(root, "File")
+        ET.SubElement(el, "State", Value="closed")
+        _text(el, "LFN", "")
+        _text(el, "PFN", out.pfn)
+        _text(el, "Catalog", "")
+        _text(el, "ModuleLabel", out.module_label)
+        _text(el, "GUID", "")
+        _text(el, "OutputModuleClass", out.module_class)
+        _text(el, "TotalEvents", out.events_written)
+        _text(el, "DataType", "")
+        _text(el, "BranchHash", "")
+        inputs = ET.SubElement(el, "Inputs")
+        for inp in data.inputs:
+            i = ET.SubElement(inputs, "Input")
+            _text(i, "LFN", "")
+            _text(i, "PFN", inp.pfn)
+    perf = ET.SubElement(root, "PerformanceReport")
+    events = s.events_processed
+    _metrics(perf, "Timing", [
+        ("TotalJobTime", float(s.wall_s)), ("TotalJobCPU", data.cpu_s),
+        ("AvgEventTime", s.loop_s / events if events and s.loop_s else None),
+        ("EventThroughput", events / s.loop_s if s.loop_s > 0 else None),
+        ("TotalInitTime", float(s.begin_job_s)), ("NumberOfStreams", s.streams)])
+    _metrics(perf, "ApplicationMemory", [("PeakValueRss", data.peak_rss_mb), ("PeakValueVsize", data.peak_vsize_mb)])
+    _metrics(perf, "ProcessingSummary", [
+        ("NumberEvents", events), ("NumberPassed", s.events_passed), ("NumberFailed", s.events_failed),
+        ("NumberErrors", s.events_error), ("NumberRead", s.events_read), ("NumberSkipped", s.events_skipped),
+        ("NumberNotProcessed", s.events_not_processed)])
+    if data.exit_code:
+        code, kind = cmssw_error(data.exit_code, data.error)
+        err = ET.SubElement(root, "FrameworkError", ExitStatus=str(code), Type=kind,
+                            UnixExitStatus=str(data.exit_code))
+        err.text = s.failure or str(data.error or "")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write(path: Path, data: JobReportData) -> Path:
+    """Write atomically (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render(data))
+    tmp.replace(path)
+    return path
+
+
+def _proc_status_mb(key: str) -> float | None:
+    """VmPeak / VmHWM of this process from /proc (Linux), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def gather(summary: JobSummary, exit_code: int, error: BaseException | None) -> JobReportData:
+    """Build the report from the job's (merged) summary and this process's resource usage.
+
+    Inputs and their EventsRead come from the source's accounting (``files_read``: file -> events),
+    outputs from each output module's summary (``file``, ``events_written``)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    source = summary.source or {}
+    entries = source.get("entries_per_file") or {}
+    inputs = [InputRecord(str(path), int(n), entries.get(path)) for path, n in (source.get("files_read") or {}).items()]
+    outputs = [OutputRecord(str(info["file"]), label, summary.module_types.get(label, ""), int(info.get("events_written", 0)))
+               for label, info in summary.module_summaries.items() if isinstance(info, dict) and "file" in info]
+    peak_rss = _proc_status_mb("VmHWM") or usage.ru_maxrss / 1024.0
+    return JobReportData(summary, inputs=inputs, outputs=outputs, cpu_s=usage.ru_utime + usage.ru_stime,
+                         peak_rss_mb=peak_rss, peak_vsize_mb=_proc_status_mb("VmPeak"),
+                         exit_code=exit_code, error=error)

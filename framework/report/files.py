@@ -42,6 +42,9 @@ def write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]
             doc["services"][service.name] = part
         written += service.write_files(report_dir, summary)
     written.insert(0, atomic_write_text(report_dir / "hltrun.json", json.dumps(doc, indent=1, default=str)))
+    from .root_histograms import write_timing_root
+
+    written += write_timing_root(report_dir, doc["services"].get("Timing"))
     from .html import write_html
 
     page = write_html(report_dir, summary, services)

@@ -42,7 +42,10 @@ def _style():
         import mplhep
         from matplotlib import style
 
-        return style.context(mplhep.style.CMS)
+        # the CMS style is sized for 10x10-inch figures; the report's are wide and short
+        return style.context([mplhep.style.CMS, {"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12,
+                                                 "legend.fontsize": 10, "xtick.labelsize": 10,
+                                                 "ytick.labelsize": 10}])
     except Exception:  # optional: plain matplotlib is fine
         return nullcontext()
 

@@ -1,0 +1,62 @@
+"""Timing histograms as ROOT TH1D (``timing.root`` in the report folder), where DQM-minded users look.
+
+The Timing service's JSON already holds every histogram as ``{edges_ms, counts, underflow,
+overflow}`` (logarithmic bins); this writes the same numbers with uproot, flows included, so ROOT,
+uproot or hist open them like FastTimerService's DQM plots:
+
+* ``event_real``, ``event_cpu``: the whole event's real and CPU time [ms];
+* ``overhead_real``: the framework's own time per event [ms];
+* ``modules/<label>``: each module's real time per event [ms] (the source included).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+FILE_NAME = "timing.root"
+_TITLES = {"event_real": "real time per event", "event_cpu": "CPU time per event",
+           "overhead_real": "framework overhead per event (real)"}
+
+
+def th1d(name: str, title: str, hist: Mapping[str, Any]) -> Any:
+    """A TH1D with variable bin edges and the under/overflow counts of ``hist``."""
+    from uproot.writing.identify import to_TAxis, to_TH1x
+
+    edges = np.asarray(hist["edges_ms"], np.float64)
+    counts = np.asarray(hist["counts"], np.float64)
+    if len(edges) != len(counts) + 1:
+        raise ValueError(f"histogram {name}: {len(counts)} counts need {len(counts) + 1} edges, got {len(edges)}")
+    data = np.concatenate([[float(hist.get("underflow", 0))], counts, [float(hist.get("overflow", 0))]])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    axis = to_TAxis(fName="xaxis", fTitle="time [ms]", fNbins=len(counts), fXmin=float(edges[0]),
+                    fXmax=float(edges[-1]), fXbins=edges)
+    return to_TH1x(fName=name, fTitle=title, data=data, fEntries=float(data.sum()),
+                   fTsumw=float(counts.sum()), fTsumw2=float(counts.sum()),
+                   fTsumwx=float((counts * centres).sum()), fTsumwx2=float((counts * centres ** 2).sum()),
+                   fSumw2=data.copy(), fXaxis=axis)
+
+
+def write_timing_root(report_dir: Path, timing_json: Mapping[str, Any] | None) -> list[Path]:
+    """Write ``timing.root`` from the Timing service's JSON part; nothing when there is none."""
+    if not timing_json or not timing_json.get("histograms"):
+        return []
+    import uproot
+
+    hists = timing_json["histograms"]
+    path = Path(report_dir) / FILE_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with uproot.recreate(tmp) as f:
+            for key, title in _TITLES.items():
+                if key in hists:
+                    f[key] = th1d(key, title, hists[key])
+            for label, hist in (hists.get("modules_real") or {}).items():
+                f[f"modules/{label}"] = th1d(label, f"real time per event of module {label}", hist)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return [path]

@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Per-jet inference latency of every CPU backend, against the model's arithmetic limit on one core.
+"""hltbench: latency and memory of every inference backend vs batch size, threads and events processed,
+against the model's arithmetic limit on one core — the IML 2022 study's figures, redone here.
 
-Why: the study this project follows (IML 2022) compared TensorFlow and ONNX Runtime latency against
-batch size; hltrun must be able to redo that, on this machine, with the backends the trigger path
-really uses (modules/inference), and say how far each one is from what the hardware could do.
+Why: the study this project follows compared TensorFlow, ONNX Runtime and TensorRT latency and memory
+against batch size; hltrun must be able to redo that on any machine, with the backends the trigger
+path really uses (modules/inference), and say how far each one is from what the hardware could do.
 
-For each model (Conv-VAE, GCN-VAE) and each backend — TensorFlow in the modes predict / eager /
-function / xla, ONNX Runtime fp32 and INT8 — it times ``backend.run`` (what the scorer calls) at
-batch sizes 1, 9 (typical jets per HLT event), 64 and 1024, single thread, on real QCD jets, all in
-one process on the same machine. The time per call (lowest of three medians over ``--min-time``
-seconds in all) is divided by the batch size. ``ort-bare`` is a plain ``InferenceSession.run`` on the fp32 file: the
-difference to ``ort-fp32`` is what the backend wrapper (input checks, non-finite handling) costs.
+Axes: model (Conv-VAE, GCN-VAE) x backend (``SPECS``: TensorFlow predict / eager / function / xla, ONNX
+Runtime fp32 and INT8 on the CPU, its CUDA and TensorRT execution providers, TensorRT fp32 / fp16, and
+``ort-bare``, a plain ``InferenceSession.run`` showing what the wrapper costs) x intra-op threads (ONNX
+Runtime on the CPU) x batch size. A backend that cannot run here (package, provider, GPU or model file
+missing, load failure) is listed once with the reason — printed, in the docs section and in the JSON
+``skipped`` list — never silently dropped. Each cell times ``backend.run`` (lowest of three medians over
+``--min-time``; median/p10/p90 over all calls), then runs ``--mem-calls`` calls under a 1 ms RSS
+sampler (peak RSS; GPU memory in use for GPU backends); per configuration ``--mem-jets`` jets at
+``--mem-batch`` give RSS vs jets processed. ``--out DIR`` (or ``--json``/``--csv``/``--plots``) writes the
+cells with machine and library versions, and latency.png / memory.png with the study's own numbers
+(tools/study_reference.json) drawn beside ours.
 
 FLOPs per jet are counted from the ONNX graph: 2 x the multiply-accumulates of every Conv,
 ConvTranspose, MatMul and Gemm, with shapes taken from one run of the model at batch 1 (so
@@ -21,10 +27,10 @@ Runtime's own 256^3 MatMul on one thread, ``tools/profile_onnx.sgemm_rates``; th
 ``--ghz x --flops-per-cycle`` when ``--ghz`` is given; ``limit`` is the time per jet at that rate,
 ``eff`` the fraction of it a backend reaches.
 
-Run pinned to one core (prints only), and with ``--docs`` also write the results section of
-docs/backends.md::
+Only ``--docs`` writes into docs/ (the results section of docs/backends.md)::
 
-    taskset -c 0 python tools/bench_backends.py --docs
+    taskset -c 0 hltbench --out bench_out            # prints; JSON/CSV/PNG in bench_out/
+    taskset -c 0 hltbench --docs                     # also rewrites docs/backends.md's section
 """
 from __future__ import annotations
 
@@ -543,10 +549,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json or args.csv:
         write_tables(args.json, args.csv, data)
     if plots_dir:
-        from tools.bench_plots import plot
+        try:
+            from tools.bench_plots import plot
 
-        for path in plot(data, plots_dir):
-            print(f"wrote {path}")
+            for path in plot(data, plots_dir):
+                print(f"wrote {path}")
+        except ImportError as exc:  # matplotlib is in the 'cpu' extra; a bare GPU box may lack it
+            print(f"bench_backends: plots not written ({exc}); the JSON/CSV have every figure", file=sys.stderr)
     if args.docs:
         write_docs(args.docs, section)
         print(f"wrote {args.docs}")

@@ -35,11 +35,13 @@ def latency_series(cells: list[dict[str, Any]], model: str) -> dict[str, list[tu
 
 
 def memory_series(cells: list[dict[str, Any]], model: str) -> dict[str, list[tuple[int, float]]]:
-    """{config label: [(batch, peak RSS MB), ...]} for one model."""
+    """{config label: [(batch, MB the configuration added: peak RSS - RSS before its backend was
+    loaded), ...]} for one model. The difference, not the process RSS, because every backend runs in
+    one process (TensorFlow, once imported, stays); floored at 1 MB for the log axis."""
     out: dict[str, list[tuple[int, float]]] = {}
     for c in cells:
         if c["model"] == model:
-            out.setdefault(_label(c), []).append((c["batch"], c["rss_peak_MB"]))
+            out.setdefault(_label(c), []).append((c["batch"], max(c["rss_peak_MB"] - c["rss_before_load_MB"], 1.0)))
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -64,7 +66,8 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
     title = f"hltbench on {machine.get('cpu', '?')} ({machine.get('gpu') or 'no GPU'})"
     paths = []
 
-    fig, axes = plt.subplots(2, len(models), figsize=(6.2 * len(models), 8.5), squeeze=False)
+    fig, axes = plt.subplots(2, len(models), figsize=(6.2 * len(models), 9), squeeze=False,
+                             layout="constrained")
     for j, model in enumerate(models):
         top, bottom = axes[0][j], axes[1][j]
         for label, pts in latency_series(cells, model).items():
@@ -90,11 +93,12 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
     _atomic_save(fig, paths[-1])
     plt.close(fig)
 
-    fig, axes = plt.subplots(2, len(models), figsize=(6.2 * len(models), 8.5), squeeze=False)
+    fig, axes = plt.subplots(2, len(models), figsize=(6.2 * len(models), 9), squeeze=False,
+                             layout="constrained")
     for j, model in enumerate(models):
         top, bottom = axes[0][j], axes[1][j]
         for label, pts in memory_series(cells, model).items():
-            top.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{label} (peak RSS)")
+            top.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
         devs = [(c["batch"], c["device_MB"]) for c in cells if c["model"] == model and c.get("device_MB") is not None]
         if devs:
             top.plot(*zip(*sorted(devs)), "s--", label="GPU memory in use")
@@ -107,15 +111,18 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
         for label in dict.fromkeys(_label(e) for e in events if e["model"] == model):
             pts = sorted((e["jets"], e["rss_MB"]) for e in events if e["model"] == model and _label(e) == label)
             bottom.plot([p[0] for p in pts], [p[1] for p in pts], ".-", label=label)
-        top.set(title=f"{model}: peak memory per configuration", ylabel="MB", xlabel="batch size")
+        top.set(title=f"{model}: peak RSS added by each configuration", ylabel="MB (peak - before load)",
+                xlabel="batch size")
         top.set_xscale("log", base=2)
-        bottom.set(title=f"{model}: RSS vs jets processed", ylabel="RSS MB", xlabel="jets processed")
+        bottom.set(title=f"{model}: process RSS vs jets processed (batch {events[0]['batch'] if events else '?'})",
+                   ylabel="process RSS MB", xlabel="jets processed")
         bottom.set_xscale("log")
         for ax in (top, bottom):
             ax.set_yscale("log")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
-    fig.suptitle(title + ": memory (process RSS, all backends in one process)", fontsize=10)
+    fig.suptitle(title + ": memory (RSS sampled every 1 ms; backends run one after another in one process)",
+                 fontsize=10)
     paths.append(out_dir / "memory.png")
     _atomic_save(fig, paths[-1])
     plt.close(fig)

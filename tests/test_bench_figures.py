@@ -160,6 +160,8 @@ def test_docs_only_with_docs_flag(tmp_path) -> None:
     assert rc == 0
     text = docs.read_text()
     assert text.startswith("# mine\n") and "ort-bare" in text
+    for name in ("hltbench_latency.png", "hltbench_memory.png"):
+        assert (tmp_path / "img" / name).read_bytes()[:8] == PNG_MAGIC and f"(img/{name})" in text
     if B.unavailable("ort-cuda"):
         assert "Not measured here" in text and "`ort-cuda`" in text
 

@@ -104,7 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="FP32 FLOP per cycle of one core (32: 2 FMA x 8 lanes; 64 for 2 x AVX-512 FMA)")
     p.add_argument("--docs", nargs="?", type=Path, const=REPO / "docs/backends.md", default=None,
                    help="also rewrite the results section of this markdown file (default when given without a "
-                        "path: docs/backends.md); without --docs the results are only printed")
+                        "path: docs/backends.md) and write its figures to img/hltbench_*.png beside it; without "
+                        "--docs nothing under docs/ is written")
     p.add_argument("--note", default="", help="a line added to the results section (e.g. which weights)")
     p.add_argument("--threads", nargs="+", type=int, default=[1],
                    help="intra-op thread counts to sweep for the ONNX Runtime backends (TensorFlow fixes its "
@@ -557,6 +558,13 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:  # matplotlib is in the 'cpu' extra; a bare GPU box may lack it
             print(f"bench_backends: plots not written ({exc}); the JSON/CSV have every figure", file=sys.stderr)
     if args.docs:
+        try:  # the section shows the figures: docs/img/hltbench_*.png, written only with --docs
+            from tools.bench_plots import plot
+
+            images = plot(data, args.docs.parent / "img", prefix="hltbench_")
+            section += "\n" + "\n".join(f"![{p.stem}](img/{p.name})" for p in images) + "\n"
+        except ImportError as exc:
+            print(f"bench_backends: plots not written ({exc})", file=sys.stderr)
         write_docs(args.docs, section)
         print(f"wrote {args.docs}")
     return 0

@@ -51,8 +51,8 @@ def _atomic_save(fig: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = None) -> list[Path]:
-    """Write latency.png and memory.png into ``out_dir``; return their paths."""
+def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = None, prefix: str = "") -> list[Path]:
+    """Write <prefix>latency.png and <prefix>memory.png into ``out_dir``; return their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,9 +87,10 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
     fig.suptitle(title + ": latency (lines: this run; ▼: upper bounds the study states)", fontsize=10)
-    paths.append(out_dir / "latency.png")
+    paths.append(out_dir / f"{prefix}latency.png")
     _atomic_save(fig, paths[-1])
     plt.close(fig)
 
@@ -111,6 +112,8 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
         for label in dict.fromkeys(_label(e) for e in events if e["model"] == model):
             pts = sorted((e["jets"], e["rss_MB"]) for e in events if e["model"] == model and _label(e) == label)
             bottom.plot([p[0] for p in pts], [p[1] for p in pts], ".-", label=label)
+        if not events:
+            bottom.text(0.5, 0.5, "not run (--mem-jets 0)", transform=bottom.transAxes, ha="center")
         top.set(title=f"{model}: peak RSS added by each configuration", ylabel="MB (peak - before load)",
                 xlabel="batch size")
         top.set_xscale("log", base=2)
@@ -120,10 +123,11 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
         for ax in (top, bottom):
             ax.set_yscale("log")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
     fig.suptitle(title + ": memory (RSS sampled every 1 ms; backends run one after another in one process)",
                  fontsize=10)
-    paths.append(out_dir / "memory.png")
+    paths.append(out_dir / f"{prefix}memory.png")
     _atomic_save(fig, paths[-1])
     plt.close(fig)
     return paths

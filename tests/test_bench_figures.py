@@ -27,7 +27,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _docs_state() -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted((REPO / "docs").glob("*"))}
+    return {str(p): p.read_bytes() for p in sorted((REPO / "docs").rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -540,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
            "versions": ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))}
     pin = f"taskset -c {','.join(map(str, cpus))} " if cpus and len(cpus) < (os.cpu_count() or 1) else ""
     extra = argv if argv is not None else sys.argv[1:]
-    command = f"{pin}hltbench" + (" " + " ".join(extra) if extra else "")
+    command = f"{pin}hltbench" + (" " + shlex.join(extra) if extra else "")  # copy-pasteable
     section = render(results, args, command, env, skipped)
     print(section)
     data = {"machine": {**env, "python": platform.python_version(), "numpy": np.__version__, "gpu": gpu_seen,

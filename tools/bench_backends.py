@@ -35,6 +35,7 @@ Only ``--docs`` writes into docs/ (the results section of docs/backends.md)::
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -500,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         r = results[model] = {"macs": count_macs(onnx_path), "latency": {}}
         for spec in (s for s in args.backends if not absent[s]):
             for threads in (args.threads if SPECS[spec].threaded else [1]):
+                gc.collect()  # the previous configuration's backend is gone before the baseline is taken
                 rss_before = rss_mb()
                 backend = make_backend(spec, args.models_dir, model, threads)
                 if isinstance(backend, str):
@@ -535,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
                       + f"  peak RSS {max(c['rss_peak_MB'] for c in rows[-len(args.batch_sizes):]):.0f} MB",
                       flush=True)
                 backend.close()
+                del backend
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     env = {"load": f"{load_before} / {loadavg()}", "cpu": cpu_name(), "cores": str(os.cpu_count()),
            "affinity": ",".join(map(str, cpus)) or "?",

@@ -181,3 +181,21 @@ def test_study_reference_matches_the_text() -> None:
         assert value in numbers, (e, line)
         if "ms_per_call" in e:
             assert f"{e['batch']} inferences" in line
+
+
+def test_isolate_runs_each_configuration_in_its_own_process(tmp_path) -> None:
+    """--isolate: one fresh process per (model, backend), merged; absent ones still listed. Kills: the
+    option accepted but measured in-process (a hollow flag), a child's cells or skips not merged."""
+    import os
+
+    write_vae_like(tmp_path / "tiny.onnx")
+    out = tmp_path / "iso.json"
+    rc = B.main(["--models", "tiny", "--models-dir", str(tmp_path), "--backends", "ort-fp32", "ort-bare", "ort-cuda",
+                 "ort-int8", "--batch-sizes", "2", "--min-time", "0.01", "--mem-jets", "16", "--mem-batch", "8",
+                 "--isolate", "--json", str(out), "--plots", str(tmp_path / "figs")])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    pids = {c["backend"]: c["pid"] for c in data["cells"]}
+    assert set(pids) == {"ort-fp32", "ort-bare"} and len(set(pids.values())) == 2 and os.getpid() not in pids.values()
+    assert {e["backend"] for e in data["memory_vs_events"]} == {"ort-fp32", "ort-bare"}
+    assert {s["backend"] for s in data["skipped"]} == {"ort-int8"} | ({"ort-cuda"} if B.unavailable("ort-cuda") else set())

@@ -126,6 +126,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mem-jets", type=int, default=5000,
                    help="jets run per backend configuration at --mem-batch for the memory-vs-events curve (0: off)")
     p.add_argument("--mem-batch", type=int, default=64, help="batch size of the memory-vs-events run")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each (model, backend) in its own process, so that its memory is not shared with or "
+                        "hidden by the configurations before it (slower: each process imports its framework)")
     p.add_argument("--profile", action="store_true",
                    help="instead: where the ONNX models' time goes (tools/profile_onnx.py: µs/jet per batch size, "
                         "share per graph scope from ORT's profiler, ratio to the one-core sgemm rate)")
@@ -459,6 +462,33 @@ def write_docs(path: Path, section: str) -> None:
     os.replace(tmp, path)
 
 
+def run_child(args: argparse.Namespace, model: str, spec: str) -> dict[str, Any]:
+    """--isolate: measure one (model, backend) in a fresh interpreter with the same settings; its
+    JSON (cells, memory vs events, skipped, versions) is merged by the caller."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hltbench-") as tmp:
+        out = Path(tmp) / "cells.json"
+        cmd = [sys.executable, "-m", "tools.bench_backends", "--models", model, "--backends", spec,
+               "--models-dir", str(args.models_dir), "--sample", str(args.sample),
+               "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
+               "--min-time", str(args.min_time), "--min-calls", str(args.min_calls),
+               "--mem-calls", str(args.mem_calls), "--mem-jets", str(args.mem_jets),
+               "--mem-batch", str(args.mem_batch), "--ghz", str(args.peak_gflops / 32.0), "--json", str(out)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout.splitlines():  # the child's progress lines, not its tables
+            if line.startswith(("  ", "bench_backends:")):
+                print(line, flush=True)
+        if proc.returncode != 0 or not out.exists():
+            tail = proc.stdout.strip().splitlines()[-1:] or ["no output"]
+            return {"cells": [], "memory_vs_events": [], "machine": {"versions": {}},
+                    "skipped": [{"backend": spec, "model": model,
+                                 "reason": f"isolated run failed (rc {proc.returncode}): {tail[0][:200]}"}]}
+        return json.loads(out.read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.profile:
@@ -499,6 +529,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_backends: {onnx_path} not found", file=sys.stderr)
             return 1
         r = results[model] = {"macs": count_macs(onnx_path), "latency": {}}
+        if args.isolate:
+            for spec in (s for s in args.backends if not absent[s]):
+                child = run_child(args, model, spec)
+                rows += child["cells"]
+                events += child["memory_vs_events"]
+                skipped += child["skipped"]
+                versions.update(child["machine"]["versions"])
+                gpu_seen = gpu_seen or child["machine"].get("gpu", "")
+            for c in (c for c in rows if c["model"] == model):
+                label = c["backend"] if c["threads"] == 1 else f"{c['backend']} x{c['threads']}"
+                r["latency"].setdefault(label, {})[c["batch"]] = c["ms_per_call"] / 1e3
+            continue
         for spec in (s for s in args.backends if not absent[s]):
             for threads in (args.threads if SPECS[spec].threaded else [1]):
                 gc.collect()  # the previous configuration's backend is gone before the baseline is taken
@@ -521,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                         for _ in range(args.mem_calls):
                             backend.run(x_all[:n])
                     rows.append({"model": model, "backend": spec, "threads": threads, "batch": n,
-                                 "device": getattr(backend, "device", "cpu"),
+                                 "device": getattr(backend, "device", "cpu"), "pid": os.getpid(),
                                  "ms_per_call": cells[n] * 1e3,
                                  "us_per_jet": cells[n] * 1e6 / n, "us_per_jet_median": st["median"] * 1e6 / n,
                                  "us_per_jet_p10": st["p10"] * 1e6 / n, "us_per_jet_p90": st["p90"] * 1e6 / n,

@@ -198,4 +198,7 @@ def test_isolate_runs_each_configuration_in_its_own_process(tmp_path) -> None:
     pids = {c["backend"]: c["pid"] for c in data["cells"]}
     assert set(pids) == {"ort-fp32", "ort-bare"} and len(set(pids.values())) == 2 and os.getpid() not in pids.values()
     assert {e["backend"] for e in data["memory_vs_events"]} == {"ort-fp32", "ort-bare"}
+    assert data["machine"]["isolated"] is True
+    assert P.memory_series(data["cells"], "tiny", isolated=True)["ort-bare"] == [
+        (2, next(c["rss_peak_MB"] for c in data["cells"] if c["backend"] == "ort-bare"))]
     assert {s["backend"] for s in data["skipped"]} == {"ort-int8"} | ({"ort-cuda"} if B.unavailable("ort-cuda") else set())

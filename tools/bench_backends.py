@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     print(section)
     data = {"machine": {**env, "python": platform.python_version(), "numpy": np.__version__, "gpu": gpu_seen,
                         "command": command, "versions": versions, "peak_gflops": args.peak_gflops,
-                        "peak_source": args.peak_source},
+                        "peak_source": args.peak_source, "isolated": args.isolate},
             "skipped": skipped, "cells": rows, "memory_vs_events": events}
     if args.json or args.csv:
         write_tables(args.json, args.csv, data)

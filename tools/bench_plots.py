@@ -34,14 +34,16 @@ def latency_series(cells: list[dict[str, Any]], model: str) -> dict[str, list[tu
     return {k: sorted(v) for k, v in out.items()}
 
 
-def memory_series(cells: list[dict[str, Any]], model: str) -> dict[str, list[tuple[int, float]]]:
-    """{config label: [(batch, MB the configuration added: peak RSS - RSS before its backend was
-    loaded), ...]} for one model. The difference, not the process RSS, because every backend runs in
+def memory_series(cells: list[dict[str, Any]], model: str, isolated: bool = False) -> dict[str, list[tuple[int, float]]]:
+    """{config label: [(batch, MB), ...]} for one model. ``isolated`` (hltbench --isolate: a process per
+    configuration): the process's peak RSS, comparable with the study's per-framework figure. Otherwise
+    what the configuration added (peak RSS - RSS before its backend loaded), because every backend ran in
     one process (TensorFlow, once imported, stays); floored at 1 MB for the log axis."""
     out: dict[str, list[tuple[int, float]]] = {}
     for c in cells:
         if c["model"] == model:
-            out.setdefault(_label(c), []).append((c["batch"], max(c["rss_peak_MB"] - c["rss_before_load_MB"], 1.0)))
+            mb = c["rss_peak_MB"] if isolated else max(c["rss_peak_MB"] - c["rss_before_load_MB"], 1.0)
+            out.setdefault(_label(c), []).append((c["batch"], mb))
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -63,6 +65,7 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
     models = list(dict.fromkeys(c["model"] for c in cells)) or ["(none)"]
     out_dir.mkdir(parents=True, exist_ok=True)
     machine = data.get("machine", {})
+    isolated = bool(machine.get("isolated"))
     title = f"hltbench on {machine.get('cpu', '?')} ({machine.get('gpu') or 'no GPU'})"
     paths = []
 
@@ -98,7 +101,7 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
                              layout="constrained")
     for j, model in enumerate(models):
         top, bottom = axes[0][j], axes[1][j]
-        for label, pts in memory_series(cells, model).items():
+        for label, pts in memory_series(cells, model, isolated).items():
             top.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=label)
         devs = [(c["batch"], c["device_MB"]) for c in cells if c["model"] == model and c.get("device_MB") is not None]
         if devs:
@@ -114,8 +117,9 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
             bottom.plot([p[0] for p in pts], [p[1] for p in pts], ".-", label=label)
         if not events:
             bottom.text(0.5, 0.5, "not run (--mem-jets 0)", transform=bottom.transAxes, ha="center")
-        top.set(title=f"{model}: peak RSS added by each configuration", ylabel="MB (peak - before load)",
-                xlabel="batch size")
+        top.set(title=f"{model}: " + ("peak RSS, one process per configuration" if isolated else
+                                      "peak RSS added by each configuration"),
+                ylabel="MB" + ("" if isolated else " (peak - before load)"), xlabel="batch size")
         top.set_xscale("log", base=2)
         bottom.set(title=f"{model}: process RSS vs jets processed (batch {events[0]['batch'] if events else '?'})",
                    ylabel="process RSS MB", xlabel="jets processed")
@@ -125,8 +129,8 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
             ax.grid(True, which="both", alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
-    fig.suptitle(title + ": memory (RSS sampled every 1 ms; backends run one after another in one process)",
-                 fontsize=10)
+    fig.suptitle(title + ": memory (RSS sampled every 1 ms; " + ("one process per configuration)" if isolated else
+                 "backends run one after another in one process)"), fontsize=10)
     paths.append(out_dir / f"{prefix}memory.png")
     _atomic_save(fig, paths[-1])
     plt.close(fig)

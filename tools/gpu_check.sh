@@ -79,7 +79,7 @@ step pytest-fakes 90 python3 -m pytest --noconftest -p no:cacheprovider -q -rs \
 # $OUT/hltbench; a backend not installed here is listed in the output with the reason
 step hltbench 240 python3 tools/bench_backends.py --models conv_vae gcn_vae \
     --backends ort-fp32 ort-cuda ort-trt trt-fp32 trt-fp16 --batch-sizes 1 9 64 1024 \
-    --min-time 0.2 --mem-jets 2000 --out "$OUT/hltbench"
+    --min-time 0.2 --mem-jets 2000 --isolate --out "$OUT/hltbench"
 grep -A20 "^Not measured here" "$OUT/hltbench.txt" | tee -a "$SUMMARY"
 
 grep -hE "passed|failed|skipped|error" "$OUT/pytest-gpu.txt" "$OUT/pytest-fakes.txt" | tail -n 4 | tee -a "$SUMMARY"

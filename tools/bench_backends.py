@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Per-jet inference latency of every CPU backend, against the model's arithmetic limit on one core.
+"""hltbench: latency and memory of every inference backend vs batch size, threads and events processed,
+against the model's arithmetic limit on one core — the IML 2022 study's figures, redone here.
 
-Why: the study this project follows (IML 2022) compared TensorFlow and ONNX Runtime latency against
-batch size; hltrun must be able to redo that, on this machine, with the backends the trigger path
-really uses (modules/inference), and say how far each one is from what the hardware could do.
+Why: the study this project follows compared TensorFlow, ONNX Runtime and TensorRT latency and memory
+against batch size; hltrun must be able to redo that on any machine, with the backends the trigger
+path really uses (modules/inference), and say how far each one is from what the hardware could do.
 
-For each model (Conv-VAE, GCN-VAE) and each backend — TensorFlow in the modes predict / eager /
-function / xla, ONNX Runtime fp32 and INT8 — it times ``backend.run`` (what the scorer calls) at
-batch sizes 1, 9 (typical jets per HLT event), 64 and 1024, single thread, on real QCD jets, all in
-one process on the same machine. The time per call (lowest of three medians over ``--min-time``
-seconds in all) is divided by the batch size. ``ort-bare`` is a plain ``InferenceSession.run`` on the fp32 file: the
-difference to ``ort-fp32`` is what the backend wrapper (input checks, non-finite handling) costs.
+Axes: model (Conv-VAE, GCN-VAE) x backend (``SPECS``: TensorFlow predict / eager / function / xla, ONNX
+Runtime fp32 and INT8 on the CPU, its CUDA and TensorRT execution providers, TensorRT fp32 / fp16, and
+``ort-bare``, a plain ``InferenceSession.run`` showing what the wrapper costs) x intra-op threads (ONNX
+Runtime on the CPU) x batch size. A backend that cannot run here (package, provider, GPU or model file
+missing, load failure) is listed once with the reason — printed, in the docs section and in the JSON
+``skipped`` list — never silently dropped. Each cell times ``backend.run`` (lowest of three medians over
+``--min-time``; median/p10/p90 over all calls), then runs ``--mem-calls`` calls under a 1 ms RSS
+sampler (peak RSS; GPU memory in use for GPU backends); per configuration ``--mem-jets`` jets at
+``--mem-batch`` give RSS vs jets processed. ``--out DIR`` (or ``--json``/``--csv``/``--plots``) writes the
+cells with machine and library versions, and latency.png / memory.png with the study's own numbers
+(tools/study_reference.json) drawn beside ours.
 
 FLOPs per jet are counted from the ONNX graph: 2 x the multiply-accumulates of every Conv,
 ConvTranspose, MatMul and Gemm, with shapes taken from one run of the model at batch 1 (so
@@ -21,21 +27,24 @@ Runtime's own 256^3 MatMul on one thread, ``tools/profile_onnx.sgemm_rates``; th
 ``--ghz x --flops-per-cycle`` when ``--ghz`` is given; ``limit`` is the time per jet at that rate,
 ``eff`` the fraction of it a backend reaches.
 
-Run pinned to one core (prints only), and with ``--docs`` also write the results section of
-docs/backends.md::
+Only ``--docs`` writes into docs/ (the results section of docs/backends.md)::
 
-    taskset -c 0 python tools/bench_backends.py --docs
+    taskset -c 0 hltbench --out bench_out            # prints; JSON/CSV/PNG in bench_out/
+    taskset -c 0 hltbench --docs                     # also rewrites docs/backends.md's section
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +55,47 @@ if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
 MODELS = ("conv_vae", "gcn_vae")
-BACKENDS = ("tf-predict", "tf-eager", "tf-function", "tf-xla", "ort-fp32", "ort-int8", "ort-bare")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One bench axis value: a modules.inference backend, the model file it reads, its options."""
+
+    backend: str  # name in modules.inference.BACKENDS ("bare": a plain InferenceSession, no wrapper)
+    suffix: str  # appended to the model name in --models-dir
+    options: dict[str, Any] = field(default_factory=dict)  # BackendOptions fields
+
+    @property
+    def threaded(self) -> bool:
+        """Does --threads sweep it (ONNX Runtime on the CPU; TF fixes threads once per process)."""
+        return self.backend in ("onnxruntime", "bare") and not self.options.get("providers")
+
+
+SPECS: dict[str, Spec] = {
+    **{f"tf-{m}": Spec("tensorflow", ".keras", {"mode": m}) for m in ("predict", "eager", "function", "xla")},
+    "ort-fp32": Spec("onnxruntime", ".onnx"),
+    "ort-int8": Spec("onnxruntime", "_int8.onnx"),
+    "ort-bare": Spec("bare", ".onnx"),
+    "ort-cuda": Spec("onnxruntime", ".onnx", {"providers": ["cuda"]}),
+    "ort-trt": Spec("onnxruntime", ".onnx", {"providers": ["tensorrt"]}),
+    "trt-fp32": Spec("tensorrt", ".onnx", {"precision": "fp32"}),
+    "trt-fp16": Spec("tensorrt", ".onnx", {"precision": "fp16"}),
+}
+BACKENDS = tuple(SPECS)
 BATCHES = (1, 9, 64, 1024)
 MARK_BEGIN, MARK_END = "<!-- bench_backends:begin -->", "<!-- bench_backends:end -->"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line interface."""
-    p = argparse.ArgumentParser(description="Per-jet latency of TF (4 modes) and ONNX Runtime (fp32, INT8) "
-                                            "at several batch sizes, single thread, vs the FLOP limit of one core.")
+    p = argparse.ArgumentParser(description="Latency and peak memory of every inference backend (TF modes, ONNX "
+                                            "Runtime CPU/CUDA/TensorRT providers, TensorRT) vs batch size and threads, "
+                                            "vs the FLOP limit of one core; JSON/CSV cells and PNG plots with the "
+                                            "IML 2022 study's numbers. Absent backends are listed with the reason.")
     p.add_argument("--models", nargs="+", default=list(MODELS), help="model names in --models-dir")
     p.add_argument("--models-dir", type=Path, default=REPO / "data/models", help="folder with the models")
-    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS, help="what to time")
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS,
+                   help="what to time (default: all; those absent here are listed with the reason)")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCHES), help="jets per call")
     p.add_argument("--sample", type=Path, default=REPO / "data/qcd_dijet.root", help="jets to run on")
     p.add_argument("--min-time", type=float, default=0.3, help="seconds timed per (backend, batch) cell")
@@ -68,7 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="FP32 FLOP per cycle of one core (32: 2 FMA x 8 lanes; 64 for 2 x AVX-512 FMA)")
     p.add_argument("--docs", nargs="?", type=Path, const=REPO / "docs/backends.md", default=None,
                    help="also rewrite the results section of this markdown file (default when given without a "
-                        "path: docs/backends.md); without --docs the results are only printed")
+                        "path: docs/backends.md) and write its figures to img/hltbench_*.png beside it; without "
+                        "--docs nothing under docs/ is written")
     p.add_argument("--note", default="", help="a line added to the results section (e.g. which weights)")
     p.add_argument("--threads", nargs="+", type=int, default=[1],
                    help="intra-op thread counts to sweep for the ONNX Runtime backends (TensorFlow fixes its "
@@ -76,6 +115,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None,
                    help="write every cell (median, p10, p90, calls, RSS) with machine and library versions")
     p.add_argument("--csv", type=Path, default=None, help="the same cells as CSV, one row per cell")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for cells.json, cells.csv, cells.events.csv (RSS vs jets processed), latency.png and "
+                        "memory.png")
+    p.add_argument("--plots", type=Path, default=None,
+                   help="folder for the PNG figures (latency and memory vs batch size, the study's numbers beside "
+                        "ours); default: --out, else next to --json")
+    p.add_argument("--mem-calls", type=int, default=5,
+                   help="calls per (backend, batch) cell run under the RSS sampler for the cell's peak memory")
+    p.add_argument("--mem-jets", type=int, default=5000,
+                   help="jets run per backend configuration at --mem-batch for the memory-vs-events curve (0: off)")
+    p.add_argument("--mem-batch", type=int, default=64, help="batch size of the memory-vs-events run")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each (model, backend) in its own process, so that its memory is not shared with or "
+                        "hidden by the configurations before it (slower: each process imports its framework)")
     p.add_argument("--profile", action="store_true",
                    help="instead: where the ONNX models' time goes (tools/profile_onnx.py: µs/jet per batch size, "
                         "share per graph scope from ORT's profiler, ratio to the one-core sgemm rate)")
@@ -162,22 +215,53 @@ class BareSession:
         pass
 
 
+def unavailable(spec: str) -> str | None:
+    """Why ``spec`` cannot run on this machine (None if it can): package, provider or GPU missing.
+    Asked before any model is loaded, so an absent backend is listed once, not once per model."""
+    import importlib.util
+
+    sp = SPECS[spec]
+    package = {"bare": "onnxruntime"}.get(sp.backend, sp.backend)
+    if importlib.util.find_spec(package) is None:
+        return f"the {package} Python package is not installed"
+    if sp.backend == "tensorrt":
+        from modules.inference.accelerator import tensorrt_gpu_status
+
+        status = tensorrt_gpu_status()
+        return None if status.usable else status.reason
+    if sp.options.get("providers"):
+        import onnxruntime as ort
+
+        from modules.inference.onnxruntime_backend import PROVIDER_ALIASES
+
+        wanted = PROVIDER_ALIASES[sp.options["providers"][0]]
+        if wanted not in ort.get_available_providers():
+            return (f"this onnxruntime build ({ort.__version__}) has no {wanted} "
+                    f"(has {', '.join(ort.get_available_providers())}; install onnxruntime-gpu)")
+    return None
+
+
 def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1):
-    """A loaded backend for 'tf-<mode>', 'ort-fp32'/'ort-int8', or the bare session 'ort-bare'
-    (None if the file is missing); ``threads`` applies to the ONNX Runtime ones."""
+    """A loaded backend for ``spec`` (modules.inference, or the bare session for 'ort-bare'), or the
+    reason it cannot be had (str): model file missing, load failed, GPU provider fell back to CPU."""
+    from framework.errors import ConfigError, ModuleError
     from modules.inference import BackendOptions, create_backend
 
-    if spec == "ort-bare":
-        path = models_dir / f"{model}.onnx"
-        return BareSession(path, threads) if path.exists() else None
-    if spec.startswith("tf-"):
-        path, name, opts = models_dir / f"{model}.keras", "tensorflow", BackendOptions(mode=spec[3:])
-    else:
-        suffix = "_int8" if spec == "ort-int8" else ""
-        path, name, opts = models_dir / f"{model}{suffix}.onnx", "onnxruntime", BackendOptions(threads=threads)
+    sp = SPECS[spec]
+    path = models_dir / f"{model}{sp.suffix}"
     if not path.exists():
-        return None
-    return create_backend(name, path, opts).load()
+        return f"model file {path} not found"
+    if sp.backend == "bare":
+        return BareSession(path, threads)
+    try:
+        backend = create_backend(sp.backend, path, BackendOptions(threads=threads, **sp.options)).load()
+    except (ModuleError, ConfigError) as exc:
+        return f"cannot load: {exc}"
+    wanted = sp.options.get("providers")
+    if wanted and wanted[0] not in " ".join(getattr(backend, "providers", [])).lower():
+        backend.close()
+        return f"onnxruntime fell back to {getattr(backend, 'providers', '?')} (no usable {wanted[0]} device)"
+    return backend
 
 
 def time_cell(backend, x: np.ndarray, min_time: float, min_calls: int, rounds: int = 3,
@@ -202,16 +286,88 @@ def time_cell(backend, x: np.ndarray, min_time: float, min_calls: int, rounds: i
     return min(medians)
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def rss_mb() -> float:
-    """Resident memory of this process now (MB): what the loaded backends and their arenas hold."""
+    """Resident memory of this process now (MB), from /proc/self/statm (a few µs; psutil elsewhere)."""
     try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE / 1e6
+    except OSError:
         import psutil
 
         return psutil.Process().memory_info().rss / 1e6
-    except ImportError:  # pragma: no cover - psutil is in the 'cpu' extra
-        import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+class PeakRss:
+    """Context manager: a thread samples RSS every ``period`` s while the block runs; ``peak`` (MB) is
+    the highest sample, so memory a call allocates and frees again is still seen. Used only outside the
+    timed loops (the sampling thread would compete for the GIL)."""
+
+    def __init__(self, period: float = 0.001) -> None:
+        self.period, self.peak = period, 0.0
+
+    def sample(self) -> float:
+        now = rss_mb()
+        self.peak = max(self.peak, now)
+        return now
+
+    def __enter__(self) -> "PeakRss":
+        import threading
+
+        self._stop = threading.Event()
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            self.sample()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def device_used_mb(backend: Any) -> float | None:
+    """GPU memory in use (MB, whole device: total - free from the CUDA driver) for a backend on a GPU;
+    None on the CPU (no CUDA context is created for CPU backends: it would inflate their RSS)."""
+    if getattr(backend, "device", "cpu") == "cpu":
+        return None
+    try:
+        from cuda.bindings import runtime as rt
+
+        err, free, total = rt.cudaMemGetInfo()
+        if int(err) == 0:
+            return (total - free) / 1e6
+    except Exception:  # noqa: BLE001 - try the other binding
+        pass
+    try:
+        import pycuda.driver as drv
+
+        free, total = drv.mem_get_info()
+        return (total - free) / 1e6
+    except Exception:  # noqa: BLE001 - no binding or no context: say nothing rather than guess
+        return None
+
+
+def memory_vs_events(backend: Any, x: np.ndarray, jets: int) -> list[dict[str, float]]:
+    """Run ``jets`` jets in batches of len(x) under the RSS sampler; RSS and peak so far at ~12
+    log-spaced points of jets processed (the study's memory-vs-signal-events curve)."""
+    n = len(x)
+    calls = max(1, -(-jets // n))
+    marks = sorted({int(round(v)) for v in np.geomspace(1, calls, num=min(calls, 12))})
+    out = []
+    with PeakRss() as peak:
+        for i in range(1, calls + 1):
+            backend.run(x)
+            if i in marks:
+                out.append({"jets": i * n, "rss_MB": round(peak.sample(), 1), "peak_MB": round(peak.peak, 1),
+                            "device_MB": device_used_mb(backend)})
+    return out
 
 
 def load_sample(path: Path, n: int) -> np.ndarray:
@@ -224,7 +380,8 @@ def load_sample(path: Path, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- report
-def render(results: dict[str, Any], args: argparse.Namespace, command: str, env: dict[str, str]) -> str:
+def render(results: dict[str, Any], args: argparse.Namespace, command: str, env: dict[str, str],
+           skipped: list[dict[str, str]] = ()) -> str:
     peak = args.peak_gflops * 1e9
     b = args.batch_sizes
     lines = [f"Command: `{command}`", "", *([args.note, ""] if args.note else []),
@@ -253,28 +410,42 @@ def render(results: dict[str, Any], args: argparse.Namespace, command: str, env:
             lines.append(f"| {model} | {flops / 1e6:.2f} ({2 * r['macs']['weights'] / 1e6:.2f} + "
                          f"{2 * r['macs']['data'] / 1e6:.2f}) | {limit:.2f} | {spec} | {best:.1f} ({best_n}) | "
                          f"{limit / best:.1%} |")
+    if skipped:
+        lines += ["", "Not measured here:", ""]
+        lines += [f"- `{s['backend']}`" + (f" ({s['model']})" if s["model"] != "*" else "") + f": {s['reason']}"
+                  for s in skipped]
     return "\n".join(lines) + "\n"
 
 
-def write_tables(args: argparse.Namespace, rows: list[dict[str, Any]], machine: dict[str, Any]) -> None:
-    """--json (machine, versions, every cell) and --csv (one row per cell), written atomically.
+def write_tables(json_path: Path | None, csv_path: Path | None, data: dict[str, Any]) -> None:
+    """JSON (machine, versions, skipped backends with reasons, every cell, memory vs events) and CSV
+    (one row per cell; memory vs events in ``<name>.events.csv``), written atomically.
     ``us_per_jet`` is the lowest of 3 round medians (what the tables show); median/p10/p90 are over
-    all timed calls; ``rss_MB`` is the process's resident memory after the cell."""
+    all timed calls; ``rss_loaded_MB`` is the process RSS once the backend is loaded, ``rss_peak_MB``
+    the highest RSS sampled (every 1 ms) over --mem-calls calls at that batch size, ``device_MB`` GPU
+    memory in use (GPU backends only)."""
     import csv
 
-    for path, write in ((args.json, "json"), (args.csv, "csv")):
-        if not path:
-            continue
+    def atomic(path: Path, write) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("w", newline="") as fh:
-            if write == "json":
-                json.dump({"machine": machine, "cells": rows}, fh, indent=1)
-            else:
-                out = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["model"])
-                out.writeheader()
-                out.writerows(rows)
+            write(fh)
         os.replace(tmp, path)
         print(f"wrote {path}")
+
+    def rows_csv(rows: list[dict[str, Any]]):
+        def write(fh) -> None:
+            out = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["model"])
+            out.writeheader()
+            out.writerows(rows)
+        return write
+
+    if json_path:
+        atomic(json_path, lambda fh: json.dump(data, fh, indent=1))
+    if csv_path:
+        atomic(csv_path, rows_csv(data["cells"]))
+        atomic(csv_path.with_suffix(".events.csv"), rows_csv(data["memory_vs_events"]))
 
 
 def write_docs(path: Path, section: str) -> None:
@@ -289,6 +460,33 @@ def write_docs(path: Path, section: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def run_child(args: argparse.Namespace, model: str, spec: str) -> dict[str, Any]:
+    """--isolate: measure one (model, backend) in a fresh interpreter with the same settings; its
+    JSON (cells, memory vs events, skipped, versions) is merged by the caller."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hltbench-") as tmp:
+        out = Path(tmp) / "cells.json"
+        cmd = [sys.executable, "-m", "tools.bench_backends", "--models", model, "--backends", spec,
+               "--models-dir", str(args.models_dir), "--sample", str(args.sample),
+               "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
+               "--min-time", str(args.min_time), "--min-calls", str(args.min_calls),
+               "--mem-calls", str(args.mem_calls), "--mem-jets", str(args.mem_jets),
+               "--mem-batch", str(args.mem_batch), "--ghz", str(args.peak_gflops / 32.0), "--json", str(out)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout.splitlines():  # the child's progress lines, not its tables
+            if line.startswith(("  ", "bench_backends:")):
+                print(line, flush=True)
+        if proc.returncode != 0 or not out.exists():
+            tail = proc.stdout.strip().splitlines()[-1:] or ["no output"]
+            return {"cells": [], "memory_vs_events": [], "machine": {"versions": {}},
+                    "skipped": [{"backend": spec, "model": model,
+                                 "reason": f"isolated run failed (rc {proc.returncode}): {tail[0][:200]}"}]}
+        return json.loads(out.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,49 +506,111 @@ def main(argv: list[str] | None = None) -> int:
 
         args.peak_gflops = sgemm_rates()["ort_gflops"]
         args.peak_source = "ONNX Runtime 256^3 sgemm on one thread, measured in this run"
+    if args.out:
+        args.json = args.json or args.out / "cells.json"
+        args.csv = args.csv or args.out / "cells.csv"
+    plots_dir = args.plots or args.out or (args.json.parent if args.json else None)
     load_before = loadavg()
-    x_all = load_sample(args.sample, max(args.batch_sizes))
+    x_all = load_sample(args.sample, max(args.batch_sizes + [args.mem_batch]))
     results: dict[str, Any] = {}
     versions: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    absent = {spec: unavailable(spec) for spec in args.backends}
+    for spec, reason in absent.items():
+        if reason:
+            skipped.append({"backend": spec, "model": "*", "reason": reason})
+            print(f"  skipped {spec}: {reason}", file=sys.stderr)
+    gpu_seen = ""
     for model in args.models:
         onnx_path = args.models_dir / f"{model}.onnx"
         if not onnx_path.exists():
             print(f"bench_backends: {onnx_path} not found", file=sys.stderr)
             return 1
         r = results[model] = {"macs": count_macs(onnx_path), "latency": {}}
-        for spec in args.backends:
-            for threads in (args.threads if spec.startswith("ort-") else [1]):
+        if args.isolate:
+            for spec in (s for s in args.backends if not absent[s]):
+                child = run_child(args, model, spec)
+                rows += child["cells"]
+                events += child["memory_vs_events"]
+                skipped += child["skipped"]
+                versions.update(child["machine"]["versions"])
+                gpu_seen = gpu_seen or child["machine"].get("gpu", "")
+            for c in (c for c in rows if c["model"] == model):
+                label = c["backend"] if c["threads"] == 1 else f"{c['backend']} x{c['threads']}"
+                r["latency"].setdefault(label, {})[c["batch"]] = c["ms_per_call"] / 1e3
+            continue
+        for spec in (s for s in args.backends if not absent[s]):
+            for threads in (args.threads if SPECS[spec].threaded else [1]):
+                gc.collect()  # the previous configuration's backend is gone before the baseline is taken
+                rss_before = rss_mb()
                 backend = make_backend(spec, args.models_dir, model, threads)
-                if backend is None:
-                    print(f"  {model} {spec}: model file missing, skipped", file=sys.stderr)
+                if isinstance(backend, str):
+                    skipped.append({"backend": spec, "model": model, "reason": backend})
+                    print(f"  skipped {model} {spec}: {backend}", file=sys.stderr)
                     break
-                versions.update(backend.describe().get("versions", {}))
+                info = backend.describe()
+                versions.update(info.get("versions", {}))
+                gpu_seen = gpu_seen or info.get("gpu", "") or info.get("gpu_name", "")
+                rss_loaded = rss_mb()
                 label = spec if threads == 1 else f"{spec} x{threads}"
                 cells = r["latency"][label] = {}
                 for n in args.batch_sizes:
                     st: dict[str, float] = {}
                     cells[n] = time_cell(backend, x_all[:n], args.min_time, args.min_calls, stats=st)
+                    with PeakRss() as peak:
+                        for _ in range(args.mem_calls):
+                            backend.run(x_all[:n])
                     rows.append({"model": model, "backend": spec, "threads": threads, "batch": n,
+                                 "device": getattr(backend, "device", "cpu"), "pid": os.getpid(),
+                                 "ms_per_call": cells[n] * 1e3,
                                  "us_per_jet": cells[n] * 1e6 / n, "us_per_jet_median": st["median"] * 1e6 / n,
                                  "us_per_jet_p10": st["p10"] * 1e6 / n, "us_per_jet_p90": st["p90"] * 1e6 / n,
-                                 "calls": st["calls"], "rss_MB": round(rss_mb(), 1)})
+                                 "calls": st["calls"], "rss_before_load_MB": round(rss_before, 1),
+                                 "rss_loaded_MB": round(rss_loaded, 1), "rss_peak_MB": round(peak.peak, 1),
+                                 "device_MB": device_used_mb(backend)})
+                if args.mem_jets > 0:
+                    for point in memory_vs_events(backend, x_all[:args.mem_batch], args.mem_jets):
+                        events.append({"model": model, "backend": spec, "threads": threads,
+                                       "batch": args.mem_batch, **point})
                 print(f"  {model:8s} {label:14s} " + "  ".join(f"b={n}: {cells[n] * 1e6 / n:9.1f} µs/jet"
-                                                                for n in args.batch_sizes), flush=True)
+                                                                for n in args.batch_sizes)
+                      + f"  peak RSS {max(c['rss_peak_MB'] for c in rows[-len(args.batch_sizes):]):.0f} MB",
+                      flush=True)
                 backend.close()
+                del backend
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     env = {"load": f"{load_before} / {loadavg()}", "cpu": cpu_name(), "cores": str(os.cpu_count()),
            "affinity": ",".join(map(str, cpus)) or "?",
            "versions": ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))}
     pin = f"taskset -c {','.join(map(str, cpus))} " if cpus and len(cpus) < (os.cpu_count() or 1) else ""
     extra = argv if argv is not None else sys.argv[1:]
-    command = f"{pin}python tools/bench_backends.py" + (" " + " ".join(extra) if extra else "")
-    section = render(results, args, command, env)
+    command = f"{pin}hltbench" + (" " + shlex.join(extra) if extra else "")  # copy-pasteable
+    section = render(results, args, command, env, skipped)
     print(section)
+    data = {"machine": {**env, "python": platform.python_version(), "numpy": np.__version__, "gpu": gpu_seen,
+                        "command": command, "versions": versions, "peak_gflops": args.peak_gflops,
+                        "peak_source": args.peak_source, "isolated": args.isolate},
+            "skipped": skipped, "cells": rows, "memory_vs_events": events}
     if args.json or args.csv:
-        write_tables(args, rows, {**env, "python": platform.python_version(), "numpy": np.__version__,
-                                  "command": command, "versions": versions})
+        write_tables(args.json, args.csv, data)
+    if plots_dir:
+        try:
+            from tools.bench_plots import plot
+
+            for path in plot(data, plots_dir):
+                print(f"wrote {path}")
+        except ImportError as exc:  # matplotlib is in the 'cpu' extra; a bare GPU box may lack it
+            print(f"bench_backends: plots not written ({exc}); the JSON/CSV have every figure", file=sys.stderr)
     if args.docs:
+        try:  # the section shows the figures: docs/img/hltbench_*.png, written only with --docs
+            from tools.bench_plots import plot
+
+            images = plot(data, args.docs.parent / "img", prefix="hltbench_")
+            section += "\n" + "\n".join(f"![{p.stem}](img/{p.name})" for p in images) + "\n"
+        except ImportError as exc:
+            print(f"bench_backends: plots not written ({exc})", file=sys.stderr)
         write_docs(args.docs, section)
         print(f"wrote {args.docs}")
     return 0

@@ -6,7 +6,8 @@
 # Prints nvidia-smi and versions; installs wheels carried in .whl/ (no network needed) into
 # /tmp/site; runs tests/test_gpu.py (marker gpu: the real CUDA wrappers' contract, TensorRT when the
 # tensorrt package is importable, ONNX Runtime's CUDA/TensorRT providers when present) and the
-# strict-fake TensorRT tests. Absent pieces are skipped and named in the pytest summary (-rs).
+# strict-fake TensorRT tests, then hltbench on the GPU backends (tools/bench_backends.py, figures and
+# plots in $OUT/hltbench). Absent pieces are skipped and named (pytest -rs; hltbench 'Not measured here').
 # Every step runs under `timeout`, so the script never hangs. It needs python3 with numpy, onnx,
 # onnxruntime, pytest, pyyaml; cuda-python (cuda.bindings) or pycuda for the real CUDA checks.
 set -u
@@ -72,6 +73,14 @@ step pytest-gpu 200 python3 -m pytest --noconftest -p no:cacheprovider -q -rs -s
 # the strict fakes on this Python (no GPU needed; checks the fake contracts still hold here)
 step pytest-fakes 90 python3 -m pytest --noconftest -p no:cacheprovider -q -rs \
     tests/test_cuda_wrappers.py tests/test_tensorrt_fake.py --junitxml="$OUT/pytest-fakes.xml"
+
+# hltbench on every GPU backend (ONNX Runtime CUDA / TensorRT providers, TensorRT fp32 / fp16) beside ONNX
+# Runtime on this host's CPU: latency, peak RSS and GPU memory vs batch size, JSON/CSV/PNG in
+# $OUT/hltbench; a backend not installed here is listed in the output with the reason
+step hltbench 240 python3 tools/bench_backends.py --models conv_vae gcn_vae \
+    --backends ort-fp32 ort-cuda ort-trt trt-fp32 trt-fp16 --batch-sizes 1 9 64 1024 \
+    --min-time 0.2 --mem-jets 2000 --isolate --out "$OUT/hltbench"
+grep -A20 "^Not measured here" "$OUT/hltbench.txt" | tee -a "$SUMMARY"
 
 grep -hE "passed|failed|skipped|error" "$OUT/pytest-gpu.txt" "$OUT/pytest-fakes.txt" | tail -n 4 | tee -a "$SUMMARY"
 grep -h "^SKIPPED" "$OUT/pytest-gpu.txt" | tee -a "$SUMMARY"

@@ -65,9 +65,17 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)  # options may come between overrides
     _setup_logging(args.quiet, args.debug)
+    from .interrupt import handle_signals
+
+    with handle_signals():  # SIGTERM / SIGHUP stop the job like Ctrl-C (framework/interrupt.py)
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     from .config import load
     from .errors import HltError
     from .eventloop import EventProcessor, JobFailed
+    from .interrupt import exit_code_of, remove_temporaries
     from .process import Process
     from .report import text_report, write_report_files
 
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         except JobFailed as failed:
             summary, code = failed.summary, getattr(failed.cause, "exit_code", 1)
             if isinstance(failed.cause, KeyboardInterrupt):
-                code = 130
+                code = exit_code_of(failed.cause)
             elif args.debug:
                 log.exception("job failed", exc_info=failed.cause)
         if cfg.options.want_summary:
@@ -107,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("error")
         sys.stderr.write(f"hltrun: error: {exc}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("hltrun: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        remove_temporaries()
+        sys.stderr.write(f"hltrun: {str(exc) or 'interrupted'}\n")
+        return exit_code_of(exc)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         if args.debug:
             raise

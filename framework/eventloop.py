@@ -14,6 +14,7 @@ import time
 from typing import Any, Iterator
 
 from .errors import HltError
+from .interrupt import Interrupted, stop_callback
 from .event import Event, EventID
 from .process import Process
 from .schedule import StreamSchedule
@@ -56,17 +57,8 @@ class EventProcessor:
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
         events = process.source.events(self.options.skipEvents, limit)
         try:
-            if len(process.schedules) == 1:
-                self._stream_loop(process.schedules[0], events)
-            else:
-                threads = [threading.Thread(target=self._stream_loop, args=(s, events),
-                                            name=f"hltrun-stream-{s.stream}", daemon=True)
-                           for s in process.schedules]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    while t.is_alive():
-                        t.join(0.2)  # short joins keep Ctrl-C responsive in the main thread
+            with stop_callback(self._on_signal):
+                self._loop(events)
         except KeyboardInterrupt as exc:
             self._stop.set()
             self._errors.append(exc)
@@ -83,11 +75,41 @@ class EventProcessor:
         if self._errors:
             err = self._errors[0]
             summary.failure = _one_line(err)
+            if isinstance(err, Interrupted):
+                summary.stopped_by_signal = err.signame
             raise JobFailed(summary, err)
         if problems:
             summary.failure = problems[0]
             raise JobFailed(summary, HltError(problems[0]))
         return summary
+
+    def _on_signal(self, exc: Interrupted) -> None:
+        """First SIGINT/SIGTERM/SIGHUP during the loop: take no new event, finish those in flight."""
+        if self._stop.is_set():
+            self._errors.append(exc)  # an error stopped the job first: it stays the reason
+        else:
+            self._errors.insert(0, exc)
+        self._stop.set()
+
+    def _loop(self, events: Iterator[tuple[EventID, dict[str, Any]]]) -> None:
+        process = self.process
+        if len(process.schedules) == 1:
+            self._stream_loop(process.schedules[0], events)
+            return
+        threads = [threading.Thread(target=self._stream_loop, args=(s, events),
+                                    name=f"hltrun-stream-{s.stream}", daemon=True)
+                   for s in process.schedules]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)  # short joins keep signals responsive in the main thread
+        except KeyboardInterrupt:  # no handler installed (library use): still let events in flight end
+            self._stop.set()
+            for t in threads:
+                t.join()
+            raise
 
     def _next_event(self, stream: int, events: Iterator[tuple[EventID, dict[str, Any]]]):
         signals = self.process.signals
@@ -200,6 +222,8 @@ class JobFailed(Exception):
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, HltError):
+        return str(exc)
+    if isinstance(exc, Interrupted):
         return str(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted by the user (Ctrl-C)"

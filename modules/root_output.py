@@ -18,6 +18,7 @@ import numpy as np
 
 from framework.errors import ModuleError
 from framework.event import Event
+from framework.interrupt import forget_temporary, register_temporary
 from framework.module import OutputModule
 from framework.registry import register_module
 from framework.schema import InputTag
@@ -83,6 +84,7 @@ class RootOutputModule(OutputModule):
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in job.config.paths]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         compression = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}
+        register_temporary(self.tmp)  # removed even if a second signal aborts the job
         try:
             self._file = uproot.recreate(self.tmp, compression=compression[self.params.compression])
         except OSError as exc:
@@ -140,9 +142,12 @@ class RootOutputModule(OutputModule):
             self._file = None
         if self._job.failed:
             self.tmp.unlink(missing_ok=True)
-            log.warning("output %s not written: the job stopped on an error", self.path)
+            forget_temporary(self.tmp)
+            log.warning("output %s not written: the job stopped before its end", self.path)
             return
         os.replace(self.tmp, self.path)
+        forget_temporary(self.tmp)
+        log.info("output: %d event(s) written to %s", self._written, self.path.resolve())
 
     def summary(self) -> dict[str, Any]:
         return {"file": str(self.path), "events_written": self._written}

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from framework.destinations import check_file_destination
 from framework.errors import ModuleError
 from framework.event import Event
 from framework.interrupt import forget_temporary, register_temporary
@@ -82,7 +83,7 @@ class RootOutputModule(OutputModule):
         self._job = job
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in job.config.paths]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_file_destination(self.path, f"modules.{self.label}.file")
         compression = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}
         register_temporary(self.tmp)  # removed even if a second signal aborts the job
         try:

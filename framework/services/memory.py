@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ..destinations import check_file_destination
 from ..registry import register_service
 from ..service import Service
 
@@ -126,7 +127,7 @@ class Memory(Service):
             except ImportError:
                 log.warning("Memory: memray is not installed; no capture (pip install memray)")
             else:
-                self._memray_file.parent.mkdir(parents=True, exist_ok=True)
+                check_file_destination(self._memray_file, f"services.{self.name}.memray")
                 self._memray_file.unlink(missing_ok=True)  # memray refuses to overwrite
                 self._tracker = memray.Tracker(self._memray_file, native_traces=self.params.memray_native)
                 self._tracker.__enter__()

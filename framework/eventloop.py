@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Iterator
 
+from .errorlog import ErrorTally, context
 from .errors import HltError
 from .interrupt import Interrupted, stop_callback
 from .event import Event, EventID
@@ -38,6 +39,8 @@ class EventProcessor:
         self._t0 = 0.0
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0)
                                for _ in process.schedules]
+        self._tally = ErrorTally()
+        self._where: dict[int, EventID] = {}  # id(exception) -> event it stopped the job on
 
     def run(self, started_at: float | None = None) -> JobSummary:
         """Process all events. ``started_at`` (perf_counter) lets the report show start-up time."""
@@ -74,7 +77,8 @@ class EventProcessor:
         process.signals.post_end_job(summary)
         if self._errors:
             err = self._errors[0]
-            summary.failure = _one_line(err)
+            summary.failure = context(_one_line(err), err, self._where.get(id(err))) \
+                if id(err) in self._where else _one_line(err)
             if isinstance(err, Interrupted):
                 summary.stopped_by_signal = err.signame
             raise JobFailed(summary, err)
@@ -158,9 +162,9 @@ class EventProcessor:
                 self._errors.append(exc)
                 self._stop.set()
             except Exception as exc:
-                if skip_on_error:
-                    log.warning("skipping event (%s): %s", event_id, _one_line(exc))
-                else:
+                self._tally.record(exc, event_id, _one_line(exc), skipped=skip_on_error)
+                if not skip_on_error:
+                    self._where[id(exc)] = event_id
                     self._errors.append(exc)
                     self._stop.set()
             finally:
@@ -184,6 +188,10 @@ class EventProcessor:
         summary.source = process.source.accounting()
         summary.facts = dict(process.job.facts)
         summary.events_skipped = summary.source.get("skipped", self.options.skipEvents)
+        summary.events_duplicate = summary.source.get("duplicates", 0)
+        summary.bad_files = list(getattr(process.source, "bad_files", []) or [])
+        summary.errors = {m: dict(k) for m, k in self._tally.counts.items()}
+        summary.data_quality[process.source.label] = dict(process.source.data_quality())
         if self._first_event_at is not None:
             summary.time_to_first_event_s = self._first_event_at - self._t0
             summary.loop_s = self._loop_end - self._first_event_at
@@ -208,7 +216,11 @@ class EventProcessor:
                     merged[key] += value
                 else:
                     merged[key] = value
+            quality = summary.data_quality.setdefault(desc.label, {})
+            for key, value in module.data_quality().items():
+                quality[key] = quality.get(key, 0) + int(value)
         summary.module_summaries = {k: v for k, v in summary.module_summaries.items() if v}
+        summary.data_quality = {k: v for k, v in summary.data_quality.items() if v}
 
 
 class JobFailed(Exception):

@@ -106,6 +106,9 @@ class AnomalyScoreFilter(Filter):
         value = float(self._reduce(s))
         return not math.isnan(value) and value > self.threshold
 
+    def data_quality(self) -> dict[str, int]:
+        return {"events_without_score": self.no_score_events}
+
     def summary(self) -> dict:
         return {"threshold": self.threshold, "model": self.model_id, "reduce": self.params.reduce,
                 "events_without_score": self.no_score_events}

@@ -391,6 +391,10 @@ class RootJetSource(Source):
     def accounting(self) -> dict[str, int]:
         return dict(self._count)
 
+    def data_quality(self) -> dict[str, int]:
+        c = self._count
+        return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"]}
+
 
 def _counts(array: ak.Array, name: str, where: str) -> np.ndarray:
     """Per-event list lengths of a jagged branch, or a clear error if it is not a per-event list."""

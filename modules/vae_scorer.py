@@ -211,6 +211,9 @@ class VAEAnomalyScorer(Producer):
         c["nonfinite_jets"] += len(valid) - int(np.count_nonzero(valid))
         event.put(self._scores(out["score"], out.get("kl"), valid))
 
+    def data_quality(self) -> dict[str, int]:
+        return {"events_without_jets": self.counters["empty_events"], "nonfinite_jets": self.counters["nonfinite_jets"]}
+
     def end_job(self) -> None:
         if self.backend is not None:
             self.backend.close()

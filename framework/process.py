@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,11 @@ class Process:
         self.services: list[Service] = [cfg.cls(name, cfg.params) for name, cfg in config.services.items()]
         for service in self.services:
             service.connect(self.signals, self.job)
+        cores = os.cpu_count() or 1
+        if config.options.streams > 2 * cores:
+            log.warning("options.streams: %d streams on %d core(s): events in flight far above the cores "
+                        "only add memory and contention (CMSSW runs one stream per thread)",
+                        config.options.streams, cores)
         self._locks: dict[str, threading.Lock] = {}
         self.instances: dict[str, list[Module]] = {}  # label -> distinct instances (1, or one per stream)
         self.schedules = [self._build_stream(s) for s in range(config.options.streams)]

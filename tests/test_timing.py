@@ -183,15 +183,15 @@ def test_report_files_validate_and_html_has_plots(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
-def test_rows_grow_in_blocks() -> None:
-    from framework.services import timing
+def test_rows_kept_exactly_up_to_capacity() -> None:
+    from framework.services.bounded import _BLOCK, RowReservoir
 
-    rows = timing._Rows(3)
-    for i in range(timing._ROW_BLOCK + 5):
+    rows = RowReservoir(3, capacity=3 * _BLOCK)
+    for i in range(_BLOCK + 5):
         rows.append([i, 0, i * 2])
     a = rows.array()
-    assert a.shape == (timing._ROW_BLOCK + 5, 3) and len(rows.blocks) == 2
-    assert np.array_equal(a[:, 0], np.arange(timing._ROW_BLOCK + 5))
+    assert a.shape == (_BLOCK + 5, 3) and not rows.sampled
+    assert np.array_equal(a[:, 0], np.arange(_BLOCK + 5))
 
 
 def test_cli_report_dir_writes_the_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ streams allocated meanwhile, so read them with ``streams: 1``.
 
 from __future__ import annotations
 
+import heapq
 import html
 import logging
 import os
@@ -28,6 +29,7 @@ import numpy as np
 from ..destinations import check_file_destination
 from ..registry import register_service
 from ..service import Service
+from .bounded import Thinned
 
 if TYPE_CHECKING:
     from ..process import JobContext
@@ -92,9 +94,13 @@ class Memory(Service):
         self._call_max: list[int] = []
         self._calls: list[int] = []
         self._before: dict[int, int] = {}  # per stream: RSS before the running module
-        self._rss: list[int] = []
-        self._vsize: list[int] = []
-        self._ids: list[tuple[int, int, int]] = []
+        # bounded on any job length: the RSS series is thinned past ROWS_KEPT events, while peaks,
+        # the last value and the key events (largest increases, kept in a small heap) stay exact
+        self._series = Thinned(3)  # (event index, rss, vsize)
+        self._events = 0
+        self._peak = [0, 0]  # rss, vsize
+        self._last_rss: int | None = None
+        self._key: list[tuple[int, int, tuple[int, int, int], int]] = []  # min-heap (growth, n, id, rss)
         self._start: tuple[int, int] = (0, 0)
         self._after_begin: tuple[int, int] = (0, 0)
         self._tracker: Any = None
@@ -155,9 +161,21 @@ class Memory(Service):
 
     def _post_event(self, event: Any, status: str) -> None:
         vsize, rss = self._read()
-        self._rss.append(rss)
-        self._vsize.append(vsize)
-        self._ids.append((event.id.run, event.id.luminosityBlock, event.id.event))
+        n = self._events
+        self._events = n + 1
+        growth = rss - (self._after_begin[1] if self._last_rss is None else self._last_rss)
+        self._last_rss = rss
+        if rss > self._peak[0]:
+            self._peak[0] = rss
+        if vsize > self._peak[1]:
+            self._peak[1] = vsize
+        self._series.append((event.index, rss, vsize))
+        if growth > 0 and self.params.key_events:
+            key = self._key
+            if len(key) < self.params.key_events:
+                heapq.heappush(key, (growth, -n, (event.id.run, event.id.luminosityBlock, event.id.event), rss))
+            elif growth > key[0][0]:
+                heapq.heapreplace(key, (growth, -n, (event.id.run, event.id.luminosityBlock, event.id.event), rss))
 
     def _post_end_job(self, summary: "JobSummary") -> None:
         if self._tracker is not None:
@@ -168,11 +186,9 @@ class Memory(Service):
     # --------------------------------------------------------------------------- results
 
     def results(self) -> dict[str, Any]:
-        rss = np.asarray(self._rss, dtype=np.int64)
-        growth = np.diff(rss, prepend=self._after_begin[1]) if len(rss) else rss
-        top = np.argsort(-growth, kind="stable")[: self.params.key_events] if len(rss) else []
-        peak_rss = max([self._after_begin[1], *self._rss]) if self._rss else self._after_begin[1]
-        peak_vsize = max([self._after_begin[0], *self._vsize]) if self._vsize else self._after_begin[0]
+        peak_rss = max(self._after_begin[1], self._peak[0])
+        peak_vsize = max(self._after_begin[0], self._peak[1])
+        key = sorted(self._key, key=lambda k: (-k[0], -k[1]))  # largest first, earlier event first
         modules = []
         for d in self._descs:
             calls = self._calls[d.index]
@@ -184,17 +200,21 @@ class Memory(Service):
             })
         return {
             "rss_start_mb": self._start[1] / MB, "rss_after_begin_job_mb": self._after_begin[1] / MB,
-            "rss_end_mb": (self._rss[-1] if self._rss else self._after_begin[1]) / MB,
+            "rss_end_mb": (self._after_begin[1] if self._last_rss is None else self._last_rss) / MB,
             "peak_rss_mb": peak_rss / MB, "peak_vsize_mb": peak_vsize / MB,
             "max_rss_kernel_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "key_events": [{"id": list(self._ids[i]), "rss_growth_kb": int(growth[i]) / 1024, "rss_mb": rss[i] / MB}
-                           for i in top if growth[i] > 0],
+            "key_events": [{"id": list(ev), "rss_growth_kb": g / 1024, "rss_mb": r / MB} for g, _, ev, r in key],
+            "events": self._events, "rss_series_stride": self._series.stride,
             "modules": modules, "per_module": self.params.per_module,
             "memray_file": str(self._memray_file) if self._memray_file else None,
         }
 
     def rss_per_event_mb(self) -> np.ndarray:
-        return np.asarray(self._rss, dtype=np.float64) / MB
+        """RSS after each event; past ROWS_KEPT events after every ``rss_series_stride``-th event."""
+        return self._series.array()[:, 1].astype(np.float64) / MB
+
+    def rss_event_index(self) -> np.ndarray:
+        return self._series.array()[:, 0]
 
     def text_report(self, summary: "JobSummary") -> str:
         r = self.results()
@@ -233,7 +253,7 @@ class Memory(Service):
         if len(rss):
             fig = _figure(9.0, 3.5)
             ax = fig.subplots()
-            ax.plot(np.arange(len(rss)), rss, lw=1)
+            ax.plot(self.rss_event_index(), rss, lw=1)
             ax.axhline(r["rss_after_begin_job_mb"], color="grey", ls="--", lw=1, label="after begin_job")
             ax.set_xlabel("event number in the job")
             ax.set_ylabel("RSS [MB]")

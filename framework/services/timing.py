@@ -12,8 +12,10 @@ How it measures
 * The event runs from ``pre_source`` to ``post_event`` (as in FastTimerService, reading the event is
   part of it). What the source and the modules do not account for is the framework overhead, so
   ``source + sum(modules) + overhead == event`` holds exactly, in integer nanoseconds.
-* One row per event (index, stream, event real/CPU, each module's real/CPU) is kept in numpy blocks
-  for the distributions, percentiles and plots.
+* One row per event (index, stream, event real/CPU, each module's real/CPU) is kept for the
+  distributions, percentiles and plots: every event up to ``bounded.ROWS_KEPT`` (10,000) per stream,
+  a uniform random sample of that size past it, so memory stays flat on long jobs. Totals, means,
+  maxima and the over-budget count are exact over all events.
 
 ``python -m framework.services.timing_bench`` measures the service's own cost (see docs/timing.md).
 """
@@ -32,6 +34,7 @@ from ..errors import ConfigError
 from ..registry import register_service
 from ..schema import input_tags
 from ..service import Service
+from .bounded import RowReservoir
 
 if TYPE_CHECKING:
     from ..process import JobContext
@@ -42,7 +45,6 @@ log = logging.getLogger("hltrun")
 
 _wall = time.perf_counter_ns
 _cpu = time.thread_time_ns
-_ROW_BLOCK = 4096  # events per numpy block: appending never copies what is already stored
 _FIXED = 4  # row columns before the modules: event index, stream, event real, event CPU
 
 
@@ -63,31 +65,6 @@ class TimingParameters:
             raise ValueError(f"histogram_bins must be >= 1, got {self.histogram_bins}")
 
 
-class _Rows:
-    """Per-event rows of int64 nanoseconds, grown in fixed-size numpy blocks."""
-
-    __slots__ = ("width", "blocks", "current", "n")
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.blocks: list[np.ndarray] = []
-        self.current = np.empty((0, width), dtype=np.int64)
-        self.n = 0
-
-    def append(self, row: list[int]) -> None:
-        if self.n == len(self.current):
-            self.current = np.empty((_ROW_BLOCK, self.width), dtype=np.int64)
-            self.blocks.append(self.current)
-            self.n = 0
-        self.current[self.n] = row
-        self.n += 1
-
-    def array(self) -> np.ndarray:
-        if not self.blocks:
-            return np.empty((0, self.width), dtype=np.int64)
-        return np.concatenate([*self.blocks[:-1], self.current[: self.n]])
-
-
 class _StreamClock:
     """Everything one stream measures; touched only by that stream's thread."""
 
@@ -95,7 +72,7 @@ class _StreamClock:
                  "path_w", "path_runs", "path_mod_w", "cur_pm", "no_path", "path_w0", "rows", "first_w",
                  "last_w", "in_event", "nested")
 
-    def __init__(self, n_modules: int, n_paths: int) -> None:
+    def __init__(self, n_modules: int, n_paths: int, budget_ns: int) -> None:
         self.n = n_modules
         self.mod_w = [0] * n_modules  # this event, exclusive, per module (index 0: the source)
         self.mod_c = [0] * n_modules
@@ -110,7 +87,7 @@ class _StreamClock:
         self.no_path = [0] * n_modules  # modules running outside a path land here
         self.cur_pm = self.no_path
         self.path_w0 = 0
-        self.rows = _Rows(_FIXED + 2 * n_modules)
+        self.rows = RowReservoir(_FIXED + 2 * n_modules, cuts={2: budget_ns})
         self.first_w: int | None = None
         self.last_w = 0
         self.nested: set[tuple[int, int]] = set()  # (outer, inner) on-demand calls seen
@@ -158,7 +135,8 @@ class Timing(Service):
                 raise ConfigError(f"services.{self.name}.highlight[{i}]: '{label}' is not a module label")
         n, p = len(self._descs), len(self._path_names)
         # one clock per stream, plus a scratch one for the self-calibration
-        self._streams = [_StreamClock(n, p) for _ in range(cfg.options.streams + 1)]
+        self._budget_ns = int(cfg.options.budget_ms * 1e6)
+        self._streams = [_StreamClock(n, p, self._budget_ns) for _ in range(cfg.options.streams + 1)]
         signals.pre_source.connect(self._pre_source)
         signals.post_source.connect(self._post_source)
         signals.post_event.connect(self._post_event)
@@ -260,15 +238,26 @@ class Timing(Service):
         per_event = (_wall() - t0) / events
         self._self_cost = {"per_module_call_ns": per_call, "per_event_ns": per_event,
                            "per_event_with_modules_ns": per_event + per_call * max(len(self._descs) - 1, 0)}
-        self._streams[scratch] = _StreamClock(len(self._descs), len(self._path_names))
+        self._streams[scratch] = _StreamClock(len(self._descs), len(self._path_names), self._budget_ns)
 
     # ---------------------------------------------------------------- results
 
     def merged_rows(self) -> np.ndarray:
-        """All events' rows (int64 ns), ordered by event index; the scratch stream is left out."""
+        """The events' rows (int64 ns) ordered by event index: every event up to ``bounded.ROWS_KEPT``
+        per stream, a uniform sample past that; the scratch stream is left out."""
         parts = [st.rows.array() for st in self._streams[:-1]]
         rows = np.concatenate(parts) if parts else np.empty((0, _FIXED + 2 * len(self._descs)), np.int64)
         return rows[np.argsort(rows[:, 0], kind="stable")]
+
+    def totals(self) -> dict[str, Any]:
+        """Exact over every event of every stream: count, column sums and maxima, events over budget."""
+        width = _FIXED + 2 * len(self._descs)
+        streams = [st.rows.flush() for st in self._streams[:-1]]
+        counted = [r for r in streams if r.count]
+        return {"count": sum(r.count for r in streams),
+                "sums": np.sum([r.sums for r in streams], axis=0) if streams else np.zeros(width, np.int64),
+                "maxs": np.max([r.maxs for r in counted], axis=0) if counted else np.zeros(width, np.int64),
+                "over_budget": sum(r.above[2] for r in streams)}
 
     def highlight_labels(self) -> list[str]:
         if self.params.highlight:
@@ -309,7 +298,7 @@ class Timing(Service):
         result, arrays = build_result(
             summary=summary, descs=self._descs, rows=rows, calls=calls, paths=paths,
             path_labels=path_labels, deps=deps, loop_ns=loop_ns, highlight=self.highlight_labels(),
-            params=self.params, self_cost=self._self_cost)
+            params=self.params, self_cost=self._self_cost, totals=self.totals())
         self._cache = (id(summary), result, arrays)
         return self._cache
 

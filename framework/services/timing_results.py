@@ -60,10 +60,19 @@ def _closure(labels: Sequence[str], deps: dict[str, list[str]]) -> list[str]:
 def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"], rows: np.ndarray,
                  calls: list[int], paths: list[dict[str, Any]], path_labels: dict[str, list[str]],
                  deps: dict[str, list[str]], loop_ns: int, highlight: list[str], params: Any,
-                 self_cost: dict[str, float] | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+                 self_cost: dict[str, float] | None, totals: dict[str, Any] | None = None
+                 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``rows`` may be a sample of the events (past ``bounded.ROWS_KEPT``); ``totals`` then carries
+    the exact count, column sums and maxima and over-budget count of all events, which every total,
+    mean and maximum is taken from. Percentiles and histograms come from the rows."""
     n = len(descs)
-    events = len(rows)
+    if totals is None:
+        totals = {"count": len(rows), "sums": rows.sum(axis=0),
+                  "maxs": rows.max(axis=0) if len(rows) else np.zeros(rows.shape[1], np.int64),
+                  "over_budget": None}
+    events = int(totals["count"])
     per = max(events, 1)
+    sums, maxs = np.asarray(totals["sums"], np.int64), np.asarray(totals["maxs"], np.int64)
     budget = float(summary.budget_ms)
     rate = float(summary.input_rate_hz)
     bins = params.histogram_bins
@@ -75,9 +84,11 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
     mod_w = mod_w_ns * _MS
     over_w = (rows[:, 2] - mod_w_ns.sum(axis=1)) * _MS
     over_c = (rows[:, 3] - mod_c_ns.sum(axis=1)) * _MS
-    tot_w = mod_w_ns.sum(axis=0) * _MS  # per module, whole job
-    tot_c = mod_c_ns.sum(axis=0) * _MS
-    ev_mean = float(ev_w.mean()) if events else 0.0
+    tot_w = sums[_FIXED:_FIXED + n] * _MS  # per module, whole job (exact, also when rows are a sample)
+    tot_c = sums[_FIXED + n:_FIXED + 2 * n] * _MS
+    ev_sum_w, ev_sum_c = float(sums[2] * _MS), float(sums[3] * _MS)
+    over_sum_w, over_sum_c = ev_sum_w - float(tot_w.sum()), ev_sum_c - float(tot_c.sum())
+    ev_mean = ev_sum_w / per if events else 0.0
     loop_ms = loop_ns * _MS
 
     visits: dict[str, int] = {}
@@ -100,7 +111,7 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
             "real_per_call_ms": float(tot_w[i]) / max(calls[i] if i else events, 1),
             "real_per_visit_ms": float(tot_w[i]) / max(v, 1),
             "real_p99_ms": float(np.percentile(col, 99)) if events else 0.0,
-            "real_max_ms": float(col.max()) if events else 0.0,
+            "real_max_ms": float(maxs[_FIXED + i] * _MS) if events else 0.0,
             "share_of_event": real_pe / ev_mean if ev_mean else 0.0,
             "share_of_budget": real_pe / budget,
             "cores": rate * real_pe * 1e-3,
@@ -110,11 +121,11 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
     source = module_entry(0)
     modules = [module_entry(i) for i in range(1, n)]
     by_label = {m["label"]: m for m in modules}
-    over_mean = float(over_w.mean()) if events else 0.0
-    overhead = {"real_ms": float(over_w.sum()), "cpu_ms": float(over_c.sum()),
-                "real_per_event_ms": over_mean, "cpu_per_event_ms": float(over_c.sum()) / per,
+    over_mean = over_sum_w / per if events else 0.0
+    overhead = {"real_ms": over_sum_w, "cpu_ms": over_sum_c,
+                "real_per_event_ms": over_mean, "cpu_per_event_ms": over_sum_c / per,
                 "share_of_event": over_mean / ev_mean if ev_mean else 0.0,
-                "share_of_budget": over_mean / budget, "min_real_ms": float(over_w.min()) if events else 0.0}
+                "share_of_budget": over_mean / budget, "min_real_ms": float(over_w.min()) if len(rows) else 0.0}
 
     path_entries = []
     for p in paths:
@@ -140,9 +151,13 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
     hl_real = sum(by_label[label]["real_per_event_ms"] for label in highlight if label in by_label)
     hl_cpu = sum(by_label[label]["cpu_per_event_ms"] for label in highlight if label in by_label)
     ev_stats = _stats(ev_w)
-    over_budget = int((ev_w > budget).sum())
+    cpu_stats = _stats(ev_c)
+    if events:  # exact over all events, whatever the rows are
+        ev_stats.update(mean=ev_mean, max=float(maxs[2] * _MS))
+        cpu_stats.update(mean=ev_sum_c / per, max=float(maxs[3] * _MS))
+    over_budget = int((ev_w > budget).sum()) if totals.get("over_budget") is None else int(totals["over_budget"])
     throughput = events / (loop_ms * 1e-3) if loop_ms > 0 else 0.0
-    cpu_total = float(ev_c.sum())
+    cpu_total = ev_sum_c
     streams = summary.streams
 
     result: dict[str, Any] = {
@@ -160,11 +175,13 @@ def build_result(*, summary: "JobSummary", descs: Sequence["ModuleDescription"],
             "real_ms": loop_ms, "throughput_hz": throughput,
             "cpu_per_event_ms": cpu_total / per,  # CMSSW "event loop CPU/event"
             "real_per_event_ms": loop_ms / per,  # CMSSW "event loop Real/event"
-            "sum_streams_real_per_event_ms": float(ev_w.sum()) / per,
+            "sum_streams_real_per_event_ms": ev_sum_w / per,
             "efficiency_cpu_real_per_thread": cpu_total / (loop_ms * streams) if loop_ms > 0 else 0.0,
-            "idle_real_ms": max(loop_ms * streams - float(ev_w.sum()), 0.0),
+            "idle_real_ms": max(loop_ms * streams - ev_sum_w, 0.0),
         },
-        "event": {"real": ev_stats, "cpu": _stats(ev_c)},
+        "event": {"real": ev_stats, "cpu": cpu_stats},
+        # rows behind percentiles, histograms and per-event data: all events, or a uniform sample
+        "rows": {"kept": int(len(rows)), "sampled": bool(len(rows) < events)},
         "source": source,
         "overhead": overhead,
         "modules": modules,

@@ -39,6 +39,8 @@ class RootOutputParameters:
     basket_events: int = 10_000
 
     def __post_init__(self) -> None:
+        if not Path(self.file).name or Path(self.file).name in (".", ".."):
+            raise ValueError(f"file: expected a file name (e.g. output/out.root), got {self.file!r}")
         if self.basket_events < 1:
             raise ValueError(f"basket_events must be >= 1, got {self.basket_events}")
 

@@ -26,10 +26,10 @@ class RowReservoir:
     __slots__ = ("width", "capacity", "count", "sums", "maxs", "above", "_cuts", "_kept", "_n_kept",
                  "_block", "_n", "_rng")
 
-    def __init__(self, width: int, capacity: int = ROWS_KEPT, cuts: dict[int, int] | None = None,
+    def __init__(self, width: int, capacity: int | None = None, cuts: dict[int, int] | None = None,
                  seed: int = 0) -> None:
         self.width = width
-        self.capacity = max(int(capacity), 1)
+        self.capacity = max(int(capacity or ROWS_KEPT), 1)
         self.count = 0  # rows seen (flushed)
         self.sums = np.zeros(width, np.int64)
         self.maxs = np.full(width, np.iinfo(np.int64).min, np.int64)
@@ -100,9 +100,9 @@ class Thinned:
 
     __slots__ = ("capacity", "stride", "seen", "_rows", "_n", "width")
 
-    def __init__(self, width: int, capacity: int = ROWS_KEPT) -> None:
+    def __init__(self, width: int, capacity: int | None = None) -> None:
         self.width = width
-        self.capacity = max(int(capacity) // 2 * 2, 2)
+        self.capacity = max(int(capacity or ROWS_KEPT) // 2 * 2, 2)
         self.stride = 1
         self.seen = 0
         self._rows = np.empty((self.capacity, width), np.int64)

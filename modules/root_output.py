@@ -36,7 +36,9 @@ class RootOutputParameters:
     select_events: list[str] = field(default_factory=list)  # paths; empty: every event
     keep: list[InputTag] = field(default_factory=list)  # products to write, e.g. [vae]
     compression: Literal["zlib", "lz4", "zstd", "none"] = "zlib"
-    basket_events: int = 10_000
+    # selected events buffered before they are written as one basket: bounds the module's memory
+    # (~1 kB per buffered event) however long the job, and orders rows across streams
+    basket_events: int = 1_000
 
     def __post_init__(self) -> None:
         if not Path(self.file).name or Path(self.file).name in (".", ".."):

@@ -32,7 +32,8 @@ def _rss_reader():
     return lambda: int(os.pread(fd, 128, 0).split()[1]) * page / 2**20
 
 
-def run(n_events: int, every: int, start: int, streams: int, out_dir: Path, progress: bool) -> dict:
+def run(n_events: int, every: int, start: int, streams: int, out_dir: Path, progress: bool,
+        overrides: list[str] | None = None) -> dict:
     import uproot
 
     from framework.config import load
@@ -46,7 +47,7 @@ def run(n_events: int, every: int, start: int, streams: int, out_dir: Path, prog
         f"source.files={files}", "source.allowDuplicateFiles=true", "source.duplicateCheckMode=noDuplicateCheck",
         f"options.maxEvents={n_events}", f"options.streams={streams}",
         f"modules.out.file={out_dir / 'bench_memory.root'}",
-        "services={Timing: {}, Memory: {per_module: true}}"])
+        "services={Timing: {}, Memory: {per_module: true}}", *(overrides or [])])
     process = Process(cfg)
     read = _rss_reader()
     samples: list[tuple[int, float]] = []
@@ -68,7 +69,8 @@ def run(n_events: int, every: int, start: int, streams: int, out_dir: Path, prog
     at_start = next(r for i, r in samples if i >= start)
     at_end = samples[-1][1]
     return {
-        "events": summary.events_processed, "streams": streams,
+        "events": summary.events_processed, "streams": streams, "overrides": list(overrides or []),
+        "python": sys.version.split()[0], "cpus": os.cpu_count(),
         "rss_mb_at": {str(start): at_start, str(samples[-1][0]): at_end},
         "growth_mb": at_end - at_start, "growth_percent": 100.0 * (at_end - at_start) / at_start,
         "max_rss_mb_in_loop": max(r for _, r in samples),
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the result (with every sample) here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    p.add_argument("overrides", nargs="*", metavar="key.path=value",
+                   help="extra configuration overrides, e.g. options.accelerators=[cpu]")
     args = p.parse_args(argv)
     if args.events < args.start + args.every:
         p.error(f"--events must be at least --start + --every ({args.start + args.every})")
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("hltrun").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench_memory.") as tmp:
-        res = run(args.events, args.every, args.start, args.streams, Path(tmp), not args.quiet)
+        res = run(args.events, args.every, args.start, args.streams, Path(tmp), not args.quiet, args.overrides)
     print(f"events {res['events']}, streams {res['streams']}: RSS {res['rss_mb_at'][str(args.start)]:.1f} MB "
           f"at {args.start} events -> {list(res['rss_mb_at'].values())[-1]:.1f} MB at the end: "
           f"growth {res['growth_mb']:+.1f} MB ({res['growth_percent']:+.2f} %; target < 2 %), "

@@ -208,9 +208,9 @@ def _run(case: Case, tmp: Path) -> tuple[int, str, str, Path]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input(case: Case, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     code, out, err, report = _run(case, tmp_path)
-    captured = capsys.readouterr()
+    captured = capfd.readouterr()  # file-descriptor level: native (C++) logs too
     out, err = out + captured.out, err + captured.err
     assert code == case.code, f"exit {code}, stderr:\n{err}"
     assert case.fragment in err + out, err

@@ -3,7 +3,10 @@
 What it measures, from the signals (modules never call it):
 
 * RSS and virtual size after every event (``/proc/self/statm``: one ``pread``, ~2 µs), their peaks,
-  and the events that increased RSS most ("key events", as SimpleMemoryCheck prints);
+  and the events that increased RSS most ("key events", as SimpleMemoryCheck prints). Memory stays
+  bounded on any job length: peaks, the last value and the key events (a small heap) are exact; the
+  RSS series for the plot keeps every event up to ``bounded.ROWS_KEPT`` (10,000), then every 2nd,
+  4th, ... event (``rss_series_stride``);
 * per module, the RSS change across ``begin_job`` (what loading a model costs) and across each
   event call (mean and max growth), when ``per_module`` is on;
 * optionally, a memray capture of every allocation of the job into ``<report_dir>/<memray>``

@@ -33,7 +33,7 @@ def _rss_reader():
 
 
 def run(n_events: int, every: int, start: int, streams: int, out_dir: Path, progress: bool,
-        overrides: list[str] | None = None) -> dict:
+        overrides: list[str] | None = None, log=None) -> dict:  # noqa: ANN001 - a text file
     import uproot
 
     from framework.config import load
@@ -57,6 +57,9 @@ def run(n_events: int, every: int, start: int, streams: int, out_dir: Path, prog
         i = event.index + 1
         if i % every == 0:
             samples.append((i, read()))
+            if log is not None:  # as it goes: a long run stopped early still has its figures
+                log.write(f"{i} {samples[-1][1]:.3f}\n")
+                log.flush()
             if progress and i % (every * 10) == 0:
                 rate = i / (time.perf_counter() - t0)
                 sys.stderr.write(f"\rbench_memory: {i}/{n_events} events, RSS {samples[-1][1]:.1f} MB, "
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", type=int, default=10_000, help="growth is measured from this event on")
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the result (with every sample) here")
+    p.add_argument("--samples", type=Path, help="append 'events RSS_MB' lines here while running")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument("overrides", nargs="*", metavar="key.path=value",
                    help="extra configuration overrides, e.g. options.accelerators=[cpu]")
@@ -97,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("hltrun").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench_memory.") as tmp:
-        res = run(args.events, args.every, args.start, args.streams, Path(tmp), not args.quiet, args.overrides)
+        log = args.samples.open("a") if args.samples else None
+        res = run(args.events, args.every, args.start, args.streams, Path(tmp), not args.quiet, args.overrides, log)
     print(f"events {res['events']}, streams {res['streams']}: RSS {res['rss_mb_at'][str(args.start)]:.1f} MB "
           f"at {args.start} events -> {list(res['rss_mb_at'].values())[-1]:.1f} MB at the end: "
           f"growth {res['growth_mb']:+.1f} MB ({res['growth_percent']:+.2f} %; target < 2 %), "

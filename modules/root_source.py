@@ -144,9 +144,13 @@ class RootJetSource(Source):
                 listed.setdefault(real, path)
                 self.files.append(path)
         good = []
+        checked: dict[str, int] = {}  # a file read again on purpose (allowDuplicateFiles) is checked once
         for path in self.files:
             try:
-                self.entries[path] = self._check_file(path)
+                real = os.path.realpath(path)
+                if real not in checked:
+                    checked[real] = self._check_file(path)
+                self.entries[path] = checked[real]
             except SourceError as exc:
                 if not self.params.skipBadFiles:
                     raise
@@ -177,7 +181,7 @@ class RootJetSource(Source):
         n = int(tree.num_entries)
         if n == 0:
             return 0
-        head = min(n, 200)
+        head = min(n, 50)
         for start, stop in ((0, head), (max(head, n - 1), n)):  # first and last baskets decompress
             if start >= stop:
                 continue

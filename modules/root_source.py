@@ -170,6 +170,12 @@ class RootJetSource(Source):
     def _check_file(self, path: str) -> int:
         """Open ``path``, check its tree, branches and layout, and read its first and last entries."""
         tree = self._open_tree(path)
+        try:
+            return self._check_tree(tree, path)
+        finally:
+            tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
+
+    def _check_tree(self, tree: Any, path: str) -> int:
         missing = [n for n in self._branch_names() if n not in tree]
         if missing:
             import difflib
@@ -294,18 +300,21 @@ class RootJetSource(Source):
 
     def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
         tree = self._open_tree(path)
-        it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
-                          entry_stop=stop, library="ak", report=True)
-        while True:
-            try:
-                arrays, report = next(it)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
-                                  f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-            self._count["chunks"] += 1
-            yield self._convert(arrays, path, report.tree_entry_start)
+        try:
+            it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
+                              entry_stop=stop, library="ak", report=True)
+            while True:
+                try:
+                    arrays, report = next(it)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    raise SourceError(f"source: failed to read {path} entries {start}-{stop}: {type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                self._count["chunks"] += 1
+                yield self._convert(arrays, path, report.tree_entry_start)
+        finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
+            tree.file.close()
 
     def _convert(self, arrays: ak.Array, path: str, first_entry: int) -> _Chunk:
         b, layout = self.params.branches, self.params.layout

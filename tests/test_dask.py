@@ -5,7 +5,6 @@ Each test names the deliberate bug it was seen to catch (see the issue-9 report)
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path

@@ -70,8 +70,16 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)  # options may come between overrides
     _setup_logging(args.quiet, args.debug)
+    from .interrupt import handle_signals
+
+    with handle_signals():  # SIGTERM / SIGHUP stop the job like Ctrl-C (framework/interrupt.py)
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     from .config import load
     from .errors import HltError
+    from .interrupt import exit_code_of, remove_temporaries
     from .report import text_report, write_report_files
 
     try:
@@ -105,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("error")
         sys.stderr.write(f"hltrun: error: {exc}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("hltrun: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        remove_temporaries()
+        sys.stderr.write(f"hltrun: {str(exc) or 'interrupted'}\n")
+        return exit_code_of(exc)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         if args.debug:
             raise

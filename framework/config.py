@@ -21,6 +21,7 @@ from .module import Filter, Module, OutputModule, Source
 from .schema import build, input_tags, to_plain
 
 SOURCE_LABEL = "source"
+CHECKOUT = Path(__file__).resolve().parents[1]  # where the shipped configs/ and data/ live
 TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths", "services")
 
 
@@ -206,6 +207,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if isinstance(node, list):
                 node = node[_list_index(node, part, here, text)]
                 continue
+            if part not in node and isinstance(node, dict):
+                close = _close(part, [k for k in node if isinstance(k, str)])
+                if close:
+                    parent = ".".join(parts[:i]) or "the configuration"
+                    raise ConfigError(f"command line: override {text!r}: no '{part}' in {parent}{close} "
+                                      f"(a new entry is given whole: {here}={{...}})")
             if node.get(part) is None:
                 node[part] = {}
             node = node[part]
@@ -369,11 +376,42 @@ def _check_cycles(modules: dict[str, PluginConfig]) -> None:
         visit(label, [])
 
 
+def find_config(path: str | os.PathLike[str]) -> Path:
+    """``path``, or the same relative path in the hltrun checkout (``configs/path.yaml`` from anywhere):
+    the rule file names inside a configuration follow too."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = CHECKOUT / given
+    return shipped if shipped.exists() else given
+
+
+def _blame(message: str, given: list[tuple[str, str]]) -> str | None:
+    """The command-line argument an error is about, if any: its key path is, or lies under, the
+    error's key path (``options: maxEvents must be ...`` is about ``-n``)."""
+    where, _, rest = message.partition(": ")
+    for key, shown in reversed(given):  # the last override of a key wins, so it is the culprit
+        if key == where or key.startswith(where + ".") and key.rsplit(".", 1)[-1] in rest \
+                or where.startswith(key + ".") or where.startswith(key + "["):
+            return shown
+    return None
+
+
 def load(path: str | os.PathLike[str], overrides: list[str] | None = None, max_events: int | None = None) -> ProcessConfig:
-    """Read, override and validate a configuration file; relative file names stay relative to CWD."""
+    """Read, override and validate a configuration file; relative file names stay relative to CWD.
+
+    Errors caused by an override or by ``-n`` name the command line, not the file."""
+    path = find_config(path)
     data = read_yaml(path)
+    given = [(o.partition("=")[0], f"override {o!r}") for o in overrides or []]
     if overrides:
         data = apply_overrides(data, overrides)
     if max_events is not None:
         data = apply_overrides(data, [f"options.maxEvents={max_events}"])
-    return validate(data, str(path))
+        given.append(("options.maxEvents", f"-n {max_events}"))
+    try:
+        return _validate(data, str(path))
+    except ConfigError as exc:
+        culprit = _blame(str(exc), given)
+        origin = f"command line ({culprit})" if culprit else str(path)
+        raise ConfigError(f"{origin}: {exc}") from None

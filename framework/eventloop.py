@@ -13,7 +13,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from .errorlog import ErrorTally, context
 from .errors import HltError, ModuleError
+from .interrupt import Interrupted, stop_callback
 from .event import Event, EventID
 from .process import Process
 from .schedule import StreamSchedule
@@ -39,6 +41,8 @@ class EventProcessor:
         self._base = 0  # job-wide index of this run's first event (work units start past 0)
         self._first_event_at: float | None = None
         self._t0 = 0.0
+        self._tally = ErrorTally()
+        self._where: dict[int, EventID] = {}  # id(exception) -> event it stopped the job on
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0)
                                for _ in process.schedules]
 
@@ -67,7 +71,7 @@ class EventProcessor:
         process.signals.post_end_job(summary)
         if self._errors:
             err = self._errors[0]
-            summary.failure = _one_line(err)
+            self._describe_failure(summary, err)
             raise JobFailed(summary, err)
         if problems:
             summary.failure = problems[0]
@@ -76,19 +80,9 @@ class EventProcessor:
 
     def _loop(self, events: Iterator[tuple[EventID, dict[str, Any]]]) -> None:
         """Run the streams over ``events`` until they are exhausted or the job stops."""
-        process = self.process
         try:
-            if len(process.schedules) == 1:
-                self._stream_loop(process.schedules[0], events)
-            else:
-                threads = [threading.Thread(target=self._stream_loop, args=(s, events),
-                                            name=f"hltrun-stream-{s.stream}", daemon=True)
-                           for s in process.schedules]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    while t.is_alive():
-                        t.join(0.2)  # short joins keep Ctrl-C responsive in the main thread
+            with stop_callback(self._on_signal):
+                self._run_streams(events)
         except KeyboardInterrupt as exc:
             self._stop.set()
             self._errors.append(exc)
@@ -97,6 +91,26 @@ class EventProcessor:
             if close is not None:
                 close()
         self._loop_end = time.perf_counter()
+
+    def _run_streams(self, events: Iterator[tuple[EventID, dict[str, Any]]]) -> None:
+        process = self.process
+        if len(process.schedules) == 1:
+            self._stream_loop(process.schedules[0], events)
+            return
+        threads = [threading.Thread(target=self._stream_loop, args=(s, events),
+                                    name=f"hltrun-stream-{s.stream}", daemon=True)
+                   for s in process.schedules]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)  # short joins keep signals responsive in the main thread
+        except KeyboardInterrupt:  # no handler installed (library use): still let events in flight end
+            self._stop.set()
+            for t in threads:
+                t.join()
+            raise
 
     def run_unit(self, unit: "WorkUnit") -> tuple[JobSummary, list[dict[str, Any]]]:
         """Process one work unit on a built Process whose begin_job has run (Dask workers).
@@ -107,6 +121,7 @@ class EventProcessor:
         process = self.process
         self._errors.clear()
         self._stop.clear()
+        self._tally, self._where = ErrorTally(), {}  # per-event failures of this unit only
         self._read, self._base, self._first_event_at = 0, unit.first_index, None
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0) for _ in process.schedules]
         for schedule in process.schedules:
@@ -135,8 +150,23 @@ class EventProcessor:
         self._fill(summary)
         summary.wall_s = self._loop_end - self._t0
         if self._errors:
-            summary.failure = _one_line(self._errors[0])
+            self._describe_failure(summary, self._errors[0])
         return summary, parts
+
+    def _describe_failure(self, summary: JobSummary, err: BaseException) -> None:
+        """The one-line reason, naming the event it stopped on; the signal if one stopped the job."""
+        summary.failure = context(_one_line(err), err, self._where.get(id(err))) \
+            if id(err) in self._where else _one_line(err)
+        if isinstance(err, Interrupted):
+            summary.stopped_by_signal = err.signame
+
+    def _on_signal(self, exc: Interrupted) -> None:
+        """First SIGINT/SIGTERM/SIGHUP during the loop: take no new event, finish those in flight."""
+        if self._stop.is_set():
+            self._errors.append(exc)  # an error stopped the job first: it stays the reason
+        else:
+            self._errors.insert(0, exc)
+        self._stop.set()
 
     @property
     def errors(self) -> list[BaseException]:
@@ -189,9 +219,9 @@ class EventProcessor:
                 self._errors.append(exc)
                 self._stop.set()
             except Exception as exc:
-                if skip_on_error:
-                    log.warning("skipping event (%s): %s", event_id, _one_line(exc))
-                else:
+                self._tally.record(exc, event_id, _one_line(exc), skipped=skip_on_error)
+                if not skip_on_error:
+                    self._where[id(exc)] = event_id
                     self._errors.append(exc)
                     self._stop.set()
             finally:
@@ -215,6 +245,10 @@ class EventProcessor:
         summary.source = process.source.accounting()
         summary.facts = dict(process.job.facts)
         summary.events_skipped = summary.source.get("skipped", self.options.skipEvents)
+        summary.events_duplicate = summary.source.get("duplicates", 0)
+        summary.bad_files = list(getattr(process.source, "bad_files", []) or [])
+        summary.errors = {m: dict(k) for m, k in self._tally.counts.items()}
+        summary.data_quality[process.source.label] = dict(process.source.data_quality())
         if self._first_event_at is not None:
             summary.time_to_first_event_s = self._first_event_at - self._t0
             summary.loop_s = self._loop_end - self._first_event_at
@@ -239,7 +273,11 @@ class EventProcessor:
                     merged[key] += value
                 else:
                     merged[key] = value
+            quality = summary.data_quality.setdefault(desc.label, {})
+            for key, value in module.data_quality().items():
+                quality[key] = quality.get(key, 0) + int(value)
         summary.module_summaries = {k: v for k, v in summary.module_summaries.items() if v}
+        summary.data_quality = {k: v for k, v in summary.data_quality.items() if v}
 
 
 class JobFailed(Exception):
@@ -253,6 +291,8 @@ class JobFailed(Exception):
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, HltError):
+        return str(exc)
+    if isinstance(exc, Interrupted):
         return str(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted by the user (Ctrl-C)"

@@ -63,6 +63,11 @@ class Module:
         """Extra per-module facts for the end-of-job report (counters, backend description)."""
         return {}
 
+    def data_quality(self) -> dict[str, int]:
+        """Counts of odd data this module met (non-finite inputs, events without a score, ...):
+        shown in the console and HTML reports; summed over per-stream instances."""
+        return {}
+
 
 class Producer(Module):
     kind = "producer"
@@ -143,4 +148,8 @@ class Source:
 
     def accounting(self) -> dict[str, int]:
         """Counts for the job report: entries read and skipped, files opened."""
+        return {}
+
+    def data_quality(self) -> dict[str, int]:
+        """Counts of odd data in the inputs (invalid index links, jets without constituents)."""
         return {}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import SOURCE_LABEL, PathEntry, ProcessConfig
+from .destinations import check_folder_destination
 from .errors import HltError, ModuleError
 from .module import Module, Source
 from .schedule import PathRunner, StreamSchedule, Worker
@@ -53,6 +55,11 @@ class Process:
         self.services: list[Service] = [cfg.cls(name, cfg.params) for name, cfg in config.services.items()]
         for service in self.services:
             service.connect(self.signals, self.job)
+        cores = os.cpu_count() or 1
+        if config.options.streams > 2 * cores:
+            log.warning("options.streams: %d streams on %d core(s): events in flight far above the cores "
+                        "only add memory and contention (CMSSW runs one stream per thread)",
+                        config.options.streams, cores)
         self._locks: dict[str, threading.Lock] = {}
         self.instances: dict[str, list[Module]] = {}  # label -> distinct instances (1, or one per stream)
         self.schedules = [self._build_stream(s) for s in range(config.options.streams)]
@@ -86,6 +93,8 @@ class Process:
 
     def begin_job(self) -> None:
         signals = self.signals
+        if self.job.report_dir is not None:  # before any work: a bad folder must not cost a whole run
+            check_folder_destination(self.job.report_dir, "report folder (--report-dir / options.report_dir)")
         signals.pre_begin_job(self.job)
         signals.pre_module_begin_job(self.descriptions[0])
         self.source.begin_job(self.job)

@@ -19,6 +19,7 @@ from .summary import JobSummary
 _FIRST = {"process", "streams", "budget_ms", "input_rate_hz", "path_entries", "module_types", "executor", "failure"}
 _MAX = {"wall_s", "loop_s", "begin_job_s"}
 _MIN = {"time_to_first_event_s"}
+_UNION = {"bad_files"}  # every unit of a worker reports the same skipped files: list each once
 
 
 class Mergeable(Protocol):
@@ -60,6 +61,8 @@ def merge_summaries(a: JobSummary, b: JobSummary) -> JobSummary:
             value = x if x not in (None, {}, []) else y
         elif f.name in _MAX:
             value = max(x or 0.0, y or 0.0)
+        elif f.name in _UNION:
+            value = list(x or []) + [v for v in (y or []) if v not in (x or [])]
         elif f.name in _MIN:
             value = min(v for v in (x, y) if v is not None) if (x is not None or y is not None) else None
         else:

@@ -39,6 +39,17 @@ def _call_for(module: Module) -> Callable[[Event], Any]:
     raise TypeError(f"{module!r} is not an event-processing module")
 
 
+def blame(exc: BaseException, label: str, kind: str) -> None:
+    """Remember which module raised ``exc`` and what kind of error it was (innermost module wins),
+    for the per-module error summary and the stop message."""
+    if getattr(exc, "hltrun_module", None) is None:
+        try:
+            exc.hltrun_module = label  # type: ignore[attr-defined]
+            exc.hltrun_kind = kind  # type: ignore[attr-defined]
+        except AttributeError:  # pragma: no cover - exceptions with __slots__
+            pass
+
+
 class Worker:
     """Runs one module for one stream, caches its result for the event, counts visits."""
 
@@ -90,6 +101,7 @@ class Worker:
             self.counters.visited += 1
             self.counters.error += 1
             self._error = exc
+            blame(exc, self.desc.label, type(exc).__name__)
             raise
         except Exception as exc:
             self.counters.visited += 1
@@ -98,6 +110,7 @@ class Worker:
                 f"module '{self.desc.label}' ({self.desc.type}) failed on {event.id}: "
                 f"{type(exc).__name__}: {exc}"
             )
+            blame(self._error, self.desc.label, type(exc).__name__)
             raise self._error from exc
         finally:
             event.current_module = previous

@@ -8,6 +8,7 @@ key path (``modules.vae.threshold: expected float, got 'abc'``). Modules never v
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -95,8 +96,8 @@ def convert(value: Any, tp: Any, where: str) -> Any:
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif tp is float:  # nan and inf are never a sensible setting (a nan threshold passes nothing)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     elif tp is InputTag:
         if isinstance(value, str) and value and not value.startswith(":"):

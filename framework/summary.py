@@ -59,6 +59,12 @@ class JobSummary:
     events_failed: int = 0
     events_error: int = 0
     events_not_processed: int = 0  # read but not processed because the job stopped on an error
+    events_duplicate: int = 0  # read from a file but skipped: (run, lumi, event) seen before (duplicateCheckMode)
+    bad_files: list[str] = field(default_factory=list)  # "path: reason" of files skipped (skipBadFiles)
+    errors: dict[str, dict[str, int]] = field(default_factory=dict)  # module -> error kind -> failed events
+    # label -> counter -> count: odd data met on the way (non-finite jets, empty events, events without a
+    # score, invalid index links, jets without constituents); all counters add up over streams and jobs
+    data_quality: dict[str, dict[str, int]] = field(default_factory=dict)
     paths: dict[str, PathCounters] = field(default_factory=dict)
     endpaths: dict[str, PathCounters] = field(default_factory=dict)
     path_entries: dict[str, list[str]] = field(default_factory=dict)  # name -> ["~label", ...]
@@ -72,6 +78,7 @@ class JobSummary:
     time_to_first_event_s: float | None = None
     begin_job_s: float = 0.0
     failure: str | None = None  # the one-line error that stopped the job, if any
+    stopped_by_signal: str | None = None  # SIGINT / SIGTERM / SIGHUP when a signal stopped the job
     budget_ms: float = 100.0
     input_rate_hz: float = 100_000.0
     executor: dict[str, Any] = field(default_factory=dict)  # type, workers, dashboard, units (distributed runs)

@@ -33,7 +33,9 @@ class JetBatcherParameters:
 @register_module("JetBatcher")
 class JetBatcher(Producer):
     """Per-event batching: the source already sorted, padded and made jet-relative per chunk, so this
-    only slices (the batch is a read-only view: consumers must not modify it in place)."""
+    only slices (the batch is a read-only view: consumers must not modify it in place). Jets with no
+    constituent (all links invalid, or an empty collection) are left out: they are counted by the
+    source, not scored as all-zero inputs."""
 
     Parameters = JetBatcherParameters
     concurrency = "global"  # stateless
@@ -41,9 +43,13 @@ class JetBatcher(Producer):
     def produce(self, event: Event) -> None:
         p: JetBatcherParameters = self.params
         jets: JetCollection = event.get(p.src)
-        n = len(jets) if p.max_jets == 0 else min(len(jets), p.max_jets)
-        if p.min_jet_pt > 0:
-            n = min(n, int(np.count_nonzero(jets.pt >= p.min_jet_pt)))
         source = jets.relative if p.relative else jets.constituents
+        pt = jets.pt
+        if not jets.n_constituents.all():  # a jet without constituents is no input for a model
+            real = np.flatnonzero(jets.n_constituents)
+            source, pt = source[real], pt[real]
+        n = len(pt) if p.max_jets == 0 else min(len(pt), p.max_jets)
+        if p.min_jet_pt > 0:
+            n = min(n, int(np.count_nonzero(pt >= p.min_jet_pt)))
         constituents = fit_length(source[:n], p.n_constituents)  # a view when the lengths agree
-        event.put(JetBatch(constituents, constituents[..., 2] > 0, jets.pt[:n], p.relative))
+        event.put(JetBatch(constituents, constituents[..., 2] > 0, pt[:n], p.relative))

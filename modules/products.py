@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -51,11 +52,16 @@ class JetScores:
     """Per-jet anomaly scores from a VAE: ``score`` (reconstruction distance) and ``kl`` (beta*KL).
 
     ``valid`` is False for jets whose input was not finite (their score is the documented fill value).
+    ``model`` names the model that made the scores and ``thresholds`` are that model's cuts from its
+    card (``bkg_eff_1e-2`` -> score): thresholds travel with the scores, so a filter can never cut on
+    another model's scale. Both are shared references, not per-event copies.
     """
 
     score: np.ndarray
     kl: np.ndarray | None = None
     valid: np.ndarray | None = None
+    model: str | None = None
+    thresholds: Mapping[str, float] | None = None
 
     def __len__(self) -> int:
         return len(self.score)

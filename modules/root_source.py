@@ -23,11 +23,12 @@ from typing import Any, Iterator, Literal
 import awkward as ak
 import numpy as np
 
-from framework.errors import SourceError
+from framework.errors import ConfigError, SourceError
 from framework.event import EventID
 from framework.module import Source
 from framework.registry import register_module
 
+from .duplicates import DuplicateChecker, Mode, keys
 from .jets import pad_constituents, to_jet_relative
 from .products import JetCollection
 from .shipped import glob_files
@@ -62,6 +63,10 @@ class RootJetSourceParameters:
     branches: JetBranches = field(default_factory=JetBranches)
     chunk_size: int = 10_000  # entries read and converted at once
     max_constituents: int = 100
+    # the same file twice is a mistake unless asked for (e.g. a memory benchmark reading it in a loop)
+    allowDuplicateFiles: bool = False
+    duplicateCheckMode: Mode = "checkAllFilesOpened"  # CMSSW's: checkEachFile, noDuplicateCheck
+    skipBadFiles: bool = False  # CMSSW's: a file that cannot be read is named, counted and skipped
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -75,15 +80,16 @@ class RootJetSourceParameters:
 class _Chunk:
     """One chunk converted to flat numpy arrays; ``event(i)`` returns views only."""
 
-    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "constituents", "relative", "ids")
+    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "constituents", "relative", "ids", "keys")
 
-    def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, constituents, ids) -> None:
+    def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, constituents, ids, keys) -> None:
         self.jet_offsets = jet_offsets
         self.pt, self.eta, self.phi, self.mass = pt, eta, phi, mass
         self.ncons = ncons
         self.constituents = constituents
         self.relative = to_jet_relative(constituents, eta, phi)  # once per chunk, not per event
         self.ids = ids
+        self.keys = keys  # (run, lumi, event) as sortable keys for the duplicate check; None: no ids
         for shared in (self.constituents, self.relative):  # events get views: nobody may write
             shared.flags.writeable = False
 
@@ -103,7 +109,11 @@ class RootJetSource(Source):
         super().__init__(label, params)
         self.files: list[str] = []
         self.entries: dict[str, int] = {}
-        self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0}
+        self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0,
+                       "duplicates": 0, "bad_files": 0, "invalid_links": 0, "zero_constituent_jets": 0}
+        self.bad_files: list[str] = []  # "path: reason", for the job report
+        self._duplicates = DuplicateChecker(params.duplicateCheckMode)
+        self._named_duplicates = 0
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -118,26 +128,110 @@ class RootJetSource(Source):
         return names
 
     def begin_job(self, job: Any) -> None:
-        """Expand globs and check every file, tree and branch before the first event."""
+        """Expand globs, refuse a file listed twice, and open and check every file (tree, branches,
+        layout, first and last entries) before the first event, so that a bad file among good ones
+        fails (or, with ``skipBadFiles``, is skipped) now, not hours into the job."""
+        listed: dict[str, str] = {}
         for pattern in self.params.files:
             matches = glob_files(pattern)
             if not matches:
                 raise SourceError(f"source: no file matches {pattern!r}")
-            self.files += matches
+            for path in matches:
+                real = os.path.realpath(path)
+                if real in listed and not self.params.allowDuplicateFiles:
+                    raise ConfigError(f"source.files: {path} is listed twice (also as {listed[real]}); "
+                                      f"set source.allowDuplicateFiles: true to read it again")
+                listed.setdefault(real, path)
+                self.files.append(path)
+        good = []
+        checked: dict[str, int] = {}  # a file read again on purpose (allowDuplicateFiles) is checked once
         for path in self.files:
-            tree = self._open_tree(path)
-            missing = [n for n in self._branch_names() if n not in tree]
-            if missing:
-                import difflib
-
-                hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, tree.keys(), n=1)[0]!r}?)"
-                                     if difflib.get_close_matches(m, tree.keys(), n=1) else "") for m in missing]
-                raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
-                                  f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
-            self.entries[path] = int(tree.num_entries)
+            try:
+                real = os.path.realpath(path)
+                if real not in checked:
+                    checked[real] = self._check_file(path)
+                self.entries[path] = checked[real]
+            except SourceError as exc:
+                if not self.params.skipBadFiles:
+                    raise
+                self._skip_bad_file(path, str(exc))
+                continue
+            good.append(path)
+        self.files = good
         self._count["files"] = len(self.files)
         self._count["entries_in_files"] = sum(self.entries.values())
         log.debug("source: %d file(s), %d entries", len(self.files), self._count["entries_in_files"])
+
+    def _skip_bad_file(self, path: str, reason: str) -> None:
+        self.bad_files.append(f"{path}: {reason}")
+        self._count["bad_files"] += 1
+        log.warning("source: skipping bad file (skipBadFiles): %s", reason)
+
+    def _check_file(self, path: str) -> int:
+        """Open ``path``, check its tree, branches and layout, and read its first and last entries."""
+        tree = self._open_tree(path)
+        try:
+            return self._check_tree(tree, path)
+        finally:
+            tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
+
+    def _check_tree(self, tree: Any, path: str) -> int:
+        missing = [n for n in self._branch_names() if n not in tree]
+        if missing:
+            import difflib
+
+            hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, tree.keys(), n=1)[0]!r}?)"
+                                 if difflib.get_close_matches(m, tree.keys(), n=1) else "") for m in missing]
+            raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
+                              f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
+        n = int(tree.num_entries)
+        if n == 0:
+            return 0
+        head = min(n, 50)
+        for start, stop in ((0, head), (max(head, n - 1), n)):  # first and last baskets decompress
+            if start >= stop:
+                continue
+            try:
+                arrays = tree.arrays(self._branch_names(), entry_start=start, entry_stop=stop, library="ak")
+            except Exception as exc:
+                raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else 'corrupt data'}") from exc
+            if start == 0:
+                self._check_layout(arrays, path)
+        return n
+
+    def _check_layout(self, arrays: ak.Array, path: str) -> None:
+        """Branches that belong to one collection must have the same length in every event; a
+        ``jet_index`` layout whose links index another collection needs ``cand_index``."""
+        b, layout = self.params.branches, self.params.layout
+        jets = [n for n in (b.jet_pt, b.jet_eta, b.jet_phi, b.jet_mass) if n]
+        cands = [b.cand_pt, b.cand_eta, b.cand_phi]
+        groups = [("jet", jets + ([b.jet_n_constituents] if layout == "counts" else []))]
+        if layout == "nested":
+            if arrays[b.cand_pt].ndim != 3:
+                raise SourceError(f"source: layout 'nested' needs per-jet constituent lists in '{b.cand_pt}' "
+                                  f"(doubly jagged), got {arrays[b.cand_pt].ndim - 1} level(s) of nesting in {path}")
+            groups.append(("jet", jets + cands))
+        else:
+            groups.append(("constituent", cands))
+        for kind, names in groups:
+            lengths = {n: np.asarray(ak.num(arrays[n], axis=1)) for n in names if arrays[n].ndim >= 2}
+            ref = next(iter(lengths), None)
+            for name, counts in lengths.items():
+                if not np.array_equal(counts, lengths[ref]):
+                    raise ConfigError(f"source.branches: '{name}' and '{ref}' should be the same {kind} "
+                                      f"collection but differ in length in {path} (first entries)")
+        if layout != "jet_index":
+            return
+        links = np.asarray(ak.num(arrays[b.cand_jet_index], axis=1))
+        if b.cand_index:
+            if not np.array_equal(np.asarray(ak.num(arrays[b.cand_index], axis=1)), links):
+                raise ConfigError(f"source.branches.cand_index: '{b.cand_index}' and '{b.cand_jet_index}' "
+                                  f"differ in length in {path}: they must be fields of one link collection")
+        elif not np.array_equal(np.asarray(ak.num(arrays[b.cand_pt], axis=1)), links):
+            raise ConfigError(f"source.branches.cand_index: missing: '{b.cand_jet_index}' and '{b.cand_pt}' "
+                              f"are different collections in {path} (layout jet_index with indirection); "
+                              f"set source.branches.cand_index to the link branch indexing '{b.cand_pt}'")
 
     def _open_tree(self, path: str):
         import uproot
@@ -161,8 +255,10 @@ class RootJetSource(Source):
     # -- event iteration -----------------------------------------------------------------------
 
     def events(self, skip: int, limit: int | None) -> Iterator[tuple[EventID, dict[str, Any]]]:
-        """Yield (EventID, {"": JetCollection}) reading only the entries that will be used."""
+        """Yield (EventID, {"": JetCollection}) reading only the entries that will be used;
+        duplicate event ids (``duplicateCheckMode``) are skipped and counted."""
         to_skip, left = skip, limit
+        checking = self.params.duplicateCheckMode != "noDuplicateCheck"
         for path in self.files:
             n = self.entries[path]
             if to_skip >= n:
@@ -171,38 +267,72 @@ class RootJetSource(Source):
                 continue
             start, to_skip = to_skip, 0
             self._count["skipped"] += start
-            stop = n if left is None else min(n, start + left)
-            if stop <= start:
+            if left is not None and left <= 0:
                 break
-            yield from self.read_range(path, start, stop)
-            if left is not None:
-                left -= stop - start
-                if left <= 0:
-                    break
+            # with duplicates possible, more entries than ``left`` may be needed: read on, stop early
+            stop = n if left is None or checking else min(n, start + left)
+            self._duplicates.new_file()
+            for item in self._range(path, start, stop, self._duplicates):
+                yield item
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return
 
     def inputs(self) -> list[tuple[str, int]]:
         return [(path, self.entries[path]) for path in self.files]
 
     def read_range(self, name: str, start: int, stop: int) -> Iterator[tuple[EventID, dict[str, Any]]]:
-        for chunk in self._chunks(name, start, stop):
-            for i in range(len(chunk.jet_offsets) - 1):
-                self._count["read"] += 1
-                yield chunk.ids[i], {"": chunk.event(i)}
+        """One work unit. Duplicate ids are looked for within the unit only (a fresh checker each
+        time): units run on different workers in any order, and a check across them would make the
+        result depend on the scheduling. A unit that hits a bad file skips the rest of its range
+        with ``skipBadFiles``, as ``events`` does for the rest of the file."""
+        yield from self._range(name, start, stop, DuplicateChecker(self.params.duplicateCheckMode))
+
+    def _range(self, path: str, start: int, stop: int, checker: DuplicateChecker
+               ) -> Iterator[tuple[EventID, dict[str, Any]]]:
+        """Entries ``start``..``stop`` of ``path``: duplicates skipped and counted, every event
+        yielded counted as ``read``; a read failure skips the rest of the range with skipBadFiles."""
+        checking = self.params.duplicateCheckMode != "noDuplicateCheck"
+        try:
+            for chunk in self._chunks(path, start, stop):
+                keep = checker.first_seen(chunk.keys) if checking and chunk.keys is not None else None
+                for i in range(len(chunk.jet_offsets) - 1):
+                    if keep is not None and not keep[i]:
+                        self._duplicate(chunk.ids[i], path)
+                        continue
+                    self._count["read"] += 1
+                    yield chunk.ids[i], {"": chunk.event(i)}
+        except SourceError as exc:
+            if not self.params.skipBadFiles:
+                raise
+            self._skip_bad_file(path, str(exc))
+
+    def _duplicate(self, event_id: EventID, path: str) -> None:
+        self._count["duplicates"] += 1
+        if self._named_duplicates < 5:
+            self._named_duplicates += 1
+            log.warning("source: duplicate event %s in %s skipped (duplicateCheckMode: %s)%s", event_id, path,
+                        self.params.duplicateCheckMode, "; further duplicates are only counted"
+                        if self._named_duplicates == 5 else "")
 
     def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
         tree = self._open_tree(path)
-        it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
-                          entry_stop=stop, library="ak", report=True)
-        while True:
-            try:
-                arrays, report = next(it)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
-                                  f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-            self._count["chunks"] += 1
-            yield self._convert(arrays, path, report.tree_entry_start)
+        try:
+            it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
+                              entry_stop=stop, library="ak", report=True)
+            while True:
+                try:
+                    arrays, report = next(it)
+                except StopIteration:
+                    return
+                except Exception as exc:
+                    raise SourceError(f"source: failed to read {path} entries {start}-{stop}: {type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                self._count["chunks"] += 1
+                yield self._convert(arrays, path, report.tree_entry_start)
+        finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
+            tree.file.close()
 
     def _convert(self, arrays: ak.Array, path: str, first_entry: int) -> _Chunk:
         b, layout = self.params.branches, self.params.layout
@@ -242,6 +372,7 @@ class RootJetSource(Source):
             jet_idx = np.asarray(ak.flatten(arrays[b.cand_jet_index], axis=None), dtype=np.int64)
             event_of_link = np.repeat(np.arange(len(link_counts)), link_counts)
             valid = (jet_idx >= 0) & (jet_idx < jet_counts[event_of_link])
+            self._count["invalid_links"] += int(len(valid) - np.count_nonzero(valid))
             jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
             if b.cand_index:
@@ -249,6 +380,7 @@ class RootJetSource(Source):
                 cand_offsets = np.concatenate([[0], np.cumsum(cand_counts)])
                 cidx = np.asarray(ak.flatten(arrays[b.cand_index], axis=None), dtype=np.int64)
                 ok = (cidx >= 0) & (cidx < cand_counts[event_of_link])
+                self._count["invalid_links"] += int(np.count_nonzero(valid & ~ok))
                 valid &= ok
                 jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
                 take = (cidx + cand_offsets[:-1][event_of_link])[valid]
@@ -272,21 +404,27 @@ class RootJetSource(Source):
         # jets in decreasing pT within each event (NanoAOD already is; other ntuples may not be)
         event_of_jet = np.repeat(np.arange(len(jet_counts)), jet_counts)
         order = np.lexsort((-jet_pt, event_of_jet))
-        ids = self._ids(arrays, first_entry)
+        self._count["zero_constituent_jets"] += int(n_jets - np.count_nonzero(ncons))
+        ids, id_keys = self._ids(arrays, first_entry)
         return _Chunk(jet_offsets, jet_pt[order], jet_eta[order], jet_phi[order], jet_mass[order],
-                      ncons[order], padded[order], ids)
+                      ncons[order], padded[order], ids, id_keys)
 
-    def _ids(self, arrays: ak.Array, first_entry: int) -> list[EventID]:
+    def _ids(self, arrays: ak.Array, first_entry: int) -> tuple[list[EventID], np.ndarray | None]:
         b = self.params.branches
         n = len(arrays)
         entry = np.arange(first_entry + 1, first_entry + n + 1)
         run = np.asarray(arrays[b.run]) if b.run else np.ones(n, np.int64)
         lumi = np.asarray(arrays[b.luminosityBlock]) if b.luminosityBlock else np.ones(n, np.int64)
         evt = np.asarray(arrays[b.event]) if b.event else entry
-        return [EventID(int(r), int(l), int(e)) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
+        ids = [EventID(int(r), int(l), int(e)) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
+        return ids, (keys(run, lumi, evt) if b.event else None)  # entry numbers are no event ids
 
     def accounting(self) -> dict[str, int]:
         return dict(self._count)
+
+    def data_quality(self) -> dict[str, int]:
+        c = self._count
+        return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"]}
 
 
 def _counts(array: ak.Array, name: str, where: str) -> np.ndarray:

@@ -87,6 +87,48 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> 
     return find_file(Path(models_dir) / f"{stem}{suffix}")  # load() reports a missing one
 
 
+THRESHOLDS_CARD = "thresholds.json"  # beside the model files: {model: {"bkg_eff_1e-2": cut, ...}}
+
+
+def model_identity(model: str, precision: str = "auto") -> str:
+    """The model's name as its card knows it: ``conv_vae``, ``data/models/gcn_vae.onnx`` -> ``gcn_vae``;
+    an INT8 model is a different model (``conv_vae_int8``): its scores have their own scale."""
+    path = Path(model)
+    stem = path.stem if path.suffix in (".onnx", ".keras") else path.name
+    if precision == "int8" and not stem.endswith("_int8"):
+        stem += "_int8"
+    return stem
+
+
+def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, dict[str, float], Path]:
+    """(model identity, its thresholds, the card read) for a scorer configured with ``params``.
+
+    The card is ``thresholds.json`` in the model's folder. An INT8 model without its own entry falls
+    back to its fp32 parent's cuts, loudly (data/models/README.md: re-derive them for INT8)."""
+    import json
+
+    identity = model_identity(params.model, params.precision)
+    given = find_file(params.model)
+    folder = given.parent if (given.suffix in (".onnx", ".keras") or len(given.parts) > 1) \
+        else find_file(params.models_dir)
+    card = folder / THRESHOLDS_CARD
+    try:
+        table = json.loads(card.read_text())
+    except FileNotFoundError:
+        return identity, {}, card
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"thresholds card {card} is unreadable: {exc}") from None
+    entry = table.get(identity) if isinstance(table, dict) else None
+    if entry is None and identity.endswith("_int8") and isinstance(table, dict):
+        entry = table.get(identity[:-5])
+        if entry is not None:
+            log.warning("thresholds: %s has no entry for %s; using the fp32 model's cuts "
+                        "(re-derive them for INT8, see data/models/README.md)", card, identity)
+    if not isinstance(entry, dict):
+        return identity, {}, card
+    return identity, {str(k): float(v) for k, v in entry.items() if isinstance(v, (int, float))}, card
+
+
 @register_module("VAEAnomalyScorer")
 class VAEAnomalyScorer(Producer):
     """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets)."""
@@ -100,9 +142,15 @@ class VAEAnomalyScorer(Producer):
         self.backend_name = ""
         self.reason = ""
         self.counters = {"events": 0, "empty_events": 0, "jets": 0, "nonfinite_jets": 0}
-        self._empty = JetScores(np.zeros(0, np.float32),
-                                np.zeros(0, np.float32) if "kl" in params.outputs else None,
-                                np.zeros(0, bool))
+        self.model_id = ""
+        self.thresholds: dict[str, float] = {}
+        self._empty: JetScores | None = None
+
+    @staticmethod
+    def published_thresholds(params: VAEAnomalyScorerParameters) -> tuple[str, dict[str, float], Path]:
+        """What this scorer's products will carry (model identity, thresholds, card): lets a filter
+        check its configuration at begin_job, before any event."""
+        return model_thresholds(params)
 
     def begin_job(self, job: "JobContext") -> None:
         p: VAEAnomalyScorerParameters = self.params
@@ -126,10 +174,19 @@ class VAEAnomalyScorer(Producer):
                               f"(make one with tools/quantize_models.py)")
         backend.warm_up(p.warm_up)
         self.backend, self.backend_name, self.reason = backend, name, reason
+        try:
+            self.model_id, self.thresholds, _ = model_thresholds(p)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        self._empty = self._scores(np.zeros(0, np.float32),
+                                   np.zeros(0, np.float32) if "kl" in p.outputs else None, np.zeros(0, bool))
         log.info("%s: %s; model %s", where, reason, path)
         facts = job.facts.setdefault("accelerators", {})
         facts[self.label] = {"backend": name, "device": backend.describe()["device"], "reason": reason,
-                             "model": str(path)}
+                             "model": str(path), "model_id": self.model_id}
+
+    def _scores(self, score: np.ndarray, kl: np.ndarray | None, valid: np.ndarray) -> JetScores:
+        return JetScores(score, kl, valid, self.model_id, self.thresholds)
 
     def _check_batcher(self, job: "JobContext", where: str) -> None:
         """A batcher padding to other than 100 constituents can never feed these models: say so now."""
@@ -152,7 +209,10 @@ class VAEAnomalyScorer(Producer):
         valid = out["valid"]
         c["jets"] += len(valid)
         c["nonfinite_jets"] += len(valid) - int(np.count_nonzero(valid))
-        event.put(JetScores(out["score"], out.get("kl"), valid))
+        event.put(self._scores(out["score"], out.get("kl"), valid))
+
+    def data_quality(self) -> dict[str, int]:
+        return {"events_without_jets": self.counters["empty_events"], "nonfinite_jets": self.counters["nonfinite_jets"]}
 
     def end_job(self) -> None:
         if self.backend is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,23 @@ def test_merge_memory_is_bounded_and_stats_stay_exact():
         assert r_hist["event"]["real"][q] == pytest.approx(r_rows["event"]["real"][q], rel=0.03)
     assert r_hist["per_event"] is None and r_hist["per_event_kept"] is False
     assert sum(r_hist["histograms"]["event_real"]["counts"]) == 4000
+
+
+def test_over_budget_count_stays_exact_in_histograms():
+    # kills: over-budget events counted from histogram bins (off by the events in the budget's bin)
+    parts = [_timing(i, 400, 1000) for i in range(10)]
+    every = np.concatenate([p.rows for p in parts])
+    budget_ns = int(np.median(every[:, 2]))
+    exact = int((every[:, 2] > budget_ns).sum())
+    parts = [dataclasses.replace(p, over_budget=int((p.rows[:, 2] > budget_ns).sum())) for p in parts]
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = merged.merge(p)
+    assert merged.rows is None and merged.over_budget == exact
+    r, _ = build_result(summary=JobSummary("P", 1, budget_ms=budget_ns * 1e-6), data=merged,
+                        params=TimingParameters())
+    assert r["budget"]["over_budget_events"] == exact
+    assert r["rows"] == {"kept": 0, "histogram": True}
 
 
 def test_memory_data_merges_peaks_per_worker_and_thins_samples():

@@ -56,8 +56,9 @@ def shipped(tmp_path_factory) -> dict:
     filt = cfg["modules"]["anomalyFilter"]
     card = json.loads((REPO / "data" / "models" / "thresholds.json").read_text())
     key = f"bkg_eff_{filt['background_efficiency']}"
-    return {"summary": summary, "recorded": recorded, "model": filt["model"], "reduce": filt["reduce"],
-            "threshold": float(card[filt["model"]][key]), "efficiency": float(filt["background_efficiency"]),
+    model = cfg["modules"][filt["src"]]["model"]  # thresholds are the scorer's model's (they travel with the scores)
+    return {"summary": summary, "recorded": recorded, "model": model, "reduce": filt["reduce"],
+            "threshold": float(card[model][key]), "efficiency": float(filt["background_efficiency"]),
             "out": uproot.open(d / "out.root")["Events"].arrays(library="ak")}
 
 

@@ -63,9 +63,10 @@ def test_chunk_size_does_not_change_events(counts_file):
 
 def test_skip_and_max_across_files(tmp_path):
     files = [write_counts(tmp_path / f"f{i}.root", make_events(10, seed=i)) for i in range(3)]
-    everything, _ = read_all(files)
+    nodup = {"duplicateCheckMode": "noDuplicateCheck"}  # the three files share their event ids
+    everything, _ = read_all(files, **nodup)
     assert len(everything) == 30
-    part, src = read_all(files, skip=8, limit=15, chunk_size=4)
+    part, src = read_all(files, skip=8, limit=15, chunk_size=4, **nodup)
     assert [e for e, _ in part] == [e for e, _ in everything[8:23]]
     acct = src.accounting()
     assert acct["skipped"] == 8 and acct["read"] == 15 and acct["entries_in_files"] == 30
@@ -117,3 +118,24 @@ def test_inconsistent_counts(tmp_path, sample_events):
 def test_nested_layout_needs_doubly_jagged(counts_file):
     with pytest.raises(SourceError, match="layout 'nested' needs per-jet constituent lists"):
         read_all([counts_file], layout="nested")
+
+
+def test_work_unit_skips_duplicates_within_itself_and_accounts_for_them(tmp_path):
+    """read_range (a Dask work unit): duplicate ids inside the unit are skipped and counted, every
+    entry is either read or a duplicate; a unit never remembers another unit's ids (units run on
+    different workers in any order, so the result must not depend on which ran first)."""
+    events = make_events(12, seed=4)
+    for e in events[6:]:
+        e["event"] = events[0]["event"]  # entries 6-11 repeat the id of entry 0
+    f = write_counts(tmp_path / "dup.root", events)
+    p = build(RootJetSourceParameters, {"files": [str(f)]}, "source")
+    src = RootJetSource("source", p)
+    src.begin_job(None)
+    first = [e for e, _ in src.read_range(str(f), 0, 8)]
+    assert first == [e for e, _ in read_all([f])[0]][:6]  # entries 6 and 7 are duplicates of entry 0
+    acct = src.accounting()
+    assert acct["read"] == 6 and acct["duplicates"] == 2
+    second = [e for e, _ in src.read_range(str(f), 8, 12)]
+    assert len(second) == 1  # entry 8 is new to this unit, 9-11 repeat it
+    acct = src.accounting()
+    assert acct["read"] + acct["duplicates"] == 12 and acct["duplicates"] == 5

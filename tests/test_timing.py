@@ -176,15 +176,16 @@ def test_report_files_validate_and_html_has_plots(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
-def test_rows_grow_in_blocks() -> None:
-    from framework.services import timing
+def test_rows_kept_exactly_up_to_the_limit() -> None:
+    from framework.services.timing import _ROW_BLOCK, _Rows
 
-    rows = timing._Rows(3)
-    for i in range(timing._ROW_BLOCK + 5):
-        rows.append([i, 0, i * 2])
-    a = rows.array()
-    assert a.shape == (timing._ROW_BLOCK + 5, 3) and len(rows.blocks) == 2
-    assert np.array_equal(a[:, 0], np.arange(timing._ROW_BLOCK + 5))
+    rows = _Rows(1, 3 * _ROW_BLOCK, budget_ns=10)
+    for i in range(_ROW_BLOCK + 5):
+        rows.append([i, 0, i * 2, i, i, i])
+    a, hist, over = rows.result()
+    assert hist is None and a.shape == (_ROW_BLOCK + 5, 6)
+    assert np.array_equal(a[:, 0], np.arange(_ROW_BLOCK + 5))
+    assert over == int((a[:, 2] > 10).sum())
 
 
 def test_cli_report_dir_writes_the_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,6 +44,7 @@ def execute(cfg: "ProcessConfig", report_dir: Path | None, started_at: float, pr
 def run_local(cfg: "ProcessConfig", report_dir: Path | None, started_at: float, progress: bool) -> Outcome:
     """One process, N streams: the whole input is one unit; the streams' measurements merge into one result."""
     from ..eventloop import EventProcessor, JobFailed
+    from ..interrupt import exit_code_of
     from ..process import Process
 
     process = Process(cfg, report_dir)
@@ -56,7 +57,7 @@ def run_local(cfg: "ProcessConfig", report_dir: Path | None, started_at: float, 
         summary = EventProcessor(process).run(started_at=started_at)
     except JobFailed as failed:
         summary, cause = failed.summary, failed.cause
-        code = 130 if isinstance(cause, KeyboardInterrupt) else getattr(cause, "exit_code", 1)
+        code = exit_code_of(cause) if isinstance(cause, KeyboardInterrupt) else getattr(cause, "exit_code", 1)
     summary.executor = {"type": "local", "streams": cfg.options.streams}
     return Outcome(JobResult(summary, {s.name: s.snapshot() for s in process.services}), code, cause)
 

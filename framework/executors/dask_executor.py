@@ -9,6 +9,7 @@ that dies mid-unit has its unit re-run by the scheduler (``executor.retries`` = 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -18,6 +19,7 @@ from typing import Any
 
 from ..config import SOURCE_LABEL, ProcessConfig
 from ..errors import ConfigError, HltError
+from ..interrupt import exit_code_of, handle_signals
 from ..process import JobContext
 from ..results import JobResult, Merger
 from ..signals import ActivityRegistry
@@ -104,7 +106,8 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
     results = Merger()  # merged as units finish: the client holds O(log units) partial results
     failure: tuple[str, int, BaseException | None] | None = None
     client = cluster = None
-    previous = _sigterm_raises_interrupt()
+    signals = contextlib.ExitStack()  # SIGTERM / SIGHUP stop the job like Ctrl-C (framework/interrupt.py)
+    signals.enter_context(handle_signals())
     bar = None
     dashboard, threads, retried = None, {}, []
     try:
@@ -128,7 +131,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
         for fut in futures:
             fut.release()
     except KeyboardInterrupt as exc:
-        failure = ("interrupted by the user (Ctrl-C / SIGTERM); the cluster was stopped", 130, exc)
+        failure = (f"{str(exc) or 'interrupted'}; the cluster was stopped", exit_code_of(exc), exc)
     except HltError:
         raise
     except OSError as exc:
@@ -137,8 +140,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
         if bar is not None:
             bar.close()
         _close(client, cluster)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        signals.close()
     merged = results.result() if results.count else JobResult(JobSummary(cfg.process, cfg.options.streams,
                                                                      budget_ms=cfg.options.budget_ms,
                                                                      input_rate_hz=cfg.options.input_rate_hz))
@@ -160,17 +162,6 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
         s.failure = failure[0]
         return Outcome(merged, failure[1], failure[2] or HltError(failure[0]))
     return Outcome(merged)
-
-
-def _sigterm_raises_interrupt():
-    """SIGTERM stops the job like Ctrl-C (cancel the units, close the cluster); main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _collect(client, futures: dict, results: Merger, bar, retries: int):

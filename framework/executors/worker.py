@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import HltError
+from ..interrupt import exit_code_of
 from ..results import JobResult
 from ..units import WorkUnit
 
@@ -77,6 +78,7 @@ class _WorkerJob:
         self.name = worker_name()
         self._source_seen: dict[str, int] = {}
         self._module_seen: dict[str, dict[str, Any]] = {}
+        self._quality_seen: dict[str, dict[str, Any]] = {}
         self._fresh = True
 
     def run(self, unit: WorkUnit) -> JobResult:
@@ -89,6 +91,10 @@ class _WorkerJob:
         summary.source = _delta(process.source.accounting(), self._source_seen)
         summary.module_summaries = {label: _delta(values, self._module_seen.setdefault(label, {}))
                                     for label, values in summary.module_summaries.items()}
+        summary.events_duplicate = summary.source.get("duplicates", 0)
+        summary.data_quality = {label: _delta(values, self._quality_seen.setdefault(label, {}))
+                                for label, values in summary.data_quality.items()}
+        summary.data_quality = {k: v for k, v in summary.data_quality.items() if any(v.values())}
         busy = summary.wall_s
         summary.workers = {self.name: {"units": 1, "events": summary.events_processed, "busy_s": busy,
                                        "begin_job_s": self.begin_job_s if self._fresh else 0.0}}
@@ -97,7 +103,7 @@ class _WorkerJob:
                            started if summary.events_read else None, time.time() if summary.events_read else None)
         if failed:
             err = self.loop.errors[0] if self.loop.errors else None
-            code = 130 if isinstance(err, KeyboardInterrupt) else getattr(err, "exit_code", 4 if err else 4)
+            code = exit_code_of(err) if isinstance(err, KeyboardInterrupt) else getattr(err, "exit_code", 4)
             raise UnitFailed(f"{unit}: {summary.failure}", code, result)
         return result
 

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..interrupt import forget_temporary, register_temporary
 from ..service import Service
 from ..summary import JobSummary
 
@@ -16,6 +17,7 @@ def atomic_write_text(path: Path, text: str) -> Path:
     """Write to a temporary file in the same folder and rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    register_temporary(Path(tmp))
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -24,6 +26,8 @@ def atomic_write_text(path: Path, text: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        forget_temporary(Path(tmp))
     return path
 
 

@@ -215,6 +215,24 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
 
 # ------------------------------------------------------------------------ the page
 
+def _quality_sections(s: "JobSummary") -> list[str]:
+    """Events accounted for, duplicates, bad files, failed events per module and kind, data quality."""
+    rows = [["read", s.events_read], ["processed", s.events_processed], ["failed with an error", s.events_error],
+            ["read but not processed", s.events_not_processed], ["duplicates skipped", s.events_duplicate],
+            ["skipped (skipEvents)", s.events_skipped], ["bad files skipped", len(s.bad_files)]]
+    out = ["<h2>Events and data quality</h2>", table(["events", "count"], rows)]
+    if s.bad_files:
+        out.append("<p>Bad files skipped:</p><ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in s.bad_files) + "</ul>")
+    if s.errors:
+        out.append(table(["module", "error kind", "failed events"],
+                         [[m, k, n] for m, kinds in s.errors.items() for k, n in kinds.items()], left=2))
+    if s.data_quality:
+        out.append(table(["module", "counter", "count"],
+                         [[m, k.replace("_", " "), n] for m, c in s.data_quality.items() for k, n in c.items()],
+                         left=2))
+    return out
+
+
 def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> str:
     s = summary
     facts = table(["", ""], [
@@ -236,6 +254,7 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
         for r in s.retried_units:
             body.append(f"<p>Unit {r['unit']} ({html.escape(r['file'])} entries {r['start']}-{r['stop']}) "
                         f"was re-run: {html.escape(r['reason'])}</p>")
+    body += _quality_sections(s)
     for service in services:
         sections = getattr(service, "html_sections", None)
         if sections is None:

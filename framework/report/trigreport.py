@@ -67,6 +67,7 @@ def job_accounting(summary: JobSummary) -> str:
         lines.append(f"JobReport  accelerator for '{label}': {choice.get('backend')} on {choice.get('device')} "
                      f"({choice.get('reason')}); model {choice.get('model')}")
     lines += _executor_lines(s)
+    lines += quality_lines(s)
     if s.failure:
         lines.append(f"JobReport  stopped by: {s.failure}")
     return "\n".join(lines) + "\n"
@@ -95,4 +96,23 @@ def _executor_lines(s: JobSummary) -> list[str]:
     for r in s.retried_units:
         lines.append(f"JobReport  unit {r['unit']} ({r['file']} entries {r['start']}-{r['stop']}) was re-run "
                      f"{r['retries']} time(s): {r['reason']}")
+    return lines
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items())
+
+
+def quality_lines(s: JobSummary) -> list[str]:
+    """Duplicates, bad files, failed events by module and kind, data-quality counters."""
+    lines = []
+    if s.events_duplicate:
+        lines.append(f"JobReport  duplicate events skipped {s.events_duplicate} (same run, lumi, event as one "
+                     f"read before; source.duplicateCheckMode)")
+    for bad in s.bad_files:
+        lines.append(f"JobReport  bad file skipped (skipBadFiles): {bad}")
+    for module, kinds in s.errors.items():
+        lines.append(f"JobReport  failed events in module '{module}': {_counts(kinds)}")
+    for label, counts in s.data_quality.items():
+        lines.append(f"JobReport  data quality '{label}': {_counts(counts)}")
     return lines

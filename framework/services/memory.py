@@ -3,7 +3,10 @@
 What it measures, from the signals (modules never call it):
 
 * RSS and virtual size after every event (``/proc/self/statm``: one ``pread``, ~2 µs), their peaks,
-  and the events that increased RSS most ("key events", as SimpleMemoryCheck prints);
+  and the events that increased RSS most ("key events", as SimpleMemoryCheck prints). Memory stays
+  bounded on any job length: peaks, the last value and the key events (a small heap) are exact; the
+  RSS series for the plot keeps every event up to ``bounded.ROWS_KEPT`` (10,000), then every 2nd,
+  4th, ... event (``rss_series_stride``);
 * per module, the RSS change across ``begin_job`` (what loading a model costs) and across each
   event call (mean and max growth), when ``per_module`` is on;
 * optionally, a memray capture of every allocation of the job into ``<report_dir>/<memray>``
@@ -15,20 +18,23 @@ streams allocated meanwhile, so read them with ``streams: 1``.
 
 from __future__ import annotations
 
+import heapq
 import html
 import logging
 import os
 import resource
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ..destinations import check_file_destination
 from ..registry import register_service
 from ..service import Service
+from .bounded import Thinned
 
 if TYPE_CHECKING:
     from ..process import JobContext
@@ -57,8 +63,10 @@ class MemoryParameters:
 class MemoryData:
     """The Memory service's measurements as mergeable data (per work unit, per worker, per job).
 
-    Per-event RSS samples are kept up to ``max_rows`` (16 bytes each); past that every other one is
-    dropped, so a merged job holds a bounded, evenly thinned RSS curve. Peaks merge per worker as maxima.
+    Per-event RSS samples come thinned from the service (at most ``bounded.ROWS_KEPT`` per unit) and
+    are kept up to ``max_rows`` (16 bytes each) when merged; past that every other one is dropped, so a
+    merged job holds a bounded, evenly thinned RSS curve. Peaks merge per worker as maxima, event
+    counts add up exactly.
     """
 
     descs: list[tuple[str, str, int]]  # (label, type, index)
@@ -73,6 +81,8 @@ class MemoryData:
     max_rows: int = 200_000
     per_module: bool = True
     memray_file: str | None = None
+    events: int = 0  # events measured (exact)
+    stride: int = 1  # the series holds at least every stride-th event
 
     def merge(self, other: "MemoryData") -> "MemoryData":
         workers = {k: dict(v) for k, v in self.workers.items()}
@@ -86,15 +96,17 @@ class MemoryData:
                              **{k: max(mine[k], w[k]) for k in ("peak_rss", "peak_vsize", "kernel_max")}}
         samples = np.concatenate([self.samples, other.samples])
         max_rows = min(self.max_rows, other.max_rows)
+        stride = max(self.stride, other.stride)
         while len(samples) > max_rows:
             samples = samples[np.argsort(samples[:, 0], kind="stable")][::2]
+            stride *= 2
         keys = sorted(self.key_events + other.key_events, key=lambda k: -k[0])[: self.key_count]
         return MemoryData(self.descs, [max(a, b) for a, b in zip(self.begin_delta, other.begin_delta)],
                           [a + b for a, b in zip(self.calls, other.calls)],
                           [a + b for a, b in zip(self.call_sum, other.call_sum)],
                           [max(a, b) for a, b in zip(self.call_max, other.call_max)],
                           workers, samples, keys, self.key_count, max_rows, self.per_module,
-                          self.memray_file or other.memray_file)
+                          self.memray_file or other.memray_file, self.events + other.events, stride)
 
 
 def _statm_reader() -> Callable[[], tuple[int, int]]:
@@ -137,10 +149,13 @@ class Memory(Service):
         self._call_max: list[int] = []
         self._calls: list[int] = []
         self._before: dict[int, int] = {}  # per stream: RSS before the running module
-        self._rss: list[int] = []
-        self._vsize: list[int] = []
-        self._ids: list[tuple[int, int, int]] = []
-        self._index: list[int] = []
+        # bounded on any job length: the RSS series is thinned past ROWS_KEPT events, while peaks,
+        # the last value and the key events (largest increases, kept in a small heap) stay exact
+        self._series = Thinned(3)  # (event index, rss, vsize)
+        self._events = 0
+        self._peak = [0, 0]  # rss, vsize
+        self._last_rss: int | None = None
+        self._key: list[tuple[int, int, tuple[int, int, int], int]] = []  # min-heap (growth, n, id, rss)
         self._start: tuple[int, int] = (0, 0)
         self._after_begin: tuple[int, int] = (0, 0)
         self._tracker: Any = None
@@ -179,7 +194,7 @@ class Memory(Service):
             except ImportError:
                 log.warning("Memory: memray is not installed; no capture (pip install memray)")
             else:
-                self._memray_file.parent.mkdir(parents=True, exist_ok=True)
+                check_file_destination(self._memray_file, f"services.{self.name}.memray")
                 self._memray_file.unlink(missing_ok=True)  # memray refuses to overwrite
                 self._tracker = memray.Tracker(self._memray_file, native_traces=self.params.memray_native)
                 self._tracker.__enter__()
@@ -207,10 +222,21 @@ class Memory(Service):
 
     def _post_event(self, event: Any, status: str) -> None:
         vsize, rss = self._read()
-        self._rss.append(rss)
-        self._vsize.append(vsize)
-        self._ids.append((event.id.run, event.id.luminosityBlock, event.id.event))
-        self._index.append(event.index)
+        n = self._events
+        self._events = n + 1
+        growth = rss - (self._after_begin[1] if self._last_rss is None else self._last_rss)
+        self._last_rss = rss
+        if rss > self._peak[0]:
+            self._peak[0] = rss
+        if vsize > self._peak[1]:
+            self._peak[1] = vsize
+        self._series.append((event.index, rss, vsize))
+        if growth > 0 and self.params.key_events:
+            key = self._key
+            if len(key) < self.params.key_events:
+                heapq.heappush(key, (growth, -n, (event.id.run, event.id.luminosityBlock, event.id.event), rss))
+            elif growth > key[0][0]:
+                heapq.heapreplace(key, (growth, -n, (event.id.run, event.id.luminosityBlock, event.id.event), rss))
 
     def _post_end_job(self, summary: "JobSummary") -> None:
         if self._tracker is not None:
@@ -221,30 +247,32 @@ class Memory(Service):
     # --------------------------------------------------------------------------- results
 
     def snapshot(self) -> MemoryData:
-        rss = np.asarray(self._rss, dtype=np.int64)
-        growth = np.diff(rss, prepend=self._after_begin[1]) if len(rss) else rss
-        top = np.argsort(-growth, kind="stable")[: self.params.key_events] if len(rss) else []
-        peak_rss = max([self._after_begin[1], *self._rss]) if self._rss else self._after_begin[1]
-        peak_vsize = max([self._after_begin[0], *self._vsize]) if self._vsize else self._after_begin[0]
+        """This unit's (or job's) measurements as ``MemoryData``: the thinned RSS series, exact peaks,
+        the key events of the heap."""
+        series = self._series.array()
+        key = sorted(self._key, key=lambda k: (-k[0], -k[1]))  # largest first, earlier event first
         worker = {"rss_start": self._start[1], "rss_after_begin": self._after_begin[1],
-                  "rss_end": self._rss[-1] if self._rss else self._after_begin[1], "peak_rss": peak_rss,
-                  "peak_vsize": peak_vsize, "end_epoch": time.time(),
+                  "rss_end": self._after_begin[1] if self._last_rss is None else self._last_rss,
+                  "peak_rss": max(self._after_begin[1], self._peak[0]),
+                  "peak_vsize": max(self._after_begin[0], self._peak[1]), "end_epoch": time.time(),
                   "kernel_max": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-        samples = np.column_stack([np.asarray(self._index, np.int64), rss]) if len(rss) else np.empty((0, 2), np.int64)
-        data = MemoryData(
+        return MemoryData(
             [(d.label, d.type, d.index) for d in self._descs], list(self._begin_delta), list(self._calls),
-            list(self._call_sum), list(self._call_max), {(self._job and self._job.worker) or self._worker: worker}, np.empty((0, 2), np.int64),
-            [(int(growth[i]), list(self._ids[i]), int(rss[i])) for i in top if growth[i] > 0],
+            list(self._call_sum), list(self._call_max), {(self._job and self._job.worker) or self._worker: worker},
+            np.ascontiguousarray(series[:, :2]), [(g, list(ev), r) for g, _, ev, r in key],
             self.params.key_events, self._max_rows, self.params.per_module,
-            str(self._memray_file) if self._memray_file else None)
-        return data.merge(replace(data, samples=samples, key_events=[], calls=[0] * len(data.calls),
-                                  call_sum=[0] * len(data.calls), call_max=[0] * len(data.calls)))
+            str(self._memray_file) if self._memray_file else None, self._events, self._series.stride)
 
     def reset(self) -> None:
-        """Next work unit: per-event samples and per-call sums start again (peaks merge as maxima)."""
+        """Next work unit: per-event series, peaks, key events and per-call sums start again (peaks
+        merge per worker as maxima)."""
         n = len(self._descs)
         self._call_sum, self._call_max, self._calls = [0] * n, [0] * n, [0] * n
-        self._rss, self._vsize, self._ids, self._index = [], [], [], []
+        self._series = Thinned(3)
+        self._events = 0
+        self._peak = [0, 0]
+        self._last_rss = None
+        self._key = []
         self._after_begin = self._read()
 
     def load(self, data: MemoryData | None) -> None:
@@ -271,15 +299,22 @@ class Memory(Service):
             "peak_vsize_mb": max(w["peak_vsize"] for _, w in workers) / MB if workers else 0.0,
             "max_rss_kernel_mb": max(w["kernel_max"] for _, w in workers) / MB if workers else 0.0,
             "key_events": [{"id": ids, "rss_growth_kb": g / 1024, "rss_mb": r / MB} for g, ids, r in d.key_events],
+            "events": d.events, "rss_series_stride": d.stride,
             "modules": modules, "per_module": d.per_module, "memray_file": d.memray_file,
             "workers": [{"worker": name, "peak_rss_mb": w["peak_rss"] / MB, "peak_vsize_mb": w["peak_vsize"] / MB,
                          "rss_after_begin_job_mb": w["rss_after_begin"] / MB} for name, w in workers],
         }
 
-    def rss_per_event_mb(self) -> np.ndarray:
+    def _samples(self) -> np.ndarray:
         d = self._data if self._data is not None else self.snapshot()
-        samples = d.samples[np.argsort(d.samples[:, 0], kind="stable")]
-        return samples[:, 1].astype(np.float64) / MB
+        return d.samples[np.argsort(d.samples[:, 0], kind="stable")]
+
+    def rss_per_event_mb(self) -> np.ndarray:
+        """RSS after each event; past ROWS_KEPT events after every ``rss_series_stride``-th event."""
+        return self._samples()[:, 1].astype(np.float64) / MB
+
+    def rss_event_index(self) -> np.ndarray:
+        return self._samples()[:, 0]
 
     def text_report(self, summary: "JobSummary") -> str:
         r = self.results()
@@ -322,7 +357,7 @@ class Memory(Service):
         if len(rss):
             fig = _figure(9.0, 3.5)
             ax = fig.subplots()
-            ax.plot(np.arange(len(rss)), rss, lw=1)
+            ax.plot(self.rss_event_index(), rss, lw=1)
             ax.axhline(r["rss_after_begin_job_mb"], color="grey", ls="--", lw=1, label="after begin_job")
             ax.set_xlabel("event number in the job")
             ax.set_ylabel("RSS [MB]")

@@ -12,8 +12,12 @@ How it measures
 * The event runs from ``pre_source`` to ``post_event`` (as in FastTimerService, reading the event is
   part of it). What the source and the modules do not account for is the framework overhead, so
   ``source + sum(modules) + overhead == event`` holds exactly, in integer nanoseconds.
-* One row per event (index, stream, event real/CPU, each module's real/CPU) is kept in numpy blocks
-  for the distributions, percentiles and plots.
+* One row per event (index, stream, event real/CPU, each module's real/CPU) is kept for the
+  distributions, percentiles and plots: every event up to ``bounded.ROWS_KEPT`` (10,000) per stream
+  (or ``options.executor.max_timing_rows`` if lower). Past that the stream folds its rows, block by
+  block, into the fixed log histograms of ``TimingData`` (timing_data.py), so memory stays flat on
+  long jobs; totals, means, minima, maxima and the over-budget count stay exact over all events,
+  percentiles then come from the histograms (within one ~2.3 % bin).
 
 ``python -m framework.services.timing_bench`` measures the service's own cost (see docs/timing.md).
 """
@@ -32,7 +36,8 @@ from ..errors import ConfigError
 from ..registry import register_service
 from ..schema import input_tags
 from ..service import Service
-from .timing_data import TimingData
+from . import bounded
+from .timing_data import FIXED as _FIXED, TimingData, TimingHistograms
 
 if TYPE_CHECKING:
     from ..process import JobContext
@@ -44,7 +49,6 @@ log = logging.getLogger("hltrun")
 _wall = time.perf_counter_ns
 _cpu = time.thread_time_ns
 _ROW_BLOCK = 4096  # events per numpy block: appending never copies what is already stored
-_FIXED = 4  # row columns before the modules: event index, stream, event real, event CPU
 
 
 @dataclass
@@ -65,28 +69,54 @@ class TimingParameters:
 
 
 class _Rows:
-    """Per-event rows of int64 nanoseconds, grown in fixed-size numpy blocks."""
+    """One stream's per-event rows (int64 ns): every row up to ``limit``; past it, the rows are folded
+    into ``TimingHistograms`` one block at a time, so memory stays flat however long the job runs."""
 
-    __slots__ = ("width", "blocks", "current", "n")
+    __slots__ = ("n", "limit", "budget_ns", "blocks", "current", "fill", "hist", "over_budget")
 
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.blocks: list[np.ndarray] = []
-        self.current = np.empty((0, width), dtype=np.int64)
-        self.n = 0
+    def __init__(self, n_modules: int, limit: int, budget_ns: int) -> None:
+        self.n = n_modules
+        self.limit = max(int(limit), 0)
+        self.budget_ns = budget_ns
+        self.blocks: list[np.ndarray] = []  # full blocks, kept while no histogram exists
+        self.current = np.empty((_ROW_BLOCK, _FIXED + 2 * n_modules), dtype=np.int64)
+        self.fill = 0
+        self.hist: TimingHistograms | None = None  # every folded row
+        self.over_budget = 0  # folded rows with event real time > budget (exact)
 
     def append(self, row: list[int]) -> None:
-        if self.n == len(self.current):
-            self.current = np.empty((_ROW_BLOCK, self.width), dtype=np.int64)
-            self.blocks.append(self.current)
-            self.n = 0
-        self.current[self.n] = row
-        self.n += 1
+        """The hot path: one numpy row assignment; a full block is kept or folded."""
+        self.current[self.fill] = row
+        self.fill += 1
+        if self.fill == _ROW_BLOCK:
+            self.fill = 0
+            if self.hist is not None:  # past the limit: fold the block and reuse its buffer
+                self._fold(self.current)
+            else:
+                self.blocks.append(self.current)
+                self.current = np.empty_like(self.current)
+                if len(self.blocks) * _ROW_BLOCK > self.limit:
+                    self._fold(np.concatenate(self.blocks))
+                    self.blocks = []
 
-    def array(self) -> np.ndarray:
-        if not self.blocks:
-            return np.empty((0, self.width), dtype=np.int64)
-        return np.concatenate([*self.blocks[:-1], self.current[: self.n]])
+    def _fold(self, rows: np.ndarray) -> None:
+        h = TimingHistograms.from_rows(rows, self.n)
+        self.hist = h if self.hist is None else self.hist.merge(h)
+        self.over_budget += int(np.count_nonzero(rows[:, 2] > self.budget_ns))
+
+    def pending(self) -> np.ndarray:
+        """Rows not folded yet (a copy)."""
+        return np.concatenate([*self.blocks, self.current[: self.fill]])
+
+    def result(self) -> tuple[np.ndarray | None, TimingHistograms | None, int]:
+        """(rows, None, over budget) while at most ``limit`` events were seen, else (None, histograms
+        of every event, exact over-budget count); the stream itself is left unchanged."""
+        rows = self.pending()
+        if self.hist is None and len(rows) <= self.limit:
+            return rows, None, int(np.count_nonzero(rows[:, 2] > self.budget_ns))
+        h = TimingHistograms.from_rows(rows, self.n)
+        return None, h if self.hist is None else self.hist.merge(h), \
+            self.over_budget + int(np.count_nonzero(rows[:, 2] > self.budget_ns))
 
 
 class _StreamClock:
@@ -96,7 +126,7 @@ class _StreamClock:
                  "path_w", "path_runs", "path_mod_w", "cur_pm", "no_path", "path_w0", "rows", "first_w",
                  "last_w", "in_event", "nested")
 
-    def __init__(self, n_modules: int, n_paths: int) -> None:
+    def __init__(self, n_modules: int, n_paths: int, row_limit: int, budget_ns: int) -> None:
         self.n = n_modules
         self.mod_w = [0] * n_modules  # this event, exclusive, per module (index 0: the source)
         self.mod_c = [0] * n_modules
@@ -111,7 +141,7 @@ class _StreamClock:
         self.no_path = [0] * n_modules  # modules running outside a path land here
         self.cur_pm = self.no_path
         self.path_w0 = 0
-        self.rows = _Rows(_FIXED + 2 * n_modules)
+        self.rows = _Rows(n_modules, row_limit, budget_ns)
         self.first_w: int | None = None
         self.last_w = 0
         self.nested: set[tuple[int, int]] = set()  # (outer, inner) on-demand calls seen
@@ -146,6 +176,7 @@ class Timing(Service):
         self._data: "TimingData | None" = None  # loaded (merged) data to render instead of own clocks
         self._epoch_offset = time.time_ns() - _wall()  # perf_counter ns -> epoch ns, to merge across processes
         self._max_rows = 200_000
+        self._budget_ns = 0
 
     # ---------------------------------------------------------------- signals (hot path)
 
@@ -161,6 +192,7 @@ class Timing(Service):
             if label not in labels:
                 raise ConfigError(f"services.{self.name}.highlight[{i}]: '{label}' is not a module label")
         self._max_rows = cfg.options.executor.max_timing_rows
+        self._budget_ns = int(cfg.options.budget_ms * 1e6)
         self.reset()
         signals.pre_source.connect(self._pre_source)
         signals.post_source.connect(self._post_source)
@@ -263,19 +295,24 @@ class Timing(Service):
         per_event = (_wall() - t0) / events
         self._self_cost = {"per_module_call_ns": per_call, "per_event_ns": per_event,
                            "per_event_with_modules_ns": per_event + per_call * max(len(self._descs) - 1, 0)}
-        self._streams[scratch] = _StreamClock(len(self._descs), len(self._path_names))
+        self._streams[scratch] = self._clock()
 
     # ---------------------------------------------------------------- results as data
 
     def reset(self) -> None:
         """Fresh clocks: one per stream, plus a scratch one for the self-calibration."""
-        n, p = len(self._descs), len(self._path_names)
         streams = self._job.config.options.streams if self._job is not None else 1
-        self._streams = [_StreamClock(n, p) for _ in range(streams + 1)]
+        self._streams = [self._clock() for _ in range(streams + 1)]
         self._cache = None
 
+    def _clock(self) -> _StreamClock:
+        """Rows per stream: ``bounded.ROWS_KEPT`` at most (read now, so tests can lower it)."""
+        return _StreamClock(len(self._descs), len(self._path_names), min(bounded.ROWS_KEPT, self._max_rows),
+                            self._budget_ns)
+
     def snapshot(self) -> TimingData:
-        """The streams' measurements merged into one ``TimingData`` (rows bounded by max_timing_rows)."""
+        """The streams' measurements merged into one ``TimingData``: rows while every stream kept them
+        (and at most max_timing_rows in all), else histograms of every event."""
         streams = self._streams[:-1]
         n, p = len(self._descs), len(self._path_names)
         firsts = [st.first_w for st in streams if st.first_w is not None]
@@ -298,7 +335,7 @@ class Timing(Service):
             nested=set().union(*(st.nested for st in streams)),
             first_ns=min(firsts) + self._epoch_offset if firsts else None,
             last_ns=max(lasts) + self._epoch_offset if lasts else None,
-            self_cost=self._self_cost, max_rows=self._max_rows, rows=self.merged_rows()).bounded()
+            self_cost=self._self_cost, max_rows=self._max_rows, **self._events()).bounded()
 
     def load(self, data: TimingData | None) -> None:
         self._data = data
@@ -306,11 +343,24 @@ class Timing(Service):
 
     # ---------------------------------------------------------------- results
 
-    def merged_rows(self) -> np.ndarray:
-        """All events' rows (int64 ns), ordered by event index; the scratch stream is left out."""
-        parts = [st.rows.array() for st in self._streams[:-1]]
-        rows = np.concatenate(parts) if parts else np.empty((0, _FIXED + 2 * len(self._descs)), np.int64)
-        return rows[np.argsort(rows[:, 0], kind="stable")]
+    def _events(self) -> dict[str, Any]:
+        """The per-event part of ``TimingData``: rows ordered by event index, or histograms once any
+        stream went past its row limit; over_budget exact either way (the scratch stream left out)."""
+        parts = [st.rows.result() for st in self._streams[:-1]]
+        over = sum(o for _, _, o in parts)
+        if all(h is None for _, h, _ in parts):
+            rows = np.concatenate([r for r, _, _ in parts]) if parts else \
+                np.empty((0, _FIXED + 2 * len(self._descs)), np.int64)
+            return {"rows": rows[np.argsort(rows[:, 0], kind="stable")], "hist": None, "over_budget": over}
+        hists = [h if h is not None else TimingHistograms.from_rows(r, len(self._descs)) for r, h, _ in parts]
+        hist = hists[0]
+        for h in hists[1:]:
+            hist = hist.merge(h)
+        return {"rows": None, "hist": hist, "over_budget": over}
+
+    def merged_rows(self) -> np.ndarray | None:
+        """The kept per-event rows ordered by event index; None once a stream went over to histograms."""
+        return self._events()["rows"]
 
     def highlight_labels(self) -> list[str]:
         if self._data is not None:

@@ -6,6 +6,10 @@ modules) x 8`` bytes, 22 MB for 200 000 rows of the default 5-module path). Past
 folded into fixed logarithmic histograms (100 ns .. 1000 s, 1000 bins, ~2.3 % wide) with exact sums,
 sums of squares, minima and maxima per column, so any number of units merges in bounded memory;
 means and totals stay exact, percentiles come from the histogram.
+
+The Timing service folds its rows the same way while it measures: each stream keeps at most
+``bounded.ROWS_KEPT`` rows, so a long local job or a large work unit arrives here as histograms
+already (with the over-budget count counted exactly from the rows before they were folded).
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class TimingData:
     max_rows: int = 200_000
     rows: np.ndarray | None = None
     hist: TimingHistograms | None = None
+    over_budget: int | None = None  # events with real time > options.budget_ms, exact (None: not counted)
 
     @property
     def events(self) -> int:
@@ -91,7 +96,9 @@ class TimingData:
                       path_runs=self.path_runs + other.path_runs, path_mod_w=self.path_mod_w + other.path_mod_w,
                       nested=self.nested | other.nested, first_ns=min(firsts) if firsts else None,
                       last_ns=max(lasts) if lasts else None, self_cost=self.self_cost or other.self_cost,
-                      max_rows=min(self.max_rows, other.max_rows))
+                      max_rows=min(self.max_rows, other.max_rows),
+                      over_budget=None if self.over_budget is None or other.over_budget is None
+                      else self.over_budget + other.over_budget)
         if self.rows is not None and other.rows is not None and len(self.rows) + len(other.rows) <= out.max_rows:
             return replace(out, rows=np.concatenate([self.rows, other.rows]), hist=None)
         n = len(self.descs)

@@ -255,7 +255,8 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
     hl_real = sum(by_label[label]["real_per_event_ms"] for label in highlight if label in by_label)
     hl_cpu = sum(by_label[label]["cpu_per_event_ms"] for label in highlight if label in by_label)
     ev_stats = ev_w.stats()
-    over_budget = ev_w.above(budget)
+    # exact: counted from the rows before they were folded into histograms (a bin edge is no cut)
+    over_budget = ev_w.above(budget) if rows is not None or data.over_budget is None else int(data.over_budget)
     throughput = events / (loop_ms * 1e-3) if loop_ms > 0 else 0.0
     cpu_total = ev_c.total()
     streams = summary.streams
@@ -280,6 +281,9 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             "idle_real_ms": max(loop_ms * streams - ev_w.total(), 0.0),
         },
         "event": {"real": ev_stats, "cpu": ev_c.stats()},
+        # what percentiles, histograms and per-event data come from: every event's row, or the fixed
+        # log histograms (past bounded.ROWS_KEPT rows in a stream or max_timing_rows in a merged job)
+        "rows": {"kept": int(len(rows)) if rows is not None else 0, "histogram": rows is None},
         "source": source,
         "overhead": overhead,
         "modules": modules,

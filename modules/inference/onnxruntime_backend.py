@@ -56,7 +56,10 @@ class OnnxRuntimeBackend(InferenceBackend):
         so.inter_op_num_threads = opts.inter_threads
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[opts.graph_optimization])
-        so.log_severity_level = 3  # errors only: the job log is ours
+        # fatal only: a per-event failure comes back as our one-line ModuleError; ORT's own (coloured,
+        # multi-line) error log would repeat it for every event, also under -q
+        so.log_severity_level = 4
+        ort.set_default_logger_severity(4)
         providers = resolve_providers(opts.providers, ort.get_available_providers())
         self.session = ort.InferenceSession(str(self.model_path), sess_options=so, providers=providers)
         self.providers = self.session.get_providers()

@@ -10,6 +10,7 @@ compilation per distinct batch size: warm up the sizes you will use).
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -45,6 +46,8 @@ class TensorFlowBackend(InferenceBackend):
         mode = self.options.mode
         if mode not in MODES:
             raise ConfigError(f"tensorflow: mode {mode!r} (allowed: {', '.join(MODES)})")
+        # TensorFlow's native (C++) log: warnings and errors would repeat our one-line errors per event
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
         import keras
 

@@ -1,0 +1,124 @@
+"""SIGINT, SIGTERM and SIGHUP stop a job the same way, as a batch system expects of cmsRun.
+
+First signal: the event loop stops taking events, the events in flight finish, every module's
+``end_job`` runs (outputs are dropped, their temporaries removed), the reports are written marked
+"stopped by signal", and the process exits with 128 + the signal number. Outside the event loop
+(loading models in begin_job) the first signal interrupts at once, as Ctrl-C does.
+
+Second signal: abort now, without reports, but still remove every registered temporary file.
+
+Temporary files (an output's ``.root.tmp``, a report's ``.tmp``) are registered here while they exist,
+so that even an abort leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
+from contextlib import contextmanager
+
+HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+_lock = threading.Lock()
+_temporaries: set[Path] = set()
+_stop_callback: Callable[["Interrupted"], None] | None = None
+_received: list[int] = []
+
+
+class Interrupted(KeyboardInterrupt):
+    """The job was stopped by a signal; ``exit_code`` is 128 + the signal number (130 for Ctrl-C)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+
+    @property
+    def signame(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:  # pragma: no cover
+            return f"signal {self.signum}"
+
+    def __str__(self) -> str:
+        if self.signum == signal.SIGINT:
+            return "interrupted by the user (Ctrl-C, SIGINT)"
+        return f"stopped by {self.signame}"
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """128 + signal for Interrupted, 130 for a plain KeyboardInterrupt."""
+    return getattr(exc, "exit_code", 130) if isinstance(exc, KeyboardInterrupt) else 1
+
+
+def register_temporary(path: Path) -> None:
+    with _lock:
+        _temporaries.add(Path(path))
+
+
+def forget_temporary(path: Path) -> None:
+    with _lock:
+        _temporaries.discard(Path(path))
+
+
+def remove_temporaries() -> list[Path]:
+    """Unlink every registered temporary; return those removed."""
+    with _lock:
+        paths = list(_temporaries)
+        _temporaries.clear()
+    removed = []
+    for path in paths:
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+@contextmanager
+def stop_callback(callback: Callable[[Interrupted], None]) -> Iterator[None]:
+    """While the event loop runs, a first signal calls ``callback`` instead of raising."""
+    global _stop_callback
+    _stop_callback = callback
+    try:
+        yield
+    finally:
+        _stop_callback = None
+
+
+def _handler(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handler signature
+    _received.append(signum)
+    exc = Interrupted(signum)
+    if len(_received) > 1:  # second signal: abort now, but leave nothing half-written
+        remove_temporaries()
+        try:
+            sys.stderr.write(f"hltrun: {exc}: second signal, aborting without reports\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(exc.exit_code)
+    callback = _stop_callback
+    if callback is None:
+        raise exc
+    callback(exc)
+
+
+@contextmanager
+def handle_signals() -> Iterator[None]:
+    """Install the handlers (main thread only) for the duration of a job; restore them after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received.clear()
+    previous = {s: signal.getsignal(s) for s in HANDLED}
+    for s in HANDLED:
+        signal.signal(s, _handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -1,0 +1,240 @@
+"""The bad-input matrix: one parametrised suite, input -> exit code, one-line message, no leftovers,
+every event accounted for.
+
+Each case builds its inputs in a temporary folder and runs ``hltrun`` (in-process, or in a
+subprocess where a signal is sent) on the real modules: ROOT source, jet batcher, VAE scorer on ONNX
+Runtime, anomaly filter, ROOT output, Timing and Memory services. For every case:
+
+* the exit code is the documented one (0 ok, 2 config, 3 input data, 4 module, 128+signal);
+* stderr holds the expected fragment and no traceback;
+* no temporary file (``*.tmp``) is left anywhere under the case's folder;
+* when a report was written, its events add up: entries read from files = processed + duplicates
+  skipped + read-but-not-processed, and processed = passed + failed + error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import uproot
+
+from tests.conftest import make_events, write_counts, write_jet_index
+
+REPO = Path(__file__).resolve().parents[1]
+
+PATH = """
+process: BAD
+options: {{on_error: {on_error}, streams: {streams}}}
+source: {{type: RootJetSource, files: {files}, chunk_size: 25{source_extra}}}
+modules:
+  batcher: {{type: JetBatcher, src: source, max_jets: 2}}
+  vae: {{type: VAEAnomalyScorer, src: batcher, model: {model}, backend: onnxruntime, warm_up: [1]}}
+  anomalyFilter: {{type: AnomalyScoreFilter, src: vae{filter_extra}}}
+  out: {{type: RootOutputModule, file: {out}, select_events: [HLT_AD], keep: [vae]}}
+paths:
+  HLT_AD: [batcher, vae, anomalyFilter]
+endpaths:
+  o: [out]
+services: {{Timing: {{}}, Memory: {{}}}}
+"""
+
+
+def _corrupt(path: Path, branch: str = "FatJetPFCand_eta") -> Path:
+    """Overwrite compressed bytes inside one basket: the file opens, the branch cannot be read."""
+    seek = int(uproot.open(path)["Events"][branch].member("fBasketSeek")[0])
+    data = bytearray(path.read_bytes())
+    at = data.index(b"ZL", seek)
+    data[at + 30:at + 80] = b"\xff" * 50
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _failing_model(path: Path) -> Path:
+    """An ONNX model that runs for one jet and fails inside ORT (Reshape) for two: a real
+    per-event backend failure, with ONNX Runtime's own native error log."""
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])
+    nodes = [helper.make_node("Reshape", ["jets", "shape"], ["flat"]),
+             helper.make_node("ReduceSum", ["flat", "axes"], ["score"], keepdims=0),
+             helper.make_node("Identity", ["score"], ["kl"])]
+    graph = helper.make_graph(nodes, "fails_for_two_jets", [x],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"]) for n in ("score", "kl")],
+                              initializer=[helper.make_tensor("shape", TensorProto.INT64, [2], [1, 300]),
+                                           helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
+@dataclass
+class Case:
+    name: str
+    code: int
+    fragment: str
+    setup: Callable[[Path], dict] = lambda tmp: {}  # -> template fields / argv extras
+    args: list[str] = field(default_factory=list)
+    events_processed: int | None = None  # None: not checked; 0 with begin_job failures (no report)
+    absent: str | None = None  # text that must not be in stderr (a flood, a native log)
+    max_stderr_lines: int | None = None
+    signal: int | None = None  # run in a subprocess and send this signal once events flow
+
+
+def _files(tmp: Path, *specs: tuple[str, int, int]) -> list[str]:
+    """(name, n_events, seed) -> counts-layout files in ``tmp``."""
+    return [str(write_counts(tmp / name, make_events(n, seed=seed))) for name, n, seed in specs]
+
+
+def _dup_ids(tmp: Path) -> dict:
+    return {"files": _files(tmp, ("a.root", 60, 1), ("b.root", 60, 2))}  # same (run, lumi, event) ids
+
+
+def _bad_among_good(tmp: Path) -> dict:
+    good = _files(tmp, ("good.root", 60, 1))
+    bad = _corrupt(write_counts(tmp / "bad.root", [dict(e, event=e["event"] + 10_000) for e in make_events(60, 2)]))
+    return {"files": good + [str(bad)]}
+
+
+def _not_root(tmp: Path) -> dict:
+    (tmp / "notes.root").write_text("not a ROOT file\n")
+    return {"files": _files(tmp, ("good.root", 60, 1)) + [str(tmp / "notes.root")]}
+
+
+def _indexed_without_cand_index(tmp: Path) -> dict:
+    path = write_jet_index(tmp / "pfnano.root", make_events(40))
+    # rename the constituents as if they were an event-level PFCands collection (indirection needed)
+    with uproot.open(path) as f:
+        arrays = f["Events"].arrays(library="ak")
+    import awkward as ak
+
+    with uproot.recreate(tmp / "indirect.root") as f:
+        from modules.rootio import write_nanoaod
+
+        extra = ak.Array([[1.0, 2.0, 3.0]] * len(arrays))  # 3 event-level candidates, links index into them
+        write_nanoaod(f, "Events", {
+            "run": arrays["run"], "luminosityBlock": arrays["luminosityBlock"], "event": arrays["event"],
+            "FatJet": ak.zip({k: arrays[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass")}),
+            "FatJetPFCands": ak.zip({"jetIdx": arrays["FatJetPFCands_jetIdx"],
+                                     "pFCandsIdx": ak.zeros_like(arrays["FatJetPFCands_jetIdx"])}),
+            "PFCands": ak.zip({"pt": extra, "eta": extra, "phi": extra})})
+    return {"files": [str(tmp / "indirect.root")],
+            "source_extra": ", layout: jet_index, branches: {cand_pt: PFCands_pt, cand_eta: PFCands_eta, "
+                            "cand_phi: PFCands_phi, cand_jet_index: FatJetPFCands_jetIdx}"}
+
+
+def _zero_constituents(tmp: Path) -> dict:
+    events = make_events(40, seed=4)
+    for e in events:  # every second jet loses its constituents
+        for j in e["jets"][1::2]:
+            for k in ("c_pt", "c_eta", "c_phi"):
+                j[k] = j[k][:0]
+    return {"files": [str(write_counts(tmp / "empty_jets.root", events))]}
+
+
+def _failing_backend(tmp: Path) -> dict:
+    return {"files": _files(tmp, ("a.root", 120, 1)), "model": str(_failing_model(tmp / "fails.onnx")),
+            "filter_extra": ", threshold: 1.0"}
+
+
+CASES = [
+    Case("filter told another model's thresholds", 2, "thresholds belong to the model that made the scores",
+         lambda t: {"model": "gcn_vae", "filter_extra": ", model: conv_vae"}),
+    Case("output file is a folder", 4, "is a folder, not a file name",
+         lambda t: (t / "outdir").mkdir() or {"out": str(t / "outdir")}),
+    Case("report folder is a file", 4, "is a file, not a folder",
+         lambda t: (t / "rep").write_text("x") and {}),
+    Case("memray file is a folder", 4, "services.Memory.memray",
+         lambda t: (t / "m").mkdir() or {}, args=[f"services.Memory.memray=__TMP__/m"]),
+    Case("same file listed twice", 2, "listed twice",
+         lambda t: {"files": _files(t, ("a.root", 60, 1)) * 2}),
+    Case("duplicate event ids across files", 0, "duplicate events skipped 60", _dup_ids, events_processed=60),
+    Case("corrupt file among good ones", 3, "bad.root", _bad_among_good, events_processed=0),
+    Case("corrupt file, skipBadFiles", 0, "bad file skipped (skipBadFiles)", _bad_among_good,
+         args=["source.skipBadFiles=true"], events_processed=60),
+    Case("not a ROOT file among good ones", 3, "as a ROOT file", _not_root, events_processed=0),
+    Case("jet_index with indirection, no cand_index", 2, "source.branches.cand_index: missing",
+         _indexed_without_cand_index, events_processed=0),
+    Case("jets without constituents", 0, "jets without constituents", _zero_constituents, events_processed=40),
+    Case("override with a mistyped label", 2, "did you mean 'vae'", args=["modules.vea.backend=tensorflow"]),
+    Case("bad -n", 2, "command line (-n -5)", args=["-n", "-5"]),
+    Case("per-event backend failures, skip_event", 0, "failed events in module 'vae': ModuleError",
+         lambda t: {**_failing_backend(t), "on_error": "skip_event"}, absent="[E:onnxruntime",
+         max_stderr_lines=12),
+    Case("per-event backend failure, stop", 4, "(in module 'vae', run 1, lumi 1, event 1000)",
+         _failing_backend, absent="[E:onnxruntime", max_stderr_lines=8),
+    Case("far more streams than cores", 0, "streams on", args=[f"options.streams={8 * (os.cpu_count() or 1)}"]),
+    Case("SIGTERM during the event loop", 128 + signal.SIGTERM, "stopped by SIGTERM",
+         lambda t: {"files": _files(t, ("a.root", 60, 1)) * 400}, signal=signal.SIGTERM,
+         args=["source.allowDuplicateFiles=true", "source.duplicateCheckMode=noDuplicateCheck"]),
+]
+
+
+def _run(case: Case, tmp: Path) -> tuple[int, str, str, Path]:
+    fields = {"on_error": "stop", "streams": 1, "files": _files(tmp, ("a.root", 60, 1)), "model": "conv_vae",
+              "out": str(tmp / "out" / "o.root"), "filter_extra": "", "source_extra": ""}
+    fields.update(case.setup(tmp) or {})
+    fields["files"] = "[" + ", ".join(fields["files"]) + "]"
+    cfg = tmp / "cfg.yaml"
+    cfg.write_text(textwrap.dedent(PATH.format(**fields)))
+    report = tmp / "rep"
+    argv = [str(cfg), "--report-dir", str(report), *[a.replace("__TMP__", str(tmp)) for a in case.args]]
+    if case.signal is None:
+        from framework.cli import main
+
+        return main(argv), "", "", report
+    code = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    tmp_out = Path(fields["out"]).with_name(Path(fields["out"]).name + ".tmp")
+    deadline = time.monotonic() + 120
+    while not tmp_out.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)  # events are flowing
+    proc.send_signal(case.signal)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err, report
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(case: Case, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    code, out, err, report = _run(case, tmp_path)
+    captured = capfd.readouterr()  # file-descriptor level: native (C++) logs too
+    out, err = out + captured.out, err + captured.err
+    assert code == case.code, f"exit {code}, stderr:\n{err}"
+    assert case.fragment in err + out, err
+    assert "Traceback" not in err
+    if case.code:
+        assert err.strip().splitlines()[-1].startswith("hltrun:"), err
+    if case.absent:
+        assert case.absent not in err
+    if case.max_stderr_lines is not None:
+        assert len(err.strip().splitlines()) <= case.max_stderr_lines, err
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers, leftovers
+    doc = report / "hltrun.json" if report.is_dir() else None
+    if doc is None or not doc.exists():
+        assert case.events_processed in (None, 0), "no report written"
+        assert "TrigReport" not in out  # failed before the first event
+        return
+    job = json.loads(doc.read_text())["job"]
+    from_files = job["source"].get("read", 0) + job["source"].get("duplicates", 0)
+    assert from_files == job["events_processed"] + job["events_duplicate"] + job["events_not_processed"]
+    assert job["events_processed"] == job["events_passed"] + job["events_failed"] + job["events_error"]
+    assert job["events_read"] == job["source"].get("read", 0)
+    if case.events_processed is not None:
+        assert job["events_processed"] == case.events_processed
+    if case.signal is not None:
+        assert job["stopped_by_signal"] == signal.Signals(case.signal).name
+        assert "Stopped by" in (report / "report.html").read_text()

@@ -12,7 +12,7 @@ def _bits(flag: int, bit: int) -> str:
     return f"{flag:>5}{bit:>5}"
 
 
-def _counts(*values: int) -> str:
+def _columns(*values: int) -> str:
     return "".join(f" {v:>10}" for v in values)
 
 
@@ -30,25 +30,25 @@ def trig_report(summary: JobSummary) -> str:
              "", f"{_HEAD} ---------- Path   Summary ------------",
              _header("Trig Bit#", "Executed", "Passed", "Failed", "Error")]
     for bit, (name, c) in enumerate(s.paths.items()):
-        lines.append(f"{_HEAD} {_bits(1, bit)}{_counts(c.executed, c.passed, c.failed, c.error)} {name}")
+        lines.append(f"{_HEAD} {_bits(1, bit)}{_columns(c.executed, c.passed, c.failed, c.error)} {name}")
     lines += ["", f"{_HEAD} -------End-Path   Summary ------------",
               _header("Trig Bit#", "Executed", "Passed", "Failed", "Error")]
     for bit, (name, c) in enumerate(s.endpaths.items()):
-        lines.append(f"{_HEAD} {_bits(0, bit)}{_counts(c.executed, c.passed, c.failed, c.error)} {name}")
+        lines.append(f"{_HEAD} {_bits(0, bit)}{_columns(c.executed, c.passed, c.failed, c.error)} {name}")
     for bit, (name, c) in enumerate(s.paths.items()):
         lines += ["", f"{_HEAD} ---------- Modules in Path: {name} ------------",
                   _header("Trig Bit#", "Visited", "Passed", "Failed", "Error")]
         for entry, m in zip(s.path_entries[name], c.modules):  # every module row carries the path's bit
-            lines.append(f"{_HEAD} {_bits(1, bit)}{_counts(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
+            lines.append(f"{_HEAD} {_bits(1, bit)}{_columns(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
     for name, c in s.endpaths.items():
         lines += ["", f"{_HEAD} ------ Modules in End-Path: {name} ------------",
                   _header("Trig Bit#", "Visited", "Passed", "Failed", "Error")]
         for position, (entry, m) in enumerate(zip(s.path_entries[name], c.modules)):  # Schedule.cc: bitpos++
-            lines.append(f"{_HEAD} {_bits(0, position)}{_counts(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
+            lines.append(f"{_HEAD} {_bits(0, position)}{_columns(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
     lines += ["", f"{_HEAD} ---------- Module Summary ------------",
               _header("Visited", "Executed", "Passed", "Failed", "Error")]
     for label, m in s.modules.items():
-        lines.append(f"{_HEAD}{_counts(m.visited, m.executed, m.passed, m.failed, m.error)} {label}")
+        lines.append(f"{_HEAD}{_columns(m.visited, m.executed, m.passed, m.failed, m.error)} {label}")
     return "\n".join(lines) + "\n"
 
 

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask", type=int, metavar="WORKERS",
                    help="run on Dask: a LocalCluster of WORKERS process workers, or the scheduler of "
                         "options.executor.address (needs the dist extra); same as options.executor.type=dask")
+    p.add_argument("-j", "--job-report", metavar="FILE",
+                   help="write CMSSW's FrameworkJobReport XML (cmsRun -j): events read per input, events "
+                        "written per output, timing and memory summary, FrameworkError with the CMSSW code")
     p.add_argument("--dump", action="store_true", help="print the fully resolved configuration and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no informational messages")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
@@ -72,11 +75,30 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.quiet, args.debug)
     from .interrupt import handle_signals
 
+    record: dict = {}  # what the job report needs: the summary and the error, as far as the job got
     with handle_signals():  # SIGTERM / SIGHUP stop the job like Ctrl-C (framework/interrupt.py)
-        return _main(args)
+        code = _main(args, record)
+    if args.job_report and not args.dump:
+        code = _write_job_report(Path(args.job_report), record, code)
+    return code
 
 
-def _main(args: argparse.Namespace) -> int:
+def _write_job_report(path: Path, record: dict, code: int) -> int:
+    """The FrameworkJobReport, also for a job that failed before its first event."""
+    from .report.jobreport_xml import gather, write
+    from .summary import JobSummary
+
+    summary = record.get("summary") or JobSummary(record.get("process", "hltrun"), 0)
+    try:
+        write(path, gather(summary, code, record.get("error")))
+    except OSError as exc:
+        sys.stderr.write(f"hltrun: error: --job-report: cannot write {path} ({exc.strerror or exc})\n")
+        return code or 4
+    log.info("wrote %s", path)
+    return code
+
+
+def _main(args: argparse.Namespace, record: dict) -> int:
     from .config import load
     from .errors import HltError
     from .interrupt import exit_code_of, remove_temporaries
@@ -89,6 +111,11 @@ def _main(args: argparse.Namespace) -> int:
         if args.dask is not None:
             overrides += ["options.executor.type=dask", f"options.executor.workers={args.dask}"]
         cfg = load(args.config, overrides, args.max_events)
+        record["process"] = cfg.process
+        if args.job_report and not args.dump:
+            from .destinations import check_file_destination
+
+            check_file_destination(args.job_report, "--job-report")
         if args.dump:
             sys.stdout.write(cfg.dump())
             return 0
@@ -97,6 +124,7 @@ def _main(args: argparse.Namespace) -> int:
 
         outcome = execute(cfg, report_dir, _process_start(), progress=not args.quiet and sys.stderr.isatty())
         summary, code = outcome.result.summary, outcome.code
+        record.update(summary=summary, error=outcome.cause)
         if code and args.debug and outcome.cause is not None and not isinstance(outcome.cause, KeyboardInterrupt):
             log.error("job failed", exc_info=outcome.cause)
         services = report_services(cfg, outcome.result)
@@ -109,11 +137,13 @@ def _main(args: argparse.Namespace) -> int:
             sys.stderr.write(f"hltrun: error: {summary.failure}\n")
         return code
     except HltError as exc:
+        record["error"] = exc
         if args.debug:
             log.exception("error")
         sys.stderr.write(f"hltrun: error: {exc}\n")
         return exc.exit_code
     except KeyboardInterrupt as exc:
+        record["error"] = exc
         remove_temporaries()
         sys.stderr.write(f"hltrun: {str(exc) or 'interrupted'}\n")
         return exit_code_of(exc)

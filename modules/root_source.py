@@ -23,7 +23,7 @@ from typing import Any, Iterator, Literal
 import awkward as ak
 import numpy as np
 
-from framework.errors import ConfigError, SourceError
+from framework.errors import ConfigError, FileOpenError, SourceError
 from framework.event import EventID
 from framework.module import Source
 from framework.registry import register_module
@@ -112,6 +112,7 @@ class RootJetSource(Source):
         self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0,
                        "duplicates": 0, "bad_files": 0, "invalid_links": 0, "zero_constituent_jets": 0}
         self.bad_files: list[str] = []  # "path: reason", for the job report
+        self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
 
@@ -237,11 +238,11 @@ class RootJetSource(Source):
         import uproot
 
         if not os.path.exists(path):
-            raise SourceError(f"source: input file not found: {path}")
+            raise FileOpenError(f"source: input file not found: {path}")
         try:
             handle = uproot.open(path)
         except Exception as exc:
-            raise SourceError(f"source: cannot read {path} as a ROOT file ({type(exc).__name__}: "
+            raise FileOpenError(f"source: cannot read {path} as a ROOT file ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else 'corrupt header'})") from exc
         try:
             tree = handle[self.params.tree]
@@ -294,6 +295,7 @@ class RootJetSource(Source):
         """Entries ``start``..``stop`` of ``path``: duplicates skipped and counted, every event
         yielded counted as ``read``; a read failure skips the rest of the range with skipBadFiles."""
         checking = self.params.duplicateCheckMode != "noDuplicateCheck"
+        self._files_read.setdefault(path, 0)
         try:
             for chunk in self._chunks(path, start, stop):
                 keep = checker.first_seen(chunk.keys) if checking and chunk.keys is not None else None
@@ -302,6 +304,7 @@ class RootJetSource(Source):
                         self._duplicate(chunk.ids[i], path)
                         continue
                     self._count["read"] += 1
+                    self._files_read[path] += 1
                     yield chunk.ids[i], {"": chunk.event(i)}
         except SourceError as exc:
             if not self.params.skipBadFiles:
@@ -419,8 +422,9 @@ class RootJetSource(Source):
         ids = [EventID(int(r), int(l), int(e)) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
         return ids, (keys(run, lumi, evt) if b.event else None)  # entry numbers are no event ids
 
-    def accounting(self) -> dict[str, int]:
-        return dict(self._count)
+    def accounting(self) -> dict[str, Any]:
+        """Counters of the whole job (or worker); ``files_read`` maps each input to the events read."""
+        return {**self._count, "files_read": dict(self._files_read)}
 
     def data_quality(self) -> dict[str, int]:
         c = self._count

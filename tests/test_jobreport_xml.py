@@ -58,3 +58,59 @@ def test_failed_job_carries_cmssw_and_unix_codes(error, unix, code, kind):
     assert (int(err.get("ExitStatus")), err.get("Type"), int(err.get("UnixExitStatus"))) == (code, kind, unix)
     assert err.text == (str(error) or None)
     assert cmssw_error(unix, error) == (code, kind)
+
+
+def _hltrun(*args, cwd):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "framework.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+
+
+@pytest.mark.slow
+def test_cli_job_report_counts_events_per_input_and_output(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import uproot
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "o.root"
+    res = _hltrun(root / "configs" / "path.yaml", "-q", "-n", "300", "-j", tmp_path / "fjr.xml",
+                  "source.files=[data/rsg_ww_1p5TeV.root, data/zprime_tt_2TeV.root]", "options.skipEvents=1400",
+                  f"modules.out.file={out}", "modules.vae.backend=onnxruntime", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    doc = ET.parse(tmp_path / "fjr.xml").getroot()
+    reads = {Path(i.findtext("PFN")).name: int(i.findtext("EventsRead")) for i in doc.findall("InputFile")}
+    assert reads == {"rsg_ww_1p5TeV.root": 100, "zprime_tt_2TeV.root": 200}  # 1500 entries each, 1400 skipped
+    (f,) = doc.findall("File")
+    assert int(f.findtext("TotalEvents")) == uproot.open(out)["Events"].num_entries > 0
+    assert f.findtext("ModuleLabel") == "out" and f.findtext("OutputModuleClass") == "RootOutputModule"
+    assert doc.find("FrameworkError") is None
+
+
+@pytest.mark.parametrize("args,unix,code", [
+    (["source.files=[missing.root]"], 3, 8020),
+    (["options.streams=x"], 2, 8009),
+])
+def test_cli_job_report_of_a_failed_job(tmp_path, args, unix, code):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    res = _hltrun(root / "configs" / "path.yaml", "-q", "-n", "5", "-j", tmp_path / "fjr.xml", *args, cwd=tmp_path)
+    assert res.returncode == unix, res.stderr
+    err = ET.parse(tmp_path / "fjr.xml").getroot().find("FrameworkError")
+    assert (int(err.get("ExitStatus")), int(err.get("UnixExitStatus"))) == (code, unix)
+
+
+def test_cli_job_report_destination_checked_first(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "d").mkdir()
+    res = _hltrun(root / "configs" / "path.yaml", "-q", "-n", "5", "-j", tmp_path / "d", cwd=tmp_path)
+    assert res.returncode == 4 and "--job-report" in res.stderr and "folder" in res.stderr
+    assert not (tmp_path / "output").exists()  # nothing ran

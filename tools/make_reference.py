@@ -44,7 +44,7 @@ def command(model: str, backend: str, output: Path) -> list[str]:
     files = "[" + ", ".join(f"data/{s}.root" for s in SAMPLES) + "]"
     return [sys.executable, "-m", "framework.cli", str(CONFIG), "-q",
             f"source.files={files}", f"modules.vae.model={model}", f"modules.vae.backend={backend}",
-            f"modules.anomalyFilter.model={model}", "modules.out.select_events=[]",
+            "modules.out.select_events=[]",
             f"modules.out.file={output}", "options.accelerators=[cpu]", "services={}"]
 
 

@@ -112,7 +112,9 @@ def _delta(now: dict[str, Any], seen: dict[str, Any]) -> dict[str, Any]:
     """Integer counters since the previous unit (cumulative ones must not be counted twice); the rest as is."""
     out = {}
     for key, value in now.items():
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, dict):  # e.g. events read per input file
+            out[key] = _delta(value, seen.setdefault(key, {}))
+        elif isinstance(value, int) and not isinstance(value, bool):
             out[key] = value - seen.get(key, 0)
             seen[key] = value
         else:

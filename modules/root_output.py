@@ -66,6 +66,18 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
     return out
 
 
+_ID_DTYPES = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}  # NanoAOD's types
+
+
+def _nanoaod_dtype(key: str, dtype: np.dtype) -> np.dtype:
+    """The branch type NanoAOD would use: ids unsigned, floating point as Float_t, the rest as is."""
+    if key in _ID_DTYPES:
+        return np.dtype(_ID_DTYPES[key])
+    if dtype.kind == "f":
+        return np.dtype(np.float32)
+    return dtype
+
+
 @register_module("RootOutputModule")
 class RootOutputModule(OutputModule):
     Parameters = RootOutputParameters
@@ -180,6 +192,8 @@ class RootOutputModule(OutputModule):
         self._extend(rows)
 
     def _extend(self, rows: list[dict[str, Any]]) -> None:
+        """Write rows as NanoAOD does: run/luminosityBlock UInt_t, event ULong64_t, floats as Float_t;
+        per-jet values become jagged columns built from one flat array (no per-row Python lists)."""
         import awkward as ak
 
         columns: dict[str, Any] = {}
@@ -188,12 +202,16 @@ class RootOutputModule(OutputModule):
             values = [r.get(key) for r in rows]
             first = np.asarray(values[0])
             if first.ndim == 0:
-                columns[key] = np.asarray(values)
+                columns[key] = np.asarray(values, dtype=_nanoaod_dtype(key, first.dtype))
             else:
+                parts = [np.asarray(v) for v in values]
+                counts = np.fromiter((len(a) for a in parts), np.int64, len(parts))
+                flat = np.concatenate(parts).astype(_nanoaod_dtype(key, first.dtype), copy=False)
                 collection, _, name = key.partition("_")
-                jagged.setdefault(collection, {})[name or "value"] = ak.Array([np.asarray(v).tolist() for v in values])
+                jagged.setdefault(collection, {})[name or "value"] = ak.unflatten(flat, counts)
         for collection, fields in jagged.items():
-            columns[collection] = ak.zip(fields) if len(fields) > 1 else next(iter(fields.values()))
+            # a named field keeps its name even alone (jets_score, njets), as NanoAOD names it
+            columns[collection] = fields["value"] if list(fields) == ["value"] else ak.zip(fields)
         write_nanoaod(self._file, self.params.tree, columns)
         self._written += len(rows)
 

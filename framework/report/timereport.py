@@ -119,9 +119,16 @@ def farm_report(res: dict[str, Any]) -> str:
     hl = f["highlight"]
     lines = [
         f"{h} ---------- Farm projection at {rate:,.0f} Hz input rate ----",
-        f"{h}  cores needed (real time) = {rate:,.0f} Hz x {f['real_per_event_ms']:.3f} ms = {f['cores_real']:,.1f}",
-        f"{h}  cores needed (CPU time)  = {rate:,.0f} Hz x {f['cpu_per_event_ms']:.3f} ms = {f['cores_cpu']:,.1f}",
+        f"{h}  cores needed (per-event real time) = {rate:,.0f} Hz x {f['real_per_event_ms']:.3f} ms = {f['cores_real']:,.1f}",
+        f"{h}  cores needed (per-event CPU time)  = {rate:,.0f} Hz x {f['cpu_per_event_ms']:.3f} ms = {f['cores_cpu']:,.1f}",
     ]
+    t = f.get("throughput")
+    if t and t.get("cores"):
+        lines.append(f"{h}  cores needed (measured throughput) = {rate:,.0f} Hz / ({t['events_per_s']:,.1f} events/s / "
+                     f"{t['cores_used']:g} cores) = {t['cores']:,.1f}")
+        if not t["fully_loaded"]:
+            lines.append(f"{h}  (not a loaded machine: {t['cores_used']:g} of {t['machine_cores']} cores busy; CMS sizes "
+                         f"the farm from streams = cores, e.g. options.streams={t['machine_cores']})")
     if hl["labels"]:
         lines.append(f"{h}  anomaly detection ({', '.join(hl['labels'])}): {hl['real_per_event_ms']:.3f} ms/event, "
                      f"{hl['cores']:,.1f} cores, {100 * hl['share_of_event']:.2f} % of the event time, "

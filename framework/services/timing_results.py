@@ -7,6 +7,7 @@ all rendered from it, so they can never disagree.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -260,6 +261,7 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
     throughput = events / (loop_ms * 1e-3) if loop_ms > 0 else 0.0
     cpu_total = ev_c.total()
     streams = summary.streams
+    loaded = _throughput_projection(summary, throughput, rate)
 
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -299,6 +301,7 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
         },
         "farm": {
             "input_rate_hz": rate,
+            "throughput": loaded,
             "real_per_event_ms": ev_mean,
             "cpu_per_event_ms": cpu_total / per,
             "cores_real": rate * ev_mean * 1e-3,
@@ -339,3 +342,22 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
                   "overhead_real_ms": over_w.values, "modules_real_ms": np.column_stack([m.values for m in mod_w])
                   if n else np.empty((len(rows), 0))}
     return result, arrays
+
+
+def _throughput_projection(summary: "JobSummary", throughput_hz: float, rate_hz: float) -> dict[str, Any]:
+    """Cores at the input rate from the measured throughput, as CMS sizes its HLT farm (the
+    ThroughputService way: events/s of a fully loaded machine, divided by its cores).
+
+    The cores this job used: its streams on this machine (capped by the machine's cores), or, on Dask,
+    the workers' threads. ``fully_loaded`` is False when fewer streams than cores ran: then the figure
+    is a per-stream rate, not a loaded machine's, and the report says so."""
+    machine = os.cpu_count() or 1
+    threads = (summary.executor or {}).get("threads") or {}
+    if (summary.executor or {}).get("type") == "dask" and threads:
+        cores, loaded = float(sum(threads.values())), True
+    else:
+        cores, loaded = float(min(summary.streams, machine)), summary.streams >= machine
+    per_core = throughput_hz / cores if cores else 0.0
+    return {"events_per_s": throughput_hz, "cores_used": cores, "machine_cores": machine,
+            "events_per_s_per_core": per_core, "fully_loaded": loaded,
+            "cores": rate_hz / per_core if per_core > 0 else None}

@@ -1,0 +1,42 @@
+"""Farm projection from the measured throughput (CMS's way), next to the per-event projection."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from framework.services.timing_results import _throughput_projection
+from framework.summary import JobSummary
+
+
+def test_loaded_machine_projection():
+    machine = os.cpu_count() or 1
+    s = JobSummary("P", streams=machine)
+    t = _throughput_projection(s, throughput_hz=1000.0 * machine, rate_hz=100_000)
+    assert t["fully_loaded"] and t["cores_used"] == machine
+    assert t["events_per_s_per_core"] == pytest.approx(1000.0)
+    assert t["cores"] == pytest.approx(100.0)  # 100 kHz / 1 kHz per core
+
+
+def test_partial_load_is_flagged_and_dask_counts_worker_threads():
+    machine = os.cpu_count() or 1
+    t = _throughput_projection(JobSummary("P", streams=1), 500.0, 100_000)
+    assert t["cores_used"] == 1 and t["cores"] == pytest.approx(200.0)
+    assert t["fully_loaded"] is (machine == 1)
+    s = JobSummary("P", streams=1)
+    s.executor = {"type": "dask", "threads": {"tcp://a": 1, "tcp://b": 2}}
+    t = _throughput_projection(s, 3000.0, 100_000)
+    assert t["cores_used"] == 3 and t["cores"] == pytest.approx(100.0) and t["fully_loaded"]
+
+
+def test_farm_report_prints_both_projections_labelled(write_config):
+    from framework.report.timereport import farm_report
+    from tests.helpers import run_config
+
+    summary, process = run_config(write_config(
+        "source: {type: TestCountingSource, n: 20}\nmodules:\n  sq: {type: TestSquare, sleep_ms: 1}\n"
+        "paths:\n  p: [sq]\nservices:\n  Timing: {}\n"))
+    (timing,) = process.services
+    text = farm_report(timing.result(summary))
+    assert "cores needed (per-event real time)" in text and "cores needed (measured throughput)" in text

@@ -7,6 +7,7 @@ it; modules that compute outside the GIL (ONNX Runtime, TensorFlow) then overlap
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -47,7 +48,15 @@ class EventProcessor:
                                for _ in process.schedules]
 
     def run(self, started_at: float | None = None) -> JobSummary:
-        """Process all events. ``started_at`` (perf_counter) lets the report show start-up time."""
+        """Process all events. ``started_at`` (perf_counter) lets the report show start-up time.
+
+        Services' job scopes (``Service.job_scope``) are held open around the whole job."""
+        with contextlib.ExitStack() as scopes:
+            for service in self.process.services:
+                scopes.enter_context(service.job_scope(self.process.job))
+            return self._run_job(started_at)
+
+    def _run_job(self, started_at: float | None) -> JobSummary:
         process = self.process
         self._t0 = started_at if started_at is not None else time.perf_counter()
         summary = JobSummary(process.config.process, len(process.schedules),

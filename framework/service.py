@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,6 +25,11 @@ class Service:
 
     def connect(self, signals: "ActivityRegistry", job: "JobContext") -> None:
         """Subscribe to the signals this service needs."""
+
+    def job_scope(self, job: "JobContext") -> AbstractContextManager:
+        """A context the event processor holds open around the whole job, begin_job to end_job (e.g. a
+        memray Tracker, which must be entered in a frame that encloses the job to keep its stacks)."""
+        return nullcontext()
 
     def snapshot(self) -> Any:
         """What this service measured so far, as data with an associative ``merge`` (None: nothing).

@@ -81,3 +81,17 @@ def test_two_labels_of_one_class_are_reported_together():
     frames = module_frames([("a", Allocator), ("b", Allocator), ("g", AllocatingFilter)])
     owners = {owner for ranges in frames.values() for _, _, owner in ranges}
     assert owners == {"a+b", "g"}
+
+
+def test_memory_service_reports_the_attribution(write_config, tmp_path):
+    """Through the Memory service: the tracker encloses the job, so begin_job's allocation has its owner."""
+    cfg = write_config(CFG + "services:\n  Memory: {memray: capture.bin}\n")
+    summary, process = run_config(cfg, f"options.report_dir={tmp_path}")
+    (memory,) = process.services
+    r = memory.results()
+    alloc = r["allocations"]["alloc"]
+    assert alloc["allocated"] == pytest.approx((24 + 40) * MB, rel=0.02)
+    assert alloc["live"] == pytest.approx(24 * MB, rel=0.02) and alloc["peak"] == pytest.approx(28 * MB, rel=0.02)
+    assert r["allocations"]["gate"]["allocated"] == pytest.approx(10 * MB, rel=0.02)
+    text = memory.text_report(summary)
+    assert "Module Allocations (memray)" in text and " alloc" in text

@@ -25,6 +25,7 @@ import os
 import resource
 import socket
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -83,6 +84,7 @@ class MemoryData:
     memray_file: str | None = None
     events: int = 0  # events measured (exact)
     stride: int = 1  # the series holds at least every stride-th event
+    allocations: dict[str, dict[str, int]] | None = None  # memray per-module attribution (local runs)
 
     def merge(self, other: "MemoryData") -> "MemoryData":
         workers = {k: dict(v) for k, v in self.workers.items()}
@@ -106,7 +108,21 @@ class MemoryData:
                           [a + b for a, b in zip(self.call_sum, other.call_sum)],
                           [max(a, b) for a, b in zip(self.call_max, other.call_max)],
                           workers, samples, keys, self.key_count, max_rows, self.per_module,
-                          self.memray_file or other.memray_file, self.events + other.events, stride)
+                          self.memray_file or other.memray_file, self.events + other.events, stride,
+                          _merge_allocations(self.allocations, other.allocations))
+
+
+def _merge_allocations(a: dict[str, dict[str, int]] | None,
+                       b: dict[str, dict[str, int]] | None) -> dict[str, dict[str, int]] | None:
+    """Counts and bytes add up; peaks are maxima (one capture each)."""
+    if not a or not b:
+        return a or b
+    out = {k: dict(v) for k, v in a.items()}
+    for label, stats in b.items():
+        mine = out.setdefault(label, {})
+        for key, value in stats.items():
+            mine[key] = max(mine.get(key, 0), value) if key == "peak" else mine.get(key, 0) + value
+    return out
 
 
 def _statm_reader() -> Callable[[], tuple[int, int]]:
@@ -160,6 +176,7 @@ class Memory(Service):
         self._after_begin: tuple[int, int] = (0, 0)
         self._tracker: Any = None
         self._memray_file: Path | None = None
+        self._attributed: dict[str, dict[str, int]] | None = None
         self._data: MemoryData | None = None
         self._max_rows = 200_000
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -187,17 +204,24 @@ class Memory(Service):
             folder = job.report_dir or Path(".")
             self._memray_file = folder / self.params.memray
 
+    def job_scope(self, job: "JobContext") -> AbstractContextManager:
+        """The memray Tracker, held open by the event processor around the whole job (entered in a
+        helper that returns, memray loses the frames that attribute allocations to modules)."""
+        if self._memray_file is None:
+            return nullcontext()
+        try:
+            import memray
+        except ImportError:
+            log.warning("Memory: memray is not installed; no capture (pip install memray)")
+            return nullcontext()
+        check_file_destination(self._memray_file, f"services.{self.name}.memray")
+        self._memray_file.unlink(missing_ok=True)  # memray refuses to overwrite
+        self._tracker = memray.Tracker(self._memray_file, native_traces=self.params.memray_native)
+        return self._tracker
+
     def _pre_begin_job(self, job: "JobContext") -> None:
-        if self._memray_file is not None:
-            try:
-                import memray
-            except ImportError:
-                log.warning("Memory: memray is not installed; no capture (pip install memray)")
-            else:
-                check_file_destination(self._memray_file, f"services.{self.name}.memray")
-                self._memray_file.unlink(missing_ok=True)  # memray refuses to overwrite
-                self._tracker = memray.Tracker(self._memray_file, native_traces=self.params.memray_native)
-                self._tracker.__enter__()
+        if self._memray_file is not None and self._tracker is None:  # no job scope (library use)
+            check_file_destination(self._memray_file, f"services.{self.name}.memray")
         self._start = self._read()
 
     def _pre_module_begin_job(self, desc: "ModuleDescription") -> None:
@@ -240,9 +264,24 @@ class Memory(Service):
 
     def _post_end_job(self, summary: "JobSummary") -> None:
         if self._tracker is not None:
-            self._tracker.__exit__(None, None, None)
-            self._tracker = None
             log.info("Memory: memray capture in %s (memray flamegraph %s)", self._memray_file, self._memray_file)
+
+    def _allocations(self) -> dict[str, dict[str, int]] | None:
+        """Per-module allocations read back from this job's memray capture, once it is closed."""
+        if self._tracker is None or self._memray_file is None or not self._memray_file.exists():
+            return None
+        if self._attributed is None:
+            from ..registry import module_class
+            from .memray_attribution import attribute, module_frames
+
+            owners = [(d.label, module_class(d.type)) for d in self._descs]
+            try:
+                stats = attribute(self._memray_file, module_frames(owners))
+            except Exception as exc:  # noqa: BLE001 - a capture still being written, or unreadable
+                log.warning("Memory: cannot attribute the memray capture %s: %s", self._memray_file, exc)
+                return None
+            self._attributed = {label: s.to_dict() for label, s in stats.items()}
+        return self._attributed
 
     # --------------------------------------------------------------------------- results
 
@@ -261,7 +300,8 @@ class Memory(Service):
             list(self._call_sum), list(self._call_max), {(self._job and self._job.worker) or self._worker: worker},
             np.ascontiguousarray(series[:, :2]), [(g, list(ev), r) for g, _, ev, r in key],
             self.params.key_events, self._max_rows, self.params.per_module,
-            str(self._memray_file) if self._memray_file else None, self._events, self._series.stride)
+            str(self._memray_file) if self._memray_file else None, self._events, self._series.stride,
+            self._allocations())
 
     def reset(self) -> None:
         """Next work unit: per-event series, peaks, key events and per-call sums start again (peaks
@@ -301,6 +341,7 @@ class Memory(Service):
             "key_events": [{"id": ids, "rss_growth_kb": g / 1024, "rss_mb": r / MB} for g, ids, r in d.key_events],
             "events": d.events, "rss_series_stride": d.stride,
             "modules": modules, "per_module": d.per_module, "memray_file": d.memray_file,
+            "allocations": d.allocations,
             "workers": [{"worker": name, "peak_rss_mb": w["peak_rss"] / MB, "peak_vsize_mb": w["peak_vsize"] / MB,
                          "rss_after_begin_job_mb": w["rss_after_begin"] / MB} for name, w in workers],
         }
@@ -342,6 +383,12 @@ class Memory(Service):
             lines.append("MemoryReport  (RSS is process-wide: with several streams per-module deltas include the other streams)")
         if r["memray_file"]:
             lines.append(f"MemoryReport  memray capture: {r['memray_file']}  (memray flamegraph / memray stats)")
+        if r["allocations"]:
+            lines += ["", "MemoryReport ---------- Module Allocations (memray) ---[MB]----",
+                      "MemoryReport       allocs   allocated       freed        peak    live end  Name"]
+            for label, a in sorted(r["allocations"].items(), key=lambda kv: -kv[1]["allocated"]):
+                lines.append(f"MemoryReport  {a['count']:>11} {a['allocated'] / MB:>11.2f} {a['freed'] / MB:>11.2f} "
+                             f"{a['peak'] / MB:>11.2f} {a['live'] / MB:>11.2f}  {label}")
         return "\n".join(lines) + "\n"
 
     def json_report(self, summary: "JobSummary") -> dict[str, Any]:

@@ -295,7 +295,7 @@ class RootJetSource(Source):
         """Entries ``start``..``stop`` of ``path``: duplicates skipped and counted, every event
         yielded counted as ``read``; a read failure skips the rest of the range with skipBadFiles."""
         checking = self.params.duplicateCheckMode != "noDuplicateCheck"
-        self._files_read.setdefault(path, 0)
+        read_before = self._count["read"]
         try:
             for chunk in self._chunks(path, start, stop):
                 keep = checker.first_seen(chunk.keys) if checking and chunk.keys is not None else None
@@ -304,12 +304,13 @@ class RootJetSource(Source):
                         self._duplicate(chunk.ids[i], path)
                         continue
                     self._count["read"] += 1
-                    self._files_read[path] += 1
                     yield chunk.ids[i], {"": chunk.event(i)}
         except SourceError as exc:
             if not self.params.skipBadFiles:
                 raise
             self._skip_bad_file(path, str(exc))
+        finally:  # per range, not per event: the events of this range are the read counter's growth
+            self._files_read[path] = self._files_read.get(path, 0) + self._count["read"] - read_before
 
     def _duplicate(self, event_id: EventID, path: str) -> None:
         self._count["duplicates"] += 1

@@ -79,30 +79,27 @@ def _text(parent: ET.Element, tag: str, text: Any) -> ET.Element:
     return el
 
 
+def _file_element(root: ET.Element, tag: str, pfn: str, module_label: str) -> ET.Element:
+    """The fields JobReport writes first for an input and an output file alike."""
+    el = ET.SubElement(root, tag)
+    ET.SubElement(el, "State", Value="closed")
+    for name, value in (("LFN", ""), ("PFN", pfn), ("Catalog", ""), ("ModuleLabel", module_label), ("GUID", "")):
+        _text(el, name, value)
+    return el
+
+
 def render(data: JobReportData) -> str:
     """The FrameworkJobReport as an XML string."""
     s = data.summary
     root = ET.Element("FrameworkJobReport")
     for inp in data.inputs:
-        el = ET.SubElement(root, "InputFile")
-        ET.SubElement(el, "State", Value="closed")
-        _text(el, "LFN", "")
-        _text(el, "PFN", inp.pfn)
-        _text(el, "Catalog", "")
-        _text(el, "ModuleLabel", data.source_label)
-        _text(el, "GUID", "")
+        el = _file_element(root, "InputFile", inp.pfn, data.source_label)
         _text(el, "InputType", "primaryFiles")
         _text(el, "InputSourceClass", data.source_class)
         _text(el, "EventsRead", inp.events_read)
         _text(el, "Runs", "")
     for out in data.outputs:
-        el = ET.SubElement(root, "File")
-        ET.SubElement(el, "State", Value="closed")
-        _text(el, "LFN", "")
-        _text(el, "PFN", out.pfn)
-        _text(el, "Catalog", "")
-        _text(el, "ModuleLabel", out.module_label)
-        _text(el, "GUID", "")
+        el = _file_element(root, "File", out.pfn, out.module_label)
         _text(el, "OutputModuleClass", out.module_class)
         _text(el, "TotalEvents", out.events_written)
         _text(el, "DataType", "")

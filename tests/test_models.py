@@ -83,9 +83,9 @@ def test_short_training_lowers_loss(kind: str, qcd_jets: np.ndarray) -> None:
     keras.utils.set_random_seed(0)
     jets = qcd_jets[:320]
     spec = vae.default_spec(kind)
-    mean, std = vae.feature_stats(jets, spec.log_pt)
+    mean, std = vae.feature_stats(jets, spec.pt_mode)
     encoder, decoder, spec = vae.build_parts(kind, mean, std, spec)
-    trainer = vae.VAETrainer(encoder, decoder, std, spec.beta, spec.log_pt)
+    trainer = vae.VAETrainer(encoder, decoder, std, spec.beta)
     trainer.compile(optimizer=keras.optimizers.Adam(spec.learning_rate))
     ds = tf.data.Dataset.from_tensor_slices(jets).batch(64)
     before = trainer.evaluate(ds, verbose=0, return_dict=True)["loss"]
@@ -93,7 +93,7 @@ def test_short_training_lowers_loss(kind: str, qcd_jets: np.ndarray) -> None:
     after = trainer.evaluate(ds, verbose=0, return_dict=True)["loss"]
     assert after < before, f"{kind}: loss {before:.4f} -> {after:.4f}"
     # the inference model is deterministic and returns one score and one kl per jet
-    model = vae.build_inference_model(encoder, decoder, std, spec.beta, spec.name, spec.log_pt)
+    model = vae.build_inference_model(encoder, decoder, std, spec.beta, spec.name)
     s1, s2 = vae.predict_scores(model, jets[:10]), vae.predict_scores(model, jets[:10])
     assert s1["score"].shape == (10,) and s1["kl"].shape == (10,)
     np.testing.assert_array_equal(s1["score"], s2["score"])

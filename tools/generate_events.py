@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from any directory: modules.rootio writes the file
+    sys.path.append(str(REPO))
 DEFAULT_CONFIG = REPO / "tools" / "generation.yaml"
 NEUTRINOS = (12, 14, 16)
 MAX_SEED = 900_000_000
@@ -52,6 +54,7 @@ class ChunkResult:
     chunk_index: int
     n_tried: int
     seconds: float
+    weight: list[float] = field(default_factory=list)
     mjj: list[float] = field(default_factory=list)
     n_jets: list[int] = field(default_factory=list)
     jet_pt: list[float] = field(default_factory=list)
@@ -115,6 +118,9 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         if len(jets) < int(sel["min_jets"]):
             continue
         accepted += 1
+        # 1 for an unbiased sample; with PhaseSpace:bias2Selection the inverse of the pTHat bias, so a
+        # flat-pT sample still gives physical (weighted) rates
+        out.weight.append(pythia.infoPython().weight())
         dijet = jets[0] + jets[1]
         out.mjj.append(dijet.m())
         out.n_jets.append(len(jets))
@@ -178,6 +184,7 @@ def to_arrays(results: list[ChunkResult], process_id: int, run: int) -> dict[str
         "luminosityBlock": lumi,
         "event": np.arange(1, n_ev + 1, dtype=np.uint64),
         "processId": np.full(n_ev, process_id, np.int32),
+        "genWeight": cat("weight", np.float32),
         "mjj": cat("mjj", np.float32),
         "FatJet": fatjet,
         "FatJetPFCand": cands,
@@ -240,7 +247,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Generate PYTHIA 8 events at 13 TeV, cluster anti-kT R=0.8 jets with FastJet and "
                     "write a NanoAOD-like ROOT file (tree 'Events'; layout in data/README.md).")
     p.add_argument("--process", required=True,
-                   help="process name from the config: qcd, rsg_ww_1p5TeV, rsg_ww_3p5TeV, zprime_tt_2TeV")
+                   help="process name from the config (tools/generation.yaml): qcd, qcd_flat, rsg_ww_1p5TeV, rsg_ww_3p5TeV, "
+                        "zprime_tt_2TeV, wprime_wz_3TeV")
     p.add_argument("--events", type=int, default=1000,
                    help="number of ACCEPTED events (>= 2 jets with pT > 200 GeV, |eta| < 2.5) to write")
     p.add_argument("--out", type=Path, default=None,

@@ -39,8 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latent-dim", type=int, default=None, help="latent size (default: the architecture's, 8)")
     p.add_argument("--beta", type=float, default=None, help="KL weight (default: conv 5e-4, gcn 10)")
     p.add_argument("--lr", type=float, default=None, help="initial Adam learning rate (default 1e-3)")
-    p.add_argument("--pt-scale", choices=("linear", "log"), default=None,
-                   help="standardise and compare constituent pT linearly or as log(pT) (default: the architecture's)")
+    p.add_argument("--pt-mode", choices=("linear", "log", "fraction", "log_fraction"), default=None,
+                   help="how the model sees constituent pT: GeV, log GeV, fraction of the jet's pT or its log "
+                        "(default: the architecture's; modules/models/losses.py::PT_MODES)")
+    p.add_argument("--free-bits", type=float, default=None,
+                   help="KL floor per latent dimension in nats (free bits; 0 = off; default: the architecture's)")
+    p.add_argument("--kl-warmup", type=int, default=None,
+                   help="epochs over which the KL weight ramps up to beta (default: the architecture's)")
     p.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs (on val_loss)")
     p.add_argument("--seed", type=int, default=7, help="seed for shuffling, initialisation and sampling")
     p.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads (inter-op is 1)")
@@ -70,14 +75,14 @@ def train(args: argparse.Namespace) -> dict:
     n_val = max(1, int(round(args.val_fraction * len(jets))))
     train_x, val_x = jets[n_val:], jets[:n_val]
     spec = vae.default_spec(args.model)
-    for field, value in (("latent_dim", args.latent_dim), ("beta", args.beta), ("learning_rate", args.lr)):
+    for field, value in (("latent_dim", args.latent_dim), ("beta", args.beta), ("learning_rate", args.lr),
+                         ("pt_mode", args.pt_mode), ("free_bits", args.free_bits),
+                         ("kl_warmup_epochs", args.kl_warmup)):
         if value is not None:
             setattr(spec, field, value)
-    if args.pt_scale is not None:
-        spec.log_pt = args.pt_scale == "log"
-    mean, std = vae.feature_stats(train_x, spec.log_pt)
+    mean, std = vae.feature_stats(train_x, spec.pt_mode)
     encoder, decoder, spec = vae.build_parts(args.model, mean, std, spec)
-    trainer = vae.VAETrainer(encoder, decoder, std, spec.beta, spec.log_pt, name=f"{spec.name}_trainer")
+    trainer = vae.VAETrainer(encoder, decoder, std, spec.beta, spec.free_bits, name=f"{spec.name}_trainer")
     trainer.compile(optimizer=keras.optimizers.Adam(spec.learning_rate))
     train_ds = (tf.data.Dataset.from_tensor_slices(train_x)
                 .shuffle(min(len(train_x), 20000), seed=args.seed).batch(args.batch_size))
@@ -89,13 +94,13 @@ def train(args: argparse.Namespace) -> dict:
                                       start_from_epoch=spec.kl_warmup_epochs, verbose=1),
     ]
     print(f"training {spec.name}: {len(train_x)} jets, {len(val_x)} validation jets, beta={spec.beta}, "
-          f"lr={spec.learning_rate}, latent={spec.latent_dim}, log_pt={spec.log_pt}", flush=True)
+          f"lr={spec.learning_rate}, latent={spec.latent_dim}, pt_mode={spec.pt_mode}, free_bits={spec.free_bits}", flush=True)
     t0 = time.perf_counter()
     hist = trainer.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, shuffle=False,
                        verbose=args.verbose)
     seconds = time.perf_counter() - t0
 
-    model = vae.build_inference_model(encoder, decoder, std, spec.beta, spec.name, spec.log_pt)
+    model = vae.build_inference_model(encoder, decoder, std, spec.beta, spec.name)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{spec.name}.keras"
     model.save(out)
@@ -103,7 +108,8 @@ def train(args: argparse.Namespace) -> dict:
     best = int(np.argmin(history["val_loss"]))
     meta = {
         "model": spec.name, "architecture": args.model, "latent_dim": spec.latent_dim, "beta": spec.beta,
-        "learning_rate": spec.learning_rate, "kl_warmup_epochs": spec.kl_warmup_epochs, "log_pt": spec.log_pt,
+        "learning_rate": spec.learning_rate, "kl_warmup_epochs": spec.kl_warmup_epochs, "pt_mode": spec.pt_mode,
+        "free_bits": spec.free_bits,
         "batch_size": args.batch_size, "seed": args.seed,
         "train_files": [os.path.relpath(p, REPO) if Path(p).is_absolute() else str(p) for p in args.train_file],
         "n_train_jets": int(len(train_x)), "n_val_jets": int(len(val_x)),

@@ -16,11 +16,11 @@ def default_spec() -> ModelSpec:
     return ModelSpec(name="conv_vae", latent_dim=8, beta=5e-4, learning_rate=1e-3, kl_warmup_epochs=0)
 
 
-def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool = False
+def build(mean: list[float], std: list[float], latent_dim: int = 8, pt_mode: str = "linear"
           ) -> tuple[keras.Model, keras.Model]:
     """Encoder jets -> [z_mean, z_log_var] and decoder [z, jets] -> reconstruction (physical units)."""
     jets, mask = encoder_inputs()
-    x = L.Standardize(mean, std, log_pt=log_pt, name="std_normalize")([jets, mask])
+    x = L.Standardize(mean, std, pt_mode=pt_mode, name="std_normalize")([jets, mask])
     x = layers.Reshape((N_CONSTITUENTS, N_FEATURES, 1))(x)
     x = layers.Conv2D(16, (3, 3), activation=ACT)(x)                     # (98, 1, 16)
     x = layers.Reshape((N_CONSTITUENTS - 2, 16))(x)
@@ -43,4 +43,4 @@ def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool
     y = layers.Reshape((N_CONSTITUENTS - 2, 1, 16))(y)
     y = layers.Conv2DTranspose(1, (3, 3))(y)                             # (100, 3, 1)
     y = layers.Reshape((N_CONSTITUENTS, N_FEATURES))(y)
-    return encoder, decoder_model(z, jets_d, mask_d, y, mean, std, log_pt)
+    return encoder, decoder_model(z, jets_d, mask_d, y, mean, std, pt_mode)

@@ -34,12 +34,12 @@ def residual_gcn(x: Any, adj: Any, units: int, n_blocks: int) -> Any:
     return x
 
 
-def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool = False
+def build(mean: list[float], std: list[float], latent_dim: int = 8, pt_mode: str = "linear"
           ) -> tuple[keras.Model, keras.Model]:
     """Encoder jets -> [z_mean, z_log_var] and decoder [z, jets] -> reconstruction (physical units)."""
     jets, mask = encoder_inputs()
     adj = L.NormalizedAdjacency()(mask)
-    x = L.Standardize(mean, std, log_pt=log_pt, name="std_normalize")([jets, mask])
+    x = L.Standardize(mean, std, pt_mode=pt_mode, name="std_normalize")([jets, mask])
     x = layers.Dense(WIDTH_ENC, activation=ACT)(x)
     x = residual_gcn(x, adj, WIDTH_ENC, 2)
     x = layers.Dense(WIDTH_ENC, activation=ACT)(x)
@@ -54,4 +54,4 @@ def build(mean: list[float], std: list[float], latent_dim: int = 8, log_pt: bool
     y = layers.Reshape((N_CONSTITUENTS, WIDTH_DEC))(y)
     y = residual_gcn(y, adj_d, WIDTH_DEC, 2)
     y = layers.Dense(N_FEATURES)(y)
-    return encoder, decoder_model(z, jets_d, mask_d, y, mean, std, log_pt)
+    return encoder, decoder_model(z, jets_d, mask_d, y, mean, std, pt_mode)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
-from .losses import PT_INDEX, chamfer_distance, kl_divergence, pt_to_log, to_metric_space
+from .losses import PT_INDEX, check_pt_mode, chamfer_distance, kl_divergence, to_metric_space, transform_pt
 register = keras.saving.register_keras_serializable(package="hltrun")
 
 
@@ -26,26 +26,28 @@ class ConstituentMask(keras.layers.Layer):
 class Standardize(keras.layers.Layer):
     """Per-feature (x - mean) / std with the training sample's constants (or the inverse).
 
-    Inputs ``[x, mask]``.  With ``log_pt`` the pT feature is standardised as log(pT) (and the
-    inverse returns exp), so pT spans similar ranges for 700 GeV and 1.5 TeV jets.  Padded rows are
-    set to exactly 0 on the way in and on the way out, so the networks never see the artificial
-    -mean/std of a padded row, and a reconstruction has the same zero padding as the input.
+    Inputs ``[x, mask]``.  The pT feature is first transformed as ``pt_mode`` says
+    (``losses.PT_MODES``: GeV, log GeV, fraction of the jet's pT, log fraction); the inverse undoes
+    the log (exp) but not the fraction, so a reconstruction is in the model's feature units.  Padded
+    rows are set to exactly 0 on the way in and on the way out, so the networks never see the
+    artificial -mean/std of a padded row, and a reconstruction has the same zero padding as the input.
+    ``log_pt=True`` is how files saved before ``pt_mode`` spell ``pt_mode="log"``.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], inverse: bool = False,
-                 log_pt: bool = False, **kwargs: Any) -> None:
+                 log_pt: bool = False, pt_mode: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mean = [float(v) for v in mean]
         self.std = [float(v) for v in std]
         self.inverse = bool(inverse)
-        self.log_pt = bool(log_pt)
+        self.pt_mode = check_pt_mode(pt_mode or ("log" if log_pt else "linear"))
 
     def call(self, inputs: Sequence[Any]) -> Any:
         x, mask = inputs
         n_points, n_features = int(x.shape[-2]), int(x.shape[-1])
         scale = [1.0 / s for s in self.std] if not self.inverse else self.std
         shift = [-m / s for m, s in zip(self.mean, self.std)] if not self.inverse else self.mean
-        f = pt_to_log(x) if (self.log_pt and not self.inverse) else x
+        f = x if self.inverse else transform_pt(x, self.pt_mode)
         # y = f * scale + shift on the flattened (N, P*F) rows: a per-feature constant broadcast over an
         # inner axis of length F = 3 runs span by span (~1 µs per jet and op in ONNX Runtime); over
         # P*F contiguous values it is one vectorised loop.
@@ -53,13 +55,13 @@ class Standardize(keras.layers.Layer):
         y = flat * ops.convert_to_tensor(scale * n_points, dtype=x.dtype) \
             + ops.convert_to_tensor(shift * n_points, dtype=x.dtype)
         y = ops.reshape(y, (-1, n_points, n_features))
-        if self.inverse and self.log_pt:
+        if self.inverse and self.pt_mode in ("log", "log_fraction"):
             y = ops.concatenate([y[..., :PT_INDEX], ops.exp(y[..., PT_INDEX:PT_INDEX + 1])], axis=-1)
         return y * ops.expand_dims(mask, -1)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mean": self.mean, "std": self.std, "inverse": self.inverse,
-                "log_pt": self.log_pt}
+                "pt_mode": self.pt_mode}
 
 
 @register

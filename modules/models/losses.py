@@ -16,18 +16,62 @@ _FAR = 1.0e30
 
 PT_INDEX = 2  # feature order is (delta eta, delta phi, pT)
 
+# How the models see a constituent's pT (the input contract stays pT in GeV; the transform is in the
+# graph, so the batcher, the source and every backend are unchanged):
+#   linear        pT [GeV]
+#   log           log(pT / GeV)
+#   fraction      pT / sum of the jet's constituent pT (the 100 hardest, as fed)
+#   log_fraction  log of that fraction: the jet's energy SHARING, blind to its pT scale (issue 12)
+PT_MODES = ("linear", "log", "fraction", "log_fraction")
+_LOG_FLOOR = {"log": 1e-6, "log_fraction": 1e-12}  # finite dummy for padded rows (masked later)
+
+
+def check_pt_mode(mode: str) -> str:
+    """``mode`` if it is one of PT_MODES, else a ValueError naming the choices."""
+    if mode not in PT_MODES:
+        raise ValueError(f"pt_mode {mode!r}: choose one of {', '.join(PT_MODES)}")
+    return mode
+
+
+def transform_pt(x: Any, mode: str) -> Any:
+    """(deta, dphi, pT) -> (deta, dphi, f(pT)) with f given by ``mode`` (see PT_MODES).
+
+    Padded rows (pT = 0) stay 0 in a fraction and get a finite dummy in a log; callers mask them.
+    """
+    if mode == "linear":
+        return x
+    pt = x[..., PT_INDEX:PT_INDEX + 1]
+    if mode in ("fraction", "log_fraction"):
+        pt = pt / ops.maximum(ops.sum(pt, axis=-2, keepdims=True), 1e-6)
+    if mode in _LOG_FLOOR:
+        pt = ops.log(ops.maximum(pt, _LOG_FLOOR[mode]))
+    return ops.concatenate([x[..., :PT_INDEX], pt], axis=-1)
+
+
+def transform_pt_numpy(jets: Any, mode: str) -> Any:
+    """NumPy twin of ``transform_pt`` for (N, P, 3) float arrays (training statistics)."""
+    import numpy as np
+
+    out = np.array(jets, dtype=np.float64, copy=True)
+    pt = out[..., PT_INDEX]
+    if mode in ("fraction", "log_fraction"):
+        pt /= np.maximum(pt.sum(axis=-1, keepdims=True), 1e-6)
+    if mode in _LOG_FLOOR:
+        out[..., PT_INDEX] = np.log(np.maximum(pt, _LOG_FLOOR[mode]))
+    return out
+
 
 def pt_to_log(x: Any) -> Any:
     """(deta, dphi, pT) -> (deta, dphi, log pT); padded rows (pT = 0) get a finite dummy."""
-    log_pt = ops.log(ops.maximum(x[..., PT_INDEX:PT_INDEX + 1], 1e-6))
-    return ops.concatenate([x[..., :PT_INDEX], log_pt], axis=-1)
+    return transform_pt(x, "log")
 
 
 def to_metric_space(x: Any, mask: Any, std: Any, log_pt: bool) -> Any:
     """Features in which distances are measured: (deta, dphi, pT or log pT) / training std.
 
     Dividing by the std makes the three features weigh alike (the mean cancels in differences);
-    padded rows are set to 0.
+    padded rows are set to 0.  Only for models saved before ``pt_mode`` (the current ones compare
+    standardised features directly, ``ChamferScore(standardised=True)``).
     """
     f = pt_to_log(x) if log_pt else x
     inv = ops.convert_to_tensor([1.0 / float(v) for v in std], dtype=x.dtype)

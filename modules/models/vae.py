@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from . import layers as L
-from .losses import chamfer_distance, kl_divergence, to_metric_space
+from .losses import chamfer_distance, check_pt_mode, kl_divergence, transform_pt_numpy
 from .preprocess import N_CONSTITUENTS, N_FEATURES
 
 
@@ -29,14 +29,15 @@ class ModelSpec:
     beta: float = 1.0
     learning_rate: float = 1e-3
     kl_warmup_epochs: int = 0
-    log_pt: bool = False  # standardise and measure distances in log(pT) instead of pT
+    pt_mode: str = "linear"  # how the model sees constituent pT (losses.PT_MODES)
+    free_bits: float = 0.0   # KL floor per latent dimension in training (nats; 0: off)
 
 
-def feature_stats(jets: np.ndarray, log_pt: bool = False) -> tuple[list[float], list[float]]:
-    """Per-feature mean and std over the real constituents of a training sample (log pT if asked)."""
-    real = jets[jets[..., L.PT_INDEX] > 0].astype(np.float64)
-    if log_pt:
-        real[:, L.PT_INDEX] = np.log(real[:, L.PT_INDEX])
+def feature_stats(jets: np.ndarray, pt_mode: str = "linear") -> tuple[list[float], list[float]]:
+    """Per-feature mean and std over the real constituents of a training sample, after the pT
+    transform the model applies in its graph (``pt_mode``)."""
+    feats = transform_pt_numpy(jets, check_pt_mode(pt_mode))
+    real = feats[jets[..., L.PT_INDEX] > 0]
     return real.mean(axis=0).tolist(), np.maximum(real.std(axis=0), 1e-6).tolist()
 
 
@@ -61,9 +62,9 @@ def decoder_inputs(latent_dim: int) -> tuple[Any, Any, Any]:
 
 
 def decoder_model(z: Any, jets: Any, mask: Any, standardised: Any, mean: list[float], std: list[float],
-                  log_pt: bool) -> keras.Model:
-    """Close a decoder: back to physical units (padded slots zeroed by the mask)."""
-    y = L.Standardize(mean, std, inverse=True, log_pt=log_pt, name="un_normalize")([standardised, mask])
+                  pt_mode: str) -> keras.Model:
+    """Close a decoder: back to the feature units (padded slots zeroed by the mask)."""
+    y = L.Standardize(mean, std, inverse=True, pt_mode=pt_mode, name="un_normalize")([standardised, mask])
     return keras.Model([z, jets], y, name="decoder")
 
 
@@ -81,8 +82,21 @@ def build_parts(kind: str, mean: list[float], std: list[float], spec: ModelSpec 
 
     module = importlib.import_module(MODEL_BUILDERS[kind])
     spec = spec or module.default_spec()
-    encoder, decoder = module.build(mean, std, spec.latent_dim, spec.log_pt)
+    encoder, decoder = module.build(mean, std, spec.latent_dim, spec.pt_mode)
     return encoder, decoder, spec
+
+
+def standardised_parts(encoder: keras.Model, decoder: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """Views of encoder and decoder (same layers and weights) that also return / stop at the
+    standardised features: ``jets -> [z_mean, z_log_var, x_std]`` and ``[z, jets] -> y_std``.
+
+    The score compares x_std with y_std; training minimises that same distance, whatever the pT
+    transform (a pT fraction has no way back to GeV, so distances are never taken in physical units).
+    """
+    enc = keras.Model(encoder.inputs, [*encoder.outputs, encoder.get_layer("std_normalize").output],
+                      name="encoder")
+    dec = keras.Model(decoder.inputs, decoder.get_layer("un_normalize").input[0], name="decoder")
+    return enc, dec
 
 
 class VAETrainer(keras.Model):
@@ -90,13 +104,17 @@ class VAETrainer(keras.Model):
 
     Training samples z with the reparametrisation trick; validation uses the latent mean and the
     full beta, i.e. exactly the deployed score + kl, so val_loss is comparable across epochs.
+    ``free_bits`` (nats per latent dimension, 0: off) stops the KL term pulling a dimension below
+    that value ("free bits", Kingma et al. 2016): the posterior cannot collapse onto the prior.
     """
 
     def __init__(self, encoder: keras.Model, decoder: keras.Model, std: list[float], beta: float,
-                 log_pt: bool = False, **kwargs: Any) -> None:
+                 free_bits: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.encoder, self.decoder = encoder, decoder
-        self.std, self.log_pt = [float(v) for v in std], bool(log_pt)
+        self.enc_std, self.dec_std = standardised_parts(encoder, decoder)
+        self.std = [float(v) for v in std]
+        self.free_bits = float(free_bits)
         self.beta = float(beta)
         self.kl_weight = keras.Variable(1.0, trainable=False, name="kl_weight")
         self.seed = keras.random.SeedGenerator(1234)
@@ -106,17 +124,22 @@ class VAETrainer(keras.Model):
     def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
 
-    def _terms(self, jets: Any, training: bool) -> tuple[Any, Any]:
+    def _terms(self, jets: Any, training: bool) -> tuple[Any, Any, Any]:
+        """Mean Chamfer, mean KL, and the KL the loss sees (free bits applied in training)."""
         mask = ops.cast(jets[..., L.PT_INDEX] > 0.0, jets.dtype)
-        z_mean, z_log_var = self.encoder(jets, training=training)
+        z_mean, z_log_var, x_std = self.enc_std(jets, training=training)
         z = z_mean
         if training:
             eps = keras.random.normal(ops.shape(z_mean), seed=self.seed)
             z = z_mean + ops.exp(0.5 * z_log_var) * eps
-        reco = self.decoder([z, jets], training=training)
-        reco_loss = chamfer_distance(to_metric_space(jets, mask, self.std, self.log_pt),
-                                     to_metric_space(reco, mask, self.std, self.log_pt), mask)
-        return ops.mean(reco_loss), ops.mean(kl_divergence(z_mean, z_log_var))
+        y_std = self.dec_std([z, jets], training=training)
+        reco_loss = chamfer_distance(x_std, y_std, mask)
+        kl = kl_divergence(z_mean, z_log_var)
+        kl_loss = kl
+        if training and self.free_bits > 0:
+            per_dim = ops.mean(0.5 * (ops.square(z_mean) + ops.exp(z_log_var) - 1.0 - z_log_var), axis=0)
+            kl_loss = ops.sum(ops.maximum(per_dim, self.free_bits))
+        return ops.mean(reco_loss), ops.mean(kl), ops.mean(kl_loss)
 
     def _report(self, loss: Any, reco: Any, kl: Any) -> dict[str, Any]:
         for key, val in (("loss", loss), ("reco", reco), ("kl", kl)):
@@ -132,15 +155,15 @@ class VAETrainer(keras.Model):
 
         jets = data[0] if isinstance(data, (tuple, list)) else data
         with tf.GradientTape() as tape:
-            reco, kl = self._terms(jets, training=True)
-            loss = reco + self.beta * self.kl_weight * kl
+            reco, kl, kl_loss = self._terms(jets, training=True)
+            loss = reco + self.beta * self.kl_weight * kl_loss
         grads = tape.gradient(loss, self.trainable_weights)
         self.optimizer.apply(grads, self.trainable_weights)
         return self._report(loss, reco, kl)
 
     def test_step(self, data: Any) -> dict[str, Any]:
         jets = data[0] if isinstance(data, (tuple, list)) else data
-        reco, kl = self._terms(jets, training=False)
+        reco, kl, _ = self._terms(jets, training=False)
         return self._report(reco + self.beta * kl, reco, kl)
 
 
@@ -156,7 +179,7 @@ class KLWarmup(keras.callbacks.Callback):
 
 
 def build_inference_model(encoder: keras.Model, decoder: keras.Model, std: list[float], beta: float,
-                          name: str, log_pt: bool = False) -> keras.Model:
+                          name: str) -> keras.Model:
     """jets (N, 100, 3) -> {'score': Chamfer distance (N,), 'kl': beta * KL (N,)}, deterministic.
 
     Uses the latent mean, and computes the score inside the graph so one inference call returns
@@ -167,12 +190,10 @@ def build_inference_model(encoder: keras.Model, decoder: keras.Model, std: list[
     """
     jets = keras.Input((N_CONSTITUENTS, N_FEATURES), name="jets", dtype="float32")
     mask = L.ConstituentMask(name="mask")(jets)
-    enc = keras.Model(encoder.inputs, [*encoder.outputs, encoder.get_layer("std_normalize").output],
-                      name="encoder")
-    dec = keras.Model(decoder.inputs, decoder.get_layer("un_normalize").input[0], name="decoder")
+    enc, dec = standardised_parts(encoder, decoder)
     z_mean, z_log_var, x_std = enc(jets)
     y_std = dec([z_mean, jets])
-    score = L.ChamferScore(std, log_pt, standardised=True, name="score")([x_std, y_std, mask])
+    score = L.ChamferScore(std, standardised=True, name="score")([x_std, y_std, mask])
     kl = L.KLScore(beta, name="kl")([z_mean, z_log_var])
     return keras.Model(jets, {"score": score, "kl": kl}, name=name)
 
@@ -188,7 +209,7 @@ def rebuild_inference_model(model: keras.Model) -> keras.Model:
     score, kl = model.get_layer("score"), model.get_layer("kl")
     if getattr(score, "standardised", False):  # already the current graph: nothing to rebuild
         return model
-    return build_inference_model(encoder, decoder, score.std, kl.beta, model.name, score.log_pt)
+    return build_inference_model(encoder, decoder, score.std, kl.beta, model.name)
 
 
 def load_inference_model(path: str | Path) -> keras.Model:

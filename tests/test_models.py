@@ -151,3 +151,80 @@ def test_score_in_standardised_space_equals_physical() -> None:
     phys = keras.ops.convert_to_numpy(L.ChamferScore(std)([phys_x, phys_y, mask]))
     stdd = keras.ops.convert_to_numpy(L.ChamferScore(std, standardised=True)([std_x, std_y, mask]))
     np.testing.assert_allclose(stdd, phys, rtol=1e-4)
+
+
+def _random_jets(seed: int, counts: tuple[int, ...]) -> np.ndarray:
+    """(N, 100, 3) jets with ``counts[i]`` real constituents, sorted by pT, zero padding."""
+    rng = np.random.default_rng(seed)
+    jets = np.zeros((len(counts), 100, 3), np.float32)
+    for i, n in enumerate(counts):
+        jets[i, :n, :2] = rng.normal(scale=0.2, size=(n, 2))
+        jets[i, :n, 2] = np.sort(rng.exponential(20.0, size=n) + 0.1)[::-1]
+    return jets
+
+
+@pytest.mark.parametrize("mode", ["linear", "log", "fraction", "log_fraction"])
+def test_pt_transform_graph_and_numpy_agree(mode: str) -> None:
+    """The in-graph pT transform and its NumPy twin (training statistics) give the same features."""
+    from modules.models.losses import transform_pt, transform_pt_numpy
+
+    jets = _random_jets(11, (1, 30, 100))
+    real = jets[..., 2] > 0
+    got = keras.ops.convert_to_numpy(transform_pt(jets, mode))[real]
+    np.testing.assert_allclose(got, transform_pt_numpy(jets, mode)[real], rtol=2e-5, atol=1e-6)
+    if mode == "fraction":  # a jet's fractions add up to one
+        np.testing.assert_allclose(transform_pt_numpy(jets, mode)[..., 2].sum(-1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["conv", "gcn"])
+def test_fraction_models_are_blind_to_the_jet_pt_scale(kind: str) -> None:
+    """With pT seen as a (log) fraction of the jet's pT, a jet and the same jet boosted in pT (every
+    constituent x 2.5) get the same score: the score can only see how the energy is SHARED (issue 12).
+    A model on linear or log pT fails this."""
+    jets = _random_jets(12, (5, 40, 100))
+    for mode, blind in (("log_fraction", True), ("log", False)):
+        keras.utils.set_random_seed(0)
+        spec = vae.default_spec(kind)
+        spec.pt_mode = mode
+        mean, std = vae.feature_stats(jets, mode)
+        encoder, decoder, spec = vae.build_parts(kind, mean, std, spec)
+        model = vae.build_inference_model(encoder, decoder, std, spec.beta, spec.name, "pt_fraction")
+        boosted = jets.copy()
+        boosted[..., 2] *= 2.5
+        a, b = vae.predict_scores(model, jets)["score"], vae.predict_scores(model, boosted)["score"]
+        if blind:
+            np.testing.assert_allclose(a, b, rtol=1e-4)
+        else:
+            assert np.max(np.abs(a - b) / np.abs(a)) > 1e-3
+
+
+def test_pt_weighted_chamfer_matches_explicit_sum() -> None:
+    """pT-fraction weighting: sum_i f_i min_j d_ij + sum_j f_j min_i d_ij, padding ignored."""
+    from modules.models.losses import point_weights
+
+    jets = _random_jets(13, (1, 7, 100))
+    rng = np.random.default_rng(14)
+    x, y = rng.normal(size=(3, 100, 3)).astype(np.float32), rng.normal(size=(3, 100, 3)).astype(np.float32)
+    mask = (jets[..., 2] > 0).astype(np.float32)
+    w = keras.ops.convert_to_numpy(point_weights(jets, mask, "pt_fraction"))
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
+    assert np.all(w[mask == 0] == 0)
+    got = keras.ops.convert_to_numpy(chamfer_distance(x, y, mask, w))
+    for i, n in enumerate((1, 7, 100)):
+        f = jets[i, :n, 2].astype(np.float64) / jets[i, :n, 2].sum()
+        d = ((x[i, :n, None, :].astype(np.float64) - y[i, None, :n, :]) ** 2).sum(-1)
+        np.testing.assert_allclose(got[i], (f * d.min(1)).sum() + (f * d.min(0)).sum(), rtol=1e-4)
+
+
+def test_free_bits_floor_the_training_kl_term() -> None:
+    """Free bits: in training the KL term the loss sees is at least latent_dim x free_bits, so the
+    posterior gains nothing by collapsing onto the prior; validation reports the true KL."""
+    jets = _random_jets(15, (10, 50, 100, 3))
+    spec = vae.default_spec("gcn")
+    mean, std = vae.feature_stats(jets, "log_fraction")
+    encoder, decoder, spec = vae.build_parts("gcn", mean, std, spec)
+    trainer = vae.VAETrainer(encoder, decoder, std, spec.beta, free_bits=0.5)
+    _, kl, kl_loss = trainer._terms(keras.ops.convert_to_tensor(jets), training=True)
+    assert float(kl_loss) >= spec.latent_dim * 0.5 - 1e-6
+    _, kl_val, kl_loss_val = trainer._terms(keras.ops.convert_to_tensor(jets), training=False)
+    assert float(kl_loss_val) == pytest.approx(float(kl_val))

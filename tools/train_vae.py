@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default: the architecture's; modules/models/losses.py::PT_MODES)")
     p.add_argument("--free-bits", type=float, default=None,
                    help="KL floor per latent dimension in nats (free bits; 0 = off; default: the architecture's)")
+    p.add_argument("--weighting", choices=("uniform", "pt_fraction"), default=None,
+                   help="Chamfer sums: every constituent alike, or weighted by its share of the jet pT "
+                        "(default: the architecture's; modules/models/losses.py::point_weights)")
     p.add_argument("--kl-warmup", type=int, default=None,
                    help="epochs over which the KL weight ramps up to beta (default: the architecture's)")
     p.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs (on val_loss)")
@@ -77,12 +80,12 @@ def train(args: argparse.Namespace) -> dict:
     spec = vae.default_spec(args.model)
     for field, value in (("latent_dim", args.latent_dim), ("beta", args.beta), ("learning_rate", args.lr),
                          ("pt_mode", args.pt_mode), ("free_bits", args.free_bits),
-                         ("kl_warmup_epochs", args.kl_warmup)):
+                         ("kl_warmup_epochs", args.kl_warmup), ("weighting", args.weighting)):
         if value is not None:
             setattr(spec, field, value)
     mean, std = vae.feature_stats(train_x, spec.pt_mode)
     encoder, decoder, spec = vae.build_parts(args.model, mean, std, spec)
-    trainer = vae.VAETrainer(encoder, decoder, std, spec.beta, spec.free_bits, name=f"{spec.name}_trainer")
+    trainer = vae.VAETrainer(encoder, decoder, std, spec.beta, spec.free_bits, spec.weighting, name=f"{spec.name}_trainer")
     trainer.compile(optimizer=keras.optimizers.Adam(spec.learning_rate))
     train_ds = (tf.data.Dataset.from_tensor_slices(train_x)
                 .shuffle(min(len(train_x), 20000), seed=args.seed).batch(args.batch_size))
@@ -94,13 +97,13 @@ def train(args: argparse.Namespace) -> dict:
                                       start_from_epoch=spec.kl_warmup_epochs, verbose=1),
     ]
     print(f"training {spec.name}: {len(train_x)} jets, {len(val_x)} validation jets, beta={spec.beta}, "
-          f"lr={spec.learning_rate}, latent={spec.latent_dim}, pt_mode={spec.pt_mode}, free_bits={spec.free_bits}", flush=True)
+          f"lr={spec.learning_rate}, latent={spec.latent_dim}, pt_mode={spec.pt_mode}, free_bits={spec.free_bits}, weighting={spec.weighting}", flush=True)
     t0 = time.perf_counter()
     hist = trainer.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, shuffle=False,
                        verbose=args.verbose)
     seconds = time.perf_counter() - t0
 
-    model = vae.build_inference_model(encoder, decoder, std, spec.beta, spec.name)
+    model = vae.build_inference_model(encoder, decoder, std, spec.beta, spec.name, spec.weighting)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{spec.name}.keras"
     model.save(out)
@@ -109,7 +112,7 @@ def train(args: argparse.Namespace) -> dict:
     meta = {
         "model": spec.name, "architecture": args.model, "latent_dim": spec.latent_dim, "beta": spec.beta,
         "learning_rate": spec.learning_rate, "kl_warmup_epochs": spec.kl_warmup_epochs, "pt_mode": spec.pt_mode,
-        "free_bits": spec.free_bits,
+        "free_bits": spec.free_bits, "weighting": spec.weighting,
         "batch_size": args.batch_size, "seed": args.seed,
         "train_files": [os.path.relpath(p, REPO) if Path(p).is_absolute() else str(p) for p in args.train_file],
         "n_train_jets": int(len(train_x)), "n_val_jets": int(len(val_x)),

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
-from .losses import PT_INDEX, check_pt_mode, chamfer_distance, kl_divergence, to_metric_space, transform_pt
+from .losses import PT_INDEX, check_pt_mode, chamfer_distance, point_weights, kl_divergence, to_metric_space, transform_pt
 register = keras.saving.register_keras_serializable(package="hltrun")
 
 
@@ -132,22 +132,25 @@ class ChamferScore(keras.layers.Layer):
     """
 
     def __init__(self, std: Sequence[float], log_pt: bool = False, standardised: bool = False,
-                 **kwargs: Any) -> None:
+                 weighting: str = "uniform", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.std = [float(v) for v in std]
         self.log_pt = bool(log_pt)
         self.standardised = bool(standardised)
+        self.weighting = str(weighting)
 
     def call(self, inputs: Sequence[Any]) -> Any:
-        x, y, mask = inputs
+        """[x, y, mask] (uniform weighting) or [x, y, mask, jets] (weights from the jets' pT)."""
+        x, y, mask = inputs[:3]
         if self.standardised:
-            return chamfer_distance(x, y, mask)
+            weights = None if self.weighting == "uniform" else point_weights(inputs[3], mask, self.weighting)
+            return chamfer_distance(x, y, mask, weights)
         return chamfer_distance(to_metric_space(x, mask, self.std, self.log_pt),
                                 to_metric_space(y, mask, self.std, self.log_pt), mask)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "std": self.std, "log_pt": self.log_pt,
-                "standardised": self.standardised}
+                "standardised": self.standardised, "weighting": self.weighting}
 
 
 @register

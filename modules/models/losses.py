@@ -84,7 +84,28 @@ def masked_mean(values: Any, mask: Any) -> Any:
     return ops.sum(values * mask, axis=-1) / n
 
 
-def chamfer_distance(x: Any, y: Any, mask: Any) -> Any:
+CHAMFER_WEIGHTINGS = ("uniform", "pt_fraction")
+
+
+def point_weights(jets: Any, mask: Any, weighting: str) -> Any:
+    """Per-slot weights (N, P) of the Chamfer sums, each row summing to 1 over the real constituents.
+
+    ``uniform``: 1/n per real constituent (every constituent counts alike: soft wide-angle ones
+    dominate).  ``pt_fraction``: the constituent's share of the jet's pT, so the distance is
+    energy-weighted like the energy mover's distance (Komiske, Metodiev, Thaler 2019): the hard
+    prongs that carry a jet's substructure dominate, soft radiation barely counts, and the score is
+    insensitive to soft and collinear splittings.  Slot j of the reconstruction (pT rank j) takes
+    the weight of input slot j.
+    """
+    if weighting == "uniform":
+        return mask / ops.maximum(ops.sum(mask, axis=-1, keepdims=True), 1.0)
+    if weighting == "pt_fraction":
+        pt = jets[..., PT_INDEX] * mask
+        return pt / ops.maximum(ops.sum(pt, axis=-1, keepdims=True), 1e-6)
+    raise ValueError(f"chamfer weighting {weighting!r}: choose one of {', '.join(CHAMFER_WEIGHTINGS)}")
+
+
+def chamfer_distance(x: Any, y: Any, mask: Any, weights: Any = None) -> Any:
     """Symmetric Chamfer distance per jet between point sets x and y (N, P, F); returns (N,).
 
     All P x P squared distances come from ONE batched matmul of augmented vectors,
@@ -112,6 +133,8 @@ def chamfer_distance(x: Any, y: Any, mask: Any) -> Any:
     # x_i's nearest y plus y_i's nearest x, slot by slot: both sets use the same mask, so the sum of
     # the two means is one mean (one mask product, one reduction)
     nearest = ops.min(d, axis=2) + ops.min(d, axis=1)  # (N, P)
+    if weights is not None:  # weighted sum (point_weights: rows sum to 1, zero on padding)
+        return ops.sum(ops.maximum(nearest, 0.0) * weights, axis=-1)
     return masked_mean(ops.maximum(nearest, 0.0), mask)
 
 

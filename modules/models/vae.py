@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from . import layers as L
-from .losses import chamfer_distance, check_pt_mode, kl_divergence, transform_pt_numpy
+from .losses import chamfer_distance, check_pt_mode, kl_divergence, point_weights, transform_pt_numpy
 from .preprocess import N_CONSTITUENTS, N_FEATURES
 
 
@@ -31,6 +31,7 @@ class ModelSpec:
     kl_warmup_epochs: int = 0
     pt_mode: str = "linear"  # how the model sees constituent pT (losses.PT_MODES)
     free_bits: float = 0.0   # KL floor per latent dimension in training (nats; 0: off)
+    weighting: str = "uniform"  # Chamfer sums: every constituent alike, or by pT share (losses.point_weights)
 
 
 def feature_stats(jets: np.ndarray, pt_mode: str = "linear") -> tuple[list[float], list[float]]:
@@ -109,8 +110,9 @@ class VAETrainer(keras.Model):
     """
 
     def __init__(self, encoder: keras.Model, decoder: keras.Model, std: list[float], beta: float,
-                 free_bits: float = 0.0, **kwargs: Any) -> None:
+                 free_bits: float = 0.0, weighting: str = "uniform", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.weighting = weighting
         self.encoder, self.decoder = encoder, decoder
         self.enc_std, self.dec_std = standardised_parts(encoder, decoder)
         self.std = [float(v) for v in std]
@@ -133,7 +135,7 @@ class VAETrainer(keras.Model):
             eps = keras.random.normal(ops.shape(z_mean), seed=self.seed)
             z = z_mean + ops.exp(0.5 * z_log_var) * eps
         y_std = self.dec_std([z, jets], training=training)
-        reco_loss = chamfer_distance(x_std, y_std, mask)
+        reco_loss = chamfer_distance(x_std, y_std, mask, point_weights(jets, mask, self.weighting))
         kl = kl_divergence(z_mean, z_log_var)
         kl_loss = kl
         if training and self.free_bits > 0:
@@ -179,7 +181,7 @@ class KLWarmup(keras.callbacks.Callback):
 
 
 def build_inference_model(encoder: keras.Model, decoder: keras.Model, std: list[float], beta: float,
-                          name: str) -> keras.Model:
+                          name: str, weighting: str = "uniform") -> keras.Model:
     """jets (N, 100, 3) -> {'score': Chamfer distance (N,), 'kl': beta * KL (N,)}, deterministic.
 
     Uses the latent mean, and computes the score inside the graph so one inference call returns
@@ -193,7 +195,8 @@ def build_inference_model(encoder: keras.Model, decoder: keras.Model, std: list[
     enc, dec = standardised_parts(encoder, decoder)
     z_mean, z_log_var, x_std = enc(jets)
     y_std = dec([z_mean, jets])
-    score = L.ChamferScore(std, standardised=True, name="score")([x_std, y_std, mask])
+    score_in = [x_std, y_std, mask] + ([] if weighting == "uniform" else [jets])
+    score = L.ChamferScore(std, standardised=True, weighting=weighting, name="score")(score_in)
     kl = L.KLScore(beta, name="kl")([z_mean, z_log_var])
     return keras.Model(jets, {"score": score, "kl": kl}, name=name)
 
@@ -209,7 +212,8 @@ def rebuild_inference_model(model: keras.Model) -> keras.Model:
     score, kl = model.get_layer("score"), model.get_layer("kl")
     if getattr(score, "standardised", False):  # already the current graph: nothing to rebuild
         return model
-    return build_inference_model(encoder, decoder, score.std, kl.beta, model.name)
+    return build_inference_model(encoder, decoder, score.std, kl.beta, model.name,
+                                 getattr(score, "weighting", "uniform"))
 
 
 def load_inference_model(path: str | Path) -> keras.Model:

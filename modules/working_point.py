@@ -29,8 +29,8 @@ def bin_index(edges_gev: np.ndarray | list[float], pt: np.ndarray | float) -> np
     """Bin of each leading-jet pT: i with edges[i] <= pt < edges[i+1]; below the first edge -> 0,
     at or beyond the last edge -> the last bin."""
     edges = np.asarray(edges_gev, dtype=np.float64)
-    idx = np.searchsorted(edges, np.asarray(pt, dtype=np.float64), side="right") - 1
-    return np.clip(idx, 0, len(edges) - 1)
+    # side="right": an edge opens its bin; the result is at most len(edges) - 1 (the open last bin)
+    return np.maximum(np.searchsorted(edges, np.asarray(pt, dtype=np.float64), side="right") - 1, 0)
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,11 @@ def weighted_cut(scores: np.ndarray, weights: np.ndarray | None, eff: float) -> 
     s = _clean(scores)
     if s.size == 0:
         return float("nan")
-    w = _weights(weights, s.size)
-    s_sorted, cw = _cumulative(s, w)
-    above = cw[-1] - cw[1:]  # weight strictly after each sorted position
-    k = int(np.argmax(above <= eff * cw[-1] * (1 + 1e-12)))
-    return float(s_sorted[k] if k == s.size - 1 else 0.5 * (s_sorted[k] + s_sorted[k + 1]))
+    values, inverse = np.unique(s, return_inverse=True)  # tied scores pass or fail together
+    w = np.bincount(inverse.reshape(-1), weights=_weights(weights, s.size), minlength=values.size)
+    above = w.sum() - np.cumsum(w)  # weight strictly above each distinct score
+    k = int(np.argmax(above <= eff * w.sum() * (1 + 1e-12)))
+    return float(values[k] if k == values.size - 1 else 0.5 * (values[k] + values[k + 1]))
 
 
 @dataclass

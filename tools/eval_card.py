@@ -50,7 +50,7 @@ def _bins(edges: list[float]) -> list[str]:
 
 def _hz(rate: float, input_hz: float) -> str:
     hz = rate * input_hz
-    return f"{hz / 1e3:.2f} kHz" if hz >= 1e3 else f"{hz:.0f} Hz"
+    return f"{hz / 1e3:.2f} kHz" if hz >= 999.5 else f"{hz:.0f} Hz"
 
 
 def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespace, command: str) -> str:
@@ -193,13 +193,19 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
     add(f"Fraction of QCD events (weighted, %, ± statistical error) above the inclusive event-level cut, per bin of "
         f"the leading jet's pT (GeV; the first bin also holds the events below its lower edge). Ratio: largest / "
         f"smallest pass rate over the bins between {r_lo:.0f} and {r_hi:.0f} GeV. A flat rate means the score does "
-        "not simply measure jet pT.\n")
+        "not simply measure jet pT." + (" Rows marked cross-check: the same cuts on the independent unweighted QCD "
+                                       "sample." if m.get("physical_background") else "") + "\n")
     for k in BKG_EFFS:
         add(f"**{eff_label[k]} working point**\n")
         add("| | " + " | ".join(bins) + " | ratio |\n|---|" + "---|" * (len(bins) + 1))
         for n in names:
             add(f"| {label[n]} | " + " | ".join(_pct(r) for r in disc[n]["pt_pass_rates"][k])
                 + f" | {_ratio(disc[n]['pt_pass_ratio'][k])} |")
+        if m.get("physical_background"):
+            for n in MODELS:
+                h = disc[n]["hlt"][k]
+                add(f"| {n}, cross-check sample | " + " | ".join(_pct(r) for r in h["physical_pt_pass_rates"])
+                    + f" | {_ratio(h['physical_pt_pass_ratio'])} |")
         add("")
     bkg_bins = disc[MODELS[0]]["pt_pass_rates"]["bkg_eff_1e-2"]
     add("QCD events per bin (effective): " + ", ".join(f"{b} GeV: {r['n_events']} ({r['n_effective']:.0f})"

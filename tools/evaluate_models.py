@@ -305,6 +305,7 @@ def evaluate_discriminant(jet_scores: dict[str, np.ndarray], samples: Samples) -
                 pe, p.weight, per_event_cut(binned[k], PT_EDGES_GEV, p.leading_pt)).to_json()
             hlt["physical_pt_pass_rates"] = [r.to_json() for r in binned_pass_rates(
                 pe, p.weight, p.leading_pt, PT_EDGES_GEV, thr[k])]
+            hlt["physical_pt_pass_ratio"] = max_min_ratio(hlt["physical_pt_pass_rates"])
         res["hlt"][k] = hlt
     lo, hi = MATCHED_PT_GEV
     b_win = (lpt >= lo) & (lpt < hi)

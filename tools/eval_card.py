@@ -92,11 +92,42 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
 
     add("## Outputs (both models)\n")
     add("* `score` (N,): symmetric **Chamfer distance** between the input constituents and the reconstruction, "
-        "computed inside the graph on standardised features (the encoder's standardised input against the "
-        "decoder's standardised output; `modules/models/losses.py::chamfer_distance`). Only real constituents "
-        "enter: padded points are never nearest neighbours and their own distances are excluded from the means.")
-    add("* `kl` (N,): β·KL(q(z|x) ‖ N(0,1)), reported separately (not part of `score`).")
+        "computed inside the graph on standardised features ((f − mean)/std: Δη, Δφ and pT weigh alike; the "
+        "mean cancels in differences) — the encoder's standardised input against the decoder's output before "
+        "un-standardising. All squared distances come from one matrix product of augmented vectors, "
+        "[x, |x|² + far, 1]·[−2y, 1, |y|² + far]ᵀ = |x − y|², followed by two min-reductions "
+        "(`modules/models/losses.py::chamfer_distance`). Padding: only real constituents (pT > 0) enter — "
+        "`far` = 1e30 on padded points, so they are never nearest neighbours, and their own nearest-neighbour "
+        "distances are excluded from the means. Score = mean over real inputs of the distance to the nearest "
+        "reconstructed point + mean over real reconstructed points of the distance to the nearest input (the "
+        "reconstruction uses the input's mask).")
+    add("* `kl` (N,): β·KL(q(z|x) ‖ N(0,1)), reported separately (not part of `score`). Computed as "
+        "0.5·Σ(μ² + [exp(v) − 1 − v]) with the bracket from a Taylor series for |v| < 0.5, because the float32 "
+        "form cancels when the posterior is close to the prior (the graph stays float32 for TensorRT).")
     add("* The latent **mean** is decoded (no sampling): inference is deterministic.\n")
+
+    add("## Architectures\n")
+    add("**Conv-VAE** (`modules/models/conv_vae.py`), as in the IML 2022 HLT study's model summary, ELU: "
+        "Standardize (training mean/std per feature, padded rows kept 0) → Conv2D(16, 3×3) → Conv1D(20, 3) → "
+        "Conv1D(24, 3) → AveragePooling1D(2) → Flatten(1128) → Dense(136) → Dense(32) → z_mean, z_log_var (8); "
+        "decoder Dense(32) → Dense(136) → Dense(1128) → Reshape(47, 24) → UpSampling1D(2) → Conv1DTranspose(20, 3) "
+        "→ Conv1DTranspose(16, 3) → Conv2DTranspose(1, 3×3) → un-standardize. "
+        f"{hist.get('conv_vae', {}).get('n_params', '?')} parameters in the inference model.\n")
+    add("**GCN-VAE** (`modules/models/gcn_vae.py`), tanh: graph convolutions act(Â·X·W + b) with "
+        "Â = D^−1/2 A D^−1/2, A fully connected over the real constituents with self-loops, built inside the "
+        "graph from the mask (`NormalizedAdjacency`): with A fully connected Â = w·wᵀ, w_i = m_i/√n, so Â·X·W is "
+        "computed as w·(wᵀ·X·W), nothing N×100×100 is built. With a fully connected Â every "
+        "GCN output row is the same jet-wide average, so each graph convolution is a residual block "
+        "X + act(ÂXW + b) to keep each constituent's own features. Encoder: per-constituent Dense(32) → 2 residual "
+        "GCN(32) → Dense(32) → masked mean pool → Dense(32) → z_mean, z_log_var (8). Decoder: Dense(32) → "
+        "Dense(100·16) → Reshape(100, 16) (one slot per pT rank) → 2 residual GCN(16) on the input's graph → "
+        "Dense(3) → un-standardize. "
+        f"{hist.get('gcn_vae', {}).get('n_params', '?')} parameters.\n")
+    add("Both graphs start with the pT transform of the training table (`pt_mode`: GeV, log GeV, fraction of the "
+        "jet's pT or its log; `modules/models/losses.py::PT_MODES`) before standardising.\n")
+    add("Loss = Chamfer + β·KL (reparametrised z in training). Adam, ReduceLROnPlateau (×0.3 after 3 flat "
+        "epochs) and EarlyStopping on val_loss (restoring the best weights); val_loss uses the latent mean and "
+        "the full β, i.e. exactly `score + kl`.\n")
 
     add("## Training\n")
     add("| | " + " | ".join(MODELS) + " |\n|---|" + "---|" * len(MODELS))

@@ -61,3 +61,16 @@ def test_pt_bins_are_the_filters():
 
 def test_event_max():
     assert event_max(np.array([1.0, 3.0, np.nan, 2.0]), np.array([0, 0, 1, 1])).tolist() == [3.0, 2.0]
+
+
+def test_max_min_ratio_over_the_bins_inside_600_to_1600():
+    from tools.evaluate_models import max_min_ratio
+
+    def r(rate, err):
+        return {"rate": rate, "error": err}
+
+    rates = [r(0.01, 0.001), r(0.02, 0.002), r(0.01, 0.001), r(0.04, 0.004), r(0.01, 0.001), r(0.5, 0.1)]
+    got = max_min_ratio(rates)  # the open > 1600 GeV bin (0.5) is outside the range
+    assert got["ratio"] == pytest.approx(4.0) and got["error"] == pytest.approx(4.0 * np.hypot(0.1, 0.1))
+    rates[2] = r(0.0, 0.0)
+    assert max_min_ratio(rates) == {"ratio": None, "error": None}

@@ -39,8 +39,8 @@ def _pct(r: dict[str, Any], err: bool = True) -> str:
     return text + (f" ± {100 * r['error']:.2f}" if err else "")
 
 
-def _ratio(x: float | None) -> str:
-    return "∞ (a bin passes nothing)" if x is None else f"{x:.2f}"
+def _ratio(r: dict[str, float | None]) -> str:
+    return "∞ (a bin passes nothing)" if r["ratio"] is None else f"{r['ratio']:.2f} ± {r['error']:.2f}"
 
 
 def _bins(edges: list[float]) -> list[str]:
@@ -223,7 +223,7 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
     add("\n## QCD pass rate vs leading-jet pT (inclusive working points)\n")
     add(f"Fraction of QCD events (weighted, %, ± statistical error) above the inclusive event-level cut, per bin of "
         f"the leading jet's pT (GeV; the first bin also holds the events below its lower edge). Ratio: largest / "
-        f"smallest pass rate over the bins between {r_lo:.0f} and {r_hi:.0f} GeV. A flat rate means the score does "
+        f"smallest pass rate over the bins between {r_lo:.0f} and {r_hi:.0f} GeV (± from the two rates' errors). A flat rate means the score does "
         "not simply measure jet pT." + (" Rows marked cross-check: the same cuts on the independent unweighted QCD "
                                        "sample." if m.get("physical_background") else "") + "\n")
     for k in BKG_EFFS:

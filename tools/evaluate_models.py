@@ -258,10 +258,16 @@ def _ratio_bins() -> list[int]:
     return [i for i, e in enumerate(PT_EDGES_GEV[:-1]) if e >= lo and PT_EDGES_GEV[i + 1] <= hi]
 
 
-def max_min_ratio(rates: list[dict]) -> float | None:
-    """max / min of the pass rates over the bins inside RATIO_RANGE_GEV (None: a bin passes nothing)."""
-    vals = [rates[i]["rate"] for i in _ratio_bins()]
-    return None if min(vals) <= 0 or any(np.isnan(vals)) else float(max(vals) / min(vals))
+def max_min_ratio(rates: list[dict]) -> dict[str, float | None]:
+    """Largest / smallest pass rate over the bins inside RATIO_RANGE_GEV, with its error from the
+    two rates' errors (ratio None when a bin passes nothing)."""
+    vals = [rates[i] for i in _ratio_bins()]
+    hi, lo = max(vals, key=lambda r: r["rate"]), min(vals, key=lambda r: r["rate"])
+    if not lo["rate"] > 0:
+        return {"ratio": None, "error": None}
+    ratio = hi["rate"] / lo["rate"]
+    return {"ratio": float(ratio),
+            "error": float(ratio * np.hypot(hi["error"] / hi["rate"], lo["error"] / lo["rate"]))}
 
 
 def evaluate_discriminant(jet_scores: dict[str, np.ndarray], samples: Samples) -> dict[str, Any]:
@@ -456,7 +462,7 @@ def summary_text(metrics: dict[str, Any]) -> str:
         ratio = m["pt_pass_ratio"]["bkg_eff_1e-2"]
         lines.append(f"{name}: event cut @1% {t['bkg_eff_1e-2']:.4g}, @0.1% {t['bkg_eff_1e-3']:.4g}; QCD pass-rate "
                      f"max/min over {RATIO_RANGE_GEV[0]:.0f}-{RATIO_RANGE_GEV[1]:.0f} GeV @1%: "
-                     f"{'inf' if ratio is None else f'{ratio:.2f}'}")
+                     + ("inf" if ratio["ratio"] is None else f"{ratio['ratio']:.2f} +- {ratio['error']:.2f}"))
         for sig, r in m["signals"].items():
             base = "  ".join(f"{k} {metrics['baselines'][k]['signals'][sig]['auc_event']:.3f}" for k in BASELINES)
             matched = r["auc_event_matched_pt"]

@@ -89,7 +89,7 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> 
 
 
 THRESHOLDS_CARD = "thresholds.json"  # beside the model files: {model: {"bkg_eff_1e-2": cut, ...}}
-Thresholds = dict[str, "float | PtBinnedCuts"]  # scalar cuts, and the pT-binned ones under PT_BINNED_KEY
+Thresholds = dict[str, float | PtBinnedCuts]  # scalar cuts, and the pT-binned ones under PT_BINNED_KEY
 
 
 def model_identity(model: str, precision: str = "auto") -> str:

@@ -279,7 +279,7 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
                 _f(disc[n]["signals"][sig][f"event_sig_eff_at_vs_leading_jet_pt_{k}"]) for n in MODELS) + " |")
 
     hz = m["input_rate_hz"]
-    add(f"\n## Rate at the HLT input\n")
+    add("\n## Rate at the HLT input\n")
     add(f"QCD pass fraction × {hz / 1e3:g} kHz input rate (`--input-rate-hz`), ± statistical error. Inclusive cuts "
         "are measured on the QCD sample they were derived on (the fraction is then the target by construction), the "
         "pT-dependent cuts on closure half B" + (", and both on the independent unweighted QCD sample" if

@@ -301,7 +301,9 @@ def evaluate_discriminant(jet_scores: dict[str, np.ndarray], samples: Samples) -
         res["closure"][k] = {
             "cuts_half_a": cuts_a.tolist(), "pass_rates_half_b": rates_b, "ratio_half_b": max_min_ratio(rates_b),
             "inclusive_half_b": pass_rate(be[~a], w[~a], per_event_cut(cuts_a, PT_EDGES_GEV, lpt[~a])).to_json()}
-        hlt = {"inclusive": {"background": pass_rate(be, w, thr[k]).to_json()},
+        cut_a = weighted_cut(be[a], w[a], e)  # the inclusive cut's own closure, for a like-for-like rate
+        hlt = {"inclusive": {"background": pass_rate(be, w, thr[k]).to_json(),
+                             "background_half_b": pass_rate(be[~a], w[~a], cut_a).to_json()},
                "vs_leading_jet_pt": {"background_half_b": res["closure"][k]["inclusive_half_b"]}}
         if samples.physical is not None:
             p = samples.physical

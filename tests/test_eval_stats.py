@@ -74,3 +74,12 @@ def test_max_min_ratio_over_the_bins_inside_600_to_1600():
     assert got["ratio"] == pytest.approx(4.0) and got["error"] == pytest.approx(4.0 * np.hypot(0.1, 0.1))
     rates[2] = r(0.0, 0.0)
     assert max_min_ratio(rates) == {"ratio": None, "error": None}
+
+
+def test_auc_error_hanley_mcneil():
+    from tools.eval_stats import auc_error, effective_n
+
+    # A = 0.5, 100 + 100 events: Q1 = Q2 = 1/3, SE^2 = (0.25 + 2 * 99 / 12) / 1e4
+    assert auc_error(0.5, 100, 100) == pytest.approx(np.sqrt((0.25 + 2 * 99 / 12) / 1e4))
+    assert auc_error(0.9, 400, 400) < auc_error(0.9, 100, 100)
+    assert effective_n(np.ones(10)) == 10 and effective_n(np.array([1.0, 0.0])) == 1

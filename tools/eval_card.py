@@ -216,8 +216,12 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
     for sig, s in m["signals"].items():
         name = s["label"] + (" (**held out**)" if s["held_out"] else "")
         n_win = disc[MODELS[0]]["signals"][sig]["n_events_matched_pt"]
-        add(f"| {name} | {n_win} | " + " | ".join(_f(disc[n]["signals"][sig]["auc_event_matched_pt"]) for n in names)
-            + " |")
+        add(f"| {name} | {n_win} | " + " | ".join(
+            _f(disc[n]["signals"][sig]["auc_event_matched_pt"]) + (
+                f" ± {disc[n]['signals'][sig]['auc_event_matched_pt_error']:.3f}"
+                if disc[n]["signals"][sig]["auc_event_matched_pt"] is not None else "") for n in names) + " |")
+    add("\n± : statistical error (Hanley & McNeil, with effective event counts); inclusive event-level AUC errors "
+        "are in `metrics.json` (`auc_event_error`).")
 
     r_lo, r_hi = m["ratio_range_gev"]
     add("\n## QCD pass rate vs leading-jet pT (inclusive working points)\n")

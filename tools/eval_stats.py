@@ -54,6 +54,23 @@ def roc(bkg: np.ndarray, sig: np.ndarray, w_bkg: np.ndarray | None = None,
     return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr]), auc
 
 
+def auc_error(auc: float, n_sig: float, n_bkg: float) -> float:
+    """Statistical error of an AUC (Hanley & McNeil 1982), with effective event counts for weighted
+    samples: SE^2 = [A(1-A) + (n_s - 1)(Q1 - A^2) + (n_b - 1)(Q2 - A^2)] / (n_s n_b),
+    Q1 = A / (2 - A), Q2 = 2 A^2 / (1 + A)."""
+    if n_sig <= 0 or n_bkg <= 0:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_sig - 1) * (q1 - auc ** 2) + (n_bkg - 1) * (q2 - auc ** 2)) / (n_sig * n_bkg)
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def effective_n(weights: np.ndarray) -> float:
+    """(sum w)^2 / sum w^2: how many unweighted events a weighted sample is worth."""
+    w = np.asarray(weights, dtype=np.float64)
+    return float(w.sum() ** 2 / np.sum(w ** 2)) if w.size else 0.0
+
+
 def weighted_cut(scores: np.ndarray, weights: np.ndarray | None, eff: float) -> float:
     """Score cut keeping (at most, as close as the sample allows) a weighted fraction ``eff`` above it.
 

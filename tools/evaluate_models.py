@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
-from tools.eval_stats import (binned_pass_rates, event_max, pass_rate, per_event_cut,  # noqa: E402
-                              pt_binned_cuts, roc, weighted_cut)
+from tools.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
+                              per_event_cut, pt_binned_cuts, roc, weighted_cut)
 
 _event_max = event_max  # the name tools/export_onnx.py and tools/quantize_models.py import
 
@@ -323,8 +323,12 @@ def evaluate_discriminant(jet_scores: dict[str, np.ndarray], samples: Samples) -
         s_win = (s.leading_pt >= lo) & (s.leading_pt < hi)
         entry = {"auc_jet": roc(bj, sj, b.jet_weight, s.jet_weight)[2], "auc_event": roc(be, se, w, s.weight)[2],
                  "n_events_matched_pt": int(s_win.sum())}
-        entry["auc_event_matched_pt"] = (roc(be[b_win], se[s_win], w[b_win], s.weight[s_win])[2]
-                                         if s_win.any() and b_win.any() else None)
+        entry["auc_event_matched_pt"] = entry["auc_event_matched_pt_error"] = None
+        if s_win.any() and b_win.any():
+            auc = roc(be[b_win], se[s_win], w[b_win], s.weight[s_win])[2]
+            entry["auc_event_matched_pt"] = auc
+            entry["auc_event_matched_pt_error"] = auc_error(auc, effective_n(s.weight[s_win]), effective_n(w[b_win]))
+        entry["auc_event_error"] = auc_error(entry["auc_event"], effective_n(s.weight), effective_n(w))
         for k in BKG_EFFS:
             entry[f"jet_sig_eff_at_{k}"] = pass_rate(sj, s.jet_weight, thr_jet[f"jet_{k}"]).rate
             entry[f"event_sig_eff_at_{k}"] = pass_rate(se, s.weight, thr[k]).rate

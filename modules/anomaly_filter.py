@@ -15,6 +15,7 @@ from framework.registry import register_module
 from framework.schema import InputTag
 
 from .products import JetScores
+from .working_point import PT_BINNED_KEY, PtBinnedCuts
 
 REDUCERS = {
     "max": np.max,
@@ -33,6 +34,14 @@ class AnomalyFilterParameters:
     # only an assertion (null: whatever the scorer runs); naming another model is a config error.
     model: str | None = None
     background_efficiency: Literal["1e-2", "1e-3"] = "1e-2"
+    # inclusive: one cut for every event; vs_leading_jet_pt: the card's cut for the bin of the event's
+    # leading scored jet's pT (modules/working_point.py), each bin keeping the same QCD fraction
+    working_point: Literal["inclusive", "vs_leading_jet_pt"] = "inclusive"
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and self.working_point != "inclusive":
+            raise ValueError(f"threshold: a fixed threshold ({self.threshold}) and working_point "
+                             f"{self.working_point} exclude each other (drop one)")
 
 
 @register_module("AnomalyScoreFilter")
@@ -42,7 +51,9 @@ class AnomalyScoreFilter(Filter):
 
     Without an explicit ``threshold`` the cut is the scorer's model's (``bkg_eff_<background_efficiency>``
     of its card): known at begin_job when the scorer can say which model it runs, else taken from the
-    first scores. Every event's scores must come from that same model."""
+    first scores. Every event's scores must come from that same model. With ``working_point:
+    vs_leading_jet_pt`` the cut is the card's ``vs_leading_jet_pt`` one for the bin of the largest
+    ``jet_pt`` among the scored jets (the leading jet: the batcher keeps the leading ones)."""
 
     Parameters = AnomalyFilterParameters
     concurrency = "stream"  # one per stream: its counter needs no lock
@@ -54,6 +65,7 @@ class AnomalyScoreFilter(Filter):
         self.no_score_events = 0
         self.model_id: str | None = None  # the model whose scores this filter cuts on
         self._key = f"bkg_eff_{params.background_efficiency}"
+        self.binned: PtBinnedCuts | None = None  # the pT-binned cuts (working_point: vs_leading_jet_pt)
 
     def begin_job(self, job) -> None:  # noqa: ANN001
         p: AnomalyFilterParameters = self.params
@@ -68,11 +80,23 @@ class AnomalyScoreFilter(Filter):
             raise ConfigError(f"{where}.model: '{p.model}' but '{p.src.label}' runs model '{model_id}'; "
                               f"thresholds belong to the model that made the scores (drop {where}.model "
                               f"or set modules.{p.src.label}.model)")
-        if self.threshold is None:
+        if p.working_point == PT_BINNED_KEY:
+            self.binned = self._binned(thresholds.get(PT_BINNED_KEY), f"{card} has no {model_id}")
+        elif self.threshold is None:
             if self._key not in thresholds:
                 raise ConfigError(f"{where}: no threshold given and {card} has no {model_id}.{self._key} "
                                   f"cut (set {where}.threshold)")
             self.threshold = thresholds[self._key]
+
+    def _binned(self, cuts: PtBinnedCuts | None, lacking: str) -> PtBinnedCuts:
+        """The card's pT-binned cuts, or one configuration error saying what the card lacks."""
+        where = f"modules.{self.label}.working_point"
+        fix = "(regenerate the card with tools/evaluate_models.py, or use working_point: inclusive)"
+        if not isinstance(cuts, PtBinnedCuts):
+            raise ConfigError(f"{where}: {PT_BINNED_KEY} but {lacking}.{PT_BINNED_KEY} cuts {fix}")
+        if self._key not in cuts.cuts:
+            raise ConfigError(f"{where}: {PT_BINNED_KEY} but {lacking}.{PT_BINNED_KEY}.{self._key} cuts {fix}")
+        return cuts
 
     def _adopt(self, scores: JetScores) -> None:
         """First scores of a scorer that could not be asked at begin_job: take its model's cut."""
@@ -82,7 +106,10 @@ class AnomalyScoreFilter(Filter):
             raise ConfigError(f"{where}.model: '{p.model}' but the scores in '{p.src}' come from "
                               f"model '{scores.model}'")
         self.model_id = scores.model
-        if self.threshold is None:
+        if p.working_point == PT_BINNED_KEY:
+            self.binned = self._binned((scores.thresholds or {}).get(PT_BINNED_KEY),
+                                       f"the scores in '{p.src}' carry no")
+        elif self.threshold is None:
             cut = (scores.thresholds or {}).get(self._key)
             if cut is None:
                 raise ConfigError(f"{where}: no threshold given and the scores in '{p.src}' carry no "
@@ -92,7 +119,7 @@ class AnomalyScoreFilter(Filter):
     def filter(self, event: Event) -> bool:
         scores: JetScores = event.get(self.params.src)
         if scores.model != self.model_id:
-            if self.model_id is None or self.threshold is None:
+            if self.model_id is None or (self.threshold is None and self.binned is None):
                 self._adopt(scores)
             elif scores.model is not None:
                 raise ModuleError(f"module '{self.label}': scores from model '{scores.model}', but the "
@@ -104,11 +131,23 @@ class AnomalyScoreFilter(Filter):
             self.no_score_events += 1
             return False
         value = float(self._reduce(s))
-        return not math.isnan(value) and value > self.threshold
+        return not math.isnan(value) and value > self._cut(scores)
+
+    def _cut(self, scores: JetScores) -> float:
+        if self.binned is None:
+            return self.threshold
+        if scores.jet_pt is None or len(scores.jet_pt) != len(scores.score):
+            raise ModuleError(f"module '{self.label}': working_point {PT_BINNED_KEY} needs the jet pT "
+                              f"of the scored jets, and the scores in '{self.params.src}' carry none")
+        return self.binned.cut(self._key, float(np.max(scores.jet_pt)))
 
     def data_quality(self) -> dict[str, int]:
         return {"events_without_score": self.no_score_events}
 
     def summary(self) -> dict:
-        return {"threshold": self.threshold, "model": self.model_id, "reduce": self.params.reduce,
-                "events_without_score": self.no_score_events}
+        out = {"threshold": self.threshold, "model": self.model_id, "reduce": self.params.reduce,
+               "events_without_score": self.no_score_events}
+        if self.binned is not None:
+            out.update(working_point=PT_BINNED_KEY, edges_gev=list(self.binned.edges_gev),
+                       thresholds=list(self.binned.cuts[self._key]))
+        return out

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -53,15 +53,20 @@ class JetScores:
 
     ``valid`` is False for jets whose input was not finite (their score is the documented fill value).
     ``model`` names the model that made the scores and ``thresholds`` are that model's cuts from its
-    card (``bkg_eff_1e-2`` -> score): thresholds travel with the scores, so a filter can never cut on
-    another model's scale. Both are shared references, not per-event copies.
+    card (``bkg_eff_1e-2`` -> score, and ``vs_leading_jet_pt`` -> the card's pT-binned cuts as a
+    ``modules.working_point.PtBinnedCuts``): thresholds travel with the scores, so a filter can never
+    cut on another model's scale. Both are shared references, not per-event copies.
+    ``jet_pt`` is the pT [GeV] of each scored jet (a view of the batch's), so a pT-dependent working
+    point uses the kinematics of exactly the jets that were scored; it is not written to outputs
+    (``output: False``: it is the source's jet pT, not something the scorer computed).
     """
 
     score: np.ndarray
     kl: np.ndarray | None = None
     valid: np.ndarray | None = None
     model: str | None = None
-    thresholds: Mapping[str, float] | None = None
+    thresholds: Mapping[str, Any] | None = None
+    jet_pt: np.ndarray | None = field(default=None, metadata={"output": False})
 
     def __len__(self) -> int:
         return len(self.score)

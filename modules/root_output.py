@@ -50,7 +50,8 @@ class RootOutputParameters:
 def product_columns(label: str, product: Any) -> dict[str, Any]:
     """Flatten a product into named columns: 1-D arrays become per-jet lists, scalars stay scalars."""
     if dataclasses.is_dataclass(product):
-        items = [(f.name, getattr(product, f.name)) for f in dataclasses.fields(product)]
+        items = [(f.name, getattr(product, f.name)) for f in dataclasses.fields(product)
+                 if f.metadata.get("output", True)]  # a field marked output: False is not written
     elif isinstance(product, dict):
         items = list(product.items())
     else:

@@ -36,6 +36,7 @@ from .inference.accelerator import choose_backend
 from .inference.base import N_CONSTITUENTS, OUTPUT_NAMES
 from .products import JetBatch, JetScores
 from .shipped import find_file
+from .working_point import PT_BINNED_KEY, PtBinnedCuts, parse_pt_binned
 
 if TYPE_CHECKING:
     from framework.process import JobContext
@@ -88,6 +89,7 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> 
 
 
 THRESHOLDS_CARD = "thresholds.json"  # beside the model files: {model: {"bkg_eff_1e-2": cut, ...}}
+Thresholds = dict[str, float | PtBinnedCuts]  # scalar cuts, and the pT-binned ones under PT_BINNED_KEY
 
 
 def model_identity(model: str, precision: str = "auto") -> str:
@@ -100,11 +102,13 @@ def model_identity(model: str, precision: str = "auto") -> str:
     return stem
 
 
-def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, dict[str, float], Path]:
+def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresholds, Path]:
     """(model identity, its thresholds, the card read) for a scorer configured with ``params``.
 
     The card is ``thresholds.json`` in the model's folder. An INT8 model without its own entry falls
-    back to its fp32 parent's cuts, loudly (data/models/README.md: re-derive them for INT8)."""
+    back to its fp32 parent's cuts, loudly (data/models/README.md: re-derive them for INT8). The
+    card's pT-binned cuts (``vs_leading_jet_pt``, modules/working_point.py) are checked here, the
+    one place the card is read: a malformed entry is a configuration error naming the card."""
     import json
 
     identity = model_identity(params.model, params.precision)
@@ -126,7 +130,14 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, dict[st
                         "(re-derive them for INT8, see data/models/README.md)", card, identity)
     if not isinstance(entry, dict):
         return identity, {}, card
-    return identity, {str(k): float(v) for k, v in entry.items() if isinstance(v, (int, float))}, card
+    out: Thresholds = {str(k): float(v) for k, v in entry.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if PT_BINNED_KEY in entry:
+        try:
+            out[PT_BINNED_KEY] = parse_pt_binned(entry[PT_BINNED_KEY])
+        except ValueError as exc:
+            raise ConfigError(f"thresholds card {card}: {identity}.{PT_BINNED_KEY}: {exc}") from None
+    return identity, out, card
 
 
 @register_module("VAEAnomalyScorer")
@@ -143,11 +154,11 @@ class VAEAnomalyScorer(Producer):
         self.reason = ""
         self.counters = {"events": 0, "empty_events": 0, "jets": 0, "nonfinite_jets": 0}
         self.model_id = ""
-        self.thresholds: dict[str, float] = {}
+        self.thresholds: Thresholds = {}
         self._empty: JetScores | None = None
 
     @staticmethod
-    def published_thresholds(params: VAEAnomalyScorerParameters) -> tuple[str, dict[str, float], Path]:
+    def published_thresholds(params: VAEAnomalyScorerParameters) -> tuple[str, Thresholds, Path]:
         """What this scorer's products will carry (model identity, thresholds, card): lets a filter
         check its configuration at begin_job, before any event."""
         return model_thresholds(params)
@@ -179,14 +190,16 @@ class VAEAnomalyScorer(Producer):
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         self._empty = self._scores(np.zeros(0, np.float32),
-                                   np.zeros(0, np.float32) if "kl" in p.outputs else None, np.zeros(0, bool))
+                                   np.zeros(0, np.float32) if "kl" in p.outputs else None, np.zeros(0, bool),
+                                   np.zeros(0, np.float32))
         log.info("%s: %s; model %s", where, reason, path)
         facts = job.facts.setdefault("accelerators", {})
         facts[self.label] = {"backend": name, "device": backend.describe()["device"], "reason": reason,
                              "model": str(path), "model_id": self.model_id}
 
-    def _scores(self, score: np.ndarray, kl: np.ndarray | None, valid: np.ndarray) -> JetScores:
-        return JetScores(score, kl, valid, self.model_id, self.thresholds)
+    def _scores(self, score: np.ndarray, kl: np.ndarray | None, valid: np.ndarray,
+                jet_pt: np.ndarray) -> JetScores:
+        return JetScores(score, kl, valid, self.model_id, self.thresholds, jet_pt)
 
     def _check_batcher(self, job: "JobContext", where: str) -> None:
         """A batcher padding to other than 100 constituents can never feed these models: say so now."""
@@ -209,7 +222,7 @@ class VAEAnomalyScorer(Producer):
         valid = out["valid"]
         c["jets"] += len(valid)
         c["nonfinite_jets"] += len(valid) - int(np.count_nonzero(valid))
-        event.put(self._scores(out["score"], out.get("kl"), valid))
+        event.put(self._scores(out["score"], out.get("kl"), valid, batch.jet_pt))
 
     def data_quality(self) -> dict[str, int]:
         return {"events_without_jets": self.counters["empty_events"], "nonfinite_jets": self.counters["nonfinite_jets"]}

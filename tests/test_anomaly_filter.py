@@ -59,3 +59,113 @@ def test_threshold_from_the_scores_card():
     with pytest.raises(ConfigError, match=r"^modules\.f: no threshold given and the scores in 'vae' carry no "
                                           r"bkg_eff_1e-2 cut \(set modules\.f\.threshold\)$"):
         decide(make(), [1.0], model="m", thresholds={"bkg_eff_1e-3": 1.25})
+
+
+# ------------------------------------------------------------------ pT-dependent working point (issue 12)
+
+EDGES = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]
+# cuts that go up and down, so an event judged in a neighbouring bin gets another decision
+CUTS = [1.0, 3.0, 2.0, 5.0, 4.0, 6.0]
+
+
+def binned_card(**extra) -> dict:
+    from modules.working_point import parse_pt_binned
+
+    card = {"bkg_eff_1e-2": 0.5, "bkg_eff_1e-3": 0.9,
+            "vs_leading_jet_pt": parse_pt_binned({"edges_gev": EDGES, "bkg_eff_1e-2": CUTS,
+                                                  "bkg_eff_1e-3": [c + 10 for c in CUTS]})}
+    card.update(extra)
+    return card
+
+
+def decide_pt(f: AnomalyScoreFilter, scores, jet_pt, card=None, n: int = 1) -> bool:
+    event = Event(EventID(1, 1, n), 0, 0)
+    event.put_as("vae", JetScores(np.asarray(scores, np.float32), None, None, "m", card or binned_card(),
+                                  None if jet_pt is None else np.asarray(jet_pt, np.float32)))
+    return f.filter(event)
+
+
+def test_pt_binned_cut_just_above_and_below_in_every_bin():
+    f = make(working_point="vs_leading_jet_pt")
+    for i, (lo, cut) in enumerate(zip(EDGES, CUTS)):
+        pt = lo + 1.0
+        assert decide_pt(f, [cut + 1e-3, 0.0], [pt, 250.0], n=2 * i) is True, (lo, cut)
+        assert decide_pt(f, [cut - 1e-3, 0.0], [pt, 250.0], n=2 * i + 1) is False, (lo, cut)
+        assert decide_pt(f, [np.float32(cut)], [pt]) is False  # strict, as the inclusive cut
+    assert f.summary()["working_point"] == "vs_leading_jet_pt" and f.summary()["thresholds"] == CUTS
+    assert f.summary()["edges_gev"] == EDGES
+
+
+def test_pt_binned_cut_at_the_bin_edges_and_beyond_the_last():
+    f = make(working_point="vs_leading_jet_pt")
+    # an edge belongs to the bin it opens: 700 GeV is judged with the 700-850 cut (3.0), not 1.0
+    assert decide_pt(f, [2.5], [700.0]) is False and decide_pt(f, [2.5], [np.nextafter(np.float32(700), 0)]) is True
+    assert decide_pt(f, [4.5], [1300.0]) is True and decide_pt(f, [4.5], [1299.9]) is False
+    # beyond the last edge the last (open) bin's cut applies, however hard the jet
+    assert decide_pt(f, [5.9], [1600.0]) is False and decide_pt(f, [6.1], [5000.0]) is True
+    # below the first edge the first bin's cut applies
+    assert decide_pt(f, [1.1], [300.0]) is True and decide_pt(f, [0.9], [300.0]) is False
+
+
+def test_pt_binned_cut_uses_the_leading_jet_of_the_event():
+    """Second-jet or mis-binned lookups give the other decision here: the cut is 5.0 (1000-1300 GeV,
+    the leading jet), not 1.0 (the 650 GeV jet), not 2.0 or 4.0 (the neighbouring bins)."""
+    f = make(working_point="vs_leading_jet_pt")
+    assert decide_pt(f, [4.5, 4.5], [650.0, 1100.0]) is False  # leading jet listed second: still 5.0
+    assert decide_pt(f, [5.5, 0.1], [1100.0, 650.0]) is True
+    assert decide_pt(f, [1.5, 0.1], [650.0, 640.0]) is True   # 600-700: 1.0
+    assert decide_pt(f, [2.5, 0.1], [900.0, 640.0]) is True   # 850-1000: 2.0, not 700-850's 3.0
+    assert decide_pt(f, [2.5, 0.1], [800.0, 640.0]) is False  # 700-850: 3.0
+
+
+def test_pt_binned_cut_of_the_configured_efficiency():
+    f = make(working_point="vs_leading_jet_pt", background_efficiency="1e-3")
+    assert decide_pt(f, [10.5], [650.0]) is False and decide_pt(f, [11.5], [650.0]) is True
+
+
+def test_pt_binned_working_point_needs_the_cards_key_and_the_jet_pt():
+    card = {"bkg_eff_1e-2": 0.5}
+    with pytest.raises(ConfigError, match=r"^modules\.f\.working_point: vs_leading_jet_pt but the scores in 'vae' "
+                                          r"carry no\.vs_leading_jet_pt cuts \(regenerate the card"):
+        decide_pt(make(working_point="vs_leading_jet_pt"), [1.0], [700.0], card=card)
+    with pytest.raises(ModuleError, match=r"needs the jet pT of the scored jets"):
+        decide_pt(make(working_point="vs_leading_jet_pt"), [1.0], None)
+    with pytest.raises(ConfigError, match=r"^modules\.f: threshold: a fixed threshold \(0\.5\) and working_point "
+                                          r"vs_leading_jet_pt exclude each other"):
+        make(threshold=0.5, working_point="vs_leading_jet_pt")
+    with pytest.raises(ConfigError, match=r"expected one of 'inclusive' \| 'vs_leading_jet_pt'"):
+        make(working_point="per_jet")
+    # the inclusive working point ignores the pT-binned cuts
+    f = make()
+    assert decide_pt(f, [0.6], [1700.0]) is True and f.threshold == 0.5
+
+
+def _scorer_config(tmp_path, card: dict):
+    """A scorer configured with a model file in tmp_path, whose card is tmp_path/thresholds.json."""
+    from modules.vae_scorer import VAEAnomalyScorerParameters
+
+    (tmp_path / "m.onnx").write_bytes(b"")
+    (tmp_path / "thresholds.json").write_text(__import__("json").dumps({"m": card}))
+    params = build(VAEAnomalyScorerParameters, {"model": str(tmp_path / "m.onnx")}, "modules.vae")
+    from modules.vae_scorer import VAEAnomalyScorer
+
+    return SimpleNamespace(config=SimpleNamespace(modules={"vae": SimpleNamespace(cls=VAEAnomalyScorer, params=params)}))
+
+
+def test_card_without_or_with_a_broken_pt_binned_entry_is_one_config_error(tmp_path):
+    f = AnomalyScoreFilter("f", build(AnomalyFilterParameters, {"working_point": "vs_leading_jet_pt"}, "modules.f"))
+    with pytest.raises(ConfigError, match=r"^modules\.f\.working_point: vs_leading_jet_pt but \S+thresholds\.json "
+                                          r"has no m\.vs_leading_jet_pt cuts \(regenerate"):
+        f.begin_job(_scorer_config(tmp_path, {"bkg_eff_1e-2": 0.5}))
+    with pytest.raises(ConfigError, match=r"^modules\.f\.working_point: vs_leading_jet_pt but \S+ has no "
+                                          r"m\.vs_leading_jet_pt\.bkg_eff_1e-2 cuts"):
+        f.begin_job(_scorer_config(tmp_path, {"vs_leading_jet_pt": {"edges_gev": [600], "bkg_eff_1e-3": [1.0]}}))
+    for broken, why in (({"edges_gev": [700, 600], "bkg_eff_1e-2": [1, 2]}, "not strictly increasing"),
+                        ({"edges_gev": [600, 700], "bkg_eff_1e-2": [1]}, "expected 2 finite cuts"),
+                        ({"edges_gev": [], "bkg_eff_1e-2": []}, "non-empty list"),
+                        ([1, 2], "expected a mapping")):
+        with pytest.raises(ConfigError, match=rf"^thresholds card \S+thresholds\.json: m\.vs_leading_jet_pt: .*{why}"):
+            f.begin_job(_scorer_config(tmp_path, {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": broken}))
+    ok = {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": {"edges_gev": EDGES, "bkg_eff_1e-2": CUTS}}
+    f.begin_job(_scorer_config(tmp_path, ok))
+    assert f.binned is not None and f.binned.cuts["bkg_eff_1e-2"] == tuple(CUTS) and f.model_id == "m"

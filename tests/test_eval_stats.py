@@ -1,0 +1,85 @@
+"""Weighted statistics of the model evaluation (tools/eval_stats.py): a weight-2 event must count as
+two unit-weight events everywhere, and the pT bins must be the trigger filter's own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tools.eval_stats import (binned_pass_rates, event_max, pass_rate, per_event_cut, pt_binned_cuts, roc,
+                              weighted_cut)
+
+rng = np.random.default_rng(3)
+
+
+def test_weights_are_event_multiplicities():
+    b, s = rng.normal(0, 1, 400), rng.normal(1, 1, 300)
+    wb = rng.integers(1, 4, b.size).astype(float)
+    fpr_w, tpr_w, auc_w = roc(b, s, wb)
+    fpr_r, tpr_r, auc_r = roc(np.repeat(b, wb.astype(int)), s)
+    assert auc_w == pytest.approx(auc_r, rel=1e-12)
+    np.testing.assert_allclose(fpr_w, fpr_r)
+    rep = np.repeat(b, wb.astype(int))
+    for eff in (0.01, 0.1, 0.5):
+        assert weighted_cut(b, wb, eff) == weighted_cut(rep, None, eff)
+    assert pass_rate(b, wb, 0.3).rate == pytest.approx(np.mean(rep > 0.3))
+
+
+def test_auc_and_ties():
+    assert roc(np.array([0.0, 1.0]), np.array([2.0, 3.0]))[2] == 1.0
+    assert roc(np.array([1.0, 1.0]), np.array([1.0]))[2] == 0.5
+    assert roc(np.array([np.nan, 0.0]), np.array([-1.0]))[2] == 0.5  # NaN never passes: -inf
+
+
+def test_cut_keeps_the_fraction_and_sits_between_scores():
+    b = np.arange(1000, dtype=float)
+    cut = weighted_cut(b, None, 0.01)
+    assert cut == 989.5 and np.sum(b > cut) == 10
+    assert weighted_cut(b[:5], None, 0.01) == 4.0  # too few events: nothing passes
+    assert np.isnan(weighted_cut(np.zeros(0), None, 0.01))
+
+
+def test_pass_rate_error_is_binomial_for_unit_weights():
+    r = pass_rate(np.arange(100, dtype=float), None, 89.5)
+    assert (r.rate, r.n_pass, r.n_events) == (0.1, 10, 100)
+    assert r.error == pytest.approx(np.sqrt(0.1 * 0.9 / 100))
+    assert r.n_effective == pytest.approx(100)
+
+
+def test_pt_bins_are_the_filters():
+    edges = [600.0, 700.0, 850.0]
+    pt = np.array([500.0, 650.0, 700.0, 800.0, 850.0, 3000.0])
+    scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    rates = binned_pass_rates(scores, None, pt, edges, [1.5, 3.5, 5.5])
+    assert [r.n_events for r in rates] == [2, 2, 2]  # 500 in the first bin, 700 opens the second, 3000 in the last
+    assert [r.n_pass for r in rates] == [1, 1, 1]
+    cuts = pt_binned_cuts(scores, None, pt, edges, 0.5)
+    assert cuts.tolist() == [1.5, 3.5, 5.5]
+    assert per_event_cut(cuts, edges, pt).tolist() == [1.5, 1.5, 3.5, 3.5, 5.5, 5.5]
+    assert np.isnan(pt_binned_cuts(scores[:2], None, pt[:2], edges, 0.5)[1])  # an empty bin
+
+
+def test_event_max():
+    assert event_max(np.array([1.0, 3.0, np.nan, 2.0]), np.array([0, 0, 1, 1])).tolist() == [3.0, 2.0]
+
+
+def test_max_min_ratio_over_the_bins_inside_600_to_1600():
+    from tools.evaluate_models import max_min_ratio
+
+    def r(rate, err):
+        return {"rate": rate, "error": err}
+
+    rates = [r(0.01, 0.001), r(0.02, 0.002), r(0.01, 0.001), r(0.04, 0.004), r(0.01, 0.001), r(0.5, 0.1)]
+    got = max_min_ratio(rates)  # the open > 1600 GeV bin (0.5) is outside the range
+    assert got["ratio"] == pytest.approx(4.0) and got["error"] == pytest.approx(4.0 * np.hypot(0.1, 0.1))
+    rates[2] = r(0.0, 0.0)
+    assert max_min_ratio(rates) == {"ratio": None, "error": None}
+
+
+def test_auc_error_hanley_mcneil():
+    from tools.eval_stats import auc_error, effective_n
+
+    # A = 0.5, 100 + 100 events: Q1 = Q2 = 1/3, SE^2 = (0.25 + 2 * 99 / 12) / 1e4
+    assert auc_error(0.5, 100, 100) == pytest.approx(np.sqrt((0.25 + 2 * 99 / 12) / 1e4))
+    assert auc_error(0.9, 400, 400) < auc_error(0.9, 100, 100)
+    assert effective_n(np.ones(10)) == 10 and effective_n(np.array([1.0, 0.0])) == 1

@@ -1,0 +1,122 @@
+"""tools/evaluate_models.py end to end on the shipped samples and models (issue 12): it writes into
+--out-dir only, keeps thresholds.json's scalar keys, adds the pT-binned cuts, marks held-out signals,
+and the trigger path with ``working_point: vs_leading_jet_pt`` takes exactly the decisions the
+evaluation's own bins give."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+from tests.helpers import run_config
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("fastjet", reason="FastJet (extras 'test' and 'generate') not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
+
+REPO = Path(__file__).resolve().parents[1]
+N_EVENTS = 400
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    from tools import evaluate_models
+
+    out = tmp_path_factory.mktemp("eval")
+    before = _digest(REPO / "data/models")
+    rc = evaluate_models.main(["--out-dir", str(out), "--max-events", str(N_EVENTS),
+                               "--background", str(REPO / "data/qcd_dijet.root"),
+                               "--physical-background", str(REPO / "data/qcd_dijet.root"),
+                               "--signal", f"extra={REPO / 'data/rsg_ww_3p5TeV.root'}", "--held-out", "extra"])
+    assert rc == 0
+    assert _digest(REPO / "data/models") == before  # --out-dir: the models folder is not written
+    return out
+
+
+def test_outputs_thresholds_and_card(evaluated):
+    from modules.working_point import parse_pt_binned
+
+    names = {p.name for p in evaluated.iterdir()}
+    assert {"thresholds.json", "metrics.json", "README.md", "roc.png", "score_distributions.png",
+            "loss_curves.png", "pass_rate_vs_pt.png"} <= names and not any(n.endswith(".tmp") for n in names)
+    card = json.loads((evaluated / "thresholds.json").read_text())
+    shipped = json.loads((REPO / "data/models/thresholds.json").read_text())
+    for model in ("conv_vae", "gcn_vae"):
+        scalar = {k for k in shipped[model] if k != "vs_leading_jet_pt"}
+        assert scalar <= set(card[model]) and all(isinstance(card[model][k], float) for k in scalar)
+        binned = parse_pt_binned(card[model]["vs_leading_jet_pt"])
+        assert binned.edges_gev == (600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0)
+        assert set(binned.cuts) == {"bkg_eff_1e-2", "bkg_eff_1e-3"}
+    text = (evaluated / "README.md").read_text()
+    assert "extra (**held out**)" in text and "1 − τ21" in text and "jet mass" in text
+    assert "Goal" not in text and "issue" not in text.lower()
+    m = json.loads((evaluated / "metrics.json").read_text())
+    assert m["signals"]["extra"]["held_out"] is True and m["signals"]["rsg_ww_3p5TeV"]["held_out"] is False
+    for model in ("conv_vae", "gcn_vae"):
+        r = m["models"][model]
+        # the inclusive cut keeps at most 1% of the QCD events, and no fewer than one event less
+        rate = r["hlt"]["bkg_eff_1e-2"]["inclusive"]["background"]
+        assert 0.01 - 1.0 / N_EVENTS <= rate["rate"] <= 0.01
+        # per-bin rates at the inclusive cut add up to the inclusive rate (every event in one bin)
+        bins = r["pt_pass_rates"]["bkg_eff_1e-2"]
+        assert sum(b["n_pass"] for b in bins) == rate["n_pass"] and sum(b["n_events"] for b in bins) == N_EVENTS
+        assert r["latent"]["val_kl_best_epoch"] is not None
+        for sig in ("rsg_ww_1p5TeV", "rsg_ww_3p5TeV", "zprime_tt_2TeV", "extra"):
+            assert 0.0 <= r["signals"][sig]["auc_event"] <= 1.0
+    assert m["baselines"]["tau21"]["signals"]["rsg_ww_3p5TeV"]["auc_event"] > 0.7  # two-prong W jets
+
+
+def test_trigger_path_applies_the_cards_pt_binned_cuts(evaluated, write_config, tmp_path):
+    """Scores from the path's output, leading-jet pT from the input: every decision must be
+    event max > cut of the leading jet's bin (the card's cuts, the evaluation's bins)."""
+    from modules.working_point import bin_index
+
+    shutil.copy(REPO / "data/models/conv_vae.onnx", evaluated / "conv_vae.onnx")
+    card = json.loads((evaluated / "thresholds.json").read_text())["conv_vae"]["vs_leading_jet_pt"]
+    out = tmp_path / "out.root"
+    cfg = write_config(f"""
+        process: T
+        options: {{maxEvents: {N_EVENTS}}}
+        source: {{type: RootJetSource, files: [{REPO / 'data/qcd_dijet.root'}]}}
+        modules:
+          batcher: {{type: JetBatcher, src: source, max_jets: 2}}
+          vae: {{type: VAEAnomalyScorer, src: batcher, model: {evaluated / 'conv_vae.onnx'}, backend: onnxruntime}}
+          anomalyFilter: {{type: AnomalyScoreFilter, src: vae, working_point: vs_leading_jet_pt}}
+          out: {{type: RootOutputModule, file: {out}, keep: [vae]}}
+        paths:
+          p: [batcher, vae, anomalyFilter]
+        endpaths:
+          e: [out]
+        """)
+    summary, _ = run_config(cfg)
+    assert summary.module_summaries["anomalyFilter"]["thresholds"] == card["bkg_eff_1e-2"]
+    got = uproot.open(out)["Events"].arrays(["vae_score", "HLT_p"], library="ak")
+    lead = uproot.open(REPO / "data/qcd_dijet.root")["Events"]["FatJet_pt"].array(entry_stop=N_EVENTS)
+    best = np.array([max(s) for s in got["vae_score"].tolist()])
+    lead_pt = np.array([row[0] for row in lead.tolist()])
+    cuts = np.asarray(card["bkg_eff_1e-2"])
+    want = best > cuts[bin_index(card["edges_gev"], lead_pt)]
+    assert np.array_equal(np.asarray(got["HLT_p"]), want)
+    assert 0 < want.sum() < N_EVENTS
+    # the check can see a wrong bin: the neighbouring bin's cut changes some decision
+    shifted = cuts[np.minimum(bin_index(card["edges_gev"], lead_pt) + 1, len(cuts) - 1)]
+    assert not np.array_equal(best > shifted, want)
+
+
+def test_missing_sample_is_one_line_and_exit_3(tmp_path, capsys):
+    from tools import evaluate_models
+
+    assert evaluate_models.main(["--out-dir", str(tmp_path), "--background", str(tmp_path / "nope.root")]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"evaluate_models: --background: {tmp_path / 'nope.root'} does not exist"]
+    assert not any(tmp_path.iterdir())

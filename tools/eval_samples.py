@@ -1,0 +1,97 @@
+"""Samples of the model evaluation: the two leading jets of every event, with what the card needs.
+
+Why one loader: the models' input (``modules.models.preprocess.load_jets``, the same array the
+trigger path builds), the event weights, the leading-jet pT and the baselines' jet mass and tau21
+must describe the same jets in the same order; they are all read here, once per file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+N_LEADING = 2  # jets per event the trigger path scores (JetBatcher max_jets: 2)
+
+
+@dataclass
+class Sample:
+    """One file's events. Per event: ``weight``, ``leading_pt``; per jet (two leading jets of each
+    event, event after event): ``jets`` (model input), ``event_of_jet``, ``jet_pt``, ``jet_mass``,
+    ``jet_tau21``."""
+
+    key: str
+    label: str
+    path: Path
+    held_out: bool
+    jets: np.ndarray
+    event_of_jet: np.ndarray
+    weight: np.ndarray
+    has_gen_weight: bool
+    leading_pt: np.ndarray
+    jet_pt: np.ndarray
+    jet_mass: np.ndarray
+    jet_tau21: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        return len(self.weight)
+
+    @property
+    def jet_weight(self) -> np.ndarray:
+        """Each jet carries its event's weight."""
+        return self.weight[self.event_of_jet]
+
+    def subset(self, events: np.ndarray) -> "Sample":
+        """The events where ``events`` (bool per event) is True, renumbered."""
+        keep_jet = events[self.event_of_jet]
+        new_index = np.cumsum(events) - 1
+        return Sample(self.key, self.label, self.path, self.held_out, self.jets[keep_jet],
+                      new_index[self.event_of_jet[keep_jet]], self.weight[events], self.has_gen_weight,
+                      self.leading_pt[events], self.jet_pt[keep_jet], self.jet_mass[keep_jet],
+                      self.jet_tau21[keep_jet])
+
+    def describe(self, root: Path) -> dict:
+        """What the card and metrics.json say about the sample."""
+        w = self.weight
+        return {"key": self.key, "label": self.label, "file": relative(self.path, root), "held_out": self.held_out,
+                "n_events": self.n_events, "n_jets": int(len(self.jet_pt)), "gen_weight": self.has_gen_weight,
+                "n_effective": float(w.sum() ** 2 / np.sum(w ** 2)) if len(w) else 0.0}
+
+
+def relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def load_sample(path: Path, key: str, label: str, held_out: bool = False, max_events: int | None = None) -> Sample:
+    """Read ``path`` (data/README.md layout). Events without a ``genWeight`` branch weigh 1."""
+    import awkward as ak
+    import uproot
+
+    from modules.models.preprocess import load_jets
+    from tools.substructure import tau21
+
+    jets, event_of_jet = load_jets(str(path), n_leading=N_LEADING, max_events=max_events)
+    with uproot.open(path) as fh:
+        tree = fh["Events"]
+        has_weight = "genWeight" in tree.keys()
+        names = ["FatJet_pt", "FatJet_mass", "FatJet_nConstituents",
+                 "FatJetPFCand_pt", "FatJetPFCand_eta", "FatJetPFCand_phi"] + (["genWeight"] if has_weight else [])
+        arr = tree.arrays(names, entry_stop=max_events)
+    ncon = arr["FatJet_nConstituents"]
+    take = ak.local_index(ncon) < N_LEADING  # the same jets, in the same order, as load_jets
+    n_keep = ak.sum(ak.where(take, ncon, 0), axis=1)
+    cand = ak.local_index(arr["FatJetPFCand_pt"]) < n_keep
+    flat = {k: ak.to_numpy(ak.flatten(arr[f"FatJetPFCand_{k}"][cand])) for k in ("pt", "eta", "phi")}
+    jet_pt = ak.to_numpy(ak.flatten(arr["FatJet_pt"][take])).astype(np.float64)
+    if len(jet_pt) != len(jets):
+        raise ValueError(f"{path}: {len(jet_pt)} leading jets but {len(jets)} model inputs")
+    weight = (ak.to_numpy(arr["genWeight"]).astype(np.float64) if has_weight else np.ones(len(arr)))
+    return Sample(key=key, label=label, path=Path(path), held_out=held_out, jets=jets, event_of_jet=event_of_jet,
+                  weight=weight, has_gen_weight=has_weight,
+                  leading_pt=ak.to_numpy(ak.fill_none(ak.firsts(arr["FatJet_pt"]), 0.0)).astype(np.float64),
+                  jet_pt=jet_pt, jet_mass=ak.to_numpy(ak.flatten(arr["FatJet_mass"][take])).astype(np.float64),
+                  jet_tau21=tau21(flat["pt"], flat["eta"], flat["phi"], ak.to_numpy(ak.flatten(ncon[take]))))

@@ -1,0 +1,139 @@
+"""Weighted statistics of the model evaluation: ROC/AUC, score cuts at a background efficiency,
+pass rates with their errors, per leading-jet pT bin.
+
+Why weighted: the QCD test sample may be generated flat in pTHat (``genWeight`` = the physical
+weight), so every background number is a weighted one; with unit weights all of them reduce to the
+plain counts. A NaN score (undefined baseline, non-finite input) counts as -inf: it never passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from modules.working_point import bin_index
+
+
+def _clean(scores: np.ndarray) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    return np.where(np.isnan(s), -np.inf, s)
+
+
+def _weights(w: np.ndarray | None, n: int) -> np.ndarray:
+    return np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
+
+
+def event_max(scores: np.ndarray, event_index: np.ndarray, n_events: int | None = None) -> np.ndarray:
+    """Per-event maximum of the jet scores (the event fires if any leading jet is anomalous)."""
+    n = int(event_index.max() + 1) if n_events is None else n_events
+    out = np.full(n, -np.inf)
+    np.maximum.at(out, event_index, _clean(scores))
+    return out
+
+
+def _cumulative(scores: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(scores, kind="stable")
+    return scores[order], np.concatenate([[0.0], np.cumsum(w[order])])
+
+
+def roc(bkg: np.ndarray, sig: np.ndarray, w_bkg: np.ndarray | None = None,
+        w_sig: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Weighted ROC (background eff, signal eff) for 'score > cut' at every distinct score, and the
+    AUC = P(score_sig > score_bkg) + P(equal) / 2, each event counted with its weight."""
+    b, s = _clean(bkg), _clean(sig)
+    wb, ws = _weights(w_bkg, len(b)), _weights(w_sig, len(s))
+    b_sorted, cwb = _cumulative(b, wb)
+    s_sorted, cws = _cumulative(s, ws)
+    tot_b, tot_s = cwb[-1], cws[-1]
+    cuts = np.unique(np.concatenate([b, s]))[::-1]
+    fpr = (tot_b - cwb[np.searchsorted(b_sorted, cuts, side="right")]) / tot_b
+    tpr = (tot_s - cws[np.searchsorted(s_sorted, cuts, side="right")]) / tot_s
+    below = cwb[np.searchsorted(b_sorted, s, side="left")]
+    equal = cwb[np.searchsorted(b_sorted, s, side="right")] - below
+    auc = float(np.sum(ws * (below + 0.5 * equal)) / (tot_s * tot_b))
+    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr]), auc
+
+
+def auc_error(auc: float, n_sig: float, n_bkg: float) -> float:
+    """Statistical error of an AUC (Hanley & McNeil 1982), with effective event counts for weighted
+    samples: SE^2 = [A(1-A) + (n_s - 1)(Q1 - A^2) + (n_b - 1)(Q2 - A^2)] / (n_s n_b),
+    Q1 = A / (2 - A), Q2 = 2 A^2 / (1 + A)."""
+    if n_sig <= 0 or n_bkg <= 0:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_sig - 1) * (q1 - auc ** 2) + (n_bkg - 1) * (q2 - auc ** 2)) / (n_sig * n_bkg)
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def effective_n(weights: np.ndarray) -> float:
+    """(sum w)^2 / sum w^2: how many unweighted events a weighted sample is worth."""
+    w = np.asarray(weights, dtype=np.float64)
+    return float(w.sum() ** 2 / np.sum(w ** 2)) if w.size else 0.0
+
+
+def weighted_cut(scores: np.ndarray, weights: np.ndarray | None, eff: float) -> float:
+    """Score cut keeping (at most, as close as the sample allows) a weighted fraction ``eff`` above it.
+
+    The cut lies halfway between the highest failing and the lowest passing score, so float32/64
+    round trips of the scores do not move events across it. NaN for an empty sample; the largest
+    score (nothing passes) when even the top event weighs more than ``eff`` of the sample."""
+    s = _clean(scores)
+    if s.size == 0:
+        return float("nan")
+    values, inverse = np.unique(s, return_inverse=True)  # tied scores pass or fail together
+    w = np.bincount(inverse.reshape(-1), weights=_weights(weights, s.size), minlength=values.size)
+    above = w.sum() - np.cumsum(w)  # weight strictly above each distinct score
+    k = int(np.argmax(above <= eff * w.sum() * (1 + 1e-12)))
+    return float(values[k] if k == values.size - 1 else 0.5 * (values[k] + values[k + 1]))
+
+
+@dataclass
+class PassRate:
+    """Weighted fraction of events above a cut and its statistical error.
+
+    error^2 = [sum_pass w^2 (1 - p)^2 + sum_fail w^2 p^2] / W^2, the binomial error with weights."""
+
+    rate: float
+    error: float
+    n_events: int
+    n_pass: int
+    n_effective: float  # (sum w)^2 / sum w^2: how many unweighted events the bin is worth
+
+    def to_json(self) -> dict[str, float]:
+        return self.__dict__.copy()
+
+
+def pass_rate(scores: np.ndarray, weights: np.ndarray | None, cut: float | np.ndarray) -> PassRate:
+    """Weighted fraction of ``scores`` above ``cut`` (a scalar, or one cut per event)."""
+    s = _clean(scores)
+    w = _weights(weights, s.size)
+    tot = w.sum()
+    if s.size == 0 or tot <= 0:
+        return PassRate(float("nan"), float("nan"), int(s.size), 0, 0.0)
+    passed = s > cut
+    p = w[passed].sum() / tot
+    err = np.sqrt(np.sum(w[passed] ** 2) * (1 - p) ** 2 + np.sum(w[~passed] ** 2) * p ** 2) / tot
+    return PassRate(float(p), float(err), int(s.size), int(passed.sum()), float(tot ** 2 / np.sum(w ** 2)))
+
+
+def binned_pass_rates(scores: np.ndarray, weights: np.ndarray | None, leading_pt: np.ndarray,
+                      edges: list[float], cut: float | np.ndarray) -> list[PassRate]:
+    """Pass rate in each leading-jet pT bin (modules.working_point.bin_index: the trigger's own bins;
+    the first bin also takes events below its lower edge, the last has no upper edge). ``cut`` is a
+    scalar or one cut per bin."""
+    s, w, idx = _clean(scores), _weights(weights, len(scores)), bin_index(edges, leading_pt)
+    cuts = np.broadcast_to(np.asarray(cut, dtype=np.float64), (len(edges),))
+    return [pass_rate(s[idx == i], w[idx == i], cuts[i]) for i in range(len(edges))]
+
+
+def pt_binned_cuts(scores: np.ndarray, weights: np.ndarray | None, leading_pt: np.ndarray,
+                   edges: list[float], eff: float) -> np.ndarray:
+    """One cut per leading-jet pT bin keeping a weighted fraction ``eff`` of the events of that bin
+    (NaN for an empty bin)."""
+    s, w, idx = _clean(scores), _weights(weights, len(scores)), bin_index(edges, leading_pt)
+    return np.array([weighted_cut(s[idx == i], w[idx == i], eff) for i in range(len(edges))])
+
+
+def per_event_cut(cuts: np.ndarray, edges: list[float], leading_pt: np.ndarray) -> np.ndarray:
+    """The cut each event meets under pT-binned cuts."""
+    return np.asarray(cuts, dtype=np.float64)[bin_index(edges, leading_pt)]

@@ -51,3 +51,29 @@ class ProductNotFound(ModuleError):
     """A module asked for a product that no module put into the event."""
 
     cmssw_code, cmssw_type = 8006, "ProductNotFound"
+
+
+# CMSSW's exception categories (edm::errors::ErrorCodes names, FWCore/Utilities/interface/EDMException.h),
+# the words options.TryToContinue takes. hltrun raises ProductNotFound, StdException (a Python exception
+# from module code, as cmsRun wraps a std::exception), OtherCMS, UnavailableAccelerator, Configuration,
+# FileOpenError and FileReadError; the others are accepted so that a CMSSW list validates.
+CMSSW_CATEGORIES = (
+    "OtherCMS", "StdException", "Unknown", "BadAlloc", "BadExceptionType", "ProductNotFound",
+    "DictionaryNotFound", "InsertFailure", "Configuration", "LogicError", "UnimplementedFeature",
+    "InvalidReference", "NullPointerError", "NoProductSpecified", "EventTimeout", "EventCorruption",
+    "ScheduleExecutionFailure", "EventProcessorFailure", "FileInPathError", "FileOpenError", "FileReadError",
+    "FatalRootError", "MismatchedInputFiles", "ProductDoesNotSupportViews", "ProductDoesNotSupportPtr",
+    "NotFound", "FormatIncompatibility", "FallbackFileOpenError", "NoSecondaryFiles", "UnavailableAccelerator",
+)
+
+
+def category_of(exc: BaseException) -> str:
+    """The CMSSW exception category an event failure is judged by (options.TryToContinue).
+
+    A Python exception raised by module code reaches the loop wrapped in a ModuleError that names the
+    module; its category is StdException, as cmsRun files a std::exception thrown by a module."""
+    if type(exc) is ModuleError and exc.__cause__ is not None and not isinstance(exc.__cause__, HltError):
+        return "StdException"
+    if isinstance(exc, HltError):
+        return exc.cmssw_type
+    return "StdException"

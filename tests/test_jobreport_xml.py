@@ -94,7 +94,7 @@ def test_cli_job_report_counts_events_per_input_and_output(tmp_path):
 
 @pytest.mark.parametrize("args,unix,code", [
     (["source.files=[missing.root]"], 3, 8020),
-    (["options.streams=x"], 2, 8009),
+    (["options.numberOfThreads=x"], 2, 8009),
 ])
 def test_cli_job_report_of_a_failed_job(tmp_path, args, unix, code):
     from pathlib import Path

@@ -60,7 +60,7 @@ services:
 
 
 def test_memory_attributes_growth_to_the_module(write_config, tmp_path):
-    summary, process = run_config(write_config(CFG), f"options.report_dir={tmp_path}")
+    summary, process = run_config(write_config(CFG), f"options.reportDir={tmp_path}")
     (memory,) = process.services
     r = memory.results()
     hog = next(m for m in r["modules"] if m["label"] == "hog")
@@ -76,7 +76,7 @@ def test_memory_attributes_growth_to_the_module(write_config, tmp_path):
 
 def test_memory_json_validates_and_memray_capture(write_config, tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
-    summary, process = run_config(write_config(CFG), f"options.report_dir={tmp_path}")
+    summary, process = run_config(write_config(CFG), f"options.reportDir={tmp_path}")
     write_report_files(tmp_path, summary, process.services)
     doc = json.loads((tmp_path / "hltrun.json").read_text())
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()), cls=jsonschema.Draft202012Validator)

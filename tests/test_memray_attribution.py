@@ -86,7 +86,7 @@ def test_two_labels_of_one_class_are_reported_together():
 def test_memory_service_reports_the_attribution(write_config, tmp_path):
     """Through the Memory service: the tracker encloses the job, so begin_job's allocation has its owner."""
     cfg = write_config(CFG + "services:\n  Memory: {memray: capture.bin}\n")
-    summary, process = run_config(cfg, f"options.report_dir={tmp_path}")
+    summary, process = run_config(cfg, f"options.reportDir={tmp_path}")
     (memory,) = process.services
     r = memory.results()
     alloc = r["allocations"]["alloc"]

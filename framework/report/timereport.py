@@ -72,7 +72,7 @@ def _pct(x: float) -> str:
 
 
 def budget_report(res: dict[str, Any]) -> str:
-    """The event-time distribution against ``options.budget_ms`` and each module's share of it."""
+    """The event-time distribution against ``options.budgetMs`` and each module's share of it."""
     b = res["budget"]
     ev, cpu = res["event"]["real"], res["event"]["cpu"]
     h = "BudgetReport"
@@ -128,7 +128,7 @@ def farm_report(res: dict[str, Any]) -> str:
                      f"{t['cores_used']:g} cores) = {t['cores']:,.1f}")
         if not t["fully_loaded"]:
             lines.append(f"{h}  (not a loaded machine: {t['cores_used']:g} of {t['machine_cores']} cores busy; CMS sizes "
-                         f"the farm from streams = cores, e.g. options.streams={t['machine_cores']})")
+                         f"the farm from streams = cores, e.g. options.numberOfThreads={t['machine_cores']})")
     if hl["labels"]:
         lines.append(f"{h}  anomaly detection ({', '.join(hl['labels'])}): {hl['real_per_event_ms']:.3f} ms/event, "
                      f"{hl['cores']:,.1f} cores, {100 * hl['share_of_event']:.2f} % of the event time, "

@@ -14,7 +14,7 @@ How it measures
   ``source + sum(modules) + overhead == event`` holds exactly, in integer nanoseconds.
 * One row per event (index, stream, event real/CPU, each module's real/CPU) is kept for the
   distributions, percentiles and plots: every event up to ``bounded.ROWS_KEPT`` (10,000) per stream
-  (or ``options.executor.max_timing_rows`` if lower). Past that the stream folds its rows, block by
+  (or ``options.executor.maxTimingRows`` if lower). Past that the stream folds its rows, block by
   block, into the fixed log histograms of ``TimingData`` (timing_data.py), so memory stays flat on
   long jobs; totals, means, minima, maxima and the over-budget count stay exact over all events,
   percentiles then come from the histograms (within one ~2.3 % bin).

@@ -36,6 +36,7 @@ from ..destinations import check_file_destination
 from ..registry import register_service
 from ..service import Service
 from .bounded import Thinned
+from .memory_leak import check_leak, describe
 from .memory_cmssw import MemoryCheck, MemoryCheckState, copy_state, merge_states, module_report_lines, report_lines, to_dict
 
 if TYPE_CHECKING:
@@ -57,12 +58,17 @@ class MemoryParameters:
     memray_native: bool = False  # also record native (C/C++) stacks: slower, but shows ORT/TF internals
     ignoreTotal: int = 1  # SimpleMemoryCheck's: events finished before the key-event statistics start
     moduleMemorySummary: bool = False  # SimpleMemoryCheck's: ModuleMemoryReport> per-module VSIZE lines
+    leak_warmup: int = 100  # events before the RSS slope of the leak check is fitted
+    leak_threshold_kb: float = 1024.0  # RSS growth per 1000 events above which the job is flagged
 
     def __post_init__(self) -> None:
         if self.key_events < 0:
             raise ValueError(f"key_events must be >= 0, got {self.key_events}")
         if self.ignoreTotal < 0:
             raise ValueError(f"ignoreTotal must be >= 0, got {self.ignoreTotal}")
+        if self.leak_warmup < 0 or self.leak_threshold_kb <= 0:
+            raise ValueError("leak_warmup must be >= 0 and leak_threshold_kb > 0, got "
+                             f"{self.leak_warmup} and {self.leak_threshold_kb}")
 
 
 @dataclass
@@ -363,9 +369,31 @@ class Memory(Service):
             "modules": modules, "per_module": d.per_module, "memray_file": d.memray_file,
             "allocations": d.allocations,
             "cmssw": {name: to_dict(state) for name, state in sorted((d.cmssw or {}).items())},
+            "leak": self._leak(d),
             "workers": [{"worker": name, "peak_rss_mb": w["peak_rss"] / MB, "peak_vsize_mb": w["peak_vsize"] / MB,
                          "rss_after_begin_job_mb": w["rss_after_begin"] / MB} for name, w in workers],
         }
+
+    def _leak(self, d: MemoryData) -> dict[str, Any]:
+        samples = d.samples[np.argsort(d.samples[:, 0], kind="stable")]
+        return check_leak(samples[:, 0], samples[:, 1], self.params.leak_warmup, self.params.leak_threshold_kb,
+                          processes=len(d.workers)).to_dict()
+
+    def module_allocations(self) -> dict[str, dict[str, int]] | None:
+        """Bytes allocated and freed per module label from the memray capture (resources.json's
+        mem_alloc / mem_free). Labels sharing a class are one owner in memray's stacks: the first label
+        carries the group's figures, the others 0. Allocations outside modules go to ``other``."""
+        from .memray_attribution import OUTSIDE
+
+        d = self._data if self._data is not None else self.snapshot()
+        if not d.allocations:
+            return None
+        out: dict[str, dict[str, int]] = {}
+        for owner, a in d.allocations.items():
+            labels = ["other"] if owner == OUTSIDE else owner.split("+")
+            for i, label in enumerate(labels):
+                out[label] = {"allocated": a["allocated"] if i == 0 else 0, "freed": a["freed"] if i == 0 else 0}
+        return out
 
     def _samples(self) -> np.ndarray:
         d = self._data if self._data is not None else self.snapshot()
@@ -388,6 +416,7 @@ class Memory(Service):
             f"(kernel high-water mark {r['max_rss_kernel_mb']:.1f} MB)",
             f"MemoryReport  RSS at start {r['rss_start_mb']:.1f}, after begin_job {r['rss_after_begin_job_mb']:.1f}, "
             f"at the end {r['rss_end_mb']:.1f} MB",
+            f"MemoryReport  {describe(r['leak'])}",
         ]
         if len(r["workers"]) > 1:
             for w in r["workers"]:
@@ -448,9 +477,19 @@ class Memory(Service):
             ax.set_title("resident memory along the job")
             ax.legend(loc="lower right")
             parts.append(img(fig, "RSS along the job"))
+        leak = r["leak"]
+        style = ' style="color:#b00"' if leak["flagged"] else ""
+        parts.append(f"<p{style}>Leak check: {html.escape(describe(leak))}.</p>")
         parts.append(table(["module", "type", "begin_job MB", "calls", "mean kB/call", "max kB/call"],
                            [[m["label"], m["type"], m["begin_job_rss_mb"], m["calls"], m["mean_rss_growth_per_call_kb"],
                              m["max_rss_growth_per_call_kb"]] for m in r["modules"]], left=2))
         if r["memray_file"]:
             parts.append(f"<p>memray capture: <code>{html.escape(r['memray_file'])}</code></p>")
+        if r["allocations"]:
+            rows = sorted(r["allocations"].items(), key=lambda kv: -kv[1]["allocated"])
+            parts.append("<p>Allocations per module from the memray capture (the innermost module method on each "
+                         "allocation's stack; a free is charged to the owner of what it releases):</p>")
+            parts.append(table(["owner", "allocations", "allocated MB", "freed MB", "peak MB", "live at end MB"],
+                               [[label, a["count"], a["allocated"] / MB, a["freed"] / MB, a["peak"] / MB, a["live"] / MB]
+                                for label, a in rows], left=1))
         return [("Memory", "\n".join(parts))]

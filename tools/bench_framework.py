@@ -113,7 +113,7 @@ def time_to_first_event(path: Path, repeat: int = 3) -> float:
     import yaml
 
     data = config(path, 1, False)
-    data["options"]["want_summary"] = True
+    data["options"]["wantSummary"] = True
     cfg.write_text(yaml.safe_dump(data))
     code = ("import sys; from framework.cli import main; import tools.bench_framework; "
             "sys.exit(main(sys.argv[1:]))")

@@ -57,14 +57,16 @@ class ProductNotFound(ModuleError):
 # the words options.TryToContinue takes. hltrun raises ProductNotFound, StdException (a Python exception
 # from module code, as cmsRun wraps a std::exception), OtherCMS, UnavailableAccelerator, Configuration,
 # FileOpenError and FileReadError; the others are accepted so that a CMSSW list validates.
-CMSSW_CATEGORIES = (
-    "OtherCMS", "StdException", "Unknown", "BadAlloc", "BadExceptionType", "ProductNotFound",
-    "DictionaryNotFound", "InsertFailure", "Configuration", "LogicError", "UnimplementedFeature",
-    "InvalidReference", "NullPointerError", "NoProductSpecified", "EventTimeout", "EventCorruption",
-    "ScheduleExecutionFailure", "EventProcessorFailure", "FileInPathError", "FileOpenError", "FileReadError",
-    "FatalRootError", "MismatchedInputFiles", "ProductDoesNotSupportViews", "ProductDoesNotSupportPtr",
-    "NotFound", "FormatIncompatibility", "FallbackFileOpenError", "NoSecondaryFiles", "UnavailableAccelerator",
-)
+CMSSW_CATEGORIES = {  # name -> code
+    "OtherCMS": 8001, "StdException": 8002, "Unknown": 8003, "BadAlloc": 8004, "BadExceptionType": 8005,
+    "ProductNotFound": 8006, "DictionaryNotFound": 8007, "InsertFailure": 8008, "Configuration": 8009,
+    "LogicError": 8010, "UnimplementedFeature": 8011, "InvalidReference": 8012, "NullPointerError": 8013,
+    "NoProductSpecified": 8014, "EventTimeout": 8015, "EventCorruption": 8016, "ScheduleExecutionFailure": 8017,
+    "EventProcessorFailure": 8018, "FileInPathError": 8019, "FileOpenError": 8020, "FileReadError": 8021,
+    "FatalRootError": 8022, "MismatchedInputFiles": 8023, "ProductDoesNotSupportViews": 8024,
+    "ProductDoesNotSupportPtr": 8025, "NotFound": 8026, "FormatIncompatibility": 8027, "FallbackFileOpenError": 8028,
+    "NoSecondaryFiles": 8029, "UnavailableAccelerator": 8035,
+}
 
 
 def category_of(exc: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import mmap
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,15 +24,18 @@ class LeakParameters:
 
 @register_module("TestLeaker")
 class Leaker(Producer):
-    """Keeps ``kb_per_event`` more on every event (written bytes: resident, not just reserved)."""
+    """Keeps ``kb_per_event`` more on every event: a fresh mapping, every page written, so RSS grows even
+    where malloc's heap holds resident free memory left by earlier tests."""
 
     Parameters = LeakParameters
 
     def begin_job(self, job) -> None:
-        self.kept: list[bytes] = []
+        self.kept: list[mmap.mmap] = []
 
     def produce(self, event) -> None:
-        self.kept.append(b"\x01" * (self.params.kb_per_event * KB))
+        block = mmap.mmap(-1, self.params.kb_per_event * KB)
+        np.frombuffer(block, dtype=np.uint8).fill(1)
+        self.kept.append(block)
         event.put(len(self.kept))
 
 

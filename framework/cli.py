@@ -28,7 +28,7 @@ log = logging.getLogger("hltrun")
 
 EPILOG = """examples:
   hltrun configs/path.yaml                                  run the default HLT path
-  hltrun configs/path.yaml -n 1000 options.streams=4        1000 events on 4 streams
+  hltrun configs/path.yaml -n 1000 options.numberOfThreads=4 1000 events on 4 streams
   hltrun configs/path.yaml modules.vae.backend=tensorflow   same path, other backend
   hltrun configs/path.yaml --dump                           print the resolved configuration
   hltrun configs/path.yaml --report-dir reports/run1        also write JSON + HTML reports
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key.path=value",
                    help="override any configuration value; the value is parsed as YAML")
     p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events (options.maxEvents)")
-    p.add_argument("--report-dir", metavar="DIR", help="write JSON and HTML reports into DIR (options.report_dir)")
+    p.add_argument("--report-dir", metavar="DIR", help="write JSON and HTML reports into DIR (options.reportDir)")
     p.add_argument("--dask", type=int, metavar="WORKERS",
                    help="run on Dask: a LocalCluster of WORKERS process workers, or the scheduler of "
                         "options.executor.address (needs the dist extra); same as options.executor.type=dask")
@@ -107,7 +107,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
     try:
         overrides = list(args.overrides)
         if args.report_dir:
-            overrides.append(f"options.report_dir={args.report_dir}")
+            overrides.append(f"options.reportDir={args.report_dir}")
         if args.dask is not None:
             overrides += ["options.executor.type=dask", f"options.executor.workers={args.dask}"]
         cfg = load(args.config, overrides, args.max_events)

@@ -8,6 +8,7 @@ are reported as one line ``<file>: <key.path>: <what was expected>``.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +17,14 @@ from typing import Any, Literal
 import yaml
 
 from . import registry
-from .errors import ConfigError
+from .errors import CMSSW_CATEGORIES, ConfigError
 from .module import Filter, Module, OutputModule, Source
 from .schema import build, input_tags, to_plain
 
 SOURCE_LABEL = "source"
 CHECKOUT = Path(__file__).resolve().parents[1]  # where the shipped configs/ and data/ live
 TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths", "services")
+log = logging.getLogger("hltrun")
 
 
 @dataclass
@@ -33,13 +35,13 @@ class ExecutorOptions:
     type: Literal["local", "dask"] = "local"
     address: str | None = None  # tcp://host:8786 of a running scheduler; null: start a LocalCluster
     workers: int = 2  # LocalCluster process workers (ignored with an address)
-    threads_per_worker: int = 1  # Dask threads per worker: units run concurrently on one worker
-    events_per_task: int = 20_000  # a work unit is one file's entry range of at most this many events
+    threadsPerWorker: int = 1  # Dask threads per worker: units run concurrently on one worker
+    eventsPerTask: int = 20_000  # a work unit is one file's entry range of at most this many events
     retries: int = 2  # times a unit may be lost with its worker and re-run elsewhere
-    max_timing_rows: int = 200_000  # per-event timing rows kept when merging; beyond: histograms
+    maxTimingRows: int = 200_000  # per-event timing rows kept when merging; beyond: histograms
 
     def __post_init__(self) -> None:
-        for name in ("workers", "threads_per_worker", "events_per_task", "max_timing_rows"):
+        for name in ("workers", "threadsPerWorker", "eventsPerTask", "maxTimingRows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"executor.{name} must be >= 1, got {getattr(self, name)}")
         if self.retries < 0:
@@ -47,20 +49,27 @@ class ExecutorOptions:
         if self.address is not None and "://" not in self.address:
             raise ValueError(f"executor.address must look like tcp://host:8786, got {self.address!r}")
 
+    # today's attribute names, read by code written before the rename (one release, like the keys)
+    threads_per_worker = property(lambda self: self.threadsPerWorker)
+    events_per_task = property(lambda self: self.eventsPerTask)
+    max_timing_rows = property(lambda self: self.maxTimingRows)
+
 
 @dataclass
 class Options:
-    """``options:`` block. Names follow CMSSW's ``process.options`` / ``maxEvents`` where it has one."""
+    """``options:`` block, in CMSSW's words (``process.options`` and ``process.maxEvents``); hltrun's own
+    settings are named in the same lowerCamelCase. Today's snake_case names are aliases (OPTION_ALIASES)."""
 
     maxEvents: int = -1  # -1: all events
     skipEvents: int = 0
-    streams: int = 1
-    budget_ms: float = 100.0  # per-event HLT time budget the reports compare against
-    input_rate_hz: float = 100_000.0  # L1 accept rate used for the farm projection
-    on_error: Literal["stop", "skip_event"] = "stop"
+    numberOfThreads: int = 1  # threads running streams: in hltrun each stream has its own thread
+    numberOfStreams: int = 0  # events in flight at once; 0: as many as numberOfThreads (CMSSW's default)
+    budgetMs: float = 100.0  # per-event HLT time budget the reports compare against
+    inputRateHz: float = 100_000.0  # L1 accept rate used for the farm projection
+    TryToContinue: list[str] = field(default_factory=list)  # exception categories that skip the event
     accelerators: list[str] = field(default_factory=lambda: ["*"])  # "*", "gpu-nvidia", "cpu"
-    report_dir: str | None = None
-    want_summary: bool = True
+    reportDir: str | None = None
+    wantSummary: bool = True
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
 
     def __post_init__(self) -> None:
@@ -68,15 +77,92 @@ class Options:
             raise ValueError(f"maxEvents must be -1 (all) or >= 0, got {self.maxEvents}")
         if self.skipEvents < 0:
             raise ValueError(f"skipEvents must be >= 0, got {self.skipEvents}")
-        if self.streams < 1:
-            raise ValueError(f"streams must be >= 1, got {self.streams}")
-        if self.budget_ms <= 0:
-            raise ValueError(f"budget_ms must be > 0, got {self.budget_ms}")
-        if self.input_rate_hz <= 0:
-            raise ValueError(f"input_rate_hz must be > 0, got {self.input_rate_hz}")
+        if self.numberOfThreads < 1:
+            raise ValueError(f"numberOfThreads must be >= 1, got {self.numberOfThreads}")
+        if self.numberOfStreams < 0:
+            raise ValueError(f"numberOfStreams must be >= 0 (0: as many as numberOfThreads), got {self.numberOfStreams}")
+        if self.numberOfStreams > self.numberOfThreads:
+            raise ValueError(f"numberOfStreams ({self.numberOfStreams}) > numberOfThreads ({self.numberOfThreads}): "
+                             "hltrun runs each stream on its own thread")
+        if self.budgetMs <= 0:
+            raise ValueError(f"budgetMs must be > 0, got {self.budgetMs}")
+        if self.inputRateHz <= 0:
+            raise ValueError(f"inputRateHz must be > 0, got {self.inputRateHz}")
         bad = [a for a in self.accelerators if a not in ("*", "cpu", "gpu-nvidia")]
         if bad:
             raise ValueError(f"accelerators: unknown {bad} (allowed: '*', 'cpu', 'gpu-nvidia')")
+        for category in self.TryToContinue:
+            if category not in CMSSW_CATEGORIES:
+                raise ValueError(f"TryToContinue: unknown exception category {category!r}{_close(category, CMSSW_CATEGORIES)}"
+                                 f" (CMSSW's edm::errors names, e.g. ProductNotFound, StdException)")
+
+    @property
+    def streams(self) -> int:
+        """Events in flight: numberOfStreams, or numberOfThreads when it is 0 (as cmsRun)."""
+        return self.numberOfStreams or self.numberOfThreads
+
+    # today's attribute names, read by code written before the rename (one release, like the keys)
+    budget_ms = property(lambda self: self.budgetMs)
+    input_rate_hz = property(lambda self: self.inputRateHz)
+    report_dir = property(lambda self: self.reportDir)
+    want_summary = property(lambda self: self.wantSummary)
+
+
+# today's option names -> CMSSW-style names: accepted for one release, with a one-line warning
+OPTION_ALIASES = {"streams": "numberOfThreads", "budget_ms": "budgetMs", "input_rate_hz": "inputRateHz",
+                  "on_error": "TryToContinue", "report_dir": "reportDir", "want_summary": "wantSummary"}
+EXECUTOR_ALIASES = {"threads_per_worker": "threadsPerWorker", "events_per_task": "eventsPerTask",
+                    "max_timing_rows": "maxTimingRows"}
+# on_error's values as TryToContinue lists: skip_event continued on any error, so on every category
+ON_ERROR = {"stop": [], "skip_event": list(CMSSW_CATEGORIES)}
+
+
+def _rename(raw: dict[str, Any], aliases: dict[str, str], where: str) -> dict[str, Any]:
+    out = dict(raw)
+    for old, new in aliases.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"{where}.{old}: give {where}.{new} only ({old} is its old name)")
+        value = out.pop(old)
+        if old == "on_error":
+            if value not in ON_ERROR:
+                raise ConfigError(f"{where}.on_error: expected 'stop' or 'skip_event', got {value!r}")
+            value = ON_ERROR[value]
+            log.warning("%s.on_error is deprecated: use %s.TryToContinue: [ProductNotFound, ...] (the exception "
+                        "categories that skip the event); accepted until the next release", where, where)
+        else:  # streams: N is numberOfThreads: N with numberOfStreams 0 (one stream per thread), as before
+            log.warning("%s.%s is deprecated: use %s.%s (accepted until the next release)", where, old, where, new)
+        out[new] = value
+    return out
+
+
+def _override_in_cmssw_words(text: str) -> str:
+    """``options.streams=2`` -> ``options.numberOfThreads=2`` (warned), so that an old-name override
+    replaces the new-name value of the file instead of clashing with it."""
+    key, sep, raw = text.partition("=")
+    parts = key.split(".")
+    if not sep or parts[0] != "options" or len(parts) not in (2, 3) or (len(parts) == 3 and parts[1] != "executor"):
+        return text
+    aliases, where = (OPTION_ALIASES, "options") if len(parts) == 2 else (EXECUTOR_ALIASES, "options.executor")
+    if parts[-1] not in aliases:
+        return text
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    ((new, converted),) = _rename({parts[-1]: value}, aliases, where).items()
+    return f"{where}.{new}={yaml.safe_dump(converted, default_flow_style=True, width=1 << 30).strip().removesuffix('...').strip()}"
+
+
+def options_in_cmssw_words(raw: Any) -> Any:
+    """``options`` with today's names (OPTION_ALIASES, EXECUTOR_ALIASES) replaced by the new ones."""
+    if not isinstance(raw, dict):
+        return raw
+    out = _rename(raw, OPTION_ALIASES, "options")
+    if isinstance(out.get("executor"), dict):
+        out["executor"] = _rename(out["executor"], EXECUTOR_ALIASES, "options.executor")
+    return out
 
 
 @dataclass(frozen=True)
@@ -269,7 +355,10 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
     process = data.get("process", "HLTX")
     if not isinstance(process, str) or not process.isidentifier():
         raise ConfigError(f"process: expected a name (letters, digits, _), got {process!r}")
-    options = build(Options, data.get("options"), "options")
+    options = build(Options, options_in_cmssw_words(data.get("options")), "options")
+    if options.numberOfThreads > options.streams:
+        log.warning("options: numberOfThreads %d > numberOfStreams %d: hltrun runs no module concurrently within an "
+                    "event, so the extra threads stay idle", options.numberOfThreads, options.streams)
 
     if "source" not in data:
         raise ConfigError("source: required key is missing (e.g. type: RootJetSource)")
@@ -404,8 +493,15 @@ def load(path: str | os.PathLike[str], overrides: list[str] | None = None, max_e
     path = find_config(path)
     data = read_yaml(path)
     given = [(o.partition("=")[0], f"override {o!r}") for o in overrides or []]
+    try:  # today's option names -> CMSSW's, in the file and in the overrides, before they meet
+        if isinstance(data.get("options"), dict):
+            data["options"] = options_in_cmssw_words(data["options"])
+        translated = [_override_in_cmssw_words(o) for o in overrides or []]
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    given += [(t.partition("=")[0], f"override {o!r}") for o, t in zip(overrides or [], translated) if t != o]
     if overrides:
-        data = apply_overrides(data, overrides)
+        data = apply_overrides(data, translated)
     if max_events is not None:
         data = apply_overrides(data, [f"options.maxEvents={max_events}"])
         given.append(("options.maxEvents", f"-n {max_events}"))

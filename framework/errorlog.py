@@ -1,6 +1,6 @@
 """Per-event failures: the first few are logged, the rest only counted, all summed per module and kind.
 
-With ``on_error: skip_event`` a broken input can fail thousands of events; a line per event would
+With ``options.TryToContinue`` categories a broken input can fail thousands of events; a line per event would
 bury the one line that matters. The counts are plain data in the JobSummary
 (``errors[module][kind]``), so they add up over streams and workers like every other counter.
 """

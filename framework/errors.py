@@ -51,3 +51,31 @@ class ProductNotFound(ModuleError):
     """A module asked for a product that no module put into the event."""
 
     cmssw_code, cmssw_type = 8006, "ProductNotFound"
+
+
+# CMSSW's exception categories (edm::errors::ErrorCodes names, FWCore/Utilities/interface/EDMException.h),
+# the words options.TryToContinue takes. hltrun raises ProductNotFound, StdException (a Python exception
+# from module code, as cmsRun wraps a std::exception), OtherCMS, UnavailableAccelerator, Configuration,
+# FileOpenError and FileReadError; the others are accepted so that a CMSSW list validates.
+CMSSW_CATEGORIES = {  # name -> code
+    "OtherCMS": 8001, "StdException": 8002, "Unknown": 8003, "BadAlloc": 8004, "BadExceptionType": 8005,
+    "ProductNotFound": 8006, "DictionaryNotFound": 8007, "InsertFailure": 8008, "Configuration": 8009,
+    "LogicError": 8010, "UnimplementedFeature": 8011, "InvalidReference": 8012, "NullPointerError": 8013,
+    "NoProductSpecified": 8014, "EventTimeout": 8015, "EventCorruption": 8016, "ScheduleExecutionFailure": 8017,
+    "EventProcessorFailure": 8018, "FileInPathError": 8019, "FileOpenError": 8020, "FileReadError": 8021,
+    "FatalRootError": 8022, "MismatchedInputFiles": 8023, "ProductDoesNotSupportViews": 8024,
+    "ProductDoesNotSupportPtr": 8025, "NotFound": 8026, "FormatIncompatibility": 8027, "FallbackFileOpenError": 8028,
+    "NoSecondaryFiles": 8029, "UnavailableAccelerator": 8035,
+}
+
+
+def category_of(exc: BaseException) -> str:
+    """The CMSSW exception category an event failure is judged by (options.TryToContinue).
+
+    A Python exception raised by module code reaches the loop wrapped in a ModuleError that names the
+    module; its category is StdException, as cmsRun files a std::exception thrown by a module."""
+    if type(exc) is ModuleError and exc.__cause__ is not None and not isinstance(exc.__cause__, HltError):
+        return "StdException"
+    if isinstance(exc, HltError):
+        return exc.cmssw_type
+    return "StdException"

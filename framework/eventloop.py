@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .errorlog import ErrorTally, context
-from .errors import HltError, ModuleError
+from .errors import HltError, ModuleError, category_of
 from .interrupt import Interrupted, stop_callback
 from .event import Event, EventID
 from .process import Process
@@ -208,7 +208,7 @@ class EventProcessor:
         signals = self.process.signals
         source_label = self.process.source.label
         counts = self._stream_counts[schedule.stream]
-        skip_on_error = self.options.on_error == "skip_event"
+        try_to_continue = frozenset(self.options.TryToContinue)  # CMSSW exception categories that skip the event
         in_flight = self.process.job.in_flight
         while True:
             got = self._next_event(schedule.stream, events)
@@ -228,8 +228,9 @@ class EventProcessor:
                 self._errors.append(exc)
                 self._stop.set()
             except Exception as exc:
-                self._tally.record(exc, event_id, _one_line(exc), skipped=skip_on_error)
-                if not skip_on_error:
+                skip = category_of(exc) in try_to_continue
+                self._tally.record(exc, event_id, _one_line(exc), skipped=skip)
+                if not skip:
                     self._where[id(exc)] = event_id
                     self._errors.append(exc)
                     self._stop.set()

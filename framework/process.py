@@ -57,7 +57,7 @@ class Process:
             service.connect(self.signals, self.job)
         cores = os.cpu_count() or 1
         if config.options.streams > 2 * cores:
-            log.warning("options.streams: %d streams on %d core(s): events in flight far above the cores "
+            log.warning("options.numberOfStreams: %d streams on %d core(s): events in flight far above the cores "
                         "only add memory and contention (CMSSW runs one stream per thread)",
                         config.options.streams, cores)
         self._locks: dict[str, threading.Lock] = {}
@@ -94,7 +94,7 @@ class Process:
     def begin_job(self) -> None:
         signals = self.signals
         if self.job.report_dir is not None:  # before any work: a bad folder must not cost a whole run
-            check_folder_destination(self.job.report_dir, "report folder (--report-dir / options.report_dir)")
+            check_folder_destination(self.job.report_dir, "report folder (--report-dir / options.reportDir)")
         signals.pre_begin_job(self.job)
         signals.pre_module_begin_job(self.descriptions[0])
         self.source.begin_job(self.job)

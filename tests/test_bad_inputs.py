@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 PATH = """
 process: BAD
-options: {{on_error: {on_error}, streams: {streams}}}
+options: {{TryToContinue: {continue_on}, numberOfThreads: {streams}}}
 source: {{type: RootJetSource, files: {files}, chunk_size: 25{source_extra}}}
 modules:
   batcher: {{type: JetBatcher, src: source, max_jets: 2}}
@@ -168,12 +168,12 @@ CASES = [
     Case("jets without constituents", 0, "jets without constituents", _zero_constituents, events_processed=40),
     Case("override with a mistyped label", 2, "did you mean 'vae'", args=["modules.vea.backend=tensorflow"]),
     Case("bad -n", 2, "command line (-n -5)", args=["-n", "-5"]),
-    Case("per-event backend failures, skip_event", 0, "failed events in module 'vae': ModuleError",
-         lambda t: {**_failing_backend(t), "on_error": "skip_event"}, absent="[E:onnxruntime",
+    Case("per-event backend failures, TryToContinue", 0, "failed events in module 'vae': ModuleError",
+         lambda t: {**_failing_backend(t), "continue_on": "[StdException]"}, absent="[E:onnxruntime",
          max_stderr_lines=12),
     Case("per-event backend failure, stop", 4, "(in module 'vae', run 1, lumi 1, event 1000)",
          _failing_backend, absent="[E:onnxruntime", max_stderr_lines=8),
-    Case("far more streams than cores", 0, "streams on", args=[f"options.streams={8 * (os.cpu_count() or 1)}"]),
+    Case("far more streams than cores", 0, "streams on", args=[f"options.numberOfThreads={8 * (os.cpu_count() or 1)}"]),
     Case("SIGTERM during the event loop", 128 + signal.SIGTERM, "stopped by SIGTERM",
          lambda t: {"files": _files(t, ("a.root", 60, 1)) * 400}, signal=signal.SIGTERM,
          args=["source.allowDuplicateFiles=true", "source.duplicateCheckMode=noDuplicateCheck"]),
@@ -181,7 +181,7 @@ CASES = [
 
 
 def _run(case: Case, tmp: Path) -> tuple[int, str, str, Path]:
-    fields = {"on_error": "stop", "streams": 1, "files": _files(tmp, ("a.root", 60, 1)), "model": "conv_vae",
+    fields = {"continue_on": "[]", "streams": 1, "files": _files(tmp, ("a.root", 60, 1)), "model": "conv_vae",
               "out": str(tmp / "out" / "o.root"), "filter_extra": "", "source_extra": ""}
     fields.update(case.setup(tmp) or {})
     fields["files"] = "[" + ", ".join(fields["files"]) + "]"

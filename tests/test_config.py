@@ -39,8 +39,8 @@ def test_valid_config_builds_typed_objects(write_config):
 @pytest.mark.parametrize("text, expected", [
     (BASE + "bogus: 1\n", "bogus: unknown top-level key"),
     (BASE + "options: {streamz: 2}\n", "options.streamz: unknown key"),
-    (BASE + "options: {streams: two}\n", "options.streams: expected int, got 'two'"),
-    (BASE + "options: {streams: 0}\n", "streams must be >= 1"),
+    (BASE + "options: {numberOfThreads: two}\n", "options.numberOfThreads: expected int, got 'two'"),
+    (BASE + "options: {numberOfThreads: 0}\n", "numberOfThreads must be >= 1"),
     (BASE.replace("divisor: 2", "divisor: 2.5"), "modules.even.divisor: expected int"),
     (BASE.replace("divisor: 2", "divisr: 2"), "modules.even.divisr: unknown key"),
     (BASE.replace("TestSquare", "TestSqare"), "modules.sq.type: unknown module type 'TestSqare'; did you mean TestSquare"),
@@ -81,7 +81,7 @@ def test_missing_config_file(tmp_path):
 
 
 def test_overrides_are_typed_by_yaml(write_config):
-    cfg = load(write_config(BASE), ["options.streams=3", "modules.even.divisor=5", "options.accelerators=[cpu]"])
+    cfg = load(write_config(BASE), ["options.numberOfThreads=3", "modules.even.divisor=5", "options.accelerators=[cpu]"])
     assert cfg.options.streams == 3 and cfg.modules["even"].params.divisor == 5
     assert cfg.options.accelerators == ["cpu"]
 
@@ -101,7 +101,7 @@ def test_bad_overrides(write_config, override, expected):
 
 
 def test_override_error_is_validated_like_the_file(write_config):
-    assert "options.streams: expected int, got 'many'" in error_of(write_config, BASE, "options.streams=many")
+    assert "options.numberOfThreads: expected int, got 'many'" in error_of(write_config, BASE, "options.numberOfThreads=many")
 
 
 def test_dump_round_trips(write_config, tmp_path):

@@ -26,7 +26,7 @@ ALLOWED = {0, 2, 3, 4}
 
 FAST = {
     "process": "FUZZ",
-    "options": {"maxEvents": 5, "streams": 1, "on_error": "stop"},
+    "options": {"maxEvents": 5, "numberOfThreads": 1, "TryToContinue": []},
     "source": {"type": "TestCountingSource", "n": 8},
     "modules": {
         "sq": {"type": "TestSquare", "src": "source"},
@@ -89,7 +89,7 @@ def mutated(draw: st.DrawFn, base: dict) -> dict:
 
 
 def _override() -> st.SearchStrategy[str]:
-    keys = st.sampled_from(["options.streams", "options.maxEvents", "modules.sq.divisor", "modules.sqq.src",
+    keys = st.sampled_from(["options.numberOfThreads", "options.maxEvents", "modules.sq.divisor", "modules.sqq.src",
                             "paths.p", "source.n", "services.Timing.histogram_bins", "modules.out.file",
                             "options", "process", "modules.even", "endpaths.e.0", "paths.p.7"])
     values = st.one_of(_text, st.sampled_from(["0", "-1", "[a, b]", "{x: 1}", "null", "1e309", "[", "~"]))

@@ -30,7 +30,7 @@ options:
   maxEvents: 600
   skipEvents: 2200          # last 300 QCD events, then 300 of the next file: units cross a file boundary
   accelerators: [cpu]
-  executor: {{type: {type}, events_per_task: 75, address: {address}}}
+  executor: {{type: {type}, eventsPerTask: 75, address: {address}}}
 source:
   type: RootJetSource
   files: [{files}]
@@ -186,7 +186,7 @@ def test_cli_local_cluster(tmp_path, write_config, capsys):
     cfg = write_config(PATH.format(type="local", address="null", files="data/rsg_ww_1p5TeV.root", out=tmp_path / "o.root",
                                    extra="", endpath=""))
     code = main([str(cfg), "--dask", "2", "-q", "-n", "400", "options.skipEvents=0",
-                 "options.executor.events_per_task=100"])
+                 "options.executor.eventsPerTask=100"])
     out = capsys.readouterr().out
     assert code == 0
     assert "Dask on LocalCluster: 4/4 work units" in out
@@ -220,7 +220,7 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     boot = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", boot, str(cfg), "options.skipEvents=0", "-n", "1500",
-                             "options.executor.events_per_task=100"], cwd=ROOT, env=env,
+                             "options.executor.eventsPerTask=100"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     for line in proc.stderr:  # wait until the units are submitted
         if line.startswith("hltrun: Dask:"):
@@ -242,14 +242,14 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
     assert not list(tmp_path.glob("o.root*"))
 
 
-@pytest.mark.parametrize("on_error", ["skip_event", "stop"])
-def test_module_errors_follow_on_error(cluster, write_config, tmp_path, on_error):
-    # kills: skip_event not honoured inside units (job stops), stop not cancelling / wrong exit code
+@pytest.mark.parametrize("continue_on", ["[StdException]", "[]"])
+def test_module_errors_follow_try_to_continue(cluster, write_config, tmp_path, continue_on):
+    # kills: TryToContinue not honoured inside units (job stops), stop not cancelling / wrong exit code
     extra = "bad: {type: TestFailOn, run: 1, events: [2222, 2301, 2499]}"
-    args = (FILES, extra, ", bad", f"options.on_error={on_error}")
+    args = (FILES, extra, ", bad", f"options.TryToContinue={continue_on}")
     local, _ = run(config(write_config, tmp_path, None, "local", *args))
     dask, _ = run(config(write_config, tmp_path, cluster, "dask", *args))
-    if on_error == "skip_event":
+    if continue_on != "[]":
         assert local.code == dask.code == 0
         assert trig_report(local.result.summary) == trig_report(dask.result.summary)
         assert dask.result.summary.modules["bad"].error == 3
@@ -266,7 +266,7 @@ def test_threads_per_worker_each_thread_has_its_own_process(write_config, tmp_pa
     # threads_per_worker not passed to the LocalCluster
     local, _ = run(config(write_config, tmp_path, None, "local"))
     cfg = config(write_config, tmp_path, None, "dask", FILES, "", "", "options.executor.workers=1",
-                 "options.executor.threads_per_worker=2")
+                 "options.executor.threadsPerWorker=2")
     dask, _ = run(cfg)
     s = dask.result.summary
     assert dask.code == 0, s.failure

@@ -12,7 +12,7 @@ def test_full_path_on_onnxruntime(tiny, counts_file, write_config):
     from tests.helpers import run_config
 
     path = write_config(f"""
-        options: {{accelerators: [cpu], streams: 2}}
+        options: {{accelerators: [cpu], numberOfThreads: 2}}
         source: {{type: RootJetSource, files: [{counts_file}], layout: counts}}
         modules:
           batcher: {{type: JetBatcher, max_jets: 2}}

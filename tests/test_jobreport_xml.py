@@ -43,12 +43,24 @@ def test_successful_job_report_has_cmssw_layout(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def _wrapped(cause: Exception) -> ModuleError:
+    """What the schedule raises for a Python exception in a module: a ModuleError from the cause."""
+    try:
+        try:
+            raise cause
+        except Exception as exc:
+            raise ModuleError(f"module 'sq' (TestSquare) failed: {type(exc).__name__}: {exc}") from exc
+    except ModuleError as err:
+        return err
+
+
 @pytest.mark.parametrize("error,unix,code,kind", [
-    (ConfigError("options.streams: bad"), 2, 8009, "Configuration"),
+    (ConfigError("options.numberOfThreads: bad"), 2, 8009, "Configuration"),
     (FileOpenError("source: input file not found: x.root"), 3, 8020, "FileOpenError"),
     (SourceError("source: failed to read"), 3, 8021, "FileReadError"),
     (AcceleratorUnavailable("modules.vae: tensorrt requested but no GPU"), 4, 8035, "UnavailableAccelerator"),
     (ModuleError("module 'vae' failed"), 4, 8001, "OtherCMS"),
+    (_wrapped(ValueError("boom")), 4, 8002, "StdException"),  # a Python exception from module code
     (KeyboardInterrupt(), 143, 9000, "CaughtSignal"),  # SIGTERM: framework.interrupt.Interrupted
 ])
 def test_failed_job_carries_cmssw_and_unix_codes(error, unix, code, kind):
@@ -94,7 +106,7 @@ def test_cli_job_report_counts_events_per_input_and_output(tmp_path):
 
 @pytest.mark.parametrize("args,unix,code", [
     (["source.files=[missing.root]"], 3, 8020),
-    (["options.streams=x"], 2, 8009),
+    (["options.numberOfThreads=x"], 2, 8009),
 ])
 def test_cli_job_report_of_a_failed_job(tmp_path, args, unix, code):
     from pathlib import Path

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from framework.module import Producer
@@ -28,7 +30,9 @@ class MemoryHog(Producer):
     """Keeps ``begin_mb`` from begin_job and ``per_event_mb`` more on every event.
 
     Fresh anonymous mappings, every page written: malloc could hand back pages that earlier tests
-    freed but the process kept resident, which would not raise RSS.
+    freed but the process kept resident, which would not raise RSS. The pages are filled in place
+    (numpy over the mapping), not copied from a temporary ``bytes``: an 8 MB temporary comes from
+    malloc, whose heap may grow once and keep it, which made a call's RSS step 16 MB now and then.
     """
 
     Parameters = HogParameters
@@ -36,7 +40,7 @@ class MemoryHog(Producer):
     @staticmethod
     def _resident(mb: int) -> mmap.mmap:
         block = mmap.mmap(-1, mb * 1024 * 1024)
-        block.write(b"\x01" * (mb * 1024 * 1024))
+        np.frombuffer(block, dtype=np.uint8).fill(1)  # every page written, nothing else allocated
         return block
 
     def begin_job(self, job) -> None:
@@ -60,7 +64,13 @@ services:
 
 
 def test_memory_attributes_growth_to_the_module(write_config, tmp_path):
-    summary, process = run_config(write_config(CFG), f"options.report_dir={tmp_path}")
+    # RSS is process-wide: garbage of earlier tests collected inside a hog call would lower its delta
+    gc.collect()
+    gc.disable()
+    try:
+        summary, process = run_config(write_config(CFG), f"options.reportDir={tmp_path}")
+    finally:
+        gc.enable()
     (memory,) = process.services
     r = memory.results()
     hog = next(m for m in r["modules"] if m["label"] == "hog")
@@ -76,7 +86,7 @@ def test_memory_attributes_growth_to_the_module(write_config, tmp_path):
 
 def test_memory_json_validates_and_memray_capture(write_config, tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
-    summary, process = run_config(write_config(CFG), f"options.report_dir={tmp_path}")
+    summary, process = run_config(write_config(CFG), f"options.reportDir={tmp_path}")
     write_report_files(tmp_path, summary, process.services)
     doc = json.loads((tmp_path / "hltrun.json").read_text())
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()), cls=jsonschema.Draft202012Validator)

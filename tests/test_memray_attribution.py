@@ -86,7 +86,7 @@ def test_two_labels_of_one_class_are_reported_together():
 def test_memory_service_reports_the_attribution(write_config, tmp_path):
     """Through the Memory service: the tracker encloses the job, so begin_job's allocation has its owner."""
     cfg = write_config(CFG + "services:\n  Memory: {memray: capture.bin}\n")
-    summary, process = run_config(cfg, f"options.report_dir={tmp_path}")
+    summary, process = run_config(cfg, f"options.reportDir={tmp_path}")
     (memory,) = process.services
     r = memory.results()
     alloc = r["allocations"]["alloc"]
@@ -95,3 +95,35 @@ def test_memory_service_reports_the_attribution(write_config, tmp_path):
     assert r["allocations"]["gate"]["allocated"] == pytest.approx(10 * MB, rel=0.02)
     text = memory.text_report(summary)
     assert "Module Allocations (memray)" in text and " alloc" in text
+
+
+def test_resources_json_and_html_carry_the_allocations(write_config, tmp_path):
+    """FastTimerService's mem_alloc / mem_free (kB) per module come from the capture, and the page shows it."""
+    import json
+
+    from framework.report import write_report_files
+
+    cfg = write_config(CFG + "services:\n  Timing: {}\n  Memory: {memray: capture.bin}\n")
+    summary, process = run_config(cfg, f"options.reportDir={tmp_path}")
+    write_report_files(tmp_path, summary, process.services)
+    doc = json.loads((tmp_path / "resources.json").read_text())
+    mem = {m["label"]: (m["mem_alloc"], m["mem_free"]) for m in doc["modules"]}
+    assert mem["alloc"][0] == pytest.approx((24 + 40) * 1024, rel=0.02)  # kB, as FastTimerService
+    assert mem["alloc"][1] == pytest.approx(40 * 1024, rel=0.02)
+    assert mem["gate"][0] == pytest.approx(10 * 1024, rel=0.02)
+    assert mem["other"][0] > 0  # the framework's own allocations
+    assert doc["total"]["mem_alloc"] == sum(m["mem_alloc"] for m in doc["modules"])
+    page = (tmp_path / "report.html").read_text()
+    assert "Allocations per module from the memray capture" in page and "<td class=\"l\">alloc</td>" in page
+
+
+def test_without_a_capture_resources_json_has_zero_memory(write_config, tmp_path):
+    import json
+
+    from framework.report import write_report_files
+
+    cfg = write_config(CFG + "services:\n  Timing: {}\n  Memory: {}\n")
+    summary, process = run_config(cfg, f"options.reportDir={tmp_path}")
+    write_report_files(tmp_path, summary, process.services)
+    doc = json.loads((tmp_path / "resources.json").read_text())
+    assert all(m["mem_alloc"] == m["mem_free"] == 0 for m in doc["modules"])

@@ -17,7 +17,7 @@ from tests.helpers import run_config
 
 OUT = """
 process: TEST
-options: {{streams: {streams}}}
+options: {{numberOfThreads: {streams}}}
 source: {{type: TestCountingSource, n: 40}}
 modules:
   even: {{type: TestModuloFilter, divisor: 2, sleep_ms: {sleep}}}
@@ -105,10 +105,10 @@ def _cli(*args, cwd=None):
 
 
 def test_cli_config_error_is_one_line(write_config):
-    path = write_config("source: {type: TestCountingSource}\noptions: {streams: x}\n")
+    path = write_config("source: {type: TestCountingSource}\noptions: {numberOfThreads: x}\n")
     res = _cli(path)
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [f"hltrun: error: {path}: options.streams: expected int, got 'x'"]
+    assert res.stderr.strip().splitlines() == [f"hltrun: error: {path}: options.numberOfThreads: expected int, got 'x'"]
     assert "Traceback" not in res.stderr
 
 
@@ -126,8 +126,8 @@ def test_cli_missing_source_file_and_dump(write_config, tmp_path):
     path = write_config(f"source: {{type: RootJetSource, files: [{tmp_path / 'missing.root'}]}}\n")
     res = _cli(path, "-n", "5")
     assert res.returncode == 3 and "input file not found" in res.stderr
-    dump = _cli(path, "-n", "5", "--dump", "options.streams=3")  # options and overrides intermixed
-    assert dump.returncode == 0 and "maxEvents: 5" in dump.stdout and "streams: 3" in dump.stdout
+    dump = _cli(path, "-n", "5", "--dump", "options.numberOfThreads=3")  # options and overrides intermixed
+    assert dump.returncode == 0 and "maxEvents: 5" in dump.stdout and "numberOfThreads: 3" in dump.stdout
 
 
 def test_hltdiff_finds_decision_and_score_changes(write_config, tmp_path):

@@ -20,7 +20,7 @@ N = 40
 SLEEP_MS = 1.0
 CONFIG = """
 process: AGREE
-options: {{streams: 2, budget_ms: 50}}
+options: {{numberOfThreads: 2, budgetMs: 50}}
 source: {{type: TestCountingSource, n: {n}}}
 modules:
   even: {{type: TestModuloFilter, divisor: 2}}

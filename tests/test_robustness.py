@@ -168,7 +168,7 @@ def test_console_says_where_the_output_went(tmp_path, capsys):
         source: {{type: TestCountingSource, n: 5}}
         modules: {{out: {{type: RootOutputModule, file: {out}}}}}
         endpaths: {{e: [out]}}
-        options: {{want_summary: false}}
+        options: {{wantSummary: false}}
     """))
     assert main([str(cfg)]) == 0
     assert f"5 event(s) written to {out}" in capsys.readouterr().err

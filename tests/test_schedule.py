@@ -13,7 +13,7 @@ from tests.plugins import RECORDED
 
 CFG = """
 process: TEST
-options: {{streams: {streams}}}
+options: {{numberOfThreads: {streams}}}
 source: {{type: TestCountingSource, n: 30}}
 modules:
   even: {{type: TestModuloFilter, divisor: 2}}
@@ -97,9 +97,9 @@ def test_error_policy_stop(write_config):
     assert s.events_read == s.events_processed + s.events_not_processed
 
 
-def test_error_policy_skip_event(write_config):
+def test_error_policy_try_to_continue(write_config):
     text = CFG.format(streams=1).replace("sq: {type: TestSquare}", "sq: {type: TestSquare, fail_on: 10}")
-    summary, _ = run_config(write_config(text), "options.on_error=skip_event")
+    summary, _ = run_config(write_config(text), "options.TryToContinue=[StdException]")
     assert summary.events_processed == 30 and summary.events_error == 1
     assert summary.events_passed + summary.events_failed + summary.events_error == 30
     assert summary.modules["sq"].error == 1

@@ -43,7 +43,7 @@ def shipped(tmp_path_factory) -> dict:
     cfg = yaml.safe_load((REPO / "configs" / "path.yaml").read_text())
     d = tmp_path_factory.mktemp("shipped")
     cfg["source"]["files"] = [str(QCD)]
-    cfg["options"]["streams"] = 2
+    cfg["options"]["numberOfThreads"] = 2
     cfg["modules"]["vae"]["backend"] = "onnxruntime"
     cfg["modules"]["out"]["file"] = str(d / "out.root")
     cfg["modules"]["rec"] = {"type": "TestRecorder", "src": ["source", "batcher", "vae"]}

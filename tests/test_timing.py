@@ -72,7 +72,7 @@ def _run(tmp_path: Path | None = None, streams: int = 1, events: int = 8,
          timing: dict[str, Any] | None = None) -> tuple[Process, Any, Timing]:
     data = {
         "process": "TIMINGTEST",
-        "options": {"maxEvents": events, "streams": streams, "budget_ms": 30.0, "input_rate_hz": 1000.0},
+        "options": {"maxEvents": events, "numberOfThreads": streams, "budgetMs": 30.0, "inputRateHz": 1000.0},
         "source": {"type": "_TTSource"},
         "modules": {"outer": {"type": "_TTOuter"}, "inner": {"type": "_TTSleep"},
                     "even": {"type": "_TTEven"}, "score": {"type": "_TTScorer"}},
@@ -195,7 +195,7 @@ def test_cli_report_dir_writes_the_reports(tmp_path: Path, capsys: pytest.Captur
     cfg = tmp_path / "job.yaml"
     cfg.write_text(
         "process: CLITEST\n"
-        "options: {budget_ms: 50}\n"
+        "options: {budgetMs: 50}\n"
         "source: {type: _TTSource}\n"
         "modules:\n  score: {type: _TTScorer}\n"
         "paths:\n  p: [score]\n"

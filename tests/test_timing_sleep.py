@@ -53,7 +53,7 @@ class _Burner(Producer):
 def _run() -> tuple[dict, np.ndarray, list[str], float]:
     data = {
         "process": "SLEEPTEST",
-        "options": {"maxEvents": N_EVENTS, "streams": 2, "budget_ms": BUDGET_MS, "input_rate_hz": 1000.0},
+        "options": {"maxEvents": N_EVENTS, "numberOfThreads": 2, "budgetMs": BUDGET_MS, "inputRateHz": 1000.0},
         "source": {"type": "TestCountingSource", "n": N_EVENTS},
         "modules": {
             "ondemand": {"type": "TestSquare", "src": "source", "sleep_ms": SLEEP_MS["ondemand"]},

@@ -29,7 +29,7 @@ def _config(sample: Path, out: Path, *overrides: str):
     from framework.config import load
 
     return load(REPO / "configs" / "path.yaml", [f"source.files=[{sample}]", "options.accelerators=[cpu]",
-                                                 f"modules.out.file={out}", "options.want_summary=false",
+                                                 f"modules.out.file={out}", "options.wantSummary=false",
                                                  *overrides])
 
 
@@ -55,7 +55,7 @@ def scaling(sample: Path, tmp: Path, events_per_task: int, repeats: int) -> dict
     for r in range(repeats):
         for n in (1, 2):
             cfg = _config(sample, tmp / f"w{n}.root", "options.executor.type=dask", f"options.executor.workers={n}",
-                          f"options.executor.events_per_task={events_per_task}")
+                          f"options.executor.eventsPerTask={events_per_task}")
             res = _run(cfg)
             runs[n].append(res)
             busy = sum(w["rate"] for w in res["workers"].values())
@@ -79,7 +79,7 @@ def unit_overhead(sample: Path, tmp: Path, events: int, sizes: list[int]) -> dic
     rows = []
     for size in sizes:
         cfg = _config(sample, tmp / "u.root", "options.executor.type=dask", "options.executor.workers=1",
-                      f"options.executor.events_per_task={size}", f"options.maxEvents={events}")
+                      f"options.executor.eventsPerTask={size}", f"options.maxEvents={events}")
         res = _run(cfg)
         outside = res["loop_s"] - res["event_s"]
         rows.append({"events_per_task": size, "units": res["units"], "loop_s": res["loop_s"],

@@ -70,7 +70,7 @@ def write_sample(path: Path, n_events: int, seed: int = 7) -> None:
 
 def config(path: Path, n_modules: int, timing: bool) -> dict:
     mods = {f"m{i}": {"type": "BenchTrivialProducer"} for i in range(n_modules)}
-    cfg = {"process": "BENCH", "options": {"want_summary": False},
+    cfg = {"process": "BENCH", "options": {"wantSummary": False},
            "source": {"type": "RootJetSource", "files": [str(path)], "chunk_size": 10000},
            "modules": mods, "paths": {"p": list(mods)}}
     if timing:
@@ -113,7 +113,7 @@ def time_to_first_event(path: Path, repeat: int = 3) -> float:
     import yaml
 
     data = config(path, 1, False)
-    data["options"]["want_summary"] = True
+    data["options"]["wantSummary"] = True
     cfg.write_text(yaml.safe_dump(data))
     code = ("import sys; from framework.cli import main; import tools.bench_framework; "
             "sys.exit(main(sys.argv[1:]))")

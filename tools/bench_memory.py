@@ -45,7 +45,7 @@ def run(n_events: int, every: int, start: int, streams: int, out_dir: Path, prog
     files = "[" + ", ".join([str(SAMPLE)] * copies) + "]"
     cfg = load(ROOT / "configs" / "path.yaml", [
         f"source.files={files}", "source.allowDuplicateFiles=true", "source.duplicateCheckMode=noDuplicateCheck",
-        f"options.maxEvents={n_events}", f"options.streams={streams}",
+        f"options.maxEvents={n_events}", f"options.numberOfThreads={streams}",
         f"modules.out.file={out_dir / 'bench_memory.root'}",
         "services={Timing: {}, Memory: {per_module: true}}", *(overrides or [])])
     process = Process(cfg)

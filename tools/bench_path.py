@@ -50,7 +50,7 @@ def hltrun_path(timing: bool) -> tuple[float, list[bool]]:
     from framework.process import Process
 
     data = read_yaml(ROOT / "configs" / "path.yaml")
-    data = apply_overrides(data, ["endpaths={}", "options.want_summary=false",
+    data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
                                   f"source.files={json.dumps([str(f) for f in FILES])}",
                                   "modules.vae.backend=onnxruntime",
                                   f"modules.anomalyFilter.thresholds_file={ROOT / 'data/models/thresholds.json'}"])

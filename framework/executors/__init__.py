@@ -1,6 +1,6 @@
 """Executors: where a job's events run, chosen by ``options.executor.type``.
 
-* ``local``: this process, ``options.streams`` events in flight (framework/eventloop.py);
+* ``local``: this process, ``options.numberOfStreams`` events in flight (framework/eventloop.py);
 * ``dask``: (file, entry range) work units on Dask.distributed workers (``dask_executor.py``).
 
 Both return an ``Outcome`` holding a ``JobResult``; ``report_services`` turns its merged service data

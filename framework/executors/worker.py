@@ -149,7 +149,7 @@ def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
     """The Dask task: ``("ok", JobResult)`` or ``("failed", (message, exit code, partial JobResult))``.
 
     Failures are returned, not raised: bad data is deterministic and must not be retried by Dask;
-    the client applies options.on_error. (A worker that dies is retried by the scheduler.)"""
+    the client applies options.TryToContinue. (A worker that dies is retried by the scheduler.)"""
     _announce(spec.run_id, unit)
     key = (spec.key, threading.get_ident())
     try:

@@ -40,6 +40,11 @@ def _umask() -> int:
 def write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> list[Path]:
     doc: dict[str, Any] = {"schema": "hltrun-report/1", "job": summary.to_dict(), "services": {}}
     written: list[Path] = []
+    # per-module allocations one service measured (Memory's memray capture) for another's file (resources.json)
+    allocations = next((a for s in services if (a := getattr(s, "module_allocations", lambda: None)())), None)
+    for service in services:
+        if hasattr(service, "use_allocations"):
+            service.use_allocations(allocations)
     for service in services:
         part = service.json_report(summary)
         if part is not None:

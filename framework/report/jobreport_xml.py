@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import CMSSW_CATEGORIES, category_of
 from ..summary import JobSummary
 
 CAUGHT_SIGNAL = 9000  # edm::errors::CaughtSignal
@@ -57,8 +58,9 @@ def cmssw_error(exit_code: int, error: BaseException | None) -> tuple[int, str]:
     if isinstance(error, KeyboardInterrupt) or exit_code >= 128:
         return CAUGHT_SIGNAL, "CaughtSignal"
     code = getattr(error, "cmssw_code", None)
-    if code is not None:
-        return int(code), str(getattr(error, "cmssw_type", "OtherCMS"))
+    if code is not None:  # a Python exception from a module is StdException, as in options.TryToContinue
+        category = category_of(error)
+        return CMSSW_CATEGORIES.get(category, int(code)), category
     return {2: (8009, "Configuration"), 3: (8021, "FileReadError")}.get(exit_code, (8001, "OtherCMS"))
 
 

@@ -72,7 +72,7 @@ def _pct(x: float) -> str:
 
 
 def budget_report(res: dict[str, Any]) -> str:
-    """The event-time distribution against ``options.budget_ms`` and each module's share of it."""
+    """The event-time distribution against ``options.budgetMs`` and each module's share of it."""
     b = res["budget"]
     ev, cpu = res["event"]["real"], res["event"]["cpu"]
     h = "BudgetReport"
@@ -128,7 +128,7 @@ def farm_report(res: dict[str, Any]) -> str:
                      f"{t['cores_used']:g} cores) = {t['cores']:,.1f}")
         if not t["fully_loaded"]:
             lines.append(f"{h}  (not a loaded machine: {t['cores_used']:g} of {t['machine_cores']} cores busy; CMS sizes "
-                         f"the farm from streams = cores, e.g. options.streams={t['machine_cores']})")
+                         f"the farm from streams = cores, e.g. options.numberOfThreads={t['machine_cores']})")
     if hl["labels"]:
         lines.append(f"{h}  anomaly detection ({', '.join(hl['labels'])}): {hl['real_per_event_ms']:.3f} ms/event, "
                      f"{hl['cores']:,.1f} cores, {100 * hl['share_of_event']:.2f} % of the event time, "
@@ -152,28 +152,38 @@ def farm_report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _fts_entry(type_: str, label: str, events: int, thread_ms: float, real_ms: float) -> dict[str, Any]:
+def _fts_entry(type_: str, label: str, events: int, thread_ms: float, real_ms: float,
+               mem: dict[str, int] | None = None) -> dict[str, Any]:
+    mem = mem or {}
     return {"type": type_, "label": label, "events": events, "time_thread": thread_ms, "time_real": real_ms,
-            "mem_alloc": 0, "mem_free": 0}
+            "mem_alloc": round(mem.get("allocated", 0) / 1024), "mem_free": round(mem.get("freed", 0) / 1024)}
 
 
-def fast_timer_json(res: dict[str, Any], process: str) -> dict[str, Any]:
+def fast_timer_json(res: dict[str, Any], process: str,
+                    allocations: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
     """FastTimerService's ``resources.json`` (writeSummaryJSON): times in ms, memory in kB.
 
-    hltrun does not track allocations per module here, so ``mem_alloc``/``mem_free`` are 0; the
-    framework overhead is FastTimerService's ``other``, and ``idle`` is stream time between events.
+    ``mem_alloc`` / ``mem_free`` come from the Memory service's memray capture (bytes allocated by
+    each module, and bytes of those released, over the job; allocations outside modules under
+    ``other``); without a capture they are 0. The framework overhead is FastTimerService's ``other``,
+    and ``idle`` is stream time between events.
     """
     s, o, n = res["source"], res["overhead"], res["events"]
-    modules = [_fts_entry(s["type"], s["label"], s["calls"], s["cpu_ms"], s["real_ms"])]
-    modules += [_fts_entry(m["type"], m["label"], m["calls"], m["cpu_ms"], m["real_ms"]) for m in res["modules"]]
-    modules.append(_fts_entry("other", "other", n, o["cpu_ms"], o["real_ms"]))
+    mem = allocations or {}
+    modules = [_fts_entry(s["type"], s["label"], s["calls"], s["cpu_ms"], s["real_ms"], mem.get(s["label"]))]
+    modules += [_fts_entry(m["type"], m["label"], m["calls"], m["cpu_ms"], m["real_ms"], mem.get(m["label"]))
+                for m in res["modules"]]
+    modules.append(_fts_entry("other", "other", n, o["cpu_ms"], o["real_ms"], mem.get("other")))
     modules.append(_fts_entry("eventsetup", "eventsetup", n, 0.0, 0.0))
     modules.append(_fts_entry("idle", "idle", n, 0.0, res["loop"]["idle_real_ms"]))
     total_thread = sum(m["time_thread"] for m in modules)
     total_real = sum(m["time_real"] for m in modules)
+    total = _fts_entry("Job", process, n, total_thread, total_real)
+    total["mem_alloc"] = sum(m["mem_alloc"] for m in modules)
+    total["mem_free"] = sum(m["mem_free"] for m in modules)
     return {
         "resources": [{"time_real": "real time"}, {"time_thread": "cpu time"},
                       {"mem_alloc": "allocated memory"}, {"mem_free": "deallocated memory"}],
-        "total": _fts_entry("Job", process, n, total_thread, total_real),
+        "total": total,
         "modules": modules,
     }

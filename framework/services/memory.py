@@ -36,6 +36,8 @@ from ..destinations import check_file_destination
 from ..registry import register_service
 from ..service import Service
 from .bounded import Thinned
+from .memory_leak import check_leak, describe
+from .memory_cmssw import MemoryCheck, MemoryCheckState, copy_state, merge_states, module_report_lines, report_lines, to_dict
 
 if TYPE_CHECKING:
     from ..process import JobContext
@@ -54,10 +56,19 @@ class MemoryParameters:
     key_events: int = 5  # how many of the largest RSS increases to list
     memray: str | None = None  # file name (in --report-dir, else the working directory) for a memray capture
     memray_native: bool = False  # also record native (C/C++) stacks: slower, but shows ORT/TF internals
+    ignoreTotal: int = 1  # SimpleMemoryCheck's: events finished before the key-event statistics start
+    moduleMemorySummary: bool = False  # SimpleMemoryCheck's: ModuleMemoryReport> per-module VSIZE lines
+    leak_warmup: int = 100  # events before the RSS slope of the leak check is fitted
+    leak_threshold_kb: float = 1024.0  # RSS growth per 1000 events above which the job is flagged
 
     def __post_init__(self) -> None:
         if self.key_events < 0:
             raise ValueError(f"key_events must be >= 0, got {self.key_events}")
+        if self.ignoreTotal < 0:
+            raise ValueError(f"ignoreTotal must be >= 0, got {self.ignoreTotal}")
+        if self.leak_warmup < 0 or self.leak_threshold_kb <= 0:
+            raise ValueError("leak_warmup must be >= 0 and leak_threshold_kb > 0, got "
+                             f"{self.leak_warmup} and {self.leak_threshold_kb}")
 
 
 @dataclass
@@ -85,6 +96,8 @@ class MemoryData:
     events: int = 0  # events measured (exact)
     stride: int = 1  # the series holds at least every stride-th event
     allocations: dict[str, dict[str, int]] | None = None  # memray per-module attribution (local runs)
+    cmssw: dict[str, MemoryCheckState] | None = None  # worker -> SimpleMemoryCheck statistics
+    module_summary: bool = False  # moduleMemorySummary was asked
 
     def merge(self, other: "MemoryData") -> "MemoryData":
         workers = {k: dict(v) for k, v in self.workers.items()}
@@ -109,7 +122,8 @@ class MemoryData:
                           [max(a, b) for a, b in zip(self.call_max, other.call_max)],
                           workers, samples, keys, self.key_count, max_rows, self.per_module,
                           self.memray_file or other.memray_file, self.events + other.events, stride,
-                          _merge_allocations(self.allocations, other.allocations))
+                          _merge_allocations(self.allocations, other.allocations),
+                          merge_states(self.cmssw, other.cmssw), self.module_summary or other.module_summary)
 
 
 def _merge_allocations(a: dict[str, dict[str, int]] | None,
@@ -164,7 +178,7 @@ class Memory(Service):
         self._call_sum: list[int] = []
         self._call_max: list[int] = []
         self._calls: list[int] = []
-        self._before: dict[int, int] = {}  # per stream: RSS before the running module
+        self._before: dict[int, tuple[int, int]] = {}  # per stream: (vsize, RSS) before the running module
         # bounded on any job length: the RSS series is thinned past ROWS_KEPT events, while peaks,
         # the last value and the key events (largest increases, kept in a small heap) stay exact
         self._series = Thinned(3)  # (event index, rss, vsize)
@@ -181,6 +195,7 @@ class Memory(Service):
         self._max_rows = 200_000
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
         self._job: "JobContext | None" = None
+        self._check = MemoryCheck(params.ignoreTotal)  # SimpleMemoryCheck's statistics: one per process
 
     # --------------------------------------------------------------------------- signals
 
@@ -195,7 +210,7 @@ class Memory(Service):
         signals.post_begin_job.connect(self._post_begin_job)
         signals.post_event.connect(self._post_event)
         signals.post_end_job.connect(self._post_end_job)
-        if self.params.per_module:
+        if self.params.per_module or self.params.moduleMemorySummary:
             signals.pre_module.connect(self._pre_module)
             signals.post_module.connect(self._post_module)
         self._max_rows = job.config.options.executor.max_timing_rows
@@ -234,10 +249,17 @@ class Memory(Service):
         self._after_begin = self._read()
 
     def _pre_module(self, event: Any, desc: "ModuleDescription") -> None:
-        self._before[event.stream] = self._read()[1]
+        self._before[event.stream] = self._read()
 
     def _post_module(self, event: Any, desc: "ModuleDescription") -> None:
-        delta = self._read()[1] - self._before.get(event.stream, 0)
+        vsize, rss = self._read()
+        before = self._before.get(event.stream, (vsize, rss))
+        if self.params.moduleMemorySummary:
+            eid = event.id
+            self._check.module_call(desc.label, (vsize - before[0]) / MB, (eid.run, eid.luminosityBlock, eid.event))
+        if not self.params.per_module:
+            return
+        delta = rss - before[1]
         i = desc.index
         self._calls[i] += 1
         self._call_sum[i] += delta
@@ -255,6 +277,8 @@ class Memory(Service):
         if vsize > self._peak[1]:
             self._peak[1] = vsize
         self._series.append((event.index, rss, vsize))
+        eid = event.id
+        self._check.post_event(vsize / MB, rss / MB, (eid.run, eid.luminosityBlock, eid.event))
         if growth > 0 and self.params.key_events:
             key = self._key
             if len(key) < self.params.key_events:
@@ -263,6 +287,7 @@ class Memory(Service):
                 heapq.heapreplace(key, (growth, -n, (event.id.run, event.id.luminosityBlock, event.id.event), rss))
 
     def _post_end_job(self, summary: "JobSummary") -> None:
+        self._check.end_job(*self._read())
         if self._tracker is not None:
             log.info("Memory: memray capture in %s (memray flamegraph %s)", self._memray_file, self._memray_file)
 
@@ -301,7 +326,8 @@ class Memory(Service):
             np.ascontiguousarray(series[:, :2]), [(g, list(ev), r) for g, _, ev, r in key],
             self.params.key_events, self._max_rows, self.params.per_module,
             str(self._memray_file) if self._memray_file else None, self._events, self._series.stride,
-            self._allocations())
+            self._allocations(), {(self._job and self._job.worker) or self._worker: copy_state(self._check.state)},
+            self.params.moduleMemorySummary)
 
     def reset(self) -> None:
         """Next work unit: per-event series, peaks, key events and per-call sums start again (peaks
@@ -342,9 +368,32 @@ class Memory(Service):
             "events": d.events, "rss_series_stride": d.stride,
             "modules": modules, "per_module": d.per_module, "memray_file": d.memray_file,
             "allocations": d.allocations,
+            "cmssw": {name: to_dict(state) for name, state in sorted((d.cmssw or {}).items())},
+            "leak": self._leak(d),
             "workers": [{"worker": name, "peak_rss_mb": w["peak_rss"] / MB, "peak_vsize_mb": w["peak_vsize"] / MB,
                          "rss_after_begin_job_mb": w["rss_after_begin"] / MB} for name, w in workers],
         }
+
+    def _leak(self, d: MemoryData) -> dict[str, Any]:
+        samples = d.samples[np.argsort(d.samples[:, 0], kind="stable")]
+        return check_leak(samples[:, 0], samples[:, 1], self.params.leak_warmup, self.params.leak_threshold_kb,
+                          processes=len(d.workers)).to_dict()
+
+    def module_allocations(self) -> dict[str, dict[str, int]] | None:
+        """Bytes allocated and freed per module label from the memray capture (resources.json's
+        mem_alloc / mem_free). Labels sharing a class are one owner in memray's stacks: the first label
+        carries the group's figures, the others 0. Allocations outside modules go to ``other``."""
+        from .memray_attribution import OUTSIDE
+
+        d = self._data if self._data is not None else self.snapshot()
+        if not d.allocations:
+            return None
+        out: dict[str, dict[str, int]] = {}
+        for owner, a in d.allocations.items():
+            labels = ["other"] if owner == OUTSIDE else owner.split("+")
+            for i, label in enumerate(labels):
+                out[label] = {"allocated": a["allocated"] if i == 0 else 0, "freed": a["freed"] if i == 0 else 0}
+        return out
 
     def _samples(self) -> np.ndarray:
         d = self._data if self._data is not None else self.snapshot()
@@ -359,12 +408,15 @@ class Memory(Service):
 
     def text_report(self, summary: "JobSummary") -> str:
         r = self.results()
-        lines = [
+        d = self._data if self._data is not None else self.snapshot()
+        lines = self._cmssw_lines(d) + [
+            "",
             "MemoryReport ---------- Memory  Summary ---[MB]----",
             f"MemoryReport  peak virtual size {r['peak_vsize_mb']:.1f} MB, peak RSS {r['peak_rss_mb']:.1f} MB "
             f"(kernel high-water mark {r['max_rss_kernel_mb']:.1f} MB)",
             f"MemoryReport  RSS at start {r['rss_start_mb']:.1f}, after begin_job {r['rss_after_begin_job_mb']:.1f}, "
             f"at the end {r['rss_end_mb']:.1f} MB",
+            f"MemoryReport  {describe(r['leak'])}",
         ]
         if len(r["workers"]) > 1:
             for w in r["workers"]:
@@ -391,6 +443,20 @@ class Memory(Service):
                              f"{a['peak'] / MB:>11.2f} {a['live'] / MB:>11.2f}  {label}")
         return "\n".join(lines) + "\n"
 
+    @staticmethod
+    def _cmssw_lines(d: MemoryData) -> list[str]:
+        """SimpleMemoryCheck's end-of-job messages first (MemoryReport>, then ModuleMemoryReport> when
+        moduleMemorySummary is set), one block per worker process, as each cmsRun would print its own."""
+        lines: list[str] = []
+        states = sorted((d.cmssw or {}).items())
+        for name, state in states:
+            if len(states) > 1:
+                lines.append(f"MemoryReport  worker {name}:")
+            lines += report_lines(state)
+            if d.module_summary:
+                lines += module_report_lines(state)
+        return lines
+
     def json_report(self, summary: "JobSummary") -> dict[str, Any]:
         return {**self.results(), "rss_per_event_mb": self.rss_per_event_mb().round(3).tolist()}
 
@@ -411,9 +477,19 @@ class Memory(Service):
             ax.set_title("resident memory along the job")
             ax.legend(loc="lower right")
             parts.append(img(fig, "RSS along the job"))
+        leak = r["leak"]
+        style = ' style="color:#b00"' if leak["flagged"] else ""
+        parts.append(f"<p{style}>Leak check: {html.escape(describe(leak))}.</p>")
         parts.append(table(["module", "type", "begin_job MB", "calls", "mean kB/call", "max kB/call"],
                            [[m["label"], m["type"], m["begin_job_rss_mb"], m["calls"], m["mean_rss_growth_per_call_kb"],
                              m["max_rss_growth_per_call_kb"]] for m in r["modules"]], left=2))
         if r["memray_file"]:
             parts.append(f"<p>memray capture: <code>{html.escape(r['memray_file'])}</code></p>")
+        if r["allocations"]:
+            rows = sorted(r["allocations"].items(), key=lambda kv: -kv[1]["allocated"])
+            parts.append("<p>Allocations per module from the memray capture (the innermost module method on each "
+                         "allocation's stack; a free is charged to the owner of what it releases):</p>")
+            parts.append(table(["owner", "allocations", "allocated MB", "freed MB", "peak MB", "live at end MB"],
+                               [[label, a["count"], a["allocated"] / MB, a["freed"] / MB, a["peak"] / MB, a["live"] / MB]
+                                for label, a in rows], left=1))
         return [("Memory", "\n".join(parts))]

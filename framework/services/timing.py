@@ -14,7 +14,7 @@ How it measures
   ``source + sum(modules) + overhead == event`` holds exactly, in integer nanoseconds.
 * One row per event (index, stream, event real/CPU, each module's real/CPU) is kept for the
   distributions, percentiles and plots: every event up to ``bounded.ROWS_KEPT`` (10,000) per stream
-  (or ``options.executor.max_timing_rows`` if lower). Past that the stream folds its rows, block by
+  (or ``options.executor.maxTimingRows`` if lower). Past that the stream folds its rows, block by
   block, into the fixed log histograms of ``TimingData`` (timing_data.py), so memory stays flat on
   long jobs; totals, means, minima, maxima and the over-budget count stay exact over all events,
   percentiles then come from the histograms (within one ~2.3 % bin).
@@ -404,8 +404,13 @@ class Timing(Service):
         from ..report.files import atomic_write_text
         from ..report.timereport import fast_timer_json
 
-        doc = fast_timer_json(self.result(summary), summary.process)
+        doc = fast_timer_json(self.result(summary), summary.process, getattr(self, "_allocations", None))
         return [atomic_write_text(report_dir / self.params.resources_json, json.dumps(doc, indent=2))]
+
+    def use_allocations(self, allocations: dict[str, dict[str, int]] | None) -> None:
+        """Per-module bytes allocated / freed measured by another service (Memory's memray capture), for
+        resources.json's mem_alloc / mem_free; set by the report writer (framework/report/files.py)."""
+        self._allocations = allocations
 
     def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
         """Plots and tables for report.html (see framework/report/html.py)."""

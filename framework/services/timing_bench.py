@@ -37,7 +37,7 @@ def measure_overhead(events: int = 20000, modules: int = 5, repeat: int = 3) -> 
 
     def run(with_timing: bool) -> float:
         data: dict[str, Any] = {
-            "process": "BENCH", "options": {"maxEvents": events, "want_summary": False},
+            "process": "BENCH", "options": {"maxEvents": events, "wantSummary": False},
             "source": {"type": "_BenchSource"},
             "modules": {label: {"type": "_BenchNoop"} for label in labels},
             "paths": {"p": labels},

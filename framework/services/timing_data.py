@@ -75,7 +75,7 @@ class TimingData:
     max_rows: int = 200_000
     rows: np.ndarray | None = None
     hist: TimingHistograms | None = None
-    over_budget: int | None = None  # events with real time > options.budget_ms, exact (None: not counted)
+    over_budget: int | None = None  # events with real time > options.budgetMs, exact (None: not counted)
 
     @property
     def events(self) -> int:

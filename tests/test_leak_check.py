@@ -1,0 +1,96 @@
+"""Leak check: the RSS slope per 1000 events after the warm-up flags a leaking module, not a clean one."""
+
+from __future__ import annotations
+
+import gc
+import mmap
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from framework.module import Producer
+from framework.registry import register_module
+from framework.services.memory_leak import check_leak, describe, window_slope
+from tests.helpers import run_config
+
+KB = 1024
+
+
+@dataclass
+class LeakParameters:
+    kb_per_event: int = 64
+
+
+@register_module("TestLeaker")
+class Leaker(Producer):
+    """Keeps ``kb_per_event`` more on every event: a fresh mapping, every page written, so RSS grows even
+    where malloc's heap holds resident free memory left by earlier tests."""
+
+    Parameters = LeakParameters
+
+    def begin_job(self, job) -> None:
+        self.kept: list[mmap.mmap] = []
+
+    def produce(self, event) -> None:
+        block = mmap.mmap(-1, self.params.kb_per_event * KB)
+        np.frombuffer(block, dtype=np.uint8).fill(1)
+        self.kept.append(block)
+        event.put(len(self.kept))
+
+
+CFG = """
+source: {{type: TestCountingSource, n: 600}}
+modules:
+  m: {{type: {module}}}
+paths:
+  p: [m]
+services:
+  Memory: {{leak_warmup: 100}}
+"""
+
+
+def _leak(write_config, module: str) -> dict:
+    gc.collect()
+    summary, process = run_config(write_config(CFG.format(module=module)))
+    (memory,) = process.services
+    return memory.results()["leak"], memory.text_report(summary)
+
+
+def test_a_leaking_module_is_flagged(write_config):
+    leak, text = _leak(write_config, "TestLeaker")
+    # 64 kB per event = 65,536 kB per 1000 events; RSS pages and malloc headers: within 10 %
+    assert leak["flagged"] and leak["slope_kb_per_1000"] == pytest.approx(64 * 1000, rel=0.10)
+    assert leak["events_used"] == 500
+    assert "POSSIBLE LEAK: above the 1024 kB threshold" in text
+
+
+def test_a_clean_module_is_not_flagged(write_config):
+    leak, text = _leak(write_config, "TestSquare")
+    assert leak["slope_kb_per_1000"] is not None and not leak["flagged"]
+    assert abs(leak["slope_kb_per_1000"]) < 1024
+    assert "below the 1024 kB threshold" in text
+
+
+def test_one_off_steps_are_not_a_leak():
+    """A chunk read once (RSS up 20 MB at one event), then an arena grown once: two windows of five move,
+    the median stays ~0."""
+    x = np.arange(100, 1100)
+    rss = 200 * 2**20 + (x >= 600) * 20 * 2**20 + (x >= 950) * 2**20 + (x % 7) * 4096  # page-size jitter
+    leak = check_leak(x, rss, 100, 1024)
+    assert abs(leak.slope_kb_per_1000) < 10 and not leak.flagged
+    assert leak.growth_after_warmup_kb == pytest.approx(21 * 1024, abs=30)  # still shown next to it
+
+
+def test_slope_of_a_line():
+    x = np.arange(0, 5000, 3)
+    assert window_slope(x, 2.5 * x + 7) == pytest.approx(2.5)
+
+
+def test_too_few_events_or_several_processes_give_no_slope():
+    x = np.arange(120)
+    short = check_leak(x, x * 4096, 100, 1024)
+    assert short.slope_kb_per_1000 is None and "20 events after the 100-event warm-up" in short.reason
+    assert "not measured" in describe(short.to_dict())
+    merged = check_leak(np.arange(5000), np.arange(5000), 100, 1024, processes=2)
+    assert merged.slope_kb_per_1000 is None and "2 worker processes" in merged.reason

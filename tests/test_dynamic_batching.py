@@ -22,6 +22,8 @@ import yaml
 from framework.errors import ConfigError, ModuleError
 from modules.inference.dynamic_batching import IDLE, DynamicBatcher
 
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 REPO = Path(__file__).resolve().parents[1]
 QCD = REPO / "data" / "qcd_dijet.root"
 GUARD_S = 20.0  # a submit that has not returned by then is hung (every delay used below is far longer)
@@ -254,6 +256,69 @@ def test_batching_counters_merge_like_every_module_summary():
     assert both["queue_ms"]["max"] == max(o["queue_ms"]["max"] for o in one)
 
 
+# ---------------------------------------------------------------------- every backend, through the scorer
+@pytest.mark.parametrize("backend", ["onnxruntime", "tensorflow", "tensorrt"])
+def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path, monkeypatch):
+    # kills: batching tied to one backend, per-stream scorers not sharing one batcher (no cross-event
+    # call), scores of a batched call differing from per-event calls, the batching summary counted
+    # once per stream. TensorRT runs on the strict fake TensorRT/CUDA of tests/fakes (no GPU here).
+    from types import SimpleNamespace
+
+    from modules.inference.dynamic_batching import BatchingParameters
+    from tests.test_scorer import FakeEvent, batch_of, fake_job, make_scorer
+    from tests.tiny_models import jets
+
+    pytest.importorskip("tensorflow" if backend == "tensorflow" else "onnxruntime")
+    model, extra = str(tiny.onnx), {}
+    if backend == "tensorrt":
+        from tests.fakes.onnx_models import write_vae_like
+        from tests.test_tensorrt_fake import _install
+
+        _install(monkeypatch, "cuda-python")
+        model, extra = str(write_vae_like(tmp_path / "vae.onnx")), {"engine_cache": str(tmp_path)}
+    elif backend == "tensorflow":
+        model = str(tiny.keras)
+    n_streams = 3
+    job = fake_job()
+    job.shared, job.in_flight, job.draining = {}, [IDLE] * n_streams, False
+    scorers = [make_scorer(model=model, backend=backend, batching=BatchingParameters(64, 60_000), **extra)
+               for _ in range(n_streams)]
+    for scorer in scorers:
+        scorer.begin_job(job)
+    reference = make_scorer(model=model, backend=backend, **extra)
+    reference.begin_job(fake_job())
+    inputs = {i: jets(1 + i % 3, seed=i) for i in range(30)}
+    results: dict[int, np.ndarray] = {}
+
+    def stream(s: int) -> None:
+        for index in range(s, 30, n_streams):
+            job.in_flight[s] = index
+            ev = FakeEvent(batch_of(inputs[index]))
+            ev.stream, ev.index = s, index
+            scorers[s].produce(ev)
+            results[index] = ev.product.score
+            job.in_flight[s] = IDLE
+        job.draining = True
+
+    threads = [threading.Thread(target=stream, args=(s,), daemon=True) for s in range(n_streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(GUARD_S * 3)
+    assert sorted(results) == list(range(30))
+    for index, x in inputs.items():
+        ev = FakeEvent(batch_of(x))
+        reference.produce(ev)
+        np.testing.assert_allclose(results[index], ev.product.score, rtol=1e-5)
+    reports = [s.summary().get("batching") for s in scorers]
+    assert sum(r is not None for r in reports) == 1  # one shared batcher, reported once
+    b = next(r for r in reports if r is not None)
+    assert b["events"] == 30 and b["batches"] < 30
+    assert sum(s.summary()["backend"]["backend"] == backend for s in scorers) == n_streams
+    for scorer in (*scorers, reference):
+        scorer.end_job()
+
+
 # ---------------------------------------------------------------------- configuration
 @pytest.mark.parametrize("override, fragment", [
     ("modules.vae.batching={max_batch: 0}", "modules.vae.batching: batching.max_batch must be >= 1"),
@@ -309,9 +374,24 @@ def test_batched_path_equals_per_event_path(tmp_path):
     b = summary.module_summaries["vae"]["batching"]
     assert b["events"] == 2500 and b["batches"] < b["events"]  # events of several streams shared calls
     timing = process.services[0].result(summary)
-    assert timing["batching"]["vae"]["queue_ms"]["per_event"] >= 0
+    split = timing["batching"]["vae"]
+    vae = next(m for m in timing["modules"] if m["label"] == "vae")
+    # the module's time per event includes the wait: queue + inference account for most of it
+    assert split["queue_ms"]["per_event"] + split["inference_ms"]["per_event"] <= vae["real_per_event_ms"]
+    assert split["inference_ms"]["per_event"] > 0 and split["queue_ms"]["per_event"] > 0
     report = process.services[0].text_report(summary)
-    assert "Batching Summary" in report and " vae" in report
+    assert "Batching Summary" in report and "max_batch 64 jets, max_delay_ms 5" in report
+    import json
+
+    from framework.report import write_report_files
+
+    write_report_files(tmp_path / "rep", summary, process.services)
+    doc = json.loads((tmp_path / "rep" / "hltrun.json").read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((REPO / "framework" / "report" / "hltrun-report.schema.json").read_text())
+    jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
+    assert doc["services"]["Timing"]["batching"]["vae"]["events"] == 2500
+    assert "Cross-event batching" in (tmp_path / "rep" / "report.html").read_text()
 
 
 @pytest.mark.slow
@@ -459,3 +539,17 @@ def test_signal_stops_a_batching_job(tmp_path, sig):
     assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err
     assert "Batching Summary" in out + err
+
+
+@pytest.mark.slow
+def test_benchmark_tool_prints_both_modes_per_stream_count(capsys):
+    # kills: a benchmark row missing, the modes' decisions not compared, batching not switched on
+    pytest.importorskip("onnxruntime")
+    from tools.bench_batching import main
+
+    assert main(["--streams", "1", "2", "--repeat", "1", "--max-events", "300"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    cells = {(r[0].strip(), r[1].strip()): r for r in rows[1:]}
+    assert set(cells) == {("1", "per-event"), ("1", "batched"), ("2", "per-event"), ("2", "batched")}
+    assert cells[("2", "batched")][9].strip() != "-" and cells[("2", "per-event")][9].strip() == "-"
+

@@ -1,12 +1,15 @@
 """Cross-event dynamic batching vs one backend call per event, on the shipped path, at 1/2/4/8 streams.
 
-Runs configs/path.yaml (ROOT source, leading-2-jet batcher, Conv-VAE on ONNX Runtime CPU, filter;
+Runs configs/path.yaml (ROOT source, leading-2-jet batcher, Conv-VAE on ONNX Runtime CPU by default, filter;
 no output module) on the shipped samples, once per (streams, mode), the modes interleaved and each
 configuration repeated; reports the median over the repeats of:
 
 * throughput: events / event-loop real time (first source read to last event end);
 * per-event latency p50 / p99: the Timing service's event real time (source read + every module,
   so the batch wait is included);
+* CPU ms per event: the mean event CPU time (thread CPU: a batch's call is charged to the stream that
+  ran it, so the mean over events is the CPU the path costs per event), the figure least disturbed by
+  other load on a shared machine;
 * the scorer's real time per event and, batched, its split into queue and inference time, and the
   events and jets per backend call.
 
@@ -14,6 +17,7 @@ Both modes must accept the same number of events (checked here; event by event i
 tests/test_dynamic_batching.py).
 
     python tools/bench_batching.py [--streams 1 2 4 8] [--repeat 3] [--max-batch 64] [--max-delay-ms 2]
+                                   [--backend onnxruntime|tensorflow|tensorrt]
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FILES = [ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"]
 
 
-def run_once(streams: int, batching: dict[str, Any] | None, max_events: int) -> dict[str, Any]:
+def run_once(streams: int, batching: dict[str, Any] | None, max_events: int,
+             backend: str = "onnxruntime") -> dict[str, Any]:
     """One job; the figures of one table cell and the accepted events (to check decisions agree)."""
     from framework.config import apply_overrides, read_yaml, validate
     from framework.eventloop import EventProcessor
@@ -39,7 +44,7 @@ def run_once(streams: int, batching: dict[str, Any] | None, max_events: int) -> 
     data = apply_overrides(data, ["endpaths={}", "options.want_summary=false", f"options.streams={streams}",
                                   f"options.maxEvents={max_events}",
                                   f"source.files={json.dumps([str(f) for f in FILES])}",
-                                  "modules.vae.backend=onnxruntime"])
+                                  f"modules.vae.backend={backend}"])
     del data["modules"]["out"]
     if batching is not None:
         data["modules"]["vae"]["batching"] = batching
@@ -51,6 +56,7 @@ def run_once(streams: int, batching: dict[str, Any] | None, max_events: int) -> 
     accepted = summary.paths["HLT_AnomalyDetection"].passed
     out = {"throughput_hz": summary.events_processed / summary.loop_s,
            "p50_ms": timing["event"]["real"]["median"], "p99_ms": timing["event"]["real"]["p99"],
+           "cpu_ms": timing["event"]["cpu"]["mean"],
            "scorer_ms": vae["real_per_event_ms"], "accepted": accepted, "events": summary.events_processed}
     b = timing.get("batching", {}).get("vae")
     if b:
@@ -65,7 +71,7 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(results: dict[tuple[int, str], dict[str, Any]], streams: list[int]) -> str:
-    head = ("| streams | mode | events/s | vs per-event | p50 ms | p99 ms | scorer ms/event | queue ms | "
+    head = ("| streams | mode | events/s | vs per-event | p50 ms | p99 ms | CPU ms/event | scorer ms/event | queue ms | "
             "inference ms | events/call | jets/call | sent on delay |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in streams:
@@ -76,7 +82,7 @@ def table(results: dict[tuple[int, str], dict[str, Any]], streams: list[int]) ->
             extra = (f"{r['queue_ms']:.3f} | {r['inference_ms']:.3f} | {r['events_per_batch']:.2f} | "
                      f"{r['jets_per_batch']:.2f} | {100 * r['sent_delay']:.0f} % |") if batched else "- | - | 1 | 2 | - |"
             lines.append(f"| {s} | {mode} | {r['throughput_hz']:.0f} | {r['throughput_hz'] / base:.2f} | "
-                         f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['scorer_ms']:.3f} | {extra}")
+                         f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['cpu_ms']:.3f} | {r['scorer_ms']:.3f} | {extra}")
     return "\n".join(lines)
 
 
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch", type=int, default=64, help="batching.max_batch (jets per call)")
     ap.add_argument("--max-delay-ms", type=float, default=2.0, help="batching.max_delay_ms")
     ap.add_argument("--max-events", type=int, default=-1, help="events per job (-1: all of the shipped samples)")
+    ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorflow", "tensorrt"],
+                    help="the scorer's backend (tensorrt: on a machine with an NVIDIA GPU)")
     ap.add_argument("--json", type=Path, help="also write the medians here")
     args = ap.parse_args(argv)
     import logging
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.repeat):  # interleaved: a disturbance on the shared machine hits both modes
         for s in args.streams:
             for mode, b in (("per-event", None), ("batched", batching)):
-                runs.setdefault((s, mode), []).append(run_once(s, b, args.max_events))
+                runs.setdefault((s, mode), []).append(run_once(s, b, args.max_events, args.backend))
                 done += 1
                 print(f"\r[{done}/{total}] streams {s} {mode}   ", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

@@ -255,10 +255,24 @@ def test_batching_counters_merge_like_every_module_summary():
     assert sum(merged["queue_hist_ns"].values()) == sum(merged["inference_hist_ns"].values()) == 60
     assert both["queue_ms"]["max"] == max(o["queue_ms"]["max"] for o in one)
 
+    # a Dask worker's batcher lives across its units: the worker sends what each unit added
+    from framework.executors.worker import _delta
+
+    in_flight, state, seen = [IDLE] * 2, {}, {}
+    batcher = make(64, 60_000, in_flight, state)
+    parts = []
+    for _ in range(2):
+        state["draining"] = False
+        batcher.begin_unit()
+        run_streams(batcher, in_flight, Backend(), 2, 5, state=state)
+        parts.append(_delta(batcher.stats(), seen))
+    total = merge_values(merge_values(None, parts[0]), parts[1])
+    assert total == batcher.stats()
+
 
 # ---------------------------------------------------------------------- every backend, through the scorer
 @pytest.mark.parametrize("backend", ["onnxruntime", "tensorflow", "tensorrt"])
-def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path, monkeypatch):
+def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path, monkeypatch, request):
     # kills: batching tied to one backend, per-stream scorers not sharing one batcher (no cross-event
     # call), scores of a batched call differing from per-event calls, the batching summary counted
     # once per stream. TensorRT runs on the strict fake TensorRT/CUDA of tests/fakes (no GPU here).
@@ -271,9 +285,11 @@ def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path
     pytest.importorskip("tensorflow" if backend == "tensorflow" else "onnxruntime")
     model, extra = str(tiny.onnx), {}
     if backend == "tensorrt":
+        from modules.inference.accelerator import tensorrt_gpu_status
         from tests.fakes.onnx_models import write_vae_like
         from tests.test_tensorrt_fake import _install
 
+        request.addfinalizer(tensorrt_gpu_status.cache_clear)  # the fake GPU must not outlive this test
         _install(monkeypatch, "cuda-python")
         model, extra = str(write_vae_like(tmp_path / "vae.onnx")), {"engine_cache": str(tmp_path)}
     elif backend == "tensorflow":
@@ -321,8 +337,8 @@ def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path
 
 # ---------------------------------------------------------------------- configuration
 @pytest.mark.parametrize("override, fragment", [
-    ("modules.vae.batching={max_batch: 0}", "modules.vae.batching: batching.max_batch must be >= 1"),
-    ("modules.vae.batching={max_delay_ms: -1}", "modules.vae.batching: batching.max_delay_ms must be in"),
+    ("modules.vae.batching={max_batch: 0}", "modules.vae.batching: max_batch must be >= 1"),
+    ("modules.vae.batching={max_delay_ms: -1}", "modules.vae.batching: max_delay_ms must be in"),
     ("modules.vae.batching={max_jets: 3}", "modules.vae.batching.max_jets: unknown key"),
     ("modules.vae.batching={max_batch: 2048}", "batching.max_batch (2048) exceeds max_batch (1024"),
 ])

@@ -225,7 +225,7 @@ def _batching_html(batching: dict[str, Any]) -> str:
     return ("<p>The module's time per event includes the wait for its batch: queue time (until the "
             "event's scores are back, less the backend call) and inference time (the call its jets were in).</p>"
             + table(["module", "real ms/event", "queue ms/event", "queue p50", "queue p99", "inference ms/event",
-                     "batches", "events/batch", "jets/batch", "sent full", "sent all present", "sent on delay",
+                     "batches", "events/batch", "jets/batch", "sent full", "sent all queued", "sent on delay",
                      "failed"], rows))
 
 

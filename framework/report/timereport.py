@@ -85,7 +85,7 @@ def batching_report(res: dict[str, Any]) -> str:
     for label, b in table.items():
         sent = b["sent"]
         lines.append(f"{_T} {label}: {b['settings']}; batches sent "
-                     f"full {sent['full']}, all in-flight events present {sent['all_present']}, "
+                     f"full {sent['full']}, every stream's event queued {sent['all_present']}, "
                      f"on the delay {sent['delay']}; failed {b['failed_batches']}; largest {b['largest_batch_jets']} jets")
     lines.append("")
     return "\n".join(lines)

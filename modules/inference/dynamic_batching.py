@@ -49,9 +49,9 @@ class BatchingParameters:
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
-            raise ValueError(f"batching.max_batch must be >= 1, got {self.max_batch}")
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
         if not 0 <= self.max_delay_ms <= 60_000:
-            raise ValueError(f"batching.max_delay_ms must be in [0, 60000], got {self.max_delay_ms}")
+            raise ValueError(f"max_delay_ms must be in [0, 60000], got {self.max_delay_ms}")
 
 
 Run = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -85,7 +85,7 @@ class DynamicBatcher:
         self._queue: list[_Request] = []
         self._queued_jets = 0
         self._submitted: dict[int, int] = {}  # stream -> index of the last event it submitted
-        self._reset_stats()
+        self._init_stats()
 
     # ------------------------------------------------------------------ the hot path
     def submit(self, stream: int, index: int, x: np.ndarray, run: Run) -> dict[str, np.ndarray]:
@@ -196,7 +196,7 @@ class DynamicBatcher:
             raise error  # KeyboardInterrupt & co. in the leader: its followers got it as an error too
 
     # ------------------------------------------------------------------ statistics
-    def _reset_stats(self) -> None:
+    def _init_stats(self) -> None:
         self._reasons = {"full": 0, "all_present": 0, "delay": 0}
         self._batches = self._events = self._jets = self._failed = 0
         self._batch_ns = self._queue_ns = self._inference_ns = 0

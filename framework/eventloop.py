@@ -70,6 +70,7 @@ class EventProcessor:
             raise
         summary.begin_job_s = time.perf_counter() - begin
         process.job.in_flight = [_IDLE] * len(process.schedules)
+        process.job.draining = False
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
         events = process.source.events(self.options.skipEvents, limit)
         self._loop(events)
@@ -142,6 +143,7 @@ class EventProcessor:
         summary = JobSummary(process.config.process, len(process.schedules),
                              budget_ms=self.options.budget_ms, input_rate_hz=self.options.input_rate_hz)
         process.job.in_flight = [_IDLE] * len(process.schedules)
+        process.job.draining = False
         modules = process.all_modules()
         for _, module in modules:
             module.begin_unit(unit)
@@ -176,6 +178,7 @@ class EventProcessor:
         else:
             self._errors.insert(0, exc)
         self._stop.set()
+        self.process.job.draining = True  # no new event: waits for other streams' events end now
 
     @property
     def errors(self) -> list[BaseException]:
@@ -185,6 +188,7 @@ class EventProcessor:
         signals = self.process.signals
         with self._source_lock:
             if self._stop.is_set():
+                self.process.job.draining = True
                 return None
             if signals.pre_source:
                 signals.pre_source(stream)
@@ -197,6 +201,7 @@ class EventProcessor:
             if signals.post_source:
                 signals.post_source(stream, item[0] if item else None)
             if item is None:
+                self.process.job.draining = True  # no stream takes a new event any more
                 return None
             index = self._base + self._read
             self._read += 1
@@ -241,6 +246,7 @@ class EventProcessor:
             counts["processed"] += 1
             counts[{"accept": "passed", "reject": "failed"}.get(status, "error")] += 1
             if self._stop.is_set():
+                self.process.job.draining = True
                 return
 
     def _fill(self, summary: JobSummary) -> None:

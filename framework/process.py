@@ -31,8 +31,12 @@ class JobContext:
     failed: bool = False  # set before end_job when the job stops on an error: outputs must not commit
     facts: dict[str, Any] = field(default_factory=dict)  # e.g. chosen accelerator, for the report
     in_flight: list[int] = field(default_factory=list)  # per stream: index of the event it processes
+    draining: bool = False  # the loop takes no new event (source exhausted or job stopping)
     units: bool = False  # events come in work units (distributed run): outputs write one part per unit
     worker: str | None = None  # the distributed worker running this Process (its address), for reports
+    # objects the per-stream instances of one module share, keyed by label (CMSSW's GlobalCache),
+    # e.g. a scorer's cross-event batcher
+    shared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def options(self):

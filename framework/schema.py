@@ -66,6 +66,9 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        if isinstance(value, dict) and sum(dataclasses.is_dataclass(a) for a in args) == 1:
+            # a mapping for an optional block: its own error (``block.key: ...``) says more than "expected mapping"
+            return build(next(a for a in args if dataclasses.is_dataclass(a)), value, where)
         for arg in args:
             if arg is type(None):
                 continue

@@ -33,7 +33,8 @@ from framework.schema import InputTag
 
 from .inference import MODEL_SUFFIX, BackendOptions, InferenceBackend, create_backend
 from .inference.accelerator import choose_backend
-from .inference.base import N_CONSTITUENTS, OUTPUT_NAMES
+from .inference.base import N_CONSTITUENTS, OUTPUT_NAMES, check_batch
+from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .products import JetBatch, JetScores
 from .shipped import find_file
 from .working_point import PT_BINNED_KEY, PtBinnedCuts, parse_pt_binned
@@ -61,6 +62,9 @@ class VAEAnomalyScorerParameters:
     max_batch: int = 1024  # tensorrt optimisation-profile maximum
     engine_cache: str | None = None  # tensorrt engines; default <model dir>/engines
     models_dir: str = "data/models"
+    # cross-event dynamic batching (SONIC-style, opt-in): the jets of events in flight on all streams
+    # in one backend call; null: one call per event (docs/inference.md)
+    batching: BatchingParameters | None = None
 
     def __post_init__(self) -> None:
         if self.threads < 1:
@@ -69,6 +73,9 @@ class VAEAnomalyScorerParameters:
             raise ValueError(f"outputs must include 'score' and be among {list(OUTPUT_NAMES)}, got {self.outputs}")
         if self.max_batch < 1 or any(b < 1 for b in self.warm_up):
             raise ValueError("max_batch and warm_up batch sizes must be >= 1")
+        if self.batching is not None and self.batching.max_batch > self.max_batch:
+            raise ValueError(f"batching.max_batch ({self.batching.max_batch}) exceeds max_batch "
+                             f"({self.max_batch}, the largest batch the backend is built for)")
 
 
 def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> Path:
@@ -142,7 +149,8 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
 
 @register_module("VAEAnomalyScorer")
 class VAEAnomalyScorer(Producer):
-    """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets)."""
+    """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets); with
+    ``batching``, once per dynamic batch of the jets of several events in flight (dynamic_batching.py)."""
 
     Parameters = VAEAnomalyScorerParameters
     concurrency = "stream"  # one backend per stream: sessions/contexts are not shared
@@ -156,6 +164,8 @@ class VAEAnomalyScorer(Producer):
         self.model_id = ""
         self.thresholds: Thresholds = {}
         self._empty: JetScores | None = None
+        self._batcher: DynamicBatcher | None = None
+        self._owns_batcher = False  # the instance that made the shared batcher reports it, once
 
     @staticmethod
     def published_thresholds(params: VAEAnomalyScorerParameters) -> tuple[str, Thresholds, Path]:
@@ -183,7 +193,10 @@ class VAEAnomalyScorer(Producer):
         if p.precision == "int8" and backend.describe().get("precision") != "int8":
             raise ConfigError(f"{where}.precision: int8 requested but {path} is not a quantised model "
                               f"(make one with tools/quantize_models.py)")
-        backend.warm_up(p.warm_up)
+        warm = list(p.warm_up)
+        if p.batching is not None and p.batching.max_batch not in warm:
+            warm.append(p.batching.max_batch)  # the full batch's first call is not charged to an event
+        backend.warm_up(warm)
         self.backend, self.backend_name, self.reason = backend, name, reason
         try:
             self.model_id, self.thresholds, _ = model_thresholds(p)
@@ -193,9 +206,27 @@ class VAEAnomalyScorer(Producer):
                                    np.zeros(0, np.float32) if "kl" in p.outputs else None, np.zeros(0, bool),
                                    np.zeros(0, np.float32))
         log.info("%s: %s; model %s", where, reason, path)
+        if p.batching is not None:
+            self._batcher = self._shared_batcher(job, p.batching)
         facts = job.facts.setdefault("accelerators", {})
         facts[self.label] = {"backend": name, "device": backend.describe()["device"], "reason": reason,
                              "model": str(path), "model_id": self.model_id}
+
+    def _shared_batcher(self, job: "JobContext", b: BatchingParameters) -> DynamicBatcher:
+        """The one batcher this label's per-stream instances share (held in ``job.shared``)."""
+        shared = getattr(job, "shared", None)
+        if shared is None:  # a bare job context (a module used outside a Process): not shared
+            shared = {}
+        key = f"{self.label}:batcher"
+        if key not in shared:
+            self._owns_batcher = True
+            shared[key] = DynamicBatcher(b.max_batch, b.max_delay_ms, lambda: getattr(job, "in_flight", ()),
+                                         lambda: getattr(job, "draining", True))
+        return shared[key]
+
+    def begin_unit(self, unit: Any) -> None:
+        if self._batcher is not None:
+            self._batcher.begin_unit()
 
     def _scores(self, score: np.ndarray, kl: np.ndarray | None, valid: np.ndarray,
                 jet_pt: np.ndarray) -> JetScores:
@@ -218,7 +249,11 @@ class VAEAnomalyScorer(Producer):
             c["empty_events"] += 1
             event.put(self._empty)
             return
-        out = self.backend.run(batch.inputs)
+        if self._batcher is None:
+            out = self.backend.run(batch.inputs)
+        else:  # a malformed event fails alone, before it can spoil a batch
+            x = check_batch(batch.inputs, self.backend.model_path)
+            out = self._batcher.submit(event.stream, event.index, x, self.backend.run)
         valid = out["valid"]
         c["jets"] += len(valid)
         c["nonfinite_jets"] += len(valid) - int(np.count_nonzero(valid))
@@ -238,4 +273,5 @@ class VAEAnomalyScorer(Producer):
             return {}
         own = {k: v for k, v in self.backend.counters.items()
                if k not in ("calls", "jets", "nonfinite_jets", "empty_batches")}
-        return {"backend": self.backend.describe(), "choice": self.reason, **self.counters, **own}
+        extra = {"batching": self._batcher.stats()} if self._owns_batcher and self._batcher is not None else {}
+        return {"backend": self.backend.describe(), "choice": self.reason, **self.counters, **own, **extra}

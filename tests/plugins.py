@@ -156,3 +156,19 @@ class FailOn(Analyzer):
     def analyze(self, event) -> None:
         if event.id.run == self.params.run and event.id.event in self.params.events:
             raise ValueError(f"bad event {event.id.event}")
+
+
+@dataclass
+class EventNumberFilterParameters:
+    divisor: int = 2
+
+
+@register_module("TestEventNumberFilter")
+class EventNumberFilter(Filter):
+    """Passes events whose EventID.event is divisible by ``divisor`` (a prefilter on real ROOT input)."""
+
+    Parameters = EventNumberFilterParameters
+    concurrency = "global"
+
+    def filter(self, event) -> bool:
+        return event.id.event % self.params.divisor == 0

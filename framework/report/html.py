@@ -209,8 +209,24 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
         farm_html += (f"<p>The Timing service's own cost: {cost['per_module_call_ns'] / 1e3:.2f} µs per module call, "
                       f"{cost['per_event_with_modules_ns'] / 1e3:.1f} µs per event "
                       f"({100 * cost['share_of_event']:.2f} % of the mean event time).</p>")
-    return [("Budget", budget_html), ("Time per module", modules_html), ("Paths", paths_html),
-            ("Farm projection", farm_html)]
+    sections = [("Budget", budget_html), ("Time per module", modules_html), ("Paths", paths_html),
+                ("Farm projection", farm_html)]
+    if res.get("batching"):
+        sections.insert(2, ("Cross-event batching", _batching_html(res["batching"])))
+    return sections
+
+
+def _batching_html(batching: dict[str, Any]) -> str:
+    """Each batching module's wait per event, split into queue and inference time (ms)."""
+    rows = [[label, b["module_real_per_event_ms"], b["queue_ms"]["per_event"], b["queue_ms"]["p50"],
+             b["queue_ms"]["p99"], b["inference_ms"]["per_event"], b["batches"], b["events_per_batch"],
+             b["jets_per_batch"], b["sent"]["full"], b["sent"]["all_present"], b["sent"]["delay"],
+             b["failed_batches"]] for label, b in batching.items()]
+    return ("<p>The module's time per event includes the wait for its batch: queue time (until the "
+            "event's scores are back, less the backend call) and inference time (the call its jets were in).</p>"
+            + table(["module", "real ms/event", "queue ms/event", "queue p50", "queue p99", "inference ms/event",
+                     "batches", "events/batch", "jets/batch", "sent full", "sent all queued", "sent on delay",
+                     "failed"], rows))
 
 
 # ------------------------------------------------------------------------ the page

@@ -67,6 +67,30 @@ def time_report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def batching_report(res: dict[str, Any]) -> str:
+    """Modules batching across events: the module's time per event (it includes the wait) split into
+    queue time and inference time, and how the batches were sent. Empty without batching."""
+    table = res.get("batching") or {}
+    if not table:
+        return ""
+    head = (f"{_T} {'per event':>{_C1}} {'queue':>{_C2}} {'inference':>{_C2}} {'queue p99':>{_C2}} "
+            f"{'batches':>9} {'events/b':>9} {'jets/b':>8}  Name")
+    lines = [f"{_T} ---------- Batching Summary (cross-event batches) ---[Real sec]----", head]
+    for label, b in table.items():
+        q, i = b["queue_ms"], b["inference_ms"]
+        lines.append(f"{_T} {_s(b['module_real_per_event_ms']):>{_C1}.6f} {_s(q['per_event']):>{_C2}.6f} "
+                     f"{_s(i['per_event']):>{_C2}.6f} {_s(q['p99']):>{_C2}.6f} {b['batches']:>9d} "
+                     f"{b['events_per_batch']:>9.2f} {b['jets_per_batch']:>8.2f}  {label}")
+    lines.append(head)
+    for label, b in table.items():
+        sent = b["sent"]
+        lines.append(f"{_T} {label}: {b['settings']}; batches sent "
+                     f"full {sent['full']}, every stream's event queued {sent['all_present']}, "
+                     f"on the delay {sent['delay']}; failed {b['failed_batches']}; largest {b['largest_batch_jets']} jets")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:7.2f} %"
 

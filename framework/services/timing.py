@@ -390,10 +390,10 @@ class Timing(Service):
     # ---------------------------------------------------------------- reports
 
     def text_report(self, summary: "JobSummary") -> str:
-        from ..report.timereport import budget_report, farm_report, time_report
+        from ..report.timereport import batching_report, budget_report, farm_report, time_report
 
         res = self.result(summary)
-        return "\n".join([time_report(res), budget_report(res), farm_report(res)])
+        return "\n".join(p for p in (time_report(res), batching_report(res), budget_report(res), farm_report(res)) if p)
 
     def json_report(self, summary: "JobSummary") -> dict[str, Any] | None:
         return self.result(summary)

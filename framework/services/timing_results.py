@@ -330,6 +330,9 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             "overhead_real_ms": over_w.values.tolist(),
             "modules_real_ms": {descs[i].label: mod_w[i].values.tolist() for i in range(n)},
         }
+    batching = _batching(summary, by_label)
+    if batching:
+        result["batching"] = batching
     if self_cost:
         cost = self_cost["per_event_with_modules_ns"] * _MS
         result["self_cost"] = {**self_cost, "share_of_event": cost / ev_mean if ev_mean else 0.0}
@@ -342,6 +345,43 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
                   "overhead_real_ms": over_w.values, "modules_real_ms": np.column_stack([m.values for m in mod_w])
                   if n else np.empty((len(rows), 0))}
     return result, arrays
+
+
+def _batching(summary: "JobSummary", by_label: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Modules that batch across events (a scorer's ``batching``, whose summary holds counters that add
+    up over streams, units and workers): their wait per event split into queue and inference time,
+    beside the module's own real time per event (which includes the wait)."""
+    out = {}
+    for label, info in summary.module_summaries.items():
+        b = info.get("batching") if isinstance(info, dict) else None
+        if not isinstance(b, dict) or label not in by_label:
+            continue
+        events, batches = max(b["events"], 1), max(b["batches"], 1)
+        calls = {int(k): int(v) for k, v in b["jets_per_call"].items()}
+        out[label] = {
+            "settings": b["settings"], "batches": b["batches"], "events": b["events"], "jets": b["jets"],
+            "failed_batches": b["failed_batches"], "sent": dict(b["sent"]),
+            "events_per_batch": b["events"] / batches, "jets_per_batch": b["jets"] / batches,
+            "largest_batch_jets": max(calls, default=0), "backend_ms_per_batch": b["backend_ns"] * _MS / batches,
+            "queue_ms": _wait(b["queue_ns"], b["queue_hist_ns"], events),
+            "inference_ms": _wait(b["inference_ns"], b["inference_hist_ns"], events),
+            "module_real_per_event_ms": by_label[label]["real_per_event_ms"],
+        }
+    return out
+
+
+def _wait(total_ns: int, hist_ns: dict[str, int], events: int) -> dict[str, float]:
+    """Mean (exact) and p50 / p99 / max (from log bins keyed by their centre, within ~2 %) in ms."""
+    values = np.array(sorted(int(k) for k in hist_ns), np.float64)
+    counts = np.array([hist_ns[str(int(v))] for v in values], np.float64)
+    if not len(values):
+        return {"per_event": 0.0, "p50": 0.0, "p99": 0.0, "max": 0.0}
+    cum = np.cumsum(counts) / counts.sum()
+
+    def q(x: float) -> float:
+        return float(values[min(int(np.searchsorted(cum, x)), len(values) - 1)] * _MS)
+
+    return {"per_event": total_ns * _MS / events, "p50": q(0.5), "p99": q(0.99), "max": float(values[-1] * _MS)}
 
 
 def _throughput_projection(summary: "JobSummary", throughput_hz: float, rate_hz: float) -> dict[str, Any]:

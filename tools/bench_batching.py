@@ -41,7 +41,8 @@ def run_once(streams: int, batching: dict[str, Any] | None, max_events: int,
     from framework.process import Process
 
     data = read_yaml(ROOT / "configs" / "path.yaml")
-    data = apply_overrides(data, ["endpaths={}", "options.want_summary=false", f"options.streams={streams}",
+    data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
+                                  f"options.numberOfThreads={streams}", f"options.numberOfStreams={streams}",
                                   f"options.maxEvents={max_events}",
                                   f"source.files={json.dumps([str(f) for f in FILES])}",
                                   f"modules.vae.backend={backend}"])

@@ -358,7 +358,8 @@ def _shipped(tmp: Path, name: str, streams: int, batching: dict | None, max_even
              **extra) -> Path:
     cfg = yaml.safe_load((REPO / "configs" / "path.yaml").read_text())
     cfg["source"]["files"] = [str(QCD)]
-    cfg["options"].update(streams=streams, maxEvents=max_events, **extra.pop("options", {}))
+    cfg["options"].update(numberOfThreads=streams, numberOfStreams=streams, maxEvents=max_events,
+                          **extra.pop("options", {}))
     cfg["modules"]["vae"]["backend"] = "onnxruntime"
     if batching is not None:
         cfg["modules"]["vae"]["batching"] = batching

@@ -134,7 +134,8 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
         "sample is flat in p̂T (`qcd_flat`, data/README.md), so 600 GeV and 1.6 TeV jets are learnt alike.\n")
     add("Loss = Chamfer + β·KL (reparametrised z in training). Adam, ReduceLROnPlateau (×0.3 after 3 flat "
         "epochs) and EarlyStopping on val_loss (restoring the best weights); val_loss uses the latent mean and "
-        "the full β, i.e. exactly `score + kl`.\n")
+        "the full β, i.e. exactly `score + kl` (with free bits, the KL counted as in training: floored per "
+        "dimension).\n")
 
     add("## Training\n")
     add("| | " + " | ".join(MODELS) + " |\n|---|" + "---|" * len(MODELS))
@@ -354,7 +355,11 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
     for n in MODELS:
         if n in hist:
             add(hist[n]["command"])
-    add(f"python tools/export_onnx.py --model all\n{command}\n```\n")
+    add(f"python tools/export_onnx.py --model all\n{command}\n"
+        "python tools/export_onnx.py --model all   # again: its decision check uses the new thresholds\n"
+        "python tools/quantize_models.py            # INT8 variants and their section of this card\n"
+        f"{command}   # again: the card quotes the final ONNX check\n"
+        "python -m tools.make_reference             # data/reference/: the regression tests' expected outputs\n```\n")
     add("Trained single-threaded on CPU; TensorFlow kernels are not bit-reproducible across machines, so "
         "retraining gives statistically, not bitwise, equal models.\n")
     return "\n".join(L)

@@ -104,7 +104,9 @@ class VAETrainer(keras.Model):
     """Trains encoder + decoder on Chamfer + beta * w(epoch) * KL, with w the KL warm-up weight.
 
     Training samples z with the reparametrisation trick; validation uses the latent mean and the
-    full beta, i.e. exactly the deployed score + kl, so val_loss is comparable across epochs.
+    full beta (without free bits: exactly the deployed score + kl), so val_loss is comparable across
+    epochs.  With free bits val_loss counts the KL as training does (floored per dimension): else the
+    KL's epoch-to-epoch wobble, which the objective ignores below the floor, would steer early stopping.
     ``free_bits`` (nats per latent dimension, 0: off) stops the KL term pulling a dimension below
     that value ("free bits", Kingma et al. 2016): the posterior cannot collapse onto the prior.
     """
@@ -138,7 +140,7 @@ class VAETrainer(keras.Model):
         reco_loss = chamfer_distance(x_std, y_std, mask, point_weights(jets, mask, self.weighting))
         kl = kl_divergence(z_mean, z_log_var)
         kl_loss = kl
-        if training and self.free_bits > 0:
+        if self.free_bits > 0:  # in validation too: val_loss must be the objective early stopping follows
             per_dim = ops.mean(0.5 * (ops.square(z_mean) + ops.exp(z_log_var) - 1.0 - z_log_var), axis=0)
             kl_loss = ops.sum(ops.maximum(per_dim, self.free_bits))
         return ops.mean(reco_loss), ops.mean(kl), ops.mean(kl_loss)
@@ -165,8 +167,8 @@ class VAETrainer(keras.Model):
 
     def test_step(self, data: Any) -> dict[str, Any]:
         jets = data[0] if isinstance(data, (tuple, list)) else data
-        reco, kl, _ = self._terms(jets, training=False)
-        return self._report(reco + self.beta * kl, reco, kl)
+        reco, kl, kl_loss = self._terms(jets, training=False)
+        return self._report(reco + self.beta * kl_loss, reco, kl)
 
 
 class KLWarmup(keras.callbacks.Callback):

@@ -74,6 +74,12 @@ step pytest-gpu 200 python3 -m pytest --noconftest -p no:cacheprovider -q -rs -s
 step pytest-fakes 90 python3 -m pytest --noconftest -p no:cacheprovider -q -rs \
     tests/test_cuda_wrappers.py tests/test_tensorrt_fake.py --junitxml="$OUT/pytest-fakes.xml"
 
+# the shipped path as a user runs it: backend auto (TensorRT on the GPU when installed, else ONNX Runtime
+# on the CPU, with the reason in the report), 2000 events, reports in $OUT/path
+step shipped-path 120 python3 -m framework.cli configs/path.yaml -n 2000 --report-dir "$OUT/path" \
+    modules.out.file="$OUT/path/out.root"
+grep -hE "backend|TensorRT|CPU|fallback|Events total" "$OUT/shipped-path.txt" | head -n 8 | tee -a "$SUMMARY"
+
 # hltbench on every GPU backend (ONNX Runtime CUDA / TensorRT providers, TensorRT fp32 / fp16) beside ONNX
 # Runtime on this host's CPU: latency, peak RSS and GPU memory vs batch size, JSON/CSV/PNG in
 # $OUT/hltbench; a backend not installed here is listed in the output with the reason

@@ -33,6 +33,9 @@ class JobContext:
     in_flight: list[int] = field(default_factory=list)  # per stream: index of the event it processes
     units: bool = False  # events come in work units (distributed run): outputs write one part per unit
     worker: str | None = None  # the distributed worker running this Process (its address), for reports
+    # what consumers declared at begin_job they will read, by producer label (CMSSW's consumes): a
+    # source may prepare exactly that per chunk instead of everything
+    consumes: dict[str, set[Any]] = field(default_factory=dict)
 
     @property
     def options(self):

@@ -52,8 +52,7 @@ def hltrun_path(timing: bool) -> tuple[float, list[bool]]:
     data = read_yaml(ROOT / "configs" / "path.yaml")
     data = apply_overrides(data, ["endpaths={}", "options.want_summary=false",
                                   f"source.files={json.dumps([str(f) for f in FILES])}",
-                                  "modules.vae.backend=onnxruntime",
-                                  f"modules.anomalyFilter.thresholds_file={ROOT / 'data/models/thresholds.json'}"])
+                                  "modules.vae.backend=onnxruntime"])
     del data["modules"]["out"]
     data["services"] = {"Timing": {"calibrate": False}} if timing else {}
     process = Process(validate(data, "bench"))

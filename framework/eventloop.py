@@ -194,6 +194,11 @@ class EventProcessor:
                 self._errors.append(exc)
                 self._stop.set()
                 item = None
+            bulk = self.process.source.bulk_pending
+            if bulk is not None:  # file open / chunk read inside this pull: not this event's time
+                self.process.source.bulk_pending = None
+                if signals.source_bulk:
+                    signals.source_bulk(stream, *bulk)
             if signals.post_source:
                 signals.post_source(stream, item[0] if item else None)
             if item is None:

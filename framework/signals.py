@@ -44,6 +44,8 @@ class ActivityRegistry:
     * ``pre_begin_job(job)`` / ``post_begin_job(job)``
     * ``pre_module_begin_job(desc)`` / ``post_module_begin_job(desc)``
     * ``pre_source(stream)`` / ``post_source(stream, event_id_or_None)``
+    * ``source_bulk(stream, real_ns, cpu_ns)``: between those two, when the pull did bulk work (file
+      open, chunk read and conversion) that belongs to no single event; the times are inside the pull
     * ``pre_event(event)`` / ``post_event(event, status)``; status is ``"accept"``, ``"reject"`` or ``"error"``
     * ``pre_path(event, path_name)`` / ``post_path(event, path_name, accepted)``
     * ``pre_module(event, desc)`` / ``post_module(event, desc)`` (also after an exception)
@@ -53,7 +55,7 @@ class ActivityRegistry:
 
     NAMES = (
         "pre_begin_job", "post_begin_job", "pre_module_begin_job", "post_module_begin_job",
-        "pre_source", "post_source", "pre_event", "post_event", "pre_path", "post_path",
+        "pre_source", "post_source", "source_bulk", "pre_event", "post_event", "pre_path", "post_path",
         "pre_module", "post_module", "pre_module_end_job", "post_module_end_job",
         "pre_end_job", "post_end_job",
     )

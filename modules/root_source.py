@@ -388,22 +388,27 @@ class RootJetSource(Source):
                         if self._named_duplicates == 5 else "")
 
     def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
-        tree = self._open_tree(path)
+        """Chunks of ``path``; opening, reading, converting and closing are bulk I/O (``bulk_io``)."""
+        with self.bulk_io():
+            tree = self._open_tree(path)
         try:
             it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
                               entry_stop=stop, library="ak", report=True)
             while True:
-                try:
-                    arrays, report = next(it)
-                except StopIteration:
-                    return
-                except Exception as exc:
-                    raise SourceError(f"source: failed to read {path} entries {start}-{stop}: {type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-                self._count["chunks"] += 1
-                yield self._convert(arrays, path, report.tree_entry_start)
+                with self.bulk_io():
+                    try:
+                        arrays, report = next(it)
+                    except StopIteration:
+                        return
+                    except Exception as exc:
+                        raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
+                                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                    self._count["chunks"] += 1
+                    chunk = self._convert(arrays, path, report.tree_entry_start)
+                yield chunk
         finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
-            tree.file.close()
+            with self.bulk_io():
+                tree.file.close()
 
     def _convert(self, arrays: ak.Array, path: str, first_entry: int) -> _Chunk:
         b, layout = self.params.branches, self.params.layout

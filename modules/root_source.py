@@ -176,6 +176,10 @@ class RootJetSource(Source):
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
         self._consumers: dict[str, set[InputSpec]] = {}  # JobContext.consumes: what modules will read
+        # the first file's arrays read whole by the file check when one basket per branch holds the
+        # file (reading 50 entries decompresses it all anyway): the loop starts from them, not again
+        self._kept: tuple[str, ak.Array] | None = None
+        self._deferred: set[str] = set()  # files the job cannot need (past maxEvents): checked if reached
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -209,12 +213,20 @@ class RootJetSource(Source):
                 self.files.append(path)
         good = []
         checked: dict[str, int] = {}  # a file read again on purpose (allowDuplicateFiles) is checked once
+        needed = self._entries_needed(job)
         for path in self.files:
             try:
                 real = os.path.realpath(path)
+                if needed is not None and needed <= 0 and real not in checked:
+                    self.entries[path] = self._count_entries(path)  # past what the job reads: open only
+                    self._deferred.add(real)
+                    good.append(path)
+                    continue
                 if real not in checked:
-                    checked[real] = self._check_file(path)
+                    checked[real] = self._check_file(path, keep=not checked)
                 self.entries[path] = checked[real]
+                if needed is not None:
+                    needed -= checked[real]
             except SourceError as exc:
                 if not self.params.skipBadFiles:
                     raise
@@ -231,15 +243,32 @@ class RootJetSource(Source):
         self._count["bad_files"] += 1
         log.warning("source: skipping bad file (skipBadFiles): %s", reason)
 
-    def _check_file(self, path: str) -> int:
-        """Open ``path``, check its tree, branches and layout, and read its first and last entries."""
+    def _entries_needed(self, job: Any) -> int | None:
+        """Entries a job with maxEvents reads (skipEvents + maxEvents, more only if it meets duplicate
+        ids); None: every file may be read. Files past it are opened for their entry count only, and
+        checked when (if) the loop reaches them: a short job does not decompress inputs it never reads."""
+        options = getattr(getattr(job, "config", None), "options", None)
+        if options is None or options.maxEvents < 0:
+            return None
+        return options.skipEvents + options.maxEvents
+
+    def _count_entries(self, path: str) -> int:
         tree = self._open_tree(path)
         try:
-            return self._check_tree(tree, path)
+            return int(tree.num_entries)
+        finally:
+            tree.file.close()
+
+    def _check_file(self, path: str, keep: bool = False) -> int:
+        """Open ``path``, check its tree, branches and layout, and read its first and last entries
+        (``keep``: keep the arrays when that read the whole file anyway, for the loop's first chunks)."""
+        tree = self._open_tree(path)
+        try:
+            return self._check_tree(tree, path, keep)
         finally:
             tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
 
-    def _check_tree(self, tree: Any, path: str) -> int:
+    def _check_tree(self, tree: Any, path: str, keep: bool = False) -> int:
         missing = [n for n in self._branch_names() if n not in tree]
         if missing:
             import difflib
@@ -256,6 +285,9 @@ class RootJetSource(Source):
         # the last entry of a branch whose first basket holds every entry was decompressed with the
         # head already: reading it again would decompress the whole basket a second time
         tail = [name for name in names if _first_basket_end(tree[name]) < n]
+        whole = keep and not tail and sum(tree[name].uncompressed_bytes for name in names) <= _KEEP_BYTES
+        if whole:  # one basket per branch: the head read decompresses the whole file, keep it all
+            head = n
         for start, stop, branches in ((0, head, names), (max(head, n - 1), n, tail)):
             if start >= stop or not branches:
                 continue
@@ -265,7 +297,9 @@ class RootJetSource(Source):
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else 'corrupt data'}") from exc
             if start == 0:
-                self._check_layout(arrays, path)
+                self._check_layout(arrays[:50], path)
+                if whole:
+                    self._kept = (os.path.realpath(path), arrays)
         return n
 
     def _check_layout(self, arrays: ak.Array, path: str) -> None:
@@ -389,6 +423,20 @@ class RootJetSource(Source):
 
     def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
         """Chunks of ``path``; opening, reading, converting and closing are bulk I/O (``bulk_io``)."""
+        kept, self._kept = self._kept, None  # used by the first file read, or released
+        real = os.path.realpath(path)
+        if real in self._deferred:
+            with self.bulk_io():
+                self._deferred.discard(real)
+                self._check_file(path)
+        if kept is not None and kept[0] == real:
+            arrays = kept[1]
+            for a in range(start, stop, self.params.chunk_size):
+                with self.bulk_io():
+                    self._count["chunks"] += 1
+                    chunk = self._convert(arrays[a:min(stop, a + self.params.chunk_size)], path, a)
+                yield chunk
+            return
         with self.bulk_io():
             tree = self._open_tree(path)
         try:
@@ -499,6 +547,9 @@ class RootJetSource(Source):
     def data_quality(self) -> dict[str, int]:
         c = self._count
         return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"]}
+
+
+_KEEP_BYTES = 256 * 2**20  # largest file (uncompressed) the check keeps in memory for the loop
 
 
 def _first_basket_end(branch: Any) -> int:

@@ -251,3 +251,56 @@ def test_shipped_samples_match_the_full_conversion(sample):
         assert same_bits(inputs, want) and same_bits(mask, want[..., 2] > 0) and same_bits(pt, jets.pt[real])
         n += 1
     assert n > 1000
+
+
+# ------------------------------------------------------------------ reading each basket once
+
+def test_first_file_is_decompressed_once_and_matches_a_plain_read(tmp_path, monkeypatch):
+    """A one-basket file: the check's read is the loop's data (each basket decompressed once), and
+    the chunks cut from it equal those read by TTree.iterate (the same file read second)."""
+    import uproot.models.TBasket as tbasket
+
+    events = make_events(60, seed=9)
+    a = write_counts(tmp_path / "a.root", events)
+    b = write_counts(tmp_path / "b.root", events)
+    calls = []
+    real = tbasket.Model_TBasket.read_members
+
+    def counting(self, *args, **kwargs):  # one basket read (and decompressed)
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tbasket.Model_TBasket, "read_members", counting)
+    spec = InputSpec(2, 100, True)
+    src, stream = read([a, b], _Job(spec), chunk_size=11, allowDuplicateFiles=True,
+                       duplicateCheckMode="noDuplicateCheck")
+    got = [products[""].model_input(spec) for _, products in stream]
+    assert len(got) == 120
+    for first, second in zip(got[:60], got[60:]):  # a from the check's arrays, b through iterate
+        assert all(same_bits(x, y) for x, y in zip(first, second))
+    with uproot.open(a) as f:
+        baskets = sum(f["Events"][name].num_baskets for name in src._branch_names())
+    assert len(calls) == 2 * baskets + baskets  # check a (kept), check b, read b; a is not read again
+
+
+def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
+    from framework.errors import SourceError
+
+    good = write_counts(tmp_path / "good.root", make_events(30, seed=1))
+    bad = tmp_path / "bad.root"
+    data = write_counts(tmp_path / "tmp.root", make_events(30, seed=2)).read_bytes()
+    bad.write_bytes(data[: len(data) * 2 // 3])  # header intact, baskets cut
+
+    class Job(_Job):
+        def __init__(self, max_events):
+            super().__init__()
+            self.config = type("C", (), {"options": type("O", (), {"maxEvents": max_events, "skipEvents": 0})})
+
+    params = {"duplicateCheckMode": "noDuplicateCheck"}
+    src, _ = read([good, bad], Job(20), **params)  # the job ends inside good.root: bad.root only opened
+    assert sum(1 for _ in src.events(0, 20)) == 20
+    with pytest.raises(SourceError, match="bad.root"):  # a job that needs it checks it in begin_job
+        read([good, bad], Job(40), **params)
+    src, _ = read([good, bad], Job(20), **params)
+    with pytest.raises(SourceError, match="cannot read entries .*bad.root"):  # reached: the check's message
+        list(src.events(0, 40))

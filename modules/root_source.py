@@ -176,9 +176,11 @@ class RootJetSource(Source):
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
         self._consumers: dict[str, set[InputSpec]] = {}  # JobContext.consumes: what modules will read
-        # the first file's arrays read whole by the file check when one basket per branch holds the
-        # file (reading 50 entries decompresses it all anyway): the loop starts from them, not again
-        self._kept: tuple[str, ak.Array] | None = None
+        # files the check read whole (one basket per branch holds the file, so reading 50 entries
+        # decompressed it all anyway), up to _KEEP_BYTES in all: the loop reads them from here
+        self._kept: dict[str, ak.Array] = {}
+        self._kept_bytes = 0
+        self._keep = True
         self._deferred: set[str] = set()  # files the job cannot need (past maxEvents): checked if reached
 
     # -- setup ---------------------------------------------------------------------------------
@@ -199,6 +201,7 @@ class RootJetSource(Source):
         fails (or, with ``skipBadFiles``, is skipped) now, not hours into the job."""
         if job is not None:
             self._consumers = job.consumes  # filled by the modules' begin_job, read at each chunk
+            self._keep = not getattr(job, "units", False)  # a Dask worker reads only some of the files
         listed: dict[str, str] = {}
         for pattern in self.params.files:
             matches = glob_files(pattern)
@@ -223,7 +226,7 @@ class RootJetSource(Source):
                     good.append(path)
                     continue
                 if real not in checked:
-                    checked[real] = self._check_file(path, keep=not checked)
+                    checked[real] = self._check_file(path, keep=self._keep)
                 self.entries[path] = checked[real]
                 if needed is not None:
                     needed -= checked[real]
@@ -285,7 +288,8 @@ class RootJetSource(Source):
         # the last entry of a branch whose first basket holds every entry was decompressed with the
         # head already: reading it again would decompress the whole basket a second time
         tail = [name for name in names if _first_basket_end(tree[name]) < n]
-        whole = keep and not tail and sum(tree[name].uncompressed_bytes for name in names) <= _KEEP_BYTES
+        size = sum(tree[name].uncompressed_bytes for name in names) if keep and not tail else 0
+        whole = keep and not tail and self._kept_bytes + size <= _KEEP_BYTES
         if whole:  # one basket per branch: the head read decompresses the whole file, keep it all
             head = n
         for start, stop, branches in ((0, head, names), (max(head, n - 1), n, tail)):
@@ -299,7 +303,8 @@ class RootJetSource(Source):
             if start == 0:
                 self._check_layout(arrays[:50], path)
                 if whole:
-                    self._kept = (os.path.realpath(path), arrays)
+                    self._kept[os.path.realpath(path)] = arrays
+                    self._kept_bytes += size
         return n
 
     def _check_layout(self, arrays: ak.Array, path: str) -> None:
@@ -364,6 +369,7 @@ class RootJetSource(Source):
         for path in self.files:
             n = self.entries[path]
             if to_skip >= n:
+                self._kept.pop(os.path.realpath(path), None)
                 to_skip -= n
                 self._count["skipped"] += n
                 continue
@@ -380,6 +386,9 @@ class RootJetSource(Source):
                     left -= 1
                     if left <= 0:
                         return
+
+    def end_job(self) -> None:
+        self._kept.clear()  # files the job stopped before
 
     def inputs(self) -> list[tuple[str, int]]:
         return [(path, self.entries[path]) for path in self.files]
@@ -423,14 +432,13 @@ class RootJetSource(Source):
 
     def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
         """Chunks of ``path``; opening, reading, converting and closing are bulk I/O (``bulk_io``)."""
-        kept, self._kept = self._kept, None  # used by the first file read, or released
         real = os.path.realpath(path)
+        arrays = self._kept.pop(real, None)  # used once (a file listed again is read again)
         if real in self._deferred:
             with self.bulk_io():
                 self._deferred.discard(real)
                 self._check_file(path)
-        if kept is not None and kept[0] == real:
-            arrays = kept[1]
+        if arrays is not None:
             for a in range(start, stop, self.params.chunk_size):
                 with self.bulk_io():
                     self._count["chunks"] += 1
@@ -549,7 +557,7 @@ class RootJetSource(Source):
         return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"]}
 
 
-_KEEP_BYTES = 256 * 2**20  # largest file (uncompressed) the check keeps in memory for the loop
+_KEEP_BYTES = 256 * 2**20  # uncompressed bytes the file check may keep in memory for the loop, in all
 
 
 def _first_basket_end(branch: Any) -> int:

@@ -255,14 +255,13 @@ def test_shipped_samples_match_the_full_conversion(sample):
 
 # ------------------------------------------------------------------ reading each basket once
 
-def test_first_file_is_decompressed_once_and_matches_a_plain_read(tmp_path, monkeypatch):
-    """A one-basket file: the check's read is the loop's data (each basket decompressed once), and
-    the chunks cut from it equal those read by TTree.iterate (the same file read second)."""
+def test_checked_files_are_decompressed_once_and_match_a_plain_read(tmp_path, monkeypatch):
+    """One-basket files: the check's read is the loop's data (each basket decompressed once), and
+    the chunks cut from it equal those TTree.iterate reads (the same file listed again is read again)."""
     import uproot.models.TBasket as tbasket
 
-    events = make_events(60, seed=9)
-    a = write_counts(tmp_path / "a.root", events)
-    b = write_counts(tmp_path / "b.root", events)
+    a = write_counts(tmp_path / "a.root", make_events(60, seed=9))
+    b = write_counts(tmp_path / "b.root", make_events(40, seed=8))
     calls = []
     real = tbasket.Model_TBasket.read_members
 
@@ -272,15 +271,16 @@ def test_first_file_is_decompressed_once_and_matches_a_plain_read(tmp_path, monk
 
     monkeypatch.setattr(tbasket.Model_TBasket, "read_members", counting)
     spec = InputSpec(2, 100, True)
-    src, stream = read([a, b], _Job(spec), chunk_size=11, allowDuplicateFiles=True,
+    src, stream = read([a, b, a], _Job(spec), chunk_size=11, allowDuplicateFiles=True,
                        duplicateCheckMode="noDuplicateCheck")
     got = [products[""].model_input(spec) for _, products in stream]
-    assert len(got) == 120
-    for first, second in zip(got[:60], got[60:]):  # a from the check's arrays, b through iterate
-        assert all(same_bits(x, y) for x, y in zip(first, second))
+    assert len(got) == 160
+    for first, again in zip(got[:60], got[100:]):  # a from the check's arrays, then through iterate
+        assert all(same_bits(x, y) for x, y in zip(first, again))
     with uproot.open(a) as f:
         baskets = sum(f["Events"][name].num_baskets for name in src._branch_names())
-    assert len(calls) == 2 * baskets + baskets  # check a (kept), check b, read b; a is not read again
+    assert len(calls) == 3 * baskets  # check a, check b, read a again; neither check is read twice
+    assert not src._kept
 
 
 def test_files_past_max_events_are_checked_only_if_reached(tmp_path):

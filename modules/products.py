@@ -25,14 +25,53 @@ class JetCollection:
     only. A collection built by hand (tests, user code) carries its padded arrays itself.
     """
 
-    __slots__ = ("pt", "eta", "phi", "mass", "n_constituents", "_constituents", "_relative", "_chunk", "_index")
+    __slots__ = ("_pt", "_eta", "_phi", "_mass", "_ncons", "_constituents", "_relative", "_chunk", "_index")
 
-    def __init__(self, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np.ndarray,
-                 n_constituents: np.ndarray, constituents: np.ndarray | None = None,
+    def __init__(self, pt: np.ndarray | None, eta: np.ndarray | None, phi: np.ndarray | None,
+                 mass: np.ndarray | None, n_constituents: np.ndarray | None, constituents: np.ndarray | None = None,
                  relative: np.ndarray | None = None, *, chunk: Any = None, index: int = -1) -> None:
-        self.pt, self.eta, self.phi, self.mass, self.n_constituents = pt, eta, phi, mass, n_constituents
+        self._pt, self._eta, self._phi, self._mass, self._ncons = pt, eta, phi, mass, n_constituents
         self._constituents, self._relative = constituents, relative
         self._chunk, self._index = chunk, index  # the source's chunk and this event's position in it
+
+    @classmethod
+    def view(cls, chunk: Any, index: int) -> "JetCollection":
+        """Event ``index`` of a source chunk: per-jet arrays are sliced when first read (a path that
+        only reads ``model_input`` never slices them)."""
+        return cls(None, None, None, None, None, chunk=chunk, index=index)
+
+    def _jets(self, name: str) -> np.ndarray:
+        return self._chunk.jet_slice(name, self._index)
+
+    @property
+    def pt(self) -> np.ndarray:
+        if self._pt is None:
+            self._pt = self._jets("pt")
+        return self._pt
+
+    @property
+    def eta(self) -> np.ndarray:
+        if self._eta is None:
+            self._eta = self._jets("eta")
+        return self._eta
+
+    @property
+    def phi(self) -> np.ndarray:
+        if self._phi is None:
+            self._phi = self._jets("phi")
+        return self._phi
+
+    @property
+    def mass(self) -> np.ndarray:
+        if self._mass is None:
+            self._mass = self._jets("mass")
+        return self._mass
+
+    @property
+    def n_constituents(self) -> np.ndarray:
+        if self._ncons is None:
+            self._ncons = self._jets("ncons")
+        return self._ncons
 
     @property
     def constituents(self) -> np.ndarray:

@@ -137,10 +137,12 @@ class _Chunk:
         a, b = self.jet_offsets[i], self.jet_offsets[i + 1]
         return self._padded[relative][a:b]
 
+    def jet_slice(self, name: str, i: int) -> np.ndarray:
+        """Event ``i``'s part of the per-jet array ``name`` (pt, eta, phi, mass, ncons): a view."""
+        return getattr(self, name)[self.jet_offsets[i]:self.jet_offsets[i + 1]]
+
     def event(self, i: int) -> JetCollection:
-        a, b = self.jet_offsets[i], self.jet_offsets[i + 1]
-        return JetCollection(self.pt[a:b], self.eta[a:b], self.phi[a:b], self.mass[a:b], self.ncons[a:b],
-                             chunk=self, index=i)
+        return JetCollection.view(self, i)
 
 
 def make_chunk(jet_offsets: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray,

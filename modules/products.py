@@ -26,6 +26,7 @@ class JetCollection:
     """
 
     __slots__ = ("_pt", "_eta", "_phi", "_mass", "_ncons", "_constituents", "_relative", "_chunk", "_index")
+    COLUMNS = ("pt", "eta", "phi", "mass", "n_constituents")  # per-jet values an output module writes
 
     def __init__(self, pt: np.ndarray | None, eta: np.ndarray | None, phi: np.ndarray | None,
                  mass: np.ndarray | None, n_constituents: np.ndarray | None, constituents: np.ndarray | None = None,

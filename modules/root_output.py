@@ -51,6 +51,8 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
     """Flatten a product into named columns: 1-D arrays become per-jet lists, scalars stay scalars."""
     if dataclasses.is_dataclass(product):
         items = [(f.name, getattr(product, f.name)) for f in dataclasses.fields(product)]
+    elif hasattr(type(product), "COLUMNS"):  # a product that is no dataclass names its columns
+        items = [(name, getattr(product, name)) for name in type(product).COLUMNS]
     elif isinstance(product, dict):
         items = list(product.items())
     else:

@@ -304,3 +304,15 @@ def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
     src, _ = read([good, bad], Job(20), **params)
     with pytest.raises(SourceError, match="cannot read entries .*bad.root"):  # reached: the check's message
         list(src.events(0, 40))
+
+
+def test_output_module_writes_the_source_jets(tmp_path, counts_file, write_config):
+    """keep: [source] writes the per-jet columns of the jet collection (it is no dataclass any more)."""
+    from modules.root_output import product_columns
+
+    _, stream = read([counts_file], _Job())
+    _, products = next(stream)
+    jets = products[""]
+    cols = product_columns("source", jets)
+    assert sorted(cols) == ["source_eta", "source_mass", "source_n_constituents", "source_phi", "source_pt"]
+    assert same_bits(cols["source_pt"], jets.pt) and len(cols["source_pt"]) == len(jets)

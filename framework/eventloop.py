@@ -69,6 +69,11 @@ class EventProcessor:
             process.end_job()
             raise
         summary.begin_job_s = time.perf_counter() - begin
+        bulk = process.source.bulk_pending  # reads begin_job did for the loop (stream -1: no pull)
+        if bulk is not None:
+            process.source.bulk_pending = None
+            if process.signals.source_bulk:
+                process.signals.source_bulk(-1, *bulk)
         process.job.in_flight = [_IDLE] * len(process.schedules)
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
         events = process.source.events(self.options.skipEvents, limit)

@@ -50,7 +50,8 @@ class ActivityRegistry:
     * ``pre_module_begin_job(desc)`` / ``post_module_begin_job(desc)``
     * ``pre_source(stream)`` / ``post_source(stream, event_id_or_None)``
     * ``source_bulk(stream, real_ns, cpu_ns)``: between those two, when the pull did bulk work (file
-      open, chunk read and conversion) that belongs to no single event; the times are inside the pull
+      open, chunk read and conversion) that belongs to no single event; the times are inside the pull.
+      ``stream`` -1: the source read data for the loop during begin_job (files its check read whole)
     * ``pre_event(event)`` / ``post_event(event, status)``; status is ``"accept"``, ``"reject"`` or ``"error"``
     * ``pre_path(event, path_name)`` / ``post_path(event, path_name, accepted)``
     * ``pre_module(event, desc)`` / ``post_module(event, desc)`` (also after an exception)

@@ -15,6 +15,7 @@ Each chunk is converted once, with numpy, into padded (n_jets, C, 3) arrays; eve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -297,8 +298,9 @@ class RootJetSource(Source):
         for start, stop, branches in ((0, head, names), (max(head, n - 1), n, tail)):
             if start >= stop or not branches:
                 continue
-            try:
-                arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak")
+            try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
+                with self.bulk_io() if whole and start == 0 else contextlib.nullcontext():
+                    arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak")
             except Exception as exc:
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else 'corrupt data'}") from exc

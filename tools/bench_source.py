@@ -50,6 +50,7 @@ def time_source(files: list[Path], chunk: int) -> tuple[float, float, float, int
     src.begin_job(job)
     batcher.begin_job(job)
     t1 = time.perf_counter()
+    src.bulk_pending = None  # what the check read for the loop is in the begin_job column
     n, bulk = 0, 0
     for event_id, products in src.events(0, None):
         if getattr(src, "bulk_pending", None) is not None:  # file open, chunk read and conversion, as the event loop takes it

@@ -179,6 +179,7 @@ class Timing(Service):
         self._epoch_offset = time.time_ns() - _wall()  # perf_counter ns -> epoch ns, to merge across processes
         self._max_rows = 200_000
         self._budget_ns = 0
+        self._bulk_begin = [0, 0]  # the source's reads for the loop done at begin_job: real, CPU ns
 
     # ---------------------------------------------------------------- signals (hot path)
 
@@ -227,6 +228,10 @@ class Timing(Service):
     def _source_bulk(self, stream: int, w: int, c: int) -> None:
         """Bulk I/O inside this pull: moving the event's start and the source's mark past it takes it
         out of the event and the source (exactly, in integer ns) and into the bulk line."""
+        if stream < 0:  # read during begin_job for the loop: no pull, no event to take it out of
+            self._bulk_begin[0] += w
+            self._bulk_begin[1] += c
+            return
         st = self._streams[stream]
         st.ev_w0 += w
         st.ev_c0 += c
@@ -358,7 +363,8 @@ class Timing(Service):
             last_ns=max(lasts) + self._epoch_offset if lasts else None,
             self_cost=self._self_cost, max_rows=self._max_rows,
             bulk_real_ns=sum(st.bulk[0] for st in streams), bulk_cpu_ns=sum(st.bulk[1] for st in streams),
-            bulk_pulls=sum(st.bulk[2] for st in streams), **self._events()).bounded()
+            bulk_pulls=sum(st.bulk[2] for st in streams), bulk_begin_real_ns=self._bulk_begin[0],
+            bulk_begin_cpu_ns=self._bulk_begin[1], **self._events()).bounded()
 
     def load(self, data: TimingData | None) -> None:
         self._data = data

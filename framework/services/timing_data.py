@@ -80,6 +80,8 @@ class TimingData:
     bulk_real_ns: int = 0
     bulk_cpu_ns: int = 0
     bulk_pulls: int = 0
+    bulk_begin_real_ns: int = 0  # of it, read at begin_job for the loop (outside the loop's wall time)
+    bulk_begin_cpu_ns: int = 0
 
     @property
     def events(self) -> int:
@@ -102,6 +104,8 @@ class TimingData:
                       last_ns=max(lasts) if lasts else None, self_cost=self.self_cost or other.self_cost,
                       max_rows=min(self.max_rows, other.max_rows), bulk_real_ns=self.bulk_real_ns + other.bulk_real_ns,
                       bulk_cpu_ns=self.bulk_cpu_ns + other.bulk_cpu_ns, bulk_pulls=self.bulk_pulls + other.bulk_pulls,
+                      bulk_begin_real_ns=self.bulk_begin_real_ns + other.bulk_begin_real_ns,
+                      bulk_begin_cpu_ns=self.bulk_begin_cpu_ns + other.bulk_begin_cpu_ns,
                       over_budget=None if self.over_budget is None or other.over_budget is None
                       else self.over_budget + other.over_budget)
         if self.rows is not None and other.rows is not None and len(self.rows) + len(other.rows) <= out.max_rows:

@@ -147,7 +147,7 @@ class AnomalyScoreFilter(Filter):
                 self.no_score_events += 1
                 return False
             value = self._py_reduce(values)
-            return not math.isnan(value) and value > self.threshold
+            return not math.isnan(value) and value > self._cut(scores)
         if scores.valid is not None:
             s = s[scores.valid]
         if len(s) == 0:

@@ -69,6 +69,11 @@ class EventProcessor:
             process.end_job()
             raise
         summary.begin_job_s = time.perf_counter() - begin
+        bulk = process.source.bulk_pending  # reads begin_job did for the loop (stream -1: no pull)
+        if bulk is not None:
+            process.source.bulk_pending = None
+            if process.signals.source_bulk:
+                process.signals.source_bulk(-1, *bulk)
         process.job.in_flight = [_IDLE] * len(process.schedules)
         process.job.draining = False
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
@@ -198,6 +203,11 @@ class EventProcessor:
                 self._errors.append(exc)
                 self._stop.set()
                 item = None
+            bulk = self.process.source.bulk_pending
+            if bulk is not None:  # file open / chunk read inside this pull: not this event's time
+                self.process.source.bulk_pending = None
+                if signals.source_bulk:
+                    signals.source_bulk(stream, *bulk)
             if signals.post_source:
                 signals.post_source(stream, item[0] if item else None)
             if item is None:

@@ -37,6 +37,9 @@ class JobContext:
     # objects the per-stream instances of one module share, keyed by label (CMSSW's GlobalCache),
     # e.g. a scorer's cross-event batcher
     shared: dict[str, Any] = field(default_factory=dict)
+    # what consumers declared at begin_job they will read, by producer label (CMSSW's consumes): a
+    # source may prepare exactly that per chunk instead of everything
+    consumes: dict[str, set[Any]] = field(default_factory=dict)
 
     @property
     def options(self):

@@ -22,6 +22,7 @@ SERVICE_ENTRY_POINT_GROUP = "hltrun.services"
 _modules: dict[str, type] = {}
 _services: dict[str, type] = {}
 _loaded_plugins = False
+_loaded_entry_points = False
 
 
 def register_module(name: str | None = None) -> Callable[[T], T]:
@@ -51,14 +52,18 @@ def _register(table: dict[str, type], name: str, cls: type) -> None:
     table[name] = cls
 
 
-def _load_plugins() -> None:
-    """Import the built-in plugins and every entry point of the plugin groups, once."""
-    global _loaded_plugins
-    if _loaded_plugins:
+def _load_plugins(entry_points_too: bool = True) -> None:
+    """Import the built-in plugins, and (``entry_points_too``) every entry point of the plugin
+    groups, once each. Scanning the installed distributions for entry points costs ~0.1 s of
+    start-up, so a lookup does it only for a name the built-ins do not have."""
+    global _loaded_plugins, _loaded_entry_points
+    if not _loaded_plugins:
+        _loaded_plugins = True
+        importlib.import_module("framework.services")
+        importlib.import_module("modules.plugins")
+    if not entry_points_too or _loaded_entry_points:
         return
-    _loaded_plugins = True
-    importlib.import_module("framework.services")
-    importlib.import_module("modules.plugins")
+    _loaded_entry_points = True
     for group in (ENTRY_POINT_GROUP, SERVICE_ENTRY_POINT_GROUP):
         for ep in entry_points(group=group):
             try:
@@ -68,6 +73,8 @@ def _load_plugins() -> None:
 
 
 def _lookup(table: dict[str, type], kind: str, name: str, where: str) -> type:
+    if name not in table:
+        _load_plugins(entry_points_too=False)
     if name not in table:
         _load_plugins()
     if name not in table:

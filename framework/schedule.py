@@ -89,8 +89,9 @@ class Worker:
         signals = self._signals
         previous = event.current_module
         event.current_module = self.desc.label
-        if signals.pre_module:
-            signals.pre_module(event, self.desc)
+        fire = signals.pre_module.fire
+        if fire is not None:
+            fire(event, self.desc)
         try:
             if self._lock is None:
                 result = self._call(event)
@@ -114,8 +115,9 @@ class Worker:
             raise self._error from exc
         finally:
             event.current_module = previous
-            if signals.post_module:
-                signals.post_module(event, self.desc)
+            fire = signals.post_module.fire
+            if fire is not None:
+                fire(event, self.desc)
         if self._is_filter:
             if type(result) not in _BOOL_TYPES:
                 self.counters.visited += 1
@@ -150,8 +152,9 @@ class PathRunner:
         self._modes = [e.mode for e in entries]
 
     def run(self, event: Event, signals: ActivityRegistry) -> bool:
-        if signals.pre_path:
-            signals.pre_path(event, self.name)
+        fire = signals.pre_path.fire
+        if fire is not None:
+            fire(event, self.name)
         counters = self.counters
         counters.executed += 1
         accepted = True
@@ -182,8 +185,9 @@ class PathRunner:
             else:
                 counters.failed += 1
         finally:
-            if signals.post_path:
-                signals.post_path(event, self.name, accepted)
+            fire = signals.post_path.fire
+            if fire is not None:
+                fire(event, self.name, accepted)
         return accepted
 
 

@@ -25,6 +25,17 @@ REDUCERS = {
 }
 
 
+def _nan_or(pick):  # noqa: ANN001, ANN202
+    """np.max/np.min on a list: NaN if any value is NaN (as numpy), else the exact extreme."""
+    return lambda v: math.nan if any(x != x for x in v) else pick(v)
+
+
+# the same reductions on the few jets of an event as Python floats: exact (the float32 values, no
+# arithmetic), ~5 us less per event than numpy's reduction machinery; "sum" stays numpy (float32 sums)
+PY_REDUCERS = {"max": _nan_or(max), "min": _nan_or(min), "leading": lambda v: v[0]}
+_PY_MAX_JETS = 64
+
+
 @dataclass
 class AnomalyFilterParameters:
     src: InputTag = InputTag("vae")
@@ -62,6 +73,7 @@ class AnomalyScoreFilter(Filter):
         super().__init__(label, params)
         self.threshold = params.threshold
         self._reduce = REDUCERS[params.reduce]
+        self._py_reduce = PY_REDUCERS.get(params.reduce)
         self.no_score_events = 0
         self.model_id: str | None = None  # the model whose scores this filter cuts on
         self._key = f"bkg_eff_{params.background_efficiency}"
@@ -125,6 +137,17 @@ class AnomalyScoreFilter(Filter):
                 raise ModuleError(f"module '{self.label}': scores from model '{scores.model}', but the "
                                   f"threshold {self.threshold} is model '{self.model_id}''s")
         s = scores.score
+        if self._py_reduce is not None and len(s) <= _PY_MAX_JETS:
+            values = s.tolist()
+            if scores.valid is not None:
+                ok = scores.valid.tolist()
+                if False in ok:
+                    values = [v for v, keep in zip(values, ok) if keep]
+            if not values:
+                self.no_score_events += 1
+                return False
+            value = self._py_reduce(values)
+            return not math.isnan(value) and value > self._cut(scores)
         if scores.valid is not None:
             s = s[scores.valid]
         if len(s) == 0:

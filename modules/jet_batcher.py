@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from framework.event import Event
 from framework.module import Producer
 from framework.registry import register_module
 from framework.schema import InputTag
 
-from .jets import fit_length
+from .jets import InputSpec, declare_inputs
 from .products import JetBatch, JetCollection
+
+if TYPE_CHECKING:
+    from framework.process import JobContext
 
 
 @dataclass
@@ -32,24 +34,23 @@ class JetBatcherParameters:
 
 @register_module("JetBatcher")
 class JetBatcher(Producer):
-    """Per-event batching: the source already sorted, padded and made jet-relative per chunk, so this
-    only slices (the batch is a read-only view: consumers must not modify it in place). Jets with no
-    constituent (all links invalid, or an empty collection) are left out: they are counted by the
-    source, not scored as all-zero inputs."""
+    """Per-event batching: the source prepares, per chunk, the inputs this batcher declared at
+    begin_job (the leading jets only, sorted, padded, jet-relative), so this only slices (the batch is
+    a read-only view: consumers must not modify it in place). Jets with no constituent (all links
+    invalid, or an empty collection) are left out: they are counted by the source, not scored as
+    all-zero inputs."""
 
     Parameters = JetBatcherParameters
     concurrency = "global"  # stateless
 
+    def __init__(self, label: str, params: JetBatcherParameters) -> None:
+        super().__init__(label, params)
+        self.spec = InputSpec(params.max_jets, params.n_constituents, params.relative, params.min_jet_pt)
+
+    def begin_job(self, job: "JobContext") -> None:
+        declare_inputs(job, self.params.src.label, self.spec)
+
     def produce(self, event: Event) -> None:
-        p: JetBatcherParameters = self.params
-        jets: JetCollection = event.get(p.src)
-        source = jets.relative if p.relative else jets.constituents
-        pt = jets.pt
-        if not jets.n_constituents.all():  # a jet without constituents is no input for a model
-            real = np.flatnonzero(jets.n_constituents)
-            source, pt = source[real], pt[real]
-        n = len(pt) if p.max_jets == 0 else min(len(pt), p.max_jets)
-        if p.min_jet_pt > 0:
-            n = min(n, int(np.count_nonzero(pt >= p.min_jet_pt)))
-        constituents = fit_length(source[:n], p.n_constituents)  # a view when the lengths agree
-        event.put(JetBatch(constituents, constituents[..., 2] > 0, pt[:n], p.relative))
+        jets: JetCollection = event.get(self.params.src)
+        inputs, mask, pt = jets.model_input(self.spec)
+        event.put(JetBatch(inputs, mask, pt, self.spec.relative))

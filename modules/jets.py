@@ -6,6 +6,9 @@ event loop is only slicing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 
@@ -36,11 +39,30 @@ def _order_by_jet_then_pt(jet_of_cand: np.ndarray, pt: np.ndarray) -> np.ndarray
     NanoAOD-like files already store constituents jet by jet, sorted by pT: checking that costs two
     vectorised comparisons, where a full lexsort of a chunk's constituents costs most of the chunk.
     """
+    order = _jet_pt_order(jet_of_cand, pt)
+    return np.arange(len(pt)) if order is None else order
+
+
+def _jet_pt_order(jet_of_cand: np.ndarray, pt: np.ndarray) -> np.ndarray | None:
+    """``_order_by_jet_then_pt``, or None where the constituents are already so ordered."""
     same_jet = jet_of_cand[1:] == jet_of_cand[:-1]
     grouped = bool(np.all(jet_of_cand[1:] >= jet_of_cand[:-1]))
     if grouped and not np.any(same_jet & (pt[1:] > pt[:-1])):
-        return np.arange(len(pt))
-    return np.lexsort((-pt, jet_of_cand))
+        return None
+    if pt.dtype != np.float32:  # the key holds float32 bits
+        return np.lexsort((-pt, jet_of_cand))
+    return np.argsort(_jet_pt_key(jet_of_cand, pt), kind="stable")
+
+
+def _jet_pt_key(jet_of_cand: np.ndarray, pt: np.ndarray) -> np.ndarray:
+    """One uint64 per constituent that sorts as ``np.lexsort((-pt, jet_of_cand))`` does: the jet in
+    the high 32 bits, -pT's float32 bits made monotonic in the low ones (-0.0 as 0.0, every NaN last,
+    as numpy sorts them). One stable sort of it is 2-9x faster than the two-key lexsort."""
+    negative = -pt + np.float32(0.0)  # -0.0 + 0.0 == +0.0
+    bits = negative.view(np.uint32)
+    low = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
+    low[np.isnan(negative)] = np.uint32(0xFFFFFFFF)
+    return (jet_of_cand.astype(np.uint64) << np.uint64(32)) | low.astype(np.uint64)
 
 
 def wrap_phi(dphi: np.ndarray) -> np.ndarray:
@@ -66,3 +88,113 @@ def fit_length(constituents: np.ndarray, length: int) -> np.ndarray:
         return constituents[:, :length]
     pad = np.zeros((constituents.shape[0], length - n, constituents.shape[2]), dtype=constituents.dtype)
     return np.concatenate([constituents, pad], axis=1)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a consumer reads of a jet collection: the model input of the leading jets.
+
+    ``max_jets`` leading jets that have constituents (0: all), those with pT >= ``min_jet_pt`` when it
+    is > 0; ``n_constituents`` rows each (pT-ordered, truncated at the source's ``max_constituents``
+    and zero-padded); (eta, phi) relative to the jet axis when ``relative``. A consumer declares it at
+    begin_job (``declare_inputs``) so the source prepares exactly that, per chunk, and nothing else.
+    """
+
+    max_jets: int
+    n_constituents: int
+    relative: bool
+    min_jet_pt: float = 0.0
+
+
+class ModelInputs:
+    """One chunk's model inputs for one ``InputSpec``: events get read-only views (no per-event work)."""
+
+    __slots__ = ("inputs", "mask", "pt", "offsets")
+
+    def __init__(self, inputs: np.ndarray, mask: np.ndarray, pt: np.ndarray, offsets: np.ndarray) -> None:
+        for shared in (inputs, mask, pt):
+            shared.flags.writeable = False
+        self.inputs, self.mask, self.pt, self.offsets = inputs, mask, pt, offsets
+
+    def event(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.inputs[a:b], self.mask[a:b], self.pt[a:b]
+
+
+def declare_inputs(job: Any, label: str, spec: InputSpec) -> None:
+    """Tell the producer ``label`` (the source) at begin_job which inputs a consumer will read."""
+    if job is not None:
+        job.consumes.setdefault(label, set()).add(spec)
+
+
+def select_jets(jet_offsets: np.ndarray, pt: np.ndarray, n_constituents: np.ndarray,
+                spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The jets ``spec`` takes from each event, vectorised over a chunk of events.
+
+    ``pt``/``n_constituents`` are per jet, events' jets contiguous (``jet_offsets``) and in decreasing
+    pT. Per event: the jets with constituents, in order; the first ``max_jets`` (0: all) of them, and
+    no more than the number of those with pT >= ``min_jet_pt`` (if > 0). Returns the selected jet
+    indices (event by event, in order) and per-event offsets into them.
+    """
+    n_events = len(jet_offsets) - 1
+    event = np.repeat(np.arange(n_events), np.diff(jet_offsets))
+    real = n_constituents > 0
+    cum = np.cumsum(real)
+    before = np.concatenate([[0], cum])[jet_offsets[:-1]]  # jets with constituents before each event
+    rank = cum - 1 - before[event]  # position among its event's jets with constituents
+    limit = np.bincount(event[real], minlength=n_events)
+    if spec.max_jets:
+        limit = np.minimum(limit, spec.max_jets)
+    if spec.min_jet_pt > 0:
+        limit = np.minimum(limit, np.bincount(event[real & (pt >= spec.min_jet_pt)], minlength=n_events))
+    chosen = real & (rank < limit[event])
+    offsets = np.zeros(n_events + 1, dtype=np.int64)
+    np.cumsum(np.bincount(event[chosen], minlength=n_events), out=offsets[1:])
+    return np.flatnonzero(chosen), offsets
+
+
+def build_inputs(jets: np.ndarray, jet_of_cand: np.ndarray, n_jets: int, eta: np.ndarray, phi: np.ndarray,
+                 pt: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray, max_constituents: int,
+                 spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Padded (len(jets), n_constituents, 3) inputs and their mask for the jets ``jets`` only.
+
+    ``jet_of_cand`` maps each flat constituent to its jet (0..n_jets-1, any order); ``jet_eta`` and
+    ``jet_phi`` are the axes of the selected jets (row by row). Only the constituents of the selected
+    jets are sorted and scattered; the values are those of ``pad_constituents`` + ``to_jet_relative``
+    + ``fit_length``, bit for bit (the same float32 operations on the same values).
+    """
+    n, width = len(jets), spec.n_constituents
+    row_of_jet = np.full(n_jets, -1, dtype=np.int64)
+    row_of_jet[jets] = np.arange(n)
+    row = row_of_jet[jet_of_cand]
+    src = np.flatnonzero(row >= 0)
+    if len(src) == len(row):
+        src = None  # every constituent is read: index nothing
+    else:
+        row = row[src]
+    order = _jet_pt_order(row, pt if src is None else pt[src])
+    if order is not None:
+        row = row[order]
+        src = order if src is None else src[order]
+    counts = np.bincount(row, minlength=n)
+    position = np.arange(len(row)) - (np.cumsum(counts) - counts)[row]
+    limit = min(max_constituents, width)
+    if counts.max(initial=0) > limit:
+        keep = np.flatnonzero(position < limit)
+        row, position = row[keep], position[keep]
+        src = keep if src is None else src[keep]
+    e, p, t = (eta, phi, pt) if src is None else (eta[src], phi[src], pt[src])
+    if spec.relative:
+        real = t > 0
+        if real.all():  # np.where(real, x, 0.0) is x: skip the masks
+            e, p = e - jet_eta[row], wrap_phi(p - jet_phi[row])
+        else:
+            e = np.where(real, e - jet_eta[row], 0.0)
+            p = np.where(real, wrap_phi(p - jet_phi[row]), 0.0)
+    out = np.zeros(n * width * 3, dtype=np.float32)
+    at = (row * width + position) * 3  # one flat index: 3x faster than out[row, col, k]
+    out[at] = e
+    out[at + 1] = p
+    out[at + 2] = t
+    out = out.reshape(n, width, 3)
+    return out, out[..., 2] > 0

@@ -3,28 +3,99 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from .jets import InputSpec
 
-@dataclass(frozen=True)
+
 class JetCollection:
-    """One event's jets as cheap views into its chunk's padded arrays (no copy per event).
+    """One event's jets as cheap views into its chunk's arrays (no copy per event).
 
+    ``pt``, ``eta``, ``phi``, ``mass``, ``n_constituents`` are per jet, in decreasing pT order.
     ``constituents`` is (n_jets, C, 3) float32 of (eta, phi, pT), each jet's constituents sorted by
     decreasing pT and zero-padded to C; ``n_constituents`` the real count before truncation to C.
-    ``relative`` is the same with (eta - eta_jet, wrapped phi - phi_jet, pT): computed per chunk by
-    the source, so no per-event work is needed for the models' input. Jets are in decreasing pT order.
+    ``relative`` is the same with (eta - eta_jet, wrapped phi - phi_jet, pT).
+
+    From the source, ``constituents`` and ``relative`` are padded for the whole chunk the first time
+    any event asks (most paths never do); ``model_input`` returns what a consumer declared at
+    begin_job (``modules.jets.InputSpec``), prepared by the source per chunk for the selected jets
+    only. A collection built by hand (tests, user code) carries its padded arrays itself.
     """
 
-    pt: np.ndarray
-    eta: np.ndarray
-    phi: np.ndarray
-    mass: np.ndarray
-    n_constituents: np.ndarray
-    constituents: np.ndarray
-    relative: np.ndarray
+    __slots__ = ("_pt", "_eta", "_phi", "_mass", "_ncons", "_constituents", "_relative", "_chunk", "_index")
+    COLUMNS = ("pt", "eta", "phi", "mass", "n_constituents")  # per-jet values an output module writes
+
+    def __init__(self, pt: np.ndarray | None, eta: np.ndarray | None, phi: np.ndarray | None,
+                 mass: np.ndarray | None, n_constituents: np.ndarray | None, constituents: np.ndarray | None = None,
+                 relative: np.ndarray | None = None, *, chunk: Any = None, index: int = -1) -> None:
+        self._pt, self._eta, self._phi, self._mass, self._ncons = pt, eta, phi, mass, n_constituents
+        self._constituents, self._relative = constituents, relative
+        self._chunk, self._index = chunk, index  # the source's chunk and this event's position in it
+
+    @classmethod
+    def view(cls, chunk: Any, index: int) -> "JetCollection":
+        """Event ``index`` of a source chunk: per-jet arrays are sliced when first read (a path that
+        only reads ``model_input`` never slices them)."""
+        return cls(None, None, None, None, None, chunk=chunk, index=index)
+
+    def _jets(self, name: str) -> np.ndarray:
+        return self._chunk.jet_slice(name, self._index)
+
+    @property
+    def pt(self) -> np.ndarray:
+        if self._pt is None:
+            self._pt = self._jets("pt")
+        return self._pt
+
+    @property
+    def eta(self) -> np.ndarray:
+        if self._eta is None:
+            self._eta = self._jets("eta")
+        return self._eta
+
+    @property
+    def phi(self) -> np.ndarray:
+        if self._phi is None:
+            self._phi = self._jets("phi")
+        return self._phi
+
+    @property
+    def mass(self) -> np.ndarray:
+        if self._mass is None:
+            self._mass = self._jets("mass")
+        return self._mass
+
+    @property
+    def n_constituents(self) -> np.ndarray:
+        if self._ncons is None:
+            self._ncons = self._jets("ncons")
+        return self._ncons
+
+    @property
+    def constituents(self) -> np.ndarray:
+        if self._constituents is None:
+            self._constituents = self._chunk.padded(self._index, relative=False)
+        return self._constituents
+
+    @property
+    def relative(self) -> np.ndarray:
+        if self._relative is None:
+            self._relative = self._chunk.padded(self._index, relative=True)
+        return self._relative
+
+    def model_input(self, spec: "InputSpec") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(inputs (n, L, 3), mask (n, L), jet pT (n,)) of the jets ``spec`` selects: read-only views."""
+        if self._chunk is not None:
+            return self._chunk.model_input(spec, self._index)
+        from .jets import fit_length, select_jets
+
+        rows, _ = select_jets(np.array([0, len(self.pt)]), self.pt, np.asarray(self.n_constituents), spec)
+        source = self.relative if spec.relative else self.constituents
+        inputs = fit_length(source[rows], spec.n_constituents)
+        return inputs, inputs[..., 2] > 0, self.pt[rows]
 
     def __len__(self) -> int:
         return len(self.pt)

@@ -52,6 +52,8 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(product):
         items = [(f.name, getattr(product, f.name)) for f in dataclasses.fields(product)
                  if f.metadata.get("output", True)]  # a field marked output: False is not written
+    elif hasattr(type(product), "COLUMNS"):  # a product that is no dataclass names its columns
+        items = [(name, getattr(product, name)) for name in type(product).COLUMNS]
     elif isinstance(product, dict):
         items = list(product.items())
     else:

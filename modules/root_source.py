@@ -15,8 +15,10 @@ Each chunk is converted once, with numpy, into padded (n_jets, C, 3) arrays; eve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
@@ -29,7 +31,7 @@ from framework.module import Source
 from framework.registry import register_module
 
 from .duplicates import DuplicateChecker, Mode, keys
-from .jets import pad_constituents, to_jet_relative
+from .jets import InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative
 from .products import JetCollection
 from .shipped import glob_files
 
@@ -78,25 +80,86 @@ class RootJetSourceParameters:
 
 
 class _Chunk:
-    """One chunk converted to flat numpy arrays; ``event(i)`` returns views only."""
+    """One chunk converted to flat numpy arrays; ``event(i)`` returns views only.
 
-    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "constituents", "relative", "ids", "keys")
+    Jets are sorted (decreasing pT within each event) at once; constituents stay flat as read. What
+    consumers declared (``InputSpec``) is prepared eagerly for the selected jets only; the fully
+    padded ``constituents``/``relative`` arrays of every jet are built the first time anyone asks.
+    """
 
-    def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, constituents, ids, keys) -> None:
+    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "ids", "keys", "_flat", "_order",
+                 "_max_constituents", "_inputs", "_padded", "_lock")
+
+    def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, ids, keys, flat, order, max_constituents) -> None:
         self.jet_offsets = jet_offsets
         self.pt, self.eta, self.phi, self.mass = pt, eta, phi, mass
         self.ncons = ncons
-        self.constituents = constituents
-        self.relative = to_jet_relative(constituents, eta, phi)  # once per chunk, not per event
         self.ids = ids
         self.keys = keys  # (run, lumi, event) as sortable keys for the duplicate check; None: no ids
-        for shared in (self.constituents, self.relative):  # events get views: nobody may write
-            shared.flags.writeable = False
+        self._flat = flat  # (jet_of_cand, eta, phi, pt) of the constituents, jets numbered as read
+        self._order = order  # sorted jet -> jet as read
+        self._max_constituents = max_constituents
+        self._inputs: dict[InputSpec, ModelInputs] = {}
+        self._padded: dict[bool, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, spec: InputSpec) -> ModelInputs:
+        """The model inputs ``spec`` selects, for every event of the chunk (cached)."""
+        got = self._inputs.get(spec)
+        if got is not None:
+            return got
+        with self._lock:
+            if spec not in self._inputs:
+                rows, offsets = select_jets(self.jet_offsets, self.pt, self.ncons, spec)
+                jet_of_cand, ceta, cphi, cpt = self._flat
+                inputs, mask = build_inputs(self._order[rows], jet_of_cand, len(self._order), ceta, cphi, cpt,
+                                            self.eta[rows], self.phi[rows], self._max_constituents, spec)
+                self._inputs[spec] = ModelInputs(inputs, mask, self.pt[rows], offsets)
+            return self._inputs[spec]
+
+    def model_input(self, spec: InputSpec, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.prepare(spec).event(i)
+
+    def padded(self, i: int, relative: bool) -> np.ndarray:
+        """Event ``i``'s jets padded to ``max_constituents`` (absolute or jet-relative); the chunk's
+        arrays are built on the first call (the straightforward full conversion)."""
+        if relative not in self._padded:
+            with self._lock:
+                if False not in self._padded:
+                    jet_of_cand, ceta, cphi, cpt = self._flat
+                    padded, _ = pad_constituents(jet_of_cand, ceta, cphi, cpt, len(self._order), self._max_constituents)
+                    padded = padded[self._order]
+                    padded.flags.writeable = False  # events get views: nobody may write
+                    self._padded[False] = padded
+                if relative and True not in self._padded:
+                    rel = to_jet_relative(self._padded[False], self.eta, self.phi)
+                    rel.flags.writeable = False
+                    self._padded[True] = rel
+        a, b = self.jet_offsets[i], self.jet_offsets[i + 1]
+        return self._padded[relative][a:b]
+
+    def jet_slice(self, name: str, i: int) -> np.ndarray:
+        """Event ``i``'s part of the per-jet array ``name`` (pt, eta, phi, mass, ncons): a view."""
+        return getattr(self, name)[self.jet_offsets[i]:self.jet_offsets[i + 1]]
 
     def event(self, i: int) -> JetCollection:
-        a, b = self.jet_offsets[i], self.jet_offsets[i + 1]
-        return JetCollection(self.pt[a:b], self.eta[a:b], self.phi[a:b], self.mass[a:b],
-                             self.ncons[a:b], self.constituents[a:b], self.relative[a:b])
+        return JetCollection.view(self, i)
+
+
+def make_chunk(jet_offsets: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray,
+               jet_mass: np.ndarray, flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ids: Any, keys: Any,
+               max_constituents: int, specs: Any = ()) -> _Chunk:
+    """A chunk from flat per-jet arrays (events' jets contiguous, in file order) and the flat
+    constituents ``(jet_of_cand, eta, phi, pt)``; the inputs of ``specs`` are prepared now."""
+    ncons = np.bincount(flat[0], minlength=len(jet_pt)).astype(np.int32)
+    # jets in decreasing pT within each event (NanoAOD already is; other ntuples may not be)
+    event_of_jet = np.repeat(np.arange(len(jet_offsets) - 1), np.diff(jet_offsets))
+    order = np.lexsort((-jet_pt, event_of_jet))
+    chunk = _Chunk(jet_offsets, jet_pt[order], jet_eta[order], jet_phi[order], jet_mass[order], ncons[order],
+                   ids, keys, flat, order, max_constituents)
+    for spec in specs:  # what the path reads, prepared with the chunk (bulk work, not per event)
+        chunk.prepare(spec)
+    return chunk
 
 
 @register_module("RootJetSource")
@@ -115,6 +178,13 @@ class RootJetSource(Source):
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
+        self._consumers: dict[str, set[InputSpec]] = {}  # JobContext.consumes: what modules will read
+        # files the check read whole (one basket per branch holds the file, so reading 50 entries
+        # decompressed it all anyway), up to _KEEP_BYTES in all: the loop reads them from here
+        self._kept: dict[str, ak.Array] = {}
+        self._kept_bytes = 0
+        self._keep = True
+        self._deferred: set[str] = set()  # files the job cannot need (past maxEvents): checked if reached
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -132,6 +202,9 @@ class RootJetSource(Source):
         """Expand globs, refuse a file listed twice, and open and check every file (tree, branches,
         layout, first and last entries) before the first event, so that a bad file among good ones
         fails (or, with ``skipBadFiles``, is skipped) now, not hours into the job."""
+        if job is not None:
+            self._consumers = job.consumes  # filled by the modules' begin_job, read at each chunk
+            self._keep = not getattr(job, "units", False)  # a Dask worker reads only some of the files
         listed: dict[str, str] = {}
         for pattern in self.params.files:
             matches = glob_files(pattern)
@@ -146,12 +219,20 @@ class RootJetSource(Source):
                 self.files.append(path)
         good = []
         checked: dict[str, int] = {}  # a file read again on purpose (allowDuplicateFiles) is checked once
+        needed = self._entries_needed(job)
         for path in self.files:
             try:
                 real = os.path.realpath(path)
+                if needed is not None and needed <= 0 and real not in checked:
+                    self.entries[path] = self._count_entries(path)  # past what the job reads: open only
+                    self._deferred.add(real)
+                    good.append(path)
+                    continue
                 if real not in checked:
-                    checked[real] = self._check_file(path)
+                    checked[real] = self._check_file(path, keep=self._keep)
                 self.entries[path] = checked[real]
+                if needed is not None:
+                    needed -= checked[real]
             except SourceError as exc:
                 if not self.params.skipBadFiles:
                     raise
@@ -168,15 +249,32 @@ class RootJetSource(Source):
         self._count["bad_files"] += 1
         log.warning("source: skipping bad file (skipBadFiles): %s", reason)
 
-    def _check_file(self, path: str) -> int:
-        """Open ``path``, check its tree, branches and layout, and read its first and last entries."""
+    def _entries_needed(self, job: Any) -> int | None:
+        """Entries a job with maxEvents reads (skipEvents + maxEvents, more only if it meets duplicate
+        ids); None: every file may be read. Files past it are opened for their entry count only, and
+        checked when (if) the loop reaches them: a short job does not decompress inputs it never reads."""
+        options = getattr(getattr(job, "config", None), "options", None)
+        if options is None or options.maxEvents < 0:
+            return None
+        return options.skipEvents + options.maxEvents
+
+    def _count_entries(self, path: str) -> int:
         tree = self._open_tree(path)
         try:
-            return self._check_tree(tree, path)
+            return int(tree.num_entries)
+        finally:
+            tree.file.close()
+
+    def _check_file(self, path: str, keep: bool = False) -> int:
+        """Open ``path``, check its tree, branches and layout, and read its first and last entries
+        (``keep``: keep the arrays when that read the whole file anyway, for the loop's first chunks)."""
+        tree = self._open_tree(path)
+        try:
+            return self._check_tree(tree, path, keep)
         finally:
             tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
 
-    def _check_tree(self, tree: Any, path: str) -> int:
+    def _check_tree(self, tree: Any, path: str, keep: bool = False) -> int:
         missing = [n for n in self._branch_names() if n not in tree]
         if missing:
             import difflib
@@ -189,16 +287,28 @@ class RootJetSource(Source):
         if n == 0:
             return 0
         head = min(n, 50)
-        for start, stop in ((0, head), (max(head, n - 1), n)):  # first and last baskets decompress
-            if start >= stop:
+        names = self._branch_names()
+        # the last entry of a branch whose first basket holds every entry was decompressed with the
+        # head already: reading it again would decompress the whole basket a second time
+        tail = [name for name in names if _first_basket_end(tree[name]) < n]
+        size = sum(tree[name].uncompressed_bytes for name in names) if keep and not tail else 0
+        whole = keep and not tail and self._kept_bytes + size <= _KEEP_BYTES
+        if whole:  # one basket per branch: the head read decompresses the whole file, keep it all
+            head = n
+        for start, stop, branches in ((0, head, names), (max(head, n - 1), n, tail)):
+            if start >= stop or not branches:
                 continue
-            try:
-                arrays = tree.arrays(self._branch_names(), entry_start=start, entry_stop=stop, library="ak")
+            try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
+                with self.bulk_io() if whole and start == 0 else contextlib.nullcontext():
+                    arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak")
             except Exception as exc:
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else 'corrupt data'}") from exc
             if start == 0:
-                self._check_layout(arrays, path)
+                self._check_layout(arrays[:50], path)
+                if whole:
+                    self._kept[os.path.realpath(path)] = arrays
+                    self._kept_bytes += size
         return n
 
     def _check_layout(self, arrays: ak.Array, path: str) -> None:
@@ -263,6 +373,7 @@ class RootJetSource(Source):
         for path in self.files:
             n = self.entries[path]
             if to_skip >= n:
+                self._kept.pop(os.path.realpath(path), None)
                 to_skip -= n
                 self._count["skipped"] += n
                 continue
@@ -279,6 +390,9 @@ class RootJetSource(Source):
                     left -= 1
                     if left <= 0:
                         return
+
+    def end_job(self) -> None:
+        self._kept.clear()  # files the job stopped before
 
     def inputs(self) -> list[tuple[str, int]]:
         return [(path, self.entries[path]) for path in self.files]
@@ -321,22 +435,40 @@ class RootJetSource(Source):
                         if self._named_duplicates == 5 else "")
 
     def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
-        tree = self._open_tree(path)
+        """Chunks of ``path``; opening, reading, converting and closing are bulk I/O (``bulk_io``)."""
+        real = os.path.realpath(path)
+        arrays = self._kept.pop(real, None)  # used once (a file listed again is read again)
+        if real in self._deferred:
+            with self.bulk_io():
+                self._deferred.discard(real)
+                self._check_file(path)
+        if arrays is not None:
+            for a in range(start, stop, self.params.chunk_size):
+                with self.bulk_io():
+                    self._count["chunks"] += 1
+                    chunk = self._convert(arrays[a:min(stop, a + self.params.chunk_size)], path, a)
+                yield chunk
+            return
+        with self.bulk_io():
+            tree = self._open_tree(path)
         try:
             it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
                               entry_stop=stop, library="ak", report=True)
             while True:
-                try:
-                    arrays, report = next(it)
-                except StopIteration:
-                    return
-                except Exception as exc:
-                    raise SourceError(f"source: failed to read {path} entries {start}-{stop}: {type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
-                self._count["chunks"] += 1
-                yield self._convert(arrays, path, report.tree_entry_start)
+                with self.bulk_io():
+                    try:
+                        arrays, report = next(it)
+                    except StopIteration:
+                        return
+                    except Exception as exc:
+                        raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
+                                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                    self._count["chunks"] += 1
+                    chunk = self._convert(arrays, path, report.tree_entry_start)
+                yield chunk
         finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
-            tree.file.close()
+            with self.bulk_io():
+                tree.file.close()
 
     def _convert(self, arrays: ak.Array, path: str, first_entry: int) -> _Chunk:
         b, layout = self.params.branches, self.params.layout
@@ -404,14 +536,11 @@ class RootJetSource(Source):
             jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
 
-        padded, ncons = pad_constituents(jet_of_cand, ceta, cphi, cpt, n_jets, self.params.max_constituents)
-        # jets in decreasing pT within each event (NanoAOD already is; other ntuples may not be)
-        event_of_jet = np.repeat(np.arange(len(jet_counts)), jet_counts)
-        order = np.lexsort((-jet_pt, event_of_jet))
-        self._count["zero_constituent_jets"] += int(n_jets - np.count_nonzero(ncons))
         ids, id_keys = self._ids(arrays, first_entry)
-        return _Chunk(jet_offsets, jet_pt[order], jet_eta[order], jet_phi[order], jet_mass[order],
-                      ncons[order], padded[order], ids, id_keys)
+        chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
+                           id_keys, self.params.max_constituents, self._consumers.get(self.label, ()))
+        self._count["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
+        return chunk
 
     def _ids(self, arrays: ak.Array, first_entry: int) -> tuple[list[EventID], np.ndarray | None]:
         b = self.params.branches
@@ -430,6 +559,18 @@ class RootJetSource(Source):
     def data_quality(self) -> dict[str, int]:
         c = self._count
         return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"]}
+
+
+_KEEP_BYTES = 256 * 2**20  # uncompressed bytes the file check may keep in memory for the loop, in all
+
+
+def _first_basket_end(branch: Any) -> int:
+    """The entry where a branch's first basket ends (0 if the file does not say: then read the tail)."""
+    try:
+        offsets = branch.entry_offsets
+        return int(offsets[1]) if len(offsets) > 1 else 0
+    except Exception:  # pragma: no cover - a damaged basket table: let the tail read report it
+        return 0
 
 
 def _counts(array: ak.Array, name: str, where: str) -> np.ndarray:

@@ -38,6 +38,7 @@ def test_entry_point_module_is_found(monkeypatch):
 
     monkeypatch.setattr(registry, "entry_points", fake_entry_points)
     monkeypatch.setattr(registry, "_loaded_plugins", False)
+    monkeypatch.setattr(registry, "_loaded_entry_points", False)
     assert registry.module_class("UserEntryPointProducer").__name__ == "UserProducer"
 
 
@@ -48,5 +49,6 @@ def test_broken_entry_point_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(registry, "entry_points",
                         lambda group: [_EntryPoint("bad", "bad_pkg:Mod", broken)] if group == registry.ENTRY_POINT_GROUP else [])
     monkeypatch.setattr(registry, "_loaded_plugins", False)
+    monkeypatch.setattr(registry, "_loaded_entry_points", False)
     with pytest.raises(ConfigError, match=r"plugin entry point 'bad' \(bad_pkg:Mod\) failed to load: No module named 'missing_dep'"):
         registry.module_class("NotRegisteredAnywhere")

@@ -10,7 +10,8 @@ How it measures
   product not produced yet), the outer module's clock pauses while the inner one runs; the time
   between two signals always goes to the module on top of the stack. Module times therefore add up.
 * The event runs from ``pre_source`` to ``post_event`` (as in FastTimerService, reading the event is
-  part of it). What the source and the modules do not account for is the framework overhead, so
+  part of it), less the source's bulk I/O (file open, chunk read and conversion: ``source_bulk``),
+  which belongs to no single event: it is reported on its own line, amortised per event. What the source and the modules do not account for is the framework overhead, so
   ``source + sum(modules) + overhead == event`` holds exactly, in integer nanoseconds.
 * One row per event (index, stream, event real/CPU, each module's real/CPU) is kept for the
   distributions, percentiles and plots: every event up to ``bounded.ROWS_KEPT`` (10,000) per stream
@@ -124,7 +125,7 @@ class _StreamClock:
 
     __slots__ = ("n", "mod_w", "mod_c", "stack", "mark_w", "mark_c", "ev_w0", "ev_c0", "calls",
                  "path_w", "path_runs", "path_mod_w", "cur_pm", "no_path", "path_w0", "rows", "first_w",
-                 "last_w", "in_event", "nested")
+                 "last_w", "in_event", "nested", "bulk")
 
     def __init__(self, n_modules: int, n_paths: int, row_limit: int, budget_ns: int) -> None:
         self.n = n_modules
@@ -145,6 +146,7 @@ class _StreamClock:
         self.first_w: int | None = None
         self.last_w = 0
         self.nested: set[tuple[int, int]] = set()  # (outer, inner) on-demand calls seen
+        self.bulk = [0, 0, 0]  # the source's bulk I/O: real ns, CPU ns, pulls that did some
 
 
 class _Probe:
@@ -177,6 +179,7 @@ class Timing(Service):
         self._epoch_offset = time.time_ns() - _wall()  # perf_counter ns -> epoch ns, to merge across processes
         self._max_rows = 200_000
         self._budget_ns = 0
+        self._bulk_begin = [0, 0]  # the source's reads for the loop done at begin_job: real, CPU ns
 
     # ---------------------------------------------------------------- signals (hot path)
 
@@ -196,6 +199,7 @@ class Timing(Service):
         self.reset()
         signals.pre_source.connect(self._pre_source)
         signals.post_source.connect(self._post_source)
+        signals.source_bulk.connect(self._source_bulk)
         signals.post_event.connect(self._post_event)
         signals.pre_path.connect(self._pre_path)
         signals.post_path.connect(self._post_path)
@@ -221,6 +225,23 @@ class Timing(Service):
         st.mark_w, st.mark_c = w, c
         st.in_event = event_id is not None  # the last, empty read belongs to no event
 
+    def _source_bulk(self, stream: int, w: int, c: int) -> None:
+        """Bulk I/O inside this pull: moving the event's start and the source's mark past it takes it
+        out of the event and the source (exactly, in integer ns) and into the bulk line."""
+        if stream < 0:  # read during begin_job for the loop: no pull, no event to take it out of
+            self._bulk_begin[0] += w
+            self._bulk_begin[1] += c
+            return
+        st = self._streams[stream]
+        st.ev_w0 += w
+        st.ev_c0 += c
+        st.mark_w += w
+        st.mark_c += c
+        bulk = st.bulk
+        bulk[0] += w
+        bulk[1] += c
+        bulk[2] += 1
+
     def _pre_path(self, event: Any, name: str) -> None:
         st = self._streams[event.stream]
         st.cur_pm = st.path_mod_w[self._path_index[name]]
@@ -235,18 +256,23 @@ class Timing(Service):
         st.cur_pm = st.no_path
 
     def _pre_module(self, event: Any, desc: "ModuleDescription") -> None:
-        w, c = _wall(), _cpu()
+        w = _wall()
         st = self._streams[event.stream]
         stack = st.stack
-        if stack:  # on-demand call inside another module: pause the outer one
+        if stack:  # on-demand call inside another module: pause the outer one (CPU read exactly)
+            c = _cpu()
             top = stack[-1]
             dw = w - st.mark_w
             st.mod_w[top] += dw
             st.mod_c[top] += c - st.mark_c
             st.cur_pm[top] += dw
             st.nested.add((top, desc.index))
+            st.mark_c = c
+        # else: the CPU clock (a system call, ~0.5 us) is not read here: the module's CPU time runs
+        # from the last reading (the previous module's end, or the source's), so it includes the
+        # framework's few us of CPU in between; real time is read at both ends and stays exact
         stack.append(desc.index)
-        st.mark_w, st.mark_c = w, c
+        st.mark_w = w
 
     def _post_module(self, event: Any, desc: "ModuleDescription") -> None:
         w, c = _wall(), _cpu()
@@ -335,7 +361,10 @@ class Timing(Service):
             nested=set().union(*(st.nested for st in streams)),
             first_ns=min(firsts) + self._epoch_offset if firsts else None,
             last_ns=max(lasts) + self._epoch_offset if lasts else None,
-            self_cost=self._self_cost, max_rows=self._max_rows, **self._events()).bounded()
+            self_cost=self._self_cost, max_rows=self._max_rows,
+            bulk_real_ns=sum(st.bulk[0] for st in streams), bulk_cpu_ns=sum(st.bulk[1] for st in streams),
+            bulk_pulls=sum(st.bulk[2] for st in streams), bulk_begin_real_ns=self._bulk_begin[0],
+            bulk_begin_cpu_ns=self._bulk_begin[1], **self._events()).bounded()
 
     def load(self, data: TimingData | None) -> None:
         self._data = data

@@ -76,6 +76,12 @@ class TimingData:
     rows: np.ndarray | None = None
     hist: TimingHistograms | None = None
     over_budget: int | None = None  # events with real time > options.budgetMs, exact (None: not counted)
+    # the source's bulk I/O (file open, chunk read and conversion), kept out of the per-event times
+    bulk_real_ns: int = 0
+    bulk_cpu_ns: int = 0
+    bulk_pulls: int = 0
+    bulk_begin_real_ns: int = 0  # of it, read at begin_job for the loop (outside the loop's wall time)
+    bulk_begin_cpu_ns: int = 0
 
     @property
     def events(self) -> int:
@@ -96,7 +102,10 @@ class TimingData:
                       path_runs=self.path_runs + other.path_runs, path_mod_w=self.path_mod_w + other.path_mod_w,
                       nested=self.nested | other.nested, first_ns=min(firsts) if firsts else None,
                       last_ns=max(lasts) if lasts else None, self_cost=self.self_cost or other.self_cost,
-                      max_rows=min(self.max_rows, other.max_rows),
+                      max_rows=min(self.max_rows, other.max_rows), bulk_real_ns=self.bulk_real_ns + other.bulk_real_ns,
+                      bulk_cpu_ns=self.bulk_cpu_ns + other.bulk_cpu_ns, bulk_pulls=self.bulk_pulls + other.bulk_pulls,
+                      bulk_begin_real_ns=self.bulk_begin_real_ns + other.bulk_begin_real_ns,
+                      bulk_begin_cpu_ns=self.bulk_begin_cpu_ns + other.bulk_begin_cpu_ns,
                       over_budget=None if self.over_budget is None or other.over_budget is None
                       else self.over_budget + other.over_budget)
         if self.rows is not None and other.rows is not None and len(self.rows) + len(other.rows) <= out.max_rows:

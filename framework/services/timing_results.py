@@ -195,6 +195,12 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
     tot_c = [m.total() for m in mod_c]
     ev_mean = ev_w.total() / events if events else 0.0
     loop_ms = loop_ns * _MS
+    # the source's bulk I/O, out of the per-event times, paid here spread over the events as an HLT
+    # source that prefetches would pay it
+    in_loop_bulk = data.bulk_real_ns * _MS
+    begin_bulk, begin_bulk_cpu = data.bulk_begin_real_ns * _MS, data.bulk_begin_cpu_ns * _MS
+    bulk_real, bulk_cpu = in_loop_bulk + begin_bulk, data.bulk_cpu_ns * _MS + begin_bulk_cpu
+    bulk_pe = bulk_real / per
 
     visits: dict[str, int] = {}
     for table in (summary.paths, summary.endpaths):
@@ -259,7 +265,8 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
     # exact: counted from the rows before they were folded into histograms (a bin edge is no cut)
     over_budget = ev_w.above(budget) if rows is not None or data.over_budget is None else int(data.over_budget)
     throughput = events / (loop_ms * 1e-3) if loop_ms > 0 else 0.0
-    cpu_total = ev_c.total()
+    cpu_loop = ev_c.total() + data.bulk_cpu_ns * _MS  # the event loop's CPU (its bulk I/O included)
+    cpu_total = cpu_loop + begin_bulk_cpu  # and the reads begin_job did for the loop
     streams = summary.streams
     loaded = _throughput_projection(summary, throughput, rate)
 
@@ -276,11 +283,20 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
         "self_cost": self_cost,
         "loop": {
             "real_ms": loop_ms, "throughput_hz": throughput,
-            "cpu_per_event_ms": cpu_total / per,  # CMSSW "event loop CPU/event"
+            "cpu_per_event_ms": cpu_loop / per,  # CMSSW "event loop CPU/event"
             "real_per_event_ms": loop_ms / per,  # CMSSW "event loop Real/event"
             "sum_streams_real_per_event_ms": ev_w.total() / per,
-            "efficiency_cpu_real_per_thread": cpu_total / (loop_ms * streams) if loop_ms > 0 else 0.0,
-            "idle_real_ms": max(loop_ms * streams - ev_w.total(), 0.0),
+            "efficiency_cpu_real_per_thread": cpu_loop / (loop_ms * streams) if loop_ms > 0 else 0.0,
+            "source_bulk_real_ms": in_loop_bulk,
+            "idle_real_ms": max(loop_ms * streams - ev_w.total() - in_loop_bulk, 0.0),
+        },
+        "source_bulk": {
+            "what": "file open, chunk read and conversion (not in the per-event times)",
+            "real_ms": bulk_real, "cpu_ms": bulk_cpu, "pulls": int(data.bulk_pulls),
+            # read by the file check at begin_job and kept for the loop (not in loop.real_ms)
+            "at_begin_job_real_ms": begin_bulk,
+            "real_per_event_ms": bulk_pe, "cpu_per_event_ms": bulk_cpu / per,
+            "share_of_budget": bulk_pe / budget, "cores": rate * bulk_pe * 1e-3,
         },
         "event": {"real": ev_stats, "cpu": ev_c.stats()},
         # what percentiles, histograms and per-event data come from: every event's row, or the fixed
@@ -295,16 +311,17 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             "real": ev_stats,
             "over_budget_events": over_budget,
             "over_budget_fraction": over_budget / per,
-            "mean_share_of_budget": ev_stats["mean"] / budget,
-            "fits": ev_stats["mean"] <= budget,
+            "source_bulk_per_event_ms": bulk_pe,
+            "mean_share_of_budget": (ev_stats["mean"] + bulk_pe) / budget,  # with the amortised bulk I/O
+            "fits": ev_stats["mean"] + bulk_pe <= budget,
             "throughput_hz": throughput,
         },
         "farm": {
             "input_rate_hz": rate,
             "throughput": loaded,
-            "real_per_event_ms": ev_mean,
+            "real_per_event_ms": ev_mean + bulk_pe,  # with the source's bulk I/O, amortised
             "cpu_per_event_ms": cpu_total / per,
-            "cores_real": rate * ev_mean * 1e-3,
+            "cores_real": rate * (ev_mean + bulk_pe) * 1e-3,
             "cores_cpu": rate * cpu_total / per * 1e-3,
             "highlight": {
                 "labels": list(highlight),

@@ -118,8 +118,7 @@ class InferenceBackend(ABC):
         if n == 0:
             self.counters["empty_batches"] += 1
             return empty_outputs(self.output_names)
-        x, valid = sanitise(x)
-        bad = n - int(valid.sum())
+        x, valid, bad = sanitise(x)
         try:
             raw = self._run(x)
         except (ModuleError, ConfigError):
@@ -210,8 +209,9 @@ def check_batch(batch: Any, model: Path) -> np.ndarray:
     return x
 
 
-def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (x with non-finite jets zeroed, per-jet validity). Copies only if a jet is bad.
+def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Return (x with non-finite jets zeroed, per-jet validity, number of bad jets). Copies only if a
+    jet is bad; an all-valid mask is a shared read-only array per batch size.
 
     Fast path: NaN and inf propagate into the dot product of the batch with itself, so a finite
     result means every value is finite (an overflow only sends us to the exact per-jet check). It is
@@ -219,12 +219,27 @@ def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     flat = x.reshape(-1)
     if math.isfinite(float(np.dot(flat, flat))):
-        return x, np.ones(len(x), bool)
+        return x, _all_valid(len(x)), 0
     valid = np.isfinite(x).all(axis=(1, 2))
-    if not valid.all():
+    bad = len(valid) - int(np.count_nonzero(valid))
+    if bad:
         x = x.copy()
         x[~valid] = 0.0
-    return x, valid
+    return x, valid, bad
+
+
+_ALL_VALID: dict[int, np.ndarray] = {}
+
+
+def _all_valid(n: int) -> np.ndarray:
+    """A read-only all-True mask of length n, made once per batch size (not once per event)."""
+    mask = _ALL_VALID.get(n)
+    if mask is None:
+        mask = np.ones(n, bool)
+        mask.flags.writeable = False
+        if n <= 1024:
+            _ALL_VALID[n] = mask
+    return mask
 
 
 def empty_outputs(names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -1,0 +1,140 @@
+"""The source's bulk I/O (file open, chunk read and conversion) is reported on its own line,
+amortised per event, and never charged to the event that happens to trigger it.
+
+A test source sleeps a known time in ``bulk_io`` at every chunk (BULK_MS, far above any event's own
+time) and a small known time per event outside it. Sleeps never undersleep, so they give lower
+bounds; the job's wall clock, measured here, gives the upper bound on everything recorded. A chunk
+time that leaks back into an event shows in the event times, the over-budget count and the source's
+per-event time; a chunk time that is lost shows in the bulk line and in the totals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import framework.services  # noqa: F401 - registers Timing
+from framework.config import validate
+from framework.event import EventID
+from framework.eventloop import EventProcessor
+from framework.module import Source
+from framework.process import Process
+from framework.registry import register_module
+from framework.report.timereport import budget_report, fast_timer_json, time_report
+from framework.services.timing import Timing
+from framework.services.timing_data import TimingData
+
+N_EVENTS, CHUNK = 24, 6
+BULK_MS = 40.0  # per chunk, inside bulk_io
+EVENT_SOURCE_MS = 1.0  # per event, outside bulk_io: stays the event's source time
+MODULE_MS = 2.0
+BUDGET_MS = 30.0  # between an event's own time (~3 ms) and a chunk's (>= 40 ms)
+
+
+@dataclass
+class _ChunkedParameters:
+    n: int = N_EVENTS
+    chunk: int = CHUNK
+
+
+@register_module("_TBChunkedSource")
+class _ChunkedSource(Source):
+    """Events in chunks; each chunk 'reads' for BULK_MS inside bulk_io."""
+
+    Parameters = _ChunkedParameters
+
+    def events(self, skip: int, limit: int | None):
+        for i in range(self.params.n):
+            if i % self.params.chunk == 0:
+                with self.bulk_io():
+                    time.sleep(BULK_MS / 1000)
+            time.sleep(EVENT_SOURCE_MS / 1000)
+            yield EventID(1, 1, i + 1), {"": i}
+
+
+def _run(streams: int) -> tuple[dict, np.ndarray, float, Timing]:
+    data = {"process": "BULK", "options": {"streams": streams, "budget_ms": BUDGET_MS},
+            "source": {"type": "_TBChunkedSource"},
+            "modules": {"s": {"type": "TestSleep", "sleep_ms": MODULE_MS}},
+            "paths": {"p": ["s"]}, "services": {"Timing": {"calibrate": False}}}
+    process = Process(validate(data, "<bulk test>"))
+    t0 = time.perf_counter()
+    summary = EventProcessor(process).run()
+    wall_ms = (time.perf_counter() - t0) * 1e3
+    (timing,) = [s for s in process.services if isinstance(s, Timing)]
+    return timing.result(summary), timing.merged_rows(), wall_ms, timing
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_chunk_time_is_on_its_own_line_not_in_any_event(streams):
+    res, rows, wall_ms, _ = _run(streams)
+    chunks = N_EVENTS // CHUNK
+    bulk = res["source_bulk"]
+    # not lost: every chunk's sleep is on the bulk line, which fits in the job's wall time
+    assert bulk["pulls"] == chunks
+    assert chunks * BULK_MS <= bulk["real_ms"] <= wall_ms
+    assert bulk["real_per_event_ms"] == pytest.approx(bulk["real_ms"] / N_EVENTS)
+    # not leaked: no event carries a chunk; the over-budget count and the max are the events' own
+    source_ms = rows[:, 4] * 1e-6
+    assert source_ms.sum() < N_EVENTS * EVENT_SOURCE_MS + chunks * BULK_MS / 2
+    assert (source_ms >= EVENT_SOURCE_MS).all()  # the per-event part of the pull stays with the event
+    assert res["budget"]["over_budget_events"] == 0
+    assert res["event"]["real"]["max"] < BULK_MS
+    # every second accounted for: events + bulk + idle == streams x loop, each part within the wall time
+    loop = res["loop"]
+    events_ms = rows[:, 2].sum() * 1e-6
+    assert events_ms + bulk["real_ms"] <= streams * loop["real_ms"] * 1.001
+    assert events_ms + bulk["real_ms"] + loop["idle_real_ms"] == pytest.approx(streams * loop["real_ms"], rel=1e-6)
+    assert events_ms >= N_EVENTS * (EVENT_SOURCE_MS + MODULE_MS)
+    # the mean the budget and the farm judge includes the bulk I/O, amortised
+    assert res["farm"]["real_per_event_ms"] == pytest.approx(res["event"]["real"]["mean"] + bulk["real_per_event_ms"])
+    assert res["budget"]["mean_share_of_budget"] == pytest.approx(
+        (res["event"]["real"]["mean"] + bulk["real_per_event_ms"]) / BUDGET_MS)
+
+
+def test_reports_and_resources_json_show_the_bulk_line():
+    res, _, _, _ = _run(1)
+    bulk = res["source_bulk"]
+    assert "source bulk I/O Real/event" in time_report(res)
+    assert "[source bulk I/O, amortised]" in budget_report(res)
+    doc = json.loads(json.dumps(fast_timer_json(res, "BULK")))
+    (entry,) = [m for m in doc["modules"] if m["label"] == "source bulk I/O"]
+    assert entry["time_real"] == pytest.approx(bulk["real_ms"])
+    assert doc["total"]["time_real"] == pytest.approx(sum(m["time_real"] for m in doc["modules"]))
+    assert doc["total"]["time_real"] >= bulk["real_ms"] + res["event"]["real"]["mean"] * N_EVENTS
+
+
+def test_merged_timing_data_adds_the_bulk_line():
+    _, _, _, timing = _run(1)
+    one = timing.snapshot()
+    both = one.merge(one)
+    assert (both.bulk_real_ns, both.bulk_cpu_ns, both.bulk_pulls) == \
+        (2 * one.bulk_real_ns, 2 * one.bulk_cpu_ns, 2 * one.bulk_pulls)
+    assert one.bulk_pulls == N_EVENTS // CHUNK and isinstance(one, TimingData)
+
+
+def test_root_source_reports_its_reads_as_bulk(counts_file):
+    """The real source: file open and every chunk's read and conversion are bulk pulls, and the
+    source's per-event time is then only the per-event slicing."""
+    data = {"process": "BULK", "options": {},
+            "source": {"type": "RootJetSource", "files": [str(counts_file)], "chunk_size": 7},
+            "modules": {"batcher": {"type": "JetBatcher"}}, "paths": {"p": ["batcher"]},
+            "services": {"Timing": {"calibrate": False}}}
+    process = Process(validate(data, "<bulk test>"))
+    summary = EventProcessor(process).run()
+    (timing,) = [s for s in process.services if isinstance(s, Timing)]
+    res = timing.result(summary)
+    chunks = summary.source["chunks"]
+    bulk = res["source_bulk"]
+    assert chunks >= 3
+    assert bulk["pulls"] >= chunks  # (the file open joins the first chunk's pull)
+    assert bulk["real_ms"] > res["source"]["real_ms"]
+    # the one-basket file was read whole by the check and kept: that read is bulk I/O too, done at
+    # begin_job (outside the loop's wall time, so not in loop.source_bulk_real_ms)
+    assert bulk["at_begin_job_real_ms"] > 0
+    assert bulk["real_ms"] == pytest.approx(bulk["at_begin_job_real_ms"] + res["loop"]["source_bulk_real_ms"])
+    assert bulk["at_begin_job_real_ms"] * 1e-3 <= summary.begin_job_s

@@ -1,0 +1,318 @@
+"""The source's lean conversion (only the jets a consumer declared, per chunk) against a
+straightforward per-jet Python reference: bit for bit, on random layouts (hypothesis), on the three
+file layouts (with indirection) and on the shipped samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from framework.schema import build
+from modules.jets import InputSpec
+from modules.products import JetCollection
+from modules.root_source import RootJetSource, RootJetSourceParameters, make_chunk
+from modules.rootio import write_nanoaod
+from tests.conftest import make_events, write_counts, write_jet_index, write_nested
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _f32(x: float) -> np.ndarray:
+    return np.array([x], np.float32)
+
+
+def _wrap(d: np.ndarray) -> np.ndarray:
+    return (d + np.pi) % (2 * np.pi) - np.pi
+
+
+def reference_event(jets: list[tuple], max_constituents: int, spec: InputSpec | None):
+    """One event, jet by jet in plain Python: jets sorted by pT (stable), each jet's constituents by
+    pT (stable), truncated to ``max_constituents``; then either the whole padded collection
+    (``spec`` None: (constituents, relative, n_constituents)) or what ``spec`` selects
+    ((inputs, mask, pt)). ``jets``: (pt, eta, phi, [(eta, phi, pt), ...]) as stored."""
+    ordered = sorted(jets, key=lambda j: -j[0])
+    if spec is None:
+        width, rows, relative_too = max_constituents, ordered, True
+    else:
+        real = [j for j in ordered if len(j[3]) > 0]
+        n = len(real) if spec.max_jets == 0 else min(len(real), spec.max_jets)
+        if spec.min_jet_pt > 0:
+            n = min(n, sum(1 for j in real if _f32(j[0])[0] >= np.float32(spec.min_jet_pt)))
+        width, rows, relative_too = spec.n_constituents, real[:n], spec.relative
+    absolute = np.zeros((len(rows), width, 3), np.float32)
+    relative = np.zeros((len(rows), width, 3), np.float32)
+    for r, (_, jeta, jphi, cands) in enumerate(rows):
+        kept = sorted(cands, key=lambda c: -c[2])[:min(max_constituents, width)]
+        for k, (ceta, cphi, cpt) in enumerate(kept):
+            absolute[r, k] = (ceta, cphi, cpt)
+            if cpt > 0:
+                relative[r, k] = ((_f32(ceta) - _f32(jeta))[0], _wrap(_f32(cphi) - _f32(jphi))[0], cpt)
+            else:
+                relative[r, k, 2] = cpt
+    if spec is None:
+        return absolute, relative, np.array([len(j[3]) for j in ordered])
+    inputs = relative if relative_too else absolute
+    return inputs, inputs[..., 2] > 0, np.array([j[0] for j in rows], np.float32)
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+# ------------------------------------------------------------------ random layouts (hypothesis)
+
+PT = st.sampled_from([0.0, -0.0, -1.5, 0.25, 1.0, 1.0, 2.0, 7.5, 40.0])  # ties, zero and negative pT on purpose
+ANGLE = st.floats(-3.5, 3.5, allow_nan=False, width=32)
+JET = st.tuples(st.sampled_from([1.0, 2.0, 2.0, 3.0, 10.0]), ANGLE, ANGLE,
+                st.lists(st.tuples(ANGLE, ANGLE, PT), max_size=7))
+SPEC = st.builds(InputSpec, st.integers(0, 3), st.integers(1, 8), st.booleans(), st.sampled_from([0.0, 2.0, 2.5]))
+
+
+@st.composite
+def layouts(draw):
+    events = draw(st.lists(st.lists(JET, max_size=4), max_size=6))
+    shuffle = draw(st.booleans())  # constituents interleaved across jets (jet_index-like) or jet by jet
+    seed = draw(st.integers(0, 2**16))
+    return events, shuffle, seed
+
+
+def chunk_of(events, shuffle: bool, seed: int, max_constituents: int, specs=()):
+    jets = [j for e in events for j in e]
+    offsets = np.concatenate([[0], np.cumsum([len(e) for e in events])]).astype(np.int64)
+    cands = [(i, c) for i, j in enumerate(jets) for c in j[3]]
+    if shuffle and cands:
+        cands = [cands[k] for k in np.random.default_rng(seed).permutation(len(cands))]
+    col = lambda k: np.array([c[k] for _, c in cands], np.float32)  # noqa: E731
+    flat = (np.array([i for i, _ in cands], np.int64), col(0), col(1), col(2))
+    jet_col = lambda k: np.array([j[k] for j in jets], np.float32)  # noqa: E731
+    chunk = make_chunk(offsets, jet_col(0), jet_col(1), jet_col(2), np.zeros(len(jets), np.float32), flat,
+                       None, None, max_constituents, specs)
+    stored = [(j[0], j[1], j[2], [c for i, c in cands if i == n]) for n, j in enumerate(jets)]  # ties: as stored
+    return chunk, [stored[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layouts(), st.integers(1, 5), st.lists(SPEC, min_size=1, max_size=3))
+def test_declared_inputs_match_the_reference_bit_for_bit(layout, max_constituents, specs):
+    events, shuffle, seed = layout
+    chunk, events = chunk_of(events, shuffle, seed, max_constituents, specs)
+    for i, jets in enumerate(events):
+        for spec in specs:
+            want = reference_event(jets, max_constituents, spec)
+            got = chunk.event(i).model_input(spec)
+            for g, w in zip(got, want):
+                assert same_bits(g, w), (i, spec)
+            assert not got[0].flags.writeable  # events share the chunk's arrays
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layouts(), st.integers(1, 5), SPEC)
+def test_full_padding_on_demand_and_hand_built_collections_match_the_reference(layout, max_constituents, spec):
+    """Nobody declared anything: the padded arrays are built when asked, as the reference pads them;
+    a collection built by hand from them selects the same inputs as the chunk does."""
+    events, shuffle, seed = layout
+    chunk, events = chunk_of(events, shuffle, seed, max_constituents)
+    for i, jets in enumerate(events):
+        absolute, relative, ncons = reference_event(jets, max_constituents, None)
+        view = chunk.event(i)
+        assert same_bits(view.constituents, absolute) and same_bits(view.relative, relative)
+        assert view.n_constituents.tolist() == ncons.tolist()
+        by_hand = JetCollection(view.pt, view.eta, view.phi, view.mass, view.n_constituents, absolute, relative)
+        for g, w in zip(by_hand.model_input(spec), view.model_input(spec)):
+            assert same_bits(np.ascontiguousarray(g), np.ascontiguousarray(w))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from(
+    [0.0, -0.0, 1.0, -1.0, 2.5, float("inf"), float("-inf"), float("nan"), -float("nan"), 1e-45, 3.4e38])),
+    max_size=40))
+def test_one_key_sort_equals_the_two_key_lexsort(rows):
+    """The constituent sort (one uint64 key, stable) orders exactly as np.lexsort((-pt, jet)) does,
+    ties, signed zeros, infinities and NaNs included."""
+    from modules.jets import _jet_pt_key
+
+    jet = np.array([r for r, _ in rows], np.int64)
+    pt = np.array([p for _, p in rows], np.float32)
+    assert np.argsort(_jet_pt_key(jet, pt), kind="stable").tolist() == np.lexsort((-pt, jet)).tolist()
+
+
+# ------------------------------------------------------------------ files: the three layouts
+
+def write_indirect(path: Path, events: list[dict]) -> Path:
+    """PFNano with indirection: links (jetIdx, pFCandsIdx) into an event-level PFCands collection
+    shuffled against the links, one candidate shared by two jets, and one broken link of each kind."""
+    rng = np.random.default_rng(11)
+    cols = {k: [] for k in ("pt", "eta", "phi")}
+    links = {"jetIdx": [], "pFCandsIdx": []}
+    for e in events:
+        rows = [(j_i, c) for j_i, j in enumerate(e["jets"]) for c in range(len(j["c_pt"]))]
+        perm = rng.permutation(len(rows))
+        cands = [rows[p] for p in perm]
+        position = {r: k for k, r in enumerate(cands)}
+        for k in ("pt", "eta", "phi"):
+            cols[k].append([float(e["jets"][j][f"c_{k}"][c]) for j, c in cands])
+        jet_idx, cand_idx = [j for j, _ in rows], [position[r] for r in rows]
+        if len(e["jets"]) >= 2:  # the hardest constituent of jet 0 also belongs to jet 1
+            jet_idx.append(1)
+            cand_idx.append(position[(0, int(np.argmax(e["jets"][0]["c_pt"])))])
+        jet_idx += [len(e["jets"]), 0]  # a link to no jet, and a link to no candidate
+        cand_idx += [0, len(rows) + 5]
+        links["jetIdx"].append(jet_idx)
+        links["pFCandsIdx"].append(cand_idx)
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", {
+            "run": np.array([e["run"] for e in events], np.uint32),
+            "luminosityBlock": np.array([e["lumi"] for e in events], np.uint32),
+            "event": np.array([e["event"] for e in events], np.uint64),
+            "FatJet": ak.zip({k: ak.Array([[j[k] for j in e["jets"]] for e in events])
+                              for k in ("pt", "eta", "phi", "mass")}),
+            "FatJetPFCands": ak.zip({k: ak.Array(v) for k, v in links.items()}),
+            "PFCands": ak.zip({k: ak.Array(v) for k, v in cols.items()})})
+    return path
+
+
+def truth_jets(event: dict, indirect: bool) -> list[tuple]:
+    jets = [(np.float32(j["pt"]), np.float32(j["eta"]), np.float32(j["phi"]),
+             list(zip(j["c_eta"], j["c_phi"], j["c_pt"]))) for j in event["jets"]]
+    if indirect and len(jets) >= 2:
+        j0 = event["jets"][0]
+        k = int(np.argmax(j0["c_pt"]))
+        jets[1][3].append((j0["c_eta"][k], j0["c_phi"][k], j0["c_pt"][k]))
+    return jets
+
+
+LAYOUTS = {
+    "counts": (write_counts, {}),
+    "jet_index": (write_jet_index, {"layout": "jet_index", "branches": {
+        "cand_pt": "FatJetPFCands_pt", "cand_eta": "FatJetPFCands_eta", "cand_phi": "FatJetPFCands_phi",
+        "cand_jet_index": "FatJetPFCands_jetIdx"}}),
+    "indirect": (write_indirect, {"layout": "jet_index", "branches": {
+        "cand_pt": "PFCands_pt", "cand_eta": "PFCands_eta", "cand_phi": "PFCands_phi",
+        "cand_jet_index": "FatJetPFCands_jetIdx", "cand_index": "FatJetPFCands_pFCandsIdx"}}),
+    "nested": (write_nested, {"layout": "nested", "branches": {
+        "cand_pt": "Jet_cpt", "cand_eta": "Jet_ceta", "cand_phi": "Jet_cphi"}}),
+}
+
+
+class _Job:
+    def __init__(self, *specs: InputSpec) -> None:
+        self.consumes = {"source": set(specs)}
+
+
+def read(files, job, **params):
+    src = RootJetSource("source", build(RootJetSourceParameters, {"files": [str(f) for f in files], **params},
+                                        "source"))
+    src.begin_job(job)
+    return src, src.events(0, None)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_file_layouts_match_the_reference(tmp_path, layout):
+    writer, params = LAYOUTS[layout]
+    events = make_events(120, seed=5)
+    for e in events[::7]:  # ties in jet pT across jets of one event
+        if len(e["jets"]) >= 2:
+            e["jets"][1]["pt"] = e["jets"][0]["pt"]
+    path = writer(tmp_path / f"{layout}.root", events)
+    specs = [InputSpec(2, 100, True), InputSpec(0, 30, False, 700.0), InputSpec(3, 120, True, 250.0)]
+    src, stream = read([path], _Job(*specs[:2]), chunk_size=23, max_constituents=90, **params)
+    n = 0
+    for (eid, products), truth in zip(stream, events):
+        jets = truth_jets(truth, layout == "indirect")
+        for spec in specs:  # the third one was not declared: prepared on first use
+            for g, w in zip(products[""].model_input(spec), reference_event(jets, 90, spec)):
+                assert same_bits(g, w), (eid, spec)
+        n += 1
+    assert n == len(events)
+    if layout == "indirect":
+        assert src.accounting()["invalid_links"] == 2 * len(events)
+
+
+# ------------------------------------------------------------------ the shipped samples
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in DATA.glob("*.root")))
+def test_shipped_samples_match_the_full_conversion(sample):
+    """On the shipped files the declared inputs equal today's full conversion (every jet padded,
+    made relative, then sliced per event as the batcher did), bit for bit."""
+    spec = InputSpec(2, 100, True)
+    _, stream = read([DATA / sample], _Job(spec), chunk_size=700)
+    n = 0
+    for _, products in stream:
+        jets = products[""]
+        real = np.flatnonzero(jets.n_constituents)[:2]
+        want = jets.relative[real]
+        inputs, mask, pt = jets.model_input(spec)
+        assert same_bits(inputs, want) and same_bits(mask, want[..., 2] > 0) and same_bits(pt, jets.pt[real])
+        n += 1
+    assert n > 1000
+
+
+# ------------------------------------------------------------------ reading each basket once
+
+def test_checked_files_are_decompressed_once_and_match_a_plain_read(tmp_path, monkeypatch):
+    """One-basket files: the check's read is the loop's data (each basket decompressed once), and
+    the chunks cut from it equal those TTree.iterate reads (the same file listed again is read again)."""
+    import uproot.models.TBasket as tbasket
+
+    a = write_counts(tmp_path / "a.root", make_events(60, seed=9))
+    b = write_counts(tmp_path / "b.root", make_events(40, seed=8))
+    calls = []
+    real = tbasket.Model_TBasket.read_members
+
+    def counting(self, *args, **kwargs):  # one basket read (and decompressed)
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tbasket.Model_TBasket, "read_members", counting)
+    spec = InputSpec(2, 100, True)
+    src, stream = read([a, b, a], _Job(spec), chunk_size=11, allowDuplicateFiles=True,
+                       duplicateCheckMode="noDuplicateCheck")
+    got = [products[""].model_input(spec) for _, products in stream]
+    assert len(got) == 160
+    for first, again in zip(got[:60], got[100:]):  # a from the check's arrays, then through iterate
+        assert all(same_bits(x, y) for x, y in zip(first, again))
+    with uproot.open(a) as f:
+        baskets = sum(f["Events"][name].num_baskets for name in src._branch_names())
+    assert len(calls) == 3 * baskets  # check a, check b, read a again; neither check is read twice
+    assert not src._kept
+
+
+def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
+    from framework.errors import SourceError
+
+    good = write_counts(tmp_path / "good.root", make_events(30, seed=1))
+    bad = tmp_path / "bad.root"
+    data = write_counts(tmp_path / "tmp.root", make_events(30, seed=2)).read_bytes()
+    bad.write_bytes(data[: len(data) * 2 // 3])  # header intact, baskets cut
+
+    class Job(_Job):
+        def __init__(self, max_events):
+            super().__init__()
+            self.config = type("C", (), {"options": type("O", (), {"maxEvents": max_events, "skipEvents": 0})})
+
+    params = {"duplicateCheckMode": "noDuplicateCheck"}
+    src, _ = read([good, bad], Job(20), **params)  # the job ends inside good.root: bad.root only opened
+    assert sum(1 for _ in src.events(0, 20)) == 20
+    with pytest.raises(SourceError, match="bad.root"):  # a job that needs it checks it in begin_job
+        read([good, bad], Job(40), **params)
+    src, _ = read([good, bad], Job(20), **params)
+    with pytest.raises(SourceError, match="cannot read entries .*bad.root"):  # reached: the check's message
+        list(src.events(0, 40))
+
+
+def test_output_module_writes_the_source_jets(tmp_path, counts_file, write_config):
+    """keep: [source] writes the per-jet columns of the jet collection (it is no dataclass any more)."""
+    from modules.root_output import product_columns
+
+    _, stream = read([counts_file], _Job())
+    _, products = next(stream)
+    jets = products[""]
+    cols = product_columns("source", jets)
+    assert sorted(cols) == ["source_eta", "source_mass", "source_n_constituents", "source_phi", "source_pt"]
+    assert same_bits(cols["source_pt"], jets.pt) and len(cols["source_pt"]) == len(jets)

@@ -164,22 +164,21 @@ def _update_event_stats(s: MemoryCheckState, vsize: float, rss: float, e: EventK
         ev["R2"] = at(delta_vsize, rss - ev["R1"].rss)
 
     delta_rss = rss - ev["RssT1"].rss
-    if rss > ev["RssT1"].rss:
-        ev["RssT3"], ev["RssT2"] = ev["RssT2"], ev["RssT1"]
-        ev["RssT1"] = at(delta_vsize, delta_rss)
-    elif rss > ev["RssT2"].rss:
-        ev["RssT3"] = ev["RssT2"]
-        ev["RssT2"] = at(delta_vsize, delta_rss)
-    elif rss > ev["RssT3"].rss:
-        ev["RssT3"] = at(delta_vsize, delta_rss)
-    if delta_rss > ev["DeltaRssT1"].delta_rss:
-        ev["DeltaRssT3"], ev["DeltaRssT2"] = ev["DeltaRssT2"], ev["DeltaRssT1"]
-        ev["DeltaRssT1"] = at(delta_vsize, delta_rss)
-    elif delta_rss > ev["DeltaRssT2"].delta_rss:
-        ev["DeltaRssT3"] = ev["DeltaRssT2"]
-        ev["DeltaRssT2"] = at(delta_vsize, delta_rss)
-    elif delta_rss > ev["DeltaRssT3"].delta_rss:
-        ev["DeltaRssT3"] = at(delta_vsize, delta_rss)
+    entry = at(delta_vsize, delta_rss)
+    _keep_top3(ev, "RssT", rss, lambda e: e.rss, entry)
+    _keep_top3(ev, "DeltaRssT", delta_rss, lambda e: e.delta_rss, entry)
+
+
+def _keep_top3(ev: dict, prefix: str, value: float, key, entry) -> None:  # noqa: ANN001
+    """Slots prefix1 > prefix2 > prefix3 ranked by ``key``: ``entry`` takes its place when ``value``
+    beats one, the lower ones move down (SimpleMemoryCheck's T1/T2/T3 bookkeeping)."""
+    t1, t2, t3 = (f"{prefix}{i}" for i in (1, 2, 3))
+    if value > key(ev[t1]):
+        ev[t3], ev[t2], ev[t1] = ev[t2], ev[t1], entry
+    elif value > key(ev[t2]):
+        ev[t3], ev[t2] = ev[t2], entry
+    elif value > key(ev[t3]):
+        ev[t3] = entry
 
 
 def read_smaps(path: str = "/proc/self/smaps") -> dict[str, float] | None:

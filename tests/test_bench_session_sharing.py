@@ -1,0 +1,38 @@
+"""tools/bench_session_sharing.py: the shared/per-thread session benchmark runs and reports each mode."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("onnxruntime", reason="ONNX Runtime (extra 'cpu') not installed")
+
+
+def test_modes_make_the_calls_they_claim(capsys: pytest.CaptureFixture[str]) -> None:
+    from tools import bench_session_sharing as bench
+
+    sessions_seen: list[int] = []
+
+    class Counting:
+        """Wraps a session to count the calls each mode really makes."""
+
+        def __init__(self, sess) -> None:  # noqa: ANN001
+            self.sess, self.calls = sess, 0
+
+        def run(self, *args):  # noqa: ANN002, ANN201
+            self.calls += 1
+            return self.sess.run(*args)
+
+    real = bench.make_session(bench.REPO / "data/models/conv_vae.onnx")
+    batches = bench.per_event_batches(bench.REPO / "data/qcd_dijet.root")[:20]
+    assert all(b.shape[1:] == (100, 3) and 1 <= len(b) <= 2 for b in batches)
+    shared = Counting(real)
+    seconds = bench.timed_round([shared, shared], batches, 7)
+    assert shared.calls == 14 and seconds > 0
+    own = [Counting(real), Counting(real), Counting(real)]
+    bench.timed_round(own, batches, 5)
+    sessions_seen = [c.calls for c in own]
+    assert sessions_seen == [5, 5, 5]
+
+    assert bench.main(["--threads", "2", "--events", "20", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")}
+    assert {"shared", "one per thread", "single thread"} <= rows

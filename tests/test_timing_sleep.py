@@ -20,7 +20,8 @@ from framework.config import validate
 from framework.eventloop import EventProcessor
 from framework.process import Process
 from framework.module import Producer
-from framework.registry import register_module
+from framework.registry import register_module, register_service
+from framework.service import Service
 from framework.services.timing import Timing
 
 N_EVENTS = 12
@@ -141,3 +142,34 @@ def test_overhead_budget_and_farm_against_the_wall_clock(timed):
     assert paths["p_outer"]["runs"] == paths["p_tail"]["runs"] == N_EVENTS
     assert paths["p_tail"]["real_per_exec_ms"] >= SLEEP_MS["tail"] / 2
     assert sum(p["real_per_exec_ms"] * p["runs"] for p in paths.values()) <= 2 * wall_ms
+
+
+@register_service("_TSBusyObserver")
+class _BusyObserver(Service):
+    """Another service's hook that burns CPU just before each module starts (as the Memory service's
+    RSS read does, only longer): that CPU belongs to no module."""
+
+    def connect(self, signals, job) -> None:  # noqa: ANN001
+        signals.pre_module.connect(lambda event, desc: _burn(BURN_MS))
+
+
+def test_cpu_of_other_hooks_between_modules_is_not_charged_to_a_module():
+    """A module's CPU clock starts when the module does: CPU burnt between modules by another service
+    (listed first, so its pre_module hook runs before Timing's) is framework overhead. Sleeping
+    modules use next to no CPU; reading the CPU clock only at a module's end charged them the burn."""
+    data = {
+        "process": "CPUSPLIT",
+        "options": {"maxEvents": 6, "numberOfThreads": 1},
+        "source": {"type": "TestCountingSource", "n": 6},
+        "modules": {"a": {"type": "TestSquare", "src": "source", "sleep_ms": 2.0},
+                    "b": {"type": "TestSquare", "src": "a", "sleep_ms": 2.0}},
+        "paths": {"p": ["a", "b"]},
+        "services": {"_TSBusyObserver": {}, "Timing": {"calibrate": False}},
+    }
+    process = Process(validate(data, "<cpu split test>"))
+    summary = EventProcessor(process).run()
+    (service,) = [s for s in process.services if isinstance(s, Timing)]
+    mods = {m["label"]: m for m in service.result(summary)["modules"]}
+    for label in ("a", "b"):
+        cpu_per_call = mods[label]["cpu_ms"] / mods[label]["calls"]
+        assert cpu_per_call < BURN_MS / 2, (label, cpu_per_call)

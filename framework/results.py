@@ -20,6 +20,7 @@ _FIRST = {"process", "streams", "budget_ms", "input_rate_hz", "path_entries", "m
 _MAX = {"wall_s", "loop_s", "begin_job_s"}
 _MIN = {"time_to_first_event_s"}
 _UNION = {"bad_files"}  # every unit of a worker reports the same skipped files: list each once
+_COUNTERS = {"module_summaries"}  # modules' summary(): integer counters add, settings stay (merge_counters)
 
 
 class Mergeable(Protocol):
@@ -52,6 +53,22 @@ def merge_values(a: Any, b: Any) -> Any:
     return a
 
 
+def merge_counters(a: Any, b: Any) -> Any:
+    """A module's ``summary()`` of two units: integers add (counters), dicts merge key by key, any
+    other value (a threshold, a list of bin edges, a backend's name) is a setting and stays as the
+    first unit gave it — as the per-stream instances are combined in one process (eventloop)."""
+    if a is None:
+        return copy.deepcopy(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = merge_counters(out.get(key), value)
+        return out
+    if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool):
+        return a + b
+    return a
+
+
 def merge_summaries(a: JobSummary, b: JobSummary) -> JobSummary:
     """A new summary counting both jobs' events (inputs are left unchanged)."""
     out = copy.deepcopy(a)
@@ -65,6 +82,8 @@ def merge_summaries(a: JobSummary, b: JobSummary) -> JobSummary:
             value = list(x or []) + [v for v in (y or []) if v not in (x or [])]
         elif f.name in _MIN:
             value = min(v for v in (x, y) if v is not None) if (x is not None or y is not None) else None
+        elif f.name in _COUNTERS:
+            value = merge_counters(x, y)
         else:
             value = merge_values(x, y)
         setattr(out, f.name, copy.deepcopy(value))

@@ -140,3 +140,23 @@ def test_memory_data_merges_peaks_per_worker_and_thins_samples():
     assert m.workers["w1"]["peak_rss"] == 20 and m.workers["w2"]["peak_rss"] == 30
     assert len(m.samples) <= 100 and m.calls == [240] and m.begin_delta == [5]
     assert [k[0] for k in m.key_events] == [30, 20]
+
+
+def test_module_summaries_add_counters_and_keep_settings():
+    """Work units on Dask: a filter's counters add up, its threshold and bin edges stay as they are
+    (summing them gave 4 x the cut and 24 bin edges for 4 units)."""
+    from framework.results import merge_summaries
+    from framework.summary import JobSummary
+
+    def unit(n: int) -> JobSummary:
+        s = JobSummary("P", 1)
+        s.module_summaries = {"anomalyFilter": {"threshold": 1.603, "edges_gev": [600.0, 700.0],
+                                                "events_without_score": n, "reduce": "max",
+                                                "batching": {"sent": {"full": n}, "queue_ns": 10 * n}}}
+        return s
+
+    merged = merge_summaries(merge_summaries(unit(1), unit(2)), unit(3))
+    f = merged.module_summaries["anomalyFilter"]
+    assert f["threshold"] == 1.603 and f["edges_gev"] == [600.0, 700.0] and f["reduce"] == "max"
+    assert f["events_without_score"] == 6
+    assert f["batching"] == {"sent": {"full": 6}, "queue_ns": 60}

@@ -41,16 +41,23 @@ def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: s
 
     codec = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}[compression]
     total = 0
+    empty: list[Any] = []  # parts without entries: a unit that selected no event cannot know every
+    # product's branches, so its tree may have fewer; it must not fix the layout for the others
     with uproot.recreate(target, compression=codec) as out:
         for part in parts:
             with uproot.open(part) as f:
                 t = f[tree]
+                if t.num_entries == 0:
+                    empty.append(part)
+                    continue
                 layout = branch_groups(t)
                 for arrays in t.iterate(step_size=step, library="ak"):
                     write_nanoaod(out, tree, regroup(arrays, layout))
                     total += len(arrays)
-                if t.num_entries == 0 and tree not in out:
-                    write_nanoaod(out, tree, regroup(t.arrays(library="ak"), layout))
+        if tree not in out and empty:  # every part empty: an empty tree, with the first part's branches
+            with uproot.open(empty[0]) as f:
+                t = f[tree]
+                write_nanoaod(out, tree, regroup(t.arrays(library="ak"), branch_groups(t)))
     return total
 
 

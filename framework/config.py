@@ -83,7 +83,8 @@ class Options:
             raise ValueError(f"numberOfStreams must be >= 0 (0: as many as numberOfThreads), got {self.numberOfStreams}")
         if self.numberOfStreams > self.numberOfThreads:
             raise ValueError(f"numberOfStreams ({self.numberOfStreams}) > numberOfThreads ({self.numberOfThreads}): "
-                             "hltrun runs each stream on its own thread")
+                             f"hltrun runs each stream on its own thread; set options.numberOfThreads="
+                             f"{self.numberOfStreams} (numberOfStreams 0, the default, follows it)")
         if self.budgetMs <= 0:
             raise ValueError(f"budgetMs must be > 0, got {self.budgetMs}")
         if self.inputRateHz <= 0:
@@ -496,9 +497,14 @@ def load(path: str | os.PathLike[str], overrides: list[str] | None = None, max_e
     try:  # today's option names -> CMSSW's, in the file and in the overrides, before they meet
         if isinstance(data.get("options"), dict):
             data["options"] = options_in_cmssw_words(data["options"])
-        translated = [_override_in_cmssw_words(o) for o in overrides or []]
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    translated = []
+    for o in overrides or []:
+        try:
+            translated.append(_override_in_cmssw_words(o))
+        except ConfigError as exc:  # the culprit is on the command line, not in the file
+            raise ConfigError(f"command line (override {o!r}): {exc}") from None
     given += [(t.partition("=")[0], f"override {o!r}") for o, t in zip(overrides or [], translated) if t != o]
     if overrides:
         data = apply_overrides(data, translated)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -16,6 +17,8 @@ from framework.schema import InputTag
 
 from .products import JetScores
 from .working_point import PT_BINNED_KEY, PtBinnedCuts
+
+log = logging.getLogger(__name__)
 
 REDUCERS = {
     "max": np.max,
@@ -88,6 +91,12 @@ class AnomalyScoreFilter(Filter):
             return
         model_id, thresholds, card = publish(scorer.params)
         self.model_id = model_id
+        if p.reduce != "max" and (self.threshold is None or p.working_point == PT_BINNED_KEY):
+            # the card's event-level cuts keep 1% (0.1%) of QCD for the LARGER score of the two leading
+            # jets; with another reduction the background rate is not what the card says
+            log.warning("%s: reduce: %s with the card's cuts, which were derived for reduce: max (the "
+                        "larger score of the two leading jets); the QCD rate will differ from %s", where,
+                        p.reduce, p.background_efficiency)
         if p.model is not None and p.model != model_id:
             raise ConfigError(f"{where}.model: '{p.model}' but '{p.src.label}' runs model '{model_id}'; "
                               f"thresholds belong to the model that made the scores (drop {where}.model "
@@ -134,8 +143,10 @@ class AnomalyScoreFilter(Filter):
             if self.model_id is None or (self.threshold is None and self.binned is None):
                 self._adopt(scores)
             elif scores.model is not None:
-                raise ModuleError(f"module '{self.label}': scores from model '{scores.model}', but the "
-                                  f"threshold {self.threshold} is model '{self.model_id}''s")
+                cut = (f"the threshold {self.threshold} is" if self.binned is None
+                       else f"the {PT_BINNED_KEY} cuts are")
+                raise ModuleError(f"module '{self.label}': scores from model '{scores.model}', but "
+                                  f"{cut} model '{self.model_id}''s")
         s = scores.score
         if self._py_reduce is not None and len(s) <= _PY_MAX_JETS:
             values = s.tolist()
@@ -162,7 +173,8 @@ class AnomalyScoreFilter(Filter):
         if scores.jet_pt is None or len(scores.jet_pt) != len(scores.score):
             raise ModuleError(f"module '{self.label}': working_point {PT_BINNED_KEY} needs the jet pT "
                               f"of the scored jets, and the scores in '{self.params.src}' carry none")
-        return self.binned.cut(self._key, float(np.max(scores.jet_pt)))
+        pts = scores.jet_pt if scores.valid is None else scores.jet_pt[scores.valid]  # scored jets only
+        return self.binned.cut(self._key, float(np.max(pts)))
 
     def data_quality(self) -> dict[str, int]:
         return {"events_without_score": self.no_score_events}

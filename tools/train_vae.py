@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=256, help="mini-batch size")
     p.add_argument("--val-fraction", type=float, default=0.1, help="fraction of jets held out for validation")
     p.add_argument("--latent-dim", type=int, default=None, help="latent size (default: the architecture's, 8)")
-    p.add_argument("--beta", type=float, default=None, help="KL weight (default: conv 5e-4, gcn 10)")
+    p.add_argument("--beta", type=float, default=None, help="KL weight (default: the architecture's, conv 1, gcn 1e-3)")
     p.add_argument("--lr", type=float, default=None, help="initial Adam learning rate (default 1e-3)")
     p.add_argument("--pt-mode", choices=("linear", "log", "fraction", "log_fraction"), default=None,
                    help="how the model sees constituent pT: GeV, log GeV, fraction of the jet's pT or its log "
@@ -54,6 +54,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads (inter-op is 1)")
     p.add_argument("--verbose", type=int, default=2, help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
     return p.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """One clear line for values that would otherwise train something else than asked."""
+    for name in ("free_bits", "beta", "lr"):
+        value = getattr(args, name)
+        if value is not None and (value < 0 or (name != "free_bits" and value == 0)):
+            raise SystemExit(f"train_vae.py: --{name.replace('_', '-')} must be "
+                             f"{'>= 0' if name == 'free_bits' else '> 0'}, got {value}")
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -131,7 +140,9 @@ def train(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    train(parse_args(argv))
+    args = parse_args(argv)
+    check_args(args)
+    train(args)
     return 0
 
 

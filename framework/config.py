@@ -505,6 +505,13 @@ def load(path: str | os.PathLike[str], overrides: list[str] | None = None, max_e
             translated.append(_override_in_cmssw_words(o))
         except ConfigError as exc:  # the culprit is on the command line, not in the file
             raise ConfigError(f"command line (override {o!r}): {exc}") from None
+    named: dict[str, str] = {}
+    for o, t in zip(overrides or [], translated):  # an old and a new name for one option: refuse, as in a file
+        key = t.partition("=")[0]
+        if key in named and (named[key] != key or o.partition("=")[0] != key):
+            raise ConfigError(f"command line: overrides {named[key]!r} and {o.partition('=')[0]!r} set the same "
+                              f"option ({key}); give {key} only")
+        named[key] = o.partition("=")[0]
     given += [(t.partition("=")[0], f"override {o!r}") for o, t in zip(overrides or [], translated) if t != o]
     if overrides:
         data = apply_overrides(data, translated)

@@ -163,3 +163,12 @@ def test_product_not_found_is_its_own_category(write_config, capsys):
     assert "hltrun: error:" in capsys.readouterr().err
     summary, _ = run_config(path, "options.TryToContinue=[ProductNotFound]")
     assert summary.events_processed == 12 and summary.events_error == 12
+
+
+def test_old_and_new_name_together_on_the_command_line_is_refused(write_config):
+    """As in a file: the last override silently winning would hide which one the user meant."""
+    with pytest.raises(ConfigError, match=r"command line: overrides 'options.numberOfThreads' and "
+                                          r"'options.streams' set the same option"):
+        load(write_config(BASE), ["options.numberOfThreads=2", "options.streams=3"])
+    cfg = load(write_config(BASE), ["options.numberOfThreads=2", "options.numberOfThreads=3"])
+    assert cfg.options.numberOfThreads == 3  # one name given twice: the last one counts, as for any key

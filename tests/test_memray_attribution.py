@@ -97,16 +97,21 @@ def test_memory_service_reports_the_attribution(write_config, tmp_path):
     assert "Module Allocations (memray)" in text and " alloc" in text
 
 
-def test_resources_json_and_html_carry_the_allocations(write_config, tmp_path):
-    """FastTimerService's mem_alloc / mem_free (kB) per module come from the capture, and the page shows it."""
+def _resources_json(write_config, tmp_path, memory: str) -> dict:
+    """Run CFG with Timing and ``Memory: <memory>``, write the report files, return resources.json."""
     import json
 
     from framework.report import write_report_files
 
-    cfg = write_config(CFG + "services:\n  Timing: {}\n  Memory: {memray: capture.bin}\n")
+    cfg = write_config(CFG + f"services:\n  Timing: {{}}\n  Memory: {memory}\n")
     summary, process = run_config(cfg, f"options.reportDir={tmp_path}")
     write_report_files(tmp_path, summary, process.services)
-    doc = json.loads((tmp_path / "resources.json").read_text())
+    return json.loads((tmp_path / "resources.json").read_text())
+
+
+def test_resources_json_and_html_carry_the_allocations(write_config, tmp_path):
+    """FastTimerService's mem_alloc / mem_free (kB) per module come from the capture, and the page shows it."""
+    doc = _resources_json(write_config, tmp_path, "{memray: capture.bin}")
     mem = {m["label"]: (m["mem_alloc"], m["mem_free"]) for m in doc["modules"]}
     assert mem["alloc"][0] == pytest.approx((24 + 40) * 1024, rel=0.02)  # kB, as FastTimerService
     assert mem["alloc"][1] == pytest.approx(40 * 1024, rel=0.02)
@@ -118,12 +123,5 @@ def test_resources_json_and_html_carry_the_allocations(write_config, tmp_path):
 
 
 def test_without_a_capture_resources_json_has_zero_memory(write_config, tmp_path):
-    import json
-
-    from framework.report import write_report_files
-
-    cfg = write_config(CFG + "services:\n  Timing: {}\n  Memory: {}\n")
-    summary, process = run_config(cfg, f"options.reportDir={tmp_path}")
-    write_report_files(tmp_path, summary, process.services)
-    doc = json.loads((tmp_path / "resources.json").read_text())
+    doc = _resources_json(write_config, tmp_path, "{}")
     assert all(m["mem_alloc"] == m["mem_free"] == 0 for m in doc["modules"])

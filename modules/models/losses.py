@@ -150,9 +150,16 @@ def _exp_m1_minus(v: Any) -> Any:
     return ops.where(ops.abs(v) < 0.5, series, ops.exp(v) - 1.0 - v)
 
 
-def kl_divergence(z_mean: Any, z_log_var: Any) -> Any:
-    """KL(q(z|x) || N(0, 1)) per jet, summed over latent dimensions; (N,).
+def kl_per_dimension(z_mean: Any, z_log_var: Any) -> Any:
+    """KL(q(z|x) || N(0, 1)) per jet and latent dimension; (N, latent): 0.5 * (mean^2 + [exp(v) - 1 - v])."""
+    return 0.5 * _twice_kl_terms(z_mean, z_log_var)
 
-    Written as 0.5 * sum(mean^2 + [exp(v) - 1 - v]) with the bracket computed stably (see above).
-    """
-    return 0.5 * ops.sum(ops.square(z_mean) + _exp_m1_minus(z_log_var), axis=-1)
+
+def _twice_kl_terms(z_mean: Any, z_log_var: Any) -> Any:
+    """mean^2 + [exp(v) - 1 - v] per latent dimension, the bracket computed stably (see above)."""
+    return ops.square(z_mean) + _exp_m1_minus(z_log_var)
+
+
+def kl_divergence(z_mean: Any, z_log_var: Any) -> Any:
+    """KL(q(z|x) || N(0, 1)) per jet, summed over latent dimensions; (N,)."""
+    return 0.5 * ops.sum(_twice_kl_terms(z_mean, z_log_var), axis=-1)

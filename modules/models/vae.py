@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from . import layers as L
-from .losses import chamfer_distance, check_pt_mode, kl_divergence, point_weights, transform_pt_numpy
+from .losses import chamfer_distance, check_pt_mode, kl_divergence, kl_per_dimension, point_weights, transform_pt_numpy
 from .preprocess import N_CONSTITUENTS, N_FEATURES
 
 
@@ -141,7 +141,7 @@ class VAETrainer(keras.Model):
         kl = kl_divergence(z_mean, z_log_var)
         kl_loss = kl
         if self.free_bits > 0:  # in validation too: val_loss must be the objective early stopping follows
-            per_dim = ops.mean(0.5 * (ops.square(z_mean) + ops.exp(z_log_var) - 1.0 - z_log_var), axis=0)
+            per_dim = ops.mean(kl_per_dimension(z_mean, z_log_var), axis=0)
             kl_loss = ops.sum(ops.maximum(per_dim, self.free_bits))
         return ops.mean(reco_loss), ops.mean(kl), ops.mean(kl_loss)
 

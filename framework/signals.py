@@ -22,18 +22,33 @@ class ModuleDescription:
 
 class Signal:
     """``fire`` is what the hot path calls: None with no slot, the slot itself with one (no extra
-    Python call per signal), a loop over the slots with several."""
+    Python call per signal), a loop over the slots with several.
 
-    __slots__ = ("name", "_slots", "fire")
+    Slots run in the order they were connected, except *innermost* ones: a measuring service (Timing)
+    wants its ``pre_*`` slot to run after every other service's and its ``post_*`` slot before them,
+    so that the other services' hooks (the Memory service's RSS reads) fall outside the window it
+    measures, whatever order the configuration lists the services in."""
+
+    __slots__ = ("name", "_outer", "_inner", "_slots", "fire")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._outer: tuple[Callable[..., Any], ...] = ()
+        self._inner: tuple[Callable[..., Any], ...] = ()
         self._slots: tuple[Callable[..., Any], ...] = ()
         self.fire: Callable[..., Any] | None = None
 
-    def connect(self, slot: Callable[..., Any]) -> None:
-        self._slots = self._slots + (slot,)
-        self.fire = slot if len(self._slots) == 1 else self.__call__
+    def connect(self, slot: Callable[..., Any], *, innermost: bool = False) -> None:
+        """Add a slot; ``innermost``: closest to the activity the signal brackets (see the class)."""
+        if innermost:
+            self._inner = self._inner + (slot,)
+        else:
+            self._outer = self._outer + (slot,)
+        if self.name.startswith("post_"):  # leaving the activity: the innermost slots go first
+            self._slots = self._inner[::-1] + self._outer
+        else:
+            self._slots = self._outer + self._inner
+        self.fire = self._slots[0] if len(self._slots) == 1 else self.__call__
 
     def __bool__(self) -> bool:
         return bool(self._slots)

@@ -26,3 +26,30 @@ def test_registry_signals_start_without_listeners():
     reg = ActivityRegistry()
     assert all(getattr(reg, name).fire is None for name in ActivityRegistry.NAMES)
     assert "source_bulk" in ActivityRegistry.NAMES
+
+
+def test_innermost_slots_bracket_the_activity_whatever_the_connection_order():
+    """A measuring service connected first still runs last before and first after the activity, so
+    the hooks of services connected later stay outside its window; plain slots keep their order."""
+    order: list[str] = []
+    pre, post = Signal("pre_module"), Signal("post_module")
+    pre.connect(lambda: order.append("timing-pre"), innermost=True)
+    post.connect(lambda: order.append("timing-post"), innermost=True)
+    for name in ("memory", "other"):
+        pre.connect(lambda name=name: order.append(f"{name}-pre"))
+        post.connect(lambda name=name: order.append(f"{name}-post"))
+    pre.fire()
+    order.append("module")
+    post.fire()
+    assert order == ["memory-pre", "other-pre", "timing-pre", "module", "timing-post", "memory-post",
+                     "other-post"]
+
+
+def test_a_single_innermost_slot_is_called_directly():
+    sig = Signal("post_event")
+
+    def slot() -> None:
+        pass
+
+    sig.connect(slot, innermost=True)
+    assert sig.fire is slot

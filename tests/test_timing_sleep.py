@@ -153,10 +153,15 @@ class _BusyObserver(Service):
         signals.pre_module.connect(lambda event, desc: _burn(BURN_MS))
 
 
-def test_cpu_of_other_hooks_between_modules_is_not_charged_to_a_module():
-    """A module's CPU clock starts when the module does: CPU burnt between modules by another service
-    (listed first, so its pre_module hook runs before Timing's) is framework overhead. Sleeping
-    modules use next to no CPU; reading the CPU clock only at a module's end charged them the burn."""
+@pytest.mark.parametrize("observer_first", [True, False], ids=["observer-listed-first", "observer-listed-last"])
+def test_cpu_of_other_hooks_between_modules_is_not_charged_to_a_module(observer_first: bool):
+    """A module's CPU clock starts when the module does: CPU burnt between modules by another
+    service's pre_module hook is framework overhead, whichever order the services are listed in
+    (Timing's hooks are innermost). Sleeping modules use next to no CPU; reading the CPU clock only at
+    a module's end, or running Timing's hook before the observer's, charged them the burn."""
+    services = {"_TSBusyObserver": {}, "Timing": {"calibrate": False}}
+    if not observer_first:
+        services = dict(reversed(services.items()))
     data = {
         "process": "CPUSPLIT",
         "options": {"maxEvents": 6, "numberOfThreads": 1},
@@ -164,7 +169,7 @@ def test_cpu_of_other_hooks_between_modules_is_not_charged_to_a_module():
         "modules": {"a": {"type": "TestSquare", "src": "source", "sleep_ms": 2.0},
                     "b": {"type": "TestSquare", "src": "a", "sleep_ms": 2.0}},
         "paths": {"p": ["a", "b"]},
-        "services": {"_TSBusyObserver": {}, "Timing": {"calibrate": False}},
+        "services": services,
     }
     process = Process(validate(data, "<cpu split test>"))
     summary = EventProcessor(process).run()

@@ -13,6 +13,13 @@ from framework.registry import register_module
 from framework.schema import InputTag
 
 
+def burn_cpu(ms: float) -> None:
+    """Spin on the thread's CPU clock for ``ms`` milliseconds of CPU time."""
+    end = time.thread_time() + ms * 1e-3
+    while time.thread_time() < end:
+        pass
+
+
 @dataclass
 class CountingSourceParameters:
     n: int = 10

@@ -20,16 +20,11 @@ from framework.process import Process
 from framework.registry import register_module, register_service
 from framework.service import Service
 from framework.services.timing import Timing
+from tests.plugins import burn_cpu as _burn
 
 BURN_MS = 2.0  # each module's own CPU
 GAP_MS = 1.0  # what the observer does between the two modules (burn or sleep)
 N_EVENTS = 5
-
-
-def _burn(ms: float) -> None:
-    end = time.thread_time() + ms * 1e-3
-    while time.thread_time() < end:
-        pass
 
 
 @register_module("_TGBurn")

@@ -23,6 +23,7 @@ from framework.module import Producer
 from framework.registry import register_module, register_service
 from framework.service import Service
 from framework.services.timing import Timing
+from tests.plugins import burn_cpu as _burn
 
 N_EVENTS = 12
 SLEEP_MS = {"ondemand": 6.0, "outer": 4.0, "shared": 3.0, "tail": 5.0, "ondemand2": 1.0}  # per call
@@ -30,12 +31,6 @@ OVERHEAD_BOUND_MS = 3.0  # mean per event; measured overhead is ~0.05 ms on a qu
 EVENT_OVERHEAD_BOUND_MS = 25.0  # any one event: a descheduled thread on a loaded 2-core CI box
 BUDGET_MS = 21.0  # between the odd events' known minimum (18.5 ms) and the even ones' (23.5 ms)
 BURN_MS = 1.5  # CPU burnt by 'burner' before, between and after two on-demand calls (own CPU >= 3 x this)
-
-
-def _burn(ms: float) -> None:
-    end = time.thread_time() + ms * 1e-3
-    while time.thread_time() < end:
-        pass
 
 
 @register_module("_TSBurner")

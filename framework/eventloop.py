@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("hltrun")
 _IDLE = sys.maxsize  # in_flight value of a stream with no event
 
+_COUNTER_OF_STATUS = {"accept": "passed", "reject": "failed"}  # an event's status -> its stream counter
+
 
 class EventProcessor:
     """Runs a built Process from begin_job to end_job and returns the JobSummary."""
@@ -254,7 +256,7 @@ class EventProcessor:
                     signals.post_event(event, status)
             in_flight[schedule.stream] = _IDLE
             counts["processed"] += 1
-            counts[{"accept": "passed", "reject": "failed"}.get(status, "error")] += 1
+            counts[_COUNTER_OF_STATUS.get(status, "error")] += 1
             if self._stop.is_set():
                 self.process.job.draining = True
                 return

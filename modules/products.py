@@ -83,7 +83,12 @@ class JetCollection:
     @property
     def relative(self) -> np.ndarray:
         if self._relative is None:
-            self._relative = self._chunk.padded(self._index, relative=True)
+            if self._chunk is not None:
+                self._relative = self._chunk.padded(self._index, relative=True)
+            else:  # built by hand with constituents only: derive the jet-relative ones, as the source does
+                from .jets import to_jet_relative
+
+                self._relative = to_jet_relative(self.constituents, self.eta, self.phi)
         return self._relative
 
     def model_input(self, spec: "InputSpec") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -50,6 +50,16 @@ def test_default_two_leading_jets_relative():
     assert b.mask.sum(axis=1).tolist() == [4, 5]
 
 
+def test_a_collection_built_without_relative_coordinates_derives_them():
+    """User code may build a JetCollection with absolute constituents only: a relative batcher then
+    gets the same input as from a collection that carries them (it raised AttributeError before)."""
+    full = collection()
+    bare = JetCollection(full.pt, full.eta, full.phi, full.mass, full.n_constituents, full.constituents)
+    np.testing.assert_array_equal(bare.relative, full.relative)
+    spec_inputs = bare.model_input(JetBatcher("b", build(JetBatcherParameters, {}, "modules.b")).spec)[0]
+    np.testing.assert_array_equal(spec_inputs, batch().inputs)
+
+
 def test_all_jets_absolute_and_the_soft_constituent_is_real():
     b = batch(max_jets=0, relative=False)
     np.testing.assert_array_equal(b.jet_pt, PT)

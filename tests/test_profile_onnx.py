@@ -150,3 +150,13 @@ def test_export_shape_folding_keeps_a_slice_to_the_last_real_slot(tmp_path) -> N
     x = np.zeros((2, 100, 3), np.float32)
     x[0, :7], x[1, :23] = 1.0, 1.0
     assert sess.run(None, {"x": x})[0].shape == (2, 23, 3)
+
+
+def test_score_core_bench_variants_agree(capsys) -> None:
+    """tools/bench_score_core.py: every variant of the score core (cropped, pre-transposed, pooled)
+    gives the shipped formulation's per-jet sums before anything is timed."""
+    from tools import bench_score_core
+
+    assert bench_score_core.main(["--batch-sizes", "3", "--real", "30", "--rounds", "1", "--calls", "20"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("shipped", "crop", "plain_b", "pool"))

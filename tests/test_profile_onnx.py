@@ -159,4 +159,4 @@ def test_score_core_bench_variants_agree(capsys) -> None:
 
     assert bench_score_core.main(["--batch-sizes", "3", "--real", "30", "--rounds", "1", "--calls", "20"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("shipped", "crop", "plain_b", "pool"))
+    assert all(name in out for name in ("shipped", "crop", "keepdims", "transposed", "pool"))

@@ -7,11 +7,14 @@ cost <= 10 % of the model.  This isolates the core so that a reformulation can b
 re-export: each variant is a small graph from the augmented inputs to the per-jet sum of the two
 minima (masked sum over the real slots), timed alternately with the others in one process (median of rounds, and the fastest round).
 
-Variants: ``shipped`` (Transpose + MatMul, as tf2onnx writes it; ORT fuses it into FusedMatMul, then
-ReduceMin over axes 2 and 1), ``crop`` (the same after cutting the constituent axis at the batch's last
-real slot: Mul, ReduceMax, Cast, Reshape and three Slices), ``plain_b`` (B given as (N, 5, P), no
-transpose), ``pool`` (max-pooling on -d instead of ReduceMin).  Inputs are the augmented vectors of random points; the first
-``--real`` slots of every jet are real (the rest padded), which is what the crop can exploit.
+Variants (all from x, y (N, P, 3) and the mask; checked against a float64 brute force and each
+other before timing): ``shipped`` (as tf2onnx writes the score: augmented (N, P, 5) vectors by two
+Concats, Transpose + MatMul, which ORT fuses into FusedMatMul, ReduceMin over axes 2 and 1),
+``crop`` (the augmented vectors and the mask cut at the batch's last real slot first: Mul,
+ReduceMax, Cast, Reshape and three Slices), ``keepdims`` (norm sums keep their axis: one Unsqueeze
+instead of two), ``transposed`` (augmented vectors built as (N, 5, P): norms over a middle axis,
+Concats of whole rows), ``pool`` (max-pooling on -d instead of ReduceMin).  The first ``--real``
+slots of every jet are real, the rest padded: what the crop can exploit.
 
 Example::
 
@@ -43,14 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _graph(nodes: list, inits: list, b_shape: list) -> Any:
-    """ORT session of a graph with inputs xa (N, P, K), yb (N, *b_shape), mask (N, P) and output s (N,)."""
+def _graph(nodes: list, inits: list) -> Any:
+    """ORT session of a graph with inputs x, y (N, P, 3), mask (N, P) and output s (N,)."""
     import onnxruntime as ort
     from onnx import TensorProto as T
     from onnx import helper as h
 
-    inputs = [h.make_tensor_value_info("xa", T.FLOAT, ["N", P, K]),
-              h.make_tensor_value_info("yb", T.FLOAT, ["N", *b_shape]),
+    inputs = [h.make_tensor_value_info("x", T.FLOAT, ["N", P, 3]), h.make_tensor_value_info("y", T.FLOAT, ["N", P, 3]),
               h.make_tensor_value_info("mask", T.FLOAT, ["N", P])]
     graph = h.make_graph(nodes, "core", inputs, [h.make_tensor_value_info("s", T.FLOAT, ["N"])], inits)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
@@ -63,47 +65,72 @@ def _graph(nodes: list, inits: list, b_shape: list) -> Any:
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def variants() -> dict[str, tuple[Any, list]]:
-    """name -> (session, shape of its B input without the batch axis)."""
+def variants() -> dict[str, Any]:
+    """name -> ORT session; every graph computes sum over real slots of (min_j d_ij + min_i d_ji)."""
     from onnx import TensorProto as T
     from onnx import helper as h
 
     n = h.make_node
-    consts = [h.make_tensor("zero", T.FLOAT, [], [0.0]), h.make_tensor("ax1", T.INT64, [1], [1]),
+    consts = [h.make_tensor("zero", T.FLOAT, [], [0.0]), h.make_tensor("one", T.FLOAT, [], [1.0]),
+              h.make_tensor("far", T.FLOAT, [], [1e30]), h.make_tensor("m2", T.FLOAT, [], [-2.0]),
+              h.make_tensor("ax1", T.INT64, [1], [1]), h.make_tensor("axl", T.INT64, [1], [-1]),
               h.make_tensor("start", T.INT64, [1], [0]), h.make_tensor("slots", T.FLOAT, [P], list(range(1, P + 1))),
               h.make_tensor("shape4", T.INT64, [4], [-1, 1, P, P]), h.make_tensor("shape2", T.INT64, [2], [-1, P])]
+    ones_of = n("ConstantOfShape", ["sh"], ["ones"], value=h.make_tensor("v", T.FLOAT, [1], [1.0]))
+    far = [n("Sub", ["one", "mask"], ["nm"]), n("Mul", ["nm", "far"], ["fr"])]
 
-    def tail(m2: str, m1: str, mask: str) -> list:  # clamp, mask, sum: as in chamfer_distance
-        return [n("Add", [m2, m1], ["nn"]), n("Max", ["nn", "zero"], ["c"]), n("Mul", ["c", mask], ["cm"]),
+    def augment(keepdims: bool = False) -> list:
+        """xa = [x, |x|^2 + far, 1], ya = [-2y, 1, |y|^2 + far] (N, P, 5), as tf2onnx writes the score."""
+        out = list(far)
+        if keepdims:  # sums keep their axis: one Unsqueeze (of far) instead of two
+            out.append(n("Unsqueeze", ["fr", "axl"], ["fr3"]))
+        for v in ("x", "y"):
+            out += [n("Mul", [v, v], [v + "2"]), n("ReduceSum", [v + "2", "axl"], [v + "s"], keepdims=int(keepdims))]
+            if keepdims:
+                out.append(n("Add", [v + "s", "fr3"], [v + v]))
+            else:
+                out += [n("Add", [v + "s", "fr"], [v + "f"]), n("Unsqueeze", [v + "f", "axl"], [v + v])]
+        return out + [n("Shape", ["xx"], ["sh"]), ones_of, n("Concat", ["x", "xx", "ones"], ["xa"], axis=2),
+                      n("Mul", ["y", "m2"], ["ym"]), n("Concat", ["ym", "ones", "yy"], ["ya"], axis=2)]
+
+    def augment_transposed() -> list:
+        """The same vectors built as (N, 5, P): norms and concatenation along the middle axis."""
+        out = far + [n("Unsqueeze", ["fr", "ax1"], ["frT"])]
+        for v in ("x", "y"):
+            out += [n("Transpose", [v], [v + "T"], perm=[0, 2, 1]), n("Mul", [v + "T", v + "T"], [v + "2"]),
+                    n("ReduceSum", [v + "2", "ax1"], [v + "s"], keepdims=1), n("Add", [v + "s", "frT"], [v + v])]
+        return out + [n("Shape", ["xx"], ["sh"]), ones_of, n("Concat", ["xT", "xx", "ones"], ["xaT"], axis=1),
+                      n("Mul", ["yT", "m2"], ["ym"]), n("Concat", ["ym", "ones", "yy"], ["yaT"], axis=1),
+                      n("Transpose", ["xaT"], ["xa"], perm=[0, 2, 1])]
+
+    def tail(mask: str = "mask") -> list:  # clamp, mask, sum: as in chamfer_distance
+        return [n("Add", ["mn2", "mn1"], ["nn"]), n("Max", ["nn", "zero"], ["c"]), n("Mul", ["c", mask], ["cm"]),
                 n("ReduceSum", ["cm", "ax1"], ["s"], keepdims=0)]
 
-    def core(xa: str, yb: str, mask: str, transpose: bool = True) -> list:
-        pre = [n("Transpose", [yb], ["bt"], perm=[0, 2, 1])] if transpose else []
-        return pre + [n("MatMul", [xa, "bt" if transpose else yb], ["d"]),
-                      n("ReduceMin", ["d"], ["m2"], axes=[2], keepdims=0),
-                      n("ReduceMin", ["d"], ["m1"], axes=[1], keepdims=0)] + tail("m2", "m1", mask)
+    def core(xa: str = "xa", ya: str = "ya", mask: str = "mask", transpose: bool = True) -> list:
+        pre = [n("Transpose", [ya], ["yt"], perm=[0, 2, 1])] if transpose else []
+        return pre + [n("MatMul", [xa, "yt" if transpose else ya], ["d"]),
+                      n("ReduceMin", ["d"], ["mn2"], axes=[2], keepdims=0),
+                      n("ReduceMin", ["d"], ["mn1"], axes=[1], keepdims=0)] + tail(mask)
 
     crop = [n("Mul", ["mask", "slots"], ["pos"]), n("ReduceMax", ["pos"], ["last"], axes=[0, 1], keepdims=1),
             n("Cast", ["last"], ["last_i"], to=T.INT64), n("Reshape", ["last_i", "ax1"], ["end"])] + \
-           [n("Slice", [t, "start", "end", "ax1"], [t + "_c"]) for t in ("xa", "yb", "mask")]
-    neg_pool = [n("Transpose", ["yb"], ["bt"], perm=[0, 2, 1]), n("MatMul", ["xa", "bt"], ["d"]),
-                n("Neg", ["d"], ["nd"]), n("GlobalMaxPool", ["nd"], ["g2"]), n("Reshape", ["g2", "shape2"], ["p2"]),
-                n("Reshape", ["nd", "shape4"], ["nd4"]), n("MaxPool", ["nd4"], ["g1"], kernel_shape=[P, 1]),
-                n("Reshape", ["g1", "shape2"], ["p1"]), n("Neg", ["p2"], ["m2"]), n("Neg", ["p1"], ["m1"])] \
-        + tail("m2", "m1", "mask")
-    return {"shipped": (_graph(core("xa", "yb", "mask"), consts, [P, K]), [P, K]),
-            "crop": (_graph(crop + core("xa_c", "yb_c", "mask_c"), consts, [P, K]), [P, K]),
-            "plain_b": (_graph(core("xa", "yb", "mask", transpose=False), consts, [K, P]), [K, P]),
-            "pool": (_graph(neg_pool, consts, [P, K]), [P, K])}
+           [n("Slice", [t, "start", "end", "ax1"], [t + "_c"]) for t in ("xa", "ya", "mask")]
+    pool = [n("Transpose", ["ya"], ["yt"], perm=[0, 2, 1]), n("MatMul", ["xa", "yt"], ["d"]),
+            n("Neg", ["d"], ["nd"]), n("GlobalMaxPool", ["nd"], ["g2"]), n("Reshape", ["g2", "shape2"], ["p2"]),
+            n("Reshape", ["nd", "shape4"], ["nd4"]), n("MaxPool", ["nd4"], ["g1"], kernel_shape=[P, 1]),
+            n("Reshape", ["g1", "shape2"], ["p1"]), n("Neg", ["p2"], ["mn2"]), n("Neg", ["p1"], ["mn1"])] + tail()
+    return {"shipped": _graph(augment() + core(), consts),
+            "crop": _graph(augment() + crop + core("xa_c", "ya_c", "mask_c"), consts),
+            "keepdims": _graph(augment(keepdims=True) + core(), consts),
+            "transposed": _graph(augment_transposed() + core("xa", "yaT", transpose=False), consts),
+            "pool": _graph(augment() + pool, consts)}
 
 
-def augmented(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The score's augmented vectors [x, |x|^2 + far, 1] and [-2y, 1, |y|^2 + far] (losses.chamfer_distance)."""
-    far = ((1.0 - mask) * 1e30)[..., None]
-    ones = np.ones_like(far)
-    xa = np.concatenate([x, (x * x).sum(-1, keepdims=True) + far, ones], axis=-1)
-    yb = np.concatenate([-2.0 * y, ones, (y * y).sum(-1, keepdims=True) + far], axis=-1)
-    return xa.astype(np.float32), yb.astype(np.float32)
+def brute_force(x: np.ndarray, y: np.ndarray, n_real: int) -> np.ndarray:
+    """Per-jet sum over the first ``n_real`` slots of both nearest-neighbour distances, in float64."""
+    d = ((x[:, :n_real, None, :].astype(np.float64) - y[:, None, :n_real, :]) ** 2).sum(-1)
+    return d.min(2).sum(1) + d.min(1).sum(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,24 +143,23 @@ def main(argv: list[str] | None = None) -> int:
     for batch in args.batch_sizes:
         mask = np.zeros((batch, P), np.float32)
         mask[:, :args.real] = 1.0
-        xa, yb = augmented(rng.normal(size=(batch, P, 3)), rng.normal(size=(batch, P, 3)), mask)
-        feeds = {name: {"xa": xa, "mask": mask,
-                        "yb": yb if b_shape == [P, K] else np.ascontiguousarray(yb.transpose(0, 2, 1))}
-                 for name, (_, b_shape) in sessions.items()}
-        ref = sessions["shipped"][0].run(None, feeds["shipped"])[0]
-        for name, (sess, _) in sessions.items():  # every variant computes the same scores
-            np.testing.assert_allclose(sess.run(None, feeds[name])[0], ref, rtol=1e-5, err_msg=name)
+        x = rng.normal(size=(batch, P, 3)).astype(np.float32) * mask[..., None]
+        feed = {"x": x, "y": rng.normal(size=(batch, P, 3)).astype(np.float32), "mask": mask}
+        ref = sessions["shipped"].run(None, feed)[0]
+        np.testing.assert_allclose(ref, brute_force(feed["x"], feed["y"], args.real), rtol=1e-4)
+        for name, sess in sessions.items():  # every variant computes the same scores
+            np.testing.assert_allclose(sess.run(None, feed)[0], ref, rtol=1e-5, err_msg=name)
         calls = max(20, args.calls // batch)
         times: dict[str, list[float]] = {k: [] for k in sessions}
         for _ in range(args.rounds):
-            for name, (sess, _) in sessions.items():
+            for name, sess in sessions.items():
                 t0 = time.perf_counter()
                 for _ in range(calls):
-                    sess.run(None, feeds[name])
+                    sess.run(None, feed)
                 times[name].append((time.perf_counter() - t0) / calls * 1e6)
         for name, t in times.items():
             med, best = statistics.median(t), min(t)
-            print(f"  batch {batch:3d}  {name:8s} {med:8.2f} / {best:8.2f} µs per call   "
+            print(f"  batch {batch:3d}  {name:10s} {med:8.2f} / {best:8.2f} µs per call   "
                   f"{med / batch:7.3f} / {best / batch:7.3f} µs per jet")
     return 0
 

@@ -115,3 +115,48 @@ def test_export_shape_folding_keeps_dynamic_batch_and_data_dependence(tmp_path) 
     for batch in (1, 4, 7):
         x = np.random.default_rng(batch).normal(size=(batch, 100, 3)).astype(np.float32)
         np.testing.assert_array_equal(lean.run(None, {"x": x})[0], ref.run(None, {"x": x})[0])
+
+
+def test_export_shape_folding_keeps_a_slice_to_the_last_real_slot(tmp_path) -> None:
+    """A slice end computed from the data (the batch's last real constituent slot, as a crop of the
+    score would compute it) must stay dynamic: the probes pad different numbers of trailing slots.
+    With probes that pad slot by slot at random, some jet always has slot 100 real and the end would
+    be folded to a constant 100 (found while trying the crop for issue 8; values stay right, so only
+    the shape shows it)."""
+    from tools.export_onnx import fold_shapes
+
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    inits = [helper.make_tensor("slots", f32, [100], list(range(1, 101))),
+             helper.make_tensor("two", i64, [1], [2]), helper.make_tensor("zero", f32, [], [0.0]),
+             helper.make_tensor("one", i64, [1], [1]), helper.make_tensor("start", i64, [1], [0])]
+    nodes = [helper.make_node("Gather", ["x", "two"], ["pt"], axis=2),
+             helper.make_node("Squeeze", ["pt", "two"], ["pt2"]),
+             helper.make_node("Greater", ["pt2", "zero"], ["real"]),
+             helper.make_node("Cast", ["real"], ["mask"], to=f32),
+             helper.make_node("Mul", ["mask", "slots"], ["pos"]),
+             helper.make_node("ReduceMax", ["pos"], ["last"], axes=[0, 1], keepdims=1),
+             helper.make_node("Cast", ["last"], ["last_i"], to=i64),
+             helper.make_node("Reshape", ["last_i", "one"], ["end"]),
+             helper.make_node("Slice", ["x", "start", "end", "one"], ["y"])]
+    inp = helper.make_tensor_value_info("x", f32, ["N", 100, 3])
+    out = helper.make_tensor_value_info("y", f32, ["N", None, 3])
+    model = helper.make_model(helper.make_graph(nodes, "g", [inp], [out], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    fold_shapes(model)
+    onnx.checker.check_model(model)
+    assert "ReduceMax" in [n.op_type for n in model.graph.node]
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.zeros((2, 100, 3), np.float32)
+    x[0, :7], x[1, :23] = 1.0, 1.0
+    assert sess.run(None, {"x": x})[0].shape == (2, 23, 3)
+
+
+def test_score_core_bench_variants_agree(capsys) -> None:
+    """tools/bench_score_core.py: every variant of the score core (cropped, pre-transposed, pooled)
+    gives the shipped formulation's per-jet sums before anything is timed."""
+    from tools import bench_score_core
+
+    assert bench_score_core.main(["--batch-sizes", "3", "--real", "30", "--rounds", "1", "--calls", "20"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("shipped", "crop", "keepdims", "transposed", "pool"))

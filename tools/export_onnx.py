@@ -109,7 +109,8 @@ def fold_shapes(proto: Any) -> int:
     tf2onnx computes every Reshape target, Tile repeat and ConvTranspose output slice at run time
     from ``Shape(x)`` (the batch axis is dynamic), ~60 small kernels per call that dominate at batch
     1-2.  Every integer tensor of the graph is evaluated with ONNX Runtime for several batch sizes
-    and random inputs: a tensor equal in all probes becomes an initializer; a Reshape target that
+    and random inputs (with different numbers of padded trailing slots, so that the score's crop
+    length differs between probes): a tensor equal in all probes becomes an initializer; a Reshape target that
     differs only in one entry equal to (batch x const) gets -1 there.  Nodes left without consumers
     are removed.  Data-dependent integers (they differ between random inputs) are never folded.
     """
@@ -136,12 +137,14 @@ def fold_shapes(proto: Any) -> int:
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     runs = []
-    for batch in (1, 2, 3, 5):
+    for batch, last in ((1, 3), (2, 7), (3, 40), (5, None)):
         feed = {}
         for inp in sess.get_inputs():
             shape = [batch if not isinstance(d, int) else d for d in inp.shape]
             x = rng.normal(size=shape).astype(np.float32)
             x[..., -1] = np.abs(x[..., -1]) * (rng.random(shape[:-1]) < 0.6)  # some rows padded (pT = 0)
+            if last is not None and x.ndim == 3:  # every jet padded after slot ``last``: the score's
+                x[:, last:] = 0.0                 # crop (losses.crop_to_real) must stay data-dependent
             feed[inp.name] = x
         runs.append((batch, dict(zip(cands, sess.run(cands, feed)))))
     consumers: dict[str, list] = {}

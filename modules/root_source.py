@@ -30,6 +30,7 @@ from framework.event import EventID
 from framework.module import Source
 from framework.registry import register_module
 
+from .decompression import TimedPool, threads_for
 from .duplicates import DuplicateChecker, Mode, keys
 from .jets import InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative
 from .products import JetCollection
@@ -69,6 +70,9 @@ class RootJetSourceParameters:
     allowDuplicateFiles: bool = False
     duplicateCheckMode: Mode = "checkAllFilesOpened"  # CMSSW's: checkEachFile, noDuplicateCheck
     skipBadFiles: bool = False  # CMSSW's: a file that cannot be read is named, counted and skipped
+    # threads that decompress the branches' baskets in parallel (uproot's decompression_executor;
+    # LZMA/ZSTD/ZLIB/LZ4 release the GIL): null = min(4, branches read, cores), 0 or 1 = serial
+    decompression_threads: int | None = None
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -77,6 +81,9 @@ class RootJetSourceParameters:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if self.max_constituents < 1:
             raise ValueError(f"max_constituents must be >= 1, got {self.max_constituents}")
+        if self.decompression_threads is not None and not 0 <= self.decompression_threads <= 64:
+            raise ValueError(f"decompression_threads must be null (auto), 0 or 1 (serial) or up to 64 threads, "
+                             f"got {self.decompression_threads}")
 
 
 class _Chunk:
@@ -173,7 +180,8 @@ class RootJetSource(Source):
         self.files: list[str] = []
         self.entries: dict[str, int] = {}
         self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0,
-                       "duplicates": 0, "bad_files": 0, "invalid_links": 0, "zero_constituent_jets": 0}
+                       "duplicates": 0, "bad_files": 0, "invalid_links": 0, "zero_constituent_jets": 0,
+                       "decompression_cpu_ns": 0}  # CPU of the decompression threads (in the bulk I/O's CPU)
         self.bad_files: list[str] = []  # "path: reason", for the job report
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
@@ -269,12 +277,42 @@ class RootJetSource(Source):
         """Open ``path``, check its tree, branches and layout, and read its first and last entries
         (``keep``: keep the arrays when that read the whole file anyway, for the loop's first chunks)."""
         tree = self._open_tree(path)
+        pool, failed = self._pool(), True
         try:
-            return self._check_tree(tree, path, keep)
+            n = self._check_tree(tree, path, keep, pool)
+            failed = False
+            return n
         finally:
+            if pool is not None:
+                pool.close(failed)
             tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
 
-    def _check_tree(self, tree: Any, path: str, keep: bool = False) -> int:
+    def _pool(self) -> TimedPool | None:
+        """A decompression pool for one file's reads (``decompression_threads``); None: serial.
+        One per file, closed with it: no thread outlives a read, whatever happens to the job."""
+        threads = threads_for(self.params.decompression_threads, len(self._branch_names()))
+        return TimedPool(threads) if threads > 1 else None
+
+    @contextlib.contextmanager
+    def _bulk(self, pool: TimedPool | None) -> Iterator[None]:
+        """``bulk_io`` whose CPU includes the decompression threads' CPU during the block (after a
+        failure, what they did so far): the bulk I/O line hides no work done off the loop's thread."""
+        if pool is None:
+            with self.bulk_io():
+                yield
+            return
+        before = pool.cpu_ns
+        try:
+            with self.bulk_io():
+                yield
+                pool.settle()  # the tasks' last microseconds (and their CPU count), inside the block
+        finally:
+            extra = pool.cpu_ns - before
+            self._count["decompression_cpu_ns"] += extra
+            w, c = self.bulk_pending or (0, 0)
+            self.bulk_pending = (w, c + extra)
+
+    def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         missing = [n for n in self._branch_names() if n not in tree]
         if missing:
             import difflib
@@ -299,8 +337,9 @@ class RootJetSource(Source):
             if start >= stop or not branches:
                 continue
             try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
-                with self.bulk_io() if whole and start == 0 else contextlib.nullcontext():
-                    arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak")
+                with self._bulk(pool) if whole and start == 0 else contextlib.nullcontext():
+                    arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
+                                         decompression_executor=pool)
             except Exception as exc:
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else 'corrupt data'}") from exc
@@ -451,14 +490,16 @@ class RootJetSource(Source):
             return
         with self.bulk_io():
             tree = self._open_tree(path)
+        pool, failed = self._pool(), True
         try:
             it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
-                              entry_stop=stop, library="ak", report=True)
+                              entry_stop=stop, library="ak", report=True, decompression_executor=pool)
             while True:
-                with self.bulk_io():
+                with self._bulk(pool):
                     try:
                         arrays, report = next(it)
                     except StopIteration:
+                        failed = False
                         return
                     except Exception as exc:
                         raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
@@ -468,6 +509,8 @@ class RootJetSource(Source):
                 yield chunk
         finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
             with self.bulk_io():
+                if pool is not None:  # a consumer that stops early (maxEvents) is no failure: failed
+                    pool.close(failed)  # only drops queued baskets nobody will read
                 tree.file.close()
 
     def _convert(self, arrays: ak.Array, path: str, first_entry: int) -> _Chunk:

@@ -34,6 +34,7 @@ from .decompression import TimedPool, threads_for
 from .duplicates import DuplicateChecker, Mode, keys
 from .jets import InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative
 from .products import JetCollection
+from .read_ahead import ReadAhead
 from .shipped import glob_files
 
 log = logging.getLogger("hltrun")
@@ -73,6 +74,9 @@ class RootJetSourceParameters:
     # threads that decompress the branches' baskets in parallel (uproot's decompression_executor;
     # LZMA/ZSTD/ZLIB/LZ4 release the GIL): null = min(4, branches read, cores), 0 or 1 = serial
     decompression_threads: int | None = None
+    # chunks read, decompressed and converted ahead in a background thread while the streams process
+    # the current one (files the loop reads chunk by chunk); 0: each chunk is read in the pull
+    read_ahead: int = 1
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -84,6 +88,8 @@ class RootJetSourceParameters:
         if self.decompression_threads is not None and not 0 <= self.decompression_threads <= 64:
             raise ValueError(f"decompression_threads must be null (auto), 0 or 1 (serial) or up to 64 threads, "
                              f"got {self.decompression_threads}")
+        if not 0 <= self.read_ahead <= 16:
+            raise ValueError(f"read_ahead must be 0 (off) to 16 chunks, got {self.read_ahead}")
 
 
 class _Chunk:
@@ -181,7 +187,8 @@ class RootJetSource(Source):
         self.entries: dict[str, int] = {}
         self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0,
                        "duplicates": 0, "bad_files": 0, "invalid_links": 0, "zero_constituent_jets": 0,
-                       "decompression_cpu_ns": 0}  # CPU of the decompression threads (in the bulk I/O's CPU)
+                       # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
+                       "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0}
         self.bad_files: list[str] = []  # "path: reason", for the job report
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
@@ -295,8 +302,10 @@ class RootJetSource(Source):
 
     @contextlib.contextmanager
     def _bulk(self, pool: TimedPool | None) -> Iterator[None]:
-        """``bulk_io`` whose CPU includes the decompression threads' CPU during the block (after a
-        failure, what they did so far): the bulk I/O line hides no work done off the loop's thread."""
+        """``bulk_io`` that also counts the decompression threads' CPU during the block (after a
+        failure, what they did so far) in ``decompression_cpu_ns``. It stays out of ``bulk_pending``:
+        that CPU is the pulling thread's own, taken out of its event's CPU; the Timing service reports
+        the background CPU beside it (``source_bulk.background_cpu_ms``)."""
         if pool is None:
             with self.bulk_io():
                 yield
@@ -307,10 +316,7 @@ class RootJetSource(Source):
                 yield
                 pool.settle()  # the tasks' last microseconds (and their CPU count), inside the block
         finally:
-            extra = pool.cpu_ns - before
-            self._count["decompression_cpu_ns"] += extra
-            w, c = self.bulk_pending or (0, 0)
-            self.bulk_pending = (w, c + extra)
+            self._count["decompression_cpu_ns"] += pool.cpu_ns - before
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         missing = [n for n in self._branch_names() if n not in tree]
@@ -488,32 +494,70 @@ class RootJetSource(Source):
                     chunk = self._convert(arrays[a:min(stop, a + self.params.chunk_size)], path, a)
                 yield chunk
             return
-        with self.bulk_io():
-            tree = self._open_tree(path)
+        ahead = ReadAhead(lambda: self._read_file(path, start, stop), self.params.read_ahead,
+                          name=f"hltrun-read-ahead-{os.path.basename(path)}") if self.params.read_ahead else None
+        items: Iterator[Any] = iter(ahead) if ahead is not None else self._read_file(path, start, stop)
+        try:
+            while True:
+                with self.bulk_io():  # serial: the read itself; read-ahead: the loop's wait for it
+                    try:
+                        got = next(items)
+                    except StopIteration:
+                        if ahead is not None:  # the reader's closing of the file
+                            self._background_cpu(ahead.tail_cpu_ns)
+                        return
+                    except BaseException:
+                        if ahead is not None:
+                            self._background_cpu(ahead.tail_cpu_ns)
+                        raise
+                    (chunk, counts), thread_cpu = got if ahead is not None else (got, 0)
+                    for key, value in counts.items():  # counted when the loop takes the chunk
+                        self._count[key] += value
+                    self._background_cpu(thread_cpu)
+                yield chunk
+        finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
+            if ahead is not None:
+                ahead.close()  # the reader closes its file itself; nothing waits for it
+            else:
+                with self.bulk_io():
+                    items.close()  # type: ignore[attr-defined]
+
+    def _background_cpu(self, thread_ns: int) -> None:
+        """The read-ahead thread's CPU for this pull (its pool's is in ``decompression_cpu_ns``): counted
+        when the loop takes the chunk, reported beside the bulk I/O (not in the pulling thread's CPU)."""
+        self._count["read_ahead_cpu_ns"] += thread_ns
+
+    def _read_file(self, path: str, start: int, stop: int) -> Iterator[tuple[_Chunk, dict[str, int]]]:
+        """Open ``path``, read entries ``start``..``stop`` chunk by chunk and convert each; yield
+        (chunk, counter increments, the pool's CPU included). Runs in the loop's thread, or in the
+        read-ahead thread: it touches no counter itself, the loop adds them when it takes the chunk."""
+        tree = self._open_tree(path)
         pool, failed = self._pool(), True
         try:
             it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
                               entry_stop=stop, library="ak", report=True, decompression_executor=pool)
             while True:
-                with self._bulk(pool):
-                    try:
-                        arrays, report = next(it)
-                    except StopIteration:
-                        failed = False
-                        return
-                    except Exception as exc:
-                        raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
-                                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-                    self._count["chunks"] += 1
-                    chunk = self._convert(arrays, path, report.tree_entry_start)
-                yield chunk
-        finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
-            with self.bulk_io():
-                if pool is not None:  # a consumer that stops early (maxEvents) is no failure: failed
-                    pool.close(failed)  # only drops queued baskets nobody will read
-                tree.file.close()
+                before = pool.cpu_ns if pool is not None else 0
+                try:
+                    arrays, report = next(it)
+                except StopIteration:
+                    failed = False
+                    return
+                except Exception as exc:
+                    raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
+                                      f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                counts = {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0}
+                chunk = self._convert(arrays, path, report.tree_entry_start, counts)
+                counts["decompression_cpu_ns"] = pool.settle() - before if pool is not None else 0
+                yield chunk, counts
+        finally:
+            if pool is not None:  # a consumer that stops early (maxEvents) is no failure: failed
+                pool.close(failed)  # only drops queued baskets nobody will read
+            tree.file.close()
 
-    def _convert(self, arrays: ak.Array, path: str, first_entry: int) -> _Chunk:
+    def _convert(self, arrays: ak.Array, path: str, first_entry: int, counts: dict[str, int] | None = None) -> _Chunk:
+        """One chunk from uproot's arrays; its data-quality counts go to ``counts`` (default: the source's)."""
+        counts = self._count if counts is None else counts
         b, layout = self.params.branches, self.params.layout
         where = f"{path} entries {first_entry}-{first_entry + len(arrays)}"
         jet_counts = _counts(arrays[b.jet_pt], b.jet_pt, where)
@@ -551,7 +595,7 @@ class RootJetSource(Source):
             jet_idx = np.asarray(ak.flatten(arrays[b.cand_jet_index], axis=None), dtype=np.int64)
             event_of_link = np.repeat(np.arange(len(link_counts)), link_counts)
             valid = (jet_idx >= 0) & (jet_idx < jet_counts[event_of_link])
-            self._count["invalid_links"] += int(len(valid) - np.count_nonzero(valid))
+            counts["invalid_links"] += int(len(valid) - np.count_nonzero(valid))
             jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
             if b.cand_index:
@@ -559,7 +603,7 @@ class RootJetSource(Source):
                 cand_offsets = np.concatenate([[0], np.cumsum(cand_counts)])
                 cidx = np.asarray(ak.flatten(arrays[b.cand_index], axis=None), dtype=np.int64)
                 ok = (cidx >= 0) & (cidx < cand_counts[event_of_link])
-                self._count["invalid_links"] += int(np.count_nonzero(valid & ~ok))
+                counts["invalid_links"] += int(np.count_nonzero(valid & ~ok))
                 valid &= ok
                 jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
                 take = (cidx + cand_offsets[:-1][event_of_link])[valid]
@@ -582,7 +626,7 @@ class RootJetSource(Source):
         ids, id_keys = self._ids(arrays, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, self._consumers.get(self.label, ()))
-        self._count["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
+        counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
         return chunk
 
     def _ids(self, arrays: ak.Array, first_entry: int) -> tuple[list[EventID], np.ndarray | None]:

@@ -66,9 +66,9 @@ def write_baskets(path: Path, events: list[dict], per_basket: int, compression=N
 
 
 def _decompress_threads() -> list[str]:
-    """Pool threads still alive once those that are ending have ended (a pool closed after a
-    failure does not wait for its threads, but they must stop, not idle on the queue)."""
-    pool_threads = [t for t in threading.enumerate() if t.name.startswith("hltrun-decompress")]
+    """Pool and read-ahead threads still alive once those that are ending have ended (closing after
+    a failure or an early stop does not wait for them, but they must stop, not idle on a queue)."""
+    pool_threads = [t for t in threading.enumerate() if t.name.startswith(("hltrun-decompress", "hltrun-read-ahead"))]
     for t in pool_threads:
         t.join(10)
     return [t.name for t in pool_threads if t.is_alive()]
@@ -136,22 +136,39 @@ def test_shipped_samples_are_identical_with_threads(sample):
 
 # ------------------------------------------------------------------ accounting
 
-def test_pool_cpu_is_in_the_bulk_io_cpu(tmp_path):
-    """The decompression threads' CPU is added to the bulk I/O's CPU of the pull that read the
-    chunk (settled inside the block), and every nanosecond of it is in the accounting."""
-    path = write_baskets(tmp_path / "baskets.root", make_events(200, seed=7), per_basket=50)
-    src = _source([path], chunk_size=50, decompression_threads=2)
-    src.bulk_pending = None  # begin_job's check (not kept: several baskets)
-    before = src.accounting()["decompression_cpu_ns"]
-    pulls = []
-    for _ in src.events(0, None):
-        if src.bulk_pending is not None:
-            pulls.append(src.bulk_pending)
-            src.bulk_pending = None
-    in_loop = src.accounting()["decompression_cpu_ns"] - before
-    assert in_loop > 0
-    loop_cpu = sum(c for _, c in pulls)
-    assert loop_cpu >= in_loop  # the reading thread's own CPU plus the pool's
+@pytest.mark.parametrize("streams", [1, 2])
+@pytest.mark.parametrize("read_ahead", [0, 2])
+def test_background_cpu_is_reported_beside_the_bulk_io(tmp_path, streams, read_ahead):
+    """On the real event loop with the Timing service: the decompression threads' and the
+    read-ahead thread's CPU is on the bulk line (``background_cpu_ms``), all of it, never subtracted
+    from an event's CPU (the source's per-event CPU stays >= 0), and events + bulk + idle is still
+    streams x loop (the bulk real time is what the loop waited)."""
+    import framework.services  # noqa: F401 - registers Timing
+    from framework.config import validate
+    from framework.eventloop import EventProcessor
+    from framework.process import Process
+    from framework.services.timing import Timing
+
+    path = write_baskets(tmp_path / "baskets.root", make_events(240, seed=7), per_basket=40)
+    data = {"process": "BG", "options": {"numberOfThreads": streams},
+            "source": {"type": "RootJetSource", "files": [str(path)], "chunk_size": 40,
+                       "decompression_threads": 2, "read_ahead": read_ahead},
+            "modules": {"batcher": {"type": "JetBatcher"}}, "paths": {"p": ["batcher"]},
+            "services": {"Timing": {"calibrate": False}}}
+    process = Process(validate(data, "<background cpu test>"))
+    summary = EventProcessor(process).run()
+    (timing,) = [s for s in process.services if isinstance(s, Timing)]
+    res = timing.result(summary)
+    acc = summary.source
+    assert acc["decompression_cpu_ns"] > 0 and (acc["read_ahead_cpu_ns"] > 0) == (read_ahead > 0)
+    assert res["source_bulk"]["background_cpu_ms"] == pytest.approx(
+        (acc["decompression_cpu_ns"] + acc["read_ahead_cpu_ns"]) * 1e-6)
+    assert res["source"]["cpu_per_event_ms"] >= 0 and res["source_bulk"]["cpu_ms"] >= 0
+    assert acc["read"] == summary.events_processed == 240 and acc["chunks"] == 6
+    loop, bulk = res["loop"], res["source_bulk"]
+    events_ms = timing.merged_rows()[:, 2].sum() * 1e-6
+    assert events_ms + bulk["real_ms"] - bulk["at_begin_job_real_ms"] + loop["idle_real_ms"] == \
+        pytest.approx(streams * loop["real_ms"], rel=1e-6)
 
 
 def _spin(cpu_s: float) -> None:
@@ -160,9 +177,9 @@ def _spin(cpu_s: float) -> None:
         pass
 
 
-def test_bulk_block_includes_the_pool_cpu_of_tasks_still_ending():
+def test_bulk_block_counts_the_pool_cpu_of_tasks_still_ending():
     """uproot's tasks post their basket, then end: the block waits for their last CPU (settle) and
-    adds every pool nanosecond to the bulk CPU, though the reading thread itself only waited."""
+    counts every pool nanosecond, apart from the pulling thread's own CPU (which only waited)."""
     src = RootJetSource("source", build(RootJetSourceParameters, {"files": ["x.root"]}, "source"))
     pool = TimedPool(1)
     posted = threading.Event()
@@ -175,11 +192,11 @@ def test_bulk_block_includes_the_pool_cpu_of_tasks_still_ending():
     with src._bulk(pool):
         pool.submit(task)
         posted.wait(30)
+    counted = src.accounting()["decompression_cpu_ns"]
     pool.close(failed=False)
+    assert pool.cpu_ns >= 40e6 and counted == pool.cpu_ns  # the task's whole CPU, counted in the block
     wall_ns, cpu_ns = src.bulk_pending
-    assert pool.cpu_ns >= 40e6  # the task's whole CPU ...
-    assert cpu_ns >= pool.cpu_ns  # ... is in the bulk CPU, the reading thread's (~0) on top
-    assert src.accounting()["decompression_cpu_ns"] == pool.cpu_ns
+    assert cpu_ns < pool.cpu_ns  # the pulling thread's own CPU only: it waited
 
 
 # ------------------------------------------------------------------ failures
@@ -197,16 +214,17 @@ def _corrupt_basket(path: Path, branch: str, basket: int) -> Path:
 
 @pytest.mark.parametrize("basket", [0, 2], ids=["at the check", "in the loop"])
 def test_a_bad_basket_fails_as_in_the_serial_read(tmp_path, basket):
-    """A corrupt basket decompressed in a pool thread gives the serial read's one-line error (at
-    the file check for the first basket, in the loop for a middle one) and leaves no thread."""
+    """A corrupt basket decompressed in a pool thread, or read by the read-ahead thread, gives the
+    serial read's one-line error (at the file check for the first basket, in the loop for a middle
+    one) and leaves no thread."""
     path = _corrupt_basket(write_baskets(tmp_path / "bad.root", make_events(200, seed=8), per_basket=40),
                            "FatJetPFCand_eta", basket)
     messages = []
-    for threads in (0, 3):
+    for threads, ahead in ((0, 0), (3, 0), (0, 2), (3, 1)):
         with pytest.raises(SourceError) as err:
-            _read([path], chunk_size=30, decompression_threads=threads)
+            _read([path], chunk_size=30, decompression_threads=threads, read_ahead=ahead)
         messages.append(str(err.value))
-    assert messages[0] == messages[1] and "bad.root" in messages[0]
+    assert len(set(messages)) == 1 and "bad.root" in messages[0], messages
     assert ("cannot read entries 0-50" in messages[0]) == (basket == 0)
     assert ("failed to read" in messages[0]) == (basket == 2)
     assert not _decompress_threads()
@@ -245,3 +263,110 @@ def test_closing_after_a_failure_does_not_wait_for_the_basket_in_flight():
     closer.join()
     pool.shutdown(wait=True)
     assert not stuck_too and ran == []
+
+
+# ------------------------------------------------------------------ read-ahead
+
+@pytest.fixture()
+def nothing_kept(monkeypatch):
+    """The file check keeps no file for the loop: every file is read chunk by chunk in the loop,
+    through the read-ahead thread when it is on."""
+    import modules.root_source as rs
+
+    monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_read_ahead_gives_the_serial_result_on_every_layout(tmp_path, layout, nothing_kept):
+    writer, params = LAYOUTS[layout]
+    path = writer(tmp_path / f"{layout}.root", make_events(90, seed=4))
+    serial, src0 = _read([path, path], chunk_size=13, decompression_threads=0, read_ahead=0,
+                         allowDuplicateFiles=True, duplicateCheckMode="noDuplicateCheck", **params)
+    for threads, ahead in ((0, 1), (2, 3)):
+        got, src = _read([path, path], chunk_size=13, decompression_threads=threads, read_ahead=ahead,
+                         allowDuplicateFiles=True, duplicateCheckMode="noDuplicateCheck", **params)
+        assert len(serial) == 180 and _same(serial, got)
+        assert src.data_quality() == src0.data_quality()
+        assert {k: v for k, v in src.accounting().items() if not k.endswith("cpu_ns")} == \
+            {k: v for k, v in src0.accounting().items() if not k.endswith("cpu_ns")}
+        assert src.accounting()["read_ahead_cpu_ns"] > 0
+    assert not _decompress_threads()
+
+
+@pytest.mark.parametrize("ahead", [1, 3])
+def test_stopping_early_counts_what_was_taken_and_stops_the_reader(tmp_path, ahead, nothing_kept):
+    """maxEvents inside a file: the reader has read chunks ahead that nobody takes; they are not
+    counted (chunks, data quality), the events are the serial ones, and the reader stops."""
+    path = write_baskets(tmp_path / "b.root", make_events(300, seed=3), per_basket=25)
+
+    def first(n, **params):
+        src = _source([path], chunk_size=20, **params)
+        got = [(eid, products[""].pt) for eid, products in src.events(0, n)]
+        return got, src
+
+    serial, src0 = first(45, read_ahead=0, decompression_threads=0)
+    got, src = first(45, read_ahead=ahead, decompression_threads=2)
+    assert len(got) == 45 and all(a[0] == b[0] and same_bits(a[1], b[1]) for a, b in zip(serial, got))
+    assert src.accounting()["chunks"] == src0.accounting()["chunks"] == 3
+    assert src.data_quality() == src0.data_quality()
+    assert not _decompress_threads()
+
+
+def test_a_file_gone_before_the_loop_fails_as_in_the_serial_read(tmp_path, nothing_kept):
+    messages = []
+    for ahead in (0, 1):
+        path = write_baskets(tmp_path / f"gone{ahead}.root", make_events(50, seed=2), per_basket=25)
+        src = _source([path], chunk_size=20, read_ahead=ahead)
+        path.unlink()  # after the check, before the loop reaches it
+        with pytest.raises(SourceError) as err:
+            list(src.events(0, None))
+        messages.append(str(err.value).replace(f"gone{ahead}", "gone"))
+    assert messages[0] == messages[1] and "input file not found" in messages[0]
+    assert not _decompress_threads()
+
+
+def test_read_ahead_hands_items_in_order_with_their_cpu_and_the_error_at_its_place():
+    from modules.read_ahead import ReadAhead
+
+    def produce():
+        for i in range(5):
+            _spin(0.005)
+            yield i
+        raise SourceError("source: broken at item 5")
+
+    ahead = ReadAhead(produce, 2, name="hltrun-read-ahead-test")
+    got = []
+    with pytest.raises(SourceError, match="broken at item 5"):
+        for item, cpu_ns in ahead:
+            got.append(item)
+            assert cpu_ns >= 4e6  # the producer's CPU for this item, measured in its thread
+    assert got == [0, 1, 2, 3, 4]
+    assert not _decompress_threads()
+
+
+def test_closing_the_read_ahead_does_not_wait_for_a_stuck_producer():
+    """Ctrl-C while the reader decompresses a big chunk: close returns at once; the reader stops at
+    its next hand-over and closes its own file (its generator's finally) in its thread."""
+    from modules.read_ahead import ReadAhead
+
+    release, closed = threading.Event(), threading.Event()
+
+    def produce():
+        try:
+            yield 0
+            release.wait(60)  # a long read
+            yield 1
+            yield 2
+        finally:
+            closed.set()
+
+    ahead = ReadAhead(produce, 1, name="hltrun-read-ahead-test")
+    items = iter(ahead)
+    assert next(items)[0] == 0
+    closer = threading.Thread(target=ahead.close)
+    closer.start()
+    closer.join(10)  # a hang detector, not a timing
+    stuck = closer.is_alive()
+    release.set()
+    assert not stuck and closed.wait(10)  # the producer's finally ran, in its own thread
+    assert not _decompress_threads()

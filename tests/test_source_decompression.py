@@ -307,9 +307,9 @@ def test_stopping_early_counts_what_was_taken_and_stops_the_reader(tmp_path, ahe
     serial, src0 = first(45, read_ahead=0, decompression_threads=0)
     got, src = first(45, read_ahead=ahead, decompression_threads=2)
     assert len(got) == 45 and all(a[0] == b[0] and same_bits(a[1], b[1]) for a, b in zip(serial, got))
-    assert src.accounting()["chunks"] == src0.accounting()["chunks"] == 3
+    assert not _decompress_threads()  # the reader has stopped (after finishing what it was reading) ...
+    assert src.accounting()["chunks"] == src0.accounting()["chunks"] == 3  # ... and counted nothing of it
     assert src.data_quality() == src0.data_quality()
-    assert not _decompress_threads()
 
 
 def test_a_file_gone_before_the_loop_fails_as_in_the_serial_read(tmp_path, nothing_kept):

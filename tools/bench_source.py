@@ -9,7 +9,10 @@ constituents are stored unsorted, 1-3 jets per event):
   threads as ``decompression_executor`` (uproot's own parallel decompression);
 * ``source + batcher``: RootJetSource (file check at begin_job, chunk read, conversion) and the
   default JetBatcher (2 leading jets, 100 constituents, jet-relative) per event, as the path runs them,
-  with ``decompression_threads: 0`` (serial) and ``--threads``.
+  with ``decompression_threads: 0`` (serial) and ``--threads``, and with ``read_ahead`` 0 / 1 on files the
+  loop reads chunk by chunk (the shipped samples hold one basket per branch, so the file check reads
+  them whole and keeps them: read-ahead has nothing to do there. A copy with NanoAOD-like baskets,
+  same LZMA level, ``--basket`` entries each, is read chunk by chunk: that set shows the read-ahead).
   The file check at begin_job may read whole files (one basket per branch: it is kept for the loop),
   so the comparison with uproot is check + loop.
 
@@ -38,7 +41,7 @@ class _Job:
         self.consumes: dict = {}
 
 
-def time_source(files: list[Path], chunk: int, threads: int) -> tuple[float, float, float, int]:
+def time_source(files: list[Path], chunk: int, threads: int, ahead: int = 0) -> tuple[float, float, float, int]:
     """(begin_job s, event loop s, of which bulk I/O s, events) for the source + the default batcher."""
     from framework.event import Event
     from framework.schema import build
@@ -47,7 +50,8 @@ def time_source(files: list[Path], chunk: int, threads: int) -> tuple[float, flo
 
     src = RootJetSource("source", build(RootJetSourceParameters,
                                         {"files": [str(f) for f in files], "chunk_size": chunk,
-                                                              "decompression_threads": threads}, "source"))
+                                                              "decompression_threads": threads,
+                                                              "read_ahead": ahead}, "source"))
     batcher = JetBatcher("batcher", build(JetBatcherParameters, {}, "batcher"))
     job = _Job()
     t0 = time.perf_counter()
@@ -57,7 +61,8 @@ def time_source(files: list[Path], chunk: int, threads: int) -> tuple[float, flo
     src.bulk_pending = None  # what the check read for the loop is in the begin_job column
     n, bulk = 0, 0
     for event_id, products in src.events(0, None):
-        if getattr(src, "bulk_pending", None) is not None:  # file open, chunk read and conversion, as the event loop takes it
+        if getattr(src, "bulk_pending", None) is not None:  # file open, chunk read and conversion (or the wait for
+            # the read-ahead), as the event loop takes it
             bulk += src.bulk_pending[0]
             src.bulk_pending = None
         event = Event(event_id, n, 0)
@@ -88,6 +93,23 @@ def time_uproot(files: list[Path], chunk: int, threads: int) -> float:
     return time.perf_counter() - t0
 
 
+def rebasket(files: list[Path], target: Path, per_basket: int) -> Path:
+    """The entries of ``files`` in one file with a basket every ``per_basket`` entries in every
+    branch (as NanoAOD has), LZMA at the shipped samples' level: the loop reads it chunk by chunk."""
+    import uproot
+
+    from modules.rootio import branch_groups, regroup, write_nanoaod
+
+    with uproot.recreate(target, compression=uproot.LZMA(9)) as out:
+        for f in files:
+            with uproot.open(f) as h:
+                tree = h["Events"]
+                layout = branch_groups(tree)
+                for arrays in tree.iterate(step_size=per_basket, library="ak"):
+                    write_nanoaod(out, "Events", regroup(arrays, layout))
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -95,12 +117,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=100_000, help="events in the synthetic file (default 100000)")
     ap.add_argument("--threads", type=int, default=None,
                     help="decompression threads for the parallel runs (default: the source's auto setting)")
+    ap.add_argument("--basket", type=int, default=500, help="entries per basket in the re-basketed LZMA copy (500)")
+    ap.add_argument("--write-rebasketed", type=Path, metavar="FILE",
+                    help="only write the re-basketed LZMA copy of the shipped samples to FILE (to time the whole "
+                         "path on it: hltrun configs/path.yaml 'source.files=[FILE]') and exit")
     args = ap.parse_args(argv)
     from modules.decompression import available_cores, threads_for
     from tools.bench_framework import write_sample
 
+    if args.write_rebasketed:
+        print(rebasket(SHIPPED, args.write_rebasketed, args.basket))
+        return 0
     threads = args.threads or threads_for(None, 11)
-    variants = {"serial": 0, f"{threads} threads": threads}
+    kept = {"serial": (0, 0), f"{threads} threads": (threads, 0)}  # read whole at the check: no read-ahead
+    chunked = {**kept, "read-ahead 1": (0, 1), f"{threads} threads + read-ahead 1": (threads, 1)}
     with tempfile.TemporaryDirectory() as tmp:
         synthetic = Path(tmp) / "unsorted.root"
         write_sample(synthetic, args.events)
@@ -110,25 +140,27 @@ def main(argv: list[str] | None = None) -> int:
         for f in SHIPPED:  # the same entries, LZ4 instead of the samples' LZMA: shows what decompression costs
             lz4.append(Path(tmp) / f"{f.stem}_lz4.root")
             concatenate_trees([f], lz4[-1], "Events", compression="lz4")
-        sets = {"shipped (default path, chunk 2000)": (SHIPPED, 2000),
-                "shipped recompressed LZ4 (chunk 2000)": (lz4, 2000),
-                f"synthetic unsorted {args.events} events (chunk 10000)": ([synthetic], 10_000)}
-        got = {(k, v): {"uproot": [], "begin": [], "loop": [], "bulk": []} for k in sets for v in variants}
+        baskets = rebasket(SHIPPED, Path(tmp) / "shipped_baskets.root", args.basket)
+        sets = {"shipped (default path, chunk 2000)": (SHIPPED, 2000, kept),
+                f"shipped, LZMA, {args.basket}-entry baskets (chunk 2000)": ([baskets], 2000, chunked),
+                "shipped recompressed LZ4 (chunk 2000)": (lz4, 2000, kept),
+                f"synthetic unsorted {args.events} events (chunk 10000)": ([synthetic], 10_000, kept)}
+        got = {(k, v): {"uproot": [], "begin": [], "loop": [], "bulk": []} for k, (_, _, vs) in sets.items() for v in vs}
         events = {}
         for _ in range(args.repeat):
-            for name, (files, chunk) in sets.items():
-                for variant, n_threads in variants.items():  # interleaved: serial, threads, serial, ...
+            for name, (files, chunk, variants) in sets.items():
+                for variant, (n_threads, ahead) in variants.items():  # interleaved: serial, threads, ...
                     t = got[name, variant]
                     t["uproot"].append(time_uproot(files, chunk, n_threads))
-                    begin, loop, bulk, n = time_source(files, chunk, n_threads)
+                    begin, loop, bulk, n = time_source(files, chunk, n_threads, ahead)
                     t["begin"].append(begin)
                     t["loop"].append(loop)
                     t["bulk"].append(bulk)
                     events[name] = n
     print(f"median of {args.repeat}, python {sys.version.split()[0]}, {available_cores()} cores available\n")
-    print("| input | events | decompression | uproot.iterate µs/event | begin_job (file check) ms | event loop µs/event "
-          "| of which bulk I/O (open, read, convert) | source + batcher in all (check + loop) µs/event "
-          "| in all / uproot single-threaded |")
+    print("| input | events | decompression | uproot.iterate µs/event (same threads) | begin_job (file check) ms "
+          "| event loop µs/event | of which bulk I/O (open, read, convert; with read-ahead: the wait) "
+          "| source + batcher in all (check + loop) µs/event | in all / uproot single-threaded |")
     print("|---|---|---|---|---|---|---|---|---|")
     for (name, variant), t in got.items():
         n = events[name]

@@ -72,7 +72,8 @@ class RootJetSourceParameters:
     duplicateCheckMode: Mode = "checkAllFilesOpened"  # CMSSW's: checkEachFile, noDuplicateCheck
     skipBadFiles: bool = False  # CMSSW's: a file that cannot be read is named, counted and skipped
     # threads that decompress the branches' baskets in parallel (uproot's decompression_executor;
-    # LZMA/ZSTD/ZLIB/LZ4 release the GIL): null = min(4, branches read, cores), 0 or 1 = serial
+    # LZMA/ZSTD/ZLIB/LZ4 release the GIL): null = min(4, branches read) on 2 cores or more (serial on
+    # one; modules/decompression.py says why more threads than cores), 0 or 1 = serial
     decompression_threads: int | None = None
     # chunks read, decompressed and converted ahead in a background thread while the streams process
     # the current one (files the loop reads chunk by chunk); 0: each chunk is read in the pull

@@ -83,8 +83,9 @@ def test_bad_thread_counts_are_configuration_errors(value):
 
 
 def test_auto_and_serial_settings():
-    assert threads_for(None, 11) == min(4, 11, threads_for(None, 100))
-    assert threads_for(None, 1) == 1  # one branch: nothing to run in parallel
+    assert threads_for(None, 11, cores=2) == threads_for(None, 11, cores=64) == 4
+    assert threads_for(None, 11, cores=1) == 1  # one core: serial
+    assert threads_for(None, 3, cores=2) == 3 and threads_for(None, 1, cores=8) == 1  # no idle thread
     assert threads_for(0, 11) == threads_for(1, 11) == 1
     assert threads_for(3, 11) == 3
 

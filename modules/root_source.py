@@ -481,23 +481,20 @@ class RootJetSource(Source):
                         if self._named_duplicates == 5 else "")
 
     def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
-        """Chunks of ``path``; opening, reading, converting and closing are bulk I/O (``bulk_io``)."""
+        """Chunks of ``path``; opening, reading, converting and closing are bulk I/O (``bulk_io``). With
+        ``read_ahead`` they run in a background thread and the bulk I/O is the loop's wait for them."""
         real = os.path.realpath(path)
         arrays = self._kept.pop(real, None)  # used once (a file listed again is read again)
         if real in self._deferred:
             with self.bulk_io():
                 self._deferred.discard(real)
                 self._check_file(path)
-        if arrays is not None:
-            for a in range(start, stop, self.params.chunk_size):
-                with self.bulk_io():
-                    self._count["chunks"] += 1
-                    chunk = self._convert(arrays[a:min(stop, a + self.params.chunk_size)], path, a)
-                yield chunk
-            return
-        ahead = ReadAhead(lambda: self._read_file(path, start, stop), self.params.read_ahead,
+        def produce() -> Iterator[tuple[_Chunk, dict[str, int]]]:  # a file the check kept: convert only
+            return self._read_file(path, start, stop) if arrays is None else self._cut(arrays, path, start, stop)
+
+        ahead = ReadAhead(produce, self.params.read_ahead,
                           name=f"hltrun-read-ahead-{os.path.basename(path)}") if self.params.read_ahead else None
-        items: Iterator[Any] = iter(ahead) if ahead is not None else self._read_file(path, start, stop)
+        items: Iterator[Any] = iter(ahead) if ahead is not None else produce()
         try:
             while True:
                 with self.bulk_io():  # serial: the read itself; read-ahead: the loop's wait for it
@@ -527,6 +524,12 @@ class RootJetSource(Source):
         """The read-ahead thread's CPU for this pull (its pool's is in ``decompression_cpu_ns``): counted
         when the loop takes the chunk, reported beside the bulk I/O (not in the pulling thread's CPU)."""
         self._count["read_ahead_cpu_ns"] += thread_ns
+
+    def _cut(self, arrays: ak.Array, path: str, start: int, stop: int) -> Iterator[tuple[_Chunk, dict[str, int]]]:
+        """Chunks of a file the check read whole and kept: converted only (as ``_read_file`` yields them)."""
+        for a in range(start, stop, self.params.chunk_size):
+            counts = {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "decompression_cpu_ns": 0}
+            yield self._convert(arrays[a:min(stop, a + self.params.chunk_size)], path, a, counts), counts
 
     def _read_file(self, path: str, start: int, stop: int) -> Iterator[tuple[_Chunk, dict[str, int]]]:
         """Open ``path``, read entries ``start``..``stop`` chunk by chunk and convert each; yield

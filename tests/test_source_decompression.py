@@ -129,10 +129,14 @@ def test_baskets_are_decompressed_in_the_pool_and_match_the_serial_read(tmp_path
 
 
 @pytest.mark.parametrize("sample", sorted(p.name for p in DATA.glob("*.root")))
-def test_shipped_samples_are_identical_with_threads(sample):
-    serial, _ = _read([DATA / sample], chunk_size=700, decompression_threads=0)
-    threaded, _ = _read([DATA / sample], chunk_size=700, decompression_threads=2)
+def test_shipped_samples_are_identical_with_threads_and_read_ahead(sample):
+    """The shipped samples (one basket per branch: read whole by the check and kept; with read-ahead
+    the chunks are cut and converted in the background thread)."""
+    serial, src0 = _read([DATA / sample], chunk_size=700, decompression_threads=0, read_ahead=0)
+    threaded, src = _read([DATA / sample], chunk_size=700, decompression_threads=2, read_ahead=1)
     assert len(serial) > 1000 and _same(serial, threaded)
+    assert src0.accounting()["read_ahead_cpu_ns"] == 0 < src.accounting()["read_ahead_cpu_ns"]
+    assert src.data_quality() == src0.data_quality() and src.accounting()["chunks"] == src0.accounting()["chunks"]
 
 
 # ------------------------------------------------------------------ accounting
@@ -294,11 +298,16 @@ def test_read_ahead_gives_the_serial_result_on_every_layout(tmp_path, layout, no
     assert not _decompress_threads()
 
 
+@pytest.mark.parametrize("kept", [False, True], ids=["read in the loop", "kept by the check"])
 @pytest.mark.parametrize("ahead", [1, 3])
-def test_stopping_early_counts_what_was_taken_and_stops_the_reader(tmp_path, ahead, nothing_kept):
+def test_stopping_early_counts_what_was_taken_and_stops_the_reader(tmp_path, ahead, kept, monkeypatch):
     """maxEvents inside a file: the reader has read chunks ahead that nobody takes; they are not
     counted (chunks, data quality), the events are the serial ones, and the reader stops."""
-    path = write_baskets(tmp_path / "b.root", make_events(300, seed=3), per_basket=25)
+    if not kept:
+        import modules.root_source as rs
+
+        monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
+    path = write_baskets(tmp_path / "b.root", make_events(300, seed=3), per_basket=300 if kept else 25)
 
     def first(n, **params):
         src = _source([path], chunk_size=20, **params)

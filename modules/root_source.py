@@ -489,6 +489,7 @@ class RootJetSource(Source):
             with self.bulk_io():
                 self._deferred.discard(real)
                 self._check_file(path)
+
         def produce() -> Iterator[tuple[_Chunk, dict[str, int]]]:  # a file the check kept: convert only
             return self._read_file(path, start, stop) if arrays is None else self._cut(arrays, path, start, stop)
 

@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"shipped, LZMA, {args.basket}-entry baskets (chunk 2000)": ([baskets], 2000, full),
                 "shipped recompressed LZ4 (chunk 2000)": (lz4, 2000, kept),
                 f"synthetic unsorted {args.events} events (chunk 10000)": ([synthetic], 10_000, kept)}
-        got = {(k, v): {"uproot": [], "begin": [], "loop": [], "bulk": []} for k, (_, _, vs) in sets.items() for v in vs}
+        got = {(k, v): {"uproot": [], "begin": [], "loop": [], "bulk": []}
+               for k, (_, _, vs) in sets.items() for v in vs}
         events = {}
         for _ in range(args.repeat):
             for name, (files, chunk, variants) in sets.items():

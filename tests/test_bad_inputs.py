@@ -184,6 +184,10 @@ CASES = [
          lambda t: {"files": _files(t, ("a.root", 60, 1)) * 400}, signal=signal.SIGINT,
          args=["source.allowDuplicateFiles=true", "source.duplicateCheckMode=noDuplicateCheck",
                "source.decompression_threads=4"]),
+    Case("SIGINT, 2 streams, read-ahead 2", 130, "interrupted by the user",
+         lambda t: {"files": _files(t, ("a.root", 60, 1)) * 400, "streams": 2}, signal=signal.SIGINT,
+         args=["source.allowDuplicateFiles=true", "source.duplicateCheckMode=noDuplicateCheck",
+               "source.read_ahead=2"]),
 ]
 
 

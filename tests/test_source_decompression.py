@@ -169,6 +169,9 @@ def test_background_cpu_is_reported_beside_the_bulk_io(tmp_path, streams, read_a
     assert res["source_bulk"]["background_cpu_ms"] == pytest.approx(
         (acc["decompression_cpu_ns"] + acc["read_ahead_cpu_ns"]) * 1e-6)
     assert res["source"]["cpu_per_event_ms"] >= 0 and res["source_bulk"]["cpu_ms"] >= 0
+    from framework.report.timereport import budget_report
+
+    assert f"{res['source_bulk']['background_cpu_ms']:.1f} ms CPU in background threads" in budget_report(res)
     assert acc["read"] == summary.events_processed == 240 and acc["chunks"] == 6
     loop, bulk = res["loop"], res["source_bulk"]
     events_ms = timing.merged_rows()[:, 2].sum() * 1e-6

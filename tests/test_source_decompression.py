@@ -82,6 +82,12 @@ def test_bad_thread_counts_are_configuration_errors(value):
         build(RootJetSourceParameters, {"files": ["x.root"], "decompression_threads": value}, "source")
 
 
+@pytest.mark.parametrize("value", [-1, 17, "yes", 0.5])
+def test_bad_read_ahead_depths_are_configuration_errors(value):
+    with pytest.raises(ConfigError, match="read_ahead"):
+        build(RootJetSourceParameters, {"files": ["x.root"], "read_ahead": value}, "source")
+
+
 def test_auto_and_serial_settings():
     assert threads_for(None, 11, cores=2) == threads_for(None, 11, cores=64) == 4
     assert threads_for(None, 11, cores=1) == 1  # one core: serial

@@ -30,9 +30,11 @@ from framework.event import EventID
 from framework.module import Source
 from framework.registry import register_module
 
+from .decompression import TimedPool, threads_for
 from .duplicates import DuplicateChecker, Mode, keys
 from .jets import InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative
 from .products import JetCollection
+from .read_ahead import ReadAhead
 from .shipped import glob_files
 
 log = logging.getLogger("hltrun")
@@ -69,6 +71,14 @@ class RootJetSourceParameters:
     allowDuplicateFiles: bool = False
     duplicateCheckMode: Mode = "checkAllFilesOpened"  # CMSSW's: checkEachFile, noDuplicateCheck
     skipBadFiles: bool = False  # CMSSW's: a file that cannot be read is named, counted and skipped
+    # threads that decompress the branches' baskets in parallel (uproot's decompression_executor;
+    # LZMA/ZSTD/ZLIB/LZ4 release the GIL): null = min(4, branches read) on 2 cores or more (serial on
+    # one; modules/decompression.py says why more threads than cores), 0 or 1 = serial
+    decompression_threads: int | None = None
+    # chunks read, decompressed and converted ahead in a background thread while the streams process
+    # the current one; 0 (default): each chunk is read in the pull. Off by default: the reader's
+    # allocations land in the RSS deltas of whichever module runs meanwhile (MemoryReport per module)
+    read_ahead: int = 0
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -77,6 +87,11 @@ class RootJetSourceParameters:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if self.max_constituents < 1:
             raise ValueError(f"max_constituents must be >= 1, got {self.max_constituents}")
+        if self.decompression_threads is not None and not 0 <= self.decompression_threads <= 64:
+            raise ValueError(f"decompression_threads must be null (auto), 0 or 1 (serial) or up to 64 threads, "
+                             f"got {self.decompression_threads}")
+        if not 0 <= self.read_ahead <= 16:
+            raise ValueError(f"read_ahead must be 0 (off) to 16 chunks, got {self.read_ahead}")
 
 
 class _Chunk:
@@ -173,7 +188,9 @@ class RootJetSource(Source):
         self.files: list[str] = []
         self.entries: dict[str, int] = {}
         self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0,
-                       "duplicates": 0, "bad_files": 0, "invalid_links": 0, "zero_constituent_jets": 0}
+                       "duplicates": 0, "bad_files": 0, "invalid_links": 0, "zero_constituent_jets": 0,
+                       # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
+                       "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0}
         self.bad_files: list[str] = []  # "path: reason", for the job report
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
@@ -269,12 +286,41 @@ class RootJetSource(Source):
         """Open ``path``, check its tree, branches and layout, and read its first and last entries
         (``keep``: keep the arrays when that read the whole file anyway, for the loop's first chunks)."""
         tree = self._open_tree(path)
+        pool, failed = self._pool(), True
         try:
-            return self._check_tree(tree, path, keep)
+            n = self._check_tree(tree, path, keep, pool)
+            failed = False
+            return n
         finally:
+            if pool is not None:
+                pool.close(failed)
             tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
 
-    def _check_tree(self, tree: Any, path: str, keep: bool = False) -> int:
+    def _pool(self) -> TimedPool | None:
+        """A decompression pool for one file's reads (``decompression_threads``); None: serial.
+        One per file, closed with it: no thread outlives a read, whatever happens to the job."""
+        threads = threads_for(self.params.decompression_threads, len(self._branch_names()))
+        return TimedPool(threads) if threads > 1 else None
+
+    @contextlib.contextmanager
+    def _bulk(self, pool: TimedPool | None) -> Iterator[None]:
+        """``bulk_io`` that also counts the decompression threads' CPU during the block (after a
+        failure, what they did so far) in ``decompression_cpu_ns``. It stays out of ``bulk_pending``:
+        that CPU is the pulling thread's own, taken out of its event's CPU; the Timing service reports
+        the background CPU beside it (``source_bulk.background_cpu_ms``)."""
+        if pool is None:
+            with self.bulk_io():
+                yield
+            return
+        before = pool.cpu_ns
+        try:
+            with self.bulk_io():
+                yield
+                pool.settle()  # the tasks' last microseconds (and their CPU count), inside the block
+        finally:
+            self._count["decompression_cpu_ns"] += pool.cpu_ns - before
+
+    def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         missing = [n for n in self._branch_names() if n not in tree]
         if missing:
             import difflib
@@ -299,8 +345,9 @@ class RootJetSource(Source):
             if start >= stop or not branches:
                 continue
             try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
-                with self.bulk_io() if whole and start == 0 else contextlib.nullcontext():
-                    arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak")
+                with self._bulk(pool) if whole and start == 0 else contextlib.nullcontext():
+                    arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
+                                         decompression_executor=pool)
             except Exception as exc:
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else 'corrupt data'}") from exc
@@ -435,42 +482,88 @@ class RootJetSource(Source):
                         if self._named_duplicates == 5 else "")
 
     def _chunks(self, path: str, start: int, stop: int) -> Iterator[_Chunk]:
-        """Chunks of ``path``; opening, reading, converting and closing are bulk I/O (``bulk_io``)."""
+        """Chunks of ``path``; opening, reading, converting and closing are bulk I/O (``bulk_io``). With
+        ``read_ahead`` they run in a background thread and the bulk I/O is the loop's wait for them."""
         real = os.path.realpath(path)
         arrays = self._kept.pop(real, None)  # used once (a file listed again is read again)
         if real in self._deferred:
             with self.bulk_io():
                 self._deferred.discard(real)
                 self._check_file(path)
-        if arrays is not None:
-            for a in range(start, stop, self.params.chunk_size):
-                with self.bulk_io():
-                    self._count["chunks"] += 1
-                    chunk = self._convert(arrays[a:min(stop, a + self.params.chunk_size)], path, a)
-                yield chunk
-            return
-        with self.bulk_io():
-            tree = self._open_tree(path)
+
+        def produce() -> Iterator[tuple[_Chunk, dict[str, int]]]:  # a file the check kept: convert only
+            return self._read_file(path, start, stop) if arrays is None else self._cut(arrays, path, start, stop)
+
+        ahead = ReadAhead(produce, self.params.read_ahead,
+                          name=f"hltrun-read-ahead-{os.path.basename(path)}") if self.params.read_ahead else None
+        items: Iterator[Any] = iter(ahead) if ahead is not None else produce()
         try:
-            it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
-                              entry_stop=stop, library="ak", report=True)
             while True:
-                with self.bulk_io():
+                with self.bulk_io():  # serial: the read itself; read-ahead: the loop's wait for it
                     try:
-                        arrays, report = next(it)
+                        got = next(items)
                     except StopIteration:
+                        if ahead is not None:  # the reader's closing of the file
+                            self._background_cpu(ahead.tail_cpu_ns)
                         return
-                    except Exception as exc:
-                        raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
-                                          f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-                    self._count["chunks"] += 1
-                    chunk = self._convert(arrays, path, report.tree_entry_start)
+                    except BaseException:
+                        if ahead is not None:
+                            self._background_cpu(ahead.tail_cpu_ns)
+                        raise
+                    (chunk, counts), thread_cpu = got if ahead is not None else (got, 0)
+                    for key, value in counts.items():  # counted when the loop takes the chunk
+                        self._count[key] += value
+                    self._background_cpu(thread_cpu)
                 yield chunk
         finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
-            with self.bulk_io():
-                tree.file.close()
+            if ahead is not None:
+                ahead.close()  # the reader closes its file itself; nothing waits for it
+            else:
+                with self.bulk_io():
+                    items.close()  # type: ignore[attr-defined]
 
-    def _convert(self, arrays: ak.Array, path: str, first_entry: int) -> _Chunk:
+    def _background_cpu(self, thread_ns: int) -> None:
+        """The read-ahead thread's CPU for this pull (its pool's is in ``decompression_cpu_ns``): counted
+        when the loop takes the chunk, reported beside the bulk I/O (not in the pulling thread's CPU)."""
+        self._count["read_ahead_cpu_ns"] += thread_ns
+
+    def _cut(self, arrays: ak.Array, path: str, start: int, stop: int) -> Iterator[tuple[_Chunk, dict[str, int]]]:
+        """Chunks of a file the check read whole and kept: converted only (as ``_read_file`` yields them)."""
+        for a in range(start, stop, self.params.chunk_size):
+            counts = {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "decompression_cpu_ns": 0}
+            yield self._convert(arrays[a:min(stop, a + self.params.chunk_size)], path, a, counts), counts
+
+    def _read_file(self, path: str, start: int, stop: int) -> Iterator[tuple[_Chunk, dict[str, int]]]:
+        """Open ``path``, read entries ``start``..``stop`` chunk by chunk and convert each; yield
+        (chunk, counter increments, the pool's CPU included). Runs in the loop's thread, or in the
+        read-ahead thread: it touches no counter itself, the loop adds them when it takes the chunk."""
+        tree = self._open_tree(path)
+        pool, failed = self._pool(), True
+        try:
+            it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
+                              entry_stop=stop, library="ak", report=True, decompression_executor=pool)
+            while True:
+                before = pool.cpu_ns if pool is not None else 0
+                try:
+                    arrays, report = next(it)
+                except StopIteration:
+                    failed = False
+                    return
+                except Exception as exc:
+                    raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
+                                      f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                counts = {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0}
+                chunk = self._convert(arrays, path, report.tree_entry_start, counts)
+                counts["decompression_cpu_ns"] = pool.settle() - before if pool is not None else 0
+                yield chunk, counts
+        finally:
+            if pool is not None:  # a consumer that stops early (maxEvents) is no failure: failed
+                pool.close(failed)  # only drops queued baskets nobody will read
+            tree.file.close()
+
+    def _convert(self, arrays: ak.Array, path: str, first_entry: int, counts: dict[str, int] | None = None) -> _Chunk:
+        """One chunk from uproot's arrays; its data-quality counts go to ``counts`` (default: the source's)."""
+        counts = self._count if counts is None else counts
         b, layout = self.params.branches, self.params.layout
         where = f"{path} entries {first_entry}-{first_entry + len(arrays)}"
         jet_counts = _counts(arrays[b.jet_pt], b.jet_pt, where)
@@ -508,7 +601,7 @@ class RootJetSource(Source):
             jet_idx = np.asarray(ak.flatten(arrays[b.cand_jet_index], axis=None), dtype=np.int64)
             event_of_link = np.repeat(np.arange(len(link_counts)), link_counts)
             valid = (jet_idx >= 0) & (jet_idx < jet_counts[event_of_link])
-            self._count["invalid_links"] += int(len(valid) - np.count_nonzero(valid))
+            counts["invalid_links"] += int(len(valid) - np.count_nonzero(valid))
             jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
             if b.cand_index:
@@ -516,7 +609,7 @@ class RootJetSource(Source):
                 cand_offsets = np.concatenate([[0], np.cumsum(cand_counts)])
                 cidx = np.asarray(ak.flatten(arrays[b.cand_index], axis=None), dtype=np.int64)
                 ok = (cidx >= 0) & (cidx < cand_counts[event_of_link])
-                self._count["invalid_links"] += int(np.count_nonzero(valid & ~ok))
+                counts["invalid_links"] += int(np.count_nonzero(valid & ~ok))
                 valid &= ok
                 jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
                 take = (cidx + cand_offsets[:-1][event_of_link])[valid]
@@ -539,7 +632,7 @@ class RootJetSource(Source):
         ids, id_keys = self._ids(arrays, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, self._consumers.get(self.label, ()))
-        self._count["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
+        counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
         return chunk
 
     def _ids(self, arrays: ak.Array, first_entry: int) -> tuple[list[EventID], np.ndarray | None]:

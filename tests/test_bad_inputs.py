@@ -162,6 +162,9 @@ CASES = [
     Case("corrupt file among good ones", 3, "bad.root", _bad_among_good, events_processed=0),
     Case("corrupt file, skipBadFiles", 0, "bad file skipped (skipBadFiles)", _bad_among_good,
          args=["source.skipBadFiles=true"], events_processed=60),
+    Case("corrupt file, 4 decompression threads", 3, "bad.root", _bad_among_good, events_processed=0,
+         args=["source.decompression_threads=4"]),
+    Case("decompression_threads negative", 2, "decompression_threads", args=["source.decompression_threads=-2"]),
     Case("not a ROOT file among good ones", 3, "as a ROOT file", _not_root, events_processed=0),
     Case("jet_index with indirection, no cand_index", 2, "source.branches.cand_index: missing",
          _indexed_without_cand_index, events_processed=0),
@@ -177,6 +180,14 @@ CASES = [
     Case("SIGTERM during the event loop", 128 + signal.SIGTERM, "stopped by SIGTERM",
          lambda t: {"files": _files(t, ("a.root", 60, 1)) * 400}, signal=signal.SIGTERM,
          args=["source.allowDuplicateFiles=true", "source.duplicateCheckMode=noDuplicateCheck"]),
+    Case("SIGINT while decompression threads read", 130, "interrupted by the user",
+         lambda t: {"files": _files(t, ("a.root", 60, 1)) * 400}, signal=signal.SIGINT,
+         args=["source.allowDuplicateFiles=true", "source.duplicateCheckMode=noDuplicateCheck",
+               "source.decompression_threads=4"]),
+    Case("SIGINT, 2 streams, read-ahead 2", 130, "interrupted by the user",
+         lambda t: {"files": _files(t, ("a.root", 60, 1)) * 400, "streams": 2}, signal=signal.SIGINT,
+         args=["source.allowDuplicateFiles=true", "source.duplicateCheckMode=noDuplicateCheck",
+               "source.read_ahead=2"]),
 ]
 
 

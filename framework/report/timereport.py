@@ -136,6 +136,8 @@ def budget_report(res: dict[str, Any]) -> str:
         lines.append(f"{h}  + file open, chunk read and conversion: {bulk['real_ms']:.1f} ms in {bulk['pulls']} pulls"
                      + (f" (of it {early:.1f} ms read by the file check at begin_job and kept for the loop)"
                         if early else "")
+                     + (f", and {bulk['background_cpu_ms']:.1f} ms CPU in background threads (decompression, "
+                        f"read-ahead)" if bulk.get("background_cpu_ms") else "")
                      + ", spread over the events (in the mean and the farm projection, not in the per-event "
                      "distribution, the max or the over-budget count)")
     if any(m["highlight"] for m in res["modules"]):

@@ -296,6 +296,9 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             # read by the file check at begin_job and kept for the loop (not in loop.real_ms)
             "at_begin_job_real_ms": begin_bulk,
             "real_per_event_ms": bulk_pe, "cpu_per_event_ms": bulk_cpu / per,
+            # CPU the source spent off the pulling threads (decompression pool, read-ahead thread)
+            "background_cpu_ms": sum(int((summary.source or {}).get(k, 0))
+                                     for k in ("decompression_cpu_ns", "read_ahead_cpu_ns")) * 1e-6,
             "share_of_budget": bulk_pe / budget, "cores": rate * bulk_pe * 1e-3,
         },
         "event": {"real": ev_stats, "cpu": ev_c.stats()},

@@ -38,8 +38,13 @@ class JetCollection:
     @classmethod
     def view(cls, chunk: Any, index: int) -> "JetCollection":
         """Event ``index`` of a source chunk: per-jet arrays are sliced when first read (a path that
-        only reads ``model_input`` never slices them)."""
-        return cls(None, None, None, None, None, chunk=chunk, index=index)
+        only reads ``model_input`` never slices them). Made once per event, so it sets the slots
+        itself rather than through ``__init__``'s keyword handling (0.36 -> 0.15 us)."""
+        view = cls.__new__(cls)
+        view._pt = view._eta = view._phi = view._mass = view._ncons = None
+        view._constituents = view._relative = None
+        view._chunk, view._index = chunk, index
+        return view
 
     def _jets(self, name: str) -> np.ndarray:
         return self._chunk.jet_slice(name, self._index)

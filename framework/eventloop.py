@@ -192,26 +192,31 @@ class EventProcessor:
         return self._errors
 
     def _next_event(self, stream: int, events: Iterator[tuple[EventID, dict[str, Any]]]):
+        """The next event and its job-wide index, or None when the stream must stop. Per event: the
+        signals are fired as the schedule's workers do (``Signal.fire``, no call when nobody listens)."""
         signals = self.process.signals
+        source = self.process.source
         with self._source_lock:
             if self._stop.is_set():
                 self.process.job.draining = True
                 return None
-            if signals.pre_source:
-                signals.pre_source(stream)
+            fire = signals.pre_source.fire
+            if fire is not None:
+                fire(stream)
             try:
                 item = next(events, None)
             except BaseException as exc:
                 self._errors.append(exc)
                 self._stop.set()
                 item = None
-            bulk = self.process.source.bulk_pending
+            bulk = source.bulk_pending
             if bulk is not None:  # file open / chunk read inside this pull: not this event's time
-                self.process.source.bulk_pending = None
+                source.bulk_pending = None
                 if signals.source_bulk:
                     signals.source_bulk(stream, *bulk)
-            if signals.post_source:
-                signals.post_source(stream, item[0] if item else None)
+            fire = signals.post_source.fire
+            if fire is not None:
+                fire(stream, item[0] if item else None)
             if item is None:
                 self.process.job.draining = True  # no stream takes a new event any more
                 return None
@@ -236,8 +241,9 @@ class EventProcessor:
             event = Event(event_id, index, schedule.stream, schedule.on_demand)
             for instance, product in products.items():
                 event.put_as(source_label, product, instance)
-            if signals.pre_event:
-                signals.pre_event(event)
+            fire = signals.pre_event.fire
+            if fire is not None:
+                fire(event)
             status = "error"
             try:
                 status = schedule.process(event)
@@ -252,8 +258,9 @@ class EventProcessor:
                     self._errors.append(exc)
                     self._stop.set()
             finally:
-                if signals.post_event:
-                    signals.post_event(event, status)
+                fire = signals.post_event.fire
+                if fire is not None:
+                    fire(event, status)
             in_flight[schedule.stream] = _IDLE
             counts["processed"] += 1
             counts[_COUNTER_OF_STATUS.get(status, "error")] += 1

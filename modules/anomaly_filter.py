@@ -15,7 +15,7 @@ from framework.module import Filter
 from framework.registry import register_module
 from framework.schema import InputTag
 
-from .products import JetScores
+from .products import JetScores, is_all_valid
 from .working_point import PT_BINNED_KEY, PtBinnedCuts
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,14 @@ REDUCERS = {
 
 
 def _nan_or(pick):  # noqa: ANN001, ANN202
-    """np.max/np.min on a list: NaN if any value is NaN (as numpy), else the exact extreme."""
-    return lambda v: math.nan if any(x != x for x in v) else pick(v)
+    """np.max/np.min on a list: NaN if any value is NaN (as numpy), else the exact extreme. A plain
+    loop, not ``any()`` over a generator: half the cost on an event's few jets."""
+    def reduce(values: list[float]) -> float:
+        for x in values:
+            if x != x:
+                return math.nan
+        return pick(values)
+    return reduce
 
 
 # the same reductions on the few jets of an event as Python floats: exact (the float32 values, no
@@ -150,15 +156,16 @@ class AnomalyScoreFilter(Filter):
         s = scores.score
         if self._py_reduce is not None and len(s) <= _PY_MAX_JETS:
             values = s.tolist()
-            if scores.valid is not None:
-                ok = scores.valid.tolist()
+            valid = scores.valid
+            if valid is not None and not is_all_valid(valid):  # the shared all-True mask: nothing to drop
+                ok = valid.tolist()
                 if False in ok:
                     values = [v for v, keep in zip(values, ok) if keep]
             if not values:
                 self.no_score_events += 1
                 return False
             value = self._py_reduce(values)
-            return not math.isnan(value) and value > self._cut(scores)
+            return not math.isnan(value) and value > (self.threshold if self.binned is None else self._cut(scores))
         if scores.valid is not None:
             s = s[scores.valid]
         if len(s) == 0:

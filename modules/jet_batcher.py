@@ -11,7 +11,7 @@ from framework.registry import register_module
 from framework.schema import InputTag
 
 from .jets import InputSpec, declare_inputs
-from .products import JetBatch, JetCollection
+from .products import JetCollection
 
 if TYPE_CHECKING:
     from framework.process import JobContext
@@ -52,5 +52,4 @@ class JetBatcher(Producer):
 
     def produce(self, event: Event) -> None:
         jets: JetCollection = event.get(self.params.src)
-        inputs, mask, pt = jets.model_input(self.spec)
-        event.put(JetBatch(inputs, mask, pt, self.spec.relative))
+        event.put(jets.batch(self.spec))

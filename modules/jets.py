@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .inference.base import all_finite
+
 
 def pad_constituents(jet_of_cand: np.ndarray, eta: np.ndarray, phi: np.ndarray, pt: np.ndarray,
                      n_jets: int, max_constituents: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,14 +109,19 @@ class InputSpec:
 
 
 class ModelInputs:
-    """One chunk's model inputs for one ``InputSpec``: events get read-only views (no per-event work)."""
+    """One chunk's model inputs for one ``InputSpec``: events get read-only views (no per-event work).
 
-    __slots__ = ("inputs", "mask", "pt", "offsets")
+    ``finite``: every value of ``inputs`` is finite, checked here once for the whole chunk so that the
+    scorer's backend can skip its per-event check (``JetBatch.finite``); False: some jet of the chunk
+    is not, and every event's jets are checked one by one as before."""
+
+    __slots__ = ("inputs", "mask", "pt", "offsets", "finite")
 
     def __init__(self, inputs: np.ndarray, mask: np.ndarray, pt: np.ndarray, offsets: np.ndarray) -> None:
         for shared in (inputs, mask, pt):
             shared.flags.writeable = False
         self.inputs, self.mask, self.pt, self.offsets = inputs, mask, pt, offsets
+        self.finite = all_finite(inputs)
 
     def event(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a, b = self.offsets[i], self.offsets[i + 1]

@@ -38,8 +38,13 @@ class JetCollection:
     @classmethod
     def view(cls, chunk: Any, index: int) -> "JetCollection":
         """Event ``index`` of a source chunk: per-jet arrays are sliced when first read (a path that
-        only reads ``model_input`` never slices them)."""
-        return cls(None, None, None, None, None, chunk=chunk, index=index)
+        only reads ``model_input`` never slices them). Made once per event, so it sets the slots
+        itself rather than through ``__init__``'s keyword handling (0.36 -> 0.15 us)."""
+        view = cls.__new__(cls)
+        view._pt = view._eta = view._phi = view._mass = view._ncons = None
+        view._constituents = view._relative = None
+        view._chunk, view._index = chunk, index
+        return view
 
     def _jets(self, name: str) -> np.ndarray:
         return self._chunk.jet_slice(name, self._index)
@@ -91,6 +96,17 @@ class JetCollection:
                 self._relative = to_jet_relative(self.constituents, self.eta, self.phi)
         return self._relative
 
+    def batch(self, spec: "InputSpec") -> "JetBatch":
+        """The ``JetBatch`` of the jets ``spec`` selects (what the batcher puts). From the source it
+        carries the chunk's finite check (``modules.jets.ModelInputs.finite``), so the scorer's backend
+        need not check each event's values again; a collection built by hand leaves it to the backend."""
+        if self._chunk is not None:
+            prepared = self._chunk.prepare(spec)
+            inputs, mask, pt = prepared.event(self._index)
+            return JetBatch(inputs, mask, pt, spec.relative, prepared.finite)
+        inputs, mask, pt = self.model_input(spec)
+        return JetBatch(inputs, mask, pt, spec.relative)
+
     def model_input(self, spec: "InputSpec") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(inputs (n, L, 3), mask (n, L), jet pT (n,)) of the jets ``spec`` selects: read-only views."""
         if self._chunk is not None:
@@ -112,15 +128,39 @@ class JetBatch:
 
     With ``relative`` the first two features are (eta - eta_jet, wrapped phi - phi_jet).
     Padded rows are all zeros and ``mask`` is False there.
+    ``finite``: every value of ``inputs`` is known to be finite (checked by the source, once per chunk);
+    False means unknown, and the scorer's backend checks the event's jets itself. Not written to outputs.
     """
 
     inputs: np.ndarray
     mask: np.ndarray
     jet_pt: np.ndarray
     relative: bool
+    finite: bool = field(default=False, metadata={"output": False})
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+
+def all_valid(n: int) -> np.ndarray:
+    """A read-only all-True mask of length n, for ``JetScores.valid`` when every jet is valid: made
+    once per batch size (not once per event), so that ``is_all_valid`` can recognise it."""
+    mask = _ALL_VALID.get(n)
+    if mask is None:
+        mask = np.ones(n, bool)
+        mask.flags.writeable = False
+        if n <= 1024:
+            _ALL_VALID[n] = mask
+    return mask
+
+
+def is_all_valid(mask: np.ndarray) -> bool:
+    """True if ``mask`` is one of ``all_valid``'s shared all-True masks: then no jet needs counting or
+    removing, and consumers skip that per-event work. Any other mask (even all True) says nothing."""
+    return _ALL_VALID.get(len(mask)) is mask
+
+
+_ALL_VALID: dict[int, np.ndarray] = {}
 
 
 @dataclass(frozen=True)

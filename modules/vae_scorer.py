@@ -35,7 +35,7 @@ from .inference import MODEL_SUFFIX, BackendOptions, InferenceBackend, create_ba
 from .inference.accelerator import choose_backend
 from .inference.base import N_CONSTITUENTS, OUTPUT_NAMES, check_batch
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
-from .products import JetBatch, JetScores
+from .products import JetBatch, JetScores, is_all_valid
 from .shipped import find_file
 from .working_point import PT_BINNED_KEY, PtBinnedCuts, parse_pt_binned
 
@@ -250,14 +250,16 @@ class VAEAnomalyScorer(Producer):
             event.put(self._empty)
             return
         if self._batcher is None:
-            out = self.backend.run(batch.inputs)
+            out = self.backend.run(batch.inputs, batch.finite)
         else:  # a malformed event fails alone, before it can spoil a batch
             x = check_batch(batch.inputs, self.backend.model_path)
             out = self._batcher.submit(event.stream, event.index, x, self.backend.run)
         valid = out["valid"]
-        c["jets"] += len(valid)
-        c["nonfinite_jets"] += len(valid) - int(np.count_nonzero(valid))
-        event.put(self._scores(out["score"], out.get("kl"), valid, batch.jet_pt))
+        n = len(valid)
+        c["jets"] += n
+        if not is_all_valid(valid):  # the backends' shared all-True mask needs no count
+            c["nonfinite_jets"] += n - int(np.count_nonzero(valid))
+        event.put(JetScores(out["score"], out.get("kl"), valid, self.model_id, self.thresholds, batch.jet_pt))
 
     def data_quality(self) -> dict[str, int]:
         return {"events_without_jets": self.counters["empty_events"], "nonfinite_jets": self.counters["nonfinite_jets"]}

@@ -30,6 +30,8 @@ import numpy as np
 
 from framework.errors import ConfigError, ModuleError
 
+from ..products import all_valid
+
 log = logging.getLogger("hltrun.inference")
 
 N_CONSTITUENTS = 100
@@ -37,6 +39,8 @@ N_FEATURES = 3
 INPUT_NAME = "jets"
 OUTPUT_NAMES: tuple[str, ...] = ("score", "kl")
 NONFINITE_FILL = np.float32(np.nan)
+_FLOAT32 = np.dtype(np.float32)
+_JET_SHAPE = (N_CONSTITUENTS, N_FEATURES)
 
 
 @dataclass
@@ -104,21 +108,28 @@ class InferenceBackend(ABC):
             self._run(np.zeros((int(n), N_CONSTITUENTS, N_FEATURES), np.float32))
         self.counters.update(saved)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, finite: bool = False) -> dict[str, np.ndarray]:
         """(N, 100, 3) -> {output: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets).
 
-        N == 0 returns empty arrays without calling the framework.
+        N == 0 returns empty arrays without calling the framework. ``finite``: the caller has already
+        checked that every value of ``batch`` is finite (the source does it once per chunk,
+        ``modules.jets.ModelInputs.finite``), so the per-batch check is skipped; it is trusted only
+        for a float32 C-contiguous array passed as it is (a converted copy is checked again).
         """
         if not self.loaded:
             raise ModuleError(f"{self.name}: run() before load() for model {self.model_path}")
         x = check_batch(batch, self.model_path)
         n = len(x)
-        self.counters["calls"] += 1
-        self.counters["jets"] += n
+        counters = self.counters
+        counters["calls"] += 1
+        counters["jets"] += n
         if n == 0:
-            self.counters["empty_batches"] += 1
+            counters["empty_batches"] += 1
             return empty_outputs(self.output_names)
-        x, valid, bad = sanitise(x)
+        if finite and x is batch:
+            valid, bad = all_valid(n), 0
+        else:
+            x, valid, bad = sanitise(x)
         try:
             raw = self._run(x)
         except (ModuleError, ConfigError):
@@ -128,7 +139,7 @@ class InferenceBackend(ABC):
                               f"{type(exc).__name__}: {first_line(exc)}") from exc
         out = normalise_outputs(raw, self.output_names, n, self.model_path)
         if bad:
-            self.counters["nonfinite_jets"] += bad
+            counters["nonfinite_jets"] += bad
             for key in self.output_names:
                 out[key][~valid] = NONFINITE_FILL
         out["valid"] = valid
@@ -201,25 +212,36 @@ def check_input_shape(shape: Sequence[Any], model: Path) -> None:
 
 def check_batch(batch: Any, model: Path) -> np.ndarray:
     """A float32, C-contiguous (N, 100, 3) array (converted only when needed)."""
+    if type(batch) is np.ndarray and batch.dtype is _FLOAT32 and batch.shape[1:] == _JET_SHAPE \
+            and batch.flags.c_contiguous:
+        return batch  # what the source hands out: nothing to convert (checked once per event)
     x = np.asarray(batch)
-    if x.ndim != 3 or x.shape[1:] != (N_CONSTITUENTS, N_FEATURES):
+    if x.ndim != 3 or x.shape[1:] != _JET_SHAPE:
         raise ModuleError(f"model {model}: batch of shape {x.shape}, expected (N, {N_CONSTITUENTS}, {N_FEATURES})")
     if x.dtype != np.float32 or not x.flags.c_contiguous:
         x = np.ascontiguousarray(x, dtype=np.float32)
     return x
 
 
+def _dot_is_finite(x: np.ndarray) -> bool:
+    """True if the dot product of ``x`` with itself is finite, which proves every value finite (NaN and
+    inf propagate into it); False means a non-finite value OR an overflow, so check exactly then.
+    One BLAS call: measured cheaper at batch 1 than a numpy reduction, which also slows the next
+    inference call."""
+    flat = x.reshape(-1)
+    return math.isfinite(float(np.dot(flat, flat)))
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """Is every value of the float32 array ``x`` finite? (whole chunks at once: the source's check)"""
+    return _dot_is_finite(x) or bool(np.isfinite(x).all())
+
+
 def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Return (x with non-finite jets zeroed, per-jet validity, number of bad jets). Copies only if a
-    jet is bad; an all-valid mask is a shared read-only array per batch size.
-
-    Fast path: NaN and inf propagate into the dot product of the batch with itself, so a finite
-    result means every value is finite (an overflow only sends us to the exact per-jet check). It is
-    measured cheaper at batch 1 than a numpy reduction, which also slows the next inference call.
-    """
-    flat = x.reshape(-1)
-    if math.isfinite(float(np.dot(flat, flat))):
-        return x, _all_valid(len(x)), 0
+    jet is bad; an all-valid mask is a shared read-only array per batch size (``products.all_valid``)."""
+    if _dot_is_finite(x):
+        return x, all_valid(len(x)), 0
     valid = np.isfinite(x).all(axis=(1, 2))
     bad = len(valid) - int(np.count_nonzero(valid))
     if bad:
@@ -228,27 +250,10 @@ def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return x, valid, bad
 
 
-_ALL_VALID: dict[int, np.ndarray] = {}
-
-
-def _all_valid(n: int) -> np.ndarray:
-    """A read-only all-True mask of length n, made once per batch size (not once per event)."""
-    mask = _ALL_VALID.get(n)
-    if mask is None:
-        mask = np.ones(n, bool)
-        mask.flags.writeable = False
-        if n <= 1024:
-            _ALL_VALID[n] = mask
-    return mask
-
-
 def empty_outputs(names: Sequence[str]) -> dict[str, np.ndarray]:
     out = {k: np.zeros(0, np.float32) for k in names}
     out["valid"] = np.zeros(0, bool)
     return out
-
-
-_FLOAT32 = np.dtype(np.float32)
 
 
 def normalise_outputs(raw: Any, names: Sequence[str], n: int, model: Path,

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .inference.base import all_finite
+from .inference.base import vouch_finite
 
 
 def pad_constituents(jet_of_cand: np.ndarray, eta: np.ndarray, phi: np.ndarray, pt: np.ndarray,
@@ -111,9 +111,10 @@ class InputSpec:
 class ModelInputs:
     """One chunk's model inputs for one ``InputSpec``: events get read-only views (no per-event work).
 
-    ``finite``: every value of ``inputs`` is finite, checked here once for the whole chunk so that the
-    scorer's backend can skip its per-event check (``JetBatch.finite``); False: some jet of the chunk
-    is not, and every event's jets are checked one by one as before."""
+    ``finite``: every value of ``inputs`` is finite, checked here once for the whole chunk and vouched
+    for by its memory (``inference.base.vouch_finite``), so that the scorer's backend can skip its
+    per-event check on the events' views; False: some jet of the chunk is not (or the memory could not
+    be vouched for), and every event's jets are checked one by one as before."""
 
     __slots__ = ("inputs", "mask", "pt", "offsets", "finite")
 
@@ -121,7 +122,7 @@ class ModelInputs:
         for shared in (inputs, mask, pt):
             shared.flags.writeable = False
         self.inputs, self.mask, self.pt, self.offsets = inputs, mask, pt, offsets
-        self.finite = all_finite(inputs)
+        self.finite = vouch_finite(inputs)
 
     def event(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a, b = self.offsets[i], self.offsets[i + 1]

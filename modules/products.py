@@ -97,13 +97,12 @@ class JetCollection:
         return self._relative
 
     def batch(self, spec: "InputSpec") -> "JetBatch":
-        """The ``JetBatch`` of the jets ``spec`` selects (what the batcher puts). From the source it
-        carries the chunk's finite check (``modules.jets.ModelInputs.finite``), so the scorer's backend
-        need not check each event's values again; a collection built by hand leaves it to the backend."""
+        """The ``JetBatch`` of the jets ``spec`` selects (what the batcher puts): from the source, views
+        of the chunk's prepared inputs (which the scorer's backend knows to be finite when the source
+        vouched for them, ``modules.inference.base.known_finite``)."""
         if self._chunk is not None:
-            prepared = self._chunk.prepare(spec)
-            inputs, mask, pt = prepared.event(self._index)
-            return JetBatch(inputs, mask, pt, spec.relative, prepared.finite)
+            inputs, mask, pt = self._chunk.prepare(spec).event(self._index)
+            return JetBatch(inputs, mask, pt, spec.relative)
         inputs, mask, pt = self.model_input(spec)
         return JetBatch(inputs, mask, pt, spec.relative)
 
@@ -128,15 +127,12 @@ class JetBatch:
 
     With ``relative`` the first two features are (eta - eta_jet, wrapped phi - phi_jet).
     Padded rows are all zeros and ``mask`` is False there.
-    ``finite``: every value of ``inputs`` is known to be finite (checked by the source, once per chunk);
-    False means unknown, and the scorer's backend checks the event's jets itself. Not written to outputs.
     """
 
     inputs: np.ndarray
     mask: np.ndarray
     jet_pt: np.ndarray
     relative: bool
-    finite: bool = field(default=False, metadata={"output": False})
 
     def __len__(self) -> int:
         return len(self.inputs)

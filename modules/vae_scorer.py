@@ -250,7 +250,7 @@ class VAEAnomalyScorer(Producer):
             event.put(self._empty)
             return
         if self._batcher is None:
-            out = self.backend.run(batch.inputs, batch.finite)
+            out = self.backend.run(batch.inputs)
         else:  # a malformed event fails alone, before it can spoil a batch
             x = check_batch(batch.inputs, self.backend.model_path)
             out = self._batcher.submit(event.stream, event.index, x, self.backend.run)

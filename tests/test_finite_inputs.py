@@ -1,9 +1,10 @@
 """Non-finite jet inputs are caught however the jets arrive (issue 8.7's lean path must not lose them).
 
-The source checks each chunk's model inputs once (``ModelInputs.finite``, carried by
-``JetBatch.finite``) so that the backend can skip its per-event check; a chunk holding a NaN, a batch
-built by hand, a collection built by hand and a batch the backend had to convert are all still checked
-jet by jet, with the same products and counters as before. The all-valid shortcut (``is_all_valid``)
+The source checks each chunk's model inputs once and vouches for their memory (``ModelInputs.finite``,
+``inference.base.vouch_finite``) so that the backend can skip its per-event check on read-only views of
+it (``known_finite``); a chunk holding a NaN, a batch built by hand, a collection built by hand, a batch
+a user module rebuilt from the source's (``dataclasses.replace``) and a batch the backend had to convert
+are all still checked jet by jet, with the same products and counters as before. The all-valid shortcut (``is_all_valid``)
 must never hide an invalid jet from the scorer's counter or the filter.
 """
 
@@ -19,7 +20,7 @@ from framework.eventloop import EventProcessor
 from framework.process import Process
 from modules.anomaly_filter import REDUCERS
 from modules.inference import create_backend
-from modules.inference.base import all_finite
+from modules.inference.base import all_finite, known_finite, vouch_finite
 from modules.jets import InputSpec
 from modules.products import JetCollection, all_valid, is_all_valid
 from tests.conftest import make_events, write_counts
@@ -71,8 +72,8 @@ def test_a_chunk_with_a_nan_is_checked_jet_by_jet(tmp_path, write_config):
     dirty, summary = _path_products(tmp_path, write_config, events, "nan")
     assert sorted(dirty) == list(range(30))
     for i, (batch, scores, fired) in dirty.items():
-        assert batch.finite is (i < 20), i  # only the chunk holding the NaN is not known finite
-        assert clean[i][0].finite is True
+        assert known_finite(batch.inputs) is (i < 20), i  # only the chunk holding the NaN is not
+        assert known_finite(clean[i][0].inputs) is True
         if i == target:
             assert scores.valid.tolist()[0] is False and np.isnan(scores.score[0])
             assert not is_all_valid(scores.valid)
@@ -96,24 +97,53 @@ def test_jets_built_by_hand_are_checked_by_the_backend():
     jets = JetCollection(np.array([900.0, 700.0], np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32),
                          np.zeros(2, np.float32), np.array([20, 20]), cons)
     batch = jets.batch(InputSpec(2, 100, True))
-    assert batch.finite is False
+    assert known_finite(batch.inputs) is False
     backend = create_backend("onnxruntime", MODEL).load()
-    out = backend.run(batch.inputs, batch.finite)
+    out = backend.run(batch.inputs)
     assert out["valid"].tolist() == [True, False] and np.isnan(out["score"][1])
     assert backend.counters["nonfinite_jets"] == 1
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-def test_a_finite_claim_is_not_trusted_for_a_converted_batch():
-    """``finite=True`` vouches for the array given; one the backend converts (float64 -> float32 can
-    overflow to inf) is checked again."""
+def test_a_batch_the_backend_converts_is_checked():
+    """float64 -> float32 can overflow to inf: the converted copy is checked, vouched memory or not."""
     backend = create_backend("onnxruntime", MODEL).load()
     x = np.zeros((2, 100, 3), np.float64)
     x[:, :10, 2] = 5.0
     x[0, 0, 0] = 1e39  # finite in float64, inf in float32
-    out = backend.run(x, finite=True)
+    vouch_finite(x)
+    out = backend.run(x)
     assert out["valid"].tolist() == [False, True] and np.isnan(out["score"][0])
     assert backend.counters["nonfinite_jets"] == 1
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_a_batch_rebuilt_from_a_vouched_one_is_checked_again(tmp_path, write_config):
+    """A user module that replaces the source's batch (``dataclasses.replace(b, inputs=b.inputs * k)``)
+    makes new memory: nothing vouches for it, so its overflowed jets are flagged (a copied ``finite``
+    flag once let 400 such jets through unflagged)."""
+    import dataclasses
+
+    seen, _ = _path_products(tmp_path, write_config, make_events(12, seed=5), "vouched")
+    batch = next(b for b, _, _ in seen.values() if len(b))
+    assert known_finite(batch.inputs)
+    scaled = dataclasses.replace(batch, inputs=batch.inputs * np.float32(1e38))
+    assert not known_finite(scaled.inputs)
+    assert not known_finite(np.array(batch.inputs))  # a writeable copy: new memory too
+    backend = create_backend("onnxruntime", MODEL).load()
+    out = backend.run(scaled.inputs)
+    assert not out["valid"].any() and backend.counters["nonfinite_jets"] == len(batch)
+
+
+def test_only_whole_read_only_buffers_are_vouched_for():
+    buffer = np.ones((4, 100, 3), np.float32)
+    part = buffer[:2]
+    assert not vouch_finite(part) and not known_finite(part)  # the rest of the buffer was not checked
+    whole = np.ones((2, 100, 3), np.float32)
+    assert vouch_finite(whole) and known_finite(whole[1:]) and not whole.flags.writeable
+    nan = np.ones((2, 100, 3), np.float32)
+    nan[1, 5, 2] = np.nan
+    assert not vouch_finite(nan) and not known_finite(nan)
 
 
 def test_only_the_shared_masks_count_as_all_valid():

@@ -180,6 +180,10 @@ def test_background_cpu_is_reported_beside_the_bulk_io(tmp_path, streams, read_a
     assert f"{res['source_bulk']['background_cpu_ms']:.1f} ms CPU in background threads" in budget_report(res)
     assert acc["read"] == summary.events_processed == 240 and acc["chunks"] == 6
     loop, bulk = res["loop"], res["source_bulk"]
+    # the farm pays all the CPU: the events', the bulk I/O's and the background threads'
+    events_cpu_ms = timing.merged_rows()[:, 3].sum() * 1e-6
+    assert res["farm"]["cpu_per_event_ms"] * 240 == pytest.approx(
+        events_cpu_ms + bulk["cpu_ms"] + bulk["background_cpu_ms"], rel=1e-6)
     events_ms = timing.merged_rows()[:, 2].sum() * 1e-6
     assert events_ms + bulk["real_ms"] - bulk["at_begin_job_real_ms"] + loop["idle_real_ms"] == \
         pytest.approx(streams * loop["real_ms"], rel=1e-6)

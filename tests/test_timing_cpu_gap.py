@@ -9,6 +9,7 @@ when the gap is below the threshold; with the threshold at 0 the clock is read a
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -18,6 +19,7 @@ from framework.eventloop import EventProcessor
 from framework.module import Producer
 from framework.process import Process
 from framework.registry import register_module, register_service
+from framework.schema import InputTag
 from framework.service import Service
 from framework.services.timing import Timing
 from tests.plugins import burn_cpu as _burn
@@ -34,6 +36,22 @@ class _Burn(Producer):
         event.put(1)
 
 
+@dataclass
+class _OuterParameters:
+    src: InputTag = InputTag("inner")
+
+
+@register_module("_TGOuter")
+class _Outer(Producer):
+    """Asks for an on-demand product at once: its own CPU before the pause is next to nothing."""
+
+    Parameters = _OuterParameters
+
+    def produce(self, event) -> None:  # noqa: ANN001
+        event.get(self.params.src)
+        event.put(1)
+
+
 @register_service("_TGGapObserver")
 class _GapObserver(Service):
     """Before module 'b' starts: burns CPU (``mode`` "burn") or sleeps ("sleep")."""
@@ -42,7 +60,7 @@ class _GapObserver(Service):
 
     def connect(self, signals, job) -> None:  # noqa: ANN001
         def pre(event, desc) -> None:  # noqa: ANN001
-            if desc.label == "b":
+            if desc.label in ("b", "outer"):
                 _burn(GAP_MS) if self.mode == "burn" else time.sleep(GAP_MS * 1e-3)
 
         signals.pre_module.connect(pre)
@@ -96,3 +114,27 @@ def test_negative_threshold_is_a_configuration_error():
             "services": {"Timing": {"infer_cpu_gap_us": -1}}}
     with pytest.raises(ConfigError, match="infer_cpu_gap_us"):
         Process(validate(data, "<cpu gap test>"))
+
+
+def test_an_outer_module_paused_at_once_after_an_off_cpu_gap_is_never_below_zero():
+    """The outer module's start is inferred across a 1 ms sleep, then an on-demand call pauses it at
+    once: the CPU charged to it before the pause (less than the sleep) is clamped at 0, per event."""
+    data = {
+        "process": "CPUGAPNEST",
+        "options": {"maxEvents": N_EVENTS, "numberOfThreads": 1},
+        "source": {"type": "TestCountingSource", "n": N_EVENTS},
+        "modules": {"outer": {"type": "_TGOuter"}, "inner": {"type": "_TGBurn"}},
+        "paths": {"p": ["outer"]},
+        "services": {"Timing": {"calibrate": False, "infer_cpu_gap_us": 5000.0}, "_TGGapObserver": {}},
+    }
+    process = Process(validate(data, "<cpu gap nesting test>"))
+    for service in process.services:
+        if isinstance(service, _GapObserver):
+            service.mode = "sleep"
+    summary = EventProcessor(process).run()
+    (timing,) = [s for s in process.services if isinstance(s, Timing)]
+    mods = {m["label"]: m for m in timing.result(summary)["modules"]}
+    assert mods["outer"]["cpu_ms"] >= 0.0 and mods["inner"]["cpu_ms"] >= BURN_MS * N_EVENTS * 0.5, mods
+    rows = timing.merged_rows()
+    n = len(timing._descs)
+    assert (rows[:, -n:] >= 0).all(), rows[:, -n:]

@@ -162,6 +162,10 @@ def farm_report(res: dict[str, Any]) -> str:
         f"{h}  cores needed (per-event real time) = {rate:,.0f} Hz x {f['real_per_event_ms']:.3f} ms = {f['cores_real']:,.1f}",
         f"{h}  cores needed (per-event CPU time)  = {rate:,.0f} Hz x {f['cpu_per_event_ms']:.3f} ms = {f['cores_cpu']:,.1f}",
     ]
+    background = (res.get("source_bulk") or {}).get("background_cpu_ms", 0.0)
+    if background:
+        lines.append(f"{h}  (the CPU figure includes the source's background threads, {background:.1f} ms; the real-time "
+                     f"figure assumes the cores they ran on were free)")
     t = f.get("throughput")
     if t and t.get("cores"):
         lines.append(f"{h}  cores needed (measured throughput) = {rate:,.0f} Hz / ({t['events_per_s']:,.1f} events/s / "

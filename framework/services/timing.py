@@ -278,7 +278,9 @@ class Timing(Service):
                 top = stack[-1]
                 dw = w - st.mark_w
                 st.mod_w[top] += dw
-                st.mod_c[top] += c - st.mark_c
+                dc = c - st.mark_c
+                if dc > 0:  # the outer module's start may have been inferred: never below 0
+                    st.mod_c[top] += dc
                 st.cur_pm[top] += dw
                 st.nested.add((top, desc.index))
                 st.mark_c = c

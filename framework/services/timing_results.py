@@ -266,7 +266,10 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
     over_budget = ev_w.above(budget) if rows is not None or data.over_budget is None else int(data.over_budget)
     throughput = events / (loop_ms * 1e-3) if loop_ms > 0 else 0.0
     cpu_loop = ev_c.total() + data.bulk_cpu_ns * _MS  # the event loop's CPU (its bulk I/O included)
-    cpu_total = cpu_loop + begin_bulk_cpu  # and the reads begin_job did for the loop
+    # CPU the source spent off the pulling threads (decompression pool, read-ahead thread)
+    background_cpu = sum(int((summary.source or {}).get(k, 0)) for k in ("decompression_cpu_ns", "read_ahead_cpu_ns")) * 1e-6
+    # the farm pays every CPU second: the reads begin_job did for the loop and the background threads'
+    cpu_total = cpu_loop + begin_bulk_cpu + background_cpu
     streams = summary.streams
     loaded = _throughput_projection(summary, throughput, rate)
 
@@ -297,8 +300,7 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             "at_begin_job_real_ms": begin_bulk,
             "real_per_event_ms": bulk_pe, "cpu_per_event_ms": bulk_cpu / per,
             # CPU the source spent off the pulling threads (decompression pool, read-ahead thread)
-            "background_cpu_ms": sum(int((summary.source or {}).get(k, 0))
-                                     for k in ("decompression_cpu_ns", "read_ahead_cpu_ns")) * 1e-6,
+            "background_cpu_ms": background_cpu,
             "share_of_budget": bulk_pe / budget, "cores": rate * bulk_pe * 1e-3,
         },
         "event": {"real": ev_stats, "cpu": ev_c.stats()},

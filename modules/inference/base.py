@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,13 +109,12 @@ class InferenceBackend(ABC):
             self._run(np.zeros((int(n), N_CONSTITUENTS, N_FEATURES), np.float32))
         self.counters.update(saved)
 
-    def run(self, batch: np.ndarray, finite: bool = False) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """(N, 100, 3) -> {output: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets).
 
-        N == 0 returns empty arrays without calling the framework. ``finite``: the caller has already
-        checked that every value of ``batch`` is finite (the source does it once per chunk,
-        ``modules.jets.ModelInputs.finite``), so the per-batch check is skipped; it is trusted only
-        for a float32 C-contiguous array passed as it is (a converted copy is checked again).
+        N == 0 returns empty arrays without calling the framework. A read-only view of a source chunk
+        whose inputs were checked finite at once (``vouch_finite``: the default path's batches) skips
+        the per-batch check; any other array, or a converted copy, is checked jet by jet.
         """
         if not self.loaded:
             raise ModuleError(f"{self.name}: run() before load() for model {self.model_path}")
@@ -126,7 +126,7 @@ class InferenceBackend(ABC):
         if n == 0:
             counters["empty_batches"] += 1
             return empty_outputs(self.output_names)
-        if finite and x is batch:
+        if known_finite(x):
             valid, bad = all_valid(n), 0
         else:
             x, valid, bad = sanitise(x)
@@ -235,6 +235,30 @@ def _dot_is_finite(x: np.ndarray) -> bool:
 def all_finite(x: np.ndarray) -> bool:
     """Is every value of the float32 array ``x`` finite? (whole chunks at once: the source's check)"""
     return _dot_is_finite(x) or bool(np.isfinite(x).all())
+
+
+# memory checked finite, by id: only while the array lives (a reused id finds nothing, or another array)
+_CHECKED_FINITE: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
+
+
+def vouch_finite(x: np.ndarray) -> bool:
+    """Check a whole chunk's inputs once; if every value is finite, freeze the memory that holds them
+    (read-only) and remember it, so that the backend can skip its per-batch check for read-only views
+    of it (``known_finite``). The proof is the memory itself, not a flag a product carries: an array
+    built from it (scaled, replaced, converted) is new memory, and is checked again."""
+    owner = x if x.base is None else x.base
+    if not isinstance(owner, np.ndarray) or owner.nbytes != x.nbytes or not all_finite(x):
+        return False  # x is part of a larger buffer (or not numpy's): not vouched for, checked per batch
+    x.flags.writeable = False
+    owner.flags.writeable = False
+    _CHECKED_FINITE[id(owner)] = owner
+    return True
+
+
+def known_finite(x: np.ndarray) -> bool:
+    """Is ``x`` a read-only view of memory ``vouch_finite`` checked? (the per-batch check can be skipped)"""
+    owner = x if x.base is None else x.base
+    return not x.flags.writeable and _CHECKED_FINITE.get(id(owner)) is owner
 
 
 def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

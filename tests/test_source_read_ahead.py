@@ -102,7 +102,28 @@ def one_core(monkeypatch):
     monkeypatch.setattr(decompression, "available_cores", lambda: 1)
 
 
-def test_read_ahead_is_off_on_one_core_with_one_warning(tmp_path, one_core, caplog, monkeypatch):
+@pytest.fixture
+def warnings_logged():
+    """The 'hltrun' logger's warnings (a CLI test earlier in the session may have stopped it
+    propagating to the root logger, and raised its level: both are undone here for the test only)."""
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger, handler = logging.getLogger("hltrun"), Collect(logging.WARNING)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_read_ahead_is_off_on_one_core_with_one_warning(tmp_path, one_core, warnings_logged, monkeypatch):
     """On one core the reader thread would preempt the streams (its read lands in the events' real
     time): the source reads in the pull instead, and says so once, naming the option."""
     monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
@@ -115,32 +136,29 @@ def test_read_ahead_is_off_on_one_core_with_one_warning(tmp_path, one_core, capl
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(rs.RootJetSource, "_convert", spying)
-    with caplog.at_level(logging.WARNING, logger="hltrun"):
-        src = _source([path, path], chunk_size=20, read_ahead=2, allowDuplicateFiles=True,
-                      duplicateCheckMode="noDuplicateCheck")
-        n = sum(1 for _ in src.events(0, None))
+    src = _source([path, path], chunk_size=20, read_ahead=2, allowDuplicateFiles=True,
+                  duplicateCheckMode="noDuplicateCheck")
+    n = sum(1 for _ in src.events(0, None))
     src.end_job()
-    warnings = [r.getMessage() for r in caplog.records if "read_ahead" in r.getMessage()]
+    warnings = [m for m in warnings_logged if "read_ahead" in m]
     assert n == 240 and len(warnings) == 1 and "one core" in warnings[0] and "read_ahead=0" in warnings[0]
     assert seen and not any(name.startswith("hltrun-read-ahead") for name in seen)  # read in the pull
     assert src.accounting()["read_ahead_cpu_ns"] == 0
 
 
-def test_read_ahead_stays_on_with_two_cores(tmp_path, monkeypatch, caplog):
+def test_read_ahead_stays_on_with_two_cores(tmp_path, monkeypatch, warnings_logged):
     monkeypatch.setattr(decompression, "available_cores", lambda: 2)
     monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
     path = write_baskets(tmp_path / "b.root", make_events(60, seed=5), per_basket=30)
-    with caplog.at_level(logging.WARNING, logger="hltrun"):
-        src = _source([path], chunk_size=20, read_ahead=2)
-        assert sum(1 for _ in src.events(0, None)) == 60
-    assert not [r for r in caplog.records if "read_ahead" in r.getMessage()]
+    src = _source([path], chunk_size=20, read_ahead=2)
+    assert sum(1 for _ in src.events(0, None)) == 60
+    assert not [m for m in warnings_logged if "read_ahead" in m]
     assert src.accounting()["read_ahead_cpu_ns"] > 0
 
 
-def test_read_ahead_zero_never_warns(one_core, caplog):
-    with caplog.at_level(logging.WARNING, logger="hltrun"):
-        assert rs._read_ahead_depth(0) == 0
-    assert not caplog.records
+def test_read_ahead_zero_never_warns(one_core, warnings_logged):
+    assert rs._read_ahead_depth(0) == 0 and rs._read_ahead_depth(1, cores=4) == 1
+    assert not warnings_logged
 
 
 # ------------------------------------------------------------------ background CPU, all of it

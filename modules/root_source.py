@@ -209,7 +209,7 @@ class RootJetSource(Source):
         self._read_ahead = _read_ahead_depth(params.read_ahead)
         self._job: Any = None
         self._abandoned: list[ReadAhead] = []  # readers left at an early stop: their late CPU is counted
-        self._discard_lock = threading.Lock()  # reader threads report discarded chunks concurrently
+        self._count_lock = threading.Lock()  # a reader left behind counts its dropped chunks from its thread
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -323,7 +323,8 @@ class RootJetSource(Source):
             yield
             pool.settle()  # the tasks' last microseconds (and their CPU count), inside the block
         finally:
-            self._count["decompression_cpu_ns"] += pool.cpu_ns - before
+            with self._count_lock:
+                self._count["decompression_cpu_ns"] += pool.cpu_ns - before
 
     @contextlib.contextmanager
     def _bulk(self, pool: TimedPool | None) -> Iterator[None]:
@@ -534,8 +535,9 @@ class RootJetSource(Source):
                             self._background_cpu(ahead.tail_cpu_ns)
                         raise
                     (chunk, counts), thread_cpu = got if ahead is not None else (got, 0)
-                    for key, value in counts.items():  # counted when the loop takes the chunk
-                        self._count[key] += value
+                    with self._count_lock:  # an earlier file's reader may be counting a dropped chunk
+                        for key, value in counts.items():  # counted when the loop takes the chunk
+                            self._count[key] += value
                     self._background_cpu(thread_cpu)
                 yield chunk
         finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
@@ -551,7 +553,7 @@ class RootJetSource(Source):
         """A chunk read ahead but never taken (the job stopped first), or the reader's CPU after the
         loop left (``item`` None): its thread's and its pool's CPU are background CPU all the same.
         Its other counters (chunks, data quality) are not counted: no event of it was read."""
-        with self._discard_lock:
+        with self._count_lock:
             self._count["read_ahead_cpu_ns"] += thread_ns
             if item is not None:
                 self._count["decompression_cpu_ns"] += item[1].get("decompression_cpu_ns", 0)
@@ -559,7 +561,8 @@ class RootJetSource(Source):
     def _background_cpu(self, thread_ns: int) -> None:
         """The read-ahead thread's CPU for this pull (its pool's is in ``decompression_cpu_ns``): counted
         when the loop takes the chunk, reported beside the bulk I/O (not in the pulling thread's CPU)."""
-        self._count["read_ahead_cpu_ns"] += thread_ns
+        with self._count_lock:
+            self._count["read_ahead_cpu_ns"] += thread_ns
 
     def _cut(self, arrays: ak.Array, path: str, start: int, stop: int) -> Iterator[tuple[_Chunk, dict[str, int]]]:
         """Chunks of a file the check read whole and kept: converted only (as ``_read_file`` yields them)."""

@@ -79,3 +79,13 @@ def category_of(exc: BaseException) -> str:
     if isinstance(exc, HltError):
         return exc.cmssw_type
     return "StdException"
+
+
+def one_line(exc: BaseException, default: str = "", limit: int = 400) -> str:
+    """``exc``'s message as one complete line: libraries (uproot among them) break one sentence over
+    several lines, so the lines are joined, not cut at the first (which may end mid-sentence, in a
+    comma); a very long message is shortened at ``limit`` characters, visibly."""
+    text = " ".join(str(exc).split())
+    if not text:
+        return default
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"

@@ -5,7 +5,10 @@ uproot reads a chunk by handing each basket's decompression to ``decompression_e
 ``lzma``, ``zlib``) release the GIL, so the baskets of different branches decompress on several cores
 at once. LZMA (the shipped samples, NanoAOD) is ~90 % of uproot's read time, so this is where a
 source on several cores gains. The pool counts the CPU its threads spend, so the source reports it
-with its bulk I/O: nothing done off the event loop's thread is hidden from the reports.
+with its bulk I/O (``decompression_cpu_ns``): the loop's reads, the file check's (whole-file and
+head/tail) reads, and chunks read ahead but dropped at maxEvents. Not counted: CPU a read-ahead
+reader still spends after ``end_job`` stopped waiting for it (10 s), or after a failure or an
+interrupt (nothing waits for a reader then; see ``RootJetSource.end_job``).
 """
 
 from __future__ import annotations

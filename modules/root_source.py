@@ -19,17 +19,19 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
 import awkward as ak
 import numpy as np
 
-from framework.errors import ConfigError, FileOpenError, SourceError
+from framework.errors import ConfigError, FileOpenError, SourceError, one_line
 from framework.event import EventID
 from framework.module import Source
 from framework.registry import register_module
 
+from . import decompression
 from .decompression import TimedPool, threads_for
 from .duplicates import DuplicateChecker, Mode, keys
 from .jets import InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative
@@ -77,7 +79,9 @@ class RootJetSourceParameters:
     decompression_threads: int | None = None
     # chunks read, decompressed and converted ahead in a background thread while the streams process
     # the current one; 0 (default): each chunk is read in the pull. Off by default: the reader's
-    # allocations land in the RSS deltas of whichever module runs meanwhile (MemoryReport per module)
+    # allocations land in the RSS deltas of whichever module runs meanwhile (MemoryReport per module).
+    # Off (with a warning) where the process may run on one core only: the reader would preempt the
+    # streams and its read would land in the events' real time
     read_ahead: int = 0
 
     def __post_init__(self) -> None:
@@ -202,6 +206,10 @@ class RootJetSource(Source):
         self._kept_bytes = 0
         self._keep = True
         self._deferred: set[str] = set()  # files the job cannot need (past maxEvents): checked if reached
+        self._read_ahead = _read_ahead_depth(params.read_ahead)
+        self._job: Any = None
+        self._abandoned: list[ReadAhead] = []  # readers left at an early stop: their late CPU is counted
+        self._count_lock = threading.Lock()  # a reader left behind counts its dropped chunks from its thread
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -219,6 +227,7 @@ class RootJetSource(Source):
         """Expand globs, refuse a file listed twice, and open and check every file (tree, branches,
         layout, first and last entries) before the first event, so that a bad file among good ones
         fails (or, with ``skipBadFiles``, is skipped) now, not hours into the job."""
+        self._job = job
         if job is not None:
             self._consumers = job.consumes  # filled by the modules' begin_job, read at each chunk
             self._keep = not getattr(job, "units", False)  # a Dask worker reads only some of the files
@@ -303,22 +312,28 @@ class RootJetSource(Source):
         return TimedPool(threads) if threads > 1 else None
 
     @contextlib.contextmanager
+    def _pool_cpu(self, pool: TimedPool | None) -> Iterator[None]:
+        """Count the decompression threads' CPU during the block (after a failure, what they did so
+        far) in ``decompression_cpu_ns``: the file check's head and tail reads are background CPU too."""
+        if pool is None:
+            yield
+            return
+        before = pool.cpu_ns
+        try:
+            yield
+            pool.settle()  # the tasks' last microseconds (and their CPU count), inside the block
+        finally:
+            with self._count_lock:
+                self._count["decompression_cpu_ns"] += pool.cpu_ns - before
+
+    @contextlib.contextmanager
     def _bulk(self, pool: TimedPool | None) -> Iterator[None]:
         """``bulk_io`` that also counts the decompression threads' CPU during the block (after a
         failure, what they did so far) in ``decompression_cpu_ns``. It stays out of ``bulk_pending``:
         that CPU is the pulling thread's own, taken out of its event's CPU; the Timing service reports
         the background CPU beside it (``source_bulk.background_cpu_ms``)."""
-        if pool is None:
-            with self.bulk_io():
-                yield
-            return
-        before = pool.cpu_ns
-        try:
-            with self.bulk_io():
-                yield
-                pool.settle()  # the tasks' last microseconds (and their CPU count), inside the block
-        finally:
-            self._count["decompression_cpu_ns"] += pool.cpu_ns - before
+        with self.bulk_io(), self._pool_cpu(pool):
+            yield
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         missing = [n for n in self._branch_names() if n not in tree]
@@ -345,12 +360,12 @@ class RootJetSource(Source):
             if start >= stop or not branches:
                 continue
             try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
-                with self._bulk(pool) if whole and start == 0 else contextlib.nullcontext():
+                with self._bulk(pool) if whole and start == 0 else self._pool_cpu(pool):
                     arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
                                          decompression_executor=pool)
             except Exception as exc:
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else 'corrupt data'}") from exc
+                                  f"{one_line(exc, 'corrupt data')}") from exc
             if start == 0:
                 self._check_layout(arrays[:50], path)
                 if whole:
@@ -400,7 +415,7 @@ class RootJetSource(Source):
             handle = uproot.open(path)
         except Exception as exc:
             raise FileOpenError(f"source: cannot read {path} as a ROOT file ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else 'corrupt header'})") from exc
+                              f"{one_line(exc, 'corrupt header')})") from exc
         try:
             tree = handle[self.params.tree]
         except Exception:
@@ -440,6 +455,15 @@ class RootJetSource(Source):
 
     def end_job(self) -> None:
         self._kept.clear()  # files the job stopped before
+        # readers left at an early stop end at their next hand-over (the chunk they are reading):
+        # wait for that, so the CPU they spend is in the report, but never long (nor after a failure
+        # or an interrupt, which must not hang on a read); one still running is named
+        failed = getattr(self._job, "failed", False)
+        deadline = time.perf_counter() + _LATE_WAIT_S
+        for ahead in self._abandoned:
+            if failed or not ahead.join(max(0.0, deadline - time.perf_counter())):
+                log.debug("source: a read-ahead thread was still reading at end_job: its last CPU is not counted")
+        self._abandoned.clear()
 
     def inputs(self) -> list[tuple[str, int]]:
         return [(path, self.entries[path]) for path in self.files]
@@ -494,8 +518,8 @@ class RootJetSource(Source):
         def produce() -> Iterator[tuple[_Chunk, dict[str, int]]]:  # a file the check kept: convert only
             return self._read_file(path, start, stop) if arrays is None else self._cut(arrays, path, start, stop)
 
-        ahead = ReadAhead(produce, self.params.read_ahead,
-                          name=f"hltrun-read-ahead-{os.path.basename(path)}") if self.params.read_ahead else None
+        ahead = ReadAhead(produce, self._read_ahead, name=f"hltrun-read-ahead-{os.path.basename(path)}",
+                          on_discard=self._discarded) if self._read_ahead else None
         items: Iterator[Any] = iter(ahead) if ahead is not None else produce()
         try:
             while True:
@@ -511,21 +535,34 @@ class RootJetSource(Source):
                             self._background_cpu(ahead.tail_cpu_ns)
                         raise
                     (chunk, counts), thread_cpu = got if ahead is not None else (got, 0)
-                    for key, value in counts.items():  # counted when the loop takes the chunk
-                        self._count[key] += value
+                    with self._count_lock:  # an earlier file's reader may be counting a dropped chunk
+                        for key, value in counts.items():  # counted when the loop takes the chunk
+                            self._count[key] += value
                     self._background_cpu(thread_cpu)
                 yield chunk
         finally:  # closed when the file is done, not whenever the garbage collector finds the cycle
             if ahead is not None:
                 ahead.close()  # the reader closes its file itself; nothing waits for it
+                if ahead.alive:  # end_job waits for it (briefly) to count the CPU it still spends
+                    self._abandoned.append(ahead)
             else:
                 with self.bulk_io():
                     items.close()  # type: ignore[attr-defined]
 
+    def _discarded(self, item: tuple[_Chunk, dict[str, int]] | None, thread_ns: int) -> None:
+        """A chunk read ahead but never taken (the job stopped first), or the reader's CPU after the
+        loop left (``item`` None): its thread's and its pool's CPU are background CPU all the same.
+        Its other counters (chunks, data quality) are not counted: no event of it was read."""
+        with self._count_lock:
+            self._count["read_ahead_cpu_ns"] += thread_ns
+            if item is not None:
+                self._count["decompression_cpu_ns"] += item[1].get("decompression_cpu_ns", 0)
+
     def _background_cpu(self, thread_ns: int) -> None:
         """The read-ahead thread's CPU for this pull (its pool's is in ``decompression_cpu_ns``): counted
         when the loop takes the chunk, reported beside the bulk I/O (not in the pulling thread's CPU)."""
-        self._count["read_ahead_cpu_ns"] += thread_ns
+        with self._count_lock:
+            self._count["read_ahead_cpu_ns"] += thread_ns
 
     def _cut(self, arrays: ak.Array, path: str, start: int, stop: int) -> Iterator[tuple[_Chunk, dict[str, int]]]:
         """Chunks of a file the check read whole and kept: converted only (as ``_read_file`` yields them)."""
@@ -551,7 +588,7 @@ class RootJetSource(Source):
                     return
                 except Exception as exc:
                     raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
-                                      f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                                      f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
                 counts = {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0}
                 chunk = self._convert(arrays, path, report.tree_entry_start, counts)
                 counts["decompression_cpu_ns"] = pool.settle() - before if pool is not None else 0
@@ -652,6 +689,20 @@ class RootJetSource(Source):
     def data_quality(self) -> dict[str, int]:
         c = self._count
         return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"]}
+
+
+_LATE_WAIT_S = 10.0  # how long end_job waits for read-ahead threads still finishing a discarded chunk
+
+
+def _read_ahead_depth(setting: int, cores: int | None = None) -> int:
+    """The ``read_ahead`` depth to use: 0 where the process may run on one core only (its affinity,
+    as a batch slot sets it): there the reader thread would preempt the streams, moving the read
+    into the events' real time instead of overlapping it. Said once, in one warning line."""
+    if setting and (decompression.available_cores() if cores is None else cores) < 2:
+        log.warning("source: read_ahead=%d ignored (read_ahead=0): this process may run on one core only, "
+                    "where the reader thread would slow the events down instead of overlapping them", setting)
+        return 0
+    return setting
 
 
 _KEEP_BYTES = 256 * 2**20  # uncompressed bytes the file check may keep in memory for the loop, in all

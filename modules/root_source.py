@@ -567,7 +567,7 @@ class RootJetSource(Source):
     def _cut(self, arrays: ak.Array, path: str, start: int, stop: int) -> Iterator[tuple[_Chunk, dict[str, int]]]:
         """Chunks of a file the check read whole and kept: converted only (as ``_read_file`` yields them)."""
         for a in range(start, stop, self.params.chunk_size):
-            counts = {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "decompression_cpu_ns": 0}
+            counts = _chunk_counts()
             yield self._convert(arrays[a:min(stop, a + self.params.chunk_size)], path, a, counts), counts
 
     def _read_file(self, path: str, start: int, stop: int) -> Iterator[tuple[_Chunk, dict[str, int]]]:
@@ -589,7 +589,7 @@ class RootJetSource(Source):
                 except Exception as exc:
                     raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
                                       f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
-                counts = {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0}
+                counts = _chunk_counts()
                 chunk = self._convert(arrays, path, report.tree_entry_start, counts)
                 counts["decompression_cpu_ns"] = pool.settle() - before if pool is not None else 0
                 yield chunk, counts
@@ -689,6 +689,12 @@ class RootJetSource(Source):
     def data_quality(self) -> dict[str, int]:
         c = self._count
         return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"]}
+
+
+def _chunk_counts() -> dict[str, int]:
+    """The counter increments one chunk brings, filled while it is read and converted and added to
+    the source's counters when the loop takes the chunk (a chunk read ahead and dropped adds none)."""
+    return {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "decompression_cpu_ns": 0}
 
 
 _LATE_WAIT_S = 10.0  # how long end_job waits for read-ahead threads still finishing a discarded chunk

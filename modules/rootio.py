@@ -29,6 +29,13 @@ def write_nanoaod(file: Any, tree: str, data: Mapping[str, Any]) -> None:
     file[tree].extend(dict(data))
 
 
+def compression_codec(name: str) -> Any:
+    """uproot's codec for an output's ``compression`` setting (zlib, lz4, zstd at level 4, or none)."""
+    import uproot
+
+    return {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}[name]
+
+
 def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: str = "zlib",
                       step: int = 100_000) -> int:
     """Write the entries of ``tree`` from every part, in order, into a new file ``target``; return the count.
@@ -39,7 +46,7 @@ def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: s
     """
     import uproot
 
-    codec = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}[compression]
+    codec = compression_codec(compression)
     total = 0
     empty: list[Any] = []  # parts without entries: a unit that selected no event cannot know every
     # product's branches, so its tree may have fewer; it must not fix the layout for the others

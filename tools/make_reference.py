@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from framework.atomic import write_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = ROOT / "data" / "reference"
 CONFIG = ROOT / "configs" / "path.yaml"
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"no reference yet: {ref}")
                     differs = True
                 if not args.check:
-                    os.replace(new, ref)
+                    write_bytes(ref, new.read_bytes(), "make_reference")  # /tmp may be another file system
                     print(f"wrote {ref.relative_to(ROOT)}")
     return 1 if (differs and args.check) else 0
 

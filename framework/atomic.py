@@ -102,6 +102,8 @@ class Staged:
         with self.guard():
             if self._file is not None:
                 self._file.close()  # flushes: a full disk may show only here
+            # what the destination is now: a long job's may have become a FIFO or a link since
+            self.dest = destination(self.dest.path, self.what)
             if self.dest.in_place:
                 self._copy_in()
             else:

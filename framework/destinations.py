@@ -4,7 +4,8 @@ A destination that cannot be written (a folder where a file should go, a file wh
 go, a folder that cannot be created or written, a socket) must fail at begin_job, in one line, with the
 module exit code (4): not after hours of events, in end_job.
 
-What a file destination is decides how it is written (framework/atomic.py does the writing):
+What a file destination is decides how it is written (framework/atomic.py does the writing, and
+looks again when the file is complete: a long job's destination may have changed meanwhile):
 
 * absent, or a regular file: written to a temporary beside it, renamed over it when complete;
 * a symbolic link: followed. The temporary goes beside the link's resolved target and replaces the

@@ -32,6 +32,7 @@ import pytest
 import uproot
 
 import framework.atomic
+from framework.atomic import writing
 from framework.cli import main
 from framework.destinations import check_file_destination, destination
 from framework.errors import ModuleError
@@ -148,6 +149,19 @@ def test_a_writer_that_needs_a_regular_file_refuses_a_fifo(tmp_path: Path) -> No
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(ModuleError, match="^services.Memory.memray: .*fifo is not a regular file"):
         check_file_destination(tmp_path / "fifo", "services.Memory.memray", in_place=False)
+
+
+def test_a_destination_that_became_a_fifo_during_the_job_is_not_renamed_over(tmp_path, system_tmp) -> None:
+    """The policy holds at the rename too: a long job's output may have been replaced meanwhile."""
+    path = tmp_path / "o.xml"
+    with writing(path, "w") as staged:
+        with staged.open() as fh:
+            fh.write(b"<done/>")
+        os.mkfifo(path)  # after begin_job's check, before the end
+        reader, got = _fifo_reader(path)
+    reader.join(60)  # a guard against a hang only
+    assert stat.S_ISFIFO(os.lstat(path).st_mode) and got == [b"<done/>"]
+    assert not _temporaries(tmp_path)
 
 
 # ------------------------------------------------------------------ special files, through the CLI

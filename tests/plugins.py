@@ -185,7 +185,8 @@ class EventNumberFilter(Filter):
 
 @dataclass
 class SlowReportParameters:
-    marker: str = ""  # touched when the report files start being written
+    started: str = ""  # touched after the first event: the loop runs, a signal now stops it cleanly
+    writing: str = ""  # touched when this service's report file starts being written
     sleep_s: float = 60.0
 
 
@@ -198,10 +199,17 @@ class _NoData:
 
 @register_service("TestSlowReport")
 class SlowReport(Service):
-    """Takes its time writing its report file, after the services before it wrote theirs: a signal
-    can be sent while the report folder is being written."""
+    """Says when events flow, and takes its time writing its report file, after the services before it
+    wrote theirs: a test can send a signal during the loop, then while the report folder is written."""
 
     Parameters = SlowReportParameters
+
+    def connect(self, signals, job) -> None:  # noqa: ANN001
+        signals.post_event.connect(self._post_event)
+
+    def _post_event(self, event, status) -> None:  # noqa: ANN001
+        if self.params.started:
+            Path(self.params.started).touch()
 
     def snapshot(self) -> _NoData:
         return _NoData()
@@ -209,6 +217,6 @@ class SlowReport(Service):
     def write_files(self, report_dir, summary) -> list:  # noqa: ANN001
         from framework.report.files import atomic_write_text
 
-        Path(self.params.marker).touch()
+        Path(self.params.writing).touch()
         time.sleep(self.params.sleep_s)
         return [atomic_write_text(report_dir / "slow.txt", "written\n")]

@@ -107,8 +107,16 @@ modules:
   out: {{type: RootOutputModule, file: {out}}}
 paths: {{p: [slow]}}
 endpaths: {{e: [out]}}
-services: {{Timing: {{}}, TestSlowReport: {{marker: {marker}}}}}
+services: {{Timing: {{}}, TestSlowReport: {{started: {started}, writing: {writing}}}}}
 """
+
+
+def _wait_for(marker: Path, proc: "subprocess.Popen[str]") -> None:
+    """Until the job in ``proc`` touches ``marker`` (it fails the test if the job ends first)."""
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate(timeout=60)[1]
 
 
 @pytest.mark.parametrize("signals", [2, 1], ids=["second signal while reports are written",
@@ -116,20 +124,18 @@ services: {{Timing: {{}}, TestSlowReport: {{marker: {marker}}}}}
 def test_a_signal_while_reports_are_written_leaves_no_report(tmp_path, signals):
     """Issue 23.8: Timing's resources.json was renamed into place before the next report file was
     written, so a signal then (a second one aborts, a first one stops) left part of a report set."""
-    out, marker, rep = tmp_path / "o.root", tmp_path / "writing-reports", tmp_path / "rep"
+    started, writing, rep = tmp_path / "events-flow", tmp_path / "writing-reports", tmp_path / "rep"
     cfg = tmp_path / "slow.yaml"
-    cfg.write_text(textwrap.dedent(SLOW_REPORT.format(n=1000 if signals == 2 else 3, out=out, marker=marker)))
+    cfg.write_text(textwrap.dedent(SLOW_REPORT.format(n=1000 if signals == 2 else 3, out=tmp_path / "o.root",
+                                                      started=started, writing=writing)))
     code = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(rep)],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if signals == 2:
-        assert wait_for_temporary(out, proc, 60)
+        _wait_for(started, proc)
         proc.send_signal(signal.SIGINT)  # the first: the loop stops, the reports are written
-    deadline = time.monotonic() + 60
-    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert marker.exists(), proc.communicate(timeout=60)[1]
+    _wait_for(writing, proc)
     proc.send_signal(signal.SIGINT)  # while TestSlowReport writes, after Timing wrote resources.json
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_output:
         payload = to_json(diff, [str(p) for p in old_files], [str(p) for p in new_files])
         try:
-            write_text(args.json_output, json.dumps(payload, indent=1) + "\n", "hltdiff --json")
+            write_text(args.json_output, json.dumps(payload, indent=1) + "\n", "--json-output")
         except HltError as exc:
             sys.stderr.write(f"hltdiff: error: {exc}\n")
             return 2

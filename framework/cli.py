@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-_STARTED = time.perf_counter()  # before the heavy imports: "start to first event" includes them
-
-
-def _process_start() -> float:
-    """The interpreter's own start as a perf_counter value (so interpreter start-up counts too)."""
-    try:
-        import psutil
-
-        created = psutil.Process().create_time()
-        return time.perf_counter() - (time.time() - created)
-    except Exception:  # psutil missing or /proc unreadable: count from this module's import
-        return _STARTED
+from .clock import PROCESS_START  # first: the clock reads how long start-up took so far
 
 import argparse
 import logging
@@ -122,7 +109,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         report_dir = Path(cfg.options.report_dir) if cfg.options.report_dir else None
         from .executors import execute, report_services
 
-        outcome = execute(cfg, report_dir, _process_start(), progress=not args.quiet and sys.stderr.isatty())
+        outcome = execute(cfg, report_dir, PROCESS_START, progress=not args.quiet and sys.stderr.isatty())
         summary, code = outcome.result.summary, outcome.code
         record.update(summary=summary, error=outcome.cause)
         if code and args.debug and outcome.cause is not None and not isinstance(outcome.cause, KeyboardInterrupt):

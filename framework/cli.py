@@ -26,11 +26,11 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="hltrun",
+        prog="hltrun", usage="hltrun [options] CONFIG [key.path=value ...]",
         description="Run a CMSSW-style HLT path over ROOT files and report time, memory and trigger "
                     "decisions per module and per event.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="YAML configuration of the process (see configs/)")
+    p.add_argument("config", nargs="?", metavar="CONFIG", help="YAML configuration of the process (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="key.path=value",
                    help="override any configuration value; the value is parsed as YAML")
     p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events (options.maxEvents)")
@@ -58,7 +58,10 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_intermixed_args(argv)  # options may come between overrides
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)  # options may come between overrides
+    if args.config is None:  # checked here: argparse would call the optional overrides required too
+        parser.error("the configuration is required, e.g. hltrun configs/path.yaml (overrides key.path=value are optional)")
     _setup_logging(args.quiet, args.debug)
     from .interrupt import handle_signals
 

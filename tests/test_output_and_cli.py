@@ -112,6 +112,15 @@ def test_cli_config_error_is_one_line(write_config):
     assert "Traceback" not in res.stderr
 
 
+def test_cli_without_arguments_names_the_configuration_only():
+    """The overrides are optional: the message must not list them as required (argparse did)."""
+    res = _cli()
+    assert res.returncode == 2
+    assert res.stderr.splitlines()[0] == "usage: hltrun [options] CONFIG [key.path=value ...]"
+    assert res.stderr.splitlines()[-1].startswith("hltrun: error: the configuration is required")
+    assert "key.path=value are optional" in res.stderr and "required: config" not in res.stderr
+
+
 def test_cli_module_error_exit_code_and_debug(write_config):
     path = write_config("source: {type: TestCountingSource}\nmodules:\n  sq: {type: TestSquare, fail_on: 3}\n"
                         "paths:\n  p: [sq]\n")

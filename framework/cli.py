@@ -7,6 +7,7 @@ from .clock import PROCESS_START  # first: the clock reads how long start-up too
 import argparse
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -48,10 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class OncePerMessage(logging.Filter):
+    """Lets a record marked ``extra={"once": True}`` through once per distinct message: a line that each
+    stream's copy of a module logs at begin_job (its backend, its model) is printed once, not N times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "once", False):
+            return True
+        message = record.getMessage()
+        with self._lock:
+            if message in self._seen:
+                return False
+            self._seen.add(message)
+        return True
+
+
 def _setup_logging(quiet: bool, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("hltrun: %(message)s"))
+    handler.addFilter(OncePerMessage())
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False

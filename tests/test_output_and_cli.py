@@ -175,3 +175,12 @@ def test_hltdiff_matches_repeated_event_ids_by_occurrence():
     diff = compare(old, new)
     assert (diff.common, diff.only_in_old, diff.only_in_new) == (2, 1, 0)
     assert diff.branches["s"] == 0
+
+
+def test_begin_job_lines_are_printed_once_for_many_streams(tmp_path):
+    """Each stream has its own scorer; its backend line is one line per distinct backend, not per stream."""
+    res = _cli(Path(__file__).parents[1] / "configs" / "path.yaml", "-n", "16", "options.numberOfThreads=6",
+               "options.wantSummary=false", f"modules.out.file={tmp_path / 'out.root'}")
+    assert res.returncode == 0, res.stderr
+    backend_lines = [line for line in res.stderr.splitlines() if line.startswith("hltrun: modules.vae:")]
+    assert len(backend_lines) == 1, res.stderr

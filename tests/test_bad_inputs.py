@@ -160,7 +160,7 @@ CASES = [
          lambda t: {"files": _files(t, ("a.root", 60, 1)) * 2}),
     Case("duplicate event ids across files", 0, "duplicate events skipped 60", _dup_ids, events_processed=60),
     Case("corrupt file among good ones", 3, "bad.root", _bad_among_good, events_processed=0),
-    Case("corrupt file, skipBadFiles", 0, "bad file skipped (skipBadFiles)", _bad_among_good,
+    Case("corrupt file, skipBadFiles", 0, "bad file (skipBadFiles): ", _bad_among_good,
          args=["source.skipBadFiles=true"], events_processed=60),
     Case("corrupt file, 4 decompression threads", 3, "bad.root", _bad_among_good, events_processed=0,
          args=["source.decompression_threads=4"]),

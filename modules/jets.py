@@ -116,17 +116,32 @@ class ModelInputs:
     per-event check on the events' views; False: some jet of the chunk is not (or the memory could not
     be vouched for), and every event's jets are checked one by one as before."""
 
-    __slots__ = ("inputs", "mask", "pt", "offsets", "finite")
+    __slots__ = ("inputs", "mask", "pt", "offsets", "finite", "truncated")
 
-    def __init__(self, inputs: np.ndarray, mask: np.ndarray, pt: np.ndarray, offsets: np.ndarray) -> None:
+    def __init__(self, inputs: np.ndarray, mask: np.ndarray, pt: np.ndarray, offsets: np.ndarray,
+                 truncated: np.ndarray | None = None) -> None:
         for shared in (inputs, mask, pt):
             shared.flags.writeable = False
         self.inputs, self.mask, self.pt, self.offsets = inputs, mask, pt, offsets
         self.finite = vouch_finite(inputs)
+        self.truncated = truncated  # per event: selected jets with more constituents than the input holds
 
     def event(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.inputs[a:b], self.mask[a:b], self.pt[a:b]
+
+    def truncated_in(self, i: int) -> int:
+        return 0 if self.truncated is None else int(self.truncated[i])
+
+
+def truncated_per_event(n_constituents: np.ndarray, offsets: np.ndarray, limit: int) -> np.ndarray | None:
+    """Per event, the selected jets (``n_constituents`` of each, events' jets at ``offsets``) with
+    more than ``limit`` constituents, whose lowest-pT ones the input leaves out; None if there is none."""
+    over = n_constituents > limit
+    if not over.any():
+        return None
+    cum = np.concatenate([[0], np.cumsum(over)])
+    return cum[offsets[1:]] - cum[offsets[:-1]]
 
 
 def declare_inputs(job: Any, label: str, spec: InputSpec) -> None:

@@ -34,7 +34,8 @@ from framework.registry import register_module
 from . import decompression
 from .decompression import TimedPool, threads_for
 from .duplicates import DuplicateChecker, Mode, keys
-from .jets import InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative
+from .jets import (InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative,
+                   truncated_per_event)
 from .products import JetCollection
 from .read_ahead import ReadAhead
 from .shipped import glob_files
@@ -133,7 +134,9 @@ class _Chunk:
                 jet_of_cand, ceta, cphi, cpt = self._flat
                 inputs, mask = build_inputs(self._order[rows], jet_of_cand, len(self._order), ceta, cphi, cpt,
                                             self.eta[rows], self.phi[rows], self._max_constituents, spec)
-                self._inputs[spec] = ModelInputs(inputs, mask, self.pt[rows], offsets)
+                truncated = truncated_per_event(self.ncons[rows], offsets,
+                                                min(self._max_constituents, spec.n_constituents))
+                self._inputs[spec] = ModelInputs(inputs, mask, self.pt[rows], offsets, truncated)
             return self._inputs[spec]
 
     def model_input(self, spec: InputSpec, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

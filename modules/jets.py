@@ -68,8 +68,10 @@ def _jet_pt_key(jet_of_cand: np.ndarray, pt: np.ndarray) -> np.ndarray:
 
 
 def wrap_phi(dphi: np.ndarray) -> np.ndarray:
-    """Map an azimuthal difference into [-pi, pi)."""
-    return (dphi + np.pi) % (2 * np.pi) - np.pi
+    """Map an azimuthal difference into [-pi, pi); a NaN stays NaN, without numpy's warning (the
+    scorer counts non-finite inputs itself)."""
+    with np.errstate(invalid="ignore"):
+        return (dphi + np.pi) % (2 * np.pi) - np.pi
 
 
 def to_jet_relative(constituents: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray) -> np.ndarray:
@@ -155,13 +157,15 @@ def select_jets(jet_offsets: np.ndarray, pt: np.ndarray, n_constituents: np.ndar
     """The jets ``spec`` takes from each event, vectorised over a chunk of events.
 
     ``pt``/``n_constituents`` are per jet, events' jets contiguous (``jet_offsets``) and in decreasing
-    pT. Per event: the jets with constituents, in order; the first ``max_jets`` (0: all) of them, and
-    no more than the number of those with pT >= ``min_jet_pt`` (if > 0). Returns the selected jet
-    indices (event by event, in order) and per-event offsets into them.
+    pT. Per event: the jets with constituents and a finite pT (one whose pT is NaN or infinite cannot
+    be ranked: it is left out and counted by the source, as a jet without constituents is), in order;
+    the first ``max_jets`` (0: all) of them, and no more than the number of those with pT >=
+    ``min_jet_pt`` (if > 0). Returns the selected jet indices (event by event, in order) and per-event
+    offsets into them.
     """
     n_events = len(jet_offsets) - 1
     event = np.repeat(np.arange(n_events), np.diff(jet_offsets))
-    real = n_constituents > 0
+    real = (n_constituents > 0) & np.isfinite(pt)
     cum = np.cumsum(real)
     before = np.concatenate([[0], cum])[jet_offsets[:-1]]  # jets with constituents before each event
     rank = cum - 1 - before[event]  # position among its event's jets with constituents

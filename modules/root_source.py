@@ -196,7 +196,7 @@ class RootJetSource(Source):
         self.entries: dict[str, int] = {}
         self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0,
                        "duplicates": 0, "bad_files": 0, "bad_entries": 0, "invalid_links": 0,
-                       "zero_constituent_jets": 0,
+                       "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
                        # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
                        "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0}
         self.bad_files: list[str] = []  # "path: what was skipped (reason)", for the reports
@@ -693,6 +693,7 @@ class RootJetSource(Source):
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, self._consumers.get(self.label, ()))
         counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
+        counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))
         return chunk
 
     def _ids(self, arrays: ak.Array, first_entry: int) -> tuple[list[EventID], np.ndarray | None]:
@@ -711,13 +712,15 @@ class RootJetSource(Source):
 
     def data_quality(self) -> dict[str, int]:
         c = self._count
-        return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"]}
+        return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"],
+                "jets_with_nonfinite_pt": c["nonfinite_pt_jets"]}
 
 
 def _chunk_counts() -> dict[str, int]:
     """The counter increments one chunk brings, filled while it is read and converted and added to
     the source's counters when the loop takes the chunk (a chunk read ahead and dropped adds none)."""
-    return {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "decompression_cpu_ns": 0}
+    return {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
+            "decompression_cpu_ns": 0}
 
 
 _LATE_WAIT_S = 10.0  # how long end_job waits for read-ahead threads still finishing a discarded chunk

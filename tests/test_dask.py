@@ -220,7 +220,7 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     boot = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", boot, str(cfg), "options.skipEvents=0", "-n", "1500",
-                             "options.executor.eventsPerTask=100"], cwd=ROOT, env=env,
+                             "options.executor.eventsPerTask=100", "--report-dir", str(tmp_path / "rep")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     for line in proc.stderr:  # wait until the units are submitted
         if line.startswith("hltrun: Dask:"):
@@ -237,6 +237,9 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
     assert proc.returncode == 128 + (signal.SIGTERM if how == "SIGTERM" else signal.SIGINT), err
     assert time.monotonic() - t0 < 30  # 1500 events x 20 ms on 2 workers would take 15 s more
     assert ("stopped by SIGTERM" if how == "SIGTERM" else "interrupted") in err and "Traceback" not in err
+    assert "stopped on an error" not in err, err  # a signal is no error
+    doc = json.loads((tmp_path / "rep" / "hltrun.json").read_text())
+    assert doc["job"]["stopped_by_signal"] == ("SIGTERM" if how == "SIGTERM" else "SIGINT")
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"worker processes still running: {alive}"
     assert not list(tmp_path.glob("o.root*"))

@@ -17,7 +17,7 @@ import uproot
 from framework.config import load
 from framework.executors import execute, report_services
 from framework.report import text_report, trig_report, write_report_files
-from tools.hltdiff import compare
+from tools.hltdiff import compare, read_coverage
 
 distributed = pytest.importorskip("distributed", reason='Dask tests need the dist extra: pip install -e ".[dist]"')
 
@@ -92,6 +92,8 @@ def assert_same_file(a: Path, b: Path) -> None:
             assert np.array_equal(np.asarray(x), np.asarray(y)), key
     diff = compare(uproot.open(a)["Events"].arrays(library="ak"), uproot.open(b)["Events"].arrays(library="ak"))
     assert diff.identical and diff.common == len(ea["event"]) > 0
+    coverage = read_coverage([a])  # the lumi sections read: a unit's share of each adds up to the whole
+    assert coverage and coverage == read_coverage([b])
 
 
 def test_dask_equals_local(cluster, write_config, tmp_path):

@@ -45,6 +45,15 @@ def test_output_content(write_config, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.parametrize("streams", [1, 2])
+def test_output_lists_every_lumi_section_read_with_its_events(write_config, tmp_path, streams):
+    """Events kept: the even ones; LuminosityBlocks: all 40 processed (TestCountingSource: run 1, lumi 1)."""
+    _write(write_config, tmp_path, streams, "lumis")
+    lumis = uproot.open(tmp_path / "lumis.root")["LuminosityBlocks"].arrays(library="np")
+    assert lumis["run"].tolist() == [1] and lumis["luminosityBlock"].tolist() == [1]
+    assert lumis["eventsProcessed"].tolist() == [40]
+
+
 def test_output_identical_for_any_streams(write_config, tmp_path):
     one = _write(write_config, tmp_path, 1, "s1", sleep=1)
     three = _write(write_config, tmp_path, 3, "s3", sleep=1)

@@ -40,6 +40,7 @@ N_FEATURES = 3
 INPUT_NAME = "jets"
 OUTPUT_NAMES: tuple[str, ...] = ("score", "kl")
 NONFINITE_FILL = np.float32(np.nan)
+AGREEMENT_RTOL = 1e-4  # two backends agree when their scores differ by at most this, relatively (DESIGN.md)
 _FLOAT32 = np.dtype(np.float32)
 _JET_SHAPE = (N_CONSTITUENTS, N_FEATURES)
 

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
-_STARTED = time.perf_counter()  # before the heavy imports: "start to first event" includes them
-
-
-def _process_start() -> float:
-    """The interpreter's own start as a perf_counter value (so interpreter start-up counts too)."""
-    try:
-        import psutil
-
-        created = psutil.Process().create_time()
-        return time.perf_counter() - (time.time() - created)
-    except Exception:  # psutil missing or /proc unreadable: count from this module's import
-        return _STARTED
+from .clock import PROCESS_START  # first: the clock reads how long start-up took so far
 
 import argparse
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -44,11 +32,11 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="hltrun",
+        prog="hltrun", usage="hltrun [options] CONFIG [key.path=value ...]",
         description="Run a CMSSW-style HLT path over ROOT files and report time, memory and trigger "
                     "decisions per module and per event.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="YAML configuration of the process (see configs/)")
+    p.add_argument("config", nargs="?", metavar="CONFIG", help="YAML configuration of the process (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="key.path=value",
                    help="override any configuration value; the value is parsed as YAML")
     p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events (options.maxEvents)")
@@ -66,17 +54,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class OncePerMessage(logging.Filter):
+    """Lets a record marked ``extra={"once": True}`` through once per distinct message: a line that each
+    stream's copy of a module logs at begin_job (its backend, its model) is printed once, not N times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "once", False):
+            return True
+        message = record.getMessage()
+        with self._lock:
+            if message in self._seen:
+                return False
+            self._seen.add(message)
+        return True
+
+
 def _setup_logging(quiet: bool, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("hltrun: %(message)s"))
+    handler.addFilter(OncePerMessage())
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_intermixed_args(argv)  # options may come between overrides
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)  # options may come between overrides
+    if args.config is None:  # checked here: argparse would call the optional overrides required too
+        parser.error("the configuration is required, e.g. hltrun configs/path.yaml (overrides key.path=value are optional)")
     _setup_logging(args.quiet, args.debug)
     from .interrupt import handle_signals
 
@@ -143,7 +155,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         report_dir = Path(cfg.options.report_dir) if cfg.options.report_dir else None
         from .executors import execute, report_services
 
-        outcome = execute(cfg, report_dir, _process_start(), progress=not args.quiet and sys.stderr.isatty())
+        outcome = execute(cfg, report_dir, PROCESS_START, progress=not args.quiet and sys.stderr.isatty())
         summary, code = outcome.result.summary, outcome.code
         record.update(summary=summary, error=outcome.cause)
         if code and args.debug and outcome.cause is not None and not isinstance(outcome.cause, KeyboardInterrupt):

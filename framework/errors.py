@@ -22,10 +22,15 @@ class ConfigError(HltError):
 
 
 class SourceError(HltError):
-    """An input file, tree or branch is missing, unreadable or inconsistent."""
+    """An input file, tree or branch is missing, unreadable or inconsistent. ``first_entry``: the
+    first entry that could not be read, when the failure is in the middle of a file."""
 
     exit_code = 3
     cmssw_code, cmssw_type = 8021, "FileReadError"
+
+    def __init__(self, message: str = "", first_entry: int | None = None) -> None:
+        super().__init__(message)
+        self.first_entry = first_entry
 
 
 class FileOpenError(SourceError):

@@ -101,6 +101,10 @@ class OutputModule(Module):
     def write(self, event: "Event") -> None:
         raise NotImplementedError
 
+    def skip(self, event: "Event") -> None:
+        """An event its ``select_events`` rejected (nothing to write): an output that records what the
+        job processed, not only what it kept, counts it here. Called under the module's lock."""
+
     def selected_paths(self) -> list[str]:
         return list(getattr(self.params, "select_events", []) or [])
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import SOURCE_LABEL, PathEntry, ProcessConfig
 from .destinations import REPORT_FOLDER, check_folder_destination
-from .errors import HltError, ModuleError
+from .errors import HltError, ModuleError, one_line
 from .module import Module, Source
 from .schedule import PathRunner, StreamSchedule, Worker
 from .service import Service
@@ -114,7 +114,7 @@ class Process:
                 raise
             except Exception as exc:
                 raise ModuleError(f"module '{desc.label}' ({desc.type}) failed in begin_job: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                                  f"{type(exc).__name__}: {one_line(exc)}") from exc
             finally:
                 signals.post_module_begin_job(desc)
         signals.post_begin_job(self.job)

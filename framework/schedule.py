@@ -6,6 +6,8 @@ contend on bookkeeping; shared module instances are protected as their ``concurr
 
 from __future__ import annotations
 
+import contextlib
+
 import threading
 from typing import Any, Callable
 
@@ -24,6 +26,9 @@ try:  # numpy comparisons return numpy.bool_, a fine filter decision too
     _BOOL_TYPES = (bool, _np.bool_)
 except ImportError:  # pragma: no cover
     pass
+
+
+_NO_LOCK = contextlib.nullcontext()  # a module of its own stream needs no lock
 
 
 def _call_for(module: Module) -> Callable[[Event], Any]:
@@ -85,6 +90,8 @@ class Worker:
             self.counters.visited += 1
             self.counters.passed += 1
             self._result = True
+            with self._lock or _NO_LOCK:
+                self.module.skip(event)  # type: ignore[attr-defined]
             return True
         signals = self._signals
         previous = event.current_module

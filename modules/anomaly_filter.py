@@ -102,7 +102,7 @@ class AnomalyScoreFilter(Filter):
             # jets; with another reduction the background rate is not what the card says
             log.warning("%s: reduce: %s with the card's cuts, which were derived for reduce: max (the "
                         "larger score of the two leading jets); the QCD rate will differ from %s", where,
-                        p.reduce, p.background_efficiency)
+                        p.reduce, p.background_efficiency, extra={"once": True})
         if p.model is not None and p.model != model_id:
             raise ConfigError(f"{where}.model: '{p.model}' but '{p.src.label}' runs model '{model_id}'; "
                               f"thresholds belong to the model that made the scores (drop {where}.model "

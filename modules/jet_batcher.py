@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,8 @@ class JetBatcher(Producer):
     begin_job (the leading jets only, sorted, padded, jet-relative), so this only slices (the batch is
     a read-only view: consumers must not modify it in place). Jets with no constituent (all links
     invalid, or an empty collection) are left out: they are counted by the source, not scored as
-    all-zero inputs."""
+    all-zero inputs. Jets with more constituents than ``n_constituents`` (or the source's
+    ``max_constituents``) keep their leading ones and are counted (``jets_truncated``)."""
 
     Parameters = JetBatcherParameters
     concurrency = "global"  # stateless
@@ -46,10 +48,19 @@ class JetBatcher(Producer):
     def __init__(self, label: str, params: JetBatcherParameters) -> None:
         super().__init__(label, params)
         self.spec = InputSpec(params.max_jets, params.n_constituents, params.relative, params.min_jet_pt)
+        self._truncated = 0  # jets sent with their lowest-pT constituents left out (data quality)
+        self._lock = threading.Lock()  # one instance serves every stream
 
     def begin_job(self, job: "JobContext") -> None:
         declare_inputs(job, self.params.src.label, self.spec)
 
     def produce(self, event: Event) -> None:
         jets: JetCollection = event.get(self.params.src)
-        event.put(jets.batch(self.spec))
+        batch = jets.batch(self.spec)
+        if batch.truncated:
+            with self._lock:
+                self._truncated += batch.truncated
+        event.put(batch)
+
+    def data_quality(self) -> dict[str, int]:
+        return {"jets_truncated": self._truncated}

@@ -68,8 +68,10 @@ def _jet_pt_key(jet_of_cand: np.ndarray, pt: np.ndarray) -> np.ndarray:
 
 
 def wrap_phi(dphi: np.ndarray) -> np.ndarray:
-    """Map an azimuthal difference into [-pi, pi)."""
-    return (dphi + np.pi) % (2 * np.pi) - np.pi
+    """Map an azimuthal difference into [-pi, pi); a NaN stays NaN, without numpy's warning (the
+    scorer counts non-finite inputs itself)."""
+    with np.errstate(invalid="ignore"):
+        return (dphi + np.pi) % (2 * np.pi) - np.pi
 
 
 def to_jet_relative(constituents: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray) -> np.ndarray:
@@ -116,17 +118,32 @@ class ModelInputs:
     per-event check on the events' views; False: some jet of the chunk is not (or the memory could not
     be vouched for), and every event's jets are checked one by one as before."""
 
-    __slots__ = ("inputs", "mask", "pt", "offsets", "finite")
+    __slots__ = ("inputs", "mask", "pt", "offsets", "finite", "truncated")
 
-    def __init__(self, inputs: np.ndarray, mask: np.ndarray, pt: np.ndarray, offsets: np.ndarray) -> None:
+    def __init__(self, inputs: np.ndarray, mask: np.ndarray, pt: np.ndarray, offsets: np.ndarray,
+                 truncated: np.ndarray | None = None) -> None:
         for shared in (inputs, mask, pt):
             shared.flags.writeable = False
         self.inputs, self.mask, self.pt, self.offsets = inputs, mask, pt, offsets
         self.finite = vouch_finite(inputs)
+        self.truncated = truncated  # per event: selected jets with more constituents than the input holds
 
     def event(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.inputs[a:b], self.mask[a:b], self.pt[a:b]
+
+    def truncated_in(self, i: int) -> int:
+        return 0 if self.truncated is None else int(self.truncated[i])
+
+
+def truncated_per_event(n_constituents: np.ndarray, offsets: np.ndarray, limit: int) -> np.ndarray | None:
+    """Per event, the selected jets (``n_constituents`` of each, events' jets at ``offsets``) with
+    more than ``limit`` constituents, whose lowest-pT ones the input leaves out; None if there is none."""
+    over = n_constituents > limit
+    if not over.any():
+        return None
+    cum = np.concatenate([[0], np.cumsum(over)])
+    return cum[offsets[1:]] - cum[offsets[:-1]]
 
 
 def declare_inputs(job: Any, label: str, spec: InputSpec) -> None:
@@ -140,13 +157,15 @@ def select_jets(jet_offsets: np.ndarray, pt: np.ndarray, n_constituents: np.ndar
     """The jets ``spec`` takes from each event, vectorised over a chunk of events.
 
     ``pt``/``n_constituents`` are per jet, events' jets contiguous (``jet_offsets``) and in decreasing
-    pT. Per event: the jets with constituents, in order; the first ``max_jets`` (0: all) of them, and
-    no more than the number of those with pT >= ``min_jet_pt`` (if > 0). Returns the selected jet
-    indices (event by event, in order) and per-event offsets into them.
+    pT. Per event: the jets with constituents and a finite pT (one whose pT is NaN or infinite cannot
+    be ranked: it is left out and counted by the source, as a jet without constituents is), in order;
+    the first ``max_jets`` (0: all) of them, and no more than the number of those with pT >=
+    ``min_jet_pt`` (if > 0). Returns the selected jet indices (event by event, in order) and per-event
+    offsets into them.
     """
     n_events = len(jet_offsets) - 1
     event = np.repeat(np.arange(n_events), np.diff(jet_offsets))
-    real = n_constituents > 0
+    real = (n_constituents > 0) & np.isfinite(pt)
     cum = np.cumsum(real)
     before = np.concatenate([[0], cum])[jet_offsets[:-1]]  # jets with constituents before each event
     rank = cum - 1 - before[event]  # position among its event's jets with constituents

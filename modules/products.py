@@ -101,18 +101,28 @@ class JetCollection:
         of the chunk's prepared inputs (which the scorer's backend knows to be finite when the source
         vouched for them, ``modules.inference.base.known_finite``)."""
         if self._chunk is not None:
-            inputs, mask, pt = self._chunk.prepare(spec).event(self._index)
-            return JetBatch(inputs, mask, pt, spec.relative)
+            prepared = self._chunk.prepare(spec)
+            inputs, mask, pt = prepared.event(self._index)
+            return JetBatch(inputs, mask, pt, spec.relative, prepared.truncated_in(self._index))
         inputs, mask, pt = self.model_input(spec)
-        return JetBatch(inputs, mask, pt, spec.relative)
+        rows = self._selected(spec)
+        width = min(spec.n_constituents, (self.relative if spec.relative else self.constituents).shape[1])
+        truncated = int(np.count_nonzero(np.asarray(self.n_constituents)[rows] > width))
+        return JetBatch(inputs, mask, pt, spec.relative, truncated)
+
+    def _selected(self, spec: "InputSpec") -> np.ndarray:
+        """The rows ``spec`` selects of a collection built by hand."""
+        from .jets import select_jets
+
+        return select_jets(np.array([0, len(self.pt)]), self.pt, np.asarray(self.n_constituents), spec)[0]
 
     def model_input(self, spec: "InputSpec") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(inputs (n, L, 3), mask (n, L), jet pT (n,)) of the jets ``spec`` selects: read-only views."""
         if self._chunk is not None:
             return self._chunk.model_input(spec, self._index)
-        from .jets import fit_length, select_jets
+        from .jets import fit_length
 
-        rows, _ = select_jets(np.array([0, len(self.pt)]), self.pt, np.asarray(self.n_constituents), spec)
+        rows = self._selected(spec)
         source = self.relative if spec.relative else self.constituents
         inputs = fit_length(source[rows], spec.n_constituents)
         return inputs, inputs[..., 2] > 0, self.pt[rows]
@@ -133,6 +143,7 @@ class JetBatch:
     mask: np.ndarray
     jet_pt: np.ndarray
     relative: bool
+    truncated: int = 0  # jets with more constituents than the input holds: their lowest-pT ones are left out
 
     def __len__(self) -> int:
         return len(self.inputs)

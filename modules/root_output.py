@@ -1,5 +1,10 @@
 """ROOT output module: event ids, every path's decision and the kept products, per selected event.
 
+Beside the ``Events`` tree, a ``LuminosityBlocks`` tree (as NanoAOD has one) lists every (run,
+luminosityBlock) the job processed, with ``eventsProcessed``: the events of it the job saw, selected
+or not. An output that keeps accepted events only still says what was read, so ``hltdiff`` can tell
+an event this job rejected from one it never read.
+
 Rows are buffered and written in input order (the framework tells which events are still in flight
 on other streams), so the file is identical for any number of streams. The file is written under a
 temporary name and renamed (or copied into a FIFO or device) only when the job ends cleanly, by
@@ -68,6 +73,8 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
     return out
 
 
+LUMI_TREE = "LuminosityBlocks"  # NanoAOD's name
+
 _ID_DTYPES = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}  # NanoAOD's types
 
 
@@ -97,6 +104,7 @@ class RootOutputModule(OutputModule):
         self._last_flush = 0  # event index of the last basket
         self._job = None
         self._decision_branches: list[tuple[str, str]] = []
+        self._lumis: dict[tuple[int, int], int] = {}  # (run, lumi) -> events processed, selected or not
 
     def begin_job(self, job) -> None:  # noqa: ANN001
         self._job = job
@@ -130,12 +138,19 @@ class RootOutputModule(OutputModule):
             self._file, self._staged = None, None
 
     def _close(self) -> None:
-        """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result)."""
+        """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result)
+        and the lumi sections processed."""
         self._flush(None)
         if self._written == self._unit_start:
             write_nanoaod(self._file, self.params.tree, {"run": np.zeros(0, np.uint32),
                                                          "luminosityBlock": np.zeros(0, np.uint32),
                                                          "event": np.zeros(0, np.uint64)})
+        lumis = sorted(self._lumis.items())
+        write_nanoaod(self._file, LUMI_TREE, {
+            "run": np.array([r for (r, _), _ in lumis], np.uint32),
+            "luminosityBlock": np.array([lumi for (_, lumi), _ in lumis], np.uint32),
+            "eventsProcessed": np.array([n for _, n in lumis], np.uint64)})
+        self._lumis.clear()
 
     # -- distributed runs: one part per work unit, assembled in input order by the client ---------
 
@@ -147,6 +162,7 @@ class RootOutputModule(OutputModule):
 
     def begin_unit(self, unit) -> None:  # noqa: ANN001
         self._pending.clear()
+        self._lumis.clear()
         self._unit_start = self._written  # events_written stays a job total (the framework takes differences)
         self._last_flush = unit.first_index  # event indices are job-wide
         self._open(self._part(unit))
@@ -162,10 +178,15 @@ class RootOutputModule(OutputModule):
         from .rootio import concatenate_trees
 
         with writing(target, "output file") as staged:
-            n = concatenate_trees(parts, staged.open(), params.tree, params.compression)
+            n = concatenate_trees(parts, staged.open(), params.tree, params.compression, extra_trees=[LUMI_TREE])
         return n
 
+    def skip(self, event: Event) -> None:
+        key = (event.id.run, event.id.luminosityBlock)
+        self._lumis[key] = self._lumis.get(key, 0) + 1
+
     def write(self, event: Event) -> None:
+        self.skip(event)  # processed, as every event is: counted in its lumi section
         row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
                                "event": event.id.event}
         for path, branch in self._decision_branches:

@@ -34,7 +34,8 @@ from framework.registry import register_module
 from . import decompression
 from .decompression import TimedPool, threads_for
 from .duplicates import DuplicateChecker, Mode, keys
-from .jets import InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative
+from .jets import (InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative,
+                   truncated_per_event)
 from .products import JetCollection
 from .read_ahead import ReadAhead
 from .shipped import glob_files
@@ -133,7 +134,9 @@ class _Chunk:
                 jet_of_cand, ceta, cphi, cpt = self._flat
                 inputs, mask = build_inputs(self._order[rows], jet_of_cand, len(self._order), ceta, cphi, cpt,
                                             self.eta[rows], self.phi[rows], self._max_constituents, spec)
-                self._inputs[spec] = ModelInputs(inputs, mask, self.pt[rows], offsets)
+                truncated = truncated_per_event(self.ncons[rows], offsets,
+                                                min(self._max_constituents, spec.n_constituents))
+                self._inputs[spec] = ModelInputs(inputs, mask, self.pt[rows], offsets, truncated)
             return self._inputs[spec]
 
     def model_input(self, spec: InputSpec, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,10 +195,12 @@ class RootJetSource(Source):
         self.files: list[str] = []
         self.entries: dict[str, int] = {}
         self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0,
-                       "duplicates": 0, "bad_files": 0, "invalid_links": 0, "zero_constituent_jets": 0,
+                       "duplicates": 0, "bad_files": 0, "bad_entries": 0, "invalid_links": 0,
+                       "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
                        # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
                        "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0}
-        self.bad_files: list[str] = []  # "path: reason", for the job report
+        self.bad_files: list[str] = []  # "path: what was skipped (reason)", for the reports
+        self._bad_entries: dict[str, int] = {}  # bad file -> entries skipped in it (0: skipped whole at begin_job)
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
@@ -270,10 +275,18 @@ class RootJetSource(Source):
         self._count["entries_in_files"] = sum(self.entries.values())
         log.debug("source: %d file(s), %d entries", len(self.files), self._count["entries_in_files"])
 
-    def _skip_bad_file(self, path: str, reason: str) -> None:
-        self.bad_files.append(f"{path}: {reason}")
+    def _skip_bad_file(self, path: str, reason: str, skipped: tuple[int, int] | None = None, used: int = 0) -> None:
+        """Count and name a bad file (``skipBadFiles``). ``skipped``: the entries given up, when the
+        file failed while being read; ``used``: the events of it read (and processed) before that."""
+        if skipped is None:
+            what = "whole file skipped"
+        else:
+            what = f"entries {skipped[0]}-{skipped[1]} skipped, {used} event(s) of it read before them"
+            self._count["bad_entries"] += skipped[1] - skipped[0]
+        self._bad_entries[path] = self._bad_entries.get(path, 0) + (skipped[1] - skipped[0] if skipped else 0)
+        self.bad_files.append(f"{path}: {what} ({reason})")
         self._count["bad_files"] += 1
-        log.warning("source: skipping bad file (skipBadFiles): %s", reason)
+        log.warning("source: bad file (skipBadFiles): %s: %s (%s)", path, what, reason)
 
     def _entries_needed(self, job: Any) -> int | None:
         """Entries a job with maxEvents reads (skipEvents + maxEvents, more only if it meets duplicate
@@ -493,7 +506,8 @@ class RootJetSource(Source):
         except SourceError as exc:
             if not self.params.skipBadFiles:
                 raise
-            self._skip_bad_file(path, str(exc))
+            first_bad = exc.first_entry if exc.first_entry is not None else start
+            self._skip_bad_file(path, str(exc), (first_bad, stop), self._count["read"] - read_before)
         finally:  # per range, not per event: the events of this range are the read counter's growth
             self._files_read[path] = self._files_read.get(path, 0) + self._count["read"] - read_before
 
@@ -576,6 +590,7 @@ class RootJetSource(Source):
         read-ahead thread: it touches no counter itself, the loop adds them when it takes the chunk."""
         tree = self._open_tree(path)
         pool, failed = self._pool(), True
+        at = start  # the first entry of the chunk being read: a failure names that chunk, not the range
         try:
             it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
                               entry_stop=stop, library="ak", report=True, decompression_executor=pool)
@@ -587,10 +602,18 @@ class RootJetSource(Source):
                     failed = False
                     return
                 except Exception as exc:
-                    raise SourceError(f"source: failed to read {path} entries {start}-{stop}: "
-                                      f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
+                    bad = min(stop, at + self.params.chunk_size)
+                    raise SourceError(f"source: failed to read {path} entries {at}-{bad}: "
+                                      f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}",
+                                      first_entry=at) from exc
+                at = report.tree_entry_start
                 counts = _chunk_counts()
-                chunk = self._convert(arrays, path, report.tree_entry_start, counts)
+                try:
+                    chunk = self._convert(arrays, path, at, counts)
+                except SourceError as exc:  # inconsistent branches in this chunk: it is the bad range
+                    exc.first_entry = at if exc.first_entry is None else exc.first_entry
+                    raise
+                at = report.tree_entry_stop
                 counts["decompression_cpu_ns"] = pool.settle() - before if pool is not None else 0
                 yield chunk, counts
         finally:
@@ -670,6 +693,7 @@ class RootJetSource(Source):
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, self._consumers.get(self.label, ()))
         counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
+        counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))
         return chunk
 
     def _ids(self, arrays: ak.Array, first_entry: int) -> tuple[list[EventID], np.ndarray | None]:
@@ -684,17 +708,19 @@ class RootJetSource(Source):
 
     def accounting(self) -> dict[str, Any]:
         """Counters of the whole job (or worker); ``files_read`` maps each input to the events read."""
-        return {**self._count, "files_read": dict(self._files_read)}
+        return {**self._count, "files_read": dict(self._files_read), "bad_entries_per_file": dict(self._bad_entries)}
 
     def data_quality(self) -> dict[str, int]:
         c = self._count
-        return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"]}
+        return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"],
+                "jets_with_nonfinite_pt": c["nonfinite_pt_jets"]}
 
 
 def _chunk_counts() -> dict[str, int]:
     """The counter increments one chunk brings, filled while it is read and converted and added to
     the source's counters when the loop takes the chunk (a chunk read ahead and dropped adds none)."""
-    return {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "decompression_cpu_ns": 0}
+    return {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
+            "decompression_cpu_ns": 0}
 
 
 _LATE_WAIT_S = 10.0  # how long end_job waits for read-ahead threads still finishing a discarded chunk

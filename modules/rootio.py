@@ -6,7 +6,7 @@ expect ``FatJet_pt`` with an ``nFatJet`` counter, so every writer in the project
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import awkward as ak
 import numpy as np
@@ -37,8 +37,9 @@ def compression_codec(name: str) -> Any:
 
 
 def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: str = "zlib",
-                      step: int = 100_000) -> int:
-    """Write the entries of ``tree`` from every part, in order, into a new file ``target``; return the count.
+                      step: int = 100_000, extra_trees: "Sequence[str]" = ()) -> int:
+    """Write the entries of ``tree`` (then of each of ``extra_trees`` that a part has) from every part,
+    in order, into a new file ``target``; return the count of ``tree``'s entries.
 
     Branches keep their NanoAOD shape: ``X_a``/``X_b`` sharing the counter ``nX`` are re-zipped into
     collection ``X``, a lone jagged ``X`` with ``nX`` stays a jagged branch. Reads ``step`` entries at a
@@ -47,24 +48,36 @@ def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: s
     import uproot
 
     codec = compression_codec(compression)
+    with uproot.recreate(target, compression=codec) as out:
+        total = _append_tree(parts, out, tree, step)
+        for extra in extra_trees:
+            _append_tree(parts, out, extra, step)
+    return total
+
+
+def _append_tree(parts: "list[Any]", out: Any, tree: str, step: int) -> int:
+    """Copy ``tree`` of every part that has it into the open file ``out``; return its entries."""
+    import uproot
+
     total = 0
     empty: list[Any] = []  # parts without entries: a unit that selected no event cannot know every
     # product's branches, so its tree may have fewer; it must not fix the layout for the others
-    with uproot.recreate(target, compression=codec) as out:
-        for part in parts:
-            with uproot.open(part) as f:
-                t = f[tree]
-                if t.num_entries == 0:
-                    empty.append(part)
-                    continue
-                layout = branch_groups(t)
-                for arrays in t.iterate(step_size=step, library="ak"):
-                    write_nanoaod(out, tree, regroup(arrays, layout))
-                    total += len(arrays)
-        if tree not in out and empty:  # every part empty: an empty tree, with the first part's branches
-            with uproot.open(empty[0]) as f:
-                t = f[tree]
-                write_nanoaod(out, tree, regroup(t.arrays(library="ak"), branch_groups(t)))
+    for part in parts:
+        with uproot.open(part) as f:
+            if tree not in f:
+                continue
+            t = f[tree]
+            if t.num_entries == 0:
+                empty.append(part)
+                continue
+            layout = branch_groups(t)
+            for arrays in t.iterate(step_size=step, library="ak"):
+                write_nanoaod(out, tree, regroup(arrays, layout))
+                total += len(arrays)
+    if tree not in out and empty:  # every part empty: an empty tree, with the first part's branches
+        with uproot.open(empty[0]) as f:
+            t = f[tree]
+            write_nanoaod(out, tree, regroup(t.arrays(library="ak"), branch_groups(t)))
     return total
 
 

@@ -88,7 +88,7 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> 
             if not sibling.exists():
                 raise ConfigError(f"model {given}: the {backend} backend reads {suffix} files and "
                                   f"{sibling} does not exist")
-            log.info("vae: %s backend reads %s instead of %s", backend, sibling, given)
+            log.info("vae: %s backend reads %s instead of %s", backend, sibling, given, extra={"once": True})
             given = sibling
         return given
     stem = f"{model}_int8" if precision == "int8" else model
@@ -134,7 +134,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
         entry = table.get(identity[:-5])
         if entry is not None:
             log.warning("thresholds: %s has no entry for %s; using the fp32 model's cuts "
-                        "(re-derive them for INT8, see data/models/README.md)", card, identity)
+                        "(re-derive them for INT8, see data/models/README.md)", card, identity, extra={"once": True})
     if not isinstance(entry, dict):
         return identity, {}, card
     out: Thresholds = {str(k): float(v) for k, v in entry.items()
@@ -205,7 +205,7 @@ class VAEAnomalyScorer(Producer):
         self._empty = self._scores(np.zeros(0, np.float32),
                                    np.zeros(0, np.float32) if "kl" in p.outputs else None, np.zeros(0, bool),
                                    np.zeros(0, np.float32))
-        log.info("%s: %s; model %s", where, reason, path)
+        log.info("%s: %s; model %s", where, reason, path, extra={"once": True})  # once, not per stream
         if p.batching is not None:
             self._batcher = self._shared_batcher(job, p.batching)
         facts = job.facts.setdefault("accelerators", {})

@@ -143,12 +143,46 @@ def _zero_constituents(tmp: Path) -> dict:
     return {"files": [str(write_counts(tmp / "empty_jets.root", events))]}
 
 
+def _simple_model(path: Path, batch: int | str = "N", out_shape: tuple = ("N",)) -> Path:
+    """An ONNX model summing each jet's inputs: ``batch`` fixes (int) or frees ("N") the first axis;
+    ``out_shape`` is what its outputs declare and give ((N,) per jet; (N, 3) is not a score)."""
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("jets", TensorProto.FLOAT, [batch, 100, 3])
+    axes = [2] if len(out_shape) == 2 else [1, 2]
+    nodes = [helper.make_node("ReduceSum", ["jets", "axes"], ["score"], keepdims=0),
+             helper.make_node("Identity", ["score"], ["kl"])]
+    graph = helper.make_graph(nodes, "simple", [x],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(out_shape)) for n in ("score", "kl")],
+                              initializer=[helper.make_tensor("axes", TensorProto.INT64, [len(axes)], axes)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
+def _fixed_batch_model(tmp: Path) -> dict:
+    return {"model": str(_simple_model(tmp / "fixed2.onnx", batch=2, out_shape=(2,))), "filter_extra": ", threshold: 1.0"}
+
+
+def _per_constituent_scores(tmp: Path) -> dict:
+    return {"model": str(_simple_model(tmp / "wide.onnx", out_shape=("N", 100))), "filter_extra": ", threshold: 1.0"}
+
+
 def _failing_backend(tmp: Path) -> dict:
     return {"files": _files(tmp, ("a.root", 120, 1)), "model": str(_failing_model(tmp / "fails.onnx")),
             "filter_extra": ", threshold: 1.0"}
 
 
 CASES = [
+    Case("model exported with a fixed batch of 2", 4, "takes a fixed batch of 2 jet(s), input shape (2, 100, 3)",
+         _fixed_batch_model, max_stderr_lines=2, absent="INVALID_ARGUMENT", events_processed=0),
+    Case("model that fails inside ONNX Runtime at its warm-up", 4, "failed its warm-up on a batch of 2 jet(s)",
+         _failing_backend, args=["modules.vae.warm_up=[1, 2]"], max_stderr_lines=2, absent="[E:onnxruntime",
+         events_processed=0),
+    Case("model with a score per constituent", 4, "output 'score' has shape (1, 100) for 1 jet(s); expected one "
+         "value per jet", _per_constituent_scores,
+         max_stderr_lines=2, events_processed=0),
     Case("filter told another model's thresholds", 2, "thresholds belong to the model that made the scores",
          lambda t: {"model": "gcn_vae", "filter_extra": ", model: conv_vae"}),
     Case("output file is a folder", 4, "is a folder, not a file name",
@@ -161,7 +195,7 @@ CASES = [
          lambda t: {"files": _files(t, ("a.root", 60, 1)) * 2}),
     Case("duplicate event ids across files", 0, "duplicate events skipped 60", _dup_ids, events_processed=60),
     Case("corrupt file among good ones", 3, "bad.root", _bad_among_good, events_processed=0),
-    Case("corrupt file, skipBadFiles", 0, "bad file skipped (skipBadFiles)", _bad_among_good,
+    Case("corrupt file, skipBadFiles", 0, "bad file (skipBadFiles): ", _bad_among_good,
          args=["source.skipBadFiles=true"], events_processed=60),
     Case("corrupt file, 4 decompression threads", 3, "bad.root", _bad_among_good, events_processed=0,
          args=["source.decompression_threads=4"]),

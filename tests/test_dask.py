@@ -17,7 +17,7 @@ import uproot
 from framework.config import load
 from framework.executors import execute, report_services
 from framework.report import text_report, trig_report, write_report_files
-from tools.hltdiff import compare
+from tools.hltdiff import compare, read_coverage
 
 distributed = pytest.importorskip("distributed", reason='Dask tests need the dist extra: pip install -e ".[dist]"')
 
@@ -92,6 +92,8 @@ def assert_same_file(a: Path, b: Path) -> None:
             assert np.array_equal(np.asarray(x), np.asarray(y)), key
     diff = compare(uproot.open(a)["Events"].arrays(library="ak"), uproot.open(b)["Events"].arrays(library="ak"))
     assert diff.identical and diff.common == len(ea["event"]) > 0
+    coverage = read_coverage([a])  # the lumi sections read: a unit's share of each adds up to the whole
+    assert coverage and coverage == read_coverage([b])
 
 
 def test_dask_equals_local(cluster, write_config, tmp_path):
@@ -220,7 +222,7 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     boot = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", boot, str(cfg), "options.skipEvents=0", "-n", "1500",
-                             "options.executor.eventsPerTask=100"], cwd=ROOT, env=env,
+                             "options.executor.eventsPerTask=100", "--report-dir", str(tmp_path / "rep")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     for line in proc.stderr:  # wait until the units are submitted
         if line.startswith("hltrun: Dask:"):
@@ -237,6 +239,9 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
     assert proc.returncode == 128 + (signal.SIGTERM if how == "SIGTERM" else signal.SIGINT), err
     assert time.monotonic() - t0 < 30  # 1500 events x 20 ms on 2 workers would take 15 s more
     assert ("stopped by SIGTERM" if how == "SIGTERM" else "interrupted") in err and "Traceback" not in err
+    assert "stopped on an error" not in err, err  # a signal is no error
+    doc = json.loads((tmp_path / "rep" / "hltrun.json").read_text())
+    assert doc["job"]["stopped_by_signal"] == ("SIGTERM" if how == "SIGTERM" else "SIGINT")
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"worker processes still running: {alive}"
     assert not list(tmp_path.glob("o.root*"))

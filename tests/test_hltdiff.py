@@ -135,3 +135,58 @@ def test_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "only_one.root")])
     assert exc.value.code == 2
+
+
+def _with_lumis(path, lumis):
+    """Add the LuminosityBlocks tree an hltrun output carries: {(run, lumi): events processed}."""
+    keys = sorted(lumis)
+    with uproot.update(path) as f:
+        f["LuminosityBlocks"] = {"run": np.array([r for r, _ in keys], np.uint32),
+                                 "luminosityBlock": np.array([lumi for _, lumi in keys], np.uint32),
+                                 "eventsProcessed": np.array([lumis[k] for k in keys], np.uint64)}
+    return path
+
+
+def test_events_the_other_job_never_read_are_not_differences(tmp_path, capsys):
+    """A reference over runs 1 and 2 (every event kept) against a job that read run 1 only and kept
+    its accepts: run 2's events were never read by the job, so they are neither lost nor gained."""
+    run = [1] * 10 + [2] * 10
+    ref = _write(tmp_path / "ref.root", run, EV + EV, {"HLT_A": OLD_A + [1] * 10})
+    accepted = [i for i, a in enumerate(OLD_A) if a]
+    job = _write(tmp_path / "job.root", [1] * len(accepted), [EV[i] for i in accepted], {"HLT_A": [1] * len(accepted)})
+    assert main([str(ref), str(job)]) == 1  # an older output that does not say what it read: run 2 looks lost
+    assert "-10" in capsys.readouterr().out
+    _with_lumis(job, {(1, 1): 10})
+    assert main([str(ref), str(job)]) == 0
+    out = capsys.readouterr().out
+    assert "note: 10 event(s) of the old side lie in lumi sections the new job did not read" in out
+    assert "Found 0 events out of 10 with differences" in out
+    assert main([str(job), str(ref)]) == 0  # the other way round: nothing gained either
+    assert "10 event(s) of the new side lie in lumi sections the old job did not read" in capsys.readouterr().out
+
+
+def test_a_lumi_section_read_in_part_is_not_compared(tmp_path):
+    """The job stopped after 6 of run 1's 10 events (maxEvents): the 4 it never reached are not rejects."""
+    ref = _write(tmp_path / "ref.root", [1] * 10, EV, {"HLT_A": [1] * 10})
+    job = _with_lumis(_write(tmp_path / "job.root", [1] * 6, EV[:6], {"HLT_A": [1] * 6}), {(1, 1): 6})
+    from tools.hltdiff import read_coverage, read_side
+
+    diff = compare(read_side([ref], "Events"), read_side([job], "Events"), coverage_new=read_coverage([job]))
+    assert diff.identical and diff.not_read_by_new == 4 and diff.compared == 6
+    # which 6 it read cannot be told (file order is no event order): the lumi's other events are left out
+    rejected_one = _with_lumis(_write(tmp_path / "rej.root", [1] * 9, EV[:9], {"HLT_A": [1] * 9}), {(1, 1): 10})
+    diff = compare(read_side([ref], "Events"), read_side([rejected_one], "Events"), coverage_new=read_coverage([rejected_one]))
+    assert not diff.identical and diff.triggers[0].lost == 1  # read all 10, kept 9: event 10 was rejected
+
+
+def test_default_tolerance_is_the_projects_agreement_criterion(tmp_path):
+    from modules.inference.base import AGREEMENT_RTOL
+
+    base = np.float32(0.5)
+    old = _write(tmp_path / "old.root", [1] * 2, [1, 2], {"HLT_A": [1, 1]}, score=[[base], [base]])
+    near = _write(tmp_path / "near.root", [1] * 2, [1, 2], {"HLT_A": [1, 1]},
+                  score=[[base * (1 + 0.5 * AGREEMENT_RTOL)], [base]])
+    far = _write(tmp_path / "far.root", [1] * 2, [1, 2], {"HLT_A": [1, 1]},
+                 score=[[base * (1 + 3 * AGREEMENT_RTOL)], [base]])
+    assert AGREEMENT_RTOL == 1e-4
+    assert main([str(old), str(near)]) == 0 and main([str(old), str(far)]) == 1

@@ -45,6 +45,15 @@ def test_output_content(write_config, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.parametrize("streams", [1, 2])
+def test_output_lists_every_lumi_section_read_with_its_events(write_config, tmp_path, streams):
+    """Events kept: the even ones; LuminosityBlocks: all 40 processed (TestCountingSource: run 1, lumi 1)."""
+    _write(write_config, tmp_path, streams, "lumis")
+    lumis = uproot.open(tmp_path / "lumis.root")["LuminosityBlocks"].arrays(library="np")
+    assert lumis["run"].tolist() == [1] and lumis["luminosityBlock"].tolist() == [1]
+    assert lumis["eventsProcessed"].tolist() == [40]
+
+
 def test_output_identical_for_any_streams(write_config, tmp_path):
     one = _write(write_config, tmp_path, 1, "s1", sleep=1)
     three = _write(write_config, tmp_path, 3, "s3", sleep=1)
@@ -112,6 +121,15 @@ def test_cli_config_error_is_one_line(write_config):
     assert "Traceback" not in res.stderr
 
 
+def test_cli_without_arguments_names_the_configuration_only():
+    """The overrides are optional: the message must not list them as required (argparse did)."""
+    res = _cli()
+    assert res.returncode == 2
+    assert res.stderr.splitlines()[0] == "usage: hltrun [options] CONFIG [key.path=value ...]"
+    assert res.stderr.splitlines()[-1].startswith("hltrun: error: the configuration is required")
+    assert "key.path=value are optional" in res.stderr and "required: config" not in res.stderr
+
+
 def test_cli_module_error_exit_code_and_debug(write_config):
     path = write_config("source: {type: TestCountingSource}\nmodules:\n  sq: {type: TestSquare, fail_on: 3}\n"
                         "paths:\n  p: [sq]\n")
@@ -166,3 +184,12 @@ def test_hltdiff_matches_repeated_event_ids_by_occurrence():
     diff = compare(old, new)
     assert (diff.common, diff.only_in_old, diff.only_in_new) == (2, 1, 0)
     assert diff.branches["s"] == 0
+
+
+def test_begin_job_lines_are_printed_once_for_many_streams(tmp_path):
+    """Each stream has its own scorer; its backend line is one line per distinct backend, not per stream."""
+    res = _cli(Path(__file__).parents[1] / "configs" / "path.yaml", "-n", "16", "options.numberOfThreads=6",
+               "options.wantSummary=false", f"modules.out.file={tmp_path / 'out.root'}")
+    assert res.returncode == 0, res.stderr
+    backend_lines = [line for line in res.stderr.splitlines() if line.startswith("hltrun: modules.vae:")]
+    assert len(backend_lines) == 1, res.stderr

@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
 from framework.atomic import write_text, writing  # noqa: E402
+from modules.inference.base import AGREEMENT_RTOL  # noqa: E402  (after the path set-up above)
 
 NAMES = {"conv": "conv_vae", "gcn": "gcn_vae"}
 
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                               "zprime_tt_2TeV")],
                    help="sample(s) whose two leading jets per event are used for the Keras-vs-ONNX check")
     p.add_argument("--check-events", type=int, default=None, help="events read per check file (default: all)")
-    p.add_argument("--rtol", type=float, default=1e-4, help="maximum allowed relative difference per jet")
+    p.add_argument("--rtol", type=float, default=AGREEMENT_RTOL, help="maximum allowed relative difference per jet")
     p.add_argument("--rebuild-keras", action="store_true",
                    help="first rebuild and re-save the .keras inference models with the current score code "
                         "(same weights)")

@@ -12,7 +12,13 @@ hltrun specifics, next to hltDiff's own behaviour:
 * ``Other`` (hltDiff: same decision, stopped at another module) counts events that the trigger
   accepted on both sides but whose kept products (e.g. ``vae_score``) differ beyond the tolerance:
   hltrun outputs record decisions, not the module that stopped a path.
-* Kept products are compared on every common event, with ``--rtol``/``--atol``.
+* Kept products are compared on every common event, with ``--rtol``/``--atol`` (default: the
+  project's agreement criterion between backends, 1e-4 relative).
+* hltrun outputs list the lumi sections their job processed (the ``LuminosityBlocks`` tree, with
+  ``eventsProcessed``). An event one side has and the other lacks, in a lumi section the other job did
+  not read in full, was *not read* there: it is neither gained, lost nor skipped, and does not make
+  the outputs differ (comparing a job on two samples with a reference on four is no difference). A
+  side without that tree (an older output) is assumed to have read every event.
 
 Exit codes (more useful to scripts than hltDiff's): 0 the outputs agree, 1 they differ, 2 bad input.
 """
@@ -32,8 +38,10 @@ import numpy as np
 
 from framework.atomic import write_text
 from framework.errors import HltError
+from modules.inference.base import AGREEMENT_RTOL
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
+LUMI_TREE = "LuminosityBlocks"  # what each job read, lumi section by lumi section (modules/root_output.py)
 TRIGGER_PREFIX = "HLT_"
 # hltDiff's path states, in its order (edm::hlt::HLTState, then Prescaled and Invalid)
 STATES = ("not run", "accepted", "rejected", "exception", "prescaled", "invalid")
@@ -77,6 +85,8 @@ class Difference:
 
     only_in_old: int = 0  # events skipped: present in the old side only, new side keeps all events
     only_in_new: int = 0
+    not_read_by_new: int = 0  # old-side events in lumi sections the new job did not read in full
+    not_read_by_old: int = 0
     common: int = 0  # events present on both sides
     compared: int = 0  # events whose decisions were compared (common + implied rejections)
     selected_old: bool = False
@@ -124,6 +134,41 @@ def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
     return ak.concatenate([p[fields] for p in parts])
 
 
+def read_coverage(paths: Sequence[Path]) -> dict[tuple[int, int], int] | None:
+    """(run, lumi) -> events the job processed in it, from the outputs' ``LuminosityBlocks`` trees;
+    None when a file has none (an output that does not say what its job read)."""
+    import uproot
+
+    coverage: dict[tuple[int, int], int] = {}
+    for path in paths:
+        try:
+            with uproot.open(path) as f:
+                if LUMI_TREE not in f or "eventsProcessed" not in f[LUMI_TREE].keys():
+                    return None
+                cols = f[LUMI_TREE].arrays(["run", "luminosityBlock", "eventsProcessed"], library="np")
+        except Exception as exc:  # uproot raises many kinds on a corrupt file
+            raise InputError(f"cannot read tree '{LUMI_TREE}' from {path}: {exc}") from None
+        for run, lumi, n in zip(cols["run"].tolist(), cols["luminosityBlock"].tolist(), cols["eventsProcessed"].tolist()):
+            coverage[(run, lumi)] = coverage.get((run, lumi), 0) + n
+    return coverage
+
+
+def _read_in_full(ids: np.ndarray, own: dict[tuple[int, int], int] | None, other: dict[tuple[int, int], int] | None,
+                  own_ids: np.ndarray) -> np.ndarray:
+    """Per id of one side: did the other side's job read every event of its lumi section? Yes when
+    the other side does not say (no coverage); else its events processed there must reach this side's
+    (its own coverage, or its rows when it has none)."""
+    if other is None:
+        return np.ones(len(ids), bool)
+    if own is None:
+        own = {}
+        for run, lumi in zip(own_ids["run"].tolist(), own_ids["luminosityBlock"].tolist()):
+            own[(run, lumi)] = own.get((run, lumi), 0) + 1
+    full = {lumi for lumi, n in own.items() if other.get(lumi, 0) >= n}
+    return np.fromiter(((int(r), int(lumi)) in full for r, lumi in zip(ids["run"], ids["luminosityBlock"])),
+                       bool, len(ids))
+
+
 def is_accepted_only(arr: ak.Array) -> bool:
     """True when no row is rejected by every trigger: an output that kept accepted events only."""
     triggers = [f for f in arr.fields if f.startswith(TRIGGER_PREFIX)]
@@ -169,9 +214,12 @@ def _values_differ(a: ak.Array, b: ak.Array, rtol: float, atol: float) -> np.nda
     return ~np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
 
 
-def compare(old: ak.Array, new: ak.Array, rtol: float = 1e-5, atol: float = 0.0, examples: int = 5,
-            max_events: int = 0, selected_old: bool | None = None, selected_new: bool | None = None) -> Difference:
-    """Compare two sides' rows. ``selected_*`` None: detect accepted-only outputs (module docstring)."""
+def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: float = 0.0, examples: int = 5,
+            max_events: int = 0, selected_old: bool | None = None, selected_new: bool | None = None,
+            coverage_old: dict[tuple[int, int], int] | None = None,
+            coverage_new: dict[tuple[int, int], int] | None = None) -> Difference:
+    """Compare two sides' rows. ``selected_*`` None: detect accepted-only outputs (module docstring);
+    ``coverage_*``: the lumi sections each side's job read (``read_coverage``; None: all)."""
     if max_events > 0:
         old = old[:max_events]
     sel_old = is_accepted_only(old) if selected_old is None else selected_old
@@ -183,6 +231,11 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = 1e-5, atol: float = 0.0,
     if max_events > 0 and sel_old:  # the old side's first N rows say nothing about later new rows
         only_new = only_new[:0]
     diff = Difference(common=len(common), selected_old=sel_old, selected_new=sel_new)
+    # one-sided events the other job never read (its lumi section not read in full): not compared
+    seen_by_new = _read_in_full(k_old[only_old], coverage_old, coverage_new, k_old)
+    seen_by_old = _read_in_full(k_new[only_new], coverage_new, coverage_old, k_new)
+    diff.not_read_by_new, diff.not_read_by_old = int((~seen_by_new).sum()), int((~seen_by_old).sum())
+    only_old, only_new = only_old[seen_by_new], only_new[seen_by_old]
 
     # rows compared for decisions: common ones, plus one-sided ones where the other side is accepted-only
     ids = [k_old[i_old]]
@@ -302,6 +355,7 @@ def to_json(diff: Difference, old_files: Sequence[str], new_files: Sequence[str]
             for t, o, n in e.triggers] for e in diff.events},
         "summary": {"compared": diff.compared, "affected": diff.affected, "common": diff.common,
                     "skipped_old_only": diff.only_in_old, "skipped_new_only": diff.only_in_new,
+                    "not_read_by_new": diff.not_read_by_new, "not_read_by_old": diff.not_read_by_old,
                     "accepted_only": {"old": diff.selected_old, "new": diff.selected_new},
                     "triggers": [t.__dict__ for t in diff.triggers], "identical": diff.identical},
         "products": {"differing_events": diff.branches, "examples": diff.examples},
@@ -327,7 +381,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--selected", choices=("auto", "yes", "no"), default="auto",
                     help="do the outputs keep accepted events only? auto: detect per side (default)")
     ap.add_argument("--tree", default="Events", help="tree name (default Events)")
-    ap.add_argument("--rtol", type=float, default=1e-5, help="relative tolerance for products (default 1e-5)")
+    ap.add_argument("--rtol", type=float, default=AGREEMENT_RTOL,
+                    help=f"relative tolerance for products (default {AGREEMENT_RTOL:g}: the project's agreement "
+                         f"criterion between backends)")
     ap.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for products (default 0)")
     ap.add_argument("--examples", type=int, default=5, help="event ids listed per differing product (default 5)")
     return ap
@@ -351,10 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     selected = {"auto": None, "yes": True, "no": False}[args.selected]
     try:
         old, new = read_side(old_files, args.tree), read_side(new_files, args.tree)
+        coverage_old, coverage_new = read_coverage(old_files), read_coverage(new_files)
     except InputError as exc:
         sys.stderr.write(f"hltdiff: error: {exc}\n")
         return 2
-    diff = compare(old, new, args.rtol, args.atol, args.examples, args.max_events, selected, selected)
+    diff = compare(old, new, args.rtol, args.atol, args.examples, args.max_events, selected, selected,
+                   coverage_old, coverage_new)
     if not args.quiet and diff.skipped_ids:
         shown = diff.skipped_ids if args.verbose else diff.skipped_ids[:10]
         for run, lumi, event in shown:
@@ -369,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
     for side, flag in (("old", diff.selected_old), ("new", diff.selected_new)):
         if flag:
             print(f"note: the {side} side keeps accepted events only; an event it lacks counts as rejected")
+    for n, side, other in ((diff.not_read_by_new, "old", "new"), (diff.not_read_by_old, "new", "old")):
+        if n:
+            print(f"note: {n} event(s) of the {side} side lie in lumi sections the {other} job did not read "
+                  f"(in full): not compared, and no difference")
     print("outputs agree" if diff.identical else "outputs DIFFER")
     if args.json_output:
         payload = to_json(diff, [str(p) for p in old_files], [str(p) for p in new_files])

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import SOURCE_LABEL, ProcessConfig
 from ..errors import ConfigError, HltError
-from ..interrupt import exit_code_of, handle_signals
+from ..interrupt import Interrupted, exit_code_of, handle_signals
 from ..process import JobContext
 from ..results import JobResult, Merger
 from ..signals import ActivityRegistry
@@ -157,9 +157,11 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
         s.time_to_first_event_s = merged.first_event_epoch - t_start
         s.loop_s = merged.last_event_epoch - merged.first_event_epoch
     s.begin_job_s = max((w.get("begin_job_s", 0.0) for w in s.workers.values()), default=0.0)
-    _finish_outputs(cfg, merged, ok=failure is None)
+    _finish_outputs(cfg, merged, stopped=None if failure is None else failure[0])
     if failure is not None:
         s.failure = failure[0]
+        if isinstance(failure[2], Interrupted):  # as a local run says it: the signal, not an error
+            s.stopped_by_signal = failure[2].signame
         return Outcome(merged, failure[1], failure[2] or HltError(failure[0]))
     return Outcome(merged)
 
@@ -234,9 +236,9 @@ def _close(client, cluster) -> None:
                 log.debug("closing Dask", exc_info=True)
 
 
-def _finish_outputs(cfg: ProcessConfig, merged: JobResult, ok: bool) -> None:
+def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None) -> None:
     """Assemble each output module's parts in input order into its file (atomically); remove every part
-    (also those of units whose result never arrived because the job stopped)."""
+    (also those of units whose result never arrived because the job stopped: ``stopped`` says why)."""
     from ..module import OutputModule
 
     by_module: dict[str, list[dict[str, Any]]] = {}
@@ -248,13 +250,13 @@ def _finish_outputs(cfg: ProcessConfig, merged: JobResult, ok: bool) -> None:
         for label, parts in by_module.items():
             parts.sort(key=lambda p: p["unit"])
             target = Path(parts[0]["target"])
-            if ok:
+            if stopped is None:
                 pc = cfg.modules[label]
                 n = pc.cls.assemble([Path(p["part"]) for p in parts], target, pc.params)
                 log.info("output %s: %d events from %d part(s)", target, n, len(parts))
-        if not ok:
+        if stopped is not None:
             for target in filter(None, targets.values()):
-                log.warning("output %s not written: the job stopped on an error", target)
+                log.warning("output %s not written: the job stopped (%s)", target, stopped)
     finally:
         for target in filter(None, targets.values()):
             for leftover in Path(target).parent.glob(f"{Path(target).name}.unit*.part*"):

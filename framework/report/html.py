@@ -11,6 +11,7 @@ import base64
 import html
 import io
 import logging
+import math
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -81,7 +82,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1,
     return "\n".join(out) + "</table>"
 
 
+NOT_APPLICABLE = "–"  # a cell with no meaning for its row (the p99 of the amortised bulk I/O)
+
+
 def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return NOT_APPLICABLE
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, int):
@@ -186,12 +192,12 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
              for m in res["modules"]]
     o = res["overhead"]
     rows.append(["[framework overhead]", "", res["events"], o["real_per_event_ms"], o["cpu_per_event_ms"],
-                 o["real_per_event_ms"], float("nan"), 100 * o["share_of_event"], 100 * o["share_of_budget"],
+                 o["real_per_event_ms"], None, 100 * o["share_of_event"], 100 * o["share_of_budget"],
                  f["input_rate_hz"] * o["real_per_event_ms"] * 1e-3])
     bulk = res.get("source_bulk")
     if bulk:
         rows.append(["[source bulk I/O, amortised]", "file open, chunk read", bulk["pulls"], bulk["real_per_event_ms"],
-                     bulk["cpu_per_event_ms"], bulk["real_ms"] / max(bulk["pulls"], 1), float("nan"), float("nan"),
+                     bulk["cpu_per_event_ms"], bulk["real_ms"] / max(bulk["pulls"], 1), None, None,
                      100 * bulk["share_of_budget"], bulk["cores"]])
     hl = [False] + [m["highlight"] for m in res["modules"]] + [False] * (2 if bulk else 1)
     modules_html = _module_bars(res) + table(

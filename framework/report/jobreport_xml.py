@@ -2,6 +2,8 @@
 
 Layout as FWCore/MessageLogger's JobReport writes it and WMCore's FwkJobReport parser reads it:
 one ``<InputFile>`` per input (LFN/PFN, ModuleLabel, InputType, InputSourceClass, EventsRead, Runs),
+a ``<SkippedFile Pfn Lfn>`` per file ``skipBadFiles`` gave up, wholly or from a bad entry on (an
+``<InputFile>`` with its EventsRead then says how many of its events were used),
 one ``<File>`` per output module (PFN, ModuleLabel, OutputModuleClass, TotalEvents, Inputs), a
 ``<PerformanceReport>`` with the ``Timing``, ``ApplicationMemory`` and ``ProcessingSummary``
 summaries, and, when the job failed, a ``<FrameworkError ExitStatus=... Type=...>`` carrying the
@@ -47,6 +49,7 @@ class JobReportData:
     source_class: str = "RootJetSource"
     inputs: list[InputRecord] = field(default_factory=list)
     outputs: list[OutputRecord] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)  # skipBadFiles: wholly or partly (EventsRead says)
     cpu_s: float | None = None
     peak_rss_mb: float | None = None
     peak_vsize_mb: float | None = None
@@ -101,6 +104,8 @@ def render(data: JobReportData) -> str:
         _text(el, "InputSourceClass", data.source_class)
         _text(el, "EventsRead", inp.events_read)
         _text(el, "Runs", "")
+    for pfn in data.skipped_files:  # JobReport::reportSkippedFile
+        ET.SubElement(root, "SkippedFile", Pfn=pfn, Lfn="")
     for out in data.outputs:
         el = _file_element(root, "File", out.pfn, out.module_label)
         _text(el, "OutputModuleClass", out.module_class)
@@ -163,6 +168,7 @@ def gather(summary: JobSummary, exit_code: int, error: BaseException | None) -> 
     outputs = [OutputRecord(str(info["file"]), label, summary.module_types.get(label, ""), int(info.get("events_written", 0)))
                for label, info in summary.module_summaries.items() if isinstance(info, dict) and "file" in info]
     peak_rss = _proc_status_mb("VmHWM") or usage.ru_maxrss / 1024.0
-    return JobReportData(summary, inputs=inputs, outputs=outputs, cpu_s=usage.ru_utime + usage.ru_stime,
+    skipped = [str(path) for path in (source.get("bad_entries_per_file") or {})]
+    return JobReportData(summary, inputs=inputs, outputs=outputs, skipped_files=skipped, cpu_s=usage.ru_utime + usage.ru_stime,
                          peak_rss_mb=peak_rss, peak_vsize_mb=_proc_status_mb("VmPeak"),
                          exit_code=exit_code, error=error)

@@ -110,7 +110,7 @@ def quality_lines(s: JobSummary) -> list[str]:
         lines.append(f"JobReport  duplicate events skipped {s.events_duplicate} (same run, lumi, event as one "
                      f"read before; source.duplicateCheckMode)")
     for bad in s.bad_files:
-        lines.append(f"JobReport  bad file skipped (skipBadFiles): {bad}")
+        lines.append(f"JobReport  bad file (skipBadFiles): {bad}")
     for module, kinds in s.errors.items():
         lines.append(f"JobReport  failed events in module '{module}': {_counts(kinds)}")
     for label, counts in s.data_quality.items():

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from framework.errors import ConfigError, ModuleError
+from framework.errors import ConfigError, ModuleError, one_line
 
 from ..products import all_valid
 
@@ -40,6 +40,7 @@ N_FEATURES = 3
 INPUT_NAME = "jets"
 OUTPUT_NAMES: tuple[str, ...] = ("score", "kl")
 NONFINITE_FILL = np.float32(np.nan)
+AGREEMENT_RTOL = 1e-4  # two backends agree when their scores differ by at most this, relatively (DESIGN.md)
 _FLOAT32 = np.dtype(np.float32)
 _JET_SHAPE = (N_CONSTITUENTS, N_FEATURES)
 
@@ -92,7 +93,7 @@ class InferenceBackend(ABC):
             raise
         except Exception as exc:
             raise ModuleError(f"{self.name}: cannot load model {self.model_path}: "
-                              f"{type(exc).__name__}: {first_line(exc)}") from exc
+                              f"{type(exc).__name__}: {one_line(exc)}") from exc
         check_input_shape(self._input_shape(), self.model_path)
         missing = [n for n in self.output_names if n not in self._output_names()]
         if missing:
@@ -106,7 +107,14 @@ class InferenceBackend(ABC):
         TensorRT context set-up, memory arenas) is not charged to the first events."""
         saved = dict(self.counters)  # warm-up work is not job work (TensorRT counts its copies)
         for n in batch_sizes:
-            self._run(np.zeros((int(n), N_CONSTITUENTS, N_FEATURES), np.float32))
+            try:
+                raw = self._run(np.zeros((int(n), N_CONSTITUENTS, N_FEATURES), np.float32))
+            except (ModuleError, ConfigError):
+                raise
+            except Exception as exc:  # at begin_job, in one line: not the framework's own text
+                raise ModuleError(f"{self.name}: model {self.model_path} failed its warm-up on a batch of {n} "
+                                  f"jet(s): {type(exc).__name__}: {one_line(exc)}") from exc
+            normalise_outputs(raw, self.output_names, int(n), self.model_path)  # output shapes: now, not at event 1
         self.counters.update(saved)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -136,7 +144,7 @@ class InferenceBackend(ABC):
             raise
         except Exception as exc:  # a framework failure is reported as one line naming the model
             raise ModuleError(f"{self.name}: inference failed for model {self.model_path} on {n} jets: "
-                              f"{type(exc).__name__}: {first_line(exc)}") from exc
+                              f"{type(exc).__name__}: {one_line(exc)}") from exc
         out = normalise_outputs(raw, self.output_names, n, self.model_path)
         if bad:
             counters["nonfinite_jets"] += bad
@@ -177,11 +185,6 @@ class InferenceBackend(ABC):
 
 
 # ---------------------------------------------------------------------- shared checks
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else ""
-
-
 def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
     """Missing, unreadable, empty or wrong-type file: one clear line, before any framework import."""
     if not path.exists():
@@ -201,13 +204,19 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
 
 
 def check_input_shape(shape: Sequence[Any], model: Path) -> None:
-    """The model must take (N, 100, 3) with a dynamic (or any) N."""
+    """The model must take (N, 100, 3) with a dynamic N: an event brings 1 to max_jets jets (or the
+    dynamic batcher a variable batch), so a model exported for a fixed batch is refused at load."""
     dims = tuple(None if (d is None or isinstance(d, str) or (isinstance(d, int) and d < 0)) else int(d)
                  for d in shape)
+    shown = "(" + ", ".join("N" if d is None else str(d) for d in dims) + ")"
     if len(dims) != 3 or dims[1:] != (N_CONSTITUENTS, N_FEATURES):
-        shown = "(" + ", ".join("N" if d is None else str(d) for d in dims) + ")"
         raise ModuleError(f"model {model} takes input of shape {shown}; hltrun feeds "
                           f"(N, {N_CONSTITUENTS}, {N_FEATURES}) jets")
+    if dims[0] is not None:
+        raise ModuleError(f"model {model} takes a fixed batch of {dims[0]} jet(s), input shape {shown}; hltrun "
+                          f"sends a variable number of jets per call: export it with a dynamic first axis "
+                          f"(torch.onnx.export(..., dynamic_axes={{input: {{0: 'N'}}}}), or tf2onnx with a "
+                          f"None batch dimension)")
 
 
 def check_batch(batch: Any, model: Path) -> np.ndarray:
@@ -297,8 +306,11 @@ def normalise_outputs(raw: Any, names: Sequence[str], n: int, model: Path,
             continue
         if key not in table:
             raise ModuleError(f"model {model}: no output {key!r} (got {sorted(table)})")
-        arr = np.asarray(table[key], dtype=np.float32).reshape(-1)
+        arr = np.asarray(table[key], dtype=np.float32)
+        shape = arr.shape
+        arr = arr.reshape(-1)
         if arr.shape != (n,):
-            raise ModuleError(f"model {model}: output {key!r} has {arr.size} values for {n} jets")
+            raise ModuleError(f"model {model}: output {key!r} has shape {shape} for {n} jet(s); expected one "
+                              f"value per jet, shape ({n},)")
         out[key] = arr if arr.flags.writeable else arr.copy()
     return out

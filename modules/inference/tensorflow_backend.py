@@ -33,7 +33,7 @@ def configure_threads(tf: Any, intra: int, inter: int) -> dict[str, int]:
             setter(value)
         except RuntimeError as exc:
             log.warning("tensorflow: cannot set threads to %d (%s); TensorFlow was already initialised",
-                        value, exc)
+                        value, exc, extra={"once": True})
     return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 

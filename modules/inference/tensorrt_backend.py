@@ -323,16 +323,16 @@ class TensorRTBackend(InferenceBackend):
         if path.is_file():
             engine = runtime.deserialize_cuda_engine(path.read_bytes())
             if engine is not None:
-                log.info("tensorrt: engine %s loaded from cache", path)
+                log.info("tensorrt: engine %s loaded from cache", path, extra={"once": True})
                 return engine
-            log.warning("tensorrt: cached engine %s unusable; rebuilding", path)
+            log.warning("tensorrt: cached engine %s unusable; rebuilding", path, extra={"once": True})
         log.info("tensorrt: building engine for %s (%s, batch 1/%d/%d) on %s", self.model_path,
-                 self.precision, self.opt_batch, self.max_batch, self.gpu_name)
+                 self.precision, self.opt_batch, self.max_batch, self.gpu_name, extra={"once": True})
         blob = build_serialized_engine(trt, self.logger, self.model_path, self.settings)
         try:
             write_bytes(path, blob, "tensorrt engine cache")
         except ModuleError as exc:  # a read-only model folder must not stop the job
-            log.warning("tensorrt: %s; the engine is not cached", exc)
+            log.warning("tensorrt: %s; the engine is not cached", exc, extra={"once": True})
         engine = runtime.deserialize_cuda_engine(blob)
         if engine is None:
             raise ModuleError(f"tensorrt: cannot deserialize the engine just built for {self.model_path}")

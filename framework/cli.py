@@ -9,8 +9,13 @@ import logging
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .service import Service
+    from .summary import JobSummary
 
 log = logging.getLogger("hltrun")
 
@@ -90,33 +95,53 @@ def main(argv: list[str] | None = None) -> int:
     record: dict = {}  # what the job report needs: the summary and the error, as far as the job got
     with handle_signals():  # SIGTERM / SIGHUP stop the job like Ctrl-C (framework/interrupt.py)
         code = _main(args, record)
-    if args.job_report and not args.dump:
-        code = _write_job_report(Path(args.job_report), record, code)
+    if "job_report" in record:  # its destination passed the check (a refused one was said once)
+        code = _write_job_report(record["job_report"], record, code)
     return code
 
 
 def _write_job_report(path: Path, record: dict, code: int) -> int:
     """The FrameworkJobReport, also for a job that failed before its first event."""
+    from .errors import HltError
     from .report.jobreport_xml import gather, write
     from .summary import JobSummary
 
     summary = record.get("summary") or JobSummary(record.get("process", "hltrun"), 0)
     try:
         write(path, gather(summary, code, record.get("error")))
-    except OSError as exc:
-        sys.stderr.write(f"hltrun: error: --job-report: cannot write {path} ({exc.strerror or exc})\n")
-        return code or 4
+    except HltError as exc:
+        sys.stderr.write(f"hltrun: error: {exc}\n")
+        return code or exc.exit_code
     log.info("wrote %s", path)
     return code
+
+
+def _write_reports(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> int:
+    """The report folder's files, all or none (a full disk: one line, the previous set untouched)."""
+    from .errors import HltError
+    from .report import write_report_files
+
+    try:
+        for path in write_report_files(report_dir, summary, services):
+            log.info("wrote %s", path)
+    except HltError as exc:
+        sys.stderr.write(f"hltrun: error: {exc}\n")
+        return exc.exit_code
+    return 0
 
 
 def _main(args: argparse.Namespace, record: dict) -> int:
     from .config import load
     from .errors import HltError
     from .interrupt import exit_code_of, remove_temporaries
-    from .report import text_report, write_report_files
+    from .report import text_report
 
     try:
+        if args.job_report and not args.dump:  # first: a job report that cannot be written is said once
+            from .destinations import check_file_destination
+
+            check_file_destination(args.job_report, "--job-report")
+            record["job_report"] = Path(args.job_report)
         overrides = list(args.overrides)
         if args.report_dir:
             overrides.append(f"options.reportDir={args.report_dir}")
@@ -124,10 +149,6 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             overrides += ["options.executor.type=dask", f"options.executor.workers={args.dask}"]
         cfg = load(args.config, overrides, args.max_events)
         record["process"] = cfg.process
-        if args.job_report and not args.dump:
-            from .destinations import check_file_destination
-
-            check_file_destination(args.job_report, "--job-report")
         if args.dump:
             sys.stdout.write(cfg.dump())
             return 0
@@ -142,12 +163,10 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         services = report_services(cfg, outcome.result)
         if cfg.options.want_summary:
             sys.stdout.write(text_report(summary, services))
-        if report_dir is not None:
-            for path in write_report_files(report_dir, summary, services):
-                log.info("wrote %s", path)
+        report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
         if code:
             sys.stderr.write(f"hltrun: error: {summary.failure}\n")
-        return code
+        return code or report_code
     except HltError as exc:
         record["error"] = exc
         if args.debug:

@@ -1,17 +1,95 @@
-"""Check where a job will write before it reads its first event.
+"""Where a job writes, and how: the policy every writer follows, checked before the first event.
 
 A destination that cannot be written (a folder where a file should go, a file where a folder should
-go, a folder that cannot be created or written) must fail at begin_job, in one line, with the
+go, a folder that cannot be created or written, a socket) must fail at begin_job, in one line, with the
 module exit code (4): not after hours of events, in end_job.
+
+What a file destination is decides how it is written (framework/atomic.py does the writing, and
+looks again when the file is complete: a long job's destination may have changed meanwhile):
+
+* absent, or a regular file: written to a temporary beside it, renamed over it when complete;
+* a symbolic link: followed. The temporary goes beside the link's resolved target and replaces the
+  target; the link stays a link (a dangling link creates its target);
+* a FIFO or a character device (``/dev/null``, a terminal, ``/dev/full``): written in place, never
+  renamed over: the bytes are staged in a temporary of the system's temporary folder, then copied in;
+* a descriptor of this process (``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``): written in place
+  through that descriptor, after what was already printed there (even when it is a regular file);
+* anything else (a socket, a block device, a folder): refused.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModuleError
+
+REPORT_FOLDER = "report folder (--report-dir / options.reportDir)"  # who writes there, in messages
+_LINK_LIMIT = 40  # the kernel's own limit on links followed in one lookup
+
+
+@dataclass(frozen=True)
+class Destination:
+    """How ``path`` is written: ``target`` is the file the bytes end in (a link's resolved target);
+    ``in_place`` when it must never be renamed over; ``fd`` when it names a descriptor of this process."""
+
+    path: Path
+    target: Path
+    in_place: bool = False
+    fd: int | None = None
+
+    def staging_folder(self) -> Path:
+        """Where the temporary goes: beside the target (same file system, so the rename is atomic), or
+        the system's temporary folder for a destination written in place."""
+        return Path(tempfile.gettempdir()) if self.in_place else self.target.parent
+
+
+def _own_descriptor(path: Path) -> int | None:
+    """N when ``path`` leads, through links, to ``/proc/<this process>/fd/N`` (as /dev/stdout does)."""
+    here = f"/proc/{os.getpid()}/fd"
+    current = os.path.abspath(path)
+    for _ in range(_LINK_LIMIT):
+        folder, name = os.path.split(current)
+        folder = os.path.realpath(folder)
+        if folder == here and name.isdigit():
+            return int(name)
+        link = os.path.join(folder, name)
+        if not os.path.islink(link):
+            return None
+        current = os.path.join(folder, os.readlink(link))  # a relative link is relative to its folder
+    return None
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISSOCK, "a socket"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def destination(path: str | os.PathLike[str], what: str) -> Destination:
+    """Classify ``path`` by the policy above; a destination that is refused raises one ModuleError line."""
+    path = Path(path)
+    fd = _own_descriptor(path)
+    if fd is not None:
+        return Destination(path, path, in_place=True, fd=fd)
+    try:
+        mode = os.stat(path).st_mode  # follows links
+    except (FileNotFoundError, NotADirectoryError):  # a missing folder is made (or refused) by the probe
+        return Destination(path, Path(os.path.realpath(path)))
+    except OSError as exc:
+        raise ModuleError(f"{what}: cannot use {path} ({exc.strerror or type(exc).__name__})") from None
+    if stat.S_ISREG(mode):
+        return Destination(path, Path(os.path.realpath(path)))
+    if stat.S_ISDIR(mode):
+        raise ModuleError(f"{what}: {path} is a folder, not a file name")
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return Destination(path, path, in_place=True)
+    raise ModuleError(f"{what}: {path} is {_kind(mode)}; hltrun writes regular files, FIFOs and "
+                      "character devices only")
 
 
 def _probe(folder: Path, what: str) -> None:
@@ -28,13 +106,16 @@ def _probe(folder: Path, what: str) -> None:
         raise ModuleError(f"{what}: cannot write into {folder} ({reason})") from None
 
 
-def check_file_destination(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` will be written as a file (through a temporary in the same folder)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ModuleError(f"{what}: {path} is a folder, not a file name")
-    _probe(path.parent if str(path.parent) else Path("."), what)
-    return path
+def check_file_destination(path: str | os.PathLike[str], what: str, in_place: bool = True) -> Destination:
+    """``path`` will be written as a file by framework/atomic.py; ``in_place=False`` for a writer that
+    can only make a regular file of its own (memray), which refuses FIFOs and devices too."""
+    dest = destination(path, what)
+    if dest.in_place and not in_place:
+        raise ModuleError(f"{what}: {dest.path} is not a regular file; this writer needs one")
+    if dest.in_place and dest.fd is None and not os.access(dest.path, os.W_OK):
+        raise ModuleError(f"{what}: cannot write to {dest.path} (permission denied)")
+    _probe(dest.staging_folder(), what)
+    return dest
 
 
 def check_folder_destination(path: str | os.PathLike[str], what: str) -> Path:

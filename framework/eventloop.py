@@ -92,7 +92,7 @@ class EventProcessor:
             raise JobFailed(summary, err)
         if problems:
             summary.failure = problems[0]
-            raise JobFailed(summary, HltError(problems[0]))
+            raise JobFailed(summary, ModuleError(problems[0]))  # a module's end_job, as its events
         return summary
 
     def _loop(self, events: Iterator[tuple[EventID, dict[str, Any]]]) -> None:

@@ -5,10 +5,12 @@ First signal: the event loop stops taking events, the events in flight finish, e
 "stopped by signal", and the process exits with 128 + the signal number. Outside the event loop
 (loading models in begin_job) the first signal interrupts at once, as Ctrl-C does.
 
-Second signal: abort now, without reports, but still remove every registered temporary file.
+Second signal: abort now, but still remove every registered temporary file.
 
-Temporary files (an output's ``.root.tmp``, a report's ``.tmp``) are registered here while they exist,
-so that even an abort leaves nothing half-written behind.
+Temporary files (framework/atomic.py's, for outputs and reports) are registered here while they exist,
+so that even an abort leaves nothing half-written behind. While a set of files is renamed into place
+(``signals_held``: the report folder), a signal waits for the last rename, so an abort leaves the
+whole set or none of it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _lock = threading.Lock()
 _temporaries: set[Path] = set()
 _stop_callback: Callable[["Interrupted"], None] | None = None
 _received: list[int] = []
+_held = 0  # > 0 while signals_held() blocks run: a signal acts when the outermost ends
 
 
 class Interrupted(KeyboardInterrupt):
@@ -93,11 +96,16 @@ def stop_callback(callback: Callable[[Interrupted], None]) -> Iterator[None]:
 
 def _handler(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handler signature
     _received.append(signum)
+    if not _held:
+        _act(signum)
+
+
+def _act(signum: int) -> None:
     exc = Interrupted(signum)
     if len(_received) > 1:  # second signal: abort now, but leave nothing half-written
         remove_temporaries()
         try:
-            sys.stderr.write(f"hltrun: {exc}: second signal, aborting without reports\n")
+            sys.stderr.write(f"hltrun: {exc}: second signal, aborting (unfinished files removed)\n")
             sys.stderr.flush()
         finally:
             os._exit(exc.exit_code)
@@ -105,6 +113,21 @@ def _handler(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handl
     if callback is None:
         raise exc
     callback(exc)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Run a short step that must finish whole (renaming a set of files into place); a signal that
+    arrives meanwhile acts when the step ends, as it would have acted at once."""
+    global _held
+    seen = len(_received)
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+    if not _held and len(_received) > seen:
+        _act(_received[-1])
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SOURCE_LABEL, PathEntry, ProcessConfig
-from .destinations import check_folder_destination
+from .destinations import REPORT_FOLDER, check_folder_destination
 from .errors import HltError, ModuleError, one_line
 from .module import Module, Source
 from .schedule import PathRunner, StreamSchedule, Worker
@@ -101,7 +101,7 @@ class Process:
     def begin_job(self) -> None:
         signals = self.signals
         if self.job.report_dir is not None:  # before any work: a bad folder must not cost a whole run
-            check_folder_destination(self.job.report_dir, "report folder (--report-dir / options.reportDir)")
+            check_folder_destination(self.job.report_dir, REPORT_FOLDER)
         signals.pre_begin_job(self.job)
         signals.pre_module_begin_job(self.descriptions[0])
         self.source.begin_job(self.job)

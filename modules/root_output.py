@@ -7,29 +7,28 @@ an event this job rejected from one it never read.
 
 Rows are buffered and written in input order (the framework tells which events are still in flight
 on other streams), so the file is identical for any number of streams. The file is written under a
-temporary name and renamed only when the job ends cleanly.
+temporary name and renamed (or copied into a FIFO or device) only when the job ends cleanly, by
+framework/atomic.py's policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from framework.atomic import Staged, writing
 from framework.destinations import check_file_destination
-from framework.errors import ModuleError
 from framework.event import Event
-from framework.interrupt import forget_temporary, register_temporary
 from framework.module import OutputModule
 from framework.registry import register_module
 from framework.schema import InputTag
 
-from .rootio import write_nanoaod
+from .rootio import compression_codec, write_nanoaod
 
 log = logging.getLogger("hltrun")
 
@@ -96,7 +95,8 @@ class RootOutputModule(OutputModule):
     def __init__(self, label: str, params: RootOutputParameters) -> None:
         super().__init__(label, params)
         self.path = Path(params.file)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._what = f"modules.{label}.file"
+        self._staged: Staged | None = None
         self._pending: dict[int, dict[str, Any]] = {}
         self._file = None
         self._written = 0
@@ -110,19 +110,32 @@ class RootOutputModule(OutputModule):
         self._job = job
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in job.config.paths]
-        check_file_destination(self.path, f"modules.{self.label}.file")
+        check_file_destination(self.path, self._what)
         if not job.units:  # a distributed run writes one part per work unit (begin_unit)
-            self._open(self.tmp)
+            self._open(self.path)
 
-    def _open(self, tmp: Path) -> None:
+    def _open(self, path: Path) -> None:
         import uproot
 
-        compression = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}
-        register_temporary(tmp)  # removed even if a second signal aborts the job
+        self._staged = Staged(path, self._what)  # its temporary is removed even if a second signal aborts
+        with self._staged.guard():
+            self._file = uproot.recreate(self._staged.open(), compression=compression_codec(self.params.compression))
+
+    def _end(self, failed: bool) -> bool:
+        """Close the file: commit it, or discard it (a failed job or unit); whether it was committed."""
+        staged = self._staged
         try:
-            self._file = uproot.recreate(tmp, compression=compression[self.params.compression])
-        except OSError as exc:
-            raise ModuleError(f"module '{self.label}': cannot create {tmp}: {exc.strerror}") from None
+            if failed:
+                staged.discard()
+                return False
+            with staged.guard():
+                self._close()
+                self._file.close()  # flushes: a full disk may show here
+            staged.commit()
+            return True
+        finally:
+            self._file.close()  # after a discard or a commit: closed already, nothing to write
+            self._file, self._staged = None, None
 
     def _close(self) -> None:
         """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result)
@@ -152,38 +165,20 @@ class RootOutputModule(OutputModule):
         self._lumis.clear()
         self._unit_start = self._written  # events_written stays a job total (the framework takes differences)
         self._last_flush = unit.first_index  # event indices are job-wide
-        self._unit_tmp = self._part(unit).with_name(f"{self._part(unit).name}.{os.getpid()}.tmp")
-        self._open(self._unit_tmp)
+        self._open(self._part(unit))
 
     def end_unit(self, unit, failed: bool) -> dict[str, Any] | None:  # noqa: ANN001
-        try:
-            if not failed:
-                self._close()
-        finally:
-            self._file.close()
-            self._file = None
-        if failed:
-            self._unit_tmp.unlink(missing_ok=True)
-            forget_temporary(self._unit_tmp)
+        # a re-run after a lost worker replaces the part, never duplicates it
+        if not self._end(failed):
             return None
-        os.replace(self._unit_tmp, self._part(unit))  # a re-run after a lost worker replaces, never duplicates
-        forget_temporary(self._unit_tmp)
         return {"target": str(self.path), "part": str(self._part(unit)), "events": self._written - self._unit_start}
 
     @classmethod
     def assemble(cls, parts: list[Path], target: Path, params: RootOutputParameters) -> int:
         from .rootio import concatenate_trees
 
-        tmp = target.with_name(target.name + ".tmp")
-        register_temporary(tmp)
-        try:
-            n = concatenate_trees(parts, tmp, params.tree, params.compression, extra_trees=[LUMI_TREE])
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        finally:
-            forget_temporary(tmp)
+        with writing(target, "output file") as staged:
+            n = concatenate_trees(parts, staged.open(), params.tree, params.compression, extra_trees=[LUMI_TREE])
         return n
 
     def skip(self, event: Event) -> None:
@@ -213,7 +208,8 @@ class RootOutputModule(OutputModule):
         if not ready:
             return
         rows = [self._pending.pop(i) for i in ready]
-        self._extend(rows)
+        with self._staged.guard():  # a full disk: the line names the file, the temporary goes
+            self._extend(rows)
 
     def _extend(self, rows: list[dict[str, Any]]) -> None:
         """Write rows as NanoAOD does: run/luminosityBlock UInt_t, event ULong64_t, floats as Float_t;
@@ -242,19 +238,9 @@ class RootOutputModule(OutputModule):
     def end_job(self) -> None:
         if self._file is None:
             return
-        try:
-            if not self._job.failed:
-                self._close()
-        finally:
-            self._file.close()
-            self._file = None
-        if self._job.failed:
-            self.tmp.unlink(missing_ok=True)
-            forget_temporary(self.tmp)
+        if not self._end(self._job.failed):
             log.warning("output %s not written: the job stopped before its end", self.path)
             return
-        os.replace(self.tmp, self.path)
-        forget_temporary(self.tmp)
         log.info("output: %d event(s) written to %s", self._written, self.path.resolve())
 
     def summary(self) -> dict[str, Any]:

@@ -29,6 +29,13 @@ def write_nanoaod(file: Any, tree: str, data: Mapping[str, Any]) -> None:
     file[tree].extend(dict(data))
 
 
+def compression_codec(name: str) -> Any:
+    """uproot's codec for an output's ``compression`` setting (zlib, lz4, zstd at level 4, or none)."""
+    import uproot
+
+    return {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}[name]
+
+
 def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: str = "zlib",
                       step: int = 100_000, extra_trees: "Sequence[str]" = ()) -> int:
     """Write the entries of ``tree`` (then of each of ``extra_trees`` that a part has) from every part,
@@ -40,7 +47,7 @@ def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: s
     """
     import uproot
 
-    codec = {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}[compression]
+    codec = compression_codec(compression)
     with uproot.recreate(target, compression=codec) as out:
         total = _append_tree(parts, out, tree, step)
         for extra in extra_trees:

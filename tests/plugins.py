@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from framework.event import EventID
 from framework.module import Analyzer, Filter, Producer, Source
-from framework.registry import register_module
+from framework.registry import register_module, register_service
 from framework.schema import InputTag
+from framework.service import Service
 
 
 def burn_cpu(ms: float) -> None:
@@ -179,3 +181,42 @@ class EventNumberFilter(Filter):
 
     def filter(self, event) -> bool:
         return event.id.event % self.params.divisor == 0
+
+
+@dataclass
+class SlowReportParameters:
+    started: str = ""  # touched after the first event: the loop runs, a signal now stops it cleanly
+    writing: str = ""  # touched when this service's report file starts being written
+    sleep_s: float = 60.0
+
+
+class _NoData:
+    """A snapshot with nothing in it (reports are rendered only for services that measured)."""
+
+    def merge(self, other: "_NoData") -> "_NoData":
+        return self
+
+
+@register_service("TestSlowReport")
+class SlowReport(Service):
+    """Says when events flow, and takes its time writing its report file, after the services before it
+    wrote theirs: a test can send a signal during the loop, then while the report folder is written."""
+
+    Parameters = SlowReportParameters
+
+    def connect(self, signals, job) -> None:  # noqa: ANN001
+        signals.post_event.connect(self._post_event)
+
+    def _post_event(self, event, status) -> None:  # noqa: ANN001
+        if self.params.started:
+            Path(self.params.started).touch()
+
+    def snapshot(self) -> _NoData:
+        return _NoData()
+
+    def write_files(self, report_dir, summary) -> list:  # noqa: ANN001
+        from framework.report.files import atomic_write_text
+
+        Path(self.params.writing).touch()
+        time.sleep(self.params.sleep_s)
+        return [atomic_write_text(report_dir / "slow.txt", "written\n")]

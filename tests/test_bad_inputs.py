@@ -29,6 +29,7 @@ import pytest
 import uproot
 
 from tests.conftest import make_events, write_counts, write_jet_index
+from tests.helpers import wait_for_temporary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -242,10 +243,7 @@ def _run(case: Case, tmp: Path) -> tuple[int, str, str, Path]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    tmp_out = Path(fields["out"]).with_name(Path(fields["out"]).name + ".tmp")
-    deadline = time.monotonic() + 120
-    while not tmp_out.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_for_temporary(Path(fields["out"]), proc)
     time.sleep(1.0)  # events are flowing
     proc.send_signal(case.signal)
     out, err = proc.communicate(timeout=120)

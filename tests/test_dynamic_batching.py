@@ -21,6 +21,7 @@ import yaml
 
 from framework.errors import ConfigError, ModuleError
 from modules.inference.dynamic_batching import IDLE, DynamicBatcher
+from tests.helpers import wait_for_temporary
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -542,10 +543,7 @@ def test_signal_stops_a_batching_job(tmp_path, sig):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(tmp_path / "rep")],
                             cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    tmp_out = tmp_path / "sig.root.tmp"
-    deadline = time.monotonic() + 120
-    while not tmp_out.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    wait_for_temporary(tmp_path / "sig.root", proc)
     time.sleep(1.0)  # events are flowing through the batcher
     proc.send_signal(sig)
     try:

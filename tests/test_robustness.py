@@ -26,7 +26,7 @@ from modules.anomaly_filter import AnomalyFilterParameters, AnomalyScoreFilter
 from modules.duplicates import DuplicateChecker, keys
 from modules.products import JetScores
 from tests.conftest import make_events, write_counts
-from tests.helpers import run_config
+from tests.helpers import run_config, wait_for_temporary
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = json.loads((REPO / "data" / "models" / "thresholds.json").read_text())
@@ -87,10 +87,7 @@ def test_second_signal_aborts_but_removes_temporaries(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(tmp_path / "rep")],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    tmp_out = out.with_name("o.root.tmp")
-    deadline = time.monotonic() + 60
-    while not tmp_out.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_for_temporary(out, proc, 60)
     time.sleep(0.5)  # inside the first 4-second event
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)
@@ -98,8 +95,52 @@ def test_second_signal_aborts_but_removes_temporaries(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGHUP, err
     assert "second signal" in err
-    assert not tmp_out.exists() and not out.exists()
+    assert not list(tmp_path.glob("o.root*"))
     assert not (tmp_path / "rep" / "hltrun.json").exists()
+
+
+SLOW_REPORT = """
+process: SIG
+source: {{type: TestCountingSource, n: {n}}}
+modules:
+  slow: {{type: TestModuloFilter, divisor: 2, sleep_ms: 100}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths: {{p: [slow]}}
+endpaths: {{e: [out]}}
+services: {{Timing: {{}}, TestSlowReport: {{started: {started}, writing: {writing}}}}}
+"""
+
+
+def _wait_for(marker: Path, proc: "subprocess.Popen[str]") -> None:
+    """Until the job in ``proc`` touches ``marker`` (it fails the test if the job ends first)."""
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate(timeout=60)[1]
+
+
+@pytest.mark.parametrize("signals", [2, 1], ids=["second signal while reports are written",
+                                                 "first signal while reports are written"])
+def test_a_signal_while_reports_are_written_leaves_no_report(tmp_path, signals):
+    """Issue 23.8: Timing's resources.json was renamed into place before the next report file was
+    written, so a signal then (a second one aborts, a first one stops) left part of a report set."""
+    started, writing, rep = tmp_path / "events-flow", tmp_path / "writing-reports", tmp_path / "rep"
+    cfg = tmp_path / "slow.yaml"
+    cfg.write_text(textwrap.dedent(SLOW_REPORT.format(n=1000 if signals == 2 else 3, out=tmp_path / "o.root",
+                                                      started=started, writing=writing)))
+    code = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(rep)],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if signals == 2:
+        _wait_for(started, proc)
+        proc.send_signal(signal.SIGINT)  # the first: the loop stops, the reports are written
+    _wait_for(writing, proc)
+    proc.send_signal(signal.SIGINT)  # while TestSlowReport writes, after Timing wrote resources.json
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert ("second signal" in err) == (signals == 2), err
+    assert sorted(p.name for p in rep.iterdir()) == []  # no report file, whole or partial, no temporary
 
 
 # ------------------------------------------------------------------ 4. duplicate event ids

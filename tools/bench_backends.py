@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import os
 import platform
@@ -53,6 +54,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
+
+from framework.atomic import write_text, writing  # noqa: E402
 
 MODELS = ("conv_vae", "gcn_vae")
 
@@ -427,11 +430,9 @@ def write_tables(json_path: Path | None, csv_path: Path | None, data: dict[str, 
     import csv
 
     def atomic(path: Path, write) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as fh:
-            write(fh)
-        os.replace(tmp, path)
+        with writing(path, "hltbench tables") as staged:
+            with io.TextIOWrapper(staged.open(), newline="") as fh:
+                write(fh)
         print(f"wrote {path}")
 
     def rows_csv(rows: list[dict[str, Any]]):
@@ -457,9 +458,7 @@ def write_docs(path: Path, section: str) -> None:
         text = head + block + rest.split(MARK_END, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n## Measured latency\n\n" + block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text, "hltbench --docs")
 
 
 def run_child(args: argparse.Namespace, model: str, spec: str) -> dict[str, Any]:

@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     print(table(results, args.streams))
     if args.json:
-        args.json.write_text(json.dumps({f"{s}:{m}": r for (s, m), r in results.items()}, indent=1))
+        from framework.atomic import write_text
+
+        write_text(args.json, json.dumps({f"{s}:{m}": r for (s, m), r in results.items()}, indent=1),
+                   "bench_batching --json")
     return 0
 
 

@@ -179,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             print("merge:")
             report["merge"] = merge_cost(args.sample, tmp, 1000, [100, 1000, 3000])
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
+        from framework.atomic import write_text
+
+        text = json.dumps(report, indent=1, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
+        write_text(args.json, text, "bench_dask --json")
     return 0
 
 

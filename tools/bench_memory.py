@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
           f"growth {res['growth_mb']:+.1f} MB ({res['growth_percent']:+.2f} %; target < 2 %), "
           f"max in loop {res['max_rss_mb_in_loop']:.1f} MB, loop {res['loop_s']:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps(res, indent=1))
+        from framework.atomic import write_text
+
+        write_text(args.json, json.dumps(res, indent=1), "bench_memory --json")
     return 0 if res["growth_percent"] < 2.0 else 1
 
 

@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(out, indent=1))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1))
+        from framework.atomic import write_text
+
+        write_text(args.json, json.dumps(out, indent=1), "bench_memray --json")
     return 0
 
 

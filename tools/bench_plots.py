@@ -8,9 +8,10 @@ the JSON cells, so a unit slip (µs drawn as ms) cannot hide in the drawing code
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from tools.figures import save_figure
 
 STUDY_FILE = Path(__file__).resolve().with_name("study_reference.json")
 STUDY_LABEL = "IML 2022 study"
@@ -45,12 +46,6 @@ def memory_series(cells: list[dict[str, Any]], model: str, isolated: bool = Fals
             mb = c["rss_peak_MB"] if isolated else max(c["rss_peak_MB"] - c["rss_before_load_MB"], 1.0)
             out.setdefault(_label(c), []).append((c["batch"], mb))
     return {k: sorted(v) for k, v in out.items()}
-
-
-def _atomic_save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
 
 
 def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = None, prefix: str = "") -> list[Path]:
@@ -94,7 +89,7 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
                 ax.legend(fontsize=7)
     fig.suptitle(title + ": latency (lines: this run; ▼: upper bounds the study states)", fontsize=10)
     paths.append(out_dir / f"{prefix}latency.png")
-    _atomic_save(fig, paths[-1])
+    save_figure(fig, paths[-1], "hltbench plots", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     fig, axes = plt.subplots(2, len(models), figsize=(6.2 * len(models), 9), squeeze=False,
@@ -132,6 +127,6 @@ def plot(data: dict[str, Any], out_dir: Path, study: dict[str, Any] | None = Non
     fig.suptitle(title + ": memory (RSS sampled every 1 ms; " + ("one process per configuration)" if isolated else
                  "backends run one after another in one process)"), fontsize=10)
     paths.append(out_dir / f"{prefix}memory.png")
-    _atomic_save(fig, paths[-1])
+    save_figure(fig, paths[-1], "hltbench plots", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths

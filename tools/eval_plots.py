@@ -7,13 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from tools.figures import save_figure
+
 
 def _save(plt: Any, fig: Any, path: Path) -> None:
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        save_figure(fig, path, "evaluation plots", dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def plots(metrics: dict[str, Any], hist: dict[str, dict], out_dir: Path) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
+from framework.atomic import write_text  # noqa: E402
 from tools.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
                               per_event_cut, pt_binned_cuts, roc, weighted_cut)
 
@@ -397,9 +397,7 @@ def evaluate(args: argparse.Namespace, samples: Samples | None = None) -> dict[s
 # ---------------------------------------------------------------------------------------- outputs
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text, "evaluate_models")
 
 
 def thresholds_table(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
+from framework.atomic import write_text, writing  # noqa: E402
 from modules.inference.base import AGREEMENT_RTOL  # noqa: E402  (after the path set-up above)
 
 NAMES = {"conv": "conv_vae", "gcn": "gcn_vae"}
@@ -221,9 +222,8 @@ def export(keras_path: Path, onnx_path: Path, opset: int) -> None:
                and any(a.name == "to" and a.i == onnx.TensorProto.DOUBLE for a in n.attribute)]
     if doubles:  # TensorRT has no float64: keep the graph float32 end to end
         raise RuntimeError(f"{keras_path.name}: float64 casts in the ONNX graph: {doubles}")
-    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, onnx_path)
+    with writing(onnx_path, "export_onnx") as staged:
+        onnx.save(proto, str(staged.tmp))
 
 
 def compare(keras_path: Path, onnx_path: Path, jets: Any, event_index: Any,
@@ -258,9 +258,8 @@ def rebuild_keras(keras_path: Path) -> None:
     from modules.models.vae import load_inference_model, rebuild_inference_model
 
     model = rebuild_inference_model(load_inference_model(keras_path))
-    tmp = keras_path.with_name(keras_path.stem + ".tmp.keras")
-    model.save(str(tmp))
-    os.replace(tmp, keras_path)
+    with writing(keras_path, "export_onnx", suffix=".keras") as staged:  # Keras saves only to *.keras
+        model.save(str(staged.tmp))
     print(f"{keras_path.name}: rebuilt with the current score graph (same weights)")
 
 
@@ -302,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{res['decision_changes']} -> {'OK' if good else 'FAIL'} (rtol {args.rtol:g})")
     check = args.models_dir / "onnx_check.json"
     old = json.loads(check.read_text()) if check.exists() else {}
-    check.write_text(json.dumps({**old, **report}, indent=1))
+    write_text(check, json.dumps({**old, **report}, indent=1), "export_onnx")
     return 0 if ok else 1
 
 

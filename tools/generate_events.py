@@ -29,6 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from any directory: modules.rootio writes the file
     sys.path.append(str(REPO))
+
+from framework.atomic import writing  # noqa: E402
 DEFAULT_CONFIG = REPO / "tools" / "generation.yaml"
 NEUTRINOS = (12, 14, 16)
 MAX_SEED = 900_000_000
@@ -197,13 +199,11 @@ def write_root(path: Path, branches: dict[str, Any]) -> None:
 
     from modules.rootio import write_nanoaod
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     # mktree + extend writes a TTree (assignment would write an RNTuple in uproot >= 5.7); records
     # become a counter "n<Name>" and branches "<Name>_<field>", as in NanoAOD.
-    with uproot.recreate(tmp, compression=uproot.LZMA(9)) as fout:
-        write_nanoaod(fout, "Events", branches)
-    os.replace(tmp, path)
+    with writing(path, "generate_events") as staged:
+        with uproot.recreate(staged.open(), compression=uproot.LZMA(9)) as fout:
+            write_nanoaod(fout, "Events", branches)
 
 
 def generate(cfg: dict[str, Any], process: str, n_events: int, workers: int, out: Path,

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -37,6 +36,8 @@ from typing import Sequence
 import awkward as ak
 import numpy as np
 
+from framework.atomic import write_text
+from framework.errors import HltError
 from modules.inference.base import AGREEMENT_RTOL
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
@@ -361,14 +362,6 @@ def to_json(diff: Difference, old_files: Sequence[str], new_files: Sequence[str]
     }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -442,9 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_output:
         payload = to_json(diff, [str(p) for p in old_files], [str(p) for p in new_files])
         try:
-            _write_atomic(Path(args.json_output), json.dumps(payload, indent=1) + "\n")
-        except OSError as exc:
-            sys.stderr.write(f"hltdiff: error: cannot write {args.json_output}: {exc.strerror}\n")
+            write_text(args.json_output, json.dumps(payload, indent=1) + "\n", "--json-output")
+        except HltError as exc:
+            sys.stderr.write(f"hltdiff: error: {exc}\n")
             return 2
     return 0 if diff.identical else 1
 

@@ -26,12 +26,13 @@ def make(inputs: list[Path], events: int, out: Path, step: int = 1000) -> int:
     import uproot
     from tqdm import tqdm
 
+    from framework.atomic import writing
     from modules.rootio import branch_groups, regroup, write_nanoaod
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     written, copy = 0, 0
-    with uproot.recreate(tmp, compression=uproot.ZLIB(4)) as f, tqdm(total=events, unit="evt", desc="copy") as bar:
+    with writing(out, "make_large_sample") as staged, \
+            uproot.recreate(staged.open(), compression=uproot.ZLIB(4)) as f, \
+            tqdm(total=events, unit="evt", desc="copy") as bar:
         while written < events:
             for path in inputs:
                 tree = uproot.open(path)["Events"]
@@ -47,7 +48,6 @@ def make(inputs: list[Path], events: int, out: Path, step: int = 1000) -> int:
                 if written >= events:
                     break
             copy += 1
-    tmp.replace(out)
     return written
 
 

@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from framework.atomic import write_bytes
 from modules.inference.base import AGREEMENT_RTOL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"no reference yet: {ref}")
                     differs = True
                 if not args.check:
-                    os.replace(new, ref)
+                    write_bytes(ref, new.read_bytes(), "make_reference")  # /tmp may be another file system
                     print(f"wrote {ref.relative_to(ROOT)}")
     return 1 if (differs and args.check) else 0
 

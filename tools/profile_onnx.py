@@ -47,6 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
+from framework.atomic import write_text  # noqa: E402
+
 MATRIX_OPS = ("MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInteger", "DynamicQuantizeMatMul",
               "MatMulIntegerToFloat", "QGemm", "Conv", "FusedConv", "NhwcFusedConv", "QLinearConv",
               "ConvTranspose", "QLinearMatMul")
@@ -366,9 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {"onnxruntime": ort.__version__, "threads": args.threads, "sgemm": [rates, rates_after],
                "models": prof, "command": "python tools/profile_onnx.py " + " ".join(argv or sys.argv[1:])}
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(out, indent=1, default=str))
-        os.replace(tmp, args.json)
+        write_text(args.json, json.dumps(out, indent=1, default=str), "profile_onnx --json")
     return 0
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -50,6 +49,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
+
+from framework.atomic import write_text, writing  # noqa: E402
 
 MODELS = ("conv_vae", "gcn_vae")
 WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -117,7 +118,6 @@ def quantize(src: Path, dst: Path, method: str, per_channel: bool, calib: np.nda
     from onnxruntime import quantization as q
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    tmp = dst.with_name(dst.name + ".tmp")
     pre = dst.with_name(dst.name + ".pre.tmp")
     try:  # shape inference only (no graph optimisation, so node names stay those of src)
         quant_pre_process(str(src), str(pre), skip_optimization=True)
@@ -126,16 +126,18 @@ def quantize(src: Path, dst: Path, method: str, per_channel: bool, calib: np.nda
         print(f"quantize_models: pre-processing {src} failed ({exc}); quantising the raw graph", file=sys.stderr)
         src_q = src
     nodes = weight_nodes(src_q, exclude)
-    if method == "dynamic":
-        q.quantize_dynamic(src_q, tmp, nodes_to_quantize=nodes, per_channel=per_channel,
-                           weight_type=q.QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
-    else:
-        q.quantize_static(src_q, tmp, JetReader(calib, "jets"), quant_format=q.QuantFormat.QDQ,
-                          nodes_to_quantize=nodes, per_channel=per_channel,
-                          activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
-                          calibrate_method=q.CalibrationMethod.MinMax)
-    os.replace(tmp, dst)
-    pre.unlink(missing_ok=True)
+    try:
+        with writing(dst, "quantize_models") as staged:
+            if method == "dynamic":
+                q.quantize_dynamic(src_q, staged.tmp, nodes_to_quantize=nodes, per_channel=per_channel,
+                                   weight_type=q.QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
+            else:
+                q.quantize_static(src_q, staged.tmp, JetReader(calib, "jets"), quant_format=q.QuantFormat.QDQ,
+                                  nodes_to_quantize=nodes, per_channel=per_channel,
+                                  activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+                                  calibrate_method=q.CalibrationMethod.MinMax)
+    finally:
+        pre.unlink(missing_ok=True)
     return {"method": method, "per_channel": per_channel, "exclude": exclude, "quantised_nodes": len(nodes),
             "fp32_MB": round(src.stat().st_size / 1e6, 3), "int8_MB": round(dst.stat().st_size / 1e6, 3)}
 
@@ -247,9 +249,7 @@ def write_card(readme: Path, section: str) -> None:
         text = pattern.sub(lambda _: section + "\n", text, count=1)
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section
-    tmp = readme.with_name(readme.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, readme)
+    write_text(readme, text, "quantize_models card")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     command = ("python tools/quantize_models.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     report = args.models_dir / "int8.json"
     old = json.loads(report.read_text()) if report.exists() else {}
-    report.write_text(json.dumps({**old, **results, "command": command}, indent=1))
+    write_text(report, json.dumps({**old, **results, "command": command}, indent=1), "quantize_models")
     if not args.no_card:
         write_card(args.models_dir / "README.md", card_section(results, command))
     print(f"done in {time.perf_counter() - t0:.0f} s; {report}")

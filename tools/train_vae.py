@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
+from framework.atomic import write_text, writing  # noqa: E402
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line interface."""
@@ -115,7 +117,8 @@ def train(args: argparse.Namespace) -> dict:
     model = vae.build_inference_model(encoder, decoder, std, spec.beta, spec.name, spec.weighting)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{spec.name}.keras"
-    model.save(out)
+    with writing(out, "train_vae", suffix=".keras") as staged:  # Keras saves only to *.keras
+        model.save(str(staged.tmp))
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     best = int(np.argmin(history["val_loss"]))
     meta = {
@@ -131,8 +134,7 @@ def train(args: argparse.Namespace) -> dict:
         "command": "python tools/train_vae.py " + " ".join(sys.argv[1:]),
         "history": history,
     }
-    with open(args.out_dir / f"{spec.name}_history.json", "w") as fh:
-        json.dump(meta, fh, indent=1)
+    write_text(args.out_dir / f"{spec.name}_history.json", json.dumps(meta, indent=1), "train_vae")
     print(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB); {meta['epochs_run']} epochs in {seconds:.0f} s, "
           f"best val_loss {meta['best_val_loss']:.4f} at epoch {best + 1}")
     return meta

@@ -1,43 +1,30 @@
-"""Files written with ``--report-dir``: hltrun's JSON summary, services' files, report.html; atomically."""
+"""Files written with ``--report-dir``: hltrun's JSON summary, services' files, report.html; as one set."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..interrupt import forget_temporary, register_temporary
+from ..atomic import together, write_text
+from ..destinations import REPORT_FOLDER
 from ..service import Service
 from ..summary import JobSummary
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
-    """Write to a temporary file in the same folder and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    register_temporary(Path(tmp))
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        forget_temporary(Path(tmp))
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    """One file of the report folder (framework/atomic.py: whole or not at all)."""
+    return write_text(path, text, REPORT_FOLDER)
 
 
 def write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> list[Path]:
+    """Every report file, as one set: all are written to temporaries and renamed at the end, so a
+    failure (a full disk) or a signal leaves the folder's previous files, never part of a new set."""
+    with together():
+        return _write_all(report_dir, summary, services)
+
+
+def _write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> list[Path]:
     doc: dict[str, Any] = {"schema": "hltrun-report/1", "job": summary.to_dict(), "services": {}}
     written: list[Path] = []
     # per-module allocations one service measured (Memory's memray capture) for another's file (resources.json)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..atomic import write_text
 from ..errors import CMSSW_CATEGORIES, category_of
 from ..summary import JobSummary
 
@@ -138,13 +139,8 @@ def render(data: JobReportData) -> str:
 
 
 def write(path: Path, data: JobReportData) -> Path:
-    """Write atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render(data))
-    tmp.replace(path)
-    return path
+    """Write whole or not at all, by the destination policy of framework/atomic.py."""
+    return write_text(path, render(data), "--job-report")
 
 
 def _proc_status_mb(key: str) -> float | None:

@@ -16,6 +16,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..atomic import writing
+from ..destinations import REPORT_FOLDER
+
 FILE_NAME = "timing.root"
 _TITLES = {"event_real": "real time per event", "event_cpu": "CPU time per event",
            "overhead_real": "framework overhead per event (real)"}
@@ -46,17 +49,11 @@ def write_timing_root(report_dir: Path, timing_json: Mapping[str, Any] | None) -
     import uproot
 
     hists = timing_json["histograms"]
-    path = Path(report_dir) / FILE_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with uproot.recreate(tmp) as f:
+    with writing(Path(report_dir) / FILE_NAME, REPORT_FOLDER) as staged:
+        with uproot.recreate(staged.open()) as f:
             for key, title in _TITLES.items():
                 if key in hists:
                     f[key] = th1d(key, title, hists[key])
             for label, hist in (hists.get("modules_real") or {}).items():
                 f[f"modules/{label}"] = th1d(label, f"real time per event of module {label}", hist)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return [path]
+    return [staged.dest.path]

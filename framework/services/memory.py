@@ -229,14 +229,15 @@ class Memory(Service):
         except ImportError:
             log.warning("Memory: memray is not installed; no capture (pip install memray)")
             return nullcontext()
-        check_file_destination(self._memray_file, f"services.{self.name}.memray")
-        self._memray_file.unlink(missing_ok=True)  # memray refuses to overwrite
-        self._tracker = memray.Tracker(self._memray_file, native_traces=self.params.memray_native)
+        # memray makes its own file: a regular one only; a link's target is written, the link stays
+        target = check_file_destination(self._memray_file, f"services.{self.name}.memray", in_place=False).target
+        target.unlink(missing_ok=True)  # memray refuses to overwrite
+        self._tracker = memray.Tracker(target, native_traces=self.params.memray_native)
         return self._tracker
 
     def _pre_begin_job(self, job: "JobContext") -> None:
         if self._memray_file is not None and self._tracker is None:  # no job scope (library use)
-            check_file_destination(self._memray_file, f"services.{self.name}.memray")
+            check_file_destination(self._memray_file, f"services.{self.name}.memray", in_place=False)
         self._start = self._read()
 
     def _pre_module_begin_job(self, desc: "ModuleDescription") -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from framework.atomic import write_bytes
 from framework.errors import ModuleError
 
 from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, check_input_shape, log
@@ -330,12 +330,9 @@ class TensorRTBackend(InferenceBackend):
                  self.precision, self.opt_batch, self.max_batch, self.gpu_name, extra={"once": True})
         blob = build_serialized_engine(trt, self.logger, self.model_path, self.settings)
         try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(blob)
-            os.replace(tmp, path)
-        except OSError as exc:  # a read-only model folder must not stop the job
-            log.warning("tensorrt: cannot cache engine in %s: %s", cache_dir, exc, extra={"once": True})
+            write_bytes(path, blob, "tensorrt engine cache")
+        except ModuleError as exc:  # a read-only model folder must not stop the job
+            log.warning("tensorrt: %s; the engine is not cached", exc, extra={"once": True})
         engine = runtime.deserialize_cuda_engine(blob)
         if engine is None:
             raise ModuleError(f"tensorrt: cannot deserialize the engine just built for {self.model_path}")

@@ -1,0 +1,445 @@
+"""Where hltrun writes and how (issue 23, items 1-3 and 9): framework/destinations.py's policy and
+framework/atomic.py's writing, through the real CLI.
+
+* special files: a character device (``/dev/full``, ``/dev/null``) or a FIFO is written in place and
+  stays what it was, a symlink stays a link and its target is replaced, a socket or a block device is
+  refused before the first event, stdout (``/dev/stdout``) gets the bytes after what was printed there;
+* a full disk, real (a filled tmpfs, where mounting is permitted) and injected (every written byte goes
+  through ``framework.atomic._raw``; the fake keeps write(2)'s contract: it writes what fits, returns
+  that count, then raises ENOSPC): exit 4, one line naming the file, no temporary left, and the file
+  (or report set) that was there before untouched.
+
+These tests run as root in CI, as many containers do: a rename over a device node succeeds there.
+So every special file written is made inside the test's folder (device nodes with mknod, a link to
+/proc/self/fd/1 for /dev/stdout), never the machine's own /dev: a regression must break only the test.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import uproot
+
+import framework.atomic
+from framework.atomic import writing
+from framework.cli import main
+from framework.destinations import check_file_destination, destination
+from framework.errors import ModuleError
+from framework.interrupt import Interrupted, handle_signals, signals_held
+
+JOB = """
+process: DEST
+source: {{type: TestCountingSource, n: {n}}}
+modules:
+  even: {{type: TestModuloFilter, divisor: 2}}
+  {output}
+paths: {{p: [even]}}
+{endpath}
+services: {{Timing: {{}}}}
+"""
+OUTPUT = "out: {type: RootOutputModule, file: __OUT__, basket_events: 3}"
+
+
+@pytest.fixture(autouse=True)
+def system_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system's temporary folder (where a destination written in place is staged), inside the
+    test's folder, so that a temporary left there is seen."""
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _job(tmp_path: Path, out: Path | None = None, n: int = 40) -> Path:
+    cfg = tmp_path / "job.yaml"
+    output = OUTPUT.replace("__OUT__", str(out)) if out is not None else ""
+    cfg.write_text(JOB.format(n=n, output=output, endpath="endpaths: {e: [out]}" if out is not None else ""))
+    return cfg
+
+
+def _run(capfd: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, list[str]]:
+    """The CLI in this process: exit code, stdout, stderr's lines that are not informational."""
+    code = main([*argv])
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err, err
+    return code, out, [line for line in err.splitlines() if "error" in line]
+
+
+def _temporaries(*folders: Path) -> list[Path]:
+    return [p for folder in folders for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+def _mknod(path: Path, kind: int, major: int, minor: int) -> Path:
+    try:
+        os.mknod(path, kind | 0o666, os.makedev(major, minor))
+    except PermissionError:
+        pytest.skip("making a device node needs CAP_MKNOD (root in CI)")
+    return path
+
+
+def _char_device(path: Path, name: str) -> Path:
+    """A node of the kernel's /dev/null (1, 3) or /dev/full (1, 7), made in the test's folder."""
+    return _mknod(path, stat.S_IFCHR, 1, {"null": 3, "full": 7}[name])
+
+
+def _is_char_device(path: Path) -> bool:
+    return stat.S_ISCHR(os.lstat(path).st_mode)
+
+
+# ------------------------------------------------------------------ the policy, one kind at a time
+
+def test_each_kind_of_destination_is_classified(tmp_path: Path) -> None:
+    regular = tmp_path / "r.xml"
+    regular.write_text("x")
+    (tmp_path / "link").symlink_to(regular)
+    (tmp_path / "dangling").symlink_to(tmp_path / "later.xml")
+    os.mkfifo(tmp_path / "fifo")
+    new = destination(tmp_path / "new.xml", "w")
+    assert (new.target, new.in_place) == (tmp_path / "new.xml", False)
+    assert destination(regular, "w").target == regular and not destination(regular, "w").in_place
+    link = destination(tmp_path / "link", "w")
+    assert (link.target, link.in_place) == (regular, False)  # the temporary goes beside the target
+    assert destination(tmp_path / "dangling", "w").target == tmp_path / "later.xml"
+    fifo = destination(tmp_path / "fifo", "w")
+    assert (fifo.in_place, fifo.fd) == (True, None)
+    with pytest.raises(ModuleError, match=r"^w: .*/d is a folder, not a file name$"):
+        (tmp_path / "d").mkdir()
+        destination(tmp_path / "d", "w")
+
+
+def test_a_descriptor_of_this_process_is_written_through(tmp_path: Path) -> None:
+    """/dev/stdout, /dev/fd/N, /proc/self/fd/N and links to them name a descriptor of this process."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd here")
+    with open(tmp_path / "log.txt", "wb") as fh:
+        (tmp_path / "my-stdout").symlink_to(f"/proc/self/fd/{fh.fileno()}")
+        names = [f"/proc/self/fd/{fh.fileno()}", f"/dev/fd/{fh.fileno()}", tmp_path / "my-stdout"]
+        for name in names:
+            dest = destination(name, "w")
+            assert (dest.in_place, dest.fd) == (True, fh.fileno()), name
+    if os.path.islink("/dev/stdout"):
+        assert destination("/dev/stdout", "w").fd == 1
+
+
+def test_sockets_and_block_devices_are_refused(tmp_path: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    try:
+        with pytest.raises(ModuleError, match=r"^--job-report: .*/sock is a socket; hltrun writes regular files"):
+            check_file_destination(tmp_path / "sock", "--job-report")
+    finally:
+        sock.close()
+    block = _mknod(tmp_path / "loop", stat.S_IFBLK, 7, 0)
+    with pytest.raises(ModuleError, match="is a block device"):
+        check_file_destination(block, "modules.out.file")
+
+
+def test_a_writer_that_needs_a_regular_file_refuses_a_fifo(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ModuleError, match="^services.Memory.memray: .*fifo is not a regular file"):
+        check_file_destination(tmp_path / "fifo", "services.Memory.memray", in_place=False)
+
+
+def test_a_destination_that_became_a_fifo_during_the_job_is_not_renamed_over(tmp_path, system_tmp) -> None:
+    """The policy holds at the rename too: a long job's output may have been replaced meanwhile."""
+    path = tmp_path / "o.xml"
+    with writing(path, "w") as staged:
+        with staged.open() as fh:
+            fh.write(b"<done/>")
+        os.mkfifo(path)  # after begin_job's check, before the end
+        reader, got = _fifo_reader(path)
+    reader.join(60)  # a guard against a hang only
+    assert stat.S_ISFIFO(os.lstat(path).st_mode) and got == [b"<done/>"]
+    assert not _temporaries(tmp_path)
+
+
+# ------------------------------------------------------------------ special files, through the CLI
+
+@pytest.mark.parametrize("flag", ["output", "job report"])
+def test_dev_full_fails_in_one_line_and_stays_a_device(flag, tmp_path, system_tmp, capfd) -> None:
+    full = _char_device(tmp_path / "full", "full")
+    argv = [str(_job(tmp_path, full))] if flag == "output" else [str(_job(tmp_path)), "-j", str(full)]
+    code, _, errors = _run(capfd, *argv)
+    assert code == 4
+    assert len(errors) == 1 and f"cannot write {full} (No space left on device)" in errors[0], errors
+    assert _is_char_device(full)
+    assert not _temporaries(tmp_path, system_tmp)
+
+
+def test_dev_null_takes_the_output_and_the_job_report(tmp_path, capfd) -> None:
+    null = _char_device(tmp_path / "null", "null")
+    code, _, errors = _run(capfd, str(_job(tmp_path, null)), "-j", str(null))
+    assert (code, errors) == (0, [])
+    assert _is_char_device(null)
+
+
+def _fifo_reader(fifo: Path) -> tuple[threading.Thread, list[bytes]]:
+    got: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as fh:
+            got.append(fh.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, got
+
+
+@pytest.mark.parametrize("flag", ["output", "job report"])
+def test_a_fifo_reader_receives_the_file(flag, tmp_path, system_tmp, capfd) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader, got = _fifo_reader(fifo)
+    argv = [str(_job(tmp_path, fifo))] if flag == "output" else [str(_job(tmp_path)), "-j", str(fifo)]
+    code, _, errors = _run(capfd, *argv)
+    reader.join(60)  # a guard against a hang only: the writer has closed the FIFO when main returns
+    assert (code, errors) == (0, [])
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert len(got) == 1
+    if flag == "output":
+        assert uproot.open(io.BytesIO(got[0]))["Events"].num_entries == 40
+    else:
+        assert ET.fromstring(got[0]).tag == "FrameworkJobReport"
+    assert not _temporaries(tmp_path, system_tmp)
+
+
+def test_a_symlink_stays_a_link_and_its_target_is_replaced(tmp_path, capfd) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("o.root", "fjr.xml"):
+        (elsewhere / name).write_text("old")
+        (tmp_path / name).symlink_to(elsewhere / name)
+    code, _, errors = _run(capfd, str(_job(tmp_path, tmp_path / "o.root")), "-j", str(tmp_path / "fjr.xml"))
+    assert (code, errors) == (0, [])
+    for name in ("o.root", "fjr.xml"):
+        assert (tmp_path / name).is_symlink() and os.readlink(tmp_path / name) == str(elsewhere / name)
+    assert uproot.open(elsewhere / "o.root")["Events"].num_entries == 40
+    assert ET.parse(elsewhere / "fjr.xml").getroot().tag == "FrameworkJobReport"
+    assert not _temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("flag", ["output", "job report"])
+def test_a_socket_is_refused_before_the_first_event(flag, tmp_path, capfd) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    try:
+        path = tmp_path / "sock"
+        argv = [str(_job(tmp_path, path))] if flag == "output" else [str(_job(tmp_path)), "-j", str(path)]
+        code, out, errors = _run(capfd, *argv)
+    finally:
+        sock.close()
+    assert code == 4
+    assert len(errors) == 1 and f"{path} is a socket" in errors[0], errors
+    assert "TrigReport" not in out  # refused at begin_job: no event was read
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+def test_stdout_gets_the_job_report_after_the_printed_report(tmp_path, capfd) -> None:
+    """``-j /dev/stdout`` with stdout a regular file (here pytest's capture; ``> log.txt`` in a shell):
+    the report is written after the text already printed, and the file is not renamed over. The link
+    is made as /dev/stdout is, in the test's folder: a regression must not replace the machine's."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd here")
+    stdout = tmp_path / "stdout"
+    stdout.symlink_to("/proc/self/fd/1")
+    code, out, errors = _run(capfd, str(_job(tmp_path)), "-j", str(stdout))
+    assert (code, errors) == (0, [])
+    text, _, xml = out.partition("<FrameworkJobReport>")
+    assert "TrigReport Events total = 40" in text  # what was printed before is still there
+    assert ET.fromstring("<FrameworkJobReport>" + xml).tag == "FrameworkJobReport"
+    assert stdout.is_symlink()
+
+
+# ------------------------------------------------------------------ read-only -j target (item 9)
+
+def _mount_tmpfs(where: Path, options: str) -> None:
+    """Mount a tmpfs on ``where``, or skip the test saying why it cannot be done here."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                              capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no mount command here")
+    if done.returncode:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
+
+
+@pytest.fixture()
+def read_only_folder(tmp_path: Path):
+    """A folder nobody may write into: chmod 555 for a user, a read-only tmpfs for root."""
+    where = tmp_path / "read-only"
+    where.mkdir()
+    if os.geteuid() != 0:
+        where.chmod(0o555)
+        yield where
+        where.chmod(0o755)
+        return
+    _mount_tmpfs(where, "ro,size=64k")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_read_only_job_report_target_is_said_once(tmp_path, read_only_folder, capfd) -> None:
+    code, _, errors = _run(capfd, str(_job(tmp_path)), "-j", str(read_only_folder / "fjr.xml"))
+    assert code == 4
+    assert len(errors) == 1, errors
+    assert f"--job-report: cannot write into {read_only_folder}" in errors[0]
+
+
+# ------------------------------------------------------------------ a real full disk (items 2, 3)
+
+@pytest.fixture()
+def full_disk(tmp_path: Path):
+    """A 256 KiB tmpfs; ``fill()`` it once the files that were there before are in place."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    _mount_tmpfs(where, "size=256k")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def _fill(folder: Path) -> None:
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def _previous_files(folder: Path, names: list[str]) -> dict[Path, bytes]:
+    """Good files from an earlier run, which a failed write must leave as they are."""
+    before = {}
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"previous {name}\n".encode())
+        before[path] = path.read_bytes()
+    return before
+
+
+CASES = {  # what is written to the full disk -> (files there before, command line, the path named)
+    "output": (["o.root"], lambda t, d: [str(_job(t, d / "o.root"))], "modules.out.file: cannot write {d}/o.root"),
+    "job report": (["fjr.xml"], lambda t, d: [str(_job(t)), "-j", str(d / "fjr.xml")],
+                   "--job-report: cannot write {d}/fjr.xml"),
+    "report folder": (["rep/hltrun.json", "rep/resources.json"], lambda t, d: [str(_job(t)), "--report-dir", str(d / "rep")],
+                      "report folder (--report-dir / options.reportDir): cannot write {d}/rep/"),
+}
+
+
+@pytest.mark.parametrize("what", list(CASES))
+def test_a_full_disk_fails_in_one_line_and_leaves_what_was_there(what, tmp_path, full_disk, capfd) -> None:
+    names, argv, message = CASES[what]
+    before = _previous_files(full_disk, names)
+    _fill(full_disk)
+    code, _, errors = _run(capfd, *argv(tmp_path, full_disk))
+    assert code == 4
+    assert len(errors) == 1 and message.format(d=full_disk) in errors[0], errors
+    assert "No space left on device" in errors[0]
+    assert not _temporaries(tmp_path)
+    left = {p: p.read_bytes() for p in full_disk.rglob("*") if p.is_file() and p.name != "filler"}
+    assert left == before
+
+
+# ------------------------------------------------------------------ an injected full disk
+
+class FullDisk:
+    """A file system that fills up: the first ``after`` files written fit, then ``free`` bytes are left.
+    Every file framework/atomic.py writes goes through ``raw``; its ``write`` keeps write(2)'s contract
+    on a full disk: it writes what fits and returns that count; with nothing left it raises ENOSPC."""
+
+    def __init__(self, free: int, after: int = 0) -> None:
+        self.free, self.after, self.opened, self.refused = free, after, 0, 0
+
+    def raw(self, file: str | int, mode: str) -> io.FileIO:
+        disk = self
+        limited = self.opened >= self.after
+        self.opened += 1
+
+        class Raw(io.FileIO):
+            def write(self, data) -> int:  # noqa: ANN001 - bytes-like, as io.FileIO.write
+                if not limited:
+                    return super().write(data)
+                view = memoryview(data).cast("B")
+                if view.nbytes and not disk.free:
+                    disk.refused += 1
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                n = super().write(view[:disk.free])
+                disk.free -= n
+                return n
+
+        return Raw(file, mode)
+
+
+def _inject(monkeypatch: pytest.MonkeyPatch, disk: FullDisk) -> FullDisk:
+    monkeypatch.setattr(framework.atomic, "_raw", disk.raw)
+    return disk
+
+
+def test_output_fills_the_disk_mid_job(tmp_path, monkeypatch, capfd) -> None:
+    out = tmp_path / "o.root"
+    before = _previous_files(tmp_path, ["o.root"])
+    disk = _inject(monkeypatch, FullDisk(free=6000))  # the file's header fits, a later basket does not
+    code, out_text, errors = _run(capfd, str(_job(tmp_path, out, n=2000)))
+    assert disk.refused and code == 4
+    assert len(errors) == 1 and f"modules.out.file: cannot write {out} (No space left on device)" in errors[0]
+    assert "TrigReport" in out_text  # it failed on an event, not at begin_job
+    assert not _temporaries(tmp_path)
+    assert out.read_bytes() == before[out]
+
+
+def test_job_report_fills_the_disk(tmp_path, monkeypatch, capfd) -> None:
+    fjr = tmp_path / "fjr.xml"
+    before = _previous_files(tmp_path, ["fjr.xml"])
+    disk = _inject(monkeypatch, FullDisk(free=100))
+    code, _, errors = _run(capfd, str(_job(tmp_path)), "-j", str(fjr))
+    assert disk.refused and code == 4
+    assert errors == [f"hltrun: error: --job-report: cannot write {fjr} (No space left on device)"]
+    assert not _temporaries(tmp_path)
+    assert fjr.read_bytes() == before[fjr]
+
+
+@pytest.mark.parametrize("after", range(4), ids=["resources.json", "hltrun.json", "timing.root", "report.html"])
+def test_report_folder_is_written_whole_or_not_at_all(after, tmp_path, monkeypatch, capfd) -> None:
+    """The disk fills while the report set's first, second, ... file is written: the folder keeps the
+    previous set, with no file of the new one (item 3: it was rc 1, no path, a partial folder)."""
+    pytest.importorskip("matplotlib")  # report.html is the fourth file
+    rep = tmp_path / "rep"
+    before = _previous_files(rep, ["hltrun.json", "resources.json", "report.html", "timing.root"])
+    disk = _inject(monkeypatch, FullDisk(free=10, after=after))
+    code, _, errors = _run(capfd, str(_job(tmp_path)), "--report-dir", str(rep))
+    assert disk.refused and code == 4
+    assert len(errors) == 1 and "report folder (--report-dir / options.reportDir): cannot write" in errors[0]
+    assert f"{rep}/" in errors[0] and "(No space left on device)" in errors[0]
+    assert {p: p.read_bytes() for p in rep.iterdir()} == before
+
+
+# ------------------------------------------------------------------ the renames of a set are not cut
+
+def test_a_signal_waits_for_the_last_rename_of_a_set() -> None:
+    """While a set of files is renamed into place, a signal is held until the step ends (without
+    this, Ctrl-C between two renames would leave half a report set)."""
+    steps = []
+    with handle_signals(), pytest.raises(Interrupted):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs at once, in this thread
+            steps.append("renamed the rest")
+    assert steps == ["renamed the rest"]

@@ -163,12 +163,18 @@ def test_card_without_or_with_a_broken_pt_binned_entry_is_one_config_error(tmp_p
     for broken, why in (({"edges_gev": [700, 600], "bkg_eff_1e-2": [1, 2]}, "not strictly increasing"),
                         ({"edges_gev": [600, 700], "bkg_eff_1e-2": [1]}, "expected 2 finite cuts"),
                         ({"edges_gev": [], "bkg_eff_1e-2": []}, "non-empty list"),
-                        ([1, 2], "expected a mapping")):
+                        ([1, 2], "expected a mapping"),
+                        ({"pt_ref_gev": 1000, "pt_range_gev": [2000, 600], "bkg_eff_1e-2": [1]},
+                         r"pt_range_gev: expected \[lo, hi\] with 0 < lo < hi")):
         with pytest.raises(ConfigError, match=rf"^thresholds card \S+thresholds\.json: m\.vs_leading_jet_pt: .*{why}"):
             f.begin_job(_scorer_config(tmp_path, {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": broken}))
     ok = {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": {"edges_gev": EDGES, "bkg_eff_1e-2": CUTS}}
     f.begin_job(_scorer_config(tmp_path, ok))
     assert f.binned is not None and f.binned.cuts["bkg_eff_1e-2"] == tuple(CUTS) and f.model_id == "m"
+    # the smooth form, read from the card file as the trigger reads it
+    f.begin_job(_scorer_config(tmp_path, {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": {
+        "pt_ref_gev": 1000.0, "pt_range_gev": [600.0, 2000.0], "bkg_eff_1e-2": [0.5, 0.1]}}))
+    assert f.binned.cut("bkg_eff_1e-2", 1000.0) == 0.5
 
 
 # ------------------------------------------------------------------ smooth pT-dependent working point (issue 23)

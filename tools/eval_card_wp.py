@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tools.pt_quantile_fit import MIN_EVENTS_PER_TERM, RANGE_QUANTILES, SIGNIFICANCE
+
 P_MIN = 0.05  # a chi-square p-value below this is reported as a failed closure / a rate that is not flat
 
 
@@ -36,13 +38,14 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
     add("`thresholds.json` → `<model>.vs_leading_jet_pt` (`AnomalyScoreFilter working_point: vs_leading_jet_pt`, "
         "`modules/working_point.py`): a score cut that depends on the event's leading-jet pT, "
         f"cut(pT) = c0 + c1·x + c2·x² with x = ln(pT / {fit0['pt_ref_gev']:.0f} GeV), pT held inside "
-        f"[{lo:.0f}, {hi:.0f}] GeV (the 0.1–99.9 % range of the fit sample's leading-jet pT; beyond it the cut at the "
-        "nearer end applies). It is a weighted quantile regression over **all** the QCD events of "
+        f"[{lo:.0f}, {hi:.0f}] GeV (the {100 * RANGE_QUANTILES[0]:g}–{100 * RANGE_QUANTILES[1]:g} % quantiles of the fit "
+        "sample's leading-jet pT; beyond them the cut at the nearer end applies). It is a weighted quantile regression over **all** the QCD events of "
         + " and ".join(f"`{d['file']}` ({d['n_events']} events)" for d in deriv)
         + f", {n_deriv} events in all: the weighted fraction above the cut is the target overall and uncorrelated "
         "with every power of x, so it is the same at every pT as far as a quadratic in ln pT can follow "
-        "(`tools/pt_quantile_fit.py`; a sample with fewer than 10 effective events above the cut per term gets "
-        "fewer terms, —). No cut rests on the events of one bin; each bin's cut uncertainty comes from "
+        f"(`tools/pt_quantile_fit.py`; terms shown — were dropped: a term needs {MIN_EVENTS_PER_TERM} effective "
+        f"events above the cut, and the highest term must differ from zero by more than {SIGNIFICANCE:g} σ on the fit "
+        "sample, else the fit is repeated without it). No cut rests on the events of one bin; each bin's cut uncertainty comes from "
         "the fit's covariance.\n")
     add("| model | QCD eff. | c0 | c1 | c2 |\n|---|---|---|---|---|")
     for n in models:
@@ -67,15 +70,16 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
         "events (effective), its pass rate (%) under the cut above ± its statistical error, the target, the cut's "
         "own uncertainty as a pass-rate error (from the fit's covariance), and the pull = (rate − target) / "
         "√(binomial error at the target² + cut error²). Behind each bin's cut: the fit sample's events in that bin "
-        "(effective), and the events a cut made from that bin alone would need for the fit's precision "
-        "(target·(1 − target) / cut error²). χ² over the bins with the cut errors' correlations, and with the "
+        "(effective), and how many events a cut made from that bin alone would need for the same precision "
+        "(target·(1 − target) / cut error²; where the score density at the cut is low in a bin, its rate barely moves "
+        "with the cut and this exceeds the bin's own events). χ² over the bins with the cut errors' correlations, and with the "
         "independent sample's errors alone.\n")
     for n in models:
         for k, eff in effs.items():
             c = m["models"][n]["closure"][k]
             add(f"**{n}, {eff_label[k]}**\n")
             add("| leading-jet pT [GeV] | events (eff.) | pass rate [%] | target [%] | cut error [%] | pull "
-                "| fit events in bin (eff.) | equivalent events behind the cut |\n|---|---|---|---|---|---|---|---|")
+                "| fit events in bin (eff.) | bin-only events for the cut's precision |\n|---|---|---|---|---|---|---|---|")
             for b, r in zip(bins, c["bins"]):
                 add(f"| {b} | {r['n_events']} ({r['n_effective']:.0f}) | {_pct(r['rate'])} ± {_pct(r['error'])} "
                     f"| {_pct(eff)} | {_pct(r['cut_error'])} | {_cell(r['pull'], '+.2f')} "

@@ -65,7 +65,7 @@ BACKGROUND_DEFAULTS = ("data/large/qcd_flat_test.root", "data/large/qcd_test.roo
 PHYSICAL_DEFAULT = "data/large/qcd_test.root"
 # more QCD like --background (flat in pTHat, other seeds) for the pT-dependent cut; and the independent
 # QCD it must close on (pTHat slices, other seeds again, stitched by tools/qcd_slices.py): data/README.md
-WP_BACKGROUND_DEFAULTS = ("data/large/qcd_flat_wp1.root",)
+WP_BACKGROUND_DEFAULTS = ("data/large/qcd_flat_wp1.root", "data/large/qcd_flat_wp2.root")
 CLOSURE_DEFAULTS = tuple(f"data/large/qcd_closure_pthat{t}.root" for t in (600, 850, 1150, 1450))
 GENERATION_CONFIG = REPO / "tools" / "generation.yaml"
 

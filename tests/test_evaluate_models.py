@@ -34,11 +34,15 @@ def evaluated(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("eval")
     before = _digest(REPO / "data/models")
+    # the closure sample must be another file than the background: a copy stands in for an independent
+    # sample here (the mechanics, not the physics, are under test)
+    closure = out.parent / "closure_copy.root"
+    shutil.copy(REPO / "data/qcd_dijet.root", closure)
     rc = evaluate_models.main(["--out-dir", str(out), "--max-events", str(N_EVENTS),
                                "--background", str(REPO / "data/qcd_dijet.root"),
                                "--physical-background", str(REPO / "data/qcd_dijet.root"),
                                "--signal", f"extra={REPO / 'data/rsg_ww_3p5TeV.root'}", "--held-out", "extra",
-                               "--wp-background", "none", "--closure", "none"])
+                               "--wp-background", "none", "--closure", str(closure)])
     assert rc == 0
     assert _digest(REPO / "data/models") == before  # --out-dir: the models folder is not written
     return out
@@ -58,11 +62,17 @@ def test_outputs_thresholds_and_card(evaluated):
         smooth = parse_pt_cuts(card[model]["vs_leading_jet_pt"])
         assert isinstance(smooth, PtCutFunction) and set(smooth.cuts) == {"bkg_eff_1e-2", "bkg_eff_1e-3"}
     text = (evaluated / "README.md").read_text()
-    assert "**Closure: not tested.** No independent QCD sample was given" in text
+    assert "**Closure on an independent sample**" in text and "**conv_vae, 1%**" in text
+    assert "### The inclusive cuts on the independent sample" in text
     assert "extra (**held out**)" in text and "1 − τ21" in text and "jet mass" in text
     assert "Goal" not in text and "issue" not in text.lower()
     m = json.loads((evaluated / "metrics.json").read_text())
     assert m["signals"]["extra"]["held_out"] is True and m["signals"]["rsg_ww_3p5TeV"]["held_out"] is False
+    assert m["closure_sample"]["n_events"] == N_EVENTS
+    for model in ("conv_vae", "gcn_vae"):
+        c = m["models"][model]["closure"]["bkg_eff_1e-2"]
+        assert len(c["bins"]) == 6 and sum(b["n_events"] for b in c["bins"]) == N_EVENTS
+        assert 0.0 <= c["chi2"]["p"] <= 1.0
     for model in ("conv_vae", "gcn_vae"):
         r = m["models"][model]
         # the inclusive cut keeps at most 1% of the QCD events, and no fewer than one event less
@@ -109,6 +119,17 @@ def test_trigger_path_applies_the_cards_pt_dependent_cut(evaluated, write_config
     want = best > cuts
     assert np.array_equal(np.asarray(got["HLT_p"]), want)
     assert 0 < want.sum() < N_EVENTS
+
+
+def test_the_card_says_when_no_independent_sample_tested_the_cut():
+    from tools.eval_card_wp import working_point_section
+
+    fit = {"coefficients": [0.5], "covariance": [[1e-4]], "pt_ref_gev": 1000.0, "pt_range_gev": [500.0, 2500.0]}
+    m = {"models": {"m": {"wp_fit": {"bkg_eff_1e-2": fit}}}, "background": {"file": "b.root", "n_events": 10},
+         "wp_background": None, "closure_sample": None}
+    text = "\n".join(working_point_section(m, ("m",), {"bkg_eff_1e-2": 1e-2}, {"bkg_eff_1e-2": "1%"}, ["all"]))
+    assert "**Closure: not tested.** No independent QCD sample was given" in text
+    assert "| m | 1% | 0.5 ± 0.01 | — | — |" in text
 
 
 def test_missing_sample_is_one_line_and_exit_3(tmp_path, capsys):

@@ -86,14 +86,17 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
                     f"| {r['derivation_events']} ({r['derivation_n_effective']:.0f}) "
                     f"| {_cell(r['equivalent_events'], '.0f')} |")
             worst = max(abs(r["pull"]) for r in c["bins"] if r["pull"] is not None)
-            verdict = "closes" if c["chi2"]["p"] >= P_MIN else "**does not close**"
+            verdict = (f"closes (p ≥ {P_MIN})" if c["chi2"]["p"] >= P_MIN
+                       else f"**does not close** (p < {P_MIN})")
             add(f"\n{verdict}: {_chi2(c['chi2'])} (independent sample's errors alone: {_chi2(c['chi2_stat'])}); "
                 f"largest |pull| {worst:.2f}; all bins together {_pct(c['inclusive']['rate'])} ± "
                 f"{_pct(c['inclusive']['error'])} %.\n")
     add("### The inclusive cuts on the independent sample\n")
     add("The fixed event-level cuts of `thresholds.json` (`working_point: inclusive`) on the same independent sample: "
         "pass rate (%) per leading-jet pT bin, χ² against one common rate (binomial errors at the pooled rate, "
-        f"ndf = bins − 1), and the largest / smallest rate between the ratio range's bins. Flat means p ≥ {P_MIN}.\n")
+        f"ndf = bins − 1), and the largest / smallest rate between the bins between "
+        f"{m['ratio_range_gev'][0]:.0f} and {m['ratio_range_gev'][1]:.0f} GeV. Consistent "
+        f"with flat means p ≥ {P_MIN}; with few events passing, that is a weak statement (see the ratio's error).\n")
     add("| model | QCD eff. | " + " | ".join(bins) + " | χ², p | max/min | verdict |\n|---|---|"
         + "---|" * (len(bins) + 3))
     for n in models:
@@ -105,5 +108,5 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
             add(f"| {n} | {eff_label[k]} | " + " | ".join(f"{_pct(r['rate'], 2)} ± {_pct(r['error'], 2)}"
                                                         for r in f["rates"])
                 + f" | {f['chi2']['chi2']:.1f}/{f['chi2']['ndf']}, {f['chi2']['p']:.2g} | {rt} | "
-                + ("flat" if flat else f"**not flat**: max/min {rt}") + " |")
+                + ("consistent with flat" if flat else f"**not flat**: max/min {rt}") + " |")
     return L

@@ -472,7 +472,8 @@ def evaluate(args: argparse.Namespace, samples: Samples | None = None) -> dict[s
     for key, base in BASELINES.items():
         jet_scores[key] = {s.key: base.per_jet(s) for s in samples.all()}
         metrics["baselines"][key] = evaluate_discriminant(jet_scores[key], samples)
-    metrics["scores"] = jet_scores
+    shown = {s.key for s in samples.all()}  # the plots show the card's samples, not the working point's
+    metrics["scores"] = {name: {k: v for k, v in sc.items() if k in shown} for name, sc in jet_scores.items()}
     metrics["weights"] = {s.key: s.jet_weight for s in samples.all()}
     metrics["roc"] = {name: {s.key: {"event": roc(event_max(sc[b.key], b.event_of_jet, b.n_events),
                                                   event_max(sc[s.key], s.event_of_jet, s.n_events),

@@ -16,7 +16,7 @@ from framework.registry import register_module
 from framework.schema import InputTag
 
 from .products import JetScores, is_all_valid
-from .working_point import PT_BINNED_KEY, PtBinnedCuts
+from .working_point import PT_BINNED_KEY, PtBinnedCuts, PtCutFunction, PtCuts
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class AnomalyFilterParameters:
     # only an assertion (null: whatever the scorer runs); naming another model is a config error.
     model: str | None = None
     background_efficiency: Literal["1e-2", "1e-3"] = "1e-2"
-    # inclusive: one cut for every event; vs_leading_jet_pt: the card's cut for the bin of the event's
-    # leading scored jet's pT (modules/working_point.py), each bin keeping the same QCD fraction
+    # inclusive: one cut for every event; vs_leading_jet_pt: the card's cut at the event's leading
+    # scored jet's pT (modules/working_point.py), keeping the same QCD fraction at every pT
     working_point: Literal["inclusive", "vs_leading_jet_pt"] = "inclusive"
 
     def __post_init__(self) -> None:
@@ -72,7 +72,7 @@ class AnomalyScoreFilter(Filter):
     Without an explicit ``threshold`` the cut is the scorer's model's (``bkg_eff_<background_efficiency>``
     of its card): known at begin_job when the scorer can say which model it runs, else taken from the
     first scores. Every event's scores must come from that same model. With ``working_point:
-    vs_leading_jet_pt`` the cut is the card's ``vs_leading_jet_pt`` one for the bin of the largest
+    vs_leading_jet_pt`` the cut is the card's ``vs_leading_jet_pt`` one at the largest
     ``jet_pt`` among the scored jets (the leading jet: the batcher keeps the leading ones)."""
 
     Parameters = AnomalyFilterParameters
@@ -86,7 +86,7 @@ class AnomalyScoreFilter(Filter):
         self.no_score_events = 0
         self.model_id: str | None = None  # the model whose scores this filter cuts on
         self._key = f"bkg_eff_{params.background_efficiency}"
-        self.binned: PtBinnedCuts | None = None  # the pT-binned cuts (working_point: vs_leading_jet_pt)
+        self.binned: PtCuts | None = None  # the pT-dependent cuts (working_point: vs_leading_jet_pt)
 
     def begin_job(self, job) -> None:  # noqa: ANN001
         p: AnomalyFilterParameters = self.params
@@ -115,11 +115,11 @@ class AnomalyScoreFilter(Filter):
                                   f"cut (set {where}.threshold)")
             self.threshold = thresholds[self._key]
 
-    def _binned(self, cuts: PtBinnedCuts | None, lacking: str) -> PtBinnedCuts:
-        """The card's pT-binned cuts, or one configuration error saying what the card lacks."""
+    def _binned(self, cuts: PtCuts | None, lacking: str) -> PtCuts:
+        """The card's pT-dependent cuts, or one configuration error saying what the card lacks."""
         where = f"modules.{self.label}.working_point"
         fix = "(regenerate the card with tools/evaluate_models.py, or use working_point: inclusive)"
-        if not isinstance(cuts, PtBinnedCuts):
+        if not isinstance(cuts, (PtBinnedCuts, PtCutFunction)):
             raise ConfigError(f"{where}: {PT_BINNED_KEY} but {lacking}.{PT_BINNED_KEY} cuts {fix}")
         if self._key not in cuts.cuts:
             raise ConfigError(f"{where}: {PT_BINNED_KEY} but {lacking}.{PT_BINNED_KEY}.{self._key} cuts {fix}")
@@ -190,6 +190,5 @@ class AnomalyScoreFilter(Filter):
         out = {"threshold": self.threshold, "model": self.model_id, "reduce": self.params.reduce,
                "events_without_score": self.no_score_events}
         if self.binned is not None:
-            out.update(working_point=PT_BINNED_KEY, edges_gev=list(self.binned.edges_gev),
-                       thresholds=list(self.binned.cuts[self._key]))
+            out.update(working_point=PT_BINNED_KEY, **self.binned.describe(self._key))
         return out

@@ -176,8 +176,8 @@ class JetScores:
 
     ``valid`` is False for jets whose input was not finite (their score is the documented fill value).
     ``model`` names the model that made the scores and ``thresholds`` are that model's cuts from its
-    card (``bkg_eff_1e-2`` -> score, and ``vs_leading_jet_pt`` -> the card's pT-binned cuts as a
-    ``modules.working_point.PtBinnedCuts``): thresholds travel with the scores, so a filter can never
+    card (``bkg_eff_1e-2`` -> score, and ``vs_leading_jet_pt`` -> the card's pT-dependent cuts as a
+    ``modules.working_point.PtCuts``): thresholds travel with the scores, so a filter can never
     cut on another model's scale. Both are shared references, not per-event copies.
     ``jet_pt`` is the pT [GeV] of each scored jet (a view of the batch's), so a pT-dependent working
     point uses the kinematics of exactly the jets that were scored; it is not written to outputs

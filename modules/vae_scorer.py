@@ -37,7 +37,7 @@ from .inference.base import N_CONSTITUENTS, OUTPUT_NAMES, check_batch
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .products import JetBatch, JetScores, is_all_valid
 from .shipped import find_file
-from .working_point import PT_BINNED_KEY, PtBinnedCuts, parse_pt_binned
+from .working_point import PT_BINNED_KEY, PtCuts, parse_pt_cuts
 
 if TYPE_CHECKING:
     from framework.process import JobContext
@@ -96,7 +96,7 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> 
 
 
 THRESHOLDS_CARD = "thresholds.json"  # beside the model files: {model: {"bkg_eff_1e-2": cut, ...}}
-Thresholds = dict[str, float | PtBinnedCuts]  # scalar cuts, and the pT-binned ones under PT_BINNED_KEY
+Thresholds = dict[str, float | PtCuts]  # scalar cuts, and the pT-dependent ones under PT_BINNED_KEY
 
 
 def model_identity(model: str, precision: str = "auto") -> str:
@@ -114,7 +114,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
 
     The card is ``thresholds.json`` in the model's folder. An INT8 model without its own entry falls
     back to its fp32 parent's cuts, loudly (data/models/README.md: re-derive them for INT8). The
-    card's pT-binned cuts (``vs_leading_jet_pt``, modules/working_point.py) are checked here, the
+    card's pT-dependent cuts (``vs_leading_jet_pt``, modules/working_point.py) are checked here, the
     one place the card is read: a malformed entry is a configuration error naming the card."""
     import json
 
@@ -141,7 +141,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if PT_BINNED_KEY in entry:
         try:
-            out[PT_BINNED_KEY] = parse_pt_binned(entry[PT_BINNED_KEY])
+            out[PT_BINNED_KEY] = parse_pt_cuts(entry[PT_BINNED_KEY])
         except ValueError as exc:
             raise ConfigError(f"thresholds card {card}: {identity}.{PT_BINNED_KEY}: {exc}") from None
     return identity, out, card

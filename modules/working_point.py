@@ -1,11 +1,20 @@
-"""pT-dependent working points: score cuts per leading-jet pT bin, from the model card.
+"""pT-dependent working points: a score cut that depends on the leading jet's pT, from the model card.
 
-Why: an anomaly score that grows with jet pT turns an inclusive cut into a jet-pT trigger. A cut per
-leading-jet pT bin, each keeping the same fraction of QCD in its bin, keeps the rate flat in pT.
-``tools/evaluate_models.py`` derives the cuts and the trigger filter applies them with the one bin
-lookup below, so derivation and use can never disagree on which bin an event falls in.
+Why: an anomaly score that grows with jet pT turns an inclusive cut into a jet-pT trigger. A cut that
+keeps the same fraction of QCD at every leading-jet pT keeps the rate flat in pT. Two card forms; the
+trigger filter evaluates both through ``cut(key, leading_pt)`` below and ``tools/evaluate_models.py``
+derives them with the same functions, so derivation and use can never disagree.
 
-Card format (``thresholds.json``, per model, beside the scalar cuts)::
+**Smooth** (what ``tools/evaluate_models.py`` writes: a quantile fit in ln pT over all the background
+events, so no cut rests on the few events of one bin)::
+
+    "vs_leading_jet_pt": {"pt_ref_gev": 1000, "pt_range_gev": [lo, hi],
+                          "bkg_eff_1e-2": [c0, c1, c2], "bkg_eff_1e-3": [...]}
+
+cut(pT) = sum_k c_k x^k with x = ln(min(max(pT, lo), hi) / pt_ref): outside the range the fit was
+made on, the cut at its nearer end applies.
+
+**Binned** (a user's own card; the card format of issue 12)::
 
     "vs_leading_jet_pt": {"edges_gev": [600, 700, 850, 1000, 1300, 1600],
                           "bkg_eff_1e-2": [c0, c1, c2, c3, c4, c5], "bkg_eff_1e-3": [...]}
@@ -47,6 +56,69 @@ class PtBinnedCuts:
     def to_json(self) -> dict[str, list[float]]:
         return {"edges_gev": list(self.edges_gev), **{k: list(v) for k, v in self.cuts.items()}}
 
+    def describe(self, key: str) -> dict[str, list[float]]:
+        """What a filter's summary shows of the cuts it applies."""
+        return {"edges_gev": list(self.edges_gev), "thresholds": list(self.cuts[key])}
+
+
+def ln_pt_powers(pt: np.ndarray | float, pt_ref_gev: float, pt_range_gev: tuple[float, float],
+                 n_terms: int) -> np.ndarray:
+    """The smooth form's basis: x^0 .. x^(n_terms-1) per pT (rows), x = ln(clip(pT) / pt_ref)."""
+    lo, hi = pt_range_gev
+    x = np.log(np.clip(np.asarray(pt, dtype=np.float64), lo, hi) / pt_ref_gev)
+    return np.power.outer(x, np.arange(n_terms))
+
+
+@dataclass(frozen=True)
+class PtCutFunction:
+    """Score cut as a polynomial in ln(leading-jet pT) (see the module docstring)."""
+
+    pt_ref_gev: float
+    pt_range_gev: tuple[float, float]
+    cuts: Mapping[str, tuple[float, ...]]  # "bkg_eff_1e-2" -> polynomial coefficients c0, c1, ...
+
+    def cuts_at(self, key: str, leading_pt: np.ndarray | float) -> np.ndarray:
+        """The cut at each leading-jet pT."""
+        c = np.asarray(self.cuts[key], dtype=np.float64)
+        return ln_pt_powers(leading_pt, self.pt_ref_gev, self.pt_range_gev, len(c)) @ c
+
+    def cut(self, key: str, leading_pt: float) -> float:
+        """The cut for an event whose leading jet has ``leading_pt`` GeV."""
+        return float(self.cuts_at(key, leading_pt))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pt_ref_gev": self.pt_ref_gev, "pt_range_gev": list(self.pt_range_gev),
+                **{k: list(v) for k, v in self.cuts.items()}}
+
+    def describe(self, key: str) -> dict[str, Any]:
+        """What a filter's summary shows of the cuts it applies."""
+        return {"pt_ref_gev": self.pt_ref_gev, "pt_range_gev": list(self.pt_range_gev),
+                "coefficients": list(self.cuts[key])}
+
+
+PtCuts = PtBinnedCuts | PtCutFunction
+
+
+def parse_pt_cuts(entry: Any) -> PtCuts:
+    """Check a card's ``vs_leading_jet_pt`` entry in either form; ValueError saying what is wrong."""
+    if isinstance(entry, dict) and "pt_ref_gev" in entry:
+        return parse_pt_function(entry)
+    if isinstance(entry, dict) and "edges_gev" not in entry:
+        raise ValueError("expected pt_ref_gev (smooth form) or edges_gev (binned form)")
+    return parse_pt_binned(entry)
+
+
+def parse_pt_function(entry: dict) -> PtCutFunction:
+    """Check the smooth form: a positive pt_ref_gev, a range 0 < lo < hi, finite coefficients."""
+    ref, span = entry.get("pt_ref_gev"), entry.get("pt_range_gev")
+    if not _finite(ref) or ref <= 0:
+        raise ValueError(f"pt_ref_gev: expected a positive number, got {ref!r}")
+    if (not isinstance(span, list) or len(span) != 2 or not all(_finite(v) for v in span)
+            or not 0 < span[0] < span[1]):
+        raise ValueError(f"pt_range_gev: expected [lo, hi] with 0 < lo < hi, got {span!r}")
+    cuts = _cut_lists(entry, ("pt_ref_gev", "pt_range_gev"), None, "polynomial coefficients")
+    return PtCutFunction(float(ref), (float(span[0]), float(span[1])), cuts)
+
 
 def parse_pt_binned(entry: Any) -> PtBinnedCuts:
     """Check a card's ``vs_leading_jet_pt`` entry; ValueError saying what is wrong."""
@@ -57,16 +129,23 @@ def parse_pt_binned(entry: Any) -> PtBinnedCuts:
         raise ValueError("edges_gev: expected a non-empty list of finite numbers")
     if any(b <= a for a, b in zip(edges, edges[1:])):
         raise ValueError(f"edges_gev: not strictly increasing: {edges}")
+    cuts = _cut_lists(entry, ("edges_gev",), len(edges), "cuts (one per bin of edges_gev)")
+    return PtBinnedCuts(tuple(float(e) for e in edges), cuts)
+
+
+def _cut_lists(entry: dict, skip: tuple[str, ...], length: int | None, what: str) -> dict[str, tuple[float, ...]]:
+    """The per-efficiency lists of an entry: each a non-empty list of finite numbers (``length`` long)."""
     cuts: dict[str, tuple[float, ...]] = {}
     for key, value in entry.items():
-        if key == "edges_gev":
+        if key in skip:
             continue
-        if not isinstance(value, list) or len(value) != len(edges) or not all(_finite(v) for v in value):
-            raise ValueError(f"{key}: expected {len(edges)} finite cuts (one per bin of edges_gev)")
+        if (not isinstance(value, list) or not value or (length is not None and len(value) != length)
+                or not all(_finite(v) for v in value)):
+            raise ValueError(f"{key}: expected {length or 'a list of'} finite {what}")
         cuts[str(key)] = tuple(float(v) for v in value)
     if not cuts:
         raise ValueError("no bkg_eff_* cuts")
-    return PtBinnedCuts(tuple(float(e) for e in edges), cuts)
+    return cuts
 
 
 def _finite(v: Any) -> bool:

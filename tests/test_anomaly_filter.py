@@ -163,9 +163,54 @@ def test_card_without_or_with_a_broken_pt_binned_entry_is_one_config_error(tmp_p
     for broken, why in (({"edges_gev": [700, 600], "bkg_eff_1e-2": [1, 2]}, "not strictly increasing"),
                         ({"edges_gev": [600, 700], "bkg_eff_1e-2": [1]}, "expected 2 finite cuts"),
                         ({"edges_gev": [], "bkg_eff_1e-2": []}, "non-empty list"),
-                        ([1, 2], "expected a mapping")):
+                        ([1, 2], "expected a mapping"),
+                        ({"pt_ref_gev": 1000, "pt_range_gev": [2000, 600], "bkg_eff_1e-2": [1]},
+                         r"pt_range_gev: expected \[lo, hi\] with 0 < lo < hi")):
         with pytest.raises(ConfigError, match=rf"^thresholds card \S+thresholds\.json: m\.vs_leading_jet_pt: .*{why}"):
             f.begin_job(_scorer_config(tmp_path, {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": broken}))
     ok = {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": {"edges_gev": EDGES, "bkg_eff_1e-2": CUTS}}
     f.begin_job(_scorer_config(tmp_path, ok))
     assert f.binned is not None and f.binned.cuts["bkg_eff_1e-2"] == tuple(CUTS) and f.model_id == "m"
+    # the smooth form, read from the card file as the trigger reads it
+    f.begin_job(_scorer_config(tmp_path, {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": {
+        "pt_ref_gev": 1000.0, "pt_range_gev": [600.0, 2000.0], "bkg_eff_1e-2": [0.5, 0.1]}}))
+    assert f.binned.cut("bkg_eff_1e-2", 1000.0) == 0.5
+
+
+# ------------------------------------------------------------------ smooth pT-dependent working point (issue 23)
+
+SMOOTH = {"pt_ref_gev": 1000.0, "pt_range_gev": [600.0, 2000.0], "bkg_eff_1e-2": [2.0, 1.0, 1.0],
+          "bkg_eff_1e-3": [5.0]}
+
+
+def smooth_card() -> dict:
+    from modules.working_point import parse_pt_cuts
+
+    return {"bkg_eff_1e-2": 0.5, "bkg_eff_1e-3": 0.9, "vs_leading_jet_pt": parse_pt_cuts(SMOOTH)}
+
+
+def test_smooth_cut_at_the_leading_jets_pt():
+    """cut = 2 + x + x^2, x = ln(pT / 1 TeV), pT held in [600, 2000]: an event is judged with the cut
+    at ITS leading jet's pT, so a second-jet lookup or an unclamped pT gives the other decision."""
+    f = make(working_point="vs_leading_jet_pt")
+    card = smooth_card()
+    n = iter(range(1000))
+    for pt in (600.0, 800.0, 1000.0, 1500.0, 2000.0):
+        x = np.log(pt / 1000.0)
+        cut = 2.0 + x + x * x
+        assert decide_pt(f, [cut + 1e-3, 0.0], [pt, 250.0], card=card, n=next(n)) is True, pt
+        assert decide_pt(f, [cut - 1e-3, 0.0], [pt, 250.0], card=card, n=next(n)) is False, pt
+    # the leading jet listed second: cut at 2000 GeV (3.174), not at 640 GeV (1.753)
+    assert decide_pt(f, [2.0, 2.0], [640.0, 2000.0], card=card, n=next(n)) is False
+    # beyond the range: the cut at its ends, 3.174 and 1.750 (unclamped: 6.20 at 5 TeV, 2.246 at 300 GeV)
+    assert decide_pt(f, [3.3], [5000.0], card=card, n=next(n)) is True
+    assert decide_pt(f, [2.0], [300.0], card=card, n=next(n)) is True
+    summary = f.summary()
+    assert summary["working_point"] == "vs_leading_jet_pt" and summary["coefficients"] == [2.0, 1.0, 1.0]
+    assert summary["pt_range_gev"] == [600.0, 2000.0]
+
+
+def test_smooth_cut_of_the_configured_efficiency():
+    f = make(working_point="vs_leading_jet_pt", background_efficiency="1e-3")
+    assert decide_pt(f, [4.9], [700.0], card=smooth_card()) is False
+    assert decide_pt(f, [5.1], [700.0], card=smooth_card(), n=2) is True

@@ -1,7 +1,7 @@
-"""tools/evaluate_models.py end to end on the shipped samples and models (issue 12): it writes into
---out-dir only, keeps thresholds.json's scalar keys, adds the pT-binned cuts, marks held-out signals,
-and the trigger path with ``working_point: vs_leading_jet_pt`` takes exactly the decisions the
-evaluation's own bins give."""
+"""tools/evaluate_models.py end to end on the shipped samples and models (issues 12, 23): it writes into
+--out-dir only, keeps thresholds.json's scalar keys, adds the smooth pT-dependent cut, marks held-out
+signals, says plainly when no independent sample tested that cut, and the trigger path with
+``working_point: vs_leading_jet_pt`` takes exactly the decisions the evaluation's cut gives."""
 
 from __future__ import annotations
 
@@ -34,17 +34,22 @@ def evaluated(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("eval")
     before = _digest(REPO / "data/models")
+    # the closure sample must be another file than the background: a copy stands in for an independent
+    # sample here (the mechanics, not the physics, are under test)
+    closure = out.parent / "closure_copy.root"
+    shutil.copy(REPO / "data/qcd_dijet.root", closure)
     rc = evaluate_models.main(["--out-dir", str(out), "--max-events", str(N_EVENTS),
                                "--background", str(REPO / "data/qcd_dijet.root"),
                                "--physical-background", str(REPO / "data/qcd_dijet.root"),
-                               "--signal", f"extra={REPO / 'data/rsg_ww_3p5TeV.root'}", "--held-out", "extra"])
+                               "--signal", f"extra={REPO / 'data/rsg_ww_3p5TeV.root'}", "--held-out", "extra",
+                               "--wp-background", "none", "--closure", str(closure)])
     assert rc == 0
     assert _digest(REPO / "data/models") == before  # --out-dir: the models folder is not written
     return out
 
 
 def test_outputs_thresholds_and_card(evaluated):
-    from modules.working_point import parse_pt_binned
+    from modules.working_point import PtCutFunction, parse_pt_cuts
 
     names = {p.name for p in evaluated.iterdir()}
     assert {"thresholds.json", "metrics.json", "README.md", "roc.png", "score_distributions.png",
@@ -54,14 +59,20 @@ def test_outputs_thresholds_and_card(evaluated):
     for model in ("conv_vae", "gcn_vae"):
         scalar = {k for k in shipped[model] if k != "vs_leading_jet_pt"}
         assert scalar <= set(card[model]) and all(isinstance(card[model][k], float) for k in scalar)
-        binned = parse_pt_binned(card[model]["vs_leading_jet_pt"])
-        assert binned.edges_gev == (600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0)
-        assert set(binned.cuts) == {"bkg_eff_1e-2", "bkg_eff_1e-3"}
+        smooth = parse_pt_cuts(card[model]["vs_leading_jet_pt"])
+        assert isinstance(smooth, PtCutFunction) and set(smooth.cuts) == {"bkg_eff_1e-2", "bkg_eff_1e-3"}
     text = (evaluated / "README.md").read_text()
+    assert "**Closure on an independent sample**" in text and "**conv_vae, 1%**" in text
+    assert "### The inclusive cuts on the independent sample" in text
     assert "extra (**held out**)" in text and "1 − τ21" in text and "jet mass" in text
     assert "Goal" not in text and "issue" not in text.lower()
     m = json.loads((evaluated / "metrics.json").read_text())
     assert m["signals"]["extra"]["held_out"] is True and m["signals"]["rsg_ww_3p5TeV"]["held_out"] is False
+    assert m["closure_sample"]["n_events"] == N_EVENTS
+    for model in ("conv_vae", "gcn_vae"):
+        c = m["models"][model]["closure"]["bkg_eff_1e-2"]
+        assert len(c["bins"]) == 6 and sum(b["n_events"] for b in c["bins"]) == N_EVENTS
+        assert 0.0 <= c["chi2"]["p"] <= 1.0
     for model in ("conv_vae", "gcn_vae"):
         r = m["models"][model]
         # the inclusive cut keeps at most 1% of the QCD events, and no fewer than one event less
@@ -76,10 +87,10 @@ def test_outputs_thresholds_and_card(evaluated):
     assert m["baselines"]["tau21"]["signals"]["rsg_ww_3p5TeV"]["auc_event"] > 0.7  # two-prong W jets
 
 
-def test_trigger_path_applies_the_cards_pt_binned_cuts(evaluated, write_config, tmp_path):
+def test_trigger_path_applies_the_cards_pt_dependent_cut(evaluated, write_config, tmp_path):
     """Scores from the path's output, leading-jet pT from the input: every decision must be
-    event max > cut of the leading jet's bin (the card's cuts, the evaluation's bins)."""
-    from modules.working_point import bin_index
+    event max > the card's cut at the leading jet's pT."""
+    from modules.working_point import parse_pt_cuts
 
     shutil.copy(REPO / "data/models/conv_vae.onnx", evaluated / "conv_vae.onnx")
     card = json.loads((evaluated / "thresholds.json").read_text())["conv_vae"]["vs_leading_jet_pt"]
@@ -99,18 +110,26 @@ def test_trigger_path_applies_the_cards_pt_binned_cuts(evaluated, write_config, 
           e: [out]
         """)
     summary, _ = run_config(cfg)
-    assert summary.module_summaries["anomalyFilter"]["thresholds"] == card["bkg_eff_1e-2"]
+    assert summary.module_summaries["anomalyFilter"]["coefficients"] == card["bkg_eff_1e-2"]
     got = uproot.open(out)["Events"].arrays(["vae_score", "HLT_p"], library="ak")
     lead = uproot.open(REPO / "data/qcd_dijet.root")["Events"]["FatJet_pt"].array(entry_stop=N_EVENTS)
     best = np.array([max(s) for s in got["vae_score"].tolist()])
     lead_pt = np.array([row[0] for row in lead.tolist()])
-    cuts = np.asarray(card["bkg_eff_1e-2"])
-    want = best > cuts[bin_index(card["edges_gev"], lead_pt)]
+    cuts = parse_pt_cuts(card).cuts_at("bkg_eff_1e-2", lead_pt)
+    want = best > cuts
     assert np.array_equal(np.asarray(got["HLT_p"]), want)
     assert 0 < want.sum() < N_EVENTS
-    # the check can see a wrong bin: the neighbouring bin's cut changes some decision
-    shifted = cuts[np.minimum(bin_index(card["edges_gev"], lead_pt) + 1, len(cuts) - 1)]
-    assert not np.array_equal(best > shifted, want)
+
+
+def test_the_card_says_when_no_independent_sample_tested_the_cut():
+    from tools.eval_card_wp import working_point_section
+
+    fit = {"coefficients": [0.5], "covariance": [[1e-4]], "pt_ref_gev": 1000.0, "pt_range_gev": [500.0, 2500.0]}
+    m = {"models": {"m": {"wp_fit": {"bkg_eff_1e-2": fit}}}, "background": {"file": "b.root", "n_events": 10},
+         "wp_background": None, "closure_sample": None}
+    text = "\n".join(working_point_section(m, ("m",), {"bkg_eff_1e-2": 1e-2}, {"bkg_eff_1e-2": "1%"}, ["all"]))
+    assert "**Closure: not tested.** No independent QCD sample was given" in text
+    assert "| m | 1% | 0.5 ± 0.01 | — | — |" in text
 
 
 def test_missing_sample_is_one_line_and_exit_3(tmp_path, capsys):

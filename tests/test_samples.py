@@ -121,11 +121,17 @@ def test_generation_small(tmp_path: Path) -> None:
     assert stats["events"] == 20
     with uproot.open(out) as fh:
         a = fh["Events"].arrays()
-    # generated files carry genWeight (issue 12; the shipped ones predate it): 1 for an unbiased process
-    assert set(a.fields) == set(BRANCHES) | {"genWeight"}, a.fields
+    # generated files carry genWeight (issue 12) and the hard process's pTHat (issue 23); the shipped
+    # ones predate both. genWeight is 1 for an unbiased process
+    assert set(a.fields) == set(BRANCHES) | {"genWeight", "Generator_binvar"}, a.fields
     assert np.allclose(ak.to_numpy(a.genWeight), 1.0)
     assert len(a) == 20 and np.all(a.processId == 2) and np.all(a.nFatJet >= 2)
     assert np.array_equal(np.unique(ak.to_numpy(a.luminosityBlock)), [1, 2])
+    # a QCD pTHat slice: every event above the slice's threshold, as tools/qcd_slices.py stitches them
+    gen.generate(cfg, "qcd_pthat1450", 10, workers=1, out=out, progress=False)
+    with uproot.open(out) as fh:
+        b = fh["Events"].arrays(["processId", "Generator_binvar"])
+    assert np.all(b.processId == 8) and np.all(b.Generator_binvar >= 1450.0)
 
 
 def test_preprocess_import_is_light() -> None:

@@ -86,7 +86,7 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
                     else f"ONNX, opset {check.get(n, {}).get('opset', '?')}, dynamic batch")
             add(f"| `{n}.{ext}` | {what} | {mb:.2f} MB |")
     add("| `thresholds.json` | score cuts at 1% and 0.1% QCD efficiency: event level (trigger-filter defaults), per "
-        "jet, and per leading-jet pT bin (`vs_leading_jet_pt`) | |")
+        "jet, and as a function of the leading-jet pT (`vs_leading_jet_pt`) | |")
     add("| `metrics.json`, `onnx_check.json`, `*_history.json` | raw numbers behind this card | |")
     add("| `roc.png`, `score_distributions.png`, `loss_curves.png`, `pass_rate_vs_pt.png` | plots | |\n")
 
@@ -184,6 +184,10 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
     rows_s = [("QCD background (thresholds, rates, ROC)", m["background"])]
     if m.get("physical_background"):
         rows_s.append(("QCD cross-check (rates only)", m["physical_background"]))
+    if m.get("wp_background"):
+        rows_s.append(("QCD, more for the pT-dependent cut (pooled with the background)", m["wp_background"]))
+    if m.get("closure_sample"):
+        rows_s.append(("QCD, independent: closure of the pT-dependent cut only", m["closure_sample"]))
     rows_s += [("signal, **held out**" if s["held_out"] else "signal", s) for s in m["signals"].values()]
     for role, s in rows_s:
         add(f"| {role} | {s['label']} | `{s['file']}` | {s['n_events']} | {s['n_jets']} | "
@@ -262,34 +266,10 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
                                                        for b, r in zip(bins, bkg_bins)) + ".\n")
     add("![pass rate vs pT](pass_rate_vs_pt.png)\n")
 
-    add("## pT-dependent working point\n")
-    add("`thresholds.json` → `<model>.vs_leading_jet_pt`: one cut per leading-jet pT bin, each keeping 1% (0.1%) of "
-        "the QCD events of its bin, so the QCD rate is flat in pT by construction "
-        "(`AnomalyScoreFilter working_point: vs_leading_jet_pt`; `edges_gev` are the lower bin edges, the last bin "
-        "is open, a leading jet below the first edge takes the first bin's cut: `modules/working_point.py`). "
-        "Cuts from all the QCD events:\n")
-    add("| model | QCD eff. | " + " | ".join(bins) + " |\n|---|---|" + "---|" * len(bins))
-    for n in MODELS:
-        for k in BKG_EFFS:
-            cuts = disc[n]["vs_leading_jet_pt"][k]
-            empty = set(disc[n]["vs_leading_jet_pt_empty_bins"][k])
-            add(f"| {n} | {eff_label[k]} | " + " | ".join(
-                f"{c:.5g}" + (" (empty bin: inclusive cut)" if i in empty else "") for i, c in enumerate(cuts)) + " |")
-    add("\nQCD events expected above each cut (effective events × efficiency), by bin: " + "; ".join(
-        f"{eff_label[k]}: " + ", ".join(f"{r['n_effective'] * e:.1f}" for r in bkg_bins) for k, e in BKG_EFFS.items())
-        + ". Where this is below a few events the bin's cut is set by its few highest QCD scores.")
-    n_a = m["n_bkg_events_half_a"]
-    add(f"\n**Closure test**: the QCD events are split at random (seed {m['split_seed']}) into half A ({n_a} events) "
-        f"and half B ({m['background']['n_events'] - n_a}); the cuts are derived on A and the pass rates (%) below "
-        "are measured on B, so statistical fluctuations of the cuts show instead of closing by construction. A bin "
-        "whose expected number of passing events is small has a cut that rests on a handful of events.\n")
-    add("| model | QCD eff. | " + " | ".join(bins) + " | all bins | ratio |\n|---|---|" + "---|" * (len(bins) + 2))
-    for n in MODELS:
-        for k in BKG_EFFS:
-            c = disc[n]["closure"][k]
-            add(f"| {n} | {eff_label[k]} | " + " | ".join(_pct(r) for r in c["pass_rates_half_b"])
-                + f" | {_pct(c['inclusive_half_b'])} | {_ratio(c['ratio_half_b'])} |")
-    add("\nSignal efficiency at the pT-dependent working points (event level, cuts from all QCD events):\n")
+    from tools.eval_card_wp import working_point_section
+
+    L.extend(working_point_section(m, MODELS, BKG_EFFS, eff_label, bins))
+    add("\nSignal efficiency at the pT-dependent working points (event level):\n")
     add("| signal | QCD eff. | " + " | ".join(MODELS) + " |\n|---|---|" + "---|" * len(MODELS))
     for sig, s in m["signals"].items():
         name = s["label"] + (" (**held out**)" if s["held_out"] else "")
@@ -299,20 +279,22 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
 
     hz = m["input_rate_hz"]
     add("\n## Rate at the HLT input\n")
-    add(f"QCD pass fraction × {hz / 1e3:g} kHz input rate (`--input-rate-hz`), ± statistical error. Half B: "
-        "both kinds of cut derived on closure half A and measured on half B (on the sample they were derived on, the "
-        "fraction would be the target by construction)" + (
-            "; cross-check: the cuts of `thresholds.json` on the independent unweighted QCD sample"
-            if m.get("physical_background") else "") + ".\n")
-    head = ["inclusive (half B)", "pT-dependent (half B)"] + (
+    indep = m.get("closure_sample") is not None
+    add(f"QCD pass fraction × {hz / 1e3:g} kHz input rate (`--input-rate-hz`), ± statistical error"
+        + (": the cuts of `thresholds.json` on the independent closure sample (on the sample a cut was derived on, "
+           "the fraction would be the target by construction)" if indep else "")
+        + ("; cross-check: the same cuts on the unweighted QCD sample" if m.get("physical_background") else "")
+        + ".\n")
+    head = (["inclusive (independent)", "pT-dependent (independent)"] if indep else []) + (
         ["inclusive (cross-check)", "pT-dependent (cross-check)"] if m.get("physical_background") else [])
+    head = head or ["inclusive (background: the target by construction)"]
     add("| model | QCD eff. | " + " | ".join(head) + " |\n|---|---|" + "---|" * len(head))
     for n in MODELS:
         for k in BKG_EFFS:
             h = disc[n]["hlt"][k]
-            cells = [h["inclusive"]["background_half_b"], h["vs_leading_jet_pt"]["background_half_b"]]
-            if m.get("physical_background"):
-                cells += [h["inclusive"]["physical"], h["vs_leading_jet_pt"]["physical"]]
+            cells = ([h["inclusive"]["closure"], h["vs_leading_jet_pt"]["closure"]] if indep else []) + (
+                [h["inclusive"]["physical"], h["vs_leading_jet_pt"]["physical"]] if m.get("physical_background") else [])
+            cells = cells or [h["inclusive"]["background"]]
             add(f"| {n} | {eff_label[k]} | " + " | ".join(
                 f"{_hz(r['rate'], hz)} ± {_hz(r['error'], hz)}" for r in cells) + " |")
 

@@ -95,11 +95,10 @@ def plots(metrics: dict[str, Any], hist: dict[str, dict], out_dir: Path) -> None
     fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 4), squeeze=False, sharey=True)
     for ax, n in zip(axes[0], names):
         for k, eff in BKG_EFFS.items():
-            for series, rates, marker in (("inclusive cut", disc[n]["pt_pass_rates"][k], "o"),
-                                          ("pT-binned cuts (closure half B)",
-                                           disc[n]["closure"][k]["pass_rates_half_b"], "s")):
-                if marker == "s" and n not in MODELS:
-                    continue
+            series_list = [("inclusive cut", disc[n]["pt_pass_rates"][k], "o")]
+            if n in MODELS and disc[n]["closure"] is not None:
+                series_list.append(("pT-dependent cut, independent sample", disc[n]["closure"][k]["bins"], "s"))
+            for series, rates, marker in series_list:
                 rate = np.array([r["rate"] for r in rates]) * 100
                 err = np.array([r["error"] for r in rates]) * 100
                 ax.errorbar(centres, rate, yerr=err, xerr=widths, fmt=marker, ms=4, capsize=2,

@@ -120,20 +120,7 @@ def binned_pass_rates(scores: np.ndarray, weights: np.ndarray | None, leading_pt
                       edges: list[float], cut: float | np.ndarray) -> list[PassRate]:
     """Pass rate in each leading-jet pT bin (modules.working_point.bin_index: the trigger's own bins;
     the first bin also takes events below its lower edge, the last has no upper edge). ``cut`` is a
-    scalar or one cut per bin."""
+    scalar or one cut per event (a pT-dependent cut evaluated at each event's leading jet)."""
     s, w, idx = _clean(scores), _weights(weights, len(scores)), bin_index(edges, leading_pt)
-    cuts = np.broadcast_to(np.asarray(cut, dtype=np.float64), (len(edges),))
-    return [pass_rate(s[idx == i], w[idx == i], cuts[i]) for i in range(len(edges))]
-
-
-def pt_binned_cuts(scores: np.ndarray, weights: np.ndarray | None, leading_pt: np.ndarray,
-                   edges: list[float], eff: float) -> np.ndarray:
-    """One cut per leading-jet pT bin keeping a weighted fraction ``eff`` of the events of that bin
-    (NaN for an empty bin)."""
-    s, w, idx = _clean(scores), _weights(weights, len(scores)), bin_index(edges, leading_pt)
-    return np.array([weighted_cut(s[idx == i], w[idx == i], eff) for i in range(len(edges))])
-
-
-def per_event_cut(cuts: np.ndarray, edges: list[float], leading_pt: np.ndarray) -> np.ndarray:
-    """The cut each event meets under pT-binned cuts."""
-    return np.asarray(cuts, dtype=np.float64)[bin_index(edges, leading_pt)]
+    cuts = np.broadcast_to(np.asarray(cut, dtype=np.float64), s.shape)
+    return [pass_rate(s[idx == i], w[idx == i], cuts[idx == i]) for i in range(len(edges))]

@@ -36,7 +36,7 @@ if str(REPO) not in sys.path:
 
 from framework.atomic import write_text  # noqa: E402
 from tools.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
-                              per_event_cut, pt_binned_cuts, roc, weighted_cut)
+                              roc, weighted_cut)
 
 _event_max = event_max  # the name tools/export_onnx.py and tools/quantize_models.py import
 
@@ -63,6 +63,11 @@ SIGNALS = {
 }
 BACKGROUND_DEFAULTS = ("data/large/qcd_flat_test.root", "data/large/qcd_test.root", "data/qcd_dijet.root")
 PHYSICAL_DEFAULT = "data/large/qcd_test.root"
+# more QCD like --background (flat in pTHat, other seeds) for the pT-dependent cut; and the independent
+# QCD it must close on (pTHat slices, other seeds again, stitched by tools/qcd_slices.py): data/README.md
+WP_BACKGROUND_DEFAULTS = ("data/large/qcd_flat_wp1.root", "data/large/qcd_flat_wp2.root")
+CLOSURE_DEFAULTS = tuple(f"data/large/qcd_closure_pthat{t}.root" for t in (600, 850, 1150, 1450))
+GENERATION_CONFIG = REPO / "tools" / "generation.yaml"
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of the inference session")
     p.add_argument("--input-rate-hz", type=float, default=INPUT_RATE_HZ,
                    help="HLT input rate the pass fractions are turned into output rates with (default 100 kHz)")
-    p.add_argument("--split-seed", type=int, default=12345,
-                   help="seed of the random halving of the QCD events for the pT-binned working point's closure test")
+    p.add_argument("--wp-background", action="append", default=None, metavar="FILE",
+                   help="more QCD weighted like --background, pooled with it to fit the pT-dependent cut (default: "
+                        f"those of {', '.join(WP_BACKGROUND_DEFAULTS)} that exist; 'none' for none); repeatable")
+    p.add_argument("--closure", action="append", default=None, metavar="FILE",
+                   help="independent QCD the pT-dependent cut is tested on: pTHat slices stitched by their pTHat "
+                        f"(default: those of {', '.join(CLOSURE_DEFAULTS)} that exist; 'none' to skip); repeatable")
     p.add_argument("--no-card", action="store_true", help="do not rewrite README.md (the model card)")
     return p.parse_args(argv)
 
@@ -128,10 +137,17 @@ class Samples:
     background: Any
     signals: list[Any]
     physical: Any | None = None
-    half: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # background events of half A
+    wp_extra: Any | None = None  # more QCD for the pT-dependent cut (--wp-background)
+    closure: Any | None = None  # the independent QCD the pT-dependent cut is tested on (--closure)
+    closure_slices: dict[str, Any] = field(default_factory=dict)  # how it was stitched
 
     def all(self) -> list[Any]:
+        """The samples every discriminant (models and baselines) is evaluated on."""
         return [self.background] + ([self.physical] if self.physical is not None else []) + self.signals
+
+    def working_point(self) -> list[Any]:
+        """The samples only the models' pT-dependent working point needs."""
+        return [s for s in (self.wp_extra, self.closure) if s is not None]
 
 
 def _first_existing(root: Path, candidates: tuple[str, ...]) -> Path | None:
@@ -186,7 +202,7 @@ def load_samples(args: argparse.Namespace) -> Samples:
     """Read every sample once (model inputs, weights, leading-jet pT, jet mass, tau21)."""
     from tqdm import tqdm
 
-    from tools.eval_samples import load_sample
+    from tools.eval_samples import Sample
 
     background, physical, plan = sample_plan(args)
     todo = [("qcd", "QCD (test)", background, False)]
@@ -195,14 +211,62 @@ def load_samples(args: argparse.Namespace) -> Samples:
     todo += plan
     loaded = []
     for key, label, path, held in tqdm(todo, desc="reading samples", unit="file"):
-        try:
-            loaded.append(load_sample(path, key, label, held, args.max_events))
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputProblem(f"{path}: cannot read it as an hltrun sample ({exc})") from None
-    bkg = loaded[0]
+        loaded.append(_read(path, key, label, args, held))
     phys = loaded[1] if physical is not None else None
-    half = np.random.default_rng(args.split_seed).random(bkg.n_events) < 0.5
-    return Samples(bkg, loaded[1 + (phys is not None):], phys, half)
+    samples = Samples(loaded[0], loaded[1 + (phys is not None):], phys)
+    extra = _optional_files(args.wp_background, args.signal_dir, WP_BACKGROUND_DEFAULTS, "--wp-background")
+    closure = _optional_files(args.closure, args.signal_dir, CLOSURE_DEFAULTS, "--closure")
+    for path in extra + closure:
+        if path.resolve() in {s.path.resolve() for s in samples.all()}:
+            raise InputProblem(f"{path}: already a sample of the evaluation; the working point's samples must be others")
+    if extra:
+        samples.wp_extra = Sample.concat([_read(p, "qcd_wp", "QCD (working point)", args, substructure=False) for p in extra],
+                                         "qcd_wp", "QCD (more, for the pT-dependent cut)")
+    if closure:
+        samples.closure, samples.closure_slices = stitched_closure(
+            [_read(p, "qcd_closure", "QCD (closure)", args, substructure=False) for p in closure])
+    return samples
+
+
+def _optional_files(given: list[str] | None, root: Path, defaults: tuple[str, ...], option: str) -> list[Path]:
+    """The files of a repeatable option; unset: those of ``defaults`` that exist; 'none': none."""
+    if given is None:
+        return [root / d for d in defaults if (root / d).exists()]
+    return [] if given == ["none"] else [_existing(Path(g), option) for g in given]
+
+
+def _read(path: Path, key: str, label: str, args: argparse.Namespace, held_out: bool = False,
+          substructure: bool = True) -> Any:
+    """One file as an evaluation sample; exit 3 (InputProblem) when it cannot be read."""
+    from tools.eval_samples import load_sample
+
+    try:
+        return load_sample(path, key, label, held_out, args.max_events, substructure)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputProblem(f"{path}: cannot read it as an hltrun sample ({exc})") from None
+
+
+def stitched_closure(parts: list[Any]) -> tuple[Any, dict[str, Any]]:
+    """The closure files as one physical sample: pTHat slices stitched (tools/qcd_slices.py)."""
+    from tools.eval_samples import Sample
+    from tools.qcd_slices import stitch_weights, thresholds_of
+
+    if len(parts) == 1:
+        return Sample.concat(parts, "qcd_closure", "QCD (independent closure sample)"), {}
+    for part in parts:
+        ids = set() if part.process_id is None else set(part.process_id.tolist())
+        if part.pthat is None or len(ids) != 1:
+            raise InputProblem(f"{part.path}: a closure slice needs Generator_binvar (pTHat) and one processId "
+                               "(regenerate it with tools/generate_events.py)")
+    try:
+        thresholds = thresholds_of([int(p.process_id[0]) for p in parts], GENERATION_CONFIG)
+        order = np.argsort(thresholds)
+        parts, thresholds = [parts[i] for i in order], [thresholds[i] for i in order]
+        weights, sigma = stitch_weights([p.pthat for p in parts], [p.weight for p in parts], thresholds)
+    except ValueError as exc:
+        raise InputProblem(f"--closure: {exc}") from None
+    info = {"pthat_min_gev": thresholds, "events": [p.n_events for p in parts], "sigma_ratio": sigma}
+    return Sample.concat(parts, "qcd_closure", "QCD (independent closure sample)", weights), info
 
 
 # ---------------------------------------------------------------------------------------- scoring
@@ -240,11 +304,12 @@ def score_models(samples: Samples, args: argparse.Namespace) -> dict[str, dict[s
     from tqdm import tqdm
 
     out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    with tqdm(total=len(MODELS) * len(samples.all()), desc="scoring", unit="sample") as bar:
+    todo = samples.all() + samples.working_point()
+    with tqdm(total=len(MODELS) * len(todo), desc="scoring", unit="sample") as bar:
         for name in MODELS:
             run = scorer(args.models_dir, name, args.backend, args.threads)
             out[name] = {}
-            for s in samples.all():
+            for s in todo:
                 out[name][s.key] = run(s.jets)
                 bar.update()
     return out
@@ -271,46 +336,26 @@ def max_min_ratio(rates: list[dict]) -> dict[str, float | None]:
 
 
 def evaluate_discriminant(jet_scores: dict[str, np.ndarray], samples: Samples) -> dict[str, Any]:
-    """Everything the card says about one discriminant (a model's score or a baseline), background
-    weighted: thresholds, AUCs (inclusive and at matched pT), signal efficiencies, QCD pass rates per
-    leading-jet pT bin, the pT-binned working point with its closure test, rates for the HLT."""
+    """Everything the card says about one discriminant (a model's score or a baseline) at its
+    inclusive cuts, background weighted: thresholds, AUCs (inclusive and at matched pT), signal
+    efficiencies, QCD pass rates per leading-jet pT bin, rates for the HLT."""
     b = samples.background
     bj = jet_scores[b.key]
     be = event_max(bj, b.event_of_jet, b.n_events)
     w, lpt = b.weight, b.leading_pt
     thr = {k: weighted_cut(be, w, e) for k, e in BKG_EFFS.items()}
     thr_jet = {f"jet_{k}": weighted_cut(bj, b.jet_weight, e) for k, e in BKG_EFFS.items()}
-    binned, empty = {}, {}
-    for k, e in BKG_EFFS.items():
-        cuts = pt_binned_cuts(be, w, lpt, PT_EDGES_GEV, e)
-        empty[k] = [int(i) for i in np.flatnonzero(np.isnan(cuts))]
-        binned[k] = np.where(np.isnan(cuts), thr[k], cuts)  # an empty bin keeps the inclusive cut
-    res: dict[str, Any] = {
-        "thresholds": {**thr, **thr_jet},
-        "vs_leading_jet_pt": {"edges_gev": list(PT_EDGES_GEV), **{k: v.tolist() for k, v in binned.items()}},
-        "vs_leading_jet_pt_empty_bins": empty,
-        "pt_pass_rates": {}, "pt_pass_ratio": {}, "closure": {}, "hlt": {}, "signals": {}}
-    a = samples.half
-    for k, e in BKG_EFFS.items():
+    res: dict[str, Any] = {"thresholds": {**thr, **thr_jet}, "pt_pass_rates": {}, "pt_pass_ratio": {}, "hlt": {},
+                           "signals": {}}
+    for k in BKG_EFFS:
         rates = [r.to_json() for r in binned_pass_rates(be, w, lpt, PT_EDGES_GEV, thr[k])]
         res["pt_pass_rates"][k] = rates
         res["pt_pass_ratio"][k] = max_min_ratio(rates)
-        cuts_a = pt_binned_cuts(be[a], w[a], lpt[a], PT_EDGES_GEV, e)
-        cuts_a = np.where(np.isnan(cuts_a), weighted_cut(be[a], w[a], e), cuts_a)
-        rates_b = [r.to_json() for r in binned_pass_rates(be[~a], w[~a], lpt[~a], PT_EDGES_GEV, cuts_a)]
-        res["closure"][k] = {
-            "cuts_half_a": cuts_a.tolist(), "pass_rates_half_b": rates_b, "ratio_half_b": max_min_ratio(rates_b),
-            "inclusive_half_b": pass_rate(be[~a], w[~a], per_event_cut(cuts_a, PT_EDGES_GEV, lpt[~a])).to_json()}
-        cut_a = weighted_cut(be[a], w[a], e)  # the inclusive cut's own closure, for a like-for-like rate
-        hlt = {"inclusive": {"background": pass_rate(be, w, thr[k]).to_json(),
-                             "background_half_b": pass_rate(be[~a], w[~a], cut_a).to_json()},
-               "vs_leading_jet_pt": {"background_half_b": res["closure"][k]["inclusive_half_b"]}}
+        hlt: dict[str, Any] = {"inclusive": {"background": pass_rate(be, w, thr[k]).to_json()}}
         if samples.physical is not None:
             p = samples.physical
             pe = event_max(jet_scores[p.key], p.event_of_jet, p.n_events)
             hlt["inclusive"]["physical"] = pass_rate(pe, p.weight, thr[k]).to_json()
-            hlt["vs_leading_jet_pt"]["physical"] = pass_rate(
-                pe, p.weight, per_event_cut(binned[k], PT_EDGES_GEV, p.leading_pt)).to_json()
             hlt["physical_pt_pass_rates"] = [r.to_json() for r in binned_pass_rates(
                 pe, p.weight, p.leading_pt, PT_EDGES_GEV, thr[k])]
             hlt["physical_pt_pass_ratio"] = max_min_ratio(hlt["physical_pt_pass_rates"])
@@ -332,11 +377,51 @@ def evaluate_discriminant(jet_scores: dict[str, np.ndarray], samples: Samples) -
         for k in BKG_EFFS:
             entry[f"jet_sig_eff_at_{k}"] = pass_rate(sj, s.jet_weight, thr_jet[f"jet_{k}"]).rate
             entry[f"event_sig_eff_at_{k}"] = pass_rate(se, s.weight, thr[k]).rate
-            entry[f"event_sig_eff_at_vs_leading_jet_pt_{k}"] = pass_rate(
-                se, s.weight, per_event_cut(binned[k], PT_EDGES_GEV, s.leading_pt)).rate
         res["signals"][s.key] = entry
     res["n_bkg_events_matched_pt"] = int(b_win.sum())
     return res
+
+
+def _events(jet_scores: dict[str, np.ndarray], sample: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(event score, weight, leading-jet pT) of a sample."""
+    return event_max(jet_scores[sample.key], sample.event_of_jet, sample.n_events), sample.weight, sample.leading_pt
+
+
+def evaluate_working_point(jet_scores: dict[str, np.ndarray], samples: Samples, entry: dict[str, Any]) -> None:
+    """A model's pT-dependent working point into ``entry``: the smooth cut fitted on the background
+    (pooled with --wp-background), its closure on the independent sample, the inclusive cuts' rate
+    vs pT there, signal efficiencies and HLT rates under both kinds of cut."""
+    from tools.eval_working_point import closure, derive, flatness
+    from tools.pt_quantile_fit import as_card_entry
+
+    parts = [_events(jet_scores, s) for s in (samples.background, samples.wp_extra) if s is not None]
+    derivation = tuple(np.concatenate(col) for col in zip(*parts))
+    fits = derive(*derivation, BKG_EFFS)
+    entry["vs_leading_jet_pt"] = as_card_entry(fits).to_json()
+    entry["wp_fit"] = {k: f.to_json() for k, f in fits.items()}
+    entry["wp_derivation_rates"] = {k: [r.to_json() for r in binned_pass_rates(
+        derivation[0], derivation[1], derivation[2], PT_EDGES_GEV, f.cuts_at(derivation[2]))] for k, f in fits.items()}
+    for s in samples.signals:
+        se, sw, spt = _events(jet_scores, s)
+        for k, f in fits.items():
+            entry["signals"][s.key][f"event_sig_eff_at_vs_leading_jet_pt_{k}"] = pass_rate(se, sw, f.cuts_at(spt)).rate
+    if samples.physical is not None:
+        pe, pw, ppt = _events(jet_scores, samples.physical)
+        for k, f in fits.items():
+            entry["hlt"][k]["vs_leading_jet_pt"] = {"physical": pass_rate(pe, pw, f.cuts_at(ppt)).to_json()}
+    if samples.closure is None:
+        entry["closure"] = entry["closure_inclusive"] = None
+        return
+    independent = _events(jet_scores, samples.closure)
+    entry["closure"] = {k: closure(f, derivation, independent, PT_EDGES_GEV) for k, f in fits.items()}
+    entry["closure_inclusive"] = {}
+    for k in BKG_EFFS:
+        flat = flatness(*independent, PT_EDGES_GEV, entry["thresholds"][k])
+        flat["ratio"] = max_min_ratio(flat["rates"])
+        entry["closure_inclusive"][k] = flat
+        hlt = entry["hlt"][k]
+        hlt["inclusive"]["closure"] = pass_rate(independent[0], independent[1], entry["thresholds"][k]).to_json()
+        hlt.setdefault("vs_leading_jet_pt", {})["closure"] = entry["closure"][k]["inclusive"]
 
 
 def _latent(history: dict | None, kl_out: np.ndarray, jet_weight: np.ndarray) -> dict[str, Any]:
@@ -372,18 +457,23 @@ def evaluate(args: argparse.Namespace, samples: Samples | None = None) -> dict[s
         "signals": {s.key: s.describe(REPO) for s in samples.signals},
         "backend": args.backend, "models_dir": relative(args.models_dir, REPO), "input_rate_hz": args.input_rate_hz,
         "pt_edges_gev": list(PT_EDGES_GEV), "ratio_range_gev": list(RATIO_RANGE_GEV),
-        "matched_pt_gev": list(MATCHED_PT_GEV), "split_seed": args.split_seed,
-        "n_bkg_events_half_a": int(samples.half.sum()), "models": {}, "baselines": {}}
+        "matched_pt_gev": list(MATCHED_PT_GEV),
+        "wp_background": samples.wp_extra.describe(REPO) if samples.wp_extra is not None else None,
+        "closure_sample": ({**samples.closure.describe(REPO), "slices": samples.closure_slices}
+                           if samples.closure is not None else None),
+        "models": {}, "baselines": {}}
     jet_scores: dict[str, dict[str, np.ndarray]] = {}
     for name in MODELS:
         jet_scores[name] = {k: v["score"] for k, v in scored[name].items()}
         entry = evaluate_discriminant(jet_scores[name], samples)
+        evaluate_working_point(jet_scores[name], samples, entry)
         entry["latent"] = _latent(hist.get(name), scored[name][b.key]["kl"], b.jet_weight)
         metrics["models"][name] = entry
     for key, base in BASELINES.items():
         jet_scores[key] = {s.key: base.per_jet(s) for s in samples.all()}
         metrics["baselines"][key] = evaluate_discriminant(jet_scores[key], samples)
-    metrics["scores"] = jet_scores
+    shown = {s.key for s in samples.all()}  # the plots show the card's samples, not the working point's
+    metrics["scores"] = {name: {k: v for k, v in sc.items() if k in shown} for name, sc in jet_scores.items()}
     metrics["weights"] = {s.key: s.jet_weight for s in samples.all()}
     metrics["roc"] = {name: {s.key: {"event": roc(event_max(sc[b.key], b.event_of_jet, b.n_events),
                                                   event_max(sc[s.key], s.event_of_jet, s.n_events),

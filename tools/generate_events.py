@@ -57,6 +57,7 @@ class ChunkResult:
     n_tried: int
     seconds: float
     weight: list[float] = field(default_factory=list)
+    pthat: list[float] = field(default_factory=list)
     mjj: list[float] = field(default_factory=list)
     n_jets: list[int] = field(default_factory=list)
     jet_pt: list[float] = field(default_factory=list)
@@ -123,6 +124,8 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         # 1 for an unbiased sample; with PhaseSpace:bias2Selection the inverse of the pTHat bias, so a
         # flat-pT sample still gives physical (weighted) rates
         out.weight.append(pythia.infoPython().weight())
+        # the hard process's pTHat: what stitches samples generated in pTHat slices (tools/qcd_slices.py)
+        out.pthat.append(pythia.infoPython().pTHat())
         dijet = jets[0] + jets[1]
         out.mjj.append(dijet.m())
         out.n_jets.append(len(jets))
@@ -187,6 +190,7 @@ def to_arrays(results: list[ChunkResult], process_id: int, run: int) -> dict[str
         "event": np.arange(1, n_ev + 1, dtype=np.uint64),
         "processId": np.full(n_ev, process_id, np.int32),
         "genWeight": cat("weight", np.float32),
+        "Generator_binvar": cat("pthat", np.float32),
         "mjj": cat("mjj", np.float32),
         "FatJet": fatjet,
         "FatJetPFCand": cands,

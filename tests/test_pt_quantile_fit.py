@@ -1,0 +1,114 @@
+"""The smooth pT-dependent cut (tools/pt_quantile_fit.py) on samples whose true quantile is known:
+score = a(pT) * E with E ~ Exp(1), so P(score > c) = exp(-c / a) and the cut keeping ``eff`` is
+a(pT) ln(1/eff); with a quadratic in ln pT the fit's form holds exactly. The fit must find it, weight events as
+multiplicities, drop terms the sample cannot see, and its covariance must describe how far a fitted
+cut's true rate strays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modules.working_point import bin_index
+from tools.pt_quantile_fit import fit_quantile, information_weights, rate_covariance
+
+EDGES = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]
+SPAN = (600.0, 2500.0)
+A = np.array([0.5, 0.3, 0.5])  # a(x) = 0.5 + 0.3 x + 0.5 x^2, x = ln(pT / 1 TeV): every term visible
+
+
+def scale(pt: np.ndarray, a: np.ndarray = A) -> np.ndarray:
+    x = np.log(pt / 1000.0)
+    return a[0] + a[1] * x + a[2] * x * x
+
+
+def sample(rng: np.random.Generator, n: int, a: np.ndarray = A) -> tuple[np.ndarray, np.ndarray]:
+    pt = np.exp(rng.uniform(np.log(600.0), np.log(2500.0), n))
+    return scale(pt, a) * rng.exponential(1.0, n), pt
+
+
+def true_rate(cut: np.ndarray, pt: np.ndarray) -> np.ndarray:
+    return np.exp(-cut / scale(pt))
+
+
+@pytest.mark.parametrize("eff", [1e-2, 1e-3])
+def test_fit_finds_the_true_quantile(eff):
+    rng = np.random.default_rng(11)
+    s, pt = sample(rng, 200_000)
+    fit = fit_quantile(s, np.ones_like(s), pt, eff, SPAN)
+    truth = A * np.log(1.0 / eff)
+    err = np.sqrt(np.diag(fit.covariance))
+    assert len(fit.coefficients) == 3
+    assert np.all(np.abs(fit.coefficients - truth) < 4 * err), (fit.coefficients, truth, err)
+    # and the cut keeps the target in every pT bin (the true rate, not a count), within its error
+    cov = rate_covariance(fit, s, np.ones_like(s), pt, bin_index(EDGES, pt), len(EDGES))
+    rate = true_rate(fit.cuts_at(pt), pt)
+    for b in range(len(EDGES)):
+        assert abs(rate[bin_index(EDGES, pt) == b].mean() - eff) < 4 * np.sqrt(cov[b, b]), b
+
+
+def test_weights_are_event_multiplicities():
+    rng = np.random.default_rng(5)
+    s, pt = sample(rng, 60_000)
+    w = rng.integers(1, 4, s.size)
+    weighted = fit_quantile(s, w.astype(float), pt, 1e-2, SPAN)
+    repeated = fit_quantile(np.repeat(s, w), np.ones(w.sum()), np.repeat(pt, w), 1e-2, SPAN)
+    err = np.sqrt(np.diag(weighted.covariance))
+    # the same cut (the pT slices of the weight renormalisation differ a little), well inside its error
+    assert np.all(np.abs(weighted.coefficients - repeated.coefficients) < 0.1 * err)
+    # a weighted sample is worth fewer events than its repeated twin: a larger covariance
+    assert np.all(np.diag(weighted.covariance) > np.diag(repeated.covariance))
+
+
+def test_the_weights_count_where_the_events_are():
+    """Physical weights falling like pT^-5 (a flat-pTHat sample) must not hand the fit to the
+    low-pT events: the cut at 2 TeV is known about as well as with unit weights, not 5x worse."""
+    rng = np.random.default_rng(8)
+    s, pt = sample(rng, 100_000)
+    physical = fit_quantile(s, (pt / 600.0) ** -5, pt, 1e-2, SPAN)
+    unit = fit_quantile(s, np.ones_like(s), pt, 1e-2, SPAN)
+    top = physical.basis(np.array([2000.0]))[0]
+    assert top @ physical.covariance @ top < 1.5 ** 2 * (top @ unit.covariance @ top)
+    w = information_weights((pt / 600.0) ** -5, pt)
+    assert w.sum() == pytest.approx(pt.size)  # every slice weighs as many as its events
+
+
+def test_a_constant_cut_is_the_samples_own_quantile():
+    """With one term the fit is the weighted quantile of the whole sample: the smoothing that makes
+    Newton's method converge must not move it (unrefined, a falling tail smeared by the kernel
+    passes more and the cut lands ~0.8 of its error too high)."""
+    from tools.eval_stats import weighted_cut
+
+    rng = np.random.default_rng(4)
+    s, pt = sample(rng, 100_000, np.array([0.5, 0.0, 0.0]))
+    fit = fit_quantile(s, np.ones_like(s), pt, 1e-2, SPAN, n_terms=1)
+    assert abs(fit.coefficients[0] - weighted_cut(s, None, 1e-2)) < 0.3 * np.sqrt(fit.covariance[0, 0])
+
+
+def test_few_events_or_an_invisible_term_give_fewer_terms():
+    rng = np.random.default_rng(2)
+    s, pt = sample(rng, 15_000)  # 15 events above a 0.1% cut: one term
+    assert len(fit_quantile(s, np.ones_like(s), pt, 1e-3, SPAN).coefficients) == 1
+    assert len(fit_quantile(s, np.ones_like(s), pt, 1e-2, SPAN).coefficients) == 3
+    flat, pt = sample(rng, 100_000, np.array([0.5, 0.0, 0.0]))  # no pT dependence: a constant cut
+    fit = fit_quantile(flat, np.ones_like(flat), pt, 1e-2, SPAN)
+    assert len(fit.coefficients) == 1
+    assert fit.coefficients[0] == pytest.approx(0.5 * np.log(100.0), abs=4 * np.sqrt(fit.covariance[0, 0]))
+
+
+def test_covariance_describes_the_spread_of_the_true_rate_per_bin():
+    """40 independent fits: the true pass rate of each bin under each fitted cut strays from the
+    target as much as rate_covariance predicts (pull spread near 1, neither under- nor over-stated)."""
+    rng = np.random.default_rng(7)
+    grid_pt = np.exp(rng.uniform(np.log(600.0), np.log(2500.0), 200_000))
+    grid_bin = bin_index(EDGES, grid_pt)
+    pulls = []
+    for _ in range(40):
+        s, pt = sample(rng, 10_000)
+        fit = fit_quantile(s, np.ones_like(s), pt, 1e-2, SPAN)
+        cov = rate_covariance(fit, s, np.ones_like(s), pt, bin_index(EDGES, pt), len(EDGES))
+        rate = true_rate(fit.cuts_at(grid_pt), grid_pt)
+        for b in range(len(EDGES)):
+            pulls.append((rate[grid_bin == b].mean() - 1e-2) / np.sqrt(cov[b, b]))
+    pulls = np.asarray(pulls)
+    assert abs(pulls.mean()) < 0.35 and 0.75 < pulls.std() < 1.3, (pulls.mean(), pulls.std())

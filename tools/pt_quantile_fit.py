@@ -1,0 +1,183 @@
+"""The pT-dependent working point: a score quantile fitted as a smooth function of the leading-jet pT.
+
+Why a fit and not a cut per pT bin: a cut keeping 1% of the QCD of one bin rests on the few events of
+that bin above it (about ten in the high-pT bins of a 20k-event sample), and such cuts did not hold
+their 1% on independent QCD. A polynomial in ln pT fitted to ALL the background events (weighted
+quantile regression) has a handful of parameters, so every pT's cut rests on thousands of events,
+and the fit's covariance gives each bin's cut uncertainty as a pass-rate error.
+
+The fit solves the quantile-regression estimating equations sum_i w_i x_i (1[s_i > cut(x_i)] - eff) = 0
+(x = the basis of ``modules.working_point.ln_pt_powers``): the weighted pass rate is ``eff`` overall
+and uncorrelated with every power of ln pT. The step function is smoothed with a normal CDF of width
+``h`` (convolution-smoothed quantile regression) so Newton's method converges in a few iterations;
+``h`` is a tenth of the score distance between the ``eff`` and ``10 eff`` quantiles (wider only where
+the sample is too small for that window to hold 20 events), small against the scale on which the
+tail changes. A term of the polynomial needs ``MIN_EVENTS_PER_TERM`` effective events above the cut:
+a small sample gets fewer terms (one: a constant cut). And a term must earn its place: while the
+highest one is within ``SIGNIFICANCE`` sigma of zero the fit is repeated without it (a curvature the
+sample cannot see only adds variance to every cut). Covariance: the sandwich J^-1 (sum w^2 x x^T eff (1 - eff)) J^-1 with
+J = sum w x x^T phi(r/h)/h, the derivative of the equations.
+
+Weights: the cut at a given pT is a CONDITIONAL quantile; it does not depend on how many events the
+sample has at that pT, only on the relative weights of the events there. With the physical weights
+of a flat-pTHat sample (genWeight ~ pTHat^-5) the 600 GeV events would outweigh the 1.5 TeV ones
+thirty to one and the fit would follow the low-pT tail only (seen: 0.37 % instead of 1 % at 1.3-1.6
+TeV in the fit sample itself). So the weights are renormalised in ``N_SLICES`` slices of leading pT
+(equal event counts) to the slice's event count: relative weights within a slice are kept, every
+event counts where its information is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+from modules.working_point import PtCutFunction, ln_pt_powers
+
+N_TERMS = 3  # c0 + c1 x + c2 x^2: a curvature in ln pT, no more (checked by the closure test)
+PT_REF_GEV = 1000.0  # x = 0 here: the coefficients' correlations stay small over 600 GeV - 2.5 TeV
+RANGE_QUANTILES = (0.005, 0.995)  # the fit's pT range: where the background sample has events
+N_SLICES = 50  # leading-pT slices (equal event counts) in which the fit's weights are renormalised
+MIN_EVENTS_PER_TERM = 10  # effective events above the cut per polynomial term
+SIGNIFICANCE = 2.0  # the highest term is kept only if it differs from zero by more than this many sigma
+REFINE = np.array([1.0, 1 / 3, 1 / 9])  # fitting bandwidths, in units of h: see the module docstring
+
+
+@dataclass(frozen=True)
+class QuantileFit:
+    """One fitted cut function with its covariance."""
+
+    eff: float
+    coefficients: np.ndarray
+    covariance: np.ndarray
+    pt_ref_gev: float
+    pt_range_gev: tuple[float, float]
+    bandwidth: float
+    iterations: int
+
+    def basis(self, leading_pt: np.ndarray) -> np.ndarray:
+        return ln_pt_powers(leading_pt, self.pt_ref_gev, self.pt_range_gev, len(self.coefficients))
+
+    def cuts_at(self, leading_pt: np.ndarray) -> np.ndarray:
+        return self.basis(leading_pt) @ self.coefficients
+
+    def to_json(self) -> dict:
+        return {"eff": self.eff, "coefficients": self.coefficients.tolist(), "covariance": self.covariance.tolist(),
+                "pt_ref_gev": self.pt_ref_gev, "pt_range_gev": list(self.pt_range_gev),
+                "bandwidth": self.bandwidth, "iterations": self.iterations}
+
+
+def information_weights(weights: np.ndarray, leading_pt: np.ndarray, n_slices: int = N_SLICES) -> np.ndarray:
+    """The weights renormalised per leading-pT slice to the slice's event count (module docstring)."""
+    w = np.asarray(weights, dtype=np.float64)
+    inner = np.quantile(leading_pt, np.linspace(0, 1, n_slices + 1)[1:-1])
+    slice_of = np.searchsorted(inner, leading_pt, side="right")
+    total = np.bincount(slice_of, weights=w, minlength=n_slices)
+    count = np.bincount(slice_of, minlength=n_slices)
+    return w * np.where(total > 0, count / np.where(total > 0, total, 1.0), 0.0)[slice_of]
+
+
+def fit_range(leading_pt: np.ndarray) -> tuple[float, float]:
+    """The pT range the fit covers (beyond it the cut is held constant): where the sample has events."""
+    lo, hi = np.quantile(leading_pt, RANGE_QUANTILES)
+    return float(lo), float(hi)
+
+
+def fit_quantile(scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray, eff: float,
+                 pt_range_gev: tuple[float, float], n_terms: int = N_TERMS,
+                 pt_ref_gev: float = PT_REF_GEV, max_iter: int = 100) -> QuantileFit:
+    """Fit cut(ln pT) keeping a weighted fraction ``eff`` of the events above it at every pT, with
+    at most ``n_terms`` terms (fewer: MIN_EVENTS_PER_TERM, SIGNIFICANCE; weights: information_weights)."""
+    s = np.asarray(scores, dtype=np.float64)
+    w = information_weights(weights, leading_pt)
+    w = w / w.sum()
+    n_eff = 1.0 / np.sum(w ** 2)
+    terms = int(np.clip(n_eff * eff // MIN_EVENTS_PER_TERM, 1, n_terms))
+    q_lo, q_hi = _weighted_quantiles(s, w, (1 - min(max(10 * eff, 20 / n_eff), 0.5), 1 - eff))
+    h = max(0.1 * (q_hi - q_lo), 1e-9)
+    while True:
+        fit = _fit(s, w, ln_pt_powers(leading_pt, pt_ref_gev, pt_range_gev, terms), eff, h, q_hi, max_iter)
+        top = fit[0][-1] / np.sqrt(fit[1][-1, -1]) if fit[1][-1, -1] > 0 else 0.0
+        if terms == 1 or abs(top) > SIGNIFICANCE:
+            return QuantileFit(eff, fit[0], fit[1], pt_ref_gev, pt_range_gev, h, fit[2])
+        terms -= 1
+
+
+def _fit(s: np.ndarray, w: np.ndarray, x: np.ndarray, eff: float, h: float, start: float,
+         max_iter: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(coefficients, covariance, Newton iterations) of one fit with the basis ``x``."""
+    beta = np.zeros(x.shape[1])
+    beta[0] = start
+    iterations = 0
+    for width in h * REFINE:
+        beta, it = _newton(beta, s, w, x, eff, width, max_iter)
+        iterations += it
+    _, jac = _equations(beta, s, w, x, eff, h)
+    inv = np.linalg.pinv(jac)
+    meat = (x * (w ** 2 * eff * (1 - eff))[:, None]).T @ x
+    return beta, inv @ meat @ inv.T, iterations
+
+
+def _newton(beta: np.ndarray, s: np.ndarray, w: np.ndarray, x: np.ndarray, eff: float, h: float,
+            max_iter: int) -> tuple[np.ndarray, int]:
+    """Newton's method on the smoothed equations, each step shortened until the (convex) smoothed
+    check loss falls; stops when the steps vanish or no step lowers the loss any more."""
+    for it in range(1, max_iter + 1):
+        g, jac = _equations(beta, s, w, x, eff, h)
+        step = np.linalg.lstsq(jac, g, rcond=None)[0]  # the equations fall as beta rises
+        before, t = _loss(beta, s, w, x, eff, h), 1.0
+        while _loss(beta + t * step, s, w, x, eff, h) > before:
+            t *= 0.5
+            if t < 1e-6:
+                return beta, it
+        beta = beta + t * step
+        if np.max(np.abs(t * step)) < 1e-10 * (1 + np.max(np.abs(beta))):
+            return beta, it
+    raise RuntimeError(f"quantile fit at eff {eff} did not converge in {max_iter} iterations")
+
+
+def _equations(beta: np.ndarray, s: np.ndarray, w: np.ndarray, x: np.ndarray, eff: float,
+               h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed estimating equations sum w x (P(pass) - eff) and their Jacobian in beta."""
+    r = (s - x @ beta) / h
+    g = x.T @ (w * (norm.cdf(r) - eff))
+    jac = (x * (w * norm.pdf(r) / h)[:, None]).T @ x
+    return g, jac
+
+
+def _loss(beta: np.ndarray, s: np.ndarray, w: np.ndarray, x: np.ndarray, eff: float, h: float) -> float:
+    """The smoothed check loss whose gradient is minus the equations: sum w [u (tau - Phi(-u/h)) +
+    h phi(u/h)], u = s - cut, tau = 1 - eff."""
+    u = s - x @ beta
+    return float(w @ (u * ((1 - eff) - norm.cdf(-u / h)) + h * norm.pdf(u / h)))
+
+
+def _weighted_quantiles(s: np.ndarray, w: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    order = np.argsort(s)
+    cum = np.cumsum(w[order])
+    return [float(s[order][min(np.searchsorted(cum, q * cum[-1]), len(s) - 1)]) for q in qs]
+
+
+def rate_covariance(fit: QuantileFit, scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray,
+                    bin_of_event: np.ndarray, n_bins: int) -> np.ndarray:
+    """Covariance of the pass rates per bin that the fit's own uncertainty causes: G Cov(beta) G^T,
+    with G the derivative of each bin's pass rate with respect to the coefficients (the score density
+    at the cut, estimated on the sample given with the fit's smoothing width)."""
+    s = np.asarray(scores, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    x = fit.basis(leading_pt)
+    dens = w * norm.pdf((s - x @ fit.coefficients) / fit.bandwidth) / fit.bandwidth
+    grad = np.zeros((n_bins, x.shape[1]))
+    for b in range(n_bins):
+        sel = bin_of_event == b
+        if w[sel].sum() > 0:
+            grad[b] = -(dens[sel] @ x[sel]) / w[sel].sum()
+    return grad @ fit.covariance @ grad.T
+
+
+def as_card_entry(fits: dict[str, QuantileFit]) -> PtCutFunction:
+    """The fits of every efficiency as the card's smooth ``vs_leading_jet_pt`` entry."""
+    first = next(iter(fits.values()))
+    return PtCutFunction(first.pt_ref_gev, first.pt_range_gev,
+                         {k: tuple(float(c) for c in f.coefficients) for k, f in fits.items()})

@@ -233,6 +233,8 @@ class Timing(Service):
         st.mod_c[0] += c - st.mark_c
         st.mark_w, st.mark_c = w, c
         st.in_event = event_id is not None  # the last, empty read belongs to no event
+        if not st.in_event:  # ... but it is in the loop: closing the input is bulk I/O (source_bulk),
+            st.last_w = w  # so the loop ends after it, or events + bulk + idle != streams x loop
 
     def _source_bulk(self, stream: int, w: int, c: int) -> None:
         """Bulk I/O inside this pull: moving the event's start and the source's mark past it takes it

@@ -179,3 +179,30 @@ class EventNumberFilter(Filter):
 
     def filter(self, event) -> bool:
         return event.id.event % self.params.divisor == 0
+
+
+@dataclass
+class WaitForFileParameters:
+    path: str = ""  # the file whose creation lets the unit begin
+    unit_start: int = 0  # the work unit (by its first entry) that waits
+    timeout_s: float = 120.0  # a hang guard, not a timing: the test creates the file
+
+
+@register_module("TestWaitForFile")
+class WaitForFile(Analyzer):
+    """Holds the start of one work unit until a file exists: a unit that begins (and opens its output
+    part) only after another unit has stopped the job. List it before the output module."""
+
+    Parameters = WaitForFileParameters
+
+    def begin_unit(self, unit) -> None:  # noqa: ANN001
+        import os
+
+        if unit.start != self.params.unit_start:
+            return
+        deadline = time.monotonic() + self.params.timeout_s
+        while not os.path.exists(self.params.path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def analyze(self, event) -> None:
+        pass

@@ -179,6 +179,53 @@ def test_corrupt_file_unit_stops_job_naming_it(cluster, write_config, tmp_path):
     assert not list(tmp_path.glob("dask.root*"))
 
 
+def _workers_idle(address: str) -> None:
+    """Wait until no worker of the cluster runs a task (a hang guard of 120 s, not a timing)."""
+    from distributed import Client
+
+    with Client(address, timeout="20s") as client:
+        deadline = time.monotonic() + 120
+        while any(client.run(lambda dask_worker: len(dask_worker.state.executing)).values()):
+            assert time.monotonic() < deadline, "a worker still runs a task after 120 s"
+            time.sleep(0.05)
+
+
+def test_a_unit_still_running_when_the_job_stops_leaves_no_part(cluster, write_config, tmp_path, caplog):
+    # kills: parts removed while a cancelled unit still runs on a scheduler we do not own (Dask cannot
+    # stop a running task): a unit that opened its part after the clean-up left it (dask.root.unit00006.part)
+    import logging
+
+    go = tmp_path / "go"
+
+    class Release(logging.Handler):  # the executor says it waits for the running units: let them go on
+        def emit(self, record: logging.LogRecord) -> None:
+            if "still running" in record.getMessage():
+                go.touch()
+
+    cfg = write_config(f"""
+        process: HOLD
+        options: {{skipEvents: 2200, maxEvents: 150, executor: {{type: dask, eventsPerTask: 75, address: {cluster}}}}}
+        source: {{type: RootJetSource, files: [data/qcd_dijet.root], chunk_size: 100}}
+        modules:
+          hold: {{type: TestWaitForFile, path: '{go}', unit_start: 2200}}
+          bad: {{type: TestFailOn, run: 1, events: [2276]}}
+          out: {{type: RootOutputModule, file: '{tmp_path / "dask.root"}'}}
+        paths: {{p: [hold, bad]}}
+        endpaths: {{o: [out]}}
+        """)
+    handler = Release()
+    caplog.set_level(logging.INFO, logger="hltrun")
+    logging.getLogger("hltrun").addHandler(handler)
+    try:  # unit 0 (entries 2200-2275) waits for `go` before it begins; unit 1 fails on its first event
+        dask, _ = run(load(cfg))
+    finally:
+        logging.getLogger("hltrun").removeHandler(handler)
+    go.touch()  # without the wait, unit 0 begins now, after the clean-up ...
+    _workers_idle(cluster)  # ... and has written its part once it is done
+    assert dask.code == 4 and "bad event 2276" in dask.result.summary.failure
+    assert not list(tmp_path.glob("dask.root*"))
+
+
 def test_cli_local_cluster(tmp_path, write_config, capsys):
     # kills: --dask not wired to the executor; no LocalCluster when no address is given
     from framework.cli import main

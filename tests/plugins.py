@@ -10,7 +10,7 @@ from typing import Any
 from framework.event import EventID
 from framework.module import Analyzer, Filter, Producer, Source
 from framework.registry import register_module
-from framework.schema import InputTag
+from framework.schema import InputTag, limited
 
 
 def burn_cpu(ms: float) -> None:
@@ -22,7 +22,7 @@ def burn_cpu(ms: float) -> None:
 
 @dataclass
 class CountingSourceParameters:
-    n: int = 10
+    n: int = limited(10, 0, 100_000)  # the configuration fuzz test may set it: a job of seconds at most
 
 
 @register_module("TestCountingSource")

@@ -206,3 +206,51 @@ class WaitForFile(Analyzer):
 
     def analyze(self, event) -> None:
         pass
+
+
+def statm() -> tuple[int, int]:
+    """(virtual size, RSS) in bytes from /proc/self/statm: the tests' own reading, not the service's."""
+    import os
+
+    with open("/proc/self/statm") as fh:
+        size, resident = fh.read().split()[:2]
+    page = os.sysconf("SC_PAGE_SIZE")
+    return int(size) * page, int(resident) * page
+
+
+@dataclass
+class MemoryBumpParameters:
+    mb: int = limited(96, 1, 1024)
+    hold_from: int = 0  # event number (EventID.event) whose call maps and fills ``mb`` MB
+    hold_until: int = 0  # event number whose call unmaps them
+
+
+WITNESS: dict[str, dict[str, tuple[int, int]]] = {}  # label -> {"before"/"held": (vsize, RSS) bytes}
+
+
+@register_module("TestMemoryBump")
+class MemoryBump(Analyzer):
+    """Holds ``mb`` MB of fresh, written pages from event ``hold_from`` to ``hold_until``: the job's
+    peak RSS and virtual size lie in between, ``mb`` above the values before and after. Its own
+    readings just before mapping and with the pages held go to ``WITNESS[label]``. A fresh anonymous
+    mapping (not malloc, which may reuse resident pages) that ``close`` returns to the system."""
+
+    Parameters = MemoryBumpParameters
+
+    def __init__(self, label: str, params: Any) -> None:
+        super().__init__(label, params)
+        self._block: Any = None
+
+    def analyze(self, event) -> None:
+        import mmap
+
+        import numpy as np
+
+        if event.id.event == self.params.hold_from:
+            before = statm()
+            self._block = mmap.mmap(-1, self.params.mb << 20)
+            np.frombuffer(self._block, dtype=np.uint8).fill(1)  # every page written
+            WITNESS[self.label] = {"before": before, "held": statm()}
+        elif event.id.event == self.params.hold_until and self._block is not None:
+            self._block.close()
+            self._block = None

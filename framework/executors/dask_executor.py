@@ -30,6 +30,10 @@ from .worker import EVENTS_TOPIC, JobSpec, run_unit
 
 log = logging.getLogger("hltrun")
 INSTALL_HINT = 'pip install -e ".[dist]"  (or: pip install "dask[distributed]")'
+DRAIN_S = 300.0  # the longest wait for units still running when the job stops (a hang guard)
+_ASK_S = 30.0  # the longest wait for one answer from the scheduler or the workers, or to close
+# a worker's task states in which it runs, or may still start, a unit (a cancelled one runs on)
+_ACTIVE = frozenset({"waiting", "ready", "constrained", "executing", "long-running", "cancelled", "resumed"})
 
 
 def require_dask() -> None:
@@ -201,7 +205,7 @@ def _retried_units(client, futures: dict, run_id: str) -> list[dict[str, Any]]:
                 if k in dask_scheduler.tasks and dask_scheduler.tasks[k].suspicious}
 
     try:
-        lost = client.run_on_scheduler(suspicious)
+        lost = client.run_on_scheduler(suspicious, callback_timeout=_ASK_S)
     except Exception:  # noqa: BLE001 - reporting only
         log.debug("could not ask the scheduler for retried units", exc_info=True)
         return []
@@ -225,11 +229,6 @@ def _retried_units(client, futures: dict, run_id: str) -> list[dict[str, Any]]:
                     "reason": f"worker {', '.join(workers[:-1])} was lost while running it (killed or out of "
                               f"memory); re-run on {workers[-1]}"})
     return out
-
-
-_ACTIVE = frozenset({"waiting", "ready", "constrained", "executing", "long-running", "cancelled", "resumed"})
-DRAIN_S = 300.0  # the longest wait for units still running when the job stops (a hang guard)
-_ASK_S = 30.0  # one question to the scheduler or the workers
 
 
 def _unfinished(prefix: str, dask_worker=None) -> list[str]:  # noqa: ANN001 - runs on each worker
@@ -275,7 +274,7 @@ def _close(client, cluster) -> None:
     for thing in (client, cluster):
         if thing is not None:
             try:
-                thing.close()
+                thing.close(timeout=_ASK_S)
             except Exception:  # noqa: BLE001 - shutting down: nothing more to do
                 log.debug("closing Dask", exc_info=True)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import weakref
 from functools import reduce
 from typing import Any, Callable
 
 import pytest
 
-from framework.results import JobResult, Merger, merge_all, merge_summaries, merge_values
+from framework.results import JobResult, Merger, merge_all, merge_counters, merge_summaries, merge_values
 from framework.summary import JobSummary, ModuleCounters, PathCounters
 
 
@@ -140,6 +141,8 @@ def test_merging_leaves_the_inputs_as_they_were():
     merged.source["read"] += 1000
     merged.paths["p"].modules[0].passed += 1000
     merged.errors["m"]["StdException"] += 1000
+    merged.executor["units"] += 1000  # taken whole from one unit ("first"), yet a copy
+    merged.path_entries["p"].append("x")
     assert units == before
 
 
@@ -171,6 +174,22 @@ def test_merge_values_by_kind():
     out = merge_values(None, given)
     out["x"].append(2)
     assert given == {"x": [1]}  # a value taken from the other side is a copy
+    # two kinds that do not combine: the first stays (never a sum, a key-by-key merge or an error)
+    assert merge_values(True, 2) is True and merge_values(2, "x") == 2
+    assert merge_values({"a": 1}, 5) == {"a": 1} and merge_values([1], "x") == [1]
+
+
+def test_merge_counters_by_kind():
+    """A module's summary(): integers add, a flag or any other value is a setting (the first)."""
+    assert merge_counters(2, 3) == 5 and merge_counters(True, 1) is True and merge_counters(1, True) == 1
+    assert merge_counters(2, "x") == 2 and merge_counters({"a": 1}, 5) == {"a": 1}
+    assert merge_counters(1.5, 2.5) == 1.5  # a float is a setting (a threshold), not a counter
+    assert merge_counters({"n": 1, "s": {"k": 2}}, {"n": 2, "s": {"k": 3, "j": 1}, "t": 4}) == \
+        {"n": 3, "s": {"k": 5, "j": 1}, "t": 4}
+    given = {"s": {"k": [1]}}
+    out = merge_counters(None, given)
+    out["s"]["k"].append(2)
+    assert given == {"s": {"k": [1]}}
 
 
 class _Data:
@@ -222,6 +241,19 @@ def test_merger_counts_every_unit_and_equals_the_plain_fold(n):
     assert merge_all(results).summary.events_read == sum(range(n))
 
 
+def test_merger_holds_a_logarithmic_number_of_partial_results():
+    """The client holds O(log units) results (a binary counter), never every unit's: of the units
+    added, at most one is still held as it came (the lowest level); the others are merged away."""
+    merger, added = Merger(), []
+    for i in range(16):
+        r = _result(i, None, None, {"Timing": _Data(i)})
+        added.append(weakref.ref(r))
+        merger.add(r)
+        del r
+        assert sum(ref() is not None for ref in added) <= 1, i
+    assert merger.result().services["Timing"].parts == tuple(range(16))
+
+
 def test_merger_of_nothing_says_so():
-    with pytest.raises(ValueError, match="nothing to merge"):
+    with pytest.raises(ValueError, match="^nothing to merge$"):
         Merger().result()

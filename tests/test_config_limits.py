@@ -44,13 +44,15 @@ def _settings(cls: type, where: str) -> Iterator[tuple[str, type, dataclasses.Fi
 
 
 def _all_settings() -> list[tuple[str, type, dataclasses.Field, Any]]:
-    """Options, every built-in module's parameters (named by type) and every service's."""
+    """Options, every built-in module's parameters (named by type) and every service's (not the
+    tests' own plugins, named Test* or _*)."""
     out = list(_settings(Options, "options"))
     for name, cls in sorted(registry.known_modules().items()):
-        if not name.startswith(("Test", "_")):  # the tests' own modules
+        if not name.startswith(("Test", "_")):
             out += list(_settings(cls.Parameters, name))
     for name, cls in sorted(registry._services.items()):
-        out += list(_settings(cls.Parameters, f"services.{name}"))
+        if not name.startswith(("Test", "_")):
+            out += list(_settings(cls.Parameters, f"services.{name}"))
     return out
 
 

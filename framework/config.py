@@ -19,7 +19,7 @@ import yaml
 from . import registry
 from .errors import CMSSW_CATEGORIES, ConfigError
 from .module import Filter, Module, OutputModule, Source
-from .schema import build, input_tags, to_plain
+from .schema import build, input_tags, limited, to_plain
 
 SOURCE_LABEL = "source"
 CHECKOUT = Path(__file__).resolve().parents[1]  # where the shipped configs/ and data/ live
@@ -34,18 +34,15 @@ class ExecutorOptions:
 
     type: Literal["local", "dask"] = "local"
     address: str | None = None  # tcp://host:8786 of a running scheduler; null: start a LocalCluster
-    workers: int = 2  # LocalCluster process workers (ignored with an address)
-    threadsPerWorker: int = 1  # Dask threads per worker: units run concurrently on one worker
-    eventsPerTask: int = 20_000  # a work unit is one file's entry range of at most this many events
-    retries: int = 2  # times a unit may be lost with its worker and re-run elsewhere
-    maxTimingRows: int = 200_000  # per-event timing rows kept when merging; beyond: histograms
+    workers: int = limited(2, 1, 1024)  # LocalCluster process workers (ignored with an address)
+    threadsPerWorker: int = limited(1, 1, 1024)  # Dask threads per worker: units run concurrently on one worker
+    # a work unit is one file's entry range of at most this many events
+    eventsPerTask: int = limited(20_000, 1, 1_000_000_000)
+    retries: int = limited(2, 0, 100)  # times a unit may be lost with its worker and re-run elsewhere
+    # per-event timing rows kept when merging; beyond: histograms
+    maxTimingRows: int = limited(200_000, 1, 10_000_000)
 
     def __post_init__(self) -> None:
-        for name in ("workers", "threadsPerWorker", "eventsPerTask", "maxTimingRows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"executor.{name} must be >= 1, got {getattr(self, name)}")
-        if self.retries < 0:
-            raise ValueError(f"executor.retries must be >= 0, got {self.retries}")
         if self.address is not None and "://" not in self.address:
             raise ValueError(f"executor.address must look like tcp://host:8786, got {self.address!r}")
 
@@ -62,8 +59,10 @@ class Options:
 
     maxEvents: int = -1  # -1: all events
     skipEvents: int = 0
-    numberOfThreads: int = 1  # threads running streams: in hltrun each stream has its own thread
-    numberOfStreams: int = 0  # events in flight at once; 0: as many as numberOfThreads (CMSSW's default)
+    # threads running streams: in hltrun each stream has its own thread
+    numberOfThreads: int = limited(1, 1, 1024)
+    # events in flight at once; 0: as many as numberOfThreads (CMSSW's default)
+    numberOfStreams: int = limited(0, 0, 1024, "0: as many as numberOfThreads")
     budgetMs: float = 100.0  # per-event HLT time budget the reports compare against
     inputRateHz: float = 100_000.0  # L1 accept rate used for the farm projection
     TryToContinue: list[str] = field(default_factory=list)  # exception categories that skip the event
@@ -77,10 +76,6 @@ class Options:
             raise ValueError(f"maxEvents must be -1 (all) or >= 0, got {self.maxEvents}")
         if self.skipEvents < 0:
             raise ValueError(f"skipEvents must be >= 0, got {self.skipEvents}")
-        if self.numberOfThreads < 1:
-            raise ValueError(f"numberOfThreads must be >= 1, got {self.numberOfThreads}")
-        if self.numberOfStreams < 0:
-            raise ValueError(f"numberOfStreams must be >= 0 (0: as many as numberOfThreads), got {self.numberOfStreams}")
         if self.numberOfStreams > self.numberOfThreads:
             raise ValueError(f"numberOfStreams ({self.numberOfStreams}) > numberOfThreads ({self.numberOfThreads}): "
                              f"hltrun runs each stream on its own thread; set options.numberOfThreads="

@@ -32,6 +32,36 @@ class InputTag(str):
         return self.split(":", 1)[1] if ":" in self else ""
 
 
+LIMITS = "hltrun_limits"  # dataclass field metadata key: (lowest, highest, hint)
+
+
+def limits(lo: float, hi: float, hint: str = "") -> dict[str, tuple[float, float, str]]:
+    """Field metadata: the value (every item of a list) must lie in ``lo``..``hi``. Every size-like
+    setting (bins, chunk and batch sizes, threads, streams, queue depths) declares one: an extra digit
+    or two is then one configuration error, not a request for gigabytes. README lists the limits."""
+    return {LIMITS: (lo, hi, hint)}
+
+
+def limited(default: Any, lo: float, hi: float, hint: str = "") -> Any:
+    """A field with a default and ``limits`` (``histogram_bins: int = limited(50, 1, 10_000)``)."""
+    return dataclasses.field(default=default, metadata=limits(lo, hi, hint))
+
+
+def _check_limits(value: Any, field: dataclasses.Field, where: str) -> None:
+    """One line naming the key (``services.Timing: histogram_bins must be <= 10000, got ...``)."""
+    if LIMITS not in field.metadata or value is None:
+        return
+    lo, hi, hint = field.metadata[LIMITS]
+    hint = f" ({hint})" if hint else ""
+    for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
+        name = field.name if i is None else f"{field.name}[{i}]"
+        if v < lo:
+            raise ConfigError(f"{where}: {name} must be >= {lo}, got {_show(v)}{hint}")
+        if v > hi:
+            raise ConfigError(f"{where}: {name} must be <= {hi}, got {_show(v)}{hint}; the limit keeps memory "
+                              f"bounded (README: Configuration)")
+
+
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if tp is InputTag:
@@ -129,6 +159,7 @@ def build(cls: type, data: Any, where: str) -> Any:
     for name, field in fields.items():
         if name in data:
             kwargs[name] = convert(data[name], hints[name], f"{where}.{name}")
+            _check_limits(kwargs[name], field, where)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}.{name}: required key is missing ({_type_name(hints[name])})")
     try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from framework.event import Event
 from framework.module import Producer
 from framework.registry import register_module
-from framework.schema import InputTag
+from framework.schema import InputTag, limited
 
 from .jets import InputSpec, declare_inputs
 from .products import JetCollection
@@ -21,16 +21,10 @@ if TYPE_CHECKING:
 @dataclass
 class JetBatcherParameters:
     src: InputTag = InputTag("source")
-    max_jets: int = 2  # leading jets per event sent to the model (0: all)
-    n_constituents: int = 100
+    max_jets: int = limited(2, 0, 10_000, "0: all")  # leading jets per event sent to the model
+    n_constituents: int = limited(100, 1, 10_000)
     relative: bool = True  # (eta, phi) relative to the jet axis, as the shipped models were trained
     min_jet_pt: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.max_jets < 0:
-            raise ValueError(f"max_jets must be >= 0, got {self.max_jets}")
-        if self.n_constituents < 1:
-            raise ValueError(f"n_constituents must be >= 1, got {self.n_constituents}")
 
 
 @register_module("JetBatcher")

@@ -26,7 +26,7 @@ from framework.destinations import check_file_destination
 from framework.event import Event
 from framework.module import OutputModule
 from framework.registry import register_module
-from framework.schema import InputTag
+from framework.schema import InputTag, limited
 
 from .rootio import compression_codec, write_nanoaod
 
@@ -42,13 +42,11 @@ class RootOutputParameters:
     compression: Literal["zlib", "lz4", "zstd", "none"] = "zlib"
     # selected events buffered before they are written as one basket: bounds the module's memory
     # (~1 kB per buffered event) however long the job, and orders rows across streams
-    basket_events: int = 1_000
+    basket_events: int = limited(1_000, 1, 1_000_000)
 
     def __post_init__(self) -> None:
         if not Path(self.file).name or Path(self.file).name in (".", ".."):
             raise ValueError(f"file: expected a file name (e.g. output/out.root), got {self.file!r}")
-        if self.basket_events < 1:
-            raise ValueError(f"basket_events must be >= 1, got {self.basket_events}")
 
 
 def product_columns(label: str, product: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from framework.errors import ConfigError, FileOpenError, SourceError, one_line
 from framework.event import EventID
 from framework.module import Source
 from framework.registry import register_module
+from framework.schema import limited
 
 from . import decompression
 from .decompression import TimedPool, threads_for
@@ -68,8 +69,8 @@ class RootJetSourceParameters:
     tree: str = "Events"
     layout: Literal["counts", "jet_index", "nested"] = "counts"
     branches: JetBranches = field(default_factory=JetBranches)
-    chunk_size: int = 10_000  # entries read and converted at once
-    max_constituents: int = 100
+    chunk_size: int = limited(10_000, 1, 1_000_000)  # entries read and converted at once
+    max_constituents: int = limited(100, 1, 10_000)
     # the same file twice is a mistake unless asked for (e.g. a memory benchmark reading it in a loop)
     allowDuplicateFiles: bool = False
     duplicateCheckMode: Mode = "checkAllFilesOpened"  # CMSSW's: checkEachFile, noDuplicateCheck
@@ -77,26 +78,17 @@ class RootJetSourceParameters:
     # threads that decompress the branches' baskets in parallel (uproot's decompression_executor;
     # LZMA/ZSTD/ZLIB/LZ4 release the GIL): null = min(4, branches read) on 2 cores or more (serial on
     # one; modules/decompression.py says why more threads than cores), 0 or 1 = serial
-    decompression_threads: int | None = None
+    decompression_threads: int | None = limited(None, 0, 64, "null: auto, 0 or 1: serial")
     # chunks read, decompressed and converted ahead in a background thread while the streams process
     # the current one; 0 (default): each chunk is read in the pull. Off by default: the reader's
     # allocations land in the RSS deltas of whichever module runs meanwhile (MemoryReport per module).
     # Off (with a warning) where the process may run on one core only: the reader would preempt the
     # streams and its read would land in the events' real time
-    read_ahead: int = 0
+    read_ahead: int = limited(0, 0, 16, "chunks; 0: off")
 
     def __post_init__(self) -> None:
         if not self.files:
             raise ValueError("files: give at least one ROOT file (globs allowed)")
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        if self.max_constituents < 1:
-            raise ValueError(f"max_constituents must be >= 1, got {self.max_constituents}")
-        if self.decompression_threads is not None and not 0 <= self.decompression_threads <= 64:
-            raise ValueError(f"decompression_threads must be null (auto), 0 or 1 (serial) or up to 64 threads, "
-                             f"got {self.decompression_threads}")
-        if not 0 <= self.read_ahead <= 16:
-            raise ValueError(f"read_ahead must be 0 (off) to 16 chunks, got {self.read_ahead}")
 
 
 class _Chunk:

@@ -29,11 +29,11 @@ from framework.errors import ConfigError, ModuleError
 from framework.event import Event
 from framework.module import Producer
 from framework.registry import register_module
-from framework.schema import InputTag
+from framework.schema import InputTag, limited, limits
 
 from .inference import MODEL_SUFFIX, BackendOptions, InferenceBackend, create_backend
 from .inference.accelerator import choose_backend
-from .inference.base import N_CONSTITUENTS, OUTPUT_NAMES, check_batch
+from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_batch
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .products import JetBatch, JetScores, is_all_valid
 from .shipped import find_file
@@ -52,14 +52,15 @@ class VAEAnomalyScorerParameters:
     model: str = "conv_vae"  # a .onnx / .keras path, or a model name looked up in models_dir
     backend: Literal["auto", "tensorflow", "onnxruntime", "tensorrt"] = "auto"
     mode: Literal["predict", "eager", "function", "xla"] = "function"  # tensorflow only
-    threads: int = 1  # intra-op threads per instance (one instance per stream)
+    threads: int = limited(1, 1, 1024)  # intra-op threads per instance (one instance per stream)
     providers: list[str] = field(default_factory=lambda: ["cpu"])  # onnxruntime: cpu, cuda, tensorrt
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"  # onnxruntime
     io_binding: bool = False  # onnxruntime
     precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
     outputs: list[str] = field(default_factory=lambda: list(OUTPUT_NAMES))
-    warm_up: list[int] = field(default_factory=lambda: [1, 9])  # batch sizes run once in begin_job
-    max_batch: int = 1024  # tensorrt optimisation-profile maximum
+    # batch sizes (jets) run once in begin_job
+    warm_up: list[int] = field(default_factory=lambda: [1, 9], metadata=limits(1, MAX_BATCH))
+    max_batch: int = limited(1024, 1, MAX_BATCH)  # tensorrt optimisation-profile maximum (jets)
     engine_cache: str | None = None  # tensorrt engines; default <model dir>/engines
     models_dir: str = "data/models"
     # cross-event dynamic batching (SONIC-style, opt-in): the jets of events in flight on all streams
@@ -67,12 +68,8 @@ class VAEAnomalyScorerParameters:
     batching: BatchingParameters | None = None
 
     def __post_init__(self) -> None:
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if "score" not in self.outputs or any(o not in OUTPUT_NAMES for o in self.outputs):
             raise ValueError(f"outputs must include 'score' and be among {list(OUTPUT_NAMES)}, got {self.outputs}")
-        if self.max_batch < 1 or any(b < 1 for b in self.warm_up):
-            raise ValueError("max_batch and warm_up batch sizes must be >= 1")
         if self.batching is not None and self.batching.max_batch > self.max_batch:
             raise ValueError(f"batching.max_batch ({self.batching.max_batch}) exceeds max_batch "
                              f"({self.max_batch}, the largest batch the backend is built for)")

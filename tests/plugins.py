@@ -11,7 +11,7 @@ from typing import Any
 from framework.event import EventID
 from framework.module import Analyzer, Filter, Producer, Source
 from framework.registry import register_module, register_service
-from framework.schema import InputTag
+from framework.schema import InputTag, limited
 from framework.service import Service
 
 
@@ -24,7 +24,7 @@ def burn_cpu(ms: float) -> None:
 
 @dataclass
 class CountingSourceParameters:
-    n: int = 10
+    n: int = limited(10, 0, 100_000)  # the configuration fuzz test may set it: a job of seconds at most
 
 
 @register_module("TestCountingSource")
@@ -220,3 +220,78 @@ class SlowReport(Service):
         Path(self.params.writing).touch()
         time.sleep(self.params.sleep_s)
         return [atomic_write_text(report_dir / "slow.txt", "written\n")]
+
+
+@dataclass
+class WaitForFileParameters:
+    path: str = ""  # the file whose creation lets the unit begin
+    unit_start: int = 0  # the work unit (by its first entry) that waits
+    timeout_s: float = 120.0  # a hang guard, not a timing: the test creates the file
+
+
+@register_module("TestWaitForFile")
+class WaitForFile(Analyzer):
+    """Holds the start of one work unit until a file exists: a unit that begins (and opens its output
+    part) only after another unit has stopped the job. List it before the output module."""
+
+    Parameters = WaitForFileParameters
+
+    def begin_unit(self, unit) -> None:  # noqa: ANN001
+        import os
+
+        if unit.start != self.params.unit_start:
+            return
+        deadline = time.monotonic() + self.params.timeout_s
+        while not os.path.exists(self.params.path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def analyze(self, event) -> None:
+        pass
+
+
+def statm() -> tuple[int, int]:
+    """(virtual size, RSS) in bytes from /proc/self/statm: the tests' own reading, not the service's."""
+    import os
+
+    with open("/proc/self/statm") as fh:
+        size, resident = fh.read().split()[:2]
+    page = os.sysconf("SC_PAGE_SIZE")
+    return int(size) * page, int(resident) * page
+
+
+@dataclass
+class MemoryBumpParameters:
+    mb: int = limited(96, 1, 1024)
+    hold_from: int = 0  # event number (EventID.event) whose call maps and fills ``mb`` MB
+    hold_until: int = 0  # event number whose call unmaps them
+
+
+WITNESS: dict[str, dict[str, tuple[int, int]]] = {}  # label -> {"before"/"held": (vsize, RSS) bytes}
+
+
+@register_module("TestMemoryBump")
+class MemoryBump(Analyzer):
+    """Holds ``mb`` MB of fresh, written pages from event ``hold_from`` to ``hold_until``: the job's
+    peak RSS and virtual size lie in between, ``mb`` above the values before and after. Its own
+    readings just before mapping and with the pages held go to ``WITNESS[label]``. A fresh anonymous
+    mapping (not malloc, which may reuse resident pages) that ``close`` returns to the system."""
+
+    Parameters = MemoryBumpParameters
+
+    def __init__(self, label: str, params: Any) -> None:
+        super().__init__(label, params)
+        self._block: Any = None
+
+    def analyze(self, event) -> None:
+        import mmap
+
+        import numpy as np
+
+        if event.id.event == self.params.hold_from:
+            before = statm()
+            self._block = mmap.mmap(-1, self.params.mb << 20)
+            np.frombuffer(self._block, dtype=np.uint8).fill(1)  # every page written
+            WITNESS[self.label] = {"before": before, "held": statm()}
+        elif event.id.event == self.params.hold_until and self._block is not None:
+            self._block.close()
+            self._block = None

@@ -155,3 +155,35 @@ def html_pre(page: str) -> str:
     if not m:
         raise ValueError("no <pre> text report in the page")
     return html.unescape(m.group(1))
+
+
+# ---------------------------------------------------------------------- MemoryReport and the job report
+def parse_memoryreport(text: str) -> dict[str, float]:
+    """The peaks (MB) the MemoryReport prints: SimpleMemoryCheck's ``Peak virtual size V Mbytes (RSS R)``
+    and ``Peak rss size R Mbytes (VSIZE V)``, hltrun's ``peak virtual size V MB, peak RSS R MB`` and
+    ``at the end R MB``."""
+    number = f"({_NUM})"
+    patterns = {("peak_vsize", "peak_vsize_rss"): rf"MemoryReport> Peak virtual size {number} Mbytes \(RSS {number}\)",
+                ("peak_rss", "peak_rss_vsize"): rf"MemoryReport> Peak rss size {number} Mbytes \(VSIZE {number}\)",
+                ("summary_peak_vsize", "summary_peak_rss"):
+                    rf"MemoryReport  peak virtual size {number} MB, peak RSS {number} MB",
+                ("summary_rss_end",): rf"MemoryReport  RSS at start .* at the end {number} MB"}
+    out: dict[str, float] = {}
+    for keys, pattern in patterns.items():
+        m = re.search(pattern, text, re.M)
+        if not m:
+            raise ValueError(f"no MemoryReport line matching {pattern!r}")
+        out.update(zip(keys, map(float, m.groups())))
+    return out
+
+
+def parse_jobreport(xml_text: str) -> dict[str, Any]:
+    """FrameworkJobReport XML: {'metrics': {(metric, name): float}, 'inputs': {PFN: EventsRead},
+    'outputs': {PFN: TotalEvents}}."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml_text)
+    return {"metrics": {(s.get("Metric"), m.get("Name")): float(m.get("Value"))
+                        for s in root.find("PerformanceReport") for m in s},
+            "inputs": {i.findtext("PFN"): int(i.findtext("EventsRead")) for i in root.findall("InputFile")},
+            "outputs": {f.findtext("PFN"): int(f.findtext("TotalEvents")) for f in root.findall("File")}}

@@ -3,7 +3,9 @@ with exit code 0, 2, 3 or 4 and one line, never a traceback or an "internal erro
 
 Mutations of a valid configuration: a value replaced by one of another type (None, bool, int, float
 with nan/inf, text, list, mapping), a key removed, an unknown key added, a label renamed; plus
-random ``key.path=value`` overrides on the command line.
+random ``key.path=value`` overrides on the command line. Integers go up to 15 digits: every size-like
+setting has a limit (tests/test_config_limits.py), so none of them can make a job ask for unbounded
+memory (an 11-digit ``histogram_bins`` once asked for ~745 GiB).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from framework.schema import LIMITS  # noqa: E402
 from tests.conftest import make_events, write_counts  # noqa: E402
 
 ALLOWED = {0, 2, 3, 4}
@@ -92,11 +95,12 @@ def _override() -> st.SearchStrategy[str]:
     keys = st.sampled_from(["options.numberOfThreads", "options.maxEvents", "modules.sq.divisor", "modules.sqq.src",
                             "paths.p", "source.n", "services.Timing.histogram_bins", "modules.out.file",
                             "options", "process", "modules.even", "endpaths.e.0", "paths.p.7"])
-    values = st.one_of(_text, st.sampled_from(["0", "-1", "[a, b]", "{x: 1}", "null", "1e309", "[", "~"]))
+    values = st.one_of(_text, st.integers(-10**15, 10**15).map(str),
+                       st.sampled_from(["0", "-1", "[a, b]", "{x: 1}", "null", "1e309", "[", "~"]))
     return st.builds(lambda k, v: f"{k}={v}", keys, values)
 
 
-def _run(data: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def _run(data: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     from framework.cli import main
 
     with tempfile.TemporaryDirectory(prefix="hltrun-fuzz.") as tmp:
@@ -110,6 +114,7 @@ def _run(data: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None
     assert "Traceback" not in captured.err and "internal error" not in captured.err, captured.err
     if code:
         assert captured.err.strip().splitlines()[-1].startswith("hltrun: error: "), captured.err
+    return code, captured.err
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -121,6 +126,37 @@ def _run(data: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None
 @example(data=FAST, overrides=["modules.out.file=/"])
 def test_fuzzed_configuration_never_crashes(data, overrides, capsys):
     _run(data, overrides, capsys)
+
+
+def _limit(cls: type, name: str) -> int:
+    return cls.__dataclass_fields__[name].metadata[LIMITS][1]
+
+
+def _sizes() -> dict[str, int]:
+    """The size-like keys of FAST and their upper limits, as declared."""
+    from framework.config import ExecutorOptions, Options
+    from framework.services.memory import MemoryParameters
+    from framework.services.timing import TimingParameters
+    from modules.root_output import RootOutputParameters
+    from tests.plugins import CountingSourceParameters
+
+    return {"services.Timing.histogram_bins": _limit(TimingParameters, "histogram_bins"),
+            "services.Memory.key_events": _limit(MemoryParameters, "key_events"),
+            "options.numberOfThreads": _limit(Options, "numberOfThreads"),
+            "options.executor.maxTimingRows": _limit(ExecutorOptions, "maxTimingRows"),
+            "modules.out.basket_events": _limit(RootOutputParameters, "basket_events"),
+            "source.n": _limit(CountingSourceParameters, "n")}
+
+
+SIZES = _sizes()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(sorted(SIZES)), excess=st.integers(1, 10**15))
+def test_a_size_past_its_limit_is_exit_2_before_anything_is_allocated(key, excess, capsys):
+    value = SIZES[key] + excess
+    code, err = _run(FAST, [f"{key}={value}"], capsys)
+    assert code == 2 and f"must be <= {SIZES[key]}, got {value}" in err and f"override '{key}=" in err, err
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,14 @@
 """Distributed execution on a real Dask LocalCluster of 2 process workers, with small work units.
 
-Each test names the deliberate bug it was seen to catch (see the issue-9 report)."""
+Each test names the deliberate bug it was seen to catch (see the issue-9 report). Every wait here has a
+bound and every test a hang guard (``HANG_S``): under mutation testing a mutant that makes the client
+wait for ever (a unit that never returns, a line never printed) must fail the test, not sit at 0 % CPU
+below mutmut's CPU-time limit (docs/testing.md)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,6 +56,27 @@ services:
 FILES = "data/qcd_dijet.root, data/rsg_ww_3p5TeV.root"
 
 
+# a hang guard, not a timing: these tests take 5-30 s on a busy 2-core machine; a mutation run may
+# lower it (HLTRUN_HANG_S=120) so that a mutant that hangs fails sooner (docs/testing.md)
+HANG_S = int(os.environ.get("HLTRUN_HANG_S", "600"))
+
+
+@pytest.fixture(autouse=True)
+def hang_guard():
+    """SIGALRM in the main thread interrupts any wait there (as_completed, a pipe read, a lock) with an
+    error naming the guard, so that a hung test fails instead of blocking the run."""
+    import signal
+
+    def hung(signum, frame):  # noqa: ANN001
+        raise TimeoutError(f"test still running after {HANG_S} s: a wait without a bound (hang guard)")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(HANG_S)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """One LocalCluster of 2 process workers for the module; a unit may be lost twice with its worker."""
@@ -62,7 +87,7 @@ def cluster():
         c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                          silence_logs=40)
     yield c.scheduler_address
-    c.close()
+    c.close(timeout=60)
 
 
 def config(write_config, tmp_path: Path, address: str | None, name: str, files: str = FILES,
@@ -181,6 +206,53 @@ def test_corrupt_file_unit_stops_job_naming_it(cluster, write_config, tmp_path):
     assert not list(tmp_path.glob("dask.root*"))
 
 
+def _workers_idle(address: str) -> None:
+    """Wait until no worker of the cluster runs a task (a hang guard of 120 s, not a timing)."""
+    from distributed import Client
+
+    with Client(address, timeout="20s") as client:
+        deadline = time.monotonic() + 120
+        while any(client.run(lambda dask_worker: len(dask_worker.state.executing)).values()):
+            assert time.monotonic() < deadline, "a worker still runs a task after 120 s"
+            time.sleep(0.05)
+
+
+def test_a_unit_still_running_when_the_job_stops_leaves_no_part(cluster, write_config, tmp_path, caplog):
+    # kills: parts removed while a cancelled unit still runs on a scheduler we do not own (Dask cannot
+    # stop a running task): a unit that opened its part after the clean-up left it (dask.root.unit00006.part)
+    import logging
+
+    go = tmp_path / "go"
+
+    class Release(logging.Handler):  # the executor says it waits for the running units: let them go on
+        def emit(self, record: logging.LogRecord) -> None:
+            if "still running" in record.getMessage():
+                go.touch()
+
+    cfg = write_config(f"""
+        process: HOLD
+        options: {{skipEvents: 2200, maxEvents: 150, executor: {{type: dask, eventsPerTask: 75, address: {cluster}}}}}
+        source: {{type: RootJetSource, files: [data/qcd_dijet.root], chunk_size: 100}}
+        modules:
+          hold: {{type: TestWaitForFile, path: '{go}', unit_start: 2200}}
+          bad: {{type: TestFailOn, run: 1, events: [2276]}}
+          out: {{type: RootOutputModule, file: '{tmp_path / "dask.root"}'}}
+        paths: {{p: [hold, bad]}}
+        endpaths: {{o: [out]}}
+        """)
+    handler = Release()
+    caplog.set_level(logging.INFO, logger="hltrun")
+    logging.getLogger("hltrun").addHandler(handler)
+    try:  # unit 0 (entries 2200-2275) waits for `go` before it begins; unit 1 fails on its first event
+        dask, _ = run(load(cfg))
+    finally:
+        logging.getLogger("hltrun").removeHandler(handler)
+    go.touch()  # without the wait, unit 0 begins now, after the clean-up ...
+    _workers_idle(cluster)  # ... and has written its part once it is done
+    assert dask.code == 4 and "bad event 2276" in dask.result.summary.failure
+    assert not list(tmp_path.glob("dask.root*"))
+
+
 def test_cli_local_cluster(tmp_path, write_config, capsys):
     # kills: --dask not wired to the executor; no LocalCluster when no address is given
     from framework.cli import main
@@ -207,11 +279,46 @@ def test_missing_extra_names_the_install_command(monkeypatch, write_config, tmp_
     assert 'pip install -e ".[dist]"' in err and len(err.strip().splitlines()) == 1
 
 
+class _Lines:
+    """A pipe's lines, read by a thread: a pipe read has no timeout, a wait for a line here has."""
+
+    def __init__(self, pipe) -> None:  # noqa: ANN001
+        import threading
+
+        self.lines: list[str] = []
+        self.ended = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe) -> None:  # noqa: ANN001
+        for line in iter(pipe.readline, ""):
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self.ended = True
+            self._cond.notify_all()
+
+    def wait_for(self, prefix: str, timeout_s: float) -> None:
+        """Until a line starts with ``prefix``; fail at the end of the pipe or after ``timeout_s``."""
+        def seen() -> bool:
+            return self.ended or any(x.startswith(prefix) for x in self.lines)
+
+        with self._cond:
+            found = self._cond.wait_for(seen, timeout_s) and any(x.startswith(prefix) for x in self.lines)
+        assert found, f"no line starting {prefix!r} ({'end of output' if self.ended else 'hang guard'}): " \
+                      f"{self.lines[-5:]}"
+
+    def text(self, timeout_s: float = 30) -> str:
+        self._thread.join(timeout_s)
+        return "".join(self.lines)
+
+
 @pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
 def test_signal_stops_the_cluster(tmp_path, write_config, how):
     # kills: SIGTERM ignored by the Dask wait loop (job runs to the end), workers left running, parts left,
     # Ctrl-C (SIGINT to the whole process group, as a terminal sends it) printing worker tracebacks
-    import os
     import signal
     import subprocess
 
@@ -224,20 +331,27 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
     proc = subprocess.Popen([sys.executable, "-c", boot, str(cfg), "options.skipEvents=0", "-n", "1500",
                              "options.executor.eventsPerTask=100", "--report-dir", str(tmp_path / "rep")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    for line in proc.stderr:  # wait until the units are submitted
-        if line.startswith("hltrun: Dask:"):
-            break
-    time.sleep(1.5)
-    children = psutil.Process(proc.pid).children(recursive=True)
-    assert children, "no worker processes"
-    t0 = time.monotonic()
-    if how == "SIGTERM":
-        proc.send_signal(signal.SIGTERM)
-    else:
-        os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+    try:
+        err.wait_for("hltrun: Dask:", 120)  # the units are submitted
+        time.sleep(1.5)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "no worker processes"
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:  # its own session: nothing else would stop it (or its workers) after a failure here
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    out, err = out.text(), err.text()
     assert proc.returncode == 128 + (signal.SIGTERM if how == "SIGTERM" else signal.SIGINT), err
-    assert time.monotonic() - t0 < 30  # 1500 events x 20 ms on 2 workers would take 15 s more
+    import re
+
+    done, units = map(int, re.search(r"Dask on LocalCluster: (\d+)/(\d+) work units", out).groups())
+    assert units == 15 and done < units  # stopped, not run to the end (1500 events x 20 ms: ~15 s of work)
     assert ("stopped by SIGTERM" if how == "SIGTERM" else "interrupted") in err and "Traceback" not in err
     assert "stopped on an error" not in err, err  # a signal is no error
     doc = json.loads((tmp_path / "rep" / "hltrun.json").read_text())

@@ -36,6 +36,20 @@ class _TTSource(Source):
             yield EventID(1, 1, i + 1), {"": i}
 
 
+@register_module("_TTClosingSource")
+class _TTClosingSource(Source):
+    """Five events, then an end-of-input pull that does CLOSE_S of bulk I/O (closing its input)."""
+
+    def events(self, skip: int, limit: int | None):
+        for i in range(5):
+            yield EventID(1, 1, i + 1), {"": i}
+        with self.bulk_io():
+            time.sleep(CLOSE_S)
+
+
+CLOSE_S = 0.05
+
+
 @register_module("_TTSleep")
 class _TTSleep(Producer):
     """Sleeps SLEEP_S: real time known, CPU time about zero."""
@@ -100,6 +114,26 @@ def test_module_times_and_overhead_add_up_to_the_event_time(streams: int) -> Non
         assert (overhead >= 0).all()
     if streams == 2:
         assert set(rows[:, 1].tolist()) == {0, 1}
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_the_loop_holds_every_pull_and_event_even_the_end_of_input(streams: int) -> None:
+    """Closing the input happens in the last, empty pull, after the last event: it is bulk I/O and
+    inside the loop's real time, so events + bulk + idle == streams x loop holds exactly (it failed
+    by the closing time when the loop ended at the last event: idle, clamped at 0, hid it)."""
+    data = {"process": "CLOSE", "options": {"numberOfThreads": streams},
+            "source": {"type": "_TTClosingSource"}, "modules": {"score": {"type": "_TTScorer"}},
+            "paths": {"p": ["score"]}, "services": {"Timing": {"calibrate": False}}}
+    process = Process(validate(data, "<test>"))
+    summary = EventProcessor(process).run()
+    (service,) = [s for s in process.services if isinstance(s, Timing)]
+    res = service.result(summary)
+    loop, bulk = res["loop"], res["source_bulk"]
+    assert summary.events_processed == 5 and bulk["real_ms"] >= CLOSE_S * 1e3  # sleeps never undersleep
+    events_ms = service.merged_rows()[:, 2].sum() * 1e-6
+    assert loop["real_ms"] >= bulk["real_ms"]  # pulls take turns (the source's lock)
+    assert events_ms + loop["source_bulk_real_ms"] + loop["idle_real_ms"] == \
+        pytest.approx(streams * loop["real_ms"], rel=1e-9)
 
 
 def test_sleeping_module_is_reported_with_its_time_and_nesting_is_exclusive() -> None:

@@ -4,6 +4,10 @@ taken as on-CPU framework time instead of reading the thread's CPU clock (a syst
 What must hold: CPU burnt in such a gap (another service's hook) is not charged to the next module;
 a gap spent off the CPU (a sleep) understates the next module's CPU by less than the gap, and only
 when the gap is below the threshold; with the threshold at 0 the clock is read at every module start.
+
+A busy machine takes the thread off the CPU in any gap, so an inferred start may understate a module
+by that time too (the documented error): where the start is inferred, the tests bound the CPU from
+above (the gap's burn is never added) instead of expecting it exact; where it is read, it is exact.
 """
 
 from __future__ import annotations
@@ -87,18 +91,23 @@ def _cpu_ms_per_call(mode: str, gap_us: float) -> dict[str, float]:
 
 @pytest.mark.parametrize("gap_us", [0.0, 5000.0], ids=["read", "inferred"])
 def test_cpu_burnt_between_modules_is_not_the_next_modules(gap_us: float):
-    """Read or inferred, the observer's burn (GAP_MS) stays out of 'b': its CPU is its own BURN_MS."""
+    """Read or inferred, the observer's burn (GAP_MS) stays out of 'b': read, its CPU is its own
+    BURN_MS; inferred, at most that (less if the thread was off the CPU in a gap), never BURN + GAP."""
     cpu = _cpu_ms_per_call("burn", gap_us)
-    assert cpu["b"] == pytest.approx(BURN_MS, abs=0.5 * GAP_MS), cpu
-    assert cpu["a"] == pytest.approx(BURN_MS, abs=0.5 * GAP_MS), cpu
+    for label in ("a", "b"):
+        if gap_us == 0.0:
+            assert cpu[label] == pytest.approx(BURN_MS, abs=0.5 * GAP_MS), cpu
+        else:
+            assert 0.0 <= cpu[label] <= BURN_MS + 0.5 * GAP_MS, cpu
 
 
 def test_a_gap_off_the_cpu_below_the_threshold_understates_by_less_than_the_gap():
-    """The documented error: a 1 ms sleep inside a gap taken as CPU (threshold 5 ms) is subtracted from
-    'b' — less than the gap, never below zero — while 'a' is exact."""
-    cpu = _cpu_ms_per_call("sleep", 5000.0)
+    """The documented error: a 1 ms sleep inside a gap taken as CPU is subtracted from 'b' (at least
+    the sleep, never below zero). The threshold is 1 s, so that a sleep stretched by a busy machine
+    is still below it."""
+    cpu = _cpu_ms_per_call("sleep", 1e6)
     assert 0.0 <= cpu["b"] <= BURN_MS - 0.5 * GAP_MS, cpu
-    assert cpu["a"] == pytest.approx(BURN_MS, abs=0.5 * GAP_MS), cpu
+    assert 0.0 <= cpu["a"] <= BURN_MS + 0.5 * GAP_MS, cpu  # (exact on a quiet machine)
 
 
 @pytest.mark.parametrize("gap_us", [0.0, 20.0], ids=["read", "default-threshold"])

@@ -30,6 +30,10 @@ from .worker import EVENTS_TOPIC, JobSpec, run_unit
 
 log = logging.getLogger("hltrun")
 INSTALL_HINT = 'pip install -e ".[dist]"  (or: pip install "dask[distributed]")'
+DRAIN_S = 300.0  # the longest wait for units still running when the job stops (a hang guard)
+_ASK_S = 30.0  # the longest wait for one answer from the scheduler or the workers, or to close
+# a worker's task states in which it runs, or may still start, a unit (a cancelled one runs on)
+_ACTIVE = frozenset({"waiting", "ready", "constrained", "executing", "long-running", "cancelled", "resumed"})
 
 
 def require_dask() -> None:
@@ -109,7 +113,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
     signals = contextlib.ExitStack()  # SIGTERM / SIGHUP stop the job like Ctrl-C (framework/interrupt.py)
     signals.enter_context(handle_signals())
     bar = None
-    dashboard, threads, retried = None, {}, []
+    dashboard, threads, retried, futures = None, {}, [], {}
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": ex.retries}):
             client, cluster = _connect(cfg)
@@ -139,6 +143,8 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
     finally:
         if bar is not None:
             bar.close()
+        if client is not None and cluster is None:  # our own cluster's workers stop with it
+            _drain(client, futures, f"hltrun-{spec.run_id}-")
         _close(client, cluster)
         signals.close()
     merged = results.result() if results.count else JobResult(JobSummary(cfg.process, cfg.options.streams,
@@ -201,7 +207,7 @@ def _retried_units(client, futures: dict, run_id: str) -> list[dict[str, Any]]:
                 if k in dask_scheduler.tasks and dask_scheduler.tasks[k].suspicious}
 
     try:
-        lost = client.run_on_scheduler(suspicious)
+        lost = client.run_on_scheduler(suspicious, callback_timeout=_ASK_S)
     except Exception:  # noqa: BLE001 - reporting only
         log.debug("could not ask the scheduler for retried units", exc_info=True)
         return []
@@ -227,11 +233,50 @@ def _retried_units(client, futures: dict, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def _unfinished(prefix: str, dask_worker=None) -> list[str]:  # noqa: ANN001 - runs on each worker
+    """This run's tasks the worker still runs or may start. A cancelled task runs on to its end (Dask
+    cannot stop a running function), and its unit then writes its output part."""
+    return [str(k) for k, ts in dask_worker.state.tasks.items() if str(k).startswith(prefix) and ts.state in _ACTIVE]
+
+
+def _scheduled(prefix: str, dask_scheduler=None) -> list[str]:  # noqa: ANN001 - runs on the scheduler
+    """This run's tasks the scheduler may still hand to a worker (a cancel not yet processed)."""
+    return [str(k) for k, ts in dask_scheduler.tasks.items()
+            if str(k).startswith(prefix) and ts.state in ("waiting", "queued", "no-worker", "processing")]
+
+
+def _drain(client, futures: dict, prefix: str) -> None:
+    """On a scheduler we do not own, the job's units still running when it stops (an error in
+    another unit, a signal) run on after ``cancel``: wait for them, so that the parts they write
+    exist before ``_finish_outputs`` removes them. Bounded by ``DRAIN_S``; then one warning."""
+    client.cancel([f for f in futures if not f.done()])
+    deadline = time.monotonic() + DRAIN_S
+    said = False
+    while True:
+        try:
+            busy = client.run_on_scheduler(_scheduled, prefix, callback_timeout=_ASK_S) + \
+                [k for keys in client.run(_unfinished, prefix, on_error="ignore", callback_timeout=_ASK_S).values()
+                 for k in keys]
+        except Exception:  # noqa: BLE001 - the scheduler is gone: nothing of ours runs any more
+            log.debug("asking Dask for running units", exc_info=True)
+            return
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            log.warning("Dask: %d unit(s) still running after %.0f s; their output parts may be left beside "
+                        "the output file", len(busy), DRAIN_S)
+            return
+        if not said:
+            log.info("Dask: waiting for %d unit(s) still running on the workers", len(busy))
+            said = True
+        time.sleep(0.05)
+
+
 def _close(client, cluster) -> None:
     for thing in (client, cluster):
         if thing is not None:
             try:
-                thing.close()
+                thing.close(timeout=_ASK_S)
             except Exception:  # noqa: BLE001 - shutting down: nothing more to do
                 log.debug("closing Dask", exc_info=True)
 

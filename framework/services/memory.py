@@ -34,6 +34,7 @@ import numpy as np
 
 from ..destinations import check_file_destination
 from ..registry import register_service
+from ..schema import limited
 from ..service import Service
 from .bounded import Thinned
 from .memory_leak import check_leak, describe
@@ -53,7 +54,7 @@ class MemoryParameters:
     """``services: {Memory: {...}}``."""
 
     per_module: bool = True  # RSS delta around every module call (two statm reads per call)
-    key_events: int = 5  # how many of the largest RSS increases to list
+    key_events: int = limited(5, 0, 1_000)  # how many of the largest RSS increases to list
     memray: str | None = None  # file name (in --report-dir, else the working directory) for a memray capture
     memray_native: bool = False  # also record native (C/C++) stacks: slower, but shows ORT/TF internals
     ignoreTotal: int = 1  # SimpleMemoryCheck's: events finished before the key-event statistics start
@@ -62,8 +63,6 @@ class MemoryParameters:
     leak_threshold_kb: float = 1024.0  # RSS growth per 1000 events above which the job is flagged
 
     def __post_init__(self) -> None:
-        if self.key_events < 0:
-            raise ValueError(f"key_events must be >= 0, got {self.key_events}")
         if self.ignoreTotal < 0:
             raise ValueError(f"ignoreTotal must be >= 0, got {self.ignoreTotal}")
         if self.leak_warmup < 0 or self.leak_threshold_kb <= 0:

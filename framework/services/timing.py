@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..registry import register_service
-from ..schema import input_tags
+from ..schema import input_tags, limited
 from ..service import Service
 from . import bounded
 from .timing_data import FIXED as _FIXED, TimingData, TimingHistograms
@@ -59,7 +59,7 @@ class TimingParameters:
     # labels of the anomaly-detection module(s) the farm projection singles out;
     # empty: every producer whose type contains "Scorer"
     highlight: list[str] = field(default_factory=list)
-    histogram_bins: int = 50
+    histogram_bins: int = limited(50, 1, 10_000)  # bins of each timing histogram in the reports
     per_event_json: bool = True  # per-event times in hltrun.json (about 20 bytes per event and module)
     resources_json: str = "resources.json"  # FastTimerService-compatible file in --report-dir
     calibrate: bool = True  # measure the service's own cost per module call at begin_job
@@ -70,8 +70,6 @@ class TimingParameters:
     infer_cpu_gap_us: float = 20.0
 
     def __post_init__(self) -> None:
-        if self.histogram_bins < 1:
-            raise ValueError(f"histogram_bins must be >= 1, got {self.histogram_bins}")
         if not self.infer_cpu_gap_us >= 0:
             raise ValueError(f"infer_cpu_gap_us must be >= 0 (0: read the CPU clock at every module "
                              f"start), got {self.infer_cpu_gap_us}")
@@ -233,6 +231,8 @@ class Timing(Service):
         st.mod_c[0] += c - st.mark_c
         st.mark_w, st.mark_c = w, c
         st.in_event = event_id is not None  # the last, empty read belongs to no event
+        if not st.in_event:  # ... but it is in the loop: closing the input is bulk I/O (source_bulk),
+            st.last_w = w  # so the loop ends after it, or events + bulk + idle != streams x loop
 
     def _source_bulk(self, stream: int, w: int, c: int) -> None:
         """Bulk I/O inside this pull: moving the event's start and the source's mark past it takes it

@@ -69,7 +69,7 @@ class TimingData:
     path_runs: np.ndarray
     path_mod_w: np.ndarray  # (paths, modules)
     nested: set[tuple[int, int]] = field(default_factory=set)
-    first_ns: int | None = None  # epoch ns of the first event's start, the last event's end
+    first_ns: int | None = None  # epoch ns of the first pull, the end of the last event or pull
     last_ns: int | None = None
     self_cost: dict[str, float] | None = None
     max_rows: int = 200_000

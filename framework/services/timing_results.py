@@ -291,6 +291,8 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             "sum_streams_real_per_event_ms": ev_w.total() / per,
             "efficiency_cpu_real_per_thread": cpu_loop / (loop_ms * streams) if loop_ms > 0 else 0.0,
             "source_bulk_real_ms": in_loop_bulk,
+            # >= 0 in one process (every pull and event lies inside the loop); the clamp is for merged
+            # Dask results, whose workers' streams ran side by side (``streams`` counts one worker's)
             "idle_real_ms": max(loop_ms * streams - ev_w.total() - in_loop_bulk, 0.0),
         },
         "source_bulk": {

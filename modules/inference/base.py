@@ -36,6 +36,7 @@ from ..products import all_valid
 log = logging.getLogger("hltrun.inference")
 
 N_CONSTITUENTS = 100
+MAX_BATCH = 65_536  # jets in one backend call at most (a configuration limit: ~80 MB of float32 input)
 N_FEATURES = 3
 INPUT_NAME = "jets"
 OUTPUT_NAMES: tuple[str, ...] = ("score", "kl")

@@ -33,6 +33,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from framework.errors import ModuleError
+from framework.schema import limited
+
+from .base import MAX_BATCH
 
 IDLE = sys.maxsize  # the event loop's in_flight value for a stream with no event (eventloop._IDLE)
 _POLL_S = 0.0005  # a waiter re-checks "all present" at least this often
@@ -44,12 +47,10 @@ _BINS_PER_OCTAVE = 16  # wait histograms: log bins ~4.4 % wide, keyed by their g
 class BatchingParameters:
     """``modules.<scorer>.batching``: gather the jets of events in flight on all streams."""
 
-    max_batch: int = 64  # jets per backend call at most (an event with more jets is sent alone)
+    max_batch: int = limited(64, 1, MAX_BATCH)  # jets per backend call at most (an event with more jets is sent alone)
     max_delay_ms: float = 2.0  # the longest the oldest queued event waits for others to join
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
         if not 0 <= self.max_delay_ms <= 60_000:
             raise ValueError(f"max_delay_ms must be in [0, 60000], got {self.max_delay_ms}")
 

@@ -361,6 +361,31 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
     assert not list(tmp_path.glob("o.root*"))
 
 
+def test_our_cluster_prints_dask_tracebacks_only_with_debug(write_config, tmp_path):
+    # kills: the LocalCluster's workers logging at ERROR: a worker that lost the scheduler while the
+    # cluster stopped on SIGTERM printed a heartbeat traceback on a busy machine (seen once in the suite)
+    import logging
+
+    from framework.executors.dask_executor import _close, _connect
+
+    cfg = config(write_config, tmp_path, None, "dask", FILES, "", "", "options.executor.workers=1")
+    hltrun_log = logging.getLogger("hltrun")
+    before = hltrun_log.level
+    levels = {}
+    try:
+        for ours in (logging.INFO, logging.DEBUG):  # hltrun, and hltrun --debug
+            hltrun_log.setLevel(ours)
+            client, cluster = _connect(cfg)
+            try:
+                levels[ours] = set(client.run(
+                    lambda: logging.getLogger("distributed.worker").getEffectiveLevel()).values())
+            finally:
+                _close(client, cluster)
+    finally:
+        hltrun_log.setLevel(before)
+    assert levels == {logging.INFO: {logging.CRITICAL}, logging.DEBUG: {logging.ERROR}}
+
+
 @pytest.mark.parametrize("continue_on", ["[StdException]", "[]"])
 def test_module_errors_follow_try_to_continue(cluster, write_config, tmp_path, continue_on):
     # kills: TryToContinue not honoured inside units (job stops), stop not cancelling / wrong exit code

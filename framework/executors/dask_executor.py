@@ -73,25 +73,35 @@ def _connect(cfg: ProcessConfig):
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"options.executor.address: no Dask scheduler reachable at {ex.address} "
                               f"({type(exc).__name__}: {exc})") from None
+    quiet = logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL  # tracebacks: --debug
     cluster = LocalCluster(n_workers=ex.workers, threads_per_worker=ex.threads_per_worker, processes=True,
-                           dashboard_address=":0", silence_logs=logging.ERROR)
+                           dashboard_address=":0", silence_logs=quiet)
     client = Client(cluster)
-    client.register_plugin(_ignore_sigint_plugin(), name="hltrun-ignore-sigint")
+    client.register_plugin(_quiet_worker_plugin(quiet), name="hltrun-quiet-worker")
     return client, cluster
 
 
-def _ignore_sigint_plugin():
+def _quiet_worker_plugin(level: int):
     from distributed import WorkerPlugin
 
-    class IgnoreCtrlC(WorkerPlugin):
-        """Our LocalCluster's workers share the terminal's process group: Ctrl-C is the client's to
-        handle (cancel, close the cluster), not a traceback from every worker. Also for restarted workers."""
+    class QuietWorker(WorkerPlugin):
+        """Our LocalCluster's workers share the terminal's process group and its stderr. Ctrl-C is the
+        client's to handle (cancel, close the cluster), not a traceback from every worker; and Dask's
+        own logs stay below ``level`` (CRITICAL, ERROR with --debug): a worker that loses the scheduler
+        while the cluster stops on a busy machine logged "Failed to communicate with scheduler during
+        heartbeat" with a traceback, while what goes wrong in a unit comes back through its result (a
+        failed unit, a lost worker) as one line. (LocalCluster's ``silence_logs`` quiets only the
+        nanny's logger in a worker process.) Also for restarted workers."""
+
+        def __init__(self, level: int) -> None:
+            self.level = level
 
         def setup(self, worker) -> None:  # noqa: ANN001 - runs in the worker's main (event-loop) thread
+            logging.getLogger("distributed").setLevel(self.level)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    return IgnoreCtrlC()
+    return QuietWorker(level)
 
 
 def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:

@@ -39,9 +39,9 @@ import numpy as np
 from framework.atomic import write_text
 from framework.errors import HltError
 from modules.inference.base import AGREEMENT_RTOL
+from modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
-LUMI_TREE = "LuminosityBlocks"  # what each job read, lumi section by lumi section (modules/root_output.py)
 TRIGGER_PREFIX = "HLT_"
 # hltDiff's path states, in its order (edm::hlt::HLTState, then Prescaled and Invalid)
 STATES = ("not run", "accepted", "rejected", "exception", "prescaled", "invalid")

@@ -17,12 +17,12 @@ from typing import Any, Literal
 import yaml
 
 from . import registry
+from .resources import find_file
 from .errors import CMSSW_CATEGORIES, ConfigError
 from .module import Filter, Module, OutputModule, Source
 from .schema import build, input_tags, limited, to_plain
 
 SOURCE_LABEL = "source"
-CHECKOUT = Path(__file__).resolve().parents[1]  # where the shipped configs/ and data/ live
 TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths", "services")
 log = logging.getLogger("hltrun")
 
@@ -462,13 +462,9 @@ def _check_cycles(modules: dict[str, PluginConfig]) -> None:
 
 
 def find_config(path: str | os.PathLike[str]) -> Path:
-    """``path``, or the same relative path in the hltrun checkout (``configs/path.yaml`` from anywhere):
-    the rule file names inside a configuration follow too."""
-    given = Path(path)
-    if given.is_absolute() or given.exists():
-        return given
-    shipped = CHECKOUT / given
-    return shipped if shipped.exists() else given
+    """``path``, or the shipped configuration of that name (``configs/path.yaml`` from anywhere):
+    the rule file names inside a configuration follow too (``resources.find_file``)."""
+    return find_file(path)
 
 
 def _blame(message: str, given: list[tuple[str, str]]) -> str | None:

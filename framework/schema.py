@@ -11,7 +11,7 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Callable, Literal, Sequence, Union, get_args, get_origin
 
 from .errors import ConfigError
 
@@ -45,6 +45,20 @@ def limits(lo: float, hi: float, hint: str = "") -> dict[str, tuple[float, float
 def limited(default: Any, lo: float, hi: float, hint: str = "") -> Any:
     """A field with a default and ``limits`` (``histogram_bins: int = limited(50, 1, 10_000)``)."""
     return dataclasses.field(default=default, metadata=limits(lo, hi, hint))
+
+
+CHOICES = "hltrun_choices"  # dataclass field metadata key: a callable giving the allowed names
+
+
+def one_of(default: str, choices: Callable[[], Sequence[str]]) -> Any:
+    """A string field whose allowed values are known only at run time (installed plugins:
+    ``backend: str = one_of("auto", backend_names)``)."""
+    return dataclasses.field(default=default, metadata={CHOICES: choices})
+
+
+def _check_choices(value: Any, field: dataclasses.Field, where: str) -> None:
+    if CHOICES in field.metadata and value not in (allowed := list(field.metadata[CHOICES]())):
+        raise ConfigError(f"{where}.{field.name}: expected one of {allowed}, got {_show(value)}")
 
 
 def _check_limits(value: Any, field: dataclasses.Field, where: str) -> None:
@@ -160,6 +174,7 @@ def build(cls: type, data: Any, where: str) -> Any:
         if name in data:
             kwargs[name] = convert(data[name], hints[name], f"{where}.{name}")
             _check_limits(kwargs[name], field, where)
+            _check_choices(kwargs[name], field, where)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}.{name}: required key is missing ({_type_name(hints[name])})")
     try:

@@ -53,6 +53,6 @@ class Service:
 
     def write_files(self, report_dir: Path, summary: "JobSummary") -> list[Path]:
         """Extra files for ``--report-dir`` (e.g. a FastTimerService resources.json). Written with
-        ``framework.report.files.atomic_write_text`` (or ``framework.atomic.writing``), a file joins the
+        ``hltrun.framework.report.files.atomic_write_text`` (or ``hltrun.framework.atomic.writing``), a file joins the
         folder's set: renamed into place with the others, or not at all."""
         return []

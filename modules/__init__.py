@@ -1,1 +1,2 @@
-"""Built-in hltrun plugins: source, batcher, VAE scorer, filter, output (registered by ``modules.plugins``)."""
+"""Built-in hltrun plugins: source, batcher, VAE scorer, filter, output. Registered through the
+``hltrun.modules`` and ``hltrun.backends`` entry-point groups (setup.cfg), as any plugin is."""

@@ -9,11 +9,10 @@ from typing import Literal
 
 import numpy as np
 
-from framework.errors import ConfigError, ModuleError
-from framework.event import Event
-from framework.module import Filter
-from framework.registry import register_module
-from framework.schema import InputTag
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.event import Event
+from hltrun.framework.module import Filter
+from hltrun.framework.schema import InputTag
 
 from .products import JetScores, is_all_valid
 from .working_point import PT_BINNED_KEY, PtBinnedCuts, PtCutFunction, PtCuts
@@ -64,7 +63,6 @@ class AnomalyFilterParameters:
                              f"{self.working_point} exclude each other (drop one)")
 
 
-@register_module("AnomalyScoreFilter")
 class AnomalyScoreFilter(Filter):
     """Accepts an event whose reduced score is above threshold. Events with no scored jet (no jets,
     or only non-finite inputs) are rejected and counted.

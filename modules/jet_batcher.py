@@ -6,16 +6,15 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from framework.event import Event
-from framework.module import Producer
-from framework.registry import register_module
-from framework.schema import InputTag, limited
+from hltrun.framework.event import Event
+from hltrun.framework.module import Producer
+from hltrun.framework.schema import InputTag, limited
 
 from .jets import InputSpec, declare_inputs
 from .products import JetCollection
 
 if TYPE_CHECKING:
-    from framework.process import JobContext
+    from hltrun.framework.process import JobContext
 
 
 @dataclass
@@ -27,7 +26,6 @@ class JetBatcherParameters:
     min_jet_pt: float = 0.0
 
 
-@register_module("JetBatcher")
 class JetBatcher(Producer):
     """Per-event batching: the source prepares, per chunk, the inputs this batcher declared at
     begin_job (the leading jets only, sorted, padded, jet-relative), so this only slices (the batch is

@@ -21,7 +21,7 @@ class JetCollection:
 
     From the source, ``constituents`` and ``relative`` are padded for the whole chunk the first time
     any event asks (most paths never do); ``model_input`` returns what a consumer declared at
-    begin_job (``modules.jets.InputSpec``), prepared by the source per chunk for the selected jets
+    begin_job (``hltrun.modules.jets.InputSpec``), prepared by the source per chunk for the selected jets
     only. A collection built by hand (tests, user code) carries its padded arrays itself.
     """
 
@@ -99,7 +99,7 @@ class JetCollection:
     def batch(self, spec: "InputSpec") -> "JetBatch":
         """The ``JetBatch`` of the jets ``spec`` selects (what the batcher puts): from the source, views
         of the chunk's prepared inputs (which the scorer's backend knows to be finite when the source
-        vouched for them, ``modules.inference.base.known_finite``)."""
+        vouched for them, ``hltrun.modules.inference.base.known_finite``)."""
         if self._chunk is not None:
             prepared = self._chunk.prepare(spec)
             inputs, mask, pt = prepared.event(self._index)
@@ -177,7 +177,7 @@ class JetScores:
     ``valid`` is False for jets whose input was not finite (their score is the documented fill value).
     ``model`` names the model that made the scores and ``thresholds`` are that model's cuts from its
     card (``bkg_eff_1e-2`` -> score, and ``vs_leading_jet_pt`` -> the card's pT-dependent cuts as a
-    ``modules.working_point.PtCuts``): thresholds travel with the scores, so a filter can never
+    ``hltrun.modules.working_point.PtCuts``): thresholds travel with the scores, so a filter can never
     cut on another model's scale. Both are shared references, not per-event copies.
     ``jet_pt`` is the pT [GeV] of each scored jet (a view of the batch's), so a pT-dependent working
     point uses the kinematics of exactly the jets that were scored; it is not written to outputs

@@ -21,12 +21,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from framework.atomic import Staged, writing
-from framework.destinations import check_file_destination
-from framework.event import Event
-from framework.module import OutputModule
-from framework.registry import register_module
-from framework.schema import InputTag, limited
+from hltrun.framework.atomic import Staged, writing
+from hltrun.framework.destinations import check_file_destination
+from hltrun.framework.event import Event
+from hltrun.framework.module import OutputModule
+from hltrun.framework.schema import InputTag, limited
 
 from .rootio import compression_codec, write_nanoaod
 
@@ -85,7 +84,6 @@ def _nanoaod_dtype(key: str, dtype: np.dtype) -> np.dtype:
     return dtype
 
 
-@register_module("RootOutputModule")
 class RootOutputModule(OutputModule):
     Parameters = RootOutputParameters
     concurrency = "one"

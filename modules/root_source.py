@@ -26,11 +26,10 @@ from typing import Any, Iterator, Literal
 import awkward as ak
 import numpy as np
 
-from framework.errors import ConfigError, FileOpenError, SourceError, one_line
-from framework.event import EventID
-from framework.module import Source
-from framework.registry import register_module
-from framework.schema import limited
+from hltrun.framework.errors import ConfigError, FileOpenError, SourceError, one_line
+from hltrun.framework.event import EventID
+from hltrun.framework.module import Source
+from hltrun.framework.schema import limited
 
 from . import decompression
 from .decompression import TimedPool, threads_for
@@ -39,7 +38,7 @@ from .jets import (InputSpec, ModelInputs, build_inputs, pad_constituents, selec
                    truncated_per_event)
 from .products import JetCollection
 from .read_ahead import ReadAhead
-from .shipped import glob_files
+from hltrun.framework.resources import glob_files
 
 log = logging.getLogger("hltrun")
 
@@ -176,7 +175,6 @@ def make_chunk(jet_offsets: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray,
     return chunk
 
 
-@register_module("RootJetSource")
 class RootJetSource(Source):
     """Jets from one or more ROOT files (see the module docstring for the layouts)."""
 

@@ -25,22 +25,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from framework.errors import ConfigError, ModuleError
-from framework.event import Event
-from framework.module import Producer
-from framework.registry import register_module
-from framework.schema import InputTag, limited, limits
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.event import Event
+from hltrun.framework.module import Producer
+from hltrun.framework.schema import InputTag, limited, limits, one_of
 
-from .inference import MODEL_SUFFIX, BackendOptions, InferenceBackend, create_backend
+from .inference import BackendOptions, InferenceBackend, backend_names, create_backend, model_suffix
 from .inference.accelerator import choose_backend
 from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_batch
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .products import JetBatch, JetScores, is_all_valid
-from .shipped import find_file
+from hltrun.framework.resources import find_file
 from .working_point import PT_BINNED_KEY, PtCuts, parse_pt_cuts
 
 if TYPE_CHECKING:
-    from framework.process import JobContext
+    from hltrun.framework.process import JobContext
 
 log = logging.getLogger("hltrun.vae")
 
@@ -50,7 +49,7 @@ log = logging.getLogger("hltrun.vae")
 class VAEAnomalyScorerParameters:
     src: InputTag = InputTag("batcher")
     model: str = "conv_vae"  # a .onnx / .keras path, or a model name looked up in models_dir
-    backend: Literal["auto", "tensorflow", "onnxruntime", "tensorrt"] = "auto"
+    backend: str = one_of("auto", backend_names)  # an installed ``hltrun.backends`` entry point, or auto
     mode: Literal["predict", "eager", "function", "xla"] = "function"  # tensorflow only
     threads: int = limited(1, 1, 1024)  # intra-op threads per instance (one instance per stream)
     providers: list[str] = field(default_factory=lambda: ["cpu"])  # onnxruntime: cpu, cuda, tensorrt
@@ -77,7 +76,7 @@ class VAEAnomalyScorerParameters:
 
 def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> Path:
     """Path of the model file this backend reads (see the module docstring)."""
-    suffix = MODEL_SUFFIX[backend]
+    suffix = model_suffix(backend)
     given = find_file(model)
     if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
         if given.suffix != suffix:
@@ -144,7 +143,6 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
     return identity, out, card
 
 
-@register_module("VAEAnomalyScorer")
 class VAEAnomalyScorer(Producer):
     """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets); with
     ``batching``, once per dynamic batch of the jets of several events in flight (dynamic_batching.py)."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import uproot
 
-from modules.rootio import write_nanoaod
+from hltrun.modules.rootio import write_nanoaod
 from tests import plugins  # noqa: F401  (registers the test-only modules)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modules.inference.tensorrt_backend import CudaApi
+from hltrun.modules.inference.tensorrt_backend import CudaApi
 
 
 def roundtrip(api: CudaApi, n: int = 1000, dtype: str = "float32") -> dict[str, float]:

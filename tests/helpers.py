@@ -6,10 +6,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from framework.config import load
-from framework.eventloop import EventProcessor
-from framework.process import Process
-from framework.summary import JobSummary
+from hltrun.framework.config import load
+from hltrun.framework.eventloop import EventProcessor
+from hltrun.framework.process import Process
+from hltrun.framework.summary import JobSummary
 
 
 def run_config(path: Path, *overrides: str) -> tuple[JobSummary, Process]:

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from framework.event import EventID
-from framework.module import Analyzer, Filter, Producer, Source
-from framework.registry import register_module, register_service
-from framework.schema import InputTag, limited
-from framework.service import Service
+from hltrun.framework.event import EventID
+from hltrun.framework.module import Analyzer, Filter, Producer, Source
+from hltrun.framework.registry import register_module, register_service
+from hltrun.framework.schema import InputTag, limited
+from hltrun.framework.service import Service
 
 
 def burn_cpu(ms: float) -> None:
@@ -215,7 +215,7 @@ class SlowReport(Service):
         return _NoData()
 
     def write_files(self, report_dir, summary) -> list:  # noqa: ANN001
-        from framework.report.files import atomic_write_text
+        from hltrun.framework.report.files import atomic_write_text
 
         Path(self.params.writing).touch()
         time.sleep(self.params.sleep_s)

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from framework.errors import ConfigError, ModuleError
-from framework.event import Event, EventID
-from framework.schema import build
-from modules.anomaly_filter import AnomalyFilterParameters, AnomalyScoreFilter
-from modules.products import JetScores
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.event import Event, EventID
+from hltrun.framework.schema import build
+from hltrun.modules.anomaly_filter import AnomalyFilterParameters, AnomalyScoreFilter
+from hltrun.modules.products import JetScores
 
 
 def make(**params) -> AnomalyScoreFilter:
@@ -69,7 +69,7 @@ CUTS = [1.0, 3.0, 2.0, 5.0, 4.0, 6.0]
 
 
 def binned_card(**extra) -> dict:
-    from modules.working_point import parse_pt_binned
+    from hltrun.modules.working_point import parse_pt_binned
 
     card = {"bkg_eff_1e-2": 0.5, "bkg_eff_1e-3": 0.9,
             "vs_leading_jet_pt": parse_pt_binned({"edges_gev": EDGES, "bkg_eff_1e-2": CUTS,
@@ -142,12 +142,12 @@ def test_pt_binned_working_point_needs_the_cards_key_and_the_jet_pt():
 
 def _scorer_config(tmp_path, card: dict):
     """A scorer configured with a model file in tmp_path, whose card is tmp_path/thresholds.json."""
-    from modules.vae_scorer import VAEAnomalyScorerParameters
+    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters
 
     (tmp_path / "m.onnx").write_bytes(b"")
     (tmp_path / "thresholds.json").write_text(__import__("json").dumps({"m": card}))
     params = build(VAEAnomalyScorerParameters, {"model": str(tmp_path / "m.onnx")}, "modules.vae")
-    from modules.vae_scorer import VAEAnomalyScorer
+    from hltrun.modules.vae_scorer import VAEAnomalyScorer
 
     return SimpleNamespace(config=SimpleNamespace(modules={"vae": SimpleNamespace(cls=VAEAnomalyScorer, params=params)}))
 
@@ -184,7 +184,7 @@ SMOOTH = {"pt_ref_gev": 1000.0, "pt_range_gev": [600.0, 2000.0], "bkg_eff_1e-2":
 
 
 def smooth_card() -> dict:
-    from modules.working_point import parse_pt_cuts
+    from hltrun.modules.working_point import parse_pt_cuts
 
     return {"bkg_eff_1e-2": 0.5, "bkg_eff_1e-3": 0.9, "vs_leading_jet_pt": parse_pt_cuts(SMOOTH)}
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.errors import ConfigError, ModuleError
-from modules.inference import BACKEND_NAMES, BackendOptions, InferenceBackend, backend_class, create_backend
-from modules.inference.accelerator import choose_backend, tensorrt_gpu_status
-from modules.inference.base import check_input_shape
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.modules.inference import backend_names, BackendOptions, InferenceBackend, backend_class, create_backend
+from hltrun.modules.inference.accelerator import choose_backend, tensorrt_gpu_status
+from hltrun.modules.inference.base import check_input_shape
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -37,11 +37,11 @@ from tests.tiny_models import jets, loaded
 
 # ---------------------------------------------------------------------- registry and interface
 def test_registry_names_and_unknown():
-    assert set(BACKEND_NAMES) == {"tensorflow", "onnxruntime", "tensorrt", "auto"}
+    assert set(backend_names()) == {"tensorflow", "onnxruntime", "tensorrt", "auto"}
     for name in ("tensorflow", "onnxruntime", "tensorrt"):
         cls = backend_class(name)
         assert issubclass(cls, InferenceBackend) and cls.name == name
-    with pytest.raises(ConfigError, match="unknown inference backend 'tensorfow'"):
+    with pytest.raises(ConfigError, match="unknown backend type 'tensorfow'; did you mean tensorflow"):
         backend_class("tensorfow")
     with pytest.raises(ConfigError, match="choose_backend"):
         backend_class("auto")
@@ -63,9 +63,9 @@ def test_onnxruntime_job_never_imports_tensorflow(tiny):
     """A whole scorer begin_job + produce on ONNX Runtime, in a fresh interpreter."""
     code = textwrap.dedent(f"""
         import sys, types, numpy as np
-        import modules
-        from modules.vae_scorer import VAEAnomalyScorer, VAEAnomalyScorerParameters
-        from modules.products import JetBatch
+        import hltrun.modules
+        from hltrun.modules.vae_scorer import VAEAnomalyScorer, VAEAnomalyScorerParameters
+        from hltrun.modules.products import JetBatch
         job = types.SimpleNamespace(options=types.SimpleNamespace(accelerators=["*"]), facts={{}},
                                     config=types.SimpleNamespace(modules={{}}))
         scorer = VAEAnomalyScorer("vae", VAEAnomalyScorerParameters(model={str(tiny.onnx)!r}, backend="onnxruntime"))
@@ -114,7 +114,7 @@ def test_shipped_models_agree_on_samples(model):
     missing = [p.name for p in (MODELS / f"{model}.keras", MODELS / f"{model}.onnx") if not p.exists()]
     if missing or not SAMPLES:
         pytest.skip(f"trained model files {missing} not in data/models" if missing else "no data/*.root samples")
-    from modules.models.preprocess import load_jets
+    from hltrun.modules.models.preprocess import load_jets
 
     x = np.concatenate([load_jets(str(f), max_events=150)[0] for f in SAMPLES])
     ort_out = loaded("onnxruntime", MODELS / f"{model}.onnx").run(x)

@@ -14,7 +14,7 @@ import awkward as ak
 import pytest
 import uproot
 
-from modules.rootio import write_nanoaod
+from hltrun.modules.rootio import write_nanoaod
 from tests.conftest import make_events, write_counts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def _run(tmp_path: Path, *args: str, extra: str = "") -> tuple[subprocess.Comple
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(textwrap.dedent(CONFIG.format(good=good, bad=bad, extra=extra)))
     fjr, rep = tmp_path / "fjr.xml", tmp_path / "rep"
-    res = subprocess.run([sys.executable, "-m", "framework.cli", str(cfg), "-j", str(fjr), "--report-dir", str(rep),
+    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(cfg), "-j", str(fjr), "--report-dir", str(rep),
                           *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     return res, fjr, rep
 

@@ -120,7 +120,7 @@ def _indexed_without_cand_index(tmp: Path) -> dict:
     import awkward as ak
 
     with uproot.recreate(tmp / "indirect.root") as f:
-        from modules.rootio import write_nanoaod
+        from hltrun.modules.rootio import write_nanoaod
 
         extra = ak.Array([[1.0, 2.0, 3.0]] * len(arrays))  # 3 event-level candidates, links index into them
         write_nanoaod(f, "Events", {
@@ -236,10 +236,10 @@ def _run(case: Case, tmp: Path) -> tuple[int, str, str, Path]:
     report = tmp / "rep"
     argv = [str(cfg), "--report-dir", str(report), *[a.replace("__TMP__", str(tmp)) for a in case.args]]
     if case.signal is None:
-        from framework.cli import main
+        from hltrun.framework.cli import main
 
         return main(argv), "", "", report
-    code = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

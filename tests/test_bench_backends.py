@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
 
-from tools import bench_backends as B  # noqa: E402
+from hltrun.tools import bench_backends as B  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not install
 pytest.importorskip("matplotlib", reason="matplotlib (extra 'cpu'/'test') not installed")
 
 from tests.fakes.onnx_models import write_vae_like  # noqa: E402
-from tools import bench_backends as B  # noqa: E402
-from tools import bench_plots as P  # noqa: E402
+from hltrun.tools import bench_backends as B  # noqa: E402
+from hltrun.tools import bench_plots as P  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_TEXT = next((d / "shared/reference/IML2022-HLT-inference-talk.txt" for d in (REPO.parent, REPO.parent.parent)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("extra", [[], ["--stand-in"]])
 def test_bench_overhead_runs_and_reports_the_difference(extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "tools.bench_overhead", "--repeat", "1", *extra], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "hltrun.tools.bench_overhead", "--repeat", "1", *extra], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "events: 4000" in proc.stdout and "over the bare loop" in proc.stdout

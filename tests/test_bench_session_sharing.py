@@ -7,7 +7,7 @@ pytest.importorskip("onnxruntime", reason="ONNX Runtime (extra 'cpu') not instal
 
 
 def test_modes_make_the_calls_they_claim(capsys: pytest.CaptureFixture[str]) -> None:
-    from tools import bench_session_sharing as bench
+    from hltrun.tools import bench_session_sharing as bench
 
     sessions_seen: list[int] = []
 

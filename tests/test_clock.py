@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-READ = "import framework.clock as c, time; print(time.perf_counter() - c.PROCESS_START)"
+READ = "import hltrun.framework.clock as c, time; print(time.perf_counter() - c.PROCESS_START)"
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/schedstat").exists(),
                                 reason="/proc/self/schedstat (Linux) is where the start-up time is read")
@@ -53,7 +53,7 @@ def test_job_report_wall_time_is_within_the_process_lifetime(tmp_path):
     whole-second rounding of psutil's create_time overstated it by 0.5-0.6 s), and the shell's sleep
     before the exec never in it."""
     fjr = tmp_path / "fjr.xml"
-    cli = [sys.executable, "-m", "framework.cli", str(REPO / "configs" / "path.yaml"), "-n", "1", "-q",
+    cli = [sys.executable, "-m", "hltrun.framework.cli", str(REPO / "configs" / "path.yaml"), "-n", "1", "-q",
            "-j", str(fjr), "options.wantSummary=false"]
     t0 = time.perf_counter()
     subprocess.run(["bash", "-c", 'sleep 2; exec "$@"', "sh", *cli], cwd=REPO, capture_output=True,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from framework.config import apply_overrides, load
-from framework.errors import ConfigError
+from hltrun.framework.config import apply_overrides, load
+from hltrun.framework.errors import ConfigError
 
 BASE = """
 process: TEST

@@ -22,7 +22,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from framework.schema import LIMITS  # noqa: E402
+from hltrun.framework.schema import LIMITS  # noqa: E402
 from tests.conftest import make_events, write_counts  # noqa: E402
 
 ALLOWED = {0, 2, 3, 4}
@@ -101,7 +101,7 @@ def _override() -> st.SearchStrategy[str]:
 
 
 def _run(data: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    from framework.cli import main
+    from hltrun.framework.cli import main
 
     with tempfile.TemporaryDirectory(prefix="hltrun-fuzz.") as tmp:
         cfg = Path(tmp) / "cfg.yaml"
@@ -134,10 +134,10 @@ def _limit(cls: type, name: str) -> int:
 
 def _sizes() -> dict[str, int]:
     """The size-like keys of FAST and their upper limits, as declared."""
-    from framework.config import ExecutorOptions, Options
-    from framework.services.memory import MemoryParameters
-    from framework.services.timing import TimingParameters
-    from modules.root_output import RootOutputParameters
+    from hltrun.framework.config import ExecutorOptions, Options
+    from hltrun.framework.services.memory import MemoryParameters
+    from hltrun.framework.services.timing import TimingParameters
+    from hltrun.modules.root_output import RootOutputParameters
     from tests.plugins import CountingSourceParameters
 
     return {"services.Timing.histogram_bins": _limit(TimingParameters, "histogram_bins"),

@@ -10,11 +10,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from framework import registry
-from framework.cli import main
-from framework.config import Options
-from framework.errors import ConfigError
-from framework.schema import LIMITS, build
+from hltrun.framework import registry
+from hltrun.framework.cli import main
+from hltrun.framework.config import Options
+from hltrun.framework.errors import ConfigError
+from hltrun.framework.schema import LIMITS, build
 
 # integer settings that are counts of events, not sizes: nothing is allocated in proportion to them
 NOT_SIZES = {
@@ -50,7 +50,7 @@ def _all_settings() -> list[tuple[str, type, dataclasses.Field, Any]]:
     for name, cls in sorted(registry.known_modules().items()):
         if not name.startswith(("Test", "_")):
             out += list(_settings(cls.Parameters, name))
-    for name, cls in sorted(registry._services.items()):
+    for name, cls in sorted(registry.known_services().items()):
         if not name.startswith(("Test", "_")):
             out += list(_settings(cls.Parameters, f"services.{name}"))
     return out

@@ -10,8 +10,8 @@ import types
 
 import pytest
 
-from framework.errors import ModuleError
-from modules.inference.tensorrt_backend import CudaPythonApi, PyCudaApi, cuda_api
+from hltrun.framework.errors import ModuleError
+from hltrun.modules.inference.tensorrt_backend import CudaPythonApi, PyCudaApi, cuda_api
 from tests.cuda_contract import roundtrip
 from tests.fakes import gpu as fake_gpu
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import uproot
 
-from framework.config import load
-from framework.executors import execute, report_services
-from framework.report import text_report, trig_report, write_report_files
-from tools.hltdiff import compare, read_coverage
+from hltrun.framework.config import load
+from hltrun.framework.executors import execute, report_services
+from hltrun.framework.report import text_report, trig_report, write_report_files
+from hltrun.tools.hltdiff import compare, read_coverage
 
 distributed = pytest.importorskip("distributed", reason='Dask tests need the dist extra: pip install -e ".[dist]"')
 
@@ -174,7 +174,7 @@ def test_killed_worker_unit_is_rerun(cluster, write_config, tmp_path):
 
 def _multi_basket_copy(src: Path, dst: Path, basket: int = 500) -> Path:
     """``src`` rewritten (LZMA, as the shipped files) with one basket per ``basket`` entries."""
-    from modules.rootio import write_nanoaod
+    from hltrun.modules.rootio import write_nanoaod
 
     arrays = uproot.open(src)["Events"].arrays(library="ak")
     with uproot.recreate(dst, compression=uproot.LZMA(9)) as f:
@@ -255,7 +255,7 @@ def test_a_unit_still_running_when_the_job_stops_leaves_no_part(cluster, write_c
 
 def test_cli_local_cluster(tmp_path, write_config, capsys):
     # kills: --dask not wired to the executor; no LocalCluster when no address is given
-    from framework.cli import main
+    from hltrun.framework.cli import main
 
     cfg = write_config(PATH.format(type="local", address="null", files="data/rsg_ww_1p5TeV.root", out=tmp_path / "o.root",
                                    extra="", endpath=""))
@@ -269,7 +269,7 @@ def test_cli_local_cluster(tmp_path, write_config, capsys):
 
 def test_missing_extra_names_the_install_command(monkeypatch, write_config, tmp_path, capsys):
     # kills: an ImportError traceback instead of one line naming pip install -e ".[dist]"
-    from framework.cli import main
+    from hltrun.framework.cli import main
 
     monkeypatch.setitem(sys.modules, "distributed", None)
     cfg = write_config(PATH.format(type="local", address="null", files="data/rsg_ww_1p5TeV.root", out=tmp_path / "o.root",
@@ -327,7 +327,7 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
                                    out=tmp_path / "o.root", extra="slow: {type: TestSleep, sleep_ms: 20}",
                                    endpath=", slow"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    boot = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    boot = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", boot, str(cfg), "options.skipEvents=0", "-n", "1500",
                              "options.executor.eventsPerTask=100", "--report-dir", str(tmp_path / "rep")], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -366,7 +366,7 @@ def test_our_cluster_prints_dask_tracebacks_only_with_debug(write_config, tmp_pa
     # cluster stopped on SIGTERM printed a heartbeat traceback on a busy machine (seen once in the suite)
     import logging
 
-    from framework.executors.dask_executor import _close, _connect
+    from hltrun.framework.executors.dask_executor import _close, _connect
 
     cfg = config(write_config, tmp_path, None, "dask", FILES, "", "", "options.executor.workers=1")
     hltrun_log = logging.getLogger("hltrun")

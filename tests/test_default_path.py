@@ -19,7 +19,7 @@ pytest.importorskip("onnxruntime")
 
 @pytest.mark.slow
 def test_default_path_runs_from_any_directory(tmp_path):
-    cmd = [sys.executable, "-m", "framework.cli", str(ROOT / "configs" / "path.yaml"), "-n", "300", "-q",
+    cmd = [sys.executable, "-m", "hltrun.framework.cli", str(ROOT / "configs" / "path.yaml"), "-n", "300", "-q",
            "--report-dir", "reports", "modules.vae.backend=onnxruntime"]
     res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -5,7 +5,7 @@ framework/atomic.py's writing, through the real CLI.
   stays what it was, a symlink stays a link and its target is replaced, a socket or a block device is
   refused before the first event, stdout (``/dev/stdout``) gets the bytes after what was printed there;
 * a full disk, real (a filled tmpfs, where mounting is permitted) and injected (every written byte goes
-  through ``framework.atomic._raw``; the fake keeps write(2)'s contract: it writes what fits, returns
+  through ``hltrun.framework.atomic._raw``; the fake keeps write(2)'s contract: it writes what fits, returns
   that count, then raises ENOSPC): exit 4, one line naming the file, no temporary left, and the file
   (or report set) that was there before untouched.
 
@@ -31,12 +31,12 @@ from pathlib import Path
 import pytest
 import uproot
 
-import framework.atomic
-from framework.atomic import writing
-from framework.cli import main
-from framework.destinations import check_file_destination, destination
-from framework.errors import ModuleError
-from framework.interrupt import Interrupted, handle_signals, signals_held
+import hltrun.framework.atomic
+from hltrun.framework.atomic import writing
+from hltrun.framework.cli import main
+from hltrun.framework.destinations import check_file_destination, destination
+from hltrun.framework.errors import ModuleError
+from hltrun.framework.interrupt import Interrupted, handle_signals, signals_held
 
 JOB = """
 process: DEST
@@ -390,7 +390,7 @@ class FullDisk:
 
 
 def _inject(monkeypatch: pytest.MonkeyPatch, disk: FullDisk) -> FullDisk:
-    monkeypatch.setattr(framework.atomic, "_raw", disk.raw)
+    monkeypatch.setattr(hltrun.framework.atomic, "_raw", disk.raw)
     return disk
 
 

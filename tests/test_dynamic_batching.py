@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from framework.errors import ConfigError, ModuleError
-from modules.inference.dynamic_batching import IDLE, DynamicBatcher
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.modules.inference.dynamic_batching import IDLE, DynamicBatcher
 from tests.helpers import wait_for_temporary
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -234,8 +234,8 @@ def test_batching_counters_merge_like_every_module_summary():
     # workers add summaries up: 64 would become 128), histograms that do not add up
     from types import SimpleNamespace
 
-    from framework.results import merge_values
-    from framework.services.timing_results import _batching
+    from hltrun.framework.results import merge_values
+    from hltrun.framework.services.timing_results import _batching
 
     stats = []
     for n_streams in (2, 4):
@@ -257,7 +257,7 @@ def test_batching_counters_merge_like_every_module_summary():
     assert both["queue_ms"]["max"] == max(o["queue_ms"]["max"] for o in one)
 
     # a Dask worker's batcher lives across its units: the worker sends what each unit added
-    from framework.executors.worker import _delta
+    from hltrun.framework.executors.worker import _delta
 
     in_flight, state, seen = [IDLE] * 2, {}, {}
     batcher = make(64, 60_000, in_flight, state)
@@ -279,14 +279,14 @@ def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path
     # once per stream. TensorRT runs on the strict fake TensorRT/CUDA of tests/fakes (no GPU here).
     from types import SimpleNamespace
 
-    from modules.inference.dynamic_batching import BatchingParameters
+    from hltrun.modules.inference.dynamic_batching import BatchingParameters
     from tests.test_scorer import FakeEvent, batch_of, fake_job, make_scorer
     from tests.tiny_models import jets
 
     pytest.importorskip("tensorflow" if backend == "tensorflow" else "onnxruntime")
     model, extra = str(tiny.onnx), {}
     if backend == "tensorrt":
-        from modules.inference.accelerator import tensorrt_gpu_status
+        from hltrun.modules.inference.accelerator import tensorrt_gpu_status
         from tests.fakes.onnx_models import write_vae_like
         from tests.test_tensorrt_fake import _install
 
@@ -345,7 +345,7 @@ def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path
 ])
 def test_batching_is_validated_with_the_config(override, fragment):
     # kills: an unchecked batching block (a zero max_batch would loop, a typo would be ignored)
-    from framework.config import load
+    from hltrun.framework.config import load
 
     with pytest.raises(ConfigError) as err:
         load(REPO / "configs" / "path.yaml", [override])
@@ -379,7 +379,7 @@ def test_batched_path_equals_per_event_path(tmp_path):
     # kills: scores given to the wrong event, events dropped or duplicated, decisions changed by batching
     pytest.importorskip("onnxruntime")
     from tests.helpers import run_config
-    from tools.hltdiff import compare, read_side
+    from hltrun.tools.hltdiff import compare, read_side
 
     run_config(_shipped(tmp_path, "per_event", 4, None))
     summary, process = run_config(_shipped(tmp_path, "batched", 4, {"max_batch": 64, "max_delay_ms": 5}))
@@ -401,7 +401,7 @@ def test_batched_path_equals_per_event_path(tmp_path):
     assert "Batching Summary" in report and "max_batch 64 jets, max_delay_ms 5" in report
     import json
 
-    from framework.report import write_report_files
+    from hltrun.framework.report import write_report_files
 
     write_report_files(tmp_path / "rep", summary, process.services)
     doc = json.loads((tmp_path / "rep" / "hltrun.json").read_text())
@@ -453,7 +453,7 @@ def test_an_error_stopping_the_job_does_not_leave_events_waiting(tmp_path):
     # kills: the loop not telling the batcher that it takes no new event once an error stops the job
     # (the failing stream ends without reading the source again: the others would wait out the 60 s)
     pytest.importorskip("onnxruntime")
-    from framework.eventloop import JobFailed
+    from hltrun.framework.eventloop import JobFailed
     from tests.helpers import run_config
 
     cfg = _shipped(tmp_path, "stop", 3, {"max_batch": 64, "max_delay_ms": 60_000}, max_events=600)
@@ -481,7 +481,7 @@ def test_backend_error_fails_exactly_the_events_of_the_failing_batch(tmp_path, m
     # kills: a backend error given to the leader only (its batch-mates would be written with no
     # scores or hang), or to events outside the failing call; and the error policy not applied per event
     pytest.importorskip("onnxruntime")
-    from modules.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from hltrun.modules.inference.onnxruntime_backend import OnnxRuntimeBackend
     from tests.helpers import run_config
     from tests.plugins import RECORDED
 
@@ -539,7 +539,7 @@ def test_signal_stops_a_batching_job(tmp_path, sig):
     data["modules"]["out"]["select_events"] = ["HLT_AnomalyDetection"]
     data["endpaths"]["outputPath"] = ["slow", "out"]
     cfg.write_text(yaml.safe_dump(data))
-    code = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(tmp_path / "rep")],
                             cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -560,7 +560,7 @@ def test_signal_stops_a_batching_job(tmp_path, sig):
 def test_benchmark_tool_prints_both_modes_per_stream_count(capsys):
     # kills: a benchmark row missing, the modes' decisions not compared, batching not switched on
     pytest.importorskip("onnxruntime")
-    from tools.bench_batching import main
+    from hltrun.tools.bench_batching import main
 
     assert main(["--streams", "1", "2", "--repeat", "1", "--max-events", "300"]) == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]

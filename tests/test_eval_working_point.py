@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.eval_working_point import closure, flatness
-from tools.pt_quantile_fit import fit_quantile
+from hltrun.tools.eval_working_point import closure, flatness
+from hltrun.tools.pt_quantile_fit import fit_quantile
 
 EDGES = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]
 SPAN = (600.0, 2500.0)

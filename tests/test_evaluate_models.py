@@ -30,7 +30,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    from tools import evaluate_models
+    from hltrun.tools import evaluate_models
 
     out = tmp_path_factory.mktemp("eval")
     before = _digest(REPO / "data/models")
@@ -49,7 +49,7 @@ def evaluated(tmp_path_factory):
 
 
 def test_outputs_thresholds_and_card(evaluated):
-    from modules.working_point import PtCutFunction, parse_pt_cuts
+    from hltrun.modules.working_point import PtCutFunction, parse_pt_cuts
 
     names = {p.name for p in evaluated.iterdir()}
     assert {"thresholds.json", "metrics.json", "README.md", "roc.png", "score_distributions.png",
@@ -90,7 +90,7 @@ def test_outputs_thresholds_and_card(evaluated):
 def test_trigger_path_applies_the_cards_pt_dependent_cut(evaluated, write_config, tmp_path):
     """Scores from the path's output, leading-jet pT from the input: every decision must be
     event max > the card's cut at the leading jet's pT."""
-    from modules.working_point import parse_pt_cuts
+    from hltrun.modules.working_point import parse_pt_cuts
 
     shutil.copy(REPO / "data/models/conv_vae.onnx", evaluated / "conv_vae.onnx")
     card = json.loads((evaluated / "thresholds.json").read_text())["conv_vae"]["vs_leading_jet_pt"]
@@ -122,7 +122,7 @@ def test_trigger_path_applies_the_cards_pt_dependent_cut(evaluated, write_config
 
 
 def test_the_card_says_when_no_independent_sample_tested_the_cut():
-    from tools.eval_card_wp import working_point_section
+    from hltrun.tools.eval_card_wp import working_point_section
 
     fit = {"coefficients": [0.5], "covariance": [[1e-4]], "pt_ref_gev": 1000.0, "pt_range_gev": [500.0, 2500.0]}
     m = {"models": {"m": {"wp_fit": {"bkg_eff_1e-2": fit}}}, "background": {"file": "b.root", "n_events": 10},
@@ -133,7 +133,7 @@ def test_the_card_says_when_no_independent_sample_tested_the_cut():
 
 
 def test_missing_sample_is_one_line_and_exit_3(tmp_path, capsys):
-    from tools import evaluate_models
+    from hltrun.tools import evaluate_models
 
     assert evaluate_models.main(["--out-dir", str(tmp_path), "--background", str(tmp_path / "nope.root")]) == 3
     err = capsys.readouterr().err.strip().splitlines()

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from framework.services.timing_results import _throughput_projection
-from framework.summary import JobSummary
+from hltrun.framework.services.timing_results import _throughput_projection
+from hltrun.framework.summary import JobSummary
 
 
 def test_loaded_machine_projection():
@@ -31,7 +31,7 @@ def test_partial_load_is_flagged_and_dask_counts_worker_threads():
 
 
 def test_farm_report_prints_both_projections_labelled(write_config):
-    from framework.report.timereport import farm_report
+    from hltrun.framework.report.timereport import farm_report
     from tests.helpers import run_config
 
     summary, process = run_config(write_config(

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modules.anomaly_filter import REDUCERS
+from hltrun.modules.anomaly_filter import REDUCERS
 from tests.test_anomaly_filter import decide, make
 
 SCORE = st.sampled_from([0.0, -0.0, 0.5, 0.50000006, 1.0, 3.0, -1.0, float("inf"), float("-inf"), float("nan")])

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.config import load
-from framework.eventloop import EventProcessor
-from framework.process import Process
-from modules.anomaly_filter import REDUCERS
-from modules.inference import create_backend
-from modules.inference.base import all_finite, known_finite, vouch_finite
-from modules.jets import InputSpec
-from modules.products import JetCollection, all_valid, is_all_valid
+from hltrun.framework.config import load
+from hltrun.framework.eventloop import EventProcessor
+from hltrun.framework.process import Process
+from hltrun.modules.anomaly_filter import REDUCERS
+from hltrun.modules.inference import create_backend
+from hltrun.modules.inference.base import all_finite, known_finite, vouch_finite
+from hltrun.modules.jets import InputSpec
+from hltrun.modules.products import JetCollection, all_valid, is_all_valid
 from tests.conftest import make_events, write_counts
 from tests.test_anomaly_filter import decide, make
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modules.inference.accelerator import tensorrt_gpu_status
+from hltrun.modules.inference.accelerator import tensorrt_gpu_status
 from tests.cuda_contract import roundtrip
 from tests.fakes.onnx_models import expected, write_vae_like
 from tests.tiny_models import jets, loaded
@@ -31,7 +31,7 @@ MODELS = REPO / "data" / "models"
 
 def _binding_status(binding: str) -> str:
     """'' when the binding imports and sees a GPU, else why not."""
-    from modules.inference import tensorrt_backend as tb
+    from hltrun.modules.inference import tensorrt_backend as tb
 
     module = {"pycuda": "pycuda", "cuda-python": "cuda.bindings"}[binding]
     try:
@@ -51,7 +51,7 @@ def test_real_cuda_wrapper_contract(binding):
     why = _binding_status(binding)
     if why:
         pytest.skip(f"real {binding} check: {why}")
-    from modules.inference import tensorrt_backend as tb
+    from hltrun.modules.inference import tensorrt_backend as tb
 
     api = {"pycuda": tb.PyCudaApi, "cuda-python": tb.CudaPythonApi}[binding]()
     for dtype in ("float32", "float16"):
@@ -92,7 +92,7 @@ def test_tensorrt_small_models_agree_and_count_copies(tmp_path, io_dtype, extra)
 def test_tensorrt_fp32_matches_onnxruntime_on_shipped_samples(model, tmp_path):
     _needs_trt()
     pytest.importorskip("uproot", reason="reading the shipped samples needs uproot (carry its wheels in .whl/)")
-    from modules.models.preprocess import load_jets
+    from hltrun.modules.models.preprocess import load_jets
 
     samples = sorted((REPO / "data").glob("*.root"))
     x = np.concatenate([load_jets(str(f), max_events=300)[0] for f in samples])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import uproot
 
-from tools.hltdiff import compare, main, render_table
+from hltrun.tools.hltdiff import compare, main, render_table
 
 
 def _write(path, run, event, trig, score=None, extra=None):
@@ -169,7 +169,7 @@ def test_a_lumi_section_read_in_part_is_not_compared(tmp_path):
     """The job stopped after 6 of run 1's 10 events (maxEvents): the 4 it never reached are not rejects."""
     ref = _write(tmp_path / "ref.root", [1] * 10, EV, {"HLT_A": [1] * 10})
     job = _with_lumis(_write(tmp_path / "job.root", [1] * 6, EV[:6], {"HLT_A": [1] * 6}), {(1, 1): 6})
-    from tools.hltdiff import read_coverage, read_side
+    from hltrun.tools.hltdiff import read_coverage, read_side
 
     diff = compare(read_side([ref], "Events"), read_side([job], "Events"), coverage_new=read_coverage([job]))
     assert diff.identical and diff.not_read_by_new == 4 and diff.compared == 6
@@ -180,7 +180,7 @@ def test_a_lumi_section_read_in_part_is_not_compared(tmp_path):
 
 
 def test_default_tolerance_is_the_projects_agreement_criterion(tmp_path):
-    from modules.inference.base import AGREEMENT_RTOL
+    from hltrun.modules.inference.base import AGREEMENT_RTOL
 
     base = np.float32(0.5)
     old = _write(tmp_path / "old.root", [1] * 2, [1, 2], {"HLT_A": [1, 1]}, score=[[base], [base]])

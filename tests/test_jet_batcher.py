@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework.errors import ConfigError
-from framework.event import Event, EventID
-from framework.schema import build
-from modules.jet_batcher import JetBatcher, JetBatcherParameters
-from modules.jets import to_jet_relative
-from modules.products import JetCollection
+from hltrun.framework.errors import ConfigError
+from hltrun.framework.event import Event, EventID
+from hltrun.framework.schema import build
+from hltrun.modules.jet_batcher import JetBatcher, JetBatcherParameters
+from hltrun.modules.jets import to_jet_relative
+from hltrun.modules.products import JetCollection
 
 PT = np.array([300.0, 200.0, 100.0], np.float32)
 

@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from framework.errors import AcceleratorUnavailable, ConfigError, FileOpenError, ModuleError, SourceError
-from framework.report.jobreport_xml import InputRecord, JobReportData, OutputRecord, cmssw_error, render, write
-from framework.summary import JobSummary
+from hltrun.framework.errors import AcceleratorUnavailable, ConfigError, FileOpenError, ModuleError, SourceError
+from hltrun.framework.report.jobreport_xml import InputRecord, JobReportData, OutputRecord, cmssw_error, render, write
+from hltrun.framework.summary import JobSummary
 
 
 def _data(**kw) -> JobReportData:
@@ -61,7 +61,7 @@ def _wrapped(cause: Exception) -> ModuleError:
     (AcceleratorUnavailable("modules.vae: tensorrt requested but no GPU"), 4, 8035, "UnavailableAccelerator"),
     (ModuleError("module 'vae' failed"), 4, 8001, "OtherCMS"),
     (_wrapped(ValueError("boom")), 4, 8002, "StdException"),  # a Python exception from module code
-    (KeyboardInterrupt(), 143, 9000, "CaughtSignal"),  # SIGTERM: framework.interrupt.Interrupted
+    (KeyboardInterrupt(), 143, 9000, "CaughtSignal"),  # SIGTERM: hltrun.framework.interrupt.Interrupted
 ])
 def test_failed_job_carries_cmssw_and_unix_codes(error, unix, code, kind):
     data = _data(exit_code=unix, error=error)
@@ -79,7 +79,7 @@ def _hltrun(*args, cwd):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    return subprocess.run([sys.executable, "-m", "framework.cli", *map(str, args)], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "hltrun.framework.cli", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
 
 

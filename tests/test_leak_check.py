@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from framework.module import Producer
-from framework.registry import register_module
-from framework.services.memory_leak import check_leak, describe, window_slope
+from hltrun.framework.module import Producer
+from hltrun.framework.registry import register_module
+from hltrun.framework.services.memory_leak import check_leak, describe, window_slope
 from tests.helpers import run_config
 
 KB = 1024

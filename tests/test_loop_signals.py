@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from framework.config import load
-from framework.eventloop import EventProcessor
-from framework.process import Process
+from hltrun.framework.config import load
+from hltrun.framework.eventloop import EventProcessor
+from hltrun.framework.process import Process
 
 
 @pytest.mark.parametrize("listeners", [1, 2])

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.module import Producer
-from framework.registry import register_module
-from framework.report import write_report_files
+from hltrun.framework.module import Producer
+from hltrun.framework.registry import register_module
+from hltrun.framework.report import write_report_files
 from tests.helpers import run_config
 
 SCHEMA = Path(__file__).parents[1] / "framework" / "report" / "hltrun-report.schema.json"

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from framework.errors import ConfigError
-from framework.services.memory_cmssw import (EndJobMemory, MemoryCheck, module_report_lines, read_smaps,
+from hltrun.framework.errors import ConfigError
+from hltrun.framework.services.memory_cmssw import (EndJobMemory, MemoryCheck, module_report_lines, read_smaps,
                                              report_lines)
 from tests.helpers import run_config
 from tests.test_memory import MemoryHog  # noqa: F401  (registers TestMemoryHog)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from framework.module import Filter, Producer
-from framework.registry import module_class, register_module
-from framework.services.memray_attribution import OUTSIDE, attribute, module_frames
+from hltrun.framework.module import Filter, Producer
+from hltrun.framework.registry import module_class, register_module
+from hltrun.framework.services.memray_attribution import OUTSIDE, attribute, module_frames
 from tests.helpers import run_config
 
 memray = pytest.importorskip("memray")
@@ -101,7 +101,7 @@ def _resources_json(write_config, tmp_path, memory: str) -> dict:
     """Run CFG with Timing and ``Memory: <memory>``, write the report files, return resources.json."""
     import json
 
-    from framework.report import write_report_files
+    from hltrun.framework.report import write_report_files
 
     cfg = write_config(CFG + f"services:\n  Timing: {{}}\n  Memory: {memory}\n")
     summary, process = run_config(cfg, f"options.reportDir={tmp_path}")

@@ -12,10 +12,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow", reason="TensorFlow (extra 'cpu') not installed")
 keras = pytest.importorskip("keras", reason="Keras 3 (extra 'cpu') not installed")
 
-from modules.models import layers as L  # noqa: E402
-from modules.models import vae  # noqa: E402
-from modules.models.losses import chamfer_distance  # noqa: E402
-from modules.models.preprocess import load_jets  # noqa: E402
+from hltrun.modules.models import layers as L  # noqa: E402
+from hltrun.modules.models import vae  # noqa: E402
+from hltrun.modules.models.losses import chamfer_distance  # noqa: E402
+from hltrun.modules.models.preprocess import load_jets  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO / "data" / "models"
@@ -166,7 +166,7 @@ def _random_jets(seed: int, counts: tuple[int, ...]) -> np.ndarray:
 @pytest.mark.parametrize("mode", ["linear", "log", "fraction", "log_fraction"])
 def test_pt_transform_graph_and_numpy_agree(mode: str) -> None:
     """The in-graph pT transform and its NumPy twin (training statistics) give the same features."""
-    from modules.models.losses import transform_pt, transform_pt_numpy
+    from hltrun.modules.models.losses import transform_pt, transform_pt_numpy
 
     jets = _random_jets(11, (1, 30, 100))
     real = jets[..., 2] > 0
@@ -200,7 +200,7 @@ def test_fraction_models_are_blind_to_the_jet_pt_scale(kind: str) -> None:
 
 def test_pt_weighted_chamfer_matches_explicit_sum() -> None:
     """pT-fraction weighting: sum_i f_i min_j d_ij + sum_j f_j min_i d_ij, padding ignored."""
-    from modules.models.losses import point_weights
+    from hltrun.modules.models.losses import point_weights
 
     jets = _random_jets(13, (1, 7, 100))
     rng = np.random.default_rng(14)

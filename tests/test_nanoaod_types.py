@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import uproot
 
-from framework.module import Producer
-from framework.registry import register_module
-from framework.schema import InputTag
-from modules.products import JetScores
+from hltrun.framework.module import Producer
+from hltrun.framework.registry import register_module
+from hltrun.framework.schema import InputTag
+from hltrun.modules.products import JetScores
 from tests.helpers import run_config
 
 

@@ -56,7 +56,7 @@ def test_no_numpy_warning_reaches_the_user(tmp_path):
         if e["jets"]:
             e["jets"][0]["phi"] = math.nan  # relative phi of its constituents: NaN, counted by the scorer
     path = write_counts(tmp_path / "nan.root", events)
-    res = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "framework.cli",
+    res = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "hltrun.framework.cli",
                           str(REPO / "configs" / "path.yaml"), f"source.files=[{path}]", "-q",
                           f"modules.out.file={tmp_path / 'o.root'}", "--report-dir", str(tmp_path / "rep"),
                           "modules.anomalyFilter.working_point=vs_leading_jet_pt"],

@@ -7,10 +7,10 @@ import logging
 import pytest
 import yaml
 
-from framework.cli import main
-from framework.config import ON_ERROR, load
-from framework.errors import CMSSW_CATEGORIES, ConfigError, category_of
-from framework.eventloop import JobFailed
+from hltrun.framework.cli import main
+from hltrun.framework.config import ON_ERROR, load
+from hltrun.framework.errors import CMSSW_CATEGORIES, ConfigError, category_of
+from hltrun.framework.eventloop import JobFailed
 from tests.helpers import run_config
 
 BASE = """

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import uproot
 
-from framework.eventloop import JobFailed
-from modules.anomaly_filter import AnomalyScoreFilter
-from modules.products import JetCollection, JetScores
+from hltrun.framework.eventloop import JobFailed
+from hltrun.modules.anomaly_filter import AnomalyScoreFilter
+from hltrun.modules.products import JetCollection, JetScores
 from tests.helpers import run_config
 
 OUT = """
@@ -71,12 +71,12 @@ def test_failed_job_leaves_no_output(write_config, tmp_path):
 
 
 def test_batcher_leading_jets_relative(write_config, counts_file, sample_events):
-    from modules.jet_batcher import JetBatcher, JetBatcherParameters
-    from framework.event import Event, EventID
+    from hltrun.modules.jet_batcher import JetBatcher, JetBatcherParameters
+    from hltrun.framework.event import Event, EventID
 
     constituents = np.zeros((3, 120, 3), np.float32)
     constituents[:, :5] = [1.0, 3.0, 10.0]
-    from modules.jets import to_jet_relative
+    from hltrun.modules.jets import to_jet_relative
 
     eta, phi = np.full(3, 0.5, np.float32), np.full(3, -3.0, np.float32)
     jets = JetCollection(np.array([300., 200., 100.], np.float32), eta, phi, np.zeros(3, np.float32),
@@ -94,9 +94,9 @@ def test_batcher_leading_jets_relative(write_config, counts_file, sample_events)
 
 @pytest.mark.parametrize("reduce, expected", [("max", True), ("min", False), ("sum", True), ("leading", False)])
 def test_score_filter_reductions(reduce, expected):
-    from framework.event import Event, EventID
-    from framework.schema import build
-    from modules.anomaly_filter import AnomalyFilterParameters
+    from hltrun.framework.event import Event, EventID
+    from hltrun.framework.schema import build
+    from hltrun.modules.anomaly_filter import AnomalyFilterParameters
 
     f = AnomalyScoreFilter("f", build(AnomalyFilterParameters, {"threshold": 1.0, "reduce": reduce}, "f"))
     event = Event(EventID(1, 1, 1), 0, 0)
@@ -108,7 +108,7 @@ def test_score_filter_reductions(reduce, expected):
 
 
 def _cli(*args, cwd=None):
-    code = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
                           cwd=cwd or Path(__file__).parents[1], timeout=120)
 
@@ -149,7 +149,7 @@ def test_cli_missing_source_file_and_dump(write_config, tmp_path):
 
 
 def test_hltdiff_finds_decision_and_score_changes(write_config, tmp_path):
-    from tools.hltdiff import compare, main
+    from hltrun.tools.hltdiff import compare, main
 
     a = tmp_path / "a.root"
     b = tmp_path / "b.root"
@@ -177,7 +177,7 @@ def test_hltdiff_finds_decision_and_score_changes(write_config, tmp_path):
 def test_hltdiff_matches_repeated_event_ids_by_occurrence():
     import awkward as ak
 
-    from tools.hltdiff import compare
+    from hltrun.tools.hltdiff import compare
 
     old = ak.Array({"run": [1, 1, 1], "luminosityBlock": [1, 1, 1], "event": [5, 5, 6], "s": [1.0, 2.0, 3.0]})
     new = ak.Array({"run": [1, 1], "luminosityBlock": [1, 1], "event": [5, 6], "s": [1.0, 3.0]})

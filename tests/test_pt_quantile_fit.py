@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modules.working_point import bin_index
-from tools.pt_quantile_fit import fit_quantile, information_weights, rate_covariance
+from hltrun.modules.working_point import bin_index
+from hltrun.tools.pt_quantile_fit import fit_quantile, information_weights, rate_covariance
 
 EDGES = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]
 SPAN = (600.0, 2500.0)
@@ -77,7 +77,7 @@ def test_a_constant_cut_is_the_samples_own_quantile():
     """With one term the fit is the weighted quantile of the whole sample: the smoothing that makes
     Newton's method converge must not move it (unrefined, a falling tail smeared by the kernel
     passes more and the cut lands ~0.8 of its error too high)."""
-    from tools.eval_stats import weighted_cut
+    from hltrun.tools.eval_stats import weighted_cut
 
     rng = np.random.default_rng(4)
     s, pt = sample(rng, 100_000, np.array([0.5, 0.0, 0.0]))

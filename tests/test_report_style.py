@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework.report.html import _style
+from hltrun.framework.report.html import _style
 
 
 def test_plots_use_the_mplhep_cms_style():

@@ -40,7 +40,7 @@ services:
 @pytest.fixture()  # per test, not per module: mutmut selects tests by the calls made inside each test
 def job(tmp_path_factory) -> dict:
     pytest.importorskip("matplotlib")
-    from framework.cli import main
+    from hltrun.framework.cli import main
 
     d = tmp_path_factory.mktemp("agree")
     cfg = d / "job.yaml"

@@ -46,7 +46,7 @@ services:
 
 @pytest.fixture()  # per test, not per module: mutmut selects tests by the calls made inside each test
 def job(tmp_path) -> dict:
-    from framework.cli import main
+    from hltrun.framework.cli import main
 
     data = write_counts(tmp_path / "in.root", make_events(60))
     cfg = tmp_path / "job.yaml"

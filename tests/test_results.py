@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from framework.results import JobResult, merge_all, merge_summaries
-from framework.services.memory import MemoryData
-from framework.services.timing import TimingParameters
-from framework.services.timing_data import TimingData
-from framework.services.timing_results import build_result
-from framework.summary import JobSummary, ModuleCounters, PathCounters
-from framework.units import plan_units
+from hltrun.framework.results import JobResult, merge_all, merge_summaries
+from hltrun.framework.services.memory import MemoryData
+from hltrun.framework.services.timing import TimingParameters
+from hltrun.framework.services.timing_data import TimingData
+from hltrun.framework.services.timing_results import build_result
+from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters
+from hltrun.framework.units import plan_units
 
 
 def test_units_cover_the_selected_entries_once():
@@ -145,8 +145,8 @@ def test_memory_data_merges_peaks_per_worker_and_thins_samples():
 def test_module_summaries_add_counters_and_keep_settings():
     """Work units on Dask: a filter's counters add up, its threshold and bin edges stay as they are
     (summing them gave 4 x the cut and 24 bin edges for 4 units)."""
-    from framework.results import merge_summaries
-    from framework.summary import JobSummary
+    from hltrun.framework.results import merge_summaries
+    from hltrun.framework.summary import JobSummary
 
     def unit(n: int) -> JobSummary:
         s = JobSummary("P", 1)

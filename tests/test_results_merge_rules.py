@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import pytest
 
-from framework.results import JobResult, Merger, merge_all, merge_counters, merge_summaries, merge_values
-from framework.summary import JobSummary, ModuleCounters, PathCounters
+from hltrun.framework.results import JobResult, Merger, merge_all, merge_counters, merge_summaries, merge_values
+from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters
 
 
 def _first(values: list[Any]) -> Any:

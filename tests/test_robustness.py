@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from framework.errors import ModuleError
-from framework.event import Event, EventID
-from framework.schema import build
-from modules.anomaly_filter import AnomalyFilterParameters, AnomalyScoreFilter
-from modules.duplicates import DuplicateChecker, keys
-from modules.products import JetScores
+from hltrun.framework.errors import ModuleError
+from hltrun.framework.event import Event, EventID
+from hltrun.framework.schema import build
+from hltrun.modules.anomaly_filter import AnomalyFilterParameters, AnomalyScoreFilter
+from hltrun.modules.duplicates import DuplicateChecker, keys
+from hltrun.modules.products import JetScores
 from tests.conftest import make_events, write_counts
 from tests.helpers import run_config, wait_for_temporary
 
@@ -83,7 +83,7 @@ def test_second_signal_aborts_but_removes_temporaries(tmp_path):
     out = tmp_path / "o.root"
     cfg = tmp_path / "slow.yaml"
     cfg.write_text(textwrap.dedent(SLOW.format(out=out)))
-    code = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(tmp_path / "rep")],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -128,7 +128,7 @@ def test_a_signal_while_reports_are_written_leaves_no_report(tmp_path, signals):
     cfg = tmp_path / "slow.yaml"
     cfg.write_text(textwrap.dedent(SLOW_REPORT.format(n=1000 if signals == 2 else 3, out=tmp_path / "o.root",
                                                       started=started, writing=writing)))
-    code = "import sys, tests.plugins; from framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(rep)],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -183,8 +183,8 @@ def test_jets_without_constituents_are_counted_not_scored(tmp_path, write_config
     real = [sum(1 for j in e["jets"] if len(j["c_pt"])) for e in events]
     assert summary.module_summaries["vae"]["jets"] == sum(min(n, 2) for n in real)
     assert summary.data_quality["vae"]["events_without_jets"] == sum(1 for n in real if n == 0)
-    from framework.report import text_report
-    from framework.report.html import render
+    from hltrun.framework.report import text_report
+    from hltrun.framework.report.html import render
 
     text = text_report(summary, process.services)
     assert f"data quality 'source': invalid links 0, jets without constituents {emptied}" in text
@@ -194,14 +194,14 @@ def test_jets_without_constituents_are_counted_not_scored(tmp_path, write_config
 # ------------------------------------------------------------------ 8. configuration ergonomics
 
 def test_config_argument_falls_back_to_the_checkout(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "framework.cli", "configs/path.yaml", "--dump"], cwd=tmp_path,
+    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", "configs/path.yaml", "--dump"], cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "HLTAD" in res.stdout
 
 
 def test_console_says_where_the_output_went(tmp_path, capsys):
-    from framework.cli import main
+    from hltrun.framework.cli import main
 
     out = tmp_path / "sub" / "o.root"
     cfg = tmp_path / "c.yaml"
@@ -218,7 +218,7 @@ def test_console_says_where_the_output_went(tmp_path, capsys):
 # ------------------------------------------------------------------ 10. bounded per-event rows
 
 def test_service_rows_are_bounded_and_totals_exact(monkeypatch, write_config):
-    from framework.services import bounded
+    from hltrun.framework.services import bounded
 
     monkeypatch.setattr(bounded, "ROWS_KEPT", 64)
     cfg = write_config("""
@@ -246,7 +246,7 @@ def test_service_rows_are_bounded_and_totals_exact(monkeypatch, write_config):
 
 def _timing_rows(n_events: int, limit: int, budget_ns: int, seed: int = 0):
     """A Timing stream's rows fed with ``n_events`` random event times; returns it and the times."""
-    from framework.services.timing import _Rows
+    from hltrun.framework.services.timing import _Rows
 
     rng = np.random.default_rng(seed)
     real = rng.lognormal(np.log(2e6), 0.5, n_events).astype(np.int64)  # ~2 ms events
@@ -257,7 +257,7 @@ def _timing_rows(n_events: int, limit: int, budget_ns: int, seed: int = 0):
 
 
 def test_timing_rows_fold_into_histograms_in_fixed_memory_with_exact_totals():
-    from framework.services.timing_data import EDGES_NS
+    from hltrun.framework.services.timing_data import EDGES_NS
 
     budget = 3_000_000
     rows, real = _timing_rows(60_000, 1000, budget)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import uproot
 
-from framework.report import write_report_files
-from framework.report.root_histograms import th1d, write_timing_root
+from hltrun.framework.report import write_report_files
+from hltrun.framework.report.root_histograms import th1d, write_timing_root
 from tests.helpers import run_config
 
 CFG = """

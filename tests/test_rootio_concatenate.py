@@ -1,4 +1,4 @@
-"""modules.rootio.concatenate_trees: output parts of work units joined into one NanoAOD-like file."""
+"""hltrun.modules.rootio.concatenate_trees: output parts of work units joined into one NanoAOD-like file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from modules.rootio import concatenate_trees, write_nanoaod
+from hltrun.modules.rootio import concatenate_trees, write_nanoaod
 
 
 def _part(path: Path, n: int, with_scores: bool) -> Path:

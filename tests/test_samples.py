@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import uproot
 
-from modules.models.preprocess import jets_to_array, load_jets
+from hltrun.modules.models.preprocess import jets_to_array, load_jets
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLES = {"qcd_dijet.root": 0, "rsg_ww_1p5TeV.root": 1, "rsg_ww_3p5TeV.root": 2, "zprime_tt_2TeV.root": 3}
@@ -112,7 +112,7 @@ def test_generation_small(tmp_path: Path) -> None:
     """Optional: the generator runs end to end (needs the 'generate' extra)."""
     pytest.importorskip("pythia8mc", reason="PYTHIA 8 (extra 'generate') not installed")
     pytest.importorskip("fastjet", reason="FastJet (extra 'generate') not installed")
-    from tools import generate_events as gen
+    from hltrun.tools import generate_events as gen
 
     cfg = gen.load_config(gen.DEFAULT_CONFIG)
     cfg["chunk_size"] = 10
@@ -135,10 +135,10 @@ def test_generation_small(tmp_path: Path) -> None:
 
 
 def test_preprocess_import_is_light() -> None:
-    """The batcher imports modules.models.preprocess in ONNX-only jobs: it must not pull in TensorFlow."""
+    """The batcher imports hltrun.modules.models.preprocess in ONNX-only jobs: it must not pull in TensorFlow."""
     import subprocess
     import sys
 
-    code = "import sys, modules.models.preprocess; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = "import sys, hltrun.modules.models.preprocess; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=DATA.parent, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

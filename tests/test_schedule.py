@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from framework.errors import ProductNotFound
-from framework.eventloop import JobFailed
+from hltrun.framework.errors import ProductNotFound
+from hltrun.framework.eventloop import JobFailed
 from tests.helpers import run_config
 from tests.plugins import RECORDED
 

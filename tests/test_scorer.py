@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from framework.errors import ConfigError, ModuleError
-from modules.products import JetBatch, JetScores
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.modules.products import JetBatch, JetScores
 from tests.tiny_models import jets
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -32,7 +32,7 @@ def fake_job(accelerators=("*",), modules=None) -> SimpleNamespace:
 
 
 def make_scorer(**params):
-    from modules.vae_scorer import VAEAnomalyScorer, VAEAnomalyScorerParameters
+    from hltrun.modules.vae_scorer import VAEAnomalyScorer, VAEAnomalyScorerParameters
 
     return VAEAnomalyScorer("vae", VAEAnomalyScorerParameters(**params))
 
@@ -88,8 +88,8 @@ def test_scorer_errors_name_the_model(tiny, tmp_path):
 
 
 def test_scorer_parameters_are_validated():
-    from framework.schema import build
-    from modules.vae_scorer import VAEAnomalyScorerParameters
+    from hltrun.framework.schema import build
+    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters
 
     with pytest.raises(ConfigError, match="modules.vae.backend: expected one of"):
         build(VAEAnomalyScorerParameters, {"backend": "pytorch"}, "modules.vae")

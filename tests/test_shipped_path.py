@@ -65,7 +65,7 @@ def shipped(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def raw() -> dict:
     """The leading two jets of every event, chosen here by sorting FatJet_pt, and their model input."""
-    from modules.models.preprocess import jets_to_array
+    from hltrun.modules.models.preprocess import jets_to_array
 
     arr = uproot.open(QCD)["Events"].arrays(["event", "FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_nConstituents",
                                              "FatJetPFCand_pt", "FatJetPFCand_eta", "FatJetPFCand_phi"])
@@ -89,7 +89,7 @@ def raw() -> dict:
 @pytest.fixture(scope="module")
 def reference_scores(shipped, raw) -> list[np.ndarray]:
     """ONNX Runtime on the jets chosen here, one batch for the whole file."""
-    from modules.inference import BackendOptions, create_backend
+    from hltrun.modules.inference import BackendOptions, create_backend
 
     backend = create_backend("onnxruntime", REPO / "data" / "models" / f"{shipped['model']}.onnx",
                              BackendOptions()).load()

@@ -3,7 +3,7 @@ every listener in connection order with several (the hot path calls ``fire`` dir
 
 from __future__ import annotations
 
-from framework.signals import ActivityRegistry, Signal
+from hltrun.framework.signals import ActivityRegistry, Signal
 
 
 def test_fire_with_zero_one_and_two_listeners():

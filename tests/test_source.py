@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framework.errors import SourceError
-from framework.schema import build
-from modules.jets import to_jet_relative
-from modules.root_source import RootJetSource, RootJetSourceParameters
+from hltrun.framework.errors import SourceError
+from hltrun.framework.schema import build
+from hltrun.modules.jets import to_jet_relative
+from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters
 from tests.conftest import make_events, write_counts, write_jet_index, write_nested
 
 NESTED = {"cand_pt": "Jet_cpt", "cand_eta": "Jet_ceta", "cand_phi": "Jet_cphi"}

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-import framework.services  # noqa: F401 - registers Timing
-from framework.config import validate
-from framework.event import EventID
-from framework.eventloop import EventProcessor
-from framework.module import Source
-from framework.process import Process
-from framework.registry import register_module
-from framework.report.timereport import budget_report, fast_timer_json, time_report
-from framework.services.timing import Timing
-from framework.services.timing_data import TimingData
+import hltrun.framework.services  # noqa: F401 - registers Timing
+from hltrun.framework.config import validate
+from hltrun.framework.event import EventID
+from hltrun.framework.eventloop import EventProcessor
+from hltrun.framework.module import Source
+from hltrun.framework.process import Process
+from hltrun.framework.registry import register_module
+from hltrun.framework.report.timereport import budget_report, fast_timer_json, time_report
+from hltrun.framework.services.timing import Timing
+from hltrun.framework.services.timing_data import TimingData
 
 N_EVENTS, CHUNK = 24, 6
 BULK_MS = 40.0  # per chunk, inside bulk_io

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import uproot
 
-from framework.errors import ConfigError, SourceError
-from framework.schema import build
-from modules.decompression import TimedPool, threads_for
-from modules.jets import InputSpec
-from modules.root_source import RootJetSource, RootJetSourceParameters
-from modules.rootio import branch_groups, regroup, write_nanoaod
+from hltrun.framework.errors import ConfigError, SourceError
+from hltrun.framework.schema import build
+from hltrun.modules.decompression import TimedPool, threads_for
+from hltrun.modules.jets import InputSpec
+from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters
+from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
 from tests.conftest import make_events, write_counts
 from tests.test_source_inputs import DATA, LAYOUTS, same_bits
 
@@ -154,11 +154,11 @@ def test_background_cpu_is_reported_beside_the_bulk_io(tmp_path, streams, read_a
     read-ahead thread's CPU is on the bulk line (``background_cpu_ms``), all of it, never subtracted
     from an event's CPU (the source's per-event CPU stays >= 0), and events + bulk + idle is still
     streams x loop (the bulk real time is what the loop waited)."""
-    import framework.services  # noqa: F401 - registers Timing
-    from framework.config import validate
-    from framework.eventloop import EventProcessor
-    from framework.process import Process
-    from framework.services.timing import Timing
+    import hltrun.framework.services  # noqa: F401 - registers Timing
+    from hltrun.framework.config import validate
+    from hltrun.framework.eventloop import EventProcessor
+    from hltrun.framework.process import Process
+    from hltrun.framework.services.timing import Timing
 
     path = write_baskets(tmp_path / "baskets.root", make_events(240, seed=7), per_basket=40)
     data = {"process": "BG", "options": {"numberOfThreads": streams},
@@ -175,7 +175,7 @@ def test_background_cpu_is_reported_beside_the_bulk_io(tmp_path, streams, read_a
     assert res["source_bulk"]["background_cpu_ms"] == pytest.approx(
         (acc["decompression_cpu_ns"] + acc["read_ahead_cpu_ns"]) * 1e-6)
     assert res["source"]["cpu_per_event_ms"] >= 0 and res["source_bulk"]["cpu_ms"] >= 0
-    from framework.report.timereport import budget_report
+    from hltrun.framework.report.timereport import budget_report
 
     assert f"{res['source_bulk']['background_cpu_ms']:.1f} ms CPU in background threads" in budget_report(res)
     assert acc["read"] == summary.events_processed == 240 and acc["chunks"] == 6
@@ -289,7 +289,7 @@ def test_closing_after_a_failure_does_not_wait_for_the_basket_in_flight():
 def nothing_kept(monkeypatch):
     """The file check keeps no file for the loop: every file is read chunk by chunk in the loop,
     through the read-ahead thread when it is on."""
-    import modules.root_source as rs
+    import hltrun.modules.root_source as rs
 
     monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
 
@@ -317,7 +317,7 @@ def test_stopping_early_counts_what_was_taken_and_stops_the_reader(tmp_path, ahe
     """maxEvents inside a file: the reader has read chunks ahead that nobody takes; they are not
     counted (chunks, data quality), the events are the serial ones, and the reader stops."""
     if not kept:
-        import modules.root_source as rs
+        import hltrun.modules.root_source as rs
 
         monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
     path = write_baskets(tmp_path / "b.root", make_events(300, seed=3), per_basket=300 if kept else 25)
@@ -349,7 +349,7 @@ def test_a_file_gone_before_the_loop_fails_as_in_the_serial_read(tmp_path, nothi
 
 
 def test_read_ahead_hands_items_in_order_with_their_cpu_and_the_error_at_its_place():
-    from modules.read_ahead import ReadAhead
+    from hltrun.modules.read_ahead import ReadAhead
 
     def produce():
         for i in range(5):
@@ -370,7 +370,7 @@ def test_read_ahead_hands_items_in_order_with_their_cpu_and_the_error_at_its_pla
 def test_closing_the_read_ahead_does_not_wait_for_a_stuck_producer():
     """Ctrl-C while the reader decompresses a big chunk: close returns at once; the reader stops at
     its next hand-over and closes its own file (its generator's finally) in its thread."""
-    from modules.read_ahead import ReadAhead
+    from hltrun.modules.read_ahead import ReadAhead
 
     release, closed = threading.Event(), threading.Event()
 

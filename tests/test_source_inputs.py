@@ -13,11 +13,11 @@ import uproot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from framework.schema import build
-from modules.jets import InputSpec
-from modules.products import JetCollection
-from modules.root_source import RootJetSource, RootJetSourceParameters, make_chunk
-from modules.rootio import write_nanoaod
+from hltrun.framework.schema import build
+from hltrun.modules.jets import InputSpec
+from hltrun.modules.products import JetCollection
+from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters, make_chunk
+from hltrun.modules.rootio import write_nanoaod
 from tests.conftest import make_events, write_counts, write_jet_index, write_nested
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -135,7 +135,7 @@ def test_full_padding_on_demand_and_hand_built_collections_match_the_reference(l
 def test_one_key_sort_equals_the_two_key_lexsort(rows):
     """The constituent sort (one uint64 key, stable) orders exactly as np.lexsort((-pt, jet)) does,
     ties, signed zeros, infinities and NaNs included."""
-    from modules.jets import _jet_pt_key
+    from hltrun.modules.jets import _jet_pt_key
 
     jet = np.array([r for r, _ in rows], np.int64)
     pt = np.array([p for _, p in rows], np.float32)
@@ -284,7 +284,7 @@ def test_checked_files_are_decompressed_once_and_match_a_plain_read(tmp_path, mo
 
 
 def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
-    from framework.errors import SourceError
+    from hltrun.framework.errors import SourceError
 
     good = write_counts(tmp_path / "good.root", make_events(30, seed=1))
     bad = tmp_path / "bad.root"
@@ -308,7 +308,7 @@ def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
 
 def test_output_module_writes_the_source_jets(tmp_path, counts_file, write_config):
     """keep: [source] writes the per-jet columns of the jet collection (it is no dataclass any more)."""
-    from modules.root_output import product_columns
+    from hltrun.modules.root_output import product_columns
 
     _, stream = read([counts_file], _Job())
     _, products = next(stream)

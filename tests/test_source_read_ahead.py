@@ -8,11 +8,11 @@ import logging
 import threading
 import pytest
 
-import modules.decompression as decompression
-import modules.root_source as rs
-from framework.errors import SourceError, one_line
-from modules.decompression import TimedPool
-from modules.read_ahead import ReadAhead
+import hltrun.modules.decompression as decompression
+import hltrun.modules.root_source as rs
+from hltrun.framework.errors import SourceError, one_line
+from hltrun.modules.decompression import TimedPool
+from hltrun.modules.read_ahead import ReadAhead
 from tests.conftest import make_events
 from tests.test_source_inputs import DATA
 from tests.test_source_decompression import _decompress_threads, _source, _spin, write_baskets

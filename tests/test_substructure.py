@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("fastjet", reason="FastJet (extras 'test' and 'generate') not installed")
 
-from tools.substructure import R0, nsubjettiness, tau21  # noqa: E402
+from hltrun.tools.substructure import R0, nsubjettiness, tau21  # noqa: E402
 
 
 def test_two_equal_hard_particles():

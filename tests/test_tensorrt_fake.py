@@ -17,10 +17,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from framework.errors import ModuleError
-from modules.inference import BackendOptions, create_backend
-from modules.inference.accelerator import choose_backend, tensorrt_gpu_status
-from modules.inference.tensorrt_backend import BuildSettings, engine_cache_path
+from hltrun.framework.errors import ModuleError
+from hltrun.modules.inference import BackendOptions, create_backend
+from hltrun.modules.inference.accelerator import choose_backend, tensorrt_gpu_status
+from hltrun.modules.inference.tensorrt_backend import BuildSettings, engine_cache_path
 from tests.fakes import gpu as fake_gpu_mod
 from tests.fakes import trt as fake_trt_mod
 from tests.fakes.onnx_models import expected, write_vae_like

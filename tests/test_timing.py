@@ -13,18 +13,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-import framework.services  # noqa: F401 - registers Timing
-from framework.config import validate
-from framework.errors import ConfigError
-from framework.event import EventID
-from framework.eventloop import EventProcessor
-from framework.module import Filter, Producer, Source
-from framework.process import Process
-from framework.registry import register_module
-from framework.report import text_report, write_report_files
-from framework.services.timing import Timing
+import hltrun.framework.services  # noqa: F401 - registers Timing
+from hltrun.framework.config import validate
+from hltrun.framework.errors import ConfigError
+from hltrun.framework.event import EventID
+from hltrun.framework.eventloop import EventProcessor
+from hltrun.framework.module import Filter, Producer, Source
+from hltrun.framework.process import Process
+from hltrun.framework.registry import register_module
+from hltrun.framework.report import text_report, write_report_files
+from hltrun.framework.services.timing import Timing
 
-SCHEMA = Path(framework.services.__file__).parent.parent / "report" / "hltrun-report.schema.json"
+SCHEMA = Path(hltrun.framework.services.__file__).parent.parent / "report" / "hltrun-report.schema.json"
 SLEEP_S = 0.020
 SLACK_S = 0.040  # generous: a loaded CI machine oversleeps, never undersleeps
 
@@ -211,7 +211,7 @@ def test_report_files_validate_and_html_has_plots(tmp_path: Path) -> None:
 
 
 def test_rows_kept_exactly_up_to_the_limit() -> None:
-    from framework.services.timing import _ROW_BLOCK, _Rows
+    from hltrun.framework.services.timing import _ROW_BLOCK, _Rows
 
     rows = _Rows(1, 3 * _ROW_BLOCK, budget_ns=10)
     for i in range(_ROW_BLOCK + 5):
@@ -224,7 +224,7 @@ def test_rows_kept_exactly_up_to_the_limit() -> None:
 
 def test_cli_report_dir_writes_the_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
-    from framework.cli import main
+    from hltrun.framework.cli import main
 
     cfg = tmp_path / "job.yaml"
     cfg.write_text(

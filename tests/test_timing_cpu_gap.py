@@ -17,15 +17,15 @@ from dataclasses import dataclass
 
 import pytest
 
-import framework.services  # noqa: F401 - registers Timing
-from framework.config import ConfigError, validate
-from framework.eventloop import EventProcessor
-from framework.module import Producer
-from framework.process import Process
-from framework.registry import register_module, register_service
-from framework.schema import InputTag
-from framework.service import Service
-from framework.services.timing import Timing
+import hltrun.framework.services  # noqa: F401 - registers Timing
+from hltrun.framework.config import ConfigError, validate
+from hltrun.framework.eventloop import EventProcessor
+from hltrun.framework.module import Producer
+from hltrun.framework.process import Process
+from hltrun.framework.registry import register_module, register_service
+from hltrun.framework.schema import InputTag
+from hltrun.framework.service import Service
+from hltrun.framework.services.timing import Timing
 from tests.plugins import burn_cpu as _burn
 
 BURN_MS = 2.0  # each module's own CPU

@@ -15,14 +15,14 @@ import time
 import numpy as np
 import pytest
 
-import framework.services  # noqa: F401 - registers Timing
-from framework.config import validate
-from framework.eventloop import EventProcessor
-from framework.process import Process
-from framework.module import Producer
-from framework.registry import register_module, register_service
-from framework.service import Service
-from framework.services.timing import Timing
+import hltrun.framework.services  # noqa: F401 - registers Timing
+from hltrun.framework.config import validate
+from hltrun.framework.eventloop import EventProcessor
+from hltrun.framework.process import Process
+from hltrun.framework.module import Producer
+from hltrun.framework.registry import register_module, register_service
+from hltrun.framework.service import Service
+from hltrun.framework.services.timing import Timing
 from tests.plugins import burn_cpu as _burn
 
 N_EVENTS = 12

@@ -7,8 +7,8 @@ not from hltrun's output: a changed width, header, bit column or counter fails h
 
 from __future__ import annotations
 
-from framework.report.trigreport import trig_report
-from framework.summary import JobSummary, ModuleCounters, PathCounters
+from hltrun.framework.report.trigreport import trig_report
+from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters
 
 EXPECTED = """\
 TrigReport ---------- Event  Summary ------------

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modules.jet_batcher import JetBatcher, JetBatcherParameters
-from modules.jets import InputSpec
-from modules.products import JetCollection
+from hltrun.modules.jet_batcher import JetBatcher, JetBatcherParameters
+from hltrun.modules.jets import InputSpec
+from hltrun.modules.products import JetCollection
 from tests.helpers import run_config
 
 CONFIG = """

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from modules.working_point import PtBinnedCuts, PtCutFunction, parse_pt_cuts
+from hltrun.modules.working_point import PtBinnedCuts, PtCutFunction, parse_pt_cuts
 
 SMOOTH = {"pt_ref_gev": 1000.0, "pt_range_gev": [600.0, 2000.0],
           "bkg_eff_1e-2": [1.5, 0.2, -0.1], "bkg_eff_1e-3": [2.5, 0.4]}

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from modules.inference import BackendOptions, InferenceBackend, create_backend
+from hltrun.modules.inference import BackendOptions, InferenceBackend, create_backend
 
 
 def _tiny_model(n_constituents: int = 100):

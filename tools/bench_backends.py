@@ -52,19 +52,17 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.append(str(REPO))
 
-from framework.atomic import write_text, writing  # noqa: E402
+from hltrun.framework.atomic import write_text, writing  # noqa: E402
 
 MODELS = ("conv_vae", "gcn_vae")
 
 
 @dataclass(frozen=True)
 class Spec:
-    """One bench axis value: a modules.inference backend, the model file it reads, its options."""
+    """One bench axis value: a hltrun.modules.inference backend, the model file it reads, its options."""
 
-    backend: str  # name in modules.inference.BACKENDS ("bare": a plain InferenceSession, no wrapper)
+    backend: str  # an installed hltrun.backends entry point ("bare": a plain InferenceSession, no wrapper)
     suffix: str  # appended to the model name in --models-dir
     options: dict[str, Any] = field(default_factory=dict)  # BackendOptions fields
 
@@ -228,14 +226,14 @@ def unavailable(spec: str) -> str | None:
     if importlib.util.find_spec(package) is None:
         return f"the {package} Python package is not installed"
     if sp.backend == "tensorrt":
-        from modules.inference.accelerator import tensorrt_gpu_status
+        from hltrun.modules.inference.accelerator import tensorrt_gpu_status
 
         status = tensorrt_gpu_status()
         return None if status.usable else status.reason
     if sp.options.get("providers"):
         import onnxruntime as ort
 
-        from modules.inference.onnxruntime_backend import PROVIDER_ALIASES
+        from hltrun.modules.inference.onnxruntime_backend import PROVIDER_ALIASES
 
         wanted = PROVIDER_ALIASES[sp.options["providers"][0]]
         if wanted not in ort.get_available_providers():
@@ -245,10 +243,10 @@ def unavailable(spec: str) -> str | None:
 
 
 def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1):
-    """A loaded backend for ``spec`` (modules.inference, or the bare session for 'ort-bare'), or the
+    """A loaded backend for ``spec`` (hltrun.modules.inference, or the bare session for 'ort-bare'), or the
     reason it cannot be had (str): model file missing, load failed, GPU provider fell back to CPU."""
-    from framework.errors import ConfigError, ModuleError
-    from modules.inference import BackendOptions, create_backend
+    from hltrun.framework.errors import ConfigError, ModuleError
+    from hltrun.modules.inference import BackendOptions, create_backend
 
     sp = SPECS[spec]
     path = models_dir / f"{model}{sp.suffix}"
@@ -375,7 +373,7 @@ def memory_vs_events(backend: Any, x: np.ndarray, jets: int) -> list[dict[str, f
 
 def load_sample(path: Path, n: int) -> np.ndarray:
     """n real jets (leading two of each event), repeated if the sample is smaller."""
-    from modules.models.preprocess import load_jets
+    from hltrun.modules.models.preprocess import load_jets
 
     jets = load_jets(str(path), max_events=n)[0]
     reps = -(-n // max(len(jets), 1))
@@ -469,7 +467,7 @@ def run_child(args: argparse.Namespace, model: str, spec: str) -> dict[str, Any]
 
     with tempfile.TemporaryDirectory(prefix="hltbench-") as tmp:
         out = Path(tmp) / "cells.json"
-        cmd = [sys.executable, "-m", "tools.bench_backends", "--models", model, "--backends", spec,
+        cmd = [sys.executable, "-m", "hltrun.tools.bench_backends", "--models", model, "--backends", spec,
                "--models-dir", str(args.models_dir), "--sample", str(args.sample),
                "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
                "--min-time", str(args.min_time), "--min-calls", str(args.min_calls),
@@ -491,7 +489,7 @@ def run_child(args: argparse.Namespace, model: str, spec: str) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.profile:
-        from tools import profile_onnx
+        from hltrun.tools import profile_onnx
 
         paths = [str(args.models_dir / f"{m}.onnx") for m in args.models]
         return profile_onnx.main([*paths, "--batch-sizes", *map(str, args.batch_sizes), "--sample", str(args.sample),
@@ -501,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         args.peak_gflops = args.ghz * args.flops_per_cycle
         args.peak_source = f"{args.ghz:.2f} GHz x {args.flops_per_cycle:g} FP32 FLOP/cycle (nominal)"
     else:
-        from tools.profile_onnx import sgemm_rates
+        from hltrun.tools.profile_onnx import sgemm_rates
 
         args.peak_gflops = sgemm_rates()["ort_gflops"]
         args.peak_source = "ONNX Runtime 256^3 sgemm on one thread, measured in this run"
@@ -596,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         write_tables(args.json, args.csv, data)
     if plots_dir:
         try:
-            from tools.bench_plots import plot
+            from hltrun.tools.bench_plots import plot
 
             for path in plot(data, plots_dir):
                 print(f"wrote {path}")
@@ -604,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_backends: plots not written ({exc}); the JSON/CSV have every figure", file=sys.stderr)
     if args.docs:
         try:  # the section shows the figures: docs/img/hltbench_*.png, written only with --docs
-            from tools.bench_plots import plot
+            from hltrun.tools.bench_plots import plot
 
             images = plot(data, args.docs.parent / "img", prefix="hltbench_")
             section += "\n" + "\n".join(f"![{p.stem}](img/{p.name})" for p in images) + "\n"

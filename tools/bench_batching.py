@@ -36,9 +36,9 @@ FILES = [ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"]
 def run_once(streams: int, batching: dict[str, Any] | None, max_events: int,
              backend: str = "onnxruntime") -> dict[str, Any]:
     """One job; the figures of one table cell and the accepted events (to check decisions agree)."""
-    from framework.config import apply_overrides, read_yaml, validate
-    from framework.eventloop import EventProcessor
-    from framework.process import Process
+    from hltrun.framework.config import apply_overrides, read_yaml, validate
+    from hltrun.framework.eventloop import EventProcessor
+    from hltrun.framework.process import Process
 
     data = read_yaml(ROOT / "configs" / "path.yaml")
     data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     print(table(results, args.streams))
     if args.json:
-        from framework.atomic import write_text
+        from hltrun.framework.atomic import write_text
 
         write_text(args.json, json.dumps({f"{s}:{m}": r for (s, m), r in results.items()}, indent=1),
                    "bench_batching --json")

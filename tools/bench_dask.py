@@ -1,7 +1,7 @@
 """Measure distributed execution: 1 vs 2 Dask workers, per-unit overhead, merge time and memory.
 
-    python -m tools.make_large_sample --events 24000
-    python -m tools.bench_dask --sample data/large/replicated_24000.root          # docs/distributed.md
+    python -m hltrun.tools.make_large_sample --events 24000
+    python -m hltrun.tools.bench_dask --sample data/large/replicated_24000.root          # docs/distributed.md
 
 Throughput is events / event-loop time (first event read to last event done, across all workers), so
 cluster start-up and model loading (reported separately) do not count. Runs alternate 1 and 2 workers
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(sample: Path, out: Path, *overrides: str):
-    from framework.config import load
+    from hltrun.framework.config import load
 
     return load(REPO / "configs" / "path.yaml", [f"source.files=[{sample}]", "options.accelerators=[cpu]",
                                                  f"modules.out.file={out}", "options.wantSummary=false",
@@ -34,7 +34,7 @@ def _config(sample: Path, out: Path, *overrides: str):
 
 
 def _run(cfg) -> dict:
-    from framework.executors import execute
+    from hltrun.framework.executors import execute
 
     t0 = time.perf_counter()
     outcome = execute(cfg, None, t0, progress=False)
@@ -92,8 +92,8 @@ def unit_overhead(sample: Path, tmp: Path, events: int, sizes: list[int]) -> dic
 
 def merge_cost(sample: Path, tmp: Path, unit_events: int, counts: list[int]) -> dict:
     """Merge N unit results shaped like real ones (from a local run of ``unit_events`` events)."""
-    from framework.executors import run_local
-    from framework.results import JobResult, Merger
+    from hltrun.framework.executors import run_local
+    from hltrun.framework.results import JobResult, Merger
 
     cfg = _config(sample, tmp / "m.root", f"options.maxEvents={unit_events}")
     template = run_local(cfg, None, time.perf_counter(), progress=False).result
@@ -145,10 +145,10 @@ def merge_cost(sample: Path, tmp: Path, unit_events: int, counts: list[int]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.bench_dask", description=__doc__.splitlines()[0],
+    ap = argparse.ArgumentParser(prog="python -m hltrun.tools.bench_dask", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--sample", type=Path, default=REPO / "data/large/replicated_24000.root",
-                    help="input file (make it with python -m tools.make_large_sample)")
+                    help="input file (make it with python -m hltrun.tools.make_large_sample)")
     ap.add_argument("--events-per-task", type=int, default=2000, help="unit size for the scaling runs")
     ap.add_argument("--repeats", type=int, default=2, help="alternating 1/2-worker runs (default 2)")
     ap.add_argument("--overhead-events", type=int, default=6000, help="events of the per-unit overhead runs")
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     if not args.sample.exists():
-        sys.stderr.write(f"bench_dask: {args.sample} not found: python -m tools.make_large_sample --events 24000\n")
+        sys.stderr.write(f"bench_dask: {args.sample} not found: python -m hltrun.tools.make_large_sample --events 24000\n")
         return 2
     import logging
 
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             print("merge:")
             report["merge"] = merge_cost(args.sample, tmp, 1000, [100, 1000, 3000])
     if args.json:
-        from framework.atomic import write_text
+        from hltrun.framework.atomic import write_text
 
         text = json.dumps(report, indent=1, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
         write_text(args.json, text, "bench_dask --json")

@@ -26,12 +26,12 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from framework.config import validate
-from framework.eventloop import EventProcessor
-from framework.module import Producer
-from framework.process import Process
-from framework.registry import register_module
-from modules.rootio import write_nanoaod
+from hltrun.framework.config import validate
+from hltrun.framework.eventloop import EventProcessor
+from hltrun.framework.module import Producer
+from hltrun.framework.process import Process
+from hltrun.framework.registry import register_module
+from hltrun.modules.rootio import write_nanoaod
 
 
 @register_module("BenchTrivialProducer")
@@ -115,7 +115,7 @@ def time_to_first_event(path: Path, repeat: int = 3) -> float:
     data = config(path, 1, False)
     data["options"]["wantSummary"] = True
     cfg.write_text(yaml.safe_dump(data))
-    code = ("import sys; from framework.cli import main; import tools.bench_framework; "
+    code = ("import sys; from hltrun.framework.cli import main; import hltrun.tools.bench_framework; "
             "sys.exit(main(sys.argv[1:]))")
     values = []
     for _ in range(repeat):
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         doc.parent.mkdir(exist_ok=True)
         stamp = time.strftime("%Y-%m-%d")
         with doc.open("a") as fh:
-            fh.write(f"\n## Framework overhead ({stamp})\n\nCommand: `taskset -c 0 python -m tools.bench_framework "
+            fh.write(f"\n## Framework overhead ({stamp})\n\nCommand: `taskset -c 0 python -m hltrun.tools.bench_framework "
                      f"--events {n} --repeat {args.repeat}`\n\n{text}\n")
     return 0
 

@@ -5,8 +5,8 @@ over the shipped QCD sample read again and again (``allowDuplicateFiles``, ``noD
 the events repeat on purpose) and samples the process RSS (``/proc/self/statm``) every ``--every``
 events from a post_event hook. The target (issue 10): RSS growth from 10k events to the end below 2 %.
 
-    python -m tools.bench_memory -n 1000000            # ~5-10 min on one core
-    python -m tools.bench_memory -n 100000 --json out.json
+    python -m hltrun.tools.bench_memory -n 1000000            # ~5-10 min on one core
+    python -m hltrun.tools.bench_memory -n 100000 --json out.json
 
 The figure and the command are recorded in docs/performance.md.
 """
@@ -36,9 +36,9 @@ def run(n_events: int, every: int, start: int, streams: int, out_dir: Path, prog
         overrides: list[str] | None = None, log=None) -> dict:  # noqa: ANN001 - a text file
     import uproot
 
-    from framework.config import load
-    from framework.eventloop import EventProcessor
-    from framework.process import Process
+    from hltrun.framework.config import load
+    from hltrun.framework.eventloop import EventProcessor
+    from hltrun.framework.process import Process
 
     per_file = int(uproot.open(SAMPLE)["Events"].num_entries)
     copies = n_events // per_file + 1
@@ -84,7 +84,7 @@ def run(n_events: int, every: int, start: int, streams: int, out_dir: Path, prog
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.bench_memory", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m hltrun.tools.bench_memory", description=__doc__.split("\n\n")[0])
     p.add_argument("-n", "--events", type=int, default=1_000_000, help="events to process (default 1M)")
     p.add_argument("--every", type=int, default=5_000, help="sample RSS every N events")
     p.add_argument("--start", type=int, default=10_000, help="growth is measured from this event on")
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
           f"growth {res['growth_mb']:+.1f} MB ({res['growth_percent']:+.2f} %; target < 2 %), "
           f"max in loop {res['max_rss_mb_in_loop']:.1f} MB, loop {res['loop_s']:.0f} s")
     if args.json:
-        from framework.atomic import write_text
+        from hltrun.framework.atomic import write_text
 
         write_text(args.json, json.dumps(res, indent=1), "bench_memory --json")
     return 0 if res["growth_percent"] < 2.0 else 1

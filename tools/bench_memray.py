@@ -11,8 +11,8 @@ processes over the same events, alternating a run without and a run with
   every call); for the job, memray's live bytes summed over owners against RSS at the end minus RSS
   at the start.
 
-    python -m tools.bench_memray -n 5000 --repeats 3
-    python -m tools.bench_memray -n 5000 --repeats 3 --json out.json
+    python -m hltrun.tools.bench_memray -n 5000 --repeats 3
+    python -m hltrun.tools.bench_memray -n 5000 --repeats 3 --json out.json
 
 The figures and the command are recorded in docs/memory.md.
 """
@@ -33,7 +33,7 @@ MB = 1024.0 * 1024.0
 
 
 def _run(events: int, folder: Path, memray: bool) -> dict:
-    cmd = [sys.executable, "-m", "framework.cli", str(ROOT / "configs" / "path.yaml"), "-n", str(events), "-q",
+    cmd = [sys.executable, "-m", "hltrun.framework.cli", str(ROOT / "configs" / "path.yaml"), "-n", str(events), "-q",
            "--report-dir", str(folder), f"modules.out.file={folder / 'out.root'}"]
     if memray:
         cmd.append("services.Memory.memray=capture.bin")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(out, indent=1))
     if args.json:
-        from framework.atomic import write_text
+        from hltrun.framework.atomic import write_text
 
         write_text(args.json, json.dumps(out, indent=1), "bench_memray --json")
     return 0

@@ -36,8 +36,8 @@ def _stand_in_run(self, names, feeds, run_options=None):  # noqa: ANN001, ANN202
 
 
 def _process():
-    from framework.config import apply_overrides, read_yaml, validate
-    from framework.process import Process
+    from hltrun.framework.config import apply_overrides, read_yaml, validate
+    from hltrun.framework.process import Process
 
     data = read_yaml(ROOT / "configs" / "path.yaml")
     data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
@@ -50,7 +50,7 @@ def _process():
 
 def hltrun_loop(items: list) -> tuple[float, list[bool]]:
     """Seconds of hltrun's event loop over ``items`` (the source's (id, products) pairs) and its decisions."""
-    from framework.eventloop import EventProcessor
+    from hltrun.framework.eventloop import EventProcessor
 
     process = _process()
     process.source.events = lambda skip, limit: iter(items)  # the events already read, not the files
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         import onnxruntime as ort
 
         ort.InferenceSession.run = _stand_in_run
-    from modules.jets import InputSpec
+    from hltrun.modules.jets import InputSpec
 
     threshold = json.loads((ROOT / "data/models/thresholds.json").read_text())["conv_vae"]["bkg_eff_1e-2"]
     model = ROOT / "data/models/conv_vae.onnx"

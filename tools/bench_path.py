@@ -33,15 +33,15 @@ FILES = [ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"]
 
 def bare_loop(model: Path, threshold: float, threads: int = 1) -> tuple[float, list[bool]]:
     """uproot.iterate in chunks of 2000 (``threads`` > 1: baskets decompressed in a thread pool of
-    that size), the source's own numpy kernels (modules.jets: the 2 leading jets with constituents,
+    that size), the source's own numpy kernels (hltrun.modules.jets: the 2 leading jets with constituents,
     padded, jet-relative, per chunk), one ``InferenceSession.run`` per event."""
     from concurrent.futures import ThreadPoolExecutor
     import awkward as ak
     import onnxruntime as ort
     import uproot
 
-    from modules.jets import InputSpec
-    from modules.root_source import make_chunk
+    from hltrun.modules.jets import InputSpec
+    from hltrun.modules.root_source import make_chunk
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
@@ -82,9 +82,9 @@ def bare_loop(model: Path, threshold: float, threads: int = 1) -> tuple[float, l
 
 
 def hltrun_path(timing: bool) -> tuple[float, list[bool]]:
-    from framework.config import apply_overrides, read_yaml, validate
-    from framework.eventloop import EventProcessor
-    from framework.process import Process
+    from hltrun.framework.config import apply_overrides, read_yaml, validate
+    from hltrun.framework.eventloop import EventProcessor
+    from hltrun.framework.process import Process
 
     data = read_yaml(ROOT / "configs" / "path.yaml")
     data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     threshold = json.loads((ROOT / "data/models/thresholds.json").read_text())["conv_vae"]["bkg_eff_1e-2"]
     model = ROOT / "data/models/conv_vae.onnx"
-    from modules.decompression import threads_for
+    from hltrun.modules.decompression import threads_for
 
     threads = threads_for(None, 7)  # what the source picks by default for its 7 branches
     pooled = f"bare loop, {threads} decompression threads (as hltrun's source)"

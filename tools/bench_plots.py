@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tools.figures import save_figure
+from hltrun.tools.figures import save_figure
 
 STUDY_FILE = Path(__file__).resolve().with_name("study_reference.json")
 STUDY_LABEL = "IML 2022 study"

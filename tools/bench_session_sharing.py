@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.append(str(REPO))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +51,7 @@ def make_session(model: Path):  # noqa: ANN201 - onnxruntime.InferenceSession
 
 def per_event_batches(sample: Path) -> list[np.ndarray]:
     """The (n_jets, 100, 3) input of every event: its two leading jets, as the default path feeds them."""
-    from modules.models.preprocess import load_jets
+    from hltrun.modules.models.preprocess import load_jets
 
     jets, event = load_jets(sample)
     starts = np.flatnonzero(np.r_[True, event[1:] != event[:-1]])

@@ -44,10 +44,10 @@ class _Job:
 
 def time_source(files: list[Path], chunk: int, threads: int, ahead: int = 0) -> tuple[float, float, float, int]:
     """(begin_job s, event loop s, of which bulk I/O s, events) for the source + the default batcher."""
-    from framework.event import Event
-    from framework.schema import build
-    from modules.jet_batcher import JetBatcher, JetBatcherParameters
-    from modules.root_source import RootJetSource, RootJetSourceParameters
+    from hltrun.framework.event import Event
+    from hltrun.framework.schema import build
+    from hltrun.modules.jet_batcher import JetBatcher, JetBatcherParameters
+    from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters
 
     src = RootJetSource("source", build(RootJetSourceParameters,
                                         {"files": [str(f) for f in files], "chunk_size": chunk,
@@ -80,8 +80,8 @@ def time_uproot(files: list[Path], chunk: int, threads: int) -> float:
 
     import uproot
 
-    from framework.schema import build
-    from modules.root_source import RootJetSource, RootJetSourceParameters
+    from hltrun.framework.schema import build
+    from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters
 
     names = RootJetSource("s", build(RootJetSourceParameters, {"files": ["x"]}, "s"))._branch_names()
     t0 = time.perf_counter()
@@ -99,7 +99,7 @@ def rebasket(files: list[Path], target: Path, per_basket: int) -> Path:
     branch (as NanoAOD has), LZMA at the shipped samples' level: the loop reads it chunk by chunk."""
     import uproot
 
-    from modules.rootio import branch_groups, regroup, write_nanoaod
+    from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
 
     with uproot.recreate(target, compression=uproot.LZMA(9)) as out:
         for f in files:
@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only write the re-basketed LZMA copy of the shipped samples to FILE (to time the whole "
                          "path on it: hltrun configs/path.yaml 'source.files=[FILE]') and exit")
     args = ap.parse_args(argv)
-    from modules.decompression import available_cores, threads_for
-    from tools.bench_framework import write_sample
+    from hltrun.modules.decompression import available_cores, threads_for
+    from hltrun.tools.bench_framework import write_sample
 
     if args.write_rebasketed:
         print(rebasket(SHIPPED, args.write_rebasketed, args.basket))
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         synthetic = Path(tmp) / "unsorted.root"
         write_sample(synthetic, args.events)
-        from modules.rootio import concatenate_trees
+        from hltrun.modules.rootio import concatenate_trees
 
         lz4 = []
         for f in SHIPPED:  # the same entries, LZ4 instead of the samples' LZMA: shows what decompression costs

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         "python -c pass (interpreter floor)": [py, "-c", "pass"],
         "python -c 'import numpy, awkward, uproot, onnxruntime' (import floor)":
             [py, "-c", "import numpy, awkward, uproot, onnxruntime"],
-        f"hltrun {args.config} -n 1 -q": [py, "-m", "framework.cli", args.config, "-n", "1", "-q", *args.hltrun_args],
+        f"hltrun {args.config} -n 1 -q": [py, "-m", "hltrun.framework.cli", args.config, "-n", "1", "-q", *args.hltrun_args],
     }
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(args.repeat):

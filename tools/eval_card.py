@@ -55,7 +55,7 @@ def _hz(rate: float, input_hz: float) -> str:
 
 def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespace, command: str) -> str:
     """Render the model card."""
-    from tools.evaluate_models import BASELINES, BKG_EFFS, MODELS
+    from hltrun.tools.evaluate_models import BASELINES, BKG_EFFS, MODELS
 
     d = args.models_dir
     check_file = d / "onnx_check.json"
@@ -266,7 +266,7 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
                                                        for b, r in zip(bins, bkg_bins)) + ".\n")
     add("![pass rate vs pT](pass_rate_vs_pt.png)\n")
 
-    from tools.eval_card_wp import working_point_section
+    from hltrun.tools.eval_card_wp import working_point_section
 
     L.extend(working_point_section(m, MODELS, BKG_EFFS, eff_label, bins))
     add("\nSignal efficiency at the pT-dependent working points (event level):\n")
@@ -341,7 +341,7 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
         "python tools/export_onnx.py --model all   # again: its decision check uses the new thresholds\n"
         "python tools/quantize_models.py            # INT8 variants and their section of this card\n"
         f"{command}   # again: the card quotes the final ONNX check\n"
-        "python -m tools.make_reference             # data/reference/: the regression tests' expected outputs\n```\n")
+        "python -m hltrun.tools.make_reference             # data/reference/: the regression tests' expected outputs\n```\n")
     add("Trained single-threaded on CPU; TensorFlow kernels are not bit-reproducible across machines, so "
         "retraining gives statistically, not bitwise, equal models.\n")
     return "\n".join(L)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.pt_quantile_fit import MIN_EVENTS_PER_TERM, RANGE_QUANTILES, SIGNIFICANCE
+from hltrun.tools.pt_quantile_fit import MIN_EVENTS_PER_TERM, RANGE_QUANTILES, SIGNIFICANCE
 
 P_MIN = 0.05  # a chi-square p-value below this is reported as a failed closure / a rate that is not flat
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tools.figures import save_figure
+from hltrun.tools.figures import save_figure
 
 
 def _save(plt: Any, fig: Any, path: Path) -> None:
@@ -25,7 +25,7 @@ def plots(metrics: dict[str, Any], hist: dict[str, dict], out_dir: Path) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tools.evaluate_models import BASELINES, BKG_EFFS, MODELS
+    from hltrun.tools.evaluate_models import BASELINES, BKG_EFFS, MODELS
 
     names = list(MODELS) + list(BASELINES)
     label = {**{n: n for n in MODELS}, **{k: b.label for k, b in BASELINES.items()}}

@@ -1,6 +1,6 @@
 """Samples of the model evaluation: the two leading jets of every event, with what the card needs.
 
-Why one loader: the models' input (``modules.models.preprocess.load_jets``, the same array the
+Why one loader: the models' input (``hltrun.modules.models.preprocess.load_jets``, the same array the
 trigger path builds), the event weights, the leading-jet pT and the baselines' jet mass and tau21
 must describe the same jets in the same order; they are all read here, once per file.
 """
@@ -100,8 +100,8 @@ def load_sample(path: Path, key: str, label: str, held_out: bool = False, max_ev
     import awkward as ak
     import uproot
 
-    from modules.models.preprocess import load_jets
-    from tools.substructure import tau21
+    from hltrun.modules.models.preprocess import load_jets
+    from hltrun.tools.substructure import tau21
 
     jets, event_of_jet = load_jets(str(path), n_leading=N_LEADING, max_events=max_events)
     with uproot.open(path) as fh:

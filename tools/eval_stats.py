@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modules.working_point import bin_index
+from hltrun.modules.working_point import bin_index
 
 
 def _clean(scores: np.ndarray) -> np.ndarray:
@@ -118,7 +118,7 @@ def pass_rate(scores: np.ndarray, weights: np.ndarray | None, cut: float | np.nd
 
 def binned_pass_rates(scores: np.ndarray, weights: np.ndarray | None, leading_pt: np.ndarray,
                       edges: list[float], cut: float | np.ndarray) -> list[PassRate]:
-    """Pass rate in each leading-jet pT bin (modules.working_point.bin_index: the trigger's own bins;
+    """Pass rate in each leading-jet pT bin (hltrun.modules.working_point.bin_index: the trigger's own bins;
     the first bin also takes events below its lower edge, the last has no upper edge). ``cut`` is a
     scalar or one cut per event (a pT-dependent cut evaluated at each event's leading jet)."""
     s, w, idx = _clean(scores), _weights(weights, len(scores)), bin_index(edges, leading_pt)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import chi2 as chi2_dist
 
-from modules.working_point import bin_index
-from tools.eval_stats import binned_pass_rates, effective_n, pass_rate
-from tools.pt_quantile_fit import QuantileFit, fit_quantile, fit_range, rate_covariance
+from hltrun.modules.working_point import bin_index
+from hltrun.tools.eval_stats import binned_pass_rates, effective_n, pass_rate
+from hltrun.tools.pt_quantile_fit import QuantileFit, fit_quantile, fit_range, rate_covariance
 
 
 def derive(scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray,

@@ -31,11 +31,9 @@ from typing import Any, Callable
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.append(str(REPO))
 
-from framework.atomic import write_text  # noqa: E402
-from tools.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
+from hltrun.framework.atomic import write_text  # noqa: E402
+from hltrun.tools.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
                               roc, weighted_cut)
 
 _event_max = event_max  # the name tools/export_onnx.py and tools/quantize_models.py import
@@ -202,7 +200,7 @@ def load_samples(args: argparse.Namespace) -> Samples:
     """Read every sample once (model inputs, weights, leading-jet pT, jet mass, tau21)."""
     from tqdm import tqdm
 
-    from tools.eval_samples import Sample
+    from hltrun.tools.eval_samples import Sample
 
     background, physical, plan = sample_plan(args)
     todo = [("qcd", "QCD (test)", background, False)]
@@ -238,7 +236,7 @@ def _optional_files(given: list[str] | None, root: Path, defaults: tuple[str, ..
 def _read(path: Path, key: str, label: str, args: argparse.Namespace, held_out: bool = False,
           substructure: bool = True) -> Any:
     """One file as an evaluation sample; exit 3 (InputProblem) when it cannot be read."""
-    from tools.eval_samples import load_sample
+    from hltrun.tools.eval_samples import load_sample
 
     try:
         return load_sample(path, key, label, held_out, args.max_events, substructure)
@@ -248,8 +246,8 @@ def _read(path: Path, key: str, label: str, args: argparse.Namespace, held_out: 
 
 def stitched_closure(parts: list[Any]) -> tuple[Any, dict[str, Any]]:
     """The closure files as one physical sample: pTHat slices stitched (tools/qcd_slices.py)."""
-    from tools.eval_samples import Sample
-    from tools.qcd_slices import stitch_weights, thresholds_of
+    from hltrun.tools.eval_samples import Sample
+    from hltrun.tools.qcd_slices import stitch_weights, thresholds_of
 
     if len(parts) == 1:
         return Sample.concat(parts, "qcd_closure", "QCD (independent closure sample)"), {}
@@ -278,7 +276,7 @@ def scorer(models_dir: Path, name: str, backend: str, threads: int = 1) -> Calla
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        from modules.models.vae import load_inference_model, predict_scores
+        from hltrun.modules.models.vae import load_inference_model, predict_scores
 
         model = load_inference_model(_existing(models_dir / f"{name}.keras", "model"))
         return lambda jets: predict_scores(model, jets)
@@ -391,8 +389,8 @@ def evaluate_working_point(jet_scores: dict[str, np.ndarray], samples: Samples, 
     """A model's pT-dependent working point into ``entry``: the smooth cut fitted on the background
     (pooled with --wp-background), its closure on the independent sample, the inclusive cuts' rate
     vs pT there, signal efficiencies and HLT rates under both kinds of cut."""
-    from tools.eval_working_point import closure, derive, flatness
-    from tools.pt_quantile_fit import as_card_entry
+    from hltrun.tools.eval_working_point import closure, derive, flatness
+    from hltrun.tools.pt_quantile_fit import as_card_entry
 
     parts = [_events(jet_scores, s) for s in (samples.background, samples.wp_extra) if s is not None]
     derivation = tuple(np.concatenate(col) for col in zip(*parts))
@@ -445,7 +443,7 @@ def histories(models_dir: Path) -> dict[str, dict]:
 def evaluate(args: argparse.Namespace, samples: Samples | None = None) -> dict[str, Any]:
     """Score every sample with both models and the baselines; returns the metrics dictionary (plus
     the per-jet scores and ROC curves the plots need, under 'scores' and 'roc')."""
-    from tools.eval_samples import relative
+    from hltrun.tools.eval_samples import relative
 
     samples = samples or load_samples(args)
     hist = histories(args.models_dir)
@@ -497,7 +495,7 @@ def thresholds_table(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def write_outputs(metrics: dict[str, Any], args: argparse.Namespace) -> None:
     """thresholds.json (read by the trigger filter), metrics.json and the model card, atomically."""
-    from tools.eval_card import OTHER_TOOLS_SECTIONS, kept_sections, model_card
+    from hltrun.tools.eval_card import OTHER_TOOLS_SECTIONS, kept_sections, model_card
 
     d = args.out_dir
     _atomic_write(d / "thresholds.json", json.dumps(thresholds_table(metrics), indent=1) + "\n")
@@ -513,7 +511,7 @@ def write_outputs(metrics: dict[str, Any], args: argparse.Namespace) -> None:
 
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this evaluation (paths relative to the checkout where possible)."""
-    from tools.eval_samples import relative
+    from hltrun.tools.eval_samples import relative
 
     def show(token: str) -> str:
         key, sep, rest = token.partition("=")
@@ -537,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputProblem as exc:
         print(f"evaluate_models: {exc}", file=sys.stderr)
         return 3
-    from tools.eval_plots import plots
+    from hltrun.tools.eval_plots import plots
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     plots(metrics, histories(args.models_dir), args.out_dir)

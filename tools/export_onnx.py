@@ -17,7 +17,7 @@ evaluates exp element by element (~1.5 ns per value on one core), the four vecto
 keep the Elu's name as their scope, so profilers still attribute them to their layer.
 
 ``--rebuild-keras`` first rebuilds the ``.keras`` inference models with the current score code
-(``modules.models.vae.rebuild_inference_model``: same encoder/decoder layers and weights) and saves
+(``hltrun.modules.models.vae.rebuild_inference_model``: same encoder/decoder layers and weights) and saves
 them, so TensorFlow and the ONNX export run one and the same score graph.
 
 Route: tf.function with a fixed input signature around the Keras 3 model -> tf2onnx.from_function
@@ -37,11 +37,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.append(str(REPO))
 
-from framework.atomic import write_text, writing  # noqa: E402
-from modules.inference.base import AGREEMENT_RTOL  # noqa: E402  (after the path set-up above)
+from hltrun.framework.atomic import write_text, writing  # noqa: E402
+from hltrun.modules.inference.base import AGREEMENT_RTOL  # noqa: E402  (after the path set-up above)
 
 NAMES = {"conv": "conv_vae", "gcn": "gcn_vae"}
 
@@ -198,7 +196,7 @@ def export(keras_path: Path, onnx_path: Path, opset: int) -> None:
     import tensorflow as tf
     import tf2onnx
 
-    from modules.models.vae import load_inference_model
+    from hltrun.modules.models.vae import load_inference_model
 
     model = load_inference_model(keras_path)
     signature = (tf.TensorSpec((None, 100, 3), tf.float32, name="jets"),)
@@ -233,8 +231,8 @@ def compare(keras_path: Path, onnx_path: Path, jets: Any, event_index: Any,
     import numpy as np
     import onnxruntime as ort
 
-    from modules.models.vae import load_inference_model, predict_scores
-    from tools.evaluate_models import _event_max
+    from hltrun.modules.models.vae import load_inference_model, predict_scores
+    from hltrun.tools.evaluate_models import _event_max
 
     ref = predict_scores(load_inference_model(keras_path), jets)
     opts = ort.SessionOptions()
@@ -255,7 +253,7 @@ def compare(keras_path: Path, onnx_path: Path, jets: Any, event_index: Any,
 
 def rebuild_keras(keras_path: Path) -> None:
     """Re-save a .keras inference model rebuilt with the current score code (same weights)."""
-    from modules.models.vae import load_inference_model, rebuild_inference_model
+    from hltrun.modules.models.vae import load_inference_model, rebuild_inference_model
 
     model = rebuild_inference_model(load_inference_model(keras_path))
     with writing(keras_path, "export_onnx", suffix=".keras") as staged:  # Keras saves only to *.keras
@@ -272,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from modules.models.preprocess import load_jets
+    from hltrun.modules.models.preprocess import load_jets
 
     loaded = [load_jets(str(f), max_events=args.check_events) for f in args.check_file]
     jets = np.concatenate([j for j, _ in loaded])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from framework.atomic import writing
+from hltrun.framework.atomic import writing
 
 
 def save_figure(fig: Any, path: Path, what: str, **savefig: Any) -> Path:

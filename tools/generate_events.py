@@ -27,10 +27,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script from any directory: modules.rootio writes the file
-    sys.path.append(str(REPO))
 
-from framework.atomic import writing  # noqa: E402
+from hltrun.framework.atomic import writing
 DEFAULT_CONFIG = REPO / "tools" / "generation.yaml"
 NEUTRINOS = (12, 14, 16)
 MAX_SEED = 900_000_000
@@ -201,7 +199,7 @@ def write_root(path: Path, branches: dict[str, Any]) -> None:
     """Write the ``Events`` tree to a temporary name, then rename, so a crash leaves no half file."""
     import uproot
 
-    from modules.rootio import write_nanoaod
+    from hltrun.modules.rootio import write_nanoaod
 
     # mktree + extend writes a TTree (assignment would write an RNTuple in uproot >= 5.7); records
     # become a counter "n<Name>" and branches "<Name>_<field>", as in NanoAOD.

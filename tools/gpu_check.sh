@@ -61,7 +61,7 @@ try:
 except Exception as exc:
     print("cuda.bindings check:", type(exc).__name__, exc)
 try:
-    from modules.inference.accelerator import tensorrt_gpu_status
+    from hltrun.modules.inference.accelerator import tensorrt_gpu_status
     print("hltrun tensorrt_gpu_status:", tensorrt_gpu_status())
 except Exception as exc:
     print("hltrun import failed:", type(exc).__name__, exc)
@@ -76,7 +76,7 @@ step pytest-fakes 90 python3 -m pytest --noconftest -p no:cacheprovider -q -rs \
 
 # the shipped path as a user runs it: backend auto (TensorRT on the GPU when installed, else ONNX Runtime
 # on the CPU, with the reason in the report), 2000 events, reports in $OUT/path
-step shipped-path 120 python3 -m framework.cli configs/path.yaml -n 2000 --report-dir "$OUT/path" \
+step shipped-path 120 python3 -m hltrun.framework.cli configs/path.yaml -n 2000 --report-dir "$OUT/path" \
     modules.out.file="$OUT/path/out.root"
 grep -hE "backend|TensorRT|CPU|fallback|Events total" "$OUT/shipped-path.txt" | head -n 8 | tee -a "$SUMMARY"
 

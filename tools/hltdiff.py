@@ -36,10 +36,10 @@ from typing import Sequence
 import awkward as ak
 import numpy as np
 
-from framework.atomic import write_text
-from framework.errors import HltError
-from modules.inference.base import AGREEMENT_RTOL
-from modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
+from hltrun.framework.atomic import write_text
+from hltrun.framework.errors import HltError
+from hltrun.modules.inference.base import AGREEMENT_RTOL
+from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
 TRIGGER_PREFIX = "HLT_"

@@ -10,8 +10,8 @@ thresholds, or after a deliberate change of the physics of the path (batching, i
 prints the hltdiff table of old vs new before it replaces a file, so the change is reviewed, not
 slipped in::
 
-    python -m tools.make_reference            # rerun, show the differences, rewrite data/reference/
-    python -m tools.make_reference --check    # rerun and compare only (exit 1 when anything differs)
+    python -m hltrun.tools.make_reference            # rerun, show the differences, rewrite data/reference/
+    python -m hltrun.tools.make_reference --check    # rerun and compare only (exit 1 when anything differs)
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from framework.atomic import write_bytes
-from modules.inference.base import AGREEMENT_RTOL
+from hltrun.framework.atomic import write_bytes
+from hltrun.modules.inference.base import AGREEMENT_RTOL
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = ROOT / "data" / "reference"
@@ -45,7 +45,7 @@ def reference_path(model: str, backend: str, folder: Path = REFERENCE_DIR) -> Pa
 def command(model: str, backend: str, output: Path) -> list[str]:
     """The hltrun command line whose output is the reference for (model, backend)."""
     files = "[" + ", ".join(f"data/{s}.root" for s in SAMPLES) + "]"
-    return [sys.executable, "-m", "framework.cli", str(CONFIG), "-q",
+    return [sys.executable, "-m", "hltrun.framework.cli", str(CONFIG), "-q",
             f"source.files={files}", f"modules.vae.model={model}", f"modules.vae.backend={backend}",
             "modules.out.select_events=[]",
             f"modules.out.file={output}", "options.accelerators=[cpu]", "services={}"]
@@ -62,20 +62,20 @@ def run(model: str, backend: str, output: Path) -> None:
 
 def compare_files(reference: Path, candidate: Path):
     """hltdiff of reference vs candidate, both keeping every event."""
-    from tools.hltdiff import compare, read_side
+    from hltrun.tools.hltdiff import compare, read_side
 
     return compare(read_side([reference], "Events"), read_side([candidate], "Events"),
                    rtol=SCORE_RTOL, atol=SCORE_ATOL, selected_old=False, selected_new=False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.make_reference", description=__doc__.splitlines()[0],
+    ap = argparse.ArgumentParser(prog="python -m hltrun.tools.make_reference", description=__doc__.splitlines()[0],
                                  epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="compare only; do not rewrite data/reference/")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = ap.parse_args(argv)
-    from tools.hltdiff import render_products, render_table
+    from hltrun.tools.hltdiff import render_products, render_table
 
     REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
     differs = False

@@ -44,10 +44,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.append(str(REPO))
 
-from framework.atomic import write_text  # noqa: E402
+from hltrun.framework.atomic import write_text  # noqa: E402
 
 MATRIX_OPS = ("MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInteger", "DynamicQuantizeMatMul",
               "MatMulIntegerToFloat", "QGemm", "Conv", "FusedConv", "NhwcFusedConv", "QLinearConv",
@@ -293,9 +291,9 @@ def profile_model(path: Path, feed: dict[str, np.ndarray], calls: int, threads: 
 
 def model_flop_per_jet(path: Path) -> float:
     """2 x multiply-accumulates per jet of the model's own Conv/ConvTranspose/MatMul/Gemm (shapes from
-    one run at batch 1, ``tools.bench_backends.count_macs``): the work the model defines, without the
+    one run at batch 1, ``hltrun.tools.bench_backends.count_macs``): the work the model defines, without the
     channel padding of ORT's blocked (NCHWc) convolutions; 0 if the graph cannot be run at batch 1."""
-    from tools.bench_backends import count_macs
+    from hltrun.tools.bench_backends import count_macs
 
     try:
         macs = count_macs(path)
@@ -309,7 +307,7 @@ def model_flop_per_jet(path: Path) -> float:
 def load_sample_jets(sample: Path) -> np.ndarray | None:
     """Leading jets of the sample as (N, 100, 3), or None when it cannot be read."""
     try:
-        from modules.models.preprocess import load_jets
+        from hltrun.modules.models.preprocess import load_jets
 
         return load_jets(str(sample), max_events=500)[0]
     except Exception as exc:  # any model still profiles, on random inputs

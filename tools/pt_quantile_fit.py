@@ -7,7 +7,7 @@ quantile regression) has a handful of parameters, so every pT's cut rests on tho
 and the fit's covariance gives each bin's cut uncertainty as a pass-rate error.
 
 The fit solves the quantile-regression estimating equations sum_i w_i x_i (1[s_i > cut(x_i)] - eff) = 0
-(x = the basis of ``modules.working_point.ln_pt_powers``): the weighted pass rate is ``eff`` overall
+(x = the basis of ``hltrun.modules.working_point.ln_pt_powers``): the weighted pass rate is ``eff`` overall
 and uncorrelated with every power of ln pT. The step function is smoothed with a normal CDF of width
 ``h`` (convolution-smoothed quantile regression) so Newton's method converges in a few iterations;
 ``h`` is a tenth of the score distance between the ``eff`` and ``10 eff`` quantiles (wider only where
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from modules.working_point import PtCutFunction, ln_pt_powers
+from hltrun.modules.working_point import PtCutFunction, ln_pt_powers
 
 N_TERMS = 3  # c0 + c1 x + c2 x^2: a curvature in ln pT, no more (checked by the closure test)
 PT_REF_GEV = 1000.0  # x = 0 here: the coefficients' correlations stay small over 600 GeV - 2.5 TeV

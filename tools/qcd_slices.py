@@ -60,7 +60,7 @@ def stitch_weights(pthat: list[np.ndarray], gen_weight: list[np.ndarray],
 
 def thresholds_of(process_ids: list[int], config_path: Path) -> list[float]:
     """The pTHat threshold of each slice, from its processId and the generation config."""
-    from tools.generate_events import load_config
+    from hltrun.tools.generate_events import load_config
 
     table = pthat_min_by_process(load_config(config_path))
     missing = [p for p in process_ids if p not in table]

@@ -47,10 +47,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.append(str(REPO))
 
-from framework.atomic import write_text, writing  # noqa: E402
+from hltrun.framework.atomic import write_text, writing  # noqa: E402
 
 MODELS = ("conv_vae", "gcn_vae")
 WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -144,7 +142,7 @@ def quantize(src: Path, dst: Path, method: str, per_channel: bool, calib: np.nda
 
 def score(path: Path, jets: np.ndarray) -> np.ndarray:
     """Per-jet score with the hltrun ONNX Runtime backend (1 thread), in batches of 1024."""
-    from modules.inference import BackendOptions, create_backend
+    from hltrun.modules.inference import BackendOptions, create_backend
 
     backend = create_backend("onnxruntime", path, BackendOptions(outputs=["score"])).load()
     return np.concatenate([backend.run(jets[i:i + 1024])["score"] for i in range(0, len(jets), 1024)]
@@ -160,7 +158,7 @@ def compare(fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], bkg_evt: n
             sig_evt: dict[str, np.ndarray]) -> dict[str, Any]:
     """AUC per signal (jet level, and event level = max over the leading jets) for both models, and
     how much the INT8 score moves."""
-    from tools.evaluate_models import _event_max, roc
+    from hltrun.tools.evaluate_models import _event_max, roc
 
     rel = np.abs(int8["qcd"] - fp32["qcd"]) / np.abs(fp32["qcd"])
     out: dict[str, Any] = {"qcd_score_rel_diff_median": float(np.median(rel)),
@@ -179,7 +177,7 @@ def compare(fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], bkg_evt: n
 def speed(fp32: Path, int8: Path, jets: np.ndarray, min_time: float) -> dict[str, Any]:
     """µs per jet of both files at SPEED_BATCHES, timed alternately in this process (one thread): the
     fastest call (what decides; robust to a busy machine) and the median."""
-    from tools.profile_onnx import session, time_models
+    from hltrun.tools.profile_onnx import session, time_models
 
     sessions = {"fp32": session(fp32, 1), "int8": session(int8, 1)}
     feeds = {k: {b: {"jets": np.ascontiguousarray(jets[:b])} for b in SPEED_BATCHES} for k in sessions}
@@ -254,7 +252,7 @@ def write_card(readme: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from modules.models.preprocess import load_jets
+    from hltrun.modules.models.preprocess import load_jets
 
     t0 = time.perf_counter()
     bkg = load_jets(str(args.background), max_events=args.max_events)

@@ -20,10 +20,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.append(str(REPO))
 
-from framework.atomic import write_text, writing  # noqa: E402
+from hltrun.framework.atomic import write_text, writing  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,8 +75,8 @@ def train(args: argparse.Namespace) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     import keras
 
-    from modules.models import vae
-    from modules.models.preprocess import load_jets
+    from hltrun.modules.models import vae
+    from hltrun.modules.models.preprocess import load_jets
 
     keras.utils.set_random_seed(args.seed)
     jets, _ = load_jets([str(p) for p in args.train_file], max_events=args.max_events)

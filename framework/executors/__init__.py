@@ -63,7 +63,7 @@ def run_local(cfg: "ProcessConfig", report_dir: Path | None, started_at: float, 
 
 
 def report_services(cfg: "ProcessConfig", result: JobResult) -> list["Service"]:
-    """Fresh service instances holding the merged data: what ``framework.report`` renders from."""
+    """Fresh service instances holding the merged data: what ``hltrun.framework.report`` renders from."""
     services = []
     for name, pc in cfg.services.items():
         data = result.services.get(name)

@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-_SERVICES = ("framework.services.timing", "framework.services.memory")
+_SERVICES = ("hltrun.framework.services.timing", "hltrun.framework.services.memory")
 
 for _name in _SERVICES:
     import_module(_name)

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..destinations import check_file_destination
-from ..registry import register_service
 from ..schema import limited
 from ..service import Service
 from .bounded import Thinned
@@ -162,7 +161,6 @@ def _statm_reader() -> Callable[[], tuple[int, int]]:
         return read_psutil
 
 
-@register_service("Memory")
 class Memory(Service):
     """RSS / virtual size per event, per-module growth, peaks, optional memray capture."""
 

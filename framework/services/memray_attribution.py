@@ -76,7 +76,7 @@ def _own_method(cls: type, name: str):
             func = vars(klass)[name]
             func = getattr(func, "__func__", func)
             module = getattr(klass, "__module__", "")
-            if module.startswith("framework.") or not hasattr(func, "__code__"):
+            if module.startswith("hltrun.framework.") or not hasattr(func, "__code__"):
                 return None
             return func
     return None

@@ -20,7 +20,7 @@ How it measures
   long jobs; totals, means, minima, maxima and the over-budget count stay exact over all events,
   percentiles then come from the histograms (within one ~2.3 % bin).
 
-``python -m framework.services.timing_bench`` measures the service's own cost (see docs/timing.md).
+``python -m hltrun.framework.services.timing_bench`` measures the service's own cost (see docs/timing.md).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..registry import register_service
 from ..schema import input_tags, limited
 from ..service import Service
 from . import bounded
@@ -165,7 +164,6 @@ class _Probe:
         self.index = index
 
 
-@register_service("Timing")
 class Timing(Service):
     """Real and CPU time per module, path, source and event, with budget and farm projections."""
 

@@ -1,6 +1,6 @@
 """The Timing service's own cost: the same trivial job with and without it.
 
-``python -m framework.services.timing_bench [--events N] [--modules M]`` runs a path of M empty
+``python -m hltrun.framework.services.timing_bench [--events N] [--modules M]`` runs a path of M empty
 producers over N events, alternately without and with Timing (best of ``--repeat``), and prints the
 cost per event and per module call. Results and the command are in docs/timing.md.
 """

@@ -1,36 +1,42 @@
 """Inference backends behind one interface (``base.InferenceBackend``), picked by name.
 
-Importing this package imports no ML framework: each backend module is imported only when its name
-is asked for, so a job on ONNX Runtime never loads TensorFlow (tests/test_backends.py checks it).
-``auto`` is resolved by ``accelerator.choose_backend`` before a backend is created.
+Backends register through the ``hltrun.backends`` entry-point group (setup.cfg), hltrun's own as a
+third-party one would. Importing this package imports no ML framework: a backend's module is
+imported only when its name is asked for, so a job on ONNX Runtime never loads TensorFlow
+(tests/test_backends.py checks it). ``auto`` is resolved by ``accelerator.choose_backend`` before a
+backend is created.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 
-from framework.errors import ConfigError
+from hltrun.framework.errors import ConfigError
+from hltrun.framework.registry import BACKEND_ENTRY_POINT_GROUP, known_names, plugin_class
 
 from .base import BackendOptions, InferenceBackend
 
-BACKENDS: dict[str, str] = {
-    "tensorflow": "modules.inference.tensorflow_backend:TensorFlowBackend",
-    "onnxruntime": "modules.inference.onnxruntime_backend:OnnxRuntimeBackend",
-    "tensorrt": "modules.inference.tensorrt_backend:TensorRTBackend",
-}
-BACKEND_NAMES = (*BACKENDS, "auto")
-# the model file each backend reads, for a model given by name (``conv_vae``)
-MODEL_SUFFIX = {"tensorflow": ".keras", "onnxruntime": ".onnx", "tensorrt": ".onnx"}
+AUTO = "auto"
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every installed backend's name, then ``auto``."""
+    return (*known_names(BACKEND_ENTRY_POINT_GROUP), AUTO)
 
 
 def backend_class(name: str) -> type[InferenceBackend]:
     """The backend class for ``name`` (imports its module, and so its framework, now)."""
-    if name not in BACKENDS:
-        hint = " (resolve 'auto' with accelerator.choose_backend first)" if name == "auto" else ""
-        raise ConfigError(f"unknown inference backend {name!r}{hint}; known: {', '.join(BACKEND_NAMES)}")
-    module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    if name == AUTO:
+        raise ConfigError("backend 'auto' must be resolved with accelerator.choose_backend first")
+    cls = plugin_class(BACKEND_ENTRY_POINT_GROUP, name, "backend")
+    if not issubclass(cls, InferenceBackend):
+        raise ConfigError(f"backend {name!r} ({cls.__module__}.{cls.__qualname__}) is not an InferenceBackend")
+    return cls
+
+
+def model_suffix(name: str) -> str:
+    """The model file suffix the backend reads, for a model given by name (``conv_vae``)."""
+    return backend_class(name).model_suffixes[0]
 
 
 def create_backend(name: str, model_path: str | os.PathLike[str],
@@ -39,5 +45,5 @@ def create_backend(name: str, model_path: str | os.PathLike[str],
     return backend_class(name)(model_path, options)
 
 
-__all__ = ["BACKENDS", "BACKEND_NAMES", "MODEL_SUFFIX", "BackendOptions", "InferenceBackend",
-           "backend_class", "create_backend"]
+__all__ = ["AUTO", "BackendOptions", "InferenceBackend", "backend_class", "backend_names", "create_backend",
+           "model_suffix"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
-from framework.errors import AcceleratorUnavailable, ConfigError
+from hltrun.framework.errors import AcceleratorUnavailable, ConfigError
 
 log = logging.getLogger("hltrun.inference")
 

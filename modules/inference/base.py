@@ -5,7 +5,7 @@ A backend wraps one model file and one framework. The scorer (and the benchmarks
 framework — file checks, input-shape check, the empty batch, non-finite jets, the output format —
 lives here once, so the backends contain only framework calls.
 
-Conventions (the exported VAE graphs of ``modules.models``):
+Conventions (the exported VAE graphs of ``hltrun.modules.models``):
 
 * input ``jets``: float32 (N, 100, 3), N dynamic;
 * outputs ``score`` (N,) and ``kl`` (N,), float32.
@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from framework.errors import ConfigError, ModuleError, one_line
+from hltrun.framework.errors import ConfigError, ModuleError, one_line
 
 from ..products import all_valid
 

@@ -32,8 +32,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from framework.errors import ModuleError
-from framework.schema import limited
+from hltrun.framework.errors import ModuleError
+from hltrun.framework.schema import limited
 
 from .base import MAX_BATCH
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from framework.errors import ConfigError, ModuleError
+from hltrun.framework.errors import ConfigError, ModuleError
 
 from .base import InferenceBackend
 

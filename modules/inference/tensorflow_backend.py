@@ -15,13 +15,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from framework.errors import ConfigError
+from hltrun.framework.errors import ConfigError
 
 from .base import N_CONSTITUENTS, N_FEATURES, OUTPUT_NAMES, InferenceBackend, log
 
 MODES = ("predict", "eager", "function", "xla")
 # modules whose import registers the custom layers of the shipped models (package "hltrun")
-CUSTOM_OBJECT_MODULES = ("modules.models.layers",)
+CUSTOM_OBJECT_MODULES = ("hltrun.modules.models.layers",)
 
 
 def configure_threads(tf: Any, intra: int, inter: int) -> dict[str, int]:

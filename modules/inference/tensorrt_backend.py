@@ -34,8 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from framework.atomic import write_bytes
-from framework.errors import ModuleError
+from hltrun.framework.atomic import write_bytes
+from hltrun.framework.errors import ModuleError
 
 from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, check_input_shape, log
 
@@ -436,7 +436,7 @@ class TensorRTBackend(InferenceBackend):
 def main(argv: list[str] | None = None) -> int:
     """Build (or verify) the cached engines ahead of a job, so the first event does not pay for it::
 
-        python -m modules.inference.tensorrt_backend data/models/conv_vae.onnx data/models/gcn_vae.onnx
+        python -m hltrun.modules.inference.tensorrt_backend data/models/conv_vae.onnx data/models/gcn_vae.onnx
     """
     import argparse
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from modules.jets import pad_constituents, to_jet_relative
+from hltrun.modules.jets import pad_constituents, to_jet_relative
 
 N_CONSTITUENTS = 100
 N_FEATURES = 3  # (delta eta, delta phi, pT)

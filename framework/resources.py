@@ -1,0 +1,53 @@
+"""Where relative file names are looked up: the working directory, then hltrun's shipped files.
+
+Like cmsRun, a relative path is relative to the working directory. When nothing is there and the
+path starts with one of the shipped folders (``configs/``, ``data/``), it is looked up once more in
+the installed package (``hltrun.configs``, ``hltrun.data``, through ``importlib.resources``), so
+``hltrun configs/path.yaml`` and the ``data/...`` names inside it work from any directory, from a
+checkout (editable install) or a wheel alike. One rule, used by the configuration reader, the
+source, the scorer and the filter.
+"""
+
+from __future__ import annotations
+
+import glob
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+
+SHIPPED = ("configs", "data")  # checkout folders installed as hltrun.<name>
+
+
+@lru_cache(maxsize=None)
+def shipped_dir(name: str) -> Path:
+    """The folder of the shipped package ``hltrun.<name>`` (a real directory: hltrun is never zipped)."""
+    return Path(str(files(f"hltrun.{name}")))
+
+
+def shipped_path(relative: str | Path) -> Path | None:
+    """``configs/x.yaml`` → the installed ``hltrun.configs`` folder's ``x.yaml`` (None: not a shipped name)."""
+    parts = Path(relative).parts
+    if len(parts) < 2 or parts[0] not in SHIPPED:
+        return None
+    return shipped_dir(parts[0]).joinpath(*parts[1:])
+
+
+def find_file(path: str | Path) -> Path:
+    """``path`` if it exists (or is absolute), else the shipped file of that name if it exists, else
+    ``path`` unchanged (so the caller's "not found" error names what the user wrote)."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = shipped_path(given)
+    return shipped if shipped is not None and shipped.exists() else given
+
+
+def glob_files(pattern: str) -> list[str]:
+    """Sorted matches of a glob pattern (or the plain name), with the same fallback as ``find_file``."""
+    if not glob.has_magic(pattern):
+        return [str(find_file(pattern))]
+    matches = sorted(glob.glob(pattern))
+    shipped = shipped_path(pattern) if not Path(pattern).is_absolute() else None
+    if not matches and shipped is not None:
+        matches = sorted(glob.glob(str(shipped)))
+    return matches

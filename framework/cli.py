@@ -152,7 +152,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         if args.dump:
             sys.stdout.write(cfg.dump())
             return 0
-        report_dir = Path(cfg.options.report_dir) if cfg.options.report_dir else None
+        report_dir = Path(cfg.options.reportDir) if cfg.options.reportDir else None
         from .executors import execute, report_services
 
         outcome = execute(cfg, report_dir, PROCESS_START, progress=not args.quiet and sys.stderr.isatty())
@@ -161,7 +161,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         if code and args.debug and outcome.cause is not None and not isinstance(outcome.cause, KeyboardInterrupt):
             log.error("job failed", exc_info=outcome.cause)
         services = report_services(cfg, outcome.result)
-        if cfg.options.want_summary:
+        if cfg.options.wantSummary:
             sys.stdout.write(text_report(summary, services))
         report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
         if code:

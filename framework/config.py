@@ -46,16 +46,12 @@ class ExecutorOptions:
         if self.address is not None and "://" not in self.address:
             raise ValueError(f"executor.address must look like tcp://host:8786, got {self.address!r}")
 
-    # today's attribute names, read by code written before the rename (one release, like the keys)
-    threads_per_worker = property(lambda self: self.threadsPerWorker)
-    events_per_task = property(lambda self: self.eventsPerTask)
-    max_timing_rows = property(lambda self: self.maxTimingRows)
-
 
 @dataclass
 class Options:
     """``options:`` block, in CMSSW's words (``process.options`` and ``process.maxEvents``); hltrun's own
-    settings are named in the same lowerCamelCase. Today's snake_case names are aliases (OPTION_ALIASES)."""
+    settings are named in the same lowerCamelCase. The old snake_case names are accepted only where YAML
+    and overrides are read (OPTION_ALIASES, warned); the code reads one attribute name."""
 
     maxEvents: int = -1  # -1: all events
     skipEvents: int = 0
@@ -93,15 +89,9 @@ class Options:
                                  f" (CMSSW's edm::errors names, e.g. ProductNotFound, StdException)")
 
     @property
-    def streams(self) -> int:
+    def streams_in_flight(self) -> int:
         """Events in flight: numberOfStreams, or numberOfThreads when it is 0 (as cmsRun)."""
         return self.numberOfStreams or self.numberOfThreads
-
-    # today's attribute names, read by code written before the rename (one release, like the keys)
-    budget_ms = property(lambda self: self.budgetMs)
-    input_rate_hz = property(lambda self: self.inputRateHz)
-    report_dir = property(lambda self: self.reportDir)
-    want_summary = property(lambda self: self.wantSummary)
 
 
 # today's option names -> CMSSW-style names: accepted for one release, with a one-line warning
@@ -352,9 +342,9 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
     if not isinstance(process, str) or not process.isidentifier():
         raise ConfigError(f"process: expected a name (letters, digits, _), got {process!r}")
     options = build(Options, options_in_cmssw_words(data.get("options")), "options")
-    if options.numberOfThreads > options.streams:
+    if options.numberOfThreads > options.streams_in_flight:
         log.warning("options: numberOfThreads %d > numberOfStreams %d: hltrun runs no module concurrently within an "
-                    "event, so the extra threads stay idle", options.numberOfThreads, options.streams)
+                    "event, so the extra threads stay idle", options.numberOfThreads, options.streams_in_flight)
 
     if "source" not in data:
         raise ConfigError("source: required key is missing (e.g. type: RootJetSource)")

@@ -62,7 +62,7 @@ class EventProcessor:
         process = self.process
         self._t0 = started_at if started_at is not None else time.perf_counter()
         summary = JobSummary(process.config.process, len(process.schedules),
-                             budget_ms=self.options.budget_ms, input_rate_hz=self.options.input_rate_hz)
+                             budget_ms=self.options.budgetMs, input_rate_hz=self.options.inputRateHz)
         begin = time.perf_counter()
         try:
             process.begin_job()
@@ -148,7 +148,7 @@ class EventProcessor:
                 worker.counters = ModuleCounters()
         self._t0 = time.perf_counter()
         summary = JobSummary(process.config.process, len(process.schedules),
-                             budget_ms=self.options.budget_ms, input_rate_hz=self.options.input_rate_hz)
+                             budget_ms=self.options.budgetMs, input_rate_hz=self.options.inputRateHz)
         process.job.in_flight = [_IDLE] * len(process.schedules)
         process.job.draining = False
         modules = process.all_modules()

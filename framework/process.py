@@ -56,20 +56,20 @@ class Process:
         self.descriptions = [ModuleDescription(SOURCE_LABEL, config.source.type, "source", 0)]
         for i, (label, cfg) in enumerate(config.modules.items(), start=1):
             self.descriptions.append(ModuleDescription(label, cfg.type, cfg.cls.kind, i))
-        if report_dir is None and config.options.report_dir:
-            report_dir = Path(config.options.report_dir)
+        if report_dir is None and config.options.reportDir:
+            report_dir = Path(config.options.reportDir)
         self.job = JobContext(config, self.signals, self.descriptions, report_dir)
         self.services: list[Service] = [cfg.cls(name, cfg.params) for name, cfg in config.services.items()]
         for service in self.services:
             service.connect(self.signals, self.job)
         cores = os.cpu_count() or 1
-        if config.options.streams > 2 * cores:
+        if config.options.streams_in_flight > 2 * cores:
             log.warning("options.numberOfStreams: %d streams on %d core(s): events in flight far above the cores "
                         "only add memory and contention (CMSSW runs one stream per thread)",
-                        config.options.streams, cores)
+                        config.options.streams_in_flight, cores)
         self._locks: dict[str, threading.Lock] = {}
         self.instances: dict[str, list[Module]] = {}  # label -> distinct instances (1, or one per stream)
-        self.schedules = [self._build_stream(s) for s in range(config.options.streams)]
+        self.schedules = [self._build_stream(s) for s in range(config.options.streams_in_flight)]
 
     def _instance(self, label: str) -> tuple[Module, threading.Lock | None]:
         """A fresh instance per stream for ``stream`` modules, else the one shared instance."""

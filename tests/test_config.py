@@ -33,7 +33,7 @@ def test_valid_config_builds_typed_objects(write_config):
     assert cfg.process == "TEST"
     assert cfg.modules["even"].params.divisor == 2
     assert [str(e) for e in cfg.paths["p"]] == ["even", "sq"]
-    assert cfg.options.streams == 1 and cfg.options.maxEvents == -1
+    assert cfg.options.streams_in_flight == 1 and cfg.options.maxEvents == -1
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -82,7 +82,7 @@ def test_missing_config_file(tmp_path):
 
 def test_overrides_are_typed_by_yaml(write_config):
     cfg = load(write_config(BASE), ["options.numberOfThreads=3", "modules.even.divisor=5", "options.accelerators=[cpu]"])
-    assert cfg.options.streams == 3 and cfg.modules["even"].params.divisor == 5
+    assert cfg.options.streams_in_flight == 3 and cfg.modules["even"].params.divisor == 5
     assert cfg.options.accelerators == ["cpu"]
 
 

@@ -65,7 +65,8 @@ def test_old_names_are_aliases_with_one_warning(write_config, warned, old, value
                                       ("max_timing_rows", "maxTimingRows")])
 def test_executor_old_names_are_aliases(write_config, warned, old, new):
     cfg = load(write_config(BASE), [f"options.executor.{old}=7"])
-    assert getattr(cfg.options.executor, new) == 7 and getattr(cfg.options.executor, old) == 7
+    assert getattr(cfg.options.executor, new) == 7
+    assert not hasattr(cfg.options.executor, old)  # the old name lives only where YAML is read
     assert sum("deprecated" in r.getMessage() for r in warned) == 1
 
 
@@ -73,31 +74,31 @@ def test_new_names_give_no_warning(write_config, warned):
     cfg = load(write_config(BASE), ["options.numberOfThreads=2", "options.budgetMs=20", "options.wantSummary=false",
                                     "options.TryToContinue=[ProductNotFound]", "options.executor.eventsPerTask=9"])
     assert not warned
-    assert cfg.options.streams == 2 and cfg.options.budget_ms == 20.0 and cfg.options.TryToContinue == ["ProductNotFound"]
+    assert cfg.options.streams_in_flight == 2 and cfg.options.budgetMs == 20.0 and cfg.options.TryToContinue == ["ProductNotFound"]
 
 
 def test_old_streams_keeps_its_meaning(write_config):
     """streams: N was N events in flight on N threads; it stays so (numberOfStreams 0 follows the threads)."""
     cfg = load(write_config(BASE), ["options.streams=3"])
-    assert (cfg.options.numberOfThreads, cfg.options.numberOfStreams, cfg.options.streams) == (3, 0, 3)
+    assert (cfg.options.numberOfThreads, cfg.options.numberOfStreams, cfg.options.streams_in_flight) == (3, 0, 3)
 
 
 def test_old_name_override_replaces_the_files_new_name(write_config):
     """The shipped configs use the new names: an old-name override must override them, not clash."""
     path = write_config(BASE + "options: {numberOfThreads: 1, TryToContinue: [ProductNotFound]}\n")
     cfg = load(path, ["options.streams=2", "options.on_error=stop", "options.executor.events_per_task=5"])
-    assert cfg.options.streams == 2 and cfg.options.TryToContinue == [] and cfg.options.executor.eventsPerTask == 5
+    assert cfg.options.streams_in_flight == 2 and cfg.options.TryToContinue == [] and cfg.options.executor.eventsPerTask == 5
 
 
 def test_old_name_in_the_file_new_name_on_the_command_line(write_config):
     path = write_config(BASE + "options: {streams: 1, budget_ms: 30}\n")
     cfg = load(path, ["options.numberOfThreads=4", "options.budgetMs=60"])
-    assert cfg.options.streams == 4 and cfg.options.budgetMs == 60
+    assert cfg.options.streams_in_flight == 4 and cfg.options.budgetMs == 60
 
 
 def test_number_of_streams_zero_means_one_per_thread(write_config):
     cfg = load(write_config(BASE), ["options.numberOfThreads=4"])
-    assert cfg.options.numberOfStreams == 0 and cfg.options.streams == 4
+    assert cfg.options.numberOfStreams == 0 and cfg.options.streams_in_flight == 4
 
 
 def test_more_streams_than_threads_is_refused(write_config):
@@ -172,3 +173,13 @@ def test_old_and_new_name_together_on_the_command_line_is_refused(write_config):
         load(write_config(BASE), ["options.numberOfThreads=2", "options.streams=3"])
     cfg = load(write_config(BASE), ["options.numberOfThreads=2", "options.numberOfThreads=3"])
     assert cfg.options.numberOfThreads == 3  # one name given twice: the last one counts, as for any key
+
+
+def test_the_code_reads_one_name_per_option():
+    """Old option names are translated where YAML and overrides are read; the typed options carry
+    only the new attribute (an old-name property would let code keep reading two names)."""
+    from hltrun.framework.config import EXECUTOR_ALIASES, OPTION_ALIASES, ExecutorOptions, Options
+
+    for cls, aliases in ((Options, OPTION_ALIASES), (ExecutorOptions, EXECUTOR_ALIASES)):
+        for old in aliases:
+            assert not hasattr(cls(), old), f"{cls.__name__}.{old} still readable"

@@ -58,7 +58,7 @@ def run_local(cfg: "ProcessConfig", report_dir: Path | None, started_at: float, 
     except JobFailed as failed:
         summary, cause = failed.summary, failed.cause
         code = exit_code_of(cause) if isinstance(cause, KeyboardInterrupt) else getattr(cause, "exit_code", 1)
-    summary.executor = {"type": "local", "streams": cfg.options.streams}
+    summary.executor = {"type": "local", "streams": cfg.options.streams_in_flight}
     return Outcome(JobResult(summary, {s.name: s.snapshot() for s in process.services}), code, cause)
 
 

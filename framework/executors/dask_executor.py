@@ -22,6 +22,7 @@ from ..errors import ConfigError, HltError
 from ..interrupt import Interrupted, exit_code_of, handle_signals
 from ..process import JobContext
 from ..results import JobResult, Merger
+from ..extras import need
 from ..signals import ActivityRegistry
 from ..summary import JobSummary
 from ..units import WorkUnit, plan_units
@@ -29,7 +30,6 @@ from . import Outcome
 from .worker import EVENTS_TOPIC, JobSpec, run_unit
 
 log = logging.getLogger("hltrun")
-INSTALL_HINT = 'pip install -e ".[dist]"  (or: pip install "dask[distributed]")'
 DRAIN_S = 300.0  # the longest wait for units still running when the job stops (a hang guard)
 _ASK_S = 30.0  # the longest wait for one answer from the scheduler or the workers, or to close
 # a worker's task states in which it runs, or may still start, a unit (a cancelled one runs on)
@@ -37,12 +37,8 @@ _ACTIVE = frozenset({"waiting", "ready", "constrained", "executing", "long-runni
 
 
 def require_dask() -> None:
-    try:
-        import dask  # noqa: F401
-        import distributed  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"options.executor.type=dask needs Dask.distributed, which is not installed: "
-                          f"{INSTALL_HINT}") from None
+    for module in ("dask", "distributed"):
+        need(module, "options.executor.type=dask", ConfigError)
 
 
 def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
@@ -57,7 +53,7 @@ def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
         source.end_job()
     opts = cfg.options
     units = plan_units(inputs, opts.skipEvents, None if opts.maxEvents < 0 else opts.maxEvents,
-                       opts.executor.events_per_task)
+                       opts.executor.eventsPerTask)
     total = sum(n for _, n in inputs)
     accounting = {"files": len(inputs), "entries_in_files": total, "skipped": min(opts.skipEvents, total)}
     return units, accounting
@@ -74,7 +70,7 @@ def _connect(cfg: ProcessConfig):
             raise ConfigError(f"options.executor.address: no Dask scheduler reachable at {ex.address} "
                               f"({type(exc).__name__}: {exc})") from None
     quiet = logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL  # tracebacks: --debug
-    cluster = LocalCluster(n_workers=ex.workers, threads_per_worker=ex.threads_per_worker, processes=True,
+    cluster = LocalCluster(n_workers=ex.workers, threads_per_worker=ex.threadsPerWorker, processes=True,
                            dashboard_address=":0", silence_logs=quiet)
     client = Client(cluster)
     client.register_plugin(_quiet_worker_plugin(quiet), name="hltrun-quiet-worker")
@@ -132,7 +128,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
         threads = {addr: w.get("nthreads", 1) for addr, w in info.items()}
         n_workers = len(info)
         log.info("Dask: %d worker(s), %d unit(s) of at most %d events; dashboard %s",
-                 n_workers, len(units), ex.events_per_task, dashboard)
+                 n_workers, len(units), ex.eventsPerTask, dashboard)
         if progress:
             from tqdm import tqdm
 
@@ -157,13 +153,13 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
             _drain(client, futures, f"hltrun-{spec.run_id}-")
         _close(client, cluster)
         signals.close()
-    merged = results.result() if results.count else JobResult(JobSummary(cfg.process, cfg.options.streams,
-                                                                     budget_ms=cfg.options.budget_ms,
-                                                                     input_rate_hz=cfg.options.input_rate_hz))
+    merged = results.result() if results.count else JobResult(JobSummary(cfg.process, cfg.options.streams_in_flight,
+                                                                     budget_ms=cfg.options.budgetMs,
+                                                                     input_rate_hz=cfg.options.inputRateHz))
     s = merged.summary
-    s.streams = cfg.options.streams
+    s.streams = cfg.options.streams_in_flight
     s.executor = {"type": "dask", "address": ex.address or "LocalCluster", "workers": len(s.workers) or ex.workers,
-                  "units": len(units), "units_done": results.count, "events_per_task": ex.events_per_task,
+                  "units": len(units), "units_done": results.count, "events_per_task": ex.eventsPerTask,
                   "dashboard": dashboard, "threads": threads}
     s.retried_units = retried
     s.source = {**s.source, **accounting}

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..extras import install_hint
+
 if TYPE_CHECKING:
     from ..service import Service
     from ..summary import JobSummary
@@ -301,7 +303,7 @@ def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Serv
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        log.warning("report.html not written: matplotlib is not installed (pip install matplotlib)")
+        log.warning("report.html not written: matplotlib is not installed (%s)", install_hint("matplotlib"))
         return None
     from . import text_report
     from .files import atomic_write_text

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ..destinations import check_file_destination
+from ..extras import install_hint
 from ..schema import limited
 from ..service import Service
 from .bounded import Thinned
@@ -210,7 +211,7 @@ class Memory(Service):
         if self.params.per_module or self.params.moduleMemorySummary:
             signals.pre_module.connect(self._pre_module)
             signals.post_module.connect(self._post_module)
-        self._max_rows = job.config.options.executor.max_timing_rows
+        self._max_rows = job.config.options.executor.maxTimingRows
         self._job = job
         if self.params.memray:
             folder = job.report_dir or Path(".")
@@ -224,7 +225,7 @@ class Memory(Service):
         try:
             import memray
         except ImportError:
-            log.warning("Memory: memray is not installed; no capture (pip install memray)")
+            log.warning("Memory: memray is not installed; no capture (%s)", install_hint("memray"))
             return nullcontext()
         # memray makes its own file: a regular one only; a link's target is written, the link stays
         target = check_file_destination(self._memray_file, f"services.{self.name}.memray", in_place=False).target

@@ -199,8 +199,8 @@ class Timing(Service):
         for i, label in enumerate(self.params.highlight):
             if label not in labels:
                 raise ConfigError(f"services.{self.name}.highlight[{i}]: '{label}' is not a module label")
-        self._max_rows = cfg.options.executor.max_timing_rows
-        self._budget_ns = int(cfg.options.budget_ms * 1e6)
+        self._max_rows = cfg.options.executor.maxTimingRows
+        self._budget_ns = int(cfg.options.budgetMs * 1e6)
         self._gap_ns = int(self.params.infer_cpu_gap_us * 1000)
         self.reset()
         self._pre_module, self._post_module = self._module_hooks()
@@ -352,7 +352,7 @@ class Timing(Service):
 
     def reset(self) -> None:
         """Fresh clocks: one per stream, plus a scratch one for the self-calibration."""
-        streams = self._job.config.options.streams if self._job is not None else 1
+        streams = self._job.config.options.streams_in_flight if self._job is not None else 1
         self._streams[:] = [self._clock() for _ in range(streams + 1)]  # in place: the hooks hold the list
         self._cache = None
 

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.extras import need
 
 from .base import InferenceBackend
 
@@ -44,8 +45,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     model_suffixes = (".onnx",)
 
     def _load(self) -> None:
-        import onnxruntime as ort
-
+        ort = need("onnxruntime", f"onnxruntime: running {self.model_path}")
         self._ort = ort
         opts = self.options
         if opts.graph_optimization not in OPT_LEVELS:

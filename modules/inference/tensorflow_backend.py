@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from hltrun.framework.errors import ConfigError
+from hltrun.framework.extras import need
 
 from .base import N_CONSTITUENTS, N_FEATURES, OUTPUT_NAMES, InferenceBackend, log
 
@@ -48,8 +49,8 @@ class TensorFlowBackend(InferenceBackend):
             raise ConfigError(f"tensorflow: mode {mode!r} (allowed: {', '.join(MODES)})")
         # TensorFlow's native (C++) log: warnings and errors would repeat our one-line errors per event
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
-        import keras
+        tf = need("tensorflow", f"tensorflow: running {self.model_path}")
+        keras = need("keras", f"tensorflow: running {self.model_path}")
 
         self._tf = tf
         self.threads = configure_threads(tf, self.options.threads, self.options.inter_threads)

@@ -36,6 +36,7 @@ import numpy as np
 
 from hltrun.framework.atomic import write_bytes
 from hltrun.framework.errors import ModuleError
+from hltrun.framework.extras import need
 
 from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, check_input_shape, log
 
@@ -279,11 +280,7 @@ class TensorRTBackend(InferenceBackend):
     device = "gpu-nvidia"
 
     def _load(self) -> None:
-        try:
-            import tensorrt as trt
-        except ImportError as exc:
-            raise ModuleError(f"tensorrt: the tensorrt Python package is not installed ({exc}); "
-                              f"cannot run {self.model_path} on TensorRT") from exc
+        trt = need("tensorrt", f"tensorrt: running {self.model_path} on TensorRT")
         if int(trt.__version__.split(".")[0]) < MIN_TRT_MAJOR:
             raise ModuleError(f"tensorrt: TensorRT {trt.__version__} found, hltrun needs {MIN_TRT_MAJOR} or later")
         self.trt = trt

@@ -1,0 +1,49 @@
+"""The one catalogue of what hltrun's tools know by name: the shipped models, the shipped samples
+and their physics labels, and where the tools read and write them. Every tool imports these names
+instead of defining its own list, so adding a model or a sample is one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from hltrun.framework.resources import shipped_dir
+
+MODELS: tuple[str, ...] = ("conv_vae", "gcn_vae")  # data/models/<name>.{keras,onnx}
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str  # data/<name>.root
+    label: str  # for plots and tables
+    signal: bool
+
+
+SAMPLES: tuple[Sample, ...] = (
+    Sample("qcd_dijet", "QCD dijets", False),
+    Sample("rsg_ww_1p5TeV", "RS G* (1.5 TeV) → WW", True),
+    Sample("rsg_ww_3p5TeV", "RS G* (3.5 TeV) → WW", True),
+    Sample("zprime_tt_2TeV", "Z′ (2 TeV) → tt̄", True),
+)
+SAMPLE_NAMES: tuple[str, ...] = tuple(s.name for s in SAMPLES)
+
+
+def data_dir() -> Path:
+    """The shipped ``data/`` folder (the checkout's in an editable install)."""
+    return shipped_dir("data")
+
+
+def models_dir() -> Path:
+    return data_dir() / "models"
+
+
+def sample_path(name: str) -> Path:
+    return data_dir() / f"{name}.root"
+
+
+def rss_mb() -> float:
+    """Resident set size of this process now (MiB)."""
+    return psutil.Process().memory_info().rss / 2**20

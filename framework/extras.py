@@ -25,6 +25,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt": ("gpu", "tensorrt"),
     "pycuda": ("gpu", "pycuda"),
     "cuda": ("gpu", "cuda-python"),
+    "iree": ("iree", "iree-base-runtime iree-base-compiler"),
     "dask": ("dist", "dask[distributed]"),
     "distributed": ("dist", "dask[distributed]"),
     "pythia8mc": ("generate", "pythia8mc"),

@@ -8,7 +8,6 @@ test_tensorrt_fake.py and on real hardware in test_gpu.py, the tools in test_too
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -32,6 +31,7 @@ TRT = tensorrt_gpu_status()
 needs_trt = pytest.mark.skipif(not TRT.usable, reason=f"TensorRT tests need tensorrt + an NVIDIA GPU: {TRT.reason}")
 
 
+from tests.agreement import assert_agree, shipped_jets
 from tests.tiny_models import jets, loaded
 
 
@@ -114,22 +114,10 @@ def test_shipped_models_agree_on_samples(model):
     missing = [p.name for p in (MODELS / f"{model}.keras", MODELS / f"{model}.onnx") if not p.exists()]
     if missing or not SAMPLES:
         pytest.skip(f"trained model files {missing} not in data/models" if missing else "no data/*.root samples")
-    from hltrun.modules.models.preprocess import load_jets
-
-    x = np.concatenate([load_jets(str(f), max_events=150)[0] for f in SAMPLES])
+    x = shipped_jets()
     ort_out = loaded("onnxruntime", MODELS / f"{model}.onnx").run(x)
     tf_out = loaded("tensorflow", MODELS / f"{model}.keras").run(x)
-    assert ort_out["valid"].all()
-    rel = np.abs(tf_out["score"] - ort_out["score"]) / np.abs(ort_out["score"])
-    assert rel.max() <= 1e-4, f"{model}: max relative score difference {rel.max():.2e} on {len(x)} jets"
-    np.testing.assert_allclose(tf_out["kl"], ort_out["kl"], rtol=1e-5, atol=1e-6)
-    for thr in [float(np.quantile(ort_out["score"], q)) for q in (0.5, 0.9, 0.99)]:
-        far = np.abs(ort_out["score"] - thr) > 1e-4 * thr
-        assert np.array_equal(tf_out["score"][far] > thr, ort_out["score"][far] > thr), f"{model}: decisions differ at {thr}"
-    card = MODELS / "thresholds.json"
-    if card.exists():
-        for thr in [float(v) for v in json.loads(card.read_text()).get(model, {}).values() if isinstance(v, (int, float))]:
-            assert np.array_equal(tf_out["score"] > thr, ort_out["score"] > thr), f"{model}: decisions differ at {thr}"
+    assert_agree(model, ort_out, tf_out, f"{model} tensorflow vs onnxruntime")
 
 
 # ---------------------------------------------------------------------- bad input

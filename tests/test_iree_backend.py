@@ -1,0 +1,122 @@
+"""The IREE backend: compiled per batch bucket, cached, padded, and in agreement with ONNX Runtime.
+
+Compiling costs seconds per bucket, so the tests compile the shipped models once per session into
+one cache, for small buckets (``opt_batch=2``: buckets 1 and 2; larger batches run in slices)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hltrun.framework.errors import ModuleError
+from hltrun.modules.inference import BackendOptions, create_backend
+from hltrun.modules.inference import iree_backend as ib
+from tests.agreement import MODELS, assert_agree, shipped_jets
+from tests.tiny_models import jets, loaded
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"opt_batch": 2, "max_batch": 2}
+
+
+@pytest.fixture(scope="session")
+def iree_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("iree-cache")
+
+
+def test_buckets_are_powers_of_two_up_to_the_typical_batch():
+    assert ib.buckets(9, 1024) == [1, 2, 4, 8, 16]
+    assert ib.buckets(1, 1024) == [1]
+    assert ib.buckets(16, 1024) == [1, 2, 4, 8, 16]
+    assert ib.buckets(9, 4) == [1, 2, 4]  # never beyond max_batch
+    assert ib.buckets(5, 6) == [1, 2, 4, 6]
+
+
+@pytest.mark.slow
+def test_tiny_model_agrees_pads_slices_and_caches(tiny, iree_cache):
+    backend = loaded("iree", tiny.onnx, engine_cache=str(iree_cache), opt_batch=4, max_batch=4)
+    assert backend.buckets == [1, 2, 4] and backend.compiled_now == [1, 2, 4]
+    ref = loaded("onnxruntime", tiny.onnx)
+    for n in (1, 3, 4, 11):  # exact bucket, padded, sliced with a padded rest
+        x = jets(n, seed=n)
+        out, want = backend.run(x), ref.run(x)
+        np.testing.assert_allclose(out["score"], want["score"], rtol=1e-5)
+        np.testing.assert_allclose(out["kl"], want["kl"], rtol=1e-5, atol=1e-7)
+    again = loaded("iree", tiny.onnx, engine_cache=str(iree_cache), opt_batch=4, max_batch=4)
+    assert again.compiled_now == []  # every bucket from the cache
+    assert again.describe()["buckets"] == [1, 2, 4]
+
+
+def test_cache_key_follows_the_model_bytes_compiler_and_bucket(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"one")
+    first = ib.cache_path(model, tmp_path, "3.13.0", 2)
+    assert first != ib.cache_path(model, tmp_path, "3.14.0", 2) != ib.cache_path(model, tmp_path, "3.13.0", 4)
+    model.write_bytes(b"two")
+    assert ib.cache_path(model, tmp_path, "3.13.0", 2) != first
+
+
+@pytest.mark.slow
+def test_a_bucket_the_compiler_refuses_pads_up_to_the_next(tiny, tmp_path, monkeypatch, caplog):
+    real = ib.compile_bucket
+
+    def refuse_one(model, batch):
+        if batch == 1:
+            raise RuntimeError("Diagnostics:\nmodel.mlir:3:1: error: slice runs out-of-bounds\nmore")
+        return real(model, batch)
+
+    monkeypatch.setattr(ib, "compile_bucket", refuse_one)
+    backend = loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=2, max_batch=2)
+    assert backend.buckets == [2]
+    assert "does not compile for batch 1 (slice runs out-of-bounds); batches of that size run padded to 2" in caplog.text
+    ref = loaded("onnxruntime", tiny.onnx)
+    np.testing.assert_allclose(backend.run(jets(1))["score"], ref.run(jets(1))["score"], rtol=1e-5)
+    monkeypatch.setattr(ib, "compile_bucket", real)  # the refusal is remembered: not compiled again
+    assert loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=2, max_batch=2).buckets == [2]
+
+
+def test_no_bucket_compiles_is_one_line(tiny, tmp_path, monkeypatch):
+    def refuse(model, batch):
+        raise RuntimeError("Diagnostics:\nx.mlir:1:1: error: unsupported op onnx.Foo\n...")
+
+    monkeypatch.setattr(ib, "compile_bucket", refuse)
+    with pytest.raises(ModuleError, match=r"^iree: cannot compile .*tiny.onnx for any batch bucket: unsupported op onnx.Foo$"):
+        create_backend("iree", tiny.onnx, BackendOptions(engine_cache=str(tmp_path), opt_batch=1)).load()
+
+
+def test_wrong_input_shape_is_refused_before_compiling(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(ib, "compile_bucket", lambda *a: pytest.fail("compiled a model of the wrong shape"))
+    with pytest.raises(ModuleError, match=r"takes input of shape \(N, 50, 3\)"):
+        create_backend("iree", tiny.wrong_onnx, BackendOptions(engine_cache=str(tmp_path))).load()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
+def test_shipped_models_agree_with_onnxruntime_on_every_sample(model, iree_cache):
+    x = shipped_jets()
+    ref = loaded("onnxruntime", MODELS / f"{model}.onnx").run(x)
+    out = loaded("iree", MODELS / f"{model}.onnx", engine_cache=str(iree_cache), **SMALL).run(x)
+    assert_agree(model, ref, out, f"{model} iree vs onnxruntime")
+
+
+@pytest.mark.slow
+def test_the_shipped_path_on_iree_decides_as_on_onnxruntime(tmp_path, iree_cache):
+    """The whole path, both backends, same events: the same decision and scores for every event."""
+    from hltrun.tools.hltdiff import compare, read_side
+
+    outs = {}
+    for backend in ("onnxruntime", "iree"):
+        outs[backend] = tmp_path / f"{backend}.root"
+        res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", "configs/path.yaml", "-n", "60",
+                              "options.wantSummary=false", f"modules.out.file={outs[backend]}",
+                              "modules.out.select_events=[]", f"modules.vae.backend={backend}",
+                              f"modules.vae.engine_cache={iree_cache}", "modules.vae.max_batch=2",
+                              "modules.vae.warm_up=[1, 2]"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr
+    old, new = (read_side([outs[b]], "Events") for b in ("onnxruntime", "iree"))
+    diff = compare(old, new)
+    assert diff.common == 60 and diff.identical, diff

@@ -1,0 +1,164 @@
+"""``backend: auto`` by measurement: time every engine that can run the model, keep the fastest that agrees.
+
+No engine is fastest for every model (docs/inference.md: IREE runs the GCN-VAE at twice ONNX
+Runtime's speed and the Conv-VAE at a third of it), so ``auto`` does not guess from names: it loads
+each candidate, runs the same finite batch of the path's typical size for a bounded time (the
+whole table within ``budget_s``, 2 s by default, at begin_job and never charged to an event),
+checks that its scores agree with the reference engine's within ``AGREEMENT_RTOL``, and picks the
+fastest that agrees. The decision is cached per machine (model bytes, engine versions, CPU, batch),
+so later jobs reuse it without timing again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from hltrun.framework.atomic import write_text
+from hltrun.framework.errors import HltError, one_line
+
+from .base import AGREEMENT_RTOL, N_CONSTITUENTS, N_FEATURES, InferenceBackend
+
+Factory = Callable[[], InferenceBackend]  # an unloaded backend for one engine
+
+
+@dataclass
+class Timing:
+    backend: str
+    us_per_jet: float | None  # median over the timed calls; None: could not run
+    calls: int
+    max_rel_diff: float | None  # vs the reference engine's scores
+    agrees: bool
+    note: str = ""
+
+
+@dataclass
+class Choice:
+    backend: str
+    batch: int
+    reason: str
+    table: list[Timing] = field(default_factory=list)
+    cached: bool = False
+
+    def lines(self) -> list[str]:
+        """The table and the choice, one block for the log."""
+        out = [f"auto: engines timed on a batch of {self.batch} jet(s){' (cached decision)' if self.cached else ''}"]
+        for t in self.table:
+            speed = f"{t.us_per_jet:8.1f} us/jet" if t.us_per_jet is not None else "       -       "
+            diff = f"max rel diff {t.max_rel_diff:.1e}" if t.max_rel_diff is not None else ""
+            mark = "*" if t.backend == self.backend else " "
+            out.append(f"auto: {mark} {t.backend:12s} {speed}  {diff:22s} {t.note}".rstrip())
+        out.append(f"auto: chose {self.backend}: {self.reason}")
+        return out
+
+
+def sample_batch(batch: int, seed: int = 0) -> np.ndarray:
+    """A finite, jet-like (batch, 100, 3) input: the timing does not depend on the values, the
+    agreement check needs scores away from zero."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((batch, N_CONSTITUENTS, N_FEATURES), np.float32)
+    for i in range(batch):
+        k = int(rng.integers(10, N_CONSTITUENTS + 1))
+        x[i, :k, :2] = rng.normal(0.0, 0.2, (k, 2))
+        x[i, :k, 2] = np.sort(rng.exponential(0.05, k))[::-1]
+    return x
+
+
+def time_engine(backend: InferenceBackend, x: np.ndarray, budget_s: float) -> tuple[float, int]:
+    """Median µs per jet over as many calls as fit in ``budget_s`` (at least 3)."""
+    samples: list[float] = []
+    end = time.perf_counter() + budget_s
+    while len(samples) < 3 or (time.perf_counter() < end and len(samples) < 2000):
+        t0 = time.perf_counter()
+        backend.run(x)
+        samples.append(time.perf_counter() - t0)
+    return float(np.median(samples)) * 1e6 / len(x), len(samples)
+
+
+def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s: float = 2.0) -> Choice:
+    """Time every candidate on the same batch; the fastest whose scores agree with ``reference``'s."""
+    if reference not in candidates:
+        raise ValueError(f"reference engine {reference!r} is not among the candidates {sorted(candidates)}")
+    x = sample_batch(batch)
+    share = budget_s / max(1, len(candidates))
+    table: list[Timing] = []
+    reference_scores: np.ndarray | None = None
+    for name in [reference, *sorted(n for n in candidates if n != reference)]:
+        try:
+            backend = candidates[name]().load()
+            backend.warm_up([batch])
+            scores = backend.run(x)["score"]
+            us, calls = time_engine(backend, x, share)
+            backend.close()
+        except Exception as exc:  # an engine that cannot run here is a row, not a failure
+            table.append(Timing(name, None, 0, None, False, f"not usable: {one_line(exc)}"))
+            continue
+        if reference_scores is None:
+            reference_scores = scores
+        rel = float(np.max(np.abs(scores - reference_scores) / np.abs(reference_scores)))
+        agrees = rel <= AGREEMENT_RTOL
+        table.append(Timing(name, us, calls, rel, agrees, "" if agrees else f"disagrees (> {AGREEMENT_RTOL:g})"))
+    usable = [t for t in table if t.agrees and t.us_per_jet is not None]
+    if not usable:
+        raise ValueError("no engine could run the model")  # the reference itself failed: its own error is in the table
+    best = min(usable, key=lambda t: t.us_per_jet)
+    ref = next(t for t in table if t.backend == reference)
+    reason = (f"fastest of {len(usable)} agreeing engine(s) at batch {batch}"
+              + (f", {ref.us_per_jet / best.us_per_jet:.2f}x {reference}" if best.backend != reference
+                 and ref.us_per_jet else ""))
+    return Choice(best.backend, batch, reason, table)
+
+
+# --------------------------------------------------------------------------- per-machine cache
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hltrun" / "auto"
+
+
+def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str) -> str:
+    h = hashlib.sha256(model.read_bytes())
+    h.update(json.dumps({"batch": batch, "versions": versions, "cpu": cpu}, sort_keys=True).encode())
+    return h.hexdigest()[:24]
+
+
+def load_cached(key: str, folder: Path | None = None) -> Choice | None:
+    path = (folder or cache_dir()) / f"{key}.json"
+    try:
+        data = json.loads(path.read_text())
+        table = [Timing(**row) for row in data.pop("table")]
+        return Choice(**{**data, "table": table, "cached": True})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # absent or unreadable: time again
+
+
+def store(key: str, choice: Choice, folder: Path | None = None) -> None:
+    folder = folder or cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text(folder / f"{key}.json", json.dumps({**asdict(choice), "cached": False}, indent=1),
+                   "auto backend decision cache")
+    except (OSError, HltError):
+        pass  # a read-only home: the next job times again
+
+
+def choose_cached(model: Path, candidates: dict[str, Factory], batch: int, reference: str,
+                  versions: dict[str, str], cpu: str, budget_s: float = 2.0,
+                  folder: Path | None = None) -> Choice:
+    """``choose``, or the decision a previous job on this machine took for the same inputs."""
+    key = decision_key(model, batch, versions, cpu)
+    cached = load_cached(key, folder)
+    if cached is not None and cached.backend in candidates:
+        return cached
+    choice = choose(candidates, batch, reference, budget_s)
+    store(key, choice, folder)
+    return choice
+
+
+__all__: Sequence[str] = ("Choice", "Timing", "choose", "choose_cached", "sample_batch", "time_engine")

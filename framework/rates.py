@@ -1,0 +1,158 @@
+"""Trigger rates from the paths' decisions: per path, unique (pure), overlaps, the menu total, per lumi.
+
+The event loop records, per event, which paths accepted it as a bit pattern; what is kept is only
+the count (and, for weighted samples, the sum of weights and of squared weights) per distinct
+pattern — a handful of entries for any menu — so the bookkeeping costs one dictionary update per
+event, and two stream's or two Dask workers' records merge exactly by adding them.
+
+A rate is the accepted fraction of the events read, times the rate those events arrive at
+(``inputRateHz``: the L1 accept rate the sample stands for). Its error is binomial,
+``R * sqrt(p (1 - p) / N)``; with weights, ``R * sqrt(sum w^2 (accepted) ...)`` as for any weighted
+efficiency (Sumw2). A path with no accepted event has a 68 % upper limit of ``1.14 R / N`` (Poisson),
+given instead of a zero error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+LUMI_SECTION_S = 2**18 / 11245.5  # 23.31 s: 2^18 LHC orbits at the revolution frequency 11.2455 kHz
+UPPER_68_ZERO = 1.1394  # Poisson 68 % CL upper limit on the mean for 0 observed events (one-sided)
+
+
+@dataclass
+class Tally:
+    """Events, sum of weights, sum of squared weights."""
+
+    n: int = 0
+    w: float = 0.0
+    w2: float = 0.0
+
+    def add(self, weight: float = 1.0) -> None:
+        self.n += 1
+        self.w += weight
+        self.w2 += weight * weight
+
+    def __iadd__(self, other: "Tally") -> "Tally":
+        self.n += other.n
+        self.w += other.w
+        self.w2 += other.w2
+        return self
+
+
+@dataclass
+class TriggerPatterns:
+    """Per distinct pattern of path decisions (bit i: path i accepted), per lumi section."""
+
+    paths: list[str]
+    by_lumi: dict[tuple[int, int], dict[int, Tally]] = field(default_factory=dict)
+
+    def record(self, run: int, lumi: int, pattern: int, weight: float = 1.0) -> None:
+        table = self.by_lumi.get((run, lumi))
+        if table is None:
+            table = self.by_lumi[(run, lumi)] = {}
+        tally = table.get(pattern)
+        if tally is None:
+            tally = table[pattern] = Tally()
+        tally.add(weight)
+
+    def merge(self, other: "TriggerPatterns") -> "TriggerPatterns":
+        if other.paths != self.paths:
+            raise ValueError(f"cannot merge trigger patterns of paths {other.paths} into {self.paths}")
+        out = TriggerPatterns(list(self.paths), {k: {p: Tally(t.n, t.w, t.w2) for p, t in v.items()}
+                                                 for k, v in self.by_lumi.items()})
+        for key, table in other.by_lumi.items():
+            mine = out.by_lumi.setdefault(key, {})
+            for pattern, tally in table.items():
+                mine.setdefault(pattern, Tally()).__iadd__(tally)
+        return out
+
+    def totals(self, lumis: Iterable[tuple[int, int]] | None = None) -> dict[int, Tally]:
+        out: dict[int, Tally] = {}
+        for key in (self.by_lumi if lumis is None else lumis):
+            for pattern, tally in self.by_lumi.get(key, {}).items():
+                out.setdefault(pattern, Tally()).__iadd__(tally)
+        return out
+
+
+@dataclass
+class Rate:
+    events: int  # accepted events (unweighted count)
+    fraction: float  # accepted weight / total weight
+    hz: float
+    error_hz: float
+    upper_limit: bool = False  # no event accepted: error_hz is the 68 % upper limit
+
+    def __str__(self) -> str:
+        if self.upper_limit:
+            return f"< {self.error_hz:.3g} Hz (68% CL)"
+        return f"{self.hz:.3g} ± {self.error_hz:.2g} Hz"
+
+
+def rate(accepted: Tally, total: Tally, input_rate_hz: float) -> Rate:
+    """Rate of ``accepted`` out of ``total`` events arriving at ``input_rate_hz``."""
+    if total.n == 0 or total.w <= 0:
+        return Rate(0, 0.0, 0.0, 0.0)
+    p = accepted.w / total.w
+    if accepted.n == 0:
+        return Rate(0, 0.0, 0.0, input_rate_hz * UPPER_68_ZERO / total.n, upper_limit=True)
+    if total.n == total.w and total.w2 == total.n:  # unweighted: binomial
+        err = math.sqrt(max(p * (1.0 - p), 0.0) / total.n)
+    else:  # weighted efficiency: variance of sum_acc w / sum w (Sumw2)
+        rejected_w2 = total.w2 - accepted.w2
+        err = math.sqrt(max(((1 - p) ** 2 * accepted.w2 + p ** 2 * rejected_w2), 0.0)) / total.w
+    return Rate(accepted.n, p, p * input_rate_hz, err * input_rate_hz)
+
+
+@dataclass
+class MenuRates:
+    paths: list[str]
+    events: int
+    input_rate_hz: float
+    path: dict[str, Rate]
+    unique: dict[str, Rate]
+    overlap_events: list[list[int]]  # events accepted by both paths i and j (diagonal: by path i)
+    total: Rate
+
+    def overlap_fraction(self, i: int, j: int) -> float:
+        """Of path i's accepted events, the fraction path j accepted too."""
+        own = self.overlap_events[i][i]
+        return self.overlap_events[i][j] / own if own else 0.0
+
+
+def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,
+               lumis: Sequence[tuple[int, int]] | None = None) -> MenuRates:
+    """Every path's rate, unique rate, the overlaps and the total, from the recorded patterns."""
+    table = patterns.totals(lumis)
+    total = Tally()
+    for tally in table.values():
+        total += tally
+    paths = patterns.paths
+    per_path, unique = {}, {}
+    overlap = [[0] * len(paths) for _ in paths]
+    for i, name in enumerate(paths):
+        bit = 1 << i
+        accepted, alone = Tally(), Tally()
+        for pattern, tally in table.items():
+            if pattern & bit:
+                accepted += tally
+                if pattern == bit:
+                    alone += tally
+                for j in range(len(paths)):
+                    if pattern & (1 << j):
+                        overlap[i][j] += tally.n
+        per_path[name] = rate(accepted, total, input_rate_hz)
+        unique[name] = rate(alone, total, input_rate_hz)
+    any_path = Tally()
+    for pattern, tally in table.items():
+        if pattern:
+            any_path += tally
+    return MenuRates(list(paths), total.n, input_rate_hz, per_path, unique, overlap,
+                     rate(any_path, total, input_rate_hz))
+
+
+def rates_per_lumi(patterns: TriggerPatterns, input_rate_hz: float) -> dict[tuple[int, int], MenuRates]:
+    """The menu's rates lumi section by lumi section (the rate-monitoring view)."""
+    return {key: menu_rates(patterns, input_rate_hz, [key]) for key in sorted(patterns.by_lumi)}

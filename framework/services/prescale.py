@@ -1,0 +1,64 @@
+"""PrescaleService: the job's prescale table — named columns, one row of prescales per path.
+
+The parameters are CMSSW's (``lvl1Labels``, ``lvl1DefaultLabel``, ``prescaleTable`` with ``pathName``
+and ``prescales``); the column a job runs with is ``lvl1DefaultLabel`` (``hltrun --prescale COLUMN``
+sets it). Each ``HLTPrescaler`` gets the factor of the one path it sits in when the configuration is
+validated, so a wrong column or path name is a configuration error before any event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..service import Service
+
+
+@dataclass
+class PrescaleRow:
+    pathName: str
+    prescales: list[int] = field(default_factory=list)  # one per column of lvl1Labels; 0: path off
+
+
+@dataclass
+class PrescaleTable:
+    """CMSSW's PrescaleService parameters: named columns and one row per prescaled path."""
+
+    lvl1Labels: list[str] = field(default_factory=lambda: ["default"])
+    lvl1DefaultLabel: str = "default"
+    prescaleTable: list[PrescaleRow] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.lvl1Labels or len(set(self.lvl1Labels)) != len(self.lvl1Labels):
+            raise ValueError(f"lvl1Labels must be distinct column names, got {self.lvl1Labels}")
+        if self.lvl1DefaultLabel not in self.lvl1Labels:
+            raise ValueError(f"lvl1DefaultLabel {self.lvl1DefaultLabel!r} is not one of lvl1Labels {self.lvl1Labels}")
+        seen: set[str] = set()
+        for row in self.prescaleTable:
+            if row.pathName in seen:
+                raise ValueError(f"prescaleTable: path {row.pathName!r} listed twice")
+            seen.add(row.pathName)
+            if len(row.prescales) != len(self.lvl1Labels):
+                raise ValueError(f"prescaleTable: path {row.pathName!r} has {len(row.prescales)} prescale(s) for "
+                                 f"{len(self.lvl1Labels)} column(s) {self.lvl1Labels}")
+            if any(p < 0 for p in row.prescales):
+                raise ValueError(f"prescaleTable: path {row.pathName!r} has a negative prescale {row.prescales}")
+
+    def column(self, label: str | None) -> int:
+        name = label or self.lvl1DefaultLabel
+        if name not in self.lvl1Labels:
+            raise ValueError(f"prescale column {name!r} is not one of {self.lvl1Labels}")
+        return self.lvl1Labels.index(name)
+
+    def prescale(self, path: str, label: str | None = None) -> int:
+        """The path's factor in that column; 1 for a path the table does not list (as CMSSW)."""
+        index = self.column(label)
+        return next((row.prescales[index] for row in self.prescaleTable if row.pathName == path), 1)
+
+
+
+
+class PrescaleService(Service):
+    """The table, as a service (``services: {PrescaleService: {...}}``), like CMSSW's; the factors
+    reach the prescalers through the configuration, the column ran is in the rates report."""
+
+    Parameters = PrescaleTable

@@ -1,0 +1,145 @@
+"""TriggerRates service: each trigger path's rate in Hz, its unique rate, the overlaps, the menu total
+and the rates per lumi section — what a trigger physicist is asked before the cost of a path.
+
+It watches ``post_event``: the event's path decisions become one bit pattern (bit i: the i-th path
+of ``paths:``, end paths excluded), counted per (run, lumi) and pattern (``framework/rates.py``).
+That is one dictionary update per event and merges exactly across streams and Dask workers. The
+rates are the accepted fractions times ``options.inputRateHz`` (the L1 accept rate the events stand
+for). Printed after the TrigReport, in ``hltrun.json`` (``rates``) and in ``report.html``.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..rates import LUMI_SECTION_S, MenuRates, Rate, TriggerPatterns, menu_rates, rates_per_lumi
+from ..service import Service
+
+if TYPE_CHECKING:
+    from ..signals import ActivityRegistry
+    from ..summary import JobSummary
+
+
+@dataclass
+class TriggerRatesParameters:
+    per_lumi: bool = True  # also the rate of every path per lumi section (table and plot)
+
+
+class TriggerRates(Service):
+    Parameters = TriggerRatesParameters
+
+    def __init__(self, name: str, params: TriggerRatesParameters) -> None:
+        super().__init__(name, params)
+        self._paths: list[str] = []
+        self._bits: dict[str, int] = {}
+        self._patterns: TriggerPatterns | None = None
+        self._lock = threading.Lock()
+        self._input_rate_hz = 100_000.0
+
+    def connect(self, signals: "ActivityRegistry", job: Any) -> None:
+        self._paths = list(job.config.paths)
+        self._bits = {p: 1 << i for i, p in enumerate(self._paths)}
+        self._patterns = TriggerPatterns(list(self._paths))
+        self._input_rate_hz = float(job.config.options.inputRateHz)
+        signals.post_event.connect(self._post_event)
+
+    def _post_event(self, event: Any, status: str) -> None:
+        results = event.trigger_results
+        pattern = 0
+        for path, bit in self._bits.items():
+            if results.get(path, False):
+                pattern |= bit
+        eid = event.id
+        with self._lock:  # streams fire post_event from their own threads
+            self._patterns.record(eid.run, eid.luminosityBlock, pattern)
+
+    # ------------------------------------------------------------------ distributed runs
+    def snapshot(self) -> TriggerPatterns | None:
+        return self._patterns
+
+    def reset(self) -> None:
+        if self._patterns is not None:
+            self._patterns = TriggerPatterns(list(self._paths))
+
+    def load(self, data: TriggerPatterns | None) -> None:
+        if data is not None:
+            self._patterns = data
+
+    # ------------------------------------------------------------------ reports
+    def rates(self) -> MenuRates | None:
+        if self._patterns is None or not self._paths:
+            return None
+        return menu_rates(self._patterns, self._input_rate_hz)
+
+    def text_report(self, summary: "JobSummary") -> str:
+        r = self.rates()
+        if r is None:
+            return ""
+        lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events) ----",
+                 f"RateReport {'accepted':>9} {'rate [Hz]':>12} {'± [Hz]':>10} {'unique [Hz]':>12} {'± [Hz]':>10}  Name"]
+        for name in r.paths:
+            lines.append(f"RateReport {r.path[name].events:9d} {_hz(r.path[name])} {_hz(r.unique[name])}  {name}")
+        lines.append(f"RateReport {r.total.events:9d} {_hz(r.total)} {'':>12} {'':>10}  (menu total: any path)")
+        lines += ["", "RateReport ---------- Overlaps: of the row path's events, the fraction the column path took ----",
+                  "RateReport " + " ".join(f"{i:>7d}" for i in range(len(r.paths))) + "  Name"]
+        for i, name in enumerate(r.paths):
+            lines.append("RateReport " + " ".join(f"{r.overlap_fraction(i, j):7.3f}" for j in range(len(r.paths)))
+                         + f"  [{i}] {name}")
+        return "\n".join(lines) + "\n"
+
+    def json_report(self, summary: "JobSummary") -> dict[str, Any] | None:
+        r = self.rates()
+        if r is None:
+            return None
+        out: dict[str, Any] = {
+            "input_rate_hz": r.input_rate_hz, "events": r.events, "lumi_section_s": LUMI_SECTION_S,
+            "paths": [{"name": n, **_rate_dict(r.path[n]), "unique": _rate_dict(r.unique[n])} for n in r.paths],
+            "total": _rate_dict(r.total),
+            "overlap_events": r.overlap_events,
+        }
+        if self.params.per_lumi:
+            out["per_lumi"] = [{"run": run, "lumi": lumi, "events": lr.events,
+                                "rate_hz": {n: lr.path[n].hz for n in lr.paths}, "total_hz": lr.total.hz}
+                               for (run, lumi), lr in rates_per_lumi(self._patterns, self._input_rate_hz).items()]
+        return out
+
+    def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
+        from ..report.html import _figure, img, table
+
+        r = self.rates()
+        if r is None:
+            return []
+        parts = [f"<p>Rates at {r.input_rate_hz:,.0f} Hz input rate from {r.events} events; unique = accepted by "
+                 f"this path and no other. Menu total {html.escape(str(r.total))}.</p>",
+                 table(["path", "accepted", "rate [Hz]", "± [Hz]", "unique [Hz]", "± [Hz]"],
+                       [[n, r.path[n].events, r.path[n].hz, r.path[n].error_hz, r.unique[n].hz, r.unique[n].error_hz]
+                        for n in r.paths], left=1)]
+        if self.params.per_lumi and len(self._patterns.by_lumi) > 1:
+            per = rates_per_lumi(self._patterns, self._input_rate_hz)
+            fig = _figure(9.0, 3.5)
+            ax = fig.subplots()
+            x = range(len(per))
+            for name in r.paths:
+                ax.errorbar(x, [lr.path[name].hz for lr in per.values()],
+                            yerr=[lr.path[name].error_hz for lr in per.values()], marker="o", ms=3, lw=1, label=name)
+            ax.set_xticks(list(x), [f"{run}:{lumi}" for run, lumi in per], rotation=90, fontsize=6)
+            ax.set_xlabel("run:lumi section")
+            ax.set_ylabel("rate [Hz]")
+            ax.set_title("rate per lumi section")
+            ax.legend(fontsize=7)
+            parts.append(img(fig, "rate per lumi section"))
+        return [("Rates", "\n".join(parts))]
+
+
+def _hz(r: Rate) -> str:
+    if r.upper_limit:
+        return f"{'< ' + format(r.error_hz, '.4g'):>12} {'(68% CL)':>10}"
+    return f"{r.hz:12.4g} {r.error_hz:10.3g}"
+
+
+def _rate_dict(r: Rate) -> dict[str, Any]:
+    return {"accepted": r.events, "fraction": r.fraction, "rate_hz": r.hz, "error_hz": r.error_hz,
+            "upper_limit": r.upper_limit}

@@ -25,6 +25,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt": ("gpu", "tensorrt"),
     "pycuda": ("gpu", "pycuda"),
     "cuda": ("gpu", "cuda-python"),
+    "jax": ("jax", "jax"),
+    "jaxlib": ("jax", "jax"),
     "dask": ("dist", "dask[distributed]"),
     "distributed": ("dist", "dask[distributed]"),
     "pythia8mc": ("generate", "pythia8mc"),

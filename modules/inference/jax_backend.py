@@ -80,9 +80,13 @@ class JaxBackend(InferenceBackend):
         from .onnx_jax import translate
 
         self.jax = jax
+        self.compile_cache = self._compile_cache(jax)
         self.jax_device = self._pick_device(jax)
         self.device = "gpu-nvidia" if self.jax_device.platform == "gpu" else "cpu"
         self.graph = translate(self.model_path)
+        if self.graph.input_dtype != np.float32:
+            raise ModuleError(f"jax: model {self.model_path} input {self.graph.input_name!r} is "
+                              f"{self.graph.input_dtype}, expected float32")
         if self.options.precision not in ("auto", "fp32"):
             raise ModuleError(f"jax: precision {self.options.precision!r} not supported (fp32 only)")
         self.precision = "fp32"
@@ -107,6 +111,25 @@ class JaxBackend(InferenceBackend):
         self.compile_s = 0.0
         self.counters.update({"h2d_bytes": 0, "h2d_us": 0, "compute_us": 0, "d2h_bytes": 0, "d2h_us": 0,
                               "padded_jets": 0, "chunks": 0})
+
+    def _compile_cache(self, jax: Any) -> str | None:
+        """JAX's persistent compilation cache, so that the next job loads the buckets' executables
+        (measured here: conv_vae, 5 buckets, 17 s compiling -> 1.8 s loading on the CPU). The folder:
+        ``engine_cache`` when set (the option TensorRT keeps its engines in), else one JAX was already
+        given (``JAX_COMPILATION_CACHE_DIR``), else ``$XDG_CACHE_HOME/hltrun/jax``. An unwritable folder
+        only turns the cache off."""
+        current = jax.config.jax_compilation_cache_dir
+        if current and not self.options.engine_cache:
+            return str(current)
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = self.options.engine_cache or os.path.join(base, "hltrun", "jax")
+        try:
+            enable_compile_cache(path)
+        except OSError as exc:
+            log.warning("jax: compilation cache %s not usable (%s); every job compiles", path, exc,
+                        extra={"once": True})
+            return None
+        return str(path)
 
     def _pick_device(self, jax: Any) -> Any:
         want = str(getattr(self.options, "device", "auto")).lower()
@@ -247,6 +270,7 @@ class JaxBackend(InferenceBackend):
             "jax_device": str(self.jax_device), "device_kind": self.jax_device.device_kind,
             "precision": self.precision, "buckets": list(self.buckets), "compile_s": round(self.compile_s, 3),
             "pinned_host_buffers": bool(self._pinned), "input": self.graph.input_name,
+            "compile_cache": self.compile_cache,
         }
         memory = self.device_memory()
         if memory is not None:
@@ -264,7 +288,7 @@ class JaxBackend(InferenceBackend):
 
 def enable_compile_cache(path: str | os.PathLike[str]) -> None:
     """JAX's persistent compilation cache in ``path`` (process-wide): a later process loads the
-    buckets' executables instead of compiling them again. Used by tools/bench_gpu.py and gpu_check.sh."""
+    buckets' executables instead of compiling them again."""
     import jax
 
     Path(path).mkdir(parents=True, exist_ok=True)

@@ -368,6 +368,7 @@ class OnnxFunction:
     model: Path
     input_name: str
     input_shape: tuple[Any, ...]  # dynamic dims as their dim_param string (or None)
+    input_dtype: np.dtype
     output_names: list[str]
     ops: list[str]  # op types used, sorted
     fn: Callable[[Any], tuple[Any, ...]]
@@ -437,8 +438,6 @@ def translate(path: Path, model: Any | None = None) -> OnnxFunction:
         raise ModuleError(f"jax: model {path} has {len(inputs)} inputs ({[i.name for i in inputs]}); "
                           f"expected one (N, 100, 3) input")
     inp = inputs[0]
-    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        raise ModuleError(f"jax: model {path} input {inp.name!r} is not float32")
     shape = tuple((d.dim_param or None) if not d.HasField("dim_value") else int(d.dim_value)
                   for d in inp.type.tensor_type.shape.dim)
     nodes = _topological(list(graph.node), set(consts) | {inp.name})
@@ -469,4 +468,7 @@ def translate(path: Path, model: Any | None = None) -> OnnxFunction:
             env[outs[0]] = result
         return tuple(env[name] for name in outputs)
 
-    return OnnxFunction(Path(path), inp.name, shape, outputs, sorted({p[0] for p in plan}), fn)
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    dtype = np.dtype(tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))
+    return OnnxFunction(Path(path), inp.name, shape, dtype, outputs, sorted({p[0] for p in plan}), fn)

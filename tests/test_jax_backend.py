@@ -410,3 +410,23 @@ def test_shipped_path_on_jax_decides_as_onnxruntime(tmp_path):
     diff = subprocess.run([sys.executable, "-m", "hltrun.tools.hltdiff", str(tmp_path / "onnxruntime" / "out.root"),
                            str(tmp_path / "jax" / "out.root")], capture_output=True, text=True, timeout=300)
     assert diff.returncode == 0, diff.stdout[-2000:] + diff.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------- the sweep tool, on the CPU
+def test_gpu_sweep_runs_on_cpu(backends, tmp_path):
+    """tools/gpu_sweep.py's tiny CPU configuration (the one gpu_check.sh scales up): every row written,
+    with the H2D/compute/D2H split; no device memory on the CPU. No timing is asserted."""
+    import csv
+
+    from hltrun.tools.gpu_sweep import main
+
+    assert main(["--device", "cpu", "--batches", "1", "64", "--repeat", "3", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert [(r["engine"], r["model"], r["batch"]) for r in rows] == [
+        ("jax", m, b) for m in ("conv_vae", "gcn_vae") for b in ("1", "64")]
+    for r in rows:
+        assert r["device"] == "cpu" and float(r["median_ms"]) > 0 and float(r["jets_per_s"]) > 0
+        assert r["h2d_ms"] != "" and r["compute_ms"] != "" and r["d2h_ms"] != ""
+        assert r["device_bytes_in_use"] == ""
+    meta = json.loads((tmp_path / "sweep.json").read_text())["meta"]
+    assert meta["jax"] == jax.__version__

@@ -126,8 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("batches and --repeat must be positive")
     import jax
 
+    from hltrun.framework.errors import HltError
+
     models_dir = args.models_dir or _sample().parent / "models"
-    rows = sweep(args.models, sorted(set(args.batches)), args.device, args.repeat, args.onnxruntime, models_dir)
+    try:
+        rows = sweep(args.models, sorted(set(args.batches)), args.device, args.repeat, args.onnxruntime, models_dir)
+    except HltError as exc:
+        print(f"gpu_sweep: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
     meta = {"command": " ".join(sys.argv), "host": platform.node(), "python": platform.python_version(),
             "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

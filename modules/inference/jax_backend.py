@@ -58,10 +58,12 @@ def bucket_for(n: int, buckets: Sequence[int]) -> int:
 
 def gpu_devices(jax: Any) -> list[Any]:
     """JAX's GPU devices, [] when it has no GPU platform (``jax.devices('gpu')`` raises then)."""
-    try:
-        return list(jax.devices("gpu"))
-    except RuntimeError:
-        return []
+    for name in ("gpu", "cuda"):
+        try:
+            return list(jax.devices(name))
+        except RuntimeError:
+            continue
+    return []
 
 
 def compile_cache_size() -> int:
@@ -82,7 +84,7 @@ class JaxBackend(InferenceBackend):
         self.jax = jax
         self.compile_cache = self._compile_cache(jax)
         self.jax_device = self._pick_device(jax)
-        self.device = "gpu-nvidia" if self.jax_device.platform == "gpu" else "cpu"
+        self.device = "cpu" if self.jax_device.platform == "cpu" else "gpu-nvidia"
         self.graph = translate(self.model_path)
         if self.graph.input_dtype != np.float32:
             raise ModuleError(f"jax: model {self.model_path} input {self.graph.input_name!r} is "

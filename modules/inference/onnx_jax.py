@@ -158,8 +158,9 @@ def _expand(x: Any, shape: Any) -> Any:
     return xp.broadcast_to(x, out)
 
 
-def _reduce(name: str, axes_input: bool) -> OpFn:
-    """ReduceX: axes as an attribute (opset < 18, ReduceSum < 13) or as the second input."""
+def _reduce(name: str) -> OpFn:
+    """ReduceX: axes as an attribute (opset < 18, ReduceSum < 13: renamed ``axes_attr`` at load) or as
+    the second input."""
     def op(x: Any, axes: Any = None, *, keepdims: int = 1, noop_with_empty_axes: int = 0,
            axes_attr: Sequence[int] | None = None) -> Any:
         ax = _ints(axes, f"{name} axes") if axes is not None else (list(axes_attr) if axes_attr is not None else [])
@@ -168,7 +169,6 @@ def _reduce(name: str, axes_input: bool) -> OpFn:
                 return x
             ax = list(range(x.ndim))
         return getattr(_xp(x), name)(x, axis=tuple(_axis(a, x.ndim) for a in ax), keepdims=bool(keepdims))
-    op.axes_input = axes_input  # type: ignore[attr-defined]
     return op
 
 
@@ -351,13 +351,13 @@ OPS: dict[str, OpFn] = {
     "Constant": _constant, "Cast": _cast, "Shape": _shape, "ConstantOfShape": _constant_of_shape, "Reshape": _reshape,
     "Transpose": _transpose, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Concat": _concat,
     "Slice": _slice, "Tile": _tile, "Expand": _expand, "Flatten": _flatten, "Gather": _gather,
-    "ReduceSum": _reduce("sum", True), "ReduceMin": _reduce("min", False), "ReduceMax": _reduce("max", False),
-    "ReduceMean": _reduce("mean", False),
+    "ReduceSum": _reduce("sum"), "ReduceMin": _reduce("min"), "ReduceMax": _reduce("max"),
+    "ReduceMean": _reduce("mean"),
     "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv, "ConvTranspose": _conv_transpose,
     "AveragePool": _average_pool, "Softmax": _softmax,
 }
-# ops whose axes moved from an attribute to an input at this opset (ReduceSum already at 13)
-_AXES_INPUT_FROM = {"ReduceSum": 13, "ReduceMin": 18, "ReduceMax": 18, "ReduceMean": 18}
+# reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form
+_REDUCE_OPS = ("ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean")
 
 
 # ---------------------------------------------------------------------- the graph
@@ -445,7 +445,7 @@ def translate(path: Path, model: Any | None = None) -> OnnxFunction:
     for node in nodes:
         attrs = _attributes(node)
         fn = OPS[node.op_type]
-        if node.op_type in _AXES_INPUT_FROM and "axes" in attrs:
+        if node.op_type in _REDUCE_OPS and "axes" in attrs:
             attrs["axes_attr"] = attrs.pop("axes")
         if node.op_type == "ConstantOfShape" and "value" in attrs:
             attrs["value"] = np.asarray(attrs["value"])

@@ -430,3 +430,38 @@ def test_gpu_sweep_runs_on_cpu(backends, tmp_path):
         assert r["device_bytes_in_use"] == ""
     meta = json.loads((tmp_path / "sweep.json").read_text())["meta"]
     assert meta["jax"] == jax.__version__
+
+
+def test_two_stream_backends_share_executables_and_agree(backends):
+    """One backend per stream (as the scorer makes them), run from two threads at once: no extra
+    compilation, and each gives ONNX Runtime's scores."""
+    import threading
+
+    ref = backends["conv_vae"].ort.run(_jets(37, seed=5))["score"]
+    compiled = compile_cache_size()
+    pair = [create_backend("jax", MODELS / "conv_vae.onnx", BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
+            for _ in range(2)]
+    for b in pair:
+        b.warm_up()
+    assert compile_cache_size() == compiled
+    results: dict[int, list[np.ndarray]] = {0: [], 1: []}
+
+    def work(i: int) -> None:
+        for _ in range(10):
+            results[i].append(pair[i].run(_jets(37, seed=5))["score"])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert len(results[i]) == 10
+        for got in results[i]:
+            np.testing.assert_allclose(got, ref, rtol=1e-4)
+
+
+def test_missing_jax_names_the_extra():
+    from hltrun.framework.extras import install_hint
+
+    assert install_hint("jax") == 'pip install -e ".[jax]"  (or: pip install "jax")'

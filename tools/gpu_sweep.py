@@ -75,8 +75,8 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
             backend.load()
             backend.warm_up([1])
             desc = backend.describe()
-            print(f"{model} {name}: {desc['device']} {desc.get('jax_device', '')} compile "
-                  f"{desc.get('compile_s', 0.0):.1f} s", file=sys.stderr)
+            print(f"{model} {name}: {desc['device']} {desc.get('jax_device', '')} warm-up "
+                  f"{desc.get('warm_up_s', 0.0):.1f} s", file=sys.stderr)
             for b in batches:
                 x = x_all[:b]
                 for _ in range(max(2, repeat // 10)):

@@ -110,7 +110,7 @@ class JaxBackend(InferenceBackend):
         self._dirty: dict[int, int] = {}  # rows of each host buffer that may hold old jets
         self._pinned: Any = None
         self._pinned_raw: list[np.ndarray] = []
-        self.compile_s = 0.0
+        self.warm_up_s = 0.0
         self.counters.update({"h2d_bytes": 0, "h2d_us": 0, "compute_us": 0, "d2h_bytes": 0, "d2h_us": 0,
                               "padded_jets": 0, "chunks": 0})
 
@@ -198,11 +198,11 @@ class JaxBackend(InferenceBackend):
                 raise ModuleError(f"jax: model {self.model_path} failed to compile for a batch of {b} jets: "
                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
                                   ) from exc
-        self.compile_s = time.perf_counter() - t0
+        self.warm_up_s = time.perf_counter() - t0
         self.counters.update(saved)
         super().warm_up(batch_sizes)
         log.info("jax: %s compiled and warmed up for batches %s on %s in %.1f s", self.model_path.name,
-                 self.buckets, self.jax_device, self.compile_s, extra={"once": True})
+                 self.buckets, self.jax_device, self.warm_up_s, extra={"once": True})
 
     # ------------------------------------------------------------------ run
     def _input_shape(self) -> tuple[Any, ...]:
@@ -270,7 +270,7 @@ class JaxBackend(InferenceBackend):
         desc: dict[str, Any] = {
             "versions": {"jax": self.jax.__version__, "jaxlib": jaxlib.__version__},
             "jax_device": str(self.jax_device), "device_kind": self.jax_device.device_kind,
-            "precision": self.precision, "buckets": list(self.buckets), "compile_s": round(self.compile_s, 3),
+            "precision": self.precision, "buckets": list(self.buckets), "warm_up_s": round(self.warm_up_s, 3),
             "pinned_host_buffers": bool(self._pinned), "input": self.graph.input_name,
             "compile_cache": self.compile_cache,
         }

@@ -465,3 +465,38 @@ def test_missing_jax_names_the_extra():
     from hltrun.framework.extras import install_hint
 
     assert install_hint("jax") == 'pip install -e ".[jax]"  (or: pip install "jax")'
+
+
+class _FakePinned:
+    """The face of tensorrt_backend.CudaPythonApi the jax backend uses (host_empty / free)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.given, self.freed = fail, [], []
+
+    def host_empty(self, n: int, dtype) -> np.ndarray:
+        if self.fail:
+            raise ModuleError("tensorrt: CUDA runtime error cudaErrorMemoryAllocation")
+        arr = np.full(n, np.nan, dtype)  # like cudaMallocHost: not zeroed
+        self.given.append(arr)
+        return arr
+
+    def free(self, host, device) -> None:
+        self.freed.extend(host)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_pinned_host_buffers_bookkeeping(monkeypatch, fail):
+    """On a GPU the padded host buffers come from cudaMallocHost and are freed by close(); a refused
+    allocation falls back to pageable memory and says so. Checked here with the CPU device standing in."""
+    fake = _FakePinned(fail)
+    monkeypatch.setattr(JaxBackend, "_pinned_api", lambda self: fake)
+    b = create_backend("jax", MODELS / "gcn_vae.onnx", BackendOptions(max_batch=8, device="cpu")).load()
+    b.device = "gpu-nvidia"  # as on a GPU: the buffers are asked for page-locked
+    b.warm_up()
+    x = _jets(5)
+    np.testing.assert_allclose(b.run(x)["score"], create_backend("onnxruntime", MODELS / "gcn_vae.onnx").load()
+                               .run(x)["score"], rtol=1e-4)
+    assert b.describe()["pinned_host_buffers"] is (not fail)
+    assert len(fake.given) == (0 if fail else len(b.buckets))
+    b.close()
+    assert [id(a) for a in fake.freed] == [id(a) for a in fake.given]

@@ -110,6 +110,7 @@ class JaxBackend(InferenceBackend):
         self._dirty: dict[int, int] = {}  # rows of each host buffer that may hold old jets
         self._pinned: Any = None
         self._pinned_raw: list[np.ndarray] = []
+        self._pinned_failed = False
         self.warm_up_s = 0.0
         self.counters.update({"h2d_bytes": 0, "h2d_us": 0, "compute_us": 0, "d2h_bytes": 0, "d2h_us": 0,
                               "padded_jets": 0, "chunks": 0})
@@ -163,11 +164,18 @@ class JaxBackend(InferenceBackend):
         if self.device != "cpu" and self._pinned is None:
             self._pinned = self._pinned_api()
         n = bucket * N_CONSTITUENTS * N_FEATURES
+        buf = None
         if self._pinned:
-            buf = self._pinned.host_empty(n, np.float32)
-            buf[:] = 0.0
-            self._pinned_raw.append(buf)  # the array cudaMallocHost's pointer is filed under, for close()
-        else:
+            try:
+                buf = self._pinned.host_empty(n, np.float32)
+            except Exception as exc:  # noqa: BLE001 - page-locked memory refused: pageable, said once
+                log.warning("jax: cudaMallocHost of %d bytes failed (%s); host buffers not pinned", 4 * n, exc,
+                            extra={"once": True})
+                self._pinned_failed = True
+            else:
+                buf[:] = 0.0
+                self._pinned_raw.append(buf)  # the array cudaMallocHost's pointer is filed under, for close()
+        if buf is None:
             buf = np.zeros(n, np.float32)
         return buf.reshape(bucket, N_CONSTITUENTS, N_FEATURES)
 
@@ -271,7 +279,7 @@ class JaxBackend(InferenceBackend):
             "versions": {"jax": self.jax.__version__, "jaxlib": jaxlib.__version__},
             "jax_device": str(self.jax_device), "device_kind": self.jax_device.device_kind,
             "precision": self.precision, "buckets": list(self.buckets), "warm_up_s": round(self.warm_up_s, 3),
-            "pinned_host_buffers": bool(self._pinned), "input": self.graph.input_name,
+            "pinned_host_buffers": bool(self._pinned) and not self._pinned_failed, "input": self.graph.input_name,
             "compile_cache": self.compile_cache,
         }
         memory = self.device_memory()

@@ -26,6 +26,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "pycuda": ("gpu", "pycuda"),
     "cuda": ("gpu", "cuda-python"),
     "iree": ("iree", "iree-base-runtime iree-base-compiler"),
+    "jax": ("jax", "jax"),
+    "jaxlib": ("jax", "jax"),
     "dask": ("dist", "dask[distributed]"),
     "distributed": ("dist", "dask[distributed]"),
     "pythia8mc": ("generate", "pythia8mc"),

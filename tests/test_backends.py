@@ -19,7 +19,7 @@ import pytest
 
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.modules.inference import backend_names, BackendOptions, InferenceBackend, backend_class, create_backend
-from hltrun.modules.inference.accelerator import choose_backend, tensorrt_gpu_status
+from hltrun.modules.inference.accelerator import choose_backend, jax_gpu_status, tensorrt_gpu_status
 from hltrun.modules.inference.base import check_input_shape
 
 
@@ -37,8 +37,8 @@ from tests.tiny_models import jets, loaded
 
 # ---------------------------------------------------------------------- registry and interface
 def test_registry_names_and_unknown():
-    assert set(backend_names()) == {"tensorflow", "onnxruntime", "tensorrt", "auto"}
-    for name in ("tensorflow", "onnxruntime", "tensorrt"):
+    assert set(backend_names()) == {"tensorflow", "onnxruntime", "tensorrt", "jax", "auto"}
+    for name in ("tensorflow", "onnxruntime", "tensorrt", "jax"):
         cls = backend_class(name)
         assert issubclass(cls, InferenceBackend) and cls.name == name
     with pytest.raises(ConfigError, match="unknown backend type 'tensorfow'; did you mean tensorflow"):
@@ -76,7 +76,7 @@ def test_onnxruntime_job_never_imports_tensorflow(tiny):
             def put(self, p): self.p = p
         ev = Ev(); scorer.produce(ev)
         assert ev.p.score.shape == (3,)
-        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorrt", "tf2onnx"))
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorrt", "tf2onnx", "jax"))
         print("BAD", bad)
         sys.exit(1 if bad else 0)
     """)
@@ -208,7 +208,7 @@ def test_tensorrt_without_gpu_is_a_clear_error(tiny):
         create_backend("tensorrt", tiny.onnx).load()
 
 
-@pytest.mark.skipif(TRT.usable, reason="this machine has a usable TensorRT GPU")
+@pytest.mark.skipif(TRT.usable or jax_gpu_status().usable, reason="this machine has a GPU auto would use")
 def test_auto_falls_back_to_cpu_loudly_and_honours_accelerators():
     name, reason = choose_backend("auto", ["*"])
     assert name == "onnxruntime" and "TensorRT not used" in reason

@@ -1,29 +1,54 @@
 #!/usr/bin/env bash
-# One short check of hltrun's GPU code on a machine with an NVIDIA GPU (about 5 minutes at most).
+# One short check of hltrun's GPU code on a machine with an NVIDIA GPU (6 minutes at most, in all).
 #
 #   OUT=/some/folder tools/gpu_check.sh        # logs in $OUT (default ./gpu_out)
 #
-# Prints nvidia-smi and versions; installs wheels carried in .whl/ (no network needed) into
-# /tmp/site; runs tests/test_gpu.py (marker gpu: the real CUDA wrappers' contract, TensorRT when the
-# tensorrt package is importable, ONNX Runtime's CUDA/TensorRT providers when present) and the
-# strict-fake TensorRT tests, then hltbench on the GPU backends (tools/bench_backends.py, figures and
-# plots in $OUT/hltbench). Absent pieces are skipped and named (pytest -rs; hltbench 'Not measured here').
-# Every step runs under `timeout`, so the script never hangs. It needs python3 with numpy, onnx,
-# onnxruntime, pytest, pyyaml; cuda-python (cuda.bindings) or pycuda for the real CUDA checks.
+# The GPU machines have no network: hltrun is installed here from this checkout into /tmp/site
+# (pip --no-index --no-build-isolation: needs setuptools in python3; when that fails, a wheel carried
+# in .whl/ is used, built beforehand on a networked machine with `pip wheel --no-deps -w .whl .`),
+# with any other wheels carried in .whl/ (uproot, awkward, awkward-cpp, cramjam, ...). hltrun
+# imports as `hltrun.*` from /tmp/site; python3 runs with -P so that the checkout's folders never
+# shadow the installed package.
+#
+# Steps (each under `timeout`, and all of them under one 350 s deadline, so the script ends in time):
+#   versions      nvidia-smi, python packages, JAX devices, hltrun's backends and `auto` choice
+#   pytest-gpu    tests marked gpu: tests/test_gpu.py (CUDA wrappers, TensorRT, ORT GPU providers)
+#                 and tests/test_jax_gpu.py (the jax backend on the GPU: agreement with ONNX Runtime
+#                 CPU on every shipped sample, per-bucket executables, device memory, pinned buffers)
+#   pytest-fakes  the strict-fake TensorRT / CUDA tests on this Python
+#   sweep         tools/gpu_sweep.py: both models, batch 1 ... 4096, jax on the GPU and ONNX Runtime
+#                 on the CPU in the same process: latency median/p99, jets/s, H2D/compute/D2H, device
+#                 memory -> $OUT/sweep/sweep.csv, sweep.json
+#   path-*        the shipped path end to end (2000 events): ONNX Runtime on 1 CPU stream, then jax on
+#                 the GPU with 1, 2 and 4 streams -> $OUT/path-*/hltrun.json (events/s, farm projection)
+#   hltbench      the TensorRT / ORT-GPU engines where installed (absent ones are named, not run)
+# Absent pieces are skipped and named (pytest -rs; hltbench 'Not measured here').
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu_out}"
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+SITE="${SITE:-/tmp/site}"
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+# JAX: device memory figures show what the model needs, not XLA's default 75 % preallocation; the
+# buckets compiled by one step are loaded, not compiled again, by the next (persistent cache)
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/hltrun-jax-cache}"
+PY=(python3 -P)
+DEADLINE=$((SECONDS + 350))
+RC=0
 note() { echo "== $*" | tee -a "$SUMMARY"; }
-step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.txt, record rc
+step() {  # step NAME SECONDS COMMAND...: run with a time limit (cut to the deadline), log to $OUT/NAME.txt
     local name=$1 limit=$2; shift 2
+    local left=$((DEADLINE - SECONDS))
+    if [ "$left" -lt 10 ]; then note "$name: NOT RUN (script deadline reached)"; RC=125; return 0; fi
+    [ "$limit" -gt "$left" ] && limit=$left
     local t0=$SECONDS
-    timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.txt" 2>&1
-    local rc=$?
-    note "$name: rc=$rc ($((SECONDS - t0)) s, limit $limit s)$([ $rc -eq 124 ] && echo ' TIMED OUT')"
+    timeout --kill-after=5 "$limit" "$@" > "$OUT/$name.txt" 2>&1
+    RC=$?
+    note "$name: rc=$RC ($((SECONDS - t0)) s, limit $limit s)$([ $RC -eq 124 ] && echo ' TIMED OUT')"
     tail -n 25 "$OUT/$name.txt"
     return 0
 }
@@ -31,20 +56,35 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 note "hltrun GPU check $(date -u +%FT%TZ) on $(hostname), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 step nvidia-smi 20 nvidia-smi
 
-if compgen -G ".whl/*.whl" > /dev/null; then
-    step wheels 90 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-    export PYTHONPATH="$PYTHONPATH:/tmp/site"
+mkdir -p "$SITE"
+carried=$(compgen -G ".whl/*.whl" | grep -v '/hltrun-' || true)
+if [ -n "$carried" ]; then
+    # shellcheck disable=SC2086
+    step wheels 90 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" $carried
 else
     note "no .whl/ wheels carried: using what python3 has"
 fi
+step install-hltrun 120 python3 -m pip install -q --no-deps --no-index --no-build-isolation --no-compile \
+    --upgrade --target "$SITE" .
+if [ "$RC" -ne 0 ]; then
+    own=$(compgen -G ".whl/hltrun-*.whl" | head -n 1 || true)
+    if [ -n "$own" ]; then
+        step install-hltrun-wheel 60 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade \
+            --target "$SITE" "$own"
+    else
+        note "hltrun could not be installed from the checkout and no .whl/hltrun-*.whl is carried: build one with"
+        note "  pip wheel --no-deps -w .whl .   (on a machine with setuptools/network) and copy .whl/ along"
+    fi
+fi
 
-step versions 60 python3 - <<'PY'
+step versions 60 "${PY[@]}" - <<'PY'
 import importlib, sys
 print("python", sys.version.split()[0])
-for name in ("numpy", "onnx", "onnxruntime", "cuda.bindings", "pycuda", "tensorrt", "uproot", "awkward", "yaml", "pytest"):
+for name in ("numpy", "onnx", "onnxruntime", "jax", "jaxlib", "cuda.bindings", "pycuda", "tensorrt", "uproot",
+             "awkward", "yaml", "pytest", "hltrun"):
     try:
         mod = importlib.import_module(name)
-        print(f"{name:14s} {getattr(mod, '__version__', 'present')}")
+        print(f"{name:14s} {getattr(mod, '__version__', 'present')} {getattr(mod, '__file__', '') or ''}")
     except Exception as exc:  # absent or broken: say which
         print(f"{name:14s} ABSENT ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})")
 try:
@@ -53,41 +93,55 @@ try:
 except Exception:
     pass
 try:
+    import jax
+    print("jax devices:", jax.devices())
+except Exception as exc:
+    print("jax devices:", type(exc).__name__, exc)
+try:
     from cuda.bindings import runtime as rt
     err, n = rt.cudaGetDeviceCount()
     print("cuda.bindings.runtime cudaGetDeviceCount:", err, n)
-    err, v = rt.cudaRuntimeGetVersion()
-    print("CUDA runtime version:", err, v)
 except Exception as exc:
     print("cuda.bindings check:", type(exc).__name__, exc)
 try:
-    from hltrun.modules.inference.accelerator import tensorrt_gpu_status
+    from hltrun.modules.inference import backend_names
+    from hltrun.modules.inference.accelerator import choose_backend, jax_gpu_status, tensorrt_gpu_status
+    print("hltrun backends:", backend_names())
     print("hltrun tensorrt_gpu_status:", tensorrt_gpu_status())
+    print("hltrun jax_gpu_status:", jax_gpu_status())
+    print("hltrun auto:", choose_backend("auto", ["*"]))
 except Exception as exc:
     print("hltrun import failed:", type(exc).__name__, exc)
 PY
 
-# real hardware: CUDA wrappers (cuda-python / pycuda), TensorRT, ONNX Runtime GPU providers
-step pytest-gpu 200 python3 -m pytest --noconftest -p no:cacheprovider -q -rs -s -m gpu tests/test_gpu.py \
-    --junitxml="$OUT/pytest-gpu.xml"
-# the strict fakes on this Python (no GPU needed; checks the fake contracts still hold here)
-step pytest-fakes 90 python3 -m pytest --noconftest -p no:cacheprovider -q -rs \
-    tests/test_cuda_wrappers.py tests/test_tensorrt_fake.py --junitxml="$OUT/pytest-fakes.xml"
+# pytest: --import-mode=append and python3 -P keep the checkout's folders behind the installed hltrun
+PYTEST=("${PY[@]}" -m pytest --noconftest -p no:cacheprovider --import-mode=append -q -rs)
+step pytest-gpu 150 "${PYTEST[@]}" -s -m gpu tests/test_gpu.py tests/test_jax_gpu.py --junitxml="$OUT/pytest-gpu.xml"
+step pytest-fakes 60 "${PYTEST[@]}" tests/test_cuda_wrappers.py tests/test_tensorrt_fake.py \
+    --junitxml="$OUT/pytest-fakes.xml"
 
-# the shipped path as a user runs it: backend auto (TensorRT on the GPU when installed, else ONNX Runtime
-# on the CPU, with the reason in the report), 2000 events, reports in $OUT/path
-step shipped-path 120 python3 -m hltrun.framework.cli configs/path.yaml -n 2000 --report-dir "$OUT/path" \
-    modules.out.file="$OUT/path/out.root"
-grep -hE "backend|TensorRT|CPU|fallback|Events total" "$OUT/shipped-path.txt" | head -n 8 | tee -a "$SUMMARY"
+# batch sweep: jax on the GPU beside ONNX Runtime on this host's CPU (one thread), same jets, same process
+step sweep 120 "${PY[@]}" -m hltrun.tools.gpu_sweep --device gpu --onnxruntime --repeat 50 \
+    --batches 1 2 4 8 16 32 64 128 256 512 1024 2048 4096 --out "$OUT/sweep"
 
-# hltbench on every GPU backend (ONNX Runtime CUDA / TensorRT providers, TensorRT fp32 / fp16) beside ONNX
-# Runtime on this host's CPU: latency, peak RSS and GPU memory vs batch size, JSON/CSV/PNG in
-# $OUT/hltbench; a backend not installed here is listed in the output with the reason
-step hltbench 240 python3 tools/bench_backends.py --models conv_vae gcn_vae \
-    --backends ort-fp32 ort-cuda ort-trt trt-fp32 trt-fp16 --batch-sizes 1 9 64 1024 \
-    --min-time 0.2 --mem-jets 2000 --isolate --out "$OUT/hltbench"
+# the shipped path end to end: ONNX Runtime on one CPU stream (the reference), then jax on the GPU
+run_path() {  # run_path NAME BACKEND STREAMS
+    step "path-$1" 60 "${PY[@]}" -m hltrun configs/path.yaml -n 2000 "modules.vae.backend=$2" \
+        "options.numberOfThreads=$3" "options.numberOfStreams=$3" --report-dir "$OUT/path-$1" \
+        "modules.out.file=$OUT/path-$1/out.root"
+    grep -hE "accelerator for|event loop|Events total" "$OUT/path-$1.txt" | head -n 6 | tee -a "$SUMMARY"
+}
+run_path ort-1 onnxruntime 1
+run_path jax-1 jax 1
+run_path jax-2 jax 2
+run_path jax-4 jax 4
+
+# TensorRT / ORT GPU engines, where installed (listed under 'Not measured here' otherwise)
+step hltbench 60 "${PY[@]}" -m hltrun.tools.bench_backends --models conv_vae gcn_vae \
+    --backends ort-fp32 ort-cuda ort-trt trt-fp32 trt-fp16 --batch-sizes 1 64 \
+    --min-time 0.1 --mem-jets 500 --isolate --out "$OUT/hltbench"
 grep -A20 "^Not measured here" "$OUT/hltbench.txt" | tee -a "$SUMMARY"
 
 grep -hE "passed|failed|skipped|error" "$OUT/pytest-gpu.txt" "$OUT/pytest-fakes.txt" | tail -n 4 | tee -a "$SUMMARY"
 grep -h "^SKIPPED" "$OUT/pytest-gpu.txt" | tee -a "$SUMMARY"
-note "logs in $OUT"
+note "total $SECONDS s; logs in $OUT"

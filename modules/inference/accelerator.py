@@ -1,12 +1,15 @@
 """Which backend runs: ``backend: auto`` and ``options.accelerators``, CMSSW-style.
 
 * ``auto`` takes TensorRT when a GPU and the tensorrt package are both there and the job allows
-  ``gpu-nvidia``; otherwise ONNX Runtime on the CPU — loudly (log line + ``job.facts``).
+  ``gpu-nvidia``; else JAX on the GPU when JAX sees a GPU (jax with its CUDA plugin); otherwise ONNX
+  Runtime on the CPU — loudly (log line + ``job.facts``), the reason naming what was missing.
 * An explicit backend is never swapped for another: ``tensorrt`` without a GPU, or a backend the
   accelerators list forbids, is a one-line error.
 
 GPU detection never imports TensorFlow or initialises CUDA contexts it keeps: it looks for the
-packages with ``importlib.util.find_spec`` and asks the driver for a device count.
+packages with ``importlib.util.find_spec`` and asks the driver for a device count. JAX is imported
+only where its CUDA plugin is installed (so a CPU-only machine never pays for it); its GPU context is
+the one the jax backend then uses.
 """
 
 from __future__ import annotations
@@ -48,6 +51,42 @@ def tensorrt_gpu_status() -> GpuStatus:
     return GpuStatus(True, name, name)
 
 
+JAX_CUDA_PLUGINS = ("jax_plugins.xla_cuda13", "jax_plugins.xla_cuda12", "jax_cuda13_plugin", "jax_cuda12_plugin")
+
+
+def _find(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module without a spec
+        return False
+
+
+def _load_jax():  # noqa: ANN202 - the jax module; a seam for tests (a fake keeping jax.devices()' contract)
+    import jax
+
+    return jax
+
+
+@lru_cache(maxsize=1)
+def jax_gpu_status() -> GpuStatus:
+    """Does JAX see an NVIDIA GPU: the jax package, a CUDA plugin, ``jax.devices('gpu')`` non-empty."""
+    if not _find("jax"):
+        return GpuStatus(False, "the jax Python package is not installed")
+    if not any(_find(p) for p in JAX_CUDA_PLUGINS):
+        return GpuStatus(False, "jax has no CUDA plugin installed (pip install 'jax[cuda13]')")
+    try:
+        jax = _load_jax()
+        gpus = list(jax.devices("gpu"))
+    except RuntimeError as exc:  # jax's answer when no GPU platform initialised
+        return GpuStatus(False, f"JAX sees no GPU ({str(exc).splitlines()[0][:160]})")
+    except Exception as exc:  # noqa: BLE001 - a broken plugin: say it, do not crash the choice
+        return GpuStatus(False, f"JAX GPU check failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+    if not gpus:
+        return GpuStatus(False, "JAX sees no GPU")
+    name = getattr(gpus[0], "device_kind", "") or str(gpus[0])
+    return GpuStatus(True, name, name)
+
+
 def allowed(accelerators: Sequence[str]) -> set[str]:
     acc = set(accelerators or ["*"])
     return {CPU, GPU} if "*" in acc else acc
@@ -57,6 +96,8 @@ def backend_device(backend: str, providers: Sequence[str] = ()) -> str:
     """The accelerator a backend configuration needs."""
     if backend == "tensorrt":
         return GPU
+    if backend == "jax":  # device auto: the GPU when JAX sees one
+        return GPU if jax_gpu_status().usable else CPU
     if backend == "onnxruntime" and any(p.lower() in ("cuda", "tensorrt", "cudaexecutionprovider",
                                                       "tensorrtexecutionprovider") for p in providers):
         return GPU
@@ -73,7 +114,10 @@ def choose_backend(requested: str, accelerators: Sequence[str], providers: Seque
             status = tensorrt_gpu_status()
             if status.usable:
                 return "tensorrt", f"auto: TensorRT on {status.gpu_name}"
-            gpu_reason = status.reason
+            jax_status = jax_gpu_status()
+            if jax_status.usable:
+                return "jax", f"auto: JAX on {jax_status.gpu_name} (TensorRT not used: {status.reason})"
+            gpu_reason = f"{status.reason}; JAX GPU not used: {jax_status.reason}"
         else:
             gpu_reason = f"options.accelerators {list(accelerators)} excludes {GPU}"
         if CPU in ok:
@@ -82,8 +126,9 @@ def choose_backend(requested: str, accelerators: Sequence[str], providers: Seque
                           f"but {gpu_reason}")
     need = backend_device(requested, providers)
     if need not in ok:
+        hint = " (JAX sees a GPU here; JAX_PLATFORMS=cpu keeps it on the CPU)" if requested == "jax" and need == GPU else ""
         raise ConfigError(f"{where}: {requested} runs on {need}, which options.accelerators "
-                          f"{list(accelerators)} does not allow")
+                          f"{list(accelerators)} does not allow{hint}")
     if requested == "tensorrt":
         status = tensorrt_gpu_status()
         if not status.usable:

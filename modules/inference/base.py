@@ -63,6 +63,7 @@ class BackendOptions:
     max_batch: int = 1024  # tensorrt optimisation profile max
     opt_batch: int = 9  # tensorrt optimisation profile opt (typical jets per HLT event)
     engine_cache: str | None = None  # tensorrt: folder of built engines
+    device: str = "auto"  # jax: auto (a GPU when JAX sees one, else the CPU) | cpu | gpu
     outputs: list[str] = field(default_factory=lambda: list(OUTPUT_NAMES))
 
 

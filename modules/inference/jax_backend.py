@@ -1,0 +1,306 @@
+"""JAX backend: the shipped ONNX model translated to JAX (``onnx_jax``) and compiled by XLA, on the
+CPU or on an NVIDIA GPU — the GPU engine that is installed on the GPU machines hltrun can reach.
+
+Static shapes per batch bucket: XLA compiles one executable per input shape, so a batch of n jets
+is padded with zero jets to the next power of two (1, 2, 4, ... ``max_batch``) and the result sliced
+back; every bucket is compiled and run once in ``warm_up`` (begin_job), never at an event. Batches
+over ``max_batch`` run in ``max_batch`` chunks (as the TensorRT backend does with its profile).
+Compiled executables are shared by the backends of one process (one per stream) for the same model
+file and device: a compiled XLA executable is immutable and safe to call from several threads, and
+compiling it once per stream would only multiply begin_job time. Each backend keeps its own padded
+host buffers (pinned with ``cudaMallocHost`` through cuda-python on a GPU when it is installed).
+
+Timing: H2D (``jax.device_put`` + wait), compute (the executable + wait) and D2H (``np.asarray`` of
+the outputs) are timed separately with the host clock, waiting for each to finish, into integer
+``counters`` (microseconds, bytes, padded jets) that the scorer's summary and ``hltrun.json`` carry
+and that add over streams. Device memory (``Device.memory_stats()``: in use, peak, limit) is in
+``describe()`` on a GPU; the CPU device has none, and the key is absent.
+
+Device: ``BackendOptions.device`` ``auto`` (a GPU when JAX sees one, else the CPU), ``cpu`` or
+``gpu``. ``JAX_PLATFORMS=cpu`` keeps JAX (and so ``auto``) off a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.extras import need
+
+from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log
+
+DEVICES = ("auto", "cpu", "gpu")
+_COMPILED: dict[tuple[Any, ...], Any] = {}  # (model file identity, device, bucket) -> compiled executable
+_COMPILE_LOCK = threading.Lock()
+
+
+def bucket_sizes(max_batch: int) -> list[int]:
+    """Powers of two up to ``max_batch``, and ``max_batch`` itself when it is not one."""
+    if max_batch < 1:
+        raise ConfigError(f"jax: max_batch {max_batch} must be at least 1")
+    sizes = [1 << k for k in range(max_batch.bit_length()) if (1 << k) <= max_batch]
+    return sizes if sizes[-1] == max_batch else [*sizes, max_batch]
+
+
+def bucket_for(n: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket holding n jets (n <= buckets[-1])."""
+    for b in buckets:
+        if b >= n:
+            return b
+    raise ModuleError(f"jax: batch of {n} jets over the largest bucket {buckets[-1]}")
+
+
+def gpu_devices(jax: Any) -> list[Any]:
+    """JAX's GPU devices, [] when it has no GPU platform (``jax.devices('gpu')`` raises then)."""
+    for name in ("gpu", "cuda"):
+        try:
+            return list(jax.devices(name))
+        except RuntimeError:
+            continue
+    return []
+
+
+def compile_cache_size() -> int:
+    """Executables compiled in this process (for tests and the bench: one per model, device, bucket)."""
+    return len(_COMPILED)
+
+
+class JaxBackend(InferenceBackend):
+    name = "jax"
+    model_suffixes = (".onnx",)
+    device = "cpu"
+
+    def _load(self) -> None:
+        jax = need("jax", f"jax: running {self.model_path} on JAX")
+        need("onnx", f"jax: reading {self.model_path}")
+        from .onnx_jax import translate
+
+        self.jax = jax
+        self.compile_cache = self._compile_cache(jax)
+        self.jax_device = self._pick_device(jax)
+        self.device = "cpu" if self.jax_device.platform == "cpu" else "gpu-nvidia"
+        self.graph = translate(self.model_path)
+        if self.graph.input_dtype != np.float32:
+            raise ModuleError(f"jax: model {self.model_path} input {self.graph.input_name!r} is "
+                              f"{self.graph.input_dtype}, expected float32")
+        if self.options.precision not in ("auto", "fp32"):
+            raise ModuleError(f"jax: precision {self.options.precision!r} not supported (fp32 only)")
+        self.precision = "fp32"
+        self.max_batch = int(self.options.max_batch)
+        self.buckets = bucket_sizes(self.max_batch)
+        try:  # trace once at batch 1: attribute values the translator refuses fail now, not at warm-up
+            jax.eval_shape(self.graph.fn, jax.ShapeDtypeStruct((1, N_CONSTITUENTS, N_FEATURES), np.float32))
+        except ModuleError:
+            raise
+        except Exception as exc:
+            raise ModuleError(f"jax: cannot translate model {self.model_path}: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
+        st = self.model_path.resolve().stat()
+        self._key = (str(self.model_path.resolve()), st.st_mtime_ns, st.st_size, self.jax_device.platform,
+                     self.jax_device.id)
+        self._index = {name: i for i, name in enumerate(self.graph.output_names)}
+        self._compiled: dict[int, Any] = {}
+        self._host: dict[int, np.ndarray] = {}
+        self._dirty: dict[int, int] = {}  # rows of each host buffer that may hold old jets
+        self._pinned: Any = None
+        self._pinned_raw: list[np.ndarray] = []
+        self._pinned_failed = False
+        self.warm_up_s = 0.0
+        self.counters.update({"h2d_bytes": 0, "h2d_us": 0, "compute_us": 0, "d2h_bytes": 0, "d2h_us": 0,
+                              "padded_jets": 0, "chunks": 0})
+
+    def _compile_cache(self, jax: Any) -> str | None:
+        """JAX's persistent compilation cache, so that the next job loads the buckets' executables
+        (measured here: conv_vae, 5 buckets, 17 s compiling -> 1.8 s loading on the CPU). The folder:
+        ``engine_cache`` when set (the option TensorRT keeps its engines in), else one JAX was already
+        given (``JAX_COMPILATION_CACHE_DIR``), else ``$XDG_CACHE_HOME/hltrun/jax``. An unwritable folder
+        only turns the cache off."""
+        current = jax.config.jax_compilation_cache_dir
+        if current and not self.options.engine_cache:
+            return str(current)
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = self.options.engine_cache or os.path.join(base, "hltrun", "jax")
+        try:
+            enable_compile_cache(path)
+        except OSError as exc:
+            log.warning("jax: compilation cache %s not usable (%s); every job compiles", path, exc,
+                        extra={"once": True})
+            return None
+        return str(path)
+
+    def _pick_device(self, jax: Any) -> Any:
+        want = str(getattr(self.options, "device", "auto")).lower()
+        if want not in DEVICES:
+            raise ConfigError(f"jax: device {want!r} (allowed: {', '.join(DEVICES)})")
+        gpus = gpu_devices(jax) if want != "cpu" else []
+        if want == "gpu" and not gpus:
+            raise ModuleError(f"jax: device gpu requested for {self.model_path}, but JAX sees no GPU "
+                              f"(platforms: {sorted({d.platform for d in jax.devices()})}); install jax[cuda13] "
+                              f"on a machine with an NVIDIA GPU, or use device cpu")
+        return gpus[0] if gpus else jax.devices("cpu")[0]
+
+    # ------------------------------------------------------------------ compile and warm up
+    def _executable(self, bucket: int) -> Any:
+        """The compiled executable for one bucket (compiled once per process, model and device)."""
+        key = (*self._key, bucket)
+        with _COMPILE_LOCK:
+            exe = _COMPILED.get(key)
+            if exe is None:
+                jax = self.jax
+                spec = jax.ShapeDtypeStruct((bucket, N_CONSTITUENTS, N_FEATURES), np.float32,
+                                            sharding=jax.sharding.SingleDeviceSharding(self.jax_device))
+                exe = jax.jit(self.graph.fn).lower(spec).compile()
+                _COMPILED[key] = exe
+        return exe
+
+    def _host_buffer(self, bucket: int) -> np.ndarray:
+        """Zeroed (bucket, 100, 3) float32 host buffer, page-locked on a GPU when cuda-python is there."""
+        if self.device != "cpu" and self._pinned is None:
+            self._pinned = self._pinned_api()
+        n = bucket * N_CONSTITUENTS * N_FEATURES
+        buf = None
+        if self._pinned:
+            try:
+                buf = self._pinned.host_empty(n, np.float32)
+            except Exception as exc:  # noqa: BLE001 - page-locked memory refused: pageable, said once
+                log.warning("jax: cudaMallocHost of %d bytes failed (%s); host buffers not pinned", 4 * n, exc,
+                            extra={"once": True})
+                self._pinned_failed = True
+            else:
+                buf[:] = 0.0
+                self._pinned_raw.append(buf)  # the array cudaMallocHost's pointer is filed under, for close()
+        if buf is None:
+            buf = np.zeros(n, np.float32)
+        return buf.reshape(bucket, N_CONSTITUENTS, N_FEATURES)
+
+    def _pinned_api(self) -> Any:
+        """cuda-python's cudaMallocHost (the TensorRT backend's wrapper), or False: pageable buffers."""
+        try:
+            from .tensorrt_backend import CudaPythonApi
+
+            return CudaPythonApi()
+        except Exception as exc:  # noqa: BLE001 - no cuda-python: pageable host memory, said in describe()
+            log.info("jax: host buffers not pinned (%s)", exc, extra={"once": True})
+            return False
+
+    def warm_up(self, batch_sizes: Sequence[int] = (1, 9)) -> None:
+        """Compile every bucket and run zeros through it once (device allocations, first-call set-up),
+        then the base class's check of the requested sizes; none of it counts as job work."""
+        saved = dict(self.counters)
+        t0 = time.perf_counter()
+        for b in self.buckets:
+            try:
+                self._compiled[b] = self._executable(b)
+                self._host[b] = self._host_buffer(b)
+                self._dirty[b] = 0
+                self._run_chunk(np.zeros((b, N_CONSTITUENTS, N_FEATURES), np.float32), None, 0)
+            except (ModuleError, ConfigError):
+                raise
+            except Exception as exc:
+                raise ModuleError(f"jax: model {self.model_path} failed to compile for a batch of {b} jets: "
+                                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+                                  ) from exc
+        self.warm_up_s = time.perf_counter() - t0
+        self.counters.update(saved)
+        super().warm_up(batch_sizes)
+        log.info("jax: %s compiled and warmed up for batches %s on %s in %.1f s", self.model_path.name,
+                 self.buckets, self.jax_device, self.warm_up_s, extra={"once": True})
+
+    # ------------------------------------------------------------------ run
+    def _input_shape(self) -> tuple[Any, ...]:
+        return self.graph.input_shape
+
+    def _output_names(self) -> Sequence[str]:
+        return self.graph.output_names
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if not self._compiled:
+            raise ModuleError(f"jax: run() before warm_up() for model {self.model_path}: buckets are compiled "
+                              f"at warm-up, never at an event")
+        out = {k: np.empty(len(x), np.float32) for k in self.output_names}
+        for start in range(0, len(x), self.max_batch):
+            self._run_chunk(x[start:start + self.max_batch], out, start)
+        return out
+
+    def _run_chunk(self, x: np.ndarray, out: dict[str, np.ndarray] | None, start: int) -> None:
+        """Pad into the bucket's host buffer, copy to the device, run, copy back; each part timed."""
+        jax, c = self.jax, self.counters
+        m = len(x)
+        b = bucket_for(m, self.buckets)
+        buf = self._host[b]
+        buf[:m] = x
+        if self._dirty[b] > m:
+            buf[m:self._dirty[b]] = 0.0  # zero jets as padding: rows the previous batch left behind
+        self._dirty[b] = m
+        t0 = time.perf_counter_ns()
+        xd = jax.device_put(buf, self.jax_device)
+        xd.block_until_ready()
+        t1 = time.perf_counter_ns()
+        ys = self._compiled[b](xd)
+        jax.block_until_ready(ys)
+        t2 = time.perf_counter_ns()
+        host = [np.asarray(y) for y in ys]
+        t3 = time.perf_counter_ns()
+        if out is not None:
+            for name in self.output_names:
+                out[name][start:start + m] = host[self._index[name]][:m]
+        c["chunks"] += 1
+        c["padded_jets"] += b - m
+        c["h2d_bytes"] += buf.nbytes
+        c["h2d_us"] += (t1 - t0) // 1000
+        c["compute_us"] += (t2 - t1) // 1000
+        c["d2h_bytes"] += sum(h.nbytes for h in host)
+        c["d2h_us"] += (t3 - t2) // 1000
+
+    # ------------------------------------------------------------------ describe, close
+    def device_memory(self) -> dict[str, int] | None:
+        """The device allocator's figures (bytes in use, peak, limit ...), None where the device has
+        none (JAX's CPU device returns None)."""
+        try:
+            stats = self.jax_device.memory_stats()
+        except Exception:  # noqa: BLE001 - a platform without allocator statistics
+            return None
+        if not stats:
+            return None
+        keys = ("bytes_in_use", "peak_bytes_in_use", "bytes_reserved", "peak_bytes_reserved", "bytes_limit",
+                "largest_alloc_size", "num_allocs")
+        return {k: int(stats[k]) for k in keys if k in stats}
+
+    def _describe(self) -> dict[str, Any]:
+        import jaxlib
+
+        desc: dict[str, Any] = {
+            "versions": {"jax": self.jax.__version__, "jaxlib": jaxlib.__version__},
+            "jax_device": str(self.jax_device), "device_kind": self.jax_device.device_kind,
+            "precision": self.precision, "buckets": list(self.buckets), "warm_up_s": round(self.warm_up_s, 3),
+            "pinned_host_buffers": bool(self._pinned) and not self._pinned_failed, "input": self.graph.input_name,
+            "compile_cache": self.compile_cache,
+        }
+        memory = self.device_memory()
+        if memory is not None:
+            desc["device_memory"] = memory
+        return desc
+
+    def close(self) -> None:
+        """Free pinned host buffers (device buffers are JAX's, freed with their arrays)."""
+        if getattr(self, "_pinned", None) and self._pinned_raw:
+            self._host = {}
+            self._pinned.free(self._pinned_raw, [])
+            self._pinned_raw = []
+        self._host, self._compiled = {}, {}
+
+
+def enable_compile_cache(path: str | os.PathLike[str]) -> None:
+    """JAX's persistent compilation cache in ``path`` (process-wide): a later process loads the
+    buckets' executables instead of compiling them again."""
+    import jax
+
+    Path(path).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

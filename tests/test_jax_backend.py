@@ -1,0 +1,502 @@
+"""The jax backend on the CPU device: the tests CI runs (they never skip; jax is in the ``test``
+extra). The ONNX -> JAX translator is checked op by op against ONNX Runtime on small graphs (the
+attributes the shipped models use and the ONNX defaults around them), the backend against ONNX
+Runtime on every jet of every shipped sample at the model card's working points, the bucket padding
+and chunking, the one-line errors, ``auto`` with a fake JAX that has a GPU, and the shipped path end to
+end. CUDA-specific checks are in tests/test_gpu.py (marker ``gpu``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import jax
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.modules.inference import BackendOptions, backend_class, create_backend
+from hltrun.modules.inference import accelerator
+from hltrun.modules.inference.jax_backend import JaxBackend, bucket_for, bucket_sizes, compile_cache_size
+from hltrun.modules.inference.onnx_jax import OPS, translate
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "data" / "models"
+SAMPLES = sorted((REPO / "data").glob("*.root"))
+MAX_BATCH = 64  # 7 buckets: enough to exercise padding and chunking, cheap to compile on a CI CPU
+
+
+def _jets(n: int, seed: int = 0) -> np.ndarray:
+    from tests.tiny_models import jets
+
+    return jets(n, seed)
+
+
+@pytest.fixture(scope="module")
+def backends() -> dict[str, SimpleNamespace]:
+    """Per shipped model: the jax backend (CPU, max_batch 64) and ONNX Runtime, both warmed up."""
+    out = {}
+    for model in ("conv_vae", "gcn_vae"):
+        path = MODELS / f"{model}.onnx"
+        j = create_backend("jax", path, BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
+        j.warm_up()
+        o = create_backend("onnxruntime", path).load()
+        o.warm_up()
+        out[model] = SimpleNamespace(jax=j, ort=o)
+    return out
+
+
+def _model(nodes, inputs, outputs, inits=(), opset: int = 17) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def _save(m: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(m, str(path))
+    return path
+
+
+def _jet_model(path: Path, shape=("N", 100, 3), extra_node=None) -> Path:
+    """A valid (N,100,3) -> score, kl model: score = sum of pT, kl = sum of eta (plus an optional node)."""
+    x = helper.make_tensor_value_info("jets", TensorProto.FLOAT, list(shape))
+    nodes = [helper.make_node("ReduceSum", ["jets", "axes"], ["s3"], keepdims=0),
+             helper.make_node("Slice", ["s3", "two", "three", "one"], ["s1"]),
+             helper.make_node("Squeeze", ["s1", "one"], ["score"]),
+             helper.make_node("Slice", ["s3", "zero", "one", "one"], ["k1"]),
+             helper.make_node("Squeeze", ["k1", "one"], ["kl"])]
+    if extra_node is not None:
+        nodes.append(extra_node)
+    inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in
+             (("zero", 0), ("one", 1), ("two", 2), ("three", 3))]
+    inits.append(helper.make_tensor("axes", TensorProto.INT64, [1], [1]))
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"]) for n in ("score", "kl")]
+    if extra_node is not None:
+        outs.append(helper.make_tensor_value_info(extra_node.output[0], TensorProto.FLOAT, None))
+    return _save(_model(nodes, [x], outs, inits), path)
+
+
+# ---------------------------------------------------------------------- registry, buckets
+def test_registered_as_jax():
+    assert backend_class("jax") is JaxBackend and JaxBackend.model_suffixes == (".onnx",)
+
+
+def test_bucket_sizes_are_powers_of_two_up_to_max_batch():
+    assert bucket_sizes(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert bucket_sizes(1) == [1]
+    assert bucket_sizes(100) == [1, 2, 4, 8, 16, 32, 64, 100]
+    assert [bucket_for(n, bucket_sizes(64)) for n in (1, 2, 3, 9, 33, 64)] == [1, 2, 4, 16, 64, 64]
+    with pytest.raises(ModuleError, match="over the largest bucket 64"):
+        bucket_for(65, bucket_sizes(64))
+    with pytest.raises(ConfigError, match="at least 1"):
+        bucket_sizes(0)
+
+
+# ---------------------------------------------------------------------- the translator, op by op
+def _f(name: str, shape) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+
+def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
+    return onnx.numpy_helper.from_array(np.asarray(arr), name)
+
+
+RNG = np.random.default_rng(7)
+W2 = RNG.normal(size=(4, 3, 3, 3)).astype(np.float32)  # Conv (O, I, kh, kw)
+WT = RNG.normal(size=(3, 2, 3, 2)).astype(np.float32)  # ConvTranspose (I, O, kh, kw)
+B4 = RNG.normal(size=(4,)).astype(np.float32)
+B2 = RNG.normal(size=(2,)).astype(np.float32)
+I64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+
+# (id, nodes, input shape, initializers): one output "y", compared with ONNX Runtime
+OP_CASES = [
+    ("conv-default", [helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3, 3])], (2, 3, 7, 6),
+     [_init("w", W2), _init("b", B4)]),
+    ("conv-pads-strides-dil", [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 0, 2, 1], strides=[2, 1],
+                                                dilations=[1, 2])], (2, 3, 9, 8), [_init("w", W2)]),
+    ("conv-same-upper", [helper.make_node("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER", strides=[2, 2])],
+     (1, 3, 7, 6), [_init("w", W2)]),
+    ("convT-default", [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"])], (2, 3, 5, 4),
+     [_init("w", WT), _init("b", B2)]),
+    ("convT-strides-pads-outpad", [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 3],
+                                                    pads=[1, 0, 0, 1], output_padding=[1, 2])],
+     (2, 3, 5, 4), [_init("w", WT)]),
+    ("avgpool", [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[1, 2], strides=[1, 2])],
+     (2, 3, 4, 9), []),
+    ("avgpool-pads-exclude", [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+     (2, 3, 5, 5), []),
+    ("avgpool-pads-include", [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                                               count_include_pad=1)], (2, 3, 5, 5), []),
+    ("slice-neg-step", [helper.make_node("Slice", ["x", "s", "e", "a", "st"], ["y"])], (4, 6, 5),
+     [_init("s", I64(-1, 1)), _init("e", I64(-100, 1000)), _init("a", I64(1, 2)), _init("st", I64(-2, 2))]),
+    ("reshape-0-minus1", [helper.make_node("Reshape", ["x", "s"], ["y"])], (3, 4, 5), [_init("s", I64(0, -1))]),
+    ("transpose-default", [helper.make_node("Transpose", ["x"], ["y"])], (2, 3, 4), []),
+    ("tile-concat", [helper.make_node("Tile", ["x", "r"], ["t"]),
+                     helper.make_node("Concat", ["t", "x2"], ["y"], axis=-1)], (2, 3),
+     [_init("r", I64(1, 2)), _init("x2", RNG.normal(size=(2, 1)).astype(np.float32))]),
+    ("reducemin-attr", [helper.make_node("ReduceMin", ["x"], ["y"], axes=[1], keepdims=0)], (3, 4, 5), []),
+    ("reducesum-noop", [helper.make_node("ReduceSum", ["x"], ["y"], noop_with_empty_axes=1)], (3, 4), []),
+    ("reducesum-all", [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)], (3, 4), []),
+    ("squeeze-unsqueeze", [helper.make_node("Unsqueeze", ["x", "a"], ["u"]),
+                           helper.make_node("Squeeze", ["u"], ["y"])], (3, 4), [_init("a", I64(0, -1))]),
+    ("shape-constofshape", [helper.make_node("Shape", ["x"], ["s"]),
+                            helper.make_node("ConstantOfShape", ["s"], ["c"],
+                                             value=helper.make_tensor("v", TensorProto.FLOAT, [1], [2.5])),
+                            helper.make_node("Mul", ["x", "c"], ["y"])], (3, 4), []),
+    ("elementwise", [helper.make_node("Abs", ["x"], ["a"]), helper.make_node("Add", ["a", "x"], ["b"]),
+                     helper.make_node("Sqrt", ["a"], ["c"]), helper.make_node("Log", ["c"], ["d"]),
+                     helper.make_node("Exp", ["d"], ["e"]), helper.make_node("Tanh", ["e"], ["f"]),
+                     helper.make_node("Reciprocal", ["f"], ["g"]), helper.make_node("Div", ["g", "b"], ["h"]),
+                     helper.make_node("Sub", ["h", "x"], ["i"]), helper.make_node("Max", ["i", "x", "a"], ["j"]),
+                     helper.make_node("Min", ["i", "a", "x"], ["k"]), helper.make_node("Add", ["j", "k"], ["y"])],
+     (4, 5), []),
+    ("compare-cast-not", [helper.make_node("Greater", ["x", "z"], ["g"]), helper.make_node("Less", ["x", "z"], ["l"]),
+                          helper.make_node("Not", ["l"], ["n"]), helper.make_node("Cast", ["g"], ["gf"], to=1),
+                          helper.make_node("Cast", ["n"], ["nf"], to=1), helper.make_node("Add", ["gf", "nf"], ["y"])],
+     (4, 5), [_init("z", np.float32(0.1))]),
+    ("matmul-batched", [helper.make_node("MatMul", ["x", "w"], ["y"])], (2, 3, 4),
+     [_init("w", RNG.normal(size=(4, 5)).astype(np.float32))]),
+    ("gemm-transB", [helper.make_node("Gemm", ["x", "w", "c"], ["y"], transB=1, alpha=0.5, beta=2.0)], (3, 4),
+     [_init("w", RNG.normal(size=(5, 4)).astype(np.float32)), _init("c", RNG.normal(size=(5,)).astype(np.float32))]),
+    ("gather-neg-softmax", [helper.make_node("Gather", ["x", "i"], ["g"], axis=1),
+                            helper.make_node("Softmax", ["g"], ["y"], axis=-1)], (3, 5, 4), [_init("i", I64(-1, 0))]),
+    ("elu-sigmoid-relu-where", [helper.make_node("Elu", ["x"], ["e"], alpha=0.7), helper.make_node("Sigmoid", ["e"], ["s"]),
+                                helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Greater", ["x", "z"], ["c"]),
+                                helper.make_node("Where", ["c", "s", "r"], ["y"])], (4, 5), [_init("z", np.float32(0))]),
+]
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=[c[0] for c in OP_CASES])
+def test_translator_matches_onnxruntime_op_by_op(case, tmp_path):
+    _, nodes, shape, inits = case
+    m = _model(nodes, [_f("x", shape)], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    x = RNG.normal(size=shape).astype(np.float32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    got = np.asarray(jax.jit(translate(tmp_path / "m.onnx", m).fn)(x)[0])
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_integer_div_truncates_toward_zero(tmp_path):
+    a = helper.make_tensor_value_info("a", TensorProto.INT64, [4])
+    m = _model([helper.make_node("Div", ["a", "b"], ["y"])], [a],
+               [helper.make_tensor_value_info("y", TensorProto.INT64, [4])], [_init("b", I64(2, -2, 2, -2))])
+    x = I64(7, 7, -7, -7)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"a": x})[0]
+    assert list(np.asarray(translate(tmp_path / "m.onnx", m).fn(x)[0])) == list(ref) == [3, -3, -3, 3]
+
+
+def test_shipped_models_use_only_translated_ops():
+    for model in ("conv_vae", "gcn_vae"):
+        ops = {n.op_type for n in onnx.load(str(MODELS / f"{model}.onnx")).graph.node}
+        assert ops <= set(OPS), ops - set(OPS)
+
+
+# ---------------------------------------------------------------------- agreement on the shipped samples
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
+def test_agrees_with_onnxruntime_on_every_shipped_sample(backends, model):
+    """Every jet of every shipped sample (all events, the two leading jets each): score and kl within
+    1e-4 relative of ONNX Runtime CPU, and not one decision changed at the card's working points
+    (per jet, at the event-level and jet-level cuts of both background efficiencies)."""
+    from hltrun.modules.models.preprocess import load_jets
+
+    assert len(SAMPLES) >= 4, SAMPLES
+    card = json.loads((MODELS / "thresholds.json").read_text())[model]
+    cuts = {k: float(v) for k, v in card.items() if isinstance(v, (int, float))}
+    assert {"bkg_eff_1e-2", "bkg_eff_1e-3"} <= set(cuts)
+    b = backends[model]
+    for sample in SAMPLES:
+        x = load_jets(str(sample))[0]
+        got, ref = b.jax.run(x), b.ort.run(x)
+        assert got["valid"].all() and ref["valid"].all()
+        for key in ("score", "kl"):
+            rel = np.abs(got[key] - ref[key]) / np.maximum(np.abs(ref[key]), 1e-30)
+            assert rel.max() <= 1e-4, f"{model} {sample.name} {key}: max relative difference {rel.max():.2e}"
+        for name, cut in cuts.items():
+            changed = int(np.count_nonzero((got["score"] > cut) != (ref["score"] > cut)))
+            assert changed == 0, f"{model} {sample.name}: {changed} decision(s) changed at {name} = {cut}"
+
+
+# ---------------------------------------------------------------------- buckets: padding and chunking
+@pytest.mark.parametrize("n", [1, 3, 9, 64, 200])
+def test_bucket_padding_and_chunking(backends, n):
+    """1, 3, 9, 64 jets pad to 1, 4, 16, 64; 200 > max_batch runs as 64+64+64+8 (chunks, as TensorRT):
+    the same scores as ONNX Runtime, and no compilation at run time."""
+    b = backends["conv_vae"]
+    x = _jets(n, seed=n)
+    compiled = compile_cache_size()
+    before = dict(b.jax.counters)
+    got, ref = b.jax.run(x), b.ort.run(x)
+    np.testing.assert_allclose(got["score"], ref["score"], rtol=1e-4)
+    np.testing.assert_allclose(got["kl"], ref["kl"], rtol=1e-4)
+    chunks = [MAX_BATCH] * (n // MAX_BATCH) + ([n % MAX_BATCH] if n % MAX_BATCH else [])
+    padded = sum(bucket_for(m, bucket_sizes(MAX_BATCH)) - m for m in chunks)
+    assert b.jax.counters["chunks"] - before["chunks"] == len(chunks)
+    assert b.jax.counters["padded_jets"] - before["padded_jets"] == padded
+    assert b.jax.counters["jets"] - before["jets"] == n
+    assert compile_cache_size() == compiled
+
+
+def test_padding_rows_are_zeroed_between_batches(backends):
+    """A smaller batch in the same bucket after a larger one: the old jets are not left as padding."""
+    b = backends["gcn_vae"]
+    b.jax.run(_jets(7, seed=1))
+    b.jax.run(_jets(5, seed=2))
+    assert not b.jax._host[8][5:].any()
+
+
+def test_counters_and_describe(backends):
+    j = backends["gcn_vae"].jax
+    desc = j.describe()
+    assert desc["backend"] == "jax" and desc["device"] == "cpu" and desc["precision"] == "fp32"
+    assert desc["buckets"] == bucket_sizes(MAX_BATCH) and desc["versions"]["jax"] == jax.__version__
+    assert "device_memory" not in desc  # the CPU device has no allocator statistics
+    fresh = create_backend("jax", MODELS / "gcn_vae.onnx", BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
+    fresh.warm_up()
+    assert fresh.counters["calls"] == 0 and fresh.counters["chunks"] == 0  # warm-up is not job work
+    fresh.run(_jets(3))
+    c = fresh.counters
+    assert c["chunks"] == 1 and c["h2d_bytes"] == 4 * 100 * 3 * 4 and c["d2h_bytes"] == 2 * 4 * 4
+    assert all(isinstance(c[k], int) for k in ("h2d_us", "compute_us", "d2h_us"))
+
+
+def test_run_before_warm_up_is_an_error():
+    b = create_backend("jax", MODELS / "gcn_vae.onnx", BackendOptions(max_batch=4, device="cpu")).load()
+    with pytest.raises(ModuleError, match="run\\(\\) before warm_up\\(\\)"):
+        b.run(_jets(2))
+
+
+# ---------------------------------------------------------------------- errors, one line each
+def test_unsupported_op_is_one_line_naming_op_and_model(tmp_path):
+    path = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("HardSigmoid", ["jets"], ["hs"]))
+    with pytest.raises(ModuleError) as info:
+        create_backend("jax", path).load()
+    msg = str(info.value)
+    assert "\n" not in msg and "HardSigmoid" in msg and str(path) in msg and "onnxruntime" in msg
+
+
+def test_wrong_input_shape_is_the_shared_error(tmp_path):
+    path = _jet_model(tmp_path / "wrong.onnx", shape=("N", 50, 3))
+    with pytest.raises(ModuleError, match=rf"model {path} takes input of shape \(N, 50, 3\)"):
+        create_backend("jax", path).load()
+    fixed = _jet_model(tmp_path / "fixed.onnx", shape=(4, 100, 3))
+    with pytest.raises(ModuleError, match="takes a fixed batch of 4 jet"):
+        create_backend("jax", fixed).load()
+
+
+def test_small_valid_model_runs_and_bad_batch_shape_is_one_line(tmp_path):
+    path = _jet_model(tmp_path / "ok.onnx")
+    b = create_backend("jax", path, BackendOptions(max_batch=4, device="cpu")).load()
+    b.warm_up()
+    x = _jets(6)
+    out = b.run(x)
+    np.testing.assert_allclose(out["score"], x[..., 2].sum(axis=1), rtol=1e-6)
+    with pytest.raises(ModuleError, match=r"batch of shape \(2, 50, 3\), expected \(N, 100, 3\)"):
+        b.run(np.zeros((2, 50, 3), np.float32))
+
+
+def test_device_option(tmp_path):
+    path = _jet_model(tmp_path / "ok.onnx")
+    with pytest.raises(ConfigError, match="device 'tpu'"):
+        create_backend("jax", path, BackendOptions(device="tpu")).load()
+    from hltrun.modules.inference.jax_backend import gpu_devices
+
+    if gpu_devices(jax):  # a GPU machine (tools/gpu_check.sh): gpu is granted
+        assert create_backend("jax", path, BackendOptions(device="gpu")).load().device == "gpu-nvidia"
+    else:
+        with pytest.raises(ModuleError, match="device gpu requested .* JAX sees no GPU"):
+            create_backend("jax", path, BackendOptions(device="gpu")).load()
+    assert create_backend("jax", path, BackendOptions(device="cpu")).load().device == "cpu"
+
+
+# ---------------------------------------------------------------------- auto, with a fake JAX
+class _FakeDevice:
+    def __init__(self, platform: str, kind: str, id: int = 0) -> None:
+        self.platform, self.device_kind, self.id = platform, kind, id
+
+
+class _FakeJax:
+    """Keeps jax.devices()' contract: a list of devices; a platform it does not have raises RuntimeError."""
+
+    def __init__(self, gpus: int) -> None:
+        self._devices = {"cpu": [_FakeDevice("cpu", "cpu")],
+                         "gpu": [_FakeDevice("gpu", "NVIDIA H100 80GB HBM3", i) for i in range(gpus)]}
+
+    def devices(self, backend: str | None = None) -> list[_FakeDevice]:
+        if backend is None:
+            return self._devices["gpu"] or self._devices["cpu"]
+        if not self._devices.get(backend):
+            raise RuntimeError(f"Unknown backend: '{backend}' requested, but no platforms that are instances of "
+                               f"{backend} are present. Platforms present are: cpu")
+        return self._devices[backend]
+
+
+@pytest.fixture
+def fake_jax(monkeypatch):
+    def install(gpus: int) -> None:
+        monkeypatch.setattr(accelerator, "tensorrt_gpu_status",
+                            lambda: accelerator.GpuStatus(False, "the tensorrt Python package is not installed"))
+        monkeypatch.setattr(accelerator, "_find", lambda name: name in ("jax", "jax_plugins.xla_cuda13"))
+        monkeypatch.setattr(accelerator, "_load_jax", lambda: _FakeJax(gpus))
+        accelerator.jax_gpu_status.cache_clear()
+
+    yield install
+    accelerator.jax_gpu_status.cache_clear()
+
+
+def test_auto_picks_jax_on_a_gpu_without_tensorrt(fake_jax):
+    fake_jax(1)
+    name, reason = accelerator.choose_backend("auto", ["*"])
+    assert name == "jax"
+    assert reason == "auto: JAX on NVIDIA H100 80GB HBM3 (TensorRT not used: the tensorrt Python package is not installed)"
+    assert accelerator.choose_backend("jax", ["gpu-nvidia"])[0] == "jax"
+    # the CPU only: auto keeps ONNX Runtime; an explicit jax that would land on the GPU is refused, with the way out
+    assert accelerator.choose_backend("auto", ["cpu"])[0] == "onnxruntime"
+    with pytest.raises(ConfigError, match=r"jax runs on gpu-nvidia.*\['cpu'\].*JAX_PLATFORMS=cpu"):
+        accelerator.choose_backend("jax", ["cpu"])
+
+
+def test_auto_without_a_jax_gpu_keeps_onnxruntime_and_says_why(fake_jax):
+    fake_jax(0)
+    name, reason = accelerator.choose_backend("auto", ["*"])
+    assert name == "onnxruntime"
+    assert "TensorRT not used: the tensorrt Python package is not installed" in reason
+    assert "JAX GPU not used: JAX sees no GPU (Unknown backend: 'gpu'" in reason
+    assert accelerator.choose_backend("jax", ["cpu"]) == ("jax", "jax on cpu (explicit)")
+
+
+def test_auto_never_imports_jax_without_a_cuda_plugin(monkeypatch):
+    monkeypatch.setattr(accelerator, "tensorrt_gpu_status",
+                        lambda: accelerator.GpuStatus(False, "the tensorrt Python package is not installed"))
+    monkeypatch.setattr(accelerator, "_find", lambda name: name == "jax")
+    monkeypatch.setattr(accelerator, "_load_jax", lambda: pytest.fail("jax imported without a CUDA plugin"))
+    accelerator.jax_gpu_status.cache_clear()
+    try:
+        name, reason = accelerator.choose_backend("auto", ["*"])
+    finally:
+        accelerator.jax_gpu_status.cache_clear()
+    assert name == "onnxruntime" and "jax has no CUDA plugin installed" in reason
+
+
+# ---------------------------------------------------------------------- the shipped path, end to end
+@pytest.mark.slow
+def test_shipped_path_on_jax_decides_as_onnxruntime(tmp_path):
+    """``hltrun configs/path.yaml -n 50 modules.vae.backend=jax`` (max_batch 8: the path sends 2 jets per
+    event, 4 buckets compile quicker) against the same command on onnxruntime: hltdiff finds no
+    difference, and the trigger counts agree."""
+    results = {}
+    for backend in ("onnxruntime", "jax"):
+        d = tmp_path / backend
+        cmd = [sys.executable, "-m", "hltrun", str(REPO / "configs" / "path.yaml"), "-n", "50",
+               f"modules.vae.backend={backend}", "modules.vae.max_batch=8", f"modules.out.file={d / 'out.root'}",
+               "modules.out.select_events=[]", "--report-dir", str(d / "rep")]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        job = json.loads((d / "rep" / "hltrun.json").read_text())["job"]
+        results[backend] = job
+        assert job["module_summaries"]["vae"]["backend"]["backend"] == backend
+    jx = results["jax"]["module_summaries"]["vae"]
+    assert jx["chunks"] == 50 and jx["compute_us"] > 0 and jx["backend"]["buckets"] == [1, 2, 4, 8]
+    diff = subprocess.run([sys.executable, "-m", "hltrun.tools.hltdiff", str(tmp_path / "onnxruntime" / "out.root"),
+                           str(tmp_path / "jax" / "out.root")], capture_output=True, text=True, timeout=300)
+    assert diff.returncode == 0, diff.stdout[-2000:] + diff.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------- the sweep tool, on the CPU
+def test_gpu_sweep_runs_on_cpu(backends, tmp_path):
+    """tools/gpu_sweep.py's tiny CPU configuration (the one gpu_check.sh scales up): every row written,
+    with the H2D/compute/D2H split; no device memory on the CPU. No timing is asserted."""
+    import csv
+
+    from hltrun.tools.gpu_sweep import main
+
+    assert main(["--device", "cpu", "--batches", "1", "64", "--repeat", "3", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert [(r["engine"], r["model"], r["batch"]) for r in rows] == [
+        ("jax", m, b) for m in ("conv_vae", "gcn_vae") for b in ("1", "64")]
+    for r in rows:
+        assert r["device"] == "cpu" and float(r["median_ms"]) > 0 and float(r["jets_per_s"]) > 0
+        assert r["h2d_ms"] != "" and r["compute_ms"] != "" and r["d2h_ms"] != ""
+        assert r["device_bytes_in_use"] == ""
+    meta = json.loads((tmp_path / "sweep.json").read_text())["meta"]
+    assert meta["jax"] == jax.__version__
+
+
+def test_two_stream_backends_share_executables_and_agree(backends):
+    """One backend per stream (as the scorer makes them), run from two threads at once: no extra
+    compilation, and each gives ONNX Runtime's scores."""
+    import threading
+
+    ref = backends["conv_vae"].ort.run(_jets(37, seed=5))["score"]
+    compiled = compile_cache_size()
+    pair = [create_backend("jax", MODELS / "conv_vae.onnx", BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
+            for _ in range(2)]
+    for b in pair:
+        b.warm_up()
+    assert compile_cache_size() == compiled
+    results: dict[int, list[np.ndarray]] = {0: [], 1: []}
+
+    def work(i: int) -> None:
+        for _ in range(10):
+            results[i].append(pair[i].run(_jets(37, seed=5))["score"])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert len(results[i]) == 10
+        for got in results[i]:
+            np.testing.assert_allclose(got, ref, rtol=1e-4)
+
+
+def test_missing_jax_names_the_extra():
+    from hltrun.framework.extras import install_hint
+
+    assert install_hint("jax") == 'pip install -e ".[jax]"  (or: pip install "jax")'
+
+
+class _FakePinned:
+    """The face of tensorrt_backend.CudaPythonApi the jax backend uses (host_empty / free)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.given, self.freed = fail, [], []
+
+    def host_empty(self, n: int, dtype) -> np.ndarray:
+        if self.fail:
+            raise ModuleError("tensorrt: CUDA runtime error cudaErrorMemoryAllocation")
+        arr = np.full(n, np.nan, dtype)  # like cudaMallocHost: not zeroed
+        self.given.append(arr)
+        return arr
+
+    def free(self, host, device) -> None:
+        self.freed.extend(host)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_pinned_host_buffers_bookkeeping(monkeypatch, fail):
+    """On a GPU the padded host buffers come from cudaMallocHost and are freed by close(); a refused
+    allocation falls back to pageable memory and says so. Checked here with the CPU device standing in."""
+    fake = _FakePinned(fail)
+    monkeypatch.setattr(JaxBackend, "_pinned_api", lambda self: fake)
+    b = create_backend("jax", MODELS / "gcn_vae.onnx", BackendOptions(max_batch=8, device="cpu")).load()
+    b.device = "gpu-nvidia"  # as on a GPU: the buffers are asked for page-locked
+    b.warm_up()
+    x = _jets(5)
+    np.testing.assert_allclose(b.run(x)["score"], create_backend("onnxruntime", MODELS / "gcn_vae.onnx").load()
+                               .run(x)["score"], rtol=1e-4)
+    assert b.describe()["pinned_host_buffers"] is (not fail)
+    assert len(fake.given) == (0 if fail else len(b.buckets))
+    b.close()
+    assert [id(a) for a in fake.freed] == [id(a) for a in fake.given]

@@ -1,0 +1,112 @@
+"""The jax backend on a real NVIDIA GPU (marker ``gpu``): skipped, with the reason, where JAX sees no
+GPU; tools/gpu_check.sh runs them. The same backend on the CPU device is tested in CI by
+tests/test_jax_backend.py (never skipped there).
+
+Runs without tests/conftest.py (``pytest --noconftest``) and without TensorFlow.
+
+* agreement with ONNX Runtime CPU on every jet of every shipped sample (fp32, ``Precision.HIGHEST``:
+  no TF32), ≤ 1e-4 relative on score and kl, zero decision changes at the card's working points;
+* one compiled executable per bucket for the GPU device, none compiled at run time;
+* device memory from the allocator (in use, peak) in ``describe()``;
+* host buffers page-locked when cuda-python is there;
+* two backends (two streams) in two threads on the same GPU give the same scores as one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax", reason="jax is not installed (pip install -e '.[jax]')")
+
+from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E402
+from hltrun.modules.inference.jax_backend import bucket_sizes, compile_cache_size, gpu_devices  # noqa: E402
+
+GPUS = gpu_devices(jax)
+pytestmark = [pytest.mark.gpu, pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+              pytest.mark.skipif(not GPUS, reason=f"JAX sees no GPU (devices: {jax.devices()})")]
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "data" / "models"
+SAMPLES = sorted((REPO / "data").glob("*.root"))
+
+
+def _gpu(model: str, max_batch: int = 1024):
+    b = create_backend("jax", MODELS / f"{model}.onnx", BackendOptions(max_batch=max_batch, device="gpu")).load()
+    b.warm_up()
+    return b
+
+
+@pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
+def test_gpu_agrees_with_onnxruntime_cpu_on_every_shipped_sample(model):
+    from hltrun.modules.models.preprocess import load_jets
+
+    g = _gpu(model)
+    assert g.device == "gpu-nvidia" and g.jax_device.platform != "cpu"
+    o = create_backend("onnxruntime", MODELS / f"{model}.onnx").load()
+    card = json.loads((MODELS / "thresholds.json").read_text())[model]
+    cuts = {k: float(v) for k, v in card.items() if isinstance(v, (int, float))}
+    for sample in SAMPLES:
+        x = load_jets(str(sample))[0]
+        got, ref = g.run(x), o.run(x)
+        for key in ("score", "kl"):
+            rel = np.abs(got[key] - ref[key]) / np.maximum(np.abs(ref[key]), 1e-30)
+            print(f"{model} {sample.name} {key}: max relative difference {rel.max():.2e} on {len(x)} jets")
+            assert rel.max() <= 1e-4, f"{model} {sample.name} {key}: {rel.max():.2e}"
+        for name, cut in cuts.items():
+            assert np.array_equal(got["score"] > cut, ref["score"] > cut), f"{model} {sample.name}: {name}"
+
+
+def test_one_executable_per_bucket_compiled_at_warm_up():
+    from hltrun.modules.inference import jax_backend
+
+    g = _gpu("gcn_vae", max_batch=48)
+    assert g.buckets == bucket_sizes(48) == [1, 2, 4, 8, 16, 32, 48]
+    assert g._key[3] != "cpu"  # compiled for the GPU device, one executable per bucket
+    assert all(jax_backend._COMPILED[(*g._key, b)] is g._compiled[b] for b in g.buckets)
+    compiled = compile_cache_size()
+    for n in (1, 5, 30, 48, 100):
+        g.run(np.zeros((n, 100, 3), np.float32))
+    assert compile_cache_size() == compiled
+    assert g.counters["chunks"] == 1 + 1 + 1 + 1 + 3
+
+
+def test_device_memory_in_describe():
+    g = _gpu("conv_vae", max_batch=64)
+    g.run(np.zeros((64, 100, 3), np.float32))
+    mem = g.describe()["device_memory"]
+    print("device memory:", mem)
+    assert mem["bytes_in_use"] > 0 and mem["peak_bytes_in_use"] >= mem["bytes_in_use"]
+
+
+def test_pinned_host_buffers_with_cuda_python():
+    if importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+        pytest.skip("cuda-python (cuda.bindings) is not installed: host buffers are pageable")
+    g = _gpu("gcn_vae", max_batch=8)
+    assert g.describe()["pinned_host_buffers"] is True
+    g.close()
+
+
+def test_two_streams_on_one_gpu_agree():
+    from tests.tiny_models import jets
+
+    x = jets(37, seed=3)
+    ref = _gpu("conv_vae", max_batch=64).run(x)["score"]
+    backends = [_gpu("conv_vae", max_batch=64) for _ in range(2)]
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        for _ in range(20):
+            results[i] = backends[i].run(x)["score"]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        np.testing.assert_array_equal(results[i], ref)

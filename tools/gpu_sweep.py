@@ -1,0 +1,152 @@
+"""Latency vs batch size on the jax backend (GPU or CPU), with the H2D / compute / D2H split and device
+memory, optionally beside ONNX Runtime on the CPU in the same process::
+
+    python -m hltrun.tools.gpu_sweep --device gpu --batches 1 2 4 ... 4096 --repeat 50 --out OUT
+    python -m hltrun.tools.gpu_sweep --device cpu --batches 2 64 --onnxruntime --out OUT   # CPU comparison
+
+One row per (engine, model, batch): host latency per ``run`` call (padding and copies included: what
+an event pays) as median and p99 over ``--repeat`` calls, jets/s at the median, µs per jet, the
+median per-call H2D / compute / D2H times from the backend's own counters, and the device allocator's
+bytes in use and peak (GPU; empty on the CPU). Inputs are real jets from a shipped sample, repeated to
+fill the batch. Written as ``sweep.csv`` and ``sweep.json`` in ``--out``. A figure tool, not a test:
+nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+FIELDS = ("engine", "device", "model", "batch", "repeat", "median_ms", "p99_ms", "us_per_jet", "jets_per_s",
+          "h2d_ms", "compute_ms", "d2h_ms", "copy_share", "device_bytes_in_use", "device_peak_bytes")
+DEFAULT_BATCHES = [1 << k for k in range(13)]  # 1 ... 4096
+
+
+def sample_jets(n: int) -> np.ndarray:
+    """n real jets (the QCD sample's two leading jets per event, repeated as needed)."""
+    from hltrun.modules.models.preprocess import load_jets
+
+    x = load_jets(str(_sample()), max_events=max(1, min(n, 5000) // 2 + 1))[0]
+    reps = -(-n // len(x))
+    return np.ascontiguousarray(np.concatenate([x] * reps)[:n])
+
+
+def _sample() -> Path:
+    """The shipped QCD sample (the installed ``hltrun.data`` folder, or the checkout's)."""
+    from hltrun.framework.resources import shipped_dir
+
+    return shipped_dir("data") / "qcd_dijet.root"
+
+
+def _time_calls(backend: Any, x: np.ndarray, repeat: int) -> tuple[list[float], dict[str, list[float]]]:
+    split: dict[str, list[float]] = {"h2d_us": [], "compute_us": [], "d2h_us": []}
+    times = []
+    for _ in range(repeat):
+        before = dict(backend.counters)
+        t0 = time.perf_counter()
+        backend.run(x)
+        times.append(time.perf_counter() - t0)
+        for key in split:
+            if key in before:
+                split[key].append(backend.counters[key] - before[key])
+    return times, split
+
+
+def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: int, onnxruntime: bool,
+          models_dir: Path) -> list[dict[str, Any]]:
+    from hltrun.modules.inference import BackendOptions, create_backend
+
+    rows: list[dict[str, Any]] = []
+    x_all = sample_jets(max(batches))
+    for model in models:
+        path = models_dir / f"{model}.onnx"
+        engines = [("jax", create_backend("jax", path, BackendOptions(max_batch=max(batches), device=device)))]
+        if onnxruntime:
+            engines.append(("onnxruntime", create_backend("onnxruntime", path)))
+        for name, backend in engines:
+            backend.load()
+            backend.warm_up([1])
+            desc = backend.describe()
+            print(f"{model} {name}: {desc['device']} {desc.get('jax_device', '')} warm-up "
+                  f"{desc.get('warm_up_s', 0.0):.1f} s", file=sys.stderr)
+            for b in batches:
+                x = x_all[:b]
+                for _ in range(max(2, repeat // 10)):
+                    backend.run(x)  # a few untimed calls: caches and allocators settled
+                times, split = _time_calls(backend, x, repeat)
+                med = float(np.median(times))
+                row: dict[str, Any] = {"engine": name, "device": desc["device"], "model": model, "batch": b,
+                                       "repeat": repeat, "median_ms": med * 1e3,
+                                       "p99_ms": float(np.quantile(times, 0.99)) * 1e3,
+                                       "us_per_jet": med * 1e6 / b, "jets_per_s": b / med if med else 0.0}
+                if split["h2d_us"]:
+                    h2d, comp, d2h = (float(np.median(split[k])) / 1e3 for k in ("h2d_us", "compute_us", "d2h_us"))
+                    row.update(h2d_ms=h2d, compute_ms=comp, d2h_ms=d2h,
+                               copy_share=(h2d + d2h) / (h2d + comp + d2h) if h2d + comp + d2h else 0.0)
+                mem = backend.device_memory() if hasattr(backend, "device_memory") else None
+                if mem:
+                    row.update(device_bytes_in_use=mem.get("bytes_in_use"),
+                               device_peak_bytes=mem.get("peak_bytes_in_use"))
+                rows.append(row)
+                print(f"  batch {b:5d}: median {row['median_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, "
+                      f"{row['us_per_jet']:.1f} us/jet", file=sys.stderr)
+            backend.close()
+    return rows
+
+
+def write(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "sweep.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: row.get(k, "") for k in FIELDS})
+    (out / "sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="+", default=["conv_vae", "gcn_vae"])
+    ap.add_argument("--batches", nargs="+", type=int, default=DEFAULT_BATCHES)
+    ap.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    ap.add_argument("--repeat", type=int, default=50, help="timed calls per batch size")
+    ap.add_argument("--onnxruntime", action="store_true", help="also ONNX Runtime (CPU, 1 thread), same inputs")
+    ap.add_argument("--models-dir", type=Path, default=None, help="folder of the .onnx files (default: shipped)")
+    ap.add_argument("--out", type=Path, required=True, help="folder for sweep.csv and sweep.json")
+    args = ap.parse_args(argv)
+    if any(b < 1 for b in args.batches) or args.repeat < 1:
+        ap.error("batches and --repeat must be positive")
+    import jax
+
+    from hltrun.framework.errors import HltError
+
+    models_dir = args.models_dir or _sample().parent / "models"
+    try:
+        rows = sweep(args.models, sorted(set(args.batches)), args.device, args.repeat, args.onnxruntime, models_dir)
+    except HltError as exc:
+        print(f"gpu_sweep: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+    meta = {"command": " ".join(sys.argv), "host": platform.node(), "python": platform.python_version(),
+            "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        import onnxruntime
+
+        meta["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    write(rows, args.out, meta)
+    print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'sweep.json'} ({len(rows)} rows)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

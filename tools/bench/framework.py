@@ -33,6 +33,8 @@ from hltrun.framework.process import Process
 from hltrun.framework.registry import register_module
 from hltrun.modules.rootio import write_nanoaod
 
+from hltrun.tools.bench import runner
+
 
 @register_module("BenchTrivialProducer")
 class TrivialProducer(Producer):
@@ -115,35 +117,35 @@ def time_to_first_event(path: Path, repeat: int = 3) -> float:
     data = config(path, 1, False)
     data["options"]["wantSummary"] = True
     cfg.write_text(yaml.safe_dump(data))
-    code = ("import sys; from hltrun.framework.cli import main; import hltrun.tools.bench_framework; "
+    code = ("import sys; from hltrun.framework.cli import main; import hltrun.tools.bench.framework; "
             "sys.exit(main(sys.argv[1:]))")
     values = []
     for _ in range(repeat):
         out = subprocess.run([sys.executable, "-c", code, str(cfg), "-n", "10", "-q"], capture_output=True,
-                             text=True, check=True, cwd=Path(__file__).parents[1]).stdout
+                             text=True, check=True, cwd=runner.checkout()).stdout
         line = next(l for l in out.splitlines() if "start to first event" in l)
         values.append(float(line.split("start to first event ")[1].split(" s")[0]))
     return statistics.median(values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """``hltbench framework`` options."""
     ap.add_argument("--events", type=int, default=100_000, help="events in the synthetic file (default 100000)")
-    ap.add_argument("--repeat", type=int, default=3, help="repetitions; the median is reported (default 3)")
+    runner.add_repeat(ap, 3, "repetitions, interleaved; the median is reported")
     ap.add_argument("--write-doc", action="store_true", help="append the results to docs/performance.md")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; print its table (exit 0), or 1 when its check fails."""
+    runner.check_repeat(args.repeat, "hltbench framework")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.root"
         write_sample(path, args.events)
-        rows: dict[str, list[float]] = {}
         runs = [("uproot.iterate only", lambda: time_uproot(path)), ("bare loop (source + call)", lambda: time_bare(path)),
                 ("hltrun, 1 trivial module", lambda: time_hltrun(path, 1, False)),
                 ("hltrun, 10 trivial modules", lambda: time_hltrun(path, 10, False)),
                 ("hltrun, 10 modules + Timing", lambda: time_hltrun(path, 10, True))]
-        for _ in range(args.repeat):  # interleaved, so drifts of a noisy machine hit all alike
-            for name, fn in runs:
-                rows.setdefault(name, []).append(fn())
+        rows = runner.interleave(dict(runs), args.repeat)
         ttfe = time_to_first_event(path)
     n = args.events
     med = {k: statistics.median(v) for k, v in rows.items()}
@@ -162,14 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.write_doc:
-        doc = Path(__file__).parents[1] / "docs" / "performance.md"
+        doc = runner.checkout() / "docs" / "performance.md"
         doc.parent.mkdir(exist_ok=True)
         stamp = time.strftime("%Y-%m-%d")
         with doc.open("a") as fh:
-            fh.write(f"\n## Framework overhead ({stamp})\n\nCommand: `taskset -c 0 python -m hltrun.tools.bench_framework "
+            fh.write(f"\n## Framework overhead ({stamp})\n\nCommand: `taskset -c 0 hltbench framework "
                      f"--events {n} --repeat {args.repeat}`\n\n{text}\n")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,7 +25,7 @@ from ``--sample`` (the shipped QCD file); any other input gets standard-normal v
 
 Example (pinned to one core; the figures in docs/inference.md were made so)::
 
-    taskset -c 0 python tools/profile_onnx.py data/models/conv_vae.onnx data/models/gcn_vae.onnx
+    taskset -c 0 hltbench profile conv_vae gcn_vae
 """
 from __future__ import annotations
 
@@ -43,9 +43,9 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
-from hltrun.framework.atomic import write_text  # noqa: E402
+from hltrun.tools.bench import runner
+from hltrun.tools.bench.flops import count_macs, sgemm_rates
+from hltrun.tools.catalogue import MODELS, models_dir, sample_path
 
 MATRIX_OPS = ("MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInteger", "DynamicQuantizeMatMul",
               "MatMulIntegerToFloat", "QGemm", "Conv", "FusedConv", "NhwcFusedConv", "QLinearConv",
@@ -53,25 +53,28 @@ MATRIX_OPS = ("MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInteger", "Dy
 UNSCOPED = "(unscoped)"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line interface."""
-    p = argparse.ArgumentParser(description="µs per jet per batch size, time share per graph scope (ORT "
-                                            "profiler) and ratio to one core's sgemm rate, for any ONNX model.")
-    p.add_argument("models", nargs="+", type=Path, help="ONNX files (timed alternately in one process)")
+def model_file(name: str) -> Path:
+    """A catalogue model name (``conv_vae``) means its shipped ONNX file; anything else is a path."""
+    return models_dir() / f"{name}.onnx" if name in MODELS else Path(name)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``hltbench profile`` options."""
+    p.add_argument("models", nargs="+", type=model_file, metavar="MODEL",
+                   help=f"ONNX files or shipped model names ({', '.join(MODELS)}), timed alternately in one process")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 2, 9, 64], help="jets per call")
     p.add_argument("--profile-batch", type=int, default=64, help="batch size of the profiled calls")
     p.add_argument("--profile-calls", type=int, default=50, help="profiled calls per model")
     p.add_argument("--min-time", type=float, default=0.4,
-                   help="seconds timed per (model, batch) cell, split into --rounds alternating rounds")
-    p.add_argument("--rounds", type=int, default=5, help="alternating rounds; the median round counts")
+                   help="seconds timed per (model, batch) cell, split into --repeat alternating rounds")
+    runner.add_repeat(p, 5, "alternating rounds; the median round counts")
     p.add_argument("--threads", type=int, default=1, help="ORT intra-op threads")
-    p.add_argument("--sample", type=Path, default=REPO / "data/qcd_dijet.root",
+    p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"),
                    help="ROOT file whose leading jets feed (N, 100, 3) inputs")
     p.add_argument("--top-nodes", type=int, default=0, help="also list the N most expensive nodes")
-    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    runner.add_json(p)
     p.add_argument("--save-optimised", type=Path, default=None,
                    help="folder: write the graph ORT optimised and ran, <model>.ort-optimised.onnx")
-    return p.parse_args(argv)
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -81,7 +84,7 @@ def make_inputs(sess: Any, batch: int, jets: np.ndarray | None) -> dict[str, np.
     rng = np.random.default_rng(0)
     for inp in sess.get_inputs():
         if inp.type != "tensor(float)":
-            raise SystemExit(f"profile_onnx: input {inp.name!r} is {inp.type}; only float32 inputs are supported")
+            raise SystemExit(f"hltbench profile: input {inp.name!r} is {inp.type}; only float32 inputs are supported")
         shape = [batch if not isinstance(d, int) else d for d in inp.shape]
         if jets is not None and shape[1:] == list(jets.shape[1:]):
             reps = -(-batch // len(jets))
@@ -108,52 +111,6 @@ def session(path: Path, threads: int, profile: bool = False, prefix: str | None 
         opts.enable_profiling = True
         opts.profile_file_prefix = prefix
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-# ------------------------------------------------------------------------------------ sgemm rate
-def sgemm_rates(n: int = 256, min_time: float = 0.3) -> dict[str, Any]:
-    """GFLOP/s of one-core float32 matmul: ONNX Runtime's MatMul and numpy (threadpoolctl, 1 thread)."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    a = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
-    flop = 2.0 * n ** 3
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm",
-                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, [n, n]) for k in "ab"],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = min(model.ir_version, 9)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    out: dict[str, Any] = {"n": n}
-    out["ort_gflops"] = flop / _best_time(lambda: sess.run(None, {"a": a, "b": a}), min_time) / 1e9
-    try:
-        from threadpoolctl import threadpool_info, threadpool_limits
-    except ImportError:
-        out["numpy_gflops"], out["numpy_blas"] = None, "threadpoolctl not installed"
-        return out
-    with threadpool_limits(limits=1):
-        out["numpy_gflops"] = flop / _best_time(lambda: a @ a, min_time) / 1e9
-        info = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture', '')}".strip()
-                for i in threadpool_info() if i.get("user_api") == "blas"]
-    out["numpy_blas"] = "; ".join(info) or "unknown"
-    out["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
-    return out
-
-
-def _best_time(fn: Any, min_time: float) -> float:
-    """Median of 5 medians of calls over ``min_time`` seconds, in seconds per call."""
-    fn()
-    meds = []
-    for _ in range(5):
-        times, t_end = [], time.perf_counter() + min_time / 5
-        while time.perf_counter() < t_end or len(times) < 3:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        meds.append(statistics.median(times))
-    return statistics.median(meds)
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -291,14 +248,12 @@ def profile_model(path: Path, feed: dict[str, np.ndarray], calls: int, threads: 
 
 def model_flop_per_jet(path: Path) -> float:
     """2 x multiply-accumulates per jet of the model's own Conv/ConvTranspose/MatMul/Gemm (shapes from
-    one run at batch 1, ``hltrun.tools.bench_backends.count_macs``): the work the model defines, without the
+    one run at batch 1, ``hltrun.tools.bench.flops.count_macs``): the work the model defines, without the
     channel padding of ORT's blocked (NCHWc) convolutions; 0 if the graph cannot be run at batch 1."""
-    from hltrun.tools.bench_backends import count_macs
-
     try:
         macs = count_macs(path)
     except Exception as exc:  # a model whose input is not a single float tensor: fall back to the profile
-        print(f"profile_onnx: FLOP count of {path} failed ({exc}); using the profiled ops", file=sys.stderr)
+        print(f"hltbench profile: FLOP count of {path} failed ({exc}); using the profiled ops", file=sys.stderr)
         return 0.0
     return 2.0 * (macs["weights"] + macs["data"])
 
@@ -311,16 +266,16 @@ def load_sample_jets(sample: Path) -> np.ndarray | None:
 
         return load_jets(str(sample), max_events=500)[0]
     except Exception as exc:  # any model still profiles, on random inputs
-        print(f"profile_onnx: {sample}: {exc}; using random inputs", file=sys.stderr)
+        print(f"hltbench profile: {sample}: {exc}; using random inputs", file=sys.stderr)
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     """Profile the models; print the tables (and --json)."""
-    args = parse_args(argv)
+    runner.check_repeat(args.repeat, "hltbench profile")
     for m in args.models:
         if not m.is_file():
-            print(f"profile_onnx: {m}: no such file", file=sys.stderr)
+            print(f"hltbench profile: {m}: no such file", file=sys.stderr)
             return 2
     import onnxruntime as ort
 
@@ -331,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     feeds = {n: {b: make_inputs(s, b, jets) for b in batches} for n, s in sessions.items()}
     rates = sgemm_rates()
     best: dict[str, dict[int, float]] = {}
-    us = time_models(sessions, feeds, sorted(set(args.batch_sizes)), args.min_time, args.rounds, best)
+    us = time_models(sessions, feeds, sorted(set(args.batch_sizes)), args.min_time, args.repeat, best)
     rates_after = sgemm_rates()  # the rate before and after the timing shows how steady the core was
     ort_rate = statistics.mean([rates["ort_gflops"], rates_after["ort_gflops"]])
     if args.save_optimised:
@@ -365,10 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                  mflop_per_jet_as_run=ran_jet / 1e6, floor_us_per_jet=floor_us)
     if args.json:
         out = {"onnxruntime": ort.__version__, "threads": args.threads, "sgemm": [rates, rates_after],
-               "models": prof, "command": "python tools/profile_onnx.py " + " ".join(argv or sys.argv[1:])}
-        write_text(args.json, json.dumps(out, indent=1, default=str), "profile_onnx --json")
+               "models": prof, "command": "hltbench " + " ".join(args.argv)}
+        runner.write_json(args.json, out, "profile")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,8 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = [ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"]
+from hltrun.tools.bench import runner
+
+SHIPPED = runner.path_files()
 
 
 class _Job:
@@ -111,10 +112,9 @@ def rebasket(files: list[Path], target: Path, per_basket: int) -> Path:
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--repeat", type=int, default=3, help="repetitions, interleaved; the median is printed")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """``hltbench source`` options."""
+    runner.add_repeat(ap, 3, "repetitions, interleaved; the median is printed")
     ap.add_argument("--events", type=int, default=100_000, help="events in the synthetic file (default 100000)")
     ap.add_argument("--threads", type=int, default=None,
                     help="decompression threads for the parallel runs (default: the source's auto setting)")
@@ -122,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-rebasketed", type=Path, metavar="FILE",
                     help="only write the re-basketed LZMA copy of the shipped samples to FILE (to time the whole "
                          "path on it: hltrun configs/path.yaml 'source.files=[FILE]') and exit")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; print its table (exit 0), or 1 when its check fails."""
     from hltrun.modules.decompression import available_cores, threads_for
-    from hltrun.tools.bench_framework import write_sample
+    from hltrun.tools.bench.framework import write_sample
 
     if args.write_rebasketed:
         print(rebasket(SHIPPED, args.write_rebasketed, args.basket))
@@ -173,6 +176,3 @@ def main(argv: list[str] | None = None) -> int:
               f"| {1e6 * bulk / n:.1f} | {1e6 * total / n:.1f} | {total / serial_up:.2f} |")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,25 +22,22 @@ FLOPs per jet are counted from the ONNX graph: 2 x the multiply-accumulates of e
 ConvTranspose, MatMul and Gemm, with shapes taken from one run of the model at batch 1 (so
 everything computed in the graph counts: the networks, the GCN adjacency product, the Chamfer
 x.y^T). The arithmetic limit of one core is the float32 sgemm rate measured in the same run (ONNX
-Runtime's own 256^3 MatMul on one thread, ``tools/profile_onnx.sgemm_rates``; the nominal
+Runtime's own 256^3 MatMul on one thread, ``hltrun.tools.bench.flops.sgemm_rates``; the nominal
 ``GHz x FLOP/cycle`` from /proc/cpuinfo under-states turbo and AVX-512 by up to 3x), or
 ``--ghz x --flops-per-cycle`` when ``--ghz`` is given; ``limit`` is the time per jet at that rate,
 ``eff`` the fraction of it a backend reaches.
 
 Only ``--docs`` writes into docs/ (the results section of docs/backends.md)::
 
-    taskset -c 0 hltbench --out bench_out            # prints; JSON/CSV/PNG in bench_out/
-    taskset -c 0 hltbench --docs                     # also rewrites docs/backends.md's section
+    taskset -c 0 hltbench backends --out bench_out   # prints; JSON/CSV/PNG in bench_out/
+    taskset -c 0 hltbench backends --docs            # also rewrites docs/backends.md's section
 """
 from __future__ import annotations
 
 import argparse
 import gc
-import io
 import json
 import os
-import platform
-import re
 import shlex
 import statistics
 import sys
@@ -51,11 +48,10 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
-from hltrun.framework.atomic import write_text, writing  # noqa: E402
-
-MODELS = ("conv_vae", "gcn_vae")
+from hltrun.framework.atomic import write_text
+from hltrun.tools.bench import runner
+from hltrun.tools.bench.flops import count_macs, sgemm_rates
+from hltrun.tools.catalogue import MODELS, models_dir, rss_mb, sample_path
 
 
 @dataclass(frozen=True)
@@ -87,25 +83,21 @@ BATCHES = (1, 9, 64, 1024)
 MARK_BEGIN, MARK_END = "<!-- bench_backends:begin -->", "<!-- bench_backends:end -->"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line interface."""
-    p = argparse.ArgumentParser(description="Latency and peak memory of every inference backend (TF modes, ONNX "
-                                            "Runtime CPU/CUDA/TensorRT providers, TensorRT) vs batch size and threads, "
-                                            "vs the FLOP limit of one core; JSON/CSV cells and PNG plots with the "
-                                            "IML 2022 study's numbers. Absent backends are listed with the reason.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``hltbench backends`` options."""
     p.add_argument("--models", nargs="+", default=list(MODELS), help="model names in --models-dir")
-    p.add_argument("--models-dir", type=Path, default=REPO / "data/models", help="folder with the models")
+    p.add_argument("--models-dir", type=Path, default=models_dir(), help="folder with the models")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS,
                    help="what to time (default: all; those absent here are listed with the reason)")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCHES), help="jets per call")
-    p.add_argument("--sample", type=Path, default=REPO / "data/qcd_dijet.root", help="jets to run on")
+    p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"), help="jets to run on")
     p.add_argument("--min-time", type=float, default=0.3, help="seconds timed per (backend, batch) cell")
     p.add_argument("--min-calls", type=int, default=3, help="at least this many timed calls per cell")
     p.add_argument("--ghz", type=float, default=None,
                    help="core clock for a nominal FLOP limit (default: the measured one-core sgemm rate)")
     p.add_argument("--flops-per-cycle", type=float, default=32.0,
                    help="FP32 FLOP per cycle of one core (32: 2 FMA x 8 lanes; 64 for 2 x AVX-512 FMA)")
-    p.add_argument("--docs", nargs="?", type=Path, const=REPO / "docs/backends.md", default=None,
+    p.add_argument("--docs", nargs="?", type=Path, const=runner.checkout() / "docs/backends.md", default=None,
                    help="also rewrite the results section of this markdown file (default when given without a "
                         "path: docs/backends.md) and write its figures to img/hltbench_*.png beside it; without "
                         "--docs nothing under docs/ is written")
@@ -130,69 +122,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--isolate", action="store_true",
                    help="run each (model, backend) in its own process, so that its memory is not shared with or "
                         "hidden by the configurations before it (slower: each process imports its framework)")
-    p.add_argument("--profile", action="store_true",
-                   help="instead: where the ONNX models' time goes (tools/profile_onnx.py: µs/jet per batch size, "
-                        "share per graph scope from ORT's profiler, ratio to the one-core sgemm rate)")
-    return p.parse_args(argv)
-
-
-# ---------------------------------------------------------------------- FLOPs from the ONNX graph
-def count_macs(path: Path) -> dict[str, int]:
-    """Multiply-accumulates per jet of Conv/ConvTranspose/MatMul/Gemm, split into ops with weights
-    ('weights') and data x data products ('data': Chamfer, GCN adjacency)."""
-    import onnx
-    import onnxruntime as ort
-
-    model = onnx.load(str(path))
-    g = model.graph
-    heavy = [n for n in g.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")]
-    inits = {i.name: tuple(i.dims) for i in g.initializer}
-    inputs = {i.name for i in g.input}
-    known = {o.name for o in g.output}
-    wanted = sorted({t for n in heavy for t in (*n.input[:2], n.output[0]) if t and t not in inits})
-    for name in wanted:
-        if name not in known and name not in inputs:
-            g.output.append(onnx.ValueInfoProto(name=name))
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor name
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    x = np.zeros((1, 100, 3), np.float32)
-    x[0, :50, 2] = 1.0
-    x[0, :50, :2] = 0.1
-    names = [o.name for o in sess.get_outputs()]
-    shapes = dict(inits)
-    shapes.update({n: v.shape for n, v in zip(names, sess.run(names, {g.input[0].name: x}))})
-    shapes[g.input[0].name] = x.shape
-    macs = {"weights": 0, "data": 0}
-    for n in heavy:
-        a, b, out = shapes[n.input[0]], shapes[n.input[1]], shapes[n.output[0]]
-        if n.op_type == "MatMul":
-            m = int(np.prod(out)) * a[-1]
-        elif n.op_type == "Gemm":
-            trans_a = any(at.name == "transA" and at.i for at in n.attribute)
-            m = int(np.prod(out)) * (a[0] if trans_a else a[-1])
-        elif n.op_type == "Conv":
-            m = int(np.prod(out)) * int(np.prod(b[1:]))
-        else:  # ConvTranspose: every input element meets the whole kernel of its group
-            m = int(np.prod(a)) * int(np.prod(b[1:]))
-        macs["weights" if (n.input[0] in inits or n.input[1] in inits) else "data"] += int(m)
-    return macs
-
-
-def loadavg() -> str:
-    """1-minute load average: other work on the machine shows up here (report it with the numbers)."""
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
-
-
-def cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        return re.search(r"model name\s*:\s*(.+)", text).group(1).strip()
-    except (OSError, AttributeError):
-        return platform.processor() or "unknown CPU"
 
 
 # ---------------------------------------------------------------------- timing
@@ -285,20 +214,6 @@ def time_cell(backend, x: np.ndarray, min_time: float, min_calls: int, rounds: i
         stats.update(median=statistics.median(every), p10=float(np.percentile(every, 10)),
                      p90=float(np.percentile(every, 90)), calls=len(every))
     return min(medians)
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def rss_mb() -> float:
-    """Resident memory of this process now (MB), from /proc/self/statm (a few µs; psutil elsewhere)."""
-    try:
-        with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * _PAGE / 1e6
-    except OSError:
-        import psutil
-
-        return psutil.Process().memory_info().rss / 1e6
 
 
 class PeakRss:
@@ -424,27 +339,12 @@ def write_tables(json_path: Path | None, csv_path: Path | None, data: dict[str, 
     ``us_per_jet`` is the lowest of 3 round medians (what the tables show); median/p10/p90 are over
     all timed calls; ``rss_loaded_MB`` is the process RSS once the backend is loaded, ``rss_peak_MB``
     the highest RSS sampled (every 1 ms) over --mem-calls calls at that batch size, ``device_MB`` GPU
-    memory in use (GPU backends only)."""
-    import csv
-
-    def atomic(path: Path, write) -> None:
-        with writing(path, "hltbench tables") as staged:
-            with io.TextIOWrapper(staged.open(), newline="") as fh:
-                write(fh)
-        print(f"wrote {path}")
-
-    def rows_csv(rows: list[dict[str, Any]]):
-        def write(fh) -> None:
-            out = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["model"])
-            out.writeheader()
-            out.writerows(rows)
-        return write
-
+    memory in use (GPU backends only). RSS figures are MiB (2^20 bytes, ``catalogue.rss_mb``)."""
     if json_path:
-        atomic(json_path, lambda fh: json.dump(data, fh, indent=1))
+        runner.write_json(json_path, data, "backends")
     if csv_path:
-        atomic(csv_path, rows_csv(data["cells"]))
-        atomic(csv_path.with_suffix(".events.csv"), rows_csv(data["memory_vs_events"]))
+        runner.write_csv(csv_path, data["cells"], "backends")
+        runner.write_csv(csv_path.with_suffix(".events.csv"), data["memory_vs_events"], "backends")
 
 
 def write_docs(path: Path, section: str) -> None:
@@ -467,16 +367,15 @@ def run_child(args: argparse.Namespace, model: str, spec: str) -> dict[str, Any]
 
     with tempfile.TemporaryDirectory(prefix="hltbench-") as tmp:
         out = Path(tmp) / "cells.json"
-        cmd = [sys.executable, "-m", "hltrun.tools.bench_backends", "--models", model, "--backends", spec,
+        cmd = [sys.executable, "-m", "hltrun.tools.bench", "backends", "--models", model, "--backends", spec,
                "--models-dir", str(args.models_dir), "--sample", str(args.sample),
                "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
                "--min-time", str(args.min_time), "--min-calls", str(args.min_calls),
                "--mem-calls", str(args.mem_calls), "--mem-jets", str(args.mem_jets),
                "--mem-batch", str(args.mem_batch), "--ghz", str(args.peak_gflops / 32.0), "--json", str(out)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout.splitlines():  # the child's progress lines, not its tables
-            if line.startswith(("  ", "bench_backends:")):
+            if line.startswith(("  ", "hltbench backends:")):
                 print(line, flush=True)
         if proc.returncode != 0 or not out.exists():
             tail = proc.stdout.strip().splitlines()[-1:] or ["no output"]
@@ -486,28 +385,20 @@ def run_child(args: argparse.Namespace, model: str, spec: str) -> dict[str, Any]
         return json.loads(out.read_text())
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.profile:
-        from hltrun.tools import profile_onnx
-
-        paths = [str(args.models_dir / f"{m}.onnx") for m in args.models]
-        return profile_onnx.main([*paths, "--batch-sizes", *map(str, args.batch_sizes), "--sample", str(args.sample),
-                                  *(["--json", str(args.json)] if args.json else [])])
+def run(args: argparse.Namespace) -> int:
+    """Time every (model, backend, threads, batch) cell; print the tables, write JSON/CSV/plots/docs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.ghz:
         args.peak_gflops = args.ghz * args.flops_per_cycle
         args.peak_source = f"{args.ghz:.2f} GHz x {args.flops_per_cycle:g} FP32 FLOP/cycle (nominal)"
     else:
-        from hltrun.tools.profile_onnx import sgemm_rates
-
         args.peak_gflops = sgemm_rates()["ort_gflops"]
         args.peak_source = "ONNX Runtime 256^3 sgemm on one thread, measured in this run"
     if args.out:
         args.json = args.json or args.out / "cells.json"
         args.csv = args.csv or args.out / "cells.csv"
     plots_dir = args.plots or args.out or (args.json.parent if args.json else None)
-    load_before = loadavg()
+    load_before = runner.loadavg()
     x_all = load_sample(args.sample, max(args.batch_sizes + [args.mem_batch]))
     results: dict[str, Any] = {}
     versions: dict[str, str] = {}
@@ -523,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models:
         onnx_path = args.models_dir / f"{model}.onnx"
         if not onnx_path.exists():
-            print(f"bench_backends: {onnx_path} not found", file=sys.stderr)
+            print(f"hltbench backends: {onnx_path} not found", file=sys.stderr)
             return 1
         r = results[model] = {"macs": count_macs(onnx_path), "latency": {}}
         if args.isolate:
@@ -577,17 +468,17 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 backend.close()
                 del backend
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    env = {"load": f"{load_before} / {loadavg()}", "cpu": cpu_name(), "cores": str(os.cpu_count()),
-           "affinity": ",".join(map(str, cpus)) or "?",
+    cpus = runner.affinity()
+    record = runner.machine()
+    env = {"load": f"{load_before} / {record['load']}", "cpu": record["cpu"], "cores": str(record["cores"]),
+           "affinity": record["affinity"],
            "versions": ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))}
     pin = f"taskset -c {','.join(map(str, cpus))} " if cpus and len(cpus) < (os.cpu_count() or 1) else ""
-    extra = argv if argv is not None else sys.argv[1:]
-    command = f"{pin}hltbench" + (" " + shlex.join(extra) if extra else "")  # copy-pasteable
+    command = f"{pin}hltbench " + shlex.join(args.argv)  # copy-pasteable
     section = render(results, args, command, env, skipped)
     print(section)
-    data = {"machine": {**env, "python": platform.python_version(), "numpy": np.__version__, "gpu": gpu_seen,
-                        "command": command, "versions": versions, "peak_gflops": args.peak_gflops,
+    data = {"machine": {**record, **env, "gpu": gpu_seen,
+                        "command": command, "versions": {**record["versions"], **versions}, "peak_gflops": args.peak_gflops,
                         "peak_source": args.peak_source, "isolated": args.isolate},
             "skipped": skipped, "cells": rows, "memory_vs_events": events}
     if args.json or args.csv:
@@ -599,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in plot(data, plots_dir):
                 print(f"wrote {path}")
         except ImportError as exc:  # matplotlib is in the 'cpu' extra; a bare GPU box may lack it
-            print(f"bench_backends: plots not written ({exc}); the JSON/CSV have every figure", file=sys.stderr)
+            print(f"hltbench backends: plots not written ({exc}); the JSON/CSV have every figure", file=sys.stderr)
     if args.docs:
         try:  # the section shows the figures: docs/img/hltbench_*.png, written only with --docs
             from hltrun.tools.bench_plots import plot
@@ -607,11 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             images = plot(data, args.docs.parent / "img", prefix="hltbench_")
             section += "\n" + "\n".join(f"![{p.stem}](img/{p.name})" for p in images) + "\n"
         except ImportError as exc:
-            print(f"bench_backends: plots not written ({exc})", file=sys.stderr)
+            print(f"hltbench backends: plots not written ({exc})", file=sys.stderr)
         write_docs(args.docs, section)
         print(f"wrote {args.docs}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """hltrun's own per-event cost on the default path, without I/O: µs per event over a bare loop.
 
-``tools/bench_path.py`` compares whole jobs, where ~90 µs per event of LZMA decompression and its
+``hltbench path`` compares whole jobs, where ~90 µs per event of LZMA decompression and its
 noise hide a few µs of per-event Python. Here the shipped samples are read once, and the same events
 (the source's own per-event products) are then fed, again and again, to
 
@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-FILES = [ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"]
+from hltrun.tools.bench import runner
+from hltrun.tools.catalogue import models_dir
+
+FILES = runner.path_files()
 
 
 def _stand_in_run(self, names, feeds, run_options=None):  # noqa: ANN001, ANN202
@@ -39,7 +40,7 @@ def _process():
     from hltrun.framework.config import apply_overrides, read_yaml, validate
     from hltrun.framework.process import Process
 
-    data = read_yaml(ROOT / "configs" / "path.yaml")
+    data = read_yaml(runner.path_config())
     data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
                                   f"source.files={json.dumps([str(f) for f in FILES])}",
                                   "modules.vae.backend=onnxruntime"])
@@ -80,24 +81,27 @@ def bare_loop(inputs: list[np.ndarray], model: Path, threshold: float) -> tuple[
     return time.perf_counter() - t0, decisions
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--repeat", type=int, default=9, help="repetitions, interleaved; the fastest is reported")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """``hltbench overhead`` options."""
+    runner.add_repeat(ap, 9, "repetitions, interleaved; the fastest is reported")
     ap.add_argument("--stand-in", action="store_true",
                     help="replace InferenceSession.run by a function returning zeros (hltrun's Python alone)")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; print its table (exit 0), or 1 when its check fails."""
+    runner.check_repeat(args.repeat, "hltbench overhead")
     import os
 
-    os.chdir(ROOT)
+    os.chdir(runner.checkout())
     if args.stand_in:
         import onnxruntime as ort
 
         ort.InferenceSession.run = _stand_in_run
     from hltrun.modules.jets import InputSpec
 
-    threshold = json.loads((ROOT / "data/models/thresholds.json").read_text())["conv_vae"]["bkg_eff_1e-2"]
-    model = ROOT / "data/models/conv_vae.onnx"
+    threshold = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]["bkg_eff_1e-2"]
+    model = models_dir() / "conv_vae.onnx"
     reader = _process()
     reader.begin_job()
     items = list(reader.source.events(0, None))
@@ -120,6 +124,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| hltrun event loop (batcher, scorer, filter) | {h:.2f} | **{h - b:+.2f} µs** ({h / b:.3f}×) |")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,29 +15,31 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from hltrun.tools.bench import runner
 
 
 def time_process(argv: list[str]) -> float:
     """Seconds from just before spawning ``argv`` to just after it exited (it must succeed)."""
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(argv, cwd=runner.checkout(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"bench_startup: {' '.join(argv)} failed ({proc.returncode}): "
+        raise runner.BenchError(f"hltbench startup: {' '.join(argv)} failed ({proc.returncode}): "
                          f"{proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
     return elapsed
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--repeat", type=int, default=5, help="runs of each command, interleaved (default 5)")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """``hltbench startup`` options."""
+    runner.add_repeat(ap, 5, "runs of each command, interleaved")
+    runner.add_json(ap)
     ap.add_argument("--config", default="configs/path.yaml", help="configuration to run (default: the default path)")
     ap.add_argument("hltrun_args", nargs="*", help="extra hltrun arguments/overrides (after --)")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; print its table (exit 0), or 1 when its check fails."""
     py = sys.executable
     runs = {
         "python -c pass (interpreter floor)": [py, "-c", "pass"],
@@ -45,16 +47,13 @@ def main(argv: list[str] | None = None) -> int:
             [py, "-c", "import numpy, awkward, uproot, onnxruntime"],
         f"hltrun {args.config} -n 1 -q": [py, "-m", "hltrun.framework.cli", args.config, "-n", "1", "-q", *args.hltrun_args],
     }
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.repeat):
-        for name, cmd in runs.items():
-            times[name].append(time_process(cmd))
+    runner.check_repeat(args.repeat, "hltbench startup")
+    times = runner.interleave({name: (lambda cmd=cmd: time_process(cmd)) for name, cmd in runs.items()}, args.repeat)
     print(f"median / fastest of {args.repeat}, python {sys.version.split()[0]}\n")
     print("| process | median s | fastest s |\n|---|---|---|")
     for name, ts in times.items():
         print(f"| {name} | {statistics.median(ts):.3f} | {min(ts):.3f} |")
+    if args.json:
+        runner.write_json(args.json, {"repeat": args.repeat, "seconds": times}, "startup")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,7 @@ slots of every jet are real, the rest padded: what the crop can exploit.
 
 Example::
 
-    python tools/bench_score_core.py --batch-sizes 64 9 2 1 --real 78
+    hltbench score-core --batch-sizes 64 9 2 1 --real 78
 """
 from __future__ import annotations
 
@@ -29,21 +29,17 @@ from typing import Any
 
 import numpy as np
 
+from hltrun.tools.bench import runner
+
 P, K = 100, 5
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line interface."""
-    p = argparse.ArgumentParser(description="Time variants of the Chamfer score's P x P core (ONNX Runtime, "
-                                            "one thread) in standalone graphs.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``hltbench score-core`` options."""
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 9, 2, 1], help="jets per call")
     p.add_argument("--real", type=int, default=78, help="real (unpadded) leading slots in every jet, 1..100")
-    p.add_argument("--rounds", type=int, default=9, help="alternating rounds; the median round counts")
+    runner.add_repeat(p, 9, "alternating rounds; the median round counts")
     p.add_argument("--calls", type=int, default=3000, help="jets timed per round and variant (at least 20 calls)")
-    args = p.parse_args(argv)
-    if not 1 <= args.real <= P or any(b < 1 for b in args.batch_sizes):
-        p.error(f"--real must be in 1..{P} and batch sizes >= 1")
-    return args
 
 
 def _graph(nodes: list, inits: list) -> Any:
@@ -133,12 +129,14 @@ def brute_force(x: np.ndarray, y: np.ndarray, n_real: int) -> np.ndarray:
     return d.min(2).sum(1) + d.min(1).sum(1)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     """Print µs per call and per jet for each variant and batch size; all variants must agree."""
-    args = parse_args(argv)
+    if not 1 <= args.real <= P or any(b < 1 for b in args.batch_sizes):
+        raise runner.BenchError(f"hltbench score-core: --real must be in 1..{P} and batch sizes >= 1")
+    runner.check_repeat(args.repeat, "hltbench score-core")
     sessions = variants()
     rng = np.random.default_rng(0)
-    print(f"Chamfer core, P = {P}, {args.real} real slots per jet; µs per call (median of {args.rounds} "
+    print(f"Chamfer core, P = {P}, {args.real} real slots per jet; µs per call (median of {args.repeat} "
           "alternating rounds / fastest round), µs per jet")
     for batch in args.batch_sizes:
         mask = np.zeros((batch, P), np.float32)
@@ -151,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             np.testing.assert_allclose(sess.run(None, feed)[0], ref, rtol=1e-5, err_msg=name)
         calls = max(20, args.calls // batch)
         times: dict[str, list[float]] = {k: [] for k in sessions}
-        for _ in range(args.rounds):
+        for _ in range(args.repeat):
             for name, sess in sessions.items():
                 t0 = time.perf_counter()
                 for _ in range(calls):
@@ -163,6 +161,3 @@ def main(argv: list[str] | None = None) -> int:
                   f"{med / batch:7.3f} / {best / batch:7.3f} µs per jet")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

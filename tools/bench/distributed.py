@@ -1,34 +1,33 @@
 """Measure distributed execution: 1 vs 2 Dask workers, per-unit overhead, merge time and memory.
 
     python -m hltrun.tools.make_large_sample --events 24000
-    python -m hltrun.tools.bench_dask --sample data/large/replicated_24000.root          # docs/distributed.md
+    hltbench dask --sample data/large/replicated_24000.root          # docs/distributed.md
 
 Throughput is events / event-loop time (first event read to last event done, across all workers), so
 cluster start-up and model loading (reported separately) do not count. Runs alternate 1 and 2 workers
-``--repeats`` times; on a shared machine compare the best of each.
+``--repeat`` times; on a shared machine compare the best of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from hltrun.tools.bench import runner
+from hltrun.tools.catalogue import data_dir
+
 
 
 def _config(sample: Path, out: Path, *overrides: str):
     from hltrun.framework.config import load
 
-    return load(REPO / "configs" / "path.yaml", [f"source.files=[{sample}]", "options.accelerators=[cpu]",
+    return load(runner.path_config(), [f"source.files=[{sample}]", "options.accelerators=[cpu]",
                                                  f"modules.out.file={out}", "options.wantSummary=false",
                                                  *overrides])
 
@@ -144,20 +143,23 @@ def merge_cost(sample: Path, tmp: Path, unit_events: int, counts: list[int]) -> 
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hltrun.tools.bench_dask", description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--sample", type=Path, default=REPO / "data/large/replicated_24000.root",
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """``hltbench dask`` options."""
+    ap.add_argument("--sample", type=Path, default=data_dir() / "large/replicated_24000.root",
                     help="input file (make it with python -m hltrun.tools.make_large_sample)")
     ap.add_argument("--events-per-task", type=int, default=2000, help="unit size for the scaling runs")
-    ap.add_argument("--repeats", type=int, default=2, help="alternating 1/2-worker runs (default 2)")
+    runner.add_repeat(ap, 2, "alternating 1/2-worker runs")
     ap.add_argument("--overhead-events", type=int, default=6000, help="events of the per-unit overhead runs")
     ap.add_argument("--skip", nargs="*", default=[], choices=["scaling", "overhead", "merge"], help="parts to skip")
-    ap.add_argument("--json", type=Path, help="also write the figures here")
-    args = ap.parse_args(argv)
+    runner.add_json(ap)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; print its table (exit 0), or 1 when its check fails."""
     if not args.sample.exists():
-        sys.stderr.write(f"bench_dask: {args.sample} not found: python -m hltrun.tools.make_large_sample --events 24000\n")
-        return 2
+        raise runner.BenchError(f"hltbench dask: {args.sample} not found: "
+                                "python -m hltrun.tools.make_large_sample --events 24000")
+    runner.check_repeat(args.repeat, "hltbench dask")
     import logging
 
     logging.getLogger("hltrun").setLevel(logging.WARNING)
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(d)
         if "scaling" not in args.skip:
             print("scaling, 1 vs 2 workers:")
-            report["scaling"] = scaling(args.sample, tmp, args.events_per_task, args.repeats)
+            report["scaling"] = scaling(args.sample, tmp, args.events_per_task, args.repeat)
             s = report["scaling"]
             print(f"  speedup 2 vs 1 worker: best {s['speedup_best']:.2f}x, median {s['speedup_median']:.2f}x, "
                   f"per adjacent pair {', '.join(f'{p:.2f}x' for p in s['speedup_pairs'])} "
@@ -179,12 +181,6 @@ def main(argv: list[str] | None = None) -> int:
             print("merge:")
             report["merge"] = merge_cost(args.sample, tmp, 1000, [100, 1000, 3000])
     if args.json:
-        from hltrun.framework.atomic import write_text
-
-        text = json.dumps(report, indent=1, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
-        write_text(args.json, text, "bench_dask --json")
+        runner.write_json(args.json, report, "dask")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Runs the default path (``configs/path.yaml``, every shipped service on) as separate ``hltrun``
 processes over the same events, alternating a run without and a run with
-``services.Memory.memray``, ``--repeats`` times each, and reads each run's ``hltrun.json``:
+``services.Memory.memray``, ``--repeat`` times each, and reads each run's ``hltrun.json``:
 
 * overhead: event-loop time and whole-job wall time with / without the capture (median over the
   repeats, and the ratio);
@@ -11,8 +11,8 @@ processes over the same events, alternating a run without and a run with
   every call); for the job, memray's live bytes summed over owners against RSS at the end minus RSS
   at the start.
 
-    python -m hltrun.tools.bench_memray -n 5000 --repeats 3
-    python -m hltrun.tools.bench_memray -n 5000 --repeats 3 --json out.json
+    hltbench memray -n 5000 --repeat 3
+    hltbench memray -n 5000 --repeat 3 --json out.json
 
 The figures and the command are recorded in docs/memory.md.
 """
@@ -21,26 +21,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from hltrun.tools.bench import runner
+
 MB = 1024.0 * 1024.0
 
 
 def _run(events: int, folder: Path, memray: bool) -> dict:
-    cmd = [sys.executable, "-m", "hltrun.framework.cli", str(ROOT / "configs" / "path.yaml"), "-n", str(events), "-q",
+    cmd = [sys.executable, "-m", "hltrun.framework.cli", str(runner.path_config()), "-n", str(events), "-q",
            "--report-dir", str(folder), f"modules.out.file={folder / 'out.root'}"]
     if memray:
         cmd.append("services.Memory.memray=capture.bin")
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    res = subprocess.run(cmd, cwd=runner.checkout(), capture_output=True, text=True)
     if res.returncode != 0:
-        raise SystemExit(f"bench_memray: hltrun failed ({res.returncode}): {res.stderr.strip()[-500:]}")
+        raise runner.BenchError(f"hltbench memray: hltrun failed ({res.returncode}): {res.stderr.strip()[-500:]}")
     return json.loads((folder / "hltrun.json").read_text())
 
 
@@ -61,24 +60,28 @@ def agreement(doc: dict) -> dict:
             "job_memray_live_mb": round(live, 2)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """``hltbench memray`` options."""
     ap.add_argument("-n", "--events", type=int, default=5000, help="events per run (default 5000)")
-    ap.add_argument("--repeats", type=int, default=3, help="runs with and without the capture (default 3)")
-    ap.add_argument("--json", type=Path, help="also write the figures here")
-    args = ap.parse_args(argv)
+    runner.add_repeat(ap, 3, "runs with and without the capture, alternating")
+    runner.add_json(ap)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; print its table (exit 0), or 1 when its check fails."""
+    runner.check_repeat(args.repeat, "hltbench memray")
     runs: dict[bool, list[dict]] = {False: [], True: []}
-    with tempfile.TemporaryDirectory(prefix="bench_memray.") as tmp:
-        for r in range(args.repeats):
+    with tempfile.TemporaryDirectory(prefix="hltbench_memray.") as tmp:
+        for r in range(args.repeat):
             for memray in (False, True):
                 folder = Path(tmp) / f"{'memray' if memray else 'plain'}{r}"
                 doc = _run(args.events, folder, memray)
                 runs[memray].append(doc)
-                print(f"run {r + 1}/{args.repeats} {'with' if memray else 'without'} memray: "
+                print(f"run {r + 1}/{args.repeat} {'with' if memray else 'without'} memray: "
                       f"loop {doc['job']['loop_s']:.2f} s, wall {doc['job']['wall_s']:.2f} s", file=sys.stderr)
     med = {k: {f: statistics.median(d["job"][f] for d in v) for f in ("loop_s", "wall_s")} for k, v in runs.items()}
     out = {
-        "events": runs[False][-1]["job"]["events_processed"], "repeats": args.repeats,
+        "events": runs[False][-1]["job"]["events_processed"], "repeat": args.repeat,
         "loop_s": {"without": med[False]["loop_s"], "with": med[True]["loop_s"],
                    "ratio": med[True]["loop_s"] / med[False]["loop_s"]},
         "wall_s": {"without": med[False]["wall_s"], "with": med[True]["wall_s"],
@@ -90,11 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(out, indent=1))
     if args.json:
-        from hltrun.framework.atomic import write_text
-
-        write_text(args.json, json.dumps(out, indent=1), "bench_memray --json")
+        runner.write_json(args.json, out, "memray")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,8 +16,8 @@ configuration repeated; reports the median over the repeats of:
 Both modes must accept the same number of events (checked here; event by event in
 tests/test_dynamic_batching.py).
 
-    python tools/bench_batching.py [--streams 1 2 4 8] [--repeat 3] [--max-batch 64] [--max-delay-ms 2]
-                                   [--backend onnxruntime|tensorflow|tensorrt]
+    hltbench batching [--streams 1 2 4 8] [--repeat 3] [--max-batch 64] [--max-delay-ms 2]
+                      [--backend onnxruntime|tensorflow|tensorrt]
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-FILES = [ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"]
+from hltrun.tools.bench import runner
+
+FILES = runner.path_files()
 
 
 def run_once(streams: int, batching: dict[str, Any] | None, max_events: int,
@@ -40,7 +40,7 @@ def run_once(streams: int, batching: dict[str, Any] | None, max_events: int,
     from hltrun.framework.eventloop import EventProcessor
     from hltrun.framework.process import Process
 
-    data = read_yaml(ROOT / "configs" / "path.yaml")
+    data = read_yaml(runner.path_config())
     data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
                                   f"options.numberOfThreads={streams}", f"options.numberOfStreams={streams}",
                                   f"options.maxEvents={max_events}",
@@ -87,18 +87,21 @@ def table(results: dict[tuple[int, str], dict[str, Any]], streams: list[int]) ->
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """``hltbench batching`` options."""
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8], help="stream counts to measure")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per configuration (median taken)")
+    runner.add_repeat(ap, 3, "runs per configuration, the modes interleaved (median taken)")
     ap.add_argument("--max-batch", type=int, default=64, help="batching.max_batch (jets per call)")
     ap.add_argument("--max-delay-ms", type=float, default=2.0, help="batching.max_delay_ms")
     ap.add_argument("--max-events", type=int, default=-1, help="events per job (-1: all of the shipped samples)")
     ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorflow", "tensorrt"],
                     help="the scorer's backend (tensorrt: on a machine with an NVIDIA GPU)")
-    ap.add_argument("--json", type=Path, help="also write the medians here")
-    args = ap.parse_args(argv)
+    runner.add_json(ap)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; print its table (exit 0), or 1 when its check fails."""
+    runner.check_repeat(args.repeat, "hltbench batching")
     import logging
 
     logging.getLogger("hltrun").setLevel(logging.WARNING)
@@ -121,12 +124,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     print(table(results, args.streams))
     if args.json:
-        from hltrun.framework.atomic import write_text
-
-        write_text(args.json, json.dumps({f"{s}:{m}": r for (s, m), r in results.items()}, indent=1),
-                   "bench_batching --json")
+        runner.write_json(args.json, {f"{s}:{m}": r for (s, m), r in results.items()}, "batching")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

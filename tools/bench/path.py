@@ -10,7 +10,7 @@
   the output module, with and without the Timing service.
 
 Both are timed from the first file open to the last event: the bare loop's session creation and the
-modules' begin_job (model load, warm-up) are start-up (bench_startup.py times it); the source's
+modules' begin_job (model load, warm-up) are start-up (``hltbench startup`` times it); the source's
 begin_job (opening and checking the files) is part of hltrun's time.
 
 Both runs make the same decisions (checked); the ratio is hltrun's cost over the bare loop.
@@ -21,14 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-FILES = [ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"]
+from hltrun.tools.bench import runner
+from hltrun.tools.catalogue import models_dir
+
+FILES = runner.path_files()
 
 
 def bare_loop(model: Path, threshold: float, threads: int = 1) -> tuple[float, list[bool]]:
@@ -86,7 +87,7 @@ def hltrun_path(timing: bool) -> tuple[float, list[bool]]:
     from hltrun.framework.eventloop import EventProcessor
     from hltrun.framework.process import Process
 
-    data = read_yaml(ROOT / "configs" / "path.yaml")
+    data = read_yaml(runner.path_config())
     data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
                                   f"source.files={json.dumps([str(f) for f in FILES])}",
                                   "modules.vae.backend=onnxruntime"])
@@ -106,16 +107,20 @@ def hltrun_path(timing: bool) -> tuple[float, list[bool]]:
     return summary.wall_s - summary.begin_job_s + began["source"], [decisions[i] for i in sorted(decisions)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--repeat", type=int, default=3, help="repetitions, interleaved; the median is reported")
-    args = ap.parse_args(argv)
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """``hltbench path`` options."""
+    runner.add_repeat(ap, 3, "repetitions, interleaved; the median is reported")
+    runner.add_json(ap)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study; print its table (exit 0), or 1 when its check fails."""
+    runner.check_repeat(args.repeat, "hltbench path")
     import os
 
-    os.chdir(ROOT)
-    threshold = json.loads((ROOT / "data/models/thresholds.json").read_text())["conv_vae"]["bkg_eff_1e-2"]
-    model = ROOT / "data/models/conv_vae.onnx"
+    os.chdir(runner.checkout())
+    threshold = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]["bkg_eff_1e-2"]
+    model = models_dir() / "conv_vae.onnx"
     from hltrun.modules.decompression import threads_for
 
     threads = threads_for(None, 7)  # what the source picks by default for its 7 branches
@@ -123,13 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = {"bare loop (uproot + InferenceSession.run)": lambda: bare_loop(model, threshold),
             pooled: lambda: bare_loop(model, threshold, threads),
             "hltrun path": lambda: hltrun_path(False), "hltrun path + Timing": lambda: hltrun_path(True)}
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    decisions = {}
-    for _ in range(args.repeat):
-        for name, fn in runs.items():
-            t, d = fn()
-            times[name].append(t)
-            decisions[name] = d
+    timed = runner.interleave(runs, args.repeat)
+    times = {name: [t for t, _ in got] for name, got in timed.items()}
+    decisions = {name: got[-1][1] for name, got in timed.items()}
     ref = decisions["bare loop (uproot + InferenceSession.run)"]
     assert all(d == ref for d in decisions.values()), "hltrun and the bare loop disagree on decisions"
     n = len(ref)
@@ -141,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, ts in times.items():
         t = statistics.median(ts)
         print(f"| {name} | {t:.3f} | {1e3 * t / n:.3f} | {t / bare:.3f} | {t / same:.3f} |")
+    if args.json:
+        runner.write_json(args.json, {"events": n, "accepted": sum(ref), "repeat": args.repeat, "seconds": times},
+                          "path")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,33 +10,31 @@ Also reported: the process RSS after the sessions are built (what sharing would 
 
 Example::
 
-    python tools/bench_session_sharing.py --threads 2 --rounds 5
+    hltbench sessions --threads 2 --repeat 5
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from hltrun.tools.bench import runner
+from hltrun.tools.catalogue import models_dir, rss_mb, sample_path
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line interface."""
-    p = argparse.ArgumentParser(description="Throughput of T threads calling ONNX Runtime through one "
-                                            "shared session vs one session per thread.")
-    p.add_argument("--model", type=Path, default=REPO / "data/models/conv_vae.onnx", help="ONNX model")
-    p.add_argument("--sample", type=Path, default=REPO / "data/qcd_dijet.root",
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``hltbench sessions`` options."""
+    p.add_argument("--model", type=Path, default=models_dir() / "conv_vae.onnx", help="ONNX model")
+    p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"),
                    help="ROOT file whose two leading jets per event make the calls")
     p.add_argument("--threads", type=int, default=2, help="concurrent callers (streams)")
     p.add_argument("--events", type=int, default=2000, help="calls per thread per round")
-    p.add_argument("--rounds", type=int, default=5, help="alternating rounds per mode")
-    return p.parse_args(argv)
+    runner.add_repeat(p, 5, "alternating rounds per mode; the median round counts")
 
 
 def make_session(model: Path):  # noqa: ANN201 - onnxruntime.InferenceSession
@@ -77,16 +75,9 @@ def timed_round(sessions: list, batches: list[np.ndarray], events: int) -> float
     return time.perf_counter() - t0
 
 
-def rss_mb() -> float:
-    """Resident set size of this process (MB)."""
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: print calls per second for each mode and the RSS cost of the sessions."""
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Print calls per second for each mode and the RSS cost of the sessions."""
+    runner.check_repeat(args.repeat, "hltbench sessions")
     batches = per_event_batches(args.sample)
     base = rss_mb()
     shared = make_session(args.model)
@@ -96,12 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     modes = {"shared": [shared] * args.threads, "one per thread": own, "single thread": [shared]}
     for sessions in modes.values():  # warm-up: first calls allocate arenas
         timed_round(sessions, batches, 50)
-    seconds: dict[str, list[float]] = {m: [] for m in modes}
-    for _ in range(args.rounds):
-        for mode, sessions in modes.items():
-            seconds[mode].append(timed_round(sessions, batches, args.events))
+    seconds = runner.interleave({m: (lambda s=s: timed_round(s, batches, args.events)) for m, s in modes.items()},
+                                args.repeat)
     print(f"{args.model.name}, {len(batches)} events of {args.sample.name}, {args.threads} threads x "
-          f"{args.events} calls per round, median of {args.rounds} rounds")
+          f"{args.events} calls per round, median of {args.repeat} rounds")
     rate = {m: len(modes[m]) * args.events / statistics.median(v) for m, v in seconds.items()}
     print("| mode | calls/s | vs single thread |\n|---|---|---|")
     for mode in modes:
@@ -110,6 +99,3 @@ def main(argv: list[str] | None = None) -> int:
           f"+{after_all - after_one:.1f} MB (what sharing saves)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

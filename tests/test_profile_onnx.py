@@ -1,4 +1,4 @@
-"""tools/profile_onnx.py (scopes, FLOP, the command) and the export's lean-graph rewrite."""
+"""hltbench profile (tools/bench/profile_onnx.py) (scopes, FLOP, the command) and the export's lean-graph rewrite."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,8 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not i
 onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
 from onnx import TensorProto, helper  # noqa: E402
 
-from hltrun.tools import profile_onnx as P  # noqa: E402
+from hltrun.tools.bench import profile_onnx as P  # noqa: E402
+from hltrun.tools.bench.cli import main as hltbench  # noqa: E402
 
 
 def _save(path, nodes, inits, inp, out):
@@ -50,7 +51,7 @@ def test_command_on_any_model(tmp_path) -> None:
                  helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k]),
                  helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"]))
     out = tmp_path / "prof.json"
-    rc = P.main([str(path), "--batch-sizes", "1", "4", "--profile-batch", "4", "--profile-calls", "5",
+    rc = hltbench(["profile", str(path), "--batch-sizes", "1", "4", "--profile-batch", "4", "--profile-calls", "5",
                  "--min-time", "0.05", "--rounds", "2", "--json", str(out), "--sample", str(tmp_path / "none.root")])
     assert rc == 0
     res = json.loads(out.read_text())["models"][str(path)]
@@ -61,7 +62,7 @@ def test_command_on_any_model(tmp_path) -> None:
 
 
 def test_missing_model_is_one_line(tmp_path, capsys) -> None:
-    assert P.main([str(tmp_path / "nope.onnx")]) == 2
+    assert hltbench(["profile", str(tmp_path / "nope.onnx")]) == 2
     assert "nope.onnx: no such file" in capsys.readouterr().err
 
 
@@ -153,10 +154,8 @@ def test_export_shape_folding_keeps_a_slice_to_the_last_real_slot(tmp_path) -> N
 
 
 def test_score_core_bench_variants_agree(capsys) -> None:
-    """tools/bench_score_core.py: every variant of the score core (cropped, pre-transposed, pooled)
+    """hltbench score-core: every variant of the score core (cropped, pre-transposed, pooled)
     gives the shipped formulation's per-jet sums before anything is timed."""
-    from hltrun.tools import bench_score_core
-
-    assert bench_score_core.main(["--batch-sizes", "3", "--real", "30", "--rounds", "1", "--calls", "20"]) == 0
+    assert hltbench(["score-core", "--batch-sizes", "3", "--real", "30", "--repeat", "1", "--calls", "20"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("shipped", "crop", "keepdims", "transposed", "pool"))

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 
 def test_bench_counts_macs_from_the_onnx_graph(tiny):
-    from hltrun.tools.bench_backends import count_macs
+    from hltrun.tools.bench.flops import count_macs
 
     # Dense 300->8, 8->4 twice, 4->300; the tiny score has no matrix product of data
     assert count_macs(tiny.onnx) == {"weights": 300 * 8 + 2 * 8 * 4 + 4 * 300, "data": 0}

@@ -55,7 +55,8 @@ def _hz(rate: float, input_hz: float) -> str:
 
 def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespace, command: str) -> str:
     """Render the model card."""
-    from hltrun.tools.evaluate_models import BASELINES, BKG_EFFS, MODELS
+    from hltrun.tools.catalogue import MODELS
+    from hltrun.tools.eval_defs import BASELINES, BKG_EFFS
 
     d = args.models_dir
     check_file = d / "onnx_check.json"

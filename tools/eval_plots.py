@@ -25,7 +25,8 @@ def plots(metrics: dict[str, Any], hist: dict[str, dict], out_dir: Path) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hltrun.tools.evaluate_models import BASELINES, BKG_EFFS, MODELS
+    from hltrun.tools.catalogue import MODELS
+    from hltrun.tools.eval_defs import BASELINES, BKG_EFFS
 
     names = list(MODELS) + list(BASELINES)
     label = {**{n: n for n in MODELS}, **{k: b.label for k, b in BASELINES.items()}}

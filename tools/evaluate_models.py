@@ -36,29 +36,10 @@ from hltrun.framework.atomic import write_text  # noqa: E402
 from hltrun.tools.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
                               roc, weighted_cut)
 
-_event_max = event_max  # the name tools/export_onnx.py and tools/quantize_models.py import
+from hltrun.tools.catalogue import MODELS  # noqa: E402
+from hltrun.tools.eval_defs import (BASELINES, BKG_EFFS, INPUT_RATE_HZ, MATCHED_PT_GEV, PT_EDGES_GEV,  # noqa: E402
+                                    RATIO_RANGE_GEV, SIGNALS, SignalSpec)
 
-MODELS = ("conv_vae", "gcn_vae")
-BKG_EFFS = {"bkg_eff_1e-2": 1e-2, "bkg_eff_1e-3": 1e-3}
-PT_EDGES_GEV = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]  # lower edges; the last bin is open
-RATIO_RANGE_GEV = (600.0, 1600.0)  # the max/min pass-rate ratio is over the bins inside this range
-MATCHED_PT_GEV = (1100.0, 1400.0)  # leading-jet window of the matched-pT AUCs
-INPUT_RATE_HZ = 100e3
-
-
-@dataclass(frozen=True)
-class SignalSpec:
-    label: str
-    defaults: tuple[str, ...]  # first existing file under --signal-dir wins
-    held_out: bool = False
-
-
-SIGNALS = {
-    "rsg_ww_1p5TeV": SignalSpec("RS G* (1.5 TeV) → WW", ("data/large/rsg_ww_1p5TeV_eval.root", "data/rsg_ww_1p5TeV.root")),
-    "rsg_ww_3p5TeV": SignalSpec("RS G* (3.5 TeV) → WW", ("data/large/rsg_ww_3p5TeV_eval.root", "data/rsg_ww_3p5TeV.root")),
-    "zprime_tt_2TeV": SignalSpec("Z′ (2 TeV) → tt̄", ("data/large/zprime_tt_2TeV_eval.root", "data/zprime_tt_2TeV.root")),
-    "wprime_wz_3TeV": SignalSpec("W′ (3 TeV) → WZ", ("data/large/wprime_wz_3TeV.root",), held_out=True),
-}
 BACKGROUND_DEFAULTS = ("data/large/qcd_flat_test.root", "data/large/qcd_test.root", "data/qcd_dijet.root")
 PHYSICAL_DEFAULT = "data/large/qcd_test.root"
 # more QCD like --background (flat in pTHat, other seeds) for the pT-dependent cut; and the independent
@@ -66,24 +47,6 @@ PHYSICAL_DEFAULT = "data/large/qcd_test.root"
 WP_BACKGROUND_DEFAULTS = ("data/large/qcd_flat_wp1.root", "data/large/qcd_flat_wp2.root")
 CLOSURE_DEFAULTS = tuple(f"data/large/qcd_closure_pthat{t}.root" for t in (600, 850, 1150, 1450))
 GENERATION_CONFIG = REPO / "tools" / "generation.yaml"
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A simple observable scored like a model: per jet, larger = more signal-like; event = max."""
-
-    label: str
-    per_jet: Callable[[Any], np.ndarray]
-    definition: str
-
-
-BASELINES = {
-    "tau21": Baseline("1 − τ21", lambda s: 1.0 - s.jet_tau21,
-                      "1 − τ21 per jet (N-subjettiness, β = 1, exclusive-kT axes, R0 = 0.8, from all the jet's "
-                      "constituents: `tools/substructure.py`); event: the larger of the two leading jets"),
-    "mass": Baseline("jet mass", lambda s: s.jet_mass,
-                     "`FatJet_mass` per jet; event: the larger of the two leading jets' masses"),
-}
 
 
 class InputProblem(Exception):

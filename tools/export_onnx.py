@@ -232,7 +232,7 @@ def compare(keras_path: Path, onnx_path: Path, jets: Any, event_index: Any,
     import onnxruntime as ort
 
     from hltrun.modules.models.vae import load_inference_model, predict_scores
-    from hltrun.tools.evaluate_models import _event_max
+    from hltrun.tools.eval_stats import event_max as _event_max
 
     ref = predict_scores(load_inference_model(keras_path), jets)
     opts = ort.SessionOptions()

@@ -17,7 +17,6 @@ slipped in::
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,12 +24,12 @@ from pathlib import Path
 
 from hltrun.framework.atomic import write_bytes
 from hltrun.modules.inference.base import AGREEMENT_RTOL
+from hltrun.tools.catalogue import MODELS, SAMPLE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = ROOT / "data" / "reference"
 CONFIG = ROOT / "configs" / "path.yaml"
-SAMPLES = ("qcd_dijet", "rsg_ww_1p5TeV", "rsg_ww_3p5TeV", "zprime_tt_2TeV")
-MODELS = ("conv_vae", "gcn_vae")
+SAMPLES = SAMPLE_NAMES
 BACKENDS = ("onnxruntime", "tensorflow")
 # ORT vs TF differ by <= AGREEMENT_RTOL relative on the score (the project's agreement criterion);
 # reruns on one backend are bit-identical, so the same bound catches any real change.
@@ -53,8 +52,7 @@ def command(model: str, backend: str, output: Path) -> list[str]:
 
 def run(model: str, backend: str, output: Path) -> None:
     """Run the reference command; raise with hltrun's own error line if it fails."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    res = subprocess.run(command(model, backend, output), cwd=ROOT, capture_output=True, text=True, env=env)
+    res = subprocess.run(command(model, backend, output), cwd=ROOT, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"hltrun failed for {model} on {backend} (exit {res.returncode}): "
                            f"{res.stderr.strip().splitlines()[-1] if res.stderr.strip() else ''}")

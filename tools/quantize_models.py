@@ -46,11 +46,11 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
 
 from hltrun.framework.atomic import write_text, writing  # noqa: E402
 
-MODELS = ("conv_vae", "gcn_vae")
+from hltrun.tools.catalogue import MODELS, SAMPLES, models_dir, sample_path  # noqa: E402
+
 WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 SECTION = "## INT8 quantisation"
 SPEED_BATCHES = (2, 64)
@@ -63,14 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Make INT8 ONNX models with onnxruntime.quantization and "
                                             "measure their AUC loss against fp32 on the shipped samples.")
     p.add_argument("--models", nargs="+", default=list(MODELS), help="model names in --models-dir (default: both)")
-    p.add_argument("--models-dir", type=Path, default=REPO / "data/models", help="folder with <name>.onnx")
+    p.add_argument("--models-dir", type=Path, default=models_dir(), help="folder with <name>.onnx")
     p.add_argument("--method", choices=("dynamic", "static"), default="dynamic",
                    help="dynamic: int8 weights only (no calibration); static: QDQ weights+activations")
     p.add_argument("--per-channel", action="store_true", help="per-channel weight scales")
-    p.add_argument("--background", type=Path, default=REPO / "data/qcd_dijet.root", help="QCD sample")
+    p.add_argument("--background", type=Path, default=sample_path("qcd_dijet"), help="QCD sample")
     p.add_argument("--signals", nargs="+", type=Path,
-                   default=[REPO / "data/rsg_ww_1p5TeV.root", REPO / "data/rsg_ww_3p5TeV.root",
-                            REPO / "data/zprime_tt_2TeV.root"], help="signal samples")
+                   default=[sample_path(s.name) for s in SAMPLES if s.signal], help="signal samples")
     p.add_argument("--max-events", type=int, default=None, help="events read per sample (default: all)")
     p.add_argument("--calib-events", type=int, default=500, help="static: QCD events used for calibration")
     p.add_argument("--exclude", default="encoder",
@@ -158,7 +157,7 @@ def compare(fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], bkg_evt: n
             sig_evt: dict[str, np.ndarray]) -> dict[str, Any]:
     """AUC per signal (jet level, and event level = max over the leading jets) for both models, and
     how much the INT8 score moves."""
-    from hltrun.tools.evaluate_models import _event_max, roc
+    from hltrun.tools.eval_stats import event_max as _event_max, roc
 
     rel = np.abs(int8["qcd"] - fp32["qcd"]) / np.abs(fp32["qcd"])
     out: dict[str, Any] = {"qcd_score_rel_diff_median": float(np.median(rel)),

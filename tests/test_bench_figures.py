@@ -117,7 +117,7 @@ def test_latency_units_match_an_independent_timing(run) -> None:
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(tmp / "tiny.onnx"), so, providers=["CPUExecutionProvider"])
-    x = B.load_sample(B.REPO / "data/qcd_dijet.root", 64)
+    x = B.load_sample(B.sample_path("qcd_dijet"), 64)
     sess.run(None, {"jets": x})
     times = []
     for _ in range(200):

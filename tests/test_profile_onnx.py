@@ -52,7 +52,7 @@ def test_command_on_any_model(tmp_path) -> None:
                  helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"]))
     out = tmp_path / "prof.json"
     rc = hltbench(["profile", str(path), "--batch-sizes", "1", "4", "--profile-batch", "4", "--profile-calls", "5",
-                 "--min-time", "0.05", "--rounds", "2", "--json", str(out), "--sample", str(tmp_path / "none.root")])
+                 "--min-time", "0.05", "--repeat", "2", "--json", str(out), "--sample", str(tmp_path / "none.root")])
     assert rc == 0
     res = json.loads(out.read_text())["models"][str(path)]
     assert set(res["scope_share"]) == {"encoder", "score"}

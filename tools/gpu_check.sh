@@ -6,7 +6,7 @@
 # Prints nvidia-smi and versions; installs wheels carried in .whl/ (no network needed) into
 # /tmp/site; runs tests/test_gpu.py (marker gpu: the real CUDA wrappers' contract, TensorRT when the
 # tensorrt package is importable, ONNX Runtime's CUDA/TensorRT providers when present) and the
-# strict-fake TensorRT tests, then hltbench on the GPU backends (tools/bench_backends.py, figures and
+# strict-fake TensorRT tests, then hltbench backends on the GPU backends (tools/bench/backends.py, figures and
 # plots in $OUT/hltbench). Absent pieces are skipped and named (pytest -rs; hltbench 'Not measured here').
 # Every step runs under `timeout`, so the script never hangs. It needs python3 with numpy, onnx,
 # onnxruntime, pytest, pyyaml; cuda-python (cuda.bindings) or pycuda for the real CUDA checks.
@@ -83,7 +83,7 @@ grep -hE "backend|TensorRT|CPU|fallback|Events total" "$OUT/shipped-path.txt" | 
 # hltbench on every GPU backend (ONNX Runtime CUDA / TensorRT providers, TensorRT fp32 / fp16) beside ONNX
 # Runtime on this host's CPU: latency, peak RSS and GPU memory vs batch size, JSON/CSV/PNG in
 # $OUT/hltbench; a backend not installed here is listed in the output with the reason
-step hltbench 240 python3 tools/bench_backends.py --models conv_vae gcn_vae \
+step hltbench 240 python3 -m hltrun.tools.bench backends --models conv_vae gcn_vae \
     --backends ort-fp32 ort-cuda ort-trt trt-fp32 trt-fp16 --batch-sizes 1 9 64 1024 \
     --min-time 0.2 --mem-jets 2000 --isolate --out "$OUT/hltbench"
 grep -A20 "^Not measured here" "$OUT/hltbench.txt" | tee -a "$SUMMARY"

@@ -22,7 +22,7 @@ are measured and written to the card, so the choice is visible.
   ``--calib-events`` events of the background file; the AUC then uses all of it).
 
 Speed: the shipped INT8 file and its fp32 source are timed in the same process (ONNX Runtime, one
-thread, alternating rounds, ``tools/profile_onnx.time_models``) at batch 2 and 64.  INT8 counts as a
+thread, alternating rounds, ``hltrun.tools.bench.profile_onnx.time_models``) at batch 2 and 64.  INT8 counts as a
 speed option only where it is at least 5% faster (beyond timing noise) at both sizes with an AUC
 loss <= 0.005 for every signal; the
 card says which, so no one picks INT8 for a speed-up that is not there.
@@ -176,7 +176,7 @@ def compare(fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], bkg_evt: n
 def speed(fp32: Path, int8: Path, jets: np.ndarray, min_time: float) -> dict[str, Any]:
     """µs per jet of both files at SPEED_BATCHES, timed alternately in this process (one thread): the
     fastest call (what decides; robust to a busy machine) and the median."""
-    from hltrun.tools.profile_onnx import session, time_models
+    from hltrun.tools.bench.profile_onnx import session, time_models
 
     sessions = {"fp32": session(fp32, 1), "int8": session(int8, 1)}
     feeds = {k: {b: {"jets": np.ascontiguousarray(jets[:b])} for b in SPEED_BATCHES} for k in sessions}

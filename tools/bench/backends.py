@@ -16,7 +16,7 @@ missing, load failure) is listed once with the reason — printed, in the docs s
 sampler (peak RSS; GPU memory in use for GPU backends); per configuration ``--mem-jets`` jets at
 ``--mem-batch`` give RSS vs jets processed. ``--out DIR`` (or ``--json``/``--csv``/``--plots``) writes the
 cells with machine and library versions, and latency.png / memory.png with the study's own numbers
-(tools/study_reference.json) drawn beside ours.
+(tools/bench/study_reference.json) drawn beside ours.
 
 FLOPs per jet are counted from the ONNX graph: 2 x the multiply-accumulates of every Conv,
 ConvTranspose, MatMul and Gemm, with shapes taken from one run of the model at batch 1 (so
@@ -485,7 +485,7 @@ def run(args: argparse.Namespace) -> int:
         write_tables(args.json, args.csv, data)
     if plots_dir:
         try:
-            from hltrun.tools.bench_plots import plot
+            from hltrun.tools.bench.plots import plot
 
             for path in plot(data, plots_dir):
                 print(f"wrote {path}")
@@ -493,7 +493,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"hltbench backends: plots not written ({exc}); the JSON/CSV have every figure", file=sys.stderr)
     if args.docs:
         try:  # the section shows the figures: docs/img/hltbench_*.png, written only with --docs
-            from hltrun.tools.bench_plots import plot
+            from hltrun.tools.bench.plots import plot
 
             images = plot(data, args.docs.parent / "img", prefix="hltbench_")
             section += "\n" + "\n".join(f"![{p.stem}](img/{p.name})" for p in images) + "\n"

@@ -18,7 +18,7 @@ STUDY_LABEL = "IML 2022 study"
 
 
 def load_study(path: Path = STUDY_FILE) -> dict[str, Any]:
-    """The study's transcribed numbers (tools/study_reference.json), each with its line in the text."""
+    """The study's transcribed numbers (tools/bench/study_reference.json), each with its line in the text."""
     return json.loads(path.read_text())
 
 

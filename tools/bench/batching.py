@@ -30,27 +30,16 @@ from typing import Any
 
 from hltrun.tools.bench import runner
 
-FILES = runner.path_files()
-
 
 def run_once(streams: int, batching: dict[str, Any] | None, max_events: int,
              backend: str = "onnxruntime") -> dict[str, Any]:
     """One job; the figures of one table cell and the accepted events (to check decisions agree)."""
-    from hltrun.framework.config import apply_overrides, read_yaml, validate
     from hltrun.framework.eventloop import EventProcessor
-    from hltrun.framework.process import Process
 
-    data = read_yaml(runner.path_config())
-    data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
-                                  f"options.numberOfThreads={streams}", f"options.numberOfStreams={streams}",
-                                  f"options.maxEvents={max_events}",
-                                  f"source.files={json.dumps([str(f) for f in FILES])}",
-                                  f"modules.vae.backend={backend}"])
-    del data["modules"]["out"]
-    if batching is not None:
-        data["modules"]["vae"]["batching"] = batching
-    data["services"] = {"Timing": {"calibrate": False, "per_event_json": False}}
-    process = Process(validate(data, "bench_batching"))
+    process = runner.default_path(
+        "batching", {"Timing": {"calibrate": False, "per_event_json": False}},
+        f"options.numberOfThreads={streams}", f"options.numberOfStreams={streams}", f"options.maxEvents={max_events}",
+        f"modules.vae.backend={backend}", *([f"modules.vae.batching={json.dumps(batching)}"] if batching is not None else []))
     summary = EventProcessor(process).run()
     timing = process.services[0].result(summary)
     vae = next(m for m in timing["modules"] if m["label"] == "vae")

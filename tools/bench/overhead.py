@@ -27,26 +27,14 @@ import numpy as np
 from hltrun.tools.bench import runner
 from hltrun.tools.catalogue import models_dir
 
-FILES = runner.path_files()
-
-
 def _stand_in_run(self, names, feeds, run_options=None):  # noqa: ANN001, ANN202
     """InferenceSession.run's stand-in: zeros, one float32 (N,) array per requested output."""
     n = len(next(iter(feeds.values())))
     return [np.zeros(n, np.float32) for _ in names]
 
 
-def _process():
-    from hltrun.framework.config import apply_overrides, read_yaml, validate
-    from hltrun.framework.process import Process
-
-    data = read_yaml(runner.path_config())
-    data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
-                                  f"source.files={json.dumps([str(f) for f in FILES])}",
-                                  "modules.vae.backend=onnxruntime"])
-    del data["modules"]["out"]
-    data["services"] = {}
-    return Process(validate(data, "bench_overhead"))
+def _process():  # noqa: ANN202 - a Process
+    return runner.default_path("overhead", {})
 
 
 def hltrun_loop(items: list) -> tuple[float, list[bool]]:

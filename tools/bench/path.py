@@ -83,17 +83,9 @@ def bare_loop(model: Path, threshold: float, threads: int = 1) -> tuple[float, l
 
 
 def hltrun_path(timing: bool) -> tuple[float, list[bool]]:
-    from hltrun.framework.config import apply_overrides, read_yaml, validate
     from hltrun.framework.eventloop import EventProcessor
-    from hltrun.framework.process import Process
 
-    data = read_yaml(runner.path_config())
-    data = apply_overrides(data, ["endpaths={}", "options.wantSummary=false",
-                                  f"source.files={json.dumps([str(f) for f in FILES])}",
-                                  "modules.vae.backend=onnxruntime"])
-    del data["modules"]["out"]
-    data["services"] = {"Timing": {"calibrate": False}} if timing else {}
-    process = Process(validate(data, "bench"))
+    process = runner.default_path("path", {"Timing": {"calibrate": False}} if timing else {})
     decisions: dict[int, bool] = {}
     process.signals.post_event.connect(
         lambda event, status: decisions.__setitem__(event.index, event.trigger_results["HLT_AnomalyDetection"]))

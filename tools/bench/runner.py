@@ -155,3 +155,17 @@ def path_config() -> Path:
 def path_files() -> list[Path]:
     """The default path's input files, absolute (studies run it from any directory)."""
     return [sample_path(name) for name in PATH_SAMPLES]
+
+
+def default_path(study: str, services: dict[str, Any], *overrides: str) -> Any:
+    """The default path as most studies time it: configs/path.yaml on its shipped samples (absolute paths),
+    ONNX Runtime unless an override says otherwise, no output module, only ``services``; a built Process."""
+    from hltrun.framework.config import apply_overrides, read_yaml, validate
+    from hltrun.framework.process import Process
+
+    data = apply_overrides(read_yaml(path_config()), [
+        "endpaths={}", "options.wantSummary=false", f"source.files={json.dumps([str(f) for f in path_files()])}",
+        "modules.vae.backend=onnxruntime", *overrides])
+    del data["modules"]["out"]
+    data["services"] = services
+    return Process(validate(data, f"hltbench {study}"))

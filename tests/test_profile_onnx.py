@@ -69,7 +69,7 @@ def test_missing_model_is_one_line(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("shape", [[None, 16, 98, 1], [None, 136]])
 def test_export_elu_rewrite_is_elu(tmp_path, shape) -> None:
     """The export's Elu rewrite computes Elu (also on a trailing axis of length 1) and leaves no Elu."""
-    from hltrun.tools.export_onnx import lean_graph
+    from hltrun.tools.physics.export_onnx import lean_graph
 
     dims = ["N", *shape[1:]]
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
@@ -90,7 +90,7 @@ def test_export_elu_rewrite_is_elu(tmp_path, shape) -> None:
 def test_export_shape_folding_keeps_dynamic_batch_and_data_dependence(tmp_path) -> None:
     """fold_shapes turns batch-derived shape arithmetic into constants (with -1 for the batch) but
     never folds an integer that depends on the data (here an ArgMin feeding a Gather)."""
-    from hltrun.tools.export_onnx import fold_shapes
+    from hltrun.tools.physics.export_onnx import fold_shapes
 
     i64 = TensorProto.INT64
     inits = [helper.make_tensor("i0", i64, [1], [0]), helper.make_tensor("tail", i64, [1], [300])]
@@ -124,7 +124,7 @@ def test_export_shape_folding_keeps_a_slice_to_the_last_real_slot(tmp_path) -> N
     With probes that pad slot by slot at random, some jet always has slot 100 real and the end would
     be folded to a constant 100 (found while trying the crop for issue 8; values stay right, so only
     the shape shows it)."""
-    from hltrun.tools.export_onnx import fold_shapes
+    from hltrun.tools.physics.export_onnx import fold_shapes
 
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     inits = [helper.make_tensor("slots", f32, [100], list(range(1, 101))),

@@ -18,7 +18,7 @@ def test_bench_counts_macs_from_the_onnx_graph(tiny):
 
 
 def test_quantize_tool_selects_weight_nodes_and_keeps_the_card(tiny, tmp_path):
-    from hltrun.tools.quantize_models import SECTION, quantize, weight_nodes, write_card
+    from hltrun.tools.physics.quantize_models import SECTION, quantize, weight_nodes, write_card
 
     nodes = weight_nodes(tiny.onnx)
     assert len(nodes) == 4 and len(weight_nodes(tiny.onnx, exclude=nodes[0])) == 3

@@ -1,6 +1,6 @@
 """Measure distributed execution: 1 vs 2 Dask workers, per-unit overhead, merge time and memory.
 
-    python -m hltrun.tools.make_large_sample --events 24000
+    python -m hltrun.tools.physics.make_large_sample --events 24000
     hltbench dask --sample data/large/replicated_24000.root          # docs/distributed.md
 
 Throughput is events / event-loop time (first event read to last event done, across all workers), so
@@ -146,7 +146,7 @@ def merge_cost(sample: Path, tmp: Path, unit_events: int, counts: list[int]) -> 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench dask`` options."""
     ap.add_argument("--sample", type=Path, default=data_dir() / "large/replicated_24000.root",
-                    help="input file (make it with python -m hltrun.tools.make_large_sample)")
+                    help="input file (make it with python -m hltrun.tools.physics.make_large_sample)")
     ap.add_argument("--events-per-task", type=int, default=2000, help="unit size for the scaling runs")
     runner.add_repeat(ap, 2, "alternating 1/2-worker runs")
     ap.add_argument("--overhead-events", type=int, default=6000, help="events of the per-unit overhead runs")
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the study; print its table (exit 0), or 1 when its check fails."""
     if not args.sample.exists():
         raise runner.BenchError(f"hltbench dask: {args.sample} not found: "
-                                "python -m hltrun.tools.make_large_sample --events 24000")
+                                "python -m hltrun.tools.physics.make_large_sample --events 24000")
     runner.check_repeat(args.repeat, "hltbench dask")
     import logging
 

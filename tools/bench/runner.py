@@ -23,15 +23,10 @@ from typing import Any, TypeVar
 
 from hltrun.framework.atomic import writing
 from hltrun.framework.resources import shipped_dir
-from hltrun.tools.catalogue import data_dir, sample_path
+from hltrun.tools.catalogue import checkout, sample_path
 
 T = TypeVar("T")
 LIBRARIES = ("numpy", "awkward", "uproot", "onnxruntime", "tensorflow", "tensorflow-cpu", "keras")
-
-
-def checkout() -> Path:
-    """The folder holding configs/, data/ and docs/ (the checkout, in the editable install the docs assume)."""
-    return data_dir().parent
 
 
 def loadavg() -> str:

@@ -4,7 +4,7 @@ Why: a sample generated with pTHat > 600 GeV holds few events with a 1.5 TeV lea
 with higher pTHat thresholds fill the high-pT bins with many unweighted events, which is what a
 closure test of a pT-dependent working point needs there. But a bin near a slice's threshold also
 gets events from below it (a leading jet harder than pTHat), so slices cannot simply be assigned to
-bins: they are stitched by each event's pTHat (``Generator_binvar``, tools/generate_events.py).
+bins: they are stitched by each event's pTHat (``Generator_binvar``, tools/physics/generate_events.py).
 
 Stitching: region r is t_r <= pTHat < t_(r+1); slices 0..r all sample it. With S_s the cross
 section above t_s, slice s puts N_s sigma_r / S_s events into region r, so every event of region r
@@ -60,7 +60,7 @@ def stitch_weights(pthat: list[np.ndarray], gen_weight: list[np.ndarray],
 
 def thresholds_of(process_ids: list[int], config_path: Path) -> list[float]:
     """The pTHat threshold of each slice, from its processId and the generation config."""
-    from hltrun.tools.generate_events import load_config
+    from hltrun.tools.physics.generate_events import load_config
 
     table = pthat_min_by_process(load_config(config_path))
     missing = [p for p in process_ids if p not in table]

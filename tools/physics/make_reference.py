@@ -10,8 +10,8 @@ thresholds, or after a deliberate change of the physics of the path (batching, i
 prints the hltdiff table of old vs new before it replaces a file, so the change is reviewed, not
 slipped in::
 
-    python -m hltrun.tools.make_reference            # rerun, show the differences, rewrite data/reference/
-    python -m hltrun.tools.make_reference --check    # rerun and compare only (exit 1 when anything differs)
+    python -m hltrun.tools.physics.make_reference            # rerun, show the differences, rewrite data/reference/
+    python -m hltrun.tools.physics.make_reference --check    # rerun and compare only (exit 1 when anything differs)
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.tools.catalogue import MODELS, SAMPLE_NAMES
 
-ROOT = Path(__file__).resolve().parents[1]
+from hltrun.tools.catalogue import checkout  # noqa: E402
+
+ROOT = checkout()
 REFERENCE_DIR = ROOT / "data" / "reference"
 CONFIG = ROOT / "configs" / "path.yaml"
 SAMPLES = SAMPLE_NAMES
@@ -67,7 +69,7 @@ def compare_files(reference: Path, candidate: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hltrun.tools.make_reference", description=__doc__.splitlines()[0],
+    ap = argparse.ArgumentParser(prog="python -m hltrun.tools.physics.make_reference", description=__doc__.splitlines()[0],
                                  epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="compare only; do not rewrite data/reference/")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)

@@ -5,7 +5,7 @@ Why a module of its own: a working point is only as good as its closure on event
 part in it. The test here is the one a user would make: per leading-jet pT bin, the weighted pass
 rate on the independent sample against the target, with the error expected under the target
 (binomial, effective events: robust where a bin passes nothing) combined with the cut's own
-statistical error (tools/pt_quantile_fit.py), and a chi-square over the bins with its p-value.
+statistical error (tools/physics/pt_quantile_fit.py), and a chi-square over the bins with its p-value.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 from scipy.stats import chi2 as chi2_dist
 
 from hltrun.modules.working_point import bin_index
-from hltrun.tools.eval_stats import binned_pass_rates, effective_n, pass_rate
-from hltrun.tools.pt_quantile_fit import QuantileFit, fit_quantile, fit_range, rate_covariance
+from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate
+from hltrun.tools.physics.pt_quantile_fit import QuantileFit, fit_quantile, fit_range, rate_covariance
 
 
 def derive(scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray,

@@ -1,6 +1,6 @@
 """Make a bigger sample for scaling measurements by replicating the shipped files into one ROOT file.
 
-    python -m hltrun.tools.make_large_sample --events 24000            # -> data/large/replicated_24000.root
+    python -m hltrun.tools.physics.make_large_sample --events 24000            # -> data/large/replicated_24000.root
 
 Copies are not new physics: the same events again, with ``luminosityBlock`` and ``event`` renumbered so
 that every (run, lumi, event) stays unique (a copy k adds 1000*k to the lumi and 10^7*k to the event).
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from hltrun.tools.catalogue import checkout  # noqa: E402
+
+REPO = checkout()
 DEFAULT_INPUTS = ["data/qcd_dijet.root", "data/rsg_ww_3p5TeV.root"]
 
 
@@ -52,7 +54,7 @@ def make(inputs: list[Path], events: int, out: Path, step: int = 1000) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hltrun.tools.make_large_sample", description=__doc__.splitlines()[0],
+    ap = argparse.ArgumentParser(prog="python -m hltrun.tools.physics.make_large_sample", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--events", type=int, default=24_000, help="entries to write (default 24000)")
     ap.add_argument("--inputs", nargs="+", type=Path, default=[REPO / p for p in DEFAULT_INPUTS],

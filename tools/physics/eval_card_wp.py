@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hltrun.tools.pt_quantile_fit import MIN_EVENTS_PER_TERM, RANGE_QUANTILES, SIGNIFICANCE
+from hltrun.tools.physics.pt_quantile_fit import MIN_EVENTS_PER_TERM, RANGE_QUANTILES, SIGNIFICANCE
 
 P_MIN = 0.05  # a chi-square p-value below this is reported as a failed closure / a rate that is not flat
 
@@ -43,7 +43,7 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
         + " and ".join(f"`{d['file']}` ({d['n_events']} events)" for d in deriv)
         + f", {n_deriv} events in all: the weighted fraction above the cut is the target overall and uncorrelated "
         "with every power of x, so it is the same at every pT as far as a quadratic in ln pT can follow "
-        f"(`tools/pt_quantile_fit.py`; terms shown — were dropped: a term needs {MIN_EVENTS_PER_TERM} effective "
+        f"(`tools/physics/pt_quantile_fit.py`; terms shown — were dropped: a term needs {MIN_EVENTS_PER_TERM} effective "
         f"events above the cut, and the highest term must differ from zero by more than {SIGNIFICANCE:g} σ on the fit "
         "sample, else the fit is repeated without it). No cut rests on the events of one bin; each bin's cut uncertainty comes from "
         "the fit's covariance.\n")
@@ -62,7 +62,7 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
     sl = closure_sample.get("slices") or {}
     slices = (", stitched from p̂T slices " + ", ".join(
         f"> {t:.0f} GeV ({n} events)" for t, n in zip(sl["pthat_min_gev"], sl["events"]))
-        + " by each event's p̂T (`tools/qcd_slices.py`: the slices' relative cross sections measured from their "
+        + " by each event's p̂T (`tools/physics/qcd_slices.py`: the slices' relative cross sections measured from their "
           "overlap, nothing typed in)") if sl else ""
     add(f"\n**Closure on an independent sample**: `{closure_sample['file']}` ({closure_sample['n_events']} QCD events, "
         f"`--closure`{slices}; it shares no event with the fit sample: other generator seeds, data/README.md), used for "

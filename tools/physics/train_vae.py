@@ -8,7 +8,7 @@ curves and the training metadata the model card quotes).
 
 Example::
 
-    taskset -c 1 python tools/train_vae.py --model conv --epochs 40 --train-file data/large/qcd_train.root
+    taskset -c 1 python tools/physics/train_vae.py --model conv --epochs 40 --train-file data/large/qcd_train.root
 """
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from hltrun.tools.catalogue import checkout  # noqa: E402
+
+REPO = checkout()
 
 from hltrun.framework.atomic import write_text, writing  # noqa: E402
 
@@ -129,7 +131,7 @@ def train(args: argparse.Namespace) -> dict:
         "epochs_run": len(history["loss"]), "max_epochs": args.epochs, "best_epoch": best + 1,
         "best_val_loss": history["val_loss"][best], "train_seconds": seconds,
         "feature_mean": mean, "feature_std": std, "n_params": int(model.count_params()),
-        "command": "python tools/train_vae.py " + " ".join(sys.argv[1:]),
+        "command": "python tools/physics/train_vae.py " + " ".join(sys.argv[1:]),
         "history": history,
     }
     write_text(args.out_dir / f"{spec.name}_history.json", json.dumps(meta, indent=1), "train_vae")

@@ -101,7 +101,7 @@ def load_sample(path: Path, key: str, label: str, held_out: bool = False, max_ev
     import uproot
 
     from hltrun.modules.models.preprocess import load_jets
-    from hltrun.tools.substructure import tau21
+    from hltrun.tools.physics.substructure import tau21
 
     jets, event_of_jet = load_jets(str(path), n_leading=N_LEADING, max_events=max_events)
     with uproot.open(path) as fh:

@@ -43,7 +43,7 @@ class Baseline:
 BASELINES = {
     "tau21": Baseline("1 − τ21", lambda s: 1.0 - s.jet_tau21,
                       "1 − τ21 per jet (N-subjettiness, β = 1, exclusive-kT axes, R0 = 0.8, from all the jet's "
-                      "constituents: `tools/substructure.py`); event: the larger of the two leading jets"),
+                      "constituents: `tools/physics/substructure.py`); event: the larger of the two leading jets"),
     "mass": Baseline("jet mass", lambda s: s.jet_mass,
                      "`FatJet_mass` per jet; event: the larger of the two leading jets' masses"),
 }

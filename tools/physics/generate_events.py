@@ -10,7 +10,7 @@ config file and ``--events``, not on ``--workers``.
 
 Example::
 
-    python tools/generate_events.py --process qcd --events 4000 --workers 2
+    python tools/physics/generate_events.py --process qcd --events 4000 --workers 2
 """
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from hltrun.tools.catalogue import checkout  # noqa: E402
+
+REPO = checkout()
 
 from hltrun.framework.atomic import writing
 DEFAULT_CONFIG = REPO / "tools" / "generation.yaml"
@@ -122,7 +124,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         # 1 for an unbiased sample; with PhaseSpace:bias2Selection the inverse of the pTHat bias, so a
         # flat-pT sample still gives physical (weighted) rates
         out.weight.append(pythia.infoPython().weight())
-        # the hard process's pTHat: what stitches samples generated in pTHat slices (tools/qcd_slices.py)
+        # the hard process's pTHat: what stitches samples generated in pTHat slices (tools/physics/qcd_slices.py)
         out.pthat.append(pythia.infoPython().pTHat())
         dijet = jets[0] + jets[1]
         out.mjj.append(dijet.m())
@@ -249,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Generate PYTHIA 8 events at 13 TeV, cluster anti-kT R=0.8 jets with FastJet and "
                     "write a NanoAOD-like ROOT file (tree 'Events'; layout in data/README.md).")
     p.add_argument("--process", required=True,
-                   help="process name from the config (tools/generation.yaml): qcd, qcd_flat, rsg_ww_1p5TeV, rsg_ww_3p5TeV, "
+                   help="process name from the config (tools/physics/generation.yaml): qcd, qcd_flat, rsg_ww_1p5TeV, rsg_ww_3p5TeV, "
                         "zprime_tt_2TeV, wprime_wz_3TeV")
     p.add_argument("--events", type=int, default=1000,
                    help="number of ACCEPTED events (>= 2 jets with pT > 200 GeV, |eta| < 2.5) to write")
@@ -258,7 +260,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
                    help="worker processes; the output does not depend on this number")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                   help="YAML file with seeds and generator settings (default: tools/generation.yaml)")
+                   help="YAML file with seeds and generator settings (default: tools/physics/generation.yaml)")
     p.add_argument("--seed", type=int, default=None, help="override the base seed of the config")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     return p.parse_args(argv)

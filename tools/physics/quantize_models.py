@@ -32,7 +32,7 @@ Writes ``data/models/int8.json`` and the section "## INT8 quantisation" of ``dat
 
 Example::
 
-    python tools/quantize_models.py --method dynamic
+    python tools/physics/quantize_models.py --method dynamic
 """
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def compare(fp32: dict[str, np.ndarray], int8: dict[str, np.ndarray], bkg_evt: n
             sig_evt: dict[str, np.ndarray]) -> dict[str, Any]:
     """AUC per signal (jet level, and event level = max over the leading jets) for both models, and
     how much the INT8 score moves."""
-    from hltrun.tools.eval_stats import event_max as _event_max, roc
+    from hltrun.tools.physics.eval_stats import event_max as _event_max, roc
 
     rel = np.abs(int8["qcd"] - fp32["qcd"]) / np.abs(fp32["qcd"])
     out: dict[str, Any] = {"qcd_score_rel_diff_median": float(np.median(rel)),
@@ -199,7 +199,7 @@ def speed_verdict(r: dict[str, Any]) -> bool:
 def card_section(results: dict[str, Any], command: str) -> str:
     """Markdown for the model card's INT8 section (one row per model, variant and signal)."""
     lines = [SECTION, "",
-             "INT8 variants made with ONNX Runtime quantisation by `tools/quantize_models.py`: weights of "
+             "INT8 variants made with ONNX Runtime quantisation by `tools/physics/quantize_models.py`: weights of "
              "Conv/ConvTranspose/MatMul/Gemm only, the in-graph score (Chamfer, adjacency) stays fp32. "
              "AUC loss = AUC(fp32) - AUC(int8), signal vs QCD, per jet (two leading jets) and per event "
              "(max over them); a negative loss is a change, not a gain to rely on: the score moved. "
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['qcd_score_rel_diff_median']:.1%}; largest |jet AUC change| {worst:.4f}"
                   + (f"; µs/jet fp32 {r['speed']['us_per_jet_fp32']} int8 {r['speed']['us_per_jet_int8']} -> speed "
                      f"option: {'yes' if r['speed_option'] else 'no'}" if "speed" in r else ""))
-    command = ("python tools/quantize_models.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    command = ("python tools/physics/quantize_models.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     report = args.models_dir / "int8.json"
     old = json.loads(report.read_text()) if report.exists() else {}
     write_text(report, json.dumps({**old, **results, "command": command}, indent=1), "quantize_models")

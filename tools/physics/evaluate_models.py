@@ -5,18 +5,18 @@ Why: the trigger filter's thresholds and every number in the model card must com
 reproducible command, on a QCD sample independent of training, with the simple observables a
 physicist would cut on first (tau21, jet mass) next to every model number.
 
-Steps (one module each): load the samples with their weights (tools/eval_samples.py), score them
-with both models and the baselines (here), weighted statistics (tools/eval_stats.py), plots
-(tools/eval_plots.py) and the card (tools/eval_card.py).
+Steps (one module each): load the samples with their weights (tools/physics/eval_samples.py), score them
+with both models and the baselines (here), weighted statistics (tools/physics/eval_stats.py), plots
+(tools/physics/eval_plots.py) and the card (tools/physics/eval_card.py).
 
 Writes into ``--out-dir`` (default: ``--models-dir``): thresholds.json (read by the trigger filter;
 scalar event- and jet-level cuts plus ``vs_leading_jet_pt``, the cuts per leading-jet pT bin),
 metrics.json, roc.png, score_distributions.png, loss_curves.png, pass_rate_vs_pt.png and README.md
-(the model card; its "## INT8 quantisation" section, written by tools/quantize_models.py, is kept).
+(the model card; its "## INT8 quantisation" section, written by tools/physics/quantize_models.py, is kept).
 
 Example::
 
-    python tools/evaluate_models.py --background data/large/qcd_flat_test.root \\
+    python tools/physics/evaluate_models.py --background data/large/qcd_flat_test.root \\
         --physical-background data/large/qcd_test.root
 """
 from __future__ import annotations
@@ -30,20 +30,22 @@ from typing import Any, Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from hltrun.tools.catalogue import checkout  # noqa: E402
+
+REPO = checkout()
 
 from hltrun.framework.atomic import write_text  # noqa: E402
-from hltrun.tools.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
+from hltrun.tools.physics.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
                               roc, weighted_cut)
 
 from hltrun.tools.catalogue import MODELS  # noqa: E402
-from hltrun.tools.eval_defs import (BASELINES, BKG_EFFS, INPUT_RATE_HZ, MATCHED_PT_GEV, PT_EDGES_GEV,  # noqa: E402
+from hltrun.tools.physics.eval_defs import (BASELINES, BKG_EFFS, INPUT_RATE_HZ, MATCHED_PT_GEV, PT_EDGES_GEV,  # noqa: E402
                                     RATIO_RANGE_GEV, SIGNALS, SignalSpec)
 
 BACKGROUND_DEFAULTS = ("data/large/qcd_flat_test.root", "data/large/qcd_test.root", "data/qcd_dijet.root")
 PHYSICAL_DEFAULT = "data/large/qcd_test.root"
 # more QCD like --background (flat in pTHat, other seeds) for the pT-dependent cut; and the independent
-# QCD it must close on (pTHat slices, other seeds again, stitched by tools/qcd_slices.py): data/README.md
+# QCD it must close on (pTHat slices, other seeds again, stitched by tools/physics/qcd_slices.py): data/README.md
 WP_BACKGROUND_DEFAULTS = ("data/large/qcd_flat_wp1.root", "data/large/qcd_flat_wp2.root")
 CLOSURE_DEFAULTS = tuple(f"data/large/qcd_closure_pthat{t}.root" for t in (600, 850, 1150, 1450))
 GENERATION_CONFIG = REPO / "tools" / "generation.yaml"
@@ -163,7 +165,7 @@ def load_samples(args: argparse.Namespace) -> Samples:
     """Read every sample once (model inputs, weights, leading-jet pT, jet mass, tau21)."""
     from tqdm import tqdm
 
-    from hltrun.tools.eval_samples import Sample
+    from hltrun.tools.physics.eval_samples import Sample
 
     background, physical, plan = sample_plan(args)
     todo = [("qcd", "QCD (test)", background, False)]
@@ -199,7 +201,7 @@ def _optional_files(given: list[str] | None, root: Path, defaults: tuple[str, ..
 def _read(path: Path, key: str, label: str, args: argparse.Namespace, held_out: bool = False,
           substructure: bool = True) -> Any:
     """One file as an evaluation sample; exit 3 (InputProblem) when it cannot be read."""
-    from hltrun.tools.eval_samples import load_sample
+    from hltrun.tools.physics.eval_samples import load_sample
 
     try:
         return load_sample(path, key, label, held_out, args.max_events, substructure)
@@ -208,9 +210,9 @@ def _read(path: Path, key: str, label: str, args: argparse.Namespace, held_out: 
 
 
 def stitched_closure(parts: list[Any]) -> tuple[Any, dict[str, Any]]:
-    """The closure files as one physical sample: pTHat slices stitched (tools/qcd_slices.py)."""
-    from hltrun.tools.eval_samples import Sample
-    from hltrun.tools.qcd_slices import stitch_weights, thresholds_of
+    """The closure files as one physical sample: pTHat slices stitched (tools/physics/qcd_slices.py)."""
+    from hltrun.tools.physics.eval_samples import Sample
+    from hltrun.tools.physics.qcd_slices import stitch_weights, thresholds_of
 
     if len(parts) == 1:
         return Sample.concat(parts, "qcd_closure", "QCD (independent closure sample)"), {}
@@ -218,7 +220,7 @@ def stitched_closure(parts: list[Any]) -> tuple[Any, dict[str, Any]]:
         ids = set() if part.process_id is None else set(part.process_id.tolist())
         if part.pthat is None or len(ids) != 1:
             raise InputProblem(f"{part.path}: a closure slice needs Generator_binvar (pTHat) and one processId "
-                               "(regenerate it with tools/generate_events.py)")
+                               "(regenerate it with tools/physics/generate_events.py)")
     try:
         thresholds = thresholds_of([int(p.process_id[0]) for p in parts], GENERATION_CONFIG)
         order = np.argsort(thresholds)
@@ -352,8 +354,8 @@ def evaluate_working_point(jet_scores: dict[str, np.ndarray], samples: Samples, 
     """A model's pT-dependent working point into ``entry``: the smooth cut fitted on the background
     (pooled with --wp-background), its closure on the independent sample, the inclusive cuts' rate
     vs pT there, signal efficiencies and HLT rates under both kinds of cut."""
-    from hltrun.tools.eval_working_point import closure, derive, flatness
-    from hltrun.tools.pt_quantile_fit import as_card_entry
+    from hltrun.tools.physics.eval_working_point import closure, derive, flatness
+    from hltrun.tools.physics.pt_quantile_fit import as_card_entry
 
     parts = [_events(jet_scores, s) for s in (samples.background, samples.wp_extra) if s is not None]
     derivation = tuple(np.concatenate(col) for col in zip(*parts))
@@ -406,7 +408,7 @@ def histories(models_dir: Path) -> dict[str, dict]:
 def evaluate(args: argparse.Namespace, samples: Samples | None = None) -> dict[str, Any]:
     """Score every sample with both models and the baselines; returns the metrics dictionary (plus
     the per-jet scores and ROC curves the plots need, under 'scores' and 'roc')."""
-    from hltrun.tools.eval_samples import relative
+    from hltrun.tools.physics.eval_samples import relative
 
     samples = samples or load_samples(args)
     hist = histories(args.models_dir)
@@ -458,7 +460,7 @@ def thresholds_table(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def write_outputs(metrics: dict[str, Any], args: argparse.Namespace) -> None:
     """thresholds.json (read by the trigger filter), metrics.json and the model card, atomically."""
-    from hltrun.tools.eval_card import OTHER_TOOLS_SECTIONS, kept_sections, model_card
+    from hltrun.tools.physics.eval_card import OTHER_TOOLS_SECTIONS, kept_sections, model_card
 
     d = args.out_dir
     _atomic_write(d / "thresholds.json", json.dumps(thresholds_table(metrics), indent=1) + "\n")
@@ -474,7 +476,7 @@ def write_outputs(metrics: dict[str, Any], args: argparse.Namespace) -> None:
 
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this evaluation (paths relative to the checkout where possible)."""
-    from hltrun.tools.eval_samples import relative
+    from hltrun.tools.physics.eval_samples import relative
 
     def show(token: str) -> str:
         key, sep, rest = token.partition("=")
@@ -482,7 +484,7 @@ def command_line(args: argparse.Namespace) -> str:
             return f"{key}={relative(Path(rest), REPO)}"
         return relative(Path(token), REPO) if not token.startswith("-") and Path(token).exists() else token
 
-    return "python tools/evaluate_models.py " + " ".join(show(t) for t in args.argv_for_card)
+    return "python tools/physics/evaluate_models.py " + " ".join(show(t) for t in args.argv_for_card)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -498,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputProblem as exc:
         print(f"evaluate_models: {exc}", file=sys.stderr)
         return 3
-    from hltrun.tools.eval_plots import plots
+    from hltrun.tools.physics.eval_plots import plots
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     plots(metrics, histories(args.models_dir), args.out_dir)

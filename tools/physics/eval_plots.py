@@ -1,5 +1,5 @@
 """Plots of the model evaluation: ROC per signal (models and baselines), score distributions, loss
-and KL curves, QCD pass rate vs leading-jet pT. Drawn from the metrics only (tools/evaluate_models.py)."""
+and KL curves, QCD pass rate vs leading-jet pT. Drawn from the metrics only (tools/physics/evaluate_models.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +26,7 @@ def plots(metrics: dict[str, Any], hist: dict[str, dict], out_dir: Path) -> None
     import matplotlib.pyplot as plt
 
     from hltrun.tools.catalogue import MODELS
-    from hltrun.tools.eval_defs import BASELINES, BKG_EFFS
+    from hltrun.tools.physics.eval_defs import BASELINES, BKG_EFFS
 
     names = list(MODELS) + list(BASELINES)
     label = {**{n: n for n in MODELS}, **{k: b.label for k, b in BASELINES.items()}}

@@ -25,7 +25,7 @@ Route: tf.function with a fixed input signature around the Keras 3 model -> tf2o
 
 Example::
 
-    python tools/export_onnx.py --model all
+    python tools/physics/export_onnx.py --model all
 """
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from hltrun.tools.catalogue import checkout  # noqa: E402
+
+REPO = checkout()
 
 from hltrun.framework.atomic import write_text, writing  # noqa: E402
 from hltrun.modules.inference.base import AGREEMENT_RTOL  # noqa: E402  (after the path set-up above)
@@ -232,7 +234,7 @@ def compare(keras_path: Path, onnx_path: Path, jets: Any, event_index: Any,
     import onnxruntime as ort
 
     from hltrun.modules.models.vae import load_inference_model, predict_scores
-    from hltrun.tools.eval_stats import event_max as _event_max
+    from hltrun.tools.physics.eval_stats import event_max as _event_max
 
     ref = predict_scores(load_inference_model(keras_path), jets)
     opts = ort.SessionOptions()

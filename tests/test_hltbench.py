@@ -79,6 +79,13 @@ def test_a_user_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str])
     assert err == "hltbench timing: --repeat must be at least 1 (got 0)"
 
 
+def test_a_missing_model_stops_the_backend_study_before_it_measures(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends", "--models", "nope", "--models-dir", str(tmp_path), "--backends", "ort-bare"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"hltbench backends: {tmp_path / 'nope.onnx'} not found" and not captured.out
+
+
 def test_timing_study_runs_and_records_the_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "timing.json"
     assert main(["timing", "--events", "30", "--modules", "2", "--repeat", "1", "--json", str(out)]) == 0

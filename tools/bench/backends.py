@@ -385,104 +385,88 @@ def run_child(args: argparse.Namespace, model: str, spec: str) -> dict[str, Any]
         return json.loads(out.read_text())
 
 
-def run(args: argparse.Namespace) -> int:
-    """Time every (model, backend, threads, batch) cell; print the tables, write JSON/CSV/plots/docs."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+@dataclass
+class Collected:
+    """What the measurements gather across models and backends (cells, memory curve, skips, versions)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    gpu: str = ""
+
+
+def measure_isolated(args: argparse.Namespace, model: str, specs: list[str], got: Collected) -> dict[str, dict]:
+    """--isolate: each backend in its own process; the latency table of ``model`` from the merged cells."""
+    for spec in specs:
+        child = run_child(args, model, spec)
+        got.rows += child["cells"]
+        got.events += child["memory_vs_events"]
+        got.skipped += child["skipped"]
+        got.versions.update(child["machine"]["versions"])
+        got.gpu = got.gpu or child["machine"].get("gpu", "")
+    latency: dict[str, dict] = {}
+    for c in (c for c in got.rows if c["model"] == model):
+        label = c["backend"] if c["threads"] == 1 else f"{c['backend']} x{c['threads']}"
+        latency.setdefault(label, {})[c["batch"]] = c["ms_per_call"] / 1e3
+    return latency
+
+
+def measure_config(args: argparse.Namespace, model: str, spec: str, threads: int, x_all: np.ndarray,
+                   got: Collected) -> dict[int, float] | None:
+    """One (model, backend, threads) configuration in this process: seconds per call per batch size, the
+    cells and memory curve added to ``got``; None (and a skip with the reason) when it cannot be loaded."""
+    gc.collect()  # the previous configuration's backend is gone before the baseline is taken
+    rss_before = rss_mb()
+    backend = make_backend(spec, args.models_dir, model, threads)
+    if isinstance(backend, str):
+        got.skipped.append({"backend": spec, "model": model, "reason": backend})
+        print(f"  skipped {model} {spec}: {backend}", file=sys.stderr)
+        return None
+    info = backend.describe()
+    got.versions.update(info.get("versions", {}))
+    got.gpu = got.gpu or info.get("gpu", "") or info.get("gpu_name", "")
+    rss_loaded = rss_mb()
+    cells: dict[int, float] = {}
+    for n in args.batch_sizes:
+        st: dict[str, float] = {}
+        cells[n] = time_cell(backend, x_all[:n], args.min_time, args.min_calls, stats=st)
+        with PeakRss() as peak:
+            for _ in range(args.mem_calls):
+                backend.run(x_all[:n])
+        got.rows.append({"model": model, "backend": spec, "threads": threads, "batch": n,
+                         "device": getattr(backend, "device", "cpu"), "pid": os.getpid(),
+                         "ms_per_call": cells[n] * 1e3,
+                         "us_per_jet": cells[n] * 1e6 / n, "us_per_jet_median": st["median"] * 1e6 / n,
+                         "us_per_jet_p10": st["p10"] * 1e6 / n, "us_per_jet_p90": st["p90"] * 1e6 / n,
+                         "calls": st["calls"], "rss_before_load_MB": round(rss_before, 1),
+                         "rss_loaded_MB": round(rss_loaded, 1), "rss_peak_MB": round(peak.peak, 1),
+                         "device_MB": device_used_mb(backend)})
+    if args.mem_jets > 0:
+        for point in memory_vs_events(backend, x_all[:args.mem_batch], args.mem_jets):
+            got.events.append({"model": model, "backend": spec, "threads": threads, "batch": args.mem_batch, **point})
+    label = spec if threads == 1 else f"{spec} x{threads}"
+    print(f"  {model:8s} {label:14s} " + "  ".join(f"b={n}: {cells[n] * 1e6 / n:9.1f} µs/jet" for n in args.batch_sizes)
+          + f"  peak RSS {max(c['rss_peak_MB'] for c in got.rows[-len(args.batch_sizes):]):.0f} MB", flush=True)
+    backend.close()
+    return cells
+
+
+def peak_rate(args: argparse.Namespace) -> None:
+    """The arithmetic limit of one core: nominal from --ghz, else the sgemm rate measured now."""
     if args.ghz:
         args.peak_gflops = args.ghz * args.flops_per_cycle
         args.peak_source = f"{args.ghz:.2f} GHz x {args.flops_per_cycle:g} FP32 FLOP/cycle (nominal)"
     else:
         args.peak_gflops = sgemm_rates()["ort_gflops"]
         args.peak_source = "ONNX Runtime 256^3 sgemm on one thread, measured in this run"
-    if args.out:
-        args.json = args.json or args.out / "cells.json"
-        args.csv = args.csv or args.out / "cells.csv"
-    plots_dir = args.plots or args.out or (args.json.parent if args.json else None)
-    load_before = runner.loadavg()
-    x_all = load_sample(args.sample, max(args.batch_sizes + [args.mem_batch]))
-    results: dict[str, Any] = {}
-    versions: dict[str, str] = {}
-    rows: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
-    absent = {spec: unavailable(spec) for spec in args.backends}
-    for spec, reason in absent.items():
-        if reason:
-            skipped.append({"backend": spec, "model": "*", "reason": reason})
-            print(f"  skipped {spec}: {reason}", file=sys.stderr)
-    gpu_seen = ""
-    for model in args.models:
-        onnx_path = args.models_dir / f"{model}.onnx"
-        if not onnx_path.exists():
-            print(f"hltbench backends: {onnx_path} not found", file=sys.stderr)
-            return 1
-        r = results[model] = {"macs": count_macs(onnx_path), "latency": {}}
-        if args.isolate:
-            for spec in (s for s in args.backends if not absent[s]):
-                child = run_child(args, model, spec)
-                rows += child["cells"]
-                events += child["memory_vs_events"]
-                skipped += child["skipped"]
-                versions.update(child["machine"]["versions"])
-                gpu_seen = gpu_seen or child["machine"].get("gpu", "")
-            for c in (c for c in rows if c["model"] == model):
-                label = c["backend"] if c["threads"] == 1 else f"{c['backend']} x{c['threads']}"
-                r["latency"].setdefault(label, {})[c["batch"]] = c["ms_per_call"] / 1e3
-            continue
-        for spec in (s for s in args.backends if not absent[s]):
-            for threads in (args.threads if SPECS[spec].threaded else [1]):
-                gc.collect()  # the previous configuration's backend is gone before the baseline is taken
-                rss_before = rss_mb()
-                backend = make_backend(spec, args.models_dir, model, threads)
-                if isinstance(backend, str):
-                    skipped.append({"backend": spec, "model": model, "reason": backend})
-                    print(f"  skipped {model} {spec}: {backend}", file=sys.stderr)
-                    break
-                info = backend.describe()
-                versions.update(info.get("versions", {}))
-                gpu_seen = gpu_seen or info.get("gpu", "") or info.get("gpu_name", "")
-                rss_loaded = rss_mb()
-                label = spec if threads == 1 else f"{spec} x{threads}"
-                cells = r["latency"][label] = {}
-                for n in args.batch_sizes:
-                    st: dict[str, float] = {}
-                    cells[n] = time_cell(backend, x_all[:n], args.min_time, args.min_calls, stats=st)
-                    with PeakRss() as peak:
-                        for _ in range(args.mem_calls):
-                            backend.run(x_all[:n])
-                    rows.append({"model": model, "backend": spec, "threads": threads, "batch": n,
-                                 "device": getattr(backend, "device", "cpu"), "pid": os.getpid(),
-                                 "ms_per_call": cells[n] * 1e3,
-                                 "us_per_jet": cells[n] * 1e6 / n, "us_per_jet_median": st["median"] * 1e6 / n,
-                                 "us_per_jet_p10": st["p10"] * 1e6 / n, "us_per_jet_p90": st["p90"] * 1e6 / n,
-                                 "calls": st["calls"], "rss_before_load_MB": round(rss_before, 1),
-                                 "rss_loaded_MB": round(rss_loaded, 1), "rss_peak_MB": round(peak.peak, 1),
-                                 "device_MB": device_used_mb(backend)})
-                if args.mem_jets > 0:
-                    for point in memory_vs_events(backend, x_all[:args.mem_batch], args.mem_jets):
-                        events.append({"model": model, "backend": spec, "threads": threads,
-                                       "batch": args.mem_batch, **point})
-                print(f"  {model:8s} {label:14s} " + "  ".join(f"b={n}: {cells[n] * 1e6 / n:9.1f} µs/jet"
-                                                                for n in args.batch_sizes)
-                      + f"  peak RSS {max(c['rss_peak_MB'] for c in rows[-len(args.batch_sizes):]):.0f} MB",
-                      flush=True)
-                backend.close()
-                del backend
-    cpus = runner.affinity()
-    record = runner.machine()
-    env = {"load": f"{load_before} / {record['load']}", "cpu": record["cpu"], "cores": str(record["cores"]),
-           "affinity": record["affinity"],
-           "versions": ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))}
-    pin = f"taskset -c {','.join(map(str, cpus))} " if cpus and len(cpus) < (os.cpu_count() or 1) else ""
-    command = f"{pin}hltbench " + shlex.join(args.argv)  # copy-pasteable
-    section = render(results, args, command, env, skipped)
-    print(section)
-    data = {"machine": {**record, **env, "gpu": gpu_seen,
-                        "command": command, "versions": {**record["versions"], **versions}, "peak_gflops": args.peak_gflops,
-                        "peak_source": args.peak_source, "isolated": args.isolate},
-            "skipped": skipped, "cells": rows, "memory_vs_events": events}
+
+
+def write_outputs(args: argparse.Namespace, data: dict[str, Any], section: str) -> None:
+    """JSON/CSV cells, the PNG figures and (only with --docs) the docs section."""
     if args.json or args.csv:
         write_tables(args.json, args.csv, data)
+    plots_dir = args.plots or args.out or (args.json.parent if args.json else None)
     if plots_dir:
         try:
             from hltrun.tools.bench.plots import plot
@@ -501,5 +485,50 @@ def run(args: argparse.Namespace) -> int:
             print(f"hltbench backends: plots not written ({exc})", file=sys.stderr)
         write_docs(args.docs, section)
         print(f"wrote {args.docs}")
-    return 0
 
+
+def run(args: argparse.Namespace) -> int:
+    """Time every (model, backend, threads, batch) cell; print the tables, write JSON/CSV/plots/docs."""
+    for model in args.models:  # before anything is measured
+        if not (args.models_dir / f"{model}.onnx").exists():
+            raise runner.BenchError(f"hltbench backends: {args.models_dir / f'{model}.onnx'} not found")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    peak_rate(args)
+    if args.out:
+        args.json = args.json or args.out / "cells.json"
+        args.csv = args.csv or args.out / "cells.csv"
+    load_before = runner.loadavg()
+    x_all = load_sample(args.sample, max(args.batch_sizes + [args.mem_batch]))
+    results: dict[str, Any] = {}
+    got = Collected()
+    absent = {spec: unavailable(spec) for spec in args.backends}
+    for spec, reason in absent.items():
+        if reason:
+            got.skipped.append({"backend": spec, "model": "*", "reason": reason})
+            print(f"  skipped {spec}: {reason}", file=sys.stderr)
+    present = [s for s in args.backends if not absent[s]]
+    for model in args.models:
+        r = results[model] = {"macs": count_macs(args.models_dir / f"{model}.onnx"), "latency": {}}
+        if args.isolate:
+            r["latency"] = measure_isolated(args, model, present, got)
+            continue
+        for spec in present:
+            for threads in (args.threads if SPECS[spec].threaded else [1]):
+                cells = measure_config(args, model, spec, threads, x_all, got)
+                if cells is None:
+                    break
+                r["latency"][spec if threads == 1 else f"{spec} x{threads}"] = cells
+    cpus = runner.affinity()
+    record = runner.machine()
+    env = {"load": f"{load_before} / {record['load']}", "cpu": record["cpu"], "cores": str(record["cores"]),
+           "affinity": record["affinity"], "versions": ", ".join(f"{k} {v}" for k, v in sorted(got.versions.items()))}
+    pin = f"taskset -c {','.join(map(str, cpus))} " if cpus and len(cpus) < (os.cpu_count() or 1) else ""
+    command = f"{pin}hltbench " + shlex.join(args.argv)  # copy-pasteable
+    section = render(results, args, command, env, got.skipped)
+    print(section)
+    data = {"machine": {**record, **env, "gpu": got.gpu, "command": command,
+                        "versions": {**record["versions"], **got.versions}, "peak_gflops": args.peak_gflops,
+                        "peak_source": args.peak_source, "isolated": args.isolate},
+            "skipped": got.skipped, "cells": got.rows, "memory_vs_events": got.events}
+    write_outputs(args, data, section)
+    return 0

@@ -48,7 +48,7 @@ PHYSICAL_DEFAULT = "data/large/qcd_test.root"
 # QCD it must close on (pTHat slices, other seeds again, stitched by tools/physics/qcd_slices.py): data/README.md
 WP_BACKGROUND_DEFAULTS = ("data/large/qcd_flat_wp1.root", "data/large/qcd_flat_wp2.root")
 CLOSURE_DEFAULTS = tuple(f"data/large/qcd_closure_pthat{t}.root" for t in (600, 850, 1150, 1450))
-GENERATION_CONFIG = REPO / "tools" / "generation.yaml"
+GENERATION_CONFIG = Path(__file__).resolve().with_name("generation.yaml")
 
 
 class InputProblem(Exception):

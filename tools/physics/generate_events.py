@@ -31,7 +31,7 @@ from hltrun.tools.catalogue import checkout  # noqa: E402
 REPO = checkout()
 
 from hltrun.framework.atomic import writing
-DEFAULT_CONFIG = REPO / "tools" / "generation.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().with_name("generation.yaml")  # shipped beside this module
 NEUTRINOS = (12, 14, 16)
 MAX_SEED = 900_000_000
 

@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hltrun.tools.catalogue import checkout  # noqa: E402
+from hltrun.tools.catalogue import SAMPLE_NAMES, checkout, sample_path  # noqa: E402
 
 REPO = checkout()
 
@@ -53,8 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models-dir", type=Path, default=REPO / "data/models", help="directory with <name>.keras")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 13)")
     p.add_argument("--check-file", nargs="+", type=Path,
-                   default=[REPO / f"data/{n}.root" for n in ("qcd_dijet", "rsg_ww_1p5TeV", "rsg_ww_3p5TeV",
-                                                              "zprime_tt_2TeV")],
+                   default=[sample_path(n) for n in SAMPLE_NAMES],
                    help="sample(s) whose two leading jets per event are used for the Keras-vs-ONNX check")
     p.add_argument("--check-events", type=int, default=None, help="events read per check file (default: all)")
     p.add_argument("--rtol", type=float, default=AGREEMENT_RTOL, help="maximum allowed relative difference per jet")

@@ -96,6 +96,14 @@ def test_timing_study_runs_and_records_the_machine(tmp_path: Path, capsys: pytes
     assert "numpy" in doc["machine"]["versions"]
 
 
+def test_profile_takes_a_shipped_model_name_or_a_path(tmp_path: Path) -> None:
+    from hltrun.tools.bench.profile_onnx import model_file
+    from hltrun.tools.catalogue import models_dir
+
+    assert model_file("gcn_vae") == models_dir() / "gcn_vae.onnx"
+    assert model_file(str(tmp_path / "x.onnx")) == tmp_path / "x.onnx"
+
+
 def test_python_m_runs_the_same_program() -> None:
     proc = subprocess.run([sys.executable, "-m", "hltrun.tools.bench", "timing", "--help"], capture_output=True,
                           text=True, timeout=120)

@@ -39,7 +39,7 @@ def _run(cfg) -> dict:
     outcome = execute(cfg, None, t0, progress=False)
     s = outcome.result.summary
     if outcome.code:
-        raise SystemExit(f"bench_dask: run failed: {s.failure}")
+        raise SystemExit(f"hltbench dask: run failed: {s.failure}")
     rate = s.events_processed / s.loop_s if s.loop_s else 0.0
     t = outcome.result.services["Timing"]
     event_s = float(t.rows[:, 2].sum() if t.rows is not None else t.hist.total[0]) * 1e-9  # sum of event times

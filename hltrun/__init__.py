@@ -16,7 +16,9 @@ The layers, each importing only the ones above it:
     groups ``hltrun.modules``, ``hltrun.services`` and ``hltrun.backends`` exactly as a third-party
     plugin does; the framework never names them.
 ``hltrun.tools``
-    Commands around the path: ``hltdiff``, ``hltbench`` and the sample/model production scripts.
+    Commands around the path: ``hltdiff``; ``hltbench`` (``tools.bench``: one sub-command per benchmark
+    study, one shared runner); the sample/model production scripts (``tools.physics``); and the one
+    catalogue of models and samples they all read (``tools.catalogue``).
 ``hltrun.configs``, ``hltrun.data``
     The shipped configurations, samples and models (found with :func:`hltrun.framework.resources`).
 

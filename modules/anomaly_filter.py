@@ -116,7 +116,7 @@ class AnomalyScoreFilter(Filter):
     def _binned(self, cuts: PtCuts | None, lacking: str) -> PtCuts:
         """The card's pT-dependent cuts, or one configuration error saying what the card lacks."""
         where = f"modules.{self.label}.working_point"
-        fix = "(regenerate the card with tools/evaluate_models.py, or use working_point: inclusive)"
+        fix = "(regenerate the card with tools/physics/evaluate_models.py, or use working_point: inclusive)"
         if not isinstance(cuts, (PtBinnedCuts, PtCutFunction)):
             raise ConfigError(f"{where}: {PT_BINNED_KEY} but {lacking}.{PT_BINNED_KEY} cuts {fix}")
         if self._key not in cuts.cuts:

@@ -187,7 +187,7 @@ class VAEAnomalyScorer(Producer):
             raise type(exc)(f"{where}: {exc}") from exc
         if p.precision == "int8" and backend.describe().get("precision") != "int8":
             raise ConfigError(f"{where}.precision: int8 requested but {path} is not a quantised model "
-                              f"(make one with tools/quantize_models.py)")
+                              f"(make one with tools/physics/quantize_models.py)")
         warm = list(p.warm_up)
         if p.batching is not None and p.batching.max_batch not in warm:
             warm.append(p.batching.max_batch)  # the full batch's first call is not charged to an event

@@ -2,10 +2,10 @@
 
 Why: an anomaly score that grows with jet pT turns an inclusive cut into a jet-pT trigger. A cut that
 keeps the same fraction of QCD at every leading-jet pT keeps the rate flat in pT. Two card forms; the
-trigger filter evaluates both through ``cut(key, leading_pt)`` below and ``tools/evaluate_models.py``
+trigger filter evaluates both through ``cut(key, leading_pt)`` below and ``tools/physics/evaluate_models.py``
 derives them with the same functions, so derivation and use can never disagree.
 
-**Smooth** (what ``tools/evaluate_models.py`` writes: a quantile fit in ln pT over all the background
+**Smooth** (what ``tools/physics/evaluate_models.py`` writes: a quantile fit in ln pT over all the background
 events, so no cut rests on the few events of one bin)::
 
     "vs_leading_jet_pt": {"pt_ref_gev": 1000, "pt_range_gev": [lo, hi],

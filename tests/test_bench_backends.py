@@ -1,4 +1,4 @@
-"""hltbench (tools/bench_backends.py): tables, JSON/CSV cells, and docs/ left alone unless --docs."""
+"""hltbench (tools/bench/backends.py): tables, JSON/CSV cells, and docs/ left alone unless --docs."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
 
-from hltrun.tools import bench_backends as B  # noqa: E402
+from hltrun.tools.bench import backends as B  # noqa: E402
+from hltrun.tools.bench.cli import main as hltbench  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,7 @@ def test_cells_written_and_docs_untouched_without_docs_flag(tmp_path) -> None:
     docs = tmp_path / "backends.md"
     docs.write_text("# untouched\n")
     out_json, out_csv = tmp_path / "cells.json", tmp_path / "cells.csv"
-    rc = B.main(["--models", "conv_vae", "--backends", "ort-bare", "--batch-sizes", "1", "2", "--threads", "1", "2",
+    rc = hltbench(["backends", "--models", "conv_vae", "--backends", "ort-bare", "--batch-sizes", "1", "2", "--threads", "1", "2",
                  "--min-time", "0.01", "--min-calls", "2", "--json", str(out_json), "--csv", str(out_csv)])
     assert rc == 0
     assert (shipped_docs.read_text() if shipped_docs.exists() else None) == before, "hltbench rewrote docs/"
@@ -36,7 +37,7 @@ def test_cells_written_and_docs_untouched_without_docs_flag(tmp_path) -> None:
     with out_csv.open() as fh:
         assert len(list(csv.DictReader(fh))) == len(cells)
     # --docs PATH rewrites only the marked section of that file
-    B.main(["--models", "conv_vae", "--backends", "ort-bare", "--batch-sizes", "1", "--min-time", "0.01",
+    hltbench(["backends", "--models", "conv_vae", "--backends", "ort-bare", "--batch-sizes", "1", "--min-time", "0.01",
             "--docs", str(docs)])
     text = docs.read_text()
     assert text.startswith("# untouched\n") and B.MARK_BEGIN in text and "ort-bare" in text

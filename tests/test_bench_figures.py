@@ -17,8 +17,9 @@ pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not install
 pytest.importorskip("matplotlib", reason="matplotlib (extra 'cpu'/'test') not installed")
 
 from tests.fakes.onnx_models import write_vae_like  # noqa: E402
-from hltrun.tools import bench_backends as B  # noqa: E402
-from hltrun.tools import bench_plots as P  # noqa: E402
+from hltrun.tools.bench import backends as B  # noqa: E402
+from hltrun.tools.bench.cli import main as hltbench  # noqa: E402
+from hltrun.tools.bench import plots as P  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_TEXT = next((d / "shared/reference/IML2022-HLT-inference-talk.txt" for d in (REPO.parent, REPO.parent.parent)
@@ -42,7 +43,7 @@ def run(tmp_path_factory):
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-        rc = B.main(["--models", "tiny", "--models-dir", str(tmp), "--batch-sizes", "1", "8", "64",
+        rc = hltbench(["backends", "--models", "tiny", "--models-dir", str(tmp), "--batch-sizes", "1", "8", "64",
                      "--min-time", "0.03", "--min-calls", "3", "--mem-calls", "3", "--mem-jets", "256",
                      "--mem-batch", "8", "--out", str(out), "--plots", str(plots)])
     assert rc == 0
@@ -116,7 +117,7 @@ def test_latency_units_match_an_independent_timing(run) -> None:
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(tmp / "tiny.onnx"), so, providers=["CPUExecutionProvider"])
-    x = B.load_sample(B.REPO / "data/qcd_dijet.root", 64)
+    x = B.load_sample(B.sample_path("qcd_dijet"), 64)
     sess.run(None, {"jets": x})
     times = []
     for _ in range(200):
@@ -155,7 +156,7 @@ def test_docs_only_with_docs_flag(tmp_path) -> None:
     write_vae_like(tmp_path / "tiny.onnx")
     docs = tmp_path / "backends.md"
     docs.write_text("# mine\n")
-    rc = B.main(["--models", "tiny", "--models-dir", str(tmp_path), "--backends", "ort-bare", "ort-cuda",
+    rc = hltbench(["backends", "--models", "tiny", "--models-dir", str(tmp_path), "--backends", "ort-bare", "ort-cuda",
                  "--batch-sizes", "2", "--min-time", "0.01", "--mem-jets", "0", "--docs", str(docs)])
     assert rc == 0
     text = docs.read_text()
@@ -190,7 +191,7 @@ def test_isolate_runs_each_configuration_in_its_own_process(tmp_path) -> None:
 
     write_vae_like(tmp_path / "tiny.onnx")
     out = tmp_path / "iso.json"
-    rc = B.main(["--models", "tiny", "--models-dir", str(tmp_path), "--backends", "ort-fp32", "ort-bare", "ort-cuda",
+    rc = hltbench(["backends", "--models", "tiny", "--models-dir", str(tmp_path), "--backends", "ort-fp32", "ort-bare", "ort-cuda",
                  "ort-int8", "--batch-sizes", "2", "--min-time", "0.01", "--mem-jets", "16", "--mem-batch", "8",
                  "--isolate", "--json", str(out), "--plots", str(tmp_path / "figs")])
     assert rc == 0

@@ -1,4 +1,4 @@
-"""tools/bench_session_sharing.py: the shared/per-thread session benchmark runs and reports each mode."""
+"""hltbench sessions: the shared/per-thread session benchmark runs and reports each mode."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,9 @@ pytest.importorskip("onnxruntime", reason="ONNX Runtime (extra 'cpu') not instal
 
 
 def test_modes_make_the_calls_they_claim(capsys: pytest.CaptureFixture[str]) -> None:
-    from hltrun.tools import bench_session_sharing as bench
+    from hltrun.tools.bench import sessions as bench
+    from hltrun.tools.bench.cli import main as hltbench
+    from hltrun.tools.catalogue import models_dir, sample_path
 
     sessions_seen: list[int] = []
 
@@ -21,8 +23,8 @@ def test_modes_make_the_calls_they_claim(capsys: pytest.CaptureFixture[str]) -> 
             self.calls += 1
             return self.sess.run(*args)
 
-    real = bench.make_session(bench.REPO / "data/models/conv_vae.onnx")
-    batches = bench.per_event_batches(bench.REPO / "data/qcd_dijet.root")[:20]
+    real = bench.make_session(models_dir() / "conv_vae.onnx")
+    batches = bench.per_event_batches(sample_path("qcd_dijet"))[:20]
     assert all(b.shape[1:] == (100, 3) and 1 <= len(b) <= 2 for b in batches)
     shared = Counting(real)
     seconds = bench.timed_round([shared, shared], batches, 7)
@@ -32,7 +34,7 @@ def test_modes_make_the_calls_they_claim(capsys: pytest.CaptureFixture[str]) -> 
     sessions_seen = [c.calls for c in own]
     assert sessions_seen == [5, 5, 5]
 
-    assert bench.main(["--threads", "2", "--events", "20", "--rounds", "1"]) == 0
+    assert hltbench(["sessions", "--threads", "2", "--events", "20", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")}
     assert {"shared", "one per thread", "single thread"} <= rows

@@ -560,9 +560,9 @@ def test_signal_stops_a_batching_job(tmp_path, sig):
 def test_benchmark_tool_prints_both_modes_per_stream_count(capsys):
     # kills: a benchmark row missing, the modes' decisions not compared, batching not switched on
     pytest.importorskip("onnxruntime")
-    from hltrun.tools.bench_batching import main
+    from hltrun.tools.bench.cli import main
 
-    assert main(["--streams", "1", "2", "--repeat", "1", "--max-events", "300"]) == 0
+    assert main(["batching", "--streams", "1", "2", "--repeat", "1", "--max-events", "300"]) == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     cells = {(r[0].strip(), r[1].strip()): r for r in rows[1:]}
     assert set(cells) == {("1", "per-event"), ("1", "batched"), ("2", "per-event"), ("2", "batched")}

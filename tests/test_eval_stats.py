@@ -1,4 +1,4 @@
-"""Weighted statistics of the model evaluation (tools/eval_stats.py): a weight-2 event must count as
+"""Weighted statistics of the model evaluation (tools/physics/eval_stats.py): a weight-2 event must count as
 two unit-weight events everywhere, and the pT bins must be the trigger filter's own."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hltrun.tools.eval_stats import binned_pass_rates, event_max, pass_rate, roc, weighted_cut
+from hltrun.tools.physics.eval_stats import binned_pass_rates, event_max, pass_rate, roc, weighted_cut
 
 rng = np.random.default_rng(3)
 
@@ -59,7 +59,7 @@ def test_event_max():
 
 
 def test_max_min_ratio_over_the_bins_inside_600_to_1600():
-    from hltrun.tools.evaluate_models import max_min_ratio
+    from hltrun.tools.physics.evaluate_models import max_min_ratio
 
     def r(rate, err):
         return {"rate": rate, "error": err}
@@ -72,7 +72,7 @@ def test_max_min_ratio_over_the_bins_inside_600_to_1600():
 
 
 def test_auc_error_hanley_mcneil():
-    from hltrun.tools.eval_stats import auc_error, effective_n
+    from hltrun.tools.physics.eval_stats import auc_error, effective_n
 
     # A = 0.5, 100 + 100 events: Q1 = Q2 = 1/3, SE^2 = (0.25 + 2 * 99 / 12) / 1e4
     assert auc_error(0.5, 100, 100) == pytest.approx(np.sqrt((0.25 + 2 * 99 / 12) / 1e4))

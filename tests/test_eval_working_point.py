@@ -1,4 +1,4 @@
-"""The working point's closure test and flatness test (tools/eval_working_point.py) on samples with a
+"""The working point's closure test and flatness test (tools/physics/eval_working_point.py) on samples with a
 known truth: a right cut closes on an independent sample, a wrong one is caught; a rate that grows
 with pT is called not flat. Scores: a(pT) * Exp(1), so the cut keeping eff is a(pT) ln(1/eff)."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hltrun.tools.eval_working_point import closure, flatness
-from hltrun.tools.pt_quantile_fit import fit_quantile
+from hltrun.tools.physics.eval_working_point import closure, flatness
+from hltrun.tools.physics.pt_quantile_fit import fit_quantile
 
 EDGES = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]
 SPAN = (600.0, 2500.0)

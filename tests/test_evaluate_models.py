@@ -1,4 +1,4 @@
-"""tools/evaluate_models.py end to end on the shipped samples and models (issues 12, 23): it writes into
+"""tools/physics/evaluate_models.py end to end on the shipped samples and models (issues 12, 23): it writes into
 --out-dir only, keeps thresholds.json's scalar keys, adds the smooth pT-dependent cut, marks held-out
 signals, says plainly when no independent sample tested that cut, and the trigger path with
 ``working_point: vs_leading_jet_pt`` takes exactly the decisions the evaluation's cut gives."""
@@ -30,7 +30,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    from hltrun.tools import evaluate_models
+    from hltrun.tools.physics import evaluate_models
 
     out = tmp_path_factory.mktemp("eval")
     before = _digest(REPO / "data/models")
@@ -122,7 +122,7 @@ def test_trigger_path_applies_the_cards_pt_dependent_cut(evaluated, write_config
 
 
 def test_the_card_says_when_no_independent_sample_tested_the_cut():
-    from hltrun.tools.eval_card_wp import working_point_section
+    from hltrun.tools.physics.eval_card_wp import working_point_section
 
     fit = {"coefficients": [0.5], "covariance": [[1e-4]], "pt_ref_gev": 1000.0, "pt_range_gev": [500.0, 2500.0]}
     m = {"models": {"m": {"wp_fit": {"bkg_eff_1e-2": fit}}}, "background": {"file": "b.root", "n_events": 10},
@@ -133,7 +133,7 @@ def test_the_card_says_when_no_independent_sample_tested_the_cut():
 
 
 def test_missing_sample_is_one_line_and_exit_3(tmp_path, capsys):
-    from hltrun.tools import evaluate_models
+    from hltrun.tools.physics import evaluate_models
 
     assert evaluate_models.main(["--out-dir", str(tmp_path), "--background", str(tmp_path / "nope.root")]) == 3
     err = capsys.readouterr().err.strip().splitlines()

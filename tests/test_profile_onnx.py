@@ -1,4 +1,4 @@
-"""tools/profile_onnx.py (scopes, FLOP, the command) and the export's lean-graph rewrite."""
+"""hltbench profile (tools/bench/profile_onnx.py) (scopes, FLOP, the command) and the export's lean-graph rewrite."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,8 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not i
 onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
 from onnx import TensorProto, helper  # noqa: E402
 
-from hltrun.tools import profile_onnx as P  # noqa: E402
+from hltrun.tools.bench import profile_onnx as P  # noqa: E402
+from hltrun.tools.bench.cli import main as hltbench  # noqa: E402
 
 
 def _save(path, nodes, inits, inp, out):
@@ -50,8 +51,8 @@ def test_command_on_any_model(tmp_path) -> None:
                  helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k]),
                  helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"]))
     out = tmp_path / "prof.json"
-    rc = P.main([str(path), "--batch-sizes", "1", "4", "--profile-batch", "4", "--profile-calls", "5",
-                 "--min-time", "0.05", "--rounds", "2", "--json", str(out), "--sample", str(tmp_path / "none.root")])
+    rc = hltbench(["profile", str(path), "--batch-sizes", "1", "4", "--profile-batch", "4", "--profile-calls", "5",
+                 "--min-time", "0.05", "--repeat", "2", "--json", str(out), "--sample", str(tmp_path / "none.root")])
     assert rc == 0
     res = json.loads(out.read_text())["models"][str(path)]
     assert set(res["scope_share"]) == {"encoder", "score"}
@@ -61,14 +62,14 @@ def test_command_on_any_model(tmp_path) -> None:
 
 
 def test_missing_model_is_one_line(tmp_path, capsys) -> None:
-    assert P.main([str(tmp_path / "nope.onnx")]) == 2
+    assert hltbench(["profile", str(tmp_path / "nope.onnx")]) == 2
     assert "nope.onnx: no such file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("shape", [[None, 16, 98, 1], [None, 136]])
 def test_export_elu_rewrite_is_elu(tmp_path, shape) -> None:
     """The export's Elu rewrite computes Elu (also on a trailing axis of length 1) and leaves no Elu."""
-    from hltrun.tools.export_onnx import lean_graph
+    from hltrun.tools.physics.export_onnx import lean_graph
 
     dims = ["N", *shape[1:]]
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
@@ -89,7 +90,7 @@ def test_export_elu_rewrite_is_elu(tmp_path, shape) -> None:
 def test_export_shape_folding_keeps_dynamic_batch_and_data_dependence(tmp_path) -> None:
     """fold_shapes turns batch-derived shape arithmetic into constants (with -1 for the batch) but
     never folds an integer that depends on the data (here an ArgMin feeding a Gather)."""
-    from hltrun.tools.export_onnx import fold_shapes
+    from hltrun.tools.physics.export_onnx import fold_shapes
 
     i64 = TensorProto.INT64
     inits = [helper.make_tensor("i0", i64, [1], [0]), helper.make_tensor("tail", i64, [1], [300])]
@@ -123,7 +124,7 @@ def test_export_shape_folding_keeps_a_slice_to_the_last_real_slot(tmp_path) -> N
     With probes that pad slot by slot at random, some jet always has slot 100 real and the end would
     be folded to a constant 100 (found while trying the crop for issue 8; values stay right, so only
     the shape shows it)."""
-    from hltrun.tools.export_onnx import fold_shapes
+    from hltrun.tools.physics.export_onnx import fold_shapes
 
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     inits = [helper.make_tensor("slots", f32, [100], list(range(1, 101))),
@@ -153,10 +154,8 @@ def test_export_shape_folding_keeps_a_slice_to_the_last_real_slot(tmp_path) -> N
 
 
 def test_score_core_bench_variants_agree(capsys) -> None:
-    """tools/bench_score_core.py: every variant of the score core (cropped, pre-transposed, pooled)
+    """hltbench score-core: every variant of the score core (cropped, pre-transposed, pooled)
     gives the shipped formulation's per-jet sums before anything is timed."""
-    from hltrun.tools import bench_score_core
-
-    assert bench_score_core.main(["--batch-sizes", "3", "--real", "30", "--rounds", "1", "--calls", "20"]) == 0
+    assert hltbench(["score-core", "--batch-sizes", "3", "--real", "30", "--repeat", "1", "--calls", "20"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("shipped", "crop", "keepdims", "transposed", "pool"))

@@ -1,4 +1,4 @@
-"""The smooth pT-dependent cut (tools/pt_quantile_fit.py) on samples whose true quantile is known:
+"""The smooth pT-dependent cut (tools/physics/pt_quantile_fit.py) on samples whose true quantile is known:
 score = a(pT) * E with E ~ Exp(1), so P(score > c) = exp(-c / a) and the cut keeping ``eff`` is
 a(pT) ln(1/eff); with a quadratic in ln pT the fit's form holds exactly. The fit must find it, weight events as
 multiplicities, drop terms the sample cannot see, and its covariance must describe how far a fitted
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hltrun.modules.working_point import bin_index
-from hltrun.tools.pt_quantile_fit import fit_quantile, information_weights, rate_covariance
+from hltrun.tools.physics.pt_quantile_fit import fit_quantile, information_weights, rate_covariance
 
 EDGES = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]
 SPAN = (600.0, 2500.0)
@@ -77,7 +77,7 @@ def test_a_constant_cut_is_the_samples_own_quantile():
     """With one term the fit is the weighted quantile of the whole sample: the smoothing that makes
     Newton's method converge must not move it (unrefined, a falling tail smeared by the kernel
     passes more and the cut lands ~0.8 of its error too high)."""
-    from hltrun.tools.eval_stats import weighted_cut
+    from hltrun.tools.physics.eval_stats import weighted_cut
 
     rng = np.random.default_rng(4)
     s, pt = sample(rng, 100_000, np.array([0.5, 0.0, 0.0]))

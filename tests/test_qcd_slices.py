@@ -1,4 +1,4 @@
-"""Stitching pTHat slices into one physical QCD sample (tools/qcd_slices.py): with pTHat drawn from a
+"""Stitching pTHat slices into one physical QCD sample (tools/physics/qcd_slices.py): with pTHat drawn from a
 known spectrum, the stitched slices must reproduce it in every region, near the slice thresholds
 included, with the cross-section ratios measured from the slices' overlap."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hltrun.tools.qcd_slices import pthat_min_by_process, stitch_weights
+from hltrun.tools.physics.qcd_slices import pthat_min_by_process, stitch_weights
 
 POWER = 5.0  # dN/dpTHat ~ pTHat^-(POWER + 1): P(pTHat > t) ~ t^-POWER
 
@@ -66,8 +66,8 @@ def test_a_slice_below_its_threshold_or_without_overlap_is_refused():
 
 
 def test_thresholds_come_from_the_generation_config():
-    from hltrun.tools.generate_events import load_config
+    from hltrun.tools.physics.generate_events import load_config
 
-    table = pthat_min_by_process(load_config(Path(__file__).resolve().parents[1] / "tools/generation.yaml"))
+    table = pthat_min_by_process(load_config(Path(__file__).resolve().parents[1] / "tools/physics/generation.yaml"))
     assert table[0] == 600.0 and table[6] == 850.0 and table[7] == 1150.0 and table[8] == 1450.0
     assert table[1] == 0.0  # a signal process has no pTHat threshold

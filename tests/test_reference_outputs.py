@@ -1,9 +1,9 @@
 """Regression against data/reference/: the shipped path, both models, ONNX Runtime and TensorFlow.
 
 Every event of every shipped sample is rerun with the command the reference was made with
-(tools/make_reference.py) and compared through the hltdiff library: decisions exactly, per-jet scores
+(tools/physics/make_reference.py) and compared through the hltdiff library: decisions exactly, per-jet scores
 within the stated tolerance, no event missing. Regenerate the references on purpose only
-(``python -m hltrun.tools.make_reference``, see its docstring).
+(``python -m hltrun.tools.physics.make_reference``, see its docstring).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import uproot
 
-from hltrun.tools import make_reference as ref
+from hltrun.tools.physics import make_reference as ref
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def _require(backend: str) -> None:
 def test_rerun_matches_reference(tmp_path, model, backend):
     _require(backend)
     reference = ref.reference_path(model, backend)
-    assert reference.exists(), f"{reference} missing: run python -m hltrun.tools.make_reference"
+    assert reference.exists(), f"{reference} missing: run python -m hltrun.tools.physics.make_reference"
     out = tmp_path / "out.root"
     ref.run(model, backend, out)
     diff = ref.compare_files(reference, out)

@@ -112,7 +112,7 @@ def test_generation_small(tmp_path: Path) -> None:
     """Optional: the generator runs end to end (needs the 'generate' extra)."""
     pytest.importorskip("pythia8mc", reason="PYTHIA 8 (extra 'generate') not installed")
     pytest.importorskip("fastjet", reason="FastJet (extra 'generate') not installed")
-    from hltrun.tools import generate_events as gen
+    from hltrun.tools.physics import generate_events as gen
 
     cfg = gen.load_config(gen.DEFAULT_CONFIG)
     cfg["chunk_size"] = 10
@@ -127,7 +127,7 @@ def test_generation_small(tmp_path: Path) -> None:
     assert np.allclose(ak.to_numpy(a.genWeight), 1.0)
     assert len(a) == 20 and np.all(a.processId == 2) and np.all(a.nFatJet >= 2)
     assert np.array_equal(np.unique(ak.to_numpy(a.luminosityBlock)), [1, 2])
-    # a QCD pTHat slice: every event above the slice's threshold, as tools/qcd_slices.py stitches them
+    # a QCD pTHat slice: every event above the slice's threshold, as tools/physics/qcd_slices.py stitches them
     gen.generate(cfg, "qcd_pthat1450", 10, workers=1, out=out, progress=False)
     with uproot.open(out) as fh:
         b = fh["Events"].arrays(["processId", "Generator_binvar"])

@@ -1,4 +1,4 @@
-"""N-subjettiness (tools/substructure.py), the model card's tau21 baseline, against hand-computed jets.
+"""N-subjettiness (tools/physics/substructure.py), the model card's tau21 baseline, against hand-computed jets.
 
 tau_N = sum_i pT_i min_k dR_ik / (R0 sum_i pT_i), beta = 1, R0 = 0.8, exclusive-kT axes."""
 
@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("fastjet", reason="FastJet (extras 'test' and 'generate') not installed")
 
-from hltrun.tools.substructure import R0, nsubjettiness, tau21  # noqa: E402
+from hltrun.tools.physics.substructure import R0, nsubjettiness, tau21  # noqa: E402
 
 
 def test_two_equal_hard_particles():

@@ -5,7 +5,7 @@ module) and 2 streams. What a sleep guarantees (a sleep never undersleeps) is us
 bound, and the job's own wall clock (measured here, not by the service) as an upper bound on the
 sum of everything the service recorded, so a module whose time is lost, double-counted nesting or a
 wrong per-event mean fails. The framework-overhead bound is deliberately loose (a loaded CI machine);
-real overhead figures are measured in tools/bench_framework.py, not asserted here.
+real overhead figures are measured in hltbench framework, not asserted here.
 """
 
 from __future__ import annotations

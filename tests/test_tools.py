@@ -11,14 +11,14 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 
 def test_bench_counts_macs_from_the_onnx_graph(tiny):
-    from hltrun.tools.bench_backends import count_macs
+    from hltrun.tools.bench.flops import count_macs
 
     # Dense 300->8, 8->4 twice, 4->300; the tiny score has no matrix product of data
     assert count_macs(tiny.onnx) == {"weights": 300 * 8 + 2 * 8 * 4 + 4 * 300, "data": 0}
 
 
 def test_quantize_tool_selects_weight_nodes_and_keeps_the_card(tiny, tmp_path):
-    from hltrun.tools.quantize_models import SECTION, quantize, weight_nodes, write_card
+    from hltrun.tools.physics.quantize_models import SECTION, quantize, weight_nodes, write_card
 
     nodes = weight_nodes(tiny.onnx)
     assert len(nodes) == 4 and len(weight_nodes(tiny.onnx, exclude=nodes[0])) == 3

@@ -1,5 +1,5 @@
 """The card's pT-dependent cuts (modules/working_point.py): the smooth form written by
-tools/evaluate_models.py is evaluated exactly as documented, with the pT held inside the fit's range,
+tools/physics/evaluate_models.py is evaluated exactly as documented, with the pT held inside the fit's range,
 and a malformed entry is refused with a message saying what is wrong."""
 
 from __future__ import annotations

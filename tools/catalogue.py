@@ -36,6 +36,12 @@ def data_dir() -> Path:
     return shipped_dir("data")
 
 
+def checkout() -> Path:
+    """The folder holding configs/, data/, docs/ and tools/ (the checkout, in the editable install the tools
+    assume for what they write beside the shipped files)."""
+    return data_dir().parent
+
+
 def models_dir() -> Path:
     return data_dir() / "models"
 

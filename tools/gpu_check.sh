@@ -137,7 +137,7 @@ run_path jax-2 jax 2
 run_path jax-4 jax 4
 
 # TensorRT / ORT GPU engines, where installed (listed under 'Not measured here' otherwise)
-step hltbench 60 "${PY[@]}" -m hltrun.tools.bench_backends --models conv_vae gcn_vae \
+step hltbench 60 "${PY[@]}" -m hltrun.tools.bench backends --models conv_vae gcn_vae \
     --backends ort-fp32 ort-cuda ort-trt trt-fp32 trt-fp16 --batch-sizes 1 64 \
     --min-time 0.1 --mem-jets 500 --isolate --out "$OUT/hltbench"
 grep -A20 "^Not measured here" "$OUT/hltbench.txt" | tee -a "$SUMMARY"

@@ -20,7 +20,7 @@ How it measures
   long jobs; totals, means, minima, maxima and the over-budget count stay exact over all events,
   percentiles then come from the histograms (within one ~2.3 % bin).
 
-``python -m hltrun.framework.services.timing_bench`` measures the service's own cost (see docs/timing.md).
+``hltbench timing`` (in tools/bench/timing.py) measures the service's own cost (see docs/timing.md).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.precision = "int8" if self._is_quantised() else "fp32"
 
     def _is_quantised(self) -> bool:
-        """INT8 models made by tools/quantize_models.py carry integer / Q-DQ ops. Looked up in the
+        """INT8 models made by tools/physics/quantize_models.py carry integer / Q-DQ ops. Looked up in the
         file's bytes (a NodeProto's op_type is field 4: tag 0x22, length, name), so that a job on ONNX
         Runtime does not import the onnx package (~0.1 s of start-up) to learn it."""
         data = self.model_path.read_bytes()

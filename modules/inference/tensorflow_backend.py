@@ -1,6 +1,6 @@
 """TensorFlow / Keras 3 backend for the ``.keras`` inference models, in four execution modes.
 
-The modes exist to be compared (tools/bench_backends.py): ``predict`` is the slow path most
+The modes exist to be compared (``hltbench backends``): ``predict`` is the slow path most
 analysis code uses (Keras builds a data pipeline per call), ``eager`` calls the model op by op,
 ``function`` (default) traces one ``tf.function`` with a fixed (None, 100, 3) signature so every
 batch size reuses one graph, and ``xla`` compiles that graph with ``jit_compile=True`` (one

@@ -119,7 +119,7 @@ def chamfer_distance(x: Any, y: Any, mask: Any, weights: Any = None) -> Any:
     reconstruction (|x|^2 ~ 1e3, d ~ 1e-2), so each distance carries an absolute error of ~1e-7 x
     (|x|^2 + |y|^2).  TensorFlow and ONNX Runtime sum the 5 products in different orders; on the
     shipped samples their scores differ by < 1e-4 relative (the project's agreement criterion,
-    checked by tools/export_onnx.py and tests/test_models.py).  The summed minima are clamped at 0, so
+    checked by tools/physics/export_onnx.py and tests/test_models.py).  The summed minima are clamped at 0, so
     a cancellation never makes a distance negative.  Gradients flow through the selected minima, as
     with an explicit nearest-neighbour search.
     """

@@ -207,7 +207,7 @@ def rebuild_inference_model(model: keras.Model) -> keras.Model:
     """A loaded inference model rebuilt with the current ``build_inference_model`` (same weights).
 
     Why: a ``.keras`` file stores the graph it was saved with; after the score's graph changes, the
-    shipped files are rebuilt from their own encoder and decoder (``tools/export_onnx.py --rebuild-keras``)
+    shipped files are rebuilt from their own encoder and decoder (``tools/physics/export_onnx.py --rebuild-keras``)
     so TensorFlow and the ONNX export keep running one and the same score code.
     """
     encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")

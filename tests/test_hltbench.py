@@ -1,0 +1,203 @@
+"""hltbench: one program, every study a sub-command; its shared runner; the tools' imports point one way.
+
+No timing is asserted here: the studies' figures are measured by running them, not by unit tests.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hltrun.tools.bench import runner
+from hltrun.tools.bench.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / "tools"
+NOT_STUDIES = {"__init__", "__main__", "cli", "runner", "flops", "plots"}  # tools/bench modules that are not studies
+
+
+def test_help_lists_every_study(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for name, (_, help_line) in COMMANDS.items():
+        assert f"    {name}" in out, name
+        assert help_line.split()[0] in out
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_study_has_its_own_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert f"usage: hltbench {command}" in capsys.readouterr().out
+
+
+def test_no_study_lists_them_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert all(name in err for name in COMMANDS)
+
+
+def test_old_style_flags_name_the_backends_study_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--models", "conv_vae", "--batch-sizes", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "hltbench backends --models conv_vae --batch-sizes 1" in err
+
+
+def test_unknown_study_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["nonesuch"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'nonesuch'" in capsys.readouterr().err
+
+
+def test_every_study_module_is_a_sub_command() -> None:
+    """No study orphaned: each module of tools/bench/ with a ``run`` is behind a sub-command, each
+    sub-command's module exists, and no benchmark script is left loose in tools/."""
+    modules = {p.stem for p in (TOOLS / "bench").glob("*.py")} - NOT_STUDIES
+    assert modules == {module for module, _ in COMMANDS.values()}
+    assert not sorted(TOOLS.glob("bench_*.py")) and not (TOOLS / "profile_onnx.py").exists()
+    assert not (ROOT / "framework/services/timing_bench.py").exists()
+    for module in modules:
+        tree = ast.parse((TOOLS / "bench" / f"{module}.py").read_text())
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert {"add_arguments", "run"} <= defined, module
+        assert "main" not in defined, f"{module}: a second way to start it"
+        assert not any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in tree.body), module
+
+
+def test_a_user_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["timing", "--repeat", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "hltbench timing: --repeat must be at least 1 (got 0)"
+
+
+def test_a_missing_model_stops_the_backend_study_before_it_measures(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends", "--models", "nope", "--models-dir", str(tmp_path), "--backends", "ort-bare"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"hltbench backends: {tmp_path / 'nope.onnx'} not found" and not captured.out
+
+
+def test_timing_study_runs_and_records_the_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "timing.json"
+    assert main(["timing", "--events", "30", "--modules", "2", "--repeat", "1", "--json", str(out)]) == 0
+    assert "ns per module call" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["study"] == "timing" and doc["modules"]["modules"] == 2 and doc["no_modules"]["modules"] == 0
+    assert {"cpu", "cores", "python", "versions", "hltrun_commit", "load"} <= set(doc["machine"])
+    assert "numpy" in doc["machine"]["versions"]
+
+
+def test_profile_takes_a_shipped_model_name_or_a_path(tmp_path: Path) -> None:
+    from hltrun.tools.bench.profile_onnx import model_file
+    from hltrun.tools.catalogue import models_dir
+
+    assert model_file("gcn_vae") == models_dir() / "gcn_vae.onnx"
+    assert model_file(str(tmp_path / "x.onnx")) == tmp_path / "x.onnx"
+
+
+def test_python_m_runs_the_same_program() -> None:
+    proc = subprocess.run([sys.executable, "-m", "hltrun.tools.bench", "timing", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "usage: hltbench timing" in proc.stdout
+
+
+# ---------------------------------------------------------------------- the shared runner
+def test_interleave_runs_the_variants_in_turn() -> None:
+    order: list[str] = []
+    got = runner.interleave({"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2}, 3)
+    assert order == ["a", "b"] * 3 and got == {"a": [1, 1, 1], "b": [2, 2, 2]}
+
+
+def test_json_and_csv_are_written_whole(tmp_path: Path) -> None:
+    import numpy as np
+
+    path = runner.write_json(tmp_path / "r.json", {"x": np.arange(3), "p": tmp_path}, "unit")
+    doc = json.loads(path.read_text())
+    assert doc["x"] == [0, 1, 2] and doc["p"] == str(tmp_path) and doc["machine"]["cores"]
+    rows = [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
+    with runner.write_csv(tmp_path / "r.csv", rows, "unit").open() as fh:
+        assert list(csv.DictReader(fh)) == [{"a": "1", "b": "x"}, {"a": "2", "b": "y"}]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.json"]  # no staging files left
+
+
+def test_machine_record_names_the_commit() -> None:
+    record = runner.machine()
+    assert record["hltrun_commit"] != "" and record["python"].count(".") == 2
+
+
+# ---------------------------------------------------------------------- imports point one way
+def _tools_imports() -> dict[str, set[str]]:
+    """hltrun.tools.X -> the hltrun.tools modules it imports (anywhere in the file, functions included)."""
+    graph: dict[str, set[str]] = {}
+    for path in TOOLS.rglob("*.py"):
+        name = "hltrun.tools." + ".".join(path.relative_to(TOOLS).with_suffix("").parts)
+        name = name.removesuffix(".__init__")
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hltrun.tools"):
+                deps.add(node.module)
+                deps.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("hltrun.tools"))
+        graph[name] = deps
+    return {k: {d for d in v if d in graph and d != k} for k, v in graph.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (as a path), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_in_tools() -> None:
+    graph = _tools_imports()
+    assert "hltrun.tools.bench.backends" in graph and graph["hltrun.tools.bench.backends"]
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_framework_and_modules_never_import_tools() -> None:
+    for folder in ("framework", "modules"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                         else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                assert not any(n.startswith("hltrun.tools") for n in names), path
+
+
+def test_one_catalogue_of_models_and_no_path_edits() -> None:
+    for path in TOOLS.rglob("*.py"):
+        text = path.read_text()
+        if path.name != "catalogue.py":
+            assert "\nMODELS = " not in text, f"{path}: a copy of catalogue.MODELS"
+        assert "sys.path" not in text, f"{path}: edits sys.path"

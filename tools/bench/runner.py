@@ -1,0 +1,166 @@
+"""What every hltbench study shares: the machine and versions record, repeats interleaved across the
+compared variants, and results written as JSON (atomically) and CSV.
+
+Why: numbers from a shared machine mean little without the CPU, the load and the library versions they
+were taken with, and a comparison is only fair when a disturbance hits every variant alike (variants run
+in turn, round after round, not one after the other).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hltrun.framework.atomic import writing
+from hltrun.framework.resources import shipped_dir
+from hltrun.tools.catalogue import checkout, sample_path
+
+T = TypeVar("T")
+LIBRARIES = ("numpy", "awkward", "uproot", "onnxruntime", "tensorflow", "tensorflow-cpu", "keras")
+
+
+def loadavg() -> str:
+    """1-minute load average: other work on the machine shows up here (report it with the numbers)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (platform's guess elsewhere)."""
+    try:
+        match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+        return match.group(1).strip() if match else platform.processor() or "unknown CPU"
+    except OSError:
+        return platform.processor() or "unknown CPU"
+
+
+def affinity() -> list[int]:
+    """The cores this process may run on (taskset), empty where the OS cannot say."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the libraries that set the numbers, read from package metadata (no import)."""
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+@lru_cache(maxsize=1)
+def commit() -> str:
+    """hltrun's git commit (with ``-dirty`` for uncommitted changes), or ``unknown`` outside a checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=checkout(),
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """The record stored with every result: CPU model, cores, pinning, load, python, library versions, commit."""
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "affinity": ",".join(map(str, affinity())) or "?",
+            "load": loadavg(), "python": platform.python_version(), "versions": versions(),
+            "hltrun_commit": commit()}
+
+
+def add_repeat(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+    """The one ``--repeat`` option: ``what`` says how the repeats are combined (median, fastest...)."""
+    parser.add_argument("--repeat", type=int, default=default, help=f"{what} (default {default})")
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    """The one ``--json FILE`` option (see ``write_json``)."""
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the results here, with the machine and library versions")
+
+
+def check_repeat(repeat: int, prog: str) -> None:
+    """A non-positive ``--repeat`` is a user error: one line, exit 2 (through ``BenchError``)."""
+    if repeat < 1:
+        raise BenchError(f"{prog}: --repeat must be at least 1 (got {repeat})")
+
+
+class BenchError(Exception):
+    """A user error in a study's options or inputs: hltbench prints it as one line and exits 2."""
+
+
+def interleave(variants: Mapping[str, Callable[[], T]], repeat: int) -> dict[str, list[T]]:
+    """Run every variant once per round, ``repeat`` rounds, in turn: drift on a shared machine hits all alike."""
+    results: dict[str, list[T]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, fn in variants.items():
+            results[name].append(fn())
+    return results
+
+
+def write_json(path: Path, result: Mapping[str, Any], study: str) -> Path:
+    """``result`` with the machine record under ``machine`` (unless it has one), written atomically."""
+    doc = {"study": study, "machine": machine(), **result} if "machine" not in result else {"study": study, **result}
+    with writing(path, f"hltbench {study} --json") as staged:
+        with io.TextIOWrapper(staged.open(), encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1, default=_plain)
+    print(f"wrote {path}")
+    return path
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], study: str) -> Path:
+    """One row per dict (columns from the first row), written atomically."""
+    rows = list(rows)
+    with writing(path, f"hltbench {study} csv") as staged:
+        with io.TextIOWrapper(staged.open(), newline="", encoding="utf-8") as fh:
+            out = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["empty"])
+            out.writeheader()
+            out.writerows(rows)
+    print(f"wrote {path}")
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy arrays and scalars, paths and the rest (as text)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+PATH_SAMPLES = ("qcd_dijet", "rsg_ww_3p5TeV")  # what configs/path.yaml reads
+
+
+def path_config() -> Path:
+    """The shipped default path, configs/path.yaml: what most studies run."""
+    return shipped_dir("configs") / "path.yaml"
+
+
+def path_files() -> list[Path]:
+    """The default path's input files, absolute (studies run it from any directory)."""
+    return [sample_path(name) for name in PATH_SAMPLES]
+
+
+def default_path(study: str, services: dict[str, Any], *overrides: str) -> Any:
+    """The default path as most studies time it: configs/path.yaml on its shipped samples (absolute paths),
+    ONNX Runtime unless an override says otherwise, no output module, only ``services``; a built Process."""
+    from hltrun.framework.config import apply_overrides, read_yaml, validate
+    from hltrun.framework.process import Process
+
+    data = apply_overrides(read_yaml(path_config()), [
+        "endpaths={}", "options.wantSummary=false", f"source.files={json.dumps([str(f) for f in path_files()])}",
+        "modules.vae.backend=onnxruntime", *overrides])
+    del data["modules"]["out"]
+    data["services"] = services
+    return Process(validate(data, f"hltbench {study}"))

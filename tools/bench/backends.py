@@ -77,6 +77,10 @@ SPECS: dict[str, Spec] = {
     "ort-trt": Spec("onnxruntime", ".onnx", {"providers": ["tensorrt"]}),
     "trt-fp32": Spec("tensorrt", ".onnx", {"precision": "fp32"}),
     "trt-fp16": Spec("tensorrt", ".onnx", {"precision": "fp16"}),
+    # compiled per batch bucket (powers of two up to opt_batch); bigger batches run in slices of the largest
+    "iree": Spec("iree", ".onnx", {"opt_batch": 64}),
+    "jax-cpu": Spec("jax", ".onnx", {"device": "cpu", "max_batch": 64}),
+    "jax-gpu": Spec("jax", ".onnx", {"device": "gpu", "max_batch": 1024}),
 }
 BACKENDS = tuple(SPECS)
 BATCHES = (1, 9, 64, 1024)
@@ -151,7 +155,7 @@ def unavailable(spec: str) -> str | None:
     import importlib.util
 
     sp = SPECS[spec]
-    package = {"bare": "onnxruntime"}.get(sp.backend, sp.backend)
+    package = {"bare": "onnxruntime", "iree": "iree.runtime"}.get(sp.backend, sp.backend)
     if importlib.util.find_spec(package) is None:
         return f"the {package} Python package is not installed"
     if sp.backend == "tensorrt":
@@ -185,6 +189,7 @@ def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1):
         return BareSession(path, threads)
     try:
         backend = create_backend(sp.backend, path, BackendOptions(threads=threads, **sp.options)).load()
+        backend.warm_up()  # compiled engines (jax, iree) build every batch bucket here, not in a timed call
     except (ModuleError, ConfigError) as exc:
         return f"cannot load: {exc}"
     wanted = sp.options.get("providers")

@@ -28,22 +28,15 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 
+from .buckets import bucket_for, bucket_sizes, next_power_of_two
 from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log
 
 TARGET = "llvm-cpu"
 
 
 def buckets(opt_batch: int, max_batch: int) -> list[int]:
-    """Powers of two from 1 to the first one holding ``opt_batch`` jets, capped by ``max_batch``."""
-    top = 1
-    while top < min(opt_batch, max_batch):
-        top *= 2
-    top = min(top, max(1, max_batch))
-    out, b = [], 1
-    while b < top:
-        out.append(b)
-        b *= 2
-    return [*out, top]
+    """Powers of two up to the first one holding ``opt_batch`` jets, never beyond ``max_batch``."""
+    return bucket_sizes(min(next_power_of_two(opt_batch), max(1, max_batch)))
 
 
 def cpu_key() -> str:
@@ -167,7 +160,7 @@ class IreeBackend(InferenceBackend):
         return self._outputs
 
     def _bucket(self, n: int) -> int:
-        return next(b for b in self.buckets if b >= n)
+        return bucket_for(n, self.buckets)  # n <= the largest bucket: _run slices bigger batches
 
     def _run_bucket(self, x: np.ndarray) -> list[np.ndarray]:
         n = len(x)

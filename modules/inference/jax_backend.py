@@ -33,6 +33,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
+from . import buckets
 from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -41,19 +42,19 @@ _COMPILE_LOCK = threading.Lock()
 
 
 def bucket_sizes(max_batch: int) -> list[int]:
-    """Powers of two up to ``max_batch``, and ``max_batch`` itself when it is not one."""
-    if max_batch < 1:
-        raise ConfigError(f"jax: max_batch {max_batch} must be at least 1")
-    sizes = [1 << k for k in range(max_batch.bit_length()) if (1 << k) <= max_batch]
-    return sizes if sizes[-1] == max_batch else [*sizes, max_batch]
+    """Powers of two up to ``max_batch``, and ``max_batch`` itself (``buckets.bucket_sizes``)."""
+    try:
+        return buckets.bucket_sizes(max_batch)
+    except ValueError:
+        raise ConfigError(f"jax: max_batch {max_batch} must be at least 1") from None
 
 
-def bucket_for(n: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket holding n jets (n <= buckets[-1])."""
-    for b in buckets:
-        if b >= n:
-            return b
-    raise ModuleError(f"jax: batch of {n} jets over the largest bucket {buckets[-1]}")
+def bucket_for(n: int, sizes: Sequence[int]) -> int:
+    """The smallest bucket holding n jets (n <= sizes[-1])."""
+    bucket = buckets.bucket_for(n, sizes)
+    if bucket is None:
+        raise ModuleError(f"jax: batch of {n} jets over the largest bucket {sizes[-1]}")
+    return bucket
 
 
 def gpu_devices(jax: Any) -> list[Any]:

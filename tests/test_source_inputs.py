@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hltrun.framework.schema import build
+from hltrun.framework.context import SourceContext
 from hltrun.modules.jets import InputSpec
 from hltrun.modules.products import JetCollection
 from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters, make_chunk
@@ -200,9 +201,9 @@ LAYOUTS = {
 }
 
 
-class _Job:
-    def __init__(self, *specs: InputSpec) -> None:
-        self.consumes = {"source": set(specs)}
+def _Job(*specs: InputSpec) -> SourceContext:
+    """The source's context with these consumer requests."""
+    return SourceContext.standalone(*specs)
 
 
 def read(files, job, **params):

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Mapping
 
 from .context import Consumes, ProductInfo
-from .schema import input_tags
+from .errors import ConfigError
+from .schema import InputTag, input_tags
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,6 +50,10 @@ class _Declares:
     @classmethod
     def declared_consumes(cls, params: Any) -> tuple[Consumes, ...]:
         """Every InputTag of ``params``, with the type ``consumes`` expects for its field (else None)."""
+        missing = [name for name in cls.consumes if not isinstance(getattr(params, name, None), InputTag)]
+        if missing:
+            raise ConfigError(f"{cls.__name__}.consumes: {', '.join(missing)} is not an InputTag parameter of "
+                              f"{type(params).__name__}")
         typed = [Consumes(name, getattr(params, name), t) for name, t in cls.consumes.items()]
         seen = {c.tag for c in typed}
         return (*typed, *(Consumes("", tag) for tag in input_tags(params) if tag not in seen))

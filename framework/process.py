@@ -91,8 +91,7 @@ class Process:
         return ModuleContext(label, self.config.process, o.streams_in_flight, tuple(o.accelerators),
                              tuple(self.config.paths), self.job.report_dir, self.job.units,
                              cfg.cls.declared_consumes(cfg.params), dict(cfg.inputs), dict(cfg.cls.produces or {}),
-                             services,
-                             self.channels)
+                             services, self.channels)
 
     def all_modules(self) -> list[tuple[ModuleDescription, Module]]:
         by_label = {d.label: d for d in self.descriptions}
@@ -105,13 +104,14 @@ class Process:
         signals.pre_begin_job(self.job)
         signals.pre_module_begin_job(self.descriptions[0])
         self.source.begin_job(self.source_context())
-        contexts: dict[str, ModuleContext] = {}
         signals.post_module_begin_job(self.descriptions[0])
+        contexts: dict[str, ModuleContext] = {}  # one per label: its per-stream instances share it
         for desc, module in self.all_modules():
             signals.pre_module_begin_job(desc)
             try:
-                ctx = contexts.get(desc.label) or contexts.setdefault(desc.label, self.module_context(desc.label))
-                module.begin_job(ctx)
+                if desc.label not in contexts:
+                    contexts[desc.label] = self.module_context(desc.label)
+                module.begin_job(contexts[desc.label])
             except HltError:
                 raise
             except Exception as exc:

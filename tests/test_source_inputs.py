@@ -292,10 +292,8 @@ def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
     data = write_counts(tmp_path / "tmp.root", make_events(30, seed=2)).read_bytes()
     bad.write_bytes(data[: len(data) * 2 // 3])  # header intact, baskets cut
 
-    class Job(_Job):
-        def __init__(self, max_events):
-            super().__init__()
-            self.config = type("C", (), {"options": type("O", (), {"maxEvents": max_events, "skipEvents": 0})})
+    def Job(max_events: int) -> SourceContext:
+        return SourceContext(max_events=max_events)
 
     params = {"duplicateCheckMode": "noDuplicateCheck"}
     src, _ = read([good, bad], Job(20), **params)  # the job ends inside good.root: bad.root only opened

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from .errors import ModuleError, ProductNotFound
 
 _NO_TYPES: dict[str, type] = {}
+DECLARES = ":*"  # types key ``label:*``: the module declares its products (any other put is refused)
 
 
 @dataclass(frozen=True, order=True)
@@ -48,7 +49,10 @@ class Event:
     def put(self, product: Any, instance: str = "") -> None:
         key = f"{self.current_module}:{instance}" if instance else self.current_module
         declared = self._types.get(key)
-        if declared is not None and not isinstance(product, declared):
+        if declared is None:
+            if self.current_module + DECLARES in self._types:  # declares its products, but not this one
+                raise ModuleError(f"module '{self.current_module}' put '{key}', which it does not declare in produces")
+        elif not isinstance(product, declared):
             raise ModuleError(f"module '{self.current_module}' put a {type(product).__name__} as '{key}', "
                               f"but declares it produces a {declared.__name__}")
         self._products[key] = product

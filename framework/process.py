@@ -13,6 +13,7 @@ from .context import (MODULE_SERVICES, Channels, JobContext, LoopState, ModuleCo
                       StreamActivity)
 from .destinations import REPORT_FOLDER, check_folder_destination
 from .errors import HltError, ModuleError, one_line
+from .event import DECLARES
 from .module import Module, Source
 from .schedule import PathRunner, StreamSchedule, Worker
 from .service import Service
@@ -139,10 +140,13 @@ class Process:
 
 
 def product_types(config: ProcessConfig) -> dict[str, type]:
-    """``label`` / ``label:instance`` -> the type its producer declared (what ``Event.put`` checks);
-    labels of producers that declare nothing are absent (their puts are not checked)."""
+    """``label`` / ``label:instance`` -> the type its producer declared (what ``Event.put`` checks), and
+    ``label:*`` for each producer that declares (it may put nothing else); producers that declare
+    nothing are absent (their puts are not checked)."""
     out: dict[str, type] = {}
     for label, cfg in [(SOURCE_LABEL, config.source), *config.modules.items()]:
+        if cfg.cls.produces is not None:
+            out[label + DECLARES] = object
         for instance, cls in (cfg.cls.produces or {}).items():
             out[f"{label}:{instance}" if instance else label] = cls
     return out

@@ -38,7 +38,8 @@ def test_correct_wiring_is_typed_end_to_end():
     assert cfg.modules["flt"].inputs["src"].type is JetScores
     assert cfg.modules["flt"].inputs["src"].metadata["model"] == "conv_vae"  # what the scorer publishes
     types = product_types(cfg)
-    assert types["batcher"] is JetBatch and types["vae"] is JetScores and "flt" not in types
+    assert types["batcher"] is JetBatch and types["vae"] is JetScores
+    assert "flt" not in types and "flt:*" not in types  # a filter declares no product
 
 
 def test_a_consumer_of_the_wrong_type_is_one_line_naming_both_labels():
@@ -83,6 +84,8 @@ def test_put_checks_the_declared_type():
     with pytest.raises(ModuleError, match=r"^module 'w' put a str as 'w', but declares it produces a JetScores$"):
         _WrongPut("w", None).produce(event)
     event.put(JetScores.__new__(JetScores))  # the declared type passes
+    with pytest.raises(ModuleError, match=r"^module 'w' put 'w:extra', which it does not declare in produces$"):
+        event.put(JetScores.__new__(JetScores), "extra")
     event.current_module = "undeclared"
     event.put("anything")  # a module that declares nothing is not checked
 

@@ -126,6 +126,7 @@ class Filter(Module):
 
 class Analyzer(Module):
     kind = "analyzer"
+    produces = {}  # an analyzer reads only (as in CMSSW): consuming one is a configuration error
 
     def analyze(self, event: "Event") -> None:
         raise NotImplementedError
@@ -136,6 +137,7 @@ class OutputModule(Module):
 
     kind = "output"
     concurrency = "one"
+    produces = {}  # writes files, puts nothing
 
     def write(self, event: "Event") -> None:
         raise NotImplementedError

@@ -79,6 +79,7 @@ class AnomalyScoreFilter(Filter):
     Parameters = AnomalyFilterParameters
     concurrency = "stream"  # one per stream: its counter needs no lock
     consumes = {"src": JetScores}
+    produces = {}  # a decision only
 
     def __init__(self, label: str, params: AnomalyFilterParameters) -> None:
         super().__init__(label, params)

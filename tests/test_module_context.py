@@ -39,7 +39,7 @@ def test_correct_wiring_is_typed_end_to_end():
     assert cfg.modules["flt"].inputs["src"].metadata["model"] == "conv_vae"  # what the scorer publishes
     types = product_types(cfg)
     assert types["batcher"] is JetBatch and types["vae"] is JetScores
-    assert "flt" not in types and "flt:*" not in types  # a filter declares no product
+    assert "flt" not in types and types["flt:*"] is object  # the filter declares it puts nothing
 
 
 def test_a_consumer_of_the_wrong_type_is_one_line_naming_both_labels():
@@ -55,6 +55,13 @@ def test_a_consumer_of_a_product_nobody_produces_is_one_line_naming_both_labels(
         validate(_path(vae={"type": "VAEAnomalyScorer", "src": "batcher:leading", "backend": "onnxruntime"}))
     assert str(err.value) == ("<config>: modules.vae.src: consumes 'batcher:leading', but 'batcher' (JetBatcher) "
                               "produces no instance 'leading' (it produces: '')")
+
+
+def test_a_consumer_of_a_module_that_puts_nothing_is_a_config_error():
+    with pytest.raises(ConfigError) as err:
+        validate(_path(vae2={"type": "VAEAnomalyScorer", "src": "flt", "backend": "onnxruntime"}))
+    assert str(err.value) == ("<config>: modules.vae2.src: consumes 'flt', but 'flt' (AnomalyScoreFilter) produces "
+                              "no main product (it produces: nothing)")
 
 
 def test_cross_module_checks_happen_at_validation():

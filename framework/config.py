@@ -18,6 +18,7 @@ import yaml
 
 from . import registry
 from .resources import find_file
+from .context import MODULE_SERVICES, ProductInfo
 from .errors import CMSSW_CATEGORIES, ConfigError
 from .module import Filter, Module, OutputModule, Source
 from .schema import build, input_tags, limited, to_plain
@@ -178,6 +179,8 @@ class PluginConfig:
     type: str
     cls: type
     params: Any
+    # per typed ``consumes`` field: what its producer declares (filled by validation; ModuleContext.inputs)
+    inputs: dict[str, ProductInfo] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -365,6 +368,10 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
         cfg = _plugin(label, spec, where, registry.module_class)
         if not issubclass(cfg.cls, Module):
             raise ConfigError(f"{where}.type: {cfg.type} is not a Producer, Filter, Analyzer or OutputModule")
+        for name in cfg.cls.services:
+            if name not in MODULE_SERVICES:
+                raise ConfigError(f"{where}.type: {cfg.type} asks for service {name!r}, which the framework "
+                                  f"does not offer (offered: {', '.join(MODULE_SERVICES)})")
         modules[label] = cfg
 
     paths = _read_paths(data, "paths")
@@ -400,6 +407,7 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
                 if path not in paths:
                     raise ConfigError(f"{where}.select_events: '{path}' is not a path{_close(path, paths)}")
     _check_cycles(modules)
+    _check_products(source, modules)
 
     services: dict[str, PluginConfig] = {}
     raw_services = data.get("services") or {}
@@ -449,6 +457,31 @@ def _check_cycles(modules: dict[str, PluginConfig]) -> None:
 
     for label in modules:
         visit(label, [])
+
+
+def _check_products(source: PluginConfig, modules: dict[str, PluginConfig]) -> None:
+    """Typed consumes against typed produces (CMSSW's consumes<T>/produces<T>), then each module's own
+    cross-module checks (``check_config``) on what its producers declare: all before anything is built."""
+    producers = {SOURCE_LABEL: source, **modules}
+    for label, cfg in modules.items():
+        where = f"modules.{label}"
+        inputs: dict[str, ProductInfo] = {}
+        for c in cfg.cls.declared_consumes(cfg.params):
+            producer = producers[c.tag.label]
+            declared = producer.cls.produces
+            made = None if declared is None else declared.get(c.tag.instance)
+            what = f"'{c.tag.label}' ({producer.type})"
+            if declared is not None and made is None:
+                instance = f"instance '{c.tag.instance}'" if c.tag.instance else "main product"
+                raise ConfigError(f"{where}.{c.field or 'consumes'}: consumes '{c.tag}', but {what} produces no "
+                                  f"{instance} (it produces: {', '.join(repr(k) for k in declared) or 'nothing'})")
+            if made is not None and c.type is not None and not issubclass(made, c.type):
+                raise ConfigError(f"{where}.{c.field}: '{label}' consumes a {c.type.__name__} from '{c.tag}', "
+                                  f"but {what} produces a {made.__name__}")
+            if c.field:
+                inputs[c.field] = ProductInfo(c.tag.label, producer.type, made, producer.cls, producer.params)
+        cfg.cls.check_config(label, cfg.params, inputs)
+        cfg.inputs = inputs
 
 
 def find_config(path: str | os.PathLike[str]) -> Path:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import ProductNotFound
+from .errors import ModuleError, ProductNotFound
+
+_NO_TYPES: dict[str, type] = {}
+DECLARES = ":*"  # types key ``label:*``: the module declares its products (any other put is refused)
 
 
 @dataclass(frozen=True, order=True)
@@ -28,10 +31,12 @@ class Event:
     producer on demand (CMSSW's unscheduled execution) before ``ProductNotFound`` is raised.
     """
 
-    __slots__ = ("id", "index", "stream", "_products", "current_module", "_on_demand", "trigger_results")
+    __slots__ = ("id", "index", "stream", "_products", "current_module", "_on_demand", "trigger_results", "_types")
 
     def __init__(self, event_id: EventID, index: int, stream: int,
-                 on_demand: Callable[["Event", str], bool] | None = None) -> None:
+                 on_demand: Callable[["Event", str], bool] | None = None,
+                 types: dict[str, type] = _NO_TYPES) -> None:
+        """``types``: product key -> the type its producer declared (``Process.product_types``)."""
         self.id = event_id
         self.index = index  # position in the job's input sequence; orders outputs for any streams
         self.stream = stream
@@ -39,9 +44,17 @@ class Event:
         self.current_module = ""
         self._on_demand = on_demand
         self.trigger_results: dict[str, bool] = {}
+        self._types = types
 
     def put(self, product: Any, instance: str = "") -> None:
         key = f"{self.current_module}:{instance}" if instance else self.current_module
+        declared = self._types.get(key)
+        if declared is None:
+            if self.current_module + DECLARES in self._types:  # declares its products, but not this one
+                raise ModuleError(f"module '{self.current_module}' put '{key}', which it does not declare in produces")
+        elif not isinstance(product, declared):
+            raise ModuleError(f"module '{self.current_module}' put a {type(product).__name__} as '{key}', "
+                              f"but declares it produces a {declared.__name__}")
         self._products[key] = product
 
     def put_as(self, label: str, product: Any, instance: str = "") -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from .context import IDLE
 from .errorlog import ErrorTally, context
 from .errors import HltError, ModuleError, category_of
 from .interrupt import Interrupted, stop_callback
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .units import WorkUnit
 
 log = logging.getLogger("hltrun")
-_IDLE = sys.maxsize  # in_flight value of a stream with no event
+_IDLE = IDLE  # in_flight value of a stream with no event
 
 _COUNTER_OF_STATUS = {"accept": "passed", "reject": "failed"}  # an event's status -> its stream counter
 
@@ -67,7 +67,7 @@ class EventProcessor:
         try:
             process.begin_job()
         except BaseException:
-            process.job.failed = True
+            process.loop.failed = True
             process.end_job()
             raise
         summary.begin_job_s = time.perf_counter() - begin
@@ -76,12 +76,12 @@ class EventProcessor:
             process.source.bulk_pending = None
             if process.signals.source_bulk:
                 process.signals.source_bulk(-1, *bulk)
-        process.job.in_flight = [_IDLE] * len(process.schedules)
-        process.job.draining = False
+        process.loop.in_flight = [_IDLE] * len(process.schedules)
+        process.loop.draining = False
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
         events = process.source.events(self.options.skipEvents, limit)
         self._loop(events)
-        process.job.failed = bool(self._errors)
+        process.loop.failed = bool(self._errors)
         problems = process.end_job()
         summary.wall_s = time.perf_counter() - self._t0
         self._fill(summary)
@@ -149,8 +149,8 @@ class EventProcessor:
         self._t0 = time.perf_counter()
         summary = JobSummary(process.config.process, len(process.schedules),
                              budget_ms=self.options.budgetMs, input_rate_hz=self.options.inputRateHz)
-        process.job.in_flight = [_IDLE] * len(process.schedules)
-        process.job.draining = False
+        process.loop.in_flight = [_IDLE] * len(process.schedules)
+        process.loop.draining = False
         modules = process.all_modules()
         for _, module in modules:
             module.begin_unit(unit)
@@ -185,7 +185,7 @@ class EventProcessor:
         else:
             self._errors.insert(0, exc)
         self._stop.set()
-        self.process.job.draining = True  # no new event: waits for other streams' events end now
+        self.process.loop.draining = True  # no new event: waits for other streams' events end now
 
     @property
     def errors(self) -> list[BaseException]:
@@ -198,7 +198,7 @@ class EventProcessor:
         source = self.process.source
         with self._source_lock:
             if self._stop.is_set():
-                self.process.job.draining = True
+                self.process.loop.draining = True
                 return None
             fire = signals.pre_source.fire
             if fire is not None:
@@ -218,7 +218,7 @@ class EventProcessor:
             if fire is not None:
                 fire(stream, item[0] if item else None)
             if item is None:
-                self.process.job.draining = True  # no stream takes a new event any more
+                self.process.loop.draining = True  # no stream takes a new event any more
                 return None
             index = self._base + self._read
             self._read += 1
@@ -231,14 +231,15 @@ class EventProcessor:
         source_label = self.process.source.label
         counts = self._stream_counts[schedule.stream]
         try_to_continue = frozenset(self.options.TryToContinue)  # CMSSW exception categories that skip the event
-        in_flight = self.process.job.in_flight
+        in_flight = self.process.loop.in_flight
+        product_types = self.process.product_types
         while True:
             got = self._next_event(schedule.stream, events)
             if got is None:
                 return
             index, (event_id, products) = got
             in_flight[schedule.stream] = index
-            event = Event(event_id, index, schedule.stream, schedule.on_demand)
+            event = Event(event_id, index, schedule.stream, schedule.on_demand, product_types)
             for instance, product in products.items():
                 event.put_as(source_label, product, instance)
             fire = signals.pre_event.fire
@@ -265,7 +266,7 @@ class EventProcessor:
             counts["processed"] += 1
             counts[_COUNTER_OF_STATUS.get(status, "error")] += 1
             if self._stop.is_set():
-                self.process.job.draining = True
+                self.process.loop.draining = True
                 return
 
     def _fill(self, summary: JobSummary) -> None:
@@ -278,7 +279,7 @@ class EventProcessor:
         summary.events_read = self._read
         summary.events_not_processed = self._read - summary.events_processed
         summary.source = process.source.accounting()
-        summary.facts = dict(process.job.facts)
+        summary.facts = process.facts
         summary.events_skipped = summary.source.get("skipped", self.options.skipEvents)
         summary.events_duplicate = summary.source.get("duplicates", 0)
         summary.bad_files = list(getattr(process.source, "bad_files", []) or [])

@@ -15,13 +15,17 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Mapping
+
+from .context import Consumes, ProductInfo
+from .errors import ConfigError
+from .schema import InputTag, input_tags
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from .context import ModuleContext, SourceContext
     from .event import Event, EventID
-    from .process import JobContext
     from .units import WorkUnit
 
 Concurrency = Literal["stream", "global", "one"]
@@ -32,12 +36,47 @@ class NoParameters:
     """For modules that take no parameters."""
 
 
-class Module:
-    """Common part of every event-processing plugin."""
+class _Declares:
+    """What Modules and Sources declare about their products (CMSSW's ``produces<T>()``/``consumes<T>()``).
+
+    ``produces``: product instance (``""``: the main one) -> type; ``event.put`` checks it, and the
+    configuration refuses a consumer expecting another type. None: undeclared (not checked).
+    ``consumes``: parameter field holding an ``InputTag`` -> the type expected there."""
 
     Parameters: ClassVar[type] = NoParameters
+    produces: ClassVar[Mapping[str, type] | None] = None
+    consumes: ClassVar[Mapping[str, type]] = {}
+
+    @classmethod
+    def declared_consumes(cls, params: Any) -> tuple[Consumes, ...]:
+        """Every InputTag of ``params``, with the type ``consumes`` expects for its field (else None)."""
+        missing = [name for name in cls.consumes if not isinstance(getattr(params, name, None), InputTag)]
+        if missing:
+            raise ConfigError(f"{cls.__name__}.consumes: {', '.join(missing)} is not an InputTag parameter of "
+                              f"{type(params).__name__}")
+        typed = [Consumes(name, getattr(params, name), t) for name, t in cls.consumes.items()]
+        seen = {c.tag for c in typed}
+        return (*typed, *(Consumes("", tag) for tag in input_tags(params) if tag not in seen))
+
+    @classmethod
+    def product_metadata(cls, params: Any) -> Mapping[str, Any]:
+        """What this plugin's products will carry, known from its parameters alone (a scorer's model and
+        thresholds, a batcher's constituent count): consumers check their configuration against it."""
+        return {}
+
+    @classmethod
+    def check_config(cls, label: str, params: Any, inputs: Mapping[str, ProductInfo]) -> None:
+        """Configuration validation across modules: ``inputs`` maps each ``consumes`` field to what its
+        producer declares. Raise ConfigError (one line, ``modules.<label>...``) on a mismatch."""
+
+
+class Module(_Declares):
+    """Common part of every event-processing plugin."""
+
     concurrency: ClassVar[Concurrency] = "stream"
     kind: ClassVar[str] = "module"
+    # framework services the module asks for by name (``context.MODULE_SERVICES``), found in its context
+    services: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, label: str, params: Any) -> None:
         self.label = label
@@ -47,7 +86,7 @@ class Module:
     def type_name(self) -> str:
         return getattr(type(self), "registered_name", type(self).__name__)
 
-    def begin_job(self, job: "JobContext") -> None:
+    def begin_job(self, ctx: "ModuleContext") -> None:
         """Called once before the first event (load models, open files)."""
 
     def end_job(self) -> None:
@@ -87,6 +126,7 @@ class Filter(Module):
 
 class Analyzer(Module):
     kind = "analyzer"
+    produces = {}  # an analyzer reads only (as in CMSSW): consuming one is a configuration error
 
     def analyze(self, event: "Event") -> None:
         raise NotImplementedError
@@ -97,6 +137,7 @@ class OutputModule(Module):
 
     kind = "output"
     concurrency = "one"
+    produces = {}  # writes files, puts nothing
 
     def write(self, event: "Event") -> None:
         raise NotImplementedError
@@ -119,7 +160,7 @@ class OutputModule(Module):
         raise NotImplementedError(f"{cls.__name__} cannot assemble parts of a distributed run")
 
 
-class Source:
+class Source(_Declares):
     """Provides events. The framework calls ``events()`` once and pulls from one stream at a time.
 
     ``events`` yields ``(EventID, products)`` where products maps instance name (``""`` for the
@@ -127,7 +168,6 @@ class Source:
     The source honours ``skip`` and ``limit`` itself so that skipped entries are never read.
     """
 
-    Parameters: ClassVar[type] = NoParameters
     kind: ClassVar[str] = "source"
     bulk_pending: tuple[int, int] | None = None  # see __init__ (here too for sources that skip it)
 
@@ -151,7 +191,7 @@ class Source:
             pending = self.bulk_pending
             self.bulk_pending = (w, c) if pending is None else (pending[0] + w, pending[1] + c)
 
-    def begin_job(self, job: "JobContext") -> None:
+    def begin_job(self, ctx: "SourceContext") -> None:
         """Open inputs and check them (files, tree, branches) before the first event."""
 
     def events(self, skip: int, limit: int | None) -> Iterator[tuple["EventID", dict[str, Any]]]:
@@ -159,6 +199,13 @@ class Source:
 
     def end_job(self) -> None:
         """Release inputs."""
+
+    @classmethod
+    def plan_inputs(cls, params: Any, entries_needed: int | None) -> list[tuple[str, int]]:
+        """Planning a distributed run (no event is read, no module built): (input name, number of entries)
+        in reading order, checked as ``begin_job`` checks them; ``entries_needed``: skip + max events, or
+        None. A source that cannot be split keeps this default and runs only locally."""
+        raise NotImplementedError(f"{cls.__name__} cannot be split into work units")
 
     def inputs(self) -> list[tuple[str, int]]:
         """After begin_job: (input name, number of entries) in reading order, to split into work units.

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import SOURCE_LABEL, PathEntry, ProcessConfig
+from .context import (MODULE_SERVICES, Channels, JobContext, LoopState, ModuleContext, SourceContext,
+                      StreamActivity)
 from .destinations import REPORT_FOLDER, check_folder_destination
 from .errors import HltError, ModuleError, one_line
+from .event import DECLARES
 from .module import Module, Source
 from .schedule import PathRunner, StreamSchedule, Worker
 from .service import Service
@@ -20,36 +22,12 @@ from .signals import ActivityRegistry, ModuleDescription
 log = logging.getLogger("hltrun")
 
 
-@dataclass
-class JobContext:
-    """What modules and services may know about the job (never the other modules)."""
-
-    config: ProcessConfig
-    signals: ActivityRegistry
-    descriptions: list[ModuleDescription]
-    report_dir: Path | None = None
-    failed: bool = False  # set before end_job when the job stops on an error: outputs must not commit
-    facts: dict[str, Any] = field(default_factory=dict)  # e.g. chosen accelerator, for the report
-    in_flight: list[int] = field(default_factory=list)  # per stream: index of the event it processes
-    draining: bool = False  # the loop takes no new event (source exhausted or job stopping)
-    units: bool = False  # events come in work units (distributed run): outputs write one part per unit
-    worker: str | None = None  # the distributed worker running this Process (its address), for reports
-    # objects the per-stream instances of one module share, keyed by label (CMSSW's GlobalCache),
-    # e.g. a scorer's cross-event batcher
-    shared: dict[str, Any] = field(default_factory=dict)
-    # what consumers declared at begin_job they will read, by producer label (CMSSW's consumes): a
-    # source may prepare exactly that per chunk instead of everything
-    consumes: dict[str, set[Any]] = field(default_factory=dict)
-
-    @property
-    def options(self):
-        return self.config.options
-
-
 class Process:
     """The built job: one source, modules (shared or one per stream), services, schedules."""
 
-    def __init__(self, config: ProcessConfig, report_dir: Path | None = None) -> None:
+    def __init__(self, config: ProcessConfig, report_dir: Path | None = None, units: bool = False,
+                 worker: str | None = None) -> None:
+        """``units``: events come in work units (a distributed run, ``worker`` its address)."""
         self.config = config
         self.signals = ActivityRegistry()
         self.source: Source = config.source.cls(SOURCE_LABEL, config.source.params)
@@ -58,7 +36,10 @@ class Process:
             self.descriptions.append(ModuleDescription(label, cfg.type, cfg.cls.kind, i))
         if report_dir is None and config.options.reportDir:
             report_dir = Path(config.options.reportDir)
-        self.job = JobContext(config, self.signals, self.descriptions, report_dir)
+        self.job = JobContext(config, self.signals, self.descriptions, report_dir, units, worker)
+        self.loop = LoopState(config.options.streams_in_flight)  # the event loop's; modules never see it
+        self.channels = Channels()
+        self.product_types = product_types(config)
         self.services: list[Service] = [cfg.cls(name, cfg.params) for name, cfg in config.services.items()]
         for service in self.services:
             service.connect(self.signals, self.job)
@@ -94,6 +75,25 @@ class Process:
         return StreamSchedule(stream, workers, runners(self.config.paths, False),
                               runners(self.config.endpaths, True), self.signals)
 
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What the modules recorded for the report (accelerator choices)."""
+        return self.channels.facts()
+
+    def source_context(self) -> SourceContext:
+        o = self.config.options
+        return SourceContext(SOURCE_LABEL, o.skipEvents, o.maxEvents, self.job.units, self.channels,
+                             StreamActivity(self.loop))
+
+    def module_context(self, label: str) -> ModuleContext:
+        """The narrow view one module gets at begin_job (shared by its per-stream instances)."""
+        cfg, o = self.config.modules[label], self.config.options
+        services = {name: MODULE_SERVICES[name](self.loop) for name in cfg.cls.services}
+        return ModuleContext(label, self.config.process, o.streams_in_flight, tuple(o.accelerators),
+                             tuple(self.config.paths), self.job.report_dir, self.job.units,
+                             cfg.cls.declared_consumes(cfg.params), dict(cfg.inputs), dict(cfg.cls.produces or {}),
+                             services, self.channels)
+
     def all_modules(self) -> list[tuple[ModuleDescription, Module]]:
         by_label = {d.label: d for d in self.descriptions}
         return [(by_label[label], m) for label, ms in self.instances.items() for m in ms]
@@ -104,12 +104,15 @@ class Process:
             check_folder_destination(self.job.report_dir, REPORT_FOLDER)
         signals.pre_begin_job(self.job)
         signals.pre_module_begin_job(self.descriptions[0])
-        self.source.begin_job(self.job)
+        self.source.begin_job(self.source_context())
         signals.post_module_begin_job(self.descriptions[0])
+        contexts: dict[str, ModuleContext] = {}  # one per label: its per-stream instances share it
         for desc, module in self.all_modules():
             signals.pre_module_begin_job(desc)
             try:
-                module.begin_job(self.job)
+                if desc.label not in contexts:
+                    contexts[desc.label] = self.module_context(desc.label)
+                module.begin_job(contexts[desc.label])
             except HltError:
                 raise
             except Exception as exc:
@@ -134,3 +137,16 @@ class Process:
             finally:
                 self.signals.post_module_end_job(desc)
         return problems
+
+
+def product_types(config: ProcessConfig) -> dict[str, type]:
+    """``label`` / ``label:instance`` -> the type its producer declared (what ``Event.put`` checks), and
+    ``label:*`` for each producer that declares (it may put nothing else); producers that declare
+    nothing are absent (their puts are not checked)."""
+    out: dict[str, type] = {}
+    for label, cfg in [(SOURCE_LABEL, config.source), *config.modules.items()]:
+        if cfg.cls.produces is not None:
+            out[label + DECLARES] = object
+        for instance, cls in (cfg.cls.produces or {}).items():
+            out[f"{label}:{instance}" if instance else label] = cls
+    return out

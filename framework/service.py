@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .module import NoParameters
 
 if TYPE_CHECKING:
-    from .process import JobContext
+    from .context import JobContext
     from .signals import ActivityRegistry
     from .summary import JobSummary
 

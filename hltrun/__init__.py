@@ -40,6 +40,9 @@ _PUBLIC: dict[str, str] = {
     "OutputModule": "hltrun.framework.module", "Source": "hltrun.framework.module",
     "NoParameters": "hltrun.framework.module",
     "Service": "hltrun.framework.service",
+    # what a plugin receives at begin_job (its label, static facts, typed consumes/produces, asked-for services)
+    "ModuleContext": "hltrun.framework.context", "SourceContext": "hltrun.framework.context",
+    "StreamActivity": "hltrun.framework.context", "AcceleratorChoice": "hltrun.framework.context",
     # registration (decorators, for plugins not installed through entry points)
     "register_module": "hltrun.framework.registry", "register_service": "hltrun.framework.registry",
     # events and products

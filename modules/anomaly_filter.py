@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Mapping
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from hltrun.framework.schema import InputTag
 
 from .products import JetScores, is_all_valid
 from .working_point import PT_BINNED_KEY, PtBinnedCuts, PtCutFunction, PtCuts
+
+if TYPE_CHECKING:
+    from hltrun.framework.context import ModuleContext, ProductInfo
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ class AnomalyScoreFilter(Filter):
 
     Parameters = AnomalyFilterParameters
     concurrency = "stream"  # one per stream: its counter needs no lock
+    consumes = {"src": JetScores}
+    produces = {}  # a decision only
 
     def __init__(self, label: str, params: AnomalyFilterParameters) -> None:
         super().__init__(label, params)
@@ -86,16 +91,34 @@ class AnomalyScoreFilter(Filter):
         self._key = f"bkg_eff_{params.background_efficiency}"
         self.binned: PtCuts | None = None  # the pT-dependent cuts (working_point: vs_leading_jet_pt)
 
-    def begin_job(self, job) -> None:  # noqa: ANN001
-        p: AnomalyFilterParameters = self.params
-        where = f"modules.{self.label}"
-        scorer = (getattr(job.config, "modules", None) or {}).get(p.src.label)
-        publish = getattr(getattr(scorer, "cls", None), "published_thresholds", None)
-        if publish is None:  # a scorer that cannot tell: checked on the first scores instead
-            return
-        model_id, thresholds, card = publish(scorer.params)
-        self.model_id = model_id
-        if p.reduce != "max" and (self.threshold is None or p.working_point == PT_BINNED_KEY):
+    @classmethod
+    def check_config(cls, label: str, params: AnomalyFilterParameters, inputs: Mapping[str, "ProductInfo"]) -> None:
+        """The scorer's published model and thresholds against this filter's settings, at validation."""
+        cls._from_scorer(label, params, inputs.get("src"), warn=True)
+
+    def begin_job(self, ctx: "ModuleContext") -> None:
+        """The cut of the model whose scores this filter reads, as its scorer publishes it (checked at
+        validation); a scorer that publishes nothing: taken from the first scores."""
+        chosen = self._from_scorer(self.label, self.params, ctx.inputs.get("src"), warn=False)
+        if chosen is not None:
+            self.model_id, threshold, self.binned = chosen
+            if self.threshold is None:
+                self.threshold = threshold
+
+    @classmethod
+    def _from_scorer(cls, label: str, p: AnomalyFilterParameters, src: "ProductInfo | None",
+                     warn: bool) -> tuple[str, float | None, PtCuts | None] | None:
+        """(model, the card's cut or None, the pT-dependent cuts or None) from what the scorer publishes
+        of its scores (None: it publishes nothing); one configuration error if they cannot serve."""
+        where = f"modules.{label}"
+        try:
+            published = src.metadata if src is not None else {}
+        except ConfigError as exc:  # the scorer's card is unreadable: name the scorer
+            raise ConfigError(f"modules.{src.label}: {exc}") from None
+        if "model" not in published:
+            return None
+        model_id, thresholds, card = published["model"], published.get("thresholds") or {}, published.get("card")
+        if warn and p.reduce != "max" and (p.threshold is None or p.working_point == PT_BINNED_KEY):
             # the card's event-level cuts keep 1% (0.1%) of QCD for the LARGER score of the two leading
             # jets; with another reduction the background rate is not what the card says
             log.warning("%s: reduce: %s with the card's cuts, which were derived for reduce: max (the "
@@ -105,22 +128,23 @@ class AnomalyScoreFilter(Filter):
             raise ConfigError(f"{where}.model: '{p.model}' but '{p.src.label}' runs model '{model_id}'; "
                               f"thresholds belong to the model that made the scores (drop {where}.model "
                               f"or set modules.{p.src.label}.model)")
+        key = f"bkg_eff_{p.background_efficiency}"
         if p.working_point == PT_BINNED_KEY:
-            self.binned = self._binned(thresholds.get(PT_BINNED_KEY), f"{card} has no {model_id}")
-        elif self.threshold is None:
-            if self._key not in thresholds:
-                raise ConfigError(f"{where}: no threshold given and {card} has no {model_id}.{self._key} "
-                                  f"cut (set {where}.threshold)")
-            self.threshold = thresholds[self._key]
+            return model_id, None, cls._binned(label, key, thresholds.get(PT_BINNED_KEY), f"{card} has no {model_id}")
+        if p.threshold is None and key not in thresholds:
+            raise ConfigError(f"{where}: no threshold given and {card} has no {model_id}.{key} "
+                              f"cut (set {where}.threshold)")
+        return model_id, thresholds.get(key), None
 
-    def _binned(self, cuts: PtCuts | None, lacking: str) -> PtCuts:
+    @staticmethod
+    def _binned(label: str, key: str, cuts: PtCuts | None, lacking: str) -> PtCuts:
         """The card's pT-dependent cuts, or one configuration error saying what the card lacks."""
-        where = f"modules.{self.label}.working_point"
-        fix = "(regenerate the card with tools/physics/evaluate_models.py, or use working_point: inclusive)"
+        where = f"modules.{label}.working_point"
+        fix = "(regenerate the card with python -m hltrun.tools.physics.evaluate_models, or use working_point: inclusive)"
         if not isinstance(cuts, (PtBinnedCuts, PtCutFunction)):
             raise ConfigError(f"{where}: {PT_BINNED_KEY} but {lacking}.{PT_BINNED_KEY} cuts {fix}")
-        if self._key not in cuts.cuts:
-            raise ConfigError(f"{where}: {PT_BINNED_KEY} but {lacking}.{PT_BINNED_KEY}.{self._key} cuts {fix}")
+        if key not in cuts.cuts:
+            raise ConfigError(f"{where}: {PT_BINNED_KEY} but {lacking}.{PT_BINNED_KEY}.{key} cuts {fix}")
         return cuts
 
     def _adopt(self, scores: JetScores) -> None:
@@ -132,7 +156,7 @@ class AnomalyScoreFilter(Filter):
                               f"model '{scores.model}'")
         self.model_id = scores.model
         if p.working_point == PT_BINNED_KEY:
-            self.binned = self._binned((scores.thresholds or {}).get(PT_BINNED_KEY),
+            self.binned = self._binned(self.label, self._key, (scores.thresholds or {}).get(PT_BINNED_KEY),
                                        f"the scores in '{p.src}' carry no")
         elif self.threshold is None:
             cut = (scores.thresholds or {}).get(self._key)

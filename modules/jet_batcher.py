@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 from hltrun.framework.event import Event
 from hltrun.framework.module import Producer
 from hltrun.framework.schema import InputTag, limited
 
-from .jets import InputSpec, declare_inputs
-from .products import JetCollection
+from .jets import InputSpec
+from .products import JetBatch, JetCollection
 
 if TYPE_CHECKING:
-    from hltrun.framework.process import JobContext
+    from hltrun.framework.context import ModuleContext
 
 
 @dataclass
@@ -36,6 +36,8 @@ class JetBatcher(Producer):
 
     Parameters = JetBatcherParameters
     concurrency = "global"  # stateless
+    produces = {"": JetBatch}
+    consumes = {"src": JetCollection}
 
     def __init__(self, label: str, params: JetBatcherParameters) -> None:
         super().__init__(label, params)
@@ -43,8 +45,12 @@ class JetBatcher(Producer):
         self._truncated = 0  # jets sent with their lowest-pT constituents left out (data quality)
         self._lock = threading.Lock()  # one instance serves every stream
 
-    def begin_job(self, job: "JobContext") -> None:
-        declare_inputs(job, self.params.src.label, self.spec)
+    @classmethod
+    def product_metadata(cls, params: JetBatcherParameters) -> Mapping[str, Any]:
+        return {"n_constituents": params.n_constituents}  # a scorer's model must take this many
+
+    def begin_job(self, ctx: "ModuleContext") -> None:
+        ctx.request(self.params.src.label, self.spec)  # the source prepares exactly this, per chunk
 
     def produce(self, event: Event) -> None:
         jets: JetCollection = event.get(self.params.src)

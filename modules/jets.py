@@ -7,11 +7,10 @@ event loop is only slicing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from .inference.base import vouch_finite
+from .finite import vouch_finite
 
 
 def pad_constituents(jet_of_cand: np.ndarray, eta: np.ndarray, phi: np.ndarray, pt: np.ndarray,
@@ -100,8 +99,8 @@ class InputSpec:
 
     ``max_jets`` leading jets that have constituents (0: all), those with pT >= ``min_jet_pt`` when it
     is > 0; ``n_constituents`` rows each (pT-ordered, truncated at the source's ``max_constituents``
-    and zero-padded); (eta, phi) relative to the jet axis when ``relative``. A consumer declares it at
-    begin_job (``declare_inputs``) so the source prepares exactly that, per chunk, and nothing else.
+    and zero-padded); (eta, phi) relative to the jet axis when ``relative``. A consumer requests it at
+    begin_job (``ModuleContext.request``) so the source prepares exactly that, per chunk, and nothing else.
     """
 
     max_jets: int
@@ -114,7 +113,7 @@ class ModelInputs:
     """One chunk's model inputs for one ``InputSpec``: events get read-only views (no per-event work).
 
     ``finite``: every value of ``inputs`` is finite, checked here once for the whole chunk and vouched
-    for by its memory (``inference.base.vouch_finite``), so that the scorer's backend can skip its
+    for by its memory (``finite.vouch_finite``), so that the scorer's backend can skip its
     per-event check on the events' views; False: some jet of the chunk is not (or the memory could not
     be vouched for), and every event's jets are checked one by one as before."""
 
@@ -144,12 +143,6 @@ def truncated_per_event(n_constituents: np.ndarray, offsets: np.ndarray, limit: 
         return None
     cum = np.concatenate([[0], np.cumsum(over)])
     return cum[offsets[1:]] - cum[offsets[:-1]]
-
-
-def declare_inputs(job: Any, label: str, spec: InputSpec) -> None:
-    """Tell the producer ``label`` (the source) at begin_job which inputs a consumer will read."""
-    if job is not None:
-        job.consumes.setdefault(label, set()).add(spec)
 
 
 def select_jets(jet_offsets: np.ndarray, pt: np.ndarray, n_constituents: np.ndarray,

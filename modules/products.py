@@ -99,7 +99,7 @@ class JetCollection:
     def batch(self, spec: "InputSpec") -> "JetBatch":
         """The ``JetBatch`` of the jets ``spec`` selects (what the batcher puts): from the source, views
         of the chunk's prepared inputs (which the scorer's backend knows to be finite when the source
-        vouched for them, ``hltrun.modules.inference.base.known_finite``)."""
+        vouched for them, ``hltrun.modules.finite.known_finite``)."""
         if self._chunk is not None:
             prepared = self._chunk.prepare(spec)
             inputs, mask, pt = prepared.event(self._index)

@@ -17,17 +17,21 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from hltrun.framework.atomic import Staged, writing
+from hltrun.framework.context import StreamActivity
 from hltrun.framework.destinations import check_file_destination
 from hltrun.framework.event import Event
 from hltrun.framework.module import OutputModule
 from hltrun.framework.schema import InputTag, limited
 
 from .rootio import compression_codec, write_nanoaod
+
+if TYPE_CHECKING:
+    from hltrun.framework.context import ModuleContext
 
 log = logging.getLogger("hltrun")
 
@@ -87,6 +91,8 @@ def _nanoaod_dtype(key: str, dtype: np.dtype) -> np.dtype:
 class RootOutputModule(OutputModule):
     Parameters = RootOutputParameters
     concurrency = "one"
+    # rows are written in event order up to the oldest event in flight; a failed job commits nothing
+    services = (StreamActivity.name,)
 
     def __init__(self, label: str, params: RootOutputParameters) -> None:
         super().__init__(label, params)
@@ -98,16 +104,16 @@ class RootOutputModule(OutputModule):
         self._written = 0
         self._unit_start = 0
         self._last_flush = 0  # event index of the last basket
-        self._job = None
+        self._activity: StreamActivity | None = None
         self._decision_branches: list[tuple[str, str]] = []
         self._lumis: dict[tuple[int, int], int] = {}  # (run, lumi) -> events processed, selected or not
 
-    def begin_job(self, job) -> None:  # noqa: ANN001
-        self._job = job
+    def begin_job(self, ctx: "ModuleContext") -> None:
+        self._activity = ctx.service(StreamActivity.name)
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
-        self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in job.config.paths]
+        self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in ctx.paths]
         check_file_destination(self.path, self._what)
-        if not job.units:  # a distributed run writes one part per work unit (begin_unit)
+        if not ctx.units:  # a distributed run writes one part per work unit (begin_unit)
             self._open(self.path)
 
     def _open(self, path: Path) -> None:
@@ -196,7 +202,8 @@ class RootOutputModule(OutputModule):
         if len(self._pending) >= self.params.basket_events or \
                 event.index - self._last_flush >= 5 * self.params.basket_events:
             self._last_flush = event.index
-            self._flush(min(self._job.in_flight) if self._job and self._job.in_flight else None)
+            in_flight = self._activity.in_flight()
+            self._flush(min(in_flight) if in_flight else None)
 
     def _flush(self, below: int | None) -> None:
         """Write the buffered rows with index < ``below`` (all rows if None), in index order."""
@@ -234,7 +241,7 @@ class RootOutputModule(OutputModule):
     def end_job(self) -> None:
         if self._file is None:
             return
-        if not self._end(self._job.failed):
+        if not self._end(self._activity.failed()):
             log.warning("output %s not written: the job stopped before its end", self.path)
             return
         log.info("output: %d event(s) written to %s", self._written, self.path.resolve())

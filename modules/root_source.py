@@ -26,6 +26,7 @@ from typing import Any, Iterator, Literal
 import awkward as ak
 import numpy as np
 
+from hltrun.framework.context import SourceContext
 from hltrun.framework.errors import ConfigError, FileOpenError, SourceError, one_line
 from hltrun.framework.event import EventID
 from hltrun.framework.module import Source
@@ -179,6 +180,7 @@ class RootJetSource(Source):
     """Jets from one or more ROOT files (see the module docstring for the layouts)."""
 
     Parameters = RootJetSourceParameters
+    produces = {"": JetCollection}
 
     def __init__(self, label: str, params: RootJetSourceParameters) -> None:
         super().__init__(label, params)
@@ -194,7 +196,8 @@ class RootJetSource(Source):
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
-        self._consumers: dict[str, set[InputSpec]] = {}  # JobContext.consumes: what modules will read
+        self._requests: set[InputSpec] = set()  # what consumers requested (SourceContext.requests)
+        self._ctx = SourceContext(label)
         # files the check read whole (one basket per branch holds the file, so reading 50 entries
         # decompressed it all anyway), up to _KEEP_BYTES in all: the loop reads them from here
         self._kept: dict[str, ak.Array] = {}
@@ -202,7 +205,6 @@ class RootJetSource(Source):
         self._keep = True
         self._deferred: set[str] = set()  # files the job cannot need (past maxEvents): checked if reached
         self._read_ahead = _read_ahead_depth(params.read_ahead)
-        self._job: Any = None
         self._abandoned: list[ReadAhead] = []  # readers left at an early stop: their late CPU is counted
         self._count_lock = threading.Lock()  # a reader left behind counts its dropped chunks from its thread
 
@@ -218,14 +220,30 @@ class RootJetSource(Source):
             names += [b.cand_jet_index] + ([b.cand_index] if b.cand_index else [])
         return names
 
-    def begin_job(self, job: Any) -> None:
+    def begin_job(self, ctx: SourceContext | None = None) -> None:
         """Expand globs, refuse a file listed twice, and open and check every file (tree, branches,
         layout, first and last entries) before the first event, so that a bad file among good ones
-        fails (or, with ``skipBadFiles``, is skipped) now, not hours into the job."""
-        self._job = job
-        if job is not None:
-            self._consumers = job.consumes  # filled by the modules' begin_job, read at each chunk
-            self._keep = not getattr(job, "units", False)  # a Dask worker reads only some of the files
+        fails (or, with ``skipBadFiles``, is skipped) now, not hours into the job. ``ctx`` None: a
+        source used on its own (every entry, no consumer requests)."""
+        ctx = ctx if ctx is not None else SourceContext(self.label)
+        self._ctx = ctx
+        self._requests = ctx.requests()  # live: filled by the modules' begin_job, read at each chunk
+        self._open_inputs(ctx.entries_needed, keep=not ctx.units)  # a Dask worker reads only some files
+
+    @classmethod
+    def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None) -> list[tuple[str, int]]:
+        """The files and their entries, checked as begin_job checks them (bad ones skipped or refused),
+        without keeping any array: what the Dask client splits into work units."""
+        source = cls("source", params)
+        try:
+            source._open_inputs(entries_needed, keep=False)
+            return source.inputs()
+        finally:
+            source.end_job()
+
+    def _open_inputs(self, needed: int | None, keep: bool) -> None:
+        """begin_job's work: ``needed`` entries (None: all) are checked, files past them only counted."""
+        self._keep = keep
         listed: dict[str, str] = {}
         for pattern in self.params.files:
             matches = glob_files(pattern)
@@ -240,7 +258,6 @@ class RootJetSource(Source):
                 self.files.append(path)
         good = []
         checked: dict[str, int] = {}  # a file read again on purpose (allowDuplicateFiles) is checked once
-        needed = self._entries_needed(job)
         for path in self.files:
             try:
                 real = os.path.realpath(path)
@@ -277,15 +294,6 @@ class RootJetSource(Source):
         self.bad_files.append(f"{path}: {what} ({reason})")
         self._count["bad_files"] += 1
         log.warning("source: bad file (skipBadFiles): %s: %s (%s)", path, what, reason)
-
-    def _entries_needed(self, job: Any) -> int | None:
-        """Entries a job with maxEvents reads (skipEvents + maxEvents, more only if it meets duplicate
-        ids); None: every file may be read. Files past it are opened for their entry count only, and
-        checked when (if) the loop reaches them: a short job does not decompress inputs it never reads."""
-        options = getattr(getattr(job, "config", None), "options", None)
-        if options is None or options.maxEvents < 0:
-            return None
-        return options.skipEvents + options.maxEvents
 
     def _count_entries(self, path: str) -> int:
         tree = self._open_tree(path)
@@ -461,7 +469,7 @@ class RootJetSource(Source):
         # readers left at an early stop end at their next hand-over (the chunk they are reading):
         # wait for that, so the CPU they spend is in the report, but never long (nor after a failure
         # or an interrupt, which must not hang on a read); one still running is named
-        failed = getattr(self._job, "failed", False)
+        failed = self._ctx.job_failed()
         deadline = time.perf_counter() + _LATE_WAIT_S
         for ahead in self._abandoned:
             if failed or not ahead.join(max(0.0, deadline - time.perf_counter())):
@@ -681,7 +689,7 @@ class RootJetSource(Source):
 
         ids, id_keys = self._ids(arrays, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
-                           id_keys, self.params.max_constituents, self._consumers.get(self.label, ()))
+                           id_keys, self.params.max_constituents, self._requests)
         counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
         counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))
         return chunk

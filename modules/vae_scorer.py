@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
 
+from hltrun.framework.context import AcceleratorChoice, ProductInfo, StreamActivity
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Producer
@@ -39,7 +40,7 @@ from hltrun.framework.resources import find_file
 from .working_point import PT_BINNED_KEY, PtCuts, parse_pt_cuts
 
 if TYPE_CHECKING:
-    from hltrun.framework.process import JobContext
+    from hltrun.framework.context import ModuleContext
 
 log = logging.getLogger("hltrun.vae")
 
@@ -149,6 +150,9 @@ class VAEAnomalyScorer(Producer):
 
     Parameters = VAEAnomalyScorerParameters
     concurrency = "stream"  # one backend per stream: sessions/contexts are not shared
+    produces = {"": JetScores}
+    consumes = {"src": JetBatch}
+    services = (StreamActivity.name,)  # cross-event batching waits on the events in flight
 
     def __init__(self, label: str, params: VAEAnomalyScorerParameters) -> None:
         super().__init__(label, params)
@@ -162,17 +166,25 @@ class VAEAnomalyScorer(Producer):
         self._batcher: DynamicBatcher | None = None
         self._owns_batcher = False  # the instance that made the shared batcher reports it, once
 
-    @staticmethod
-    def published_thresholds(params: VAEAnomalyScorerParameters) -> tuple[str, Thresholds, Path]:
-        """What this scorer's products will carry (model identity, thresholds, card): lets a filter
-        check its configuration at begin_job, before any event."""
-        return model_thresholds(params)
+    @classmethod
+    def product_metadata(cls, params: VAEAnomalyScorerParameters) -> Mapping[str, Any]:
+        """What the scores will carry (model identity, thresholds, the card read): a filter checks its
+        configuration against it before any event, without reading this module's parameters."""
+        model_id, thresholds, card = model_thresholds(params)
+        return {"model": model_id, "thresholds": thresholds, "card": card}
 
-    def begin_job(self, job: "JobContext") -> None:
+    @classmethod
+    def check_config(cls, label: str, params: VAEAnomalyScorerParameters, inputs: Mapping[str, ProductInfo]) -> None:
+        """A batcher padding to other than 100 constituents can never feed these models: say so now."""
+        n = inputs["src"].metadata.get("n_constituents", N_CONSTITUENTS) if "src" in inputs else N_CONSTITUENTS
+        if n != N_CONSTITUENTS:
+            raise ConfigError(f"modules.{label}.src: {params.src.label} pads jets to {n} constituents; "
+                              f"the VAE models take {N_CONSTITUENTS}")
+
+    def begin_job(self, ctx: "ModuleContext") -> None:
         p: VAEAnomalyScorerParameters = self.params
         where = f"modules.{self.label}"
-        self._check_batcher(job, where)
-        name, reason = choose_backend(p.backend, job.options.accelerators, p.providers, f"{where}.backend")
+        name, reason = choose_backend(p.backend, ctx.accelerators, p.providers, f"{where}.backend")
         if name == "tensorflow" and p.precision in ("fp16", "int8"):
             raise ConfigError(f"{where}.precision: {p.precision} is not available on tensorflow (fp32 only)")
         path = resolve_model(p.model, name, p.precision, p.models_dir)
@@ -201,23 +213,11 @@ class VAEAnomalyScorer(Producer):
                                    np.zeros(0, np.float32) if "kl" in p.outputs else None, np.zeros(0, bool),
                                    np.zeros(0, np.float32))
         log.info("%s: %s; model %s", where, reason, path, extra={"once": True})  # once, not per stream
-        if p.batching is not None:
-            self._batcher = self._shared_batcher(job, p.batching)
-        facts = job.facts.setdefault("accelerators", {})
-        facts[self.label] = {"backend": name, "device": backend.describe()["device"], "reason": reason,
-                             "model": str(path), "model_id": self.model_id}
-
-    def _shared_batcher(self, job: "JobContext", b: BatchingParameters) -> DynamicBatcher:
-        """The one batcher this label's per-stream instances share (held in ``job.shared``)."""
-        shared = getattr(job, "shared", None)
-        if shared is None:  # a bare job context (a module used outside a Process): not shared
-            shared = {}
-        key = f"{self.label}:batcher"
-        if key not in shared:
-            self._owns_batcher = True
-            shared[key] = DynamicBatcher(b.max_batch, b.max_delay_ms, lambda: getattr(job, "in_flight", ()),
-                                         lambda: getattr(job, "draining", True))
-        return shared[key]
+        if p.batching is not None:  # one batcher for this label's per-stream instances (GlobalCache)
+            b, activity = p.batching, ctx.service(StreamActivity.name)
+            self._batcher, self._owns_batcher = ctx.global_cache(
+                lambda: DynamicBatcher(b.max_batch, b.max_delay_ms, activity.in_flight, activity.draining))
+        ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id))
 
     def begin_unit(self, unit: Any) -> None:
         if self._batcher is not None:
@@ -226,15 +226,6 @@ class VAEAnomalyScorer(Producer):
     def _scores(self, score: np.ndarray, kl: np.ndarray | None, valid: np.ndarray,
                 jet_pt: np.ndarray) -> JetScores:
         return JetScores(score, kl, valid, self.model_id, self.thresholds, jet_pt)
-
-    def _check_batcher(self, job: "JobContext", where: str) -> None:
-        """A batcher padding to other than 100 constituents can never feed these models: say so now."""
-        modules = getattr(job.config, "modules", {}) or {}
-        src = modules.get(self.params.src.label)
-        n = getattr(getattr(src, "params", None), "n_constituents", N_CONSTITUENTS)
-        if n != N_CONSTITUENTS:
-            raise ConfigError(f"{where}.src: {self.params.src.label} pads jets to {n} constituents; "
-                              f"the VAE models take {N_CONSTITUENTS}")
 
     def produce(self, event: Event) -> None:
         batch: JetBatch = event.get(self.params.src)

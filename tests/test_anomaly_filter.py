@@ -4,11 +4,10 @@ test_output_and_cli.py; the scorer's card reading: test_robustness.py and test_b
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
+from hltrun.framework.context import ModuleContext, ProductInfo
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event, EventID
 from hltrun.framework.schema import build
@@ -18,7 +17,7 @@ from hltrun.modules.products import JetScores
 
 def make(**params) -> AnomalyScoreFilter:
     f = AnomalyScoreFilter("f", build(AnomalyFilterParameters, params, "modules.f"))
-    f.begin_job(SimpleNamespace(config=SimpleNamespace(modules={})))  # no scorer to ask: first scores decide
+    f.begin_job(ModuleContext("f"))  # no scorer publishing its model: the first scores decide
     return f
 
 
@@ -141,7 +140,8 @@ def test_pt_binned_working_point_needs_the_cards_key_and_the_jet_pt():
 
 
 def _scorer_config(tmp_path, card: dict):
-    """A scorer configured with a model file in tmp_path, whose card is tmp_path/thresholds.json."""
+    """The context of a filter reading a scorer whose model file is in tmp_path, with the card
+    tmp_path/thresholds.json: what the scorer publishes of its scores (its model, thresholds)."""
     from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters
 
     (tmp_path / "m.onnx").write_bytes(b"")
@@ -149,7 +149,7 @@ def _scorer_config(tmp_path, card: dict):
     params = build(VAEAnomalyScorerParameters, {"model": str(tmp_path / "m.onnx")}, "modules.vae")
     from hltrun.modules.vae_scorer import VAEAnomalyScorer
 
-    return SimpleNamespace(config=SimpleNamespace(modules={"vae": SimpleNamespace(cls=VAEAnomalyScorer, params=params)}))
+    return ModuleContext("f", inputs={"src": ProductInfo("vae", "VAEAnomalyScorer", JetScores, VAEAnomalyScorer, params)})
 
 
 def test_card_without_or_with_a_broken_pt_binned_entry_is_one_config_error(tmp_path):
@@ -166,7 +166,7 @@ def test_card_without_or_with_a_broken_pt_binned_entry_is_one_config_error(tmp_p
                         ([1, 2], "expected a mapping"),
                         ({"pt_ref_gev": 1000, "pt_range_gev": [2000, 600], "bkg_eff_1e-2": [1]},
                          r"pt_range_gev: expected \[lo, hi\] with 0 < lo < hi")):
-        with pytest.raises(ConfigError, match=rf"^thresholds card \S+thresholds\.json: m\.vs_leading_jet_pt: .*{why}"):
+        with pytest.raises(ConfigError, match=rf"^modules\.vae: thresholds card \S+thresholds\.json: m\.vs_leading_jet_pt: .*{why}"):
             f.begin_job(_scorer_config(tmp_path, {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": broken}))
     ok = {"bkg_eff_1e-2": 0.5, "vs_leading_jet_pt": {"edges_gev": EDGES, "bkg_eff_1e-2": CUTS}}
     f.begin_job(_scorer_config(tmp_path, ok))

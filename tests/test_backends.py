@@ -66,8 +66,8 @@ def test_onnxruntime_job_never_imports_tensorflow(tiny):
         import hltrun.modules
         from hltrun.modules.vae_scorer import VAEAnomalyScorer, VAEAnomalyScorerParameters
         from hltrun.modules.products import JetBatch
-        job = types.SimpleNamespace(options=types.SimpleNamespace(accelerators=["*"]), facts={{}},
-                                    config=types.SimpleNamespace(modules={{}}))
+        from hltrun.framework.context import ModuleContext
+        job = ModuleContext("vae")
         scorer = VAEAnomalyScorer("vae", VAEAnomalyScorerParameters(model={str(tiny.onnx)!r}, backend="onnxruntime"))
         scorer.begin_job(job)
         x = np.zeros((3, 100, 3), np.float32); x[:, :5, 2] = 1.0

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.context import LoopState, ModuleContext, StreamActivity
 from hltrun.modules.inference.dynamic_batching import IDLE, DynamicBatcher
 from tests.helpers import wait_for_temporary
 
@@ -296,8 +297,8 @@ def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path
     elif backend == "tensorflow":
         model = str(tiny.keras)
     n_streams = 3
-    job = fake_job()
-    job.shared, job.in_flight, job.draining = {}, [IDLE] * n_streams, False
+    loop = LoopState(n_streams)  # the event loop's state, which this test plays
+    job = ModuleContext("vae", streams=n_streams, services={StreamActivity.name: StreamActivity(loop)})
     scorers = [make_scorer(model=model, backend=backend, batching=BatchingParameters(64, 60_000), **extra)
                for _ in range(n_streams)]
     for scorer in scorers:
@@ -309,13 +310,13 @@ def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path
 
     def stream(s: int) -> None:
         for index in range(s, 30, n_streams):
-            job.in_flight[s] = index
+            loop.in_flight[s] = index
             ev = FakeEvent(batch_of(inputs[index]))
             ev.stream, ev.index = s, index
             scorers[s].produce(ev)
             results[index] = ev.product.score
-            job.in_flight[s] = IDLE
-        job.draining = True
+            loop.in_flight[s] = IDLE
+        loop.draining = True
 
     threads = [threading.Thread(target=stream, args=(s,), daemon=True) for s in range(n_streams)]
     for t in threads:

@@ -1,7 +1,7 @@
 """Non-finite jet inputs are caught however the jets arrive (issue 8.7's lean path must not lose them).
 
 The source checks each chunk's model inputs once and vouches for their memory (``ModelInputs.finite``,
-``inference.base.vouch_finite``) so that the backend can skip its per-event check on read-only views of
+``finite.vouch_finite``) so that the backend can skip its per-event check on read-only views of
 it (``known_finite``); a chunk holding a NaN, a batch built by hand, a collection built by hand, a batch
 a user module rebuilt from the source's (``dataclasses.replace``) and a batch the backend had to convert
 are all still checked jet by jet, with the same products and counters as before. The all-valid shortcut (``is_all_valid``)
@@ -20,7 +20,7 @@ from hltrun.framework.eventloop import EventProcessor
 from hltrun.framework.process import Process
 from hltrun.modules.anomaly_filter import REDUCERS
 from hltrun.modules.inference import create_backend
-from hltrun.modules.inference.base import all_finite, known_finite, vouch_finite
+from hltrun.modules.finite import all_finite, known_finite, vouch_finite
 from hltrun.modules.jets import InputSpec
 from hltrun.modules.products import JetCollection, all_valid, is_all_valid
 from tests.conftest import make_events, write_counts

@@ -23,6 +23,6 @@ def test_full_path_on_onnxruntime(tiny, counts_file, write_config):
     """)
     summary, process = run_config(path)
     facts = summary.module_summaries["vae"]
-    assert process.job.facts["accelerators"]["vae"]["backend"] == "onnxruntime"
+    assert process.facts["accelerators"]["vae"]["backend"] == "onnxruntime"
     assert facts["events"] == summary.events_processed > 0 and facts["empty_events"] > 0
     assert summary.events_passed == 0

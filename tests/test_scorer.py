@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
+from hltrun.framework.context import ModuleContext, ProductInfo
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.modules.products import JetBatch, JetScores
 from tests.tiny_models import jets
@@ -26,9 +25,9 @@ class FakeEvent:
         self.product = product
 
 
-def fake_job(accelerators=("*",), modules=None) -> SimpleNamespace:
-    return SimpleNamespace(options=SimpleNamespace(accelerators=list(accelerators)), facts={},
-                           config=SimpleNamespace(modules=modules or {}))
+def fake_job(accelerators=("*",)) -> ModuleContext:
+    """The scorer's context outside a Process (no batching: it asks for no loop state)."""
+    return ModuleContext("vae", accelerators=tuple(accelerators))
 
 
 def make_scorer(**params):
@@ -45,7 +44,7 @@ def test_scorer_scores_counts_and_reports(tiny):
     scorer = make_scorer(model=str(tiny.onnx), backend="auto", outputs=["score"])
     job = fake_job()
     scorer.begin_job(job)
-    assert job.facts["accelerators"]["vae"]["backend"] in ("onnxruntime", "tensorrt")
+    assert job.channels.facts()["accelerators"]["vae"]["backend"] in ("onnxruntime", "tensorrt")
     x = jets(3)
     x[2, 0, 0] = np.nan
     for data in (x, np.zeros((0, 100, 3), np.float32)):
@@ -82,9 +81,15 @@ def test_scorer_errors_name_the_model(tiny, tmp_path):
         make_scorer(model="missing_vae", backend="onnxruntime", models_dir=str(tmp_path)).begin_job(fake_job())
     with pytest.raises(ConfigError, match="int8 requested but .* not a quantised model"):
         make_scorer(model=str(tiny.onnx), backend="onnxruntime", precision="int8").begin_job(fake_job())
-    batcher = SimpleNamespace(params=SimpleNamespace(n_constituents=50))
-    with pytest.raises(ConfigError, match="pads jets to 50 constituents"):
-        make_scorer(model=str(tiny.onnx)).begin_job(fake_job(modules={"batcher": batcher}))
+    from hltrun.framework.schema import build
+    from hltrun.modules.jet_batcher import JetBatcher, JetBatcherParameters
+    from hltrun.modules.vae_scorer import VAEAnomalyScorer
+
+    batcher = ProductInfo("batcher", "JetBatcher", JetBatch, JetBatcher,
+                          build(JetBatcherParameters, {"n_constituents": 50}, "modules.batcher"))
+    scorer = make_scorer(model=str(tiny.onnx))
+    with pytest.raises(ConfigError, match=r"^modules\.vae\.src: batcher pads jets to 50 constituents"):
+        VAEAnomalyScorer.check_config("vae", scorer.params, {"src": batcher})
 
 
 def test_scorer_parameters_are_validated():

@@ -17,6 +17,7 @@ from hltrun.framework.schema import build
 from hltrun.modules.decompression import TimedPool, threads_for
 from hltrun.modules.jets import InputSpec
 from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters
+from hltrun.framework.context import SourceContext
 from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
 from tests.conftest import make_events, write_counts
 from tests.test_source_inputs import DATA, LAYOUTS, same_bits
@@ -24,9 +25,8 @@ from tests.test_source_inputs import DATA, LAYOUTS, same_bits
 SPEC = InputSpec(2, 100, True)
 
 
-class _Job:
-    def __init__(self) -> None:
-        self.consumes = {"source": {SPEC}}
+def _Job() -> SourceContext:
+    return SourceContext.standalone(SPEC)
 
 
 def _source(files, **params) -> RootJetSource:

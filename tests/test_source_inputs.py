@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hltrun.framework.schema import build
+from hltrun.framework.context import SourceContext
 from hltrun.modules.jets import InputSpec
 from hltrun.modules.products import JetCollection
 from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters, make_chunk
@@ -200,9 +201,9 @@ LAYOUTS = {
 }
 
 
-class _Job:
-    def __init__(self, *specs: InputSpec) -> None:
-        self.consumes = {"source": set(specs)}
+def _Job(*specs: InputSpec) -> SourceContext:
+    """The source's context with these consumer requests."""
+    return SourceContext.standalone(*specs)
 
 
 def read(files, job, **params):
@@ -291,10 +292,8 @@ def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
     data = write_counts(tmp_path / "tmp.root", make_events(30, seed=2)).read_bytes()
     bad.write_bytes(data[: len(data) * 2 // 3])  # header intact, baskets cut
 
-    class Job(_Job):
-        def __init__(self, max_events):
-            super().__init__()
-            self.config = type("C", (), {"options": type("O", (), {"maxEvents": max_events, "skipEvents": 0})})
+    def Job(max_events: int) -> SourceContext:
+        return SourceContext(max_events=max_events)
 
     params = {"duplicateCheckMode": "noDuplicateCheck"}
     src, _ = read([good, bad], Job(20), **params)  # the job ends inside good.root: bad.root only opened

@@ -193,7 +193,7 @@ def test_auto_picks_tensorrt_and_the_scorer_reports_copies(models, tmp_path, fak
     scorer = make_scorer(model=str(models.plain), engine_cache=str(tmp_path))
     job = fake_job()
     scorer.begin_job(job)
-    assert job.facts["accelerators"]["vae"]["device"] == "gpu-nvidia"
+    assert job.channels.facts()["accelerators"]["vae"]["device"] == "gpu-nvidia"
     x = jets(9, seed=3)
     ev = FakeEvent(batch_of(x))
     scorer.produce(ev)

@@ -10,26 +10,19 @@ into service instances that render every report, so local and distributed runs s
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..results import JobResult
+from .local import Outcome, run_local
+
+__all__ = ["Outcome", "execute", "report_services", "run_local"]
 
 if TYPE_CHECKING:
     from ..config import ProcessConfig
     from ..service import Service
 
 log = logging.getLogger("hltrun")
-
-
-@dataclass
-class Outcome:
-    """A finished (or stopped) job: its result, the exit code (0 ok) and the error that stopped it."""
-
-    result: JobResult
-    code: int = 0
-    cause: BaseException | None = None
 
 
 def execute(cfg: "ProcessConfig", report_dir: Path | None, started_at: float, progress: bool) -> Outcome:
@@ -39,27 +32,6 @@ def execute(cfg: "ProcessConfig", report_dir: Path | None, started_at: float, pr
 
         return run_dask(cfg, started_at, progress)
     return run_local(cfg, report_dir, started_at, progress)
-
-
-def run_local(cfg: "ProcessConfig", report_dir: Path | None, started_at: float, progress: bool) -> Outcome:
-    """One process, N streams: the whole input is one unit; the streams' measurements merge into one result."""
-    from ..eventloop import EventProcessor, JobFailed
-    from ..interrupt import exit_code_of
-    from ..process import Process
-
-    process = Process(cfg, report_dir)
-    if progress:
-        from ..progress import attach_progress
-
-        attach_progress(process)
-    code, cause = 0, None
-    try:
-        summary = EventProcessor(process).run(started_at=started_at)
-    except JobFailed as failed:
-        summary, cause = failed.summary, failed.cause
-        code = exit_code_of(cause) if isinstance(cause, KeyboardInterrupt) else getattr(cause, "exit_code", 1)
-    summary.executor = {"type": "local", "streams": cfg.options.streams_in_flight}
-    return Outcome(JobResult(summary, {s.name: s.snapshot() for s in process.services}), code, cause)
 
 
 def report_services(cfg: "ProcessConfig", result: JobResult) -> list["Service"]:

@@ -17,16 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import SOURCE_LABEL, ProcessConfig
+from ..config import ProcessConfig
 from ..errors import ConfigError, HltError
 from ..interrupt import Interrupted, exit_code_of, handle_signals
-from ..process import JobContext
 from ..results import JobResult, Merger
 from ..extras import need
-from ..signals import ActivityRegistry
 from ..summary import JobSummary
 from ..units import WorkUnit, plan_units
-from . import Outcome
+from .local import Outcome
 from .worker import EVENTS_TOPIC, JobSpec, run_unit
 
 log = logging.getLogger("hltrun")
@@ -43,15 +41,12 @@ def require_dask() -> None:
 
 def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
     """Open the inputs once on the client (no module is built) and split them into units."""
-    source = cfg.source.cls(SOURCE_LABEL, cfg.source.params)
-    source.begin_job(JobContext(cfg, ActivityRegistry(), []))
+    opts = cfg.options
     try:
-        inputs = source.inputs()
+        inputs = cfg.source.cls.plan_inputs(cfg.source.params, None if opts.maxEvents < 0
+                                            else opts.skipEvents + opts.maxEvents)
     except NotImplementedError as exc:
         raise ConfigError(f"options.executor.type=dask: {exc}") from None
-    finally:
-        source.end_job()
-    opts = cfg.options
     units = plan_units(inputs, opts.skipEvents, None if opts.maxEvents < 0 else opts.maxEvents,
                        opts.executor.eventsPerTask)
     total = sum(n for _, n in inputs)
@@ -108,7 +103,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
     ex = cfg.options.executor
     units, accounting = plan(cfg)
     if not units:
-        from . import run_local
+        from .local import run_local
 
         log.info("nothing to distribute (no events selected): running locally")
         return run_local(cfg, None, started_at, progress)

@@ -69,9 +69,7 @@ class _WorkerJob:
             importlib.import_module(name)
         t0 = time.perf_counter()
         cfg = validate(spec.config, spec.origin)
-        self.process = Process(cfg, None)
-        self.process.job.units = True
-        self.process.job.worker = worker_name()
+        self.process = Process(cfg, None, units=True, worker=worker_name())
         self.process.begin_job()
         self.begin_job_s = time.perf_counter() - t0  # build + begin_job (model loading) on this worker
         self.loop = EventProcessor(self.process)

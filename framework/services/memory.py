@@ -41,7 +41,7 @@ from .memory_leak import check_leak, describe
 from .memory_cmssw import MemoryCheck, MemoryCheckState, copy_state, merge_states, module_report_lines, report_lines, to_dict
 
 if TYPE_CHECKING:
-    from ..process import JobContext
+    from ..context import JobContext
     from ..signals import ActivityRegistry, ModuleDescription
     from ..summary import JobSummary
 

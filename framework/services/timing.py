@@ -40,7 +40,7 @@ from . import bounded
 from .timing_data import FIXED as _FIXED, TimingData, TimingHistograms
 
 if TYPE_CHECKING:
-    from ..process import JobContext
+    from ..context import JobContext
     from ..signals import ActivityRegistry, ModuleDescription
     from ..summary import JobSummary
 

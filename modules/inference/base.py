@@ -19,9 +19,7 @@ cut, so such a jet never fires the trigger.
 from __future__ import annotations
 
 import logging
-import math
 import os
-import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 
 from hltrun.framework.errors import ConfigError, ModuleError, one_line
 
+from ..finite import dot_is_finite, known_finite
 from ..products import all_valid
 
 log = logging.getLogger("hltrun.inference")
@@ -123,7 +122,7 @@ class InferenceBackend(ABC):
         """(N, 100, 3) -> {output: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets).
 
         N == 0 returns empty arrays without calling the framework. A read-only view of a source chunk
-        whose inputs were checked finite at once (``vouch_finite``: the default path's batches) skips
+        whose inputs were checked finite at once (``finite.vouch_finite``: the default path's batches) skips
         the per-batch check; any other array, or a converted copy, is checked jet by jet.
         """
         if not self.loaded:
@@ -234,48 +233,10 @@ def check_batch(batch: Any, model: Path) -> np.ndarray:
     return x
 
 
-def _dot_is_finite(x: np.ndarray) -> bool:
-    """True if the dot product of ``x`` with itself is finite, which proves every value finite (NaN and
-    inf propagate into it); False means a non-finite value OR an overflow, so check exactly then.
-    One BLAS call: measured cheaper at batch 1 than a numpy reduction, which also slows the next
-    inference call."""
-    flat = x.reshape(-1)
-    return math.isfinite(float(np.dot(flat, flat)))
-
-
-def all_finite(x: np.ndarray) -> bool:
-    """Is every value of the float32 array ``x`` finite? (whole chunks at once: the source's check)"""
-    return _dot_is_finite(x) or bool(np.isfinite(x).all())
-
-
-# memory checked finite, by id: only while the array lives (a reused id finds nothing, or another array)
-_CHECKED_FINITE: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
-
-
-def vouch_finite(x: np.ndarray) -> bool:
-    """Check a whole chunk's inputs once; if every value is finite, freeze the memory that holds them
-    (read-only) and remember it, so that the backend can skip its per-batch check for read-only views
-    of it (``known_finite``). The proof is the memory itself, not a flag a product carries: an array
-    built from it (scaled, replaced, converted) is new memory, and is checked again."""
-    owner = x if x.base is None else x.base
-    if not isinstance(owner, np.ndarray) or owner.nbytes != x.nbytes or not all_finite(x):
-        return False  # x is part of a larger buffer (or not numpy's): not vouched for, checked per batch
-    x.flags.writeable = False
-    owner.flags.writeable = False
-    _CHECKED_FINITE[id(owner)] = owner
-    return True
-
-
-def known_finite(x: np.ndarray) -> bool:
-    """Is ``x`` a read-only view of memory ``vouch_finite`` checked? (the per-batch check can be skipped)"""
-    owner = x if x.base is None else x.base
-    return not x.flags.writeable and _CHECKED_FINITE.get(id(owner)) is owner
-
-
 def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Return (x with non-finite jets zeroed, per-jet validity, number of bad jets). Copies only if a
     jet is bad; an all-valid mask is a shared read-only array per batch size (``products.all_valid``)."""
-    if _dot_is_finite(x):
+    if dot_is_finite(x):
         return x, all_valid(len(x)), 0
     valid = np.isfinite(x).all(axis=(1, 2))
     bad = len(valid) - int(np.count_nonzero(valid))

@@ -24,7 +24,6 @@ own exception, so the framework's error policy (``on_error``) blames and counts 
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -32,12 +31,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from hltrun.framework.context import IDLE  # the event loop's in_flight value for a stream with no event
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.schema import limited
 
 from .base import MAX_BATCH
 
-IDLE = sys.maxsize  # the event loop's in_flight value for a stream with no event (eventloop._IDLE)
 _POLL_S = 0.0005  # a waiter re-checks "all present" at least this often
 _NS = time.perf_counter_ns
 _BINS_PER_OCTAVE = 16  # wait histograms: log bins ~4.4 % wide, keyed by their geometric centre (ns)
@@ -71,12 +70,12 @@ class _Request:
 
 
 class DynamicBatcher:
-    """One per scorer label, shared by that scorer's per-stream instances (``JobContext.shared``)."""
+    """One per scorer label, shared by that scorer's per-stream instances (``ModuleContext.global_cache``)."""
 
     def __init__(self, max_batch: int, max_delay_ms: float, in_flight: Callable[[], Sequence[int]],
                  draining: Callable[[], bool] = lambda: True) -> None:
-        """``in_flight()``: per stream, the index of its event or ``IDLE`` (``JobContext.in_flight``);
-        ``draining()``: True once the loop takes no new event (``JobContext.draining``)."""
+        """``in_flight()``: per stream, the index of its event or ``IDLE`` (``StreamActivity.in_flight``);
+        ``draining()``: True once the loop takes no new event (``StreamActivity.draining``)."""
         self.max_batch = int(max_batch)
         self.max_delay_ns = int(max_delay_ms * 1e6)
         self._in_flight = in_flight

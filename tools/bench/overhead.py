@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     reader = _process()
     reader.begin_job()
     items = list(reader.source.events(0, None))
-    spec = next(iter(reader.job.consumes["source"]))
+    spec = next(iter(reader.channels.requests["source"]))
     assert spec == InputSpec(2, 100, True), spec  # the batcher's declared input: what the bare loop feeds
     inputs = [products[""].model_input(spec)[0] for _, products in items]
     bare, path = [], []

@@ -36,15 +36,9 @@ from hltrun.tools.bench import runner
 SHIPPED = runner.path_files()
 
 
-class _Job:
-    """What the source and the batcher read of the JobContext."""
-
-    def __init__(self) -> None:
-        self.consumes: dict = {}
-
-
 def time_source(files: list[Path], chunk: int, threads: int, ahead: int = 0) -> tuple[float, float, float, int]:
     """(begin_job s, event loop s, of which bulk I/O s, events) for the source + the default batcher."""
+    from hltrun.framework.context import ModuleContext, SourceContext
     from hltrun.framework.event import Event
     from hltrun.framework.schema import build
     from hltrun.modules.jet_batcher import JetBatcher, JetBatcherParameters
@@ -55,10 +49,12 @@ def time_source(files: list[Path], chunk: int, threads: int, ahead: int = 0) -> 
                                                               "decompression_threads": threads,
                                                               "read_ahead": ahead}, "source"))
     batcher = JetBatcher("batcher", build(JetBatcherParameters, {}, "batcher"))
-    job = _Job()
+    src_ctx = SourceContext.standalone()  # the batcher's request reaches the source through its channels
+    batcher_ctx = ModuleContext("batcher", consumes=JetBatcher.declared_consumes(batcher.params),
+                                channels=src_ctx.channels)
     t0 = time.perf_counter()
-    src.begin_job(job)
-    batcher.begin_job(job)
+    src.begin_job(src_ctx)
+    batcher.begin_job(batcher_ctx)
     t1 = time.perf_counter()
     src.bulk_pending = None  # what the check read for the loop is in the begin_job column
     n, bulk = 0, 0

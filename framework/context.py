@@ -1,0 +1,225 @@
+"""What the framework hands plugins at begin_job, apart from process.py so that the core modules
+(config, module, service, schedule) never import the Process that builds them.
+
+* ``JobContext``: what services see (the configuration, signals, module descriptions): services
+  observe the whole job by design.
+* ``ModuleContext``: what one module sees, as a CMSSW EDProducer does: its label, the job's static
+  facts, its declared (typed) consumes and produces, the services it asked for, and three typed
+  channels (``request``, ``global_cache``, ``record_accelerator``) in place of writable dicts.
+* ``SourceContext``: the source's version: the event range and what consumers requested of it.
+* ``LoopState``: the event loop's own state (events in flight, draining, failed). Modules reach it
+  only through the read-only ``StreamActivity`` service, and only if they ask for it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, Sequence, TypeVar
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import ProcessConfig
+    from .schema import InputTag
+    from .signals import ActivityRegistry, ModuleDescription
+
+T = TypeVar("T")
+IDLE = sys.maxsize  # LoopState.in_flight of a stream that holds no event (above any event index)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What services may know about the job (never the modules' instances)."""
+
+    config: "ProcessConfig"
+    signals: "ActivityRegistry"
+    descriptions: "list[ModuleDescription]"
+    report_dir: Path | None = None
+    units: bool = False  # events come in work units (distributed run): outputs write one part per unit
+    worker: str | None = None  # the distributed worker running this Process (its address), for reports
+
+    @property
+    def options(self):  # noqa: ANN201 - the config's Options
+        return self.config.options
+
+
+class LoopState:
+    """The event loop's state; written by the loop only. ``in_flight``: per stream, the index of the
+    event it processes (``IDLE`` if none); ``draining``: no new event will be taken; ``failed``: the
+    job stops on an error (outputs must not commit)."""
+
+    __slots__ = ("in_flight", "draining", "failed")
+
+    def __init__(self, streams: int = 1) -> None:
+        self.in_flight: list[int] = [IDLE] * streams
+        self.draining = False
+        self.failed = False
+
+
+class StreamActivity:
+    """A read-only view of ``LoopState``: the one service a module may ask for to see which events are
+    in flight (a cross-event batcher, an output ordering its writes). Modules never write it."""
+
+    name = "StreamActivity"
+    __slots__ = ("_state",)
+
+    def __init__(self, state: LoopState) -> None:
+        self._state = state
+
+    def in_flight(self) -> Sequence[int]:
+        return self._state.in_flight
+
+    def draining(self) -> bool:
+        return self._state.draining
+
+    def failed(self) -> bool:
+        return self._state.failed
+
+
+# what a module may ask for in ``Module.services`` (a name -> how the framework makes it)
+MODULE_SERVICES: dict[str, Callable[[LoopState], Any]] = {StreamActivity.name: StreamActivity}
+
+
+@dataclass(frozen=True)
+class AcceleratorChoice:
+    """Where a module runs its inference and why (``--job-report`` and the reports' facts)."""
+
+    backend: str
+    device: str
+    reason: str
+    model: str
+    model_id: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"backend": self.backend, "device": self.device, "reason": self.reason, "model": self.model,
+                "model_id": self.model_id}
+
+
+class Channels:
+    """The job's typed channels between modules, shared by every ModuleContext of one Process:
+    consumer requests by producer label, per-label global caches, accelerator choices."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, set[Hashable]] = {}
+        self.caches: dict[str, Any] = {}
+        self.accelerators: dict[str, AcceleratorChoice] = {}
+        self.lock = threading.Lock()
+
+    def facts(self) -> dict[str, Any]:
+        """What the report shows of the channels (``JobSummary.facts``)."""
+        if not self.accelerators:
+            return {}
+        return {"accelerators": {label: c.as_dict() for label, c in self.accelerators.items()}}
+
+
+class ProductInfo:
+    """What a consumer may know of a product before any event: who makes it, its type, and what the
+    producer publishes about it from its own parameters (``Module.product_metadata``, computed once,
+    on first use). It is all ``check_config`` sees of another module."""
+
+    def __init__(self, label: str, type_name: str, product_type: type | None, producer: type, params: Any) -> None:
+        self.label = label
+        self.type_name = type_name  # the producer's registered type
+        self.type = product_type  # None: the producer declares no types
+        self._producer, self._params = producer, params
+        self._metadata: Mapping[str, Any] | None = None
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        if self._metadata is None:
+            self._metadata = self._producer.product_metadata(self._params)
+        return self._metadata
+
+
+@dataclass(frozen=True)
+class Consumes:
+    """One declared input: the parameter that names it, the tag, and the product type expected."""
+
+    field: str
+    tag: "InputTag"
+    type: type | None = None
+
+
+@dataclass(frozen=True)
+class ModuleContext:
+    """What a module receives at begin_job: nothing of the scheduler, nor of other modules' parameters."""
+
+    label: str
+    process: str = "HLTX"
+    streams: int = 1
+    accelerators: tuple[str, ...] = ("*",)
+    paths: tuple[str, ...] = ()  # the job's path names (an output writes a decision per path)
+    report_dir: Path | None = None
+    units: bool = False  # a distributed run: events come in work units (``begin_unit``)
+    consumes: tuple[Consumes, ...] = ()
+    # per ``consumes`` field: what its producer declares (type, published metadata such as thresholds)
+    inputs: Mapping[str, ProductInfo] = field(default_factory=dict)
+    produces: Mapping[str, type] = field(default_factory=dict)
+    services: Mapping[str, Any] = field(default_factory=dict)
+    channels: Channels = field(default_factory=Channels, repr=False, compare=False)
+
+    def service(self, name: str) -> Any:
+        """A service the module listed in its class's ``services``; anything else is a programming error."""
+        try:
+            return self.services[name]
+        except KeyError:
+            raise ConfigError(f"modules.{self.label}: uses service {name!r} without asking for it "
+                              f"(list it in the module class's services)") from None
+
+    def request(self, producer: str, spec: Hashable) -> None:
+        """Tell ``producer`` (a label this module consumes) what it will read of its products, so that
+        it prepares exactly that (CMSSW's consumes; the source reads per chunk what was requested)."""
+        if producer not in {c.tag.label for c in self.consumes}:
+            raise ConfigError(f"modules.{self.label}: requests inputs of '{producer}', which it does not consume")
+        with self.channels.lock:
+            self.channels.requests.setdefault(producer, set()).add(spec)
+
+    def global_cache(self, make: Callable[[], T]) -> tuple[T, bool]:
+        """The one object all instances of this label share (CMSSW's GlobalCache): made by the first
+        instance that asks; returns it and whether this call made it."""
+        with self.channels.lock:
+            if self.label in self.channels.caches:
+                return self.channels.caches[self.label], False
+            made = self.channels.caches[self.label] = make()
+            return made, True
+
+    def record_accelerator(self, choice: AcceleratorChoice) -> None:
+        """Where this module runs (shown by the reports)."""
+        with self.channels.lock:
+            self.channels.accelerators[self.label] = choice
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What the source receives at begin_job: the events the job reads and what consumers requested."""
+
+    label: str = "source"
+    skip_events: int = 0
+    max_events: int = -1  # -1: all
+    units: bool = False  # a distributed run: this process reads only some ranges (``read_range``)
+    channels: Channels = field(default_factory=Channels, repr=False, compare=False)
+    activity: StreamActivity | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def standalone(cls, *requests: Hashable, label: str = "source") -> "SourceContext":
+        """A source used on its own (tests, benchmarks): every entry, and these consumer requests."""
+        ctx = cls(label)
+        ctx.requests().update(requests)
+        return ctx
+
+    def job_failed(self) -> bool:
+        """At end_job: did the job stop on an error (then the source waits for no reader)?"""
+        return self.activity is not None and self.activity.failed()
+
+    @property
+    def entries_needed(self) -> int | None:
+        """Entries the job reads (skip + max); None: every entry may be read."""
+        return None if self.max_events < 0 else self.skip_events + self.max_events
+
+    def requests(self) -> set[Hashable]:
+        """What consumers requested of this source; live: filled by the modules' begin_job, after the source's."""
+        with self.channels.lock:
+            return self.channels.requests.setdefault(self.label, set())

@@ -25,6 +25,7 @@ EPILOG = """examples:
   hltrun configs/path.yaml modules.vae.backend=tensorflow   same path, other backend
   hltrun configs/path.yaml --dump                           print the resolved configuration
   hltrun configs/path.yaml --report-dir reports/run1        also write JSON + HTML reports
+  hltrun configs/menu.yaml --prescale 1p0E34                 a menu with another prescale column
   hltrun configs/path.yaml --dask 2                         on a local Dask cluster of 2 process workers
   hltrun configs/path.yaml options.executor.type=dask options.executor.address=tcp://host:8786
 """
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any configuration value; the value is parsed as YAML")
     p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events (options.maxEvents)")
     p.add_argument("--report-dir", metavar="DIR", help="write JSON and HTML reports into DIR (options.reportDir)")
+    p.add_argument("--prescale", metavar="COLUMN",
+                   help="run with this column of the prescale table (services.PrescaleService.lvl1DefaultLabel)")
     p.add_argument("--dask", type=int, metavar="WORKERS",
                    help="run on Dask: a LocalCluster of WORKERS process workers, or the scheduler of "
                         "options.executor.address (needs the dist extra); same as options.executor.type=dask")
@@ -145,6 +148,8 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         overrides = list(args.overrides)
         if args.report_dir:
             overrides.append(f"options.reportDir={args.report_dir}")
+        if args.prescale:
+            overrides.append(f"services.PrescaleService.lvl1DefaultLabel={args.prescale}")
         if args.dask is not None:
             overrides += ["options.executor.type=dask", f"options.executor.workers={args.dask}"]
         cfg = load(args.config, overrides, args.max_events)

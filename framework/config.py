@@ -416,6 +416,8 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
     for name, params in raw_services.items():
         cls = registry.service_class(str(name), f"services.{name}")
         services[name] = PluginConfig(name, name, cls, build(cls.Parameters, params, f"services.{name}"))
+        cls.check_config(name, services[name].params, {p: [e.label for e in es] for p, es in paths.items()},
+                         {label: m.cls for label, m in modules.items()})
 
     return ProcessConfig(process, options, source, modules, paths, endpaths, services, origin)
 

@@ -79,8 +79,31 @@ class StreamActivity:
         return self._state.failed
 
 
-# what a module may ask for in ``Module.services`` (a name -> how the framework makes it)
-MODULE_SERVICES: dict[str, Callable[[LoopState], Any]] = {StreamActivity.name: StreamActivity}
+class Prescales:
+    """The job's prescale column, read-only: the factor of a path (CMSSW's
+    ``PrescaleService::getPrescale(pathName)``), 1 for every path when the job configures no
+    ``PrescaleService`` (as HLTPrescaler without the service)."""
+
+    name = "Prescales"
+    __slots__ = ("column", "_factors")
+
+    def __init__(self, state: LoopState, config: "ProcessConfig") -> None:
+        cfg = config.services.get("PrescaleService")
+        table = cfg.params if cfg is not None else None
+        self.column: str | None = table.lvl1DefaultLabel if table is not None else None
+        self._factors: dict[str, int] = ({row.pathName: row.prescales[table.column(None)] for row in table.prescaleTable}
+                                         if table is not None else {})
+
+    def prescale(self, path: str) -> int:
+        return self._factors.get(path, 1)
+
+
+# what a module may ask for in ``Module.services`` (a name -> how the framework makes it, from the
+# loop's state and the validated configuration)
+MODULE_SERVICES: dict[str, Callable[[LoopState, "ProcessConfig"], Any]] = {
+    StreamActivity.name: lambda state, config: StreamActivity(state),
+    Prescales.name: Prescales,
+}
 
 
 @dataclass(frozen=True)
@@ -152,6 +175,7 @@ class ModuleContext:
     streams: int = 1
     accelerators: tuple[str, ...] = ("*",)
     paths: tuple[str, ...] = ()  # the job's path names (an output writes a decision per path)
+    on_paths: tuple[str, ...] = ()  # the paths (and end paths) this module sits on
     report_dir: Path | None = None
     units: bool = False  # a distributed run: events come in work units (``begin_unit``)
     consumes: tuple[Consumes, ...] = ()

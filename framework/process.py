@@ -88,9 +88,11 @@ class Process:
     def module_context(self, label: str) -> ModuleContext:
         """The narrow view one module gets at begin_job (shared by its per-stream instances)."""
         cfg, o = self.config.modules[label], self.config.options
-        services = {name: MODULE_SERVICES[name](self.loop) for name in cfg.cls.services}
+        services = {name: MODULE_SERVICES[name](self.loop, self.config) for name in cfg.cls.services}
+        on_paths = tuple(p for table in (self.config.paths, self.config.endpaths) for p, entries in table.items()
+                         if any(e.label == label for e in entries))
         return ModuleContext(label, self.config.process, o.streams_in_flight, tuple(o.accelerators),
-                             tuple(self.config.paths), self.job.report_dir, self.job.units,
+                             tuple(self.config.paths), on_paths, self.job.report_dir, self.job.units,
                              cfg.cls.declared_consumes(cfg.params), dict(cfg.inputs), dict(cfg.cls.produces or {}),
                              services, self.channels)
 

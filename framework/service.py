@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .module import NoParameters
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .context import JobContext
     from .signals import ActivityRegistry
     from .summary import JobSummary
@@ -22,6 +24,12 @@ class Service:
     def __init__(self, name: str, params: Any) -> None:
         self.name = name
         self.params = params
+
+    @classmethod
+    def check_config(cls, name: str, params: Any, paths: "Mapping[str, list[str]]",
+                     module_types: "Mapping[str, type]") -> None:
+        """Configuration validation of the service against the job's paths (path name -> module labels)
+        and module classes; raise ConfigError naming ``services.<name>``."""
 
     def connect(self, signals: "ActivityRegistry", job: "JobContext") -> None:
         """Subscribe to the signals this service needs."""

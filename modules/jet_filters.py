@@ -11,6 +11,8 @@ from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import InputTag, limited
 
+from .products import JetCollection
+
 
 @dataclass
 class JetPtFilterParameters:
@@ -24,6 +26,8 @@ class JetPtFilter(Filter):
     """At least ``min_n`` jets with pT >= ``min_pt`` inside ``eta_max``."""
 
     Parameters = JetPtFilterParameters
+    consumes = {"src": JetCollection}
+    produces = {}
 
     def filter(self, event: Event) -> bool:
         jets = event.get(self.params.src)
@@ -43,6 +47,8 @@ class HTFilter(Filter):
     """Scalar sum of the pT of jets above ``jet_pt_min`` inside ``eta_max`` is at least ``min_ht``."""
 
     Parameters = HTFilterParameters
+    consumes = {"src": JetCollection}
+    produces = {}
 
     def filter(self, event: Event) -> bool:
         jets = event.get(self.params.src)

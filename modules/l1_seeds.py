@@ -30,6 +30,8 @@ from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import InputTag, limited
 
+from .products import JetCollection
+
 SEED_NAME = re.compile(r"^L1_(SingleJet|HTT)(\d+(?:p\d+)?)$")
 TOKEN = re.compile(r"\s*(\(|\)|[A-Za-z_][A-Za-z0-9_]*)")
 
@@ -176,6 +178,8 @@ class L1SeedFilter(Filter):
     Every seed's decision is kept per event for the report's efficiency plot (``seed_counts``)."""
 
     Parameters = L1SeedParameters
+    consumes = {"src": JetCollection}
+    produces = {}  # a decision only
 
     def __init__(self, label: str, params: L1SeedParameters) -> None:
         super().__init__(label, params)

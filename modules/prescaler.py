@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hltrun.framework.context import ModuleContext
+from hltrun.framework.errors import ConfigError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import limited
@@ -51,6 +53,20 @@ class HLTPrescaler(Filter):
     table and column); TrigReport counts it as any module."""
 
     Parameters = HLTPrescalerParameters
+    produces = {}  # a decision only
+    services = ("Prescales",)
+    prescaler = True  # PrescaleService checks that every prescaled path has one
+
+    def begin_job(self, ctx: ModuleContext) -> None:
+        """The factor of the one path this prescaler sits on, in the job's column (a number in the
+        module's own ``prescale`` wins, as a fixed prescale)."""
+        paths = [p for p in ctx.on_paths if p in ctx.paths]
+        if len(paths) != 1:
+            raise ConfigError(f"modules.{self.label}: an HLTPrescaler sits on exactly one path, this one is on "
+                              f"{paths or 'none'}")
+        self.path = paths[0]
+        if self.params.prescale is None:
+            self.counter = PrescaleCounter(ctx.service("Prescales").prescale(self.path), self.params.offset)
 
     def __init__(self, label: str, params: HLTPrescalerParameters) -> None:
         super().__init__(label, params)
@@ -60,5 +76,5 @@ class HLTPrescaler(Filter):
         return self.counter.accept(event.id.event)
 
     def summary(self) -> dict[str, object]:
-        return {"prescale": {"factor": self.counter.factor, "events": self.counter.count,
+        return {"prescale": {"path": getattr(self, "path", None), "factor": self.counter.factor, "events": self.counter.count,
                              "accepted": self.counter.accepted}}

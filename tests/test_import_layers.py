@@ -22,11 +22,6 @@ KNOWN_CYCLES: dict[str, frozenset[str]] = {
     # removed by branch i18-bench / i18-lib
     "report files <-> html": frozenset({"hltrun.framework.report", "hltrun.framework.report.files",
                                         "hltrun.framework.report.html"}),
-    # removed by branch i18-bench / i18-lib
-    "tools bench_backends <-> profile_onnx": frozenset({"hltrun.tools.bench_backends", "hltrun.tools.profile_onnx"}),
-    # removed by branch i18-bench / i18-lib
-    "tools eval_card <-> eval_plots <-> evaluate_models": frozenset({"hltrun.tools.eval_card", "hltrun.tools.eval_plots",
-                                                                     "hltrun.tools.evaluate_models"}),
 }
 
 

@@ -2,14 +2,18 @@
 
 The parameters are CMSSW's (``lvl1Labels``, ``lvl1DefaultLabel``, ``prescaleTable`` with ``pathName``
 and ``prescales``); the column a job runs with is ``lvl1DefaultLabel`` (``hltrun --prescale COLUMN``
-sets it). Each ``HLTPrescaler`` gets the factor of the one path it sits in when the configuration is
-validated, so a wrong column or path name is a configuration error before any event.
+sets it). Each ``HLTPrescaler`` reads the factor of the one path it sits on (the ``Prescales`` module
+service) at begin_job; a wrong column, an unknown path or a prescaled path without a prescaler is a
+configuration error before any event.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..errors import ConfigError
 from ..service import Service
 
 
@@ -58,7 +62,22 @@ class PrescaleTable:
 
 
 class PrescaleService(Service):
-    """The table, as a service (``services: {PrescaleService: {...}}``), like CMSSW's; the factors
-    reach the prescalers through the configuration, the column ran is in the rates report."""
+    """The table, as a service (``services: {PrescaleService: {...}}``), like CMSSW's. Prescalers read
+    their path's factor in the job's column through the ``Prescales`` module service."""
 
     Parameters = PrescaleTable
+
+    @classmethod
+    def check_config(cls, name: str, params: PrescaleTable, paths: Mapping[str, list[str]],
+                     module_types: Mapping[str, type]) -> None:
+        for i, row in enumerate(params.prescaleTable):
+            if row.pathName not in paths:
+                close = difflib.get_close_matches(row.pathName, list(paths), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else f" (paths: {', '.join(paths)})"
+                raise ConfigError(f"services.{name}.prescaleTable[{i}].pathName: '{row.pathName}' is not a path of "
+                                  f"this job{hint}")
+        for path, labels in paths.items():
+            prescalers = [m for m in labels if getattr(module_types.get(m), "prescaler", False)]
+            if params.prescale(path) != 1 and not prescalers:
+                raise ConfigError(f"services.{name}: path '{path}' has prescale {params.prescale(path)} in column "
+                                  f"'{params.lvl1DefaultLabel}' but no HLTPrescaler on it")

@@ -37,13 +37,11 @@ class TriggerRates(Service):
         self._bits: dict[str, int] = {}
         self._patterns: TriggerPatterns | None = None
         self._lock = threading.Lock()
-        self._input_rate_hz = 100_000.0
 
     def connect(self, signals: "ActivityRegistry", job: Any) -> None:
         self._paths = list(job.config.paths)
         self._bits = {p: 1 << i for i, p in enumerate(self._paths)}
         self._patterns = TriggerPatterns(list(self._paths))
-        self._input_rate_hz = float(job.config.options.inputRateHz)
         signals.post_event.connect(self._post_event)
 
     def _post_event(self, event: Any, status: str) -> None:
@@ -69,13 +67,14 @@ class TriggerRates(Service):
             self._patterns = data
 
     # ------------------------------------------------------------------ reports
-    def rates(self) -> MenuRates | None:
-        if self._patterns is None or not self._paths:
+    def rates(self, summary: "JobSummary") -> MenuRates | None:
+        """From the recorded (or loaded, merged) patterns; the input rate is the job's option."""
+        if self._patterns is None or not self._patterns.paths:
             return None
-        return menu_rates(self._patterns, self._input_rate_hz)
+        return menu_rates(self._patterns, float(summary.input_rate_hz))
 
     def text_report(self, summary: "JobSummary") -> str:
-        r = self.rates()
+        r = self.rates(summary)
         if r is None:
             return ""
         lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events) ----",
@@ -91,7 +90,7 @@ class TriggerRates(Service):
         return "\n".join(lines) + "\n"
 
     def json_report(self, summary: "JobSummary") -> dict[str, Any] | None:
-        r = self.rates()
+        r = self.rates(summary)
         if r is None:
             return None
         out: dict[str, Any] = {
@@ -103,13 +102,13 @@ class TriggerRates(Service):
         if self.params.per_lumi:
             out["per_lumi"] = [{"run": run, "lumi": lumi, "events": lr.events,
                                 "rate_hz": {n: lr.path[n].hz for n in lr.paths}, "total_hz": lr.total.hz}
-                               for (run, lumi), lr in rates_per_lumi(self._patterns, self._input_rate_hz).items()]
+                               for (run, lumi), lr in rates_per_lumi(self._patterns, r.input_rate_hz).items()]
         return out
 
     def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
         from ..report.html import _figure, img, table
 
-        r = self.rates()
+        r = self.rates(summary)
         if r is None:
             return []
         parts = [f"<p>Rates at {r.input_rate_hz:,.0f} Hz input rate from {r.events} events; unique = accepted by "
@@ -118,7 +117,7 @@ class TriggerRates(Service):
                        [[n, r.path[n].events, r.path[n].hz, r.path[n].error_hz, r.unique[n].hz, r.unique[n].error_hz]
                         for n in r.paths], left=1)]
         if self.params.per_lumi and len(self._patterns.by_lumi) > 1:
-            per = rates_per_lumi(self._patterns, self._input_rate_hz)
+            per = rates_per_lumi(self._patterns, r.input_rate_hz)
             fig = _figure(9.0, 3.5)
             ax = fig.subplots()
             x = range(len(per))

@@ -1,0 +1,119 @@
+"""The shipped menu end to end: rates against an independent count of the output's HLT_* bits,
+prescale columns, the configuration errors a menu author can make, and rates that merge across
+streams."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+REPO = Path(__file__).resolve().parents[1]
+MENU = REPO / "configs" / "menu.yaml"
+PATHS = ["HLT_AK8PFJet500", "HLT_PFHT1050", "HLT_AnomalyConvVAE", "HLT_AnomalyGCNVAE"]
+
+
+def _run(tmp_path: Path, *args: str, config: Path = MENU) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(config), "-q", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+
+def _menu_job(tmp_path: Path, *args: str) -> tuple[dict, dict[str, np.ndarray]]:
+    out = tmp_path / "menu.root"
+    res = _run(tmp_path, "-n", "600", "--report-dir", "rep", f"modules.out.file={out}", "modules.out.select_events=[]",
+               "options.wantSummary=false", *args)
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "rep" / "hltrun.json").read_text())
+    with uproot.open(out) as f:
+        bits = {p: f["Events"][p].array(library="np").astype(bool) for p in PATHS}
+    return report["services"]["TriggerRates"], bits
+
+
+@pytest.mark.slow
+def test_rates_equal_an_independent_count_of_the_output_bits(tmp_path):
+    rates, bits = _menu_job(tmp_path)
+    n = len(bits[PATHS[0]])
+    assert rates["events"] == n == 600
+    matrix = np.stack([bits[p] for p in PATHS], axis=1)
+    by_name = {p["name"]: p for p in rates["paths"]}
+    for i, path in enumerate(PATHS):
+        k = int(matrix[:, i].sum())
+        assert by_name[path]["accepted"] == k
+        assert by_name[path]["rate_hz"] == pytest.approx(1e5 * k / n)
+        alone = matrix[:, i] & ~np.delete(matrix, i, axis=1).any(axis=1)
+        assert by_name[path]["unique"]["accepted"] == int(alone.sum())
+        for j in range(len(PATHS)):
+            assert rates["overlap_events"][i][j] == int((matrix[:, i] & matrix[:, j]).sum())
+    assert rates["total"]["accepted"] == int(matrix.any(axis=1).sum())
+    assert sum(lumi["events"] for lumi in rates["per_lumi"]) == n
+
+
+@pytest.mark.slow
+def test_a_prescale_column_switches_paths_off_and_prescales_others(tmp_path):
+    rates, bits = _menu_job(tmp_path, "--prescale", "emergency")
+    by_name = {p["name"]: p for p in rates["paths"]}
+    assert by_name["HLT_AnomalyConvVAE"]["accepted"] == by_name["HLT_AnomalyGCNVAE"]["accepted"] == 0
+    assert not bits["HLT_AnomalyConvVAE"].any()
+    reached = 600  # every event of these samples passes L1_HTT360; the prescaler keeps one in two
+    assert abs(by_name["HLT_PFHT1050"]["accepted"] - 0.5 * by_name["HLT_AK8PFJet500"]["accepted"]) <= 0.05 * reached
+
+
+@pytest.mark.slow
+def test_an_unknown_column_is_one_line(tmp_path):
+    res = _run(tmp_path, "--prescale", "5e34", "-n", "1")
+    assert res.returncode == 2
+    assert "lvl1DefaultLabel '5e34' is not one of lvl1Labels" in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def _menu_text(**replace: str) -> str:
+    text = MENU.read_text()
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("- {pathName: HLT_PFHT1050,", "- {pathName: HLT_PFHT105,",
+     "services.PrescaleService.prescaleTable[1].pathName: 'HLT_PFHT105' is not a path of this job; did you mean 'HLT_PFHT1050'?"),
+    ("HLT_PFHT1050: [hltL1sHTT360, hltPrePFHT1050, hltPFHT1050]", "HLT_PFHT1050: [hltL1sHTT360, hltPFHT1050]",
+     "services.PrescaleService: path 'HLT_PFHT1050' has prescale"),
+    ("expression: L1_HTT360}", "expression: L1_HTT360 OR}", "modules.hltL1sHTT360: 'L1_HTT360 OR': ends where"),
+    ("expression: L1_SingleJet180}", "expression: L1_SingleJetX}", "seed(s) ['L1_SingleJetX'] are neither defined"),
+])
+def test_menu_configuration_errors_are_one_line(tmp_path, old, new, message):
+    config = tmp_path / "menu.yaml"
+    text = _menu_text(**{old: new})
+    if "has prescale" in message:  # the HT path without its prescaler, in a column where it is prescaled
+        text = text.replace("lvl1DefaultLabel: 2p0E34", "lvl1DefaultLabel: emergency")
+    config.write_text(text)
+    res = _run(tmp_path, "-n", "1", config=config)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+@pytest.mark.slow
+def test_a_prescaler_on_two_paths_is_refused(tmp_path):
+    config = tmp_path / "menu.yaml"
+    config.write_text(_menu_text(**{"HLT_PFHT1050: [hltL1sHTT360, hltPrePFHT1050, hltPFHT1050]":
+                                    "HLT_PFHT1050: [hltL1sHTT360, hltPreAK8PFJet500, hltPFHT1050]",
+                                    "      - {pathName: HLT_PFHT1050, prescales: [1, 1, 2]}\n": ""}))
+    res = _run(tmp_path, "-n", "1", config=config)
+    assert res.returncode != 0
+    assert "hltPreAK8PFJet500: an HLTPrescaler sits on exactly one path" in res.stderr
+
+
+@pytest.mark.slow
+def test_rates_merge_exactly_across_streams(tmp_path):
+    """Four streams take the events in another order; the L1 emulation is seeded per event and the
+    prescales are 1, so every rate is the one-stream rate exactly."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "four").mkdir()
+    one, _ = _menu_job(tmp_path / "one")
+    four, _ = _menu_job(tmp_path / "four", "options.numberOfThreads=4")
+    assert four["paths"] == one["paths"] and four["overlap_events"] == one["overlap_events"]

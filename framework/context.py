@@ -115,10 +115,15 @@ class AcceleratorChoice:
     reason: str
     model: str
     model_id: str
+    # ``auto`` by measurement: one row per engine timed (backend, us_per_jet, max_rel_diff, agrees, note)
+    timings: tuple[dict[str, Any], ...] = ()
 
-    def as_dict(self) -> dict[str, str]:
-        return {"backend": self.backend, "device": self.device, "reason": self.reason, "model": self.model,
-                "model_id": self.model_id}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"backend": self.backend, "device": self.device, "reason": self.reason,
+                               "model": self.model, "model_id": self.model_id}
+        if self.timings:
+            out["timings"] = [dict(row) for row in self.timings]
+        return out
 
 
 class Channels:

@@ -47,7 +47,8 @@ class JetBatcher(Producer):
 
     @classmethod
     def product_metadata(cls, params: JetBatcherParameters) -> Mapping[str, Any]:
-        return {"n_constituents": params.n_constituents}  # a scorer's model must take this many
+        # a scorer's model must take n_constituents; max_jets is the typical batch ``auto`` times engines at
+        return {"n_constituents": params.n_constituents, "max_jets": params.max_jets}
 
     def begin_job(self, ctx: "ModuleContext") -> None:
         ctx.request(self.params.src.label, self.spec)  # the source prepares exactly this, per chunk

@@ -31,18 +31,36 @@ from hltrun.framework.event import Event
 from hltrun.framework.module import Producer
 from hltrun.framework.schema import InputTag, limited, limits, one_of
 
-from .inference import BackendOptions, InferenceBackend, backend_names, create_backend, model_suffix
+from hltrun.framework.resources import find_file
+
+from .inference import (BackendOptions, InferenceBackend, autoselect, backend_class, backend_names, create_backend,
+                        model_suffix)
 from .inference.accelerator import choose_backend
 from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_batch
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
+from .inference.machine import cpu_key
 from .products import JetBatch, JetScores, is_all_valid
-from hltrun.framework.resources import find_file
 from .working_point import PT_BINNED_KEY, PtCuts, parse_pt_cuts
 
 if TYPE_CHECKING:
     from hltrun.framework.context import ModuleContext
 
 log = logging.getLogger("hltrun.vae")
+AUTO_CPU_ENGINES = ("onnxruntime", "iree")  # tensorflow: seconds and hundreds of MB to import before timing
+AUTO_BUDGET_S = 2.0  # the whole timing table, at begin_job
+TYPICAL_JETS_PER_EVENT = 9  # a path that sends every jet: the HLT's typical multiplicity
+
+
+def _version_of(cls: type) -> str:
+    """The engine's distribution version (the auto decision cache is invalid across versions)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = {"onnxruntime": "onnxruntime", "iree": "iree-base-runtime", "jax": "jaxlib",
+            "tensorflow": "tensorflow"}.get(getattr(cls, "name", ""), "")
+    try:
+        return version(dist) if dist else "?"
+    except PackageNotFoundError:
+        return "?"
 
 
 
@@ -192,6 +210,10 @@ class VAEAnomalyScorer(Producer):
                               graph_optimization=p.graph_optimization, io_binding=p.io_binding,
                               precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,
                               outputs=list(p.outputs))
+        timings: tuple[dict[str, Any], ...] = ()
+        if p.backend == "auto" and name == "onnxruntime" and p.precision in ("auto", "fp32"):
+            name, reason, timings = self._auto_by_measurement(ctx, p, opts, reason)
+            path = resolve_model(p.model, name, p.precision, p.models_dir)
         backend = create_backend(name, path, opts)
         try:
             backend.load()
@@ -217,7 +239,47 @@ class VAEAnomalyScorer(Producer):
             b, activity = p.batching, ctx.service(StreamActivity.name)
             self._batcher, self._owns_batcher = ctx.global_cache(
                 lambda: DynamicBatcher(b.max_batch, b.max_delay_ms, activity.in_flight, activity.draining))
-        ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id))
+        ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id,
+                                                 timings))
+
+    def _auto_by_measurement(self, ctx: "ModuleContext", p: VAEAnomalyScorerParameters, opts: BackendOptions,
+                             cpu_reason: str) -> tuple[str, str, tuple[dict[str, Any], ...]]:
+        """On the CPU, ``auto`` times the engines that can run the model now (ONNX Runtime; IREE when
+        its buckets are compiled for this model and CPU) at the path's typical batch and takes the
+        fastest that agrees (``inference.autoselect``); the table is logged once and reported."""
+        batch = self._typical_batch(ctx, p)
+        candidates: dict[str, Any] = {}
+        skipped: list[str] = []
+        for engine in AUTO_CPU_ENGINES:
+            if engine not in backend_names():
+                continue
+            path = resolve_model(p.model, engine, p.precision, p.models_dir)
+            ready = getattr(backend_class(engine), "compiled", None)
+            if ready is not None and not ready(path, opts):
+                skipped.append(f"{engine} not compiled for this model here (run once with backend: {engine})")
+                continue
+            candidates[engine] = (lambda e=engine, m=path: create_backend(e, m, opts))
+        if len(candidates) < 2:
+            return "onnxruntime", cpu_reason + (f"; {'; '.join(skipped)}" if skipped else ""), ()
+        reference = resolve_model(p.model, "onnxruntime", p.precision, p.models_dir)
+        versions = {e: _version_of(backend_class(e)) for e in candidates}
+        choice = autoselect.choose_cached(reference, candidates, batch, "onnxruntime", versions, cpu_key(),
+                                          AUTO_BUDGET_S)
+        for line in choice.lines():
+            log.info("modules.%s: %s", self.label, line, extra={"once": True})
+        reason = f"auto: {choice.backend} on CPU, {choice.reason}" + (f"; {'; '.join(skipped)}" if skipped else "")
+        rows = tuple({"backend": t.backend, "us_per_jet": t.us_per_jet, "max_rel_diff": t.max_rel_diff,
+                      "agrees": t.agrees, "note": t.note} for t in choice.table)
+        return choice.backend, reason, rows
+
+    @staticmethod
+    def _typical_batch(ctx: "ModuleContext", p: VAEAnomalyScorerParameters) -> int:
+        """Jets per backend call on this path: the dynamic batch, else the batcher's jets per event."""
+        if p.batching is not None:
+            return p.batching.max_batch
+        info = ctx.inputs.get("src")
+        max_jets = int(info.metadata.get("max_jets", 0)) if info is not None else 0
+        return max_jets if max_jets > 0 else TYPICAL_JETS_PER_EVENT
 
     def begin_unit(self, unit: Any) -> None:
         if self._batcher is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 
+from .machine import cpu_key
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
 from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log
 
@@ -37,16 +37,6 @@ TARGET = "llvm-cpu"
 def buckets(opt_batch: int, max_batch: int) -> list[int]:
     """Powers of two up to the first one holding ``opt_batch`` jets, never beyond ``max_batch``."""
     return bucket_sizes(min(next_power_of_two(opt_batch), max(1, max_batch)))
-
-
-def cpu_key() -> str:
-    """What the compiled code depends on besides the model: the CPU model and its feature flags."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        lines = [ln for ln in info.splitlines() if ln.startswith(("model name", "flags"))][:2]
-    except OSError:
-        lines = []
-    return hashlib.sha256("\n".join([platform.machine(), *lines]).encode()).hexdigest()[:16]
 
 
 def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int) -> Path:
@@ -92,6 +82,19 @@ def compile_bucket(model: Any, batch: int) -> bytes:
 class IreeBackend(InferenceBackend):
     name = "iree"
     model_suffixes = (".onnx",)
+
+    @classmethod
+    def compiled(cls, model_path: Path, options: Any) -> bool:
+        """Are all of this model's buckets in the cache (loading costs milliseconds, not minutes)?
+        ``backend: auto`` times IREE only then, so begin_job never compiles for a guess."""
+        try:
+            version = _dist_version("iree-base-compiler")
+            cache_dir = Path(options.engine_cache) if options.engine_cache else default_cache_dir()
+            paths = [cache_path(Path(model_path), cache_dir, version, b)
+                     for b in buckets(options.opt_batch, options.max_batch)]
+        except OSError:
+            return False
+        return version != "unknown" and all(p.is_file() or p.with_suffix(".failed").is_file() for p in paths)
 
     def _load(self) -> None:
         onnx = need("onnx", "iree: reading the model")

@@ -6,15 +6,14 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..atomic import together, write_text
-from ..destinations import REPORT_FOLDER
+from ..atomic import together
 from ..service import Service
 from ..summary import JobSummary
+from .html import write_html
+from .root_histograms import write_timing_root
+from .writing import atomic_write_text
 
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """One file of the report folder (framework/atomic.py: whole or not at all)."""
-    return write_text(path, text, REPORT_FOLDER)
+__all__ = ["atomic_write_text", "write_all"]  # atomic_write_text: the name plugins were told (service.py)
 
 
 def write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> list[Path]:
@@ -38,11 +37,7 @@ def _write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service
             doc["services"][service.name] = part
         written += service.write_files(report_dir, summary)
     written.insert(0, atomic_write_text(report_dir / "hltrun.json", json.dumps(doc, indent=1, default=str)))
-    from .root_histograms import write_timing_root
-
     written += write_timing_root(report_dir, doc["services"].get("Timing"))
-    from .html import write_html
-
     page = write_html(report_dir, summary, services)
     if page is not None:
         written.append(page)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..extras import install_hint
+from .text import text_report
+from .writing import atomic_write_text
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -305,7 +307,4 @@ def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Serv
     except ImportError:
         log.warning("report.html not written: matplotlib is not installed (%s)", install_hint("matplotlib"))
         return None
-    from . import text_report
-    from .files import atomic_write_text
-
     return atomic_write_text(report_dir / "report.html", render(summary, services, text_report(summary, services)))

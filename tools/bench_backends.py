@@ -181,13 +181,16 @@ def count_macs(path: Path) -> dict[str, int]:
 
 def loadavg() -> str:
     """1-minute load average: other work on the machine shows up here (report it with the numbers)."""
+    import psutil
+
     try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
+        return f"{psutil.getloadavg()[0]:.2f}"  # as /proc/loadavg prints it
+    except (OSError, AttributeError):
         return "?"
 
 
 def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (psutil does not give it), else what platform knows."""
     try:
         text = Path("/proc/cpuinfo").read_text()
         return re.search(r"model name\s*:\s*(.+)", text).group(1).strip()

@@ -135,7 +135,8 @@ def test_timing_histograms_are_boost_histograms_that_pickle_and_add():
     # the bin of each value as np.searchsorted finds it on the old edges (below 100 ns: first, above: last)
     want = np.bincount(np.clip(np.searchsorted(np.geomspace(1e2, 1e12, 1001), v, side="right") - 1, 0, 999),
                        minlength=1000)
-    assert np.abs(whole.counts[0] - want).sum() <= 2 * int(np.isin(v, 10 ** np.arange(2, 13)).sum())  # decade edges: ±1 bin
+    on_decade_edges = int(np.isin(v, 10 ** np.arange(2, 13)).sum())  # the log transform may put these 1 bin lower
+    assert np.abs(whole.counts[0] - want).sum() <= 2 * on_decade_edges
 
 
 def test_over_budget_count_stays_exact_in_histograms():

@@ -35,7 +35,6 @@ _HIGHLIGHT, _NORMAL, _CPU, _BUDGET = "#d62728", "#1f77b4", "#ff7f0e", "#2ca02c"
 TEMPLATE = "templates/report.html"  # the page skeleton and its CSS (string.Template: $process, $body)
 
 
-
 def _style():
     """The mplhep CMS style as a context, or nothing when mplhep is not installed."""
     try:

@@ -11,8 +11,9 @@ from typing import Sequence
 from ..service import Service
 from ..summary import JobSummary
 from .text import text_report
+from .trigreport import job_accounting, trig_report
 
-__all__ = ["text_report", "write_report_files"]
+__all__ = ["job_accounting", "text_report", "trig_report", "write_report_files"]
 
 
 def write_report_files(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> list[Path]:

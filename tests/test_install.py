@@ -36,6 +36,9 @@ def installed(tmp_path_factory) -> Path:
     _copy_tracked(src)
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
+    if sys.prefix != sys.base_prefix:  # run from a venv: its packages too (a plain path: its .pth files,
+        # an editable hltrun's among them, are not read, so only the installed copy answers to hltrun)
+        (_site_packages(venv) / "_test_dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     res = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                           "--disable-pip-version-check", str(src)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
@@ -54,18 +57,22 @@ def test_only_the_hltrun_name_lands_in_site_packages(installed):
     assert "hltrun" in tops
     assert not tops & {"framework", "modules", "tools", "configs", "data"}, tops
     for shipped in ("configs/path.yaml", "data/qcd_dijet.root", "data/models/conv_vae.onnx",
-                    "data/models/thresholds.json", "framework/report/hltrun-report.schema.json"):
+                    "data/models/thresholds.json", "framework/report/hltrun-report.schema.json",
+                    "framework/report/templates/report.html"):
         assert (site / "hltrun" / shipped).is_file(), shipped
 
 
 @pytest.mark.slow
 def test_the_installed_hltrun_runs_the_shipped_path_from_any_directory(installed, tmp_path):
     out = tmp_path / "out.root"
+    reports = tmp_path / "reports"
     res = subprocess.run([str(installed / "bin" / "hltrun"), "configs/path.yaml", "-n", "40", "-q",
-                          f"modules.out.file={out}", "modules.vae.backend=onnxruntime"],
+                          f"modules.out.file={out}", "modules.vae.backend=onnxruntime", "--report-dir", str(reports)],
                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    assert out.stat().st_size > 0
+    assert res.returncode == 0, res.stderr  # hltrun.json validated against the installed schema
+    assert out.stat().st_size > 0 and (reports / "hltrun.json").is_file()
+    if (reports / "report.html").exists():  # (matplotlib installed) the page from the installed template
+        assert "<h1>hltrun report: " in (reports / "report.html").read_text()
     where = subprocess.run([str(installed / "bin" / "python"), "-c",
                             "import hltrun.framework, hltrun.data; print(hltrun.framework.__file__)"],
                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout

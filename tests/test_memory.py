@@ -95,3 +95,15 @@ def test_memory_json_validates_and_memray_capture(write_config, tmp_path):
     assert '<img alt="RSS along the job"' in html and "<h2>Memory</h2>" in html
     pytest.importorskip("memray")
     assert (tmp_path / "memray.bin").stat().st_size > 0
+
+
+def test_the_per_event_reader_agrees_with_psutil():
+    # kills: the fast statm reader swapping vsize and RSS or using the wrong page size (psutil is the reference)
+    import psutil
+
+    from hltrun.framework.services.memory import _statm_reader
+
+    vsize, rss = _statm_reader()()
+    info = psutil.Process().memory_info()
+    assert abs(vsize - info.vms) < 64 << 20 and abs(rss - info.rss) < 64 << 20
+    assert vsize > rss

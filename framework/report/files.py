@@ -6,25 +6,33 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..atomic import together, write_text
-from ..destinations import REPORT_FOLDER
+from ..atomic import together
 from ..service import Service
 from ..summary import JobSummary
+from .html import write_html
+from .root_histograms import write_timing_root
+from .validate import SCHEMA_FILE, ReportSchemaError, schema_problem
+from .writing import atomic_write_text
 
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """One file of the report folder (framework/atomic.py: whole or not at all)."""
-    return write_text(path, text, REPORT_FOLDER)
+__all__ = ["atomic_write_text", "write_all"]  # atomic_write_text: the name plugins were told (service.py)
 
 
 def write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> list[Path]:
     """Every report file, as one set: all are written to temporaries and renamed at the end, so a
-    failure (a full disk) or a signal leaves the folder's previous files, never part of a new set."""
+    failure (a full disk) or a signal leaves the folder's previous files, never part of a new set.
+
+    hltrun.json is checked against its schema as it is written: a report that fails is still written,
+    then ``ReportSchemaError`` says where it fails (framework/report/validate.py)."""
     with together():
-        return _write_all(report_dir, summary, services)
+        written, problem = _write_all(report_dir, summary, services)
+    if problem is not None:
+        raise ReportSchemaError(f"{written[0]} does not follow {SCHEMA_FILE} at {problem}; it was written anyway "
+                                f"(a bug in hltrun or a service plugin's json_report: please report it)")
+    return written
 
 
-def _write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> list[Path]:
+def _write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> tuple[list[Path], str | None]:
+    """The files, hltrun.json first, and the place where hltrun.json fails its schema (None: it follows it)."""
     doc: dict[str, Any] = {"schema": "hltrun-report/1", "job": summary.to_dict(), "services": {}}
     written: list[Path] = []
     # per-module allocations one service measured (Memory's memray capture) for another's file (resources.json)
@@ -37,13 +45,11 @@ def _write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service
         if part is not None:
             doc["services"][service.name] = part
         written += service.write_files(report_dir, summary)
-    written.insert(0, atomic_write_text(report_dir / "hltrun.json", json.dumps(doc, indent=1, default=str)))
-    from .root_histograms import write_timing_root
-
+    text = json.dumps(doc, indent=1, default=str)
+    problem = schema_problem(json.loads(text))  # the document as readers will see it (default=str included)
+    written.insert(0, atomic_write_text(report_dir / "hltrun.json", text))
     written += write_timing_root(report_dir, doc["services"].get("Timing"))
-    from .html import write_html
-
     page = write_html(report_dir, summary, services)
     if page is not None:
         written.append(page)
-    return written
+    return written, problem

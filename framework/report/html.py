@@ -8,17 +8,22 @@ mplhep CMS style when mplhep is installed. Services contribute sections through 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import logging
 import math
 from contextlib import nullcontext
+from importlib.resources import files
 from pathlib import Path
+from string import Template
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..extras import install_hint
+from .text import text_report
+from .writing import atomic_write_text
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -27,16 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hltrun")
 
 _HIGHLIGHT, _NORMAL, _CPU, _BUDGET = "#d62728", "#1f77b4", "#ff7f0e", "#2ca02c"
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}
-h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-top:.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
-td,th{border:1px solid #ddd;padding:.2em .6em;text-align:right}
-th{background:#f3f3f3}td.l,th.l{text-align:left}tr.hl td{background:#fde8e8}
-img{max-width:100%;display:block;margin:.6em 0}pre{font-size:.8em;background:#f8f8f8;padding:1em;overflow-x:auto}
-.verdict{font-weight:bold}.bad{color:#b00}.good{color:#070}
-"""
+TEMPLATE = "templates/report.html"  # the page skeleton and its CSS (string.Template: $process, $body)
 
 
 def _style():
@@ -264,13 +260,20 @@ def _quality_sections(s: "JobSummary") -> list[str]:
     return out
 
 
+@functools.cache
+def _page() -> Template:
+    """The page's skeleton and style (templates/report.html, shipped as package data): ``$process``
+    and ``$body`` are filled in, already HTML-escaped; the sections stay Python (they loop over rows)."""
+    return Template(files("hltrun.framework.report").joinpath(TEMPLATE).read_text(encoding="utf-8"))
+
+
 def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> str:
     s = summary
     facts = table(["", ""], [
         ["process", s.process], ["events processed", s.events_processed], ["passed", s.events_passed],
         ["streams", s.streams], ["wall time [s]", s.wall_s], ["budget per event [ms]", s.budget_ms],
         ["input rate [Hz]", s.input_rate_hz]], left=2)
-    body = [f"<h1>hltrun report: {html.escape(s.process)}</h1>", facts]
+    body = [facts]
     if s.failure:
         body.append(f'<p class="bad">Stopped by: {html.escape(s.failure)}</p>')
     if s.executor.get("type") == "dask":
@@ -293,9 +296,7 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
         for title, part in sections(summary):
             body.append(f"<h2>{html.escape(title)}</h2>\n{part}")
     body.append(f"<h2>Text report</h2>\n<pre>{html.escape(text)}</pre>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>hltrun report: {html.escape(s.process)}</title><style>{_CSS}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return _page().substitute(process=html.escape(s.process), body="\n".join(body))
 
 
 def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Service"]) -> Path | None:
@@ -305,7 +306,4 @@ def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Serv
     except ImportError:
         log.warning("report.html not written: matplotlib is not installed (%s)", install_hint("matplotlib"))
         return None
-    from . import text_report
-    from .files import atomic_write_text
-
     return atomic_write_text(report_dir / "report.html", render(summary, services, text_report(summary, services)))

@@ -144,7 +144,8 @@ def write(path: Path, data: JobReportData) -> Path:
 
 
 def _proc_status_mb(key: str) -> float | None:
-    """VmPeak / VmHWM of this process from /proc (Linux), in MB."""
+    """VmPeak / VmHWM of this process from /proc (Linux), in MB: psutil offers neither peak (its
+    ``memory_info`` is the RSS and VMS now)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(key + ":"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+import boost_histogram as bh
 import numpy as np
 
 from ..atomic import writing
@@ -24,22 +25,21 @@ _TITLES = {"event_real": "real time per event", "event_cpu": "CPU time per event
            "overhead_real": "framework overhead per event (real)"}
 
 
-def th1d(name: str, title: str, hist: Mapping[str, Any]) -> Any:
-    """A TH1D with variable bin edges and the under/overflow counts of ``hist``."""
-    from uproot.writing.identify import to_TAxis, to_TH1x
-
+def th1d(name: str, title: str, hist: Mapping[str, Any]) -> bh.Histogram:
+    """``hist`` as a boost-histogram with flows and unit-weight variances, which uproot's public
+    writing API (``file[key] = histogram``) stores as a TH1D: uproot, not us, fills the ROOT sums."""
     edges = np.asarray(hist["edges_ms"], np.float64)
     counts = np.asarray(hist["counts"], np.float64)
     if len(edges) != len(counts) + 1:
         raise ValueError(f"histogram {name}: {len(counts)} counts need {len(counts) + 1} edges, got {len(edges)}")
+    out = bh.Histogram(bh.axis.Variable(edges), storage=bh.storage.Weight())
+    out.axes[0].label = "time [ms]"
+    out.title = title  # uproot's fTitle
     data = np.concatenate([[float(hist.get("underflow", 0))], counts, [float(hist.get("overflow", 0))]])
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    axis = to_TAxis(fName="xaxis", fTitle="time [ms]", fNbins=len(counts), fXmin=float(edges[0]),
-                    fXmax=float(edges[-1]), fXbins=edges)
-    return to_TH1x(fName=name, fTitle=title, data=data, fEntries=float(data.sum()),
-                   fTsumw=float(counts.sum()), fTsumw2=float(counts.sum()),
-                   fTsumwx=float((counts * centres).sum()), fTsumwx2=float((counts * centres ** 2).sum()),
-                   fSumw2=data.copy(), fXaxis=axis)
+    view = out.view(flow=True)
+    view.value = data
+    view.variance = data  # one entry per event: sum of squared weights = counts
+    return out
 
 
 def write_timing_root(report_dir: Path, timing_json: Mapping[str, Any] | None) -> list[Path]:

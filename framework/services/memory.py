@@ -2,7 +2,7 @@
 
 What it measures, from the signals (modules never call it):
 
-* RSS and virtual size after every event (``/proc/self/statm``: one ``pread``, ~2 µs), their peaks,
+* RSS and virtual size after every event (``/proc/self/statm``: one ``pread``, ~2 µs; psutil ~20 µs), their peaks,
   and the events that increased RSS most ("key events", as SimpleMemoryCheck prints). Memory stays
   bounded on any job length: peaks, the last value and the key events (a small heap) are exact; the
   RSS series for the plot keeps every event up to ``bounded.ROWS_KEPT`` (10,000), then every 2nd,
@@ -139,7 +139,12 @@ def _merge_allocations(a: dict[str, dict[str, int]] | None,
 
 
 def _statm_reader() -> Callable[[], tuple[int, int]]:
-    """Return a function giving (vsize, rss) in bytes, as cheap as the platform allows."""
+    """Return a function giving (vsize, rss) in bytes, as cheap as the platform allows.
+
+    It runs after every event and around every module call, so on Linux it is one ``os.pread`` of an
+    open ``/proc/self/statm``: 2.4 µs a read, against 19.9 µs for ``psutil.Process().memory_info()``
+    (which opens and parses the same file; both best of 5 x 20,000 reads, 2026-12-06). psutil only
+    where there is no /proc."""
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
     try:
         fd = os.open("/proc/self/statm", os.O_RDONLY)

@@ -183,7 +183,10 @@ def _keep_top3(ev: dict, prefix: str, value: float, key, entry) -> None:  # noqa
 
 def read_smaps(path: str = "/proc/self/smaps") -> dict[str, float] | None:
     """Sum ``/proc/self/smaps`` as SimpleMemoryCheck::fetchSmaps does: Pss, Private_*, AnonHugePages,
-    and Rss / Size per kind of mapping (no path: mmap; ``.pcm``; ``.so``; other file; stack; other)."""
+    and Rss / Size per kind of mapping (no path: mmap; ``.pcm``; ``.so``; other file; stack; other).
+
+    Read by hand: psutil's ``memory_maps`` has no AnonHugePages and no Private_Hugetlb, so CMSSW's
+    sums could not be made from it (and it parses the same file, once, at the end of the job)."""
     out = {k: 0.0 for k in ("pss", "private", "anon_huge", "so_rss", "so_vsize", "pcm_rss", "pcm_vsize",
                             "other_rss", "other_vsize", "mmap_rss", "mmap_vsize")}
     section = "rest"

@@ -455,7 +455,7 @@ class Timing(Service):
     def write_files(self, report_dir: Path, summary: "JobSummary") -> list[Path]:
         import json
 
-        from ..report.files import atomic_write_text
+        from ..report.writing import atomic_write_text
         from ..report.timereport import fast_timer_json
 
         doc = fast_timer_json(self.result(summary), summary.process, getattr(self, "_allocations", None))

@@ -31,9 +31,11 @@ LIBRARIES = ("numpy", "awkward", "uproot", "onnxruntime", "tensorflow", "tensorf
 
 def loadavg() -> str:
     """1-minute load average: other work on the machine shows up here (report it with the numbers)."""
+    import psutil
+
     try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
+        return f"{psutil.getloadavg()[0]:.2f}"  # as /proc/loadavg prints it
+    except (OSError, AttributeError):
         return "?"
 
 

@@ -19,9 +19,6 @@ PACKAGES = {"framework": "hltrun.framework", "modules": "hltrun.modules", "tools
 # Cycles other branches remove; the integrator deletes an entry once that branch is merged.
 # Each entry is the set of modules forming one strongly connected component.
 KNOWN_CYCLES: dict[str, frozenset[str]] = {
-    # removed by branch i18-bench / i18-lib
-    "report files <-> html": frozenset({"hltrun.framework.report", "hltrun.framework.report.files",
-                                        "hltrun.framework.report.html"}),
 }
 
 

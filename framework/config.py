@@ -416,6 +416,9 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
     for name, params in raw_services.items():
         cls = registry.service_class(str(name), f"services.{name}")
         services[name] = PluginConfig(name, name, cls, build(cls.Parameters, params, f"services.{name}"))
+        twin = next((other for other, pc in services.items() if pc.cls is cls and other != name), None)
+        if twin is not None:  # CMSSW's names are aliases (FastTimerService for Timing): one of each
+            raise ConfigError(f"services.{name}: the same service as services.{twin} ({cls.__name__}); list it once")
         cls.check_config(name, services[name].params, {p: [e.label for e in es] for p, es in paths.items()},
                          {label: m.cls for label, m in modules.items()})
 

@@ -414,13 +414,13 @@ def test_shipped_path_on_jax_decides_as_onnxruntime(tmp_path):
 
 # ---------------------------------------------------------------------- the sweep tool, on the CPU
 def test_gpu_sweep_runs_on_cpu(backends, tmp_path):
-    """tools/gpu_sweep.py's tiny CPU configuration (the one gpu_check.sh scales up): every row written,
+    """`hltbench gpu-sweep`'s tiny CPU configuration (the one gpu_check.sh scales up): every row written,
     with the H2D/compute/D2H split; no device memory on the CPU. No timing is asserted."""
     import csv
 
-    from hltrun.tools.gpu_sweep import main
+    from hltrun.tools.bench.cli import main
 
-    assert main(["--device", "cpu", "--batches", "1", "64", "--repeat", "3", "--out", str(tmp_path)]) == 0
+    assert main(["gpu-sweep", "--device", "cpu", "--batches", "1", "64", "--repeat", "3", "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
     assert [(r["engine"], r["model"], r["batch"]) for r in rows] == [
         ("jax", m, b) for m in ("conv_vae", "gcn_vae") for b in ("1", "64")]

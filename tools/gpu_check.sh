@@ -16,7 +16,7 @@
 #                 and tests/test_jax_gpu.py (the jax backend on the GPU: agreement with ONNX Runtime
 #                 CPU on every shipped sample, per-bucket executables, device memory, pinned buffers)
 #   pytest-fakes  the strict-fake TensorRT / CUDA tests on this Python
-#   sweep         tools/gpu_sweep.py: both models, batch 1 ... 4096, jax on the GPU and ONNX Runtime
+#   sweep         hltbench gpu-sweep: both models, batch 1 ... 4096, jax on the GPU and ONNX Runtime
 #                 on the CPU in the same process: latency median/p99, jets/s, H2D/compute/D2H, device
 #                 memory -> $OUT/sweep/sweep.csv, sweep.json
 #   path-*        the shipped path end to end (2000 events): ONNX Runtime on 1 CPU stream, then jax on
@@ -121,7 +121,7 @@ step pytest-fakes 60 "${PYTEST[@]}" tests/test_cuda_wrappers.py tests/test_tenso
     --junitxml="$OUT/pytest-fakes.xml"
 
 # batch sweep: jax on the GPU beside ONNX Runtime on this host's CPU (one thread), same jets, same process
-step sweep 120 "${PY[@]}" -m hltrun.tools.gpu_sweep --device gpu --onnxruntime --repeat 50 \
+step sweep 120 "${PY[@]}" -m hltrun.tools.bench gpu-sweep --device gpu --onnxruntime --repeat 50 \
     --batches 1 2 4 8 16 32 64 128 256 512 1024 2048 4096 --out "$OUT/sweep"
 
 # the shipped path end to end: ONNX Runtime on one CPU stream (the reference), then jax on the GPU

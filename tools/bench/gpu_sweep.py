@@ -1,8 +1,8 @@
 """Latency vs batch size on the jax backend (GPU or CPU), with the H2D / compute / D2H split and device
 memory, optionally beside ONNX Runtime on the CPU in the same process::
 
-    python -m hltrun.tools.gpu_sweep --device gpu --batches 1 2 4 ... 4096 --repeat 50 --out OUT
-    python -m hltrun.tools.gpu_sweep --device cpu --batches 2 64 --onnxruntime --out OUT   # CPU comparison
+    hltbench gpu-sweep --device gpu --batches 1 2 4 ... 4096 --repeat 50 --out OUT
+    hltbench gpu-sweep --device cpu --batches 2 64 --onnxruntime --out OUT   # CPU comparison
 
 One row per (engine, model, batch): host latency per ``run`` call (padding and copies included: what
 an event pays) as median and p99 over ``--repeat`` calls, jets/s at the median, µs per jet, the
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from .runner import BenchError
 
 FIELDS = ("engine", "device", "model", "batch", "repeat", "median_ms", "p99_ms", "us_per_jet", "jets_per_s",
           "h2d_ms", "compute_ms", "d2h_ms", "copy_share", "device_bytes_in_use", "device_peak_bytes")
@@ -112,8 +114,8 @@ def write(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
     (out / "sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """``hltbench gpu-sweep`` options."""
     ap.add_argument("--models", nargs="+", default=["conv_vae", "gcn_vae"])
     ap.add_argument("--batches", nargs="+", type=int, default=DEFAULT_BATCHES)
     ap.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
@@ -121,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--onnxruntime", action="store_true", help="also ONNX Runtime (CPU, 1 thread), same inputs")
     ap.add_argument("--models-dir", type=Path, default=None, help="folder of the .onnx files (default: shipped)")
     ap.add_argument("--out", type=Path, required=True, help="folder for sweep.csv and sweep.json")
-    args = ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     if any(b < 1 for b in args.batches) or args.repeat < 1:
-        ap.error("batches and --repeat must be positive")
+        raise BenchError("hltbench gpu-sweep: --batches and --repeat must be positive")
     import jax
 
     from hltrun.framework.errors import HltError
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = sweep(args.models, sorted(set(args.batches)), args.device, args.repeat, args.onnxruntime, models_dir)
     except HltError as exc:
-        print(f"gpu_sweep: {exc}", file=sys.stderr)
+        print(f"hltbench gpu-sweep: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
     meta = {"command": " ".join(sys.argv), "host": platform.node(), "python": platform.python_version(),
             "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
@@ -146,7 +150,3 @@ def main(argv: list[str] | None = None) -> int:
     write(rows, args.out, meta)
     print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'sweep.json'} ({len(rows)} rows)", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,6 +22,7 @@ NOT_SIZES = {
     "options.skipEvents": "entries passed over",
     "services.Memory.ignoreTotal": "events before the key-event statistics start",
     "services.Memory.leak_warmup": "events before the leak check's fit starts",
+    "services.PrescaleService.prescaleTable.prescales": "prescale factors (checked >= 0 by the table)",
 }
 REQUIRED = {"files": ["x.root"]}  # RootJetSource's one required key
 
@@ -50,8 +51,10 @@ def _all_settings() -> list[tuple[str, type, dataclasses.Field, Any]]:
     for name, cls in sorted(registry.known_modules().items()):
         if not name.startswith(("Test", "_")):
             out += list(_settings(cls.Parameters, name))
-    for name, cls in sorted(registry.known_services().items()):
-        if not name.startswith(("Test", "_")):
+    seen: set[type] = set()
+    for name, cls in sorted(registry.known_services().items(), key=lambda kv: (kv[1].__name__ != kv[0], kv[0])):
+        if not name.startswith(("Test", "_")) and cls not in seen:  # an alias (FastTimerService) once, by its own name
+            seen.add(cls)
             out += list(_settings(cls.Parameters, f"services.{name}"))
     return out
 

@@ -5,6 +5,7 @@ one cache, for small buckets (``opt_batch=2``: buckets 1 and 2; larger batches r
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -69,7 +70,12 @@ def test_a_bucket_the_compiler_refuses_pads_up_to_the_next(tiny, tmp_path, monke
         return real(model, batch)
 
     monkeypatch.setattr(ib, "compile_bucket", refuse_one)
-    backend = loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=2, max_batch=2)
+    logger = logging.getLogger("hltrun.inference")  # the CLI's "hltrun" logger may not propagate to caplog's
+    logger.addHandler(caplog.handler)
+    try:
+        backend = loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=2, max_batch=2)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert backend.buckets == [2]
     assert "does not compile for batch 1 (slice runs out-of-bounds); batches of that size run padded to 2" in caplog.text
     ref = loaded("onnxruntime", tiny.onnx)

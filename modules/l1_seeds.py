@@ -32,6 +32,7 @@ from hltrun.framework.schema import InputTag, limited
 
 from .products import JetCollection
 
+TURN_ON_BIN_GEV = 25  # bins of the efficiency vs offline leading-jet pT (the report's turn-on plot)
 SEED_NAME = re.compile(r"^L1_(SingleJet|HTT)(\d+(?:p\d+)?)$")
 TOKEN = re.compile(r"\s*(\(|\)|[A-Za-z_][A-Za-z0-9_]*)")
 
@@ -188,6 +189,10 @@ class L1SeedFilter(Filter):
         self.seed_counts = {n: 0 for n in self.seeds}
         self.events = 0
         self.accepted = 0
+        # offline leading-jet pT of every event and of those each seed fired on, in TURN_ON_BIN_GEV bins
+        # keyed by the bin's lower edge: counters that add across streams and work units
+        self.pt_all: dict[str, int] = {}
+        self.pt_fired: dict[str, dict[str, int]] = {n: {} for n in self.seeds}
 
     def decide(self, event_key: tuple[int, int, int], pt: np.ndarray, eta: np.ndarray) -> tuple[bool, dict[str, bool]]:
         """The expression's value and every seed's, for one event's jets."""
@@ -199,13 +204,25 @@ class L1SeedFilter(Filter):
     def filter(self, event: Event) -> bool:
         jets = event.get(self.params.src)
         eid = event.id
-        accept, fired = self.decide((eid.run, eid.luminosityBlock, eid.event), np.asarray(jets.pt), np.asarray(jets.eta))
+        pt = np.asarray(jets.pt)
+        accept, fired = self.decide((eid.run, eid.luminosityBlock, eid.event), pt, np.asarray(jets.eta))
         self.events += 1
         self.accepted += accept
+        edge = str(int(float(pt.max()) // TURN_ON_BIN_GEV * TURN_ON_BIN_GEV)) if pt.size else "0"
+        self.pt_all[edge] = self.pt_all.get(edge, 0) + 1
         for name, value in fired.items():
-            self.seed_counts[name] += value
+            if value:
+                self.seed_counts[name] += 1
+                hist = self.pt_fired[name]
+                hist[edge] = hist.get(edge, 0) + 1
         return accept
 
     def summary(self) -> dict[str, object]:
-        return {"l1_seeds": {"expression": self.params.expression, "events": self.events,
-                             "accepted": self.accepted, "seeds": dict(self.seed_counts)}}
+        # flat integer counters: the framework adds them over streams and work units (nested values and
+        # non-integers are settings, kept from one instance)
+        out: dict[str, object] = {"expression": self.params.expression, "events": self.events,
+                                  "accepted": self.accepted}
+        out.update({f"fired:{n}": c for n, c in self.seed_counts.items()})
+        out.update({f"pt_all:{edge}": c for edge, c in self.pt_all.items()})
+        out.update({f"pt_fired:{n}:{edge}": c for n, h in self.pt_fired.items() for edge, c in h.items()})
+        return out

@@ -76,5 +76,6 @@ class HLTPrescaler(Filter):
         return self.counter.accept(event.id.event)
 
     def summary(self) -> dict[str, object]:
-        return {"prescale": {"path": getattr(self, "path", None), "factor": self.counter.factor, "events": self.counter.count,
-                             "accepted": self.counter.accepted}}
+        # the factor as text: integers in a summary are counters the framework adds over streams
+        return {"path": getattr(self, "path", ""), "prescale": str(self.counter.factor),
+                "events": self.counter.count, "accepted": self.counter.accepted}

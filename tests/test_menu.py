@@ -117,3 +117,18 @@ def test_rates_merge_exactly_across_streams(tmp_path):
     one, _ = _menu_job(tmp_path / "one")
     four, _ = _menu_job(tmp_path / "four", "options.numberOfThreads=4")
     assert four["paths"] == one["paths"] and four["overlap_events"] == one["overlap_events"]
+
+
+@pytest.mark.slow
+def test_seed_counters_add_over_streams_and_the_report_draws_the_turn_on(tmp_path):
+    res = _run(tmp_path, "-n", "300", "--report-dir", "rep", f"modules.out.file={tmp_path / 'o.root'}",
+               "options.numberOfThreads=2", "options.wantSummary=false")
+    assert res.returncode == 0, res.stderr
+    summaries = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]["module_summaries"]
+    seed = summaries["hltL1sSingleJet180"]
+    assert seed["events"] == 300 == sum(v for k, v in seed.items() if k.startswith("pt_all:"))
+    fired = sum(v for k, v in seed.items() if k.startswith("pt_fired:L1_SingleJet180:"))
+    assert fired == seed["fired:L1_SingleJet180"] <= 300
+    assert summaries["hltPrePFHT1050"]["events"] == 300 and summaries["hltPrePFHT1050"]["prescale"] == "1"
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert 'alt="hltL1sSingleJet180 turn-on"' in page and 'alt="hltL1sHTT360 turn-on"' in page

@@ -11,6 +11,7 @@ for). Printed after the TrigReport, in ``hltrun.json`` (``rates``) and in ``repo
 from __future__ import annotations
 
 import html
+import math
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -130,7 +131,38 @@ class TriggerRates(Service):
             ax.set_title("rate per lumi section")
             ax.legend(fontsize=7)
             parts.append(img(fig, "rate per lumi section"))
+        parts += _turn_on_plots(summary)
         return [("Rates", "\n".join(parts))]
+
+
+def _turn_on_plots(summary: "JobSummary") -> list[str]:
+    """Each L1 seed's efficiency vs the offline leading-jet pT, from the seed modules' counters
+    (``pt_all:<GeV>``, ``pt_fired:<seed>:<GeV>``): the turn-on a trigger physicist checks first."""
+    from ..report.html import _figure, img
+
+    out = []
+    for label, counters in summary.module_summaries.items():
+        all_ = {float(k.split(":", 1)[1]): v for k, v in counters.items() if k.startswith("pt_all:")}
+        if not all_:
+            continue
+        edges = sorted(all_)
+        fig = _figure(7.0, 3.5)
+        ax = fig.subplots()
+        seeds = sorted({k.split(":")[1] for k in counters if k.startswith("pt_fired:")} |
+                       {k.split(":", 1)[1] for k in counters if k.startswith("fired:")})
+        for seed in seeds:
+            n = [all_[e] for e in edges]
+            k = [counters.get(f"pt_fired:{seed}:{int(e)}", 0) for e in edges]
+            eff = [ki / ni for ki, ni in zip(k, n)]
+            err = [math.sqrt(max(p * (1 - p), 0.0) / ni) for p, ni in zip(eff, n)]
+            ax.errorbar(edges, eff, yerr=err, marker="o", ms=3, lw=1, drawstyle="steps-mid", label=seed)
+        ax.set_xlabel("offline leading-jet pT [GeV] (bin lower edge)")
+        ax.set_ylabel("L1 efficiency")
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_title(f"{label}: {html.escape(str(counters.get('expression', '')))}")
+        ax.legend(fontsize=7)
+        out.append(img(fig, f"{label} turn-on"))
+    return out
 
 
 def _hz(r: Rate) -> str:

@@ -9,7 +9,7 @@ overhead, bulk I/O, CPU per module) are LoopReport lines: no other line starts w
 
 from __future__ import annotations
 
-from hltrun.framework.report.timereport import loop_report, time_report
+from hltrun.framework.report.timereport import fast_timer_json, loop_report, time_report
 
 
 def _module(label: str, real_ms: float, cpu_ms: float, calls: int, visits: int, events: int) -> dict:
@@ -104,3 +104,22 @@ def test_hltrun_figures_are_outside_the_timereport():
     assert "LoopReport    fwk overhead Real/event = 0.000003" in text.splitlines()
     assert "LoopReport   0.001500     0.001500     0.001500  vae" in text.splitlines()  # CPU seconds
     assert text.count("Module Summary") == 1
+
+
+def test_resources_json_memory_is_kb_rounded_down():
+    """FastTimerService.cc: ``kB(bytes) = bytes / 1024`` in integers, for every entry and for the job
+    total (converted from the job's bytes, not summed from rounded entries)."""
+    res = _result()
+    res.update(source={"type": "RootSource", "label": "source", "calls": 1000, "cpu_ms": 1.0, "real_ms": 2.0},
+               overhead={"cpu_ms": 0.5, "real_ms": 0.7}, loop={**res["loop"], "idle_real_ms": 0.0})
+    for m in res["modules"]:
+        m["type"] = "T"
+    del res["source_bulk"]
+    alloc = {"vae": {"allocated": 2047, "freed": 1023}, "anomalyFilter": {"allocated": 1023, "freed": 0},
+             "out": {"allocated": 1024 * 1024 + 1023, "freed": 1025}}
+    doc = fast_timer_json(res, "HLTX", alloc)
+    mem = {m["label"]: (m["mem_alloc"], m["mem_free"]) for m in doc["modules"]}
+    assert mem["vae"] == (1, 0) and mem["anomalyFilter"] == (0, 0) and mem["out"] == (1024, 1)
+    assert (doc["total"]["mem_alloc"], doc["total"]["mem_free"]) == ((2047 + 1023 + 1024 * 1024 + 1023) // 1024,
+                                                                   (1023 + 1025) // 1024)
+    assert doc["total"]["mem_alloc"] == 1027 != sum(m["mem_alloc"] for m in doc["modules"])  # 1025

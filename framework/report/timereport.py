@@ -228,16 +228,21 @@ def farm_report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def kB(n_bytes: int) -> int:
+    """FastTimerService.cc's ``kB()``: bytes to kilobytes, rounded down (integer division by 1024)."""
+    return int(n_bytes) // 1024
+
+
 def _fts_entry(type_: str, label: str, events: int, thread_ms: float, real_ms: float,
                mem: dict[str, int] | None = None) -> dict[str, Any]:
     mem = mem or {}
     return {"type": type_, "label": label, "events": events, "time_thread": thread_ms, "time_real": real_ms,
-            "mem_alloc": round(mem.get("allocated", 0) / 1024), "mem_free": round(mem.get("freed", 0) / 1024)}
+            "mem_alloc": kB(mem.get("allocated", 0)), "mem_free": kB(mem.get("freed", 0))}
 
 
 def fast_timer_json(res: dict[str, Any], process: str,
                     allocations: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
-    """FastTimerService's ``resources.json`` (writeSummaryJSON): times in ms, memory in kB.
+    """FastTimerService's ``resources.json`` (writeSummaryJSON): times in ms, memory in kB rounded down.
 
     ``mem_alloc`` / ``mem_free`` come from the Memory service's memray capture (bytes allocated by
     each module, and bytes of those released, over the job; allocations outside modules under
@@ -257,9 +262,9 @@ def fast_timer_json(res: dict[str, Any], process: str,
     modules.append(_fts_entry("idle", "idle", n, 0.0, res["loop"]["idle_real_ms"]))
     total_thread = sum(m["time_thread"] for m in modules)
     total_real = sum(m["time_real"] for m in modules)
-    total = _fts_entry("Job", process, n, total_thread, total_real)
-    total["mem_alloc"] = sum(m["mem_alloc"] for m in modules)
-    total["mem_free"] = sum(m["mem_free"] for m in modules)
+    # the job's bytes, then kB() once, as FastTimerService converts its own total (not a sum of rounded kB)
+    total = _fts_entry("Job", process, n, total_thread, total_real,
+                       {k: sum(int(a.get(k, 0)) for a in mem.values()) for k in ("allocated", "freed")})
     return {
         "resources": [{"time_real": "real time"}, {"time_thread": "cpu time"},
                       {"mem_alloc": "allocated memory"}, {"mem_free": "deallocated memory"}],

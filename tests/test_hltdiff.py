@@ -222,3 +222,53 @@ def test_default_tolerance_is_the_projects_agreement_criterion(tmp_path):
                  score=[[base * (1 + 3 * AGREEMENT_RTOL)], [base]])
     assert AGREEMENT_RTOL == 1e-4
     assert main([str(old), str(near)]) == 0 and main([str(old), str(far)]) == 1
+
+
+PRESCALED_JOB = """
+source: {{type: TestCountingSource, n: 20}}
+modules:
+  pre: {{type: HLTPrescaler, offset: {offset}}}
+  even: {{type: TestModuloFilter, divisor: 2}}
+  out: {{type: RootOutputModule, file: {file}}}
+paths:
+  HLT_P: [pre, even]
+  HLT_E: [even]
+endpaths:
+  e: [out]
+services:
+  PrescaleService:
+    lvl1Labels: [one, two]
+    lvl1DefaultLabel: {column}
+    prescaleTable:
+      - {{pathName: HLT_P, prescales: [1, 2]}}
+"""
+
+
+def test_prescales_option_counts_what_the_prescaler_changed(write_config, tmp_path, capsys):
+    """hltDiff -p: without it a trigger an HLTPrescaler stopped on either side is no difference; the
+    output records the stops (HLTPrescaled_P) for the paths that have a prescaler."""
+    from tests.helpers import run_config
+
+    files = {}
+    for column, offset in (("one", 0), ("two", 1), ("two0", 0)):
+        files[column] = tmp_path / f"{column}.root"
+        text = PRESCALED_JOB.format(file=files[column], column=column[:3], offset=offset)
+        run_config(write_config(text, f"{column}.yaml"))
+    with uproot.open(files["two"]) as f:
+        fields = set(f["Events"].keys())
+        prescaled = f["Events"]["HLTPrescaled_P"].array(library="np")
+    assert "HLTPrescaled_P" in fields and "HLTPrescaled_E" not in fields  # HLT_E has no prescaler
+    assert prescaled.sum() == 10  # prescale 2: every other event stopped by the prescaler
+    old, new = str(files["one"]), str(files["two"])
+    assert main([old, new]) == 0  # hltDiff's default: prescaler stops are ignored
+    assert "out of which 0 have different HLT results" in capsys.readouterr().out
+    # offset 1: the prescaler keeps the odd events, which 'even' rejects: the 10 even accepts are lost
+    assert main([old, new, "-p", "-v"]) == 1
+    out = capsys.readouterr().out
+    assert "          20          10           -         -10           -  HLT_P" in out
+    assert "        new state is 'prescaled'" in out and "HLT_E" not in out.split("Trigger")[-1]
+    # offset 0: it keeps the even events; the odd ones, rejected by 'even' before, now stop at the
+    # prescaler: same decision, another module (hltDiff's 'Other')
+    assert main([old, str(files["two0"]), "-p"]) == 1
+    assert "          20          10           -           -         ~10  HLT_P" in capsys.readouterr().out
+    assert main([old, str(files["two0"])]) == 0

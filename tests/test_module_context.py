@@ -119,7 +119,7 @@ def test_a_module_asking_for_a_service_the_framework_lacks_is_a_config_error():
         services = ("Bogus",)
 
     with pytest.raises(ConfigError, match=r"modules\.a\.type: TestAsksForNothingKnown asks for service 'Bogus', "
-                                          r"which the framework does not offer \(offered: StreamActivity\)"):
+                                          r"which the framework does not offer \(offered: StreamActivity, Prescales\)"):
         validate({"source": {"type": "RootJetSource", "files": ["x.root"]},
                   "modules": {"a": {"type": "TestAsksForNothingKnown"}}})
 

@@ -25,8 +25,9 @@ which A have different HLT results[, S events were skipped]" (S: old events not 
 table lists only the triggers with a difference (-q: no table); -m N stops after N matched events of
 the old side; -d prints a line per event missing from the other side; -j, -c and -r write the JSON,
 the CSV files and the ROOT histograms, named by -F or one DQM-GUI name per run. hltrun outputs record
-decisions (HLT_* bits), not the module that stopped a path nor the process: the JSON's m/l/t fields
-are -1, the module CSV and histograms are empty, and there is no -p (prescaled paths) or -O/-N.
+decisions (HLT_* bits, and HLTPrescaled_* for paths with an HLTPrescaler, so that -p works as
+hltDiff's), not the module that stopped a path nor the process: the JSON's m/l/t fields are -1, the
+module CSV and histograms are empty, and there is no -O/-N.
 
 Exit codes (hltDiff always exits 0; scripts want more): 0 the compared events agree (skipped events
 do not count), 1 they differ, 2 bad input.
@@ -50,12 +51,13 @@ from hltrun.framework.atomic import write_text
 from hltrun.framework.errors import HltError
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
+from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
 TRIGGER_PREFIX = "HLT_"
 # hltDiff's path states, in its order (edm::hlt::HLTState, then Prescaled and Invalid)
 STATES = ("not run", "accepted", "rejected", "exception", "prescaled", "invalid")
-PASS, FAIL = 1, 2
+PASS, FAIL, PRESCALED = 1, 2, 4
 
 
 class InputError(Exception):
@@ -102,6 +104,7 @@ class Difference:
     compared: int = 0  # events whose decisions were compared (common + implied rejections)
     selected_old: bool = False
     selected_new: bool = False
+    ignore_prescales: bool = True  # hltDiff's default; -p compares prescaled paths too
     triggers: list[TriggerDiff] = field(default_factory=list)
     branches: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
@@ -229,9 +232,11 @@ def _values_differ(a: ak.Array, b: ak.Array, rtol: float, atol: float) -> np.nda
 def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: float = 0.0, examples: int = 5,
             max_events: int = 0, selected_old: bool | None = None, selected_new: bool | None = None,
             coverage_old: dict[tuple[int, int], int] | None = None,
-            coverage_new: dict[tuple[int, int], int] | None = None) -> Difference:
+            coverage_new: dict[tuple[int, int], int] | None = None, ignore_prescales: bool = True) -> Difference:
     """Compare two sides' rows. ``selected_*`` None: detect accepted-only outputs (module docstring);
-    ``coverage_*``: the lumi sections each side's job read (``read_coverage``; None: all)."""
+    ``coverage_*``: the lumi sections each side's job read (``read_coverage``; None: all);
+    ``ignore_prescales``: as hltDiff without -p, a trigger an HLTPrescaler stopped on either side
+    (``HLTPrescaled_X``) is no difference."""
     sel_old = is_accepted_only(old) if selected_old is None else selected_old
     sel_new = is_accepted_only(new) if selected_new is None else selected_new
     k_old, k_new = _keys(old), _keys(new)
@@ -248,7 +253,8 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
     only_new = np.setdiff1d(np.arange(len(k_new)), i_new)
     if max_events > 0:  # hltDiff walks the old side only: with -m, events only in the new files are not looked at
         only_new = only_new[:0]
-    diff = Difference(common=len(common), selected_old=sel_old, selected_new=sel_new)
+    diff = Difference(common=len(common), selected_old=sel_old, selected_new=sel_new,
+                      ignore_prescales=ignore_prescales)
     # one-sided events the other job never read (its lumi section not read in full): not compared
     seen_by_new = _read_in_full(k_old[only_old], coverage_old, coverage_new, k_old)
     seen_by_old = _read_in_full(k_new[only_new], coverage_new, coverage_old, k_new)
@@ -269,7 +275,7 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
 
     def decisions(arr: ak.Array, rows_common: np.ndarray, rows_own: np.ndarray, n_other: int,
                   own_first: bool, name: str) -> np.ndarray:
-        """Decisions in the order of ``all_ids``: common rows, old-only rows, new-only rows."""
+        """Decisions (or prescaler stops) in the order of ``all_ids``: common, old-only, new-only rows."""
         col = np.asarray(arr[name], dtype=bool) if name in arr.fields else np.zeros(len(arr), bool)
         missing = np.zeros(n_other, bool)  # rows the side lacks: rejected (accepted-only side)
         own = col[rows_own]
@@ -279,7 +285,7 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
     names = [f for f in old.fields if f.startswith(TRIGGER_PREFIX)]
     names += [f for f in new.fields if f.startswith(TRIGGER_PREFIX) and f not in names]
     product_fields = [f for f in old.fields if f in new.fields and f not in ID_BRANCHES
-                      and not f.startswith(TRIGGER_PREFIX)]
+                      and not f.startswith((TRIGGER_PREFIX, PRESCALED_PREFIX))]
     product_bad = np.zeros(len(common), bool)
     for name in product_fields:
         bad = np.flatnonzero(_values_differ(old[name][i_old], new[name][i_new], rtol, atol))
@@ -288,7 +294,7 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
         if len(bad):
             diff.examples[name] = [tuple(int(x) for x in common[i])[:3] for i in bad[:examples]]
     for name in sorted(set(old.fields) ^ set(new.fields)):
-        if not name.startswith(TRIGGER_PREFIX):
+        if not name.startswith((TRIGGER_PREFIX, PRESCALED_PREFIX)):
             diff.branches[f"{name} (in one file only)"] = 1
 
     product_bad_all = np.concatenate([product_bad, np.zeros(diff.compared - len(common), bool)])
@@ -299,13 +305,22 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
     changed: dict[int, list[tuple[int, int, int]]] = {}
     for t, name in enumerate(names):
         o, n = old_dec[name], new_dec[name]
+        ps = prescaled_branch(name)
+        po = decisions(old, i_old, use_old_only, len(use_new_only), True, ps)
+        pn = decisions(new, i_new, use_new_only, len(use_old_only), False, ps)
         old_any |= o
         new_any |= n
-        row = TriggerDiff(name, accepted=int(o.sum()), accepted_new=int(n.sum()), gained=int((~o & n).sum()),
-                          lost=int((o & ~n).sum()), other=int((o & n & product_bad_all).sum()))
+        counted = ~(po | pn) if ignore_prescales else np.ones(diff.compared, bool)
+        # 'Other': accepted on both sides with other products, or (-p) rejected on both sides, by the
+        # prescaler on one and by another module on the other (hltDiff: stopped at another module)
+        other = (o & n & product_bad_all) | (~o & ~n & (po != pn) & counted)
+        row = TriggerDiff(name, accepted=int(o.sum()), accepted_new=int(n.sum()),
+                          gained=int((~o & n & counted).sum()), lost=int((o & ~n & counted).sum()),
+                          other=int(other.sum()))
         diff.triggers.append(row)
-        for i in np.flatnonzero((o != n) | (o & n & product_bad_all)):
-            changed.setdefault(int(i), []).append((t, PASS if o[i] else FAIL, PASS if n[i] else FAIL))
+        for i in np.flatnonzero(((o != n) & counted) | other):
+            states = (PASS if o[i] else PRESCALED if po[i] else FAIL, PASS if n[i] else PRESCALED if pn[i] else FAIL)
+            changed.setdefault(int(i), []).append((t, *states))
     for i in sorted(changed):
         run, lumi, event = (int(x) for x in tuple(all_ids[i])[:3])
         diff.events.append(EventDiff(run, lumi, event, bool(old_any[i]), bool(new_any[i]), changed[i]))
@@ -358,11 +373,12 @@ def render_products(diff: Difference, rtol: float, atol: float) -> str:
 
 
 # ----------------------------------------------------------------------- output files (-j, -c, -r, -F)
-def output_base(run: int, old_process: str, new_process: str, output_file: str | None) -> str:
-    """hltDiff's file name without suffix: -F's name for all runs, else one DQM-GUI name per run."""
+def output_base(run: int, output_file: str | None) -> str:
+    """hltDiff's file name without suffix: -F's name for all runs, else one DQM-GUI name per run (the
+    process names empty, as hltDiff's without -O/-N)."""
     if output_file:
         return output_file
-    return f"DQM_V0001_R{run:09d}__OLD_{old_process}__NEW_{new_process}_DQM"
+    return f"DQM_V0001_R{run:09d}__OLD___NEW__DQM"
 
 
 def runs_of(diff: Difference, output_file: str | None) -> dict[int, list[EventDiff]]:
@@ -383,10 +399,13 @@ def _list(values: Sequence[str]) -> str:
     return "[" + ",".join(_s(v) for v in values) + "]"
 
 
-def _file_block(files: Sequence[str], process: str, skipped: Sequence[str]) -> str:
-    base = os.path.commonprefix(list(files))  # hltDiff: the characters every file name shares
+def _file_block(files: Sequence[str]) -> str:
+    """One side's configuration: file_base (the characters every file name shares), the rest of each
+    name, the process (empty: hltrun outputs hold one set of HLT_ bits) and skipped_triggers (empty:
+    hltdiff compares a trigger one side lacks as rejected there)."""
+    base = os.path.commonprefix(list(files))
     return (f'\n"file_base":{_s(base)},\n"files":{_list([f[len(base):] for f in files])},'
-            f'\n"process":{_s(process)},\n"skipped_triggers":{_list(skipped)}')
+            f'\n"process":"",\n"skipped_triggers":[]')
 
 
 def _state(code: int) -> str:
@@ -395,14 +414,13 @@ def _state(code: int) -> str:
     return f'"s":{code}' if code == PASS else f'"s":{code},"m":-1,"l":-1,"t":-1'
 
 
-def to_json_text(diff: Difference, events: Sequence[EventDiff], old_files: Sequence[str], new_files: Sequence[str],
-                 old_process: str = "", new_process: str = "", prescales: bool = True,
-                 skipped_triggers: tuple[Sequence[str], Sequence[str]] = ((), ())) -> str:
+def to_json_text(diff: Difference, events: Sequence[EventDiff], old_files: Sequence[str],
+                 new_files: Sequence[str]) -> str:
     """One JSON file as hltDiff's JsonOutputProducer writes it, line for line: configuration (o, n,
     prescales, events), vars (state, trigger, trigger_passed_count, label, type), events [{r, l, e, t}]."""
-    conf = ('\n"configuration":{\n"o":{' + _file_block(old_files, old_process, skipped_triggers[0]) + '\n},'
-            + '\n"n":{' + _file_block(new_files, new_process, skipped_triggers[1]) + '\n},'
-            + f'\n"prescales":{"true" if prescales else "false"},\n"events":{diff.compared}\n}}')
+    conf = ('\n"configuration":{\n"o":{' + _file_block(old_files) + '\n},'
+            + '\n"n":{' + _file_block(new_files) + '\n},'
+            + f'\n"prescales":{"true" if diff.ignore_prescales else "false"},\n"events":{diff.compared}\n}}')
     counts = ",".join(f'{{"o":{t.accepted},"n":{t.accepted_new}}}' for t in diff.triggers)
     names = [t.name for t in diff.triggers]
     vars_ = (f'\n"vars":{{\n"state":{_list(STATES[:5])},\n"trigger":{_list(names)},'
@@ -500,16 +518,14 @@ def write_root(path: str, run: int, diff: Difference, events: Sequence[EventDiff
 
 
 def write_outputs(diff: Difference, old_files: Sequence[str], new_files: Sequence[str], *, json_out: bool,
-                  csv_out: bool, root_out: bool, output_file: str | None, old_process: str = "",
-                  new_process: str = "", prescales: bool = True) -> tuple[list[str], list[str]]:
+                  csv_out: bool, root_out: bool, output_file: str | None) -> tuple[list[str], list[str]]:
     """The files hltDiff's -j, -c and -r write, named by -F or per run: (JSON files, summary files)."""
     json_files: list[str] = []
     summary_files: list[str] = []
     for run, events in runs_of(diff, output_file).items():
-        base = output_base(run, old_process, new_process, output_file)
+        base = output_base(run, output_file)
         if json_out:
-            write_text(base + ".json", to_json_text(diff, events, old_files, new_files, old_process, new_process,
-                                                    prescales), "--json-output")
+            write_text(base + ".json", to_json_text(diff, events, old_files, new_files), "--json-output")
             json_files.append(base + ".json")
         if root_out:
             try:
@@ -528,13 +544,15 @@ def write_outputs(diff: Difference, old_files: Sequence[str], new_files: Sequenc
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="hltdiff", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
-        description="Compare hltrun outputs event by event (CMSSW hltDiff: -o/-n, -m, -j, -c, -r, -F, -d, -q, -v).",
+        description="Compare hltrun outputs event by event (CMSSW hltDiff: -o/-n, -m, -p, -j, -c, -r, -F, -d, -q, -v).",
         usage="hltdiff OLD.root NEW.root [options]\n       hltdiff -o OLD1.root [OLD2.root ...] -n NEW1.root [...] [options]")
     ap.add_argument("files", nargs="*", type=Path, help="OLD and NEW output (one file per side)")
     ap.add_argument("-o", "--old-files", nargs="+", type=Path, metavar="FILE", help="old (reference) output file(s)")
     ap.add_argument("-n", "--new-files", nargs="+", type=Path, metavar="FILE", help="new output file(s)")
     ap.add_argument("-m", "--max-events", type=int, default=0, metavar="N",
                     help="stop after N matched events, walking the old side in order (default: all)")
+    ap.add_argument("-p", "--prescales", action="store_true",
+                    help="do not ignore differences caused by HLTPrescaler modules (HLTPrescaled_* branches)")
     ap.add_argument("-j", "--json-output", action="store_true",
                     help="write the comparison as JSON (hltDiff's layout): FILE_NAME.json with -F, else one "
                          "DQM_V0001_R<run>__OLD_<process>__NEW_<process>_DQM.json per run")
@@ -584,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"hltdiff: error: {exc}\n")
         return 2
     diff = compare(old, new, args.rtol, args.atol, args.examples, args.max_events, selected, selected,
-                   coverage_old, coverage_new)
+                   coverage_old, coverage_new, ignore_prescales=not args.prescales)
     if args.debug:  # hltDiff -d: every event not found on the other side
         n_old = diff.only_in_old
         for i, (run, lumi, event) in enumerate(diff.skipped_ids):

@@ -10,8 +10,9 @@ hltrun specifics, next to hltDiff's own behaviour:
   no row rejected by every trigger) counts an event it lacks as rejected, so the event becomes a
   gained or lost accept instead of a skipped one. ``--selected yes|no`` overrides the detection.
 * ``Other`` (hltDiff: same decision, stopped at another module) counts events that the trigger
-  accepted on both sides but whose kept products (e.g. ``vae_score``) differ beyond the tolerance:
-  hltrun outputs record decisions, not the module that stopped a path.
+  accepted on both sides but whose kept products (e.g. ``vae_score``) differ beyond the tolerance,
+  and, with -p, events rejected on both sides by the prescaler on one and another module on the
+  other: hltrun outputs record decisions and prescaler stops, not the module that stopped a path.
 * Kept products are compared on every common event, with ``--rtol``/``--atol`` (default: the
   project's agreement criterion between backends, 1e-4 relative).
 * hltrun outputs list the lumi sections their job processed (the ``LuminosityBlocks`` tree, with

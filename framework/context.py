@@ -189,6 +189,7 @@ class ModuleContext:
     produces: Mapping[str, type] = field(default_factory=dict)
     services: Mapping[str, Any] = field(default_factory=dict)
     channels: Channels = field(default_factory=Channels, repr=False, compare=False)
+    prescaled_paths: tuple[str, ...] = ()  # the job's paths with an HLTPrescaler (an output records its stops)
 
     def service(self, name: str) -> Any:
         """A service the module listed in its class's ``services``; anything else is a programming error."""

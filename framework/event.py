@@ -8,6 +8,7 @@ from typing import Any, Callable
 from .errors import ModuleError, ProductNotFound
 
 _NO_TYPES: dict[str, type] = {}
+_NO_PATHS: frozenset[str] = frozenset()
 DECLARES = ":*"  # types key ``label:*``: the module declares its products (any other put is refused)
 
 
@@ -31,7 +32,8 @@ class Event:
     producer on demand (CMSSW's unscheduled execution) before ``ProductNotFound`` is raised.
     """
 
-    __slots__ = ("id", "index", "stream", "_products", "current_module", "_on_demand", "trigger_results", "_types")
+    __slots__ = ("id", "index", "stream", "_products", "current_module", "_on_demand", "trigger_results",
+                 "prescaled_paths", "_types")
 
     def __init__(self, event_id: EventID, index: int, stream: int,
                  on_demand: Callable[["Event", str], bool] | None = None,
@@ -44,6 +46,8 @@ class Event:
         self.current_module = ""
         self._on_demand = on_demand
         self.trigger_results: dict[str, bool] = {}
+        # paths an HLTPrescaler stopped (CMSSW: the path's state points at an HLTPrescaler): hltdiff's -p
+        self.prescaled_paths: frozenset[str] = _NO_PATHS
         self._types = types
 
     def put(self, product: Any, instance: str = "") -> None:

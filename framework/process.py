@@ -94,7 +94,14 @@ class Process:
         return ModuleContext(label, self.config.process, o.streams_in_flight, tuple(o.accelerators),
                              tuple(self.config.paths), on_paths, self.job.report_dir, self.job.units,
                              cfg.cls.declared_consumes(cfg.params), dict(cfg.inputs), dict(cfg.cls.produces or {}),
-                             services, self.channels)
+                             services, self.channels, self._prescaled_paths())
+
+    def _prescaled_paths(self) -> tuple[str, ...]:
+        """Paths with an HLTPrescaler on them (not inverted): where a 'prescaled' state can occur."""
+        mods = self.config.modules
+        return tuple(p for p, entries in self.config.paths.items()
+                     if any(e.mode == "normal" and getattr(mods[e.label].cls, "prescaler", False)
+                            for e in entries if e.label in mods))
 
     def all_modules(self) -> list[tuple[ModuleDescription, Module]]:
         by_label = {d.label: d for d in self.descriptions}

@@ -148,7 +148,7 @@ class Worker:
 class PathRunner:
     """One path (or endpath) on one stream: its workers in order and its counters."""
 
-    __slots__ = ("name", "entries", "workers", "counters", "is_endpath", "_modes")
+    __slots__ = ("name", "entries", "workers", "counters", "is_endpath", "_modes", "_prescalers")
 
     def __init__(self, name: str, entries: list[PathEntry], workers: list[Worker], is_endpath: bool) -> None:
         self.name = name
@@ -157,6 +157,9 @@ class PathRunner:
         self.is_endpath = is_endpath
         self.counters = PathCounters(modules=[ModuleCounters() for _ in entries])
         self._modes = [e.mode for e in entries]
+        # an HLTPrescaler that stops this path makes it 'prescaled' rather than 'rejected' (hltdiff -p)
+        self._prescalers = [e.mode == "normal" and bool(getattr(w.module, "prescaler", False))
+                            for e, w in zip(entries, workers)]
 
     def run(self, event: Event, signals: ActivityRegistry) -> bool:
         fire = signals.pre_path.fire
@@ -166,7 +169,7 @@ class PathRunner:
         counters.executed += 1
         accepted = True
         try:
-            for worker, mode, stats in zip(self.workers, self._modes, counters.modules):
+            for worker, mode, stats, prescaler in zip(self.workers, self._modes, counters.modules, self._prescalers):
                 stats.visited += 1
                 try:
                     result = worker.run(event)
@@ -184,6 +187,8 @@ class PathRunner:
                 elif not self.is_endpath:
                     stats.failed += 1
                     accepted = False
+                    if prescaler:
+                        event.prescaled_paths = event.prescaled_paths | {self.name}
                     break
                 else:
                     stats.failed += 1  # endpath modules all run; a non-selected output counts here

@@ -75,6 +75,12 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
 
 
 LUMI_TREE = "LuminosityBlocks"  # NanoAOD's name
+PRESCALED_PREFIX = "HLTPrescaled_"
+
+
+def prescaled_branch(trigger_branch: str) -> str:
+    """HLT_X -> HLTPrescaled_X: the branch saying that X's HLTPrescaler stopped it."""
+    return PRESCALED_PREFIX + trigger_branch[len("HLT_"):]
 
 _ID_DTYPES = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}  # NanoAOD's types
 
@@ -106,12 +112,17 @@ class RootOutputModule(OutputModule):
         self._last_flush = 0  # event index of the last basket
         self._activity: StreamActivity | None = None
         self._decision_branches: list[tuple[str, str]] = []
+        self._prescaled_branches: list[tuple[str, str]] = []
         self._lumis: dict[tuple[int, int], int] = {}  # (run, lumi) -> events processed, selected or not
 
     def begin_job(self, ctx: "ModuleContext") -> None:
         self._activity = ctx.service(StreamActivity.name)
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in ctx.paths]
+        # hltrun's addition, for paths with an HLTPrescaler: HLTPrescaled_X is true when the prescaler
+        # stopped HLT_X (hltDiff's 'prescaled' state; hltdiff ignores those differences unless -p)
+        self._prescaled_branches = [(p, prescaled_branch(b)) for p, b in self._decision_branches
+                                    if p in ctx.prescaled_paths]
         check_file_destination(self.path, self._what)
         if not ctx.units:  # a distributed run writes one part per work unit (begin_unit)
             self._open(self.path)
@@ -193,6 +204,8 @@ class RootOutputModule(OutputModule):
                                "event": event.id.event}
         for path, branch in self._decision_branches:
             row[branch] = event.trigger_results.get(path, False)
+        for path, branch in self._prescaled_branches:
+            row[branch] = path in event.prescaled_paths
         for tag in self.params.keep:
             row.update(product_columns(tag.replace(":", "_"), event.get(tag)))
         self._pending[event.index] = row

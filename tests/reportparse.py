@@ -71,16 +71,18 @@ def parse_trigreport(text: str) -> dict[str, Any]:
 def parse_timereport(text: str) -> dict[str, Any]:
     """Seconds, as printed. {'event': {label: value}, 'paths'/'endpaths': {name: (per event, per exec)},
     'modules_in_path': {path: {label: (per event, per visit)}}, 'modules_real'/'modules_cpu':
-    {label: (per event, per exec, per visit)}}."""
+    {label: (per event, per exec, per visit)}}. The Real Module Summary is the TimeReport's, the CPU one and
+    the source / overhead lines are the LoopReport's (hltrun's figures, outside cmsRun's TimeReport)."""
     doc: dict[str, Any] = {"event": {}, "paths": {}, "endpaths": {}, "modules_in_path": {},
                            "modules_real": {}, "modules_cpu": {}}
-    for title, body in _sections(text, "TimeReport"):
+    sections = _sections(text, "TimeReport") + _sections(text, "LoopReport")  # LoopReport: hltrun's extras
+    for title, body in sections:
         rows = []
         for line in body:
             m = re.match(rf"^((?:{_NUM}\s+)+)(\S.*)$", line)
             if m:
                 rows.append((tuple(float(v) for v in m.group(1).split()), m.group(2).strip()))
-        if title.startswith("Event Summary"):
+        if title.startswith(("Event Summary", "Event loop extras")):
             for line in body:
                 m = re.match(rf"^(.*?)\s*=\s*({_NUM})$", line)
                 if m:

@@ -387,7 +387,7 @@ def test_batched_path_equals_per_event_path(tmp_path):
     old = read_side([tmp_path / "per_event.root"], "Events")
     new = read_side([tmp_path / "batched.root"], "Events")
     diff = compare(old, new, rtol=1e-5)  # ONNX Runtime on CPU: scores at batch 64 equal batch 2 exactly here
-    assert diff.compared == len(old) == summary.events_processed == 2500  # the whole QCD sample
+    assert diff.compared == len(old) == summary.events_processed == 2500 and diff.only_in_new == 0  # the whole QCD sample
     assert diff.identical, (diff.branches, [(t.name, t.gained, t.lost) for t in diff.triggers])
     assert any(t.accepted for t in diff.triggers)  # the comparison covers accepted events too
     b = summary.module_summaries["vae"]["batching"]

@@ -1,4 +1,5 @@
-"""hltdiff speaks hltDiff: its table, -o/-n with several files, -j, -q, -v, -m, and accepted-only outputs."""
+"""hltdiff speaks hltDiff: its header and table, -o/-n with several files, -m, -d, -q, -v, and
+accepted-only outputs. The files of -j, -c, -r and -F: tests/test_hltdiff_golden.py."""
 
 from __future__ import annotations
 
@@ -36,14 +37,25 @@ NEW_B = [0] * 9 + [1]
 def test_table_has_hltdiff_columns_and_counts(tmp_path, capsys):
     old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A, "HLT_B": OLD_B})
     new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": NEW_A, "HLT_B": NEW_B})
+    assert main([str(old), str(new), "-q"]) == 1  # -q: no table (hltDiff's quiet)
+    quiet = capsys.readouterr().out.splitlines()
+    assert "Found 10 matching events, out of which 4 have different HLT results" in quiet
+    assert not any("Trigger" in line or "HLT_" in line for line in quiet)
     assert main([str(old), str(new)]) == 1
     out = capsys.readouterr().out.splitlines()
-    # hltDiff.cc: setw(12) columns, then two spaces and the trigger name; '-' for zero, signs otherwise
-    assert "Found 4 events out of 10 with differences:" in out
-    assert "      Events    Accepted      Gained        Lost       Other  Trigger" in out
-    assert "          10           4          +1          -2           -  HLT_A" in out
-    assert "          10           -          +1           -           -  HLT_B" not in out  # Accepted is a count
-    assert "          10           0          +1           -           -  HLT_B" in out
+    # hltDiff.cc: the header, a blank line, setw(12) columns, two spaces and the trigger name
+    i = out.index("Found 10 matching events, out of which 4 have different HLT results")
+    assert out[i + 1:i + 5] == ["", "      Events    Accepted      Gained        Lost       Other  Trigger",
+                                "          10           4          +1          -2           -  HLT_A",
+                                "          10           0          +1           -           -  HLT_B"]
+
+
+def test_only_triggers_with_differences_are_listed(tmp_path, capsys):
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A, "HLT_Same": OLD_A})
+    new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": NEW_A, "HLT_Same": OLD_A})
+    main([str(old), str(new)])
+    out = capsys.readouterr().out
+    assert "  HLT_A" in out and "HLT_Same" not in out
 
 
 def test_identical_outputs_agree(tmp_path, capsys):
@@ -51,7 +63,8 @@ def test_identical_outputs_agree(tmp_path, capsys):
     b = _write(tmp_path / "b.root", [1] * 10, EV, {"HLT_A": OLD_A}, score=[[0.1, 0.2]] * 10)
     assert main([str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert "Found 0 events out of 10 with differences:" in out and "outputs agree" in out
+    assert "Found 10 matching events, out of which 0 have different HLT results\n" in out and "outputs agree" in out
+    assert "Trigger" not in out  # hltDiff prints the table's header only above a differing trigger
 
 
 def test_other_counts_accepted_events_whose_scores_changed(tmp_path):
@@ -94,24 +107,43 @@ def test_several_files_per_side_equal_one_concatenated_file(tmp_path, capsys):
     assert [line for line in single if "HLT_" in line] == [line for line in split if "HLT_" in line]
 
 
-def test_json_verbose_quiet_and_max_events(tmp_path, capsys):
+def test_verbose_debug_and_skipped_events(tmp_path, capsys):
     old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A})
     new = _write(tmp_path / "new.root", [1] * 9, EV[:9], {"HLT_A": NEW_A[:9]})  # event 10 missing
-    out_json = tmp_path / "cmp" / "diff.json"
-    assert main([str(old), str(new), "--selected", "no", "-j", str(out_json), "-v"]) == 1
+    assert main([str(old), str(new), "--selected", "no", "-v"]) == 1
     captured = capsys.readouterr()
-    assert "event 10: not found" in captured.err
+    assert "not found" not in captured.err  # hltDiff: missing events only with -d
     assert "run 1, lumi 1, event 2: old result is 'accepted', new result is 'rejected'" in captured.out
     assert "        old state is 'accepted',\n        new state is 'rejected'" in captured.out
-    doc = json.loads(out_json.read_text())
-    assert doc["vars"]["trigger"] == ["HLT_A"] and set(doc["events"]) == {"1:1:2", "1:1:5", "1:1:6"}
-    assert doc["events"]["1:1:6"] == [{"tr": 0, "o": {"s": 2, "m": -1, "l": -1, "t": -1},
-                                       "n": {"s": 1, "m": -1, "l": -1, "t": -1}}]
-    assert doc["summary"]["skipped_old_only"] == 1 and doc["summary"]["compared"] == 9
-    assert main([str(old), str(new), "--selected", "no", "-q"]) == 1
-    assert "not found" not in capsys.readouterr().err
-    assert main([str(old), str(new), "-m", "1"]) == 0  # event 1 agrees on both sides
-    assert "Found 0 events out of 1 with differences" in capsys.readouterr().out
+    assert "Found 9 matching events, out of which 3 have different HLT results, 1 events were skipped" in captured.out
+    assert main([str(old), str(new), "--selected", "no", "-d"]) == 1
+    assert "run 1, lumi 1, event 10: not found in the 'new' files, skipping.\n" in capsys.readouterr().err
+
+
+def test_agreeing_outputs_with_skipped_events_exit_0(tmp_path, capsys):
+    """hltDiff skips an old event the new files lack; agreeing compared events are agreement."""
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A})
+    new = _write(tmp_path / "new.root", [1] * 9, EV[:9], {"HLT_A": OLD_A[:9]})
+    assert main([str(old), str(new), "--selected", "no"]) == 0
+    out = capsys.readouterr().out
+    assert "Found 9 matching events, out of which 0 have different HLT results, 1 events were skipped" in out
+    assert "outputs agree" in out
+
+
+def test_max_events_stops_after_n_matched_events(tmp_path, capsys):
+    """-m N counts matched events of the old side, in its order: skipped ones do not count."""
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A})
+    # the new side lacks events 1 and 2; event 5 (4th matched) differs
+    keep = [i for i in range(10) if EV[i] not in (1, 2)]
+    new_a = list(OLD_A)
+    new_a[4] = 0
+    new = _write(tmp_path / "new.root", [1] * 8, [EV[i] for i in keep], {"HLT_A": [new_a[i] for i in keep]})
+    assert main([str(old), str(new), "--selected", "no", "-m", "2"]) == 0  # events 3, 4 agree
+    out = capsys.readouterr().out
+    assert "Found 2 matching events, out of which 0 have different HLT results, 2 events were skipped" in out
+    assert main([str(old), str(new), "--selected", "no", "-m", "3"]) == 1  # events 3, 4, 5
+    assert "Found 3 matching events, out of which 1 have different HLT results, 2 events were skipped" in \
+        capsys.readouterr().out
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "no_tree", "no_ids"])
@@ -160,7 +192,7 @@ def test_events_the_other_job_never_read_are_not_differences(tmp_path, capsys):
     assert main([str(ref), str(job)]) == 0
     out = capsys.readouterr().out
     assert "note: 10 event(s) of the old side lie in lumi sections the new job did not read" in out
-    assert "Found 0 events out of 10 with differences" in out
+    assert "Found 10 matching events, out of which 0 have different HLT results" in out
     assert main([str(job), str(ref)]) == 0  # the other way round: nothing gained either
     assert "10 event(s) of the new side lie in lumi sections the old job did not read" in capsys.readouterr().out
 
@@ -190,3 +222,53 @@ def test_default_tolerance_is_the_projects_agreement_criterion(tmp_path):
                  score=[[base * (1 + 3 * AGREEMENT_RTOL)], [base]])
     assert AGREEMENT_RTOL == 1e-4
     assert main([str(old), str(near)]) == 0 and main([str(old), str(far)]) == 1
+
+
+PRESCALED_JOB = """
+source: {{type: TestCountingSource, n: 20}}
+modules:
+  pre: {{type: HLTPrescaler, offset: {offset}}}
+  even: {{type: TestModuloFilter, divisor: 2}}
+  out: {{type: RootOutputModule, file: {file}}}
+paths:
+  HLT_P: [pre, even]
+  HLT_E: [even]
+endpaths:
+  e: [out]
+services:
+  PrescaleService:
+    lvl1Labels: [one, two]
+    lvl1DefaultLabel: {column}
+    prescaleTable:
+      - {{pathName: HLT_P, prescales: [1, 2]}}
+"""
+
+
+def test_prescales_option_counts_what_the_prescaler_changed(write_config, tmp_path, capsys):
+    """hltDiff -p: without it a trigger an HLTPrescaler stopped on either side is no difference; the
+    output records the stops (HLTPrescaled_P) for the paths that have a prescaler."""
+    from tests.helpers import run_config
+
+    files = {}
+    for column, offset in (("one", 0), ("two", 1), ("two0", 0)):
+        files[column] = tmp_path / f"{column}.root"
+        text = PRESCALED_JOB.format(file=files[column], column=column[:3], offset=offset)
+        run_config(write_config(text, f"{column}.yaml"))
+    with uproot.open(files["two"]) as f:
+        fields = set(f["Events"].keys())
+        prescaled = f["Events"]["HLTPrescaled_P"].array(library="np")
+    assert "HLTPrescaled_P" in fields and "HLTPrescaled_E" not in fields  # HLT_E has no prescaler
+    assert prescaled.sum() == 10  # prescale 2: every other event stopped by the prescaler
+    old, new = str(files["one"]), str(files["two"])
+    assert main([old, new]) == 0  # hltDiff's default: prescaler stops are ignored
+    assert "out of which 0 have different HLT results" in capsys.readouterr().out
+    # offset 1: the prescaler keeps the odd events, which 'even' rejects: the 10 even accepts are lost
+    assert main([old, new, "-p", "-v"]) == 1
+    out = capsys.readouterr().out
+    assert "          20          10           -         -10           -  HLT_P" in out
+    assert "        new state is 'prescaled'" in out and "HLT_E" not in out.split("Trigger")[-1]
+    # offset 0: it keeps the even events; the odd ones, rejected by 'even' before, now stop at the
+    # prescaler: same decision, another module (hltDiff's 'Other')
+    assert main([old, str(files["two0"]), "-p"]) == 1
+    assert "          20          10           -           -         ~10  HLT_P" in capsys.readouterr().out
+    assert main([old, str(files["two0"])]) == 0

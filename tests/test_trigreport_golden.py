@@ -2,7 +2,9 @@
 
 The expected text below was written from Schedule.cc's stream statements (``"TrigReport " <<
 std::right << std::setw(5) << 1 << std::setw(5) << bit << " " << std::setw(10) << timesRun ...``),
-not from hltrun's output: a changed width, header, bit column or counter fails here.
+not from hltrun's output: a changed width, header, bit column or counter fails here. The report opens
+with a blank line and its Module Summary is sorted by label in byte order (``getTriggerReport``'s
+``sort_all(rep.workerSummaries)``; WorkerSummary compares moduleLabel), not in configuration order.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from hltrun.framework.report.trigreport import trig_report
 from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters
 
-EXPECTED = """\
+EXPECTED = """
 TrigReport ---------- Event  Summary ------------
 TrigReport Events total = 4000 passed = 115 failed = 3885
 
@@ -26,7 +28,7 @@ TrigReport     0    0       4000       4000          0          0 outputPath
 TrigReport ---------- Modules in Path: HLT_AnomalyDetection ------------
 TrigReport  Trig Bit#    Visited     Passed     Failed      Error Name
 TrigReport     1    0       4000       4000          0          0 batcher
-TrigReport     1    0       4000       4000          0          0 vae
+TrigReport     1    0       4000       4000          0          0 Vae
 TrigReport     1    0       4000        115       3885          0 anomalyFilter
 
 TrigReport ---------- Modules in Path: HLT_Inverted ------------
@@ -40,11 +42,11 @@ TrigReport     0    1       4000       4000          0          0 counter
 
 TrigReport ---------- Module Summary ------------
 TrigReport    Visited   Executed     Passed     Failed      Error Name
-TrigReport       4000       4000       4000          0          0 batcher
-TrigReport       4000       4000       4000          0          0 vae
+TrigReport       4000       4000       4000          0          0 Vae
 TrigReport       8000       4000        115       3885          0 anomalyFilter
-TrigReport       4000       4000       4000          0          0 out
+TrigReport       4000       4000       4000          0          0 batcher
 TrigReport       4000       4000       4000          0          0 counter
+TrigReport       4000       4000       4000          0          0 out
 """
 
 
@@ -55,17 +57,19 @@ def _summary() -> JobSummary:
     s.paths["HLT_AnomalyDetection"] = PathCounters(4000, 115, 3885, 0, [ok, ok, cut])
     s.paths["HLT_Inverted"] = PathCounters(4000, 3885, 115, 0, [ModuleCounters(4000, 0, 3885, 115, 0)])
     s.endpaths["outputPath"] = PathCounters(4000, 4000, 0, 0, [ok, ok])
-    s.path_entries = {"HLT_AnomalyDetection": ["batcher", "vae", "anomalyFilter"],
+    s.path_entries = {"HLT_AnomalyDetection": ["batcher", "Vae", "anomalyFilter"],
                       "HLT_Inverted": ["~anomalyFilter"], "outputPath": ["out", "counter"]}
     every = ModuleCounters(visited=4000, executed=4000, passed=4000)
-    s.modules = {"batcher": every, "vae": every,
+    s.modules = {"batcher": every, "Vae": every,  # capital V: std::string order puts it before lower case
                  "anomalyFilter": ModuleCounters(visited=8000, executed=4000, passed=115, failed=3885),
                  "out": every, "counter": every}
     return s
 
 
 def test_trigreport_matches_schedule_cc_line_for_line():
-    got = trig_report(_summary()).splitlines()
+    text = trig_report(_summary())
+    assert text.startswith("\nTrigReport ---------- Event  Summary") and text.endswith(" out\n")
+    got = text.splitlines()
     want = EXPECTED.splitlines()
     for i, (g, w) in enumerate(zip(got, want)):
         assert g == w, f"line {i + 1}:\n got  {g!r}\n want {w!r}"
@@ -91,3 +95,9 @@ endpaths:
     assert (out.visited, out.executed, out.passed, out.failed) == (10, 10, 10, 0)
     assert summary.endpaths["e"].passed == 10
     assert process.instances["out"][0].summary()["events_written"] == 5
+
+
+def test_no_trigger_paths_means_every_event_passed():
+    """Schedule.cc: without trigger paths the event summary says passed = total, failed = 0."""
+    s = JobSummary("P", 1, events_processed=7, events_passed=0, events_failed=0)
+    assert "TrigReport Events total = 7 passed = 7 failed = 0\n" in trig_report(s)

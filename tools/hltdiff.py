@@ -10,8 +10,9 @@ hltrun specifics, next to hltDiff's own behaviour:
   no row rejected by every trigger) counts an event it lacks as rejected, so the event becomes a
   gained or lost accept instead of a skipped one. ``--selected yes|no`` overrides the detection.
 * ``Other`` (hltDiff: same decision, stopped at another module) counts events that the trigger
-  accepted on both sides but whose kept products (e.g. ``vae_score``) differ beyond the tolerance:
-  hltrun outputs record decisions, not the module that stopped a path.
+  accepted on both sides but whose kept products (e.g. ``vae_score``) differ beyond the tolerance,
+  and, with -p, events rejected on both sides by the prescaler on one and another module on the
+  other: hltrun outputs record decisions and prescaler stops, not the module that stopped a path.
 * Kept products are compared on every common event, with ``--rtol``/``--atol`` (default: the
   project's agreement criterion between backends, 1e-4 relative).
 * hltrun outputs list the lumi sections their job processed (the ``LuminosityBlocks`` tree, with
@@ -20,13 +21,24 @@ hltrun specifics, next to hltDiff's own behaviour:
   the outputs differ (comparing a job on two samples with a reference on four is no difference). A
   side without that tree (an older output) is assumed to have read every event.
 
-Exit codes (more useful to scripts than hltDiff's): 0 the outputs agree, 1 they differ, 2 bad input.
+As hltDiff (HLTrigger/Tools/bin/hltDiff.cc) does: the first line is "Found N matching events, out of
+which A have different HLT results[, S events were skipped]" (S: old events not in the new files); the
+table lists only the triggers with a difference (-q: no table); -m N stops after N matched events of
+the old side; -d prints a line per event missing from the other side; -j, -c and -r write the JSON,
+the CSV files and the ROOT histograms, named by -F or one DQM-GUI name per run. hltrun outputs record
+decisions (HLT_* bits, and HLTPrescaled_* for paths with an HLTPrescaler, so that -p works as
+hltDiff's), not the module that stopped a path nor the process: the JSON's m/l/t fields are -1, the
+module CSV and histograms are empty, and there is no -O/-N.
+
+Exit codes (hltDiff always exits 0; scripts want more): 0 the compared events agree (skipped events
+do not count), 1 they differ, 2 bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -40,12 +52,13 @@ from hltrun.framework.atomic import write_text
 from hltrun.framework.errors import HltError
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
+from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
 TRIGGER_PREFIX = "HLT_"
 # hltDiff's path states, in its order (edm::hlt::HLTState, then Prescaled and Invalid)
 STATES = ("not run", "accepted", "rejected", "exception", "prescaled", "invalid")
-PASS, FAIL = 1, 2
+PASS, FAIL, PRESCALED = 1, 2, 4
 
 
 class InputError(Exception):
@@ -58,6 +71,7 @@ class TriggerDiff:
 
     name: str
     accepted: int = 0  # accepted by the old side, among the compared events
+    accepted_new: int = 0  # accepted by the new side (hltDiff's trigger_passed_count 'n')
     gained: int = 0
     lost: int = 0
     other: int = 0
@@ -91,6 +105,7 @@ class Difference:
     compared: int = 0  # events whose decisions were compared (common + implied rejections)
     selected_old: bool = False
     selected_new: bool = False
+    ignore_prescales: bool = True  # hltDiff's default; -p compares prescaled paths too
     triggers: list[TriggerDiff] = field(default_factory=list)
     branches: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
@@ -103,8 +118,9 @@ class Difference:
 
     @property
     def identical(self) -> bool:
-        return not (self.only_in_old or self.only_in_new or any(self.branches.values())
-                    or any(t.differs for t in self.triggers))
+        """No decision and no product differs on the compared events. Events found on one side only
+        are skipped, as hltDiff skips them: they do not make agreeing outputs differ."""
+        return not (any(self.branches.values()) or any(t.differs for t in self.triggers))
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -217,20 +233,29 @@ def _values_differ(a: ak.Array, b: ak.Array, rtol: float, atol: float) -> np.nda
 def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: float = 0.0, examples: int = 5,
             max_events: int = 0, selected_old: bool | None = None, selected_new: bool | None = None,
             coverage_old: dict[tuple[int, int], int] | None = None,
-            coverage_new: dict[tuple[int, int], int] | None = None) -> Difference:
+            coverage_new: dict[tuple[int, int], int] | None = None, ignore_prescales: bool = True) -> Difference:
     """Compare two sides' rows. ``selected_*`` None: detect accepted-only outputs (module docstring);
-    ``coverage_*``: the lumi sections each side's job read (``read_coverage``; None: all)."""
-    if max_events > 0:
-        old = old[:max_events]
+    ``coverage_*``: the lumi sections each side's job read (``read_coverage``; None: all);
+    ``ignore_prescales``: as hltDiff without -p, a trigger an HLTPrescaler stopped on either side
+    (``HLTPrescaled_X``) is no difference."""
     sel_old = is_accepted_only(old) if selected_old is None else selected_old
     sel_new = is_accepted_only(new) if selected_new is None else selected_new
     k_old, k_new = _keys(old), _keys(new)
+    if max_events > 0:  # hltDiff -m: the old side's events in order, until N of them were matched
+        matched = np.zeros(len(k_old), bool)
+        matched[np.intersect1d(k_old, k_new, return_indices=True)[1]] = True
+        if sel_new:  # an old event the accepted-only new side lacks is compared (rejected there)
+            matched |= _read_in_full(k_old, coverage_old, coverage_new, k_old)
+        nth = np.flatnonzero(matched)
+        if len(nth) > max_events:
+            old, k_old = old[: nth[max_events - 1] + 1], k_old[: nth[max_events - 1] + 1]
     common, i_old, i_new = np.intersect1d(k_old, k_new, return_indices=True)
     only_old = np.setdiff1d(np.arange(len(k_old)), i_old)
     only_new = np.setdiff1d(np.arange(len(k_new)), i_new)
-    if max_events > 0 and sel_old:  # the old side's first N rows say nothing about later new rows
+    if max_events > 0:  # hltDiff walks the old side only: with -m, events only in the new files are not looked at
         only_new = only_new[:0]
-    diff = Difference(common=len(common), selected_old=sel_old, selected_new=sel_new)
+    diff = Difference(common=len(common), selected_old=sel_old, selected_new=sel_new,
+                      ignore_prescales=ignore_prescales)
     # one-sided events the other job never read (its lumi section not read in full): not compared
     seen_by_new = _read_in_full(k_old[only_old], coverage_old, coverage_new, k_old)
     seen_by_old = _read_in_full(k_new[only_new], coverage_new, coverage_old, k_new)
@@ -251,7 +276,7 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
 
     def decisions(arr: ak.Array, rows_common: np.ndarray, rows_own: np.ndarray, n_other: int,
                   own_first: bool, name: str) -> np.ndarray:
-        """Decisions in the order of ``all_ids``: common rows, old-only rows, new-only rows."""
+        """Decisions (or prescaler stops) in the order of ``all_ids``: common, old-only, new-only rows."""
         col = np.asarray(arr[name], dtype=bool) if name in arr.fields else np.zeros(len(arr), bool)
         missing = np.zeros(n_other, bool)  # rows the side lacks: rejected (accepted-only side)
         own = col[rows_own]
@@ -261,7 +286,7 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
     names = [f for f in old.fields if f.startswith(TRIGGER_PREFIX)]
     names += [f for f in new.fields if f.startswith(TRIGGER_PREFIX) and f not in names]
     product_fields = [f for f in old.fields if f in new.fields and f not in ID_BRANCHES
-                      and not f.startswith(TRIGGER_PREFIX)]
+                      and not f.startswith((TRIGGER_PREFIX, PRESCALED_PREFIX))]
     product_bad = np.zeros(len(common), bool)
     for name in product_fields:
         bad = np.flatnonzero(_values_differ(old[name][i_old], new[name][i_new], rtol, atol))
@@ -270,7 +295,7 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
         if len(bad):
             diff.examples[name] = [tuple(int(x) for x in common[i])[:3] for i in bad[:examples]]
     for name in sorted(set(old.fields) ^ set(new.fields)):
-        if not name.startswith(TRIGGER_PREFIX):
+        if not name.startswith((TRIGGER_PREFIX, PRESCALED_PREFIX)):
             diff.branches[f"{name} (in one file only)"] = 1
 
     product_bad_all = np.concatenate([product_bad, np.zeros(diff.compared - len(common), bool)])
@@ -281,13 +306,22 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
     changed: dict[int, list[tuple[int, int, int]]] = {}
     for t, name in enumerate(names):
         o, n = old_dec[name], new_dec[name]
+        ps = prescaled_branch(name)
+        po = decisions(old, i_old, use_old_only, len(use_new_only), True, ps)
+        pn = decisions(new, i_new, use_new_only, len(use_old_only), False, ps)
         old_any |= o
         new_any |= n
-        row = TriggerDiff(name, accepted=int(o.sum()), gained=int((~o & n).sum()), lost=int((o & ~n).sum()),
-                          other=int((o & n & product_bad_all).sum()))
+        counted = ~(po | pn) if ignore_prescales else np.ones(diff.compared, bool)
+        # 'Other': accepted on both sides with other products, or (-p) rejected on both sides, by the
+        # prescaler on one and by another module on the other (hltDiff: stopped at another module)
+        other = (o & n & product_bad_all) | (~o & ~n & (po != pn) & counted)
+        row = TriggerDiff(name, accepted=int(o.sum()), accepted_new=int(n.sum()),
+                          gained=int((~o & n & counted).sum()), lost=int((o & ~n & counted).sum()),
+                          other=int(other.sum()))
         diff.triggers.append(row)
-        for i in np.flatnonzero((o != n) | (o & n & product_bad_all)):
-            changed.setdefault(int(i), []).append((t, PASS if o[i] else FAIL, PASS if n[i] else FAIL))
+        for i in np.flatnonzero(((o != n) & counted) | other):
+            states = (PASS if o[i] else PRESCALED if po[i] else FAIL, PASS if n[i] else PRESCALED if pn[i] else FAIL)
+            changed.setdefault(int(i), []).append((t, *states))
     for i in sorted(changed):
         run, lumi, event = (int(x) for x in tuple(all_ids[i])[:3])
         diff.events.append(EventDiff(run, lumi, event, bool(old_any[i]), bool(new_any[i]), changed[i]))
@@ -299,22 +333,21 @@ def _signed(value: int, sign: str) -> str:
     return f"{sign}{value}" if value else "-"
 
 
-def render_table(diff: Difference) -> str:
-    """hltDiff's summary: 'Found A events out of N with differences' and its 12-wide columns."""
+def render_header(diff: Difference) -> str:
+    """hltDiff's first line: matched events, those with different results, old events skipped."""
+    skipped = f", {diff.only_in_old} events were skipped" if diff.only_in_old else ""
     if not diff.compared:
-        line = "There are no common events between the old and new files"
-        if diff.only_in_old or diff.only_in_new:
-            line += f", {diff.only_in_old + diff.only_in_new} events were skipped"
-        return line + "."
-    head = f"Found {diff.affected} events out of {diff.compared} with differences"
-    if diff.only_in_old or diff.only_in_new:
-        head += f", {diff.only_in_old + diff.only_in_new} events were skipped"
-    lines = [head + ":", "",
-             f"{'Events':>12}{'Accepted':>12}{'Gained':>12}{'Lost':>12}{'Other':>12}  Trigger"]
-    for t in diff.triggers:
-        lines.append(f"{diff.compared:>12}{t.accepted:>12}{_signed(t.gained, '+'):>12}"
-                     f"{_signed(t.lost, '-'):>12}{_signed(t.other, '~'):>12}  {t.name}")
-    return "\n".join(lines)
+        return f"There are no common events between the old and new files{skipped}."
+    return f"Found {diff.compared} matching events, out of which {diff.affected} have different HLT results{skipped}\n"
+
+
+def render_table(diff: Difference) -> str:
+    """hltDiff's summary table: only the triggers with a difference, 12-wide columns; '' when none."""
+    rows = [f"{diff.compared:>12}{t.accepted:>12}{_signed(t.gained, '+'):>12}{_signed(t.lost, '-'):>12}"
+            f"{_signed(t.other, '~'):>12}  {t.name}" for t in diff.triggers if t.differs]
+    if not rows:
+        return ""
+    return "\n".join([f"{'Events':>12}{'Accepted':>12}{'Gained':>12}{'Lost':>12}{'Other':>12}  Trigger", *rows])
 
 
 def render_events(diff: Difference, limit: int = 0) -> str:
@@ -340,42 +373,198 @@ def render_products(diff: Difference, rtol: float, atol: float) -> str:
     return "\n".join(lines)
 
 
-def to_json(diff: Difference, old_files: Sequence[str], new_files: Sequence[str]) -> dict:
-    """hltDiff's JSON layout (configuration, vars, events keyed 'run:lumi:event'), plus hltrun's
-    'summary' and 'products'. Module fields are -1: hltrun outputs do not record them."""
-    def block(files: Sequence[str]) -> dict:
-        base = os.path.commonprefix(list(files)) if len(files) > 1 else ""
-        return {"file_base": base, "files": [f[len(base):] for f in files], "process": ""}
+# ----------------------------------------------------------------------- output files (-j, -c, -r, -F)
+def output_base(run: int, output_file: str | None) -> str:
+    """hltDiff's file name without suffix: -F's name for all runs, else one DQM-GUI name per run (the
+    process names empty, as hltDiff's without -O/-N)."""
+    if output_file:
+        return output_file
+    return f"DQM_V0001_R{run:09d}__OLD___NEW__DQM"
 
-    return {
-        "configuration": {"o": block(old_files), "n": block(new_files), "prescales": True},
-        "vars": {"state": list(STATES[:5]), "trigger": [t.name for t in diff.triggers], "label": [], "type": []},
-        "events": {f"{e.run}:{e.lumi}:{e.event}": [
-            {"tr": t, "o": {"s": o, "m": -1, "l": -1, "t": -1}, "n": {"s": n, "m": -1, "l": -1, "t": -1}}
-            for t, o, n in e.triggers] for e in diff.events},
-        "summary": {"compared": diff.compared, "affected": diff.affected, "common": diff.common,
-                    "skipped_old_only": diff.only_in_old, "skipped_new_only": diff.only_in_new,
-                    "not_read_by_new": diff.not_read_by_new, "not_read_by_old": diff.not_read_by_old,
-                    "accepted_only": {"old": diff.selected_old, "new": diff.selected_new},
-                    "triggers": [t.__dict__ for t in diff.triggers], "identical": diff.identical},
-        "products": {"differing_events": diff.branches, "examples": diff.examples},
+
+def runs_of(diff: Difference, output_file: str | None) -> dict[int, list[EventDiff]]:
+    """Affected events by run, as hltDiff's JSON producer keeps them: one group (the first run's)
+    with -F, one per run without; with no affected event, one group 'run 0' (the configuration only)."""
+    groups: dict[int, list[EventDiff]] = {}
+    for ev in diff.events:
+        key = next(iter(groups), ev.run) if output_file else ev.run
+        groups.setdefault(key, []).append(ev)
+    return groups or {0: []}
+
+
+def _s(value: str) -> str:
+    return json.dumps(value)
+
+
+def _list(values: Sequence[str]) -> str:
+    return "[" + ",".join(_s(v) for v in values) + "]"
+
+
+def _file_block(files: Sequence[str]) -> str:
+    """One side's configuration: file_base (the characters every file name shares), the rest of each
+    name, the process (empty: hltrun outputs hold one set of HLT_ bits) and skipped_triggers (empty:
+    hltdiff compares a trigger one side lacks as rejected there)."""
+    base = os.path.commonprefix(list(files))
+    return (f'\n"file_base":{_s(base)},\n"files":{_list([f[len(base):] for f in files])},'
+            f'\n"process":"",\n"skipped_triggers":[]')
+
+
+def _state(code: int) -> str:
+    """hltDiff's JsonEventState: only 's' when accepted; module index, label and type ids otherwise
+    (-1: hltrun outputs record decisions, not the module that stopped a path)."""
+    return f'"s":{code}' if code == PASS else f'"s":{code},"m":-1,"l":-1,"t":-1'
+
+
+def to_json_text(diff: Difference, events: Sequence[EventDiff], old_files: Sequence[str],
+                 new_files: Sequence[str]) -> str:
+    """One JSON file as hltDiff's JsonOutputProducer writes it, line for line: configuration (o, n,
+    prescales, events), vars (state, trigger, trigger_passed_count, label, type), events [{r, l, e, t}]."""
+    conf = ('\n"configuration":{\n"o":{' + _file_block(old_files) + '\n},'
+            + '\n"n":{' + _file_block(new_files) + '\n},'
+            + f'\n"prescales":{"true" if diff.ignore_prescales else "false"},\n"events":{diff.compared}\n}}')
+    counts = ",".join(f'{{"o":{t.accepted},"n":{t.accepted_new}}}' for t in diff.triggers)
+    names = [t.name for t in diff.triggers]
+    vars_ = (f'\n"vars":{{\n"state":{_list(STATES[:5])},\n"trigger":{_list(names)},'
+             f'\n"trigger_passed_count":[{counts}],\n"label":[],\n"type":[]\n}}')
+    blocks = []
+    for ev in events:
+        states = ",".join(f'{{\n"t":{t},\n"o":{{{_state(o)}}},\n"n":{{{_state(n)}}}\n}}' for t, o, n in ev.triggers)
+        blocks.append(f'\n{{"r":{ev.run},"l":{ev.lumi},"e":{ev.event},"t":[{states}\n]}}')
+    return "{" + conf + "," + vars_ + ',\n"events":[' + ",".join(blocks) + "\n]\n}"
+
+
+def _fraction(n: int, total: int) -> tuple[float, float]:
+    """hltDiff's Pair for a count over a total: value and sqrt(total)/total (1e-10 guards 0)."""
+    return n / (total + 1e-10), math.sqrt(total) / (total + 1e-10)
+
+
+def trigger_summaries(diff: Difference, events: Sequence[EventDiff]) -> list[dict]:
+    """Per trigger for one file's events: accepted old/new (whole comparison), gained, lost, changed."""
+    rows = [{"name": t.name, "accepted_o": t.accepted, "accepted_n": t.accepted_new, "gained": 0, "lost": 0,
+             "changed": 0} for t in diff.triggers]
+    for ev in events:
+        for t, o, n in ev.triggers:
+            key = "gained" if (o, n) == (FAIL, PASS) else "lost" if (o, n) == (PASS, FAIL) else "changed"
+            rows[t][key] += 1
+    return rows
+
+
+def to_csv_trigger(diff: Difference, events: Sequence[EventDiff]) -> str:
+    """hltDiff's <base>_trigger.csv: its header and printf formats, one row per trigger."""
+    lines = ["Total,Accepted OLD,Accepted NEW,Gained,Lost,|G|/A_N + |L|/AO,sigma(AN)+sigma(AO),Changed,C/(T-AO),"
+             "sigma(T-AO),trigger"]
+    for r in trigger_summaries(diff, events):
+        g, ge = _fraction(r["gained"], r["accepted_n"])
+        lo, le = _fraction(r["lost"], r["accepted_o"])
+        c, ce = _fraction(r["changed"], diff.compared - r["accepted_o"])
+        lines.append(f"{diff.compared},{r['accepted_o']},{r['accepted_n']},{float(r['gained']):+.0f},"
+                     f"{-1.0 * r['lost']:+.0f},{(g + lo) * 100:.2f}%,{(ge + le) * 100:.2f}%,~{r['changed']:.0f},"
+                     f"~{c * 100:.2f}%,{ce * 100:.2f}%,{r['name']}")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv_module() -> str:
+    """hltDiff's <base>_module.csv: a row per module that stopped a path; hltrun outputs do not say
+    which module did, so the file has the header only."""
+    return "Total,Gained,Lost,Changed,module\n"
+
+
+def write_root(path: str, run: int, diff: Difference, events: Sequence[EventDiff]) -> None:
+    """hltDiff -r: its summary histograms (TH1F, one labelled bin per trigger) in the DQM folder
+    'DQMData/Run N/HLT/Run summary/EventByEvent/'. Module histograms are empty (see to_csv_module)."""
+    import uproot
+    from uproot.writing.identify import to_TAxis, to_TH1x, to_THashList, to_TObjString
+
+    rows = trigger_summaries(diff, events)
+    accepted = [r for r in rows if r["accepted_o"] > 0]
+    gl = [r for r in rows if r["gained"] or r["lost"]]
+    ch = [r for r in rows if r["changed"]]
+
+    def hist(name: str, title: str, chosen: list[dict], value, error=None):  # noqa: ANN001, ANN202
+        n = max(1, len(chosen))
+        vals = np.zeros(n + 2)
+        errs = np.zeros(n + 2)
+        for b, r in enumerate(chosen, 1):
+            vals[b] = value(r)
+            errs[b] = error(r) if error else 0.0
+        sumw2 = errs ** 2 if error else vals ** 2
+        labels = to_THashList([to_TObjString(r["name"]) for r in chosen]) if chosen else None
+        axis = to_TAxis("xaxis", "", n, 0.0, float(n), fLabels=labels)
+        return to_TH1x(name, title, vals.astype(">f4"), float(vals[1:-1].sum()), 0.0, float(sumw2[1:-1].sum()),
+                       0.0, 0.0, sumw2, axis)
+
+    frac = lambda k, total: (lambda r: _fraction(r[k], r[total])[0])  # noqa: E731
+    frac_e = lambda total: (lambda r: _fraction(0, r[total])[1])  # noqa: E731
+    changed_total = lambda r: diff.compared - r["accepted_o"]  # noqa: E731
+    histos = {
+        "trigger_accepted": hist("trigger_accepted", ";;Events accepted^{OLD}", accepted, lambda r: r["accepted_o"]),
+        "trigger_gained": hist("trigger_gained", ";;Events gained", gl, lambda r: r["gained"]),
+        "trigger_lost": hist("trigger_lost", ";;Events lost", gl, lambda r: -r["lost"]),
+        "trigger_changed": hist("trigger_changed", ";;Events changed", ch, lambda r: r["changed"]),
+        "trigger_gained_frac": hist("trigger_gained_frac", ";;#frac{gained}{accepted}", gl,
+                                    frac("gained", "accepted_n"), frac_e("accepted_n")),
+        "trigger_lost_frac": hist("trigger_lost_frac", ";;#frac{lost}{accepted}", gl,
+                                  lambda r: -frac("lost", "accepted_o")(r), frac_e("accepted_o")),
+        "trigger_changed_frac": hist("trigger_changed_frac", ";;#frac{changed}{all - accepted}", ch,
+                                     lambda r: _fraction(r["changed"], changed_total(r))[0],
+                                     lambda r: _fraction(0, changed_total(r))[1]),
+        "module_changed": hist("module_changed", ";;Events changed", [], lambda r: 0),
+        "module_gained": hist("module_gained", ";;Events gained", [], lambda r: 0),
+        "module_lost": hist("module_lost", ";;Events lost", [], lambda r: 0),
     }
+    folder = f"DQMData/Run {run}/HLT/Run summary/EventByEvent"
+    with uproot.recreate(path) as f:
+        for name, h in histos.items():
+            f[f"{folder}/{name}"] = h
+
+
+def write_outputs(diff: Difference, old_files: Sequence[str], new_files: Sequence[str], *, json_out: bool,
+                  csv_out: bool, root_out: bool, output_file: str | None) -> tuple[list[str], list[str]]:
+    """The files hltDiff's -j, -c and -r write, named by -F or per run: (JSON files, summary files)."""
+    json_files: list[str] = []
+    summary_files: list[str] = []
+    for run, events in runs_of(diff, output_file).items():
+        base = output_base(run, output_file)
+        if json_out:
+            write_text(base + ".json", to_json_text(diff, events, old_files, new_files), "--json-output")
+            json_files.append(base + ".json")
+        if root_out:
+            try:
+                write_root(base + ".root", run, diff, events)
+            except OSError as exc:
+                raise HltError(f"--root-output: cannot write {base}.root: {exc.strerror or exc}") from None
+            summary_files.append(base + ".root")
+        if csv_out:
+            write_text(base + "_trigger.csv", to_csv_trigger(diff, events), "--csv-output")
+            write_text(base + "_module.csv", to_csv_module(), "--csv-output")
+            summary_files += [base + "_trigger.csv", base + "_module.csv"]
+    return json_files, summary_files
 
 
 # ------------------------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="hltdiff", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
-        description="Compare hltrun outputs event by event (CMSSW hltDiff's table, -o/-n, -j, -q, -v, -m).",
+        description="Compare hltrun outputs event by event (CMSSW hltDiff: -o/-n, -m, -p, -j, -c, -r, -F, -d, -q, -v).",
         usage="hltdiff OLD.root NEW.root [options]\n       hltdiff -o OLD1.root [OLD2.root ...] -n NEW1.root [...] [options]")
     ap.add_argument("files", nargs="*", type=Path, help="OLD and NEW output (one file per side)")
     ap.add_argument("-o", "--old-files", nargs="+", type=Path, metavar="FILE", help="old (reference) output file(s)")
     ap.add_argument("-n", "--new-files", nargs="+", type=Path, metavar="FILE", help="new output file(s)")
     ap.add_argument("-m", "--max-events", type=int, default=0, metavar="N",
-                    help="compare only the first N events of the old side (default: all)")
-    ap.add_argument("-j", "--json-output", nargs="?", const="hltDiff_output.json", default=None, metavar="FILE",
-                    help="also write the comparison as JSON (default name hltDiff_output.json)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no messages about events missing from one side")
+                    help="stop after N matched events, walking the old side in order (default: all)")
+    ap.add_argument("-p", "--prescales", action="store_true",
+                    help="do not ignore differences caused by HLTPrescaler modules (HLTPrescaled_* branches)")
+    ap.add_argument("-j", "--json-output", action="store_true",
+                    help="write the comparison as JSON (hltDiff's layout): FILE_NAME.json with -F, else one "
+                         "DQM_V0001_R<run>__OLD_<process>__NEW_<process>_DQM.json per run")
+    ap.add_argument("-c", "--csv-output", action="store_true",
+                    help="write <name>_trigger.csv and <name>_module.csv (hltDiff's columns)")
+    ap.add_argument("-r", "--root-output", action="store_true",
+                    help="write hltDiff's summary histograms to <name>.root (DQMData/Run N/HLT/Run summary/EventByEvent)")
+    ap.add_argument("-F", "--output-file", metavar="FILE_NAME",
+                    help="one set of output files for all runs: FILE_NAME.json, FILE_NAME.root, FILE_NAME_*.csv")
+    ap.add_argument("-d", "--debug", action="store_true", help="print a line for every event missing from one side")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no summary table of the affected triggers")
     ap.add_argument("-v", "--verbose", nargs="?", type=int, const=1, default=0, metavar="LEVEL",
                     help="list every event with differences (hltDiff's event-by-event output)")
     ap.add_argument("--selected", choices=("auto", "yes", "no"), default="auto",
@@ -404,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
         old_files, new_files = args.old_files, args.new_files
     if args.max_events < 0:
         ap.error("--max-events must be >= 0")
+    if args.output_file and not (args.json_output or args.csv_output or args.root_output):
+        ap.error("-F/--output-file names the files of -j, -c or -r: give one of them")
     selected = {"auto": None, "yes": True, "no": False}[args.selected]
     try:
         old, new = read_side(old_files, args.tree), read_side(new_files, args.tree)
@@ -412,33 +603,42 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"hltdiff: error: {exc}\n")
         return 2
     diff = compare(old, new, args.rtol, args.atol, args.examples, args.max_events, selected, selected,
-                   coverage_old, coverage_new)
-    if not args.quiet and diff.skipped_ids:
-        shown = diff.skipped_ids if args.verbose else diff.skipped_ids[:10]
-        for run, lumi, event in shown:
-            sys.stderr.write(f"run {run}, lumi {lumi}, event {event}: not found in the other side's files, skipping.\n")
-        if len(shown) < len(diff.skipped_ids):
-            sys.stderr.write(f"... and {len(diff.skipped_ids) - len(shown)} more events found on one side only (-v lists all)\n")
+                   coverage_old, coverage_new, ignore_prescales=not args.prescales)
+    if args.debug:  # hltDiff -d: every event not found on the other side
+        n_old = diff.only_in_old
+        for i, (run, lumi, event) in enumerate(diff.skipped_ids):
+            side = "new" if i < n_old else "old"
+            sys.stderr.write(f"run {run}, lumi {lumi}, event {event}: not found in the '{side}' files, skipping.\n")
     if args.verbose:
         print(render_events(diff))
-    print(render_table(diff))
+    print(render_header(diff))
+    table = "" if args.quiet else render_table(diff)
+    if table:
+        print(table)
     print()
     print(render_products(diff, args.rtol, args.atol))
     for side, flag in (("old", diff.selected_old), ("new", diff.selected_new)):
         if flag:
             print(f"note: the {side} side keeps accepted events only; an event it lacks counts as rejected")
+    if diff.only_in_new:
+        print(f"note: {diff.only_in_new} event(s) of the new side are not in the old side's files: skipped")
     for n, side, other in ((diff.not_read_by_new, "old", "new"), (diff.not_read_by_old, "new", "old")):
         if n:
             print(f"note: {n} event(s) of the {side} side lie in lumi sections the {other} job did not read "
                   f"(in full): not compared, and no difference")
     print("outputs agree" if diff.identical else "outputs DIFFER")
-    if args.json_output:
-        payload = to_json(diff, [str(p) for p in old_files], [str(p) for p in new_files])
+    if args.json_output or args.csv_output or args.root_output:
         try:
-            write_text(args.json_output, json.dumps(payload, indent=1) + "\n", "--json-output")
+            json_files, summary_files = write_outputs(
+                diff, [str(p) for p in old_files], [str(p) for p in new_files], json_out=args.json_output,
+                csv_out=args.csv_output, root_out=args.root_output, output_file=args.output_file)
         except HltError as exc:
             sys.stderr.write(f"hltdiff: error: {exc}\n")
             return 2
+        for kind, names in (("JSON", json_files), ("summary", summary_files)):
+            if names:
+                print(f"Created the following {kind} files:")
+                print("\n".join(f" {name}" for name in names))
     return 0 if diff.identical else 1
 
 

@@ -1,6 +1,7 @@
 """Text and FastTimerService-JSON renderings of the Timing result (``services.Timing`` in hltrun.json).
 
-* ``time_report``: cmsRun's TimeReport (wantSummary) layout, in seconds, same columns and widths.
+* ``time_report``: cmsRun's TimeReport (wantSummary), line for line as Schedule.cc prints it.
+* ``loop_report``: hltrun's extra event-loop figures (source, overhead, CPU per module), ``LoopReport``.
 * ``budget_report``: the per-event budget against the event-time distribution, module shares.
 * ``farm_report``: cores an HLT farm needs for this path at the input rate.
 * ``fast_timer_json``: the ``resources.json`` FastTimerService writes with ``writeJSONSummary``.
@@ -27,7 +28,11 @@ def _row2(a_ms: float, b_ms: float, name: str) -> str:
 
 
 def time_report(res: dict[str, Any]) -> str:
-    """TimeReport tables: event summary, paths, end paths, modules in each, module summary."""
+    """TimeReport exactly as FWCore/Framework/src/Schedule.cc prints it with wantSummary: the four
+    event-summary lines, paths and end paths (``per exec`` = real time / times run), modules in each
+    (``per visit``), one Real-time Module Summary, and ``T---Report end!``. hltrun's own figures
+    (source, framework overhead, CPU per module) are in ``loop_report``, so a grep for TimeReport
+    finds only what cmsRun prints."""
     loop = res["loop"]
 
     def line(label: str, value: float) -> str:
@@ -39,16 +44,13 @@ def time_report(res: dict[str, Any]) -> str:
         line("event loop Real/event", _s(loop["real_per_event_ms"])),
         line("sum Streams Real/event", _s(loop["sum_streams_real_per_event_ms"])),
         line("efficiency CPU/Real/thread", loop["efficiency_cpu_real_per_thread"]),
-        line("source Real/event", _s(res["source"]["real_per_event_ms"])),
-        *([line("source bulk I/O Real/event", _s(res["source_bulk"]["real_per_event_ms"]))] if "source_bulk" in res else []),
-        line("fwk overhead Real/event", _s(res["overhead"]["real_per_event_ms"])),
     ]
     paths = [p for p in res["paths"] if not p["endpath"]]
     endpaths = [p for p in res["paths"] if p["endpath"]]
     for title, table in (("---------- Path   Summary ---[Real sec]----", paths),
                          ("-------End-Path   Summary ---[Real sec]----", endpaths)):
         lines += ["", f"{_T} {title}", _head2("per exec")]
-        lines += [_row2(p["real_per_event_ms"], p["real_per_exec_ms"], p["name"]) for p in table]
+        lines += [_row2(p["real_per_event_ms"], p["real_ms"] / max(p["runs"], 1), p["name"]) for p in table]
         lines.append(_head2("per exec"))
     for title, table in (("---------- Modules in Path: ", paths), ("------ Modules in End-Path: ", endpaths)):
         for p in table:
@@ -56,16 +58,43 @@ def time_report(res: dict[str, Any]) -> str:
             lines += [_row2(m["real_per_event_ms"], m["real_per_visit_ms"], m["label"]) for m in p["modules"]]
         if table:
             lines.append(_head2("per visit"))
-    for unit, key in (("Real", "real"), ("CPU", "cpu")):
-        head = f"{_T} {'per event':>{_C1}} {'per exec':>{_C2}} {'per visit':>{_C3}}  Name"
-        lines += ["", f"{_T} ---------- Module Summary ---[{unit} sec]----", head]
-        for m in res["modules"]:
-            total = m[f"{key}_ms"]
-            lines.append(f"{_T} {_s(m[f'{key}_per_event_ms']):>{_C1}.6f} {_s(total / max(m['calls'], 1)):>{_C2}.6f} "
-                         f"{_s(total / max(m['visits'], 1)):>{_C3}.6f}  {m['label']}")
-        lines.append(head)
-    lines.append("")
+    lines += ["", f"{_T} ---------- Module Summary ---[Real sec]----", *_module_rows(_T, res, "real"), "",
+              "T---Report end!", ""]
     return "\n".join(lines)
+
+
+def _module_rows(head: str, res: dict[str, Any], key: str) -> list[str]:
+    """Schedule.cc's Module Summary rows between its two header lines: per event, per exec (total over
+    times run), per visit (total over times visited)."""
+    title = f"{head} {'per event':>{_C1}} {'per exec':>{_C2}} {'per visit':>{_C3}}  Name"
+    rows = [title]
+    for m in res["modules"]:
+        total = m[f"{key}_ms"]
+        rows.append(f"{head} {_s(m[f'{key}_per_event_ms']):>{_C1}.6f} {_s(total / max(m['calls'], 1)):>{_C2}.6f} "
+                    f"{_s(total / max(m['visits'], 1)):>{_C3}.6f}  {m['label']}")
+    return rows + [title]
+
+
+_L = "LoopReport"
+
+
+def loop_report(res: dict[str, Any]) -> str:
+    """hltrun's figures that cmsRun's TimeReport has not: source and framework overhead per event, the
+    source's bulk I/O, and the Module Summary in CPU time. Own prefix, so TimeReport stays CMSSW's."""
+
+    def line(label: str, value: float) -> str:
+        return f"{_L}{label:>27} = {value:.6f}"
+
+    lines = [f"{_L} ---------- Event loop extras ---[sec]----",
+             line("source Real/event", _s(res["source"]["real_per_event_ms"])),
+             *([line("source bulk I/O Real/event", _s(res["source_bulk"]["real_per_event_ms"]))]
+               if "source_bulk" in res else []),
+             line("fwk overhead Real/event", _s(res["overhead"]["real_per_event_ms"])),
+             "", f"{_L} ---------- Module Summary ---[CPU sec]----", *_module_rows(_L, res, "cpu"), ""]
+    return "\n".join(lines)
+
+
+_B = "BatchReport"  # hltrun only: not a TimeReport line
 
 
 def batching_report(res: dict[str, Any]) -> str:
@@ -74,18 +103,18 @@ def batching_report(res: dict[str, Any]) -> str:
     table = res.get("batching") or {}
     if not table:
         return ""
-    head = (f"{_T} {'per event':>{_C1}} {'queue':>{_C2}} {'inference':>{_C2}} {'queue p99':>{_C2}} "
+    head = (f"{_B} {'per event':>{_C1}} {'queue':>{_C2}} {'inference':>{_C2}} {'queue p99':>{_C2}} "
             f"{'batches':>9} {'events/b':>9} {'jets/b':>8}  Name")
-    lines = [f"{_T} ---------- Batching Summary (cross-event batches) ---[Real sec]----", head]
+    lines = [f"{_B} ---------- Batching Summary (cross-event batches) ---[Real sec]----", head]
     for label, b in table.items():
         q, i = b["queue_ms"], b["inference_ms"]
-        lines.append(f"{_T} {_s(b['module_real_per_event_ms']):>{_C1}.6f} {_s(q['per_event']):>{_C2}.6f} "
+        lines.append(f"{_B} {_s(b['module_real_per_event_ms']):>{_C1}.6f} {_s(q['per_event']):>{_C2}.6f} "
                      f"{_s(i['per_event']):>{_C2}.6f} {_s(q['p99']):>{_C2}.6f} {b['batches']:>9d} "
                      f"{b['events_per_batch']:>9.2f} {b['jets_per_batch']:>8.2f}  {label}")
     lines.append(head)
     for label, b in table.items():
         sent = b["sent"]
-        lines.append(f"{_T} {label}: {b['settings']}; batches sent "
+        lines.append(f"{_B} {label}: {b['settings']}; batches sent "
                      f"full {sent['full']}, every stream's event queued {sent['all_present']}, "
                      f"on the delay {sent['delay']}; failed {b['failed_batches']}; largest {b['largest_batch_jets']} jets")
     lines.append("")
@@ -199,16 +228,21 @@ def farm_report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def kB(n_bytes: int) -> int:
+    """FastTimerService.cc's ``kB()``: bytes to kilobytes, rounded down (integer division by 1024)."""
+    return int(n_bytes) // 1024
+
+
 def _fts_entry(type_: str, label: str, events: int, thread_ms: float, real_ms: float,
                mem: dict[str, int] | None = None) -> dict[str, Any]:
     mem = mem or {}
     return {"type": type_, "label": label, "events": events, "time_thread": thread_ms, "time_real": real_ms,
-            "mem_alloc": round(mem.get("allocated", 0) / 1024), "mem_free": round(mem.get("freed", 0) / 1024)}
+            "mem_alloc": kB(mem.get("allocated", 0)), "mem_free": kB(mem.get("freed", 0))}
 
 
 def fast_timer_json(res: dict[str, Any], process: str,
                     allocations: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
-    """FastTimerService's ``resources.json`` (writeSummaryJSON): times in ms, memory in kB.
+    """FastTimerService's ``resources.json`` (writeSummaryJSON): times in ms, memory in kB rounded down.
 
     ``mem_alloc`` / ``mem_free`` come from the Memory service's memray capture (bytes allocated by
     each module, and bytes of those released, over the job; allocations outside modules under
@@ -228,9 +262,9 @@ def fast_timer_json(res: dict[str, Any], process: str,
     modules.append(_fts_entry("idle", "idle", n, 0.0, res["loop"]["idle_real_ms"]))
     total_thread = sum(m["time_thread"] for m in modules)
     total_real = sum(m["time_real"] for m in modules)
-    total = _fts_entry("Job", process, n, total_thread, total_real)
-    total["mem_alloc"] = sum(m["mem_alloc"] for m in modules)
-    total["mem_free"] = sum(m["mem_free"] for m in modules)
+    # the job's bytes, then kB() once, as FastTimerService converts its own total (not a sum of rounded kB)
+    total = _fts_entry("Job", process, n, total_thread, total_real,
+                       {k: sum(int(a.get(k, 0)) for a in mem.values()) for k in ("allocated", "freed")})
     return {
         "resources": [{"time_real": "real time"}, {"time_thread": "cpu time"},
                       {"mem_alloc": "allocated memory"}, {"mem_free": "deallocated memory"}],

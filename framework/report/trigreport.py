@@ -21,12 +21,14 @@ def _header(*columns: str) -> str:
 
 
 def trig_report(summary: JobSummary) -> str:
-    """The TrigReport, line for line as FWCore/Framework/src/Schedule.cc prints it with wantSummary:
-    event summary, path and end-path summaries, modules in each path and end path, module summary."""
+    """The TrigReport, line for line as FWCore/Framework/src/Schedule.cc (sendFwkSummaryToMessageLogger)
+    prints it with wantSummary: a blank line, event summary, path and end-path summaries, modules in each
+    path and end path, and the module summary sorted by label (getTriggerReport's ``sort_all``), so that
+    users' greps and diffs of cmsRun logs work on hltrun's."""
     s = summary
-    lines = [f"{_HEAD} ---------- Event  Summary ------------",
-             f"{_HEAD} Events total = {s.events_processed} passed = {s.events_passed} "
-             f"failed = {s.events_processed - s.events_passed}",
+    passed = s.events_passed if s.paths else s.events_processed  # Schedule.cc: no trigger paths, all pass
+    lines = ["", f"{_HEAD} ---------- Event  Summary ------------",
+             f"{_HEAD} Events total = {s.events_processed} passed = {passed} failed = {s.events_processed - passed}",
              "", f"{_HEAD} ---------- Path   Summary ------------",
              _header("Trig Bit#", "Executed", "Passed", "Failed", "Error")]
     for bit, (name, c) in enumerate(s.paths.items()):
@@ -47,7 +49,7 @@ def trig_report(summary: JobSummary) -> str:
             lines.append(f"{_HEAD} {_bits(0, position)}{_columns(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
     lines += ["", f"{_HEAD} ---------- Module Summary ------------",
               _header("Visited", "Executed", "Passed", "Failed", "Error")]
-    for label, m in s.modules.items():
+    for label, m in sorted(s.modules.items(), key=lambda item: item[0].encode()):  # std::string operator<
         lines.append(f"{_HEAD}{_columns(m.visited, m.executed, m.passed, m.failed, m.error)} {label}")
     return "\n".join(lines) + "\n"
 

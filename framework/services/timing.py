@@ -444,10 +444,11 @@ class Timing(Service):
     # ---------------------------------------------------------------- reports
 
     def text_report(self, summary: "JobSummary") -> str:
-        from ..report.timereport import batching_report, budget_report, farm_report, time_report
+        from ..report.timereport import batching_report, budget_report, farm_report, loop_report, time_report
 
         res = self.result(summary)
-        return "\n".join(p for p in (time_report(res), batching_report(res), budget_report(res), farm_report(res)) if p)
+        parts = (time_report(res), loop_report(res), batching_report(res), budget_report(res), farm_report(res))
+        return "\n".join(p for p in parts if p)
 
     def json_report(self, summary: "JobSummary") -> dict[str, Any] | None:
         return self.result(summary)

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = ap.parse_args(argv)
-    from hltrun.tools.hltdiff import render_products, render_table
+    from hltrun.tools.hltdiff import render_header, render_products, render_table
 
     REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
     differs = False
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 ref = reference_path(model, backend)
                 if ref.exists():
                     diff = compare_files(ref, new)
+                    print(render_header(diff))
                     print(render_table(diff))
                     print(render_products(diff, SCORE_RTOL, SCORE_ATOL))
                     differs |= not diff.identical

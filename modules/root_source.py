@@ -20,7 +20,10 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
 from typing import Any, Iterator, Literal
 
 import awkward as ak
@@ -194,6 +197,7 @@ class RootJetSource(Source):
         self.bad_files: list[str] = []  # "path: what was skipped (reason)", for the reports
         self._bad_entries: dict[str, int] = {}  # bad file -> entries skipped in it (0: skipped whole at begin_job)
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
+        self._lumis_read: dict[str, dict[str, int]] = {}  # file -> "run:lumi" -> events handed out (its <Runs>)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
         self._requests: set[InputSpec] = set()  # what consumers requested (SourceContext.requests)
@@ -492,15 +496,21 @@ class RootJetSource(Source):
         yielded counted as ``read``; a read failure skips the rest of the range with skipBadFiles."""
         checking = self.params.duplicateCheckMode != "noDuplicateCheck"
         read_before = self._count["read"]
+        lumis = self._lumis_read.setdefault(path, {})
+        chunk, keep, used = None, None, 0  # the chunk being handed out and how far: its lumis, counted per chunk
         try:
             for chunk in self._chunks(path, start, stop):
                 keep = checker.first_seen(chunk.keys) if checking and chunk.keys is not None else None
+                used = 0
                 for i in range(len(chunk.jet_offsets) - 1):
+                    used = i + 1
                     if keep is not None and not keep[i]:
                         self._duplicate(chunk.ids[i], path)
                         continue
                     self._count["read"] += 1
                     yield chunk.ids[i], {"": chunk.event(i)}
+                _count_lumis(lumis, chunk.ids[:used], None if keep is None else keep[:used])
+                chunk = None
         except SourceError as exc:
             if not self.params.skipBadFiles:
                 raise
@@ -508,6 +518,10 @@ class RootJetSource(Source):
             self._skip_bad_file(path, str(exc), (first_bad, stop), self._count["read"] - read_before)
         finally:  # per range, not per event: the events of this range are the read counter's growth
             self._files_read[path] = self._files_read.get(path, 0) + self._count["read"] - read_before
+            if chunk is not None:  # stopped inside a chunk (maxEvents, an error): its events handed out
+                _count_lumis(lumis, chunk.ids[:used], None if keep is None else keep[:used])
+            if not lumis:
+                self._lumis_read.pop(path, None)
 
     def _duplicate(self, event_id: EventID, path: str) -> None:
         self._count["duplicates"] += 1
@@ -706,12 +720,26 @@ class RootJetSource(Source):
 
     def accounting(self) -> dict[str, Any]:
         """Counters of the whole job (or worker); ``files_read`` maps each input to the events read."""
-        return {**self._count, "files_read": dict(self._files_read), "bad_entries_per_file": dict(self._bad_entries)}
+        return {**self._count, "files_read": dict(self._files_read), "bad_entries_per_file": dict(self._bad_entries),
+                "lumis_per_file": {path: dict(lumis) for path, lumis in self._lumis_read.items()}}
 
     def data_quality(self) -> dict[str, int]:
         c = self._count
         return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"],
                 "jets_with_nonfinite_pt": c["nonfinite_pt_jets"]}
+
+
+def _count_lumis(lumis: dict[str, int], ids: list[EventID], keep: np.ndarray | None) -> None:
+    """Add the events of ``ids`` (those ``keep`` marks, if given) to ``lumis`` ("run:lumi" -> events):
+    once per chunk, not per event."""
+    if keep is not None:
+        ids = list(compress(ids, keep.tolist()))
+    for (run, lumi), n in Counter(zip(map(_RUN, ids), map(_LUMI, ids))).items():
+        key = f"{run}:{lumi}"
+        lumis[key] = lumis.get(key, 0) + n
+
+
+_RUN, _LUMI = attrgetter("run"), attrgetter("luminosityBlock")
 
 
 def _chunk_counts() -> dict[str, int]:

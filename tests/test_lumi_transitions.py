@@ -10,19 +10,8 @@ from hltrun.framework.config import load
 from hltrun.framework.eventloop import EventProcessor
 from hltrun.framework.process import Process
 
-from .conftest import make_events, write_counts
+from .conftest import LUMI_LAYOUT as LAYOUT
 from .plugins import LUMI_CALLS
-
-# (run, lumi) of the events in input order: two runs, lumi 2 of run 1 split by nothing, run 2 lumi 7
-LAYOUT = [(1, 1)] * 7 + [(1, 2)] * 5 + [(1, 3)] * 1 + [(2, 7)] * 9 + [(2, 8)] * 3
-
-
-@pytest.fixture(scope="module")
-def lumi_file(tmp_path_factory):
-    events = make_events(len(LAYOUT), seed=5)
-    for e, (run, lumi) in zip(events, LAYOUT):
-        e["run"], e["lumi"] = run, lumi
-    return write_counts(tmp_path_factory.mktemp("lumi") / "lumis.root", events)
 
 
 def _run(write_config, lumi_file, streams: int, sleep_ms: float = 0.0):

@@ -33,6 +33,7 @@ from hltrun.framework.context import SourceContext
 from hltrun.framework.errors import ConfigError, FileOpenError, SourceError, one_line
 from hltrun.framework.event import EventID
 from hltrun.framework.module import Source
+from hltrun.framework.ranges import Selection
 from hltrun.framework.schema import limited
 
 from . import decompression
@@ -88,10 +89,16 @@ class RootJetSourceParameters:
     # Off (with a warning) where the process may run on one core only: the reader would preempt the
     # streams and its read would land in the events' real time
     read_ahead: int = limited(0, 0, 16, "chunks; 0: off")
+    # PoolSource's selections (framework/ranges.py: CMSSW's syntax): events outside them are not
+    # handed to the path, and counted as "not selected"; maxEvents counts selected events, skipEvents
+    # entries (before the selection). PoolSource has no firstEvent (EmptySource's renumbering): none here
+    lumisToProcess: list[str] = field(default_factory=list)  # e.g. ["1:1-1:5", "2:3-2:max"]
+    eventsToProcess: list[str] = field(default_factory=list)  # e.g. ["1:5:100-1:7:max", "2:1-2:500"]
 
     def __post_init__(self) -> None:
         if not self.files:
             raise ValueError("files: give at least one ROOT file (globs allowed)")
+        Selection.parse(self.lumisToProcess, self.eventsToProcess)  # a malformed range: one line naming it
 
 
 class _Chunk:
@@ -193,7 +200,9 @@ class RootJetSource(Source):
                        "duplicates": 0, "bad_files": 0, "bad_entries": 0, "invalid_links": 0,
                        "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
                        # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
-                       "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0}
+                       "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0,
+                       "not_selected": 0}  # read, outside lumisToProcess / eventsToProcess
+        self._selection = Selection.parse(params.lumisToProcess, params.eventsToProcess)
         self.bad_files: list[str] = []  # "path: what was skipped (reason)", for the reports
         self._bad_entries: dict[str, int] = {}  # bad file -> entries skipped in it (0: skipped whole at begin_job)
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
@@ -238,6 +247,11 @@ class RootJetSource(Source):
     def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None) -> list[tuple[str, int]]:
         """The files and their entries, checked as begin_job checks them (bad ones skipped or refused),
         without keeping any array: what the Dask client splits into work units."""
+        if entries_needed is not None and (params.lumisToProcess or params.eventsToProcess):
+            # units are entry ranges planned before any event is read: which entries hold the first
+            # maxEvents selected events is unknown there (a local run reads on until it has them)
+            raise NotImplementedError("source.lumisToProcess / eventsToProcess with options.maxEvents: "
+                                      "units are planned by entries; use maxEvents: -1 or a local run")
         source = cls("source", params)
         try:
             source._open_inputs(entries_needed, keep=False)
@@ -458,8 +472,8 @@ class RootJetSource(Source):
             self._count["skipped"] += start
             if left is not None and left <= 0:
                 break
-            # with duplicates possible, more entries than ``left`` may be needed: read on, stop early
-            stop = n if left is None or checking else min(n, start + left)
+            # with duplicates or a selection, more entries than ``left`` may be needed: read on, stop early
+            stop = n if left is None or checking or self._selection else min(n, start + left)
             self._duplicates.new_file()
             for item in self._range(path, start, stop, self._duplicates):
                 yield item
@@ -497,19 +511,23 @@ class RootJetSource(Source):
         checking = self.params.duplicateCheckMode != "noDuplicateCheck"
         read_before = self._count["read"]
         lumis = self._lumis_read.setdefault(path, {})
-        chunk, keep, used = None, None, 0  # the chunk being handed out and how far: its lumis, counted per chunk
+        chunk, keep, selected, used = None, None, None, 0  # the chunk being handed out and how far: its lumis, counted per chunk
         try:
             for chunk in self._chunks(path, start, stop):
                 keep = checker.first_seen(chunk.keys) if checking and chunk.keys is not None else None
+                selected = self._selected(chunk.ids) if self._selection else None
                 used = 0
                 for i in range(len(chunk.jet_offsets) - 1):
                     used = i + 1
                     if keep is not None and not keep[i]:
                         self._duplicate(chunk.ids[i], path)
                         continue
+                    if selected is not None and not selected[i]:
+                        self._count["not_selected"] += 1
+                        continue
                     self._count["read"] += 1
                     yield chunk.ids[i], {"": chunk.event(i)}
-                _count_lumis(lumis, chunk.ids[:used], None if keep is None else keep[:used])
+                _count_lumis(lumis, chunk.ids[:used], _both(keep, selected, used))
                 chunk = None
         except SourceError as exc:
             if not self.params.skipBadFiles:
@@ -519,9 +537,17 @@ class RootJetSource(Source):
         finally:  # per range, not per event: the events of this range are the read counter's growth
             self._files_read[path] = self._files_read.get(path, 0) + self._count["read"] - read_before
             if chunk is not None:  # stopped inside a chunk (maxEvents, an error): its events handed out
-                _count_lumis(lumis, chunk.ids[:used], None if keep is None else keep[:used])
+                _count_lumis(lumis, chunk.ids[:used], _both(keep, selected, used))
             if not lumis:
                 self._lumis_read.pop(path, None)
+
+    def _selected(self, ids: list[EventID]) -> np.ndarray:
+        """lumisToProcess / eventsToProcess of a chunk's events, at once."""
+        n = len(ids)
+        run = np.fromiter(map(_RUN, ids), np.uint64, n)
+        lumi = np.fromiter(map(_LUMI, ids), np.uint64, n)
+        event = np.fromiter(map(_EVENT, ids), np.uint64, n)
+        return self._selection.mask(run, lumi, event)
 
     def _duplicate(self, event_id: EventID, path: str) -> None:
         self._count["duplicates"] += 1
@@ -739,7 +765,16 @@ def _count_lumis(lumis: dict[str, int], ids: list[EventID], keep: np.ndarray | N
         lumis[key] = lumis.get(key, 0) + n
 
 
-_RUN, _LUMI = attrgetter("run"), attrgetter("luminosityBlock")
+_RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgetter("event")
+
+
+def _both(keep: np.ndarray | None, selected: np.ndarray | None, used: int) -> np.ndarray | None:
+    """The events of a chunk's first ``used`` that were handed out: not duplicates, and selected."""
+    if keep is None and selected is None:
+        return None
+    if keep is None:
+        return selected[:used]
+    return keep[:used] if selected is None else keep[:used] & selected[:used]
 
 
 def _chunk_counts() -> dict[str, int]:

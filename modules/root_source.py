@@ -20,9 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, field
-from itertools import compress
 from operator import attrgetter
 from typing import Any, Iterator, Literal
 
@@ -109,7 +107,7 @@ class _Chunk:
     padded ``constituents``/``relative`` arrays of every jet are built the first time anyone asks.
     """
 
-    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "ids", "keys", "_flat", "_order",
+    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "ids", "keys", "id_arrays", "_flat", "_order",
                  "_max_constituents", "_inputs", "_padded", "_lock")
 
     def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, ids, keys, flat, order, max_constituents) -> None:
@@ -118,6 +116,7 @@ class _Chunk:
         self.ncons = ncons
         self.ids = ids
         self.keys = keys  # (run, lumi, event) as sortable keys for the duplicate check; None: no ids
+        self.id_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # run, lumi, event (the source's)
         self._flat = flat  # (jet_of_cand, eta, phi, pt) of the constituents, jets numbered as read
         self._order = order  # sorted jet -> jet as read
         self._max_constituents = max_constituents
@@ -515,7 +514,7 @@ class RootJetSource(Source):
         try:
             for chunk in self._chunks(path, start, stop):
                 keep = checker.first_seen(chunk.keys) if checking and chunk.keys is not None else None
-                selected = self._selected(chunk.ids) if self._selection else None
+                selected = self._selection.mask(*_id_arrays(chunk)) if self._selection else None
                 used = 0
                 for i in range(len(chunk.jet_offsets) - 1):
                     used = i + 1
@@ -527,7 +526,7 @@ class RootJetSource(Source):
                         continue
                     self._count["read"] += 1
                     yield chunk.ids[i], {"": chunk.event(i)}
-                _count_lumis(lumis, chunk.ids[:used], _both(keep, selected, used))
+                _count_lumis(lumis, chunk, used, _both(keep, selected, used))
                 chunk = None
         except SourceError as exc:
             if not self.params.skipBadFiles:
@@ -537,17 +536,9 @@ class RootJetSource(Source):
         finally:  # per range, not per event: the events of this range are the read counter's growth
             self._files_read[path] = self._files_read.get(path, 0) + self._count["read"] - read_before
             if chunk is not None:  # stopped inside a chunk (maxEvents, an error): its events handed out
-                _count_lumis(lumis, chunk.ids[:used], _both(keep, selected, used))
+                _count_lumis(lumis, chunk, used, _both(keep, selected, used))
             if not lumis:
                 self._lumis_read.pop(path, None)
-
-    def _selected(self, ids: list[EventID]) -> np.ndarray:
-        """lumisToProcess / eventsToProcess of a chunk's events, at once."""
-        n = len(ids)
-        run = np.fromiter(map(_RUN, ids), np.uint64, n)
-        lumi = np.fromiter(map(_LUMI, ids), np.uint64, n)
-        event = np.fromiter(map(_EVENT, ids), np.uint64, n)
-        return self._selection.mask(run, lumi, event)
 
     def _duplicate(self, event_id: EventID, path: str) -> None:
         self._count["duplicates"] += 1
@@ -727,14 +718,16 @@ class RootJetSource(Source):
             jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
 
-        ids, id_keys = self._ids(arrays, first_entry)
+        ids, id_keys, id_arrays = self._ids(arrays, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, self._requests)
+        chunk.id_arrays = id_arrays  # lumis counted and selections made per chunk with numpy
         counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
         counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))
         return chunk
 
-    def _ids(self, arrays: ak.Array, first_entry: int) -> tuple[list[EventID], np.ndarray | None]:
+    def _ids(self, arrays: ak.Array, first_entry: int
+             ) -> tuple[list[EventID], np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         b = self.params.branches
         n = len(arrays)
         entry = np.arange(first_entry + 1, first_entry + n + 1)
@@ -742,7 +735,7 @@ class RootJetSource(Source):
         lumi = np.asarray(arrays[b.luminosityBlock]) if b.luminosityBlock else np.ones(n, np.int64)
         evt = np.asarray(arrays[b.event]) if b.event else entry
         ids = [EventID(int(r), int(l), int(e)) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
-        return ids, (keys(run, lumi, evt) if b.event else None)  # entry numbers are no event ids
+        return ids, (keys(run, lumi, evt) if b.event else None), (run, lumi, evt)  # entry numbers are no event ids
 
     def accounting(self) -> dict[str, Any]:
         """Counters of the whole job (or worker); ``files_read`` maps each input to the events read."""
@@ -755,17 +748,28 @@ class RootJetSource(Source):
                 "jets_with_nonfinite_pt": c["nonfinite_pt_jets"]}
 
 
-def _count_lumis(lumis: dict[str, int], ids: list[EventID], keep: np.ndarray | None) -> None:
-    """Add the events of ``ids`` (those ``keep`` marks, if given) to ``lumis`` ("run:lumi" -> events):
-    once per chunk, not per event."""
-    if keep is not None:
-        ids = list(compress(ids, keep.tolist()))
-    for (run, lumi), n in Counter(zip(map(_RUN, ids), map(_LUMI, ids))).items():
-        key = f"{run}:{lumi}"
-        lumis[key] = lumis.get(key, 0) + n
-
-
 _RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgetter("event")
+
+
+def _id_arrays(chunk: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(run, lumi, event) arrays of a chunk's events (from its ids if it was built without them)."""
+    if chunk.id_arrays is not None:
+        return chunk.id_arrays
+    n = len(chunk.ids)
+    return tuple(np.fromiter(map(get, chunk.ids), np.uint64, n) for get in (_RUN, _LUMI, _EVENT))  # type: ignore[return-value]
+
+
+def _count_lumis(lumis: dict[str, int], chunk: _Chunk, used: int, handed: np.ndarray | None) -> None:
+    """Add the first ``used`` events of ``chunk`` (those ``handed`` marks, if given) to ``lumis``
+    ("run:lumi" -> events): once per chunk with numpy, not per event."""
+    run, lumi, _ = _id_arrays(chunk)
+    key = (np.asarray(run[:used], np.uint64) << np.uint64(32)) | np.asarray(lumi[:used], np.uint64)
+    if handed is not None:
+        key = key[handed]
+    values, counts = np.unique(key, return_counts=True)
+    for k, n in zip(values.tolist(), counts.tolist()):
+        name = f"{k >> 32}:{k & 0xFFFFFFFF}"
+        lumis[name] = lumis.get(name, 0) + n
 
 
 def _both(keep: np.ndarray | None, selected: np.ndarray | None, used: int) -> np.ndarray | None:

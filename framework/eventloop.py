@@ -62,6 +62,7 @@ class EventProcessor:
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0)
                                for _ in process.schedules]
         self._lumi: tuple[int, int] | None = None  # (run, luminosityBlock) open now, None before the first
+        self._transitions = [0, 0]  # begin run, begin lumi calls (the job report's ProcessingSummary)
         self._transition_hooks = _transition_hooks(process)
 
     def run(self, started_at: float | None = None) -> JobSummary:
@@ -149,10 +150,12 @@ class EventProcessor:
         if new is not None:
             run, lumi = new
             if old is None or old[0] != run:
+                self._transitions[0] += 1
                 signals.pre_begin_run(run)
                 for module in begin_run:
                     module.begin_run(run)
                 signals.post_begin_run(run)
+            self._transitions[1] += 1
             signals.pre_begin_lumi(run, lumi)
             for module in begin_lumi:
                 module.begin_lumi(run, lumi)
@@ -200,6 +203,7 @@ class EventProcessor:
         self._tally, self._where = ErrorTally(), {}  # per-event failures of this unit only
         self._read, self._base, self._first_event_at = 0, unit.first_index, None
         self._lumi = None  # a unit begins its own runs and lumis (module docstring)
+        self._transitions = [0, 0]
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0) for _ in process.schedules]
         for schedule in process.schedules:
             for runner in [*schedule.paths, *schedule.endpaths]:
@@ -349,6 +353,7 @@ class EventProcessor:
             summary.events_failed += c["failed"]
             summary.events_error += c["error"]
         summary.events_read = self._read
+        summary.begin_run_calls, summary.begin_lumi_calls = self._transitions
         summary.events_not_processed = self._read - summary.events_processed
         summary.source = process.source.accounting()
         summary.facts = process.facts

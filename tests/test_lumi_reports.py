@@ -71,6 +71,13 @@ def test_runs_trees_and_job_report_runs(write_config, tmp_path, lumi_file, strea
     assert [[int(r.get("ID")) for r in el.find("Runs")] for el in [*ins, file_el]][-1] == sorted(per_run)
 
     metrics = {(s.get("Metric"), m.get("Name")): m.get("Value") for s in root.find("PerformanceReport") for m in s}
+    transitions = [k for i, k in enumerate(read) if i == 0 or read[i - 1] != k]  # lumi changes in input order
+    assert int(metrics[("ProcessingSummary", "NumberBeginLumiCalls")]) == len(transitions)
+    assert int(metrics[("ProcessingSummary", "NumberBeginRunCalls")]) == \
+        len([k for i, k in enumerate(transitions) if i == 0 or transitions[i - 1][0] != k[0]])
+    for summary in root.find("PerformanceReport"):  # sorted by name, as CMSSW's std::map
+        names = [m.get("Name") for m in summary]
+        assert names == sorted(names)
     report = json.loads((tmp_path / "r" / "hltrun.json").read_text())
     memory = report["services"]["Memory"]
     assert float(metrics[("ApplicationMemory", "PeakValueRss")]) == pytest.approx(memory["peak_rss_mb"], rel=1e-5)

@@ -98,8 +98,9 @@ def cmssw_error(exit_code: int, error: BaseException | None) -> tuple[int, str]:
 
 
 def _metrics(parent: ET.Element, metric: str, values: Sequence[tuple[str, Any]]) -> None:
+    """One PerformanceSummary, its metrics sorted by name as CMSSW's std::map writes them."""
     summary = ET.SubElement(parent, "PerformanceSummary", Metric=metric)
-    for name, value in values:
+    for name, value in sorted(values):
         if value is not None:
             ET.SubElement(summary, "Metric", Name=name, Value=_fmt(value))
 
@@ -149,14 +150,20 @@ def render(data: JobReportData) -> str:
             _text(i, "PFN", inp.pfn)
     perf = ET.SubElement(root, "PerformanceReport")
     events = s.events_processed
+    # FWCore/Services' Timing names; what hltrun does not measure (MinEventTime, TotalLoopCPU,
+    # TotalEventSetupTime...) is left out rather than faked
     _metrics(perf, "Timing", [
         ("TotalJobTime", float(s.wall_s)), ("TotalJobCPU", data.cpu_s),
         ("AvgEventTime", s.loop_s / events if events and s.loop_s else None),
         ("EventThroughput", events / s.loop_s if s.loop_s > 0 else None),
+        ("TotalLoopTime", float(s.loop_s) if s.loop_s else None),
         ("TotalInitTime", float(s.begin_job_s)), ("NumberOfStreams", s.streams)])
     _metrics(perf, "ApplicationMemory", [("PeakValueRss", data.peak_rss_mb), ("PeakValueVsize", data.peak_vsize_mb)])
+    # CMSSW's three (NumberEvents, NumberBeginLumiCalls, NumberBeginRunCalls), then hltrun's accounting
     _metrics(perf, "ProcessingSummary", [
-        ("NumberEvents", events), ("NumberPassed", s.events_passed), ("NumberFailed", s.events_failed),
+        ("NumberEvents", events), ("NumberBeginLumiCalls", s.begin_lumi_calls),
+        ("NumberBeginRunCalls", s.begin_run_calls),
+        ("NumberPassed", s.events_passed), ("NumberFailed", s.events_failed),
         ("NumberErrors", s.events_error), ("NumberRead", s.events_read), ("NumberSkipped", s.events_skipped),
         ("NumberNotProcessed", s.events_not_processed)])
     if data.exit_code:

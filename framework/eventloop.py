@@ -63,6 +63,7 @@ class EventProcessor:
                                for _ in process.schedules]
         self._lumi: tuple[int, int] | None = None  # (run, luminosityBlock) open now, None before the first
         self._transitions = [0, 0]  # begin run, begin lumi calls (the job report's ProcessingSummary)
+        self._in_flight: list[int] = []  # process.loop.in_flight: each stream's event index, or _IDLE
         self._transition_hooks = _transition_hooks(process)
 
     def run(self, started_at: float | None = None) -> JobSummary:
@@ -92,7 +93,7 @@ class EventProcessor:
             process.source.bulk_pending = None
             if process.signals.source_bulk:
                 process.signals.source_bulk(-1, *bulk)
-        process.loop.in_flight = [_IDLE] * len(process.schedules)
+        process.loop.in_flight = self._in_flight = [_IDLE] * len(process.schedules)
         process.loop.draining = False
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
         events = process.source.events(self.options.skipEvents, limit)
@@ -164,7 +165,7 @@ class EventProcessor:
     def _wait_idle(self) -> bool:
         """Wait (holding the source lock) until no stream has an event in flight; False if the job
         stopped meanwhile. Only at a transition, so polling costs nothing per event."""
-        in_flight = self.process.loop.in_flight
+        in_flight = self._in_flight
         while any(i != _IDLE for i in in_flight):
             if self._stop.is_set() and self._errors:
                 return False
@@ -213,7 +214,7 @@ class EventProcessor:
         self._t0 = time.perf_counter()
         summary = JobSummary(process.config.process, len(process.schedules),
                              budget_ms=self.options.budgetMs, input_rate_hz=self.options.inputRateHz)
-        process.loop.in_flight = [_IDLE] * len(process.schedules)
+        process.loop.in_flight = self._in_flight = [_IDLE] * len(process.schedules)
         process.loop.draining = False
         modules = process.all_modules()
         for _, module in modules:
@@ -298,6 +299,9 @@ class EventProcessor:
                     self._stop.set()
                     self.process.loop.draining = True
                     return None
+            # in flight from here, under the lock: a stream pulling the next lumi's first event waits
+            # for this one (set after the lock, another stream could see this one idle and end its lumi)
+            self._in_flight[stream] = index
             if self._first_event_at is None:
                 self._first_event_at = time.perf_counter()
         return index, item
@@ -313,8 +317,7 @@ class EventProcessor:
             got = self._next_event(schedule.stream, events)
             if got is None:
                 return
-            index, (event_id, products) = got
-            in_flight[schedule.stream] = index
+            index, (event_id, products) = got  # in_flight[stream] = index: set by _next_event
             event = Event(event_id, index, schedule.stream, schedule.on_demand, product_types)
             for instance, product in products.items():
                 event.put_as(source_label, product, instance)

@@ -140,26 +140,26 @@ class EventProcessor:
         if old is not None:
             run, lumi = old
             signals.pre_end_lumi(run, lumi)
-            for module in end_lumi:
-                module.end_lumi(run, lumi)
+            for type_, module in end_lumi:
+                _hook(module, type_, "end_lumi", run, lumi)
             signals.post_end_lumi(run, lumi)
             if new is None or new[0] != run:
                 signals.pre_end_run(run)
-                for module in end_run:
-                    module.end_run(run)
+                for type_, module in end_run:
+                    _hook(module, type_, "end_run", run)
                 signals.post_end_run(run)
         if new is not None:
             run, lumi = new
             if old is None or old[0] != run:
                 self._transitions[0] += 1
                 signals.pre_begin_run(run)
-                for module in begin_run:
-                    module.begin_run(run)
+                for type_, module in begin_run:
+                    _hook(module, type_, "begin_run", run)
                 signals.post_begin_run(run)
             self._transitions[1] += 1
             signals.pre_begin_lumi(run, lumi)
-            for module in begin_lumi:
-                module.begin_lumi(run, lumi)
+            for type_, module in begin_lumi:
+                _hook(module, type_, "begin_lumi", run, lumi)
             signals.post_begin_lumi(run, lumi)
 
     def _wait_idle(self) -> bool:
@@ -396,13 +396,22 @@ class EventProcessor:
         summary.data_quality = {k: v for k, v in summary.data_quality.items() if v}
 
 
+def _hook(module: Any, type_: str, name: str, *args: int) -> None:
+    """A module's run/lumi hook; its failure is one line naming the module, the hook and the section."""
+    try:
+        getattr(module, name)(*args)
+    except Exception as exc:
+        raise ModuleError(f"module '{module.label}' ({type_}) failed in {name}"
+                          f"({', '.join(map(str, args))}): {type(exc).__name__}: {exc}") from exc
+
+
 def _transition_hooks(process: Process) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
-    """The module instances overriding begin_run, end_run, begin_lumi, end_lumi (each list in
-    configuration order): a transition calls only those."""
+    """(type, instance) of the modules overriding begin_run, end_run, begin_lumi, end_lumi (each list
+    in configuration order): a transition calls only those."""
     from .module import Module
 
-    modules = [m for _, m in process.all_modules()]
-    return tuple([m for m in modules if getattr(type(m), name, None) is not getattr(Module, name)]  # type: ignore[return-value]
+    modules = [(d.type, m) for d, m in process.all_modules()]
+    return tuple([(t, m) for t, m in modules if getattr(type(m), name, None) is not getattr(Module, name)]  # type: ignore[return-value]
                  for name in ("begin_run", "end_run", "begin_lumi", "end_lumi"))
 
 

@@ -305,6 +305,25 @@ class LumiRecorderParameters:
 LUMI_CALLS: dict[str, list] = {}  # label -> [("begin_lumi", run, lumi), ("event", run, lumi, open), ...]
 
 
+@dataclass
+class LumiFailParameters:
+    lumi: int = 2  # begin_lumi of this lumi section raises
+
+
+@register_module("TestLumiFail")
+class LumiFail(Analyzer):
+    """begin_lumi raises at one lumi section: the job stops with one line naming module and hook."""
+
+    Parameters = LumiFailParameters
+
+    def begin_lumi(self, run: int, lumi: int) -> None:
+        if lumi == self.params.lumi:
+            raise RuntimeError("conditions not found")
+
+    def analyze(self, event) -> None:
+        pass
+
+
 @register_module("TestLumiRecorder")
 class LumiRecorder(Analyzer):
     """Records its run/lumi hooks and, per event, the (run, lumi) open when the event ran, so a test

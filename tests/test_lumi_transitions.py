@@ -62,3 +62,22 @@ def test_transitions_once_per_section_around_its_events(write_config, lumi_file,
         assert len(events) == len(LAYOUT)
         # every event ran while its own lumi was open on its instance: begun before, not yet ended
         assert all(open_ == (run, lumi) for _, run, lumi, open_ in events)
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_failing_hook_stops_the_job_naming_module_and_section(write_config, lumi_file, streams):
+    from hltrun.framework.eventloop import JobFailed
+
+    cfg = write_config(f"""
+        process: LUMI
+        options: {{numberOfThreads: {streams}}}
+        source: {{type: RootJetSource, files: ["{lumi_file}"]}}
+        modules: {{bad: {{type: TestLumiFail, lumi: 2}}}}
+        paths: {{p: [bad]}}
+        """)
+    with pytest.raises(JobFailed) as err:
+        EventProcessor(Process(load(cfg, []))).run()
+    summary = err.value.summary
+    assert summary.failure == ("module 'bad' (TestLumiFail) failed in begin_lumi(1, 2): "
+                               "RuntimeError: conditions not found")
+    assert summary.events_processed == LAYOUT.index((1, 2))  # lumi 1's events, none of lumi 2's

@@ -111,7 +111,7 @@ def _write_job_report(path: Path, record: dict, code: int) -> int:
 
     summary = record.get("summary") or JobSummary(record.get("process", "hltrun"), 0)
     try:
-        write(path, gather(summary, code, record.get("error")))
+        write(path, gather(summary, code, record.get("error"), record.get("memory")))
     except HltError as exc:
         sys.stderr.write(f"hltrun: error: {exc}\n")
         return code or exc.exit_code
@@ -166,6 +166,12 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         if code and args.debug and outcome.cause is not None and not isinstance(outcome.cause, KeyboardInterrupt):
             log.error("job failed", exc_info=outcome.cause)
         services = report_services(cfg, outcome.result)
+        if any(type(s).__name__ == "Memory" for s in services):  # import it only when configured
+            from .services.memory import Memory
+
+            for service in services:  # the job report's PeakValueRss is the MemoryReport's peak
+                if isinstance(service, Memory):  # also configured as SimpleMemoryCheck
+                    record["memory"] = service.results()
         if cfg.options.wantSummary:
             sys.stdout.write(text_report(summary, services))
         report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0

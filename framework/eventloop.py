@@ -3,6 +3,19 @@
 With one stream everything runs on the calling thread. With N streams, N threads each take the next
 event from the source (one at a time, under a lock, like CMSSW's source serialisation) and process
 it; modules that compute outside the GIL (ONNX Runtime, TensorFlow) then overlap.
+
+Run and lumi transitions. Events come out of the source in input order, one at a time under the
+source lock, so the loop compares each event's (run, luminosityBlock) with the last one pulled (one
+tuple compare per event). At a change the pulling stream, still holding the lock, waits until no
+event is in flight on any stream, then fires end lumi (and end run if the run changes) for the old
+section and begin run / begin lumi for the new one -- signals (``pre_/post_begin_run`` ...) and the
+modules' ``begin_run``/``begin_lumi``/``end_*`` hooks -- and only then processes the new event. This
+is CMSSW with one concurrent lumi section: a lumi begins before its first event is processed and
+ends after its last, on any number of streams; streams overlap within a lumi, never across a
+boundary. The last section open ends when the loop ends (also after an error, as end_job runs).
+A section that comes back later in the input (A, B, A) begins and ends again, as in CMSSW.
+In a distributed run each work unit is a loop of its own: a lumi split across units begins and
+ends in each unit (the reports merge its counts into one lumi).
 """
 
 from __future__ import annotations
@@ -48,6 +61,10 @@ class EventProcessor:
         self._where: dict[int, EventID] = {}  # id(exception) -> event it stopped the job on
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0)
                                for _ in process.schedules]
+        self._lumi: tuple[int, int] | None = None  # (run, luminosityBlock) open now, None before the first
+        self._transitions = [0, 0]  # begin run, begin lumi calls (the job report's ProcessingSummary)
+        self._in_flight: list[int] = []  # process.loop.in_flight: each stream's event index, or _IDLE
+        self._transition_hooks = _transition_hooks(process)
 
     def run(self, started_at: float | None = None) -> JobSummary:
         """Process all events. ``started_at`` (perf_counter) lets the report show start-up time.
@@ -76,7 +93,7 @@ class EventProcessor:
             process.source.bulk_pending = None
             if process.signals.source_bulk:
                 process.signals.source_bulk(-1, *bulk)
-        process.loop.in_flight = [_IDLE] * len(process.schedules)
+        process.loop.in_flight = self._in_flight = [_IDLE] * len(process.schedules)
         process.loop.draining = False
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
         events = process.source.events(self.options.skipEvents, limit)
@@ -100,7 +117,11 @@ class EventProcessor:
         try:
             with stop_callback(self._on_signal):
                 self._run_streams(events)
+                self._transition(None)  # the last lumi and run end after their last event
         except KeyboardInterrupt as exc:
+            self._stop.set()
+            self._errors.append(exc)
+        except Exception as exc:  # a module's end_lumi/end_run: fails the job as an event would
             self._stop.set()
             self._errors.append(exc)
         finally:
@@ -108,6 +129,48 @@ class EventProcessor:
             if close is not None:
                 close()
         self._loop_end = time.perf_counter()
+
+    def _transition(self, new: tuple[int, int] | None) -> None:
+        """End the open lumi (and its run if the run changes), begin ``new``'s run and lumi. Called with
+        no event in flight on any stream; ``new`` None: end what is open (end of the loop)."""
+        old = self._lumi
+        self._lumi = new
+        signals = self.process.signals
+        begin_run, end_run, begin_lumi, end_lumi = self._transition_hooks
+        if old is not None:
+            run, lumi = old
+            signals.pre_end_lumi(run, lumi)
+            for type_, module in end_lumi:
+                _hook(module, type_, "end_lumi", run, lumi)
+            signals.post_end_lumi(run, lumi)
+            if new is None or new[0] != run:
+                signals.pre_end_run(run)
+                for type_, module in end_run:
+                    _hook(module, type_, "end_run", run)
+                signals.post_end_run(run)
+        if new is not None:
+            run, lumi = new
+            if old is None or old[0] != run:
+                self._transitions[0] += 1
+                signals.pre_begin_run(run)
+                for type_, module in begin_run:
+                    _hook(module, type_, "begin_run", run)
+                signals.post_begin_run(run)
+            self._transitions[1] += 1
+            signals.pre_begin_lumi(run, lumi)
+            for type_, module in begin_lumi:
+                _hook(module, type_, "begin_lumi", run, lumi)
+            signals.post_begin_lumi(run, lumi)
+
+    def _wait_idle(self) -> bool:
+        """Wait (holding the source lock) until no stream has an event in flight; False if the job
+        stopped meanwhile. Only at a transition, so polling costs nothing per event."""
+        in_flight = self._in_flight
+        while any(i != _IDLE for i in in_flight):
+            if self._stop.is_set() and self._errors:
+                return False
+            time.sleep(0.0002)
+        return True
 
     def _run_streams(self, events: Iterator[tuple[EventID, dict[str, Any]]]) -> None:
         process = self.process
@@ -140,6 +203,8 @@ class EventProcessor:
         self._stop.clear()
         self._tally, self._where = ErrorTally(), {}  # per-event failures of this unit only
         self._read, self._base, self._first_event_at = 0, unit.first_index, None
+        self._lumi = None  # a unit begins its own runs and lumis (module docstring)
+        self._transitions = [0, 0]
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0) for _ in process.schedules]
         for schedule in process.schedules:
             for runner in [*schedule.paths, *schedule.endpaths]:
@@ -149,7 +214,7 @@ class EventProcessor:
         self._t0 = time.perf_counter()
         summary = JobSummary(process.config.process, len(process.schedules),
                              budget_ms=self.options.budgetMs, input_rate_hz=self.options.inputRateHz)
-        process.loop.in_flight = [_IDLE] * len(process.schedules)
+        process.loop.in_flight = self._in_flight = [_IDLE] * len(process.schedules)
         process.loop.draining = False
         modules = process.all_modules()
         for _, module in modules:
@@ -222,6 +287,21 @@ class EventProcessor:
                 return None
             index = self._base + self._read
             self._read += 1
+            event_id = item[0]
+            lumi = (event_id.run, event_id.luminosityBlock)
+            if lumi != self._lumi:  # the one per-event cost of transitions: a tuple compare
+                if len(self.process.schedules) > 1 and not self._wait_idle():
+                    return None  # read, not processed: the job stopped on another stream's error
+                try:
+                    self._transition(lumi)
+                except Exception as exc:  # a module's begin/end hook: stops the job, as an event's error
+                    self._errors.append(exc)
+                    self._stop.set()
+                    self.process.loop.draining = True
+                    return None
+            # in flight from here, under the lock: a stream pulling the next lumi's first event waits
+            # for this one (set after the lock, another stream could see this one idle and end its lumi)
+            self._in_flight[stream] = index
             if self._first_event_at is None:
                 self._first_event_at = time.perf_counter()
         return index, item
@@ -237,8 +317,7 @@ class EventProcessor:
             got = self._next_event(schedule.stream, events)
             if got is None:
                 return
-            index, (event_id, products) = got
-            in_flight[schedule.stream] = index
+            index, (event_id, products) = got  # in_flight[stream] = index: set by _next_event
             event = Event(event_id, index, schedule.stream, schedule.on_demand, product_types)
             for instance, product in products.items():
                 event.put_as(source_label, product, instance)
@@ -277,6 +356,7 @@ class EventProcessor:
             summary.events_failed += c["failed"]
             summary.events_error += c["error"]
         summary.events_read = self._read
+        summary.begin_run_calls, summary.begin_lumi_calls = self._transitions
         summary.events_not_processed = self._read - summary.events_processed
         summary.source = process.source.accounting()
         summary.facts = process.facts
@@ -314,6 +394,25 @@ class EventProcessor:
                 quality[key] = quality.get(key, 0) + int(value)
         summary.module_summaries = {k: v for k, v in summary.module_summaries.items() if v}
         summary.data_quality = {k: v for k, v in summary.data_quality.items() if v}
+
+
+def _hook(module: Any, type_: str, name: str, *args: int) -> None:
+    """A module's run/lumi hook; its failure is one line naming the module, the hook and the section."""
+    try:
+        getattr(module, name)(*args)
+    except Exception as exc:
+        raise ModuleError(f"module '{module.label}' ({type_}) failed in {name}"
+                          f"({', '.join(map(str, args))}): {type(exc).__name__}: {exc}") from exc
+
+
+def _transition_hooks(process: Process) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """(type, instance) of the modules overriding begin_run, end_run, begin_lumi, end_lumi (each list
+    in configuration order): a transition calls only those."""
+    from .module import Module
+
+    modules = [(d.type, m) for d, m in process.all_modules()]
+    return tuple([(t, m) for t, m in modules if getattr(type(m), name, None) is not getattr(Module, name)]  # type: ignore[return-value]
+                 for name in ("begin_run", "end_run", "begin_lumi", "end_lumi"))
 
 
 class JobFailed(Exception):

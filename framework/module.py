@@ -92,6 +92,22 @@ class Module(_Declares):
     def end_job(self) -> None:
         """Called once after the last event (close files, write summaries)."""
 
+    # Run and lumi transitions (CMSSW's beginRun / beginLuminosityBlock): called on every instance,
+    # between events, never while an event is in flight on any stream (framework/eventloop.py).
+    # Only modules that override one are called: a plain module costs nothing at a transition.
+
+    def begin_run(self, run: int) -> None:
+        """Before the first event of ``run`` (e.g. re-read conditions that change per run)."""
+
+    def end_run(self, run: int) -> None:
+        """After the last event of ``run``."""
+
+    def begin_lumi(self, run: int, lumi: int) -> None:
+        """Before the first event of lumi section ``lumi`` (e.g. HLTPrescaler re-reads its prescale)."""
+
+    def end_lumi(self, run: int, lumi: int) -> None:
+        """After the last event of lumi section ``lumi``."""
+
     def begin_unit(self, unit: "WorkUnit") -> None:
         """Distributed runs only: called before the events of a work unit (after begin_job, once per unit)."""
 

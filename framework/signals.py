@@ -67,6 +67,11 @@ class ActivityRegistry:
     * ``source_bulk(stream, real_ns, cpu_ns)``: between those two, when the pull did bulk work (file
       open, chunk read and conversion) that belongs to no single event; the times are inside the pull.
       ``stream`` -1: the source read data for the loop during begin_job (files its check read whole)
+    * ``pre_begin_run(run)`` / ``post_begin_run(run)``, ``pre_begin_lumi(run, lumi)`` /
+      ``post_begin_lumi(run, lumi)`` and their ``end`` counterparts (``pre_end_lumi(run, lumi)``, ...):
+      fired by the event loop when the (run, luminosityBlock) of the events read changes, and at the
+      end of the loop for the last one open; a lumi begins before its first event, ends after its last
+      (eventloop's module docstring says how, with several streams)
     * ``pre_event(event)`` / ``post_event(event, status)``; status is ``"accept"``, ``"reject"`` or ``"error"``
     * ``pre_path(event, path_name)`` / ``post_path(event, path_name, accepted)``
     * ``pre_module(event, desc)`` / ``post_module(event, desc)`` (also after an exception)
@@ -76,7 +81,9 @@ class ActivityRegistry:
 
     NAMES = (
         "pre_begin_job", "post_begin_job", "pre_module_begin_job", "post_module_begin_job",
-        "pre_source", "post_source", "source_bulk", "pre_event", "post_event", "pre_path", "post_path",
+        "pre_source", "post_source", "source_bulk",
+        "pre_begin_run", "post_begin_run", "pre_begin_lumi", "post_begin_lumi",
+        "pre_end_lumi", "post_end_lumi", "pre_end_run", "post_end_run", "pre_event", "post_event", "pre_path", "post_path",
         "pre_module", "post_module", "pre_module_end_job", "post_module_end_job",
         "pre_end_job", "post_end_job",
     )

@@ -60,6 +60,8 @@ class JobSummary:
     events_error: int = 0
     events_not_processed: int = 0  # read but not processed because the job stopped on an error
     events_duplicate: int = 0  # read from a file but skipped: (run, lumi, event) seen before (duplicateCheckMode)
+    begin_run_calls: int = 0  # run transitions (CMSSW's NumberBeginRunCalls); a Dask unit begins its own
+    begin_lumi_calls: int = 0  # lumi transitions (NumberBeginLumiCalls)
     bad_files: list[str] = field(default_factory=list)  # "path: reason" of files skipped (skipBadFiles)
     errors: dict[str, dict[str, int]] = field(default_factory=dict)  # module -> error kind -> failed events
     # label -> counter -> count: odd data met on the way (non-finite jets, empty events, events without a

@@ -2,8 +2,12 @@
 
 Beside the ``Events`` tree, a ``LuminosityBlocks`` tree (as NanoAOD has one) lists every (run,
 luminosityBlock) the job processed, with ``eventsProcessed``: the events of it the job saw, selected
-or not. An output that keeps accepted events only still says what was read, so ``hltdiff`` can tell
-an event this job rejected from one it never read.
+or not, and a ``Runs`` tree every run, with its ``eventsProcessed``. NanoAOD's own Runs branches
+beyond ``run`` (``genEventCount``, ``genEventSumw``...) are not written: hltrun does not know the
+generated events behind its input. An output that keeps accepted events only still says what was
+read, so ``hltdiff`` can tell an event this job rejected from one it never read. Both trees are
+sorted by run (and lumi); a distributed run's parts are merged, so a lumi section split across
+work units is one row, as in a local run.
 
 Rows are buffered and written in input order (the framework tells which events are still in flight
 on other streams), so the file is identical for any number of streams. The file is written under a
@@ -74,13 +78,31 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
     return out
 
 
-LUMI_TREE = "LuminosityBlocks"  # NanoAOD's name
+LUMI_TREE = "LuminosityBlocks"  # NanoAOD's names
+RUNS_TREE = "Runs"
+
+
+def lumi_trees(lumis: dict[tuple[int, int], int]) -> dict[str, dict[str, np.ndarray]]:
+    """The LuminosityBlocks and Runs trees' columns from {(run, lumi): events processed}, sorted."""
+    rows = sorted(lumis.items())
+    runs: dict[int, int] = {}
+    for (run, _), n in rows:
+        runs[run] = runs.get(run, 0) + n
+    return {
+        LUMI_TREE: {"run": np.array([r for (r, _), _ in rows], np.uint32),
+                    "luminosityBlock": np.array([lumi for (_, lumi), _ in rows], np.uint32),
+                    "eventsProcessed": np.array([n for _, n in rows], np.uint64)},
+        RUNS_TREE: {"run": np.array(list(runs), np.uint32),
+                    "eventsProcessed": np.array(list(runs.values()), np.uint64)}}
+
+
 PRESCALED_PREFIX = "HLTPrescaled_"
 
 
 def prescaled_branch(trigger_branch: str) -> str:
     """HLT_X -> HLTPrescaled_X: the branch saying that X's HLTPrescaler stopped it."""
     return PRESCALED_PREFIX + trigger_branch[len("HLT_"):]
+
 
 _ID_DTYPES = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}  # NanoAOD's types
 
@@ -114,6 +136,9 @@ class RootOutputModule(OutputModule):
         self._decision_branches: list[tuple[str, str]] = []
         self._prescaled_branches: list[tuple[str, str]] = []
         self._lumis: dict[tuple[int, int], int] = {}  # (run, lumi) -> events processed, selected or not
+        # "run:lumi" -> events written, 0 for a lumi processed with none selected; job-wide (the job
+        # report's <Runs> of this file: every lumi in the output, as CMSSW's OutputFile lists them)
+        self._written_per_lumi: dict[str, int] = {}
 
     def begin_job(self, ctx: "ModuleContext") -> None:
         self._activity = ctx.service(StreamActivity.name)
@@ -158,11 +183,8 @@ class RootOutputModule(OutputModule):
             write_nanoaod(self._file, self.params.tree, {"run": np.zeros(0, np.uint32),
                                                          "luminosityBlock": np.zeros(0, np.uint32),
                                                          "event": np.zeros(0, np.uint64)})
-        lumis = sorted(self._lumis.items())
-        write_nanoaod(self._file, LUMI_TREE, {
-            "run": np.array([r for (r, _), _ in lumis], np.uint32),
-            "luminosityBlock": np.array([lumi for (_, lumi), _ in lumis], np.uint32),
-            "eventsProcessed": np.array([n for _, n in lumis], np.uint64)})
+        for tree, columns in lumi_trees(self._lumis).items():
+            write_nanoaod(self._file, tree, columns)
         self._lumis.clear()
 
     # -- distributed runs: one part per work unit, assembled in input order by the client ---------
@@ -190,16 +212,23 @@ class RootOutputModule(OutputModule):
     def assemble(cls, parts: list[Path], target: Path, params: RootOutputParameters) -> int:
         from .rootio import concatenate_trees
 
+        lumis = _merged_lumis(parts)  # a lumi split across units: one row, its counts added
         with writing(target, "output file") as staged:
-            n = concatenate_trees(parts, staged.open(), params.tree, params.compression, extra_trees=[LUMI_TREE])
+            n = concatenate_trees(parts, staged.open(), params.tree, params.compression, add_trees=lumi_trees(lumis))
         return n
 
     def skip(self, event: Event) -> None:
         key = (event.id.run, event.id.luminosityBlock)
-        self._lumis[key] = self._lumis.get(key, 0) + 1
+        n = self._lumis.get(key)
+        if n is None:  # a lumi section new to this file: listed in the job report, 0 written so far
+            self._written_per_lumi.setdefault(f"{key[0]}:{key[1]}", 0)
+            n = 0
+        self._lumis[key] = n + 1
 
     def write(self, event: Event) -> None:
         self.skip(event)  # processed, as every event is: counted in its lumi section
+        key = f"{event.id.run}:{event.id.luminosityBlock}"
+        self._written_per_lumi[key] += 1
         row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
                                "event": event.id.event}
         for path, branch in self._decision_branches:
@@ -260,4 +289,20 @@ class RootOutputModule(OutputModule):
         log.info("output: %d event(s) written to %s", self._written, self.path.resolve())
 
     def summary(self) -> dict[str, Any]:
-        return {"file": str(self.path), "events_written": self._written}
+        return {"file": str(self.path), "events_written": self._written,
+                "lumis_written": dict(self._written_per_lumi)}
+
+
+def _merged_lumis(parts: list[Path]) -> dict[tuple[int, int], int]:
+    """{(run, lumi): events processed} summed over the parts' LuminosityBlocks trees."""
+    import uproot
+
+    lumis: dict[tuple[int, int], int] = {}
+    for part in parts:
+        with uproot.open(part) as f:
+            if LUMI_TREE not in f:
+                continue
+            t = f[LUMI_TREE].arrays(["run", "luminosityBlock", "eventsProcessed"], library="np")
+            for r, lumi, n in zip(t["run"].tolist(), t["luminosityBlock"].tolist(), t["eventsProcessed"].tolist()):
+                lumis[(r, lumi)] = lumis.get((r, lumi), 0) + n
+    return lumis

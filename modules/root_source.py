@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Iterator, Literal
 
 import awkward as ak
@@ -30,6 +31,7 @@ from hltrun.framework.context import SourceContext
 from hltrun.framework.errors import ConfigError, FileOpenError, SourceError, one_line
 from hltrun.framework.event import EventID
 from hltrun.framework.module import Source
+from hltrun.framework.ranges import Selection
 from hltrun.framework.schema import limited
 
 from . import decompression
@@ -85,10 +87,16 @@ class RootJetSourceParameters:
     # Off (with a warning) where the process may run on one core only: the reader would preempt the
     # streams and its read would land in the events' real time
     read_ahead: int = limited(0, 0, 16, "chunks; 0: off")
+    # PoolSource's selections (framework/ranges.py: CMSSW's syntax): events outside them are not
+    # handed to the path, and counted as "not selected"; maxEvents counts selected events, skipEvents
+    # entries (before the selection). PoolSource has no firstEvent (EmptySource's renumbering): none here
+    lumisToProcess: list[str] = field(default_factory=list)  # e.g. ["1:1-1:5", "2:3-2:max"]
+    eventsToProcess: list[str] = field(default_factory=list)  # e.g. ["1:5:100-1:7:max", "2:1-2:500"]
 
     def __post_init__(self) -> None:
         if not self.files:
             raise ValueError("files: give at least one ROOT file (globs allowed)")
+        Selection.parse(self.lumisToProcess, self.eventsToProcess)  # a malformed range: one line naming it
 
 
 class _Chunk:
@@ -99,7 +107,7 @@ class _Chunk:
     padded ``constituents``/``relative`` arrays of every jet are built the first time anyone asks.
     """
 
-    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "ids", "keys", "_flat", "_order",
+    __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "ids", "keys", "id_arrays", "_flat", "_order",
                  "_max_constituents", "_inputs", "_padded", "_lock")
 
     def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, ids, keys, flat, order, max_constituents) -> None:
@@ -108,6 +116,7 @@ class _Chunk:
         self.ncons = ncons
         self.ids = ids
         self.keys = keys  # (run, lumi, event) as sortable keys for the duplicate check; None: no ids
+        self.id_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # run, lumi, event (the source's)
         self._flat = flat  # (jet_of_cand, eta, phi, pt) of the constituents, jets numbered as read
         self._order = order  # sorted jet -> jet as read
         self._max_constituents = max_constituents
@@ -190,10 +199,13 @@ class RootJetSource(Source):
                        "duplicates": 0, "bad_files": 0, "bad_entries": 0, "invalid_links": 0,
                        "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
                        # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
-                       "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0}
+                       "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0,
+                       "not_selected": 0}  # read, outside lumisToProcess / eventsToProcess
+        self._selection = Selection.parse(params.lumisToProcess, params.eventsToProcess)
         self.bad_files: list[str] = []  # "path: what was skipped (reason)", for the reports
         self._bad_entries: dict[str, int] = {}  # bad file -> entries skipped in it (0: skipped whole at begin_job)
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
+        self._lumis_read: dict[str, dict[str, int]] = {}  # file -> "run:lumi" -> events handed out (its <Runs>)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
         self._requests: set[InputSpec] = set()  # what consumers requested (SourceContext.requests)
@@ -234,6 +246,11 @@ class RootJetSource(Source):
     def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None) -> list[tuple[str, int]]:
         """The files and their entries, checked as begin_job checks them (bad ones skipped or refused),
         without keeping any array: what the Dask client splits into work units."""
+        if entries_needed is not None and (params.lumisToProcess or params.eventsToProcess):
+            # units are entry ranges planned before any event is read: which entries hold the first
+            # maxEvents selected events is unknown there (a local run reads on until it has them)
+            raise NotImplementedError("source.lumisToProcess / eventsToProcess with options.maxEvents: "
+                                      "units are planned by entries; use maxEvents: -1 or a local run")
         source = cls("source", params)
         try:
             source._open_inputs(entries_needed, keep=False)
@@ -454,8 +471,8 @@ class RootJetSource(Source):
             self._count["skipped"] += start
             if left is not None and left <= 0:
                 break
-            # with duplicates possible, more entries than ``left`` may be needed: read on, stop early
-            stop = n if left is None or checking else min(n, start + left)
+            # with duplicates or a selection, more entries than ``left`` may be needed: read on, stop early
+            stop = n if left is None or checking or self._selection else min(n, start + left)
             self._duplicates.new_file()
             for item in self._range(path, start, stop, self._duplicates):
                 yield item
@@ -492,15 +509,25 @@ class RootJetSource(Source):
         yielded counted as ``read``; a read failure skips the rest of the range with skipBadFiles."""
         checking = self.params.duplicateCheckMode != "noDuplicateCheck"
         read_before = self._count["read"]
+        lumis = self._lumis_read.setdefault(path, {})
+        chunk, keep, selected, used = None, None, None, 0  # the chunk being handed out and how far: its lumis, counted per chunk
         try:
             for chunk in self._chunks(path, start, stop):
                 keep = checker.first_seen(chunk.keys) if checking and chunk.keys is not None else None
+                selected = self._selection.mask(*_id_arrays(chunk)) if self._selection else None
+                used = 0
                 for i in range(len(chunk.jet_offsets) - 1):
+                    used = i + 1
                     if keep is not None and not keep[i]:
                         self._duplicate(chunk.ids[i], path)
                         continue
+                    if selected is not None and not selected[i]:
+                        self._count["not_selected"] += 1
+                        continue
                     self._count["read"] += 1
                     yield chunk.ids[i], {"": chunk.event(i)}
+                _count_lumis(lumis, chunk, used, _both(keep, selected, used))
+                chunk = None
         except SourceError as exc:
             if not self.params.skipBadFiles:
                 raise
@@ -508,6 +535,10 @@ class RootJetSource(Source):
             self._skip_bad_file(path, str(exc), (first_bad, stop), self._count["read"] - read_before)
         finally:  # per range, not per event: the events of this range are the read counter's growth
             self._files_read[path] = self._files_read.get(path, 0) + self._count["read"] - read_before
+            if chunk is not None:  # stopped inside a chunk (maxEvents, an error): its events handed out
+                _count_lumis(lumis, chunk, used, _both(keep, selected, used))
+            if not lumis:
+                self._lumis_read.pop(path, None)
 
     def _duplicate(self, event_id: EventID, path: str) -> None:
         self._count["duplicates"] += 1
@@ -687,14 +718,16 @@ class RootJetSource(Source):
             jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
 
-        ids, id_keys = self._ids(arrays, first_entry)
+        ids, id_keys, id_arrays = self._ids(arrays, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, self._requests)
+        chunk.id_arrays = id_arrays  # lumis counted and selections made per chunk with numpy
         counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
         counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))
         return chunk
 
-    def _ids(self, arrays: ak.Array, first_entry: int) -> tuple[list[EventID], np.ndarray | None]:
+    def _ids(self, arrays: ak.Array, first_entry: int
+             ) -> tuple[list[EventID], np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         b = self.params.branches
         n = len(arrays)
         entry = np.arange(first_entry + 1, first_entry + n + 1)
@@ -702,16 +735,50 @@ class RootJetSource(Source):
         lumi = np.asarray(arrays[b.luminosityBlock]) if b.luminosityBlock else np.ones(n, np.int64)
         evt = np.asarray(arrays[b.event]) if b.event else entry
         ids = [EventID(int(r), int(l), int(e)) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
-        return ids, (keys(run, lumi, evt) if b.event else None)  # entry numbers are no event ids
+        return ids, (keys(run, lumi, evt) if b.event else None), (run, lumi, evt)  # entry numbers are no event ids
 
     def accounting(self) -> dict[str, Any]:
         """Counters of the whole job (or worker); ``files_read`` maps each input to the events read."""
-        return {**self._count, "files_read": dict(self._files_read), "bad_entries_per_file": dict(self._bad_entries)}
+        return {**self._count, "files_read": dict(self._files_read), "bad_entries_per_file": dict(self._bad_entries),
+                "lumis_per_file": {path: dict(lumis) for path, lumis in self._lumis_read.items()}}
 
     def data_quality(self) -> dict[str, int]:
         c = self._count
         return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"],
                 "jets_with_nonfinite_pt": c["nonfinite_pt_jets"]}
+
+
+_RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgetter("event")
+
+
+def _id_arrays(chunk: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(run, lumi, event) arrays of a chunk's events (from its ids if it was built without them)."""
+    if chunk.id_arrays is not None:
+        return chunk.id_arrays
+    n = len(chunk.ids)
+    return tuple(np.fromiter(map(get, chunk.ids), np.uint64, n) for get in (_RUN, _LUMI, _EVENT))  # type: ignore[return-value]
+
+
+def _count_lumis(lumis: dict[str, int], chunk: _Chunk, used: int, handed: np.ndarray | None) -> None:
+    """Add the first ``used`` events of ``chunk`` (those ``handed`` marks, if given) to ``lumis``
+    ("run:lumi" -> events): once per chunk with numpy, not per event."""
+    run, lumi, _ = _id_arrays(chunk)
+    key = (np.asarray(run[:used], np.uint64) << np.uint64(32)) | np.asarray(lumi[:used], np.uint64)
+    if handed is not None:
+        key = key[handed]
+    values, counts = np.unique(key, return_counts=True)
+    for k, n in zip(values.tolist(), counts.tolist()):
+        name = f"{k >> 32}:{k & 0xFFFFFFFF}"
+        lumis[name] = lumis.get(name, 0) + n
+
+
+def _both(keep: np.ndarray | None, selected: np.ndarray | None, used: int) -> np.ndarray | None:
+    """The events of a chunk's first ``used`` that were handed out: not duplicates, and selected."""
+    if keep is None and selected is None:
+        return None
+    if keep is None:
+        return selected[:used]
+    return keep[:used] if selected is None else keep[:used] & selected[:used]
 
 
 def _chunk_counts() -> dict[str, int]:

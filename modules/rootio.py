@@ -37,9 +37,11 @@ def compression_codec(name: str) -> Any:
 
 
 def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: str = "zlib",
-                      step: int = 100_000, extra_trees: "Sequence[str]" = ()) -> int:
+                      step: int = 100_000, extra_trees: "Sequence[str]" = (),
+                      add_trees: "Mapping[str, Mapping[str, Any]]" = {}) -> int:
     """Write the entries of ``tree`` (then of each of ``extra_trees`` that a part has) from every part,
-    in order, into a new file ``target``; return the count of ``tree``'s entries.
+    in order, into a new file ``target``, then the trees of ``add_trees`` (name -> columns: the
+    caller's merge of per-part summaries); return the count of ``tree``'s entries.
 
     Branches keep their NanoAOD shape: ``X_a``/``X_b`` sharing the counter ``nX`` are re-zipped into
     collection ``X``, a lone jagged ``X`` with ``nX`` stays a jagged branch. Reads ``step`` entries at a
@@ -52,6 +54,8 @@ def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: s
         total = _append_tree(parts, out, tree, step)
         for extra in extra_trees:
             _append_tree(parts, out, extra, step)
+        for name, columns in add_trees.items():
+            write_nanoaod(out, name, columns)
     return total
 
 

@@ -97,6 +97,19 @@ def counts_file(tmp_path_factory, sample_events) -> Path:
     return write_counts(tmp_path_factory.mktemp("root") / "counts.root", sample_events)
 
 
+# (run, lumi) of lumi_file's events in input order: two runs, a one-event lumi, events 1000...
+LUMI_LAYOUT = [(1, 1)] * 7 + [(1, 2)] * 5 + [(1, 3)] * 1 + [(2, 7)] * 9 + [(2, 8)] * 3
+
+
+@pytest.fixture(scope="session")
+def lumi_file(tmp_path_factory) -> Path:
+    """A NanoAOD-like file of several runs and lumi sections (LUMI_LAYOUT)."""
+    events = make_events(len(LUMI_LAYOUT), seed=5)
+    for e, (run, lumi) in zip(events, LUMI_LAYOUT):
+        e["run"], e["lumi"] = run, lumi
+    return write_counts(tmp_path_factory.mktemp("lumi") / "lumis.root", events)
+
+
 @pytest.fixture()
 def write_config(tmp_path):
     """Write a YAML config (dedented) into tmp_path and return its path."""

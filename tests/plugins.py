@@ -295,3 +295,65 @@ class MemoryBump(Analyzer):
         elif event.id.event == self.params.hold_until and self._block is not None:
             self._block.close()
             self._block = None
+
+
+@dataclass
+class LumiRecorderParameters:
+    sleep_ms: float = 0.0  # per event: keeps several streams' events in flight at once
+
+
+LUMI_CALLS: dict[str, list] = {}  # label -> [("begin_lumi", run, lumi), ("event", run, lumi, open), ...]
+
+
+@dataclass
+class LumiFailParameters:
+    lumi: int = 2  # begin_lumi of this lumi section raises
+
+
+@register_module("TestLumiFail")
+class LumiFail(Analyzer):
+    """begin_lumi raises at one lumi section: the job stops with one line naming module and hook."""
+
+    Parameters = LumiFailParameters
+
+    def begin_lumi(self, run: int, lumi: int) -> None:
+        if lumi == self.params.lumi:
+            raise RuntimeError("conditions not found")
+
+    def analyze(self, event) -> None:
+        pass
+
+
+@register_module("TestLumiRecorder")
+class LumiRecorder(Analyzer):
+    """Records its run/lumi hooks and, per event, the (run, lumi) open when the event ran, so a test
+    can check that no event runs outside its own lumi section on any stream."""
+
+    Parameters = LumiRecorderParameters
+
+    def __init__(self, label: str, params: LumiRecorderParameters) -> None:
+        super().__init__(label, params)
+        self._open: tuple[int, int] | None = None
+
+    def _note(self, *what: Any) -> None:
+        with _LOCK:
+            LUMI_CALLS.setdefault(self.label, []).append(what)
+
+    def begin_run(self, run: int) -> None:
+        self._note("begin_run", run)
+
+    def end_run(self, run: int) -> None:
+        self._note("end_run", run)
+
+    def begin_lumi(self, run: int, lumi: int) -> None:
+        self._open = (run, lumi)
+        self._note("begin_lumi", run, lumi)
+
+    def end_lumi(self, run: int, lumi: int) -> None:
+        self._open = None
+        self._note("end_lumi", run, lumi)
+
+    def analyze(self, event) -> None:
+        if self.params.sleep_ms:
+            time.sleep(self.params.sleep_ms * 1e-3)
+        self._note("event", event.id.run, event.id.luminosityBlock, self._open)

@@ -8,6 +8,7 @@ below mutmut's CPU-time limit (docs/testing.md)."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 import os
 import sys
 import time
@@ -417,3 +418,45 @@ def test_threads_per_worker_each_thread_has_its_own_process(write_config, tmp_pa
     assert list(s.executor["threads"].values()) == [2]
     assert trig_report(local.result.summary) == trig_report(s)
     assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+
+
+LUMIS = """
+process: LUMI
+options:
+  executor: {{type: {type}, eventsPerTask: 4, address: {address}}}
+source: {{type: RootJetSource, files: ["{a}", "{b}"], duplicateCheckMode: noDuplicateCheck, chunk_size: 5}}
+modules:
+  third: {{type: TestEventNumberFilter, divisor: 3}}
+  out: {{type: RootOutputModule, file: "{out}", select_events: [p]}}
+paths: {{p: [third]}}
+endpaths: {{e: [out]}}
+"""
+
+
+def test_dask_runs_and_lumis_equal_local(cluster, write_config, tmp_path, lumi_file):
+    # kills: parts' LuminosityBlocks/Runs trees concatenated (a lumi split across units twice), lumis of
+    # the job report taken from one unit, cumulative lumi counters summed twice across a worker's units
+    from hltrun.framework.report.jobreport_xml import gather, render
+
+    second = tmp_path / "second.root"  # a lumi section spans both files; units of 4 split the others
+    second.write_bytes(lumi_file.read_bytes())
+    reports, trees = {}, {}
+    for name, address in (("local", None), ("dask", cluster)):
+        out = tmp_path / f"{name}.root"
+        cfg = load(write_config(LUMIS.format(type="local" if address is None else "dask", address=address or "null",
+                                             a=lumi_file, b=second, out=out), f"{name}.yaml"), [])
+        outcome, _ = run(cfg)
+        assert outcome.code == 0, outcome.result.summary.failure
+        xml = render(gather(outcome.result.summary, 0, None))
+        root = ET.fromstring(xml)
+        reports[name] = [(el.tag, el.findtext("PFN") if el.tag == "InputFile" else "out", ET.tostring(el.find("Runs")))
+                         for el in root if el.tag in ("InputFile", "File")]
+        f = uproot.open(out)
+        trees[name] = {t: {k: v.tolist() for k, v in f[t].arrays(library="np").items()}
+                       for t in ("LuminosityBlocks", "Runs")}
+    assert reports["dask"] == reports["local"]
+    assert trees["dask"] == trees["local"]
+    lumis = trees["local"]["LuminosityBlocks"]
+    assert len(lumis["run"]) == len(set(zip(lumis["run"], lumis["luminosityBlock"]))) == 5  # one row each
+    assert sum(lumis["eventsProcessed"]) == 50 and sum(trees["local"]["Runs"]["eventsProcessed"]) == 50
+    assert b'NEvents="0"' in reports["local"][-1][2]  # lumi (1, 3): processed, nothing written

@@ -84,6 +84,8 @@ UNITS: dict[str, tuple[list[Any], Callable[[list[Any]], Any]]] = {
     "events_error": ([1, 0, 1], sum),
     "events_not_processed": ([1, 0, 2], sum),
     "events_duplicate": ([0, 2, 1], sum),
+    "begin_run_calls": ([1, 2, 0], sum),  # calls made: each unit begins its own runs and lumis
+    "begin_lumi_calls": ([3, 1, 2], sum),
     "errors": ([{"m": {"StdException": 1}}, {"m": {"StdException": 2, "ProductNotFound": 1}}, {}],
                _keywise(sum)),
     "data_quality": ([{"source": {"nonfinite": 1}}, {"source": {"nonfinite": 2}, "vae": {"empty": 1}},

@@ -108,6 +108,10 @@ def _counts(counts: dict[str, int]) -> str:
 def quality_lines(s: JobSummary) -> list[str]:
     """Duplicates, bad files, failed events by module and kind, data-quality counters."""
     lines = []
+    not_selected = (s.source or {}).get("not_selected", 0)
+    if not_selected:
+        lines.append(f"JobReport  events not selected {not_selected} (read, outside source.lumisToProcess / "
+                     f"eventsToProcess; not processed)")
     if s.events_duplicate:
         lines.append(f"JobReport  duplicate events skipped {s.events_duplicate} (same run, lumi, event as one "
                      f"read before; source.duplicateCheckMode)")

@@ -1,0 +1,141 @@
+"""CMSSW's lumi and event ranges (``VLuminosityBlockRange``, ``VEventRange``), as PoolSource's
+``lumisToProcess`` and ``eventsToProcess`` take them, and the selection they make.
+
+Syntax as FWCore/ParameterSet/python/Types.py parses it:
+
+* a lumi range ``"R:L-R:L"`` or one lumi ``"R:L"``; ``max`` as the end lumi: to the end of that run
+  (``"2:3-2:max"``), ``min`` or ``0`` as a lumi: 1;
+* an event range ``"R:L:E-R:L:E"`` or ``"R:E-R:E"`` (the lumi then plays no part), or one event
+  ``"R:L:E"`` / ``"R:E"``; ``max`` as the end event: to the end of that run (and lumi).
+
+An event is selected if its lumi is in one of ``lumisToProcess`` (when given) and it is in one of
+``eventsToProcess`` (when given), as PoolSource does. Chunks are tested at once with numpy, so the
+selection costs nothing per event in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+_MAX32 = (1 << 32) - 1
+_MAX64 = np.uint64((1 << 64) - 1)
+
+
+def _number(text: str, what: str, end: bool) -> int:
+    """A run/lumi/event number; ``max`` (0 in CMSSW) as an end means no limit, ``min``/``0`` as a start 1."""
+    t = text.strip().lower()
+    if t == "max" and end:
+        return 0
+    if t in ("min", "0") and not end:
+        return 1
+    if not t.isdigit():
+        raise ValueError(what)
+    return int(t)
+
+
+@dataclass(frozen=True)
+class LumiRange:
+    start: tuple[int, int]
+    end: tuple[int, int]  # lumi 0: to the end of the run
+
+
+@dataclass(frozen=True)
+class EventRange:
+    start: tuple[int, int, int]  # (run, lumi, event); lumi 0 in both: lumis play no part ("R:E")
+    end: tuple[int, int, int]  # event 0: to the end of the run (and lumi)
+
+
+def _split(text: str, what: str) -> tuple[list[str], list[str]]:
+    parts = str(text).replace(" ", "").split("-")
+    if len(parts) > 2 or not parts[0]:
+        raise ValueError(what)
+    return parts[0].split(":"), (parts[1] if len(parts) == 2 else parts[0]).split(":")
+
+
+def parse_lumi_range(text: str) -> LumiRange:
+    what = f"expected 'run:lumi' or 'run:lumi-run:lumi' (e.g. '1:1-1:5', '2:3-2:max'), got {text!r}"
+    a, b = _split(text, what)
+    if len(a) != 2 or len(b) != 2:
+        raise ValueError(what)
+    start = (_number(a[0], what, False), _number(a[1], what, False))
+    end = (_number(b[0], what, False), _number(b[1], what, True))
+    if end[0] < start[0] or (end[0] == start[0] and end[1] != 0 and end[1] < start[1]):
+        raise ValueError(f"lumi range {text!r} is out of order")
+    return LumiRange(start, end)
+
+
+def parse_event_range(text: str) -> EventRange:
+    what = (f"expected 'run:event', 'run:lumi:event' or a range of them "
+            f"(e.g. '1:5:100-1:7:max', '1:100-2:50'), got {text!r}")
+    a, b = _split(text, what)
+    if len(a) != len(b) or len(a) not in (2, 3):
+        raise ValueError(what)
+    if len(a) == 2:
+        a, b = [a[0], "0", a[1]], [b[0], "0", b[1]]
+    start = (_number(a[0], what, False), int(a[1]) if a[1] == "0" else _number(a[1], what, False),
+             _number(a[2], what, False))
+    end = (_number(b[0], what, False), int(b[1]) if b[1] == "0" else _number(b[1], what, False),
+           _number(b[2], what, True))
+    if end[:2] < start[:2] or (end[:2] == start[:2] and end[2] != 0 and end[2] < start[2]):
+        raise ValueError(f"event range {text!r} is out of order")
+    return EventRange(start, end)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """lumisToProcess and eventsToProcess of a source; empty lists select everything."""
+
+    lumis: tuple[LumiRange, ...] = ()
+    events: tuple[EventRange, ...] = ()
+
+    @classmethod
+    def parse(cls, lumis: Sequence[str], events: Sequence[str]) -> "Selection":
+        """Raises ValueError naming the parameter and the entry that is malformed."""
+        out_lumis, out_events = [], []
+        for i, text in enumerate(lumis):
+            try:
+                out_lumis.append(parse_lumi_range(text))
+            except ValueError as exc:
+                raise ValueError(f"lumisToProcess[{i}]: {exc}") from None
+        for i, text in enumerate(events):
+            try:
+                out_events.append(parse_event_range(text))
+            except ValueError as exc:
+                raise ValueError(f"eventsToProcess[{i}]: {exc}") from None
+        return cls(tuple(out_lumis), tuple(out_events))
+
+    def __bool__(self) -> bool:
+        return bool(self.lumis or self.events)
+
+    def mask(self, run: np.ndarray, lumi: np.ndarray, event: np.ndarray) -> np.ndarray:
+        """Which of the events (run, lumi, event arrays) are selected."""
+        run, lumi, event = (np.asarray(x, np.uint64) for x in (run, lumi, event))
+        keep = np.ones(len(run), bool)
+        if self.lumis:
+            rl = (run << np.uint64(32)) | lumi
+            inside = np.zeros(len(run), bool)
+            for r in self.lumis:
+                lo = np.uint64((r.start[0] << 32) | r.start[1])
+                hi = np.uint64((r.end[0] << 32) | (r.end[1] or _MAX32))
+                inside |= (rl >= lo) & (rl <= hi)
+            keep &= inside
+        if self.events:
+            inside = np.zeros(len(run), bool)
+            for r in self.events:
+                if r.start[1] == 0:  # "R:E": runs and events only
+                    outer = run
+                    lo_o, hi_o = np.uint64(r.start[0]), np.uint64(r.end[0])
+                else:
+                    outer = (run << np.uint64(32)) | lumi
+                    lo_o = np.uint64((r.start[0] << 32) | r.start[1])
+                    hi_o = np.uint64((r.end[0] << 32) | r.end[1])
+                lo_e = np.uint64(r.start[2])
+                hi_e = np.uint64(r.end[2]) if r.end[2] else _MAX64
+                after = (outer > lo_o) | ((outer == lo_o) & (event >= lo_e))
+                before = (outer < hi_o) | ((outer == hi_o) & (event <= hi_e))
+                inside |= after & before
+            keep &= inside
+        return keep

@@ -1,0 +1,96 @@
+"""lumisToProcess / eventsToProcess (PoolSource's, CMSSW's range syntax): the events outside are not
+processed and are counted; a malformed range is one ConfigError line naming the key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hltrun.framework.config import load
+from hltrun.framework.errors import ConfigError
+from hltrun.framework.ranges import Selection
+from tests.helpers import run_config
+
+from .conftest import LUMI_LAYOUT
+from .plugins import RECORDED
+
+CFG = """
+process: SEL
+options: {{numberOfThreads: {streams}, maxEvents: {max_events}}}
+source: {{type: RootJetSource, files: ["{lumi_file}"], lumisToProcess: {lumis}, eventsToProcess: {events}}}
+modules:
+  rec: {{type: TestRecorder}}
+paths: {{p: [rec]}}
+"""
+
+IDS = [(run, lumi, 1000 + i) for i, (run, lumi) in enumerate(LUMI_LAYOUT)]
+
+
+def _expected(lumis, events) -> list[int]:
+    """The selection computed independently, tuple by tuple."""
+    def in_lumis(r, l):
+        return not lumis or any(a <= (r, l) <= b for a, b in lumis)
+
+    def in_events(r, l, e):
+        return not events or any(a <= k <= b for a, b, k in
+                                 (((a, b, (r, l, e)) if len(a) == 3 else (a, b, (r, e))) for a, b in events))
+    return [e for r, l, e in IDS if in_lumis(r, l) and in_events(r, l, e)]
+
+
+BIG = 10 ** 9
+
+
+@pytest.mark.parametrize("lumis,events,want_lumis,want_events", [
+    (["1:2-1:3", "2:8-2:max"], [], [((1, 2), (1, 3)), ((2, 8), (2, BIG))], []),
+    (["2:7"], [], [((2, 7), (2, 7))], []),
+    ([], ["1:1:1003-1:2:1009", "2:1020-2:max"], [], [((1, 1, 1003), (1, 2, 1009)), ((2, 1020), (2, BIG))]),
+    (["1:1-2:7"], ["1:1005-2:1015"], [((1, 1), (2, 7))], [((1, 1005), (2, 1015))]),
+])
+@pytest.mark.parametrize("streams", [1, 2])
+def test_selection_processes_exactly_the_selected_events(write_config, lumi_file, lumis, events, want_lumis,
+                                                         want_events, streams):
+    RECORDED.clear()
+    cfg = write_config(CFG.format(streams=streams, max_events=-1, lumi_file=lumi_file, lumis=lumis, events=events))
+    summary, _ = run_config(cfg)
+    want = _expected(want_lumis, want_events)
+    assert 0 < len(want) < len(IDS)
+    assert sorted(e for e, _ in RECORDED["rec"]) == want
+    assert summary.events_processed == summary.events_read == len(want)
+    assert summary.source["not_selected"] == len(IDS) - len(want)  # every entry accounted for
+    lumis_read = {f"{r}:{l}" for r, l, e in IDS if e in want}  # the job report's <Runs>: selected lumis only
+    assert set(summary.source["lumis_per_file"][str(lumi_file)]) == lumis_read
+
+
+def test_max_events_counts_selected_events(write_config, lumi_file):
+    RECORDED.clear()
+    cfg = write_config(CFG.format(streams=1, max_events=3, lumi_file=lumi_file, lumis=["2:7-2:8"], events=[]))
+    summary, _ = run_config(cfg)
+    assert [e for e, _ in RECORDED["rec"]] == [1013, 1014, 1015]
+    assert summary.events_processed == 3
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("lumisToProcess", ["1:1-1:x"], "source: lumisToProcess[0]"),
+    ("lumisToProcess", ["1:5-1:2"], "out of order"),
+    ("lumisToProcess", ["1:1:1-1:1:5"], "source: lumisToProcess[0]"),
+    ("eventsToProcess", ["1:2:3-1:4"], "source: eventsToProcess[0]"),
+    ("eventsToProcess", ["2:5-1:9"], "out of order"),
+])
+def test_malformed_range_is_one_config_error_line(write_config, lumi_file, key, value, words):
+    cfg = write_config(f"""
+        process: SEL
+        source: {{type: RootJetSource, files: ["{lumi_file}"], {key}: {value}}}
+        modules: {{rec: {{type: TestRecorder}}}}
+        paths: {{p: [rec]}}
+        """)
+    with pytest.raises(ConfigError) as err:
+        load(cfg, [])
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cmssw_spellings_min_max_and_single_values():
+    s = Selection.parse(["3:min-3:max", "5:2"], ["7:0:10-7:0:max"])
+    run, lumi, event = np.array([3, 3, 5, 5, 7, 7]), np.array([1, 99, 2, 3, 1, 1]), np.array([1, 1, 1, 1, 10, 10])
+    assert s.lumis[0].start == (3, 1) and s.lumis[0].end == (3, 0)
+    assert Selection.parse(["3:min-3:max", "5:2", "7:1"], []).mask(run, lumi, event).tolist() == \
+        [True, True, True, False, True, True]

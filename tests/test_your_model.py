@@ -108,6 +108,34 @@ def test_only_output_is_the_score_and_kl_is_kept_when_present(tmp_path) -> None:
     np.testing.assert_allclose(out["kl"], x.sum(axis=(1, 2)), rtol=1e-5)
 
 
+def test_mapping_on_the_jax_engine(tmp_path) -> None:
+    """The roles come back whatever the engine: JAX fetches outputs by the model's names too."""
+    pytest.importorskip("jax", reason="jax (extra 'jax') not installed")
+    from tests.tiny_models import jets, loaded
+
+    x = jets(3)
+    backend = loaded("jax", make_model(tmp_path / "named.onnx", {"s": "per_jet", "d": "per_feature"}),
+                     outputs={"score": "s"}, device="cpu", max_batch=4)
+    out = backend.run(x)
+    assert set(out) == {"score", "valid"}
+    np.testing.assert_allclose(out["score"], x.sum(axis=(1, 2)), rtol=1e-5)
+
+
+def test_single_output_keras_model_is_the_score(tmp_path) -> None:
+    """A Keras model with one output (named after its layer) needs no outputs setting on TensorFlow."""
+    keras = pytest.importorskip("keras", reason="keras (extra 'tf') not installed")
+    from tests.tiny_models import jets, loaded
+
+    inp = keras.Input((100, 3), name="jets")
+    flat = keras.layers.Flatten()(inp)  # a (N, 1) output: one value per jet, as a Dense head gives it
+    model = keras.Model(inp, keras.layers.Dense(1, kernel_initializer="ones", name="anomaly")(flat))
+    model.save(tmp_path / "one.keras")
+    backend = loaded("tensorflow", tmp_path / "one.keras")
+    assert list(backend.outputs) == ["score"]
+    x = jets(4)
+    np.testing.assert_allclose(backend.run(x)["score"], x.sum(axis=(1, 2)), rtol=1e-5)
+
+
 # ---------------------------------------------------------------------- (c) (d): one line at begin_job
 def _fails(tmp: Path, model: Path, *overrides: str, capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:
     rc, _ = run_path(tmp, model, "modules.anomalyFilter.threshold=1", *overrides)

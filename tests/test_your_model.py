@@ -121,8 +121,9 @@ def test_mapping_on_the_jax_engine(tmp_path) -> None:
     np.testing.assert_allclose(out["score"], x.sum(axis=(1, 2)), rtol=1e-5)
 
 
-def test_single_output_keras_model_is_the_score(tmp_path) -> None:
-    """A Keras model with one output (named after its layer) needs no outputs setting on TensorFlow."""
+def test_single_output_keras_model_is_the_score(tmp_path, tiny) -> None:
+    """A Keras model with one output (named after its layer) needs no outputs setting on TensorFlow.
+    (``tiny`` first: it sets TensorFlow's threads, which freeze at TensorFlow's first op.)"""
     keras = pytest.importorskip("keras", reason="keras (extra 'tf') not installed")
     from tests.tiny_models import jets, loaded
 

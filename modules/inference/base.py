@@ -96,6 +96,7 @@ class InferenceBackend(ABC):
         self.outputs: dict[str, str] = {}
         self.output_names: list[str] = []
         self._order: list[str] = []  # the model's outputs, in the order a list/tuple result has them
+        self._pairs: tuple[tuple[str, str], ...] = ()  # (role, model output name): a tuple, as fast as a list
         self.counters: dict[str, int] = {"calls": 0, "jets": 0, "nonfinite_jets": 0, "empty_batches": 0}
 
     # ------------------------------------------------------------------ public interface
@@ -121,6 +122,7 @@ class InferenceBackend(ABC):
             self._order = list(self._output_names())
             self.outputs = resolve_outputs(self.options.outputs, self._order, self.model_path, self.name)
             self.output_names = list(dict.fromkeys(self.outputs.values()))
+            self._pairs = tuple(self.outputs.items())
         return self.outputs
 
     def warm_up(self, batch_sizes: Sequence[int] = (1, 9)) -> None:
@@ -137,7 +139,7 @@ class InferenceBackend(ABC):
             except Exception as exc:  # at begin_job, in one line: not the framework's own text
                 raise ModuleError(f"{self.name}: model {self.model_path} failed its warm-up on a batch of {n} "
                                   f"jet(s): {type(exc).__name__}: {one_line(exc)}") from exc
-            normalise_outputs(raw, self.outputs, int(n), self.model_path, self._order)  # now, not at event 1
+            normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order)  # now, not at event 1
         self.counters.update(saved)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -168,7 +170,7 @@ class InferenceBackend(ABC):
         except Exception as exc:  # a framework failure is reported as one line naming the model
             raise ModuleError(f"{self.name}: inference failed for model {self.model_path} on {n} jets: "
                               f"{type(exc).__name__}: {one_line(exc)}") from exc
-        out = normalise_outputs(raw, self.outputs, n, self.model_path, self._order)
+        out = normalise_outputs(raw, self._pairs, n, self.model_path, self._order)
         if bad:
             counters["nonfinite_jets"] += bad
             for key in self.outputs:
@@ -318,11 +320,13 @@ def empty_outputs(roles: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def normalise_outputs(raw: Any, roles: Mapping[str, str], n: int, model: Path,
+def normalise_outputs(raw: Any, pairs: Sequence[tuple[str, str]], n: int, model: Path,
                       order: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
     """The framework's result (a dict by model output name, a list/tuple in ``order``, or one array)
     as {role: float32 (n,)}; an output that is not one value per jet is one line naming it, its role,
-    its shape and the shape expected (a score per event, (1,) for a batch of n, among them)."""
+    its shape and the shape expected (a score per event, (1,) for a batch of n, among them). ``pairs``
+    are (role, model output name): iterated once per event, a tuple of pairs costs what the list of
+    names did before the mapping (a dict's ``items()`` cost ~100 ns more per call)."""
     if isinstance(raw, dict):
         table = raw
     elif isinstance(raw, (list, tuple)):
@@ -330,7 +334,7 @@ def normalise_outputs(raw: Any, roles: Mapping[str, str], n: int, model: Path,
     else:
         table = {order[0]: raw}
     out: dict[str, np.ndarray] = {}
-    for role, name in roles.items():
+    for role, name in pairs:
         arr = table.get(name)
         if type(arr) is np.ndarray and arr.dtype is _FLOAT32 and arr.shape == (n,) and arr.flags.writeable:
             out[role] = arr  # what ONNX Runtime returns: taken as it is (once per event, so it counts)

@@ -11,6 +11,11 @@ Defined behaviour for odd events (documented in docs/backends.md):
   ``valid`` flag False (the other jets of the event are scored normally); counted as
   ``nonfinite_jets``. NaN fails every ``score > threshold`` cut, so such a jet never fires.
 
+Outputs: ``outputs`` maps the roles kept in ``JetScores`` to the model's own output names
+(``{score: output}``); unset, the score is the output named ``score`` (else the model's only output)
+and ``kl`` is kept when the model has one. Every output must give one value per jet, checked at the
+warm-up in begin_job (docs/your-model.md).
+
 Model files: ``model`` is a path (``data/models/conv_vae.onnx``) or a name (``conv_vae``) resolved
 in ``models_dir`` with the backend's suffix (``.keras`` for TensorFlow, ``.onnx`` otherwise;
 ``_int8.onnx`` for ONNX Runtime with ``precision: int8``).
@@ -19,6 +24,7 @@ in ``models_dir`` with the backend's suffix (``.keras`` for TensorFlow, ``.onnx`
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
@@ -75,7 +81,9 @@ class VAEAnomalyScorerParameters:
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"  # onnxruntime
     io_binding: bool = False  # onnxruntime
     precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
-    outputs: list[str] = field(default_factory=lambda: list(OUTPUT_NAMES))
+    # {score: <model output>, kl: <model output>}, or [score, kl] for outputs of those names; null: the
+    # output named score (else the model's only output), and kl when the model has one
+    outputs: dict[str, str] | list[str] | None = None
     # batch sizes (jets) run once in begin_job
     warm_up: list[int] = field(default_factory=lambda: [1, 9], metadata=limits(1, MAX_BATCH))
     max_batch: int = limited(1024, 1, MAX_BATCH)  # tensorrt optimisation-profile maximum (jets)
@@ -86,8 +94,13 @@ class VAEAnomalyScorerParameters:
     batching: BatchingParameters | None = None
 
     def __post_init__(self) -> None:
-        if "score" not in self.outputs or any(o not in OUTPUT_NAMES for o in self.outputs):
-            raise ValueError(f"outputs must include 'score' and be among {list(OUTPUT_NAMES)}, got {self.outputs}")
+        if self.outputs is not None and ("score" not in self.outputs or any(o not in OUTPUT_NAMES for o in self.outputs)):
+            form = ("{score: <model output name>, kl: <model output name>}" if isinstance(self.outputs, dict)
+                    else f"a list among {list(OUTPUT_NAMES)}")
+            raise ValueError(f"outputs must include 'score' and name only the roles {list(OUTPUT_NAMES)} "
+                             f"({form}), got {self.outputs}")
+        if isinstance(self.outputs, dict) and not all(self.outputs.values()):
+            raise ValueError(f"outputs: every role needs a model output name, got {self.outputs}")
         if self.batching is not None and self.batching.max_batch > self.max_batch:
             raise ValueError(f"batching.max_batch ({self.batching.max_batch}) exceeds max_batch "
                              f"({self.max_batch}, the largest batch the backend is built for)")
@@ -154,6 +167,10 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
         return identity, {}, card
     out: Thresholds = {str(k): float(v) for k, v in entry.items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    bad = sorted(k for k, v in out.items() if not math.isfinite(v))
+    if bad:  # json reads NaN: a NaN cut passes nothing, silently
+        raise ConfigError(f"thresholds card {card}: {identity}.{bad[0]} is {out[bad[0]]}; a cut must be a finite "
+                          f"number (re-derive the card, or set the filter's threshold)")
     if PT_BINNED_KEY in entry:
         try:
             out[PT_BINNED_KEY] = parse_pt_cuts(entry[PT_BINNED_KEY])
@@ -209,7 +226,7 @@ class VAEAnomalyScorer(Producer):
         opts = BackendOptions(mode=p.mode, threads=p.threads, providers=list(p.providers),
                               graph_optimization=p.graph_optimization, io_binding=p.io_binding,
                               precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,
-                              outputs=list(p.outputs))
+                              outputs=None if p.outputs is None else type(p.outputs)(p.outputs))
         timings: tuple[dict[str, Any], ...] = ()
         if p.backend == "auto" and name == "onnxruntime" and p.precision in ("auto", "fp32"):
             name, reason, timings = self._auto_by_measurement(ctx, p, opts, reason)
@@ -232,7 +249,7 @@ class VAEAnomalyScorer(Producer):
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         self._empty = self._scores(np.zeros(0, np.float32),
-                                   np.zeros(0, np.float32) if "kl" in p.outputs else None, np.zeros(0, bool),
+                                   np.zeros(0, np.float32) if "kl" in backend.outputs else None, np.zeros(0, bool),
                                    np.zeros(0, np.float32))
         log.info("%s: %s; model %s", where, reason, path, extra={"once": True})  # once, not per stream
         if p.batching is not None:  # one batcher for this label's per-stream instances (GlobalCache)

@@ -10,6 +10,11 @@ Conventions (the exported VAE graphs of ``hltrun.modules.models``):
 * input ``jets``: float32 (N, 100, 3), N dynamic;
 * outputs ``score`` (N,) and ``kl`` (N,), float32.
 
+A user's model need not follow the output names: ``outputs`` maps the roles the scorer keeps to the
+model's own output names (``{score: output}``, PyTorch's default name; ``resolve_outputs``), and
+``run`` returns arrays keyed by role. Left unset, the score is the output named ``score`` (else the
+model's only output) and ``kl`` is taken when the model has one.
+
 Non-finite jets: a jet whose (100, 3) block holds a NaN or an inf is replaced by zeros before the
 framework sees it (so it can never poison a batch-wide op or trip a framework assertion) and its
 outputs are set to NaN; ``run`` reports it in ``valid``. NaN never passes a ``score > threshold``
@@ -23,7 +28,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -38,7 +43,10 @@ N_CONSTITUENTS = 100
 MAX_BATCH = 65_536  # jets in one backend call at most (a configuration limit: ~80 MB of float32 input)
 N_FEATURES = 3
 INPUT_NAME = "jets"
-OUTPUT_NAMES: tuple[str, ...] = ("score", "kl")
+OUTPUT_NAMES: tuple[str, ...] = ("score", "kl")  # the roles the scorer keeps; score is the one required
+SCORE, KL = OUTPUT_NAMES
+# role -> model output name; a list names roles whose outputs carry the same name; None: the default
+OutputsSetting = Union[Mapping[str, str], Sequence[str], None]
 NONFINITE_FILL = np.float32(np.nan)
 AGREEMENT_RTOL = 1e-4  # two backends agree when their scores differ by at most this, relatively (DESIGN.md)
 _FLOAT32 = np.dtype(np.float32)
@@ -63,7 +71,9 @@ class BackendOptions:
     opt_batch: int = 9  # tensorrt optimisation profile opt (typical jets per HLT event)
     engine_cache: str | None = None  # tensorrt: folder of built engines
     device: str = "auto"  # jax: auto (a GPU when JAX sees one, else the CPU) | cpu | gpu
-    outputs: list[str] = field(default_factory=lambda: list(OUTPUT_NAMES))
+    # role -> model output name ({score: output}); a list: roles with the same names; None: 'score' (or
+    # the model's only output) and 'kl' when the model has it (resolve_outputs)
+    outputs: dict[str, str] | list[str] | None = None
 
 
 class InferenceBackend(ABC):
@@ -81,7 +91,12 @@ class InferenceBackend(ABC):
         self.model_path = Path(model_path)
         self.options = options or BackendOptions()
         self.loaded = False
-        self.output_names: list[str] = list(self.options.outputs)
+        # role -> model output name, and the model outputs fetched per call: settled at load
+        # (resolve_outputs), empty before
+        self.outputs: dict[str, str] = {}
+        self.output_names: list[str] = []
+        self._order: list[str] = []  # the model's outputs, in the order a list/tuple result has them
+        self._pairs: tuple[tuple[str, str], ...] = ()  # (role, model output name): a tuple, as fast as a list
         self.counters: dict[str, int] = {"calls": 0, "jets": 0, "nonfinite_jets": 0, "empty_batches": 0}
 
     # ------------------------------------------------------------------ public interface
@@ -96,16 +111,25 @@ class InferenceBackend(ABC):
             raise ModuleError(f"{self.name}: cannot load model {self.model_path}: "
                               f"{type(exc).__name__}: {one_line(exc)}") from exc
         check_input_shape(self._input_shape(), self.model_path)
-        missing = [n for n in self.output_names if n not in self._output_names()]
-        if missing:
-            raise ModuleError(f"{self.name}: model {self.model_path} has no output(s) {missing} "
-                              f"(it has {list(self._output_names())})")
+        self.resolve_outputs()
         self.loaded = True
         return self
 
+    def resolve_outputs(self) -> dict[str, str]:
+        """Settle ``outputs`` (role -> model output name) against the model's outputs; a backend that
+        sizes buffers per output in ``_load`` (TensorRT) calls it there, once ``_output_names`` works."""
+        if not self.outputs:
+            self._order = list(self._output_names())
+            self.outputs = resolve_outputs(self.options.outputs, self._order, self.model_path, self.name)
+            self.output_names = list(dict.fromkeys(self.outputs.values()))
+            self._pairs = tuple(self.outputs.items())
+        return self.outputs
+
     def warm_up(self, batch_sizes: Sequence[int] = (1, 9)) -> None:
         """Run zeros once per batch size so that lazy initialisation (graph tracing, XLA compilation,
-        TensorRT context set-up, memory arenas) is not charged to the first events."""
+        TensorRT context set-up, memory arenas) is not charged to the first events. The output shapes
+        are checked on every size: with the default sizes (1 and 9) a score per event ((1,) whatever
+        the batch) is refused here; warmed up on 1 jet only, at the first event with two."""
         saved = dict(self.counters)  # warm-up work is not job work (TensorRT counts its copies)
         for n in batch_sizes:
             try:
@@ -115,11 +139,11 @@ class InferenceBackend(ABC):
             except Exception as exc:  # at begin_job, in one line: not the framework's own text
                 raise ModuleError(f"{self.name}: model {self.model_path} failed its warm-up on a batch of {n} "
                                   f"jet(s): {type(exc).__name__}: {one_line(exc)}") from exc
-            normalise_outputs(raw, self.output_names, int(n), self.model_path)  # output shapes: now, not at event 1
+            normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order)  # now, not at event 1
         self.counters.update(saved)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """(N, 100, 3) -> {output: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets).
+        """(N, 100, 3) -> {role: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets).
 
         N == 0 returns empty arrays without calling the framework. A read-only view of a source chunk
         whose inputs were checked finite at once (``finite.vouch_finite``: the default path's batches) skips
@@ -134,7 +158,7 @@ class InferenceBackend(ABC):
         counters["jets"] += n
         if n == 0:
             counters["empty_batches"] += 1
-            return empty_outputs(self.output_names)
+            return empty_outputs(self.outputs)
         if known_finite(x):
             valid, bad = all_valid(n), 0
         else:
@@ -146,10 +170,10 @@ class InferenceBackend(ABC):
         except Exception as exc:  # a framework failure is reported as one line naming the model
             raise ModuleError(f"{self.name}: inference failed for model {self.model_path} on {n} jets: "
                               f"{type(exc).__name__}: {one_line(exc)}") from exc
-        out = normalise_outputs(raw, self.output_names, n, self.model_path)
+        out = normalise_outputs(raw, self._pairs, n, self.model_path, self._order)
         if bad:
             counters["nonfinite_jets"] += bad
-            for key in self.output_names:
+            for key in self.outputs:
                 out[key][~valid] = NONFINITE_FILL
         out["valid"] = valid
         return out
@@ -177,8 +201,8 @@ class InferenceBackend(ABC):
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> Any:
-        """Run a finite, non-empty, C-contiguous float32 (N, 100, 3) batch: a dict name -> array,
-        or a list/tuple in the order of ``_output_names()``."""
+        """Run a finite, non-empty, C-contiguous float32 (N, 100, 3) batch: a dict model output name ->
+        array (at least those in ``output_names``), or a list/tuple in the order of ``_output_names()``."""
 
     @abstractmethod
     def _describe(self) -> dict[str, Any]:
@@ -204,15 +228,26 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
         raise ModuleError(f"{backend}: model file {path} is empty")
 
 
+INPUT_CONTRACT = (f"hltrun feeds one float32 input of (N, {N_CONSTITUENTS}, {N_FEATURES}) jets today "
+                  f"({N_CONSTITUENTS} constituents x (Δη, Δφ, pT), zero-padded; docs/your-model.md)")
+
+
+def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:
+    """The one line for a model with other than one input (ParticleNet's points, features, mask)."""
+    return ModuleError(f"{backend}: model {model} has {len(names)} inputs {list(names)}; {INPUT_CONTRACT}, "
+                       f"so a model with several inputs cannot run yet")
+
+
 def check_input_shape(shape: Sequence[Any], model: Path) -> None:
     """The model must take (N, 100, 3) with a dynamic N: an event brings 1 to max_jets jets (or the
-    dynamic batcher a variable batch), so a model exported for a fixed batch is refused at load."""
+    dynamic batcher a variable batch), so a model exported for a fixed batch is refused at load
+    rather than run jet by jet (a fixed batch of 1 would cost one framework call per jet: the cost
+    hltrun measures would be the export's, not the network's; docs/your-model.md)."""
     dims = tuple(None if (d is None or isinstance(d, str) or (isinstance(d, int) and d < 0)) else int(d)
                  for d in shape)
     shown = "(" + ", ".join("N" if d is None else str(d) for d in dims) + ")"
     if len(dims) != 3 or dims[1:] != (N_CONSTITUENTS, N_FEATURES):
-        raise ModuleError(f"model {model} takes input of shape {shown}; hltrun feeds "
-                          f"(N, {N_CONSTITUENTS}, {N_FEATURES}) jets")
+        raise ModuleError(f"model {model} takes input of shape {shown}; {INPUT_CONTRACT}")
     if dims[0] is not None:
         raise ModuleError(f"model {model} takes a fixed batch of {dims[0]} jet(s), input shape {shown}; hltrun "
                           f"sends a variable number of jets per call: export it with a dynamic first axis "
@@ -246,15 +281,52 @@ def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return x, valid, bad
 
 
-def empty_outputs(names: Sequence[str]) -> dict[str, np.ndarray]:
-    out = {k: np.zeros(0, np.float32) for k in names}
+def resolve_outputs(setting: OutputsSetting, available: Sequence[str], model: Path,
+                    backend: str) -> dict[str, str]:
+    """role -> model output name for a model whose outputs are ``available``.
+
+    ``None`` (the default): the score is the output named ``score``, else the model's only output
+    (PyTorch exports call it ``output``); ``kl`` is taken when the model has one, else not written
+    (logged once). A mapping or list names every role it wants: each must exist. Errors are one line
+    listing the model's outputs and the setting that fixes them."""
+    available = list(available)
+    fix = "set outputs: {score: <one of them>} (kl likewise, optional)"
+    if setting is None:
+        if SCORE in available:
+            roles = {SCORE: SCORE}
+        elif len(available) == 1:
+            roles = {SCORE: available[0]}
+            log.info("%s: model %s: its only output %r is the score", backend, model.name, available[0],
+                     extra={"once": True})
+        else:
+            raise ModuleError(f"{backend}: model {model} has no output named 'score' and {len(available)} "
+                              f"outputs {available}; {fix}")
+        if KL in available and roles[SCORE] != KL:
+            roles[KL] = KL
+        else:
+            log.info("%s: model %s has no 'kl' output: kl is not written", backend, model.name, extra={"once": True})
+        return roles
+    roles = dict(setting) if isinstance(setting, Mapping) else {str(r): str(r) for r in setting}
+    missing = {role: name for role, name in roles.items() if name not in available}
+    if missing:
+        shown = ", ".join(f"{name!r}" + (f" (for {role})" if role != name else "") for role, name in missing.items())
+        raise ModuleError(f"{backend}: model {model} has no output {shown}; its outputs are {available}: {fix}")
+    return roles
+
+
+def empty_outputs(roles: Sequence[str]) -> dict[str, np.ndarray]:
+    out = {k: np.zeros(0, np.float32) for k in roles}
     out["valid"] = np.zeros(0, bool)
     return out
 
 
-def normalise_outputs(raw: Any, names: Sequence[str], n: int, model: Path,
+def normalise_outputs(raw: Any, pairs: Sequence[tuple[str, str]], n: int, model: Path,
                       order: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
-    """Accept a dict or a list/tuple (in ``order``) from the framework; return float32 (n,) arrays."""
+    """The framework's result (a dict by model output name, a list/tuple in ``order``, or one array)
+    as {role: float32 (n,)}; an output that is not one value per jet is one line naming it, its role,
+    its shape and the shape expected (a score per event, (1,) for a batch of n, among them). ``pairs``
+    are (role, model output name): iterated once per event, a tuple of pairs costs what the list of
+    names did before the mapping (a dict's ``items()`` cost ~100 ns more per call)."""
     if isinstance(raw, dict):
         table = raw
     elif isinstance(raw, (list, tuple)):
@@ -262,18 +334,21 @@ def normalise_outputs(raw: Any, names: Sequence[str], n: int, model: Path,
     else:
         table = {order[0]: raw}
     out: dict[str, np.ndarray] = {}
-    for key in names:
-        arr = table.get(key)
+    for role, name in pairs:
+        arr = table.get(name)
         if type(arr) is np.ndarray and arr.dtype is _FLOAT32 and arr.shape == (n,) and arr.flags.writeable:
-            out[key] = arr  # what ONNX Runtime returns: taken as it is (once per event, so it counts)
+            out[role] = arr  # what ONNX Runtime returns: taken as it is (once per event, so it counts)
             continue
-        if key not in table:
-            raise ModuleError(f"model {model}: no output {key!r} (got {sorted(table)})")
-        arr = np.asarray(table[key], dtype=np.float32)
+        shown = f"output {name!r}" + (f" (the {role})" if role != name else "")
+        if name not in table:
+            raise ModuleError(f"model {model}: no {shown} (got {sorted(table)})")
+        arr = np.asarray(table[name], dtype=np.float32)
         shape = arr.shape
         arr = arr.reshape(-1)
         if arr.shape != (n,):
-            raise ModuleError(f"model {model}: output {key!r} has shape {shape} for {n} jet(s); expected one "
-                              f"value per jet, shape ({n},)")
-        out[key] = arr if arr.flags.writeable else arr.copy()
+            per_event = " (a value per event is not supported: score each jet, the filter reduces them)" \
+                if shape in ((), (1,)) and n > 1 else ""
+            raise ModuleError(f"model {model}: {shown} has shape {shape} for {n} jet(s); expected one "
+                              f"value per jet, shape ({n},){per_event}")
+        out[role] = arr if arr.flags.writeable else arr.copy()
     return out

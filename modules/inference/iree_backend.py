@@ -29,7 +29,7 @@ from hltrun.framework.extras import need
 
 from .machine import cpu_key
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
-from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log
+from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log, several_inputs
 
 TARGET = "llvm-cpu"
 
@@ -104,7 +104,7 @@ class IreeBackend(InferenceBackend):
         self._inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         self._outputs = [o.name for o in model.graph.output]
         if len(self._inputs) != 1:
-            raise ModuleError(f"iree: model {self.model_path} has {len(self._inputs)} inputs; expected one (N, 100, 3)")
+            raise several_inputs(self.name, self.model_path, [i.name for i in self._inputs])
         self._shape = tuple(d.dim_value if d.HasField("dim_value") else None
                             for d in self._inputs[0].type.tensor_type.shape.dim)
         if self._shape[1:] != (N_CONSTITUENTS, N_FEATURES) or self._shape[0] is not None:

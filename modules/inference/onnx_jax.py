@@ -28,6 +28,8 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 
+from .base import several_inputs
+
 OpFn = Callable[..., Any]
 
 
@@ -435,8 +437,7 @@ def translate(path: Path, model: Any | None = None) -> OnnxFunction:
     consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:
-        raise ModuleError(f"jax: model {path} has {len(inputs)} inputs ({[i.name for i in inputs]}); "
-                          f"expected one (N, 100, 3) input")
+        raise several_inputs("jax", Path(path), [i.name for i in inputs])
     inp = inputs[0]
     shape = tuple((d.dim_param or None) if not d.HasField("dim_value") else int(d.dim_value)
                   for d in inp.type.tensor_type.shape.dim)

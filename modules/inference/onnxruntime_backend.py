@@ -13,7 +13,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
-from .base import InferenceBackend
+from .base import InferenceBackend, several_inputs
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -66,8 +66,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.device = "gpu-nvidia" if any(p in GPU_PROVIDERS for p in self.providers) else "cpu"
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
-            raise ModuleError(f"onnxruntime: model {self.model_path} has {len(inputs)} inputs "
-                              f"({[i.name for i in inputs]}); expected one (N, 100, 3) input")
+            raise several_inputs(self.name, self.model_path, [i.name for i in inputs])
         self.input_name = inputs[0].name
         if inputs[0].type != "tensor(float)":
             raise ModuleError(f"onnxruntime: model {self.model_path} input {self.input_name!r} is "

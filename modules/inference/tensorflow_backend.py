@@ -18,7 +18,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError
 from hltrun.framework.extras import need
 
-from .base import N_CONSTITUENTS, N_FEATURES, OUTPUT_NAMES, InferenceBackend, log
+from .base import N_CONSTITUENTS, N_FEATURES, OUTPUT_NAMES, InferenceBackend, log, several_inputs
 
 MODES = ("predict", "eager", "function", "xla")
 # modules whose import registers the custom layers of the shipped models (package "hltrun")
@@ -60,11 +60,15 @@ class TensorFlowBackend(InferenceBackend):
             except ImportError as exc:  # a model without custom layers still loads
                 log.debug("tensorflow: custom layers %s not importable: %s", module, exc)
         self.model = keras.saving.load_model(str(self.model_path), compile=False)
+        if len(self.model.inputs) != 1:
+            raise several_inputs(self.name, self.model_path, [i.name for i in self.model.inputs])
         out = self.model.output
+        names = list(getattr(self.model, "output_names", None) or [])
         if isinstance(out, dict):
             self._outputs = list(out)
-        else:
-            names = list(getattr(self.model, "output_names", None) or [])
+        elif not isinstance(out, (list, tuple)):  # one output: its layer's name (the score by default)
+            self._outputs = names[:1] or ["output"]
+        else:  # unnamed list outputs of the shipped export are (score, kl)
             self._outputs = names if set(OUTPUT_NAMES) <= set(names) else list(OUTPUT_NAMES)
         self._call = self._make_call(mode)
 
@@ -80,8 +84,7 @@ class TensorFlowBackend(InferenceBackend):
         return fn
 
     def _input_shape(self) -> tuple[Any, ...]:
-        inputs = self.model.inputs
-        return tuple(inputs[0].shape) if len(inputs) == 1 else ()
+        return tuple(self.model.inputs[0].shape)
 
     def _output_names(self) -> Sequence[str]:
         return self._outputs
@@ -92,7 +95,7 @@ class TensorFlowBackend(InferenceBackend):
             return {k: np.asarray(v) for k, v in raw.items()}
         if isinstance(raw, (list, tuple)):
             return dict(zip(self._outputs, (np.asarray(v) for v in raw)))
-        return raw
+        return {self._outputs[0]: raw}
 
     def _describe(self) -> dict[str, Any]:
         import keras

@@ -38,7 +38,7 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 
-from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, check_input_shape, log
+from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, check_input_shape, log, several_inputs
 
 MIN_TRT_MAJOR = 10
 
@@ -249,7 +249,7 @@ def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, settings: Bu
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModuleError(f"tensorrt: cannot parse ONNX model {onnx_path}: {errors[:300]}")
     if network.num_inputs != 1:
-        raise ModuleError(f"tensorrt: model {onnx_path} has {network.num_inputs} inputs, expected one")
+        raise several_inputs("tensorrt", Path(onnx_path), [network.get_input(i).name for i in range(network.num_inputs)])
     inp = network.get_input(0)
     check_input_shape(tuple(inp.shape), onnx_path)
     precision, opt_batch, max_batch = settings.precision, settings.opt_batch, settings.max_batch
@@ -353,6 +353,7 @@ class TensorRTBackend(InferenceBackend):
                 raise ModuleError(f"tensorrt: tensor {name!r} of {self.model_path} has shape {shape} at batch "
                                   f"{self.max_batch}; expected ({self.max_batch}, ...) with static other dimensions")
             self.width[name] = math.prod(shape[1:])
+        self.resolve_outputs()  # the outputs fetched per call, before they are checked and copied
         wide = [n for n in self.output_names if n in self.width and self.width[n] != 1]
         if wide:
             raise ModuleError(f"tensorrt: output(s) {wide} of {self.model_path} are not one value per jet")

@@ -138,9 +138,10 @@ class BareSession:
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.input = self.sess.get_inputs()[0].name  # a user's model need not call it "jets"
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.sess.run(None, {"jets": x})
+        return self.sess.run(None, {self.input: x})
 
     def describe(self) -> dict[str, Any]:
         return {}
@@ -328,9 +329,11 @@ def render(results: dict[str, Any], args: argparse.Namespace, command: str, env:
                 continue
             best_n = min(cells, key=lambda n: cells[n] / n)
             best = cells[best_n] / best_n * 1e6
+            # a model without Conv/MatMul/Gemm has no arithmetic limit: its cost is element-wise work
+            fraction = f"{limit / best:.1%}" if flops else "n/a (no matrix products)"
             lines.append(f"| {model} | {flops / 1e6:.2f} ({2 * r['macs']['weights'] / 1e6:.2f} + "
                          f"{2 * r['macs']['data'] / 1e6:.2f}) | {limit:.2f} | {spec} | {best:.1f} ({best_n}) | "
-                         f"{limit / best:.1%} |")
+                         f"{fraction} |")
     if skipped:
         lines += ["", "Not measured here:", ""]
         lines += [f"- `{s['backend']}`" + (f" ({s['model']})" if s["model"] != "*" else "") + f": {s['reason']}"
@@ -531,6 +534,9 @@ def run(args: argparse.Namespace) -> int:
     command = f"{pin}hltbench " + shlex.join(args.argv)  # copy-pasteable
     section = render(results, args, command, env, got.skipped)
     print(section)
+    if not got.rows:  # every backend skipped: an empty table is not a measurement
+        reasons = "; ".join(f"{s['backend']}: {s['reason']}" for s in got.skipped[:3])
+        raise runner.BenchError(f"hltbench backends: nothing measured for {', '.join(args.models)} ({reasons})")
     data = {"machine": {**record, **env, "gpu": got.gpu, "command": command,
                         "versions": {**record["versions"], **got.versions}, "peak_gflops": args.peak_gflops,
                         "peak_source": args.peak_source, "isolated": args.isolate},

@@ -304,11 +304,15 @@ def run(args: argparse.Namespace) -> int:
         ran_jet = p["flop_per_call"] / args.profile_batch
         flop_jet = model_flop_per_jet(path) or ran_jet
         floor_us = flop_jet / (ort_rate * 1e3)
+        floor = (f"sgemm floor {floor_us:.1f} µs per jet (ORT MatMul rate)" if floor_us > 0 else
+                 "sgemm floor n/a: the model has no matrix products (Conv/ConvTranspose/MatMul/Gemm), its time "
+                 "is element-wise work")
         print(f"\n{n}: {flop_jet / 1e6:.2f} MFLOP per jet in matrix ops ({ran_jet / 1e6:.2f} as ORT ran them, with "
-              f"NCHWc channel padding) -> sgemm floor {floor_us:.1f} µs per jet (ORT MatMul rate)")
+              f"NCHWc channel padding) -> {floor}")
         print("  batch   µs/jet (median)  x floor   µs/jet (fastest call)  x floor")
         for b, v in us[n].items():
-            print(f"  {b:5d} {v:15.1f} {v / floor_us:9.2f} {best[n][b]:22.1f} {best[n][b] / floor_us:8.2f}")
+            ratios = (f"{v / floor_us:9.2f}", f"{best[n][b] / floor_us:8.2f}") if floor_us > 0 else (f"{'n/a':>9}", f"{'n/a':>8}")
+            print(f"  {b:5d} {v:15.1f} {ratios[0]} {best[n][b]:22.1f} {ratios[1]}")
         print(f"  profile at batch {args.profile_batch} (per-node medians): kernels "
               f"{p['kernel_us_per_call'] / args.profile_batch:.1f} µs/jet of run "
               f"{p['run_us_per_call'] / args.profile_batch:.1f} µs/jet, {p['n_kernels_per_call']:.0f} kernels per call")
@@ -317,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         for k, v in list(p["node_share"].items())[:args.top_nodes]:
             print(f"    {v:6.1%}  {k}")
         p.update(us_per_jet=us[n], us_per_jet_fastest=best[n], mflop_per_jet=flop_jet / 1e6,
-                 mflop_per_jet_as_run=ran_jet / 1e6, floor_us_per_jet=floor_us)
+                 mflop_per_jet_as_run=ran_jet / 1e6, floor_us_per_jet=floor_us if floor_us > 0 else None)
     if args.json:
         out = {"onnxruntime": ort.__version__, "threads": args.threads, "sgemm": [rates, rates_after],
                "models": prof, "command": "hltbench " + " ".join(args.argv)}

@@ -1,0 +1,240 @@
+"""Bringing your own model (docs/your-model.md): outputs by mapping, the begin_job checks, hltbench.
+
+The models are built here with the onnx helper API, each a few element-wise ops on the (N, 100, 3)
+jets, so every score is known in numpy: ``score = sum over constituents and features``. Each runs
+through the shipped path (``hltrun configs/path.yaml`` with overrides, as a user would type them).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
+pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
+from onnx import TensorProto, helper  # noqa: E402
+
+from hltrun.framework.cli import main as hltrun  # noqa: E402
+from hltrun.framework.errors import ModuleError  # noqa: E402
+from hltrun.tools.bench.cli import main as hltbench  # noqa: E402
+
+# output kind -> (ReduceSum axes, then a shape op): what each output computes from the jets
+KINDS = {
+    "per_jet": ([1, 2], None),          # (N,): one value per jet, the score a model should give
+    "per_feature": ([1], None),         # (N, 3): not a score
+    "per_event": ([0, 1, 2], "Unsqueeze"),  # (1,): one value for the whole batch
+}
+SHAPES = {"per_jet": ["N"], "per_feature": ["N", 3], "per_event": [1]}
+
+
+def make_model(path: Path, outputs: dict[str, str], batch: int | str = "N",
+               inputs: Sequence[str] = ("jets",)) -> Path:
+    """An ONNX model whose outputs (name -> kind in KINDS) are sums over its first input's jets."""
+    nodes, inits = [], [helper.make_tensor("zero", TensorProto.INT64, [1], [0])]
+    for name, kind in outputs.items():
+        axes, then = KINDS[kind]
+        inits.append(helper.make_tensor(f"{name}_axes", TensorProto.INT64, [len(axes)], axes))
+        reduced = f"{name}_sum" if then else name
+        nodes.append(helper.make_node("ReduceSum", [inputs[0], f"{name}_axes"], [reduced], keepdims=0))
+        if then:
+            nodes.append(helper.make_node(then, [reduced, "zero"], [name]))
+    graph = helper.make_graph(
+        nodes, "user_model",
+        [helper.make_tensor_value_info(i, TensorProto.FLOAT, [batch, 100, 3]) for i in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, SHAPES[k]) for n, k in outputs.items()], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def run_path(tmp: Path, model: Path, *overrides: str, events: int = 200,
+             backend: str | None = "onnxruntime") -> tuple[int, dict]:
+    """The shipped path on ``model``, output and report in tmp; ``backend=None`` keeps the shipped
+    ``auto`` (what a user gets), else the engine is named so that error lines are the same everywhere."""
+    engine = [f"modules.vae.backend={backend}"] if backend else []
+    rc = hltrun(["configs/path.yaml", f"modules.vae.model={model}", *engine,
+                 f"modules.out.file={tmp / 'out.root'}", "--report-dir", str(tmp / "report"), "-n", str(events),
+                 *overrides])
+    report = tmp / "report" / "hltrun.json"
+    return rc, (json.loads(report.read_text()) if rc == 0 and report.exists() else {})
+
+
+def written(tmp: Path) -> dict[str, np.ndarray]:
+    import uproot
+
+    with uproot.open(tmp / "out.root") as f:
+        tree = f["Events"]
+        return {k: tree[k].array(library="np") for k in tree.keys() if k.startswith("vae_")}
+
+
+# ---------------------------------------------------------------------- (a) (b): it runs
+def test_pytorch_output_name_mapped_runs_the_shipped_path(tmp_path, capfd) -> None:
+    """Only an output named ``output``: ``outputs={score: output}`` and a threshold; nothing else."""
+    model = make_model(tmp_path / "mymodel.onnx", {"output": "per_jet"})
+    threshold = 900.0  # the sums run 200-1400 on the shipped samples: the cut keeps ~10% of events
+    rc, report = run_path(tmp_path, model, "modules.vae.outputs={score: output}",
+                          f"modules.anomalyFilter.threshold={threshold}", backend=None)
+    assert rc == 0
+    out = written(tmp_path)
+    assert "vae_kl" not in out and 0 < len(out["vae_score"]) < 200  # the cut selects, not all or nothing
+    assert all(np.max(s) > threshold for s in out["vae_score"])  # every written event has a jet above it
+    assert "no 'kl' output" not in capfd.readouterr().err  # asked by mapping: no kl was wanted, nothing to say
+    assert report["job"]["module_summaries"]["vae"]["jets"] > 0
+
+
+def test_score_only_model_needs_no_outputs_override(tmp_path, capfd) -> None:
+    model = make_model(tmp_path / "scoreonly.onnx", {"score": "per_jet"})
+    rc, _ = run_path(tmp_path, model, "modules.anomalyFilter.threshold=900", "options.numberOfThreads=2", backend=None)
+    assert rc == 0
+    assert "vae_kl" not in written(tmp_path)
+    assert capfd.readouterr().err.count("has no 'kl' output: kl is not written") == 1  # once, not per stream
+
+
+def test_only_output_is_the_score_and_kl_is_kept_when_present(tmp_path) -> None:
+    """Unset outputs: a single output of any name is the score; a model with score and kl keeps kl."""
+    from tests.tiny_models import jets, loaded
+
+    x = jets(5)
+    only = loaded("onnxruntime", make_model(tmp_path / "only.onnx", {"output": "per_jet"}))
+    assert only.outputs == {"score": "output"}
+    np.testing.assert_allclose(only.run(x)["score"], x.sum(axis=(1, 2)), rtol=1e-5)
+    both = loaded("onnxruntime", make_model(tmp_path / "both.onnx", {"score": "per_jet", "kl": "per_jet"}))
+    assert set(both.run(x)) == {"score", "kl", "valid"}
+    mapped = loaded("onnxruntime", make_model(tmp_path / "named.onnx", {"s": "per_jet", "d": "per_jet"}),
+                    outputs={"score": "s", "kl": "d"})
+    out = mapped.run(x)
+    assert set(out) == {"score", "kl", "valid"}
+    np.testing.assert_allclose(out["kl"], x.sum(axis=(1, 2)), rtol=1e-5)
+
+
+def test_mapping_on_the_jax_engine(tmp_path) -> None:
+    """The roles come back whatever the engine: JAX fetches outputs by the model's names too."""
+    pytest.importorskip("jax", reason="jax (extra 'jax') not installed")
+    from tests.tiny_models import jets, loaded
+
+    x = jets(3)
+    backend = loaded("jax", make_model(tmp_path / "named.onnx", {"s": "per_jet", "d": "per_feature"}),
+                     outputs={"score": "s"}, device="cpu", max_batch=4)
+    out = backend.run(x)
+    assert set(out) == {"score", "valid"}
+    np.testing.assert_allclose(out["score"], x.sum(axis=(1, 2)), rtol=1e-5)
+
+
+def test_single_output_keras_model_is_the_score(tmp_path, tiny) -> None:
+    """A Keras model with one output (named after its layer) needs no outputs setting on TensorFlow.
+    (``tiny`` first: it sets TensorFlow's threads, which freeze at TensorFlow's first op.)"""
+    keras = pytest.importorskip("keras", reason="keras (extra 'tf') not installed")
+    from tests.tiny_models import jets, loaded
+
+    inp = keras.Input((100, 3), name="jets")
+    flat = keras.layers.Flatten()(inp)  # a (N, 1) output: one value per jet, as a Dense head gives it
+    model = keras.Model(inp, keras.layers.Dense(1, kernel_initializer="ones", name="anomaly")(flat))
+    model.save(tmp_path / "one.keras")
+    backend = loaded("tensorflow", tmp_path / "one.keras")
+    assert list(backend.outputs) == ["score"]
+    x = jets(4)
+    np.testing.assert_allclose(backend.run(x)["score"], x.sum(axis=(1, 2)), rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- (c) (d): one line at begin_job
+def _fails(tmp: Path, model: Path, *overrides: str, capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    rc, _ = run_path(tmp, model, "modules.anomalyFilter.threshold=1", *overrides)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+def test_wrong_output_shape_is_one_line_at_begin_job(tmp_path, capfd) -> None:
+    model = make_model(tmp_path / "feat.onnx", {"output": "per_feature"})
+    rc, err = _fails(tmp_path, model, "modules.vae.outputs={score: output}", capfd=capfd)
+    assert rc == 4
+    assert ("output 'output' (the score) has shape (1, 3) for 1 jet(s); expected one value per jet, shape (1,)"
+            in err), err
+
+
+def test_per_event_score_is_refused(tmp_path, capfd) -> None:
+    """(1,) whatever the batch: refused at begin_job by the default warm-up (1 and 9 jets); a warm-up
+    of 1 jet only lets it through to the first event with two jets, which fails with the same line."""
+    model = make_model(tmp_path / "event.onnx", {"score": "per_event"})
+    rc, err = _fails(tmp_path, model, capfd=capfd)
+    assert rc == 4
+    assert "output 'score' has shape (1,) for 9 jet(s)" in err and "a value per event is not supported" in err
+    assert "failed its warm-up" not in err and "in module 'vae'" not in err  # begin_job, not an event
+    rc, err = _fails(tmp_path, model, "modules.vae.warm_up=[1]", capfd=capfd)
+    assert rc == 4
+    assert "output 'score' has shape (1,) for 2 jet(s)" in err and "in module 'vae', run 1" in err
+
+
+def test_unmappable_outputs_list_the_model_outputs(tmp_path, capfd) -> None:
+    two = make_model(tmp_path / "two.onnx", {"recon_err": "per_jet", "latent": "per_jet"})
+    rc, err = _fails(tmp_path, two, capfd=capfd)
+    assert rc == 4
+    assert ("has no output named 'score' and 2 outputs ['recon_err', 'latent']; set outputs: {score: <one of them>}"
+            in err), err
+    rc, err = _fails(tmp_path, make_model(tmp_path / "s.onnx", {"score": "per_jet"}),
+                     "modules.vae.outputs={score: output}", capfd=capfd)
+    assert rc == 4
+    assert "modules.vae: onnxruntime: model" in err and "has no output 'output' (for score); its outputs are ['score']" in err
+
+
+def test_several_inputs_and_fixed_batch_say_the_contract(tmp_path) -> None:
+    from hltrun.modules.inference import BackendOptions, create_backend
+
+    several = make_model(tmp_path / "pn.onnx", {"score": "per_jet"}, inputs=("points", "features", "mask"))
+    with pytest.raises(ModuleError, match=r"has 3 inputs \['points', 'features', 'mask'\]; hltrun feeds one "
+                                          r"float32 input of \(N, 100, 3\) jets today"):
+        create_backend("onnxruntime", several, BackendOptions()).load()
+    fixed = make_model(tmp_path / "fixed1.onnx", {"score": "per_jet"}, batch=1)
+    with pytest.raises(ModuleError, match=r"takes a fixed batch of 1 jet\(s\)"):
+        create_backend("onnxruntime", fixed, BackendOptions()).load()
+
+
+def test_nan_cut_in_the_card_is_a_configuration_error(tmp_path, capfd) -> None:
+    model = make_model(tmp_path / "mine.onnx", {"score": "per_jet"})
+    (tmp_path / "thresholds.json").write_text('{"mine": {"bkg_eff_1e-2": NaN}}')
+    rc = hltrun(["configs/path.yaml", f"modules.vae.model={model}", "modules.vae.backend=onnxruntime",
+                 f"modules.out.file={tmp_path / 'o.root'}", "-n", "5"])
+    err = capfd.readouterr().err
+    assert rc == 2 and "mine.bkg_eff_1e-2 is nan; a cut must be a finite number" in err, err
+
+
+def test_outputs_setting_is_validated() -> None:
+    from hltrun.framework.errors import ConfigError
+    from hltrun.framework.schema import build
+    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters
+
+    assert build(VAEAnomalyScorerParameters, {"outputs": {"score": "output"}}, "m").outputs == {"score": "output"}
+    assert build(VAEAnomalyScorerParameters, {"outputs": ["score"]}, "m").outputs == ["score"]
+    with pytest.raises(ConfigError, match=r"outputs must include 'score'.*\{score: <model output name>"):
+        build(VAEAnomalyScorerParameters, {"outputs": {"kl": "kl"}}, "modules.vae")
+    with pytest.raises(ConfigError, match="outputs must include 'score'"):
+        build(VAEAnomalyScorerParameters, {"outputs": {"score": "s", "latent": "z"}}, "modules.vae")
+
+
+# ---------------------------------------------------------------------- (e) hltbench
+def test_hltbench_backends_and_profile_on_a_score_only_model(tmp_path, capsys) -> None:
+    make_model(tmp_path / "mymodel.onnx", {"output": "per_jet"})
+    rc = hltbench(["backends", "--models-dir", str(tmp_path), "--models", "mymodel", "--backends", "ort-fp32",
+                   "ort-bare", "--batch-sizes", "1", "9", "--min-time", "0.01", "--min-calls", "2",
+                   "--mem-calls", "1", "--mem-jets", "0", "--ghz", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "| mymodel | ort-fp32 |" in out and "| mymodel | ort-bare |" in out
+    assert "n/a (no matrix products)" in out
+    rc = hltbench(["profile", str(tmp_path / "mymodel.onnx"), "--batch-sizes", "1", "4", "--profile-batch", "4",
+                   "--profile-calls", "3", "--min-time", "0.02", "--repeat", "1",
+                   "--sample", str(tmp_path / "none.root")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "sgemm floor n/a: the model has no matrix products" in out
+
+
+def test_hltbench_backends_fails_when_nothing_could_be_measured(tmp_path, capsys) -> None:
+    make_model(tmp_path / "two.onnx", {"a": "per_jet", "b": "per_jet"})  # no 'score', two outputs
+    rc = hltbench(["backends", "--models-dir", str(tmp_path), "--models", "two", "--backends", "ort-fp32",
+                   "--batch-sizes", "1", "--min-time", "0.01", "--mem-jets", "0", "--ghz", "1"])
+    assert rc == 2
+    assert "nothing measured for two" in capsys.readouterr().err

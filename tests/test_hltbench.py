@@ -134,67 +134,8 @@ def test_machine_record_names_the_commit() -> None:
     assert record["hltrun_commit"] != "" and record["python"].count(".") == 2
 
 
-# ---------------------------------------------------------------------- imports point one way
-def _tools_imports() -> dict[str, set[str]]:
-    """hltrun.tools.X -> the hltrun.tools modules it imports (anywhere in the file, functions included)."""
-    graph: dict[str, set[str]] = {}
-    for path in TOOLS.rglob("*.py"):
-        name = "hltrun.tools." + ".".join(path.relative_to(TOOLS).with_suffix("").parts)
-        name = name.removesuffix(".__init__")
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hltrun.tools"):
-                deps.add(node.module)
-                deps.update(f"{node.module}.{a.name}" for a in node.names)
-            elif isinstance(node, ast.Import):
-                deps.update(a.name for a in node.names if a.name.startswith("hltrun.tools"))
-        graph[name] = deps
-    return {k: {d for d in v if d in graph and d != k} for k, v in graph.items()}
-
-
-def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle of ``graph`` (as a path), or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for dep in sorted(graph[node]):
-            if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
-            if dep not in state and (found := visit(dep)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (found := visit(node)):
-            return found
-    return None
-
-
-def test_cycle_finder_finds_a_cycle() -> None:
-    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert _cycle({"a": {"b"}, "b": set()}) is None
-
-
-def test_no_import_cycle_in_tools() -> None:
-    graph = _tools_imports()
-    assert "hltrun.tools.bench.backends" in graph and graph["hltrun.tools.bench.backends"]
-    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
-
-
-def test_framework_and_modules_never_import_tools() -> None:
-    for folder in ("framework", "modules"):
-        for path in (ROOT / folder).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
-                         else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-                assert not any(n.startswith("hltrun.tools") for n in names), path
-
-
+# ---------------------------------------------------------------------- one catalogue
+# (imports point one way and tools has no import cycle: tests/test_import_layers.py, for every layer)
 def test_one_catalogue_of_models_and_no_path_edits() -> None:
     for path in TOOLS.rglob("*.py"):
         text = path.read_text()

@@ -167,8 +167,8 @@ def _turn_on_plots(summary: "JobSummary") -> list[str]:
 
 def _hz(r: Rate) -> str:
     if r.upper_limit:
-        return f"{'< ' + format(r.error_hz, '.4g'):>12} {'(68% CL)':>10}"
-    return f"{r.hz:12.4g} {r.error_hz:10.3g}"
+        return f"{'< ' + format(r.error_hz, '.1f'):>12} {'(68% CL)':>10}"
+    return f"{r.hz:12.1f} {r.error_hz:10.1f}"
 
 
 def _rate_dict(r: Rate) -> dict[str, Any]:

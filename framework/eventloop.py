@@ -164,13 +164,22 @@ class EventProcessor:
 
     def _wait_idle(self) -> bool:
         """Wait (holding the source lock) until no stream has an event in flight; False if the job
-        stopped meanwhile. Only at a transition, so polling costs nothing per event."""
-        in_flight = self._in_flight
-        while any(i != _IDLE for i in in_flight):
-            if self._stop.is_set() and self._errors:
-                return False
-            time.sleep(0.0002)
-        return True
+        stopped meanwhile. Only at a transition, so polling costs nothing per event. Meanwhile the
+        loop is draining (it takes no new event until the lumi changes), so that a cross-event
+        batcher holding events for streams that will bring none sends them now, not after its delay."""
+        in_flight, loop = self._in_flight, self.process.loop
+        if not any(i != _IDLE for i in in_flight):
+            return True
+        was_draining, loop.draining = loop.draining, True
+        try:
+            while any(i != _IDLE for i in in_flight):
+                if self._stop.is_set() and self._errors:
+                    return False
+                time.sleep(0.0002)
+            return True
+        finally:
+            if not self._stop.is_set():
+                loop.draining = was_draining
 
     def _run_streams(self, events: Iterator[tuple[EventID, dict[str, Any]]]) -> None:
         process = self.process

@@ -193,4 +193,6 @@ def test_begin_job_lines_are_printed_once_for_many_streams(tmp_path):
                "options.wantSummary=false", f"modules.out.file={tmp_path / 'out.root'}")
     assert res.returncode == 0, res.stderr
     backend_lines = [line for line in res.stderr.splitlines() if line.startswith("hltrun: modules.vae:")]
-    assert len(backend_lines) == 1, res.stderr
+    # one backend line (or, when auto times engines on this machine, one block): never once per stream
+    assert backend_lines and len(backend_lines) == len(set(backend_lines)), res.stderr
+    assert sum("model data/models/conv_vae.onnx" in line for line in backend_lines) == 1, res.stderr

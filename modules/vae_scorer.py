@@ -44,7 +44,7 @@ from .inference import (BackendOptions, InferenceBackend, autoselect, backend_cl
 from .inference.accelerator import choose_backend
 from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_batch
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
-from .inference.machine import cpu_key
+from .inference.machine import cpu_key, dist_version
 from .products import JetBatch, JetScores, is_all_valid
 from .working_point import PT_BINNED_KEY, PtCuts, parse_pt_cuts
 
@@ -59,14 +59,9 @@ TYPICAL_JETS_PER_EVENT = 9  # a path that sends every jet: the HLT's typical mul
 
 def _version_of(cls: type) -> str:
     """The engine's distribution version (the auto decision cache is invalid across versions)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     dist = {"onnxruntime": "onnxruntime", "iree": "iree-base-runtime", "jax": "jaxlib",
             "tensorflow": "tensorflow"}.get(getattr(cls, "name", ""), "")
-    try:
-        return version(dist) if dist else "?"
-    except PackageNotFoundError:
-        return "?"
+    return dist_version(dist) if dist else "?"
 
 
 

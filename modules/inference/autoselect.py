@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from hltrun.framework.atomic import write_text
 from hltrun.framework.errors import HltError, one_line
 
+from .machine import cache_root
 from .base import AGREEMENT_RTOL, N_CONSTITUENTS, N_FEATURES, InferenceBackend
 
 Factory = Callable[[], InferenceBackend]  # an unloaded backend for one engine
@@ -118,8 +118,7 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
 
 # --------------------------------------------------------------------------- per-machine cache
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "hltrun" / "auto"
+    return cache_root("auto")
 
 
 def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str) -> str:

@@ -14,7 +14,6 @@ model's hash, the compiler's version, this CPU's features and the bucket
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 
-from .machine import cpu_key
+from .machine import cache_root, cpu_key, dist_version
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
 from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log, several_inputs
 
@@ -45,8 +44,7 @@ def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int)
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "hltrun" / "iree"
+    return cache_root("iree")
 
 
 def static_onnx(model: Any, batch: int) -> Any:
@@ -88,7 +86,7 @@ class IreeBackend(InferenceBackend):
         """Are all of this model's buckets in the cache (loading costs milliseconds, not minutes)?
         ``backend: auto`` times IREE only then, so begin_job never compiles for a guess."""
         try:
-            version = _dist_version("iree-base-compiler")
+            version = dist_version("iree-base-compiler")
             cache_dir = Path(options.engine_cache) if options.engine_cache else default_cache_dir()
             paths = [cache_path(Path(model_path), cache_dir, version, b)
                      for b in buckets(options.opt_batch, options.max_batch)]
@@ -109,7 +107,7 @@ class IreeBackend(InferenceBackend):
                             for d in self._inputs[0].type.tensor_type.shape.dim)
         if self._shape[1:] != (N_CONSTITUENTS, N_FEATURES) or self._shape[0] is not None:
             return  # the base class names the wrong shape in one line, before anything is compiled
-        self.version = _dist_version("iree-base-compiler")
+        self.version = dist_version("iree-base-compiler")
         cache_dir = Path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
         self.buckets = buckets(self.options.opt_batch, self.options.max_batch)
         self._config = runtime.Config("local-sync" if self.options.threads <= 1 else "local-task")
@@ -196,12 +194,3 @@ def compiler_error(exc: BaseException) -> str:
         if "error:" in line:
             return line.split("error:", 1)[1].strip()
     return one_line(exc)
-
-
-def _dist_version(name: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "unknown"

@@ -34,6 +34,7 @@ from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
 from . import buckets
+from .machine import cache_root
 from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -125,8 +126,7 @@ class JaxBackend(InferenceBackend):
         current = jax.config.jax_compilation_cache_dir
         if current and not self.options.engine_cache:
             return str(current)
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        path = self.options.engine_cache or os.path.join(base, "hltrun", "jax")
+        path = self.options.engine_cache or str(cache_root("jax"))
         try:
             enable_compile_cache(path)
         except OSError as exc:

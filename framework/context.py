@@ -207,6 +207,12 @@ class ModuleContext:
         with self.channels.lock:
             self.channels.requests.setdefault(producer, set()).add(spec)
 
+    def requests(self) -> set[Hashable]:
+        """What this module's consumers requested of it; live: complete once every module's begin_job
+        has run (a batcher forwards its consumers' declared inputs to the source this way)."""
+        with self.channels.lock:
+            return self.channels.requests.setdefault(self.label, set())
+
     def global_cache(self, make: Callable[[], T]) -> tuple[T, bool]:
         """The one object all instances of this label share (CMSSW's GlobalCache): made by the first
         instance that asks; returns it and whether this call made it."""

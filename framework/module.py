@@ -210,6 +210,11 @@ class Source(_Declares):
     def begin_job(self, ctx: "SourceContext") -> None:
         """Open inputs and check them (files, tree, branches) before the first event."""
 
+    def consumers_known(self) -> None:
+        """Every module's begin_job has run: what the consumers requested (``SourceContext.requests``)
+        is complete. A source whose consumers may ask for more than it checked at begin_job (extra
+        branches of a model's declared inputs) checks that here, still before the first event."""
+
     def events(self, skip: int, limit: int | None) -> Iterator[tuple["EventID", dict[str, Any]]]:
         raise NotImplementedError
 

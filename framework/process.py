@@ -129,6 +129,11 @@ class Process:
                                   f"{type(exc).__name__}: {one_line(exc)}") from exc
             finally:
                 signals.post_module_begin_job(desc)
+        signals.pre_module_begin_job(self.descriptions[0])
+        try:
+            self.source.consumers_known()
+        finally:
+            signals.post_module_begin_job(self.descriptions[0])
         signals.post_begin_job(self.job)
 
     def end_job(self) -> list[str]:

@@ -7,10 +7,15 @@ event loop is only slicing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from .contract import Contract, ModelInput, default_contract
+from .features import ConstituentColumns, jet_column, wrap_phi
 from .finite import vouch_finite
+
+__all__ = ["wrap_phi"]  # re-exported: older callers import it from here
 
 
 def pad_constituents(jet_of_cand: np.ndarray, eta: np.ndarray, phi: np.ndarray, pt: np.ndarray,
@@ -66,13 +71,6 @@ def _jet_pt_key(jet_of_cand: np.ndarray, pt: np.ndarray) -> np.ndarray:
     return (jet_of_cand.astype(np.uint64) << np.uint64(32)) | low.astype(np.uint64)
 
 
-def wrap_phi(dphi: np.ndarray) -> np.ndarray:
-    """Map an azimuthal difference into [-pi, pi); a NaN stays NaN, without numpy's warning (the
-    scorer counts non-finite inputs itself)."""
-    with np.errstate(invalid="ignore"):
-        return (dphi + np.pi) % (2 * np.pi) - np.pi
-
-
 def to_jet_relative(constituents: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray) -> np.ndarray:
     """(eta, phi, pT) -> (eta - eta_jet, wrapped phi - phi_jet, pT); padded rows stay all zero."""
     out = constituents.copy()
@@ -95,41 +93,62 @@ def fit_length(constituents: np.ndarray, length: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a consumer reads of a jet collection: the model input of the leading jets.
+    """What a consumer reads of a jet collection: the model inputs of the leading jets.
 
     ``max_jets`` leading jets that have constituents (0: all), those with pT >= ``min_jet_pt`` when it
-    is > 0; ``n_constituents`` rows each (pT-ordered, truncated at the source's ``max_constituents``
-    and zero-padded); (eta, phi) relative to the jet axis when ``relative``. A consumer requests it at
-    begin_job (``ModuleContext.request``) so the source prepares exactly that, per chunk, and nothing else.
+    is > 0; for each, the inputs ``contract`` declares (``modules/contract.py``: per input its features,
+    constituent count, padding, order and layout). Without a contract: the shipped one, one
+    (n, ``n_constituents``, 3) input of (Δη, Δφ, pT) (or (η, φ, pT) unless ``relative``). A consumer
+    requests it at begin_job (``ModuleContext.request``) so the source prepares exactly that, per
+    chunk, and nothing else.
     """
 
     max_jets: int
     n_constituents: int
     relative: bool
     min_jet_pt: float = 0.0
+    contract: Contract | None = None
+
+    @property
+    def inputs(self) -> Contract:
+        return self.contract if self.contract is not None else default_contract(self.n_constituents, self.relative)
+
+    @property
+    def width(self) -> int:
+        """Constituent rows read per jet (truncation beyond them is counted)."""
+        return self.contract.n_constituents if self.contract is not None else self.n_constituents
 
 
 class ModelInputs:
     """One chunk's model inputs for one ``InputSpec``: events get read-only views (no per-event work).
 
-    ``finite``: every value of ``inputs`` is finite, checked here once for the whole chunk and vouched
-    for by its memory (``finite.vouch_finite``), so that the scorer's backend can skip its
-    per-event check on the events' views; False: some jet of the chunk is not (or the memory could not
-    be vouched for), and every event's jets are checked one by one as before."""
+    ``arrays``: one array per declared input, in the contract's order; ``inputs`` is the first (the
+    only one of the shipped models). ``mask`` marks the rows of the first constituent input that hold a
+    constituent. ``finite``: every value of every array is finite, checked here once for the whole
+    chunk and vouched for by its memory (``finite.vouch_finite``), so that the scorer's backend can
+    skip its per-event check on the events' views; False: some jet of the chunk is not (or the memory
+    could not be vouched for), and every event's jets are checked one by one as before."""
 
-    __slots__ = ("inputs", "mask", "pt", "offsets", "finite", "truncated")
+    __slots__ = ("arrays", "inputs", "mask", "pt", "offsets", "finite", "truncated")
 
-    def __init__(self, inputs: np.ndarray, mask: np.ndarray, pt: np.ndarray, offsets: np.ndarray,
-                 truncated: np.ndarray | None = None) -> None:
-        for shared in (inputs, mask, pt):
+    def __init__(self, inputs: np.ndarray | tuple[np.ndarray, ...], mask: np.ndarray, pt: np.ndarray,
+                 offsets: np.ndarray, truncated: np.ndarray | None = None) -> None:
+        arrays = inputs if isinstance(inputs, tuple) else (inputs,)
+        for shared in (*arrays, mask, pt):
             shared.flags.writeable = False
-        self.inputs, self.mask, self.pt, self.offsets = inputs, mask, pt, offsets
-        self.finite = vouch_finite(inputs)
+        self.arrays, self.inputs = arrays, arrays[0]
+        self.mask, self.pt, self.offsets = mask, pt, offsets
+        self.finite = all([vouch_finite(a) for a in arrays])
         self.truncated = truncated  # per event: selected jets with more constituents than the input holds
 
     def event(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.inputs[a:b], self.mask[a:b], self.pt[a:b]
+
+    def event_arrays(self, i: int) -> tuple[np.ndarray, ...]:
+        """Event ``i``'s part of every input array (views)."""
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return tuple([x[a:b] for x in self.arrays])
 
     def truncated_in(self, i: int) -> int:
         return 0 if self.truncated is None else int(self.truncated[i])
@@ -175,15 +194,68 @@ def select_jets(jet_offsets: np.ndarray, pt: np.ndarray, n_constituents: np.ndar
 
 def build_inputs(jets: np.ndarray, jet_of_cand: np.ndarray, n_jets: int, eta: np.ndarray, phi: np.ndarray,
                  pt: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray, max_constituents: int,
-                 spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Padded (len(jets), n_constituents, 3) inputs and their mask for the jets ``jets`` only.
+                 spec: InputSpec, jet_values: Callable[[str], np.ndarray] | None = None,
+                 cand_branch: Callable[[str], np.ndarray] | None = None) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """The inputs ``spec`` declares for the jets ``jets`` only, and the mask of the first constituent input.
 
     ``jet_of_cand`` maps each flat constituent to its jet (0..n_jets-1, any order); ``jet_eta`` and
-    ``jet_phi`` are the axes of the selected jets (row by row). Only the constituents of the selected
-    jets are sorted and scattered; the values are those of ``pad_constituents`` + ``to_jet_relative``
-    + ``fit_length``, bit for bit (the same float32 operations on the same values).
+    ``jet_phi`` are the axes of the selected jets (row by row), ``jet_values(name)`` any other per-jet
+    value of them (pt, mass, ncons, a jet branch), ``cand_branch(name)`` a constituent branch, flat like
+    ``pt``. Only the constituents of the selected jets are sorted and scattered; the shipped input's
+    values are those of ``pad_constituents`` + ``to_jet_relative`` + ``fit_length``, bit for bit (the
+    same float32 operations on the same values).
     """
-    n, width = len(jets), spec.n_constituents
+    contract = spec.inputs
+    n = len(jets)
+    width = contract.n_constituents
+    orders = {i.order for i in contract.inputs if i.kind == "constituents"}
+    if len(orders) > 1:
+        raise ValueError(f"inputs: constituent inputs of one model must share one order, got {sorted(orders)}")
+    row, position, src = _rows(jets, jet_of_cand, n_jets, pt, min(max_constituents, width) if width else 0,
+                               orders.pop() if orders else "pt")
+
+    def take(values: np.ndarray) -> np.ndarray:
+        return values if src is None else values[src]
+
+    per_jet = {"eta": jet_eta, "phi": jet_phi}
+
+    def jet_value(name: str) -> np.ndarray:
+        if name not in per_jet:
+            if jet_values is None:
+                raise ValueError(f"jet value {name!r} is not available here")
+            per_jet[name] = jet_values(name)
+        return per_jet[name]
+
+    def missing_branch(name: str) -> np.ndarray:
+        raise ValueError(f"constituent branch {name!r} is not available here")
+
+    columns = ConstituentColumns(take(pt), take(eta), take(phi), lambda name: jet_value(name)[row],
+                                 lambda name: take((cand_branch or missing_branch)(name)))
+    arrays, mask = [], None
+    for decl in contract.inputs:
+        if decl.kind == "jet":
+            out = np.empty((n, decl.width), np.float32)
+            for k, name in enumerate(decl.features):
+                out[:, k] = jet_column(name, jet_value)
+            arrays.append(out)
+            continue
+        out, occupied = _scatter(columns, row, position, n, decl, mask is None and not contract.is_shipped())
+        if mask is None:
+            mask = occupied
+        arrays.append(out)
+    if contract.is_shipped():  # as before the contract: a constituent with pT <= 0 counts as padding
+        mask = arrays[0][..., 2] > 0
+    elif mask is None:
+        mask = np.ones((n, 0), bool)
+    return tuple(arrays), mask
+
+
+def _rows(jets: np.ndarray, jet_of_cand: np.ndarray, n_jets: int, pt: np.ndarray, limit: int,
+          order: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(row, position, src) of the constituents kept: per kept constituent its row (the selected jet),
+    its position in that jet (pT order, or as stored) and its index in the flat arrays (None: all, as
+    they are). Constituents past ``limit`` per jet are left out."""
+    n = len(jets)
     row_of_jet = np.full(n_jets, -1, dtype=np.int64)
     row_of_jet[jets] = np.arange(n)
     row = row_of_jet[jet_of_cand]
@@ -192,29 +264,63 @@ def build_inputs(jets: np.ndarray, jet_of_cand: np.ndarray, n_jets: int, eta: np
         src = None  # every constituent is read: index nothing
     else:
         row = row[src]
-    order = _jet_pt_order(row, pt if src is None else pt[src])
-    if order is not None:
-        row = row[order]
-        src = order if src is None else src[order]
+    if order == "pt":
+        perm = _jet_pt_order(row, pt if src is None else pt[src])
+    else:  # as stored: grouped by jet, a stable sort keeps the file's order within each jet
+        perm = None if bool(np.all(row[1:] >= row[:-1])) else np.argsort(row, kind="stable")
+    if perm is not None:
+        row = row[perm]
+        src = perm if src is None else src[perm]
     counts = np.bincount(row, minlength=n)
     position = np.arange(len(row)) - (np.cumsum(counts) - counts)[row]
-    limit = min(max_constituents, width)
     if counts.max(initial=0) > limit:
         keep = np.flatnonzero(position < limit)
         row, position = row[keep], position[keep]
         src = keep if src is None else src[keep]
-    e, p, t = (eta, phi, pt) if src is None else (eta[src], phi[src], pt[src])
-    if spec.relative:
-        real = t > 0
-        if real.all():  # np.where(real, x, 0.0) is x: skip the masks
-            e, p = e - jet_eta[row], wrap_phi(p - jet_phi[row])
-        else:
-            e = np.where(real, e - jet_eta[row], 0.0)
-            p = np.where(real, wrap_phi(p - jet_phi[row]), 0.0)
-    out = np.zeros(n * width * 3, dtype=np.float32)
-    at = (row * width + position) * 3  # one flat index: 3x faster than out[row, col, k]
-    out[at] = e
-    out[at + 1] = p
-    out[at + 2] = t
-    out = out.reshape(n, width, 3)
-    return out, out[..., 2] > 0
+    return row, position, src
+
+
+def _scatter(columns: ConstituentColumns, row: np.ndarray, position: np.ndarray, n: int,
+             decl: ModelInput, occupancy: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """One constituent input: its features scattered into (n, C, F) (then (n, F, C) for ``NFC``), padded
+    rows at ``pad_value`` (``mask`` at 0), and (if ``occupancy``) the (n, C) rows holding a constituent."""
+    c, f = decl.n_constituents, decl.width
+    if int(position.max(initial=-1)) >= c:  # an input holding fewer rows than another of the model
+        keep = position < c
+        row, position = row[keep], position[keep]
+        select: Callable[[np.ndarray], np.ndarray] = lambda values: values[keep]
+    else:
+        select = lambda values: values
+    if decl.pad_value == 0.0:
+        out = np.zeros(n * c * f, dtype=np.float32)
+    else:
+        out = np.full(n * c * f, decl.pad_value, dtype=np.float32)
+        if "mask" in decl.features:
+            out.reshape(n, c, f)[..., decl.features.index("mask")] = 0.0
+    at = (row * c + position) * f  # one flat index: 3x faster than out[row, col, k]
+    for k, name in enumerate(decl.features):
+        out[at + k] = select(columns(name))
+    out = out.reshape(n, c, f)
+    occupied = None
+    if occupancy:
+        occupied = np.zeros(n * c, dtype=bool)
+        occupied[row * c + position] = True
+        occupied = occupied.reshape(n, c)
+    if decl.layout == "NFC":
+        out = np.ascontiguousarray(out.transpose(0, 2, 1))
+    return out, occupied
+
+
+def requested_specs(requests: Iterable[Any]) -> list[InputSpec]:
+    """The ``InputSpec`` behind each consumer request: an ``InputSpec`` itself, or a forwarding request
+    (a batcher's: ``specs()`` gives its selection crossed with what its own consumers declared)."""
+    out: list[InputSpec] = []
+    for request in list(requests):
+        out.extend([request] if isinstance(request, InputSpec) else request.specs())
+    return list(dict.fromkeys(out))
+
+
+def batch_key(contract: Contract, n_constituents: int, relative: bool) -> Contract | None:
+    """How a batcher with these settings files ``contract``'s arrays in its ``JetBatch``: None when it
+    is the shipped input the batcher makes by itself (its own ``InputSpec``), else the contract."""
+    return None if contract == default_contract(n_constituents, relative) else contract

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from .contract import Contract
     from .jets import InputSpec
 
 
@@ -96,14 +97,21 @@ class JetCollection:
                 self._relative = to_jet_relative(self.constituents, self.eta, self.phi)
         return self._relative
 
-    def batch(self, spec: "InputSpec") -> "JetBatch":
+    def batch(self, spec: "InputSpec", more: Sequence["InputSpec"] = ()) -> "JetBatch":
         """The ``JetBatch`` of the jets ``spec`` selects (what the batcher puts): from the source, views
         of the chunk's prepared inputs (which the scorer's backend knows to be finite when the source
-        vouched for them, ``hltrun.modules.finite.known_finite``)."""
+        vouched for them, ``hltrun.modules.finite.known_finite``). ``more``: other contracts over the
+        same selection (two models on one batcher), carried by the batch beside the first."""
         if self._chunk is not None:
             prepared = self._chunk.prepare(spec)
-            inputs, mask, pt = prepared.event(self._index)
-            return JetBatch(inputs, mask, pt, spec.relative, prepared.truncated_in(self._index))
+            i = self._index
+            inputs, mask, pt = prepared.event(i)
+            arrays = (inputs,) if len(prepared.arrays) == 1 else prepared.event_arrays(i)
+            others = {s.contract: self._chunk.prepare(s).event_arrays(i) for s in more} if more else None
+            return JetBatch(inputs, mask, pt, spec.relative, prepared.truncated_in(i), arrays, spec.contract, others)
+        if spec.contract is not None or more:
+            raise ValueError("a JetCollection built by hand holds the shipped input only; declared inputs "
+                             "(input contracts) are prepared by the source")
         inputs, mask, pt = self.model_input(spec)
         rows = self._selected(spec)
         width = min(spec.n_constituents, (self.relative if spec.relative else self.constituents).shape[1])
@@ -133,10 +141,13 @@ class JetCollection:
 
 @dataclass(frozen=True)
 class JetBatch:
-    """The model input for one event: (n_jets, 100, 3) float32 (eta, phi, pT) and its mask.
+    """The model inputs for one event's selected jets.
 
-    With ``relative`` the first two features are (eta - eta_jet, wrapped phi - phi_jet).
-    Padded rows are all zeros and ``mask`` is False there.
+    ``inputs`` is the first declared input: for the shipped models the only one, (n_jets, 100, 3)
+    float32 (eta, phi, pT) — with ``relative`` the first two features are (eta - eta_jet, wrapped
+    phi - phi_jet) — whose padded rows are all zeros and ``False`` in ``mask``. ``arrays`` holds every
+    input the batcher's ``contract`` declares (``modules/contract.py``; None: the shipped one), in the
+    model's input order; ``more`` the arrays of other contracts requested of the same batcher.
     """
 
     inputs: np.ndarray
@@ -144,9 +155,20 @@ class JetBatch:
     jet_pt: np.ndarray
     relative: bool
     truncated: int = 0  # jets with more constituents than the input holds: their lowest-pT ones are left out
+    arrays: tuple[np.ndarray, ...] = field(default=(), metadata={"output": False})
+    contract: "Contract | None" = field(default=None, metadata={"output": False})
+    more: "Mapping[Contract | None, tuple[np.ndarray, ...]] | None" = field(default=None, metadata={"output": False})
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    def arrays_for(self, contract: "Contract | None") -> tuple[np.ndarray, ...]:
+        """The arrays of ``contract`` (None: the shipped input the batcher makes by itself)."""
+        if contract is self.contract or contract == self.contract:
+            return self.arrays or (self.inputs,)
+        if self.more is not None and contract in self.more:
+            return self.more[contract]
+        raise KeyError(f"this batch holds no inputs for {contract}")
 
 
 def all_valid(n: int) -> np.ndarray:

@@ -37,8 +37,8 @@ from hltrun.framework.schema import limited
 from . import decompression
 from .decompression import TimedPool, threads_for
 from .duplicates import DuplicateChecker, Mode, keys
-from .jets import (InputSpec, ModelInputs, build_inputs, pad_constituents, select_jets, to_jet_relative,
-                   truncated_per_event)
+from .jets import (InputSpec, ModelInputs, build_inputs, pad_constituents, requested_specs, select_jets,
+                   to_jet_relative, truncated_per_event)
 from .products import JetCollection
 from .read_ahead import ReadAhead
 from hltrun.framework.resources import glob_files
@@ -108,9 +108,10 @@ class _Chunk:
     """
 
     __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "ids", "keys", "id_arrays", "_flat", "_order",
-                 "_max_constituents", "_inputs", "_padded", "_lock")
+                 "_max_constituents", "_inputs", "_padded", "_lock", "jet_branches", "cand_branches")
 
-    def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, ids, keys, flat, order, max_constituents) -> None:
+    def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, ids, keys, flat, order, max_constituents,
+                 jet_branches=None, cand_branches=None) -> None:
         self.jet_offsets = jet_offsets
         self.pt, self.eta, self.phi, self.mass = pt, eta, phi, mass
         self.ncons = ncons
@@ -123,6 +124,10 @@ class _Chunk:
         self._inputs: dict[InputSpec, ModelInputs] = {}
         self._padded: dict[bool, np.ndarray] = {}
         self._lock = threading.Lock()
+        # the extra branches the consumers' input contracts read: per jet (sorted like ``pt``), and per
+        # constituent (flat, aligned with ``_flat``)
+        self.jet_branches: dict[str, np.ndarray] = jet_branches or {}
+        self.cand_branches: dict[str, np.ndarray] = cand_branches or {}
 
     def prepare(self, spec: InputSpec) -> ModelInputs:
         """The model inputs ``spec`` selects, for every event of the chunk (cached)."""
@@ -133,10 +138,12 @@ class _Chunk:
             if spec not in self._inputs:
                 rows, offsets = select_jets(self.jet_offsets, self.pt, self.ncons, spec)
                 jet_of_cand, ceta, cphi, cpt = self._flat
+                per_jet = {"pt": self.pt, "mass": self.mass, "ncons": self.ncons, **self.jet_branches}
                 inputs, mask = build_inputs(self._order[rows], jet_of_cand, len(self._order), ceta, cphi, cpt,
-                                            self.eta[rows], self.phi[rows], self._max_constituents, spec)
+                                            self.eta[rows], self.phi[rows], self._max_constituents, spec,
+                                            lambda name: per_jet[name][rows], self.cand_branches.__getitem__)
                 truncated = truncated_per_event(self.ncons[rows], offsets,
-                                                min(self._max_constituents, spec.n_constituents))
+                                                min(self._max_constituents, spec.width))
                 self._inputs[spec] = ModelInputs(inputs, mask, self.pt[rows], offsets, truncated)
             return self._inputs[spec]
 
@@ -171,15 +178,18 @@ class _Chunk:
 
 def make_chunk(jet_offsets: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray,
                jet_mass: np.ndarray, flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ids: Any, keys: Any,
-               max_constituents: int, specs: Any = ()) -> _Chunk:
+               max_constituents: int, specs: Any = (), jet_branches: dict[str, np.ndarray] | None = None,
+               cand_branches: dict[str, np.ndarray] | None = None) -> _Chunk:
     """A chunk from flat per-jet arrays (events' jets contiguous, in file order) and the flat
-    constituents ``(jet_of_cand, eta, phi, pt)``; the inputs of ``specs`` are prepared now."""
+    constituents ``(jet_of_cand, eta, phi, pt)``, with the extra per-jet and per-constituent branches
+    the input contracts read; the inputs of ``specs`` are prepared now."""
     ncons = np.bincount(flat[0], minlength=len(jet_pt)).astype(np.int32)
     # jets in decreasing pT within each event (NanoAOD already is; other ntuples may not be)
     event_of_jet = np.repeat(np.arange(len(jet_offsets) - 1), np.diff(jet_offsets))
     order = np.lexsort((-jet_pt, event_of_jet))
     chunk = _Chunk(jet_offsets, jet_pt[order], jet_eta[order], jet_phi[order], jet_mass[order], ncons[order],
-                   ids, keys, flat, order, max_constituents)
+                   ids, keys, flat, order, max_constituents,
+                   {name: values[order] for name, values in (jet_branches or {}).items()}, cand_branches)
     for spec in specs:  # what the path reads, prepared with the chunk (bulk work, not per event)
         chunk.prepare(spec)
     return chunk
@@ -208,7 +218,10 @@ class RootJetSource(Source):
         self._lumis_read: dict[str, dict[str, int]] = {}  # file -> "run:lumi" -> events handed out (its <Runs>)
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
-        self._requests: set[InputSpec] = set()  # what consumers requested (SourceContext.requests)
+        self._requests: set[Any] = set()  # what consumers requested (SourceContext.requests)
+        # branches the consumers' input contracts read beyond the jet kinematics: per jet, per constituent
+        self._extra_jet: tuple[str, ...] = ()
+        self._extra_cand: tuple[str, ...] = ()
         self._ctx = SourceContext(label)
         # files the check read whole (one basket per branch holds the file, so reading 50 entries
         # decompressed it all anyway), up to _KEEP_BYTES in all: the loop reads them from here
@@ -230,7 +243,7 @@ class RootJetSource(Source):
             names.append(b.jet_n_constituents)
         elif layout == "jet_index":
             names += [b.cand_jet_index] + ([b.cand_index] if b.cand_index else [])
-        return names
+        return list(dict.fromkeys(names + [*self._extra_jet, *self._extra_cand]))
 
     def begin_job(self, ctx: SourceContext | None = None) -> None:
         """Expand globs, refuse a file listed twice, and open and check every file (tree, branches,
@@ -241,6 +254,39 @@ class RootJetSource(Source):
         self._ctx = ctx
         self._requests = ctx.requests()  # live: filled by the modules' begin_job, read at each chunk
         self._open_inputs(ctx.entries_needed, keep=not ctx.units)  # a Dask worker reads only some files
+
+    def consumers_known(self) -> None:
+        """The extra branches the consumers' input contracts read (a charge, a PUPPI weight, a jet's
+        tau21) must exist in every file, in the collection they belong to: checked now, before the
+        first event, with the line ``_check_tree`` gives a missing branch; files begin_job kept whole
+        get those branches read now."""
+        jet, cand = set(), set()
+        for spec in requested_specs(self._requests):
+            jet.update(spec.inputs.jet_branches())
+            cand.update(spec.inputs.constituent_branches())
+        b = self.params.branches
+        self._extra_jet = tuple(sorted(jet - {b.jet_pt, b.jet_eta, b.jet_phi, b.jet_mass}))
+        self._extra_cand = tuple(sorted(cand - {b.cand_pt, b.cand_eta, b.cand_phi}))
+        extra = [*self._extra_jet, *self._extra_cand]
+        if not extra:
+            return
+        with self.bulk_io():
+            for path in self.files:
+                real = os.path.realpath(path)
+                if real in self._deferred:
+                    continue  # checked, with these branches, when the job reaches it
+                tree = self._open_tree(path)
+                try:
+                    self._missing(tree, extra, path)
+                    arrays = tree.arrays(extra, entry_stop=min(50, int(tree.num_entries)), library="ak")
+                    self._check_layout(arrays, path, only=extra, reference=self._kept.get(real))
+                    if real in self._kept:
+                        whole = tree.arrays(extra, library="ak")
+                        kept = self._kept[real]
+                        for name in extra:
+                            kept[name] = whole[name]
+                finally:
+                    tree.file.close()
 
     @classmethod
     def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None) -> list[tuple[str, int]]:
@@ -363,15 +409,21 @@ class RootJetSource(Source):
         with self.bulk_io(), self._pool_cpu(pool):
             yield
 
-    def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
-        missing = [n for n in self._branch_names() if n not in tree]
+    def _missing(self, tree: Any, names: list[str], path: str) -> None:
+        """One line naming the branches ``tree`` lacks (and the nearest names it has)."""
+        missing = [n for n in names if n not in tree]
         if missing:
             import difflib
 
             hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, tree.keys(), n=1)[0]!r}?)"
                                  if difflib.get_close_matches(m, tree.keys(), n=1) else "") for m in missing]
+            fix = ("a feature of a model's declared inputs names it: fix the feature or use a file that has it"
+                   if set(missing) <= {*self._extra_jet, *self._extra_cand} else "set source.branches.* to your names")
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
-                              f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
+                              f"'{self.params.tree}' of {path} ({fix})")
+
+    def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
+        self._missing(tree, self._branch_names(), path)
         n = int(tree.num_entries)
         if n == 0:
             return 0
@@ -401,12 +453,25 @@ class RootJetSource(Source):
                     self._kept_bytes += size
         return n
 
-    def _check_layout(self, arrays: ak.Array, path: str) -> None:
+    def _check_layout(self, arrays: ak.Array, path: str, only: list[str] | None = None,
+                      reference: ak.Array | None = None) -> None:
         """Branches that belong to one collection must have the same length in every event; a
-        ``jet_index`` layout whose links index another collection needs ``cand_index``."""
+        ``jet_index`` layout whose links index another collection needs ``cand_index``. ``only``: check
+        just these (extra) branches against their collection's first branch, read from ``reference``
+        or from the file again."""
         b, layout = self.params.branches, self.params.layout
-        jets = [n for n in (b.jet_pt, b.jet_eta, b.jet_phi, b.jet_mass) if n]
-        cands = [b.cand_pt, b.cand_eta, b.cand_phi]
+        jets = [n for n in (b.jet_pt, b.jet_eta, b.jet_phi, b.jet_mass) if n] + list(self._extra_jet)
+        cands = [b.cand_pt, b.cand_eta, b.cand_phi] + list(self._extra_cand)
+        if only is not None:
+            base = reference if reference is not None else self._head(path, [b.jet_pt, b.cand_pt], len(arrays))
+            for name in only:
+                ref = b.jet_pt if name in self._extra_jet else b.cand_pt
+                kind = "jet" if ref == b.jet_pt else "constituent"
+                got, want = arrays[name], base[ref][:len(arrays)]
+                if got.ndim != want.ndim or not ak.all(ak.num(got, axis=-1) == ak.num(want, axis=-1), axis=None):
+                    raise SourceError(f"source: branch '{name}' (a {kind} feature of a model's declared inputs) is "
+                                      f"not in the {kind} collection of '{ref}' in {path}: it differs in length")
+            return
         groups = [("jet", jets + ([b.jet_n_constituents] if layout == "counts" else []))]
         if layout == "nested":
             if arrays[b.cand_pt].ndim != 3:
@@ -433,6 +498,13 @@ class RootJetSource(Source):
             raise ConfigError(f"source.branches.cand_index: missing: '{b.cand_jet_index}' and '{b.cand_pt}' "
                               f"are different collections in {path} (layout jet_index with indirection); "
                               f"set source.branches.cand_index to the link branch indexing '{b.cand_pt}'")
+
+    def _head(self, path: str, names: list[str], n: int) -> ak.Array:
+        tree = self._open_tree(path)
+        try:
+            return tree.arrays(names, entry_stop=n, library="ak")
+        finally:
+            tree.file.close()
 
     def _open_tree(self, path: str):
         import uproot
@@ -670,6 +742,7 @@ class RootJetSource(Source):
                 raise SourceError(f"source: branch '{name}' has {len(values)} jets but '{b.jet_pt}' has "
                                   f"{n_jets} in {where}")
 
+        take: np.ndarray | None = None  # jet_index: the constituents linked to a jet, in link order
         if layout == "counts":
             per_jet = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None), dtype=np.int64)
             cand_counts = _counts(arrays[b.cand_pt], b.cand_pt, where)
@@ -718,9 +791,17 @@ class RootJetSource(Source):
             jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
 
+        cand_extra = {name: flat(name) if take is None else flat(name)[take] for name in self._extra_cand}
+        jet_extra = {name: flat(name) for name in self._extra_jet}
+        for name, values in [*cand_extra.items(), *jet_extra.items()]:
+            want = len(cpt) if name in cand_extra else n_jets
+            if len(values) != want:
+                raise SourceError(f"source: branch '{name}' has {len(values)} values where its collection has "
+                                  f"{want} in {where}")
         ids, id_keys, id_arrays = self._ids(arrays, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
-                           id_keys, self.params.max_constituents, self._requests)
+                           id_keys, self.params.max_constituents, requested_specs(self._requests), jet_extra,
+                           cand_extra)
         chunk.id_arrays = id_arrays  # lumis counted and selections made per chunk with numpy
         counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
         counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))

@@ -1,7 +1,10 @@
 """VAE anomaly scorer: one anomaly score per jet from a Conv-VAE or GCN-VAE on any backend.
 
-Consumes the batcher's ``JetBatch`` ((n_jets, 100, 3) float32) and puts ``JetScores``. The backend
-is a parameter so the same path can be timed on TensorFlow, ONNX Runtime and TensorRT.
+Consumes the batcher's ``JetBatch`` and puts ``JetScores``. What the model reads is its declared input
+contract (``modules/contract.py``): the ``inputs`` given here, else the model's ONNX metadata, else the
+shipped (n_jets, 100, 3) float32 input of (Δη, Δφ, pT) with the batcher's ``n_constituents``; it is
+checked against the model at begin_job and requested of the batcher, which has the source prepare it
+per chunk. The backend is a parameter so the same path can be timed on every engine.
 
 Defined behaviour for odd events (documented in docs/backends.md):
 
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
 
-from hltrun.framework.context import AcceleratorChoice, ProductInfo, StreamActivity
+from hltrun.framework.context import AcceleratorChoice, StreamActivity
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Producer
@@ -42,7 +45,9 @@ from hltrun.framework.resources import find_file
 from .inference import (BackendOptions, InferenceBackend, autoselect, backend_class, backend_names, create_backend,
                         model_suffix)
 from .inference.accelerator import choose_backend
-from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_batch
+from .contract import Contract, InputDeclaration, default_contract, freeze
+from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES
+from .jets import batch_key
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .inference.machine import cpu_key, dist_version
 from .products import JetBatch, JetScores, is_all_valid
@@ -79,6 +84,9 @@ class VAEAnomalyScorerParameters:
     # {score: <model output>, kl: <model output>}, or [score, kl] for outputs of those names; null: the
     # output named score (else the model's only output), and kl when the model has one
     outputs: dict[str, str] | list[str] | None = None
+    # what the model reads, per input (name, kind, features, n_constituents, pad_value, order, layout;
+    # docs/your-model.md); null: the model's ONNX metadata, else the shipped (N, 100, 3) input
+    inputs: list[InputDeclaration] | None = None
     # batch sizes (jets) run once in begin_job
     warm_up: list[int] = field(default_factory=lambda: [1, 9], metadata=limits(1, MAX_BATCH))
     max_batch: int = limited(1024, 1, MAX_BATCH)  # tensorrt optimisation-profile maximum (jets)
@@ -96,6 +104,8 @@ class VAEAnomalyScorerParameters:
                              f"({form}), got {self.outputs}")
         if isinstance(self.outputs, dict) and not all(self.outputs.values()):
             raise ValueError(f"outputs: every role needs a model output name, got {self.outputs}")
+        if self.inputs is not None:
+            freeze(self.inputs, "config")  # several inputs without names: one line now
         if self.batching is not None and self.batching.max_batch > self.max_batch:
             raise ValueError(f"batching.max_batch ({self.batching.max_batch}) exceeds max_batch "
                              f"({self.max_batch}, the largest batch the backend is built for)")
@@ -191,6 +201,8 @@ class VAEAnomalyScorer(Producer):
         self.reason = ""
         self.counters = {"events": 0, "empty_events": 0, "jets": 0, "nonfinite_jets": 0}
         self.model_id = ""
+        self.contract: Contract = default_contract()
+        self._key: Contract | None = None  # how the batcher files this model's arrays (None: its shipped input)
         self.thresholds: Thresholds = {}
         self._empty: JetScores | None = None
         self._batcher: DynamicBatcher | None = None
@@ -203,13 +215,6 @@ class VAEAnomalyScorer(Producer):
         model_id, thresholds, card = model_thresholds(params)
         return {"model": model_id, "thresholds": thresholds, "card": card}
 
-    @classmethod
-    def check_config(cls, label: str, params: VAEAnomalyScorerParameters, inputs: Mapping[str, ProductInfo]) -> None:
-        """A batcher padding to other than 100 constituents can never feed these models: say so now."""
-        n = inputs["src"].metadata.get("n_constituents", N_CONSTITUENTS) if "src" in inputs else N_CONSTITUENTS
-        if n != N_CONSTITUENTS:
-            raise ConfigError(f"modules.{label}.src: {params.src.label} pads jets to {n} constituents; "
-                              f"the VAE models take {N_CONSTITUENTS}")
 
     def begin_job(self, ctx: "ModuleContext") -> None:
         p: VAEAnomalyScorerParameters = self.params
@@ -218,10 +223,14 @@ class VAEAnomalyScorer(Producer):
         if name == "tensorflow" and p.precision in ("fp16", "int8"):
             raise ConfigError(f"{where}.precision: {p.precision} is not available on tensorflow (fp32 only)")
         path = resolve_model(p.model, name, p.precision, p.models_dir)
+        meta = ctx.inputs["src"].metadata if "src" in ctx.inputs else {}
+        n_constituents, relative = int(meta.get("n_constituents", N_CONSTITUENTS)), bool(meta.get("relative", True))
         opts = BackendOptions(mode=p.mode, threads=p.threads, providers=list(p.providers),
                               graph_optimization=p.graph_optimization, io_binding=p.io_binding,
                               precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,
-                              outputs=None if p.outputs is None else type(p.outputs)(p.outputs))
+                              outputs=None if p.outputs is None else type(p.outputs)(p.outputs),
+                              inputs=freeze(p.inputs, "config") if p.inputs else None,
+                              fallback_inputs=default_contract(n_constituents, relative))
         timings: tuple[dict[str, Any], ...] = ()
         if p.backend == "auto" and name == "onnxruntime" and p.precision in ("auto", "fp32"):
             name, reason, timings = self._auto_by_measurement(ctx, p, opts, reason)
@@ -234,6 +243,15 @@ class VAEAnomalyScorer(Producer):
         if p.precision == "int8" and backend.describe().get("precision") != "int8":
             raise ConfigError(f"{where}.precision: int8 requested but {path} is not a quantised model "
                               f"(make one with tools/physics/quantize_models.py)")
+        contract = backend.contract
+        if p.batching is not None and len(contract.inputs) > 1:
+            raise ConfigError(f"{where}.batching: cross-event batching runs models with one input; {path} has "
+                              f"{len(contract.inputs)} (set batching: null)")
+        self.contract, self._key = contract, batch_key(contract, n_constituents, relative)
+        if ctx.consumes:  # in a job (not a scorer built by hand): the batcher has the source prepare this, per chunk
+            ctx.request(p.src.label, contract)
+        log.debug("%s: inputs from %s: %s", where, contract.origin, "; ".join(i.describe() for i in contract.inputs),
+                 extra={"once": True})
         warm = list(p.warm_up)
         if p.batching is not None and p.batching.max_batch not in warm:
             warm.append(p.batching.max_batch)  # the full batch's first call is not charged to an event
@@ -309,10 +327,11 @@ class VAEAnomalyScorer(Producer):
             c["empty_events"] += 1
             event.put(self._empty)
             return
+        xs = batch.arrays_for(self._key)
         if self._batcher is None:
-            out = self.backend.run(batch.inputs)
+            out = self.backend.run(xs[0] if len(xs) == 1 else xs)
         else:  # a malformed event fails alone, before it can spoil a batch
-            x = check_batch(batch.inputs, self.backend.model_path)
+            x = self.backend.check(xs)[0]
             out = self._batcher.submit(event.stream, event.index, x, self.backend.run)
         valid = out["valid"]
         n = len(valid)

@@ -155,7 +155,7 @@ def test_wrong_suffix_is_named(tiny):
 @pytest.mark.parametrize("name,attr", [("onnxruntime", "wrong_onnx"), ("tensorflow", "wrong_keras")])
 def test_wrong_input_shape(tiny, name, attr):
     path = getattr(tiny, attr)
-    with pytest.raises(ModuleError, match=rf"model {path} takes input of shape \(N, 50, 3\)"):
+    with pytest.raises(ModuleError, match=rf"model {path} takes input .*of shape \(N, 50, 3\)"):
         create_backend(name, path).load()
 
 

@@ -95,7 +95,7 @@ def test_no_bucket_compiles_is_one_line(tiny, tmp_path, monkeypatch):
 
 def test_wrong_input_shape_is_refused_before_compiling(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(ib, "compile_bucket", lambda *a: pytest.fail("compiled a model of the wrong shape"))
-    with pytest.raises(ModuleError, match=r"takes input of shape \(N, 50, 3\)"):
+    with pytest.raises(ModuleError, match=r"takes input .*of shape \(N, 50, 3\)"):
         create_backend("iree", tiny.wrong_onnx, BackendOptions(engine_cache=str(tmp_path))).load()
 
 

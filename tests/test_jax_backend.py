@@ -287,7 +287,7 @@ def test_unsupported_op_is_one_line_naming_op_and_model(tmp_path):
 
 def test_wrong_input_shape_is_the_shared_error(tmp_path):
     path = _jet_model(tmp_path / "wrong.onnx", shape=("N", 50, 3))
-    with pytest.raises(ModuleError, match=rf"model {path} takes input of shape \(N, 50, 3\)"):
+    with pytest.raises(ModuleError, match=rf"model {path} takes input .*of shape \(N, 50, 3\)"):
         create_backend("jax", path).load()
     fixed = _jet_model(tmp_path / "fixed.onnx", shape=(4, 100, 3))
     with pytest.raises(ModuleError, match="takes a fixed batch of 4 jet"):

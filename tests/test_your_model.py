@@ -185,8 +185,8 @@ def test_several_inputs_and_fixed_batch_say_the_contract(tmp_path) -> None:
     from hltrun.modules.inference import BackendOptions, create_backend
 
     several = make_model(tmp_path / "pn.onnx", {"score": "per_jet"}, inputs=("points", "features", "mask"))
-    with pytest.raises(ModuleError, match=r"has 3 inputs \['points', 'features', 'mask'\]; hltrun feeds one "
-                                          r"float32 input of \(N, 100, 3\) jets today"):
+    with pytest.raises(ModuleError, match=r"has 3 inputs \['points', 'features', 'mask'\]; hltrun feeds its shipped "
+                                          r"input, constituents \(N, 100, 3\) \[deta, dphi, pt\] only: declare"):
         create_backend("onnxruntime", several, BackendOptions()).load()
     fixed = make_model(tmp_path / "fixed1.onnx", {"score": "per_jet"}, batch=1)
     with pytest.raises(ModuleError, match=r"takes a fixed batch of 1 jet\(s\)"):

@@ -10,6 +10,11 @@ Conventions (the exported VAE graphs of ``hltrun.modules.models``):
 * input ``jets``: float32 (N, 100, 3), N dynamic;
 * outputs ``score`` (N,) and ``kl`` (N,), float32.
 
+A user's model may read other inputs: the backend settles its input contract at load
+(``modules/contract.py``: the scorer's ``inputs``, else the model's ONNX metadata, else the shipped
+input) against the model's real input shapes, and ``run`` then takes one array per declared input
+(one array for a single-input model, as before; a tuple in the model's input order otherwise).
+
 A user's model need not follow the output names: ``outputs`` maps the roles the scorer keeps to the
 model's own output names (``{score: output}``, PyTorch's default name; ``resolve_outputs``), and
 ``run`` returns arrays keyed by role. Left unset, the score is the output named ``score`` (else the
@@ -34,6 +39,7 @@ import numpy as np
 
 from hltrun.framework.errors import ConfigError, ModuleError, one_line
 
+from ..contract import Contract, default_contract, from_metadata, match_model, read_onnx_metadata
 from ..finite import dot_is_finite, known_finite
 from ..products import all_valid
 
@@ -51,6 +57,7 @@ NONFINITE_FILL = np.float32(np.nan)
 AGREEMENT_RTOL = 1e-4  # two backends agree when their scores differ by at most this, relatively (DESIGN.md)
 _FLOAT32 = np.dtype(np.float32)
 _JET_SHAPE = (N_CONSTITUENTS, N_FEATURES)
+_SHIPPED_SHAPES = (_JET_SHAPE,)
 
 
 @dataclass
@@ -74,6 +81,9 @@ class BackendOptions:
     # role -> model output name ({score: output}); a list: roles with the same names; None: 'score' (or
     # the model's only output) and 'kl' when the model has it (resolve_outputs)
     outputs: dict[str, str] | list[str] | None = None
+    # the declared input contract (the scorer's ``inputs``); None: the model's ONNX metadata, else ``fallback_inputs``
+    inputs: Contract | None = None
+    fallback_inputs: Contract = field(default_factory=default_contract)
 
 
 class InferenceBackend(ABC):
@@ -97,6 +107,9 @@ class InferenceBackend(ABC):
         self.output_names: list[str] = []
         self._order: list[str] = []  # the model's outputs, in the order a list/tuple result has them
         self._pairs: tuple[tuple[str, str], ...] = ()  # (role, model output name): a tuple, as fast as a list
+        self.contract: Contract = default_contract()  # what the model reads, settled at load
+        self._jet_shapes: tuple[tuple[int, ...], ...] = _SHIPPED_SHAPES  # per input, one jet's shape
+        self._inputs_settled = False
         self.counters: dict[str, int] = {"calls": 0, "jets": 0, "nonfinite_jets": 0, "empty_batches": 0}
 
     # ------------------------------------------------------------------ public interface
@@ -110,10 +123,28 @@ class InferenceBackend(ABC):
         except Exception as exc:
             raise ModuleError(f"{self.name}: cannot load model {self.model_path}: "
                               f"{type(exc).__name__}: {one_line(exc)}") from exc
-        check_input_shape(self._input_shape(), self.model_path)
+        self.settle_inputs()
         self.resolve_outputs()
         self.loaded = True
         return self
+
+    def settle_inputs(self) -> Contract:
+        """The contract in force (configured, else the model's metadata, else the fallback), matched to
+        the model's real inputs in one line per mismatch; a backend that sizes buffers by the input in
+        ``_load`` (IREE, JAX, TensorRT) calls it there."""
+        if not self._inputs_settled:
+            declared = self.options.inputs
+            if declared is None:
+                onnx_file = self.model_path.with_suffix(".onnx")
+                declared = from_metadata(read_onnx_metadata(onnx_file), onnx_file) or self.options.fallback_inputs
+            self.contract = match_model(declared, self._input_signature(), self.model_path)
+            self._jet_shapes = tuple(i.shape(0)[1:] for i in self.contract.inputs)
+            self._inputs_settled = True
+        return self.contract
+
+    def _input_signature(self) -> Sequence[tuple[str, Sequence[Any]]]:
+        """(name, shape) of every model input, in the model's order; default: the one ``_input_shape``."""
+        return [(INPUT_NAME, self._input_shape())]
 
     def resolve_outputs(self) -> dict[str, str]:
         """Settle ``outputs`` (role -> model output name) against the model's outputs; a backend that
@@ -133,7 +164,7 @@ class InferenceBackend(ABC):
         saved = dict(self.counters)  # warm-up work is not job work (TensorRT counts its copies)
         for n in batch_sizes:
             try:
-                raw = self._run(np.zeros((int(n), N_CONSTITUENTS, N_FEATURES), np.float32))
+                raw = self._run_inputs(tuple(np.zeros((int(n), *shape), np.float32) for shape in self._jet_shapes))
             except (ModuleError, ConfigError):
                 raise
             except Exception as exc:  # at begin_job, in one line: not the framework's own text
@@ -142,8 +173,9 @@ class InferenceBackend(ABC):
             normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order)  # now, not at event 1
         self.counters.update(saved)
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """(N, 100, 3) -> {role: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets).
+    def run(self, batch: np.ndarray | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        """(N, 100, 3) -> {role: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets); a
+        model with several declared inputs takes a tuple of arrays, one per input, in its input order.
 
         N == 0 returns empty arrays without calling the framework. A read-only view of a source chunk
         whose inputs were checked finite at once (``finite.vouch_finite``: the default path's batches) skips
@@ -151,20 +183,23 @@ class InferenceBackend(ABC):
         """
         if not self.loaded:
             raise ModuleError(f"{self.name}: run() before load() for model {self.model_path}")
-        x = check_batch(batch, self.model_path)
-        n = len(x)
+        if len(self._jet_shapes) == 1 and type(batch) is np.ndarray:
+            xs = (check_batch(batch, self.model_path, self._jet_shapes[0]),)
+        else:
+            xs = self.check(batch)
+        n = len(xs[0])
         counters = self.counters
         counters["calls"] += 1
         counters["jets"] += n
         if n == 0:
             counters["empty_batches"] += 1
             return empty_outputs(self.outputs)
-        if known_finite(x):
+        if all([known_finite(x) for x in xs]):
             valid, bad = all_valid(n), 0
         else:
-            x, valid, bad = sanitise(x)
+            xs, valid, bad = sanitise_all(xs)
         try:
-            raw = self._run(x)
+            raw = self._run(xs[0]) if len(xs) == 1 else self._run_inputs(xs)
         except (ModuleError, ConfigError):
             raise
         except Exception as exc:  # a framework failure is reported as one line naming the model
@@ -178,10 +213,22 @@ class InferenceBackend(ABC):
         out["valid"] = valid
         return out
 
+    def check(self, batch: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+        """One float32, C-contiguous array per declared input, each (N, ...) as the contract says."""
+        xs = (batch,) if isinstance(batch, np.ndarray) else tuple(batch)
+        if len(xs) != len(self._jet_shapes):
+            raise ModuleError(f"model {self.model_path}: {len(xs)} input array(s) for a model with "
+                              f"{len(self._jet_shapes)} declared inputs")
+        out = tuple(check_batch(x, self.model_path, shape) for x, shape in zip(xs, self._jet_shapes))
+        if len({len(x) for x in out}) > 1:
+            raise ModuleError(f"model {self.model_path}: input arrays of different lengths {[len(x) for x in out]}")
+        return out
+
     def describe(self) -> dict[str, Any]:
         """Versions, device, threads and precision, for the job report and the benchmark table."""
         return {"backend": self.name, "model": str(self.model_path), "device": self.device,
-                "threads": self.options.threads, **self._describe()}
+                "threads": self.options.threads, "inputs": [i.describe() for i in self.contract.inputs],
+                "inputs_from": self.contract.origin, **self._describe()}
 
     def close(self) -> None:
         """Release framework resources (device memory, sessions)."""
@@ -201,8 +248,16 @@ class InferenceBackend(ABC):
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> Any:
-        """Run a finite, non-empty, C-contiguous float32 (N, 100, 3) batch: a dict model output name ->
-        array (at least those in ``output_names``), or a list/tuple in the order of ``_output_names()``."""
+        """Run a finite, non-empty, C-contiguous float32 (N, ...) batch of a single-input model: a dict
+        model output name -> array (at least those in ``output_names``), or a list/tuple in the order
+        of ``_output_names()``."""
+
+    def _run_inputs(self, xs: tuple[np.ndarray, ...]) -> Any:
+        """``_run`` for a model with several inputs (one array each, in the model's input order); an
+        engine that feeds one input only keeps this refusal (load has refused such a model already)."""
+        if len(xs) == 1:
+            return self._run(xs[0])
+        raise several_inputs(self.name, self.model_path, [i.name or "?" for i in self.contract.inputs])
 
     @abstractmethod
     def _describe(self) -> dict[str, Any]:
@@ -228,41 +283,30 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
         raise ModuleError(f"{backend}: model file {path} is empty")
 
 
-INPUT_CONTRACT = (f"hltrun feeds one float32 input of (N, {N_CONSTITUENTS}, {N_FEATURES}) jets today "
-                  f"({N_CONSTITUENTS} constituents x (Δη, Δφ, pT), zero-padded; docs/your-model.md)")
-
-
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:
-    """The one line for a model with other than one input (ParticleNet's points, features, mask)."""
-    return ModuleError(f"{backend}: model {model} has {len(names)} inputs {list(names)}; {INPUT_CONTRACT}, "
-                       f"so a model with several inputs cannot run yet")
+    """The one line for a model with several inputs (ParticleNet's points, features, mask) on an
+    engine that feeds one: ONNX Runtime feeds them all (docs/your-model.md)."""
+    return ModuleError(f"{backend}: model {model} has {len(names)} inputs {list(names)}; the {backend} backend "
+                       f"feeds models with one input: use backend: onnxruntime")
 
 
 def check_input_shape(shape: Sequence[Any], model: Path) -> None:
-    """The model must take (N, 100, 3) with a dynamic N: an event brings 1 to max_jets jets (or the
-    dynamic batcher a variable batch), so a model exported for a fixed batch is refused at load
-    rather than run jet by jet (a fixed batch of 1 would cost one framework call per jet: the cost
-    hltrun measures would be the export's, not the network's; docs/your-model.md)."""
-    dims = tuple(None if (d is None or isinstance(d, str) or (isinstance(d, int) and d < 0)) else int(d)
-                 for d in shape)
-    shown = "(" + ", ".join("N" if d is None else str(d) for d in dims) + ")"
-    if len(dims) != 3 or dims[1:] != (N_CONSTITUENTS, N_FEATURES):
-        raise ModuleError(f"model {model} takes input of shape {shown}; {INPUT_CONTRACT}")
-    if dims[0] is not None:
-        raise ModuleError(f"model {model} takes a fixed batch of {dims[0]} jet(s), input shape {shown}; hltrun "
-                          f"sends a variable number of jets per call: export it with a dynamic first axis "
-                          f"(torch.onnx.export(..., dynamic_axes={{input: {{0: 'N'}}}}), or tf2onnx with a "
-                          f"None batch dimension)")
+    """The shipped contract's check of one input shape: (N, 100, 3) with a dynamic N (an event brings
+    1 to max_jets jets, or the dynamic batcher a variable batch, so a model exported for a fixed batch
+    is refused at load rather than run jet by jet: the cost hltrun measured would be the export's,
+    not the network's; docs/your-model.md). Other contracts: ``contract.match_model``."""
+    match_model(default_contract(), [(INPUT_NAME, shape)], model)
 
 
-def check_batch(batch: Any, model: Path) -> np.ndarray:
-    """A float32, C-contiguous (N, 100, 3) array (converted only when needed)."""
-    if type(batch) is np.ndarray and batch.dtype is _FLOAT32 and batch.shape[1:] == _JET_SHAPE \
+def check_batch(batch: Any, model: Path, jet_shape: tuple[int, ...] = _JET_SHAPE) -> np.ndarray:
+    """A float32, C-contiguous (N, *jet_shape) array (converted only when needed)."""
+    if type(batch) is np.ndarray and batch.dtype is _FLOAT32 and batch.shape[1:] == jet_shape \
             and batch.flags.c_contiguous:
         return batch  # what the source hands out: nothing to convert (checked once per event)
     x = np.asarray(batch)
-    if x.ndim != 3 or x.shape[1:] != _JET_SHAPE:
-        raise ModuleError(f"model {model}: batch of shape {x.shape}, expected (N, {N_CONSTITUENTS}, {N_FEATURES})")
+    if x.ndim != len(jet_shape) + 1 or x.shape[1:] != jet_shape:
+        want = ", ".join(["N", *map(str, jet_shape)])
+        raise ModuleError(f"model {model}: batch of shape {x.shape}, expected ({want})")
     if x.dtype != np.float32 or not x.flags.c_contiguous:
         x = np.ascontiguousarray(x, dtype=np.float32)
     return x
@@ -271,14 +315,23 @@ def check_batch(batch: Any, model: Path) -> np.ndarray:
 def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Return (x with non-finite jets zeroed, per-jet validity, number of bad jets). Copies only if a
     jet is bad; an all-valid mask is a shared read-only array per batch size (``products.all_valid``)."""
-    if dot_is_finite(x):
-        return x, all_valid(len(x)), 0
-    valid = np.isfinite(x).all(axis=(1, 2))
+    xs, valid, bad = sanitise_all((x,))
+    return xs[0], valid, bad
+
+
+def sanitise_all(xs: tuple[np.ndarray, ...]) -> tuple[tuple[np.ndarray, ...], np.ndarray, int]:
+    """``sanitise`` over every input of a model: a jet is valid when all its inputs are finite."""
+    if all([dot_is_finite(x) for x in xs]):
+        return xs, all_valid(len(xs[0])), 0
+    valid = np.ones(len(xs[0]), bool)
+    for x in xs:
+        valid &= np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     bad = len(valid) - int(np.count_nonzero(valid))
     if bad:
-        x = x.copy()
-        x[~valid] = 0.0
-    return x, valid, bad
+        xs = tuple(x.copy() for x in xs)
+        for x in xs:
+            x[~valid] = 0.0
+    return xs, valid, bad
 
 
 def resolve_outputs(setting: OutputsSetting, available: Sequence[str], model: Path,

@@ -28,7 +28,7 @@ from hltrun.framework.extras import need
 
 from .machine import cache_root, cpu_key, dist_version
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
-from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log, several_inputs
+from .base import InferenceBackend, log, several_inputs
 
 TARGET = "llvm-cpu"
 
@@ -105,8 +105,7 @@ class IreeBackend(InferenceBackend):
             raise several_inputs(self.name, self.model_path, [i.name for i in self._inputs])
         self._shape = tuple(d.dim_value if d.HasField("dim_value") else None
                             for d in self._inputs[0].type.tensor_type.shape.dim)
-        if self._shape[1:] != (N_CONSTITUENTS, N_FEATURES) or self._shape[0] is not None:
-            return  # the base class names the wrong shape in one line, before anything is compiled
+        jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
         cache_dir = Path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
         self.buckets = buckets(self.options.opt_batch, self.options.max_batch)
@@ -143,7 +142,7 @@ class IreeBackend(InferenceBackend):
                         self.model_path.name, bucket, reason, next((b for b in self._functions if b > bucket),
                                                                     max(self._functions)))
         self.buckets = sorted(self._functions)
-        self._padded = {b: np.zeros((b, N_CONSTITUENTS, N_FEATURES), np.float32) for b in self.buckets}
+        self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}
 
     def _open(self, runtime: Any, path: Path) -> Any:
         context = runtime.SystemContext(config=self._config)
@@ -156,6 +155,9 @@ class IreeBackend(InferenceBackend):
 
     def _input_shape(self) -> tuple[Any, ...]:
         return self._shape
+
+    def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
+        return [(self._inputs[0].name, self._shape)]
 
     def _output_names(self) -> Sequence[str]:
         return self._outputs

@@ -35,7 +35,7 @@ from hltrun.framework.extras import need
 
 from . import buckets
 from .machine import cache_root
-from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, log
+from .base import InferenceBackend, log
 
 DEVICES = ("auto", "cpu", "gpu")
 _COMPILED: dict[tuple[Any, ...], Any] = {}  # (model file identity, device, bucket) -> compiled executable
@@ -91,13 +91,15 @@ class JaxBackend(InferenceBackend):
         if self.graph.input_dtype != np.float32:
             raise ModuleError(f"jax: model {self.model_path} input {self.graph.input_name!r} is "
                               f"{self.graph.input_dtype}, expected float32")
+        self.settle_inputs()  # a shape that does not match the contract: one line, before any tracing
+        self._jet = self._jet_shapes[0]  # one jet's input shape: (100, 3) for the shipped models
         if self.options.precision not in ("auto", "fp32"):
             raise ModuleError(f"jax: precision {self.options.precision!r} not supported (fp32 only)")
         self.precision = "fp32"
         self.max_batch = int(self.options.max_batch)
         self.buckets = bucket_sizes(self.max_batch)
         try:  # trace once at batch 1: attribute values the translator refuses fail now, not at warm-up
-            jax.eval_shape(self.graph.fn, jax.ShapeDtypeStruct((1, N_CONSTITUENTS, N_FEATURES), np.float32))
+            jax.eval_shape(self.graph.fn, jax.ShapeDtypeStruct((1, *self._jet), np.float32))
         except ModuleError:
             raise
         except Exception as exc:
@@ -154,17 +156,17 @@ class JaxBackend(InferenceBackend):
             exe = _COMPILED.get(key)
             if exe is None:
                 jax = self.jax
-                spec = jax.ShapeDtypeStruct((bucket, N_CONSTITUENTS, N_FEATURES), np.float32,
+                spec = jax.ShapeDtypeStruct((bucket, *self._jet), np.float32,
                                             sharding=jax.sharding.SingleDeviceSharding(self.jax_device))
                 exe = jax.jit(self.graph.fn).lower(spec).compile()
                 _COMPILED[key] = exe
         return exe
 
     def _host_buffer(self, bucket: int) -> np.ndarray:
-        """Zeroed (bucket, 100, 3) float32 host buffer, page-locked on a GPU when cuda-python is there."""
+        """Zeroed (bucket, *one jet's input shape) float32 host buffer, page-locked on a GPU when cuda-python is there."""
         if self.device != "cpu" and self._pinned is None:
             self._pinned = self._pinned_api()
-        n = bucket * N_CONSTITUENTS * N_FEATURES
+        n = bucket * int(np.prod(self._jet))
         buf = None
         if self._pinned:
             try:
@@ -178,7 +180,7 @@ class JaxBackend(InferenceBackend):
                 self._pinned_raw.append(buf)  # the array cudaMallocHost's pointer is filed under, for close()
         if buf is None:
             buf = np.zeros(n, np.float32)
-        return buf.reshape(bucket, N_CONSTITUENTS, N_FEATURES)
+        return buf.reshape(bucket, *self._jet)
 
     def _pinned_api(self) -> Any:
         """cuda-python's cudaMallocHost (the TensorRT backend's wrapper), or False: pageable buffers."""
@@ -200,7 +202,7 @@ class JaxBackend(InferenceBackend):
                 self._compiled[b] = self._executable(b)
                 self._host[b] = self._host_buffer(b)
                 self._dirty[b] = 0
-                self._run_chunk(np.zeros((b, N_CONSTITUENTS, N_FEATURES), np.float32), None, 0)
+                self._run_chunk(np.zeros((b, *self._jet), np.float32), None, 0)
             except (ModuleError, ConfigError):
                 raise
             except Exception as exc:
@@ -216,6 +218,9 @@ class JaxBackend(InferenceBackend):
     # ------------------------------------------------------------------ run
     def _input_shape(self) -> tuple[Any, ...]:
         return self.graph.input_shape
+
+    def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
+        return [(self.graph.input_name, tuple(self.graph.input_shape))]
 
     def _output_names(self) -> Sequence[str]:
         return self.graph.output_names

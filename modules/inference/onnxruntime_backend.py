@@ -13,7 +13,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
-from .base import InferenceBackend, several_inputs
+from .base import InferenceBackend
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -65,12 +65,12 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.providers = self.session.get_providers()
         self.device = "gpu-nvidia" if any(p in GPU_PROVIDERS for p in self.providers) else "cpu"
         inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise several_inputs(self.name, self.model_path, [i.name for i in inputs])
+        self.input_names = [i.name for i in inputs]  # several: fed in this order (the contract is matched to it)
         self.input_name = inputs[0].name
-        if inputs[0].type != "tensor(float)":
-            raise ModuleError(f"onnxruntime: model {self.model_path} input {self.input_name!r} is "
-                              f"{inputs[0].type}, expected tensor(float)")
+        for i in inputs:
+            if i.type != "tensor(float)":
+                raise ModuleError(f"onnxruntime: model {self.model_path} input {i.name!r} is {i.type}, expected "
+                                  f"tensor(float) (hltrun feeds float32: a mask too, as 0/1)")
         self._outputs = [o.name for o in self.session.get_outputs()]
         self.precision = "int8" if self._is_quantised() else "fp32"
 
@@ -83,6 +83,9 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     def _input_shape(self) -> tuple[Any, ...]:
         return tuple(self.session.get_inputs()[0].shape)
+
+    def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
+        return [(i.name, tuple(i.shape)) for i in self.session.get_inputs()]
 
     def _output_names(self) -> Sequence[str]:
         return self._outputs
@@ -98,9 +101,22 @@ class OnnxRuntimeBackend(InferenceBackend):
             return dict(zip(names, binding.copy_outputs_to_cpu()))
         return dict(zip(names, self.session.run(names, {self.input_name: x})))
 
+    def _run_inputs(self, xs: tuple[np.ndarray, ...]) -> Any:
+        names = self.output_names
+        feed = dict(zip(self.input_names, xs))
+        if self.options.io_binding:
+            binding = self.session.io_binding()
+            for name, x in feed.items():
+                binding.bind_cpu_input(name, x)
+            for key in names:
+                binding.bind_output(key)
+            self.session.run_with_iobinding(binding)
+            return dict(zip(names, binding.copy_outputs_to_cpu()))
+        return dict(zip(names, self.session.run(names, feed)))
+
     def _describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
         return {"versions": {"onnxruntime": ort.__version__}, "providers": list(self.providers),
                 "precision": self.precision, "graph_optimization": self.options.graph_optimization,
-                "io_binding": self.options.io_binding, "input": self.input_name}
+                "io_binding": self.options.io_binding, "input": ", ".join(self.input_names)}

@@ -18,7 +18,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError
 from hltrun.framework.extras import need
 
-from .base import N_CONSTITUENTS, N_FEATURES, OUTPUT_NAMES, InferenceBackend, log, several_inputs
+from .base import OUTPUT_NAMES, InferenceBackend, log, several_inputs
 
 MODES = ("predict", "eager", "function", "xla")
 # modules whose import registers the custom layers of the shipped models (package "hltrun")
@@ -78,13 +78,16 @@ class TensorFlowBackend(InferenceBackend):
             return lambda x: model.predict(x, batch_size=len(x), verbose=0)
         if mode == "eager":
             return lambda x: model(x, training=False)
-        signature = [tf.TensorSpec((None, N_CONSTITUENTS, N_FEATURES), tf.float32, name="jets")]
+        signature = [tf.TensorSpec((None, *self.settle_inputs().inputs[0].shape(0)[1:]), tf.float32, name="jets")]
         fn = tf.function(lambda x: model(x, training=False), input_signature=signature,
                          jit_compile=(mode == "xla"), reduce_retracing=True)
         return fn
 
     def _input_shape(self) -> tuple[Any, ...]:
         return tuple(self.model.inputs[0].shape)
+
+    def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
+        return [(self.model.inputs[0].name, tuple(self.model.inputs[0].shape))]
 
     def _output_names(self) -> Sequence[str]:
         return self._outputs

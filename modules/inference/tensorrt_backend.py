@@ -38,7 +38,7 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 
-from .base import N_CONSTITUENTS, N_FEATURES, InferenceBackend, check_input_shape, log, several_inputs
+from .base import InferenceBackend, check_input_shape, log, several_inputs
 
 MIN_TRT_MAJOR = 10
 
@@ -251,13 +251,18 @@ def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, settings: Bu
     if network.num_inputs != 1:
         raise several_inputs("tensorrt", Path(onnx_path), [network.get_input(i).name for i in range(network.num_inputs)])
     inp = network.get_input(0)
-    check_input_shape(tuple(inp.shape), onnx_path)
+    shape = tuple(inp.shape)
+    if len(shape) < 2 or shape[0] >= 0:  # a fixed batch: the shared one-line refusal
+        check_input_shape(shape, onnx_path)
+    jet = shape[1:]  # one jet's input, static: the profile varies the batch only
+    if any(d < 0 for d in jet):
+        raise ModuleError(f"tensorrt: model {onnx_path} input {inp.name!r} has shape {shape}; TensorRT profiles "
+                          f"here vary the batch only: export the other dimensions static")
     precision, opt_batch, max_batch = settings.precision, settings.opt_batch, settings.max_batch
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace)
     profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, (1, N_CONSTITUENTS, N_FEATURES), (opt_batch, N_CONSTITUENTS, N_FEATURES),
-                      (max_batch, N_CONSTITUENTS, N_FEATURES))
+    profile.set_shape(inp.name, (1, *jet), (opt_batch, *jet), (max_batch, *jet))
     config.add_optimization_profile(profile)
     if precision == "fp16":
         if not fp16_supported(trt, builder):
@@ -344,7 +349,7 @@ class TensorRTBackend(InferenceBackend):
         self.input_name = inputs[0]
         self._outputs = [n for n in names if n not in inputs]
         self._shape = tuple(engine.get_tensor_shape(self.input_name))
-        if not ctx.set_input_shape(self.input_name, (self.max_batch, N_CONSTITUENTS, N_FEATURES)):
+        if not ctx.set_input_shape(self.input_name, (self.max_batch, *self._shape[1:])):
             raise ModuleError(f"tensorrt: engine for {self.model_path} rejects its own maximum batch {self.max_batch}")
         self.width: dict[str, int] = {}  # values per jet
         for name in names:
@@ -371,6 +376,9 @@ class TensorRTBackend(InferenceBackend):
     def _input_shape(self) -> tuple[Any, ...]:
         return self._shape
 
+    def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
+        return [(self.input_name, self._shape)]
+
     def _output_names(self) -> Sequence[str]:
         return self._outputs
 
@@ -388,7 +396,7 @@ class TensorRTBackend(InferenceBackend):
     def _run_chunk(self, x: np.ndarray, out: dict[str, np.ndarray], start: int) -> None:
         cuda, ctx, c, (e0, e1, e2, e3) = self.cuda, self.context, self.counters, self.events
         m = len(x)
-        if not ctx.set_input_shape(self.input_name, (m, N_CONSTITUENTS, N_FEATURES)):
+        if not ctx.set_input_shape(self.input_name, (m, *self._shape[1:])):
             raise ModuleError(f"tensorrt: batch of {m} jets outside the engine profile of {self.model_path}")
         host_in = self.host[self.input_name]
         host_in[: x.size] = x.reshape(-1)  # casts to the engine's input dtype (float16 for FP16 I/O)

@@ -29,6 +29,8 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import json
 import os
@@ -197,6 +199,7 @@ def export(keras_path: Path, onnx_path: Path, opset: int) -> None:
     import tensorflow as tf
     import tf2onnx
 
+    from hltrun.modules.contract import METADATA_KEY, Contract, default_contract
     from hltrun.modules.models.vae import load_inference_model
 
     model = load_inference_model(keras_path)
@@ -215,7 +218,10 @@ def export(keras_path: Path, onnx_path: Path, opset: int) -> None:
         value.type.tensor_type.shape.dim[0].dim_param = "N"
     proto.doc_string = (f"hltrun {model.name}: jets (N,100,3) of (deta, dphi, pT) -> score (N,) Chamfer "
                         "distance in standardised units, kl (N,) beta*KL; latent mean, deterministic")
-    onnx.helper.set_model_props(proto, {"hltrun.model": model.name, "hltrun.source": keras_path.name})
+    # what the model reads, declared in the file itself (modules/contract.py): hltrun reads it at begin_job
+    contract = Contract(tuple(dataclasses.replace(i, name="jets") for i in default_contract().inputs))
+    onnx.helper.set_model_props(proto, {"hltrun.model": model.name, "hltrun.source": keras_path.name,
+                                        METADATA_KEY: contract.to_json()})
     onnx.checker.check_model(proto)
     doubles = [n.name for n in proto.graph.node if n.op_type == "Cast"
                and any(a.name == "to" and a.i == onnx.TensorProto.DOUBLE for a in n.attribute)]

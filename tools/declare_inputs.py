@@ -1,0 +1,105 @@
+"""``hltinputs``: show or write what an ONNX model reads (its declared input contract).
+
+Why: a model that carries its inputs in its own metadata (``metadata_props['hltrun.inputs']``) runs
+in hltrun with no ``inputs:`` in any configuration, and whoever gets the file gets the declaration
+with it. This shows the contract in force for a model (its metadata's, else the shipped default)
+matched against the model's real input shapes, and with ``--write`` stores a declaration in the
+file (atomically; the graph is not touched, so the scores stay bit for bit the same).
+
+Examples::
+
+    hltinputs mymodel.onnx                                  # what hltrun would feed it, and whether it fits
+    hltinputs mymodel.onnx --write inputs.yaml              # store the declaration (YAML or JSON list)
+    hltinputs mymodel.onnx --write '[{features: [deta, dphi, log_pt], n_constituents: 50}]'
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hltrun.framework.errors import HltError
+from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, Contract, default_contract,
+                                     from_metadata, match_model, parse, read_onnx_metadata)
+
+
+def model_inputs(path: Path) -> list[tuple[str, tuple]]:
+    """(name, shape) of the graph inputs that are not initialisers, dynamic dimensions as strings."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    consts = {i.name for i in model.graph.initializer}
+    return [(i.name, tuple(d.dim_param or None if not d.HasField("dim_value") else d.dim_value
+                           for d in i.type.tensor_type.shape.dim))
+            for i in model.graph.input if i.name not in consts]
+
+
+def write_contract(path: Path, contract: Contract) -> None:
+    """Store ``contract`` in the model's metadata, replacing an earlier one (atomic rewrite)."""
+    import onnx
+
+    from hltrun.framework.atomic import writing
+
+    model = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {**dict(kept), METADATA_KEY: contract.to_json()})
+    with writing(path, "hltinputs") as staged:
+        onnx.save(model, str(staged.tmp))
+
+
+def read_declaration(text: str) -> object:
+    """A declaration given inline (YAML/JSON) or as a file name."""
+    import yaml
+
+    source = Path(text)
+    if source.suffix in (".yaml", ".yml", ".json") and source.is_file():
+        text = source.read_text()
+    return yaml.safe_load(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="hltinputs", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="derived constituent features: " + ", ".join(CONSTITUENT_FEATURES)
+                                 + "; jet features (kind: jet): " + ", ".join(JET_FEATURES)
+                                 + "; any other name is read as a branch of the input file")
+    ap.add_argument("model", type=Path, help="the ONNX model file")
+    ap.add_argument("--write", metavar="DECLARATION",
+                    help="store this declaration in the model: a YAML/JSON file or inline text, a list of inputs "
+                         "(name, kind, features, n_constituents, pad_value, order, layout)")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = ap.parse_args(argv)
+    try:
+        if not args.model.is_file():
+            print(f"hltinputs: model file {args.model} does not exist", file=sys.stderr)
+            return 2
+        signature = model_inputs(args.model)
+        if args.write is not None:
+            declared = parse(read_declaration(args.write), "--write", "model metadata")
+            matched = match_model(declared, signature, args.model)  # never store one that cannot fit
+            write_contract(args.model, matched)
+            print(f"hltinputs: wrote {METADATA_KEY} into {args.model}")
+        found = from_metadata(read_onnx_metadata(args.model), args.model)
+        contract = match_model(found or default_contract(), signature, args.model)
+        print(f"{args.model}: inputs from {contract.origin}")
+        for decl in contract.inputs:
+            extra = f", padded with {decl.pad_value:g}" if decl.kind == "constituents" else ""
+            order = f", order {decl.order}, layout {decl.layout}" if decl.kind == "constituents" else ""
+            print(f"  {decl.describe()}{extra}{order}")
+        return 0
+    except HltError as exc:
+        if args.debug:
+            raise
+        print(f"hltinputs: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # an unreadable model file
+        if args.debug:
+            raise
+        print(f"hltinputs: {args.model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        return 4
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -113,6 +113,10 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, dict) and sum(dataclasses.is_dataclass(a) for a in args) == 1:
             # a mapping for an optional block: its own error (``block.key: ...``) says more than "expected mapping"
             return build(next(a for a in args if dataclasses.is_dataclass(a)), value, where)
+        present = [a for a in args if a is not type(None)]
+        if len(present) == 1 and get_origin(present[0]) in (list, tuple, dict) \
+                and isinstance(value, (list, tuple, dict)) and not isinstance(value, str):
+            return convert(value, present[0], where)  # an optional list's own error names the item at fault
         for arg in args:
             if arg is type(None):
                 continue

@@ -143,9 +143,9 @@ class Contract:
 
     def to_json(self) -> str:
         """The form stored in a model's ONNX metadata (``METADATA_KEY``)."""
-        return json.dumps([{"name": i.name, "kind": i.kind, "features": list(i.features),
-                            "n_constituents": i.n_constituents, "pad_value": i.pad_value, "order": i.order,
-                            "layout": i.layout} for i in self.inputs])
+        return json.dumps([{"name": i.name, "kind": i.kind, "features": list(i.features)}
+                           | ({"n_constituents": i.n_constituents, "pad_value": i.pad_value, "order": i.order,
+                               "layout": i.layout} if i.kind == "constituents" else {}) for i in self.inputs])
 
 
 def freeze(declarations: Sequence[InputDeclaration], origin: str) -> Contract:

@@ -417,10 +417,12 @@ class RootJetSource(Source):
 
             hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, tree.keys(), n=1)[0]!r}?)"
                                  if difflib.get_close_matches(m, tree.keys(), n=1) else "") for m in missing]
-            fix = ("a feature of a model's declared inputs names it: fix the feature or use a file that has it"
-                   if set(missing) <= {*self._extra_jet, *self._extra_cand} else "set source.branches.* to your names")
+            if set(missing) <= {*self._extra_jet, *self._extra_cand}:  # the declaration is what is wrong: exit 2
+                raise ConfigError(f"inputs: feature {', '.join(hints)} of a model's declared inputs is neither a "
+                                  f"derived feature nor a branch of tree '{self.params.tree}' in {path} (fix the "
+                                  f"feature name, or read files that have it; docs/your-model.md)")
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
-                              f"'{self.params.tree}' of {path} ({fix})")
+                              f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         self._missing(tree, self._branch_names(), path)

@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.write is not None:
             declared = parse(read_declaration(args.write), "--write", "model metadata")
             matched = match_model(declared, signature, args.model)  # never store one that cannot fit
+            parse(json.loads(matched.to_json()), "--write", "model metadata")  # nor one that reads back otherwise
             write_contract(args.model, matched)
             print(f"hltinputs: wrote {METADATA_KEY} into {args.model}")
         found = from_metadata(read_onnx_metadata(args.model), args.model)

@@ -1,0 +1,247 @@
+"""The declared input contract (issue 19 item 1, docs/your-model.md): models with other constituent
+counts, other features (derived and read from file branches), jet-level inputs and several inputs run
+through the shipped path, and their scores equal an independent computation of the same features
+from the ROOT file (uproot + numpy here, ONNX Runtime on the same graph).
+
+The models are linear in their inputs (a weight per feature, summed), so every score is known from
+the features: a wrong feature, order, padding, layout or jet gives a different score.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
+from onnx import TensorProto, helper  # noqa: E402
+
+from hltrun.framework.cli import main as hltrun  # noqa: E402
+from hltrun.framework.errors import ConfigError, ModuleError  # noqa: E402
+from hltrun.modules.contract import Contract, default_contract, match_model, parse  # noqa: E402
+
+EVENTS = 120
+SAMPLE = Path("data/qcd_dijet.root")
+
+
+# ---------------------------------------------------------------------- a PFNano-like sample
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    """The first events of the shipped QCD sample with per-constituent charge and PUPPI weight and a
+    per-jet tau21, as PFNano files carry them (values drawn at random: only their routing matters)."""
+    import awkward as ak
+    import uproot
+
+    from hltrun.modules.rootio import write_nanoaod
+
+    with uproot.open(SAMPLE) as f:
+        a = f["Events"].arrays(entry_stop=EVENTS)
+    rng = np.random.default_rng(7)
+    ncand = ak.to_numpy(a["nFatJetPFCand"])
+    njet = ak.to_numpy(a["nFatJet"])
+    charge = ak.unflatten(rng.integers(-1, 2, int(ncand.sum())).astype(np.float32), ncand)
+    puppi = ak.unflatten(rng.uniform(0, 1, int(ncand.sum())).astype(np.float32), ncand)
+    tau21 = ak.unflatten(rng.uniform(0, 1, int(njet.sum())).astype(np.float32), njet)
+    out = tmp_path_factory.mktemp("pfnano") / "pfnano.root"
+    with uproot.recreate(out) as f:
+        write_nanoaod(f, "Events", {
+            "run": ak.to_numpy(a["run"]), "luminosityBlock": ak.to_numpy(a["luminosityBlock"]),
+            "event": ak.to_numpy(a["event"]),
+            "FatJet": ak.zip({"pt": a["FatJet_pt"], "eta": a["FatJet_eta"], "phi": a["FatJet_phi"],
+                              "mass": a["FatJet_mass"], "nConstituents": a["FatJet_nConstituents"], "tau21": tau21}),
+            "FatJetPFCand": ak.zip({"pt": a["FatJetPFCand_pt"], "eta": a["FatJetPFCand_eta"],
+                                    "phi": a["FatJetPFCand_phi"], "charge": charge, "puppiWeight": puppi})})
+    return out
+
+
+def reference_features(path: Path) -> list[list[dict]]:
+    """Per event, its two leading jets with constituents, each as plain numpy: jet values and the
+    constituents sorted by decreasing pT. Written from the file layout (data/README.md), not hltrun's code."""
+    import uproot
+
+    with uproot.open(path) as f:
+        a = f["Events"].arrays(library="np")
+    events = []
+    for i in range(len(a["event"])):
+        counts = a["FatJet_nConstituents"][i]
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        jets = []
+        for j in np.argsort(-a["FatJet_pt"][i], kind="stable"):
+            if counts[j] == 0 or len(jets) == 2:
+                continue
+            sl = slice(starts[j], starts[j + 1])
+            c = {k: a[f"FatJetPFCand_{k}"][i][sl].astype(np.float64) for k in ("pt", "eta", "phi", "charge", "puppiWeight")}
+            order = np.argsort(-c["pt"], kind="stable")
+            jets.append({"pt": float(a["FatJet_pt"][i][j]), "eta": float(a["FatJet_eta"][i][j]),
+                         "phi": float(a["FatJet_phi"][i][j]), "mass": float(a["FatJet_mass"][i][j]),
+                         "tau21": float(a["FatJet_tau21"][i][j]), "c": {k: v[order] for k, v in c.items()}})
+        events.append(jets)
+    return events
+
+
+def feature(jet: dict, name: str) -> np.ndarray:
+    c = jet["c"]
+    deta = c["eta"] - jet["eta"]
+    dphi = (c["phi"] - jet["phi"] + np.pi) % (2 * np.pi) - np.pi
+    e = c["pt"] * np.cosh(c["eta"])
+    jet_e = np.sqrt((jet["pt"] * np.cosh(jet["eta"])) ** 2 + jet["mass"] ** 2)
+    return {"deta": deta, "dphi": dphi, "pt": c["pt"], "log_pt": np.log(c["pt"]), "e": e, "pt_rel": c["pt"] / jet["pt"],
+            "log_e_rel": np.log(e / jet_e), "mask": np.ones_like(deta),
+            "FatJetPFCand_charge": c["charge"], "FatJetPFCand_puppiWeight": c["puppiWeight"]}[name]
+
+
+def padded(jet: dict, names: list[str], n: int, pad: float) -> np.ndarray:
+    """(n, F) rows of the jet's leading constituents, padded with ``pad`` (the mask with 0)."""
+    rows = np.full((n, len(names)), pad)
+    for k, name in enumerate(names):
+        values = feature(jet, name)[:n]
+        rows[:len(values), k] = values
+        if name == "mask":
+            rows[len(values):, k] = 0.0
+    return rows
+
+
+# ---------------------------------------------------------------------- linear models
+def linear_model(path: Path, inputs: list[tuple[str, list[int], np.ndarray]]) -> Path:
+    """score = sum over inputs of sum(input * weights): ``weights`` broadcast over the input's shape."""
+    nodes, inits, graph_inputs, terms = [], [], [], []
+    for name, shape, weights in inputs:
+        inits.append(helper.make_tensor(f"{name}_w", TensorProto.FLOAT, list(weights.shape), weights.ravel().tolist()))
+        inits.append(helper.make_tensor(f"{name}_axes", TensorProto.INT64, [len(shape)], list(range(1, len(shape) + 1))))
+        nodes.append(helper.make_node("Mul", [name, f"{name}_w"], [f"{name}_m"]))
+        nodes.append(helper.make_node("ReduceSum", [f"{name}_m", f"{name}_axes"], [f"{name}_s"], keepdims=0))
+        graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape]))
+        terms.append(f"{name}_s")
+    nodes.append(helper.make_node("Sum", terms, ["score"]))
+    graph = helper.make_graph(nodes, "linear", graph_inputs,
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def run(tmp: Path, model: Path, sample: Path, *overrides: str) -> int:
+    return hltrun(["configs/path.yaml", f"modules.vae.model={model}", "modules.vae.backend=onnxruntime",
+                   f"source.files=[{sample}]", "modules.anomalyFilter.threshold=-1.0e+30",
+                   f"modules.out.file={tmp / 'out.root'}", "--report-dir", str(tmp / "report"), *overrides])
+
+
+def scores_written(tmp: Path) -> dict[int, np.ndarray]:
+    import uproot
+
+    with uproot.open(tmp / "out.root") as f:
+        t = f["Events"]
+        return dict(zip(t["event"].array(library="np").tolist(), t["vae_score"].array(library="np")))
+
+
+# ---------------------------------------------------------------------- the tests
+W4 = np.array([0.5, -2.0, 3.0, 7.0], np.float32)  # log_pt, deta, dphi, charge
+
+
+def test_other_count_and_branch_feature_from_the_configuration(tmp_path, sample) -> None:
+    """(N, 50, 4) of [log_pt, deta, dphi, charge] padded with -1: declared in the configuration."""
+    model = linear_model(tmp_path / "m50.onnx", [("x", [50, 4], W4.reshape(1, 1, 4))])
+    inputs = ("modules.vae.inputs=[{features: [log_pt, deta, dphi, FatJetPFCand_charge], n_constituents: 50, "
+              "pad_value: -1.0}]")
+    assert run(tmp_path, model, sample, inputs) == 0
+    got = scores_written(tmp_path)
+    ref = reference_features(sample)
+    assert len(got) == EVENTS  # every event read is written (threshold -1.0e+30)
+    names = ["log_pt", "deta", "dphi", "FatJetPFCand_charge"]
+    for i, jets in enumerate(ref):
+        want = [float((padded(j, names, 50, -1.0) * W4).sum()) for j in jets]
+        np.testing.assert_allclose(got[i + 1], want, rtol=2e-5, atol=1e-3)
+    report = json.loads((tmp_path / "report" / "hltrun.json").read_text())
+    assert "jets (N, 50, 4)" in json.dumps(report) or "x (N, 50, 4)" in json.dumps(report)
+
+
+def test_several_inputs_channels_first_with_jet_features_from_metadata(tmp_path, sample) -> None:
+    """ParticleNet-like: points (N, 2, 30), features (N, 3, 30), mask (N, 1, 30), all channels first,
+    and jet-level (N, 3); declared in the model's own metadata (hltinputs), nothing in the configuration."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    rng = np.random.default_rng(3)
+    w_points, w_feat = rng.normal(size=(1, 2, 1)).astype(np.float32), rng.normal(size=(1, 3, 1)).astype(np.float32)
+    w_mask, w_jet = np.float32(0.25) * np.ones((1, 1, 1), np.float32), np.array([[1e-3, 2e-3, 5.0]], np.float32)
+    model = linear_model(tmp_path / "pn.onnx", [("points", [2, 30], w_points), ("features", [3, 30], w_feat),
+                                                ("mask", [1, 30], w_mask), ("jet", [3], w_jet)])
+    declaration = json.dumps([
+        {"name": "points", "features": ["deta", "dphi"], "n_constituents": 30, "layout": "NFC"},
+        {"name": "features", "features": ["pt_rel", "log_e_rel", "FatJetPFCand_puppiWeight"], "n_constituents": 30,
+         "layout": "NFC"},
+        {"name": "mask", "features": ["mask"], "n_constituents": 30, "layout": "NFC"},
+        {"name": "jet", "kind": "jet", "features": ["pt", "mass", "FatJet_tau21"]}])
+    assert hltinputs([str(model), "--write", declaration]) == 0
+    assert run(tmp_path, model, sample) == 0
+    got = scores_written(tmp_path)
+    for i, jets in enumerate(reference_features(sample)):
+        want = []
+        for j in jets:
+            s = (padded(j, ["deta", "dphi"], 30, 0.0) * w_points[0, :, 0]).sum()
+            s += (padded(j, ["pt_rel", "log_e_rel", "FatJetPFCand_puppiWeight"], 30, 0.0) * w_feat[0, :, 0]).sum()
+            s += (padded(j, ["mask"], 30, 0.0) * 0.25).sum()
+            s += float(np.dot([j["pt"], j["mass"], j["tau21"]], w_jet[0]))
+            want.append(s)
+        np.testing.assert_allclose(got[i + 1], want, rtol=2e-5, atol=1e-3)
+
+
+def test_shipped_models_declare_the_shipped_input() -> None:
+    from hltrun.modules.contract import from_metadata, read_onnx_metadata
+
+    for name in ("conv_vae", "gcn_vae", "conv_vae_int8", "gcn_vae_int8"):
+        path = Path("data/models") / f"{name}.onnx"
+        assert from_metadata(read_onnx_metadata(path), path) == default_contract(100, True)
+
+
+def test_batcher_n_constituents_feeds_a_model_without_declaration(tmp_path, sample) -> None:
+    """(N, 50, 3) of the shipped features and no declaration: the batcher's n_constituents is enough."""
+    w = np.array([1.0, -1.0, 0.01], np.float32)
+    model = linear_model(tmp_path / "s50.onnx", [("jets", [50, 3], w.reshape(1, 1, 3))])
+    assert run(tmp_path, model, sample, "modules.batcher.n_constituents=50", "-n", "20") == 0
+    got = scores_written(tmp_path)
+    for i, jets in enumerate(reference_features(sample)[:20]):
+        want = [float((padded(j, ["deta", "dphi", "pt"], 50, 0.0) * w).sum()) for j in jets]
+        np.testing.assert_allclose(got[i + 1], want, rtol=2e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("override, code, fragment", [
+    ("modules.vae.inputs=[{features: [deta, dphi, FatJetPFCand_d0, pt], n_constituents: 50}]", 2,
+     "is neither a derived feature nor a branch of tree 'Events'"),
+    ("modules.vae.inputs=[{features: [deta, dphi, pt, log_pt], n_constituents: 50}]", 4,
+     "takes input 'x' of shape (N, 50, 4); the configuration's inputs declare constituents (N, 50, 4)"),
+    ("modules.vae.inputs=[{name: y, features: [deta, dphi, pt, log_pt], n_constituents: 50}]", 4,
+     "has no input 'y' (declared in config); its inputs are ['x']"),
+    ("modules.vae.inputs=[{features: [deta, deta, pt]}]", 2, "lists one twice"),
+    ("modules.vae.inputs=[{features: [pt]}, {features: [eta]}]", 2, "each needs its own name"),
+])
+def test_bad_declarations_are_one_line(tmp_path, sample, capfd, override, code, fragment) -> None:
+    model = linear_model(tmp_path / "m.onnx", [("x", [50, 4], W4.reshape(1, 1, 4))])
+    if "(N, 50, 4); the configuration" in fragment:  # a model that takes 40 rows, declared as 50
+        model = linear_model(tmp_path / "m.onnx", [("x", [40, 4], W4.reshape(1, 1, 4))])
+        fragment = fragment.replace("(N, 50, 4); the", "(N, 40, 4); the")
+    capfd.readouterr()
+    assert run(tmp_path, model, sample, override, "-n", "5") == code
+    err = capfd.readouterr().err
+    assert fragment in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert "Traceback" not in err and len(errors) == 1, err
+
+
+def test_contract_parsing_and_matching() -> None:
+    c = parse([{"features": ["deta", "dphi", "pt"]}], "inputs", "config")
+    assert c == default_contract(100, True) and c.is_shipped()
+    matched = match_model(c, [("jets", ("N", 100, 3))], Path("m.onnx"))
+    assert matched.inputs[0].name == "jets"
+    with pytest.raises(ModuleError, match="fixed batch of 1"):
+        match_model(c, [("jets", (1, 100, 3))], Path("m.onnx"))
+    with pytest.raises(ModuleError, match=r"set the batcher's n_constituents: 60"):
+        match_model(default_contract(), [("jets", ("N", 60, 3))], Path("m.onnx"))
+    with pytest.raises(ConfigError, match=r"inputs\[0\]: features: mask is a constituent feature"):
+        parse([{"kind": "jet", "features": ["pt", "mask"]}], "inputs", "config")
+    with pytest.raises(ConfigError, match=r"inputs\[0\]\.layout: expected one of"):
+        parse([{"layout": "NHWC"}], "inputs", "config")
+    jet = parse([{"name": "j", "kind": "jet", "features": ["pt", "eta"]}], "inputs", "config")
+    assert isinstance(jet, Contract) and jet.n_constituents == 0 and jet.inputs[0].shape(4) == (4, 2)

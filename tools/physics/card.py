@@ -107,17 +107,23 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
                             args.weight_branch, args.scorer, "background")
     signals = [(f, score_files(args.config, args.sets, args.model, [f], args.max_events, args.weight_branch,
                                args.scorer, "signal")[0]) for f in args.signal]
-    entry = card_entry(bkg.event_score, bkg.weight, bkg.leading_pt, bkg.jet_score, bkg.jet_weight, effs)
+    sample = (bkg.event_score, bkg.weight, bkg.leading_pt, bkg.jet_score, bkg.jet_weight, effs)
+    entry = card_entry(*sample, fit_pt=False)  # the scalar cuts first: refuse before fitting on nothing
     short = entry.shortfalls(args.min_events_above)
     if short:
         key = next(iter(short))
         raise CardRefused(f"{key}: {short[key]}; not written (a larger --background sample, fewer --bkg-eff, "
                           f"or --min-events-above)")
+    fit_error = None
+    try:
+        entry = card_entry(*sample)
+    except (np.linalg.LinAlgError, RuntimeError, ValueError) as exc:  # the scalar cuts stand without it
+        fit_error = f"the pT fit failed ({type(exc).__name__}: {exc})"
     pt_keys, omitted = [], {}
     for k in effs:
         fit = entry.fits.get(k)
         if fit is None:
-            omitted[k] = "no events to fit"
+            omitted[k] = fit_error or "no events to fit"
         elif not np.all(np.isfinite(fit.coefficients)) or not 0 < fit.pt_range_gev[0] < fit.pt_range_gev[1]:
             omitted[k] = (f"the fit gave coefficients {fit.coefficients.tolist()} over leading-jet pT "
                           f"{list(fit.pt_range_gev)} GeV")

@@ -212,7 +212,8 @@ def test_evaluate_models_uses_the_same_function(carded):
     ours = card.to_json()
     assert {k: v for k, v in ours.items() if k.endswith("1e-2") and k != "vs_leading_jet_pt"} == pytest.approx(
         {k: got[k] for k in ("bkg_eff_1e-2", "jet_bkg_eff_1e-2")}, rel=1e-5)
-    assert ours["vs_leading_jet_pt"]["bkg_eff_1e-2"] == pytest.approx(got["vs_leading_jet_pt"]["bkg_eff_1e-2"], rel=1e-4)
+    assert ours["vs_leading_jet_pt"]["bkg_eff_1e-2"] == pytest.approx(got["vs_leading_jet_pt"]["bkg_eff_1e-2"],
+                                                                      rel=1e-4)
 
 
 def _one_line(capsys) -> str:
@@ -269,5 +270,6 @@ def test_model_that_cannot_run(tmp_path, capsys):
 def test_bad_options_are_one_line(model_dir, capsys):
     assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--bkg-eff", "nan"]) == 2
     assert "--bkg-eff nan" in _one_line(capsys)
-    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--set", "modules.vae.nosuch=1", *ORT]) == 2
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--set", "modules.vae.nosuch=1",
+                    *ORT]) == 2
     assert "nosuch" in _one_line(capsys)

@@ -145,14 +145,20 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
 
         cfg, _ = plan_config(args.config, args.sets, args.model, args.background[0], 1, args.scorer)
         rate_hz = float(cfg.options.inputRateHz)
+    from hltrun.tools.physics.eval_working_point import flatness
+
     pt_rates: dict[str, Any] = {}
+    pt_flatness: dict[str, Any] = {}
     for k in effs:
-        pt_rates[k] = {"inclusive": [r.to_json() for r in binned_pass_rates(
-            bkg.event_score, bkg.weight, bkg.leading_pt, PT_EDGES_GEV, entry.scalar[k])]}
+        cuts = {"inclusive": entry.scalar[k]}
         if k in pt_keys:
-            cuts = entry.fits[k].cuts_at(bkg.leading_pt)
-            pt_rates[k]["vs_leading_jet_pt"] = [r.to_json() for r in binned_pass_rates(
-                bkg.event_score, bkg.weight, bkg.leading_pt, PT_EDGES_GEV, cuts)]
+            cuts["vs_leading_jet_pt"] = entry.fits[k].cuts_at(bkg.leading_pt)
+        pt_rates[k], pt_flatness[k] = {}, {}
+        for kind, cut in cuts.items():
+            pt_rates[k][kind] = [r.to_json() for r in binned_pass_rates(
+                bkg.event_score, bkg.weight, bkg.leading_pt, PT_EDGES_GEV, cut)]
+            # chi-square of the bins against one common rate (binomial errors at the pooled rate)
+            pt_flatness[k][kind] = flatness(bkg.event_score, bkg.weight, bkg.leading_pt, PT_EDGES_GEV, cut)["chi2"]
     sig_rows = {}
     for f, s in signals:
         row: dict[str, Any] = {"events": s.n_events, "gen_weight": s.has_gen_weight, "accounting": s.accounting}
@@ -167,7 +173,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "model": args.model, "effs": effs, "entry": entry, "table": table, "pt_keys": pt_keys, "omitted": omitted,
         "plan": plan, "background": bkg, "signals": signals, "signal_rows": sig_rows, "pt_rates": pt_rates,
-        "pt_edges_gev": list(PT_EDGES_GEV), "input_rate_hz": rate_hz,
+        "pt_flatness": pt_flatness, "pt_edges_gev": list(PT_EDGES_GEV), "input_rate_hz": rate_hz,
         "bkg_summary": {"files": [str(f) for f in args.background], "events": bkg.n_events,
                         "jets": int(len(bkg.jet_score)), "gen_weight": bkg.has_gen_weight,
                         "weight_branch": args.weight_branch, "sum_weights": float(w.sum()),

@@ -150,14 +150,18 @@ def plan_config(config: str | Path, sets: list[str], model: Path, file: Path, ma
     modules = data.get("modules") or {}
     if not isinstance(modules, dict):
         raise ConfigError(f"{path}: modules: expected a mapping")
-    scorers = [label for label, spec in modules.items() if isinstance(spec, dict) and _is(spec.get("type"), SCORER_TYPE)]
+    def of_type(base: str) -> list[str]:
+        return [label for label, spec in modules.items() if isinstance(spec, dict) and _is(spec.get("type"), base)]
+
+    scorers = of_type(SCORER_TYPE)
     if scorer is None:
         if len(scorers) != 1:
             raise ConfigError(f"{path}: {len(scorers)} {SCORER_TYPE} modules ({', '.join(scorers) or 'none'}); "
                               "name the one to run with --scorer LABEL")
         scorer = scorers[0]
     elif scorer not in scorers:
-        raise ConfigError(f"--scorer {scorer}: not a {SCORER_TYPE} module of {path} (those: {', '.join(scorers) or 'none'})")
+        raise ConfigError(f"--scorer {scorer}: not a {SCORER_TYPE} module of {path} "
+                          f"(those: {', '.join(scorers) or 'none'})")
     paths = data.get("paths") or {}
     on = [name for name, entries in paths.items() if isinstance(entries, list)
           and scorer in [str(e).lstrip("~-") for e in entries]]
@@ -175,7 +179,7 @@ def plan_config(config: str | Path, sets: list[str], model: Path, file: Path, ma
                 downstream.add(label)
                 changed = True
     downstream.discard(scorer)
-    outputs = {label for label, spec in modules.items() if isinstance(spec, dict) and _is(spec.get("type"), "OutputModule")}
+    outputs = set(of_type("OutputModule"))
     reduce = "max"
     filters = [label for label in [e.lstrip("~-") for e in entries] + list(modules)
                if isinstance(modules.get(label), dict) and _is(modules[label].get("type"), FILTER_TYPE)
@@ -234,7 +238,6 @@ def score_file(config: str | Path, sets: list[str], model: Path, file: Path, max
                weight_branch: str = "genWeight", scorer: str | None = None,
                progress: bool = False) -> tuple[ScoredFile, PathPlan]:
     """Run the card's path over ``file`` and return every event's numbers (module docstring)."""
-    from hltrun.framework.errors import HltError
     from hltrun.framework.eventloop import EventProcessor
     from hltrun.framework.process import Process
     from hltrun.modules.anomaly_filter import REDUCERS

@@ -119,6 +119,7 @@ def carded(model_dir) -> tuple[Path, str]:
     return model_dir, "ptsum"
 
 
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
 def test_cuts_agree_with_an_independent_numpy_computation(carded):
     d, name = carded
     table = json.loads((d / "thresholds.json").read_text())
@@ -153,6 +154,7 @@ def test_cuts_agree_with_an_independent_numpy_computation(carded):
     assert not any(p.name.endswith(".tmp") for p in d.iterdir())
 
 
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
 def test_pt_dependent_cut_is_the_working_point_fit_on_the_same_events(carded):
     from hltrun.tools.physics.eval_working_point import derive
 
@@ -164,6 +166,7 @@ def test_pt_dependent_cut_is_the_working_point_fit_on_the_same_events(carded):
     assert got["bkg_eff_1e-2"] == pytest.approx(fit.coefficients.tolist(), rel=1e-4)
 
 
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
 def test_the_path_picks_up_the_new_cut_without_a_threshold(carded, tmp_path):
     from tests.helpers import run_config
 
@@ -177,6 +180,7 @@ def test_the_path_picks_up_the_new_cut_without_a_threshold(carded, tmp_path):
     assert summary.paths["HLT_AnomalyDetection"].passed == 15  # the same events as the card's
 
 
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
 def test_weights_from_gen_weight(model_dir, tmp_path):
     """A weighted copy: the cuts are weighted quantiles (and differ from the unweighted ones)."""
     sample = weighted_copy(QCD, tmp_path / "qcd_weighted.root", 1200)
@@ -196,6 +200,7 @@ def test_weights_from_gen_weight(model_dir, tmp_path):
     assert card["cuts"]["bkg_eff_2e-2"]["n_effective_above"] == pytest.approx(above.sum() ** 2 / (above ** 2).sum())
 
 
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
 def test_evaluate_models_uses_the_same_function(carded):
     """evaluate_models' thresholds.json entry for the same scores is hltcard's entry."""
     from hltrun.tools.physics import evaluate_models

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "through the HLT path, write its cuts into thresholds.json beside the model, and a short card.",
         epilog="example: hltcard mymodel.onnx --background data/qcd_dijet.root --bkg-eff 1e-2 "
                "--signal data/rsg_ww_3p5TeV.root",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="the model file (.onnx; its identity in thresholds.json is the file stem)")
     p.add_argument("--background", nargs="+", type=Path, required=True, metavar="FILE",
                    help="background (QCD) ROOT file(s), not used in training; events weighted by --weight-branch "
@@ -69,21 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="signal ROOT file(s): the card gives the signal efficiency at each cut (each file its own row)")
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help="the hltrun configuration whose path scores the events (its batcher, scorer settings and the "
-                        "filter's reduce)")
+                        "filter's reduce; default %(default)s)")
     p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="configuration overrides, as on the hltrun command line (e.g. modules.vae.backend=onnxruntime)")
     p.add_argument("--scorer", default=None, metavar="LABEL",
                    help="the VAEAnomalyScorer module to run (default: the configuration's only one)")
     p.add_argument("--bkg-eff", nargs="+", default=["1e-2", "1e-3"], metavar="EFF",
-                   help="background efficiencies to cut at (keys bkg_eff_<EFF>; the filter's background_efficiency)")
+                   help="background efficiencies to cut at (keys bkg_eff_<EFF>, the filter's background_efficiency; "
+                        "default 1e-2 1e-3)")
     p.add_argument("--input-rate-hz", type=float, default=None,
                    help="HLT input rate the background pass fraction is turned into a rate with "
                         "(default: the configuration's options.inputRateHz)")
     p.add_argument("--max-events", type=int, default=None, metavar="N", help="read at most N events per file")
-    p.add_argument("--weight-branch", default="genWeight", help="per-event weight branch (absent: weight 1)")
+    p.add_argument("--weight-branch", default="genWeight", help="per-event weight branch (absent from a file: its events weigh 1; default %(default)s)")
     p.add_argument("--min-events-above", type=float, default=MIN_EFFECTIVE_ABOVE, metavar="N",
                    help="refuse a cut resting on fewer effective background events above it (the relative "
-                        "statistical error on its rate is about 1/sqrt(N))")
+                        "statistical error on its rate is about 1/sqrt(N); default %(default)g)")
     p.add_argument("--out-dir", type=Path, default=None,
                    help="where thresholds.json and the card go (default: the model's folder, where the scorer reads "
                         "thresholds.json)")
@@ -187,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.getLogger("hltrun").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    log = logging.getLogger("hltrun")
+    log.setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    if args.debug and not log.handlers:  # the path's own log lines, as hltrun --debug prints them
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("hltrun: %(message)s"))
+        log.addHandler(handler)
     try:
         if args.max_events is not None and args.max_events < 1:
             raise CardRefused(f"--max-events {args.max_events}: expected at least 1")

@@ -278,3 +278,20 @@ def test_bad_options_are_one_line(model_dir, capsys):
     assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--set", "modules.vae.nosuch=1",
                     *ORT]) == 2
     assert "nosuch" in _one_line(capsys)
+
+
+@pytest.mark.slow
+def test_shipped_model_same_cuts_as_evaluate_models(tmp_path):
+    """The shipped Conv-VAE: hltcard (through the path) and evaluate_models (its own reader, ONNX Runtime
+    called directly, the same entry function) give the same thresholds.json entry, to the last bit."""
+    from hltrun.tools.physics import evaluate_models
+    from hltrun.tools.physics.eval_samples import load_sample
+
+    shutil.copy(REPO / "data/models/conv_vae.onnx", tmp_path / "conv_vae.onnx")
+    assert hltcard([str(tmp_path / "conv_vae.onnx"), "--background", str(QCD), "--max-events", "400",
+                    "--bkg-eff", "1e-2", "1e-3", "--min-events-above", "0", "--no-plots", *ORT]) == 0
+    ours = json.loads((tmp_path / "thresholds.json").read_text())["conv_vae"]
+    sample = load_sample(QCD, "qcd", "QCD", max_events=400, substructure=False)
+    scores = evaluate_models.scorer(REPO / "data/models", "conv_vae", "onnx")(sample.jets)["score"]
+    theirs = evaluate_models.model_card_entry({"qcd": scores}, SimpleNamespace(background=sample, wp_extra=None))
+    assert ours == theirs.to_json()

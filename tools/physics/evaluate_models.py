@@ -5,6 +5,9 @@ Why: the trigger filter's thresholds and every number in the model card must com
 reproducible command, on a QCD sample independent of training, with the simple observables a
 physicist would cut on first (tau21, jet mass) next to every model number.
 
+The thresholds.json entries come from ``tools/physics/card_entry.py::card_entry``, the same function
+``hltcard`` (tools/physics/card.py) runs for a user's own model: the two cannot drift apart.
+
 Steps (one module each): load the samples with their weights (tools/physics/eval_samples.py), score them
 with both models and the baselines (here), weighted statistics (tools/physics/eval_stats.py), plots
 (tools/physics/eval_plots.py) and the card (tools/physics/eval_card.py).
@@ -36,7 +39,7 @@ REPO = checkout()
 
 from hltrun.framework.atomic import write_text  # noqa: E402
 from hltrun.tools.physics.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
-                              roc, weighted_cut)
+                              roc)
 
 from hltrun.tools.catalogue import MODELS  # noqa: E402
 from hltrun.tools.physics.eval_defs import (BASELINES, BKG_EFFS, INPUT_RATE_HZ, MATCHED_PT_GEV, PT_EDGES_GEV,  # noqa: E402
@@ -298,16 +301,37 @@ def max_min_ratio(rates: list[dict]) -> dict[str, float | None]:
             "error": float(ratio * np.hypot(hi["error"] / hi["rate"], lo["error"] / lo["rate"]))}
 
 
-def evaluate_discriminant(jet_scores: dict[str, np.ndarray], samples: Samples) -> dict[str, Any]:
+def model_card_entry(jet_scores: dict[str, np.ndarray], samples: Samples, fit_pt: bool = True) -> Any:
+    """The discriminant's thresholds.json entry by the one function ``hltcard`` uses too
+    (tools/physics/card_entry.py): scalar cuts on the background, the pT-dependent cut fitted on the
+    background pooled with --wp-background."""
+    from hltrun.tools.physics.card_entry import card_entry
+
+    b = samples.background
+    bj = jet_scores[b.key]
+    be = event_max(bj, b.event_of_jet, b.n_events)
+    derivation = None
+    if fit_pt:
+        parts = [_events(jet_scores, s) for s in (b, samples.wp_extra) if s is not None]
+        derivation = tuple(np.concatenate(col) for col in zip(*parts))
+    return card_entry(be, b.weight, b.leading_pt, bj, b.jet_weight, BKG_EFFS, pt_fit_sample=derivation,
+                      fit_pt=fit_pt)
+
+
+def evaluate_discriminant(jet_scores: dict[str, np.ndarray], samples: Samples,
+                          thresholds: dict[str, float] | None = None) -> dict[str, Any]:
     """Everything the card says about one discriminant (a model's score or a baseline) at its
     inclusive cuts, background weighted: thresholds, AUCs (inclusive and at matched pT), signal
-    efficiencies, QCD pass rates per leading-jet pT bin, rates for the HLT."""
+    efficiencies, QCD pass rates per leading-jet pT bin, rates for the HLT. ``thresholds``: the
+    scalar cuts of ``model_card_entry`` (default: computed here by the same function)."""
     b = samples.background
     bj = jet_scores[b.key]
     be = event_max(bj, b.event_of_jet, b.n_events)
     w, lpt = b.weight, b.leading_pt
-    thr = {k: weighted_cut(be, w, e) for k, e in BKG_EFFS.items()}
-    thr_jet = {f"jet_{k}": weighted_cut(bj, b.jet_weight, e) for k, e in BKG_EFFS.items()}
+    if thresholds is None:
+        thresholds = model_card_entry(jet_scores, samples, fit_pt=False).scalar
+    thr = {k: thresholds[k] for k in BKG_EFFS}
+    thr_jet = {f"jet_{k}": thresholds[f"jet_{k}"] for k in BKG_EFFS}
     res: dict[str, Any] = {"thresholds": {**thr, **thr_jet}, "pt_pass_rates": {}, "pt_pass_ratio": {}, "hlt": {},
                            "signals": {}}
     for k in BKG_EFFS:
@@ -350,17 +374,19 @@ def _events(jet_scores: dict[str, np.ndarray], sample: Any) -> tuple[np.ndarray,
     return event_max(jet_scores[sample.key], sample.event_of_jet, sample.n_events), sample.weight, sample.leading_pt
 
 
-def evaluate_working_point(jet_scores: dict[str, np.ndarray], samples: Samples, entry: dict[str, Any]) -> None:
+def evaluate_working_point(jet_scores: dict[str, np.ndarray], samples: Samples, entry: dict[str, Any],
+                           card: Any = None) -> None:
     """A model's pT-dependent working point into ``entry``: the smooth cut fitted on the background
-    (pooled with --wp-background), its closure on the independent sample, the inclusive cuts' rate
-    vs pT there, signal efficiencies and HLT rates under both kinds of cut."""
-    from hltrun.tools.physics.eval_working_point import closure, derive, flatness
-    from hltrun.tools.physics.pt_quantile_fit import as_card_entry
+    (pooled with --wp-background; ``card``: ``model_card_entry``'s, default computed here), its closure
+    on the independent sample, the inclusive cuts' rate vs pT there, signal efficiencies and HLT rates
+    under both kinds of cut."""
+    from hltrun.tools.physics.eval_working_point import closure, flatness
 
     parts = [_events(jet_scores, s) for s in (samples.background, samples.wp_extra) if s is not None]
     derivation = tuple(np.concatenate(col) for col in zip(*parts))
-    fits = derive(*derivation, BKG_EFFS)
-    entry["vs_leading_jet_pt"] = as_card_entry(fits).to_json()
+    card = card if card is not None else model_card_entry(jet_scores, samples)
+    fits = card.fits
+    entry["vs_leading_jet_pt"] = card.pt_entry()
     entry["wp_fit"] = {k: f.to_json() for k, f in fits.items()}
     entry["wp_derivation_rates"] = {k: [r.to_json() for r in binned_pass_rates(
         derivation[0], derivation[1], derivation[2], PT_EDGES_GEV, f.cuts_at(derivation[2]))] for k, f in fits.items()}
@@ -428,8 +454,9 @@ def evaluate(args: argparse.Namespace, samples: Samples | None = None) -> dict[s
     jet_scores: dict[str, dict[str, np.ndarray]] = {}
     for name in MODELS:
         jet_scores[name] = {k: v["score"] for k, v in scored[name].items()}
-        entry = evaluate_discriminant(jet_scores[name], samples)
-        evaluate_working_point(jet_scores[name], samples, entry)
+        card = model_card_entry(jet_scores[name], samples)  # thresholds.json's entry: the function hltcard uses
+        entry = evaluate_discriminant(jet_scores[name], samples, card.scalar)
+        evaluate_working_point(jet_scores[name], samples, entry, card)
         entry["latent"] = _latent(hist.get(name), scored[name][b.key]["kl"], b.jet_weight)
         metrics["models"][name] = entry
     for key, base in BASELINES.items():
@@ -454,8 +481,11 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def thresholds_table(metrics: dict[str, Any]) -> dict[str, Any]:
-    """thresholds.json: per model the scalar cuts (unchanged keys) and ``vs_leading_jet_pt``."""
-    return {n: {**m["thresholds"], "vs_leading_jet_pt": m["vs_leading_jet_pt"]} for n, m in metrics["models"].items()}
+    """thresholds.json: per model the scalar cuts (unchanged keys) and ``vs_leading_jet_pt``, in the
+    form ``hltcard`` writes (tools/physics/card_entry.py's ``entry_json``)."""
+    from hltrun.tools.physics.card_entry import entry_json
+
+    return {n: entry_json(m["thresholds"], m["vs_leading_jet_pt"]) for n, m in metrics["models"].items()}
 
 
 def write_outputs(metrics: dict[str, Any], args: argparse.Namespace) -> None:

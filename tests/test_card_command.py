@@ -1,0 +1,297 @@
+"""``hltcard`` (tools/physics/card.py): thresholds for any model by one command, through the path.
+
+The model is built here with the onnx helper API: score per jet = the sum of its constituents' pT
+over the (N, 100, 3) input, so every number the command writes is computed again here independently,
+from the ROOT file with uproot and numpy (leading two jets by pT, their 100 hardest constituents, max
+over the jets, a weighted quantile written out longhand), and must agree. The command is run as a
+user would (``main([...])``, the console script's function), on data/qcd_dijet.root.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
+pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
+pytest.importorskip("matplotlib", reason="matplotlib (extra 'cpu') not installed")
+import uproot  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+from hltrun.tools.physics.card import main as hltcard  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+QCD = REPO / "data" / "qcd_dijet.root"
+N_EVENTS = 1500  # 15 events above a 1% cut: above the 10 the command asks for by default
+ORT = ["--set", "modules.vae.backend=onnxruntime"]  # the same engine everywhere (auto would time engines)
+
+
+def pt_sum_model(path: Path, kind: str = "ok") -> Path:
+    """score = sum of the constituents' pT (feature 2); ``nan``: sqrt(-1 - that), NaN for every jet;
+    ``n50``: the same model on (N, 50, 3) input, which the path cannot feed."""
+    n = 50 if kind == "n50" else 100
+    inits = [helper.make_tensor("two", TensorProto.INT64, [], [2]),
+             helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+    nodes = [helper.make_node("Gather", ["jets", "two"], ["pt"], axis=2),
+             helper.make_node("ReduceSum", ["pt", "axes"], ["s" if kind == "nan" else "score"], keepdims=0)]
+    if kind == "nan":
+        inits.append(helper.make_tensor("minus_one", TensorProto.FLOAT, [], [-1.0]))
+        nodes += [helper.make_node("Sub", ["minus_one", "s"], ["neg"]), helper.make_node("Sqrt", ["neg"], ["score"])]
+    graph = helper.make_graph(nodes, "pt_sum", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", n, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def numpy_features(file: Path, n_events: int) -> dict[str, np.ndarray]:
+    """Independently of hltrun: per event the max over the two leading jets of the pT sum of their 100
+    hardest constituents (-inf without jets), the leading jet's pT, per jet the scores, and genWeight."""
+    with uproot.open(file) as f:
+        t = f["Events"]
+        a = t.arrays(["FatJet_pt", "FatJet_nConstituents", "FatJetPFCand_pt"]
+                     + (["genWeight"] if "genWeight" in t.keys() else []), entry_stop=n_events, library="np")
+    ev, lead, jets, w = [], [], [], []
+    for i in range(len(a["FatJet_pt"])):
+        pt, ncons, cand = a["FatJet_pt"][i], a["FatJet_nConstituents"][i], a["FatJetPFCand_pt"][i]
+        starts = np.concatenate([[0], np.cumsum(ncons)[:-1]]).astype(int)
+        order = np.argsort(-pt, kind="stable")[:2]
+        scores = [float(np.sum(np.sort(cand[starts[j]:starts[j] + ncons[j]])[::-1][:100].astype(np.float64)))
+                  for j in order]
+        jets += scores
+        ev.append(max(scores) if scores else -np.inf)
+        lead.append(float(pt[order[0]]) if len(order) else 0.0)
+        w.append(float(a["genWeight"][i]) if "genWeight" in a else 1.0)
+    return {"event": np.array(ev), "lead": np.array(lead), "jets": np.array(jets), "weight": np.array(w),
+            "jet_weight": np.repeat(np.array(w), [min(len(p), 2) for p in a["FatJet_pt"]])}
+
+
+def longhand_cut(scores: np.ndarray, weights: np.ndarray, eff: float) -> float:
+    """The lowest distinct score with at most ``eff`` of the weight strictly above it, and the cut
+    halfway to the next score up (events tied at a score pass or fail together)."""
+    total = weights.sum()
+    values = np.unique(scores)
+    for i, v in enumerate(values):
+        if weights[scores > v].sum() <= eff * total * (1 + 1e-12):
+            return float(v if i == len(values) - 1 else (v + values[i + 1]) / 2)
+    raise AssertionError("unreachable")
+
+
+def weighted_copy(src: Path, dest: Path, n_events: int) -> Path:
+    """The first ``n_events`` of ``src`` with a genWeight branch: physical-looking (falling with the
+    leading pT) and uneven, so that a weighted cut differs from an unweighted one."""
+    import awkward as ak
+
+    from hltrun.modules.rootio import write_nanoaod
+
+    with uproot.open(src) as f:
+        a = f["Events"].arrays(entry_stop=n_events)
+    lead = ak.to_numpy(ak.fill_none(ak.max(a["FatJet_pt"], axis=1), 300.0)).astype(np.float64)
+    weight = (lead / 500.0) ** -4 * (1 + 0.5 * np.sin(np.arange(len(lead))))
+    data = {k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "event", "processId", "mjj")}
+    data["genWeight"] = weight.astype(np.float32)
+    data["FatJet"] = ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")})
+    data["FatJetPFCand"] = ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})
+    with uproot.recreate(dest) as f:
+        write_nanoaod(f, "Events", data)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("mymodels")
+    pt_sum_model(d / "ptsum.onnx")
+    return d
+
+
+@pytest.fixture(scope="module")
+def carded(model_dir) -> tuple[Path, str]:
+    """hltcard on data/qcd_dijet.root into the model's folder, beside another model's entry."""
+    (model_dir / "thresholds.json").write_text(json.dumps({"other": {"bkg_eff_1e-2": 0.5}}))
+    rc = hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--bkg-eff", "1e-2",
+                  "--max-events", str(N_EVENTS), "--signal", str(REPO / "data/rsg_ww_3p5TeV.root"), *ORT])
+    assert rc == 0
+    return model_dir, "ptsum"
+
+
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
+def test_cuts_agree_with_an_independent_numpy_computation(carded):
+    d, name = carded
+    table = json.loads((d / "thresholds.json").read_text())
+    assert table["other"] == {"bkg_eff_1e-2": 0.5}  # other models' entries are kept
+    entry = table[name]
+    f = numpy_features(QCD, N_EVENTS)
+    for key, scores, w in (("bkg_eff_1e-2", f["event"], f["weight"]), ("jet_bkg_eff_1e-2", f["jets"], f["jet_weight"])):
+        want = longhand_cut(scores, w, 1e-2)
+        assert entry[key] == pytest.approx(want, rel=1e-5), key  # float32 sums in the model, float64 here
+        # the same events pass: the cut is not at a score
+        assert np.array_equal(scores > entry[key], scores > want)
+        assert (scores > want).sum() == int(1e-2 * len(scores))
+    card = json.loads((d / f"{name}_card.json").read_text())
+    assert card["background"]["events"] == N_EVENTS and card["background"]["gen_weight"] is False
+    acc = card["background"]["accounting"]
+    assert acc["events_processed"] == N_EVENTS
+    assert acc["events_without_scored_jet"] == int(np.isinf(f["event"]).sum())
+    c = card["cuts"]["bkg_eff_1e-2"]
+    p = 15 / N_EVENTS
+    assert c["n_pass"] == 15 and c["rate"] == pytest.approx(p)
+    assert c["error"] == pytest.approx(np.sqrt(p * (1 - p) / N_EVENTS))  # binomial, unit weights
+    assert c["rate_hz"] == pytest.approx(p * 100e3) and c["rate_hz_error"] == pytest.approx(c["error"] * 100e3)
+    # pass rates per leading-jet pT bin add up to the whole sample
+    rows = card["pt_pass_rates"]["bkg_eff_1e-2"]["inclusive"]
+    assert sum(r["n_events"] for r in rows) == N_EVENTS and sum(r["n_pass"] for r in rows) == 15
+    sig = numpy_features(REPO / "data/rsg_ww_3p5TeV.root", N_EVENTS)
+    got = card["signals"][str(REPO / "data/rsg_ww_3p5TeV.root")]["bkg_eff_1e-2"]["rate"]
+    assert got == pytest.approx(np.mean(sig["event"] > entry["bkg_eff_1e-2"]))
+    text = (d / f"{name}_card.md").read_text()
+    assert "| `bkg_eff_1e-2` | 1 % |" in text and "| 1 kHz ± 257 Hz |" in text and "## Signal efficiency" in text
+    assert {p.name for p in d.iterdir()} >= {"ptsum_scores.png", "ptsum_pass_rate_vs_pt.png"}
+    assert not any(p.name.endswith(".tmp") for p in d.iterdir())
+
+
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
+def test_pt_dependent_cut_is_the_working_point_fit_on_the_same_events(carded):
+    from hltrun.tools.physics.eval_working_point import derive
+
+    d, name = carded
+    got = json.loads((d / "thresholds.json").read_text())[name]["vs_leading_jet_pt"]
+    f = numpy_features(QCD, N_EVENTS)
+    fit = derive(f["event"], f["weight"], f["lead"], {"bkg_eff_1e-2": 1e-2})["bkg_eff_1e-2"]
+    assert got["pt_range_gev"] == pytest.approx(list(fit.pt_range_gev))
+    assert got["bkg_eff_1e-2"] == pytest.approx(fit.coefficients.tolist(), rel=1e-4)
+
+
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
+def test_the_path_picks_up_the_new_cut_without_a_threshold(carded, tmp_path):
+    from tests.helpers import run_config
+
+    d, name = carded
+    cut = json.loads((d / "thresholds.json").read_text())[name]["bkg_eff_1e-2"]
+    summary, _ = run_config(REPO / "configs/path.yaml", f"modules.vae.model={d / 'ptsum.onnx'}",
+                            "modules.vae.backend=onnxruntime", f"modules.out.file={tmp_path / 'out.root'}",
+                            f"options.maxEvents={N_EVENTS}")
+    assert summary.failure is None
+    assert summary.module_summaries["anomalyFilter"]["threshold"] == cut
+    assert summary.paths["HLT_AnomalyDetection"].passed == 15  # the same events as the card's
+
+
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
+def test_weights_from_gen_weight(model_dir, tmp_path):
+    """A weighted copy: the cuts are weighted quantiles (and differ from the unweighted ones)."""
+    sample = weighted_copy(QCD, tmp_path / "qcd_weighted.root", 1200)
+    out = tmp_path / "card"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(sample), "--bkg-eff", "2e-2",
+                    "--out-dir", str(out), *ORT]) == 0
+    entry = json.loads((out / "thresholds.json").read_text())["ptsum"]
+    f = numpy_features(sample, 1200)
+    want = longhand_cut(f["event"], f["weight"], 2e-2)
+    assert entry["bkg_eff_2e-2"] == pytest.approx(want, rel=1e-5)
+    assert not np.isclose(want, longhand_cut(f["event"], np.ones_like(f["weight"]), 2e-2), rtol=1e-3)
+    assert entry["jet_bkg_eff_2e-2"] == pytest.approx(longhand_cut(f["jets"], f["jet_weight"], 2e-2), rel=1e-5)
+    card = json.loads((out / "ptsum_card.json").read_text())
+    assert card["background"]["gen_weight"] is True
+    w = f["weight"]
+    above = w[f["event"] > want]
+    assert card["cuts"]["bkg_eff_2e-2"]["n_effective_above"] == pytest.approx(above.sum() ** 2 / (above ** 2).sum())
+
+
+@pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
+def test_evaluate_models_uses_the_same_function(carded):
+    """evaluate_models' thresholds.json entry for the same scores is hltcard's entry."""
+    from hltrun.tools.physics import evaluate_models
+
+    d, name = carded
+    f = numpy_features(QCD, N_EVENTS)
+    n_jets = np.array([min(len(p), 2) for p in uproot.open(QCD)["Events"]["FatJet_pt"].array(
+        entry_stop=N_EVENTS, library="np")])
+    background = SimpleNamespace(key="qcd", event_of_jet=np.repeat(np.arange(N_EVENTS), n_jets), n_events=N_EVENTS,
+                                 weight=f["weight"], leading_pt=f["lead"], jet_weight=f["jet_weight"])
+    samples = SimpleNamespace(background=background, wp_extra=None)
+    card = evaluate_models.model_card_entry({"qcd": f["jets"]}, samples)
+    got = json.loads((d / "thresholds.json").read_text())[name]
+    ours = card.to_json()
+    assert {k: v for k, v in ours.items() if k.endswith("1e-2") and k != "vs_leading_jet_pt"} == pytest.approx(
+        {k: got[k] for k in ("bkg_eff_1e-2", "jet_bkg_eff_1e-2")}, rel=1e-5)
+    assert ours["vs_leading_jet_pt"]["bkg_eff_1e-2"] == pytest.approx(got["vs_leading_jet_pt"]["bkg_eff_1e-2"],
+                                                                      rel=1e-4)
+
+
+def _one_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("hltcard: background")
+           and not line.startswith("hltcard: signal")]
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_too_few_events_above_the_cut_is_refused(model_dir, tmp_path, capsys):
+    shutil.copy(model_dir / "ptsum.onnx", tmp_path / "ptsum.onnx")
+    rc = hltcard([str(tmp_path / "ptsum.onnx"), "--background", str(QCD), "--max-events", str(N_EVENTS), *ORT])
+    assert rc == 2  # default --bkg-eff 1e-2 1e-3: 1.5 events above the 0.1% cut
+    line = _one_line(capsys)
+    assert line.startswith("hltcard: error: bkg_eff_1e-3: the cut rests on 1.0 effective background events")
+    assert "at least 10 needed" in line and "not written" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ptsum.onnx"]  # nothing written
+
+
+def test_nan_scores_give_no_cut(tmp_path, capsys):
+    model = pt_sum_model(tmp_path / "nanny.onnx", "nan")
+    assert hltcard([str(model), "--background", str(QCD), "--bkg-eff", "1e-2", "--max-events", "300", *ORT]) == 2
+    assert _one_line(capsys).startswith("hltcard: error: bkg_eff_1e-2: the cut is -inf (the background sample has no "
+                                        "usable score)")
+    assert not (tmp_path / "thresholds.json").exists()
+
+
+def test_missing_background_file(model_dir, tmp_path, capsys):
+    missing = tmp_path / "nope.root"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(missing), "--out-dir", str(tmp_path)]) == 3
+    assert _one_line(capsys) == f"hltcard: error: {missing}: no such file"
+
+
+def test_sample_without_the_jet_branches(model_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.root"
+    with uproot.recreate(bad) as f:
+        f["Events"] = {"event": np.arange(1, 11, dtype=np.uint64)}
+    rc = hltcard([str(model_dir / "ptsum.onnx"), "--background", str(bad), "--out-dir", str(tmp_path / "o"), *ORT])
+    assert rc == 3
+    line = _one_line(capsys)
+    assert line.startswith("hltcard: error: ") and "FatJet" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_that_cannot_run(tmp_path, capsys):
+    model = pt_sum_model(tmp_path / "narrow.onnx", "n50")
+    assert hltcard([str(model), "--background", str(QCD), "--max-events", "100", *ORT]) == 4
+    assert "takes input of shape (N, 50, 3)" in _one_line(capsys)
+    assert hltcard([str(tmp_path / "absent.onnx"), "--background", str(QCD)]) == 2
+    assert _one_line(capsys) == f"hltcard: error: {tmp_path / 'absent.onnx'}: no such model file"
+
+
+def test_bad_options_are_one_line(model_dir, capsys):
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--bkg-eff", "nan"]) == 2
+    assert "--bkg-eff nan" in _one_line(capsys)
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--set", "modules.vae.nosuch=1",
+                    *ORT]) == 2
+    assert "nosuch" in _one_line(capsys)
+
+
+@pytest.mark.slow
+def test_shipped_model_same_cuts_as_evaluate_models(tmp_path):
+    """The shipped Conv-VAE: hltcard (through the path) and evaluate_models (its own reader, ONNX Runtime
+    called directly, the same entry function) give the same thresholds.json entry, to the last bit."""
+    from hltrun.tools.physics import evaluate_models
+    from hltrun.tools.physics.eval_samples import load_sample
+
+    shutil.copy(REPO / "data/models/conv_vae.onnx", tmp_path / "conv_vae.onnx")
+    assert hltcard([str(tmp_path / "conv_vae.onnx"), "--background", str(QCD), "--max-events", "400",
+                    "--bkg-eff", "1e-2", "1e-3", "--min-events-above", "0", "--no-plots", *ORT]) == 0
+    ours = json.loads((tmp_path / "thresholds.json").read_text())["conv_vae"]
+    sample = load_sample(QCD, "qcd", "QCD", max_events=400, substructure=False)
+    scores = evaluate_models.scorer(REPO / "data/models", "conv_vae", "onnx")(sample.jets)["score"]
+    theirs = evaluate_models.model_card_entry({"qcd": scores}, SimpleNamespace(background=sample, wp_extra=None))
+    assert ours == theirs.to_json()

@@ -1,0 +1,263 @@
+"""``hltcard MODEL.onnx --background FILE``: a model's trigger thresholds, made by one command.
+
+Runs the model over a background sample **through hltrun's own path** (tools/physics/card_run.py:
+the user's configuration, default ``configs/path.yaml``, in-process), weights events by ``genWeight``
+when the files have it, and computes the model's ``thresholds.json`` entry with the function
+``evaluate_models`` uses for the shipped models (tools/physics/card_entry.py): event- and jet-level
+cuts at each background efficiency and the pT-dependent cut (``vs_leading_jet_pt``). The entry is
+merged into ``thresholds.json`` beside the model (other models' entries kept), where the scorer finds
+it: ``hltrun configs/path.yaml modules.vae.model=MODEL.onnx`` then needs no threshold. A short card
+is written with it (tools/physics/card_write.py): ``<model>_card.md``, ``<model>_card.json`` and two
+plots (score distributions with the cuts; pass rate vs leading-jet pT), with the rate at the HLT
+input rate and, for ``--signal`` files, the signal efficiency at each cut.
+
+Exit codes (one line on stderr, no traceback unless ``--debug``): 0 written; 2 a usage or
+configuration problem, or a cut that cannot be written (not finite, or resting on fewer than
+``--min-events-above`` effective background events); 3 a sample that cannot be read (missing file,
+missing branches); 4 a model the path cannot run; 1 an internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE
+
+DEFAULT_CONFIG = "configs/path.yaml"
+EXIT_CUTS = 2
+
+
+class CardRefused(Exception):
+    """The card would hold a cut that cannot be trusted (exit 2)."""
+
+
+def _eff(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number like 1e-2, got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"a background efficiency is between 0 and 1 (exclusive), got {text}")
+    return v
+
+
+def eff_key(text: str) -> str:
+    """'1e-2' -> 'bkg_eff_1e-2' (the filter's ``background_efficiency: "1e-2"`` reads this key)."""
+    v = float(text)
+    mant, exp = f"{v:e}".split("e")
+    mant = mant.rstrip("0").rstrip(".")
+    return f"bkg_eff_{mant}e-{abs(int(exp))}" if int(exp) < 0 else f"bkg_eff_{v:g}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hltcard", description="Thresholds for any anomaly-detection model: run it over a background sample "
+        "through the HLT path, write its cuts into thresholds.json beside the model, and a short card.",
+        epilog="example: hltcard mymodel.onnx --background data/qcd_dijet.root --bkg-eff 1e-2 "
+               "--signal data/rsg_ww_3p5TeV.root",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help="the model file (.onnx; its identity in thresholds.json is the file stem)")
+    p.add_argument("--background", nargs="+", type=Path, required=True, metavar="FILE",
+                   help="background (QCD) ROOT file(s), not used in training; events weighted by --weight-branch "
+                        "when present")
+    p.add_argument("--signal", nargs="+", type=Path, default=[], metavar="FILE",
+                   help="signal ROOT file(s): the card gives the signal efficiency at each cut (each file its own row)")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="the hltrun configuration whose path scores the events (its batcher, scorer settings and the "
+                        "filter's reduce; default %(default)s)")
+    p.add_argument("--set", dest="sets", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="configuration overrides, as on the hltrun command line (e.g. modules.vae.backend=onnxruntime)")
+    p.add_argument("--scorer", default=None, metavar="LABEL",
+                   help="the VAEAnomalyScorer module to run (default: the configuration's only one)")
+    p.add_argument("--bkg-eff", nargs="+", default=["1e-2", "1e-3"], metavar="EFF",
+                   help="background efficiencies to cut at (keys bkg_eff_<EFF>, the filter's background_efficiency; "
+                        "default 1e-2 1e-3)")
+    p.add_argument("--input-rate-hz", type=float, default=None,
+                   help="HLT input rate the background pass fraction is turned into a rate with "
+                        "(default: the configuration's options.inputRateHz)")
+    p.add_argument("--max-events", type=int, default=None, metavar="N", help="read at most N events per file")
+    p.add_argument("--weight-branch", default="genWeight", help="per-event weight branch (absent from a file: its events weigh 1; default %(default)s)")
+    p.add_argument("--min-events-above", type=float, default=MIN_EFFECTIVE_ABOVE, metavar="N",
+                   help="refuse a cut resting on fewer effective background events above it (the relative "
+                        "statistical error on its rate is about 1/sqrt(N); default %(default)g)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="where thresholds.json and the card go (default: the model's folder, where the scorer reads "
+                        "thresholds.json)")
+    p.add_argument("--no-plots", action="store_true", help="skip the two PNG plots")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and the path's log")
+    return p
+
+
+def compute(args: argparse.Namespace) -> dict[str, Any]:
+    """Score the samples through the path and compute the entry and the card's numbers."""
+    from hltrun.framework.errors import ConfigError
+    from hltrun.tools.physics.card_entry import card_entry
+    from hltrun.tools.physics.card_run import score_files
+    from hltrun.tools.physics.eval_defs import PT_EDGES_GEV
+    from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate
+
+    effs = {eff_key(e): float(e) for e in args.bkg_eff}
+    if len(effs) != len(args.bkg_eff):
+        raise ConfigError(f"--bkg-eff {' '.join(args.bkg_eff)}: the same efficiency twice")
+    bkg, plan = score_files(args.config, args.sets, args.model, args.background, args.max_events,
+                            args.weight_branch, args.scorer, "background")
+    signals = [(f, score_files(args.config, args.sets, args.model, [f], args.max_events, args.weight_branch,
+                               args.scorer, "signal")[0]) for f in args.signal]
+    sample = (bkg.event_score, bkg.weight, bkg.leading_pt, bkg.jet_score, bkg.jet_weight, effs)
+    entry = card_entry(*sample, fit_pt=False)  # the scalar cuts first: refuse before fitting on nothing
+    short = entry.shortfalls(args.min_events_above)
+    if short:
+        key = next(iter(short))
+        raise CardRefused(f"{key}: {short[key]}; not written (a larger --background sample, fewer --bkg-eff, "
+                          f"or --min-events-above)")
+    fit_error = None
+    try:
+        entry = card_entry(*sample)
+    except (np.linalg.LinAlgError, RuntimeError, ValueError) as exc:  # the scalar cuts stand without it
+        fit_error = f"the pT fit failed ({type(exc).__name__}: {exc})"
+    pt_keys, omitted = [], {}
+    for k in effs:
+        fit = entry.fits.get(k)
+        if fit is None:
+            omitted[k] = fit_error or "no events to fit"
+        elif not np.all(np.isfinite(fit.coefficients)) or not 0 < fit.pt_range_gev[0] < fit.pt_range_gev[1]:
+            omitted[k] = (f"the fit gave coefficients {fit.coefficients.tolist()} over leading-jet pT "
+                          f"{list(fit.pt_range_gev)} GeV")
+        else:
+            pt_keys.append(k)
+    table = entry.to_json(pt_keys=pt_keys)
+    if "vs_leading_jet_pt" in table:
+        from hltrun.modules.working_point import parse_pt_cuts
+
+        try:
+            parse_pt_cuts(table["vs_leading_jet_pt"])  # what the scorer will check
+        except ValueError as exc:
+            omitted = {k: str(exc) for k in pt_keys}
+            table.pop("vs_leading_jet_pt")
+            pt_keys = []
+    rate_hz = args.input_rate_hz
+    if rate_hz is None:
+        from hltrun.tools.physics.card_run import plan_config
+
+        cfg, _ = plan_config(args.config, args.sets, args.model, args.background[0], 1, args.scorer)
+        rate_hz = float(cfg.options.inputRateHz)
+    from hltrun.tools.physics.eval_working_point import flatness
+
+    pt_rates: dict[str, Any] = {}
+    pt_flatness: dict[str, Any] = {}
+    for k in effs:
+        cuts = {"inclusive": entry.scalar[k]}
+        if k in pt_keys:
+            cuts["vs_leading_jet_pt"] = entry.fits[k].cuts_at(bkg.leading_pt)
+        pt_rates[k], pt_flatness[k] = {}, {}
+        for kind, cut in cuts.items():
+            pt_rates[k][kind] = [r.to_json() for r in binned_pass_rates(
+                bkg.event_score, bkg.weight, bkg.leading_pt, PT_EDGES_GEV, cut)]
+            # chi-square of the bins against one common rate (binomial errors at the pooled rate)
+            pt_flatness[k][kind] = flatness(bkg.event_score, bkg.weight, bkg.leading_pt, PT_EDGES_GEV, cut)["chi2"]
+    sig_rows = {}
+    for f, s in signals:
+        row: dict[str, Any] = {"events": s.n_events, "gen_weight": s.has_gen_weight, "accounting": s.accounting}
+        for k in effs:
+            row[k] = pass_rate(s.event_score, s.weight, entry.scalar[k]).to_json()
+            row[f"jet_{k}"] = pass_rate(s.jet_score, s.jet_weight, entry.scalar[f"jet_{k}"]).to_json()
+            if k in pt_keys:
+                row[f"vs_leading_jet_pt_{k}"] = pass_rate(s.event_score, s.weight,
+                                                          entry.fits[k].cuts_at(s.leading_pt)).to_json()
+        sig_rows[str(f)] = row
+    w = bkg.weight
+    return {
+        "model": args.model, "effs": effs, "entry": entry, "table": table, "pt_keys": pt_keys, "omitted": omitted,
+        "plan": plan, "background": bkg, "signals": signals, "signal_rows": sig_rows, "pt_rates": pt_rates,
+        "pt_flatness": pt_flatness, "pt_edges_gev": list(PT_EDGES_GEV), "input_rate_hz": rate_hz,
+        "bkg_summary": {"files": [str(f) for f in args.background], "events": bkg.n_events,
+                        "jets": int(len(bkg.jet_score)), "gen_weight": bkg.has_gen_weight,
+                        "weight_branch": args.weight_branch, "sum_weights": float(w.sum()),
+                        "n_effective": effective_n(w), "accounting": bkg.accounting},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``hltcard`` (module docstring: exit codes)."""
+    from hltrun.framework.errors import HltError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    log = logging.getLogger("hltrun")
+    log.setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    if args.debug and not log.handlers:  # the path's own log lines, as hltrun --debug prints them
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("hltrun: %(message)s"))
+        log.addHandler(handler)
+    try:
+        if args.max_events is not None and args.max_events < 1:
+            raise CardRefused(f"--max-events {args.max_events}: expected at least 1")
+        if args.input_rate_hz is not None and not (args.input_rate_hz > 0 and np.isfinite(args.input_rate_hz)):
+            raise CardRefused(f"--input-rate-hz {args.input_rate_hz}: expected a positive number")
+        for e in args.bkg_eff:
+            _eff_checked(e)
+        if not args.model.is_file():
+            raise CardRefused(f"{args.model}: no such model file")
+        from hltrun.tools.physics.card_run import ScoringFailed
+        from hltrun.tools.physics.card_write import summary_lines, write_card
+
+        try:
+            result = compute(args)
+        except ScoringFailed as exc:
+            raise _Failed(str(exc), 4) from exc
+        out_dir = args.out_dir if args.out_dir is not None else args.model.resolve().parent
+        written = write_card(result, out_dir, not args.no_plots, _command(argv))
+    except CardRefused as exc:
+        return _fail(str(exc), EXIT_CUTS, args.debug)
+    except _Failed as exc:
+        return _fail(str(exc), exc.code, args.debug)
+    except HltError as exc:
+        return _fail(str(exc), exc.exit_code, args.debug)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, args.debug)
+    except Exception as exc:  # a bug: still one line unless --debug
+        if args.debug:
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1, False)
+    for line in summary_lines(result):
+        print(line)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _eff_checked(text: str) -> float:
+    try:
+        return _eff(text)
+    except argparse.ArgumentTypeError as exc:
+        raise CardRefused(f"--bkg-eff {text}: {exc}") from None
+
+
+def _fail(message: str, code: int, debug: bool) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    sys.stderr.write(f"hltcard: error: {message}\n")
+    return code
+
+
+def _command(argv: list[str] | None) -> str:
+    import shlex
+
+    return "hltcard " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -267,7 +267,7 @@ def test_sample_without_the_jet_branches(model_dir, tmp_path, capsys):
 def test_model_that_cannot_run(tmp_path, capsys):
     model = pt_sum_model(tmp_path / "narrow.onnx", "n50")
     assert hltcard([str(model), "--background", str(QCD), "--max-events", "100", *ORT]) == 4
-    assert "takes input of shape (N, 50, 3)" in _one_line(capsys)
+    assert "of shape (N, 50, 3); hltrun feeds its shipped input" in _one_line(capsys)
     assert hltcard([str(tmp_path / "absent.onnx"), "--background", str(QCD)]) == 2
     assert _one_line(capsys) == f"hltcard: error: {tmp_path / 'absent.onnx'}: no such model file"
 

@@ -561,7 +561,9 @@ def _run(args: argparse.Namespace) -> int:
                       f"{best['input_rate_hz']:,.0f} Hz (options.inputRateHz); * best engine", "",
                       table_text(done, list(args.batches), best["engine"]), "",
                       *[f"not run: {s['engine']}: {s['reason']}" for s in doc["skipped"]],
-                      *[f"note: {n}" for n in notes], "", f"hltrun, same figures: {best['hltrun_command']}"])
+                      *[f"note: {n}" for n in notes], "",
+                      f"the best engine's path run as an hltrun command (the figures above are its report's, "
+                      f"{best['report_dir']}/hltrun.json):", f"  {best['hltrun_command']}"])
     doc["machine"] = {**runner.machine(), "load_before": load_before}
     write_files(args.out_dir, doc, text + "\n" + line)
     print(text)

@@ -288,6 +288,8 @@ def path_run(plan: Plan, engine: str) -> dict[str, Any]:
     started = time.perf_counter()
     outcome = execute(cfg, report_dir, started, progress=False)
     summary = outcome.result.summary
+    if isinstance(outcome.cause, KeyboardInterrupt):  # Ctrl-C or SIGTERM stops the verdict, not one engine
+        raise outcome.cause
     if outcome.code:
         raise ModuleError(summary.failure or str(outcome.cause))
     services = report_services(cfg, outcome.result)
@@ -471,10 +473,16 @@ CRITERION = ("Criterion: the best engine is the one whose scorer costs least per
 def run(args: argparse.Namespace) -> int:
     """Run the verdict; 0 when it ran (fits or not), 2/4 with one line for bad input."""
     from hltrun.framework.cli import _setup_logging
+    from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries
 
     _setup_logging(quiet=not args.debug, debug=args.debug)  # hltrun's warnings as the hltrun command prints them
     try:
-        return _run(args)
+        with handle_signals():  # SIGTERM / SIGHUP stop it like Ctrl-C, as they stop hltrun
+            return _run(args)
+    except KeyboardInterrupt as exc:
+        remove_temporaries()
+        print(f"hltbench verdict: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return exit_code_of(exc)
     except (HltError, VerdictError, runner.BenchError) as exc:
         if args.debug:
             traceback.print_exc()

@@ -187,6 +187,27 @@ def test_a_single_output_named_output_without_kl(tmp_path: Path, capsys: pytest.
     assert f"exceeds the 0.001 ms budget by {fmt_ms(r['real_per_event_ms'] - 0.001)} ms" in doc["verdict"]["line"]
 
 
+def test_outputs_mapped_by_set_reach_the_path_and_the_sweep(tmp_path: Path) -> None:
+    """Two outputs, none named ``score``: one ``--set`` mapping serves the path run and the engine-alone
+    sweep alike (without it the sweep could not find the score and would say so in a note)."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["recon_err"], keepdims=0),
+         helper.make_node("Neg", ["recon_err"], ["kl_div"])], "two_outputs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 100, 3])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"]) for n in ("recon_err", "kl_div")],
+        [helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    rc = hltbench(["verdict", str(tmp_path / "two.onnx"), "--engines", "onnxruntime", "--events", "50",
+                   "--batches", "2", "--min-time", "0.01", "--set", "modules.vae.outputs={score: recon_err, kl: kl_div}",
+                   "--out-dir", str(tmp_path / "out")])
+    doc = json.loads((tmp_path / "out" / "verdict.json").read_text())
+    assert rc == 0 and doc["engines"][0]["us_per_jet"]["2"] > 0
+    assert not any("not measured" in n for n in doc["notes"])
+    assert "modules.vae.outputs={score: recon_err, kl: kl_div}" in doc["engines"][0]["hltrun_command"]
+
+
 def test_a_card_cut_is_used_with_no_note(tmp_path: Path) -> None:
     model = one_output_model(tmp_path / "carded.onnx")
     (tmp_path / "thresholds.json").write_text(json.dumps({"carded": {"bkg_eff_1e-2": 1e9}}))  # passes nothing

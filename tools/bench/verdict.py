@@ -303,8 +303,7 @@ def path_run(plan: Plan, engine: str) -> dict[str, Any]:
             "report_dir": str(report_dir), "passed": summary.events_passed,
             "entries_in_files": (summary.source or {}).get("entries_in_files"), **figures,
             "scorer_begin_job_rss_mb": scorer_mem["begin_job_rss_mb"] if scorer_mem else None,
-            "begin_job_s": summary.begin_job_s, "wall_s": time.perf_counter() - started,
-            "_results": results}
+            "begin_job_s": summary.begin_job_s, "wall_s": time.perf_counter() - started}
 
 
 def sweep(plan: Plan, engines: list[str], args: argparse.Namespace, cfg_outputs: Any) -> tuple[list[dict], list[str]]:
@@ -324,8 +323,12 @@ def sweep(plan: Plan, engines: list[str], args: argparse.Namespace, cfg_outputs:
         spec = sweep_spec(engine)
         progress(f"{engine}: µs per jet at batch {' '.join(map(str, args.batches))} ({spec}, hltbench backends' timing)")
         got = Collected()
-        with contextlib.redirect_stdout(sys.stderr):  # its progress line; stdout keeps the table
-            measure_config(ns, plan.model.stem, spec, 1, x_all, got)
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # its progress line; stdout keeps the table
+                measure_config(ns, plan.model.stem, spec, 1, x_all, got)
+        except HltError as exc:  # a failed call in the sweep: the path figures stand
+            got.skipped.append({"reason": str(exc)})
+            got.rows = []
         if got.skipped:
             notes.append(f"µs per jet not measured on {engine}: {got.skipped[0]['reason']}")
         cells += [{**c, "engine": engine, "spec": spec} for c in got.rows]
@@ -540,7 +543,6 @@ def _run(args: argparse.Namespace) -> int:
     cells, sweep_notes = sweep(plan, [r["engine"] for r in done], args, outputs)
     for r in done:
         r["us_per_jet"] = {c["batch"]: c["us_per_jet"] for c in cells if c["engine"] == r["engine"]}
-        r.pop("_results")
     best = min(done, key=lambda r: r["scorer_real_per_event_ms"])
     line = verdict_line(plan.model.stem, best)
     partial = best["entries_in_files"] and best["events"] < best["entries_in_files"]

@@ -1,0 +1,581 @@
+"""hltbench verdict: one command from a model file to a verdict — does the model fit the HLT per-event
+budget, and what does it cost per event, on every engine of this machine.
+
+    hltbench verdict mymodel.onnx                      # the shipped path on data/qcd_dijet.root
+
+For each engine that can run the model here (its package installed, its device present, a model file it
+reads: .onnx for onnxruntime, iree, jax and tensorrt; a sibling .keras for tensorflow):
+
+1. the real path, in this process, through hltrun's own code: ``framework.config.load`` of the path
+   configuration with the overrides printed as ``hltrun_command`` (the model, ``backend=<engine>``, the
+   sample), ``framework.executors.execute`` and ``report_services``, as the ``hltrun`` command runs it.
+   hltrun's report writer puts that job's report folder (hltrun.json, report.html, ...) into
+   OUT/path-<engine>/. Every path figure of the verdict is read from that job's results object
+   (services.Timing: ``budget`` and ``farm`` blocks; services.Memory: peak RSS), the object hltrun.json
+   is written from; nothing is recomputed. Warm-up and compilation (IREE, JAX) happen at begin_job and
+   are in no per-event time.
+2. µs per jet against batch size: the engine alone on real jets of the sample, timed by ``hltbench
+   backends``' own code (``measure_config``: lowest of 3 medians per batch size, its engine options).
+
+Budget: the path configuration's ``options.budgetMs`` (configs/path.yaml: 100 ms; ``--budget-ms`` sets
+it), the number the BudgetReport and the FarmReport already use; cores at ``options.inputRateHz``
+(``--input-rate-hz``) are the FarmReport's (``farm.cores_real``: input rate x mean real time per event).
+
+Verdict criterion: the best engine is the one whose scorer costs least per event on the path (the
+FarmReport's anomaly-detection line, ``farm.highlight``: the engine is all that differs between the runs,
+while the source's time varies from run to run); the model **fits** when that job's own BudgetReport says it fits (hltrun.json ``budget.fits``): the path's
+mean real time per event, the source's amortised bulk I/O included, is at most the budget. The line
+gives that time, its share of the budget (``budget.mean_share_of_budget``), the scorer's own share
+(``farm.highlight``), the headroom or the excess, and the cores at the input rate.
+
+Threshold: a model with no cut in a thresholds.json beside it runs with a permissive cut
+(``modules.<filter>.threshold=-1.0e+30``: every event with a scored jet passes) and the output says so;
+the cut does not change the scorer's cost, but the output module then writes every event (an upper
+bound on its time). ``--set modules.anomalyFilter.threshold=X`` gives a real cut.
+
+Output: a table per engine on stdout, ending with one ``verdict:`` line; verdict.json, verdict.csv and
+a self-contained verdict.html (plots inline) in --out-dir, written atomically as one set. Bad input
+(missing model or sample, a model hltrun cannot feed, no engine able to run it) is one line naming the
+culprit and exit 2 (configuration, files) or 4 (the model, on every engine); --debug adds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import json
+import logging
+import shlex
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hltrun.framework.errors import ConfigError, HltError
+from hltrun.tools.bench import runner
+from hltrun.tools.catalogue import sample_path
+
+PERMISSIVE_THRESHOLD = "-1.0e+30"  # (YAML 1.1 reads a float only with the dot and the sign); every event with a scored jet passes: the scorer's cost does not depend on the cut
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+ORDER = ("onnxruntime", "iree", "jax", "tensorrt", "tensorflow")  # lighter libraries first (shared RSS)
+# engine -> the hltbench backends configuration that times it alone (its SPECS key)
+SWEEP_SPEC = {"onnxruntime": "ort-fp32", "iree": "iree", "jax": "jax-cpu", "tensorrt": "trt-fp32",
+              "tensorflow": "tf-function"}
+# the verdict's path figures -> where they are in the job's results (hltrun.json: services.<name>.<keys>)
+FIGURES: dict[str, tuple[str, ...]] = {
+    "events": ("Timing", "events"),
+    "budget_ms": ("Timing", "budget", "budget_ms"),
+    "input_rate_hz": ("Timing", "farm", "input_rate_hz"),
+    "real_per_event_ms": ("Timing", "farm", "real_per_event_ms"),
+    "cpu_per_event_ms": ("Timing", "farm", "cpu_per_event_ms"),
+    "share_of_budget": ("Timing", "budget", "mean_share_of_budget"),
+    "fits": ("Timing", "budget", "fits"),
+    "event_p99_ms": ("Timing", "event", "real", "p99"),
+    "over_budget_events": ("Timing", "budget", "over_budget_events"),
+    "cores_real": ("Timing", "farm", "cores_real"),
+    "cores_cpu": ("Timing", "farm", "cores_cpu"),
+    "cores_throughput": ("Timing", "farm", "throughput", "cores"),
+    "scorer_labels": ("Timing", "farm", "highlight", "labels"),
+    "scorer_real_per_event_ms": ("Timing", "farm", "highlight", "real_per_event_ms"),
+    "scorer_share_of_budget": ("Timing", "farm", "highlight", "share_of_budget"),
+    "scorer_share_of_event": ("Timing", "farm", "highlight", "share_of_event"),
+    "scorer_cores": ("Timing", "farm", "highlight", "cores"),
+    "peak_rss_mb": ("Memory", "peak_rss_mb"),
+}
+log = logging.getLogger("hltrun")
+
+
+class VerdictError(Exception):
+    """A user error the verdict stops on: one line, ``code`` 2 (configuration, files) or 4 (the model)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``hltbench verdict`` options."""
+    p.add_argument("model", help="the model file (.onnx; .keras for tensorflow), or a shipped model name (conv_vae)")
+    p.add_argument("--sample", nargs="+", type=Path, default=None,
+                   help="ROOT files the path reads (default: the shipped data/qcd_dijet.root)")
+    p.add_argument("--config", default=None, help="the path configuration (default: the shipped configs/path.yaml)")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="hltrun overrides for every engine's run, e.g. modules.anomalyFilter.threshold=900 "
+                        "or 'modules.vae.outputs={score: recon_err}'")
+    p.add_argument("--engines", nargs="+", default=None,
+                   help=f"engines to judge (default: every one that can run this model here, of {', '.join(ORDER)})")
+    p.add_argument("--events", type=int, default=None, help="events of the sample (default: all)")
+    p.add_argument("--batches", nargs="+", type=int, default=list(BATCHES), help="batch sizes of the µs-per-jet sweep")
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds timed per (engine, batch) cell of the sweep")
+    p.add_argument("--input-rate-hz", type=float, default=None,
+                   help="input rate for the cores (default: the configuration's options.inputRateHz)")
+    p.add_argument("--budget-ms", type=float, default=None,
+                   help="per-event budget (default: the configuration's options.budgetMs, 100 ms in configs/path.yaml)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="where verdict.json/.csv/.html and each engine's hltrun report go (default: ./verdict-<model stem>)")
+    p.add_argument("--debug", action="store_true", help="tracebacks and hltrun's debug messages")
+
+
+def progress(line: str) -> None:
+    print(f"hltbench verdict: {line}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------- what runs
+@dataclass
+class Plan:
+    """What the verdict runs: the model, the sample, the configuration, its overrides, the engines."""
+
+    model: Path
+    samples: list[Path]
+    config: Path
+    scorer: str
+    overrides: list[str]
+    engines: list[str]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    max_events: int | None = None
+    out_dir: Path = Path(".")
+    output_files: dict[str, str] = field(default_factory=dict)  # output-module label -> file name
+
+    def engine_overrides(self, engine: str) -> list[str]:
+        """The overrides of one engine's path run: the common ones, its output file(s) in its own folder
+        (not the working directory), and the engine last."""
+        files = [f"modules.{label}.file={self.out_dir / f'path-{engine}' / name}"
+                 for label, name in self.output_files.items()]
+        return [*self.overrides, *files, f"modules.{self.scorer}.backend={engine}"]
+
+    def hltrun_args(self, engine: str) -> list[str]:
+        """The ``hltrun`` command line of one engine's path run (without its report folder)."""
+        return [str(self.config), *self.engine_overrides(engine),
+                *(["-n", str(self.max_events)] if self.max_events is not None else [])]
+
+
+def resolve_model(name: str) -> Path:
+    from hltrun.tools.bench.profile_onnx import model_file
+
+    model = model_file(name)
+    if not model.is_file():
+        raise VerdictError(f"model file {model} not found" if not model.exists() else f"model {model} is not a file")
+    if model.suffix not in (".onnx", ".keras"):
+        raise VerdictError(f"model {model}: hltrun reads .onnx (onnxruntime, iree, jax, tensorrt) or .keras "
+                           f"(tensorflow) files, not {model.suffix or 'a file without a suffix'}")
+    return model.resolve()
+
+
+def labels_of(config: Path, sets: list[str]) -> tuple[str, list[str], list[str], dict[str, Any]]:
+    """(the scorer's label, filter labels, output-module labels, the raw configuration) from the
+    configuration as overridden; the type rule is the Timing service's highlight rule (a *Scorer producer)."""
+    from hltrun.framework.config import apply_overrides, read_yaml
+
+    data = read_yaml(config)
+    if sets:
+        data = apply_overrides(data, sets)
+    modules = data.get("modules") or {}
+    kinds = {label: str((m or {}).get("type", "")) for label, m in modules.items() if isinstance(m, dict)}
+    scorers = [label for label, t in kinds.items() if "Scorer" in t]
+    if len(scorers) != 1:
+        raise VerdictError(f"{config}: the verdict needs one scorer module (a *Scorer type) to put the model in; "
+                           f"found {scorers or 'none'}")
+    return (scorers[0], [label for label, t in kinds.items() if t == "AnomalyScoreFilter"],
+            [label for label, t in kinds.items() if t == "RootOutputModule"], data)
+
+
+def candidate_engines(model: Path, asked: list[str] | None) -> tuple[list[str], list[dict[str, str]]]:
+    """(engines to run, engines skipped with the reason): installed, device present, a model file it reads."""
+    from hltrun.modules.inference import backend_class, backend_names
+    from hltrun.tools.bench.backends import unavailable
+
+    known = [n for n in backend_names() if n != "auto"]
+    for name in asked or []:
+        if name not in known:
+            raise VerdictError(f"--engines: unknown engine {name!r}; installed: {', '.join(known)}")
+    names = asked or [n for n in ORDER if n in known] + [n for n in known if n not in ORDER]
+    run, skipped = [], []
+    for name in names:
+        suffix = backend_class(name).model_suffixes[0]
+        reason = None
+        if model.suffix != suffix and not model.with_suffix(suffix).is_file():
+            reason = f"reads {suffix} files and {model.with_suffix(suffix).name} is not beside the model"
+        elif name in SWEEP_SPEC:
+            reason = unavailable(sweep_spec(name))
+        if reason:
+            skipped.append({"engine": name, "reason": reason})
+        else:
+            run.append(name)
+    return run, skipped
+
+
+def sweep_spec(engine: str) -> str:
+    """The hltbench backends configuration for the engine alone (jax: its GPU one where JAX sees a GPU)."""
+    if engine == "jax":
+        from hltrun.modules.inference.accelerator import jax_gpu_status
+
+        return "jax-gpu" if jax_gpu_status().usable else "jax-cpu"
+    return SWEEP_SPEC[engine]
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Check every input before anything runs; settle the overrides (and the threshold) once."""
+    from hltrun.framework.config import find_config, load
+
+    model = resolve_model(args.model)
+    samples = [Path(s) for s in (args.sample or [sample_path("qcd_dijet")])]
+    for s in samples:
+        if not s.is_file():
+            raise VerdictError(f"--sample: {s} not found" if not s.exists() else f"--sample: {s} is not a file")
+    samples = [s.resolve() for s in samples]
+    config = find_config(args.config or runner.path_config())
+    if args.events is not None and args.events < 1:
+        raise VerdictError(f"--events must be at least 1 (got {args.events})")
+    if not args.batches or min(args.batches) < 1:
+        raise VerdictError(f"--batches must be positive jet counts (got {args.batches})")
+    scorer, filters, outputs, data = labels_of(config, list(args.sets))
+    given = {s.partition("=")[0] for s in args.sets}
+    overrides = [f"source.files={json.dumps([str(s) for s in samples])}", f"modules.{scorer}.model={model}"]
+    if args.budget_ms is not None:
+        overrides.append(f"options.budgetMs={args.budget_ms}")
+    if args.input_rate_hz is not None:
+        overrides.append(f"options.inputRateHz={args.input_rate_hz}")
+    services = data.get("services") or {}
+    overrides += [f"services.{name}={{}}" for name in ("Timing", "Memory") if name not in services]
+    # the output file goes with the verdict, not into the working directory
+    output_files = {label: Path(str((data["modules"][label] or {}).get("file", f"{label}.root"))).name
+                    for label in outputs if f"modules.{label}.file" not in given}
+    overrides += list(args.sets)
+    engines, skipped = candidate_engines(model, args.engines)
+    plan = Plan(model, samples, config, scorer, overrides, engines, skipped, max_events=args.events,
+                out_dir=args.out_dir.resolve(), output_files=output_files)
+    if not engines:
+        return plan
+    try:  # the configuration's own checks, once (the filter's threshold lookup among them)
+        load(config, plan.engine_overrides(engines[0]), args.events)
+    except ConfigError as exc:
+        lacking = [f for f in filters if f"modules.{f}.threshold" not in given
+                   and (data["modules"][f] or {}).get("threshold") is None]
+        if "no threshold given" not in str(exc) or not lacking:
+            raise
+        plan.overrides += [f"modules.{f}.threshold={PERMISSIVE_THRESHOLD}" for f in lacking]
+        plan.notes.append(
+            f"no cut for {model.stem} in {model.parent / 'thresholds.json'}: ran with "
+            + ", ".join(f"modules.{f}.threshold={PERMISSIVE_THRESHOLD}" for f in lacking)
+            + " (every event with a scored jet passes). The cut does not change the scorer's cost; the output "
+              "module then writes every event, so its time is an upper bound. Give a real cut with "
+              "--set modules.<filter>.threshold=X")
+    return plan
+
+
+def dig(results: dict[str, Any], where: tuple[str, ...]) -> Any:
+    value: Any = results
+    for key in where:
+        value = value[key]
+    return value
+
+
+def path_run(plan: Plan, engine: str) -> dict[str, Any]:
+    """One engine's path run with hltrun's own code; its figures read from the job's results object, its
+    report folder written by hltrun's report writer. A ModuleError (the engine cannot run the model)
+    propagates; a job that fails on its events becomes a ModuleError with the job's own line."""
+    from hltrun.framework.config import load
+    from hltrun.framework.errors import ModuleError
+    from hltrun.framework.executors import execute, report_services
+    from hltrun.framework.report import write_report_files
+
+    argv = plan.hltrun_args(engine)
+    report_dir = plan.out_dir / f"path-{engine}"
+    cfg = load(plan.config, plan.engine_overrides(engine), plan.max_events)
+    started = time.perf_counter()
+    outcome = execute(cfg, report_dir, started, progress=False)
+    summary = outcome.result.summary
+    if isinstance(outcome.cause, KeyboardInterrupt):  # Ctrl-C or SIGTERM stops the verdict, not one engine
+        raise outcome.cause
+    if outcome.code:
+        raise ModuleError(summary.failure or str(outcome.cause))
+    services = report_services(cfg, outcome.result)
+    by_name = {s.name: s for s in services}
+    results = {"Timing": by_name["Timing"].result(summary), "Memory": by_name["Memory"].results()}
+    write_report_files(report_dir, summary, services)  # hltrun.json from these same objects
+    figures = {name: dig(results, where) for name, where in FIGURES.items()}
+    scorer_mem = next((m for m in results["Memory"]["modules"] if m["label"] == plan.scorer), None)
+    return {"engine": engine, "status": "ok",
+            "hltrun_command": "hltrun " + shlex.join([*argv, "--report-dir", str(report_dir)]),
+            "report_dir": str(report_dir), "passed": summary.events_passed,
+            "entries_in_files": (summary.source or {}).get("entries_in_files"), **figures,
+            "scorer_begin_job_rss_mb": scorer_mem["begin_job_rss_mb"] if scorer_mem else None,
+            "begin_job_s": summary.begin_job_s, "wall_s": time.perf_counter() - started}
+
+
+def sweep(plan: Plan, engines: list[str], args: argparse.Namespace, cfg_outputs: Any) -> tuple[list[dict], list[str]]:
+    """µs per jet against batch size per engine, with ``hltbench backends``' timing code (cells in its format)."""
+    from hltrun.tools.bench.backends import Collected, load_sample, measure_config
+
+    notes = []
+    try:
+        x_all = load_sample(plan.samples[0], max(args.batches))
+    except Exception as exc:  # noqa: BLE001 - a sample the shipped reader cannot read: the path figures stand
+        return [], [f"µs per jet not measured: {plan.samples[0]} is not readable by the sweep's jet loader "
+                    f"({type(exc).__name__}: {exc})"]
+    ns = argparse.Namespace(models_dir=plan.model.parent, batch_sizes=list(args.batches), min_time=args.min_time,
+                            min_calls=3, mem_calls=3, mem_jets=0, mem_batch=max(args.batches), outputs=cfg_outputs)
+    cells = []
+    for engine in engines:
+        spec = sweep_spec(engine)
+        progress(f"{engine}: µs per jet at batch {' '.join(map(str, args.batches))} ({spec}, hltbench backends' timing)")
+        got = Collected()
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # its progress line; stdout keeps the table
+                measure_config(ns, plan.model.stem, spec, 1, x_all, got)
+        except HltError as exc:  # a failed call in the sweep: the path figures stand
+            got.skipped.append({"reason": str(exc)})
+            got.rows = []
+        if got.skipped:
+            notes.append(f"µs per jet not measured on {engine}: {got.skipped[0]['reason']}")
+        cells += [{**c, "engine": engine, "spec": spec} for c in got.rows]
+    return cells, notes
+
+
+# ---------------------------------------------------------------------- verdict
+def verdict_line(model: str, best: dict[str, Any]) -> str:
+    """The one line, from the best engine's job figures (the arithmetic is only the margin)."""
+    budget, t, share = best["budget_ms"], best["real_per_event_ms"], best["share_of_budget"]
+    cost = (f"{model} on {best['engine']} costs {fmt_ms(t)} ms/event on the path (scorer "
+            f"{fmt_ms(best['scorer_real_per_event_ms'])} ms/event, {fmt_ms(100 * best['scorer_share_of_budget'])} % "
+            f"of the budget)")
+    cores = f"{best['cores_real']:,.1f} cores at {best['input_rate_hz']:,.0f} Hz"
+    if best["fits"]:
+        return (f"verdict: fits — {cost}; the path takes {fmt_ms(100 * share)} % of the {budget:g} ms budget, "
+                f"{fmt_ms(budget - t)} ms to spare ({cores})")
+    return (f"verdict: does not fit — {cost}; the path exceeds the {budget:g} ms budget by {fmt_ms(t - budget)} ms "
+            f"({fmt_ms(100 * share)} % of it; {cores})")
+
+
+def fmt_ms(ms: float) -> str:
+    """Three significant figures, never in exponent form."""
+    if ms == 0:
+        return "0"
+    digits = max(0, 2 - int(f"{abs(ms):e}".split("e")[1]))
+    return f"{ms:,.{digits}f}"
+
+
+def table_text(done: list[dict[str, Any]], batches: list[int], best: str) -> str:
+    """Per engine: the path's figures (hltrun's own), then the engine alone, µs per jet against batch size."""
+    head = (f"{'engine':14s} {'path ms/ev':>10} {'% budget':>8} {'scorer ms/ev':>12} {'scorer %':>8} "
+            f"{'cores':>9} {'cores CPU':>9} {'peak RSS MB':>11} {'model MB':>8}")
+    lines = ["the real path (hltrun's TimeReport, BudgetReport, FarmReport, MemoryReport):", head]
+    for r in done:
+        model_mb = r["scorer_begin_job_rss_mb"]
+        lines.append(f"{r['engine'] + (' *' if r['engine'] == best else ''):14s} {r['real_per_event_ms']:>10.3f} "
+                     f"{100 * r['share_of_budget']:>8.3f} {r['scorer_real_per_event_ms']:>12.3f} "
+                     f"{100 * r['scorer_share_of_budget']:>8.3f} {r['cores_real']:>9,.1f} {r['cores_cpu']:>9,.1f} "
+                     f"{r['peak_rss_mb']:>11.1f} {model_mb if model_mb is not None else float('nan'):>8.1f}")
+    lines += ["", "the engine alone, µs per jet at batch size:",
+              f"{'engine':14s} " + " ".join(f"{b:>7}" for b in batches)]
+    for r in done:
+        us = r.get("us_per_jet", {})
+        lines.append(f"{r['engine']:14s} " + " ".join(f"{us[b]:>7.1f}" if b in us else f"{'-':>7}" for b in batches))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- files
+def csv_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = ["engine", "status", *FIGURES, "passed", "scorer_begin_job_rss_mb", "hltrun_command", "reason"]
+    rows = []
+    for r in doc["engines"] + [{"engine": s["engine"], "status": "skipped", "reason": s["reason"]} for s in doc["skipped"]]:
+        row = {k: (";".join(r[k]) if isinstance(r.get(k), list) else r.get(k, "")) for k in keys}
+        row.update({f"us_per_jet_b{b}": r.get("us_per_jet", {}).get(b, "") for b in doc["batches"]})
+        rows.append(row)
+    return rows
+
+
+def figure_html(doc: dict[str, Any]) -> str:
+    """µs per jet against batch size per engine, and the per-event time per engine against the budget,
+    as inline PNGs (framework/report/html.py's figure, style and img helpers; tools/bench/plots.py's series)."""
+    try:
+        from hltrun.framework.report.html import _figure, _style, img
+        from hltrun.tools.bench.plots import latency_series
+    except ImportError as exc:  # matplotlib is the 'cpu' extra
+        return f"<p>No plots: {html.escape(str(exc))}</p>"
+    cells = [{**c, "backend": c["engine"]} for c in doc["cells"]]
+    with _style():
+        fig = _figure(13, 4.8)
+        left, right = fig.subplots(1, 2)
+        for label, pts in latency_series(cells, doc["model_name"]).items():
+            left.plot([p[0] for p in pts], [p[2] for p in pts], "o-", label=label)
+        left.set(title="the engine alone: µs per jet vs batch size", xlabel="batch size (jets per call)",
+                 ylabel="µs per jet")
+        left.set_xscale("log", base=2)
+        left.set_yscale("log")
+        left.grid(True, which="both", alpha=0.3)
+        if left.get_legend_handles_labels()[0]:
+            left.legend()
+        engines = [r["engine"] for r in doc["engines"]]
+        y = list(range(len(engines)))[::-1]
+        right.barh([v + 0.2 for v in y], [r["real_per_event_ms"] for r in doc["engines"]], height=0.4,
+                   color="#1f77b4", label="path, mean real per event")
+        right.barh([v - 0.2 for v in y], [r["scorer_real_per_event_ms"] for r in doc["engines"]], height=0.4,
+                   color="#d62728", label="of it the scorer")
+        right.axvline(doc["budget_ms"], color="#2ca02c", lw=2.5, label=f"budget {doc['budget_ms']:g} ms")
+        right.set_yticks(y, engines)
+        right.set_xscale("log")
+        right.set(title="the real path: ms per event vs the budget", xlabel="ms per event")
+        right.grid(True, which="both", axis="x", alpha=0.3)
+        right.legend(loc="lower right")
+        return img(fig, "µs per jet vs batch size per engine; ms per event per engine against the budget")
+
+
+def render_html(doc: dict[str, Any], text: str) -> str:
+    from hltrun.framework.report.html import _page, table
+
+    good = doc["verdict"]["fits"]
+    facts = table(["", ""], [["model", doc["model"]], ["sample", ", ".join(doc["sample"])],
+                             ["events", doc["events"]], ["configuration", doc["config"]],
+                             ["budget per event [ms]", doc["budget_ms"]], ["input rate [Hz]", doc["input_rate_hz"]],
+                             ["machine", f"{doc['machine']['cpu']}, {doc['machine']['cores']} cores, load "
+                                         f"{doc['machine']['load']}"], ["hltrun commit", doc["machine"]["hltrun_commit"]],
+                             ["command", doc["command"]]], left=2)
+    rows = [[r["engine"], r["real_per_event_ms"], r["scorer_real_per_event_ms"], 100 * r["share_of_budget"],
+             100 * r["scorer_share_of_budget"], r["cores_real"], r["cores_cpu"], r["peak_rss_mb"],
+             *[r.get("us_per_jet", {}).get(b) for b in doc["batches"]]] for r in doc["engines"]]
+    engines = table(["engine", "path ms/event", "scorer ms/event", "% of budget", "scorer % of budget",
+                     f"cores at {doc['input_rate_hz']:,.0f} Hz", "cores (CPU time)", "peak RSS MB",
+                     *[f"µs/jet b={b}" for b in doc["batches"]]], rows,
+                    highlight=[r["engine"] == doc["best"] for r in doc["engines"]])
+    body = [f'<p class="verdict {"good" if good else "bad"}">{html.escape(doc["verdict"]["line"])}</p>',
+            f"<p>{html.escape(doc['criterion'])}</p>", facts, "<h2>Engines</h2>", engines, figure_html(doc)]
+    if doc["skipped"]:
+        body += ["<h2>Not run here</h2>", "<ul>" + "".join(
+            f"<li>{html.escape(s['engine'])}: {html.escape(s['reason'])}</li>" for s in doc["skipped"]) + "</ul>"]
+    body += ["<h2>Notes</h2>", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in doc["notes"]) + "</ul>",
+             "<h2>The same path with hltrun</h2>", "<pre>" + "\n".join(
+                 html.escape(r["hltrun_command"]) for r in doc["engines"]) + "</pre>",
+             "<h2>Text</h2>", f"<pre>{html.escape(text)}</pre>"]
+    return _page().substitute(process=html.escape(f"hltbench verdict — {doc['model_name']}"), body="\n".join(body))
+
+
+def write_files(out_dir: Path, doc: dict[str, Any], text: str) -> list[Path]:
+    """verdict.json, verdict.csv, verdict.html: written atomically, and as one set."""
+    from hltrun.framework.atomic import together, write_text
+
+    page = render_html(doc, text)  # before anything is staged: a plotting failure leaves no file behind
+    with together():
+        paths = [runner.write_json(out_dir / "verdict.json", doc, "verdict"),
+                 runner.write_csv(out_dir / "verdict.csv", csv_rows(doc), "verdict"),
+                 write_text(out_dir / "verdict.html", page, "hltbench verdict html")]
+    print(f"wrote {paths[-1]}")
+    return paths
+
+
+# ---------------------------------------------------------------------- the command
+CRITERION = ("Criterion: the best engine is the one whose scorer costs least per event on the path (FarmReport, "
+             "farm.highlight.real_per_event_ms: the engine is all that differs between the runs); the model fits when that job's own BudgetReport says so (hltrun.json budget.fits): the mean real time "
+             "per event of the whole path, the source's amortised bulk I/O included, is at most the budget "
+             "(options.budgetMs). Cores: the FarmReport's, input rate x mean real time per event.")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the verdict; 0 when it ran (fits or not), 2/4 with one line for bad input."""
+    from hltrun.framework.cli import _setup_logging
+    from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries
+
+    _setup_logging(quiet=not args.debug, debug=args.debug)  # hltrun's warnings as the hltrun command prints them
+    try:
+        with handle_signals():  # SIGTERM / SIGHUP stop it like Ctrl-C, as they stop hltrun
+            return _run(args)
+    except KeyboardInterrupt as exc:
+        remove_temporaries()
+        print(f"hltbench verdict: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return exit_code_of(exc)
+    except (HltError, VerdictError, runner.BenchError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        code = exc.exit_code if isinstance(exc, HltError) else getattr(exc, "code", 2)
+        print(f"hltbench verdict: {exc}", file=sys.stderr)
+        return code
+    except Exception as exc:  # a bug: one line unless --debug
+        if args.debug:
+            raise
+        print(f"hltbench verdict: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+              f"traceback)", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    from hltrun.framework.errors import ModuleError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as hltbench backends: TensorFlow's start-up chatter
+
+    t0 = time.perf_counter()
+    load_before = runner.loadavg()
+    args.out_dir = Path(args.out_dir or f"verdict-{Path(args.model).stem}")
+    plan = make_plan(args)
+    for s in plan.skipped:
+        progress(f"{s['engine']}: not run here ({s['reason']})")
+    if not plan.engines:
+        raise VerdictError(f"no engine can run {plan.model} here: "
+                           + "; ".join(f"{s['engine']}: {s['reason']}" for s in plan.skipped), 4)
+    done, failed = [], []
+    for i, engine in enumerate(plan.engines, 1):
+        progress(f"[{i}/{len(plan.engines)}] {engine}: the path on {', '.join(s.name for s in plan.samples)}"
+                 f"{f' ({plan.max_events} events)' if plan.max_events else ''} (warm-up and compilation at "
+                 f"begin_job, not charged) ...")
+        try:
+            r = path_run(plan, engine)
+        except ModuleError as exc:  # this engine cannot run the model; the others may
+            failed.append({"engine": engine, "reason": str(exc)})
+            progress(f"{engine}: failed: {exc}")
+            continue
+        done.append(r)
+        progress(f"{engine}: {r['real_per_event_ms']:.3f} ms/event on the path (scorer {r['scorer_real_per_event_ms']:.3f}), "
+                 f"{r['cores_real']:,.1f} cores at {r['input_rate_hz']:,.0f} Hz, peak RSS {r['peak_rss_mb']:.0f} MB "
+                 f"[{r['wall_s']:.1f} s, begin_job {r['begin_job_s']:.1f} s]")
+    if not done:
+        first = failed[0]["reason"]
+        same = all(f["reason"].split(":", 1)[-1] == first.split(":", 1)[-1] for f in failed)
+        raise VerdictError(f"no engine could run {plan.model}: {failed[0]['engine']}: {first}"
+                           + ("" if len(failed) == 1 else
+                              f" ({'the same on' if same else 'see above for'} {', '.join(f['engine'] for f in failed[1:])})"), 4)
+    from hltrun.framework.config import load
+
+    outputs = load(plan.config, plan.engine_overrides(done[0]["engine"]), plan.max_events).modules[plan.scorer].params.outputs
+    cells, sweep_notes = sweep(plan, [r["engine"] for r in done], args, outputs)
+    for r in done:
+        r["us_per_jet"] = {c["batch"]: c["us_per_jet"] for c in cells if c["engine"] == r["engine"]}
+    best = min(done, key=lambda r: r["scorer_real_per_event_ms"])
+    line = verdict_line(plan.model.stem, best)
+    partial = best["entries_in_files"] and best["events"] < best["entries_in_files"]
+    notes = plan.notes + sweep_notes + ([
+        f"{best['events']} of the sample's {best['entries_in_files']} events: the source's bulk I/O (file open, read "
+        f"and conversion, partly at begin_job) is spread over the events processed, so a short run carries more "
+        f"of it per event; judge on the whole sample (no --events)"] if partial else []) + [
+        "Per-event times and cores are hltrun's own (TimeReport, BudgetReport, FarmReport of each engine's path run: "
+        "OUT/path-<engine>/hltrun.json has the same numbers); warm-up and compilation happen at begin_job and are "
+        "not charged.",
+        "Peak RSS is the process's (MemoryReport): the engines run one after another in one process, so a later "
+        "engine's peak includes what earlier ones loaded; model MB (scorer_begin_job_rss_mb) is the scorer's RSS growth across its begin_job (model load, warm-up), the MemoryReport's.",
+        "µs per jet: the engine alone on real jets (hltbench backends' timing, its engine options, one thread).",
+        f"Measured on {runner.cpu_name()}, load average {load_before} before / {runner.loadavg()} after: other work "
+        "on the machine makes absolute times noisy; ratios between engines of one run are steadier."]
+    doc = {"model": str(plan.model), "model_name": plan.model.stem, "sample": [str(s) for s in plan.samples],
+           "events": best["events"], "config": str(plan.config), "overrides": plan.overrides,
+           "command": "hltbench " + shlex.join(getattr(args, "argv", [])),
+           "budget_ms": best["budget_ms"], "input_rate_hz": best["input_rate_hz"], "batches": list(args.batches),
+           "criterion": CRITERION, "figures_from": {k: "services." + ".".join(v) for k, v in FIGURES.items()},
+           "best": best["engine"], "verdict": {"fits": best["fits"], "line": line, "engine": best["engine"]},
+           "engines": done, "skipped": plan.skipped + failed, "notes": notes, "cells": cells,
+           "elapsed_s": time.perf_counter() - t0}
+    text = "\n".join([f"{plan.model.name} on {', '.join(s.name for s in plan.samples)} ({best['events']} events), "
+                      f"{plan.config.name}, budget {best['budget_ms']:g} ms (options.budgetMs), input rate "
+                      f"{best['input_rate_hz']:,.0f} Hz (options.inputRateHz); * best engine", "",
+                      table_text(done, list(args.batches), best["engine"]), "",
+                      *[f"not run: {s['engine']}: {s['reason']}" for s in doc["skipped"]],
+                      *[f"note: {n}" for n in notes], "",
+                      f"the best engine's path run as an hltrun command (the figures above are its report's, "
+                      f"{best['report_dir']}/hltrun.json):", f"  {best['hltrun_command']}"])
+    doc["machine"] = {**runner.machine(), "load_before": load_before}
+    write_files(args.out_dir, doc, text + "\n" + line)
+    print(text)
+    print(line)
+    return 0

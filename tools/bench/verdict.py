@@ -555,7 +555,7 @@ def _run(args: argparse.Namespace) -> int:
         "not charged.",
         "Peak RSS is the process's (MemoryReport): the engines run one after another in one process, so a later "
         "engine's peak includes what earlier ones loaded; model MB (scorer_begin_job_rss_mb) is the scorer's RSS growth across its begin_job (model load, warm-up), the MemoryReport's.",
-        "µs per jet: the engine alone on real jets (hltbench backends' timing, its engine options, one thread).",
+        "µs per jet: the engine alone on real jets for the shipped input, jet-like values for other declared inputs (hltbench backends' timing, its engine options, one thread).",
         f"Measured on {runner.cpu_name()}, load average {load_before} before / {runner.loadavg()} after: other work "
         "on the machine makes absolute times noisy; ratios between engines of one run are steadier."]
     doc = {"model": str(plan.model), "model_name": plan.model.stem, "sample": [str(s) for s in plan.samples],

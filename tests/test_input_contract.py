@@ -250,8 +250,6 @@ def test_contract_parsing_and_matching() -> None:
 def test_engine_timing_feeds_a_declared_several_input_model(tmp_path) -> None:
     """hltbench's per-jet timing (what the verdict prints) runs a several-input model on its declared
     inputs, not on the shipped (N, 100, 3) jets."""
-    import argparse
-
     from hltrun.tools.bench.backends import _batches
     from hltrun.modules.inference import BackendOptions, create_backend
 

@@ -264,9 +264,7 @@ class RootJetSource(Source):
         for spec in requested_specs(self._requests):
             jet.update(spec.inputs.jet_branches())
             cand.update(spec.inputs.constituent_branches())
-        b = self.params.branches
-        self._extra_jet = tuple(sorted(jet - {b.jet_pt, b.jet_eta, b.jet_phi, b.jet_mass}))
-        self._extra_cand = tuple(sorted(cand - {b.cand_pt, b.cand_eta, b.cand_phi}))
+        self._extra_jet, self._extra_cand = tuple(sorted(jet)), tuple(sorted(cand))  # a kinematic one is read once
         extra = [*self._extra_jet, *self._extra_cand]
         if not extra:
             return

@@ -315,3 +315,33 @@ def test_output_module_writes_the_source_jets(tmp_path, counts_file, write_confi
     cols = product_columns("source", jets)
     assert sorted(cols) == ["source_eta", "source_mass", "source_n_constituents", "source_phi", "source_pt"]
     assert same_bits(cols["source_pt"], jets.pt) and len(cols["source_pt"]) == len(jets)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_branch_features_follow_their_constituents_in_every_layout(tmp_path, layout):
+    """A declared feature read from a file branch (modules/contract.py) follows its constituent through
+    the layout's links, shuffles and sorting: reading the pT/eta branches again as features gives the
+    derived pt/eta column for column; jet branches likewise; also for a file the check kept whole."""
+    from hltrun.modules.contract import parse
+
+    writer, params = LAYOUTS[layout]
+    b = {"cand_pt": "FatJetPFCand_pt", "cand_eta": "FatJetPFCand_eta", **params.get("branches", {})}
+    contract = parse([{"name": "c", "features": ["pt", b["cand_pt"], "eta", b["cand_eta"], "mask"],
+                       "n_constituents": 40, "order": "pt"},
+                      {"name": "j", "kind": "jet", "features": ["pt", "FatJet_pt", "mass", "FatJet_mass"]}],
+                     "inputs", "config")
+    spec = InputSpec(3, 40, True, 0.0, contract)
+    path = writer(tmp_path / f"{layout}.root", make_events(80, seed=4))
+    for chunk_size in (17, 10_000):  # read chunk by chunk, and kept whole by the check
+        src, stream = read([path], _Job(spec), chunk_size=chunk_size, **params)
+        src.consumers_known()
+        stream = src.events(0, None)
+        n = rows = 0
+        for _, products in stream:
+            c, j = products[""].batch(spec).arrays
+            real = c[..., 4] == 1.0
+            assert np.array_equal(c[..., 0][real], c[..., 1][real]) and np.array_equal(c[..., 2][real], c[..., 3][real])
+            assert not c[~real].any()  # padding: every feature 0, the mask too
+            assert np.array_equal(j[:, 0], j[:, 1]) and np.array_equal(j[:, 2], j[:, 3])
+            n, rows = n + 1, rows + int(real.sum())
+        assert n == 80 and rows > 1000

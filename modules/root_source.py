@@ -44,6 +44,7 @@ from .read_ahead import ReadAhead
 from hltrun.framework.resources import glob_files
 
 log = logging.getLogger("hltrun")
+WEIGHT = "weight"  # the source's product instance holding the event weight (files with a weight branch)
 
 
 @dataclass
@@ -63,6 +64,9 @@ class JetBranches:
     cand_phi: str = "FatJetPFCand_phi"
     cand_jet_index: str = "FatJetPFCands_jetIdx"  # layout: jet_index
     cand_index: str | None = None  # layout: jet_index, indirection into the cand_* collection
+    # per-event weight (NanoAOD's generator weight), read from the files that have it (others: 1);
+    # put as the source's ``weight`` product: the TriggerRates service weights the rates by it
+    weight: str | None = "genWeight"
 
 
 @dataclass
@@ -108,7 +112,7 @@ class _Chunk:
     """
 
     __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "ids", "keys", "id_arrays", "_flat", "_order",
-                 "_max_constituents", "_inputs", "_padded", "_lock", "jet_branches", "cand_branches")
+                 "_max_constituents", "_inputs", "_padded", "_lock", "jet_branches", "cand_branches", "weights")
 
     def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, ids, keys, flat, order, max_constituents,
                  jet_branches=None, cand_branches=None) -> None:
@@ -128,6 +132,7 @@ class _Chunk:
         # constituent (flat, aligned with ``_flat``)
         self.jet_branches: dict[str, np.ndarray] = jet_branches or {}
         self.cand_branches: dict[str, np.ndarray] = cand_branches or {}
+        self.weights: list[float] | None = None  # per event, when the file has the weight branch
 
     def prepare(self, spec: InputSpec) -> ModelInputs:
         """The model inputs ``spec`` selects, for every event of the chunk (cached)."""
@@ -422,13 +427,20 @@ class RootJetSource(Source):
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                               f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
 
+    def _read_names(self, tree: Any, path: str) -> list[str]:
+        """The branches read from this file: the configured ones, and the weight where it has one."""
+        weight = self.params.branches.weight
+        if weight and weight in tree:
+            return [*self._branch_names(), weight]
+        return self._branch_names()
+
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         self._missing(tree, self._branch_names(), path)
         n = int(tree.num_entries)
         if n == 0:
             return 0
         head = min(n, 50)
-        names = self._branch_names()
+        names = self._read_names(tree, path)
         # the last entry of a branch whose first basket holds every entry was decompressed with the
         # head already: reading it again would decompress the whole basket a second time
         tail = [name for name in names if _first_basket_end(tree[name]) < n]
@@ -597,7 +609,8 @@ class RootJetSource(Source):
                         self._count["not_selected"] += 1
                         continue
                     self._count["read"] += 1
-                    yield chunk.ids[i], {"": chunk.event(i)}
+                    yield chunk.ids[i], ({"": chunk.event(i)} if chunk.weights is None
+                                         else {"": chunk.event(i), WEIGHT: chunk.weights[i]})
                 _count_lumis(lumis, chunk, used, _both(keep, selected, used))
                 chunk = None
         except SourceError as exc:
@@ -693,7 +706,7 @@ class RootJetSource(Source):
         pool, failed = self._pool(), True
         at = start  # the first entry of the chunk being read: a failure names that chunk, not the range
         try:
-            it = tree.iterate(self._branch_names(), step_size=self.params.chunk_size, entry_start=start,
+            it = tree.iterate(self._read_names(tree, path), step_size=self.params.chunk_size, entry_start=start,
                               entry_stop=stop, library="ak", report=True, decompression_executor=pool)
             while True:
                 before = pool.cpu_ns if pool is not None else 0
@@ -803,6 +816,8 @@ class RootJetSource(Source):
                            id_keys, self.params.max_constituents, requested_specs(self._requests), jet_extra,
                            cand_extra)
         chunk.id_arrays = id_arrays  # lumis counted and selections made per chunk with numpy
+        if b.weight and b.weight in arrays.fields:
+            chunk.weights = np.asarray(arrays[b.weight], dtype=np.float64).tolist()
         counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
         counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))
         return chunk

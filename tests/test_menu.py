@@ -132,3 +132,30 @@ def test_seed_counters_add_over_streams_and_the_report_draws_the_turn_on(tmp_pat
     assert summaries["hltPrePFHT1050"]["events"] == 300 and summaries["hltPrePFHT1050"]["prescale"] == "1"
     page = (tmp_path / "rep" / "report.html").read_text()
     assert 'alt="hltL1sSingleJet180 turn-on"' in page and 'alt="hltL1sHTT360 turn-on"' in page
+
+
+def test_rates_are_weighted_by_genweight_when_the_sample_has_it(tmp_path):
+    """A sample with a genWeight branch (NanoAOD's): every rate is input rate x accepted weight / total
+    weight, against an independent sum over the output's HLT_* bits; the files without it count 1."""
+    import awkward as ak
+
+    from hltrun.modules.rootio import write_nanoaod
+
+    with uproot.open(REPO / "data" / "qcd_dijet.root") as f:
+        a = f["Events"].arrays(entry_stop=300)
+    weights = np.random.default_rng(5).uniform(0.2, 3.0, len(a)).astype(np.float32)
+    sample = tmp_path / "weighted.root"
+    with uproot.recreate(sample) as f:
+        write_nanoaod(f, "Events", {
+            **{k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "event")}, "genWeight": weights,
+            "FatJet": ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")}),
+            "FatJetPFCand": ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})})
+    rates, bits = _menu_job(tmp_path, f"source.files=[{sample}]")
+    with uproot.open(tmp_path / "menu.root") as f:
+        order = f["Events"]["event"].array(library="np").astype(np.int64) - 1  # event numbers are 1..N
+    w = weights[order].astype(np.float64)
+    by_name = {p["name"]: p for p in rates["paths"]}
+    for path in PATHS:
+        assert by_name[path]["rate_hz"] == pytest.approx(1e5 * w[bits[path]].sum() / w.sum(), rel=1e-6)
+    unweighted = 1e5 * bits[PATHS[0]].sum() / len(w)
+    assert by_name[PATHS[0]]["rate_hz"] != pytest.approx(unweighted, rel=1e-3)  # the weights did matter

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..rates import LUMI_SECTION_S, MenuRates, Rate, TriggerPatterns, menu_rates, rates_per_lumi
+from ..config import SOURCE_LABEL
 from ..service import Service
+
+WEIGHT_TAG = f"{SOURCE_LABEL}:weight"  # the source's per-event weight, where its files carry one
 
 if TYPE_CHECKING:
     from ..signals import ActivityRegistry
@@ -52,8 +55,9 @@ class TriggerRates(Service):
             if results.get(path, False):
                 pattern |= bit
         eid = event.id
+        weight = event.get(WEIGHT_TAG) if event.has(WEIGHT_TAG) else 1.0  # a weighted sample's genWeight
         with self._lock:  # streams fire post_event from their own threads
-            self._patterns.record(eid.run, eid.luminosityBlock, pattern)
+            self._patterns.record(eid.run, eid.luminosityBlock, pattern, weight)
 
     # ------------------------------------------------------------------ distributed runs
     def snapshot(self) -> TriggerPatterns | None:

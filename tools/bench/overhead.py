@@ -86,15 +86,15 @@ def run(args: argparse.Namespace) -> int:
         import onnxruntime as ort
 
         ort.InferenceSession.run = _stand_in_run
-    from hltrun.modules.jets import InputSpec
+    from hltrun.modules.jets import InputSpec, requested_specs
 
     threshold = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]["bkg_eff_1e-2"]
     model = models_dir() / "conv_vae.onnx"
     reader = _process()
     reader.begin_job()
     items = list(reader.source.events(0, None))
-    spec = next(iter(reader.channels.requests["source"]))
-    assert spec == InputSpec(2, 100, True), spec  # the batcher's declared input: what the bare loop feeds
+    (spec,) = requested_specs(reader.channels.requests["source"])  # through the batcher: its consumers' inputs
+    assert spec == InputSpec(2, 100, True), spec  # the shipped input: what the bare loop feeds
     inputs = [products[""].model_input(spec)[0] for _, products in items]
     bare, path = [], []
     for _ in range(args.repeat):

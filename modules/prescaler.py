@@ -50,12 +50,28 @@ class HLTPrescalerParameters:
 
 class HLTPrescaler(Filter):
     """Keeps one event in N of those reaching it (``prescale``, resolved per job from the prescale
-    table and column); TrigReport counts it as any module."""
+    table and column); TrigReport counts it as any module.
+
+    ``PrescaleCounter``'s arithmetic, kept in a few plain attributes so that an event costs one
+    modulo: the accepted count is not incremented per event but computed from the events counted
+    (the events ``k`` with ``(k + offset) % N == 0``)."""
 
     Parameters = HLTPrescalerParameters
     produces = {}  # a decision only
     services = ("Prescales",)
     prescaler = True  # PrescaleService checks that every prescaled path has one
+
+    def __init__(self, label: str, params: HLTPrescalerParameters) -> None:
+        super().__init__(label, params)
+        self.path = ""
+        self._n = -1  # events counted; -1: none yet (the offset is set at the first)
+        self._offset = 0
+        self._set_factor(1 if params.prescale is None else params.prescale)
+
+    def _set_factor(self, factor: int) -> None:
+        self.factor = int(factor)
+        # an event passes when (n + offset) % mod == hit: never for a factor 0 (x % 1 is never 1)
+        self._mod, self._hit = (self.factor, 0) if self.factor else (1, 1)
 
     def begin_job(self, ctx: ModuleContext) -> None:
         """The factor of the one path this prescaler sits on, in the job's column (a number in the
@@ -66,16 +82,33 @@ class HLTPrescaler(Filter):
                               f"{paths or 'none'}")
         self.path = paths[0]
         if self.params.prescale is None:
-            self.counter = PrescaleCounter(ctx.service("Prescales").prescale(self.path), self.params.offset)
-
-    def __init__(self, label: str, params: HLTPrescalerParameters) -> None:
-        super().__init__(label, params)
-        self.counter = PrescaleCounter(1 if params.prescale is None else params.prescale, params.offset)
+            self._set_factor(ctx.service("Prescales").prescale(self.path))
 
     def filter(self, event: Event) -> bool:
-        return self.counter.accept(event.id.event)
+        n = self._n
+        if n < 0:
+            n = self._first(event.id.event)
+        self._n = n + 1
+        return (n + self._offset) % self._mod == self._hit
+
+    def _first(self, event_number: int) -> int:
+        """HLTPrescaler's offset, from the first event's number; the count starts at 0."""
+        if self.factor:
+            self._offset = ((event_number + self.params.offset) * PRESCALE_SEED) % self.factor
+        return 0
+
+    @property
+    def events(self) -> int:
+        return max(self._n, 0)
+
+    @property
+    def accepted(self) -> int:
+        """Events k in [0, events) with (k + offset) % factor == 0."""
+        if not self.factor:
+            return 0
+        o, n = self._offset, self.events
+        return (n + o - 1) // self.factor - (o - 1) // self.factor
 
     def summary(self) -> dict[str, object]:
         # the factor as text: integers in a summary are counters the framework adds over streams
-        return {"path": getattr(self, "path", ""), "prescale": str(self.counter.factor),
-                "events": self.counter.count, "accepted": self.counter.accepted}
+        return {"path": self.path, "prescale": str(self.factor), "events": self.events, "accepted": self.accepted}

@@ -490,3 +490,7 @@ def test_menu_rates_dask_equal_local(cluster, tmp_path):
     assert 0 < seed["fired:L1_SingleJet600"] < 400 and 0 < seed["fired:L1_HTT1300"] < 400
     for label in ("hltL1sSingleJet180", "hltL1sHTT360", "hltL1sJetOrHTT", "hltPrePFHT1050"):
         assert ds.module_summaries[label] == ls.module_summaries[label]
+    from hltrun.modules.root_output import read_process
+
+    # the assembled parts name the process as a local output does (hltdiff -O/-N)
+    assert read_process(tmp_path / "dask.root") == read_process(tmp_path / "local.root") == "HLTMENU"

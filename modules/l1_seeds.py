@@ -443,14 +443,13 @@ class L1SeedFilter(Filter):
     def filter(self, event: Event) -> bool:
         """A look-up in the chunk's decisions (computed when its first event comes)."""
         jets = event.get(self._src)
-        try:
-            chunk = jets._chunk
-        except AttributeError:  # not the source's JetCollection
+        try:  # the source's view: its chunk and position (JetCollection.view)
+            chunk, i = jets._chunk, jets._index
+        except AttributeError:  # another kind of collection
             chunk = None
         if chunk is not self._chunk:
             if chunk is None or not self._take(chunk):
                 return self._filter_one(event, jets)
-        i = jets._index
         if event.id is not self._ids[i]:  # not the source's event of that view: decide it on its own
             return self._filter_one(event, jets)
         accept = self._accept[i]

@@ -80,22 +80,31 @@ class StreamActivity:
 
 
 class Prescales:
-    """The job's prescale column, read-only: the factor of a path (CMSSW's
-    ``PrescaleService::getPrescale(pathName)``), 1 for every path when the job configures no
+    """The job's prescale table, read-only: the factor of a path in the default column (CMSSW's
+    ``PrescaleService::getPrescale(pathName)``), the column in force in a lumi section and a path's
+    factor in it (``getPrescale(set, pathName)``); 1 for every path when the job configures no
     ``PrescaleService`` (as HLTPrescaler without the service)."""
 
     name = "Prescales"
-    __slots__ = ("column", "_factors")
+    __slots__ = ("column", "_factors", "_table")
 
     def __init__(self, state: LoopState, config: "ProcessConfig") -> None:
         cfg = config.services.get("PrescaleService")
         table = cfg.params if cfg is not None else None
+        self._table = table
         self.column: str | None = table.lvl1DefaultLabel if table is not None else None
         self._factors: dict[str, int] = ({row.pathName: row.prescales[table.column(None)] for row in table.prescaleTable}
                                          if table is not None else {})
 
     def prescale(self, path: str) -> int:
         return self._factors.get(path, 1)
+
+    def column_at(self, run: int, lumi: int) -> int:
+        """The index of the column in force in (run, lumi) (the emulated L1 GT's; -1: no table)."""
+        return self._table.column_at(run, lumi) if self._table is not None else -1
+
+    def prescale_in(self, path: str, index: int) -> int:
+        return self._table.prescale_in(path, index) if self._table is not None else 1
 
 
 # what a module may ask for in ``Module.services`` (a name -> how the framework makes it, from the

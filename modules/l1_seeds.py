@@ -15,6 +15,16 @@ events are split over streams or Dask workers, and a rerun gives the same decisi
 Seeds are named in the configuration; a name of CMS's form (``L1_SingleJet180``, ``L1_HTT360``)
 defines itself, others are given explicitly. The filter accepts an event by an expression over seed
 names with ``AND``, ``OR``, ``NOT`` and parentheses, as ``L1SeedsLogicalExpression`` does.
+
+Cost: a seed is paid per event, so the decisions are made per *chunk* of the source, with numpy
+(``L1SeedFilter._take``, when a chunk's first event comes): the L1 objects of every event of the chunk at once, the smearing hashes in one
+tight loop (the one per-event Python left: BLAKE2b has no vectorised form), the expression over whole
+arrays. The event then costs a look-up. The chunk's decisions are shared by every seed module and
+stream of the process (``_SHARED``): a seed used by two modules (``L1_SingleJet180`` alone and in an
+``OR``) is smeared once. Decisions are bit for bit those of the per-event functions ``l1_value`` /
+``smear`` (kept as the reference, and used for events not from a source chunk): same float64
+comparisons, the same summation order as ``sum``, and any smeared value within 1e-9 of its threshold
+recomputed by ``smear`` itself (numpy's log/cos may differ from libm's in the last bits).
 """
 
 from __future__ import annotations
@@ -22,9 +32,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import sys
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
+import numpy as np
 
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
@@ -90,6 +104,101 @@ def smear(value: float, resolution: Resolution | None, key: bytes) -> float:
     return value * max(0.0, 1.0 + sigma * normal)
 
 
+# --------------------------------------------------------------------------- per chunk, with numpy
+_NORMAL_MAX = 9.5  # smear's Box-Muller normal: |n| <= sqrt(-2 ln(1 / 2**64)) = 9.42 (u1 >= 2**-64)
+_CLOSE = 1e-9  # smeared values this close (relative) to the threshold are recomputed by ``smear``
+_NEUMAIER_SUM = sys.version_info >= (3, 12)  # builtin sum() of floats is compensated from Python 3.12
+
+
+def _columns(offsets: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each jet rank k: (events with more than k jets, their k-th jet's position)."""
+    starts, counts = offsets[:-1], np.diff(offsets)
+    out = []
+    for k in range(int(counts.max()) if len(counts) else 0):
+        rows = np.flatnonzero(counts > k)
+        out.append((rows, starts[rows] + k))
+    return out
+
+
+def l1_values(seed: SeedDefinition, offsets: np.ndarray, pt: np.ndarray, eta: np.ndarray,
+              columns: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """``l1_value`` of every event of a chunk (jets of event i at ``offsets[i]:offsets[i+1]``), bit
+    for bit: float64 comparisons, and the HTT summed jet by jet in the events' order as ``sum`` does
+    (compensated as ``sum`` is from Python 3.12). Events with a non-finite jet pT are left to the
+    caller (``ChunkSeeds.per_event``)."""
+    pt = np.asarray(pt, dtype=np.float64)
+    eta = np.asarray(eta, dtype=np.float64)
+    n = len(offsets) - 1
+    inside = (-seed.eta_max < eta) & (eta < seed.eta_max)
+    if columns is None:
+        columns = _columns(offsets)
+    if seed.object == "single_jet":
+        best = np.full(n, -np.inf)
+        for rows, at in columns:
+            best[rows] = np.maximum(best[rows], np.where(inside[at], pt[at], -np.inf))
+        best[best == -np.inf] = 0.0  # no jet inside: max(..., default=0.0)
+        return best
+    terms = np.where(inside & (pt > seed.jet_pt_min), pt, 0.0)  # a zero term changes no sum
+    total = np.zeros(n)
+    comp = np.zeros(n)
+    for rows, at in columns:
+        f, x = total[rows], terms[at]
+        t = f + x
+        if _NEUMAIER_SUM:
+            comp[rows] += np.where(np.abs(f) >= np.abs(x), (f - t) + x, (x - t) + f)
+        total[rows] = t
+    if _NEUMAIER_SUM:
+        add = (comp != 0.0) & np.isfinite(comp)
+        total[add] += comp[add]
+    return total
+
+
+def _normals(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    """``smear``'s Box-Muller normal with numpy (whose log and cos may differ from libm's in the last bit)."""
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos((2.0 * math.pi) * u2)
+
+
+def smeared_fired(seed: SeedDefinition, resolution: Resolution | None, values: np.ndarray,
+                  prefixes: Sequence[bytes], name: bytes) -> np.ndarray:
+    """``smear(values[i], resolution, prefixes[i] + name) >= seed.threshold`` for every i, bit for bit. Events whose
+    decision no draw can change (the normal is bounded) are not hashed; the rest are hashed in one
+    loop and their normals computed with numpy, those that land within ``_CLOSE`` of the threshold by
+    ``smear`` itself."""
+    threshold = seed.threshold
+    fired = values >= threshold  # resolution None, or a value <= 0: smear returns it unchanged
+    if resolution is None:
+        return fired
+    pos = np.flatnonzero(values > 0.0)
+    v = values[pos]
+    sigma = np.hypot(resolution.stochastic / np.sqrt(v), resolution.constant)
+    sure_no = v * (1.0 + sigma * _NORMAL_MAX) < threshold * (1.0 - _CLOSE)
+    sure_yes = v * np.maximum(0.0, 1.0 - sigma * _NORMAL_MAX) > threshold * (1.0 + _CLOSE)
+    fired[pos[sure_no]] = False
+    fired[pos[sure_yes]] = True
+    draw = ~(sure_no | sure_yes)
+    need, v, sigma = pos[draw], v[draw], sigma[draw]
+    if not len(need):
+        return fired
+    blank = hashlib.blake2b(digest_size=16).copy
+    digests = []
+    append = digests.append
+    for i in need.tolist():  # the per-event part: ~0.3 us a hash
+        h = blank()
+        h.update(prefixes[i])
+        h.update(name)
+        append(h.digest())
+    words = np.frombuffer(b"".join(digests), dtype="<u8").reshape(-1, 2)
+    u1 = (words[:, 0].astype(np.float64) + 1.0) / (_TWO_64 + 1.0)
+    u2 = words[:, 1].astype(np.float64) / _TWO_64
+    normal = _normals(u1, u2)
+    smeared = v * np.maximum(0.0, 1.0 + sigma * normal)
+    got = smeared >= threshold
+    for j in np.flatnonzero(np.abs(smeared - threshold) <= _CLOSE * threshold).tolist():
+        got[j] = smear(float(values[need[j]]), resolution, prefixes[need[j]] + name) >= threshold
+    fired[need] = got
+    return fired
+
+
 # --------------------------------------------------------------------------- the logical expression
 Evaluator = Callable[[Callable[[str], bool]], bool]
 
@@ -98,9 +207,12 @@ class ExpressionError(ValueError):
     pass
 
 
-def parse_expression(text: str) -> tuple[Evaluator, list[str]]:
-    """Parse ``A OR (B AND NOT C)`` into an evaluator over a name -> bool lookup, and the names used.
-    Precedence as in CMSSW's logical expressions: NOT binds tightest, then AND, then OR."""
+Node = tuple  # ("name", seed) | ("not", node) | ("and", [nodes]) | ("or", [nodes])
+
+
+def parse_tree(text: str) -> tuple[Node, list[str]]:
+    """Parse ``A OR (B AND NOT C)`` into a tree and the names used. Precedence as in CMSSW's logical
+    expressions: NOT binds tightest, then AND, then OR."""
     tokens = _tokenize(text)
     names: list[str] = []
     pos = 0
@@ -113,7 +225,7 @@ def parse_expression(text: str) -> tuple[Evaluator, list[str]]:
         pos += 1
         return tokens[pos - 1]
 
-    def primary() -> Evaluator:
+    def primary() -> Node:
         token = peek()
         if token is None:
             raise ExpressionError(f"{text!r}: ends where a seed name or '(' was expected")
@@ -126,32 +238,61 @@ def parse_expression(text: str) -> tuple[Evaluator, list[str]]:
             return inner
         if token.upper() == "NOT":
             take()
-            operand = primary()
-            return lambda fired: not operand(fired)
+            return ("not", primary())
         if token == ")" or token.upper() in ("AND", "OR"):
             raise ExpressionError(f"{text!r}: unexpected {token!r}")
         take()
         names.append(token)
-        return lambda fired, name=token: fired(name)
+        return ("name", token)
 
-    def conjunction() -> Evaluator:
+    def conjunction() -> Node:
         terms = [primary()]
         while (peek() or "").upper() == "AND":
             take()
             terms.append(primary())
-        return terms[0] if len(terms) == 1 else (lambda fired: all(t(fired) for t in terms))
+        return terms[0] if len(terms) == 1 else ("and", terms)
 
-    def disjunction() -> Evaluator:
+    def disjunction() -> Node:
         terms = [conjunction()]
         while (peek() or "").upper() == "OR":
             take()
             terms.append(conjunction())
-        return terms[0] if len(terms) == 1 else (lambda fired: any(t(fired) for t in terms))
+        return terms[0] if len(terms) == 1 else ("or", terms)
 
-    evaluator = disjunction()
+    tree = disjunction()
     if peek() is not None:
         raise ExpressionError(f"{text!r}: unexpected {peek()!r}")
-    return evaluator, names
+    return tree, names
+
+
+def parse_expression(text: str) -> tuple[Evaluator, list[str]]:
+    """Parse ``A OR (B AND NOT C)`` into an evaluator over a name -> bool lookup, and the names used."""
+    tree, names = parse_tree(text)
+    return _scalar(tree), names
+
+
+def _scalar(node: Node) -> Evaluator:
+    kind, arg = node
+    if kind == "name":
+        return lambda fired, name=arg: fired(name)
+    if kind == "not":
+        operand = _scalar(arg)
+        return lambda fired: not operand(fired)
+    terms = [_scalar(t) for t in arg]
+    if kind == "and":
+        return lambda fired: all(t(fired) for t in terms)
+    return lambda fired: any(t(fired) for t in terms)
+
+
+def evaluate_arrays(node: Node, fired: dict[str, np.ndarray]) -> np.ndarray:
+    """The expression over whole arrays of seed decisions (one bool per event)."""
+    kind, arg = node
+    if kind == "name":
+        return fired[arg]
+    if kind == "not":
+        return ~evaluate_arrays(arg, fired)
+    values = [evaluate_arrays(t, fired) for t in arg]
+    return (np.logical_and if kind == "and" else np.logical_or).reduce(values)
 
 
 def _tokenize(text: str) -> list[str]:
@@ -183,6 +324,85 @@ class L1SeedParameters:
                              f"L1_SingleJet<GeV> / L1_HTT<GeV>")
 
 
+class ChunkSeeds:
+    """What every seed module shares about one source chunk: its events' hash prefixes, jet-rank
+    columns, turn-on bins, the events left to the per-event code (a non-finite jet pT), and each
+    seed's decisions, computed once (``_SharedChunks.fired``)."""
+
+    __slots__ = ("pt", "offsets", "eta", "ids", "prefixes", "columns", "edges", "per_event", "fired")
+
+    def __init__(self, chunk: Any) -> None:
+        self.pt = chunk.pt  # held: no later chunk can have this array, so it identifies the chunk
+        self.offsets = np.asarray(chunk.jet_offsets)
+        self.eta = chunk.eta
+        self.ids = chunk.ids
+        self.prefixes = _prefixes(getattr(chunk, "id_arrays", None), self.ids)  # decide()'s keys, less the seed name
+        self.columns = _columns(self.offsets)
+        pt = np.asarray(self.pt, dtype=np.float64)
+        finite = np.isfinite(pt)
+        self.per_event = np.zeros(len(self.offsets) - 1, dtype=bool)
+        lead = np.full(len(self.per_event), -np.inf)
+        for rows, at in self.columns:
+            self.per_event[rows] |= ~finite[at]
+            lead[rows] = np.maximum(lead[rows], np.where(finite[at], pt[at], -np.inf))
+        lead[lead == -np.inf] = 0.0  # no jet: bin "0", as filter() does
+        self.edges = (np.floor_divide(lead, float(TURN_ON_BIN_GEV)) * TURN_ON_BIN_GEV).astype(np.int64)
+        self.fired: dict[tuple, np.ndarray] = {}
+
+
+def _prefixes(id_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None, ids: Sequence[Any]) -> list[bytes]:
+    """``b"run:lumi:event:"`` of every event: formatted once per (run, lumi) stretch, then per event
+    number only."""
+    if id_arrays is None:
+        return [b"%d:%d:%d:" % (e.run, e.luminosityBlock, e.event) for e in ids]
+    run, lumi, evt = (np.asarray(a) for a in id_arrays)
+    bounds = [0, *(np.flatnonzero((np.diff(run) != 0) | (np.diff(lumi) != 0)) + 1).tolist(), len(run)]
+    numbers = evt.tolist()
+    out: list[bytes] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        form = b"%d:%d:" % (int(run[a]), int(lumi[a])) + b"%d:"
+        out.extend(map(form.__mod__, numbers[a:b]))
+    return out
+
+
+class _SharedChunks:
+    """The last few chunks' ``ChunkSeeds``, keyed by the chunk's identity, for every seed module and
+    stream of the process (one lock: a chunk's seeds are computed once, by whoever comes first)."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._chunks: OrderedDict[int, ChunkSeeds] = OrderedDict()
+
+    def fired(self, chunk: Any, seeds: dict[str, SeedDefinition], resolution: Resolution | None
+              ) -> tuple[ChunkSeeds, dict[str, np.ndarray]]:
+        with self._lock:
+            entry = self._chunks.get(id(chunk))
+            if entry is None or entry.pt is not chunk.pt:  # a freed chunk's id, reused
+                entry = self._chunks[id(chunk)] = ChunkSeeds(chunk)
+                while len(self._chunks) > self.KEEP:
+                    self._chunks.popitem(last=False)
+            res = None if resolution is None else (resolution.stochastic, resolution.constant)
+            out = {}
+            for name, seed in seeds.items():
+                key = (name, seed.object, seed.threshold, seed.eta_max, seed.jet_pt_min, res)
+                got = entry.fired.get(key)
+                if got is None:
+                    values = l1_values(seed, entry.offsets, entry.pt, entry.eta, entry.columns)
+                    got = entry.fired[key] = smeared_fired(seed, resolution, values, entry.prefixes, name.encode())
+                out[name] = got
+            return entry, out
+
+    def clear(self) -> None:
+        with self._lock:
+            self._chunks.clear()
+
+
+_SHARED = _SharedChunks()
+_NO_CHUNK = object()
+
+
 class L1SeedFilter(Filter):
     """Accepts an event when its seed expression is true for the L1 objects emulated from its jets.
     Every seed's decision is kept per event for the report's efficiency plot (``seed_counts``)."""
@@ -202,6 +422,15 @@ class L1SeedFilter(Filter):
         # keyed by the bin's lower edge: counters that add across streams and work units
         self.pt_all: dict[str, int] = {}
         self.pt_fired: dict[str, dict[str, int]] = {n: {} for n in self.seeds}
+        # the chunk being read and its decisions (see the module docstring): events seen are counted
+        # per chunk, with numpy, when the next chunk comes or the summary is asked for
+        self._tree, _ = parse_tree(params.expression)
+        self._src = params.src
+        self._chunk: Any = _NO_CHUNK  # never a collection's chunk (a hand-built one has None)
+        self._ids: list = []
+        self._accept: list[bool | None] = []  # None: decided per event (a non-finite jet pT)
+        self._seen: list[int] = []
+        self._chunk_arrays: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = None
 
     def decide(self, event_key: tuple[int, int, int], pt: Sequence[float],
                eta: Sequence[float]) -> tuple[bool, dict[str, bool]]:
@@ -212,7 +441,61 @@ class L1SeedFilter(Filter):
         return self._evaluate(fired.__getitem__), fired
 
     def filter(self, event: Event) -> bool:
-        jets = event.get(self.params.src)
+        """A look-up in the chunk's decisions (computed when its first event comes)."""
+        jets = event.get(self._src)
+        try:  # the source's view: its chunk and position (JetCollection.view)
+            chunk, i = jets._chunk, jets._index
+        except AttributeError:  # another kind of collection
+            chunk = None
+        if chunk is not self._chunk:
+            if chunk is None or not self._take(chunk):
+                return self._filter_one(event, jets)
+        if event.id is not self._ids[i]:  # not the source's event of that view: decide it on its own
+            return self._filter_one(event, jets)
+        accept = self._accept[i]
+        if accept is None:
+            return self._filter_one(event, jets)
+        self._seen.append(i)
+        return accept
+
+    def _take(self, chunk: Any) -> bool:
+        """Make ``chunk`` the current one (its decisions for every event); False: not a source chunk."""
+        self._fold()
+        try:
+            entry, fired = _SHARED.fired(chunk, self.seeds, self.params.resolution)
+        except AttributeError:  # a chunk without the arrays read here: per event
+            self._chunk, self._chunk_arrays = _NO_CHUNK, None
+            return False
+        accept = evaluate_arrays(self._tree, fired)
+        decisions: list[bool | None] = accept.tolist()
+        for i in np.flatnonzero(entry.per_event).tolist():
+            decisions[i] = None
+        self._chunk, self._ids, self._accept = chunk, entry.ids, decisions
+        self._chunk_arrays = (accept, entry.edges, fired)
+        return True
+
+    def _fold(self) -> None:
+        """Count the events seen in the current chunk (accepted, per seed, turn-on bins)."""
+        seen, self._seen = self._seen, []
+        if not seen or self._chunk_arrays is None:
+            return
+        accept, edges, fired = self._chunk_arrays
+        idx = np.asarray(seen, dtype=np.intp)
+        self.events += len(idx)
+        self.accepted += int(np.count_nonzero(accept[idx]))
+        _add_bins(self.pt_all, edges[idx])
+        for name, decided in fired.items():
+            hit = decided[idx]
+            self.seed_counts[name] += int(np.count_nonzero(hit))
+            _add_bins(self.pt_fired[name], edges[idx][hit])
+
+    def end_job(self) -> None:
+        self._fold()
+        self._chunk, self._chunk_arrays, self._ids, self._accept = _NO_CHUNK, None, [], []
+        _SHARED.clear()
+
+    def _filter_one(self, event: Event, jets: JetCollection) -> bool:
+        """One event on its own, with the reference per-event functions."""
         eid = event.id
         pt, eta = jets.pt.tolist(), jets.eta.tolist()
         accept, fired = self.decide((eid.run, eid.luminosityBlock, eid.event), pt, eta)
@@ -228,6 +511,7 @@ class L1SeedFilter(Filter):
         return accept
 
     def summary(self) -> dict[str, object]:
+        self._fold()
         # flat integer counters: the framework adds them over streams and work units (nested values and
         # non-integers are settings, kept from one instance)
         out: dict[str, object] = {"expression": self.params.expression, "events": self.events,
@@ -236,3 +520,10 @@ class L1SeedFilter(Filter):
         out.update({f"pt_all:{edge}": c for edge, c in self.pt_all.items()})
         out.update({f"pt_fired:{n}:{edge}": c for n, h in self.pt_fired.items() for edge, c in h.items()})
         return out
+
+
+def _add_bins(hist: dict[str, int], edges: np.ndarray) -> None:
+    values, counts = np.unique(edges, return_counts=True)
+    for edge, count in zip(values.tolist(), counts.tolist()):
+        key = str(edge)
+        hist[key] = hist.get(key, 0) + count

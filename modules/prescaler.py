@@ -50,12 +50,38 @@ class HLTPrescalerParameters:
 
 class HLTPrescaler(Filter):
     """Keeps one event in N of those reaching it (``prescale``, resolved per job from the prescale
-    table and column); TrigReport counts it as any module."""
+    table and column); TrigReport counts it as any module.
+
+    ``PrescaleCounter``'s arithmetic, kept in a few plain attributes so that an event costs one
+    modulo: the accepted count is not incremented per event but computed from the events counted
+    (the events ``k`` with ``(k + offset) % N == 0``, segment by segment of constant factor).
+
+    At each lumi section (``begin_lumi``) it reads the column in force, as CMSSW's HLTPrescaler reads
+    the L1 GT's prescale index at a lumi's first event (the ``PrescaleService``'s ``lumiColumns`` stand
+    for the GT, ``forceDefault`` ignores them): a new column sets the path's factor from it and
+    re-initialises the offset from the next event's number; the event count goes on."""
 
     Parameters = HLTPrescalerParameters
     produces = {}  # a decision only
     services = ("Prescales",)
     prescaler = True  # PrescaleService checks that every prescaled path has one
+
+    def __init__(self, label: str, params: HLTPrescalerParameters) -> None:
+        super().__init__(label, params)
+        self.path = ""
+        self._n = 0  # events counted
+        self._pending = True  # the offset is set at the next event (the first, or after a new column)
+        self._offset = 0
+        self._prescales = None  # the Prescales service, when the table gives the factor
+        self._column = -2  # the column index in force (-2: none read yet)
+        self._before = 0  # events accepted before the current factor's segment
+        self._segment_start = 0  # the event count where it began
+        self._set_factor(1 if params.prescale is None else params.prescale)
+
+    def _set_factor(self, factor: int) -> None:
+        self.factor = int(factor)
+        # an event passes when (n + offset) % mod == hit: never for a factor 0 (x % 1 is never 1)
+        self._mod, self._hit = (self.factor, 0) if self.factor else (1, 1)
 
     def begin_job(self, ctx: ModuleContext) -> None:
         """The factor of the one path this prescaler sits on, in the job's column (a number in the
@@ -66,16 +92,51 @@ class HLTPrescaler(Filter):
                               f"{paths or 'none'}")
         self.path = paths[0]
         if self.params.prescale is None:
-            self.counter = PrescaleCounter(ctx.service("Prescales").prescale(self.path), self.params.offset)
+            self._prescales = ctx.service("Prescales")
+            self._set_factor(self._prescales.prescale(self.path))
 
-    def __init__(self, label: str, params: HLTPrescalerParameters) -> None:
-        super().__init__(label, params)
-        self.counter = PrescaleCounter(1 if params.prescale is None else params.prescale, params.offset)
+    def begin_lumi(self, run: int, lumi: int) -> None:
+        if self._prescales is None:
+            return
+        column = self._prescales.column_at(run, lumi)
+        if column == self._column:
+            return
+        first = self._column == -2
+        self._column = column
+        factor = self._prescales.prescale_in(self.path, column)
+        if first and factor == self.factor:
+            return  # the job's column, as set at begin_job
+        self._before = self.accepted
+        self._segment_start = self._n
+        self._set_factor(factor)
+        self._pending = True  # CMSSW: a new prescale set re-initialises the counter (offset)
 
     def filter(self, event: Event) -> bool:
-        return self.counter.accept(event.id.event)
+        if self._pending:
+            self._start(event.id.event)
+        n = self._n
+        self._n = n + 1
+        return (n + self._offset) % self._mod == self._hit
+
+    def _start(self, event_number: int) -> None:
+        """HLTPrescaler's offset, from this event's number (a factor 0 keeps the old one)."""
+        self._pending = False
+        if self.factor:
+            self._offset = ((event_number + self.params.offset) * PRESCALE_SEED) % self.factor
+
+    @property
+    def events(self) -> int:
+        return self._n
+
+    @property
+    def accepted(self) -> int:
+        """Events k in [segment start, events) with (k + offset) % factor == 0, plus those before."""
+        if not self.factor:
+            return self._before
+        o, f = self._offset, self.factor
+        count = (lambda m: (m + o - 1) // f - (o - 1) // f)  # noqa: E731 - k in [0, m)
+        return self._before + count(self._n) - count(self._segment_start)
 
     def summary(self) -> dict[str, object]:
         # the factor as text: integers in a summary are counters the framework adds over streams
-        return {"path": getattr(self, "path", ""), "prescale": str(self.counter.factor),
-                "events": self.counter.count, "accepted": self.counter.accepted}
+        return {"path": self.path, "prescale": str(self.factor), "events": self.events, "accepted": self.accepted}

@@ -9,6 +9,9 @@ read, so ``hltdiff`` can tell an event this job rejected from one it never read.
 sorted by run (and lumi); a distributed run's parts are merged, so a lumi section split across
 work units is one row, as in a local run.
 
+The file also names the process whose paths made its ``HLT_*`` bits (``Process``, a TObjString with the
+job's ``process:``), as CMSSW's process history does for TriggerResults: ``hltdiff -O/-N`` checks it.
+
 Rows are buffered and written in input order (the framework tells which events are still in flight
 on other streams), so the file is identical for any number of streams. The file is written under a
 temporary name and renamed (or copied into a FIFO or device) only when the job ends cleanly, by
@@ -78,6 +81,7 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
     return out
 
 
+PROCESS_KEY = "Process"  # TObjString: the process that wrote the file's HLT_* bits (hltdiff -O/-N)
 LUMI_TREE = "LuminosityBlocks"  # NanoAOD's names
 RUNS_TREE = "Runs"
 
@@ -133,6 +137,7 @@ class RootOutputModule(OutputModule):
         self._unit_start = 0
         self._last_flush = 0  # event index of the last basket
         self._activity: StreamActivity | None = None
+        self._process = ""  # the job's process name (begin_job)
         self._decision_branches: list[tuple[str, str]] = []
         self._prescaled_branches: list[tuple[str, str]] = []
         self._lumis: dict[tuple[int, int], int] = {}  # (run, lumi) -> events processed, selected or not
@@ -142,6 +147,7 @@ class RootOutputModule(OutputModule):
 
     def begin_job(self, ctx: "ModuleContext") -> None:
         self._activity = ctx.service(StreamActivity.name)
+        self._process = ctx.process
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in ctx.paths]
         # hltrun's addition, for paths with an HLTPrescaler: HLTPrescaled_X is true when the prescaler
@@ -186,6 +192,7 @@ class RootOutputModule(OutputModule):
         for tree, columns in lumi_trees(self._lumis).items():
             write_nanoaod(self._file, tree, columns)
         self._lumis.clear()
+        self._file[PROCESS_KEY] = self._process
 
     # -- distributed runs: one part per work unit, assembled in input order by the client ---------
 
@@ -213,8 +220,10 @@ class RootOutputModule(OutputModule):
         from .rootio import concatenate_trees
 
         lumis = _merged_lumis(parts)  # a lumi split across units: one row, its counts added
+        process = read_process(parts[0]) if parts else None
         with writing(target, "output file") as staged:
-            n = concatenate_trees(parts, staged.open(), params.tree, params.compression, add_trees=lumi_trees(lumis))
+            n = concatenate_trees(parts, staged.open(), params.tree, params.compression, add_trees=lumi_trees(lumis),
+                                  add_strings={PROCESS_KEY: process} if process is not None else {})
         return n
 
     def skip(self, event: Event) -> None:
@@ -291,6 +300,16 @@ class RootOutputModule(OutputModule):
     def summary(self) -> dict[str, Any]:
         return {"file": str(self.path), "events_written": self._written,
                 "lumis_written": dict(self._written_per_lumi)}
+
+
+def read_process(path: Any) -> str | None:
+    """The process that wrote an output's HLT_* bits (``Process``); None for a file that does not say."""
+    import uproot
+
+    with uproot.open(path) as f:
+        if PROCESS_KEY not in f or f.classname_of(PROCESS_KEY) != "TObjString":
+            return None
+        return str(f[PROCESS_KEY])
 
 
 def _merged_lumis(parts: list[Path]) -> dict[tuple[int, int], int]:

@@ -38,10 +38,12 @@ def compression_codec(name: str) -> Any:
 
 def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: str = "zlib",
                       step: int = 100_000, extra_trees: "Sequence[str]" = (),
-                      add_trees: "Mapping[str, Mapping[str, Any]]" = {}) -> int:
+                      add_trees: "Mapping[str, Mapping[str, Any]]" = {},
+                      add_strings: "Mapping[str, str]" = {}) -> int:
     """Write the entries of ``tree`` (then of each of ``extra_trees`` that a part has) from every part,
     in order, into a new file ``target``, then the trees of ``add_trees`` (name -> columns: the
-    caller's merge of per-part summaries); return the count of ``tree``'s entries.
+    caller's merge of per-part summaries) and the TObjStrings of ``add_strings``; return the count of
+    ``tree``'s entries.
 
     Branches keep their NanoAOD shape: ``X_a``/``X_b`` sharing the counter ``nX`` are re-zipped into
     collection ``X``, a lone jagged ``X`` with ``nX`` stays a jagged branch. Reads ``step`` entries at a
@@ -56,6 +58,8 @@ def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: s
             _append_tree(parts, out, extra, step)
         for name, columns in add_trees.items():
             write_nanoaod(out, name, columns)
+        for name, text in add_strings.items():
+            out[name] = text  # a TObjString
     return total
 
 

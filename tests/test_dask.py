@@ -460,3 +460,37 @@ def test_dask_runs_and_lumis_equal_local(cluster, write_config, tmp_path, lumi_f
     assert len(lumis["run"]) == len(set(zip(lumis["run"], lumis["luminosityBlock"]))) == 5  # one row each
     assert sum(lumis["eventsProcessed"]) == 50 and sum(trees["local"]["Runs"]["eventsProcessed"]) == 50
     assert b'NEvents="0"' in reports["local"][-1][2]  # lumi (1, 3): processed, nothing written
+
+
+def test_menu_rates_dask_equal_local(cluster, tmp_path):
+    # kills: seeds smeared per work unit or per chunk instead of per event, rate patterns or seed
+    # counters not merged (or merged twice) across units, overlaps filled per unit
+    menu = ROOT / "configs" / "menu.yaml"
+    common = ["options.skipEvents=2300", "options.maxEvents=400",  # units cross the QCD/RS-graviton boundary
+              "modules.convVAE.backend=onnxruntime", "modules.gcnVAE.backend=onnxruntime",
+              # thresholds where the samples' jets are: the smearing decides (the shipped seeds take every event)
+              "modules.hltL1sJetOrHTT.expression=L1_SingleJet600 OR L1_HTT1300"]
+    local, local_services = run(load(menu, [*common, f"modules.out.file={tmp_path / 'local.root'}"]))
+    dask, dask_services = run(load(menu, [*common, f"modules.out.file={tmp_path / 'dask.root'}", "source.chunk_size=64",
+                                          "options.executor.type=dask", f"options.executor.address={cluster}",
+                                          "options.executor.eventsPerTask=100"]))
+    assert local.code == dask.code == 0, dask.result.summary.failure
+    ls, ds = local.result.summary, dask.result.summary
+    assert ds.executor["units"] == 4 == ds.executor["units_done"]
+
+    def rates(services, summary):
+        return next(s for s in services if type(s).__name__ == "TriggerRates").json_report(summary)
+
+    lr, dr = rates(local_services, ls), rates(dask_services, ds)
+    assert lr["events"] == 400 and 0 < lr["total"]["accepted"] < 400
+    assert dr["paths"] == lr["paths"]  # rate, error and unique rate of every path
+    assert dr["overlap_events"] == lr["overlap_events"] and dr["total"] == lr["total"]
+    assert dr["per_lumi"] == lr["per_lumi"]
+    seed = ls.module_summaries["hltL1sJetOrHTT"]
+    assert 0 < seed["fired:L1_SingleJet600"] < 400 and 0 < seed["fired:L1_HTT1300"] < 400
+    for label in ("hltL1sSingleJet180", "hltL1sHTT360", "hltL1sJetOrHTT", "hltPrePFHT1050"):
+        assert ds.module_summaries[label] == ls.module_summaries[label]
+    from hltrun.modules.root_output import read_process
+
+    # the assembled parts name the process as a local output does (hltdiff -O/-N)
+    assert read_process(tmp_path / "dask.root") == read_process(tmp_path / "local.root") == "HLTMENU"

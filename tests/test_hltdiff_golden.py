@@ -135,3 +135,75 @@ def test_output_file_name_alone_is_a_usage_error(tmp_path):
     old = _write(tmp_path / "o.root", [1] * 10, {"HLT_A": OLD_A})
     with pytest.raises(SystemExit):
         main([old, old, "-F", "x"])
+
+
+# ----------------------------------------------------------------------------- -O/-N (process names)
+def _write_by(path, process, trig):
+    _write(path, [1] * 10, trig)
+    if process is not None:
+        with uproot.update(path) as f:
+            f["Process"] = process  # what RootOutputModule writes: the job's process name
+    return str(path)
+
+
+def test_process_names_go_into_the_json_and_the_dqm_file_names(tmp_path, monkeypatch):
+    """hltDiff -O/-N: DQM_V0001_R<run>__OLD_<old process>__NEW_<new process>_DQM, "process" in the JSON."""
+    monkeypatch.chdir(tmp_path)
+    old = _write_by(tmp_path / "o.root", "HLTOLD", {"HLT_A": OLD_A})
+    new = _write_by(tmp_path / "n.root", "HLTNEW", {"HLT_A": NEW_A})
+    assert main(["-o", old, "-O", "HLTOLD", "-n", new, "-N", "HLTNEW", "-j"]) == 1
+    assert sorted(p.name for p in tmp_path.glob("DQM_*")) == ["DQM_V0001_R000000001__OLD_HLTOLD__NEW_HLTNEW_DQM.json"]
+    doc = (tmp_path / "DQM_V0001_R000000001__OLD_HLTOLD__NEW_HLTNEW_DQM.json").read_text()
+    assert '"files":[""],\n"process":"HLTOLD",\n"skipped_triggers":[]' in doc
+    assert '"files":[""],\n"process":"HLTNEW",\n"skipped_triggers":[]' in doc
+
+
+def test_a_file_of_another_process_is_an_error(tmp_path, capsys):
+    old = _write_by(tmp_path / "o.root", "HLTOLD", {"HLT_A": OLD_A})
+    other = _write_by(tmp_path / "o2.root", "HLTX", {"HLT_A": OLD_A})
+    new = _write_by(tmp_path / "n.root", "HLTNEW", {"HLT_A": NEW_A})
+    assert main(["-o", old, other, "-O", "HLTOLD", "-n", new]) == 2
+    err = capsys.readouterr().err
+    assert f"hltdiff: error: -O HLTOLD: {other} holds the trigger results of process 'HLTX', not 'HLTOLD'" in err
+    assert main(["-o", old, "-n", new, "-N", "HLTOLD"]) == 2  # -N checks the new side
+    assert main(["-o", old, "-n", new]) == 1  # no -O/-N: nothing checked
+
+
+def test_an_output_that_names_no_process_is_compared_with_a_note(tmp_path, capsys):
+    old = _write_by(tmp_path / "o.root", None, {"HLT_A": OLD_A})
+    new = _write_by(tmp_path / "n.root", "HLTNEW", {"HLT_A": OLD_A})
+    assert main(["-o", old, "-O", "HLTOLD", "-n", new, "-N", "HLTNEW"]) == 0
+    assert f"hltdiff: note: {old} does not name the process that wrote it" in capsys.readouterr().err
+
+
+def test_new_results_from_the_old_files_is_a_usage_error(tmp_path, capsys):
+    import pytest
+
+    old = _write_by(tmp_path / "o.root", "HLTOLD", {"HLT_A": OLD_A})
+    with pytest.raises(SystemExit) as stop:
+        main(["-o", old, "-n", "-", "-N", "HLTX"])
+    assert stop.value.code == 2 and "holds one process's trigger bits" in capsys.readouterr().err
+
+
+def test_the_output_module_names_its_process(tmp_path):
+    from pathlib import Path
+
+    from hltrun.modules.root_output import read_process
+
+    from .helpers import run_config
+
+    data = Path(__file__).resolve().parents[1] / "data" / "qcd_dijet.root"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""
+process: MYMENU
+options: {{maxEvents: 20, wantSummary: false}}
+source: {{type: RootJetSource, files: [{data}], tree: Events, layout: counts}}
+modules:
+  l1: {{type: L1SeedFilter, expression: L1_SingleJet180}}
+  out: {{type: RootOutputModule, file: {tmp_path / 'out.root'}}}
+paths: {{HLT_L1: [l1]}}
+endpaths: {{o: [out]}}
+""")
+    run_config(config)
+    assert read_process(tmp_path / "out.root") == "MYMENU"
+    assert main(["-o", str(tmp_path / "out.root"), "-O", "MYMENU", "-n", str(tmp_path / "out.root"), "-N", "MYMENU"]) == 0

@@ -94,6 +94,22 @@ def test_prescale_counting_is_cmssws(factor, phase, first):
         assert abs(sum(got) - 350 / factor) <= 1
 
 
+@pytest.mark.parametrize("factor, phase, first", [(1, 0, 1), (0, 0, 1), (5, 0, 1), (7, 3, 12), (100, 0, 4242)])
+def test_the_prescaler_module_counts_as_hltprescaler(factor, phase, first):
+    """The module's one-modulo filter and its accepted count (computed, not counted) are the counter's."""
+    from hltrun.framework.event import Event, EventID
+    from hltrun.modules.prescaler import HLTPrescaler, HLTPrescalerParameters
+
+    numbers = list(range(first, first + 350))
+    module = HLTPrescaler("pre", HLTPrescalerParameters(offset=phase, prescale=factor))
+    got = []
+    for i, n in enumerate(numbers):
+        got.append(module.filter(Event(EventID(1, 1, n), i, 0)))
+        assert module.events == i + 1 and module.accepted == sum(got)
+    assert got == _cmssw(factor, phase, numbers)
+    assert module.summary() == {"path": "", "prescale": str(factor), "events": 350, "accepted": sum(got)}
+
+
 def test_first_of_every_n_when_the_offset_is_zero():
     counter = PrescaleCounter(4)
     first = 4 * PRESCALE_SEED  # (event * 65537) % 4 == 0

@@ -27,8 +27,18 @@ table lists only the triggers with a difference (-q: no table); -m N stops after
 the old side; -d prints a line per event missing from the other side; -j, -c and -r write the JSON,
 the CSV files and the ROOT histograms, named by -F or one DQM-GUI name per run. hltrun outputs record
 decisions (HLT_* bits, and HLTPrescaled_* for paths with an HLTPrescaler, so that -p works as
-hltDiff's), not the module that stopped a path nor the process: the JSON's m/l/t fields are -1, the
-module CSV and histograms are empty, and there is no -O/-N.
+hltDiff's), not the module that stopped a path: the JSON's m/l/t fields are -1, the module CSV and
+histograms are empty.
+
+-O/--old-process and -N/--new-process name the process whose trigger results each side compares, as
+hltDiff's do. An hltrun output holds one process's HLT_* bits and names that process (its ``Process``
+string, the job's ``process:``): the option checks that every file of its side was written by that
+process (a file written by another is an error, exit 2, as hltDiff's "the process X is not in the
+Process History"; a file that names none, an older output, is compared with a note), and, as in
+hltDiff, the names go into the JSON's "process" fields and the DQM file names
+(DQM_V0001_R<run>__OLD_<old process>__NEW_<new process>_DQM); without them both are empty. hltDiff's
+'-n -' (the new results from another process of the old files) has no hltrun counterpart: one process
+per file.
 
 Exit codes (hltDiff always exits 0; scripts want more): 0 the compared events agree (skipped events
 do not count), 1 they differ, 2 bad input.
@@ -52,7 +62,7 @@ from hltrun.framework.atomic import write_text
 from hltrun.framework.errors import HltError
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
-from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch
+from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch, read_process
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
 TRIGGER_PREFIX = "HLT_"
@@ -148,6 +158,24 @@ def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
         return parts[0]
     fields = [f for f in parts[0].fields if all(f in p.fields for p in parts[1:])]
     return ak.concatenate([p[fields] for p in parts])
+
+
+def check_process(paths: Sequence[Path], process: str, option: str) -> None:
+    """-O/-N: every file of the side was written by ``process`` (a file that names none is compared,
+    with a note on stderr); no option: nothing checked."""
+    if not process:
+        return
+    for path in paths:
+        try:
+            written_by = read_process(path)
+        except Exception as exc:  # uproot raises many kinds on a corrupt file
+            raise InputError(f"cannot read {path}: {exc}") from None
+        if written_by is None:
+            sys.stderr.write(f"hltdiff: note: {path} does not name the process that wrote it (an older output): "
+                             f"taken as {option} {process}\n")
+        elif written_by != process:
+            raise InputError(f"{option} {process}: {path} holds the trigger results of process '{written_by}', "
+                             f"not '{process}'")
 
 
 def read_coverage(paths: Sequence[Path]) -> dict[tuple[int, int], int] | None:
@@ -374,12 +402,12 @@ def render_products(diff: Difference, rtol: float, atol: float) -> str:
 
 
 # ----------------------------------------------------------------------- output files (-j, -c, -r, -F)
-def output_base(run: int, output_file: str | None) -> str:
-    """hltDiff's file name without suffix: -F's name for all runs, else one DQM-GUI name per run (the
-    process names empty, as hltDiff's without -O/-N)."""
+def output_base(run: int, output_file: str | None, old_process: str = "", new_process: str = "") -> str:
+    """hltDiff's file name without suffix: -F's name for all runs, else one DQM-GUI name per run with
+    the -O/-N process names (empty without them, as hltDiff's)."""
     if output_file:
         return output_file
-    return f"DQM_V0001_R{run:09d}__OLD___NEW__DQM"
+    return f"DQM_V0001_R{run:09d}__OLD_{old_process}__NEW_{new_process}_DQM"
 
 
 def runs_of(diff: Difference, output_file: str | None) -> dict[int, list[EventDiff]]:
@@ -400,13 +428,13 @@ def _list(values: Sequence[str]) -> str:
     return "[" + ",".join(_s(v) for v in values) + "]"
 
 
-def _file_block(files: Sequence[str]) -> str:
+def _file_block(files: Sequence[str], process: str = "") -> str:
     """One side's configuration: file_base (the characters every file name shares), the rest of each
-    name, the process (empty: hltrun outputs hold one set of HLT_ bits) and skipped_triggers (empty:
-    hltdiff compares a trigger one side lacks as rejected there)."""
+    name, the process (-O/-N; empty without, as hltDiff's) and skipped_triggers (empty: hltdiff
+    compares a trigger one side lacks as rejected there)."""
     base = os.path.commonprefix(list(files))
     return (f'\n"file_base":{_s(base)},\n"files":{_list([f[len(base):] for f in files])},'
-            f'\n"process":"",\n"skipped_triggers":[]')
+            f'\n"process":{_s(process)},\n"skipped_triggers":[]')
 
 
 def _state(code: int) -> str:
@@ -416,11 +444,11 @@ def _state(code: int) -> str:
 
 
 def to_json_text(diff: Difference, events: Sequence[EventDiff], old_files: Sequence[str],
-                 new_files: Sequence[str]) -> str:
+                 new_files: Sequence[str], old_process: str = "", new_process: str = "") -> str:
     """One JSON file as hltDiff's JsonOutputProducer writes it, line for line: configuration (o, n,
     prescales, events), vars (state, trigger, trigger_passed_count, label, type), events [{r, l, e, t}]."""
-    conf = ('\n"configuration":{\n"o":{' + _file_block(old_files) + '\n},'
-            + '\n"n":{' + _file_block(new_files) + '\n},'
+    conf = ('\n"configuration":{\n"o":{' + _file_block(old_files, old_process) + '\n},'
+            + '\n"n":{' + _file_block(new_files, new_process) + '\n},'
             + f'\n"prescales":{"true" if diff.ignore_prescales else "false"},\n"events":{diff.compared}\n}}')
     counts = ",".join(f'{{"o":{t.accepted},"n":{t.accepted_new}}}' for t in diff.triggers)
     names = [t.name for t in diff.triggers]
@@ -519,14 +547,16 @@ def write_root(path: str, run: int, diff: Difference, events: Sequence[EventDiff
 
 
 def write_outputs(diff: Difference, old_files: Sequence[str], new_files: Sequence[str], *, json_out: bool,
-                  csv_out: bool, root_out: bool, output_file: str | None) -> tuple[list[str], list[str]]:
+                  csv_out: bool, root_out: bool, output_file: str | None, old_process: str = "",
+                  new_process: str = "") -> tuple[list[str], list[str]]:
     """The files hltDiff's -j, -c and -r write, named by -F or per run: (JSON files, summary files)."""
     json_files: list[str] = []
     summary_files: list[str] = []
     for run, events in runs_of(diff, output_file).items():
-        base = output_base(run, output_file)
+        base = output_base(run, output_file, old_process, new_process)
         if json_out:
-            write_text(base + ".json", to_json_text(diff, events, old_files, new_files), "--json-output")
+            write_text(base + ".json", to_json_text(diff, events, old_files, new_files, old_process, new_process),
+                       "--json-output")
             json_files.append(base + ".json")
         if root_out:
             try:
@@ -545,11 +575,16 @@ def write_outputs(diff: Difference, old_files: Sequence[str], new_files: Sequenc
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="hltdiff", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
-        description="Compare hltrun outputs event by event (CMSSW hltDiff: -o/-n, -m, -p, -j, -c, -r, -F, -d, -q, -v).",
+        description="Compare hltrun outputs event by event (CMSSW hltDiff: -o/-n, -O/-N, -m, -p, -j, -c, -r, -F, -d, -q, -v).",
         usage="hltdiff OLD.root NEW.root [options]\n       hltdiff -o OLD1.root [OLD2.root ...] -n NEW1.root [...] [options]")
     ap.add_argument("files", nargs="*", type=Path, help="OLD and NEW output (one file per side)")
     ap.add_argument("-o", "--old-files", nargs="+", type=Path, metavar="FILE", help="old (reference) output file(s)")
     ap.add_argument("-n", "--new-files", nargs="+", type=Path, metavar="FILE", help="new output file(s)")
+    ap.add_argument("-O", "--old-process", default="", metavar="PROCESS",
+                    help="process of the old trigger results: every old file must have been written by it "
+                         "(its 'process:'); named in the JSON and DQM file names")
+    ap.add_argument("-N", "--new-process", default="", metavar="PROCESS",
+                    help="process of the new trigger results, as -O for the new files")
     ap.add_argument("-m", "--max-events", type=int, default=0, metavar="N",
                     help="stop after N matched events, walking the old side in order (default: all)")
     ap.add_argument("-p", "--prescales", action="store_true",
@@ -591,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.old_files or not args.new_files:
             ap.error("please specify the 'old' (-o) and 'new' (-n) file(s)")
         old_files, new_files = args.old_files, args.new_files
+    if [str(p) for p in new_files] == ["-"]:
+        ap.error("'-n -' (hltDiff: the new results from another process of the old files): an hltrun output "
+                 "holds one process's trigger bits; give the new job's output file(s)")
     if args.max_events < 0:
         ap.error("--max-events must be >= 0")
     if args.output_file and not (args.json_output or args.csv_output or args.root_output):
@@ -599,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         old, new = read_side(old_files, args.tree), read_side(new_files, args.tree)
         coverage_old, coverage_new = read_coverage(old_files), read_coverage(new_files)
+        for files, process, option in ((old_files, args.old_process, "-O"), (new_files, args.new_process, "-N")):
+            check_process(files, process, option)
     except InputError as exc:
         sys.stderr.write(f"hltdiff: error: {exc}\n")
         return 2
@@ -631,7 +671,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             json_files, summary_files = write_outputs(
                 diff, [str(p) for p in old_files], [str(p) for p in new_files], json_out=args.json_output,
-                csv_out=args.csv_output, root_out=args.root_output, output_file=args.output_file)
+                csv_out=args.csv_output, root_out=args.root_output, output_file=args.output_file,
+                old_process=args.old_process, new_process=args.new_process)
         except HltError as exc:
             sys.stderr.write(f"hltdiff: error: {exc}\n")
             return 2

@@ -1,10 +1,18 @@
 """PrescaleService: the job's prescale table — named columns, one row of prescales per path.
 
-The parameters are CMSSW's (``lvl1Labels``, ``lvl1DefaultLabel``, ``prescaleTable`` with ``pathName``
-and ``prescales``); the column a job runs with is ``lvl1DefaultLabel`` (``hltrun --prescale COLUMN``
-sets it). Each ``HLTPrescaler`` reads the factor of the one path it sits on (the ``Prescales`` module
-service) at begin_job; a wrong column, an unknown path or a prescaled path without a prescaler is a
-configuration error before any event.
+The parameters are CMSSW's (``lvl1Labels``, ``lvl1DefaultLabel``, ``forceDefault``, ``prescaleTable``
+with ``pathName`` and ``prescales``); the column a job starts with is ``lvl1DefaultLabel`` (``hltrun
+--prescale COLUMN`` sets it). Each ``HLTPrescaler`` reads the factor of the one path it sits on (the
+``Prescales`` module service) at begin_job; a wrong column, an unknown path or a prescaled path
+without a prescaler is a configuration error before any event.
+
+Column changes during a run: in CMSSW the HLTPrescaler reads, at the first event of each lumi
+section, the prescale column index the L1 Global Trigger record carries (the column run control set),
+and a new index re-initialises its counter; ``forceDefault: true`` ignores the GT's index. hltrun's
+inputs have no GT record, so ``lumiColumns`` stands for it: ``[{run: 1, lumi: 3, column: 1p0E34}]``
+means "from run 1, lumi section 3 on, the GT announces column 1p0E34" (until the next entry; before the
+first, the default column). Without ``lumiColumns`` the default column holds all job long, as in
+CMSSW without GT data.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..schema import limited
 from ..service import Service
 
 
@@ -24,12 +33,23 @@ class PrescaleRow:
 
 
 @dataclass
+class LumiColumn:
+    """From (``run``, ``lumi``) on, the prescale column the L1 GT record would carry."""
+
+    run: int = limited(1, 0, 2**32 - 1)
+    lumi: int = limited(1, 0, 2**32 - 1)
+    column: str = ""
+
+
+@dataclass
 class PrescaleTable:
     """CMSSW's PrescaleService parameters: named columns and one row per prescaled path."""
 
     lvl1Labels: list[str] = field(default_factory=lambda: ["default"])
     lvl1DefaultLabel: str = "default"
     prescaleTable: list[PrescaleRow] = field(default_factory=list)
+    forceDefault: bool = False  # CMSSW's: the default column always, whatever the (emulated) GT says
+    lumiColumns: list[LumiColumn] = field(default_factory=list)  # the GT's column index per lumi (above)
 
     def __post_init__(self) -> None:
         if not self.lvl1Labels or len(set(self.lvl1Labels)) != len(self.lvl1Labels):
@@ -46,6 +66,12 @@ class PrescaleTable:
                                  f"{len(self.lvl1Labels)} column(s) {self.lvl1Labels}")
             if any(p < 0 for p in row.prescales):
                 raise ValueError(f"prescaleTable: path {row.pathName!r} has a negative prescale {row.prescales}")
+        for i, entry in enumerate(self.lumiColumns):
+            if entry.column not in self.lvl1Labels:
+                raise ValueError(f"lumiColumns[{i}].column {entry.column!r} is not one of lvl1Labels {self.lvl1Labels}")
+        starts = [(e.run, e.lumi) for e in self.lumiColumns]
+        if starts != sorted(set(starts)):
+            raise ValueError(f"lumiColumns: entries must be in increasing (run, lumi) order, got {starts}")
 
     def column(self, label: str | None) -> int:
         name = label or self.lvl1DefaultLabel
@@ -55,8 +81,23 @@ class PrescaleTable:
 
     def prescale(self, path: str, label: str | None = None) -> int:
         """The path's factor in that column; 1 for a path the table does not list (as CMSSW)."""
-        index = self.column(label)
+        return self.prescale_in(path, self.column(label))
+
+    def prescale_in(self, path: str, index: int) -> int:
+        """The path's factor in column ``index`` (CMSSW's ``getPrescale(set, path)``)."""
         return next((row.prescales[index] for row in self.prescaleTable if row.pathName == path), 1)
+
+    def column_at(self, run: int, lumi: int) -> int:
+        """The column index in force in (run, lumi): the last ``lumiColumns`` entry at or before it,
+        else the default; always the default with ``forceDefault``."""
+        index = self.column(None)
+        if self.forceDefault:
+            return index
+        for entry in self.lumiColumns:
+            if (entry.run, entry.lumi) > (run, lumi):
+                break
+            index = self.lvl1Labels.index(entry.column)
+        return index
 
 
 

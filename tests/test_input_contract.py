@@ -263,3 +263,21 @@ def test_engine_timing_feeds_a_declared_several_input_model(tmp_path) -> None:
     assert [x.shape for x in xs] == [(8, 4, 20), (8, 2)]
     out = backend.run(xs)
     np.testing.assert_allclose(out["score"], xs[0].sum(axis=(1, 2)) + xs[1].sum(axis=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape, override", [
+    ([50, 4], "modules.vae.inputs=[{features: [log_pt, deta, dphi, mask], n_constituents: 50}]"),
+    ([50, 3], "modules.batcher.n_constituents=50"),
+])
+def test_verdict_times_the_engine_on_inputs_given_on_the_command_line(tmp_path, shape, override) -> None:
+    """``hltbench verdict --set`` with the inputs (or the batcher's count) for a model without metadata:
+    the µs-per-jet sweep feeds the model as the path's scorer does, instead of skipping it."""
+    from hltrun.tools.bench.cli import main as hltbench
+
+    model = linear_model(tmp_path / "plain.onnx", [("x", shape, np.ones((1, 1, shape[1]), np.float32))])
+    out = tmp_path / "verdict"
+    assert hltbench(["verdict", str(model), "--engines", "onnxruntime", "--events", "20", "--batches", "1", "4",
+                     "--min-time", "0.02", "--out-dir", str(out), "--set", override]) == 0
+    report = json.loads((out / "verdict.json").read_text())
+    assert sorted(c["batch"] for c in report["cells"]) == [1, 4]
+    assert not any("not measured" in note for note in report["notes"])

@@ -176,11 +176,14 @@ def unavailable(spec: str) -> str | None:
     return None
 
 
-def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1, outputs: Any = None):
+def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1, outputs: Any = None,
+                 inputs: dict[str, Any] | None = None):
     """A loaded backend for ``spec`` (hltrun.modules.inference, or the bare session for 'ort-bare'), or the
     reason it cannot be had (str): model file missing, load failed, GPU provider fell back to CPU.
     ``outputs``: the scorer's role -> model output mapping (``BackendOptions.outputs``; None: the default
-    rule), for a user's model whose score the default rule does not find."""
+    rule), for a user's model whose score the default rule does not find. ``inputs``: ``BackendOptions``'
+    ``inputs``/``fallback_inputs`` as the path's scorer sets them (hltbench verdict); none: the model's
+    metadata, else the shipped input."""
     from hltrun.framework.errors import ConfigError, ModuleError
     from hltrun.modules.inference import BackendOptions, create_backend
 
@@ -191,7 +194,8 @@ def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1, outp
     if sp.backend == "bare":
         return BareSession(path, threads)
     try:
-        backend = create_backend(sp.backend, path, BackendOptions(threads=threads, outputs=outputs, **sp.options)).load()
+        backend = create_backend(sp.backend, path, BackendOptions(threads=threads, outputs=outputs, **(inputs or {}),
+                                                                   **sp.options)).load()
         backend.warm_up()  # compiled engines (jax, iree) build every batch bucket here, not in a timed call
     except (ModuleError, ConfigError) as exc:
         return f"cannot load: {exc}"
@@ -428,7 +432,8 @@ def measure_config(args: argparse.Namespace, model: str, spec: str, threads: int
     cells and memory curve added to ``got``; None (and a skip with the reason) when it cannot be loaded."""
     gc.collect()  # the previous configuration's backend is gone before the baseline is taken
     rss_before = rss_mb()
-    backend = make_backend(spec, args.models_dir, model, threads, getattr(args, "outputs", None))
+    backend = make_backend(spec, args.models_dir, model, threads, getattr(args, "outputs", None),
+                           getattr(args, "inputs", None))
     if isinstance(backend, str):
         got.skipped.append({"backend": spec, "model": model, "reason": backend})
         print(f"  skipped {model} {spec}: {backend}", file=sys.stderr)

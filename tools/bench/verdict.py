@@ -306,8 +306,26 @@ def path_run(plan: Plan, engine: str) -> dict[str, Any]:
             "begin_job_s": summary.begin_job_s, "wall_s": time.perf_counter() - started}
 
 
-def sweep(plan: Plan, engines: list[str], args: argparse.Namespace, cfg_outputs: Any) -> tuple[list[dict], list[str]]:
-    """µs per jet against batch size per engine, with ``hltbench backends``' timing code (cells in its format)."""
+def scorer_inputs(cfg: Any, scorer: str) -> dict[str, Any]:
+    """What the path's scorer feeds its model, as ``BackendOptions`` takes it (modules/vae_scorer.py's
+    begin_job): the configuration's ``inputs`` (a ``--set modules.vae.inputs=...``), else the model's
+    metadata, else the shipped input with the batcher's ``n_constituents`` and ``relative`` (a
+    ``--set modules.batcher.n_constituents=50``). Without this the sweep would load the model with the
+    defaults and skip a model the path itself ran."""
+    from hltrun.modules.contract import default_contract, freeze
+    from hltrun.modules.jet_batcher import JetBatcherParameters
+
+    params = cfg.modules[scorer].params
+    src = cfg.modules.get(params.src.label) if getattr(params, "src", None) is not None else None
+    batcher = src.params if src is not None and isinstance(src.params, JetBatcherParameters) else JetBatcherParameters()
+    return {"inputs": freeze(params.inputs, "config") if params.inputs else None,
+            "fallback_inputs": default_contract(batcher.n_constituents, batcher.relative)}
+
+
+def sweep(plan: Plan, engines: list[str], args: argparse.Namespace, cfg_outputs: Any,
+          cfg_inputs: dict[str, Any] | None = None) -> tuple[list[dict], list[str]]:
+    """µs per jet against batch size per engine, with ``hltbench backends``' timing code (cells in its format);
+    the model fed as the path's scorer feeds it (``scorer_inputs``)."""
     from hltrun.tools.bench.backends import Collected, load_sample, measure_config
 
     notes = []
@@ -317,7 +335,8 @@ def sweep(plan: Plan, engines: list[str], args: argparse.Namespace, cfg_outputs:
         return [], [f"µs per jet not measured: {plan.samples[0]} is not readable by the sweep's jet loader "
                     f"({type(exc).__name__}: {exc})"]
     ns = argparse.Namespace(models_dir=plan.model.parent, batch_sizes=list(args.batches), min_time=args.min_time,
-                            min_calls=3, mem_calls=3, mem_jets=0, mem_batch=max(args.batches), outputs=cfg_outputs)
+                            min_calls=3, mem_calls=3, mem_jets=0, mem_batch=max(args.batches), outputs=cfg_outputs,
+                            inputs=cfg_inputs or {})
     cells = []
     for engine in engines:
         spec = sweep_spec(engine)
@@ -539,8 +558,9 @@ def _run(args: argparse.Namespace) -> int:
                               f" ({'the same on' if same else 'see above for'} {', '.join(f['engine'] for f in failed[1:])})"), 4)
     from hltrun.framework.config import load
 
-    outputs = load(plan.config, plan.engine_overrides(done[0]["engine"]), plan.max_events).modules[plan.scorer].params.outputs
-    cells, sweep_notes = sweep(plan, [r["engine"] for r in done], args, outputs)
+    cfg = load(plan.config, plan.engine_overrides(done[0]["engine"]), plan.max_events)
+    cells, sweep_notes = sweep(plan, [r["engine"] for r in done], args, cfg.modules[plan.scorer].params.outputs,
+                               scorer_inputs(cfg, plan.scorer))
     for r in done:
         r["us_per_jet"] = {c["batch"]: c["us_per_jet"] for c in cells if c["engine"] == r["engine"]}
     best = min(done, key=lambda r: r["scorer_real_per_event_ms"])

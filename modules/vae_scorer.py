@@ -128,6 +128,15 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> 
     return find_file(Path(models_dir) / f"{stem}{suffix}")  # load() reports a missing one
 
 
+def declared_inputs(params: "VAEAnomalyScorerParameters", n_constituents: int = N_CONSTITUENTS,
+                    relative: bool = True) -> dict[str, Contract | None]:
+    """``BackendOptions``' ``inputs`` and ``fallback_inputs`` for a scorer fed by a batcher with these
+    settings: the configured declaration (else the model's metadata, read by the backend), and the
+    shipped input at the batcher's constituent count. hltbench feeds a model the same way."""
+    return {"inputs": freeze(params.inputs, "config") if params.inputs else None,
+            "fallback_inputs": default_contract(n_constituents, relative)}
+
+
 THRESHOLDS_CARD = "thresholds.json"  # beside the model files: {model: {"bkg_eff_1e-2": cut, ...}}
 Thresholds = dict[str, float | PtCuts]  # scalar cuts, and the pT-dependent ones under PT_BINNED_KEY
 
@@ -229,8 +238,7 @@ class VAEAnomalyScorer(Producer):
                               graph_optimization=p.graph_optimization, io_binding=p.io_binding,
                               precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,
                               outputs=None if p.outputs is None else type(p.outputs)(p.outputs),
-                              inputs=freeze(p.inputs, "config") if p.inputs else None,
-                              fallback_inputs=default_contract(n_constituents, relative))
+                              **declared_inputs(p, n_constituents, relative))
         timings: tuple[dict[str, Any], ...] = ()
         if p.backend == "auto" and name == "onnxruntime" and p.precision in ("auto", "fp32"):
             name, reason, timings = self._auto_by_measurement(ctx, p, opts, reason)

@@ -307,19 +307,17 @@ def path_run(plan: Plan, engine: str) -> dict[str, Any]:
 
 
 def scorer_inputs(cfg: Any, scorer: str) -> dict[str, Any]:
-    """What the path's scorer feeds its model, as ``BackendOptions`` takes it (modules/vae_scorer.py's
-    begin_job): the configuration's ``inputs`` (a ``--set modules.vae.inputs=...``), else the model's
-    metadata, else the shipped input with the batcher's ``n_constituents`` and ``relative`` (a
-    ``--set modules.batcher.n_constituents=50``). Without this the sweep would load the model with the
-    defaults and skip a model the path itself ran."""
-    from hltrun.modules.contract import default_contract, freeze
+    """What the path's scorer feeds its model, as ``BackendOptions`` takes it (the scorer's own
+    ``declared_inputs``): a ``--set modules.vae.inputs=...``, else the model's metadata, else the shipped
+    input with the batcher's ``n_constituents`` and ``relative``. Without this the sweep would load the
+    model with the defaults and skip a model the path itself ran."""
     from hltrun.modules.jet_batcher import JetBatcherParameters
+    from hltrun.modules.vae_scorer import declared_inputs
 
     params = cfg.modules[scorer].params
     src = cfg.modules.get(params.src.label) if getattr(params, "src", None) is not None else None
     batcher = src.params if src is not None and isinstance(src.params, JetBatcherParameters) else JetBatcherParameters()
-    return {"inputs": freeze(params.inputs, "config") if params.inputs else None,
-            "fallback_inputs": default_contract(batcher.n_constituents, batcher.relative)}
+    return declared_inputs(params, batcher.n_constituents, batcher.relative)
 
 
 def sweep(plan: Plan, engines: list[str], args: argparse.Namespace, cfg_outputs: Any,

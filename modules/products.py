@@ -212,6 +212,9 @@ class JetScores:
     model: str | None = None
     thresholds: Mapping[str, Any] | None = None
     jet_pt: np.ndarray | None = field(default=None, metadata={"output": False})
+    # the model's other outputs the scorer's ``outputs`` mapping names (role -> per-jet values): each
+    # is written as its own column, ``<label>_<role>``
+    extras: Mapping[str, np.ndarray] | None = field(default=None, metadata={"expand": True})
 
     def __len__(self) -> int:
         return len(self.score)

@@ -62,8 +62,15 @@ class RootOutputParameters:
 def product_columns(label: str, product: Any) -> dict[str, Any]:
     """Flatten a product into named columns: 1-D arrays become per-jet lists, scalars stay scalars."""
     if dataclasses.is_dataclass(product):
-        items = [(f.name, getattr(product, f.name)) for f in dataclasses.fields(product)
-                 if f.metadata.get("output", True)]  # a field marked output: False is not written
+        items = []
+        for f in dataclasses.fields(product):
+            value = getattr(product, f.name)
+            if not f.metadata.get("output", True):  # a field marked output: False is not written
+                continue
+            if f.metadata.get("expand") and value is not None:  # a mapping field: a column per key
+                items += list(value.items())
+            else:
+                items.append((f.name, value))
     elif hasattr(type(product), "COLUMNS"):  # a product that is no dataclass names its columns
         items = [(name, getattr(product, name)) for name in type(product).COLUMNS]
     elif isinstance(product, dict):

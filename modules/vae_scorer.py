@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
@@ -97,11 +98,15 @@ class VAEAnomalyScorerParameters:
     batching: BatchingParameters | None = None
 
     def __post_init__(self) -> None:
-        if self.outputs is not None and ("score" not in self.outputs or any(o not in OUTPUT_NAMES for o in self.outputs)):
-            form = ("{score: <model output name>, kl: <model output name>}" if isinstance(self.outputs, dict)
-                    else f"a list among {list(OUTPUT_NAMES)}")
+        if isinstance(self.outputs, dict):
+            bad = [r for r in self.outputs if not _ROLE.fullmatch(r) or r in _RESERVED]
+            if "score" not in self.outputs or bad:
+                raise ValueError(f"outputs must map score (and optionally kl and extra outputs, each a name "
+                                 f"written as <label>_<name>, not {sorted(_RESERVED)}) to model outputs: "
+                                 f"{{score: <model output>, kl: ..., <name>: ...}}, got {self.outputs}")
+        elif self.outputs is not None and ("score" not in self.outputs or any(o not in OUTPUT_NAMES for o in self.outputs)):
             raise ValueError(f"outputs must include 'score' and name only the roles {list(OUTPUT_NAMES)} "
-                             f"({form}), got {self.outputs}")
+                             f"(a list among {list(OUTPUT_NAMES)}; a mapping names any other), got {self.outputs}")
         if isinstance(self.outputs, dict) and not all(self.outputs.values()):
             raise ValueError(f"outputs: every role needs a model output name, got {self.outputs}")
         if self.inputs is not None:
@@ -136,6 +141,9 @@ def declared_inputs(params: "VAEAnomalyScorerParameters", n_constituents: int = 
     return {"inputs": freeze(params.inputs, "config") if params.inputs else None,
             "fallback_inputs": default_contract(n_constituents, relative)}
 
+
+_ROLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED = frozenset({"valid", "model", "thresholds", "jet_pt", "extras"})  # JetScores' own fields
 
 THRESHOLDS_CARD = "thresholds.json"  # beside the model files: {model: {"bkg_eff_1e-2": cut, ...}}
 Thresholds = dict[str, float | PtCuts]  # scalar cuts, and the pT-dependent ones under PT_BINNED_KEY
@@ -212,6 +220,7 @@ class VAEAnomalyScorer(Producer):
         self.model_id = ""
         self.contract: Contract = default_contract()
         self._key: Contract | None = None  # how the batcher files this model's arrays (None: its shipped input)
+        self._extras: tuple[str, ...] = ()  # outputs mapped beyond score and kl
         self.thresholds: Thresholds = {}
         self._empty: JetScores | None = None
         self._batcher: DynamicBatcher | None = None
@@ -269,9 +278,10 @@ class VAEAnomalyScorer(Producer):
             self.model_id, self.thresholds, _ = model_thresholds(p)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        self._empty = self._scores(np.zeros(0, np.float32),
-                                   np.zeros(0, np.float32) if "kl" in backend.outputs else None, np.zeros(0, bool),
-                                   np.zeros(0, np.float32))
+        self._extras = tuple(r for r in backend.outputs if r not in OUTPUT_NAMES)  # written as vae_<role>
+        self._empty = JetScores(np.zeros(0, np.float32), np.zeros(0, np.float32) if "kl" in backend.outputs else None,
+                                np.zeros(0, bool), self.model_id, self.thresholds, np.zeros(0, np.float32),
+                                {r: np.zeros(0, np.float32) for r in self._extras} if self._extras else None)
         log.info("%s: %s; model %s", where, reason, path, extra={"once": True})  # once, not per stream
         if p.batching is not None:  # one batcher for this label's per-stream instances (GlobalCache)
             b, activity = p.batching, ctx.service(StreamActivity.name)
@@ -323,10 +333,6 @@ class VAEAnomalyScorer(Producer):
         if self._batcher is not None:
             self._batcher.begin_unit()
 
-    def _scores(self, score: np.ndarray, kl: np.ndarray | None, valid: np.ndarray,
-                jet_pt: np.ndarray) -> JetScores:
-        return JetScores(score, kl, valid, self.model_id, self.thresholds, jet_pt)
-
     def produce(self, event: Event) -> None:
         batch: JetBatch = event.get(self.params.src)
         c = self.counters
@@ -346,7 +352,8 @@ class VAEAnomalyScorer(Producer):
         c["jets"] += n
         if not is_all_valid(valid):  # the backends' shared all-True mask needs no count
             c["nonfinite_jets"] += n - int(np.count_nonzero(valid))
-        event.put(JetScores(out["score"], out.get("kl"), valid, self.model_id, self.thresholds, batch.jet_pt))
+        extras = {r: out[r] for r in self._extras} if self._extras else None
+        event.put(JetScores(out["score"], out.get("kl"), valid, self.model_id, self.thresholds, batch.jet_pt, extras))
 
     def data_quality(self) -> dict[str, int]:
         return {"events_without_jets": self.counters["empty_events"], "nonfinite_jets": self.counters["nonfinite_jets"]}

@@ -209,10 +209,27 @@ def test_outputs_setting_is_validated() -> None:
 
     assert build(VAEAnomalyScorerParameters, {"outputs": {"score": "output"}}, "m").outputs == {"score": "output"}
     assert build(VAEAnomalyScorerParameters, {"outputs": ["score"]}, "m").outputs == ["score"]
-    with pytest.raises(ConfigError, match=r"outputs must include 'score'.*\{score: <model output name>"):
+    with pytest.raises(ConfigError, match=r"outputs must map score .*\{score: <model output>, kl: \.\.\., <name>"):
         build(VAEAnomalyScorerParameters, {"outputs": {"kl": "kl"}}, "modules.vae")
+    extra = {"score": "s", "latent": "z"}  # an extra output, written as vae_latent
+    assert build(VAEAnomalyScorerParameters, {"outputs": extra}, "modules.vae").outputs == extra
+    for bad in ({"score": "s", "valid": "v"}, {"score": "s", "2x": "v"}):  # a JetScores field, not a column name
+        with pytest.raises(ConfigError, match="outputs must map score"):
+            build(VAEAnomalyScorerParameters, {"outputs": bad}, "modules.vae")
     with pytest.raises(ConfigError, match="outputs must include 'score'"):
-        build(VAEAnomalyScorerParameters, {"outputs": {"score": "s", "latent": "z"}}, "modules.vae")
+        build(VAEAnomalyScorerParameters, {"outputs": ["score", "latent"]}, "modules.vae")
+
+
+def test_extra_outputs_are_written_beside_the_score(tmp_path) -> None:
+    """``outputs: {score: s, latent: z}``: the model's ``z`` is written per jet as ``vae_latent``."""
+    model = make_model(tmp_path / "extra.onnx", {"s": "per_jet", "z": "per_jet"})
+    rc, _ = run_path(tmp_path, model, "modules.vae.outputs={score: s, latent: z}", "modules.anomalyFilter.threshold=900",
+                     "modules.vae.batching={max_batch: 8, max_delay_ms: 1}", "options.numberOfThreads=2")
+    assert rc == 0
+    out = written(tmp_path)
+    assert "vae_latent" in out and "vae_kl" not in out and len(out["vae_latent"]) > 0
+    for s, z in zip(out["vae_score"], out["vae_latent"]):  # both are the jets' sums in this model
+        np.testing.assert_array_equal(s, z)
 
 
 # ---------------------------------------------------------------------- (e) hltbench

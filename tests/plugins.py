@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ class KillOnce(Analyzer):
 @dataclass
 class SleepParameters:
     sleep_ms: float = 10.0
+    started_file: str | None = None  # created at the first event: a test knows events are flowing
 
 
 @register_module("TestSleep")
@@ -147,6 +149,8 @@ class Sleep(Analyzer):
     Parameters = SleepParameters
 
     def analyze(self, event) -> None:
+        if self.params.started_file is not None and not os.path.exists(self.params.started_file):
+            open(self.params.started_file, "a").close()
         time.sleep(self.params.sleep_ms / 1000)
 
 

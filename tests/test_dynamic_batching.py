@@ -22,7 +22,6 @@ import yaml
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.context import LoopState, ModuleContext, StreamActivity
 from hltrun.modules.inference.dynamic_batching import IDLE, DynamicBatcher
-from tests.helpers import wait_for_temporary
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -278,7 +277,6 @@ def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path
     # kills: batching tied to one backend, per-stream scorers not sharing one batcher (no cross-event
     # call), scores of a batched call differing from per-event calls, the batching summary counted
     # once per stream. TensorRT runs on the strict fake TensorRT/CUDA of tests/fakes (no GPU here).
-    from types import SimpleNamespace
 
     from hltrun.modules.inference.dynamic_batching import BatchingParameters
     from tests.test_scorer import FakeEvent, batch_of, fake_job, make_scorer
@@ -533,7 +531,8 @@ def test_signal_stops_a_batching_job(tmp_path, sig):
     data["source"]["files"] = [str(QCD)] * 20
     data["source"]["allowDuplicateFiles"] = True
     data["modules"]["pre"] = {"type": "TestEventNumberFilter", "divisor": 3}
-    data["modules"]["slow"] = {"type": "TestSleep", "sleep_ms": 2}
+    started = tmp_path / "started"  # the first event reached the end path: begin_job is over, events flow
+    data["modules"]["slow"] = {"type": "TestSleep", "sleep_ms": 2, "started_file": str(started)}
     data["paths"]["HLT_AnomalyDetection"] = ["pre", "batcher", "vae", "anomalyFilter"]
     # accepted events only: written for every event, a prefiltered one would run the scorer on demand
     # inside the output module's lock, and the streams behind that lock could not join (docs/inference.md)
@@ -544,8 +543,11 @@ def test_signal_stops_a_batching_job(tmp_path, sig):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(tmp_path / "rep")],
                             cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for_temporary(tmp_path / "sig.root", proc)
-    time.sleep(1.0)  # events are flowing through the batcher
+    deadline = time.monotonic() + 120  # however busy the machine: begin_job may take seconds
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), proc.communicate()[1][-2000:]
+    time.sleep(0.5)  # events are flowing through the batcher
     proc.send_signal(sig)
     try:
         out, err = proc.communicate(timeout=40)

@@ -136,11 +136,16 @@ class InferenceBackend(ABC):
             declared = self.options.inputs
             if declared is None:
                 onnx_file = self.model_path.with_suffix(".onnx")
-                declared = from_metadata(read_onnx_metadata(onnx_file), onnx_file) or self.options.fallback_inputs
+                declared = from_metadata(self._metadata(), onnx_file) or self.options.fallback_inputs
             self.contract = match_model(declared, self._input_signature(), self.model_path)
             self._jet_shapes = tuple(i.shape(0)[1:] for i in self.contract.inputs)
             self._inputs_settled = True
         return self.contract
+
+    def _metadata(self) -> Mapping[str, str]:
+        """The model's ONNX ``metadata_props`` (its declared inputs live there): read from the .onnx
+        file (beside a .keras one); ONNX Runtime answers from its session, without importing onnx."""
+        return read_onnx_metadata(self.model_path.with_suffix(".onnx"))
 
     def _input_signature(self) -> Sequence[tuple[str, Sequence[Any]]]:
         """(name, shape) of every model input, in the model's order; default: the one ``_input_shape``."""

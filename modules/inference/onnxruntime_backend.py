@@ -84,6 +84,9 @@ class OnnxRuntimeBackend(InferenceBackend):
     def _input_shape(self) -> tuple[Any, ...]:
         return tuple(self.session.get_inputs()[0].shape)
 
+    def _metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
     def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
         return [(i.name, tuple(i.shape)) for i in self.session.get_inputs()]
 

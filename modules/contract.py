@@ -263,16 +263,3 @@ def match_model(contract: Contract, model_inputs: Sequence[tuple[str, Sequence[A
         ordered.append(ModelInput(name, decl.kind, decl.features, decl.n_constituents, decl.pad_value, decl.order,
                                   decl.layout))
     return Contract(tuple(ordered), contract.origin)
-
-
-def resolve(configured: Sequence[InputDeclaration] | None, model: Path, fallback: Contract,
-            where: str) -> Contract:
-    """The contract in force: the configuration's, else the model's metadata, else ``fallback``."""
-    if configured:
-        try:
-            return freeze(configured, "config")
-        except ConfigError as exc:
-            raise ConfigError(f"{where}.{exc}") from None
-    onnx_file = model if model.suffix == ".onnx" else model.with_suffix(".onnx")
-    found = from_metadata(read_onnx_metadata(onnx_file), onnx_file)
-    return found if found is not None else fallback

@@ -48,6 +48,8 @@ class JetBatcher(Producer):
         self.spec = InputSpec(params.max_jets, params.n_constituents, params.relative, params.min_jet_pt)
         self._requested: set[Any] = set()  # contracts the consumers requested (live until begin_job ends)
         self._specs: tuple[InputSpec, ...] | None = None  # settled at the first event
+        self._first: InputSpec | None = None  # the batch's own spec, and the others' (one attribute read each)
+        self._more: tuple[InputSpec, ...] = ()
         self._truncated = 0  # jets sent with their lowest-pT constituents left out (data quality)
         self._lock = threading.Lock()  # one instance serves every stream
 
@@ -74,11 +76,13 @@ class JetBatcher(Producer):
         return tuple(specs) or (self.spec,)
 
     def produce(self, event: Event) -> None:
-        specs = self._specs
-        if specs is None:  # every begin_job has run: what was requested is final
+        first = self._first
+        if first is None:  # every begin_job has run: what was requested is final
             specs = self._specs = self.specs()
+            first, self._more = specs[0], specs[1:]
+            self._first = first
         jets: JetCollection = event.get(self.params.src)
-        batch = jets.batch(specs[0], specs[1:])
+        batch = jets.batch(first, self._more)
         if batch.truncated:
             with self._lock:
                 self._truncated += batch.truncated

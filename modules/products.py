@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -106,9 +106,12 @@ class JetCollection:
             prepared = self._chunk.prepare(spec)
             i = self._index
             inputs, mask, pt = prepared.event(i)
-            arrays = (inputs,) if len(prepared.arrays) == 1 else prepared.event_arrays(i)
+            truncated = prepared.truncated_in(i)
+            if spec.contract is None and not more:  # the shipped input: as before
+                return JetBatch(inputs, mask, pt, spec.relative, truncated)
+            arrays = () if len(prepared.arrays) == 1 else prepared.event_arrays(i)
             others = {s.contract: self._chunk.prepare(s).event_arrays(i) for s in more} if more else None
-            return JetBatch(inputs, mask, pt, spec.relative, prepared.truncated_in(i), arrays, spec.contract, others)
+            return DeclaredJetBatch(inputs, mask, pt, spec.relative, truncated, arrays, spec.contract, others)
         if spec.contract is not None or more:
             raise ValueError("a JetCollection built by hand holds the shipped input only; declared inputs "
                              "(input contracts) are prepared by the source")
@@ -155,9 +158,11 @@ class JetBatch:
     jet_pt: np.ndarray
     relative: bool
     truncated: int = 0  # jets with more constituents than the input holds: their lowest-pT ones are left out
-    arrays: tuple[np.ndarray, ...] = field(default=(), metadata={"output": False})
-    contract: "Contract | None" = field(default=None, metadata={"output": False})
-    more: "Mapping[Contract | None, tuple[np.ndarray, ...]] | None" = field(default=None, metadata={"output": False})
+    # the shipped input's batch has no more (``DeclaredJetBatch`` has): class attributes, not fields, as
+    # every field costs ~0.15 us per event to set in a frozen dataclass
+    arrays: ClassVar[tuple[np.ndarray, ...]] = ()
+    contract: ClassVar["Contract | None"] = None
+    more: ClassVar["Mapping[Contract | None, tuple[np.ndarray, ...]] | None"] = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -169,6 +174,17 @@ class JetBatch:
         if self.more is not None and contract in self.more:
             return self.more[contract]
         raise KeyError(f"this batch holds no inputs for {contract}")
+
+
+@dataclass(frozen=True)
+class DeclaredJetBatch(JetBatch):
+    """A ``JetBatch`` of declared inputs (``modules/contract.py``): ``arrays`` holds every input of its
+    ``contract`` (empty: the one ``inputs``), ``more`` those of other contracts of the same batcher."""
+
+    arrays: tuple[np.ndarray, ...] = field(default=(), metadata={"output": False})  # type: ignore[misc]
+    contract: "Contract | None" = field(default=None, metadata={"output": False})  # type: ignore[misc]
+    more: "Mapping[Contract | None, tuple[np.ndarray, ...]] | None" = field(  # type: ignore[misc]
+        default=None, metadata={"output": False})
 
 
 def all_valid(n: int) -> np.ndarray:
@@ -212,9 +228,15 @@ class JetScores:
     model: str | None = None
     thresholds: Mapping[str, Any] | None = None
     jet_pt: np.ndarray | None = field(default=None, metadata={"output": False})
-    # the model's other outputs the scorer's ``outputs`` mapping names (role -> per-jet values): each
-    # is written as its own column, ``<label>_<role>``
-    extras: Mapping[str, np.ndarray] | None = field(default=None, metadata={"expand": True})
+    extras: ClassVar[Mapping[str, np.ndarray] | None] = None  # ``JetScoresWithExtras`` has them
 
     def __len__(self) -> int:
         return len(self.score)
+
+
+@dataclass(frozen=True)
+class JetScoresWithExtras(JetScores):
+    """``JetScores`` plus the model's other outputs the scorer's ``outputs`` mapping names (role -> per-jet
+    values), each written as its own column, ``<label>_<role>``."""
+
+    extras: Mapping[str, np.ndarray] | None = field(default=None, metadata={"expand": True})  # type: ignore[misc]

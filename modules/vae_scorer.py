@@ -51,7 +51,7 @@ from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES
 from .jets import batch_key
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .inference.machine import cpu_key, dist_version
-from .products import JetBatch, JetScores, is_all_valid
+from .products import JetBatch, JetScores, JetScoresWithExtras, is_all_valid
 from .working_point import PT_BINNED_KEY, PtCuts, parse_pt_cuts
 
 if TYPE_CHECKING:
@@ -279,9 +279,10 @@ class VAEAnomalyScorer(Producer):
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         self._extras = tuple(r for r in backend.outputs if r not in OUTPUT_NAMES)  # written as vae_<role>
-        self._empty = JetScores(np.zeros(0, np.float32), np.zeros(0, np.float32) if "kl" in backend.outputs else None,
-                                np.zeros(0, bool), self.model_id, self.thresholds, np.zeros(0, np.float32),
-                                {r: np.zeros(0, np.float32) for r in self._extras} if self._extras else None)
+        empty = (np.zeros(0, np.float32), np.zeros(0, np.float32) if "kl" in backend.outputs else None,
+                 np.zeros(0, bool), self.model_id, self.thresholds, np.zeros(0, np.float32))
+        self._empty = (JetScoresWithExtras(*empty, {r: np.zeros(0, np.float32) for r in self._extras})
+                       if self._extras else JetScores(*empty))
         log.info("%s: %s; model %s", where, reason, path, extra={"once": True})  # once, not per stream
         if p.batching is not None:  # one batcher for this label's per-stream instances (GlobalCache)
             b, activity = p.batching, ctx.service(StreamActivity.name)
@@ -341,19 +342,26 @@ class VAEAnomalyScorer(Producer):
             c["empty_events"] += 1
             event.put(self._empty)
             return
-        xs = batch.arrays_for(self._key)
+        if batch.contract is self._key and not batch.arrays:  # this model's single input: no tuple per event
+            x = batch.inputs
+        else:
+            xs = batch.arrays_for(self._key)
+            x = xs[0] if len(xs) == 1 else xs
         if self._batcher is None:
-            out = self.backend.run(xs[0] if len(xs) == 1 else xs)
+            out = self.backend.run(x)
         else:  # a malformed event fails alone, before it can spoil a batch
-            x = self.backend.check(xs)[0]
+            x = self.backend.check(x)[0]
             out = self._batcher.submit(event.stream, event.index, x, self.backend.run)
         valid = out["valid"]
         n = len(valid)
         c["jets"] += n
         if not is_all_valid(valid):  # the backends' shared all-True mask needs no count
             c["nonfinite_jets"] += n - int(np.count_nonzero(valid))
-        extras = {r: out[r] for r in self._extras} if self._extras else None
-        event.put(JetScores(out["score"], out.get("kl"), valid, self.model_id, self.thresholds, batch.jet_pt, extras))
+        if self._extras:
+            event.put(JetScoresWithExtras(out["score"], out.get("kl"), valid, self.model_id, self.thresholds,
+                                          batch.jet_pt, {r: out[r] for r in self._extras}))
+        else:
+            event.put(JetScores(out["score"], out.get("kl"), valid, self.model_id, self.thresholds, batch.jet_pt))
 
     def data_quality(self) -> dict[str, int]:
         return {"events_without_jets": self.counters["empty_events"], "nonfinite_jets": self.counters["nonfinite_jets"]}

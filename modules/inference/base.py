@@ -110,6 +110,7 @@ class InferenceBackend(ABC):
         self.contract: Contract = default_contract()  # what the model reads, settled at load
         self._jet_shapes: tuple[tuple[int, ...], ...] = _SHIPPED_SHAPES  # per input, one jet's shape
         self._inputs_settled = False
+        self._single_shape: tuple[int, ...] | None = _JET_SHAPE  # one input's jet shape; None: several inputs
         self.counters: dict[str, int] = {"calls": 0, "jets": 0, "nonfinite_jets": 0, "empty_batches": 0}
 
     # ------------------------------------------------------------------ public interface
@@ -139,6 +140,7 @@ class InferenceBackend(ABC):
                 declared = from_metadata(self._metadata(), onnx_file) or self.options.fallback_inputs
             self.contract = match_model(declared, self._input_signature(), self.model_path)
             self._jet_shapes = tuple(i.shape(0)[1:] for i in self.contract.inputs)
+            self._single_shape = self._jet_shapes[0] if len(self._jet_shapes) == 1 else None
             self._inputs_settled = True
         return self.contract
 
@@ -188,23 +190,28 @@ class InferenceBackend(ABC):
         """
         if not self.loaded:
             raise ModuleError(f"{self.name}: run() before load() for model {self.model_path}")
-        if len(self._jet_shapes) == 1 and type(batch) is np.ndarray:
-            xs = (check_batch(batch, self.model_path, self._jet_shapes[0]),)
+        single = self._single_shape
+        if single is not None and type(batch) is np.ndarray:  # one input: the per-event path, no tuples
+            x = check_batch(batch, self.model_path, single)
+            xs = None
+            n = len(x)
         else:
             xs = self.check(batch)
-        n = len(xs[0])
+            x, n = xs[0], len(xs[0])
         counters = self.counters
         counters["calls"] += 1
         counters["jets"] += n
         if n == 0:
             counters["empty_batches"] += 1
             return empty_outputs(self.outputs)
-        if all([known_finite(x) for x in xs]):
+        if known_finite(x) if xs is None else all([known_finite(a) for a in xs]):
             valid, bad = all_valid(n), 0
+        elif xs is None:
+            x, valid, bad = sanitise(x)
         else:
             xs, valid, bad = sanitise_all(xs)
         try:
-            raw = self._run(xs[0]) if len(xs) == 1 else self._run_inputs(xs)
+            raw = self._run(x) if xs is None or len(xs) == 1 else self._run_inputs(xs)
         except (ModuleError, ConfigError):
             raise
         except Exception as exc:  # a framework failure is reported as one line naming the model
@@ -320,6 +327,8 @@ def check_batch(batch: Any, model: Path, jet_shape: tuple[int, ...] = _JET_SHAPE
 def sanitise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Return (x with non-finite jets zeroed, per-jet validity, number of bad jets). Copies only if a
     jet is bad; an all-valid mask is a shared read-only array per batch size (``products.all_valid``)."""
+    if dot_is_finite(x):
+        return x, all_valid(len(x)), 0
     xs, valid, bad = sanitise_all((x,))
     return xs[0], valid, bad
 

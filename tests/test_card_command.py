@@ -20,6 +20,7 @@ onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
 pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
 pytest.importorskip("matplotlib", reason="matplotlib (extra 'cpu') not installed")
 import uproot  # noqa: E402
+from tests.independent import longhand_cut  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from hltrun.tools.physics.card import main as hltcard  # noqa: E402
@@ -69,17 +70,6 @@ def numpy_features(file: Path, n_events: int) -> dict[str, np.ndarray]:
         w.append(float(a["genWeight"][i]) if "genWeight" in a else 1.0)
     return {"event": np.array(ev), "lead": np.array(lead), "jets": np.array(jets), "weight": np.array(w),
             "jet_weight": np.repeat(np.array(w), [min(len(p), 2) for p in a["FatJet_pt"]])}
-
-
-def longhand_cut(scores: np.ndarray, weights: np.ndarray, eff: float) -> float:
-    """The lowest distinct score with at most ``eff`` of the weight strictly above it, and the cut
-    halfway to the next score up (events tied at a score pass or fail together)."""
-    total = weights.sum()
-    values = np.unique(scores)
-    for i, v in enumerate(values):
-        if weights[scores > v].sum() <= eff * total * (1 + 1e-12):
-            return float(v if i == len(values) - 1 else (v + values[i + 1]) / 2)
-    raise AssertionError("unreachable")
 
 
 def weighted_copy(src: Path, dest: Path, n_events: int) -> Path:

@@ -19,6 +19,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not i
 from onnx import TensorProto, helper  # noqa: E402
 
 from hltrun.framework.cli import main as hltrun  # noqa: E402
+from tests.independent import leading_jets  # noqa: E402
 from hltrun.framework.errors import ConfigError, ModuleError  # noqa: E402
 from hltrun.modules.contract import Contract, default_contract, match_model, parse  # noqa: E402
 
@@ -57,28 +58,9 @@ def sample(tmp_path_factory) -> Path:
 
 
 def reference_features(path: Path) -> list[list[dict]]:
-    """Per event, its two leading jets with constituents, each as plain numpy: jet values and the
-    constituents sorted by decreasing pT. Written from the file layout (data/README.md), not hltrun's code."""
-    import uproot
-
-    with uproot.open(path) as f:
-        a = f["Events"].arrays(library="np")
-    events = []
-    for i in range(len(a["event"])):
-        counts = a["FatJet_nConstituents"][i]
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        jets = []
-        for j in np.argsort(-a["FatJet_pt"][i], kind="stable"):
-            if counts[j] == 0 or len(jets) == 2:
-                continue
-            sl = slice(starts[j], starts[j + 1])
-            c = {k: a[f"FatJetPFCand_{k}"][i][sl].astype(np.float64) for k in ("pt", "eta", "phi", "charge", "puppiWeight")}
-            order = np.argsort(-c["pt"], kind="stable")
-            jets.append({"pt": float(a["FatJet_pt"][i][j]), "eta": float(a["FatJet_eta"][i][j]),
-                         "phi": float(a["FatJet_phi"][i][j]), "mass": float(a["FatJet_mass"][i][j]),
-                         "tau21": float(a["FatJet_tau21"][i][j]), "c": {k: v[order] for k, v in c.items()}})
-        events.append(jets)
-    return events
+    """Per event, its two leading jets with constituents (tests/independent.py), with the PFNano extras."""
+    return [jets for _, jets in leading_jets(path, ("eta", "phi", "charge", "puppiWeight"),
+                                             ("pt", "eta", "phi", "mass", "tau21"))]
 
 
 def feature(jet: dict, name: str) -> np.ndarray:

@@ -34,6 +34,7 @@ pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
 pytest.importorskip("matplotlib", reason="matplotlib (extra 'cpu') not installed")  # hltcard's plots
 import uproot  # noqa: E402
+from tests.independent import leading_jets, longhand_cut  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "your-model.md"
@@ -163,32 +164,6 @@ def walked(request, tmp_path_factory) -> Walked:
 
 
 # ---------------------------------------------------------------------- the independent computation
-def leading_jets(file: Path) -> list[tuple[tuple[int, int, int], list[dict]]]:
-    """Per event, its id and its two leading jets that have constituents (by jet pT), each with its
-    constituents sorted by decreasing pT, in float64 (data/README.md: jet j's constituents are the
-    slice after the counts of the jets before it)."""
-    with uproot.open(file) as f:
-        a = f["Events"].arrays(["run", "luminosityBlock", "event", "FatJet_pt", "FatJet_eta", "FatJet_phi",
-                                "FatJet_mass", "FatJet_nConstituents", "FatJetPFCand_pt", "FatJetPFCand_eta",
-                                "FatJetPFCand_phi"], library="np")
-    events = []
-    for i in range(len(a["event"])):
-        counts = a["FatJet_nConstituents"][i].astype(int)
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        jets = []
-        for j in np.argsort(-a["FatJet_pt"][i], kind="stable"):
-            if counts[j] == 0 or len(jets) == 2:
-                continue
-            sl = slice(starts[j], starts[j + 1])
-            c = {k: a[f"FatJetPFCand_{k}"][i][sl].astype(np.float64) for k in ("pt", "eta", "phi")}
-            order = np.argsort(-c["pt"], kind="stable")
-            jets.append({k: float(a[f"FatJet_{k}"][i][j]) for k in ("pt", "eta", "phi", "mass")}
-                        | {"c": {k: v[order] for k, v in c.items()}})
-        key = (int(a["run"][i]), int(a["luminosityBlock"][i]), int(a["event"][i]))
-        events.append((key, jets))
-    return events
-
-
 def features(jet: dict, names=FEATURES, n: int = N_CONSTITUENTS, pad: float = PAD) -> np.ndarray:
     """(n, F) float32: the jet's leading ``n`` constituents, each feature written out, padded with ``pad``."""
     c = {k: v[:n] for k, v in jet["c"].items()}
@@ -217,17 +192,6 @@ def independent_scores(model: Path, file: Path) -> dict[tuple[int, int, int], np
         out[key] = flat[k:k + len(jets)].astype(np.float64)
         k += len(jets)
     return out
-
-
-def longhand_cut(scores: np.ndarray, weights: np.ndarray, eff: float) -> float:
-    """The lowest distinct score with at most ``eff`` of the weight strictly above it, and the cut halfway
-    to the next score up (tied scores pass or fail together)."""
-    total = weights.sum()
-    values = np.unique(scores)
-    for i, v in enumerate(values):
-        if weights[scores > v].sum() <= eff * total * (1 + 1e-12):
-            return float(v if i == len(values) - 1 else (v + values[i + 1]) / 2)
-    raise AssertionError("unreachable")
 
 
 def event_max(scores: np.ndarray) -> float:

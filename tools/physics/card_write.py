@@ -173,13 +173,8 @@ def plots(r: dict[str, Any], identity: str) -> dict[str, bytes]:
         ax.axvline(r["entry"].scalar[key], ls="--", color="k", lw=1)
         ax.text(r["entry"].scalar[key], 0.95, f" {key}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
     ax.set_yscale("log")
-    ax.set_xlabel(f"event score ({r['plan'].reduce} over the scored jets)")
-    ax.set_ylabel("density (weighted)")
-    ax.set_title(f"{identity}: score distributions and cuts")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out[f"{identity}_scores.png"] = _png(fig)
-    plt.close(fig)
+    out[f"{identity}_scores.png"] = _finish(fig, ax, f"event score ({r['plan'].reduce} over the scored jets)",
+                                            "density (weighted)", f"{identity}: score distributions and cuts")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     bins = _bins(r["pt_edges_gev"])
@@ -193,14 +188,23 @@ def plots(r: dict[str, Any], identity: str) -> dict[str, bytes]:
             shift += 0.08
         ax.axhline(100 * r["effs"][k], ls=":", color="gray", lw=1)
     ax.set_xticks(x + (shift - 0.08) / 2, bins)
-    ax.set_xlabel("leading scored jet pT [GeV]")
-    ax.set_ylabel("background pass rate [%]")
-    ax.set_title(f"{identity}: background pass rate vs leading-jet pT")
+    out[f"{identity}_pass_rate_vs_pt.png"] = _finish(fig, ax, "leading scored jet pT [GeV]", "background pass rate [%]",
+                                                     f"{identity}: background pass rate vs leading-jet pT")
+    return out
+
+
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
+    """Label, lay out and render a card plot as PNG bytes, and free the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out[f"{identity}_pass_rate_vs_pt.png"] = _png(fig)
+    png = _png(fig)
     plt.close(fig)
-    return out
+    return png
 
 
 def write_card(r: dict[str, Any], out_dir: Path, with_plots: bool, command: str) -> list[Path]:

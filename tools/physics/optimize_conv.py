@@ -53,6 +53,9 @@ def shipped_weights(path: Path) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     m = onnx.load(str(path))
+    if any(p.key == "hltrun.rewrite" for p in m.metadata_props):
+        raise SystemExit(f"optimize_conv: {path} is already a rewritten graph; give the tf2onnx export "
+                         "(git show HEAD~N:data/models/conv_vae.onnx, or tools/physics/export_onnx.py)")
     init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     nodes = {n.name: n for n in m.graph.node}
 
@@ -487,6 +490,30 @@ def build_nlc(w: dict[str, np.ndarray], elu_op_below: int = 200, pool_in_dense: 
     return model
 
 
+def carry_metadata(source: Path, model: "onnx.ModelProto", how: str) -> "onnx.ModelProto":
+    """The shipped file's metadata (hltrun.model, hltrun.source, the declared inputs) and description,
+    plus a line saying the graph was rewritten and how."""
+    import onnx
+
+    src = onnx.load(str(source), load_external_data=False)
+    del model.metadata_props[:]
+    for prop in src.metadata_props:
+        model.metadata_props.add(key=prop.key, value=prop.value)
+    model.metadata_props.add(key="hltrun.rewrite", value=how)
+    model.doc_string = src.doc_string
+    return model
+
+
+def rewrite(source: Path = SHIPPED, lowering: str = "conv", **options) -> "onnx.ModelProto":
+    """The shipped Conv-VAE file -> the rewritten graph (``options``: build()'s / build_nlc()'s keywords;
+    none = the kept formulation), its metadata carried over."""
+    w = shipped_weights(source)
+    model = build_nlc(w, **options) if lowering == "matmul" else build(w, **options)
+    how = "tools/physics/optimize_conv.py " + " ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return carry_metadata(source, model, how.strip() if options or lowering != "conv" else
+                          "tools/physics/optimize_conv.py (kept formulation of issue 21 item 3)")
+
+
 def agreement(ref_path: Path, new_path: Path, max_events: int | None = None) -> dict:
     """Scores and kl of both files on the two leading jets of every event of every shipped sample;
     decisions (event = max over its jets) at the card's cuts."""
@@ -558,15 +585,21 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import onnx
 
-    w = shipped_weights(args.model)
+    if args.out.resolve() == args.model.resolve():
+        raise SystemExit("optimize_conv: --out must differ from --model (the check compares the two); "
+                         "write elsewhere, check, then copy")
     if args.lowering == "matmul":
-        model = build_nlc(w, elu_op_below=args.elu_op_below, pool_in_dense=args.pool != "op",
-                          shifted_sum=args.shifted_sum)
+        opts = {"elu_op_below": args.elu_op_below, "pool_in_dense": args.pool != "op", "shifted_sum": args.shifted_sum}
     else:
-        model = build(w, elu_op_below=args.elu_op_below, fold_upsample=not args.keep_upsample,
-                      convt_as_conv=args.convt_as_conv, four_d=args.four_d,
-                      polyphase=args.decoder == "polyphase", pool_in_dense=args.pool == "dense",
-                      pool_phases=args.pool == "phases", flat_encoder=args.flat_encoder)
+        opts = {"elu_op_below": args.elu_op_below, "fold_upsample": not args.keep_upsample,
+                "convt_as_conv": args.convt_as_conv, "four_d": args.four_d, "polyphase": args.decoder == "polyphase",
+                "pool_in_dense": args.pool == "dense", "pool_phases": args.pool == "phases",
+                "flat_encoder": args.flat_encoder}
+    defaults = {"elu_op_below": 200, "fold_upsample": True, "convt_as_conv": False, "four_d": False,
+                "polyphase": True, "pool_in_dense": False, "pool_phases": True, "flat_encoder": False}
+    if args.lowering == "conv":
+        opts = {k: v for k, v in opts.items() if defaults[k] != v}     # the kept formulation: no options
+    model = rewrite(args.model, args.lowering, **opts)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(args.out))
     print(f"wrote {args.out}: {len(model.graph.node)} nodes")

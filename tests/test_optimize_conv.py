@@ -77,7 +77,10 @@ def test_rewrite_structure_and_arithmetic(kept, tmp_path) -> None:
     for op in ("ConvTranspose", "AveragePool", "Tile", "Shape", "ConstantOfShape", "Unsqueeze"):
         assert op not in ops, op
     assert ops.count("Conv") == 6 and ops.count("Elu") == 4 and ops.count("Exp") == 6 + 1   # + the KL's
-    assert len(ops) < 0.6 * len(shipped.graph.node)
+    assert len(ops) < 0.65 * len(shipped.graph.node)
+    # no float64 tensor (TensorRT has none): the KL keeps the shipped float32 series
+    assert not [n for n in model.graph.node if n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.DOUBLE]
+    assert {t.data_type for t in model.graph.initializer} <= {onnx.TensorProto.FLOAT, onnx.TensorProto.INT64}
     assert {(o.name, o.type.tensor_type.shape.dim[0].dim_param) for o in model.graph.output} == {("kl", "N"),
                                                                                                   ("score", "N")}
     # the arithmetic: the same weights, a few more multiply-adds where the polyphase kernels hold zeros

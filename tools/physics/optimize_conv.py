@@ -22,7 +22,8 @@ This tool reads the weights out of that file (by node name) and writes the same 
   the sum), Where(mask, |x|^2, 1e30) in place of |x|^2 + (1 - mask) * 1e30 (equal in float32:
   |x|^2 << ulp(1e30)), and the factor -2 folded into the last ConvTranspose's weights and bias
   (exact: a power of two);
-* the KL's exp(v) - 1 - v in float64 (Cast, Exp, Sub) instead of the float32 Taylor series.
+* the KL's series for exp(v) - 1 - v with one Where instead of tf2onnx's Cast/Not/Mul/Add select
+  (``--kl-float64``: in float64, as fast, but no float64 tensor can reach TensorRT).
 
 Every choice keeps the trained weights; the scores agree with the shipped graph within float32
 rounding (``--check``: every shipped sample, the card's two cuts).
@@ -107,7 +108,8 @@ def polyphase_conv(t: np.ndarray) -> np.ndarray:
 
 def build(w: dict[str, np.ndarray], elu_op_below: int = 200, fold_upsample: bool = True,
           convt_as_conv: bool = False, four_d: bool = False, polyphase: bool = True,
-          pool_in_dense: bool = False, pool_phases: bool = True, flat_encoder: bool = False) -> "onnx.ModelProto":
+          pool_in_dense: bool = False, pool_phases: bool = True, flat_encoder: bool = False,
+          kl_float32: bool = True) -> "onnx.ModelProto":
     """The Conv-VAE of weights ``w`` in channels-first form; the defaults are the kept formulation."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -229,11 +231,24 @@ def build(w: dict[str, np.ndarray], elu_op_below: int = 200, fold_upsample: bool
 
     # ---- KL: 0.5 * sum(mu^2 + exp(v) - 1 - v)
     s = "kl"
-    v = node("Cast", [lv], s, to=TensorProto.DOUBLE)
-    t = node("Sub", [node("Exp", [v], s), v], s)
-    t = node("ReduceSum", [t, const(s + "/ax", [1])], s, keepdims=0)
-    t = node("Sub", [t, const(s + "/eight_f64", np.float64(w["lv_w"].shape[1]))], s)
-    t = node("Cast", [t], s, to=TensorProto.FLOAT)
+    if kl_float32 == "direct":   # exp(v) - 1 - v straight in float32 (cancels for small |v|: measured, not kept)
+        t = node("ReduceSum", [node("Sub", [node("Sub", [node("Exp", [lv], s), one], s), lv], s),
+                               const(s + "/ax", [1])], s, keepdims=0)
+    elif kl_float32:   # the shipped graph's float32 series (no float64 tensor: TensorRT has none), one Where
+        series = node("Mul", [lv, const(s + "/c8", np.float32(1.0 / 40320))], s)
+        for c in (1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6):
+            series = node("Mul", [lv, node("Add", [series, const(f"{s}/c{round(1 / c)}", np.float32(c))], s)], s)
+        series = node("Add", [series, const(s + "/c2", np.float32(0.5))], s)
+        series = node("Mul", [node("Mul", [lv, lv], s), series], s)          # v^2 (1/2 + v/6 + ... + v^6/8!)
+        direct = node("Sub", [node("Sub", [node("Exp", [lv], s), one], s), lv], s)
+        small = node("Less", [node("Abs", [lv], s), const(s + "/half_", np.float32(0.5))], s)
+        t = node("ReduceSum", [node("Where", [small, series, direct], s), const(s + "/ax", [1])], s, keepdims=0)
+    else:
+        v = node("Cast", [lv], s, to=TensorProto.DOUBLE)
+        t = node("Sub", [node("Exp", [v], s), v], s)
+        t = node("ReduceSum", [t, const(s + "/ax", [1])], s, keepdims=0)
+        t = node("Sub", [t, const(s + "/eight_f64", np.float64(w["lv_w"].shape[1]))], s)
+        t = node("Cast", [t], s, to=TensorProto.FLOAT)
     m2 = node("ReduceSumSquare", [mu], s, axes=[1], keepdims=0)
     klsum = node("Add", [m2, t], s)
     nodes.append(helper.make_node("Mul", [klsum, const(s + "/half", np.float32(0.5))], ["kl"], name="kl/out"))
@@ -568,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flat-encoder", action="store_true",
                    help="encoder convolutions on the batch laid end to end: one Gemm per layer for all jets")
     p.add_argument("--four-d", action="store_true", help="(N, C, 1, L) tensors (ORT's NCHWc convolutions)")
+    p.add_argument("--kl-direct", action="store_true",
+                   help="the KL's exp(v) - 1 - v straight in float32 (3 kernels; loses digits for small |v|)")
+    p.add_argument("--kl-float64", action="store_true",
+                   help="the KL's exp(v) - 1 - v in float64 (Cast, Exp, Sub) instead of the shipped float32 series "
+                        "(as fast; TensorRT has no float64)")
     p.add_argument("--lowering", choices=["conv", "matmul"], default="conv",
                    help="conv (kept): ONNX Conv, channels-first; matmul: channels-last, im2col Gemms")
     p.add_argument("--shifted-sum", action="store_true",
@@ -594,8 +614,8 @@ def main(argv: list[str] | None = None) -> int:
         opts = {"elu_op_below": args.elu_op_below, "fold_upsample": not args.keep_upsample,
                 "convt_as_conv": args.convt_as_conv, "four_d": args.four_d, "polyphase": args.decoder == "polyphase",
                 "pool_in_dense": args.pool == "dense", "pool_phases": args.pool == "phases",
-                "flat_encoder": args.flat_encoder}
-    defaults = {"elu_op_below": 200, "fold_upsample": True, "convt_as_conv": False, "four_d": False,
+                "flat_encoder": args.flat_encoder, "kl_float32": "direct" if args.kl_direct else not args.kl_float64}
+    defaults = {"kl_float32": True, "elu_op_below": 200, "fold_upsample": True, "convt_as_conv": False, "four_d": False,
                 "polyphase": True, "pool_in_dense": False, "pool_phases": True, "flat_encoder": False}
     if args.lowering == "conv":
         opts = {k: v for k, v in opts.items() if defaults[k] != v}     # the kept formulation: no options

@@ -2,33 +2,38 @@
 
 The shipped graph is tf2onnx's form of the Keras model: channels-last tensors, every 1-D convolution
 written as a 2-D one on (N, C, 1, L) with a Transpose before and after, the first Conv2D on the
-(100, 3) "image", an Unsqueeze/Tile/Reshape up-sampling, ConvTranspose outputs sliced, the per-feature
-constants and the mask broadcast over trailing axes of length 1, and a 25-node Taylor series for the KL.
-This tool reads the weights out of that file (by node name) and writes the same network as
+(100, 3) "image", an Unsqueeze/Tile/Reshape up-sampling, ConvTranspose decoders, the per-feature
+constants and the mask broadcast over trailing axes of length 1, a Cast/Not/Mul/Add select in the KL.
+This tool reads the trained tensors out of that file (by node name, shapes asserted) and writes the same
+network; the defaults are the formulation kept in docs/inference.md ("Issue 21 item 3"):
 
 * channels-first (N, C, L) throughout: the input is transposed once; the first Conv2D (1 -> 16, 3x3
   on (100, 3)) is a Conv1D with the three features as input channels; the last ConvTranspose2D
-  (16 -> 1, 3x3) a ConvTranspose1D with three output channels, so the reconstruction comes out as
-  (N, 3, 100) and no other Transpose remains;
-* the Keras flatten order (L, C) folded into the rows of the first dense layer and the columns of
-  the last one;
-* the nearest up-sampling x2 folded into the first decoder ConvTranspose (stride 2, kernel 4:
-  V0 = W0, V1 = W0 + W1, V2 = W1 + W2, V3 = W2), or kept (``--keep-upsample``);
-* ConvTranspose stride 1 optionally as a Conv with pads 2 and the flipped kernel (``--convt-as-conv``);
-* Elu as ORT's Elu op on small tensors (one kernel) and as Max(x, Exp(Min(x, 0)) - 1) on large ones
-  (four vectorised kernels; ORT's Elu evaluates exp value by value), threshold ``--elu-op-below``;
+  (16 -> 1, 3x3) a convolution with three output channels; the Keras flatten order (L, C) is folded
+  into the rows of the first dense layer and the columns of the last one;
+* the decoder without ConvTranspose (``--decoder polyphase``): the x2 nearest up-sampling folded into
+  the first ConvTranspose (stride 2, kernel 4: V0 = W0, V1 = W0 + W1, V2 = W1 + W2, V3 = W2), that and
+  the two stride-1 ConvTransposes written as Convs with kernel 2 and pads 1 on the sequence held as
+  (even, odd) positions side by side in the channels (``polyphase_conv``), one Transpose at the end;
+* the average pooling as phases (``--pool phases``): the last encoder Conv at stride 2 with kernel 4,
+  even and odd outputs as 2 x 24 channels, the pool one ReduceSum, its 1/2 folded into dense 1;
+* Elu as ORT's Elu op on small tensors (one kernel, fused into FusedGemm) and as
+  Max(x, Exp(Min(x, 0)) - 1) on large ones (ORT's Elu evaluates exp value by value), ``--elu-op-below``;
 * the Chamfer score's augmented vectors with the mask itself in place of the column of ones
   (padded-padded pairs then meet at 0, but only padded rows see them and those are masked out of
   the sum), Where(mask, |x|^2, 1e30) in place of |x|^2 + (1 - mask) * 1e30 (equal in float32:
-  |x|^2 << ulp(1e30)), and the factor -2 folded into the last ConvTranspose's weights and bias
+  |x|^2 << ulp(1e30)), and the factor -2 folded into the last convolution's weights and bias
   (exact: a power of two);
-* the KL's series for exp(v) - 1 - v with one Where instead of tf2onnx's Cast/Not/Mul/Add select
-  (``--kl-float64``: in float64, as fast, but no float64 tensor can reach TensorRT).
+* the KL's float32 series for exp(v) - 1 - v with one Where (``--kl-float64``: in float64, 4-5 %
+  faster at batch 2 but no float64 tensor can reach TensorRT; ``--kl-direct``: straight float32).
 
-Every choice keeps the trained weights; the scores agree with the shipped graph within float32
-rounding (``--check``: every shipped sample, the card's two cuts).
+The other options are the attempts recorded in docs/inference.md (ConvTranspose decoders, NCHWc 4-D
+tensors, the batch laid end to end, channels-last im2col Gemms, ...). Every choice keeps the trained
+weights; the scores agree with the shipped graph within float32 rounding (``--check``: every shipped
+sample, the card's two cuts). The file's hltrun.* metadata travels with it.
 
-    python tools/physics/optimize_conv.py --out /tmp/conv_opt/conv_vae_ncl.onnx --check
+    python tools/physics/optimize_conv.py --out /tmp/conv_vae_rewritten.onnx --check
+    python tools/physics/optimize_conv.py --out /tmp/x.onnx --time other=/tmp/y.onnx   # interleaved timing
 """
 from __future__ import annotations
 

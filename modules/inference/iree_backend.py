@@ -60,8 +60,9 @@ def static_onnx(model: Any, batch: int) -> Any:
     return fixed
 
 
-def compile_bucket(model: Any, batch: int) -> bytes:
-    """ONNX graph -> IREE module (vmfb bytes) for a static batch, for this host's CPU."""
+def compile_bucket(model: Any, batch: int, extra_flags: Sequence[str] = ()) -> bytes:
+    """ONNX graph -> IREE module (vmfb bytes) for a static batch, for this host's CPU (``extra_flags``:
+    more iree-compile flags, for studies such as tools/physics/optimize_conv.py)."""
     import onnx
 
     compiler = need("iree.compiler", "iree: compiling the model")
@@ -74,7 +75,7 @@ def compile_bucket(model: Any, batch: int) -> bytes:
             lines = [ln for ln in imported.stderr.splitlines() if ln.strip()]
             raise ModuleError(f"iree: the ONNX importer cannot read the model: {lines[-1] if lines else 'failed'}")
         return compiler.compile_file(str(mlir_file), target_backends=[TARGET],
-                                     extra_args=["--iree-llvmcpu-target-cpu=host"])
+                                     extra_args=["--iree-llvmcpu-target-cpu=host", *extra_flags])
 
 
 class IreeBackend(InferenceBackend):

@@ -153,6 +153,9 @@ def freeze(declarations: Sequence[InputDeclaration], origin: str) -> Contract:
     inputs = tuple(ModelInput(d.name, d.kind, tuple(d.features), d.n_constituents if d.kind == "constituents" else 0,
                               float(d.pad_value), d.order, d.layout) for d in declarations)
     names = [i.name for i in inputs]
+    orders = {i.order for i in inputs if i.kind == "constituents"}
+    if len(orders) > 1:  # one sorting of a jet's constituents serves every input of a model
+        raise ConfigError(f"inputs ({origin}): the constituent inputs of one model share one order, got {sorted(orders)}")
     if len(inputs) > 1 and (None in names or len(set(names)) != len(names)):
         raise ConfigError(f"inputs ({origin}): with several inputs each needs its own name (the model's input "
                           f"tensor names), got {names}")

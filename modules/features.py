@@ -27,6 +27,11 @@ def _log(x: np.ndarray) -> np.ndarray:
         return np.log(x).astype(F32, copy=False)
 
 
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):  # a jet of pT 0: inf/NaN, counted non-finite by the scorer
+        return (a / b).astype(F32, copy=False)
+
+
 def jet_energy(pt: np.ndarray, eta: np.ndarray, mass: np.ndarray) -> np.ndarray:
     return np.sqrt(np.square(pt * np.cosh(eta)) + np.square(mass)).astype(F32, copy=False)
 
@@ -76,9 +81,9 @@ _DERIVED: Mapping[str, Callable[[ConstituentColumns], np.ndarray]] = {
     "log_pt": lambda c: _log(c("pt")),
     "e": lambda c: c("pt") * np.cosh(c("eta")),
     "log_e": lambda c: _log(c("e")),
-    "pt_rel": lambda c: c("pt") / c._jet("pt"),
+    "pt_rel": lambda c: _ratio(c("pt"), c._jet("pt")),
     "log_pt_rel": lambda c: _log(c("pt_rel")),
-    "e_rel": lambda c: c("e") / jet_energy(c._jet("pt"), c._jet("eta"), c._jet("mass")),
+    "e_rel": lambda c: _ratio(c("e"), jet_energy(c._jet("pt"), c._jet("eta"), c._jet("mass"))),
     "log_e_rel": lambda c: _log(c("e_rel")),
     "mask": lambda c: np.ones(len(c("pt")), F32),
 }

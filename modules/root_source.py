@@ -44,6 +44,7 @@ from .read_ahead import ReadAhead
 from hltrun.framework.resources import glob_files
 
 log = logging.getLogger("hltrun")
+MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
 WEIGHT = "weight"  # the source's product instance holding the event weight (files with a weight branch)
 
 
@@ -147,8 +148,8 @@ class _Chunk:
                 inputs, mask = build_inputs(self._order[rows], jet_of_cand, len(self._order), ceta, cphi, cpt,
                                             self.eta[rows], self.phi[rows], self._max_constituents, spec,
                                             lambda name: per_jet[name][rows], self.cand_branches.__getitem__)
-                truncated = truncated_per_event(self.ncons[rows], offsets,
-                                                min(self._max_constituents, spec.width))
+                truncated = truncated_per_event(self.ncons[rows], offsets, min(self._max_constituents, spec.width)) \
+                    if spec.width else None  # jet-level inputs only: no constituent is left out
                 self._inputs[spec] = ModelInputs(inputs, mask, self.pt[rows], offsets, truncated)
             return self._inputs[spec]
 
@@ -227,6 +228,7 @@ class RootJetSource(Source):
         # branches the consumers' input contracts read beyond the jet kinematics: per jet, per constituent
         self._extra_jet: tuple[str, ...] = ()
         self._extra_cand: tuple[str, ...] = ()
+        self._weighted: bool | str | None = None  # whether the first file has the weight branch; "mixed": said
         self._ctx = SourceContext(label)
         # files the check read whole (one basket per branch holds the file, so reading 50 entries
         # decompressed it all anyway), up to _KEEP_BYTES in all: the loop reads them from here
@@ -273,23 +275,48 @@ class RootJetSource(Source):
         extra = [*self._extra_jet, *self._extra_cand]
         if not extra:
             return
+        bad: dict[str, str] = {}  # file -> why it cannot give the declared inputs
+        checked = 0
         with self.bulk_io():
             for path in self.files:
                 real = os.path.realpath(path)
                 if real in self._deferred:
                     continue  # checked, with these branches, when the job reaches it
+                checked += 1
                 tree = self._open_tree(path)
                 try:
                     self._missing(tree, extra, path)
-                    arrays = tree.arrays(extra, entry_stop=min(50, int(tree.num_entries)), library="ak")
-                    self._check_layout(arrays, path, only=extra, reference=self._kept.get(real))
-                    if real in self._kept:
-                        whole = tree.arrays(extra, library="ak")
-                        kept = self._kept[real]
-                        for name in extra:
-                            kept[name] = whole[name]
+                    try:
+                        arrays = tree.arrays(extra, entry_stop=min(50, int(tree.num_entries)), library="ak")
+                        self._check_layout(arrays, path, only=extra, reference=self._kept.get(real))
+                        if real in self._kept:
+                            whole = tree.arrays(extra, library="ak")
+                            kept = self._kept[real]
+                            for name in extra:
+                                kept[name] = whole[name]
+                    except SourceError:
+                        raise
+                    except Exception as exc:
+                        raise SourceError(f"source: cannot read the declared inputs' branches {extra} of {path}: "
+                                          f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
+                except SourceError as exc:
+                    bad[path] = str(exc)
                 finally:
                     tree.file.close()
+        if not bad:
+            return
+        if len(bad) == checked and all(MISSING_FEATURE in why for why in bad.values()):  # no file has it
+            raise ConfigError(next(iter(bad.values())).replace("source: ", "", 1) + "; no input file has it: fix "
+                              "the feature name (derived features and branches: docs/your-model.md)")
+        if not self.params.skipBadFiles:
+            raise SourceError(next(iter(bad.values())))
+        for path, why in bad.items():  # as begin_job skips a bad file: named, counted, not read
+            self._skip_bad_file(path, why)
+            self._kept.pop(os.path.realpath(path), None)
+            self.entries.pop(path, None)
+        self.files = [f for f in self.files if f not in bad]
+        self._count["files"] = len(self.files)
+        self._count["entries_in_files"] = sum(self.entries.get(f, 0) for f in self.files)
 
     @classmethod
     def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None) -> list[tuple[str, int]]:
@@ -420,19 +447,24 @@ class RootJetSource(Source):
 
             hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, tree.keys(), n=1)[0]!r}?)"
                                  if difflib.get_close_matches(m, tree.keys(), n=1) else "") for m in missing]
-            if set(missing) <= {*self._extra_jet, *self._extra_cand}:  # the declaration is what is wrong: exit 2
-                raise ConfigError(f"inputs: feature {', '.join(hints)} of a model's declared inputs is neither a "
-                                  f"derived feature nor a branch of tree '{self.params.tree}' in {path} (fix the "
-                                  f"feature name, or read files that have it; docs/your-model.md)")
+            if set(missing) <= {*self._extra_jet, *self._extra_cand}:  # a bad file, or (in every file) a bad feature
+                raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
+                                  f"{MISSING_FEATURE} of tree '{self.params.tree}' in {path}")
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                               f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
 
     def _read_names(self, tree: Any, path: str) -> list[str]:
         """The branches read from this file: the configured ones, and the weight where it has one."""
         weight = self.params.branches.weight
-        if weight and weight in tree:
-            return [*self._branch_names(), weight]
-        return self._branch_names()
+        has = bool(weight) and weight in tree
+        if weight and isinstance(self._weighted, bool) and has != self._weighted:
+            self._weighted = "mixed"  # said once
+            log.warning("source: %s %s a '%s' branch and an earlier file %s: its events count 1 each beside "
+                        "weighted ones (rates mix the samples; set source.branches.weight: null to count every "
+                        "event 1)", path, "has" if has else "lacks", weight, "did not" if has else "did",
+                        extra={"once": True})
+        self._weighted = has if self._weighted is None else self._weighted
+        return [*self._branch_names(), weight] if has else self._branch_names()
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         self._missing(tree, self._branch_names(), path)
@@ -480,7 +512,7 @@ class RootJetSource(Source):
                 ref = b.jet_pt if name in self._extra_jet else b.cand_pt
                 kind = "jet" if ref == b.jet_pt else "constituent"
                 got, want = arrays[name], base[ref][:len(arrays)]
-                if got.ndim != want.ndim or not ak.all(ak.num(got, axis=-1) == ak.num(want, axis=-1), axis=None):
+                if got.ndim != want.ndim or not _same_counts(got, want):
                     raise SourceError(f"source: branch '{name}' (a {kind} feature of a model's declared inputs) is "
                                       f"not in the {kind} collection of '{ref}' in {path}: it differs in length")
             return
@@ -845,6 +877,15 @@ class RootJetSource(Source):
 
 
 _RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgetter("event")
+
+
+def _same_counts(a: ak.Array, b: ak.Array) -> bool:
+    """Do two (possibly doubly) jagged arrays hold the same number of items everywhere?"""
+    for axis in range(1, a.ndim):
+        if not np.array_equal(np.asarray(ak.flatten(ak.num(a, axis=axis), axis=None)),
+                              np.asarray(ak.flatten(ak.num(b, axis=axis), axis=None))):
+            return False
+    return True
 
 
 def _id_arrays(chunk: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

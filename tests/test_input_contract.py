@@ -263,3 +263,49 @@ def test_verdict_times_the_engine_on_inputs_given_on_the_command_line(tmp_path, 
     report = json.loads((out / "verdict.json").read_text())
     assert sorted(c["batch"] for c in report["cells"]) == [1, 4]
     assert not any("not measured" in note for note in report["notes"])
+
+
+def test_a_file_without_a_declared_branch_is_a_bad_file(tmp_path, sample, capfd) -> None:
+    """Some files lack a feature's branch: with skipBadFiles that file is named and skipped (the others
+    run); without, exit 3 naming it. No file has it: the declaration is wrong, exit 2 (above)."""
+    model = linear_model(tmp_path / "m.onnx", [("x", [50, 4], W4.reshape(1, 1, 4))])
+    inputs = "modules.vae.inputs=[{features: [log_pt, deta, dphi, FatJetPFCand_charge], n_constituents: 50}]"
+    files = f"source.files=[{sample}, {SAMPLE}]"  # the shipped sample has no charge branch
+    capfd.readouterr()
+    assert run(tmp_path, model, sample, inputs, files) == 3
+    err = capfd.readouterr().err
+    assert "feature 'FatJetPFCand_charge'" in err and str(SAMPLE) in err, err
+    assert run(tmp_path, model, sample, inputs, files, "source.skipBadFiles=true") == 0
+    assert len(scores_written(tmp_path)) == EVENTS  # the good file's events, all of them
+    assert "bad file (skipBadFiles)" in capfd.readouterr().err
+
+
+def test_jet_level_inputs_only_leave_no_constituent_out(tmp_path, sample) -> None:
+    """A model on jet features alone: no jet counts as truncated (it reads no constituent)."""
+    w = np.array([[1e-3, 2.0]], np.float32)
+    model = linear_model(tmp_path / "jet.onnx", [("j", [2], w)])
+    assert run(tmp_path, model, sample, "modules.vae.inputs=[{kind: jet, features: [pt, FatJet_tau21]}]") == 0
+    report = json.loads((tmp_path / "report" / "hltrun.json").read_text())
+    assert report["job"]["data_quality"]["batcher"]["jets_truncated"] == 0
+    got = scores_written(tmp_path)
+    for i, jets in enumerate(reference_features(sample)):
+        np.testing.assert_allclose(got[i + 1], [1e-3 * j["pt"] + 2.0 * j["tau21"] for j in jets], rtol=1e-5)
+
+
+def test_the_engine_never_sees_a_non_finite_value_and_orders_agree(tmp_path) -> None:
+    from hltrun.modules.inference import BackendOptions, create_backend
+
+    seen = []
+    backend = create_backend("onnxruntime", linear_model(tmp_path / "s.onnx", [("x", [100, 3], np.ones((1, 1, 3),
+                                                                                                  np.float32))]),
+                             BackendOptions()).load()
+    real = backend._run
+    backend._run = lambda x: (seen.append(bool(np.isfinite(x).all())), real(x))[1]  # type: ignore[method-assign]
+    x = np.ones((3, 100, 3), np.float32)
+    x[1, 5, 0] = np.nan
+    for given in (x, (x,), list(x)):
+        out = backend.run(given)
+        assert np.isnan(out["score"][1]) and np.isfinite(out["score"][[0, 2]]).all()
+    assert seen == [True, True, True]
+    with pytest.raises(ConfigError, match="share one order"):
+        parse([{"name": "a", "order": "pt"}, {"name": "b", "order": "file"}], "inputs", "config")

@@ -132,7 +132,8 @@ class InferenceBackend(ABC):
     def settle_inputs(self) -> Contract:
         """The contract in force (configured, else the model's metadata, else the fallback), matched to
         the model's real inputs in one line per mismatch; a backend that sizes buffers by the input in
-        ``_load`` (IREE, JAX, TensorRT) calls it there."""
+        ``_load`` (IREE, JAX) calls it there. TensorRT builds its engine from the ONNX input's own shape
+        first (a mismatch is said after the build)."""
         if not self._inputs_settled:
             declared = self.options.inputs
             if declared is None:
@@ -197,7 +198,7 @@ class InferenceBackend(ABC):
             n = len(x)
         else:
             xs = self.check(batch)
-            x, n = xs[0], len(xs[0])
+            n = len(xs[0])
         counters = self.counters
         counters["calls"] += 1
         counters["jets"] += n
@@ -210,8 +211,8 @@ class InferenceBackend(ABC):
             x, valid, bad = sanitise(x)
         else:
             xs, valid, bad = sanitise_all(xs)
-        try:
-            raw = self._run(x) if xs is None or len(xs) == 1 else self._run_inputs(xs)
+        try:  # the arrays as sanitised: an engine never sees a non-finite value
+            raw = self._run(x) if xs is None else self._run(xs[0]) if len(xs) == 1 else self._run_inputs(xs)
         except (ModuleError, ConfigError):
             raise
         except Exception as exc:  # a framework failure is reported as one line naming the model
@@ -227,7 +228,10 @@ class InferenceBackend(ABC):
 
     def check(self, batch: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
         """One float32, C-contiguous array per declared input, each (N, ...) as the contract says."""
-        xs = (batch,) if isinstance(batch, np.ndarray) else tuple(batch)
+        if len(self._jet_shapes) == 1:  # one input: an array-like (a list of jets too), or a 1-tuple of it
+            xs = (batch[0],) if isinstance(batch, tuple) and len(batch) == 1 else (batch,)
+        else:
+            xs = (batch,) if isinstance(batch, np.ndarray) else tuple(batch)
         if len(xs) != len(self._jet_shapes):
             raise ModuleError(f"model {self.model_path}: {len(xs)} input array(s) for a model with "
                               f"{len(self._jet_shapes)} declared inputs")

@@ -109,6 +109,13 @@ class InputSpec:
     min_jet_pt: float = 0.0
     contract: Contract | None = None
 
+    def __post_init__(self) -> None:  # looked up in the chunk's cache once per event: hashed once
+        object.__setattr__(self, "_hash", hash((self.max_jets, self.n_constituents, self.relative, self.min_jet_pt,
+                                                self.contract)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined, no-any-return]
+
     @property
     def inputs(self) -> Contract:
         return self.contract if self.contract is not None else default_contract(self.n_constituents, self.relative)

@@ -41,17 +41,45 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from hltrun.tools.catalogue import data_dir, models_dir
 
 if TYPE_CHECKING:
     import onnx
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "data" / "models" / "conv_vae.onnx"
+DATA = data_dir()  # the shipped samples and models, in a checkout or installed
+SHIPPED = models_dir() / "conv_vae.onnx"
 P = "conv_vae_1/"
 
+
+class _Graph:
+    """The nodes and initialisers of a graph being written: constants as float32 (``_f64`` names keep
+    float64), every node named by its scope, op and a running number."""
+
+    def __init__(self) -> None:
+        self.nodes: list = []
+        self.inits: list = []
+        self._count = 0
+
+    def const(self, name: str, value: Any) -> str:
+        from onnx import numpy_helper
+
+        arr = np.asarray(value)
+        if arr.dtype == np.float64 and not name.endswith("_f64"):
+            arr = arr.astype(np.float32)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    def node(self, op: str, ins: list[str], scope: str, **attrs: Any) -> str:
+        from onnx import helper
+
+        self._count += 1
+        out = f"{scope}/{op}_{self._count}"
+        self.nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
+        return out
 
 def shipped_weights(path: Path) -> dict[str, np.ndarray]:
     """The trained tensors of the shipped Conv-VAE, by layer, in ONNX's (Keras-derived) layouts."""
@@ -117,24 +145,10 @@ def build(w: dict[str, np.ndarray], elu_op_below: int = 200, fold_upsample: bool
           kl_float32: bool = True) -> "onnx.ModelProto":
     """The Conv-VAE of weights ``w`` in channels-first form; the defaults are the kept formulation."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    nodes: list = []
-    inits: list = []
-    count = [0]
-
-    def const(name: str, value) -> str:
-        arr = np.asarray(value)
-        if arr.dtype == np.float64 and not name.endswith("_f64"):
-            arr = arr.astype(np.float32)
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
-        return name
-
-    def node(op: str, ins: list[str], scope: str, **attrs) -> str:
-        count[0] += 1
-        out = f"{scope}/{op}_{count[0]}"
-        nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
-        return out
+    graph = _Graph()
+    nodes, inits, const, node = graph.nodes, graph.inits, graph.const, graph.node
 
     def elu(x: str, size: int, scope: str) -> str:
         if size < elu_op_below:
@@ -346,24 +360,10 @@ def build_nlc(w: dict[str, np.ndarray], elu_op_below: int = 200, pool_in_dense: 
     (out[2m + r] = V_r h[m] + V_{r+2} h[m-1]: one Gemm of the 2-row windows to 2 x 20 columns, which
     a free Reshape interleaves); the average pooling folded into the first dense layer's rows."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    nodes: list = []
-    inits: list = []
-    count = [0]
-
-    def const(name: str, value) -> str:
-        arr = np.asarray(value)
-        if arr.dtype == np.float64 and not name.endswith("_f64"):
-            arr = arr.astype(np.float32)
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
-        return name
-
-    def node(op: str, ins: list[str], scope: str, **attrs) -> str:
-        count[0] += 1
-        out = f"{scope}/{op}_{count[0]}"
-        nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
-        return out
+    graph = _Graph()
+    nodes, inits, const, node = graph.nodes, graph.inits, graph.const, graph.node
 
     zero = const("zero", np.float32(0.0))
     one = const("one", np.float32(1.0))
@@ -541,14 +541,14 @@ def agreement(ref_path: Path, new_path: Path, max_events: int | None = None) -> 
 
     from hltrun.modules.models.preprocess import load_jets
 
-    thr = json.loads((ROOT / "data" / "models" / "thresholds.json").read_text())["conv_vae"]
+    thr = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]
     cuts = {k: float(thr[k]) for k in ("bkg_eff_1e-2", "bkg_eff_1e-3")}
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = {k: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for k, p in
             (("ref", ref_path), ("new", new_path))}
     out: dict = {"samples": {}}
-    for f in sorted((ROOT / "data").glob("*.root")):
+    for f in sorted(DATA.glob("*.root")):
         jets, ev = load_jets(str(f), max_events=max_events)
         res = {}
         for k, s in sess.items():
@@ -679,7 +679,7 @@ def time_interleaved(paths: dict[str, Path], batches: list[int], rounds: int = 2
     from hltrun.tools.bench.flops import count_macs
     from hltrun.modules.models.preprocess import load_jets
 
-    jets = load_jets(str(sample or ROOT / "data" / "qcd_dijet.root"), max_events=200)[0]
+    jets = load_jets(str(sample or DATA / "qcd_dijet.root"), max_events=200)[0]
     names = list(paths)
     macs = count_macs(Path(str(paths[names[0]]).partition("#")[0]))
     flop = 2.0 * (macs["weights"] + macs["data"])

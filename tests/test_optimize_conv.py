@@ -36,7 +36,7 @@ def test_rewrite_agrees_on_a_sample_of_every_shipped_file(kept) -> None:
 
     ref, new = _session(O.SHIPPED), _session(kept)
     cuts = card_thresholds("conv_vae")
-    for f in sorted((O.ROOT / "data").glob("*.root")):
+    for f in sorted(O.DATA.glob("*.root")):
         jets, event = load_jets(str(f), max_events=100)
         a = dict(zip(["score", "kl"], ref.run(["score", "kl"], {"jets": jets})))
         b = dict(zip(["score", "kl"], new.run(["score", "kl"], {"jets": jets})))

@@ -85,6 +85,9 @@ class VAEAnomalyScorerParameters:
     # {score: <model output>, kl: <model output>}, or [score, kl] for outputs of those names; null: the
     # output named score (else the model's only output), and kl when the model has one
     outputs: dict[str, str] | list[str] | None = None
+    # jet: the model gives one value per jet (the filter reduces them per event); event: one value per
+    # call, the event's, which every jet of the event carries (the filter's max is then that value)
+    score_per: Literal["jet", "event"] = "jet"
     # what the model reads, per input (name, kind, features, n_constituents, pad_value, order, layout;
     # docs/your-model.md); null: the model's ONNX metadata, else the shipped (N, 100, 3) input
     inputs: list[InputDeclaration] | None = None
@@ -111,6 +114,9 @@ class VAEAnomalyScorerParameters:
             raise ValueError(f"outputs: every role needs a model output name, got {self.outputs}")
         if self.inputs is not None:
             freeze(self.inputs, "config")  # several inputs without names: one line now
+        if self.batching is not None and self.score_per == "event":
+            raise ValueError("batching: a model scoring per event (score_per: event) must be called once per event; "
+                             "set batching: null")
         if self.batching is not None and self.batching.max_batch > self.max_batch:
             raise ValueError(f"batching.max_batch ({self.batching.max_batch}) exceeds max_batch "
                              f"({self.max_batch}, the largest batch the backend is built for)")
@@ -246,10 +252,10 @@ class VAEAnomalyScorer(Producer):
         opts = BackendOptions(mode=p.mode, threads=p.threads, providers=list(p.providers),
                               graph_optimization=p.graph_optimization, io_binding=p.io_binding,
                               precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,
-                              outputs=None if p.outputs is None else type(p.outputs)(p.outputs),
+                              outputs=None if p.outputs is None else type(p.outputs)(p.outputs), score_per=p.score_per,
                               **declared_inputs(p, n_constituents, relative))
         timings: tuple[dict[str, Any], ...] = ()
-        if p.backend == "auto" and name == "onnxruntime" and p.precision in ("auto", "fp32"):
+        if p.backend == "auto" and name == "onnxruntime" and p.precision in ("auto", "fp32") and p.score_per == "jet":
             name, reason, timings = self._auto_by_measurement(ctx, p, opts, reason)
             path = resolve_model(p.model, name, p.precision, p.models_dir)
         backend = create_backend(name, path, opts)

@@ -141,8 +141,9 @@ def test_single_output_keras_model_is_the_score(tmp_path, tiny) -> None:
 
 
 # ---------------------------------------------------------------------- (c) (d): one line at begin_job
-def _fails(tmp: Path, model: Path, *overrides: str, capfd: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    rc, _ = run_path(tmp, model, "modules.anomalyFilter.threshold=1", *overrides)
+def _fails(tmp: Path, model: Path, *overrides: str, capfd: pytest.CaptureFixture[str],
+           backend: str = "onnxruntime") -> tuple[int, str]:
+    rc, _ = run_path(tmp, model, "modules.anomalyFilter.threshold=1", *overrides, backend=backend)
     err = capfd.readouterr().err
     assert "Traceback" not in err
     return rc, err
@@ -156,17 +157,48 @@ def test_wrong_output_shape_is_one_line_at_begin_job(tmp_path, capfd) -> None:
             in err), err
 
 
-def test_per_event_score_is_refused(tmp_path, capfd) -> None:
-    """(1,) whatever the batch: refused at begin_job by the default warm-up (1 and 9 jets); a warm-up
-    of 1 jet only lets it through to the first event with two jets, which fails with the same line."""
+def test_per_event_score_needs_score_per_event(tmp_path, capfd) -> None:
+    """(1,) whatever the batch, undeclared: refused at begin_job by the default warm-up (1 and 9 jets),
+    naming the setting; a warm-up of 1 jet only lets it through to the first event with two jets,
+    which fails with the same line."""
     model = make_model(tmp_path / "event.onnx", {"score": "per_event"})
     rc, err = _fails(tmp_path, model, capfd=capfd)
     assert rc == 4
-    assert "output 'score' has shape (1,) for 9 jet(s)" in err and "a value per event is not supported" in err
+    assert "output 'score' has shape (1,) for 9 jet(s)" in err and "set the scorer's score_per: event" in err
     assert "failed its warm-up" not in err and "in module 'vae'" not in err  # begin_job, not an event
     rc, err = _fails(tmp_path, model, "modules.vae.warm_up=[1]", capfd=capfd)
     assert rc == 4
     assert "output 'score' has shape (1,) for 2 jet(s)" in err and "in module 'vae', run 1" in err
+
+
+def test_a_score_per_event_runs_with_score_per_event(tmp_path, capfd) -> None:
+    """``score_per: event``: one value per call (the event), carried by each of its jets; the filter's
+    max is the event's score. A per-jet output, batching and padding engines are refused in one line."""
+    import uproot
+
+    model = make_model(tmp_path / "event.onnx", {"score": "per_event"})
+    rc, _ = run_path(tmp_path, model, "modules.vae.score_per=event", "modules.anomalyFilter.threshold=1500",
+                     "modules.out.select_events=[]")
+    assert rc == 0
+    out = written(tmp_path)
+    with uproot.open(tmp_path / "out.root") as f:
+        passed = f["Events"]["HLT_AnomalyDetection"].array(library="np")
+    for scores, fired in zip(out["vae_score"], passed):
+        assert len(set(scores.tolist())) <= 1  # every jet carries the event's value
+        assert bool(fired) == bool(len(scores) and scores[0] > 1500)
+    assert 0 < passed.sum() < len(passed)
+    per_jet = make_model(tmp_path / "jet.onnx", {"score": "per_jet"})
+    rc, _ = run_path(tmp_path, per_jet, "modules.anomalyFilter.threshold=1500", "modules.out.select_events=[]")
+    assert rc == 0  # the same sums jet by jet: the event's value is their total
+    for event_scores, jet_scores in zip(out["vae_score"], written(tmp_path)["vae_score"]):
+        np.testing.assert_allclose(event_scores, np.full(len(jet_scores), jet_scores.sum()), rtol=1e-5)
+    rc, err = _fails(tmp_path, per_jet, "modules.vae.score_per=event", capfd=capfd)
+    assert rc == 4 and "score_per: event expects one value per call" in err, err
+    rc, err = _fails(tmp_path, model, "modules.vae.score_per=event", "modules.vae.batching={max_batch: 8}",
+                     capfd=capfd)
+    assert rc == 2 and "must be called once per event" in err, err
+    rc, err = _fails(tmp_path, model, "modules.vae.score_per=event", backend="iree", capfd=capfd)
+    assert rc == 4 and "would score the padding too" in err, err
 
 
 def test_unmappable_outputs_list_the_model_outputs(tmp_path, capfd) -> None:

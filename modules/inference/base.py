@@ -81,6 +81,8 @@ class BackendOptions:
     # role -> model output name ({score: output}); a list: roles with the same names; None: 'score' (or
     # the model's only output) and 'kl' when the model has it (resolve_outputs)
     outputs: dict[str, str] | list[str] | None = None
+    # jet: every output is one value per jet; event: one value per call, the scorer calls once per event
+    score_per: str = "jet"
     # the declared input contract (the scorer's ``inputs``); None: the model's ONNX metadata, else ``fallback_inputs``
     inputs: Contract | None = None
     fallback_inputs: Contract = field(default_factory=default_contract)
@@ -96,6 +98,7 @@ class InferenceBackend(ABC):
     name: ClassVar[str] = "base"
     model_suffixes: ClassVar[tuple[str, ...]] = ()
     device: ClassVar[str] = "cpu"
+    pads_batches: ClassVar[bool] = False  # runs a batch padded to a compiled size (its padded jets reach the model)
 
     def __init__(self, model_path: str | os.PathLike[str], options: BackendOptions | None = None) -> None:
         self.model_path = Path(model_path)
@@ -110,6 +113,7 @@ class InferenceBackend(ABC):
         self.contract: Contract = default_contract()  # what the model reads, settled at load
         self._jet_shapes: tuple[tuple[int, ...], ...] = _SHIPPED_SHAPES  # per input, one jet's shape
         self._inputs_settled = False
+        self._per_event = self.options.score_per == "event"
         self._single_shape: tuple[int, ...] | None = _JET_SHAPE  # one input's jet shape; None: several inputs
         self.counters: dict[str, int] = {"calls": 0, "jets": 0, "nonfinite_jets": 0, "empty_batches": 0}
 
@@ -117,6 +121,9 @@ class InferenceBackend(ABC):
     def load(self) -> "InferenceBackend":
         """Open the model; every user-caused problem becomes one ModuleError line naming the file."""
         check_model_file(self.model_path, self.model_suffixes, self.name)
+        if self._per_event and self.pads_batches:
+            raise ModuleError(f"{self.name}: runs batches padded to its compiled sizes, so a model scoring the whole "
+                              f"call (score_per: event) would score the padding too: use backend: onnxruntime")
         try:
             self._load()
         except (ModuleError, ConfigError):
@@ -178,7 +185,8 @@ class InferenceBackend(ABC):
             except Exception as exc:  # at begin_job, in one line: not the framework's own text
                 raise ModuleError(f"{self.name}: model {self.model_path} failed its warm-up on a batch of {n} "
                                   f"jet(s): {type(exc).__name__}: {one_line(exc)}") from exc
-            normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order)  # now, not at event 1
+            normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order,  # now, not at event 1
+                              self.options.score_per == "event")
         self.counters.update(saved)
 
     def run(self, batch: np.ndarray | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -218,7 +226,7 @@ class InferenceBackend(ABC):
         except Exception as exc:  # a framework failure is reported as one line naming the model
             raise ModuleError(f"{self.name}: inference failed for model {self.model_path} on {n} jets: "
                               f"{type(exc).__name__}: {one_line(exc)}") from exc
-        out = normalise_outputs(raw, self._pairs, n, self.model_path, self._order)
+        out = normalise_outputs(raw, self._pairs, n, self.model_path, self._order, self._per_event)
         if bad:
             counters["nonfinite_jets"] += bad
             for key in self.outputs:
@@ -392,12 +400,14 @@ def empty_outputs(roles: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def normalise_outputs(raw: Any, pairs: Sequence[tuple[str, str]], n: int, model: Path,
-                      order: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
+                      order: Sequence[str] = OUTPUT_NAMES, per_event: bool = False) -> dict[str, np.ndarray]:
     """The framework's result (a dict by model output name, a list/tuple in ``order``, or one array)
     as {role: float32 (n,)}; an output that is not one value per jet is one line naming it, its role,
-    its shape and the shape expected (a score per event, (1,) for a batch of n, among them). ``pairs``
-    are (role, model output name): iterated once per event, a tuple of pairs costs what the list of
-    names did before the mapping (a dict's ``items()`` cost ~100 ns more per call)."""
+    its shape and the shape expected (a score per event, (1,) for a batch of n, among them). With
+    ``per_event`` (``score_per: event``: the model scores the whole call, one event) each output is one
+    value, given to each of the n jets. ``pairs`` are (role, model output name): iterated once per
+    event, a tuple of pairs costs what the list of names did before the mapping (a dict's ``items()``
+    cost ~100 ns more per call)."""
     if isinstance(raw, dict):
         table = raw
     elif isinstance(raw, (list, tuple)):
@@ -407,7 +417,8 @@ def normalise_outputs(raw: Any, pairs: Sequence[tuple[str, str]], n: int, model:
     out: dict[str, np.ndarray] = {}
     for role, name in pairs:
         arr = table.get(name)
-        if type(arr) is np.ndarray and arr.dtype is _FLOAT32 and arr.shape == (n,) and arr.flags.writeable:
+        if type(arr) is np.ndarray and arr.dtype is _FLOAT32 and arr.shape == (n,) and arr.flags.writeable \
+                and not per_event:
             out[role] = arr  # what ONNX Runtime returns: taken as it is (once per event, so it counts)
             continue
         shown = f"output {name!r}" + (f" (the {role})" if role != name else "")
@@ -416,10 +427,15 @@ def normalise_outputs(raw: Any, pairs: Sequence[tuple[str, str]], n: int, model:
         arr = np.asarray(table[name], dtype=np.float32)
         shape = arr.shape
         arr = arr.reshape(-1)
+        if per_event:
+            if arr.shape != (1,):
+                raise ModuleError(f"model {model}: {shown} has shape {shape} for {n} jet(s); score_per: event "
+                                  f"expects one value per call (the event), shape (1,) or ()")
+            out[role] = np.full(n, arr[0], np.float32)
+            continue
         if arr.shape != (n,):
-            per_event = " (a value per event is not supported: score each jet, the filter reduces them)" \
-                if shape in ((), (1,)) and n > 1 else ""
+            hint = " (a value per event: set the scorer's score_per: event)" if shape in ((), (1,)) and n > 1 else ""
             raise ModuleError(f"model {model}: {shown} has shape {shape} for {n} jet(s); expected one "
-                              f"value per jet, shape ({n},){per_event}")
+                              f"value per jet, shape ({n},){hint}")
         out[role] = arr if arr.flags.writeable else arr.copy()
     return out

@@ -80,6 +80,7 @@ def compile_bucket(model: Any, batch: int, extra_flags: Sequence[str] = ()) -> b
 
 class IreeBackend(InferenceBackend):
     name = "iree"
+    pads_batches = True  # static buckets: a batch runs padded to the next compiled size
     model_suffixes = (".onnx",)
 
     @classmethod

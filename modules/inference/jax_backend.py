@@ -75,6 +75,7 @@ def compile_cache_size() -> int:
 
 class JaxBackend(InferenceBackend):
     name = "jax"
+    pads_batches = True  # static buckets: a batch runs padded to the next compiled size
     model_suffixes = (".onnx",)
     device = "cpu"
 

@@ -81,6 +81,34 @@ class _Graph:
         self.nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
         return out
 
+    def chamfer_score(self, d: str, mask: str, zero: str, one: str, ax1: str, s: str) -> None:
+        """The score output from the (N, 100, 100) squared distances ``d`` and the (N, 100) mask of real
+        constituents: the masked mean of the two nearest-neighbour minima, floored at 0."""
+        from onnx import helper
+
+        node = self.node
+        mx = node("ReduceMin", [d], s, axes=[2], keepdims=0)
+        my = node("ReduceMin", [d], s, axes=[1], keepdims=0)
+        both = node("Max", [node("Add", [mx, my], s), zero], s)
+        tot = node("ReduceSum", [node("Mul", [both, mask], s), ax1], s, keepdims=0)
+        cnt = node("Max", [node("ReduceSum", [mask, ax1], s, keepdims=0), one], s)
+        self.nodes.append(helper.make_node("Div", [tot, cnt], ["score"], name="score/out"))
+
+    def model(self, name: str) -> "onnx.ModelProto":
+        """The checked model: input jets (N, 100, 3), outputs kl and score (N,)."""
+        import onnx
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            self.nodes, name, [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+            [helper.make_tensor_value_info("kl", TensorProto.FLOAT, ["N"]),
+             helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                  producer_name="hltrun.optimize_conv")
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        return model
+
 def shipped_weights(path: Path) -> dict[str, np.ndarray]:
     """The trained tensors of the shipped Conv-VAE, by layer, in ONNX's (Keras-derived) layouts."""
     import onnx
@@ -144,11 +172,10 @@ def build(w: dict[str, np.ndarray], elu_op_below: int = 200, fold_upsample: bool
           pool_in_dense: bool = False, pool_phases: bool = True, flat_encoder: bool = False,
           kl_float32: bool = True) -> "onnx.ModelProto":
     """The Conv-VAE of weights ``w`` in channels-first form; the defaults are the kept formulation."""
-    import onnx
     from onnx import TensorProto, helper
 
     graph = _Graph()
-    nodes, inits, const, node = graph.nodes, graph.inits, graph.const, graph.node
+    nodes, const, node = graph.nodes, graph.const, graph.node
 
     def elu(x: str, size: int, scope: str) -> str:
         if size < elu_op_below:
@@ -331,24 +358,9 @@ def build(w: dict[str, np.ndarray], elu_op_below: int = 200, fold_upsample: bool
     b = node("Concat", [y2, mask, ny], s, axis=1)
     at = node("Transpose", [a], s, perm=[0, 2, 1])
     d = node("MatMul", [at, b], s)                                              # (N, 100 x, 100 y)
-    mx = node("ReduceMin", [d], s, axes=[2], keepdims=0)
-    my = node("ReduceMin", [d], s, axes=[1], keepdims=0)
-    both = node("Max", [node("Add", [mx, my], s), zero], s)
     mflat = node("Squeeze", [mask, ax1], s)                                     # (N, 100)
-    tot = node("ReduceSum", [node("Mul", [both, mflat], s), ax1], s, keepdims=0)
-    cnt = node("Max", [node("ReduceSum", [mflat, ax1], s, keepdims=0), one], s)
-    nodes.append(helper.make_node("Div", [tot, cnt], ["score"], name="score/out"))
-
-    graph = helper.make_graph(
-        nodes, "conv_vae_ncl",
-        [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
-        [helper.make_tensor_value_info("kl", TensorProto.FLOAT, ["N"]),
-         helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="hltrun.optimize_conv")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    graph.chamfer_score(d, mflat, zero, one, ax1, s)
+    return graph.model("conv_vae_ncl")
 
 
 def build_nlc(w: dict[str, np.ndarray], elu_op_below: int = 200, pool_in_dense: bool = True,
@@ -359,11 +371,10 @@ def build_nlc(w: dict[str, np.ndarray], elu_op_below: int = 200, pool_in_dense: 
     the first decoder ConvTranspose with the up-sampling folded in, in polyphase form
     (out[2m + r] = V_r h[m] + V_{r+2} h[m-1]: one Gemm of the 2-row windows to 2 x 20 columns, which
     a free Reshape interleaves); the average pooling folded into the first dense layer's rows."""
-    import onnx
     from onnx import TensorProto, helper
 
     graph = _Graph()
-    nodes, inits, const, node = graph.nodes, graph.inits, graph.const, graph.node
+    nodes, const, node = graph.nodes, graph.const, graph.node
 
     zero = const("zero", np.float32(0.0))
     one = const("one", np.float32(1.0))
@@ -490,24 +501,9 @@ def build_nlc(w: dict[str, np.ndarray], elu_op_below: int = 200, pool_in_dense: 
     a = node("Concat", [x, nx, mask], s, axis=2)                                # (N, 100, 5)
     b = node("Concat", [y2, mask, ny], s, axis=2)
     d = node("MatMul", [a, node("Transpose", [b], s, perm=[0, 2, 1])], s)       # (N, 100 x, 100 y)
-    mx = node("ReduceMin", [d], s, axes=[2], keepdims=0)
-    my = node("ReduceMin", [d], s, axes=[1], keepdims=0)
-    both = node("Max", [node("Add", [mx, my], s), zero], s)
     mflat = node("Reshape", [mask, const(s + "/n100", [-1, 100])], s)
-    tot = node("ReduceSum", [node("Mul", [both, mflat], s), ax1], s, keepdims=0)
-    cnt = node("Max", [node("ReduceSum", [mflat, ax1], s, keepdims=0), one], s)
-    nodes.append(helper.make_node("Div", [tot, cnt], ["score"], name="score/out"))
-
-    graph = helper.make_graph(
-        nodes, "conv_vae_nlc",
-        [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
-        [helper.make_tensor_value_info("kl", TensorProto.FLOAT, ["N"]),
-         helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
-        inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="hltrun.optimize_conv")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    graph.chamfer_score(d, mflat, zero, one, ax1, s)
+    return graph.model("conv_vae_nlc")
 
 
 def carry_metadata(source: Path, model: "onnx.ModelProto", how: str) -> "onnx.ModelProto":

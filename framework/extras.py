@@ -28,6 +28,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "iree": ("iree", "iree-base-runtime iree-base-compiler"),
     "jax": ("jax", "jax"),
     "jaxlib": ("jax", "jax"),
+    "torch": ("torch", "torch"),
+    "array_api_compat": ("torch", "array-api-compat"),
     "dask": ("dist", "dask[distributed]"),
     "distributed": ("dist", "dask[distributed]"),
     "pythia8mc": ("generate", "pythia8mc"),

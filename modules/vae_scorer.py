@@ -94,6 +94,7 @@ class VAEAnomalyScorerParameters:
     # batch sizes (jets) run once in begin_job
     warm_up: list[int] = field(default_factory=lambda: [1, 9], metadata=limits(1, MAX_BATCH))
     max_batch: int = limited(1024, 1, MAX_BATCH)  # tensorrt optimisation-profile maximum (jets)
+    cuda_graphs: bool = True  # torch on a GPU: one captured CUDA graph per batch bucket (false: op by op)
     engine_cache: str | None = None  # tensorrt engines; default <model dir>/engines
     models_dir: str = "data/models"
     # cross-event dynamic batching (SONIC-style, opt-in): the jets of events in flight on all streams
@@ -252,6 +253,7 @@ class VAEAnomalyScorer(Producer):
         opts = BackendOptions(mode=p.mode, threads=p.threads, providers=list(p.providers),
                               graph_optimization=p.graph_optimization, io_binding=p.io_binding,
                               precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,
+                              cuda_graphs=p.cuda_graphs,
                               outputs=None if p.outputs is None else type(p.outputs)(p.outputs), score_per=p.score_per,
                               **declared_inputs(p, n_constituents, relative))
         timings: tuple[dict[str, Any], ...] = ()

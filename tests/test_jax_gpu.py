@@ -25,7 +25,8 @@ import pytest
 jax = pytest.importorskip("jax", reason="jax is not installed (pip install -e '.[jax]')")
 
 from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E402
-from hltrun.modules.inference.jax_backend import bucket_sizes, compile_cache_size, gpu_devices  # noqa: E402
+from hltrun.modules.inference.bucketed import bucket_sizes  # noqa: E402
+from hltrun.modules.inference.jax_backend import compile_cache_size, gpu_devices  # noqa: E402
 
 GPUS = gpu_devices(jax)
 pytestmark = [pytest.mark.gpu, pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),

@@ -1,21 +1,25 @@
 """Which backend runs: ``backend: auto`` and ``options.accelerators``, CMSSW-style.
 
 * ``auto`` takes TensorRT when a GPU and the tensorrt package are both there and the job allows
-  ``gpu-nvidia``; else JAX on the GPU when JAX sees a GPU (jax with its CUDA plugin); otherwise ONNX
-  Runtime on the CPU — loudly (log line + ``job.facts``), the reason naming what was missing.
+  ``gpu-nvidia``; else PyTorch on the GPU when a CUDA build of torch sees one (CUDA graphs per batch
+  bucket, a CUDA stream per hltrun stream, CUDA-event timing: docs/gpu.md); else JAX on the GPU when
+  JAX sees one (jax with its CUDA plugin); otherwise ONNX Runtime on the CPU — loudly (log line +
+  ``job.facts``), the reason naming what was missing.
 * An explicit backend is never swapped for another: ``tensorrt`` without a GPU, or a backend the
   accelerators list forbids, is a one-line error.
 
 GPU detection never imports TensorFlow or initialises CUDA contexts it keeps: it looks for the
 packages with ``importlib.util.find_spec`` and asks the driver for a device count. JAX is imported
-only where its CUDA plugin is installed (so a CPU-only machine never pays for it); its GPU context is
-the one the jax backend then uses.
+only where its CUDA plugin is installed, torch only where it is a CUDA build (its ``lib`` holds
+libtorch_cuda), so a CPU-only machine never pays for either; their GPU contexts are the ones the
+backends then use.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+from pathlib import Path
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
@@ -87,6 +91,42 @@ def jax_gpu_status() -> GpuStatus:
     return GpuStatus(True, name, name)
 
 
+def _torch_is_cuda_build() -> bool:
+    """A CUDA build of torch ships libtorch_cuda beside libtorch (the CPU build does not): known without
+    importing torch (seconds) on a machine that cannot use it."""
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return False
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
+    return any(lib.glob("*torch_cuda*"))
+
+
+def _load_torch():  # noqa: ANN202 - the torch module; a seam for tests (a fake keeping torch.cuda's contract)
+    import torch
+
+    return torch
+
+
+@lru_cache(maxsize=1)
+def torch_gpu_status() -> GpuStatus:
+    """Does PyTorch see an NVIDIA GPU: torch installed, a CUDA build, ``torch.cuda.is_available()``."""
+    if not _find("torch"):
+        return GpuStatus(False, "the torch Python package is not installed")
+    if not _torch_is_cuda_build():
+        return GpuStatus(False, "torch is a CPU build (no libtorch_cuda)")
+    try:
+        torch = _load_torch()
+        if not torch.cuda.is_available():
+            return GpuStatus(False, "PyTorch sees no CUDA GPU")
+        name = str(torch.cuda.get_device_name(torch.cuda.current_device()))
+    except Exception as exc:  # noqa: BLE001 - a broken driver/toolkit: say it, do not crash the choice
+        return GpuStatus(False, f"PyTorch GPU check failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+    return GpuStatus(True, name, name)
+
+
 def allowed(accelerators: Sequence[str]) -> set[str]:
     acc = set(accelerators or ["*"])
     return {CPU, GPU} if "*" in acc else acc
@@ -98,6 +138,8 @@ def backend_device(backend: str, providers: Sequence[str] = ()) -> str:
         return GPU
     if backend == "jax":  # device auto: the GPU when JAX sees one
         return GPU if jax_gpu_status().usable else CPU
+    if backend == "torch":  # device auto: the GPU when PyTorch sees one
+        return GPU if torch_gpu_status().usable else CPU
     if backend == "onnxruntime" and any(p.lower() in ("cuda", "tensorrt", "cudaexecutionprovider",
                                                       "tensorrtexecutionprovider") for p in providers):
         return GPU
@@ -114,10 +156,15 @@ def choose_backend(requested: str, accelerators: Sequence[str], providers: Seque
             status = tensorrt_gpu_status()
             if status.usable:
                 return "tensorrt", f"auto: TensorRT on {status.gpu_name}"
+            torch_status = torch_gpu_status()
+            if torch_status.usable:
+                return "torch", (f"auto: PyTorch on {torch_status.gpu_name}, CUDA graphs per batch bucket "
+                                 f"(TensorRT not used: {status.reason})")
             jax_status = jax_gpu_status()
             if jax_status.usable:
-                return "jax", f"auto: JAX on {jax_status.gpu_name} (TensorRT not used: {status.reason})"
-            gpu_reason = f"{status.reason}; JAX GPU not used: {jax_status.reason}"
+                return "jax", (f"auto: JAX on {jax_status.gpu_name} (TensorRT not used: {status.reason}; "
+                               f"PyTorch GPU not used: {torch_status.reason})")
+            gpu_reason = f"{status.reason}; PyTorch GPU not used: {torch_status.reason}; JAX GPU not used: {jax_status.reason}"
         else:
             gpu_reason = f"options.accelerators {list(accelerators)} excludes {GPU}"
         if CPU in ok:
@@ -126,7 +173,9 @@ def choose_backend(requested: str, accelerators: Sequence[str], providers: Seque
                           f"but {gpu_reason}")
     need = backend_device(requested, providers)
     if need not in ok:
-        hint = " (JAX sees a GPU here; JAX_PLATFORMS=cpu keeps it on the CPU)" if requested == "jax" and need == GPU else ""
+        hints = {"jax": " (JAX sees a GPU here; JAX_PLATFORMS=cpu keeps it on the CPU)",
+                 "torch": " (PyTorch sees a GPU here; CUDA_VISIBLE_DEVICES= keeps it on the CPU)"}
+        hint = hints.get(requested, "") if need == GPU else ""
         raise ConfigError(f"{where}: {requested} runs on {need}, which options.accelerators "
                           f"{list(accelerators)} does not allow{hint}")
     if requested == "tensorrt":

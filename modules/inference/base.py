@@ -77,7 +77,8 @@ class BackendOptions:
     max_batch: int = 1024  # tensorrt optimisation profile max
     opt_batch: int = 9  # tensorrt optimisation profile opt (typical jets per HLT event)
     engine_cache: str | None = None  # tensorrt: folder of built engines
-    device: str = "auto"  # jax: auto (a GPU when JAX sees one, else the CPU) | cpu | gpu
+    device: str = "auto"  # jax, torch: auto (a GPU when the engine sees one, else the CPU) | cpu | gpu
+    cuda_graphs: bool = True  # torch on a GPU: replay one captured CUDA graph per batch bucket
     # role -> model output name ({score: output}); a list: roles with the same names; None: 'score' (or
     # the model's only output) and 'kl' when the model has it (resolve_outputs)
     outputs: dict[str, str] | list[str] | None = None

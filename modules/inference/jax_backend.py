@@ -1,19 +1,15 @@
 """JAX backend: the shipped ONNX model translated to JAX (``onnx_jax``) and compiled by XLA, on the
 CPU or on an NVIDIA GPU — the GPU engine that is installed on the GPU machines hltrun can reach.
 
-Static shapes per batch bucket: XLA compiles one executable per input shape, so a batch of n jets
-is padded with zero jets to the next power of two (1, 2, 4, ... ``max_batch``) and the result sliced
-back; every bucket is compiled and run once in ``warm_up`` (begin_job), never at an event. Batches
-over ``max_batch`` run in ``max_batch`` chunks (as the TensorRT backend does with its profile).
-Compiled executables are shared by the backends of one process (one per stream) for the same model
+Static shapes per batch bucket (``bucketed.BucketedBackend``, shared with the PyTorch backend): XLA
+compiles one executable per input shape in ``warm_up`` (begin_job), never at an event. Compiled executables are shared by the backends of one process (one per stream) for the same model
 file and device: a compiled XLA executable is immutable and safe to call from several threads, and
 compiling it once per stream would only multiply begin_job time. Each backend keeps its own padded
 host buffers (pinned with ``cudaMallocHost`` through cuda-python on a GPU when it is installed).
 
 Timing: H2D (``jax.device_put`` + wait), compute (the executable + wait) and D2H (``np.asarray`` of
-the outputs) are timed separately with the host clock, waiting for each to finish, into integer
-``counters`` (microseconds, bytes, padded jets) that the scorer's summary and ``hltrun.json`` carry
-and that add over streams. Device memory (``Device.memory_stats()``: in use, peak, limit) is in
+the outputs) are timed separately with the host clock, waiting for each to finish (JAX exposes no
+CUDA events or streams), into the shared integer counters. Device memory (``Device.memory_stats()``: in use, peak, limit) is in
 ``describe()`` on a GPU; the CPU device has none, and the key is absent.
 
 Device: ``BackendOptions.device`` ``auto`` (a GPU when JAX sees one, else the CPU), ``cpu`` or
@@ -26,36 +22,19 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
-from . import buckets
+from .base import log
+from .bucketed import DEVICES, BucketedBackend, Executed
 from .machine import cache_root
-from .base import InferenceBackend, log
 
-DEVICES = ("auto", "cpu", "gpu")
 _COMPILED: dict[tuple[Any, ...], Any] = {}  # (model file identity, device, bucket) -> compiled executable
 _COMPILE_LOCK = threading.Lock()
-
-
-def bucket_sizes(max_batch: int) -> list[int]:
-    """Powers of two up to ``max_batch``, and ``max_batch`` itself (``buckets.bucket_sizes``)."""
-    try:
-        return buckets.bucket_sizes(max_batch)
-    except ValueError:
-        raise ConfigError(f"jax: max_batch {max_batch} must be at least 1") from None
-
-
-def bucket_for(n: int, sizes: Sequence[int]) -> int:
-    """The smallest bucket holding n jets (n <= sizes[-1])."""
-    bucket = buckets.bucket_for(n, sizes)
-    if bucket is None:
-        raise ModuleError(f"jax: batch of {n} jets over the largest bucket {sizes[-1]}")
-    return bucket
 
 
 def gpu_devices(jax: Any) -> list[Any]:
@@ -73,10 +52,8 @@ def compile_cache_size() -> int:
     return len(_COMPILED)
 
 
-class JaxBackend(InferenceBackend):
+class JaxBackend(BucketedBackend):
     name = "jax"
-    pads_batches = True  # static buckets: a batch runs padded to the next compiled size
-    model_suffixes = (".onnx",)
     device = "cpu"
 
     def _load(self) -> None:
@@ -88,17 +65,7 @@ class JaxBackend(InferenceBackend):
         self.compile_cache = self._compile_cache(jax)
         self.jax_device = self._pick_device(jax)
         self.device = "cpu" if self.jax_device.platform == "cpu" else "gpu-nvidia"
-        self.graph = translate(self.model_path)
-        if self.graph.input_dtype != np.float32:
-            raise ModuleError(f"jax: model {self.model_path} input {self.graph.input_name!r} is "
-                              f"{self.graph.input_dtype}, expected float32")
-        self.settle_inputs()  # a shape that does not match the contract: one line, before any tracing
-        self._jet = self._jet_shapes[0]  # one jet's input shape: (100, 3) for the shipped models
-        if self.options.precision not in ("auto", "fp32"):
-            raise ModuleError(f"jax: precision {self.options.precision!r} not supported (fp32 only)")
-        self.precision = "fp32"
-        self.max_batch = int(self.options.max_batch)
-        self.buckets = bucket_sizes(self.max_batch)
+        self._use_graph(translate(self.model_path))
         try:  # trace once at batch 1: attribute values the translator refuses fail now, not at warm-up
             jax.eval_shape(self.graph.fn, jax.ShapeDtypeStruct((1, *self._jet), np.float32))
         except ModuleError:
@@ -109,16 +76,10 @@ class JaxBackend(InferenceBackend):
         st = self.model_path.resolve().stat()
         self._key = (str(self.model_path.resolve()), st.st_mtime_ns, st.st_size, self.jax_device.platform,
                      self.jax_device.id)
-        self._index = {name: i for i, name in enumerate(self.graph.output_names)}
         self._compiled: dict[int, Any] = {}
-        self._host: dict[int, np.ndarray] = {}
-        self._dirty: dict[int, int] = {}  # rows of each host buffer that may hold old jets
         self._pinned: Any = None
         self._pinned_raw: list[np.ndarray] = []
         self._pinned_failed = False
-        self.warm_up_s = 0.0
-        self.counters.update({"h2d_bytes": 0, "h2d_us": 0, "compute_us": 0, "d2h_bytes": 0, "d2h_us": 0,
-                              "padded_jets": 0, "chunks": 0})
 
     def _compile_cache(self, jax: Any) -> str | None:
         """JAX's persistent compilation cache, so that the next job loads the buckets' executables
@@ -150,7 +111,7 @@ class JaxBackend(InferenceBackend):
         return gpus[0] if gpus else jax.devices("cpu")[0]
 
     # ------------------------------------------------------------------ compile and warm up
-    def _executable(self, bucket: int) -> Any:
+    def _prepare_bucket(self, bucket: int) -> None:
         """The compiled executable for one bucket (compiled once per process, model and device)."""
         key = (*self._key, bucket)
         with _COMPILE_LOCK:
@@ -161,7 +122,7 @@ class JaxBackend(InferenceBackend):
                                             sharding=jax.sharding.SingleDeviceSharding(self.jax_device))
                 exe = jax.jit(self.graph.fn).lower(spec).compile()
                 _COMPILED[key] = exe
-        return exe
+        self._compiled[bucket] = exe
 
     def _host_buffer(self, bucket: int) -> np.ndarray:
         """Zeroed (bucket, *one jet's input shape) float32 host buffer, page-locked on a GPU when cuda-python is there."""
@@ -193,77 +154,23 @@ class JaxBackend(InferenceBackend):
             log.info("jax: host buffers not pinned (%s)", exc, extra={"once": True})
             return False
 
-    def warm_up(self, batch_sizes: Sequence[int] = (1, 9)) -> None:
-        """Compile every bucket and run zeros through it once (device allocations, first-call set-up),
-        then the base class's check of the requested sizes; none of it counts as job work."""
-        saved = dict(self.counters)
-        t0 = time.perf_counter()
-        for b in self.buckets:
-            try:
-                self._compiled[b] = self._executable(b)
-                self._host[b] = self._host_buffer(b)
-                self._dirty[b] = 0
-                self._run_chunk(np.zeros((b, *self._jet), np.float32), None, 0)
-            except (ModuleError, ConfigError):
-                raise
-            except Exception as exc:
-                raise ModuleError(f"jax: model {self.model_path} failed to compile for a batch of {b} jets: "
-                                  f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-                                  ) from exc
-        self.warm_up_s = time.perf_counter() - t0
-        self.counters.update(saved)
-        super().warm_up(batch_sizes)
-        log.info("jax: %s compiled and warmed up for batches %s on %s in %.1f s", self.model_path.name,
-                 self.buckets, self.jax_device, self.warm_up_s, extra={"once": True})
+    def device_label(self) -> str:
+        return str(self.jax_device)
 
     # ------------------------------------------------------------------ run
-    def _input_shape(self) -> tuple[Any, ...]:
-        return self.graph.input_shape
-
-    def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
-        return [(self.graph.input_name, tuple(self.graph.input_shape))]
-
-    def _output_names(self) -> Sequence[str]:
-        return self.graph.output_names
-
-    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        if not self._compiled:
-            raise ModuleError(f"jax: run() before warm_up() for model {self.model_path}: buckets are compiled "
-                              f"at warm-up, never at an event")
-        out = {k: np.empty(len(x), np.float32) for k in self.output_names}
-        for start in range(0, len(x), self.max_batch):
-            self._run_chunk(x[start:start + self.max_batch], out, start)
-        return out
-
-    def _run_chunk(self, x: np.ndarray, out: dict[str, np.ndarray] | None, start: int) -> None:
-        """Pad into the bucket's host buffer, copy to the device, run, copy back; each part timed."""
-        jax, c = self.jax, self.counters
-        m = len(x)
-        b = bucket_for(m, self.buckets)
-        buf = self._host[b]
-        buf[:m] = x
-        if self._dirty[b] > m:
-            buf[m:self._dirty[b]] = 0.0  # zero jets as padding: rows the previous batch left behind
-        self._dirty[b] = m
+    def _execute(self, bucket: int, buf: np.ndarray) -> Executed:
+        """Copy to the device, run, copy back, each part waited for and timed with the host clock."""
+        jax = self.jax
         t0 = time.perf_counter_ns()
         xd = jax.device_put(buf, self.jax_device)
         xd.block_until_ready()
         t1 = time.perf_counter_ns()
-        ys = self._compiled[b](xd)
+        ys = self._compiled[bucket](xd)
         jax.block_until_ready(ys)
         t2 = time.perf_counter_ns()
         host = [np.asarray(y) for y in ys]
         t3 = time.perf_counter_ns()
-        if out is not None:
-            for name in self.output_names:
-                out[name][start:start + m] = host[self._index[name]][:m]
-        c["chunks"] += 1
-        c["padded_jets"] += b - m
-        c["h2d_bytes"] += buf.nbytes
-        c["h2d_us"] += (t1 - t0) // 1000
-        c["compute_us"] += (t2 - t1) // 1000
-        c["d2h_bytes"] += sum(h.nbytes for h in host)
-        c["d2h_us"] += (t3 - t2) // 1000
+        return host, t1 - t0, t2 - t1, t3 - t2
 
     # ------------------------------------------------------------------ describe, close
     def device_memory(self) -> dict[str, int] | None:
@@ -285,9 +192,8 @@ class JaxBackend(InferenceBackend):
         desc: dict[str, Any] = {
             "versions": {"jax": self.jax.__version__, "jaxlib": jaxlib.__version__},
             "jax_device": str(self.jax_device), "device_kind": self.jax_device.device_kind,
-            "precision": self.precision, "buckets": list(self.buckets), "warm_up_s": round(self.warm_up_s, 3),
-            "pinned_host_buffers": bool(self._pinned) and not self._pinned_failed, "input": self.graph.input_name,
-            "compile_cache": self.compile_cache,
+            **self._bucketed_describe(),
+            "pinned_host_buffers": bool(self._pinned) and not self._pinned_failed, "compile_cache": self.compile_cache,
         }
         memory = self.device_memory()
         if memory is not None:
@@ -300,7 +206,7 @@ class JaxBackend(InferenceBackend):
             self._host = {}
             self._pinned.free(self._pinned_raw, [])
             self._pinned_raw = []
-        self._host, self._compiled = {}, {}
+        self._host, self._compiled, self._prepared = {}, {}, set()
 
 
 def enable_compile_cache(path: str | os.PathLike[str]) -> None:

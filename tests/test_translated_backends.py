@@ -1,9 +1,10 @@
-"""The jax backend on the CPU device: the tests CI runs (they never skip; jax is in the ``test``
-extra). The ONNX -> JAX translator is checked op by op against ONNX Runtime on small graphs (the
-attributes the shipped models use and the ONNX defaults around them), the backend against ONNX
-Runtime on every jet of every shipped sample at the model card's working points, the bucket padding
-and chunking, the one-line errors, ``auto`` with a fake JAX that has a GPU, and the shipped path end to
-end. CUDA-specific checks are in tests/test_gpu.py (marker ``gpu``).
+"""The backends that run the ONNX graph through the translator (``onnx_graph``): jax and torch, on the
+CPU device: the tests CI runs (they never skip; jax and torch are in the ``test`` extra). The
+translator is checked op by op against ONNX Runtime on small graphs for each engine (the attributes
+the shipped models use and the ONNX defaults around them), each backend against ONNX Runtime on every
+jet of every shipped sample at the model card's working points, the shared bucket padding and
+chunking, the one-line errors, ``auto`` with a fake JAX / PyTorch that has a GPU, and the shipped path
+end to end. CUDA-specific checks are in tests/test_jax_gpu.py and tests/test_torch_gpu.py (marker ``gpu``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from types import SimpleNamespace
 
 import jax
 import numpy as np
+import torch
 import onnx
 import onnxruntime as ort
 import pytest
@@ -24,14 +26,17 @@ from onnx import TensorProto, helper
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.modules.inference import BackendOptions, backend_class, create_backend
 from hltrun.modules.inference import accelerator
-from hltrun.modules.inference.jax_backend import JaxBackend, bucket_for, bucket_sizes, compile_cache_size
+from hltrun.modules.inference.bucketed import bucket_for, bucket_sizes
+from hltrun.modules.inference.jax_backend import JaxBackend, compile_cache_size
 from hltrun.modules.inference.onnx_jax import OPS, translate
+from hltrun.modules.inference.onnx_torch import translate as translate_torch
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "data" / "models"
 SAMPLES = sorted((REPO / "data").glob("*.root"))
 MAX_BATCH = 64  # 7 buckets: enough to exercise padding and chunking, cheap to compile on a CI CPU
+ENGINES = ("jax", "torch")
 
 
 def _jets(n: int, seed: int = 0) -> np.ndarray:
@@ -40,18 +45,31 @@ def _jets(n: int, seed: int = 0) -> np.ndarray:
     return jets(n, seed)
 
 
-@pytest.fixture(scope="module")
-def backends() -> dict[str, SimpleNamespace]:
-    """Per shipped model: the jax backend (CPU, max_batch 64) and ONNX Runtime, both warmed up."""
+@pytest.fixture(scope="module", params=ENGINES)
+def backends(request) -> dict[str, SimpleNamespace]:
+    """Per shipped model: the engine's backend (CPU, max_batch 64) and ONNX Runtime, both warmed up."""
     out = {}
     for model in ("conv_vae", "gcn_vae"):
         path = MODELS / f"{model}.onnx"
-        j = create_backend("jax", path, BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
-        j.warm_up()
+        e = create_backend(request.param, path, BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
+        e.warm_up()
         o = create_backend("onnxruntime", path).load()
         o.warm_up()
-        out[model] = SimpleNamespace(jax=j, ort=o)
+        out[model] = SimpleNamespace(eng=e, ort=o, engine=request.param)
     return out
+
+
+def _prepared(backend) -> int:
+    """Graphs compiled / traced so far: no engine may prepare one at run time."""
+    return compile_cache_size() if backend.name == "jax" else len(backend._calls)
+
+
+def _translated(engine: str, path: Path, model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """The first output of ``model`` on ``x`` through the engine's translation (jitted / specialised)."""
+    if engine == "jax":
+        return np.asarray(jax.jit(translate(path, model).fn)(x)[0])
+    t = torch.from_numpy(x)
+    return translate_torch(path, model).specialize(t)(t)[0].numpy()
 
 
 def _model(nodes, inputs, outputs, inits=(), opset: int = 17) -> onnx.ModelProto:
@@ -175,24 +193,26 @@ OP_CASES = [
 ]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("case", OP_CASES, ids=[c[0] for c in OP_CASES])
-def test_translator_matches_onnxruntime_op_by_op(case, tmp_path):
+def test_translator_matches_onnxruntime_op_by_op(case, engine, tmp_path):
     _, nodes, shape, inits = case
     m = _model(nodes, [_f("x", shape)], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     x = RNG.normal(size=shape).astype(np.float32)
     ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
-    got = np.asarray(jax.jit(translate(tmp_path / "m.onnx", m).fn)(x)[0])
+    got = _translated(engine, tmp_path / "m.onnx", m, x)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_integer_div_truncates_toward_zero(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_integer_div_truncates_toward_zero(engine, tmp_path):
     a = helper.make_tensor_value_info("a", TensorProto.INT64, [4])
     m = _model([helper.make_node("Div", ["a", "b"], ["y"])], [a],
                [helper.make_tensor_value_info("y", TensorProto.INT64, [4])], [_init("b", I64(2, -2, 2, -2))])
     x = I64(7, 7, -7, -7)
     ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"a": x})[0]
-    assert list(np.asarray(translate(tmp_path / "m.onnx", m).fn(x)[0])) == list(ref) == [3, -3, -3, 3]
+    assert list(_translated(engine, tmp_path / "m.onnx", m, x)) == list(ref) == [3, -3, -3, 3]
 
 
 def test_shipped_models_use_only_translated_ops():
@@ -217,7 +237,7 @@ def test_agrees_with_onnxruntime_on_every_shipped_sample(backends, model):
     b = backends[model]
     for sample in SAMPLES:
         x = load_jets(str(sample))[0]
-        got, ref = b.jax.run(x), b.ort.run(x)
+        got, ref = b.eng.run(x), b.ort.run(x)
         assert got["valid"].all() and ref["valid"].all()
         for key in ("score", "kl"):
             rel = np.abs(got[key] - ref[key]) / np.maximum(np.abs(ref[key]), 1e-30)
@@ -234,69 +254,79 @@ def test_bucket_padding_and_chunking(backends, n):
     the same scores as ONNX Runtime, and no compilation at run time."""
     b = backends["conv_vae"]
     x = _jets(n, seed=n)
-    compiled = compile_cache_size()
-    before = dict(b.jax.counters)
-    got, ref = b.jax.run(x), b.ort.run(x)
+    compiled = _prepared(b.eng)
+    before = dict(b.eng.counters)
+    got, ref = b.eng.run(x), b.ort.run(x)
     np.testing.assert_allclose(got["score"], ref["score"], rtol=1e-4)
     np.testing.assert_allclose(got["kl"], ref["kl"], rtol=1e-4)
     chunks = [MAX_BATCH] * (n // MAX_BATCH) + ([n % MAX_BATCH] if n % MAX_BATCH else [])
     padded = sum(bucket_for(m, bucket_sizes(MAX_BATCH)) - m for m in chunks)
-    assert b.jax.counters["chunks"] - before["chunks"] == len(chunks)
-    assert b.jax.counters["padded_jets"] - before["padded_jets"] == padded
-    assert b.jax.counters["jets"] - before["jets"] == n
-    assert compile_cache_size() == compiled
+    assert b.eng.counters["chunks"] - before["chunks"] == len(chunks)
+    assert b.eng.counters["padded_jets"] - before["padded_jets"] == padded
+    assert b.eng.counters["jets"] - before["jets"] == n
+    assert _prepared(b.eng) == compiled
 
 
 def test_padding_rows_are_zeroed_between_batches(backends):
     """A smaller batch in the same bucket after a larger one: the old jets are not left as padding."""
     b = backends["gcn_vae"]
-    b.jax.run(_jets(7, seed=1))
-    b.jax.run(_jets(5, seed=2))
-    assert not b.jax._host[8][5:].any()
+    b.eng.run(_jets(7, seed=1))
+    b.eng.run(_jets(5, seed=2))
+    assert not b.eng._host[8][5:].any()
 
 
 def test_counters_and_describe(backends):
-    j = backends["gcn_vae"].jax
-    desc = j.describe()
-    assert desc["backend"] == "jax" and desc["device"] == "cpu" and desc["precision"] == "fp32"
-    assert desc["buckets"] == bucket_sizes(MAX_BATCH) and desc["versions"]["jax"] == jax.__version__
+    engine = backends["gcn_vae"].engine
+    desc = backends["gcn_vae"].eng.describe()
+    assert desc["backend"] == engine and desc["device"] == "cpu" and desc["precision"] == "fp32"
+    version = {"jax": jax.__version__, "torch": torch.__version__}[engine]
+    assert desc["buckets"] == bucket_sizes(MAX_BATCH) and desc["versions"][engine] == version
     assert "device_memory" not in desc  # the CPU device has no allocator statistics
-    fresh = create_backend("jax", MODELS / "gcn_vae.onnx", BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
+    fresh = create_backend(engine, MODELS / "gcn_vae.onnx", BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
     fresh.warm_up()
     assert fresh.counters["calls"] == 0 and fresh.counters["chunks"] == 0  # warm-up is not job work
     fresh.run(_jets(3))
     c = fresh.counters
-    assert c["chunks"] == 1 and c["h2d_bytes"] == 4 * 100 * 3 * 4 and c["d2h_bytes"] == 2 * 4 * 4
     assert all(isinstance(c[k], int) for k in ("h2d_us", "compute_us", "d2h_us"))
+    assert c["chunks"] == 1 and c["padded_jets"] == 1 and c["compute_us"] > 0
+    if engine == "jax":  # device_put copies even to the CPU device
+        assert c["h2d_bytes"] == 4 * 100 * 3 * 4 and c["d2h_bytes"] == 2 * 4 * 4
+    else:  # torch on the CPU runs on the host buffer itself: no copy, none counted
+        assert c["h2d_bytes"] == c["d2h_bytes"] == c["h2d_us"] == c["d2h_us"] == 0
+        assert desc["executor"] == "torchscript" and desc["intra_op_threads"] == 1
 
 
-def test_run_before_warm_up_is_an_error():
-    b = create_backend("jax", MODELS / "gcn_vae.onnx", BackendOptions(max_batch=4, device="cpu")).load()
+@pytest.mark.parametrize("engine", ENGINES)
+def test_run_before_warm_up_is_an_error(engine):
+    b = create_backend(engine, MODELS / "gcn_vae.onnx", BackendOptions(max_batch=4, device="cpu")).load()
     with pytest.raises(ModuleError, match="run\\(\\) before warm_up\\(\\)"):
         b.run(_jets(2))
 
 
 # ---------------------------------------------------------------------- errors, one line each
-def test_unsupported_op_is_one_line_naming_op_and_model(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unsupported_op_is_one_line_naming_op_and_model(engine, tmp_path):
     path = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("HardSigmoid", ["jets"], ["hs"]))
     with pytest.raises(ModuleError) as info:
-        create_backend("jax", path).load()
+        create_backend(engine, path).load()
     msg = str(info.value)
     assert "\n" not in msg and "HardSigmoid" in msg and str(path) in msg and "onnxruntime" in msg
 
 
-def test_wrong_input_shape_is_the_shared_error(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_wrong_input_shape_is_the_shared_error(engine, tmp_path):
     path = _jet_model(tmp_path / "wrong.onnx", shape=("N", 50, 3))
     with pytest.raises(ModuleError, match=rf"model {path} takes input .*of shape \(N, 50, 3\)"):
-        create_backend("jax", path).load()
+        create_backend(engine, path).load()
     fixed = _jet_model(tmp_path / "fixed.onnx", shape=(4, 100, 3))
     with pytest.raises(ModuleError, match="takes a fixed batch of 4 jet"):
-        create_backend("jax", fixed).load()
+        create_backend(engine, fixed).load()
 
 
-def test_small_valid_model_runs_and_bad_batch_shape_is_one_line(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_small_valid_model_runs_and_bad_batch_shape_is_one_line(engine, tmp_path):
     path = _jet_model(tmp_path / "ok.onnx")
-    b = create_backend("jax", path, BackendOptions(max_batch=4, device="cpu")).load()
+    b = create_backend(engine, path, BackendOptions(max_batch=4, device="cpu")).load()
     b.warm_up()
     x = _jets(6)
     out = b.run(x)
@@ -305,18 +335,21 @@ def test_small_valid_model_runs_and_bad_batch_shape_is_one_line(tmp_path):
         b.run(np.zeros((2, 50, 3), np.float32))
 
 
-def test_device_option(tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_device_option(engine, tmp_path):
     path = _jet_model(tmp_path / "ok.onnx")
     with pytest.raises(ConfigError, match="device 'tpu'"):
-        create_backend("jax", path, BackendOptions(device="tpu")).load()
+        create_backend(engine, path, BackendOptions(device="tpu")).load()
     from hltrun.modules.inference.jax_backend import gpu_devices
 
-    if gpu_devices(jax):  # a GPU machine (tools/gpu_check.sh): gpu is granted
-        assert create_backend("jax", path, BackendOptions(device="gpu")).load().device == "gpu-nvidia"
+    has_gpu = bool(gpu_devices(jax)) if engine == "jax" else torch.cuda.is_available()
+    if has_gpu:  # a GPU machine (tools/gpu_check.sh): gpu is granted
+        assert create_backend(engine, path, BackendOptions(device="gpu")).load().device == "gpu-nvidia"
     else:
-        with pytest.raises(ModuleError, match="device gpu requested .* JAX sees no GPU"):
-            create_backend("jax", path, BackendOptions(device="gpu")).load()
-    assert create_backend("jax", path, BackendOptions(device="cpu")).load().device == "cpu"
+        sees = {"jax": "JAX sees no GPU", "torch": "PyTorch sees no CUDA GPU"}[engine]
+        with pytest.raises(ModuleError, match=f"device gpu requested .* {sees}"):
+            create_backend(engine, path, BackendOptions(device="gpu")).load()
+    assert create_backend(engine, path, BackendOptions(device="cpu")).load().device == "cpu"
 
 
 # ---------------------------------------------------------------------- auto, with a fake JAX
@@ -349,16 +382,19 @@ def fake_jax(monkeypatch):
         monkeypatch.setattr(accelerator, "_find", lambda name: name in ("jax", "jax_plugins.xla_cuda13"))
         monkeypatch.setattr(accelerator, "_load_jax", lambda: _FakeJax(gpus))
         accelerator.jax_gpu_status.cache_clear()
+        accelerator.torch_gpu_status.cache_clear()
 
     yield install
     accelerator.jax_gpu_status.cache_clear()
+    accelerator.torch_gpu_status.cache_clear()
 
 
 def test_auto_picks_jax_on_a_gpu_without_tensorrt(fake_jax):
     fake_jax(1)
     name, reason = accelerator.choose_backend("auto", ["*"])
     assert name == "jax"
-    assert reason == "auto: JAX on NVIDIA H100 80GB HBM3 (TensorRT not used: the tensorrt Python package is not installed)"
+    assert reason == ("auto: JAX on NVIDIA H100 80GB HBM3 (TensorRT not used: the tensorrt Python package is not "
+                      "installed; PyTorch GPU not used: the torch Python package is not installed)")
     assert accelerator.choose_backend("jax", ["gpu-nvidia"])[0] == "jax"
     # the CPU only: auto keeps ONNX Runtime; an explicit jax that would land on the GPU is refused, with the way out
     assert accelerator.choose_backend("auto", ["cpu"])[0] == "onnxruntime"
@@ -433,13 +469,14 @@ def test_gpu_sweep_runs_on_cpu(backends, tmp_path):
 
 
 def test_two_stream_backends_share_executables_and_agree(backends):
-    """One backend per stream (as the scorer makes them), run from two threads at once: no extra
-    compilation, and each gives ONNX Runtime's scores."""
+    """One backend per stream (as the scorer makes them), run from two threads at once: each gives ONNX
+    Runtime's scores; JAX compiles nothing more (its executables are shared by the streams)."""
     import threading
 
+    engine = backends["conv_vae"].engine
     ref = backends["conv_vae"].ort.run(_jets(37, seed=5))["score"]
     compiled = compile_cache_size()
-    pair = [create_backend("jax", MODELS / "conv_vae.onnx", BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
+    pair = [create_backend(engine, MODELS / "conv_vae.onnx", BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
             for _ in range(2)]
     for b in pair:
         b.warm_up()
@@ -465,6 +502,57 @@ def test_missing_jax_names_the_extra():
     from hltrun.framework.extras import install_hint
 
     assert install_hint("jax") == 'pip install -e ".[jax]"  (or: pip install "jax")'
+    assert install_hint("torch") == 'pip install -e ".[torch]"  (or: pip install "torch")'
+
+
+# ---------------------------------------------------------------------- auto, with a fake PyTorch
+class _FakeCuda:
+    """Keeps torch.cuda's contract for what auto asks: is_available(), current_device(), get_device_name()."""
+
+    def __init__(self, gpus: int) -> None:
+        self.gpus = gpus
+
+    def is_available(self) -> bool:
+        return self.gpus > 0
+
+    def current_device(self) -> int:
+        if not self.gpus:
+            raise RuntimeError("No CUDA GPUs are available")
+        return 0
+
+    def get_device_name(self, device: int) -> str:
+        if device >= self.gpus:
+            raise AssertionError("Invalid device id")
+        return "NVIDIA H100 80GB HBM3"
+
+
+@pytest.mark.parametrize("cuda_build, gpus, expect", [(True, 1, "torch"), (True, 0, "jax"), (False, 1, "jax")])
+def test_auto_on_a_gpu_prefers_torch_then_jax(monkeypatch, fake_jax, cuda_build, gpus, expect):
+    """TensorRT absent: a CUDA build of torch that sees a GPU is taken (CUDA graphs, streams, events);
+    otherwise JAX on the GPU, the reason saying why PyTorch was not; a CPU build is never imported."""
+    fake_jax(1)
+    monkeypatch.setattr(accelerator, "_find", lambda name: name in ("jax", "jax_plugins.xla_cuda13", "torch"))
+    monkeypatch.setattr(accelerator, "_torch_is_cuda_build", lambda: cuda_build)
+    fake = SimpleNamespace(cuda=_FakeCuda(gpus))
+    monkeypatch.setattr(accelerator, "_load_torch", lambda: fake if cuda_build else pytest.fail("CPU torch imported"))
+    accelerator.torch_gpu_status.cache_clear()
+    name, reason = accelerator.choose_backend("auto", ["*"])
+    assert name == expect
+    if expect == "torch":
+        assert reason.startswith("auto: PyTorch on NVIDIA H100 80GB HBM3, CUDA graphs per batch bucket (TensorRT not used")
+        with pytest.raises(ConfigError, match=r"torch runs on gpu-nvidia.*CUDA_VISIBLE_DEVICES="):
+            accelerator.choose_backend("torch", ["cpu"])
+    else:
+        why = "PyTorch sees no CUDA GPU" if cuda_build else "torch is a CPU build (no libtorch_cuda)"
+        assert f"PyTorch GPU not used: {why}" in reason
+
+
+def test_torch_cpu_build_is_seen_without_importing_it():
+    """This machine's torch (CPU build in CI): recognised from its files; a CUDA build has libtorch_cuda."""
+    lib = Path(torch.__file__).parent / "lib"
+    assert accelerator._torch_is_cuda_build() == any(lib.glob("*torch_cuda*"))
+    if "+cpu" in torch.__version__:
+        assert not accelerator._torch_is_cuda_build()
 
 
 class _FakePinned:

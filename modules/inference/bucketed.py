@@ -1,0 +1,169 @@
+"""The part every engine with static batch buckets shares (JAX/XLA, PyTorch): pad a batch into the
+bucket's host buffer, copy it to the device, run, copy the outputs back, each part timed.
+
+A compiled (or captured) graph runs one static input shape, so a batch of n jets is padded with zero
+jets to the next bucket (``buckets.bucket_sizes``: powers of two up to ``max_batch``) and the result
+sliced back; batches over ``max_batch`` run in ``max_batch`` chunks (as TensorRT does with its
+profile). Every bucket is prepared (compiled, traced, captured) and run once in ``warm_up``
+(begin_job), never at an event, and that time is reported on its own (``warm_up_s``).
+
+Counters (integers that add over streams, carried by the scorer's summary into ``hltrun.json`` and the
+TimeReport): ``h2d_us``/``compute_us``/``d2h_us`` and ``h2d_bytes``/``d2h_bytes`` per part, ``chunks``
+(engine calls) and ``padded_jets``. An engine says how it times them (the host clock after a wait, or
+CUDA events); a CPU device that needs no copy counts none.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+from hltrun.framework.errors import ConfigError, ModuleError, one_line
+
+from . import buckets
+from .base import InferenceBackend, log
+
+DEVICES = ("auto", "cpu", "gpu")  # BackendOptions.device for these engines
+TRANSFER_COUNTERS = ("h2d_bytes", "h2d_us", "compute_us", "d2h_bytes", "d2h_us", "padded_jets", "chunks")
+
+# what one engine call took: outputs in the graph's order (host arrays, valid until the next call),
+# then nanoseconds for the copy in, the computation and the copy out
+Executed = tuple[Sequence[np.ndarray], int, int, int]
+
+
+def bucket_sizes(max_batch: int, engine: str = "buckets") -> list[int]:
+    """Powers of two up to ``max_batch``, and ``max_batch`` itself (``buckets.bucket_sizes``)."""
+    try:
+        return buckets.bucket_sizes(max_batch)
+    except ValueError:
+        raise ConfigError(f"{engine}: max_batch {max_batch} must be at least 1") from None
+
+
+def bucket_for(n: int, sizes: Sequence[int], engine: str = "buckets") -> int:
+    """The smallest bucket holding n jets (n <= sizes[-1])."""
+    bucket = buckets.bucket_for(n, sizes)
+    if bucket is None:
+        raise ModuleError(f"{engine}: batch of {n} jets over the largest bucket {sizes[-1]}")
+    return bucket
+
+
+class BucketedBackend(InferenceBackend):
+    """Static batch buckets over an ONNX graph translated for an array engine (``onnx_graph``).
+    Subclasses load the engine, set ``self.graph`` through ``_use_graph`` and implement the hooks."""
+
+    pads_batches = True  # a batch runs padded to the next prepared size
+    model_suffixes = (".onnx",)
+    copies = True  # the engine copies the batch to its device and back (False: it runs on the host buffer)
+
+    def _use_graph(self, graph: Any) -> None:
+        """Settle the translated graph, the contract, the precision and the buckets (from ``_load``)."""
+        self.graph = graph
+        if graph.input_dtype != np.float32:
+            raise ModuleError(f"{self.name}: model {self.model_path} input {graph.input_name!r} is "
+                              f"{graph.input_dtype}, expected float32")
+        self.settle_inputs()  # a shape that does not match the contract: one line, before any tracing
+        self._jet = self._jet_shapes[0]  # one jet's input shape: (100, 3) for the shipped models
+        if self.options.precision not in ("auto", "fp32"):
+            raise ModuleError(f"{self.name}: precision {self.options.precision!r} not supported (fp32 only)")
+        self.precision = "fp32"
+        self.max_batch = int(self.options.max_batch)
+        self.buckets = bucket_sizes(self.max_batch, self.name)
+        self._index = {name: i for i, name in enumerate(graph.output_names)}
+        self._host: dict[int, np.ndarray] = {}
+        self._dirty: dict[int, int] = {}  # rows of each host buffer that may hold old jets
+        self._prepared: set[int] = set()
+        self.warm_up_s = 0.0
+        self.counters.update(dict.fromkeys(TRANSFER_COUNTERS, 0))
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _prepare_bucket(self, bucket: int) -> None:
+        """Compile / trace / capture the graph for ``bucket`` jets (at warm-up)."""
+
+    def _host_buffer(self, bucket: int) -> np.ndarray:
+        """The zeroed (bucket, *jet) float32 host buffer the batch is padded into (pinned on a GPU)."""
+        return np.zeros((bucket, *self._jet), np.float32)
+
+    @abstractmethod
+    def _execute(self, bucket: int, buf: np.ndarray) -> Executed:
+        """Run one padded bucket: its outputs on the host and the three parts' nanoseconds."""
+
+    # ------------------------------------------------------------------ warm up and run
+    def warm_up(self, batch_sizes: Sequence[int] = (1, 9)) -> None:
+        """Prepare every bucket and run zeros through it once (device allocations, first-call set-up),
+        then the base class's check of the requested sizes; none of it counts as job work."""
+        saved = dict(self.counters)
+        t0 = time.perf_counter()
+        for b in self.buckets:
+            try:
+                self._host[b] = self._host_buffer(b)
+                self._dirty[b] = 0
+                self._prepare_bucket(b)
+                self._prepared.add(b)
+                self._run_chunk(np.zeros((b, *self._jet), np.float32), None, 0)
+            except (ModuleError, ConfigError):
+                raise
+            except Exception as exc:
+                raise ModuleError(f"{self.name}: model {self.model_path} failed to prepare a batch of {b} jets: "
+                                  f"{type(exc).__name__}: {one_line(exc)}") from exc
+        self.warm_up_s = time.perf_counter() - t0
+        self.counters.update(saved)
+        super().warm_up(batch_sizes)
+        log.info("%s: %s prepared and warmed up for batches %s on %s in %.1f s", self.name, self.model_path.name,
+                 self.buckets, self.device_label(), self.warm_up_s, extra={"once": True})
+
+    def device_label(self) -> str:
+        """The device, as the warm-up line names it."""
+        return self.device
+
+    def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if not self._prepared:
+            raise ModuleError(f"{self.name}: run() before warm_up() for model {self.model_path}: buckets are "
+                              f"prepared at warm-up, never at an event")
+        out: dict[str, np.ndarray] = {}
+        for start in range(0, len(x), self.max_batch):
+            self._run_chunk(x[start:start + self.max_batch], out, start, len(x))
+        return out
+
+    def _run_chunk(self, x: np.ndarray, out: dict[str, np.ndarray] | None, start: int, total: int = 0) -> None:
+        """Pad into the bucket's host buffer, run it, keep the real jets' outputs; count each part."""
+        m = len(x)
+        b = bucket_for(m, self.buckets, self.name)
+        buf = self._host[b]
+        buf[:m] = x
+        if self._dirty[b] > m:
+            buf[m:self._dirty[b]] = 0.0  # zero jets as padding: rows the previous batch left behind
+        self._dirty[b] = m
+        host, h2d_ns, compute_ns, d2h_ns = self._execute(b, buf)
+        if out is not None:
+            for name in self.output_names:
+                y = host[self._index[name]]
+                if name not in out:
+                    out[name] = np.empty((total, *y.shape[1:]), np.float32)
+                out[name][start:start + m] = y[:m]
+        c = self.counters
+        c["chunks"] += 1
+        c["padded_jets"] += b - m
+        if self.copies:
+            c["h2d_bytes"] += buf.nbytes
+            c["d2h_bytes"] += sum(h.nbytes for h in host)
+        c["h2d_us"] += h2d_ns // 1000
+        c["compute_us"] += compute_ns // 1000
+        c["d2h_us"] += d2h_ns // 1000
+
+    # ------------------------------------------------------------------ the graph's facts
+    def _input_shape(self) -> tuple[Any, ...]:
+        return self.graph.input_shape
+
+    def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
+        return [(self.graph.input_name, tuple(self.graph.input_shape))]
+
+    def _output_names(self) -> Sequence[str]:
+        return self.graph.output_names
+
+    def _bucketed_describe(self) -> dict[str, Any]:
+        return {"precision": self.precision, "buckets": list(self.buckets), "warm_up_s": round(self.warm_up_s, 3),
+                "input": self.graph.input_name}

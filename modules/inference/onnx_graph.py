@@ -1,0 +1,564 @@
+"""A small ONNX translator, written once for every array engine: the ONNX file hltrun already ships,
+run by JAX/XLA (``onnx_jax``) or by PyTorch (``onnx_torch``) on the CPU or a GPU.
+
+Why ONNX and not the ``.keras`` file: Keras 3 picks its backend once per process, so Keras-on-JAX
+could never share a process with the TensorFlow backend; the ONNX graph is the one model format
+every engine here reads (ONNX Runtime, TensorRT, IREE, and this).
+
+How: the graph's nodes are walked in topological order and each op becomes calls on the engine's
+namespace, written against the Python array API standard (``permute_dims``, ``concat``, ``astype``
+...: numpy 2, ``jax.numpy`` and PyTorch through ``array_api_compat`` all speak it), following the ONNX
+operator spec (opset 13-18 forms). What the standard does not have — convolutions, pooling windows,
+a matrix product at a stated precision, softmax, a filled array on the engine's device — each engine
+gives through ``Kernels``; so an op's ONNX semantics (pads, auto_pad, output_padding, ...) are worked
+out here once, and an engine adds only its own calls.
+
+Values that do not depend on the input (initializers, ``Shape`` of a tensor, the constant subgraphs
+tf2onnx leaves behind) stay numpy arrays and are folded, so ``Reshape``, ``Slice``, ``Tile`` ... get the
+static arguments a compiler needs; everything that depends on the input runs on the engine. JAX folds
+while it traces under ``jit``; an eager engine folds once per batch size with ``specialize``.
+
+Fidelity: matrix products and convolutions run at full fp32 precision (no TF32 on a GPU; each engine
+says how). An op outside ``OPS`` (or an attribute value not implemented) is refused when the model is
+read, in one line naming the op and the model, never discovered at the first event.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from hltrun.framework.errors import ModuleError
+
+from .base import several_inputs
+
+OpFn = Callable[..., Any]
+Pads = list[tuple[int, int]]  # (begin, end) per spatial axis
+
+
+class Kernels(ABC):
+    """What one engine adds to the array API standard. ``xp`` is the engine's namespace for values
+    that depend on the input; numpy serves the static ones."""
+
+    engine: str = "?"  # named in messages
+    xp: Any = None
+
+    def take_slice(self, x: Any, index: tuple[slice, ...]) -> Any:
+        """``x[index]``; an engine without negative steps overrides it."""
+        return x[index]
+
+    @abstractmethod
+    def full(self, dims: Sequence[int], value: Any, dtype: np.dtype) -> Any:
+        """A filled array on the engine's device (a large ConstantOfShape)."""
+
+    @abstractmethod
+    def matmul(self, a: Any, b: Any) -> Any:
+        """Matrix product at full fp32 precision."""
+
+    @abstractmethod
+    def conv(self, x: Any, w: np.ndarray | Any, strides: list[int], pads: Pads, dilations: list[int],
+             group: int) -> Any:
+        """ONNX Conv without bias: x (N, C, *spatial), w (O, C/group, *kernel), explicit pads."""
+
+    @abstractmethod
+    def conv_transpose(self, x: Any, w: Any, strides: list[int], pads: Pads, dilations: list[int]) -> Any:
+        """ONNX ConvTranspose without bias, group 1: w (C_in, C_out, *kernel); ``pads`` are the
+        ONNX (begin, end) crops, output_padding already added to the end crop (may be negative)."""
+
+    @abstractmethod
+    def window_sum(self, x: Any, kernel: list[int], strides: list[int], pads: Pads) -> Any:
+        """Sum over each pooling window, zero padding (AveragePool divides it)."""
+
+    @abstractmethod
+    def softmax(self, x: Any, axis: int) -> Any: ...
+
+
+def _is_static(*values: Any) -> bool:
+    """True if every value is a numpy array/scalar (known while tracing), None counting as absent."""
+    return all(v is None or isinstance(v, (np.ndarray, np.generic, int, float, bool)) for v in values)
+
+
+def _xp(k: Kernels, *values: Any) -> Any:
+    """numpy when every input is static (constant folding), else the engine's namespace."""
+    return np if _is_static(*values) else k.xp
+
+
+def _ints(value: Any, what: str) -> list[int]:
+    """A static integer tensor (shape, axes, starts ...) as a list; traced values cannot be shapes."""
+    if not _is_static(value):
+        raise ModuleError(f"{what} depends on the input; only static {what} can be compiled")
+    return [int(v) for v in np.asarray(value).reshape(-1)]
+
+
+def _axis(axis: int, rank: int) -> int:
+    return axis + rank if axis < 0 else axis
+
+
+# ---------------------------------------------------------------------- ops
+def _binary(name: str) -> OpFn:
+    def op(k: Kernels, a: Any, b: Any) -> Any:
+        return getattr(_xp(k, a, b), name)(a, b)
+    return op
+
+
+def _unary(name: str) -> OpFn:
+    def op(k: Kernels, a: Any) -> Any:
+        return getattr(_xp(k, a), name)(a)
+    return op
+
+
+def _variadic(name: str) -> OpFn:
+    def op(k: Kernels, *args: Any) -> Any:
+        xp = _xp(k, *args)
+        out = args[0]
+        for a in args[1:]:
+            out = getattr(xp, name)(out, a)
+        return out
+    return op
+
+
+def _integral(xp: Any, a: Any) -> bool:
+    return bool(xp.isdtype(a.dtype, "integral")) if xp is not np else np.issubdtype(np.asarray(a).dtype, np.integer)
+
+
+def _div(k: Kernels, a: Any, b: Any) -> Any:
+    """Integer Div truncates toward zero (ONNX), unlike numpy's floor division."""
+    xp = _xp(k, a, b)
+    if _integral(xp, a):
+        q = xp.floor_divide(xp.abs(a), xp.abs(b))
+        return xp.where(xp.not_equal(xp.less(a, 0), xp.less(b, 0)), xp.negative(q), q)
+    return xp.divide(a, b)
+
+
+def _reciprocal(k: Kernels, a: Any) -> Any:
+    return _xp(k, a).divide(1, a) if not _is_static(a) else np.reciprocal(a)
+
+
+def _relu(k: Kernels, x: Any) -> Any:
+    xp = _xp(k, x)
+    return xp.maximum(x, xp.zeros_like(x))
+
+
+def _cast(k: Kernels, x: Any, *, to: int) -> Any:
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    dtype = np.dtype(tensor_dtype_to_np_dtype(to))
+    return np.asarray(x).astype(dtype) if _is_static(x) else k.xp.astype(x, dtype)
+
+
+def _shape(k: Kernels, x: Any, *, start: int = 0, end: int | None = None) -> np.ndarray:
+    """Static: a tensor's shape is known per compiled (or specialised) batch size."""
+    return np.asarray(tuple(x.shape)[start:end], np.int64)
+
+
+def _constant_of_shape(k: Kernels, shape: Any, *, value: np.ndarray | None = None) -> Any:
+    dims = _ints(shape, "ConstantOfShape shape")
+    fill = np.zeros(1, np.float32) if value is None else value.reshape(-1)
+    if int(np.prod(dims, dtype=np.int64)) <= 4096:
+        return np.full(dims, fill[0], fill.dtype)
+    return k.full(dims, fill[0], fill.dtype)  # a large constant stays a fill on the device, not a literal
+
+
+def _reshape(k: Kernels, x: Any, shape: Any, *, allowzero: int = 0) -> Any:
+    dims = _ints(shape, "Reshape shape")
+    if not allowzero:
+        dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
+    return _xp(k, x).reshape(x, tuple(dims))
+
+
+def _transpose(k: Kernels, x: Any, *, perm: Sequence[int] | None = None) -> Any:
+    order = tuple(perm) if perm is not None else tuple(reversed(range(x.ndim)))
+    return _xp(k, x).permute_dims(x, order)
+
+
+def _squeeze(k: Kernels, x: Any, axes: Any = None) -> Any:
+    if axes is None:
+        ax = tuple(i for i, d in enumerate(x.shape) if d == 1)
+    else:
+        ax = tuple(_axis(a, x.ndim) for a in _ints(axes, "Squeeze axes"))
+    return _xp(k, x).squeeze(x, axis=ax) if ax else x
+
+
+def _unsqueeze(k: Kernels, x: Any, axes: Any) -> Any:
+    xp = _xp(k, x)
+    rank = x.ndim + len(_ints(axes, "Unsqueeze axes"))
+    for a in sorted(_axis(a, rank) for a in _ints(axes, "Unsqueeze axes")):
+        x = xp.expand_dims(x, axis=a)
+    return x
+
+
+def _concat(k: Kernels, *xs: Any, axis: int) -> Any:
+    return _xp(k, *xs).concat(list(xs), axis=axis)
+
+
+def _slice(k: Kernels, x: Any, starts: Any, ends: Any, axes: Any = None, steps: Any = None) -> Any:
+    s, e = _ints(starts, "Slice starts"), _ints(ends, "Slice ends")
+    ax = _ints(axes, "Slice axes") if axes is not None else list(range(len(s)))
+    st = _ints(steps, "Slice steps") if steps is not None else [1] * len(s)
+    index: list[slice] = [slice(None)] * x.ndim
+    for a, b, c, d in zip(ax, s, e, st):
+        index[_axis(a, x.ndim)] = slice(b, c, d)  # Python clamps out-of-range bounds as ONNX does
+    return x[tuple(index)] if _is_static(x) else k.take_slice(x, tuple(index))
+
+
+def _tile(k: Kernels, x: Any, repeats: Any) -> Any:
+    return _xp(k, x).tile(x, tuple(_ints(repeats, "Tile repeats")))
+
+
+def _expand(k: Kernels, x: Any, shape: Any) -> Any:
+    out = np.broadcast_shapes(tuple(x.shape), tuple(_ints(shape, "Expand shape")))
+    return _xp(k, x).broadcast_to(x, out)
+
+
+def _reduce(name: str) -> OpFn:
+    """ReduceX: axes as an attribute (opset < 18, ReduceSum < 13: renamed ``axes_attr`` at load) or as
+    the second input."""
+    def op(k: Kernels, x: Any, axes: Any = None, *, keepdims: int = 1, noop_with_empty_axes: int = 0,
+           axes_attr: Sequence[int] | None = None) -> Any:
+        ax = _ints(axes, f"{name} axes") if axes is not None else (list(axes_attr) if axes_attr is not None else [])
+        if not ax:
+            if noop_with_empty_axes:
+                return x
+            ax = list(range(x.ndim))
+        return getattr(_xp(k, x), name)(x, axis=tuple(_axis(a, x.ndim) for a in ax), keepdims=bool(keepdims))
+    return op
+
+
+def _matmul(k: Kernels, a: Any, b: Any) -> Any:
+    return np.matmul(a, b) if _is_static(a, b) else k.matmul(a, b)
+
+
+def _gemm(k: Kernels, a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: float = 1.0, transA: int = 0,
+          transB: int = 0) -> Any:
+    a = _transpose(k, a) if transA else a
+    b = _transpose(k, b) if transB else b
+    y = _matmul(k, a, b)
+    if alpha != 1.0:
+        y = _xp(k, y).multiply(y, np.float32(alpha))
+    if c is None:
+        return y
+    return _xp(k, y, c).add(y, _xp(k, c).multiply(c, np.float32(beta)) if beta != 1.0 else c)
+
+
+def _pads(attrs: dict[str, Any], x_spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+          dilations: Sequence[int], op: str) -> Pads:
+    """Explicit (begin, end) padding per spatial axis from ``pads`` / ``auto_pad`` (Conv, pools)."""
+    n = len(kernel)
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto in ("NOTSET", ""):
+        p = list(attrs.get("pads") or [0] * (2 * n))
+        return [(p[i], p[i + n]) for i in range(n)]
+    if auto == "VALID":
+        return [(0, 0)] * n
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = []
+        for size, kk, s, d in zip(x_spatial, kernel, strides, dilations):
+            total = max((-(-size // s) - 1) * s + (kk - 1) * d + 1 - size, 0)
+            small, big = total // 2, total - total // 2
+            out.append((small, big) if auto == "SAME_UPPER" else (big, small))
+        return out
+    raise ModuleError(f"{op} auto_pad {auto!r} is not implemented")
+
+
+def _add_bias(k: Kernels, y: Any, b: Any, n: int) -> Any:
+    if b is None:
+        return y
+    return _xp(k, y, b).add(y, _xp(k, b).reshape(b, (1, -1) + (1,) * n))
+
+
+def _conv(k: Kernels, x: Any, w: Any, b: Any = None, **attrs: Any) -> Any:
+    """NC(spatial) x OI(spatial) -> NC(spatial), explicit padding."""
+    n = w.ndim - 2
+    if n > 3:
+        raise ModuleError(f"Conv with {n} spatial dimensions is not implemented")
+    kernel = list(attrs.get("kernel_shape") or w.shape[2:])
+    strides = list(attrs.get("strides") or [1] * n)
+    dil = list(attrs.get("dilations") or [1] * n)
+    pads = _pads(attrs, x.shape[2:], kernel, strides, dil, "Conv")
+    return _add_bias(k, k.conv(x, w, strides, pads, dil, int(attrs.get("group", 1))), b, n)
+
+
+def _conv_transpose(k: Kernels, x: Any, w: Any, b: Any = None, **attrs: Any) -> Any:
+    """ONNX ConvTranspose: out = (in-1)*stride + dilation*(k-1) + 1 + output_padding - pad_begin - pad_end."""
+    n = w.ndim - 2
+    if int(attrs.get("group", 1)) != 1:
+        raise ModuleError("ConvTranspose with group != 1 is not implemented")
+    if attrs.get("output_shape"):
+        raise ModuleError("ConvTranspose with an output_shape attribute is not implemented")
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "", "VALID"):
+        raise ModuleError(f"ConvTranspose auto_pad {attrs.get('auto_pad')!r} is not implemented")
+    strides = list(attrs.get("strides") or [1] * n)
+    dil = list(attrs.get("dilations") or [1] * n)
+    p = list(attrs.get("pads") or [0] * (2 * n))
+    outpad = list(attrs.get("output_padding") or [0] * n)
+    crops = [(p[i], p[i + n] - outpad[i]) for i in range(n)]
+    return _add_bias(k, k.conv_transpose(x, w, strides, crops, dil), b, n)
+
+
+def _average_pool(k: Kernels, x: Any, **attrs: Any) -> Any:
+    if attrs.get("ceil_mode", 0):
+        raise ModuleError("AveragePool with ceil_mode=1 is not implemented")
+    kernel = list(attrs["kernel_shape"])
+    n = len(kernel)
+    strides = list(attrs.get("strides") or [1] * n)
+    dil = list(attrs.get("dilations") or [1] * n)
+    if any(d != 1 for d in dil):
+        raise ModuleError("AveragePool with dilations is not implemented")
+    pads = _pads(attrs, x.shape[2:], kernel, strides, dil, "AveragePool")
+    total = _window_sum_static(x, kernel, strides, pads) if _is_static(x) else k.window_sum(x, kernel, strides, pads)
+    xp = _xp(k, x)
+    if attrs.get("count_include_pad", 0) or all(q == (0, 0) for q in pads):
+        return xp.divide(total, np.array(np.prod(kernel), np.float32))
+    ones = np.ones((1, 1, *x.shape[2:]), np.float32)  # how many real values each window saw: static
+    count = _window_sum_static(ones, kernel, strides, pads)
+    return xp.divide(total, count)
+
+
+def _window_sum_static(x: np.ndarray, kernel: list[int], strides: list[int], pads: Pads) -> np.ndarray:
+    """numpy's window sum (the divisor of an AveragePool that excludes its padding)."""
+    x = np.pad(x, [(0, 0), (0, 0), *pads])
+    view = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=tuple(range(2, x.ndim)))
+    view = view[(slice(None), slice(None), *(slice(None, None, s) for s in strides))]
+    return view.sum(axis=tuple(range(x.ndim, view.ndim))).astype(np.float32)
+
+
+def _where(k: Kernels, c: Any, a: Any, b: Any) -> Any:
+    return _xp(k, c, a, b).where(c, a, b)
+
+
+def _softmax(k: Kernels, x: Any, *, axis: int = -1) -> Any:
+    if _is_static(x):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+    return k.softmax(x, _axis(axis, x.ndim))
+
+
+def _flatten(k: Kernels, x: Any, *, axis: int = 1) -> Any:
+    a = _axis(axis, x.ndim)
+    return _xp(k, x).reshape(x, (int(np.prod(x.shape[:a], dtype=np.int64)), -1))
+
+
+def _elu(k: Kernels, x: Any, *, alpha: float = 1.0) -> Any:
+    xp = _xp(k, x)
+    neg = xp.multiply(xp.subtract(xp.exp(xp.minimum(x, xp.zeros_like(x))), 1), np.float32(alpha))
+    return xp.where(xp.greater(x, 0), x, neg)
+
+
+def _leaky_relu(k: Kernels, x: Any, *, alpha: float = 0.01) -> Any:
+    xp = _xp(k, x)
+    return xp.where(xp.greater_equal(x, 0), x, xp.multiply(x, np.float32(alpha)))
+
+
+def _sigmoid(k: Kernels, x: Any) -> Any:
+    xp = _xp(k, x)
+    return xp.divide(1, xp.add(1, xp.exp(xp.negative(x))))
+
+
+def _gather(k: Kernels, x: Any, indices: Any, *, axis: int = 0) -> Any:
+    """ONNX Gather (indices of any rank, negative ones from the end) through the standard's 1-D take."""
+    xp = _xp(k, x, indices)
+    a = _axis(axis, x.ndim)
+    idx = indices if _is_static(indices) else None
+    if idx is not None:
+        idx = np.asarray(idx)
+        flat = np.where(idx < 0, idx + x.shape[a], idx).reshape(-1)
+    else:
+        flat = xp.reshape(xp.where(xp.less(indices, 0), xp.add(indices, x.shape[a]), indices), (-1,))
+    taken = xp.take(x, flat, axis=a)
+    shape = tuple(x.shape[:a]) + tuple(indices.shape) + tuple(x.shape[a + 1:])
+    return xp.reshape(taken, shape)
+
+
+def _constant(k: Kernels, **attrs: Any) -> np.ndarray:
+    """Constant: a static value (``value`` tensor or one of the ``value_*`` forms)."""
+    if len(attrs) != 1:
+        raise ModuleError(f"Constant needs exactly one value attribute, got {sorted(attrs)}")
+    (key, value), = attrs.items()
+    if key in ("value_float", "value_floats"):
+        return np.asarray(value, np.float32)
+    if key in ("value_int", "value_ints"):
+        return np.asarray(value, np.int64)
+    if key == "value":
+        return np.asarray(value)
+    raise ModuleError(f"Constant {key} is not implemented")
+
+
+def _identity(k: Kernels, x: Any) -> Any:
+    return x
+
+
+def _pow(k: Kernels, a: Any, b: Any) -> Any:
+    xp = _xp(k, a, b)
+    return xp.astype(xp.pow(a, b), a.dtype)
+
+
+OPS: dict[str, OpFn] = {
+    "Abs": _unary("abs"), "Neg": _unary("negative"), "Exp": _unary("exp"), "Log": _unary("log"),
+    "Sqrt": _unary("sqrt"), "Tanh": _unary("tanh"), "Reciprocal": _reciprocal,
+    "Not": _unary("logical_not"), "Relu": _relu,
+    "Sigmoid": _sigmoid, "Elu": _elu, "LeakyRelu": _leaky_relu, "Identity": _identity,
+    "Add": _binary("add"), "Sub": _binary("subtract"), "Mul": _binary("multiply"), "Div": _div,
+    "Pow": _pow, "Greater": _binary("greater"), "Less": _binary("less"), "Equal": _binary("equal"),
+    "And": _binary("logical_and"), "Or": _binary("logical_or"),
+    "Max": _variadic("maximum"), "Min": _variadic("minimum"), "Where": _where,
+    "Constant": _constant, "Cast": _cast, "Shape": _shape, "ConstantOfShape": _constant_of_shape, "Reshape": _reshape,
+    "Transpose": _transpose, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Concat": _concat,
+    "Slice": _slice, "Tile": _tile, "Expand": _expand, "Flatten": _flatten, "Gather": _gather,
+    "ReduceSum": _reduce("sum"), "ReduceMin": _reduce("min"), "ReduceMax": _reduce("max"),
+    "ReduceMean": _reduce("mean"),
+    "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv, "ConvTranspose": _conv_transpose,
+    "AveragePool": _average_pool, "Softmax": _softmax,
+}
+# reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form
+_REDUCE_OPS = ("ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean")
+# ops whose output is static even when their input is not (a tensor's shape is known per batch size)
+_SHAPE_OPS = ("Shape",)
+
+
+# ---------------------------------------------------------------------- the graph
+Step = tuple[str, OpFn, list[str], list[str], dict[str, Any]]  # op type, op, inputs, outputs, attributes
+
+
+@dataclass
+class OnnxFunction:
+    """A translated graph: ``fn(x)`` -> tuple of outputs in ``output_names`` order (jit it, or
+    ``specialize`` it per batch size for an eager engine)."""
+
+    model: Path
+    engine: str
+    input_name: str
+    input_shape: tuple[Any, ...]  # dynamic dims as their dim_param string (or None)
+    input_dtype: np.dtype
+    output_names: list[str]
+    ops: list[str]  # op types used, sorted
+    plan: list[Step]
+    consts: dict[str, np.ndarray]
+    kernels: Kernels
+
+    def fn(self, x: Any) -> tuple[Any, ...]:
+        env: dict[str, Any] = dict(self.consts)
+        env[self.input_name] = x
+        self._execute(self.plan, env)
+        return tuple(env[name] for name in self.output_names)
+
+    def _execute(self, plan: Sequence[Step], env: dict[str, Any]) -> None:
+        k = self.kernels
+        for op_type, op, ins, outs, attrs in plan:
+            args = [env[n] if n else None for n in ins]
+            while args and args[-1] is None:  # trailing optional inputs left out
+                args.pop()
+            try:
+                result = op(k, *args, **attrs)
+            except ModuleError as exc:
+                raise ModuleError(f"{self.engine}: model {self.model}: {op_type} node {outs[0]!r}: {exc}") from None
+            env[outs[0]] = result
+
+    def specialize(self, example: Any) -> Callable[[Any], tuple[Any, ...]]:
+        """The graph for inputs shaped like ``example``, its input-independent part evaluated once
+        (``example`` is run through it once): what an eager engine runs per call, with every static
+        value a fixed object (so an engine can keep its device copy)."""
+        env: dict[str, Any] = dict(self.consts)
+        env[self.input_name] = example
+        live: set[str] = {self.input_name}
+        runtime: list[Step] = []
+        for step in self.plan:
+            op_type, _, ins, outs, _ = step
+            self._execute([step], env)
+            if op_type not in _SHAPE_OPS and any(n in live for n in ins if n):
+                live.update(outs)
+                runtime.append(step)
+        fixed = {name: value for name, value in env.items() if name not in live}
+        names, execute = self.output_names, self._execute
+
+        def run(x: Any) -> tuple[Any, ...]:
+            values = dict(fixed)
+            values[self.input_name] = x
+            execute(runtime, values)
+            return tuple(values[name] for name in names)
+
+        return run
+
+
+def _attributes(node: Any) -> dict[str, Any]:
+    from onnx import helper, numpy_helper
+
+    out = {}
+    for a in node.attribute:
+        value = helper.get_attribute_value(a)
+        if a.type == a.TENSOR:
+            value = numpy_helper.to_array(value)
+        elif isinstance(value, bytes):
+            value = value.decode()
+        out[a.name] = value
+    return out
+
+
+def _topological(nodes: Sequence[Any], known: set[str], engine: str) -> list[Any]:
+    """Kahn's order over value names (ONNX files should already be sorted; not trusted to be)."""
+    waiting = {i: {n for n in node.input if n and n not in known} for i, node in enumerate(nodes)}
+    consumers: dict[str, list[int]] = {}
+    for i, needs in waiting.items():
+        for name in needs:
+            consumers.setdefault(name, []).append(i)
+    ready = deque(sorted(i for i, needs in waiting.items() if not needs))
+    order: list[Any] = []
+    while ready:
+        i = ready.popleft()
+        order.append(nodes[i])
+        for out in nodes[i].output:
+            for j in consumers.pop(out, []):
+                waiting[j].discard(out)
+                if not waiting[j]:
+                    ready.append(j)
+    if len(order) != len(nodes):
+        stuck = sorted({n for i, needs in waiting.items() if needs for n in needs})[:5]
+        raise ModuleError(f"{engine}: graph has a cycle or inputs nothing produces: {stuck}")
+    return order
+
+
+def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFunction:
+    """Read ``path`` (or the already loaded ModelProto) into an OnnxFunction for ``kernels``' engine;
+    unsupported ops are one ModuleError line naming them and the model."""
+    import onnx
+    from onnx import numpy_helper
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    engine = kernels.engine
+    if model is None:
+        try:
+            model = onnx.load(str(path))
+        except Exception as exc:
+            raise ModuleError(f"{engine}: cannot read ONNX model {path}: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
+    graph = model.graph
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
+    bad = sorted({(n.domain + "." if n.domain not in ("", "ai.onnx") else "") + n.op_type
+                  for n in graph.node if n.domain not in ("", "ai.onnx") or n.op_type not in OPS})
+    if bad:
+        raise ModuleError(f"{engine}: model {path} uses ONNX op(s) the ONNX translator does not implement: "
+                          f"{', '.join(bad)} (use backend: onnxruntime for this model)")
+    consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in consts]
+    if len(inputs) != 1:
+        raise several_inputs(engine, Path(path), [i.name for i in inputs])
+    inp = inputs[0]
+    shape = tuple((d.dim_param or None) if not d.HasField("dim_value") else int(d.dim_value)
+                  for d in inp.type.tensor_type.shape.dim)
+    plan: list[Step] = []
+    for node in _topological(list(graph.node), set(consts) | {inp.name}, engine):
+        attrs = _attributes(node)
+        if node.op_type in _REDUCE_OPS and "axes" in attrs:
+            attrs["axes_attr"] = attrs.pop("axes")
+        if node.op_type == "ConstantOfShape" and "value" in attrs:
+            attrs["value"] = np.asarray(attrs["value"])
+        if node.op_type == "Shape" and opset < 15:
+            attrs.pop("start", None), attrs.pop("end", None)
+        plan.append((node.op_type, OPS[node.op_type], list(node.input), list(node.output), attrs))
+    dtype = np.dtype(tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))
+    return OnnxFunction(Path(path), engine, inp.name, shape, dtype, [o.name for o in graph.output],
+                        sorted({p[0] for p in plan}), plan, consts, kernels)

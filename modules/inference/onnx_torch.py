@@ -1,0 +1,186 @@
+"""The PyTorch engine for the ONNX translator (``onnx_graph``): ``array_api_compat``'s torch namespace
+for the array API standard, ``torch.nn.functional`` for convolutions and pooling windows.
+
+PyTorch runs eagerly, so the graph is ``specialize``d per batch size: the input-independent part is
+evaluated once, and its static values (numpy: initializers, folded shapes) become tensors on the
+engine's device the first time an op meets them, kept by the object's identity (``TorchNamespace``):
+after the first call no weight is copied again, which is also what lets a CUDA graph capture the
+call (a host-to-device copy of pageable memory cannot be captured).
+
+fp32 fidelity: the backend turns TF32 off for matrix products and cuDNN convolutions
+(``torch.backends``) before it runs anything; the agreement criterion is fp32's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .onnx_graph import Kernels, OnnxFunction, Pads
+from .onnx_graph import translate as translate_for
+
+__all__ = ["TorchKernels", "TorchNamespace", "translate"]
+
+
+_SMALL = 1 << 16  # bytes: a static value this small is known by its contents, a larger one by its memory
+
+
+def _static_key(value: np.ndarray) -> tuple[Any, ...]:
+    """The same static value gives the same key on every call: small ones by contents (a folded
+    ``abs(b)`` is a new object each call), large ones by the memory they view (initializers)."""
+    if value.nbytes <= _SMALL:
+        return ("c", value.dtype.str, value.shape, value.tobytes())
+    return ("m", value.dtype.str, value.__array_interface__["data"][0], value.shape, value.strides)
+
+
+class TorchNamespace:
+    """``array_api_compat.torch`` whose functions take numpy values (and Python scalars) beside
+    tensors, as ``jax.numpy``'s do: each becomes a tensor on the device of the call's tensors, made
+    once per static value (``_static_key``), so that after the first call no value is copied to the
+    device again; a call on static values only is numpy's (constant folding)."""
+
+    def __init__(self) -> None:
+        import array_api_compat.torch as xt
+        import torch
+
+        self._xt, self._torch = xt, torch
+        self._lifted: dict[tuple[Any, ...], tuple[Any, Any]] = {}  # key -> (the static value, its tensor)
+        self._functions: dict[str, Callable[..., Any]] = {}
+
+    def lift(self, value: Any, like: Any) -> Any:
+        """``value`` as a tensor beside ``like`` (a tensor); tensors pass through."""
+        torch = self._torch
+        if isinstance(value, (torch.Tensor, tuple, str)) or value is None:
+            return value  # tensors, and shapes/axes given as tuples
+        if isinstance(value, np.ndarray):
+            key = (str(like.device), *_static_key(value))
+            hit = self._lifted.get(key)
+            if hit is None:  # the value is kept with its tensor: the memory a large key names stays its own
+                hit = (value, torch.as_tensor(np.array(value), device=like.device))  # a copy: torch writes none
+                self._lifted[key] = hit
+            return hit[1]
+        if isinstance(value, (bool, np.bool_)):
+            return torch.as_tensor(bool(value), device=like.device)
+        if isinstance(value, (float, np.floating)) and like.dtype.is_floating_point:
+            return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+        return torch.as_tensor(np.asarray(value), device=like.device)
+
+    def astype(self, x: Any, dtype: Any) -> Any:
+        return self._xt.astype(x, self.dtype(dtype))
+
+    def isdtype(self, dtype: Any, kind: Any) -> bool:
+        return bool(self._xt.isdtype(self.dtype(dtype), kind))
+
+    def dtype(self, dtype: Any) -> Any:
+        """A numpy dtype as torch's (torch's own pass through)."""
+        if isinstance(dtype, self._torch.dtype):
+            return dtype
+        return self._torch.from_numpy(np.zeros(0, np.dtype(dtype))).dtype
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        fn = self._functions.get(name)
+        if fn is None:
+            fn = self._wrap(name)
+            self._functions[name] = fn
+        return fn
+
+    def _wrap(self, name: str) -> Callable[..., Any]:
+        torch, lift = self._torch, self.lift
+        target, folded = getattr(self._xt, name), getattr(np, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            like = next((a for a in _flat(args) if isinstance(a, torch.Tensor)), None)
+            if like is None:
+                return folded(*args, **kwargs)
+            args = tuple([lift(v, like) for v in a] if isinstance(a, list) else lift(a, like) for a in args)
+            return target(*args, **kwargs)
+
+        return call
+
+
+def _flat(args: Sequence[Any]) -> Any:
+    for a in args:
+        if isinstance(a, list):
+            yield from a
+        else:
+            yield a
+
+
+class TorchKernels(Kernels):
+    engine = "torch"
+
+    def __init__(self, device: Any = "cpu") -> None:
+        import torch
+        import torch.nn.functional as F
+
+        self.torch, self.F, self.device = torch, F, device
+        self.xp = TorchNamespace()
+        self._index: dict[tuple[int, int, int, int], Any] = {}
+
+    def take_slice(self, x: Any, index: tuple[slice, ...]) -> Any:
+        """PyTorch has no negative slice steps: such an axis becomes an index_select of the same positions."""
+        plain = tuple(s if (s.step or 1) > 0 else slice(None) for s in index)
+        out = x[plain]
+        for axis, s in enumerate(index):
+            if (s.step or 1) < 0:
+                key = (x.shape[axis], *s.indices(x.shape[axis]))
+                idx = self._index.get(key)
+                if idx is None:
+                    idx = self.torch.as_tensor(np.arange(*key[1:]), device=x.device)
+                    self._index[key] = idx
+                out = self.torch.index_select(out, axis, idx)
+        return out
+
+    def full(self, dims: Sequence[int], value: Any, dtype: np.dtype) -> Any:
+        return self.torch.full(tuple(dims), value.item() if hasattr(value, "item") else value,
+                               dtype=self.xp.dtype(dtype), device=self.device)
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        like = a if isinstance(a, self.torch.Tensor) else b
+        return self.torch.matmul(self.xp.lift(a, like), self.xp.lift(b, like))
+
+    def _padded(self, x: Any, pads: Pads) -> tuple[Any, list[int]]:
+        """Symmetric pads go to the op; uneven ones are added here first (zeros)."""
+        if all(b == e for b, e in pads):
+            return x, [b for b, _ in pads]
+        flat = [v for b, e in reversed(pads) for v in (b, e)]  # F.pad: last axis first
+        return self.F.pad(x, flat), [0] * len(pads)
+
+    def conv(self, x: Any, w: Any, strides: list[int], pads: Pads, dilations: list[int], group: int) -> Any:
+        n = len(strides)
+        x, padding = self._padded(x, pads)
+        conv = (self.F.conv1d, self.F.conv2d, self.F.conv3d)[n - 1]
+        return conv(x, self.xp.lift(w, x), None, strides, padding, dilations, group)
+
+    def conv_transpose(self, x: Any, w: Any, strides: list[int], pads: Pads, dilations: list[int]) -> Any:
+        """Uncropped transposed convolution, then ONNX's crops (a negative end crop — output_padding
+        over the end pad — is zeros: no input reaches those positions)."""
+        n = len(strides)
+        conv = (self.F.conv_transpose1d, self.F.conv_transpose2d, self.F.conv_transpose3d)[n - 1]
+        y = conv(x, self.xp.lift(w, x), None, strides, 0, 0, 1, dilations)
+        grow = [max(0, -e) for _, e in pads]
+        if any(grow):
+            y = self.F.pad(y, [v for g in reversed(grow) for v in (0, g)])
+        index = (slice(None), slice(None)) + tuple(
+            slice(b, y.shape[2 + i] - max(e, 0)) for i, (b, e) in enumerate(pads))
+        return y[index]
+
+    def window_sum(self, x: Any, kernel: list[int], strides: list[int], pads: Pads) -> Any:
+        n = len(kernel)
+        flat = [v for b, e in reversed(pads) for v in (b, e)]
+        x = self.F.pad(x, flat) if any(flat) else x
+        if n == 1:  # avg_pool1d has no divisor_override: the same window as a 1 x k one
+            return self.window_sum(x.unsqueeze(2), [1, *kernel], [1, *strides], [(0, 0)]).squeeze(2)
+        pool = (self.F.avg_pool2d, self.F.avg_pool3d)[n - 2]
+        return pool(x, kernel, strides, divisor_override=1)
+
+    def softmax(self, x: Any, axis: int) -> Any:
+        return self.torch.softmax(x, dim=axis)
+
+
+def translate(path: Path, model: Any | None = None, device: Any = "cpu") -> OnnxFunction:
+    """``path`` (or the loaded ModelProto) as a function of torch tensors on ``device``; run it through
+    ``OnnxFunction.specialize`` per batch size."""
+    return translate_for(path, TorchKernels(device), model)

@@ -1,0 +1,211 @@
+"""PyTorch backend: the shipped ONNX model translated to PyTorch (``onnx_torch``), run on an NVIDIA GPU
+the way the field runs small networks there, or on the CPU (the same code, tested in CI).
+
+Why PyTorch beside JAX: it exposes what a GPU trigger path is built from — CUDA streams, CUDA events,
+CUDA graphs, page-locked host memory, the caching allocator's statistics — where JAX hides them; and
+it is the engine CMSSW's PyTorch interface runs. The model is not converted to a ``.pt`` file: the
+ONNX graph every engine reads is translated once (``onnx_graph``) and specialised per batch bucket.
+
+On a GPU (``device: auto`` when PyTorch sees one, or ``gpu``):
+
+* one CUDA stream per backend instance, and the scorer has one instance per hltrun stream: hltrun's
+  streams overlap their copies and kernels on the GPU as CMSSW's do;
+* static shapes per bucket (``bucketed``), each captured once at warm-up as a CUDA graph
+  (``torch.cuda.CUDAGraph``; the buckets of one instance share a memory pool) and replayed per call,
+  so a call costs one copy in, one graph launch, one copy out — no per-op launches from Python;
+  ``cuda_graphs: false`` runs the specialised graph op by op instead (to measure what the graphs buy);
+* page-locked (pinned) host buffers per bucket for both copies, asynchronous on the instance's stream;
+* H2D, compute and D2H timed with CUDA events recorded on that stream (device time of each part), into
+  the shared counters; the caching allocator's figures (in use, peak, reserved, peak reserved, the
+  device's total) in ``describe()['device_memory']`` under the same keys as the JAX backend.
+
+On the CPU: the specialised graph traced once per bucket with ``torch.jit.trace`` (TorchScript, as
+CMSSW loads PyTorch models), run on the host buffer itself (no copy, none counted); ``threads`` sets
+``torch.set_num_threads`` (process-wide in PyTorch: every stream shares it).
+
+fp32 only, TF32 turned off process-wide for matrix products and cuDNN convolutions (the agreement
+criterion is fp32's); a reduced precision is not offered.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.extras import need
+
+from .base import log
+from .bucketed import DEVICES, BucketedBackend, Executed
+
+
+class TorchBackend(BucketedBackend):
+    name = "torch"
+    device = "cpu"
+
+    def _load(self) -> None:
+        torch = need("torch", f"torch: running {self.model_path} on PyTorch")
+        need("array_api_compat", f"torch: running {self.model_path} on PyTorch")
+        need("onnx", f"torch: reading {self.model_path}")
+        from .onnx_torch import translate
+
+        self.torch = torch
+        self.torch_device = self._pick_device(torch)
+        on_gpu = self.torch_device.type == "cuda"
+        self.device = "gpu-nvidia" if on_gpu else "cpu"
+        self.copies = on_gpu
+        self.cuda_graphs = on_gpu and bool(self.options.cuda_graphs)
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 products: the agreement criterion's precision
+        torch.backends.cudnn.allow_tf32 = False
+        if not on_gpu and torch.get_num_threads() != self.options.threads:
+            torch.set_num_threads(self.options.threads)
+        self._use_graph(translate(self.model_path, device=self.torch_device))
+        try:  # run once at batch 1: an attribute value the translator refuses fails now, not at warm-up
+            with torch.inference_mode():
+                self.graph.specialize(torch.zeros((1, *self._jet), device=self.torch_device))
+        except ModuleError:
+            raise
+        except Exception as exc:
+            raise ModuleError(f"torch: cannot translate model {self.model_path}: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
+        self._calls: dict[int, Callable[[Any], tuple[Any, ...]]] = {}  # bucket -> traced / specialised graph
+        self._host_t: dict[int, Any] = {}  # bucket -> the host buffer as a tensor (pinned on a GPU)
+        self._dev_in: dict[int, Any] = {}  # GPU: the bucket's static device input
+        self._dev_out: dict[int, tuple[Any, ...]] = {}  # GPU with graphs: the captured outputs
+        self._host_out: dict[int, tuple[list[Any], list[np.ndarray]]] = {}  # GPU: pinned outputs, numpy views
+        self._graphs: dict[int, Any] = {}
+        self._stream: Any = None
+        self._events: list[Any] = []
+        self._pool: Any = None
+        if on_gpu:
+            self._stream = torch.cuda.Stream(device=self.torch_device)  # this instance's (this hltrun stream's)
+            self._events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+            self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
+
+    def _pick_device(self, torch: Any) -> Any:
+        want = str(getattr(self.options, "device", "auto")).lower()
+        if want not in DEVICES:
+            raise ConfigError(f"torch: device {want!r} (allowed: {', '.join(DEVICES)})")
+        gpu = want != "cpu" and torch.cuda.is_available()
+        if want == "gpu" and not gpu:
+            raise ModuleError(f"torch: device gpu requested for {self.model_path}, but PyTorch sees no CUDA GPU "
+                              f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); install a "
+                              f"CUDA build of torch on a machine with an NVIDIA GPU, or use device cpu")
+        return torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
+
+    def device_label(self) -> str:
+        if self.torch_device.type == "cuda":
+            return f"{self.torch.cuda.get_device_name(self.torch_device)} ({self.torch_device})"
+        return "cpu"
+
+    # ------------------------------------------------------------------ prepare a bucket
+    def _host_buffer(self, bucket: int) -> np.ndarray:
+        """Zeroed (bucket, *jet) float32 host buffer: page-locked on a GPU (asynchronous copies)."""
+        torch = self.torch
+        t = torch.zeros((bucket, *self._jet), dtype=torch.float32, pin_memory=self.copies)
+        self._host_t[bucket] = t
+        return t.numpy()  # the same memory: the base class pads the batch into it
+
+    def _prepare_bucket(self, bucket: int) -> None:
+        torch = self.torch
+        with torch.inference_mode():
+            if not self.copies:
+                self._calls[bucket] = self._traced(bucket)
+                return
+            example = torch.zeros((bucket, *self._jet), dtype=torch.float32, device=self.torch_device)
+            with torch.cuda.stream(self._stream):
+                run = self.graph.specialize(example)  # also moves the static values to the device, once
+                for _ in range(2):  # warm the allocator and cuDNN's choices before a capture
+                    outs = run(example)
+            self._stream.synchronize()
+            self._dev_in[bucket] = example
+            if self.cuda_graphs:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=self._pool, stream=self._stream):
+                    outs = run(example)
+                self._graphs[bucket] = graph
+                self._dev_out[bucket] = outs
+            else:
+                self._calls[bucket] = run
+            pinned = [torch.empty(o.shape, dtype=o.dtype, pin_memory=True) for o in outs]
+            self._host_out[bucket] = (pinned, [p.numpy() for p in pinned])
+
+    def _traced(self, bucket: int) -> Callable[[Any], tuple[Any, ...]]:
+        """The bucket's specialised graph as TorchScript (no Python between ops); the eager graph if
+        tracing refuses it (said once)."""
+        torch = self.torch
+        example = self._host_t[bucket]
+        run = self.graph.specialize(example)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TracerWarnings about constants: every static value is one
+                traced = torch.jit.trace(run, (example,), check_trace=False)
+                for _ in range(2):  # TorchScript's profiling runs: it optimises the graph after them
+                    traced(example)
+                return traced
+        except Exception as exc:  # noqa: BLE001 - an op TorchScript cannot trace: eager, slower, same results
+            log.warning("torch: %s not traceable for a batch of %d (%s); it runs op by op", self.model_path.name,
+                        bucket, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                        extra={"once": True})
+            return run
+
+    # ------------------------------------------------------------------ run
+    def _execute(self, bucket: int, buf: np.ndarray) -> Executed:
+        torch = self.torch
+        if not self.copies:  # the CPU: the traced graph reads the host buffer itself
+            t0 = time.perf_counter_ns()
+            with torch.inference_mode():
+                outs = self._calls[bucket](self._host_t[bucket])
+            host = [o.numpy() for o in outs]
+            return host, 0, time.perf_counter_ns() - t0, 0
+        s, e = self._stream, self._events
+        dev_in = self._dev_in[bucket]
+        pinned, host = self._host_out[bucket]
+        with torch.inference_mode(), torch.cuda.stream(s):
+            e[0].record(s)
+            dev_in.copy_(self._host_t[bucket], non_blocking=True)
+            e[1].record(s)
+            if self.cuda_graphs:
+                self._graphs[bucket].replay()
+                outs = self._dev_out[bucket]
+            else:
+                outs = self._calls[bucket](dev_in)
+            e[2].record(s)
+            for p, o in zip(pinned, outs):
+                p.copy_(o, non_blocking=True)
+            e[3].record(s)
+        e[3].synchronize()
+        ns = [round(1e6 * e[i].elapsed_time(e[i + 1])) for i in range(3)]
+        return host, ns[0], ns[1], ns[2]
+
+    # ------------------------------------------------------------------ describe, close
+    def device_memory(self) -> dict[str, int] | None:
+        """The caching allocator's figures on this device (JAX's key names); None on the CPU."""
+        if self.torch_device.type != "cuda":
+            return None
+        cuda, dev = self.torch.cuda, self.torch_device
+        return {"bytes_in_use": int(cuda.memory_allocated(dev)), "peak_bytes_in_use": int(cuda.max_memory_allocated(dev)),
+                "bytes_reserved": int(cuda.memory_reserved(dev)), "peak_bytes_reserved": int(cuda.max_memory_reserved(dev)),
+                "bytes_limit": int(cuda.get_device_properties(dev).total_memory)}
+
+    def _describe(self) -> dict[str, Any]:
+        torch = self.torch
+        on_gpu = self.torch_device.type == "cuda"
+        desc: dict[str, Any] = {
+            "versions": {"torch": torch.__version__, "cuda": torch.version.cuda or "none"},
+            "torch_device": self.device_label(), **self._bucketed_describe(),
+            "executor": ("cuda-graph" if self.cuda_graphs else "eager") if on_gpu else "torchscript",
+            "pinned_host_buffers": on_gpu, "intra_op_threads": torch.get_num_threads(),
+        }
+        if on_gpu:
+            desc["cuda_stream"] = int(self._stream.cuda_stream)
+            desc["device_memory"] = self.device_memory()
+        return desc
+
+    def close(self) -> None:
+        """Drop the graphs and buffers (the caching allocator keeps the memory for the process)."""
+        self._graphs, self._dev_out, self._dev_in, self._host_out = {}, {}, {}, {}
+        self._calls, self._host_t, self._host, self._prepared = {}, {}, {}, set()

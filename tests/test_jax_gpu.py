@@ -1,6 +1,6 @@
 """The jax backend on a real NVIDIA GPU (marker ``gpu``): skipped, with the reason, where JAX sees no
 GPU; tools/gpu_check.sh runs them. The same backend on the CPU device is tested in CI by
-tests/test_jax_backend.py (never skipped there).
+tests/test_translated_backends.py (never skipped there).
 
 Runs without tests/conftest.py (``pytest --noconftest``) and without TensorFlow.
 

@@ -426,12 +426,12 @@ def test_auto_never_imports_jax_without_a_cuda_plugin(monkeypatch):
 
 # ---------------------------------------------------------------------- the shipped path, end to end
 @pytest.mark.slow
-def test_shipped_path_on_jax_decides_as_onnxruntime(tmp_path):
-    """``hltrun configs/path.yaml -n 50 modules.vae.backend=jax`` (max_batch 8: the path sends 2 jets per
-    event, 4 buckets compile quicker) against the same command on onnxruntime: hltdiff finds no
+def test_shipped_path_on_jax_and_torch_decides_as_onnxruntime(tmp_path):
+    """``hltrun configs/path.yaml -n 50 modules.vae.backend=<engine>`` (max_batch 8: the path sends 2 jets
+    per event, 4 buckets prepare quicker) against the same command on onnxruntime: hltdiff finds no
     difference, and the trigger counts agree."""
     results = {}
-    for backend in ("onnxruntime", "jax"):
+    for backend in ("onnxruntime", *ENGINES):
         d = tmp_path / backend
         cmd = [sys.executable, "-m", "hltrun", str(REPO / "configs" / "path.yaml"), "-n", "50",
                f"modules.vae.backend={backend}", "modules.vae.max_batch=8", f"modules.out.file={d / 'out.root'}",
@@ -441,31 +441,62 @@ def test_shipped_path_on_jax_decides_as_onnxruntime(tmp_path):
         job = json.loads((d / "rep" / "hltrun.json").read_text())["job"]
         results[backend] = job
         assert job["module_summaries"]["vae"]["backend"]["backend"] == backend
-    jx = results["jax"]["module_summaries"]["vae"]
-    assert jx["chunks"] == 50 and jx["compute_us"] > 0 and jx["backend"]["buckets"] == [1, 2, 4, 8]
-    diff = subprocess.run([sys.executable, "-m", "hltrun.tools.hltdiff", str(tmp_path / "onnxruntime" / "out.root"),
-                           str(tmp_path / "jax" / "out.root")], capture_output=True, text=True, timeout=300)
-    assert diff.returncode == 0, diff.stdout[-2000:] + diff.stderr[-2000:]
+    for engine in ENGINES:
+        summary = results[engine]["module_summaries"]["vae"]
+        assert summary["chunks"] == 50 and summary["compute_us"] > 0 and summary["backend"]["buckets"] == [1, 2, 4, 8]
+        diff = subprocess.run([sys.executable, "-m", "hltrun.tools.hltdiff", str(tmp_path / "onnxruntime" / "out.root"),
+                               str(tmp_path / engine / "out.root")], capture_output=True, text=True, timeout=300)
+        assert diff.returncode == 0, engine + diff.stdout[-2000:] + diff.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------- the sweep tool, on the CPU
-def test_gpu_sweep_runs_on_cpu(backends, tmp_path):
+def test_gpu_sweep_runs_on_cpu(tmp_path):
     """`hltbench gpu-sweep`'s tiny CPU configuration (the one gpu_check.sh scales up): every row written,
-    with the H2D/compute/D2H split; no device memory on the CPU. No timing is asserted."""
+    with the H2D/compute/D2H split; no device memory on the CPU; the plot. No timing is asserted."""
     import csv
 
     from hltrun.tools.bench.cli import main
 
-    assert main(["gpu-sweep", "--device", "cpu", "--batches", "1", "64", "--repeat", "3", "--out", str(tmp_path)]) == 0
+    assert main(["gpu-sweep", "--device", "cpu", "--engines", "torch", "jax", "--batches", "1", "64", "--repeat", "3",
+                 "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
     assert [(r["engine"], r["model"], r["batch"]) for r in rows] == [
-        ("jax", m, b) for m in ("conv_vae", "gcn_vae") for b in ("1", "64")]
+        (e, m, b) for m in ("conv_vae", "gcn_vae") for e in ("torch", "jax") for b in ("1", "64")]
     for r in rows:
         assert r["device"] == "cpu" and float(r["median_ms"]) > 0 and float(r["jets_per_s"]) > 0
         assert r["h2d_ms"] != "" and r["compute_ms"] != "" and r["d2h_ms"] != ""
         assert r["device_bytes_in_use"] == ""
+        if r["engine"] == "torch":  # no copy on the CPU: the engine time is all compute
+            assert float(r["h2d_ms"]) == float(r["d2h_ms"]) == 0.0 and float(r["copy_share"]) == 0.0
     meta = json.loads((tmp_path / "sweep.json").read_text())["meta"]
-    assert meta["jax"] == jax.__version__
+    assert meta["jax"] == jax.__version__ and meta["torch"] == torch.__version__ and meta["torch_gpu"] == "none"
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def _run_json(folder: Path, backend: str, device: str, streams: int, events: int, loop_s: float) -> Path:
+    folder.mkdir(parents=True)
+    job = {"streams": streams, "events_processed": events, "loop_s": loop_s,
+           "module_summaries": {"vae": {"backend": {"backend": backend, "device": device}}, "out": {"files": 1}}}
+    (folder / "hltrun.json").write_text(json.dumps({"job": job}))
+    return folder
+
+
+def test_gpu_farm_projection(tmp_path, capsys):
+    """One CPU core at 400 events/s; a GPU run with 4 streams at 6000 events/s is 15 cores' worth, so one
+    GPU replaces 11 cores beyond the 4 it keeps busy; 100 kHz needs 250 cores or 16.7 such nodes."""
+    from hltrun.tools.bench.cli import main
+
+    cpu = _run_json(tmp_path / "path-ort-1", "onnxruntime", "cpu", 1, 2000, 5.0)
+    gpu = _run_json(tmp_path / "path-torch-4", "torch", "gpu-nvidia", 4, 2000, 2000 / 6000)
+    assert main(["gpu-farm", "--cpu", str(cpu), "--gpu", str(gpu), "--out", str(tmp_path / "farm")]) == 0
+    rows = json.loads((tmp_path / "farm" / "farm.json").read_text())["rows"]
+    assert rows[0]["events_per_s_per_core"] == pytest.approx(400) and rows[0]["cores_at_rate"] == pytest.approx(250)
+    assert rows[1]["x_one_cpu_core"] == pytest.approx(15) and rows[1]["cpu_cores_replaced"] == pytest.approx(11)
+    assert rows[1]["nodes_at_rate"] == pytest.approx(100_000 / 6000)
+    assert "torch" in capsys.readouterr().out
+    short = _run_json(tmp_path / "path-short", "torch", "gpu-nvidia", 1, 1000, 1.0)
+    assert main(["gpu-farm", "--cpu", str(cpu), "--gpu", str(short), "--out", str(tmp_path / "farm2")]) == 2
+    assert "path-short processed 1000 events, path-ort-1 2000: run the same events" in capsys.readouterr().err
 
 
 def test_two_stream_backends_share_executables_and_agree(backends):

@@ -50,22 +50,26 @@ class TorchNamespace:
         self._functions: dict[str, Callable[..., Any]] = {}
 
     def lift(self, value: Any, like: Any) -> Any:
-        """``value`` as a tensor beside ``like`` (a tensor); tensors pass through."""
+        """``value`` as a tensor beside ``like`` (a tensor); tensors pass through. Made once per value
+        and device: a scalar (the 1 of a reciprocal) or a folded array is not copied again per call."""
         torch = self._torch
         if isinstance(value, (torch.Tensor, tuple, str)) or value is None:
             return value  # tensors, and shapes/axes given as tuples
         if isinstance(value, np.ndarray):
-            key = (str(like.device), *_static_key(value))
-            hit = self._lifted.get(key)
-            if hit is None:  # the value is kept with its tensor: the memory a large key names stays its own
-                hit = (value, torch.as_tensor(np.array(value), device=like.device))  # a copy: torch writes none
-                self._lifted[key] = hit
-            return hit[1]
-        if isinstance(value, (bool, np.bool_)):
-            return torch.as_tensor(bool(value), device=like.device)
-        if isinstance(value, (float, np.floating)) and like.dtype.is_floating_point:
-            return torch.as_tensor(value, dtype=like.dtype, device=like.device)
-        return torch.as_tensor(np.asarray(value), device=like.device)
+            key: tuple[Any, ...] = (str(like.device), *_static_key(value))
+        elif isinstance(value, (float, np.floating)) and like.dtype.is_floating_point:
+            key = (str(like.device), "f", str(like.dtype), float(value))
+        else:
+            key = (str(like.device), "s", type(value).__name__, value.item() if hasattr(value, "item") else value)
+        hit = self._lifted.get(key)
+        if hit is None:  # the value is kept with its tensor: the memory a large key names stays its own
+            if key[1] == "f":
+                tensor = torch.as_tensor(float(value), dtype=like.dtype, device=like.device)
+            else:
+                tensor = torch.as_tensor(np.array(value), device=like.device)  # a copy: torch writes none
+            hit = (value, tensor)
+            self._lifted[key] = hit
+        return hit[1]
 
     def astype(self, x: Any, dtype: Any) -> Any:
         return self._xt.astype(x, self.dtype(dtype))

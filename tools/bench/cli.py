@@ -29,7 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "memory": ("memory", "RSS growth of the default path over many events (leak check)"),
     "memray": ("memray_cost", "what the memray capture costs and whether its attribution agrees with RSS"),
     "dask": ("distributed", "Dask scaling, per-unit overhead and merge cost"),
-    "gpu-sweep": ("gpu_sweep", "the jax backend (GPU or CPU) over batch sizes: latency, jets/s, H2D/compute/D2H, memory"),
+    "gpu-sweep": ("gpu_sweep", "the torch and jax backends (GPU or CPU) over batch sizes: latency, jets/s, H2D/compute/D2H, memory"),
+    "gpu-farm": ("gpu_farm", "events/s per GPU and the CPU cores one GPU replaces, from hltrun.json of CPU and GPU runs"),
     "verdict": ("verdict", "one model file to a verdict: the real path on every engine here against the per-event budget"),
 }
 OLD_STYLE = "hltbench: name a study first; the backend study (whose options these are) is now `hltbench backends{}`"

@@ -1,15 +1,17 @@
-"""Latency vs batch size on the jax backend (GPU or CPU), with the H2D / compute / D2H split and device
-memory, optionally beside ONNX Runtime on the CPU in the same process::
+"""Latency vs batch size on the GPU engines (torch with CUDA graphs, torch op by op, jax; on the GPU or
+the CPU), with the H2D / compute / D2H split and device memory, optionally beside ONNX Runtime on the
+CPU in the same process::
 
     hltbench gpu-sweep --device gpu --batches 1 2 4 ... 4096 --repeat 50 --out OUT
-    hltbench gpu-sweep --device cpu --batches 2 64 --onnxruntime --out OUT   # CPU comparison
+    hltbench gpu-sweep --device cpu --engines torch --batches 2 64 --onnxruntime --out OUT   # CPU comparison
 
 One row per (engine, model, batch): host latency per ``run`` call (padding and copies included: what
 an event pays) as median and p99 over ``--repeat`` calls, jets/s at the median, µs per jet, the
 median per-call H2D / compute / D2H times from the backend's own counters, and the device allocator's
 bytes in use and peak (GPU; empty on the CPU). Inputs are real jets from a shipped sample, repeated to
-fill the batch. Written as ``sweep.csv`` and ``sweep.json`` in ``--out``. A figure tool, not a test:
-nothing here asserts a time.
+fill the batch. Written as ``sweep.csv`` and ``sweep.json`` in ``--out``, and ``sweep.png`` (latency
+and copy share vs batch per model, the study's TensorRT host latency drawn beside) where matplotlib is
+installed. A figure tool, not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ from .runner import BenchError
 FIELDS = ("engine", "device", "model", "batch", "repeat", "median_ms", "p99_ms", "us_per_jet", "jets_per_s",
           "h2d_ms", "compute_ms", "d2h_ms", "copy_share", "device_bytes_in_use", "device_peak_bytes")
 DEFAULT_BATCHES = [1 << k for k in range(13)]  # 1 ... 4096
+# engine name in the table -> (backend, BackendOptions overrides)
+ENGINES: dict[str, tuple[str, dict[str, Any]]] = {
+    "torch": ("torch", {"cuda_graphs": True}),
+    "torch-eager": ("torch", {"cuda_graphs": False}),
+    "jax": ("jax", {}),
+}
 
 
 def sample_jets(n: int) -> np.ndarray:
@@ -63,21 +71,22 @@ def _time_calls(backend: Any, x: np.ndarray, repeat: int) -> tuple[list[float], 
 
 
 def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: int, onnxruntime: bool,
-          models_dir: Path) -> list[dict[str, Any]]:
+          models_dir: Path, engine_names: Sequence[str] = ("torch", "jax")) -> list[dict[str, Any]]:
     from hltrun.modules.inference import BackendOptions, create_backend
 
     rows: list[dict[str, Any]] = []
     x_all = sample_jets(max(batches))
     for model in models:
         path = models_dir / f"{model}.onnx"
-        engines = [("jax", create_backend("jax", path, BackendOptions(max_batch=max(batches), device=device)))]
+        engines = [(name, create_backend(ENGINES[name][0], path, BackendOptions(
+            max_batch=max(batches), device=device, **ENGINES[name][1]))) for name in engine_names]
         if onnxruntime:
             engines.append(("onnxruntime", create_backend("onnxruntime", path)))
         for name, backend in engines:
             backend.load()
             backend.warm_up([1])
             desc = backend.describe()
-            print(f"{model} {name}: {desc['device']} {desc.get('jax_device', '')} warm-up "
+            print(f"{model} {name}: {desc['device']} {desc.get('jax_device', desc.get('torch_device', ''))} warm-up "
                   f"{desc.get('warm_up_s', 0.0):.1f} s", file=sys.stderr)
             for b in batches:
                 x = x_all[:b]
@@ -114,9 +123,54 @@ def write(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
     (out / "sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
 
+def plot(rows: list[dict[str, Any]], out: Path) -> Path | None:
+    """sweep.png: per model, host latency per call vs batch (every engine) with the study's TensorRT
+    host latency as a line, and the copies' share of the engine time; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from .plots import load_study
+
+    study = [g for g in load_study().get("gpu", []) if g.get("host_latency_median_ms")]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(2, len(models), figsize=(6 * len(models), 8), squeeze=False)
+    for col, model in enumerate(models):
+        lat, share = axes[0][col], axes[1][col]
+        for index, engine in enumerate(dict.fromkeys(r["engine"] for r in rows)):
+            color = f"C{index}"  # the same engine, the same colour in both panels
+            cells = sorted((r for r in rows if r["model"] == model and r["engine"] == engine), key=lambda r: r["batch"])
+            if not cells:
+                continue
+            label = f"{engine} ({cells[0]['device']})"
+            lat.plot([c["batch"] for c in cells], [c["median_ms"] for c in cells], "o-", color=color, label=label)
+            with_split = [c for c in cells if c.get("copy_share") is not None and c.get("h2d_ms", 0) + c.get("d2h_ms", 0) > 0]
+            if with_split:
+                share.plot([c["batch"] for c in with_split], [100 * c["copy_share"] for c in with_split], "o-",
+                           color=color, label=label)
+        for g in study:
+            lat.axhline(g["host_latency_median_ms"], color="grey", ls="--",
+                        label=f"study: TensorRT {g['host_latency_median_ms']:.2f} ms (trtexec, batch not stated)")
+        lat.set(xscale="log", yscale="log", xlabel="batch (jets)", ylabel="host latency per call, median (ms)", title=model)
+        share.set(xscale="log", xlabel="batch (jets)", ylabel="H2D + D2H share of engine time (%)", ylim=(0, 100))
+        lat.legend(fontsize=8)
+        if share.lines:
+            share.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "sweep.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench gpu-sweep`` options."""
     ap.add_argument("--models", nargs="+", default=["conv_vae", "gcn_vae"])
+    ap.add_argument("--engines", nargs="+", choices=sorted(ENGINES), default=["torch", "torch-eager", "jax"],
+                    help="torch: CUDA graphs per bucket; torch-eager: the same op by op; jax: XLA (default: all)")
     ap.add_argument("--batches", nargs="+", type=int, default=DEFAULT_BATCHES)
     ap.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     ap.add_argument("--repeat", type=int, default=50, help="timed calls per batch size")
@@ -128,25 +182,40 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if any(b < 1 for b in args.batches) or args.repeat < 1:
         raise BenchError("hltbench gpu-sweep: --batches and --repeat must be positive")
-    import jax
-
     from hltrun.framework.errors import HltError
 
     models_dir = args.models_dir or _sample().parent / "models"
     try:
-        rows = sweep(args.models, sorted(set(args.batches)), args.device, args.repeat, args.onnxruntime, models_dir)
+        rows = sweep(args.models, sorted(set(args.batches)), args.device, args.repeat, args.onnxruntime, models_dir,
+                     list(dict.fromkeys(args.engines)))
     except HltError as exc:
         print(f"hltbench gpu-sweep: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
     meta = {"command": " ".join(sys.argv), "host": platform.node(), "python": platform.python_version(),
-            "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **_versions(args.engines)}
+    write(rows, args.out, meta)
+    png = plot(rows, args.out)
+    print(f"wrote {args.out / 'sweep.csv'}, {args.out / 'sweep.json'}{f' and {png}' if png else ''} ({len(rows)} rows)",
+          file=sys.stderr)
+    return 0
+
+
+def _versions(engines: Sequence[str]) -> dict[str, Any]:
+    """The engines' versions and devices, for the figures' record."""
+    meta: dict[str, Any] = {}
+    if "jax" in engines:
+        import jax
+
+        meta.update(jax=jax.__version__, devices=[str(d) for d in jax.devices()])
+    if any(e.startswith("torch") for e in engines):
+        import torch
+
+        meta.update(torch=torch.__version__, torch_cuda=torch.version.cuda or "none",
+                    torch_gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
     try:
         import onnxruntime
 
         meta["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
-    write(rows, args.out, meta)
-    print(f"wrote {args.out / 'sweep.csv'} and {args.out / 'sweep.json'} ({len(rows)} rows)", file=sys.stderr)
-    return 0
+    return meta

@@ -1,0 +1,122 @@
+"""The torch backend on a real NVIDIA GPU (marker ``gpu``): skipped, with the reason, where PyTorch sees
+no CUDA GPU; tools/gpu_check.sh runs them. The same backend on the CPU device is tested in CI by
+tests/test_translated_backends.py (never skipped there).
+
+Runs without tests/conftest.py (``pytest --noconftest``) and without TensorFlow.
+
+* agreement with ONNX Runtime CPU on every jet of every shipped sample, CUDA graphs on and off (fp32,
+  TF32 off), ≤ 1e-4 relative on score and kl, zero decision changes at the card's working points;
+* one CUDA graph captured per bucket at warm-up, and a run allocates no device memory;
+* one CUDA stream per backend instance (not the default stream); two instances in two threads agree;
+* page-locked host buffers, CUDA-event times for each part, exact byte counts, device memory figures.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[torch]')")
+
+from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E402
+from hltrun.modules.inference.bucketed import bucket_sizes  # noqa: E402
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(),
+                                 reason=f"PyTorch sees no CUDA GPU (torch {torch.__version__}, CUDA build: "
+                                        f"{torch.version.cuda or 'none'})")]
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "data" / "models"
+SAMPLES = sorted((REPO / "data").glob("*.root"))
+
+
+def _gpu(model: str, max_batch: int = 1024, graphs: bool = True):
+    b = create_backend("torch", MODELS / f"{model}.onnx",
+                       BackendOptions(max_batch=max_batch, device="gpu", cuda_graphs=graphs)).load()
+    b.warm_up()
+    return b
+
+
+def _jets(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 100, 3), np.float32)
+    x[:, :40, :2] = rng.normal(0, 0.2, (n, 40, 2))
+    x[:, :40, 2] = rng.exponential(0.05, (n, 40))
+    return x
+
+
+@pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graphs", "op-by-op"])
+@pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
+def test_gpu_agrees_with_onnxruntime_cpu_on_every_shipped_sample(model, graphs):
+    from hltrun.modules.models.preprocess import load_jets
+
+    g = _gpu(model, graphs=graphs)
+    assert g.device == "gpu-nvidia" and g.describe()["executor"] == ("cuda-graph" if graphs else "eager")
+    o = create_backend("onnxruntime", MODELS / f"{model}.onnx").load()
+    card = json.loads((MODELS / "thresholds.json").read_text())[model]
+    cuts = {k: float(v) for k, v in card.items() if isinstance(v, (int, float))}
+    for sample in SAMPLES:
+        x = load_jets(str(sample))[0]
+        got, ref = g.run(x), o.run(x)
+        for key in ("score", "kl"):
+            rel = np.abs(got[key] - ref[key]) / np.maximum(np.abs(ref[key]), 1e-30)
+            print(f"torch {model} {sample.name} {key}: max relative difference {rel.max():.2e} on {len(x)} jets")
+            assert rel.max() <= 1e-4, f"{model} {sample.name} {key}: {rel.max():.2e}"
+        for name, cut in cuts.items():
+            changed = int(np.count_nonzero((got["score"] > cut) != (ref["score"] > cut)))
+            assert changed == 0, f"{model} {sample.name}: {changed} decision(s) changed at {name} = {cut}"
+
+
+def test_one_graph_per_bucket_and_no_device_allocation_at_run_time():
+    g = _gpu("conv_vae", max_batch=48)
+    assert g.buckets == bucket_sizes(48) and sorted(g._graphs) == g.buckets
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated(g.torch_device)
+    for n in (1, 2, 3, 9, 48, 100):
+        g.run(_jets(n, seed=n))
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated(g.torch_device) == before
+    assert sorted(g._graphs) == g.buckets  # nothing captured at run time
+
+
+def test_stream_per_instance_events_pinned_buffers_and_memory():
+    a, b = _gpu("gcn_vae", max_batch=64), _gpu("gcn_vae", max_batch=64)
+    default = torch.cuda.default_stream(a.torch_device).cuda_stream
+    sa, sb = a.describe()["cuda_stream"], b.describe()["cuda_stream"]
+    assert sa != sb and default not in (sa, sb)
+    assert all(t.is_pinned() for t in a._host_t.values())
+    assert all(p.is_pinned() for pinned, _ in a._host_out.values() for p in pinned)
+    for _ in range(20):
+        a.run(_jets(9))
+    c = a.counters
+    assert c["chunks"] == 20 and c["padded_jets"] == 20 * 7
+    assert c["h2d_bytes"] == 20 * 16 * 100 * 3 * 4 and c["d2h_bytes"] == 20 * 2 * 16 * 4
+    assert c["h2d_us"] > 0 and c["compute_us"] > 0 and c["d2h_us"] > 0
+    mem = a.describe()["device_memory"]
+    assert set(mem) == {"bytes_in_use", "peak_bytes_in_use", "bytes_reserved", "peak_bytes_reserved", "bytes_limit"}
+    assert 0 < mem["bytes_in_use"] <= mem["peak_bytes_in_use"] <= mem["peak_bytes_reserved"] <= mem["bytes_limit"]
+
+
+def test_two_instances_in_two_threads_agree():
+    """Two hltrun streams' backends on one GPU at once (their own CUDA streams and graphs)."""
+    pair = [_gpu("conv_vae", max_batch=64) for _ in range(2)]
+    ref = create_backend("onnxruntime", MODELS / "conv_vae.onnx").load().run(_jets(37, seed=5))["score"]
+    results: dict[int, list[np.ndarray]] = {0: [], 1: []}
+
+    def work(i: int) -> None:
+        for _ in range(50):
+            results[i].append(pair[i].run(_jets(37, seed=5))["score"])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert len(results[i]) == 50
+        for got in results[i]:
+            np.testing.assert_allclose(got, ref, rtol=1e-4)

@@ -1,0 +1,88 @@
+"""The farm projection for a GPU node, from the ``hltrun.json`` of the same path run on the CPU and on
+the GPU (``tools/gpu_check.sh`` makes them)::
+
+    hltbench gpu-farm --cpu OUT/path-ort-1 --gpu OUT/path-torch-1 OUT/path-torch-2 OUT/path-torch-4 --out OUT/farm
+
+Per run: the inference module's backend and device, streams, events and the event loop's events/s.
+Per GPU run, against the CPU run's events/s per core (its events/s over its streams: one core per
+stream, as CMSSW sizes a farm): the GPU run's speed-up over one CPU core, and how many CPU cores one GPU
+replaces — the cores that would give the GPU run's events/s, less the host cores the GPU run itself
+keeps busy (one per stream). At ``--rate`` (the HLT input rate) it also gives the CPU cores, or the GPU
+nodes, the path needs. Both runs must have read the same events, on the same host (checked: events
+processed; the host is the user's word). Writes ``farm.json`` and ``farm.csv``; asserts no time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .runner import BenchError
+
+FIELDS = ("run", "backend", "device", "streams", "events", "loop_s", "events_per_s", "events_per_s_per_core",
+          "x_one_cpu_core", "cpu_cores_replaced", "nodes_at_rate", "cores_at_rate")
+
+
+def read_run(folder: Path) -> dict[str, Any]:
+    """The facts of one run folder's hltrun.json: backend, device, streams, events, loop time."""
+    path = folder / "hltrun.json" if folder.is_dir() else folder
+    try:
+        job = json.loads(path.read_text())["job"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise BenchError(f"hltbench gpu-farm: {path}: not an hltrun.json ({type(exc).__name__}: {exc})") from None
+    backends = [s["backend"] for s in job.get("module_summaries", {}).values()
+                if isinstance(s, dict) and isinstance(s.get("backend"), dict)]
+    if not backends:
+        raise BenchError(f"hltbench gpu-farm: {path}: no inference module in the job")
+    events, loop_s = int(job["events_processed"]), float(job["loop_s"])
+    if events <= 0 or loop_s <= 0:
+        raise BenchError(f"hltbench gpu-farm: {path}: no events processed")
+    return {"run": folder.name, "backend": backends[0]["backend"], "device": backends[0]["device"],
+            "streams": int(job["streams"]), "events": events, "loop_s": loop_s, "events_per_s": events / loop_s}
+
+
+def project(cpu: dict[str, Any], gpus: Sequence[dict[str, Any]], rate_hz: float) -> list[dict[str, Any]]:
+    """Rows for the CPU run and each GPU run (see the module docstring for the definitions)."""
+    per_core = cpu["events_per_s"] / cpu["streams"]
+    rows = [{**cpu, "events_per_s_per_core": per_core, "x_one_cpu_core": cpu["events_per_s"] / per_core,
+             "cores_at_rate": rate_hz / per_core}]
+    for g in gpus:
+        if g["events"] != cpu["events"]:
+            raise BenchError(f"hltbench gpu-farm: {g['run']} processed {g['events']} events, {cpu['run']} "
+                             f"{cpu['events']}: run the same events")
+        equivalent = g["events_per_s"] / per_core
+        rows.append({**g, "x_one_cpu_core": equivalent, "cpu_cores_replaced": equivalent - g["streams"],
+                     "nodes_at_rate": rate_hz / g["events_per_s"]})
+    return rows
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--cpu", type=Path, required=True, help="report folder (or hltrun.json) of the CPU run")
+    ap.add_argument("--gpu", type=Path, nargs="+", required=True, help="report folders of the GPU runs")
+    ap.add_argument("--rate", type=float, default=100_000.0, help="HLT input rate in Hz (default 100 kHz)")
+    ap.add_argument("--out", type=Path, required=True, help="folder for farm.json and farm.csv")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = project(read_run(args.cpu), [read_run(g) for g in args.gpu], args.rate)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "farm.json").write_text(json.dumps({"rate_hz": args.rate, "rows": rows}, indent=1))
+    with open(args.out / "farm.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: row.get(k, "") for k in FIELDS})
+    print(f"{'run':16s} {'backend':12s} {'device':11s} {'streams':>7s} {'events/s':>10s} {'x 1 core':>9s} "
+          f"{'cores replaced':>14s}")
+    for r in rows:
+        replaced = f"{r['cpu_cores_replaced']:14.1f}" if "cpu_cores_replaced" in r else f"{'-':>14s}"
+        print(f"{r['run']:16s} {r['backend']:12s} {r['device']:11s} {r['streams']:7d} {r['events_per_s']:10.1f} "
+              f"{r['x_one_cpu_core']:9.2f} {replaced}")
+    print(f"at {args.rate:,.0f} Hz: {rows[0]['cores_at_rate']:,.0f} CPU cores on {rows[0]['backend']}; "
+          + "; ".join(f"{r['nodes_at_rate']:,.1f} GPU nodes as {r['run']}" for r in rows[1:]))
+    print(f"wrote {args.out / 'farm.json'} and {args.out / 'farm.csv'}", file=sys.stderr)
+    return 0

@@ -10,17 +10,25 @@
 # imports as `hltrun.*` from /tmp/site; python3 runs with -P so that the checkout's folders never
 # shadow the installed package.
 #
-# Steps (each under `timeout`, and all of them under one 350 s deadline, so the script ends in time):
-#   versions      nvidia-smi, python packages, JAX devices, hltrun's backends and `auto` choice
-#   pytest-gpu    tests marked gpu: tests/test_gpu.py (CUDA wrappers, TensorRT, ORT GPU providers)
-#                 and tests/test_jax_gpu.py (the jax backend on the GPU: agreement with ONNX Runtime
-#                 CPU on every shipped sample, per-bucket executables, device memory, pinned buffers)
+# Carry in .whl/ (none is on the GPU machines, which have torch, jax, onnx, onnxruntime-CPU, numpy):
+#   pip download --no-deps -d .whl array-api-compat uproot awkward awkward-cpp cramjam   (~5 MB)
+#
+# Steps (each under `timeout`, and all of them under one 350 s deadline, so the script ends in time;
+# the most wanted first, so a slow machine loses the last ones):
+#   versions      nvidia-smi, python packages, torch/JAX devices, hltrun's backends and `auto` choice
+#   pytest-torch  tests/test_torch_gpu.py: the torch backend on the GPU (agreement with ONNX Runtime CPU
+#                 on every shipped sample with and without CUDA graphs, a graph per bucket, no device
+#                 allocation at run time, a CUDA stream per instance, pinned buffers, CUDA events)
+#   sweep-torch   hltbench gpu-sweep: both models, batch 1 ... 4096, torch with CUDA graphs and op by op
+#                 on the GPU beside ONNX Runtime on the CPU, same process: latency median/p99, jets/s,
+#                 H2D/compute/D2H (CUDA events), device memory -> $OUT/sweep-torch/sweep.{csv,json,png}
+#   path-*        the shipped path end to end (2000 events): ONNX Runtime on 1 CPU stream, then torch on
+#                 the GPU with 1, 2 and 4 streams -> $OUT/path-*/hltrun.json
+#   farm          hltbench gpu-farm: events/s per GPU, x one CPU core, CPU cores one GPU replaces
+#   pytest-gpu    tests/test_jax_gpu.py and tests/test_gpu.py (CUDA wrappers, TensorRT, ORT GPU providers)
 #   pytest-fakes  the strict-fake TensorRT / CUDA tests on this Python
-#   sweep         hltbench gpu-sweep: both models, batch 1 ... 4096, jax on the GPU and ONNX Runtime
-#                 on the CPU in the same process: latency median/p99, jets/s, H2D/compute/D2H, device
-#                 memory -> $OUT/sweep/sweep.csv, sweep.json
-#   path-*        the shipped path end to end (2000 events): ONNX Runtime on 1 CPU stream, then jax on
-#                 the GPU with 1, 2 and 4 streams -> $OUT/path-*/hltrun.json (events/s, farm projection)
+#   sweep-jax     the same sweep on jax (XLA compiles 13 buckets per model: slower to start)
+#   path-jax-4    the shipped path on jax, 4 streams
 #   hltbench      the TensorRT / ORT-GPU engines where installed (absent ones are named, not run)
 # Absent pieces are skipped and named (pytest -rs; hltbench 'Not measured here').
 set -u
@@ -80,8 +88,8 @@ fi
 step versions 60 "${PY[@]}" - <<'PY'
 import importlib, sys
 print("python", sys.version.split()[0])
-for name in ("numpy", "onnx", "onnxruntime", "jax", "jaxlib", "cuda.bindings", "pycuda", "tensorrt", "uproot",
-             "awkward", "yaml", "pytest", "hltrun"):
+for name in ("numpy", "onnx", "onnxruntime", "torch", "array_api_compat", "jax", "jaxlib", "cuda.bindings", "pycuda",
+             "tensorrt", "uproot", "awkward", "yaml", "pytest", "matplotlib", "hltrun"):
     try:
         mod = importlib.import_module(name)
         print(f"{name:14s} {getattr(mod, '__version__', 'present')} {getattr(mod, '__file__', '') or ''}")
@@ -92,6 +100,12 @@ try:
     print("onnxruntime providers:", ort.get_available_providers())
 except Exception:
     pass
+try:
+    import torch
+    print("torch cuda:", torch.version.cuda, "available:", torch.cuda.is_available(),
+          torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+except Exception as exc:
+    print("torch:", type(exc).__name__, exc)
 try:
     import jax
     print("jax devices:", jax.devices())
@@ -105,9 +119,11 @@ except Exception as exc:
     print("cuda.bindings check:", type(exc).__name__, exc)
 try:
     from hltrun.modules.inference import backend_names
-    from hltrun.modules.inference.accelerator import choose_backend, jax_gpu_status, tensorrt_gpu_status
+    from hltrun.modules.inference.accelerator import (choose_backend, jax_gpu_status, tensorrt_gpu_status,
+                                                      torch_gpu_status)
     print("hltrun backends:", backend_names())
     print("hltrun tensorrt_gpu_status:", tensorrt_gpu_status())
+    print("hltrun torch_gpu_status:", torch_gpu_status())
     print("hltrun jax_gpu_status:", jax_gpu_status())
     print("hltrun auto:", choose_backend("auto", ["*"]))
 except Exception as exc:
@@ -116,32 +132,42 @@ PY
 
 # pytest: --import-mode=append and python3 -P keep the checkout's folders behind the installed hltrun
 PYTEST=("${PY[@]}" -m pytest --noconftest -p no:cacheprovider --import-mode=append -q -rs)
-step pytest-gpu 150 "${PYTEST[@]}" -s -m gpu tests/test_gpu.py tests/test_jax_gpu.py --junitxml="$OUT/pytest-gpu.xml"
-step pytest-fakes 60 "${PYTEST[@]}" tests/test_cuda_wrappers.py tests/test_tensorrt_fake.py \
-    --junitxml="$OUT/pytest-fakes.xml"
+step pytest-torch 75 "${PYTEST[@]}" -s -m gpu tests/test_torch_gpu.py --junitxml="$OUT/pytest-torch.xml"
 
-# batch sweep: jax on the GPU beside ONNX Runtime on this host's CPU (one thread), same jets, same process
-step sweep 120 "${PY[@]}" -m hltrun.tools.bench gpu-sweep --device gpu --onnxruntime --repeat 50 \
-    --batches 1 2 4 8 16 32 64 128 256 512 1024 2048 4096 --out "$OUT/sweep"
+# batch sweep: torch on the GPU (CUDA graphs, and op by op) beside ONNX Runtime on this host's CPU (one thread)
+BATCHES=(1 2 4 8 16 32 64 128 256 512 1024 2048 4096)
+step sweep-torch 70 "${PY[@]}" -m hltrun.tools.bench gpu-sweep --device gpu --engines torch torch-eager \
+    --onnxruntime --repeat 50 --max-seconds 0.5 --batches "${BATCHES[@]}" --out "$OUT/sweep-torch"
 
-# the shipped path end to end: ONNX Runtime on one CPU stream (the reference), then jax on the GPU
+# the shipped path end to end: ONNX Runtime on one CPU stream (the reference), then the GPU backends
 run_path() {  # run_path NAME BACKEND STREAMS
-    step "path-$1" 60 "${PY[@]}" -m hltrun configs/path.yaml -n 2000 "modules.vae.backend=$2" \
+    step "path-$1" 40 "${PY[@]}" -m hltrun configs/path.yaml -n 2000 "modules.vae.backend=$2" \
         "options.numberOfThreads=$3" "options.numberOfStreams=$3" --report-dir "$OUT/path-$1" \
         "modules.out.file=$OUT/path-$1/out.root"
-    grep -hE "accelerator for|event loop|Events total" "$OUT/path-$1.txt" | head -n 6 | tee -a "$SUMMARY"
+    grep -hE "accelerator for|event loop|Inference device|H2D" "$OUT/path-$1.txt" | head -n 6 | tee -a "$SUMMARY"
 }
 run_path ort-1 onnxruntime 1
-run_path jax-1 jax 1
-run_path jax-2 jax 2
+run_path torch-1 torch 1
+run_path torch-2 torch 2
+run_path torch-4 torch 4
+step farm 20 "${PY[@]}" -m hltrun.tools.bench gpu-farm --cpu "$OUT/path-ort-1" \
+    --gpu "$OUT/path-torch-1" "$OUT/path-torch-2" "$OUT/path-torch-4" --out "$OUT/farm"
+cat "$OUT/farm.txt" >> "$SUMMARY"
+
+step pytest-gpu 90 "${PYTEST[@]}" -s -m gpu tests/test_jax_gpu.py tests/test_gpu.py --junitxml="$OUT/pytest-gpu.xml"
+step pytest-fakes 40 "${PYTEST[@]}" tests/test_cuda_wrappers.py tests/test_tensorrt_fake.py \
+    --junitxml="$OUT/pytest-fakes.xml"
+step sweep-jax 60 "${PY[@]}" -m hltrun.tools.bench gpu-sweep --device gpu --engines jax --repeat 50 --max-seconds 0.5 \
+    --batches "${BATCHES[@]}" --out "$OUT/sweep-jax"
 run_path jax-4 jax 4
 
 # TensorRT / ORT GPU engines, where installed (listed under 'Not measured here' otherwise)
-step hltbench 60 "${PY[@]}" -m hltrun.tools.bench backends --models conv_vae gcn_vae \
+step hltbench 40 "${PY[@]}" -m hltrun.tools.bench backends --models conv_vae gcn_vae \
     --backends ort-fp32 ort-cuda ort-trt trt-fp32 trt-fp16 --batch-sizes 1 64 \
     --min-time 0.1 --mem-jets 500 --isolate --out "$OUT/hltbench"
 grep -A20 "^Not measured here" "$OUT/hltbench.txt" | tee -a "$SUMMARY"
 
-grep -hE "passed|failed|skipped|error" "$OUT/pytest-gpu.txt" "$OUT/pytest-fakes.txt" | tail -n 4 | tee -a "$SUMMARY"
-grep -h "^SKIPPED" "$OUT/pytest-gpu.txt" | tee -a "$SUMMARY"
+grep -hE "passed|failed|skipped|error" "$OUT/pytest-torch.txt" "$OUT/pytest-gpu.txt" "$OUT/pytest-fakes.txt" \
+    | tail -n 6 | tee -a "$SUMMARY"
+grep -h "^SKIPPED" "$OUT/pytest-torch.txt" "$OUT/pytest-gpu.txt" | tee -a "$SUMMARY"
 note "total $SECONDS s; logs in $OUT"

@@ -23,7 +23,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -56,10 +56,19 @@ def _sample() -> Path:
     return shipped_dir("data") / "qcd_dijet.root"
 
 
-def _time_calls(backend: Any, x: np.ndarray, repeat: int) -> tuple[list[float], dict[str, list[float]]]:
+MIN_CALLS = 5  # timed calls per cell at least, whatever the time limit
+
+
+def _time_calls(backend: Any, x: np.ndarray, repeat: int, max_s: float = float("inf")
+                ) -> tuple[list[float], dict[str, list[float]]]:
+    """``repeat`` timed calls, or fewer (at least MIN_CALLS) once ``max_s`` seconds are spent: a CPU
+    engine at batch 4096 must not eat the GPU script's time."""
     split: dict[str, list[float]] = {"h2d_us": [], "compute_us": [], "d2h_us": []}
-    times = []
+    times: list[float] = []
+    end = time.perf_counter() + max_s
     for _ in range(repeat):
+        if len(times) >= MIN_CALLS and time.perf_counter() > end:
+            break
         before = dict(backend.counters)
         t0 = time.perf_counter()
         backend.run(x)
@@ -71,7 +80,11 @@ def _time_calls(backend: Any, x: np.ndarray, repeat: int) -> tuple[list[float], 
 
 
 def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: int, onnxruntime: bool,
-          models_dir: Path, engine_names: Sequence[str] = ("torch", "jax")) -> list[dict[str, Any]]:
+          models_dir: Path, engine_names: Sequence[str] = ("torch", "jax"),
+          done: Callable[[list[dict[str, Any]]], None] | None = None, max_s: float = float("inf")
+          ) -> list[dict[str, Any]]:
+    """Every (model, engine, batch) row; ``done`` gets the rows so far after each engine (so a run cut
+    short by its time limit keeps what it measured)."""
     from hltrun.modules.inference import BackendOptions, create_backend
 
     rows: list[dict[str, Any]] = []
@@ -90,12 +103,12 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
                   f"{desc.get('warm_up_s', 0.0):.1f} s", file=sys.stderr)
             for b in batches:
                 x = x_all[:b]
-                for _ in range(max(2, repeat // 10)):
+                for _ in range(max(2, min(repeat // 10, MIN_CALLS))):
                     backend.run(x)  # a few untimed calls: caches and allocators settled
-                times, split = _time_calls(backend, x, repeat)
+                times, split = _time_calls(backend, x, repeat, max_s)
                 med = float(np.median(times))
                 row: dict[str, Any] = {"engine": name, "device": desc["device"], "model": model, "batch": b,
-                                       "repeat": repeat, "median_ms": med * 1e3,
+                                       "repeat": len(times), "median_ms": med * 1e3,
                                        "p99_ms": float(np.quantile(times, 0.99)) * 1e3,
                                        "us_per_jet": med * 1e6 / b, "jets_per_s": b / med if med else 0.0}
                 if split["h2d_us"]:
@@ -110,6 +123,8 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
                 print(f"  batch {b:5d}: median {row['median_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, "
                       f"{row['us_per_jet']:.1f} us/jet", file=sys.stderr)
             backend.close()
+            if done is not None:
+                done(rows)
     return rows
 
 
@@ -174,25 +189,28 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batches", nargs="+", type=int, default=DEFAULT_BATCHES)
     ap.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     ap.add_argument("--repeat", type=int, default=50, help="timed calls per batch size")
+    ap.add_argument("--max-seconds", type=float, default=float("inf"),
+                    help=f"stop a cell's timing after this many seconds (at least {MIN_CALLS} calls; default: no limit)")
     ap.add_argument("--onnxruntime", action="store_true", help="also ONNX Runtime (CPU, 1 thread), same inputs")
     ap.add_argument("--models-dir", type=Path, default=None, help="folder of the .onnx files (default: shipped)")
     ap.add_argument("--out", type=Path, required=True, help="folder for sweep.csv and sweep.json")
 
 
 def run(args: argparse.Namespace) -> int:
-    if any(b < 1 for b in args.batches) or args.repeat < 1:
-        raise BenchError("hltbench gpu-sweep: --batches and --repeat must be positive")
+    if any(b < 1 for b in args.batches) or args.repeat < 1 or not args.max_seconds > 0:
+        raise BenchError("hltbench gpu-sweep: --batches, --repeat and --max-seconds must be positive")
     from hltrun.framework.errors import HltError
 
     models_dir = args.models_dir or _sample().parent / "models"
+    meta = {"command": " ".join(sys.argv), "host": platform.node(), "python": platform.python_version(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **_versions(args.engines)}
     try:
         rows = sweep(args.models, sorted(set(args.batches)), args.device, args.repeat, args.onnxruntime, models_dir,
-                     list(dict.fromkeys(args.engines)))
+                     list(dict.fromkeys(args.engines)), lambda so_far: write(so_far, args.out, meta),
+                     args.max_seconds)
     except HltError as exc:
         print(f"hltbench gpu-sweep: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
-    meta = {"command": " ".join(sys.argv), "host": platform.node(), "python": platform.python_version(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **_versions(args.engines)}
     write(rows, args.out, meta)
     png = plot(rows, args.out)
     print(f"wrote {args.out / 'sweep.csv'}, {args.out / 'sweep.json'}{f' and {png}' if png else ''} ({len(rows)} rows)",
@@ -201,17 +219,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _versions(engines: Sequence[str]) -> dict[str, Any]:
-    """The engines' versions and devices, for the figures' record."""
+    """The engines' versions and devices, for the figures' record ("absent" where one is not installed:
+    the sweep then says so in one line when it loads it)."""
     meta: dict[str, Any] = {}
     if "jax" in engines:
-        import jax
+        try:
+            import jax
 
-        meta.update(jax=jax.__version__, devices=[str(d) for d in jax.devices()])
+            meta.update(jax=jax.__version__, devices=[str(d) for d in jax.devices()])
+        except ImportError:
+            meta["jax"] = "absent"
     if any(e.startswith("torch") for e in engines):
-        import torch
+        try:
+            import torch
 
-        meta.update(torch=torch.__version__, torch_cuda=torch.version.cuda or "none",
-                    torch_gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
+            meta.update(torch=torch.__version__, torch_cuda=torch.version.cuda or "none",
+                        torch_gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
+        except ImportError:
+            meta["torch"] = "absent"
     try:
         import onnxruntime
 

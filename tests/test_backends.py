@@ -37,8 +37,8 @@ from tests.tiny_models import jets, loaded
 
 # ---------------------------------------------------------------------- registry and interface
 def test_registry_names_and_unknown():
-    assert set(backend_names()) == {"tensorflow", "onnxruntime", "tensorrt", "jax", "iree", "auto"}
-    for name in ("tensorflow", "onnxruntime", "tensorrt", "jax"):
+    assert set(backend_names()) == {"tensorflow", "onnxruntime", "tensorrt", "jax", "torch", "iree", "auto"}
+    for name in ("tensorflow", "onnxruntime", "tensorrt", "jax", "torch"):
         cls = backend_class(name)
         assert issubclass(cls, InferenceBackend) and cls.name == name
     with pytest.raises(ConfigError, match="unknown backend type 'tensorfow'; did you mean tensorflow"):
@@ -76,7 +76,7 @@ def test_onnxruntime_job_never_imports_tensorflow(tiny):
             def put(self, p): self.p = p
         ev = Ev(); scorer.produce(ev)
         assert ev.p.score.shape == (3,)
-        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorrt", "tf2onnx", "jax"))
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorrt", "tf2onnx", "jax", "torch"))
         print("BAD", bad)
         sys.exit(1 if bad else 0)
     """)

@@ -32,6 +32,7 @@ from .errors import HltError, ModuleError, category_of
 from .interrupt import Interrupted, stop_callback
 from .event import Event, EventID
 from .process import Process
+from .results import add_stream_summary
 from .schedule import StreamSchedule
 from .summary import JobSummary, ModuleCounters, PathCounters
 
@@ -392,12 +393,7 @@ class EventProcessor:
             summary.modules[label] = merged
             summary.module_types[label] = process.config.modules[label].type
         for desc, module in process.all_modules():  # per-stream instances: counters add up
-            merged = summary.module_summaries.setdefault(desc.label, {})
-            for key, value in module.summary().items():
-                if key in merged and isinstance(value, int) and not isinstance(value, bool):
-                    merged[key] += value
-                else:
-                    merged[key] = value
+            add_stream_summary(summary.module_summaries.setdefault(desc.label, {}), module.summary())
             quality = summary.data_quality.setdefault(desc.label, {})
             for key, value in module.data_quality().items():
                 quality[key] = quality.get(key, 0) + int(value)

@@ -21,6 +21,11 @@ _MAX = {"wall_s", "loop_s", "begin_job_s"}
 _MIN = {"time_to_first_event_s"}
 _UNION = {"bad_files"}  # every unit of a worker reports the same skipped files: list each once
 _COUNTERS = {"module_summaries"}  # modules' summary(): integer counters add, settings stay (merge_counters)
+# Dicts of levels and peaks, not counts: a backend's ``device_memory`` (bytes in use, peaks, limit) is the
+# device allocator's figure for the whole process, which every stream's backend on that device reads
+# again; summing (or differencing, per Dask unit) them would count one allocator several times, so they
+# merge by the largest value of each key (over streams, units and workers).
+GAUGES = frozenset({"device_memory"})
 
 
 class Mergeable(Protocol):
@@ -53,20 +58,51 @@ def merge_values(a: Any, b: Any) -> Any:
     return a
 
 
+def merge_gauges(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
+    """Two readings of one ``GAUGES`` dict: the largest value of each key (see ``GAUGES``)."""
+    out = dict(a or {})
+    for key, value in (b or {}).items():
+        mine = out.get(key)
+        out[key] = value if mine is None else max(mine, value)
+    return out
+
+
 def merge_counters(a: Any, b: Any) -> Any:
     """A module's ``summary()`` of two units: integers add (counters), dicts merge key by key, any
     other value (a threshold, a list of bin edges, a backend's name) is a setting and stays as the
-    first unit gave it — as the per-stream instances are combined in one process (eventloop)."""
+    first unit gave it — as the per-stream instances are combined in one process (eventloop);
+    ``GAUGES`` dicts keep their largest values."""
     if a is None:
         return copy.deepcopy(b)
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
         for key, value in b.items():
-            out[key] = merge_counters(out.get(key), value)
+            mine = out.get(key)
+            out[key] = merge_gauges(mine, value) if key in GAUGES else merge_counters(mine, value)
         return out
     if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool):
         return a + b
     return a
+
+
+def add_stream_summary(merged: dict[str, Any], own: dict[str, Any]) -> None:
+    """One stream instance's ``summary()`` into ``merged`` (the module's, over the process's streams):
+    top-level integers add up, any other value is a setting and the latest stream's stays, except
+    that ``GAUGES`` dicts inside it keep the largest value any stream read."""
+    for key, value in own.items():
+        mine = merged.get(key)
+        if mine is not None and isinstance(value, int) and not isinstance(value, bool):
+            merged[key] = mine + value
+        else:
+            merged[key] = _latest_with_gauges(mine, value)
+
+
+def _latest_with_gauges(old: Any, new: Any) -> Any:
+    """``new`` (the latest stream's setting), with each ``GAUGES`` dict in it merged with ``old``'s."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return new
+    return {key: merge_gauges(old.get(key), value) if key in GAUGES else _latest_with_gauges(old.get(key), value)
+            for key, value in new.items()}
 
 
 def merge_summaries(a: JobSummary, b: JobSummary) -> JobSummary:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import HltError
 from ..interrupt import exit_code_of
-from ..results import JobResult
+from ..results import GAUGES, JobResult
 from ..units import WorkUnit
 
 _CACHE: dict[tuple[str, int], "_WorkerJob"] = {}
@@ -110,7 +110,9 @@ def _delta(now: dict[str, Any], seen: dict[str, Any]) -> dict[str, Any]:
     """Integer counters since the previous unit (cumulative ones must not be counted twice); the rest as is."""
     out = {}
     for key, value in now.items():
-        if isinstance(value, dict):  # e.g. events read per input file
+        if key in GAUGES:  # a device's levels and peaks, not counts: as read (they merge by max)
+            out[key] = value
+        elif isinstance(value, dict):  # e.g. events read per input file
             out[key] = _delta(value, seen.setdefault(key, {}))
         elif isinstance(value, int) and not isinstance(value, bool):
             out[key] = value - seen.get(key, 0)

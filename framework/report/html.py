@@ -224,7 +224,21 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
                 ("Farm projection", farm_html)]
     if res.get("batching"):
         sections.insert(2, ("Cross-event batching", _batching_html(res["batching"])))
+    if res.get("device_split"):
+        sections.insert(2, ("Inference on the device", _device_split_html(res["device_split"])))
     return sections
+
+
+def _device_split_html(split: dict[str, Any]) -> str:
+    """Each scorer's device calls split into H2D copy, compute and D2H copy (timing_results.device_split)."""
+    rows = [[label, d["per_call_ms"]["h2d"], d["per_call_ms"]["compute"], d["per_call_ms"]["d2h"],
+             100 * d["copies_share"], d["h2d_bytes_per_call"] / 1e3, d["d2h_bytes_per_call"] / 1e3,
+             None if d["padded_jets_share"] is None else 100 * d["padded_jets_share"],
+             d["calls_per_event"], d["device_per_event_ms"]] for label, d in split.items()]
+    return ("<p>Times per device call (one host-to-device copy, one launch, one copy back), as the backend "
+            "timed them; the last column is the three together per event the module ran on.</p>"
+            + table(["module", "H2D ms", "compute ms", "D2H ms", "copies %", "kB in/call", "kB out/call",
+                     "padded jets %", "calls/event", "device ms/event"], rows))
 
 
 def _batching_html(batching: dict[str, Any]) -> str:

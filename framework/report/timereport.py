@@ -32,7 +32,8 @@ def time_report(res: dict[str, Any]) -> str:
     event-summary lines, paths and end paths (``per exec`` = real time / times run), modules in each
     (``per visit``), one Real-time Module Summary, and ``T---Report end!``. hltrun's own figures
     (source, framework overhead, CPU per module) are in ``loop_report``, so a grep for TimeReport
-    finds only what cmsRun prints."""
+    finds only what cmsRun prints — but for one block before the end line where an inference backend
+    timed its device calls (``_device_split_rows``; cmsRun's GPU jobs have no such table)."""
     loop = res["loop"]
 
     def line(label: str, value: float) -> str:
@@ -59,8 +60,30 @@ def time_report(res: dict[str, Any]) -> str:
         if table:
             lines.append(_head2("per visit"))
     lines += ["", f"{_T} ---------- Module Summary ---[Real sec]----", *_module_rows(_T, res, "real"), "",
-              "T---Report end!", ""]
+              *_device_split_rows(res.get("device_split") or {}), "T---Report end!", ""]
     return "\n".join(lines)
+
+
+_SPLIT_HEAD = (f"{_T} {'H2D ms':>10} {'compute ms':>10} {'D2H ms':>10} {'copies %':>8} {'kB in/call':>10} "
+               f"{'kB out/call':>11} {'padded jets %':>13} {'calls/event':>11} {'ms/event':>10}  Name")
+
+
+def _device_split_rows(split: dict[str, Any]) -> list[str]:
+    """hltrun's one block inside the TimeReport, only where an inference backend timed its device calls
+    (timing_results.device_split): H2D, compute and D2H per device call, then device calls per event
+    and the three together per event; kB are 10^3 bytes (scores come back in bytes, not MB). Nothing for
+    engines that do not split (ONNX Runtime, TensorFlow): their TimeReport stays cmsRun's."""
+    if not split:
+        return []
+    lines = [f"{_T} ---------- Inference device split ---[Real msec per device call; per event]----", _SPLIT_HEAD]
+    for label, d in split.items():
+        call = d["per_call_ms"]
+        padded = d["padded_jets_share"]
+        lines.append(f"{_T} {call['h2d']:>10.4f} {call['compute']:>10.4f} {call['d2h']:>10.4f} "
+                     f"{100 * d['copies_share']:>8.2f} {d['h2d_bytes_per_call'] / 1e3:>10.2f} "
+                     f"{d['d2h_bytes_per_call'] / 1e3:>11.2f} {'-' if padded is None else f'{100 * padded:.2f}':>13} "
+                     f"{d['calls_per_event']:>11.2f} {d['device_per_event_ms']:>10.4f}  {label}")
+    return [*lines, _SPLIT_HEAD, ""]
 
 
 def _module_rows(head: str, res: dict[str, Any], key: str) -> list[str]:

@@ -49,6 +49,36 @@ log = logging.getLogger("hltrun")
 MB = 1024.0 * 1024.0
 
 
+# the device allocator's figures a GPU backend describes (JAX's naming; the PyTorch backend's too), in the
+# order and words the MemoryReport prints them
+DEVICE_MEMORY_KEYS = (("peak_bytes_in_use", "peak allocated"), ("peak_bytes_reserved", "peak reserved"),
+                      ("bytes_in_use", "in use"), ("bytes_limit", "limit"))
+
+
+def device_memory(summary: "JobSummary") -> dict[str, dict[str, int]]:
+    """Per module whose inference backend reads its device allocator (``backend.device_memory``, on a
+    GPU): the allocator's figures in bytes. They are per process on one device, so the streams' backends
+    read the same allocator: the summary keeps the largest value any stream (or Dask worker) read
+    (framework/results.py, GAUGES), never their sum."""
+    out = {}
+    for label, info in summary.module_summaries.items():
+        backend = info.get("backend") if isinstance(info, dict) else None
+        memory = backend.get("device_memory") if isinstance(backend, dict) else None
+        if isinstance(memory, dict) and memory:
+            out[label] = {k: int(v) for k, v in memory.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return out
+
+
+def device_memory_lines(device: dict[str, dict[str, int]]) -> list[str]:
+    """``MemoryReport  device memory <label>: peak allocated X MiB, ...``; figures the allocator lacks left out."""
+    lines = []
+    for label, m in device.items():
+        figures = ", ".join(f"{title} {m[k] / MB:.1f} MiB" for k, title in DEVICE_MEMORY_KEYS if k in m)
+        if figures:
+            lines.append(f"MemoryReport  device memory {label}: {figures}")
+    return lines
+
+
 @dataclass
 class MemoryParameters:
     """``services: {Memory: {...}}``."""
@@ -422,6 +452,7 @@ class Memory(Service):
             f"at the end {r['rss_end_mb']:.1f} MB",
             f"MemoryReport  {describe(r['leak'])}",
         ]
+        lines += device_memory_lines(device_memory(summary))
         if len(r["workers"]) > 1:
             for w in r["workers"]:
                 lines.append(f"MemoryReport  worker {w['worker']}: peak RSS {w['peak_rss_mb']:.1f} MB, "
@@ -462,7 +493,9 @@ class Memory(Service):
         return lines
 
     def json_report(self, summary: "JobSummary") -> dict[str, Any]:
-        return {**self.results(), "rss_per_event_mb": self.rss_per_event_mb().round(3).tolist()}
+        device = device_memory(summary)
+        return {**self.results(), "rss_per_event_mb": self.rss_per_event_mb().round(3).tolist(),
+                **({"device_memory": device} if device else {})}
 
     def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
         from ..report.html import _figure, img, table
@@ -487,6 +520,11 @@ class Memory(Service):
         parts.append(table(["module", "type", "begin_job MB", "calls", "mean kB/call", "max kB/call"],
                            [[m["label"], m["type"], m["begin_job_rss_mb"], m["calls"], m["mean_rss_growth_per_call_kb"],
                              m["max_rss_growth_per_call_kb"]] for m in r["modules"]], left=2))
+        device = device_memory(summary)
+        if device:
+            parts.append(table(["module", *(title + " MiB" for _, title in DEVICE_MEMORY_KEYS)],
+                               [[label, *(m[k] / MB if k in m else None for k, _ in DEVICE_MEMORY_KEYS)]
+                                for label, m in device.items()]))
         if r["memray_file"]:
             parts.append(f"<p>memray capture: <code>{html.escape(r['memray_file'])}</code></p>")
         if r["allocations"]:

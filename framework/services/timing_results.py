@@ -361,6 +361,9 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
     batching = _batching(summary, by_label)
     if batching:
         result["batching"] = batching
+    split = device_split(summary, by_label)
+    if split:
+        result["device_split"] = split
     if self_cost:
         cost = self_cost["per_event_with_modules_ns"] * _MS
         result["self_cost"] = {**self_cost, "share_of_event": cost / ev_mean if ev_mean else 0.0}
@@ -394,6 +397,48 @@ def _batching(summary: "JobSummary", by_label: dict[str, dict[str, Any]]) -> dic
             "queue_ms": _wait(b["queue_ns"], b["queue_hist_ns"], events),
             "inference_ms": _wait(b["inference_ns"], b["inference_hist_ns"], events),
             "module_real_per_event_ms": by_label[label]["real_per_event_ms"],
+        }
+    return out
+
+
+# an inference backend's counters of its device calls (modules/inference: jax, tensorrt), integers that
+# add up over streams; TensorRT's backend has named its compute time and its calls otherwise so far
+_PHASES = {"h2d": ("h2d_us",), "compute": ("compute_us", "gpu_compute_us"), "d2h": ("d2h_us",)}
+_DEVICE_CALLS = ("chunks", "h2d_copies")  # one H2D copy, one launch, one D2H per device call
+
+
+def _counter(info: dict[str, Any], names: Sequence[str]) -> int | None:
+    """The first of ``names`` the module's summary carries (an integer counter), else None."""
+    return next((int(info[n]) for n in names if isinstance(info.get(n), int)), None)
+
+
+def device_split(summary: "JobSummary", by_label: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Modules whose inference backend timed its device calls (H2D copy, compute, D2H copy): the three
+    per device call (a chunk of at most max_batch jets: what one copy and one launch cost) and per event
+    the module ran on (what the event pays), the copies' share of the device time, bytes per call and the
+    padding jets' share of the rows sent. Computed once here; TimeReport, JSON and HTML render it."""
+    out = {}
+    for label, info in summary.module_summaries.items():
+        if not isinstance(info, dict) or label not in by_label:
+            continue
+        us = {phase: _counter(info, names) for phase, names in _PHASES.items()}
+        if all(v is None for v in us.values()):
+            continue
+        us = {phase: v or 0 for phase, v in us.items()}
+        calls, events = _counter(info, _DEVICE_CALLS) or 0, by_label[label]["calls"]
+        device_us = sum(us.values())
+        padded, jets = _counter(info, ("padded_jets",)), int(info.get("jets", 0))
+        out[label] = {
+            "device_calls": calls, "events": events,
+            "total_ms": {phase: v * 1e-3 for phase, v in us.items()},
+            "per_call_ms": {phase: v * 1e-3 / max(calls, 1) for phase, v in us.items()},
+            "per_event_ms": {phase: v * 1e-3 / max(events, 1) for phase, v in us.items()},
+            "calls_per_event": calls / max(events, 1), "device_per_event_ms": device_us * 1e-3 / max(events, 1),
+            "copies_share": (us["h2d"] + us["d2h"]) / device_us if device_us else 0.0,
+            "h2d_bytes_per_call": int(info.get("h2d_bytes", 0)) / max(calls, 1),
+            "d2h_bytes_per_call": int(info.get("d2h_bytes", 0)) / max(calls, 1),
+            # None: the backend keeps no padding count (TensorRT runs each batch at its own size)
+            "padded_jets_share": padded / (padded + jets) if padded is not None and padded + jets else None,
         }
     return out
 

@@ -1,0 +1,234 @@
+"""A GPU-style backend's device figures in the text reports, hltrun.json and report.html (issue 20):
+H2D / compute / D2H counters -> the TimeReport's "Inference device split" block and ``services.Timing.
+device_split``; the allocator's ``device_memory`` -> MemoryReport lines and ``services.Memory.
+device_memory``. The expected figures are worked out here from the fake backend's constants, not taken
+from the code under test. A job whose modules carry no such counters (ONNX Runtime) prints neither.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hltrun.framework.executors.worker import _delta
+from hltrun.framework.module import Producer
+from hltrun.framework.registry import register_module
+from hltrun.framework.report import text_report, write_report_files
+from hltrun.framework.results import add_stream_summary, merge_counters
+from hltrun.framework.report.timereport import _device_split_rows
+from hltrun.framework.schema import InputTag
+from hltrun.framework.services.timing_results import device_split
+from hltrun.framework.summary import JobSummary
+from tests.helpers import run_config
+from tests.reportparse import html_number, html_tables
+
+REPO = Path(__file__).resolve().parents[1]
+MiB = 1024 * 1024
+
+# the fake backend, per event: 2 device calls (chunks); per chunk 100 us H2D, 400 us compute, 20 us D2H,
+# 120,000 bytes in and 512 bytes out; 6 jets and 2 padding jets per event
+CHUNKS, H2D_US, COMPUTE_US, D2H_US, IN_B, OUT_B, JETS, PADDED = 2, 100, 400, 20, 120_000, 512, 6, 2
+# what each stream's backend reads from the one device's allocator (stream 1 saw the higher peak)
+DEVICE_MEMORY = [{"peak_bytes_in_use": 100 * MiB, "bytes_in_use": 50 * MiB, "bytes_limit": 1000 * MiB},
+                 {"peak_bytes_in_use": 300 * MiB, "bytes_in_use": 20 * MiB, "bytes_limit": 1000 * MiB}]
+INSTANCES: list["DeviceScorer"] = []
+
+
+@dataclass
+class _Params:
+    src: InputTag = InputTag("source")
+    device_memory: bool = True
+
+
+@register_module("TestDeviceScorer")
+class DeviceScorer(Producer):
+    """A scorer whose backend counts its device calls as the jax / TensorRT backends do."""
+
+    Parameters = _Params
+
+    def __init__(self, label: str, params: Any) -> None:
+        super().__init__(label, params)
+        self.events = 0
+        self.index = len(INSTANCES) % 2  # one instance per stream
+        INSTANCES.append(self)
+
+    def produce(self, event) -> None:
+        self.events += 1
+        event.put(event.get(self.params.src))
+
+    def summary(self) -> dict:
+        n = self.events
+        backend = {"backend": "fake-gpu", "device": "gpu"}
+        if self.params.device_memory:
+            backend["device_memory"] = dict(DEVICE_MEMORY[self.index])
+        return {"backend": backend, "events": n, "jets": JETS * n, "chunks": CHUNKS * n,
+                "h2d_us": CHUNKS * H2D_US * n, "compute_us": CHUNKS * COMPUTE_US * n, "d2h_us": CHUNKS * D2H_US * n,
+                "h2d_bytes": CHUNKS * IN_B * n, "d2h_bytes": CHUNKS * OUT_B * n, "padded_jets": PADDED * n}
+
+
+CFG = """
+source: {type: TestCountingSource, n: 30}
+options: {numberOfThreads: 2, numberOfStreams: 2}
+modules:
+  scorer: {type: TestDeviceScorer, src: source}
+  sq: {type: TestSquare}
+paths:
+  p: [scorer, sq]
+services:
+  Timing: {}
+  Memory: {}
+"""
+EVENTS = 30
+
+# expected, by hand: per call (ms) = us per chunk / 1000; per event = chunks per event x that
+PER_CALL_MS = {"h2d": 0.1, "compute": 0.4, "d2h": 0.02}
+COPIES_PCT = 100 * (100 + 20) / (100 + 400 + 20)  # 23.08 %
+PADDED_PCT = 100 * 2 / (6 + 2)  # 25 %
+DEVICE_MS_PER_EVENT = 2 * (0.1 + 0.4 + 0.02)  # 1.04 ms
+
+
+def _job(write_config, device_memory: bool = True, scorer: bool = True):
+    INSTANCES.clear()
+    text = CFG if scorer else CFG.replace("  scorer: {type: TestDeviceScorer, src: source}\n", "").replace(
+        "[scorer, sq]", "[sq]")
+    return run_config(write_config(text.replace("src: source}", f"src: source, device_memory: {device_memory}}}")))
+
+
+def _split_rows(text: str) -> dict[str, list[float]]:
+    """The block's rows: label -> its numbers ('-' as None)."""
+    block = text.split("Inference device split", 1)[1].split("T---Report end!", 1)[0]
+    rows = {}
+    for line in block.splitlines()[2:]:
+        fields = line.split()
+        if len(fields) == 11 and fields[0] == "TimeReport" and fields[1] != "H2D":
+            rows[fields[-1]] = [None if f == "-" else float(f) for f in fields[1:-1]]
+    return rows
+
+
+def test_timereport_block_has_the_figures_worked_out_by_hand(write_config):
+    summary, process = _job(write_config)
+    text = text_report(summary, process.services)
+    head = next(line for line in text.splitlines() if "Inference device split" in line)
+    assert head.startswith("TimeReport ---------- Inference device split") and "per device call" in head
+    block_at, end_at = text.index("Inference device split"), text.index("T---Report end!")
+    assert text.index("Module Summary ---[Real sec]") < block_at < end_at  # inside the TimeReport, at its end
+    h2d, compute, d2h, copies, kb_in, kb_out, padded, calls_per_event, ms_per_event = _split_rows(text)["scorer"]
+    assert (h2d, compute, d2h) == (pytest.approx(0.1), pytest.approx(0.4), pytest.approx(0.02))
+    assert copies == pytest.approx(COPIES_PCT, abs=0.005)
+    assert (kb_in, kb_out) == (pytest.approx(120.0), pytest.approx(0.51))
+    assert padded == pytest.approx(PADDED_PCT)
+    assert calls_per_event == pytest.approx(2.0)
+    assert ms_per_event == pytest.approx(DEVICE_MS_PER_EVENT)
+    assert "sq" not in _split_rows(text)  # a module without device counters has no row
+
+
+def test_memoryreport_shows_the_largest_peak_any_stream_read(write_config):
+    summary, process = _job(write_config)
+    assert len(INSTANCES) == 2  # two streams, two backends reading the one device
+    text = text_report(summary, process.services)
+    lines = [line for line in text.splitlines() if "device memory" in line]
+    # max over the streams, never the sum (600 MiB peak, 2000 MiB limit would be wrong); no reserved figure
+    assert lines == ["MemoryReport  device memory scorer: peak allocated 300.0 MiB, in use 50.0 MiB, limit 1000.0 MiB"]
+
+
+def test_json_and_html_carry_the_same_figures(write_config, tmp_path):
+    summary, process = _job(write_config)
+    write_report_files(tmp_path, summary, process.services)  # raises if hltrun.json fails its schema
+    doc = json.loads((tmp_path / "hltrun.json").read_text())
+    counters = doc["job"]["module_summaries"]["scorer"]
+    assert counters["chunks"] == CHUNKS * EVENTS and counters["h2d_us"] == CHUNKS * H2D_US * EVENTS  # streams added
+    d = doc["services"]["Timing"]["device_split"]["scorer"]
+    assert d["device_calls"] == 60 and d["events"] == EVENTS
+    assert d["per_call_ms"] == pytest.approx(PER_CALL_MS)
+    assert d["per_event_ms"] == pytest.approx({k: 2 * v for k, v in PER_CALL_MS.items()})
+    assert d["total_ms"] == pytest.approx({k: 60 * v for k, v in PER_CALL_MS.items()})
+    assert 100 * d["copies_share"] == pytest.approx(COPIES_PCT)
+    assert 100 * d["padded_jets_share"] == pytest.approx(PADDED_PCT)
+    assert (d["h2d_bytes_per_call"], d["d2h_bytes_per_call"]) == (IN_B, OUT_B)
+    assert d["device_per_event_ms"] == pytest.approx(DEVICE_MS_PER_EVENT)
+    assert doc["services"]["Memory"]["device_memory"] == {
+        "scorer": {"peak_bytes_in_use": 300 * MiB, "bytes_in_use": 50 * MiB, "bytes_limit": 1000 * MiB}}
+    page = (tmp_path / "report.html").read_text()
+    split = next(t for t in html_tables(page) if "H2D ms" in t["header"])
+    row = dict(zip(split["header"], split["rows"][0]))
+    assert row["module"] == "scorer" and html_number(row["compute ms"]) == pytest.approx(0.4)
+    assert html_number(row["device ms/event"]) == pytest.approx(DEVICE_MS_PER_EVENT)
+    memory = next(t for t in html_tables(page) if "peak allocated MiB" in t["header"])
+    assert dict(zip(memory["header"], memory["rows"][0]))["peak allocated MiB"] == "300.000"
+
+
+def test_no_counters_no_block(write_config, tmp_path):
+    """A job whose modules time no device calls (ONNX Runtime, TensorFlow) prints cmsRun's TimeReport only."""
+    summary, process = _job(write_config, scorer=False)
+    text = text_report(summary, process.services)
+    assert "Inference device split" not in text and "device memory" not in text
+    assert re.search(r"TimeReport  per event     per exec    per visit  Name\n\nT---Report end!", text)
+    write_report_files(tmp_path, summary, process.services)
+    doc = json.loads((tmp_path / "hltrun.json").read_text())
+    assert "device_split" not in doc["services"]["Timing"] and "device_memory" not in doc["services"]["Memory"]
+
+
+def test_counters_without_device_memory_print_no_memory_line(write_config):
+    """The jax backend on the CPU: counters, but no allocator statistics."""
+    summary, process = _job(write_config, device_memory=False)
+    text = text_report(summary, process.services)
+    assert "Inference device split" in text and "device memory" not in text
+
+
+def test_tensorrt_counter_names_and_no_padding_count():
+    """The TensorRT backend's names so far (``gpu_compute_us``, one ``h2d_copies`` per device call) and
+    no padding count (it runs each batch at its own size): the same split, padding shown as '-'."""
+    summary = JobSummary("T", 1, module_summaries={"vae": {
+        "jets": 40, "h2d_copies": 4, "h2d_us": 400, "gpu_compute_us": 2000, "d2h_us": 100, "d2h_copies": 8}})
+    split = device_split(summary, {"vae": {"calls": 2}})
+    assert split["vae"]["per_call_ms"] == pytest.approx({"h2d": 0.1, "compute": 0.5, "d2h": 0.025})
+    assert split["vae"]["per_event_ms"] == pytest.approx({"h2d": 0.2, "compute": 1.0, "d2h": 0.05})
+    assert split["vae"]["padded_jets_share"] is None
+    row = next(line for line in _device_split_rows(split) if line.endswith("  vae"))
+    assert row.split()[7] == "-"
+
+
+# ---------------------------------------------------------------------- merge rules
+def test_device_memory_merges_by_max_over_streams_units_and_workers():
+    a = {"chunks": 3, "backend": {"name": "jax", "device_memory": {"peak_bytes_in_use": 5, "bytes_limit": 9}}}
+    b = {"chunks": 4, "backend": {"name": "jax", "device_memory": {"peak_bytes_in_use": 7, "bytes_limit": 9,
+                                                                    "bytes_reserved": 8}}}
+    merged = merge_counters(a, b)  # Dask units and workers
+    assert merged["chunks"] == 7
+    assert merged["backend"]["device_memory"] == {"peak_bytes_in_use": 7, "bytes_limit": 9, "bytes_reserved": 8}
+    streams: dict = {}
+    add_stream_summary(streams, b)  # per-stream instances in one process
+    add_stream_summary(streams, a)
+    assert streams["chunks"] == 7
+    assert streams["backend"]["device_memory"] == {"peak_bytes_in_use": 7, "bytes_limit": 9, "bytes_reserved": 8}
+    seen: dict = {}
+    _delta(a, seen)  # a worker's first unit
+    later = _delta(b, seen)  # its next unit: counters since the first, the device's figures as read
+    assert later["chunks"] == 1 and later["backend"]["device_memory"]["peak_bytes_in_use"] == 7
+
+
+# ---------------------------------------------------------------------- end to end, jax on the CPU
+@pytest.mark.slow
+def test_shipped_path_on_jax_cpu_prints_the_split_that_the_json_counts(tmp_path):
+    """``hltrun configs/path.yaml -n 20 modules.vae.backend=jax``: the TimeReport block's H2D + compute +
+    D2H per call and per event are the scorer's counters in hltrun.json, divided by hand here."""
+    n = 20
+    cmd = [sys.executable, "-m", "hltrun", str(REPO / "configs" / "path.yaml"), "-n", str(n),
+           "modules.vae.backend=jax", "modules.vae.max_batch=8", f"modules.out.file={tmp_path / 'out.root'}",
+           "modules.out.select_events=[]", "--report-dir", str(tmp_path / "rep")]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    c = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]["module_summaries"]["vae"]
+    assert c["chunks"] >= n and c["compute_us"] > 0
+    h2d, compute, d2h, *_, ms_per_event = _split_rows(proc.stdout)["vae"]
+    device_ms = (c["h2d_us"] + c["compute_us"] + c["d2h_us"]) / 1000
+    assert h2d + compute + d2h == pytest.approx(device_ms / c["chunks"], abs=2e-4)  # three 4-decimal roundings
+    assert ms_per_event == pytest.approx(device_ms / c["events"], abs=1e-4)
+    assert "device memory" not in proc.stdout  # JAX's CPU device has no allocator statistics

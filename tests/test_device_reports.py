@@ -232,3 +232,8 @@ def test_shipped_path_on_jax_cpu_prints_the_split_that_the_json_counts(tmp_path)
     assert h2d + compute + d2h == pytest.approx(device_ms / c["chunks"], abs=2e-4)  # three 4-decimal roundings
     assert ms_per_event == pytest.approx(device_ms / c["events"], abs=1e-4)
     assert "device memory" not in proc.stdout  # JAX's CPU device has no allocator statistics
+    warm = c["backend"]["warm_up_s"]  # begin_job's compilation, on its own line, charged to no event
+    assert f"warm-up at begin_job (compiling or capturing every batch bucket, a stream's backend; charged to no " \
+           f"event): vae {warm:.2f} s" in proc.stdout
+    split = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["Timing"]["device_split"]["vae"]
+    assert split["warm_up_s"] == pytest.approx(warm)

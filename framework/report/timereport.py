@@ -83,7 +83,12 @@ def _device_split_rows(split: dict[str, Any]) -> list[str]:
                      f"{100 * d['copies_share']:>8.2f} {d['h2d_bytes_per_call'] / 1e3:>10.2f} "
                      f"{d['d2h_bytes_per_call'] / 1e3:>11.2f} {'-' if padded is None else f'{100 * padded:.2f}':>13} "
                      f"{d['calls_per_event']:>11.2f} {d['device_per_event_ms']:>10.4f}  {label}")
-    return [*lines, _SPLIT_HEAD, ""]
+    lines.append(_SPLIT_HEAD)
+    warm = [f"{label} {d['warm_up_s']:.2f} s" for label, d in split.items() if d.get("warm_up_s") is not None]
+    if warm:
+        lines.append(f"{_T} warm-up at begin_job (compiling or capturing every batch bucket, a stream's backend; "
+                     f"charged to no event): {', '.join(warm)}")
+    return [*lines, ""]
 
 
 def _module_rows(head: str, res: dict[str, Any], key: str) -> list[str]:

@@ -439,8 +439,16 @@ def device_split(summary: "JobSummary", by_label: dict[str, dict[str, Any]]) -> 
             "d2h_bytes_per_call": int(info.get("d2h_bytes", 0)) / max(calls, 1),
             # None: the backend keeps no padding count (TensorRT runs each batch at its own size)
             "padded_jets_share": padded / (padded + jets) if padded is not None and padded + jets else None,
+            # begin_job's compilation / capture and first runs of every batch bucket: never an event's
+            "warm_up_s": _warm_up_s(info),
         }
     return out
+
+
+def _warm_up_s(info: dict[str, Any]) -> float | None:
+    """The backend's warm-up (``describe()['warm_up_s']``) where it keeps one, else None."""
+    value = (info.get("backend") or {}).get("warm_up_s") if isinstance(info.get("backend"), dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _wait(total_ns: int, hist_ns: dict[str, int], events: int) -> dict[str, float]:

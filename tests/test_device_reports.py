@@ -182,11 +182,11 @@ def test_counters_without_device_memory_print_no_memory_line(write_config):
     assert "Inference device split" in text and "device memory" not in text
 
 
-def test_tensorrt_counter_names_and_no_padding_count():
-    """The TensorRT backend's names so far (``gpu_compute_us``, one ``h2d_copies`` per device call) and
-    no padding count (it runs each batch at its own size): the same split, padding shown as '-'."""
+def test_tensorrt_counters_and_no_padding_count():
+    """The TensorRT backend's counters (the shared names, plus its ``d2h_copies``) and no padding count
+    (it runs each batch at its own size): the same split, padding shown as '-'."""
     summary = JobSummary("T", 1, module_summaries={"vae": {
-        "jets": 40, "h2d_copies": 4, "h2d_us": 400, "gpu_compute_us": 2000, "d2h_us": 100, "d2h_copies": 8}})
+        "jets": 40, "chunks": 4, "h2d_us": 400, "compute_us": 2000, "d2h_us": 100, "d2h_copies": 8}})
     split = device_split(summary, {"vae": {"calls": 2}})
     assert split["vae"]["per_call_ms"] == pytest.approx({"h2d": 0.1, "compute": 0.5, "d2h": 0.025})
     assert split["vae"]["per_event_ms"] == pytest.approx({"h2d": 0.2, "compute": 1.0, "d2h": 0.05})

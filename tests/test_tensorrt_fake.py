@@ -92,8 +92,8 @@ def test_results_copies_and_cleanup(models, tmp_path, fake):
     np.testing.assert_allclose(out["kl"][ok], ref["kl"][ok], rtol=1e-5, atol=1e-5)
     assert np.isnan(out["score"][5]) and not out["valid"][5]
     c = backend.counters
-    assert (c["h2d_copies"], c["h2d_bytes"], c["d2h_copies"], c["d2h_bytes"]) == (3, 40 * 1200, 6, 40 * 8)
-    assert (c["h2d_us"], c["gpu_compute_us"], c["d2h_us"]) == (3 * 123, 3 * 123, 3 * 123)
+    assert (c["chunks"], c["h2d_bytes"], c["d2h_copies"], c["d2h_bytes"]) == (3, 40 * 1200, 6, 40 * 8)
+    assert (c["h2d_us"], c["compute_us"], c["d2h_us"]) == (3 * 123, 3 * 123, 3 * 123)
     assert all(type(h) is int for h in fake.ctl.executions)  # noqa: E721
     desc = backend.describe()
     assert desc["versions"]["cuda_binding"] == fake.binding and desc["gpu"] == "Fake GPU 80GB"

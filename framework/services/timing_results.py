@@ -402,9 +402,9 @@ def _batching(summary: "JobSummary", by_label: dict[str, dict[str, Any]]) -> dic
 
 
 # an inference backend's counters of its device calls (modules/inference: jax, tensorrt), integers that
-# add up over streams; TensorRT's backend has named its compute time and its calls otherwise so far
-_PHASES = {"h2d": ("h2d_us",), "compute": ("compute_us", "gpu_compute_us"), "d2h": ("d2h_us",)}
-_DEVICE_CALLS = ("chunks", "h2d_copies")  # one H2D copy, one launch, one D2H per device call
+# add up over streams; every device backend (jax, torch, tensorrt) keeps these names
+_PHASES = {"h2d": ("h2d_us",), "compute": ("compute_us",), "d2h": ("d2h_us",)}
+_DEVICE_CALLS = ("chunks",)  # one H2D copy, one launch, the D2H copies: one device call
 
 
 def _counter(info: dict[str, Any], names: Sequence[str]) -> int | None:

@@ -81,6 +81,8 @@ SPECS: dict[str, Spec] = {
     "iree": Spec("iree", ".onnx", {"opt_batch": 64}),
     "jax-cpu": Spec("jax", ".onnx", {"device": "cpu", "max_batch": 64}),
     "jax-gpu": Spec("jax", ".onnx", {"device": "gpu", "max_batch": 1024}),
+    "torch-cpu": Spec("torch", ".onnx", {"device": "cpu", "max_batch": 64}),
+    "torch-gpu": Spec("torch", ".onnx", {"device": "gpu", "max_batch": 1024}),
 }
 BACKENDS = tuple(SPECS)
 BATCHES = (1, 9, 64, 1024)
@@ -163,6 +165,11 @@ def unavailable(spec: str) -> str | None:
         from hltrun.modules.inference.accelerator import tensorrt_gpu_status
 
         status = tensorrt_gpu_status()
+        return None if status.usable else status.reason
+    if sp.options.get("device") == "gpu":
+        from hltrun.modules.inference import accelerator
+
+        status = {"jax": accelerator.jax_gpu_status, "torch": accelerator.torch_gpu_status}[sp.backend]()
         return None if status.usable else status.reason
     if sp.options.get("providers"):
         import onnxruntime as ort

@@ -4,7 +4,7 @@ budget, and what does it cost per event, on every engine of this machine.
     hltbench verdict mymodel.onnx                      # the shipped path on data/qcd_dijet.root
 
 For each engine that can run the model here (its package installed, its device present, a model file it
-reads: .onnx for onnxruntime, iree, jax and tensorrt; a sibling .keras for tensorflow):
+reads: .onnx for onnxruntime, iree, jax, torch and tensorrt; a sibling .keras for tensorflow):
 
 1. the real path, in this process, through hltrun's own code: ``framework.config.load`` of the path
    configuration with the overrides printed as ``hltrun_command`` (the model, ``backend=<engine>``, the
@@ -59,9 +59,9 @@ from hltrun.tools.catalogue import sample_path
 
 PERMISSIVE_THRESHOLD = "-1.0e+30"  # (YAML 1.1 reads a float only with the dot and the sign); every event with a scored jet passes: the scorer's cost does not depend on the cut
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
-ORDER = ("onnxruntime", "iree", "jax", "tensorrt", "tensorflow")  # lighter libraries first (shared RSS)
+ORDER = ("onnxruntime", "iree", "jax", "torch", "tensorrt", "tensorflow")  # lighter libraries first (shared RSS)
 # engine -> the hltbench backends configuration that times it alone (its SPECS key)
-SWEEP_SPEC = {"onnxruntime": "ort-fp32", "iree": "iree", "jax": "jax-cpu", "tensorrt": "trt-fp32",
+SWEEP_SPEC = {"onnxruntime": "ort-fp32", "iree": "iree", "jax": "jax-cpu", "torch": "torch-cpu", "tensorrt": "trt-fp32",
               "tensorflow": "tf-function"}
 # the verdict's path figures -> where they are in the job's results (hltrun.json: services.<name>.<keys>)
 FIGURES: dict[str, tuple[str, ...]] = {
@@ -159,7 +159,7 @@ def resolve_model(name: str) -> Path:
     if not model.is_file():
         raise VerdictError(f"model file {model} not found" if not model.exists() else f"model {model} is not a file")
     if model.suffix not in (".onnx", ".keras"):
-        raise VerdictError(f"model {model}: hltrun reads .onnx (onnxruntime, iree, jax, tensorrt) or .keras "
+        raise VerdictError(f"model {model}: hltrun reads .onnx (onnxruntime, iree, jax, torch, tensorrt) or .keras "
                            f"(tensorflow) files, not {model.suffix or 'a file without a suffix'}")
     return model.resolve()
 
@@ -208,11 +208,13 @@ def candidate_engines(model: Path, asked: list[str] | None) -> tuple[list[str], 
 
 
 def sweep_spec(engine: str) -> str:
-    """The hltbench backends configuration for the engine alone (jax: its GPU one where JAX sees a GPU)."""
-    if engine == "jax":
-        from hltrun.modules.inference.accelerator import jax_gpu_status
+    """The hltbench backends configuration for the engine alone (jax, torch: the GPU one where the engine
+    sees a GPU, as the path's device auto does)."""
+    if engine in ("jax", "torch"):
+        from hltrun.modules.inference import accelerator
 
-        return "jax-gpu" if jax_gpu_status().usable else "jax-cpu"
+        status = {"jax": accelerator.jax_gpu_status, "torch": accelerator.torch_gpu_status}[engine]()
+        return f"{engine}-gpu" if status.usable else f"{engine}-cpu"
     return SWEEP_SPEC[engine]
 
 

@@ -83,9 +83,22 @@ def _is_static(*values: Any) -> bool:
     return all(v is None or isinstance(v, (np.ndarray, np.generic, int, float, bool)) for v in values)
 
 
+def static_namespace() -> Any:
+    """numpy for the static values: numpy 2 speaks the array API itself; numpy 1 through
+    ``array_api_compat`` (installed with the jax and torch extras)."""
+    if hasattr(np, "permute_dims"):
+        return np
+    import array_api_compat.numpy as compat_numpy
+
+    return compat_numpy
+
+
+_NP = static_namespace()
+
+
 def _xp(k: Kernels, *values: Any) -> Any:
     """numpy when every input is static (constant folding), else the engine's namespace."""
-    return np if _is_static(*values) else k.xp
+    return _NP if _is_static(*values) else k.xp
 
 
 def _ints(value: Any, what: str) -> list[int]:
@@ -123,7 +136,7 @@ def _variadic(name: str) -> OpFn:
 
 
 def _integral(xp: Any, a: Any) -> bool:
-    return bool(xp.isdtype(a.dtype, "integral")) if xp is not np else np.issubdtype(np.asarray(a).dtype, np.integer)
+    return np.issubdtype(np.asarray(a).dtype, np.integer) if _is_static(a) else bool(xp.isdtype(a.dtype, "integral"))
 
 
 def _div(k: Kernels, a: Any, b: Any) -> Any:

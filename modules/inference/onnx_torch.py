@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .onnx_graph import Kernels, OnnxFunction, Pads
+from .onnx_graph import Kernels, OnnxFunction, Pads, static_namespace
 from .onnx_graph import translate as translate_for
 
 __all__ = ["TorchKernels", "TorchNamespace", "translate"]
@@ -92,7 +92,7 @@ class TorchNamespace:
 
     def _wrap(self, name: str) -> Callable[..., Any]:
         torch, lift = self._torch, self.lift
-        target, folded = getattr(self._xt, name), getattr(np, name)
+        target, folded = getattr(self._xt, name), getattr(static_namespace(), name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             like = next((a for a in _flat(args) if isinstance(a, torch.Tensor)), None)

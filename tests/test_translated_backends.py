@@ -619,3 +619,15 @@ def test_pinned_host_buffers_bookkeeping(monkeypatch, fail):
     assert len(fake.given) == (0 if fail else len(b.buckets))
     b.close()
     assert [id(a) for a in fake.freed] == [id(a) for a in fake.given]
+
+
+def test_static_values_use_array_api_compat_on_numpy_1(monkeypatch):
+    """numpy 1 lacks the standard's names (permute_dims, concat, astype ...): the translator's static
+    values then go through array_api_compat's numpy, which has them."""
+    import array_api_compat.numpy as compat_numpy
+
+    from hltrun.modules.inference import onnx_graph
+
+    assert onnx_graph.static_namespace() is np  # numpy 2 here
+    monkeypatch.setattr(onnx_graph, "np", SimpleNamespace(__version__="1.26.4"))  # no permute_dims
+    assert onnx_graph.static_namespace() is compat_numpy

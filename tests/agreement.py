@@ -41,3 +41,46 @@ def assert_agree(model: str, ref: dict[str, np.ndarray], out: dict[str, np.ndarr
     assert thresholds or not (MODELS / "thresholds.json").exists()
     for thr in thresholds:
         assert np.array_equal(out["score"] > thr, ref["score"] > thr), f"{what}: decisions differ at {thr}"
+
+
+def assert_agrees_on_every_shipped_sample(backend, model: str, what: str) -> None:
+    """Every jet of every shipped sample (all events, the two leading jets each) through ``backend`` and
+    ONNX Runtime CPU: score and kl within AGREEMENT_RTOL relative, and not one decision changed at the
+    model card's working points. The largest differences are printed (gpu_check.sh keeps them)."""
+    from hltrun.modules.inference import create_backend
+    from hltrun.modules.models.preprocess import load_jets
+
+    assert len(SAMPLES) >= 4, SAMPLES
+    cuts = card_thresholds(model)
+    assert len(cuts) >= 2, f"{model}: the card's working points are missing"
+    reference = create_backend("onnxruntime", MODELS / f"{model}.onnx").load()
+    for sample in SAMPLES:
+        x = load_jets(str(sample))[0]
+        got, ref = backend.run(x), reference.run(x)
+        assert got["valid"].all() and ref["valid"].all()
+        for key in ("score", "kl"):
+            rel = np.abs(got[key] - ref[key]) / np.maximum(np.abs(ref[key]), 1e-30)
+            print(f"{what} {model} {sample.name} {key}: max relative difference {rel.max():.2e} on {len(x)} jets")
+            assert rel.max() <= AGREEMENT_RTOL, f"{what} {model} {sample.name} {key}: {rel.max():.2e}"
+        for cut in cuts:
+            changed = int(np.count_nonzero((got["score"] > cut) != (ref["score"] > cut)))
+            assert changed == 0, f"{what} {model} {sample.name}: {changed} decision(s) changed at {cut}"
+
+
+def run_concurrently(backends, x: np.ndarray, calls: int) -> list[list[np.ndarray]]:
+    """Each backend (one per hltrun stream) scores ``x`` ``calls`` times in its own thread, all at once."""
+    import threading
+
+    results: list[list[np.ndarray]] = [[] for _ in backends]
+
+    def work(i: int) -> None:
+        for _ in range(calls):
+            results[i].append(backends[i].run(x)["score"])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(backends))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [len(r) for r in results] == [calls] * len(backends)
+    return results

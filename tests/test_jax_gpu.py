@@ -15,8 +15,6 @@ Runs without tests/conftest.py (``pytest --noconftest``) and without TensorFlow.
 from __future__ import annotations
 
 import importlib.util
-import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ jax = pytest.importorskip("jax", reason="jax is not installed (pip install -e '.
 from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E402
 from hltrun.modules.inference.bucketed import bucket_sizes  # noqa: E402
 from hltrun.modules.inference.jax_backend import compile_cache_size, gpu_devices  # noqa: E402
+from tests.agreement import assert_agrees_on_every_shipped_sample, run_concurrently  # noqa: E402
 
 GPUS = gpu_devices(jax)
 pytestmark = [pytest.mark.gpu, pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
@@ -44,22 +43,9 @@ def _gpu(model: str, max_batch: int = 1024):
 
 @pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
 def test_gpu_agrees_with_onnxruntime_cpu_on_every_shipped_sample(model):
-    from hltrun.modules.models.preprocess import load_jets
-
     g = _gpu(model)
     assert g.device == "gpu-nvidia" and g.jax_device.platform != "cpu"
-    o = create_backend("onnxruntime", MODELS / f"{model}.onnx").load()
-    card = json.loads((MODELS / "thresholds.json").read_text())[model]
-    cuts = {k: float(v) for k, v in card.items() if isinstance(v, (int, float))}
-    for sample in SAMPLES:
-        x = load_jets(str(sample))[0]
-        got, ref = g.run(x), o.run(x)
-        for key in ("score", "kl"):
-            rel = np.abs(got[key] - ref[key]) / np.maximum(np.abs(ref[key]), 1e-30)
-            print(f"{model} {sample.name} {key}: max relative difference {rel.max():.2e} on {len(x)} jets")
-            assert rel.max() <= 1e-4, f"{model} {sample.name} {key}: {rel.max():.2e}"
-        for name, cut in cuts.items():
-            assert np.array_equal(got["score"] > cut, ref["score"] > cut), f"{model} {sample.name}: {name}"
+    assert_agrees_on_every_shipped_sample(g, model, "jax")
 
 
 def test_one_executable_per_bucket_compiled_at_warm_up():
@@ -97,17 +83,6 @@ def test_two_streams_on_one_gpu_agree():
 
     x = jets(37, seed=3)
     ref = _gpu("conv_vae", max_batch=64).run(x)["score"]
-    backends = [_gpu("conv_vae", max_batch=64) for _ in range(2)]
-    results: dict[int, np.ndarray] = {}
-
-    def work(i: int) -> None:
-        for _ in range(20):
-            results[i] = backends[i].run(x)["score"]
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in range(2):
-        np.testing.assert_array_equal(results[i], ref)
+    for results in run_concurrently([_gpu("conv_vae", max_batch=64) for _ in range(2)], x, 20):
+        for got in results:
+            np.testing.assert_array_equal(got, ref)

@@ -13,8 +13,6 @@ Runs without tests/conftest.py (``pytest --noconftest``) and without TensorFlow.
 
 from __future__ import annotations
 
-import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 
 from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E402
 from hltrun.modules.inference.bucketed import bucket_sizes  # noqa: E402
+from tests.agreement import assert_agrees_on_every_shipped_sample, run_concurrently  # noqa: E402
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(),
@@ -31,7 +30,6 @@ pytestmark = [pytest.mark.gpu,
                                         f"{torch.version.cuda or 'none'})")]
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "data" / "models"
-SAMPLES = sorted((REPO / "data").glob("*.root"))
 
 
 def _gpu(model: str, max_batch: int = 1024, graphs: bool = True):
@@ -52,23 +50,9 @@ def _jets(n: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graphs", "op-by-op"])
 @pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
 def test_gpu_agrees_with_onnxruntime_cpu_on_every_shipped_sample(model, graphs):
-    from hltrun.modules.models.preprocess import load_jets
-
     g = _gpu(model, graphs=graphs)
     assert g.device == "gpu-nvidia" and g.describe()["executor"] == ("cuda-graph" if graphs else "eager")
-    o = create_backend("onnxruntime", MODELS / f"{model}.onnx").load()
-    card = json.loads((MODELS / "thresholds.json").read_text())[model]
-    cuts = {k: float(v) for k, v in card.items() if isinstance(v, (int, float))}
-    for sample in SAMPLES:
-        x = load_jets(str(sample))[0]
-        got, ref = g.run(x), o.run(x)
-        for key in ("score", "kl"):
-            rel = np.abs(got[key] - ref[key]) / np.maximum(np.abs(ref[key]), 1e-30)
-            print(f"torch {model} {sample.name} {key}: max relative difference {rel.max():.2e} on {len(x)} jets")
-            assert rel.max() <= 1e-4, f"{model} {sample.name} {key}: {rel.max():.2e}"
-        for name, cut in cuts.items():
-            changed = int(np.count_nonzero((got["score"] > cut) != (ref["score"] > cut)))
-            assert changed == 0, f"{model} {sample.name}: {changed} decision(s) changed at {name} = {cut}"
+    assert_agrees_on_every_shipped_sample(g, model, f"torch {g.describe()['executor']}")
 
 
 def test_one_graph_per_bucket_and_no_device_allocation_at_run_time():
@@ -104,19 +88,8 @@ def test_stream_per_instance_events_pinned_buffers_and_memory():
 def test_two_instances_in_two_threads_agree():
     """Two hltrun streams' backends on one GPU at once (their own CUDA streams and graphs)."""
     pair = [_gpu("conv_vae", max_batch=64) for _ in range(2)]
-    ref = create_backend("onnxruntime", MODELS / "conv_vae.onnx").load().run(_jets(37, seed=5))["score"]
-    results: dict[int, list[np.ndarray]] = {0: [], 1: []}
-
-    def work(i: int) -> None:
-        for _ in range(50):
-            results[i].append(pair[i].run(_jets(37, seed=5))["score"])
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in range(2):
-        assert len(results[i]) == 50
-        for got in results[i]:
+    x = _jets(37, seed=5)
+    ref = create_backend("onnxruntime", MODELS / "conv_vae.onnx").load().run(x)["score"]
+    for results in run_concurrently(pair, x, 50):
+        for got in results:
             np.testing.assert_allclose(got, ref, rtol=1e-4)

@@ -30,6 +30,7 @@ from hltrun.modules.inference.bucketed import bucket_for, bucket_sizes
 from hltrun.modules.inference.jax_backend import JaxBackend, compile_cache_size
 from hltrun.modules.inference.onnx_jax import OPS, translate
 from hltrun.modules.inference.onnx_torch import translate as translate_torch
+from tests.agreement import assert_agrees_on_every_shipped_sample, run_concurrently
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 REPO = Path(__file__).resolve().parents[1]
@@ -228,23 +229,7 @@ def test_agrees_with_onnxruntime_on_every_shipped_sample(backends, model):
     """Every jet of every shipped sample (all events, the two leading jets each): score and kl within
     1e-4 relative of ONNX Runtime CPU, and not one decision changed at the card's working points
     (per jet, at the event-level and jet-level cuts of both background efficiencies)."""
-    from hltrun.modules.models.preprocess import load_jets
-
-    assert len(SAMPLES) >= 4, SAMPLES
-    card = json.loads((MODELS / "thresholds.json").read_text())[model]
-    cuts = {k: float(v) for k, v in card.items() if isinstance(v, (int, float))}
-    assert {"bkg_eff_1e-2", "bkg_eff_1e-3"} <= set(cuts)
-    b = backends[model]
-    for sample in SAMPLES:
-        x = load_jets(str(sample))[0]
-        got, ref = b.eng.run(x), b.ort.run(x)
-        assert got["valid"].all() and ref["valid"].all()
-        for key in ("score", "kl"):
-            rel = np.abs(got[key] - ref[key]) / np.maximum(np.abs(ref[key]), 1e-30)
-            assert rel.max() <= 1e-4, f"{model} {sample.name} {key}: max relative difference {rel.max():.2e}"
-        for name, cut in cuts.items():
-            changed = int(np.count_nonzero((got["score"] > cut) != (ref["score"] > cut)))
-            assert changed == 0, f"{model} {sample.name}: {changed} decision(s) changed at {name} = {cut}"
+    assert_agrees_on_every_shipped_sample(backends[model].eng, model, backends[model].engine)
 
 
 # ---------------------------------------------------------------------- buckets: padding and chunking
@@ -502,7 +487,6 @@ def test_gpu_farm_projection(tmp_path, capsys):
 def test_two_stream_backends_share_executables_and_agree(backends):
     """One backend per stream (as the scorer makes them), run from two threads at once: each gives ONNX
     Runtime's scores; JAX compiles nothing more (its executables are shared by the streams)."""
-    import threading
 
     engine = backends["conv_vae"].engine
     ref = backends["conv_vae"].ort.run(_jets(37, seed=5))["score"]
@@ -512,20 +496,8 @@ def test_two_stream_backends_share_executables_and_agree(backends):
     for b in pair:
         b.warm_up()
     assert compile_cache_size() == compiled
-    results: dict[int, list[np.ndarray]] = {0: [], 1: []}
-
-    def work(i: int) -> None:
-        for _ in range(10):
-            results[i].append(pair[i].run(_jets(37, seed=5))["score"])
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in range(2):
-        assert len(results[i]) == 10
-        for got in results[i]:
+    for results in run_concurrently(pair, _jets(37, seed=5), 10):
+        for got in results:
             np.testing.assert_allclose(got, ref, rtol=1e-4)
 
 

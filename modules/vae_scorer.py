@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from hltrun.framework.context import ModuleContext
 
 log = logging.getLogger("hltrun.vae")
-AUTO_CPU_ENGINES = ("onnxruntime", "iree")  # tensorflow: seconds and hundreds of MB to import before timing
+AUTO_CPU_ENGINES = ("onnxruntime", "iree")  # tensorflow, torch, jax: seconds to import (or compile) before timing
 AUTO_BUDGET_S = 2.0  # the whole timing table, at begin_job
 TYPICAL_JETS_PER_EVENT = 9  # a path that sends every jet: the HLT's typical multiplicity
 

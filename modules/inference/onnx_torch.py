@@ -58,7 +58,8 @@ class TorchNamespace:
         if isinstance(value, np.ndarray):
             key: tuple[Any, ...] = (str(like.device), *_static_key(value))
         elif isinstance(value, (float, np.floating)) and like.dtype.is_floating_point:
-            key = (str(like.device), "f", str(like.dtype), float(value))
+            # by its bits: a NaN equals itself and -0.0 is not +0.0 (1/x must keep its sign)
+            key = (str(like.device), "f", str(like.dtype), np.float64(value).tobytes())
         else:
             key = (str(like.device), "s", type(value).__name__, value.item() if hasattr(value, "item") else value)
         hit = self._lifted.get(key)
@@ -70,6 +71,10 @@ class TorchNamespace:
             hit = (value, tensor)
             self._lifted[key] = hit
         return hit[1]
+
+    def forget(self) -> None:
+        """Drop every device copy made so far."""
+        self._lifted.clear()
 
     def astype(self, x: Any, dtype: Any) -> Any:
         return self._xt.astype(x, self.dtype(dtype))
@@ -136,6 +141,11 @@ class TorchKernels(Kernels):
                     self._index[key] = idx
                 out = self.torch.index_select(out, axis, idx)
         return out
+
+    def forget(self) -> None:
+        """Drop the device copies of the static values (the backend's close)."""
+        self.xp.forget()
+        self._index.clear()
 
     def full(self, dims: Sequence[int], value: Any, dtype: np.dtype) -> Any:
         return self.torch.full(tuple(dims), value.item() if hasattr(value, "item") else value,

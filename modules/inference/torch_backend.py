@@ -58,8 +58,7 @@ class TorchBackend(BucketedBackend):
         self.device = "gpu-nvidia" if on_gpu else "cpu"
         self.copies = on_gpu
         self.cuda_graphs = on_gpu and bool(self.options.cuda_graphs)
-        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 products: the agreement criterion's precision
-        torch.backends.cudnn.allow_tf32 = False
+        fp32_only(torch)  # fp32 products and convolutions: the agreement criterion's precision
         if not on_gpu and torch.get_num_threads() != self.options.threads:
             torch.set_num_threads(self.options.threads)
         self._use_graph(translate(self.model_path, device=self.torch_device))
@@ -82,7 +81,8 @@ class TorchBackend(BucketedBackend):
         self._pool: Any = None
         if on_gpu:
             self._stream = torch.cuda.Stream(device=self.torch_device)  # this instance's (this hltrun stream's)
-            self._events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+            # the last one blocking: the host sleeps on it instead of spinning a core per hltrun stream
+            self._events = [torch.cuda.Event(enable_timing=True, blocking=i == 3) for i in range(4)]
             self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
 
     def _pick_device(self, torch: Any) -> Any:
@@ -115,21 +115,24 @@ class TorchBackend(BucketedBackend):
             if not self.copies:
                 self._calls[bucket] = self._traced(bucket)
                 return
-            example = torch.zeros((bucket, *self._jet), dtype=torch.float32, device=self.torch_device)
-            with torch.cuda.stream(self._stream):
+            s = self._stream
+            s.wait_stream(torch.cuda.current_stream(self.torch_device))  # nothing earlier is still writing
+            with torch.cuda.stream(s):
+                example = torch.zeros((bucket, *self._jet), dtype=torch.float32, device=self.torch_device)
                 run = self.graph.specialize(example)  # also moves the static values to the device, once
                 for _ in range(2):  # warm the allocator and cuDNN's choices before a capture
                     outs = run(example)
-            self._stream.synchronize()
+            s.synchronize()
+            # kept in both modes: a captured graph reads the device tensors the specialised graph holds
+            # (its folded constants: a large ConstantOfShape is a device fill), so they must outlive it
+            self._calls[bucket] = run
             self._dev_in[bucket] = example
             if self.cuda_graphs:
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self._pool, stream=self._stream):
+                with torch.cuda.graph(graph, pool=self._pool, stream=s):
                     outs = run(example)
                 self._graphs[bucket] = graph
                 self._dev_out[bucket] = outs
-            else:
-                self._calls[bucket] = run
             pinned = [torch.empty(o.shape, dtype=o.dtype, pin_memory=True) for o in outs]
             self._host_out[bucket] = (pinned, [p.numpy() for p in pinned])
 
@@ -164,19 +167,23 @@ class TorchBackend(BucketedBackend):
         s, e = self._stream, self._events
         dev_in = self._dev_in[bucket]
         pinned, host = self._host_out[bucket]
-        with torch.inference_mode(), torch.cuda.stream(s):
-            e[0].record(s)
-            dev_in.copy_(self._host_t[bucket], non_blocking=True)
-            e[1].record(s)
-            if self.cuda_graphs:
-                self._graphs[bucket].replay()
-                outs = self._dev_out[bucket]
-            else:
-                outs = self._calls[bucket](dev_in)
-            e[2].record(s)
-            for p, o in zip(pinned, outs):
-                p.copy_(o, non_blocking=True)
-            e[3].record(s)
+        try:
+            with torch.inference_mode(), torch.cuda.stream(s):
+                e[0].record(s)
+                dev_in.copy_(self._host_t[bucket], non_blocking=True)
+                e[1].record(s)
+                if self.cuda_graphs:
+                    self._graphs[bucket].replay()
+                    outs = self._dev_out[bucket]
+                else:
+                    outs = self._calls[bucket](dev_in)
+                e[2].record(s)
+                for p, o in zip(pinned, outs):
+                    p.copy_(o, non_blocking=True)
+                e[3].record(s)
+        except BaseException:
+            s.synchronize()  # nothing of this call may still be copying when the host buffers are written again
+            raise
         e[3].synchronize()
         ns = [round(1e6 * e[i].elapsed_time(e[i + 1])) for i in range(3)]
         return host, ns[0], ns[1], ns[2]
@@ -199,6 +206,7 @@ class TorchBackend(BucketedBackend):
             "torch_device": self.device_label(), **self._bucketed_describe(),
             "executor": ("cuda-graph" if self.cuda_graphs else "eager") if on_gpu else "torchscript",
             "pinned_host_buffers": on_gpu, "intra_op_threads": torch.get_num_threads(),
+            "fp32": fp32_only(torch),
         }
         if on_gpu:
             desc["cuda_stream"] = int(self._stream.cuda_stream)
@@ -206,6 +214,24 @@ class TorchBackend(BucketedBackend):
         return desc
 
     def close(self) -> None:
-        """Drop the graphs and buffers (the caching allocator keeps the memory for the process)."""
+        """Drop the graphs, buffers and device copies of the weights (the caching allocator keeps the
+        memory for the process)."""
         self._graphs, self._dev_out, self._dev_in, self._host_out = {}, {}, {}, {}
         self._calls, self._host_t, self._host, self._prepared = {}, {}, {}, set()
+        graph = getattr(self, "graph", None)
+        if graph is not None:
+            graph.kernels.forget()
+
+
+def fp32_only(torch: Any) -> dict[str, str]:
+    """TF32 off for matrix products and cuDNN convolutions (process-wide in PyTorch): the legacy
+    ``allow_tf32`` flags, and the ``fp32_precision`` settings that replace them from PyTorch 2.9 where
+    they exist. Returns the settings in force, for ``describe()``."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    settings = {"matmul.allow_tf32": "False", "cudnn.allow_tf32": "False"}
+    for name, owner in (("matmul", torch.backends.cuda.matmul), ("cudnn.conv", getattr(torch.backends.cudnn, "conv", None))):
+        if owner is not None and hasattr(owner, "fp32_precision"):
+            owner.fp32_precision = "ieee"
+            settings[f"{name}.fp32_precision"] = str(owner.fp32_precision)
+    return settings

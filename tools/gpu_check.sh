@@ -10,8 +10,8 @@
 # imports as `hltrun.*` from /tmp/site; python3 runs with -P so that the checkout's folders never
 # shadow the installed package.
 #
-# Carry in .whl/ (none is on the GPU machines, which have torch, jax, onnx, onnxruntime-CPU, numpy):
-#   pip download --no-deps -d .whl array-api-compat uproot awkward awkward-cpp cramjam   (~5 MB)
+# Carry in .whl/ what the GPU machines lack (they have torch, jax, numpy, onnx, onnxruntime-CPU):
+#   tools/gpu_wheels.sh        # array-api-compat, uproot/awkward, boost-histogram, jsonschema ... (~7 MB)
 #
 # Steps (each under `timeout`, and all of them under one 350 s deadline, so the script ends in time;
 # the most wanted first, so a slow machine loses the last ones):

@@ -58,7 +58,7 @@ class TorchBackend(BucketedBackend):
         self.device = "gpu-nvidia" if on_gpu else "cpu"
         self.copies = on_gpu
         self.cuda_graphs = on_gpu and bool(self.options.cuda_graphs)
-        fp32_only(torch)  # fp32 products and convolutions: the agreement criterion's precision
+        self._fp32 = fp32_only(torch)  # fp32 products and convolutions: the agreement criterion's precision
         if not on_gpu and torch.get_num_threads() != self.options.threads:
             torch.set_num_threads(self.options.threads)
         self._use_graph(translate(self.model_path, device=self.torch_device))
@@ -206,7 +206,7 @@ class TorchBackend(BucketedBackend):
             "torch_device": self.device_label(), **self._bucketed_describe(),
             "executor": ("cuda-graph" if self.cuda_graphs else "eager") if on_gpu else "torchscript",
             "pinned_host_buffers": on_gpu, "intra_op_threads": torch.get_num_threads(),
-            "fp32": fp32_only(torch),
+            "fp32": self._fp32,
         }
         if on_gpu:
             desc["cuda_stream"] = int(self._stream.cuda_stream)

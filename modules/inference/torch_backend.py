@@ -38,6 +38,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
+from . import torch_cuda
 from .base import log
 from .bucketed import DEVICES, BucketedBackend, Executed
 
@@ -54,7 +55,8 @@ class TorchBackend(BucketedBackend):
 
         self.torch = torch
         self.torch_device = self._pick_device(torch)
-        on_gpu = self.torch_device.type == "cuda"
+        self.cuda = torch_cuda.cuda_for(torch, self.torch_device)  # None on the CPU
+        on_gpu = self.cuda is not None
         self.device = "gpu-nvidia" if on_gpu else "cpu"
         self.copies = on_gpu
         self.cuda_graphs = on_gpu and bool(self.options.cuda_graphs)
@@ -79,11 +81,10 @@ class TorchBackend(BucketedBackend):
         self._stream: Any = None
         self._events: list[Any] = []
         self._pool: Any = None
-        if on_gpu:
-            self._stream = torch.cuda.Stream(device=self.torch_device)  # this instance's (this hltrun stream's)
-            # the last one blocking: the host sleeps on it instead of spinning a core per hltrun stream
-            self._events = [torch.cuda.Event(enable_timing=True, blocking=i == 3) for i in range(4)]
-            self._pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
+        if self.cuda is not None:
+            self._stream = self.cuda.new_stream()  # this instance's (this hltrun stream's)
+            self._events = self.cuda.timing_events(4)  # around the copy in, the compute, the copy out
+            self._pool = self.cuda.new_pool() if self.cuda_graphs else None
 
     def _pick_device(self, torch: Any) -> Any:
         want = str(getattr(self.options, "device", "auto")).lower()
@@ -97,15 +98,13 @@ class TorchBackend(BucketedBackend):
         return torch.device("cuda", torch.cuda.current_device()) if gpu else torch.device("cpu")
 
     def device_label(self) -> str:
-        if self.torch_device.type == "cuda":
-            return f"{self.torch.cuda.get_device_name(self.torch_device)} ({self.torch_device})"
-        return "cpu"
+        return f"{self.cuda.name()} ({self.torch_device})" if self.cuda is not None else "cpu"
 
     # ------------------------------------------------------------------ prepare a bucket
     def _host_buffer(self, bucket: int) -> np.ndarray:
         """Zeroed (bucket, *jet) float32 host buffer: page-locked on a GPU (asynchronous copies)."""
-        torch = self.torch
-        t = torch.zeros((bucket, *self._jet), dtype=torch.float32, pin_memory=self.copies)
+        torch, shape = self.torch, (bucket, *self._jet)
+        t = self.cuda.pinned_zeros(shape, torch.float32) if self.cuda is not None else torch.zeros(shape)
         self._host_t[bucket] = t
         return t.numpy()  # the same memory: the base class pads the batch into it
 
@@ -115,25 +114,22 @@ class TorchBackend(BucketedBackend):
             if not self.copies:
                 self._calls[bucket] = self._traced(bucket)
                 return
-            s = self._stream
-            s.wait_stream(torch.cuda.current_stream(self.torch_device))  # nothing earlier is still writing
-            with torch.cuda.stream(s):
+            cuda, s = self.cuda, self._stream
+            cuda.after_current(s)  # nothing earlier is still writing
+            with cuda.use(s):
                 example = torch.zeros((bucket, *self._jet), dtype=torch.float32, device=self.torch_device)
                 run = self.graph.specialize(example)  # also moves the static values to the device, once
                 for _ in range(2):  # warm the allocator and cuDNN's choices before a capture
                     outs = run(example)
-            s.synchronize()
+            cuda.synchronize(s)
             # kept in both modes: a captured graph reads the device tensors the specialised graph holds
             # (its folded constants: a large ConstantOfShape is a device fill), so they must outlive it
             self._calls[bucket] = run
             self._dev_in[bucket] = example
             if self.cuda_graphs:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self._pool, stream=s):
-                    outs = run(example)
-                self._graphs[bucket] = graph
+                self._graphs[bucket], outs = cuda.capture(run, example, self._pool, s)
                 self._dev_out[bucket] = outs
-            pinned = [torch.empty(o.shape, dtype=o.dtype, pin_memory=True) for o in outs]
+            pinned = [cuda.pinned_zeros(o.shape, o.dtype) for o in outs]
             self._host_out[bucket] = (pinned, [p.numpy() for p in pinned])
 
     def _traced(self, bucket: int) -> Callable[[Any], tuple[Any, ...]]:
@@ -164,16 +160,16 @@ class TorchBackend(BucketedBackend):
                 outs = self._calls[bucket](self._host_t[bucket])
             host = [o.numpy() for o in outs]
             return host, 0, time.perf_counter_ns() - t0, 0
-        s, e = self._stream, self._events
+        cuda, s, e = self.cuda, self._stream, self._events
         dev_in = self._dev_in[bucket]
         pinned, host = self._host_out[bucket]
         try:
-            with torch.inference_mode(), torch.cuda.stream(s):
+            with torch.inference_mode(), cuda.use(s):
                 e[0].record(s)
                 dev_in.copy_(self._host_t[bucket], non_blocking=True)
                 e[1].record(s)
                 if self.cuda_graphs:
-                    self._graphs[bucket].replay()
+                    cuda.replay(self._graphs[bucket])
                     outs = self._dev_out[bucket]
                 else:
                     outs = self._calls[bucket](dev_in)
@@ -182,7 +178,7 @@ class TorchBackend(BucketedBackend):
                     p.copy_(o, non_blocking=True)
                 e[3].record(s)
         except BaseException:
-            s.synchronize()  # nothing of this call may still be copying when the host buffers are written again
+            cuda.synchronize(s)  # nothing of this call may still be copying when the host buffers are written again
             raise
         e[3].synchronize()
         ns = [round(1e6 * e[i].elapsed_time(e[i + 1])) for i in range(3)]
@@ -191,16 +187,11 @@ class TorchBackend(BucketedBackend):
     # ------------------------------------------------------------------ describe, close
     def device_memory(self) -> dict[str, int] | None:
         """The caching allocator's figures on this device (JAX's key names); None on the CPU."""
-        if self.torch_device.type != "cuda":
-            return None
-        cuda, dev = self.torch.cuda, self.torch_device
-        return {"bytes_in_use": int(cuda.memory_allocated(dev)), "peak_bytes_in_use": int(cuda.max_memory_allocated(dev)),
-                "bytes_reserved": int(cuda.memory_reserved(dev)), "peak_bytes_reserved": int(cuda.max_memory_reserved(dev)),
-                "bytes_limit": int(cuda.get_device_properties(dev).total_memory)}
+        return self.cuda.memory() if self.cuda is not None else None
 
     def _describe(self) -> dict[str, Any]:
         torch = self.torch
-        on_gpu = self.torch_device.type == "cuda"
+        on_gpu = self.cuda is not None
         desc: dict[str, Any] = {
             "versions": {"torch": torch.__version__, "cuda": torch.version.cuda or "none"},
             "torch_device": self.device_label(), **self._bucketed_describe(),
@@ -208,8 +199,8 @@ class TorchBackend(BucketedBackend):
             "pinned_host_buffers": on_gpu, "intra_op_threads": torch.get_num_threads(),
             "fp32": self._fp32,
         }
-        if on_gpu:
-            desc["cuda_stream"] = int(self._stream.cuda_stream)
+        if self.cuda is not None:
+            desc["cuda_stream"] = self.cuda.stream_id(self._stream)
             desc["device_memory"] = self.device_memory()
         return desc
 

@@ -1,0 +1,77 @@
+"""The CUDA calls of the torch backend, in one place: streams, events, graph capture, page-locked
+buffers, the allocator's figures.
+
+Why a class of its own: these are the only calls of the backend that need an NVIDIA GPU; gathered
+here, the backend's flow (prepare a bucket, copy in, replay, copy out, time each part) runs in CI
+against a CPU stand-in that keeps their contracts (tests/test_torch_cuda_fake.py), the way the
+TensorRT backend's ``CudaApi`` does; on a GPU this class is the real thing, a thin layer over
+``torch.cuda``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ContextManager, Sequence
+
+Graph = Callable[[Any], tuple[Any, ...]]
+
+
+class TorchCuda:
+    """``torch.cuda`` for one device."""
+
+    def __init__(self, torch: Any, device: Any) -> None:
+        self.torch, self.device = torch, device
+
+    def name(self) -> str:
+        return str(self.torch.cuda.get_device_name(self.device))
+
+    def new_stream(self) -> Any:
+        return self.torch.cuda.Stream(device=self.device)
+
+    def stream_id(self, stream: Any) -> int:
+        return int(stream.cuda_stream)
+
+    def use(self, stream: Any) -> ContextManager[Any]:
+        """Work issued inside runs on ``stream``."""
+        return self.torch.cuda.stream(stream)
+
+    def after_current(self, stream: Any) -> None:
+        """``stream`` waits for what the current stream has queued (e.g. a fill of a new tensor)."""
+        stream.wait_stream(self.torch.cuda.current_stream(self.device))
+
+    def synchronize(self, stream: Any) -> None:
+        stream.synchronize()
+
+    def timing_events(self, n: int) -> list[Any]:
+        """``n`` timing events; the last blocking-sync, so the host sleeps on it instead of spinning."""
+        return [self.torch.cuda.Event(enable_timing=True, blocking=i == n - 1) for i in range(n)]
+
+    def new_pool(self) -> Any:
+        return self.torch.cuda.graph_pool_handle()
+
+    def capture(self, fn: Graph, example: Any, pool: Any, stream: Any) -> tuple[Any, tuple[Any, ...]]:
+        """``fn(example)`` captured as a CUDA graph on ``stream`` (memory from ``pool``): the graph and
+        its output tensors, which every replay rewrites. The caller keeps ``fn`` (and so the device
+        tensors it holds) alive as long as the graph: a replay reads them."""
+        graph = self.torch.cuda.CUDAGraph()
+        with self.torch.cuda.graph(graph, pool=pool, stream=stream):
+            outs = fn(example)
+        return graph, outs
+
+    def replay(self, graph: Any) -> None:
+        graph.replay()
+
+    def pinned_zeros(self, shape: Sequence[int], dtype: Any) -> Any:
+        """A zeroed page-locked host tensor (the copies from and to it can be asynchronous)."""
+        return self.torch.zeros(tuple(shape), dtype=dtype, pin_memory=True)
+
+    def memory(self) -> dict[str, int]:
+        """The caching allocator's figures, under the JAX backend's key names."""
+        cuda, dev = self.torch.cuda, self.device
+        return {"bytes_in_use": int(cuda.memory_allocated(dev)), "peak_bytes_in_use": int(cuda.max_memory_allocated(dev)),
+                "bytes_reserved": int(cuda.memory_reserved(dev)), "peak_bytes_reserved": int(cuda.max_memory_reserved(dev)),
+                "bytes_limit": int(cuda.get_device_properties(dev).total_memory)}
+
+
+def cuda_for(torch: Any, device: Any) -> TorchCuda | None:
+    """The CUDA side for ``device``, None for the CPU (tests put their stand-in here)."""
+    return TorchCuda(torch, device) if device.type == "cuda" else None

@@ -1,0 +1,254 @@
+"""The torch backend's GPU flow on the CPU, against a stand-in for ``torch.cuda`` that keeps the contracts
+the backend relies on (runs in CI; the real GPU runs tests/test_torch_gpu.py):
+
+* a capture may not make a tensor from host data or sync with the host (CUDA refuses both while a
+  stream is capturing), and must run on the stream it is given;
+* a captured graph keeps no Python object alive: what it reads must be kept by the caller (the fake
+  holds the captured function weakly and refuses a replay once it is gone — the backend's first version
+  dropped it, and a real replay would have read freed device memory);
+* every event is recorded, on the backend's stream, before its time is read, and the last one is waited
+  for first; timings are device times in ms (here: the host clock between records);
+* the copies in and out go through page-locked buffers, one stream per instance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[torch]')")
+
+from hltrun.framework.errors import ModuleError  # noqa: E402
+from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E402
+from hltrun.modules.inference import torch_backend, torch_cuda  # noqa: E402
+from tests.agreement import run_concurrently  # noqa: E402
+
+MODELS = Path(__file__).resolve().parents[1] / "data" / "models"
+# host work a capture cannot contain (a host -> device copy, a host sync)
+HOST_CALLS = {"tensor", "as_tensor", "from_numpy", "asarray", "scalar_tensor", "item", "tolist", "nonzero",
+              "__bool__", "__int__", "__float__", "numpy", "masked_select"}
+_IDS = itertools.count(1)
+
+
+class _NoHostWork(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        if name in HOST_CALLS:
+            raise RuntimeError(f"operation not permitted when stream is capturing ({name})")
+        return func(*args, **(kwargs or {}))
+
+
+class FakeStream:
+    def __init__(self) -> None:
+        self.cuda_stream = next(_IDS)
+        self.synced = 0
+
+
+class FakeEvent:
+    def __init__(self, cuda: "FakeCuda", blocking: bool) -> None:
+        self.cuda, self.blocking, self.t_ns, self.stream, self.done = cuda, blocking, None, None, False
+
+    def record(self, stream: FakeStream) -> None:
+        assert self.cuda.current is stream, "event recorded outside the stream it names"
+        self.t_ns, self.stream, self.done = time.perf_counter_ns(), stream, False
+
+    def synchronize(self) -> None:
+        """Waits for this event, and so (stream order) for every event recorded before it on its stream."""
+        assert self.t_ns is not None, "waiting for an event that was never recorded"
+        self.cuda.waits.append(self.blocking)
+        for e in self.cuda.events:
+            if e.stream is self.stream and e.t_ns is not None and e.t_ns <= self.t_ns:
+                e.done = True
+
+    def elapsed_time(self, end: "FakeEvent") -> float:
+        if self.t_ns is None or end.t_ns is None:
+            raise RuntimeError("Both events must be recorded before calculating elapsed time.")
+        if not end.done:
+            raise RuntimeError("the end event has not completed: wait for it first")
+        return (end.t_ns - self.t_ns) / 1e6
+
+
+class FakeGraph:
+    """Replays the captured function into the captured outputs; holds the function only weakly."""
+
+    def __init__(self, fn, example, outs) -> None:
+        self.fn, self.example, self.outs = weakref.ref(fn), example, outs
+
+    def replay(self, cuda: "FakeCuda", stream: FakeStream) -> None:
+        fn = self.fn()
+        if fn is None:
+            raise RuntimeError("illegal memory access: the graph reads device memory its owner freed")
+        assert cuda.current is stream, "replay outside the capturing stream"
+        for out, new in zip(self.outs, fn(self.example)):
+            out.copy_(new)
+
+
+class FakeCuda(torch_cuda.TorchCuda):
+    """The CPU standing in for the device (tensors stay on the CPU), with the contracts above."""
+
+    def __init__(self) -> None:
+        super().__init__(torch, torch.device("cpu"))
+        self.current: FakeStream | None = None
+        self.pinned: set[int] = set()
+        self.waits: list[bool] = []
+        self.events: list[FakeEvent] = []
+        self.captures = 0
+
+    def name(self) -> str:
+        return "Fake GPU"
+
+    def new_stream(self) -> FakeStream:
+        return FakeStream()
+
+    def stream_id(self, stream: FakeStream) -> int:
+        return stream.cuda_stream
+
+    @contextlib.contextmanager
+    def use(self, stream: FakeStream):
+        before, self.current = self.current, stream
+        try:
+            yield stream
+        finally:
+            self.current = before
+
+    def after_current(self, stream: FakeStream) -> None:
+        pass
+
+    def synchronize(self, stream: FakeStream) -> None:
+        stream.synced += 1
+
+    def timing_events(self, n: int) -> list[FakeEvent]:
+        self.events = [FakeEvent(self, i == n - 1) for i in range(n)]
+        return self.events
+
+    def new_pool(self) -> object:
+        return object()
+
+    def capture(self, fn, example, pool, stream):
+        assert pool is not None
+        self.captures += 1
+        with self.use(stream), _NoHostWork():
+            outs = fn(example)
+        return FakeGraph(fn, example, outs), outs
+
+    def replay(self, graph: FakeGraph) -> None:
+        graph.replay(self, self.current)
+
+    def pinned_zeros(self, shape, dtype):
+        t = torch.zeros(tuple(shape), dtype=dtype)
+        self.pinned.add(t.data_ptr())
+        return t
+
+    def memory(self) -> dict[str, int]:
+        return {"bytes_in_use": 1, "peak_bytes_in_use": 2, "bytes_reserved": 3, "peak_bytes_reserved": 4,
+                "bytes_limit": 5}
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Every torch backend made in the test gets its own FakeCuda (as each gets its own device side)."""
+    made: list[FakeCuda] = []
+
+    def cuda_for(torch_module, device):
+        made.append(FakeCuda())
+        return made[-1]
+
+    monkeypatch.setattr(torch_cuda, "cuda_for", cuda_for)
+    return made
+
+
+def _backend(model: str, graphs: bool = True, max_batch: int = 64):
+    b = create_backend("torch", MODELS / f"{model}.onnx",
+                       BackendOptions(max_batch=max_batch, device="cpu", cuda_graphs=graphs)).load()
+    b.warm_up()
+    return b
+
+
+def _jets(n: int, seed: int) -> np.ndarray:
+    from tests.tiny_models import jets
+
+    return jets(n, seed)
+
+
+@pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graphs", "op-by-op"])
+@pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
+def test_gpu_flow_gives_onnxruntime_scores_in_every_bucket(fake_gpu, model, graphs):
+    """Every bucket captured (or not) at warm-up, then batches in every bucket, after all captures:
+    ONNX Runtime's scores; nothing captured at run time."""
+    b = _backend(model, graphs)
+    cuda = fake_gpu[-1]
+    assert b.device == "gpu-nvidia" and b.describe()["executor"] == ("cuda-graph" if graphs else "eager")
+    assert cuda.captures == (len(b.buckets) if graphs else 0)
+    o = create_backend("onnxruntime", MODELS / f"{model}.onnx").load()
+    for n in (1, 3, 7, 33, 50, 64, 100):
+        x = _jets(n, seed=n)
+        np.testing.assert_allclose(b.run(x)["score"], o.run(x)["score"], rtol=1e-4, err_msg=f"{n} jets")
+    assert cuda.captures == (len(b.buckets) if graphs else 0)
+
+
+def test_copies_events_counters_and_description(fake_gpu):
+    b = _backend("gcn_vae")
+    cuda = fake_gpu[-1]
+    assert all(t.data_ptr() in cuda.pinned for t in b._host_t.values())  # the padded inputs
+    assert all(p.data_ptr() in cuda.pinned for pinned, _ in b._host_out.values() for p in pinned)  # the outputs
+    cuda.waits.clear()
+    for _ in range(5):
+        b.run(_jets(9, seed=1))
+    c = b.counters
+    assert c["chunks"] == 5 and c["padded_jets"] == 5 * 7
+    assert c["h2d_bytes"] == 5 * 16 * 100 * 3 * 4 and c["d2h_bytes"] == 5 * 2 * 16 * 4
+    assert c["compute_us"] > 0
+    assert cuda.waits == [True] * 5  # one wait per call, on the blocking-sync event
+    desc = b.describe()
+    assert desc["device_memory"] == cuda.memory() and desc["pinned_host_buffers"] is True
+    assert desc["torch_device"] == "Fake GPU (cpu)" and desc["cuda_stream"] == b._stream.cuda_stream
+
+
+def test_a_capture_that_needs_host_work_fails_in_one_line(fake_gpu, monkeypatch):
+    """A graph whose captured run would copy from the host (a value lifted only at capture time) is a
+    ModuleError at warm-up naming the model, as CUDA's refusal is."""
+    b = create_backend("torch", MODELS / "gcn_vae.onnx", BackendOptions(max_batch=2, device="cpu")).load()
+    lifted = b.graph.kernels.xp._lifted
+    real = b.graph.specialize
+
+    def forgetful(example):  # every call lifts its static values again, as without the cache
+        run = real(example)
+
+        def again(x):
+            lifted.clear()
+            return run(x)
+        return again
+
+    monkeypatch.setattr(b.graph, "specialize", forgetful)
+    with pytest.raises(ModuleError, match=r"torch: model .*gcn_vae.onnx failed to prepare a batch of 1 jets: "
+                                          r"RuntimeError: operation not permitted when stream is capturing"):
+        b.warm_up()
+
+
+def test_two_instances_have_their_own_streams_and_agree(fake_gpu):
+    pair = [_backend("conv_vae") for _ in range(2)]
+    assert pair[0]._stream.cuda_stream != pair[1]._stream.cuda_stream
+    x = _jets(37, seed=5)
+    ref = create_backend("onnxruntime", MODELS / "conv_vae.onnx").load().run(x)["score"]
+    for results in run_concurrently(pair, x, 5):
+        for got in results:
+            np.testing.assert_allclose(got, ref, rtol=1e-4)
+
+
+def test_the_captured_function_must_be_kept(fake_gpu, monkeypatch):
+    """The fake's replay fails when the specialised graph a capture read is gone: what the backend's
+    first version did (it kept the function only in op-by-op mode)."""
+    b = _backend("conv_vae", max_batch=4)
+    b.run(_jets(3, seed=2))
+    b._calls.clear()  # as if the backend had not kept them
+    import gc
+
+    gc.collect()
+    with pytest.raises(ModuleError, match="illegal memory access"):
+        b.run(_jets(3, seed=2))

@@ -127,6 +127,11 @@ def torch_gpu_status() -> GpuStatus:
     return GpuStatus(True, name, name)
 
 
+def engine_gpu_status(engine: str) -> GpuStatus:
+    """Does the array engine behind a backend (``jax``, ``torch``) see an NVIDIA GPU."""
+    return {"jax": jax_gpu_status, "torch": torch_gpu_status}[engine]()
+
+
 def allowed(accelerators: Sequence[str]) -> set[str]:
     acc = set(accelerators or ["*"])
     return {CPU, GPU} if "*" in acc else acc
@@ -136,10 +141,8 @@ def backend_device(backend: str, providers: Sequence[str] = ()) -> str:
     """The accelerator a backend configuration needs."""
     if backend == "tensorrt":
         return GPU
-    if backend == "jax":  # device auto: the GPU when JAX sees one
-        return GPU if jax_gpu_status().usable else CPU
-    if backend == "torch":  # device auto: the GPU when PyTorch sees one
-        return GPU if torch_gpu_status().usable else CPU
+    if backend in ("jax", "torch"):  # device auto: the GPU when the engine sees one
+        return GPU if engine_gpu_status(backend).usable else CPU
     if backend == "onnxruntime" and any(p.lower() in ("cuda", "tensorrt", "cudaexecutionprovider",
                                                       "tensorrtexecutionprovider") for p in providers):
         return GPU

@@ -117,6 +117,13 @@ class BucketedBackend(InferenceBackend):
         log.info("%s: %s prepared and warmed up for batches %s on %s in %.1f s", self.name, self.model_path.name,
                  self.buckets, self.device_label(), self.warm_up_s, extra={"once": True})
 
+    def wanted_device(self) -> str:
+        """``BackendOptions.device`` checked: auto (a GPU when the engine sees one), cpu or gpu."""
+        want = str(getattr(self.options, "device", "auto")).lower()
+        if want not in DEVICES:
+            raise ConfigError(f"{self.name}: device {want!r} (allowed: {', '.join(DEVICES)})")
+        return want
+
     def device_label(self) -> str:
         """The device, as the warm-up line names it."""
         return self.device

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 
 from .base import log
-from .bucketed import DEVICES, BucketedBackend, Executed
+from .bucketed import BucketedBackend, Executed
 from .machine import cache_root
 
 _COMPILED: dict[tuple[Any, ...], Any] = {}  # (model file identity, device, bucket) -> compiled executable
@@ -100,9 +100,7 @@ class JaxBackend(BucketedBackend):
         return str(path)
 
     def _pick_device(self, jax: Any) -> Any:
-        want = str(getattr(self.options, "device", "auto")).lower()
-        if want not in DEVICES:
-            raise ConfigError(f"jax: device {want!r} (allowed: {', '.join(DEVICES)})")
+        want = self.wanted_device()
         gpus = gpu_devices(jax) if want != "cpu" else []
         if want == "gpu" and not gpus:
             raise ModuleError(f"jax: device gpu requested for {self.model_path}, but JAX sees no GPU "

@@ -35,12 +35,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 
 from . import torch_cuda
 from .base import log
-from .bucketed import DEVICES, BucketedBackend, Executed
+from .bucketed import BucketedBackend, Executed
 
 
 class TorchBackend(BucketedBackend):
@@ -87,9 +87,7 @@ class TorchBackend(BucketedBackend):
             self._pool = self.cuda.new_pool() if self.cuda_graphs else None
 
     def _pick_device(self, torch: Any) -> Any:
-        want = str(getattr(self.options, "device", "auto")).lower()
-        if want not in DEVICES:
-            raise ConfigError(f"torch: device {want!r} (allowed: {', '.join(DEVICES)})")
+        want = self.wanted_device()
         gpu = want != "cpu" and torch.cuda.is_available()
         if want == "gpu" and not gpu:
             raise ModuleError(f"torch: device gpu requested for {self.model_path}, but PyTorch sees no CUDA GPU "

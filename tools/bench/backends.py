@@ -169,7 +169,7 @@ def unavailable(spec: str) -> str | None:
     if sp.options.get("device") == "gpu":
         from hltrun.modules.inference import accelerator
 
-        status = {"jax": accelerator.jax_gpu_status, "torch": accelerator.torch_gpu_status}[sp.backend]()
+        status = accelerator.engine_gpu_status(sp.backend)
         return None if status.usable else status.reason
     if sp.options.get("providers"):
         import onnxruntime as ort

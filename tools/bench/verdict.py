@@ -213,8 +213,7 @@ def sweep_spec(engine: str) -> str:
     if engine in ("jax", "torch"):
         from hltrun.modules.inference import accelerator
 
-        status = {"jax": accelerator.jax_gpu_status, "torch": accelerator.torch_gpu_status}[engine]()
-        return f"{engine}-gpu" if status.usable else f"{engine}-cpu"
+        return f"{engine}-gpu" if accelerator.engine_gpu_status(engine).usable else f"{engine}-cpu"
     return SWEEP_SPEC[engine]
 
 

@@ -109,3 +109,26 @@ def test_polyphase_kernel_is_the_stride_one_transposed_convolution() -> None:
     wc = O.polyphase_conv(t)                            # (2 Cout, 2 Cin, 2)
     out = np.stack([wc[:, :, 0] @ xp[:, a] + wc[:, :, 1] @ xp[:, a + 1] for a in range(7)], axis=1)
     np.testing.assert_allclose(out.reshape(2, 4, 7).transpose(1, 2, 0).reshape(4, 14), ref, atol=1e-12)
+
+
+def test_tflite_attempt_is_the_same_network(tmp_path) -> None:
+    """``--tflite`` (the TFLite/XNNPACK attempt of docs/inference.md) converts the shipped Keras model;
+    its scores must be the ONNX file's, or the attempt's timing compares different work."""
+    tf = pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+    keras_path = O.SHIPPED.with_suffix(".keras")
+    if not keras_path.exists():
+        pytest.skip("no shipped Conv-VAE .keras")
+    from hltrun.modules.models.preprocess import load_jets
+
+    out = tmp_path / "conv.onnx"
+    O.convert_tflite(keras_path, out, [2])
+    interp = tf.lite.Interpreter(model_path=str(tmp_path / "conv-b2.tflite"), num_threads=1)
+    interp.allocate_tensors()
+    jets = np.ascontiguousarray(load_jets(str(O.DATA / "qcd_dijet.root"), max_events=20)[0][:2], dtype=np.float32)
+    interp.set_tensor(interp.get_input_details()[0]["index"], jets)
+    interp.invoke()
+    got = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+    ref = _session(O.SHIPPED).run(None, {"jets": jets})
+    assert [g.shape for g in got] == [(2,), (2,)]
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-4)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-4)

@@ -597,9 +597,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iree", nargs="?", const="", default=None, metavar="FLAGS",
                    help="also compile --out with IREE for each --batch-sizes (OUT-b{batch}.vmfb beside it; "
                         "FLAGS: extra iree-compile flags in one string)")
+    p.add_argument("--tflite", type=Path, default=None, metavar="KERAS",
+                   help="also convert this Keras model to TensorFlow Lite for each --batch-sizes "
+                        "(OUT-b{batch}.tflite beside --out; an engine attempt: TFLite reads no ONNX)")
     p.add_argument("--time", nargs="*", metavar="NAME=FILE", default=None,
                    help="time --model, --out and these interleaved with the sgemm floor; FILE#key=value,... adds "
-                        "ORT session settings, iree:PREFIX times PREFIX-b{batch}.vmfb")
+                        "ORT session settings, iree:PREFIX times PREFIX-b{batch}.vmfb, tflite:PREFIX "
+                        "PREFIX-b{batch}.tflite")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[2, 64])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--json", type=Path, default=None, help="write the timing here")
@@ -635,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.iree is not None:
         compile_iree(args.out, args.batch_sizes, args.iree.split())
+    if args.tflite is not None:
+        convert_tflite(args.tflite, args.out, args.batch_sizes)
     if args.time is not None:
         paths = {"shipped": str(args.model), args.out.stem: str(args.out)}
         paths.update(dict(t.split("=", 1) for t in args.time))
@@ -643,6 +649,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(res, indent=1))
     return 0
+
+
+def convert_tflite(keras_path: Path, out: Path, batches: list[int]) -> None:
+    """The Keras model (the same trained network) as one frozen TFLite flatbuffer per static batch, for
+    XNNPACK's small-batch kernels; ``tflite:OUT`` in ``--time`` reads them back."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    import hltrun.modules.models.layers  # noqa: F401  (registers the shipped models' custom layers)
+
+    model = keras.saving.load_model(str(keras_path), compile=False)
+    for b in batches:
+        fn = tf.function(lambda x: model(x, training=False), autograph=False,
+                         input_signature=[tf.TensorSpec((b, 100, 3), tf.float32)])
+        frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+        blob = tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+        target = out.with_name(f"{out.stem}-b{b}.tflite")
+        target.write_bytes(blob)
+        print(f"wrote {target}: {len(blob)} bytes")
 
 
 def compile_iree(path: Path, batches: list[int], flags: list[str]) -> None:
@@ -717,10 +746,33 @@ def time_interleaved(paths: dict[str, Path], batches: list[int], rounds: int = 2
             x = feed["jets"]
             return [np.asarray(r.to_host()) for r in self.fns[len(x)](x)]
 
+    class TfLite:
+        """TensorFlow Lite flatbuffers, one per batch (``tflite:PREFIX`` -> PREFIX-b{batch}.tflite), one
+        thread, XNNPACK delegate (TFLite's default for float models), ORT's run()."""
+
+        def __init__(self, prefix: str):
+            import tensorflow as tf
+
+            self.calls = {}
+            for b in batches:
+                interp = tf.lite.Interpreter(model_path=f"{prefix}-b{b}.tflite", num_threads=1)
+                interp.allocate_tensors()
+                self.calls[b] = interp
+
+        def run(self, _names, feed):
+            x = feed["jets"]
+            interp = self.calls[len(x)]
+            interp.set_tensor(interp.get_input_details()[0]["index"], x)
+            interp.invoke()
+            return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+
     sessions = {}
     for n in names:
         if str(paths[n]).startswith("iree:"):
             sessions[n] = Iree(str(paths[n])[5:])
+            continue
+        if str(paths[n]).startswith("tflite:"):
+            sessions[n] = TfLite(str(paths[n])[7:])
             continue
         path, _, opt = str(paths[n]).partition("#")
         extra = dict(kv.split("=", 1) for kv in opt.split(",") if kv) if opt else None

@@ -11,6 +11,8 @@ source, the scorer and the filter.
 from __future__ import annotations
 
 import glob
+import os
+import stat
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -51,3 +53,26 @@ def glob_files(pattern: str) -> list[str]:
     if not matches and shipped is not None:
         matches = sorted(glob.glob(str(shipped)))
     return matches
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+            (stat.S_ISSOCK, "a socket"))
+
+
+def why_not_readable(path: str | Path) -> str | None:
+    """None when ``path`` is a regular file (through links); else why hltrun cannot read it, as the
+    end of a sentence that names it. ROOT and model files are read by seeking (uproot, ONNX Runtime,
+    the engine caches hash them whole), so a FIFO would block the job for ever and a device or a
+    socket reads nothing useful: every reader of such files asks here first, before any library sees it."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "not found"
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror or type(exc).__name__})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+    return f"is {kind}, not a regular file (it is read by seeking: copy it into a file first)"

@@ -41,7 +41,7 @@ from .jets import (InputSpec, ModelInputs, build_inputs, pad_constituents, reque
                    to_jet_relative, truncated_per_event)
 from .products import JetCollection
 from .read_ahead import ReadAhead
-from hltrun.framework.resources import glob_files
+from hltrun.framework.resources import glob_files, why_not_readable
 
 log = logging.getLogger("hltrun")
 MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
@@ -553,8 +553,11 @@ class RootJetSource(Source):
     def _open_tree(self, path: str):
         import uproot
 
-        if not os.path.exists(path):
+        why = why_not_readable(path)
+        if why == "not found":
             raise FileOpenError(f"source: input file not found: {path}")
+        if why is not None:
+            raise FileOpenError(f"source: input file {path} {why}")
         try:
             handle = uproot.open(path)
         except Exception as exc:

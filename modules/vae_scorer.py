@@ -47,7 +47,7 @@ from .inference import (BackendOptions, InferenceBackend, autoselect, backend_cl
                         model_suffix)
 from .inference.accelerator import choose_backend
 from .contract import Contract, InputDeclaration, default_contract, freeze
-from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES
+from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file
 from .jets import batch_key
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .inference.machine import cpu_key, dist_version
@@ -258,6 +258,10 @@ class VAEAnomalyScorer(Producer):
                               **declared_inputs(p, n_constituents, relative))
         timings: tuple[dict[str, Any], ...] = ()
         if p.backend == "auto" and name == "onnxruntime" and p.precision in ("auto", "fp32") and p.score_per == "jet":
+            try:  # before any engine's cache hashes the file (a FIFO would block there for ever)
+                check_model_file(path, (), name)
+            except ModuleError as exc:
+                raise ModuleError(f"{where}: {exc}") from None
             name, reason, timings = self._auto_by_measurement(ctx, p, opts, reason)
             path = resolve_model(p.model, name, p.precision, p.models_dir)
         backend = create_backend(name, path, opts)

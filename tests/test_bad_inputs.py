@@ -112,6 +112,34 @@ def _not_root(tmp: Path) -> dict:
     return {"files": _files(tmp, ("good.root", 60, 1)) + [str(tmp / "notes.root")]}
 
 
+def _fifo(path: Path) -> Path:
+    """A FIFO at ``path``. Should hltrun ever open it for reading, a helper thread opens it for writing
+    (within 60 s) and closes it at once, so the reader gets end-of-file: the case fails on its message
+    instead of hanging the suite."""
+    import threading
+
+    os.mkfifo(path)
+
+    def unblock() -> None:
+        for _ in range(600):
+            try:  # succeeds only while a reader waits (ENXIO otherwise)
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    threading.Thread(target=unblock, daemon=True).start()
+    return path
+
+
+def _fifo_among_good(tmp: Path) -> dict:
+    return {"files": _files(tmp, ("good.root", 60, 1)) + [str(_fifo(tmp / "pipe.root"))]}
+
+
+def _fifo_model(tmp: Path) -> dict:
+    return {"model": str(_fifo(tmp / "pipe.onnx")), "filter_extra": ", threshold: 1.0"}
+
+
 def _indexed_without_cand_index(tmp: Path) -> dict:
     path = write_jet_index(tmp / "pfnano.root", make_events(40))
     # rename the constituents as if they were an event-level PFCands collection (indirection needed)
@@ -201,6 +229,12 @@ CASES = [
          args=["source.decompression_threads=4"]),
     Case("decompression_threads negative", 2, "decompression_threads", args=["source.decompression_threads=-2"]),
     Case("not a ROOT file among good ones", 3, "as a ROOT file", _not_root, events_processed=0),
+    Case("input file is a FIFO among good ones", 3, "pipe.root is a FIFO, not a regular file", _fifo_among_good,
+         events_processed=0),
+    Case("input file is /dev/null", 3, "/dev/null is a character device, not a regular file",
+         lambda t: {"files": ["/dev/null"]}, events_processed=0),
+    Case("model file is a FIFO, backend auto", 4, "pipe.onnx is a FIFO, not a regular file", _fifo_model,
+         args=["modules.vae.backend=auto"], events_processed=0),
     Case("jet_index with indirection, no cand_index", 2, "source.branches.cand_index: missing",
          _indexed_without_cand_index, events_processed=0),
     Case("jets without constituents", 0, "jets without constituents", _zero_constituents, events_processed=40),

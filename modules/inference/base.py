@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Mapping, Sequence, Union
 import numpy as np
 
 from hltrun.framework.errors import ConfigError, ModuleError, one_line
+from hltrun.framework.resources import why_not_readable
 
 from ..contract import Contract, default_contract, from_metadata, match_model, read_onnx_metadata
 from ..finite import dot_is_finite, known_finite
@@ -292,10 +293,11 @@ class InferenceBackend(ABC):
 # ---------------------------------------------------------------------- shared checks
 def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
     """Missing, unreadable, empty or wrong-type file: one clear line, before any framework import."""
-    if not path.exists():
+    why = why_not_readable(path)
+    if why == "not found":
         raise ModuleError(f"{backend}: model file {path} does not exist")
-    if not path.is_file():
-        raise ModuleError(f"{backend}: model {path} is not a file")
+    if why is not None:
+        raise ModuleError(f"{backend}: model {path} {why}")
     if suffixes and path.suffix not in suffixes:
         raise ModuleError(f"{backend}: model {path} has suffix {path.suffix!r}; this backend reads "
                           f"{' or '.join(suffixes)} files")

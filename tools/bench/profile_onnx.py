@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from hltrun.framework.resources import why_not_readable
 from hltrun.tools.bench import runner
 from hltrun.tools.bench.flops import count_macs, sgemm_rates
 from hltrun.tools.catalogue import MODELS, models_dir, sample_path
@@ -274,8 +275,10 @@ def run(args: argparse.Namespace) -> int:
     """Profile the models; print the tables (and --json)."""
     runner.check_repeat(args.repeat, "hltbench profile")
     for m in args.models:
-        if not m.is_file():
-            print(f"hltbench profile: {m}: no such file", file=sys.stderr)
+        why = why_not_readable(m)
+        if why is not None:
+            print(f"hltbench profile: {m}: no such file" if why == "not found" else f"hltbench profile: {m} {why}",
+                  file=sys.stderr)
             return 2
     import onnxruntime as ort
 

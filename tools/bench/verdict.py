@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from hltrun.framework.errors import ConfigError, HltError
+from hltrun.framework.resources import why_not_readable
 from hltrun.tools.bench import runner
 from hltrun.tools.catalogue import sample_path
 
@@ -156,8 +157,9 @@ def resolve_model(name: str) -> Path:
     from hltrun.tools.bench.profile_onnx import model_file
 
     model = model_file(name)
-    if not model.is_file():
-        raise VerdictError(f"model file {model} not found" if not model.exists() else f"model {model} is not a file")
+    why = why_not_readable(model)
+    if why is not None:
+        raise VerdictError(f"model file {model} not found" if why == "not found" else f"model {model} {why}")
     if model.suffix not in (".onnx", ".keras"):
         raise VerdictError(f"model {model}: hltrun reads .onnx (onnxruntime, iree, jax, torch, tensorrt) or .keras "
                            f"(tensorflow) files, not {model.suffix or 'a file without a suffix'}")
@@ -224,8 +226,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
     model = resolve_model(args.model)
     samples = [Path(s) for s in (args.sample or [sample_path("qcd_dijet")])]
     for s in samples:
-        if not s.is_file():
-            raise VerdictError(f"--sample: {s} not found" if not s.exists() else f"--sample: {s} is not a file")
+        why = why_not_readable(s)
+        if why is not None:
+            raise VerdictError(f"--sample: {s} not found" if why == "not found" else f"--sample: {s} {why}")
     samples = [s.resolve() for s in samples]
     config = find_config(args.config or runner.path_config())
     if args.events is not None and args.events < 1:

@@ -51,6 +51,7 @@ from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model
 from .jets import batch_key
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .inference.machine import cpu_key, dist_version
+from .finite import few_finite
 from .products import JetBatch, JetScores, JetScoresWithExtras, is_all_valid
 from .working_point import PT_BINNED_KEY, PtCuts, parse_pt_cuts
 
@@ -223,7 +224,7 @@ class VAEAnomalyScorer(Producer):
         self.backend: InferenceBackend | None = None
         self.backend_name = ""
         self.reason = ""
-        self.counters = {"events": 0, "empty_events": 0, "jets": 0, "nonfinite_jets": 0}
+        self.counters = {"events": 0, "empty_events": 0, "jets": 0, "nonfinite_jets": 0, "nonfinite_scores": 0}
         self.model_id = ""
         self.contract: Contract = default_contract()
         self._key: Contract | None = None  # how the batcher files this model's arrays (None: its shipped input)
@@ -369,14 +370,29 @@ class VAEAnomalyScorer(Producer):
         c["jets"] += n
         if not is_all_valid(valid):  # the backends' shared all-True mask needs no count
             c["nonfinite_jets"] += n - int(np.count_nonzero(valid))
+        if not few_finite(out["score"]):  # NaN by design for invalid jets; the model's own NaN/inf counted
+            self._count_nonfinite_scores(out["score"], valid)
         if self._extras:
             event.put(JetScoresWithExtras(out["score"], out.get("kl"), valid, self.model_id, self.thresholds,
                                           batch.jet_pt, {r: out[r] for r in self._extras}))
         else:
             event.put(JetScores(out["score"], out.get("kl"), valid, self.model_id, self.thresholds, batch.jet_pt))
 
+    def _count_nonfinite_scores(self, score: np.ndarray, valid: np.ndarray) -> None:
+        """A NaN or inf score for a jet with finite inputs is the model's doing (a NaN never passes a cut, +inf
+        always does): counted, and said once per job."""
+        bad = int(np.count_nonzero(~np.isfinite(score) & valid))
+        if not bad:
+            return
+        if not self.counters["nonfinite_scores"]:  # once per job: the message names no event (streams differ)
+            log.warning("modules.%s: model %s gives non-finite scores (%s) for jets with finite inputs; such "
+                        "jets are counted in the JobReport's data quality (nonfinite scores)", self.label,
+                        self.model_id, score[~np.isfinite(score) & valid][0], extra={"once": True})
+        self.counters["nonfinite_scores"] += bad
+
     def data_quality(self) -> dict[str, int]:
-        return {"events_without_jets": self.counters["empty_events"], "nonfinite_jets": self.counters["nonfinite_jets"]}
+        return {"events_without_jets": self.counters["empty_events"], "nonfinite_jets": self.counters["nonfinite_jets"],
+                "nonfinite_scores": self.counters["nonfinite_scores"]}
 
     def end_job(self) -> None:
         if self.backend is not None:

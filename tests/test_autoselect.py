@@ -70,3 +70,54 @@ def test_the_decision_is_cached_per_machine(tiny, tmp_path, monkeypatch):
     monkeypatch.undo()
     other = autoselect.choose_cached(**{**args, "cpu": "cpu1"})  # another machine: timed again
     assert not other.cached
+
+
+class _NanFirst(OnnxRuntimeBackend):
+    """A model that gives NaN for the first jet and exactly 0 for the others (an untrained ReLU head)."""
+
+    name = "nan_first"
+
+    def _run(self, x):
+        out = {k: np.zeros_like(v) for k, v in super()._run(x).items()}
+        for v in out.values():
+            v[0] = np.nan
+        return out
+
+
+def test_relative_difference_never_makes_the_reference_disagree_with_itself():
+    nan, inf = np.float32(np.nan), np.float32(np.inf)
+    ref = np.array([1.0, 0.0, nan, inf, 2.0], np.float32)
+    assert autoselect.max_relative_difference(ref, ref) == 0.0
+    assert autoselect.max_relative_difference(ref * np.float32(1 + 1e-6), ref) == pytest.approx(1e-6, rel=0.1)
+    for i, value in ((0, nan), (1, 1e-9), (2, 1.0), (3, 1.0)):  # NaN vs a number, non-zero vs 0, ...: inf
+        other = ref.copy()
+        other[i] = value
+        assert autoselect.max_relative_difference(other, ref) == np.inf, (i, value)
+    assert autoselect.max_relative_difference(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_a_model_giving_nan_and_zero_scores_is_still_timed_and_chosen(tiny):
+    class _SlowNanFirst(_NanFirst):
+        name = "slow_nan_first"
+
+        def _run(self, x):
+            time.sleep(0.002)
+            return super()._run(x)
+
+    choice = autoselect.choose({"nan_first": lambda: _NanFirst(tiny.onnx), "slow": lambda: _SlowNanFirst(tiny.onnx),
+                                "numbers": lambda: OnnxRuntimeBackend(tiny.onnx)},
+                               batch=2, reference="nan_first", budget_s=0.3)
+    rows = {t.backend: t for t in choice.table}
+    assert choice.backend == "nan_first" and rows["nan_first"].agrees and rows["slow"].agrees
+    assert not rows["numbers"].agrees  # real numbers where the reference gives NaN and 0
+
+
+def test_when_no_engine_runs_the_error_is_one_line_with_the_references_reason(tiny):
+    from hltrun.framework.errors import ModuleError
+
+    class _AlsoBroken(_Broken):
+        name = "also_broken"
+
+    with pytest.raises(ModuleError, match="auto: broken cannot run the model: not usable: .*no such engine here"):
+        autoselect.choose({"broken": lambda: _Broken(tiny.onnx), "other": lambda: _AlsoBroken(tiny.onnx)},
+                          batch=2, reference="broken", budget_s=0.2)

@@ -56,6 +56,31 @@ def test_scorer_scores_counts_and_reports(tiny):
     assert summary["backend"]["model"] == str(tiny.onnx)
 
 
+def test_scorer_counts_the_models_own_nonfinite_scores_once_warned(tiny, monkeypatch, caplog):
+    """A NaN or inf score for a jet with finite inputs is the model's doing: counted apart from the
+    jets whose inputs were non-finite (NaN by design), in the data quality, with one warning per job."""
+    scorer = make_scorer(model=str(tiny.onnx), backend="onnxruntime")
+    scorer.begin_job(fake_job())
+    run = scorer.backend._run
+
+    def nan_first(x):
+        out = run(x)
+        return {k: np.where(np.arange(len(v)) == 0, np.float32(np.inf if k == "kl" else np.nan), v) for k, v in out.items()}
+
+    monkeypatch.setattr(scorer.backend, "_run", nan_first)
+    x = jets(3)
+    x[2, 0, 0] = np.nan  # a non-finite input: NaN score by design, not counted as the model's
+    with caplog.at_level("WARNING", logger="hltrun.vae"):
+        for _ in range(2):
+            scorer.produce(FakeEvent(batch_of(x.copy())))
+    assert scorer.data_quality() == {"events_without_jets": 0, "nonfinite_jets": 2, "nonfinite_scores": 2}
+    warned = [r for r in caplog.records if "non-finite scores" in r.getMessage()]
+    assert len(warned) == 1 and "(nan)" in warned[0].getMessage()
+    monkeypatch.setattr(scorer.backend, "_run", run)
+    scorer.produce(FakeEvent(batch_of(jets(2))))
+    assert scorer.data_quality()["nonfinite_scores"] == 2
+
+
 def test_scorer_empty_event_skips_backend(tiny, monkeypatch):
     scorer = make_scorer(model=str(tiny.onnx), backend="onnxruntime")
     scorer.begin_job(fake_job())

@@ -5,7 +5,7 @@ Runtime's speed and the Conv-VAE at a third of it), so ``auto`` does not guess f
 each candidate, runs the same finite batch of the path's typical size for a bounded time (the
 whole table within ``budget_s``, 2 s by default, at begin_job and never charged to an event),
 checks that its scores agree with the reference engine's within ``AGREEMENT_RTOL``, and picks the
-fastest that agrees. The decision is cached per machine (model bytes, engine versions, CPU, batch),
+fastest that agrees. The decision is cached per machine (model bytes with its external data, engine versions, CPU, batch),
 so later jobs reuse it without timing again.
 """
 
@@ -21,9 +21,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hltrun.framework.atomic import write_text
-from hltrun.framework.errors import HltError, one_line
+from hltrun.framework.errors import HltError, ModuleError, one_line
 
-from .machine import cache_root
+from .machine import cache_root, model_digest
 from .base import AGREEMENT_RTOL, N_CONSTITUENTS, N_FEATURES, InferenceBackend
 
 Factory = Callable[[], InferenceBackend]  # an unloaded backend for one engine
@@ -95,6 +95,18 @@ def time_engine(backend: InferenceBackend, x: np.ndarray | tuple[np.ndarray, ...
     return float(np.median(samples)) * 1e6 / n, len(samples)
 
 
+def max_relative_difference(scores: np.ndarray, reference: np.ndarray) -> float:
+    """Largest |score − reference| / |reference| over the jets. Equal values differ by 0 (NaN with NaN,
+    inf with inf, 0 with 0: the reference never disagrees with itself, whatever its model gives); a value
+    against NaN, or a non-zero one against 0, by inf."""
+    a, b = np.asarray(scores, np.float64), np.asarray(reference, np.float64)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.abs(a - b) / np.abs(b)
+    rel = np.where(same, 0.0, np.nan_to_num(rel, nan=np.inf, posinf=np.inf))
+    return float(rel.max()) if rel.size else 0.0
+
+
 def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s: float = 2.0) -> Choice:
     """Time every candidate on the same batch; the fastest whose scores agree with ``reference``'s."""
     if reference not in candidates:
@@ -116,12 +128,12 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
             continue
         if reference_scores is None:
             reference_scores = scores
-        rel = float(np.max(np.abs(scores - reference_scores) / np.abs(reference_scores)))
+        rel = max_relative_difference(scores, reference_scores)
         agrees = rel <= AGREEMENT_RTOL
         table.append(Timing(name, us, calls, rel, agrees, "" if agrees else f"disagrees (> {AGREEMENT_RTOL:g})"))
     usable = [t for t in table if t.agrees and t.us_per_jet is not None]
-    if not usable:
-        raise ValueError("no engine could run the model")  # the reference itself failed: its own error is in the table
+    if not usable:  # only when the reference itself failed (it always agrees with itself): say why
+        raise ModuleError(f"auto: {reference} cannot run the model: {table[0].note}")
     best = min(usable, key=lambda t: t.us_per_jet)
     ref = next(t for t in table if t.backend == reference)
     reason = (f"fastest of {len(usable)} agreeing engine(s) at batch {batch}"
@@ -136,7 +148,7 @@ def cache_dir() -> Path:
 
 
 def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str) -> str:
-    h = hashlib.sha256(model.read_bytes())
+    h = hashlib.sha256(model_digest(model).encode())
     h.update(json.dumps({"batch": batch, "versions": versions, "cpu": cpu}, sort_keys=True).encode())
     return h.hexdigest()[:24]
 

@@ -7,13 +7,12 @@ measured in one run), so the model is compiled once per batch bucket — powers 
 bucket that holds ``opt_batch`` jets (9 by default: 1, 2, 4, 8, 16) — and a batch is zero-padded to
 its bucket; a batch larger than the largest bucket runs in slices of it. Compilation (seconds per
 bucket) happens at ``load``, never in the event loop, and its result is cached on disk keyed by the
-model's hash, the compiler's version, this CPU's features and the bucket
+model's hash (its external-data files included), the compiler's version, this CPU's features and the bucket
 (``engine_cache`` or ``$XDG_CACHE_HOME/hltrun/iree``), so a second job loads in milliseconds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 
-from .machine import cache_root, cpu_key, dist_version
+from .machine import cache_root, cpu_key, dist_version, model_digest
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
 from .base import InferenceBackend, log, several_inputs
 
@@ -39,7 +38,7 @@ def buckets(opt_batch: int, max_batch: int) -> list[int]:
 
 
 def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int) -> Path:
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:16]
+    digest = model_digest(model)[:16]
     return cache_dir / f"{model.stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
 
 

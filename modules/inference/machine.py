@@ -1,5 +1,5 @@
-"""What compiled code and timing decisions depend on besides the model: this machine's CPU, the engine
-versions, and where per-machine caches live."""
+"""What compiled code and timing decisions depend on: the model's bytes (with its external data), this
+machine's CPU, the engine versions, and where per-machine caches live."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import platform
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Iterator
 
 
 @lru_cache(maxsize=1)
@@ -36,3 +37,54 @@ def dist_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "unknown"
+
+
+def model_digest(path: Path) -> str:
+    """sha256 of a model file and of every external-data file it names (an ONNX model saved with its
+    weights beside it: a retrained model may change only those), so that a cache keyed by it (compiled
+    modules, engines, ``auto``'s decisions) never serves an old network's weights."""
+    h = hashlib.sha256()
+    _hash_file(h, path)
+    for extra in external_data_files(path):
+        h.update(f"\0{extra.name}\0".encode())
+        if extra.is_file():
+            _hash_file(h, extra)
+    return h.hexdigest()
+
+
+def _hash_file(h: Any, path: Path) -> None:
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """The files an ONNX model keeps tensors in (``location`` entries, relative to the model's folder),
+    read without loading them; none for another format, or where ``onnx`` is not installed."""
+    if path.suffix != ".onnx":
+        return []
+    try:
+        import onnx
+    except ImportError:
+        return []
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a model the engines could read either: they say so, in their own words
+        return []
+    locations = {entry.value for tensor in _tensors(model.graph) if tensor.data_location == onnx.TensorProto.EXTERNAL
+                 for entry in tensor.external_data if entry.key == "location"}
+    return [path.parent / loc for loc in sorted(locations)]
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor of a graph: initializers and node attributes, subgraphs (If, Loop, Scan) included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)

@@ -25,7 +25,6 @@ requested output (the score is computed inside the graph, so 8 bytes per jet com
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 
 from .base import InferenceBackend, check_input_shape, log, several_inputs
+from .machine import model_digest
 
 MIN_TRT_MAJOR = 10
 
@@ -204,14 +204,6 @@ def cuda_api() -> CudaApi:
 
 
 # ---------------------------------------------------------------------- engine build and cache
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class BuildSettings:
     """Everything the builder is told that changes the engine; all of it is in the cache key."""
@@ -229,9 +221,9 @@ class BuildSettings:
 
 def engine_cache_path(onnx_path: Path, cache_dir: Path, gpu_name: str, trt_version: str,
                       settings: BuildSettings) -> Path:
-    """Cache key: ONNX content hash, GPU, TensorRT version and every build setting."""
+    """Cache key: ONNX content hash (external data included), GPU, TensorRT version and every build setting."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "_", gpu_name).strip("_") or "gpu"
-    key = f"{file_sha256(onnx_path)[:16]}-{gpu}-trt{trt_version}-{settings.key()}"
+    key = f"{model_digest(onnx_path)[:16]}-{gpu}-trt{trt_version}-{settings.key()}"
     return cache_dir / f"{onnx_path.stem}-{key}.engine"
 
 

@@ -1,0 +1,76 @@
+"""Caches keyed by a model (IREE modules, TensorRT engines, ``auto``'s decisions) follow its weights
+even when they live in an ONNX external-data file beside it: a retrained model saved that way changes
+only that file, and a key on the .onnx bytes alone served the old network's compiled weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from hltrun.modules.inference import autoselect  # noqa: E402
+from hltrun.modules.inference import iree_backend as ib  # noqa: E402
+from hltrun.modules.inference.machine import external_data_files, model_digest  # noqa: E402
+from hltrun.modules.inference.tensorrt_backend import BuildSettings, engine_cache_path  # noqa: E402
+
+
+def _save(folder: Path, scale: float, in_subgraph: bool = False) -> Path:
+    """(N, 100, 3) -> score: a (3, 64) weight saved as external data (in an If branch when asked)."""
+    w = numpy_helper.from_array(np.full((3, 64), scale, np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["jets", "w"], ["y"]),
+             helper.make_node("ReduceSum", ["y", "axes"], ["score"], keepdims=0)]
+    inits = [numpy_helper.from_array(np.array([1, 2], np.int64), "axes")]
+    if in_subgraph:  # the weight as a Constant inside a branch: found there too
+        branch = helper.make_graph([helper.make_node("Constant", [], ["w"], value=w)], "b", [],
+                                   [helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 64])])
+        nodes.insert(0, helper.make_node("If", ["cond"], ["w"], then_branch=branch, else_branch=branch))
+        inits.append(numpy_helper.from_array(np.array(True), "cond"))
+    else:
+        inits.append(w)
+    graph = helper.make_graph(nodes, "ext", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = folder / "m.onnx"
+    (folder / "m.weights").unlink(missing_ok=True)
+    if not in_subgraph:
+        onnx.save(model, str(path), save_as_external_data=True, location="m.weights", size_threshold=64)
+        return path
+    # onnx.save leaves attribute tensors inline: moved out by hand, as the external-data format allows
+    from onnx.external_data_helper import set_external_data
+
+    for branch in (a.g for a in model.graph.node[0].attribute):
+        tensor = branch.node[0].attribute[0].t
+        (folder / "m.weights").write_bytes(tensor.raw_data)
+        set_external_data(tensor, "m.weights", 0, len(tensor.raw_data))
+        tensor.data_location = TensorProto.EXTERNAL
+        tensor.ClearField("raw_data")
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("in_subgraph", [False, True], ids=["initializer", "if_branch"])
+def test_every_cache_key_changes_when_only_the_external_weights_do(tmp_path: Path, in_subgraph: bool) -> None:
+    path = _save(tmp_path, 1.0, in_subgraph)
+    assert external_data_files(path) == [tmp_path / "m.weights"]
+    onnx_bytes = path.read_bytes()
+    keys = (model_digest(path), ib.cache_path(path, tmp_path, "3.13.0", 2),
+            engine_cache_path(path, tmp_path, "NVIDIA H100", "10.9.0", BuildSettings()),
+            autoselect.decision_key(path, 2, {"onnxruntime": "1"}, "cpu0"))
+    _save(tmp_path, 2.0, in_subgraph)
+    assert path.read_bytes() == onnx_bytes  # the .onnx itself did not change
+    again = (model_digest(path), ib.cache_path(path, tmp_path, "3.13.0", 2),
+             engine_cache_path(path, tmp_path, "NVIDIA H100", "10.9.0", BuildSettings()),
+             autoselect.decision_key(path, 2, {"onnxruntime": "1"}, "cpu0"))
+    assert all(a != b for a, b in zip(keys, again)), (keys, again)
+    assert model_digest(path) == again[0]  # and stable while nothing changes
+
+
+def test_a_file_that_is_no_model_is_hashed_as_it_is(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf")
+    assert external_data_files(junk) == [] and len(model_digest(junk)) == 64

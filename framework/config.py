@@ -21,7 +21,7 @@ from .resources import find_file
 from .context import MODULE_SERVICES, ProductInfo
 from .errors import CMSSW_CATEGORIES, ConfigError
 from .module import Filter, Module, OutputModule, Source
-from .schema import build, input_tags, limited, to_plain
+from .schema import build, close_hint as _close, input_tags, limited, to_plain
 
 SOURCE_LABEL = "source"
 TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths", "services")
@@ -436,12 +436,6 @@ def _read_paths(data: dict[str, Any], block: str) -> dict[str, list[PathEntry]]:
         out[name] = _entries(items, f"{block}.{name}")
     return out
 
-
-def _close(name: str, known) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _check_cycles(modules: dict[str, PluginConfig]) -> None:

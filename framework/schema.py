@@ -161,6 +161,15 @@ def convert(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
 
 
+def close_hint(name: str, known: Any) -> str:
+    """``"; did you mean 'x'?"`` for the known name nearest a mistyped one (CMSSW's ``fileNames`` for
+    ``files``), or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def build(cls: type, data: Any, where: str) -> Any:
     """Build dataclass ``cls`` from mapping ``data``; unknown keys and missing required keys fail."""
     if data is None:
@@ -172,7 +181,7 @@ def build(cls: type, data: Any, where: str) -> Any:
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields)) or "none"
-            raise ConfigError(f"{where}.{key}: unknown key (allowed: {known})")
+            raise ConfigError(f"{where}.{key}: unknown key{close_hint(str(key), fields)} (allowed: {known})")
     kwargs = {}
     for name, field in fields.items():
         if name in data:

@@ -58,6 +58,13 @@ def test_config_errors_name_the_key(write_config, text, expected):
     assert expected in error_of(write_config, text)
 
 
+def test_a_binary_file_as_configuration_is_one_line(tmp_path):
+    junk = tmp_path / "model.onnx"
+    junk.write_bytes(b"\x08\x07\x12\x80\xff binary")
+    with pytest.raises(ConfigError, match=r"model.onnx: not a YAML configuration \(not UTF-8 text: byte 0x80 at offset 3\)"):
+        load(junk)
+
+
 def test_dependency_cycle_is_reported(write_config):
     text = BASE.replace("sq: {type: TestSquare, src: source}",
                         "sq: {type: TestSquare, src: cube}\n  cube: {type: TestSquare, src: sq}")

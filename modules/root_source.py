@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -450,6 +451,12 @@ class RootJetSource(Source):
             if set(missing) <= {*self._extra_jet, *self._extra_cand}:  # a bad file, or (in every file) a bad feature
                 raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
                                   f"{MISSING_FEATURE} of tree '{self.params.tree}' in {path}")
+            edm = _edm_product(tree.keys())
+            if edm is not None:  # no branch name can fix this: say what the file is and what to do
+                raise SourceError(f"source: {path} is a CMSSW EDM file (MiniAOD/AOD/RECO: tree "
+                                  f"'{self.params.tree}' holds C++ objects such as '{edm}'), which hltrun cannot read "
+                                  f"column by column; make NanoAOD from it first (PFNano, or NanoAOD with jet "
+                                  f"constituents, for a constituent-based model) and give hltrun that file")
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                               f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
 
@@ -952,6 +959,20 @@ def _first_basket_end(branch: Any) -> int:
         return int(offsets[1]) if len(offsets) > 1 else 0
     except Exception:  # pragma: no cover - a damaged basket table: let the tail read report it
         return 0
+
+
+# an EDM product branch: <friendly class>_<module label>_<instance>_<process>. (e.g. patJets_slimmedJetsAK8__PAT.)
+_EDM_PRODUCT = re.compile(r"^[A-Za-z0-9]+_[A-Za-z0-9]+_[A-Za-z0-9]*_[A-Za-z0-9]+\.$")
+
+
+def _edm_product(branches: "list[str]") -> str | None:
+    """A branch that marks a CMSSW EDM (MiniAOD/AOD) tree, a jet collection's if there is one; None for a
+    flat ntuple. Such a tree stores C++ objects per event that uproot cannot read as columns, so a
+    user asking it for ``FatJet_pt`` must be told to make NanoAOD first, not to rename branches."""
+    products = [name for name in branches if _EDM_PRODUCT.match(name)]
+    if not products:
+        return "EventAuxiliary" if "EventAuxiliary" in branches else None
+    return next((name for name in products if "Jets_" in name), products[0])
 
 
 def _counts(array: ak.Array, name: str, where: str) -> np.ndarray:

@@ -163,19 +163,20 @@ def _indexed_without_cand_index(tmp: Path) -> dict:
 
 
 def _edm_file(tmp: Path) -> dict:
-    """A MiniAOD-like file: the EDM branch names (uproot writes them as plain columns; real ones hold
-    C++ objects), and the EDM file's other trees."""
+    """A MiniAOD-like file: TTrees with the EDM branch names (uproot writes them as plain columns; real
+    ones hold C++ objects), the EDM file's other trees beside ``Events``."""
     import numpy as np
 
     path = tmp / "miniaod.root"
+    trees = {"Events": ("EventAuxiliary", "EventProductProvenance", "EventSelections", "BranchListIndexes",
+                        "edmTriggerResults_TriggerResults__HLT.", "patPackedCandidates_packedPFCandidates__PAT.",
+                        "patJets_slimmedJetsAK8__PAT."),
+             "MetaData": ("FileFormatVersion",), "ParameterSets": ("ParameterSetID",), "Parentage": ("Description",),
+             "Runs": ("RunAuxiliary",)}
     with uproot.recreate(path) as f:
-        f["Events"] = {name: np.zeros(5, np.int32) for name in (
-            "EventAuxiliary", "EventProductProvenance", "EventSelections", "BranchListIndexes",
-            "edmTriggerResults_TriggerResults__HLT.", "patPackedCandidates_packedPFCandidates__PAT.",
-            "patJets_slimmedJetsAK8__PAT.")}
-        for tree, branch in (("MetaData", "FileFormatVersion"), ("ParameterSets", "ParameterSetID"),
-                             ("Parentage", "Description"), ("Runs", "RunAuxiliary")):
-            f[tree] = {branch: np.zeros(1, np.int32)}
+        for tree, branches in trees.items():  # mktree: a plain assignment would write an RNTuple
+            f.mktree(tree, {name: np.int32 for name in branches})
+            f[tree].extend({name: np.zeros(5, np.int32) for name in branches})
     return {"files": _files(tmp, ("good.root", 60, 1)) + [str(path)]}
 
 

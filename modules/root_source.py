@@ -574,9 +574,15 @@ class RootJetSource(Source):
             tree = handle[self.params.tree]
         except Exception:
             names = ", ".join(k.split(";")[0] for k in handle.keys(recursive=False)) or "none"
-            raise SourceError(f"source: no tree '{self.params.tree}' in {path} (objects: {names})") from None
+            raise SourceError(f"source: no tree '{self.params.tree}' in {path} (objects: {names})"
+                              f"{_tree_elsewhere(handle, self.params.tree)}") from None
         if not hasattr(tree, "num_entries"):
-            raise SourceError(f"source: '{self.params.tree}' in {path} is not a TTree")
+            try:
+                kind = handle.classname_of(self.params.tree)
+            except Exception:  # pragma: no cover - uproot could read it, so it can name it; just in case
+                kind = type(tree).__name__
+            raise SourceError(f"source: '{self.params.tree}' in {path} is a {kind}, not a TTree"
+                              f"{_tree_elsewhere(handle, self.params.tree)}")
         return tree
 
     # -- event iteration -----------------------------------------------------------------------
@@ -959,6 +965,18 @@ def _first_basket_end(branch: Any) -> int:
         return int(offsets[1]) if len(offsets) > 1 else 0
     except Exception:  # pragma: no cover - a damaged basket table: let the tail read report it
         return 0
+
+
+def _tree_elsewhere(handle: Any, name: str) -> str:
+    """'; set source.tree: dir/Events' when the file has a tree of that name in a folder (a user's
+    ntuple made with TFileService puts it under the analyzer's folder); '' otherwise."""
+    base = name.strip("/").rsplit("/", 1)[-1]
+    try:
+        found = [k.split(";")[0] for k in handle.keys(recursive=True, filter_classname=["TTree", "ROOT::RNTuple"])]
+    except Exception:  # pragma: no cover - a damaged directory: the message without the hint
+        return ""
+    found = [k for k in dict.fromkeys(found) if k.rsplit("/", 1)[-1] == base and k != name.strip("/")]
+    return f"; it has {', '.join(found)}: set source.tree: {found[0]}" if found else ""
 
 
 # an EDM product branch: <friendly class>_<module label>_<instance>_<process>. (e.g. patJets_slimmedJetsAK8__PAT.)

@@ -1,0 +1,108 @@
+"""Files as CMSSW and other users write them: NanoAOD/PFNano branch types and extra trees, every
+codec uproot writes, RNTuple, a tree in a folder, something else called ``Events``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from hltrun.framework.errors import SourceError
+from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
+from tests.conftest import make_events, write_counts
+from tests.test_source import read_all
+
+PFNANO = {"layout": "jet_index", "branches": {
+    "cand_pt": "PFCands_pt", "cand_eta": "PFCands_eta", "cand_phi": "PFCands_phi",
+    "cand_jet_index": "FatJetPFCands_jetIdx", "cand_index": "FatJetPFCands_pFCandsIdx"}}
+
+
+def _f32(values: list) -> ak.Array:
+    return ak.values_astype(ak.Array(values), np.float32)
+
+
+def write_pfnano(path: Path, compression=uproot.ZLIB(4), other_branches: int = 300) -> Path:
+    """Three events as PFNano writes them: run/lumi uint32, event uint64 (past 2**32), FatJet_* float32
+    with nConstituents uint8, link table int32 (a -1 link: no jet), PFCands_* float32; hundreds of other
+    branches; the Runs, LuminosityBlocks, MetaData and ParameterSets trees beside Events.
+    Event 0 has no jet; event 1 two jets, the second without constituents; event 2 one jet."""
+    data = {
+        "run": np.array([367100] * 3, np.uint32), "luminosityBlock": np.array([7, 7, 8], np.uint32),
+        "event": np.array([2**40, 2**40 + 1, 2**40 + 2], np.uint64), "genWeight": np.ones(3, np.float32),
+        "FatJet": ak.zip({"pt": _f32([[], [500, 300], [400]]), "eta": _f32([[], [0.5, -1], [0.1]]),
+                          "phi": _f32([[], [1, 2], [-1]]), "mass": _f32([[], [90, 30], [170]]),
+                          "nConstituents": ak.values_astype(ak.Array([[], [2, 0], [1]]), np.uint8)}),
+        "PFCands": ak.zip({"pt": _f32([[5], [10, 20, 30], [40, 50]]), "eta": _f32([[0], [0.4, 0.6, 2], [0.1, 0.2]]),
+                           "phi": _f32([[0], [1.1, 0.9, 2], [-1, -1.1]])}),
+        "FatJetPFCands": ak.zip({"jetIdx": ak.values_astype(ak.Array([[-1], [0, 0, -1], [0]]), np.int32),
+                                 "pFCandsIdx": ak.values_astype(ak.Array([[0], [1, 0, 2], [1]]), np.int32)}),
+        **{f"HLT_Path{i}_v1": np.zeros(3, np.bool_) for i in range(other_branches)},
+    }
+    with uproot.recreate(path, compression=compression) as f:
+        write_nanoaod(f, "Events", data)
+        write_nanoaod(f, "Runs", {"run": np.array([367100], np.uint32), "genEventCount": np.array([3], np.int64)})
+        write_nanoaod(f, "LuminosityBlocks", {"run": np.array([367100] * 2, np.uint32),
+                                              "luminosityBlock": np.array([7, 8], np.uint32)})
+        for tree, branch in (("MetaData", "FileFormatVersion"), ("ParameterSets", "ParameterSetID")):
+            f.mktree(tree, {branch: np.int32})
+            f[tree].extend({branch: np.zeros(1, np.int32)})
+        f["tag"] = "untagged"
+    return path
+
+
+@pytest.mark.parametrize("codec", ["ZLIB", "LZMA", "LZ4", "ZSTD", None])
+def test_pfnano_types_trees_and_codecs(tmp_path, codec):
+    """Every codec uproot writes reads with the installed dependencies (uproot's cramjam and xxhash),
+    and the NanoAOD types come out right: ids as written, -1 links ignored, empty jets kept."""
+    path = write_pfnano(tmp_path / "pfnano.root", getattr(uproot, codec)(4) if codec else None)
+    assert uproot.open(path)["Events"]["FatJet_nConstituents"].typename == "uint8_t[]"
+    events, src = read_all([path], **PFNANO)
+    ids = [(e.run, e.luminosityBlock, e.event) for e, _ in events]
+    assert ids == [(367100, 7, 2**40), (367100, 7, 2**40 + 1), (367100, 8, 2**40 + 2)]
+    jets = [products[""] for _, products in events]
+    assert [len(j.pt) for j in jets] == [0, 2, 1]
+    assert list(jets[1].n_constituents) == [2, 0] and list(jets[2].n_constituents) == [1]
+    np.testing.assert_array_equal(jets[1].constituents[0, :3], np.array([[0.6, 0.9, 20], [0.4, 1.1, 10], [0, 0, 0]],
+                                                                        np.float32))  # by decreasing pT, through the index
+    np.testing.assert_array_equal(jets[2].constituents[0, 0], np.array([0.2, -1.1, 50], np.float32))
+    assert src.data_quality()["jets_without_constituents"] == 1
+
+
+def test_rntuple_events(tmp_path, sample_events):
+    """An RNTuple ``Events`` (CMSSW's NanoAOD RNTuple output) reads as the TTree does."""
+    tree = write_counts(tmp_path / "ttree.root", sample_events)
+    arrays = uproot.open(tree)["Events"].arrays(library="ak")
+    rntuple = tmp_path / "rntuple.root"
+    with uproot.recreate(rntuple) as f:
+        f.mkrntuple("Events", arrays)
+    assert uproot.open(rntuple).classname_of("Events") == "ROOT::RNTuple"
+    a, _ = read_all([tree], chunk_size=17)
+    b, _ = read_all([rntuple], chunk_size=17)
+    assert [e for e, _ in a] == [e for e, _ in b]
+    for (_, x), (_, y) in zip(a, b):
+        np.testing.assert_array_equal(x[""].constituents, y[""].constituents)
+
+
+def test_tree_in_a_folder_is_found_and_named(tmp_path):
+    """A TFileService ntuple keeps its tree in the analyzer's folder: the error says which to set."""
+    events = make_events(5, seed=2)
+    flat = uproot.open(write_counts(tmp_path / "flat.root", events))["Events"]
+    path = tmp_path / "folder.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "ntuplizer/Events", regroup(flat.arrays(library="ak"), branch_groups(flat)))
+    with pytest.raises(SourceError, match=r"no tree 'Events' in .*folder.root \(objects: ntuplizer\); it has "
+                                          r"ntuplizer/Events: set source.tree: ntuplizer/Events"):
+        read_all([path])
+    got, _ = read_all([path], tree="ntuplizer/Events")
+    assert [e.event for e, _ in got] == [e["event"] for e in events]
+
+
+def test_events_that_is_not_a_tree_names_its_class(tmp_path):
+    path = tmp_path / "hist.root"
+    with uproot.recreate(path) as f:
+        f["Events"] = np.histogram(np.arange(10.0))
+    with pytest.raises(SourceError, match=r"'Events' in .*hist.root is a TH1D, not a TTree$"):
+        read_all([path])

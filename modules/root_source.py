@@ -789,6 +789,8 @@ class RootJetSource(Source):
         b, layout = self.params.branches, self.params.layout
         where = f"{path} entries {first_entry}-{first_entry + len(arrays)}"
         jet_counts = _counts(arrays[b.jet_pt], b.jet_pt, where)
+        _check_aligned(arrays, b.jet_pt, [b.jet_eta, b.jet_phi, b.jet_mass, *self._extra_jet], "jet", path, first_entry)
+        _check_aligned(arrays, b.cand_pt, [b.cand_eta, b.cand_phi, *self._extra_cand], "constituent", path, first_entry)
         n_jets = int(jet_counts.sum())
         jet_offsets = np.zeros(len(jet_counts) + 1, dtype=np.int64)
         np.cumsum(jet_counts, out=jet_offsets[1:])
@@ -897,11 +899,38 @@ _RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgett
 
 def _same_counts(a: ak.Array, b: ak.Array) -> bool:
     """Do two (possibly doubly) jagged arrays hold the same number of items everywhere?"""
-    for axis in range(1, a.ndim):
-        if not np.array_equal(np.asarray(ak.flatten(ak.num(a, axis=axis), axis=None)),
-                              np.asarray(ak.flatten(ak.num(b, axis=axis), axis=None))):
-            return False
-    return True
+    return _first_mismatch(a, b) is None
+
+
+def _first_mismatch(a: ak.Array, b: ak.Array) -> int | None:
+    """The first event where two (possibly doubly) jagged arrays differ in their number of items (in
+    the event, or in one of its jets), 0 if they differ in depth; None where they agree."""
+    if a.ndim != b.ndim:
+        return 0
+    per_event = [np.asarray(ak.num(x, axis=1)) for x in (a, b)] if a.ndim > 1 else None
+    if per_event is None:
+        return None
+    bad = np.flatnonzero(per_event[0] != per_event[1])
+    if len(bad):
+        return int(bad[0])
+    for axis in range(2, a.ndim):  # per jet (nested layout): map the first bad jet to its event
+        inner = [np.asarray(ak.flatten(ak.num(x, axis=axis), axis=None)) for x in (a, b)]
+        bad = np.flatnonzero(inner[0] != inner[1])
+        if len(bad):
+            return int(np.searchsorted(np.cumsum(per_event[0]), bad[0], side="right"))
+    return None
+
+
+def _check_aligned(arrays: ak.Array, ref: str, names: "list[str | None]", kind: str, path: str, first_entry: int) -> None:
+    """Every branch of ``names`` must hold as many values as ``ref`` in every event (and jet): the
+    conversion flattens each branch on its own, so one shifted list would misplace every later value
+    of the chunk (or index past its end), silently or as an IndexError far from the cause."""
+    for name in dict.fromkeys(n for n in names if n and n != ref):
+        at = _first_mismatch(arrays[name], arrays[ref])
+        if at is not None:
+            raise SourceError(f"source: branches '{name}' and '{ref}' differ in length at entry {first_entry + at} "
+                              f"of {path}: they must be one {kind} collection (as many values in every event"
+                              f"{' and jet' if arrays[ref].ndim > 2 else ''})", first_entry=first_entry)
 
 
 def _id_arrays(chunk: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

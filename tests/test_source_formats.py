@@ -106,3 +106,50 @@ def test_events_that_is_not_a_tree_names_its_class(tmp_path):
         f["Events"] = np.histogram(np.arange(10.0))
     with pytest.raises(SourceError, match=r"'Events' in .*hist.root is a TH1D, not a TTree$"):
         read_all([path])
+
+
+def _shift_one(values: list, at: int) -> ak.Array:
+    """``values`` (per event, maybe per jet) with one value moved from event ``at`` to event ``at + 1``:
+    the total stays the same, every later value is misplaced."""
+    moved = [list(v) for v in values]
+    moved[at + 1].insert(0, moved[at].pop())
+    return ak.Array(moved)
+
+
+def test_a_shifted_constituent_branch_is_named_with_its_entry(tmp_path):
+    """Past the first entries begin_job checks: one constituent moved from one event's eta list to the
+    next one's (same total) used to misplace every later eta, or fail as an IndexError."""
+    events = make_events(120, seed=1)
+    tree = uproot.open(write_counts(tmp_path / "good.root", events))["Events"]
+    columns = regroup(tree.arrays(library="ak"), branch_groups(tree))
+    columns["FatJetPFCand_eta"] = ak.values_astype(_shift_one(columns["FatJetPFCand"]["eta"].tolist(), 102),
+                                                   np.float32)
+    columns["FatJetPFCand"] = ak.zip({k: columns["FatJetPFCand"][k] for k in ("pt", "phi")})
+    path = tmp_path / "shifted.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", columns)
+    with pytest.raises(SourceError, match=r"branches 'FatJetPFCand_eta' and 'FatJetPFCand_pt' differ in length at "
+                                          r"entry 102 of .*shifted.root: they must be one constituent collection"):
+        read_all([path], chunk_size=25)
+
+
+def test_a_shifted_nested_constituent_list_is_named_with_its_entry(tmp_path):
+    """layout nested: the per-jet lists of eta and pt must agree jet by jet, not only event by event."""
+    events = make_events(10, seed=3)
+    at = next(i for i, e in enumerate(events) if len(e["jets"]) >= 2)
+    path = tmp_path / "nested.root"
+    jets = [[j["c_eta"].tolist() for j in e["jets"]] for e in events]
+    jets[at][1].insert(0, jets[at][0].pop())  # same count per event, not per jet
+    with uproot.recreate(path) as f:
+        f["Events"] = {"run": np.ones(10, np.uint32), "luminosityBlock": np.ones(10, np.uint32),
+                       "event": np.arange(10, dtype=np.uint64),
+                       **{f"Jet_{k}": ak.Array([[j[k] for j in e["jets"]] for e in events])
+                          for k in ("pt", "eta", "phi", "mass")},
+                       **{f"Jet_c{k}": ak.Array([[j[f"c_{k}"].tolist() for j in e["jets"]] for e in events])
+                          for k in ("pt", "phi")}, "Jet_ceta": ak.Array(jets)}
+    branches = {"jet_pt": "Jet_pt", "jet_eta": "Jet_eta", "jet_phi": "Jet_phi", "jet_mass": "Jet_mass",
+                "cand_pt": "Jet_cpt", "cand_eta": "Jet_ceta", "cand_phi": "Jet_cphi"}
+    with pytest.raises(SourceError, match=rf"branches 'Jet_ceta' and 'Jet_cpt' differ in length at entry {at} of "
+                                          rf".*nested.root: they must be one constituent collection \(as many values "
+                                          r"in every event and jet\)"):
+        read_all([path], layout="nested", branches=branches)

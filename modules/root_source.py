@@ -446,8 +446,12 @@ class RootJetSource(Source):
         if missing:
             import difflib
 
-            hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, tree.keys(), n=1)[0]!r}?)"
-                                 if difflib.get_close_matches(m, tree.keys(), n=1) else "") for m in missing]
+            known = _value_branches(tree.keys())
+            b = self.params.branches
+            linked = _linked_layout(known, b.jet_pt) if set(missing) & {b.cand_pt, b.cand_eta, b.cand_phi,
+                                                                          b.cand_jet_index, b.cand_index} else ""
+            hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, known, n=1)[0]!r}?)"
+                                 if not linked and difflib.get_close_matches(m, known, n=1) else "") for m in missing]
             if set(missing) <= {*self._extra_jet, *self._extra_cand}:  # a bad file, or (in every file) a bad feature
                 raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
                                   f"{MISSING_FEATURE} of tree '{self.params.tree}' in {path}")
@@ -458,7 +462,8 @@ class RootJetSource(Source):
                                   f"column by column; make NanoAOD from it first (PFNano, or NanoAOD with jet "
                                   f"constituents, for a constituent-based model) and give hltrun that file")
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
-                              f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
+                              f"'{self.params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
+                              + ")")
 
     def _read_names(self, tree: Any, path: str) -> list[str]:
         """The branches read from this file: the configured ones, and the weight where it has one."""
@@ -1016,6 +1021,32 @@ def _tree_elsewhere(handle: Any, name: str) -> str:
         return ""
     found = [k for k in dict.fromkeys(found) if k.rsplit("/", 1)[-1] == base and k != name.strip("/")]
     return f"; it has {', '.join(found)}: set source.tree: {found[0]}" if found else ""
+
+
+def _value_branches(names: "list[str]") -> list[str]:
+    """The branches that may be meant for a kinematic one: NanoAOD counters (``nFatJet`` beside
+    ``FatJet_pt``) never are, and "did you mean 'nFatJetPFCand'?" sends the user the wrong way."""
+    counters = {"n" + name.split("_", 1)[0] for name in names if "_" in name}
+    return [name for name in names if name not in counters]
+
+
+def _linked_layout(names: "list[str]", jet_pt: str) -> str:
+    """The settings for a (PFNano-like) file whose constituents are linked to the jets of ``jet_pt`` by a
+    ``<Jet>PFCand(s)_jetIdx`` table, directly or through an index into ``PFCand(s)_*``; '' for other
+    files. Each producer spells them its own way (PFNano ``FatJetPFCands_pFCandsIdx``, JME/BTV NanoAOD
+    ``FatJetPFCand_pfCandIdx``), so they are read from the file, not assumed."""
+    jet = jet_pt.rsplit("_", 1)[0]
+    link = next((n for n in names if n.startswith(jet + "PFCand") and n.endswith("_jetIdx")), None)
+    if link is None:
+        return ""
+    table = link.rsplit("_", 1)[0]
+    index = next((n for n in names if n.startswith(table + "_") and n.lower().endswith("idx") and n != link), None)
+    cands = next((c for c in ("PFCands", "PFCand") if f"{c}_pt" in names), None) if index else table
+    if cands is None or f"{cands}_pt" not in names:
+        return ""
+    settings = f"cand_jet_index: {link}" + (f", cand_index: {index}" if index else "")
+    return (f"the file links constituents to jets by index: set source.layout: jet_index and source.branches: "
+            f"{{{settings}, cand_pt: {cands}_pt, cand_eta: {cands}_eta, cand_phi: {cands}_phi}}")
 
 
 # an EDM product branch: <friendly class>_<module label>_<instance>_<process>. (e.g. patJets_slimmedJetsAK8__PAT.)

@@ -24,21 +24,23 @@ def _f32(values: list) -> ak.Array:
     return ak.values_astype(ak.Array(values), np.float32)
 
 
-def write_pfnano(path: Path, compression=uproot.ZLIB(4), other_branches: int = 300) -> Path:
+def write_pfnano(path: Path, compression=uproot.ZLIB(4), other_branches: int = 300, link: str = "FatJetPFCands",
+                 index: str = "pFCandsIdx", cands: str = "PFCands") -> Path:
     """Three events as PFNano writes them: run/lumi uint32, event uint64 (past 2**32), FatJet_* float32
     with nConstituents uint8, link table int32 (a -1 link: no jet), PFCands_* float32; hundreds of other
     branches; the Runs, LuminosityBlocks, MetaData and ParameterSets trees beside Events.
-    Event 0 has no jet; event 1 two jets, the second without constituents; event 2 one jet."""
+    Event 0 has no jet; event 1 two jets, the second without constituents; event 2 one jet. ``link``,
+    ``index``, ``cands``: the names (JME/BTV NanoAOD: FatJetPFCand, pfCandIdx, PFCand)."""
     data = {
         "run": np.array([367100] * 3, np.uint32), "luminosityBlock": np.array([7, 7, 8], np.uint32),
         "event": np.array([2**40, 2**40 + 1, 2**40 + 2], np.uint64), "genWeight": np.ones(3, np.float32),
         "FatJet": ak.zip({"pt": _f32([[], [500, 300], [400]]), "eta": _f32([[], [0.5, -1], [0.1]]),
                           "phi": _f32([[], [1, 2], [-1]]), "mass": _f32([[], [90, 30], [170]]),
                           "nConstituents": ak.values_astype(ak.Array([[], [2, 0], [1]]), np.uint8)}),
-        "PFCands": ak.zip({"pt": _f32([[5], [10, 20, 30], [40, 50]]), "eta": _f32([[0], [0.4, 0.6, 2], [0.1, 0.2]]),
+        cands: ak.zip({"pt": _f32([[5], [10, 20, 30], [40, 50]]), "eta": _f32([[0], [0.4, 0.6, 2], [0.1, 0.2]]),
                            "phi": _f32([[0], [1.1, 0.9, 2], [-1, -1.1]])}),
-        "FatJetPFCands": ak.zip({"jetIdx": ak.values_astype(ak.Array([[-1], [0, 0, -1], [0]]), np.int32),
-                                 "pFCandsIdx": ak.values_astype(ak.Array([[0], [1, 0, 2], [1]]), np.int32)}),
+        link: ak.zip({"jetIdx": ak.values_astype(ak.Array([[-1], [0, 0, -1], [0]]), np.int32),
+                      index: ak.values_astype(ak.Array([[0], [1, 0, 2], [1]]), np.int32)}),
         **{f"HLT_Path{i}_v1": np.zeros(3, np.bool_) for i in range(other_branches)},
     }
     with uproot.recreate(path, compression=compression) as f:
@@ -153,3 +155,25 @@ def test_a_shifted_nested_constituent_list_is_named_with_its_entry(tmp_path):
                                           rf".*nested.root: they must be one constituent collection \(as many values "
                                           r"in every event and jet\)"):
         read_all([path], layout="nested", branches=branches)
+
+
+def test_a_pfnano_file_read_as_counts_gets_the_settings_it_needs(tmp_path):
+    """JME/BTV NanoAOD spell the link table FatJetPFCand_jetIdx / _pfCandIdx into PFCand_*: with the
+    defaults the user used to be asked "did you mean 'nFatJetPFCand'?" (a counter); now the settings."""
+    path = write_pfnano(tmp_path / "jme.root", link="FatJetPFCand", index="pfCandIdx", cands="PFCand")
+    settings = {"cand_jet_index": "FatJetPFCand_jetIdx", "cand_index": "FatJetPFCand_pfCandIdx",
+                "cand_pt": "PFCand_pt", "cand_eta": "PFCand_eta", "cand_phi": "PFCand_phi"}
+    with pytest.raises(SourceError) as err:
+        read_all([path])
+    assert str(err.value).endswith("(the file links constituents to jets by index: set source.layout: jet_index and "
+                                   "source.branches: {" + ", ".join(f"{k}: {v}" for k, v in settings.items()) + "})")
+    assert "did you mean" not in str(err.value)
+    events, _ = read_all([path], layout="jet_index", branches=settings)  # as told
+    assert [len(products[""].pt) for _, products in events] == [0, 2, 1]
+
+
+def test_a_counter_is_never_suggested_for_a_value_branch(counts_file):
+    """The collection's name for its pT: difflib's nearest name is the counter nFatJetPFCand."""
+    with pytest.raises(SourceError, match=r"'FatJetPFCands' \(did you mean 'FatJetPFCand_pt'\?\)") as err:
+        read_all([counts_file], branches={"cand_pt": "FatJetPFCands"})
+    assert "nFatJetPFCand" not in str(err.value)

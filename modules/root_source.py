@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -445,13 +446,24 @@ class RootJetSource(Source):
         if missing:
             import difflib
 
-            hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, tree.keys(), n=1)[0]!r}?)"
-                                 if difflib.get_close_matches(m, tree.keys(), n=1) else "") for m in missing]
+            known = _value_branches(tree.keys())
+            b = self.params.branches
+            linked = _linked_layout(known, b.jet_pt) if set(missing) & {b.cand_pt, b.cand_eta, b.cand_phi,
+                                                                          b.cand_jet_index, b.cand_index} else ""
+            hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, known, n=1)[0]!r}?)"
+                                 if not linked and difflib.get_close_matches(m, known, n=1) else "") for m in missing]
             if set(missing) <= {*self._extra_jet, *self._extra_cand}:  # a bad file, or (in every file) a bad feature
                 raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
                                   f"{MISSING_FEATURE} of tree '{self.params.tree}' in {path}")
+            edm = _edm_product(tree.keys())
+            if edm is not None:  # no branch name can fix this: say what the file is and what to do
+                raise SourceError(f"source: {path} is a CMSSW EDM file (MiniAOD/AOD/RECO: tree "
+                                  f"'{self.params.tree}' holds C++ objects such as '{edm}'), which hltrun cannot read "
+                                  f"column by column; make NanoAOD from it first (PFNano, or NanoAOD with jet "
+                                  f"constituents, for a constituent-based model) and give hltrun that file")
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
-                              f"'{self.params.tree}' of {path} (set source.branches.* to your names)")
+                              f"'{self.params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
+                              + ")")
 
     def _read_names(self, tree: Any, path: str) -> list[str]:
         """The branches read from this file: the configured ones, and the weight where it has one."""
@@ -567,9 +579,15 @@ class RootJetSource(Source):
             tree = handle[self.params.tree]
         except Exception:
             names = ", ".join(k.split(";")[0] for k in handle.keys(recursive=False)) or "none"
-            raise SourceError(f"source: no tree '{self.params.tree}' in {path} (objects: {names})") from None
+            raise SourceError(f"source: no tree '{self.params.tree}' in {path} (objects: {names})"
+                              f"{_tree_elsewhere(handle, self.params.tree)}") from None
         if not hasattr(tree, "num_entries"):
-            raise SourceError(f"source: '{self.params.tree}' in {path} is not a TTree")
+            try:
+                kind = handle.classname_of(self.params.tree)
+            except Exception:  # pragma: no cover - uproot could read it, so it can name it; just in case
+                kind = type(tree).__name__
+            raise SourceError(f"source: '{self.params.tree}' in {path} is a {kind}, not a TTree"
+                              f"{_tree_elsewhere(handle, self.params.tree)}")
         return tree
 
     # -- event iteration -----------------------------------------------------------------------
@@ -776,6 +794,8 @@ class RootJetSource(Source):
         b, layout = self.params.branches, self.params.layout
         where = f"{path} entries {first_entry}-{first_entry + len(arrays)}"
         jet_counts = _counts(arrays[b.jet_pt], b.jet_pt, where)
+        _check_aligned(arrays, b.jet_pt, [b.jet_eta, b.jet_phi, b.jet_mass, *self._extra_jet], "jet", path, first_entry)
+        _check_aligned(arrays, b.cand_pt, [b.cand_eta, b.cand_phi, *self._extra_cand], "constituent", path, first_entry)
         n_jets = int(jet_counts.sum())
         jet_offsets = np.zeros(len(jet_counts) + 1, dtype=np.int64)
         np.cumsum(jet_counts, out=jet_offsets[1:])
@@ -884,11 +904,48 @@ _RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgett
 
 def _same_counts(a: ak.Array, b: ak.Array) -> bool:
     """Do two (possibly doubly) jagged arrays hold the same number of items everywhere?"""
-    for axis in range(1, a.ndim):
-        if not np.array_equal(np.asarray(ak.flatten(ak.num(a, axis=axis), axis=None)),
-                              np.asarray(ak.flatten(ak.num(b, axis=axis), axis=None))):
-            return False
-    return True
+    return _first_mismatch(a, b) is None
+
+
+def _first_mismatch(a: ak.Array, b: ak.Array) -> int | None:
+    """The first event where two (possibly doubly) jagged arrays differ in their number of items (in
+    the event, or in one of its jets), 0 if they differ in depth; None where they agree."""
+    if a.ndim != b.ndim:
+        return 0
+    if a.ndim < 2:
+        return None
+    per_event = [_per_event(a), _per_event(b)]
+    bad = np.flatnonzero(per_event[0] != per_event[1])
+    if len(bad):
+        return int(bad[0])
+    for axis in range(2, a.ndim):  # per jet (nested layout): map the first bad jet to its event
+        inner = [np.asarray(ak.flatten(ak.num(x, axis=axis), axis=None)) for x in (a, b)]
+        bad = np.flatnonzero(inner[0] != inner[1])
+        if len(bad):
+            return int(np.searchsorted(np.cumsum(per_event[0]), bad[0], side="right"))
+    return None
+
+
+def _per_event(array: ak.Array) -> np.ndarray:
+    """Items per event of a jagged array: from its offsets as uproot reads them (ak.num costs ~6x
+    more, which every chunk would pay per branch)."""
+    layout = array.layout
+    if isinstance(layout, ak.contents.ListOffsetArray):
+        offsets = np.asarray(layout.offsets)
+        return offsets[1:] - offsets[:-1]
+    return np.asarray(ak.num(array, axis=1))
+
+
+def _check_aligned(arrays: ak.Array, ref: str, names: "list[str | None]", kind: str, path: str, first_entry: int) -> None:
+    """Every branch of ``names`` must hold as many values as ``ref`` in every event (and jet): the
+    conversion flattens each branch on its own, so one shifted list would misplace every later value
+    of the chunk (or index past its end), silently or as an IndexError far from the cause."""
+    for name in dict.fromkeys(n for n in names if n and n != ref):
+        at = _first_mismatch(arrays[name], arrays[ref])
+        if at is not None:
+            raise SourceError(f"source: branches '{name}' and '{ref}' differ in length at entry {first_entry + at} "
+                              f"of {path}: they must be one {kind} collection (as many values in every event"
+                              f"{' and jet' if arrays[ref].ndim > 2 else ''})", first_entry=first_entry)
 
 
 def _id_arrays(chunk: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -952,6 +1009,58 @@ def _first_basket_end(branch: Any) -> int:
         return int(offsets[1]) if len(offsets) > 1 else 0
     except Exception:  # pragma: no cover - a damaged basket table: let the tail read report it
         return 0
+
+
+def _tree_elsewhere(handle: Any, name: str) -> str:
+    """'; set source.tree: dir/Events' when the file has a tree of that name in a folder (a user's
+    ntuple made with TFileService puts it under the analyzer's folder); '' otherwise."""
+    base = name.strip("/").rsplit("/", 1)[-1]
+    try:
+        found = [k.split(";")[0] for k in handle.keys(recursive=True, filter_classname=["TTree", "ROOT::RNTuple"])]
+    except Exception:  # pragma: no cover - a damaged directory: the message without the hint
+        return ""
+    found = [k for k in dict.fromkeys(found) if k.rsplit("/", 1)[-1] == base and k != name.strip("/")]
+    return f"; it has {', '.join(found)}: set source.tree: {found[0]}" if found else ""
+
+
+def _value_branches(names: "list[str]") -> list[str]:
+    """The branches that may be meant for a kinematic one: NanoAOD counters (``nFatJet`` beside
+    ``FatJet_pt``) never are, and "did you mean 'nFatJetPFCand'?" sends the user the wrong way."""
+    counters = {"n" + name.split("_", 1)[0] for name in names if "_" in name}
+    return [name for name in names if name not in counters]
+
+
+def _linked_layout(names: "list[str]", jet_pt: str) -> str:
+    """The settings for a (PFNano-like) file whose constituents are linked to the jets of ``jet_pt`` by a
+    ``<Jet>PFCand(s)_jetIdx`` table, directly or through an index into ``PFCand(s)_*``; '' for other
+    files. Each producer spells them its own way (PFNano ``FatJetPFCands_pFCandsIdx``, JME/BTV NanoAOD
+    ``FatJetPFCand_pfCandIdx``), so they are read from the file, not assumed."""
+    jet = jet_pt.rsplit("_", 1)[0]
+    link = next((n for n in names if n.startswith(jet + "PFCand") and n.endswith("_jetIdx")), None)
+    if link is None:
+        return ""
+    table = link.rsplit("_", 1)[0]
+    index = next((n for n in names if n.startswith(table + "_") and n.lower().endswith("idx") and n != link), None)
+    cands = next((c for c in ("PFCands", "PFCand") if f"{c}_pt" in names), None) if index else table
+    if cands is None or f"{cands}_pt" not in names:
+        return ""
+    settings = f"cand_jet_index: {link}" + (f", cand_index: {index}" if index else "")
+    return (f"the file links constituents to jets by index: set source.layout: jet_index and source.branches: "
+            f"{{{settings}, cand_pt: {cands}_pt, cand_eta: {cands}_eta, cand_phi: {cands}_phi}}")
+
+
+# an EDM product branch: <friendly class>_<module label>_<instance>_<process>. (e.g. patJets_slimmedJetsAK8__PAT.)
+_EDM_PRODUCT = re.compile(r"^[A-Za-z0-9]+_[A-Za-z0-9]+_[A-Za-z0-9]*_[A-Za-z0-9]+\.$")
+
+
+def _edm_product(branches: "list[str]") -> str | None:
+    """A branch that marks a CMSSW EDM (MiniAOD/AOD) tree, a jet collection's if there is one; None for a
+    flat ntuple. Such a tree stores C++ objects per event that uproot cannot read as columns, so a
+    user asking it for ``FatJet_pt`` must be told to make NanoAOD first, not to rename branches."""
+    products = [name for name in branches if _EDM_PRODUCT.match(name)]
+    if not products:
+        return "EventAuxiliary" if "EventAuxiliary" in branches else None
+    return next((name for name in products if "Jets_" in name), products[0])
 
 
 def _counts(array: ak.Array, name: str, where: str) -> np.ndarray:

@@ -75,7 +75,9 @@ def write_jet_index(path: Path, events: list[dict], shuffle_seed: int = 3) -> Pa
 
 
 def write_nested(path: Path, events: list[dict]) -> Path:
-    """vector<vector<float>> constituents per jet (uproot writes these only via plain assignment)."""
+    """Doubly-jagged constituents per jet. uproot cannot write a TTree branch of vector<vector<float>>
+    (mktree refuses var * var * float32): its plain assignment writes an RNTuple (uproot >= 5.7), which
+    the source reads into the same awkward type as a C++ ntuple's vector<vector<float>> TTree branch."""
     jets = _jet_branches(events).pop("FatJet")
     branches = {k: v for k, v in _jet_branches(events).items() if k != "FatJet"}
     for k in ("pt", "eta", "phi", "mass"):

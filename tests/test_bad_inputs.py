@@ -162,6 +162,24 @@ def _indexed_without_cand_index(tmp: Path) -> dict:
                             "cand_phi: PFCands_phi, cand_jet_index: FatJetPFCands_jetIdx}"}
 
 
+def _edm_file(tmp: Path) -> dict:
+    """A MiniAOD-like file: TTrees with the EDM branch names (uproot writes them as plain columns; real
+    ones hold C++ objects), the EDM file's other trees beside ``Events``."""
+    import numpy as np
+
+    path = tmp / "miniaod.root"
+    trees = {"Events": ("EventAuxiliary", "EventProductProvenance", "EventSelections", "BranchListIndexes",
+                        "edmTriggerResults_TriggerResults__HLT.", "patPackedCandidates_packedPFCandidates__PAT.",
+                        "patJets_slimmedJetsAK8__PAT."),
+             "MetaData": ("FileFormatVersion",), "ParameterSets": ("ParameterSetID",), "Parentage": ("Description",),
+             "Runs": ("RunAuxiliary",)}
+    with uproot.recreate(path) as f:
+        for tree, branches in trees.items():  # mktree: a plain assignment would write an RNTuple
+            f.mktree(tree, {name: np.int32 for name in branches})
+            f[tree].extend({name: np.zeros(5, np.int32) for name in branches})
+    return {"files": _files(tmp, ("good.root", 60, 1)) + [str(path)]}
+
+
 def _zero_constituents(tmp: Path) -> dict:
     events = make_events(40, seed=4)
     for e in events:  # every second jet loses its constituents
@@ -237,6 +255,9 @@ CASES = [
          args=["modules.vae.backend=auto"], events_processed=0),
     Case("jet_index with indirection, no cand_index", 2, "source.branches.cand_index: missing",
          _indexed_without_cand_index, events_processed=0),
+    Case("EDM (MiniAOD) file among good ones", 3, "miniaod.root is a CMSSW EDM file (MiniAOD/AOD/RECO: tree "
+         "'Events' holds C++ objects such as 'patJets_slimmedJetsAK8__PAT.')", _edm_file, max_stderr_lines=2,
+         absent="not found in tree", events_processed=0),
     Case("jets without constituents", 0, "jets without constituents", _zero_constituents, events_processed=40),
     Case("override with a mistyped label", 2, "did you mean 'vae'", args=["modules.vea.backend=tensorflow"]),
     Case("bad -n", 2, "command line (-n -5)", args=["-n", "-5"]),

@@ -1,0 +1,179 @@
+"""Files as CMSSW and other users write them: NanoAOD/PFNano branch types and extra trees, every
+codec uproot writes, RNTuple, a tree in a folder, something else called ``Events``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from hltrun.framework.errors import SourceError
+from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
+from tests.conftest import make_events, write_counts
+from tests.test_source import read_all
+
+PFNANO = {"layout": "jet_index", "branches": {
+    "cand_pt": "PFCands_pt", "cand_eta": "PFCands_eta", "cand_phi": "PFCands_phi",
+    "cand_jet_index": "FatJetPFCands_jetIdx", "cand_index": "FatJetPFCands_pFCandsIdx"}}
+
+
+def _f32(values: list) -> ak.Array:
+    return ak.values_astype(ak.Array(values), np.float32)
+
+
+def write_pfnano(path: Path, compression=uproot.ZLIB(4), other_branches: int = 300, link: str = "FatJetPFCands",
+                 index: str = "pFCandsIdx", cands: str = "PFCands") -> Path:
+    """Three events as PFNano writes them: run/lumi uint32, event uint64 (past 2**32), FatJet_* float32
+    with nConstituents uint8, link table int32 (a -1 link: no jet), PFCands_* float32; hundreds of other
+    branches; the Runs, LuminosityBlocks, MetaData and ParameterSets trees beside Events.
+    Event 0 has no jet; event 1 two jets, the second without constituents; event 2 one jet. ``link``,
+    ``index``, ``cands``: the names (JME/BTV NanoAOD: FatJetPFCand, pfCandIdx, PFCand)."""
+    data = {
+        "run": np.array([367100] * 3, np.uint32), "luminosityBlock": np.array([7, 7, 8], np.uint32),
+        "event": np.array([2**40, 2**40 + 1, 2**40 + 2], np.uint64), "genWeight": np.ones(3, np.float32),
+        "FatJet": ak.zip({"pt": _f32([[], [500, 300], [400]]), "eta": _f32([[], [0.5, -1], [0.1]]),
+                          "phi": _f32([[], [1, 2], [-1]]), "mass": _f32([[], [90, 30], [170]]),
+                          "nConstituents": ak.values_astype(ak.Array([[], [2, 0], [1]]), np.uint8)}),
+        cands: ak.zip({"pt": _f32([[5], [10, 20, 30], [40, 50]]), "eta": _f32([[0], [0.4, 0.6, 2], [0.1, 0.2]]),
+                           "phi": _f32([[0], [1.1, 0.9, 2], [-1, -1.1]])}),
+        link: ak.zip({"jetIdx": ak.values_astype(ak.Array([[-1], [0, 0, -1], [0]]), np.int32),
+                      index: ak.values_astype(ak.Array([[0], [1, 0, 2], [1]]), np.int32)}),
+        **{f"HLT_Path{i}_v1": np.zeros(3, np.bool_) for i in range(other_branches)},
+    }
+    with uproot.recreate(path, compression=compression) as f:
+        write_nanoaod(f, "Events", data)
+        write_nanoaod(f, "Runs", {"run": np.array([367100], np.uint32), "genEventCount": np.array([3], np.int64)})
+        write_nanoaod(f, "LuminosityBlocks", {"run": np.array([367100] * 2, np.uint32),
+                                              "luminosityBlock": np.array([7, 8], np.uint32)})
+        for tree, branch in (("MetaData", "FileFormatVersion"), ("ParameterSets", "ParameterSetID")):
+            f.mktree(tree, {branch: np.int32})
+            f[tree].extend({branch: np.zeros(1, np.int32)})
+        f["tag"] = "untagged"
+    return path
+
+
+@pytest.mark.parametrize("codec", ["ZLIB", "LZMA", "LZ4", "ZSTD", None])
+def test_pfnano_types_trees_and_codecs(tmp_path, codec):
+    """Every codec uproot writes reads with the installed dependencies (uproot's cramjam and xxhash),
+    and the NanoAOD types come out right: ids as written, -1 links ignored, empty jets kept."""
+    path = write_pfnano(tmp_path / "pfnano.root", getattr(uproot, codec)(4) if codec else None)
+    assert uproot.open(path)["Events"]["FatJet_nConstituents"].typename == "uint8_t[]"
+    events, src = read_all([path], **PFNANO)
+    ids = [(e.run, e.luminosityBlock, e.event) for e, _ in events]
+    assert ids == [(367100, 7, 2**40), (367100, 7, 2**40 + 1), (367100, 8, 2**40 + 2)]
+    jets = [products[""] for _, products in events]
+    assert [len(j.pt) for j in jets] == [0, 2, 1]
+    assert list(jets[1].n_constituents) == [2, 0] and list(jets[2].n_constituents) == [1]
+    np.testing.assert_array_equal(jets[1].constituents[0, :3], np.array([[0.6, 0.9, 20], [0.4, 1.1, 10], [0, 0, 0]],
+                                                                        np.float32))  # by decreasing pT, through the index
+    np.testing.assert_array_equal(jets[2].constituents[0, 0], np.array([0.2, -1.1, 50], np.float32))
+    assert src.data_quality()["jets_without_constituents"] == 1
+
+
+def test_rntuple_events(tmp_path, sample_events):
+    """An RNTuple ``Events`` (CMSSW's NanoAOD RNTuple output) reads as the TTree does."""
+    tree = write_counts(tmp_path / "ttree.root", sample_events)
+    arrays = uproot.open(tree)["Events"].arrays(library="ak")
+    rntuple = tmp_path / "rntuple.root"
+    with uproot.recreate(rntuple) as f:
+        f.mkrntuple("Events", arrays)
+    assert uproot.open(rntuple).classname_of("Events") == "ROOT::RNTuple"
+    a, _ = read_all([tree], chunk_size=17)
+    b, _ = read_all([rntuple], chunk_size=17)
+    assert [e for e, _ in a] == [e for e, _ in b]
+    for (_, x), (_, y) in zip(a, b):
+        np.testing.assert_array_equal(x[""].constituents, y[""].constituents)
+
+
+def test_tree_in_a_folder_is_found_and_named(tmp_path):
+    """A TFileService ntuple keeps its tree in the analyzer's folder: the error says which to set."""
+    events = make_events(5, seed=2)
+    flat = uproot.open(write_counts(tmp_path / "flat.root", events))["Events"]
+    path = tmp_path / "folder.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "ntuplizer/Events", regroup(flat.arrays(library="ak"), branch_groups(flat)))
+    with pytest.raises(SourceError, match=r"no tree 'Events' in .*folder.root \(objects: ntuplizer\); it has "
+                                          r"ntuplizer/Events: set source.tree: ntuplizer/Events"):
+        read_all([path])
+    got, _ = read_all([path], tree="ntuplizer/Events")
+    assert [e.event for e, _ in got] == [e["event"] for e in events]
+
+
+def test_events_that_is_not_a_tree_names_its_class(tmp_path):
+    path = tmp_path / "hist.root"
+    with uproot.recreate(path) as f:
+        f["Events"] = np.histogram(np.arange(10.0))
+    with pytest.raises(SourceError, match=r"'Events' in .*hist.root is a TH1D, not a TTree$"):
+        read_all([path])
+
+
+def _shift_one(values: list, at: int) -> ak.Array:
+    """``values`` (per event, maybe per jet) with one value moved from event ``at`` to event ``at + 1``:
+    the total stays the same, every later value is misplaced."""
+    moved = [list(v) for v in values]
+    moved[at + 1].insert(0, moved[at].pop())
+    return ak.Array(moved)
+
+
+def test_a_shifted_constituent_branch_is_named_with_its_entry(tmp_path):
+    """Past the first entries begin_job checks: one constituent moved from one event's eta list to the
+    next one's (same total) used to misplace every later eta, or fail as an IndexError."""
+    events = make_events(120, seed=1)
+    tree = uproot.open(write_counts(tmp_path / "good.root", events))["Events"]
+    columns = regroup(tree.arrays(library="ak"), branch_groups(tree))
+    columns["FatJetPFCand_eta"] = ak.values_astype(_shift_one(columns["FatJetPFCand"]["eta"].tolist(), 102),
+                                                   np.float32)
+    columns["FatJetPFCand"] = ak.zip({k: columns["FatJetPFCand"][k] for k in ("pt", "phi")})
+    path = tmp_path / "shifted.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", columns)
+    with pytest.raises(SourceError, match=r"branches 'FatJetPFCand_eta' and 'FatJetPFCand_pt' differ in length at "
+                                          r"entry 102 of .*shifted.root: they must be one constituent collection"):
+        read_all([path], chunk_size=25)
+
+
+def test_a_shifted_nested_constituent_list_is_named_with_its_entry(tmp_path):
+    """layout nested: the per-jet lists of eta and pt must agree jet by jet, not only event by event."""
+    events = make_events(10, seed=3)
+    at = next(i for i, e in enumerate(events) if len(e["jets"]) >= 2)
+    path = tmp_path / "nested.root"
+    jets = [[j["c_eta"].tolist() for j in e["jets"]] for e in events]
+    jets[at][1].insert(0, jets[at][0].pop())  # same count per event, not per jet
+    with uproot.recreate(path) as f:
+        f["Events"] = {"run": np.ones(10, np.uint32), "luminosityBlock": np.ones(10, np.uint32),
+                       "event": np.arange(10, dtype=np.uint64),
+                       **{f"Jet_{k}": ak.Array([[j[k] for j in e["jets"]] for e in events])
+                          for k in ("pt", "eta", "phi", "mass")},
+                       **{f"Jet_c{k}": ak.Array([[j[f"c_{k}"].tolist() for j in e["jets"]] for e in events])
+                          for k in ("pt", "phi")}, "Jet_ceta": ak.Array(jets)}
+    branches = {"jet_pt": "Jet_pt", "jet_eta": "Jet_eta", "jet_phi": "Jet_phi", "jet_mass": "Jet_mass",
+                "cand_pt": "Jet_cpt", "cand_eta": "Jet_ceta", "cand_phi": "Jet_cphi"}
+    with pytest.raises(SourceError, match=rf"branches 'Jet_ceta' and 'Jet_cpt' differ in length at entry {at} of "
+                                          rf".*nested.root: they must be one constituent collection \(as many values "
+                                          r"in every event and jet\)"):
+        read_all([path], layout="nested", branches=branches)
+
+
+def test_a_pfnano_file_read_as_counts_gets_the_settings_it_needs(tmp_path):
+    """JME/BTV NanoAOD spell the link table FatJetPFCand_jetIdx / _pfCandIdx into PFCand_*: with the
+    defaults the user used to be asked "did you mean 'nFatJetPFCand'?" (a counter); now the settings."""
+    path = write_pfnano(tmp_path / "jme.root", link="FatJetPFCand", index="pfCandIdx", cands="PFCand")
+    settings = {"cand_jet_index": "FatJetPFCand_jetIdx", "cand_index": "FatJetPFCand_pfCandIdx",
+                "cand_pt": "PFCand_pt", "cand_eta": "PFCand_eta", "cand_phi": "PFCand_phi"}
+    with pytest.raises(SourceError) as err:
+        read_all([path])
+    assert str(err.value).endswith("(the file links constituents to jets by index: set source.layout: jet_index and "
+                                   "source.branches: {" + ", ".join(f"{k}: {v}" for k, v in settings.items()) + "})")
+    assert "did you mean" not in str(err.value)
+    events, _ = read_all([path], layout="jet_index", branches=settings)  # as told
+    assert [len(products[""].pt) for _, products in events] == [0, 2, 1]
+
+
+def test_a_counter_is_never_suggested_for_a_value_branch(counts_file):
+    """The collection's name for its pT: difflib's nearest name is the counter nFatJetPFCand."""
+    with pytest.raises(SourceError, match=r"'FatJetPFCands' \(did you mean 'FatJetPFCand_pt'\?\)") as err:
+        read_all([counts_file], branches={"cand_pt": "FatJetPFCands"})
+    assert "nFatJetPFCand" not in str(err.value)

@@ -126,3 +126,32 @@ def test_the_shipped_path_on_iree_decides_as_on_onnxruntime(tmp_path, iree_cache
     old, new = (read_side([outs[b]], "Events") for b in ("onnxruntime", "iree"))
     diff = compare(old, new)
     assert diff.common == 60 and diff.identical, diff
+
+
+def _column_score_model(path: Path) -> Path:
+    """(N, 100, 3) -> score (N, 1), PyTorch's usual head: the sum of pT per jet, kept as a column."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReduceSum", ["jets", "axes"], ["s3"], keepdims=0),
+             helper.make_node("Slice", ["s3", "two", "three", "one"], ["score"])]
+    inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("one", 1), ("two", 2), ("three", 3))]
+    inits.append(helper.make_tensor("axes", TensorProto.INT64, [1], [1]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_scores_stay_valid_after_later_calls(tmp_path):
+    """Each call's scores are the backend's own memory: IREE maps its result buffer to the host, and a
+    view of it (what an (N, 1) output became after the reshape) read the next calls' buffers, so the
+    output file held other events' scores (a PyTorch (N, 1) model, 100 % relative difference)."""
+    path = _column_score_model(tmp_path / "col.onnx")
+    backend = loaded("iree", path, engine_cache=str(tmp_path / "cache"), opt_batch=2, max_batch=2)
+    kept = [(backend.run(jets(2, seed=i))["score"], jets(2, seed=i)[:, :, 2].sum(axis=1)) for i in range(8)]
+    for got, want in kept:
+        np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -176,7 +176,7 @@ class IreeBackend(InferenceBackend):
             x = padded
         results = self._functions[bucket](x)
         results = results if isinstance(results, (list, tuple)) else [results]
-        return [np.asarray(r.to_host() if hasattr(r, "to_host") else r)[:n] for r in results]
+        return [host_copy(r, n) for r in results]
 
     def _run(self, x: np.ndarray) -> Any:
         top = self.buckets[-1]
@@ -188,6 +188,15 @@ class IreeBackend(InferenceBackend):
     def _describe(self) -> dict[str, Any]:
         return {"versions": {"iree": self.version}, "target": f"{TARGET} (host CPU)", "buckets": list(self.buckets),
                 "compiled_at_load": list(self.compiled_now), "precision": "fp32"}
+
+
+def host_copy(result: Any, n: int) -> np.ndarray:
+    """The first ``n`` rows of one IREE result as an array that owns its memory. ``to_host`` maps the
+    result buffer, and the mapping lives only as long as the ``DeviceArray``: a view of it (a slice,
+    a reshape) kept past the call reads whatever the next calls put in that memory (other events'
+    scores were written for a model with an (N, 1) output). The copy is a few bytes per jet."""
+    host = result.to_host() if hasattr(result, "to_host") else result
+    return np.array(host[:n], copy=True)
 
 
 def compiler_error(exc: BaseException) -> str:

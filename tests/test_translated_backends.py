@@ -712,3 +712,25 @@ def test_torch_graph_after_two_runs_is_capturable(model):
             assert len(graph.kernels.xp._lifted) == lifted and len(graph.kernels._index) == index, bucket
             assert not calls.names & _HOST_CALLS, (bucket, calls.names & _HOST_CALLS)
             assert [tuple(o.shape) for o in outs] == [(bucket,), (bucket,)]
+
+
+def test_auto_on_a_gpu_skips_an_engine_that_cannot_run_the_model(fake_jax, tmp_path, capfd):
+    """``auto`` on a GPU machine picks JAX (or PyTorch) by name; a model with an op the translator lacks
+    (a GRU, here HardSigmoid) used to end the job with exit 4 at begin_job. It runs on ONNX Runtime
+    instead, and the reason says why the GPU engine was not used."""
+    from hltrun.framework.cli import main as hltrun
+
+    fake_jax(1)
+    path = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("HardSigmoid", ["jets"], ["hs"]))
+    rc = hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
+                 "modules.anomalyFilter.threshold=1", f"modules.out.file={tmp_path / 'out.root'}",
+                 "--report-dir", str(tmp_path / "rep")])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
+    assert job["module_summaries"]["vae"]["backend"]["backend"] == "onnxruntime"
+    assert "jax cannot run this model" in err and "HardSigmoid" in err, err
+    # an explicit engine is never replaced: the same model on backend: jax is still refused, in one line
+    assert hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
+                   "modules.vae.backend=jax", "modules.anomalyFilter.threshold=1",
+                   f"modules.out.file={tmp_path / 'out2.root'}"]) == 4

@@ -155,3 +155,20 @@ def test_scores_stay_valid_after_later_calls(tmp_path):
     kept = [(backend.run(jets(2, seed=i))["score"], jets(2, seed=i)[:, :, 2].sum(axis=1)) for i in range(8)]
     for got, want in kept:
         np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_a_float64_input_is_refused_before_compiling(tmp_path, monkeypatch):
+    """A model exported in double precision (``model.double()``): one line at load, as on the other
+    engines, not every bucket compiled and then a runtime type mismatch at the warm-up."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("ReduceSum", ["x"], ["score"], keepdims=0)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.DOUBLE, ["N"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "f64.onnx"))
+    monkeypatch.setattr(ib, "compile_bucket", lambda *a: pytest.fail("compiled a float64 model"))
+    with pytest.raises(ModuleError, match=r"^iree: model .*f64.onnx input 'x' is float64, expected float32$"):
+        create_backend("iree", tmp_path / "f64.onnx", BackendOptions(engine_cache=str(tmp_path))).load()

@@ -27,7 +27,7 @@ from hltrun.framework.extras import need
 
 from .machine import cache_root, cpu_key, dist_version, model_digest
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
-from .base import InferenceBackend, log, several_inputs
+from .base import InferenceBackend, log, require_float32, several_inputs
 
 TARGET = "llvm-cpu"
 
@@ -106,6 +106,8 @@ class IreeBackend(InferenceBackend):
             raise several_inputs(self.name, self.model_path, [i.name for i in self._inputs])
         self._shape = tuple(d.dim_value if d.HasField("dim_value") else None
                             for d in self._inputs[0].type.tensor_type.shape.dim)
+        require_float32(self.name, self.model_path, self._inputs[0].name,
+                        onnx.helper.tensor_dtype_to_np_dtype(self._inputs[0].type.tensor_type.elem_type))
         jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
         cache_dir = Path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()

@@ -172,3 +172,29 @@ def test_a_float64_input_is_refused_before_compiling(tmp_path, monkeypatch):
     monkeypatch.setattr(ib, "compile_bucket", lambda *a: pytest.fail("compiled a float64 model"))
     with pytest.raises(ModuleError, match=r"^iree: model .*f64.onnx input 'x' is float64, expected float32$"):
         create_backend("iree", tmp_path / "f64.onnx", BackendOptions(engine_cache=str(tmp_path))).load()
+
+
+@pytest.mark.slow
+def test_outputs_without_a_batch_axis_beside_the_score(tmp_path):
+    """A model that also returns a per-call total (shape ()) and a fixed-size vector ((3,)) beside its
+    per-jet score: only the batch axes are fixed per bucket, and only the mapped outputs are sliced and
+    joined (it was "cannot compile ... for any batch bucket: list index out of range")."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReduceSum", ["jets", "axes"], ["score"], keepdims=0),
+             helper.make_node("ReduceSum", ["score"], ["total"], keepdims=0),
+             helper.make_node("ReduceSum", ["jets", "ax01"], ["per_feature"], keepdims=0)]
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2]),
+             helper.make_tensor("ax01", TensorProto.INT64, [2], [0, 1])]
+    outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info("total", TensorProto.FLOAT, []),
+            helper.make_tensor_value_info("per_feature", TensorProto.FLOAT, [3])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "extra.onnx"))
+    backend = loaded("iree", tmp_path / "extra.onnx", engine_cache=str(tmp_path / "cache"), opt_batch=2, max_batch=2)
+    x = jets(3)  # a bucket of 2 and a padded one
+    np.testing.assert_allclose(backend.run(x)["score"], x.sum(axis=(1, 2)), rtol=1e-5)

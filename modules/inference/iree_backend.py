@@ -52,9 +52,11 @@ def static_onnx(model: Any, batch: int) -> Any:
 
     fixed = copy.deepcopy(model)
     for value in [*fixed.graph.input, *fixed.graph.output]:
-        dim = value.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_param")
-        dim.dim_value = batch
+        dims = value.type.tensor_type.shape.dim
+        if not dims or dims[0].HasField("dim_value"):
+            continue  # a scalar or fixed-size output (a per-call total) has no batch axis to fix
+        dims[0].ClearField("dim_param")
+        dims[0].dim_value = batch
     del fixed.graph.value_info[:]  # intermediate shapes were inferred for a dynamic batch
     return fixed
 
@@ -102,6 +104,7 @@ class IreeBackend(InferenceBackend):
         model = onnx.load(str(self.model_path))
         self._inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         self._outputs = [o.name for o in model.graph.output]
+        self._fetch: list[int] = []  # positions of the mapped outputs among the module's results
         if len(self._inputs) != 1:
             raise several_inputs(self.name, self.model_path, [i.name for i in self._inputs])
         self._shape = tuple(d.dim_value if d.HasField("dim_value") else None
@@ -178,14 +181,18 @@ class IreeBackend(InferenceBackend):
             x = padded
         results = self._functions[bucket](x)
         results = results if isinstance(results, (list, tuple)) else [results]
-        return [host_copy(r, n) for r in results]
+        return [host_copy(results[i], n) for i in self._fetch]
 
     def _run(self, x: np.ndarray) -> Any:
+        """The mapped outputs only (``output_names``): another output need not be one value per jet (a
+        per-call total), and slicing or joining it per bucket would fail or mean nothing."""
+        if len(self._fetch) != len(self.output_names):
+            self._fetch = [self._outputs.index(name) for name in self.output_names]
         top = self.buckets[-1]
         if len(x) <= top:
-            return dict(zip(self._outputs, self._run_bucket(x)))
+            return dict(zip(self.output_names, self._run_bucket(x)))
         parts = [self._run_bucket(x[i:i + top]) for i in range(0, len(x), top)]
-        return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(self._outputs)}
+        return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(self.output_names)}
 
     def _describe(self) -> dict[str, Any]:
         return {"versions": {"iree": self.version}, "target": f"{TARGET} (host CPU)", "buckets": list(self.buckets),

@@ -42,6 +42,16 @@ def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int)
     return cache_dir / f"{model.stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
 
 
+# what hltrun hands the compiler (static_onnx, the importer's flags): a refusal recorded by an older one is
+# not trusted (2: outputs without a batch axis compile since 2026-12-06); a compiled module stays valid
+RECIPE = 2
+
+
+def refusal_path(module: Path) -> Path:
+    """Where the compiler's refusal of one bucket is remembered, beside its would-be module."""
+    return module.with_suffix(f".r{RECIPE}.failed")
+
+
 def default_cache_dir() -> Path:
     return cache_root("iree")
 
@@ -95,7 +105,7 @@ class IreeBackend(InferenceBackend):
                      for b in buckets(options.opt_batch, options.max_batch)]
         except OSError:
             return False
-        return version != "unknown" and all(p.is_file() or p.with_suffix(".failed").is_file() for p in paths)
+        return version != "unknown" and all(p.is_file() or refusal_path(p).is_file() for p in paths)
 
     def _load(self) -> None:
         onnx = need("onnx", "iree: reading the model")
@@ -121,7 +131,7 @@ class IreeBackend(InferenceBackend):
         failed: dict[int, str] = {}
         for bucket in self.buckets:
             path = cache_path(self.model_path, cache_dir, self.version, bucket)
-            refused = path.with_suffix(".failed")  # the compiler refused this bucket before: not retried
+            refused = refusal_path(path)  # the compiler refused this bucket before: not retried
             if refused.is_file():
                 failed[bucket] = refused.read_text().strip()
                 continue

@@ -45,7 +45,7 @@ from hltrun.framework.resources import find_file
 
 from .inference import (BackendOptions, InferenceBackend, autoselect, backend_class, backend_names, create_backend,
                         model_suffix)
-from .inference.accelerator import choose_backend
+from .inference.accelerator import auto_fallback, choose_backend
 from .contract import Contract, InputDeclaration, default_contract, freeze
 from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file
 from .jets import batch_key
@@ -268,7 +268,19 @@ class VAEAnomalyScorer(Producer):
         backend = create_backend(name, path, opts)
         try:
             backend.load()
-        except (ModuleError, ConfigError) as exc:  # say which module, keep the exit code
+        except ModuleError as exc:  # auto's engine cannot run this model: ONNX Runtime, loudly
+            fallback = auto_fallback(p.backend, name, ctx.accelerators, str(exc))
+            if fallback is None:
+                raise type(exc)(f"{where}: {exc}") from exc
+            log.warning("%s: %s", where, fallback[1], extra={"once": True})
+            name, reason = fallback
+            path = resolve_model(p.model, name, p.precision, p.models_dir)
+            backend = create_backend(name, path, opts)
+            try:
+                backend.load()
+            except (ModuleError, ConfigError) as again:
+                raise type(again)(f"{where}: {again}") from again
+        except ConfigError as exc:  # say which module, keep the exit code
             raise type(exc)(f"{where}: {exc}") from exc
         if p.precision == "int8" and backend.describe().get("precision") != "int8":
             raise ConfigError(f"{where}.precision: int8 requested but {path} is not a quantised model "

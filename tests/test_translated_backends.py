@@ -191,14 +191,65 @@ OP_CASES = [
     ("elu-sigmoid-relu-where", [helper.make_node("Elu", ["x"], ["e"], alpha=0.7), helper.make_node("Sigmoid", ["e"], ["s"]),
                                 helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Greater", ["x", "z"], ["c"]),
                                 helper.make_node("Where", ["c", "s", "r"], ["y"])], (4, 5), [_init("z", np.float32(0))]),
+    # the ops users' networks bring (LayerNorm/Gelu transformers, BatchNorm and pooling CNNs, attention
+    # as Einsum, top-k constituents, RNN-free sequence tricks); a fifth entry: the opset
+    ("erf-gelu", [helper.make_node("Erf", ["x"], ["e"]), helper.make_node("Gelu", ["x"], ["g"]),
+                  helper.make_node("Gelu", ["x"], ["t"], approximate="tanh"), helper.make_node("Add", ["e", "g"], ["a"]),
+                  helper.make_node("Add", ["a", "t"], ["y"])], (4, 5), [], 20),
+    ("layernorm-3-outputs", [helper.make_node("LayerNormalization", ["x", "s", "b"], ["l", "m", "i"], epsilon=1e-3),
+                             helper.make_node("Mul", ["m", "i"], ["mi"]), helper.make_node("Add", ["l", "mi"], ["y"])],
+     (2, 3, 4), [_init("s", RNG.normal(size=(4,)).astype(np.float32)), _init("b", RNG.normal(size=(4,)).astype(np.float32))]),
+    ("layernorm-axis1-no-bias", [helper.make_node("LayerNormalization", ["x", "s"], ["y"], axis=1)], (2, 3, 4),
+     [_init("s", RNG.normal(size=(3, 4)).astype(np.float32))]),
+    ("batchnorm", [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3)], (2, 3, 5),
+     [_init("s", RNG.normal(size=(3,)).astype(np.float32)), _init("b", RNG.normal(size=(3,)).astype(np.float32)),
+      _init("m", RNG.normal(size=(3,)).astype(np.float32)), _init("v", RNG.uniform(0.5, 2, size=(3,)).astype(np.float32))]),
+    ("global-pools", [helper.make_node("GlobalAveragePool", ["x"], ["a"]), helper.make_node("GlobalMaxPool", ["x"], ["m"]),
+                      helper.make_node("Add", ["a", "m"], ["y"])], (2, 3, 4, 5), []),
+    ("clip-inputs", [helper.make_node("Clip", ["x", "lo", "hi"], ["c"]), helper.make_node("Clip", ["x", "", "hi"], ["d"]),
+                     helper.make_node("Add", ["c", "d"], ["y"])], (4, 5),
+     [_init("lo", np.float32(-0.5)), _init("hi", np.float32(0.7))]),
+    ("clip-attributes", [helper.make_node("Clip", ["x"], ["y"], min=-0.5, max=0.7)], (4, 5), [], 10),
+    ("softplus-logsoftmax", [helper.make_node("Softplus", ["x"], ["s"]), helper.make_node("LogSoftmax", ["s"], ["y"], axis=1)],
+     (3, 4, 5), []),
+    ("softmax-logsoftmax-opset11-coerced", [helper.make_node("Softmax", ["x"], ["s"]),
+                                            helper.make_node("LogSoftmax", ["x"], ["l"], axis=1),
+                                            helper.make_node("Add", ["s", "l"], ["y"])], (3, 4, 5), [], 11),
+    ("mod-fmod", [helper.make_node("Mod", ["x", "d"], ["y"], fmod=1)], (3, 4),
+     [_init("d", np.array([0.7, -0.3, 0.25, -1.1], np.float32))]),
+    ("einsum-attention", [helper.make_node("Einsum", ["x", "w"], ["q"], equation="nid,de->nie"),
+                          helper.make_node("Einsum", ["q", "x"], ["a"], equation="nie,nje->nij"),
+                          helper.make_node("Softmax", ["a"], ["y"], axis=-1)], (2, 5, 4),
+     [_init("w", RNG.normal(size=(4, 4)).astype(np.float32))]),
+    ("topk-largest-axis1", [helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1), helper.make_node("Cast", ["i"], ["f"], to=1),
+                            helper.make_node("Add", ["v", "f"], ["y"])], (3, 6, 5), [_init("k", I64(3))]),
+    ("topk-smallest-last", [helper.make_node("TopK", ["x", "k"], ["v", "i"], largest=0), helper.make_node("Cast", ["i"], ["f"], to=1),
+                            helper.make_node("Sub", ["v", "f"], ["y"])], (3, 6), [_init("k", I64(2))]),
+    ("maxpool-pads-strides", [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 2])],
+     (2, 3, 7, 6), []),
+    ("maxpool-1d", [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2], strides=[2])], (2, 3, 9), []),
+    ("split-dropout-range", [helper.make_node("Split", ["x", "sp"], ["a", "b"], axis=1), helper.make_node("Dropout", ["a"], ["d"]),
+                             helper.make_node("Concat", ["b", "d"], ["c"], axis=1),
+                             helper.make_node("Range", ["r0", "r1", "r2"], ["r"]), helper.make_node("Add", ["c", "r"], ["y"])],
+     (3, 5, 4), [_init("sp", I64(2, 3)), _init("r0", np.float32(0)), _init("r1", np.float32(2)), _init("r2", np.float32(0.5))]),
+    ("split-equal-opset18", [helper.make_node("Split", ["x"], ["a", "b", "c"], axis=-1, num_outputs=3),
+                             helper.make_node("Sub", ["a", "b"], ["d"]), helper.make_node("Mul", ["d", "c"], ["y"])],
+     (2, 6), [], 18),
+    ("elementwise-2", [helper.make_node("Sin", ["x"], ["s"]), helper.make_node("Cos", ["x"], ["c"]),
+                       helper.make_node("Floor", ["x"], ["f"]), helper.make_node("Ceil", ["x"], ["e"]),
+                       helper.make_node("Sign", ["x"], ["g"]), helper.make_node("GreaterOrEqual", ["x", "z"], ["ge"]),
+                       helper.make_node("LessOrEqual", ["x", "z"], ["le"]), helper.make_node("Where", ["ge", "s", "c"], ["w"]),
+                       helper.make_node("Where", ["le", "f", "e"], ["v"]), helper.make_node("Add", ["w", "v"], ["a"]),
+                       helper.make_node("Add", ["a", "g"], ["y"])], (4, 5), [_init("z", np.float32(0.1))]),
 ]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("case", OP_CASES, ids=[c[0] for c in OP_CASES])
 def test_translator_matches_onnxruntime_op_by_op(case, engine, tmp_path):
-    _, nodes, shape, inits = case
-    m = _model(nodes, [_f("x", shape)], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    _, nodes, shape, inits, *opset = case
+    m = _model(nodes, [_f("x", shape)], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
+               *opset)
     x = RNG.normal(size=shape).astype(np.float32)
     ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
     got = _translated(engine, tmp_path / "m.onnx", m, x)
@@ -214,6 +265,18 @@ def test_integer_div_truncates_toward_zero(engine, tmp_path):
     x = I64(7, 7, -7, -7)
     ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"a": x})[0]
     assert list(_translated(engine, tmp_path / "m.onnx", m, x)) == list(ref) == [3, -3, -3, 3]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_integer_mod_follows_the_divisor_or_the_dividend(engine, tmp_path):
+    a = helper.make_tensor_value_info("a", TensorProto.INT64, [4])
+    nodes = [helper.make_node("Mod", ["a", "b"], ["p"]), helper.make_node("Mod", ["a", "b"], ["c"], fmod=1),
+             helper.make_node("Mul", ["p", "ten"], ["pt"]), helper.make_node("Add", ["pt", "c"], ["y"])]
+    m = _model(nodes, [a], [helper.make_tensor_value_info("y", TensorProto.INT64, [4])],
+               [_init("b", I64(3, -3, 3, -3)), _init("ten", I64(10))])
+    x = I64(7, 7, -7, -7)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"a": x})[0]
+    assert list(_translated(engine, tmp_path / "m.onnx", m, x)) == list(ref)
 
 
 def test_shipped_models_use_only_translated_ops():
@@ -296,6 +359,17 @@ def test_unsupported_op_is_one_line_naming_op_and_model(engine, tmp_path):
         create_backend(engine, path).load()
     msg = str(info.value)
     assert "\n" not in msg and "HardSigmoid" in msg and str(path) in msg and "onnxruntime" in msg
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_op_outside_onnx_is_not_sent_to_onnxruntime(engine, tmp_path):
+    """tf2onnx 1.17 writes Keras' exact gelu as ``Erfc``, which is no ONNX operator: ONNX Runtime refuses
+    the file too, so the line says what is wrong instead of "use backend: onnxruntime"."""
+    path = _jet_model(tmp_path / "erfc.onnx", extra_node=helper.make_node("Erfc", ["jets"], ["e"]))
+    with pytest.raises(ModuleError) as info:
+        create_backend(engine, path).load()
+    msg = str(info.value)
+    assert "\n" not in msg and "not ONNX operators: Erfc" in msg and "onnxruntime" not in msg
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -638,3 +712,25 @@ def test_torch_graph_after_two_runs_is_capturable(model):
             assert len(graph.kernels.xp._lifted) == lifted and len(graph.kernels._index) == index, bucket
             assert not calls.names & _HOST_CALLS, (bucket, calls.names & _HOST_CALLS)
             assert [tuple(o.shape) for o in outs] == [(bucket,), (bucket,)]
+
+
+def test_auto_on_a_gpu_skips_an_engine_that_cannot_run_the_model(fake_jax, tmp_path, capfd):
+    """``auto`` on a GPU machine picks JAX (or PyTorch) by name; a model with an op the translator lacks
+    (a GRU, here HardSigmoid) used to end the job with exit 4 at begin_job. It runs on ONNX Runtime
+    instead, and the reason says why the GPU engine was not used."""
+    from hltrun.framework.cli import main as hltrun
+
+    fake_jax(1)
+    path = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("HardSigmoid", ["jets"], ["hs"]))
+    rc = hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
+                 "modules.anomalyFilter.threshold=1", f"modules.out.file={tmp_path / 'out.root'}",
+                 "--report-dir", str(tmp_path / "rep")])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
+    assert job["module_summaries"]["vae"]["backend"]["backend"] == "onnxruntime"
+    assert "jax cannot run this model" in err and "HardSigmoid" in err, err
+    # an explicit engine is never replaced: the same model on backend: jax is still refused, in one line
+    assert hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
+                   "modules.vae.backend=jax", "modules.anomalyFilter.threshold=1",
+                   f"modules.out.file={tmp_path / 'out2.root'}"]) == 4

@@ -140,6 +140,24 @@ def test_single_output_keras_model_is_the_score(tmp_path, tiny) -> None:
     np.testing.assert_allclose(backend.run(x)["score"], x.sum(axis=(1, 2)), rtol=1e-5)
 
 
+def test_keras_list_outputs_keep_their_own_names(tmp_path, tiny) -> None:
+    """A Keras model with a list of outputs is read by its outputs' own names, as an ONNX file is: not
+    renamed (score, kl) by position, so the first one is not taken as the score unasked, and
+    ``outputs: {score: kl_div}`` names a real output."""
+    keras = pytest.importorskip("keras", reason="keras (extra 'tf') not installed")
+    from tests.tiny_models import jets, loaded
+
+    inp = keras.Input((100, 3), name="jets")
+    total = keras.layers.Dense(1, kernel_initializer="ones", name="anomaly")(keras.layers.Flatten()(inp))
+    model = keras.Model(inp, [total, keras.layers.Rescaling(2.0, name="kl_div")(total)])
+    model.save(tmp_path / "two.keras")
+    with pytest.raises(ModuleError, match=r"has no output named 'score' and 2 outputs \['anomaly', 'kl_div'\]"):
+        loaded("tensorflow", tmp_path / "two.keras")
+    backend = loaded("tensorflow", tmp_path / "two.keras", outputs={"score": "kl_div"})
+    x = jets(4)
+    np.testing.assert_allclose(backend.run(x)["score"], 2 * x.sum(axis=(1, 2)), rtol=1e-5)
+
+
 # ---------------------------------------------------------------------- (c) (d): one line at begin_job
 def _fails(tmp: Path, model: Path, *overrides: str, capfd: pytest.CaptureFixture[str],
            backend: str = "onnxruntime") -> tuple[int, str]:

@@ -317,6 +317,14 @@ def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleErr
                        f"feeds models with one input: use backend: onnxruntime")
 
 
+def require_float32(backend: str, model: Path, name: str, dtype: Any) -> None:
+    """hltrun feeds float32: a model input of another type is one line at load, before any engine
+    compiles it (IREE compiled every bucket of a float64 model, then failed its warm-up on a type
+    mismatch in the runtime's words)."""
+    if np.dtype(dtype) != _FLOAT32:
+        raise ModuleError(f"{backend}: model {model} input {name!r} is {np.dtype(dtype)}, expected float32")
+
+
 def check_input_shape(shape: Sequence[Any], model: Path) -> None:
     """The shipped contract's check of one input shape: (N, 100, 3) with a dynamic N (an event brings
     1 to max_jets jets, or the dynamic batcher a variable batch, so a model exported for a fixed batch

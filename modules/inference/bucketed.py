@@ -24,7 +24,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError, ModuleError, one_line
 
 from . import buckets
-from .base import InferenceBackend, log
+from .base import InferenceBackend, log, require_float32
 
 DEVICES = ("auto", "cpu", "gpu")  # BackendOptions.device for these engines
 TRANSFER_COUNTERS = ("h2d_bytes", "h2d_us", "compute_us", "d2h_bytes", "d2h_us", "padded_jets", "chunks")
@@ -61,9 +61,7 @@ class BucketedBackend(InferenceBackend):
     def _use_graph(self, graph: Any) -> None:
         """Settle the translated graph, the contract, the precision and the buckets (from ``_load``)."""
         self.graph = graph
-        if graph.input_dtype != np.float32:
-            raise ModuleError(f"{self.name}: model {self.model_path} input {graph.input_name!r} is "
-                              f"{graph.input_dtype}, expected float32")
+        require_float32(self.name, self.model_path, graph.input_name, graph.input_dtype)
         self.settle_inputs()  # a shape that does not match the contract: one line, before any tracing
         self._jet = self._jet_shapes[0]  # one jet's input shape: (100, 3) for the shipped models
         if self.options.precision not in ("auto", "fp32"):

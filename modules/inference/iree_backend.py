@@ -27,7 +27,7 @@ from hltrun.framework.extras import need
 
 from .machine import cache_root, cpu_key, dist_version, model_digest
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
-from .base import InferenceBackend, log, several_inputs
+from .base import InferenceBackend, log, require_float32, several_inputs
 
 TARGET = "llvm-cpu"
 
@@ -42,6 +42,16 @@ def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int)
     return cache_dir / f"{model.stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
 
 
+# what hltrun hands the compiler (static_onnx, the importer's flags): a refusal recorded by an older one is
+# not trusted (2: outputs without a batch axis compile since 2026-12-06); a compiled module stays valid
+RECIPE = 2
+
+
+def refusal_path(module: Path) -> Path:
+    """Where the compiler's refusal of one bucket is remembered, beside its would-be module."""
+    return module.with_suffix(f".r{RECIPE}.failed")
+
+
 def default_cache_dir() -> Path:
     return cache_root("iree")
 
@@ -52,9 +62,11 @@ def static_onnx(model: Any, batch: int) -> Any:
 
     fixed = copy.deepcopy(model)
     for value in [*fixed.graph.input, *fixed.graph.output]:
-        dim = value.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_param")
-        dim.dim_value = batch
+        dims = value.type.tensor_type.shape.dim
+        if not dims or dims[0].HasField("dim_value"):
+            continue  # a scalar or fixed-size output (a per-call total) has no batch axis to fix
+        dims[0].ClearField("dim_param")
+        dims[0].dim_value = batch
     del fixed.graph.value_info[:]  # intermediate shapes were inferred for a dynamic batch
     return fixed
 
@@ -93,7 +105,7 @@ class IreeBackend(InferenceBackend):
                      for b in buckets(options.opt_batch, options.max_batch)]
         except OSError:
             return False
-        return version != "unknown" and all(p.is_file() or p.with_suffix(".failed").is_file() for p in paths)
+        return version != "unknown" and all(p.is_file() or refusal_path(p).is_file() for p in paths)
 
     def _load(self) -> None:
         onnx = need("onnx", "iree: reading the model")
@@ -102,10 +114,13 @@ class IreeBackend(InferenceBackend):
         model = onnx.load(str(self.model_path))
         self._inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         self._outputs = [o.name for o in model.graph.output]
+        self._fetch: list[int] = []  # positions of the mapped outputs among the module's results
         if len(self._inputs) != 1:
             raise several_inputs(self.name, self.model_path, [i.name for i in self._inputs])
         self._shape = tuple(d.dim_value if d.HasField("dim_value") else None
                             for d in self._inputs[0].type.tensor_type.shape.dim)
+        require_float32(self.name, self.model_path, self._inputs[0].name,
+                        onnx.helper.tensor_dtype_to_np_dtype(self._inputs[0].type.tensor_type.elem_type))
         jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
         cache_dir = Path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
@@ -116,7 +131,7 @@ class IreeBackend(InferenceBackend):
         failed: dict[int, str] = {}
         for bucket in self.buckets:
             path = cache_path(self.model_path, cache_dir, self.version, bucket)
-            refused = path.with_suffix(".failed")  # the compiler refused this bucket before: not retried
+            refused = refusal_path(path)  # the compiler refused this bucket before: not retried
             if refused.is_file():
                 failed[bucket] = refused.read_text().strip()
                 continue
@@ -176,18 +191,31 @@ class IreeBackend(InferenceBackend):
             x = padded
         results = self._functions[bucket](x)
         results = results if isinstance(results, (list, tuple)) else [results]
-        return [np.asarray(r.to_host() if hasattr(r, "to_host") else r)[:n] for r in results]
+        return [host_copy(results[i], n) for i in self._fetch]
 
     def _run(self, x: np.ndarray) -> Any:
+        """The mapped outputs only (``output_names``): another output need not be one value per jet (a
+        per-call total), and slicing or joining it per bucket would fail or mean nothing."""
+        if len(self._fetch) != len(self.output_names):
+            self._fetch = [self._outputs.index(name) for name in self.output_names]
         top = self.buckets[-1]
         if len(x) <= top:
-            return dict(zip(self._outputs, self._run_bucket(x)))
+            return dict(zip(self.output_names, self._run_bucket(x)))
         parts = [self._run_bucket(x[i:i + top]) for i in range(0, len(x), top)]
-        return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(self._outputs)}
+        return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(self.output_names)}
 
     def _describe(self) -> dict[str, Any]:
         return {"versions": {"iree": self.version}, "target": f"{TARGET} (host CPU)", "buckets": list(self.buckets),
                 "compiled_at_load": list(self.compiled_now), "precision": "fp32"}
+
+
+def host_copy(result: Any, n: int) -> np.ndarray:
+    """The first ``n`` rows of one IREE result as an array that owns its memory. ``to_host`` maps the
+    result buffer, and the mapping lives only as long as the ``DeviceArray``: a view of it (a slice,
+    a reshape) kept past the call reads whatever the next calls put in that memory (other events'
+    scores were written for a model with an (N, 1) output). The copy is a few bytes per jet."""
+    host = result.to_host() if hasattr(result, "to_host") else result
+    return np.array(host[:n], copy=True)
 
 
 def compiler_error(exc: BaseException) -> str:

@@ -8,9 +8,9 @@ every engine here reads (ONNX Runtime, TensorRT, IREE, and this).
 How: the graph's nodes are walked in topological order and each op becomes calls on the engine's
 namespace, written against the Python array API standard (``permute_dims``, ``concat``, ``astype``
 ...: numpy 2, ``jax.numpy`` and PyTorch through ``array_api_compat`` all speak it), following the ONNX
-operator spec (opset 13-18 forms). What the standard does not have — convolutions, pooling windows,
-a matrix product at a stated precision, softmax, a filled array on the engine's device — each engine
-gives through ``Kernels``; so an op's ONNX semantics (pads, auto_pad, output_padding, ...) are worked
+operator spec (opset 13-20 forms, and Softmax/LogSoftmax's 2-D coercion before 13). What the standard
+does not have — convolutions, pooling windows, a matrix product and an einsum at a stated precision,
+softmax, erf, top-k, a filled array on the engine's device — each engine gives through ``Kernels``; so an op's ONNX semantics (pads, auto_pad, output_padding, ...) are worked
 out here once, and an engine adds only its own calls.
 
 Values that do not depend on the input (initializers, ``Shape`` of a tensor, the constant subgraphs
@@ -76,6 +76,22 @@ class Kernels(ABC):
 
     @abstractmethod
     def softmax(self, x: Any, axis: int) -> Any: ...
+
+    @abstractmethod
+    def erf(self, x: Any) -> Any:
+        """The error function (Erf, exact Gelu): not in the array API standard."""
+
+    @abstractmethod
+    def einsum(self, equation: str, *operands: Any) -> Any:
+        """Einstein summation at full fp32 precision (attention written as ``torch.einsum``)."""
+
+    @abstractmethod
+    def topk(self, x: Any, k: int, axis: int, largest: bool) -> tuple[Any, Any]:
+        """The k largest (or smallest) values along ``axis``, sorted, and their int64 indices."""
+
+    @abstractmethod
+    def window_max(self, x: Any, kernel: list[int], strides: list[int], pads: Pads) -> Any:
+        """Maximum over each pooling window, padding never chosen (MaxPool)."""
 
 
 def _is_static(*values: Any) -> bool:
@@ -344,13 +360,6 @@ def _where(k: Kernels, c: Any, a: Any, b: Any) -> Any:
     return _xp(k, c, a, b).where(c, a, b)
 
 
-def _softmax(k: Kernels, x: Any, *, axis: int = -1) -> Any:
-    if _is_static(x):
-        e = np.exp(x - x.max(axis=axis, keepdims=True))
-        return e / e.sum(axis=axis, keepdims=True)
-    return k.softmax(x, _axis(axis, x.ndim))
-
-
 def _flatten(k: Kernels, x: Any, *, axis: int = 1) -> Any:
     a = _axis(axis, x.ndim)
     return _xp(k, x).reshape(x, (int(np.prod(x.shape[:a], dtype=np.int64)), -1))
@@ -410,6 +419,186 @@ def _pow(k: Kernels, a: Any, b: Any) -> Any:
     return xp.astype(xp.pow(a, b), a.dtype)
 
 
+def _erf(k: Kernels, x: Any) -> Any:
+    if _is_static(x):
+        import math
+
+        return np.vectorize(math.erf, otypes=[np.asarray(x).dtype])(x)
+    return k.erf(x)
+
+
+def _gelu(k: Kernels, x: Any, *, approximate: str = "none") -> Any:
+    """Gelu (opset 20): x/2 (1 + erf(x/sqrt 2)), or its tanh approximation."""
+    xp = _xp(k, x)
+    if approximate == "tanh":
+        inner = xp.multiply(np.float32(np.sqrt(2 / np.pi)), xp.add(x, xp.multiply(np.float32(0.044715), xp.multiply(x, xp.multiply(x, x)))))
+        return xp.multiply(xp.multiply(x, np.float32(0.5)), xp.add(xp.tanh(inner), np.float32(1)))
+    if approximate != "none":
+        raise ModuleError(f"Gelu approximate={approximate!r} is not implemented")
+    return xp.multiply(xp.multiply(x, np.float32(0.5)), xp.add(_erf(k, xp.multiply(x, np.float32(1 / np.sqrt(2)))), np.float32(1)))
+
+
+def _normalise(xp: Any, x: Any, axes: tuple[int, ...], epsilon: float) -> tuple[Any, Any, Any]:
+    """(x - mean) / sqrt(var + eps) over ``axes``, the mean and 1/sqrt(var + eps) (kept dims)."""
+    mean = xp.mean(x, axis=axes, keepdims=True)
+    centred = xp.subtract(x, mean)
+    inv = xp.divide(np.float32(1), xp.sqrt(xp.add(xp.mean(xp.multiply(centred, centred), axis=axes, keepdims=True),
+                                                  np.float32(epsilon))))
+    return xp.multiply(centred, inv), mean, inv
+
+
+def _layer_norm(k: Kernels, x: Any, scale: Any, bias: Any = None, *, axis: int = -1, epsilon: float = 1e-5,
+                stash_type: int = 1) -> tuple[Any, Any, Any]:
+    """LayerNormalization (opset 17): normalised over the axes from ``axis`` on; (Y, Mean, InvStdDev)."""
+    xp = _xp(k, x, scale, bias)
+    y, mean, inv = _normalise(xp, x, tuple(range(_axis(axis, x.ndim), x.ndim)), epsilon)
+    y = xp.multiply(y, scale)
+    return (y if bias is None else xp.add(y, bias)), mean, inv
+
+
+def _batch_norm(k: Kernels, x: Any, scale: Any, bias: Any, mean: Any, var: Any, *, epsilon: float = 1e-5,
+                momentum: float = 0.9, training_mode: int = 0, spatial: int = 1) -> Any:
+    """BatchNormalization at inference: the running statistics, per channel (axis 1)."""
+    if training_mode:
+        raise ModuleError("BatchNormalization with training_mode=1 is not implemented (export in eval mode)")
+    fp = _xp(k, scale, bias, mean, var)  # numpy for the usual initializers: folded once
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    factor = fp.divide(scale, fp.sqrt(fp.add(var, np.float32(epsilon))))
+    shift = fp.reshape(fp.subtract(bias, fp.multiply(mean, factor)), shape)
+    xp = _xp(k, x, factor)
+    return xp.add(xp.multiply(x, fp.reshape(factor, shape)), shift)
+
+
+def _global_pool(name: str) -> OpFn:
+    def op(k: Kernels, x: Any) -> Any:
+        return getattr(_xp(k, x), name)(x, axis=tuple(range(2, x.ndim)), keepdims=True)
+    return op
+
+
+def _clip(k: Kernels, x: Any, low: Any = None, high: Any = None, *, min: float | None = None,
+          max: float | None = None) -> Any:
+    """Clip: bounds as inputs (opset 11+) or attributes (older); an absent one does not clip."""
+    xp = _xp(k, x, low, high)
+    low = low if low is not None else (None if min is None else np.asarray(min, np.float32))
+    high = high if high is not None else (None if max is None else np.asarray(max, np.float32))
+    for bound, pick in ((low, "maximum"), (high, "minimum")):
+        if bound is not None:  # a bound of the input's own type (an int64 tensor is clipped by ints)
+            x = getattr(xp, pick)(x, bound if not _is_static(bound) or not _is_static(x)
+                                  else np.asarray(bound).astype(np.asarray(x).dtype))
+    return x
+
+
+def _softplus(k: Kernels, x: Any) -> Any:
+    xp = _xp(k, x)
+    return xp.logaddexp(x, xp.zeros_like(x))
+
+
+def _coerced(fn: Callable[[Kernels, Any, int], Any]) -> OpFn:
+    """Softmax / LogSoftmax: over one axis (opset 13+), or over the 2-D coercion at ``axis`` (opset < 13:
+    every axis from ``axis`` on, default 1); ``opset`` is set at load."""
+    def op(k: Kernels, x: Any, *, axis: int | None = None, opset: int = 13) -> Any:
+        if opset >= 13:
+            return fn(k, x, _axis(-1 if axis is None else axis, x.ndim))
+        a = _axis(1 if axis is None else axis, x.ndim)
+        if a == x.ndim - 1:
+            return fn(k, x, a)
+        xp = _xp(k, x)
+        flat = xp.reshape(x, (int(np.prod(x.shape[:a], dtype=np.int64)), -1))
+        return xp.reshape(fn(k, flat, 1), tuple(x.shape))
+    return op
+
+
+def _softmax_axis(k: Kernels, x: Any, axis: int) -> Any:
+    if _is_static(x):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+    return k.softmax(x, axis)
+
+
+def _log_softmax_axis(k: Kernels, x: Any, axis: int) -> Any:
+    xp = _xp(k, x)
+    shifted = xp.subtract(x, xp.max(x, axis=axis, keepdims=True))
+    return xp.subtract(shifted, xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True)))
+
+
+def _mod(k: Kernels, a: Any, b: Any, *, fmod: int = 0) -> Any:
+    """Mod: the divisor's sign (fmod=0, Python's %), or the dividend's (fmod=1, C's fmod)."""
+    xp = _xp(k, a, b)
+    r = xp.remainder(a, b)
+    if not fmod:
+        return r
+    wrong = xp.logical_and(xp.not_equal(r, 0), xp.not_equal(xp.less(r, 0), xp.less(a, 0)))
+    return xp.where(wrong, xp.subtract(r, b), r)
+
+
+def _einsum(k: Kernels, *operands: Any, equation: str) -> Any:
+    if _is_static(*operands):
+        return np.einsum(equation, *operands)
+    return k.einsum(equation, *operands)
+
+
+def _topk(k: Kernels, x: Any, kk: Any, *, axis: int = -1, largest: int = 1, sorted: int = 1) -> tuple[Any, Any]:
+    """TopK: (values, int64 indices), sorted (an unsorted request gets them sorted: a valid order)."""
+    n = _ints(kk, "TopK k")[0]
+    a = _axis(axis, x.ndim)
+    if _is_static(x):
+        order = np.argsort(-x if largest else x, axis=a, kind="stable")
+        idx = np.take(order, np.arange(n), axis=a)
+        return np.take_along_axis(x, idx, axis=a), idx.astype(np.int64)
+    return k.topk(x, n, a, bool(largest))
+
+
+def _max_pool(k: Kernels, x: Any, **attrs: Any) -> Any:
+    if attrs.get("ceil_mode", 0):
+        raise ModuleError("MaxPool with ceil_mode=1 is not implemented")
+    kernel = list(attrs["kernel_shape"])
+    n = len(kernel)
+    strides = list(attrs.get("strides") or [1] * n)
+    dil = list(attrs.get("dilations") or [1] * n)
+    if any(d != 1 for d in dil):
+        raise ModuleError("MaxPool with dilations is not implemented")
+    pads = _pads(attrs, x.shape[2:], kernel, strides, dil, "MaxPool")
+    if _is_static(x):
+        xs = np.pad(x, [(0, 0), (0, 0), *pads], constant_values=-np.inf)
+        view = np.lib.stride_tricks.sliding_window_view(xs, kernel, axis=tuple(range(2, xs.ndim)))
+        view = view[(slice(None), slice(None), *(slice(None, None, s) for s in strides))]
+        return view.max(axis=tuple(range(xs.ndim, view.ndim)))
+    return k.window_max(x, kernel, strides, pads)
+
+
+def _split(k: Kernels, x: Any, split: Any = None, *, axis: int = 0, num_outputs: int | None = None,
+           split_attr: Sequence[int] | None = None, n_outputs: int = 1) -> tuple[Any, ...]:
+    """Split into parts of the given sizes, else equal ones (the last smaller, opset 18)."""
+    a = _axis(axis, x.ndim)
+    size = x.shape[a]
+    if split is not None or split_attr is not None:
+        sizes = _ints(split, "Split split") if split is not None else list(split_attr)
+    else:
+        parts = num_outputs or n_outputs
+        step = -(-size // parts)
+        sizes = [min(step, size - i * step) for i in range(parts)]
+    out, start = [], 0
+    for s in sizes:
+        index: list[slice] = [slice(None)] * x.ndim
+        index[a] = slice(start, start + s)
+        out.append(x[tuple(index)] if _is_static(x) else k.take_slice(x, tuple(index)))
+        start += s
+    return tuple(out)
+
+
+def _dropout(k: Kernels, x: Any, ratio: Any = None, training_mode: Any = None, *, seed: int = 0) -> Any:
+    """Dropout at inference is the identity (a training_mode input that is true is refused)."""
+    if training_mode is not None and (not _is_static(training_mode) or bool(np.asarray(training_mode))):
+        raise ModuleError("Dropout in training mode is not implemented (export in eval mode)")
+    return x
+
+
+def _range(k: Kernels, start: Any, limit: Any, delta: Any) -> np.ndarray:
+    if not _is_static(start, limit, delta):
+        raise ModuleError("Range bounds depend on the input; only static ones can be compiled")
+    return np.arange(np.asarray(start), np.asarray(limit), np.asarray(delta)).astype(np.asarray(start).dtype)
+
+
 OPS: dict[str, OpFn] = {
     "Abs": _unary("abs"), "Neg": _unary("negative"), "Exp": _unary("exp"), "Log": _unary("log"),
     "Sqrt": _unary("sqrt"), "Tanh": _unary("tanh"), "Reciprocal": _reciprocal,
@@ -425,7 +614,14 @@ OPS: dict[str, OpFn] = {
     "ReduceSum": _reduce("sum"), "ReduceMin": _reduce("min"), "ReduceMax": _reduce("max"),
     "ReduceMean": _reduce("mean"),
     "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv, "ConvTranspose": _conv_transpose,
-    "AveragePool": _average_pool, "Softmax": _softmax,
+    "AveragePool": _average_pool, "Softmax": _coerced(_softmax_axis),
+    "Erf": _erf, "Gelu": _gelu, "LayerNormalization": _layer_norm, "BatchNormalization": _batch_norm,
+    "GlobalAveragePool": _global_pool("mean"), "GlobalMaxPool": _global_pool("max"), "Clip": _clip,
+    "Softplus": _softplus, "LogSoftmax": _coerced(_log_softmax_axis), "Mod": _mod, "Einsum": _einsum,
+    "TopK": _topk, "MaxPool": _max_pool, "Split": _split, "Dropout": _dropout, "Range": _range,
+    "GreaterOrEqual": _binary("greater_equal"), "LessOrEqual": _binary("less_equal"),
+    "Sin": _unary("sin"), "Cos": _unary("cos"), "Floor": _unary("floor"), "Ceil": _unary("ceil"),
+    "Sign": _unary("sign"),
 }
 # reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form
 _REDUCE_OPS = ("ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean")
@@ -469,7 +665,12 @@ class OnnxFunction:
                 result = op(k, *args, **attrs)
             except ModuleError as exc:
                 raise ModuleError(f"{self.engine}: model {self.model}: {op_type} node {outs[0]!r}: {exc}") from None
-            env[outs[0]] = result
+            if type(result) is tuple:  # several outputs (TopK, Split, LayerNormalization); "" is one left out
+                for name, value in zip(outs, result):
+                    if name:
+                        env[name] = value
+            else:
+                env[outs[0]] = result
 
     def specialize(self, example: Any) -> Callable[[Any], tuple[Any, ...]]:
         """The graph for inputs shaped like ``example``, its input-independent part evaluated once
@@ -552,6 +753,11 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
     bad = sorted({(n.domain + "." if n.domain not in ("", "ai.onnx") else "") + n.op_type
                   for n in graph.node if n.domain not in ("", "ai.onnx") or n.op_type not in OPS})
+    foreign = [op for op in bad if "." not in op and not onnx.defs.has(op)]
+    if foreign:  # no engine runs these: "use onnxruntime" would send the user to the same wall
+        raise ModuleError(f"{engine}: model {path} uses op(s) that are not ONNX operators: {', '.join(foreign)} "
+                          f"(the exporter wrote an invalid graph that no ONNX engine runs; re-export it, e.g. with "
+                          f"another converter version or opset, or without the layer that produced it)")
     if bad:
         raise ModuleError(f"{engine}: model {path} uses ONNX op(s) the ONNX translator does not implement: "
                           f"{', '.join(bad)} (use backend: onnxruntime for this model)")
@@ -571,6 +777,12 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
             attrs["value"] = np.asarray(attrs["value"])
         if node.op_type == "Shape" and opset < 15:
             attrs.pop("start", None), attrs.pop("end", None)
+        if node.op_type in ("Softmax", "LogSoftmax"):
+            attrs["opset"] = opset  # before 13: over the 2-D coercion at axis
+        if node.op_type == "Split":
+            if "split" in attrs:  # an attribute before opset 13, an input since
+                attrs["split_attr"] = attrs.pop("split")
+            attrs["n_outputs"] = len(node.output)
         plan.append((node.op_type, OPS[node.op_type], list(node.input), list(node.output), attrs))
     dtype = np.dtype(tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))
     return OnnxFunction(Path(path), engine, inp.name, shape, dtype, [o.name for o in graph.output],

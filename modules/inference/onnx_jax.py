@@ -68,6 +68,32 @@ class JaxKernels(Kernels):
 
         return jax.nn.softmax(x, axis=axis)
 
+    def erf(self, x: Any) -> Any:
+        from jax import lax
+
+        return lax.erf(x)
+
+    def einsum(self, equation: str, *operands: Any) -> Any:
+        from jax import lax
+
+        return self.xp.einsum(equation, *operands, precision=lax.Precision.HIGHEST)
+
+    def topk(self, x: Any, k: int, axis: int, largest: bool) -> tuple[Any, Any]:
+        """``lax.top_k`` works on the last axis, largest first: the axis is moved there and back."""
+        from jax import lax
+
+        xp = self.xp
+        last = xp.moveaxis(x, axis, -1)
+        values, idx = lax.top_k(last if largest else xp.negative(last), k)  # int32 indices without x64
+        values = values if largest else xp.negative(values)
+        return xp.moveaxis(values, -1, axis), xp.moveaxis(idx, -1, axis)
+
+    def window_max(self, x: Any, kernel: list[int], strides: list[int], pads: Pads) -> Any:
+        from jax import lax
+
+        return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, 1, *kernel), (1, 1, *strides),
+                                 [(0, 0), (0, 0), *pads])
+
 
 def translate(path: Path, model: Any | None = None) -> OnnxFunction:
     """``path`` (or the loaded ModelProto) as a function of JAX arrays, to ``jax.jit``."""

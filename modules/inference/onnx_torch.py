@@ -193,6 +193,24 @@ class TorchKernels(Kernels):
     def softmax(self, x: Any, axis: int) -> Any:
         return self.torch.softmax(x, dim=axis)
 
+    def erf(self, x: Any) -> Any:
+        return self.torch.erf(x)
+
+    def einsum(self, equation: str, *operands: Any) -> Any:
+        like = next(o for o in operands if isinstance(o, self.torch.Tensor))
+        return self.torch.einsum(equation, *[self.xp.lift(o, like) for o in operands])
+
+    def topk(self, x: Any, k: int, axis: int, largest: bool) -> tuple[Any, Any]:
+        values, idx = self.torch.topk(x, k, dim=axis, largest=largest, sorted=True)
+        return values, idx
+
+    def window_max(self, x: Any, kernel: list[int], strides: list[int], pads: Pads) -> Any:
+        """Padding with -inf first (torch's own padding is symmetric and at most half the kernel)."""
+        flat = [v for b, e in reversed(pads) for v in (b, e)]
+        x = self.F.pad(x, flat, value=float("-inf")) if any(flat) else x
+        pool = (self.F.max_pool1d, self.F.max_pool2d, self.F.max_pool3d)[len(kernel) - 1]
+        return pool(x, kernel, strides)
+
 
 def translate(path: Path, model: Any | None = None, device: Any = "cpu") -> OnnxFunction:
     """``path`` (or the loaded ModelProto) as a function of torch tensors on ``device``; run it through

@@ -18,7 +18,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError
 from hltrun.framework.extras import need
 
-from .base import OUTPUT_NAMES, InferenceBackend, log, several_inputs
+from .base import InferenceBackend, log, several_inputs
 
 MODES = ("predict", "eager", "function", "xla")
 # modules whose import registers the custom layers of the shipped models (package "hltrun")
@@ -37,6 +37,22 @@ def configure_threads(tf: Any, intra: int, inter: int) -> dict[str, int]:
                         value, exc, extra={"once": True})
     return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+def keras_output_names(model: Any) -> list[str]:
+    """The model's outputs by the names Keras gives them: a dict's keys, else its output layers' names
+    (``model.output_names``), so that the scorer's rule (the output named ``score``, else the only one,
+    else ``outputs:``) and the names it lists are the model's own, as for an ONNX file. (A list of outputs
+    used to be renamed (score, kl) by position: a model [anomaly, kl_div] was scored by its first output
+    unasked, and ``outputs: {score: kl_div}`` was refused as naming no output.)"""
+    out = model.output
+    if isinstance(out, dict):
+        return list(out)
+    names = [str(n) for n in (getattr(model, "output_names", None) or [])]
+    count = len(out) if isinstance(out, (list, tuple)) else 1
+    if len(names) == count and len(set(names)) == count:
+        return names
+    return [f"output_{i}" for i in range(count)] if count > 1 else ["output"]
 
 
 class TensorFlowBackend(InferenceBackend):
@@ -62,14 +78,7 @@ class TensorFlowBackend(InferenceBackend):
         self.model = keras.saving.load_model(str(self.model_path), compile=False)
         if len(self.model.inputs) != 1:
             raise several_inputs(self.name, self.model_path, [i.name for i in self.model.inputs])
-        out = self.model.output
-        names = list(getattr(self.model, "output_names", None) or [])
-        if isinstance(out, dict):
-            self._outputs = list(out)
-        elif not isinstance(out, (list, tuple)):  # one output: its layer's name (the score by default)
-            self._outputs = names[:1] or ["output"]
-        else:  # unnamed list outputs of the shipped export are (score, kl)
-            self._outputs = names if set(OUTPUT_NAMES) <= set(names) else list(OUTPUT_NAMES)
+        self._outputs = keras_output_names(self.model)
         self._call = self._make_call(mode)
 
     def _make_call(self, mode: str) -> Callable[[np.ndarray], Any]:

@@ -743,8 +743,10 @@ def time_interleaved(paths: dict[str, Path], batches: list[int], rounds: int = 2
                 self.fns[b] = ctx.modules[mod.name][entry]
 
         def run(self, _names, feed):
+            from hltrun.modules.inference.iree_backend import host_copy  # owned memory, not a dead mapping
+
             x = feed["jets"]
-            return [np.asarray(r.to_host()) for r in self.fns[len(x)](x)]
+            return [host_copy(r, len(x)) for r in self.fns[len(x)](x)]
 
     class TfLite:
         """TensorFlow Lite flatbuffers, one per batch (``tflite:PREFIX`` -> PREFIX-b{batch}.tflite), one

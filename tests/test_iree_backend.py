@@ -126,3 +126,46 @@ def test_the_shipped_path_on_iree_decides_as_on_onnxruntime(tmp_path, iree_cache
     old, new = (read_side([outs[b]], "Events") for b in ("onnxruntime", "iree"))
     diff = compare(old, new)
     assert diff.common == 60 and diff.identical, diff
+
+
+def _warnings_while(caplog, action):
+    """The WARNING lines the inference logger gives while ``action`` runs (the CLI's logger may not
+    propagate to caplog's handler)."""
+    logger = logging.getLogger("hltrun.inference")
+    logger.addHandler(caplog.handler)
+    try:
+        result = action()
+    finally:
+        logger.removeHandler(caplog.handler)
+    records = {id(r): r for r in caplog.records}.values()  # one record reaches caplog's handler by both ways
+    return result, [r.getMessage() for r in records if r.levelno == logging.WARNING]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["under_a_file", "a_file"])
+def test_a_cache_folder_that_cannot_be_written_is_one_warning_and_the_model_runs(tiny, tmp_path, caplog, where):
+    """XDG_CACHE_HOME=/etc/hostname/x or engine_cache=<a file>: the cache is an optimisation, the job runs."""
+    a_file = tmp_path / "hostname"
+    a_file.write_text("not a folder\n")
+    cache = a_file / "x" / "hltrun" / "iree" if where == "under_a_file" else a_file
+    backend, warnings = _warnings_while(caplog, lambda: loaded("iree", tiny.onnx, engine_cache=str(cache),
+                                                                   opt_batch=2, max_batch=2))
+    assert backend.compiled_now == [1, 2]
+    assert len(warnings) == 1 and warnings[0].startswith("iree module cache: ")
+    assert "compiled modules kept in memory only" in warnings[0]
+    ref = loaded("onnxruntime", tiny.onnx)
+    np.testing.assert_allclose(backend.run(jets(3))["score"], ref.run(jets(3))["score"], rtol=1e-5)
+    assert a_file.read_text() == "not a folder\n" and list(tmp_path.iterdir()) == [a_file]  # nothing left beside it
+
+
+@pytest.mark.slow
+def test_a_damaged_cached_module_is_compiled_again_not_trusted(tiny, tmp_path, caplog):
+    first = loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1)
+    (module,) = tmp_path.glob("*.vmfb")
+    module.write_bytes(module.read_bytes()[:300])  # as a copy cut short, a disk error, an old crash
+    again, warnings = _warnings_while(caplog, lambda: loaded("iree", tiny.onnx, engine_cache=str(tmp_path),
+                                                                 opt_batch=1, max_batch=1))
+    assert again.compiled_now == [1]
+    assert len(warnings) == 1 and "cannot be opened" in warnings[0] and "compiling it again" in warnings[0]
+    np.testing.assert_array_equal(again.run(jets(1))["score"], first.run(jets(1))["score"])
+    assert loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1).compiled_now == []

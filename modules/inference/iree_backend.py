@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hltrun.framework.atomic import write_bytes
+from hltrun.framework.destinations import check_folder_destination
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 
@@ -114,27 +115,29 @@ class IreeBackend(InferenceBackend):
         self._functions: dict[int, Any] = {}
         self.compiled_now: list[int] = []
         failed: dict[int, str] = {}
+        self._cache_refused: str | None = None
         for bucket in self.buckets:
             path = cache_path(self.model_path, cache_dir, self.version, bucket)
             refused = path.with_suffix(".failed")  # the compiler refused this bucket before: not retried
             if refused.is_file():
                 failed[bucket] = refused.read_text().strip()
                 continue
-            if not path.is_file():
-                log.info("iree: compiling %s for batch %d (cached in %s)", self.model_path.name, bucket, cache_dir)
+            function = self._open_cached(runtime, path)
+            if function is None:
+                log.info("iree: compiling %s for batch %d (%s)", self.model_path.name, bucket,
+                         "in memory only" if self._cache_refused else f"cached in {cache_dir}")
                 try:
                     blob = compile_bucket(model, bucket)
                 except ModuleError:
                     raise
                 except Exception as exc:  # the compiler's own diagnostics: keep the first error line
                     failed[bucket] = compiler_error(exc)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    write_bytes(refused, (failed[bucket] + "\n").encode(), "iree module cache")
+                    self._keep(refused, (failed[bucket] + "\n").encode())
                     continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_bytes(path, blob, "iree module cache")
+                self._keep(path, blob)
                 self.compiled_now.append(bucket)
-            self._functions[bucket] = self._open(runtime, path)
+                function = self._open(runtime, blob)
+            self._functions[bucket] = function
         if not self._functions:
             raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: "
                               f"{next(iter(failed.values()))}")
@@ -145,13 +148,47 @@ class IreeBackend(InferenceBackend):
         self.buckets = sorted(self._functions)
         self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}
 
-    def _open(self, runtime: Any, path: Path) -> Any:
+    def _open_cached(self, runtime: Any, path: Path) -> Any:
+        """The cached module for one bucket, or None to compile it: absent, or one that cannot be opened
+        (truncated or damaged by something other than hltrun, which writes it whole) is compiled again
+        and replaced, with one warning, rather than failing every later job."""
+        if not path.is_file():
+            return None
+        try:
+            return self._open(runtime, path)
+        except ModuleError:
+            raise
+        except Exception as exc:
+            log.warning("iree: cached module %s cannot be opened (%s); compiling it again", path, one_line(exc))
+            return None
+
+    def _keep(self, path: Path, data: bytes) -> None:
+        """Put a compiled module (or the compiler's refusal) in the cache. The cache only saves the
+        next job a compile: a folder that cannot be written (a file in its path, a read-only or full
+        disk) is one warning, the modules of this job stay in memory, and the job goes on."""
+        if self._cache_refused is not None:
+            return
+        try:
+            check_folder_destination(path.parent, "iree module cache")
+            write_bytes(path, data, "iree module cache")
+        except ModuleError as exc:
+            self._cache_refused = str(exc)
+            log.warning("%s; compiled modules kept in memory only, the next job compiles again", exc,
+                        extra={"once": True})
+
+    def _open(self, runtime: Any, module_file: Path | bytes) -> Any:
+        """The entry point of a compiled module: a cached file (mapped) or bytes just compiled."""
         context = runtime.SystemContext(config=self._config)
-        module = runtime.VmModule.mmap(self._config.vm_instance, str(path))
+        if isinstance(module_file, bytes):
+            module = runtime.VmModule.copy_buffer(self._config.vm_instance, module_file)
+        else:
+            module = runtime.VmModule.mmap(self._config.vm_instance, str(module_file))
         context.add_vm_module(module)
         entry = [f for f in module.function_names if not f.startswith("__") and "$" not in f]
         if len(entry) != 1:
-            raise ModuleError(f"iree: compiled module {path} has entry points {entry}; expected one")
+            where = "just compiled" if isinstance(module_file, bytes) else str(module_file)
+            raise ModuleError(f"iree: compiled module ({where}) of {self.model_path} has entry points {entry}; "
+                              f"expected one")
         return context.modules[module.name][entry[0]]
 
     def _input_shape(self) -> tuple[Any, ...]:

@@ -121,3 +121,16 @@ def test_when_no_engine_runs_the_error_is_one_line_with_the_references_reason(ti
     with pytest.raises(ModuleError, match="auto: broken cannot run the model: not usable: .*no such engine here"):
         autoselect.choose({"broken": lambda: _Broken(tiny.onnx), "other": lambda: _AlsoBroken(tiny.onnx)},
                           batch=2, reference="broken", budget_s=0.2)
+
+
+@pytest.mark.parametrize("text", ["1", "null", '"onnxruntime"', "[]", '{"backend": ["onnxruntime"], "batch": 2, '
+                                  '"reason": "", "table": []}', '{"backend": "onnxruntime", "table": [1]}', '{"back'])
+def test_a_cached_decision_that_is_not_one_is_timed_again(tiny, tmp_path, text):
+    """Any JSON (or a cut-short file) in the decision cache: timed again and replaced, never an internal error."""
+    args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
+                versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2, folder=tmp_path)
+    key = autoselect.decision_key(tiny.onnx, 2, {"onnxruntime": "1"}, "cpu0")
+    (tmp_path / f"{key}.json").write_text(text)
+    first = autoselect.choose_cached(**args)
+    assert not first.cached and first.backend == "onnxruntime"
+    assert autoselect.choose_cached(**args).cached  # the stored file is a decision again

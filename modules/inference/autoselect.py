@@ -154,9 +154,14 @@ def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str) ->
 
 
 def load_cached(key: str, folder: Path | None = None) -> Choice | None:
+    """The decision stored under ``key``; None (time again) when absent, unreadable, or not a decision:
+    the file is the user's (another tool, an old version, a hand edit may have put any JSON there), so
+    its shape is checked before it is trusted."""
     path = (folder or cache_dir()) / f"{key}.json"
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("backend"), str):
+            return None
         table = [Timing(**row) for row in data.pop("table")]
         return Choice(**{**data, "table": table, "cached": True})
     except (OSError, ValueError, TypeError, KeyError):

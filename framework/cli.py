@@ -133,6 +133,21 @@ def _write_reports(report_dir: Path, summary: JobSummary, services: Sequence[Ser
     return 0
 
 
+def _print(text: str, what: str) -> int:
+    """``text`` on stdout, flushed; 0, or 4 after one line when stdout cannot take it. stdout is a
+    destination like the others: closed (``>&-``), full (``> /dev/full``) or a reader gone is said in
+    one line (exit 4, as for any destination), not an internal error."""
+    try:
+        if sys.stdout is None:  # the shell closed descriptor 1 before the job started
+            raise OSError(0, "stdout is closed")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        sys.stderr.write(f"hltrun: error: stdout: cannot print {what} ({exc.strerror or exc})\n")
+        return 4
+    return 0
+
+
 def _main(args: argparse.Namespace, record: dict) -> int:
     from .config import load
     from .errors import HltError
@@ -155,8 +170,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         cfg = load(args.config, overrides, args.max_events)
         record["process"] = cfg.process
         if args.dump:
-            sys.stdout.write(cfg.dump())
-            return 0
+            return _print(cfg.dump(), "the configuration")
         report_dir = Path(cfg.options.reportDir) if cfg.options.reportDir else None
         from .executors import execute, report_services
 
@@ -172,12 +186,11 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             for service in services:  # the job report's PeakValueRss is the MemoryReport's peak
                 if isinstance(service, Memory):  # also configured as SimpleMemoryCheck
                     record["memory"] = service.results()
-        if cfg.options.wantSummary:
-            sys.stdout.write(text_report(summary, services))
+        print_code = _print(text_report(summary, services), "the reports") if cfg.options.wantSummary else 0
         report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
         if code:
             sys.stderr.write(f"hltrun: error: {summary.failure}\n")
-        return code or report_code
+        return code or print_code or report_code
     except HltError as exc:
         record["error"] = exc
         if args.debug:

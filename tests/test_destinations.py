@@ -443,3 +443,29 @@ def test_a_signal_waits_for_the_last_rename_of_a_set() -> None:
             os.kill(os.getpid(), signal.SIGINT)  # the handler runs at once, in this thread
             steps.append("renamed the rest")
     assert steps == ["renamed the rest"]
+
+
+# ------------------------------------------------------------------ stdout itself cannot take the reports
+
+@pytest.mark.parametrize("stdout", ["closed", "full"])
+@pytest.mark.parametrize("dump", [False, True])
+def test_stdout_closed_or_full_is_one_line_not_an_internal_error(stdout, dump, tmp_path, monkeypatch, capfd) -> None:
+    """``hltrun cfg >&-`` (Python's sys.stdout is None) and ``hltrun cfg > /dev/full``: exit 4, one line
+    naming stdout (it used to be ``internal error: AttributeError`` / ``OSError``, exit 1)."""
+    if stdout == "closed":
+        monkeypatch.setattr("sys.stdout", None)
+    else:
+        full = open(_char_device(tmp_path / "full", "full"), "w")
+        monkeypatch.setattr("sys.stdout", full)
+    argv = [str(_job(tmp_path)), *(["--dump"] if dump else [])]
+    try:
+        code = main(argv)
+    finally:
+        if stdout == "full":
+            full.buffer.raw.close()  # what it still buffers would fail again at garbage collection
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    reason = "stdout is closed" if stdout == "closed" else "No space left on device"
+    what = "the configuration" if dump else "the reports"
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert (code, errors) == (4, [f"hltrun: error: stdout: cannot print {what} ({reason})"])

@@ -29,6 +29,15 @@ from .errors import ModuleError
 
 REPORT_FOLDER = "report folder (--report-dir / options.reportDir)"  # who writes there, in messages
 _LINK_LIMIT = 40  # the kernel's own limit on links followed in one lookup
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs, APFS): the shortest common limit
+
+
+def fit_name(name: str, max_bytes: int) -> str:
+    """``name`` cut to at most ``max_bytes`` bytes of UTF-8, never inside a character. A name hltrun
+    makes from a user's (the temporary beside an output, a cache file named after the model) adds to
+    it, so a user's name that is valid (up to 255 bytes) must be shortened there, not refused."""
+    data = name.encode("utf-8", "surrogateescape")
+    return name if len(data) <= max_bytes else data[:max_bytes].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True)

@@ -469,3 +469,27 @@ def test_stdout_closed_or_full_is_one_line_not_an_internal_error(stdout, dump, t
     what = "the configuration" if dump else "the reports"
     errors = [line for line in err.splitlines() if "error" in line]
     assert (code, errors) == (4, [f"hltrun: error: stdout: cannot print {what} ({reason})"])
+
+
+# ------------------------------------------------------------------ names near the 255-byte limit
+
+@pytest.mark.parametrize("name", ["o" * 250 + ".root", "é" * 125 + "o.xml"], ids=["ascii-255", "utf8-255"])
+def test_a_file_name_of_255_bytes_is_written_not_refused_for_its_temporary(name, tmp_path) -> None:
+    """The temporary (``<name>.<random>.tmp``) used to exceed the limit the destination's own name is
+    within: ``cannot write into <folder> (File name too long)`` for a valid file name."""
+    assert len(name.encode()) == 255
+    target = tmp_path / name
+    hltrun.framework.atomic.write_bytes(target, b"x", "modules.out.file")
+    assert target.read_bytes() == b"x" and not _temporaries(tmp_path)
+    with writing(target, "modules.out.file", suffix=".root") as staged:  # a writer choosing its format by suffix
+        assert len(staged.tmp.name.encode()) <= 255 and staged.tmp.name.endswith(".tmp.root")
+        staged.tmp.write_bytes(b"y")
+    assert target.read_bytes() == b"y" and not _temporaries(tmp_path)
+
+
+def test_fit_name_never_cuts_a_character() -> None:
+    from hltrun.framework.destinations import fit_name
+
+    assert fit_name("short", 100) == "short"
+    assert fit_name("é" * 10, 5) == "éé"  # 4 bytes: the third é would need 6
+    assert fit_name("o" * 300, 255) == "o" * 255

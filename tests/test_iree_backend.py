@@ -169,3 +169,15 @@ def test_a_damaged_cached_module_is_compiled_again_not_trusted(tiny, tmp_path, c
     assert len(warnings) == 1 and "cannot be opened" in warnings[0] and "compiling it again" in warnings[0]
     np.testing.assert_array_equal(again.run(jets(1))["score"], first.run(jets(1))["score"])
     assert loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1).compiled_now == []
+
+
+def test_a_model_name_of_255_bytes_makes_a_valid_cache_name(tmp_path):
+    """The cache name adds ~60 bytes of key to the model's name: a model named near the limit used to
+    fail begin_job with ``File name too long`` once the cache folder existed."""
+    one, two = tmp_path / ("m" * 250 + ".onnx"), tmp_path / ("m" * 249 + "n.onnx")
+    one.write_bytes(b"one")
+    two.write_bytes(b"two")
+    paths = [ib.cache_path(m, tmp_path, "3.13.0", 1024) for m in (one, two)]
+    assert all(len(p.name.encode()) <= 255 and len(p.with_suffix(".failed").name.encode()) <= 255 for p in paths)
+    assert paths[0] != paths[1]  # cut to the same prefix, told apart by the model's digest
+    assert not paths[0].is_file()  # a lookup, not ENAMETOOLONG

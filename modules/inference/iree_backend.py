@@ -22,11 +22,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from hltrun.framework.atomic import write_bytes
-from hltrun.framework.destinations import check_folder_destination
+from hltrun.framework.destinations import check_folder_destination, fit_name
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 
-from .machine import cache_root, cpu_key, dist_version, model_digest
+from .machine import CACHE_STEM_BYTES, cache_root, cpu_key, dist_version, model_digest
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
 from .base import InferenceBackend, log, several_inputs
 
@@ -40,7 +40,8 @@ def buckets(opt_batch: int, max_batch: int) -> list[int]:
 
 def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int) -> Path:
     digest = model_digest(model)[:16]
-    return cache_dir / f"{model.stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
+    stem = fit_name(model.stem, CACHE_STEM_BYTES)  # a 255-byte model name still makes a valid cache name
+    return cache_dir / f"{stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
 
 
 def default_cache_dir() -> Path:

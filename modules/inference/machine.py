@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+CACHE_STEM_BYTES = 100  # of the model's name in a cache file's name: the key after it identifies the model
+
+
 @lru_cache(maxsize=1)
 def cpu_key() -> str:
     """A short hash of the CPU model and its feature flags (a cache written on another CPU is not used)."""

@@ -34,11 +34,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from hltrun.framework.atomic import write_bytes
+from hltrun.framework.destinations import fit_name
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 
 from .base import InferenceBackend, check_input_shape, log, several_inputs
-from .machine import model_digest
+from .machine import CACHE_STEM_BYTES, model_digest
 
 MIN_TRT_MAJOR = 10
 
@@ -224,7 +225,7 @@ def engine_cache_path(onnx_path: Path, cache_dir: Path, gpu_name: str, trt_versi
     """Cache key: ONNX content hash (external data included), GPU, TensorRT version and every build setting."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "_", gpu_name).strip("_") or "gpu"
     key = f"{model_digest(onnx_path)[:16]}-{gpu}-trt{trt_version}-{settings.key()}"
-    return cache_dir / f"{onnx_path.stem}-{key}.engine"
+    return cache_dir / f"{fit_name(onnx_path.stem, CACHE_STEM_BYTES)}-{key}.engine"  # a 255-byte model name fits
 
 
 def fp16_supported(trt: Any, builder: Any) -> bool:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModuleError
+from .resources import user_path
 
 REPORT_FOLDER = "report folder (--report-dir / options.reportDir)"  # who writes there, in messages
 _LINK_LIMIT = 40  # the kernel's own limit on links followed in one lookup
@@ -81,7 +82,7 @@ def _kind(mode: int) -> str:
 
 def destination(path: str | os.PathLike[str], what: str) -> Destination:
     """Classify ``path`` by the policy above; a destination that is refused raises one ModuleError line."""
-    path = Path(path)
+    path = user_path(path)
     fd = _own_descriptor(path)
     if fd is not None:
         return Destination(path, path, in_place=True, fd=fd)
@@ -129,6 +130,6 @@ def check_file_destination(path: str | os.PathLike[str], what: str, in_place: bo
 
 def check_folder_destination(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` is a folder files will be written into."""
-    path = Path(path)
+    path = user_path(path)
     _probe(path, what)
     return path

@@ -493,3 +493,30 @@ def test_fit_name_never_cuts_a_character() -> None:
     assert fit_name("short", 100) == "short"
     assert fit_name("é" * 10, 5) == "éé"  # 4 bytes: the third é would need 6
     assert fit_name("o" * 300, 255) == "o" * 255
+
+
+# ------------------------------------------------------------------ ~ in a path no shell expanded
+
+def test_tilde_in_the_yaml_or_an_override_means_the_home_folder(tmp_path, monkeypatch, capfd) -> None:
+    """``modules.out.file=~/o.root`` (a word no shell expands), ``--report-dir=~/rep``, ``-j '~/j.xml'``:
+    written into $HOME; they used to make a folder named ``~`` in the working directory."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    cfg = _job(tmp_path, Path("~/out/o.root"))
+    code, _, errors = _run(capfd, str(cfg), "--report-dir", "~/rep", "-j", "~/j.xml")
+    assert (code, errors) == (0, [])
+    assert (home / "out" / "o.root").is_file() and (home / "j.xml").is_file() and (home / "rep" / "hltrun.json").is_file()
+    assert list(work.iterdir()) == []
+
+
+def test_tilde_in_an_input_path_or_pattern_means_the_home_folder(tmp_path, monkeypatch) -> None:
+    from hltrun.framework.resources import find_file, glob_files
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "..")
+    (tmp_path / "a.root").write_bytes(b"")
+    assert find_file("~/a.root") == tmp_path / "a.root"
+    assert glob_files("~/a.root") == glob_files("~/*.root") == [str(tmp_path / "a.root")]

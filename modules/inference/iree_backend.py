@@ -25,6 +25,7 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.destinations import check_folder_destination, fit_name
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
+from hltrun.framework.resources import user_path
 
 from .machine import CACHE_STEM_BYTES, cache_root, cpu_key, dist_version, model_digest
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
@@ -90,7 +91,7 @@ class IreeBackend(InferenceBackend):
         ``backend: auto`` times IREE only then, so begin_job never compiles for a guess."""
         try:
             version = dist_version("iree-base-compiler")
-            cache_dir = Path(options.engine_cache) if options.engine_cache else default_cache_dir()
+            cache_dir = user_path(options.engine_cache) if options.engine_cache else default_cache_dir()
             paths = [cache_path(Path(model_path), cache_dir, version, b)
                      for b in buckets(options.opt_batch, options.max_batch)]
         except OSError:
@@ -110,7 +111,7 @@ class IreeBackend(InferenceBackend):
                             for d in self._inputs[0].type.tensor_type.shape.dim)
         jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
-        cache_dir = Path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
+        cache_dir = user_path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
         self.buckets = buckets(self.options.opt_batch, self.options.max_batch)
         self._config = runtime.Config("local-sync" if self.options.threads <= 1 else "local-task")
         self._functions: dict[int, Any] = {}

@@ -28,6 +28,7 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
+from hltrun.framework.resources import user_path
 
 from .base import log
 from .bucketed import BucketedBackend, Executed
@@ -90,7 +91,7 @@ class JaxBackend(BucketedBackend):
         current = jax.config.jax_compilation_cache_dir
         if current and not self.options.engine_cache:
             return str(current)
-        path = self.options.engine_cache or str(cache_root("jax"))
+        path = str(user_path(self.options.engine_cache)) if self.options.engine_cache else str(cache_root("jax"))
         try:
             enable_compile_cache(path)
         except OSError as exc:

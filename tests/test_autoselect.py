@@ -134,3 +134,15 @@ def test_a_cached_decision_that_is_not_one_is_timed_again(tiny, tmp_path, text):
     first = autoselect.choose_cached(**args)
     assert not first.cached and first.backend == "onnxruntime"
     assert autoselect.choose_cached(**args).cached  # the stored file is a decision again
+
+
+def test_without_a_home_folder_the_decision_is_taken_and_not_cached(tiny, monkeypatch):
+    """No HOME and no passwd entry (``docker run --user 12345``): ``Path.home()`` raises RuntimeError,
+    which used to fail begin_job of the shipped path (``backend: auto``)."""
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr("pathlib.Path.home", classmethod(lambda cls: (_ for _ in ()).throw(
+        RuntimeError("Could not determine home directory."))))
+    args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
+                versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2)
+    assert not autoselect.choose_cached(**args).cached
+    assert not autoselect.choose_cached(**args).cached  # nowhere to keep it: timed again, never an error

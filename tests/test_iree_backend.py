@@ -181,3 +181,17 @@ def test_a_model_name_of_255_bytes_makes_a_valid_cache_name(tmp_path):
     assert all(len(p.name.encode()) <= 255 and len(p.with_suffix(".failed").name.encode()) <= 255 for p in paths)
     assert paths[0] != paths[1]  # cut to the same prefix, told apart by the model's digest
     assert not paths[0].is_file()  # a lookup, not ENAMETOOLONG
+
+
+@pytest.mark.slow
+def test_without_a_home_folder_the_modules_are_compiled_in_memory(tiny, monkeypatch, caplog):
+    """No HOME, no passwd entry, no XDG_CACHE_HOME: one warning saying how to keep a cache; the model runs."""
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr("pathlib.Path.home", classmethod(lambda cls: (_ for _ in ()).throw(
+        RuntimeError("Could not determine home directory."))))
+    assert not ib.IreeBackend.compiled(tiny.onnx, BackendOptions(opt_batch=1, max_batch=1))
+    backend, warnings = _warnings_while(caplog, lambda: loaded("iree", tiny.onnx, opt_batch=1, max_batch=1))
+    assert backend.compiled_now == [1]
+    assert len(warnings) == 1 and "no home folder" in warnings[0] and "set XDG_CACHE_HOME" in warnings[0]
+    ref = loaded("onnxruntime", tiny.onnx)
+    np.testing.assert_allclose(backend.run(jets(1))["score"], ref.run(jets(1))["score"], rtol=1e-5)

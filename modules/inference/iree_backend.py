@@ -111,20 +111,24 @@ class IreeBackend(InferenceBackend):
                             for d in self._inputs[0].type.tensor_type.shape.dim)
         jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
-        cache_dir = user_path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
         self.buckets = buckets(self.options.opt_batch, self.options.max_batch)
         self._config = runtime.Config("local-sync" if self.options.threads <= 1 else "local-task")
         self._functions: dict[int, Any] = {}
         self.compiled_now: list[int] = []
         failed: dict[int, str] = {}
         self._cache_refused: str | None = None
+        cache_dir: Path | None = None
+        try:
+            cache_dir = user_path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
+        except OSError as exc:  # no home folder to hold it
+            self._refuse_cache(f"iree module cache: {exc.strerror}")
         for bucket in self.buckets:
-            path = cache_path(self.model_path, cache_dir, self.version, bucket)
-            refused = path.with_suffix(".failed")  # the compiler refused this bucket before: not retried
-            if refused.is_file():
+            path = cache_path(self.model_path, cache_dir, self.version, bucket) if cache_dir else None
+            refused = path.with_suffix(".failed") if path else None  # the compiler refused it before: not retried
+            if refused is not None and refused.is_file():
                 failed[bucket] = refused.read_text().strip()
                 continue
-            function = self._open_cached(runtime, path)
+            function = self._open_cached(runtime, path) if path else None
             if function is None:
                 log.info("iree: compiling %s for batch %d (%s)", self.model_path.name, bucket,
                          "in memory only" if self._cache_refused else f"cached in {cache_dir}")
@@ -134,9 +138,11 @@ class IreeBackend(InferenceBackend):
                     raise
                 except Exception as exc:  # the compiler's own diagnostics: keep the first error line
                     failed[bucket] = compiler_error(exc)
-                    self._keep(refused, (failed[bucket] + "\n").encode())
+                    if refused is not None:
+                        self._keep(refused, (failed[bucket] + "\n").encode())
                     continue
-                self._keep(path, blob)
+                if path is not None:
+                    self._keep(path, blob)
                 self.compiled_now.append(bucket)
                 function = self._open(runtime, blob)
             self._functions[bucket] = function
@@ -174,9 +180,12 @@ class IreeBackend(InferenceBackend):
             check_folder_destination(path.parent, "iree module cache")
             write_bytes(path, data, "iree module cache")
         except ModuleError as exc:
-            self._cache_refused = str(exc)
-            log.warning("%s; compiled modules kept in memory only, the next job compiles again", exc,
-                        extra={"once": True})
+            self._refuse_cache(str(exc))
+
+    def _refuse_cache(self, why: str) -> None:
+        """No cache for this job: said once, in one warning."""
+        self._cache_refused = why
+        log.warning("%s; compiled modules kept in memory only, the next job compiles again", why, extra={"once": True})
 
     def _open(self, runtime: Any, module_file: Path | bytes) -> Any:
         """The entry point of a compiled module: a cached file (mapped) or bytes just compiled."""

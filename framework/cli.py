@@ -6,6 +6,7 @@ from .clock import PROCESS_START  # first: the clock reads how long start-up too
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -87,7 +88,25 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
     log.propagate = False
 
 
+def _fill_closed_descriptors() -> None:
+    """Descriptors 0-2 that the caller closed (``2>&-``, a daemon) are opened on /dev/null, as daemons
+    do: else the next file opened takes the number, and what a library writes to "stderr" lands in it
+    (an output file, a cache), while hltrun's own messages failed on ``sys.stderr`` being None (exit 1,
+    silently). A closed stdout stays ``sys.stdout is None``: the reports say they cannot be printed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # the messages go where the caller sent them: nowhere
+
+
 def main(argv: list[str] | None = None) -> int:
+    _fill_closed_descriptors()
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)  # options may come between overrides
     if args.config is None:  # checked here: argparse would call the optional overrides required too

@@ -195,3 +195,20 @@ def test_without_a_home_folder_the_modules_are_compiled_in_memory(tiny, monkeypa
     assert len(warnings) == 1 and "no home folder" in warnings[0] and "set XDG_CACHE_HOME" in warnings[0]
     ref = loaded("onnxruntime", tiny.onnx)
     np.testing.assert_allclose(backend.run(jets(1))["score"], ref.run(jets(1))["score"], rtol=1e-5)
+
+
+def test_a_compiler_that_could_not_run_is_not_remembered_as_a_refusal(tiny, tmp_path, monkeypatch):
+    """TMPDIR unusable for iree-compile (or the compiler killed for memory): that job fails in one line,
+    but no ``.failed`` marker is cached, so the next job, in a sane environment, compiles. It used to
+    refuse the model in every later job."""
+    def cannot_run(model, batch):
+        raise RuntimeError("Error invoking IREE compiler tool iree-compile\nError code: 1\nDiagnostics:\n"
+                           "failed to generate temporary file: Not a directory")
+
+    monkeypatch.setattr(ib, "compile_bucket", cannot_run)
+    with pytest.raises(ModuleError, match=r"for any batch bucket: .*failed to generate temporary file"):
+        create_backend("iree", tiny.onnx, BackendOptions(engine_cache=str(tmp_path), opt_batch=2)).load()
+    assert not list(tmp_path.glob("*.failed"))
+    monkeypatch.setattr(ib, "compile_bucket", lambda model, batch: b"compiled")
+    monkeypatch.setattr(ib.IreeBackend, "_open", lambda self, runtime, module: (lambda x: x))
+    assert create_backend("iree", tiny.onnx, BackendOptions(engine_cache=str(tmp_path), opt_batch=2)).load()

@@ -138,7 +138,7 @@ class IreeBackend(InferenceBackend):
                     raise
                 except Exception as exc:  # the compiler's own diagnostics: keep the first error line
                     failed[bucket] = compiler_error(exc)
-                    if refused is not None:
+                    if refused is not None and refuses_model(exc):
                         self._keep(refused, (failed[bucket] + "\n").encode())
                     continue
                 if path is not None:
@@ -236,6 +236,13 @@ class IreeBackend(InferenceBackend):
     def _describe(self) -> dict[str, Any]:
         return {"versions": {"iree": self.version}, "target": f"{TARGET} (host CPU)", "buckets": list(self.buckets),
                 "compiled_at_load": list(self.compiled_now), "precision": "fp32"}
+
+
+def refuses_model(exc: BaseException) -> bool:
+    """Whether iree-compile refused the model (an ``error:`` diagnostic about it), which is remembered
+    for this bucket. A compiler that could not run at all (its TMPDIR unusable, killed for memory, a
+    linker missing) says nothing of the model: remembered, it would refuse the bucket in every later job."""
+    return any("error:" in line for line in str(exc).splitlines())
 
 
 def compiler_error(exc: BaseException) -> str:

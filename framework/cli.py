@@ -156,14 +156,15 @@ def _print(text: str, what: str) -> int:
     """``text`` on stdout, flushed; 0, or 4 after one line when stdout cannot take it. stdout is a
     destination like the others: closed (``>&-``), full (``> /dev/full``) or a reader gone is said in
     one line (exit 4, as for any destination), not an internal error."""
+    from .destinations import printing
+    from .errors import HltError
+
     try:
-        if sys.stdout is None:  # the shell closed descriptor 1 before the job started
-            raise OSError(0, "stdout is closed")
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError as exc:
-        sys.stderr.write(f"hltrun: error: stdout: cannot print {what} ({exc.strerror or exc})\n")
-        return 4
+        with printing(what):
+            sys.stdout.write(text)
+    except HltError as exc:
+        sys.stderr.write(f"hltrun: error: {exc}\n")
+        return exc.exit_code
     return 0
 
 

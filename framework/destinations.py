@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ModuleError
 from .resources import user_path
@@ -133,3 +136,20 @@ def check_folder_destination(path: str | os.PathLike[str], what: str) -> Path:
     path = user_path(path)
     _probe(path, what)
     return path
+
+
+@contextmanager
+def printing(what: str, required: bool = True) -> Iterator[None]:
+    """The block prints ``what`` to stdout, a destination like the others: one that fails (``> /dev/full``,
+    a reader gone) is one ModuleError line, not a traceback or an internal error, and the block's text
+    is flushed at its end, so the failure is found here and not by Python's flush at exit. A closed
+    stdout (``>&-``: ``sys.stdout`` is None and print() writes nothing) is said the same way when the
+    text is the product (``required``; hltdiff's answer is its exit code, its table may go nowhere)."""
+    try:
+        if sys.stdout is None and required:
+            raise OSError(0, "stdout is closed")
+        yield
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError as exc:
+        raise ModuleError(f"stdout: cannot print {what} ({exc.strerror or exc})") from None

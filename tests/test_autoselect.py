@@ -146,3 +146,14 @@ def test_without_a_home_folder_the_decision_is_taken_and_not_cached(tiny, monkey
                 versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2)
     assert not autoselect.choose_cached(**args).cached
     assert not autoselect.choose_cached(**args).cached  # nowhere to keep it: timed again, never an error
+
+
+def test_a_relative_xdg_cache_home_is_ignored_as_the_spec_says(tmp_path, monkeypatch):
+    """``XDG_CACHE_HOME=cache`` used to put the caches in whatever the working directory was."""
+    from hltrun.modules.inference.machine import cache_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", "cache")
+    assert cache_root("auto") == tmp_path / ".cache" / "hltrun" / "auto"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_root("auto") == tmp_path / "x" / "hltrun" / "auto"

@@ -31,7 +31,7 @@ def cache_root(kind: str) -> Path:
     decisions, one folder per kind. OSError when there is no home folder (no HOME and a user without a
     passwd entry, as ``docker run --user 12345`` gives): the callers then run without their cache."""
     base = os.environ.get("XDG_CACHE_HOME")
-    if not base:
+    if not base or not os.path.isabs(base):  # XDG: a relative value is invalid and ignored (not a cache in the cwd)
         try:
             base = str(Path.home() / ".cache")
         except RuntimeError:  # Path.home()'s "Could not determine home directory"

@@ -24,7 +24,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
-from .destinations import destination
+from .destinations import NAME_MAX, destination, fit_name
 from .errors import ModuleError
 from .interrupt import forget_temporary, register_temporary, signals_held
 
@@ -36,6 +36,7 @@ def _umask() -> int:
 
 
 _MODE = 0o666 & ~_umask()  # mkstemp makes 0600; a written file is as readable as any other the user makes
+_RANDOM = 16  # room for mkstemp's random part of a temporary's name (8 characters today)
 _group: ContextVar[list["Staged"] | None] = ContextVar("hltrun_atomic_group", default=None)
 
 
@@ -55,7 +56,8 @@ class Staged:
         folder = self.dest.staging_folder()
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f"{self.dest.target.name}.", suffix=".tmp" + suffix, dir=folder)
+            prefix = fit_name(f"{self.dest.target.name}.", NAME_MAX - _RANDOM - len(f".tmp{suffix}".encode()))
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + suffix, dir=folder)
         except OSError as exc:
             raise ModuleError(f"{what}: cannot write into {folder} ({exc.strerror or exc})") from None
         os.close(fd)

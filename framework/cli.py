@@ -6,6 +6,7 @@ from .clock import PROCESS_START  # first: the clock reads how long start-up too
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -87,7 +88,25 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
     log.propagate = False
 
 
+def _fill_closed_descriptors() -> None:
+    """Descriptors 0-2 that the caller closed (``2>&-``, a daemon) are opened on /dev/null, as daemons
+    do: else the next file opened takes the number, and what a library writes to "stderr" lands in it
+    (an output file, a cache), while hltrun's own messages failed on ``sys.stderr`` being None (exit 1,
+    silently). A closed stdout stays ``sys.stdout is None``: the reports say they cannot be printed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # the messages go where the caller sent them: nowhere
+
+
 def main(argv: list[str] | None = None) -> int:
+    _fill_closed_descriptors()
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)  # options may come between overrides
     if args.config is None:  # checked here: argparse would call the optional overrides required too
@@ -133,6 +152,22 @@ def _write_reports(report_dir: Path, summary: JobSummary, services: Sequence[Ser
     return 0
 
 
+def _print(text: str, what: str) -> int:
+    """``text`` on stdout, flushed; 0, or 4 after one line when stdout cannot take it. stdout is a
+    destination like the others: closed (``>&-``), full (``> /dev/full``) or a reader gone is said in
+    one line (exit 4, as for any destination), not an internal error."""
+    from .destinations import printing
+    from .errors import HltError
+
+    try:
+        with printing(what):
+            sys.stdout.write(text)
+    except HltError as exc:
+        sys.stderr.write(f"hltrun: error: {exc}\n")
+        return exc.exit_code
+    return 0
+
+
 def _main(args: argparse.Namespace, record: dict) -> int:
     from .config import load
     from .errors import HltError
@@ -155,8 +190,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         cfg = load(args.config, overrides, args.max_events)
         record["process"] = cfg.process
         if args.dump:
-            sys.stdout.write(cfg.dump())
-            return 0
+            return _print(cfg.dump(), "the configuration")
         report_dir = Path(cfg.options.reportDir) if cfg.options.reportDir else None
         from .executors import execute, report_services
 
@@ -172,12 +206,11 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             for service in services:  # the job report's PeakValueRss is the MemoryReport's peak
                 if isinstance(service, Memory):  # also configured as SimpleMemoryCheck
                     record["memory"] = service.results()
-        if cfg.options.wantSummary:
-            sys.stdout.write(text_report(summary, services))
+        print_code = _print(text_report(summary, services), "the reports") if cfg.options.wantSummary else 0
         report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
         if code:
             sys.stderr.write(f"hltrun: error: {summary.failure}\n")
-        return code or report_code
+        return code or print_code or report_code
     except HltError as exc:
         record["error"] = exc
         if args.debug:

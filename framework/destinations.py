@@ -21,14 +21,27 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ModuleError
+from .resources import user_path
 
 REPORT_FOLDER = "report folder (--report-dir / options.reportDir)"  # who writes there, in messages
 _LINK_LIMIT = 40  # the kernel's own limit on links followed in one lookup
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs, APFS): the shortest common limit
+
+
+def fit_name(name: str, max_bytes: int) -> str:
+    """``name`` cut to at most ``max_bytes`` bytes of UTF-8, never inside a character. A name hltrun
+    makes from a user's (the temporary beside an output, a cache file named after the model) adds to
+    it, so a user's name that is valid (up to 255 bytes) must be shortened there, not refused."""
+    data = name.encode("utf-8", "surrogateescape")
+    return name if len(data) <= max_bytes else data[:max_bytes].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,7 @@ def _kind(mode: int) -> str:
 
 def destination(path: str | os.PathLike[str], what: str) -> Destination:
     """Classify ``path`` by the policy above; a destination that is refused raises one ModuleError line."""
-    path = Path(path)
+    path = user_path(path)
     fd = _own_descriptor(path)
     if fd is not None:
         return Destination(path, path, in_place=True, fd=fd)
@@ -120,6 +133,23 @@ def check_file_destination(path: str | os.PathLike[str], what: str, in_place: bo
 
 def check_folder_destination(path: str | os.PathLike[str], what: str) -> Path:
     """``path`` is a folder files will be written into."""
-    path = Path(path)
+    path = user_path(path)
     _probe(path, what)
     return path
+
+
+@contextmanager
+def printing(what: str, required: bool = True) -> Iterator[None]:
+    """The block prints ``what`` to stdout, a destination like the others: one that fails (``> /dev/full``,
+    a reader gone) is one ModuleError line, not a traceback or an internal error, and the block's text
+    is flushed at its end, so the failure is found here and not by Python's flush at exit. A closed
+    stdout (``>&-``: ``sys.stdout`` is None and print() writes nothing) is said the same way when the
+    text is the product (``required``; hltdiff's answer is its exit code, its table may go nowhere)."""
+    try:
+        if sys.stdout is None and required:
+            raise OSError(0, "stdout is closed")
+        yield
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError as exc:
+        raise ModuleError(f"stdout: cannot print {what} ({exc.strerror or exc})") from None

@@ -34,10 +34,17 @@ def shipped_path(relative: str | Path) -> Path | None:
     return shipped_dir(parts[0]).joinpath(*parts[1:])
 
 
+def user_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` with a leading ``~`` (or ``~user``) expanded, as a shell would have done. A path in the
+    YAML file or in an override (``modules.out.file=~/o.root``: no shell expands that word) means the
+    home folder; taken literally it made a folder named ``~`` in the working directory."""
+    return Path(os.path.expanduser(path))
+
+
 def find_file(path: str | Path) -> Path:
     """``path`` if it exists (or is absolute), else the shipped file of that name if it exists, else
     ``path`` unchanged (so the caller's "not found" error names what the user wrote)."""
-    given = Path(path)
+    given = user_path(path)
     if given.is_absolute() or given.exists():
         return given
     shipped = shipped_path(given)
@@ -48,6 +55,7 @@ def glob_files(pattern: str) -> list[str]:
     """Sorted matches of a glob pattern (or the plain name), with the same fallback as ``find_file``."""
     if not glob.has_magic(pattern):
         return [str(find_file(pattern))]
+    pattern = str(user_path(pattern))
     matches = sorted(glob.glob(pattern))
     shipped = shipped_path(pattern) if not Path(pattern).is_absolute() else None
     if not matches and shipped is not None:

@@ -32,6 +32,7 @@ from hltrun.framework.atomic import Staged, writing
 from hltrun.framework.context import StreamActivity
 from hltrun.framework.destinations import check_file_destination
 from hltrun.framework.event import Event
+from hltrun.framework.resources import user_path
 from hltrun.framework.module import OutputModule
 from hltrun.framework.schema import InputTag, limited
 
@@ -135,7 +136,7 @@ class RootOutputModule(OutputModule):
 
     def __init__(self, label: str, params: RootOutputParameters) -> None:
         super().__init__(label, params)
-        self.path = Path(params.file)
+        self.path = user_path(params.file)  # ~ as the shell would: also for the Dask parts beside it
         self._what = f"modules.{label}.file"
         self._staged: Staged | None = None
         self._pending: dict[int, dict[str, Any]] = {}

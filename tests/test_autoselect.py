@@ -121,3 +121,39 @@ def test_when_no_engine_runs_the_error_is_one_line_with_the_references_reason(ti
     with pytest.raises(ModuleError, match="auto: broken cannot run the model: not usable: .*no such engine here"):
         autoselect.choose({"broken": lambda: _Broken(tiny.onnx), "other": lambda: _AlsoBroken(tiny.onnx)},
                           batch=2, reference="broken", budget_s=0.2)
+
+
+@pytest.mark.parametrize("text", ["1", "null", '"onnxruntime"', "[]", '{"backend": ["onnxruntime"], "batch": 2, '
+                                  '"reason": "", "table": []}', '{"backend": "onnxruntime", "table": [1]}', '{"back'])
+def test_a_cached_decision_that_is_not_one_is_timed_again(tiny, tmp_path, text):
+    """Any JSON (or a cut-short file) in the decision cache: timed again and replaced, never an internal error."""
+    args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
+                versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2, folder=tmp_path)
+    key = autoselect.decision_key(tiny.onnx, 2, {"onnxruntime": "1"}, "cpu0")
+    (tmp_path / f"{key}.json").write_text(text)
+    first = autoselect.choose_cached(**args)
+    assert not first.cached and first.backend == "onnxruntime"
+    assert autoselect.choose_cached(**args).cached  # the stored file is a decision again
+
+
+def test_without_a_home_folder_the_decision_is_taken_and_not_cached(tiny, monkeypatch):
+    """No HOME and no passwd entry (``docker run --user 12345``): ``Path.home()`` raises RuntimeError,
+    which used to fail begin_job of the shipped path (``backend: auto``)."""
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr("pathlib.Path.home", classmethod(lambda cls: (_ for _ in ()).throw(
+        RuntimeError("Could not determine home directory."))))
+    args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
+                versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2)
+    assert not autoselect.choose_cached(**args).cached
+    assert not autoselect.choose_cached(**args).cached  # nowhere to keep it: timed again, never an error
+
+
+def test_a_relative_xdg_cache_home_is_ignored_as_the_spec_says(tmp_path, monkeypatch):
+    """``XDG_CACHE_HOME=cache`` used to put the caches in whatever the working directory was."""
+    from hltrun.modules.inference.machine import cache_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", "cache")
+    assert cache_root("auto") == tmp_path / ".cache" / "hltrun" / "auto"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_root("auto") == tmp_path / "x" / "hltrun" / "auto"

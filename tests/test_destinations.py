@@ -443,3 +443,80 @@ def test_a_signal_waits_for_the_last_rename_of_a_set() -> None:
             os.kill(os.getpid(), signal.SIGINT)  # the handler runs at once, in this thread
             steps.append("renamed the rest")
     assert steps == ["renamed the rest"]
+
+
+# ------------------------------------------------------------------ stdout itself cannot take the reports
+
+@pytest.mark.parametrize("stdout", ["closed", "full"])
+@pytest.mark.parametrize("dump", [False, True])
+def test_stdout_closed_or_full_is_one_line_not_an_internal_error(stdout, dump, tmp_path, monkeypatch, capfd) -> None:
+    """``hltrun cfg >&-`` (Python's sys.stdout is None) and ``hltrun cfg > /dev/full``: exit 4, one line
+    naming stdout (it used to be ``internal error: AttributeError`` / ``OSError``, exit 1)."""
+    if stdout == "closed":
+        monkeypatch.setattr("sys.stdout", None)
+    else:
+        full = open(_char_device(tmp_path / "full", "full"), "w")
+        monkeypatch.setattr("sys.stdout", full)
+    argv = [str(_job(tmp_path)), *(["--dump"] if dump else [])]
+    try:
+        code = main(argv)
+    finally:
+        if stdout == "full":
+            full.buffer.raw.close()  # what it still buffers would fail again at garbage collection
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    reason = "stdout is closed" if stdout == "closed" else "No space left on device"
+    what = "the configuration" if dump else "the reports"
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert (code, errors) == (4, [f"hltrun: error: stdout: cannot print {what} ({reason})"])
+
+
+# ------------------------------------------------------------------ names near the 255-byte limit
+
+@pytest.mark.parametrize("name", ["o" * 250 + ".root", "é" * 125 + "o.xml"], ids=["ascii-255", "utf8-255"])
+def test_a_file_name_of_255_bytes_is_written_not_refused_for_its_temporary(name, tmp_path) -> None:
+    """The temporary (``<name>.<random>.tmp``) used to exceed the limit the destination's own name is
+    within: ``cannot write into <folder> (File name too long)`` for a valid file name."""
+    assert len(name.encode()) == 255
+    target = tmp_path / name
+    hltrun.framework.atomic.write_bytes(target, b"x", "modules.out.file")
+    assert target.read_bytes() == b"x" and not _temporaries(tmp_path)
+    with writing(target, "modules.out.file", suffix=".root") as staged:  # a writer choosing its format by suffix
+        assert len(staged.tmp.name.encode()) <= 255 and staged.tmp.name.endswith(".tmp.root")
+        staged.tmp.write_bytes(b"y")
+    assert target.read_bytes() == b"y" and not _temporaries(tmp_path)
+
+
+def test_fit_name_never_cuts_a_character() -> None:
+    from hltrun.framework.destinations import fit_name
+
+    assert fit_name("short", 100) == "short"
+    assert fit_name("é" * 10, 5) == "éé"  # 4 bytes: the third é would need 6
+    assert fit_name("o" * 300, 255) == "o" * 255
+
+
+# ------------------------------------------------------------------ ~ in a path no shell expanded
+
+def test_tilde_in_the_yaml_or_an_override_means_the_home_folder(tmp_path, monkeypatch, capfd) -> None:
+    """``modules.out.file=~/o.root`` (a word no shell expands), ``--report-dir=~/rep``, ``-j '~/j.xml'``:
+    written into $HOME; they used to make a folder named ``~`` in the working directory."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    cfg = _job(tmp_path, Path("~/out/o.root"))
+    code, _, errors = _run(capfd, str(cfg), "--report-dir", "~/rep", "-j", "~/j.xml")
+    assert (code, errors) == (0, [])
+    assert (home / "out" / "o.root").is_file() and (home / "j.xml").is_file() and (home / "rep" / "hltrun.json").is_file()
+    assert list(work.iterdir()) == []
+
+
+def test_tilde_in_an_input_path_or_pattern_means_the_home_folder(tmp_path, monkeypatch) -> None:
+    from hltrun.framework.resources import find_file, glob_files
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "..")
+    (tmp_path / "a.root").write_bytes(b"")
+    assert find_file("~/a.root") == tmp_path / "a.root"
+    assert glob_files("~/a.root") == glob_files("~/*.root") == [str(tmp_path / "a.root")]

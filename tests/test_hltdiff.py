@@ -272,3 +272,20 @@ def test_prescales_option_counts_what_the_prescaler_changed(write_config, tmp_pa
     assert main([old, str(files["two0"]), "-p"]) == 1
     assert "          20          10           -           -         ~10  HLT_P" in capsys.readouterr().out
     assert main([old, str(files["two0"])]) == 0
+
+
+def test_stdout_full_is_exit_2_with_one_line_and_closed_keeps_the_answer(tmp_path, monkeypatch, capfd):
+    """``hltdiff a b > /dev/full`` used to end in a traceback with exit 1 ("outputs differ"); ``>&-`` (print()
+    writes nothing) keeps the answer in the exit code."""
+    a = _write(tmp_path / "a.root", [1] * 10, EV, {"HLT_A": OLD_A})
+    b = _write(tmp_path / "b.root", [1] * 10, EV, {"HLT_A": NEW_A})
+    full = open("/dev/full", "w")
+    monkeypatch.setattr("sys.stdout", full)
+    try:
+        assert main([str(a), str(b)]) == 2
+    finally:
+        full.buffer.raw.close()  # what it still buffers would fail again at garbage collection
+    err = capfd.readouterr().err
+    assert err.splitlines() == ["hltdiff: error: stdout: cannot print the comparison (No space left on device)"]
+    monkeypatch.setattr("sys.stdout", None)
+    assert main([str(a), str(b)]) == 1 and capfd.readouterr().err == ""

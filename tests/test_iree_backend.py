@@ -5,7 +5,10 @@ one cache, for small buckets (``opt_batch=2``: buckets 1 and 2; larger batches r
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import hltrun.framework.atomic
 from hltrun.framework.errors import ModuleError
 from hltrun.modules.inference import BackendOptions, create_backend
 from hltrun.modules.inference import iree_backend as ib
@@ -205,3 +209,100 @@ def test_outputs_without_a_batch_axis_beside_the_score(tmp_path):
     assert backend.compiled_now == [1, 2]
     x = jets(3)  # a bucket of 2 and a padded one
     np.testing.assert_allclose(backend.run(x)["score"], x.sum(axis=(1, 2)), rtol=1e-5)
+
+
+def _warnings_while(caplog, action):
+    """The WARNING lines the inference logger gives while ``action`` runs (the CLI's logger may not
+    propagate to caplog's handler)."""
+    logger = logging.getLogger("hltrun.inference")
+    logger.addHandler(caplog.handler)
+    try:
+        result = action()
+    finally:
+        logger.removeHandler(caplog.handler)
+    records = {id(r): r for r in caplog.records}.values()  # one record reaches caplog's handler by both ways
+    return result, [r.getMessage() for r in records if r.levelno == logging.WARNING]
+
+
+class _FullDisk(io.FileIO):
+    """Every byte framework/atomic.py writes goes through ``_raw``: here the disk is full."""
+
+    def write(self, data) -> int:  # noqa: ANN001 - bytes-like, as io.FileIO.write
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["under_a_file", "a_file", "full_disk"])
+def test_a_cache_folder_that_cannot_be_written_is_one_warning_and_the_model_runs(tiny, tmp_path, caplog, where,
+                                                                                 monkeypatch):
+    """XDG_CACHE_HOME=/etc/hostname/x, engine_cache=<a file>, a full disk: the cache is an optimisation,
+    the job runs."""
+    a_file = tmp_path / "hostname"
+    a_file.write_text("not a folder\n")
+    cache = {"under_a_file": a_file / "x" / "hltrun" / "iree", "a_file": a_file, "full_disk": tmp_path / "c"}[where]
+    if where == "full_disk":
+        monkeypatch.setattr(hltrun.framework.atomic, "_raw", _FullDisk)
+    backend, warnings = _warnings_while(caplog, lambda: loaded("iree", tiny.onnx, engine_cache=str(cache),
+                                                                   opt_batch=2, max_batch=2))
+    assert backend.compiled_now == [1, 2]
+    assert len(warnings) == 1 and warnings[0].startswith("iree module cache: ")
+    assert "compiled modules kept in memory only" in warnings[0]
+    ref = loaded("onnxruntime", tiny.onnx)
+    np.testing.assert_allclose(backend.run(jets(3))["score"], ref.run(jets(3))["score"], rtol=1e-5)
+    assert a_file.read_text() == "not a folder\n" and not [p for p in tmp_path.rglob("*") if p.is_file() and p != a_file]
+
+
+@pytest.mark.slow
+def test_a_damaged_cached_module_is_compiled_again_not_trusted(tiny, tmp_path, caplog):
+    first = loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1)
+    (module,) = tmp_path.glob("*.vmfb")
+    module.write_bytes(module.read_bytes()[:300])  # as a copy cut short, a disk error, an old crash
+    again, warnings = _warnings_while(caplog, lambda: loaded("iree", tiny.onnx, engine_cache=str(tmp_path),
+                                                                 opt_batch=1, max_batch=1))
+    assert again.compiled_now == [1]
+    assert len(warnings) == 1 and "cannot be opened" in warnings[0] and "compiling it again" in warnings[0]
+    np.testing.assert_array_equal(again.run(jets(1))["score"], first.run(jets(1))["score"])
+    assert loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1).compiled_now == []
+
+
+def test_a_model_name_of_255_bytes_makes_a_valid_cache_name(tmp_path):
+    """The cache name adds ~60 bytes of key to the model's name: a model named near the limit used to
+    fail begin_job with ``File name too long`` once the cache folder existed."""
+    one, two = tmp_path / ("m" * 250 + ".onnx"), tmp_path / ("m" * 249 + "n.onnx")
+    one.write_bytes(b"one")
+    two.write_bytes(b"two")
+    paths = [ib.cache_path(m, tmp_path, "3.13.0", 1024) for m in (one, two)]
+    assert all(len(p.name.encode()) <= 255 and len(p.with_suffix(".failed").name.encode()) <= 255 for p in paths)
+    assert paths[0] != paths[1]  # cut to the same prefix, told apart by the model's digest
+    assert not paths[0].is_file()  # a lookup, not ENAMETOOLONG
+
+
+@pytest.mark.slow
+def test_without_a_home_folder_the_modules_are_compiled_in_memory(tiny, monkeypatch, caplog):
+    """No HOME, no passwd entry, no XDG_CACHE_HOME: one warning saying how to keep a cache; the model runs."""
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr("pathlib.Path.home", classmethod(lambda cls: (_ for _ in ()).throw(
+        RuntimeError("Could not determine home directory."))))
+    assert not ib.IreeBackend.compiled(tiny.onnx, BackendOptions(opt_batch=1, max_batch=1))
+    backend, warnings = _warnings_while(caplog, lambda: loaded("iree", tiny.onnx, opt_batch=1, max_batch=1))
+    assert backend.compiled_now == [1]
+    assert len(warnings) == 1 and "no home folder" in warnings[0] and "set XDG_CACHE_HOME" in warnings[0]
+    ref = loaded("onnxruntime", tiny.onnx)
+    np.testing.assert_allclose(backend.run(jets(1))["score"], ref.run(jets(1))["score"], rtol=1e-5)
+
+
+def test_a_compiler_that_could_not_run_is_not_remembered_as_a_refusal(tiny, tmp_path, monkeypatch):
+    """TMPDIR unusable for iree-compile (or the compiler killed for memory): that job fails in one line,
+    but no ``.failed`` marker is cached, so the next job, in a sane environment, compiles. It used to
+    refuse the model in every later job."""
+    def cannot_run(model, batch):
+        raise RuntimeError("Error invoking IREE compiler tool iree-compile\nError code: 1\nDiagnostics:\n"
+                           "failed to generate temporary file: Not a directory")
+
+    monkeypatch.setattr(ib, "compile_bucket", cannot_run)
+    with pytest.raises(ModuleError, match=r"for any batch bucket: .*failed to generate temporary file"):
+        create_backend("iree", tiny.onnx, BackendOptions(engine_cache=str(tmp_path), opt_batch=2)).load()
+    assert not list(tmp_path.glob("*.failed"))
+    monkeypatch.setattr(ib, "compile_bucket", lambda model, batch: b"compiled")
+    monkeypatch.setattr(ib.IreeBackend, "_open", lambda self, runtime, module: (lambda x: x))
+    assert create_backend("iree", tiny.onnx, BackendOptions(engine_cache=str(tmp_path), opt_batch=2)).load()

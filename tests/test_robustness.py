@@ -276,3 +276,18 @@ def test_timing_rows_fold_into_histograms_in_fixed_memory_with_exact_totals():
     median = np.percentile(np.concatenate([real, np.full(60_000, 1_000_000)]), 50)
     b = np.searchsorted(np.cumsum(hist.counts[0]), 60_000)
     assert EDGES_NS[b] / width <= median <= EDGES_NS[b + 1] * width  # percentiles within a bin
+
+
+def test_a_closed_stderr_is_nowhere_for_the_messages_not_a_silent_failure(tmp_path):
+    """``hltrun cfg 2>&-``: the job runs and exits 0 (it used to exit 1 with nothing said, on
+    ``sys.stderr`` being None), and descriptor 2 is /dev/null, not the next file the job opens."""
+    out = tmp_path / "o.root"
+    probe = ("import os, sys; from hltrun.framework.cli import main; code = main(sys.argv[1:]); "
+             "print('fd2', os.path.realpath(f'/proc/self/fd/2')); sys.exit(code)")
+    res = subprocess.run([sys.executable, "-c", probe, "configs/path.yaml", "-n", "20", f"modules.out.file={out}",
+                          "modules.vae.backend=onnxruntime"], cwd=REPO, stdout=subprocess.PIPE, text=True, timeout=300,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+                         preexec_fn=lambda: os.close(2))
+    assert res.returncode == 0
+    assert "TrigReport Events total = 20" in res.stdout and "fd2 /dev/null" in res.stdout
+    assert out.is_file()

@@ -202,3 +202,10 @@ def test_auto_picks_tensorrt_and_the_scorer_reports_copies(models, tmp_path, fak
     assert summary["h2d_bytes"] == 9 * 1200 and summary["d2h_bytes"] == 9 * 8 and summary["jets"] == 9
     scorer.end_job()
     assert _live_after_close(fake)["device"] == 0
+
+
+def test_a_model_name_of_255_bytes_makes_a_valid_engine_name(tmp_path):
+    model = tmp_path / ("m" * 250 + ".onnx")
+    model.write_bytes(b"model")
+    path = engine_cache_path(model, tmp_path, "NVIDIA H100 80GB HBM3", "10.9.0", BuildSettings())
+    assert len(path.name.encode()) <= 255 and path.name.startswith("m" * 100 + "-")

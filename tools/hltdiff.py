@@ -59,6 +59,7 @@ import awkward as ak
 import numpy as np
 
 from hltrun.framework.atomic import write_text
+from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError
 from hltrun.framework.resources import why_not_readable
 from hltrun.modules.inference.base import AGREEMENT_RTOL
@@ -615,6 +616,28 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _print_comparison(diff: Difference, args: argparse.Namespace) -> None:
+    """The printed comparison: events (-v), header, trigger table, products, notes, verdict."""
+    if args.verbose:
+        print(render_events(diff))
+    print(render_header(diff))
+    table = "" if args.quiet else render_table(diff)
+    if table:
+        print(table)
+    print()
+    print(render_products(diff, args.rtol, args.atol))
+    for side, flag in (("old", diff.selected_old), ("new", diff.selected_new)):
+        if flag:
+            print(f"note: the {side} side keeps accepted events only; an event it lacks counts as rejected")
+    if diff.only_in_new:
+        print(f"note: {diff.only_in_new} event(s) of the new side are not in the old side's files: skipped")
+    for n, side, other in ((diff.not_read_by_new, "old", "new"), (diff.not_read_by_old, "new", "old")):
+        if n:
+            print(f"note: {n} event(s) of the {side} side lie in lumi sections the {other} job did not read "
+                  f"(in full): not compared, and no difference")
+    print("outputs agree" if diff.identical else "outputs DIFFER")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
@@ -651,24 +674,12 @@ def main(argv: list[str] | None = None) -> int:
         for i, (run, lumi, event) in enumerate(diff.skipped_ids):
             side = "new" if i < n_old else "old"
             sys.stderr.write(f"run {run}, lumi {lumi}, event {event}: not found in the '{side}' files, skipping.\n")
-    if args.verbose:
-        print(render_events(diff))
-    print(render_header(diff))
-    table = "" if args.quiet else render_table(diff)
-    if table:
-        print(table)
-    print()
-    print(render_products(diff, args.rtol, args.atol))
-    for side, flag in (("old", diff.selected_old), ("new", diff.selected_new)):
-        if flag:
-            print(f"note: the {side} side keeps accepted events only; an event it lacks counts as rejected")
-    if diff.only_in_new:
-        print(f"note: {diff.only_in_new} event(s) of the new side are not in the old side's files: skipped")
-    for n, side, other in ((diff.not_read_by_new, "old", "new"), (diff.not_read_by_old, "new", "old")):
-        if n:
-            print(f"note: {n} event(s) of the {side} side lie in lumi sections the {other} job did not read "
-                  f"(in full): not compared, and no difference")
-    print("outputs agree" if diff.identical else "outputs DIFFER")
+    try:
+        with printing("the comparison", required=False):
+            _print_comparison(diff, args)
+    except HltError as exc:
+        sys.stderr.write(f"hltdiff: error: {exc}\n")
+        return 2
     if args.json_output or args.csv_output or args.root_output:
         try:
             json_files, summary_files = write_outputs(

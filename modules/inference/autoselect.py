@@ -154,9 +154,13 @@ def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str) ->
 
 
 def load_cached(key: str, folder: Path | None = None) -> Choice | None:
-    path = (folder or cache_dir()) / f"{key}.json"
+    """The decision stored under ``key``; None (time again) when absent, unreadable, or not a decision:
+    the file is the user's (another tool, an old version, a hand edit may have put any JSON there), so
+    its shape is checked before it is trusted."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(((folder or cache_dir()) / f"{key}.json").read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("backend"), str):
+            return None
         table = [Timing(**row) for row in data.pop("table")]
         return Choice(**{**data, "table": table, "cached": True})
     except (OSError, ValueError, TypeError, KeyError):
@@ -164,8 +168,8 @@ def load_cached(key: str, folder: Path | None = None) -> Choice | None:
 
 
 def store(key: str, choice: Choice, folder: Path | None = None) -> None:
-    folder = folder or cache_dir()
     try:
+        folder = folder or cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         write_text(folder / f"{key}.json", json.dumps({**asdict(choice), "cached": False}, indent=1),
                    "auto backend decision cache")

@@ -22,10 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from hltrun.framework.atomic import write_bytes
+from hltrun.framework.destinations import check_folder_destination, fit_name
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
+from hltrun.framework.resources import user_path
 
-from .machine import cache_root, cpu_key, dist_version, model_digest
+from .machine import CACHE_STEM_BYTES, cache_root, cpu_key, dist_version, model_digest
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
 from .base import InferenceBackend, log, require_float32, several_inputs
 
@@ -39,7 +41,8 @@ def buckets(opt_batch: int, max_batch: int) -> list[int]:
 
 def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int) -> Path:
     digest = model_digest(model)[:16]
-    return cache_dir / f"{model.stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
+    stem = fit_name(model.stem, CACHE_STEM_BYTES)  # a 255-byte model name still makes a valid cache name
+    return cache_dir / f"{stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
 
 
 # what hltrun hands the compiler (static_onnx, the importer's flags): a refusal recorded by an older one is
@@ -100,7 +103,7 @@ class IreeBackend(InferenceBackend):
         ``backend: auto`` times IREE only then, so begin_job never compiles for a guess."""
         try:
             version = dist_version("iree-base-compiler")
-            cache_dir = Path(options.engine_cache) if options.engine_cache else default_cache_dir()
+            cache_dir = user_path(options.engine_cache) if options.engine_cache else default_cache_dir()
             paths = [cache_path(Path(model_path), cache_dir, version, b)
                      for b in buckets(options.opt_batch, options.max_batch)]
         except OSError:
@@ -123,33 +126,41 @@ class IreeBackend(InferenceBackend):
                         onnx.helper.tensor_dtype_to_np_dtype(self._inputs[0].type.tensor_type.elem_type))
         jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
-        cache_dir = Path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
         self.buckets = buckets(self.options.opt_batch, self.options.max_batch)
         self._config = runtime.Config("local-sync" if self.options.threads <= 1 else "local-task")
         self._functions: dict[int, Any] = {}
         self.compiled_now: list[int] = []
         failed: dict[int, str] = {}
+        self._cache_refused: str | None = None
+        cache_dir: Path | None = None
+        try:
+            cache_dir = user_path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
+        except OSError as exc:  # no home folder to hold it
+            self._refuse_cache(f"iree module cache: {exc.strerror}")
         for bucket in self.buckets:
-            path = cache_path(self.model_path, cache_dir, self.version, bucket)
-            refused = refusal_path(path)  # the compiler refused this bucket before: not retried
-            if refused.is_file():
+            path = cache_path(self.model_path, cache_dir, self.version, bucket) if cache_dir else None
+            refused = refusal_path(path) if path else None  # the compiler refused this bucket before: not retried
+            if refused is not None and refused.is_file():
                 failed[bucket] = refused.read_text().strip()
                 continue
-            if not path.is_file():
-                log.info("iree: compiling %s for batch %d (cached in %s)", self.model_path.name, bucket, cache_dir)
+            function = self._open_cached(runtime, path) if path else None
+            if function is None:
+                log.info("iree: compiling %s for batch %d (%s)", self.model_path.name, bucket,
+                         "in memory only" if self._cache_refused else f"cached in {cache_dir}")
                 try:
                     blob = compile_bucket(model, bucket)
                 except ModuleError:
                     raise
                 except Exception as exc:  # the compiler's own diagnostics: keep the first error line
                     failed[bucket] = compiler_error(exc)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    write_bytes(refused, (failed[bucket] + "\n").encode(), "iree module cache")
+                    if refused is not None and refuses_model(exc):
+                        self._keep(refused, (failed[bucket] + "\n").encode())
                     continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_bytes(path, blob, "iree module cache")
+                if path is not None:
+                    self._keep(path, blob)
                 self.compiled_now.append(bucket)
-            self._functions[bucket] = self._open(runtime, path)
+                function = self._open(runtime, blob)
+            self._functions[bucket] = function
         if not self._functions:
             raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: "
                               f"{next(iter(failed.values()))}")
@@ -160,13 +171,50 @@ class IreeBackend(InferenceBackend):
         self.buckets = sorted(self._functions)
         self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}
 
-    def _open(self, runtime: Any, path: Path) -> Any:
+    def _open_cached(self, runtime: Any, path: Path) -> Any:
+        """The cached module for one bucket, or None to compile it: absent, or one that cannot be opened
+        (truncated or damaged by something other than hltrun, which writes it whole) is compiled again
+        and replaced, with one warning, rather than failing every later job."""
+        if not path.is_file():
+            return None
+        try:
+            return self._open(runtime, path)
+        except ModuleError:
+            raise
+        except Exception as exc:
+            log.warning("iree: cached module %s cannot be opened (%s); compiling it again", path, one_line(exc))
+            return None
+
+    def _keep(self, path: Path, data: bytes) -> None:
+        """Put a compiled module (or the compiler's refusal) in the cache. The cache only saves the
+        next job a compile: a folder that cannot be written (a file in its path, a read-only or full
+        disk) is one warning, the modules of this job stay in memory, and the job goes on."""
+        if self._cache_refused is not None:
+            return
+        try:
+            check_folder_destination(path.parent, "iree module cache")
+            write_bytes(path, data, "iree module cache")
+        except ModuleError as exc:
+            self._refuse_cache(str(exc))
+
+    def _refuse_cache(self, why: str) -> None:
+        """No cache for this job: said once, in one warning."""
+        self._cache_refused = why
+        log.warning("%s; compiled modules kept in memory only, the next job compiles again", why, extra={"once": True})
+
+    def _open(self, runtime: Any, module_file: Path | bytes) -> Any:
+        """The entry point of a compiled module: a cached file (mapped) or bytes just compiled."""
         context = runtime.SystemContext(config=self._config)
-        module = runtime.VmModule.mmap(self._config.vm_instance, str(path))
+        if isinstance(module_file, bytes):
+            module = runtime.VmModule.copy_buffer(self._config.vm_instance, module_file)
+        else:
+            module = runtime.VmModule.mmap(self._config.vm_instance, str(module_file))
         context.add_vm_module(module)
         entry = [f for f in module.function_names if not f.startswith("__") and "$" not in f]
         if len(entry) != 1:
-            raise ModuleError(f"iree: compiled module {path} has entry points {entry}; expected one")
+            where = "just compiled" if isinstance(module_file, bytes) else str(module_file)
+            raise ModuleError(f"iree: compiled module ({where}) of {self.model_path} has entry points {entry}; "
+                              f"expected one")
         return context.modules[module.name][entry[0]]
 
     def _input_shape(self) -> tuple[Any, ...]:
@@ -216,6 +264,13 @@ def host_copy(result: Any, n: int) -> np.ndarray:
     scores were written for a model with an (N, 1) output). The copy is a few bytes per jet."""
     host = result.to_host() if hasattr(result, "to_host") else result
     return np.array(host[:n], copy=True)
+
+
+def refuses_model(exc: BaseException) -> bool:
+    """Whether iree-compile refused the model (an ``error:`` diagnostic about it), which is remembered
+    for this bucket. A compiler that could not run at all (its TMPDIR unusable, killed for memory, a
+    linker missing) says nothing of the model: remembered, it would refuse the bucket in every later job."""
+    return any("error:" in line for line in str(exc).splitlines())
 
 
 def compiler_error(exc: BaseException) -> str:

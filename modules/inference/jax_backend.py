@@ -28,6 +28,7 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
+from hltrun.framework.resources import user_path
 
 from .base import log
 from .bucketed import BucketedBackend, Executed
@@ -90,8 +91,9 @@ class JaxBackend(BucketedBackend):
         current = jax.config.jax_compilation_cache_dir
         if current and not self.options.engine_cache:
             return str(current)
-        path = self.options.engine_cache or str(cache_root("jax"))
+        path = "$XDG_CACHE_HOME/hltrun/jax"  # named in the warning when even that cannot be found
         try:
+            path = str(user_path(self.options.engine_cache)) if self.options.engine_cache else str(cache_root("jax"))
             enable_compile_cache(path)
         except OSError as exc:
             log.warning("jax: compilation cache %s not usable (%s); every job compiles", path, exc,

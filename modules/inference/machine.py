@@ -3,12 +3,16 @@ machine's CPU, the engine versions, and where per-machine caches live."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import platform
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
+
+
+CACHE_STEM_BYTES = 100  # of the model's name in a cache file's name: the key after it identifies the model
 
 
 @lru_cache(maxsize=1)
@@ -24,8 +28,15 @@ def cpu_key() -> str:
 
 def cache_root(kind: str) -> Path:
     """``$XDG_CACHE_HOME/hltrun/<kind>`` (``~/.cache`` by default): compiled engines and ``auto``'s
-    decisions, one folder per kind."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    decisions, one folder per kind. OSError when there is no home folder (no HOME and a user without a
+    passwd entry, as ``docker run --user 12345`` gives): the callers then run without their cache."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base or not os.path.isabs(base):  # XDG: a relative value is invalid and ignored (not a cache in the cwd)
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # Path.home()'s "Could not determine home directory"
+            raise OSError(errno.ENOENT, "no home folder (HOME unset, no passwd entry for this user): "
+                                        "set XDG_CACHE_HOME to keep one") from None
     return Path(base) / "hltrun" / kind
 
 

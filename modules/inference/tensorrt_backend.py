@@ -34,11 +34,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from hltrun.framework.atomic import write_bytes
+from hltrun.framework.destinations import fit_name
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
+from hltrun.framework.resources import user_path
 
 from .base import InferenceBackend, check_input_shape, log, several_inputs
-from .machine import model_digest
+from .machine import CACHE_STEM_BYTES, model_digest
 
 MIN_TRT_MAJOR = 10
 
@@ -224,7 +226,7 @@ def engine_cache_path(onnx_path: Path, cache_dir: Path, gpu_name: str, trt_versi
     """Cache key: ONNX content hash (external data included), GPU, TensorRT version and every build setting."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "_", gpu_name).strip("_") or "gpu"
     key = f"{model_digest(onnx_path)[:16]}-{gpu}-trt{trt_version}-{settings.key()}"
-    return cache_dir / f"{onnx_path.stem}-{key}.engine"
+    return cache_dir / f"{fit_name(onnx_path.stem, CACHE_STEM_BYTES)}-{key}.engine"  # a 255-byte model name fits
 
 
 def fp16_supported(trt: Any, builder: Any) -> bool:
@@ -309,7 +311,7 @@ class TensorRTBackend(InferenceBackend):
     def _engine(self) -> Any:
         """Deserialize the cached engine, or build and cache it (atomically) on first use."""
         trt, opts = self.trt, self.options
-        cache_dir = Path(opts.engine_cache) if opts.engine_cache else self.model_path.parent / "engines"
+        cache_dir = user_path(opts.engine_cache) if opts.engine_cache else self.model_path.parent / "engines"
         path = engine_cache_path(self.model_path, cache_dir, self.gpu_name, trt.__version__, self.settings)
         self.engine_path = path
         runtime = trt.Runtime(self.logger)

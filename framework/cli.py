@@ -78,7 +78,9 @@ class OncePerMessage(logging.Filter):
         return True
 
 
-def _setup_logging(quiet: bool, debug: bool) -> None:
+def setup_logging(quiet: bool, debug: bool) -> None:
+    """hltrun's log lines ("hltrun: ..." on the stderr of now), for every command that runs a path in-process:
+    a handler left by an earlier run would write to a stream that is gone."""
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("hltrun: %(message)s"))
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)  # options may come between overrides
     if args.config is None:  # checked here: argparse would call the optional overrides required too
         parser.error("the configuration is required, e.g. hltrun configs/path.yaml (overrides key.path=value are optional)")
-    _setup_logging(args.quiet, args.debug)
+    setup_logging(args.quiet, args.debug)
     from .interrupt import handle_signals
 
     record: dict = {}  # what the job report needs: the summary and the error, as far as the job got

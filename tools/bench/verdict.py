@@ -496,10 +496,10 @@ CRITERION = ("Criterion: the best engine is the one whose scorer costs least per
 
 def run(args: argparse.Namespace) -> int:
     """Run the verdict; 0 when it ran (fits or not), 2/4 with one line for bad input."""
-    from hltrun.framework.cli import _setup_logging
+    from hltrun.framework.cli import setup_logging
     from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries
 
-    _setup_logging(quiet=not args.debug, debug=args.debug)  # hltrun's warnings as the hltrun command prints them
+    setup_logging(quiet=not args.debug, debug=args.debug)  # hltrun's warnings as the hltrun command prints them
     try:
         with handle_signals():  # SIGTERM / SIGHUP stop it like Ctrl-C, as they stop hltrun
             return _run(args)

@@ -19,7 +19,6 @@ missing branches); 4 a model the path cannot run; 1 an internal error.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -185,16 +184,12 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hltcard`` (module docstring: exit codes)."""
+    from hltrun.framework.cli import setup_logging
     from hltrun.framework.errors import HltError
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    log = logging.getLogger("hltrun")
-    log.setLevel(logging.DEBUG if args.debug else logging.WARNING)
-    if args.debug and not log.handlers:  # the path's own log lines, as hltrun --debug prints them
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("hltrun: %(message)s"))
-        log.addHandler(handler)
+    setup_logging(quiet=not args.debug, debug=args.debug)  # the path's warnings as hltrun prints them
     try:
         if args.max_events is not None and args.max_events < 1:
             raise CardRefused(f"--max-events {args.max_events}: expected at least 1")

@@ -23,6 +23,13 @@ def read_all(files, skip=0, limit=None, **params):
     return list(src.events(skip, limit)), src
 
 
+def assert_same_events(a, b) -> None:
+    """Two ``read_all`` results hold the same events with the same constituents, in the same order."""
+    assert [e for e, _ in a] == [e for e, _ in b]
+    for (_, x), (_, y) in zip(a, b):
+        np.testing.assert_array_equal(x[""].constituents, y[""].constituents)
+
+
 def expected_jets(event, max_constituents=100):
     """Truth from the generator dicts: jets by pT, constituents by pT, padded."""
     jets = sorted(event["jets"], key=lambda j: -j["pt"])
@@ -56,9 +63,7 @@ def test_layouts_match_truth(tmp_path, sample_events, layout):
 def test_chunk_size_does_not_change_events(counts_file):
     small, _ = read_all([counts_file], chunk_size=1)
     big, _ = read_all([counts_file], chunk_size=100000)
-    assert [e for e, _ in small] == [e for e, _ in big]
-    for (_, a), (_, b) in zip(small, big):
-        np.testing.assert_array_equal(a[""].constituents, b[""].constituents)
+    assert_same_events(small, big)
 
 
 def test_skip_and_max_across_files(tmp_path):

@@ -13,7 +13,7 @@ import uproot
 from hltrun.framework.errors import SourceError
 from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
 from tests.conftest import make_events, write_counts
-from tests.test_source import read_all
+from tests.test_source import assert_same_events, read_all
 
 PFNANO = {"layout": "jet_index", "branches": {
     "cand_pt": "PFCands_pt", "cand_eta": "PFCands_eta", "cand_phi": "PFCands_phi",
@@ -83,9 +83,7 @@ def test_rntuple_events(tmp_path, sample_events):
     assert uproot.open(rntuple).classname_of("Events") == "ROOT::RNTuple"
     a, _ = read_all([tree], chunk_size=17)
     b, _ = read_all([rntuple], chunk_size=17)
-    assert [e for e, _ in a] == [e for e, _ in b]
-    for (_, x), (_, y) in zip(a, b):
-        np.testing.assert_array_equal(x[""].constituents, y[""].constituents)
+    assert_same_events(a, b)
 
 
 def test_tree_in_a_folder_is_found_and_named(tmp_path):

@@ -329,16 +329,22 @@ def _conv_transpose(k: Kernels, x: Any, w: Any, b: Any = None, **attrs: Any) -> 
     return _add_bias(k, k.conv_transpose(x, w, strides, crops, dil), b, n)
 
 
-def _average_pool(k: Kernels, x: Any, **attrs: Any) -> Any:
+def _pool_window(x: Any, attrs: dict[str, Any], op: str) -> tuple[list[int], list[int], Pads]:
+    """A pooling node's kernel, strides and (begin, end) pads; what the translator does not do
+    (ceil_mode, dilations) is refused in one line naming the op."""
     if attrs.get("ceil_mode", 0):
-        raise ModuleError("AveragePool with ceil_mode=1 is not implemented")
+        raise ModuleError(f"{op} with ceil_mode=1 is not implemented")
     kernel = list(attrs["kernel_shape"])
     n = len(kernel)
     strides = list(attrs.get("strides") or [1] * n)
     dil = list(attrs.get("dilations") or [1] * n)
     if any(d != 1 for d in dil):
-        raise ModuleError("AveragePool with dilations is not implemented")
-    pads = _pads(attrs, x.shape[2:], kernel, strides, dil, "AveragePool")
+        raise ModuleError(f"{op} with dilations is not implemented")
+    return kernel, strides, _pads(attrs, x.shape[2:], kernel, strides, dil, op)
+
+
+def _average_pool(k: Kernels, x: Any, **attrs: Any) -> Any:
+    kernel, strides, pads = _pool_window(x, attrs, "AveragePool")
     total = _window_sum_static(x, kernel, strides, pads) if _is_static(x) else k.window_sum(x, kernel, strides, pads)
     xp = _xp(k, x)
     if attrs.get("count_include_pad", 0) or all(q == (0, 0) for q in pads):
@@ -549,15 +555,7 @@ def _topk(k: Kernels, x: Any, kk: Any, *, axis: int = -1, largest: int = 1, sort
 
 
 def _max_pool(k: Kernels, x: Any, **attrs: Any) -> Any:
-    if attrs.get("ceil_mode", 0):
-        raise ModuleError("MaxPool with ceil_mode=1 is not implemented")
-    kernel = list(attrs["kernel_shape"])
-    n = len(kernel)
-    strides = list(attrs.get("strides") or [1] * n)
-    dil = list(attrs.get("dilations") or [1] * n)
-    if any(d != 1 for d in dil):
-        raise ModuleError("MaxPool with dilations is not implemented")
-    pads = _pads(attrs, x.shape[2:], kernel, strides, dil, "MaxPool")
+    kernel, strides, pads = _pool_window(x, attrs, "MaxPool")
     if _is_static(x):
         xs = np.pad(x, [(0, 0), (0, 0), *pads], constant_values=-np.inf)
         view = np.lib.stride_tricks.sliding_window_view(xs, kernel, axis=tuple(range(2, xs.ndim)))

@@ -702,6 +702,7 @@ def time_interleaved(paths: dict[str, Path], batches: list[int], rounds: int = 2
     from onnx import TensorProto, helper
 
     from hltrun.tools.bench.flops import count_macs
+    from hltrun.modules.inference.iree_backend import host_copy
     from hltrun.modules.models.preprocess import load_jets
 
     jets = load_jets(str(sample or DATA / "qcd_dijet.root"), max_events=200)[0]
@@ -743,10 +744,8 @@ def time_interleaved(paths: dict[str, Path], batches: list[int], rounds: int = 2
                 self.fns[b] = ctx.modules[mod.name][entry]
 
         def run(self, _names, feed):
-            from hltrun.modules.inference.iree_backend import host_copy  # owned memory, not a dead mapping
-
             x = feed["jets"]
-            return [host_copy(r, len(x)) for r in self.fns[len(x)](x)]
+            return [host_copy(r, len(x)) for r in self.fns[len(x)](x)]  # owned memory, not a dead mapping
 
     class TfLite:
         """TensorFlow Lite flatbuffers, one per batch (``tflite:PREFIX`` -> PREFIX-b{batch}.tflite), one
@@ -755,18 +754,19 @@ def time_interleaved(paths: dict[str, Path], batches: list[int], rounds: int = 2
         def __init__(self, prefix: str):
             import tensorflow as tf
 
-            self.calls = {}
+            self.calls = {}  # batch -> (interpreter, input index, output indices): looked up once, not timed
             for b in batches:
                 interp = tf.lite.Interpreter(model_path=f"{prefix}-b{b}.tflite", num_threads=1)
                 interp.allocate_tensors()
-                self.calls[b] = interp
+                self.calls[b] = (interp, interp.get_input_details()[0]["index"],
+                                 [d["index"] for d in interp.get_output_details()])
 
         def run(self, _names, feed):
             x = feed["jets"]
-            interp = self.calls[len(x)]
-            interp.set_tensor(interp.get_input_details()[0]["index"], x)
+            interp, inp, outs = self.calls[len(x)]
+            interp.set_tensor(inp, x)
             interp.invoke()
-            return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+            return [interp.get_tensor(i) for i in outs]
 
     sessions = {}
     for n in names:

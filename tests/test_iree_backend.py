@@ -272,7 +272,7 @@ def test_a_model_name_of_255_bytes_makes_a_valid_cache_name(tmp_path):
     one.write_bytes(b"one")
     two.write_bytes(b"two")
     paths = [ib.cache_path(m, tmp_path, "3.13.0", 1024) for m in (one, two)]
-    assert all(len(p.name.encode()) <= 255 and len(p.with_suffix(".failed").name.encode()) <= 255 for p in paths)
+    assert all(len(p.name.encode()) <= 255 and len(ib.refusal_path(p).name.encode()) <= 255 for p in paths)
     assert paths[0] != paths[1]  # cut to the same prefix, told apart by the model's digest
     assert not paths[0].is_file()  # a lookup, not ENAMETOOLONG
 

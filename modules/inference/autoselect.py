@@ -124,16 +124,16 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
             us, calls = time_engine(backend, x, share)
             backend.close()
         except Exception as exc:  # an engine that cannot run here is a row, not a failure
+            if name == reference:  # nothing to check the others against: an unchecked engine never wins
+                raise ModuleError(f"auto: {reference} cannot run the model: {one_line(exc)}") from None
             table.append(Timing(name, None, 0, None, False, f"not usable: {one_line(exc)}"))
             continue
-        if reference_scores is None:
+        if name == reference:
             reference_scores = scores
         rel = max_relative_difference(scores, reference_scores)
         agrees = rel <= AGREEMENT_RTOL
         table.append(Timing(name, us, calls, rel, agrees, "" if agrees else f"disagrees (> {AGREEMENT_RTOL:g})"))
-    usable = [t for t in table if t.agrees and t.us_per_jet is not None]
-    if not usable:  # only when the reference itself failed (it always agrees with itself): say why
-        raise ModuleError(f"auto: {reference} cannot run the model: {table[0].note}")
+    usable = [t for t in table if t.agrees and t.us_per_jet is not None]  # the reference at least
     best = min(usable, key=lambda t: t.us_per_jet)
     ref = next(t for t in table if t.backend == reference)
     reason = (f"fastest of {len(usable)} agreeing engine(s) at batch {batch}"

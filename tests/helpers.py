@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -26,3 +28,21 @@ def wait_for_temporary(target: Path, proc: "subprocess.Popen[str]", timeout_s: f
             return True
         time.sleep(0.05)
     return False
+
+
+def fifo_unblocked(path: Path) -> Path:
+    """A FIFO at ``path``. Should hltrun ever open it for reading, a helper thread opens it for writing
+    (within 60 s) and closes it at once, so the reader gets end-of-file: the case fails on its message
+    instead of hanging the suite."""
+    os.mkfifo(path)
+
+    def unblock() -> None:
+        for _ in range(600):
+            try:  # succeeds only while a reader waits (ENXIO otherwise)
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    threading.Thread(target=unblock, daemon=True).start()
+    return path

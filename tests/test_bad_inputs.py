@@ -29,7 +29,7 @@ import pytest
 import uproot
 
 from tests.conftest import make_events, write_counts, write_jet_index
-from tests.helpers import wait_for_temporary
+from tests.helpers import fifo_unblocked, wait_for_temporary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,32 +112,12 @@ def _not_root(tmp: Path) -> dict:
     return {"files": _files(tmp, ("good.root", 60, 1)) + [str(tmp / "notes.root")]}
 
 
-def _fifo(path: Path) -> Path:
-    """A FIFO at ``path``. Should hltrun ever open it for reading, a helper thread opens it for writing
-    (within 60 s) and closes it at once, so the reader gets end-of-file: the case fails on its message
-    instead of hanging the suite."""
-    import threading
-
-    os.mkfifo(path)
-
-    def unblock() -> None:
-        for _ in range(600):
-            try:  # succeeds only while a reader waits (ENXIO otherwise)
-                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-                return
-            except OSError:
-                time.sleep(0.1)
-
-    threading.Thread(target=unblock, daemon=True).start()
-    return path
-
-
 def _fifo_among_good(tmp: Path) -> dict:
-    return {"files": _files(tmp, ("good.root", 60, 1)) + [str(_fifo(tmp / "pipe.root"))]}
+    return {"files": _files(tmp, ("good.root", 60, 1)) + [str(fifo_unblocked(tmp / "pipe.root"))]}
 
 
 def _fifo_model(tmp: Path) -> dict:
-    return {"model": str(_fifo(tmp / "pipe.onnx")), "filter_extra": ", threshold: 1.0"}
+    return {"model": str(fifo_unblocked(tmp / "pipe.onnx")), "filter_extra": ", threshold: 1.0"}
 
 
 def _indexed_without_cand_index(tmp: Path) -> dict:

@@ -74,3 +74,15 @@ def test_a_file_that_is_no_model_is_hashed_as_it_is(tmp_path: Path) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf")
     assert external_data_files(junk) == [] and len(model_digest(junk)) == 64
+
+
+def test_a_fifo_is_refused_before_it_is_hashed(tmp_path: Path) -> None:
+    """Every cache key hashes the model: a FIFO given as the model would block that read for ever."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import BackendOptions
+    from tests.helpers import fifo_unblocked
+
+    pipe = fifo_unblocked(tmp_path / "pipe.onnx")
+    with pytest.raises(ModuleError, match=r"pipe.onnx is a FIFO, not a regular file"):
+        model_digest(pipe)
+    assert not ib.IreeBackend.compiled(pipe, BackendOptions(engine_cache=str(tmp_path)))

@@ -39,8 +39,9 @@ def buckets(opt_batch: int, max_batch: int) -> list[int]:
     return bucket_sizes(min(next_power_of_two(opt_batch), max(1, max_batch)))
 
 
-def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int) -> Path:
-    digest = model_digest(model)[:16]
+def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int, digest: str | None = None) -> Path:
+    """``digest``: the model's ``model_digest``, when the caller has it (one hash and parse per load, not per bucket)."""
+    digest = (digest or model_digest(model))[:16]
     stem = fit_name(model.stem, CACHE_STEM_BYTES)  # a 255-byte model name still makes a valid cache name
     return cache_dir / f"{stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
 
@@ -104,9 +105,10 @@ class IreeBackend(InferenceBackend):
         try:
             version = dist_version("iree-base-compiler")
             cache_dir = user_path(options.engine_cache) if options.engine_cache else default_cache_dir()
-            paths = [cache_path(Path(model_path), cache_dir, version, b)
+            digest = model_digest(Path(model_path))
+            paths = [cache_path(Path(model_path), cache_dir, version, b, digest)
                      for b in buckets(options.opt_batch, options.max_batch)]
-        except OSError:
+        except (OSError, ModuleError):  # no cache folder, or no readable model: not compiled here
             return False
         return version != "unknown" and all(p.is_file() or refusal_path(p).is_file() for p in paths)
 
@@ -137,8 +139,9 @@ class IreeBackend(InferenceBackend):
             cache_dir = user_path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
         except OSError as exc:  # no home folder to hold it
             self._refuse_cache(f"iree module cache: {exc.strerror}")
+        digest = model_digest(self.model_path) if cache_dir else ""
         for bucket in self.buckets:
-            path = cache_path(self.model_path, cache_dir, self.version, bucket) if cache_dir else None
+            path = cache_path(self.model_path, cache_dir, self.version, bucket, digest) if cache_dir else None
             refused = refusal_path(path) if path else None  # the compiler refused this bucket before: not retried
             if refused is not None and refused.is_file():
                 failed[bucket] = refused.read_text().strip()

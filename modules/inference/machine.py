@@ -11,6 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from hltrun.framework.errors import ModuleError
+from hltrun.framework.resources import why_not_readable
+
 
 CACHE_STEM_BYTES = 100  # of the model's name in a cache file's name: the key after it identifies the model
 
@@ -54,6 +57,9 @@ def model_digest(path: Path) -> str:
     """sha256 of a model file and of every external-data file it names (an ONNX model saved with its
     weights beside it: a retrained model may change only those), so that a cache keyed by it (compiled
     modules, engines, ``auto``'s decisions) never serves an old network's weights."""
+    why = why_not_readable(path)
+    if why is not None:  # a FIFO would block the hash for ever: refused as every reader of models does
+        raise ModuleError(f"model {path} {why}")
     h = hashlib.sha256()
     _hash_file(h, path)
     for extra in external_data_files(path):

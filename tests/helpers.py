@@ -31,18 +31,18 @@ def wait_for_temporary(target: Path, proc: "subprocess.Popen[str]", timeout_s: f
 
 
 def fifo_unblocked(path: Path) -> Path:
-    """A FIFO at ``path``. Should hltrun ever open it for reading, a helper thread opens it for writing
-    (within 60 s) and closes it at once, so the reader gets end-of-file: the case fails on its message
-    instead of hanging the suite."""
+    """A FIFO at ``path``. Should hltrun open it for reading, a helper thread opens it for writing and
+    closes it at once, every time, for 60 s, so each reader gets end-of-file: the test fails on its
+    message instead of hanging the suite."""
     os.mkfifo(path)
 
     def unblock() -> None:
         for _ in range(600):
             try:  # succeeds only while a reader waits (ENXIO otherwise)
                 os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-                return
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
 
     threading.Thread(target=unblock, daemon=True).start()
     return path

@@ -393,13 +393,14 @@ class VAEAnomalyScorer(Producer):
     def _count_nonfinite_scores(self, score: np.ndarray, valid: np.ndarray) -> None:
         """A NaN or inf score for a jet with finite inputs is the model's doing (a NaN never passes a cut, +inf
         always does): counted, and said once per job."""
-        bad = int(np.count_nonzero(~np.isfinite(score) & valid))
+        mask = ~np.isfinite(score) & valid
+        bad = int(np.count_nonzero(mask))
         if not bad:
             return
         if not self.counters["nonfinite_scores"]:  # once per job: the message names no event (streams differ)
             log.warning("modules.%s: model %s gives non-finite scores (%s) for jets with finite inputs; such "
                         "jets are counted in the JobReport's data quality (nonfinite scores)", self.label,
-                        self.model_id, score[~np.isfinite(score) & valid][0], extra={"once": True})
+                        self.model_id, score[mask][0], extra={"once": True})
         self.counters["nonfinite_scores"] += bad
 
     def data_quality(self) -> dict[str, int]:

@@ -9,6 +9,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not i
 onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
 
 from hltrun.tools.bench.flops import count_macs  # noqa: E402
+from hltrun.tools.physics import conv_tflite  # noqa: E402
 from hltrun.tools.physics import optimize_conv as O  # noqa: E402
 
 from .agreement import card_thresholds  # noqa: E402
@@ -121,7 +122,7 @@ def test_tflite_attempt_is_the_same_network(tmp_path) -> None:
     from hltrun.modules.models.preprocess import load_jets
 
     out = tmp_path / "conv.onnx"
-    O.convert_tflite(keras_path, out, [2])
+    conv_tflite.convert_keras(keras_path, out, [2])
     interp = tf.lite.Interpreter(model_path=str(tmp_path / "conv-b2.tflite"), num_threads=1)
     interp.allocate_tensors()
     jets = np.ascontiguousarray(load_jets(str(O.DATA / "qcd_dijet.root"), max_events=20)[0][:2], dtype=np.float32)
@@ -132,3 +133,35 @@ def test_tflite_attempt_is_the_same_network(tmp_path) -> None:
     assert [g.shape for g in got] == [(2,), (2,)]
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-4)
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-4)
+
+
+@pytest.mark.parametrize("options", [{}, {"four_d": False, "std": "concat", "mask_by": "compare", "fuse_heads": False,
+                                          "pool": "op", "kl": "direct", "score_group": 0}])
+def test_tflite_rewrite_is_the_same_network(tmp_path, options) -> None:
+    """``--tflite-rewrite``: the shipped ONNX file's weights written in TF ops (the kept TFLite formulation, and
+    every choice undone) must score the shipped samples as ONNX Runtime does, on real jets (padded rows, a
+    batch of 11 that the Chamfer groups of 8 split unevenly), or its timing compares different work."""
+    tf = pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+    from hltrun.modules.models.preprocess import load_jets
+
+    out = tmp_path / "rw.onnx"
+    conv_tflite.convert_rewrite(O.SHIPPED, out, [11], **options)
+    interp = tf.lite.Interpreter(model_path=str(tmp_path / "rw-b11.tflite"), num_threads=1)
+    interp.allocate_tensors()
+    jets = load_jets(str(O.DATA / "rsg_ww_3p5TeV.root"), max_events=40)[0]
+    jets = np.ascontiguousarray(jets[[0, 1, 2, 5, 8, 13, 21, 34, 55, 60, 70]], dtype=np.float32)
+    assert (jets[:, :, 2] == 0).any(axis=1).all(), "every jet should have padded rows"
+    interp.set_tensor(interp.get_input_details()[0]["index"], jets)
+    interp.invoke()
+    got = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+    ref = _session(O.SHIPPED).run(None, {"jets": jets})
+    np.testing.assert_allclose(got[0], ref[0], rtol=1e-4)   # kl
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-4)   # score
+
+
+def test_tflite_rewrite_refuses_an_unknown_option(tmp_path) -> None:
+    pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+    with pytest.raises(SystemExit, match="pool='maxi'"):
+        O.main(["--out", str(tmp_path / "x.onnx"), "--tflite-rewrite", "pool=maxi", "--batch-sizes", "2"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        O.main(["--out", str(tmp_path / "x.onnx"), "--tflite-rewrite", "fourd", "--batch-sizes", "2"])

@@ -597,9 +597,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iree", nargs="?", const="", default=None, metavar="FLAGS",
                    help="also compile --out with IREE for each --batch-sizes (OUT-b{batch}.vmfb beside it; "
                         "FLAGS: extra iree-compile flags in one string)")
-    p.add_argument("--tflite", type=Path, default=None, metavar="KERAS",
-                   help="also convert this Keras model to TensorFlow Lite for each --batch-sizes "
-                        "(OUT-b{batch}.tflite beside --out; an engine attempt: TFLite reads no ONNX)")
+    tfl = p.add_mutually_exclusive_group()
+    tfl.add_argument("--tflite", type=Path, default=None, metavar="KERAS",
+                     help="also convert this Keras model to TensorFlow Lite for each --batch-sizes "
+                          "(OUT-b{batch}.tflite beside --out; an engine attempt: TFLite reads no ONNX)")
+    tfl.add_argument("--tflite-rewrite", nargs="*", default=None, metavar="KEY=VALUE",
+                     help="also write --model's weights in TensorFlow ops as TensorFlow Lite for each --batch-sizes "
+                          "(OUT-b{batch}.tflite; tools/physics/conv_tflite.py): the kept TFLite formulation, or with "
+                          "these options of conv_tflite.rewrite_function (e.g. four_d=0 score_group=0 kl=direct)")
     p.add_argument("--time", nargs="*", metavar="NAME=FILE", default=None,
                    help="time --model, --out and these interleaved with the sgemm floor; FILE#key=value,... adds "
                         "ORT session settings, iree:PREFIX times PREFIX-b{batch}.vmfb, tflite:PREFIX "
@@ -640,7 +645,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.iree is not None:
         compile_iree(args.out, args.batch_sizes, args.iree.split())
     if args.tflite is not None:
-        convert_tflite(args.tflite, args.out, args.batch_sizes)
+        from hltrun.tools.physics import conv_tflite
+
+        conv_tflite.convert_keras(args.tflite, args.out, args.batch_sizes)
+    if args.tflite_rewrite is not None:
+        from hltrun.tools.physics import conv_tflite
+
+        try:
+            conv_tflite.convert_rewrite(args.model, args.out, args.batch_sizes, **tflite_options(args.tflite_rewrite))
+        except (TypeError, ValueError) as exc:  # an unknown option or value
+            raise SystemExit(f"optimize_conv: --tflite-rewrite: {exc}") from None
     if args.time is not None:
         paths = {"shipped": str(args.model), args.out.stem: str(args.out)}
         paths.update(dict(t.split("=", 1) for t in args.time))
@@ -651,27 +665,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def convert_tflite(keras_path: Path, out: Path, batches: list[int]) -> None:
-    """The Keras model (the same trained network) as one frozen TFLite flatbuffer per static batch, for
-    XNNPACK's small-batch kernels; ``tflite:OUT`` in ``--time`` reads them back."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    import hltrun.modules.models.layers  # noqa: F401  (registers the shipped models' custom layers)
-
-    model = keras.saving.load_model(str(keras_path), compile=False)
-    for b in batches:
-        fn = tf.function(lambda x: model(x, training=False), autograph=False,
-                         input_signature=[tf.TensorSpec((b, 100, 3), tf.float32)])
-        frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
-        blob = tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
-        target = out.with_name(f"{out.stem}-b{b}.tflite")
-        target.write_bytes(blob)
-        print(f"wrote {target}: {len(blob)} bytes")
+def tflite_options(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings as ``conv_tflite.rewrite_function`` keywords: integers where they read as one."""
+    opts: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"optimize_conv: --tflite-rewrite takes KEY=VALUE, not {pair!r}")
+        opts[key] = int(value) if value.lstrip("-").isdigit() else value
+    return opts
 
 
 def compile_iree(path: Path, batches: list[int], flags: list[str]) -> None:

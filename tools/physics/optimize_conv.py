@@ -41,7 +41,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -530,26 +530,60 @@ def rewrite(source: Path = SHIPPED, lowering: str = "conv", **options) -> "onnx.
                           "tools/physics/optimize_conv.py (kept formulation of issue 21 item 3)")
 
 
-def agreement(ref_path: Path, new_path: Path, max_events: int | None = None) -> dict:
-    """Scores and kl of both files on the two leading jets of every event of every shipped sample;
-    decisions (event = max over its jets) at the card's cuts."""
+def _scorer(spec: str | Path) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """jets -> (score, kl) for an ONNX file on ONNX Runtime (one thread), or for ``tflite:PREFIX-b{B}`` (a
+    TFLite flatbuffer of static batch B from ``--tflite``/``--tflite-rewrite``; outputs kl, score), the last
+    batch padded with zero jets."""
+    spec = str(spec)
+    if spec.startswith("tflite:"):
+        import tensorflow as tf
+
+        interp = tf.lite.Interpreter(model_path=spec[7:] + ".tflite", num_threads=1)
+        interp.allocate_tensors()
+        inp = interp.get_input_details()[0]
+        batch, outs = int(inp["shape"][0]), [d["index"] for d in interp.get_output_details()]
+
+        def run_tflite(jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            kl, score = [], []
+            for i in range(0, len(jets), batch):
+                part = np.zeros((batch, *jets.shape[1:]), np.float32)
+                part[:len(jets[i:i + batch])] = jets[i:i + batch]
+                interp.set_tensor(inp["index"], part)
+                interp.invoke()
+                k, s = (interp.get_tensor(o)[:len(jets[i:i + batch])].copy() for o in outs)
+                kl.append(k)
+                score.append(s)
+            return np.concatenate(score), np.concatenate(kl)
+
+        return run_tflite
     import onnxruntime as ort
 
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(spec, so, providers=["CPUExecutionProvider"])
+
+    def run_onnx(jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        parts = [sess.run(["score", "kl"], {"jets": jets[i:i + 256]}) for i in range(0, len(jets), 256)]
+        return np.concatenate([q[0] for q in parts]), np.concatenate([q[1] for q in parts])
+
+    return run_onnx
+
+
+def agreement(ref_path: Path, new_path: str | Path, max_events: int | None = None) -> dict:
+    """Scores and kl of both models (``_scorer``: an ONNX file or ``tflite:PREFIX-bB``) on the two leading
+    jets of every event of every shipped sample; decisions (event = max over its jets) at the card's cuts."""
     from hltrun.modules.models.preprocess import load_jets
 
     thr = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]
     cuts = {k: float(thr[k]) for k in ("bkg_eff_1e-2", "bkg_eff_1e-3")}
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = {k: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for k, p in
-            (("ref", ref_path), ("new", new_path))}
+    scorers = {"ref": _scorer(ref_path), "new": _scorer(new_path)}
     out: dict = {"samples": {}}
     for f in sorted(DATA.glob("*.root")):
         jets, ev = load_jets(str(f), max_events=max_events)
         res = {}
-        for k, s in sess.items():
-            parts = [s.run(["score", "kl"], {"jets": jets[i:i + 256]}) for i in range(0, len(jets), 256)]
-            res[k] = {"score": np.concatenate([p[0] for p in parts]), "kl": np.concatenate([p[1] for p in parts])}
+        for k, run in scorers.items():
+            score, kl = run(np.ascontiguousarray(jets, dtype=np.float32))
+            res[k] = {"score": score, "kl": kl}
         rel = lambda q: float(np.max(np.abs(res["new"][q] - res["ref"][q]) / np.maximum(np.abs(res["ref"][q]), 1e-30)))
         row = {"jets": int(len(jets)), "events": int(ev.max() + 1) if len(ev) else 0,
                "max_rel_score": rel("score"), "max_rel_kl": rel("kl"), "decision_changes": {}}
@@ -633,15 +667,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(args.out))
     print(f"wrote {args.out}: {len(model.graph.node)} nodes")
-    if args.check:
-        res = agreement(args.model, args.out)
-        for name, row in res["samples"].items():
-            print(f"  {name}: {row['jets']} jets, max rel score {row['max_rel_score']:.2e}, kl {row['max_rel_kl']:.2e}, "
-                  f"decision changes {row['decision_changes']}")
-        print(f"agrees: {res['agrees']} (max rel score {res['max_rel_score']:.2e}, kl {res['max_rel_kl']:.2e}, "
-              f"decision changes {res['decision_changes']})")
-        if not res["agrees"]:
-            return 1
+    if args.check and not print_agreement(agreement(args.model, args.out), str(args.out)):
+        return 1
     if args.iree is not None:
         compile_iree(args.out, args.batch_sizes, args.iree.split())
     if args.tflite is not None:
@@ -655,6 +682,10 @@ def main(argv: list[str] | None = None) -> int:
             conv_tflite.convert_rewrite(args.model, args.out, args.batch_sizes, **tflite_options(args.tflite_rewrite))
         except (TypeError, ValueError) as exc:  # an unknown option or value
             raise SystemExit(f"optimize_conv: --tflite-rewrite: {exc}") from None
+    if args.check and (args.tflite is not None or args.tflite_rewrite is not None):
+        flat = f"tflite:{args.out.with_name(f'{args.out.stem}-b{max(args.batch_sizes)}')}"
+        if not print_agreement(agreement(args.model, flat), flat):
+            return 1
     if args.time is not None:
         paths = {"shipped": str(args.model), args.out.stem: str(args.out)}
         paths.update(dict(t.split("=", 1) for t in args.time))
@@ -663,6 +694,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(res, indent=1))
     return 0
+
+
+def print_agreement(res: dict, what: str) -> bool:
+    """``agreement``'s table, one line per sample; True when it agrees."""
+    print(f"{what}:")
+    for name, row in res["samples"].items():
+        print(f"  {name}: {row['jets']} jets, max rel score {row['max_rel_score']:.2e}, kl {row['max_rel_kl']:.2e}, "
+              f"decision changes {row['decision_changes']}")
+    print(f"agrees: {res['agrees']} (max rel score {res['max_rel_score']:.2e}, kl {res['max_rel_kl']:.2e}, "
+          f"decision changes {res['decision_changes']})")
+    return bool(res["agrees"])
 
 
 def tflite_options(pairs: list[str]) -> dict[str, Any]:

@@ -157,6 +157,12 @@ def test_tflite_rewrite_is_the_same_network(tmp_path, options) -> None:
     ref = _session(O.SHIPPED).run(None, {"jets": jets})
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-4)   # kl
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-4)   # score
+    # --check's scorer: 23 jets through the batch-11 file, the last call padded with zero jets
+    many = np.ascontiguousarray(load_jets(str(O.DATA / "qcd_dijet.root"), max_events=40)[0][:23], dtype=np.float32)
+    score, kl = O._scorer(f"tflite:{tmp_path / 'rw-b11'}")(many)
+    ref_score, ref_kl = O._scorer(O.SHIPPED)(many)
+    np.testing.assert_allclose(score, ref_score, rtol=1e-4)
+    np.testing.assert_allclose(kl, ref_kl, rtol=1e-4)
 
 
 def test_tflite_rewrite_refuses_an_unknown_option(tmp_path) -> None:

@@ -9,6 +9,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not i
 onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
 
 from hltrun.tools.bench.flops import count_macs  # noqa: E402
+from hltrun.modules.inference.tflite_backend import io_indices  # noqa: E402
 from hltrun.tools.physics import conv_tflite  # noqa: E402
 from hltrun.tools.physics import optimize_conv as O  # noqa: E402
 
@@ -128,8 +129,9 @@ def test_tflite_attempt_is_the_same_network(tmp_path) -> None:
     jets = np.ascontiguousarray(load_jets(str(O.DATA / "qcd_dijet.root"), max_events=20)[0][:2], dtype=np.float32)
     interp.set_tensor(interp.get_input_details()[0]["index"], jets)
     interp.invoke()
-    got = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
-    ref = _session(O.SHIPPED).run(None, {"jets": jets})
+    _, outputs = io_indices(interp)
+    got = [interp.get_tensor(outputs[name]) for name in ("kl", "score")]   # named by the serving signature
+    ref = _session(O.SHIPPED).run(["kl", "score"], {"jets": jets})
     assert [g.shape for g in got] == [(2,), (2,)]
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-4)
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-4)
@@ -153,8 +155,9 @@ def test_tflite_rewrite_is_the_same_network(tmp_path, options) -> None:
     assert (jets[:, :, 2] == 0).any(axis=1).all(), "every jet should have padded rows"
     interp.set_tensor(interp.get_input_details()[0]["index"], jets)
     interp.invoke()
-    got = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
-    ref = _session(O.SHIPPED).run(None, {"jets": jets})
+    _, outputs = io_indices(interp)
+    got = [interp.get_tensor(outputs[name]) for name in ("kl", "score")]
+    ref = _session(O.SHIPPED).run(["kl", "score"], {"jets": jets})
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-4)   # kl
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-4)   # score
     # --check's scorer: 23 jets through the batch-11 file, the last call padded with zero jets

@@ -19,6 +19,7 @@ Both are timed beside ONNX Runtime by ``optimize_conv.py --time NAME=tflite:PREF
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -58,7 +59,7 @@ def decoder_kernels(w: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarr
 
 def rewrite_function(w: dict[str, np.ndarray], four_d: bool = True, std: str = "affine", mask_by: str = "ceil",
                      fuse_heads: bool = True, pool: str = "phases", kl: str = "series", score_group: int = 8) -> Callable:
-    """``jets (N, 100, 3) -> (kl, score)`` in TensorFlow ops, channels-last, for one static N. The defaults are
+    """``jets (N, 100, 3) -> {kl, score}`` in TensorFlow ops, channels-last, for a static N or a dynamic one. The defaults are
     the formulation kept in docs/inference.md; each option undoes one of its choices (the attempts there):
 
     * ``four_d``: tensors (N, 1, L, C) and CONV_2D straight away (False: tf.nn.conv1d, a RESHAPE either side
@@ -72,7 +73,7 @@ def rewrite_function(w: dict[str, np.ndarray], four_d: bool = True, std: str = "
     * ``pool``: "phases" (the last encoder conv at stride 2, even/odd outputs as 2 x 24 channels, summed;
       the 1/2 in dense 1) or "op" (AVERAGE_POOL_2D);
     * ``kl``: "series" (the shipped graph's float32 series for |v| < 0.5) or "direct" (exp(v) - 1 - v);
-    * ``score_group``: the Chamfer distances in groups of this many jets (0: the batch at once).
+    * ``score_group``: the Chamfer distances in groups of this many jets (0, or a dynamic batch: the batch at once).
     """
     for name, value, allowed in (("std", std, ("affine", "concat")), ("mask_by", mask_by, ("ceil", "compare")),
                                  ("pool", pool, ("phases", "op")), ("kl", kl, ("series", "direct"))):
@@ -129,7 +130,7 @@ def rewrite_function(w: dict[str, np.ndarray], four_d: bool = True, std: str = "
         return z * mask, mask, real
 
     def encoded(x, n):
-        h = tf.reshape(x, [n, 1, 100, 3]) if four_d else x
+        h = tf.reshape(x, [-1, 1, 100, 3]) if four_d else x
         h = tf.nn.elu(conv(h, 0))                                          # L 98, 16 channels
         h = tf.nn.elu(conv(h, 1))                                          # L 96, 20
         if pool == "phases":
@@ -138,7 +139,7 @@ def rewrite_function(w: dict[str, np.ndarray], four_d: bool = True, std: str = "
         else:
             h = tf.nn.elu(conv(h, 2))                                      # L 94, 24
             h = tf.nn.avg_pool2d(h, (1, 2), (1, 2), "VALID") if four_d else tf.nn.avg_pool1d(h, 2, 2, "VALID")
-        h = tf.nn.elu(lin(tf.reshape(h, [n, -1]), "d1"))                   # Keras' flatten order (l, c)
+        h = tf.nn.elu(lin(tf.reshape(h, [-1, d1.shape[0]]), "d1"))                   # Keras' flatten order (l, c)
         h = tf.nn.elu(lin(h, "d2"))
         if fuse_heads:
             ml = lin(h, "heads")
@@ -159,20 +160,23 @@ def rewrite_function(w: dict[str, np.ndarray], four_d: bool = True, std: str = "
         """-2 y, (N, 100, 3): the (even, odd) phases of the last layer are neighbouring positions."""
         h = tf.nn.elu(lin(mu, "d3"))
         h = tf.nn.elu(lin(h, "d4"))
-        h = tf.reshape(tf.nn.elu(lin(h, "d5")), [n, 1, 47, 24] if four_d else [n, 47, 24])
+        h = tf.reshape(tf.nn.elu(lin(h, "d5")), [-1, 1, 47, 24] if four_d else [-1, 47, 24])
         h = tf.nn.elu(conv(h, 3, pad=1))                                   # L 48, 2 x 20
         h = tf.nn.elu(conv(h, 4, pad=1))                                   # L 49, 2 x 16
-        return tf.reshape(conv(h, 5, pad=1), [n, 100, 3])
+        return tf.reshape(conv(h, 5, pad=1), [-1, 100, 3])
 
     def nearest_sums(a, b, n):
         """min_j d_ij + min_i d_ij for d = a b^T, in groups of ``score_group`` jets: at batch 64 the whole
         (N, 100, 100) would be 2.5 MB, out of the L2 cache between the product and the two minima."""
-        sizes = [score_group] * (n // score_group) + [n % score_group] if score_group else [n]
+        if not score_group or n is None or n <= score_group:   # a dynamic batch: one group
+            d = tf.matmul(a, b, transpose_b=True)
+            return tf.reduce_min(d, axis=2) + tf.reduce_min(d, axis=1)
+        sizes = [score_group] * (n // score_group) + [n % score_group]
         parts = []
         for aa, bb in zip(tf.split(a, [s for s in sizes if s]), tf.split(b, [s for s in sizes if s])):
             d = tf.matmul(aa, bb, transpose_b=True)
             parts.append(tf.reduce_min(d, axis=2) + tf.reduce_min(d, axis=1))
-        return parts[0] if len(parts) == 1 else tf.concat(parts, 0)
+        return tf.concat(parts, 0)
 
     def fn(jets):
         n = jets.shape[0]
@@ -188,28 +192,36 @@ def rewrite_function(w: dict[str, np.ndarray], four_d: bool = True, std: str = "
         a = tf.concat([x, nx, mask], axis=2)                               # a_i . b_j = |x_i - y_j|^2, far for padding
         b = tf.concat([y2, mask, ny], axis=2)
         both = tf.maximum(nearest_sums(a, b, n), 0.0)
-        m = tf.reshape(mask, [n, 100])
+        m = tf.reshape(mask, [-1, 100])
         score = tf.reduce_sum(both * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
-        return kl_divergence(mu, lv), score
+        return {"kl": kl_divergence(mu, lv), "score": score}
 
     return fn
 
 
-def _write(fn: Callable, out: Path, batches: list[int]) -> None:
+def _write(fn: Callable, out: Path, batches: list[int | None]) -> list[Path]:
+    """One flatbuffer per batch (None: a dynamic batch, ``OUT-bN.tflite``), variables frozen into constants,
+    outputs named by ``fn``'s dict keys in its serving signature, which hltrun's ``tflite`` backend reads."""
     tf = _tf()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    written = []
     for b in batches:
-        concrete = tf.function(fn, autograph=False,
-                               input_signature=[tf.TensorSpec((b, 100, 3), tf.float32, name="jets")]).get_concrete_function()
-        frozen = convert_variables_to_constants_v2(concrete)
-        blob = tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
-        target = out.with_name(f"{out.stem}-b{b}.tflite")
+        spec = tf.TensorSpec((b, 100, 3), tf.float32, name="jets")
+        traced = tf.function(fn, autograph=False, input_signature=[spec]).get_concrete_function()
+        names = sorted(traced.structured_outputs)         # the frozen graph's outputs come flat, in key order
+        frozen = convert_variables_to_constants_v2(traced)
+        holder = tf.Module()   # a trackable owner: the converter then writes a signature with the output names
+        holder.fn = tf.function(lambda x: dict(zip(names, frozen(x))), autograph=False, input_signature=[spec])
+        blob = tf.lite.TFLiteConverter.from_concrete_functions([holder.fn.get_concrete_function()], holder).convert()
+        target = out.with_name(f"{out.stem}-b{b or 'N'}.tflite")
         target.write_bytes(blob)
+        written.append(target)
         print(f"wrote {target}: {len(blob)} bytes")
+    return written
 
 
-def convert_keras(keras_path: Path, out: Path, batches: list[int]) -> None:
+def convert_keras(keras_path: Path, out: Path, batches: list[int | None]) -> list[Path]:
     """The Keras model (the same trained network) as one frozen flatbuffer per static batch."""
     import keras
 
@@ -217,11 +229,84 @@ def convert_keras(keras_path: Path, out: Path, batches: list[int]) -> None:
 
     _tf()
     model = keras.saving.load_model(str(keras_path), compile=False)
-    _write(lambda x: model(x, training=False), out, batches)
+    def named(x):
+        y = model(x, training=False)
+        return y if isinstance(y, dict) else dict(zip(model.output_names, y))
+
+    return _write(named, out, batches)
 
 
-def convert_rewrite(onnx_path: Path, out: Path, batches: list[int], **options: Any) -> None:
+def convert_rewrite(onnx_path: Path, out: Path, batches: list[int | None], **options: Any) -> list[Path]:
     """The kept formulation in TF ops, from the trained tensors of the shipped ONNX file."""
     from hltrun.tools.physics.optimize_conv import shipped_weights
 
-    _write(rewrite_function(shipped_weights(onnx_path), **options), out, batches)
+    return _write(rewrite_function(shipped_weights(onnx_path), **options), out, batches)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the Conv-VAE as one dynamic-batch TFLite file for hltrun's ``tflite`` backend, and check it."""
+    import argparse
+    import tempfile
+
+    from hltrun.framework.atomic import write_bytes
+    from hltrun.tools.physics.optimize_conv import SHIPPED
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--out", type=Path, required=True, help="the .tflite file to write (e.g. data/models/conv_vae.tflite)")
+    p.add_argument("--model", type=Path, default=SHIPPED, help="the shipped (tf2onnx) Conv-VAE ONNX file whose weights are read")
+    p.add_argument("--keras", type=Path, default=None, metavar="KERAS",
+                   help="convert this Keras model as Keras built it instead of the rewrite")
+    p.add_argument("--check", action="store_true", help="agreement with --model on every shipped sample, on the backend")
+    args = p.parse_args(argv)
+    if args.out.suffix != ".tflite":
+        raise SystemExit(f"conv_tflite: --out {args.out} must end in .tflite (the tflite backend reads .tflite files)")
+    with tempfile.TemporaryDirectory(prefix="hltrun-tflite-") as tmp:
+        stem = Path(tmp) / "model.tflite"
+        made = (convert_keras(args.keras, stem, [None]) if args.keras is not None
+                else convert_rewrite(args.model, stem, [None]))
+        write_bytes(args.out, made[0].read_bytes(), "conv_tflite output")
+    print(f"wrote {args.out}")
+    if args.check:
+        res = backend_agreement(args.model, args.out)
+        print(json.dumps(res, indent=1))
+        if not res["agrees"]:
+            return 1
+    return 0
+
+
+def backend_agreement(onnx_path: Path, tflite_path: Path) -> dict[str, Any]:
+    """Scores of the ``tflite`` backend (buckets, padding) and of ONNX Runtime on the two leading jets of every
+    event of every shipped sample; decision changes (event = max over its jets) at the card's cuts."""
+    from hltrun.modules.inference import create_backend
+    from hltrun.modules.models.preprocess import load_jets
+    from hltrun.tools.catalogue import models_dir
+    from hltrun.tools.physics.optimize_conv import DATA
+
+    thr = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]
+    cuts = {k: float(thr[k]) for k in ("bkg_eff_1e-2", "bkg_eff_1e-3")}
+    engines = {"ref": create_backend("onnxruntime", onnx_path).load(), "new": create_backend("tflite", tflite_path).load()}
+    engines["new"].warm_up()
+    out: dict[str, Any] = {"samples": {}}
+    for f in sorted(DATA.glob("*.root")):
+        jets, ev = load_jets(str(f))
+        jets = np.ascontiguousarray(jets, dtype=np.float32)
+        res = {k: b.run(jets) for k, b in engines.items()}
+        rel = lambda q: float(np.max(np.abs(res["new"][q] - res["ref"][q]) / np.maximum(np.abs(res["ref"][q]), 1e-30)))  # noqa: E731
+        n_ev = int(ev.max() + 1) if len(ev) else 0
+        changes = {}
+        for name, c in cuts.items():
+            best = {k: np.full(n_ev, -np.inf) for k in res}
+            for k in res:
+                np.maximum.at(best[k], ev, res[k]["score"])
+            changes[name] = int(np.sum((best["ref"] > c) != (best["new"] > c)))
+        out["samples"][f.name] = {"jets": int(len(jets)), "max_rel_score": rel("score"), "max_rel_kl": rel("kl"),
+                                  "decision_changes": changes}
+    rows = out["samples"].values()
+    out["max_rel_score"] = max(r["max_rel_score"] for r in rows)
+    out["decision_changes"] = sum(sum(r["decision_changes"].values()) for r in rows)
+    out["agrees"] = out["max_rel_score"] <= 1e-4 and out["decision_changes"] == 0
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -536,23 +536,23 @@ def _scorer(spec: str | Path) -> Callable[[np.ndarray], tuple[np.ndarray, np.nda
     batch padded with zero jets."""
     spec = str(spec)
     if spec.startswith("tflite:"):
-        import tensorflow as tf
+        from hltrun.modules.inference.tflite_backend import interpreter_class, io_indices, open_interpreter
 
-        interp = tf.lite.Interpreter(model_path=spec[7:] + ".tflite", num_threads=1)
+        interp = open_interpreter(interpreter_class()[0], Path(spec[7:] + ".tflite").read_bytes(), 1)
         interp.allocate_tensors()
-        inp = interp.get_input_details()[0]
-        batch, outs = int(inp["shape"][0]), [d["index"] for d in interp.get_output_details()]
+        inputs, outputs = io_indices(interp)
+        batch, index = int(inputs[0]["shape"][0]), inputs[0]["index"]
 
         def run_tflite(jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            kl, score = [], []
+            score, kl = [], []
             for i in range(0, len(jets), batch):
+                n = len(jets[i:i + batch])
                 part = np.zeros((batch, *jets.shape[1:]), np.float32)
-                part[:len(jets[i:i + batch])] = jets[i:i + batch]
-                interp.set_tensor(inp["index"], part)
+                part[:n] = jets[i:i + batch]
+                interp.set_tensor(index, part)
                 interp.invoke()
-                k, s = (interp.get_tensor(o)[:len(jets[i:i + batch])].copy() for o in outs)
-                kl.append(k)
-                score.append(s)
+                score.append(interp.get_tensor(outputs["score"])[:n])
+                kl.append(interp.get_tensor(outputs["kl"])[:n])
             return np.concatenate(score), np.concatenate(kl)
 
         return run_tflite
@@ -796,14 +796,15 @@ def time_interleaved(paths: dict[str, Path], batches: list[int], rounds: int = 2
         thread, XNNPACK delegate (TFLite's default for float models), ORT's run()."""
 
         def __init__(self, prefix: str):
-            import tensorflow as tf
+            from hltrun.modules.inference.tflite_backend import interpreter_class, io_indices, open_interpreter
 
+            cls = interpreter_class()[0]
             self.calls = {}  # batch -> (interpreter, input index, output indices): looked up once, not timed
             for b in batches:
-                interp = tf.lite.Interpreter(model_path=f"{prefix}-b{b}.tflite", num_threads=1)
+                interp = open_interpreter(cls, Path(f"{prefix}-b{b}.tflite").read_bytes(), 1)
                 interp.allocate_tensors()
-                self.calls[b] = (interp, interp.get_input_details()[0]["index"],
-                                 [d["index"] for d in interp.get_output_details()])
+                inputs, outputs = io_indices(interp)
+                self.calls[b] = (interp, inputs[0]["index"], [outputs["kl"], outputs["score"]])
 
         def run(self, _names, feed):
             x = feed["jets"]

@@ -1,0 +1,127 @@
+"""TensorFlow Lite backend: a ``.tflite`` flatbuffer on TFLite's interpreter with its XNNPACK CPU delegate.
+
+Why another CPU engine: at the HLT's batch of two jets a model of ~100 small ops is paid in per-op
+dispatch, and XNNPACK's is lighter than ONNX Runtime's; it also evaluates Elu vectorised. On the
+Conv-VAE written for it (``tools/physics/conv_tflite.py``) it is the only engine measured within 5x the
+one-core sgemm floor at batch 2 (docs/inference.md, issue 21 item 3). TFLite reads no ONNX: the model
+is a TFLite file, as TensorFlow's converter writes it (``tf.lite.TFLiteConverter``).
+
+The file's batch axis must be dynamic (the contract's rule for every engine: hltrun sends a variable
+number of jets per call). Like IREE it runs static shapes: one interpreter per batch bucket (powers
+of two up to the one holding ``opt_batch`` jets, 1 to 16 by default), its tensors resized and its
+XNNPACK plan prepared at warm-up (begin_job), never at an event; a batch is zero-padded to its bucket
+and a bigger one runs in slices of the largest. Outputs are named by the file's
+serving signature (what the converter writes when given the model, ``from_concrete_functions([f],
+model)`` or ``from_keras_model``), else by tensor name; ``outputs:`` maps them like any backend's.
+
+The runtime is ``ai_edge_litert`` (TFLite's own package, numpy only) when installed, else
+``tensorflow.lite`` (the ``cpu`` extra's TensorFlow, whose interpreter is deprecated in its favour).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from hltrun.framework.errors import ModuleError
+from hltrun.framework.extras import need
+
+from .base import several_inputs
+from .buckets import bucket_sizes, next_power_of_two
+from .bucketed import BucketedBackend, Executed
+
+
+@dataclass(frozen=True)
+class TfliteGraph:
+    """The facts ``BucketedBackend`` needs of a model: its one input and its outputs, by name."""
+
+    input_name: str
+    input_dtype: np.dtype
+    input_shape: tuple[Any, ...]
+    output_names: list[str]
+
+
+def interpreter_class() -> tuple[type, str, str]:
+    """(Interpreter class, runtime name, version): LiteRT when installed, else TensorFlow's."""
+    try:
+        from ai_edge_litert import interpreter as litert
+        from importlib.metadata import version
+
+        return litert.Interpreter, "ai-edge-litert", version("ai-edge-litert")
+    except ImportError:
+        tf = need("tensorflow", "tflite: running a .tflite model (or install ai-edge-litert)")
+        return tf.lite.Interpreter, "tensorflow.lite", tf.__version__
+
+
+def open_interpreter(cls: type, model: bytes, threads: int) -> Any:
+    """One interpreter on the model's bytes (its default XNNPACK delegate for float models)."""
+    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice, once per bucket
+        warnings.simplefilter("ignore")
+        return cls(model_content=model, num_threads=max(1, int(threads)))
+
+
+def io_indices(interp: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """(input details, output name -> tensor index): the serving signature's names when the file has one
+    signature, else the output tensors' own names."""
+    signatures = interp.get_signature_list()
+    if len(signatures) == 1:
+        runner = interp.get_signature_runner(next(iter(signatures)))
+        inputs = [{**detail, "name": name} for name, detail in runner.get_input_details().items()]
+        return inputs, {name: d["index"] for name, d in runner.get_output_details().items()}
+    return interp.get_input_details(), {d["name"]: d["index"] for d in interp.get_output_details()}
+
+
+class TfliteBackend(BucketedBackend):
+    name = "tflite"
+    model_suffixes = (".tflite",)
+    copies = False  # the host buffer is copied into the interpreter's input: no device
+
+    def _load(self) -> None:
+        self._cls, self.runtime, self.version = interpreter_class()
+        self._model = self.model_path.read_bytes()
+        probe = open_interpreter(self._cls, self._model, self.options.threads)
+        inputs, outputs = io_indices(probe)
+        if len(inputs) != 1:
+            raise several_inputs(self.name, self.model_path, [i["name"] for i in inputs])
+        signature = [int(d) for d in inputs[0].get("shape_signature", inputs[0]["shape"])]
+        shape = tuple(None if d < 0 else d for d in signature)
+        self.device = "cpu"
+        self._use_graph(TfliteGraph(inputs[0]["name"], np.dtype(inputs[0]["dtype"]), shape, list(outputs)))
+        # as IREE: buckets up to the one holding opt_batch jets, bigger batches in slices of it (an interpreter
+        # per bucket up to max_batch would hold ~100 kB of activations per jet of the largest, per stream)
+        self.max_batch = min(next_power_of_two(self.options.opt_batch), self.max_batch)
+        self.buckets = bucket_sizes(self.max_batch)
+        self._interp: dict[int, tuple[Any, int, list[int]]] = {}
+
+    def _prepare_bucket(self, bucket: int) -> None:
+        """An interpreter of its own, resized to the bucket; XNNPACK plans it at allocation (load time)."""
+        interp = open_interpreter(self._cls, self._model, self.options.threads)
+        inputs, outputs = io_indices(interp)
+        index = inputs[0]["index"]
+        interp.resize_tensor_input(index, [bucket, *self._jet], strict=True)
+        interp.allocate_tensors()
+        self._interp[bucket] = (interp, index, [outputs[name] for name in self.graph.output_names])
+
+    def _execute(self, bucket: int, buf: np.ndarray) -> Executed:
+        interp, index, outs = self._interp[bucket]
+        t0 = time.perf_counter_ns()
+        interp.set_tensor(index, buf)
+        interp.invoke()
+        host = [interp.get_tensor(i) for i in outs]  # copies: valid after the next call
+        return host, 0, time.perf_counter_ns() - t0, 0
+
+    def device_label(self) -> str:
+        return f"CPU ({self.runtime} {self.version}, XNNPACK, {self.options.threads} thread(s))"
+
+    def close(self) -> None:
+        self._interp = {}
+
+    def _describe(self) -> dict[str, Any]:
+        return {"versions": {self.runtime: self.version}, "delegate": "XNNPACK", **self._bucketed_describe()}
+
+
+__all__: Sequence[str] = ("TfliteBackend", "interpreter_class", "io_indices", "open_interpreter")

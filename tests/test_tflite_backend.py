@@ -1,0 +1,139 @@
+"""The ``tflite`` backend (modules/inference/tflite_backend.py): TensorFlow Lite with XNNPACK, one interpreter
+per batch bucket. Runs in CI on the ``cpu`` extra's TensorFlow (``tf.lite``); the same code takes
+``ai_edge_litert`` where it is installed."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hltrun.framework.errors import ModuleError
+from hltrun.modules.inference import BackendOptions, create_backend
+from tests.agreement import MODELS, assert_agree, shipped_jets
+
+tf = pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
+
+SHIPPED_TFLITE = MODELS / "conv_vae.tflite"
+
+
+def loaded(name: str, path: Path, **options) -> object:
+    backend = create_backend(name, path, BackendOptions(**options)).load()
+    backend.warm_up()
+    return backend
+
+
+def convert(tmp_path: Path, fn, spec: tf.TensorSpec, signature: bool = True) -> Path:
+    """A .tflite file of ``fn`` (a dict of outputs, named in its serving signature when ``signature``)."""
+    holder = tf.Module()
+    holder.fn = tf.function(fn, autograph=False, input_signature=[spec])
+    concrete = holder.fn.get_concrete_function()
+    converter = (tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder) if signature
+                 else tf.lite.TFLiteConverter.from_concrete_functions([concrete]))
+    path = tmp_path / "model.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def per_jet(x):
+    """A small stand-in network: score and kl per jet, from every constituent."""
+    return {"score": tf.reduce_sum(x * x, axis=[1, 2]), "kl": tf.reduce_max(x, axis=[1, 2])}
+
+
+def test_shipped_conv_vae_agrees_with_onnxruntime_in_every_bucket_and_slice():
+    """1, 2, 3 (padded to 4), 16 and 37 jets (slices of the largest bucket, 16 for opt_batch 9)."""
+    ref = loaded("onnxruntime", MODELS / "conv_vae.onnx")
+    engine = loaded("tflite", SHIPPED_TFLITE)
+    assert engine.buckets == [1, 2, 4, 8, 16]
+    x = np.ascontiguousarray(shipped_jets(20)[:37], dtype=np.float32)
+    for n in (1, 2, 3, 16, 37):
+        assert_agree("conv_vae", ref.run(x[:n]), engine.run(x[:n]), f"tflite vs onnxruntime, {n} jets")
+    assert engine.counters["padded_jets"] == 1 + 3  # 3 -> 4; 37 = 16 + 16 + (5 -> 8)
+    assert engine.describe()["delegate"] == "XNNPACK"
+
+
+@pytest.mark.slow
+def test_shipped_conv_vae_agrees_on_every_sample_with_no_decision_change():
+    from hltrun.tools.physics.conv_tflite import backend_agreement
+
+    res = backend_agreement(MODELS / "conv_vae.onnx", SHIPPED_TFLITE)
+    assert res["agrees"], res
+    assert res["max_rel_score"] < 1e-5  # ~1e-6 measured: float32 rounding, not a different network
+
+
+def test_outputs_are_named_by_the_serving_signature_and_padding_never_reaches_a_result(tmp_path):
+    path = convert(tmp_path, per_jet, tf.TensorSpec((None, 100, 3), tf.float32, name="jets"))
+    engine = loaded("tflite", path, opt_batch=4)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(7, 100, 3)).astype(np.float32)
+    out = engine.run(x)
+    np.testing.assert_allclose(out["score"], (x * x).sum(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(out["kl"], x.max(axis=(1, 2)), rtol=1e-6)
+    # a smaller batch after a bigger one in the same bucket: the rows it left behind are zeroed, not scored
+    small = engine.run(x[:1] * 0.5)
+    np.testing.assert_allclose(small["score"], (x[:1] * 0.5 * x[:1] * 0.5).sum(axis=(1, 2)), rtol=1e-5)
+
+
+def test_unnamed_outputs_are_mapped_with_outputs(tmp_path):
+    path = convert(tmp_path, lambda x: [tf.reduce_max(x, axis=[1, 2]), tf.reduce_sum(x, axis=[1, 2])],
+                   tf.TensorSpec((None, 100, 3), tf.float32, name="jets"), signature=False)
+    with pytest.raises(ModuleError, match=r"^tflite: model .*model.tflite has no output named 'score' and 2 outputs"):
+        create_backend("tflite", path).load()
+    names = create_backend("tflite", path, BackendOptions(outputs={"score": "Identity_1"})).load().output_names
+    engine = loaded("tflite", path, outputs={"score": "Identity_1"})
+    x = np.ones((3, 100, 3), np.float32)
+    np.testing.assert_allclose(engine.run(x)["score"], [300.0] * 3)
+    assert names == ["Identity_1"]
+
+
+def test_a_fixed_batch_file_is_refused_in_one_line(tmp_path):
+    path = convert(tmp_path, per_jet, tf.TensorSpec((4, 100, 3), tf.float32, name="jets"))
+    with pytest.raises(ModuleError, match=r"takes a fixed batch of 4 jet\(s\)"):
+        create_backend("tflite", path).load()
+
+
+def test_a_float64_input_is_refused(tmp_path):
+    path = convert(tmp_path, lambda x: per_jet(tf.cast(x, tf.float32)),   # TFLite has no float64 arithmetic
+                   tf.TensorSpec((None, 100, 3), tf.float64, name="jets"))
+    with pytest.raises(ModuleError, match=r"^tflite: model .* input 'jets' is float64, expected float32$"):
+        create_backend("tflite", path).load()
+
+
+def test_a_file_that_is_not_a_flatbuffer_is_one_line(tmp_path):
+    path = tmp_path / "junk.tflite"
+    path.write_bytes(b"not a model" * 10)
+    with pytest.raises(ModuleError, match=r"^tflite: cannot load model .*junk.tflite: ValueError"):
+        create_backend("tflite", path).load()
+
+
+def test_several_inputs_are_refused(tmp_path):
+    holder = tf.Module()
+    holder.fn = tf.function(lambda a, b: {"score": tf.reduce_sum(a, axis=[1, 2]) + tf.reduce_sum(b, axis=[1, 2])},
+                            input_signature=[tf.TensorSpec((None, 100, 3), tf.float32, name="a"),
+                                             tf.TensorSpec((None, 100, 3), tf.float32, name="b")])
+    path = tmp_path / "two.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([holder.fn.get_concrete_function()], holder)
+                     .convert())
+    with pytest.raises(ModuleError, match=r"^tflite: model .*two.tflite has 2 inputs"):
+        create_backend("tflite", path).load()
+
+
+@pytest.mark.slow
+def test_the_shipped_path_on_tflite_decides_as_on_onnxruntime(tmp_path):
+    """The whole path, both backends, same events: the same decision and scores for every event."""
+    from hltrun.tools.hltdiff import compare, read_side
+
+    outs = {}
+    for backend in ("onnxruntime", "tflite"):
+        outs[backend] = tmp_path / f"{backend}.root"
+        res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", "configs/path.yaml", "-n", "200",
+                              "options.wantSummary=false", f"modules.out.file={outs[backend]}",
+                              "modules.out.select_events=[]", f"modules.vae.backend={backend}"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr
+    old, new = (read_side([outs[b]], "Events") for b in ("onnxruntime", "tflite"))
+    diff = compare(old, new)
+    assert diff.common == 200 and diff.identical, diff

@@ -25,9 +25,8 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.destinations import check_folder_destination, fit_name
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
-from hltrun.framework.resources import user_path
 
-from .machine import CACHE_STEM_BYTES, cache_root, cpu_key, dist_version, model_digest
+from .machine import CACHE_STEM_BYTES, cache_root, cpu_key, dist_version, engine_cache_dir, model_digest
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
 from .base import InferenceBackend, log, require_float32, several_inputs
 
@@ -104,7 +103,7 @@ class IreeBackend(InferenceBackend):
         ``backend: auto`` times IREE only then, so begin_job never compiles for a guess."""
         try:
             version = dist_version("iree-base-compiler")
-            cache_dir = user_path(options.engine_cache) if options.engine_cache else default_cache_dir()
+            cache_dir = engine_cache_dir(options, default_cache_dir)
             digest = model_digest(Path(model_path))
             paths = [cache_path(Path(model_path), cache_dir, version, b, digest)
                      for b in buckets(options.opt_batch, options.max_batch)]
@@ -136,7 +135,7 @@ class IreeBackend(InferenceBackend):
         self._cache_refused: str | None = None
         cache_dir: Path | None = None
         try:
-            cache_dir = user_path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
+            cache_dir = engine_cache_dir(self.options, default_cache_dir)
         except OSError as exc:  # no home folder to hold it
             self._refuse_cache(f"iree module cache: {exc.strerror}")
         digest = model_digest(self.model_path) if cache_dir else ""

@@ -9,10 +9,10 @@ import os
 import platform
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from hltrun.framework.errors import ModuleError
-from hltrun.framework.resources import why_not_readable
+from hltrun.framework.resources import user_path, why_not_readable
 
 
 CACHE_STEM_BYTES = 100  # of the model's name in a cache file's name: the key after it identifies the model
@@ -41,6 +41,13 @@ def cache_root(kind: str) -> Path:
             raise OSError(errno.ENOENT, "no home folder (HOME unset, no passwd entry for this user): "
                                         "set XDG_CACHE_HOME to keep one") from None
     return Path(base) / "hltrun" / kind
+
+
+def engine_cache_dir(options: Any, default: Callable[[], Path]) -> Path:
+    """Where an engine keeps what it compiled: ``engine_cache`` when set (``~`` expanded, as a shell
+    would), else the engine's ``default()`` (called only then: ``cache_root`` raises OSError without a
+    home folder). One rule for every backend, so that the option means the same on each."""
+    return user_path(options.engine_cache) if options.engine_cache else default()
 
 
 def dist_version(name: str) -> str:

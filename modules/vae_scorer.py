@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
@@ -209,6 +210,17 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
     return identity, out, card
 
 
+@dataclass
+class _LabelShared:
+    """What one label's per-stream instances share (CMSSW's GlobalCache): ``auto``'s decision, taken
+    (timed, or read from a cache) and logged by the first instance only, so the table is one block per
+    job; and the cross-event batcher, reported by the instance that made it."""
+
+    auto: tuple[str, str, tuple[dict[str, Any], ...]] | None = None
+    batcher: DynamicBatcher | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class VAEAnomalyScorer(Producer):
     """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets); with
     ``batching``, once per dynamic batch of the jets of several events in flight (dynamic_batching.py)."""
@@ -245,6 +257,7 @@ class VAEAnomalyScorer(Producer):
     def begin_job(self, ctx: "ModuleContext") -> None:
         p: VAEAnomalyScorerParameters = self.params
         where = f"modules.{self.label}"
+        shared, _ = ctx.global_cache(_LabelShared)
         name, reason = choose_backend(p.backend, ctx.accelerators, p.providers, f"{where}.backend")
         if name == "tensorflow" and p.precision in ("fp16", "int8"):
             raise ConfigError(f"{where}.precision: {p.precision} is not available on tensorflow (fp32 only)")
@@ -263,7 +276,10 @@ class VAEAnomalyScorer(Producer):
                 check_model_file(path, (), name)
             except ModuleError as exc:
                 raise ModuleError(f"{where}: {exc}") from None
-            name, reason, timings = self._auto_by_measurement(ctx, p, opts, reason)
+            with shared.lock:
+                if shared.auto is None:
+                    shared.auto = self._auto_by_measurement(ctx, p, opts, reason)
+            name, reason, timings = shared.auto
             path = resolve_model(p.model, name, p.precision, p.models_dir)
         backend = create_backend(name, path, opts)
         try:
@@ -309,10 +325,13 @@ class VAEAnomalyScorer(Producer):
         self._empty = (JetScoresWithExtras(*empty, {r: np.zeros(0, np.float32) for r in self._extras})
                        if self._extras else JetScores(*empty))
         log.info("%s: %s; model %s", where, reason, path, extra={"once": True})  # once, not per stream
-        if p.batching is not None:  # one batcher for this label's per-stream instances (GlobalCache)
+        if p.batching is not None:  # one batcher for this label's per-stream instances
             b, activity = p.batching, ctx.service(StreamActivity.name)
-            self._batcher, self._owns_batcher = ctx.global_cache(
-                lambda: DynamicBatcher(b.max_batch, b.max_delay_ms, activity.in_flight, activity.draining))
+            with shared.lock:
+                self._owns_batcher = shared.batcher is None
+                if self._owns_batcher:
+                    shared.batcher = DynamicBatcher(b.max_batch, b.max_delay_ms, activity.in_flight, activity.draining)
+            self._batcher = shared.batcher
         ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id,
                                                  timings))
 
@@ -320,7 +339,8 @@ class VAEAnomalyScorer(Producer):
                              cpu_reason: str) -> tuple[str, str, tuple[dict[str, Any], ...]]:
         """On the CPU, ``auto`` times the engines that can run the model now (ONNX Runtime; IREE when
         its buckets are compiled for this model and CPU) at the path's typical batch and takes the
-        fastest that agrees (``inference.autoselect``); the table is logged once and reported."""
+        fastest that agrees (``inference.autoselect``); the table is logged and reported. Called by a
+        label's first instance only (``_LabelShared``)."""
         batch = self._typical_batch(ctx, p)
         candidates: dict[str, Any] = {}
         skipped: list[str] = []

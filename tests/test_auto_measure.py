@@ -37,15 +37,17 @@ def test_auto_times_the_ready_engines_and_takes_the_fastest_that_agrees(tmp_path
     assert "timings" not in facts  # one engine ready: nothing to time
 
     loaded("iree", tiny.onnx, engine_cache=str(cache))  # compile every bucket once, as `backend: iree` would
-    res, facts = _job(tmp_path, tiny, cache, xdg)
+    res, facts = _job(tmp_path, tiny, cache, xdg, "options.numberOfThreads=2")
     rows = {row["backend"]: row for row in facts["timings"]}
     assert set(rows) == {"onnxruntime", "iree"} and all(r["agrees"] for r in rows.values())
     fastest = min(rows.values(), key=lambda r: r["us_per_jet"])["backend"]
     assert facts["backend"] == fastest and "at batch 2" in facts["reason"]  # the batcher's max_jets
     assert "auto: engines timed on a batch of 2 jet(s)" in res.stderr and f"auto: chose {fastest}" in res.stderr
+    assert res.stderr.count("auto: engines timed") == 1  # once per job, not once per stream
 
-    res, again = _job(tmp_path, tiny, cache, xdg)  # the same machine: the decision is reused
+    res, again = _job(tmp_path, tiny, cache, xdg, "options.numberOfThreads=2")  # the same machine: the decision is reused
     assert again["backend"] == fastest and "(cached decision)" in res.stderr
+    assert res.stderr.count("auto: engines timed") == 1
 
 
 def test_an_explicit_backend_is_never_timed(tmp_path, tiny):

@@ -3,12 +3,15 @@ cannot run is a row of the table, never the choice; the decision is cached per m
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from hltrun.modules.inference import autoselect
+from hltrun.modules.inference.machine import IN_MEMORY
 from hltrun.modules.inference.onnxruntime_backend import OnnxRuntimeBackend
 
 
@@ -134,16 +137,79 @@ def test_a_cached_decision_that_is_not_one_is_timed_again(tiny, tmp_path, text):
     assert autoselect.choose_cached(**args).cached  # the stored file is a decision again
 
 
-def test_without_a_home_folder_the_decision_is_taken_and_not_cached(tiny, monkeypatch):
+def _counting_choose(monkeypatch) -> list[int]:
+    """Each call of the timing (``autoselect.choose``), counted."""
+    calls: list[int] = []
+    real = autoselect.choose
+
+    def choose(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(autoselect, "choose", choose)
+    return calls
+
+
+def test_without_a_home_folder_the_decision_is_taken_and_kept_for_this_process(tiny, monkeypatch):
     """No HOME and no passwd entry (``docker run --user 12345``): ``Path.home()`` raises RuntimeError,
-    which used to fail begin_job of the shipped path (``backend: auto``)."""
+    which used to fail begin_job of the shipped path (``backend: auto``). Nowhere to keep the decision on
+    disk: the next stream of this process reuses it from memory instead of timing again (~2 s a stream)."""
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr("pathlib.Path.home", classmethod(lambda cls: (_ for _ in ()).throw(
         RuntimeError("Could not determine home directory."))))
     args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
-                versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2)
+                versions={"onnxruntime": "no-home"}, cpu="cpu0", budget_s=0.2)
+    calls = _counting_choose(monkeypatch)
     assert not autoselect.choose_cached(**args).cached
-    assert not autoselect.choose_cached(**args).cached  # nowhere to keep it: timed again, never an error
+    assert autoselect.choose_cached(**args).cached and len(calls) == 1  # never an error, never timed twice
+
+
+@pytest.mark.parametrize("where", ["a_file", "under_a_file", "read_only"])
+def test_an_unwritable_cache_keeps_the_decision_for_this_process(tiny, tmp_path, monkeypatch, where):
+    """A cache folder that cannot be written (a file, a file in its path, a read-only folder): the second
+    stream (instance) of this process reuses the first one's decision, and the disk stays as it was."""
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder\n")
+    folder = {"a_file": a_file, "under_a_file": a_file / "auto", "read_only": tmp_path / "ro"}[where]
+    if where == "read_only":
+        folder.mkdir()
+        folder.chmod(0o555)
+        if os.access(folder, os.W_OK):  # root writes anywhere
+            monkeypatch.setattr(autoselect, "write_text", lambda *a: (_ for _ in ()).throw(PermissionError(13, "ro")))
+    args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
+                versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2, folder=folder)
+    calls = _counting_choose(monkeypatch)
+    first, again = autoselect.choose_cached(**args), autoselect.choose_cached(**args)
+    assert len(calls) == 1 and not first.cached and again.cached and again.backend == first.backend
+    assert again.table == first.table
+    assert a_file.read_text() == "not a folder\n" and not [p for p in tmp_path.rglob("*") if p.is_file() and p != a_file]
+
+
+def test_a_writable_cache_is_the_only_one(tiny, tmp_path, monkeypatch):
+    """With a writable folder nothing is kept in memory: the file is the cache (removing it times again)."""
+    args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
+                versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2, folder=tmp_path)
+    calls = _counting_choose(monkeypatch)
+    assert not autoselect.choose_cached(**args).cached and autoselect.choose_cached(**args).cached
+    (stored,) = tmp_path.glob("*.json")
+    assert IN_MEMORY.get(tmp_path, stored.name) is None
+    stored.unlink()
+    assert not autoselect.choose_cached(**args).cached and len(calls) == 2
+
+
+def test_streams_beginning_together_time_once(tiny, tmp_path, monkeypatch):
+    """Streams (a Dask worker's threads) taking the same decision at once: one times, the other waits
+    for its decision, with or without a writable cache."""
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    calls = _counting_choose(monkeypatch)
+    for folder in (a_file, tmp_path / "cache"):
+        args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
+                    versions={"onnxruntime": "threads"}, cpu="cpu0", budget_s=0.3, folder=folder)
+        with ThreadPoolExecutor(2) as pool:
+            choices = list(pool.map(lambda _: autoselect.choose_cached(**args), range(2)))
+        assert sorted(c.cached for c in choices) == [False, True]
+    assert len(calls) == 2  # once per folder
 
 
 def test_a_relative_xdg_cache_home_is_ignored_as_the_spec_says(tmp_path, monkeypatch):

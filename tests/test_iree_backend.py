@@ -11,6 +11,8 @@ import logging
 import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import hltrun.framework.atomic
 from hltrun.framework.errors import ModuleError
 from hltrun.modules.inference import BackendOptions, create_backend
 from hltrun.modules.inference import iree_backend as ib
+from hltrun.modules.inference.machine import IN_MEMORY
 from tests.agreement import MODELS, assert_agree, shipped_jets
 from tests.tiny_models import jets, loaded
 
@@ -249,6 +252,9 @@ def test_a_cache_folder_that_cannot_be_written_is_one_warning_and_the_model_runs
     assert "compiled modules kept in memory only" in warnings[0]
     ref = loaded("onnxruntime", tiny.onnx)
     np.testing.assert_allclose(backend.run(jets(3))["score"], ref.run(jets(3))["score"], rtol=1e-5)
+    again = loaded("iree", tiny.onnx, engine_cache=str(cache), opt_batch=2, max_batch=2)  # the next stream
+    assert again.compiled_now == []  # the modules this process compiled, from memory
+    np.testing.assert_allclose(again.run(jets(3))["score"], ref.run(jets(3))["score"], rtol=1e-5)
     assert a_file.read_text() == "not a folder\n" and not [p for p in tmp_path.rglob("*") if p.is_file() and p != a_file]
 
 
@@ -306,3 +312,64 @@ def test_a_compiler_that_could_not_run_is_not_remembered_as_a_refusal(tiny, tmp_
     monkeypatch.setattr(ib, "compile_bucket", lambda model, batch: b"compiled")
     monkeypatch.setattr(ib.IreeBackend, "_open", lambda self, runtime, module: (lambda x: x))
     assert create_backend("iree", tiny.onnx, BackendOptions(engine_cache=str(tmp_path), opt_batch=2)).load()
+
+
+def _fake_compiler(monkeypatch, refuse: tuple[int, ...] = ()) -> list[int]:
+    """iree-compile replaced by a quick fake that records each bucket it compiles (and refuses those in
+    ``refuse``); modules open as the identity."""
+    calls: list[int] = []
+
+    def compile_bucket(model, batch):
+        calls.append(batch)
+        time.sleep(0.05)  # long enough for a second thread to arrive while it runs
+        if batch in refuse:
+            raise RuntimeError("Diagnostics:\nm.mlir:1:1: error: unsupported op onnx.Foo\n")
+        return b"compiled for %d" % batch
+
+    monkeypatch.setattr(ib, "compile_bucket", compile_bucket)
+    monkeypatch.setattr(ib.IreeBackend, "_open", lambda self, runtime, module: (lambda x: x))
+    return calls
+
+
+@pytest.mark.parametrize("where", ["a_file", "under_a_file"])
+def test_without_a_writable_cache_a_second_instance_does_not_compile_again(tiny, tmp_path, monkeypatch, where):
+    """One backend per stream: with a cache folder that cannot be written, each stream compiled every
+    bucket again (seconds each); the modules (and the compiler's refusals) are kept in this process."""
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder\n")
+    options = BackendOptions(engine_cache=str({"a_file": a_file, "under_a_file": a_file / "iree"}[where]),
+                             opt_batch=2, max_batch=2)
+    calls = _fake_compiler(monkeypatch, refuse=(1,))
+    assert not ib.IreeBackend.compiled(tiny.onnx, options)
+    first = create_backend("iree", tiny.onnx, options).load()
+    assert calls == [1, 2] and first.compiled_now == [2] and first.buckets == [2]
+    assert ib.IreeBackend.compiled(tiny.onnx, options)  # auto may time it now: loading costs no compile
+    again = create_backend("iree", tiny.onnx, options).load()
+    assert calls == [1, 2] and again.compiled_now == [] and again.buckets == [2]
+    assert a_file.read_text() == "not a folder\n" and not [p for p in tmp_path.rglob("*") if p.is_file() and p != a_file]
+
+
+def test_with_a_writable_cache_nothing_is_kept_in_memory(tiny, tmp_path, monkeypatch):
+    options = BackendOptions(engine_cache=str(tmp_path), opt_batch=2, max_batch=2)
+    calls = _fake_compiler(monkeypatch, refuse=(1,))
+    assert create_backend("iree", tiny.onnx, options).load().compiled_now == [2]
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and all(IN_MEMORY.get(tmp_path, name) is None for name in files)
+    assert create_backend("iree", tiny.onnx, options).load().compiled_now == [] and calls == [1, 2]
+    for path in tmp_path.iterdir():  # the files are the cache: without them, compiled again
+        path.unlink()
+    assert create_backend("iree", tiny.onnx, options).load().compiled_now == [2] and calls == [1, 2, 1, 2]
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_streams_loading_together_compile_each_bucket_once(tiny, tmp_path, monkeypatch, writable):
+    """Streams (a Dask worker's threads) loading the same model at once: one compiles a bucket, the
+    other waits for it and loads it, from the folder or from memory."""
+    folder = tmp_path / "cache"
+    if not writable:
+        folder.write_text("")
+    options = BackendOptions(engine_cache=str(folder), opt_batch=2, max_batch=2)
+    calls = _fake_compiler(monkeypatch)
+    with ThreadPoolExecutor(2) as pool:
+        backends = list(pool.map(lambda _: create_backend("iree", tiny.onnx, options).load(), range(2)))
+    assert sorted(calls) == [1, 2] and sorted(b for backend in backends for b in backend.compiled_now) == [1, 2]

@@ -134,3 +134,38 @@ def test_scorer_parameters_are_validated():
         build(VAEAnomalyScorerParameters, {"backend": "pytorch"}, "modules.vae")
     with pytest.raises(ConfigError, match="outputs must include 'score'"):
         build(VAEAnomalyScorerParameters, {"outputs": ["kl"]}, "modules.vae")
+
+
+def test_auto_decides_and_logs_once_per_job(tiny, monkeypatch, caplog):
+    """A label's per-stream instances share ``auto``'s decision: the first takes it (times, or reads the
+    cache) and logs the table; the others neither time nor read again. With 2 streams the table used to
+    be logged twice, the second block from the cache ('(cached decision)'), which the once-per-message
+    filter could not merge. Every instance still records the choice and its timings for hltrun.json."""
+    from hltrun.modules.inference import autoselect
+    from hltrun.modules.inference.iree_backend import IreeBackend
+
+    calls = []
+
+    def choose_cached(model, candidates, batch, *args, **kwargs):
+        calls.append(sorted(candidates))
+        rows = [autoselect.Timing("onnxruntime", 5.0, 3, 0.0, True), autoselect.Timing("iree", 9.0, 3, 0.0, True)]
+        return autoselect.Choice("onnxruntime", batch, "fastest of 2", rows, cached=len(calls) > 1)
+
+    monkeypatch.setattr(autoselect, "choose_cached", choose_cached)
+    monkeypatch.setattr(IreeBackend, "compiled", classmethod(lambda cls, path, options: True))
+    job = fake_job()
+    logger = logging.getLogger("hltrun.vae")  # the CLI's "hltrun" logger may not propagate to caplog's
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="hltrun.vae")
+    try:
+        scorers = [make_scorer(model=str(tiny.onnx), backend="auto", outputs=["score"]) for _ in range(2)]
+        for scorer in scorers:
+            scorer.begin_job(job)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert calls == [["iree", "onnxruntime"]]
+    headers = [r.getMessage() for r in {id(r): r for r in caplog.records}.values() if "engines timed" in r.getMessage()]
+    assert len(headers) == 1 and "(cached decision)" not in headers[0]
+    facts = job.channels.facts()["accelerators"]["vae"]
+    assert facts["backend"] == "onnxruntime" and [t["backend"] for t in facts["timings"]] == ["onnxruntime", "iree"]
+    assert all(s.reason.startswith("auto: onnxruntime on CPU, fastest of 2") for s in scorers)

@@ -209,3 +209,12 @@ def test_a_model_name_of_255_bytes_makes_a_valid_engine_name(tmp_path):
     model.write_bytes(b"model")
     path = engine_cache_path(model, tmp_path, "NVIDIA H100 80GB HBM3", "10.9.0", BuildSettings())
     assert len(path.name.encode()) <= 255 and path.name.startswith("m" * 100 + "-")
+
+
+def test_engine_cache_with_a_tilde_is_the_home_folder(models, tmp_path, fake, monkeypatch):
+    """``engine_cache: ~/engines`` (machine.engine_cache_dir, the rule every backend follows)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for _ in range(2):
+        trt_backend(models.plain, Path("~/engines"), max_batch=16).close()
+    assert len(list((tmp_path / "engines").glob("plain-*.engine"))) == 1
+    assert len(fake.ctl.builds) == 1  # the second from the cache: looked for where it was written

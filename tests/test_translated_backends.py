@@ -734,3 +734,52 @@ def test_auto_on_a_gpu_skips_an_engine_that_cannot_run_the_model(fake_jax, tmp_p
     assert hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
                    "modules.vae.backend=jax", "modules.anomalyFilter.threshold=1",
                    f"modules.out.file={tmp_path / 'out2.root'}"]) == 4
+
+
+def _outputs(engine: str, path: Path, model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    """Every output of ``model`` on ``x`` through the engine's translation, as numpy arrays."""
+    if engine == "jax":
+        return [np.asarray(y) for y in jax.jit(translate(path, model).fn)(x)]
+    t = torch.from_numpy(x)
+    return [y.numpy() for y in translate_torch(path, model).specialize(t)(t)]
+
+
+def _topk_dropout_model() -> onnx.ModelProto:
+    """TopK's int64 indices and Dropout's bool mask as graph outputs, beside a mask read by a node."""
+    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1),
+             helper.make_node("Dropout", ["x"], ["d", "mask"]),
+             helper.make_node("Cast", ["mask"], ["m"], to=1), helper.make_node("Mul", ["d", "m"], ["y"])]
+    outs = [helper.make_tensor_value_info("v", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("i", TensorProto.INT64, None),
+            helper.make_tensor_value_info("mask", TensorProto.BOOL, None), _f("y", (3, 6, 5))]
+    return _model(nodes, [_f("x", (3, 6, 5))], outs, [_init("k", I64(3))], 13)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_topk_indices_and_dropout_mask_as_onnxruntime_gives_them(engine, tmp_path):
+    """Dropout's optional mask was never defined (a node reading it failed, a graph output was missing);
+    at inference ONNX makes it all true, of the input's shape. TopK's indices are int64 (JAX: int32
+    unless jax_enable_x64, ``onnx_jax.index_dtype``: JAX has no 64-bit integers without it)."""
+    from hltrun.modules.inference.onnx_jax import index_dtype
+
+    m = _topk_dropout_model()
+    x = RNG.normal(size=(3, 6, 5)).astype(np.float32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = _outputs(engine, tmp_path / "m.onnx", m, x)
+    assert [g.shape for g in got] == [r.shape for r in ref]
+    assert got[1].dtype == (np.dtype(np.int64) if engine == "torch" else index_dtype())
+    assert got[2].dtype == ref[2].dtype == np.dtype(bool) and got[2].all()
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[2], ref[2])
+    for g, r in zip(got[::3], ref[::3]):
+        np.testing.assert_allclose(g, r, rtol=1e-6)
+
+
+def test_jax_topk_indices_are_int64_with_x64():
+    """With ``jax_enable_x64`` JAX has int64, and TopK's indices are ONNX's int64 (``lax.top_k`` gives
+    int32 even then)."""
+    m = _topk_dropout_model()
+    x = RNG.normal(size=(3, 6, 5)).astype(np.float32)
+    with jax.enable_x64(True):
+        indices = np.asarray(jax.jit(translate(Path("m.onnx"), m).fn)(x)[1])
+    assert indices.dtype == np.int64

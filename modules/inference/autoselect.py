@@ -6,7 +6,8 @@ each candidate, runs the same finite batch of the path's typical size for a boun
 whole table within ``budget_s``, 2 s by default, at begin_job and never charged to an event),
 checks that its scores agree with the reference engine's within ``AGREEMENT_RTOL``, and picks the
 fastest that agrees. The decision is cached per machine (model bytes with its external data, engine versions, CPU, batch),
-so later jobs reuse it without timing again.
+so later jobs reuse it without timing again; where that cache cannot be written, in this process's memory
+(``machine.IN_MEMORY``), so that the job's other streams do not time again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from hltrun.framework.atomic import write_text
 from hltrun.framework.errors import HltError, ModuleError, one_line
 
-from .machine import cache_root, model_digest
+from .machine import IN_MEMORY, cache_root, model_digest
 from .base import AGREEMENT_RTOL, N_CONSTITUENTS, N_FEATURES, InferenceBackend
 
 Factory = Callable[[], InferenceBackend]  # an unloaded backend for one engine
@@ -153,41 +154,67 @@ def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str) ->
     return h.hexdigest()[:24]
 
 
-def load_cached(key: str, folder: Path | None = None) -> Choice | None:
-    """The decision stored under ``key``; None (time again) when absent, unreadable, or not a decision:
-    the file is the user's (another tool, an old version, a hand edit may have put any JSON there), so
-    its shape is checked before it is trusted."""
+def cache_folder(folder: Path | None = None) -> Path | None:
+    """``folder``, else the per-machine one; None where there is none (no home folder)."""
     try:
-        data = json.loads(((folder or cache_dir()) / f"{key}.json").read_text())
-        if not isinstance(data, dict) or not isinstance(data.get("backend"), str):
+        return folder or cache_dir()
+    except OSError:
+        return None
+
+
+def load_cached(key: str, folder: Path | None) -> Choice | None:
+    """The decision stored under ``key`` in ``folder``, else the one this process kept in memory because
+    the folder could not take it; None (time again) when neither has one."""
+    name = f"{key}.json"
+    try:
+        on_disk = (folder / name).read_bytes() if folder is not None else None
+    except OSError:
+        on_disk = None
+    return parse_decision(on_disk) or parse_decision(IN_MEMORY.get(folder, name))
+
+
+def parse_decision(data: bytes | None) -> Choice | None:
+    """A stored decision, or None when absent or not a decision: the file is the user's (another tool,
+    an old version, a hand edit may have put any JSON there), so its shape is checked before it is trusted."""
+    if data is None:
+        return None
+    try:
+        decision = json.loads(data)
+        if not isinstance(decision, dict) or not isinstance(decision.get("backend"), str):
             return None
-        table = [Timing(**row) for row in data.pop("table")]
-        return Choice(**{**data, "table": table, "cached": True})
-    except (OSError, ValueError, TypeError, KeyError):
-        return None  # absent or unreadable: time again
+        table = [Timing(**row) for row in decision.pop("table")]
+        return Choice(**{**decision, "table": table, "cached": True})
+    except (ValueError, TypeError, KeyError):
+        return None  # unreadable: time again
 
 
-def store(key: str, choice: Choice, folder: Path | None = None) -> None:
+def store(key: str, choice: Choice, folder: Path | None) -> None:
+    """Into ``folder``; where it cannot be written (a read-only home, none at all), into this process's
+    memory: the job's other streams reuse it, the next job times again."""
+    name, text = f"{key}.json", json.dumps({**asdict(choice), "cached": False}, indent=1)
     try:
-        folder = folder or cache_dir()
+        if folder is None:
+            raise OSError("no cache folder")
         folder.mkdir(parents=True, exist_ok=True)
-        write_text(folder / f"{key}.json", json.dumps({**asdict(choice), "cached": False}, indent=1),
-                   "auto backend decision cache")
+        write_text(folder / name, text, "auto backend decision cache")
     except (OSError, HltError):
-        pass  # a read-only home: the next job times again
+        IN_MEMORY.put(folder, name, text.encode())
 
 
 def choose_cached(model: Path, candidates: dict[str, Factory], batch: int, reference: str,
                   versions: dict[str, str], cpu: str, budget_s: float = 2.0,
                   folder: Path | None = None) -> Choice:
-    """``choose``, or the decision a previous job on this machine took for the same inputs."""
+    """``choose``, or the decision a previous job on this machine (or an earlier stream of this process)
+    took for the same inputs; one thread at a time per key, so that concurrent streams time once."""
     key = decision_key(model, batch, versions, cpu)
-    cached = load_cached(key, folder)
-    if cached is not None and cached.backend in candidates:
-        return cached
-    choice = choose(candidates, batch, reference, budget_s)
-    store(key, choice, folder)
-    return choice
+    folder = cache_folder(folder)
+    with IN_MEMORY.claim(folder, f"{key}.json"):
+        cached = load_cached(key, folder)
+        if cached is not None and cached.backend in candidates:
+            return cached
+        choice = choose(candidates, batch, reference, budget_s)
+        store(key, choice, folder)
+        return choice
 
 
 __all__: Sequence[str] = ("Choice", "Timing", "choose", "choose_cached", "sample_batch", "time_engine")

@@ -8,7 +8,9 @@ bucket that holds ``opt_batch`` jets (9 by default: 1, 2, 4, 8, 16) — and a ba
 its bucket; a batch larger than the largest bucket runs in slices of it. Compilation (seconds per
 bucket) happens at ``load``, never in the event loop, and its result is cached on disk keyed by the
 model's hash (its external-data files included), the compiler's version, this CPU's features and the bucket
-(``engine_cache`` or ``$XDG_CACHE_HOME/hltrun/iree``), so a second job loads in milliseconds.
+(``engine_cache`` or ``$XDG_CACHE_HOME/hltrun/iree``), so a second job loads in milliseconds. Where
+that folder cannot be written, the modules stay in this process's memory (``machine.IN_MEMORY``), so
+that the job's other streams load them from there instead of compiling again.
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.destinations import check_folder_destination, fit_name
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
-from hltrun.framework.resources import user_path
 
-from .machine import CACHE_STEM_BYTES, cache_root, cpu_key, dist_version, model_digest
+from .machine import CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_version, engine_cache_dir, model_digest
 from .buckets import bucket_for, bucket_sizes, next_power_of_two
 from .base import InferenceBackend, log, require_float32, several_inputs
 
@@ -41,9 +42,14 @@ def buckets(opt_batch: int, max_batch: int) -> list[int]:
 
 def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int, digest: str | None = None) -> Path:
     """``digest``: the model's ``model_digest``, when the caller has it (one hash and parse per load, not per bucket)."""
+    return cache_dir / cache_name(model, compiler_version, bucket, digest)
+
+
+def cache_name(model: Path, compiler_version: str, bucket: int, digest: str | None = None) -> str:
+    """A compiled bucket's file name: the whole cache key (on disk and in ``IN_MEMORY``)."""
     digest = (digest or model_digest(model))[:16]
     stem = fit_name(model.stem, CACHE_STEM_BYTES)  # a 255-byte model name still makes a valid cache name
-    return cache_dir / f"{stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
+    return f"{stem}-{digest}-iree{compiler_version}-{cpu_key()}-b{bucket}.vmfb"
 
 
 # what hltrun hands the compiler (static_onnx, the importer's flags): a refusal recorded by an older one is
@@ -54,6 +60,33 @@ RECIPE = 2
 def refusal_path(module: Path) -> Path:
     """Where the compiler's refusal of one bucket is remembered, beside its would-be module."""
     return module.with_suffix(f".r{RECIPE}.failed")
+
+
+def refusal_name(module: str) -> str:
+    return refusal_path(Path(module)).name
+
+
+def cache_folder(options: Any) -> Path | None:
+    """The module cache's folder; None where there is none (no home folder)."""
+    try:
+        return engine_cache_dir(options, default_cache_dir)
+    except OSError:
+        return None
+
+
+def stored(folder: Path | None, name: str) -> bytes | None:
+    """A cache file's bytes: from ``folder``, else from what this process kept of a file it could not
+    write there; None if neither has it."""
+    if folder is not None and (folder / name).is_file():
+        try:
+            return (folder / name).read_bytes()
+        except OSError:
+            pass
+    return IN_MEMORY.get(folder, name)
+
+
+def is_stored(folder: Path | None, name: str) -> bool:
+    return (folder is not None and (folder / name).is_file()) or IN_MEMORY.get(folder, name) is not None
 
 
 def default_cache_dir() -> Path:
@@ -100,17 +133,17 @@ class IreeBackend(InferenceBackend):
 
     @classmethod
     def compiled(cls, model_path: Path, options: Any) -> bool:
-        """Are all of this model's buckets in the cache (loading costs milliseconds, not minutes)?
-        ``backend: auto`` times IREE only then, so begin_job never compiles for a guess."""
+        """Are all of this model's buckets in the cache, or in this process's memory of a cache that
+        could not keep them (loading costs milliseconds, not minutes)? ``backend: auto`` times IREE only
+        then, so begin_job never compiles for a guess."""
         try:
             version = dist_version("iree-base-compiler")
-            cache_dir = user_path(options.engine_cache) if options.engine_cache else default_cache_dir()
             digest = model_digest(Path(model_path))
-            paths = [cache_path(Path(model_path), cache_dir, version, b, digest)
-                     for b in buckets(options.opt_batch, options.max_batch)]
-        except (OSError, ModuleError):  # no cache folder, or no readable model: not compiled here
+            names = [cache_name(Path(model_path), version, b, digest) for b in buckets(options.opt_batch, options.max_batch)]
+        except (OSError, ModuleError):  # no readable model: not compiled here
             return False
-        return version != "unknown" and all(p.is_file() or refusal_path(p).is_file() for p in paths)
+        folder = cache_folder(options)
+        return version != "unknown" and all(is_stored(folder, n) or is_stored(folder, refusal_name(n)) for n in names)
 
     def _load(self) -> None:
         onnx = need("onnx", "iree: reading the model")
@@ -136,34 +169,16 @@ class IreeBackend(InferenceBackend):
         self._cache_refused: str | None = None
         cache_dir: Path | None = None
         try:
-            cache_dir = user_path(self.options.engine_cache) if self.options.engine_cache else default_cache_dir()
+            cache_dir = engine_cache_dir(self.options, default_cache_dir)
         except OSError as exc:  # no home folder to hold it
             self._refuse_cache(f"iree module cache: {exc.strerror}")
-        digest = model_digest(self.model_path) if cache_dir else ""
+        digest = model_digest(self.model_path)
         for bucket in self.buckets:
-            path = cache_path(self.model_path, cache_dir, self.version, bucket, digest) if cache_dir else None
-            refused = refusal_path(path) if path else None  # the compiler refused this bucket before: not retried
-            if refused is not None and refused.is_file():
-                failed[bucket] = refused.read_text().strip()
-                continue
-            function = self._open_cached(runtime, path) if path else None
-            if function is None:
-                log.info("iree: compiling %s for batch %d (%s)", self.model_path.name, bucket,
-                         "in memory only" if self._cache_refused else f"cached in {cache_dir}")
-                try:
-                    blob = compile_bucket(model, bucket)
-                except ModuleError:
-                    raise
-                except Exception as exc:  # the compiler's own diagnostics: keep the first error line
-                    failed[bucket] = compiler_error(exc)
-                    if refused is not None and refuses_model(exc):
-                        self._keep(refused, (failed[bucket] + "\n").encode())
-                    continue
-                if path is not None:
-                    self._keep(path, blob)
-                self.compiled_now.append(bucket)
-                function = self._open(runtime, blob)
-            self._functions[bucket] = function
+            name = cache_name(self.model_path, self.version, bucket, digest)
+            with IN_MEMORY.claim(cache_dir, name):  # a second thread waits for this bucket, then finds it
+                function = self._load_bucket(runtime, model, cache_dir, name, bucket, failed)
+            if function is not None:
+                self._functions[bucket] = function
         if not self._functions:
             raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: "
                               f"{next(iter(failed.values()))}")
@@ -173,6 +188,36 @@ class IreeBackend(InferenceBackend):
                                                                     max(self._functions)))
         self.buckets = sorted(self._functions)
         self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}
+
+    def _load_bucket(self, runtime: Any, model: Any, cache_dir: Path | None, name: str, bucket: int,
+                     failed: dict[int, str]) -> Any:
+        """One bucket's entry point: cached (in the folder, else in this process's memory of what the
+        folder could not keep), else compiled now; None, with ``failed[bucket]``, where the compiler
+        refuses the bucket (now, or before: a refusal is remembered and not retried)."""
+        refused = stored(cache_dir, refusal_name(name))
+        if refused is not None:
+            failed[bucket] = refused.decode(errors="replace").strip()
+            return None
+        function = self._open_cached(runtime, cache_dir / name) if cache_dir is not None else None
+        if function is not None:
+            return function
+        blob = IN_MEMORY.get(cache_dir, name)
+        if blob is not None:
+            return self._open(runtime, blob)
+        log.info("iree: compiling %s for batch %d (%s)", self.model_path.name, bucket,
+                 "in memory only" if self._cache_refused else f"cached in {cache_dir}")
+        try:
+            blob = compile_bucket(model, bucket)
+        except ModuleError:
+            raise
+        except Exception as exc:  # the compiler's own diagnostics: keep the first error line
+            failed[bucket] = compiler_error(exc)
+            if refuses_model(exc):
+                self._keep(cache_dir, refusal_name(name), (failed[bucket] + "\n").encode())
+            return None
+        self._keep(cache_dir, name, blob)
+        self.compiled_now.append(bucket)
+        return self._open(runtime, blob)
 
     def _open_cached(self, runtime: Any, path: Path) -> Any:
         """The cached module for one bucket, or None to compile it: absent, or one that cannot be opened
@@ -188,17 +233,19 @@ class IreeBackend(InferenceBackend):
             log.warning("iree: cached module %s cannot be opened (%s); compiling it again", path, one_line(exc))
             return None
 
-    def _keep(self, path: Path, data: bytes) -> None:
+    def _keep(self, cache_dir: Path | None, name: str, data: bytes) -> None:
         """Put a compiled module (or the compiler's refusal) in the cache. The cache only saves the
         next job a compile: a folder that cannot be written (a file in its path, a read-only or full
-        disk) is one warning, the modules of this job stay in memory, and the job goes on."""
-        if self._cache_refused is not None:
-            return
-        try:
-            check_folder_destination(path.parent, "iree module cache")
-            write_bytes(path, data, "iree module cache")
-        except ModuleError as exc:
-            self._refuse_cache(str(exc))
+        disk) is one warning, and the module stays in this process's memory (``IN_MEMORY``: the job's
+        other streams load it from there), and the job goes on."""
+        if self._cache_refused is None and cache_dir is not None:
+            try:
+                check_folder_destination(cache_dir, "iree module cache")
+                write_bytes(cache_dir / name, data, "iree module cache")
+                return
+            except ModuleError as exc:
+                self._refuse_cache(str(exc))
+        IN_MEMORY.put(cache_dir, name, data)
 
     def _refuse_cache(self, why: str) -> None:
         """No cache for this job: said once, in one warning."""

@@ -28,11 +28,10 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
-from hltrun.framework.resources import user_path
 
 from .base import log
 from .bucketed import BucketedBackend, Executed
-from .machine import cache_root
+from .machine import cache_root, engine_cache_dir
 
 _COMPILED: dict[tuple[Any, ...], Any] = {}  # (model file identity, device, bucket) -> compiled executable
 _COMPILE_LOCK = threading.Lock()
@@ -93,7 +92,7 @@ class JaxBackend(BucketedBackend):
             return str(current)
         path = "$XDG_CACHE_HOME/hltrun/jax"  # named in the warning when even that cannot be found
         try:
-            path = str(user_path(self.options.engine_cache)) if self.options.engine_cache else str(cache_root("jax"))
+            path = str(engine_cache_dir(self.options, lambda: cache_root("jax")))
             enable_compile_cache(path)
         except OSError as exc:
             log.warning("jax: compilation cache %s not usable (%s); every job compiles", path, exc,

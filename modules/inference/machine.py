@@ -1,5 +1,6 @@
 """What compiled code and timing decisions depend on: the model's bytes (with its external data), this
-machine's CPU, the engine versions, and where per-machine caches live."""
+machine's CPU, the engine versions, and where per-machine caches live (and, for this process, what they
+could not keep: ``IN_MEMORY``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import errno
 import hashlib
 import os
 import platform
+import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from hltrun.framework.errors import ModuleError
-from hltrun.framework.resources import why_not_readable
+from hltrun.framework.resources import user_path, why_not_readable
 
 
 CACHE_STEM_BYTES = 100  # of the model's name in a cache file's name: the key after it identifies the model
@@ -41,6 +44,46 @@ def cache_root(kind: str) -> Path:
             raise OSError(errno.ENOENT, "no home folder (HOME unset, no passwd entry for this user): "
                                         "set XDG_CACHE_HOME to keep one") from None
     return Path(base) / "hltrun" / kind
+
+
+class MemoryCache:
+    """The files a per-machine cache could not keep (no home folder; a read-only, full or non-folder
+    cache path), held for the rest of this process under their folder and name (the on-disk key), so
+    that the job's other streams, a Dask worker's other threads and later jobs in this process reuse an
+    ``auto`` decision or a compiled module instead of timing (~2 s) or compiling (seconds per bucket)
+    again. Only what the disk refused is held: with a writable cache nothing changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._files: dict[tuple[Path | None, str], bytes] = {}
+        self._claims: dict[tuple[Path | None, str], threading.Lock] = {}
+
+    def get(self, folder: Path | None, name: str) -> bytes | None:
+        with self._lock:
+            return self._files.get((folder, name))
+
+    def put(self, folder: Path | None, name: str, data: bytes) -> None:
+        with self._lock:
+            self._files[(folder, name)] = data
+
+    @contextmanager
+    def claim(self, folder: Path | None, name: str) -> Iterator[None]:
+        """Hold the work for one key: a second thread (streams of Dask workers begin in threads) waits
+        for the first one's decision or module, then finds it, instead of timing or compiling beside it."""
+        with self._lock:
+            lock = self._claims.setdefault((folder, name), threading.Lock())
+        with lock:
+            yield
+
+
+IN_MEMORY = MemoryCache()
+
+
+def engine_cache_dir(options: Any, default: Callable[[], Path]) -> Path:
+    """Where an engine keeps what it compiled: ``engine_cache`` when set (``~`` expanded, as a shell
+    would), else the engine's ``default()`` (called only then: ``cache_root`` raises OSError without a
+    home folder). One rule for every backend, so that the option means the same on each."""
+    return user_path(options.engine_cache) if options.engine_cache else default()
 
 
 def dist_version(name: str) -> str:

@@ -584,11 +584,17 @@ def _split(k: Kernels, x: Any, split: Any = None, *, axis: int = 0, num_outputs:
     return tuple(out)
 
 
-def _dropout(k: Kernels, x: Any, ratio: Any = None, training_mode: Any = None, *, seed: int = 0) -> Any:
-    """Dropout at inference is the identity (a training_mode input that is true is refused)."""
+def _dropout(k: Kernels, x: Any, ratio: Any = None, training_mode: Any = None, *, seed: int = 0,
+             n_outputs: int = 1) -> Any:
+    """Dropout at inference is the identity (a training_mode input that is true is refused); its optional
+    mask output is, as ONNX defines it there, all true in the input's shape (a graph that reads it got no
+    value at all)."""
     if training_mode is not None and (not _is_static(training_mode) or bool(np.asarray(training_mode))):
         raise ModuleError("Dropout in training mode is not implemented (export in eval mode)")
-    return x
+    if n_outputs < 2:
+        return x
+    mask = np.ones(x.shape, bool) if _is_static(x) else k.full(tuple(x.shape), True, np.dtype(bool))
+    return x, mask
 
 
 def _range(k: Kernels, start: Any, limit: Any, delta: Any) -> np.ndarray:
@@ -663,7 +669,7 @@ class OnnxFunction:
                 result = op(k, *args, **attrs)
             except ModuleError as exc:
                 raise ModuleError(f"{self.engine}: model {self.model}: {op_type} node {outs[0]!r}: {exc}") from None
-            if type(result) is tuple:  # several outputs (TopK, Split, LayerNormalization); "" is one left out
+            if type(result) is tuple:  # several outputs (TopK, Split, LayerNormalization, Dropout); "" is one left out
                 for name, value in zip(outs, result):
                     if name:
                         env[name] = value
@@ -777,9 +783,9 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
             attrs.pop("start", None), attrs.pop("end", None)
         if node.op_type in ("Softmax", "LogSoftmax"):
             attrs["opset"] = opset  # before 13: over the 2-D coercion at axis
-        if node.op_type == "Split":
-            if "split" in attrs:  # an attribute before opset 13, an input since
-                attrs["split_attr"] = attrs.pop("split")
+        if node.op_type == "Split" and "split" in attrs:  # an attribute before opset 13, an input since
+            attrs["split_attr"] = attrs.pop("split")
+        if node.op_type in ("Split", "Dropout"):  # how many outputs the node names (Dropout's mask is optional)
             attrs["n_outputs"] = len(node.output)
         plan.append((node.op_type, OPS[node.op_type], list(node.input), list(node.output), attrs))
     dtype = np.dtype(tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))

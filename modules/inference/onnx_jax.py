@@ -3,6 +3,10 @@
 
 Matrix products and convolutions run at ``lax.Precision.HIGHEST`` so that a GPU does not silently use
 TF32 (the agreement criterion is fp32's).
+
+Integer types: JAX has 64-bit integers only with ``jax_enable_x64`` (``JAX_ENABLE_X64=1``), which hltrun
+leaves as it finds it. Without it every int64 of the graph is int32 on JAX, TopK's indices included
+(``index_dtype``); with it they are ONNX's int64. The values are the same either way.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 from .onnx_graph import OPS, Kernels, OnnxFunction, Pads
 from .onnx_graph import translate as translate_for
 
-__all__ = ["OPS", "JaxKernels", "translate"]
+__all__ = ["OPS", "JaxKernels", "index_dtype", "translate"]
 
 
 class JaxKernels(Kernels):
@@ -79,20 +83,29 @@ class JaxKernels(Kernels):
         return self.xp.einsum(equation, *operands, precision=lax.Precision.HIGHEST)
 
     def topk(self, x: Any, k: int, axis: int, largest: bool) -> tuple[Any, Any]:
-        """``lax.top_k`` works on the last axis, largest first: the axis is moved there and back."""
+        """``lax.top_k`` works on the last axis, largest first: the axis is moved there and back. Its
+        indices are int32 whatever JAX's settings: made ONNX's int64 where JAX has it (``index_dtype``)."""
         from jax import lax
 
         xp = self.xp
         last = xp.moveaxis(x, axis, -1)
-        values, idx = lax.top_k(last if largest else xp.negative(last), k)  # int32 indices without x64
+        values, idx = lax.top_k(last if largest else xp.negative(last), k)
         values = values if largest else xp.negative(values)
-        return xp.moveaxis(values, -1, axis), xp.moveaxis(idx, -1, axis)
+        return xp.moveaxis(values, -1, axis), xp.moveaxis(idx, -1, axis).astype(index_dtype())
 
     def window_max(self, x: Any, kernel: list[int], strides: list[int], pads: Pads) -> Any:
         from jax import lax
 
         return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, 1, *kernel), (1, 1, *strides),
                                  [(0, 0), (0, 0), *pads])
+
+
+def index_dtype() -> np.dtype:
+    """The integer type of TopK's indices on JAX now: ONNX's int64 with ``jax_enable_x64``, else int32 (JAX
+    without it has no 64-bit integers: asking for int64 gives int32 and a warning). Read at trace time."""
+    import jax
+
+    return np.dtype(np.int64 if jax.config.jax_enable_x64 else np.int32)
 
 
 def translate(path: Path, model: Any | None = None) -> OnnxFunction:

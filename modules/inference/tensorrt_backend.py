@@ -37,10 +37,9 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.framework.destinations import fit_name
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
-from hltrun.framework.resources import user_path
 
 from .base import InferenceBackend, check_input_shape, log, several_inputs
-from .machine import CACHE_STEM_BYTES, model_digest
+from .machine import CACHE_STEM_BYTES, engine_cache_dir, model_digest
 
 MIN_TRT_MAJOR = 10
 
@@ -311,7 +310,7 @@ class TensorRTBackend(InferenceBackend):
     def _engine(self) -> Any:
         """Deserialize the cached engine, or build and cache it (atomically) on first use."""
         trt, opts = self.trt, self.options
-        cache_dir = user_path(opts.engine_cache) if opts.engine_cache else self.model_path.parent / "engines"
+        cache_dir = engine_cache_dir(opts, lambda: self.model_path.parent / "engines")
         path = engine_cache_path(self.model_path, cache_dir, self.gpu_name, trt.__version__, self.settings)
         self.engine_path = path
         runtime = trt.Runtime(self.logger)

@@ -42,7 +42,7 @@ from .jets import (InputSpec, ModelInputs, build_inputs, pad_constituents, reque
                    to_jet_relative, truncated_per_event)
 from .products import JetCollection
 from .read_ahead import ReadAhead
-from hltrun.framework.resources import glob_files, why_not_readable
+from hltrun.framework.resources import glob_files, unreadable_reason
 
 log = logging.getLogger("hltrun")
 MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
@@ -565,11 +565,9 @@ class RootJetSource(Source):
     def _open_tree(self, path: str):
         import uproot
 
-        why = why_not_readable(path)
-        if why == "not found":
-            raise FileOpenError(f"source: input file not found: {path}")
+        why = unreadable_reason(path, "input file")
         if why is not None:
-            raise FileOpenError(f"source: input file {path} {why}")
+            raise FileOpenError(f"source: {why}")
         try:
             handle = uproot.open(path)
         except Exception as exc:

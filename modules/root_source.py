@@ -516,8 +516,6 @@ class RootJetSource(Source):
         just these (extra) branches against their collection's first branch, read from ``reference``
         or from the file again."""
         b, layout = self.params.branches, self.params.layout
-        jets = [n for n in (b.jet_pt, b.jet_eta, b.jet_phi, b.jet_mass) if n] + list(self._extra_jet)
-        cands = [b.cand_pt, b.cand_eta, b.cand_phi] + list(self._extra_cand)
         if only is not None:
             base = reference if reference is not None else self._head(path, [b.jet_pt, b.cand_pt], len(arrays))
             for name in only:
@@ -528,23 +526,18 @@ class RootJetSource(Source):
                     raise SourceError(f"source: branch '{name}' (a {kind} feature of a model's declared inputs) is "
                                       f"not in the {kind} collection of '{ref}' in {path}: it differs in length")
             return
-        groups = [("jet", jets + ([b.jet_n_constituents] if layout == "counts" else []))]
-        if layout == "nested":
-            if arrays[b.cand_pt].ndim != 3:
-                raise SourceError(f"source: layout 'nested' needs per-jet constituent lists in '{b.cand_pt}' "
-                                  f"(doubly jagged), got {arrays[b.cand_pt].ndim - 1} level(s) of nesting in {path}")
-            groups.append(("jet", jets + cands))
-        else:
-            groups.append(("constituent", cands))
-        for kind, names in groups:
-            lengths = {n: np.asarray(ak.num(arrays[n], axis=1)) for n in names if arrays[n].ndim >= 2}
-            ref = next(iter(lengths), None)
-            for name, counts in lengths.items():
-                if not np.array_equal(counts, lengths[ref]):
-                    raise ConfigError(f"source.branches: '{name}' and '{ref}' should be the same {kind} "
-                                      f"collection but differ in length in {path} (first entries)")
-        if layout != "jet_index":
-            return
+        if layout == "jet_index":  # first: a wrong setting, named as such before the lengths are compared
+            self._check_links(arrays, path)
+        _check_collections(arrays, self._collections(), path, 0)
+
+    def _collections(self) -> list[_Collection]:
+        """This configuration's collections (``_collections``): the one list begin_job and every chunk check."""
+        return _collections(self.params.branches, self.params.layout, self._extra_jet, self._extra_cand)
+
+    def _check_links(self, arrays: ak.Array, path: str) -> None:
+        """``jet_index``: the link branches are one collection, and one with the constituents unless
+        ``cand_index`` says which constituent each link points to (ConfigError: the settings are wrong)."""
+        b = self.params.branches
         links = np.asarray(ak.num(arrays[b.cand_jet_index], axis=1))
         if b.cand_index:
             if not np.array_equal(np.asarray(ak.num(arrays[b.cand_index], axis=1)), links):
@@ -791,9 +784,8 @@ class RootJetSource(Source):
         counts = self._count if counts is None else counts
         b, layout = self.params.branches, self.params.layout
         where = f"{path} entries {first_entry}-{first_entry + len(arrays)}"
+        _check_collections(arrays, self._collections(), path, first_entry)  # every length below follows from it
         jet_counts = _counts(arrays[b.jet_pt], b.jet_pt, where)
-        _check_aligned(arrays, b.jet_pt, [b.jet_eta, b.jet_phi, b.jet_mass, *self._extra_jet], "jet", path, first_entry)
-        _check_aligned(arrays, b.cand_pt, [b.cand_eta, b.cand_phi, *self._extra_cand], "constituent", path, first_entry)
         n_jets = int(jet_counts.sum())
         jet_offsets = np.zeros(len(jet_counts) + 1, dtype=np.int64)
         np.cumsum(jet_counts, out=jet_offsets[1:])
@@ -803,18 +795,11 @@ class RootJetSource(Source):
 
         jet_pt, jet_eta, jet_phi = flat(b.jet_pt), flat(b.jet_eta), flat(b.jet_phi)
         jet_mass = flat(b.jet_mass) if b.jet_mass else np.zeros(n_jets, np.float32)
-        for name, values in ((b.jet_eta, jet_eta), (b.jet_phi, jet_phi), (b.jet_mass, jet_mass)):
-            if len(values) != n_jets:
-                raise SourceError(f"source: branch '{name}' has {len(values)} jets but '{b.jet_pt}' has "
-                                  f"{n_jets} in {where}")
 
         take: np.ndarray | None = None  # jet_index: the constituents linked to a jet, in link order
         if layout == "counts":
             per_jet = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None), dtype=np.int64)
             cand_counts = _counts(arrays[b.cand_pt], b.cand_pt, where)
-            if len(per_jet) != n_jets:
-                raise SourceError(f"source: '{b.jet_n_constituents}' has {len(per_jet)} jets but "
-                                  f"'{b.jet_pt}' has {n_jets} in {where}")
             cumulative = np.concatenate([[0], np.cumsum(per_jet)])
             declared = cumulative[jet_offsets[1:]] - cumulative[jet_offsets[:-1]]
             bad = np.flatnonzero(declared != cand_counts)
@@ -847,23 +832,12 @@ class RootJetSource(Source):
                 take = np.flatnonzero(valid)
             cpt, ceta, cphi = cpt[take], ceta[take], cphi[take]
         else:  # nested
-            cands = arrays[b.cand_pt]
-            if cands.ndim != 3:
-                raise SourceError(f"source: layout 'nested' needs per-jet constituent lists in '{b.cand_pt}' "
-                                  f"(doubly jagged), got {cands.ndim - 1} level(s) of nesting in {path}")
-            if not np.array_equal(np.asarray(ak.num(cands, axis=1)), jet_counts):
-                raise SourceError(f"source: '{b.cand_pt}' and '{b.jet_pt}' have different numbers of jets in {where}")
-            per_jet = np.asarray(ak.flatten(ak.num(cands, axis=2)), dtype=np.int64)
+            per_jet = np.asarray(ak.flatten(ak.num(arrays[b.cand_pt], axis=2)), dtype=np.int64)
             jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
 
         cand_extra = {name: flat(name) if take is None else flat(name)[take] for name in self._extra_cand}
         jet_extra = {name: flat(name) for name in self._extra_jet}
-        for name, values in [*cand_extra.items(), *jet_extra.items()]:
-            want = len(cpt) if name in cand_extra else n_jets
-            if len(values) != want:
-                raise SourceError(f"source: branch '{name}' has {len(values)} values where its collection has "
-                                  f"{want} in {where}")
         ids, id_keys, id_arrays = self._ids(arrays, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, requested_specs(self._requests), jet_extra,
@@ -912,16 +886,21 @@ def _first_mismatch(a: ak.Array, b: ak.Array) -> int | None:
         return 0
     if a.ndim < 2:
         return None
-    per_event = [_per_event(a), _per_event(b)]
-    bad = np.flatnonzero(per_event[0] != per_event[1])
-    if len(bad):
-        return int(bad[0])
+    at = _first_event_mismatch(a, b)
+    if at is not None:
+        return at
     for axis in range(2, a.ndim):  # per jet (nested layout): map the first bad jet to its event
         inner = [np.asarray(ak.flatten(ak.num(x, axis=axis), axis=None)) for x in (a, b)]
         bad = np.flatnonzero(inner[0] != inner[1])
         if len(bad):
-            return int(np.searchsorted(np.cumsum(per_event[0]), bad[0], side="right"))
+            return int(np.searchsorted(np.cumsum(_per_event(a)), bad[0], side="right"))
     return None
+
+
+def _first_event_mismatch(a: ak.Array, b: ak.Array) -> int | None:
+    """The first event where two jagged arrays hold different numbers of lists or values; None: none."""
+    bad = np.flatnonzero(_per_event(a) != _per_event(b))
+    return int(bad[0]) if len(bad) else None
 
 
 def _per_event(array: ak.Array) -> np.ndarray:
@@ -934,16 +913,66 @@ def _per_event(array: ak.Array) -> np.ndarray:
     return np.asarray(ak.num(array, axis=1))
 
 
-def _check_aligned(arrays: ak.Array, ref: str, names: "list[str | None]", kind: str, path: str, first_entry: int) -> None:
-    """Every branch of ``names`` must hold as many values as ``ref`` in every event (and jet): the
-    conversion flattens each branch on its own, so one shifted list would misplace every later value
-    of the chunk (or index past its end), silently or as an IndexError far from the cause."""
-    for name in dict.fromkeys(n for n in names if n and n != ref):
-        at = _first_mismatch(arrays[name], arrays[ref])
-        if at is not None:
-            raise SourceError(f"source: branches '{name}' and '{ref}' differ in length at entry {first_entry + at} "
-                              f"of {path}: they must be one {kind} collection (as many values in every event"
-                              f"{' and jet' if arrays[ref].ndim > 2 else ''})", first_entry=first_entry)
+@dataclass(frozen=True)
+class _Collection:
+    """Branches read as one collection: each of ``members`` holds as many values as ``ref`` in every
+    event (and jet); ``ref`` has ``depth`` levels (2: a list per event, 3: a list per jet per event)
+    and, with ``jets_of``, one list per jet of that jet branch."""
+
+    kind: str
+    ref: str
+    members: tuple[str, ...]
+    depth: int = 2
+    jets_of: str | None = None
+
+
+def _collections(b: JetBranches, layout: str, extra_jet: tuple[str, ...] = (),
+                 extra_cand: tuple[str, ...] = ()) -> list[_Collection]:
+    """The collections of a layout, with the consumers' extra jet and constituent branches."""
+    n_constituents = (b.jet_n_constituents,) if layout == "counts" else ()
+    jets = tuple(n for n in (b.jet_eta, b.jet_phi, b.jet_mass, *extra_jet, *n_constituents) if n)
+    nested = layout == "nested"
+    groups = [_Collection("jet", b.jet_pt, jets),
+              _Collection("constituent", b.cand_pt, (b.cand_eta, b.cand_phi, *extra_cand), 3 if nested else 2,
+                          b.jet_pt if nested else None)]
+    if layout == "jet_index" and b.cand_index:
+        groups.append(_Collection("link", b.cand_jet_index, (b.cand_index,)))
+    return groups
+
+
+def _check_collections(arrays: ak.Array, groups: list[_Collection], path: str, first_entry: int) -> None:
+    """Every collection's branches agree in depth and length, event by event (and jet by jet): on the
+    first entries at begin_job and on every chunk, since the conversion flattens each branch on its
+    own, so one shifted list would misplace every later value of the chunk (or index past its end),
+    silently or as an IndexError far from the cause."""
+    for g in groups:
+        _check_depth(arrays[g.ref], g, path)
+        if g.jets_of is not None:  # nested: one constituent list per jet
+            at = _first_event_mismatch(arrays[g.ref], arrays[g.jets_of])
+            _refuse_misaligned(at, g.ref, g.jets_of, "jet", path, first_entry, deep=False)
+        for name in dict.fromkeys(n for n in g.members if n != g.ref):
+            at = _first_mismatch(arrays[name], arrays[g.ref])
+            _refuse_misaligned(at, name, g.ref, g.kind, path, first_entry, deep=arrays[g.ref].ndim > 2)
+
+
+def _check_depth(array: ak.Array, group: _Collection, path: str) -> None:
+    """The collection's reference branch has the levels of lists its layout needs."""
+    if array.ndim == group.depth:
+        return
+    if group.depth == 3:
+        raise SourceError(f"source: layout 'nested' needs per-jet constituent lists in '{group.ref}' "
+                          f"(doubly jagged), got {array.ndim - 1} level(s) of nesting in {path}")
+    raise SourceError(f"source: branch '{group.ref}' must hold one list of {group.kind} values per event, "
+                      f"got {array.ndim - 1} level(s) of nesting in {path}")
+
+
+def _refuse_misaligned(at: int | None, name: str, ref: str, kind: str, path: str, first_entry: int,
+                       deep: bool) -> None:
+    """One line naming both branches and the first entry (``at``, in the chunk) where they disagree."""
+    if at is not None:
+        raise SourceError(f"source: branches '{name}' and '{ref}' differ in length at entry {first_entry + at} "
+                          f"of {path}: they must be one {kind} collection (as many values in every event"
+                          f"{' and jet' if deep else ''})", first_entry=first_entry)
 
 
 def _id_arrays(chunk: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

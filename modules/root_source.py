@@ -5,7 +5,7 @@ Three on-disk layouts are understood (branch names always come from the configur
 * ``counts``    - NanoAOD-like: a jet collection with a per-jet constituent count
   (``FatJet_nConstituents``) and a flat per-event constituent list, jet by jet;
 * ``jet_index`` - PFNano-like: a flat constituent list with a per-constituent jet index
-  (``FatJetPFCands_jetIdx``), optionally indirect through a candidate index
+  (``FatJetPFCands_jetIdx``; -1: in no jet, skipped), optionally indirect through a candidate index
   (``FatJetPFCands_pFCandsIdx`` into ``PFCands_*``);
 * ``nested``    - doubly-jagged per-jet constituent branches (``vector<vector<float>>``).
 
@@ -47,6 +47,10 @@ from hltrun.framework.resources import glob_files, unreadable_reason
 log = logging.getLogger("hltrun")
 MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
 WEIGHT = "weight"  # the source's product instance holding the event weight (files with a weight branch)
+# NanoAOD's "no link": a jet index of -1 (a candidate in no jet). Skipped and counted as ``links_to_no_jet``
+# in the source's accounting, not as an invalid link: it is a legitimate value, and a data-quality
+# counter every PFNano file raised would hide the links that really point nowhere
+NO_JET = -1
 
 
 @dataclass
@@ -214,7 +218,7 @@ class RootJetSource(Source):
         self.entries: dict[str, int] = {}
         self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0,
                        "duplicates": 0, "bad_files": 0, "bad_entries": 0, "invalid_links": 0,
-                       "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
+                       "links_to_no_jet": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
                        # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
                        "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0,
                        "not_selected": 0}  # read, outside lumisToProcess / eventsToProcess
@@ -814,7 +818,9 @@ class RootJetSource(Source):
             jet_idx = np.asarray(ak.flatten(arrays[b.cand_jet_index], axis=None), dtype=np.int64)
             event_of_link = np.repeat(np.arange(len(link_counts)), link_counts)
             valid = (jet_idx >= 0) & (jet_idx < jet_counts[event_of_link])
-            counts["invalid_links"] += int(len(valid) - np.count_nonzero(valid))
+            no_jet = int(np.count_nonzero(jet_idx == NO_JET))
+            counts["links_to_no_jet"] += no_jet
+            counts["invalid_links"] += int(len(valid) - np.count_nonzero(valid)) - no_jet
             jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
             if b.cand_index:
@@ -866,6 +872,9 @@ class RootJetSource(Source):
                 "lumis_per_file": {path: dict(lumis) for path, lumis in self._lumis_read.items()}}
 
     def data_quality(self) -> dict[str, int]:
+        """What may be wrong with the input: ``invalid_links`` are links whose jet (or candidate) index
+        is outside its collection; a jet index of -1 (``NO_JET``) is not among them (``accounting``'s
+        ``links_to_no_jet``)."""
         c = self._count
         return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"],
                 "jets_with_nonfinite_pt": c["nonfinite_pt_jets"]}
@@ -1008,7 +1017,7 @@ def _both(keep: np.ndarray | None, selected: np.ndarray | None, used: int) -> np
 def _chunk_counts() -> dict[str, int]:
     """The counter increments one chunk brings, filled while it is read and converted and added to
     the source's counters when the loop takes the chunk (a chunk read ahead and dropped adds none)."""
-    return {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
+    return {"chunks": 1, "invalid_links": 0, "links_to_no_jet": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
             "decompression_cpu_ns": 0}
 
 

@@ -71,6 +71,8 @@ def test_pfnano_types_trees_and_codecs(tmp_path, codec):
                                                                         np.float32))  # by decreasing pT, through the index
     np.testing.assert_array_equal(jets[2].constituents[0, 0], np.array([0.2, -1.1, 50], np.float32))
     assert src.data_quality()["jets_without_constituents"] == 1
+    # NanoAOD's -1 (a candidate in no jet; events 0 and 1) is no invalid link: skipped, counted apart
+    assert src.data_quality()["invalid_links"] == 0 and src.accounting()["links_to_no_jet"] == 2
 
 
 def test_rntuple_events(tmp_path, sample_events):

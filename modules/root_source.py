@@ -802,15 +802,16 @@ class RootJetSource(Source):
 
         take: np.ndarray | None = None  # jet_index: the constituents linked to a jet, in link order
         if layout == "counts":
-            per_jet = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None), dtype=np.int64)
+            stored = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None))
+            per_jet = stored.astype(np.int64)
             cand_counts = _counts(arrays[b.cand_pt], b.cand_pt, where)
             cumulative = np.concatenate([[0], np.cumsum(per_jet)])
             declared = cumulative[jet_offsets[1:]] - cumulative[jet_offsets[:-1]]
             bad = np.flatnonzero(declared != cand_counts)
             if len(bad):
-                e = first_entry + int(bad[0]) if len(bad) else first_entry
-                raise SourceError(f"source: '{b.jet_n_constituents}' does not add up to the number of "
-                                  f"'{b.cand_pt}' entries (first at entry {e} of {path})")
+                at = int(bad[0])
+                raise SourceError(_counts_mismatch(b, stored.dtype, int(declared[at]), int(cand_counts[at]),
+                                                   first_entry + at, path), first_entry=first_entry)
             jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
         elif layout == "jet_index":
@@ -886,6 +887,21 @@ _RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgett
 def _same_counts(a: ak.Array, b: ak.Array) -> bool:
     """Do two (possibly doubly) jagged arrays hold the same number of items everywhere?"""
     return _first_mismatch(a, b) is None
+
+
+def _counts_mismatch(b: JetBranches, dtype: np.dtype, declared: int, present: int, entry: int, path: str) -> str:
+    """The line for per-jet counts that do not add up to the event's constituents: the constituents
+    cannot be given to their jets. NanoAOD stores ``FatJet_nConstituents`` as UChar_t (uint8): a jet
+    with more than 255 constituents wraps, which shows as a shortfall of a multiple of 256."""
+    line = (f"source: '{b.jet_n_constituents}' does not add up to the number of '{b.cand_pt}' entries (first at "
+            f"entry {entry} of {path}: the jets declare {declared}, the event has {present})")
+    bits = 8 * dtype.itemsize
+    short = present - declared
+    if dtype.kind == "u" and bits < 32 and short > 0 and short % 2**bits == 0:
+        line += (f"; '{b.jet_n_constituents}' is {dtype.name}, which wraps above {2**bits - 1} constituents per "
+                 f"jet: write the counts as a wider integer, or write a jet index per constituent and read the "
+                 f"file with layout jet_index")
+    return line
 
 
 def _first_mismatch(a: ak.Array, b: ak.Array) -> int | None:

@@ -533,6 +533,8 @@ class RootJetSource(Source):
         if layout == "jet_index":  # first: a wrong setting, named as such before the lengths are compared
             self._check_links(arrays, path)
         _check_collections(arrays, self._collections(), path, 0)
+        if layout == "counts":  # a file whose counts are wrong from the start fails before the job
+            _constituents_per_jet(arrays, b, path, 0)
 
     def _collections(self) -> list[_Collection]:
         """This configuration's collections (``_collections``): the one list begin_job and every chunk check."""
@@ -802,16 +804,7 @@ class RootJetSource(Source):
 
         take: np.ndarray | None = None  # jet_index: the constituents linked to a jet, in link order
         if layout == "counts":
-            stored = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None))
-            per_jet = stored.astype(np.int64)
-            cand_counts = _counts(arrays[b.cand_pt], b.cand_pt, where)
-            cumulative = np.concatenate([[0], np.cumsum(per_jet)])
-            declared = cumulative[jet_offsets[1:]] - cumulative[jet_offsets[:-1]]
-            bad = np.flatnonzero(declared != cand_counts)
-            if len(bad):
-                at = int(bad[0])
-                raise SourceError(_counts_mismatch(b, stored.dtype, int(declared[at]), int(cand_counts[at]),
-                                                   first_entry + at, path), first_entry=first_entry)
+            per_jet = _constituents_per_jet(arrays, b, path, first_entry)
             jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
         elif layout == "jet_index":
@@ -887,6 +880,24 @@ _RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgett
 def _same_counts(a: ak.Array, b: ak.Array) -> bool:
     """Do two (possibly doubly) jagged arrays hold the same number of items everywhere?"""
     return _first_mismatch(a, b) is None
+
+
+def _constituents_per_jet(arrays: ak.Array, b: JetBranches, path: str, first_entry: int) -> np.ndarray:
+    """layout counts: each jet's constituent count, once they are known to add up, event by event, to
+    the constituents the event holds: each jet takes the next ``count`` of them, so one wrong count
+    would give every later constituent of the event to the wrong jet."""
+    stored = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None))
+    per_jet = stored.astype(np.int64)
+    jets = np.concatenate([[0], np.cumsum(_per_event(arrays[b.jet_pt]))])
+    cumulative = np.concatenate([[0], np.cumsum(per_jet)])
+    declared = cumulative[jets[1:]] - cumulative[jets[:-1]]
+    present = _per_event(arrays[b.cand_pt])
+    bad = np.flatnonzero(declared != present)
+    if len(bad):
+        at = int(bad[0])
+        raise SourceError(_counts_mismatch(b, stored.dtype, int(declared[at]), int(present[at]), first_entry + at,
+                                           path), first_entry=first_entry)
+    return per_jet
 
 
 def _counts_mismatch(b: JetBranches, dtype: np.dtype, declared: int, present: int, entry: int, path: str) -> str:

@@ -168,4 +168,6 @@ def test_uint8_counts_that_wrap_are_named(tmp_path):
                                           r"'FatJetPFCand_pt' entries \(first at entry 0 of .*wrapped.root: the jets "
                                           r"declare 64, the event has 320\); 'FatJet_nConstituents' is uint8, which "
                                           r"wraps above 255 constituents per jet: .*layout jet_index$"):
-        read_all([tmp_path / "wrapped.root"])
+        source = RootJetSource("source", build(RootJetSourceParameters, {"files": [str(tmp_path / "wrapped.root")]},
+                                               "source"))
+        source.begin_job(None)  # before the first event: the file check reads the first entries

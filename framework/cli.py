@@ -130,12 +130,17 @@ def _descriptors_line(exc: OSError) -> str:
         return (f"too many open files in the system{opening}: the system's table is full (ENFILE), not this "
                 f"process's limit; retry when other processes have closed theirs")
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return f"too many open files{opening}: this process may have {soft} open (ulimit -n); raise the limit, e.g. ulimit -n 4096"
+    return (f"too many open files{opening}: this process may have {soft} open (ulimit -n); raise the limit, "
+            f"e.g. ulimit -n 4096")
 
 
-def _error_line(exc: BaseException | None, line: str, code: int) -> int:
-    """Print ``line`` (or the descriptor line, if ``exc`` ran out of them) once; the exit code to return."""
+def _error_line(exc: BaseException | None, line: str, code: int, record: dict) -> int:
+    """Print ``line`` (or the descriptor line, if ``exc`` ran out of them, said once per job: the job
+    report may run out of them again); the exit code to return."""
     limit = _out_of_descriptors(exc)
+    if limit and record.get("out_of_descriptors"):
+        return DESCRIPTORS_EXIT
+    record["out_of_descriptors"] = bool(limit)
     sys.stderr.write(f"hltrun: error: {limit or line}\n")
     return DESCRIPTORS_EXIT if limit else code
 
@@ -163,15 +168,20 @@ def main(argv: list[str] | None = None) -> int:
 def _write_job_report(path: Path, record: dict, code: int) -> int:
     """The FrameworkJobReport, also for a job that failed before its first event."""
     from .errors import HltError
-    from .report.jobreport_xml import gather, write
-    from .summary import JobSummary
 
-    summary = record.get("summary") or JobSummary(record.get("process", "hltrun"), 0)
     try:
+        from .report.jobreport_xml import gather, write
+        from .summary import JobSummary
+
+        summary = record.get("summary") or JobSummary(record.get("process", "hltrun"), 0)
         write(path, gather(summary, code, record.get("error"), record.get("memory")))
     except HltError as exc:
         sys.stderr.write(f"hltrun: error: {exc}\n")
         return code or exc.exit_code
+    except OSError as exc:
+        if _out_of_descriptors(exc) is None:
+            raise
+        return _error_line(exc, "", code, record)
     log.info("wrote %s", path)
     return code
 
@@ -247,13 +257,13 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         print_code = _print(text_report(summary, services), "the reports") if cfg.options.wantSummary else 0
         report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
         if code:
-            code = _error_line(outcome.cause, str(summary.failure), code)
+            code = _error_line(outcome.cause, str(summary.failure), code, record)
         return code or print_code or report_code
     except HltError as exc:
         record["error"] = exc
         if args.debug:
             log.exception("error")
-        return _error_line(exc, str(exc), exc.exit_code)
+        return _error_line(exc, str(exc), exc.exit_code, record)
     except KeyboardInterrupt as exc:
         record["error"] = exc
         remove_temporaries()
@@ -263,7 +273,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         if args.debug:
             raise
         if _out_of_descriptors(exc):
-            return _error_line(exc, "", 1)
+            return _error_line(exc, "", 1, record)
         sys.stderr.write(f"hltrun: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)\n")
         return 1
 

@@ -1044,8 +1044,8 @@ def _both(keep: np.ndarray | None, selected: np.ndarray | None, used: int) -> np
 def _chunk_counts() -> dict[str, int]:
     """The counter increments one chunk brings, filled while it is read and converted and added to
     the source's counters when the loop takes the chunk (a chunk read ahead and dropped adds none)."""
-    return {"chunks": 1, "invalid_links": 0, "links_to_no_jet": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
-            "decompression_cpu_ns": 0}
+    return {"chunks": 1, "invalid_links": 0, "links_to_no_jet": 0, "zero_constituent_jets": 0,
+            "nonfinite_pt_jets": 0, "decompression_cpu_ns": 0}
 
 
 _LATE_WAIT_S = 10.0  # how long end_job waits for read-ahead threads still finishing a discarded chunk

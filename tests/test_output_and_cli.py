@@ -204,28 +204,33 @@ def _out_of_files(name: str, code: int = errno.EMFILE) -> OSError:
     return OSError(code, os.strerror(code), name)
 
 
-@pytest.mark.parametrize("where", ["module", "report"])
-def test_too_many_open_files_is_one_line(write_config, monkeypatch, capsys, where):
+@pytest.mark.parametrize("where", ["module", "report", "job report", "job report too"])
+def test_too_many_open_files_is_one_line(write_config, tmp_path, monkeypatch, capsys, where):
     """``ulimit -n 12``: EMFILE surfaces wherever the next file is opened — in a module (wrapped by the
-    loop), or in the reports' lazy import once the job is done (it was "internal error: OSError"). One
-    line naming the limit and what to do, exit 1, wherever it was."""
+    loop), in the reports' lazy import once the job is done (it was "internal error: OSError"), in the
+    job report's (it was a traceback). One line naming the limit and what to do, exit 1, said once."""
     import resource
 
     import tests.plugins as plugins
     from hltrun.framework import report
     from hltrun.framework.cli import main
+    from hltrun.framework.report import jobreport_xml
 
     def fail(*args, **kwargs):
         raise _out_of_files("/some/file.py")
 
-    owner, name = (plugins.Square, "produce") if where == "module" else (report, "text_report")
-    monkeypatch.setattr(owner, name, fail)
+    places = {"module": [(plugins.Square, "produce")], "report": [(report, "text_report")],
+              "job report": [(jobreport_xml, "write")], "job report too": [(report, "text_report"),
+                                                                            (jobreport_xml, "write")]}
+    for owner, name in places[where]:
+        monkeypatch.setattr(owner, name, fail)
     path = write_config("source: {type: TestCountingSource}\nmodules:\n  sq: {type: TestSquare}\npaths:\n  p: [sq]\n")
-    assert main([str(path), "-n", "3", "-q"]) == 1
+    assert main([str(path), "-n", "3", "-q", "-j", str(tmp_path / "job.xml")]) == 1
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"hltrun: error: too many open files (opening /some/file.py): this process may have {soft} "
                        f"open (ulimit -n); raise the limit, e.g. ulimit -n 4096")
+    assert sum("too many open files" in line for line in err) == 1
     assert not any("internal error" in line or "Traceback" in line for line in err)
 
 

@@ -827,8 +827,6 @@ class RootJetSource(Source):
                 jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
                 take = (cidx + cand_offsets[:-1][event_of_link])[valid]
             else:
-                if len(cpt) != len(jet_idx):
-                    raise SourceError(f"source: '{b.cand_jet_index}' and '{b.cand_pt}' differ in length in {where}")
                 take = np.flatnonzero(valid)
             cpt, ceta, cphi = cpt[take], ceta[take], cphi[take]
         else:  # nested
@@ -967,10 +965,11 @@ def _collections(b: JetBranches, layout: str, extra_jet: tuple[str, ...] = (),
     """The collections of a layout, with the consumers' extra jet and constituent branches."""
     n_constituents = (b.jet_n_constituents,) if layout == "counts" else ()
     jets = tuple(n for n in (b.jet_eta, b.jet_phi, b.jet_mass, *extra_jet, *n_constituents) if n)
+    direct = (b.cand_jet_index,) if layout == "jet_index" and not b.cand_index else ()  # a jet index per constituent
     nested = layout == "nested"
     groups = [_Collection("jet", b.jet_pt, jets),
-              _Collection("constituent", b.cand_pt, (b.cand_eta, b.cand_phi, *extra_cand), 3 if nested else 2,
-                          b.jet_pt if nested else None)]
+              _Collection("constituent", b.cand_pt, (b.cand_eta, b.cand_phi, *extra_cand, *direct),
+                          3 if nested else 2, b.jet_pt if nested else None)]
     if layout == "jet_index" and b.cand_index:
         groups.append(_Collection("link", b.cand_jet_index, (b.cand_index,)))
     return groups

@@ -12,7 +12,7 @@ import uproot
 
 from hltrun.framework.errors import SourceError
 from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
-from tests.conftest import make_events, write_counts
+from tests.conftest import make_events, write_counts, write_jet_index
 from tests.test_source import assert_same_events, read_all
 
 PFNANO = {"layout": "jet_index", "branches": {
@@ -220,3 +220,22 @@ def test_a_shifted_link_index_is_named_with_its_entry(tmp_path):
     with pytest.raises(SourceError, match=r"branches 'FatJetPFCands_pFCandsIdx' and 'FatJetPFCands_jetIdx' differ in "
                                           r"length at entry 102 of .*links.root: they must be one link collection"):
         read_all([path], chunk_size=25, layout="jet_index", branches={**PFNANO["branches"], "jet_mass": None})
+
+
+def test_a_shifted_jet_index_is_named_with_its_entry(tmp_path):
+    """jet_index without indirection: the jet index is a field of the constituent collection in every
+    chunk (only the chunk's total was compared: a shifted index gave constituents to the wrong jets)."""
+    events = make_events(120, seed=1)
+    tree = uproot.open(write_jet_index(tmp_path / "good.root", events))["Events"]
+    columns = regroup(tree.arrays(library="ak"), branch_groups(tree))
+    links = columns["FatJetPFCands"]
+    columns["FatJetPFCands_jetIdx"] = ak.values_astype(_shift_one(links["jetIdx"].tolist(), 102), np.int32)
+    columns["FatJetPFCands"] = ak.zip({k: links[k] for k in links.fields if k != "jetIdx"})
+    path = tmp_path / "shifted.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", columns)
+    with pytest.raises(SourceError, match=r"branches 'FatJetPFCands_jetIdx' and 'FatJetPFCands_pt' differ in length "
+                                          r"at entry 102 of .*shifted.root: they must be one constituent collection"):
+        read_all([path], chunk_size=25, layout="jet_index",
+                 branches={"cand_pt": "FatJetPFCands_pt", "cand_eta": "FatJetPFCands_eta",
+                           "cand_phi": "FatJetPFCands_phi"})

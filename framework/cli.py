@@ -5,8 +5,10 @@ from __future__ import annotations
 from .clock import PROCESS_START  # first: the clock reads how long start-up took so far
 
 import argparse
+import errno
 import logging
 import os
+import resource  # imported now: with the descriptors exhausted, importing it (a .so) would fail too
 import sys
 import threading
 from pathlib import Path
@@ -107,6 +109,45 @@ def _fill_closed_descriptors() -> None:
         sys.stderr = open(os.devnull, "w")  # the messages go where the caller sent them: nowhere
 
 
+def _out_of_descriptors(exc: BaseException | None) -> str | None:
+    """The line for a job that ran out of file descriptors (EMFILE: this process's ``ulimit -n``; ENFILE:
+    the system's table), or None. Looked for in ``exc`` and in what it wraps: it surfaces wherever the
+    next file happens to be opened (a lazy import, a ROOT file, the model, a report), and the user must
+    read the cause, not that place, nor an "internal error"."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+            return _descriptors_line(exc)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _descriptors_line(exc: OSError) -> str:
+    """``exc`` (EMFILE or ENFILE) as one line: which limit, the file being opened, what to do."""
+    opening = f" (opening {exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENFILE:
+        return (f"too many open files in the system{opening}: the system's table is full (ENFILE), not this "
+                f"process's limit; retry when other processes have closed theirs")
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return (f"too many open files{opening}: this process may have {soft} open (ulimit -n); raise the limit, "
+            f"e.g. ulimit -n 4096")
+
+
+def _error_line(exc: BaseException | None, line: str, code: int, record: dict) -> int:
+    """Print ``line`` (or the descriptor line, if ``exc`` ran out of them, said once per job: the job
+    report may run out of them again); the exit code to return."""
+    limit = _out_of_descriptors(exc)
+    if limit and record.get("out_of_descriptors"):
+        return DESCRIPTORS_EXIT
+    record["out_of_descriptors"] = bool(limit)
+    sys.stderr.write(f"hltrun: error: {limit or line}\n")
+    return DESCRIPTORS_EXIT if limit else code
+
+
+DESCRIPTORS_EXIT = 1  # not the input's, the configuration's nor a module's fault: the machine's limit
+
+
 def main(argv: list[str] | None = None) -> int:
     _fill_closed_descriptors()
     parser = build_parser()
@@ -127,15 +168,20 @@ def main(argv: list[str] | None = None) -> int:
 def _write_job_report(path: Path, record: dict, code: int) -> int:
     """The FrameworkJobReport, also for a job that failed before its first event."""
     from .errors import HltError
-    from .report.jobreport_xml import gather, write
-    from .summary import JobSummary
 
-    summary = record.get("summary") or JobSummary(record.get("process", "hltrun"), 0)
     try:
+        from .report.jobreport_xml import gather, write
+        from .summary import JobSummary
+
+        summary = record.get("summary") or JobSummary(record.get("process", "hltrun"), 0)
         write(path, gather(summary, code, record.get("error"), record.get("memory")))
     except HltError as exc:
         sys.stderr.write(f"hltrun: error: {exc}\n")
         return code or exc.exit_code
+    except OSError as exc:
+        if _out_of_descriptors(exc) is None:
+            raise
+        return _error_line(exc, "", code, record)
     log.info("wrote %s", path)
     return code
 
@@ -211,14 +257,13 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         print_code = _print(text_report(summary, services), "the reports") if cfg.options.wantSummary else 0
         report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
         if code:
-            sys.stderr.write(f"hltrun: error: {summary.failure}\n")
+            code = _error_line(outcome.cause, str(summary.failure), code, record)
         return code or print_code or report_code
     except HltError as exc:
         record["error"] = exc
         if args.debug:
             log.exception("error")
-        sys.stderr.write(f"hltrun: error: {exc}\n")
-        return exc.exit_code
+        return _error_line(exc, str(exc), exc.exit_code, record)
     except KeyboardInterrupt as exc:
         record["error"] = exc
         remove_temporaries()
@@ -227,6 +272,8 @@ def _main(args: argparse.Namespace, record: dict) -> int:
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         if args.debug:
             raise
+        if _out_of_descriptors(exc):
+            return _error_line(exc, "", 1, record)
         sys.stderr.write(f"hltrun: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)\n")
         return 1
 

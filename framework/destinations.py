@@ -26,7 +26,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 from .errors import ModuleError
 from .resources import user_path
@@ -144,12 +144,52 @@ def printing(what: str, required: bool = True) -> Iterator[None]:
     a reader gone) is one ModuleError line, not a traceback or an internal error, and the block's text
     is flushed at its end, so the failure is found here and not by Python's flush at exit. A closed
     stdout (``>&-``: ``sys.stdout`` is None and print() writes nothing) is said the same way when the
-    text is the product (``required``; hltdiff's answer is its exit code, its table may go nowhere)."""
-    try:
-        if sys.stdout is None and required:
-            raise OSError(0, "stdout is closed")
+    text is the product (``required``; hltdiff's answer is its exit code, its table may go nowhere).
+    Only a failed write or flush of stdout is said so: ``sys.stdout`` is wrapped for the block (run when
+    no other thread prints), and any other error of the block propagates as what it is."""
+    if sys.stdout is None:
+        if required:
+            raise ModuleError(f"stdout: cannot print {what} (stdout is closed)")
         yield
-        if sys.stdout is not None:
-            sys.stdout.flush()
-    except OSError as exc:
-        raise ModuleError(f"stdout: cannot print {what} ({exc.strerror or exc})") from None
+        return
+    stream = sys.stdout
+    sys.stdout = _Guarded(stream)  # only its writes are stdout's failures: another OSError of the block is not
+    try:
+        yield
+        sys.stdout.flush()
+    except _StdoutFailed as failed:
+        raise ModuleError(f"stdout: cannot print {what} ({failed.error.strerror or failed.error})") from None
+    finally:
+        if isinstance(sys.stdout, _Guarded) and sys.stdout.stream is stream:
+            sys.stdout = stream
+
+
+class _StdoutFailed(Exception):
+    """An OSError of a write to stdout, told apart from the OSErrors of the rest of a ``printing`` block
+    (a file it reads, a folder it lists), which must reach the user as what they are."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Guarded:
+    """``sys.stdout`` during ``printing``: the same stream, whose write and flush failures are marked."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            raise _StdoutFailed(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise _StdoutFailed(exc) from exc
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)

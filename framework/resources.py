@@ -84,3 +84,13 @@ def why_not_readable(path: str | Path) -> str | None:
         return "is a folder, not a file"
     kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
     return f"is {kind}, not a regular file (it is read by seeking: copy it into a file first)"
+
+
+def unreadable_reason(path: str | Path, what: str = "file") -> str | None:
+    """None when ``path`` is a regular file; else the whole sentence that says why, naming ``what`` it is
+    and the path (``model file not found: m.onnx``, ``input file p.root is a FIFO, ...``), so that every
+    reader reports a missing or unreadable file in the same words instead of rebuilding them."""
+    why = why_not_readable(path)
+    if why is None:
+        return None
+    return f"{what} not found: {path}" if why == "not found" else f"{what} {path} {why}"

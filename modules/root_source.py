@@ -5,7 +5,7 @@ Three on-disk layouts are understood (branch names always come from the configur
 * ``counts``    - NanoAOD-like: a jet collection with a per-jet constituent count
   (``FatJet_nConstituents``) and a flat per-event constituent list, jet by jet;
 * ``jet_index`` - PFNano-like: a flat constituent list with a per-constituent jet index
-  (``FatJetPFCands_jetIdx``), optionally indirect through a candidate index
+  (``FatJetPFCands_jetIdx``; -1: in no jet, skipped), optionally indirect through a candidate index
   (``FatJetPFCands_pFCandsIdx`` into ``PFCands_*``);
 * ``nested``    - doubly-jagged per-jet constituent branches (``vector<vector<float>>``).
 
@@ -42,11 +42,15 @@ from .jets import (InputSpec, ModelInputs, build_inputs, pad_constituents, reque
                    to_jet_relative, truncated_per_event)
 from .products import JetCollection
 from .read_ahead import ReadAhead
-from hltrun.framework.resources import glob_files, why_not_readable
+from hltrun.framework.resources import glob_files, unreadable_reason
 
 log = logging.getLogger("hltrun")
 MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
 WEIGHT = "weight"  # the source's product instance holding the event weight (files with a weight branch)
+# NanoAOD's "no link": a jet index of -1 (a candidate in no jet). Skipped and counted as ``links_to_no_jet``
+# in the source's accounting, not as an invalid link: it is a legitimate value, and a data-quality
+# counter every PFNano file raised would hide the links that really point nowhere
+NO_JET = -1
 
 
 @dataclass
@@ -214,7 +218,7 @@ class RootJetSource(Source):
         self.entries: dict[str, int] = {}
         self._count = {"files": 0, "entries_in_files": 0, "skipped": 0, "read": 0, "chunks": 0,
                        "duplicates": 0, "bad_files": 0, "bad_entries": 0, "invalid_links": 0,
-                       "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
+                       "links_to_no_jet": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
                        # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
                        "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0,
                        "not_selected": 0}  # read, outside lumisToProcess / eventsToProcess
@@ -516,8 +520,6 @@ class RootJetSource(Source):
         just these (extra) branches against their collection's first branch, read from ``reference``
         or from the file again."""
         b, layout = self.params.branches, self.params.layout
-        jets = [n for n in (b.jet_pt, b.jet_eta, b.jet_phi, b.jet_mass) if n] + list(self._extra_jet)
-        cands = [b.cand_pt, b.cand_eta, b.cand_phi] + list(self._extra_cand)
         if only is not None:
             base = reference if reference is not None else self._head(path, [b.jet_pt, b.cand_pt], len(arrays))
             for name in only:
@@ -528,23 +530,20 @@ class RootJetSource(Source):
                     raise SourceError(f"source: branch '{name}' (a {kind} feature of a model's declared inputs) is "
                                       f"not in the {kind} collection of '{ref}' in {path}: it differs in length")
             return
-        groups = [("jet", jets + ([b.jet_n_constituents] if layout == "counts" else []))]
-        if layout == "nested":
-            if arrays[b.cand_pt].ndim != 3:
-                raise SourceError(f"source: layout 'nested' needs per-jet constituent lists in '{b.cand_pt}' "
-                                  f"(doubly jagged), got {arrays[b.cand_pt].ndim - 1} level(s) of nesting in {path}")
-            groups.append(("jet", jets + cands))
-        else:
-            groups.append(("constituent", cands))
-        for kind, names in groups:
-            lengths = {n: np.asarray(ak.num(arrays[n], axis=1)) for n in names if arrays[n].ndim >= 2}
-            ref = next(iter(lengths), None)
-            for name, counts in lengths.items():
-                if not np.array_equal(counts, lengths[ref]):
-                    raise ConfigError(f"source.branches: '{name}' and '{ref}' should be the same {kind} "
-                                      f"collection but differ in length in {path} (first entries)")
-        if layout != "jet_index":
-            return
+        if layout == "jet_index":  # first: a wrong setting, named as such before the lengths are compared
+            self._check_links(arrays, path)
+        _check_collections(arrays, self._collections(), path, 0)
+        if layout == "counts":  # a file whose counts are wrong from the start fails before the job
+            _constituents_per_jet(arrays, b, path, 0)
+
+    def _collections(self) -> list[_Collection]:
+        """This configuration's collections (``_collections``): the one list begin_job and every chunk check."""
+        return _collections(self.params.branches, self.params.layout, self._extra_jet, self._extra_cand)
+
+    def _check_links(self, arrays: ak.Array, path: str) -> None:
+        """``jet_index``: the link branches are one collection, and one with the constituents unless
+        ``cand_index`` says which constituent each link points to (ConfigError: the settings are wrong)."""
+        b = self.params.branches
         links = np.asarray(ak.num(arrays[b.cand_jet_index], axis=1))
         if b.cand_index:
             if not np.array_equal(np.asarray(ak.num(arrays[b.cand_index], axis=1)), links):
@@ -565,11 +564,9 @@ class RootJetSource(Source):
     def _open_tree(self, path: str):
         import uproot
 
-        why = why_not_readable(path)
-        if why == "not found":
-            raise FileOpenError(f"source: input file not found: {path}")
+        why = unreadable_reason(path, "input file")
         if why is not None:
-            raise FileOpenError(f"source: input file {path} {why}")
+            raise FileOpenError(f"source: {why}")
         try:
             handle = uproot.open(path)
         except Exception as exc:
@@ -793,9 +790,8 @@ class RootJetSource(Source):
         counts = self._count if counts is None else counts
         b, layout = self.params.branches, self.params.layout
         where = f"{path} entries {first_entry}-{first_entry + len(arrays)}"
+        _check_collections(arrays, self._collections(), path, first_entry)  # every length below follows from it
         jet_counts = _counts(arrays[b.jet_pt], b.jet_pt, where)
-        _check_aligned(arrays, b.jet_pt, [b.jet_eta, b.jet_phi, b.jet_mass, *self._extra_jet], "jet", path, first_entry)
-        _check_aligned(arrays, b.cand_pt, [b.cand_eta, b.cand_phi, *self._extra_cand], "constituent", path, first_entry)
         n_jets = int(jet_counts.sum())
         jet_offsets = np.zeros(len(jet_counts) + 1, dtype=np.int64)
         np.cumsum(jet_counts, out=jet_offsets[1:])
@@ -805,25 +801,10 @@ class RootJetSource(Source):
 
         jet_pt, jet_eta, jet_phi = flat(b.jet_pt), flat(b.jet_eta), flat(b.jet_phi)
         jet_mass = flat(b.jet_mass) if b.jet_mass else np.zeros(n_jets, np.float32)
-        for name, values in ((b.jet_eta, jet_eta), (b.jet_phi, jet_phi), (b.jet_mass, jet_mass)):
-            if len(values) != n_jets:
-                raise SourceError(f"source: branch '{name}' has {len(values)} jets but '{b.jet_pt}' has "
-                                  f"{n_jets} in {where}")
 
         take: np.ndarray | None = None  # jet_index: the constituents linked to a jet, in link order
         if layout == "counts":
-            per_jet = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None), dtype=np.int64)
-            cand_counts = _counts(arrays[b.cand_pt], b.cand_pt, where)
-            if len(per_jet) != n_jets:
-                raise SourceError(f"source: '{b.jet_n_constituents}' has {len(per_jet)} jets but "
-                                  f"'{b.jet_pt}' has {n_jets} in {where}")
-            cumulative = np.concatenate([[0], np.cumsum(per_jet)])
-            declared = cumulative[jet_offsets[1:]] - cumulative[jet_offsets[:-1]]
-            bad = np.flatnonzero(declared != cand_counts)
-            if len(bad):
-                e = first_entry + int(bad[0]) if len(bad) else first_entry
-                raise SourceError(f"source: '{b.jet_n_constituents}' does not add up to the number of "
-                                  f"'{b.cand_pt}' entries (first at entry {e} of {path})")
+            per_jet = _constituents_per_jet(arrays, b, path, first_entry)
             jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
         elif layout == "jet_index":
@@ -831,7 +812,9 @@ class RootJetSource(Source):
             jet_idx = np.asarray(ak.flatten(arrays[b.cand_jet_index], axis=None), dtype=np.int64)
             event_of_link = np.repeat(np.arange(len(link_counts)), link_counts)
             valid = (jet_idx >= 0) & (jet_idx < jet_counts[event_of_link])
-            counts["invalid_links"] += int(len(valid) - np.count_nonzero(valid))
+            no_jet = int(np.count_nonzero(jet_idx == NO_JET))
+            counts["links_to_no_jet"] += no_jet
+            counts["invalid_links"] += int(len(valid) - np.count_nonzero(valid)) - no_jet
             jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
             if b.cand_index:
@@ -844,28 +827,15 @@ class RootJetSource(Source):
                 jet_of_cand = (jet_idx + jet_offsets[:-1][event_of_link])[valid]
                 take = (cidx + cand_offsets[:-1][event_of_link])[valid]
             else:
-                if len(cpt) != len(jet_idx):
-                    raise SourceError(f"source: '{b.cand_jet_index}' and '{b.cand_pt}' differ in length in {where}")
                 take = np.flatnonzero(valid)
             cpt, ceta, cphi = cpt[take], ceta[take], cphi[take]
         else:  # nested
-            cands = arrays[b.cand_pt]
-            if cands.ndim != 3:
-                raise SourceError(f"source: layout 'nested' needs per-jet constituent lists in '{b.cand_pt}' "
-                                  f"(doubly jagged), got {cands.ndim - 1} level(s) of nesting in {path}")
-            if not np.array_equal(np.asarray(ak.num(cands, axis=1)), jet_counts):
-                raise SourceError(f"source: '{b.cand_pt}' and '{b.jet_pt}' have different numbers of jets in {where}")
-            per_jet = np.asarray(ak.flatten(ak.num(cands, axis=2)), dtype=np.int64)
+            per_jet = np.asarray(ak.flatten(ak.num(arrays[b.cand_pt], axis=2)), dtype=np.int64)
             jet_of_cand = np.repeat(np.arange(n_jets), per_jet)
             cpt, ceta, cphi = flat(b.cand_pt), flat(b.cand_eta), flat(b.cand_phi)
 
         cand_extra = {name: flat(name) if take is None else flat(name)[take] for name in self._extra_cand}
         jet_extra = {name: flat(name) for name in self._extra_jet}
-        for name, values in [*cand_extra.items(), *jet_extra.items()]:
-            want = len(cpt) if name in cand_extra else n_jets
-            if len(values) != want:
-                raise SourceError(f"source: branch '{name}' has {len(values)} values where its collection has "
-                                  f"{want} in {where}")
         ids, id_keys, id_arrays = self._ids(arrays, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, requested_specs(self._requests), jet_extra,
@@ -894,6 +864,9 @@ class RootJetSource(Source):
                 "lumis_per_file": {path: dict(lumis) for path, lumis in self._lumis_read.items()}}
 
     def data_quality(self) -> dict[str, int]:
+        """What may be wrong with the input: ``invalid_links`` are links whose jet (or candidate) index
+        is outside its collection; a jet index of -1 (``NO_JET``) is not among them (``accounting``'s
+        ``links_to_no_jet``)."""
         c = self._count
         return {"invalid_links": c["invalid_links"], "jets_without_constituents": c["zero_constituent_jets"],
                 "jets_with_nonfinite_pt": c["nonfinite_pt_jets"]}
@@ -907,6 +880,39 @@ def _same_counts(a: ak.Array, b: ak.Array) -> bool:
     return _first_mismatch(a, b) is None
 
 
+def _constituents_per_jet(arrays: ak.Array, b: JetBranches, path: str, first_entry: int) -> np.ndarray:
+    """layout counts: each jet's constituent count, once they are known to add up, event by event, to
+    the constituents the event holds: each jet takes the next ``count`` of them, so one wrong count
+    would give every later constituent of the event to the wrong jet."""
+    stored = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None))
+    per_jet = stored.astype(np.int64)
+    jets = np.concatenate([[0], np.cumsum(_per_event(arrays[b.jet_pt]))])
+    cumulative = np.concatenate([[0], np.cumsum(per_jet)])
+    declared = cumulative[jets[1:]] - cumulative[jets[:-1]]
+    present = _per_event(arrays[b.cand_pt])
+    bad = np.flatnonzero(declared != present)
+    if len(bad):
+        at = int(bad[0])
+        raise SourceError(_counts_mismatch(b, stored.dtype, int(declared[at]), int(present[at]), first_entry + at,
+                                           path), first_entry=first_entry)
+    return per_jet
+
+
+def _counts_mismatch(b: JetBranches, dtype: np.dtype, declared: int, present: int, entry: int, path: str) -> str:
+    """The line for per-jet counts that do not add up to the event's constituents: the constituents
+    cannot be given to their jets. NanoAOD stores ``FatJet_nConstituents`` as UChar_t (uint8): a jet
+    with more than 255 constituents wraps, which shows as a shortfall of a multiple of 256."""
+    line = (f"source: '{b.jet_n_constituents}' does not add up to the number of '{b.cand_pt}' entries (first at "
+            f"entry {entry} of {path}: the jets declare {declared}, the event has {present})")
+    bits = 8 * dtype.itemsize
+    short = present - declared
+    if dtype.kind == "u" and bits < 32 and short > 0 and short % 2**bits == 0:
+        line += (f"; '{b.jet_n_constituents}' is {dtype.name}, which wraps above {2**bits - 1} constituents per "
+                 f"jet: write the counts as a wider integer, or write a jet index per constituent and read the "
+                 f"file with layout jet_index")
+    return line
+
+
 def _first_mismatch(a: ak.Array, b: ak.Array) -> int | None:
     """The first event where two (possibly doubly) jagged arrays differ in their number of items (in
     the event, or in one of its jets), 0 if they differ in depth; None where they agree."""
@@ -914,16 +920,21 @@ def _first_mismatch(a: ak.Array, b: ak.Array) -> int | None:
         return 0
     if a.ndim < 2:
         return None
-    per_event = [_per_event(a), _per_event(b)]
-    bad = np.flatnonzero(per_event[0] != per_event[1])
-    if len(bad):
-        return int(bad[0])
+    at = _first_event_mismatch(a, b)
+    if at is not None:
+        return at
     for axis in range(2, a.ndim):  # per jet (nested layout): map the first bad jet to its event
         inner = [np.asarray(ak.flatten(ak.num(x, axis=axis), axis=None)) for x in (a, b)]
         bad = np.flatnonzero(inner[0] != inner[1])
         if len(bad):
-            return int(np.searchsorted(np.cumsum(per_event[0]), bad[0], side="right"))
+            return int(np.searchsorted(np.cumsum(_per_event(a)), bad[0], side="right"))
     return None
+
+
+def _first_event_mismatch(a: ak.Array, b: ak.Array) -> int | None:
+    """The first event where two jagged arrays hold different numbers of lists or values; None: none."""
+    bad = np.flatnonzero(_per_event(a) != _per_event(b))
+    return int(bad[0]) if len(bad) else None
 
 
 def _per_event(array: ak.Array) -> np.ndarray:
@@ -936,16 +947,67 @@ def _per_event(array: ak.Array) -> np.ndarray:
     return np.asarray(ak.num(array, axis=1))
 
 
-def _check_aligned(arrays: ak.Array, ref: str, names: "list[str | None]", kind: str, path: str, first_entry: int) -> None:
-    """Every branch of ``names`` must hold as many values as ``ref`` in every event (and jet): the
-    conversion flattens each branch on its own, so one shifted list would misplace every later value
-    of the chunk (or index past its end), silently or as an IndexError far from the cause."""
-    for name in dict.fromkeys(n for n in names if n and n != ref):
-        at = _first_mismatch(arrays[name], arrays[ref])
-        if at is not None:
-            raise SourceError(f"source: branches '{name}' and '{ref}' differ in length at entry {first_entry + at} "
-                              f"of {path}: they must be one {kind} collection (as many values in every event"
-                              f"{' and jet' if arrays[ref].ndim > 2 else ''})", first_entry=first_entry)
+@dataclass(frozen=True)
+class _Collection:
+    """Branches read as one collection: each of ``members`` holds as many values as ``ref`` in every
+    event (and jet); ``ref`` has ``depth`` levels (2: a list per event, 3: a list per jet per event)
+    and, with ``jets_of``, one list per jet of that jet branch."""
+
+    kind: str
+    ref: str
+    members: tuple[str, ...]
+    depth: int = 2
+    jets_of: str | None = None
+
+
+def _collections(b: JetBranches, layout: str, extra_jet: tuple[str, ...] = (),
+                 extra_cand: tuple[str, ...] = ()) -> list[_Collection]:
+    """The collections of a layout, with the consumers' extra jet and constituent branches."""
+    n_constituents = (b.jet_n_constituents,) if layout == "counts" else ()
+    jets = tuple(n for n in (b.jet_eta, b.jet_phi, b.jet_mass, *extra_jet, *n_constituents) if n)
+    direct = (b.cand_jet_index,) if layout == "jet_index" and not b.cand_index else ()  # a jet index per constituent
+    nested = layout == "nested"
+    groups = [_Collection("jet", b.jet_pt, jets),
+              _Collection("constituent", b.cand_pt, (b.cand_eta, b.cand_phi, *extra_cand, *direct),
+                          3 if nested else 2, b.jet_pt if nested else None)]
+    if layout == "jet_index" and b.cand_index:
+        groups.append(_Collection("link", b.cand_jet_index, (b.cand_index,)))
+    return groups
+
+
+def _check_collections(arrays: ak.Array, groups: list[_Collection], path: str, first_entry: int) -> None:
+    """Every collection's branches agree in depth and length, event by event (and jet by jet): on the
+    first entries at begin_job and on every chunk, since the conversion flattens each branch on its
+    own, so one shifted list would misplace every later value of the chunk (or index past its end),
+    silently or as an IndexError far from the cause."""
+    for g in groups:
+        _check_depth(arrays[g.ref], g, path)
+        if g.jets_of is not None:  # nested: one constituent list per jet
+            at = _first_event_mismatch(arrays[g.ref], arrays[g.jets_of])
+            _refuse_misaligned(at, g.ref, g.jets_of, "jet", path, first_entry, deep=False)
+        for name in dict.fromkeys(n for n in g.members if n != g.ref):
+            at = _first_mismatch(arrays[name], arrays[g.ref])
+            _refuse_misaligned(at, name, g.ref, g.kind, path, first_entry, deep=arrays[g.ref].ndim > 2)
+
+
+def _check_depth(array: ak.Array, group: _Collection, path: str) -> None:
+    """The collection's reference branch has the levels of lists its layout needs."""
+    if array.ndim == group.depth:
+        return
+    if group.depth == 3:
+        raise SourceError(f"source: layout 'nested' needs per-jet constituent lists in '{group.ref}' "
+                          f"(doubly jagged), got {array.ndim - 1} level(s) of nesting in {path}")
+    raise SourceError(f"source: branch '{group.ref}' must hold one list of {group.kind} values per event, "
+                      f"got {array.ndim - 1} level(s) of nesting in {path}")
+
+
+def _refuse_misaligned(at: int | None, name: str, ref: str, kind: str, path: str, first_entry: int,
+                       deep: bool) -> None:
+    """One line naming both branches and the first entry (``at``, in the chunk) where they disagree."""
+    if at is not None:
+        raise SourceError(f"source: branches '{name}' and '{ref}' differ in length at entry {first_entry + at} "
+                          f"of {path}: they must be one {kind} collection (as many values in every event"
+                          f"{' and jet' if deep else ''})", first_entry=first_entry)
 
 
 def _id_arrays(chunk: _Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -981,8 +1043,8 @@ def _both(keep: np.ndarray | None, selected: np.ndarray | None, used: int) -> np
 def _chunk_counts() -> dict[str, int]:
     """The counter increments one chunk brings, filled while it is read and converted and added to
     the source's counters when the loop takes the chunk (a chunk read ahead and dropped adds none)."""
-    return {"chunks": 1, "invalid_links": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
-            "decompression_cpu_ns": 0}
+    return {"chunks": 1, "invalid_links": 0, "links_to_no_jet": 0, "zero_constituent_jets": 0,
+            "nonfinite_pt_jets": 0, "decompression_cpu_ns": 0}
 
 
 _LATE_WAIT_S = 10.0  # how long end_job waits for read-ahead threads still finishing a discarded chunk

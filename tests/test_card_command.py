@@ -242,7 +242,7 @@ def test_nan_scores_give_no_cut(tmp_path, capsys):
 def test_missing_background_file(model_dir, tmp_path, capsys):
     missing = tmp_path / "nope.root"
     assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(missing), "--out-dir", str(tmp_path)]) == 3
-    assert _one_line(capsys) == f"hltcard: error: {missing}: no such file"
+    assert _one_line(capsys) == f"hltcard: error: input file not found: {missing}"
 
 
 def test_sample_without_the_jet_branches(model_dir, tmp_path, capsys):
@@ -261,7 +261,7 @@ def test_model_that_cannot_run(tmp_path, capsys):
     assert hltcard([str(model), "--background", str(QCD), "--max-events", "100", *ORT]) == 4
     assert "of shape (N, 50, 3); hltrun feeds its shipped input" in _one_line(capsys)
     assert hltcard([str(tmp_path / "absent.onnx"), "--background", str(QCD)]) == 2
-    assert _one_line(capsys) == f"hltcard: error: {tmp_path / 'absent.onnx'}: no such model file"
+    assert _one_line(capsys) == f"hltcard: error: model file not found: {tmp_path / 'absent.onnx'}"
 
 
 def test_bad_options_are_one_line(model_dir, capsys):

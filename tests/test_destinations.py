@@ -520,3 +520,28 @@ def test_tilde_in_an_input_path_or_pattern_means_the_home_folder(tmp_path, monke
     (tmp_path / "a.root").write_bytes(b"")
     assert find_file("~/a.root") == tmp_path / "a.root"
     assert glob_files("~/a.root") == glob_files("~/*.root") == [str(tmp_path / "a.root")]
+
+
+class _FullStdout(io.StringIO):
+    """stdout on a full disk: every write fails as ``> /dev/full`` does."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_printing_names_stdout_only_for_stdout_failures(tmp_path, monkeypatch) -> None:
+    """An OSError of the printing block that is not stdout's (a file it reads) is what it is: it used to
+    be reported as "stdout: cannot print ..." (a full disk, or a file not found, blamed on stdout)."""
+    from hltrun.framework.destinations import printing
+
+    with pytest.raises(FileNotFoundError, match="absent.txt"):
+        with printing("the reports"):
+            (tmp_path / "absent.txt").read_text()
+    full = _FullStdout()
+    monkeypatch.setattr("sys.stdout", full)
+    with pytest.raises(ModuleError, match=r"^stdout: cannot print the reports \(No space left on device\)$"):
+        with printing("the reports"):
+            print("TrigReport")
+    import sys
+
+    assert sys.stdout is full  # the stream the block found, given back

@@ -309,3 +309,12 @@ def test_the_engine_never_sees_a_non_finite_value_and_orders_agree(tmp_path) -> 
     assert seen == [True, True, True]
     with pytest.raises(ConfigError, match="share one order"):
         parse([{"name": "a", "order": "pt"}, {"name": "b", "order": "file"}], "inputs", "config")
+
+
+def test_hltinputs_missing_model_is_one_line(tmp_path, capsys) -> None:
+    """The shared sentence (framework.resources.unreadable_reason), exit 2, nothing on stdout."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    assert hltinputs([str(tmp_path / "nope.onnx")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"hltinputs: model file not found: {tmp_path / 'nope.onnx'}" and not captured.out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +198,53 @@ def test_begin_job_lines_are_printed_once_for_many_streams(tmp_path):
     # one backend line (or, when auto times engines on this machine, one block): never once per stream
     assert backend_lines and len(backend_lines) == len(set(backend_lines)), res.stderr
     assert sum("model data/models/conv_vae.onnx" in line for line in backend_lines) == 1, res.stderr
+
+
+def _out_of_files(name: str, code: int = errno.EMFILE) -> OSError:
+    return OSError(code, os.strerror(code), name)
+
+
+@pytest.mark.parametrize("where", ["module", "report", "job report", "job report too"])
+def test_too_many_open_files_is_one_line(write_config, tmp_path, monkeypatch, capsys, where):
+    """``ulimit -n 12``: EMFILE surfaces wherever the next file is opened — in a module (wrapped by the
+    loop), in the reports' lazy import once the job is done (it was "internal error: OSError"), in the
+    job report's (it was a traceback). One line naming the limit and what to do, exit 1, said once."""
+    import resource
+
+    import tests.plugins as plugins
+    from hltrun.framework import report
+    from hltrun.framework.cli import main
+    from hltrun.framework.report import jobreport_xml
+
+    def fail(*args, **kwargs):
+        raise _out_of_files("/some/file.py")
+
+    places = {"module": [(plugins.Square, "produce")], "report": [(report, "text_report")],
+              "job report": [(jobreport_xml, "write")], "job report too": [(report, "text_report"),
+                                                                            (jobreport_xml, "write")]}
+    for owner, name in places[where]:
+        monkeypatch.setattr(owner, name, fail)
+    path = write_config("source: {type: TestCountingSource}\nmodules:\n  sq: {type: TestSquare}\npaths:\n  p: [sq]\n")
+    assert main([str(path), "-n", "3", "-q", "-j", str(tmp_path / "job.xml")]) == 1
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"hltrun: error: too many open files (opening /some/file.py): this process may have {soft} "
+                       f"open (ulimit -n); raise the limit, e.g. ulimit -n 4096")
+    assert sum("too many open files" in line for line in err) == 1
+    assert not any("internal error" in line or "Traceback" in line for line in err)
+
+
+def test_a_full_system_file_table_is_named_as_such(write_config, monkeypatch, capsys):
+    """ENFILE is the system's limit, not the process's: raising ``ulimit -n`` would not help."""
+    import tests.plugins as plugins
+    from hltrun.framework.cli import main
+
+    def fail(*args, **kwargs):
+        raise _out_of_files("/some/file.py", errno.ENFILE)
+
+    monkeypatch.setattr(plugins.Square, "produce", fail)
+    path = write_config("source: {type: TestCountingSource}\nmodules:\n  sq: {type: TestSquare}\npaths:\n  p: [sq]\n")
+    assert main([str(path), "-n", "3", "-q"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "hltrun: error: too many open files in the system (opening /some/file.py): the system's table is full "
+        "(ENFILE), not this process's limit; retry when other processes have closed theirs")

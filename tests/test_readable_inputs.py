@@ -27,3 +27,21 @@ def test_why_not_readable_names_every_kind_of_path(tmp_path: Path) -> None:
     assert why_not_readable(tmp_path) == "is a folder, not a file"
     assert why_not_readable(tmp_path / "pipe.root").startswith("is a FIFO, not a regular file")
     assert why_not_readable("/dev/null").startswith("is a character device, not a regular file")
+
+
+def test_unreadable_reason_is_the_whole_sentence(tmp_path: Path) -> None:
+    """Every reader (source, hltdiff, hltcard, hltinputs, hltbench) prints this sentence as it is: it names
+    what the file is for and the path, in one wording for a missing file and one for a wrong kind."""
+    import os
+
+    from hltrun.framework.resources import unreadable_reason
+
+    regular = tmp_path / "m.onnx"
+    regular.write_bytes(b"x")
+    os.mkfifo(tmp_path / "pipe.onnx")
+    assert unreadable_reason(regular, "model file") is None
+    assert unreadable_reason(tmp_path / "nope.onnx", "model file") == f"model file not found: {tmp_path / 'nope.onnx'}"
+    assert unreadable_reason(tmp_path / "nope.root") == f"file not found: {tmp_path / 'nope.root'}"
+    assert unreadable_reason(tmp_path, "input file") == f"input file {tmp_path} is a folder, not a file"
+    assert unreadable_reason(tmp_path / "pipe.onnx", "model file").startswith(
+        f"model file {tmp_path / 'pipe.onnx'} is a FIFO, not a regular file")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import awkward as ak
 import numpy as np
 import pytest
+import uproot
 
 from hltrun.framework.errors import SourceError
 from hltrun.framework.schema import build
 from hltrun.modules.jets import to_jet_relative
 from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters
+from hltrun.modules.rootio import write_nanoaod
 from tests.conftest import make_events, write_counts, write_jet_index, write_nested
 
 NESTED = {"cand_pt": "Jet_cpt", "cand_eta": "Jet_ceta", "cand_phi": "Jet_cphi"}
@@ -144,3 +147,27 @@ def test_work_unit_skips_duplicates_within_itself_and_accounts_for_them(tmp_path
     assert len(second) == 1  # entry 8 is new to this unit, 9-11 repeat it
     acct = src.accounting()
     assert acct["read"] + acct["duplicates"] == 12 and acct["duplicates"] == 5
+
+
+def test_uint8_counts_that_wrap_are_named(tmp_path):
+    """NanoAOD stores FatJet_nConstituents as UChar_t: a jet of 300 constituents reads as 44. The
+    counts then fall short of the event's constituents by 256: one line says so and why, instead of
+    giving the constituents to the wrong jets."""
+    counts = [[300, 20], [5]]
+    cands = ak.values_astype(ak.Array([np.linspace(1, 10, sum(c)).tolist() for c in counts]), np.float32)
+    jets = ak.Array([[500.0, 300.0], [400.0]])
+    with uproot.recreate(tmp_path / "wrapped.root") as f:
+        write_nanoaod(f, "Events", {
+            "run": np.ones(2, np.uint32), "luminosityBlock": np.ones(2, np.uint32),
+            "event": np.arange(2, dtype=np.uint64),
+            "FatJet": ak.zip({"pt": jets, "eta": jets * 0, "phi": jets * 0, "mass": jets / 10,
+                              "nConstituents": ak.values_astype(ak.Array(counts) % 256, np.uint8)}),
+            "FatJetPFCand": ak.zip({k: cands for k in ("pt", "eta", "phi")})})
+    assert uproot.open(tmp_path / "wrapped.root")["Events"]["FatJet_nConstituents"].typename == "uint8_t[]"
+    with pytest.raises(SourceError, match=r"^source: 'FatJet_nConstituents' does not add up to the number of "
+                                          r"'FatJetPFCand_pt' entries \(first at entry 0 of .*wrapped.root: the jets "
+                                          r"declare 64, the event has 320\); 'FatJet_nConstituents' is uint8, which "
+                                          r"wraps above 255 constituents per jet: .*layout jet_index$"):
+        source = RootJetSource("source", build(RootJetSourceParameters, {"files": [str(tmp_path / "wrapped.root")]},
+                                               "source"))
+        source.begin_job(None)  # before the first event: the file check reads the first entries

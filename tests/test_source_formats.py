@@ -12,7 +12,7 @@ import uproot
 
 from hltrun.framework.errors import SourceError
 from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
-from tests.conftest import make_events, write_counts
+from tests.conftest import make_events, write_counts, write_jet_index
 from tests.test_source import assert_same_events, read_all
 
 PFNANO = {"layout": "jet_index", "branches": {
@@ -71,6 +71,8 @@ def test_pfnano_types_trees_and_codecs(tmp_path, codec):
                                                                         np.float32))  # by decreasing pT, through the index
     np.testing.assert_array_equal(jets[2].constituents[0, 0], np.array([0.2, -1.1, 50], np.float32))
     assert src.data_quality()["jets_without_constituents"] == 1
+    # NanoAOD's -1 (a candidate in no jet; events 0 and 1) is no invalid link: skipped, counted apart
+    assert src.data_quality()["invalid_links"] == 0 and src.accounting()["links_to_no_jet"] == 2
 
 
 def test_rntuple_events(tmp_path, sample_events):
@@ -175,3 +177,65 @@ def test_a_counter_is_never_suggested_for_a_value_branch(counts_file):
     with pytest.raises(SourceError, match=r"'FatJetPFCands' \(did you mean 'FatJetPFCand_pt'\?\)") as err:
         read_all([counts_file], branches={"cand_pt": "FatJetPFCands"})
     assert "nFatJetPFCand" not in str(err.value)
+
+
+@pytest.mark.parametrize("collection, field, ref, at", [
+    ("FatJet", "nConstituents", "FatJet_pt", 102),  # the counts are the jet collection's too, chunk by chunk
+    ("FatJetPFCand", "eta", "FatJetPFCand_pt", 3)])  # begin_job's first entries: the same line, with its entry
+def test_a_shifted_branch_is_named_with_its_entry_wherever_it_is(tmp_path, collection, field, ref, at):
+    """One check for begin_job's first entries and every chunk: the same line (exit 3) wherever the
+    shift is; FatJet_nConstituents moved by one jet used to pass as long as the chunk's total held."""
+    events = make_events(120, seed=1)
+    tree = uproot.open(write_counts(tmp_path / "good.root", events))["Events"]
+    columns = regroup(tree.arrays(library="ak"), branch_groups(tree))
+    values = columns[collection][field]
+    dtype = ak.to_numpy(ak.flatten(values)).dtype
+    columns[f"{collection}_{field}"] = ak.values_astype(_shift_one(values.tolist(), at), dtype)
+    columns[collection] = ak.zip({k: columns[collection][k] for k in columns[collection].fields if k != field})
+    path = tmp_path / "shifted.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", columns)
+    with pytest.raises(SourceError, match=rf"branches '{collection}_{field}' and '{ref}' differ in length at "
+                                          rf"entry {at} of .*shifted.root: they must be one"):
+        read_all([path], chunk_size=25)
+
+
+def test_a_shifted_link_index_is_named_with_its_entry(tmp_path):
+    """jet_index with indirection: the two link branches are one collection in every chunk, not only in
+    begin_job's first entries (a later shift used to reach numpy as two arrays of different lengths)."""
+    events = make_events(120, seed=1)
+    cands = {k: [np.concatenate([j[f"c_{k}"] for j in e["jets"]] or [np.zeros(0, np.float32)]).tolist()
+                 for e in events] for k in ("pt", "eta", "phi")}
+    jet_idx = [[i for i, j in enumerate(e["jets"]) for _ in j["c_pt"]] for e in events]
+    cand_idx = [list(range(len(c))) for c in cands["pt"]]
+    columns = {"run": np.ones(120, np.uint32), "luminosityBlock": np.ones(120, np.uint32),
+               "event": np.arange(120, dtype=np.uint64),
+               "FatJet": ak.zip({k: _f32([[j[k] for j in e["jets"]] for e in events]) for k in ("pt", "eta", "phi")}),
+               "PFCands": ak.zip({k: _f32(v) for k, v in cands.items()}),
+               "FatJetPFCands_jetIdx": ak.values_astype(ak.Array(jet_idx), np.int32),
+               "FatJetPFCands_pFCandsIdx": ak.values_astype(_shift_one(cand_idx, 102), np.int32)}
+    path = tmp_path / "links.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", columns)
+    with pytest.raises(SourceError, match=r"branches 'FatJetPFCands_pFCandsIdx' and 'FatJetPFCands_jetIdx' differ in "
+                                          r"length at entry 102 of .*links.root: they must be one link collection"):
+        read_all([path], chunk_size=25, layout="jet_index", branches={**PFNANO["branches"], "jet_mass": None})
+
+
+def test_a_shifted_jet_index_is_named_with_its_entry(tmp_path):
+    """jet_index without indirection: the jet index is a field of the constituent collection in every
+    chunk (only the chunk's total was compared: a shifted index gave constituents to the wrong jets)."""
+    events = make_events(120, seed=1)
+    tree = uproot.open(write_jet_index(tmp_path / "good.root", events))["Events"]
+    columns = regroup(tree.arrays(library="ak"), branch_groups(tree))
+    links = columns["FatJetPFCands"]
+    columns["FatJetPFCands_jetIdx"] = ak.values_astype(_shift_one(links["jetIdx"].tolist(), 102), np.int32)
+    columns["FatJetPFCands"] = ak.zip({k: links[k] for k in links.fields if k != "jetIdx"})
+    path = tmp_path / "shifted.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", columns)
+    with pytest.raises(SourceError, match=r"branches 'FatJetPFCands_jetIdx' and 'FatJetPFCands_pt' differ in length "
+                                          r"at entry 102 of .*shifted.root: they must be one constituent collection"):
+        read_all([path], chunk_size=25, layout="jet_index",
+                 branches={"cand_pt": "FatJetPFCands_pt", "cand_eta": "FatJetPFCands_eta",
+                           "cand_phi": "FatJetPFCands_phi"})

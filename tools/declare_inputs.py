@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from hltrun.framework.resources import why_not_readable
+from hltrun.framework.resources import unreadable_reason
 from hltrun.framework.errors import HltError
 from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, Contract, default_contract,
                                      from_metadata, match_model, parse, read_onnx_metadata)
@@ -73,10 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
     try:
-        why = why_not_readable(args.model)
+        why = unreadable_reason(args.model, "model file")
         if why is not None:
-            print(f"hltinputs: model file {args.model} does not exist" if why == "not found"
-                  else f"hltinputs: model file {args.model} {why}", file=sys.stderr)
+            print(f"hltinputs: {why}", file=sys.stderr)
             return 2
         signature = model_inputs(args.model)
         if args.write is not None:

@@ -61,7 +61,7 @@ import numpy as np
 from hltrun.framework.atomic import write_text
 from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError
-from hltrun.framework.resources import why_not_readable
+from hltrun.framework.resources import unreadable_reason
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
 from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch, read_process
@@ -142,9 +142,9 @@ def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
 
     parts = []
     for path in paths:
-        why = why_not_readable(path)
+        why = unreadable_reason(path)
         if why is not None:
-            raise InputError(f"file not found: {path}" if why == "not found" else f"{path} {why}")
+            raise InputError(why)
         try:
             with uproot.open(path) as f:
                 if tree not in f:

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from hltrun.framework.resources import why_not_readable
+from hltrun.framework.resources import unreadable_reason
 from hltrun.tools.bench import runner
 from hltrun.tools.bench.flops import count_macs, sgemm_rates
 from hltrun.tools.catalogue import MODELS, models_dir, sample_path
@@ -275,10 +275,9 @@ def run(args: argparse.Namespace) -> int:
     """Profile the models; print the tables (and --json)."""
     runner.check_repeat(args.repeat, "hltbench profile")
     for m in args.models:
-        why = why_not_readable(m)
+        why = unreadable_reason(m, "model file")
         if why is not None:
-            print(f"hltbench profile: {m}: no such file" if why == "not found" else f"hltbench profile: {m} {why}",
-                  file=sys.stderr)
+            print(f"hltbench profile: {why}", file=sys.stderr)
             return 2
     import onnxruntime as ort
 

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from hltrun.framework.errors import ConfigError, HltError
-from hltrun.framework.resources import why_not_readable
+from hltrun.framework.resources import unreadable_reason
 from hltrun.tools.bench import runner
 from hltrun.tools.catalogue import sample_path
 
@@ -157,9 +157,9 @@ def resolve_model(name: str) -> Path:
     from hltrun.tools.bench.profile_onnx import model_file
 
     model = model_file(name)
-    why = why_not_readable(model)
+    why = unreadable_reason(model, "model file")
     if why is not None:
-        raise VerdictError(f"model file {model} not found" if why == "not found" else f"model {model} {why}")
+        raise VerdictError(why)
     if model.suffix not in (".onnx", ".keras"):
         raise VerdictError(f"model {model}: hltrun reads .onnx (onnxruntime, iree, jax, torch, tensorrt) or .keras "
                            f"(tensorflow) files, not {model.suffix or 'a file without a suffix'}")
@@ -226,9 +226,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
     model = resolve_model(args.model)
     samples = [Path(s) for s in (args.sample or [sample_path("qcd_dijet")])]
     for s in samples:
-        why = why_not_readable(s)
+        why = unreadable_reason(s, "sample file")
         if why is not None:
-            raise VerdictError(f"--sample: {s} not found" if why == "not found" else f"--sample: {s} {why}")
+            raise VerdictError(f"--sample: {why}")
     samples = [s.resolve() for s in samples]
     config = find_config(args.config or runner.path_config())
     if args.events is not None and args.events < 1:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hltrun.framework.resources import why_not_readable
+from hltrun.framework.resources import unreadable_reason
 from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE
 
 DEFAULT_CONFIG = "configs/path.yaml"
@@ -197,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             raise CardRefused(f"--input-rate-hz {args.input_rate_hz}: expected a positive number")
         for e in args.bkg_eff:
             _eff_checked(e)
-        why = why_not_readable(args.model)
+        why = unreadable_reason(args.model, "model file")
         if why is not None:
-            raise CardRefused(f"{args.model}: no such model file" if why == "not found" else f"{args.model} {why}")
+            raise CardRefused(why)
         from hltrun.tools.physics.card_run import ScoringFailed
         from hltrun.tools.physics.card_write import summary_lines, write_card
 

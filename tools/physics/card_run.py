@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from hltrun.framework.errors import ConfigError, SourceError
-from hltrun.framework.resources import why_not_readable
+from hltrun.framework.resources import unreadable_reason
 
 SCORER_TYPE = "VAEAnomalyScorer"
 FILTER_TYPE = "AnomalyScoreFilter"
@@ -243,9 +243,9 @@ def score_file(config: str | Path, sets: list[str], model: Path, file: Path, max
     from hltrun.framework.process import Process
     from hltrun.modules.anomaly_filter import REDUCERS
 
-    why = why_not_readable(file)
+    why = unreadable_reason(file, "input file")
     if why is not None:
-        raise SourceError(f"{file}: no such file" if why == "not found" else f"{file} {why}")
+        raise SourceError(why)
     cfg, plan = plan_config(config, sets, model, file, max_events, scorer)
     reduce = REDUCERS[plan.reduce]
     process = Process(cfg)

@@ -37,7 +37,7 @@ from tests.tiny_models import jets, loaded
 
 # ---------------------------------------------------------------------- registry and interface
 def test_registry_names_and_unknown():
-    assert set(backend_names()) == {"tensorflow", "onnxruntime", "tensorrt", "jax", "torch", "iree", "auto"}
+    assert set(backend_names()) == {"tensorflow", "onnxruntime", "tensorrt", "jax", "torch", "iree", "tflite", "auto"}
     for name in ("tensorflow", "onnxruntime", "tensorrt", "jax", "torch"):
         cls = backend_class(name)
         assert issubclass(cls, InferenceBackend) and cls.name == name

@@ -56,8 +56,9 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)  # before TF's first op, as a job does
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from hltrun.modules.inference.tensorflow_backend import configure_threads
+
+    configure_threads(tf, 1, 1)  # before TF's first op, as a job does (a warning if another test ran one first)
     d = tmp_path_factory.mktemp("models")
     model = _tiny_model()
     model.save(d / "tiny.keras")

@@ -23,11 +23,10 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 
 from .base import several_inputs
@@ -98,7 +97,7 @@ class TfliteBackend(BucketedBackend):
         self._interp: dict[int, tuple[Any, int, list[int]]] = {}
 
     def _prepare_bucket(self, bucket: int) -> None:
-        """An interpreter of its own, resized to the bucket; XNNPACK plans it at allocation (load time)."""
+        """An interpreter of its own, resized to the bucket; XNNPACK plans it at allocation (warm-up, begin_job)."""
         interp = open_interpreter(self._cls, self._model, self.options.threads)
         inputs, outputs = io_indices(interp)
         index = inputs[0]["index"]
@@ -124,4 +123,4 @@ class TfliteBackend(BucketedBackend):
         return {"versions": {self.runtime: self.version}, "delegate": "XNNPACK", **self._bucketed_describe()}
 
 
-__all__: Sequence[str] = ("TfliteBackend", "interpreter_class", "io_indices", "open_interpreter")
+__all__ = ["TfliteBackend", "interpreter_class", "io_indices", "open_interpreter"]

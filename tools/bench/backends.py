@@ -79,6 +79,7 @@ SPECS: dict[str, Spec] = {
     "trt-fp16": Spec("tensorrt", ".onnx", {"precision": "fp16"}),
     # compiled per batch bucket (powers of two up to opt_batch); bigger batches run in slices of the largest
     "iree": Spec("iree", ".onnx", {"opt_batch": 64}),
+    "tflite": Spec("tflite", ".tflite", {"opt_batch": 64}),  # a .tflite beside the model (conv_vae's is shipped)
     "jax-cpu": Spec("jax", ".onnx", {"device": "cpu", "max_batch": 64}),
     "jax-gpu": Spec("jax", ".onnx", {"device": "gpu", "max_batch": 1024}),
     "torch-cpu": Spec("torch", ".onnx", {"device": "cpu", "max_batch": 64}),
@@ -158,6 +159,9 @@ def unavailable(spec: str) -> str | None:
     import importlib.util
 
     sp = SPECS[spec]
+    if sp.backend == "tflite":   # TFLite's own runtime, else TensorFlow's interpreter
+        found = any(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tensorflow"))
+        return None if found else "neither the ai_edge_litert nor the tensorflow Python package is installed"
     package = {"bare": "onnxruntime", "iree": "iree.runtime"}.get(sp.backend, sp.backend)
     if importlib.util.find_spec(package) is None:
         return f"the {package} Python package is not installed"

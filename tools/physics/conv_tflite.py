@@ -4,7 +4,7 @@ TFLite reads no ONNX, so there are two routes to the same trained network, one f
 
 * ``convert_keras``: the shipped ``.keras`` model as Keras built it (Conv2D on the (100, 3) "image",
   ConvTranspose decoder, up-sampling layer);
-* ``convert_rewrite``: the weights read out of the shipped ONNX file (``optimize_conv.shipped_weights``)
+* ``convert_rewrite``: the weights read out of the shipped ONNX file (``conv_weights.shipped_weights``)
   and written in TensorFlow ops in the formulation ``optimize_conv`` keeps for ONNX Runtime, but
   channels-last, TFLite's native layout: the first Conv2D a convolution with the three features as
   channels, the decoder's up-sampling folded into the first ConvTranspose and all three written as
@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hltrun.tools.physics.optimize_conv import polyphase_conv
+from hltrun.tools.physics.conv_weights import DATA, SHIPPED, polyphase_conv, shipped_weights
 
 
 def _tf():
@@ -238,8 +238,6 @@ def convert_keras(keras_path: Path, out: Path, batches: list[int | None]) -> lis
 
 def convert_rewrite(onnx_path: Path, out: Path, batches: list[int | None], **options: Any) -> list[Path]:
     """The kept formulation in TF ops, from the trained tensors of the shipped ONNX file."""
-    from hltrun.tools.physics.optimize_conv import shipped_weights
-
     return _write(rewrite_function(shipped_weights(onnx_path), **options), out, batches)
 
 
@@ -249,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     from hltrun.framework.atomic import write_bytes
-    from hltrun.tools.physics.optimize_conv import SHIPPED
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--out", type=Path, required=True, help="the .tflite file to write (e.g. data/models/conv_vae.tflite)")
@@ -280,7 +277,6 @@ def backend_agreement(onnx_path: Path, tflite_path: Path) -> dict[str, Any]:
     from hltrun.modules.inference import create_backend
     from hltrun.modules.models.preprocess import load_jets
     from hltrun.tools.catalogue import models_dir
-    from hltrun.tools.physics.optimize_conv import DATA
 
     thr = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]
     cuts = {k: float(thr[k]) for k in ("bkg_eff_1e-2", "bkg_eff_1e-3")}

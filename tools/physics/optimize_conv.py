@@ -45,14 +45,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from hltrun.tools.catalogue import data_dir, models_dir
+from hltrun.tools.catalogue import models_dir
+from hltrun.tools.physics.conv_weights import DATA, SHIPPED, polyphase_conv, shipped_weights  # noqa: F401
 
 if TYPE_CHECKING:
     import onnx
 
-DATA = data_dir()  # the shipped samples and models, in a checkout or installed
-SHIPPED = models_dir() / "conv_vae.onnx"
-P = "conv_vae_1/"
 
 
 class _Graph:
@@ -108,64 +106,6 @@ class _Graph:
         model.ir_version = 8
         onnx.checker.check_model(model)
         return model
-
-def shipped_weights(path: Path) -> dict[str, np.ndarray]:
-    """The trained tensors of the shipped Conv-VAE, by layer, in ONNX's (Keras-derived) layouts."""
-    import onnx
-    from onnx import numpy_helper
-
-    m = onnx.load(str(path))
-    if any(p.key == "hltrun.rewrite" for p in m.metadata_props):
-        raise SystemExit(f"optimize_conv: {path} is already a rewritten graph; give the tf2onnx export "
-                         "(git show HEAD~N:data/models/conv_vae.onnx, or tools/physics/export_onnx.py)")
-    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    nodes = {n.name: n for n in m.graph.node}
-
-    def arg(node: str, i: int) -> np.ndarray:
-        return init[nodes[P + node].input[i]]
-
-    w: dict[str, np.ndarray] = {}
-    w["std_scale"] = arg("encoder_1/std_normalize_1/mul", 1)[:3]
-    w["std_offset"] = arg("encoder_1/std_normalize_1/add", 1)[:3]
-    assert np.array_equal(arg("encoder_1/std_normalize_1/mul", 1), np.tile(w["std_scale"], 100))
-    assert np.array_equal(arg("encoder_1/std_normalize_1/add", 1), np.tile(w["std_offset"], 100))
-    w["min_sum"] = arg("encoder_1/std_normalize_1/Maximum", 1)
-    w["min_share"] = arg("encoder_1/std_normalize_1/Maximum_1", 1)
-    w["c0_w"], w["c0_b"] = arg("encoder_1/conv2d_1/BiasAdd", 1), arg("encoder_1/conv2d_1/BiasAdd", 2)
-    w["c1_w"], w["c1_b"] = arg("encoder_1/conv1d_1/convolution", 1), arg("encoder_1/conv1d_1/BiasAdd", 1)
-    w["c2_w"], w["c2_b"] = arg("encoder_1/conv1d_1_2/convolution", 1), arg("encoder_1/conv1d_1_2/BiasAdd", 1)
-    for name, layer in [("d1", "encoder_1/dense_1"), ("d2", "encoder_1/dense_1_2"), ("mu", "encoder_1/z_mean_1"),
-                        ("lv", "encoder_1/z_log_var_1"), ("d3", "decoder_1/dense_2_1"), ("d4", "decoder_1/dense_3_1"),
-                        ("d5", "decoder_1/dense_4_1")]:
-        w[name + "_w"], w[name + "_b"] = arg(layer + "/MatMul", 1), arg(layer + "/BiasAdd", 1)
-    w["t1_w"], w["t1_b"] = arg("decoder_1/conv1d_transpose_1/conv_transpose", 1), arg("decoder_1/conv1d_transpose_1/BiasAdd", 1)
-    w["t2_w"], w["t2_b"] = (arg("decoder_1/conv1d_transpose_1_2/conv_transpose", 1),
-                            arg("decoder_1/conv1d_transpose_1_2/BiasAdd", 1))
-    w["t3_w"], w["t3_b"] = arg("decoder_1/conv2d_transpose_1/conv_transpose", 1), arg("decoder_1/conv2d_transpose_1/Add", 1)
-    w["far"] = arg("score_1/mul", 1)
-    # the shapes this rewrite assumes (the shipped architecture)
-    shapes = {"c0_w": (16, 1, 3, 3), "c1_w": (20, 16, 1, 3), "c2_w": (24, 20, 1, 3), "d1_w": (1128, 136),
-              "d5_w": (136, 1128), "t1_w": (24, 20, 1, 3), "t2_w": (20, 16, 1, 3), "t3_w": (16, 1, 3, 3)}
-    for k, s in shapes.items():
-        if w[k].shape != s:
-            raise SystemExit(f"optimize_conv: {path}: {k} has shape {w[k].shape}, expected {s}")
-    return w
-
-
-def polyphase_conv(t: np.ndarray) -> np.ndarray:
-    """Conv weight (2 Cout, 2 Cin, 2) that applies the stride-1 ConvTranspose with weight t (Cin, Cout, 3)
-    to a signal held in polyphase form (channel r * Cin + c at pair m = position 2m + r) and returns it in
-    polyphase form, as a Conv with kernel 2 and pads 1: out[2a + s] = sum_k t_k^T in[2a + s - k], and
-    2a + s - k = 2m + r with m in {a - 1, a} (window rows 0, 1)."""
-    ci, co, k = t.shape
-    wc = np.zeros((2 * co, 2 * ci, 2), np.float64)
-    for s_ in (0, 1):
-        for kk in range(k):
-            d = s_ - kk
-            m, r = d // 2, d % 2                          # m in {-1, 0}
-            wc[s_ * co:(s_ + 1) * co, r * ci:(r + 1) * ci, m + 1] += t[:, :, kk].T
-    return wc
-
 
 def build(w: dict[str, np.ndarray], elu_op_below: int = 200, fold_upsample: bool = True,
           convt_as_conv: bool = False, four_d: bool = False, polyphase: bool = True,

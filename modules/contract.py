@@ -255,7 +255,7 @@ def match_model(contract: Contract, model_inputs: Sequence[tuple[str, Sequence[A
             raise ModuleError(f"model {model} takes a fixed batch of {dims[0]} jet(s), input shape "
                               f"{_shown(dims)} ({name!r}); hltrun sends a variable number of jets per call: export it with a "
                               f"dynamic first axis (torch.onnx.export(..., dynamic_axes={{input: {{0: 'N'}}}}), or "
-                              f"tf2onnx with a None batch dimension)")
+                              f"tf2onnx or the TFLite converter with a None batch dimension)")
         if len(dims) != len(want) + 1 or any(d is not None and d != w for d, w in zip(dims[1:], want)):
             hint = ""
             if contract.origin == "default" and len(dims) == 3 and dims[2] == decl.width and dims[1] is not None:

@@ -66,7 +66,8 @@ def test_every_backend_measured_or_listed_with_reason(run) -> None:
             assert f"`{spec}`: {reason}" in text and len(reason) > 10
     for s in data["skipped"]:
         assert s["reason"].strip()
-    assert skipped["ort-int8"]["reason"].endswith("tiny_int8.onnx not found")
+    assert skipped["ort-int8"]["reason"].startswith("model file not found: ") and \
+        skipped["ort-int8"]["reason"].endswith("tiny_int8.onnx")
 
 
 def test_gpu_backends_skip_with_reason_without_gpu() -> None:
@@ -203,3 +204,14 @@ def test_isolate_runs_each_configuration_in_its_own_process(tmp_path) -> None:
     assert P.memory_series(data["cells"], "tiny", isolated=True)["ort-bare"] == [
         (2, next(c["rss_peak_MB"] for c in data["cells"] if c["backend"] == "ort-bare"))]
     assert {s["backend"] for s in data["skipped"]} == {"ort-int8"} | ({"ort-cuda"} if B.unavailable("ort-cuda") else set())
+
+
+def test_a_fifo_as_model_is_a_reason_not_a_hang(tmp_path) -> None:
+    """ort-bare opens the file with a plain InferenceSession (no hltrun check in between): a FIFO would block
+    it; the cell is skipped with the reason instead, as every other spec's is."""
+    from tests.helpers import fifo_unblocked
+
+    fifo_unblocked(tmp_path / "pipe.onnx")
+    for spec in ("ort-bare", "ort-fp32"):
+        reason = B.make_backend(spec, tmp_path, "pipe")
+        assert isinstance(reason, str) and "is a FIFO, not a regular file" in reason, (spec, reason)

@@ -196,12 +196,14 @@ def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1, outp
     ``inputs``/``fallback_inputs`` as the path's scorer sets them (hltbench verdict); none: the model's
     metadata, else the shipped input."""
     from hltrun.framework.errors import ConfigError, ModuleError
+    from hltrun.framework.resources import unreadable_reason
     from hltrun.modules.inference import BackendOptions, create_backend
 
     sp = SPECS[spec]
     path = models_dir / f"{model}{sp.suffix}"
-    if not path.exists():
-        return f"model file {path} not found"
+    unreadable = unreadable_reason(path, "model file")  # a FIFO would block ort-bare's session for ever
+    if unreadable is not None:
+        return unreadable
     if sp.backend == "bare":
         return BareSession(path, threads)
     try:

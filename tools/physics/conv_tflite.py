@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hltrun.tools.physics.conv_weights import DATA, SHIPPED, polyphase_conv, shipped_weights
+from hltrun.tools.physics.conv_weights import DATA, SHIPPED, polyphase_conv, shipped_weights, upsampled_polyphase
 
 
 def _tf():
@@ -39,15 +39,8 @@ def _tf():
 def decoder_kernels(w: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
     """The three decoder layers as (TF conv1d kernel (2, Cin, Cout), bias) acting on polyphase
     sequences: the x2 up-sampling + first ConvTranspose, the second ConvTranspose, the last one
-    (16 -> 3 features) times -2. Same algebra as ``optimize_conv.build``'s polyphase decoder."""
-    t1 = w["t1_w"][:, :, 0].astype(np.float64)          # (24 in, 20 out, 3)
-    v4 = np.zeros((24, 20, 4))
-    v4[:, :, 0:3] += t1
-    v4[:, :, 1:4] += t1
-    wc1 = np.zeros((40, 24, 2))                          # (out, in, tap): out[2m + r] = V_r h[m] + V_{r+2} h[m - 1]
-    for r in (0, 1):
-        wc1[r * 20:(r + 1) * 20, :, 0] = v4[:, :, r + 2].T
-        wc1[r * 20:(r + 1) * 20, :, 1] = v4[:, :, r].T
+    (16 -> 3 features) times -2. The algebra of ``conv_weights``, as ``optimize_conv.build``'s polyphase decoder."""
+    wc1 = upsampled_polyphase(w["t1_w"][:, :, 0].astype(np.float64))   # (out, in, tap), from (24 in, 20 out, 3)
     wc2 = polyphase_conv(w["t2_w"][:, :, 0].astype(np.float64))
     t3 = w["t3_w"][:, 0].transpose(0, 2, 1).astype(np.float64) * -2.0   # (16 in, 3 features out, 3 taps)
     wc3 = polyphase_conv(t3)

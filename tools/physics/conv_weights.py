@@ -70,3 +70,25 @@ def polyphase_conv(t: np.ndarray) -> np.ndarray:
             m, r = d // 2, d % 2                          # m in {-1, 0}
             wc[s_ * co:(s_ + 1) * co, r * ci:(r + 1) * ci, m + 1] += t[:, :, kk].T
     return wc
+
+
+def folded_upsample(t: np.ndarray) -> np.ndarray:
+    """The x2 nearest up-sampling folded into the stride-1 ConvTranspose that follows it (weight t (Cin, Cout,
+    3)): one stride-2 ConvTranspose of kernel 4, V = (W0, W0 + W1, W1 + W2, W2), in float64."""
+    v4 = np.zeros((*t.shape[:2], 4))
+    v4[:, :, 0:3] += t
+    v4[:, :, 1:4] += t
+    return v4
+
+
+def upsampled_polyphase(t: np.ndarray) -> np.ndarray:
+    """Conv weight (2 Cout, Cin, 2) computing ``folded_upsample(t)`` on the un-upsampled sequence, its output in
+    polyphase form (channel r * Cout + c at pair m = position 2m + r), as a Conv with kernel 2 and pads 1:
+    out[2m + r] = V_r h[m] + V_{r+2} h[m - 1]."""
+    v4 = folded_upsample(t)
+    ci, co = t.shape[:2]
+    wc = np.zeros((2 * co, ci, 2))
+    for r in (0, 1):
+        wc[r * co:(r + 1) * co, :, 0] = v4[:, :, r + 2].T
+        wc[r * co:(r + 1) * co, :, 1] = v4[:, :, r].T
+    return wc

@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from hltrun.tools.catalogue import models_dir
-from hltrun.tools.physics.conv_weights import DATA, SHIPPED, polyphase_conv, shipped_weights  # noqa: F401
+from hltrun.tools.physics.conv_weights import (DATA, SHIPPED, folded_upsample, polyphase_conv,  # noqa: F401
+                                               shipped_weights, upsampled_polyphase)
 
 if TYPE_CHECKING:
     import onnx
@@ -248,13 +249,7 @@ def build(w: dict[str, np.ndarray], elu_op_below: int = 200, fold_upsample: bool
     h = node("Reshape", [h, const("decoder/shape", [-1, 24, 1, 47] if four_d else [-1, 24, 47])], "decoder/reshape")
     t1 = w["t1_w"][:, :, 0]                                                     # (24 in, 20 out, 3)
     if polyphase:
-        v4 = np.zeros((24, 20, 4), np.float64)
-        v4[:, :, 0:3] += t1
-        v4[:, :, 1:4] += t1
-        wc = np.zeros((40, 24, 2))                   # out[2m + r] = V_r h[m] + V_{r+2} h[m - 1]
-        for r in (0, 1):
-            wc[r * 20:(r + 1) * 20, :, 0] = v4[:, :, r + 2].T
-            wc[r * 20:(r + 1) * 20, :, 1] = v4[:, :, r].T
+        wc = upsampled_polyphase(t1.astype(np.float64))   # out[2m + r] = V_r h[m] + V_{r+2} h[m - 1]
         h = elu(conv(h, wc.astype(np.float32), np.tile(w["t1_b"].ravel(), 2), "decoder/convt1", pad=1), 1920,
                 "decoder/convt1")                                              # (N, 2 x 20, 48)
         h = elu(conv(h, polyphase_conv(w["t2_w"][:, :, 0]).astype(np.float32), np.tile(w["t2_b"].ravel(), 2),
@@ -266,9 +261,7 @@ def build(w: dict[str, np.ndarray], elu_op_below: int = 200, fold_upsample: bool
         y2 = node("Transpose", [y2], "decoder/unphase", perm=[0, 2, 3, 1])
         y2 = node("Reshape", [y2, const("decoder/l100", [-1, 3, 100])], "decoder/unphase")   # -2 y, (N, 3, 100)
     elif fold_upsample:
-        v4 = np.zeros((24, 20, 4), np.float64)
-        v4[:, :, 0:3] += t1
-        v4[:, :, 1:4] += t1
+        v4 = folded_upsample(t1.astype(np.float64))
         h = convt(h, v4.astype(np.float32), w["t1_b"].ravel(), "decoder/convt1", stride=2)
     else:
         h = node("Unsqueeze", [h, const("decoder/ax_last", [-1])], "decoder/up")
@@ -411,10 +404,7 @@ def build_nlc(w: dict[str, np.ndarray], elu_op_below: int = 200, pool_in_dense: 
     h = elu(gemm(h, w["d4_w"], w["d4_b"], "decoder/d4"), 136, "decoder/d4")
     h = elu(gemm(h, w["d5_w"], w["d5_b"], "decoder/d5"), 1128, "decoder/d5")   # (N, 47 * 24), (l, c) order
     h = node("Reshape", [h, const("decoder/l47", [-1, 47, 24])], "decoder/reshape")
-    t1 = w["t1_w"][:, :, 0].astype(np.float64)                                 # (24 in, 20 out, 3 taps)
-    v4 = np.zeros((24, 20, 4))
-    v4[:, :, 0:3] += t1
-    v4[:, :, 1:4] += t1                                                         # up-sampling folded in
+    v4 = folded_upsample(w["t1_w"][:, :, 0].astype(np.float64))                # (24 in, 20 out, 4), up-sampling folded in
     wp = np.zeros((2, 24, 2, 20))                                               # (window row, cin, phase, cout)
     for r in (0, 1):
         wp[0, :, r] = v4[:, :, r + 2]                                           # h[m - 1]

@@ -124,7 +124,7 @@ def test_shipped_models_agree_on_samples(model):
 @pytest.mark.parametrize("name,suffix", [("onnxruntime", ".onnx"), ("tensorflow", ".keras"), ("tensorrt", ".onnx")])
 def test_missing_model_file(tmp_path, name, suffix):
     path = tmp_path / f"nope{suffix}"
-    with pytest.raises(ModuleError, match=f"model file {path} does not exist"):
+    with pytest.raises(ModuleError, match=f"model file not found: {path}"):
         create_backend(name, path).load()
 
 

@@ -22,6 +22,7 @@ import hltrun.framework.atomic
 from hltrun.framework.errors import ModuleError
 from hltrun.modules.inference import BackendOptions, create_backend
 from hltrun.modules.inference import iree_backend as ib
+from hltrun.modules.inference.buckets import up_to_typical
 from hltrun.modules.inference.machine import IN_MEMORY
 from tests.agreement import MODELS, assert_agree, shipped_jets
 from tests.tiny_models import jets, loaded
@@ -36,11 +37,11 @@ def iree_cache(tmp_path_factory) -> Path:
 
 
 def test_buckets_are_powers_of_two_up_to_the_typical_batch():
-    assert ib.buckets(9, 1024) == [1, 2, 4, 8, 16]
-    assert ib.buckets(1, 1024) == [1]
-    assert ib.buckets(16, 1024) == [1, 2, 4, 8, 16]
-    assert ib.buckets(9, 4) == [1, 2, 4]  # never beyond max_batch
-    assert ib.buckets(5, 6) == [1, 2, 4, 6]
+    assert up_to_typical(9, 1024) == [1, 2, 4, 8, 16]
+    assert up_to_typical(1, 1024) == [1]
+    assert up_to_typical(16, 1024) == [1, 2, 4, 8, 16]
+    assert up_to_typical(9, 4) == [1, 2, 4]  # never beyond max_batch
+    assert up_to_typical(5, 6) == [1, 2, 4, 6]
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
 from hltrun.tools.bench.flops import count_macs  # noqa: E402
 from hltrun.modules.inference.tflite_backend import io_indices  # noqa: E402
 from hltrun.tools.physics import conv_tflite  # noqa: E402
+from hltrun.tools.physics.conv_agreement import scorer  # noqa: E402
 from hltrun.tools.physics import optimize_conv as O  # noqa: E402
 
 from .agreement import card_thresholds  # noqa: E402
@@ -162,8 +163,8 @@ def test_tflite_rewrite_is_the_same_network(tmp_path, options) -> None:
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-4)   # score
     # --check's scorer: 23 jets through the batch-11 file, the last call padded with zero jets
     many = np.ascontiguousarray(load_jets(str(O.DATA / "qcd_dijet.root"), max_events=40)[0][:23], dtype=np.float32)
-    score, kl = O._scorer(f"tflite:{tmp_path / 'rw-b11'}")(many)
-    ref_score, ref_kl = O._scorer(O.SHIPPED)(many)
+    score, kl = scorer(f"tflite:{tmp_path / 'rw-b11'}")(many)
+    ref_score, ref_kl = scorer(O.SHIPPED)(many)
     np.testing.assert_allclose(score, ref_score, rtol=1e-4)
     np.testing.assert_allclose(kl, ref_kl, rtol=1e-4)
 
@@ -174,3 +175,24 @@ def test_tflite_rewrite_refuses_an_unknown_option(tmp_path) -> None:
         O.main(["--out", str(tmp_path / "x.onnx"), "--tflite-rewrite", "pool=maxi", "--batch-sizes", "2"])
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         O.main(["--out", str(tmp_path / "x.onnx"), "--tflite-rewrite", "fourd", "--batch-sizes", "2"])
+    with pytest.raises(SystemExit, match="no option 'fourd'"):
+        O.main(["--out", str(tmp_path / "x.onnx"), "--tflite-rewrite", "fourd=0", "--batch-sizes", "2"])
+    with pytest.raises(SystemExit, match="four_d='no' is not a bool"):
+        O.main(["--out", str(tmp_path / "x.onnx"), "--tflite-rewrite", "four_d=no", "--batch-sizes", "2"])
+    assert O.tflite_options(["four_d=false", "score_group=0", "kl=direct"]) == {"four_d": False, "score_group": 0,
+                                                                               "kl": "direct"}
+
+
+def test_the_interleaved_timer_times_every_kind_of_entry(tmp_path) -> None:
+    """``--time`` entries of each kind (an ONNX file, a TFLite file per batch, an hltrun backend as the path runs
+    it) are timed side by side against the first model; a tiny run, for the plumbing, not for the figures."""
+    pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+    conv_tflite.convert_rewrite(O.SHIPPED, tmp_path / "rw.onnx", [2])
+    res = O.time_interleaved({"shipped": O.SHIPPED, "tfl": f"tflite:{tmp_path / 'rw'}",
+                              "path_tflite": f"backend:tflite:{O.SHIPPED.with_suffix('.tflite')}"},
+                             [2], rounds=1, slice_s=0.01)
+    assert list(res["models"]) == ["shipped", "tfl", "path_tflite"]
+    for name, per in res["models"].items():
+        cell = per[2]
+        assert 0 < cell["fastest"] <= cell["median"] < 1e5, (name, cell)   # µs per jet: a few tens here
+    assert res["models"]["shipped"][2]["vs_first"] == 1.0

@@ -109,7 +109,7 @@ def test_scorer_model_by_name_and_sibling_suffix(tiny):
 def test_scorer_errors_name_the_model(tiny, tmp_path):
     with pytest.raises(ModuleError, match=rf"modules.vae: .*{tiny.wrong_onnx} takes input .*of shape \(N, 50, 3\)"):
         make_scorer(model=str(tiny.wrong_onnx), backend="onnxruntime").begin_job(fake_job())
-    with pytest.raises(ModuleError, match=r"model file .*missing_vae\.onnx does not exist"):
+    with pytest.raises(ModuleError, match=r"model file not found: .*missing_vae\.onnx"):
         make_scorer(model="missing_vae", backend="onnxruntime", models_dir=str(tmp_path)).begin_job(fake_job())
     with pytest.raises(ConfigError, match="int8 requested but .* not a quantised model"):
         make_scorer(model=str(tiny.onnx), backend="onnxruntime", precision="int8").begin_job(fake_job())

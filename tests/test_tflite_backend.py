@@ -65,16 +65,24 @@ def test_shipped_conv_vae_agrees_on_every_sample_with_no_decision_change():
 
 
 def test_outputs_are_named_by_the_serving_signature_and_padding_never_reaches_a_result(tmp_path):
-    path = convert(tmp_path, per_jet, tf.TensorSpec((None, 100, 3), tf.float32, name="jets"))
+    """A model whose score mixes the whole batch (its sum over every jet of the call): the rows a bigger batch
+    left in the bucket's buffer must be zeros when a smaller one runs, or every score of that call changes."""
+    path = convert(tmp_path, lambda x: {"score": tf.reduce_sum(x * x, axis=[1, 2]) + tf.reduce_sum(x),
+                                        "kl": tf.reduce_max(x, axis=[1, 2])},
+                   tf.TensorSpec((None, 100, 3), tf.float32, name="jets"))
     engine = loaded("tflite", path, opt_batch=4)
+    assert engine.buckets == [1, 2, 4]
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(7, 100, 3)).astype(np.float32)
-    out = engine.run(x)
-    np.testing.assert_allclose(out["score"], (x * x).sum(axis=(1, 2)), rtol=1e-5)
-    np.testing.assert_allclose(out["kl"], x.max(axis=(1, 2)), rtol=1e-6)
-    # a smaller batch after a bigger one in the same bucket: the rows it left behind are zeroed, not scored
-    small = engine.run(x[:1] * 0.5)
-    np.testing.assert_allclose(small["score"], (x[:1] * 0.5 * x[:1] * 0.5).sum(axis=(1, 2)), rtol=1e-5)
+    x = rng.normal(size=(4, 100, 3)).astype(np.float32) + 1.0
+    engine.run(x)                                  # fills bucket 4
+    out = engine.run(x[:3] * 0.5)                  # bucket 4 again: one padded row, where x[3] was
+    y = x[:3] * 0.5
+    np.testing.assert_allclose(out["score"], (y * y).sum(axis=(1, 2)) + y.sum(), rtol=1e-5)
+    np.testing.assert_allclose(out["kl"], y.max(axis=(1, 2)), rtol=1e-6)
+    assert engine.counters["padded_jets"] == 1
+    engine.close()
+    with pytest.raises(ModuleError, match=r"run\(\) before warm_up\(\)"):
+        engine.run(x)
 
 
 def test_unnamed_outputs_are_mapped_with_outputs(tmp_path):

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Mapping, Sequence, Union
 import numpy as np
 
 from hltrun.framework.errors import ConfigError, ModuleError, one_line
-from hltrun.framework.resources import why_not_readable
+from hltrun.framework.resources import unreadable_reason
 
 from ..contract import Contract, default_contract, from_metadata, match_model, read_onnx_metadata
 from ..finite import dot_is_finite, known_finite
@@ -293,11 +293,9 @@ class InferenceBackend(ABC):
 # ---------------------------------------------------------------------- shared checks
 def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
     """Missing, unreadable, empty or wrong-type file: one clear line, before any framework import."""
-    why = why_not_readable(path)
-    if why == "not found":
-        raise ModuleError(f"{backend}: model file {path} does not exist")
-    if why is not None:
-        raise ModuleError(f"{backend}: model {path} {why}")
+    unreadable = unreadable_reason(path, "model file")
+    if unreadable is not None:
+        raise ModuleError(f"{backend}: {unreadable}")
     if suffixes and path.suffix not in suffixes:
         raise ModuleError(f"{backend}: model {path} has suffix {path.suffix!r}; this backend reads "
                           f"{' or '.join(suffixes)} files")

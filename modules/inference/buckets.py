@@ -22,6 +22,13 @@ def next_power_of_two(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
+def up_to_typical(opt_batch: int, max_batch: int) -> list[int]:
+    """The buckets of a CPU engine (IREE, TFLite): powers of two up to the first one holding ``opt_batch`` jets
+    (the path's typical batch), never beyond ``max_batch``; bigger batches run in slices of the largest (each
+    bucket's activations are held per stream: up to max_batch they would be ~100 kB per jet of the largest)."""
+    return bucket_sizes(min(next_power_of_two(opt_batch), max(1, max_batch)))
+
+
 def bucket_for(n: int, buckets: Sequence[int]) -> int | None:
     """The smallest bucket holding ``n`` jets; None when ``n`` is over the largest (run it in slices)."""
     for b in buckets:

@@ -29,15 +29,10 @@ from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 
 from .machine import CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_version, engine_cache_dir, model_digest
-from .buckets import bucket_for, bucket_sizes, next_power_of_two
+from .buckets import bucket_for, up_to_typical
 from .base import InferenceBackend, log, require_float32, several_inputs
 
 TARGET = "llvm-cpu"
-
-
-def buckets(opt_batch: int, max_batch: int) -> list[int]:
-    """Powers of two up to the first one holding ``opt_batch`` jets, never beyond ``max_batch``."""
-    return bucket_sizes(min(next_power_of_two(opt_batch), max(1, max_batch)))
 
 
 def cache_path(model: Path, cache_dir: Path, compiler_version: str, bucket: int, digest: str | None = None) -> Path:
@@ -139,7 +134,7 @@ class IreeBackend(InferenceBackend):
         try:
             version = dist_version("iree-base-compiler")
             digest = model_digest(Path(model_path))
-            names = [cache_name(Path(model_path), version, b, digest) for b in buckets(options.opt_batch, options.max_batch)]
+            names = [cache_name(Path(model_path), version, b, digest) for b in up_to_typical(options.opt_batch, options.max_batch)]
         except (OSError, ModuleError):  # no readable model: not compiled here
             return False
         folder = cache_folder(options)
@@ -161,7 +156,7 @@ class IreeBackend(InferenceBackend):
                         onnx.helper.tensor_dtype_to_np_dtype(self._inputs[0].type.tensor_type.elem_type))
         jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
-        self.buckets = buckets(self.options.opt_batch, self.options.max_batch)
+        self.buckets = up_to_typical(self.options.opt_batch, self.options.max_batch)
         self._config = runtime.Config("local-sync" if self.options.threads <= 1 else "local-task")
         self._functions: dict[int, Any] = {}
         self.compiled_now: list[int] = []

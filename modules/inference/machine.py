@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hltrun.framework.errors import ModuleError
-from hltrun.framework.resources import user_path, why_not_readable
+from hltrun.framework.resources import unreadable_reason, user_path
 
 
 CACHE_STEM_BYTES = 100  # of the model's name in a cache file's name: the key after it identifies the model
@@ -100,9 +100,9 @@ def model_digest(path: Path) -> str:
     """sha256 of a model file and of every external-data file it names (an ONNX model saved with its
     weights beside it: a retrained model may change only those), so that a cache keyed by it (compiled
     modules, engines, ``auto``'s decisions) never serves an old network's weights."""
-    why = why_not_readable(path)
-    if why is not None:  # a FIFO would block the hash for ever: refused as every reader of models does
-        raise ModuleError(f"model {path} {why}")
+    unreadable = unreadable_reason(path, "model file")
+    if unreadable is not None:  # a FIFO would block the hash for ever: refused as every reader of models does
+        raise ModuleError(unreadable)
     h = hashlib.sha256()
     _hash_file(h, path)
     for extra in external_data_files(path):

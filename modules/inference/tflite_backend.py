@@ -30,7 +30,7 @@ import numpy as np
 from hltrun.framework.extras import need
 
 from .base import several_inputs
-from .buckets import bucket_sizes, next_power_of_two
+from .buckets import up_to_typical
 from .bucketed import BucketedBackend, Executed
 
 
@@ -90,10 +90,8 @@ class TfliteBackend(BucketedBackend):
         shape = tuple(None if d < 0 else d for d in signature)
         self.device = "cpu"
         self._use_graph(TfliteGraph(inputs[0]["name"], np.dtype(inputs[0]["dtype"]), shape, list(outputs)))
-        # as IREE: buckets up to the one holding opt_batch jets, bigger batches in slices of it (an interpreter
-        # per bucket up to max_batch would hold ~100 kB of activations per jet of the largest, per stream)
-        self.max_batch = min(next_power_of_two(self.options.opt_batch), self.max_batch)
-        self.buckets = bucket_sizes(self.max_batch)
+        self.buckets = up_to_typical(self.options.opt_batch, self.max_batch)   # as IREE's
+        self.max_batch = self.buckets[-1]  # bigger batches run in slices of the largest bucket
         self._interp: dict[int, tuple[Any, int, list[int]]] = {}
 
     def _prepare_bucket(self, bucket: int) -> None:
@@ -117,7 +115,8 @@ class TfliteBackend(BucketedBackend):
         return f"CPU ({self.runtime} {self.version}, XNNPACK, {self.options.threads} thread(s))"
 
     def close(self) -> None:
-        self._interp = {}
+        """Drop the interpreters; a later run() is refused as one before warm_up()."""
+        self._interp, self._host, self._prepared = {}, {}, set()
 
     def _describe(self) -> dict[str, Any]:
         return {"versions": {self.runtime: self.version}, "delegate": "XNNPACK", **self._bucketed_describe()}

@@ -60,7 +60,7 @@ from hltrun.tools.catalogue import sample_path
 
 PERMISSIVE_THRESHOLD = "-1.0e+30"  # (YAML 1.1 reads a float only with the dot and the sign); every event with a scored jet passes: the scorer's cost does not depend on the cut
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
-ORDER = ("onnxruntime", "iree", "tflite", "jax", "torch", "tensorrt", "tensorflow")  # lighter libraries first (shared RSS)
+ORDER = ("onnxruntime", "iree", "jax", "torch", "tensorrt", "tflite", "tensorflow")  # lighter libraries first (shared RSS; tflite may import TensorFlow)
 # engine -> the hltbench backends configuration that times it alone (its SPECS key)
 SWEEP_SPEC = {"onnxruntime": "ort-fp32", "iree": "iree", "tflite": "tflite", "jax": "jax-cpu", "torch": "torch-cpu",
               "tensorrt": "trt-fp32", "tensorflow": "tf-function"}

@@ -11,22 +11,23 @@ TFLite reads no ONNX, so there are two routes to the same trained network, one f
   kernel-2 convolutions on the (even, odd) positions side by side in the channels (so the final
   reshape to (N, 100, 3) is free), the -2 of the Chamfer distance folded into the last kernel, Elu as
   TFLite's ELU (XNNPACK evaluates it vectorised, unlike ONNX Runtime). On top, choices for XNNPACK,
-  TFLite's CPU delegate (``rewrite_function``'s options): (N, 1, L, C) tensors, no ops it does not run
-  (GREATER, CAST, SELECT: each splits the graph into another delegate partition), no narrow slices and
-  concatenations, the Chamfer distances in groups of 8 jets (the L2 cache).
+  TFLite's CPU delegate (``rewrite_function``'s options): (N, 1, L, C) tensors, the mask without ops it does
+  not run (GREATER, CAST, SELECT: each splits the graph into another delegate partition; the LOG of the pT
+  share and the KL's series select still run outside it), no narrow slices and concatenations, the Chamfer
+  distances in groups of 8 jets for a static batch (the L2 cache).
 
 Both are timed beside ONNX Runtime by ``optimize_conv.py --time NAME=tflite:PREFIX``.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from hltrun.tools.physics.conv_weights import DATA, SHIPPED, polyphase_conv, shipped_weights, upsampled_polyphase
+from hltrun.tools.physics.conv_agreement import print_agreement
+from hltrun.tools.physics.conv_weights import SHIPPED, polyphase_conv, shipped_weights, upsampled_polyphase
 
 
 def _tf():
@@ -122,7 +123,7 @@ def rewrite_function(w: dict[str, np.ndarray], four_d: bool = True, std: str = "
             z = jets * keep_etaphi + logshare * only_share + offset
         return z * mask, mask, real
 
-    def encoded(x, n):
+    def encoded(x):
         h = tf.reshape(x, [-1, 1, 100, 3]) if four_d else x
         h = tf.nn.elu(conv(h, 0))                                          # L 98, 16 channels
         h = tf.nn.elu(conv(h, 1))                                          # L 96, 20
@@ -149,7 +150,7 @@ def rewrite_function(w: dict[str, np.ndarray], four_d: bool = True, std: str = "
             t = tf.where(tf.abs(lv) < 0.5, lv * lv * (series + f32(0.5)), t)
         return 0.5 * (tf.reduce_sum(mu * mu, axis=1) + tf.reduce_sum(t, axis=1))
 
-    def decoded(mu, n):
+    def decoded(mu):
         """-2 y, (N, 100, 3): the (even, odd) phases of the last layer are neighbouring positions."""
         h = tf.nn.elu(lin(mu, "d3"))
         h = tf.nn.elu(lin(h, "d4"))
@@ -174,8 +175,8 @@ def rewrite_function(w: dict[str, np.ndarray], four_d: bool = True, std: str = "
     def fn(jets):
         n = jets.shape[0]
         x, mask, real = standardised(jets)
-        mu, lv = encoded(x, n)
-        y2 = decoded(mu, n)
+        mu, lv = encoded(x)
+        y2 = decoded(mu)
         nx, ny = tf.reduce_sum(x * x, axis=2, keepdims=True), 0.25 * tf.reduce_sum(y2 * y2, axis=2, keepdims=True)
         if mask_by == "compare":
             nx, ny = tf.where(real, nx, far), tf.where(real, ny, far)
@@ -256,45 +257,27 @@ def main(argv: list[str] | None = None) -> int:
                 else convert_rewrite(args.model, stem, [None]))
         write_bytes(args.out, made[0].read_bytes(), "conv_tflite output")
     print(f"wrote {args.out}")
-    if args.check:
-        res = backend_agreement(args.model, args.out)
-        print(json.dumps(res, indent=1))
-        if not res["agrees"]:
-            return 1
+    if args.check and not print_agreement(backend_agreement(args.model, args.out), f"tflite backend, {args.out}"):
+        return 1
     return 0
 
 
 def backend_agreement(onnx_path: Path, tflite_path: Path) -> dict[str, Any]:
-    """Scores of the ``tflite`` backend (buckets, padding) and of ONNX Runtime on the two leading jets of every
-    event of every shipped sample; decision changes (event = max over its jets) at the card's cuts."""
+    """``conv_agreement.agreement`` of the ``tflite`` backend (its buckets, padding and slices) against ONNX Runtime."""
     from hltrun.modules.inference import create_backend
-    from hltrun.modules.models.preprocess import load_jets
-    from hltrun.tools.catalogue import models_dir
+    from hltrun.tools.physics.conv_agreement import agreement
 
-    thr = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]
-    cuts = {k: float(thr[k]) for k in ("bkg_eff_1e-2", "bkg_eff_1e-3")}
-    engines = {"ref": create_backend("onnxruntime", onnx_path).load(), "new": create_backend("tflite", tflite_path).load()}
-    engines["new"].warm_up()
-    out: dict[str, Any] = {"samples": {}}
-    for f in sorted(DATA.glob("*.root")):
-        jets, ev = load_jets(str(f))
-        jets = np.ascontiguousarray(jets, dtype=np.float32)
-        res = {k: b.run(jets) for k, b in engines.items()}
-        rel = lambda q: float(np.max(np.abs(res["new"][q] - res["ref"][q]) / np.maximum(np.abs(res["ref"][q]), 1e-30)))  # noqa: E731
-        n_ev = int(ev.max() + 1) if len(ev) else 0
-        changes = {}
-        for name, c in cuts.items():
-            best = {k: np.full(n_ev, -np.inf) for k in res}
-            for k in res:
-                np.maximum.at(best[k], ev, res[k]["score"])
-            changes[name] = int(np.sum((best["ref"] > c) != (best["new"] > c)))
-        out["samples"][f.name] = {"jets": int(len(jets)), "max_rel_score": rel("score"), "max_rel_kl": rel("kl"),
-                                  "decision_changes": changes}
-    rows = out["samples"].values()
-    out["max_rel_score"] = max(r["max_rel_score"] for r in rows)
-    out["decision_changes"] = sum(sum(r["decision_changes"].values()) for r in rows)
-    out["agrees"] = out["max_rel_score"] <= 1e-4 and out["decision_changes"] == 0
-    return out
+    engine = create_backend("tflite", tflite_path).load()
+    engine.warm_up()
+    try:
+        def run(jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = engine.run(jets)
+            return out["score"], out["kl"]
+
+        return agreement(onnx_path, run)
+    finally:
+        engine.close()
+
 
 
 if __name__ == "__main__":

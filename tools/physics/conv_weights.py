@@ -21,7 +21,7 @@ def shipped_weights(path: Path) -> dict[str, np.ndarray]:
 
     m = onnx.load(str(path))
     if any(p.key == "hltrun.rewrite" for p in m.metadata_props):
-        raise SystemExit(f"optimize_conv: {path} is already a rewritten graph; give the tf2onnx export "
+        raise SystemExit(f"conv_weights: {path} is already a rewritten graph; give the tf2onnx export "
                          "(git show HEAD~N:data/models/conv_vae.onnx, or tools/physics/export_onnx.py)")
     init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     nodes = {n.name: n for n in m.graph.node}
@@ -53,7 +53,7 @@ def shipped_weights(path: Path) -> dict[str, np.ndarray]:
               "d5_w": (136, 1128), "t1_w": (24, 20, 1, 3), "t2_w": (20, 16, 1, 3), "t3_w": (16, 1, 3, 3)}
     for k, s in shapes.items():
         if w[k].shape != s:
-            raise SystemExit(f"optimize_conv: {path}: {k} has shape {w[k].shape}, expected {s}")
+            raise SystemExit(f"conv_weights: {path}: {k} has shape {w[k].shape}, expected {s}")
     return w
 
 

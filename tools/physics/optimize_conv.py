@@ -41,11 +41,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hltrun.tools.catalogue import models_dir
+from hltrun.tools.physics.conv_agreement import agreement, print_agreement
 from hltrun.tools.physics.conv_weights import (DATA, SHIPPED, folded_upsample, polyphase_conv,  # noqa: F401
                                                shipped_weights, upsampled_polyphase)
 
@@ -460,77 +460,6 @@ def rewrite(source: Path = SHIPPED, lowering: str = "conv", **options) -> "onnx.
                           "tools/physics/optimize_conv.py (kept formulation of issue 21 item 3)")
 
 
-def _scorer(spec: str | Path) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """jets -> (score, kl) for an ONNX file on ONNX Runtime (one thread), or for ``tflite:PREFIX-b{B}`` (a
-    TFLite flatbuffer of static batch B from ``--tflite``/``--tflite-rewrite``; outputs kl, score), the last
-    batch padded with zero jets."""
-    spec = str(spec)
-    if spec.startswith("tflite:"):
-        from hltrun.modules.inference.tflite_backend import interpreter_class, io_indices, open_interpreter
-
-        interp = open_interpreter(interpreter_class()[0], Path(spec[7:] + ".tflite").read_bytes(), 1)
-        interp.allocate_tensors()
-        inputs, outputs = io_indices(interp)
-        batch, index = int(inputs[0]["shape"][0]), inputs[0]["index"]
-
-        def run_tflite(jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            score, kl = [], []
-            for i in range(0, len(jets), batch):
-                n = len(jets[i:i + batch])
-                part = np.zeros((batch, *jets.shape[1:]), np.float32)
-                part[:n] = jets[i:i + batch]
-                interp.set_tensor(index, part)
-                interp.invoke()
-                score.append(interp.get_tensor(outputs["score"])[:n])
-                kl.append(interp.get_tensor(outputs["kl"])[:n])
-            return np.concatenate(score), np.concatenate(kl)
-
-        return run_tflite
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(spec, so, providers=["CPUExecutionProvider"])
-
-    def run_onnx(jets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = [sess.run(["score", "kl"], {"jets": jets[i:i + 256]}) for i in range(0, len(jets), 256)]
-        return np.concatenate([q[0] for q in parts]), np.concatenate([q[1] for q in parts])
-
-    return run_onnx
-
-
-def agreement(ref_path: Path, new_path: str | Path, max_events: int | None = None) -> dict:
-    """Scores and kl of both models (``_scorer``: an ONNX file or ``tflite:PREFIX-bB``) on the two leading
-    jets of every event of every shipped sample; decisions (event = max over its jets) at the card's cuts."""
-    from hltrun.modules.models.preprocess import load_jets
-
-    thr = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]
-    cuts = {k: float(thr[k]) for k in ("bkg_eff_1e-2", "bkg_eff_1e-3")}
-    scorers = {"ref": _scorer(ref_path), "new": _scorer(new_path)}
-    out: dict = {"samples": {}}
-    for f in sorted(DATA.glob("*.root")):
-        jets, ev = load_jets(str(f), max_events=max_events)
-        res = {}
-        for k, run in scorers.items():
-            score, kl = run(np.ascontiguousarray(jets, dtype=np.float32))
-            res[k] = {"score": score, "kl": kl}
-        rel = lambda q: float(np.max(np.abs(res["new"][q] - res["ref"][q]) / np.maximum(np.abs(res["ref"][q]), 1e-30)))
-        row = {"jets": int(len(jets)), "events": int(ev.max() + 1) if len(ev) else 0,
-               "max_rel_score": rel("score"), "max_rel_kl": rel("kl"), "decision_changes": {}}
-        for name, c in cuts.items():
-            ev_ref = np.full(row["events"], -np.inf)
-            ev_new = np.full(row["events"], -np.inf)
-            np.maximum.at(ev_ref, ev, res["ref"]["score"])
-            np.maximum.at(ev_new, ev, res["new"]["score"])
-            row["decision_changes"][name] = int(np.sum((ev_ref > c) != (ev_new > c)))
-        out["samples"][f.name] = row
-    out["max_rel_score"] = max(r["max_rel_score"] for r in out["samples"].values())
-    out["max_rel_kl"] = max(r["max_rel_kl"] for r in out["samples"].values())
-    out["decision_changes"] = sum(sum(r["decision_changes"].values()) for r in out["samples"].values())
-    out["agrees"] = out["max_rel_score"] <= 1e-4 and out["max_rel_kl"] <= 1e-4 and out["decision_changes"] == 0
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=SHIPPED, help="the shipped Conv-VAE ONNX file to rewrite")
@@ -572,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time", nargs="*", metavar="NAME=FILE", default=None,
                    help="time --model, --out and these interleaved with the sgemm floor; FILE#key=value,... adds "
                         "ORT session settings, iree:PREFIX times PREFIX-b{batch}.vmfb, tflite:PREFIX "
-                        "PREFIX-b{batch}.tflite")
+                        "PREFIX-b{batch}.tflite, backend:NAME:FILE an hltrun backend as the path runs it")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[2, 64])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--json", type=Path, default=None, help="write the timing here")
@@ -608,14 +537,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.tflite_rewrite is not None:
         from hltrun.tools.physics import conv_tflite
 
+        options = tflite_options(args.tflite_rewrite)
         try:
-            conv_tflite.convert_rewrite(args.model, args.out, args.batch_sizes, **tflite_options(args.tflite_rewrite))
-        except (TypeError, ValueError) as exc:  # an unknown option or value
+            conv_tflite.rewrite_function(shipped_weights(args.model), **options)   # a value it refuses: one line
+        except ValueError as exc:
             raise SystemExit(f"optimize_conv: --tflite-rewrite: {exc}") from None
+        conv_tflite.convert_rewrite(args.model, args.out, args.batch_sizes, **options)
     if args.check and (args.tflite is not None or args.tflite_rewrite is not None):
-        flat = f"tflite:{args.out.with_name(f'{args.out.stem}-b{max(args.batch_sizes)}')}"
-        if not print_agreement(agreement(args.model, flat), flat):
-            return 1
+        for b in args.batch_sizes:   # every file: each batch is its own converted graph
+            flat = f"tflite:{args.out.with_name(f'{args.out.stem}-b{b}')}"
+            if not print_agreement(agreement(args.model, flat), flat):
+                return 1
     if args.time is not None:
         paths = {"shipped": str(args.model), args.out.stem: str(args.out)}
         paths.update(dict(t.split("=", 1) for t in args.time))
@@ -626,25 +558,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_agreement(res: dict, what: str) -> bool:
-    """``agreement``'s table, one line per sample; True when it agrees."""
-    print(f"{what}:")
-    for name, row in res["samples"].items():
-        print(f"  {name}: {row['jets']} jets, max rel score {row['max_rel_score']:.2e}, kl {row['max_rel_kl']:.2e}, "
-              f"decision changes {row['decision_changes']}")
-    print(f"agrees: {res['agrees']} (max rel score {res['max_rel_score']:.2e}, kl {res['max_rel_kl']:.2e}, "
-          f"decision changes {res['decision_changes']})")
-    return bool(res["agrees"])
-
-
 def tflite_options(pairs: list[str]) -> dict[str, Any]:
-    """KEY=VALUE strings as ``conv_tflite.rewrite_function`` keywords: integers where they read as one."""
+    """KEY=VALUE strings as ``conv_tflite.rewrite_function`` keywords, each converted to its default's type (a
+    flag takes 0/1/true/false); an unknown key or a value of the wrong type stops the tool in one line."""
+    import inspect
+
+    from hltrun.tools.physics.conv_tflite import rewrite_function
+
+    defaults = {k: v.default for k, v in inspect.signature(rewrite_function).parameters.items() if k != "w"}
     opts: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise SystemExit(f"optimize_conv: --tflite-rewrite takes KEY=VALUE, not {pair!r}")
-        opts[key] = int(value) if value.lstrip("-").isdigit() else value
+        if key not in defaults:
+            raise SystemExit(f"optimize_conv: --tflite-rewrite: no option {key!r} (options: {', '.join(defaults)})")
+        kind = type(defaults[key])
+        flags = {"1": True, "true": True, "0": False, "false": False}
+        if kind is bool and value.lower() not in flags or kind is int and not value.isdigit():
+            raise SystemExit(f"optimize_conv: --tflite-rewrite: {key}={value!r} is not a {kind.__name__}")
+        opts[key] = flags[value.lower()] if kind is bool else kind(value)
     return opts
 
 
@@ -743,8 +676,25 @@ def time_interleaved(paths: dict[str, Path], batches: list[int], rounds: int = 2
             interp.invoke()
             return [interp.get_tensor(i) for i in outs]
 
+    class Backend:
+        """An hltrun backend as the path runs it (``backend:NAME:FILE``: buckets, padding, slices, its checks)."""
+
+        def __init__(self, spec: str):
+            from hltrun.modules.inference import create_backend
+
+            name, _, model = spec.partition(":")
+            self.engine = create_backend(name, model).load()
+            self.engine.warm_up()
+
+        def run(self, _names, feed):
+            out = self.engine.run(feed["jets"])
+            return [out["kl"], out["score"]]
+
     sessions = {}
     for n in names:
+        if str(paths[n]).startswith("backend:"):
+            sessions[n] = Backend(str(paths[n])[8:])
+            continue
         if str(paths[n]).startswith("iree:"):
             sessions[n] = Iree(str(paths[n])[5:])
             continue

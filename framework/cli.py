@@ -129,9 +129,15 @@ def _descriptors_line(exc: OSError) -> str:
     if exc.errno == errno.ENFILE:
         return (f"too many open files in the system{opening}: the system's table is full (ENFILE), not this "
                 f"process's limit; retry when other processes have closed theirs")
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max(4096, 2 * soft)
+    if hard != resource.RLIM_INFINITY and hard < wanted:   # ulimit -n cannot go over the hard limit unprivileged
+        hint = f"ulimit -n {hard} (this process's hard limit; beyond it ask the administrator)" if hard > soft \
+            else "ask the administrator for a higher hard limit (ulimit -Hn)"
+    else:
+        hint = f"ulimit -n {wanted}"
     return (f"too many open files{opening}: this process may have {soft} open (ulimit -n); raise the limit, "
-            f"e.g. ulimit -n 4096")
+            f"e.g. {hint}")
 
 
 def _error_line(exc: BaseException | None, line: str, code: int, record: dict) -> int:

@@ -225,13 +225,31 @@ def test_too_many_open_files_is_one_line(write_config, tmp_path, monkeypatch, ca
     for owner, name in places[where]:
         monkeypatch.setattr(owner, name, fail)
     path = write_config("source: {type: TestCountingSource}\nmodules:\n  sq: {type: TestSquare}\npaths:\n  p: [sq]\n")
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (12, resource.RLIM_INFINITY))
     assert main([str(path), "-n", "3", "-q", "-j", str(tmp_path / "job.xml")]) == 1
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"hltrun: error: too many open files (opening /some/file.py): this process may have {soft} "
-                       f"open (ulimit -n); raise the limit, e.g. ulimit -n 4096")
+    assert err[-1] == ("hltrun: error: too many open files (opening /some/file.py): this process may have 12 "
+                       "open (ulimit -n); raise the limit, e.g. ulimit -n 4096")
     assert sum("too many open files" in line for line in err) == 1
     assert not any("internal error" in line or "Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("soft, hard, hint", [
+    (12, 20000, "ulimit -n 4096"),
+    (8192, 65536, "ulimit -n 16384"),                     # twice what the job ran out of
+    (1024, 2048, "ulimit -n 2048 (this process's hard limit; beyond it ask the administrator)"),
+    (20000, 20000, "ask the administrator for a higher hard limit (ulimit -Hn)")])
+def test_the_descriptor_line_suggests_a_limit_the_user_can_set(monkeypatch, soft, hard, hint):
+    """``ulimit -n`` cannot go over the hard limit without privileges: the line never suggests one it cannot set."""
+    import errno
+    import resource
+
+    from hltrun.framework import cli
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (soft, hard))
+    line = cli._descriptors_line(OSError(errno.EMFILE, "Too many open files", "/x.py"))
+    assert line == f"too many open files (opening /x.py): this process may have {soft} open (ulimit -n); " \
+                   f"raise the limit, e.g. {hint}"
 
 
 def test_a_full_system_file_table_is_named_as_such(write_config, monkeypatch, capsys):

@@ -190,7 +190,7 @@ def parse_decision(data: bytes | None) -> Choice | None:
 
 def store(key: str, choice: Choice, folder: Path | None) -> None:
     """Into ``folder``; where it cannot be written (a read-only home, none at all), into this process's
-    memory: the job's other streams reuse it, the next job times again."""
+    memory: the job's other streams and later jobs in this process reuse it, the next process times again."""
     name, text = f"{key}.json", json.dumps({**asdict(choice), "cached": False}, indent=1)
     try:
         if folder is None:

@@ -1,5 +1,5 @@
-"""The part every engine with static batch buckets shares (JAX/XLA, PyTorch): pad a batch into the
-bucket's host buffer, copy it to the device, run, copy the outputs back, each part timed.
+"""The part every engine with static batch buckets shares (JAX/XLA, PyTorch, TFLite): pad a batch into the
+bucket's host buffer, copy it to the device (if it has one), run, copy the outputs back, each part timed.
 
 A compiled (or captured) graph runs one static input shape, so a batch of n jets is padded with zero
 jets to the next bucket (``buckets.bucket_sizes``: powers of two up to ``max_batch``) and the result
@@ -51,8 +51,9 @@ def bucket_for(n: int, sizes: Sequence[int], engine: str = "buckets") -> int:
 
 
 class BucketedBackend(InferenceBackend):
-    """Static batch buckets over an ONNX graph translated for an array engine (``onnx_graph``).
-    Subclasses load the engine, set ``self.graph`` through ``_use_graph`` and implement the hooks."""
+    """Static batch buckets over a model graph: an ONNX graph translated for an array engine (``onnx_graph``), or
+    a TFLite file's facts. Subclasses load the engine, set ``self.graph`` through ``_use_graph`` and implement
+    the hooks."""
 
     pads_batches = True  # a batch runs padded to the next prepared size
     model_suffixes = (".onnx",)

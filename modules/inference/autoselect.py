@@ -24,7 +24,7 @@ import numpy as np
 from hltrun.framework.atomic import write_text
 from hltrun.framework.errors import HltError, ModuleError, one_line
 
-from .machine import IN_MEMORY, cache_root, model_digest
+from .machine import IN_MEMORY, cache_root, folder_or_none, model_digest
 from .base import AGREEMENT_RTOL, N_CONSTITUENTS, N_FEATURES, InferenceBackend
 
 Factory = Callable[[], InferenceBackend]  # an unloaded backend for one engine
@@ -154,23 +154,10 @@ def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str) ->
     return h.hexdigest()[:24]
 
 
-def cache_folder(folder: Path | None = None) -> Path | None:
-    """``folder``, else the per-machine one; None where there is none (no home folder)."""
-    try:
-        return folder or cache_dir()
-    except OSError:
-        return None
-
-
 def load_cached(key: str, folder: Path | None) -> Choice | None:
     """The decision stored under ``key`` in ``folder``, else the one this process kept in memory because
     the folder could not take it; None (time again) when neither has one."""
-    name = f"{key}.json"
-    try:
-        on_disk = (folder / name).read_bytes() if folder is not None else None
-    except OSError:
-        on_disk = None
-    return parse_decision(on_disk) or parse_decision(IN_MEMORY.get(folder, name))
+    return IN_MEMORY.read(folder, f"{key}.json", parse_decision)
 
 
 def parse_decision(data: bytes | None) -> Choice | None:
@@ -207,7 +194,7 @@ def choose_cached(model: Path, candidates: dict[str, Factory], batch: int, refer
     """``choose``, or the decision a previous job on this machine (or an earlier stream of this process)
     took for the same inputs; one thread at a time per key, so that concurrent streams time once."""
     key = decision_key(model, batch, versions, cpu)
-    folder = cache_folder(folder)
+    folder = folder or folder_or_none(cache_dir)
     with IN_MEMORY.claim(folder, f"{key}.json"):
         cached = load_cached(key, folder)
         if cached is not None and cached.backend in candidates:

@@ -28,7 +28,8 @@ from hltrun.framework.destinations import check_folder_destination, fit_name
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 
-from .machine import CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_version, engine_cache_dir, model_digest
+from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_version, engine_cache_dir,
+                      folder_or_none, model_digest)
 from .buckets import bucket_for, up_to_typical
 from .base import InferenceBackend, log, require_float32, several_inputs
 
@@ -59,25 +60,6 @@ def refusal_path(module: Path) -> Path:
 
 def refusal_name(module: str) -> str:
     return refusal_path(Path(module)).name
-
-
-def cache_folder(options: Any) -> Path | None:
-    """The module cache's folder; None where there is none (no home folder)."""
-    try:
-        return engine_cache_dir(options, default_cache_dir)
-    except OSError:
-        return None
-
-
-def stored(folder: Path | None, name: str) -> bytes | None:
-    """A cache file's bytes: from ``folder``, else from what this process kept of a file it could not
-    write there; None if neither has it."""
-    if folder is not None and (folder / name).is_file():
-        try:
-            return (folder / name).read_bytes()
-        except OSError:
-            pass
-    return IN_MEMORY.get(folder, name)
 
 
 def is_stored(folder: Path | None, name: str) -> bool:
@@ -137,7 +119,7 @@ class IreeBackend(InferenceBackend):
             names = [cache_name(Path(model_path), version, b, digest) for b in up_to_typical(options.opt_batch, options.max_batch)]
         except (OSError, ModuleError):  # no readable model: not compiled here
             return False
-        folder = cache_folder(options)
+        folder = folder_or_none(lambda: engine_cache_dir(options, default_cache_dir))
         return version != "unknown" and all(is_stored(folder, n) or is_stored(folder, refusal_name(n)) for n in names)
 
     def _load(self) -> None:
@@ -189,7 +171,7 @@ class IreeBackend(InferenceBackend):
         """One bucket's entry point: cached (in the folder, else in this process's memory of what the
         folder could not keep), else compiled now; None, with ``failed[bucket]``, where the compiler
         refuses the bucket (now, or before: a refusal is remembered and not retried)."""
-        refused = stored(cache_dir, refusal_name(name))
+        refused = IN_MEMORY.read(cache_dir, refusal_name(name))
         if refused is not None:
             failed[bucket] = refused.decode(errors="replace").strip()
             return None

@@ -66,6 +66,20 @@ class MemoryCache:
         with self._lock:
             self._files[(folder, name)] = data
 
+    def read(self, folder: Path | None, name: str, parse: Callable[[bytes], Any] = bytes) -> Any:
+        """The first of the cache file in ``folder`` and this process's copy of it that ``parse`` accepts (not
+        None): a file the disk holds but cannot serve (unreadable, or junk another tool left) does not hide the
+        copy kept in memory when the disk refused the write. None when neither has one."""
+        if folder is not None:
+            try:
+                found = parse((folder / name).read_bytes())
+            except OSError:
+                found = None
+            if found is not None:
+                return found
+        data = self.get(folder, name)
+        return parse(data) if data is not None else None
+
     @contextmanager
     def claim(self, folder: Path | None, name: str) -> Iterator[None]:
         """Hold the work for one key: a second thread (streams of Dask workers begin in threads) waits
@@ -77,6 +91,14 @@ class MemoryCache:
 
 
 IN_MEMORY = MemoryCache()
+
+
+def folder_or_none(where: Callable[[], Path]) -> Path | None:
+    """A cache folder, or None where there is none (``cache_root`` raises OSError without a home folder)."""
+    try:
+        return where()
+    except OSError:
+        return None
 
 
 def engine_cache_dir(options: Any, default: Callable[[], Path]) -> Path:

@@ -60,7 +60,8 @@ if TYPE_CHECKING:
     from hltrun.framework.context import ModuleContext
 
 log = logging.getLogger("hltrun.vae")
-AUTO_CPU_ENGINES = ("onnxruntime", "iree")  # tensorflow, torch, jax: seconds to import (or compile) before timing
+# tflite: on the .tflite file beside the .onnx one; tensorflow, torch, jax: seconds to import (or compile) before timing
+AUTO_CPU_ENGINES = ("onnxruntime", "iree", "tflite")
 AUTO_BUDGET_S = 2.0  # the whole timing table, at begin_job
 TYPICAL_JETS_PER_EVENT = 9  # a path that sends every jet: the HLT's typical multiplicity
 
@@ -68,7 +69,7 @@ TYPICAL_JETS_PER_EVENT = 9  # a path that sends every jet: the HLT's typical mul
 def _version_of(cls: type) -> str:
     """The engine's distribution version (the auto decision cache is invalid across versions)."""
     dist = {"onnxruntime": "onnxruntime", "iree": "iree-base-runtime", "jax": "jaxlib",
-            "tensorflow": "tensorflow"}.get(getattr(cls, "name", ""), "")
+            "tensorflow": "tensorflow", "tflite": "ai-edge-litert"}.get(getattr(cls, "name", ""), "")
     return dist_version(dist) if dist else "?"
 
 
@@ -344,21 +345,23 @@ class VAEAnomalyScorer(Producer):
         batch = self._typical_batch(ctx, p)
         candidates: dict[str, Any] = {}
         skipped: list[str] = []
+        reference = resolve_model(p.model, "onnxruntime", p.precision, p.models_dir)
+        files: dict[str, Path] = {}
         for engine in AUTO_CPU_ENGINES:
             if engine not in backend_names():
                 continue
-            path = resolve_model(p.model, engine, p.precision, p.models_dir)
-            ready = getattr(backend_class(engine), "compiled", None)
-            if ready is not None and not ready(path, opts):
-                skipped.append(f"{engine} not compiled for this model here (run once with backend: {engine})")
+            path = reference.with_suffix(model_suffix(engine))  # beside the path's .onnx model
+            why = backend_class(engine).not_ready_for_auto(path, opts)
+            if why is not None:
+                skipped.append(f"{engine} {why}")
                 continue
+            files[engine] = path
             candidates[engine] = (lambda e=engine, m=path: create_backend(e, m, opts))
         if len(candidates) < 2:
             return "onnxruntime", cpu_reason + (f"; {'; '.join(skipped)}" if skipped else ""), ()
-        reference = resolve_model(p.model, "onnxruntime", p.precision, p.models_dir)
         versions = {e: _version_of(backend_class(e)) for e in candidates}
         choice = autoselect.choose_cached(reference, candidates, batch, "onnxruntime", versions, cpu_key(),
-                                          AUTO_BUDGET_S)
+                                          AUTO_BUDGET_S, others=[f for f in files.values() if f != reference])
         for line in choice.lines():
             log.info("modules.%s: %s", self.label, line, extra={"once": True})
         reason = f"auto: {choice.backend} on CPU, {choice.reason}" + (f"; {'; '.join(skipped)}" if skipped else "")

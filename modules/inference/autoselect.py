@@ -148,8 +148,12 @@ def cache_dir() -> Path:
     return cache_root("auto")
 
 
-def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str) -> str:
+def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str, others: Sequence[Path] = ()) -> str:
+    """The model's bytes, and those of the other files an engine reads in its place (the ``.tflite`` beside
+    the ``.onnx``: a new one must be timed and checked again), the engines' versions, the CPU and the batch."""
     h = hashlib.sha256(model_digest(model).encode())
+    for other in sorted(others):
+        h.update(model_digest(other).encode())
     h.update(json.dumps({"batch": batch, "versions": versions, "cpu": cpu}, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
@@ -190,10 +194,11 @@ def store(key: str, choice: Choice, folder: Path | None) -> None:
 
 def choose_cached(model: Path, candidates: dict[str, Factory], batch: int, reference: str,
                   versions: dict[str, str], cpu: str, budget_s: float = 2.0,
-                  folder: Path | None = None) -> Choice:
+                  folder: Path | None = None, others: Sequence[Path] = ()) -> Choice:
     """``choose``, or the decision a previous job on this machine (or an earlier stream of this process)
-    took for the same inputs; one thread at a time per key, so that concurrent streams time once."""
-    key = decision_key(model, batch, versions, cpu)
+    took for the same inputs (``others``: model files of candidates that do not read ``model``); one thread
+    at a time per key, so that concurrent streams time once."""
+    key = decision_key(model, batch, versions, cpu, others)
     folder = folder or folder_or_none(cache_dir)
     with IN_MEMORY.claim(folder, f"{key}.json"):
         cached = load_cached(key, folder)

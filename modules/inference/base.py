@@ -119,6 +119,13 @@ class InferenceBackend(ABC):
         self._single_shape: tuple[int, ...] | None = _JET_SHAPE  # one input's jet shape; None: several inputs
         self.counters: dict[str, int] = {"calls": 0, "jets": 0, "nonfinite_jets": 0, "empty_batches": 0}
 
+    @classmethod
+    def not_ready_for_auto(cls, model_path: Path, options: BackendOptions) -> str | None:
+        """Why ``backend: auto`` must not time this engine on ``model_path`` now, or None to time it.
+        ``auto`` spends at most ~2 s at begin_job, so an engine that would first have to compile, or to
+        import seconds of framework, waits until the user has run it once by name."""
+        return None
+
     # ------------------------------------------------------------------ public interface
     def load(self) -> "InferenceBackend":
         """Open the model; every user-caused problem becomes one ModuleError line naming the file."""

@@ -122,6 +122,11 @@ class IreeBackend(InferenceBackend):
         folder = folder_or_none(lambda: engine_cache_dir(options, default_cache_dir))
         return version != "unknown" and all(is_stored(folder, n) or is_stored(folder, refusal_name(n)) for n in names)
 
+    @classmethod
+    def not_ready_for_auto(cls, model_path: Path, options: Any) -> str | None:
+        return None if cls.compiled(model_path, options) else \
+            f"not compiled for this model here (run once with backend: {cls.name})"
+
     def _load(self) -> None:
         onnx = need("onnx", "iree: reading the model")
         runtime = need("iree.runtime", f"iree: running {self.model_path}")

@@ -20,14 +20,17 @@ The runtime is ``ai_edge_litert`` (TFLite's own package, numpy only) when instal
 
 from __future__ import annotations
 
+import importlib.util
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hltrun.framework.extras import need
+from hltrun.framework.resources import why_not_readable
 
 from .base import several_inputs
 from .buckets import up_to_typical
@@ -78,6 +81,18 @@ class TfliteBackend(BucketedBackend):
     name = "tflite"
     model_suffixes = (".tflite",)
     copies = False  # the host buffer is copied into the interpreter's input: no device
+
+    @classmethod
+    def not_ready_for_auto(cls, model_path: Path, options: Any) -> str | None:
+        """``auto`` times TFLite on the ``.tflite`` file beside the path's ``.onnx`` model (its scores are checked
+        against ONNX Runtime's before it can win), and only on LiteRT: TensorFlow's interpreter would cost
+        seconds of import at begin_job."""
+        why = why_not_readable(model_path)
+        if why is not None:
+            return f"has no {Path(model_path).name} beside the model" if why == "not found" else f"{model_path} {why}"
+        if importlib.util.find_spec("ai_edge_litert") is None:
+            return "needs ai-edge-litert to be timed by auto (the cpu or tflite extra installs it)"
+        return None
 
     def _load(self) -> None:
         self._cls, self.runtime, self.version = interpreter_class()

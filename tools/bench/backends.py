@@ -79,7 +79,7 @@ SPECS: dict[str, Spec] = {
     "trt-fp16": Spec("tensorrt", ".onnx", {"precision": "fp16"}),
     # compiled per batch bucket (powers of two up to opt_batch); bigger batches run in slices of the largest
     "iree": Spec("iree", ".onnx", {"opt_batch": 64}),
-    "tflite": Spec("tflite", ".tflite", {"opt_batch": 64}),  # a .tflite beside the model (conv_vae's is shipped)
+    "tflite": Spec("tflite", ".tflite", {"opt_batch": 64}),  # a .tflite beside the model (conv_vae's and gcn_vae's are shipped)
     "jax-cpu": Spec("jax", ".onnx", {"device": "cpu", "max_batch": 64}),
     "jax-gpu": Spec("jax", ".onnx", {"device": "gpu", "max_batch": 1024}),
     "torch-cpu": Spec("torch", ".onnx", {"device": "cpu", "max_batch": 64}),

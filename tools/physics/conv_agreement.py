@@ -60,12 +60,14 @@ def scorer(spec: str | Path | Scorer) -> Scorer:
     return run_onnx
 
 
-def agreement(ref_path: str | Path | Scorer, new_path: str | Path | Scorer, max_events: int | None = None) -> dict:
+def agreement(ref_path: str | Path | Scorer, new_path: str | Path | Scorer, max_events: int | None = None,
+              card: str = "conv_vae") -> dict:
     """Scores and kl of both models (``scorer``: an ONNX file, ``tflite:PREFIX-bB`` or a callable) on the two leading
-    jets of every event of every shipped sample; decisions (event = max over its jets) at the card's cuts."""
+    jets of every event of every shipped sample; decisions (event = max over its jets) at the cuts of the model
+    ``card`` names in ``thresholds.json``."""
     from hltrun.modules.models.preprocess import load_jets
 
-    thr = json.loads((models_dir() / "thresholds.json").read_text())["conv_vae"]
+    thr = json.loads((models_dir() / "thresholds.json").read_text())[card]
     cuts = {k: float(thr[k]) for k in ("bkg_eff_1e-2", "bkg_eff_1e-3")}
     scorers = {"ref": scorer(ref_path), "new": scorer(new_path)}
     out: dict = {"samples": {}}

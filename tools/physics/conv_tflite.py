@@ -236,7 +236,9 @@ def convert_rewrite(onnx_path: Path, out: Path, batches: list[int | None], **opt
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write the Conv-VAE as one dynamic-batch TFLite file for hltrun's ``tflite`` backend, and check it."""
+    """Write the Conv-VAE (the rewrite), or any Keras model as Keras built it (--keras: the GCN-VAE's
+    ``data/models/gcn_vae.tflite``), as one dynamic-batch TFLite file for hltrun's ``tflite`` backend, and check it
+    against the ONNX file (--model) on every shipped sample at that model's cuts."""
     import argparse
     import tempfile
 
@@ -244,9 +246,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--out", type=Path, required=True, help="the .tflite file to write (e.g. data/models/conv_vae.tflite)")
-    p.add_argument("--model", type=Path, default=SHIPPED, help="the shipped (tf2onnx) Conv-VAE ONNX file whose weights are read")
+    p.add_argument("--model", type=Path, default=SHIPPED,
+                   help="the ONNX file: the rewrite reads the Conv-VAE's weights from it; --check compares with it, "
+                        "at the cuts of the model its name gives (thresholds.json)")
     p.add_argument("--keras", type=Path, default=None, metavar="KERAS",
-                   help="convert this Keras model as Keras built it instead of the rewrite")
+                   help="convert this Keras model as Keras built it instead of the rewrite "
+                        "(e.g. --keras data/models/gcn_vae.keras --model data/models/gcn_vae.onnx)")
     p.add_argument("--check", action="store_true", help="agreement with --model on every shipped sample, on the backend")
     args = p.parse_args(argv)
     if args.out.suffix != ".tflite":
@@ -257,13 +262,15 @@ def main(argv: list[str] | None = None) -> int:
                 else convert_rewrite(args.model, stem, [None]))
         write_bytes(args.out, made[0].read_bytes(), "conv_tflite output")
     print(f"wrote {args.out}")
-    if args.check and not print_agreement(backend_agreement(args.model, args.out), f"tflite backend, {args.out}"):
+    if args.check and not print_agreement(backend_agreement(args.model, args.out, card=args.model.stem),
+                                          f"tflite backend, {args.out}"):
         return 1
     return 0
 
 
-def backend_agreement(onnx_path: Path, tflite_path: Path) -> dict[str, Any]:
-    """``conv_agreement.agreement`` of the ``tflite`` backend (its buckets, padding and slices) against ONNX Runtime."""
+def backend_agreement(onnx_path: Path, tflite_path: Path, card: str = "conv_vae") -> dict[str, Any]:
+    """``conv_agreement.agreement`` of the ``tflite`` backend (its buckets, padding and slices) against ONNX Runtime,
+    at the cuts of ``card`` (the model's name in thresholds.json)."""
     from hltrun.modules.inference import create_backend
     from hltrun.tools.physics.conv_agreement import agreement
 
@@ -274,7 +281,7 @@ def backend_agreement(onnx_path: Path, tflite_path: Path) -> dict[str, Any]:
             out = engine.run(jets)
             return out["score"], out["kl"]
 
-        return agreement(onnx_path, run)
+        return agreement(onnx_path, run, card=card)
     finally:
         engine.close()
 

@@ -280,8 +280,7 @@ class VAEAnomalyScorer(Producer):
             with shared.lock:
                 if shared.auto is None:
                     shared.auto = self._auto_by_measurement(ctx, p, opts, reason)
-            name, reason, timings = shared.auto
-            path = resolve_model(p.model, name, p.precision, p.models_dir)
+            name, reason, timings, path = shared.auto  # the very file that was timed and checked
         backend = create_backend(name, path, opts)
         try:
             backend.load()
@@ -337,11 +336,12 @@ class VAEAnomalyScorer(Producer):
                                                  timings))
 
     def _auto_by_measurement(self, ctx: "ModuleContext", p: VAEAnomalyScorerParameters, opts: BackendOptions,
-                             cpu_reason: str) -> tuple[str, str, tuple[dict[str, Any], ...]]:
+                             cpu_reason: str) -> tuple[str, str, tuple[dict[str, Any], ...], Path]:
         """On the CPU, ``auto`` times the engines that can run the model now (ONNX Runtime; IREE when
-        its buckets are compiled for this model and CPU) at the path's typical batch and takes the
-        fastest that agrees (``inference.autoselect``); the table is logged and reported. Called by a
-        label's first instance only (``_LabelShared``)."""
+        its buckets are compiled for this model and CPU; TFLite on a ``.tflite`` beside the ``.onnx``, on
+        LiteRT: each class's ``not_ready_for_auto``) at the path's typical batch and takes the fastest that
+        agrees (``inference.autoselect``); the table is logged and reported. Returns (engine, reason, table,
+        the model file it timed). Called by a label's first instance only (``_LabelShared``)."""
         batch = self._typical_batch(ctx, p)
         candidates: dict[str, Any] = {}
         skipped: list[str] = []
@@ -358,7 +358,7 @@ class VAEAnomalyScorer(Producer):
             files[engine] = path
             candidates[engine] = (lambda e=engine, m=path: create_backend(e, m, opts))
         if len(candidates) < 2:
-            return "onnxruntime", cpu_reason + (f"; {'; '.join(skipped)}" if skipped else ""), ()
+            return "onnxruntime", cpu_reason + (f"; {'; '.join(skipped)}" if skipped else ""), (), reference
         versions = {e: _version_of(backend_class(e)) for e in candidates}
         choice = autoselect.choose_cached(reference, candidates, batch, "onnxruntime", versions, cpu_key(),
                                           AUTO_BUDGET_S, others=[f for f in files.values() if f != reference])
@@ -367,7 +367,7 @@ class VAEAnomalyScorer(Producer):
         reason = f"auto: {choice.backend} on CPU, {choice.reason}" + (f"; {'; '.join(skipped)}" if skipped else "")
         rows = tuple({"backend": t.backend, "us_per_jet": t.us_per_jet, "max_rel_diff": t.max_rel_diff,
                       "agrees": t.agrees, "note": t.note} for t in choice.table)
-        return choice.backend, reason, rows
+        return choice.backend, reason, rows, files[choice.backend]
 
     @staticmethod
     def _typical_batch(ctx: "ModuleContext", p: VAEAnomalyScorerParameters) -> int:

@@ -4,26 +4,33 @@ and an engine not compiled for the model left out (begin_job never compiles for 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.agreement import MODELS
 from tests.tiny_models import loaded
 
 pytestmark = pytest.mark.slow
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
 
 
-def _job(tmp_path: Path, tiny, cache: Path, xdg: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+def _job(tmp_path: Path, tiny, cache: Path | None, xdg: Path, *extra: str, model: Path | None = None,
+         cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    """The shipped path on ``model`` (the tiny one by default), its report's accelerator facts for the scorer."""
     rep = tmp_path / f"rep{len(list(tmp_path.glob('rep*')))}"
-    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", "configs/path.yaml", "-n", "40",
-                          "--report-dir", str(rep), f"modules.out.file={tmp_path / 'o.root'}",
-                          f"modules.vae.model={tiny.onnx}", "modules.anomalyFilter.threshold=1.0",
-                          f"modules.vae.engine_cache={cache}", "options.wantSummary=false", *extra],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=900,
+    settings = [f"modules.vae.model={model or tiny.onnx}", *([] if model else ["modules.anomalyFilter.threshold=1.0"]),
+                *([f"modules.vae.engine_cache={cache}"] if cache else [])]
+    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(CONFIG), "-n", "40",
+                          "--report-dir", str(rep), f"modules.out.file={tmp_path / 'o.root'}", *settings,
+                          "options.wantSummary=false", *extra],
+                         cwd=cwd or tmp_path, capture_output=True, text=True, timeout=900,
                          env={**os.environ, "XDG_CACHE_HOME": str(xdg)})
     assert res.returncode == 0, res.stderr
     facts = json.loads((rep / "hltrun.json").read_text())["job"]["facts"]["accelerators"]["vae"]
@@ -57,50 +64,47 @@ def test_an_explicit_backend_is_never_timed(tmp_path, tiny):
 
 def _shipped_copy(folder: Path) -> Path:
     """The shipped Conv-VAE (.onnx, .tflite) and its card in a folder of their own: its .tflite can be replaced."""
-    import shutil
-
-    from tests.agreement import MODELS
-
     folder.mkdir()
     for name in ("conv_vae.onnx", "conv_vae.tflite", "thresholds.json"):
         shutil.copy(MODELS / name, folder / name)
     return folder / "conv_vae.onnx"
 
 
-def _shipped_job(tmp_path: Path, model: Path, xdg: Path) -> tuple[subprocess.CompletedProcess, dict]:
-    rep = tmp_path / f"rep{len(list(tmp_path.glob('rep*')))}"
-    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", "configs/path.yaml", "-n", "40",
-                          "--report-dir", str(rep), f"modules.out.file={tmp_path / 'o.root'}",
-                          f"modules.vae.model={model}", "options.wantSummary=false"],
-                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "XDG_CACHE_HOME": str(xdg)})
-    assert res.returncode == 0, res.stderr
-    return res, json.loads((rep / "hltrun.json").read_text())["job"]["facts"]["accelerators"]["vae"]
+needs_litert = pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
+                                  reason="ai-edge-litert (extra 'cpu' or 'tflite') not installed")
 
 
+@needs_litert
 def test_auto_times_the_tflite_file_beside_the_model_and_checks_it_again_when_it_changes(tmp_path):
     """The .tflite beside the path's .onnx is timed against ONNX Runtime and must agree before it can win; the
-    cached decision is keyed by its bytes too, so a replaced file (here a different network) is checked again
-    and, disagreeing, never chosen."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (extra 'cpu' or 'tflite') not installed")
-    tf = pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+    cached decision is keyed by its bytes too, so a replaced file (here the GCN-VAE's: another network with the
+    same input and outputs) is checked again and, disagreeing, never chosen."""
     model, xdg = _shipped_copy(tmp_path / "models"), tmp_path / "xdg"
-    res, facts = _shipped_job(tmp_path, model, xdg)
+    res, facts = _job(tmp_path, None, None, xdg, model=model)
     rows = {row["backend"]: row for row in facts["timings"]}
     assert {"onnxruntime", "tflite"} <= set(rows) and rows["tflite"]["agrees"], rows
     assert rows["tflite"]["max_rel_diff"] < 1e-5  # the same network, float32 rounding apart
     fastest = min((r for r in rows.values() if r["agrees"]), key=lambda r: r["us_per_jet"])["backend"]
     assert facts["backend"] == fastest
 
-    res, again = _shipped_job(tmp_path, model, xdg)
+    res, again = _job(tmp_path, None, None, xdg, model=model)
     assert "(cached decision)" in res.stderr and again["backend"] == fastest
 
-    holder = tf.Module()  # another network with the same outputs: replaces the .tflite beside the model
-    holder.fn = tf.function(lambda x: {"score": tf.reduce_sum(x * x, axis=[1, 2]), "kl": tf.reduce_max(x, axis=[1, 2])},
-                            autograph=False, input_signature=[tf.TensorSpec((None, 100, 3), tf.float32, name="jets")])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([holder.fn.get_concrete_function()], holder)
-    model.with_suffix(".tflite").write_bytes(converter.convert())
-    res, other = _shipped_job(tmp_path, model, xdg)
+    shutil.copy(MODELS / "gcn_vae.tflite", model.with_suffix(".tflite"))
+    res, other = _job(tmp_path, None, None, xdg, model=model)
     rows = {row["backend"]: row for row in other["timings"]}
     assert "(cached decision)" not in res.stderr and not rows["tflite"]["agrees"]
     assert other["backend"] != "tflite" and "disagrees" in rows["tflite"]["note"]
+
+
+@needs_litert
+def test_auto_runs_the_very_file_it_timed(tmp_path):
+    """A model given by name: a ``data/models/conv_vae.tflite`` of another network in the working folder must
+    not replace, after the timing, the shipped one that was timed and checked beside the shipped .onnx."""
+    work = tmp_path / "work"
+    (work / "data" / "models").mkdir(parents=True)
+    shutil.copy(MODELS / "gcn_vae.tflite", work / "data" / "models" / "conv_vae.tflite")
+    shutil.copy(MODELS / "thresholds.json", work / "data" / "models" / "thresholds.json")
+    res, facts = _job(tmp_path, None, None, tmp_path / "xdg", "modules.vae.backend=auto", model="conv_vae",
+                      cwd=work)
+    assert (work / facts["model"]).resolve() == (MODELS / "conv_vae.tflite").resolve(), facts  # relative: the job's cwd

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from hltrun.modules.inference import autoselect
+from hltrun.modules.inference import BackendOptions, autoselect
 from hltrun.modules.inference.machine import IN_MEMORY
 from hltrun.modules.inference.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -29,6 +29,22 @@ class _Wrong(OnnxRuntimeBackend):
     def _run(self, x):
         out = super()._run(x)
         return {k: v * np.float32(1.01) for k, v in out.items()}
+
+
+class _WrongKl(OnnxRuntimeBackend):
+    """The same score, another kl: another network (a .tflite of a retrained model beside the .onnx)."""
+    name = "wrong_kl"
+
+    def _run(self, x):
+        out = super()._run(x)
+        return {k: v * np.float32(1.01) if k == "kl" else v for k, v in out.items()}
+
+
+class _NoKl(OnnxRuntimeBackend):
+    name = "no_kl"
+
+    def __init__(self, model_path):
+        super().__init__(model_path, BackendOptions(outputs={"score": "score"}))
 
 
 class _Broken(OnnxRuntimeBackend):
@@ -54,6 +70,25 @@ def test_the_fastest_agreeing_engine_wins_and_the_table_says_why(tiny):
     assert rows["broken"].us_per_jet is None and "no such engine here" in rows["broken"].note
     text = "\n".join(choice.lines())
     assert "auto: chose onnxruntime: fastest of 2 agreeing engine(s) at batch 2" in text
+
+
+def test_every_output_must_agree_not_the_score_alone(tiny):
+    choice = autoselect.choose(_candidates(tiny, wrong_kl=_WrongKl, no_kl=_NoKl), batch=2, reference="onnxruntime",
+                               budget_s=0.3)
+    rows = {t.backend: t for t in choice.table}
+    assert not rows["wrong_kl"].agrees and rows["wrong_kl"].max_rel_diff == pytest.approx(0.01, rel=1e-3)
+    assert not rows["no_kl"].agrees and rows["no_kl"].note == "has no kl output"
+    assert choice.backend in ("onnxruntime", "slow")
+
+
+def test_the_key_holds_the_bytes_of_every_other_file_a_candidate_reads(tiny, tmp_path):
+    other = tmp_path / "model.tflite"
+    other.write_bytes(b"one network")
+    key = lambda *others: autoselect.decision_key(tiny.onnx, 2, {"onnxruntime": "1"}, "cpu0", others)  # noqa: E731
+    first = key(other)
+    assert first != key() and first == key(other)
+    other.write_bytes(b"another network")
+    assert key(other) != first
 
 
 def test_a_faster_engine_is_chosen_over_the_reference(tiny):
@@ -221,3 +256,24 @@ def test_a_relative_xdg_cache_home_is_ignored_as_the_spec_says(tmp_path, monkeyp
     assert cache_root("auto") == tmp_path / ".cache" / "hltrun" / "auto"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert cache_root("auto") == tmp_path / "x" / "hltrun" / "auto"
+
+
+def test_tflite_is_timed_only_on_a_readable_file_beside_the_model_and_on_litert(tmp_path, monkeypatch):
+    """Needs neither TensorFlow nor LiteRT: what ``auto`` skips, and the one line it says for it."""
+    import importlib.util
+    import sys
+
+    from hltrun.modules.inference.tflite_backend import TfliteBackend
+    from tests.agreement import MODELS
+
+    ready = lambda path: TfliteBackend.not_ready_for_auto(path, BackendOptions())  # noqa: E731
+    assert ready(tmp_path / "mine.tflite") == "has no mine.tflite beside the model"
+    (tmp_path / "folder.tflite").mkdir()
+    assert ready(tmp_path / "folder.tflite").startswith(f"skipped: model file {tmp_path / 'folder.tflite'} ")
+    (tmp_path / "empty.tflite").write_bytes(b"")
+    assert ready(tmp_path / "empty.tflite") == f"skipped: model file {tmp_path / 'empty.tflite'} is empty"
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # TensorFlow's interpreter: seconds of import
+    assert ready(MODELS / "conv_vae.tflite").startswith("needs ai-edge-litert")
+    monkeypatch.delitem(sys.modules, "ai_edge_litert")
+    if importlib.util.find_spec("ai_edge_litert") is not None:
+        assert ready(MODELS / "conv_vae.tflite") is None

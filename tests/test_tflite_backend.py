@@ -3,7 +3,6 @@ per batch bucket. Runs in CI on the ``cpu`` extra's LiteRT (``ai_edge_litert``),
 ``tf.lite`` where LiteRT is absent (forced below)."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -82,20 +81,6 @@ def test_without_litert_it_runs_on_tensorflows_interpreter(monkeypatch):
 def test_litert_is_preferred_where_installed():
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert (extra 'cpu' or 'tflite') not installed")
     assert loaded("tflite", SHIPPED_TFLITE).runtime == "ai-edge-litert"
-
-
-def test_auto_times_it_only_on_a_readable_file_and_on_litert(tmp_path, monkeypatch):
-    from hltrun.modules.inference.tflite_backend import TfliteBackend
-
-    ready = lambda path: TfliteBackend.not_ready_for_auto(path, BackendOptions())  # noqa: E731
-    assert ready(tmp_path / "mine.tflite") == "has no mine.tflite beside the model"
-    (tmp_path / "folder.tflite").mkdir()
-    assert "folder.tflite" in ready(tmp_path / "folder.tflite") and "not" in ready(tmp_path / "folder.tflite")
-    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # TensorFlow's interpreter: seconds of import
-    assert ready(SHIPPED_TFLITE).startswith("needs ai-edge-litert")
-    monkeypatch.delitem(sys.modules, "ai_edge_litert")
-    if importlib.util.find_spec("ai_edge_litert") is not None:
-        assert ready(SHIPPED_TFLITE) is None
 
 
 def test_outputs_are_named_by_the_serving_signature_and_padding_never_reaches_a_result(tmp_path):
@@ -181,3 +166,15 @@ def test_the_shipped_path_on_tflite_decides_as_on_onnxruntime(tmp_path, model):
     old, new = (read_side([outs[b]], "Events") for b in ("onnxruntime", "tflite"))
     diff = compare(old, new)
     assert diff.common == 200 and diff.identical, diff
+
+
+def test_the_writer_refuses_a_check_without_cuts_before_it_writes(tmp_path):
+    """``--check`` on a user's ONNX file whose name is no model of thresholds.json: one line, nothing written."""
+    from hltrun.tools.physics.conv_tflite import main
+
+    mine = tmp_path / "mine.onnx"
+    mine.write_bytes((MODELS / "gcn_vae.onnx").read_bytes())
+    with pytest.raises(SystemExit, match=r"thresholds.json has no model 'mine' \(it has conv_vae, gcn_vae\): give --card"):
+        main(["--out", str(tmp_path / "mine.tflite"), "--keras", str(MODELS / "gcn_vae.keras"), "--model", str(mine),
+              "--check"])
+    assert not (tmp_path / "mine.tflite").exists()

@@ -3,9 +3,11 @@
 No engine is fastest for every model (docs/inference.md: IREE runs the GCN-VAE at twice ONNX
 Runtime's speed and the Conv-VAE at a third of it), so ``auto`` does not guess from names: it loads
 each candidate, runs the same finite batch of the path's typical size for a bounded time (the
-whole table within ``budget_s``, 2 s by default, at begin_job and never charged to an event),
-checks that its scores agree with the reference engine's within ``AGREEMENT_RTOL``, and picks the
-fastest that agrees. The decision is cached per machine (model bytes with its external data, engine versions, CPU, batch),
+whole table's timed calls within ``budget_s``, 2 s by default, at begin_job and never charged to an event;
+loading and warm-up come on top), checks that every output (score, kl, ...) agrees with the reference
+engine's within ``AGREEMENT_RTOL``, and picks the fastest that agrees. The decision is cached per machine
+(model bytes with its external data, and those of any other file a candidate reads, such as the ``.tflite``
+beside the ``.onnx``; engine versions, CPU, batch),
 so later jobs reuse it without timing again; where that cache cannot be written, in this process's memory
 (``machine.IN_MEMORY``), so that the job's other streams do not time again.
 """
@@ -108,6 +110,17 @@ def max_relative_difference(scores: np.ndarray, reference: np.ndarray) -> float:
     return float(rel.max()) if rel.size else 0.0
 
 
+def output_difference(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> tuple[float, str]:
+    """(largest ``max_relative_difference`` over every output the reference gives — score, kl, a user's
+    extra roles —, why not when one is missing): a candidate that reads another file (the ``.tflite`` beside
+    the ``.onnx``) must be the same network in every output, not in its score alone."""
+    roles = [r for r in reference if r != "valid"]
+    missing = [r for r in roles if r not in outputs]
+    if missing:
+        return float("inf"), f"has no {', '.join(missing)} output"
+    return max(max_relative_difference(outputs[r], reference[r]) for r in roles), ""
+
+
 def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s: float = 2.0) -> Choice:
     """Time every candidate on the same batch; the fastest whose scores agree with ``reference``'s."""
     if reference not in candidates:
@@ -115,13 +128,13 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
     x: np.ndarray | tuple[np.ndarray, ...] | None = None  # made for the reference's settled contract
     share = budget_s / max(1, len(candidates))
     table: list[Timing] = []
-    reference_scores: np.ndarray | None = None
+    reference_outputs: dict[str, np.ndarray] = {}
     for name in [reference, *sorted(n for n in candidates if n != reference)]:
         try:
             backend = candidates[name]().load()
             backend.warm_up([batch])
             x = sample_inputs(backend, batch) if x is None else x
-            scores = backend.run(x)["score"]
+            outputs = backend.run(x)
             us, calls = time_engine(backend, x, share)
             backend.close()
         except Exception as exc:  # an engine that cannot run here is a row, not a failure
@@ -130,10 +143,11 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
             table.append(Timing(name, None, 0, None, False, f"not usable: {one_line(exc)}"))
             continue
         if name == reference:
-            reference_scores = scores
-        rel = max_relative_difference(scores, reference_scores)
+            reference_outputs = outputs
+        rel, missing = output_difference(outputs, reference_outputs)
         agrees = rel <= AGREEMENT_RTOL
-        table.append(Timing(name, us, calls, rel, agrees, "" if agrees else f"disagrees (> {AGREEMENT_RTOL:g})"))
+        table.append(Timing(name, us, calls, None if missing else rel, agrees,
+                            missing or ("" if agrees else f"disagrees (> {AGREEMENT_RTOL:g})")))
     usable = [t for t in table if t.agrees and t.us_per_jet is not None]  # the reference at least
     best = min(usable, key=lambda t: t.us_per_jet)
     ref = next(t for t in table if t.backend == reference)

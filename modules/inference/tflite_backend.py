@@ -14,8 +14,9 @@ and a bigger one runs in slices of the largest. Outputs are named by the file's
 serving signature (what the converter writes when given the model, ``from_concrete_functions([f],
 model)`` or ``from_keras_model``), else by tensor name; ``outputs:`` maps them like any backend's.
 
-The runtime is ``ai_edge_litert`` (TFLite's own package, numpy only) when installed, else
-``tensorflow.lite`` (the ``cpu`` extra's TensorFlow, whose interpreter is deprecated in its favour).
+The runtime is ``ai_edge_litert`` (TFLite's own package, numpy only; the ``cpu`` and ``tflite`` extras install it)
+when installed, else ``tensorflow.lite`` (TensorFlow's, deprecated in its favour). ``backend: auto`` times this
+backend on the ``.tflite`` beside the path's ``.onnx`` model, on LiteRT only (``not_ready_for_auto``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 from hltrun.framework.resources import why_not_readable
 
-from .base import several_inputs
+from .base import check_model_file, several_inputs
 from .buckets import up_to_typical
 from .bucketed import BucketedBackend, Executed
 
@@ -87,9 +89,12 @@ class TfliteBackend(BucketedBackend):
         """``auto`` times TFLite on the ``.tflite`` file beside the path's ``.onnx`` model (its scores are checked
         against ONNX Runtime's before it can win), and only on LiteRT: TensorFlow's interpreter would cost
         seconds of import at begin_job."""
-        why = why_not_readable(model_path)
-        if why is not None:
-            return f"has no {Path(model_path).name} beside the model" if why == "not found" else f"{model_path} {why}"
+        if why_not_readable(model_path) == "not found":
+            return f"has no {Path(model_path).name} beside the model"
+        try:  # a folder, a FIFO, no read permission, an empty file: skipped, never hashed or opened
+            check_model_file(Path(model_path), cls.model_suffixes, cls.name)
+        except ModuleError as exc:
+            return f"skipped: {str(exc).removeprefix(f'{cls.name}: ')}"
         if importlib.util.find_spec("ai_edge_litert") is None:
             return "needs ai-edge-litert to be timed by auto (the cpu or tflite extra installs it)"
         return None

@@ -60,6 +60,11 @@ def scorer(spec: str | Path | Scorer) -> Scorer:
     return run_onnx
 
 
+def card_names() -> list[str]:
+    """The models whose cuts ``thresholds.json`` holds (``agreement``'s ``card``)."""
+    return sorted(json.loads((models_dir() / "thresholds.json").read_text()))
+
+
 def agreement(ref_path: str | Path | Scorer, new_path: str | Path | Scorer, max_events: int | None = None,
               card: str = "conv_vae") -> dict:
     """Scores and kl of both models (``scorer``: an ONNX file, ``tflite:PREFIX-bB`` or a callable) on the two leading

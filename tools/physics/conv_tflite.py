@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hltrun.tools.physics.conv_agreement import print_agreement
+from hltrun.tools.physics.conv_agreement import card_names, print_agreement
 from hltrun.tools.physics.conv_weights import SHIPPED, polyphase_conv, shipped_weights, upsampled_polyphase
 
 
@@ -253,16 +253,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="convert this Keras model as Keras built it instead of the rewrite "
                         "(e.g. --keras data/models/gcn_vae.keras --model data/models/gcn_vae.onnx)")
     p.add_argument("--check", action="store_true", help="agreement with --model on every shipped sample, on the backend")
+    p.add_argument("--card", default=None, help="the model's name in thresholds.json whose cuts --check applies "
+                                                "(default: --model's file name, e.g. gcn_vae)")
     args = p.parse_args(argv)
     if args.out.suffix != ".tflite":
         raise SystemExit(f"conv_tflite: --out {args.out} must end in .tflite (the tflite backend reads .tflite files)")
+    card = args.card or args.model.stem
+    if args.check and card not in card_names():
+        raise SystemExit(f"conv_tflite: --check: thresholds.json has no model {card!r} (it has {', '.join(card_names())}): "
+                         f"give --card")
     with tempfile.TemporaryDirectory(prefix="hltrun-tflite-") as tmp:
         stem = Path(tmp) / "model.tflite"
         made = (convert_keras(args.keras, stem, [None]) if args.keras is not None
                 else convert_rewrite(args.model, stem, [None]))
         write_bytes(args.out, made[0].read_bytes(), "conv_tflite output")
     print(f"wrote {args.out}")
-    if args.check and not print_agreement(backend_agreement(args.model, args.out, card=args.model.stem),
+    if args.check and not print_agreement(backend_agreement(args.model, args.out, card=card),
                                           f"tflite backend, {args.out}"):
         return 1
     return 0

@@ -55,6 +55,19 @@ def test_shipped_conv_vae_agrees_with_onnxruntime_in_every_bucket_and_slice():
     assert engine.describe()["delegate"] == "XNNPACK"
 
 
+def test_a_result_is_its_own_memory_after_the_next_call():
+    """One-chunk batches keep the interpreter's outputs without a copy (``fresh_outputs``): that holds only because
+    ``get_tensor`` copies; an engine whose outputs were views of its buffers would change earlier results."""
+    engine = loaded("tflite", SHIPPED_TFLITE)
+    x = np.ascontiguousarray(shipped_jets(4)[:4], dtype=np.float32)
+    first = engine.run(x[:2])
+    kept = {k: v.copy() for k, v in first.items()}
+    second = engine.run(x[2:4])
+    for role in ("score", "kl"):
+        np.testing.assert_array_equal(first[role], kept[role])
+        assert not np.shares_memory(first[role], second[role]) and not np.array_equal(first[role], second[role])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model, bound", [("conv_vae", 1e-5), ("gcn_vae", 1e-4)])
 def test_shipped_models_agree_on_every_sample_with_no_decision_change(model, bound):

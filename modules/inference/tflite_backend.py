@@ -83,6 +83,7 @@ class TfliteBackend(BucketedBackend):
     name = "tflite"
     model_suffixes = (".tflite",)
     copies = False  # the host buffer is copied into the interpreter's input: no device
+    fresh_outputs = True  # get_tensor returns a copy on every call
 
     @classmethod
     def not_ready_for_auto(cls, model_path: Path, options: Any) -> str | None:

@@ -283,6 +283,27 @@ def test_the_verdict_fits_with_the_card_cut(walked, reference) -> None:
     assert run["passed"] == sum(event_max(s) > cut for s in reference[BACKGROUND].values())
 
 
+def test_the_pages_tflite_file_is_the_same_network(walked) -> None:
+    """The Keras export also writes walk/my_keras.tflite (TFLite reads no ONNX): the page's conversion must keep the
+    trained weights (``from_concrete_functions`` with a Keras 3 model wrote a file that scores NaN), so its scores on
+    the independent features are ONNX Runtime's."""
+    if walked.flavour != "keras":
+        pytest.skip("the PyTorch export writes no .tflite file")
+    from hltrun.modules.inference.tflite_backend import interpreter_class, io_indices, open_interpreter
+
+    x = np.stack([features(j) for _, jets in leading_jets(BACKGROUND)[:200] for j in jets])
+    interp = open_interpreter(interpreter_class()[0], walked.model.with_suffix(".tflite").read_bytes(), 1)
+    inputs, outputs = io_indices(interp)
+    interp.resize_tensor_input(inputs[0]["index"], list(x.shape), strict=True)
+    interp.allocate_tensors()
+    interp.set_tensor(inputs[0]["index"], x)
+    interp.invoke()
+    (name, index), = outputs.items()
+    session = ort.InferenceSession(str(walked.model), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0].reshape(-1)
+    np.testing.assert_allclose(interp.get_tensor(index).reshape(-1), expected, rtol=1e-5, err_msg=name)
+
+
 def test_the_page_parses_into_the_walkthrough() -> None:
     """What the test runs is what the page shows: the files and the commands, in order."""
     files, steps = walkthrough()

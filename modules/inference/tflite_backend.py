@@ -11,8 +11,10 @@ number of jets per call). Like IREE it runs static shapes: one interpreter per b
 of two up to the one holding ``opt_batch`` jets, 1 to 16 by default), its tensors resized and its
 XNNPACK plan prepared at warm-up (begin_job), never at an event; a batch is zero-padded to its bucket
 and a bigger one runs in slices of the largest. Outputs are named by the file's
-serving signature (what the converter writes when given the model, ``from_concrete_functions([f],
-model)`` or ``from_keras_model``), else by tensor name; ``outputs:`` maps them like any backend's.
+serving signature (what the converter writes from a Keras model, ``from_keras_model``, or a SavedModel), else
+by tensor name; ``outputs:`` maps them like any backend's. (``from_concrete_functions([f], model)`` with a Keras 3
+model wrote a signature but lost the weights, TF 2.21: docs/your-model.md; ``auto``'s agreement check rejects
+such a file.)
 
 The runtime is ``ai_edge_litert`` (TFLite's own package, numpy only; the ``cpu`` and ``tflite`` extras install it)
 when installed, else ``tensorflow.lite`` (TensorFlow's, deprecated in its favour). ``backend: auto`` times this

@@ -289,6 +289,7 @@ def test_the_pages_tflite_file_is_the_same_network(walked) -> None:
     the independent features are ONNX Runtime's."""
     if walked.flavour != "keras":
         pytest.skip("the PyTorch export writes no .tflite file")
+    from hltrun.modules.inference.base import AGREEMENT_RTOL
     from hltrun.modules.inference.tflite_backend import interpreter_class, io_indices, open_interpreter
 
     x = np.stack([features(j) for _, jets in leading_jets(BACKGROUND)[:200] for j in jets])
@@ -301,7 +302,7 @@ def test_the_pages_tflite_file_is_the_same_network(walked) -> None:
     (name, index), = outputs.items()
     session = ort.InferenceSession(str(walked.model), providers=["CPUExecutionProvider"])
     expected = session.run(None, {session.get_inputs()[0].name: x})[0].reshape(-1)
-    np.testing.assert_allclose(interp.get_tensor(index).reshape(-1), expected, rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(interp.get_tensor(index).reshape(-1), expected, rtol=AGREEMENT_RTOL, err_msg=name)
 
 
 def test_the_page_parses_into_the_walkthrough() -> None:

@@ -75,6 +75,7 @@ class BucketedBackend(InferenceBackend):
         self._host: dict[int, np.ndarray] = {}
         self._dirty: dict[int, int] = {}  # rows of each host buffer that may hold old jets
         self._prepared: set[int] = set()
+        self._bucket_of: list[int] = []  # n jets -> its bucket, made at the end of warm_up
         self.warm_up_s = 0.0
         self.counters.update(dict.fromkeys(TRANSFER_COUNTERS, 0))
         self._ns = {"h2d_us": 0, "compute_us": 0, "d2h_us": 0}  # exact sums: the µs counters are their floor
@@ -98,6 +99,7 @@ class BucketedBackend(InferenceBackend):
         then the base class's check of the requested sizes; none of it counts as job work."""
         saved, saved_ns = dict(self.counters), dict(self._ns)
         t0 = time.perf_counter()
+        self._bucket_of = []  # buckets may have changed since the last warm-up
         for b in self.buckets:
             try:
                 self._host[b] = self._host_buffer(b)
@@ -147,7 +149,7 @@ class BucketedBackend(InferenceBackend):
         at the HLT's batch of two jets, so kept lean: the bucket from a table made at warm-up, no copy of
         outputs an engine made fresh for this call, the copy counters only for engines that copy."""
         m = len(x)
-        table = getattr(self, "_bucket_of", ())  # made at the end of warm-up (whose own calls look buckets up)
+        table = self._bucket_of  # empty during warm-up itself: those calls look their bucket up
         b = table[m] if m < len(table) else bucket_for(m, self.buckets, self.name)
         buf = self._host[b]
         buf[:m] = x

@@ -84,3 +84,24 @@ def run_concurrently(backends, x: np.ndarray, calls: int) -> list[list[np.ndarra
         t.join()
     assert [len(r) for r in results] == [calls] * len(backends)
     return results
+
+
+def assert_path_decides_as_on_onnxruntime(tmp_path: Path, backend: str, events: int, *settings: str) -> None:
+    """The shipped path on ``backend`` and on ONNX Runtime, every event written: the same decision and scores
+    for every event (hltdiff's comparison at the agreement tolerance)."""
+    import subprocess
+    import sys
+
+    from hltrun.tools.hltdiff import compare, read_side
+
+    outs = {}
+    for name in ("onnxruntime", backend):
+        outs[name] = tmp_path / f"{name}.root"
+        res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", "configs/path.yaml", "-n", str(events),
+                              "options.wantSummary=false", f"modules.out.file={outs[name]}",
+                              "modules.out.select_events=[]", f"modules.vae.backend={name}", *settings],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr
+    old, new = (read_side([outs[name]], "Events") for name in ("onnxruntime", backend))
+    diff = compare(old, new)
+    assert diff.common == events and diff.identical, diff

@@ -9,8 +9,6 @@ import errno
 import io
 import logging
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +22,7 @@ from hltrun.modules.inference import BackendOptions, create_backend
 from hltrun.modules.inference import iree_backend as ib
 from hltrun.modules.inference.buckets import up_to_typical
 from hltrun.modules.inference.machine import IN_MEMORY
-from tests.agreement import MODELS, assert_agree, shipped_jets
+from tests.agreement import MODELS, assert_agree, assert_path_decides_as_on_onnxruntime, shipped_jets
 from tests.tiny_models import jets, loaded
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,21 +117,8 @@ def test_shipped_models_agree_with_onnxruntime_on_every_sample(model, iree_cache
 @pytest.mark.slow
 def test_the_shipped_path_on_iree_decides_as_on_onnxruntime(tmp_path, iree_cache):
     """The whole path, both backends, same events: the same decision and scores for every event."""
-    from hltrun.tools.hltdiff import compare, read_side
-
-    outs = {}
-    for backend in ("onnxruntime", "iree"):
-        outs[backend] = tmp_path / f"{backend}.root"
-        res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", "configs/path.yaml", "-n", "60",
-                              "options.wantSummary=false", f"modules.out.file={outs[backend]}",
-                              "modules.out.select_events=[]", f"modules.vae.backend={backend}",
-                              f"modules.vae.engine_cache={iree_cache}", "modules.vae.max_batch=2",
-                              "modules.vae.warm_up=[1, 2]"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=900)
-        assert res.returncode == 0, res.stderr
-    old, new = (read_side([outs[b]], "Events") for b in ("onnxruntime", "iree"))
-    diff = compare(old, new)
-    assert diff.common == 60 and diff.identical, diff
+    assert_path_decides_as_on_onnxruntime(tmp_path, "iree", 60, f"modules.vae.engine_cache={iree_cache}",
+                                          "modules.vae.max_batch=2", "modules.vae.warm_up=[1, 2]")
 
 
 def _column_score_model(path: Path) -> Path:

@@ -3,7 +3,6 @@ per batch bucket. Runs in CI on the ``cpu`` extra's LiteRT (``ai_edge_litert``),
 ``tf.lite`` where LiteRT is absent (forced below)."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from hltrun.framework.errors import ModuleError
 from hltrun.modules.inference import BackendOptions, create_backend
-from tests.agreement import MODELS, assert_agree, shipped_jets
+from tests.agreement import MODELS, assert_agree, assert_path_decides_as_on_onnxruntime, shipped_jets
 
 tf = pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
 pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
@@ -165,20 +164,7 @@ def test_several_inputs_are_refused(tmp_path):
 @pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
 def test_the_shipped_path_on_tflite_decides_as_on_onnxruntime(tmp_path, model):
     """The whole path, both backends, same events: the same decision and scores for every event."""
-    from hltrun.tools.hltdiff import compare, read_side
-
-    outs = {}
-    for backend in ("onnxruntime", "tflite"):
-        outs[backend] = tmp_path / f"{backend}.root"
-        res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", "configs/path.yaml", "-n", "200",
-                              "options.wantSummary=false", f"modules.out.file={outs[backend]}",
-                              "modules.out.select_events=[]", f"modules.vae.backend={backend}",
-                              f"modules.vae.model={model}"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=900)
-        assert res.returncode == 0, res.stderr
-    old, new = (read_side([outs[b]], "Events") for b in ("onnxruntime", "tflite"))
-    diff = compare(old, new)
-    assert diff.common == 200 and diff.identical, diff
+    assert_path_decides_as_on_onnxruntime(tmp_path, "tflite", 200, f"modules.vae.model={model}")
 
 
 def test_the_writer_refuses_a_check_without_cuts_before_it_writes(tmp_path):

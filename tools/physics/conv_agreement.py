@@ -60,9 +60,14 @@ def scorer(spec: str | Path | Scorer) -> Scorer:
     return run_onnx
 
 
+def cards() -> dict:
+    """The shipped ``thresholds.json``: each model's cuts, by its name (``agreement``'s ``card``)."""
+    return json.loads((models_dir() / "thresholds.json").read_text())
+
+
 def card_names() -> list[str]:
-    """The models whose cuts ``thresholds.json`` holds (``agreement``'s ``card``)."""
-    return sorted(json.loads((models_dir() / "thresholds.json").read_text()))
+    """The models whose cuts ``thresholds.json`` holds."""
+    return sorted(cards())
 
 
 def agreement(ref_path: str | Path | Scorer, new_path: str | Path | Scorer, max_events: int | None = None,
@@ -72,7 +77,7 @@ def agreement(ref_path: str | Path | Scorer, new_path: str | Path | Scorer, max_
     ``card`` names in ``thresholds.json``."""
     from hltrun.modules.models.preprocess import load_jets
 
-    thr = json.loads((models_dir() / "thresholds.json").read_text())[card]
+    thr = cards()[card]
     cuts = {k: float(thr[k]) for k in ("bkg_eff_1e-2", "bkg_eff_1e-3")}
     scorers = {"ref": scorer(ref_path), "new": scorer(new_path)}
     out: dict = {"samples": {}}

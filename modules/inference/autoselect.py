@@ -62,28 +62,45 @@ class Choice:
         return out
 
 
+CHECK_JETS = 48  # jets of the agreement check: every scale below, a few ms per engine
+CHECK_VERSION = 2  # in the decision key: decisions taken with an older check (one small pT scale) are taken again
+
+
 def sample_batch(batch: int, seed: int = 0) -> np.ndarray:
-    """A finite, jet-like (batch, 100, 3) input: the timing does not depend on the values, the
-    agreement check needs scores away from zero."""
+    """A finite (batch, 100, 3) input of jets at every scale a path can feed the shipped input: 1 to 100
+    constituents with a falling pT spectrum, jet pT 10 GeV to 3 TeV (every sixth jet as pT shares), angular
+    spreads 0.01 to 1, every fourth jet at an absolute η (``relative: false``). Timing does not depend on
+    the values; the agreement check does: a candidate that is another network only above some pT (a clip,
+    a saturation) must show it here, so the values span what real jets give, not one small scale."""
     rng = np.random.default_rng(seed)
     x = np.zeros((batch, N_CONSTITUENTS, N_FEATURES), np.float32)
     for i in range(batch):
-        k = int(rng.integers(10, N_CONSTITUENTS + 1))
-        x[i, :k, :2] = rng.normal(0.0, 0.2, (k, 2))
-        x[i, :k, 2] = np.sort(rng.exponential(0.05, k))[::-1]
+        k = int(rng.choice([1, 2, 5, int(rng.integers(5, N_CONSTITUENTS)), N_CONSTITUENTS]))
+        spread = 10.0 ** rng.uniform(-2.0, 0.0)
+        centre = rng.uniform(-2.5, 2.5) if i % 4 == 3 else 0.0
+        jet_pt = 1.0 if i % 6 == 5 else 10.0 ** rng.uniform(1.0, 3.5)
+        x[i, :k, 0] = centre + rng.normal(0.0, spread, k)
+        x[i, :k, 1] = rng.normal(0.0, spread, k)
+        x[i, :k, 2] = jet_pt * np.sort(rng.dirichlet(np.full(k, 0.5)))[::-1]
     return x
 
 
 def sample_inputs(backend: InferenceBackend, batch: int, seed: int = 0) -> np.ndarray | tuple[np.ndarray, ...]:
     """A finite input for ``backend``'s settled contract: ``sample_batch`` for the shipped (N, 100, 3)
-    input, else each declared input filled with small positive and signed values (timing does not
-    depend on the values; the agreement check needs scores away from zero)."""
+    input, else each declared input filled per jet at one scale from 0.01 to 1000 (the features' units are
+    the user's), positive, every third jet signed."""
     contract = backend.contract
     if contract.is_shipped() and contract.inputs[0].shape(0)[1:] == (N_CONSTITUENTS, N_FEATURES):
         return sample_batch(batch, seed)
     rng = np.random.default_rng(seed)
-    arrays = tuple(np.abs(rng.normal(0.1, 0.2, decl.shape(batch))).astype(np.float32) for decl in contract.inputs)
-    return arrays[0] if len(arrays) == 1 else arrays
+    arrays = []
+    for decl in contract.inputs:
+        shape = decl.shape(batch)
+        values = np.abs(rng.normal(0.1, 0.2, shape))
+        scale = 10.0 ** rng.uniform(-2.0, 3.0, (batch,) + (1,) * (len(shape) - 1))
+        sign = np.where(np.arange(batch) % 3 == 2, rng.choice([-1.0, 1.0], batch), 1.0).reshape(scale.shape)
+        arrays.append((values * scale * sign).astype(np.float32))
+    return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
 
 def time_engine(backend: InferenceBackend, x: np.ndarray | tuple[np.ndarray, ...], budget_s: float) -> tuple[float, int]:
@@ -122,10 +139,12 @@ def output_difference(outputs: dict[str, np.ndarray], reference: dict[str, np.nd
 
 
 def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s: float = 2.0) -> Choice:
-    """Time every candidate on the same batch; the fastest whose scores agree with ``reference``'s."""
+    """Time every candidate on the same batch of the path's size; the fastest whose outputs agree with
+    ``reference``'s on ``CHECK_JETS`` jets of every scale."""
     if reference not in candidates:
         raise ValueError(f"reference engine {reference!r} is not among the candidates {sorted(candidates)}")
     x: np.ndarray | tuple[np.ndarray, ...] | None = None  # made for the reference's settled contract
+    check: np.ndarray | tuple[np.ndarray, ...] | None = None  # CHECK_JETS jets at every scale: the agreement
     share = budget_s / max(1, len(candidates))
     table: list[Timing] = []
     reference_outputs: dict[str, np.ndarray] = {}
@@ -133,8 +152,9 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
         try:
             backend = candidates[name]().load()
             backend.warm_up([batch])
-            x = sample_inputs(backend, batch) if x is None else x
-            outputs = backend.run(x)
+            if x is None:
+                x, check = sample_inputs(backend, batch), sample_inputs(backend, CHECK_JETS, seed=1)
+            outputs = backend.run(check)
             us, calls = time_engine(backend, x, share)
             backend.close()
         except Exception as exc:  # an engine that cannot run here is a row, not a failure
@@ -164,11 +184,12 @@ def cache_dir() -> Path:
 
 def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str, others: Sequence[Path] = ()) -> str:
     """The model's bytes, and those of the other files an engine reads in its place (the ``.tflite`` beside
-    the ``.onnx``: a new one must be timed and checked again), the engines' versions, the CPU and the batch."""
+    the ``.onnx``: a new one must be timed and checked again), the engines' versions, the CPU, the batch and
+    the agreement check's version."""
     h = hashlib.sha256(model_digest(model).encode())
     for other in sorted(others):
         h.update(model_digest(other).encode())
-    h.update(json.dumps({"batch": batch, "versions": versions, "cpu": cpu}, sort_keys=True).encode())
+    h.update(json.dumps({"batch": batch, "versions": versions, "cpu": cpu, "check": CHECK_VERSION}, sort_keys=True).encode())
     return h.hexdigest()[:24]
 
 

@@ -40,6 +40,17 @@ class _WrongKl(OnnxRuntimeBackend):
         return {k: v * np.float32(1.01) if k == "kl" else v for k, v in out.items()}
 
 
+class _ClipsHardJets(OnnxRuntimeBackend):
+    """The same network below 6 GeV per constituent, another above (a .tflite exported with a clip, a
+    saturating layer): only jets at the path's real pT scale can tell it apart."""
+    name = "clips"
+
+    def _run(self, x):
+        x = x.copy()
+        x[..., 2] = np.minimum(x[..., 2], np.float32(6.0))
+        return super()._run(x)
+
+
 class _NoKl(OnnxRuntimeBackend):
     name = "no_kl"
 
@@ -79,6 +90,17 @@ def test_every_output_must_agree_not_the_score_alone(tiny):
     assert not rows["wrong_kl"].agrees and rows["wrong_kl"].max_rel_diff == pytest.approx(0.01, rel=1e-3)
     assert not rows["no_kl"].agrees and rows["no_kl"].note == "has no kl output"
     assert choice.backend in ("onnxruntime", "slow")
+
+
+def test_agreement_is_checked_at_the_pt_scale_real_jets_have(tiny):
+    choice = autoselect.choose(_candidates(tiny, clips=_ClipsHardJets), batch=2, reference="onnxruntime", budget_s=0.3)
+    rows = {t.backend: t for t in choice.table}
+    assert not rows["clips"].agrees and "disagrees" in rows["clips"].note
+    jets = autoselect.sample_batch(autoselect.CHECK_JETS, seed=1)
+    jet_pt = jets[..., 2].sum(axis=1)
+    assert jet_pt.max() > 1000 and jet_pt.min() <= 1.0 + 1e-5      # TeV jets and pT shares
+    assert (jets[..., 2] > 0).sum(axis=1).min() == 1 and (jets[..., 2] > 0).sum(axis=1).max() == 100
+    assert np.abs(jets[..., 0]).max() > 1.0                          # some at an absolute eta
 
 
 def test_the_key_holds_the_bytes_of_every_other_file_a_candidate_reads(tiny, tmp_path):

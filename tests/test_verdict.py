@@ -286,3 +286,38 @@ def test_criterion_and_number_format() -> None:
     assert "budget.fits" in CRITERION and "options.budgetMs" in CRITERION
     assert (fmt_ms(0.04873), fmt_ms(0.983), fmt_ms(12.34), fmt_ms(1234.4), fmt_ms(0)) == \
         ("0.0487", "0.983", "12.3", "1,234", "0")
+
+
+def test_an_engine_reading_another_network_beside_the_model_is_never_ranked(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``.tflite`` beside the ``.onnx`` that is another network (here: the same sum, clipped at 6 GeV per
+    constituent value) costs nothing like the model; the verdict checks every engine against ONNX Runtime on
+    the same jets and shows it with ``!``, never as the best."""
+    tf = pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+    from tests.test_tflite_backend import convert
+
+    model = one_output_model(tmp_path / "summed.onnx")
+    spec = tf.TensorSpec([None, 100, 3], tf.float32)
+    clipped = convert(tmp_path, lambda x: {"output": tf.reduce_sum(tf.minimum(x, 6.0), axis=[1, 2])}, spec)
+    clipped.rename(tmp_path / "summed.tflite")
+    rc = hltbench(["verdict", str(model), "--engines", "onnxruntime", "tflite", *FAST, "--out-dir", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    doc = json.loads((tmp_path / "out" / "verdict.json").read_text())
+    rows = {r["engine"]: r["agreement"] for r in doc["engines"]}
+    assert rc == 0 and doc["best"] == "onnxruntime"
+    assert rows["onnxruntime"]["agrees"] and rows["onnxruntime"]["max_rel_diff"] == 0.0
+    assert rows["tflite"]["agrees"] is False and rows["tflite"]["max_rel_diff"] > 0.1
+    assert re.search(r"^tflite !", out, re.M) and "not ranked: tflite: disagrees with onnxruntime" in out
+
+
+def test_agreement_rows_say_what_was_not_checked() -> None:
+    import numpy as np
+
+    from hltrun.tools.bench.verdict import agreement
+
+    ref = {"score": np.array([1.0, 2.0], np.float32), "kl": np.array([0.5, 0.5], np.float32)}
+    rows = agreement({"a": ref, "b": {"score": ref["score"]}, "c": {**ref, "score": ref["score"] * 1.001}}, ref)
+    assert rows["a"]["agrees"] and not rows["b"]["agrees"] and rows["b"]["note"] == "has no kl output"
+    assert not rows["c"]["agrees"] and rows["c"]["max_rel_diff"] == pytest.approx(1e-3, rel=1e-3)
+    unchecked = agreement({"a": ref}, None, "ONNX Runtime cannot run m.onnx: x")
+    assert unchecked["a"]["agrees"] is None and unchecked["a"]["note"].startswith("not checked: ONNX Runtime cannot")

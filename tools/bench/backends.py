@@ -421,6 +421,7 @@ class Collected:
     skipped: list[dict[str, str]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     gpu: str = ""
+    checked: dict[str, dict[str, Any]] = field(default_factory=dict)  # spec -> its outputs on ``check``'s inputs
 
 
 def measure_isolated(args: argparse.Namespace, model: str, specs: list[str], got: Collected) -> dict[str, dict]:
@@ -440,9 +441,11 @@ def measure_isolated(args: argparse.Namespace, model: str, specs: list[str], got
 
 
 def measure_config(args: argparse.Namespace, model: str, spec: str, threads: int, x_all: np.ndarray,
-                   got: Collected) -> dict[int, float] | None:
+                   got: Collected, check: Callable[[Any], Any] | None = None) -> dict[int, float] | None:
     """One (model, backend, threads) configuration in this process: seconds per call per batch size, the
-    cells and memory curve added to ``got``; None (and a skip with the reason) when it cannot be loaded."""
+    cells and memory curve added to ``got``; None (and a skip with the reason) when it cannot be loaded.
+    ``check``: ``backend -> inputs``; the outputs on them go to ``got.checked[spec]`` (hltbench verdict
+    compares every engine with ONNX Runtime before it ranks them)."""
     gc.collect()  # the previous configuration's backend is gone before the baseline is taken
     rss_before = rss_mb()
     backend = make_backend(spec, args.models_dir, model, threads, getattr(args, "outputs", None),
@@ -455,6 +458,8 @@ def measure_config(args: argparse.Namespace, model: str, spec: str, threads: int
     got.versions.update(info.get("versions", {}))
     got.gpu = got.gpu or info.get("gpu", "") or info.get("gpu_name", "")
     rss_loaded = rss_mb()
+    if check is not None:
+        got.checked[spec] = backend.run(check(backend))
     x_of = _batches(backend, x_all, max(args.batch_sizes + [args.mem_batch]))
     cells: dict[int, float] = {}
     for n in args.batch_sizes:

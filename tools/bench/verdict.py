@@ -21,7 +21,12 @@ Budget: the path configuration's ``options.budgetMs`` (configs/path.yaml: 100 ms
 it), the number the BudgetReport and the FarmReport already use; cores at ``options.inputRateHz``
 (``--input-rate-hz``) are the FarmReport's (``farm.cores_real``: input rate x mean real time per event).
 
-Verdict criterion: the best engine is the one whose scorer costs least per event on the path (the
+Agreement: every engine's outputs (score, kl, extra roles) are compared with ONNX Runtime's on the same jets
+(the sample's real jets and ``autoselect``'s jets at every pT scale) at ``AGREEMENT_RTOL``; an engine that
+disagrees (a ``.tflite`` or ``.keras`` beside the model that is another network) is shown with ``!`` and never
+ranked: its cost is not this model's.
+
+Verdict criterion: the best engine is the agreeing one whose scorer costs least per event on the path (the
 FarmReport's anomaly-detection line, ``farm.highlight``: the engine is all that differs between the runs,
 while the source's time varies from run to run); the model **fits** when that job's own BudgetReport says it fits (hltrun.json ``budget.fits``): the path's
 mean real time per event, the source's amortised bulk I/O included, is at most the budget. The line
@@ -60,6 +65,7 @@ from hltrun.tools.catalogue import sample_path
 
 PERMISSIVE_THRESHOLD = "-1.0e+30"  # (YAML 1.1 reads a float only with the dot and the sign); every event with a scored jet passes: the scorer's cost does not depend on the cut
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
+CHECK_REAL_JETS = 64  # the sample's jets in the agreement check, with autoselect's jets at every pT scale
 ORDER = ("onnxruntime", "iree", "jax", "torch", "tensorrt", "tflite", "tensorflow")  # lighter libraries first (shared RSS; tflite may import TensorFlow)
 # engine -> the hltbench backends configuration that times it alone (its SPECS key)
 SWEEP_SPEC = {"onnxruntime": "ort-fp32", "iree": "iree", "tflite": "tflite", "jax": "jax-cpu", "torch": "torch-cpu",
@@ -324,36 +330,91 @@ def scorer_inputs(cfg: Any, scorer: str) -> dict[str, Any]:
     return declared_inputs(params, batcher.n_constituents, batcher.relative)
 
 
+def check_inputs(x_all: Any) -> Any:
+    """``backend -> inputs`` for the agreement check, the same for every engine: the sample's real jets and
+    ``autoselect``'s jets at every pT scale for the shipped input, else its values for each declared input."""
+    import numpy as np
+
+    from hltrun.modules.inference.autoselect import CHECK_JETS, sample_batch, sample_inputs
+
+    def inputs(backend: Any) -> Any:
+        contract = backend.contract
+        if x_all is not None and contract.is_shipped() and contract.inputs[0].shape(0)[1:] == x_all.shape[1:]:
+            return np.concatenate([x_all, sample_batch(CHECK_JETS, seed=1)])
+        return sample_inputs(backend, CHECK_JETS, seed=1)
+    return inputs
+
+
+def agreement(checked: dict[str, Any], reference: Any, reason: str = "") -> dict[str, dict[str, Any]]:
+    """Per engine: every output against ONNX Runtime's on the same inputs (``autoselect.output_difference``,
+    ``AGREEMENT_RTOL``). An engine may read another file than the ``.onnx`` (a ``.tflite`` or ``.keras``
+    beside it): a different network there must not be ranked as this model's cost. ``agrees`` None:
+    nothing to check against (``reason``)."""
+    from hltrun.modules.inference.autoselect import output_difference
+    from hltrun.modules.inference.base import AGREEMENT_RTOL
+
+    rows = {}
+    for engine, outputs in checked.items():
+        if reference is None:
+            rows[engine] = {"max_rel_diff": None, "agrees": None, "note": f"not checked: {reason}"}
+            continue
+        rel, missing = output_difference(outputs, reference)
+        agrees = rel <= AGREEMENT_RTOL
+        rows[engine] = {"max_rel_diff": None if missing else rel, "agrees": agrees,
+                        "note": missing or ("" if agrees else f"disagrees with onnxruntime (max rel diff {rel:.1e} > "
+                                                              f"{AGREEMENT_RTOL:g}): another network")}
+    return rows
+
+
 def sweep(plan: Plan, engines: list[str], args: argparse.Namespace, cfg_outputs: Any,
-          cfg_inputs: dict[str, Any] | None = None) -> tuple[list[dict], list[str]]:
+          cfg_inputs: dict[str, Any] | None = None) -> tuple[list[dict], list[str], dict[str, dict[str, Any]]]:
     """µs per jet against batch size per engine, with ``hltbench backends``' timing code (cells in its format);
-    the model fed as the path's scorer feeds it (``scorer_inputs``)."""
-    from hltrun.tools.bench.backends import Collected, load_sample, measure_config
+    the model fed as the path's scorer feeds it (``scorer_inputs``); and each engine's ``agreement`` with
+    ONNX Runtime on the same jets."""
+    from hltrun.tools.bench.backends import Collected, load_sample, make_backend, measure_config
 
     notes = []
     try:
-        x_all = load_sample(plan.samples[0], max(args.batches))
+        x_all = load_sample(plan.samples[0], max(*args.batches, CHECK_REAL_JETS))
     except Exception as exc:  # noqa: BLE001 - a sample the shipped reader cannot read: the path figures stand
-        return [], [f"µs per jet not measured: {plan.samples[0]} is not readable by the sweep's jet loader "
-                    f"({type(exc).__name__}: {exc})"]
+        x_all = None
+        notes.append(f"µs per jet not measured: {plan.samples[0]} is not readable by the sweep's jet loader "
+                     f"({type(exc).__name__}: {exc})")
     ns = argparse.Namespace(models_dir=plan.model.parent, batch_sizes=list(args.batches), min_time=args.min_time,
                             min_calls=3, mem_calls=3, mem_jets=0, mem_batch=max(args.batches), outputs=cfg_outputs,
                             inputs=cfg_inputs or {})
-    cells = []
+    check = check_inputs(x_all)
+    cells, checked = [], {}
     for engine in engines:
         spec = sweep_spec(engine)
-        progress(f"{engine}: µs per jet at batch {' '.join(map(str, args.batches))} ({spec}, hltbench backends' timing)")
         got = Collected()
+        if x_all is None:  # no timing: the agreement check alone
+            backend = make_backend(spec, ns.models_dir, plan.model.stem, 1, cfg_outputs, cfg_inputs)
+            if not isinstance(backend, str):
+                checked[engine] = backend.run(check(backend))
+                backend.close()
+            continue
+        progress(f"{engine}: µs per jet at batch {' '.join(map(str, args.batches))} ({spec}, hltbench backends' timing)")
         try:
             with contextlib.redirect_stdout(sys.stderr):  # its progress line; stdout keeps the table
-                measure_config(ns, plan.model.stem, spec, 1, x_all, got)
+                measure_config(ns, plan.model.stem, spec, 1, x_all, got, check=check)
         except HltError as exc:  # a failed call in the sweep: the path figures stand
             got.skipped.append({"reason": str(exc)})
             got.rows = []
         if got.skipped:
             notes.append(f"µs per jet not measured on {engine}: {got.skipped[0]['reason']}")
+        if spec in got.checked:
+            checked[engine] = got.checked[spec]
         cells += [{**c, "engine": engine, "spec": spec} for c in got.rows]
-    return cells, notes
+    reference, reason = checked.get("onnxruntime"), "ONNX Runtime did not run the model"
+    if reference is None:
+        ref = make_backend("ort-fp32", ns.models_dir, plan.model.stem, 1, cfg_outputs, cfg_inputs)
+        if isinstance(ref, str):
+            reason = f"ONNX Runtime cannot run {plan.model.name}: {ref}"
+        else:
+            reference = ref.run(check(ref))
+            ref.close()
+    return cells, notes, agreement(checked, reference, reason)
 
 
 # ---------------------------------------------------------------------- verdict
@@ -386,7 +447,8 @@ def table_text(done: list[dict[str, Any]], batches: list[int], best: str) -> str
     lines = ["the real path (hltrun's TimeReport, BudgetReport, FarmReport, MemoryReport):", head]
     for r in done:
         model_mb = r["scorer_begin_job_rss_mb"]
-        lines.append(f"{r['engine'] + (' *' if r['engine'] == best else ''):14s} {r['real_per_event_ms']:>10.3f} "
+        mark = " *" if r["engine"] == best else " !" if r.get("agreement", {}).get("agrees") is False else ""
+        lines.append(f"{r['engine'] + mark:14s} {r['real_per_event_ms']:>10.3f} "
                      f"{100 * r['share_of_budget']:>8.3f} {r['scorer_real_per_event_ms']:>12.3f} "
                      f"{100 * r['scorer_share_of_budget']:>8.3f} {r['cores_real']:>9,.1f} {r['cores_cpu']:>9,.1f} "
                      f"{r['peak_rss_mb']:>11.1f} {model_mb if model_mb is not None else float('nan'):>8.1f}")
@@ -488,7 +550,8 @@ def write_files(out_dir: Path, doc: dict[str, Any], text: str) -> list[Path]:
 
 
 # ---------------------------------------------------------------------- the command
-CRITERION = ("Criterion: the best engine is the one whose scorer costs least per event on the path (FarmReport, "
+CRITERION = ("Criterion: the best engine is the one, among those whose outputs agree with ONNX Runtime's on the same "
+             "jets (relative 1e-4), whose scorer costs least per event on the path (FarmReport, "
              "farm.highlight.real_per_event_ms: the engine is all that differs between the runs); the model fits when that job's own BudgetReport says so (hltrun.json budget.fits): the mean real time "
              "per event of the whole path, the source's amortised bulk I/O included, is at most the budget "
              "(options.budgetMs). Cores: the FarmReport's, input rate x mean real time per event.")
@@ -561,11 +624,17 @@ def _run(args: argparse.Namespace) -> int:
     from hltrun.framework.config import load
 
     cfg = load(plan.config, plan.engine_overrides(done[0]["engine"]), plan.max_events)
-    cells, sweep_notes = sweep(plan, [r["engine"] for r in done], args, cfg.modules[plan.scorer].params.outputs,
-                               scorer_inputs(cfg, plan.scorer))
+    cells, sweep_notes, agreed = sweep(plan, [r["engine"] for r in done], args,
+                                       cfg.modules[plan.scorer].params.outputs, scorer_inputs(cfg, plan.scorer))
     for r in done:
         r["us_per_jet"] = {c["batch"]: c["us_per_jet"] for c in cells if c["engine"] == r["engine"]}
-    best = min(done, key=lambda r: r["scorer_real_per_event_ms"])
+        r["agreement"] = agreed.get(r["engine"], {"max_rel_diff": None, "agrees": None,
+                                                  "note": "not checked: the engine did not load for the sweep"})
+    ranked = [r for r in done if r["agreement"]["agrees"] is not False]
+    if not ranked:
+        raise VerdictError(f"no engine runs {plan.model} as ONNX Runtime does: "
+                           + "; ".join(f"{r['engine']}: {r['agreement']['note']}" for r in done), 4)
+    best = min(ranked, key=lambda r: r["scorer_real_per_event_ms"])
     line = verdict_line(plan.model.stem, best)
     partial = best["entries_in_files"] and best["events"] < best["entries_in_files"]
     notes = plan.notes + sweep_notes + ([
@@ -593,6 +662,10 @@ def _run(args: argparse.Namespace) -> int:
                       f"{best['input_rate_hz']:,.0f} Hz (options.inputRateHz); * best engine", "",
                       table_text(done, list(args.batches), best["engine"]), "",
                       *[f"not run: {s['engine']}: {s['reason']}" for s in doc["skipped"]],
+                      *[f"not ranked: {r['engine']}: {r['agreement']['note']}" for r in done
+                        if r["agreement"]["agrees"] is False],
+                      *[f"unchecked: {r['engine']}: {r['agreement']['note']}" for r in done
+                        if r["agreement"]["agrees"] is None],
                       *[f"note: {n}" for n in notes], "",
                       f"the best engine's path run as an hltrun command (the figures above are its report's, "
                       f"{best['report_dir']}/hltrun.json):", f"  {best['hltrun_command']}"])

@@ -406,25 +406,29 @@ class VAEAnomalyScorer(Producer):
         if not is_all_valid(valid):  # the backends' shared all-True mask needs no count
             c["nonfinite_jets"] += n - int(np.count_nonzero(valid))
         if not few_finite(out["score"]):  # NaN by design for invalid jets; the model's own NaN/inf counted
-            self._count_nonfinite_scores(out["score"], valid)
+            valid = self._count_nonfinite_scores(out["score"], valid)
         if self._extras:
             event.put(JetScoresWithExtras(out["score"], out.get("kl"), valid, self.model_id, self.thresholds,
                                           batch.jet_pt, {r: out[r] for r in self._extras}))
         else:
             event.put(JetScores(out["score"], out.get("kl"), valid, self.model_id, self.thresholds, batch.jet_pt))
 
-    def _count_nonfinite_scores(self, score: np.ndarray, valid: np.ndarray) -> None:
-        """A NaN or inf score for a jet with finite inputs is the model's doing (a NaN never passes a cut, +inf
-        always does): counted, and said once per job."""
+    def _count_nonfinite_scores(self, score: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """A NaN or inf score for a jet with finite inputs is the model's doing: counted, and said once per job.
+        Returns ``valid`` without the NaN-scored jets: a NaN orders with no cut, so such a jet has no score, as
+        a jet with non-finite inputs has none, and the event is decided on its other jets (a NaN must not
+        veto an event through the maximum); +inf stays a score and passes every cut."""
         mask = ~np.isfinite(score) & valid
         bad = int(np.count_nonzero(mask))
         if not bad:
-            return
+            return valid
         if not self.counters["nonfinite_scores"]:  # once per job: the message names no event (streams differ)
             log.warning("modules.%s: model %s gives non-finite scores (%s) for jets with finite inputs; such "
                         "jets are counted in the JobReport's data quality (nonfinite scores)", self.label,
                         self.model_id, score[mask][0], extra={"once": True})
         self.counters["nonfinite_scores"] += bad
+        nan = np.isnan(score)
+        return valid & ~nan if nan.any() else valid
 
     def data_quality(self) -> dict[str, int]:
         return {"events_without_jets": self.counters["empty_events"], "nonfinite_jets": self.counters["nonfinite_jets"],

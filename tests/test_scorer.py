@@ -88,6 +88,33 @@ def test_scorer_counts_the_models_own_nonfinite_scores_once_warned(tiny, monkeyp
     assert scorer.data_quality()["nonfinite_scores"] == 2
 
 
+def test_a_nan_scored_jet_has_no_score_and_cannot_veto_its_event(tiny, monkeypatch):
+    """A NaN orders with no cut: through the event's maximum it would reject an event whose other jet passes.
+    The jet is marked without a score (valid False, as a jet with non-finite inputs), so the filter decides
+    on the other jets; +inf stays a score."""
+    from hltrun.framework.event import Event, EventID
+    from hltrun.framework.schema import build
+    from hltrun.modules.anomaly_filter import AnomalyFilterParameters, AnomalyScoreFilter
+
+    scorer = make_scorer(model=str(tiny.onnx), backend="onnxruntime")
+    scorer.begin_job(fake_job())
+    run = scorer.backend._run
+    first = {"value": np.float32(np.nan)}
+    monkeypatch.setattr(scorer.backend, "_run", lambda x: {**(out := run(x)),
+                                                          "score": np.where(np.arange(len(x)) == 0, first["value"],
+                                                                            out["score"])})
+    cut = AnomalyScoreFilter("f", build(AnomalyFilterParameters, {"threshold": -1.0e30}, "modules.f"))
+    cut.begin_job(ModuleContext("f"))
+    for value, valid in ((np.nan, [False, True]), (np.inf, [True, True])):
+        first["value"] = np.float32(value)
+        ev = FakeEvent(batch_of(jets(2)))
+        scorer.produce(ev)
+        assert ev.product.valid.tolist() == valid
+        event = Event(EventID(1, 1, 1), 0, 0)
+        event.put_as("vae", ev.product)
+        assert cut.filter(event) is True  # decided on the finite jet (nan) or passing (+inf)
+
+
 def test_scorer_empty_event_skips_backend(tiny, monkeypatch):
     scorer = make_scorer(model=str(tiny.onnx), backend="onnxruntime")
     scorer.begin_job(fake_job())

@@ -52,9 +52,13 @@ def find_file(path: str | Path) -> Path:
 
 
 def glob_files(pattern: str) -> list[str]:
-    """Sorted matches of a glob pattern (or the plain name), with the same fallback as ``find_file``."""
-    if not glob.has_magic(pattern):
-        return [str(find_file(pattern))]
+    """Sorted matches of a glob pattern (or the plain name), with the same fallback as ``find_file``.
+
+    A name that exists as written is that file, even when it holds glob characters (``a[1].root``,
+    ``run*.root``): taken as a pattern, ``a[1].root`` matches ``a1.root`` or nothing."""
+    literal = find_file(pattern)
+    if not glob.has_magic(pattern) or os.path.lexists(literal):
+        return [str(literal)]
     pattern = str(user_path(pattern))
     matches = sorted(glob.glob(pattern))
     shipped = shipped_path(pattern) if not Path(pattern).is_absolute() else None

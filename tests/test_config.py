@@ -65,6 +65,29 @@ def test_a_binary_file_as_configuration_is_one_line(tmp_path):
         load(junk)
 
 
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_an_endless_device_as_configuration_is_refused_at_the_size_cap(device):
+    """``hltrun /dev/zero`` read for ever and ate all memory; now it stops at the cap, in one line."""
+    with pytest.raises(ConfigError, match=rf"^{device}: not a YAML configuration \(more than 4 MB, the most a "
+                                          rf"configuration may hold\)$"):
+        load(device)
+
+
+def test_a_configuration_from_a_pipe_is_read(tmp_path, write_config):
+    """``hltrun <(cat cfg.yaml)``: the capped read takes a FIFO like a file."""
+    import os
+    import threading
+
+    fifo = tmp_path / "cfg.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(BASE,))
+    writer.start()
+    try:
+        assert load(fifo).process == "TEST"
+    finally:
+        writer.join(timeout=10)
+
+
 def test_dependency_cycle_is_reported(write_config):
     text = BASE.replace("sq: {type: TestSquare, src: source}",
                         "sq: {type: TestSquare, src: cube}\n  cube: {type: TestSquare, src: sq}")

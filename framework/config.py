@@ -500,7 +500,7 @@ def _check_products(source: PluginConfig, modules: dict[str, PluginConfig]) -> N
 def find_config(path: str | os.PathLike[str]) -> Path:
     """``path``, or the shipped configuration of that name (``configs/path.yaml`` from anywhere):
     the rule file names inside a configuration follow too (``resources.find_file``)."""
-    return find_file(path)
+    return find_file(path, "configuration file")
 
 
 def _blame(message: str, given: list[tuple[str, str]]) -> str | None:

@@ -115,6 +115,14 @@ def test_text_that_is_not_a_finite_number_is_still_refused(write_config, field, 
     assert expected in error_of(write_config, BASE, f"options.{field}={text}")
 
 
+@pytest.mark.parametrize("where, override", [("configuration file", None),
+                                             ("model file", "modules.vae.model=https://host/x/a.onnx")])
+def test_a_remote_configuration_or_model_is_one_line_naming_the_url(where, override):
+    url = "https://host/x/cfg.yaml" if override is None else override.partition("=")[2]
+    with pytest.raises(ConfigError, match=rf"{where} {url} is a remote URL; hltrun reads local files only"):
+        load(url) if override is None else load("configs/path.yaml", [override])
+
+
 def test_dependency_cycle_is_reported(write_config):
     text = BASE.replace("sq: {type: TestSquare, src: source}",
                         "sq: {type: TestSquare, src: cube}\n  cube: {type: TestSquare, src: sq}")

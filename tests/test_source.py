@@ -186,3 +186,16 @@ def test_an_existing_name_with_glob_characters_is_that_file(tmp_path):
     events, _ = read_all([literal])
     assert len(events) == 3
     assert glob_files(str(tmp_path / "a[12].root")) == [str(tmp_path / "a1.root")]  # still a pattern when no such file
+
+
+@pytest.mark.parametrize("url", ["root://eoscms.cern.ch//eos/cms/store/a.root", "https://host/x/a.root",
+                                 "http://host//x/a.root", "root://host//data/run*.root"])
+def test_a_remote_url_is_refused_naming_it_intact(url):
+    """No remote reader is wired in (no XRootD, no fsspec-http): one line naming the URL as written,
+    not ``input file not found: root:/host/...`` with each ``//`` halved."""
+    from hltrun.framework.errors import FileOpenError
+
+    with pytest.raises(FileOpenError) as info:
+        read_all([url])
+    assert str(info.value) == (f"source: input file {url} is a remote URL; hltrun reads local files only (no XRootD "
+                               f"or HTTP reader): copy it to a local disk first (xrdcp, curl) and give that path")

@@ -140,6 +140,13 @@ def _descriptors_line(exc: OSError) -> str:
             f"e.g. {hint}")
 
 
+def _say(line: str) -> None:
+    """``hltrun: <line>`` on stderr as one line, whatever the message quotes (``errors.printable``)."""
+    from .errors import printable
+
+    sys.stderr.write(f"hltrun: {printable(line)}\n")
+
+
 def _error_line(exc: BaseException | None, line: str, code: int, record: dict) -> int:
     """Print ``line`` (or the descriptor line, if ``exc`` ran out of them, said once per job: the job
     report may run out of them again); the exit code to return."""
@@ -147,7 +154,7 @@ def _error_line(exc: BaseException | None, line: str, code: int, record: dict) -
     if limit and record.get("out_of_descriptors"):
         return DESCRIPTORS_EXIT
     record["out_of_descriptors"] = bool(limit)
-    sys.stderr.write(f"hltrun: error: {limit or line}\n")
+    _say(f"error: {limit or line}")
     return DESCRIPTORS_EXIT if limit else code
 
 
@@ -182,7 +189,7 @@ def _write_job_report(path: Path, record: dict, code: int) -> int:
         summary = record.get("summary") or JobSummary(record.get("process", "hltrun"), 0)
         write(path, gather(summary, code, record.get("error"), record.get("memory")))
     except HltError as exc:
-        sys.stderr.write(f"hltrun: error: {exc}\n")
+        _say(f"error: {exc}")
         return code or exc.exit_code
     except OSError as exc:
         if _out_of_descriptors(exc) is None:
@@ -201,7 +208,7 @@ def _write_reports(report_dir: Path, summary: JobSummary, services: Sequence[Ser
         for path in write_report_files(report_dir, summary, services):
             log.info("wrote %s", path)
     except HltError as exc:
-        sys.stderr.write(f"hltrun: error: {exc}\n")
+        _say(f"error: {exc}")
         return exc.exit_code
     return 0
 
@@ -217,7 +224,7 @@ def _print(text: str, what: str) -> int:
         with printing(what):
             sys.stdout.write(text)
     except HltError as exc:
-        sys.stderr.write(f"hltrun: error: {exc}\n")
+        _say(f"error: {exc}")
         return exc.exit_code
     return 0
 
@@ -273,14 +280,14 @@ def _main(args: argparse.Namespace, record: dict) -> int:
     except KeyboardInterrupt as exc:
         record["error"] = exc
         remove_temporaries()
-        sys.stderr.write(f"hltrun: {str(exc) or 'interrupted'}\n")
+        _say(str(exc) or "interrupted")
         return exit_code_of(exc)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         if args.debug:
             raise
         if _out_of_descriptors(exc):
             return _error_line(exc, "", 1, record)
-        sys.stderr.write(f"hltrun: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)\n")
+        _say(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         return 1
 
 

@@ -240,10 +240,21 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+# a configuration is a few kB; more than this is not one (``hltrun /dev/zero`` read for ever, ate all memory)
+MAX_CONFIG_BYTES = 4 << 20
+
+
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping in the YAML file ``path``: read up to MAX_CONFIG_BYTES, so that a device or a huge
+    file given by mistake is refused in one line; a pipe (``hltrun <(...)``) is read like a file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")  # YAML is UTF-8 text, whatever the locale
+        with open(path, "rb") as stream:
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: not a YAML configuration (more than {MAX_CONFIG_BYTES >> 20} MB, the most "
+                              f"a configuration may hold)")
+        text = raw.decode("utf-8")  # YAML is UTF-8 text, whatever the locale
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
     except UnicodeDecodeError as exc:
@@ -489,7 +500,7 @@ def _check_products(source: PluginConfig, modules: dict[str, PluginConfig]) -> N
 def find_config(path: str | os.PathLike[str]) -> Path:
     """``path``, or the shipped configuration of that name (``configs/path.yaml`` from anywhere):
     the rule file names inside a configuration follow too (``resources.find_file``)."""
-    return find_file(path)
+    return find_file(path, "configuration file")
 
 
 def _blame(message: str, given: list[tuple[str, str]]) -> str | None:

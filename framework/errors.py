@@ -4,6 +4,9 @@ The CLI prints ``str(error)`` and exits non-zero; tracebacks are shown only with
 """
 
 
+import re
+
+
 class HltError(Exception):
     """Base class for every error hltrun reports to the user as one line.
 
@@ -94,3 +97,13 @@ def one_line(exc: BaseException, default: str = "", limit: int = 400) -> str:
     if not text:
         return default
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (newline, carriage return, tab, escape, Unicode line
+    separators) written as escapes (``\\n``, ``\\x1b``): a message that quotes what the user wrote
+    (a file name with a newline in it) stays one line, names it unambiguously, and cannot drive the terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import stat
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
+
+from .errors import ConfigError, FileOpenError, HltError
 
 SHIPPED = ("configs", "data")  # checkout folders installed as hltrun.<name>
 
@@ -41,9 +44,25 @@ def user_path(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.expanduser(path))
 
 
-def find_file(path: str | Path) -> Path:
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # root://host//f.root, https://..., s3://...
+
+
+def remote_url(path: str | os.PathLike[str]) -> str | None:
+    """``path`` when it is a URL (``root://host//store/f.root``, ``https://...``), as written; else None.
+    hltrun has no remote reader wired in (no XRootD, no fsspec-http): taken as a local name, the URL
+    lost a slash of each ``//`` and read as "not found: root:/host/...". Ask before making it a Path."""
+    text = os.fspath(path)
+    return text if isinstance(text, str) and _URL.match(text) else None
+
+
+def find_file(path: str | Path, what: str = "file", error: type[HltError] = ConfigError) -> Path:
     """``path`` if it exists (or is absolute), else the shipped file of that name if it exists, else
-    ``path`` unchanged (so the caller's "not found" error names what the user wrote)."""
+    ``path`` unchanged (so the caller's "not found" error names what the user wrote). A URL raises
+    ``error`` naming ``what`` and the URL intact: hltrun reads local files only."""
+    url = remote_url(path)
+    if url is not None:
+        raise error(f"{what} {url} is a remote URL; hltrun reads local files only (no XRootD or HTTP reader): "
+                    f"copy it to a local disk first (xrdcp, curl) and give that path")
     given = user_path(path)
     if given.is_absolute() or given.exists():
         return given
@@ -51,10 +70,15 @@ def find_file(path: str | Path) -> Path:
     return shipped if shipped is not None and shipped.exists() else given
 
 
-def glob_files(pattern: str) -> list[str]:
-    """Sorted matches of a glob pattern (or the plain name), with the same fallback as ``find_file``."""
-    if not glob.has_magic(pattern):
-        return [str(find_file(pattern))]
+def glob_files(pattern: str, what: str = "input file", error: type[HltError] = FileOpenError) -> list[str]:
+    """Sorted matches of a glob pattern (or the plain name), with the same fallback as ``find_file``
+    (and its refusal of a URL, naming ``what``).
+
+    A name that exists as written is that file, even when it holds glob characters (``a[1].root``,
+    ``run*.root``): taken as a pattern, ``a[1].root`` matches ``a1.root`` or nothing."""
+    literal = find_file(pattern, what, error)
+    if not glob.has_magic(pattern) or os.path.lexists(literal):
+        return [str(literal)]
     pattern = str(user_path(pattern))
     matches = sorted(glob.glob(pattern))
     shipped = shipped_path(pattern) if not Path(pattern).is_absolute() else None

@@ -101,6 +101,15 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _float_text(text: str) -> float | None:
+    """``1e3``, ``5e-1`` as the numbers they are: PyYAML resolves floats by YAML 1.1's rule, which wants a
+    dot (``1.0e3``), so a plain exponent reaches a float field as a string. None: not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def convert(value: Any, tp: Any, where: str) -> Any:
     """Convert ``value`` to type ``tp`` or raise ConfigError naming ``where``."""
     origin = get_origin(tp)
@@ -148,8 +157,9 @@ def convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:  # nan and inf are never a sensible setting (a nan threshold passes nothing)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
+        number = _float_text(value) if isinstance(value, str) else value
+        if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+            return float(number)
     elif tp is InputTag:
         if isinstance(value, str) and value and not value.startswith(":"):
             return InputTag(value)

@@ -344,7 +344,7 @@ class RootJetSource(Source):
         self._keep = keep
         listed: dict[str, str] = {}
         for pattern in self.params.files:
-            matches = glob_files(pattern)
+            matches = glob_files(pattern, "source: input file")
             if not matches:
                 raise SourceError(f"source: no file matches {pattern!r}")
             for path in matches:

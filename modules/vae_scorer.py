@@ -129,7 +129,7 @@ class VAEAnomalyScorerParameters:
 def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> Path:
     """Path of the model file this backend reads (see the module docstring)."""
     suffix = model_suffix(backend)
-    given = find_file(model)
+    given = find_file(model, "model file")
     if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
         if given.suffix != suffix:
             sibling = given.with_suffix(suffix)
@@ -179,9 +179,9 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
     import json
 
     identity = model_identity(params.model, params.precision)
-    given = find_file(params.model)
+    given = find_file(params.model, "model file")
     folder = given.parent if (given.suffix in (".onnx", ".keras") or len(given.parts) > 1) \
-        else find_file(params.models_dir)
+        else find_file(params.models_dir, "models_dir")
     card = folder / THRESHOLDS_CARD
     try:
         table = json.loads(card.read_text())

@@ -65,6 +65,64 @@ def test_a_binary_file_as_configuration_is_one_line(tmp_path):
         load(junk)
 
 
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_an_endless_device_as_configuration_is_refused_at_the_size_cap(device):
+    """``hltrun /dev/zero`` read for ever and ate all memory; now it stops at the cap, in one line."""
+    with pytest.raises(ConfigError, match=rf"^{device}: not a YAML configuration \(more than 4 MB, the most a "
+                                          rf"configuration may hold\)$"):
+        load(device)
+
+
+def test_a_configuration_from_a_pipe_is_read(tmp_path, write_config):
+    """``hltrun <(cat cfg.yaml)``: the capped read takes a FIFO like a file."""
+    import os
+    import threading
+
+    fifo = tmp_path / "cfg.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(BASE,))
+    writer.start()
+    try:
+        assert load(fifo).process == "TEST"
+    finally:
+        writer.join(timeout=10)
+
+
+@pytest.mark.parametrize("text", ["1e3", "1E3", "5e-1", "+2e2", "1_000.5"])
+def test_a_plain_exponent_is_a_float_in_the_file_and_on_the_command_line(write_config, text):
+    """PyYAML reads ``1e3`` (no dot: YAML 1.1) as a string; a float setting takes it as the number."""
+    expected = float(text)
+    from_file = load(write_config(BASE + f"options: {{budgetMs: {text}}}\n"))
+    from_override = load(write_config(BASE), [f"options.budgetMs={text}"])
+    assert from_file.options.budgetMs == from_override.options.budgetMs == expected
+    assert isinstance(from_file.options.budgetMs, float)
+
+
+def test_a_plain_exponent_threshold_on_the_shipped_path():
+    cfg = load("configs/path.yaml", ["modules.anomalyFilter.threshold=5e-1", "options.budgetMs=1e3"])
+    assert cfg.modules["anomalyFilter"].params.threshold == 0.5 and cfg.options.budgetMs == 1000.0
+
+
+@pytest.mark.parametrize("field, text, expected", [
+    ("budgetMs", "abc", "options.budgetMs: expected float, got 'abc'"),
+    ("budgetMs", "nan", "options.budgetMs: expected float, got 'nan'"),  # parses, but not finite
+    ("budgetMs", "1e999", "options.budgetMs: expected float, got '1e999'"),
+    ("budgetMs", "'1 e3'", "options.budgetMs: expected float, got '1 e3'"),
+    ("numberOfThreads", "1e0", "options.numberOfThreads: expected int, got '1e0'"),  # float fields only
+])
+def test_text_that_is_not_a_finite_number_is_still_refused(write_config, field, text, expected):
+    assert expected in error_of(write_config, BASE + f"options: {{{field}: {text}}}\n")
+    assert expected in error_of(write_config, BASE, f"options.{field}={text}")
+
+
+@pytest.mark.parametrize("where, override", [("configuration file", None),
+                                             ("model file", "modules.vae.model=https://host/x/a.onnx")])
+def test_a_remote_configuration_or_model_is_one_line_naming_the_url(where, override):
+    url = "https://host/x/cfg.yaml" if override is None else override.partition("=")[2]
+    with pytest.raises(ConfigError, match=rf"{where} {url} is a remote URL; hltrun reads local files only"):
+        load(url) if override is None else load("configs/path.yaml", [override])
+
+
 def test_dependency_cycle_is_reported(write_config):
     text = BASE.replace("sq: {type: TestSquare, src: source}",
                         "sq: {type: TestSquare, src: cube}\n  cube: {type: TestSquare, src: sq}")

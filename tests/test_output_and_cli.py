@@ -268,3 +268,20 @@ def test_a_full_system_file_table_is_named_as_such(write_config, monkeypatch, ca
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "hltrun: error: too many open files in the system (opening /some/file.py): the system's table is full "
         "(ENFILE), not this process's limit; retry when other processes have closed theirs")
+
+
+@pytest.mark.parametrize("name, shown", [("x\ny.root", "x\\ny.root"), ("a\rb\x1bMc.root", "a\\rb\\x1bMc.root"),
+                                         ("p\u2028q.root", "p\\u2028q.root")])
+def test_an_error_quoting_control_characters_stays_one_line(write_config, tmp_path, capsys, name, shown):
+    """A file name with a newline (or a carriage return, a terminal escape) in it printed the error over
+    two lines, or rewrote the terminal: the final line writes control characters as escapes."""
+    from hltrun.framework.cli import main
+
+    import json
+
+    path = write_config(f"source: {{type: RootJetSource, files: [{tmp_path / 'a.root'}]}}\n")
+    missing = tmp_path / name
+    assert main([str(path), "-q", "-n", "3", f"source.files=[{json.dumps(str(missing))}]"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n") and "\r" not in err and "\x1b" not in err
+    assert err == f"hltrun: error: source: input file not found: {tmp_path}/{shown}\n"

@@ -171,3 +171,31 @@ def test_uint8_counts_that_wrap_are_named(tmp_path):
         source = RootJetSource("source", build(RootJetSourceParameters, {"files": [str(tmp_path / "wrapped.root")]},
                                                "source"))
         source.begin_job(None)  # before the first event: the file check reads the first entries
+
+
+def test_an_existing_name_with_glob_characters_is_that_file(tmp_path):
+    """``a[1].root`` that exists is read, not taken as a pattern (which matches ``a1.root`` or nothing)."""
+    from hltrun.framework.resources import glob_files
+
+    literal = write_counts(tmp_path / "a[1].root", make_events(3, seed=1))
+    assert glob_files(str(literal)) == [str(literal)]
+    events, _ = read_all([literal])
+    assert len(events) == 3
+    write_counts(tmp_path / "a1.root", make_events(5, seed=2))  # what the pattern a[1].root matches
+    assert glob_files(str(literal)) == [str(literal)]
+    events, _ = read_all([literal])
+    assert len(events) == 3
+    assert glob_files(str(tmp_path / "a[12].root")) == [str(tmp_path / "a1.root")]  # still a pattern when no such file
+
+
+@pytest.mark.parametrize("url", ["root://eoscms.cern.ch//eos/cms/store/a.root", "https://host/x/a.root",
+                                 "http://host//x/a.root", "root://host//data/run*.root"])
+def test_a_remote_url_is_refused_naming_it_intact(url):
+    """No remote reader is wired in (no XRootD, no fsspec-http): one line naming the URL as written,
+    not ``input file not found: root:/host/...`` with each ``//`` halved."""
+    from hltrun.framework.errors import FileOpenError
+
+    with pytest.raises(FileOpenError) as info:
+        read_all([url])
+    assert str(info.value) == (f"source: input file {url} is a remote URL; hltrun reads local files only (no XRootD "
+                               f"or HTTP reader): copy it to a local disk first (xrdcp, curl) and give that path")

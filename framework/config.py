@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from . import registry
-from .resources import find_file
+from .resources import find_file, refuse_remote_destination
 from .context import MODULE_SERVICES, ProductInfo
 from .errors import CMSSW_CATEGORIES, ConfigError
 from .module import Filter, Module, OutputModule, Source
@@ -69,6 +69,7 @@ class Options:
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
 
     def __post_init__(self) -> None:
+        refuse_remote_destination(self.reportDir, "reportDir")
         if self.maxEvents < -1:
             raise ValueError(f"maxEvents must be -1 (all) or >= 0, got {self.maxEvents}")
         if self.skipEvents < 0:

@@ -55,6 +55,14 @@ def remote_url(path: str | os.PathLike[str]) -> str | None:
     return text if isinstance(text, str) and _URL.match(text) else None
 
 
+def refuse_remote_destination(path: str | os.PathLike[str] | None, what: str) -> None:
+    """A URL where hltrun writes (an output file, the report folder): taken as a local name it would lose a
+    slash of each ``//`` and land in ``./root:/...``; ValueError (a parameter check's error) naming it."""
+    if path is not None and remote_url(path) is not None:
+        raise ValueError(f"{what}: {os.fspath(path)} is a remote URL; hltrun writes local files only: write to a "
+                         "local path and copy it (xrdcp, curl)")
+
+
 def find_file(path: str | Path, what: str = "file", error: type[HltError] = ConfigError) -> Path:
     """``path`` if it exists (or is absolute), else the shipped file of that name if it exists, else
     ``path`` unchanged (so the caller's "not found" error names what the user wrote). A URL raises

@@ -32,7 +32,7 @@ from hltrun.framework.atomic import Staged, writing
 from hltrun.framework.context import StreamActivity
 from hltrun.framework.destinations import check_file_destination
 from hltrun.framework.event import Event
-from hltrun.framework.resources import user_path
+from hltrun.framework.resources import refuse_remote_destination, user_path
 from hltrun.framework.module import OutputModule
 from hltrun.framework.schema import InputTag, limited
 
@@ -56,6 +56,7 @@ class RootOutputParameters:
     basket_events: int = limited(1_000, 1, 1_000_000)
 
     def __post_init__(self) -> None:
+        refuse_remote_destination(self.file, "file")
         if not Path(self.file).name or Path(self.file).name in (".", ".."):
             raise ValueError(f"file: expected a file name (e.g. output/out.root), got {self.file!r}")
 

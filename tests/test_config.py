@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pathlib import Path
 
 from hltrun.framework.config import apply_overrides, load
 from hltrun.framework.errors import ConfigError
@@ -121,6 +122,17 @@ def test_a_remote_configuration_or_model_is_one_line_naming_the_url(where, overr
     url = "https://host/x/cfg.yaml" if override is None else override.partition("=")[2]
     with pytest.raises(ConfigError, match=rf"{where} {url} is a remote URL; hltrun reads local files only"):
         load(url) if override is None else load("configs/path.yaml", [override])
+
+
+@pytest.mark.parametrize("override, where", [("modules.out.file=root://eos.cern.ch//store/o.root", "modules.out: file"),
+                                             ("options.reportDir=https://host/reports", "options: reportDir")])
+def test_a_remote_destination_is_one_line_naming_the_url(override, where, tmp_path, monkeypatch):
+    """Taken as a local name, root://h//o.root would be written to ./root:/h/o.root."""
+    monkeypatch.chdir(tmp_path)
+    url = override.partition("=")[2]
+    with pytest.raises(ConfigError, match=rf"{where}: {url} is a remote URL; hltrun writes local files only"):
+        load(str(Path(__file__).parents[1] / "configs/path.yaml"), [override])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_dependency_cycle_is_reported(write_config):

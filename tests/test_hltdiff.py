@@ -146,12 +146,16 @@ def test_max_events_stops_after_n_matched_events(tmp_path, capsys):
         capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "no_tree", "no_ids"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "garbage", "truncated", "no_tree", "no_ids"])
 def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys, case):
     good = _write(tmp_path / "good.root", [1] * 10, EV, {"HLT_A": OLD_A})
     bad = tmp_path / "bad.root"
     if case == "corrupt":
         bad.write_bytes(b"root" + b"\0" * 100)
+    elif case == "garbage":  # uproot's message for these runs over three lines
+        bad.write_bytes(b"garbage\n")
+    elif case == "truncated":
+        bad.write_bytes(good.read_bytes()[:2000])
     elif case == "no_tree":
         with uproot.recreate(bad) as f:
             f["Other"] = {"x": np.arange(3)}

@@ -60,7 +60,7 @@ import numpy as np
 
 from hltrun.framework.atomic import write_text
 from hltrun.framework.destinations import printing
-from hltrun.framework.errors import HltError
+from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.resources import unreadable_reason
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
@@ -153,7 +153,7 @@ def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
         except InputError:
             raise
         except Exception as exc:  # uproot raises many kinds on a corrupt file
-            raise InputError(f"cannot read tree '{tree}' from {path}: {exc}") from None
+            raise InputError(f"cannot read tree '{tree}' from {path}: {one_line(exc)}") from None
         missing = [b for b in ID_BRANCHES if b not in parts[-1].fields]
         if missing:
             raise InputError(f"{path}: tree '{tree}' has no {', '.join(missing)} branch")
@@ -172,7 +172,7 @@ def check_process(paths: Sequence[Path], process: str, option: str) -> None:
         try:
             written_by = read_process(path)
         except Exception as exc:  # uproot raises many kinds on a corrupt file
-            raise InputError(f"cannot read {path}: {exc}") from None
+            raise InputError(f"cannot read {path}: {one_line(exc)}") from None
         if written_by is None:
             sys.stderr.write(f"hltdiff: note: {path} does not name the process that wrote it (an older output): "
                              f"taken as {option} {process}\n")
@@ -194,7 +194,7 @@ def read_coverage(paths: Sequence[Path]) -> dict[tuple[int, int], int] | None:
                     return None
                 cols = f[LUMI_TREE].arrays(["run", "luminosityBlock", "eventsProcessed"], library="np")
         except Exception as exc:  # uproot raises many kinds on a corrupt file
-            raise InputError(f"cannot read tree '{LUMI_TREE}' from {path}: {exc}") from None
+            raise InputError(f"cannot read tree '{LUMI_TREE}' from {path}: {one_line(exc)}") from None
         for run, lumi, n in zip(cols["run"].tolist(), cols["luminosityBlock"].tolist(), cols["eventsProcessed"].tolist()):
             coverage[(run, lumi)] = coverage.get((run, lumi), 0) + n
     return coverage
@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         for files, process, option in ((old_files, args.old_process, "-O"), (new_files, args.new_process, "-N")):
             check_process(files, process, option)
     except InputError as exc:
-        sys.stderr.write(f"hltdiff: error: {exc}\n")
+        sys.stderr.write(f"hltdiff: error: {printable(str(exc))}\n")
         return 2
     diff = compare(old, new, args.rtol, args.atol, args.examples, args.max_events, selected, selected,
                    coverage_old, coverage_new, ignore_prescales=not args.prescales)
@@ -678,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         with printing("the comparison", required=False):
             _print_comparison(diff, args)
     except HltError as exc:
-        sys.stderr.write(f"hltdiff: error: {exc}\n")
+        sys.stderr.write(f"hltdiff: error: {printable(str(exc))}\n")
         return 2
     if args.json_output or args.csv_output or args.root_output:
         try:
@@ -687,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
                 csv_out=args.csv_output, root_out=args.root_output, output_file=args.output_file,
                 old_process=args.old_process, new_process=args.new_process)
         except HltError as exc:
-            sys.stderr.write(f"hltdiff: error: {exc}\n")
+            sys.stderr.write(f"hltdiff: error: {printable(str(exc))}\n")
             return 2
         for kind, names in (("JSON", json_files), ("summary", summary_files)):
             if names:

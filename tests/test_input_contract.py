@@ -318,3 +318,35 @@ def test_hltinputs_missing_model_is_one_line(tmp_path, capsys) -> None:
     assert hltinputs([str(tmp_path / "nope.onnx")]) == 2
     captured = capsys.readouterr()
     assert captured.err.strip() == f"hltinputs: model file not found: {tmp_path / 'nope.onnx'}" and not captured.out
+
+
+def unknown_rank_model(path: Path) -> Path:
+    """score = sum x² per jet, with an input of unknown rank (no shape in the graph) and no output shape."""
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["xx"]),
+                               helper.make_node("ReduceSum", ["xx", "ax"], ["score"], keepdims=0)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, None)],
+                              [helper.make_tensor("ax", TensorProto.INT64, [2], [1, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_input_of_unknown_rank_is_one_line(tmp_path, sample, capfd) -> None:
+    """ONNX Runtime shows an input of unknown rank as []: refused in one line naming the model and the
+    input (it was an IndexError in begin_job, and in hltinputs)."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    with pytest.raises(ModuleError, match=r"model m.onnx input 'x' has no shape \(unknown rank"):
+        match_model(default_contract(), [("x", ())], Path("m.onnx"))
+    model = unknown_rank_model(tmp_path / "norank.onnx")
+    want = f"model {model} input 'x' has no shape (unknown rank, or a scalar)"
+    capfd.readouterr()
+    assert run(tmp_path, model, sample, "-n", "5") == 4
+    err = capfd.readouterr().err
+    assert want in err and "(N, 100, 3) with a dynamic first axis" in err, err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1, err
+    assert hltinputs([str(model)]) != 0
+    err = capfd.readouterr().err
+    assert want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err

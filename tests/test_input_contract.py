@@ -20,6 +20,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from hltrun.framework.cli import main as hltrun  # noqa: E402
 from tests.independent import leading_jets  # noqa: E402
+from tests.tiny_models import sum_of_squares_onnx  # noqa: E402
 from hltrun.framework.errors import ConfigError, ModuleError  # noqa: E402
 from hltrun.modules.contract import Contract, default_contract, match_model, parse  # noqa: E402
 
@@ -320,19 +321,6 @@ def test_hltinputs_missing_model_is_one_line(tmp_path, capsys) -> None:
     assert captured.err.strip() == f"hltinputs: model file not found: {tmp_path / 'nope.onnx'}" and not captured.out
 
 
-def unknown_rank_model(path: Path) -> Path:
-    """score = sum x² per jet, with an input of unknown rank (no shape in the graph) and no output shape."""
-    graph = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["xx"]),
-                               helper.make_node("ReduceSum", ["xx", "ax"], ["score"], keepdims=0)], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
-                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, None)],
-                              [helper.make_tensor("ax", TensorProto.INT64, [2], [1, 2])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
-
 def test_an_input_of_unknown_rank_is_one_line(tmp_path, sample, capfd) -> None:
     """ONNX Runtime shows an input of unknown rank as []: refused in one line naming the model and the
     input (it was an IndexError in begin_job, and in hltinputs)."""
@@ -340,7 +328,7 @@ def test_an_input_of_unknown_rank_is_one_line(tmp_path, sample, capfd) -> None:
 
     with pytest.raises(ModuleError, match=r"model m.onnx input 'x' has no shape \(unknown rank"):
         match_model(default_contract(), [("x", ())], Path("m.onnx"))
-    model = unknown_rank_model(tmp_path / "norank.onnx")
+    model = sum_of_squares_onnx(tmp_path / "norank.onnx", None)
     want = f"model {model} input 'x' has no shape (unknown rank, or a scalar)"
     capfd.readouterr()
     assert run(tmp_path, model, sample, "-n", "5") == 4

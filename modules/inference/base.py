@@ -139,8 +139,10 @@ class InferenceBackend(ABC):
         return None
 
     # ------------------------------------------------------------------ public interface
-    def load(self) -> "InferenceBackend":
-        """Open the model; every user-caused problem becomes one ModuleError line naming the file."""
+    def load(self, outputs: bool = True) -> "InferenceBackend":
+        """Open the model; every user-caused problem becomes one ModuleError line naming the file.
+        ``outputs=False``: the model's inputs are checked, its outputs not settled (a tool that checks a
+        model before running it its own way, hltbench; such a backend is only closed, never run)."""
         refusal = self.precision_refusal(self.options.precision)
         if refusal:
             raise ModuleError(refusal)
@@ -156,6 +158,8 @@ class InferenceBackend(ABC):
             raise ModuleError(f"{self.name}: cannot load model {self.model_path}: "
                               f"{type(exc).__name__}: {one_line(exc)}") from exc
         self.settle_inputs()
+        if not outputs:
+            return self
         self.resolve_outputs()
         self.loaded = True
         return self

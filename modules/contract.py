@@ -264,6 +264,12 @@ def match_model(contract: Contract, model_inputs: Sequence[tuple[str, Sequence[A
                               f"{_shown(dims)} ({name!r}); hltrun sends a variable number of jets per call: export it with a "
                               f"dynamic first axis (torch.onnx.export(..., dynamic_axes={{input: {{0: 'N'}}}}), or "
                               f"tf2onnx or the TFLite converter with a None batch dimension)")
+        if decl.kind == "constituents" and len(dims) == 2:
+            raise ModuleError(f"model {model} takes input {name!r} of shape {_shown(dims)}, a flat input, which no "
+                              f"declaration expresses (constituents are fed as (N, C, F), layout NCF, or (N, F, C), "
+                              f"layout NFC); {_declared(contract, decl)}: give the model an (N, C, F) input and "
+                              f"flatten it inside, its first op a reshape to {_shown(dims)} (keras.layers.Flatten(), "
+                              f"torch's x.flatten(1)), then export it again")
         if len(dims) != len(want) + 1 or any(d is not None and d != w for d, w in zip(dims[1:], want)):
             hint = ""
             if contract.origin == "default" and len(dims) == 3 and dims[2] == decl.width and dims[1] is not None:

@@ -338,3 +338,34 @@ def test_an_input_of_unknown_rank_is_one_line(tmp_path, sample, capfd) -> None:
     assert hltinputs([str(model)]) != 0
     err = capfd.readouterr().err
     assert want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_flat_input_is_told_to_reshape_inside_the_model() -> None:
+    """(N, 300): no declaration can express it (constituents are (N, C, F) or (N, F, C)), so the line says
+    so and what to do, instead of asking for a declaration."""
+    with pytest.raises(ModuleError) as err:
+        match_model(default_contract(), [("x", ("N", 300))], Path("m.onnx"))
+    text = str(err.value)
+    assert text.startswith("model m.onnx takes input 'x' of shape (N, 300), a flat input, which no declaration "
+                           "expresses") and "flatten it inside" in text and "declare the model's inputs" not in text
+    jet = parse([{"name": "j", "kind": "jet", "features": ["pt", "eta"]}], "inputs", "config")
+    assert match_model(jet, [("j", ("N", 2))], Path("m.onnx")).inputs[0].name == "j"  # a jet-level (N, F) input fits
+
+
+@pytest.mark.parametrize("name, content, fragment", [
+    ("empty.onnx", b"", "hltinputs: model file {path} is empty"),
+    ("garbage.onnx", b"this is not onnx" * 10, "hltinputs: model {path} is not an ONNX model (DecodeError: "),
+    ("m.tflite", b"TFL3", "hltinputs: {path} is not an .onnx file: hltinputs reads ONNX models; the inputs of a "
+                          ".tflite model are declared in the scorer's inputs: or in the metadata of the .onnx file beside it"),
+    ("m.keras", b"PK", "hltinputs: {path} is not an .onnx file: hltinputs reads ONNX models"),
+])
+def test_hltinputs_on_a_file_that_is_no_onnx_model_says_so(tmp_path, capsys, name, content, fragment) -> None:
+    """Was "has 0 inputs []" for an empty file, protobuf's DecodeError for a .tflite or .keras model."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert hltinputs([str(path)]) != 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(fragment.format(path=path)) and len(captured.err.strip().splitlines()) == 1, captured.err
+    assert not captured.out

@@ -260,8 +260,10 @@ class VAEAnomalyScorer(Producer):
         where = f"modules.{self.label}"
         shared, _ = ctx.global_cache(_LabelShared)
         name, reason = choose_backend(p.backend, ctx.accelerators, p.providers, f"{where}.backend")
-        if name == "tensorflow" and p.precision in ("fp16", "int8"):
-            raise ConfigError(f"{where}.precision: {p.precision} is not available on tensorflow (fp32 only)")
+        refusal = backend_class(name).precision_refusal(p.precision)
+        if refusal:  # before any file is read: the engine would run another precision than asked
+            chosen = f" (backend: auto chose {name}: {reason.removeprefix('auto: ')})" if p.backend == "auto" else ""
+            raise ConfigError(f"{where}.precision: {refusal}{chosen}")
         path = resolve_model(p.model, name, p.precision, p.models_dir)
         meta = ctx.inputs["src"].metadata if "src" in ctx.inputs else {}
         n_constituents, relative = int(meta.get("n_constituents", N_CONSTITUENTS)), bool(meta.get("relative", True))

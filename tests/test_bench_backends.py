@@ -41,3 +41,29 @@ def test_cells_written_and_docs_untouched_without_docs_flag(tmp_path) -> None:
             "--docs", str(docs)])
     text = docs.read_text()
     assert text.startswith("# untouched\n") and B.MARK_BEGIN in text and "ort-bare" in text
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ("empty", "onnxruntime: model file {path} is empty"),
+    ("f16", "onnxruntime: model {path} input 'x' is tensor(float16), expected tensor(float)"),
+    ("norank", "model {path} input 'x' has no shape (unknown rank"),
+])
+def test_a_model_hltrun_refuses_is_one_line_before_anything_runs(tmp_path, capfd, bad, fragment) -> None:
+    """The model is loaded and checked as the scorer loads it before the MAC count (which ran it on ONNX
+    Runtime and ended in its traceback): hltrun's own line, exit 2."""
+    from onnx import TensorProto
+
+    from tests.tiny_models import sum_of_squares_onnx
+
+    path = tmp_path / f"{bad}.onnx"
+    if bad == "empty":
+        path.write_bytes(b"")
+    else:
+        sum_of_squares_onnx(path, None if bad == "norank" else ["N", 100, 3],
+                            TensorProto.FLOAT16 if bad == "f16" else None)
+    capfd.readouterr()
+    assert hltbench(["backends", "--models-dir", str(tmp_path), "--models", bad, "--backends", "ort-fp32",
+                     "--batch-sizes", "2"]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("hltbench backends: ") and fragment.format(path=path) in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

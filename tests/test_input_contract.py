@@ -20,6 +20,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from hltrun.framework.cli import main as hltrun  # noqa: E402
 from tests.independent import leading_jets  # noqa: E402
+from tests.tiny_models import sum_of_squares_onnx  # noqa: E402
 from hltrun.framework.errors import ConfigError, ModuleError  # noqa: E402
 from hltrun.modules.contract import Contract, default_contract, match_model, parse  # noqa: E402
 
@@ -318,3 +319,53 @@ def test_hltinputs_missing_model_is_one_line(tmp_path, capsys) -> None:
     assert hltinputs([str(tmp_path / "nope.onnx")]) == 2
     captured = capsys.readouterr()
     assert captured.err.strip() == f"hltinputs: model file not found: {tmp_path / 'nope.onnx'}" and not captured.out
+
+
+def test_an_input_of_unknown_rank_is_one_line(tmp_path, sample, capfd) -> None:
+    """ONNX Runtime shows an input of unknown rank as []: refused in one line naming the model and the
+    input (it was an IndexError in begin_job, and in hltinputs)."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    with pytest.raises(ModuleError, match=r"model m.onnx input 'x' has no shape \(unknown rank"):
+        match_model(default_contract(), [("x", ())], Path("m.onnx"))
+    model = sum_of_squares_onnx(tmp_path / "norank.onnx", None)
+    want = f"model {model} input 'x' has no shape (unknown rank, or a scalar)"
+    capfd.readouterr()
+    assert run(tmp_path, model, sample, "-n", "5") == 4
+    err = capfd.readouterr().err
+    assert want in err and "(N, 100, 3) with a dynamic first axis" in err, err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1, err
+    assert hltinputs([str(model)]) != 0
+    err = capfd.readouterr().err
+    assert want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_flat_input_is_told_to_reshape_inside_the_model() -> None:
+    """(N, 300): no declaration can express it (constituents are (N, C, F) or (N, F, C)), so the line says
+    so and what to do, instead of asking for a declaration."""
+    with pytest.raises(ModuleError) as err:
+        match_model(default_contract(), [("x", ("N", 300))], Path("m.onnx"))
+    text = str(err.value)
+    assert text.startswith("model m.onnx takes input 'x' of shape (N, 300), a flat input, which no declaration "
+                           "expresses") and "flatten it inside" in text and "declare the model's inputs" not in text
+    jet = parse([{"name": "j", "kind": "jet", "features": ["pt", "eta"]}], "inputs", "config")
+    assert match_model(jet, [("j", ("N", 2))], Path("m.onnx")).inputs[0].name == "j"  # a jet-level (N, F) input fits
+
+
+@pytest.mark.parametrize("name, content, fragment", [
+    ("empty.onnx", b"", "hltinputs: model file {path} is empty"),
+    ("garbage.onnx", b"this is not onnx" * 10, "hltinputs: model {path} is not an ONNX model (DecodeError: "),
+    ("m.tflite", b"TFL3", "hltinputs: {path} is not an .onnx file: hltinputs reads ONNX models; the inputs of a "
+                          ".tflite model are declared in the scorer's inputs: or in the metadata of the .onnx file beside it"),
+    ("m.keras", b"PK", "hltinputs: {path} is not an .onnx file: hltinputs reads ONNX models"),
+])
+def test_hltinputs_on_a_file_that_is_no_onnx_model_says_so(tmp_path, capsys, name, content, fragment) -> None:
+    """Was "has 0 inputs []" for an empty file, protobuf's DecodeError for a .tflite or .keras model."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert hltinputs([str(path)]) != 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(fragment.format(path=path)) and len(captured.err.strip().splitlines()) == 1, captured.err
+    assert not captured.out

@@ -159,3 +159,39 @@ def test_score_core_bench_variants_agree(capsys) -> None:
     assert hltbench(["score-core", "--batch-sizes", "3", "--real", "30", "--repeat", "1", "--calls", "20"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("shipped", "crop", "keepdims", "transposed", "pool"))
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ("empty", "hltbench profile: model file {path} is empty"),
+    ("garbage", "hltbench profile: cannot load model {path}: InvalidProtobuf: "),
+    ("b1", "hltbench profile: model {path} input 'x' takes a fixed batch of 1 (shape [1, 100, 3]), not [1, 2, 9, 64]: "
+           "profile it at its batch (--batch-sizes 1 --profile-batch 1)"),
+    ("f16", "hltbench profile: model {path} input 'x' is tensor(float16); only float32 inputs are supported"),
+    ("norank", "hltbench profile: model {path} input 'x' has no shape (unknown rank"),
+])
+def test_a_model_the_tool_cannot_feed_is_one_line(tmp_path, capfd, bad, fragment) -> None:
+    """Empty, not ONNX, a fixed batch, float16, no shape: one line naming the model, exit 2 (were ONNX
+    Runtime's tracebacks at the session or at the first timed call)."""
+    from tests.tiny_models import sum_of_squares_onnx
+
+    path = tmp_path / f"{bad}.onnx"
+    if bad in ("empty", "garbage"):
+        path.write_bytes(b"" if bad == "empty" else b"this is not onnx" * 10)
+    else:
+        sum_of_squares_onnx(path, {"b1": [1, 100, 3], "f16": ["N", 100, 3], "norank": None}[bad],
+                            TensorProto.FLOAT16 if bad == "f16" else None)
+    capfd.readouterr()
+    assert hltbench(["profile", str(path), "--sample", str(tmp_path / "none.root")]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith(fragment.format(path=path)), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_fixed_batch_model_is_profiled_at_its_batch(tmp_path) -> None:
+    from tests.tiny_models import sum_of_squares_onnx
+
+    path = sum_of_squares_onnx(tmp_path / "b1.onnx", [1, 100, 3])
+    out = tmp_path / "prof.json"
+    assert hltbench(["profile", str(path), "--batch-sizes", "1", "--profile-batch", "1", "--profile-calls", "3",
+                     "--min-time", "0.02", "--repeat", "1", "--json", str(out), "--sample", str(tmp_path / "none.root")]) == 0
+    assert set(json.loads(out.read_text())["models"][str(path)]["us_per_jet"]) == {"1"}

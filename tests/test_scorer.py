@@ -153,6 +153,24 @@ def test_scorer_errors_name_the_model(tiny, tmp_path):
     assert VAEAnomalyScorer.check_config("vae", scorer.params, {"src": batcher}) is None  # the model decides, at begin_job
 
 
+@pytest.mark.parametrize("backend, precision, engine, runs", [
+    ("onnxruntime", "fp16", "onnxruntime", "fp32 or int8"), ("auto", "fp16", "onnxruntime", "fp32 or int8"),
+    ("iree", "fp16", "iree", "fp32"), ("jax", "int8", "jax", "fp32"), ("tensorflow", "fp16", "tensorflow", "fp32")])
+def test_a_precision_the_engine_does_not_run_is_refused(tiny, backend, precision, engine, runs):
+    """One rule (``InferenceBackend.precision_refusal``) for every engine: ONNX Runtime, IREE and auto ran
+    fp32 when fp16 was asked, without a word. Refused before any file is read; auto says what it chose."""
+    pytest.importorskip({"iree": "iree.runtime", "jax": "jax"}.get(engine, "onnxruntime"))
+    from hltrun.modules.inference import BackendOptions, create_backend
+
+    want = rf"^modules\.vae\.precision: {engine}: precision '{precision}' not supported \({runs} only\)"
+    with pytest.raises(ConfigError, match=want + (r" \(backend: auto chose onnxruntime: " if backend == "auto" else "$")):
+        make_scorer(model=str(tiny.onnx), backend=backend, precision=precision).begin_job(fake_job(("cpu",)))
+    if backend != "auto":  # hltbench and other callers of load() get the same rule
+        with pytest.raises(ModuleError, match=f"^{engine}: precision '{precision}' not supported"):
+            create_backend(engine, tiny.onnx if engine != "tensorflow" else tiny.keras,
+                           BackendOptions(precision=precision)).load()
+
+
 def test_scorer_parameters_are_validated():
     from hltrun.framework.schema import build
     from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters

@@ -85,3 +85,21 @@ def loaded(name: str, path: Path, **opts) -> InferenceBackend:
     backend = create_backend(name, path, BackendOptions(**opts)).load()
     backend.warm_up()
     return backend
+
+
+def sum_of_squares_onnx(path: Path, shape: list | None, elem: int | None = None) -> Path:
+    """score = sum x² per jet: an ONNX model with input ``x`` of ``shape`` (None: unknown rank, and the
+    output's shape unknown too) and element type ``elem`` (default float32), for the bad-model checks."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    elem = TensorProto.FLOAT if elem is None else elem
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["xx"]),
+                               helper.make_node("ReduceSum", ["xx", "ax"], ["score"], keepdims=0)], "g",
+                              [helper.make_tensor_value_info("x", elem, shape)],
+                              [helper.make_tensor_value_info("score", elem, ["N"] if shape else None)],
+                              [helper.make_tensor("ax", TensorProto.INT64, [2], [1, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

@@ -19,17 +19,23 @@ import json
 import sys
 from pathlib import Path
 
-from hltrun.framework.resources import unreadable_reason
-from hltrun.framework.errors import HltError
+from hltrun.framework.errors import HltError, ModuleError, one_line
+from hltrun.modules.inference.base import check_model_file
 from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, Contract, default_contract,
                                      from_metadata, match_model, parse, read_onnx_metadata)
 
 
 def model_inputs(path: Path) -> list[tuple[str, tuple]]:
-    """(name, shape) of the graph inputs that are not initialisers, dynamic dimensions as strings."""
+    """(name, shape) of the graph inputs that are not initialisers, dynamic dimensions as strings; a file
+    that is no ONNX model is one line saying so."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError: the bytes are not an ONNX ModelProto
+        raise ModuleError(f"model {path} is not an ONNX model ({type(exc).__name__}: {one_line(exc)})") from None
+    if not model.HasField("graph"):
+        raise ModuleError(f"model {path} is not an ONNX model (no graph in the file)")
     consts = {i.name for i in model.graph.initializer}
     return [(i.name, tuple(d.dim_param or None if not d.HasField("dim_value") else d.dim_value
                            for d in i.type.tensor_type.shape.dim))
@@ -73,9 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
     try:
-        why = unreadable_reason(args.model, "model file")
-        if why is not None:
-            print(f"hltinputs: {why}", file=sys.stderr)
+        if args.model.suffix != ".onnx":  # hltrun reads a .keras or .tflite model's declaration from its .onnx
+            print(f"hltinputs: {args.model} is not an .onnx file: hltinputs reads ONNX models; the inputs of a "
+                  f"{args.model.suffix or 'suffix-less'} model are declared in the scorer's inputs: or in the metadata "
+                  f"of the .onnx file beside it ({args.model.with_suffix('.onnx')}), which hltrun reads",
+                  file=sys.stderr)
+            return 2
+        try:  # missing, unreadable, a FIFO, empty: the line hltrun gives
+            check_model_file(args.model, (), "hltinputs")
+        except ModuleError as exc:
+            print(exc, file=sys.stderr)
             return 2
         signature = model_inputs(args.model)
         if args.write is not None:
@@ -100,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an unreadable model file
         if args.debug:
             raise
-        print(f"hltinputs: {args.model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-              file=sys.stderr)
+        print(f"hltinputs: {args.model}: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 4
 
 

@@ -101,6 +101,18 @@ class InferenceBackend(ABC):
     model_suffixes: ClassVar[tuple[str, ...]] = ()
     device: ClassVar[str] = "cpu"
     pads_batches: ClassVar[bool] = False  # runs a batch padded to a compiled size (its padded jets reach the model)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # what the engine really runs (``precision: auto``: fp32)
+    precision_hint: ClassVar[str] = ""  # said after a refused precision: how to get it another way
+
+    @classmethod
+    def precision_refusal(cls, precision: str) -> str | None:
+        """Why this engine does not run ``precision``, in one line, or None when it does. The one rule
+        for every engine (``load`` and the scorer's begin_job apply it): a precision the engine would
+        not run is refused, never ignored with the job run at another."""
+        if precision == "auto" or precision in cls.precisions:
+            return None
+        return (f"{cls.name}: precision {precision!r} not supported ({' or '.join(cls.precisions)} only)"
+                f"{cls.precision_hint}")
 
     def __init__(self, model_path: str | os.PathLike[str], options: BackendOptions | None = None) -> None:
         self.model_path = Path(model_path)
@@ -127,8 +139,13 @@ class InferenceBackend(ABC):
         return None
 
     # ------------------------------------------------------------------ public interface
-    def load(self) -> "InferenceBackend":
-        """Open the model; every user-caused problem becomes one ModuleError line naming the file."""
+    def load(self, outputs: bool = True) -> "InferenceBackend":
+        """Open the model; every user-caused problem becomes one ModuleError line naming the file.
+        ``outputs=False``: the model's inputs are checked, its outputs not settled (a tool that checks a
+        model before running it its own way, hltbench; such a backend is only closed, never run)."""
+        refusal = self.precision_refusal(self.options.precision)
+        if refusal:
+            raise ModuleError(refusal)
         check_model_file(self.model_path, self.model_suffixes, self.name)
         if self._per_event and self.pads_batches:
             raise ModuleError(f"{self.name}: runs batches padded to its compiled sizes, so a model scoring the whole "
@@ -141,6 +158,8 @@ class InferenceBackend(ABC):
             raise ModuleError(f"{self.name}: cannot load model {self.model_path}: "
                               f"{type(exc).__name__}: {one_line(exc)}") from exc
         self.settle_inputs()
+        if not outputs:
+            return self
         self.resolve_outputs()
         self.loaded = True
         return self

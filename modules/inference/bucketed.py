@@ -66,9 +66,7 @@ class BucketedBackend(InferenceBackend):
         require_float32(self.name, self.model_path, graph.input_name, graph.input_dtype)
         self.settle_inputs()  # a shape that does not match the contract: one line, before any tracing
         self._jet = self._jet_shapes[0]  # one jet's input shape: (100, 3) for the shipped models
-        if self.options.precision not in ("auto", "fp32"):
-            raise ModuleError(f"{self.name}: precision {self.options.precision!r} not supported (fp32 only)")
-        self.precision = "fp32"
+        self.precision = "fp32"  # the only one (``precisions``), checked at ``load``
         self.max_batch = int(self.options.max_batch)
         self.buckets = bucket_sizes(self.max_batch, self.name)
         self._index = {name: i for i, name in enumerate(graph.output_names)}

@@ -43,6 +43,7 @@ def resolve_providers(requested: Sequence[str], available: Sequence[str]) -> lis
 class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
     model_suffixes = (".onnx",)
+    precisions = ("fp32", "int8")  # int8: a quantised model (*_int8.onnx), as the scorer checks
 
     def _load(self) -> None:
         ort = need("onnxruntime", f"onnxruntime: running {self.model_path}")

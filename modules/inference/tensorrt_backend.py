@@ -275,6 +275,8 @@ def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, settings: Bu
 class TensorRTBackend(InferenceBackend):
     name = "tensorrt"
     model_suffixes = (".onnx",)
+    precisions = ("fp32", "fp16")
+    precision_hint = "; for INT8 use an explicitly quantised (Q/DQ) ONNX model"
     device = "gpu-nvidia"
 
     def _load(self) -> None:
@@ -287,10 +289,7 @@ class TensorRTBackend(InferenceBackend):
             raise ModuleError(f"tensorrt: no NVIDIA GPU visible; cannot run {self.model_path} on TensorRT")
         self.gpu_name = self.cuda.device_name()
         opts = self.options
-        self.precision = "fp32" if opts.precision in ("auto", "fp32") else opts.precision
-        if self.precision not in ("fp32", "fp16"):
-            raise ModuleError(f"tensorrt: precision {self.precision!r} not supported (fp32 or fp16); "
-                              f"for INT8 use an explicitly quantised (Q/DQ) ONNX model")
+        self.precision = "fp32" if opts.precision in ("auto", "fp32") else opts.precision  # ``precisions``: at load
         self.max_batch, self.opt_batch = int(opts.max_batch), int(min(opts.opt_batch, opts.max_batch))
         self.settings = BuildSettings(self.precision, self.opt_batch, self.max_batch)
         self.logger = trt.Logger(trt.Logger.WARNING)

@@ -49,6 +49,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hltrun.framework.atomic import write_text
+from hltrun.framework.errors import one_line
 from hltrun.tools.bench import runner
 from hltrun.tools.bench.flops import count_macs, sgemm_rates
 from hltrun.tools.catalogue import MODELS, models_dir, rss_mb, sample_path
@@ -534,11 +535,22 @@ def write_outputs(args: argparse.Namespace, data: dict[str, Any], section: str) 
         print(f"wrote {args.docs}")
 
 
+def macs_of(path: Path) -> dict[str, int]:
+    """``count_macs`` of a model hltrun loads (``runner.check_model``); a graph it cannot run at batch 1
+    on a (1, 100, 3) input (a model with other declared inputs) is one line, not ONNX Runtime's traceback."""
+    try:
+        return count_macs(path)
+    except Exception as exc:
+        raise runner.BenchError(f"hltbench backends: cannot count the multiply-accumulates of {path} on one "
+                                f"(1, 100, 3) jet: {type(exc).__name__}: {one_line(exc)}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Time every (model, backend, threads, batch) cell; print the tables, write JSON/CSV/plots/docs."""
-    for model in args.models:  # before anything is measured
+    for model in args.models:  # before anything is measured: refused as hltrun refuses it, in one line
         if not (args.models_dir / f"{model}.onnx").exists():
             raise runner.BenchError(f"hltbench backends: {args.models_dir / f'{model}.onnx'} not found")
+        runner.check_model(args.models_dir / f"{model}.onnx", "hltbench backends", getattr(args, "inputs", None))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     peak_rate(args)
     if args.out:
@@ -555,7 +567,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  skipped {spec}: {reason}", file=sys.stderr)
     present = [s for s in args.backends if not absent[s]]
     for model in args.models:
-        r = results[model] = {"macs": count_macs(args.models_dir / f"{model}.onnx"), "latency": {}}
+        r = results[model] = {"macs": macs_of(args.models_dir / f"{model}.onnx"), "latency": {}}
         if args.isolate:
             r["latency"] = measure_isolated(args, model, present, got)
             continue

@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from hltrun.framework.resources import unreadable_reason
+from hltrun.framework.errors import ModuleError, one_line
+from hltrun.modules.inference.base import check_model_file
 from hltrun.tools.bench import runner
 from hltrun.tools.bench.flops import count_macs, sgemm_rates
 from hltrun.tools.catalogue import MODELS, models_dir, sample_path
@@ -83,9 +84,7 @@ def make_inputs(sess: Any, batch: int, jets: np.ndarray | None) -> dict[str, np.
     """One feed: real jets for a (N, 100, 3) input, standard normal values for anything else."""
     feed = {}
     rng = np.random.default_rng(0)
-    for inp in sess.get_inputs():
-        if inp.type != "tensor(float)":
-            raise SystemExit(f"hltbench profile: input {inp.name!r} is {inp.type}; only float32 inputs are supported")
+    for inp in sess.get_inputs():  # float32, a batch axis: ``check_inputs``
         shape = [batch if not isinstance(d, int) else d for d in inp.shape]
         if jets is not None and shape[1:] == list(jets.shape[1:]):
             reps = -(-batch // len(jets))
@@ -95,9 +94,28 @@ def make_inputs(sess: Any, batch: int, jets: np.ndarray | None) -> dict[str, np.
     return feed
 
 
+def check_inputs(path: Path, sess: Any, batches: list[int]) -> None:
+    """What the tool feeds: float32 inputs with a batch axis, each timed batch size; otherwise one line
+    naming the model and the input. A fixed batch is profiled at that batch only (``--batch-sizes`` and
+    ``--profile-batch`` set to it), not fed a batch it refuses."""
+    for inp in sess.get_inputs():
+        what = f"hltbench profile: model {path} input {inp.name!r}"
+        if inp.type != "tensor(float)":
+            raise runner.BenchError(f"{what} is {inp.type}; only float32 inputs are supported")
+        if not inp.shape:
+            raise runner.BenchError(f"{what} has no shape (unknown rank, or a scalar); the tool feeds a batch of "
+                                    f"jets along a first axis: export the model with its input's shape")
+        fixed = inp.shape[0]
+        if isinstance(fixed, int) and fixed > 0 and set(batches) != {fixed}:
+            raise runner.BenchError(f"{what} takes a fixed batch of {fixed} (shape {list(inp.shape)}), not "
+                                    f"{sorted(set(batches))}: profile it at its batch (--batch-sizes {fixed} "
+                                    f"--profile-batch {fixed}) or export it with a dynamic first axis")
+
+
 def session(path: Path, threads: int, profile: bool = False, prefix: str | None = None,
             optimised: Path | None = None) -> Any:
-    """ORT CPU session as the hltrun backend opens it (one thread, sequential, all optimisations)."""
+    """ORT CPU session as the hltrun backend opens it (one thread, sequential, all optimisations); a
+    file ONNX Runtime cannot load is one line naming it."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -111,7 +129,11 @@ def session(path: Path, threads: int, profile: bool = False, prefix: str | None 
     if profile:
         opts.enable_profiling = True
         opts.profile_file_prefix = prefix
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # not ONNX, no graph, an op ORT lacks: ORT's words, in one line
+        raise runner.BenchError(f"hltbench profile: cannot load model {path}: {type(exc).__name__}: "
+                                f"{one_line(exc)}") from None
 
 
 # ------------------------------------------------------------------------------------ timing
@@ -124,7 +146,11 @@ def time_models(sessions: dict[str, Any], feeds: dict[str, dict[int, dict]], bat
     fastest: dict[str, dict[int, float]] = {m: {} for m in sessions}
     for b in batches:
         for s in sessions:
-            sessions[s].run(None, feeds[s][b])  # warm-up (arena growth)
+            try:
+                sessions[s].run(None, feeds[s][b])  # warm-up (arena growth)
+            except Exception as exc:  # a model that fails on what check_inputs let through: one line
+                raise runner.BenchError(f"hltbench profile: model {s} failed on a batch of {b}: "
+                                        f"{type(exc).__name__}: {one_line(exc)}") from None
         for _ in range(rounds):
             for name, sess in sessions.items():
                 times, t_end = [], time.perf_counter() + min_time / rounds
@@ -274,17 +300,19 @@ def load_sample_jets(sample: Path) -> np.ndarray | None:
 def run(args: argparse.Namespace) -> int:
     """Profile the models; print the tables (and --json)."""
     runner.check_repeat(args.repeat, "hltbench profile")
-    for m in args.models:
-        why = unreadable_reason(m, "model file")
-        if why is not None:
-            print(f"hltbench profile: {why}", file=sys.stderr)
-            return 2
+    for m in args.models:  # missing, unreadable, a FIFO, empty: hltrun's line, before ONNX Runtime sees it
+        try:
+            check_model_file(m, (), "hltbench profile")
+        except ModuleError as exc:
+            raise runner.BenchError(str(exc)) from None
     import onnxruntime as ort
 
-    jets = load_sample_jets(args.sample)
     names = {str(m): m for m in args.models}
     sessions = {n: session(p, args.threads) for n, p in names.items()}
     batches = sorted(set(args.batch_sizes) | {args.profile_batch})
+    for n, s in sessions.items():  # before the sample is read: a model the tool cannot feed is the one line
+        check_inputs(names[n], s, batches)
+    jets = load_sample_jets(args.sample)
     feeds = {n: {b: make_inputs(s, b, jets) for b in batches} for n, s in sessions.items()}
     rates = sgemm_rates()
     best: dict[str, dict[int, float]] = {}

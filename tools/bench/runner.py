@@ -103,6 +103,20 @@ class BenchError(Exception):
     """A user error in a study's options or inputs: hltbench prints it as one line and exits 2."""
 
 
+def check_model(path: Path, prog: str, inputs: Mapping[str, Any] | None = None) -> None:
+    """Refuse, in hltrun's own line, a model whose inputs the scorer would refuse: ``path`` is opened on
+    ONNX Runtime as the scorer opens it (empty or unreadable file, not ONNX, input types, the input
+    contract), before a study runs anything of its own on it. Its outputs are each engine's business
+    (a study skips an engine that cannot find the score). ``inputs``: ``BackendOptions``'."""
+    from hltrun.framework.errors import ConfigError, ModuleError, one_line
+    from hltrun.modules.inference import BackendOptions, create_backend
+
+    try:
+        create_backend("onnxruntime", path, BackendOptions(threads=1, **(inputs or {}))).load(outputs=False).close()
+    except (ModuleError, ConfigError) as exc:
+        raise BenchError(f"{prog}: {one_line(exc)}") from None
+
+
 def interleave(variants: Mapping[str, Callable[[], T]], repeat: int) -> dict[str, list[T]]:
     """Run every variant once per round, ``repeat`` rounds, in turn: drift on a shared machine hits all alike."""
     results: dict[str, list[T]] = {name: [] for name in variants}

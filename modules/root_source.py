@@ -887,6 +887,13 @@ def _constituents_per_jet(arrays: ak.Array, b: JetBranches, path: str, first_ent
     stored = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None))
     per_jet = stored.astype(np.int64)
     jets = np.concatenate([[0], np.cumsum(_per_event(arrays[b.jet_pt]))])
+    negative = np.flatnonzero(per_jet < 0) if stored.dtype.kind != "u" else ()
+    if len(negative):  # a count may not be negative even where the event's counts add up
+        jet = int(negative[0])
+        at = int(np.searchsorted(jets, jet, side="right")) - 1
+        raise SourceError(f"source: '{b.jet_n_constituents}' holds a negative constituent count "
+                          f"({int(per_jet[jet])}, jet {jet - int(jets[at])}) at entry {first_entry + at} of {path}: "
+                          f"a jet's number of constituents is 0 or more", first_entry=first_entry)
     cumulative = np.concatenate([[0], np.cumsum(per_jet)])
     declared = cumulative[jets[1:]] - cumulative[jets[:-1]]
     present = _per_event(arrays[b.cand_pt])

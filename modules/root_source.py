@@ -506,6 +506,10 @@ class RootJetSource(Source):
             except Exception as exc:
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
                                   f"{one_line(exc, 'corrupt data')}") from exc
+            self._id_columns(arrays, path, start)  # ids and weight: every entry read here (vectorised)
+            weight = self.params.branches.weight
+            if weight and weight in arrays.fields:
+                _one_per_event(arrays[weight], weight, "weight", "source.branches.weight", path)
             if start == 0:
                 self._check_layout(arrays[:50], path)
                 if whole:
@@ -836,7 +840,7 @@ class RootJetSource(Source):
 
         cand_extra = {name: flat(name) if take is None else flat(name)[take] for name in self._extra_cand}
         jet_extra = {name: flat(name) for name in self._extra_jet}
-        ids, id_keys, id_arrays = self._ids(arrays, first_entry)
+        ids, id_keys, id_arrays = self._ids(arrays, path, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, requested_specs(self._requests), jet_extra,
                            cand_extra)
@@ -847,16 +851,24 @@ class RootJetSource(Source):
         counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))
         return chunk
 
-    def _ids(self, arrays: ak.Array, first_entry: int
+    def _ids(self, arrays: ak.Array, path: str, first_entry: int
              ) -> tuple[list[EventID], np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         b = self.params.branches
         n = len(arrays)
-        entry = np.arange(first_entry + 1, first_entry + n + 1)
-        run = np.asarray(arrays[b.run]) if b.run else np.ones(n, np.int64)
-        lumi = np.asarray(arrays[b.luminosityBlock]) if b.luminosityBlock else np.ones(n, np.int64)
-        evt = np.asarray(arrays[b.event]) if b.event else entry
-        ids = [EventID(int(r), int(l), int(e)) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
+        columns = self._id_columns(arrays, path, first_entry)
+        run = columns.get("run", np.ones(n, np.uint64))
+        lumi = columns.get("luminosityBlock", np.ones(n, np.uint64))
+        evt = columns.get("event", np.arange(first_entry + 1, first_entry + n + 1, dtype=np.uint64))
+        ids = [EventID(r, l, e) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
         return ids, (keys(run, lumi, evt) if b.event else None), (run, lumi, evt)  # entry numbers are no event ids
+
+    def _id_columns(self, arrays: ak.Array, path: str, first_entry: int) -> dict[str, np.ndarray]:
+        """The event-id branches among ``arrays``' fields (by role: run, luminosityBlock, event), checked
+        (``_id_values``) and as uint64: at begin_job on the entries the file check reads, then per chunk."""
+        b = self.params.branches
+        return {role: _id_values(arrays[name], name, role, path, first_entry)
+                for role, name in (("run", b.run), ("luminosityBlock", b.luminosityBlock), ("event", b.event))
+                if name and name in arrays.fields}
 
     def accounting(self) -> dict[str, Any]:
         """Counters of the whole job (or worker); ``files_read`` maps each input to the events read."""
@@ -995,6 +1007,54 @@ def _check_collections(arrays: ak.Array, groups: list[_Collection], path: str, f
         for name in dict.fromkeys(n for n in g.members if n != g.ref):
             at = _first_mismatch(arrays[name], arrays[g.ref])
             _refuse_misaligned(at, name, g.ref, g.kind, path, first_entry, deep=arrays[g.ref].ndim > 2)
+
+
+# event-id numbers as CMSSW stores them: run and lumi are 32-bit, the event number 64-bit (unsigned)
+_ID_LIMITS = {"run": 2**32, "luminosityBlock": 2**32, "event": 2**64}
+_ID_WORDS = {"run": "run", "luminosityBlock": "lumi", "event": "event"}
+_FLOAT_EXACT = 2**53  # a float64 holds every whole number below it, and not every one above
+
+
+def _one_per_event(array: ak.Array, name: str, role: str, setting: str, path: str) -> None:
+    """A per-event branch (an event id, the weight) holds one number per event: a list per event
+    (``event`` given a jagged branch) would be read as something else, or fail deep in numpy."""
+    if array.ndim != 1:
+        got = "a list per event" if array.ndim == 2 else f"{array.ndim - 1} levels of lists"
+        raise SourceError(f"source: {role} branch '{name}' ({setting}) must hold one number per event, got "
+                          f"{got} in {path}")
+
+
+def _id_values(array: ak.Array, name: str, role: str, path: str, first_entry: int) -> np.ndarray:
+    """An event-id branch's values as uint64, once they are known to be whole numbers in CMSSW's range
+    (run, lumi: 0 to 2^32-1; event: 0 to 2^64-1). An integer branch is read as is; a float branch
+    (some ntuples write ids as double) only where every value is a whole number below 2^53, which a
+    double holds exactly: 0.1 must not become event 0, NaN must not become anything. Vectorised."""
+    setting = f"source.branches.{role}"
+    _one_per_event(array, name, "event-id", setting, path)
+    values = np.asarray(array)
+    kind, limit = values.dtype.kind, _ID_LIMITS[role]
+    if kind not in "iuf":
+        raise SourceError(f"source: event-id branch '{name}' ({setting}) is {values.dtype.name} in {path}, "
+                          f"not an integer")
+    if kind == "f":
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(values) & (values >= 0) & (values < min(limit, _FLOAT_EXACT)) \
+                & (values == np.floor(values))
+    else:
+        ok = None
+        if kind == "i":
+            ok = values >= 0
+        if np.iinfo(values.dtype).max >= limit:
+            ok = values < limit if ok is None else ok & (values < limit)
+    bad = np.flatnonzero(~ok) if ok is not None else ()
+    if len(bad):
+        at = int(bad[0])
+        value = values[at].item()
+        raise SourceError(f"source: event-id branch '{name}' ({setting}) holds {value!r} at entry "
+                          f"{first_entry + at} of {path}: {_ID_WORDS[role]} numbers are whole numbers from 0 to "
+                          f"{limit - 1}" + (f" (a float branch is read where every value is a whole number below "
+                                            f"2^53)" if kind == "f" else ""), first_entry=first_entry)
+    return values.astype(np.uint64, copy=False)
 
 
 def _check_depth(array: ak.Array, group: _Collection, path: str) -> None:

@@ -11,6 +11,7 @@ import uproot
 
 from hltrun.framework.errors import SourceError
 from hltrun.framework.schema import build
+from hltrun.modules.duplicates import keys
 from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters
 from hltrun.modules.rootio import write_nanoaod
 from tests.conftest import make_events
@@ -152,3 +153,19 @@ def test_jagged_weight_branch_is_refused_at_begin_job(tmp_path):
     with pytest.raises(SourceError, match=r"^source: weight branch 'FatJet_pt' \(source.branches.weight\) must hold "
                                           r"one number per event, got a list per event in .*w.root$"):
         source(path, branches={"weight": "FatJet_pt"}).begin_job(None)
+
+
+@pytest.mark.parametrize("run, lumi, event", [([1], [2**32 + 1], [1]), ([2**32], [1], [1]), ([-1], [1], [1]),
+                                              ([1], [1], [-1])])
+def test_duplicate_keys_refuse_ids_that_would_alias(run, lumi, event):
+    """keys() packs run and lumi into 8 bytes: lumi 2^32+1 was packed as lumi 1 (100 events of a file
+    with lumis 1 and 2^32+1 skipped as duplicates). The source refuses such ids first; keys() itself
+    refuses rather than alias."""
+    with pytest.raises(ValueError, match=r"^duplicate check: (run|lumi|event) numbers must be 0 to"):
+        keys(np.array(run, np.int64), np.array(lumi, np.int64), np.array(event, np.int64))
+
+
+def test_duplicate_keys_keep_the_full_range_apart():
+    k = keys(np.array([2**32 - 1, 2**32 - 1, 0], np.uint64), np.array([2**32 - 1, 0, 2**32 - 1], np.uint64),
+             np.array([2**64 - 1] * 3, np.uint64))
+    assert len(np.unique(k)) == 3

@@ -578,15 +578,16 @@ class RootJetSource(Source):
                               f"{one_line(exc, 'corrupt header')})") from exc
         try:
             tree = handle[self.params.tree]
-        except Exception:
+        except Exception as exc:
+            if _has_key(handle, self.params.tree):  # there, but unreadable (a file cut short): say why
+                kind = _classname(handle, self.params.tree)
+                raise SourceError(f"source: cannot read {kind} '{self.params.tree}' of {path}: "
+                                  f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
             names = ", ".join(k.split(";")[0] for k in handle.keys(recursive=False)) or "none"
             raise SourceError(f"source: no tree '{self.params.tree}' in {path} (objects: {names})"
                               f"{_tree_elsewhere(handle, self.params.tree)}") from None
         if not hasattr(tree, "num_entries"):
-            try:
-                kind = handle.classname_of(self.params.tree)
-            except Exception:  # pragma: no cover - uproot could read it, so it can name it; just in case
-                kind = type(tree).__name__
+            kind = _classname(handle, self.params.tree, type(tree).__name__)
             raise SourceError(f"source: '{self.params.tree}' in {path} is a {kind}, not a TTree"
                               f"{_tree_elsewhere(handle, self.params.tree)}")
         return tree
@@ -1138,6 +1139,23 @@ def _first_basket_end(branch: Any) -> int:
         return int(offsets[1]) if len(offsets) > 1 else 0
     except Exception:  # pragma: no cover - a damaged basket table: let the tail read report it
         return 0
+
+
+def _has_key(handle: Any, name: str) -> bool:
+    """Whether the file's directory lists ``name`` (read from the key table, not the object itself)."""
+    try:
+        handle.key(name)
+    except Exception:
+        return False
+    return True
+
+
+def _classname(handle: Any, name: str, default: str = "object") -> str:
+    """The class of the object ``name`` as its key records it (TTree, TH1D, ROOT::RNTuple...)."""
+    try:
+        return str(handle.classname_of(name))
+    except Exception:  # pragma: no cover - the key was read, so it names its class; just in case
+        return default
 
 
 def _tree_elsewhere(handle: Any, name: str) -> str:

@@ -292,10 +292,11 @@ class RootJetSource(Source):
                 try:
                     self._missing(tree, extra, path)
                     try:
-                        arrays = tree.arrays(extra, entry_stop=min(50, int(tree.num_entries)), library="ak")
+                        arrays = _columns(tree, tree.arrays(extra, entry_stop=min(50, int(tree.num_entries)),
+                                                            library="ak"), extra)
                         self._check_layout(arrays, path, only=extra, reference=self._kept.get(real))
                         if real in self._kept:
-                            whole = tree.arrays(extra, library="ak")
+                            whole = _columns(tree, tree.arrays(extra, library="ak"), extra)
                             kept = self._kept[real]
                             for name in extra:
                                 kept[name] = whole[name]
@@ -501,8 +502,8 @@ class RootJetSource(Source):
                 continue
             try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
                 with self._bulk(pool) if whole and start == 0 else self._pool_cpu(pool):
-                    arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
-                                         decompression_executor=pool)
+                    arrays = _columns(tree, tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
+                                                        decompression_executor=pool), branches)
             except Exception as exc:
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
                                   f"{one_line(exc, 'corrupt data')}") from exc
@@ -561,7 +562,7 @@ class RootJetSource(Source):
     def _head(self, path: str, names: list[str], n: int) -> ak.Array:
         tree = self._open_tree(path)
         try:
-            return tree.arrays(names, entry_stop=n, library="ak")
+            return _columns(tree, tree.arrays(names, entry_stop=n, library="ak"), names)
         finally:
             tree.file.close()
 
@@ -761,7 +762,8 @@ class RootJetSource(Source):
         pool, failed = self._pool(), True
         at = start  # the first entry of the chunk being read: a failure names that chunk, not the range
         try:
-            it = tree.iterate(self._read_names(tree, path), step_size=self.params.chunk_size, entry_start=start,
+            names = self._read_names(tree, path)
+            it = tree.iterate(names, step_size=self.params.chunk_size, entry_start=start,
                               entry_stop=stop, library="ak", report=True, decompression_executor=pool)
             while True:
                 before = pool.cpu_ns if pool is not None else 0
@@ -776,6 +778,7 @@ class RootJetSource(Source):
                                       f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}",
                                       first_entry=at) from exc
                 at = report.tree_entry_start
+                arrays = _columns(tree, arrays, names)
                 counts = _chunk_counts()
                 try:
                     chunk = self._convert(arrays, path, at, counts)
@@ -1139,6 +1142,29 @@ def _first_basket_end(branch: Any) -> int:
         return int(offsets[1]) if len(offsets) > 1 else 0
     except Exception:  # pragma: no cover - a damaged basket table: let the tail read report it
         return 0
+
+
+def _columns(tree: Any, arrays: ak.Array, names: "list[str]") -> ak.Array:
+    """``arrays`` as read from ``tree``, one field per name asked for. A TTree's are already. An
+    RNTuple's collection is one field holding records (NanoAOD as RNTuple: ``FatJet`` with ``pt``,
+    ``eta``...): uproot reads ``FatJet.pt`` as the record ``FatJet`` with the sub-field ``pt``, and it
+    becomes the column ``FatJet.pt`` here (a view, no copy), so a record's sub-fields are read like
+    branches. Fields of one record share its lists: they are one collection by construction."""
+    import uproot.behaviors.RNTuple
+
+    if not isinstance(tree, uproot.behaviors.RNTuple.RNTuple) or all(name in arrays.fields for name in names):
+        return arrays
+
+    def field(name: str) -> ak.Array:
+        if name in arrays.fields:
+            return arrays[name]
+        top, *inner = name.split(".")
+        column = arrays[top]
+        for part in inner:
+            column = column[part]
+        return column
+
+    return ak.zip({name: field(name) for name in dict.fromkeys(names)}, depth_limit=1)
 
 
 def _has_key(handle: Any, name: str) -> bool:

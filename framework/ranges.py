@@ -24,16 +24,24 @@ _MAX32 = (1 << 32) - 1
 _MAX64 = np.uint64((1 << 64) - 1)
 
 
-def _number(text: str, what: str, end: bool) -> int:
-    """A run/lumi/event number; ``max`` (0 in CMSSW) as an end means no limit, ``min``/``0`` as a start 1."""
+_LIMITS = {"run": _MAX32, "lumi": _MAX32, "event": (1 << 64) - 1}  # CMSSW's: 32-bit run and lumi, 64-bit event
+
+
+def _number(text: str, what: str, end: bool, kind: str = "run") -> int:
+    """A run/lumi/event number; ``max`` (0 in CMSSW) as an end means no limit, ``min``/``0`` as a start 1.
+    A number past CMSSW's range (``kind``: run and lumi 32-bit, event 64-bit) is refused: it would
+    overflow numpy's selection, or alias another (a lumi 2^32+1 packed beside its run is lumi 1)."""
     t = text.strip().lower()
     if t == "max" and end:
         return 0
     if t in ("min", "0") and not end:
         return 1
-    if not t.isdigit():
+    if not (t.isascii() and t.isdigit()):
         raise ValueError(what)
-    return int(t)
+    value = int(t)
+    if value > _LIMITS[kind]:
+        raise ValueError(f"{kind} number {value} is out of range (0 to {_LIMITS[kind]})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,8 @@ def parse_lumi_range(text: str) -> LumiRange:
     a, b = _split(text, what)
     if len(a) != 2 or len(b) != 2:
         raise ValueError(what)
-    start = (_number(a[0], what, False), _number(a[1], what, False))
-    end = (_number(b[0], what, False), _number(b[1], what, True))
+    start = (_number(a[0], what, False), _number(a[1], what, False, "lumi"))
+    end = (_number(b[0], what, False), _number(b[1], what, True, "lumi"))
     if end[0] < start[0] or (end[0] == start[0] and end[1] != 0 and end[1] < start[1]):
         raise ValueError(f"lumi range {text!r} is out of order")
     return LumiRange(start, end)
@@ -75,13 +83,19 @@ def parse_event_range(text: str) -> EventRange:
         raise ValueError(what)
     if len(a) == 2:
         a, b = [a[0], "0", a[1]], [b[0], "0", b[1]]
-    start = (_number(a[0], what, False), int(a[1]) if a[1] == "0" else _number(a[1], what, False),
-             _number(a[2], what, False))
-    end = (_number(b[0], what, False), int(b[1]) if b[1] == "0" else _number(b[1], what, False),
-           _number(b[2], what, True))
+    start = (_number(a[0], what, False), int(a[1]) if a[1] == "0" else _number(a[1], what, False, "lumi"),
+             _number(a[2], what, False, "event"))
+    end = (_number(b[0], what, False), int(b[1]) if b[1] == "0" else _number(b[1], what, False, "lumi"),
+           _number(b[2], what, True, "event"))
     if end[:2] < start[:2] or (end[:2] == start[:2] and end[2] != 0 and end[2] < start[2]):
         raise ValueError(f"event range {text!r} is out of order")
     return EventRange(start, end)
+
+
+def _in(exc: ValueError, text: str) -> str:
+    """The parse error, naming the entry where the message does not quote it already."""
+    msg = str(exc)
+    return msg if repr(str(text)) in msg else f"{msg} in {str(text)!r}"
 
 
 @dataclass(frozen=True)
@@ -99,12 +113,12 @@ class Selection:
             try:
                 out_lumis.append(parse_lumi_range(text))
             except ValueError as exc:
-                raise ValueError(f"lumisToProcess[{i}]: {exc}") from None
+                raise ValueError(f"lumisToProcess[{i}]: {_in(exc, text)}") from None
         for i, text in enumerate(events):
             try:
                 out_events.append(parse_event_range(text))
             except ValueError as exc:
-                raise ValueError(f"eventsToProcess[{i}]: {exc}") from None
+                raise ValueError(f"eventsToProcess[{i}]: {_in(exc, text)}") from None
         return cls(tuple(out_lumis), tuple(out_events))
 
     def __bool__(self) -> bool:

@@ -19,11 +19,24 @@ Mode = Literal["checkAllFilesOpened", "checkEachFile", "noDuplicateCheck"]
 _KEY = np.dtype([("runlumi", ">u8"), ("event", ">u8")])  # big-endian: byte order == numeric order
 
 
+_MAX32 = (1 << 32) - 1
+
+
 def keys(run: np.ndarray, lumi: np.ndarray, event: np.ndarray) -> np.ndarray:
-    """(run, lumi, event) -> 16-byte sortable keys (run and lumi are 32-bit in CMS data)."""
+    """(run, lumi, event) -> 16-byte sortable keys. Run and lumi are 32-bit in CMS data and share the
+    key's first 8 bytes: one outside 0..2^32-1 would alias another id (lumi 2^32+1 is lumi 1 of the next
+    run's key space), so it is refused here (ValueError), not packed; the source refuses such ids
+    first, in a line naming the file (root_source._id_values)."""
+    run, lumi, event = (np.asarray(x) for x in (run, lumi, event))
+    for name, values in (("run", run), ("lumi", lumi)):
+        if len(values) and (values.min() < 0 or values.max() > _MAX32):
+            raise ValueError(f"duplicate check: {name} numbers must be 0 to {_MAX32}, got {values.min()!r} "
+                             f"to {values.max()!r}")
+    if len(event) and event.min() < 0:
+        raise ValueError(f"duplicate check: event numbers must be 0 to 2^64-1, got {event.min()!r}")
     k = np.empty(len(event), _KEY)
-    k["runlumi"] = (np.asarray(run, np.uint64) << np.uint64(32)) | (np.asarray(lumi, np.uint64) & np.uint64(0xFFFFFFFF))
-    k["event"] = np.asarray(event, np.uint64)
+    k["runlumi"] = (run.astype(np.uint64) << np.uint64(32)) | lumi.astype(np.uint64)
+    k["event"] = event.astype(np.uint64)
     return k.view("V16")
 
 

@@ -292,10 +292,11 @@ class RootJetSource(Source):
                 try:
                     self._missing(tree, extra, path)
                     try:
-                        arrays = tree.arrays(extra, entry_stop=min(50, int(tree.num_entries)), library="ak")
+                        arrays = _columns(tree, tree.arrays(extra, entry_stop=min(50, int(tree.num_entries)),
+                                                            library="ak"), extra)
                         self._check_layout(arrays, path, only=extra, reference=self._kept.get(real))
                         if real in self._kept:
-                            whole = tree.arrays(extra, library="ak")
+                            whole = _columns(tree, tree.arrays(extra, library="ak"), extra)
                             kept = self._kept[real]
                             for name in extra:
                                 kept[name] = whole[name]
@@ -501,11 +502,15 @@ class RootJetSource(Source):
                 continue
             try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
                 with self._bulk(pool) if whole and start == 0 else self._pool_cpu(pool):
-                    arrays = tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
-                                         decompression_executor=pool)
+                    arrays = _columns(tree, tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
+                                                        decompression_executor=pool), branches)
             except Exception as exc:
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
                                   f"{one_line(exc, 'corrupt data')}") from exc
+            self._id_columns(arrays, path, start)  # ids and weight: every entry read here (vectorised)
+            weight = self.params.branches.weight
+            if weight and weight in arrays.fields:
+                _one_per_event(arrays[weight], weight, "weight", "source.branches.weight", path)
             if start == 0:
                 self._check_layout(arrays[:50], path)
                 if whole:
@@ -557,7 +562,7 @@ class RootJetSource(Source):
     def _head(self, path: str, names: list[str], n: int) -> ak.Array:
         tree = self._open_tree(path)
         try:
-            return tree.arrays(names, entry_stop=n, library="ak")
+            return _columns(tree, tree.arrays(names, entry_stop=n, library="ak"), names)
         finally:
             tree.file.close()
 
@@ -574,15 +579,16 @@ class RootJetSource(Source):
                               f"{one_line(exc, 'corrupt header')})") from exc
         try:
             tree = handle[self.params.tree]
-        except Exception:
+        except Exception as exc:
+            if _has_key(handle, self.params.tree):  # there, but unreadable (a file cut short): say why
+                kind = _classname(handle, self.params.tree)
+                raise SourceError(f"source: cannot read {kind} '{self.params.tree}' of {path}: "
+                                  f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
             names = ", ".join(k.split(";")[0] for k in handle.keys(recursive=False)) or "none"
             raise SourceError(f"source: no tree '{self.params.tree}' in {path} (objects: {names})"
                               f"{_tree_elsewhere(handle, self.params.tree)}") from None
         if not hasattr(tree, "num_entries"):
-            try:
-                kind = handle.classname_of(self.params.tree)
-            except Exception:  # pragma: no cover - uproot could read it, so it can name it; just in case
-                kind = type(tree).__name__
+            kind = _classname(handle, self.params.tree, type(tree).__name__)
             raise SourceError(f"source: '{self.params.tree}' in {path} is a {kind}, not a TTree"
                               f"{_tree_elsewhere(handle, self.params.tree)}")
         return tree
@@ -756,7 +762,8 @@ class RootJetSource(Source):
         pool, failed = self._pool(), True
         at = start  # the first entry of the chunk being read: a failure names that chunk, not the range
         try:
-            it = tree.iterate(self._read_names(tree, path), step_size=self.params.chunk_size, entry_start=start,
+            names = self._read_names(tree, path)
+            it = tree.iterate(names, step_size=self.params.chunk_size, entry_start=start,
                               entry_stop=stop, library="ak", report=True, decompression_executor=pool)
             while True:
                 before = pool.cpu_ns if pool is not None else 0
@@ -771,6 +778,7 @@ class RootJetSource(Source):
                                       f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}",
                                       first_entry=at) from exc
                 at = report.tree_entry_start
+                arrays = _columns(tree, arrays, names)
                 counts = _chunk_counts()
                 try:
                     chunk = self._convert(arrays, path, at, counts)
@@ -836,7 +844,7 @@ class RootJetSource(Source):
 
         cand_extra = {name: flat(name) if take is None else flat(name)[take] for name in self._extra_cand}
         jet_extra = {name: flat(name) for name in self._extra_jet}
-        ids, id_keys, id_arrays = self._ids(arrays, first_entry)
+        ids, id_keys, id_arrays = self._ids(arrays, path, first_entry)
         chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                            id_keys, self.params.max_constituents, requested_specs(self._requests), jet_extra,
                            cand_extra)
@@ -847,16 +855,24 @@ class RootJetSource(Source):
         counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))
         return chunk
 
-    def _ids(self, arrays: ak.Array, first_entry: int
+    def _ids(self, arrays: ak.Array, path: str, first_entry: int
              ) -> tuple[list[EventID], np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         b = self.params.branches
         n = len(arrays)
-        entry = np.arange(first_entry + 1, first_entry + n + 1)
-        run = np.asarray(arrays[b.run]) if b.run else np.ones(n, np.int64)
-        lumi = np.asarray(arrays[b.luminosityBlock]) if b.luminosityBlock else np.ones(n, np.int64)
-        evt = np.asarray(arrays[b.event]) if b.event else entry
-        ids = [EventID(int(r), int(l), int(e)) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
+        columns = self._id_columns(arrays, path, first_entry)
+        run = columns.get("run", np.ones(n, np.uint64))
+        lumi = columns.get("luminosityBlock", np.ones(n, np.uint64))
+        evt = columns.get("event", np.arange(first_entry + 1, first_entry + n + 1, dtype=np.uint64))
+        ids = [EventID(r, l, e) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
         return ids, (keys(run, lumi, evt) if b.event else None), (run, lumi, evt)  # entry numbers are no event ids
+
+    def _id_columns(self, arrays: ak.Array, path: str, first_entry: int) -> dict[str, np.ndarray]:
+        """The event-id branches among ``arrays``' fields (by role: run, luminosityBlock, event), checked
+        (``_id_values``) and as uint64: at begin_job on the entries the file check reads, then per chunk."""
+        b = self.params.branches
+        return {role: _id_values(arrays[name], name, role, path, first_entry)
+                for role, name in (("run", b.run), ("luminosityBlock", b.luminosityBlock), ("event", b.event))
+                if name and name in arrays.fields}
 
     def accounting(self) -> dict[str, Any]:
         """Counters of the whole job (or worker); ``files_read`` maps each input to the events read."""
@@ -887,6 +903,13 @@ def _constituents_per_jet(arrays: ak.Array, b: JetBranches, path: str, first_ent
     stored = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None))
     per_jet = stored.astype(np.int64)
     jets = np.concatenate([[0], np.cumsum(_per_event(arrays[b.jet_pt]))])
+    negative = np.flatnonzero(per_jet < 0) if stored.dtype.kind != "u" else ()
+    if len(negative):  # a count may not be negative even where the event's counts add up
+        jet = int(negative[0])
+        at = int(np.searchsorted(jets, jet, side="right")) - 1
+        raise SourceError(f"source: '{b.jet_n_constituents}' holds a negative constituent count "
+                          f"({int(per_jet[jet])}, jet {jet - int(jets[at])}) at entry {first_entry + at} of {path}: "
+                          f"a jet's number of constituents is 0 or more", first_entry=first_entry)
     cumulative = np.concatenate([[0], np.cumsum(per_jet)])
     declared = cumulative[jets[1:]] - cumulative[jets[:-1]]
     present = _per_event(arrays[b.cand_pt])
@@ -990,6 +1013,54 @@ def _check_collections(arrays: ak.Array, groups: list[_Collection], path: str, f
             _refuse_misaligned(at, name, g.ref, g.kind, path, first_entry, deep=arrays[g.ref].ndim > 2)
 
 
+# event-id numbers as CMSSW stores them: run and lumi are 32-bit, the event number 64-bit (unsigned)
+_ID_LIMITS = {"run": 2**32, "luminosityBlock": 2**32, "event": 2**64}
+_ID_WORDS = {"run": "run", "luminosityBlock": "lumi", "event": "event"}
+_FLOAT_EXACT = 2**53  # a float64 holds every whole number below it, and not every one above
+
+
+def _one_per_event(array: ak.Array, name: str, role: str, setting: str, path: str) -> None:
+    """A per-event branch (an event id, the weight) holds one number per event: a list per event
+    (``event`` given a jagged branch) would be read as something else, or fail deep in numpy."""
+    if array.ndim != 1:
+        got = "a list per event" if array.ndim == 2 else f"{array.ndim - 1} levels of lists"
+        raise SourceError(f"source: {role} branch '{name}' ({setting}) must hold one number per event, got "
+                          f"{got} in {path}")
+
+
+def _id_values(array: ak.Array, name: str, role: str, path: str, first_entry: int) -> np.ndarray:
+    """An event-id branch's values as uint64, once they are known to be whole numbers in CMSSW's range
+    (run, lumi: 0 to 2^32-1; event: 0 to 2^64-1). An integer branch is read as is; a float branch
+    (some ntuples write ids as double) only where every value is a whole number below 2^53, which a
+    double holds exactly: 0.1 must not become event 0, NaN must not become anything. Vectorised."""
+    setting = f"source.branches.{role}"
+    _one_per_event(array, name, "event-id", setting, path)
+    values = np.asarray(array)
+    kind, limit = values.dtype.kind, _ID_LIMITS[role]
+    if kind not in "iuf":
+        raise SourceError(f"source: event-id branch '{name}' ({setting}) is {values.dtype.name} in {path}, "
+                          f"not an integer")
+    if kind == "f":
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(values) & (values >= 0) & (values < min(limit, _FLOAT_EXACT)) \
+                & (values == np.floor(values))
+    else:
+        ok = None
+        if kind == "i":
+            ok = values >= 0
+        if np.iinfo(values.dtype).max >= limit:
+            ok = values < limit if ok is None else ok & (values < limit)
+    bad = np.flatnonzero(~ok) if ok is not None else ()
+    if len(bad):
+        at = int(bad[0])
+        value = values[at].item()
+        raise SourceError(f"source: event-id branch '{name}' ({setting}) holds {value!r} at entry "
+                          f"{first_entry + at} of {path}: {_ID_WORDS[role]} numbers are whole numbers from 0 to "
+                          f"{limit - 1}" + (f" (a float branch is read where every value is a whole number below "
+                                            f"2^53)" if kind == "f" else ""), first_entry=first_entry)
+    return values.astype(np.uint64, copy=False)
+
+
 def _check_depth(array: ak.Array, group: _Collection, path: str) -> None:
     """The collection's reference branch has the levels of lists its layout needs."""
     if array.ndim == group.depth:
@@ -1071,6 +1142,46 @@ def _first_basket_end(branch: Any) -> int:
         return int(offsets[1]) if len(offsets) > 1 else 0
     except Exception:  # pragma: no cover - a damaged basket table: let the tail read report it
         return 0
+
+
+def _columns(tree: Any, arrays: ak.Array, names: "list[str]") -> ak.Array:
+    """``arrays`` as read from ``tree``, one field per name asked for. A TTree's are already. An
+    RNTuple's collection is one field holding records (NanoAOD as RNTuple: ``FatJet`` with ``pt``,
+    ``eta``...): uproot reads ``FatJet.pt`` as the record ``FatJet`` with the sub-field ``pt``, and it
+    becomes the column ``FatJet.pt`` here (a view, no copy), so a record's sub-fields are read like
+    branches. Fields of one record share its lists: they are one collection by construction."""
+    import uproot.behaviors.RNTuple
+
+    if not isinstance(tree, uproot.behaviors.RNTuple.RNTuple) or all(name in arrays.fields for name in names):
+        return arrays
+
+    def field(name: str) -> ak.Array:
+        if name in arrays.fields:
+            return arrays[name]
+        top, *inner = name.split(".")
+        column = arrays[top]
+        for part in inner:
+            column = column[part]
+        return column
+
+    return ak.zip({name: field(name) for name in dict.fromkeys(names)}, depth_limit=1)
+
+
+def _has_key(handle: Any, name: str) -> bool:
+    """Whether the file's directory lists ``name`` (read from the key table, not the object itself)."""
+    try:
+        handle.key(name)
+    except Exception:
+        return False
+    return True
+
+
+def _classname(handle: Any, name: str, default: str = "object") -> str:
+    """The class of the object ``name`` as its key records it (TTree, TH1D, ROOT::RNTuple...)."""
+    try:
+        return str(handle.classname_of(name))
+    except Exception:  # pragma: no cover - the key was read, so it names its class; just in case
+        return default
 
 
 def _tree_elsewhere(handle: Any, name: str) -> str:

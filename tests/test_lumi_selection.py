@@ -75,6 +75,15 @@ def test_max_events_counts_selected_events(write_config, lumi_file):
     ("lumisToProcess", ["1:1:1-1:1:5"], "source: lumisToProcess[0]"),
     ("eventsToProcess", ["1:2:3-1:4"], "source: eventsToProcess[0]"),
     ("eventsToProcess", ["2:5-1:9"], "out of order"),
+    # past CMSSW's 32-bit run/lumi, 64-bit event: an OverflowError after begin_job (exit 1), or a lumi
+    # 2^32+1 packed beside its run as lumi 1 (silently selecting lumi 1)
+    ("lumisToProcess", ["1:1-99999999999999999999999:1"], "source: lumisToProcess[0]: run number "
+     "99999999999999999999999 is out of range (0 to 4294967295) in '1:1-99999999999999999999999:1'"),
+    ("lumisToProcess", ["1:4294967297"], "source: lumisToProcess[0]: lumi number 4294967297 is out of range "
+     "(0 to 4294967295) in '1:4294967297'"),
+    ("eventsToProcess", ["1:1:1-1:1:99999999999999999999999"], "source: eventsToProcess[0]: event number "
+     "99999999999999999999999 is out of range (0 to 18446744073709551615)"),
+    ("eventsToProcess", ["1:18446744073709551616"], "event number 18446744073709551616 is out of range"),
 ])
 def test_malformed_range_is_one_config_error_line(write_config, lumi_file, key, value, words):
     cfg = write_config(f"""
@@ -94,3 +103,11 @@ def test_cmssw_spellings_min_max_and_single_values():
     assert s.lumis[0].start == (3, 1) and s.lumis[0].end == (3, 0)
     assert Selection.parse(["3:min-3:max", "5:2", "7:1"], []).mask(run, lumi, event).tolist() == \
         [True, True, True, False, True, True]
+
+
+def test_the_largest_ids_select():
+    """The ends of CMSSW's ranges (run and lumi 2^32-1, event 2^64-1) parse and select exactly."""
+    top32, top64 = 2**32 - 1, 2**64 - 1
+    s = Selection.parse([f"{top32}:{top32}"], [f"{top32}:{top32}:{top64}"])
+    run, lumi = np.array([top32, top32], np.uint64), np.array([top32, top32 - 1], np.uint64)
+    assert s.mask(run, lumi, np.array([top64, top64], np.uint64)).tolist() == [True, False]

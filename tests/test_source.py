@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -115,6 +117,17 @@ def test_truncated_file(tmp_path, counts_file):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(SourceError, match="truncated.root"):
         read_all([cut])
+
+
+def test_tree_that_cannot_be_read_is_not_called_missing(tmp_path):
+    """A file cut short after its key table: the key 'Events' is there, the TTree's metadata is not.
+    The line gives the read error, not "no tree 'Events' ... (objects: Events)"."""
+    cut = tmp_path / "cut.root"
+    cut.write_bytes((Path(__file__).resolve().parents[1] / "data" / "qcd_dijet.root").read_bytes()[:10000])
+    with pytest.raises(SourceError, match=r"^source: cannot read TTree 'Events' of .*cut.root: OSError: expected "
+                                          r"Chunk of length \d+, received \d+ bytes") as err:
+        read_all([cut])
+    assert "\n" not in str(err.value) and "no tree" not in str(err.value)
 
 
 def test_inconsistent_counts(tmp_path, sample_events):

@@ -88,6 +88,31 @@ def test_rntuple_events(tmp_path, sample_events):
     assert_same_events(a, b)
 
 
+RECORD_FIELDS = {"jet_pt": "FatJet.pt", "jet_eta": "FatJet.eta", "jet_phi": "FatJet.phi", "jet_mass": "FatJet.mass",
+                 "jet_n_constituents": "FatJet.nConstituents", "cand_pt": "FatJetPFCand.pt",
+                 "cand_eta": "FatJetPFCand.eta", "cand_phi": "FatJetPFCand.phi"}
+
+
+def test_rntuple_record_fields_read_as_branches(tmp_path, sample_events):
+    """An RNTuple whose collections are records (``FatJet`` holding ``pt``, ``eta``...): the line for
+    the missing NanoAOD names suggests ``FatJet.pt``, and reading ``FatJet.pt`` gives what the TTree
+    gives (it was ``internal error: FieldNotFoundError``)."""
+    tree = write_counts(tmp_path / "ttree.root", sample_events)
+    flat = uproot.open(tree)["Events"]
+    groups = regroup(flat.arrays(library="ak"), branch_groups(flat))
+    rntuple = tmp_path / "records.root"
+    with uproot.recreate(rntuple) as f:
+        f["Events"] = {k: v for k, v in groups.items() if not k.startswith("n")}
+    assert "FatJet.pt" in uproot.open(rntuple)["Events"].keys()
+    with pytest.raises(SourceError, match=r"branch 'FatJet_pt' \(did you mean 'FatJet.pt'\?\)"):
+        read_all([rntuple])
+    a, _ = read_all([tree], chunk_size=17)
+    for chunk_size in (17, 10_000):  # several chunks, one
+        b, src = read_all([rntuple], chunk_size=chunk_size, branches=RECORD_FIELDS)
+        assert_same_events(a, b)
+    assert src.accounting()["read"] == len(sample_events)
+
+
 def test_tree_in_a_folder_is_found_and_named(tmp_path):
     """A TFileService ntuple keeps its tree in the analyzer's folder: the error says which to set."""
     events = make_events(5, seed=2)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__
 
 if TYPE_CHECKING:
+    from .executors import Outcome
+    from .interrupt import Interrupted
     from .service import Service
     from .summary import JobSummary
 
@@ -229,10 +231,25 @@ def _print(text: str, what: str) -> int:
     return 0
 
 
+def _stopped_after_loop(outcome: Outcome, signals: list[Interrupted], record: dict) -> bool:
+    """A first signal received after the event loop ended (``signals``, noted while the reports are
+    made): the job is reported as one the signal stopped in the loop is, all its events processed:
+    marked "stopped by" the signal, exit 128 + its number (a job an error stopped keeps the error, as
+    in the loop). True when this call marked it (a report written before then is not: write it again)."""
+    summary = outcome.result.summary
+    if not signals or outcome.code:  # stopped already, or an error stopped it: that stays the reason
+        return False
+    exc = signals[0]
+    summary.stopped_by_signal, summary.failure = exc.signame, str(exc)
+    outcome.code, outcome.cause = exc.exit_code, exc
+    record["error"] = exc
+    return True
+
+
 def _main(args: argparse.Namespace, record: dict) -> int:
     from .config import load
     from .errors import HltError
-    from .interrupt import exit_code_of, remove_temporaries
+    from .interrupt import Interrupted, exit_code_of, remove_temporaries, stop_callback
     from .report import text_report
 
     try:
@@ -256,19 +273,27 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         from .executors import execute, report_services
 
         outcome = execute(cfg, report_dir, PROCESS_START, progress=not args.quiet and sys.stderr.isatty())
-        summary, code = outcome.result.summary, outcome.code
-        record.update(summary=summary, error=outcome.cause)
-        if code and args.debug and outcome.cause is not None and not isinstance(outcome.cause, KeyboardInterrupt):
-            log.error("job failed", exc_info=outcome.cause)
-        services = report_services(cfg, outcome.result)
-        if any(type(s).__name__ == "Memory" for s in services):  # import it only when configured
-            from .services.memory import Memory
+        signals: list[Interrupted] = []
+        with stop_callback(signals.append):  # the loop has ended: a first signal now still gets the reports
+            summary = outcome.result.summary
+            record.update(summary=summary, error=outcome.cause)
+            if outcome.code and args.debug and outcome.cause is not None \
+                    and not isinstance(outcome.cause, KeyboardInterrupt):
+                log.error("job failed", exc_info=outcome.cause)
+            services = report_services(cfg, outcome.result)
+            if any(type(s).__name__ == "Memory" for s in services):  # import it only when configured
+                from .services.memory import Memory
 
-            for service in services:  # the job report's PeakValueRss is the MemoryReport's peak
-                if isinstance(service, Memory):  # also configured as SimpleMemoryCheck
-                    record["memory"] = service.results()
-        print_code = _print(text_report(summary, services), "the reports") if cfg.options.wantSummary else 0
-        report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
+                for service in services:  # the job report's PeakValueRss is the MemoryReport's peak
+                    if isinstance(service, Memory):  # also configured as SimpleMemoryCheck
+                        record["memory"] = service.results()
+            _stopped_after_loop(outcome, signals, record)
+            print_code = _print(text_report(summary, services), "the reports") if cfg.options.wantSummary else 0
+            _stopped_after_loop(outcome, signals, record)
+            report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
+            if _stopped_after_loop(outcome, signals, record) and report_dir is not None and not report_code:
+                report_code = _write_reports(report_dir, summary, services)  # the set again, marked stopped
+        code = outcome.code
         if code:
             code = _error_line(outcome.cause, str(summary.failure), code, record)
         return code or print_code or report_code

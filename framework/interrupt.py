@@ -85,13 +85,14 @@ def remove_temporaries() -> list[Path]:
 
 @contextmanager
 def stop_callback(callback: Callable[[Interrupted], None]) -> Iterator[None]:
-    """While the event loop runs, a first signal calls ``callback`` instead of raising."""
+    """While the event loop runs (and while the reports of a job whose loop ended are written), a first
+    signal calls ``callback`` instead of raising. Nested blocks: the innermost callback is called."""
     global _stop_callback
-    _stop_callback = callback
+    previous, _stop_callback = _stop_callback, callback
     try:
         yield
     finally:
-        _stop_callback = None
+        _stop_callback = previous
 
 
 def _handler(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handler signature

@@ -1,0 +1,105 @@
+"""Signals at the edges of a job, outside the event loop: after the loop (end_job, the reports), while
+the job report is written, and during start-up imports. README "stopped by": SIGINT / SIGTERM / SIGHUP
+exit 128 + the signal in one line, every report is written marked stopped with the events processed,
+no temporary is left, the report folder holds the previous set or the whole new one.
+
+Deterministic: the signal is sent by this process to itself (``os.kill``) at the precise point a
+patched function reaches, so that its handler runs there, on the main thread; or the interrupt is
+raised there directly. No race with a real job on a busy machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import hltrun.framework.report.files as report_files
+from hltrun.framework.cli import main
+from hltrun.modules.root_output import RootOutputModule
+
+JOB = """
+process: WIN
+source: {{type: TestCountingSource, n: {n}}}
+modules:
+  even: {{type: TestModuloFilter, divisor: 2}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths: {{p: [even]}}
+endpaths: {{e: [out]}}
+services: {{Timing: {{}}}}
+"""
+N = 40
+
+
+@pytest.fixture(autouse=True)
+def system_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system's temporary folder inside the test's, so that a temporary left there is seen."""
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _job(tmp_path: Path) -> Path:
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(JOB.format(n=N, out=tmp_path / "o.root"))
+    return cfg
+
+
+def _temporaries(tmp_path: Path) -> list[Path]:
+    return [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def _signal_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, sig: int, after: bool = False) -> list[int]:
+    """Patch ``owner.name`` to send ``sig`` to this process the first time it is called (before the
+    call, or after it with ``after``): the handler runs right there, as a signal arriving then does."""
+    original = getattr(owner, name)
+    sent: list[int] = []
+
+    def patched(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if not sent and not after:
+            sent.append(sig)
+            os.kill(os.getpid(), sig)
+        result = original(*args, **kwargs)
+        if not sent and after:
+            sent.append(sig)
+            os.kill(os.getpid(), sig)
+        return result
+
+    monkeypatch.setattr(owner, name, patched)
+    return sent
+
+
+# ------------------------------------------------------------------ 1. a signal after the event loop
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
+@pytest.mark.parametrize("where", ["output end_job", "report folder"])
+def test_a_signal_after_the_loop_still_writes_every_report_marked_stopped(where, sig, tmp_path, monkeypatch, capfd):
+    """A signal once every event was processed (the output's end_job logging "event(s) written to", or
+    while the report folder is written): it dropped every report (exit 130, no TrigReport, an empty
+    folder) or left the folder empty. Now: the console report and the whole folder, marked stopped by
+    the signal with all the events processed, then exit 128 + the signal in one line."""
+    if where == "output end_job":
+        sent = _signal_once(monkeypatch, RootOutputModule, "end_job", sig, after=True)
+    else:  # after hltrun.json and resources.json are staged, before the set is renamed into place
+        sent = _signal_once(monkeypatch, report_files, "write_timing_root", sig)
+    rep = tmp_path / "rep"
+    code = main([str(_job(tmp_path)), "--report-dir", str(rep)])
+    out, err = capfd.readouterr()
+    assert sent and code == 128 + sig, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and ("interrupted by the user" if sig == signal.SIGINT
+                                 else f"stopped by {signal.Signals(sig).name}") in errors[0], err
+    assert "TrigReport" in out and f"Events total = {N}" in out
+    if where == "output end_job":  # printed after the signal: marked
+        assert "stopped by:" in out
+    job = json.loads((rep / "hltrun.json").read_text())["job"]
+    assert job["stopped_by_signal"] == signal.Signals(sig).name and job["events_processed"] == N
+    assert {p.name for p in rep.iterdir()} >= {"hltrun.json", "resources.json", "timing.root"}
+    assert not _temporaries(tmp_path)
+    assert (tmp_path / "o.root").is_file()  # every event was processed: the output is whole

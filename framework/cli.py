@@ -175,13 +175,24 @@ def main(argv: list[str] | None = None) -> int:
     record: dict = {}  # what the job report needs: the summary and the error, as far as the job got
     with handle_signals():  # SIGTERM / SIGHUP stop the job like Ctrl-C (framework/interrupt.py)
         code = _main(args, record)
-    if "job_report" in record:  # its destination passed the check (a refused one was said once)
-        code = _write_job_report(record["job_report"], record, code)
+        if "job_report" in record:  # its destination passed the check (a refused one was said once)
+            code = _write_job_report(record["job_report"], record, code)
     return code
 
 
+def _interrupted(exc: KeyboardInterrupt, record: dict) -> int:
+    """A signal that stops what hltrun does at once: its temporaries removed, one line, 128 + signal."""
+    from .interrupt import exit_code_of, remove_temporaries
+
+    record["error"] = exc
+    remove_temporaries()
+    _say(str(exc) or "interrupted")
+    return exit_code_of(exc)
+
+
 def _write_job_report(path: Path, record: dict, code: int) -> int:
-    """The FrameworkJobReport, also for a job that failed before its first event."""
+    """The FrameworkJobReport, also for a job that failed before its first event. A signal while it is
+    written (a FIFO waiting for its reader) stops the writing: no job report, no temporary left."""
     from .errors import HltError
 
     try:
@@ -197,6 +208,8 @@ def _write_job_report(path: Path, record: dict, code: int) -> int:
         if _out_of_descriptors(exc) is None:
             raise
         return _error_line(exc, "", code, record)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, record)
     log.info("wrote %s", path)
     return code
 
@@ -249,7 +262,7 @@ def _stopped_after_loop(outcome: Outcome, signals: list[Interrupted], record: di
 def _main(args: argparse.Namespace, record: dict) -> int:
     from .config import load
     from .errors import HltError
-    from .interrupt import Interrupted, exit_code_of, remove_temporaries, stop_callback
+    from .interrupt import Interrupted, stop_callback
     from .report import text_report
 
     try:
@@ -303,10 +316,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             log.exception("error")
         return _error_line(exc, str(exc), exc.exit_code, record)
     except KeyboardInterrupt as exc:
-        record["error"] = exc
-        remove_temporaries()
-        _say(str(exc) or "interrupted")
-        return exit_code_of(exc)
+        return _interrupted(exc, record)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         if args.debug:
             raise

@@ -103,3 +103,44 @@ def test_a_signal_after_the_loop_still_writes_every_report_marked_stopped(where,
     assert {p.name for p in rep.iterdir()} >= {"hltrun.json", "resources.json", "timing.root"}
     assert not _temporaries(tmp_path)
     assert (tmp_path / "o.root").is_file()  # every event was processed: the output is whole
+
+
+# ------------------------------------------------------------------ 2. a signal while the job report is written
+
+class _ReachedTheRestoredHandler(Exception):
+    """Raised by the handler the test had before hltrun's: hltrun's handlers were gone already."""
+
+
+@pytest.fixture
+def previous_handlers():
+    """Handlers hltrun must replace for the whole job, job report included, and restore after: a signal
+    that reaches one of these was sent after hltrun restored them."""
+    def reached(signum, frame):  # noqa: ANN001, ANN202, ARG001
+        raise _ReachedTheRestoredHandler(signal.Signals(signum).name)
+
+    saved = {s: signal.signal(s, reached) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: signal.Signals(s).name)
+def test_a_signal_while_the_job_report_waits_for_its_fifo_is_one_line(sig, tmp_path, system_tmp, monkeypatch,
+                                                                      capfd, previous_handlers):
+    """``-j FIFO`` waits for the FIFO's reader after the job; a signal then was a KeyboardInterrupt
+    traceback (exit -2) or the default SIGTERM (143 with ``fifo.*.tmp`` left): the job report was written
+    after hltrun's handlers were restored. Now: one line, 128 + the signal, no temporary."""
+    from hltrun.framework.atomic import Staged
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    sent = _signal_once(monkeypatch, Staged, "_copy_in", sig)  # where open() of the FIFO blocks
+    code = main([str(_job(tmp_path)), "-j", str(fifo)])
+    out, err = capfd.readouterr()
+    assert sent and code == 128 + sig, err
+    assert "Traceback" not in err and "TrigReport" in out
+    said = "interrupted by the user (Ctrl-C, SIGINT)" if sig == signal.SIGINT else f"stopped by {signal.Signals(sig).name}"
+    assert err.splitlines()[-1] == f"hltrun: {said}", err
+    assert not _temporaries(tmp_path)
+    assert (tmp_path / "o.root").is_file()
+    assert getattr(signal.getsignal(sig), "__name__", "") == "reached"  # the handler it found, given back

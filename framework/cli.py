@@ -262,7 +262,7 @@ def _stopped_after_loop(outcome: Outcome, signals: list[Interrupted], record: di
 def _main(args: argparse.Namespace, record: dict) -> int:
     from .config import load
     from .errors import HltError
-    from .interrupt import Interrupted, stop_callback
+    from .interrupt import Interrupted, interrupt_behind, stop_callback
     from .report import text_report
 
     try:
@@ -311,6 +311,8 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             code = _error_line(outcome.cause, str(summary.failure), code, record)
         return code or print_code or report_code
     except HltError as exc:
+        if (interrupt := interrupt_behind(exc)) is not None:  # a signal some code turned into its error
+            return _interrupted(interrupt, record)
         record["error"] = exc
         if args.debug:
             log.exception("error")
@@ -318,6 +320,8 @@ def _main(args: argparse.Namespace, record: dict) -> int:
     except KeyboardInterrupt as exc:
         return _interrupted(exc, record)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
+        if (interrupt := interrupt_behind(exc)) is not None:
+            return _interrupted(interrupt, record)
         if args.debug:
             raise
         if _out_of_descriptors(exc):

@@ -29,6 +29,7 @@ _lock = threading.Lock()
 _temporaries: set[Path] = set()
 _stop_callback: Callable[["Interrupted"], None] | None = None
 _received: list[int] = []
+_raised: list["Interrupted"] = []  # the interrupts raised at once (no stop callback): the job is stopping
 _held = 0  # > 0 while signals_held() blocks run: a signal acts when the outermost ends
 
 
@@ -112,8 +113,33 @@ def _act(signum: int) -> None:
             os._exit(exc.exit_code)
     callback = _stop_callback
     if callback is None:
+        _raised.append(exc)
         raise exc
     callback(exc)
+
+
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt that the error ``exc`` stands for, None for a real error. A signal that cuts an
+    import (or a library's call) can come out as that code's own error: pybind11's ImportError
+    "initialization failed" raised from it, then ``extras.need``'s "... is not installed" or a plugin
+    that "failed to load". Found in ``exc``'s chain of causes and contexts; or, when the library kept no
+    trace of it, the interrupt raised at once since ``handle_signals`` began (the job is stopping)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return _raised[0] if _raised else None
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the interrupt ``exc`` stands for (``interrupt_behind``), if any: where a broad ``except``
+    turns errors into a user's one line, a signal must stay a signal (exit 128 + it, its one line)."""
+    interrupt = interrupt_behind(exc)
+    if interrupt is not None:
+        raise interrupt
 
 
 @contextmanager
@@ -138,6 +164,7 @@ def handle_signals() -> Iterator[None]:
         yield
         return
     _received.clear()
+    _raised.clear()
     previous = {s: signal.getsignal(s) for s in HANDLED}
     for s in HANDLED:
         signal.signal(s, _handler)

@@ -14,6 +14,7 @@ from .context import (MODULE_SERVICES, Channels, JobContext, LoopState, ModuleCo
 from .destinations import REPORT_FOLDER, check_folder_destination
 from .errors import HltError, ModuleError, one_line
 from .event import DECLARES
+from .interrupt import reraise_interrupt
 from .module import Module, Source
 from .schedule import PathRunner, StreamSchedule, Worker
 from .service import Service
@@ -125,6 +126,7 @@ class Process:
             except HltError:
                 raise
             except Exception as exc:
+                reraise_interrupt(exc)
                 raise ModuleError(f"module '{desc.label}' ({desc.type}) failed in begin_job: "
                                   f"{type(exc).__name__}: {one_line(exc)}") from exc
             finally:

@@ -144,3 +144,77 @@ def test_a_signal_while_the_job_report_waits_for_its_fifo_is_one_line(sig, tmp_p
     assert not _temporaries(tmp_path)
     assert (tmp_path / "o.root").is_file()
     assert getattr(signal.getsignal(sig), "__name__", "") == "reached"  # the handler it found, given back
+
+
+# ------------------------------------------------------------------ 4. a signal that cuts a start-up import
+
+def _cut_by(sig: int, chained: bool = True):  # noqa: ANN202
+    """An import that a signal cuts, as a compiled extension reports it: the handler's interrupt turned
+    into ImportError "initialization failed" (pybind11 raises it from the interrupt; ``chained=False``:
+    a library that keeps no trace of it). Under ``handle_signals``, the signal is really sent."""
+    def load(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            os.kill(os.getpid(), sig)  # hltrun's handler raises here: no stop callback at start-up
+        except KeyboardInterrupt as exc:
+            cut = exc
+        else:  # pragma: no cover - the handler did not run
+            raise AssertionError("the signal was not handled")
+        if chained:
+            raise ImportError("initialization failed") from cut
+        raise ImportError("initialization failed")
+
+    return load
+
+
+@pytest.mark.parametrize("chained", [True, False], ids=["chained", "no trace"])
+def test_a_signal_cutting_an_optional_import_is_not_a_missing_package(chained, monkeypatch):
+    """``auto: onnxruntime cannot run the model: ... needs onnxruntime, which is not installed`` (exit 4)
+    for Ctrl-C during start-up: ``extras.need`` took the cut import for a missing package."""
+    import importlib
+
+    from hltrun.framework.extras import need
+    from hltrun.framework.interrupt import Interrupted, handle_signals
+
+    monkeypatch.setattr(importlib, "import_module", _cut_by(signal.SIGTERM, chained))
+    with handle_signals(), pytest.raises(Interrupted) as stopped:
+        need("onnxruntime", "the onnxruntime backend")
+    assert stopped.value.exit_code == 143
+
+
+def test_a_signal_cutting_a_plugin_import_is_not_a_broken_plugin(monkeypatch, tmp_path, capfd):
+    """``plugin entry point 'Timing' ... failed to load: initialization failed`` (exit 2) for a signal
+    during start-up: the registry took the cut import for a broken plugin. Through the CLI: exit 143,
+    its one line."""
+    from hltrun.framework import registry
+
+    class CutEntryPoint:
+        name, value = "Timing", "hltrun.framework.services.timing:Timing"
+        load = staticmethod(_cut_by(signal.SIGTERM))
+
+    monkeypatch.delitem(registry._tables[registry.SERVICE_ENTRY_POINT_GROUP], "Timing", raising=False)
+    real_group = registry._group
+    monkeypatch.setattr(registry, "_group", lambda group: {**real_group(group), "Timing": CutEntryPoint()}
+                        if group == registry.SERVICE_ENTRY_POINT_GROUP else real_group(group))
+    code = main([str(_job(tmp_path))])
+    err = capfd.readouterr().err
+    assert (code, err.splitlines()[-1:]) == (143, ["hltrun: stopped by SIGTERM"]), err
+    assert "plugin entry point" not in err and "Traceback" not in err
+    assert not _temporaries(tmp_path)
+
+
+def test_a_signal_while_auto_loads_its_reference_engine_stops_the_job():
+    """``auto`` timing its engines: the reference engine's failure made of a signal (any error whose
+    cause is the interrupt) is the signal, not ``auto: onnxruntime cannot run the model``."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.framework.interrupt import Interrupted
+    from hltrun.modules.inference.autoselect import choose
+
+    def engine():  # noqa: ANN202
+        try:
+            raise Interrupted(signal.SIGHUP)
+        except Interrupted as exc:
+            raise ModuleError("the onnxruntime backend needs onnxruntime, which is not installed") from exc
+
+    with pytest.raises(Interrupted) as stopped:
+        choose({"onnxruntime": engine, "iree": engine}, 4, "onnxruntime")
+    assert stopped.value.exit_code == 129

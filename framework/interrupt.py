@@ -2,8 +2,11 @@
 
 First signal: the event loop stops taking events, the events in flight finish, every module's
 ``end_job`` runs (outputs are dropped, their temporaries removed), the reports are written marked
-"stopped by signal", and the process exits with 128 + the signal number. Outside the event loop
-(loading models in begin_job) the first signal interrupts at once, as Ctrl-C does.
+"stopped by signal", and the process exits with 128 + the signal number. After the loop (end_job,
+the reports: hltrun's stop callbacks) the same: noted, the reports written marked. Before it (loading
+models in begin_job) and while the job report is written, the first signal interrupts at once, as
+Ctrl-C does; an error some code made of that interrupt (an import it cut) is re-raised as the
+interrupt (``reraise_interrupt``).
 
 Second signal: abort now, but still remove every registered temporary file.
 

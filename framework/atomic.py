@@ -9,7 +9,9 @@ On every failure path, a full disk included, the temporary is removed, a destina
 is left untouched, and an OS error becomes one ModuleError line naming the destination (exit 4).
 
 ``together()`` groups files that must appear as a set (the report folder): each stays a temporary
-until the group ends, then all are renamed, with signals held until the last rename.
+until the group ends; all are flushed and synced (a full disk shows there), then all are renamed,
+with signals held until the last rename. A set's file is renamed, never written in place: a FIFO or a
+device among them is refused (the bytes copied into one cannot be taken back).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
-from .destinations import NAME_MAX, destination, fit_name
+from .destinations import NAME_MAX, check_set_member, destination, fit_name
 from .errors import ModuleError
 from .interrupt import forget_temporary, register_temporary, signals_held
 
@@ -101,15 +103,33 @@ class Staged:
 
     def commit(self) -> Path:
         """Rename the temporary over the target, or copy it into a destination written in place."""
+        self.prepare()
+        return self.install()
+
+    def prepare(self, in_a_set: bool = False) -> None:
+        """All of the commit that can fail and that the destination does not show: the bytes flushed and
+        on disk, the destination looked at again. ``in_a_set``: a member of a ``together()`` set, which
+        must be renamed into place (``destinations.check_set_member``)."""
         with self.guard():
             if self._file is not None:
                 self._file.close()  # flushes: a full disk may show only here
             # what the destination is now: a long job's may have become a FIFO or a link since
-            self.dest = destination(self.dest.path, self.what)
+            self.dest = check_set_member(self.dest.path, self.what) if in_a_set \
+                else destination(self.dest.path, self.what)
+            if not self.dest.in_place:
+                fd = os.open(self.tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)  # a file system that allocates late says a full disk here, not after the rename
+                finally:
+                    os.close(fd)
+                os.chmod(self.tmp, _MODE)
+
+    def install(self) -> Path:
+        """The prepared bytes become the destination's: renamed over the target, or copied in."""
+        with self.guard():
             if self.dest.in_place:
                 self._copy_in()
             else:
-                os.chmod(self.tmp, _MODE)
                 os.replace(self.tmp, self.dest.target)
         forget_temporary(self.tmp)
         return self.dest.path
@@ -162,11 +182,16 @@ def write_text(path: str | os.PathLike[str], text: str, what: str) -> Path:
 @contextmanager
 def together() -> Iterator[None]:
     """Files written in the block appear together or not at all: each stays a temporary until the
-    block ends, then all are renamed into place, with signals held until the last rename."""
+    block ends; then everything that can fail is done for every file (flushed, on disk, its destination
+    looked at again: a FIFO or a device cannot be part of a set, ``check_set_member``), and only then
+    are all renamed into place, with signals held until the last rename. A failure before the first
+    rename leaves every destination as it was."""
     staged: list[Staged] = []
     token = _group.set(staged)
     try:
         yield
+        for s in staged:
+            s.prepare(in_a_set=True)
     except BaseException:
         for s in staged:
             s.discard()
@@ -176,7 +201,7 @@ def together() -> Iterator[None]:
     with signals_held():
         for i, s in enumerate(staged):
             try:
-                s.commit()
+                s.install()
             except BaseException:
                 for rest in staged[i + 1:]:
                     rest.discard()

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__
 
 if TYPE_CHECKING:
+    from .executors import Outcome
+    from .interrupt import Interrupted
     from .service import Service
     from .summary import JobSummary
 
@@ -173,13 +175,24 @@ def main(argv: list[str] | None = None) -> int:
     record: dict = {}  # what the job report needs: the summary and the error, as far as the job got
     with handle_signals():  # SIGTERM / SIGHUP stop the job like Ctrl-C (framework/interrupt.py)
         code = _main(args, record)
-    if "job_report" in record:  # its destination passed the check (a refused one was said once)
-        code = _write_job_report(record["job_report"], record, code)
+        if "job_report" in record:  # its destination passed the check (a refused one was said once)
+            code = _write_job_report(record["job_report"], record, code)
     return code
 
 
+def _interrupted(exc: KeyboardInterrupt, record: dict) -> int:
+    """A signal that stops what hltrun does at once: its temporaries removed, one line, 128 + signal."""
+    from .interrupt import exit_code_of, remove_temporaries
+
+    record["error"] = exc
+    remove_temporaries()
+    _say(str(exc) or "interrupted")
+    return exit_code_of(exc)
+
+
 def _write_job_report(path: Path, record: dict, code: int) -> int:
-    """The FrameworkJobReport, also for a job that failed before its first event."""
+    """The FrameworkJobReport, also for a job that failed before its first event. A signal while it is
+    written (a FIFO waiting for its reader) stops the writing: no job report, no temporary left."""
     from .errors import HltError
 
     try:
@@ -195,6 +208,8 @@ def _write_job_report(path: Path, record: dict, code: int) -> int:
         if _out_of_descriptors(exc) is None:
             raise
         return _error_line(exc, "", code, record)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, record)
     log.info("wrote %s", path)
     return code
 
@@ -229,10 +244,25 @@ def _print(text: str, what: str) -> int:
     return 0
 
 
+def _stopped_after_loop(outcome: Outcome, signals: list[Interrupted], record: dict) -> bool:
+    """A first signal received after the event loop ended (``signals``, noted while the reports are
+    made): the job is reported as one the signal stopped in the loop is, all its events processed:
+    marked "stopped by" the signal, exit 128 + its number (a job an error stopped keeps the error, as
+    in the loop). True when this call marked it (a report written before then is not: write it again)."""
+    summary = outcome.result.summary
+    if not signals or outcome.code:  # stopped already, or an error stopped it: that stays the reason
+        return False
+    exc = signals[0]
+    summary.stopped_by_signal, summary.failure = exc.signame, str(exc)
+    outcome.code, outcome.cause = exc.exit_code, exc
+    record["error"] = exc
+    return True
+
+
 def _main(args: argparse.Namespace, record: dict) -> int:
     from .config import load
     from .errors import HltError
-    from .interrupt import exit_code_of, remove_temporaries
+    from .interrupt import Interrupted, interrupt_behind, stop_callback
     from .report import text_report
 
     try:
@@ -256,33 +286,42 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         from .executors import execute, report_services
 
         outcome = execute(cfg, report_dir, PROCESS_START, progress=not args.quiet and sys.stderr.isatty())
-        summary, code = outcome.result.summary, outcome.code
-        record.update(summary=summary, error=outcome.cause)
-        if code and args.debug and outcome.cause is not None and not isinstance(outcome.cause, KeyboardInterrupt):
-            log.error("job failed", exc_info=outcome.cause)
-        services = report_services(cfg, outcome.result)
-        if any(type(s).__name__ == "Memory" for s in services):  # import it only when configured
-            from .services.memory import Memory
+        signals: list[Interrupted] = []
+        with stop_callback(signals.append):  # the loop has ended: a first signal now still gets the reports
+            summary = outcome.result.summary
+            record.update(summary=summary, error=outcome.cause)
+            if outcome.code and args.debug and outcome.cause is not None \
+                    and not isinstance(outcome.cause, KeyboardInterrupt):
+                log.error("job failed", exc_info=outcome.cause)
+            services = report_services(cfg, outcome.result)
+            if any(type(s).__name__ == "Memory" for s in services):  # import it only when configured
+                from .services.memory import Memory
 
-            for service in services:  # the job report's PeakValueRss is the MemoryReport's peak
-                if isinstance(service, Memory):  # also configured as SimpleMemoryCheck
-                    record["memory"] = service.results()
-        print_code = _print(text_report(summary, services), "the reports") if cfg.options.wantSummary else 0
-        report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
+                for service in services:  # the job report's PeakValueRss is the MemoryReport's peak
+                    if isinstance(service, Memory):  # also configured as SimpleMemoryCheck
+                        record["memory"] = service.results()
+            _stopped_after_loop(outcome, signals, record)
+            print_code = _print(text_report(summary, services), "the reports") if cfg.options.wantSummary else 0
+            _stopped_after_loop(outcome, signals, record)
+            report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
+            if _stopped_after_loop(outcome, signals, record) and report_dir is not None and not report_code:
+                report_code = _write_reports(report_dir, summary, services)  # the set again, marked stopped
+        code = outcome.code
         if code:
             code = _error_line(outcome.cause, str(summary.failure), code, record)
         return code or print_code or report_code
     except HltError as exc:
+        if (interrupt := interrupt_behind(exc)) is not None:  # a signal some code turned into its error
+            return _interrupted(interrupt, record)
         record["error"] = exc
         if args.debug:
             log.exception("error")
         return _error_line(exc, str(exc), exc.exit_code, record)
     except KeyboardInterrupt as exc:
-        record["error"] = exc
-        remove_temporaries()
-        _say(str(exc) or "interrupted")
-        return exit_code_of(exc)
+        return _interrupted(exc, record)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
+        if (interrupt := interrupt_behind(exc)) is not None:
+            return _interrupted(interrupt, record)
         if args.debug:
             raise
         if _out_of_descriptors(exc):

@@ -131,10 +131,30 @@ def check_file_destination(path: str | os.PathLike[str], what: str, in_place: bo
     return dest
 
 
-def check_folder_destination(path: str | os.PathLike[str], what: str) -> Path:
-    """``path`` is a folder files will be written into."""
+def check_set_member(path: str | os.PathLike[str], what: str) -> Destination:
+    """``path`` will be one file of a set written whole (``atomic.together``: the report folder), so it
+    must be renamed into place with the others: a FIFO, a device or a descriptor (or a link to one) is
+    refused, as the bytes copied into it could not be taken back if another file of the set fails
+    (a ``/dev/full`` member would fail after the others were replaced)."""
+    dest = destination(path, what)
+    if dest.in_place:
+        raise ModuleError(f"{what}: cannot write {dest.path}: it is not a regular file (a FIFO, a device or "
+                          "a link to one), and the report set is renamed into place whole; remove it")
+    return dest
+
+
+def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set: bool = False) -> Path:
+    """``path`` is a folder files will be written into; ``whole_set``: as one set (``check_set_member``),
+    so a FIFO or a device already in it is refused now, before the first event."""
     path = user_path(path)
     _probe(path, what)
+    if whole_set:
+        for entry in sorted(path.iterdir()):
+            try:
+                destination(entry, what)
+            except ModuleError:
+                continue  # a folder or a socket of the user's: refused if a report is ever named so
+            check_set_member(entry, what)
     return path
 
 

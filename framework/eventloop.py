@@ -98,12 +98,13 @@ class EventProcessor:
         process.loop.draining = False
         limit = None if self.options.maxEvents < 0 else self.options.maxEvents
         events = process.source.events(self.options.skipEvents, limit)
-        self._loop(events)
-        process.loop.failed = bool(self._errors)
-        problems = process.end_job()
-        summary.wall_s = time.perf_counter() - self._t0
-        self._fill(summary)
-        process.signals.post_end_job(summary)
+        with stop_callback(self._on_signal):  # a signal while end_job writes the outputs: stopped as in the loop
+            self._loop(events)
+            process.loop.failed = bool(self._errors)
+            problems = process.end_job()
+            summary.wall_s = time.perf_counter() - self._t0
+            self._fill(summary)
+            process.signals.post_end_job(summary)
         if self._errors:
             err = self._errors[0]
             self._describe_failure(summary, err)

@@ -12,6 +12,7 @@ import importlib
 from types import ModuleType
 
 from .errors import HltError, ModuleError
+from .interrupt import reraise_interrupt
 
 # import name -> (extra of setup.cfg that installs it, the package's own pip name)
 EXTRAS: dict[str, tuple[str, str]] = {
@@ -52,6 +53,7 @@ def need(module: str, purpose: str, error: type[HltError] = ModuleError) -> Modu
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        reraise_interrupt(exc)  # a signal that cut the import is not a missing package
         if exc.name is not None and exc.name.split(".")[0] != module.split(".")[0]:
             raise error(f"{purpose}: importing {module} failed: {exc}") from exc  # installed, but broken
         raise error(f"{purpose} needs {module}, which is not installed: {install_hint(module)}") from None

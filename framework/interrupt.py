@@ -2,8 +2,11 @@
 
 First signal: the event loop stops taking events, the events in flight finish, every module's
 ``end_job`` runs (outputs are dropped, their temporaries removed), the reports are written marked
-"stopped by signal", and the process exits with 128 + the signal number. Outside the event loop
-(loading models in begin_job) the first signal interrupts at once, as Ctrl-C does.
+"stopped by signal", and the process exits with 128 + the signal number. After the loop (end_job,
+the reports: hltrun's stop callbacks) the same: noted, the reports written marked. Before it (loading
+models in begin_job) and while the job report is written, the first signal interrupts at once, as
+Ctrl-C does; an error some code made of that interrupt (an import it cut) is re-raised as the
+interrupt (``reraise_interrupt``).
 
 Second signal: abort now, but still remove every registered temporary file.
 
@@ -29,6 +32,7 @@ _lock = threading.Lock()
 _temporaries: set[Path] = set()
 _stop_callback: Callable[["Interrupted"], None] | None = None
 _received: list[int] = []
+_raised: list["Interrupted"] = []  # the interrupts raised at once (no stop callback): the job is stopping
 _held = 0  # > 0 while signals_held() blocks run: a signal acts when the outermost ends
 
 
@@ -85,13 +89,14 @@ def remove_temporaries() -> list[Path]:
 
 @contextmanager
 def stop_callback(callback: Callable[[Interrupted], None]) -> Iterator[None]:
-    """While the event loop runs, a first signal calls ``callback`` instead of raising."""
+    """While the event loop runs (and while the reports of a job whose loop ended are written), a first
+    signal calls ``callback`` instead of raising. Nested blocks: the innermost callback is called."""
     global _stop_callback
-    _stop_callback = callback
+    previous, _stop_callback = _stop_callback, callback
     try:
         yield
     finally:
-        _stop_callback = None
+        _stop_callback = previous
 
 
 def _handler(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handler signature
@@ -111,8 +116,33 @@ def _act(signum: int) -> None:
             os._exit(exc.exit_code)
     callback = _stop_callback
     if callback is None:
+        _raised.append(exc)
         raise exc
     callback(exc)
+
+
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt that the error ``exc`` stands for, None for a real error. A signal that cuts an
+    import (or a library's call) can come out as that code's own error: pybind11's ImportError
+    "initialization failed" raised from it, then ``extras.need``'s "... is not installed" or a plugin
+    that "failed to load". Found in ``exc``'s chain of causes and contexts; or, when the library kept no
+    trace of it, the interrupt raised at once since ``handle_signals`` began (the job is stopping)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return _raised[0] if _raised else None
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the interrupt ``exc`` stands for (``interrupt_behind``), if any: where a broad ``except``
+    turns errors into a user's one line, a signal must stay a signal (exit 128 + it, its one line)."""
+    interrupt = interrupt_behind(exc)
+    if interrupt is not None:
+        raise interrupt
 
 
 @contextmanager
@@ -137,6 +167,7 @@ def handle_signals() -> Iterator[None]:
         yield
         return
     _received.clear()
+    _raised.clear()
     previous = {s: signal.getsignal(s) for s in HANDLED}
     for s in HANDLED:
         signal.signal(s, _handler)

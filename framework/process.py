@@ -14,6 +14,7 @@ from .context import (MODULE_SERVICES, Channels, JobContext, LoopState, ModuleCo
 from .destinations import REPORT_FOLDER, check_folder_destination
 from .errors import HltError, ModuleError, one_line
 from .event import DECLARES
+from .interrupt import reraise_interrupt
 from .module import Module, Source
 from .schedule import PathRunner, StreamSchedule, Worker
 from .service import Service
@@ -110,7 +111,7 @@ class Process:
     def begin_job(self) -> None:
         signals = self.signals
         if self.job.report_dir is not None:  # before any work: a bad folder must not cost a whole run
-            check_folder_destination(self.job.report_dir, REPORT_FOLDER)
+            check_folder_destination(self.job.report_dir, REPORT_FOLDER, whole_set=True)
         signals.pre_begin_job(self.job)
         signals.pre_module_begin_job(self.descriptions[0])
         self.source.begin_job(self.source_context())
@@ -125,6 +126,7 @@ class Process:
             except HltError:
                 raise
             except Exception as exc:
+                reraise_interrupt(exc)
                 raise ModuleError(f"module '{desc.label}' ({desc.type}) failed in begin_job: "
                                   f"{type(exc).__name__}: {one_line(exc)}") from exc
             finally:

@@ -22,6 +22,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Callable, TypeVar
 
 from .errors import ConfigError
+from .interrupt import reraise_interrupt
 
 T = TypeVar("T", bound=type)
 
@@ -76,6 +77,7 @@ def _load(group: str, ep: EntryPoint) -> type:
     try:
         obj = ep.load()
     except Exception as exc:  # a broken user plugin must say which one, in one line
+        reraise_interrupt(exc)  # not a signal that cut its import
         raise ConfigError(f"plugin entry point {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
     if not isinstance(obj, type):
         raise ConfigError(f"plugin entry point {ep.name!r} ({ep.value}) is not a class")

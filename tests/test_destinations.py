@@ -432,6 +432,69 @@ def test_report_folder_is_written_whole_or_not_at_all(after, tmp_path, monkeypat
     assert {p: p.read_bytes() for p in rep.iterdir()} == before
 
 
+SET = ["hltrun.json", "resources.json", "timing.root"]
+
+
+def test_a_device_in_the_report_folder_is_refused_before_the_first_event(tmp_path, capfd) -> None:
+    """``ln -s /dev/full rep/report.html``: the new hltrun.json, resources.json and timing.root were
+    renamed into place, then report.html failed (exit 4): a folder of half the new set. A set is
+    renamed into place whole, so a FIFO or device member is refused before the first event."""
+    rep = tmp_path / "rep"
+    before = _previous_files(rep, SET)
+    (rep / "report.html").symlink_to(_char_device(tmp_path / "full", "full"))
+    code, out, errors = _run(capfd, str(_job(tmp_path)), "--report-dir", str(rep))
+    assert code == 4 and "TrigReport" not in out
+    assert errors == [f"hltrun: error: report folder (--report-dir / options.reportDir): cannot write "
+                      f"{rep}/report.html: it is not a regular file (a FIFO, a device or a link to one), and "
+                      f"the report set is renamed into place whole; remove it"]
+    assert {p: p.read_bytes() for p in rep.iterdir() if p.name != "report.html"} == before
+    assert (rep / "report.html").is_symlink() and _is_char_device(tmp_path / "full")
+    assert not _temporaries(tmp_path)
+
+
+def test_a_member_that_became_a_device_during_the_job_leaves_the_previous_set(tmp_path, monkeypatch, capfd) -> None:
+    """The same, when the device appears after the check (a long job): every file of the set is
+    looked at, flushed and synced before the first rename, so the previous set stays whole."""
+    rep = tmp_path / "rep"
+    before = _previous_files(rep, SET)
+    (rep / "timing.root").unlink()
+    import hltrun.framework.report.files as report_files
+
+    original = report_files.write_timing_root
+
+    def becomes_a_device(report_dir, timing):  # noqa: ANN001, ANN202 - hltrun.json and resources.json are staged
+        _char_device(report_dir / "timing.root", "full")
+        return original(report_dir, timing)
+
+    monkeypatch.setattr(report_files, "write_timing_root", becomes_a_device)
+    code, out, errors = _run(capfd, str(_job(tmp_path)), "--report-dir", str(rep))
+    assert code == 4 and "TrigReport" in out
+    assert len(errors) == 1 and f"cannot write {rep}/timing.root: it is not a regular file" in errors[0]
+    del before[rep / "timing.root"]
+    assert {p: p.read_bytes() for p in rep.iterdir() if p.name != "timing.root"} == before
+    assert _is_char_device(rep / "timing.root") and not _temporaries(tmp_path)
+
+
+def test_a_set_is_synced_before_its_first_rename(tmp_path, monkeypatch) -> None:
+    """A full disk that shows only at fsync (a file system allocating late): no file of the set is
+    renamed, the previous set stays."""
+    before = _previous_files(tmp_path, ["a", "b"])
+    synced = []
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(ModuleError, match=r"^w: cannot write .*/b \(No space left on device\)$"):
+        with hltrun.framework.atomic.together():
+            hltrun.framework.atomic.write_text(tmp_path / "a", "new a", "w")
+            hltrun.framework.atomic.write_text(tmp_path / "b", "new b", "w")
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.name != "system-tmp"} == before
+    assert not _temporaries(tmp_path)
+
+
 # ------------------------------------------------------------------ the renames of a set are not cut
 
 def test_a_signal_waits_for_the_last_rename_of_a_set() -> None:

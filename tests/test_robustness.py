@@ -107,7 +107,7 @@ modules:
   out: {{type: RootOutputModule, file: {out}}}
 paths: {{p: [slow]}}
 endpaths: {{e: [out]}}
-services: {{Timing: {{}}, TestSlowReport: {{started: {started}, writing: {writing}}}}}
+services: {{Timing: {{}}, TestSlowReport: {{started: {started}, writing: {writing}, sleep_s: {sleep_s}}}}}
 """
 
 
@@ -121,13 +121,16 @@ def _wait_for(marker: Path, proc: "subprocess.Popen[str]") -> None:
 
 @pytest.mark.parametrize("signals", [2, 1], ids=["second signal while reports are written",
                                                  "first signal while reports are written"])
-def test_a_signal_while_reports_are_written_leaves_no_report(tmp_path, signals):
+def test_a_signal_while_reports_are_written_leaves_no_partial_report(tmp_path, signals):
     """Issue 23.8: Timing's resources.json was renamed into place before the next report file was
-    written, so a signal then (a second one aborts, a first one stops) left part of a report set."""
+    written, so a signal then (a second one aborts, a first one stops) left part of a report set.
+    A second signal aborts: no report file. A first one, once the loop has ended, is noted: the whole
+    set is written, marked stopped by it (it used to leave no report at all)."""
     started, writing, rep = tmp_path / "events-flow", tmp_path / "writing-reports", tmp_path / "rep"
     cfg = tmp_path / "slow.yaml"
     cfg.write_text(textwrap.dedent(SLOW_REPORT.format(n=1000 if signals == 2 else 3, out=tmp_path / "o.root",
-                                                      started=started, writing=writing)))
+                                                      started=started, writing=writing,
+                                                      sleep_s=60 if signals == 2 else 3)))
     code = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(rep)],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
@@ -140,7 +143,14 @@ def test_a_signal_while_reports_are_written_leaves_no_report(tmp_path, signals):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert ("second signal" in err) == (signals == 2), err
-    assert sorted(p.name for p in rep.iterdir()) == []  # no report file, whole or partial, no temporary
+    assert "Traceback" not in err, err
+    if signals == 2:
+        assert sorted(p.name for p in rep.iterdir()) == []  # no report file, whole or partial, no temporary
+        return
+    names = sorted(p.name for p in rep.iterdir())
+    assert {"hltrun.json", "resources.json", "slow.txt"} <= set(names) and not [n for n in names if ".tmp" in n]
+    job = json.loads((rep / "hltrun.json").read_text())["job"]
+    assert (job["stopped_by_signal"], job["events_processed"]) == ("SIGINT", 3)
 
 
 # ------------------------------------------------------------------ 4. duplicate event ids

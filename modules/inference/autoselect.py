@@ -25,6 +25,7 @@ import numpy as np
 
 from hltrun.framework.atomic import write_text
 from hltrun.framework.errors import HltError, ModuleError, one_line
+from hltrun.framework.interrupt import reraise_interrupt
 
 from .machine import IN_MEMORY, cache_root, folder_or_none, model_digest
 from .base import AGREEMENT_RTOL, N_CONSTITUENTS, N_FEATURES, InferenceBackend
@@ -158,6 +159,7 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
             us, calls = time_engine(backend, x, share)
             backend.close()
         except Exception as exc:  # an engine that cannot run here is a row, not a failure
+            reraise_interrupt(exc)  # a signal while an engine loads stops the job, it is no engine's failure
             if name == reference:  # nothing to check the others against: an unchecked engine never wins
                 raise ModuleError(f"auto: {reference} cannot run the model: {one_line(exc)}") from None
             table.append(Timing(name, None, 0, None, False, f"not usable: {one_line(exc)}"))

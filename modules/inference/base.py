@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Mapping, Sequence, Union
 import numpy as np
 
 from hltrun.framework.errors import ConfigError, ModuleError, one_line
+from hltrun.framework.interrupt import reraise_interrupt
 from hltrun.framework.resources import unreadable_reason
 
 from ..contract import Contract, default_contract, from_metadata, match_model, read_onnx_metadata
@@ -155,6 +156,7 @@ class InferenceBackend(ABC):
         except (ModuleError, ConfigError):
             raise
         except Exception as exc:
+            reraise_interrupt(exc)  # a signal that cut the engine's import or load
             raise ModuleError(f"{self.name}: cannot load model {self.model_path}: "
                               f"{type(exc).__name__}: {one_line(exc)}") from exc
         self.settle_inputs()
@@ -211,6 +213,7 @@ class InferenceBackend(ABC):
             except (ModuleError, ConfigError):
                 raise
             except Exception as exc:  # at begin_job, in one line: not the framework's own text
+                reraise_interrupt(exc)
                 raise ModuleError(f"{self.name}: model {self.model_path} failed its warm-up on a batch of {n} "
                                   f"jet(s): {type(exc).__name__}: {one_line(exc)}") from exc
             normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order,  # now, not at event 1

@@ -34,6 +34,7 @@ _stop_callback: Callable[["Interrupted"], None] | None = None
 _received: list[int] = []
 _raised: list["Interrupted"] = []  # the interrupts raised at once (no stop callback): the job is stopping
 _held = 0  # > 0 while signals_held() blocks run: a signal acts when the outermost ends
+_installed = False  # handle_signals() is active: only then can an error stand for an interrupt raised in this job
 
 
 class Interrupted(KeyboardInterrupt):
@@ -134,7 +135,7 @@ def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
             return cur
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
-    return _raised[0] if _raised else None
+    return _raised[0] if _raised and _installed else None
 
 
 def reraise_interrupt(exc: BaseException) -> None:
@@ -166,13 +167,18 @@ def handle_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _installed
     _received.clear()
     _raised.clear()
     previous = {s: signal.getsignal(s) for s in HANDLED}
     for s in HANDLED:
         signal.signal(s, _handler)
+    _installed = True
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        _installed = False  # a later job (or test) in this process starts with no interrupt behind its errors
+        _received.clear()
+        _raised.clear()

@@ -218,3 +218,24 @@ def test_a_signal_while_auto_loads_its_reference_engine_stops_the_job():
     with pytest.raises(Interrupted) as stopped:
         choose({"onnxruntime": engine, "iree": engine}, 4, "onnxruntime")
     assert stopped.value.exit_code == 129
+
+
+def test_an_error_after_a_stopped_job_is_that_error_not_the_old_signal(monkeypatch):
+    """The interrupt raised in one job must not stand behind a real error of a later job in the same process
+    (a notebook, a test session): only while ``handle_signals`` runs can an error be a signal's."""
+    import importlib
+
+    from hltrun.framework.errors import HltError
+    from hltrun.framework.extras import need
+    from hltrun.framework.interrupt import Interrupted, handle_signals, interrupt_behind
+
+    with pytest.raises(Interrupted), handle_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert interrupt_behind(ImportError("initialization failed")) is None
+
+    def missing(name, *args):  # noqa: ANN001, ANN202
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    with pytest.raises(HltError, match="not installed"):
+        need("onnxruntime", "the onnxruntime backend")

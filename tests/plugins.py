@@ -191,7 +191,8 @@ class EventNumberFilter(Filter):
 class SlowReportParameters:
     started: str = ""  # touched after the first event: the loop runs, a signal now stops it cleanly
     writing: str = ""  # touched when this service's report file starts being written
-    sleep_s: float = 60.0
+    sleep_s: float = 60.0  # a hang guard: the test sends the signals it waits for
+    until_signals: int = 1  # the report waits until the job has received this many signals
 
 
 class _NoData:
@@ -221,8 +222,12 @@ class SlowReport(Service):
     def write_files(self, report_dir, summary) -> list:  # noqa: ANN001
         from hltrun.framework.report.files import atomic_write_text
 
+        from hltrun.framework import interrupt
+
         Path(self.params.writing).touch()
-        time.sleep(self.params.sleep_s)
+        deadline = time.monotonic() + self.params.sleep_s
+        while len(interrupt._received) < self.params.until_signals and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the test's signal has arrived, however busy the machine
         return [atomic_write_text(report_dir / "slow.txt", "written\n")]
 
 

@@ -107,7 +107,7 @@ modules:
   out: {{type: RootOutputModule, file: {out}}}
 paths: {{p: [slow]}}
 endpaths: {{e: [out]}}
-services: {{Timing: {{}}, TestSlowReport: {{started: {started}, writing: {writing}, sleep_s: {sleep_s}}}}}
+services: {{Timing: {{}}, TestSlowReport: {{started: {started}, writing: {writing}, sleep_s: 60, until_signals: {signals}}}}}
 """
 
 
@@ -130,7 +130,7 @@ def test_a_signal_while_reports_are_written_leaves_no_partial_report(tmp_path, s
     cfg = tmp_path / "slow.yaml"
     cfg.write_text(textwrap.dedent(SLOW_REPORT.format(n=1000 if signals == 2 else 3, out=tmp_path / "o.root",
                                                       started=started, writing=writing,
-                                                      sleep_s=60 if signals == 2 else 3)))
+                                                      signals=signals)))
     code = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, str(cfg), "--report-dir", str(rep)],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,

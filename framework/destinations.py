@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from .errors import ModuleError
-from .resources import user_path
+from .resources import refuse_remote_destination, user_path
 
 REPORT_FOLDER = "report folder (--report-dir / options.reportDir)"  # who writes there, in messages
 _LINK_LIMIT = 40  # the kernel's own limit on links followed in one lookup
@@ -85,6 +85,10 @@ def _kind(mode: int) -> str:
 
 def destination(path: str | os.PathLike[str], what: str) -> Destination:
     """Classify ``path`` by the policy above; a destination that is refused raises one ModuleError line."""
+    try:
+        refuse_remote_destination(path, what)  # every writer: -j, memray, tools' outputs
+    except ValueError as exc:
+        raise ModuleError(str(exc)) from None
     path = user_path(path)
     fd = _own_descriptor(path)
     if fd is not None:

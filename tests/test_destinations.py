@@ -608,3 +608,14 @@ def test_printing_names_stdout_only_for_stdout_failures(tmp_path, monkeypatch) -
     import sys
 
     assert sys.stdout is full  # the stream the block found, given back
+
+
+@pytest.mark.parametrize("url", ["root://eos.cern.ch//store/job.xml", "https://host/reports/out.json"])
+def test_a_remote_url_is_refused_by_every_writer(url, tmp_path, monkeypatch):
+    """-j, memray and the tools' outputs all come here: as a local name the URL would land in ./root:/..."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(ModuleError, match=f"--job-report: {url} is a remote URL; hltrun writes local files only"):
+        check_file_destination(url, "--job-report")
+    assert list(work.iterdir()) == []

@@ -147,13 +147,21 @@ def check_set_member(path: str | os.PathLike[str], what: str) -> Destination:
     return dest
 
 
+# the files of every report set (hltrun.json, the HTML page, the Timing service's ROOT and JSON files): checked
+# before the first event; a plugin service's own file is checked when the set is written, before any rename
+REPORT_SET_NAMES = ("hltrun.json", "report.html", "timing.root", "resources.json")
+
+
 def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set: bool = False) -> Path:
     """``path`` is a folder files will be written into; ``whole_set``: as one set (``check_set_member``),
-    so a FIFO or a device already in it is refused now, before the first event."""
+    so a FIFO or a device already in it under a report file's name is refused now, before the first event
+    (the user's other files in the folder, a FIFO of their own among them, are none of the set's business)."""
     path = user_path(path)
     _probe(path, what)
     if whole_set:
-        for entry in sorted(path.iterdir()):
+        for entry in (path / name for name in REPORT_SET_NAMES):
+            if not os.path.lexists(entry):
+                continue
             try:
                 destination(entry, what)
             except ModuleError:

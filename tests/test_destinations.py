@@ -452,6 +452,16 @@ def test_a_device_in_the_report_folder_is_refused_before_the_first_event(tmp_pat
     assert not _temporaries(tmp_path)
 
 
+def test_the_users_own_fifo_in_the_report_folder_is_left_alone(tmp_path, capfd) -> None:
+    """Only the report set's own names are refused before the first event: a FIFO of the user's beside them
+    (``--report-dir .`` in a folder with a pipe) is none of the set's business."""
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    os.mkfifo(rep / "my.pipe")
+    code, out, errors = _run(capfd, str(_job(tmp_path)), "--report-dir", str(rep))
+    assert code == 0 and errors == [] and (rep / "hltrun.json").is_file() and stat.S_ISFIFO(os.lstat(rep / "my.pipe").st_mode)
+
+
 def test_a_member_that_became_a_device_during_the_job_leaves_the_previous_set(tmp_path, monkeypatch, capfd) -> None:
     """The same, when the device appears after the check (a long job): every file of the set is
     looked at, flushed and synced before the first rename, so the previous set stays whole."""

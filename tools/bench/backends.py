@@ -459,8 +459,6 @@ def measure_config(args: argparse.Namespace, model: str, spec: str, threads: int
     got.versions.update(info.get("versions", {}))
     got.gpu = got.gpu or info.get("gpu", "") or info.get("gpu_name", "")
     rss_loaded = rss_mb()
-    if check is not None:
-        got.checked[spec] = backend.run(check(backend))
     x_of = _batches(backend, x_all, max(args.batch_sizes + [args.mem_batch]))
     cells: dict[int, float] = {}
     for n in args.batch_sizes:
@@ -480,6 +478,8 @@ def measure_config(args: argparse.Namespace, model: str, spec: str, threads: int
     if args.mem_jets > 0 and isinstance(x_of(1), np.ndarray):  # the RSS curve feeds one input
         for point in memory_vs_events(backend, x_of(args.mem_batch), args.mem_jets):
             got.events.append({"model": model, "backend": spec, "threads": threads, "batch": args.mem_batch, **point})
+    if check is not None:  # after the timing and memory cells: its larger batch must not grow their arenas first
+        got.checked[spec] = backend.run(check(backend))
     label = spec if threads == 1 else f"{spec} x{threads}"
     print(f"  {model:8s} {label:14s} " + "  ".join(f"b={n}: {cells[n] * 1e6 / n:9.1f} µs/jet" for n in args.batch_sizes)
           + f"  peak RSS {max(c['rss_peak_MB'] for c in got.rows[-len(args.batch_sizes):]):.0f} MB", flush=True)

@@ -107,9 +107,10 @@ class Staged:
         return self.install()
 
     def prepare(self, in_a_set: bool = False) -> None:
-        """All of the commit that can fail and that the destination does not show: the bytes flushed and
-        on disk, the destination looked at again. ``in_a_set``: a member of a ``together()`` set, which
-        must be renamed into place (``destinations.check_set_member``)."""
+        """All of the commit that can fail and that the destination does not show: the bytes flushed, the
+        destination looked at again. ``in_a_set``: a member of a ``together()`` set, which must be renamed
+        into place (``destinations.check_set_member``) and is synced to disk first (a lone file is not: one
+        rename, nothing to keep whole, and no wait for write-back in end_job)."""
         with self.guard():
             if self._file is not None:
                 self._file.close()  # flushes: a full disk may show only here
@@ -117,11 +118,12 @@ class Staged:
             self.dest = check_set_member(self.dest.path, self.what) if in_a_set \
                 else destination(self.dest.path, self.what)
             if not self.dest.in_place:
-                fd = os.open(self.tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)  # a file system that allocates late says a full disk here, not after the rename
-                finally:
-                    os.close(fd)
+                if in_a_set:  # a file system that allocates late says a full disk here, not after the set's first rename
+                    fd = os.open(self.tmp, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
                 os.chmod(self.tmp, _MODE)
 
     def install(self) -> Path:

@@ -10,11 +10,14 @@ from .errors import ModuleError, ProductNotFound
 _NO_TYPES: dict[str, type] = {}
 _NO_PATHS: frozenset[str] = frozenset()
 DECLARES = ":*"  # types key ``label:*``: the module declares its products (any other put is refused)
+MAX32, MAX64 = (1 << 32) - 1, (1 << 64) - 1
+ID_MAX = {"run": MAX32, "luminosityBlock": MAX32, "event": MAX64}  # the largest id CMSSW stores per field
 
 
 @dataclass(frozen=True, order=True)
 class EventID:
-    """CMSSW's (run, luminosityBlock, event) triple."""
+    """CMSSW's (run, luminosityBlock, event) triple: run and lumi 32-bit, the event number 64-bit, unsigned
+    (``ID_MAX``, the one table of those limits)."""
 
     run: int
     luminosityBlock: int

@@ -20,11 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
-_MAX32 = (1 << 32) - 1
-_MAX64 = np.uint64((1 << 64) - 1)
+from .event import ID_MAX, MAX32 as _MAX32, MAX64
 
-
-_LIMITS = {"run": _MAX32, "lumi": _MAX32, "event": (1 << 64) - 1}  # CMSSW's: 32-bit run and lumi, 64-bit event
+_MAX64 = np.uint64(MAX64)
+_LIMITS = {"run": ID_MAX["run"], "lumi": ID_MAX["luminosityBlock"], "event": ID_MAX["event"]}
 
 
 def _number(text: str, what: str, end: bool, kind: str = "run") -> int:

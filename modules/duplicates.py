@@ -15,11 +15,10 @@ from typing import Literal
 
 import numpy as np
 
+from hltrun.framework.event import MAX32 as _MAX32
+
 Mode = Literal["checkAllFilesOpened", "checkEachFile", "noDuplicateCheck"]
 _KEY = np.dtype([("runlumi", ">u8"), ("event", ">u8")])  # big-endian: byte order == numeric order
-
-
-_MAX32 = (1 << 32) - 1
 
 
 def keys(run: np.ndarray, lumi: np.ndarray, event: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 
 from hltrun.framework.context import SourceContext
 from hltrun.framework.errors import ConfigError, FileOpenError, SourceError, one_line
-from hltrun.framework.event import EventID
+from hltrun.framework.event import ID_MAX, EventID
 from hltrun.framework.module import Source
 from hltrun.framework.ranges import Selection
 from hltrun.framework.schema import limited
@@ -1014,7 +1014,7 @@ def _check_collections(arrays: ak.Array, groups: list[_Collection], path: str, f
 
 
 # event-id numbers as CMSSW stores them: run and lumi are 32-bit, the event number 64-bit (unsigned)
-_ID_LIMITS = {"run": 2**32, "luminosityBlock": 2**32, "event": 2**64}
+_ID_LIMITS = {role: most + 1 for role, most in ID_MAX.items()}  # one past the largest: values must stay below
 _ID_WORDS = {"run": "run", "luminosityBlock": "lumi", "event": "event"}
 _FLOAT_EXACT = 2**53  # a float64 holds every whole number below it, and not every one above
 
@@ -1056,8 +1056,8 @@ def _id_values(array: ak.Array, name: str, role: str, path: str, first_entry: in
         value = values[at].item()
         raise SourceError(f"source: event-id branch '{name}' ({setting}) holds {value!r} at entry "
                           f"{first_entry + at} of {path}: {_ID_WORDS[role]} numbers are whole numbers from 0 to "
-                          f"{limit - 1}" + (f" (a float branch is read where every value is a whole number below "
-                                            f"2^53)" if kind == "f" else ""), first_entry=first_entry)
+                          f"{limit - 1}" + (" (a float branch is read where every value is a whole number below "
+                                            "2^53)" if kind == "f" else ""), first_entry=first_entry)
     return values.astype(np.uint64, copy=False)
 
 

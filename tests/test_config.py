@@ -81,7 +81,7 @@ def test_a_configuration_from_a_pipe_is_read(tmp_path, write_config):
 
     fifo = tmp_path / "cfg.fifo"
     os.mkfifo(fifo)
-    writer = threading.Thread(target=fifo.write_text, args=(BASE,))
+    writer = threading.Thread(target=fifo.write_text, args=(BASE,), daemon=True)  # never holds pytest open
     writer.start()
     try:
         assert load(fifo).process == "TEST"

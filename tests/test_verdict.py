@@ -321,3 +321,14 @@ def test_agreement_rows_say_what_was_not_checked() -> None:
     assert not rows["c"]["agrees"] and rows["c"]["max_rel_diff"] == pytest.approx(1e-3, rel=1e-3)
     unchecked = agreement({"a": ref}, None, "ONNX Runtime cannot run m.onnx: x")
     assert unchecked["a"]["agrees"] is None and unchecked["a"]["note"].startswith("not checked: ONNX Runtime cannot")
+
+
+def test_an_engine_failing_on_the_check_jets_is_unchecked_not_the_end() -> None:
+    import numpy as np
+
+    from hltrun.tools.bench.verdict import agreement
+
+    ref = {"score": np.array([1.0], np.float32)}
+    rows = agreement({"onnxruntime": ref, "tflite": "the check's jets failed: boom"}, ref)
+    assert rows["onnxruntime"]["agrees"] and rows["tflite"]["agrees"] is None
+    assert rows["tflite"]["note"] == "not checked: the check's jets failed: boom"

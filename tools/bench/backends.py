@@ -49,7 +49,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hltrun.framework.atomic import write_text
-from hltrun.framework.errors import one_line
+from hltrun.framework.errors import HltError, one_line
 from hltrun.tools.bench import runner
 from hltrun.tools.bench.flops import count_macs, sgemm_rates
 from hltrun.tools.catalogue import MODELS, models_dir, rss_mb, sample_path
@@ -422,7 +422,7 @@ class Collected:
     skipped: list[dict[str, str]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     gpu: str = ""
-    checked: dict[str, dict[str, Any]] = field(default_factory=dict)  # spec -> its outputs on ``check``'s inputs
+    checked: dict[str, dict[str, Any] | str] = field(default_factory=dict)  # spec -> outputs on ``check``'s inputs, or why none
 
 
 def measure_isolated(args: argparse.Namespace, model: str, specs: list[str], got: Collected) -> dict[str, dict]:
@@ -479,7 +479,10 @@ def measure_config(args: argparse.Namespace, model: str, spec: str, threads: int
         for point in memory_vs_events(backend, x_of(args.mem_batch), args.mem_jets):
             got.events.append({"model": model, "backend": spec, "threads": threads, "batch": args.mem_batch, **point})
     if check is not None:  # after the timing and memory cells: its larger batch must not grow their arenas first
-        got.checked[spec] = backend.run(check(backend))
+        try:
+            got.checked[spec] = backend.run(check(backend))
+        except HltError as exc:  # the cells stand; the check says why it has no outputs
+            got.checked[spec] = f"the check's jets failed: {exc}"
     label = spec if threads == 1 else f"{spec} x{threads}"
     print(f"  {model:8s} {label:14s} " + "  ".join(f"b={n}: {cells[n] * 1e6 / n:9.1f} µs/jet" for n in args.batch_sizes)
           + f"  peak RSS {max(c['rss_peak_MB'] for c in got.rows[-len(args.batch_sizes):]):.0f} MB", flush=True)

@@ -355,6 +355,9 @@ def agreement(checked: dict[str, Any], reference: Any, reason: str = "") -> dict
 
     rows = {}
     for engine, outputs in checked.items():
+        if isinstance(outputs, str):  # the engine failed on the check's jets
+            rows[engine] = {"max_rel_diff": None, "agrees": None, "note": f"not checked: {outputs}"}
+            continue
         if reference is None:
             rows[engine] = {"max_rel_diff": None, "agrees": None, "note": f"not checked: {reason}"}
             continue
@@ -408,9 +411,13 @@ def sweep(plan: Plan, engines: list[str], args: argparse.Namespace, cfg_outputs:
             notes.append(f"µs per jet not measured on {engine}: {got.skipped[0]['reason']}")
         if spec in got.checked:
             checked[engine] = got.checked[spec]
+        if isinstance(checked.get(engine), str):
+            notes.append(f"agreement not checked on {engine}: {checked[engine]}")
         cells += [{**c, "engine": engine, "spec": spec} for c in got.rows]
     reference, reason = checked.get("onnxruntime"), "ONNX Runtime did not run the model"
-    if reference is None:
+    if isinstance(reference, str):
+        reference, reason = None, f"ONNX Runtime: {reference}"
+    elif reference is None:
         ref = make_backend("ort-fp32", ns.models_dir, plan.model.stem, 1, cfg_outputs, cfg_inputs)
         if isinstance(ref, str):
             reason = f"ONNX Runtime cannot run {plan.model.name}: {ref}"

@@ -264,6 +264,9 @@ def test_model_that_cannot_run(tmp_path, capsys):
     assert "of shape (N, 50, 3); hltrun feeds its shipped input" in _one_line(capsys)
     assert hltcard([str(tmp_path / "absent.onnx"), "--background", str(QCD)]) == 2
     assert _one_line(capsys) == f"hltcard: error: model file not found: {tmp_path / 'absent.onnx'}"
+    newline = tmp_path / "a\nb.onnx"  # a quoted name with a newline stays one line, the newline escaped
+    assert hltcard([str(newline), "--background", str(QCD)]) == 2
+    assert _one_line(capsys) == f"hltcard: error: model file not found: {tmp_path}/a\\nb.onnx"
 
 
 def test_bad_options_are_one_line(model_dir, capsys):

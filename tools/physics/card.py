@@ -246,7 +246,9 @@ def _fail(message: str, code: int, debug: bool) -> int:
         import traceback
 
         traceback.print_exc()
-    sys.stderr.write(f"hltcard: error: {message}\n")
+    from hltrun.framework.errors import printable
+
+    sys.stderr.write(f"hltcard: error: {printable(message)}\n")  # a quoted file name with a newline stays one line
     return code
 
 

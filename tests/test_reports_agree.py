@@ -97,6 +97,7 @@ def test_timereport_matches_json_resources_and_html(job):
     t, timing, fts = job["time"], job["json"]["services"]["Timing"], job["fts"]
     mods = {m["label"]: m for m in timing["modules"]}
     assert mods["sq"]["calls"] == 27  # an event passing either filter runs sq once
+    assert mods["out"]["calls"] < mods["out"]["runs"] == job["json"]["job"]["events_processed"]  # every event, timed when it writes
     assert set(t["modules_real"]) == set(mods)
     events = job["json"]["job"]["events_processed"]
     fts_mods = {m["label"]: m for m in fts["modules"]}
@@ -104,7 +105,8 @@ def test_timereport_matches_json_resources_and_html(job):
     for label, m in mods.items():
         per_event_s, per_exec_s, _ = t["modules_real"][label]
         assert per_event_s == pytest.approx(m["real_per_event_ms"] * 1e-3, abs=6e-7), label  # printed to 1 us
-        assert per_exec_s == pytest.approx(m["real_ms"] / max(m["calls"], 1) * 1e-3, abs=6e-7), label
+        assert per_exec_s == pytest.approx(m["real_ms"] / max(m["runs"], 1) * 1e-3, abs=6e-7), label
+        assert m["runs"] == job["json"]["job"]["modules"][label]["executed"], label  # the TrigReport's Executed
         assert t["modules_cpu"][label][0] == pytest.approx(m["cpu_per_event_ms"] * 1e-3, abs=6e-7), label
         assert fts_mods[label]["time_real"] / events == pytest.approx(m["real_per_event_ms"], rel=1e-9, abs=1e-9)
         assert fts_mods[label]["events"] == m["calls"]

@@ -93,12 +93,14 @@ def _device_split_rows(split: dict[str, Any]) -> list[str]:
 
 def _module_rows(head: str, res: dict[str, Any], key: str) -> list[str]:
     """Schedule.cc's Module Summary rows between its two header lines: per event, per exec (total over
-    times run), per visit (total over times visited)."""
+    times run, the TrigReport's Executed: an output module runs for every event of its endpath though it is
+    timed only when it writes), per visit (total over times visited)."""
     title = f"{head} {'per event':>{_C1}} {'per exec':>{_C2}} {'per visit':>{_C3}}  Name"
     rows = [title]
     for m in res["modules"]:
         total = m[f"{key}_ms"]
-        rows.append(f"{head} {_s(m[f'{key}_per_event_ms']):>{_C1}.6f} {_s(total / max(m['calls'], 1)):>{_C2}.6f} "
+        runs = m.get("runs", m["calls"])  # an older hltrun.json has no runs
+        rows.append(f"{head} {_s(m[f'{key}_per_event_ms']):>{_C1}.6f} {_s(total / max(runs, 1)):>{_C2}.6f} "
                     f"{_s(total / max(m['visits'], 1)):>{_C3}.6f}  {m['label']}")
     return rows + [title]
 

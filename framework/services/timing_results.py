@@ -218,9 +218,11 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
         col = mod_w[i]
         real_pe = float(tot_w[i]) / per
         v = visits.get(d.label, calls[i]) if i else events
+        ran = summary.modules.get(d.label) if i else None  # the TrigReport's Executed: CMSSW's timesRun
         return {
             "label": d.label, "type": d.type, "kind": d.kind, "index": d.index,
             "calls": calls[i] if i else events, "visits": v,
+            "runs": ran.executed if ran is not None else (calls[i] if i else events),
             "real_ms": float(tot_w[i]), "cpu_ms": float(tot_c[i]),
             "real_per_event_ms": real_pe, "cpu_per_event_ms": float(tot_c[i]) / per,
             "real_per_call_ms": float(tot_w[i]) / max(calls[i] if i else events, 1),

@@ -142,3 +142,46 @@ def test_one_catalogue_of_models_and_no_path_edits() -> None:
         if path.name != "catalogue.py":
             assert "\nMODELS = " not in text, f"{path}: a copy of catalogue.MODELS"
         assert "sys.path" not in text, f"{path}: edits sys.path"
+
+
+# ---------------------------------------------------------------------- outputs checked before the study runs
+def _must_not_run(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the study ran before its output was checked")
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_an_unwritable_json_is_one_line_exit_4_before_the_study_runs(where: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from hltrun.tools.bench import timing
+
+    monkeypatch.setattr(timing, "measure_overhead", _must_not_run)
+    (tmp_path / "plain").write_text("x")
+    target = tmp_path if where == "folder" else tmp_path / "plain" / "t.json"
+    assert main(["timing", "--events", "100", "--json", str(target)]) == 4
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and "Traceback" not in err and not captured.out
+    assert err.startswith("hltbench timing --json: ") and str(target if where == "folder" else tmp_path / "plain") in err
+
+
+def test_a_missing_parent_folder_of_an_output_is_made_as_hltrun_makes_it(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "t.json"
+    assert main(["timing", "--events", "20", "--modules", "1", "--repeat", "1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["study"] == "timing"
+
+
+def test_every_output_option_is_checked_by_the_one_runner_helper(tmp_path: Path) -> None:
+    import argparse
+
+    from hltrun.framework.errors import ModuleError
+
+    (tmp_path / "plain").write_text("x")
+    for option in ("out", "plots"):  # folders
+        with pytest.raises(ModuleError, match=f"hltbench x --{option}: .*plain is a file, not a folder"):
+            runner.check_outputs(argparse.Namespace(**{option: tmp_path / "plain"}), "hltbench x")
+    for option in ("json", "csv"):  # files
+        with pytest.raises(ModuleError, match=f"hltbench x --{option}: .* is a folder, not a file name"):
+            runner.check_outputs(argparse.Namespace(**{option: tmp_path}), "hltbench x")
+    runner.check_outputs(argparse.Namespace(json=None, csv=None, out=tmp_path / "o", plots=None), "hltbench x")
+    assert (tmp_path / "o").is_dir()

@@ -103,6 +103,27 @@ class BenchError(Exception):
     """A user error in a study's options or inputs: hltbench prints it as one line and exits 2."""
 
 
+OUTPUT_FILES = ("json", "csv")  # the options a study writes one file to
+OUTPUT_FOLDERS = ("out", "plots")  # the options a study writes files into
+
+
+def check_outputs(args: argparse.Namespace, prog: str) -> None:
+    """Every output the study's options name (``--json``/``--csv`` files, ``--out``/``--plots`` folders),
+    checked by hltrun's destination policy (framework/destinations.py) before the study measures anything:
+    an unwritable one is one ModuleError line (exit 4) now, not a traceback after the run. As hltrun does,
+    a missing folder is created here (the probe), a folder where a file should go is refused."""
+    from hltrun.framework.destinations import check_file_destination, check_folder_destination
+
+    for option in OUTPUT_FOLDERS:
+        folder = getattr(args, option, None)
+        if isinstance(folder, (str, os.PathLike)):
+            check_folder_destination(folder, f"{prog} --{option}")
+    for option in OUTPUT_FILES:
+        path = getattr(args, option, None)
+        if isinstance(path, (str, os.PathLike)):
+            check_file_destination(path, f"{prog} --{option}")
+
+
 def check_model(path: Path, prog: str, inputs: Mapping[str, Any] | None = None) -> None:
     """Refuse, in hltrun's own line, a model whose inputs the scorer would refuse: ``path`` is opened on
     ONNX Runtime as the scorer opens it (empty or unreadable file, not ONNX, input types, the input

@@ -185,3 +185,34 @@ def test_every_output_option_is_checked_by_the_one_runner_helper(tmp_path: Path)
             runner.check_outputs(argparse.Namespace(**{option: tmp_path}), "hltbench x")
     runner.check_outputs(argparse.Namespace(json=None, csv=None, out=tmp_path / "o", plots=None), "hltbench x")
     assert (tmp_path / "o").is_dir()
+
+
+# ---------------------------------------------------------------------- counts are positive, at argparse level
+@pytest.mark.parametrize("argv, option", [
+    (["profile", "conv_vae", "--batch-sizes", "0"], "--batch-sizes"),
+    (["profile", "conv_vae", "--profile-batch", "0"], "--profile-batch"),
+    (["sessions", "--events", "0"], "--events"),
+    (["sessions", "--threads", "0"], "--threads"),
+    (["backends", "--batch-sizes", "-1", "--backends", "ort-fp32", "--models", "conv_vae"], "--batch-sizes"),
+    (["backends", "--mem-batch", "0"], "--mem-batch"),
+    (["score-core", "--batch-sizes", "4", "0"], "--batch-sizes"),
+    (["timing", "--events", "0"], "--events"),
+    (["timing", "--modules", "-3"], "--modules"),
+    (["gpu-sweep", "--batches", "0", "--out", "x"], "--batches"),
+])
+def test_a_non_positive_count_is_refused_while_the_command_line_is_read(argv: list[str], option: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"hltbench {argv[0]}: error: argument {option}: must be at least 1 (got ")
+
+
+def test_the_count_type_is_one_shared_function() -> None:
+    import argparse
+
+    assert runner.positive_int("3") == 3
+    for bad in ("0", "-1", "x", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            runner.positive_int(bad)

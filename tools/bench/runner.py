@@ -93,6 +93,19 @@ def add_json(parser: argparse.ArgumentParser) -> None:
                         help="also write the results here, with the machine and library versions")
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` of every count that must be at least 1 (batch sizes, event counts, threads):
+    ``0`` or ``-1`` is refused while the command line is read, in argparse's one error line (exit 2), the
+    rule ``check_repeat`` applies to ``--repeat``, not as a division by zero or a negative time per jet."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
 def check_repeat(repeat: int, prog: str) -> None:
     """A non-positive ``--repeat`` is a user error: one line, exit 2 (through ``BenchError``)."""
     if repeat < 1:

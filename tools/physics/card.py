@@ -203,11 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         from hltrun.tools.physics.card_run import ScoringFailed
         from hltrun.tools.physics.card_write import summary_lines, write_card
 
+        out_dir = args.out_dir if args.out_dir is not None else args.model.resolve().parent
+        check_out_dir(out_dir, args.model, args.out_dir is not None)  # before the samples are scored: not after
         try:
             result = compute(args)
         except ScoringFailed as exc:
             raise _Failed(str(exc), 4) from exc
-        out_dir = args.out_dir if args.out_dir is not None else args.model.resolve().parent
         written = write_card(result, out_dir, not args.no_plots, _command(argv))
     except CardRefused as exc:
         return _fail(str(exc), EXIT_CUTS, args.debug)
@@ -226,6 +227,21 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def check_out_dir(out_dir: Path, model: Path, given: bool = True) -> None:
+    """The folder thresholds.json and the card go to, by hltrun's destination policy
+    (framework/destinations.py): made if missing, probed for a write, and the set's files in it
+    (``write_card`` renames them into place together) checked as set members; an unusable one is one
+    ModuleError line (exit 4), before the samples are scored."""
+    from hltrun.framework.destinations import check_folder_destination, check_set_member
+    from hltrun.modules.vae_scorer import model_identity
+
+    what = "--out-dir" if given else "the model's folder (where thresholds.json and the card go)"
+    folder = check_folder_destination(out_dir, what)
+    identity = model_identity(str(model))
+    for name in ("thresholds.json", f"{identity}_card.md", f"{identity}_card.json"):
+        check_set_member(folder / name, what)
 
 
 class _Failed(Exception):

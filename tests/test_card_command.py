@@ -322,3 +322,13 @@ def test_a_missing_out_dir_is_made(model_dir, tmp_path):
     assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--max-events", "300",
                     "--bkg-eff", "1e-2", "--min-events-above", "1", "--no-plots", "--out-dir", str(out), *ORT]) == 0
     assert "ptsum" in json.loads((out / "thresholds.json").read_text())
+
+
+@pytest.mark.parametrize("value", ["-5", "-0.5", "nan", "inf"])
+def test_min_events_above_below_zero_is_refused_before_scoring(value, model_dir, monkeypatch, capsys):
+    import hltrun.tools.physics.card_run as card_run
+
+    monkeypatch.setattr(card_run, "score_files", lambda *a, **k: pytest.fail("scored with a bad option"))
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--min-events-above", value]) == 2
+    assert _one_line(capsys).startswith(f"hltcard: error: --min-events-above {float(value):g}: expected a finite "
+                                        "number, at least 0")

@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-branch", default="genWeight", help="per-event weight branch (absent from a file: its events weigh 1; default %(default)s)")
     p.add_argument("--min-events-above", type=float, default=MIN_EFFECTIVE_ABOVE, metavar="N",
                    help="refuse a cut resting on fewer effective background events above it (the relative "
-                        "statistical error on its rate is about 1/sqrt(N); default %(default)g)")
+                        "statistical error on its rate is about 1/sqrt(N); default %(default)g). At least 0: an "
+                        "effective count is never negative, so 0 already accepts every finite cut (a negative N "
+                        "would only hide that the check is off)")
     p.add_argument("--out-dir", type=Path, default=None,
                    help="where thresholds.json and the card go (default: the model's folder, where the scorer reads "
                         "thresholds.json)")
@@ -193,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.max_events is not None and args.max_events < 1:
             raise CardRefused(f"--max-events {args.max_events}: expected at least 1")
+        if not (np.isfinite(args.min_events_above) and args.min_events_above >= 0):
+            raise CardRefused(f"--min-events-above {args.min_events_above:g}: expected a finite number, at least 0 "
+                              "(0 accepts every finite cut; an effective event count is never negative)")
         if args.input_rate_hz is not None and not (args.input_rate_hz > 0 and np.isfinite(args.input_rate_hz)):
             raise CardRefused(f"--input-rate-hz {args.input_rate_hz}: expected a positive number")
         for e in args.bkg_eff:

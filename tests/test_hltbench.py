@@ -177,8 +177,9 @@ def test_every_output_option_is_checked_by_the_one_runner_helper(tmp_path: Path)
     from hltrun.framework.errors import ModuleError
 
     (tmp_path / "plain").write_text("x")
-    for option in ("out", "plots"):  # folders
-        with pytest.raises(ModuleError, match=f"hltbench x --{option}: .*plain is a file, not a folder"):
+    for option in ("out", "plots", "save_optimised"):  # folders
+        flag = option.replace("_", "-")
+        with pytest.raises(ModuleError, match=f"hltbench x --{flag}: .*plain is a file, not a folder"):
             runner.check_outputs(argparse.Namespace(**{option: tmp_path / "plain"}), "hltbench x")
     for option in ("json", "csv"):  # files
         with pytest.raises(ModuleError, match=f"hltbench x --{option}: .* is a folder, not a file name"):

@@ -117,11 +117,12 @@ class BenchError(Exception):
 
 
 OUTPUT_FILES = ("json", "csv")  # the options a study writes one file to
-OUTPUT_FOLDERS = ("out", "plots")  # the options a study writes files into
+OUTPUT_FOLDERS = ("out", "plots", "save_optimised")  # the options a study writes files into (argparse dests)
 
 
 def check_outputs(args: argparse.Namespace, prog: str) -> None:
-    """Every output the study's options name (``--json``/``--csv`` files, ``--out``/``--plots`` folders),
+    """Every output the study's options name (``--json``/``--csv`` files, ``--out``/``--plots``/
+    ``--save-optimised`` folders),
     checked by hltrun's destination policy (framework/destinations.py) before the study measures anything:
     an unwritable one is one ModuleError line (exit 4) now, not a traceback after the run. As hltrun does,
     a missing folder is created here (the probe), a folder where a file should go is refused."""
@@ -130,7 +131,7 @@ def check_outputs(args: argparse.Namespace, prog: str) -> None:
     for option in OUTPUT_FOLDERS:
         folder = getattr(args, option, None)
         if isinstance(folder, (str, os.PathLike)):
-            check_folder_destination(folder, f"{prog} --{option}")
+            check_folder_destination(folder, f"{prog} --{option.replace('_', '-')}")
     for option in OUTPUT_FILES:
         path = getattr(args, option, None)
         if isinstance(path, (str, os.PathLike)):

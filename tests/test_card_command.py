@@ -255,7 +255,8 @@ def test_sample_without_the_jet_branches(model_dir, tmp_path, capsys):
     assert rc == 3
     line = _one_line(capsys)
     assert line.startswith("hltcard: error: ") and "FatJet" in line
-    assert not (tmp_path / "o").exists()
+    # the folder was checked (made, as hltrun makes a --report-dir) before the sample was scored; nothing in it
+    assert list((tmp_path / "o").iterdir()) == []
 
 
 def test_model_that_cannot_run(tmp_path, capsys):
@@ -292,3 +293,42 @@ def test_shipped_model_same_cuts_as_evaluate_models(tmp_path):
     scores = evaluate_models.scorer(REPO / "data/models", "conv_vae", "onnx")(sample.jets)["score"]
     theirs = evaluate_models.model_card_entry({"qcd": scores}, SimpleNamespace(background=sample, wp_extra=None))
     assert ours == theirs.to_json()
+
+
+@pytest.mark.parametrize("where", ["missing parent that cannot be made", "a file", "thresholds.json a folder"])
+def test_an_unusable_out_dir_is_exit_4_before_any_scoring(where, model_dir, tmp_path, monkeypatch, capsys):
+    import hltrun.tools.physics.card_run as card_run
+
+    monkeypatch.setattr(card_run, "score_files", lambda *a, **k: pytest.fail("scored before --out-dir was checked"))
+    (tmp_path / "plain").write_text("x")
+    if where == "a file":
+        out, words = tmp_path / "plain", ["is a file, not a folder"]
+    elif where == "thresholds.json a folder":
+        out = tmp_path / "o"
+        (out / "thresholds.json").mkdir(parents=True)
+        words = [str(out / "thresholds.json"), "is a folder"]
+    else:
+        out, words = tmp_path / "plain" / "sub", [f"cannot write into {tmp_path / 'plain' / 'sub'}", "Not a directory"]
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--max-events", "100",
+                    "--bkg-eff", "1e-2", "--out-dir", str(out), *ORT]) == 4
+    line = _one_line(capsys)
+    assert line.startswith("hltcard: error: --out-dir: "), line
+    for w in words:
+        assert w in line, (w, line)
+
+
+def test_a_missing_out_dir_is_made(model_dir, tmp_path):
+    out = tmp_path / "new" / "deeper"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--max-events", "300",
+                    "--bkg-eff", "1e-2", "--min-events-above", "1", "--no-plots", "--out-dir", str(out), *ORT]) == 0
+    assert "ptsum" in json.loads((out / "thresholds.json").read_text())
+
+
+@pytest.mark.parametrize("value", ["-5", "-0.5", "nan", "inf"])
+def test_min_events_above_below_zero_is_refused_before_scoring(value, model_dir, monkeypatch, capsys):
+    import hltrun.tools.physics.card_run as card_run
+
+    monkeypatch.setattr(card_run, "score_files", lambda *a, **k: pytest.fail("scored with a bad option"))
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--min-events-above", value]) == 2
+    assert _one_line(capsys).startswith(f"hltcard: error: --min-events-above {float(value):g}: expected a finite "
+                                        "number, at least 0")

@@ -142,3 +142,78 @@ def test_one_catalogue_of_models_and_no_path_edits() -> None:
         if path.name != "catalogue.py":
             assert "\nMODELS = " not in text, f"{path}: a copy of catalogue.MODELS"
         assert "sys.path" not in text, f"{path}: edits sys.path"
+
+
+# ---------------------------------------------------------------------- outputs checked before the study runs
+def _must_not_run(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the study ran before its output was checked")
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_an_unwritable_json_is_one_line_exit_4_before_the_study_runs(where: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from hltrun.tools.bench import timing
+
+    monkeypatch.setattr(timing, "measure_overhead", _must_not_run)
+    (tmp_path / "plain").write_text("x")
+    target = tmp_path if where == "folder" else tmp_path / "plain" / "t.json"
+    assert main(["timing", "--events", "100", "--json", str(target)]) == 4
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "\n" not in err and "Traceback" not in err and not captured.out
+    assert err.startswith("hltbench timing --json: ") and str(target if where == "folder" else tmp_path / "plain") in err
+
+
+def test_a_missing_parent_folder_of_an_output_is_made_as_hltrun_makes_it(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "t.json"
+    assert main(["timing", "--events", "20", "--modules", "1", "--repeat", "1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["study"] == "timing"
+
+
+def test_every_output_option_is_checked_by_the_one_runner_helper(tmp_path: Path) -> None:
+    import argparse
+
+    from hltrun.framework.errors import ModuleError
+
+    (tmp_path / "plain").write_text("x")
+    for option in ("out", "plots", "save_optimised"):  # folders
+        flag = option.replace("_", "-")
+        with pytest.raises(ModuleError, match=f"hltbench x --{flag}: .*plain is a file, not a folder"):
+            runner.check_outputs(argparse.Namespace(**{option: tmp_path / "plain"}), "hltbench x")
+    for option in ("json", "csv"):  # files
+        with pytest.raises(ModuleError, match=f"hltbench x --{option}: .* is a folder, not a file name"):
+            runner.check_outputs(argparse.Namespace(**{option: tmp_path}), "hltbench x")
+    runner.check_outputs(argparse.Namespace(json=None, csv=None, out=tmp_path / "o", plots=None), "hltbench x")
+    assert (tmp_path / "o").is_dir()
+
+
+# ---------------------------------------------------------------------- counts are positive, at argparse level
+@pytest.mark.parametrize("argv, option", [
+    (["profile", "conv_vae", "--batch-sizes", "0"], "--batch-sizes"),
+    (["profile", "conv_vae", "--profile-batch", "0"], "--profile-batch"),
+    (["sessions", "--events", "0"], "--events"),
+    (["sessions", "--threads", "0"], "--threads"),
+    (["backends", "--batch-sizes", "-1", "--backends", "ort-fp32", "--models", "conv_vae"], "--batch-sizes"),
+    (["backends", "--mem-batch", "0"], "--mem-batch"),
+    (["score-core", "--batch-sizes", "4", "0"], "--batch-sizes"),
+    (["timing", "--events", "0"], "--events"),
+    (["timing", "--modules", "-3"], "--modules"),
+    (["gpu-sweep", "--batches", "0", "--out", "x"], "--batches"),
+])
+def test_a_non_positive_count_is_refused_while_the_command_line_is_read(argv: list[str], option: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"hltbench {argv[0]}: error: argument {option}: must be at least 1 (got ")
+
+
+def test_the_count_type_is_one_shared_function() -> None:
+    import argparse
+
+    assert runner.positive_int("3") == 3
+    for bad in ("0", "-1", "x", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            runner.positive_int(bad)

@@ -195,3 +195,16 @@ def test_a_fixed_batch_model_is_profiled_at_its_batch(tmp_path) -> None:
     assert hltbench(["profile", str(path), "--batch-sizes", "1", "--profile-batch", "1", "--profile-calls", "3",
                      "--min-time", "0.02", "--repeat", "1", "--json", str(out), "--sample", str(tmp_path / "none.root")]) == 0
     assert set(json.loads(out.read_text())["models"][str(path)]["us_per_jet"]) == {"1"}
+
+
+def test_an_unwritable_json_stops_the_profile_before_it_times(tmp_path, monkeypatch, capsys) -> None:
+    path = _save(tmp_path / "sos.onnx", [helper.make_node("Mul", ["x", "x"], ["xx"]),
+                                         helper.make_node("ReduceSum", ["xx", "ax"], ["score"], keepdims=0)],
+                 [helper.make_tensor("ax", TensorProto.INT64, [2], [1, 2])],
+                 helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 100, 3]),
+                 helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]))
+    monkeypatch.setattr(P, "time_models", lambda *a, **k: pytest.fail("timed before the output was checked"))
+    (tmp_path / "plain").write_text("x")
+    assert hltbench(["profile", str(path), "--json", str(tmp_path / "plain" / "y.json")]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err == f"hltbench profile --json: {tmp_path / 'plain'} is a file, not a folder"

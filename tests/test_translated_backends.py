@@ -783,3 +783,18 @@ def test_jax_topk_indices_are_int64_with_x64():
     with jax.enable_x64(True):
         indices = np.asarray(jax.jit(translate(Path("m.onnx"), m).fn)(x)[1])
     assert indices.dtype == np.int64
+
+
+def test_gpu_farm_refuses_a_gpu_run_that_ran_on_the_cpu(tmp_path, capsys):
+    """A --gpu run whose inference module recorded device cpu would 'replace' a negative number of cores:
+    one line naming it, exit 2, nothing written."""
+    from hltrun.tools.bench.cli import main
+
+    cpu = _run_json(tmp_path / "R0", "onnxruntime", "cpu", 4, 2000, 5.0)
+    also_cpu = _run_json(tmp_path / "R1", "onnxruntime", "cpu", 1, 2000, 5.0)
+    gpu = _run_json(tmp_path / "R2", "torch", "gpu-nvidia", 1, 2000, 1.0)
+    assert main(["gpu-farm", "--cpu", str(cpu), "--gpu", str(gpu), str(also_cpu), "--out", str(tmp_path / "farm")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"hltbench gpu-farm: --gpu {also_cpu}: its inference ran on cpu (onnxruntime), "
+                                    "not a GPU; give the report of a GPU run")
+    assert not (tmp_path / "farm" / "farm.json").exists() and not captured.out

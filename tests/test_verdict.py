@@ -332,3 +332,24 @@ def test_an_engine_failing_on_the_check_jets_is_unchecked_not_the_end() -> None:
     rows = agreement({"onnxruntime": ref, "tflite": "the check's jets failed: boom"}, ref)
     assert rows["onnxruntime"]["agrees"] and rows["tflite"]["agrees"] is None
     assert rows["tflite"]["note"] == "not checked: the check's jets failed: boom"
+
+
+@pytest.mark.parametrize("where", ["a file", "verdict.json a folder"])
+def test_an_unusable_out_dir_is_exit_4_before_any_engine_runs(where: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import hltrun.tools.bench.verdict as V
+
+    monkeypatch.setattr(V, "path_run", lambda *a, **k: pytest.fail("an engine ran before --out-dir was checked"))
+    model = one_output_model(tmp_path / "m.onnx")
+    if where == "a file":
+        out = tmp_path / "plain"
+        out.write_text("x")
+        words = ["--out-dir", str(out), "is a file, not a folder"]
+    else:
+        out = tmp_path / "o"
+        (out / "verdict.json").mkdir(parents=True)
+        words = ["--out-dir", str(out / "verdict.json"), "is a folder"]
+    assert hltbench(["verdict", str(model), "--engines", "onnxruntime", "--events", "10",
+                     "--out-dir", str(out)]) == 4
+    _one_line(capsys, *words)

@@ -97,7 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", type=Path, default=models_dir(), help="folder with the models")
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS,
                    help="what to time (default: all; those absent here are listed with the reason)")
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCHES), help="jets per call")
+    p.add_argument("--batch-sizes", nargs="+", type=runner.positive_int, default=list(BATCHES), help="jets per call")
     p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"), help="jets to run on")
     p.add_argument("--min-time", type=float, default=0.3, help="seconds timed per (backend, batch) cell")
     p.add_argument("--min-calls", type=int, default=3, help="at least this many timed calls per cell")
@@ -126,7 +126,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="calls per (backend, batch) cell run under the RSS sampler for the cell's peak memory")
     p.add_argument("--mem-jets", type=int, default=5000,
                    help="jets run per backend configuration at --mem-batch for the memory-vs-events curve (0: off)")
-    p.add_argument("--mem-batch", type=int, default=64, help="batch size of the memory-vs-events run")
+    p.add_argument("--mem-batch", type=runner.positive_int, default=64, help="batch size of the memory-vs-events run")
     p.add_argument("--isolate", action="store_true",
                    help="run each (model, backend) in its own process, so that its memory is not shared with or "
                         "hidden by the configurations before it (slower: each process imports its framework)")

@@ -11,7 +11,8 @@ import importlib
 import sys
 from types import ModuleType
 
-from hltrun.tools.bench.runner import BenchError
+from hltrun.framework.errors import HltError, one_line, printable
+from hltrun.tools.bench.runner import BenchError, check_outputs
 
 # sub-command -> (module under hltrun.tools.bench, one-line help shown by ``hltbench --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,7 +59,8 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the study named first on the command line; 2 for a missing or unknown study or a user error."""
+    """Run the study named first on the command line; 2 for a missing or unknown study or a user error,
+    an HltError's own exit code (4: an output that cannot be written) for one of hltrun's errors."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         print(OLD_STYLE.format(" " + " ".join(argv)), file=sys.stderr)
@@ -71,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv  # the command line as given, for the studies that record it
     try:
-        return study(args.command).run(args)
+        module = study(args.command)
+        check_outputs(args, f"hltbench {args.command}")  # before the study measures anything
+        return module.run(args)
     except BenchError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except HltError as exc:  # hltrun's own one-line errors (an unwritable output: 4), with their exit code
+        print(printable(one_line(exc, type(exc).__name__)), file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

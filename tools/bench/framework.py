@@ -130,7 +130,7 @@ def time_to_first_event(path: Path, repeat: int = 3) -> float:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench framework`` options."""
-    ap.add_argument("--events", type=int, default=100_000, help="events in the synthetic file (default 100000)")
+    ap.add_argument("--events", type=runner.positive_int, default=100_000, help="events in the synthetic file (default 100000)")
     runner.add_repeat(ap, 3, "repetitions, interleaved; the median is reported")
     ap.add_argument("--write-doc", action="store_true", help="append the results to docs/performance.md")
 

@@ -9,7 +9,8 @@ stream, as CMSSW sizes a farm): the GPU run's speed-up over one CPU core, and ho
 replaces — the cores that would give the GPU run's events/s, less the host cores the GPU run itself
 keeps busy (one per stream). At ``--rate`` (the HLT input rate) it also gives the CPU cores, or the GPU
 nodes, the path needs. Both runs must have read the same events, on the same host (checked: events
-processed; the host is the user's word). Writes ``farm.json`` and ``farm.csv``; asserts no time.
+processed; the host is the user's word), and each ``--gpu`` run's inference must have run on a GPU
+(checked: the device its hltrun.json records; a CPU run there would "replace" a negative number of cores). Writes ``farm.json`` and ``farm.csv``; asserts no time.
 """
 
 from __future__ import annotations
@@ -41,8 +42,23 @@ def read_run(folder: Path) -> dict[str, Any]:
     events, loop_s = int(job["events_processed"]), float(job["loop_s"])
     if events <= 0 or loop_s <= 0:
         raise BenchError(f"hltbench gpu-farm: {path}: no events processed")
-    return {"run": folder.name, "backend": backends[0]["backend"], "device": backends[0]["device"],
+    return {"run": folder.name, "backend": backends[0].get("backend", "?"),
+            "device": str(backends[0].get("device", "unrecorded")),
             "streams": int(job["streams"]), "events": events, "loop_s": loop_s, "events_per_s": events / loop_s}
+
+
+def on_gpu(run: dict[str, Any]) -> bool:
+    """Whether the run's inference module recorded a GPU as its device (``gpu-nvidia``; ``cpu`` is not)."""
+    return run["device"].startswith("gpu")
+
+
+def check_gpu_runs(folders: Sequence[Path], gpus: Sequence[dict[str, Any]]) -> None:
+    """A --gpu run whose inference ran on the CPU would be projected as a GPU (and replace a negative
+    number of cores): refused, naming the run as given and the device its hltrun.json recorded."""
+    for folder, g in zip(folders, gpus):
+        if not on_gpu(g):
+            raise BenchError(f"hltbench gpu-farm: --gpu {folder}: its inference ran on {g['device']} "
+                             f"({g['backend']}), not a GPU; give the report of a GPU run")
 
 
 def project(cpu: dict[str, Any], gpus: Sequence[dict[str, Any]], rate_hz: float) -> list[dict[str, Any]]:
@@ -62,13 +78,15 @@ def project(cpu: dict[str, Any], gpus: Sequence[dict[str, Any]], rate_hz: float)
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cpu", type=Path, required=True, help="report folder (or hltrun.json) of the CPU run")
-    ap.add_argument("--gpu", type=Path, nargs="+", required=True, help="report folders of the GPU runs")
+    ap.add_argument("--gpu", type=Path, nargs="+", required=True, help="report folders of the GPU runs (their inference module's recorded device must be a GPU)")
     ap.add_argument("--rate", type=float, default=100_000.0, help="HLT input rate in Hz (default 100 kHz)")
     ap.add_argument("--out", type=Path, required=True, help="folder for farm.json and farm.csv")
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = project(read_run(args.cpu), [read_run(g) for g in args.gpu], args.rate)
+    gpus = [read_run(g) for g in args.gpu]
+    check_gpu_runs(args.gpu, gpus)
+    rows = project(read_run(args.cpu), gpus, args.rate)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "farm.json").write_text(json.dumps({"rate_hz": args.rate, "rows": rows}, indent=1))
     with open(args.out / "farm.csv", "w", newline="") as fh:

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .runner import BenchError
+from .runner import BenchError, positive_int
 
 FIELDS = ("engine", "device", "model", "batch", "repeat", "median_ms", "p99_ms", "us_per_jet", "jets_per_s",
           "h2d_ms", "compute_ms", "d2h_ms", "copy_share", "device_bytes_in_use", "device_peak_bytes")
@@ -186,7 +186,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--models", nargs="+", default=["conv_vae", "gcn_vae"])
     ap.add_argument("--engines", nargs="+", choices=sorted(ENGINES), default=["torch", "torch-eager", "jax"],
                     help="torch: CUDA graphs per bucket; torch-eager: the same op by op; jax: XLA (default: all)")
-    ap.add_argument("--batches", nargs="+", type=int, default=DEFAULT_BATCHES)
+    ap.add_argument("--batches", nargs="+", type=positive_int, default=DEFAULT_BATCHES)
     ap.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     ap.add_argument("--repeat", type=int, default=50, help="timed calls per batch size")
     ap.add_argument("--max-seconds", type=float, default=float("inf"),

@@ -62,7 +62,7 @@ def agreement(doc: dict) -> dict:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench memray`` options."""
-    ap.add_argument("-n", "--events", type=int, default=5000, help="events per run (default 5000)")
+    ap.add_argument("-n", "--events", type=runner.positive_int, default=5000, help="events per run (default 5000)")
     runner.add_repeat(ap, 3, "runs with and without the capture, alternating")
     runner.add_json(ap)
 

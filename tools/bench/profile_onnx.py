@@ -64,9 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """``hltbench profile`` options."""
     p.add_argument("models", nargs="+", type=model_file, metavar="MODEL",
                    help=f"ONNX files or shipped model names ({', '.join(MODELS)}), timed alternately in one process")
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 2, 9, 64], help="jets per call")
-    p.add_argument("--profile-batch", type=int, default=64, help="batch size of the profiled calls")
-    p.add_argument("--profile-calls", type=int, default=50, help="profiled calls per model")
+    p.add_argument("--batch-sizes", nargs="+", type=runner.positive_int, default=[1, 2, 9, 64], help="jets per call")
+    p.add_argument("--profile-batch", type=runner.positive_int, default=64, help="batch size of the profiled calls")
+    p.add_argument("--profile-calls", type=runner.positive_int, default=50, help="profiled calls per model")
     p.add_argument("--min-time", type=float, default=0.4,
                    help="seconds timed per (model, batch) cell, split into --repeat alternating rounds")
     runner.add_repeat(p, 5, "alternating rounds; the median round counts")

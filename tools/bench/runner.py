@@ -93,6 +93,19 @@ def add_json(parser: argparse.ArgumentParser) -> None:
                         help="also write the results here, with the machine and library versions")
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` of every count that must be at least 1 (batch sizes, event counts, threads):
+    ``0`` or ``-1`` is refused while the command line is read, in argparse's one error line (exit 2), the
+    rule ``check_repeat`` applies to ``--repeat``, not as a division by zero or a negative time per jet."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
 def check_repeat(repeat: int, prog: str) -> None:
     """A non-positive ``--repeat`` is a user error: one line, exit 2 (through ``BenchError``)."""
     if repeat < 1:
@@ -101,6 +114,28 @@ def check_repeat(repeat: int, prog: str) -> None:
 
 class BenchError(Exception):
     """A user error in a study's options or inputs: hltbench prints it as one line and exits 2."""
+
+
+OUTPUT_FILES = ("json", "csv")  # the options a study writes one file to
+OUTPUT_FOLDERS = ("out", "plots", "save_optimised")  # the options a study writes files into (argparse dests)
+
+
+def check_outputs(args: argparse.Namespace, prog: str) -> None:
+    """Every output the study's options name (``--json``/``--csv`` files, ``--out``/``--plots``/
+    ``--save-optimised`` folders),
+    checked by hltrun's destination policy (framework/destinations.py) before the study measures anything:
+    an unwritable one is one ModuleError line (exit 4) now, not a traceback after the run. As hltrun does,
+    a missing folder is created here (the probe), a folder where a file should go is refused."""
+    from hltrun.framework.destinations import check_file_destination, check_folder_destination
+
+    for option in OUTPUT_FOLDERS:
+        folder = getattr(args, option, None)
+        if isinstance(folder, (str, os.PathLike)):
+            check_folder_destination(folder, f"{prog} --{option.replace('_', '-')}")
+    for option in OUTPUT_FILES:
+        path = getattr(args, option, None)
+        if isinstance(path, (str, os.PathLike)):
+            check_file_destination(path, f"{prog} --{option}")
 
 
 def check_model(path: Path, prog: str, inputs: Mapping[str, Any] | None = None) -> None:

@@ -36,7 +36,7 @@ P, K = 100, 5
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``hltbench score-core`` options."""
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 9, 2, 1], help="jets per call")
+    p.add_argument("--batch-sizes", nargs="+", type=runner.positive_int, default=[64, 9, 2, 1], help="jets per call")
     p.add_argument("--real", type=int, default=78, help="real (unpadded) leading slots in every jet, 1..100")
     runner.add_repeat(p, 9, "alternating rounds; the median round counts")
     p.add_argument("--calls", type=int, default=3000, help="jets timed per round and variant (at least 20 calls)")

@@ -32,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=models_dir() / "conv_vae.onnx", help="ONNX model")
     p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"),
                    help="ROOT file whose two leading jets per event make the calls")
-    p.add_argument("--threads", type=int, default=2, help="concurrent callers (streams)")
-    p.add_argument("--events", type=int, default=2000, help="calls per thread per round")
+    p.add_argument("--threads", type=runner.positive_int, default=2, help="concurrent callers (streams)")
+    p.add_argument("--events", type=runner.positive_int, default=2000, help="calls per thread per round")
     runner.add_repeat(p, 5, "alternating rounds per mode; the median round counts")
 
 

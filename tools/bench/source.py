@@ -111,7 +111,7 @@ def rebasket(files: list[Path], target: Path, per_basket: int) -> Path:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench source`` options."""
     runner.add_repeat(ap, 3, "repetitions, interleaved; the median is printed")
-    ap.add_argument("--events", type=int, default=100_000, help="events in the synthetic file (default 100000)")
+    ap.add_argument("--events", type=runner.positive_int, default=100_000, help="events in the synthetic file (default 100000)")
     ap.add_argument("--threads", type=int, default=None,
                     help="decompression threads for the parallel runs (default: the source's auto setting)")
     ap.add_argument("--basket", type=int, default=500, help="entries per basket in the re-basketed LZMA copy (500)")

@@ -60,8 +60,8 @@ def measure_overhead(events: int = 20000, modules: int = 5, repeat: int = 3) -> 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench timing`` options."""
-    ap.add_argument("--events", type=int, default=20000, help="events per run (default 20000)")
-    ap.add_argument("--modules", type=int, default=5, help="empty producers on the path (default 5)")
+    ap.add_argument("--events", type=runner.positive_int, default=20000, help="events per run (default 20000)")
+    ap.add_argument("--modules", type=runner.positive_int, default=5, help="empty producers on the path (default 5)")
     runner.add_repeat(ap, 3, "runs with and without Timing, interleaved; the fastest of each counts")
     runner.add_json(ap)
 

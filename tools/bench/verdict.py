@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from hltrun.framework.errors import ConfigError, HltError
-from hltrun.framework.resources import unreadable_reason
+from hltrun.framework.resources import unreadable_reason, user_path
 from hltrun.tools.bench import runner
 from hltrun.tools.catalogue import sample_path
 
@@ -225,6 +225,20 @@ def sweep_spec(engine: str) -> str:
     return SWEEP_SPEC[engine]
 
 
+VERDICT_FILES = ("verdict.json", "verdict.csv", "verdict.html")  # write_files' set
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """``--out-dir`` by hltrun's destination policy (framework/destinations.py): made if missing, probed
+    for a write, and the verdict's own files in it checked as members of the set they are written as; an
+    unusable one is one ModuleError line (exit 4)."""
+    from hltrun.framework.destinations import check_folder_destination, check_set_member
+
+    folder = check_folder_destination(out_dir, "--out-dir")
+    for name in VERDICT_FILES:
+        check_set_member(folder / name, "--out-dir")
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     """Check every input before anything runs; settle the overrides (and the threshold) once."""
     from hltrun.framework.config import find_config, load
@@ -256,7 +270,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     overrides += list(args.sets)
     engines, skipped = candidate_engines(model, args.engines)
     plan = Plan(model, samples, config, scorer, overrides, engines, skipped, max_events=args.events,
-                out_dir=args.out_dir.resolve(), output_files=output_files)
+                out_dir=user_path(args.out_dir).resolve(), output_files=output_files)
     if not engines:
         return plan
     try:  # the configuration's own checks, once (the filter's threshold lookup among them)
@@ -273,6 +287,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             + " (every event with a scored jet passes). The cut does not change the scorer's cost; the output "
               "module then writes every event, so its time is an upper bound. Give a real cut with "
               "--set modules.<filter>.threshold=X")
+    check_out_dir(args.out_dir)  # the last input checked, before any engine runs: not after all of them
     return plan
 
 

@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-branch", default="genWeight", help="per-event weight branch (absent from a file: its events weigh 1; default %(default)s)")
     p.add_argument("--min-events-above", type=float, default=MIN_EFFECTIVE_ABOVE, metavar="N",
                    help="refuse a cut resting on fewer effective background events above it (the relative "
-                        "statistical error on its rate is about 1/sqrt(N); default %(default)g)")
+                        "statistical error on its rate is about 1/sqrt(N); default %(default)g). At least 0: an "
+                        "effective count is never negative, so 0 already accepts every finite cut (a negative N "
+                        "would only hide that the check is off)")
     p.add_argument("--out-dir", type=Path, default=None,
                    help="where thresholds.json and the card go (default: the model's folder, where the scorer reads "
                         "thresholds.json)")
@@ -193,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.max_events is not None and args.max_events < 1:
             raise CardRefused(f"--max-events {args.max_events}: expected at least 1")
+        if not (np.isfinite(args.min_events_above) and args.min_events_above >= 0):
+            raise CardRefused(f"--min-events-above {args.min_events_above:g}: expected a finite number, at least 0 "
+                              "(0 accepts every finite cut; an effective event count is never negative)")
         if args.input_rate_hz is not None and not (args.input_rate_hz > 0 and np.isfinite(args.input_rate_hz)):
             raise CardRefused(f"--input-rate-hz {args.input_rate_hz}: expected a positive number")
         for e in args.bkg_eff:
@@ -203,11 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         from hltrun.tools.physics.card_run import ScoringFailed
         from hltrun.tools.physics.card_write import summary_lines, write_card
 
+        out_dir = args.out_dir if args.out_dir is not None else args.model.resolve().parent
+        check_out_dir(out_dir, args.model, args.out_dir is not None)  # before the samples are scored: not after
         try:
             result = compute(args)
         except ScoringFailed as exc:
             raise _Failed(str(exc), 4) from exc
-        out_dir = args.out_dir if args.out_dir is not None else args.model.resolve().parent
         written = write_card(result, out_dir, not args.no_plots, _command(argv))
     except CardRefused as exc:
         return _fail(str(exc), EXIT_CUTS, args.debug)
@@ -226,6 +232,21 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def check_out_dir(out_dir: Path, model: Path, given: bool = True) -> None:
+    """The folder thresholds.json and the card go to, by hltrun's destination policy
+    (framework/destinations.py): made if missing, probed for a write, and the set's files in it
+    (``write_card`` renames them into place together) checked as set members; an unusable one is one
+    ModuleError line (exit 4), before the samples are scored."""
+    from hltrun.framework.destinations import check_folder_destination, check_set_member
+    from hltrun.modules.vae_scorer import model_identity
+
+    what = "--out-dir" if given else "the model's folder (where thresholds.json and the card go)"
+    folder = check_folder_destination(out_dir, what)
+    identity = model_identity(str(model))
+    for name in ("thresholds.json", f"{identity}_card.md", f"{identity}_card.json"):
+        check_set_member(folder / name, what)
 
 
 class _Failed(Exception):

@@ -82,8 +82,11 @@ def category_of(exc: BaseException) -> str:
 
     A Python exception raised by module code reaches the loop wrapped in a ModuleError that names the
     module; its category is StdException, as cmsRun files a std::exception thrown by a module."""
-    if type(exc) is ModuleError and exc.__cause__ is not None and not isinstance(exc.__cause__, HltError):
-        return "StdException"
+    if type(exc) is ModuleError and exc.__cause__ is not None:
+        if not isinstance(exc.__cause__, HltError):
+            return "StdException"
+        if type(exc.__cause__) is ModuleError:  # a wrapper that adds context (the dynamic batch) keeps its category
+            return category_of(exc.__cause__)
     if isinstance(exc, HltError):
         return exc.cmssw_type
     return "StdException"

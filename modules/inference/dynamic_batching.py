@@ -120,6 +120,10 @@ class DynamicBatcher:
             _fill(self._queue_hist, queue)
             _fill(self._inference_hist, inference)
         if req.error is not None:
+            if req.batch[0] > 1 and isinstance(req.error, Exception):
+                # another event's jets may have failed the call: this event alone, on this stream's backend,
+                # decides as without batching (an error now is its own, raised as an unbatched call's)
+                return run(x)
             raise _for_event(req)
         assert req.out is not None
         return req.out

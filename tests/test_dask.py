@@ -494,3 +494,27 @@ def test_menu_rates_dask_equal_local(cluster, tmp_path):
 
     # the assembled parts name the process as a local output does (hltdiff -O/-N)
     assert read_process(tmp_path / "dask.root") == read_process(tmp_path / "local.root") == "HLTMENU"
+
+
+def test_a_unit_whose_worker_died_too_often_is_a_documented_exit_code():
+    """A lost worker with no retries left stopped the job with exit 1, which the README does not list."""
+    from distributed.scheduler import KilledWorker
+
+    from hltrun.framework.executors import dask_executor
+
+    class Lost:
+        def result(self):
+            raise KilledWorker("unit-0", "tcp://127.0.0.1:1", 0)
+
+        def done(self):
+            return True
+
+    class Client:
+        def cancel(self, futures):
+            pass
+
+    lost = Lost()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("distributed.as_completed", lambda futures: iter(futures))
+        message, code, _ = dask_executor._collect(Client(), {lost: "unit 0 (entries 0-99)"}, None, None, retries=0)
+    assert code == 4 and "its worker died 1 time(s)" in message

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ProcessConfig
-from ..errors import ConfigError, HltError
+from ..errors import ConfigError, HltError, ModuleError
 from ..interrupt import Interrupted, exit_code_of, handle_signals
 from ..results import JobResult, Merger
 from ..extras import need
@@ -185,7 +185,7 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
             status, payload = fut.result()
         except KilledWorker:
             status, payload = "failed", (f"{unit}: its worker died {retries + 1} time(s) while running it "
-                                         f"(options.executor.retries={retries} exhausted)", 1, None)
+                                         f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None)  # the job failed running it: 4
         if status == "ok":
             results.add(payload)
             if bar is not None:

@@ -167,7 +167,8 @@ class IreeBackend(InferenceBackend):
         for bucket, reason in failed.items():  # a smaller batch pads up to the next bucket that compiled
             log.warning("iree: %s does not compile for batch %d (%s); batches of that size run padded to %d",
                         self.model_path.name, bucket, reason, next((b for b in self._functions if b > bucket),
-                                                                    max(self._functions)))
+                                                                    max(self._functions)),
+                        extra={"once": True})  # every stream's backend finds the same: said once per job
         self.buckets = sorted(self._functions)
         self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}
 

@@ -35,6 +35,7 @@ _received: list[int] = []
 _raised: list["Interrupted"] = []  # the interrupts raised at once (no stop callback): the job is stopping
 _held = 0  # > 0 while signals_held() blocks run: a signal acts when the outermost ends
 _installed = False  # handle_signals() is active: only then can an error stand for an interrupt raised in this job
+_depth = 0  # nested handle_signals() blocks (the CLI's around a Dask run's)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -163,22 +164,29 @@ def signals_held() -> Iterator[None]:
 
 @contextmanager
 def handle_signals() -> Iterator[None]:
-    """Install the handlers (main thread only) for the duration of a job; restore them after."""
+    """Install the handlers (main thread only) for the duration of a job; restore them after. Nested (the
+    CLI around a Dask run's own): only the outermost starts and ends the job's signal state, so a first
+    signal noted inside still makes a second one abort, and errors after it can still be that signal."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    global _installed
-    _received.clear()
-    _raised.clear()
+    global _installed, _depth
+    outermost = _depth == 0
+    if outermost:
+        _received.clear()
+        _raised.clear()
     previous = {s: signal.getsignal(s) for s in HANDLED}
     for s in HANDLED:
         signal.signal(s, _handler)
     _installed = True
+    _depth += 1
     try:
         yield
     finally:
+        _depth -= 1
         for s, h in previous.items():
             signal.signal(s, h)
-        _installed = False  # a later job (or test) in this process starts with no interrupt behind its errors
-        _received.clear()
-        _raised.clear()
+        if outermost:  # a later job (or test) in this process starts with no interrupt behind its errors
+            _installed = False
+            _received.clear()
+            _raised.clear()

@@ -239,3 +239,17 @@ def test_an_error_after_a_stopped_job_is_that_error_not_the_old_signal(monkeypat
     monkeypatch.setattr(importlib, "import_module", missing)
     with pytest.raises(HltError, match="not installed"):
         need("onnxruntime", "the onnxruntime backend")
+
+
+def test_a_nested_block_keeps_the_outer_jobs_signal_state():
+    """hltrun --dask: the CLI's handle_signals around run_dask's own. A first signal noted inside must still
+    make a second one abort after the inner block ends (its end used to clear the job's state)."""
+    from hltrun.framework import interrupt
+    from hltrun.framework.interrupt import Interrupted, handle_signals
+
+    with handle_signals():
+        with pytest.raises(Interrupted), handle_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert interrupt._received == [signal.SIGINT] and interrupt._installed
+        assert interrupt.interrupt_behind(ImportError("initialization failed")) is not None
+    assert interrupt._received == [] and not interrupt._installed

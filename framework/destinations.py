@@ -156,6 +156,10 @@ def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set:
     """``path`` is a folder files will be written into; ``whole_set``: as one set (``check_set_member``),
     so a FIFO or a device already in it under a report file's name is refused now, before the first event
     (the user's other files in the folder, a FIFO of their own among them, are none of the set's business)."""
+    try:
+        refuse_remote_destination(path, what)
+    except ValueError as exc:
+        raise ModuleError(str(exc)) from None
     path = user_path(path)
     _probe(path, what)
     if whole_set:

@@ -55,6 +55,18 @@ def remote_url(path: str | os.PathLike[str]) -> str | None:
     return text if isinstance(text, str) and _URL.match(text) else None
 
 
+def local_output_path(text: str) -> Path:
+    """argparse ``type`` of every place a tool writes (--json, --csv, --out, --plots, --out-dir...): a remote
+    URL is refused on the raw text, in argparse's one error line, before ``Path`` folds its ``//``
+    (``root://h//x`` would become the local ``root:/h/x``)."""
+    import argparse
+
+    if remote_url(text) is not None:
+        raise argparse.ArgumentTypeError(f"{text} is a remote URL; the tools write local files only: write to a "
+                                         "local path and copy it (xrdcp, curl)")
+    return Path(text)
+
+
 def refuse_remote_destination(path: str | os.PathLike[str] | None, what: str) -> None:
     """A URL where hltrun writes (an output file, the report folder): taken as a local name it would lose a
     slash of each ``//`` and land in ``./root:/...``; ValueError (a parameter check's error) naming it."""

@@ -217,3 +217,16 @@ def test_the_count_type_is_one_shared_function() -> None:
     for bad in ("0", "-1", "x", "1.5"):
         with pytest.raises(argparse.ArgumentTypeError):
             runner.positive_int(bad)
+
+
+@pytest.mark.parametrize("argv", [["timing", "--events", "10", "--json", "root://eos.cern.ch//store/t.json"],
+                                  ["backends", "--out", "https://host/cells"],
+                                  ["verdict", "conv_vae", "--out-dir", "root://h//v"]])
+def test_a_remote_output_is_refused_on_the_command_line(argv, tmp_path, monkeypatch, capsys) -> None:
+    """Path() folds root://h//x into the local root:/h/x: the URL is refused on the raw text, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert "is a remote URL; the tools write local files only" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

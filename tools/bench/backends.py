@@ -48,6 +48,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from hltrun.framework.resources import local_output_path
 from hltrun.framework.atomic import write_text
 from hltrun.framework.errors import HltError, one_line
 from hltrun.tools.bench import runner
@@ -105,7 +106,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="core clock for a nominal FLOP limit (default: the measured one-core sgemm rate)")
     p.add_argument("--flops-per-cycle", type=float, default=32.0,
                    help="FP32 FLOP per cycle of one core (32: 2 FMA x 8 lanes; 64 for 2 x AVX-512 FMA)")
-    p.add_argument("--docs", nargs="?", type=Path, const=runner.checkout() / "docs/backends.md", default=None,
+    p.add_argument("--docs", nargs="?", type=local_output_path, const=runner.checkout() / "docs/backends.md", default=None,
                    help="also rewrite the results section of this markdown file (default when given without a "
                         "path: docs/backends.md) and write its figures to img/hltbench_*.png beside it; without "
                         "--docs nothing under docs/ is written")
@@ -113,13 +114,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", nargs="+", type=int, default=[1],
                    help="intra-op thread counts to sweep for the ONNX Runtime backends (TensorFlow fixes its "
                         "threads once per process, so TF cells always use 1)")
-    p.add_argument("--json", type=Path, default=None,
+    p.add_argument("--json", type=local_output_path, default=None,
                    help="write every cell (median, p10, p90, calls, RSS) with machine and library versions")
-    p.add_argument("--csv", type=Path, default=None, help="the same cells as CSV, one row per cell")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--csv", type=local_output_path, default=None, help="the same cells as CSV, one row per cell")
+    p.add_argument("--out", type=local_output_path, default=None,
                    help="folder for cells.json, cells.csv, cells.events.csv (RSS vs jets processed), latency.png and "
                         "memory.png")
-    p.add_argument("--plots", type=Path, default=None,
+    p.add_argument("--plots", type=local_output_path, default=None,
                    help="folder for the PNG figures (latency and memory vs batch size, the study's numbers beside "
                         "ours); default: --out, else next to --json")
     p.add_argument("--mem-calls", type=int, default=5,

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from hltrun.framework.resources import local_output_path
 from .runner import BenchError
 
 FIELDS = ("run", "backend", "device", "streams", "events", "loop_s", "events_per_s", "events_per_s_per_core",
@@ -80,7 +81,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cpu", type=Path, required=True, help="report folder (or hltrun.json) of the CPU run")
     ap.add_argument("--gpu", type=Path, nargs="+", required=True, help="report folders of the GPU runs (their inference module's recorded device must be a GPU)")
     ap.add_argument("--rate", type=float, default=100_000.0, help="HLT input rate in Hz (default 100 kHz)")
-    ap.add_argument("--out", type=Path, required=True, help="folder for farm.json and farm.csv")
+    ap.add_argument("--out", type=local_output_path, required=True, help="folder for farm.json and farm.csv")
 
 
 def run(args: argparse.Namespace) -> int:

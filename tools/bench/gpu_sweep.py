@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from hltrun.framework.resources import local_output_path
 from .runner import BenchError, positive_int
 
 FIELDS = ("engine", "device", "model", "batch", "repeat", "median_ms", "p99_ms", "us_per_jet", "jets_per_s",
@@ -193,7 +194,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help=f"stop a cell's timing after this many seconds (at least {MIN_CALLS} calls; default: no limit)")
     ap.add_argument("--onnxruntime", action="store_true", help="also ONNX Runtime (CPU, 1 thread), same inputs")
     ap.add_argument("--models-dir", type=Path, default=None, help="folder of the .onnx files (default: shipped)")
-    ap.add_argument("--out", type=Path, required=True, help="folder for sweep.csv and sweep.json")
+    ap.add_argument("--out", type=local_output_path, required=True, help="folder for sweep.csv and sweep.json")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from hltrun.framework.resources import local_output_path
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.modules.inference.base import check_model_file
 from hltrun.tools.bench import runner
@@ -75,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ROOT file whose leading jets feed (N, 100, 3) inputs")
     p.add_argument("--top-nodes", type=int, default=0, help="also list the N most expensive nodes")
     runner.add_json(p)
-    p.add_argument("--save-optimised", type=Path, default=None,
+    p.add_argument("--save-optimised", type=local_output_path, default=None,
                    help="folder: write the graph ORT optimised and ran, <model>.ort-optimised.onnx")
 
 

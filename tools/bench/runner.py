@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hltrun.framework.atomic import writing
-from hltrun.framework.resources import shipped_dir
+from hltrun.framework.resources import local_output_path, shipped_dir
 from hltrun.tools.catalogue import checkout, sample_path
 
 T = TypeVar("T")
@@ -89,7 +89,7 @@ def add_repeat(parser: argparse.ArgumentParser, default: int, what: str) -> None
 
 def add_json(parser: argparse.ArgumentParser) -> None:
     """The one ``--json FILE`` option (see ``write_json``)."""
-    parser.add_argument("--json", type=Path, default=None,
+    parser.add_argument("--json", type=local_output_path, default=None,
                         help="also write the results here, with the machine and library versions")
 
 

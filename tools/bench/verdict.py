@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hltrun.framework.resources import local_output_path
 from hltrun.framework.errors import ConfigError, HltError
 from hltrun.framework.resources import unreadable_reason, user_path
 from hltrun.tools.bench import runner
@@ -120,7 +121,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="input rate for the cores (default: the configuration's options.inputRateHz)")
     p.add_argument("--budget-ms", type=float, default=None,
                    help="per-event budget (default: the configuration's options.budgetMs, 100 ms in configs/path.yaml)")
-    p.add_argument("--out-dir", type=Path, default=None,
+    p.add_argument("--out-dir", type=local_output_path, default=None,
                    help="where verdict.json/.csv/.html and each engine's hltrun report go (default: ./verdict-<model stem>)")
     p.add_argument("--debug", action="store_true", help="tracebacks and hltrun's debug messages")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hltrun.framework.resources import unreadable_reason
+from hltrun.framework.resources import local_output_path, unreadable_reason
 from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE
 
 DEFAULT_CONFIG = "configs/path.yaml"
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "statistical error on its rate is about 1/sqrt(N); default %(default)g). At least 0: an "
                         "effective count is never negative, so 0 already accepts every finite cut (a negative N "
                         "would only hide that the check is off)")
-    p.add_argument("--out-dir", type=Path, default=None,
+    p.add_argument("--out-dir", type=local_output_path, default=None,
                    help="where thresholds.json and the card go (default: the model's folder, where the scorer reads "
                         "thresholds.json)")
     p.add_argument("--no-plots", action="store_true", help="skip the two PNG plots")

@@ -107,10 +107,10 @@ class Staged:
         return self.install()
 
     def prepare(self, in_a_set: bool = False) -> None:
-        """All of the commit that can fail and that the destination does not show: the bytes flushed, the
-        destination looked at again. ``in_a_set``: a member of a ``together()`` set, which must be renamed
-        into place (``destinations.check_set_member``) and is synced to disk first (a lone file is not: one
-        rename, nothing to keep whole, and no wait for write-back in end_job)."""
+        """All of the commit that can fail and that the destination does not show: the bytes flushed and on
+        disk (a full disk found before the rename leaves the destination as it was: once per output file, a
+        negligible wait), the destination looked at again. ``in_a_set``: a member of a ``together()`` set,
+        which must be renamed into place (``destinations.check_set_member``)."""
         with self.guard():
             if self._file is not None:
                 self._file.close()  # flushes: a full disk may show only here
@@ -118,12 +118,11 @@ class Staged:
             self.dest = check_set_member(self.dest.path, self.what) if in_a_set \
                 else destination(self.dest.path, self.what)
             if not self.dest.in_place:
-                if in_a_set:  # a file system that allocates late says a full disk here, not after the set's first rename
-                    fd = os.open(self.tmp, os.O_RDONLY)
-                    try:
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
+                fd = os.open(self.tmp, os.O_RDONLY)
+                try:  # a file system that allocates late says a full disk here, not after the rename (README)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 os.chmod(self.tmp, _MODE)
 
     def install(self) -> Path:

@@ -17,8 +17,11 @@ How a batch is sent (leader/follower, no extra thread):
 
 No event waits forever: every waiter re-checks at least every ``_POLL_S`` (the end of the events, a
 stream that ends, makes "all present" true at the next check) and the delay bound makes a waiter the
-leader of a partial batch. A failing call is delivered to each event of its batch as its
-own exception, so the framework's error policy (``on_error``) blames and counts each event.
+leader of a partial batch. A failing call of several events is run again event by event, each on its
+own stream's backend, so only an event whose own jets fail gets an error, as without batching (the
+retry's time is the module's, in no batch's queue or inference split); a failing batch of one event is
+that event's own exception, and the framework's error policy (``options.TryToContinue``) blames and
+counts each event.
 """
 
 from __future__ import annotations

@@ -299,3 +299,32 @@ def test_tflite_is_timed_only_on_a_readable_file_beside_the_model_and_on_litert(
     monkeypatch.delitem(sys.modules, "ai_edge_litert")
     if importlib.util.find_spec("ai_edge_litert") is not None:
         assert ready(MODELS / "conv_vae.tflite") is None
+
+
+def test_engines_are_timed_in_interleaved_rounds_and_all_closed(tiny):
+    """The first engine timed in a process runs cold: timed one after another, the reference looked slower
+    than it is. Every engine is timed in each of ROUNDS rounds, in turn, and every loaded backend is closed,
+    one that failed its check included."""
+    order: list[str] = []
+    closed: list[str] = []
+
+    def recording(name, fail=False):  # noqa: ANN001, ANN202
+        class Recording(OnnxRuntimeBackend):
+            def _run(self, x):
+                if fail and len(x) == autoselect.CHECK_JETS:
+                    raise RuntimeError("no")
+                if len(x) == 2:
+                    order.append(name)
+                return super()._run(x)
+
+            def close(self):
+                closed.append(name)
+        return lambda: Recording(tiny.onnx)
+
+    choice = autoselect.choose({"onnxruntime": recording("onnxruntime"), "other": recording("other"),
+                                "broken": recording("broken", fail=True)}, batch=2, reference="onnxruntime",
+                               budget_s=0.06)
+    switches = [i for i in range(1, len(order)) if order[i] != order[i - 1]]
+    assert len(switches) >= 2 * autoselect.ROUNDS - 1  # onnxruntime, other, onnxruntime, other, ...
+    assert sorted(closed) == ["broken", "onnxruntime", "other"]
+    assert {t.backend: t.note for t in choice.table}["broken"].startswith("not usable")

@@ -14,6 +14,7 @@ so later jobs reuse it without timing again; where that cache cannot be written,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -104,11 +105,12 @@ def sample_inputs(backend: InferenceBackend, batch: int, seed: int = 0) -> np.nd
     return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
 
-def time_engine(backend: InferenceBackend, x: np.ndarray | tuple[np.ndarray, ...], budget_s: float) -> tuple[float, int]:
-    """Median µs per jet over as many calls as fit in ``budget_s`` (at least 3)."""
+def time_engine(backend: InferenceBackend, x: np.ndarray | tuple[np.ndarray, ...], budget_s: float,
+                min_calls: int = 3) -> tuple[float, int]:
+    """Median µs per jet over as many calls as fit in ``budget_s`` (at least ``min_calls``)."""
     samples: list[float] = []
     end = time.perf_counter() + budget_s
-    while len(samples) < 3 or (time.perf_counter() < end and len(samples) < 2000):
+    while len(samples) < min_calls or (time.perf_counter() < end and len(samples) < 2000):
         t0 = time.perf_counter()
         backend.run(x)
         samples.append(time.perf_counter() - t0)
@@ -161,41 +163,44 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
     def fail(name: str, exc: Exception) -> None:
         reraise_interrupt(exc)  # a signal while an engine loads stops the job, it is no engine's failure
         if name == reference:  # nothing to check the others against: an unchecked engine never wins
-            for backend, _ in loaded.values():
-                backend.close()
             raise ModuleError(f"auto: {reference} cannot run the model: {one_line(exc)}") from None
         failed[name] = f"not usable: {one_line(exc)}"
-        backend = loaded.pop(name, (None, None))[0]
-        if backend is not None:
-            backend.close()
+        loaded.pop(name, None)  # closed with the others at the end
 
     order = [reference, *sorted(n for n in candidates if n != reference)]
-    for name in order:
-        try:
-            backend = candidates[name]().load()
-            backend.warm_up([batch])
-            if x is None:
-                x, check = sample_inputs(backend, batch), sample_inputs(backend, CHECK_JETS, seed=1)
-            loaded[name] = (backend, backend.run(check))
-        except Exception as exc:  # an engine that cannot run here is a row, not a failure
-            fail(name, exc)
-    for _ in range(ROUNDS):
-        for name in [n for n in order if n in loaded]:
+    opened: list[InferenceBackend] = []  # every backend loaded here, closed at the end whatever happens
+    try:
+        for name in order:
             try:
-                us, n_calls = time_engine(loaded[name][0], x, share)
-            except Exception as exc:
+                backend = candidates[name]()
+                opened.append(backend)
+                backend.load()
+                backend.warm_up([batch])
+                if x is None:
+                    x, check = sample_inputs(backend, batch), sample_inputs(backend, CHECK_JETS, seed=1)
+                loaded[name] = (backend, backend.run(check))
+            except Exception as exc:  # an engine that cannot run here is a row, not a failure
                 fail(name, exc)
-                continue
-            rounds.setdefault(name, []).append(us)
-            calls[name] = calls.get(name, 0) + n_calls
+        for round_ in range(ROUNDS):
+            for name in [n for n in order if n in loaded]:
+                try:  # the later rounds' minimum of 1 call keeps a slow engine within the budget
+                    us, n_calls = time_engine(loaded[name][0], x, share, min_calls=3 if round_ == 0 else 1)
+                except Exception as exc:
+                    fail(name, exc)
+                    continue
+                rounds.setdefault(name, []).append(us)
+                calls[name] = calls.get(name, 0) + n_calls
+    finally:
+        for backend in opened:
+            with contextlib.suppress(Exception):  # a close that fails must not hide why auto stopped
+                backend.close()
     reference_outputs = loaded[reference][1]
     table: list[Timing] = []
     for name in order:
         if name in failed:
             table.append(Timing(name, None, 0, None, False, failed[name]))
             continue
-        backend, outputs = loaded[name]
-        backend.close()
+        outputs = loaded[name][1]
         rel, missing = output_difference(outputs, reference_outputs)
         agrees = rel <= AGREEMENT_RTOL
         table.append(Timing(name, min(rounds[name]), calls[name], None if missing else rel, agrees,

@@ -147,12 +147,13 @@ def check_set_member(path: str | os.PathLike[str], what: str) -> Destination:
     return dest
 
 
-# the files of every report set (hltrun.json, the HTML page, the Timing service's ROOT and JSON files): checked
-# before the first event; a plugin service's own file is checked when the set is written, before any rename
-REPORT_SET_NAMES = ("hltrun.json", "report.html", "timing.root", "resources.json")
+# the files of every report set (hltrun.json, the HTML page, the Timing service's ROOT file), checked before the
+# first event with those the job's services name (``Service.report_files``: Timing's resources.json)
+REPORT_SET_NAMES = ("hltrun.json", "report.html", "timing.root")
 
 
-def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set: bool = False) -> Path:
+def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set: bool = False,
+                             names: tuple[str, ...] = ()) -> Path:
     """``path`` is a folder files will be written into; ``whole_set``: as one set (``check_set_member``),
     so a FIFO or a device already in it under a report file's name is refused now, before the first event
     (the user's other files in the folder, a FIFO of their own among them, are none of the set's business)."""
@@ -163,7 +164,7 @@ def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set:
     path = user_path(path)
     _probe(path, what)
     if whole_set:
-        for entry in (path / name for name in REPORT_SET_NAMES):
+        for entry in (path / name for name in dict.fromkeys(REPORT_SET_NAMES + names)):
             if not os.path.lexists(entry):
                 continue
             try:

@@ -111,7 +111,8 @@ class Process:
     def begin_job(self) -> None:
         signals = self.signals
         if self.job.report_dir is not None:  # before any work: a bad folder must not cost a whole run
-            check_folder_destination(self.job.report_dir, REPORT_FOLDER, whole_set=True)
+            check_folder_destination(self.job.report_dir, REPORT_FOLDER, whole_set=True,
+                                     names=tuple(n for service in self.services for n in service.report_files()))
         signals.pre_begin_job(self.job)
         signals.pre_module_begin_job(self.descriptions[0])
         self.source.begin_job(self.source_context())

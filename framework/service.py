@@ -59,6 +59,11 @@ class Service:
         """This service's part of hltrun's own JSON report."""
         return None
 
+    def report_files(self) -> tuple[str, ...]:
+        """The names ``write_files`` will use in ``--report-dir``: checked before the first event (a FIFO or a
+        device there would fail the set after a whole job)."""
+        return ()
+
     def write_files(self, report_dir: Path, summary: "JobSummary") -> list[Path]:
         """Extra files for ``--report-dir`` (e.g. a FastTimerService resources.json). Written with
         ``hltrun.framework.report.files.atomic_write_text`` (or ``hltrun.framework.atomic.writing``), a file joins the

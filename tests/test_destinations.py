@@ -452,6 +452,23 @@ def test_a_device_in_the_report_folder_is_refused_before_the_first_event(tmp_pat
     assert not _temporaries(tmp_path)
 
 
+def test_a_fifo_under_a_configured_report_name_is_refused_before_the_first_event(tmp_path, capfd) -> None:
+    """services.Timing.resources_json names one of the set's files: a FIFO there is refused up front, not after
+    a whole job (the names come from the services, not from a fixed list)."""
+    from hltrun.framework.destinations import REPORT_SET_NAMES
+    from hltrun.framework.report.root_histograms import FILE_NAME
+
+    assert FILE_NAME in REPORT_SET_NAMES
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    os.mkfifo(rep / "my.json")
+    cfg = _job(tmp_path)
+    cfg.write_text(cfg.read_text().replace("Timing: {}", "Timing: {resources_json: my.json}"))
+    code, out, errors = _run(capfd, str(cfg), "--report-dir", str(rep))
+    assert code == 4 and "TrigReport" not in out
+    assert errors and "my.json: it is not a regular file" in errors[0]
+
+
 def test_the_users_own_fifo_in_the_report_folder_is_left_alone(tmp_path, capfd) -> None:
     """Only the report set's own names are refused before the first event: a FIFO of the user's beside them
     (``--report-dir .`` in a folder with a pipe) is none of the set's business."""

@@ -453,6 +453,9 @@ class Timing(Service):
     def json_report(self, summary: "JobSummary") -> dict[str, Any] | None:
         return self.result(summary)
 
+    def report_files(self) -> tuple[str, ...]:
+        return (self.params.resources_json,)
+
     def write_files(self, report_dir: Path, summary: "JobSummary") -> list[Path]:
         import json
 

@@ -18,7 +18,7 @@ BRANCHES = {
     "FatJet_mass": "float32", "FatJet_nConstituents": "int32", "nFatJetPFCand": "int32",
     "FatJetPFCand_pt": "float32", "FatJetPFCand_eta": "float32", "FatJetPFCand_phi": "float32",
 }
-# written by tools/physics/generate_events.py since it weights flat-pT samples; older samples lack them
+# written by tools/physics/generate_events.py (flat-pT samples carry real weights; these unweighted ones 1); older files lack them
 OPTIONAL_BRANCHES = {"genWeight": "float32", "Generator_binvar": "float32"}
 
 

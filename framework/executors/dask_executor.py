@@ -140,7 +140,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
     except HltError:
         raise
     except OSError as exc:
-        failure = (f"Dask: {type(exc).__name__}: {exc}", 1, exc)
+        failure = (f"Dask: {type(exc).__name__}: {exc}", ModuleError.exit_code, exc)  # the cluster lost the job: 4
     finally:
         if bar is not None:
             bar.close()

@@ -83,12 +83,17 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def destination(path: str | os.PathLike[str], what: str) -> Destination:
-    """Classify ``path`` by the policy above; a destination that is refused raises one ModuleError line."""
+def _local_only(path: str | os.PathLike[str], what: str) -> None:
+    """A URL as a destination is one ModuleError line (``resources.refuse_remote_destination``'s words)."""
     try:
-        refuse_remote_destination(path, what)  # every writer: -j, memray, tools' outputs
+        refuse_remote_destination(path, what)
     except ValueError as exc:
         raise ModuleError(str(exc)) from None
+
+
+def destination(path: str | os.PathLike[str], what: str) -> Destination:
+    """Classify ``path`` by the policy above; a destination that is refused raises one ModuleError line."""
+    _local_only(path, what)  # every writer: -j, memray, tools' outputs
     path = user_path(path)
     fd = _own_descriptor(path)
     if fd is not None:
@@ -157,10 +162,7 @@ def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set:
     """``path`` is a folder files will be written into; ``whole_set``: as one set (``check_set_member``),
     so a FIFO or a device already in it under a report file's name is refused now, before the first event
     (the user's other files in the folder, a FIFO of their own among them, are none of the set's business)."""
-    try:
-        refuse_remote_destination(path, what)
-    except ValueError as exc:
-        raise ModuleError(str(exc)) from None
+    _local_only(path, what)
     path = user_path(path)
     _probe(path, what)
     if whole_set:

@@ -24,6 +24,7 @@ backend on the ``.tflite`` beside the path's ``.onnx`` model, on LiteRT only (``
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
+from hltrun.framework.native_stderr import without_native_notice
 from hltrun.framework.resources import why_not_readable
 
 from .base import check_model_file, several_inputs
@@ -68,6 +70,27 @@ def open_interpreter(cls: type, model: bytes, threads: int) -> Any:
     with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice, once per bucket
         warnings.simplefilter("ignore")
         return cls(model_content=model, num_threads=max(1, int(threads)))
+
+
+XNNPACK_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+_first_allocation = threading.Lock()
+_allocated_once = False
+
+
+def allocate(interp: Any) -> None:
+    """``allocate_tensors``, with the delegate's INFO line (C++, printed once per process at the first
+    allocation, past ``-q``) kept off the console; any other line it prints is shown."""
+    global _allocated_once
+    if _allocated_once:
+        interp.allocate_tensors()
+        return
+    with _first_allocation:
+        if _allocated_once:
+            interp.allocate_tensors()
+            return
+        with without_native_notice(lambda line: line.strip() == XNNPACK_NOTICE):
+            interp.allocate_tensors()
+        _allocated_once = True
 
 
 def io_indices(interp: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -123,7 +146,7 @@ class TfliteBackend(BucketedBackend):
         inputs, outputs = io_indices(interp)
         index = inputs[0]["index"]
         interp.resize_tensor_input(index, [bucket, *self._jet], strict=True)
-        interp.allocate_tensors()
+        allocate(interp)
         self._interp[bucket] = (interp, index, [outputs[name] for name in self.graph.output_names])
 
     def _execute(self, bucket: int, buf: np.ndarray) -> Executed:
@@ -145,4 +168,4 @@ class TfliteBackend(BucketedBackend):
         return {"versions": {self.runtime: self.version}, "delegate": "XNNPACK", **self._bucketed_describe()}
 
 
-__all__ = ["TfliteBackend", "interpreter_class", "io_indices", "open_interpreter"]
+__all__ = ["TfliteBackend", "allocate", "interpreter_class", "io_indices", "open_interpreter"]

@@ -24,10 +24,10 @@ def scorer(spec: str | Path | Scorer) -> Scorer:
         return spec
     spec = str(spec)
     if spec.startswith("tflite:"):
-        from hltrun.modules.inference.tflite_backend import interpreter_class, io_indices, open_interpreter
+        from hltrun.modules.inference.tflite_backend import allocate, interpreter_class, io_indices, open_interpreter
 
         interp = open_interpreter(interpreter_class()[0], Path(spec[7:] + ".tflite").read_bytes(), 1)
-        interp.allocate_tensors()
+        allocate(interp)
         inputs, outputs = io_indices(interp)
         batch, index = int(inputs[0]["shape_signature"][0]), inputs[0]["index"]
         if batch < 1:

@@ -659,13 +659,13 @@ def time_interleaved(paths: dict[str, Path], batches: list[int], rounds: int = 2
         thread, XNNPACK delegate (TFLite's default for float models), ORT's run()."""
 
         def __init__(self, prefix: str):
-            from hltrun.modules.inference.tflite_backend import interpreter_class, io_indices, open_interpreter
+            from hltrun.modules.inference.tflite_backend import allocate, interpreter_class, io_indices, open_interpreter
 
             cls = interpreter_class()[0]
             self.calls = {}  # batch -> (interpreter, input index, output indices): looked up once, not timed
             for b in batches:
                 interp = open_interpreter(cls, Path(f"{prefix}-b{b}.tflite").read_bytes(), 1)
-                interp.allocate_tensors()
+                allocate(interp)
                 inputs, outputs = io_indices(interp)
                 self.calls[b] = (interp, inputs[0]["index"], [outputs["kl"], outputs["score"]])
 

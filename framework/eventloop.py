@@ -219,7 +219,7 @@ class EventProcessor:
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0) for _ in process.schedules]
         for schedule in process.schedules:
             for runner in [*schedule.paths, *schedule.endpaths]:
-                runner.counters = PathCounters(modules=[ModuleCounters() for _ in runner.entries])
+                runner.counters = PathCounters.for_labels([e.label for e in runner.entries])
             for worker in schedule.workers.values():
                 worker.counters = ModuleCounters()
         self._t0 = time.perf_counter()
@@ -382,7 +382,7 @@ class EventProcessor:
         first = process.schedules[0]
         for table, runners in ((summary.paths, "paths"), (summary.endpaths, "endpaths")):
             for i, runner in enumerate(getattr(first, runners)):
-                merged = PathCounters(modules=[ModuleCounters() for _ in runner.entries])
+                merged = PathCounters.for_labels([e.label for e in runner.entries])
                 for schedule in process.schedules:
                     merged.add(getattr(schedule, runners)[i].counters)
                 table[runner.name] = merged

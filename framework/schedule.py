@@ -155,7 +155,7 @@ class PathRunner:
         self.entries = entries
         self.workers = workers
         self.is_endpath = is_endpath
-        self.counters = PathCounters(modules=[ModuleCounters() for _ in entries])
+        self.counters = PathCounters.for_labels([e.label for e in entries])
         self._modes = [e.mode for e in entries]
         # an HLTPrescaler that stops this path makes it 'prescaled' rather than 'rejected' (hltdiff -p)
         self._prescalers = [e.mode == "normal" and bool(getattr(w.module, "prescaler", False))

@@ -28,6 +28,25 @@ class ModuleCounters:
 
 
 @dataclass
+class PathModuleCounters:
+    """Visited / Passed / Failed / Error of one module on one path: CMSSW's "Modules in Path" rows. No
+    Executed here: a module runs at most once per event whatever its paths, so that count is the
+    module's own (``JobSummary.modules``); the label makes each row readable in ``hltrun.json``."""
+
+    label: str = ""
+    visited: int = 0
+    passed: int = 0
+    failed: int = 0
+    error: int = 0
+
+    def add(self, other: "PathModuleCounters") -> None:
+        self.visited += other.visited
+        self.passed += other.passed
+        self.failed += other.failed
+        self.error += other.error
+
+
+@dataclass
 class PathCounters:
     """Executed / Passed / Failed / Error of one path, plus its modules' counters in path order."""
 
@@ -35,7 +54,12 @@ class PathCounters:
     passed: int = 0
     failed: int = 0
     error: int = 0
-    modules: list[ModuleCounters] = field(default_factory=list)
+    modules: list[PathModuleCounters] = field(default_factory=list)
+
+    @classmethod
+    def for_labels(cls, labels: "list[str]") -> "PathCounters":
+        """Zeroed counters for a path holding these module labels, in order."""
+        return cls(modules=[PathModuleCounters(label) for label in labels])
 
     def add(self, other: "PathCounters") -> None:
         self.executed += other.executed

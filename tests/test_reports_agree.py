@@ -76,7 +76,9 @@ def test_trigreport_counts_are_the_known_ones_and_match_the_json(job):
     assert set(trig["modules_in_path"]) == {"p_even", "p_three", "e"}
     for path, entries in trig["modules_in_path"].items():
         j = (doc["paths"] | doc["endpaths"])[path]["modules"]
-        assert [(e["visited"], e["passed"]) for e in entries] == [(m["visited"], m["passed"]) for m in j], path
+        assert [(e["name"], e["visited"], e["passed"], e["failed"], e["error"]) for e in entries] == [
+            (m["label"], m["visited"], m["passed"], m["failed"], m["error"]) for m in j], path
+        assert all(set(m) == {"label", "visited", "passed", "failed", "error"} for m in j), j  # no hollow Executed
     assert trig["modules_in_path"]["p_even"][0] == {"name": "even", "trigger": 1, "bit": 0, "visited": N, "passed": 20,
                                                     "failed": 20, "error": 0}
     assert [(e["trigger"], e["bit"]) for e in trig["modules_in_path"]["p_three"]] == [(1, 1), (1, 1)]

@@ -12,7 +12,7 @@ from hltrun.framework.services.memory import MemoryData
 from hltrun.framework.services.timing import TimingParameters
 from hltrun.framework.services.timing_data import TimingData
 from hltrun.framework.services.timing_results import build_result
-from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters
+from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters, PathModuleCounters
 from hltrun.framework.units import plan_units
 
 
@@ -37,7 +37,7 @@ def _summary(seed: int) -> JobSummary:
     s = JobSummary("P", 1)
     s.events_processed = int(rng.integers(0, 100))
     s.events_passed = int(rng.integers(0, 50))
-    s.paths["p"] = PathCounters(int(rng.integers(0, 9)), 1, 2, 0, [ModuleCounters(int(rng.integers(0, 9)), 1, 0, 0)])
+    s.paths["p"] = PathCounters(int(rng.integers(0, 9)), 1, 2, 0, [PathModuleCounters("m", int(rng.integers(0, 9)), 1, 0, 0)])
     s.modules["m"] = ModuleCounters(int(rng.integers(0, 9)), 2, 1, 0)
     s.module_summaries["out"] = {"file": "x.root", "events_written": int(rng.integers(0, 9))}
     s.source = {"read": int(rng.integers(0, 9)), "chunks": 1}

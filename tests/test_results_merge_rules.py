@@ -13,7 +13,7 @@ from typing import Any, Callable
 import pytest
 
 from hltrun.framework.results import JobResult, Merger, merge_all, merge_counters, merge_summaries, merge_values
-from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters
+from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters, PathModuleCounters
 
 
 def _first(values: list[Any]) -> Any:
@@ -38,10 +38,12 @@ def _keywise(add: Callable[[list[Any]], Any]) -> Callable[[list[dict]], dict]:
 
 
 def _counters(values: list[Any]) -> Any:
-    """ModuleCounters / PathCounters: every count summed, module by module."""
+    """ModuleCounters / PathCounters: every count summed, module by module; a module's label kept."""
     out = copy.deepcopy(values[0])
     for v in values[1:]:
         for f in dataclasses.fields(out):
+            if f.name == "label":
+                continue
             if f.name == "modules":
                 out.modules = [_counters([m, n]) for m, n in zip(out.modules, v.modules)]
             else:
@@ -90,9 +92,9 @@ UNITS: dict[str, tuple[list[Any], Callable[[list[Any]], Any]]] = {
                _keywise(sum)),
     "data_quality": ([{"source": {"nonfinite": 1}}, {"source": {"nonfinite": 2}, "vae": {"empty": 1}},
                       {"vae": {"empty": 4}}], _keywise(sum)),
-    "paths": ([{"p": PathCounters(3, 1, 2, 0, [ModuleCounters(3, 3, 1, 2, 0)])},
-               {"p": PathCounters(5, 2, 2, 1, [ModuleCounters(5, 5, 2, 2, 1)])},
-               {"p": PathCounters(7, 4, 3, 0, [ModuleCounters(7, 7, 4, 3, 0)])}], _keywise(_counters)),
+    "paths": ([{"p": PathCounters(3, 1, 2, 0, [PathModuleCounters("m", 3, 1, 2, 0)])},
+               {"p": PathCounters(5, 2, 2, 1, [PathModuleCounters("m", 5, 2, 2, 1)])},
+               {"p": PathCounters(7, 4, 3, 0, [PathModuleCounters("m", 7, 4, 3, 0)])}], _keywise(_counters)),
     "endpaths": ([{"e": PathCounters(3, 3, 0, 0, [])}, {"e": PathCounters(5, 5, 0, 0, [])},
                   {"e": PathCounters(7, 6, 0, 1, [])}], _keywise(_counters)),
     "modules": ([{"a": ModuleCounters(3, 3, 1, 2, 0)}, {"a": ModuleCounters(5, 4, 2, 2, 1)},

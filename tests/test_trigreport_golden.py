@@ -10,7 +10,7 @@ with a blank line and its Module Summary is sorted by label in byte order (``get
 from __future__ import annotations
 
 from hltrun.framework.report.trigreport import trig_report
-from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters
+from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters, PathModuleCounters
 
 EXPECTED = """
 TrigReport ---------- Event  Summary ------------
@@ -52,11 +52,13 @@ TrigReport       4000       4000       4000          0          0 out
 
 def _summary() -> JobSummary:
     s = JobSummary("HLTAD", 1, events_processed=4000, events_passed=115, events_failed=3885)
-    ok = ModuleCounters(visited=4000, passed=4000)
-    cut = ModuleCounters(visited=4000, passed=115, failed=3885)
-    s.paths["HLT_AnomalyDetection"] = PathCounters(4000, 115, 3885, 0, [ok, ok, cut])
-    s.paths["HLT_Inverted"] = PathCounters(4000, 3885, 115, 0, [ModuleCounters(4000, 0, 3885, 115, 0)])
-    s.endpaths["outputPath"] = PathCounters(4000, 4000, 0, 0, [ok, ok])
+    def ok(label: str) -> PathModuleCounters:
+        return PathModuleCounters(label, visited=4000, passed=4000)
+
+    cut = PathModuleCounters("anomalyFilter", visited=4000, passed=115, failed=3885)
+    s.paths["HLT_AnomalyDetection"] = PathCounters(4000, 115, 3885, 0, [ok("batcher"), ok("Vae"), cut])
+    s.paths["HLT_Inverted"] = PathCounters(4000, 3885, 115, 0, [PathModuleCounters("anomalyFilter", 4000, 3885, 115, 0)])
+    s.endpaths["outputPath"] = PathCounters(4000, 4000, 0, 0, [ok("out"), ok("counter")])
     s.path_entries = {"HLT_AnomalyDetection": ["batcher", "Vae", "anomalyFilter"],
                       "HLT_Inverted": ["~anomalyFilter"], "outputPath": ["out", "counter"]}
     every = ModuleCounters(visited=4000, executed=4000, passed=4000)

@@ -485,6 +485,8 @@ class RootJetSource(Source):
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         self._missing(tree, self._branch_names(), path)
+        if self.params.layout == "jet_index":
+            _refuse_foreign_links(tree.keys(), self.params.branches, path)
         n = int(tree.num_entries)
         if n == 0:
             return 0
@@ -1203,11 +1205,12 @@ def _value_branches(names: "list[str]") -> list[str]:
     return [name for name in names if name not in counters]
 
 
-def _linked_layout(names: "list[str]", jet_pt: str) -> str:
-    """The settings for a (PFNano-like) file whose constituents are linked to the jets of ``jet_pt`` by a
-    ``<Jet>PFCand(s)_jetIdx`` table, directly or through an index into ``PFCand(s)_*``; '' for other
-    files. Each producer spells them its own way (PFNano ``FatJetPFCands_pFCandsIdx``, JME/BTV NanoAOD
-    ``FatJetPFCand_pfCandIdx``), so they are read from the file, not assumed."""
+def _link_settings(names: "list[str]", jet_pt: str) -> str:
+    """``source.branches`` settings, ``{cand_jet_index: ..., cand_pt: ...}``, for a (PFNano-like) file whose
+    constituents are linked to the jets of ``jet_pt`` by a ``<Jet>PFCand(s)_jetIdx`` table, directly or
+    through an index into ``PFCand(s)_*``; '' for other files. Each producer spells them its own way
+    (PFNano ``FatJetPFCands_pFCandsIdx``, JME/BTV NanoAOD ``FatJetPFCand_pfCandIdx``), so they are read
+    from the file, not assumed."""
     jet = jet_pt.rsplit("_", 1)[0]
     link = next((n for n in names if n.startswith(jet + "PFCand") and n.endswith("_jetIdx")), None)
     if link is None:
@@ -1218,8 +1221,35 @@ def _linked_layout(names: "list[str]", jet_pt: str) -> str:
     if cands is None or f"{cands}_pt" not in names:
         return ""
     settings = f"cand_jet_index: {link}" + (f", cand_index: {index}" if index else "")
+    return f"{{{settings}, cand_pt: {cands}_pt, cand_eta: {cands}_eta, cand_phi: {cands}_phi}}"
+
+
+def _linked_layout(names: "list[str]", jet_pt: str) -> str:
+    """The settings (``_link_settings``) of a file whose constituents are linked to the jets by index, as a hint."""
+    settings = _link_settings(names, jet_pt)
     return (f"the file links constituents to jets by index: set source.layout: jet_index and source.branches: "
-            f"{{{settings}, cand_pt: {cands}_pt, cand_eta: {cands}_eta, cand_phi: {cands}_phi}}")
+            f"{settings}") if settings else ""
+
+
+# a NanoAOD link table's jet index: <jets>PFCands_jetIdx (PFNano), <jets>PFCand_jetIdx (JME/BTV NanoAOD)
+_LINK_TABLE = re.compile(r"^(?P<jets>.+?)PFCands?[._]jetIdx$")
+
+
+def _refuse_foreign_links(names: "list[str]", b: JetBranches, path: str) -> None:
+    """``jet_index``: a NanoAOD link table whose name says it indexes another jet collection of the file
+    (AK4 ``Jet_pt`` with AK8 ``FatJetPFCands_jetIdx``, the user having changed the jet names only) is a
+    configuration error. Its indices are the other collection's, mostly valid ones in this collection
+    too, so every constituent would go to the wrong jet without an invalid link to show it."""
+    found = _LINK_TABLE.match(b.cand_jet_index)
+    jets = re.split(r"[._]", b.jet_pt)[0] if re.search(r"[._]", b.jet_pt) else b.jet_pt
+    owner = found.group("jets") if found else None
+    if owner is None or owner == jets or not {f"{owner}_pt", f"{owner}.pt"} & set(names):
+        return
+    settings = _link_settings(names, b.jet_pt)
+    raise ConfigError(f"source.branches.cand_jet_index: '{b.cand_jet_index}' links constituents to the '{owner}' jets "
+                      f"of {path}, not to '{jets}' (source.branches.jet_pt: {b.jet_pt}); "
+                      + (f"set source.branches: {settings}" if settings else
+                         f"set the link table of the '{jets}' jets, or jet_pt/eta/phi/mass to '{owner}_*'"))
 
 
 # an EDM product branch: <friendly class>_<module label>_<instance>_<process>. (e.g. patJets_slimmedJetsAK8__PAT.)

@@ -453,10 +453,14 @@ class RootJetSource(Source):
 
             known = _value_branches(tree.keys())
             b = self.params.branches
-            linked = _linked_layout(known, b.jet_pt) if set(missing) & {b.cand_pt, b.cand_eta, b.cand_phi,
-                                                                          b.cand_jet_index, b.cand_index} else ""
+            cand_roles = {b.cand_pt, b.cand_eta, b.cand_phi, b.cand_jet_index, b.cand_index}
+            linked = _linked_layout(known, b.jet_pt) if set(missing) & cand_roles else ""
+            # standard NanoAOD keeps no constituents: the nearest name of a constituent branch is then the
+            # jet's own (FatJet_pt for FatJetPFCand_pt), which sends the user the wrong way
+            no_cands = not linked and bool(set(missing) & cand_roles) and not any("PFCand" in n for n in known)
             hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, known, n=1)[0]!r}?)"
-                                 if not linked and difflib.get_close_matches(m, known, n=1) else "") for m in missing]
+                                 if not linked and not (no_cands and m in cand_roles)
+                                 and difflib.get_close_matches(m, known, n=1) else "") for m in missing]
             if set(missing) <= {*self._extra_jet, *self._extra_cand}:  # a bad file, or (in every file) a bad feature
                 raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
                                   f"{MISSING_FEATURE} of tree '{self.params.tree}' in {path}")
@@ -466,6 +470,11 @@ class RootJetSource(Source):
                                   f"'{self.params.tree}' holds C++ objects such as '{edm}'), which hltrun cannot read "
                                   f"column by column; make NanoAOD from it first (PFNano, or NanoAOD with jet "
                                   f"constituents, for a constituent-based model) and give hltrun that file")
+            if no_cands:
+                raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{self.params.tree}' of {path}: "
+                                  f"the file holds no jet constituents (no '*PFCand*' branch); NanoAOD keeps them only "
+                                  f"with PFNano or a constituent table: give hltrun such a file, or set "
+                                  f"source.branches.* to your names")
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                               f"'{self.params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
                               + ")")

@@ -291,3 +291,23 @@ def test_a_link_table_of_another_jet_collection_is_refused(tmp_path):
     assert [list(p[""].n_constituents) for _, p in events] == [[1, 1], [1, 1]]
     events, _ = read_all([path], **PFNANO)  # the AK8 settings as they were
     assert [list(p[""].n_constituents) for _, p in events] == [[2], [2]]
+
+
+def test_nanoaod_without_constituents_says_so(tmp_path):
+    """Standard NanoAOD keeps no jet constituents: the line used to ask "did you mean 'FatJet_pt'?" for
+    'FatJetPFCand_pt' (the jet's own pT, which then failed on the counts); now it says what the file lacks."""
+    path = tmp_path / "nano.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", {
+            "run": np.array([1], np.uint32), "luminosityBlock": np.array([1], np.uint32),
+            "event": np.array([1], np.uint64), "Muon_isPFcand": np.ones(1, np.bool_),
+            "FatJet": ak.zip({"pt": _f32([[500]]), "eta": _f32([[0.5]]), "phi": _f32([[1]]), "mass": _f32([[90]]),
+                              "nConstituents": ak.values_astype(ak.Array([[40]]), np.uint8)})})
+    with pytest.raises(SourceError) as err:
+        read_all([path])
+    assert "did you mean" not in str(err.value)
+    assert str(err.value).startswith("source: branch 'FatJetPFCand_pt', 'FatJetPFCand_eta', 'FatJetPFCand_phi' not "
+                                     "found in tree 'Events' of ")
+    assert str(err.value).endswith("nano.root: the file holds no jet constituents (no '*PFCand*' branch); NanoAOD "
+                                   "keeps them only with PFNano or a constituent table: give hltrun such a file, or set "
+                                   "source.branches.* to your names")

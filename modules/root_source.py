@@ -1197,13 +1197,14 @@ def _classname(handle: Any, name: str, default: str = "object") -> str:
 
 def _tree_elsewhere(handle: Any, name: str) -> str:
     """'; set source.tree: dir/Events' when the file has a tree of that name in a folder (a user's
-    ntuple made with TFileService puts it under the analyzer's folder); '' otherwise."""
-    base = name.strip("/").rsplit("/", 1)[-1]
+    ntuple made with TFileService puts it under the analyzer's folder), or in another case ('events');
+    '' otherwise."""
+    base = name.strip("/").rsplit("/", 1)[-1].lower()
     try:
         found = [k.split(";")[0] for k in handle.keys(recursive=True, filter_classname=["TTree", "ROOT::RNTuple"])]
     except Exception:  # pragma: no cover - a damaged directory: the message without the hint
         return ""
-    found = [k for k in dict.fromkeys(found) if k.rsplit("/", 1)[-1] == base and k != name.strip("/")]
+    found = [k for k in dict.fromkeys(found) if k.rsplit("/", 1)[-1].lower() == base and k != name.strip("/")]
     return f"; it has {', '.join(found)}: set source.tree: {found[0]}" if found else ""
 
 

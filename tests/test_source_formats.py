@@ -311,3 +311,17 @@ def test_nanoaod_without_constituents_says_so(tmp_path):
     assert str(err.value).endswith("nano.root: the file holds no jet constituents (no '*PFCand*' branch); NanoAOD "
                                    "keeps them only with PFNano or a constituent table: give hltrun such a file, or set "
                                    "source.branches.* to your names")
+
+
+def test_a_tree_named_in_another_case_is_named(tmp_path):
+    """A file whose tree is 'events' (ntuples, uproot's own test files): the line names the setting."""
+    events = make_events(3, seed=2)
+    flat = uproot.open(write_counts(tmp_path / "flat.root", events))["Events"]
+    path = tmp_path / "lower.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "events", regroup(flat.arrays(library="ak"), branch_groups(flat)))
+    with pytest.raises(SourceError, match=r"no tree 'Events' in .*lower.root \(objects: events\); it has events: "
+                                          r"set source.tree: events$"):
+        read_all([path])
+    got, _ = read_all([path], tree="events")
+    assert [e.event for e, _ in got] == [e["event"] for e in events]

@@ -464,6 +464,11 @@ class RootJetSource(Source):
             if set(missing) <= {*self._extra_jet, *self._extra_cand}:  # a bad file, or (in every file) a bad feature
                 raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
                                   f"{MISSING_FEATURE} of tree '{self.params.tree}' in {path}")
+            process = _written_by_hltrun(path)
+            if process is not None:  # a second job on the first's output: no name can fix it
+                raise SourceError(f"source: {path} is an hltrun output (process '{process}': run, lumi and event "
+                                  f"numbers, HLT_* bits and kept products, not the jets' constituents); give hltrun "
+                                  f"the files that job read")
             edm = _edm_product(tree.keys())
             if edm is not None:  # no branch name can fix this: say what the file is and what to do
                 raise SourceError(f"source: {path} is a CMSSW EDM file (MiniAOD/AOD/RECO: tree "
@@ -1274,6 +1279,16 @@ def _edm_product(branches: "list[str]") -> str | None:
     if not products:
         return "EventAuxiliary" if "EventAuxiliary" in branches else None
     return next((name for name in products if "Jets_" in name), products[0])
+
+
+def _written_by_hltrun(path: str) -> str | None:
+    """The process of an hltrun output (its ``Process`` TObjString), None for any other file."""
+    from .root_output import read_process
+
+    try:
+        return read_process(path)
+    except Exception:  # pragma: no cover - the file opened a moment ago: then not an output we can name
+        return None
 
 
 def _counts(array: ak.Array, name: str, where: str) -> np.ndarray:

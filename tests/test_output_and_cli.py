@@ -299,3 +299,16 @@ def test_an_error_quoting_control_characters_stays_one_line(write_config, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.endswith("\n") and "\r" not in err and "\x1b" not in err
     assert err == f"hltrun: error: source: input file not found: {tmp_path}/{shown}\n"
+
+
+def test_an_output_given_as_input_says_what_it_is(write_config, tmp_path):
+    """hltrun's output keeps ids, trigger bits and products, not the jets' constituents: a second job
+    reading it is told so (it was told to set source.branches.*, as if names were the problem)."""
+    from hltrun.framework.errors import SourceError
+    from tests.test_source import read_all
+
+    _write(write_config, tmp_path, 1, "first")
+    with pytest.raises(SourceError, match=r"^source: .*first.root is an hltrun output \(process 'TEST': run, lumi and "
+                                          r"event numbers, HLT_\* bits and kept products, not the jets' constituents\); "
+                                          r"give hltrun the files that job read$"):
+        read_all([tmp_path / "first.root"])

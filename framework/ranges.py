@@ -27,13 +27,14 @@ _LIMITS = {"run": ID_MAX["run"], "lumi": ID_MAX["luminosityBlock"], "event": ID_
 
 
 def _number(text: str, what: str, end: bool, kind: str = "run") -> int:
-    """A run/lumi/event number; ``max`` (0 in CMSSW) as an end means no limit, ``min``/``0`` as a start 1.
+    """A run/lumi/event number; ``max`` (0 in CMSSW) as an end means no limit, ``min``/``0`` as a start 1
+    (a lumi's or an event's: run 0 is run 0, as in CMSSW's LuminosityBlockRange and EventRange).
     A number past CMSSW's range (``kind``: run and lumi 32-bit, event 64-bit) is refused: it would
     overflow numpy's selection, or alias another (a lumi 2^32+1 packed beside its run is lumi 1)."""
     t = text.strip().lower()
     if t == "max" and end:
         return 0
-    if t in ("min", "0") and not end:
+    if not end and (t == "min" or (t == "0" and kind != "run")):
         return 1
     if not (t.isascii() and t.isdigit()):
         raise ValueError(what)

@@ -191,13 +191,16 @@ class RootOutputModule(OutputModule):
             self._file, self._staged = None, None
 
     def _close(self) -> None:
-        """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result)
-        and the lumi sections processed."""
+        """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result;
+        with the ids and the HLT_* bits, known from the paths, but not the kept products, whose
+        branches only their first values define) and the lumi sections processed."""
         self._flush(None)
         if self._written == self._unit_start:
-            write_nanoaod(self._file, self.params.tree, {"run": np.zeros(0, np.uint32),
-                                                         "luminosityBlock": np.zeros(0, np.uint32),
-                                                         "event": np.zeros(0, np.uint64)})
+            empty = {"run": np.zeros(0, np.uint32), "luminosityBlock": np.zeros(0, np.uint32),
+                     "event": np.zeros(0, np.uint64)}
+            empty.update({branch: np.zeros(0, np.bool_)
+                          for _, branch in (*self._decision_branches, *self._prescaled_branches)})
+            write_nanoaod(self._file, self.params.tree, empty)
         for tree, columns in lumi_trees(self._lumis).items():
             write_nanoaod(self._file, tree, columns)
         self._lumis.clear()

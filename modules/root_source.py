@@ -453,19 +453,33 @@ class RootJetSource(Source):
 
             known = _value_branches(tree.keys())
             b = self.params.branches
-            linked = _linked_layout(known, b.jet_pt) if set(missing) & {b.cand_pt, b.cand_eta, b.cand_phi,
-                                                                          b.cand_jet_index, b.cand_index} else ""
+            cand_roles = {b.cand_pt, b.cand_eta, b.cand_phi, b.cand_jet_index, b.cand_index}
+            linked = _linked_layout(known, b.jet_pt) if set(missing) & cand_roles else ""
+            # standard NanoAOD keeps no constituents: the nearest name of a constituent branch is then the
+            # jet's own (FatJet_pt for FatJetPFCand_pt), which sends the user the wrong way
+            no_cands = not linked and bool(set(missing) & cand_roles) and not any("PFCand" in n for n in known)
             hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, known, n=1)[0]!r}?)"
-                                 if not linked and difflib.get_close_matches(m, known, n=1) else "") for m in missing]
+                                 if not linked and not (no_cands and m in cand_roles)
+                                 and difflib.get_close_matches(m, known, n=1) else "") for m in missing]
             if set(missing) <= {*self._extra_jet, *self._extra_cand}:  # a bad file, or (in every file) a bad feature
                 raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
                                   f"{MISSING_FEATURE} of tree '{self.params.tree}' in {path}")
+            process = _written_by_hltrun(path)
+            if process is not None:  # a second job on the first's output: no name can fix it
+                raise SourceError(f"source: {path} is an hltrun output (process '{process}': run, lumi and event "
+                                  f"numbers, HLT_* bits and kept products, not the jets' constituents); give hltrun "
+                                  f"the files that job read")
             edm = _edm_product(tree.keys())
             if edm is not None:  # no branch name can fix this: say what the file is and what to do
                 raise SourceError(f"source: {path} is a CMSSW EDM file (MiniAOD/AOD/RECO: tree "
                                   f"'{self.params.tree}' holds C++ objects such as '{edm}'), which hltrun cannot read "
                                   f"column by column; make NanoAOD from it first (PFNano, or NanoAOD with jet "
                                   f"constituents, for a constituent-based model) and give hltrun that file")
+            if no_cands:
+                raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{self.params.tree}' of {path}: "
+                                  f"the file holds no jet constituents (no '*PFCand*' branch); NanoAOD keeps them only "
+                                  f"with PFNano or a constituent table: give hltrun such a file, or set "
+                                  f"source.branches.* to your names")
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                               f"'{self.params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
                               + ")")
@@ -485,6 +499,8 @@ class RootJetSource(Source):
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         self._missing(tree, self._branch_names(), path)
+        if self.params.layout == "jet_index":
+            _refuse_foreign_links(tree.keys(), self.params.branches, path)
         n = int(tree.num_entries)
         if n == 0:
             return 0
@@ -1186,13 +1202,14 @@ def _classname(handle: Any, name: str, default: str = "object") -> str:
 
 def _tree_elsewhere(handle: Any, name: str) -> str:
     """'; set source.tree: dir/Events' when the file has a tree of that name in a folder (a user's
-    ntuple made with TFileService puts it under the analyzer's folder); '' otherwise."""
-    base = name.strip("/").rsplit("/", 1)[-1]
+    ntuple made with TFileService puts it under the analyzer's folder), or in another case ('events');
+    '' otherwise."""
+    base = name.strip("/").rsplit("/", 1)[-1].lower()
     try:
         found = [k.split(";")[0] for k in handle.keys(recursive=True, filter_classname=["TTree", "ROOT::RNTuple"])]
     except Exception:  # pragma: no cover - a damaged directory: the message without the hint
         return ""
-    found = [k for k in dict.fromkeys(found) if k.rsplit("/", 1)[-1] == base and k != name.strip("/")]
+    found = [k for k in dict.fromkeys(found) if k.rsplit("/", 1)[-1].lower() == base and k != name.strip("/")]
     return f"; it has {', '.join(found)}: set source.tree: {found[0]}" if found else ""
 
 
@@ -1203,11 +1220,12 @@ def _value_branches(names: "list[str]") -> list[str]:
     return [name for name in names if name not in counters]
 
 
-def _linked_layout(names: "list[str]", jet_pt: str) -> str:
-    """The settings for a (PFNano-like) file whose constituents are linked to the jets of ``jet_pt`` by a
-    ``<Jet>PFCand(s)_jetIdx`` table, directly or through an index into ``PFCand(s)_*``; '' for other
-    files. Each producer spells them its own way (PFNano ``FatJetPFCands_pFCandsIdx``, JME/BTV NanoAOD
-    ``FatJetPFCand_pfCandIdx``), so they are read from the file, not assumed."""
+def _link_settings(names: "list[str]", jet_pt: str) -> str:
+    """``source.branches`` settings, ``{cand_jet_index: ..., cand_pt: ...}``, for a (PFNano-like) file whose
+    constituents are linked to the jets of ``jet_pt`` by a ``<Jet>PFCand(s)_jetIdx`` table, directly or
+    through an index into ``PFCand(s)_*``; '' for other files. Each producer spells them its own way
+    (PFNano ``FatJetPFCands_pFCandsIdx``, JME/BTV NanoAOD ``FatJetPFCand_pfCandIdx``), so they are read
+    from the file, not assumed."""
     jet = jet_pt.rsplit("_", 1)[0]
     link = next((n for n in names if n.startswith(jet + "PFCand") and n.endswith("_jetIdx")), None)
     if link is None:
@@ -1218,8 +1236,35 @@ def _linked_layout(names: "list[str]", jet_pt: str) -> str:
     if cands is None or f"{cands}_pt" not in names:
         return ""
     settings = f"cand_jet_index: {link}" + (f", cand_index: {index}" if index else "")
+    return f"{{{settings}, cand_pt: {cands}_pt, cand_eta: {cands}_eta, cand_phi: {cands}_phi}}"
+
+
+def _linked_layout(names: "list[str]", jet_pt: str) -> str:
+    """The settings (``_link_settings``) of a file whose constituents are linked to the jets by index, as a hint."""
+    settings = _link_settings(names, jet_pt)
     return (f"the file links constituents to jets by index: set source.layout: jet_index and source.branches: "
-            f"{{{settings}, cand_pt: {cands}_pt, cand_eta: {cands}_eta, cand_phi: {cands}_phi}}")
+            f"{settings}") if settings else ""
+
+
+# a NanoAOD link table's jet index: <jets>PFCands_jetIdx (PFNano), <jets>PFCand_jetIdx (JME/BTV NanoAOD)
+_LINK_TABLE = re.compile(r"^(?P<jets>.+?)PFCands?[._]jetIdx$")
+
+
+def _refuse_foreign_links(names: "list[str]", b: JetBranches, path: str) -> None:
+    """``jet_index``: a NanoAOD link table whose name says it indexes another jet collection of the file
+    (AK4 ``Jet_pt`` with AK8 ``FatJetPFCands_jetIdx``, the user having changed the jet names only) is a
+    configuration error. Its indices are the other collection's, mostly valid ones in this collection
+    too, so every constituent would go to the wrong jet without an invalid link to show it."""
+    found = _LINK_TABLE.match(b.cand_jet_index)
+    jets = re.split(r"[._]", b.jet_pt)[0] if re.search(r"[._]", b.jet_pt) else b.jet_pt
+    owner = found.group("jets") if found else None
+    if owner is None or owner == jets or not {f"{owner}_pt", f"{owner}.pt"} & set(names):
+        return
+    settings = _link_settings(names, b.jet_pt)
+    raise ConfigError(f"source.branches.cand_jet_index: '{b.cand_jet_index}' links constituents to the '{owner}' jets "
+                      f"of {path}, not to '{jets}' (source.branches.jet_pt: {b.jet_pt}); "
+                      + (f"set source.branches: {settings}" if settings else
+                         f"set the link table of the '{jets}' jets, or jet_pt/eta/phi/mass to '{owner}_*'"))
 
 
 # an EDM product branch: <friendly class>_<module label>_<instance>_<process>. (e.g. patJets_slimmedJetsAK8__PAT.)
@@ -1234,6 +1279,16 @@ def _edm_product(branches: "list[str]") -> str | None:
     if not products:
         return "EventAuxiliary" if "EventAuxiliary" in branches else None
     return next((name for name in products if "Jets_" in name), products[0])
+
+
+def _written_by_hltrun(path: str) -> str | None:
+    """The process of an hltrun output (its ``Process`` TObjString), None for any other file."""
+    from .root_output import read_process
+
+    try:
+        return read_process(path)
+    except Exception:  # pragma: no cover - the file opened a moment ago: then not an output we can name
+        return None
 
 
 def _counts(array: ak.Array, name: str, where: str) -> np.ndarray:

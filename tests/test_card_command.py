@@ -332,3 +332,30 @@ def test_min_events_above_below_zero_is_refused_before_scoring(value, model_dir,
     assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--min-events-above", value]) == 2
     assert _one_line(capsys).startswith(f"hltcard: error: --min-events-above {float(value):g}: expected a finite "
                                         "number, at least 0")
+
+
+@pytest.mark.slow  # a run over 1200 shipped events (~4 s)
+def test_event_numbers_past_2_63(model_dir, tmp_path):
+    """CMSSW's event number is unsigned 64-bit: hltcard kept the ids as int64 and stopped with
+    'internal error: OverflowError' on a sample whose event numbers reach 2^63 (weighted: the
+    weights are matched to the events by those ids)."""
+    import awkward as ak
+
+    from hltrun.modules.rootio import write_nanoaod
+
+    sample = weighted_copy(QCD, tmp_path / "weighted.root", 1200)
+    with uproot.open(sample) as f:
+        a = f["Events"].arrays()
+    data = {k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "genWeight")}
+    data["event"] = np.uint64(2**64 - 1) - np.arange(1200, dtype=np.uint64)
+    data["FatJet"] = ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")})
+    data["FatJetPFCand"] = ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})
+    big = tmp_path / "big_ids.root"
+    with uproot.recreate(big) as f:
+        write_nanoaod(f, "Events", data)
+    cards = [tmp_path / "small", tmp_path / "big"]
+    for sample_file, out in zip((sample, big), cards):
+        assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(sample_file), "--bkg-eff", "2e-2",
+                        "--out-dir", str(out), "--no-plots", *ORT]) == 0
+    entries = [json.loads((out / "thresholds.json").read_text())["ptsum"] for out in cards]
+    assert entries[0] == entries[1]  # the ids change nothing else

@@ -293,3 +293,15 @@ def test_stdout_full_is_exit_2_with_one_line_and_closed_keeps_the_answer(tmp_pat
     assert err.splitlines() == ["hltdiff: error: stdout: cannot print the comparison (No space left on device)"]
     monkeypatch.setattr("sys.stdout", None)
     assert main([str(a), str(b)]) == 1 and capfd.readouterr().err == ""
+
+
+def test_event_numbers_past_2_63_are_listed_as_written(tmp_path, capsys):
+    """CMSSW's event number is unsigned 64-bit: ids at and past 2^63 were matched as int64 and listed
+    as negative numbers ('event -1' for 2^64-1), before the smaller ones."""
+    events = [2**64 - 1, 2**63, 2**53 + 1, 2**53]
+    old = _write(tmp_path / "old.root", [0] * 4, events, {"HLT_A": [0, 0, 0, 0]})
+    new = _write(tmp_path / "new.root", [0] * 4, events, {"HLT_A": [1, 1, 1, 1]})
+    assert main([str(old), str(new), "--selected", "no", "-v", "1"]) == 1
+    out = capsys.readouterr().out
+    listed = [int(line.split("event ")[1].split(":")[0]) for line in out.splitlines() if line.startswith("run 0,")]
+    assert listed == sorted(events)

@@ -111,3 +111,13 @@ def test_the_largest_ids_select():
     s = Selection.parse([f"{top32}:{top32}"], [f"{top32}:{top32}:{top64}"])
     run, lumi = np.array([top32, top32], np.uint64), np.array([top32, top32 - 1], np.uint64)
     assert s.mask(run, lumi, np.array([top64, top64], np.uint64)).tolist() == [True, False]
+
+
+def test_run_0_selects_run_0():
+    """Only a lumi (and a start event) of 0 means 'min' in CMSSW's ranges; a run 0 is run 0. It was
+    read as run 1: "0:5" selected run 1's lumi 5 and none of run 0, without a word."""
+    run, lumi, event = (np.array(x, np.uint64) for x in ([0, 1, 0], [5, 5, 2**32 - 1], [7, 7, 2**64 - 1]))
+    assert Selection.parse(["0:5"], []).mask(run, lumi, event).tolist() == [True, False, False]
+    assert Selection.parse(["0:1-0:max"], []).mask(run, lumi, event).tolist() == [True, False, True]
+    assert Selection.parse([], ["0:5:7"]).mask(run, lumi, event).tolist() == [True, False, False]
+    assert Selection.parse([], ["0:0-0:max"]).mask(run, lumi, event).tolist() == [True, False, True]

@@ -56,6 +56,20 @@ def test_output_lists_every_lumi_section_read_with_its_events(write_config, tmp_
     assert lumis["eventsProcessed"].tolist() == [40]
 
 
+def test_an_output_without_selected_events_still_has_the_trigger_branches(write_config, tmp_path):
+    """No event selected: the Events tree is empty but keeps the HLT_* bits every other output has
+    (it had the ids only, so a reader asking for HLT_p_even, or merging it with other outputs, failed)."""
+    out = tmp_path / "none.root"
+    run_config(write_config(OUT.format(streams=1, file=out, sleep=0).replace("divisor: 2", "divisor: 1000"),
+                            "none.yaml"))
+    with uproot.open(out) as f:
+        t = f["Events"]
+        assert t.num_entries == 0
+        assert {"run", "luminosityBlock", "event", "HLT_p_even", "HLT_p_all"} <= set(t.keys())
+        assert t["HLT_p_even"].typename == "bool"
+        assert f["LuminosityBlocks"]["eventsProcessed"].array(library="np").tolist() == [40]
+
+
 def test_output_identical_for_any_streams(write_config, tmp_path):
     one = _write(write_config, tmp_path, 1, "s1", sleep=1)
     three = _write(write_config, tmp_path, 3, "s3", sleep=1)
@@ -285,3 +299,16 @@ def test_an_error_quoting_control_characters_stays_one_line(write_config, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.endswith("\n") and "\r" not in err and "\x1b" not in err
     assert err == f"hltrun: error: source: input file not found: {tmp_path}/{shown}\n"
+
+
+def test_an_output_given_as_input_says_what_it_is(write_config, tmp_path):
+    """hltrun's output keeps ids, trigger bits and products, not the jets' constituents: a second job
+    reading it is told so (it was told to set source.branches.*, as if names were the problem)."""
+    from hltrun.framework.errors import SourceError
+    from tests.test_source import read_all
+
+    _write(write_config, tmp_path, 1, "first")
+    with pytest.raises(SourceError, match=r"^source: .*first.root is an hltrun output \(process 'TEST': run, lumi and "
+                                          r"event numbers, HLT_\* bits and kept products, not the jets' constituents\); "
+                                          r"give hltrun the files that job read$"):
+        read_all([tmp_path / "first.root"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import uproot
 
-from hltrun.framework.errors import SourceError
+from hltrun.framework.errors import ConfigError, SourceError
 from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
 from tests.conftest import make_events, write_counts, write_jet_index
 from tests.test_source import assert_same_events, read_all
@@ -248,3 +248,80 @@ def test_a_shifted_jet_index_is_named_with_its_entry(tmp_path):
         read_all([path], chunk_size=25, layout="jet_index",
                  branches={"cand_pt": "FatJetPFCands_pt", "cand_eta": "FatJetPFCands_eta",
                            "cand_phi": "FatJetPFCands_phi"})
+
+
+def write_ak4_ak8(path: Path) -> Path:
+    """PFNano with both jet collections and their link tables into one PFCands: AK8 ``FatJet`` +
+    ``FatJetPFCands``, AK4 ``Jet`` + ``JetPFCands`` (two AK4 jets where there is one AK8 jet)."""
+    data = {
+        "run": np.array([1, 1], np.uint32), "luminosityBlock": np.array([1, 1], np.uint32),
+        "event": np.array([1, 2], np.uint64),
+        "FatJet": ak.zip({"pt": _f32([[500], [400]]), "eta": _f32([[0.5], [0.1]]), "phi": _f32([[1], [-1]]),
+                          "mass": _f32([[90], [170]])}),
+        "Jet": ak.zip({"pt": _f32([[300, 200], [250, 150]]), "eta": _f32([[0.4, 0.6], [0.1, 0.2]]),
+                       "phi": _f32([[1.1, 0.9], [-1, -1.1]]), "mass": _f32([[10, 5], [20, 8]])}),
+        "PFCands": ak.zip({"pt": _f32([[10, 20], [40, 50]]), "eta": _f32([[0.4, 0.6], [0.1, 0.2]]),
+                           "phi": _f32([[1.1, 0.9], [-1, -1.1]])}),
+        "FatJetPFCands": ak.zip({"jetIdx": ak.values_astype(ak.Array([[0, 0], [0, 0]]), np.int32),
+                                 "pFCandsIdx": ak.values_astype(ak.Array([[0, 1], [0, 1]]), np.int32)}),
+        "JetPFCands": ak.zip({"jetIdx": ak.values_astype(ak.Array([[0, 1], [0, 1]]), np.int32),
+                              "pFCandsIdx": ak.values_astype(ak.Array([[0, 1], [0, 1]]), np.int32)}),
+    }
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", data)
+    return path
+
+
+AK4 = {"jet_pt": "Jet_pt", "jet_eta": "Jet_eta", "jet_phi": "Jet_phi", "jet_mass": "Jet_mass"}
+
+
+def test_a_link_table_of_another_jet_collection_is_refused(tmp_path):
+    """AK4 jets read with the AK8 link table (``jet_pt: Jet_pt`` but ``FatJetPFCands_jetIdx`` left as it
+    was): its jet indices are FatJet's, valid as AK4 indices too, so every constituent went to the wrong
+    AK4 jet without a word. The link table's name says which jets it indexes: a configuration error."""
+    path = write_ak4_ak8(tmp_path / "ak4ak8.root")
+    wrong = {**PFNANO["branches"], **AK4}
+    with pytest.raises(ConfigError, match=r"source.branches.cand_jet_index: 'FatJetPFCands_jetIdx' links constituents "
+                                          r"to the 'FatJet' jets of .*ak4ak8.root, not to 'Jet' \(source.branches."
+                                          r"jet_pt: Jet_pt\); set source.branches: \{cand_jet_index: JetPFCands_jetIdx, "
+                                          r"cand_index: JetPFCands_pFCandsIdx"):
+        read_all([path], layout="jet_index", branches=wrong)
+    right = {**wrong, "cand_jet_index": "JetPFCands_jetIdx", "cand_index": "JetPFCands_pFCandsIdx"}
+    events, _ = read_all([path], layout="jet_index", branches=right)
+    assert [list(p[""].n_constituents) for _, p in events] == [[1, 1], [1, 1]]
+    events, _ = read_all([path], **PFNANO)  # the AK8 settings as they were
+    assert [list(p[""].n_constituents) for _, p in events] == [[2], [2]]
+
+
+def test_nanoaod_without_constituents_says_so(tmp_path):
+    """Standard NanoAOD keeps no jet constituents: the line used to ask "did you mean 'FatJet_pt'?" for
+    'FatJetPFCand_pt' (the jet's own pT, which then failed on the counts); now it says what the file lacks."""
+    path = tmp_path / "nano.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", {
+            "run": np.array([1], np.uint32), "luminosityBlock": np.array([1], np.uint32),
+            "event": np.array([1], np.uint64), "Muon_isPFcand": np.ones(1, np.bool_),
+            "FatJet": ak.zip({"pt": _f32([[500]]), "eta": _f32([[0.5]]), "phi": _f32([[1]]), "mass": _f32([[90]]),
+                              "nConstituents": ak.values_astype(ak.Array([[40]]), np.uint8)})})
+    with pytest.raises(SourceError) as err:
+        read_all([path])
+    assert "did you mean" not in str(err.value)
+    assert str(err.value).startswith("source: branch 'FatJetPFCand_pt', 'FatJetPFCand_eta', 'FatJetPFCand_phi' not "
+                                     "found in tree 'Events' of ")
+    assert str(err.value).endswith("nano.root: the file holds no jet constituents (no '*PFCand*' branch); NanoAOD "
+                                   "keeps them only with PFNano or a constituent table: give hltrun such a file, or set "
+                                   "source.branches.* to your names")
+
+
+def test_a_tree_named_in_another_case_is_named(tmp_path):
+    """A file whose tree is 'events' (ntuples, uproot's own test files): the line names the setting."""
+    events = make_events(3, seed=2)
+    flat = uproot.open(write_counts(tmp_path / "flat.root", events))["Events"]
+    path = tmp_path / "lower.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "events", regroup(flat.arrays(library="ak"), branch_groups(flat)))
+    with pytest.raises(SourceError, match=r"no tree 'Events' in .*lower.root \(objects: events\); it has events: "
+                                          r"set source.tree: events$"):
+        read_all([path])
+    got, _ = read_all([path], tree="events")
+    assert [e.event for e, _ in got] == [e["event"] for e in events]

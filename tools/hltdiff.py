@@ -230,8 +230,9 @@ def is_accepted_only(arr: ak.Array) -> bool:
 # -------------------------------------------------------------------------------------- comparison
 def _keys(a: ak.Array) -> np.ndarray:
     """(run, lumi, event, n): n counts repeats of an id, so files that merge samples with overlapping
-    ids still match the n-th occurrence with the n-th occurrence."""
-    cols = [np.asarray(a[b], dtype=np.int64) for b in ID_BRANCHES]
+    ids still match the n-th occurrence with the n-th occurrence. The event number stays unsigned
+    64-bit, as CMSSW's: as int64 the ids from 2^63 on were listed negative."""
+    cols = [np.asarray(a[b], dtype=np.uint64 if b == "event" else np.int64) for b in ID_BRANCHES]
     ids = np.rec.fromarrays(cols, names=ID_BRANCHES)
     order = np.argsort(ids, kind="stable")
     first = np.r_[True, ids[order][1:] != ids[order][:-1]] if len(ids) else np.zeros(0, bool)

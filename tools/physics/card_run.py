@@ -71,7 +71,7 @@ class ScoredFile:
     has_gen_weight: bool
     jet_score: np.ndarray  # every scored jet, event after event
     event_of_jet: np.ndarray
-    ids: np.ndarray  # (n, 3) run, lumi, event
+    ids: np.ndarray  # (n, 3) run, lumi, event as uint64 (CMSSW's event number is unsigned 64-bit)
     not_scored: int = 0  # processed, but the path stopped before the scorer
     no_jet: int = 0  # scored, but no valid jet (no jets, or only non-finite inputs)
     nan_score: int = 0  # a NaN score among the jets: the filter's reduction is NaN, never passes
@@ -272,7 +272,7 @@ def score_file(config: str | Path, sets: list[str], model: Path, file: Path, max
     ev = np.full(n, -np.inf)
     lpt = np.zeros(n)
     w = np.ones(n)
-    ids = np.zeros((n, 3), np.int64)
+    ids = np.zeros((n, 3), np.uint64)
     jet_scores, jet_event = [], []
     out = ScoredFile(file, ev, lpt, w, has_w, np.zeros(0), np.zeros(0, np.int64), ids)
     for i, (_, eid, sc) in enumerate(rows):

@@ -230,3 +230,93 @@ def test_a_remote_output_is_refused_on_the_command_line(argv, tmp_path, monkeypa
     assert stopped.value.code == 2
     assert "is a remote URL; the tools write local files only" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- refused or stopped: nothing left behind
+def _farm_run(folder: Path, device: str, streams: int, loop_s: float) -> Path:
+    """A run folder's hltrun.json as gpu-farm reads it (1000 events)."""
+    folder.mkdir(parents=True)
+    job = {"streams": streams, "events_processed": 1000, "loop_s": loop_s,
+           "module_summaries": {"vae": {"backend": {"backend": "torch" if device != "cpu" else "onnxruntime",
+                                                    "device": device}}}}
+    (folder / "hltrun.json").write_text(json.dumps({"job": job}))
+    return folder
+
+
+def test_a_refused_study_leaves_no_output_folder_behind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out is checked (and made) first; a study that then refuses its inputs removes what the check made."""
+    assert main(["gpu-farm", "--cpu", str(tmp_path / "nope"), "--gpu", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "new" / "farm")]) == 2
+    assert "not an hltrun.json" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays
+    assert main(["gpu-farm", "--cpu", str(tmp_path / "nope"), "--gpu", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "kept")]) == 2
+    assert (tmp_path / "kept").is_dir()
+
+
+@pytest.mark.parametrize("how", ["KeyboardInterrupt", "a job stopped by it"])
+def test_ctrl_c_stops_a_study_in_one_line_exit_130(how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C during a study (or during the hltrun job it runs: eventloop.JobFailed) is exit 130 and one line."""
+    from types import SimpleNamespace
+
+    from hltrun.framework.eventloop import JobFailed
+    from hltrun.tools.bench import timing
+
+    def stopped(*_args: object, **_kwargs: object) -> None:
+        if how == "KeyboardInterrupt":
+            raise KeyboardInterrupt
+        raise JobFailed(SimpleNamespace(failure="interrupted by the user (Ctrl-C)"), KeyboardInterrupt())
+
+    monkeypatch.setattr(timing, "measure_overhead", stopped)
+    assert main(["timing", "--events", "10", "--json", str(tmp_path / "new" / "t.json")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hltbench timing: interrupted") and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_gpu_farm_writes_its_files_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk while farm.json / farm.csv are written: exit 4, one line naming the file, the previous
+    files untouched, no temporary left (framework/atomic.py, as every hltrun file)."""
+    from tests.test_destinations import FullDisk, _inject
+
+    cpu = _farm_run(tmp_path / "cpu", "cpu", 1, 2.0)
+    gpu = _farm_run(tmp_path / "gpu", "gpu-nvidia", 2, 0.5)
+    out = tmp_path / "farm"
+    out.mkdir()
+    (out / "farm.json").write_text("previous")
+    (out / "farm.csv").write_text("previous")
+    _inject(monkeypatch, FullDisk(free=200, after=1))  # farm.json fits, farm.csv does not
+    assert main(["gpu-farm", "--cpu", str(cpu), "--gpu", str(gpu), "--out", str(out)]) == 4
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"cannot write {out / 'farm.csv'} (No space left on device)" in err
+    assert sorted(p.name for p in out.iterdir()) == ["farm.csv", "farm.json"]
+    assert (out / "farm.json").read_text() == (out / "farm.csv").read_text() == "previous"
+
+
+def test_gpu_sweep_keeps_the_last_whole_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The sweep writes its rows after each engine; a later write that fails (a full disk) leaves the
+    previous sweep.csv / sweep.json whole, never a half file, and is exit 4 in one line."""
+    from tests.test_destinations import FullDisk, _inject
+    from hltrun.tools.bench import gpu_sweep
+
+    row = {"engine": "torch", "device": "cpu", "model": "conv_vae", "batch": 1, "median_ms": 1.0}
+
+    def fake_sweep(*args: object, **kwargs: object) -> list[dict[str, object]]:
+        done = args[7]
+        done([row])
+        return [row, {**row, "batch": 2}]
+
+    monkeypatch.setattr(gpu_sweep, "sweep", fake_sweep)
+    monkeypatch.setattr(gpu_sweep, "_versions", lambda engines: {})
+    _inject(monkeypatch, FullDisk(free=100, after=2))  # the first write's two files fit, the next do not
+    out = tmp_path / "sweep"
+    assert main(["gpu-sweep", "--device", "cpu", "--engines", "torch", "--batches", "1", "2", "--out", str(out)]) == 4
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "No space left on device" in err
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.json"]
+    assert [r["batch"] for r in csv.DictReader(open(out / "sweep.csv"))] == ["1"]
+    assert [r["batch"] for r in json.loads((out / "sweep.json").read_text())["rows"]] == [1]

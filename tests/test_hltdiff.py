@@ -293,3 +293,36 @@ def test_stdout_full_is_exit_2_with_one_line_and_closed_keeps_the_answer(tmp_pat
     assert err.splitlines() == ["hltdiff: error: stdout: cannot print the comparison (No space left on device)"]
     monkeypatch.setattr("sys.stdout", None)
     assert main([str(a), str(b)]) == 1 and capfd.readouterr().err == ""
+
+
+def test_ctrl_c_is_one_line_exit_130(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the outputs are compared: hltDiff's 128 + SIGINT, one line, no traceback."""
+    import hltrun.tools.hltdiff as hltdiff
+
+    old, new = tmp_path / "old.root", tmp_path / "new.root"
+    _write(old, [1, 1], [1, 2], {"HLT_A": [True, False]})
+    _write(new, [1, 1], [1, 2], {"HLT_A": [True, True]})
+
+    def stopped(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hltdiff, "compare", stopped)
+    assert main([str(old), str(new)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hltdiff: interrupted") and "\n" not in err
+
+
+def test_root_output_is_written_whole_or_not_at_all(tmp_path, monkeypatch, capsys):
+    """-r on a full disk: exit 2 with one line, no half-written ROOT file under its name, no temporary."""
+    from tests.test_destinations import FullDisk, _inject
+
+    old, new = tmp_path / "old.root", tmp_path / "new.root"
+    _write(old, [1, 1], [1, 2], {"HLT_A": [True, False]})
+    _write(new, [1, 1], [1, 2], {"HLT_A": [True, True]})
+    out = tmp_path / "out"
+    out.mkdir()
+    _inject(monkeypatch, FullDisk(free=500))
+    assert main([str(old), str(new), "-q", "-r", "-F", str(out / "diff")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"cannot write {out / 'diff.root'} (No space left on device)" in err
+    assert list(out.iterdir()) == []

@@ -15,13 +15,13 @@ import os
 import platform
 import re
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hltrun.framework.atomic import writing
+from hltrun.framework.atomic import write_text, writing
 from hltrun.framework.resources import local_output_path, shipped_dir
 from hltrun.tools.catalogue import checkout, sample_path
 
@@ -171,14 +171,21 @@ def write_json(path: Path, result: Mapping[str, Any], study: str) -> Path:
     return path
 
 
+def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str] | None = None) -> str:
+    """One row per dict as CSV text: columns ``fields`` (a row's missing cell empty, other keys left out),
+    else the first row's."""
+    rows = list(rows)
+    text = io.StringIO(newline="")
+    out = csv.DictWriter(text, fieldnames=list(fields or (rows[0] if rows else ["empty"])), restval="",
+                         extrasaction="ignore" if fields else "raise")
+    out.writeheader()
+    out.writerows(rows)
+    return text.getvalue()
+
+
 def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], study: str) -> Path:
     """One row per dict (columns from the first row), written atomically."""
-    rows = list(rows)
-    with writing(path, f"hltbench {study} csv") as staged:
-        with io.TextIOWrapper(staged.open(), newline="", encoding="utf-8") as fh:
-            out = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["empty"])
-            out.writeheader()
-            out.writerows(rows)
+    write_text(path, csv_text(rows), f"hltbench {study} csv")
     print(f"wrote {path}")
     return path
 

@@ -200,6 +200,10 @@ def test_every_output_option_is_checked_by_the_one_runner_helper(tmp_path: Path)
     (["timing", "--events", "0"], "--events"),
     (["timing", "--modules", "-3"], "--modules"),
     (["gpu-sweep", "--batches", "0", "--out", "x"], "--batches"),
+    (["source", "--basket", "0"], "--basket"),
+    (["source", "--threads", "0"], "--threads"),
+    (["batching", "--streams", "1", "0"], "--streams"),
+    (["batching", "--max-batch", "0"], "--max-batch"),
 ])
 def test_a_non_positive_count_is_refused_while_the_command_line_is_read(argv: list[str], option: str,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -320,3 +324,39 @@ def test_gpu_sweep_keeps_the_last_whole_write(tmp_path: Path, monkeypatch: pytes
     assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.json"]
     assert [r["batch"] for r in csv.DictReader(open(out / "sweep.csv"))] == ["1"]
     assert [r["batch"] for r in json.loads((out / "sweep.json").read_text())["rows"]] == [1]
+
+
+def test_batching_refuses_zero_events_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-events 0 was a ZeroDivisionError traceback after two empty jobs; -1 (all) stays allowed."""
+    assert main(["batching", "--max-events", "0", "--streams", "1", "--repeat", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "hltbench batching: --max-events must be at least 1, or -1 for all (got 0)"
+
+
+def test_write_rebasketed_is_an_output_checked_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """hltbench source --write-rebasketed FILE: a folder there is one line, exit 4, before anything is read."""
+    from hltrun.tools.bench import source
+
+    monkeypatch.setattr(source, "rebasket", _must_not_run)
+    assert main(["source", "--write-rebasketed", str(tmp_path)]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err == f"hltbench source --write-rebasketed: {tmp_path} is a folder, not a file name"
+
+
+@pytest.mark.parametrize("what", ["missing", "corrupt", "not ROOT", "folder"])
+def test_a_bad_sample_is_one_line_exit_2(what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--sample of the studies that read jets (sessions, backends): named in one line, not a traceback."""
+    sample = {"missing": tmp_path / "nope.root", "corrupt": tmp_path / "cut.root", "not ROOT": tmp_path / "x.root",
+              "folder": tmp_path}[what]
+    (tmp_path / "cut.root").write_bytes((ROOT / "data" / "qcd_dijet.root").read_bytes()[:3000])
+    (tmp_path / "x.root").write_text("not a ROOT file")
+    assert main(["sessions", "--sample", str(sample), "--events", "5", "--repeat", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("hltbench sessions: --sample") and str(sample) in err
+
+
+def test_sessions_checks_its_model_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sessions", "--model", str(tmp_path / "nope.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == f"hltbench sessions: onnxruntime: model file not found: {tmp_path / 'nope.onnx'}"

@@ -315,9 +315,7 @@ def memory_vs_events(backend: Any, x: np.ndarray, jets: int) -> list[dict[str, f
 
 def load_sample(path: Path, n: int) -> np.ndarray:
     """n real jets (leading two of each event), repeated if the sample is smaller."""
-    from hltrun.modules.models.preprocess import load_jets
-
-    jets = load_jets(str(path), max_events=n)[0]
+    jets = runner.read_sample_jets(path, "hltbench backends", max_events=n)[0]
     reps = -(-n // max(len(jets), 1))
     return np.ascontiguousarray(np.tile(jets, (reps, 1, 1))[:n])
 

@@ -116,7 +116,7 @@ class BenchError(Exception):
     """A user error in a study's options or inputs: hltbench prints it as one line and exits 2."""
 
 
-OUTPUT_FILES = ("json", "csv")  # the options a study writes one file to
+OUTPUT_FILES = ("json", "csv", "write_rebasketed")  # the options a study writes one file to (argparse dests)
 OUTPUT_FOLDERS = ("out", "plots", "save_optimised")  # the options a study writes files into (argparse dests)
 
 
@@ -135,7 +135,7 @@ def check_outputs(args: argparse.Namespace, prog: str) -> None:
     for option in OUTPUT_FILES:
         path = getattr(args, option, None)
         if isinstance(path, (str, os.PathLike)):
-            check_file_destination(path, f"{prog} --{option}")
+            check_file_destination(path, f"{prog} --{option.replace('_', '-')}")
 
 
 def check_model(path: Path, prog: str, inputs: Mapping[str, Any] | None = None) -> None:
@@ -150,6 +150,24 @@ def check_model(path: Path, prog: str, inputs: Mapping[str, Any] | None = None) 
         create_backend("onnxruntime", path, BackendOptions(threads=1, **(inputs or {}))).load(outputs=False).close()
     except (ModuleError, ConfigError) as exc:
         raise BenchError(f"{prog}: {one_line(exc)}") from None
+
+
+def read_sample_jets(path: Path, prog: str, max_events: int | None = None) -> tuple[Any, Any]:
+    """``preprocess.load_jets`` of the sample a user named (``--sample``): a missing, unreadable or corrupt
+    file, or one without the jet branches, is one BenchError line naming it (exit 2), not a traceback."""
+    from uproot.deserialization import DeserializationError
+
+    from hltrun.framework.resources import unreadable_reason
+    from hltrun.modules.models.preprocess import load_jets
+
+    why = unreadable_reason(path, "sample file")
+    if why is not None:
+        raise BenchError(f"{prog}: --sample: {why}")
+    try:
+        return load_jets(str(path), max_events=max_events)
+    except (OSError, ValueError, KeyError, DeserializationError) as exc:  # what uproot raises for such a file
+        raise BenchError(f"{prog}: --sample {path}: cannot read its jets ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())})") from None
 
 
 def interleave(variants: Mapping[str, Callable[[], T]], repeat: int) -> dict[str, list[T]]:

@@ -201,6 +201,8 @@ def test_every_output_option_is_checked_by_the_one_runner_helper(tmp_path: Path)
     (["timing", "--modules", "-3"], "--modules"),
     (["gpu-sweep", "--batches", "0", "--out", "x"], "--batches"),
     (["source", "--basket", "0"], "--basket"),
+    (["backends", "--threads", "0"], "--threads"),
+    (["profile", "conv_vae", "--threads", "0"], "--threads"),
     (["source", "--threads", "0"], "--threads"),
     (["batching", "--streams", "1", "0"], "--streams"),
     (["batching", "--max-batch", "0"], "--max-batch"),
@@ -360,3 +362,9 @@ def test_a_bad_sample_is_one_line_exit_2(what: str, tmp_path: Path, capsys: pyte
 def test_sessions_checks_its_model_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sessions", "--model", str(tmp_path / "nope.onnx")]) == 2
     assert capsys.readouterr().err.strip() == f"hltbench sessions: onnxruntime: model file not found: {tmp_path / 'nope.onnx'}"
+
+
+def test_profile_refuses_negative_top_nodes(capsys: pytest.CaptureFixture[str]) -> None:
+    """--top-nodes -1 listed every node but the last (a slice); 0 (none) is the floor."""
+    assert main(["profile", "conv_vae", "--top-nodes", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "hltbench profile: --top-nodes must be at least 0 (got -1)"

@@ -111,7 +111,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "path: docs/backends.md) and write its figures to img/hltbench_*.png beside it; without "
                         "--docs nothing under docs/ is written")
     p.add_argument("--note", default="", help="a line added to the results section (e.g. which weights)")
-    p.add_argument("--threads", nargs="+", type=int, default=[1],
+    p.add_argument("--threads", nargs="+", type=runner.positive_int, default=[1],
                    help="intra-op thread counts to sweep for the ONNX Runtime backends (TensorFlow fixes its "
                         "threads once per process, so TF cells always use 1)")
     p.add_argument("--json", type=local_output_path, default=None,

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from hltrun.framework.atomic import write_bytes
 from hltrun.tools.physics.conv_agreement import card_names, print_agreement
 from hltrun.tools.physics.conv_weights import SHIPPED, polyphase_conv, shipped_weights, upsampled_polyphase
 
@@ -209,7 +210,7 @@ def _write(fn: Callable, out: Path, batches: list[int | None]) -> list[Path]:
         holder.fn = tf.function(lambda x: dict(zip(names, frozen(x))), autograph=False, input_signature=[spec])
         blob = tf.lite.TFLiteConverter.from_concrete_functions([holder.fn.get_concrete_function()], holder).convert()
         target = out.with_name(f"{out.stem}-b{b or 'N'}.tflite")
-        target.write_bytes(blob)
+        write_bytes(target, blob, "conv_tflite")  # whole or not at all (framework/atomic.py)
         written.append(target)
         print(f"wrote {target}: {len(blob)} bytes")
     return written
@@ -241,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     against the ONNX file (--model) on every shipped sample at that model's cuts."""
     import argparse
     import tempfile
-
-    from hltrun.framework.atomic import write_bytes
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--out", type=Path, required=True, help="the .tflite file to write (e.g. data/models/conv_vae.tflite)")

@@ -111,6 +111,21 @@ def test_python_m_runs_the_same_program() -> None:
 
 
 # ---------------------------------------------------------------------- the shared runner
+def test_interleave_counts_its_runs_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The studies built on interleave ran for minutes without a sign of life: on a terminal a bar counts
+    the runs (and names the variant running); off a terminal (a log, CI) nothing is printed."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        runner.interleave({"bare": lambda: 1, "timed": lambda: 2}, 2)
+        assert ("/4 [" in stream.getvalue() and "timed" in stream.getvalue()) == shown, stream.getvalue()
+
+
 def test_interleave_runs_the_variants_in_turn() -> None:
     order: list[str] = []
     got = runner.interleave({"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2}, 3)

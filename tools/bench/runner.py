@@ -171,11 +171,18 @@ def read_sample_jets(path: Path, prog: str, max_events: int | None = None) -> tu
 
 
 def interleave(variants: Mapping[str, Callable[[], T]], repeat: int) -> dict[str, list[T]]:
-    """Run every variant once per round, ``repeat`` rounds, in turn: drift on a shared machine hits all alike."""
+    """Run every variant once per round, ``repeat`` rounds, in turn: drift on a shared machine hits all alike.
+    A study's runs take minutes: on a terminal a bar counts them (run k of N, the variant running)."""
+    from tqdm import tqdm
+
     results: dict[str, list[T]] = {name: [] for name in variants}
-    for _ in range(repeat):
-        for name, fn in variants.items():
-            results[name].append(fn())
+    with tqdm(total=repeat * len(variants), unit="run", desc="hltbench", leave=False, disable=None,
+              dynamic_ncols=True) as bar:  # disable=None: only on a terminal, as hltrun's own bar
+        for _ in range(repeat):
+            for name, fn in variants.items():
+                bar.set_postfix_str(name)
+                results[name].append(fn())
+                bar.update(1)
     return results
 
 

@@ -383,3 +383,21 @@ def test_profile_refuses_negative_top_nodes(capsys: pytest.CaptureFixture[str]) 
     """--top-nodes -1 listed every node but the last (a slice); 0 (none) is the floor."""
     assert main(["profile", "conv_vae", "--top-nodes", "-1"]) == 2
     assert capsys.readouterr().err.strip() == "hltbench profile: --top-nodes must be at least 0 (got -1)"
+
+
+def test_framework_write_doc_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--write-doc appended to docs/performance.md with open('a'): a full disk (or Ctrl-C) left half a
+    section; now the page is rewritten through framework/atomic.py, the old page kept on failure."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.tools.bench import framework
+    from tests.test_destinations import FullDisk, _inject
+
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n")
+    _inject(monkeypatch, FullDisk(free=30))
+    with pytest.raises(ModuleError, match="hltbench framework --write-doc: cannot write .*No space left"):
+        framework.append_to_doc(doc, "x" * 100, 10, 1)
+    assert doc.read_text() == "# Performance\n" and [p.name for p in tmp_path.iterdir()] == ["performance.md"]
+    monkeypatch.undo()
+    framework.append_to_doc(doc, "results", 10, 1)
+    assert doc.read_text().startswith("# Performance\n\n## Framework overhead (") and doc.read_text().endswith("results\n")

@@ -55,3 +55,23 @@ def test_train_vae_refuses_zero_epochs_and_a_missing_file_before_training(tmp_pa
     assert stopped.value.code == 2
     with pytest.raises(SystemExit, match=f"train_vae.py: --train-file not found: {tmp_path / 'nope.root'}"):
         check_args(parse_args(["--model", "conv", "--train-file", str(tmp_path / "nope.root")]))
+
+
+@pytest.mark.parametrize("tool, argv, line", [
+    ("optimize_conv", ["--model", "{t}/nope.onnx", "--out", "{t}/o.onnx"], "optimize_conv: --model not found: {t}/nope.onnx"),
+    ("conv_tflite", ["--model", "{t}/nope.onnx", "--out", "{t}/c.tflite"], "conv_tflite: --model not found: {t}/nope.onnx"),
+    ("conv_tflite", ["--keras", "{t}", "--out", "{t}/c.tflite"], "conv_tflite: --keras {t} is a folder, not a file"),
+    ("export_onnx", ["--models-dir", "{t}/none"], "export_onnx: --models-dir not found: {t}/none/conv_vae.keras"),
+    ("export_onnx", ["--check-file", "{t}/nope.root"], "export_onnx: --check-file not found: {t}/nope.root"),
+])
+def test_a_missing_input_file_is_one_line_exit_2(tool, argv, line, tmp_path, capsys):
+    """The model/sample a tool reads, named in one line before TensorFlow or ONNX loads it (they were
+    FileNotFoundError / keras ValueError tracebacks)."""
+    import importlib
+
+    module = importlib.import_module(f"hltrun.tools.physics.{tool}")
+    with pytest.raises(SystemExit) as stopped:
+        module.main([a.format(t=tmp_path) for a in argv])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == line.format(t=tmp_path)
+    assert not list(tmp_path.iterdir())

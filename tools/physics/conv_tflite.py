@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hltrun.framework.atomic import write_bytes
+from hltrun.tools.catalogue import require_files
 from hltrun.tools.physics.conv_agreement import card_names, print_agreement
 from hltrun.tools.physics.conv_weights import SHIPPED, polyphase_conv, shipped_weights, upsampled_polyphase
 
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--card", default=None, help="the model's name in thresholds.json whose cuts --check applies "
                                                 "(default: --model's file name, e.g. gcn_vae)")
     args = p.parse_args(argv)
+    require_files("conv_tflite", model=args.model, keras=args.keras)
     if args.out.suffix != ".tflite":
         raise SystemExit(f"conv_tflite: --out {args.out} must end in .tflite (the tflite backend reads .tflite files)")
     card = args.card or args.model.stem

@@ -47,6 +47,7 @@ import numpy as np
 
 from hltrun.framework.atomic import write_bytes, write_text
 from hltrun.tools.bench.runner import positive_int
+from hltrun.tools.catalogue import require_files
 from hltrun.tools.physics.conv_agreement import agreement, print_agreement
 from hltrun.tools.physics.conv_weights import (DATA, SHIPPED, folded_upsample, polyphase_conv,  # noqa: F401
                                                shipped_weights, upsampled_polyphase)
@@ -510,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=positive_int, default=20, help="--time: interleaved timing rounds (default 20)")
     p.add_argument("--json", type=Path, default=None, help="write the timing here")
     args = p.parse_args(argv)
+    require_files("optimize_conv", model=args.model)
     import onnx
 
     if args.out.resolve() == args.model.resolve():

@@ -24,9 +24,10 @@ import stat
 import sys
 import tempfile
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 from .errors import ModuleError
 from .resources import refuse_remote_destination, user_path
@@ -114,11 +115,54 @@ def destination(path: str | os.PathLike[str], what: str) -> Destination:
                       "character devices only")
 
 
+# the folders ``_probe`` made inside a ``folders_made_undone`` block (deepest last), to remove if the command fails
+_made: ContextVar[list[Path] | None] = ContextVar("hltrun_made_folders", default=None)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, outermost first: what ``mkdir(parents=True)`` makes."""
+    missing: list[Path] = []
+    current = folder
+    while not os.path.lexists(current) and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    return missing[::-1]
+
+
+@contextmanager
+def folders_made_undone() -> Iterator[Callable[[], None]]:
+    """A command that checks its output folders first (which makes the missing ones) and then refuses
+    another argument must leave nothing behind: the folders the checks make inside this block are removed
+    again, deepest first and only while still empty, when the block raises or when the caller calls the
+    function it yields (a command that returns its failure's exit code instead of raising)."""
+    made: list[Path] = []
+    token = _made.set(made)
+
+    def undo() -> None:
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # something was written into it (or it is gone): not ours to remove
+        made.clear()
+
+    try:
+        yield undo
+    except BaseException:
+        undo()
+        raise
+    finally:
+        _made.reset(token)
+
+
 def _probe(folder: Path, what: str) -> None:
     """Create the folder if needed and write a throw-away file into it (works as root too)."""
     if folder.exists() and not folder.is_dir():
         raise ModuleError(f"{what}: {folder} is a file, not a folder")
     try:
+        made = _made.get()
+        if made is not None:  # before mkdir: one that fails half-way has made some of them
+            made.extend(_missing_folders(folder))
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".hltrun-probe.", dir=folder)
         os.close(fd)

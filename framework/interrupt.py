@@ -139,6 +139,13 @@ def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
     return _raised[0] if _raised and _installed else None
 
 
+def signal_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """``interrupt_behind`` for a tool that runs a Process: the signal may come as the failed job's
+    ``cause`` (eventloop.JobFailed), which a tool must say in one line with 128 + signal, not as an error."""
+    cause = getattr(exc, "cause", None)
+    return interrupt_behind(cause if isinstance(cause, BaseException) else exc)
+
+
 def reraise_interrupt(exc: BaseException) -> None:
     """Raise the interrupt ``exc`` stands for (``interrupt_behind``), if any: where a broad ``except``
     turns errors into a user's one line, a signal must stay a signal (exit 128 + it, its one line)."""

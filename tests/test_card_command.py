@@ -255,8 +255,9 @@ def test_sample_without_the_jet_branches(model_dir, tmp_path, capsys):
     assert rc == 3
     line = _one_line(capsys)
     assert line.startswith("hltcard: error: ") and "FatJet" in line
-    # the folder was checked (made, as hltrun makes a --report-dir) before the sample was scored; nothing in it
-    assert list((tmp_path / "o").iterdir()) == []
+    # the folder was checked (made, as hltrun makes a --report-dir) before the sample was scored, and removed
+    # again with the card refused: a refused command leaves nothing behind
+    assert not (tmp_path / "o").exists()
 
 
 def test_model_that_cannot_run(tmp_path, capsys):
@@ -359,3 +360,32 @@ def test_event_numbers_past_2_63(model_dir, tmp_path):
                         "--out-dir", str(out), "--no-plots", *ORT]) == 0
     entries = [json.loads((out / "thresholds.json").read_text())["ptsum"] for out in cards]
     assert entries[0] == entries[1]  # the ids change nothing else
+
+
+def test_a_refused_card_leaves_no_out_dir_made_behind(model_dir, tmp_path, capsys):
+    """--out-dir is made by its check before the samples are read; a card then refused removes it again
+    (only what the check made: a folder that was there stays)."""
+    missing = tmp_path / "nope.root"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(missing),
+                    "--out-dir", str(tmp_path / "new" / "deeper")]) == 3
+    assert _one_line(capsys) == f"hltcard: error: input file not found: {missing}"
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("how", ["KeyboardInterrupt", "a job stopped by it"])
+def test_ctrl_c_is_one_line_exit_130(how, model_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the path scores the sample (the job's failure, eventloop.JobFailed, or the interrupt
+    itself): exit 130 and one line, not an internal error; the --out-dir the check made is removed."""
+    import hltrun.tools.physics.card_run as card_run
+    from hltrun.framework.eventloop import JobFailed
+
+    def stopped(*_a, **_k):
+        if how == "KeyboardInterrupt":
+            raise KeyboardInterrupt
+        raise JobFailed(SimpleNamespace(failure="interrupted by the user (Ctrl-C)"), KeyboardInterrupt())
+
+    monkeypatch.setattr(card_run, "score_files", stopped)
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--out-dir", str(tmp_path / "o"),
+                    *ORT]) == 130
+    assert _one_line(capsys).startswith("hltcard: error: interrupted by the user")
+    assert not (tmp_path / "o").exists()

@@ -646,3 +646,18 @@ def test_a_remote_url_is_refused_by_every_writer(url, tmp_path, monkeypatch):
     with pytest.raises(ModuleError, match=f"--job-report: {url} is a remote URL; hltrun writes local files only"):
         check_file_destination(url, "--job-report")
     assert list(work.iterdir()) == []
+
+
+def test_a_refused_job_leaves_no_report_folder_made_behind(tmp_path, capfd) -> None:
+    """The report folder is made (probed) before the first event; a job then refused (its input missing)
+    removes it again if nothing was written into it; a folder that was there stays."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
+    missing = tmp_path / "nope.root"
+    code, _, errors = _run(capfd, str(config), "-q", "--report-dir", str(tmp_path / "new" / "r"),
+                           f"source.files=[{missing}]", "modules.vae.backend=onnxruntime")
+    assert code == 3 and errors == [f"hltrun: error: source: input file not found: {missing}"]
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    assert _run(capfd, str(config), "-q", "--report-dir", str(tmp_path / "kept"), f"source.files=[{missing}]",
+                "modules.vae.backend=onnxruntime")[0] == 3
+    assert (tmp_path / "kept").is_dir()

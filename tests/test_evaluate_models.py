@@ -139,3 +139,23 @@ def test_missing_sample_is_one_line_and_exit_3(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"evaluate_models: --background: {tmp_path / 'nope.root'} does not exist"]
     assert not any(tmp_path.iterdir())
+
+
+def test_an_out_dir_that_is_a_file_is_one_line_before_the_evaluation(tmp_path, monkeypatch, capsys):
+    """--out-dir was made (mkdir) only after every model had been evaluated: a file there was a
+    FileExistsError traceback at the end. Now it is checked first (exit 4, one line)."""
+    from hltrun.tools.physics import evaluate_models
+
+    monkeypatch.setattr(evaluate_models, "evaluate", lambda args: pytest.fail("evaluated before --out-dir was checked"))
+    (tmp_path / "plain").write_text("x")
+    assert evaluate_models.main(["--out-dir", str(tmp_path / "plain")]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"evaluate_models --out-dir: {tmp_path / 'plain'} is a file, not a folder"]
+
+
+def test_a_refused_evaluation_leaves_no_out_dir_made_behind(tmp_path, capsys):
+    from hltrun.tools.physics import evaluate_models
+
+    out = tmp_path / "new" / "card"
+    assert evaluate_models.main(["--out-dir", str(out), "--background", str(tmp_path / "nope.root")]) == 3
+    assert not (tmp_path / "new").exists()

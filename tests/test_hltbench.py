@@ -111,6 +111,21 @@ def test_python_m_runs_the_same_program() -> None:
 
 
 # ---------------------------------------------------------------------- the shared runner
+def test_interleave_counts_its_runs_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The studies built on interleave ran for minutes without a sign of life: on a terminal a bar counts
+    the runs (and names the variant running); off a terminal (a log, CI) nothing is printed."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        runner.interleave({"bare": lambda: 1, "timed": lambda: 2}, 2)
+        assert ("/4 [" in stream.getvalue() and "timed" in stream.getvalue()) == shown, stream.getvalue()
+
+
 def test_interleave_runs_the_variants_in_turn() -> None:
     order: list[str] = []
     got = runner.interleave({"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2}, 3)
@@ -200,6 +215,12 @@ def test_every_output_option_is_checked_by_the_one_runner_helper(tmp_path: Path)
     (["timing", "--events", "0"], "--events"),
     (["timing", "--modules", "-3"], "--modules"),
     (["gpu-sweep", "--batches", "0", "--out", "x"], "--batches"),
+    (["source", "--basket", "0"], "--basket"),
+    (["backends", "--threads", "0"], "--threads"),
+    (["profile", "conv_vae", "--threads", "0"], "--threads"),
+    (["source", "--threads", "0"], "--threads"),
+    (["batching", "--streams", "1", "0"], "--streams"),
+    (["batching", "--max-batch", "0"], "--max-batch"),
 ])
 def test_a_non_positive_count_is_refused_while_the_command_line_is_read(argv: list[str], option: str,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -230,3 +251,153 @@ def test_a_remote_output_is_refused_on_the_command_line(argv, tmp_path, monkeypa
     assert stopped.value.code == 2
     assert "is a remote URL; the tools write local files only" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- refused or stopped: nothing left behind
+def _farm_run(folder: Path, device: str, streams: int, loop_s: float) -> Path:
+    """A run folder's hltrun.json as gpu-farm reads it (1000 events)."""
+    folder.mkdir(parents=True)
+    job = {"streams": streams, "events_processed": 1000, "loop_s": loop_s,
+           "module_summaries": {"vae": {"backend": {"backend": "torch" if device != "cpu" else "onnxruntime",
+                                                    "device": device}}}}
+    (folder / "hltrun.json").write_text(json.dumps({"job": job}))
+    return folder
+
+
+def test_a_refused_study_leaves_no_output_folder_behind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out is checked (and made) first; a study that then refuses its inputs removes what the check made."""
+    assert main(["gpu-farm", "--cpu", str(tmp_path / "nope"), "--gpu", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "new" / "farm")]) == 2
+    assert "not an hltrun.json" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays
+    assert main(["gpu-farm", "--cpu", str(tmp_path / "nope"), "--gpu", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "kept")]) == 2
+    assert (tmp_path / "kept").is_dir()
+
+
+@pytest.mark.parametrize("how", ["KeyboardInterrupt", "a job stopped by it"])
+def test_ctrl_c_stops_a_study_in_one_line_exit_130(how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C during a study (or during the hltrun job it runs: eventloop.JobFailed) is exit 130 and one line."""
+    from types import SimpleNamespace
+
+    from hltrun.framework.eventloop import JobFailed
+    from hltrun.tools.bench import timing
+
+    def stopped(*_args: object, **_kwargs: object) -> None:
+        if how == "KeyboardInterrupt":
+            raise KeyboardInterrupt
+        raise JobFailed(SimpleNamespace(failure="interrupted by the user (Ctrl-C)"), KeyboardInterrupt())
+
+    monkeypatch.setattr(timing, "measure_overhead", stopped)
+    assert main(["timing", "--events", "10", "--json", str(tmp_path / "new" / "t.json")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hltbench timing: interrupted") and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_gpu_farm_writes_its_files_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A full disk while farm.json / farm.csv are written: exit 4, one line naming the file, the previous
+    files untouched, no temporary left (framework/atomic.py, as every hltrun file)."""
+    from tests.test_destinations import FullDisk, _inject
+
+    cpu = _farm_run(tmp_path / "cpu", "cpu", 1, 2.0)
+    gpu = _farm_run(tmp_path / "gpu", "gpu-nvidia", 2, 0.5)
+    out = tmp_path / "farm"
+    out.mkdir()
+    (out / "farm.json").write_text("previous")
+    (out / "farm.csv").write_text("previous")
+    _inject(monkeypatch, FullDisk(free=200, after=1))  # farm.json fits, farm.csv does not
+    assert main(["gpu-farm", "--cpu", str(cpu), "--gpu", str(gpu), "--out", str(out)]) == 4
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"cannot write {out / 'farm.csv'} (No space left on device)" in err
+    assert sorted(p.name for p in out.iterdir()) == ["farm.csv", "farm.json"]
+    assert (out / "farm.json").read_text() == (out / "farm.csv").read_text() == "previous"
+
+
+def test_gpu_sweep_keeps_the_last_whole_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The sweep writes its rows after each engine; a later write that fails (a full disk) leaves the
+    previous sweep.csv / sweep.json whole, never a half file, and is exit 4 in one line."""
+    from tests.test_destinations import FullDisk, _inject
+    from hltrun.tools.bench import gpu_sweep
+
+    row = {"engine": "torch", "device": "cpu", "model": "conv_vae", "batch": 1, "median_ms": 1.0}
+
+    def fake_sweep(*args: object, **kwargs: object) -> list[dict[str, object]]:
+        done = args[7]
+        done([row])
+        return [row, {**row, "batch": 2}]
+
+    monkeypatch.setattr(gpu_sweep, "sweep", fake_sweep)
+    monkeypatch.setattr(gpu_sweep, "_versions", lambda engines: {})
+    _inject(monkeypatch, FullDisk(free=100, after=2))  # the first write's two files fit, the next do not
+    out = tmp_path / "sweep"
+    assert main(["gpu-sweep", "--device", "cpu", "--engines", "torch", "--batches", "1", "2", "--out", str(out)]) == 4
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "No space left on device" in err
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.json"]
+    assert [r["batch"] for r in csv.DictReader(open(out / "sweep.csv"))] == ["1"]
+    assert [r["batch"] for r in json.loads((out / "sweep.json").read_text())["rows"]] == [1]
+
+
+def test_batching_refuses_zero_events_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-events 0 was a ZeroDivisionError traceback after two empty jobs; -1 (all) stays allowed."""
+    assert main(["batching", "--max-events", "0", "--streams", "1", "--repeat", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "hltbench batching: --max-events must be at least 1, or -1 for all (got 0)"
+
+
+def test_write_rebasketed_is_an_output_checked_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """hltbench source --write-rebasketed FILE: a folder there is one line, exit 4, before anything is read."""
+    from hltrun.tools.bench import source
+
+    monkeypatch.setattr(source, "rebasket", _must_not_run)
+    assert main(["source", "--write-rebasketed", str(tmp_path)]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err == f"hltbench source --write-rebasketed: {tmp_path} is a folder, not a file name"
+
+
+@pytest.mark.parametrize("what", ["missing", "corrupt", "not ROOT", "folder"])
+def test_a_bad_sample_is_one_line_exit_2(what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--sample of the studies that read jets (sessions, backends): named in one line, not a traceback."""
+    sample = {"missing": tmp_path / "nope.root", "corrupt": tmp_path / "cut.root", "not ROOT": tmp_path / "x.root",
+              "folder": tmp_path}[what]
+    (tmp_path / "cut.root").write_bytes((ROOT / "data" / "qcd_dijet.root").read_bytes()[:3000])
+    (tmp_path / "x.root").write_text("not a ROOT file")
+    assert main(["sessions", "--sample", str(sample), "--events", "5", "--repeat", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("hltbench sessions: --sample") and str(sample) in err
+
+
+def test_sessions_checks_its_model_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sessions", "--model", str(tmp_path / "nope.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == f"hltbench sessions: onnxruntime: model file not found: {tmp_path / 'nope.onnx'}"
+
+
+def test_profile_refuses_negative_top_nodes(capsys: pytest.CaptureFixture[str]) -> None:
+    """--top-nodes -1 listed every node but the last (a slice); 0 (none) is the floor."""
+    assert main(["profile", "conv_vae", "--top-nodes", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "hltbench profile: --top-nodes must be at least 0 (got -1)"
+
+
+def test_framework_write_doc_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--write-doc appended to docs/performance.md with open('a'): a full disk (or Ctrl-C) left half a
+    section; now the page is rewritten through framework/atomic.py, the old page kept on failure."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.tools.bench import framework
+    from tests.test_destinations import FullDisk, _inject
+
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n")
+    _inject(monkeypatch, FullDisk(free=30))
+    with pytest.raises(ModuleError, match="hltbench framework --write-doc: cannot write .*No space left"):
+        framework.append_to_doc(doc, "x" * 100, 10, 1)
+    assert doc.read_text() == "# Performance\n" and [p.name for p in tmp_path.iterdir()] == ["performance.md"]
+    monkeypatch.undo()
+    framework.append_to_doc(doc, "results", 10, 1)
+    assert doc.read_text().startswith("# Performance\n\n## Framework overhead (") and doc.read_text().endswith("results\n")

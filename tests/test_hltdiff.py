@@ -305,3 +305,36 @@ def test_event_numbers_past_2_63_are_listed_as_written(tmp_path, capsys):
     out = capsys.readouterr().out
     listed = [int(line.split("event ")[1].split(":")[0]) for line in out.splitlines() if line.startswith("run 0,")]
     assert listed == sorted(events)
+
+
+def test_ctrl_c_is_one_line_exit_130(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the outputs are compared: hltDiff's 128 + SIGINT, one line, no traceback."""
+    import hltrun.tools.hltdiff as hltdiff
+
+    old, new = tmp_path / "old.root", tmp_path / "new.root"
+    _write(old, [1, 1], [1, 2], {"HLT_A": [True, False]})
+    _write(new, [1, 1], [1, 2], {"HLT_A": [True, True]})
+
+    def stopped(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hltdiff, "compare", stopped)
+    assert main([str(old), str(new)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hltdiff: interrupted") and "\n" not in err
+
+
+def test_root_output_is_written_whole_or_not_at_all(tmp_path, monkeypatch, capsys):
+    """-r on a full disk: exit 2 with one line, no half-written ROOT file under its name, no temporary."""
+    from tests.test_destinations import FullDisk, _inject
+
+    old, new = tmp_path / "old.root", tmp_path / "new.root"
+    _write(old, [1, 1], [1, 2], {"HLT_A": [True, False]})
+    _write(new, [1, 1], [1, 2], {"HLT_A": [True, True]})
+    out = tmp_path / "out"
+    out.mkdir()
+    _inject(monkeypatch, FullDisk(free=500))
+    assert main([str(old), str(new), "-q", "-r", "-F", str(out / "diff")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"cannot write {out / 'diff.root'} (No space left on device)" in err
+    assert list(out.iterdir()) == []

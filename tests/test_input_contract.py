@@ -369,3 +369,16 @@ def test_hltinputs_on_a_file_that_is_no_onnx_model_says_so(tmp_path, capsys, nam
     captured = capsys.readouterr()
     assert captured.err.startswith(fragment.format(path=path)) and len(captured.err.strip().splitlines()) == 1, captured.err
     assert not captured.out
+
+
+def test_hltinputs_write_names_a_missing_declaration_file(tmp_path, capsys) -> None:
+    """--write decl.yaml that does not exist was read as inline YAML: 'expected a list of inputs, got str'."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes((Path(__file__).resolve().parents[1] / "data" / "models" / "conv_vae.onnx").read_bytes())
+    before = model.read_bytes()
+    assert hltinputs([str(model), "--write", str(tmp_path / "decl.yaml")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"hltinputs: --write: declaration file not found: {tmp_path / 'decl.yaml'}"
+    assert model.read_bytes() == before

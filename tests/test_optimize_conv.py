@@ -196,3 +196,14 @@ def test_the_interleaved_timer_times_every_kind_of_entry(tmp_path) -> None:
         cell = per[2]
         assert 0 < cell["fastest"] <= cell["median"] < 1e5, (name, cell)   # µs per jet: a few tens here
     assert res["models"]["shipped"][2]["vs_first"] == 1.0
+
+
+def test_out_is_written_whole_or_not_at_all(tmp_path, monkeypatch) -> None:
+    """--out went through onnx.save on the final name: a full disk (or Ctrl-C) left half a model there."""
+    from hltrun.framework.errors import ModuleError
+    from tests.test_destinations import FullDisk, _inject
+
+    _inject(monkeypatch, FullDisk(free=1000))
+    with pytest.raises(ModuleError, match="optimize_conv --out: cannot write .*x.onnx .No space left on device"):
+        O.main(["--out", str(tmp_path / "x.onnx")])
+    assert list(tmp_path.iterdir()) == []

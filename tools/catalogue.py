@@ -53,3 +53,18 @@ def sample_path(name: str) -> Path:
 def rss_mb() -> float:
     """Resident set size of this process now (MiB)."""
     return psutil.Process().memory_info().rss / 2**20
+
+
+def require_files(prog: str, **files: Path | None) -> None:
+    """A tool's input files (``--model=path``...), each readable, or one line naming the option and the file
+    (``framework.resources.unreadable_reason``'s words) and exit 2, before the tool loads TensorFlow or
+    ONNX: not the traceback of whichever library opens it first. None (an option not given) is skipped."""
+    import sys
+
+    from hltrun.framework.resources import unreadable_reason
+
+    for option, path in files.items():
+        why = None if path is None else unreadable_reason(path, f"--{option.replace('_', '-')}")
+        if why is not None:
+            print(f"{prog}: {why}", file=sys.stderr)
+            raise SystemExit(2)

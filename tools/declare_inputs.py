@@ -60,8 +60,14 @@ def read_declaration(text: str) -> object:
     """A declaration given inline (YAML/JSON) or as a file name."""
     import yaml
 
+    from hltrun.framework.errors import ConfigError
+    from hltrun.framework.resources import unreadable_reason
+
     source = Path(text)
-    if source.suffix in (".yaml", ".yml", ".json") and source.is_file():
+    if source.suffix in (".yaml", ".yml", ".json"):  # a file name: one that cannot be read is said, not parsed as YAML
+        why = unreadable_reason(source, "--write: declaration file")
+        if why is not None:
+            raise ConfigError(why)
         text = source.read_text()
     return yaml.safe_load(text)
 

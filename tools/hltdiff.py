@@ -58,7 +58,7 @@ from typing import Sequence
 import awkward as ak
 import numpy as np
 
-from hltrun.framework.atomic import write_text
+from hltrun.framework.atomic import write_text, writing
 from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.resources import unreadable_reason
@@ -545,7 +545,7 @@ def write_root(path: str, run: int, diff: Difference, events: Sequence[EventDiff
         "module_lost": hist("module_lost", ";;Events lost", [], lambda r: 0),
     }
     folder = f"DQMData/Run {run}/HLT/Run summary/EventByEvent"
-    with uproot.recreate(path) as f:
+    with writing(path, "--root-output") as staged, uproot.recreate(staged.open()) as f:  # whole or not at all
         for name, h in histos.items():
             f[f"{folder}/{name}"] = h
 
@@ -640,6 +640,19 @@ def _print_comparison(diff: Difference, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """hltdiff's exit code (module docstring); Ctrl-C or a signal: one line, 128 + signal, no file half-written."""
+    from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries
+
+    try:
+        with handle_signals():  # SIGTERM / SIGHUP stop it like Ctrl-C, as they stop hltrun
+            return _main(argv)
+    except KeyboardInterrupt as exc:
+        remove_temporaries()
+        sys.stderr.write(f"hltdiff: {str(exc) or 'interrupted by the user (Ctrl-C)'}\n")
+        return exit_code_of(exc)
+
+
+def _main(argv: list[str] | None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     if args.files and (args.old_files or args.new_files):

@@ -111,7 +111,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "path: docs/backends.md) and write its figures to img/hltbench_*.png beside it; without "
                         "--docs nothing under docs/ is written")
     p.add_argument("--note", default="", help="a line added to the results section (e.g. which weights)")
-    p.add_argument("--threads", nargs="+", type=int, default=[1],
+    p.add_argument("--threads", nargs="+", type=runner.positive_int, default=[1],
                    help="intra-op thread counts to sweep for the ONNX Runtime backends (TensorFlow fixes its "
                         "threads once per process, so TF cells always use 1)")
     p.add_argument("--json", type=local_output_path, default=None,
@@ -315,9 +315,7 @@ def memory_vs_events(backend: Any, x: np.ndarray, jets: int) -> list[dict[str, f
 
 def load_sample(path: Path, n: int) -> np.ndarray:
     """n real jets (leading two of each event), repeated if the sample is smaller."""
-    from hltrun.modules.models.preprocess import load_jets
-
-    jets = load_jets(str(path), max_events=n)[0]
+    jets = runner.read_sample_jets(path, "hltbench backends", max_events=n)[0]
     reps = -(-n // max(len(jets), 1))
     return np.ascontiguousarray(np.tile(jets, (reps, 1, 1))[:n])
 

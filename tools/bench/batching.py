@@ -78,9 +78,9 @@ def table(results: dict[tuple[int, str], dict[str, Any]], streams: list[int]) ->
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench batching`` options."""
-    ap.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8], help="stream counts to measure")
+    ap.add_argument("--streams", type=runner.positive_int, nargs="+", default=[1, 2, 4, 8], help="stream counts to measure")
     runner.add_repeat(ap, 3, "runs per configuration, the modes interleaved (median taken)")
-    ap.add_argument("--max-batch", type=int, default=64, help="batching.max_batch (jets per call)")
+    ap.add_argument("--max-batch", type=runner.positive_int, default=64, help="batching.max_batch (jets per call)")
     ap.add_argument("--max-delay-ms", type=float, default=2.0, help="batching.max_delay_ms")
     ap.add_argument("--max-events", type=int, default=-1, help="events per job (-1: all of the shipped samples)")
     ap.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorflow", "tensorrt"],
@@ -91,6 +91,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the study; print its table (exit 0), or 1 when its check fails."""
     runner.check_repeat(args.repeat, "hltbench batching")
+    if args.max_events == 0 or args.max_events < -1:
+        raise runner.BenchError(f"hltbench batching: --max-events must be at least 1, or -1 for all (got {args.max_events})")
     import logging
 
     logging.getLogger("hltrun").setLevel(logging.WARNING)

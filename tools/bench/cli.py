@@ -11,7 +11,9 @@ import importlib
 import sys
 from types import ModuleType
 
+from hltrun.framework.destinations import folders_made_undone
 from hltrun.framework.errors import HltError, one_line, printable
+from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries, signal_behind
 from hltrun.tools.bench.runner import BenchError, check_outputs
 
 # sub-command -> (module under hltrun.tools.bench, one-line help shown by ``hltbench --help``)
@@ -72,16 +74,41 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     args.argv = argv  # the command line as given, for the studies that record it
+    # a study refused (or stopped) after its output folders were checked leaves none of them made behind
+    with folders_made_undone() as undo:
+        code = _run_study(args)
+        if code:
+            undo()
+    return code
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    """The study's exit code; a user error, one of hltrun's errors or Ctrl-C (a signal) as one line."""
     try:
-        module = study(args.command)
-        check_outputs(args, f"hltbench {args.command}")  # before the study measures anything
-        return module.run(args)
+        with handle_signals():  # SIGTERM / SIGHUP stop a study like Ctrl-C, as they stop hltrun
+            module = study(args.command)
+            check_outputs(args, f"hltbench {args.command}")  # before the study measures anything
+            return module.run(args)
     except BenchError as exc:
         print(exc, file=sys.stderr)
         return 2
     except HltError as exc:  # hltrun's own one-line errors (an unwritable output: 4), with their exit code
         print(printable(one_line(exc, type(exc).__name__)), file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a job a study ran, stopped by Ctrl-C (eventloop.JobFailed); anything else is a bug
+        interrupt = signal_behind(exc)
+        if interrupt is None:
+            raise
+        return _stopped(args.command, interrupt)
+    except KeyboardInterrupt as exc:
+        return _stopped(args.command, exc)
+
+
+def _stopped(command: str, exc: KeyboardInterrupt) -> int:
+    """Ctrl-C or a signal: the temporaries removed, one line, 128 + signal."""
+    remove_temporaries()
+    print(f"hltbench {command}: {str(exc) or 'interrupted by the user (Ctrl-C)'}", file=sys.stderr)
+    return exit_code_of(exc)
 
 
 if __name__ == "__main__":

@@ -164,11 +164,17 @@ def run(args: argparse.Namespace) -> int:
     text = "\n".join(lines)
     print(text)
     if args.write_doc:
-        doc = runner.checkout() / "docs" / "performance.md"
-        doc.parent.mkdir(exist_ok=True)
-        stamp = time.strftime("%Y-%m-%d")
-        with doc.open("a") as fh:
-            fh.write(f"\n## Framework overhead ({stamp})\n\nCommand: `taskset -c 0 hltbench framework "
-                     f"--events {n} --repeat {args.repeat}`\n\n{text}\n")
+        append_to_doc(runner.checkout() / "docs" / "performance.md", text, n, args.repeat)
     return 0
+
+
+def append_to_doc(doc: Path, text: str, events: int, repeat: int) -> None:
+    """The results as a dated section at the end of ``doc``: the whole page rewritten atomically (an append
+    cut by Ctrl-C or a full disk would leave half a section in the docs)."""
+    from hltrun.framework.atomic import write_text
+
+    stamp = time.strftime("%Y-%m-%d")
+    old = doc.read_text() if doc.exists() else ""
+    write_text(doc, f"{old}\n## Framework overhead ({stamp})\n\nCommand: `taskset -c 0 hltbench framework "
+                    f"--events {events} --repeat {repeat}`\n\n{text}\n", "hltbench framework --write-doc")
 

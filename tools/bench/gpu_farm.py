@@ -16,14 +16,14 @@ processed; the host is the user's word), and each ``--gpu`` run's inference must
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from hltrun.framework.atomic import together, write_text
 from hltrun.framework.resources import local_output_path
-from .runner import BenchError
+from .runner import BenchError, csv_text
 
 FIELDS = ("run", "backend", "device", "streams", "events", "loop_s", "events_per_s", "events_per_s_per_core",
           "x_one_cpu_core", "cpu_cores_replaced", "nodes_at_rate", "cores_at_rate")
@@ -88,13 +88,10 @@ def run(args: argparse.Namespace) -> int:
     gpus = [read_run(g) for g in args.gpu]
     check_gpu_runs(args.gpu, gpus)
     rows = project(read_run(args.cpu), gpus, args.rate)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "farm.json").write_text(json.dumps({"rate_hz": args.rate, "rows": rows}, indent=1))
-    with open(args.out / "farm.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: row.get(k, "") for k in FIELDS})
+    with together():  # both whole or neither (framework/atomic.py): never a half file under its final name
+        write_text(args.out / "farm.json", json.dumps({"rate_hz": args.rate, "rows": rows}, indent=1),
+                   "hltbench gpu-farm --out")
+        write_text(args.out / "farm.csv", csv_text(rows, FIELDS), "hltbench gpu-farm --out")
     print(f"{'run':16s} {'backend':12s} {'device':11s} {'streams':>7s} {'events/s':>10s} {'x 1 core':>9s} "
           f"{'cores replaced':>14s}")
     for r in rows:

@@ -17,7 +17,6 @@ installed. A figure tool, not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import sys
@@ -27,8 +26,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from hltrun.framework.atomic import together, write_text
 from hltrun.framework.resources import local_output_path
-from .runner import BenchError, positive_int
+from hltrun.tools.figures import save_figure
+from .runner import BenchError, csv_text, positive_int
 
 FIELDS = ("engine", "device", "model", "batch", "repeat", "median_ms", "p99_ms", "us_per_jet", "jets_per_s",
           "h2d_ms", "compute_ms", "d2h_ms", "copy_share", "device_bytes_in_use", "device_peak_bytes")
@@ -130,13 +131,11 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
 
 
 def write(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "sweep.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=FIELDS)
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: row.get(k, "") for k in FIELDS})
-    (out / "sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    """sweep.csv and sweep.json, both whole or neither (framework/atomic.py): a sweep stopped by Ctrl-C or
+    a full disk leaves the rows of the last complete write, never a half file under its final name."""
+    with together():
+        write_text(out / "sweep.csv", csv_text(rows, FIELDS), "hltbench gpu-sweep --out")
+        write_text(out / "sweep.json", json.dumps({"meta": meta, "rows": rows}, indent=1), "hltbench gpu-sweep --out")
 
 
 def plot(rows: list[dict[str, Any]], out: Path) -> Path | None:
@@ -176,19 +175,21 @@ def plot(rows: list[dict[str, Any]], out: Path) -> Path | None:
         if share.lines:
             share.legend(fontsize=8)
     fig.tight_layout()
-    path = out / "sweep.png"
-    fig.savefig(path, dpi=110)
+    path = save_figure(fig, out / "sweep.png", "hltbench gpu-sweep --out", dpi=110)
     plt.close(fig)
     return path
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench gpu-sweep`` options."""
-    ap.add_argument("--models", nargs="+", default=["conv_vae", "gcn_vae"])
+    ap.add_argument("--models", nargs="+", default=["conv_vae", "gcn_vae"],
+                    help="model names, <name>.onnx in --models-dir (default: conv_vae gcn_vae)")
     ap.add_argument("--engines", nargs="+", choices=sorted(ENGINES), default=["torch", "torch-eager", "jax"],
                     help="torch: CUDA graphs per bucket; torch-eager: the same op by op; jax: XLA (default: all)")
-    ap.add_argument("--batches", nargs="+", type=positive_int, default=DEFAULT_BATCHES)
-    ap.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    ap.add_argument("--batches", nargs="+", type=positive_int, default=DEFAULT_BATCHES,
+                    help="jets per call (default: 1 2 4 ... 4096)")
+    ap.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                    help="where the engines run (auto: the GPU where there is one)")
     ap.add_argument("--repeat", type=int, default=50, help="timed calls per batch size")
     ap.add_argument("--max-seconds", type=float, default=float("inf"),
                     help=f"stop a cell's timing after this many seconds (at least {MIN_CALLS} calls; default: no limit)")
@@ -209,11 +210,11 @@ def run(args: argparse.Namespace) -> int:
         rows = sweep(args.models, sorted(set(args.batches)), args.device, args.repeat, args.onnxruntime, models_dir,
                      list(dict.fromkeys(args.engines)), lambda so_far: write(so_far, args.out, meta),
                      args.max_seconds)
-    except HltError as exc:
+        write(rows, args.out, meta)
+        png = plot(rows, args.out)
+    except HltError as exc:  # an engine that cannot run, an output that cannot be written: one line
         print(f"hltbench gpu-sweep: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
-    write(rows, args.out, meta)
-    png = plot(rows, args.out)
     print(f"wrote {args.out / 'sweep.csv'}, {args.out / 'sweep.json'}{f' and {png}' if png else ''} ({len(rows)} rows)",
           file=sys.stderr)
     return 0

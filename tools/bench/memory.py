@@ -83,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--events", type=int, default=1_000_000, help="events to process (default 1M)")
     p.add_argument("--every", type=int, default=5_000, help="sample RSS every N events")
     p.add_argument("--start", type=int, default=10_000, help="growth is measured from this event on")
-    p.add_argument("--streams", type=int, default=1)
+    p.add_argument("--streams", type=int, default=1, help="concurrent events (options.numberOfStreams; default 1)")
     runner.add_json(p)
     p.add_argument("--samples", type=Path, help="append 'events RSS_MB' lines here while running")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")

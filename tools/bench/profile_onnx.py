@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-time", type=float, default=0.4,
                    help="seconds timed per (model, batch) cell, split into --repeat alternating rounds")
     runner.add_repeat(p, 5, "alternating rounds; the median round counts")
-    p.add_argument("--threads", type=int, default=1, help="ORT intra-op threads")
+    p.add_argument("--threads", type=runner.positive_int, default=1, help="ORT intra-op threads")
     p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"),
                    help="ROOT file whose leading jets feed (N, 100, 3) inputs")
     p.add_argument("--top-nodes", type=int, default=0, help="also list the N most expensive nodes")
@@ -301,6 +301,8 @@ def load_sample_jets(sample: Path) -> np.ndarray | None:
 def run(args: argparse.Namespace) -> int:
     """Profile the models; print the tables (and --json)."""
     runner.check_repeat(args.repeat, "hltbench profile")
+    if args.top_nodes < 0:  # a negative N would slice off the last nodes instead of listing the first N
+        raise runner.BenchError(f"hltbench profile: --top-nodes must be at least 0 (got {args.top_nodes})")
     for m in args.models:  # missing, unreadable, a FIFO, empty: hltrun's line, before ONNX Runtime sees it
         try:
             check_model_file(m, (), "hltbench profile")

@@ -15,13 +15,13 @@ import os
 import platform
 import re
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hltrun.framework.atomic import writing
+from hltrun.framework.atomic import write_text, writing
 from hltrun.framework.resources import local_output_path, shipped_dir
 from hltrun.tools.catalogue import checkout, sample_path
 
@@ -116,7 +116,7 @@ class BenchError(Exception):
     """A user error in a study's options or inputs: hltbench prints it as one line and exits 2."""
 
 
-OUTPUT_FILES = ("json", "csv")  # the options a study writes one file to
+OUTPUT_FILES = ("json", "csv", "write_rebasketed")  # the options a study writes one file to (argparse dests)
 OUTPUT_FOLDERS = ("out", "plots", "save_optimised")  # the options a study writes files into (argparse dests)
 
 
@@ -135,7 +135,7 @@ def check_outputs(args: argparse.Namespace, prog: str) -> None:
     for option in OUTPUT_FILES:
         path = getattr(args, option, None)
         if isinstance(path, (str, os.PathLike)):
-            check_file_destination(path, f"{prog} --{option}")
+            check_file_destination(path, f"{prog} --{option.replace('_', '-')}")
 
 
 def check_model(path: Path, prog: str, inputs: Mapping[str, Any] | None = None) -> None:
@@ -152,12 +152,37 @@ def check_model(path: Path, prog: str, inputs: Mapping[str, Any] | None = None) 
         raise BenchError(f"{prog}: {one_line(exc)}") from None
 
 
+def read_sample_jets(path: Path, prog: str, max_events: int | None = None) -> tuple[Any, Any]:
+    """``preprocess.load_jets`` of the sample a user named (``--sample``): a missing, unreadable or corrupt
+    file, or one without the jet branches, is one BenchError line naming it (exit 2), not a traceback."""
+    from uproot.deserialization import DeserializationError
+
+    from hltrun.framework.resources import unreadable_reason
+    from hltrun.modules.models.preprocess import load_jets
+
+    why = unreadable_reason(path, "sample file")
+    if why is not None:
+        raise BenchError(f"{prog}: --sample: {why}")
+    try:
+        return load_jets(str(path), max_events=max_events)
+    except (OSError, ValueError, KeyError, DeserializationError) as exc:  # what uproot raises for such a file
+        raise BenchError(f"{prog}: --sample {path}: cannot read its jets ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())})") from None
+
+
 def interleave(variants: Mapping[str, Callable[[], T]], repeat: int) -> dict[str, list[T]]:
-    """Run every variant once per round, ``repeat`` rounds, in turn: drift on a shared machine hits all alike."""
+    """Run every variant once per round, ``repeat`` rounds, in turn: drift on a shared machine hits all alike.
+    A study's runs take minutes: on a terminal a bar counts them (run k of N, the variant running)."""
+    from tqdm import tqdm
+
     results: dict[str, list[T]] = {name: [] for name in variants}
-    for _ in range(repeat):
-        for name, fn in variants.items():
-            results[name].append(fn())
+    with tqdm(total=repeat * len(variants), unit="run", desc="hltbench", leave=False, disable=None,
+              dynamic_ncols=True) as bar:  # disable=None: only on a terminal, as hltrun's own bar
+        for _ in range(repeat):
+            for name, fn in variants.items():
+                bar.set_postfix_str(name)
+                results[name].append(fn())
+                bar.update(1)
     return results
 
 
@@ -171,14 +196,21 @@ def write_json(path: Path, result: Mapping[str, Any], study: str) -> Path:
     return path
 
 
+def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str] | None = None) -> str:
+    """One row per dict as CSV text: columns ``fields`` (a row's missing cell empty, other keys left out),
+    else the first row's."""
+    rows = list(rows)
+    text = io.StringIO(newline="")
+    out = csv.DictWriter(text, fieldnames=list(fields or (rows[0] if rows else ["empty"])), restval="",
+                         extrasaction="ignore" if fields else "raise")
+    out.writeheader()
+    out.writerows(rows)
+    return text.getvalue()
+
+
 def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], study: str) -> Path:
     """One row per dict (columns from the first row), written atomically."""
-    rows = list(rows)
-    with writing(path, f"hltbench {study} csv") as staged:
-        with io.TextIOWrapper(staged.open(), newline="", encoding="utf-8") as fh:
-            out = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["empty"])
-            out.writeheader()
-            out.writerows(rows)
+    write_text(path, csv_text(rows), f"hltbench {study} csv")
     print(f"wrote {path}")
     return path
 

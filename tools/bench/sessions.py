@@ -49,9 +49,7 @@ def make_session(model: Path):  # noqa: ANN201 - onnxruntime.InferenceSession
 
 def per_event_batches(sample: Path) -> list[np.ndarray]:
     """The (n_jets, 100, 3) input of every event: its two leading jets, as the default path feeds them."""
-    from hltrun.modules.models.preprocess import load_jets
-
-    jets, event = load_jets(sample)
+    jets, event = runner.read_sample_jets(sample, "hltbench sessions")
     starts = np.flatnonzero(np.r_[True, event[1:] != event[:-1]])
     return [np.ascontiguousarray(b) for b in np.split(jets, starts[1:])]
 
@@ -59,25 +57,39 @@ def per_event_batches(sample: Path) -> list[np.ndarray]:
 def timed_round(sessions: list, batches: list[np.ndarray], events: int) -> float:
     """Wall seconds for len(sessions) threads to make ``events`` calls each (thread i uses sessions[i])."""
     start = threading.Barrier(len(sessions) + 1)
+    stop = threading.Event()
 
     def work(sess, offset: int) -> None:  # noqa: ANN001
-        start.wait()
+        try:
+            start.wait()
+        except threading.BrokenBarrierError:
+            return
         for k in range(events):
+            if stop.is_set():
+                return
             sess.run(None, {"jets": batches[(offset + k) % len(batches)]})
 
     threads = [threading.Thread(target=work, args=(s, i * 997)) for i, s in enumerate(sessions)]
     for t in threads:
         t.start()
-    t0 = time.perf_counter()
-    start.wait()
-    for t in threads:
-        t.join()
+    try:
+        t0 = time.perf_counter()
+        start.wait()
+        for t in threads:
+            t.join()
+    except BaseException:  # Ctrl-C: the callers stop after their call, so the process exits cleanly (no abort)
+        stop.set()
+        start.abort()
+        for t in threads:
+            t.join()
+        raise
     return time.perf_counter() - t0
 
 
 def run(args: argparse.Namespace) -> int:
     """Print calls per second for each mode and the RSS cost of the sessions."""
     runner.check_repeat(args.repeat, "hltbench sessions")
+    runner.check_model(args.model, "hltbench sessions")
     batches = per_event_batches(args.sample)
     base = rss_mb()
     shared = make_session(args.model)

@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from hltrun.framework.resources import local_output_path
 from hltrun.tools.bench import runner
 
 SHIPPED = runner.path_files()
@@ -98,7 +99,10 @@ def rebasket(files: list[Path], target: Path, per_basket: int) -> Path:
 
     from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
 
-    with uproot.recreate(target, compression=uproot.LZMA(9)) as out:
+    from hltrun.framework.atomic import writing
+
+    with writing(target, "hltbench source --write-rebasketed") as staged, \
+            uproot.recreate(staged.open(), compression=uproot.LZMA(9)) as out:  # whole or not at all
         for f in files:
             with uproot.open(f) as h:
                 tree = h["Events"]
@@ -112,10 +116,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench source`` options."""
     runner.add_repeat(ap, 3, "repetitions, interleaved; the median is printed")
     ap.add_argument("--events", type=runner.positive_int, default=100_000, help="events in the synthetic file (default 100000)")
-    ap.add_argument("--threads", type=int, default=None,
+    ap.add_argument("--threads", type=runner.positive_int, default=None,
                     help="decompression threads for the parallel runs (default: the source's auto setting)")
-    ap.add_argument("--basket", type=int, default=500, help="entries per basket in the re-basketed LZMA copy (500)")
-    ap.add_argument("--write-rebasketed", type=Path, metavar="FILE",
+    ap.add_argument("--basket", type=runner.positive_int, default=500, help="entries per basket in the re-basketed LZMA copy (500)")
+    ap.add_argument("--write-rebasketed", type=local_output_path, metavar="FILE",
                     help="only write the re-basketed LZMA copy of the shipped samples to FILE (to time the whole "
                          "path on it: hltrun configs/path.yaml 'source.files=[FILE]') and exit")
 

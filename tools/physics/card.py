@@ -187,11 +187,23 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hltcard`` (module docstring: exit codes)."""
     from hltrun.framework.cli import setup_logging
-    from hltrun.framework.errors import HltError
+    from hltrun.framework.destinations import folders_made_undone
 
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(quiet=not args.debug, debug=args.debug)  # the path's warnings as hltrun prints them
+    with folders_made_undone() as undo:  # a refused card leaves no --out-dir made by its check behind
+        code = _card(args, argv)
+        if code:
+            undo()
+    return code
+
+
+def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Check, score, write and print the card; a failure is one line and its exit code."""
+    from hltrun.framework.errors import HltError
+    from hltrun.framework.interrupt import exit_code_of, signal_behind
+
     try:
         if args.max_events is not None and args.max_events < 1:
             raise CardRefused(f"--max-events {args.max_events}: expected at least 1")
@@ -221,9 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), exc.code, args.debug)
     except HltError as exc:
         return _fail(str(exc), exc.exit_code, args.debug)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130, args.debug)
-    except Exception as exc:  # a bug: still one line unless --debug
+    except KeyboardInterrupt as exc:
+        return _fail(str(exc) or "interrupted by the user (Ctrl-C)", exit_code_of(exc), args.debug)
+    except Exception as exc:  # a bug: still one line unless --debug (Ctrl-C while the path runs: JobFailed)
+        interrupt = signal_behind(exc)
+        if interrupt is not None:
+            return _fail(str(interrupt) or "interrupted by the user (Ctrl-C)", exit_code_of(interrupt), args.debug)
         if args.debug:
             raise
         return _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1, False)

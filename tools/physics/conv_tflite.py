@@ -26,6 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from hltrun.framework.atomic import write_bytes
+from hltrun.tools.catalogue import require_files
 from hltrun.tools.physics.conv_agreement import card_names, print_agreement
 from hltrun.tools.physics.conv_weights import SHIPPED, polyphase_conv, shipped_weights, upsampled_polyphase
 
@@ -209,7 +211,7 @@ def _write(fn: Callable, out: Path, batches: list[int | None]) -> list[Path]:
         holder.fn = tf.function(lambda x: dict(zip(names, frozen(x))), autograph=False, input_signature=[spec])
         blob = tf.lite.TFLiteConverter.from_concrete_functions([holder.fn.get_concrete_function()], holder).convert()
         target = out.with_name(f"{out.stem}-b{b or 'N'}.tflite")
-        target.write_bytes(blob)
+        write_bytes(target, blob, "conv_tflite")  # whole or not at all (framework/atomic.py)
         written.append(target)
         print(f"wrote {target}: {len(blob)} bytes")
     return written
@@ -242,8 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import tempfile
 
-    from hltrun.framework.atomic import write_bytes
-
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--out", type=Path, required=True, help="the .tflite file to write (e.g. data/models/conv_vae.tflite)")
     p.add_argument("--model", type=Path, default=SHIPPED,
@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--card", default=None, help="the model's name in thresholds.json whose cuts --check applies "
                                                 "(default: --model's file name, e.g. gcn_vae)")
     args = p.parse_args(argv)
+    require_files("conv_tflite", model=args.model, keras=args.keras)
     if args.out.suffix != ".tflite":
         raise SystemExit(f"conv_tflite: --out {args.out} must end in .tflite (the tflite backend reads .tflite files)")
     card = args.card or args.model.stem

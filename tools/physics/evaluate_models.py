@@ -525,14 +525,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1:
         print("evaluate_models: --threads must be >= 1", file=sys.stderr)
         return 2
-    try:
-        metrics = evaluate(args)
-    except InputProblem as exc:
-        print(f"evaluate_models: {exc}", file=sys.stderr)
-        return 3
+    from hltrun.framework.destinations import check_folder_destination, folders_made_undone
+    from hltrun.framework.errors import ModuleError
+
+    with folders_made_undone() as undo:  # a folder the check made is removed again if the evaluation fails
+        try:  # a file where the folder goes: one line now, not a traceback after the whole evaluation
+            check_folder_destination(args.out_dir, "evaluate_models --out-dir")
+            metrics = evaluate(args)
+        except ModuleError as exc:
+            undo()
+            print(exc, file=sys.stderr)
+            return exc.exit_code
+        except InputProblem as exc:
+            undo()
+            print(f"evaluate_models: {exc}", file=sys.stderr)
+            return 3
     from hltrun.tools.physics.eval_plots import plots
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     plots(metrics, histories(args.models_dir), args.out_dir)
     write_outputs(metrics, args)
     print(summary_text(metrics))

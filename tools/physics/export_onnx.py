@@ -271,6 +271,12 @@ def rebuild_keras(keras_path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Export and verify; exit status 1 if the score check fails."""
     args = parse_args(argv)
+    from hltrun.tools.catalogue import require_files
+
+    for f in args.check_file:
+        require_files("export_onnx", check_file=f)
+    for kind in (list(NAMES) if args.model == "all" else [args.model]):
+        require_files("export_onnx", models_dir=args.models_dir / f"{NAMES[kind]}.keras")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -37,10 +39,12 @@ def make(inputs: list[Path], events: int, out: Path, step: int = 1000) -> int:
             tqdm(total=events, unit="evt", desc="copy") as bar:
         while written < events:
             for path in inputs:
-                tree = uproot.open(path)["Events"]
-                layout = branch_groups(tree)
-                stop = min(tree.num_entries, events - written)
-                for arrays in tree.iterate(step_size=step, entry_stop=stop, library="ak"):
+                with _reading(path):
+                    tree = uproot.open(path)["Events"]
+                    layout = branch_groups(tree)
+                if not tree.num_entries:  # would copy nothing, round after round, for ever
+                    raise InputUnreadable(f"make_large_sample: {path}: no entries to replicate")
+                for arrays in _chunks(path, tree, step, min(tree.num_entries, events - written)):
                     data = regroup(arrays, layout)
                     data["luminosityBlock"] = np.asarray(data["luminosityBlock"]) + np.uint32(1000 * copy)
                     data["event"] = np.asarray(data["event"]) + np.uint64(10_000_000 * copy)
@@ -53,16 +57,62 @@ def make(inputs: list[Path], events: int, out: Path, step: int = 1000) -> int:
     return written
 
 
+def _chunks(path: Path, tree: Any, step: int, stop: int) -> Iterator[Any]:
+    """``tree``'s entries up to ``stop`` in chunks of ``step``, read one at a time; a read error is the input's."""
+    with _reading(path):
+        yield from tree.iterate(step_size=step, entry_stop=stop, library="ak")
+
+
+class InputUnreadable(Exception):
+    """An input file uproot cannot read (corrupt, not ROOT, no Events tree): one line, exit 3."""
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """uproot's errors while reading ``path`` become its one line; inside the output's ``writing`` block an
+    OSError naming no file would otherwise be taken for the output's own failure (a full disk)."""
+    from uproot.deserialization import DeserializationError
+
+    try:
+        yield
+    except (OSError, ValueError, KeyError, DeserializationError) as exc:
+        raise InputUnreadable(f"make_large_sample: {path}: cannot read ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0; a bad input or output is one line: 3 (an input file), 4 (an output that cannot be written)."""
+    from hltrun.framework.destinations import check_file_destination
+    from hltrun.framework.errors import HltError, printable
+    from hltrun.framework.resources import local_output_path, unreadable_reason
+    from hltrun.tools.bench.runner import positive_int
+
     ap = argparse.ArgumentParser(prog="python -m hltrun.tools.physics.make_large_sample", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--events", type=int, default=24_000, help="entries to write (default 24000)")
+    ap.add_argument("--events", type=positive_int, default=24_000, help="entries to write (default 24000)")
     ap.add_argument("--inputs", nargs="+", type=Path, default=[REPO / p for p in DEFAULT_INPUTS],
                     help="files to replicate, in order (default: the shipped QCD and G* 3.5 TeV samples)")
-    ap.add_argument("--out", type=Path, help="output file (default data/large/replicated_<events>.root)")
+    ap.add_argument("--out", type=local_output_path,
+                    help="output file (default data/large/replicated_<events>.root)")
     args = ap.parse_args(argv)
     out = args.out or REPO / "data" / "large" / f"replicated_{args.events}.root"
-    n = make(args.inputs, args.events, out)
+    for path in args.inputs:  # named in one line, not uproot's traceback
+        why = unreadable_reason(path, "input file")
+        if why is not None:
+            print(f"make_large_sample: {why}", file=sys.stderr)
+            return 3
+    try:
+        check_file_destination(out, "make_large_sample --out")  # a folder or /dev/full: before any copy
+        n = make(args.inputs, args.events, out)
+    except HltError as exc:
+        print(printable(str(exc)), file=sys.stderr)
+        return exc.exit_code
+    except InputUnreadable as exc:
+        print(printable(str(exc)), file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("make_large_sample: interrupted by the user (Ctrl-C); nothing written", file=sys.stderr)
+        return 130
     print(f"wrote {out} ({n} events, {out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

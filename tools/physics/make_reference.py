@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hltrun.tools.physics.make_reference", description=__doc__.splitlines()[0],
                                  epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="compare only; do not rewrite data/reference/")
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                    help="shipped models whose reference outputs are made or checked (default: all)")
+    ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS,
+                    help="backends whose reference outputs are made or checked (default: all)")
     args = ap.parse_args(argv)
     from hltrun.tools.hltdiff import render_header, render_products, render_table
 

@@ -45,6 +45,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hltrun.framework.atomic import write_bytes, write_text
+from hltrun.tools.bench.runner import positive_int
+from hltrun.tools.catalogue import require_files
 from hltrun.tools.physics.conv_agreement import agreement, print_agreement
 from hltrun.tools.physics.conv_weights import (DATA, SHIPPED, folded_upsample, polyphase_conv,  # noqa: F401
                                                shipped_weights, upsampled_polyphase)
@@ -502,10 +505,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="time --model, --out and these interleaved with the sgemm floor; FILE#key=value,... adds "
                         "ORT session settings, iree:PREFIX times PREFIX-b{batch}.vmfb, tflite:PREFIX "
                         "PREFIX-b{batch}.tflite, backend:NAME:FILE an hltrun backend as the path runs it")
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[2, 64])
-    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[2, 64],
+                   help="jets per call: the batches --iree compiles, --tflite/--tflite-rewrite convert and --time times "
+                        "(default 2 64)")
+    p.add_argument("--rounds", type=positive_int, default=20, help="--time: interleaved timing rounds (default 20)")
     p.add_argument("--json", type=Path, default=None, help="write the timing here")
     args = p.parse_args(argv)
+    require_files("optimize_conv", model=args.model)
     import onnx
 
     if args.out.resolve() == args.model.resolve():
@@ -523,8 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.lowering == "conv":
         opts = {k: v for k, v in opts.items() if defaults[k] != v}     # the kept formulation: no options
     model = rewrite(args.model, args.lowering, **opts)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(args.out))
+    write_bytes(args.out, model.SerializeToString(), "optimize_conv --out")  # whole or not at all
     print(f"wrote {args.out}: {len(model.graph.node)} nodes")
     if args.check and not print_agreement(agreement(args.model, args.out), str(args.out)):
         return 1
@@ -554,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         res = time_interleaved(paths, args.batch_sizes, rounds=args.rounds)
         print_timing(res)
         if args.json:
-            args.json.write_text(json.dumps(res, indent=1))
+            write_text(args.json, json.dumps(res, indent=1), "optimize_conv --json")
     return 0
 
 
@@ -590,7 +595,7 @@ def compile_iree(path: Path, batches: list[int], flags: list[str]) -> None:
     model = onnx.load(str(path))
     for b in batches:
         out = path.with_name(f"{path.stem}-b{b}.vmfb")
-        out.write_bytes(compile_bucket(model, b, flags))
+        write_bytes(out, compile_bucket(model, b, flags), "optimize_conv --iree")
         print(f"compiled {out}")
 
 

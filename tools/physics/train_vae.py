@@ -24,13 +24,14 @@ from hltrun.tools.catalogue import checkout  # noqa: E402
 REPO = checkout()
 
 from hltrun.framework.atomic import write_text, writing  # noqa: E402
+from hltrun.tools.bench.runner import positive_int  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line interface."""
     p = argparse.ArgumentParser(description="Train a jet VAE (Keras 3 / TensorFlow) on background jets.")
     p.add_argument("--model", choices=("conv", "gcn"), required=True, help="architecture to train")
-    p.add_argument("--epochs", type=int, default=40, help="maximum number of epochs (early stopping may end sooner)")
+    p.add_argument("--epochs", type=positive_int, default=40, help="maximum number of epochs (early stopping may end sooner)")
     p.add_argument("--train-file", nargs="+", type=Path, default=[REPO / "data/large/qcd_train.root"],
                    help="background ROOT file(s) in the data/README.md layout")
     p.add_argument("--out-dir", type=Path, default=REPO / "data/models", help="where the model and history go")
@@ -65,6 +66,12 @@ def check_args(args: argparse.Namespace) -> None:
         if value is not None and (value < 0 or (name != "free_bits" and value == 0)):
             raise SystemExit(f"train_vae.py: --{name.replace('_', '-')} must be "
                              f"{'>= 0' if name == 'free_bits' else '> 0'}, got {value}")
+    from hltrun.framework.resources import unreadable_reason
+
+    for path in args.train_file:  # named in one line before TensorFlow starts, not uproot's traceback after
+        why = unreadable_reason(path, "--train-file")
+        if why is not None:
+            raise SystemExit(f"train_vae.py: {why}")
 
 
 def train(args: argparse.Namespace) -> dict:

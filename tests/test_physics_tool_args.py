@@ -1,0 +1,77 @@
+"""The physics tools' command lines (``python -m hltrun.tools.physics.make_large_sample``, ``train_vae``): bad
+arguments are one line and an exit code, not a traceback or a silently empty sample; outputs are written
+whole (framework/atomic.py) or not at all."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import uproot
+
+from hltrun.tools.physics.make_large_sample import main
+
+QCD = Path(__file__).resolve().parents[1] / "data" / "qcd_dijet.root"
+
+
+@pytest.mark.parametrize("events", ["0", "-5"])
+def test_a_non_positive_count_is_refused(events, tmp_path, capsys):
+    """--events 0 wrote an empty 'sample' and said so with exit 0."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["--events", events, "--out", str(tmp_path / "s.root")])
+    assert stopped.value.code == 2
+    assert "argument --events: must be at least 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("what", ["missing", "corrupt"])
+def test_a_bad_input_is_one_line_exit_3(what, tmp_path, capsys):
+    bad = tmp_path / ("nope.root" if what == "missing" else "cut.root")
+    if what == "corrupt":
+        bad.write_bytes(QCD.read_bytes()[:3000])
+    assert main(["--events", "10", "--inputs", str(bad), "--out", str(tmp_path / "s.root")]) == 3
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "copy:" not in line]  # the bar
+    assert len(err) == 1 and err[0].startswith("make_large_sample: ") and str(bad) in err[0]
+    assert not (tmp_path / "s.root").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_unwritable_out_is_one_line_exit_4(tmp_path, capsys):
+    assert main(["--events", "10", "--out", str(tmp_path)]) == 4
+    assert capsys.readouterr().err.strip() == f"make_large_sample --out: {tmp_path} is a folder, not a file name"
+
+
+def test_a_small_sample(tmp_path):
+    out = tmp_path / "s.root"
+    assert main(["--events", "30", "--inputs", str(QCD), "--out", str(out)]) == 0
+    assert uproot.open(out)["Events"].num_entries == 30
+
+
+def test_train_vae_refuses_zero_epochs_and_a_missing_file_before_training(tmp_path):
+    """--epochs 0 trained nothing and ended in a KeyError traceback ('val_loss'); a missing --train-file was
+    uproot's FileNotFoundError traceback after TensorFlow had started."""
+    from hltrun.tools.physics.train_vae import check_args, parse_args
+
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["--model", "conv", "--epochs", "0"])
+    assert stopped.value.code == 2
+    with pytest.raises(SystemExit, match=f"train_vae.py: --train-file not found: {tmp_path / 'nope.root'}"):
+        check_args(parse_args(["--model", "conv", "--train-file", str(tmp_path / "nope.root")]))
+
+
+@pytest.mark.parametrize("tool, argv, line", [
+    ("optimize_conv", ["--model", "{t}/nope.onnx", "--out", "{t}/o.onnx"], "optimize_conv: --model not found: {t}/nope.onnx"),
+    ("conv_tflite", ["--model", "{t}/nope.onnx", "--out", "{t}/c.tflite"], "conv_tflite: --model not found: {t}/nope.onnx"),
+    ("conv_tflite", ["--keras", "{t}", "--out", "{t}/c.tflite"], "conv_tflite: --keras {t} is a folder, not a file"),
+    ("export_onnx", ["--models-dir", "{t}/none"], "export_onnx: --models-dir not found: {t}/none/conv_vae.keras"),
+    ("export_onnx", ["--check-file", "{t}/nope.root"], "export_onnx: --check-file not found: {t}/nope.root"),
+])
+def test_a_missing_input_file_is_one_line_exit_2(tool, argv, line, tmp_path, capsys):
+    """The model/sample a tool reads, named in one line before TensorFlow or ONNX loads it (they were
+    FileNotFoundError / keras ValueError tracebacks)."""
+    import importlib
+
+    module = importlib.import_module(f"hltrun.tools.physics.{tool}")
+    with pytest.raises(SystemExit) as stopped:
+        module.main([a.format(t=tmp_path) for a in argv])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == line.format(t=tmp_path)
+    assert not list(tmp_path.iterdir())

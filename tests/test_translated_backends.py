@@ -167,6 +167,8 @@ OP_CASES = [
     ("reducesum-all", [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)], (3, 4), []),
     ("squeeze-unsqueeze", [helper.make_node("Unsqueeze", ["x", "a"], ["u"]),
                            helper.make_node("Squeeze", ["u"], ["y"])], (3, 4), [_init("a", I64(0, -1))]),
+    ("squeeze-unsqueeze-attr-opset11", [helper.make_node("Unsqueeze", ["x"], ["u"], axes=[0, -1]),
+                                        helper.make_node("Squeeze", ["u"], ["y"], axes=[-1])], (3, 4), [], 11),
     ("shape-constofshape", [helper.make_node("Shape", ["x"], ["s"]),
                             helper.make_node("ConstantOfShape", ["s"], ["c"],
                                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [2.5])),

@@ -118,7 +118,10 @@ def _xp(k: Kernels, *values: Any) -> Any:
 
 
 def _ints(value: Any, what: str) -> list[int]:
-    """A static integer tensor (shape, axes, starts ...) as a list; traced values cannot be shapes."""
+    """A static integer tensor (shape, axes, starts ...) as a list; traced values cannot be shapes. An
+    attribute's ints (Squeeze/Unsqueeze ``axes`` before opset 13) arrive as a list: static too."""
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
     if not _is_static(value):
         raise ModuleError(f"{what} depends on the input; only static {what} can be compiled")
     return [int(v) for v in np.asarray(value).reshape(-1)]

@@ -777,6 +777,24 @@ def test_topk_indices_and_dropout_mask_as_onnxruntime_gives_them(engine, tmp_pat
         np.testing.assert_allclose(g, r, rtol=1e-6)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("largest", [1, 0])
+def test_topk_breaks_ties_by_the_lower_index_as_onnx_says(engine, largest, tmp_path):
+    """ONNX TopK: of equal values the lower index comes first. Padded constituents (all zero) and
+    reduced-precision pT tie; torch.topk orders ties as it likes, so a network that sorts its
+    constituents (or embeds their positions) got other rows than ONNX Runtime gives it."""
+    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1, largest=largest),
+             helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)]
+    m = _model(nodes, [_f("x", (3, 40))], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+               [_init("k", I64(12))])
+    x = np.zeros((3, 40), np.float32)
+    x[0, :5] = [3, 1, 2, 1, 3]  # ties among real values and among the padding
+    x[1] = 1.0
+    x[2] = np.repeat(np.float32([0.5, -0.5, 0.25, 2.0]), 10)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    np.testing.assert_array_equal(_translated(engine, tmp_path / "m.onnx", m, x), ref)
+
+
 def test_jax_topk_indices_are_int64_with_x64():
     """With ``jax_enable_x64`` JAX has int64, and TopK's indices are ONNX's int64 (``lax.top_k`` gives
     int32 even then)."""

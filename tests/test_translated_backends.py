@@ -795,6 +795,23 @@ def test_topk_breaks_ties_by_the_lower_index_as_onnx_says(engine, largest, tmp_p
     np.testing.assert_array_equal(_translated(engine, tmp_path / "m.onnx", m, x), ref)
 
 
+def test_torch_traces_a_gather_with_negative_indices(tmp_path):
+    """A Gather with negative constant indices (x[:, -1], PyTorch's own export of it) added them to the
+    axis' size, which torch.jit.trace hands out as a tensor numpy cannot add: every bucket of such a
+    model fell back to op-by-op eager runs on the CPU (the same scores, slower, a warning per bucket)."""
+    node = helper.make_node("Gather", ["jets", "last"], ["g"], axis=1)
+    path = _jet_model(tmp_path / "m.onnx", extra_node=node)
+    m = onnx.load(str(path))
+    m.graph.initializer.append(_init("last", I64(-1, -100)))
+    _save(m, path)
+    backend = create_backend("torch", path, BackendOptions(max_batch=4, device="cpu")).load()
+    backend.warm_up()
+    assert all(isinstance(call, torch.jit.ScriptFunction) for call in backend._calls.values()), backend._calls
+    x = _jets(3)
+    np.testing.assert_allclose(backend.run(x)["score"], create_backend("onnxruntime", path).load().run(x)["score"],
+                               rtol=1e-6)
+
+
 def test_jax_topk_indices_are_int64_with_x64():
     """With ``jax_enable_x64`` JAX has int64, and TopK's indices are ONNX's int64 (``lax.top_k`` gives
     int32 even then)."""

@@ -394,12 +394,13 @@ def _gather(k: Kernels, x: Any, indices: Any, *, axis: int = 0) -> Any:
     """ONNX Gather (indices of any rank, negative ones from the end) through the standard's 1-D take."""
     xp = _xp(k, x, indices)
     a = _axis(axis, x.ndim)
+    size = int(x.shape[a])  # an int, not the tensor torch.jit.trace hands out for a size (numpy cannot add it)
     idx = indices if _is_static(indices) else None
     if idx is not None:
         idx = np.asarray(idx)
-        flat = np.where(idx < 0, idx + x.shape[a], idx).reshape(-1)
+        flat = np.where(idx < 0, idx + size, idx).reshape(-1)
     else:
-        flat = xp.reshape(xp.where(xp.less(indices, 0), xp.add(indices, x.shape[a]), indices), (-1,))
+        flat = xp.reshape(xp.where(xp.less(indices, 0), xp.add(indices, size), indices), (-1,))
     taken = xp.take(x, flat, axis=a)
     shape = tuple(x.shape[:a]) + tuple(indices.shape) + tuple(x.shape[a + 1:])
     return xp.reshape(taken, shape)

@@ -812,6 +812,21 @@ def test_torch_traces_a_gather_with_negative_indices(tmp_path):
                                rtol=1e-6)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_clip_without_a_bound_clips_infinities_to_the_float_limits(engine, tmp_path):
+    """ONNX Clip's absent min/max are the type's lowest()/max(), not 'no bound': ONNX Runtime turns -inf
+    into -3.4e38 there, and log(0) of a padded constituent, clamped on one side and masked by a product,
+    is then 0 on ONNX Runtime and NaN (-inf x 0) where the bound was skipped."""
+    nodes = [helper.make_node("Clip", ["x", "", "hi"], ["a"]), helper.make_node("Clip", ["x", "lo"], ["b"]),
+             helper.make_node("Mul", ["a", "zero"], ["az"]), helper.make_node("Mul", ["b", "zero"], ["bz"]),
+             helper.make_node("Concat", ["a", "b", "az", "bz"], ["y"], axis=0)]
+    m = _model(nodes, [_f("x", (2, 3))], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+               [_init("hi", np.float32(0.3)), _init("lo", np.float32(-0.3)), _init("zero", np.float32(0))])
+    x = np.array([[-np.inf, 0.1, np.inf], [1.0, -1.0, -np.inf]], np.float32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    np.testing.assert_array_equal(_translated(engine, tmp_path / "m.onnx", m, x), ref)
+
+
 def test_jax_topk_indices_are_int64_with_x64():
     """With ``jax_enable_x64`` JAX has int64, and TopK's indices are ONNX's int64 (``lax.top_k`` gives
     int32 even then)."""

@@ -485,12 +485,26 @@ def _global_pool(name: str) -> OpFn:
     return op
 
 
+def _float_limits(x: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lowest, max) of ``x``'s floating type as 0-d arrays of it; None for an integer or unknown type."""
+    try:
+        dtype = np.dtype(str(x.dtype).removeprefix("torch."))  # numpy and jax dtypes; torch.float32 by name
+    except TypeError:
+        return None
+    if not np.issubdtype(dtype, np.floating):
+        return None
+    info = np.finfo(dtype)
+    return np.asarray(info.min, dtype), np.asarray(info.max, dtype)
+
+
 def _clip(k: Kernels, x: Any, low: Any = None, high: Any = None, *, min: float | None = None,
           max: float | None = None) -> Any:
-    """Clip: bounds as inputs (opset 11+) or attributes (older); an absent one does not clip."""
+    """Clip: bounds as inputs (opset 11+) or attributes (older); an absent one is the type's lowest() or
+    max(), as ONNX defines it (a float's ±inf becomes ∓/±3.4e38 as on ONNX Runtime; an integer is unchanged)."""
     xp = _xp(k, x, low, high)
-    low = low if low is not None else (None if min is None else np.asarray(min, np.float32))
-    high = high if high is not None else (None if max is None else np.asarray(max, np.float32))
+    limits = _float_limits(x)
+    low = low if low is not None else (np.asarray(min, np.float32) if min is not None else limits and limits[0])
+    high = high if high is not None else (np.asarray(max, np.float32) if max is not None else limits and limits[1])
     for bound, pick in ((low, "maximum"), (high, "minimum")):
         if bound is not None:  # a bound of the input's own type (an int64 tensor is clipped by ints)
             x = getattr(xp, pick)(x, bound if not _is_static(bound) or not _is_static(x)

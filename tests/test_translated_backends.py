@@ -167,6 +167,8 @@ OP_CASES = [
     ("reducesum-all", [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)], (3, 4), []),
     ("squeeze-unsqueeze", [helper.make_node("Unsqueeze", ["x", "a"], ["u"]),
                            helper.make_node("Squeeze", ["u"], ["y"])], (3, 4), [_init("a", I64(0, -1))]),
+    ("squeeze-unsqueeze-attr-opset11", [helper.make_node("Unsqueeze", ["x"], ["u"], axes=[0, -1]),
+                                        helper.make_node("Squeeze", ["u"], ["y"], axes=[-1])], (3, 4), [], 11),
     ("shape-constofshape", [helper.make_node("Shape", ["x"], ["s"]),
                             helper.make_node("ConstantOfShape", ["s"], ["c"],
                                              value=helper.make_tensor("v", TensorProto.FLOAT, [1], [2.5])),
@@ -773,6 +775,56 @@ def test_topk_indices_and_dropout_mask_as_onnxruntime_gives_them(engine, tmp_pat
     np.testing.assert_array_equal(got[2], ref[2])
     for g, r in zip(got[::3], ref[::3]):
         np.testing.assert_allclose(g, r, rtol=1e-6)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("largest", [1, 0])
+def test_topk_breaks_ties_by_the_lower_index_as_onnx_says(engine, largest, tmp_path):
+    """ONNX TopK: of equal values the lower index comes first. Padded constituents (all zero) and
+    reduced-precision pT tie; torch.topk orders ties as it likes, so a network that sorts its
+    constituents (or embeds their positions) got other rows than ONNX Runtime gives it."""
+    nodes = [helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1, largest=largest),
+             helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)]
+    m = _model(nodes, [_f("x", (3, 40))], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+               [_init("k", I64(12))])
+    x = np.zeros((3, 40), np.float32)
+    x[0, :5] = [3, 1, 2, 1, 3]  # ties among real values and among the padding
+    x[1] = 1.0
+    x[2] = np.repeat(np.float32([0.5, -0.5, 0.25, 2.0]), 10)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    np.testing.assert_array_equal(_translated(engine, tmp_path / "m.onnx", m, x), ref)
+
+
+def test_torch_traces_a_gather_with_negative_indices(tmp_path):
+    """A Gather with negative constant indices (x[:, -1], PyTorch's own export of it) added them to the
+    axis' size, which torch.jit.trace hands out as a tensor numpy cannot add: every bucket of such a
+    model fell back to op-by-op eager runs on the CPU (the same scores, slower, a warning per bucket)."""
+    node = helper.make_node("Gather", ["jets", "last"], ["g"], axis=1)
+    path = _jet_model(tmp_path / "m.onnx", extra_node=node)
+    m = onnx.load(str(path))
+    m.graph.initializer.append(_init("last", I64(-1, -100)))
+    _save(m, path)
+    backend = create_backend("torch", path, BackendOptions(max_batch=4, device="cpu")).load()
+    backend.warm_up()
+    assert all(isinstance(call, torch.jit.ScriptFunction) for call in backend._calls.values()), backend._calls
+    x = _jets(3)
+    np.testing.assert_allclose(backend.run(x)["score"], create_backend("onnxruntime", path).load().run(x)["score"],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_clip_without_a_bound_clips_infinities_to_the_float_limits(engine, tmp_path):
+    """ONNX Clip's absent min/max are the type's lowest()/max(), not 'no bound': ONNX Runtime turns -inf
+    into -3.4e38 there, and log(0) of a padded constituent, clamped on one side and masked by a product,
+    is then 0 on ONNX Runtime and NaN (-inf x 0) where the bound was skipped."""
+    nodes = [helper.make_node("Clip", ["x", "", "hi"], ["a"]), helper.make_node("Clip", ["x", "lo"], ["b"]),
+             helper.make_node("Mul", ["a", "zero"], ["az"]), helper.make_node("Mul", ["b", "zero"], ["bz"]),
+             helper.make_node("Concat", ["a", "b", "az", "bz"], ["y"], axis=0)]
+    m = _model(nodes, [_f("x", (2, 3))], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+               [_init("hi", np.float32(0.3)), _init("lo", np.float32(-0.3)), _init("zero", np.float32(0))])
+    x = np.array([[-np.inf, 0.1, np.inf], [1.0, -1.0, -np.inf]], np.float32)
+    ref = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    np.testing.assert_array_equal(_translated(engine, tmp_path / "m.onnx", m, x), ref)
 
 
 def test_jax_topk_indices_are_int64_with_x64():

@@ -118,7 +118,10 @@ def _xp(k: Kernels, *values: Any) -> Any:
 
 
 def _ints(value: Any, what: str) -> list[int]:
-    """A static integer tensor (shape, axes, starts ...) as a list; traced values cannot be shapes."""
+    """A static integer tensor (shape, axes, starts ...) as a list; traced values cannot be shapes. An
+    attribute's ints (Squeeze/Unsqueeze ``axes`` before opset 13) arrive as a list: static too."""
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
     if not _is_static(value):
         raise ModuleError(f"{what} depends on the input; only static {what} can be compiled")
     return [int(v) for v in np.asarray(value).reshape(-1)]
@@ -391,12 +394,13 @@ def _gather(k: Kernels, x: Any, indices: Any, *, axis: int = 0) -> Any:
     """ONNX Gather (indices of any rank, negative ones from the end) through the standard's 1-D take."""
     xp = _xp(k, x, indices)
     a = _axis(axis, x.ndim)
+    size = int(x.shape[a])  # an int, not the tensor torch.jit.trace hands out for a size (numpy cannot add it)
     idx = indices if _is_static(indices) else None
     if idx is not None:
         idx = np.asarray(idx)
-        flat = np.where(idx < 0, idx + x.shape[a], idx).reshape(-1)
+        flat = np.where(idx < 0, idx + size, idx).reshape(-1)
     else:
-        flat = xp.reshape(xp.where(xp.less(indices, 0), xp.add(indices, x.shape[a]), indices), (-1,))
+        flat = xp.reshape(xp.where(xp.less(indices, 0), xp.add(indices, size), indices), (-1,))
     taken = xp.take(x, flat, axis=a)
     shape = tuple(x.shape[:a]) + tuple(indices.shape) + tuple(x.shape[a + 1:])
     return xp.reshape(taken, shape)
@@ -481,12 +485,26 @@ def _global_pool(name: str) -> OpFn:
     return op
 
 
+def _float_limits(x: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lowest, max) of ``x``'s floating type as 0-d arrays of it; None for an integer or unknown type."""
+    try:
+        dtype = np.dtype(str(x.dtype).removeprefix("torch."))  # numpy and jax dtypes; torch.float32 by name
+    except TypeError:
+        return None
+    if not np.issubdtype(dtype, np.floating):
+        return None
+    info = np.finfo(dtype)
+    return np.asarray(info.min, dtype), np.asarray(info.max, dtype)
+
+
 def _clip(k: Kernels, x: Any, low: Any = None, high: Any = None, *, min: float | None = None,
           max: float | None = None) -> Any:
-    """Clip: bounds as inputs (opset 11+) or attributes (older); an absent one does not clip."""
+    """Clip: bounds as inputs (opset 11+) or attributes (older); an absent one is the type's lowest() or
+    max(), as ONNX defines it (a float's ±inf becomes ∓/±3.4e38 as on ONNX Runtime; an integer is unchanged)."""
     xp = _xp(k, x, low, high)
-    low = low if low is not None else (None if min is None else np.asarray(min, np.float32))
-    high = high if high is not None else (None if max is None else np.asarray(max, np.float32))
+    limits = _float_limits(x)
+    low = low if low is not None else (np.asarray(min, np.float32) if min is not None else limits and limits[0])
+    high = high if high is not None else (np.asarray(max, np.float32) if max is not None else limits and limits[1])
     for bound, pick in ((low, "maximum"), (high, "minimum")):
         if bound is not None:  # a bound of the input's own type (an int64 tensor is clipped by ints)
             x = getattr(xp, pick)(x, bound if not _is_static(bound) or not _is_static(x)

@@ -201,8 +201,10 @@ class TorchKernels(Kernels):
         return self.torch.einsum(equation, *[self.xp.lift(o, like) for o in operands])
 
     def topk(self, x: Any, k: int, axis: int, largest: bool) -> tuple[Any, Any]:
-        values, idx = self.torch.topk(x, k, dim=axis, largest=largest, sorted=True)
-        return values, idx
+        """A stable sort cut at k: ONNX puts the lower index first among equal values (padded
+        constituents, rounded pT), which ``torch.topk`` does not promise."""
+        values, idx = self.torch.sort(x, dim=axis, descending=largest, stable=True)
+        return values.narrow(axis, 0, k), idx.narrow(axis, 0, k)
 
     def window_max(self, x: Any, kernel: list[int], strides: list[int], pads: Pads) -> Any:
         """Padding with -inf first (torch's own padding is symmetric and at most half the kernel)."""

@@ -323,8 +323,38 @@ def test_engines_are_timed_in_interleaved_rounds_and_all_closed(tiny):
 
     choice = autoselect.choose({"onnxruntime": recording("onnxruntime"), "other": recording("other"),
                                 "broken": recording("broken", fail=True)}, batch=2, reference="onnxruntime",
-                               budget_s=0.06)
+                               budget_s=0.3)
     switches = [i for i in range(1, len(order)) if order[i] != order[i - 1]]
     assert len(switches) >= 2 * autoselect.ROUNDS - 1  # onnxruntime, other, onnxruntime, other, ...
     assert sorted(closed) == ["broken", "onnxruntime", "other"]
     assert {t.backend: t.note for t in choice.table}["broken"].startswith("not usable")
+
+
+class _VerySlow(OnnxRuntimeBackend):
+    """A user's big network: 0.15 s a call."""
+    name = "very_slow"
+
+    def _run(self, x):
+        time.sleep(0.15)
+        return super()._run(x)
+
+
+def test_a_slow_model_gets_fewer_rounds_not_more_seconds(tiny):
+    """Rounds go on only while the last one's length fits in the budget, and an engine needs only one call
+    a round: a 0.15 s model took 3 calls in the first round and one in each later one (~0.8 s against a
+    0.3 s budget; ~7 s of begin_job for a real 180 ms model)."""
+    choice = autoselect.choose({"onnxruntime": lambda: OnnxRuntimeBackend(tiny.onnx),
+                                "very_slow": lambda: _VerySlow(tiny.onnx)}, batch=2, reference="onnxruntime",
+                               budget_s=0.3)
+    rows = {t.backend: t for t in choice.table}
+    assert choice.rounds == 1 and rows["very_slow"].calls == 1, (choice.rounds, rows["very_slow"])
+    assert rows["very_slow"].agrees and choice.backend == "onnxruntime"
+    assert "in " in choice.lines()[0] and "1 round(s)" in choice.lines()[0]
+
+
+def test_an_engine_that_disagrees_is_not_timed(tiny):
+    """Its agreement is known from the check before any timing: its calls would only take budget."""
+    choice = autoselect.choose(_candidates(tiny, wrong=_Wrong), batch=2, reference="onnxruntime", budget_s=0.3)
+    rows = {t.backend: t for t in choice.table}
+    assert rows["wrong"].calls == 0 and rows["wrong"].us_per_jet is None and "not timed" in rows["wrong"].note
+    assert choice.rounds == autoselect.ROUNDS and rows["onnxruntime"].calls >= autoselect.ROUNDS

@@ -51,10 +51,14 @@ class Choice:
     reason: str
     table: list[Timing] = field(default_factory=list)
     cached: bool = False
+    timed_s: float = 0.0  # the timed calls' wall time (loading and warm-up not included)
+    rounds: int = 0  # interleaved rounds run (fewer than ROUNDS: a slow model, kept within the budget)
 
     def lines(self) -> list[str]:
         """The table and the choice, one block for the log."""
-        out = [f"auto: engines timed on a batch of {self.batch} jet(s){' (cached decision)' if self.cached else ''}"]
+        how = f" in {self.timed_s:.2f} s, {self.rounds} round(s)" if self.rounds else ""
+        out = [f"auto: engines timed on a batch of {self.batch} jet(s){how}"
+               f"{' (cached decision)' if self.cached else ''}"]
         for t in self.table:
             speed = f"{t.us_per_jet:8.1f} us/jet" if t.us_per_jet is not None else "       -       "
             diff = f"max rel diff {t.max_rel_diff:.1e}" if t.max_rel_diff is not None else ""
@@ -106,7 +110,7 @@ def sample_inputs(backend: InferenceBackend, batch: int, seed: int = 0) -> np.nd
 
 
 def time_engine(backend: InferenceBackend, x: np.ndarray | tuple[np.ndarray, ...], budget_s: float,
-                min_calls: int = 3) -> tuple[float, int]:
+                min_calls: int = 1) -> tuple[float, int]:
     """Median µs per jet over as many calls as fit in ``budget_s`` (at least ``min_calls``)."""
     samples: list[float] = []
     end = time.perf_counter() + budget_s
@@ -149,12 +153,14 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
     ``reference``'s on ``CHECK_JETS`` jets of every scale. The engines are loaded first, then timed in
     ``ROUNDS`` interleaved rounds and each keeps its fastest round's median: timed one after another, the
     first (the reference) ran up to 1.6x slower than in a later round of the same process (a cold core,
-    measured), which favoured every other engine against it."""
+    measured), which favoured every other engine against it. Only engines that agree are timed. A fast
+    model's rounds are bounded by their shares of ``budget_s``; a slow one's by its calls (one call filled
+    an engine's share), and then a round starts only while the last one's length still fits in the budget:
+    a model of ~100 ms per call gets fewer rounds, not more seconds (every agreeing engine gets one call)."""
     if reference not in candidates:
         raise ValueError(f"reference engine {reference!r} is not among the candidates {sorted(candidates)}")
     x: np.ndarray | tuple[np.ndarray, ...] | None = None  # made for the reference's settled contract
     check: np.ndarray | tuple[np.ndarray, ...] | None = None  # CHECK_JETS jets at every scale: the agreement
-    share = budget_s / max(1, len(candidates)) / ROUNDS
     failed: dict[str, str] = {}
     loaded: dict[str, tuple[InferenceBackend, dict[str, np.ndarray]]] = {}
     rounds: dict[str, list[float]] = {}
@@ -181,37 +187,49 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
                 loaded[name] = (backend, backend.run(check))
             except Exception as exc:  # an engine that cannot run here is a row, not a failure
                 fail(name, exc)
+        reference_outputs = loaded[reference][1]
+        difference = {name: output_difference(outputs, reference_outputs) for name, (_, outputs) in loaded.items()}
+        timed = [n for n in order if n in loaded and difference[n][0] <= AGREEMENT_RTOL]  # the reference at least
+        share = budget_s / len(timed) / ROUNDS
+        start = time.perf_counter()
+        round_s, rounds_run, slow = 0.0, 0, False
         for round_ in range(ROUNDS):
-            for name in [n for n in order if n in loaded]:
-                try:  # the later rounds' minimum of 1 call keeps a slow engine within the budget
-                    us, n_calls = time_engine(loaded[name][0], x, share, min_calls=3 if round_ == 0 else 1)
+            if slow and time.perf_counter() + round_s > start + budget_s:
+                break  # a call longer than its share (a slow model): another round would overrun the budget
+            begun = time.perf_counter()
+            for name in [n for n in timed if n not in failed]:
+                try:
+                    us, n_calls = time_engine(loaded[name][0], x, share)
                 except Exception as exc:
                     fail(name, exc)
                     continue
                 rounds.setdefault(name, []).append(us)
                 calls[name] = calls.get(name, 0) + n_calls
+                slow = slow or n_calls == 1  # one call filled its share: this engine's rounds are call-bound
+            round_s = time.perf_counter() - begun
+            rounds_run += 1
+        timed_s = time.perf_counter() - start
     finally:
         for backend in opened:
             with contextlib.suppress(Exception):  # a close that fails must not hide why auto stopped
                 backend.close()
-    reference_outputs = loaded[reference][1]
     table: list[Timing] = []
     for name in order:
         if name in failed:
             table.append(Timing(name, None, 0, None, False, failed[name]))
             continue
-        outputs = loaded[name][1]
-        rel, missing = output_difference(outputs, reference_outputs)
+        rel, missing = difference[name]
         agrees = rel <= AGREEMENT_RTOL
-        table.append(Timing(name, min(rounds[name]), calls[name], None if missing else rel, agrees,
-                            missing or ("" if agrees else f"disagrees (> {AGREEMENT_RTOL:g})")))
+        table.append(Timing(name, min(rounds[name]) if agrees else None, calls.get(name, 0),
+                            None if missing else rel, agrees,
+                            missing or ("" if agrees else f"disagrees (> {AGREEMENT_RTOL:g}): not timed")))
     usable = [t for t in table if t.agrees and t.us_per_jet is not None]  # the reference at least
     best = min(usable, key=lambda t: t.us_per_jet)
     ref = next(t for t in table if t.backend == reference)
     reason = (f"fastest of {len(usable)} agreeing engine(s) at batch {batch}"
               + (f", {ref.us_per_jet / best.us_per_jet:.2f}x {reference}" if best.backend != reference
                  and ref.us_per_jet else ""))
-    return Choice(best.backend, batch, reason, table)
+    return Choice(best.backend, batch, reason, table, timed_s=timed_s, rounds=rounds_run)
 
 
 # --------------------------------------------------------------------------- per-machine cache

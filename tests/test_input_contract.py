@@ -382,3 +382,31 @@ def test_hltinputs_write_names_a_missing_declaration_file(tmp_path, capsys) -> N
     captured = capsys.readouterr()
     assert captured.err.strip() == f"hltinputs: --write: declaration file not found: {tmp_path / 'decl.yaml'}"
     assert model.read_bytes() == before
+
+
+def test_hltinputs_refuses_what_every_engine_refuses(tmp_path, capsys) -> None:
+    """A float64 input, or weights in an ONNX external-data file that is missing: hltinputs answered
+    "inputs from default", exit 0, for a model every backend refuses at load."""
+    import onnx
+
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    f64 = sum_of_squares_onnx(tmp_path / "f64.onnx", ["N", 100, 3], TensorProto.DOUBLE)
+    assert hltinputs([str(f64)]) == 4
+    captured = capsys.readouterr()
+    assert not captured.out and captured.err.strip() == (
+        f"hltinputs: model {f64} input 'x' is float64, expected float32 (hltrun feeds float32: a mask too, as 0/1); "
+        "export the model with a float32 input")
+
+    external = sum_of_squares_onnx(tmp_path / "ext.onnx", ["N", 100, 3])
+    model = onnx.load(str(external))
+    model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(np.array([1, 2], np.int64), "ax"))  # raw data
+    onnx.save(model, str(external), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.weights", size_threshold=0)
+    assert hltinputs([str(external)]) == 0  # the side file beside it: fine
+    capsys.readouterr()
+    (tmp_path / "ext.weights").unlink()
+    assert hltinputs([str(external)]) == 4
+    assert capsys.readouterr().err.strip() == (
+        f"hltinputs: model {external} keeps its weights in 'ext.weights' beside it (ONNX external data), which is "
+        "not there: copy it next to the model")

@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from hltrun.framework.errors import HltError, ModuleError, one_line
 from hltrun.modules.inference.base import check_model_file
@@ -37,9 +38,32 @@ def model_inputs(path: Path) -> list[tuple[str, tuple]]:
     if not model.HasField("graph"):
         raise ModuleError(f"model {path} is not an ONNX model (no graph in the file)")
     consts = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in consts]
+    _refuse_what_no_engine_runs(path, model, inputs)
     return [(i.name, tuple(d.dim_param or None if not d.HasField("dim_value") else d.dim_value
                            for d in i.type.tensor_type.shape.dim))
-            for i in model.graph.input if i.name not in consts]
+            for i in inputs]
+
+
+def _refuse_what_no_engine_runs(path: Path, model: Any, inputs: list[Any]) -> None:
+    """What every backend refuses at load, said here too: hltinputs answering "inputs from default" for
+    a model no engine will run (a float64 or int64 input, weights in a side file that is not there) sent
+    the user on to a job that fails."""
+    from onnx import TensorProto
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    for i in inputs:
+        elem = i.type.tensor_type.elem_type
+        if elem not in (TensorProto.FLOAT, TensorProto.UNDEFINED):
+            raise ModuleError(f"model {path} input {i.name!r} is {tensor_dtype_to_np_dtype(elem)}, expected float32 "
+                              f"(hltrun feeds float32: a mask too, as 0/1); export the model with a float32 input")
+    for tensor in model.graph.initializer:
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if location and not (path.parent / location).is_file():
+            raise ModuleError(f"model {path} keeps its weights in {location!r} beside it (ONNX external data), "
+                              f"which is not there: copy it next to the model")
 
 
 def write_contract(path: Path, contract: Contract) -> None:

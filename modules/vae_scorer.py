@@ -30,9 +30,10 @@ import logging
 import math
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
 import numpy as np
 
@@ -222,6 +223,18 @@ class _LabelShared:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+@contextmanager
+def said_by(where: str) -> Iterator[None]:
+    """The block's refusals name the module (``modules.vae: ...``), as its other begin_job errors do;
+    the exit code (the error's class) is kept."""
+    try:
+        yield
+    except (ModuleError, ConfigError) as exc:
+        if str(exc).startswith(f"{where}"):
+            raise
+        raise type(exc)(f"{where}: {exc}") from exc
+
+
 class VAEAnomalyScorer(Producer):
     """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets); with
     ``batching``, once per dynamic batch of the jets of several events in flight (dynamic_batching.py)."""
@@ -279,7 +292,7 @@ class VAEAnomalyScorer(Producer):
                 check_model_file(path, (), name)
             except ModuleError as exc:
                 raise ModuleError(f"{where}: {exc}") from None
-            with shared.lock:
+            with shared.lock, said_by(where):
                 if shared.auto is None:
                     shared.auto = self._auto_by_measurement(ctx, p, opts, reason)
             name, reason, timings, path = shared.auto  # the very file that was timed and checked
@@ -315,7 +328,8 @@ class VAEAnomalyScorer(Producer):
         warm = list(p.warm_up)
         if p.batching is not None and p.batching.max_batch not in warm:
             warm.append(p.batching.max_batch)  # the full batch's first call is not charged to an event
-        backend.warm_up(warm)
+        with said_by(where):  # a model whose outputs are not one value per jet is refused here
+            backend.warm_up(warm)
         self.backend, self.backend_name, self.reason = backend, name, reason
         try:
             self.model_id, self.thresholds, _ = model_thresholds(p)

@@ -90,6 +90,7 @@ class Case:
     absent: str | None = None  # text that must not be in stderr (a flood, a native log)
     max_stderr_lines: int | None = None
     signal: int | None = None  # run in a subprocess and send this signal once events flow
+    prefix: str | None = None  # how the error line starts after "hltrun: error: " (the culprit named first)
 
 
 def _files(tmp: Path, *specs: tuple[str, int, int]) -> list[str]:
@@ -206,8 +207,8 @@ CASES = [
     Case("model that fails inside ONNX Runtime at its warm-up", 4, "failed its warm-up on a batch of 2 jet(s)",
          _failing_backend, args=["modules.vae.warm_up=[1, 2]"], max_stderr_lines=2, absent="[E:onnxruntime",
          events_processed=0),
-    Case("model with a score per constituent", 4, "output 'score' has shape (1, 100) for 1 jet(s); expected one "
-         "value per jet", _per_constituent_scores,
+    Case("model with a score per constituent", 4, "wide.onnx: output 'score' has shape (1, 100) for 1 jet(s); "
+         "expected one value per jet", _per_constituent_scores, prefix="modules.vae: model ",
          max_stderr_lines=2, events_processed=0),
     Case("filter told another model's thresholds", 2, "thresholds belong to the model that made the scores",
          lambda t: {"model": "gcn_vae", "filter_extra": ", model: conv_vae"}),
@@ -292,6 +293,8 @@ def test_bad_input(case: Case, tmp_path: Path, capfd: pytest.CaptureFixture[str]
     out, err = out + captured.out, err + captured.err
     assert code == case.code, f"exit {code}, stderr:\n{err}"
     assert case.fragment in err + out, err
+    if case.prefix is not None:
+        assert f"hltrun: error: {case.prefix}" in err, err
     assert "Traceback" not in err
     if case.code:
         assert err.strip().splitlines()[-1].startswith("hltrun:"), err

@@ -113,17 +113,19 @@ def test_rntuple_record_fields_read_as_branches(tmp_path, sample_events):
     assert src.accounting()["read"] == len(sample_events)
 
 
-def test_tree_in_a_folder_is_found_and_named(tmp_path):
-    """A TFileService ntuple keeps its tree in the analyzer's folder: the error says which to set."""
+@pytest.mark.parametrize("tree, objects", [("ntuplizer/Events", "ntuplizer"), ("events", "events")])
+def test_a_tree_elsewhere_is_found_and_named(tmp_path, tree, objects):
+    """A TFileService ntuple keeps its tree in the analyzer's folder; ntuples and uproot's own test files
+    call it 'events': the error says which ``source.tree`` to set."""
     events = make_events(5, seed=2)
     flat = uproot.open(write_counts(tmp_path / "flat.root", events))["Events"]
-    path = tmp_path / "folder.root"
+    path = tmp_path / "elsewhere.root"
     with uproot.recreate(path) as f:
-        write_nanoaod(f, "ntuplizer/Events", regroup(flat.arrays(library="ak"), branch_groups(flat)))
-    with pytest.raises(SourceError, match=r"no tree 'Events' in .*folder.root \(objects: ntuplizer\); it has "
-                                          r"ntuplizer/Events: set source.tree: ntuplizer/Events"):
+        write_nanoaod(f, tree, regroup(flat.arrays(library="ak"), branch_groups(flat)))
+    with pytest.raises(SourceError, match=rf"no tree 'Events' in .*elsewhere.root \(objects: {objects}\); it has "
+                                          rf"{tree}: set source.tree: {tree}$"):
         read_all([path])
-    got, _ = read_all([path], tree="ntuplizer/Events")
+    got, _ = read_all([path], tree=tree)
     assert [e.event for e, _ in got] == [e["event"] for e in events]
 
 
@@ -311,17 +313,3 @@ def test_nanoaod_without_constituents_says_so(tmp_path):
     assert str(err.value).endswith("nano.root: the file holds no jet constituents (no '*PFCand*' branch); NanoAOD "
                                    "keeps them only with PFNano or a constituent table: give hltrun such a file, or set "
                                    "source.branches.* to your names")
-
-
-def test_a_tree_named_in_another_case_is_named(tmp_path):
-    """A file whose tree is 'events' (ntuples, uproot's own test files): the line names the setting."""
-    events = make_events(3, seed=2)
-    flat = uproot.open(write_counts(tmp_path / "flat.root", events))["Events"]
-    path = tmp_path / "lower.root"
-    with uproot.recreate(path) as f:
-        write_nanoaod(f, "events", regroup(flat.arrays(library="ak"), branch_groups(flat)))
-    with pytest.raises(SourceError, match=r"no tree 'Events' in .*lower.root \(objects: events\); it has events: "
-                                          r"set source.tree: events$"):
-        read_all([path])
-    got, _ = read_all([path], tree="events")
-    assert [e.event for e, _ in got] == [e["event"] for e in events]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import awkward as ak
@@ -87,6 +88,18 @@ def write_nested(path: Path, events: list[dict]) -> Path:
     with uproot.recreate(path) as f:
         f["Events"] = branches
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache_folder(tmp_path_factory) -> Iterator[Path]:
+    """``XDG_CACHE_HOME`` for the whole session (and every job a test starts): hltrun's per-machine caches
+    (``auto``'s decisions, compiled IREE/JAX modules) in a fresh folder, never the user's ``~/.cache``,
+    so that a run here starts as cold as on CI's clean machine and leaves nothing in the home folder.
+    Tests that need another value set it with ``monkeypatch``, which restores this one."""
+    folder = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -358,3 +358,14 @@ def test_an_engine_that_disagrees_is_not_timed(tiny):
     rows = {t.backend: t for t in choice.table}
     assert rows["wrong"].calls == 0 and rows["wrong"].us_per_jet is None and "not timed" in rows["wrong"].note
     assert choice.rounds == autoselect.ROUNDS and rows["onnxruntime"].calls >= autoselect.ROUNDS
+
+
+def test_the_suite_keeps_its_caches_out_of_the_users_home(tmp_path_factory):
+    """The suite ran jobs with ``backend: auto`` (tests/test_clock.py's shipped path) against the user's
+    ``~/.cache/hltrun``: it wrote decisions there and read back ones left by earlier runs or the user's own
+    jobs, so a run here could time (and test) other engines than CI's clean machine. conftest.py points
+    ``XDG_CACHE_HOME`` (inherited by every job a test starts) into the session's temporary folder."""
+    from hltrun.modules.inference.machine import cache_root
+
+    assert cache_root("auto").is_relative_to(tmp_path_factory.getbasetemp())
+    assert os.environ["XDG_CACHE_HOME"] == str(cache_root("auto").parents[1])  # subprocesses see the same

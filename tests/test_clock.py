@@ -56,9 +56,12 @@ def test_job_report_wall_time_is_within_the_process_lifetime(tmp_path):
     cli = [sys.executable, "-m", "hltrun.framework.cli", str(REPO / "configs" / "path.yaml"), "-n", "1", "-q",
            "-j", str(fjr), "options.wantSummary=false"]
     t0 = time.perf_counter()
-    subprocess.run(["bash", "-c", 'sleep 2; exec "$@"', "sh", *cli], cwd=REPO, capture_output=True,
+    subprocess.run(["bash", "-c", 'sleep 2; exec "$@"', "sh", *cli], cwd=tmp_path, capture_output=True,
                    timeout=300, check=True)
     outside = time.perf_counter() - t0
+    # the shipped path's output (output/hltrun_output.root, relative) in tmp_path: run from the repository,
+    # it replaced what the README's own `hltrun configs/path.yaml` had written there
+    assert (tmp_path / "output" / "hltrun_output.root").is_file()
     metrics = {m.get("Name"): float(m.get("Value")) for m in ET.parse(fjr).iter("Metric")
                if m.get("Name") in ("TotalJobTime", "TotalInitTime")}
     assert 0.0 < metrics["TotalJobTime"] < outside - 1.9

@@ -26,7 +26,6 @@ from hltrun.framework.services.timing import Timing
 
 SCHEMA = Path(hltrun.framework.services.__file__).parent.parent / "report" / "hltrun-report.schema.json"
 SLEEP_S = 0.020
-SLACK_S = 0.040  # generous: a loaded CI machine oversleeps, never undersleeps
 
 
 @register_module("_TTSource")
@@ -137,14 +136,18 @@ def test_the_loop_holds_every_pull_and_event_even_the_end_of_input(streams: int)
 
 
 def test_sleeping_module_is_reported_with_its_time_and_nesting_is_exclusive() -> None:
-    _, summary, service = _run()
+    process, summary, service = _run()
     res = service.result(summary)
     mods = {m["label"]: m for m in res["modules"]}
     inner, outer = mods["inner"], mods["outer"]
     assert inner["calls"] == 8
-    assert SLEEP_S * 1e3 <= inner["real_per_call_ms"] < (SLEEP_S + SLACK_S) * 1e3
+    assert SLEEP_S * 1e3 <= inner["real_per_call_ms"]  # a sleep never undersleeps (a busy machine oversleeps)
     assert inner["cpu_per_event_ms"] < SLEEP_S * 1e3 / 2  # sleeping costs no CPU
-    assert 5.0 <= outer["real_per_call_ms"] < SLEEP_S * 1e3  # inclusive would be >= 25 ms
+    assert 5.0 <= outer["real_per_call_ms"]
+    # exclusive: 'outer' is not charged 'inner', run inside it. Inclusive, each event's module times would
+    # exceed the event by inner's 20 ms; a real-time bound on outer (< 20 ms) failed on a loaded machine
+    rows, n = service.merged_rows(), len(process.descriptions)
+    assert (rows[:, 2] >= rows[:, 4:4 + n].sum(axis=1)).all()
     # the path that ran 'inner' on demand carries its time, and its standalone cost includes it
     p = {x["name"]: x for x in res["paths"]}
     assert p["p_anomaly"]["real_per_event_ms"] >= (SLEEP_S + 0.005) * 1e3

@@ -77,7 +77,7 @@ def timed() -> tuple[dict, np.ndarray, list[str], float]:
 
 
 def test_every_module_is_charged_at_least_its_sleep(timed):
-    res, _, _, _ = timed
+    res, rows, labels, _ = timed
     mods = {m["label"]: m for m in res["modules"]}
     expected_calls = {"ondemand": N_EVENTS, "outer": N_EVENTS, "shared": N_EVENTS, "tail": N_EVENTS // 2,
                       "ondemand2": N_EVENTS}
@@ -87,8 +87,10 @@ def test_every_module_is_charged_at_least_its_sleep(timed):
         assert m["real_per_call_ms"] >= sleep, f"{label}: {m['real_per_call_ms']:.3f} ms < its {sleep} ms sleep"
         assert m["real_ms"] >= sleep * expected_calls[label]
         assert m["real_per_event_ms"] == pytest.approx(m["real_ms"] / N_EVENTS)
-    # 'burner' now runs 'ondemand' inside it; 'outer' finds the product made (exclusive < 4 + 6 ms)
-    assert mods["outer"]["real_per_call_ms"] < SLEEP_MS["outer"] + SLEEP_MS["ondemand"]
+    # 'burner' runs 'ondemand' inside it; 'outer' finds the product made and is not charged it: charged,
+    # ondemand's 6 ms would count twice and each event's module times would exceed the event. (A real-time
+    # bound, outer < 4 + 6 ms, failed 5 of 7 runs on a loaded 2-core machine: 10.3-27 ms.)
+    assert (rows[:, 2] >= rows[:, 4:4 + len(labels)].sum(axis=1)).all()
     # the time before and after a nested call both count, in real and CPU time
     burner = mods["burner"]
     assert burner["calls"] == N_EVENTS and burner["real_per_call_ms"] >= 3 * BURN_MS

@@ -4,8 +4,9 @@ Several paths, a filter shared by two paths, an on-demand producer (on no path, 
 module) and 2 streams. What a sleep guarantees (a sleep never undersleeps) is used as a lower
 bound, and the job's own wall clock (measured here, not by the service) as an upper bound on the
 sum of everything the service recorded, so a module whose time is lost, double-counted nesting or a
-wrong per-event mean fails. The framework-overhead bound is deliberately loose (a loaded CI machine);
-real overhead figures are measured in hltbench framework, not asserted here.
+wrong per-event mean fails. Overhead is bounded by its median and minimum over events, never by one
+event's or the mean (a loaded CI machine deschedules a thread between modules); real overhead figures
+are measured in hltbench framework, not asserted here.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from tests.plugins import burn_cpu as _burn
 
 N_EVENTS = 12
 SLEEP_MS = {"ondemand": 6.0, "outer": 4.0, "shared": 3.0, "tail": 5.0, "ondemand2": 1.0}  # per call
-OVERHEAD_BOUND_MS = 3.0  # mean per event; measured overhead is ~0.05 ms on a quiet machine
-EVENT_OVERHEAD_BOUND_MS = 25.0  # any one event: a descheduled thread on a loaded 2-core CI box
+# a module's time charged to no module shows on every event it ran in as overhead of at least its sleep;
+# the median (and the minimum) over events ignore the few a loaded machine deschedules between modules
+# (a bound on one event's overhead, 25 ms, or on the mean, 3 ms, is a bound on the machine's load).
+# Measured overhead: ~0.05 ms per event on a quiet machine.
+LOST_MODULE_MS = min(SLEEP_MS.values())
 BUDGET_MS = 21.0  # between the odd events' known minimum (18.5 ms) and the even ones' (23.5 ms)
 BURN_MS = 1.5  # CPU burnt by 'burner' before, between and after two on-demand calls (own CPU >= 3 x this)
 
@@ -116,12 +120,15 @@ def test_per_event_rows_hold_the_known_sleeps(timed):
         modules_ns = row[4:4 + n].sum()
         assert row[2] >= modules_ns >= known  # event >= its modules >= their sleeps
         assert row[3] <= row[2] + 1e6  # one event runs on one thread: its CPU time <= its real time
-        assert row[2] - modules_ns < EVENT_OVERHEAD_BOUND_MS * 1e6
+    overhead_ns = rows[:, 2] - rows[:, 4:4 + n].sum(axis=1)
+    assert np.median(overhead_ns) < LOST_MODULE_MS * 1e6  # no module's time lost on most events
 
 
 def test_overhead_budget_and_farm_against_the_wall_clock(timed):
-    res, rows, _, wall_ms = timed
-    assert 0 <= res["overhead"]["real_per_event_ms"] < OVERHEAD_BOUND_MS
+    res, rows, labels, wall_ms = timed
+    overhead_ms = (rows[:, 2] - rows[:, 4:4 + len(labels)].sum(axis=1)) * 1e-6
+    assert res["overhead"]["real_per_event_ms"] == pytest.approx(overhead_ms.mean(), rel=1e-6, abs=1e-9)
+    assert 0 <= res["overhead"]["min_real_ms"] < LOST_MODULE_MS
     # two streams: everything recorded fits in 2 x the job's wall time, measured outside the service
     recorded_ms = rows[:, 2].sum() * 1e-6
     assert recorded_ms <= 2 * wall_ms

@@ -46,6 +46,9 @@ class _Declares:
     Parameters: ClassVar[type] = NoParameters
     produces: ClassVar[Mapping[str, type] | None] = None
     consumes: ClassVar[Mapping[str, type]] = {}
+    # name prefixes of the threads the plugin starts to do its work (decompression pools, read-ahead):
+    # their stacks hold none of its methods, so the Memory service's memray attribution goes by name
+    helper_threads: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def declared_consumes(cls, params: Any) -> tuple[Consumes, ...]:

@@ -94,37 +94,40 @@ class Worker:
                 self.module.skip(event)  # type: ignore[attr-defined]
             return True
         signals = self._signals
-        previous = event.current_module
-        event.current_module = self.desc.label
-        fire = signals.pre_module.fire
-        if fire is not None:
-            fire(event, self.desc)
+        lock = self._lock
+        if lock is not None:  # taken before pre_module: waiting for a serialised module's turn is not
+            lock.acquire()  # its time (CMSSW's serial queue runs before preModuleEvent), it is the event's
         try:
-            if self._lock is None:
-                result = self._call(event)
-            else:
-                with self._lock:
-                    result = self._call(event)
-        except (HltError, KeyboardInterrupt) as exc:
-            self.counters.visited += 1
-            self.counters.error += 1
-            self._error = exc
-            blame(exc, self.desc.label, type(exc).__name__)
-            raise
-        except Exception as exc:
-            self.counters.visited += 1
-            self.counters.error += 1
-            self._error = ModuleError(
-                f"module '{self.desc.label}' ({self.desc.type}) failed on {event.id}: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            blame(self._error, self.desc.label, type(exc).__name__)
-            raise self._error from exc
-        finally:
-            event.current_module = previous
-            fire = signals.post_module.fire
+            previous = event.current_module
+            event.current_module = self.desc.label
+            fire = signals.pre_module.fire
             if fire is not None:
                 fire(event, self.desc)
+            try:
+                result = self._call(event)
+            except (HltError, KeyboardInterrupt) as exc:
+                self.counters.visited += 1
+                self.counters.error += 1
+                self._error = exc
+                blame(exc, self.desc.label, type(exc).__name__)
+                raise
+            except Exception as exc:
+                self.counters.visited += 1
+                self.counters.error += 1
+                self._error = ModuleError(
+                    f"module '{self.desc.label}' ({self.desc.type}) failed on {event.id}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                blame(self._error, self.desc.label, type(exc).__name__)
+                raise self._error from exc
+            finally:
+                event.current_module = previous
+                fire = signals.post_module.fire
+                if fire is not None:
+                    fire(event, self.desc)
+        finally:
+            if lock is not None:
+                lock.release()
         if self._is_filter:
             if type(result) not in _BOOL_TYPES:
                 self.counters.visited += 1

@@ -24,6 +24,7 @@ from typing import Any, Callable
 # idle while the third one runs). Measured on 2 cores (docs/performance.md): uproot's read of the
 # shipped samples 84 -> 58 (2 threads) -> 49 / 47 (3 / 4 threads) µs per event.
 MAX_AUTO_THREADS = 4
+DECOMPRESSION_THREADS = "hltrun-decompress"  # the pool's thread name prefix
 
 
 def available_cores() -> int:
@@ -51,7 +52,7 @@ class TimedPool(ThreadPoolExecutor):
     task has posted its result, a few microseconds before the task (and its CPU count) ends."""
 
     def __init__(self, threads: int) -> None:
-        super().__init__(max_workers=threads, thread_name_prefix="hltrun-decompress")
+        super().__init__(max_workers=threads, thread_name_prefix=DECOMPRESSION_THREADS)
         self.threads = threads
         self.cpu_ns = 0
         self._pending = 0

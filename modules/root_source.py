@@ -36,7 +36,7 @@ from hltrun.framework.ranges import Selection
 from hltrun.framework.schema import limited
 
 from . import decompression
-from .decompression import TimedPool, threads_for
+from .decompression import DECOMPRESSION_THREADS, TimedPool, threads_for
 from .duplicates import DuplicateChecker, Mode, keys
 from .jets import (InputSpec, ModelInputs, build_inputs, pad_constituents, requested_specs, select_jets,
                    to_jet_relative, truncated_per_event)
@@ -46,6 +46,7 @@ from hltrun.framework.resources import glob_files, unreadable_reason
 
 log = logging.getLogger("hltrun")
 MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
+READ_AHEAD_THREADS = "hltrun-read-ahead-"  # the read-ahead thread's name prefix (then the file's name)
 WEIGHT = "weight"  # the source's product instance holding the event weight (files with a weight branch)
 # NanoAOD's "no link": a jet index of -1 (a candidate in no jet). Skipped and counted as ``links_to_no_jet``
 # in the source's accounting, not as an invalid link: it is a legitimate value, and a data-quality
@@ -211,6 +212,8 @@ class RootJetSource(Source):
 
     Parameters = RootJetSourceParameters
     produces = {"": JetCollection}
+    # what the decompression pool and the read-ahead thread allocate is the source's (memray attribution)
+    helper_threads = (DECOMPRESSION_THREADS, READ_AHEAD_THREADS)
 
     def __init__(self, label: str, params: RootJetSourceParameters) -> None:
         super().__init__(label, params)
@@ -718,7 +721,7 @@ class RootJetSource(Source):
         def produce() -> Iterator[tuple[_Chunk, dict[str, int]]]:  # a file the check kept: convert only
             return self._read_file(path, start, stop) if arrays is None else self._cut(arrays, path, start, stop)
 
-        ahead = ReadAhead(produce, self._read_ahead, name=f"hltrun-read-ahead-{os.path.basename(path)}",
+        ahead = ReadAhead(produce, self._read_ahead, name=f"{READ_AHEAD_THREADS}{os.path.basename(path)}",
                           on_discard=self._discarded) if self._read_ahead else None
         items: Iterator[Any] = iter(ahead) if ahead is not None else produce()
         try:

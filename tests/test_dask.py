@@ -141,6 +141,12 @@ def test_dask_equals_local(cluster, write_config, tmp_path):
     assert timing["events"] == 600 and sorted(timing["per_event"]["index"]) == list(range(600))
     assert {m["label"]: m["calls"] for m in timing["modules"]} == \
         {m["label"]: m["calls"] for m in report_services(dask_cfg, local.result)[0].result(ls)["modules"]}
+    # the 2 workers' streams ran side by side: CPU / (loop x 2 threads), and the idle identity holds unclamped
+    loop = timing["loop"]
+    cpu_ms, events_ms = loop["cpu_per_event_ms"] * 600, loop["sum_streams_real_per_event_ms"] * 600
+    assert loop["efficiency_cpu_real_per_thread"] == pytest.approx(cpu_ms / (loop["real_ms"] * 2))
+    assert loop["idle_real_ms"] == pytest.approx(2 * loop["real_ms"] - events_ms - loop["source_bulk_real_ms"])
+    assert loop["idle_real_ms"] > 0
     assert len(ds.workers) == 2 and sum(w["events"] for w in ds.workers.values()) == 600
     assert all(w["begin_job_s"] > 0 for w in ds.workers.values())  # models loaded once per worker
     assert sum(w["units"] for w in ds.workers.values()) == ds.executor["units"]

@@ -9,7 +9,7 @@ import pytest
 
 from hltrun.framework.module import Filter, Producer
 from hltrun.framework.registry import module_class, register_module
-from hltrun.framework.services.memray_attribution import OUTSIDE, attribute, module_frames
+from hltrun.framework.services.memray_attribution import OUTSIDE, attribute, module_frames, thread_owners
 from tests.helpers import run_config
 
 memray = pytest.importorskip("memray")
@@ -126,3 +126,50 @@ def test_resources_json_and_html_carry_the_allocations(write_config, tmp_path):
 def test_without_a_capture_resources_json_has_zero_memory(write_config, tmp_path):
     doc = _resources_json(write_config, tmp_path, "{}")
     assert all(m["mem_alloc"] == m["mem_free"] == 0 for m in doc["modules"])
+
+
+@register_module("TestThreadedAllocator")
+class ThreadedAllocator(Producer):
+    """Allocates on a helper thread it names (as the ROOT source's decompression pool does)."""
+
+    Parameters = AllocParameters
+    helper_threads = ("test-threaded-allocator",)
+
+    def produce(self, event) -> None:
+        import threading
+
+        def work() -> None:
+            temp = np.ones(self.params.temp_mb * MB, np.uint8)
+            del temp
+
+        helper = threading.Thread(target=work, name=f"test-threaded-allocator-{event.index}")
+        helper.start()
+        helper.join()
+        event.put(1)
+
+
+def test_allocations_on_a_modules_helper_threads_are_charged_to_it(write_config, tmp_path):
+    """A thread's stack holds no module method: its name (``helper_threads``) says whose work it does."""
+    capture = tmp_path / "capture.bin"
+    with memray.Tracker(capture):
+        summary, process = run_config(write_config(
+            "source: {type: TestCountingSource, n: 10}\n"
+            "modules:\n  thr: {type: TestThreadedAllocator, temp_mb: 4}\npaths:\n  p: [thr]\n"))
+    labels = [(label, module_class(cfg.type)) for label, cfg in process.config.modules.items()]
+    stats = attribute(capture, module_frames(labels), thread_owners(labels))
+    assert stats["thr"].allocated == pytest.approx(40 * MB, rel=0.02)
+    assert stats[OUTSIDE].allocated < 20 * MB  # the framework's own few MB, not the thread's 40
+
+
+def test_root_source_decompression_threads_are_charged_to_the_source(tmp_path):
+    """The shipped source decompresses baskets on its own threads (2 here): what they allocate is the
+    source's, not the framework's (it showed as ``(outside modules)``, ~700 MB against the source's 32 MB)."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "source:\n  type: RootJetSource\n  files: [data/qcd_dijet.root]\n  decompression_threads: 2\n"
+        "modules: {}\npaths: {}\n"
+        f"services:\n  Memory: {{memray: {tmp_path / 'capture.bin'}}}\n")
+    summary, process = run_config(cfg, "options.maxEvents=20", f"options.reportDir={tmp_path}")
+    (memory,) = process.services
+    allocations = memory.results()["allocations"]
+    assert allocations["source"]["allocated"] > 10 * allocations[OUTSIDE]["allocated"]

@@ -182,3 +182,41 @@ def test_cpu_of_other_hooks_between_modules_is_not_charged_to_a_module(observer_
     for label in ("a", "b"):
         cpu_per_call = mods[label]["cpu_ms"] / mods[label]["calls"]
         assert cpu_per_call < BURN_MS / 2, (label, cpu_per_call)
+
+
+SERIAL_SLEEP_MS = 4.0
+
+
+@register_module("_TSSerialSleeper")
+class _SerialSleeper(Producer):
+    """One instance whose calls the framework serialises (CMSSW's ``one::`` module); sleeps a known time."""
+
+    concurrency = "one"
+
+    def produce(self, event) -> None:  # noqa: ANN001
+        time.sleep(SERIAL_SLEEP_MS / 1000)
+        event.put(1)
+
+
+def test_waiting_for_a_serialised_module_is_not_charged_to_it():
+    """With 4 streams, 3 events wait for a ``one`` module's lock while it runs another; as in CMSSW
+    (the wait is before the module's pre signal, in its serial queue) the wait is not the module's time:
+    it was charged ~4x its 4 ms sleep (the module looked 4x as costly in the TimeReport and the farm)."""
+    n = 24
+    data = {
+        "process": "SERIALTEST",
+        "options": {"maxEvents": n, "numberOfThreads": 4},
+        "source": {"type": "TestCountingSource", "n": n},
+        "modules": {"serial": {"type": "_TSSerialSleeper"}},
+        "paths": {"p": ["serial"]},
+        "services": {"Timing": {"calibrate": False}},
+    }
+    process = Process(validate(data, "<serial test>"))
+    summary = EventProcessor(process).run()
+    (service,) = [s for s in process.services if isinstance(s, Timing)]
+    res = service.result(summary)
+    (serial,) = [m for m in res["modules"] if m["label"] == "serial"]
+    assert serial["calls"] == n
+    assert SERIAL_SLEEP_MS <= serial["real_per_call_ms"] < 1.5 * SERIAL_SLEEP_MS
+    # the events still waited: the wait is in their time, as framework overhead
+    assert res["event"]["real"]["mean"] > 2 * SERIAL_SLEEP_MS

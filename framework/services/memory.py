@@ -331,11 +331,11 @@ class Memory(Service):
             return None
         if self._attributed is None:
             from ..registry import module_class
-            from .memray_attribution import attribute, module_frames
+            from .memray_attribution import attribute, module_frames, thread_owners
 
             owners = [(d.label, module_class(d.type)) for d in self._descs]
             try:
-                stats = attribute(self._memray_file, module_frames(owners))
+                stats = attribute(self._memray_file, module_frames(owners), thread_owners(owners))
             except Exception as exc:  # noqa: BLE001 - a capture still being written, or unreadable
                 log.warning("Memory: cannot attribute the memray capture %s: %s", self._memray_file, exc)
                 return None

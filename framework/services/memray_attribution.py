@@ -3,7 +3,10 @@
 memray records every allocation with the Python stack that made it. An allocation belongs to the
 module whose ``begin_job`` / ``produce`` / ``filter`` / ``analyze`` / ``write`` / ``end_job`` frame is
 the innermost such frame on that stack, so a producer run on demand inside a filter's ``event.get``
-is charged, correctly, to the producer. Frees carry no stack: each is matched by address to the
+is charged, correctly, to the producer. A thread a module starts for its work (the ROOT source's
+decompression pool and read-ahead thread) has none of its methods on the stack: an allocation with no
+module frame made on a thread whose name starts with one of the module's ``helper_threads`` is the
+module's. Frees carry no stack: each is matched by address to the
 allocation it releases and charged to that allocation's owner.
 
 Per owner: number of allocations, bytes allocated, bytes freed, peak of live bytes (the high-water
@@ -20,7 +23,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 MODULE_METHODS = ("begin_job", "produce", "filter", "analyze", "write", "end_job", "events")
 OUTSIDE = "(outside modules)"
@@ -69,6 +72,23 @@ def module_frames(modules: Iterable[tuple[str, type]]) -> dict[FrameKey, list[tu
     return frames
 
 
+def thread_owners(modules: Iterable[tuple[str, type]]) -> dict[str, str]:
+    """Map each thread name prefix a module class declares (``helper_threads``) to its label(s),
+    merged as ``module_frames`` merges labels of one class."""
+    by_class: dict[type, list[str]] = {}
+    for label, cls in modules:
+        by_class.setdefault(cls, []).append(label)
+    return {prefix: "+".join(labels) for cls, labels in by_class.items()
+            for prefix in getattr(cls, "helper_threads", ())}
+
+
+def _thread_owner(thread_name: str, threads: Mapping[str, str]) -> str:
+    for prefix, owner in threads.items():
+        if thread_name.startswith(prefix):
+            return owner
+    return OUTSIDE
+
+
 def _own_method(cls: type, name: str):
     """The plain function ``cls.name`` resolves to, unless it comes from the framework package."""
     for klass in cls.__mro__:
@@ -90,14 +110,17 @@ def _owner(stack: list[tuple[str, str, int]], frames: dict[FrameKey, list[tuple[
     return OUTSIDE
 
 
-def attribute(capture: Path, frames: dict[FrameKey, list[tuple[int, int, str]]]) -> dict[str, AllocStats]:
-    """Read a memray capture and account every allocation and free to its owner."""
+def attribute(capture: Path, frames: dict[FrameKey, list[tuple[int, int, str]]],
+              threads: Mapping[str, str] | None = None) -> dict[str, AllocStats]:
+    """Read a memray capture and account every allocation and free to its owner (``threads``:
+    ``thread_owners``, for allocations whose stack holds no module method)."""
     import memray
 
     free_kinds = {memray.AllocatorType.FREE.value, memray.AllocatorType.PYMALLOC_FREE.value}
     unmap = memray.AllocatorType.MUNMAP.value
     stats: dict[str, AllocStats] = {}
     owner_of_stack: dict[int, str] = {}
+    owner_of_thread: dict[str, str] = {}
     live: dict[int, tuple[str, int]] = {}  # address -> (owner, size)
     reader = memray.FileReader(str(capture))
     try:
@@ -121,6 +144,9 @@ def attribute(capture: Path, frames: dict[FrameKey, list[tuple[int, int, str]]])
                 except NotImplementedError:
                     stack = []
                 owner = owner_of_stack[rec.stack_id] = _owner(stack, frames)
+            if owner == OUTSIDE and threads:
+                name = rec.thread_name
+                owner = owner_of_thread.get(name) or owner_of_thread.setdefault(name, _thread_owner(name, threads))
             s = stats.setdefault(owner, AllocStats())
             s.count += rec.n_allocations
             s.allocated += rec.size

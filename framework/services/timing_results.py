@@ -277,6 +277,7 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
     # the farm pays every CPU second: the reads begin_job did for the loop and the background threads'
     cpu_total = cpu_loop + begin_bulk_cpu + background_cpu
     streams = summary.streams
+    side_by_side = _concurrent_streams(summary)  # on Dask: the streams of every worker thread, not one's
     loaded = _throughput_projection(summary, throughput, rate)
 
     result: dict[str, Any] = {
@@ -295,11 +296,11 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             "cpu_per_event_ms": cpu_loop / per,  # CMSSW "event loop CPU/event"
             "real_per_event_ms": loop_ms / per,  # CMSSW "event loop Real/event"
             "sum_streams_real_per_event_ms": ev_w.total() / per,
-            "efficiency_cpu_real_per_thread": cpu_loop / (loop_ms * streams) if loop_ms > 0 else 0.0,
+            "efficiency_cpu_real_per_thread": cpu_loop / (loop_ms * side_by_side) if loop_ms > 0 else 0.0,
             "source_bulk_real_ms": in_loop_bulk,
-            # >= 0 in one process (every pull and event lies inside the loop); the clamp is for merged
-            # Dask results, whose workers' streams ran side by side (``streams`` counts one worker's)
-            "idle_real_ms": max(loop_ms * streams - ev_w.total() - in_loop_bulk, 0.0),
+            # >= 0: every pull and event lies inside the loop, on one of the streams that ran side by side
+            # (on Dask all workers' threads); the clamp only guards against clock rounding
+            "idle_real_ms": max(loop_ms * side_by_side - ev_w.total() - in_loop_bulk, 0.0),
         },
         "source_bulk": {
             "what": "file open, chunk read and conversion (not in the per-event times)",
@@ -467,6 +468,18 @@ def _wait(total_ns: int, hist_ns: dict[str, int], events: int) -> dict[str, floa
     return {"per_event": total_ns * _MS / events, "p50": q(0.5), "p99": q(0.99), "max": float(values[-1] * _MS)}
 
 
+def _dask_threads(summary: "JobSummary") -> int:
+    """Threads of all Dask workers together (0 for a job run in this process)."""
+    executor = summary.executor or {}
+    return sum((executor.get("threads") or {}).values()) if executor.get("type") == "dask" else 0
+
+
+def _concurrent_streams(summary: "JobSummary") -> int:
+    """Streams that ran side by side over the loop, for the efficiency per thread and the idle time:
+    this process's, or on Dask every worker thread's Process's (``summary.streams`` is one Process's)."""
+    return (_dask_threads(summary) or 1) * summary.streams
+
+
 def _throughput_projection(summary: "JobSummary", throughput_hz: float, rate_hz: float) -> dict[str, Any]:
     """Cores at the input rate from the measured throughput, as CMS sizes its HLT farm (the
     ThroughputService way: events/s of a fully loaded machine, divided by its cores).
@@ -475,9 +488,8 @@ def _throughput_projection(summary: "JobSummary", throughput_hz: float, rate_hz:
     the workers' threads. ``fully_loaded`` is False when fewer streams than cores ran: then the figure
     is a per-stream rate, not a loaded machine's, and the report says so."""
     machine = os.cpu_count() or 1
-    threads = (summary.executor or {}).get("threads") or {}
-    if (summary.executor or {}).get("type") == "dask" and threads:
-        cores, loaded = float(sum(threads.values())), True
+    if _dask_threads(summary):
+        cores, loaded = float(_dask_threads(summary)), True
     else:
         cores, loaded = float(min(summary.streams, machine)), summary.streams >= machine
     per_core = throughput_hz / cores if cores else 0.0

@@ -50,6 +50,20 @@ class _TTClosingSource(Source):
 CLOSE_S = 0.05
 
 
+@register_module("_TTOpeningSource")
+class _TTOpeningSource(Source):
+    """Opens its input (OPEN_S of bulk I/O) in the first pull, then five events."""
+
+    def events(self, skip: int, limit: int | None):
+        with self.bulk_io():
+            time.sleep(OPEN_S)
+        for i in range(5):
+            yield EventID(1, 1, i + 1), {"": i}
+
+
+OPEN_S = 0.05
+
+
 @register_module("_TTSleep")
 class _TTSleep(Producer):
     """Sleeps SLEEP_S: real time known, CPU time about zero."""
@@ -134,6 +148,21 @@ def test_the_loop_holds_every_pull_and_event_even_the_end_of_input(streams: int)
     assert loop["real_ms"] >= bulk["real_ms"]  # pulls take turns (the source's lock)
     assert events_ms + loop["source_bulk_real_ms"] + loop["idle_real_ms"] == \
         pytest.approx(streams * loop["real_ms"], rel=1e-9)
+
+
+def test_the_job_report_loop_time_is_the_timing_service_loop_time() -> None:
+    """The JobReport's "event loop X s at Y events/s" and the BudgetReport's throughput are one loop:
+    from the first pull (the input's first chunk read included) to the end. The JobReport's began at
+    the first event handed out, so a job whose first pull reads a chunk showed two throughputs
+    (-n 300 on the shipped path: 3894 against 2434 events/s)."""
+    data = {"process": "OPEN", "source": {"type": "_TTOpeningSource"}, "modules": {"score": {"type": "_TTScorer"}},
+            "paths": {"p": ["score"]}, "services": {"Timing": {"calibrate": False}}}
+    process = Process(validate(data, "<test>"))
+    summary = EventProcessor(process).run()
+    (service,) = [s for s in process.services if isinstance(s, Timing)]
+    loop = service.result(summary)["loop"]
+    assert summary.loop_s >= OPEN_S  # sleeps never undersleep
+    assert summary.loop_s * 1e3 == pytest.approx(loop["real_ms"], abs=0.2 * OPEN_S * 1e3)
 
 
 def test_sleeping_module_is_reported_with_its_time_and_nesting_is_exclusive() -> None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..extras import install_hint
 from .text import text_report
+from .timereport import made_copies
 from .writing import atomic_write_text
 
 if TYPE_CHECKING:
@@ -231,12 +232,17 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
 
 def _device_split_html(split: dict[str, Any]) -> str:
     """Each scorer's device calls split into H2D copy, compute and D2H copy (timing_results.device_split)."""
-    rows = [[label, d["per_call_ms"]["h2d"], d["per_call_ms"]["compute"], d["per_call_ms"]["d2h"],
-             100 * d["copies_share"], d["h2d_bytes_per_call"] / 1e3, d["d2h_bytes_per_call"] / 1e3,
-             None if d["padded_jets_share"] is None else 100 * d["padded_jets_share"],
-             d["calls_per_event"], d["device_per_event_ms"]] for label, d in split.items()]
+    rows = []
+    for label, d in split.items():
+        copies = [d["per_call_ms"]["h2d"], d["per_call_ms"]["d2h"], 100 * d["copies_share"],
+                  d["h2d_bytes_per_call"] / 1e3, d["d2h_bytes_per_call"] / 1e3]
+        h2d, d2h, share, kb_in, kb_out = copies if made_copies(d) else [None] * 5  # host buffer: no copy made
+        rows.append([label, h2d, d["per_call_ms"]["compute"], d2h, share, kb_in, kb_out,
+                     None if d["padded_jets_share"] is None else 100 * d["padded_jets_share"],
+                     d["calls_per_event"], d["device_per_event_ms"]])
     return ("<p>Times per device call (one host-to-device copy, one launch, one copy back), as the backend "
-            "timed them; the last column is the three together per event the module ran on.</p>"
+            "timed them; the last column is the three together per event the module ran on. An engine that "
+            "runs on the host buffer (TFLite on the CPU) makes no copy: its copy columns are &ndash;.</p>"
             + table(["module", "H2D ms", "compute ms", "D2H ms", "copies %", "kB in/call", "kB out/call",
                      "padded jets %", "calls/event", "device ms/event"], rows))
 

@@ -230,6 +230,20 @@ def test_the_time_per_module_plot_has_the_bulk_io_bar_the_table_has() -> None:
     assert list(bars)[:2] == ["[source]", "score"]
 
 
+def test_the_html_farm_projection_gives_the_console_figures() -> None:
+    """report.html said "the path needs N cores" for a whole menu, and left out the measured-throughput figure
+    the FarmReport prints: the page names the job and gives both."""
+    from hltrun.framework.report.html import timing_sections
+
+    _, summary, service = _run()
+    res = service.result(summary)
+    arrays = {"real_ms": np.array([]), "cpu_ms": np.array([]), "index": np.array([]), "stream": np.array([])}
+    farm = dict(timing_sections(res, arrays))["Farm projection"]
+    t = res["farm"]["throughput"]
+    assert "the job needs" in farm and "the path needs" not in farm
+    assert f"{t['cores']:,.1f} by the measured throughput" in farm and f"{t['events_per_s']:,.1f} events/s" in farm
+
+
 def test_report_files_validate_and_html_has_plots(tmp_path: Path) -> None:
     jsonschema = pytest.importorskip("jsonschema")
     pytest.importorskip("matplotlib")

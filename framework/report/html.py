@@ -223,9 +223,13 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
                f"{h['real_per_event_ms']:.3f} ms per event, "
                f"<b>{h['cores']:,.1f} cores</b>, {100 * h['share_of_event']:.2f} % of the event time.</p>"
                if h["labels"] else "<p>No anomaly-detection module selected (services.Timing.highlight).</p>")
+    t = f.get("throughput") or {}
+    measured = (f"; {t['cores']:,.1f} by the measured throughput, {t['events_per_s']:,.1f} events/s on "
+                f"{t['cores_used']:g} core(s){'' if t['fully_loaded'] else ', not a loaded machine'}"
+                if t.get("cores") else "")
     farm_html = (
-        f"<p>At {f['input_rate_hz']:,.0f} Hz input rate the path needs <b>{f['cores_real']:,.1f} cores</b> "
-        f"(real time; {f['cores_cpu']:,.1f} by CPU time).</p>" + anomaly
+        f"<p>At {f['input_rate_hz']:,.0f} Hz input rate the job needs <b>{f['cores_real']:,.1f} cores</b> "
+        f"(real time; {f['cores_cpu']:,.1f} by CPU time{measured}).</p>" + anomaly
         + table(["path", "cores", "standalone cores"],
                 [[p["name"], p["cores"], p["standalone_cores"]] for p in res["paths"]]))
     cost = res.get("self_cost")

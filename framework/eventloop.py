@@ -57,6 +57,9 @@ class EventProcessor:
         self._read = 0
         self._base = 0  # job-wide index of this run's first event (work units start past 0)
         self._first_event_at: float | None = None
+        # the first pull's start: the loop's (and the Timing service's) throughput window opens here, its
+        # first chunk read included, so the JobReport's events/s is the BudgetReport's
+        self._first_pull_at: float | None = None
         self._t0 = 0.0
         self._tally = ErrorTally()
         self._where: dict[int, EventID] = {}  # id(exception) -> event it stopped the job on
@@ -214,6 +217,7 @@ class EventProcessor:
         self._stop.clear()
         self._tally, self._where = ErrorTally(), {}  # per-event failures of this unit only
         self._read, self._base, self._first_event_at = 0, unit.first_index, None
+        self._first_pull_at = None
         self._lumi = None  # a unit begins its own runs and lumis (module docstring)
         self._transitions = [0, 0]
         self._stream_counts = [dict(processed=0, passed=0, failed=0, error=0) for _ in process.schedules]
@@ -276,6 +280,8 @@ class EventProcessor:
             if self._stop.is_set():
                 self.process.loop.draining = True
                 return None
+            if self._first_pull_at is None:
+                self._first_pull_at = time.perf_counter()
             fire = signals.pre_source.fire
             if fire is not None:
                 fire(stream)
@@ -378,7 +384,7 @@ class EventProcessor:
         summary.data_quality[process.source.label] = dict(process.source.data_quality())
         if self._first_event_at is not None:
             summary.time_to_first_event_s = self._first_event_at - self._t0
-            summary.loop_s = self._loop_end - self._first_event_at
+            summary.loop_s = self._loop_end - (self._first_pull_at or self._first_event_at)
         first = process.schedules[0]
         for table, runners in ((summary.paths, "paths"), (summary.endpaths, "endpaths")):
             for i, runner in enumerate(getattr(first, runners)):

@@ -100,7 +100,7 @@ class JobSummary:
     source: dict[str, int] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)  # job-level facts modules recorded (accelerator choice)
     wall_s: float = 0.0  # from the process start (interpreter included) to the end of the job
-    loop_s: float = 0.0  # from the first event read to the last event done: the throughput window
+    loop_s: float = 0.0  # from the first pull (its chunk read included) to the last event done: the throughput window
     time_to_first_event_s: float | None = None
     begin_job_s: float = 0.0
     failure: str | None = None  # the one-line error that stopped the job, if any

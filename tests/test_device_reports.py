@@ -195,6 +195,25 @@ def test_tensorrt_counters_and_no_padding_count():
     assert row.split()[7] == "-"
 
 
+def test_an_engine_on_the_host_buffer_shows_no_copy_figures(tmp_path):
+    """TFLite on the CPU (``auto``'s pick on the shipped path) runs on the host buffer: it times its compute
+    and counts no copy. Its H2D, D2H, copies % and kB columns are '-' (not measured), not 0.0000 and 0.00 kB,
+    which read as an empty batch sent to a device; compute and the per-event figures stay."""
+    summary = JobSummary("T", 1, module_summaries={"vae": {
+        "jets": 8, "chunks": 4, "h2d_us": 0, "compute_us": 800, "d2h_us": 0, "h2d_bytes": 0, "d2h_bytes": 0,
+        "padded_jets": 0}})
+    split = device_split(summary, {"vae": {"calls": 4}})
+    row = next(line for line in _device_split_rows(split) if line.endswith("  vae")).split()
+    assert row[1] == row[3] == row[4] == row[5] == row[6] == "-"  # H2D, D2H, copies %, kB in, kB out
+    assert float(row[2]) == pytest.approx(0.2) and float(row[7]) == 0.0 and float(row[9]) == pytest.approx(0.2)
+    from hltrun.framework.report.html import _device_split_html
+    page = _device_split_html(split)
+    (t,) = html_tables(page)
+    cells = dict(zip(t["header"], t["rows"][0]))
+    assert [cells[k] for k in ("H2D ms", "D2H ms", "copies %", "kB in/call", "kB out/call")] == ["–"] * 5
+    assert html_number(cells["compute ms"]) == pytest.approx(0.2)
+
+
 # ---------------------------------------------------------------------- merge rules
 def test_device_memory_merges_by_max_over_streams_units_and_workers():
     a = {"chunks": 3, "backend": {"name": "jax", "device_memory": {"peak_bytes_in_use": 5, "bytes_limit": 9}}}

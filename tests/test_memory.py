@@ -107,3 +107,33 @@ def test_the_per_event_reader_agrees_with_psutil():
     info = psutil.Process().memory_info()
     assert abs(vsize - info.vms) < 64 << 20 and abs(rss - info.rss) < 64 << 20
     assert vsize > rss
+
+
+@register_module("TestMemoryFreer")
+class MemoryFreer(Producer):
+    """Maps and fills 16 MB at begin_job and unmaps it in its first call: RSS falls while it runs."""
+
+    def begin_job(self, job) -> None:
+        self.block = MemoryHog._resident(16)
+
+    def produce(self, event) -> None:
+        if self.block is not None:
+            self.block.close()
+            self.block = None
+        event.put(1)
+
+
+def test_a_module_during_which_rss_fell_is_explained(write_config):
+    """The menu's Module Summary showed 'hltL1sJetOrHTT ... -1.1 kB/call ... -5.72 MB' with no word on what a
+    negative RSS growth means: the header says RSS growth, and a negative figure gets one line saying that RSS
+    fell while the module ran (memory freed, any owner's) and what attributes allocations (memray)."""
+    summary, process = run_config(write_config(
+        "source: {type: TestCountingSource, n: 4}\nmodules:\n  freer: {type: TestMemoryFreer}\n"
+        "paths:\n  p: [freer]\nservices:\n  Memory: {}\n"))
+    (memory,) = process.services
+    freer = next(m for m in memory.results()["modules"] if m["label"] == "freer")
+    assert freer["total_rss_growth_mb"] < -8
+    text = memory.text_report(summary)
+    assert "MemoryReport ---------- Module Summary ---[RSS growth]----" in text
+    note = next(line for line in text.splitlines() if "negative" in line)
+    assert note.startswith("MemoryReport  (") and "freed" in note and "memray" in note

@@ -187,3 +187,18 @@ def test_a_path_that_accepts_nothing_has_an_upper_limit():
     r = rate(Tally(), Tally(1000, 1000.0, 1000.0), 100_000.0)
     assert r.upper_limit and r.hz == 0.0 and r.error_hz == pytest.approx(113.94, rel=1e-3)
     assert str(r).startswith("< 114 Hz")
+
+
+def test_the_html_rate_table_marks_an_upper_limit_as_the_console_does():
+    """A path no event took alone: the RateReport prints '< 57.0 (68% CL)', report.html printed 0.000 and
+    57.000 in the rate and ± columns, a measured 0 ± 57 Hz. The page says '< 57.0' and '68% CL' instead; the
+    menu total is printed as the table's figures, not as '9.68e+04 ± 2.4e+02 Hz'."""
+    from hltrun.framework.services.rates import _rate_cells, _total_text
+
+    limit = rate(Tally(0, 0.0, 0.0), Tally(2000, 2000.0, 2000.0), 100_000.0)
+    assert limit.upper_limit
+    assert _rate_cells(limit) == ["< 57.0", "68% CL"]
+    measured = rate(Tally(22, 22.0, 22.0), Tally(2000, 2000.0, 2000.0), 100_000.0)
+    assert _rate_cells(measured) == [measured.hz, measured.error_hz]
+    total = rate(Tally(5323, 5323.0, 5323.0), Tally(5500, 5500.0, 5500.0), 100_000.0)
+    assert _total_text(total) == "96,781.8 ± 238.0 Hz"

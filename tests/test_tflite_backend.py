@@ -177,3 +177,24 @@ def test_the_writer_refuses_a_check_without_cuts_before_it_writes(tmp_path):
         main(["--out", str(tmp_path / "mine.tflite"), "--keras", str(MODELS / "gcn_vae.keras"), "--model", str(mine),
               "--check"])
     assert not (tmp_path / "mine.tflite").exists()
+
+
+def test_the_warm_up_line_gives_the_time_the_timereport_gives():
+    """The warm-up line said 'in 0.0 s' where the TimeReport says 'vae 0.01 s' for the same warm-up: both
+    give it to 10 ms now. A handler on hltrun's logger itself: an in-process CLI run stops its propagation."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("hltrun")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        backend = loaded("tflite", SHIPPED_TFLITE)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    line = next(r.getMessage() for r in records if "prepared and warmed up" in r.getMessage())
+    assert line.endswith(f" in {backend.warm_up_s:.2f} s")

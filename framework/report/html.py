@@ -23,6 +23,7 @@ import numpy as np
 
 from ..extras import install_hint
 from .text import text_report
+from .timereport import made_copies
 from .writing import atomic_write_text
 
 if TYPE_CHECKING:
@@ -97,10 +98,20 @@ def _fmt(v: Any) -> str:
 
 # ------------------------------------------------------------------------ Timing plots
 
-def _module_bars(res: dict[str, Any]) -> str:
+def module_bar_entries(res: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
+    """(name, real, CPU ms per event, highlighted) for each bar of the time-per-module plot: the rows of the
+    "Time per module" table, the amortised source bulk I/O included (the shipped path's largest share)."""
     entries = [("[source]", res["source"]["real_per_event_ms"], res["source"]["cpu_per_event_ms"], False)]
     entries += [(m["label"], m["real_per_event_ms"], m["cpu_per_event_ms"], m["highlight"]) for m in res["modules"]]
     entries.append(("[overhead]", res["overhead"]["real_per_event_ms"], res["overhead"]["cpu_per_event_ms"], False))
+    bulk = res.get("source_bulk")
+    if bulk and bulk.get("real_per_event_ms"):
+        entries.append(("[source bulk I/O, amortised]", bulk["real_per_event_ms"], bulk["cpu_per_event_ms"], False))
+    return entries
+
+
+def _module_bars(res: dict[str, Any]) -> str:
+    entries = module_bar_entries(res)
     with _style():
         fig = _figure(9, 1.2 + 0.45 * len(entries))
         ax = fig.add_subplot()
@@ -112,7 +123,9 @@ def _module_bars(res: dict[str, Any]) -> str:
         ax.set_xlabel("mean time per event [ms]")
         if max(real, default=0) > 0:
             ax.set_xscale("symlog", linthresh=max(min(r for r in real if r > 0), 1e-3))
-        ax.legend(loc="lower right")
+            ax.set_xlim(0, 1.5 * max(max(real), *(e[2] for e in entries)))  # the longest bar short of the frame
+        ax.set_ylim(y.min() - 0.6, y.max() + 1.6)  # a free row on top for the legend: never over a bar
+        ax.legend(loc="upper right", ncol=2)
         ax.set_title("time per module (red: anomaly detection)")
         return img(fig, "mean time per event of each module")
 
@@ -210,9 +223,13 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
                f"{h['real_per_event_ms']:.3f} ms per event, "
                f"<b>{h['cores']:,.1f} cores</b>, {100 * h['share_of_event']:.2f} % of the event time.</p>"
                if h["labels"] else "<p>No anomaly-detection module selected (services.Timing.highlight).</p>")
+    t = f.get("throughput") or {}
+    measured = (f"; {t['cores']:,.1f} by the measured throughput, {t['events_per_s']:,.1f} events/s on "
+                f"{t['cores_used']:g} core(s){'' if t['fully_loaded'] else ', not a loaded machine'}"
+                if t.get("cores") else "")
     farm_html = (
-        f"<p>At {f['input_rate_hz']:,.0f} Hz input rate the path needs <b>{f['cores_real']:,.1f} cores</b> "
-        f"(real time; {f['cores_cpu']:,.1f} by CPU time).</p>" + anomaly
+        f"<p>At {f['input_rate_hz']:,.0f} Hz input rate the job needs <b>{f['cores_real']:,.1f} cores</b> "
+        f"(real time; {f['cores_cpu']:,.1f} by CPU time{measured}).</p>" + anomaly
         + table(["path", "cores", "standalone cores"],
                 [[p["name"], p["cores"], p["standalone_cores"]] for p in res["paths"]]))
     cost = res.get("self_cost")
@@ -231,12 +248,17 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
 
 def _device_split_html(split: dict[str, Any]) -> str:
     """Each scorer's device calls split into H2D copy, compute and D2H copy (timing_results.device_split)."""
-    rows = [[label, d["per_call_ms"]["h2d"], d["per_call_ms"]["compute"], d["per_call_ms"]["d2h"],
-             100 * d["copies_share"], d["h2d_bytes_per_call"] / 1e3, d["d2h_bytes_per_call"] / 1e3,
-             None if d["padded_jets_share"] is None else 100 * d["padded_jets_share"],
-             d["calls_per_event"], d["device_per_event_ms"]] for label, d in split.items()]
+    rows = []
+    for label, d in split.items():
+        copies = [d["per_call_ms"]["h2d"], d["per_call_ms"]["d2h"], 100 * d["copies_share"],
+                  d["h2d_bytes_per_call"] / 1e3, d["d2h_bytes_per_call"] / 1e3]
+        h2d, d2h, share, kb_in, kb_out = copies if made_copies(d) else [None] * 5  # host buffer: no copy made
+        rows.append([label, h2d, d["per_call_ms"]["compute"], d2h, share, kb_in, kb_out,
+                     None if d["padded_jets_share"] is None else 100 * d["padded_jets_share"],
+                     d["calls_per_event"], d["device_per_event_ms"]])
     return ("<p>Times per device call (one host-to-device copy, one launch, one copy back), as the backend "
-            "timed them; the last column is the three together per event the module ran on.</p>"
+            "timed them; the last column is the three together per event the module ran on. An engine that "
+            "runs on the host buffer (TFLite on the CPU) makes no copy: its copy columns are &ndash;.</p>"
             + table(["module", "H2D ms", "compute ms", "D2H ms", "copies %", "kB in/call", "kB out/call",
                      "padded jets %", "calls/event", "device ms/event"], rows))
 

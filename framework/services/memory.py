@@ -461,11 +461,15 @@ class Memory(Service):
             run, lumi, event = k["id"]
             lines.append(f"MemoryReport  key event increasing RSS: run {run}, lumi {lumi}, event {event}: "
                          f"+{k['rss_growth_kb']:.0f} kB -> {k['rss_mb']:.1f} MB")
-        lines += ["", "MemoryReport ---------- Module Summary ---[RSS]----",
+        lines += ["", "MemoryReport ---------- Module Summary ---[RSS growth]----",
                   "MemoryReport  begin_job MB   calls  mean kB/call   max kB/call   total MB  Name"]
         for m in r["modules"]:
             lines.append(f"MemoryReport  {m['begin_job_rss_mb']:>12.2f} {m['calls']:>7} {m['mean_rss_growth_per_call_kb']:>13.1f} "
                          f"{m['max_rss_growth_per_call_kb']:>13.1f} {m['total_rss_growth_mb']:>10.2f}  {m['label']}")
+        if any(m["total_rss_growth_mb"] < 0 or m["mean_rss_growth_per_call_kb"] < 0 for m in r["modules"]):
+            lines.append("MemoryReport  (a negative figure: RSS fell while the module ran, memory freed by anyone, e.g. "
+                         "the garbage collector or a released chunk; RSS is process-wide, services.Memory.memray "
+                         "gives each module's own allocations)")
         if summary.streams > 1 and self.params.per_module:
             lines.append("MemoryReport  (RSS is process-wide: with several streams per-module deltas include the other streams)")
         if r["memray_file"]:

@@ -117,10 +117,11 @@ class TriggerRates(Service):
         if r is None:
             return []
         parts = [f"<p>Rates at {r.input_rate_hz:,.0f} Hz input rate from {r.events} events; unique = accepted by "
-                 f"this path and no other. Menu total {html.escape(str(r.total))}.</p>",
+                 f"this path and no other; '&lt; X' with '68% CL' where no event was accepted. Menu total "
+                 f"{html.escape(_total_text(r.total))}.</p>",
                  table(["path", "accepted", "rate [Hz]", "± [Hz]", "unique [Hz]", "± [Hz]"],
-                       [[n, r.path[n].events, r.path[n].hz, r.path[n].error_hz, r.unique[n].hz, r.unique[n].error_hz]
-                        for n in r.paths], left=1)]
+                       [[n, r.path[n].events, *_rate_cells(r.path[n]), *_rate_cells(r.unique[n])] for n in r.paths],
+                       left=1)]
         if self.params.per_lumi and len(self._patterns.by_lumi) > 1:
             per = rates_per_lumi(self._patterns, r.input_rate_hz)
             fig = _figure(9.0, 3.5)
@@ -167,6 +168,19 @@ def _turn_on_plots(summary: "JobSummary") -> list[str]:
         ax.legend(fontsize=7)
         out.append(img(fig, f"{label} turn-on"))
     return out
+
+
+def _rate_cells(r: Rate) -> list[Any]:
+    """The rate and ± cells of report.html's table: the figures, or for no accepted event the 68 % CL upper
+    limit as the RateReport prints it (0 and the limit in the ± column would read as a measured 0 ± X Hz)."""
+    if r.upper_limit:
+        return [f"< {r.error_hz:.1f}", "68% CL"]
+    return [r.hz, r.error_hz]
+
+
+def _total_text(r: Rate) -> str:
+    """The menu total in the table's units and precision (``str(Rate)`` gives three digits, 9.68e+04)."""
+    return f"< {r.error_hz:,.1f} Hz (68% CL)" if r.upper_limit else f"{r.hz:,.1f} ± {r.error_hz:,.1f} Hz"
 
 
 def _hz(r: Rate) -> str:

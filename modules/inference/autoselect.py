@@ -227,7 +227,7 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
     best = min(usable, key=lambda t: t.us_per_jet)
     ref = next(t for t in table if t.backend == reference)
     reason = (f"fastest of {len(usable)} agreeing engine(s) at batch {batch}"
-              + (f", {ref.us_per_jet / best.us_per_jet:.2f}x {reference}" if best.backend != reference
+              + (f", {ref.us_per_jet / best.us_per_jet:.2f}x faster than {reference}" if best.backend != reference
                  and ref.us_per_jet else ""))
     return Choice(best.backend, batch, reason, table, timed_s=timed_s, rounds=rounds_run)
 

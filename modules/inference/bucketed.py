@@ -115,7 +115,7 @@ class BucketedBackend(InferenceBackend):
         self.counters.update(saved)
         super().warm_up(batch_sizes)  # restores the counters it found
         self._ns = saved_ns
-        log.info("%s: %s prepared and warmed up for batches %s on %s in %.1f s", self.name, self.model_path.name,
+        log.info("%s: %s prepared and warmed up for batches %s on %s in %.2f s", self.name, self.model_path.name,
                  self.buckets, self.device_label(), self.warm_up_s, extra={"once": True})
 
     def wanted_device(self) -> str:

@@ -224,7 +224,11 @@ class RootJetSource(Source):
                        "links_to_no_jet": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
                        # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
                        "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0,
-                       "not_selected": 0}  # read, outside lumisToProcess / eventsToProcess
+                       "not_selected": 0,  # read, outside lumisToProcess / eventsToProcess
+                       # whole files the file check read at begin_job and kept for the loop: their entries,
+                       # the entries the loop went through, and the check's decompression-thread CPU for them
+                       # (a short job charges its events only the share of that read it used)
+                       "kept_entries": 0, "kept_entries_used": 0, "kept_decompression_cpu_ns": 0}
         self._selection = Selection.parse(params.lumisToProcess, params.eventsToProcess)
         self.bad_files: list[str] = []  # "path: what was skipped (reason)", for the reports
         self._bad_entries: dict[str, int] = {}  # bad file -> entries skipped in it (0: skipped whole at begin_job)
@@ -519,6 +523,7 @@ class RootJetSource(Source):
         for start, stop, branches in ((0, head, names), (max(head, n - 1), n, tail)):
             if start >= stop or not branches:
                 continue
+            cpu_before = self._count["decompression_cpu_ns"]
             try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
                 with self._bulk(pool) if whole and start == 0 else self._pool_cpu(pool):
                     arrays = _columns(tree, tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
@@ -535,6 +540,9 @@ class RootJetSource(Source):
                 if whole:
                     self._kept[os.path.realpath(path)] = arrays
                     self._kept_bytes += size
+                    with self._count_lock:
+                        self._count["kept_entries"] += n
+                        self._count["kept_decompression_cpu_ns"] += self._count["decompression_cpu_ns"] - cpu_before
         return n
 
     def _check_layout(self, arrays: ak.Array, path: str, only: list[str] | None = None,
@@ -670,6 +678,7 @@ class RootJetSource(Source):
         read_before = self._count["read"]
         lumis = self._lumis_read.setdefault(path, {})
         chunk, keep, selected, used = None, None, None, 0  # the chunk being handed out and how far: its lumis, counted per chunk
+        from_kept, passed = os.path.realpath(path) in self._kept, 0  # entries gone through, of a file kept at begin_job
         try:
             for chunk in self._chunks(path, start, stop):
                 keep = checker.first_seen(chunk.keys) if checking and chunk.keys is not None else None
@@ -687,6 +696,7 @@ class RootJetSource(Source):
                     yield chunk.ids[i], ({"": chunk.event(i)} if chunk.weights is None
                                          else {"": chunk.event(i), WEIGHT: chunk.weights[i]})
                 _count_lumis(lumis, chunk, used, _both(keep, selected, used))
+                passed += used
                 chunk = None
         except SourceError as exc:
             if not self.params.skipBadFiles:
@@ -697,6 +707,10 @@ class RootJetSource(Source):
             self._files_read[path] = self._files_read.get(path, 0) + self._count["read"] - read_before
             if chunk is not None:  # stopped inside a chunk (maxEvents, an error): its events handed out
                 _count_lumis(lumis, chunk, used, _both(keep, selected, used))
+                passed += used
+            if from_kept:
+                with self._count_lock:
+                    self._count["kept_entries_used"] += passed
             if not lumis:
                 self._lumis_read.pop(path, None)
 

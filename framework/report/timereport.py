@@ -209,8 +209,8 @@ def budget_report(res: dict[str, Any]) -> str:
     if bulk:
         early = bulk.get("at_begin_job_real_ms", 0.0)
         lines.append(f"{h}  + file open, chunk read and conversion: {bulk['real_ms']:.1f} ms in {bulk['pulls']} pulls"
-                     + (f" (of it {early:.1f} ms read by the file check at begin_job and kept for the loop)"
-                        if early else "")
+                     + (f" (of it {early:.1f} ms read by the file check at begin_job and kept for the loop"
+                        f"{_share_charged(bulk)})" if early else "")
                      + (f", and {bulk['background_cpu_ms']:.1f} ms CPU in background threads (decompression, "
                         f"read-ahead)" if bulk.get("background_cpu_ms") else "")
                      + ", spread over the events (in the mean and the farm projection, not in the per-event "
@@ -224,6 +224,17 @@ def budget_report(res: dict[str, Any]) -> str:
                      f"({100 * cost['share_of_event']:.2f} % of the mean event time)")
     lines.append("")
     return "\n".join(lines)
+
+
+def _share_charged(bulk: dict[str, Any]) -> str:
+    """', the share of its 318.1 ms for the 200 of 2500 entries the job used' when a short job used part of
+    the whole files the check read; '' when it used them all."""
+    entries = bulk.get("at_begin_job_entries") or {}
+    kept, used = entries.get("kept", 0), entries.get("used", 0)
+    if not kept or used >= kept:
+        return ""
+    return (f": the share of its {bulk.get('at_begin_job_paid_real_ms', 0.0):.1f} ms for the {used:,} of {kept:,} "
+            f"entries the job used")
 
 
 def farm_report(res: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ import uproot
 from hltrun.framework.config import load
 from hltrun.framework.executors import execute, report_services
 from hltrun.framework.report import text_report, trig_report, write_report_files
+from hltrun.framework.report.timereport import budget_report
 from hltrun.tools.hltdiff import compare, read_coverage
 
 distributed = pytest.importorskip("distributed", reason='Dask tests need the dist extra: pip install -e ".[dist]"')
@@ -147,6 +148,8 @@ def test_dask_equals_local(cluster, write_config, tmp_path):
     assert loop["efficiency_cpu_real_per_thread"] == pytest.approx(cpu_ms / (loop["real_ms"] * 2))
     assert loop["idle_real_ms"] == pytest.approx(2 * loop["real_ms"] - events_ms - loop["source_bulk_real_ms"])
     assert loop["idle_real_ms"] > 0
+    assert timing["streams_side_by_side"] == 2  # and the BudgetReport says so, not "on 1 stream(s)"
+    assert "600 events on 2 stream(s)" in budget_report(timing)
     assert len(ds.workers) == 2 and sum(w["events"] for w in ds.workers.values()) == 600
     assert all(w["begin_job_s"] > 0 for w in ds.workers.values())  # models loaded once per worker
     assert sum(w["units"] for w in ds.workers.values()) == ds.executor["units"]

@@ -191,7 +191,7 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
            f"not in the distribution below)" if b.get("source_bulk_per_event_ms") else "") + f" {verdict} "
         f"({100 * b['mean_share_of_budget']:.2f} % of the budget); {b['over_budget_events']} of {res['events']} "
         f"events ({100 * b['over_budget_fraction']:.2f} %) are over budget. Throughput "
-        f"{b['throughput_hz']:.1f} events/s on {res['streams']} stream(s).</p>"
+        f"{b['throughput_hz']:.1f} events/s on {res.get('streams_side_by_side', res['streams'])} stream(s).</p>"
         + table(["", "mean", "median", "p90", "p99", "max"],
                 [[k, *(res["event"][k][s] for s in ("mean", "median", "p90", "p99", "max"))] for k in ("real", "cpu")])
         + _event_distribution(res, arrays) + _along_the_job(res, arrays))

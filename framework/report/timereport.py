@@ -179,7 +179,8 @@ def budget_report(res: dict[str, Any]) -> str:
     verdict = "fits" if b["fits"] else "DOES NOT FIT"
     lines = [
         f"{h} ---------- Event time vs budget ---[ms]----",
-        f"{h}  budget per event {b['budget_ms']:.3f} ms, {res['events']} events on {res['streams']} stream(s): "
+        f"{h}  budget per event {b['budget_ms']:.3f} ms, {res['events']} events on "
+        f"{res.get('streams_side_by_side', res['streams'])} stream(s): "
         f"mean{' + source bulk I/O' if b.get('source_bulk_per_event_ms') else ''} {verdict} "
         f"({100 * b['mean_share_of_budget']:.2f} % of the budget)",
         f"{h}  {'':5} {'mean':>10} {'median':>10} {'p90':>10} {'p99':>10} {'max':>10}",

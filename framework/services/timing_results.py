@@ -291,6 +291,7 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
         "units": {"time": "ms", "rate": "Hz"},
         "events": events,
         "streams": streams,
+        "streams_side_by_side": side_by_side,  # on Dask: every worker thread's streams (``streams`` is one's)
         "clocks": {
             "real": "time.perf_counter_ns", "cpu": "time.thread_time_ns",
             "real_resolution_ns": time.get_clock_info("perf_counter").resolution * 1e9,

@@ -274,6 +274,31 @@ def check_args(args: argparse.Namespace) -> None:
     require_files(PROG, config=args.config)
 
 
+def missing_generator() -> str | None:
+    """The line for a generator package that is not installed (looked up, not imported: the workers
+    import it), before the progress bar starts; it was a ModuleNotFoundError traceback from the first chunk."""
+    import importlib.util
+
+    from hltrun.framework.extras import install_hint
+
+    for module in ("pythia8mc", "fastjet"):
+        if importlib.util.find_spec(module) is None:
+            return f"{PROG} needs {module}, which is not installed: {install_hint(module)}"
+    return None
+
+
+def unwritable(out: Path) -> str | None:
+    """``--out`` by hltrun's destination policy, before minutes of generation rather than after."""
+    from hltrun.framework.destinations import check_file_destination
+    from hltrun.framework.errors import ModuleError
+
+    try:
+        check_file_destination(out, f"{PROG} --out")
+    except ModuleError as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: generate one process and print the timing summary."""
     args = parse_args(argv)
@@ -285,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed is not None:
         cfg["seed"] = args.seed
     out = args.out or REPO / cfg["processes"][args.process]["output"]
+    refused = unwritable(Path(out)) or missing_generator()
+    if refused:
+        print(refused, file=sys.stderr)
+        return 4
     stats = generate(cfg, args.process, args.events, args.workers, Path(out), not args.no_progress)
     print(f"{args.process}: wrote {stats['events']} events to {out} ({stats['size_MB']:.2f} MB); "
           f"selection efficiency {stats['efficiency']:.3f}; "

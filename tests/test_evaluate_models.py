@@ -161,8 +161,15 @@ def test_a_refused_evaluation_leaves_no_out_dir_made_behind(tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
-SHIPPED = ["--background", str(REPO / "data/qcd_dijet.root"), "--physical-background", "none",
-           "--signal", f"rsg_ww_3p5TeV={REPO / 'data/rsg_ww_3p5TeV.root'}", "--wp-background", "none", "--closure", "none"]
+SHIPPED = {"--background": str(REPO / "data/qcd_dijet.root"), "--physical-background": "none",
+           "--signal": f"rsg_ww_3p5TeV={REPO / 'data/rsg_ww_3p5TeV.root'}", "--wp-background": "none",
+           "--closure": "none"}
+
+
+def _shipped_and(argv: list[str]) -> list[str]:
+    """The shipped samples' options (no default under data/large looked for), with ``argv``'s own options
+    in place of theirs."""
+    return [*(x for k, v in SHIPPED.items() if k not in argv for x in (k, v)), *argv]
 
 
 def _no_reading(monkeypatch):
@@ -191,7 +198,7 @@ def test_a_missing_model_or_sample_is_refused_before_any_sample_is_read(argv, li
     evaluate_models = _no_reading(monkeypatch)
     (tmp_path / "folder" / "conv_vae.onnx").mkdir(parents=True)
     out = tmp_path / "out"
-    assert evaluate_models.main(["--out-dir", str(out), *SHIPPED, *[a.format(t=tmp_path) for a in argv]]) == 3
+    assert evaluate_models.main(["--out-dir", str(out), *_shipped_and([a.format(t=tmp_path) for a in argv])]) == 3
     assert capsys.readouterr().err.strip().splitlines() == [line.format(t=tmp_path)]
     assert not out.exists()
 
@@ -211,7 +218,7 @@ def test_an_argument_error_is_one_line_exit_2_before_anything_is_read(argv, line
     evaluate_models = _no_reading(monkeypatch)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as stopped:
-        evaluate_models.main(["--out-dir", str(out), *SHIPPED, *argv])
+        evaluate_models.main(["--out-dir", str(out), *_shipped_and(argv)])
     assert stopped.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(line), err

@@ -257,7 +257,9 @@ def test_a_file_that_is_no_model_is_refused_before_any_engine_runs(name: str, co
     monkeypatch.setattr(V, "path_run", lambda *a, **k: pytest.fail("an engine ran on a file that is no model"))
     (tmp_path / name).write_bytes(content)
     assert hltbench(["verdict", str(tmp_path / name), "--events", "10", "--out-dir", str(tmp_path / "o")]) == 2
-    _one_line(capsys, *words)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"hltbench verdict: {words[0]} {tmp_path}/"), err
+    assert all(w in err[0] for w in words), err
     assert not (tmp_path / "o").exists()
 
 

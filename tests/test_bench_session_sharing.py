@@ -85,3 +85,34 @@ def test_an_interrupted_round_returns_only_after_every_call_has_ended() -> None:
         release.set()
         helper.join()
         signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_while_the_callers_start_leaves_none_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C landing while the callers were being started (``Thread.start`` waits, so it can be
+    interrupted) left the ones already started waiting at the barrier for ever: interpreter shutdown
+    waited for them and the study hung after its 'interrupted' line."""
+    import threading
+
+    import numpy as np
+
+    from hltrun.tools.bench import sessions as bench
+
+    started: list[threading.Thread] = []
+
+    class InterruptedStart(threading.Thread):
+        def start(self) -> None:
+            super().start()
+            started.append(self)
+            if len(started) == 2:
+                raise KeyboardInterrupt  # as if the signal arrived while this start() waited
+
+    class NeverCalled:
+        def run(self, *args):  # noqa: ANN002, ANN201
+            pytest.fail("a call was made although the round was interrupted before it began")
+
+    monkeypatch.setattr(bench.threading, "Thread", InterruptedStart)
+    with pytest.raises(KeyboardInterrupt):
+        bench.timed_round([NeverCalled()] * 3, [np.zeros((1, 100, 3), np.float32)], 1)
+    for t in started:
+        t.join(5)
+    assert not any(t.is_alive() for t in started), "a caller is still waiting at the barrier"

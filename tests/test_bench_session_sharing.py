@@ -38,3 +38,81 @@ def test_modes_make_the_calls_they_claim(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ")}
     assert {"shared", "one per thread", "single thread"} <= rows
+
+
+def test_an_interrupted_round_returns_only_after_every_call_has_ended() -> None:
+    """Ctrl-C landing in ``Thread.join`` made the study exit while a caller was still inside
+    ``InferenceSession.run``, and the process aborted at exit (134, ``terminate called without an active
+    exception``): CPython 3.11's join, interrupted in its lock wait, marks the still-running thread
+    stopped (bpo-45274's ``lock.locked()`` test sees the lock the running thread holds), so the second
+    join returned at once and interpreter shutdown did not wait for it either. The round now waits for
+    each caller's own 'done' event. (The session here blocks until released, to hold a call open.)"""
+    import signal
+    import threading
+    import time
+
+    import numpy as np
+
+    from hltrun.tools.bench.sessions import timed_round
+
+    entered, release = threading.Event(), threading.Event()
+    inside: list[bool] = []
+
+    class Blocking:
+        def run(self, *args):  # noqa: ANN002, ANN201
+            inside.append(True)
+            entered.set()
+            release.wait(10)
+            inside.pop()
+
+    main = threading.main_thread().ident
+
+    def interrupt() -> None:
+        entered.wait(10)
+        time.sleep(0.2)  # the main thread is waiting for the caller
+        signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.5)
+        release.set()
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    helper = threading.Thread(target=interrupt)
+    try:
+        helper.start()
+        with pytest.raises(KeyboardInterrupt):
+            timed_round([Blocking()], [np.zeros((1, 100, 3), np.float32)], 1)
+        assert not inside, "the round returned while a call was still running"
+    finally:
+        release.set()
+        helper.join()
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_while_the_callers_start_leaves_none_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C landing while the callers were being started (``Thread.start`` waits, so it can be
+    interrupted) left the ones already started waiting at the barrier for ever: interpreter shutdown
+    waited for them and the study hung after its 'interrupted' line."""
+    import threading
+
+    import numpy as np
+
+    from hltrun.tools.bench import sessions as bench
+
+    started: list[threading.Thread] = []
+
+    class InterruptedStart(threading.Thread):
+        def start(self) -> None:
+            super().start()
+            started.append(self)
+            if len(started) == 2:
+                raise KeyboardInterrupt  # as if the signal arrived while this start() waited
+
+    class NeverCalled:
+        def run(self, *args):  # noqa: ANN002, ANN201
+            pytest.fail("a call was made although the round was interrupted before it began")
+
+    monkeypatch.setattr(bench.threading, "Thread", InterruptedStart)
+    with pytest.raises(KeyboardInterrupt):
+        bench.timed_round([NeverCalled()] * 3, [np.zeros((1, 100, 3), np.float32)], 1)
+    for t in started:
+        t.join(5)
+    assert not any(t.is_alive() for t in started), "a caller is still waiting at the barrier"

@@ -159,3 +159,67 @@ def test_a_refused_evaluation_leaves_no_out_dir_made_behind(tmp_path, capsys):
     out = tmp_path / "new" / "card"
     assert evaluate_models.main(["--out-dir", str(out), "--background", str(tmp_path / "nope.root")]) == 3
     assert not (tmp_path / "new").exists()
+
+
+SHIPPED = {"--background": str(REPO / "data/qcd_dijet.root"), "--physical-background": "none",
+           "--signal": f"rsg_ww_3p5TeV={REPO / 'data/rsg_ww_3p5TeV.root'}", "--wp-background": "none",
+           "--closure": "none"}
+
+
+def _shipped_and(argv: list[str]) -> list[str]:
+    """The shipped samples' options (no default under data/large looked for), with ``argv``'s own options
+    in place of theirs."""
+    return [*(x for k, v in SHIPPED.items() if k not in argv for x in (k, v)), *argv]
+
+
+def _no_reading(monkeypatch):
+    """Fail the test if any sample is read: every refusal below comes before the first file is opened."""
+    from hltrun.tools.physics import evaluate_models
+
+    monkeypatch.setattr(evaluate_models, "_read", lambda *a, **k: pytest.fail("a sample was read before the refusal"))
+    return evaluate_models
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--models-dir", "{t}/none"], "evaluate_models: --models-dir: model file not found: {t}/none/conv_vae.onnx"),
+    (["--models-dir", "{t}/none", "--backend", "keras"],
+     "evaluate_models: --models-dir: model file not found: {t}/none/conv_vae.keras"),
+    (["--models-dir", "{t}/folder"], "evaluate_models: --models-dir: model file {t}/folder/conv_vae.onnx is a folder, not a file"),
+    (["--closure", "{t}/nope.root"], "evaluate_models: --closure: {t}/nope.root does not exist"),
+    (["--wp-background", "{t}/nope.root"], "evaluate_models: --wp-background: {t}/nope.root does not exist"),
+    (["--signal", "x={t}"], "evaluate_models: --signal x: {t} is a folder, not a file"),
+    (["--closure", str(REPO / "data/qcd_dijet.root")],
+     f"evaluate_models: {REPO / 'data/qcd_dijet.root'}: already a sample of the evaluation; the working point's "
+     "samples must be others"),
+])
+def test_a_missing_model_or_sample_is_refused_before_any_sample_is_read(argv, line, tmp_path, monkeypatch, capsys):
+    """--models-dir /nonexistent read every sample (seconds; minutes on the large ones) before saying the
+    model was missing; so did a missing --closure or --wp-background file. Exit 3 (input data), one line."""
+    evaluate_models = _no_reading(monkeypatch)
+    (tmp_path / "folder" / "conv_vae.onnx").mkdir(parents=True)
+    out = tmp_path / "out"
+    assert evaluate_models.main(["--out-dir", str(out), *_shipped_and([a.format(t=tmp_path) for a in argv])]) == 3
+    assert capsys.readouterr().err.strip().splitlines() == [line.format(t=tmp_path)]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--max-events", "0"], "evaluate_models: --max-events must be at least 1, got 0"),
+    (["--threads", "0"], "evaluate_models: --threads must be at least 1, got 0"),
+    (["--input-rate-hz", "0"], "evaluate_models: --input-rate-hz must be positive, got 0.0"),
+    (["--input-rate-hz", "nan"], "evaluate_models: --input-rate-hz must be positive, got nan"),
+    (["--signal", "x"], "evaluate_models: --signal 'x': expected KEY=FILE"),
+    (["--signal", "x=a.root", "--signal", "x=b.root"], "evaluate_models: --signal x: given twice (a.root, b.root)"),
+    (["--held-out", "nope"], "evaluate_models: --held-out nope: not a signal of the evaluation (signals: "),
+])
+def test_an_argument_error_is_one_line_exit_2_before_anything_is_read(argv, line, tmp_path, monkeypatch, capsys):
+    """A malformed --signal was exit 3 (as if a file were bad), --max-events 0 or --input-rate-hz 0 ran the
+    whole evaluation into a traceback or a card of zeros, an unknown --held-out key was ignored."""
+    evaluate_models = _no_reading(monkeypatch)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stopped:
+        evaluate_models.main(["--out-dir", str(out), *_shipped_and(argv)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(line), err
+    assert not out.exists()

@@ -79,11 +79,21 @@ def test_a_user_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str])
     assert err == "hltbench timing: --repeat must be at least 1 (got 0)"
 
 
-def test_a_missing_model_stops_the_backend_study_before_it_measures(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["backends", "--models", "nope", "--models-dir", str(tmp_path), "--backends", "ort-bare"]) == 2
+@pytest.mark.parametrize("argv", [["backends", "--backends", "ort-bare"], ["gpu-sweep", "--device", "cpu", "--out", "{t}/out"]])
+@pytest.mark.parametrize("folder", [False, True])
+def test_a_missing_model_stops_the_study_before_it_measures(argv: list[str], folder: bool, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown --models name is an argument error, exit 2 and the same line in every study that takes
+    --models (gpu-sweep said it with exit 4 from its first engine, after reading the sample)."""
+    if folder:
+        (tmp_path / "nope.onnx").mkdir()
+    argv = [a.format(t=tmp_path) for a in argv]
+    assert main([*argv, "--models", "nope", "--models-dir", str(tmp_path)]) == 2
     captured = capsys.readouterr()
-    assert captured.err.strip() == f"hltbench backends: {tmp_path / 'nope.onnx'} not found" and not captured.out
+    why = f"model file {tmp_path / 'nope.onnx'} is a folder, not a file" if folder else \
+        f"model file not found: {tmp_path / 'nope.onnx'}"
+    assert captured.err.strip() == f"hltbench {argv[0]}: --models nope: {why}" and not captured.out
+    assert not (tmp_path / "out").exists()
 
 
 def test_timing_study_runs_and_records_the_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -221,6 +231,8 @@ def test_every_output_option_is_checked_by_the_one_runner_helper(tmp_path: Path)
     (["source", "--threads", "0"], "--threads"),
     (["batching", "--streams", "1", "0"], "--streams"),
     (["batching", "--max-batch", "0"], "--max-batch"),
+    (["dask", "--events-per-task", "0"], "--events-per-task"),
+    (["dask", "--overhead-events", "0"], "--overhead-events"),
 ])
 def test_a_non_positive_count_is_refused_while_the_command_line_is_read(argv: list[str], option: str,
                                                                          capsys: pytest.CaptureFixture[str]) -> None:

@@ -359,3 +359,48 @@ def test_streams_loading_together_compile_each_bucket_once(tiny, tmp_path, monke
     with ThreadPoolExecutor(2) as pool:
         backends = list(pool.map(lambda _: create_backend("iree", tiny.onnx, options).load(), range(2)))
     assert sorted(calls) == [1, 2] and sorted(b for backend in backends for b in backend.compiled_now) == [1, 2]
+
+
+def _softmax_opset11(path: Path) -> Path:
+    """A model IREE's ONNX lowering refuses (opset-11 Softmax, axis 1, on the (N, 300) reshaped jets);
+    ONNX Runtime runs it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], np.array([-1, 300], np.int64))
+    nodes = [helper.make_node("Reshape", ["jets", "shape"], ["flat"]),
+             helper.make_node("Softmax", ["flat"], ["soft"], axis=1),
+             helper.make_node("ReduceSum", ["soft"], ["score"], axes=[1], keepdims=0),
+             helper.make_node("Identity", ["score"], ["kl"])]
+    graph = helper.make_graph(nodes, "softmax11", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"]) for n in ("score", "kl")], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 6
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_refused_model_is_named_with_the_compilers_reason_not_a_deleted_temporary(tmp_path):
+    """The line ended in ``loc("/tmp/hltrun-iree-XXXX/model.mlir":6:10)``, a file deleted before the user
+    read it; the model file and the compiler's reason are what the user can act on. The refusal
+    remembered in the cache (and one an older version remembered, location included) reads the same."""
+    model = _softmax_opset11(tmp_path / "softmax11.onnx")
+    options = BackendOptions(engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1)
+    for _ in range(2):  # compiled, then the remembered refusal
+        with pytest.raises(ModuleError) as err:
+            create_backend("iree", model, options).load()
+        text = str(err.value)
+        assert text.startswith(f"iree: cannot compile {model} for any batch bucket: failed to legalize operation "), text
+        assert '<{name = "onnx.Softmax"}>' in text and "loc(" not in text and ".mlir" not in text, text
+    refusal, = (tmp_path / "cache").glob("*.failed")
+    refusal.write_text(refusal.read_text().strip() + ' loc("/tmp/hltrun-iree-gone/model.mlir":6:10)\n')
+    with pytest.raises(ModuleError) as err:
+        create_backend("iree", model, options).load()
+    assert str(err.value) == text
+
+
+def test_compiler_error_keeps_the_reason_without_temporary_locations():
+    exc = RuntimeError('Diagnostics:\n/tmp/hltrun-iree-ab/model.mlir:6:10: error: failed to legalize operation '
+                       '\'torch.operator\': %8 = "torch.operator"(%7) loc("/tmp/hltrun-iree-ab/model.mlir":6:10)\n'
+                       'note: see current operation: loc(#loc3)')
+    assert ib.compiler_error(exc) == 'failed to legalize operation \'torch.operator\': %8 = "torch.operator"(%7)'

@@ -167,15 +167,18 @@ def test_the_shipped_path_on_tflite_decides_as_on_onnxruntime(tmp_path, model):
     assert_path_decides_as_on_onnxruntime(tmp_path, "tflite", 200, f"modules.vae.model={model}")
 
 
-def test_the_writer_refuses_a_check_without_cuts_before_it_writes(tmp_path):
-    """``--check`` on a user's ONNX file whose name is no model of thresholds.json: one line, nothing written."""
+def test_the_writer_refuses_a_check_without_cuts_before_it_writes(tmp_path, capsys):
+    """``--check`` on a user's ONNX file whose name is no model of thresholds.json: one line, exit 2, nothing written."""
     from hltrun.tools.physics.conv_tflite import main
 
     mine = tmp_path / "mine.onnx"
     mine.write_bytes((MODELS / "gcn_vae.onnx").read_bytes())
-    with pytest.raises(SystemExit, match=r"thresholds.json has no model 'mine' \(it has conv_vae, gcn_vae\): give --card"):
+    with pytest.raises(SystemExit) as stopped:
         main(["--out", str(tmp_path / "mine.tflite"), "--keras", str(MODELS / "gcn_vae.keras"), "--model", str(mine),
               "--check"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip() == ("conv_tflite: --check: thresholds.json has no model 'mine' "
+                                               "(it has conv_vae, gcn_vae): give --card")
     assert not (tmp_path / "mine.tflite").exists()
 
 

@@ -241,6 +241,28 @@ def test_not_a_model_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     _one_line(capsys, "model.txt", ".onnx")
 
 
+@pytest.mark.parametrize("name, content, words", [
+    ("empty.onnx", b"", ["model file", "empty.onnx is empty"]),
+    ("garbage.onnx", b"this is not onnx" * 10, ["model", "garbage.onnx is not an ONNX model (DecodeError"]),
+    ("empty.keras", b"", ["model file", "empty.keras is empty"]),
+    ("garbage.keras", b"not a zip archive", ["model", "garbage.keras is not a Keras model", "zip archive"]),
+])
+def test_a_file_that_is_no_model_is_refused_before_any_engine_runs(name: str, content: bytes, words: list[str],
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty or garbage .onnx went through every engine's path run (onnxruntime, iree, jax, torch: seconds,
+    one 'failed' line each) before 'no engine could run', exit 4. It is not a model: one line, exit 2."""
+    import hltrun.tools.bench.verdict as V
+
+    monkeypatch.setattr(V, "path_run", lambda *a, **k: pytest.fail("an engine ran on a file that is no model"))
+    (tmp_path / name).write_bytes(content)
+    assert hltbench(["verdict", str(tmp_path / name), "--events", "10", "--out-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"hltbench verdict: {words[0]} {tmp_path}/"), err
+    assert all(w in err[0] for w in words), err
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_sample_and_unknown_engine_are_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = one_output_model(tmp_path / "m.onnx")
     assert hltbench(["verdict", str(model), "--sample", str(tmp_path / "none.root")]) == 2

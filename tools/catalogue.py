@@ -5,8 +5,10 @@ instead of defining its own list, so adding a model or a sample is one line here
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import psutil
 
@@ -55,16 +57,21 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def usage_error(prog: str, message: str) -> NoReturn:
+    """An argument or usage error of a tool: one line ``prog: message`` on stderr and exit 2 (README's
+    exit codes: 2 configuration), as hltbench's studies say theirs (``BenchError``). ``raise SystemExit("msg")``
+    exited 1, the code of a run that failed, without naming the tool."""
+    print(f"{prog}: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def require_files(prog: str, **files: Path | None) -> None:
     """A tool's input files (``--model=path``...), each readable, or one line naming the option and the file
     (``framework.resources.unreadable_reason``'s words) and exit 2, before the tool loads TensorFlow or
     ONNX: not the traceback of whichever library opens it first. None (an option not given) is skipped."""
-    import sys
-
     from hltrun.framework.resources import unreadable_reason
 
     for option, path in files.items():
         why = None if path is None else unreadable_reason(path, f"--{option.replace('_', '-')}")
         if why is not None:
-            print(f"{prog}: {why}", file=sys.stderr)
-            raise SystemExit(2)
+            usage_error(prog, why)

@@ -26,9 +26,9 @@ from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADAT
                                      from_metadata, match_model, parse, read_onnx_metadata)
 
 
-def model_inputs(path: Path) -> list[tuple[str, tuple]]:
-    """(name, shape) of the graph inputs that are not initialisers, dynamic dimensions as strings; a file
-    that is no ONNX model is one line saying so."""
+def load_onnx(path: Path) -> Any:
+    """The ONNX ModelProto in ``path`` (its external data not read); a file that is no ONNX model is one
+    line saying so (ModuleError)."""
     import onnx
 
     try:
@@ -37,6 +37,13 @@ def model_inputs(path: Path) -> list[tuple[str, tuple]]:
         raise ModuleError(f"model {path} is not an ONNX model ({type(exc).__name__}: {one_line(exc)})") from None
     if not model.HasField("graph"):
         raise ModuleError(f"model {path} is not an ONNX model (no graph in the file)")
+    return model
+
+
+def model_inputs(path: Path) -> list[tuple[str, tuple]]:
+    """(name, shape) of the graph inputs that are not initialisers, dynamic dimensions as strings; a file
+    that is no ONNX model is one line saying so."""
+    model = load_onnx(path)
     consts = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in consts]
     _refuse_what_no_engine_runs(path, model, inputs)

@@ -321,20 +321,22 @@ class InferenceBackend(ABC):
 
 # ---------------------------------------------------------------------- shared checks
 def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
-    """Missing, unreadable, empty or wrong-type file: one clear line, before any framework import."""
+    """Missing, unreadable, empty or wrong-type file: one clear line, before any framework import.
+    ``backend`` begins the line (``onnxruntime: model file ...``); a tool that names itself passes ""."""
+    prefix = f"{backend}: " if backend else ""
     unreadable = unreadable_reason(path, "model file")
     if unreadable is not None:
-        raise ModuleError(f"{backend}: {unreadable}")
+        raise ModuleError(f"{prefix}{unreadable}")
     if suffixes and path.suffix not in suffixes:
-        raise ModuleError(f"{backend}: model {path} has suffix {path.suffix!r}; this backend reads "
+        raise ModuleError(f"{prefix}model {path} has suffix {path.suffix!r}; this backend reads "
                           f"{' or '.join(suffixes)} files")
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError as exc:
-        raise ModuleError(f"{backend}: model file {path} is not readable: {exc.strerror}") from exc
+        raise ModuleError(f"{prefix}model file {path} is not readable: {exc.strerror}") from exc
     if not head:
-        raise ModuleError(f"{backend}: model file {path} is empty")
+        raise ModuleError(f"{prefix}model file {path} is empty")
 
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:

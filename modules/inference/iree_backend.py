@@ -15,6 +15,7 @@ that the job's other streams load them from there instead of compiling again.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -98,7 +99,8 @@ def compile_bucket(model: Any, batch: int, extra_flags: Sequence[str] = ()) -> b
                                    "-o", str(mlir_file)], capture_output=True, text=True)
         if imported.returncode != 0:
             lines = [ln for ln in imported.stderr.splitlines() if ln.strip()]
-            raise ModuleError(f"iree: the ONNX importer cannot read the model: {lines[-1] if lines else 'failed'}")
+            raise ModuleError(f"iree: the ONNX importer cannot read the model: "
+                              f"{without_locations(lines[-1]) if lines else 'failed'}")
         return compiler.compile_file(str(mlir_file), target_backends=[TARGET],
                                      extra_args=["--iree-llvmcpu-target-cpu=host", *extra_flags])
 
@@ -178,8 +180,8 @@ class IreeBackend(InferenceBackend):
         folder could not keep), else compiled now; None, with ``failed[bucket]``, where the compiler
         refuses the bucket (now, or before: a refusal is remembered and not retried)."""
         refused = IN_MEMORY.read(cache_dir, refusal_name(name))
-        if refused is not None:
-            failed[bucket] = refused.decode(errors="replace").strip()
+        if refused is not None:  # an older version kept the temporary's locations in it
+            failed[bucket] = without_locations(refused.decode(errors="replace"))
             return None
         function = self._open_cached(runtime, cache_dir / name) if cache_dir is not None else None
         if function is not None:
@@ -307,9 +309,31 @@ def refuses_model(exc: BaseException) -> bool:
 
 
 def compiler_error(exc: BaseException) -> str:
-    """The first ``error:`` line of iree-compile's diagnostics (they run to hundreds of lines)."""
+    """The first ``error:`` line of iree-compile's diagnostics (they run to hundreds of lines), without
+    its source locations: they name the temporary .mlir file, deleted before anyone reads the line."""
     text = str(exc)
     for line in text.splitlines():
         if "error:" in line:
-            return line.split("error:", 1)[1].strip()
+            return without_locations(line.split("error:", 1)[1])
     return one_line(exc)
+
+
+_LOCATION = re.compile(r"\s*\bloc\(")
+
+
+def without_locations(text: str) -> str:
+    """``text`` less MLIR's ``loc(...)`` annotations (balanced parentheses, quoted paths skipped whole)."""
+    kept, i = [], 0
+    while (found := _LOCATION.search(text, i)) is not None:
+        kept.append(text[i:found.start()])
+        depth, j = 1, found.end()
+        while j < len(text) and depth:
+            if text[j] == '"':
+                j = text.find('"', j + 1)
+                j = len(text) if j < 0 else j
+            else:
+                depth += {"(": 1, ")": -1}.get(text[j], 0)
+            j += 1
+        i = j
+    kept.append(text[i:])
+    return "".join(kept).strip()

@@ -549,10 +549,9 @@ def macs_of(path: Path) -> dict[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Time every (model, backend, threads, batch) cell; print the tables, write JSON/CSV/plots/docs."""
-    for model in args.models:  # before anything is measured: refused as hltrun refuses it, in one line
-        if not (args.models_dir / f"{model}.onnx").exists():
-            raise runner.BenchError(f"hltbench backends: {args.models_dir / f'{model}.onnx'} not found")
-        runner.check_model(args.models_dir / f"{model}.onnx", "hltbench backends", getattr(args, "inputs", None))
+    for path in runner.named_models(args.models, args.models_dir, "hltbench backends"):
+        # before anything is measured: refused as hltrun refuses it, in one line
+        runner.check_model(path, "hltbench backends", getattr(args, "inputs", None))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     peak_rate(args)
     if args.out:

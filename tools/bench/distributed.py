@@ -147,9 +147,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     """``hltbench dask`` options."""
     ap.add_argument("--sample", type=Path, default=data_dir() / "large/replicated_24000.root",
                     help="input file (make it with python -m hltrun.tools.physics.make_large_sample)")
-    ap.add_argument("--events-per-task", type=int, default=2000, help="unit size for the scaling runs")
+    ap.add_argument("--events-per-task", type=runner.positive_int, default=2000, help="unit size for the scaling runs")
     runner.add_repeat(ap, 2, "alternating 1/2-worker runs")
-    ap.add_argument("--overhead-events", type=int, default=6000, help="events of the per-unit overhead runs")
+    ap.add_argument("--overhead-events", type=runner.positive_int, default=6000, help="events of the per-unit overhead runs")
     ap.add_argument("--skip", nargs="*", default=[], choices=["scaling", "overhead", "merge"], help="parts to skip")
     runner.add_json(ap)
 

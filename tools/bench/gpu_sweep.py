@@ -29,7 +29,7 @@ import numpy as np
 from hltrun.framework.atomic import together, write_text
 from hltrun.framework.resources import local_output_path
 from hltrun.tools.figures import save_figure
-from .runner import BenchError, csv_text, positive_int
+from .runner import BenchError, csv_text, named_models, positive_int
 
 FIELDS = ("engine", "device", "model", "batch", "repeat", "median_ms", "p99_ms", "us_per_jet", "jets_per_s",
           "h2d_ms", "compute_ms", "d2h_ms", "copy_share", "device_bytes_in_use", "device_peak_bytes")
@@ -204,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     from hltrun.framework.errors import HltError
 
     models_dir = args.models_dir or _sample().parent / "models"
+    named_models(args.models, models_dir, "hltbench gpu-sweep")  # an argument error (2), not the first engine's (4)
     meta = {"command": " ".join(sys.argv), "host": platform.node(), "python": platform.python_version(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **_versions(args.engines)}
     try:

@@ -138,6 +138,19 @@ def check_outputs(args: argparse.Namespace, prog: str) -> None:
             check_file_destination(path, f"{prog} --{option.replace('_', '-')}")
 
 
+def named_models(names: Sequence[str], folder: Path, prog: str) -> list[Path]:
+    """``<name>.onnx`` in ``folder`` for each ``--models`` name: one that is not a readable file is one
+    BenchError line naming it (exit 2, an argument error), before the study reads its sample or loads an engine."""
+    from hltrun.framework.resources import unreadable_reason
+
+    paths = [folder / f"{name}.onnx" for name in names]
+    for name, path in zip(names, paths):
+        why = unreadable_reason(path, "model file")
+        if why is not None:
+            raise BenchError(f"{prog}: --models {name}: {why}")
+    return paths
+
+
 def check_model(path: Path, prog: str, inputs: Mapping[str, Any] | None = None) -> None:
     """Refuse, in hltrun's own line, a model whose inputs the scorer would refuse: ``path`` is opened on
     ONNX Runtime as the scorer opens it (empty or unreadable file, not ONNX, input types, the input

@@ -55,35 +55,48 @@ def per_event_batches(sample: Path) -> list[np.ndarray]:
 
 
 def timed_round(sessions: list, batches: list[np.ndarray], events: int) -> float:
-    """Wall seconds for len(sessions) threads to make ``events`` calls each (thread i uses sessions[i])."""
+    """Wall seconds for len(sessions) threads to make ``events`` calls each (thread i uses sessions[i]).
+
+    The main thread waits for each caller's own ``done`` event, not ``Thread.join``: Ctrl-C landing in
+    CPython 3.11's join marks the still-running thread stopped (bpo-45274's fix releases the lock the
+    running thread holds), so a second join, and interpreter shutdown, no longer waited for it and the
+    process aborted at exit with a caller still inside ONNX Runtime ("terminate called without an
+    active exception", exit 134)."""
     start = threading.Barrier(len(sessions) + 1)
     stop = threading.Event()
+    done = [threading.Event() for _ in sessions]
 
-    def work(sess, offset: int) -> None:  # noqa: ANN001
+    def work(sess, offset: int, finished: threading.Event) -> None:  # noqa: ANN001
         try:
             start.wait()
+            for k in range(events):
+                if stop.is_set():
+                    return
+                sess.run(None, {"jets": batches[(offset + k) % len(batches)]})
         except threading.BrokenBarrierError:
             return
-        for k in range(events):
-            if stop.is_set():
-                return
-            sess.run(None, {"jets": batches[(offset + k) % len(batches)]})
+        finally:
+            finished.set()
 
-    threads = [threading.Thread(target=work, args=(s, i * 997)) for i, s in enumerate(sessions)]
-    for t in threads:
-        t.start()
+    threads = [threading.Thread(target=work, args=(s, i * 997, done[i])) for i, s in enumerate(sessions)]
     try:
+        for t in threads:  # inside the try: an interrupt in a start() must release those already waiting
+            t.start()
         t0 = time.perf_counter()
         start.wait()
-        for t in threads:
-            t.join()
+        for finished in done:
+            finished.wait()
     except BaseException:  # Ctrl-C: the callers stop after their call, so the process exits cleanly (no abort)
         stop.set()
         start.abort()
-        for t in threads:
-            t.join()
+        for t, finished in zip(threads, done):
+            if t.ident is not None:  # launched (a start() cut short may still have launched it)
+                finished.wait()
         raise
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    for t in threads:
+        t.join()  # each has set its event: only its last bytecodes are left
+    return seconds
 
 
 def run(args: argparse.Namespace) -> int:

@@ -170,7 +170,27 @@ def resolve_model(name: str) -> Path:
     if model.suffix not in (".onnx", ".keras"):
         raise VerdictError(f"model {model}: hltrun reads .onnx (onnxruntime, iree, jax, torch, tensorrt) or .keras "
                            f"(tensorflow) files, not {model.suffix or 'a file without a suffix'}")
+    refuse_no_model(model)
     return model.resolve()
+
+
+def refuse_no_model(model: Path) -> None:
+    """An empty file, or one that is no ONNX (no Keras) model, is a file error (exit 2) said once here: it
+    went through every engine's path run, one 'failed' line each, before 'no engine could run' (exit 4)."""
+    import zipfile
+
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference.base import check_model_file
+    from hltrun.tools.declare_inputs import load_onnx
+
+    try:
+        check_model_file(model, (), "")
+        if model.suffix == ".onnx":
+            load_onnx(model)
+    except ModuleError as exc:
+        raise VerdictError(str(exc)) from None
+    if model.suffix == ".keras" and not zipfile.is_zipfile(model):
+        raise VerdictError(f"model {model} is not a Keras model (a .keras file is a zip archive, as Keras 3 saves it)")
 
 
 def labels_of(config: Path, sets: list[str]) -> tuple[str, list[str], list[str], dict[str, Any]]:

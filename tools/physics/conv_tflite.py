@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from hltrun.framework.atomic import write_bytes
-from hltrun.tools.catalogue import require_files
+from hltrun.tools.catalogue import require_files, usage_error
 from hltrun.tools.physics.conv_agreement import card_names, print_agreement
 from hltrun.tools.physics.conv_weights import SHIPPED, polyphase_conv, shipped_weights, upsampled_polyphase
 
@@ -258,11 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     require_files("conv_tflite", model=args.model, keras=args.keras)
     if args.out.suffix != ".tflite":
-        raise SystemExit(f"conv_tflite: --out {args.out} must end in .tflite (the tflite backend reads .tflite files)")
+        usage_error("conv_tflite", f"--out {args.out} must end in .tflite (the tflite backend reads .tflite files)")
     card = args.card or args.model.stem
     if args.check and card not in card_names():
-        raise SystemExit(f"conv_tflite: --check: thresholds.json has no model {card!r} (it has {', '.join(card_names())}): "
-                         f"give --card")
+        usage_error("conv_tflite", f"--check: thresholds.json has no model {card!r} (it has {', '.join(card_names())}): "
+                                   f"give --card")
     with tempfile.TemporaryDirectory(prefix="hltrun-tflite-") as tmp:
         stem = Path(tmp) / "model.tflite"
         made = (convert_keras(args.keras, stem, [None]) if args.keras is not None

@@ -41,7 +41,7 @@ from hltrun.framework.atomic import write_text  # noqa: E402
 from hltrun.tools.physics.eval_stats import (auc_error, binned_pass_rates, effective_n, event_max, pass_rate,  # noqa: E402
                               roc)
 
-from hltrun.tools.catalogue import MODELS  # noqa: E402
+from hltrun.tools.catalogue import MODELS, usage_error  # noqa: E402
 from hltrun.tools.physics.eval_defs import (BASELINES, BKG_EFFS, INPUT_RATE_HZ, MATCHED_PT_GEV, PT_EDGES_GEV,  # noqa: E402
                                     RATIO_RANGE_GEV, SIGNALS, SignalSpec)
 
@@ -52,6 +52,9 @@ PHYSICAL_DEFAULT = "data/large/qcd_test.root"
 WP_BACKGROUND_DEFAULTS = ("data/large/qcd_flat_wp1.root", "data/large/qcd_flat_wp2.root")
 CLOSURE_DEFAULTS = tuple(f"data/large/qcd_closure_pthat{t}.root" for t in (600, 850, 1150, 1450))
 GENERATION_CONFIG = Path(__file__).resolve().with_name("generation.yaml")
+
+
+PROG = "evaluate_models"
 
 
 class InputProblem(Exception):
@@ -75,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--physical-background", default=None,
                    help=f"an unweighted QCD sample to cross-check the rates at the thresholds (default: {PHYSICAL_DEFAULT} "
                         "if it exists and is not --background; 'none' to skip)")
-    p.add_argument("--signal", action="append", default=[], metavar="KEY=FILE",
+    p.add_argument("--signal", action="append", default=[], metavar="KEY=FILE", type=_key_file,
                    help=f"signal file for KEY (known: {', '.join(SIGNALS)}; another KEY adds a signal); repeatable")
     p.add_argument("--held-out", action="append", default=None, metavar="KEY",
                    help="signals that played no part in training or model selection (default: "
@@ -94,6 +97,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"(default: those of {', '.join(CLOSURE_DEFAULTS)} that exist; 'none' to skip); repeatable")
     p.add_argument("--no-card", action="store_true", help="do not rewrite README.md (the model card)")
     return p.parse_args(argv)
+
+
+def _key_file(text: str) -> tuple[str, Path]:
+    """``--signal KEY=FILE`` as (key, file); malformed: an argument error (exit 2), not a bad input file."""
+    key, sep, path = text.partition("=")
+    if not sep or not key or not path:
+        usage_error(PROG, f"--signal {text!r}: expected KEY=FILE")
+    return key, Path(path)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The arguments' own errors: one line, exit 2 (``catalogue.usage_error``), before any file is looked at."""
+    for option in ("threads", "max_events"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            usage_error(PROG, f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if not args.input_rate_hz > 0:  # NaN too: every output rate would be one
+        usage_error(PROG, f"--input-rate-hz must be positive, got {args.input_rate_hz}")
+    given: dict[str, Path] = {}
+    for key, path in args.signal:
+        if key in given:
+            usage_error(PROG, f"--signal {key}: given twice ({given[key]}, {path})")
+        given[key] = path
+    for key in args.held_out or []:
+        if key not in SIGNALS and key not in given:
+            usage_error(PROG, f"--held-out {key}: not a signal of the evaluation (signals: "
+                              f"{', '.join([*SIGNALS, *(k for k in given if k not in SIGNALS)])})")
 
 
 # ---------------------------------------------------------------------------------------- samples
@@ -121,13 +151,52 @@ def _first_existing(root: Path, candidates: tuple[str, ...]) -> Path | None:
 
 
 def _existing(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise InputProblem(f"{what}: {path} does not exist")
+    """``path`` when it is a file the evaluation can read; else InputProblem naming ``what`` (the option)."""
+    from hltrun.framework.resources import why_not_readable
+
+    why = why_not_readable(path)
+    if why is not None:
+        raise InputProblem(f"{what}: {path} {'does not exist' if why == 'not found' else why}")
     return path
 
 
-def sample_plan(args: argparse.Namespace) -> tuple[Path, Path | None, list[tuple[str, str, Path, bool]]]:
-    """(background, physical background or None, [(key, label, file, held out)]) from the options."""
+@dataclass
+class InputPlan:
+    """Every file the evaluation reads, each checked readable before the first is read (a missing model
+    was found after every sample had been read)."""
+
+    models: list[Path]
+    background: Path
+    physical: Path | None
+    signals: list[tuple[str, str, Path, bool]]  # (key, label, file, held out)
+    wp_background: list[Path]
+    closure: list[Path]
+    notes: list[str] = field(default_factory=list)  # default signals not found: not evaluated
+
+
+def input_plan(args: argparse.Namespace) -> InputPlan:
+    """The models and samples from the options, or InputProblem (exit 3) for the first that cannot be read."""
+    from hltrun.framework.resources import unreadable_reason
+
+    suffix = ".keras" if args.backend == "keras" else ".onnx"
+    models = [args.models_dir / f"{name}{suffix}" for name in MODELS]
+    for path in models:
+        why = unreadable_reason(path, "model file")
+        if why is not None:
+            raise InputProblem(f"--models-dir: {why}")
+    background, physical, signals, notes = sample_plan(args)
+    extra = _optional_files(args.wp_background, args.signal_dir, WP_BACKGROUND_DEFAULTS, "--wp-background")
+    closure = _optional_files(args.closure, args.signal_dir, CLOSURE_DEFAULTS, "--closure")
+    evaluated = {p.resolve() for p in [background, *([physical] if physical else []), *(s[2] for s in signals)]}
+    for path in extra + closure:
+        if path.resolve() in evaluated:
+            raise InputProblem(f"{path}: already a sample of the evaluation; the working point's samples must be others")
+    return InputPlan(models, background, physical, signals, extra, closure, notes)
+
+
+def sample_plan(args: argparse.Namespace) -> tuple[Path, Path | None, list[tuple[str, str, Path, bool]], list[str]]:
+    """(background, physical background or None, [(key, label, file, held out)], notes on the default signals
+    not found) from the options."""
     root = args.signal_dir
     if args.background is not None:
         background = _existing(args.background, "--background")
@@ -143,34 +212,30 @@ def sample_plan(args: argparse.Namespace) -> tuple[Path, Path | None, list[tuple
         physical = _first_existing(root, (PHYSICAL_DEFAULT,))
         if physical is not None and physical.resolve() == background.resolve():
             physical = None
-    given: dict[str, Path] = {}
-    for item in args.signal:
-        key, sep, path = item.partition("=")
-        if not sep or not key or not path:
-            raise InputProblem(f"--signal {item!r}: expected KEY=FILE")
-        given[key] = _existing(Path(path), f"--signal {key}")
+    given = {key: _existing(path, f"--signal {key}") for key, path in args.signal}
     held_out = set(args.held_out if args.held_out is not None else [k for k, s in SIGNALS.items() if s.held_out])
-    plan = []
+    plan, notes = [], []
     for key in list(SIGNALS) + [k for k in given if k not in SIGNALS]:
         spec = SIGNALS.get(key, SignalSpec(key, ()))
         path = given.get(key) or _first_existing(root, spec.defaults)
         if path is None:
-            print(f"evaluate_models: signal {key}: none of {', '.join(spec.defaults)} under {root}; not evaluated",
-                  file=sys.stderr)
+            notes.append(f"evaluate_models: signal {key}: none of {', '.join(spec.defaults)} under {root}; not evaluated")
             continue
         plan.append((key, spec.label, path, key in held_out))
     if not plan:
         raise InputProblem("no signal sample found")
-    return background, physical, plan
+    return background, physical, plan, notes
 
 
 def load_samples(args: argparse.Namespace) -> Samples:
-    """Read every sample once (model inputs, weights, leading-jet pT, jet mass, tau21)."""
+    """Read every sample once (model inputs, weights, leading-jet pT, jet mass, tau21): those of the
+    plan ``main`` checked (``args.plan``)."""
     from tqdm import tqdm
 
     from hltrun.tools.physics.eval_samples import Sample
 
-    background, physical, plan = sample_plan(args)
+    inputs: InputPlan = getattr(args, "plan", None) or input_plan(args)
+    background, physical, plan = inputs.background, inputs.physical, inputs.signals
     todo = [("qcd", "QCD (test)", background, False)]
     if physical is not None:
         todo.append(("qcd_physical", "QCD (unweighted check)", physical, False))
@@ -180,11 +245,7 @@ def load_samples(args: argparse.Namespace) -> Samples:
         loaded.append(_read(path, key, label, args, held))
     phys = loaded[1] if physical is not None else None
     samples = Samples(loaded[0], loaded[1 + (phys is not None):], phys)
-    extra = _optional_files(args.wp_background, args.signal_dir, WP_BACKGROUND_DEFAULTS, "--wp-background")
-    closure = _optional_files(args.closure, args.signal_dir, CLOSURE_DEFAULTS, "--closure")
-    for path in extra + closure:
-        if path.resolve() in {s.path.resolve() for s in samples.all()}:
-            raise InputProblem(f"{path}: already a sample of the evaluation; the working point's samples must be others")
+    extra, closure = inputs.wp_background, inputs.closure
     if extra:
         samples.wp_extra = Sample.concat([_read(p, "qcd_wp", "QCD (working point)", args, substructure=False) for p in extra],
                                          "qcd_wp", "QCD (more, for the pT-dependent cut)")
@@ -522,15 +583,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.argv_for_card = list(sys.argv[1:] if argv is None else argv)
     args.out_dir = args.out_dir or args.models_dir
-    if args.threads < 1:
-        print("evaluate_models: --threads must be >= 1", file=sys.stderr)
-        return 2
+    check_args(args)
     from hltrun.framework.destinations import check_folder_destination, folders_made_undone
     from hltrun.framework.errors import ModuleError
 
     with folders_made_undone() as undo:  # a folder the check made is removed again if the evaluation fails
-        try:  # a file where the folder goes: one line now, not a traceback after the whole evaluation
+        try:  # every input, then a file where the folder goes: one line now, not a traceback after the evaluation
+            args.plan = input_plan(args)
             check_folder_destination(args.out_dir, "evaluate_models --out-dir")
+            for note in args.plan.notes:
+                print(note, file=sys.stderr)
             metrics = evaluate(args)
         except ModuleError as exc:
             undo()

@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from hltrun.tools.catalogue import checkout  # noqa: E402
+from hltrun.tools.catalogue import checkout, require_files, usage_error  # noqa: E402
+
+PROG = "generate_events"
 
 REPO = checkout()
 
@@ -215,8 +217,6 @@ def generate(cfg: dict[str, Any], process: str, n_events: int, workers: int, out
     """Generate one process into ``out``; returns timing numbers for the log."""
     from tqdm import tqdm
 
-    if process not in cfg["processes"]:
-        raise SystemExit(f"unknown process {process!r}; choose from {sorted(cfg['processes'])}")
     tasks = build_tasks(cfg, process, n_events)
     t0 = time.perf_counter()
     results: list[ChunkResult] = []
@@ -266,15 +266,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The arguments' own errors, one line and exit 2 (``catalogue.usage_error``), before Pythia starts:
+    they were ``SystemExit("msg")`` (exit 1) or a KeyError / FileNotFoundError traceback."""
+    if args.events < 1:
+        usage_error(PROG, f"--events must be at least 1, got {args.events}")
+    require_files(PROG, config=args.config)
+
+
+def missing_generator() -> str | None:
+    """The line for a generator package that is not installed (looked up, not imported: the workers
+    import it), before the progress bar starts; it was a ModuleNotFoundError traceback from the first chunk."""
+    import importlib.util
+
+    from hltrun.framework.extras import install_hint
+
+    for module in ("pythia8mc", "fastjet"):
+        if importlib.util.find_spec(module) is None:
+            return f"{PROG} needs {module}, which is not installed: {install_hint(module)}"
+    return None
+
+
+def unwritable(out: Path) -> str | None:
+    """``--out`` by hltrun's destination policy, before minutes of generation rather than after."""
+    from hltrun.framework.destinations import check_file_destination
+    from hltrun.framework.errors import ModuleError
+
+    try:
+        check_file_destination(out, f"{PROG} --out")
+    except ModuleError as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: generate one process and print the timing summary."""
     args = parse_args(argv)
+    check_args(args)
     cfg = load_config(args.config)
+    if args.process not in cfg["processes"]:
+        usage_error(PROG, f"--process: unknown process {args.process!r} in {args.config}; choose from "
+                          f"{', '.join(sorted(cfg['processes']))}")
     if args.seed is not None:
         cfg["seed"] = args.seed
-    if args.events <= 0:
-        raise SystemExit("--events must be positive")
     out = args.out or REPO / cfg["processes"][args.process]["output"]
+    refused = unwritable(Path(out)) or missing_generator()
+    if refused:
+        print(refused, file=sys.stderr)
+        return 4
     stats = generate(cfg, args.process, args.events, args.workers, Path(out), not args.no_progress)
     print(f"{args.process}: wrote {stats['events']} events to {out} ({stats['size_MB']:.2f} MB); "
           f"selection efficiency {stats['efficiency']:.3f}; "

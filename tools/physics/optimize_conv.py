@@ -47,10 +47,12 @@ import numpy as np
 
 from hltrun.framework.atomic import write_bytes, write_text
 from hltrun.tools.bench.runner import positive_int
-from hltrun.tools.catalogue import require_files
+from hltrun.tools.catalogue import require_files, usage_error
 from hltrun.tools.physics.conv_agreement import agreement, print_agreement
 from hltrun.tools.physics.conv_weights import (DATA, SHIPPED, folded_upsample, polyphase_conv,  # noqa: F401
                                                shipped_weights, upsampled_polyphase)
+
+PROG = "optimize_conv"
 
 if TYPE_CHECKING:
     import onnx
@@ -511,12 +513,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=positive_int, default=20, help="--time: interleaved timing rounds (default 20)")
     p.add_argument("--json", type=Path, default=None, help="write the timing here")
     args = p.parse_args(argv)
-    require_files("optimize_conv", model=args.model)
+    require_files(PROG, model=args.model)
     import onnx
 
     if args.out.resolve() == args.model.resolve():
-        raise SystemExit("optimize_conv: --out must differ from --model (the check compares the two); "
-                         "write elsewhere, check, then copy")
+        usage_error(PROG, "--out must differ from --model (the check compares the two); write elsewhere, check, then copy")
+    options = tflite_rewrite_options(args.tflite_rewrite, args.model)  # before --out is written
     if args.lowering == "matmul":
         opts = {"elu_op_below": args.elu_op_below, "pool_in_dense": args.pool != "op", "shifted_sum": args.shifted_sum}
     else:
@@ -539,14 +541,9 @@ def main(argv: list[str] | None = None) -> int:
         from hltrun.tools.physics import conv_tflite
 
         conv_tflite.convert_keras(args.tflite, args.out, args.batch_sizes)
-    if args.tflite_rewrite is not None:
+    if options is not None:
         from hltrun.tools.physics import conv_tflite
 
-        options = tflite_options(args.tflite_rewrite)
-        try:
-            conv_tflite.rewrite_function(shipped_weights(args.model), **options)   # a value it refuses: one line
-        except ValueError as exc:
-            raise SystemExit(f"optimize_conv: --tflite-rewrite: {exc}") from None
         conv_tflite.convert_rewrite(args.model, args.out, args.batch_sizes, **options)
     if args.check and (args.tflite is not None or args.tflite_rewrite is not None):
         for b in args.batch_sizes:   # every file: each batch is its own converted graph
@@ -563,6 +560,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def tflite_rewrite_options(pairs: list[str] | None, model: Path) -> dict[str, Any] | None:
+    """``--tflite-rewrite``'s keywords (None when not given), each value tried on ``model``'s weights: a value
+    ``rewrite_function`` refuses is one line now, not after --out was written."""
+    if pairs is None:
+        return None
+    from hltrun.tools.physics.conv_tflite import rewrite_function
+
+    options = tflite_options(pairs)
+    try:
+        rewrite_function(shipped_weights(model), **options)
+    except ValueError as exc:
+        usage_error(PROG, f"--tflite-rewrite: {exc}")
+    return options
+
+
 def tflite_options(pairs: list[str]) -> dict[str, Any]:
     """KEY=VALUE strings as ``conv_tflite.rewrite_function`` keywords, each converted to its default's type (a
     flag takes 0/1/true/false); an unknown key or a value of the wrong type stops the tool in one line."""
@@ -575,13 +587,13 @@ def tflite_options(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"optimize_conv: --tflite-rewrite takes KEY=VALUE, not {pair!r}")
+            usage_error(PROG, f"--tflite-rewrite takes KEY=VALUE, not {pair!r}")
         if key not in defaults:
-            raise SystemExit(f"optimize_conv: --tflite-rewrite: no option {key!r} (options: {', '.join(defaults)})")
+            usage_error(PROG, f"--tflite-rewrite: no option {key!r} (options: {', '.join(defaults)})")
         kind = type(defaults[key])
         flags = {"1": True, "true": True, "0": False, "false": False}
         if kind is bool and value.lower() not in flags or kind is int and not value.isdigit():
-            raise SystemExit(f"optimize_conv: --tflite-rewrite: {key}={value!r} is not a {kind.__name__}")
+            usage_error(PROG, f"--tflite-rewrite: {key}={value!r} is not a {kind.__name__}")
         opts[key] = flags[value.lower()] if kind is bool else kind(value)
     return opts
 

@@ -49,7 +49,10 @@ import numpy as np
 
 from hltrun.framework.atomic import write_text, writing  # noqa: E402
 
-from hltrun.tools.catalogue import MODELS, SAMPLES, models_dir, sample_path  # noqa: E402
+from hltrun.tools.catalogue import (MODELS, SAMPLES, models_dir, require_files, sample_path,  # noqa: E402
+                                    usage_error)
+
+PROG = "quantize_models"
 
 WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 SECTION = "## INT8 quantisation"
@@ -80,6 +83,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--speed-time", type=float, default=1.0,
                    help="seconds of timing per model and batch size for the fp32-vs-int8 speed check")
     return p.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every argument and input file, one line and exit 2 (``catalogue.usage_error``) before any sample is read:
+    a missing model was exit 1 after every sample had been read, a missing sample uproot's traceback."""
+    for option in ("max_events", "calib_events"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            usage_error(PROG, f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if not args.speed_time > 0:
+        usage_error(PROG, f"--speed-time must be positive, got {args.speed_time}")
+    try:
+        re.compile(args.exclude)
+    except re.error as exc:
+        usage_error(PROG, f"--exclude {args.exclude!r} is not a regular expression ({exc})")
+    for name in args.models:
+        require_files(PROG, models_dir=args.models_dir / f"{name}.onnx")
+    require_files(PROG, background=args.background)
+    for signal in args.signals:
+        require_files(PROG, signals=signal)
 
 
 def weight_nodes(model_path: Path, exclude: str | None = None) -> list[str]:
@@ -251,6 +274,7 @@ def write_card(readme: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_args(args)
     from hltrun.modules.models.preprocess import load_jets
 
     t0 = time.perf_counter()
@@ -264,9 +288,6 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     for name in args.models:
         src, dst = args.models_dir / f"{name}.onnx", args.models_dir / f"{name}_int8.onnx"
-        if not src.exists():
-            print(f"quantize_models: {src} not found", file=sys.stderr)
-            return 1
         fp32 = scores_for(src, bkg, sigs)
         results[name] = {}
         for i, (label, exclude) in enumerate(variants.items()):

@@ -19,9 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from hltrun.tools.catalogue import checkout  # noqa: E402
+from hltrun.tools.catalogue import checkout, require_files, usage_error  # noqa: E402
 
 REPO = checkout()
+PROG = "train_vae.py"  # as argparse names it
 
 from hltrun.framework.atomic import write_text, writing  # noqa: E402
 from hltrun.tools.bench.runner import positive_int  # noqa: E402
@@ -64,14 +65,10 @@ def check_args(args: argparse.Namespace) -> None:
     for name in ("free_bits", "beta", "lr"):
         value = getattr(args, name)
         if value is not None and (value < 0 or (name != "free_bits" and value == 0)):
-            raise SystemExit(f"train_vae.py: --{name.replace('_', '-')} must be "
-                             f"{'>= 0' if name == 'free_bits' else '> 0'}, got {value}")
-    from hltrun.framework.resources import unreadable_reason
-
+            usage_error(PROG, f"--{name.replace('_', '-')} must be {'>= 0' if name == 'free_bits' else '> 0'}, "
+                              f"got {value}")
     for path in args.train_file:  # named in one line before TensorFlow starts, not uproot's traceback after
-        why = unreadable_reason(path, "--train-file")
-        if why is not None:
-            raise SystemExit(f"train_vae.py: {why}")
+        require_files(PROG, train_file=path)
 
 
 def train(args: argparse.Namespace) -> dict:

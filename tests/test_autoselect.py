@@ -369,3 +369,16 @@ def test_the_suite_keeps_its_caches_out_of_the_users_home(tmp_path_factory):
 
     assert cache_root("auto").is_relative_to(tmp_path_factory.getbasetemp())
     assert os.environ["XDG_CACHE_HOME"] == str(cache_root("auto").parents[1])  # subprocesses see the same
+
+
+def test_a_call_is_started_only_while_one_as_long_as_the_last_fits(tiny):
+    """Each call of a 0.15 s model takes at least 0.15 s: after two, a third cannot end within 0.35 s, so
+    it is not started (the loop used to start calls until the time was up, overrunning by a call)."""
+    backend = _VerySlow(tiny.onnx)
+    backend.load()
+    backend.warm_up([2])
+    try:
+        _, calls = autoselect.time_engine(backend, autoselect.sample_batch(2), 0.35)
+    finally:
+        backend.close()
+    assert 1 <= calls <= 2

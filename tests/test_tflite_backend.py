@@ -4,7 +4,9 @@ per batch bucket. Runs in CI on the ``cpu`` extra's LiteRT (``ai_edge_litert``),
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -182,9 +184,10 @@ def test_the_writer_refuses_a_check_without_cuts_before_it_writes(tmp_path, caps
     assert not (tmp_path / "mine.tflite").exists()
 
 
-def test_the_warm_up_line_gives_the_time_the_timereport_gives():
-    """The warm-up line said 'in 0.0 s' where the TimeReport says 'vae 0.01 s' for the same warm-up: both
-    give it to 10 ms now. A handler on hltrun's logger itself: an in-process CLI run stops its propagation."""
+@contextmanager
+def hltrun_records() -> Iterator[list]:
+    """hltrun's INFO records of the block, from a handler on its logger itself: an in-process CLI run
+    earlier in the session stops the logger's propagation, so caplog would see nothing."""
     import logging
 
     records: list[logging.LogRecord] = []
@@ -195,9 +198,31 @@ def test_the_warm_up_line_gives_the_time_the_timereport_gives():
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        backend = loaded("tflite", SHIPPED_TFLITE)
+        yield records
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def test_the_warm_up_line_gives_the_time_the_timereport_gives():
+    """The warm-up line said 'in 0.0 s' where the TimeReport says 'vae 0.01 s' for the same warm-up: both
+    give it to 10 ms now."""
+    with hltrun_records() as records:
+        backend = loaded("tflite", SHIPPED_TFLITE)
     line = next(r.getMessage() for r in records if "prepared and warmed up" in r.getMessage())
     assert line.endswith(f" in {backend.warm_up_s:.2f} s")
+
+
+def test_auto_times_a_candidate_without_announcing_it():
+    """A backend auto only times says nothing at INFO: the log named TFLite 'prepared and warmed up' above
+    the table that chose it. The job's own backend still does."""
+    from hltrun.modules.inference import autoselect
+
+    candidates = {"onnxruntime": lambda: create_backend("onnxruntime", MODELS / "conv_vae.onnx", BackendOptions()),
+                  "tflite": lambda: create_backend("tflite", SHIPPED_TFLITE, BackendOptions())}
+    with hltrun_records() as records:
+        autoselect.choose(candidates, batch=2, reference="onnxruntime", budget_s=0.2)
+    assert not [r for r in records if "prepared and warmed up" in r.getMessage()]
+    with hltrun_records() as records:
+        loaded("tflite", SHIPPED_TFLITE).close()
+    assert [r for r in records if "prepared and warmed up" in r.getMessage()]

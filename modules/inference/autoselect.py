@@ -181,6 +181,7 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
         for name in order:
             try:
                 backend = candidates[name]()
+                backend.announce = False  # timed here, not run: the job's own backend says what it prepared
                 opened.append(backend)
                 backend.load()
                 backend.warm_up([batch])

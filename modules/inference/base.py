@@ -104,6 +104,9 @@ class InferenceBackend(ABC):
     pads_batches: ClassVar[bool] = False  # runs a batch padded to a compiled size (its padded jets reach the model)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # what the engine really runs (``precision: auto``: fp32)
     precision_hint: ClassVar[str] = ""  # said after a refused precision: how to get it another way
+    # whether load and warm-up say what they prepared (INFO); ``auto`` turns it off for the candidates it
+    # only times, so the log names the engine the job runs, after the table that chose it
+    announce: bool = True
 
     @classmethod
     def precision_refusal(cls, precision: str) -> str | None:

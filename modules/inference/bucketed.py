@@ -15,6 +15,7 @@ CUDA events); a CPU device that needs no copy counts none.
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import abstractmethod
 from typing import Any, Sequence
@@ -115,8 +116,9 @@ class BucketedBackend(InferenceBackend):
         self.counters.update(saved)
         super().warm_up(batch_sizes)  # restores the counters it found
         self._ns = saved_ns
-        log.info("%s: %s prepared and warmed up for batches %s on %s in %.2f s", self.name, self.model_path.name,
-                 self.buckets, self.device_label(), self.warm_up_s, extra={"once": True})
+        log.log(logging.INFO if self.announce else logging.DEBUG,
+                "%s: %s prepared and warmed up for batches %s on %s in %.2f s", self.name, self.model_path.name,
+                self.buckets, self.device_label(), self.warm_up_s, extra={"once": True})
 
     def wanted_device(self) -> str:
         """``BackendOptions.device`` checked: auto (a GPU when the engine sees one), cpu or gpu."""

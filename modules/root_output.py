@@ -59,6 +59,40 @@ class RootOutputParameters:
         refuse_remote_destination(self.file, "file")
         if not Path(self.file).name or Path(self.file).name in (".", ".."):
             raise ValueError(f"file: expected a file name (e.g. output/out.root), got {self.file!r}")
+        check_kept_collections(self.keep)
+
+
+# the output's own branches and collections, which no kept product may write over (NanoAOD's names)
+OWN_BRANCHES = ("run", "luminosityBlock", "event", "HLT", "HLTPrescaled")
+
+
+def collection_of(name: str) -> str:
+    """The NanoAOD collection a branch (or a kept tag, ':' read as '_') belongs to: its name up to the
+    first '_', as coffea's NanoAODSchema splits it (``vae_score`` is ``vae.score``, counted by ``nvae``)."""
+    return name.replace(":", "_").partition("_")[0]
+
+
+def check_kept_collections(keep: list[str]) -> None:
+    """Refuse kept products whose branches would collide: two in one collection (their jets zipped under one
+    counter: a crash at the job's end, or one product's fields inside another's), one named like the output's
+    own branches or like another's ``n<collection>`` counter (a branch silently replaced)."""
+    owner: dict[str, str] = {}
+    for i, tag in enumerate(keep):
+        c = collection_of(tag)
+        if tag in keep[:i]:
+            raise ValueError(f"keep: {tag!r} is listed twice")
+        if c in OWN_BRANCHES:
+            raise ValueError(f"keep: {tag!r} would write over the output's own {c!r} branch (run, luminosityBlock, "
+                             "event, HLT_*, HLTPrescaled_*): rename the module")
+        if c in owner:
+            raise ValueError(f"keep: {owner[c]!r} and {tag!r} would share the NanoAOD collection {c!r} (branches "
+                             "are <collection>_<field>, the collection ending at the first '_', as coffea reads "
+                             "them): rename one of the modules")
+        owner[c] = tag
+    for c, tag in owner.items():
+        if c.startswith("n") and c[1:] in owner:
+            raise ValueError(f"keep: {tag!r} would share {c!r}, the counter of {owner[c[1:]]!r} "
+                             "(n<collection>): rename one of the modules")
 
 
 def product_columns(label: str, product: Any) -> dict[str, Any]:
@@ -293,7 +327,7 @@ class RootOutputModule(OutputModule):
                 parts = [np.asarray(v) for v in values]
                 counts = np.fromiter((len(a) for a in parts), np.int64, len(parts))
                 flat = np.concatenate(parts).astype(_nanoaod_dtype(key, first.dtype), copy=False)
-                collection, _, name = key.partition("_")
+                collection, name = collection_of(key), key.partition("_")[2]
                 jagged.setdefault(collection, {})[name or "value"] = ak.unflatten(flat, counts)
         for collection, fields in jagged.items():
             # a named field keeps its name even alone (jets_score, njets), as NanoAOD names it

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 import uproot
 
+from hltrun.framework.errors import ConfigError
 from hltrun.framework.module import Producer
 from hltrun.framework.registry import register_module
 from hltrun.framework.schema import InputTag
@@ -51,3 +54,54 @@ endpaths:
     a = tree.arrays(library="ak")
     assert a["jets_score"].tolist()[:3] == [[], [0.5], [0.5, 1.0]]  # event n has n-1 jets, scores k/2
     assert a["event"].tolist() == list(range(1, 13))
+
+
+_TWO_KEPT = """
+source: {{type: TestCountingSource, n: 12}}
+modules:
+  sq: {{type: TestSquare}}
+  {first}: {{type: TestJetScores}}
+  {second}: {{type: TestJetScores, src: sq}}
+  out: {{type: RootOutputModule, file: {out}, keep: [{first}, {second}]}}
+paths:
+  p: [sq, {first}, {second}]
+endpaths:
+  e: [out]
+"""
+
+
+@pytest.mark.parametrize("first, second, culprit", [
+    ("ad_conv", "ad_gcn", "'ad_conv' and 'ad_gcn' would share the NanoAOD collection 'ad'"),
+    ("jets", "jets_more", "'jets' and 'jets_more' would share the NanoAOD collection 'jets'"),
+    ("jets", "njets", "'njets' would share 'njets', the counter of 'jets'"),
+    ("jets", "event", "'event' would write over the output's own 'event' branch"),
+    ("jets", "HLT_extra", "'HLT_extra' would write over the output's own 'HLT' branch"),
+])
+def test_kept_products_that_would_share_branches_are_a_configuration_error(write_config, tmp_path, first, second,
+                                                                           culprit):
+    """Branches are <collection>_<field>, the collection being what comes before the first '_' (as coffea's
+    NanoAODSchema reads them): two kept labels with one collection were zipped into one counter and the job
+    failed at its end (ValueError: cannot broadcast nested list, exit 4, no output) when their jet counts
+    differed; a label named like an id or a counter overwrote it. Now one line before the first event."""
+    cfg = write_config(_TWO_KEPT.format(first=first, second=second, out=tmp_path / "o.root"))
+    with pytest.raises(ConfigError, match=re.escape(culprit)) as info:
+        run_config(cfg)
+    assert "modules.out: keep: " in str(info.value)
+    assert not (tmp_path / "o.root").exists()
+
+
+def test_a_product_kept_twice_is_a_configuration_error(write_config, tmp_path):
+    cfg = write_config(_TWO_KEPT.format(first="jets", second="more", out=tmp_path / "o.root")
+                       .replace("keep: [jets, more]", "keep: [jets, more, jets]"))
+    with pytest.raises(ConfigError, match=r"modules\.out: keep: 'jets' is listed twice"):
+        run_config(cfg)
+
+
+def test_kept_labels_with_an_underscore_of_their_own_collection_are_fine(write_config, tmp_path):
+    """One label with '_' (named after its model, say) is its own collection: coffea reads ad_conv_score as
+    ad.conv_score, counted by nad."""
+    out = tmp_path / "o.root"
+    run_config(write_config(_TWO_KEPT.format(first="ad_conv", second="other", out=out)))
+    tree = uproot.open(out)["Events"]
+    assert {"nad", "ad_conv_score", "nother", "other_score"} <= set(tree.keys())
+

@@ -50,7 +50,7 @@ class RootOutputParameters:
     tree: str = "Events"
     select_events: list[str] = field(default_factory=list)  # paths; empty: every event
     keep: list[InputTag] = field(default_factory=list)  # products to write, e.g. [vae]
-    compression: Literal["zlib", "lz4", "zstd", "none"] = "zlib"
+    compression: Literal["zlib", "lzma", "lz4", "zstd", "none"] = "zlib"  # lzma: NanoAOD's, smallest, slowest
     # selected events buffered before they are written as one basket: bounds the module's memory
     # (~1 kB per buffered event) however long the job, and orders rows across streams
     basket_events: int = limited(1_000, 1, 1_000_000)

@@ -105,3 +105,14 @@ def test_kept_labels_with_an_underscore_of_their_own_collection_are_fine(write_c
     tree = uproot.open(out)["Events"]
     assert {"nad", "ad_conv_score", "nother", "other_score"} <= set(tree.keys())
 
+
+@pytest.mark.parametrize("name, codec", [("lzma", "LZMA"), ("zstd", "ZSTD"), ("lz4", "LZ4"), ("zlib", "ZLIB")])
+def test_output_compression(write_config, tmp_path, name, codec):
+    """Every codec uproot writes, LZMA (NanoAOD's) included; the file says which it was written with."""
+    out = tmp_path / "o.root"
+    cfg = write_config(_TWO_KEPT.format(first="jets", second="more", out=out)
+                       .replace("keep: [jets, more]", f"keep: [jets, more], compression: {name}"))
+    run_config(cfg)
+    with uproot.open(out) as f:
+        assert type(f.file.compression).__name__ == codec
+        assert f["Events"]["jets_score"].array(library="ak").tolist()[:3] == [[], [0.5], [0.5, 1.0]]

@@ -59,6 +59,9 @@ class RootOutputParameters:
         refuse_remote_destination(self.file, "file")
         if not Path(self.file).name or Path(self.file).name in (".", ".."):
             raise ValueError(f"file: expected a file name (e.g. output/out.root), got {self.file!r}")
+        if self.tree in ("", LUMI_TREE, RUNS_TREE, PROCESS_KEY):  # the file's other keys: checked before any event
+            raise ValueError(f"tree: expected a tree name other than {LUMI_TREE}, {RUNS_TREE} and {PROCESS_KEY} "
+                             f"(the output's own keys), got {self.tree!r}")
         check_kept_collections(self.keep)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from hltrun.framework.atomic import Staged, writing
 from hltrun.framework.context import StreamActivity
 from hltrun.framework.destinations import check_file_destination
+from hltrun.framework.errors import ConfigError
 from hltrun.framework.event import Event
 from hltrun.framework.resources import refuse_remote_destination, user_path
 from hltrun.framework.module import OutputModule
@@ -196,6 +197,12 @@ class RootOutputModule(OutputModule):
         self._process = ctx.process
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in ctx.paths]
+        written_as: dict[str, str] = {}
+        for path, branch in self._decision_branches:  # X and HLT_X: one branch, one path's bits lost
+            if branch in written_as:
+                raise ConfigError(f"modules.{self.label}: paths '{written_as[branch]}' and '{path}' would both be "
+                                  f"written as the branch {branch} (a path's bit is HLT_<path>): rename one of them")
+            written_as[branch] = path
         # hltrun's addition, for paths with an HLTPrescaler: HLTPrescaled_X is true when the prescaler
         # stopped HLT_X (hltDiff's 'prescaled' state; hltdiff ignores those differences unless -p)
         self._prescaled_branches = [(p, prescaled_branch(b)) for p, b in self._decision_branches

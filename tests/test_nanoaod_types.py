@@ -128,3 +128,24 @@ def test_an_events_tree_named_like_the_other_keys_is_a_configuration_error(write
                                           r"Runs and Process \(the output's own keys\), got"):
         run_config(cfg)
     assert not (tmp_path / "o.root").exists()
+
+
+def test_two_paths_written_as_one_trigger_bit_are_a_configuration_error(write_config, tmp_path):
+    """A path's bit is HLT_<path> (HLT_X kept as is): paths 'even' and 'HLT_even' were both HLT_even, and one
+    path's decisions were silently lost (the branch held the other's)."""
+    cfg = write_config(f"""
+source: {{type: TestCountingSource, n: 6}}
+modules:
+  two: {{type: TestModuloFilter, divisor: 2}}
+  three: {{type: TestModuloFilter, divisor: 3}}
+  out: {{type: RootOutputModule, file: {tmp_path / 'o.root'}}}
+paths:
+  even: [two]
+  HLT_even: [three]
+endpaths:
+  e: [out]
+""")
+    with pytest.raises(ConfigError, match=r"modules\.out: paths 'even' and 'HLT_even' would both be written as "
+                                          r"the branch HLT_even"):
+        run_config(cfg)
+    assert not (tmp_path / "o.root").exists()

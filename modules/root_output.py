@@ -2,8 +2,9 @@
 
 Beside the ``Events`` tree, a ``LuminosityBlocks`` tree (as NanoAOD has one) lists every (run,
 luminosityBlock) the job processed, with ``eventsProcessed``: the events of it the job saw, selected
-or not, and a ``Runs`` tree every run, with its ``eventsProcessed``. NanoAOD's own Runs branches
-beyond ``run`` (``genEventCount``, ``genEventSumw``...) are not written: hltrun does not know the
+or not (or skipped on error, ``TryToContinue``), and a ``Runs`` tree every run, with its
+``eventsProcessed``. NanoAOD's own Runs branches beyond ``run`` (``genEventCount``, ``genEventSumw``...)
+are not written: hltrun does not know the
 generated events behind its input. An output that keeps accepted events only still says what was
 read, so ``hltdiff`` can tell an event this job rejected from one it never read. Both trees are
 sorted by run (and lumi); a distributed run's parts are merged, so a lumi section split across

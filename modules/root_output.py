@@ -293,8 +293,6 @@ class RootOutputModule(OutputModule):
 
     def write(self, event: Event) -> None:
         self.skip(event)  # processed, as every event is: counted in its lumi section
-        key = f"{event.id.run}:{event.id.luminosityBlock}"
-        self._written_per_lumi[key] += 1
         row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
                                "event": event.id.event}
         for path, branch in self._decision_branches:
@@ -304,6 +302,8 @@ class RootOutputModule(OutputModule):
         for tag in self.params.keep:
             row.update(product_columns(tag.replace(":", "_"), event.get(tag)))
         self._pending[event.index] = row
+        # written only now: a kept product that fails (on demand, TryToContinue) leaves the event out
+        self._written_per_lumi[f"{event.id.run}:{event.id.luminosityBlock}"] += 1
         # a basket when it is full, or at least every 5 x basket_events events of the job: with a 1 %
         # selection rows would otherwise wait 100k events, and the writer's one-time set-up (~6 MB)
         # would land in the middle of a long job instead of near its start

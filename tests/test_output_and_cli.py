@@ -336,3 +336,24 @@ endpaths:
         assert f["LuminosityBlocks"]["eventsProcessed"].array(library="np").tolist() == [10]
         assert f["Runs"]["eventsProcessed"].array(library="np").tolist() == [10]
     assert summary.events_processed == 10
+
+
+def test_an_event_whose_kept_product_fails_is_not_counted_as_written(write_config, tmp_path):
+    """The kept product's producer runs on demand inside the output's write and fails on event 3
+    (TryToContinue): the event is not in the file, so the job report's per-lumi NEvents written must not
+    count it either (it said 10 for 9 rows)."""
+    out = tmp_path / "o.root"
+    summary, _ = run_config(write_config(f"""
+options: {{TryToContinue: [StdException]}}
+source: {{type: TestCountingSource, n: 10}}
+modules:
+  sq: {{type: TestSquare, fail_on: 3}}
+  out: {{type: RootOutputModule, file: {out}, keep: [sq]}}
+endpaths:
+  e: [out]
+"""))
+    with uproot.open(out) as f:
+        assert f["Events"]["event"].array(library="np").tolist() == [1, 2, 4, 5, 6, 7, 8, 9, 10]
+        assert f["LuminosityBlocks"]["eventsProcessed"].array(library="np").tolist() == [10]
+    assert summary.module_summaries["out"]["lumis_written"] == {"1:1": 9}
+    assert summary.module_summaries["out"]["events_written"] == 9

@@ -350,7 +350,9 @@ class EventProcessor:
             except Exception as exc:
                 skip = category_of(exc) in try_to_continue
                 self._tally.record(exc, event_id, _one_line(exc), skipped=skip)
-                if not skip:
+                if skip:
+                    schedule.skip_failed(event)
+                else:
                     self._where[id(exc)] = event_id
                     self._errors.append(exc)
                     self._stop.set()

@@ -75,6 +75,15 @@ class Worker:
         self._error: BaseException | None = None
         self._signals = signals
 
+    def skip_failed(self, event: Event) -> None:
+        """The event failed in another module and is skipped (``TryToContinue``): an output module that did
+        not see it counts it as processed, not written, so its lumi section still reads as read in full
+        (hltdiff compares no event of a lumi section the job did not read in full)."""
+        if isinstance(self.module, OutputModule) and self._event_index != event.index:
+            self._event_index = event.index
+            with self._lock or _NO_LOCK:
+                self.module.skip(event)  # type: ignore[attr-defined]
+
     def run(self, event: Event) -> bool:
         """Run the module unless it already ran for this event; return its decision."""
         if self._event_index == event.index:  # already run for this event (another path): a visit only
@@ -237,3 +246,8 @@ class StreamSchedule:
         for endpath in self.endpaths:
             endpath.run(event, self.signals)
         return "accept" if any_accepted or not self.paths else "reject"
+
+    def skip_failed(self, event: Event) -> None:
+        """``event`` failed and is skipped (``TryToContinue``): the output modules still count it as read."""
+        for worker in self.workers.values():
+            worker.skip_failed(event)

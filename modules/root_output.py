@@ -2,8 +2,9 @@
 
 Beside the ``Events`` tree, a ``LuminosityBlocks`` tree (as NanoAOD has one) lists every (run,
 luminosityBlock) the job processed, with ``eventsProcessed``: the events of it the job saw, selected
-or not, and a ``Runs`` tree every run, with its ``eventsProcessed``. NanoAOD's own Runs branches
-beyond ``run`` (``genEventCount``, ``genEventSumw``...) are not written: hltrun does not know the
+or not (or skipped on error, ``TryToContinue``), and a ``Runs`` tree every run, with its
+``eventsProcessed``. NanoAOD's own Runs branches beyond ``run`` (``genEventCount``, ``genEventSumw``...)
+are not written: hltrun does not know the
 generated events behind its input. An output that keeps accepted events only still says what was
 read, so ``hltdiff`` can tell an event this job rejected from one it never read. Both trees are
 sorted by run (and lumi); a distributed run's parts are merged, so a lumi section split across
@@ -31,6 +32,7 @@ import numpy as np
 from hltrun.framework.atomic import Staged, writing
 from hltrun.framework.context import StreamActivity
 from hltrun.framework.destinations import check_file_destination
+from hltrun.framework.errors import ConfigError
 from hltrun.framework.event import Event
 from hltrun.framework.resources import refuse_remote_destination, user_path
 from hltrun.framework.module import OutputModule
@@ -50,7 +52,7 @@ class RootOutputParameters:
     tree: str = "Events"
     select_events: list[str] = field(default_factory=list)  # paths; empty: every event
     keep: list[InputTag] = field(default_factory=list)  # products to write, e.g. [vae]
-    compression: Literal["zlib", "lz4", "zstd", "none"] = "zlib"
+    compression: Literal["zlib", "lzma", "lz4", "zstd", "none"] = "zlib"  # lzma: NanoAOD's, smallest, slowest
     # selected events buffered before they are written as one basket: bounds the module's memory
     # (~1 kB per buffered event) however long the job, and orders rows across streams
     basket_events: int = limited(1_000, 1, 1_000_000)
@@ -59,6 +61,43 @@ class RootOutputParameters:
         refuse_remote_destination(self.file, "file")
         if not Path(self.file).name or Path(self.file).name in (".", ".."):
             raise ValueError(f"file: expected a file name (e.g. output/out.root), got {self.file!r}")
+        if self.tree in ("", LUMI_TREE, RUNS_TREE, PROCESS_KEY):  # the file's other keys: checked before any event
+            raise ValueError(f"tree: expected a tree name other than {LUMI_TREE}, {RUNS_TREE} and {PROCESS_KEY} "
+                             f"(the output's own keys), got {self.tree!r}")
+        check_kept_collections(self.keep)
+
+
+# the output's own branches and collections, which no kept product may write over (NanoAOD's names)
+OWN_BRANCHES = ("run", "luminosityBlock", "event", "HLT", "HLTPrescaled")
+
+
+def collection_of(name: str) -> str:
+    """The NanoAOD collection a branch (or a kept tag, ':' read as '_') belongs to: its name up to the
+    first '_', as coffea's NanoAODSchema splits it (``vae_score`` is ``vae.score``, counted by ``nvae``)."""
+    return name.replace(":", "_").partition("_")[0]
+
+
+def check_kept_collections(keep: list[str]) -> None:
+    """Refuse kept products whose branches would collide: two in one collection (their jets zipped under one
+    counter: a crash at the job's end, or one product's fields inside another's), one named like the output's
+    own branches or like another's ``n<collection>`` counter (a branch silently replaced)."""
+    owner: dict[str, str] = {}
+    for i, tag in enumerate(keep):
+        c = collection_of(tag)
+        if tag in keep[:i]:
+            raise ValueError(f"keep: {tag!r} is listed twice")
+        if c in OWN_BRANCHES:
+            raise ValueError(f"keep: {tag!r} would write over the output's own {c!r} branch (run, luminosityBlock, "
+                             "event, HLT_*, HLTPrescaled_*): rename the module")
+        if c in owner:
+            raise ValueError(f"keep: {owner[c]!r} and {tag!r} would share the NanoAOD collection {c!r} (branches "
+                             "are <collection>_<field>, the collection ending at the first '_', as coffea reads "
+                             "them): rename one of the modules")
+        owner[c] = tag
+    for c, tag in owner.items():
+        if c.startswith("n") and c[1:] in owner:
+            raise ValueError(f"keep: {tag!r} would share {c!r}, the counter of {owner[c[1:]]!r} "
+                             "(n<collection>): rename one of the modules")
 
 
 def product_columns(label: str, product: Any) -> dict[str, Any]:
@@ -159,6 +198,12 @@ class RootOutputModule(OutputModule):
         self._process = ctx.process
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in ctx.paths]
+        written_as: dict[str, str] = {}
+        for path, branch in self._decision_branches:  # X and HLT_X: one branch, one path's bits lost
+            if branch in written_as:
+                raise ConfigError(f"modules.{self.label}: paths '{written_as[branch]}' and '{path}' would both be "
+                                  f"written as the branch {branch} (a path's bit is HLT_<path>): rename one of them")
+            written_as[branch] = path
         # hltrun's addition, for paths with an HLTPrescaler: HLTPrescaled_X is true when the prescaler
         # stopped HLT_X (hltDiff's 'prescaled' state; hltdiff ignores those differences unless -p)
         self._prescaled_branches = [(p, prescaled_branch(b)) for p, b in self._decision_branches
@@ -248,8 +293,6 @@ class RootOutputModule(OutputModule):
 
     def write(self, event: Event) -> None:
         self.skip(event)  # processed, as every event is: counted in its lumi section
-        key = f"{event.id.run}:{event.id.luminosityBlock}"
-        self._written_per_lumi[key] += 1
         row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
                                "event": event.id.event}
         for path, branch in self._decision_branches:
@@ -259,6 +302,8 @@ class RootOutputModule(OutputModule):
         for tag in self.params.keep:
             row.update(product_columns(tag.replace(":", "_"), event.get(tag)))
         self._pending[event.index] = row
+        # written only now: a kept product that fails (on demand, TryToContinue) leaves the event out
+        self._written_per_lumi[f"{event.id.run}:{event.id.luminosityBlock}"] += 1
         # a basket when it is full, or at least every 5 x basket_events events of the job: with a 1 %
         # selection rows would otherwise wait 100k events, and the writer's one-time set-up (~6 MB)
         # would land in the middle of a long job instead of near its start
@@ -293,7 +338,7 @@ class RootOutputModule(OutputModule):
                 parts = [np.asarray(v) for v in values]
                 counts = np.fromiter((len(a) for a in parts), np.int64, len(parts))
                 flat = np.concatenate(parts).astype(_nanoaod_dtype(key, first.dtype), copy=False)
-                collection, _, name = key.partition("_")
+                collection, name = collection_of(key), key.partition("_")[2]
                 jagged.setdefault(collection, {})[name or "value"] = ak.unflatten(flat, counts)
         for collection, fields in jagged.items():
             # a named field keeps its name even alone (jets_score, njets), as NanoAOD names it

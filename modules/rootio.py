@@ -30,10 +30,12 @@ def write_nanoaod(file: Any, tree: str, data: Mapping[str, Any]) -> None:
 
 
 def compression_codec(name: str) -> Any:
-    """uproot's codec for an output's ``compression`` setting (zlib, lz4, zstd at level 4, or none)."""
+    """uproot's codec for an output's ``compression`` setting (zlib, lzma, lz4, zstd at level 4, or none):
+    every algorithm uproot writes (NanoAOD's files are LZMA or ZSTD)."""
     import uproot
 
-    return {"zlib": uproot.ZLIB(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4), "none": None}[name]
+    return {"zlib": uproot.ZLIB(4), "lzma": uproot.LZMA(4), "lz4": uproot.LZ4(4), "zstd": uproot.ZSTD(4),
+            "none": None}[name]
 
 
 def concatenate_trees(parts: "list[Any]", target: Any, tree: str, compression: str = "zlib",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 import uproot
 
+from hltrun.framework.errors import ConfigError
 from hltrun.framework.module import Producer
 from hltrun.framework.registry import register_module
 from hltrun.framework.schema import InputTag
@@ -51,3 +54,98 @@ endpaths:
     a = tree.arrays(library="ak")
     assert a["jets_score"].tolist()[:3] == [[], [0.5], [0.5, 1.0]]  # event n has n-1 jets, scores k/2
     assert a["event"].tolist() == list(range(1, 13))
+
+
+_TWO_KEPT = """
+source: {{type: TestCountingSource, n: 12}}
+modules:
+  sq: {{type: TestSquare}}
+  {first}: {{type: TestJetScores}}
+  {second}: {{type: TestJetScores, src: sq}}
+  out: {{type: RootOutputModule, file: {out}, keep: [{first}, {second}]}}
+paths:
+  p: [sq, {first}, {second}]
+endpaths:
+  e: [out]
+"""
+
+
+@pytest.mark.parametrize("first, second, culprit", [
+    ("ad_conv", "ad_gcn", "'ad_conv' and 'ad_gcn' would share the NanoAOD collection 'ad'"),
+    ("jets", "jets_more", "'jets' and 'jets_more' would share the NanoAOD collection 'jets'"),
+    ("jets", "njets", "'njets' would share 'njets', the counter of 'jets'"),
+    ("jets", "event", "'event' would write over the output's own 'event' branch"),
+    ("jets", "HLT_extra", "'HLT_extra' would write over the output's own 'HLT' branch"),
+])
+def test_kept_products_that_would_share_branches_are_a_configuration_error(write_config, tmp_path, first, second,
+                                                                           culprit):
+    """Branches are <collection>_<field>, the collection being what comes before the first '_' (as coffea's
+    NanoAODSchema reads them): two kept labels with one collection were zipped into one counter and the job
+    failed at its end (ValueError: cannot broadcast nested list, exit 4, no output) when their jet counts
+    differed; a label named like an id or a counter overwrote it. Now one line before the first event."""
+    cfg = write_config(_TWO_KEPT.format(first=first, second=second, out=tmp_path / "o.root"))
+    with pytest.raises(ConfigError, match=re.escape(culprit)) as info:
+        run_config(cfg)
+    assert "modules.out: keep: " in str(info.value)
+    assert not (tmp_path / "o.root").exists()
+
+
+def test_a_product_kept_twice_is_a_configuration_error(write_config, tmp_path):
+    cfg = write_config(_TWO_KEPT.format(first="jets", second="more", out=tmp_path / "o.root")
+                       .replace("keep: [jets, more]", "keep: [jets, more, jets]"))
+    with pytest.raises(ConfigError, match=r"modules\.out: keep: 'jets' is listed twice"):
+        run_config(cfg)
+
+
+def test_kept_labels_with_an_underscore_of_their_own_collection_are_fine(write_config, tmp_path):
+    """One label with '_' (named after its model, say) is its own collection: coffea reads ad_conv_score as
+    ad.conv_score, counted by nad."""
+    out = tmp_path / "o.root"
+    run_config(write_config(_TWO_KEPT.format(first="ad_conv", second="other", out=out)))
+    tree = uproot.open(out)["Events"]
+    assert {"nad", "ad_conv_score", "nother", "other_score"} <= set(tree.keys())
+
+
+@pytest.mark.parametrize("name, codec", [("lzma", "LZMA"), ("zstd", "ZSTD"), ("lz4", "LZ4"), ("zlib", "ZLIB")])
+def test_output_compression(write_config, tmp_path, name, codec):
+    """Every codec uproot writes, LZMA (NanoAOD's) included; the file says which it was written with."""
+    out = tmp_path / "o.root"
+    cfg = write_config(_TWO_KEPT.format(first="jets", second="more", out=out)
+                       .replace("keep: [jets, more]", f"keep: [jets, more], compression: {name}"))
+    run_config(cfg)
+    with uproot.open(out) as f:
+        assert type(f.file.compression).__name__ == codec
+        assert f["Events"]["jets_score"].array(library="ak").tolist()[:3] == [[], [0.5], [0.5, 1.0]]
+
+
+@pytest.mark.parametrize("tree", ["Runs", "LuminosityBlocks", "Process", "''"])
+def test_an_events_tree_named_like_the_other_keys_is_a_configuration_error(write_config, tmp_path, tree):
+    """tree: Runs failed at the job's end (the Runs tree's columns extended the Events tree: exit 4, no output);
+    tree: Process wrote a TTree and the process TObjString under one name; an empty name made a nameless tree."""
+    cfg = write_config(_TWO_KEPT.format(first="jets", second="more", out=tmp_path / "o.root")
+                       .replace("keep: [jets, more]", f"keep: [jets, more], tree: {tree}"))
+    with pytest.raises(ConfigError, match=r"modules\.out: tree: expected a tree name other than LuminosityBlocks, "
+                                          r"Runs and Process \(the output's own keys\), got"):
+        run_config(cfg)
+    assert not (tmp_path / "o.root").exists()
+
+
+def test_two_paths_written_as_one_trigger_bit_are_a_configuration_error(write_config, tmp_path):
+    """A path's bit is HLT_<path> (HLT_X kept as is): paths 'even' and 'HLT_even' were both HLT_even, and one
+    path's decisions were silently lost (the branch held the other's)."""
+    cfg = write_config(f"""
+source: {{type: TestCountingSource, n: 6}}
+modules:
+  two: {{type: TestModuloFilter, divisor: 2}}
+  three: {{type: TestModuloFilter, divisor: 3}}
+  out: {{type: RootOutputModule, file: {tmp_path / 'o.root'}}}
+paths:
+  even: [two]
+  HLT_even: [three]
+endpaths:
+  e: [out]
+""")
+    with pytest.raises(ConfigError, match=r"modules\.out: paths 'even' and 'HLT_even' would both be written as "
+                                          r"the branch HLT_even"):
+        run_config(cfg)
+    assert not (tmp_path / "o.root").exists()

@@ -312,3 +312,48 @@ def test_an_output_given_as_input_says_what_it_is(write_config, tmp_path):
                                           r"event numbers, HLT_\* bits and kept products, not the jets' constituents\); "
                                           r"give hltrun the files that job read$"):
         read_all([tmp_path / "first.root"])
+
+
+def test_an_event_skipped_on_error_is_counted_in_its_lumi_section(write_config, tmp_path):
+    """TryToContinue skips event 3 before the output sees it: LuminosityBlocks still counts it as processed
+    (9 written, 10 processed, as the job report). It said 9, and hltdiff then took lumi 1 for one this job did
+    not read in full and compared none of its events: an old job's accepts this one lost were "not read"
+    and the outputs "agree" (repro/hltdiff_errored_lumi.py)."""
+    out = tmp_path / "o.root"
+    summary, _ = run_config(write_config(f"""
+options: {{TryToContinue: [StdException]}}
+source: {{type: TestCountingSource, n: 10}}
+modules:
+  bad: {{type: TestFailOn, run: 1, events: [3]}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths:
+  p: [bad]
+endpaths:
+  e: [out]
+"""))
+    with uproot.open(out) as f:
+        assert f["Events"]["event"].array(library="np").tolist() == [1, 2, 4, 5, 6, 7, 8, 9, 10]
+        assert f["LuminosityBlocks"]["eventsProcessed"].array(library="np").tolist() == [10]
+        assert f["Runs"]["eventsProcessed"].array(library="np").tolist() == [10]
+    assert summary.events_processed == 10
+
+
+def test_an_event_whose_kept_product_fails_is_not_counted_as_written(write_config, tmp_path):
+    """The kept product's producer runs on demand inside the output's write and fails on event 3
+    (TryToContinue): the event is not in the file, so the job report's per-lumi NEvents written must not
+    count it either (it said 10 for 9 rows)."""
+    out = tmp_path / "o.root"
+    summary, _ = run_config(write_config(f"""
+options: {{TryToContinue: [StdException]}}
+source: {{type: TestCountingSource, n: 10}}
+modules:
+  sq: {{type: TestSquare, fail_on: 3}}
+  out: {{type: RootOutputModule, file: {out}, keep: [sq]}}
+endpaths:
+  e: [out]
+"""))
+    with uproot.open(out) as f:
+        assert f["Events"]["event"].array(library="np").tolist() == [1, 2, 4, 5, 6, 7, 8, 9, 10]
+        assert f["LuminosityBlocks"]["eventsProcessed"].array(library="np").tolist() == [10]
+    assert summary.module_summaries["out"]["lumis_written"] == {"1:1": 9}
+    assert summary.module_summaries["out"]["events_written"] == 9

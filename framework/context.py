@@ -5,7 +5,8 @@
   observe the whole job by design.
 * ``ModuleContext``: what one module sees, as a CMSSW EDProducer does: its label, the job's static
   facts, its declared (typed) consumes and produces, the services it asked for, and three typed
-  channels (``request``, ``global_cache``, ``record_accelerator``) in place of writable dicts.
+  channels (``request``, ``global_cache``, ``record_accelerator``, ``record_cut``) in place of writable
+  dicts, and the job's ``provenance`` for the files it writes.
 * ``SourceContext``: the source's version: the event range and what consumers requested of it.
 * ``LoopState``: the event loop's own state (events in flight, draining, failed). Modules reach it
   only through the read-only ``StreamActivity`` service, and only if they ask for it.
@@ -126,10 +127,13 @@ class AcceleratorChoice:
     model_id: str
     # ``auto`` by measurement: one row per engine timed (backend, us_per_jet, max_rel_diff, agrees, note)
     timings: tuple[dict[str, Any], ...] = ()
+    model_sha256: str = ""  # of the file that runs (and its external data): which network, months later
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"backend": self.backend, "device": self.device, "reason": self.reason,
                                "model": self.model, "model_id": self.model_id}
+        if self.model_sha256:
+            out["model_sha256"] = self.model_sha256
         if self.timings:
             out["timings"] = [dict(row) for row in self.timings]
         return out
@@ -137,19 +141,35 @@ class AcceleratorChoice:
 
 class Channels:
     """The job's typed channels between modules, shared by every ModuleContext of one Process:
-    consumer requests by producer label, per-label global caches, accelerator choices."""
+    consumer requests by producer label, per-label global caches, accelerator choices, the cuts the
+    filters apply. ``configuration``: the job's validated configuration as plain data (provenance)."""
 
-    def __init__(self) -> None:
+    def __init__(self, configuration: Mapping[str, Any] | None = None) -> None:
         self.requests: dict[str, set[Hashable]] = {}
         self.caches: dict[str, Any] = {}
         self.accelerators: dict[str, AcceleratorChoice] = {}
+        self.cuts: dict[str, dict[str, Any]] = {}
+        self.configuration = dict(configuration or {})
         self.lock = threading.Lock()
 
     def facts(self) -> dict[str, Any]:
         """What the report shows of the channels (``JobSummary.facts``)."""
-        if not self.accelerators:
-            return {}
-        return {"accelerators": {label: c.as_dict() for label, c in self.accelerators.items()}}
+        with self.lock:
+            out: dict[str, Any] = {}
+            if self.accelerators:
+                out["accelerators"] = {label: c.as_dict() for label, c in self.accelerators.items()}
+            if self.cuts:
+                out["cuts"] = {label: dict(cut) for label, cut in self.cuts.items()}
+            return out
+
+    def provenance(self) -> dict[str, Any]:
+        """What made this job's decisions, for its output files: hltrun's version, the configuration,
+        the networks that ran (with their sha256) and the cuts applied (CMSSW keeps the ParameterSets
+        and the process history in every file for the same reason)."""
+        from . import __version__
+        from .provenance import record
+
+        return record(__version__, self.configuration, self.facts())
 
 
 class ProductInfo:
@@ -235,6 +255,16 @@ class ModuleContext:
         """Where this module runs (shown by the reports)."""
         with self.channels.lock:
             self.channels.accelerators[self.label] = choice
+
+    def record_cut(self, cut: Mapping[str, Any]) -> None:
+        """The cut this filter applies, as resolved (a card's threshold, not only its file name): the
+        reports' facts and the output files' provenance."""
+        with self.channels.lock:
+            self.channels.cuts[self.label] = dict(cut)
+
+    def provenance(self) -> dict[str, Any]:
+        """The job's provenance record (``Channels.provenance``); complete once every begin_job ran."""
+        return self.channels.provenance()
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class Process:
             report_dir = Path(config.options.reportDir)
         self.job = JobContext(config, self.signals, self.descriptions, report_dir, units, worker)
         self.loop = LoopState(config.options.streams_in_flight)  # the event loop's; modules never see it
-        self.channels = Channels()
+        self.channels = Channels(config.to_dict())
         self.product_types = product_types(config)
         self.services: list[Service] = [cfg.cls(name, cfg.params) for name, cfg in config.services.items()]
         for service in self.services:

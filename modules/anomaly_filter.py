@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
 
@@ -90,6 +90,7 @@ class AnomalyScoreFilter(Filter):
         self.model_id: str | None = None  # the model whose scores this filter cuts on
         self._key = f"bkg_eff_{params.background_efficiency}"
         self.binned: PtCuts | None = None  # the pT-dependent cuts (working_point: vs_leading_jet_pt)
+        self._record_cut: Callable[[Mapping[str, Any]], None] | None = None  # ModuleContext.record_cut
 
     @classmethod
     def check_config(cls, label: str, params: AnomalyFilterParameters, inputs: Mapping[str, "ProductInfo"]) -> None:
@@ -100,10 +101,25 @@ class AnomalyScoreFilter(Filter):
         """The cut of the model whose scores this filter reads, as its scorer publishes it (checked at
         validation); a scorer that publishes nothing: taken from the first scores."""
         chosen = self._from_scorer(self.label, self.params, ctx.inputs.get("src"), warn=False)
+        self._record_cut = ctx.record_cut
         if chosen is not None:
             self.model_id, threshold, self.binned = chosen
             if self.threshold is None:
                 self.threshold = threshold
+            self._said_cut()
+
+    def _said_cut(self) -> None:
+        """Record the cut as resolved (the reports' facts, the output files' provenance)."""
+        if self._record_cut is None:
+            return
+        p: AnomalyFilterParameters = self.params
+        cut: dict[str, Any] = {"model": self.model_id, "reduce": p.reduce, "working_point": p.working_point}
+        if self.binned is None:
+            cut["threshold"] = self.threshold
+        else:
+            cut["background_efficiency"] = p.background_efficiency
+            cut["vs_leading_jet_pt"] = self.binned.describe(self._key)
+        self._record_cut(cut)
 
     @classmethod
     def _from_scorer(cls, label: str, p: AnomalyFilterParameters, src: "ProductInfo | None",
@@ -164,6 +180,7 @@ class AnomalyScoreFilter(Filter):
                 raise ConfigError(f"{where}: no threshold given and the scores in '{p.src}' carry no "
                                   f"{self._key} cut (set {where}.threshold)")
             self.threshold = float(cut)
+        self._said_cut()
 
     def filter(self, event: Event) -> bool:
         scores: JetScores = event.get(self.params.src)

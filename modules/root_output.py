@@ -12,6 +12,10 @@ work units is one row, as in a local run.
 
 The file also names the process whose paths made its ``HLT_*`` bits (``Process``, a TObjString with the
 job's ``process:``), as CMSSW's process history does for TriggerResults: ``hltdiff -O/-N`` checks it.
+And it says what made them (``Provenance``, a TObjString of JSON, as CMSSW keeps the ParameterSets in
+every file): hltrun's version, the validated configuration, each scorer's network with its sha256 and
+each filter's cut as resolved (a card's threshold, not only the card's name); ``hltdiff`` names what
+differs between two files' provenance.
 
 Rows are buffered and written in input order (the framework tells which events are still in flight
 on other streams), so the file is identical for any number of streams. The file is written under a
@@ -22,6 +26,7 @@ framework/atomic.py's policy.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +66,9 @@ class RootOutputParameters:
         refuse_remote_destination(self.file, "file")
         if not Path(self.file).name or Path(self.file).name in (".", ".."):
             raise ValueError(f"file: expected a file name (e.g. output/out.root), got {self.file!r}")
-        if self.tree in ("", LUMI_TREE, RUNS_TREE, PROCESS_KEY):  # the file's other keys: checked before any event
-            raise ValueError(f"tree: expected a tree name other than {LUMI_TREE}, {RUNS_TREE} and {PROCESS_KEY} "
+        if self.tree in ("", LUMI_TREE, RUNS_TREE, PROCESS_KEY, PROVENANCE_KEY):  # the file's other keys
+            raise ValueError(f"tree: expected a tree name other than {LUMI_TREE}, {RUNS_TREE}, {PROCESS_KEY} and "
+                             f"{PROVENANCE_KEY} "
                              f"(the output's own keys), got {self.tree!r}")
         check_kept_collections(self.keep)
 
@@ -130,6 +136,7 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
 
 
 PROCESS_KEY = "Process"  # TObjString: the process that wrote the file's HLT_* bits (hltdiff -O/-N)
+PROVENANCE_KEY = "Provenance"  # TObjString, JSON: what made the bits (version, configuration, models, cuts)
 LUMI_TREE = "LuminosityBlocks"  # NanoAOD's names
 RUNS_TREE = "Runs"
 
@@ -196,6 +203,7 @@ class RootOutputModule(OutputModule):
     def begin_job(self, ctx: "ModuleContext") -> None:
         self._activity = ctx.service(StreamActivity.name)
         self._process = ctx.process
+        self._provenance = ctx.provenance  # complete once every begin_job ran: asked when the file closes
         # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
         self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in ctx.paths]
         written_as: dict[str, str] = {}
@@ -250,6 +258,7 @@ class RootOutputModule(OutputModule):
             write_nanoaod(self._file, tree, columns)
         self._lumis.clear()
         self._file[PROCESS_KEY] = self._process
+        self._file[PROVENANCE_KEY] = json.dumps(self._provenance(), default=str)
 
     # -- distributed runs: one part per work unit, assembled in input order by the client ---------
 
@@ -277,10 +286,11 @@ class RootOutputModule(OutputModule):
         from .rootio import concatenate_trees
 
         lumis = _merged_lumis(parts)  # a lumi split across units: one row, its counts added
-        process = read_process(parts[0]) if parts else None
+        strings = {key: text for key in (PROCESS_KEY, PROVENANCE_KEY)
+                   if parts and (text := read_string(parts[0], key)) is not None}
         with writing(target, "output file") as staged:
             n = concatenate_trees(parts, staged.open(), params.tree, params.compression, add_trees=lumi_trees(lumis),
-                                  add_strings={PROCESS_KEY: process} if process is not None else {})
+                                  add_strings=strings)
         return n
 
     def skip(self, event: Event) -> None:
@@ -359,14 +369,32 @@ class RootOutputModule(OutputModule):
                 "lumis_written": dict(self._written_per_lumi)}
 
 
-def read_process(path: Any) -> str | None:
-    """The process that wrote an output's HLT_* bits (``Process``); None for a file that does not say."""
+def read_string(path: Any, key: str) -> str | None:
+    """The TObjString ``key`` of a file; None where the file has none (an older output, another tool's)."""
     import uproot
 
     with uproot.open(path) as f:
-        if PROCESS_KEY not in f or f.classname_of(PROCESS_KEY) != "TObjString":
+        if key not in f or f.classname_of(key) != "TObjString":
             return None
-        return str(f[PROCESS_KEY])
+        return str(f[key])
+
+
+def read_process(path: Any) -> str | None:
+    """The process that wrote an output's HLT_* bits (``Process``); None for a file that does not say."""
+    return read_string(path, PROCESS_KEY)
+
+
+def read_provenance(path: Any) -> dict[str, Any] | None:
+    """What made an output's HLT_* bits (``Provenance``); None for a file that does not say (an older
+    output) or says it in a form this version cannot read."""
+    text = read_string(path, PROVENANCE_KEY)
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _merged_lumis(parts: list[Path]) -> dict[tuple[int, int], int]:

@@ -52,7 +52,7 @@ from .contract import Contract, InputDeclaration, default_contract, freeze
 from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file
 from .jets import batch_key
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
-from .inference.machine import cpu_key, dist_version
+from .inference.machine import cpu_key, dist_version, model_digest
 from .finite import few_finite
 from .products import JetBatch, JetScores, JetScoresWithExtras, is_all_valid
 from .working_point import PT_BINNED_KEY, PtCuts, parse_pt_cuts
@@ -349,7 +349,7 @@ class VAEAnomalyScorer(Producer):
                     shared.batcher = DynamicBatcher(b.max_batch, b.max_delay_ms, activity.in_flight, activity.draining)
             self._batcher = shared.batcher
         ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id,
-                                                 timings))
+                                                 timings, model_digest(path)))
 
     def _auto_by_measurement(self, ctx: "ModuleContext", p: VAEAnomalyScorerParameters, opts: BackendOptions,
                              cpu_reason: str) -> tuple[str, str, tuple[dict[str, Any], ...], Path]:

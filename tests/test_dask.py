@@ -499,10 +499,13 @@ def test_menu_rates_dask_equal_local(cluster, tmp_path):
     assert 0 < seed["fired:L1_SingleJet600"] < 400 and 0 < seed["fired:L1_HTT1300"] < 400
     for label in ("hltL1sSingleJet180", "hltL1sHTT360", "hltL1sJetOrHTT", "hltPrePFHT1050"):
         assert ds.module_summaries[label] == ls.module_summaries[label]
-    from hltrun.modules.root_output import read_process
+    from hltrun.modules.root_output import read_process, read_provenance
 
-    # the assembled parts name the process as a local output does (hltdiff -O/-N)
+    # the assembled parts name the process as a local output does (hltdiff -O/-N), and what made the bits
     assert read_process(tmp_path / "dask.root") == read_process(tmp_path / "local.root") == "HLTMENU"
+    local, dask = read_provenance(tmp_path / "local.root"), read_provenance(tmp_path / "dask.root")
+    assert dask["cuts"] == local["cuts"] and dask["cuts"]  # the menu's filters' cuts, as resolved
+    assert dask["accelerators"].keys() == local["accelerators"].keys()
 
 
 def test_a_unit_whose_worker_died_too_often_is_a_documented_exit_code():

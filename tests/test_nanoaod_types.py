@@ -118,14 +118,14 @@ def test_output_compression(write_config, tmp_path, name, codec):
         assert f["Events"]["jets_score"].array(library="ak").tolist()[:3] == [[], [0.5], [0.5, 1.0]]
 
 
-@pytest.mark.parametrize("tree", ["Runs", "LuminosityBlocks", "Process", "''"])
+@pytest.mark.parametrize("tree", ["Runs", "LuminosityBlocks", "Process", "Provenance", "''"])
 def test_an_events_tree_named_like_the_other_keys_is_a_configuration_error(write_config, tmp_path, tree):
     """tree: Runs failed at the job's end (the Runs tree's columns extended the Events tree: exit 4, no output);
     tree: Process wrote a TTree and the process TObjString under one name; an empty name made a nameless tree."""
     cfg = write_config(_TWO_KEPT.format(first="jets", second="more", out=tmp_path / "o.root")
                        .replace("keep: [jets, more]", f"keep: [jets, more], tree: {tree}"))
     with pytest.raises(ConfigError, match=r"modules\.out: tree: expected a tree name other than LuminosityBlocks, "
-                                          r"Runs and Process \(the output's own keys\), got"):
+                                          r"Runs, Process and Provenance \(the output's own keys\), got"):
         run_config(cfg)
     assert not (tmp_path / "o.root").exists()
 

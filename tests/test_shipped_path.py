@@ -64,7 +64,7 @@ def shipped(tmp_path_factory) -> dict:
     model = cfg["modules"][filt["src"]]["model"]  # thresholds are the scorer's model's (they travel with the scores)
     return {"summary": summary, "recorded": recorded, "model": model, "reduce": filt["reduce"],
             "threshold": float(card[model][key]), "efficiency": float(filt["background_efficiency"]),
-            "out": uproot.open(d / "out.root")["Events"].arrays(library="ak")}
+            "out": uproot.open(d / "out.root")["Events"].arrays(library="ak"), "file": d / "out.root"}
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +147,22 @@ def test_qcd_acceptance_matches_the_card(shipped, raw):
     acc = passed / n
     print(f"QCD acceptance {acc:.4f} ({passed}/{n}), card {p}, combined sigma {sigma:.4f}")
     assert abs(acc - p) < 3 * sigma, f"QCD acceptance {acc:.4f} ({passed}/{n}) vs card {p} +- {sigma:.4f}"
+
+
+def test_the_output_says_which_network_and_cut_made_its_bits(shipped):
+    """Months later the file alone names the network (its file's sha256, computed here) and the cut as
+    resolved from the card (not only the card's name), as CMSSW files keep their ParameterSets."""
+    import hashlib
+
+    from hltrun.modules.root_output import read_provenance
+
+    record = read_provenance(shipped["file"])
+    vae = record["accelerators"]["vae"]
+    assert (vae["backend"], vae["model_id"]) == ("onnxruntime", shipped["model"])
+    model_file = REPO / "data" / "models" / f"{shipped['model']}.onnx"
+    assert vae["model_sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    cut = record["cuts"]["anomalyFilter"]
+    assert (cut["model"], cut["reduce"], cut["threshold"]) == (shipped["model"], "max", shipped["threshold"])
+    assert record["configuration"]["modules"]["vae"]["backend"] == "onnxruntime"
+    assert record["producer"].startswith("hltrun ")
+    assert shipped["summary"].facts["cuts"] == record["cuts"]  # the report's facts say the same

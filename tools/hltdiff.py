@@ -62,9 +62,10 @@ from hltrun.framework.atomic import write_text, writing
 from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.resources import unreadable_reason
+from hltrun.framework.provenance import differences
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
-from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch, read_process
+from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch, read_process, read_provenance
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
 TRIGGER_PREFIX = "HLT_"
@@ -617,7 +618,17 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _print_comparison(diff: Difference, args: argparse.Namespace) -> None:
+def provenance_notes(old_files: Sequence[Path], new_files: Sequence[Path]) -> list[str]:
+    """What differs between what made the two sides' bits (their first files' ``Provenance``): a
+    network, an engine, a cut, hltrun's version; nothing where either side does not say (older outputs)."""
+    try:
+        old, new = read_provenance(old_files[0]), read_provenance(new_files[0])
+    except Exception as exc:  # uproot raises many kinds on a corrupt file
+        raise InputError(f"cannot read {old_files[0]} or {new_files[0]}: {one_line(exc)}") from None
+    return differences(old, new) if old is not None and new is not None else []
+
+
+def _print_comparison(diff: Difference, args: argparse.Namespace, made_by: Sequence[str] = ()) -> None:
     """The printed comparison: events (-v), header, trigger table, products, notes, verdict."""
     if args.verbose:
         print(render_events(diff))
@@ -636,6 +647,8 @@ def _print_comparison(diff: Difference, args: argparse.Namespace) -> None:
         if n:
             print(f"note: {n} event(s) of the {side} side lie in lumi sections the {other} job did not read "
                   f"(in full): not compared, and no difference")
+    for line in made_by:
+        print(f"note: what made them differs: {line}")
     print("outputs agree" if diff.identical else "outputs DIFFER")
 
 
@@ -678,6 +691,7 @@ def _main(argv: list[str] | None) -> int:
         coverage_old, coverage_new = read_coverage(old_files), read_coverage(new_files)
         for files, process, option in ((old_files, args.old_process, "-O"), (new_files, args.new_process, "-N")):
             check_process(files, process, option)
+        made_by = provenance_notes(old_files, new_files)
     except InputError as exc:
         sys.stderr.write(f"hltdiff: error: {printable(str(exc))}\n")
         return 2
@@ -690,7 +704,7 @@ def _main(argv: list[str] | None) -> int:
             sys.stderr.write(f"run {run}, lumi {lumi}, event {event}: not found in the '{side}' files, skipping.\n")
     try:
         with printing("the comparison", required=False):
-            _print_comparison(diff, args)
+            _print_comparison(diff, args, made_by)
     except HltError as exc:
         sys.stderr.write(f"hltdiff: error: {printable(str(exc))}\n")
         return 2

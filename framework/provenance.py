@@ -1,0 +1,70 @@
+"""The provenance record an output file keeps of the job that made its trigger bits, and how two differ.
+
+CMSSW keeps the ParameterSets and the process history in every file, so that a file read months later
+still says which configuration made it. hltrun's record (JSON, the output's ``Provenance`` key) holds
+hltrun's version, the validated configuration, each scorer's network (the file that ran and its sha256)
+and each filter's cut as resolved: a card's threshold, not only the card's name, which may since have
+been regenerated. ``hltdiff`` names what differs between two files' records, so that "outputs DIFFER"
+comes with its likely cause.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+def record(version: str, configuration: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The record: ``producer``, ``configuration`` and the job's facts (``accelerators``, ``cuts``)."""
+    return {"producer": f"hltrun {version}", "configuration": dict(configuration), **facts}
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """One line per difference that can change trigger bits: a scorer's network or engine, a filter's
+    cut, hltrun's version; empty when the two records agree on all of them."""
+    lines: list[str] = []
+    if old.get("producer") != new.get("producer"):
+        lines.append(f"made by {old.get('producer', '?')} (old) and {new.get('producer', '?')} (new)")
+    lines += _by_label("scorer", old.get("accelerators") or {}, new.get("accelerators") or {}, _scorer_change)
+    lines += _by_label("filter", old.get("cuts") or {}, new.get("cuts") or {}, _cut_change)
+    return lines
+
+
+def _by_label(kind: str, old: Mapping[str, Any], new: Mapping[str, Any], change) -> list[str]:  # noqa: ANN001
+    lines = []
+    for label in sorted(set(old) | set(new)):
+        if label not in new or label not in old:
+            side = "old" if label in old else "new"
+            lines.append(f"{kind} '{label}' only in the {side} job")
+            continue
+        said = change(old[label], new[label])
+        if said:
+            lines.append(f"{kind} '{label}': {said}")
+    return lines
+
+
+def _scorer_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """A scorer's network (its id, or on one engine the file's sha256) or engine, as they changed."""
+    engine_old, engine_new = _engine(old), _engine(new)
+    if old.get("model_id") != new.get("model_id"):
+        return f"network {_network(old)} on {engine_old} (old) and {_network(new)} on {engine_new} (new)"
+    if engine_old == engine_new:
+        if old.get("model_sha256") != new.get("model_sha256"):
+            return (f"network {_network(old)} (old) and {_network(new)} (new) on {engine_old}: another file "
+                    f"(a retrained or re-exported network)")
+        return ""
+    # each engine runs its own file of the network (.onnx, .tflite...): their digests cannot be compared
+    return (f"network {old.get('model_id')} on {engine_old} (old) and {engine_new} (new): the engines' "
+            f"scores agree only within their tolerance")
+
+
+def _engine(choice: Mapping[str, Any]) -> str:
+    return f"{choice.get('backend', '?')} ({choice.get('device', '?')})"
+
+
+def _network(choice: Mapping[str, Any]) -> str:
+    digest = str(choice.get("model_sha256") or "")
+    return f"{choice.get('model_id') or choice.get('model', '?')}{f' (sha256 {digest[:12]})' if digest else ''}"
+
+
+def _cut_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    changed = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    return ", ".join(f"{key} {old.get(key, '-')} (old) and {new.get(key, '-')} (new)" for key in changed)

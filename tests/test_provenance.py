@@ -1,0 +1,90 @@
+"""framework/provenance.py: the lines hltdiff prints for what differs between two jobs' records, and the
+record an output keeps (written by a job, read back, compared by hltdiff end to end)."""
+
+from __future__ import annotations
+
+import json
+
+import uproot
+
+from hltrun.framework.provenance import differences, record
+from tests.helpers import run_config
+
+VAE = {"backend": "onnxruntime", "device": "cpu", "model": "m/conv_vae.onnx", "model_id": "conv_vae",
+       "model_sha256": "a" * 64}
+
+
+def _record(**changes) -> dict:
+    accelerators = {"vae": {**VAE, **changes.pop("vae", {})}}
+    cuts = {"anomalyFilter": {"model": "conv_vae", "reduce": "max", "working_point": "inclusive", "threshold": 1.6,
+                              **changes.pop("cut", {})}}
+    return record(changes.pop("version", "0.1.0"), {"process": "X"}, {"accelerators": accelerators, "cuts": cuts})
+
+
+def test_identical_records_have_no_difference():
+    assert differences(_record(), _record()) == []
+
+
+def test_another_network_is_named_with_its_engine():
+    lines = differences(_record(), _record(vae={"model_id": "gcn_vae", "model_sha256": "b" * 64}))
+    assert lines == ["scorer 'vae': network conv_vae (sha256 aaaaaaaaaaaa) on onnxruntime (cpu) (old) and "
+                     "gcn_vae (sha256 bbbbbbbbbbbb) on onnxruntime (cpu) (new)"]
+
+
+def test_a_retrained_file_of_one_name_on_one_engine_is_told_by_its_digest():
+    lines = differences(_record(), _record(vae={"model_sha256": "c" * 64}))
+    assert len(lines) == 1 and "another file (a retrained or re-exported network)" in lines[0]
+    assert "aaaaaaaaaaaa" in lines[0] and "cccccccccccc" in lines[0]
+
+
+def test_another_engine_is_not_called_another_network():
+    """Each engine runs its own file of the network (.onnx, .tflite): their digests differ by nature."""
+    lines = differences(_record(), _record(vae={"backend": "tflite", "model_sha256": "d" * 64}))
+    assert lines == ["scorer 'vae': network conv_vae on onnxruntime (cpu) (old) and tflite (cpu) (new): the "
+                     "engines' scores agree only within their tolerance"]
+
+
+def test_a_changed_cut_and_version_and_a_missing_filter():
+    new = _record(cut={"threshold": 1.7}, version="0.2.0")
+    assert differences(_record(), new) == ["made by hltrun 0.1.0 (old) and hltrun 0.2.0 (new)",
+                                           "filter 'anomalyFilter': threshold 1.6 (old) and 1.7 (new)"]
+    del new["cuts"]["anomalyFilter"]
+    assert "filter 'anomalyFilter' only in the old job" in differences(_record(), new)
+
+
+OUT = """
+process: {process}
+source: {{type: TestCountingSource, n: 20}}
+modules:
+  even: {{type: TestModuloFilter, divisor: 2}}
+  out: {{type: RootOutputModule, file: {file}, select_events: [p]}}
+paths:
+  p: [even]
+endpaths:
+  e: [out]
+"""
+
+
+def test_an_output_keeps_its_jobs_record_and_hltdiff_names_what_changed(write_config, tmp_path, capsys):
+    from hltrun.modules.root_output import PROVENANCE_KEY, read_provenance
+    from hltrun.tools.hltdiff import main
+
+    a, b = tmp_path / "a.root", tmp_path / "b.root"
+    _, process = run_config(write_config(OUT.format(process="ONE", file=a), "a.yaml"))
+    run_config(write_config(OUT.format(process="TWO", file=b), "b.yaml"))
+    assert uproot.open(a).classname_of(PROVENANCE_KEY) == "TObjString"
+    rec = read_provenance(a)
+    assert rec["configuration"] == json.loads(json.dumps(process.config.to_dict()))  # every default filled in
+    assert rec["configuration"]["process"] == "ONE" and rec["configuration"]["modules"]["even"]["divisor"] == 2
+    assert main([str(a), str(b)]) == 0
+    assert "note: what made them differs" not in capsys.readouterr().out  # the record names no scorer, no cut
+
+
+def test_hltdiff_says_nothing_of_a_file_without_a_record(tmp_path, capsys):
+    """An older output (no Provenance key) is compared as before."""
+    from hltrun.tools.hltdiff import provenance_notes
+
+    old = tmp_path / "old.root"
+    with uproot.recreate(old) as f:
+        f["Events"] = {"run": [1], "luminosityBlock": [1], "event": [1]}
+    assert provenance_notes([old], [old]) == []

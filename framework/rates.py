@@ -9,7 +9,8 @@ A rate is the accepted fraction of the events read, times the rate those events 
 (``inputRateHz``: the L1 accept rate the sample stands for). Its error is binomial,
 ``R * sqrt(p (1 - p) / N)``; with weights, ``R * sqrt(sum w^2 (accepted) ...)`` as for any weighted
 efficiency (Sumw2). A path with no accepted event has a 68 % upper limit of ``1.14 R / N`` (Poisson),
-given instead of a zero error.
+given instead of a zero error; a path that accepted every event (p (1 - p) = 0 too) has the mirror
+figure, ``1.14 R / N`` (the rejected fraction's upper limit), as its error, not a rate known exactly.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def rate(accepted: Tally, total: Tally, input_rate_hz: float) -> Rate:
     p = accepted.w / total.w
     if accepted.n == 0:
         return Rate(0, 0.0, 0.0, input_rate_hz * UPPER_68_ZERO / total.n, upper_limit=True)
+    if accepted.n == total.n:  # nothing rejected: the binomial error would be 0, however few the events
+        return Rate(accepted.n, p, p * input_rate_hz, input_rate_hz * UPPER_68_ZERO / total.n)
     if total.n == total.w and total.w2 == total.n:  # unweighted: binomial
         err = math.sqrt(max(p * (1.0 - p), 0.0) / total.n)
     else:  # weighted efficiency: variance of sum_acc w / sum w (Sumw2)

@@ -189,6 +189,19 @@ def test_a_path_that_accepts_nothing_has_an_upper_limit():
     assert str(r).startswith("< 114 Hz")
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_path_that_accepts_every_event_has_a_non_zero_error(weighted):
+    """10 events, all accepted: the RateReport said '100000.0 ± 0.0' (the binomial p(1 - p) is 0), a rate
+    known exactly from 10 events. Nothing rejected is the mirror of nothing accepted: the rejected
+    fraction's 68 % CL upper limit, 1.14 / N, is the rate's error (downwards), as for a path that took nothing."""
+    total = Tally(10, 20.0, 40.0) if weighted else Tally(10, 10.0, 10.0)
+    r = rate(Tally(total.n, total.w, total.w2), total, 100_000.0)
+    assert r.hz == pytest.approx(100_000.0) and not r.upper_limit
+    assert r.error_hz == pytest.approx(11_394.0, rel=1e-3)
+    big = rate(Tally(5500, 5500.0, 5500.0), Tally(5500, 5500.0, 5500.0), 100_000.0)
+    assert big.error_hz == pytest.approx(100_000.0 * 1.1394 / 5500)
+
+
 def test_the_html_rate_table_marks_an_upper_limit_as_the_console_does():
     """A path no event took alone: the RateReport prints '< 57.0 (68% CL)', report.html printed 0.000 and
     57.000 in the rate and ± columns, a measured 0 ± 57 Hz. The page says '< 57.0' and '68% CL' instead; the

@@ -119,10 +119,10 @@ class MenuRates:
     overlap_events: list[list[int]]  # events accepted by both paths i and j (diagonal: by path i)
     total: Rate
 
-    def overlap_fraction(self, i: int, j: int) -> float:
-        """Of path i's accepted events, the fraction path j accepted too."""
+    def overlap_fraction(self, i: int, j: int) -> float | None:
+        """Of path i's accepted events, the fraction path j accepted too; None (0/0) when path i accepted none."""
         own = self.overlap_events[i][i]
-        return self.overlap_events[i][j] / own if own else 0.0
+        return self.overlap_events[i][j] / own if own else None
 
 
 def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,

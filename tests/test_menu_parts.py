@@ -215,3 +215,22 @@ def test_the_html_rate_table_marks_an_upper_limit_as_the_console_does():
     assert _rate_cells(measured) == [measured.hz, measured.error_hz]
     total = rate(Tally(5323, 5323.0, 5323.0), Tally(5500, 5500.0, 5500.0), 100_000.0)
     assert _total_text(total) == "96,781.8 ± 238.0 Hz"
+
+
+def test_the_overlap_row_of_a_path_that_accepted_nothing_has_no_fractions():
+    """Of a path's accepted events, the fraction another path took: with none accepted it is 0/0, and the
+    RateReport printed 0.000 in the row, its own diagonal included (a path that takes none of its own events)."""
+    from types import SimpleNamespace
+
+    from hltrun.framework.services.rates import TriggerRates, TriggerRatesParameters
+
+    patterns = TriggerPatterns(["A", "B"])
+    for _ in range(10):
+        patterns.record(1, 1, 0b01)
+    service = TriggerRates("TriggerRates", TriggerRatesParameters())
+    service._paths, service._patterns = ["A", "B"], patterns
+    text = service.text_report(SimpleNamespace(input_rate_hz=100_000.0))
+    row_a = next(line for line in text.splitlines() if line.endswith("[0] A"))
+    row_b = next(line for line in text.splitlines() if line.endswith("[1] B"))
+    assert row_a.split()[1:3] == ["1.000", "0.000"]
+    assert row_b.split()[1:3] == ["-", "-"]

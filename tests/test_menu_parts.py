@@ -234,3 +234,16 @@ def test_the_overlap_row_of_a_path_that_accepted_nothing_has_no_fractions():
     row_b = next(line for line in text.splitlines() if line.endswith("[1] B"))
     assert row_a.split()[1:3] == ["1.000", "0.000"]
     assert row_b.split()[1:3] == ["-", "-"]
+
+
+def test_limits_on_a_weighted_sample_rest_on_its_effective_events():
+    """Nothing (or everything) accepted in a weighted sample: the 68 % CL figure was 1.14 R / N with N the
+    raw count, though a flat-pT sample's 2500 events weigh as ~700 (genWeight): a limit 3.5 times too
+    tight. It is 1.14 R / N_eff, N_eff = (sum w)^2 / sum w^2 (N itself when unweighted)."""
+    w = np.array([1.0] * 5 + [10.0] * 5)
+    total = Tally(len(w), float(w.sum()), float((w ** 2).sum()))
+    n_eff = w.sum() ** 2 / (w ** 2).sum()
+    none = rate(Tally(), total, 100_000.0)
+    assert none.upper_limit and none.error_hz == pytest.approx(100_000.0 * 1.1394 / n_eff)
+    every = rate(Tally(total.n, total.w, total.w2), total, 100_000.0)
+    assert every.error_hz == pytest.approx(100_000.0 * 1.1394 / n_eff)

@@ -9,7 +9,9 @@ A rate is the accepted fraction of the events read, times the rate those events 
 (``inputRateHz``: the L1 accept rate the sample stands for). Its error is binomial,
 ``R * sqrt(p (1 - p) / N)``; with weights, ``R * sqrt(sum w^2 (accepted) ...)`` as for any weighted
 efficiency (Sumw2). A path with no accepted event has a 68 % upper limit of ``1.14 R / N`` (Poisson),
-given instead of a zero error.
+given instead of a zero error; a path that accepted every event (p (1 - p) = 0 too) has the mirror
+figure, ``1.14 R / N`` (the rejected fraction's upper limit), as its error, not a rate known exactly.
+With weights N is the effective count, (sum w)^2 / sum w^2.
 """
 
 from __future__ import annotations
@@ -96,8 +98,12 @@ def rate(accepted: Tally, total: Tally, input_rate_hz: float) -> Rate:
     if total.n == 0 or total.w <= 0:
         return Rate(0, 0.0, 0.0, 0.0)
     p = accepted.w / total.w
+    # a weighted sample's events count as fewer (N itself when unweighted): a limit from N would be too tight
+    limit_hz = input_rate_hz * UPPER_68_ZERO / (total.w ** 2 / total.w2 if total.w2 > 0 else total.n)
     if accepted.n == 0:
-        return Rate(0, 0.0, 0.0, input_rate_hz * UPPER_68_ZERO / total.n, upper_limit=True)
+        return Rate(0, 0.0, 0.0, limit_hz, upper_limit=True)
+    if accepted.n == total.n:  # nothing rejected: the binomial error would be 0, however few the events
+        return Rate(accepted.n, p, p * input_rate_hz, limit_hz)
     if total.n == total.w and total.w2 == total.n:  # unweighted: binomial
         err = math.sqrt(max(p * (1.0 - p), 0.0) / total.n)
     else:  # weighted efficiency: variance of sum_acc w / sum w (Sumw2)
@@ -116,10 +122,10 @@ class MenuRates:
     overlap_events: list[list[int]]  # events accepted by both paths i and j (diagonal: by path i)
     total: Rate
 
-    def overlap_fraction(self, i: int, j: int) -> float:
-        """Of path i's accepted events, the fraction path j accepted too."""
+    def overlap_fraction(self, i: int, j: int) -> float | None:
+        """Of path i's accepted events, the fraction path j accepted too; None (0/0) when path i accepted none."""
         own = self.overlap_events[i][i]
-        return self.overlap_events[i][j] / own if own else 0.0
+        return self.overlap_events[i][j] / own if own else None
 
 
 def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,

@@ -389,3 +389,19 @@ def test_ctrl_c_is_one_line_exit_130(how, model_dir, tmp_path, monkeypatch, caps
                     *ORT]) == 130
     assert _one_line(capsys).startswith("hltcard: error: interrupted by the user")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_rate_with_nothing_above_the_cut_is_not_a_measured_zero(carded):
+    """A pT bin (or a signal) with no event above the cut: the card printed '0 ± 0 (105)', a pass rate known
+    exactly from 105 events. It says how many events it rests on instead, as the model card does
+    (eval_card: '0 (0 of 105)'); so does a bin where every event passes ('100 (23 of 23)')."""
+    model_dir, identity = carded
+    card = (model_dir / f"{identity}_card.md").read_text()
+    assert "0 ± 0 " not in card and "0 ± 0 %" not in card
+    assert "(0 of " in card  # the pT-sum cut passes nothing in the lowest pT bins
+
+    from hltrun.tools.physics.eval_stats import PassRate, percent_text
+    assert percent_text(PassRate(0.0, 0.0, 105, 0, 105.0).to_json()) == "0 (0 of 105)"
+    assert percent_text(PassRate(1.0, 0.0, 23, 23, 23.0).to_json()) == "100 (23 of 23)"
+    assert percent_text(PassRate(0.01, 0.002, 2500, 25, 2500.0).to_json()) == "1 ± 0.2"
+    assert percent_text(PassRate(0.01, 0.002, 2500, 25, 2500.0).to_json(), ".2f") == "1.00 ± 0.20"

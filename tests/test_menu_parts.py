@@ -189,6 +189,19 @@ def test_a_path_that_accepts_nothing_has_an_upper_limit():
     assert str(r).startswith("< 114 Hz")
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_path_that_accepts_every_event_has_a_non_zero_error(weighted):
+    """10 events, all accepted: the RateReport said '100000.0 ± 0.0' (the binomial p(1 - p) is 0), a rate
+    known exactly from 10 events. Nothing rejected is the mirror of nothing accepted: the rejected
+    fraction's 68 % CL upper limit, 1.14 / N, is the rate's error (downwards), as for a path that took nothing."""
+    total = Tally(10, 20.0, 40.0) if weighted else Tally(10, 10.0, 10.0)
+    r = rate(Tally(total.n, total.w, total.w2), total, 100_000.0)
+    assert r.hz == pytest.approx(100_000.0) and not r.upper_limit
+    assert r.error_hz == pytest.approx(11_394.0, rel=1e-3)
+    big = rate(Tally(5500, 5500.0, 5500.0), Tally(5500, 5500.0, 5500.0), 100_000.0)
+    assert big.error_hz == pytest.approx(100_000.0 * 1.1394 / 5500)
+
+
 def test_the_html_rate_table_marks_an_upper_limit_as_the_console_does():
     """A path no event took alone: the RateReport prints '< 57.0 (68% CL)', report.html printed 0.000 and
     57.000 in the rate and ± columns, a measured 0 ± 57 Hz. The page says '< 57.0' and '68% CL' instead; the
@@ -202,3 +215,35 @@ def test_the_html_rate_table_marks_an_upper_limit_as_the_console_does():
     assert _rate_cells(measured) == [measured.hz, measured.error_hz]
     total = rate(Tally(5323, 5323.0, 5323.0), Tally(5500, 5500.0, 5500.0), 100_000.0)
     assert _total_text(total) == "96,781.8 ± 238.0 Hz"
+
+
+def test_the_overlap_row_of_a_path_that_accepted_nothing_has_no_fractions():
+    """Of a path's accepted events, the fraction another path took: with none accepted it is 0/0, and the
+    RateReport printed 0.000 in the row, its own diagonal included (a path that takes none of its own events)."""
+    from types import SimpleNamespace
+
+    from hltrun.framework.services.rates import TriggerRates, TriggerRatesParameters
+
+    patterns = TriggerPatterns(["A", "B"])
+    for _ in range(10):
+        patterns.record(1, 1, 0b01)
+    service = TriggerRates("TriggerRates", TriggerRatesParameters())
+    service._paths, service._patterns = ["A", "B"], patterns
+    text = service.text_report(SimpleNamespace(input_rate_hz=100_000.0))
+    row_a = next(line for line in text.splitlines() if line.endswith("[0] A"))
+    row_b = next(line for line in text.splitlines() if line.endswith("[1] B"))
+    assert row_a.split()[1:3] == ["1.000", "0.000"]
+    assert row_b.split()[1:3] == ["-", "-"]
+
+
+def test_limits_on_a_weighted_sample_rest_on_its_effective_events():
+    """Nothing (or everything) accepted in a weighted sample: the 68 % CL figure was 1.14 R / N with N the
+    raw count, though a flat-pT sample's 2500 events weigh as ~700 (genWeight): a limit 3.5 times too
+    tight. It is 1.14 R / N_eff, N_eff = (sum w)^2 / sum w^2 (N itself when unweighted)."""
+    w = np.array([1.0] * 5 + [10.0] * 5)
+    total = Tally(len(w), float(w.sum()), float((w ** 2).sum()))
+    n_eff = w.sum() ** 2 / (w ** 2).sum()
+    none = rate(Tally(), total, 100_000.0)
+    assert none.upper_limit and none.error_hz == pytest.approx(100_000.0 * 1.1394 / n_eff)
+    every = rate(Tally(total.n, total.w, total.w2), total, 100_000.0)
+    assert every.error_hz == pytest.approx(100_000.0 * 1.1394 / n_eff)

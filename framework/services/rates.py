@@ -90,7 +90,7 @@ class TriggerRates(Service):
         lines += ["", "RateReport ---------- Overlaps: of the row path's events, the fraction the column path took ----",
                   "RateReport " + " ".join(f"{i:>7d}" for i in range(len(r.paths))) + "  Name"]
         for i, name in enumerate(r.paths):
-            lines.append("RateReport " + " ".join(f"{r.overlap_fraction(i, j):7.3f}" for j in range(len(r.paths)))
+            lines.append("RateReport " + " ".join(_fraction(r.overlap_fraction(i, j)) for j in range(len(r.paths)))
                          + f"  [{i}] {name}")
         return "\n".join(lines) + "\n"
 
@@ -181,6 +181,11 @@ def _rate_cells(r: Rate) -> list[Any]:
 def _total_text(r: Rate) -> str:
     """The menu total in the table's units and precision (``str(Rate)`` gives three digits, 9.68e+04)."""
     return f"< {r.error_hz:,.1f} Hz (68% CL)" if r.upper_limit else f"{r.hz:,.1f} ± {r.error_hz:,.1f} Hz"
+
+
+def _fraction(f: float | None) -> str:
+    """An overlap fraction in the table's 7 columns; '-' for a path that accepted nothing (0/0, not 0.000)."""
+    return f"{'-':>7}" if f is None else f"{f:7.3f}"
 
 
 def _hz(r: Rate) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 
 from hltrun.framework.errors import ConfigError
 from hltrun.tools.physics.eval_card_wp import P_MIN as P_FLAT
+from hltrun.tools.physics.eval_stats import PassRate, percent_text
 
 
 def _pct(v: float) -> str:
@@ -26,6 +27,20 @@ def _pct(v: float) -> str:
 
 def _rate(v: float) -> str:
     return f"{v / 1e3:.3g} kHz" if abs(v) >= 1e3 else f"{v:.3g} Hz"
+
+
+def _rate_text(a: PassRate, rate_hz: float) -> str:
+    """The background rate at the cut and its error; no '0 Hz ± 0 Hz' where nothing (or everything) passed."""
+    if a.n_pass in (0, a.n_events):
+        return f"{_rate(a.rate * rate_hz)} ({a.n_pass} of {a.n_events} events)"
+    return f"{_rate(a.rate * rate_hz)} ± {_rate(a.error * rate_hz)}"
+
+
+def _bin_cell(x: dict[str, Any]) -> str:
+    """A pT bin's pass rate and the events in it (the count already says them where none or all passed)."""
+    if not x["n_events"]:
+        return "—"
+    return percent_text(x) + ("" if x["n_pass"] in (0, x["n_events"]) else f" ({x['n_events']})")
 
 
 def merged_thresholds(path: Path, identity: str, entry: dict[str, Any]) -> str:
@@ -94,8 +109,8 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
          "| key | target | cut | background above [%] | events above (eff.) | rate |", "|---|---|---|---|---|---|"]
     for key, st in entry.stats.items():
         a = st.achieved
-        rate = "—" if key.startswith("jet_") else f"{_rate(a.rate * rate_hz)} ± {_rate(a.error * rate_hz)}"
-        L.append(f"| `{key}` | {_pct(st.target)} % | {st.cut:.6g} | {_pct(a.rate)} ± {_pct(a.error)} "
+        rate = "—" if key.startswith("jet_") else _rate_text(a, rate_hz)
+        L.append(f"| `{key}` | {_pct(st.target)} % | {st.cut:.6g} | {percent_text(a.to_json())} "
                  f"| {a.n_pass} ({st.effective_above:.1f}) | {rate} |")
     L.append("")
     if r["pt_keys"]:
@@ -121,8 +136,7 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
         for kind, rows in kinds.items():
             c = r["pt_flatness"][k][kind]
             verdict = f"{c['chi2']:.1f}/{c['ndf']}, {c['p']:.2g}" + (" **not flat**" if c["p"] < P_FLAT else "")
-            L.append(f"| `{k}` {kind} | " + " | ".join(
-                f"{_pct(x['rate'])} ± {_pct(x['error'])} ({x['n_events']})" if x["n_events"] else "—" for x in rows)
+            L.append(f"| `{k}` {kind} | " + " | ".join(_bin_cell(x) for x in rows)
                 + f" | {verdict} |")
     L.append("")
     if r["signal_rows"]:
@@ -133,7 +147,7 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
               "|---|---|" + "---|" * len(cols)]
         for f, row in r["signal_rows"].items():
             L.append(f"| {f} | {row['events']} | " + " | ".join(
-                f"{_pct(row[c]['rate'])} ± {_pct(row[c]['error'])} %" for c in cols) + " |")
+                percent_text(row[c], unit=" %") for c in cols) + " |")
         L.append("")
     if plots:
         L += ["## Plots\n"] + [f"![{p}]({p})" for p in plots] + [""]
@@ -253,8 +267,8 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
              + f"; without a scored jet {acc['events_without_scored_jet']}, not scored {acc['events_not_scored']}"]
     for key, st in r["entry"].stats.items():
         a = st.achieved
-        tail = "" if key.startswith("jet_") else f", rate {_rate(a.rate * rate_hz)} ± {_rate(a.error * rate_hz)}"
-        lines.append(f"  {key:18s} cut {st.cut:.6g}: background above {_pct(a.rate)} ± {_pct(a.error)} % "
+        tail = "" if key.startswith("jet_") else f", rate {_rate_text(a, rate_hz)}"
+        lines.append(f"  {key:18s} cut {st.cut:.6g}: background above {percent_text(a.to_json(), unit=' %')} "
                      f"({a.n_pass} events, {st.effective_above:.1f} effective){tail}")
     if r["pt_keys"]:
         lines.append(f"  vs_leading_jet_pt: {', '.join(r['pt_keys'])}")
@@ -266,5 +280,5 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         lines.append(f"  vs_leading_jet_pt.{k} omitted: {why}")
     for f, row in r["signal_rows"].items():
         lines.append(f"  signal {f}: " + ", ".join(
-            f"{k} {_pct(row[k]['rate'])} ± {_pct(row[k]['error'])} %" for k in r["effs"]))
+            f"{k} {percent_text(row[k], unit=' %')}" for k in r["effs"]))
     return lines

@@ -13,6 +13,8 @@ import json
 import math
 from typing import Any
 
+from hltrun.tools.physics.eval_stats import percent_text
+
 OTHER_TOOLS_SECTIONS = ("## INT8 quantisation",)  # written by tools/physics/quantize_models.py
 # the .tflite files are written by tools/physics/conv_tflite.py, not by the evaluation: how, and how they agree
 TFLITE_WHAT = {
@@ -43,13 +45,8 @@ def _f(x: Any, fmt: str = ".3f") -> str:
 
 
 def _pct(r: dict[str, Any], err: bool = True) -> str:
-    """A pass rate in percent, with its statistical error (and the raw count when nothing passed)."""
-    if r["n_events"] == 0:
-        return "no events"
-    if r["n_pass"] == 0:
-        return f"0 (0 of {r['n_events']})"
-    text = f"{100 * r['rate']:.2f}"
-    return text + (f" ± {100 * r['error']:.2f}" if err else "")
+    """A pass rate in percent, with its statistical error (the raw count when nothing or everything passed)."""
+    return percent_text(r, ".2f", err)
 
 
 def _ratio(r: dict[str, float | None]) -> str:

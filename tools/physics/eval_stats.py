@@ -8,6 +8,7 @@ plain counts. A NaN score (undefined baseline, non-finite input) counts as -inf:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -114,6 +115,18 @@ def pass_rate(scores: np.ndarray, weights: np.ndarray | None, cut: float | np.nd
     p = w[passed].sum() / tot
     err = np.sqrt(np.sum(w[passed] ** 2) * (1 - p) ** 2 + np.sum(w[~passed] ** 2) * p ** 2) / tot
     return PassRate(float(p), float(err), int(s.size), int(passed.sum()), float(tot ** 2 / np.sum(w ** 2)))
+
+
+def percent_text(r: Mapping[str, Any], fmt: str = ".3g", err: bool = True, unit: str = "") -> str:
+    """A pass rate (``PassRate.to_json()``) in percent with its error. Where nothing or everything passed,
+    the binomial error is 0 and '0 ± 0' would read as a rate known exactly, however few the events: the
+    count it rests on instead ('0 (0 of 105)'), as the model card has always said for a bin passing nothing."""
+    n, k = int(r["n_events"]), int(r["n_pass"])
+    if n == 0:
+        return "no events"
+    if k in (0, n):
+        return f"{100 if k else 0}{unit} ({k} of {n})"
+    return format(100 * r["rate"], fmt) + (f" ± {format(100 * r['error'], fmt)}" if err else "") + unit
 
 
 def binned_pass_rates(scores: np.ndarray, weights: np.ndarray | None, leading_pt: np.ndarray,

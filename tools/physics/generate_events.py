@@ -261,7 +261,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="worker processes; the output does not depend on this number")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                    help="YAML file with seeds and generator settings (default: tools/physics/generation.yaml)")
-    p.add_argument("--seed", type=int, default=None, help="override the base seed of the config")
+    p.add_argument("--seed", type=int, default=None,
+                   help="override the base seed of the config. Chunk k (250 events) uses seed + the process's "
+                        "offset + k, so two samples of one process share events unless their seeds differ by at "
+                        "least the number of chunks (--seed 70000001 is --seed 70000000's sample shifted by one chunk)")
     p.add_argument("--no-progress", action="store_true", help="disable the progress bar")
     return p.parse_args(argv)
 

@@ -264,12 +264,13 @@ def _stopped_after_loop(outcome: Outcome, signals: list[Interrupted], record: di
 
 
 def _main(args: argparse.Namespace, record: dict) -> int:
-    from .config import load
-    from .errors import HltError
+    from .errors import HltError  # loaded with destinations, before the signal handlers: the except needs it
     from .interrupt import Interrupted, interrupt_behind, stop_callback
-    from .report import text_report
 
     try:
+        from .config import load  # inside the try: a signal cutting these imports (PyYAML, ...) is its one line
+        from .report import text_report
+
         if args.job_report and not args.dump:  # first: a job report that cannot be written is said once
             from .destinations import check_file_destination
 

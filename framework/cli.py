@@ -286,6 +286,10 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             overrides += ["options.executor.type=dask", f"options.executor.workers={args.dask}"]
         cfg = load(args.config, overrides, args.max_events)
         record["process"] = cfg.process
+        from .destinations import reading
+        from .resources import find_file
+
+        reading([find_file(args.config)])  # as load found it: no output of the job may replace it
         if args.dump:
             return _print(cfg.dump(), "the configuration")
         report_dir = Path(cfg.options.reportDir) if cfg.options.reportDir else None

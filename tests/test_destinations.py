@@ -742,3 +742,30 @@ def test_the_same_output_in_two_jobs_of_one_process_is_written_twice(tmp_path, c
     cfg = _job(tmp_path, out)
     assert _run(capfd, str(cfg), "-q")[0] == 0
     assert _run(capfd, str(cfg), "-q")[0] == 0
+
+
+def test_a_job_report_over_the_jobs_configuration_is_refused_and_the_configuration_kept(tmp_path, capfd) -> None:
+    """``hltrun job.yaml -j job.yaml`` replaced the user's configuration with the XML job report, exit 0."""
+    cfg = _job(tmp_path)
+    before = cfg.read_text()
+    code, _, errors = _run(capfd, str(cfg), "-q", "-j", str(cfg))
+    assert code == 4
+    assert errors == [f"hltrun: error: --job-report: {cfg} is an input file of this job ({cfg}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert cfg.read_text() == before
+
+
+def test_an_output_over_the_model_the_job_runs_is_refused_and_the_model_kept(tmp_path, capfd) -> None:
+    """``modules.out.file`` naming the scorer's model (a slip of the tab key) replaced the model, exit 0."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
+    model = tmp_path / "m.onnx"
+    model.write_bytes((config.parents[1] / "data" / "models" / "conv_vae.onnx").read_bytes())
+    before = model.read_bytes()
+    code, _, errors = _run(capfd, str(config), "-q", "-n", "20", f"modules.vae.model={model}",
+                           "modules.vae.backend=onnxruntime", "modules.anomalyFilter.threshold=0.5",
+                           f"modules.out.file={model}")
+    assert code == 4
+    assert errors == [f"hltrun: error: modules.out.file: {model} is an input file of this job ({model}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert model.read_bytes() == before and not _temporaries(tmp_path)
+

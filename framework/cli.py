@@ -146,7 +146,11 @@ def _say(line: str) -> None:
     """``hltrun: <line>`` on stderr as one line, whatever the message quotes (``errors.printable``)."""
     from .errors import printable
 
-    sys.stderr.write(f"hltrun: {printable(line)}\n")
+    try:
+        sys.stderr.write(f"hltrun: {printable(line)}\n")
+        sys.stderr.flush()
+    except OSError:  # its reader gone (2>&1 | head -1), its disk full: nowhere left to say it; the exit code says it
+        sys.stderr = open(os.devnull, "w")  # and no later line fails on it (an internal error, exit 1)
 
 
 def _error_line(exc: BaseException | None, line: str, code: int, record: dict) -> int:

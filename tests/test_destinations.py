@@ -769,3 +769,22 @@ def test_an_output_over_the_model_the_job_runs_is_refused_and_the_model_kept(tmp
                       "it would replace what the job reads: give the output another name"]
     assert model.read_bytes() == before and not _temporaries(tmp_path)
 
+
+def test_stdout_and_stderr_into_a_pipe_without_reader_is_exit_4_not_an_internal_error(tmp_path) -> None:
+    """``hltrun cfg 2>&1 | head -1``: once head has left, stderr fails too, so the line saying stdout failed
+    could not be written, and that failure became ``internal error: BrokenPipeError``, exit 1 (which a
+    ``set -o pipefail`` script reads as hltrun's bug). Nothing can be said any more: the exit code says it."""
+    import sys
+
+    out = tmp_path / "o.root"
+    cfg, _ = _root_job(tmp_path, out)  # a shipped source: the tests' plugins are not in a new process
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line (Python ignores SIGPIPE: writes get EPIPE)
+    try:
+        proc = subprocess.run([sys.executable, "-c", "import sys; from hltrun.framework.cli import main; "
+                               "sys.exit(main(sys.argv[1:]))", str(cfg), "-n", "20"],
+                              stdout=write, stderr=write, timeout=300)
+    finally:
+        os.close(write)
+    assert proc.returncode == 4
+    assert out.is_file() and not _temporaries(tmp_path)

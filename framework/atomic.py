@@ -177,7 +177,9 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, what: str) -> Path:
 
 
 def write_text(path: str | os.PathLike[str], text: str, what: str) -> Path:
-    return write_bytes(path, text.encode(), what)
+    """``text`` as UTF-8. A file name whose bytes are not UTF-8 (Python's lone surrogates, ``caf\\udce9.root``)
+    is written as that escape: a report naming it stays a UTF-8 file, where encoding it failed the write."""
+    return write_bytes(path, text.encode("utf-8", "backslashreplace"), what)
 
 
 @contextmanager

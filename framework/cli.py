@@ -146,7 +146,11 @@ def _say(line: str) -> None:
     """``hltrun: <line>`` on stderr as one line, whatever the message quotes (``errors.printable``)."""
     from .errors import printable
 
-    sys.stderr.write(f"hltrun: {printable(line)}\n")
+    try:
+        sys.stderr.write(f"hltrun: {printable(line)}\n")
+        sys.stderr.flush()
+    except OSError:  # its reader gone (2>&1 | head -1), its disk full: nowhere left to say it; the exit code says it
+        sys.stderr = open(os.devnull, "w")  # and no later line fails on it (an internal error, exit 1)
 
 
 def _error_line(exc: BaseException | None, line: str, code: int, record: dict) -> int:
@@ -170,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is None:  # checked here: argparse would call the optional overrides required too
         parser.error("the configuration is required, e.g. hltrun configs/path.yaml (overrides key.path=value are optional)")
     setup_logging(args.quiet, args.debug)
-    from .destinations import folders_made_undone
+    from .destinations import folders_made_undone, one_job
     from .interrupt import handle_signals
 
     record: dict = {}  # what the job report needs: the summary and the error, as far as the job got
     # a job refused after its output folders were checked (and made) leaves none of them behind empty
-    with handle_signals(), folders_made_undone() as undo:  # SIGTERM / SIGHUP stop the job like Ctrl-C
+    # one_job: its outputs are compared with each other and with its inputs (none may replace another)
+    with handle_signals(), folders_made_undone() as undo, one_job():  # SIGTERM / SIGHUP stop the job like Ctrl-C
         code = _main(args, record)
         if "job_report" in record:  # its destination passed the check (a refused one was said once)
             code = _write_job_report(record["job_report"], record, code)
@@ -264,12 +269,13 @@ def _stopped_after_loop(outcome: Outcome, signals: list[Interrupted], record: di
 
 
 def _main(args: argparse.Namespace, record: dict) -> int:
-    from .config import load
-    from .errors import HltError
+    from .errors import HltError  # loaded with destinations, before the signal handlers: the except needs it
     from .interrupt import Interrupted, interrupt_behind, stop_callback
-    from .report import text_report
 
     try:
+        from .config import load  # inside the try: a signal cutting these imports (PyYAML, ...) is its one line
+        from .report import text_report
+
         if args.job_report and not args.dump:  # first: a job report that cannot be written is said once
             from .destinations import check_file_destination
 
@@ -284,6 +290,10 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             overrides += ["options.executor.type=dask", f"options.executor.workers={args.dask}"]
         cfg = load(args.config, overrides, args.max_events)
         record["process"] = cfg.process
+        from .destinations import reading
+        from .resources import find_file
+
+        reading([find_file(args.config)])  # as load found it: no output of the job may replace it
         if args.dump:
             return _print(cfg.dump(), "the configuration")
         report_dir = Path(cfg.options.reportDir) if cfg.options.reportDir else None

@@ -279,6 +279,41 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+_UNDECODED = range(0xDC80, 0xDD00)  # a byte that is not UTF-8, as Python hands it over (surrogateescape)
+_STAND_IN = 0xF0000 - 0xDC80  # its stand-in for YAML: a private-use character of plane 15
+
+
+def _override_value(raw: str) -> Any:
+    """An override's value parsed as YAML (``3`` an int, ``[a, b]`` a list), or the text itself where YAML
+    refuses it. A file name whose bytes are not UTF-8 (``bad$'\\xff'.root``) reaches Python with lone
+    surrogates, which YAML refuses anywhere, so ``[bad\\udcff.root]`` was kept as text and then refused as
+    not a list: they are parsed as private-use stand-ins, given back in every string of the value."""
+    if raw == "":
+        return ""
+    undecoded = {ord(c) for c in raw if ord(c) in _UNDECODED}
+    if undecoded and not any(ord(c) - _STAND_IN in _UNDECODED for c in raw):  # no stand-in already in it
+        try:
+            value = yaml.safe_load(raw.translate({c: c + _STAND_IN for c in undecoded}))
+        except yaml.YAMLError:
+            return raw
+        return _restored(value, {c + _STAND_IN: c for c in undecoded})
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _restored(value: Any, table: dict[int, int]) -> Any:
+    """``value`` with the stand-ins of ``_override_value`` turned back into the bytes they stood for."""
+    if isinstance(value, str):
+        return value.translate(table)
+    if isinstance(value, list):
+        return [_restored(v, table) for v in value]
+    if isinstance(value, dict):
+        return {_restored(k, table): _restored(v, table) for k, v in value.items()}
+    return value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides; the value is parsed as YAML (``3`` is int, ``[a, b]`` a list)."""
     data = copy.deepcopy(data)
@@ -286,10 +321,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = text.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"command line: override {text!r} is not of the form key.path=value")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
+        value = _override_value(raw)
         node: Any = data
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):

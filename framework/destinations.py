@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
+from typing import Callable, Iterable, Iterator, TextIO
 
 from .errors import ModuleError
 from .resources import refuse_remote_destination, user_path
@@ -59,6 +59,61 @@ class Destination:
         """Where the temporary goes: beside the target (same file system, so the rename is atomic), or
         the system's temporary folder for a destination written in place."""
         return Path(tempfile.gettempdir()) if self.in_place else self.target.parent
+
+
+class _Job:
+    """What one job reads and writes: its input files by identity (device, inode: a link or another name of
+    the file is the same file) and, by resolved path, which of its writers claimed each file destination."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[tuple[int, int], str] = {}
+        self.writers: dict[str, str] = {}
+
+
+_job: _Job | None = None  # the job running in this process (``one_job``); None: nothing is compared
+
+
+@contextmanager
+def one_job() -> Iterator[None]:
+    """The block runs one job: its destinations are compared with each other and with its inputs. What a
+    job claimed is forgotten at its end (a later job in the same process may write the same file)."""
+    global _job
+    previous, _job = _job, _Job()
+    try:
+        yield
+    finally:
+        _job = previous
+
+
+def reading(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """The running job reads these files: a destination that is one of them is refused, as writing it
+    would replace the data the job reads (``modules.out.file`` or ``-j`` naming the source's file)."""
+    if _job is None:
+        return
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue  # its reader says why it cannot be read
+        _job.inputs[(info.st_dev, info.st_ino)] = os.fspath(path)
+
+
+def _not_an_input(path: Path, info: os.stat_result, what: str) -> None:
+    source = _job.inputs.get((info.st_dev, info.st_ino)) if _job is not None else None
+    if source is not None:
+        raise ModuleError(f"{what}: {path} is an input file of this job ({source}); writing it would replace "
+                          "what the job reads: give the output another name")
+
+
+def _claim(dest: Destination, what: str) -> None:
+    """``what`` writes ``dest`` in the running job: a file another writer of the job claimed is refused
+    (the last one written would silently replace the other). Devices and FIFOs take several writers."""
+    if _job is None or dest.in_place:
+        return
+    first = _job.writers.setdefault(os.fspath(dest.target), what)
+    if first != what:
+        raise ModuleError(f"{what}: {dest.path} is also written by {first}; two outputs of one job would "
+                          "overwrite each other: give each its own name")
 
 
 def _own_descriptor(path: Path) -> int | None:
@@ -100,12 +155,14 @@ def destination(path: str | os.PathLike[str], what: str) -> Destination:
     if fd is not None:
         return Destination(path, path, in_place=True, fd=fd)
     try:
-        mode = os.stat(path).st_mode  # follows links
+        info = os.stat(path)  # follows links
     except (FileNotFoundError, NotADirectoryError):  # a missing folder is made (or refused) by the probe
         return Destination(path, Path(os.path.realpath(path)))
     except OSError as exc:
         raise ModuleError(f"{what}: cannot use {path} ({exc.strerror or type(exc).__name__})") from None
+    mode = info.st_mode
     if stat.S_ISREG(mode):
+        _not_an_input(path, info, what)  # here, so that atomic.py's last look (before its rename) asks too
         return Destination(path, Path(os.path.realpath(path)))
     if stat.S_ISDIR(mode):
         raise ModuleError(f"{what}: {path} is a folder, not a file name")
@@ -180,6 +237,7 @@ def check_file_destination(path: str | os.PathLike[str], what: str, in_place: bo
         raise ModuleError(f"{what}: {dest.path} is not a regular file; this writer needs one")
     if dest.in_place and dest.fd is None and not os.access(dest.path, os.W_OK):
         raise ModuleError(f"{what}: cannot write to {dest.path} (permission denied)")
+    _claim(dest, what)
     _probe(dest.staging_folder(), what)
     return dest
 
@@ -211,13 +269,13 @@ def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set:
     _probe(path, what)
     if whole_set:
         for entry in (path / name for name in dict.fromkeys(REPORT_SET_NAMES + names)):
-            if not os.path.lexists(entry):
-                continue
             try:
-                destination(entry, what)
+                dest = destination(entry, what)
             except ModuleError:
                 continue  # a folder or a socket of the user's: refused if a report is ever named so
-            check_set_member(entry, what)
+            _claim(dest, what)
+            if os.path.lexists(entry):
+                check_set_member(entry, what)
     return path
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from .config import SOURCE_LABEL, PathEntry, ProcessConfig
 from .context import (MODULE_SERVICES, Channels, JobContext, LoopState, ModuleContext, SourceContext,
                       StreamActivity)
-from .destinations import REPORT_FOLDER, check_folder_destination
+from .destinations import REPORT_FOLDER, check_folder_destination, reading
 from .errors import HltError, ModuleError, one_line
 from .event import DECLARES
 from .interrupt import reraise_interrupt
@@ -108,6 +108,14 @@ class Process:
         by_label = {d.label: d for d in self.descriptions}
         return [(by_label[label], m) for label, ms in self.instances.items() for m in ms]
 
+    def _input_files(self) -> list[str]:
+        """The files the source reads (``Source.inputs``, known after its begin_job); none for a source
+        that does not list them."""
+        try:
+            return [name for name, _ in self.source.inputs()]
+        except NotImplementedError:
+            return []
+
     def begin_job(self) -> None:
         signals = self.signals
         if self.job.report_dir is not None:  # before any work: a bad folder must not cost a whole run
@@ -117,6 +125,7 @@ class Process:
         signals.pre_module_begin_job(self.descriptions[0])
         self.source.begin_job(self.source_context())
         signals.post_module_begin_job(self.descriptions[0])
+        reading(self._input_files())  # before the modules check their outputs: none may be one of them
         contexts: dict[str, ModuleContext] = {}  # one per label: its per-stream instances share it
         for desc, module in self.all_modules():
             signals.pre_module_begin_job(desc)

@@ -187,3 +187,15 @@ def test_dump_round_trips(write_config, tmp_path):
     again = load(write_config(cfg.dump(), "dumped.yaml"))
     assert again.to_dict() == cfg.to_dict()
     assert "divisor: 2" in cfg.dump() and "fail_on: -1" in cfg.dump()  # defaults are filled in
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("source.files=[bad\udcff.root, ok.root]", ["bad\udcff.root", "ok.root"]),
+    ('source.files=["d\udce9j\udce0.root"]', ["d\udce9j\udce0.root"]),
+    ("source.files=bad\udcff.root", "bad\udcff.root"),
+])
+def test_an_override_naming_a_file_whose_name_is_not_utf8_keeps_its_bytes(text, expected):
+    """``source.files=[bad$'\\xff'.root]`` (a Latin-1 file name: Python hands its byte over as a lone
+    surrogate, which YAML refuses anywhere) was taken as text, then refused as ``source.files: expected
+    list of str, got '[bad\\udcff.root]'``, a list of str it was. It is parsed as YAML, the bytes kept."""
+    assert apply_overrides({}, [text])["source"]["files"] == expected

@@ -661,3 +661,130 @@ def test_a_refused_job_leaves_no_report_folder_made_behind(tmp_path, capfd) -> N
     assert _run(capfd, str(config), "-q", "--report-dir", str(tmp_path / "kept"), f"source.files=[{missing}]",
                 "modules.vae.backend=onnxruntime")[0] == 3
     assert (tmp_path / "kept").is_dir()
+
+
+# ------------------------------------------------------------------ an output over the job's own files
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "qcd_dijet.root"
+ROOT_JOB = """
+process: DEST
+source: {{type: RootJetSource, files: [{source}]}}
+modules:
+  out: {{type: RootOutputModule, file: {out}}}
+endpaths: {{e: [out]}}
+"""
+
+
+def _root_job(tmp_path: Path, out: Path) -> tuple[Path, Path]:
+    """A job reading a copy of the shipped QCD sample, writing ``out``: (its configuration, its input)."""
+    source = tmp_path / "in.root"
+    source.write_bytes(SAMPLE.read_bytes())
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(ROOT_JOB.format(source=source, out=out))
+    return cfg, source
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+def test_an_output_that_is_an_input_of_the_job_is_refused_and_the_input_kept(how, tmp_path, capfd) -> None:
+    """``modules.out.file`` naming the file the source reads (itself, a link to it, another name of it)
+    replaced the input with the output, exit 0: the user's data gone. Refused before the first event."""
+    out = tmp_path / "out.root"
+    cfg, source = _root_job(tmp_path, out)
+    if how == "same":
+        out = source
+    elif how == "symlink":
+        out.symlink_to(source)
+    else:
+        os.link(source, out)
+    cfg.write_text(ROOT_JOB.format(source=source, out=out))
+    code, _, errors = _run(capfd, str(cfg), "-q", "-n", "20")
+    assert code == 4
+    assert errors == [f"hltrun: error: modules.out.file: {out} is an input file of this job ({source}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert source.read_bytes() == SAMPLE.read_bytes()
+    assert not _temporaries(tmp_path)
+
+
+def test_a_job_report_over_an_input_of_the_job_is_refused_and_the_input_kept(tmp_path, capfd) -> None:
+    """``-j`` is checked before the configuration names the inputs: it is refused when it is written."""
+    cfg, source = _root_job(tmp_path, tmp_path / "out.root")
+    code, _, errors = _run(capfd, str(cfg), "-q", "-n", "20", "-j", str(source))
+    assert code == 4
+    assert errors == [f"hltrun: error: --job-report: {source} is an input file of this job ({source}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert source.read_bytes() == SAMPLE.read_bytes()
+    assert (tmp_path / "out.root").exists() and not _temporaries(tmp_path)
+
+
+def test_two_outputs_of_one_job_with_the_same_name_are_refused(tmp_path, capfd) -> None:
+    """``-j o.root`` with ``modules.out.file: o.root`` replaced the ROOT output with the XML job report,
+    exit 0. The second writer to claim a file is refused before the first event."""
+    out = tmp_path / "o.root"
+    code, _, errors = _run(capfd, str(_job(tmp_path, out)), "-q", "-j", str(out))
+    assert code == 4
+    assert errors == [f"hltrun: error: modules.out.file: {out} is also written by --job-report; two outputs of "
+                      "one job would overwrite each other: give each its own name"]
+    assert not _temporaries(tmp_path)
+
+
+def test_an_output_named_as_a_report_folder_file_is_refused(tmp_path, capfd) -> None:
+    rep = tmp_path / "rep"
+    code, _, errors = _run(capfd, str(_job(tmp_path, rep / "hltrun.json")), "-q", "--report-dir", str(rep))
+    assert code == 4
+    assert errors == [f"hltrun: error: modules.out.file: {rep / 'hltrun.json'} is also written by "
+                      "report folder (--report-dir / options.reportDir); two outputs of one job would overwrite "
+                      "each other: give each its own name"]
+
+
+def test_the_same_output_in_two_jobs_of_one_process_is_written_twice(tmp_path, capfd) -> None:
+    """What a job claims is its own: the next job (a test, a tool running several) may write it again."""
+    out = tmp_path / "o.root"
+    cfg = _job(tmp_path, out)
+    assert _run(capfd, str(cfg), "-q")[0] == 0
+    assert _run(capfd, str(cfg), "-q")[0] == 0
+
+
+def test_a_job_report_over_the_jobs_configuration_is_refused_and_the_configuration_kept(tmp_path, capfd) -> None:
+    """``hltrun job.yaml -j job.yaml`` replaced the user's configuration with the XML job report, exit 0."""
+    cfg = _job(tmp_path)
+    before = cfg.read_text()
+    code, _, errors = _run(capfd, str(cfg), "-q", "-j", str(cfg))
+    assert code == 4
+    assert errors == [f"hltrun: error: --job-report: {cfg} is an input file of this job ({cfg}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert cfg.read_text() == before
+
+
+def test_an_output_over_the_model_the_job_runs_is_refused_and_the_model_kept(tmp_path, capfd) -> None:
+    """``modules.out.file`` naming the scorer's model (a slip of the tab key) replaced the model, exit 0."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
+    model = tmp_path / "m.onnx"
+    model.write_bytes((config.parents[1] / "data" / "models" / "conv_vae.onnx").read_bytes())
+    before = model.read_bytes()
+    code, _, errors = _run(capfd, str(config), "-q", "-n", "20", f"modules.vae.model={model}",
+                           "modules.vae.backend=onnxruntime", "modules.anomalyFilter.threshold=0.5",
+                           f"modules.out.file={model}")
+    assert code == 4
+    assert errors == [f"hltrun: error: modules.out.file: {model} is an input file of this job ({model}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert model.read_bytes() == before and not _temporaries(tmp_path)
+
+
+def test_stdout_and_stderr_into_a_pipe_without_reader_is_exit_4_not_an_internal_error(tmp_path) -> None:
+    """``hltrun cfg 2>&1 | head -1``: once head has left, stderr fails too, so the line saying stdout failed
+    could not be written, and that failure became ``internal error: BrokenPipeError``, exit 1 (which a
+    ``set -o pipefail`` script reads as hltrun's bug). Nothing can be said any more: the exit code says it."""
+    import sys
+
+    out = tmp_path / "o.root"
+    cfg, _ = _root_job(tmp_path, out)  # a shipped source: the tests' plugins are not in a new process
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line (Python ignores SIGPIPE: writes get EPIPE)
+    try:
+        proc = subprocess.run([sys.executable, "-c", "import sys; from hltrun.framework.cli import main; "
+                               "sys.exit(main(sys.argv[1:]))", str(cfg), "-n", "20"],
+                              stdout=write, stderr=write, timeout=300)
+    finally:
+        os.close(write)
+    assert proc.returncode == 4
+    assert out.is_file() and not _temporaries(tmp_path)

@@ -338,3 +338,23 @@ def test_root_output_is_written_whole_or_not_at_all(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"cannot write {out / 'diff.root'} (No space left on device)" in err
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags, name", [(["-r", "-F", "{stem}"], "old.root"), (["-c", "-F", "{stem}.csv"], None)])
+def test_an_output_named_as_a_compared_file_is_refused_and_the_file_kept(flags, name, tmp_path, capsys):
+    """``hltdiff old.root new.root -r -F old`` wrote its histograms to old.root (hltDiff adds the .root):
+    the old output replaced, exit 0. Refused in one line, exit 2, the compared file untouched."""
+    old, new = tmp_path / "old.root", tmp_path / "new.root"
+    _write(old, [1, 1], [1, 2], {"HLT_A": [True, False]})
+    _write(new, [1, 1], [1, 2], {"HLT_A": [True, True]})
+    before = old.read_bytes()
+    if name is None:  # the CSV files' names: <name>_trigger.csv; a compared file named so is one of them
+        old = old.rename(tmp_path / "x_trigger.csv")
+        flags = ["-c", "-F", str(tmp_path / "x")]
+    else:
+        flags = [f.format(stem=tmp_path / "old") for f in flags]
+    assert main([str(old), str(new), "-q", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{old} is an input file of this job ({old})" in err, err
+    assert old.read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp"))

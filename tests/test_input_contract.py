@@ -9,6 +9,7 @@ the features: a wrong feature, order, padding, layout or jet gives a different s
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -410,3 +411,26 @@ def test_hltinputs_refuses_what_every_engine_refuses(tmp_path, capsys) -> None:
     assert capsys.readouterr().err.strip() == (
         f"hltinputs: model {external} keeps its weights in 'ext.weights' beside it (ONNX external data), which is "
         "not there: copy it next to the model")
+
+
+class _GonePipe:
+    """stdout whose reader is gone (``hltinputs m.onnx | head -c0``): every write is EPIPE."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("stdout", [_GonePipe(), None], ids=["reader gone", "closed"])
+def test_hltinputs_stdout_that_cannot_take_the_answer_is_said_as_stdout(stdout, capsys, monkeypatch) -> None:
+    """``hltinputs m.onnx | head -c0`` said ``hltinputs: m.onnx: BrokenPipeError: [Errno 32] Broken pipe``:
+    the model blamed for stdout's failure; ``>&-`` printed nothing and exited 0. As hltrun and hltdiff say it."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    model = Path(__file__).resolve().parents[1] / "data" / "models" / "conv_vae.onnx"
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert hltinputs([str(model)]) == 4
+    reason = "Broken pipe" if stdout is not None else "stdout is closed"
+    assert capsys.readouterr().err == f"hltinputs: stdout: cannot print the model's inputs ({reason})\n"

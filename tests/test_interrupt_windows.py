@@ -202,6 +202,31 @@ def test_a_signal_cutting_a_plugin_import_is_not_a_broken_plugin(monkeypatch, tm
     assert not _temporaries(tmp_path)
 
 
+@pytest.mark.parametrize("module", ["hltrun.framework.config", "hltrun.framework.report"])
+def test_a_signal_while_the_cli_imports_its_loader_is_one_line(module, monkeypatch, tmp_path, capfd):
+    """SIGTERM ~0.3 s after ``hltrun cfg.yaml`` started, while ``_main`` imported the configuration loader
+    (PyYAML) or the report text, came out as ``Traceback ... Interrupted: stopped by SIGTERM``, exit 1: those
+    imports were outside the block that turns a signal into its one line."""
+    import sys
+    import types
+
+    class Cut(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            if name.startswith("__"):  # the import system's questions (__path__, ...): not the import itself
+                raise AttributeError(name)
+            os.kill(os.getpid(), signal.SIGTERM)  # hltrun's handler raises here, on the main thread
+            raise AssertionError("the signal was not handled")  # pragma: no cover
+
+    monkeypatch.setitem(sys.modules, module, Cut(module))
+    try:
+        code = main([str(_job(tmp_path))])
+    except KeyboardInterrupt as exc:  # what the console script showed as a traceback, exit 1
+        pytest.fail(f"the interrupt escaped main(): {exc!r}")
+    err = capfd.readouterr().err
+    assert (code, err.splitlines()) == (143, ["hltrun: stopped by SIGTERM"]), err
+    assert not _temporaries(tmp_path)
+
+
 def test_a_signal_while_auto_loads_its_reference_engine_stops_the_job():
     """``auto`` timing its engines: the reference engine's failure made of a signal (any error whose
     cause is the interrupt) is the signal, not ``auto: onnxruntime cannot run the model``."""

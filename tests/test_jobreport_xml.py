@@ -126,3 +126,23 @@ def test_cli_job_report_destination_checked_first(tmp_path):
     res = _hltrun(root / "configs" / "path.yaml", "-q", "-n", "5", "-j", tmp_path / "d", cwd=tmp_path)
     assert res.returncode == 4 and "--job-report" in res.stderr and "folder" in res.stderr
     assert not (tmp_path / "output").exists()  # nothing ran
+
+
+def test_an_input_whose_name_is_not_utf8_is_named_in_the_job_report(tmp_path, capfd):
+    """``source.files: [in/*.root]`` matching a Latin-1 file name (``caf\\xe9.root``): ``-j`` ended the job in
+    a traceback, exit 1 (``UnicodeEncodeError: ... surrogates not allowed``). Every text file hltrun writes
+    (framework/atomic.py) writes such a byte as an escape, so the report is UTF-8 and names the file."""
+    import os
+
+    from hltrun.framework.cli import main
+    from tests.test_destinations import ROOT_JOB, SAMPLE
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9.root")).write_bytes(SAMPLE.read_bytes())
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(ROOT_JOB.format(source=folder / "*.root", out=tmp_path / "o.root"))
+    assert main([str(cfg), "-q", "-n", "5", "-j", str(tmp_path / "fjr.xml")]) == 0
+    assert "Traceback" not in capfd.readouterr().err
+    names = [e.text for e in ET.parse(tmp_path / "fjr.xml").getroot().find("InputFile").iter("PFN")]
+    assert names == [str(folder / "caf\\udce9.root")]

@@ -208,3 +208,19 @@ def test_an_unwritable_json_stops_the_profile_before_it_times(tmp_path, monkeypa
     assert hltbench(["profile", str(path), "--json", str(tmp_path / "plain" / "y.json")]) == 4
     err = capsys.readouterr().err.strip()
     assert err == f"hltbench profile --json: {tmp_path / 'plain'} is a file, not a folder"
+
+
+def test_a_json_over_the_profiled_model_is_refused_and_the_model_kept(tmp_path, capsys) -> None:
+    """``hltbench profile m.onnx --json m.onnx`` replaced the model with the results' JSON, exit 0. Every
+    study runs as one job (destinations.one_job): a model it reads is never one of its outputs."""
+    from tests.tiny_models import sum_of_squares_onnx
+
+    path = sum_of_squares_onnx(tmp_path / "m.onnx", ["N", 100, 3])
+    before = path.read_bytes()
+    assert hltbench(["profile", str(path), "--batch-sizes", "1", "--profile-batch", "1", "--profile-calls", "3",
+                     "--min-time", "0.02", "--repeat", "1", "--json", str(path),
+                     "--sample", str(tmp_path / "none.root")]) == 4
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the note that --sample is absent
+    assert last == (f"hltbench profile --json: {path} is an input file of this job ({path}); writing it would "
+                    "replace what the job reads: give the output another name")
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp"))

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, ModuleError, one_line
 from hltrun.modules.inference.base import check_model_file
 from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, Contract, default_contract,
@@ -133,14 +134,17 @@ def main(argv: list[str] | None = None) -> int:
             matched = match_model(declared, signature, args.model)  # never store one that cannot fit
             parse(json.loads(matched.to_json()), "--write", "model metadata")  # nor one that reads back otherwise
             write_contract(args.model, matched)
-            print(f"hltinputs: wrote {METADATA_KEY} into {args.model}")
+            with printing("what it wrote", required=False):  # written: a closed stdout does not undo it
+                print(f"hltinputs: wrote {METADATA_KEY} into {args.model}")
         found = from_metadata(read_onnx_metadata(args.model), args.model)
         contract = match_model(found or default_contract(), signature, args.model)
-        print(f"{args.model}: inputs from {contract.origin}")
-        for decl in contract.inputs:
-            extra = f", padded with {decl.pad_value:g}" if decl.kind == "constituents" else ""
-            order = f", order {decl.order}, layout {decl.layout}" if decl.kind == "constituents" else ""
-            print(f"  {decl.describe()}{extra}{order}")
+        # stdout is a destination: a reader gone (| head -c0) or closed is stdout's failure, not the model's
+        with printing("the model's inputs"):
+            print(f"{args.model}: inputs from {contract.origin}")
+            for decl in contract.inputs:
+                extra = f", padded with {decl.pad_value:g}" if decl.kind == "constituents" else ""
+                order = f", order {decl.order}, layout {decl.layout}" if decl.kind == "constituents" else ""
+                print(f"  {decl.describe()}{extra}{order}")
         return 0
     except HltError as exc:
         if args.debug:

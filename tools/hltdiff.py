@@ -59,7 +59,7 @@ import awkward as ak
 import numpy as np
 
 from hltrun.framework.atomic import write_text, writing
-from hltrun.framework.destinations import printing
+from hltrun.framework.destinations import printing, reading
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.resources import unreadable_reason
 from hltrun.framework.provenance import differences
@@ -654,10 +654,11 @@ def _print_comparison(diff: Difference, args: argparse.Namespace, made_by: Seque
 
 def main(argv: list[str] | None = None) -> int:
     """hltdiff's exit code (module docstring); Ctrl-C or a signal: one line, 128 + signal, no file half-written."""
+    from hltrun.framework.destinations import one_job
     from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries
 
-    try:
-        with handle_signals():  # SIGTERM / SIGHUP stop it like Ctrl-C, as they stop hltrun
+    try:  # one_job: no file of -j, -c, -r may replace a compared file (-F old with -r wrote old.root)
+        with handle_signals(), one_job():  # SIGTERM / SIGHUP stop it like Ctrl-C, as they stop hltrun
             return _main(argv)
     except KeyboardInterrupt as exc:
         remove_temporaries()
@@ -686,6 +687,7 @@ def _main(argv: list[str] | None) -> int:
     if args.output_file and not (args.json_output or args.csv_output or args.root_output):
         ap.error("-F/--output-file names the files of -j, -c or -r: give one of them")
     selected = {"auto": None, "yes": True, "no": False}[args.selected]
+    reading([*old_files, *new_files])
     try:
         old, new = read_side(old_files, args.tree), read_side(new_files, args.tree)
         coverage_old, coverage_new = read_coverage(old_files), read_coverage(new_files)

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Mapping, Sequence, Union
 
 import numpy as np
 
+from hltrun.framework.destinations import reading
 from hltrun.framework.errors import ConfigError, ModuleError, one_line
 from hltrun.framework.interrupt import reraise_interrupt
 from hltrun.framework.resources import unreadable_reason
@@ -340,6 +341,7 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
         raise ModuleError(f"{prefix}model file {path} is not readable: {exc.strerror}") from exc
     if not head:
         raise ModuleError(f"{prefix}model file {path} is empty")
+    reading([path])  # every model reader comes here: no output of the running job may replace it
 
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:

@@ -11,7 +11,7 @@ import importlib
 import sys
 from types import ModuleType
 
-from hltrun.framework.destinations import folders_made_undone
+from hltrun.framework.destinations import folders_made_undone, one_job
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries, signal_behind
 from hltrun.tools.bench.runner import BenchError, check_outputs
@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     args.argv = argv  # the command line as given, for the studies that record it
-    # a study refused (or stopped) after its output folders were checked leaves none of them made behind
-    with folders_made_undone() as undo:
+    # a study refused (or stopped) after its output folders were checked leaves none of them made behind;
+    # one_job: no output of the study may replace a file it reads (its model: --json m.onnx) or another output
+    with folders_made_undone() as undo, one_job():
         code = _run_study(args)
         if code:
             undo()

@@ -172,6 +172,10 @@ class OutputModule(Module):
         """The file this module writes (where a distributed run leaves ``<file>.unitNNNNN.part`` parts)."""
         return None
 
+    def check_destination(self) -> None:
+        """Refuse a file this module could not write, in one line. Called for every output before any
+        module's begin_job, so that a bad path costs no model loading nor ``auto``'s timing."""
+
     @classmethod
     def assemble(cls, parts: "list[Path]", target: "Path", params: Any) -> int:
         """Join the parts written by ``end_unit`` (in input order) into ``target``, atomically; return

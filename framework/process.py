@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .config import SOURCE_LABEL, PathEntry, ProcessConfig
 from .context import (MODULE_SERVICES, Channels, JobContext, LoopState, ModuleContext, SourceContext,
@@ -15,7 +16,7 @@ from .destinations import REPORT_FOLDER, check_folder_destination, reading
 from .errors import HltError, ModuleError, one_line
 from .event import DECLARES
 from .interrupt import reraise_interrupt
-from .module import Module, Source
+from .module import Module, OutputModule, Source
 from .schedule import PathRunner, StreamSchedule, Worker
 from .service import Service
 from .signals import ActivityRegistry, ModuleDescription
@@ -126,19 +127,18 @@ class Process:
         self.source.begin_job(self.source_context())
         signals.post_module_begin_job(self.descriptions[0])
         reading(self._input_files())  # before the modules check their outputs: none may be one of them
+        for desc, module in self.all_modules():  # a bad output path is said before any model loads
+            if isinstance(module, OutputModule):
+                with said_in_begin_job(desc):
+                    module.check_destination()
         contexts: dict[str, ModuleContext] = {}  # one per label: its per-stream instances share it
         for desc, module in self.all_modules():
             signals.pre_module_begin_job(desc)
             try:
-                if desc.label not in contexts:
-                    contexts[desc.label] = self.module_context(desc.label)
-                module.begin_job(contexts[desc.label])
-            except HltError:
-                raise
-            except Exception as exc:
-                reraise_interrupt(exc)
-                raise ModuleError(f"module '{desc.label}' ({desc.type}) failed in begin_job: "
-                                  f"{type(exc).__name__}: {one_line(exc)}") from exc
+                with said_in_begin_job(desc):
+                    if desc.label not in contexts:
+                        contexts[desc.label] = self.module_context(desc.label)
+                    module.begin_job(contexts[desc.label])
             finally:
                 signals.post_module_begin_job(desc)
         signals.pre_module_begin_job(self.descriptions[0])
@@ -163,6 +163,19 @@ class Process:
             finally:
                 self.signals.post_module_end_job(desc)
         return problems
+
+
+@contextmanager
+def said_in_begin_job(desc: ModuleDescription) -> Iterator[None]:
+    """A module's unexpected exception at begin_job as one line naming it; hltrun's own errors as they are."""
+    try:
+        yield
+    except HltError:
+        raise
+    except Exception as exc:
+        reraise_interrupt(exc)
+        raise ModuleError(f"module '{desc.label}' ({desc.type}) failed in begin_job: "
+                          f"{type(exc).__name__}: {one_line(exc)}") from exc
 
 
 def product_types(config: ProcessConfig) -> dict[str, type]:

@@ -216,9 +216,12 @@ class RootOutputModule(OutputModule):
         # stopped HLT_X (hltDiff's 'prescaled' state; hltdiff ignores those differences unless -p)
         self._prescaled_branches = [(p, prescaled_branch(b)) for p, b in self._decision_branches
                                     if p in ctx.prescaled_paths]
-        check_file_destination(self.path, self._what)
+        self.check_destination()  # again: the framework's early check may have run long before (auto)
         if not ctx.units:  # a distributed run writes one part per work unit (begin_unit)
             self._open(self.path)
+
+    def check_destination(self) -> None:
+        check_file_destination(self.path, self._what)
 
     def _open(self, path: Path) -> None:
         import uproot

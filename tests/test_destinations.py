@@ -788,3 +788,32 @@ def test_stdout_and_stderr_into_a_pipe_without_reader_is_exit_4_not_an_internal_
         os.close(write)
     assert proc.returncode == 4
     assert out.is_file() and not _temporaries(tmp_path)
+
+
+def test_a_bad_output_path_is_refused_before_any_module_begins(write_config, tmp_path, monkeypatch):
+    """The output's path is checked before any module's begin_job: a scorer's model loading and auto's
+    engine timing (seconds) ran first, then the job stopped on the output's path."""
+    from hltrun.framework.errors import ModuleError
+    from tests.helpers import run_config
+    from tests.plugins import Square
+
+    began: list[str] = []
+    monkeypatch.setattr(Square, "begin_job", lambda self, ctx: began.append(self.label), raising=False)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cfg = write_config(f"""
+        process: T
+        source: {{type: TestCountingSource, n: 5}}
+        modules:
+          sq: {{type: TestSquare}}
+          out: {{type: RootOutputModule, file: {blocker}/o.root, keep: [sq]}}
+        paths:
+          p: [sq]
+        endpaths:
+          e: [out]
+        """)
+    with pytest.raises(ModuleError, match=r"modules\.out\.file: .*a_file is a file, not a folder"):
+        run_config(cfg)
+    assert began == []
+    run_config(cfg, f"modules.out.file={tmp_path / 'o.root'}")
+    assert began == ["sq"]  # the patched begin_job does run in a good job: the check above can fail

@@ -67,3 +67,24 @@ def test_a_model_hltrun_refuses_is_one_line_before_anything_runs(tmp_path, capfd
     err = capfd.readouterr().err
     assert err.startswith("hltbench backends: ") and fragment.format(path=path) in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_isolated_children_keep_the_parents_safe_path(tmp_path) -> None:
+    """tools/gpu_check.sh runs ``python3 -P`` in the checkout, whose ``hltrun/`` folder would shadow the installed
+    package: ``--isolate``'s children start with the parent's -P, so they import what the parent imported
+    (without it each child imported the folder and measured nothing: 'isolated run failed')."""
+    import subprocess
+    import sys
+
+    if not (REPO / "data/models/conv_vae.onnx").exists():
+        pytest.skip("shipped conv_vae.onnx not present")
+    shadow = tmp_path / "hltrun"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the working directory shadowed the installed hltrun')\n")
+    res = subprocess.run([sys.executable, "-P", "-m", "hltrun.tools.bench", "backends", "--models", "conv_vae",
+                          "--backends", "ort-bare", "--batch-sizes", "1", "--min-time", "0.01", "--min-calls", "2",
+                          "--mem-calls", "2", "--mem-jets", "10", "--isolate", "--json", str(tmp_path / "cells.json")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "isolated run failed" not in res.stdout, res.stdout[-2000:]
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert json.loads((tmp_path / "cells.json").read_text())["cells"]

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # One short check of hltrun's GPU code on a machine with an NVIDIA GPU (6 minutes at most, in all).
 #
-#   OUT=/some/folder tools/gpu_check.sh        # logs in $OUT (default ./gpu_out)
+#   OUT=/some/folder tools/gpu_check.sh        # results in $OUT (default ./gpu_out)
+#
+# $OUT receives summary.txt, gpu_check.tar.gz (every step's log and output folder, the paths' ROOT
+# files left out) and, flat beside them, sweep-torch.csv, sweep-jax.csv, sweep-torch.png and farm.csv:
+# the device tool brings back at most 8 files from $OUT, so the steps work in $WORK (default: a new
+# folder under ${TMPDIR:-/tmp}) and the archive is rewritten after every step (a run cut short keeps
+# what it did).
 #
 # The GPU machines have no network: hltrun is installed here from this checkout into /tmp/site
 # (pip --no-index --no-build-isolation: needs setuptools in python3; when that fails, a wheel carried
@@ -21,9 +27,9 @@
 #                 allocation at run time, a CUDA stream per instance, pinned buffers, CUDA events)
 #   sweep-torch   hltbench gpu-sweep: both models, batch 1 ... 4096, torch with CUDA graphs and op by op
 #                 on the GPU beside ONNX Runtime on the CPU, same process: latency median/p99, jets/s,
-#                 H2D/compute/D2H (CUDA events), device memory -> $OUT/sweep-torch/sweep.{csv,json,png}
+#                 H2D/compute/D2H (CUDA events), device memory -> $WORK/sweep-torch/sweep.{csv,json,png}
 #   path-*        the shipped path end to end (2000 events): ONNX Runtime on 1 CPU stream, then torch on
-#                 the GPU with 1, 2 and 4 streams -> $OUT/path-*/hltrun.json
+#                 the GPU with 1, 2 and 4 streams -> $WORK/path-*/hltrun.json
 #   farm          hltbench gpu-farm: events/s per GPU, x one CPU core, CPU cores one GPU replaces
 #   pytest-gpu    tests/test_jax_gpu.py and tests/test_gpu.py (CUDA wrappers, TensorRT, ORT GPU providers)
 #   pytest-fakes  the strict-fake TensorRT / CUDA tests on this Python
@@ -38,6 +44,9 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
+WORK="${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/hltrun-gpu-check.XXXXXX")}"
+mkdir -p "$WORK"
+WORK="$(cd "$WORK" && pwd)"
 SITE="${SITE:-/tmp/site}"
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 # JAX: device memory figures show what the model needs, not XLA's default 75 % preallocation; the
@@ -45,19 +54,30 @@ export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/hltrun-jax-cache}"
 PY=(python3 -P)
+export PYTHONSAFEPATH=1  # -P for the children too (hltbench --isolate, tests that start python)
 DEADLINE=$((SECONDS + 350))
 RC=0
 note() { echo "== $*" | tee -a "$SUMMARY"; }
-step() {  # step NAME SECONDS COMMAND...: run with a time limit (cut to the deadline), log to $OUT/NAME.txt
+pack() {  # $WORK as $OUT/gpu_check.tar.gz (replaced whole), and the main tables flat beside it
+    tar -czf "$OUT/gpu_check.tar.gz.part" --exclude=out.root -C "$WORK" . 2>/dev/null \
+        && mv -f "$OUT/gpu_check.tar.gz.part" "$OUT/gpu_check.tar.gz"
+    local f
+    for f in sweep-torch/sweep.csv sweep-torch/sweep.png sweep-jax/sweep.csv farm/farm.csv; do
+        [ -f "$WORK/$f" ] && cp -f "$WORK/$f" "$OUT/${f%%/*}.${f##*.}"
+    done
+    return 0
+}
+step() {  # step NAME SECONDS COMMAND...: run with a time limit (cut to the deadline), log to $WORK/NAME.txt
     local name=$1 limit=$2; shift 2
     local left=$((DEADLINE - SECONDS))
     if [ "$left" -lt 10 ]; then note "$name: NOT RUN (script deadline reached)"; RC=125; return 0; fi
     [ "$limit" -gt "$left" ] && limit=$left
     local t0=$SECONDS
-    timeout --kill-after=5 "$limit" "$@" > "$OUT/$name.txt" 2>&1
+    timeout --kill-after=5 "$limit" "$@" > "$WORK/$name.txt" 2>&1
     RC=$?
-    note "$name: rc=$RC ($((SECONDS - t0)) s, limit $limit s)$([ $RC -eq 124 ] && echo ' TIMED OUT')"
-    tail -n 25 "$OUT/$name.txt"
+    note "$name: rc=$RC ($((SECONDS - t0)) s, limit $limit s)$( ( [ $RC -eq 124 ] || [ $RC -eq 137 ] ) && echo ' TIMED OUT')"
+    tail -n 25 "$WORK/$name.txt"
+    pack
     return 0
 }
 
@@ -89,7 +109,8 @@ step versions 60 "${PY[@]}" - <<'PY'
 import importlib, sys
 print("python", sys.version.split()[0])
 for name in ("numpy", "onnx", "onnxruntime", "torch", "array_api_compat", "jax", "jaxlib", "cuda.bindings", "pycuda",
-             "tensorrt", "uproot", "awkward", "yaml", "pytest", "matplotlib", "hltrun"):
+             "tensorrt", "uproot", "awkward", "yaml", "psutil", "tqdm", "boost_histogram", "jsonschema", "attrs",
+             "pytest", "matplotlib", "hltrun"):  # hltrun's install requirements among them: one missing shows here
     try:
         mod = importlib.import_module(name)
         print(f"{name:14s} {getattr(mod, '__version__', 'present')} {getattr(mod, '__file__', '') or ''}")
@@ -132,42 +153,53 @@ PY
 
 # pytest: --import-mode=append and python3 -P keep the checkout's folders behind the installed hltrun
 PYTEST=("${PY[@]}" -m pytest --noconftest -p no:cacheprovider --import-mode=append -q -rs)
-step pytest-torch 75 "${PYTEST[@]}" -s -m gpu tests/test_torch_gpu.py --junitxml="$OUT/pytest-torch.xml"
+step pytest-torch 75 "${PYTEST[@]}" -s -m gpu tests/test_torch_gpu.py --junitxml="$WORK/pytest-torch.xml"
 
 # batch sweep: torch on the GPU (CUDA graphs, and op by op) beside ONNX Runtime on this host's CPU (one thread)
 BATCHES=(1 2 4 8 16 32 64 128 256 512 1024 2048 4096)
 step sweep-torch 70 "${PY[@]}" -m hltrun.tools.bench gpu-sweep --device gpu --engines torch torch-eager \
-    --onnxruntime --repeat 50 --max-seconds 0.5 --batches "${BATCHES[@]}" --out "$OUT/sweep-torch"
+    --onnxruntime --repeat 50 --max-seconds 0.5 --batches "${BATCHES[@]}" --out "$WORK/sweep-torch"
 
 # the shipped path end to end: ONNX Runtime on one CPU stream (the reference), then the GPU backends
 run_path() {  # run_path NAME BACKEND STREAMS
     step "path-$1" 40 "${PY[@]}" -m hltrun configs/path.yaml -n 2000 "modules.vae.backend=$2" \
-        "options.numberOfThreads=$3" "options.numberOfStreams=$3" --report-dir "$OUT/path-$1" \
-        "modules.out.file=$OUT/path-$1/out.root"
-    grep -hE "accelerator for|event loop|Inference device|H2D" "$OUT/path-$1.txt" | head -n 6 | tee -a "$SUMMARY"
+        "options.numberOfThreads=$3" "options.numberOfStreams=$3" --report-dir "$WORK/path-$1" \
+        "modules.out.file=$WORK/path-$1/out.root"
+    grep -hE "accelerator for|event loop|Inference device|H2D" "$WORK/path-$1.txt" | head -n 6 | tee -a "$SUMMARY"
+    [ "$RC" -eq 0 ] && PATHS_DONE+=("path-$1")
+    return 0
 }
+PATHS_DONE=()  # the path runs that ended well (a stopped one may still write an hltrun.json, of fewer events)
 run_path ort-1 onnxruntime 1
 run_path torch-1 torch 1
 run_path torch-2 torch 2
 run_path torch-4 torch 4
-step farm 20 "${PY[@]}" -m hltrun.tools.bench gpu-farm --cpu "$OUT/path-ort-1" \
-    --gpu "$OUT/path-torch-1" "$OUT/path-torch-2" "$OUT/path-torch-4" --out "$OUT/farm"
-cat "$OUT/farm.txt" >> "$SUMMARY"
+# the farm from the GPU runs that ended well (one that timed out must not cost the others' figures)
+GPU_RUNS=()
+for run in "${PATHS_DONE[@]}"; do [[ $run == path-torch-* ]] && GPU_RUNS+=("$WORK/$run"); done
+if [[ " ${PATHS_DONE[*]} " == *" path-ort-1 "* ]] && [ "${#GPU_RUNS[@]}" -gt 0 ]; then
+    step farm 20 "${PY[@]}" -m hltrun.tools.bench gpu-farm --cpu "$WORK/path-ort-1" --gpu "${GPU_RUNS[@]}" \
+        --out "$WORK/farm"
+    cat "$WORK/farm.txt" >> "$SUMMARY"
+else
+    note "farm: NOT RUN (path-ort-1 or every path-torch-* failed or timed out)"
+fi
 
-step pytest-gpu 90 "${PYTEST[@]}" -s -m gpu tests/test_jax_gpu.py tests/test_gpu.py --junitxml="$OUT/pytest-gpu.xml"
+step pytest-gpu 90 "${PYTEST[@]}" -s -m gpu tests/test_jax_gpu.py tests/test_gpu.py --junitxml="$WORK/pytest-gpu.xml"
 step pytest-fakes 40 "${PYTEST[@]}" tests/test_cuda_wrappers.py tests/test_tensorrt_fake.py \
-    --junitxml="$OUT/pytest-fakes.xml"
+    --junitxml="$WORK/pytest-fakes.xml"
 step sweep-jax 60 "${PY[@]}" -m hltrun.tools.bench gpu-sweep --device gpu --engines jax --repeat 50 --max-seconds 0.5 \
-    --batches "${BATCHES[@]}" --out "$OUT/sweep-jax"
+    --batches "${BATCHES[@]}" --out "$WORK/sweep-jax"
 run_path jax-4 jax 4
 
 # TensorRT / ORT GPU engines, where installed (listed under 'Not measured here' otherwise)
 step hltbench 40 "${PY[@]}" -m hltrun.tools.bench backends --models conv_vae gcn_vae \
     --backends ort-fp32 ort-cuda ort-trt trt-fp32 trt-fp16 --batch-sizes 1 64 \
-    --min-time 0.1 --mem-jets 500 --isolate --out "$OUT/hltbench"
-grep -A20 "^Not measured here" "$OUT/hltbench.txt" | tee -a "$SUMMARY"
+    --min-time 0.1 --mem-jets 500 --isolate --out "$WORK/hltbench"
+grep -A20 "^Not measured here" "$WORK/hltbench.txt" | tee -a "$SUMMARY"
 
-grep -hE "passed|failed|skipped|error" "$OUT/pytest-torch.txt" "$OUT/pytest-gpu.txt" "$OUT/pytest-fakes.txt" \
+grep -hE "passed|failed|skipped|error" "$WORK/pytest-torch.txt" "$WORK/pytest-gpu.txt" "$WORK/pytest-fakes.txt" \
     | tail -n 6 | tee -a "$SUMMARY"
-grep -h "^SKIPPED" "$OUT/pytest-torch.txt" "$OUT/pytest-gpu.txt" | tee -a "$SUMMARY"
-note "total $SECONDS s; logs in $OUT"
+grep -h "^SKIPPED" "$WORK/pytest-torch.txt" "$WORK/pytest-gpu.txt" | tee -a "$SUMMARY"
+pack
+note "total $SECONDS s; logs in $WORK, packed in $OUT/gpu_check.tar.gz"

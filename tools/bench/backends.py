@@ -394,7 +394,7 @@ def run_child(args: argparse.Namespace, model: str, spec: str) -> dict[str, Any]
 
     with tempfile.TemporaryDirectory(prefix="hltbench-") as tmp:
         out = Path(tmp) / "cells.json"
-        cmd = [sys.executable, "-m", "hltrun.tools.bench", "backends", "--models", model, "--backends", spec,
+        cmd = [*runner.python(), "-m", "hltrun.tools.bench", "backends", "--models", model, "--backends", spec,
                "--models-dir", str(args.models_dir), "--sample", str(args.sample),
                "--batch-sizes", *map(str, args.batch_sizes), "--threads", *map(str, args.threads),
                "--min-time", str(args.min_time), "--min-calls", str(args.min_calls),

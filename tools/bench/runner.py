@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import metadata
@@ -27,6 +28,13 @@ from hltrun.tools.catalogue import checkout, sample_path
 
 T = TypeVar("T")
 LIBRARIES = ("numpy", "awkward", "uproot", "onnxruntime", "tensorflow", "tensorflow-cpu", "keras")
+
+
+def python() -> list[str]:
+    """This interpreter for a child process, with ``-P`` when this one runs with it: started from the checkout
+    (tools/gpu_check.sh), a child without it would import the checkout's ``hltrun/`` folder instead of the
+    installed package the parent imported."""
+    return [sys.executable, "-P"] if sys.flags.safe_path else [sys.executable]
 
 
 def loadavg() -> str:

@@ -4,7 +4,7 @@ budget, and what does it cost per event, on every engine of this machine.
     hltbench verdict mymodel.onnx                      # the shipped path on data/qcd_dijet.root
 
 For each engine that can run the model here (its package installed, its device present, a model file it
-reads: .onnx for onnxruntime, iree, jax, torch and tensorrt; a sibling .keras for tensorflow):
+reads: .onnx for onnxruntime, iree, jax, torch and tensorrt; a sibling .tflite for tflite; a sibling .keras for tensorflow):
 
 1. the real path, in this process, through hltrun's own code: ``framework.config.load`` of the path
    configuration with the overrides printed as ``hltrun_command`` (the model, ``backend=<engine>``, the

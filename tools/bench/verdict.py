@@ -307,7 +307,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             + ", ".join(f"modules.{f}.threshold={PERMISSIVE_THRESHOLD}" for f in lacking)
             + " (every event with a scored jet passes). The cut does not change the scorer's cost; the output "
               "module then writes every event, so its time is an upper bound. Give a real cut with "
-              "--set modules.<filter>.threshold=X")
+              f"--set modules.{lacking[0]}.threshold=X")
     check_out_dir(args.out_dir)  # the last input checked, before any engine runs: not after all of them
     return plan
 

@@ -148,6 +148,8 @@ class AnomalyScoreFilter(Filter):
         if p.working_point == PT_BINNED_KEY:
             return model_id, None, cls._binned(label, key, thresholds.get(PT_BINNED_KEY), f"{card} has no {model_id}")
         if p.threshold is None and key not in thresholds:
+            if published.get("missing_model"):  # the culprit, as the scorer's begin_job would name it
+                raise ModuleError(f"modules.{p.src.label}: model file not found: {published['missing_model']}")
             raise ConfigError(f"{where}: no threshold given and {card} has no {model_id}.{key} "
                               f"cut (set {where}.threshold)")
         return model_id, thresholds.get(key), None

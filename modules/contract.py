@@ -259,17 +259,21 @@ def match_model(contract: Contract, model_inputs: Sequence[tuple[str, Sequence[A
             raise ModuleError(f"model {model} input {name!r} has no shape (unknown rank, or a scalar); "
                               f"{_declared(contract, decl)}: export the model with its input's shape, "
                               f"{_shown((None, *want))} with a dynamic first axis")
-        if len(dims) == len(want) + 1 and dims[0] is not None:
+        flat = decl.kind == "constituents" and len(dims) == 2  # (N, F): per-jet values, or constituents flattened
+        if (len(dims) == len(want) + 1 or flat) and dims[0] is not None:
             raise ModuleError(f"model {model} takes a fixed batch of {dims[0]} jet(s), input shape "
                               f"{_shown(dims)} ({name!r}); hltrun sends a variable number of jets per call: export it with a "
                               f"dynamic first axis (torch.onnx.export(..., dynamic_axes={{input: {{0: 'N'}}}}), or "
                               f"tf2onnx or the TFLite converter with a None batch dimension)")
-        if decl.kind == "constituents" and len(dims) == 2:
-            raise ModuleError(f"model {model} takes input {name!r} of shape {_shown(dims)}, a flat input, which no "
-                              f"declaration expresses (constituents are fed as (N, C, F), layout NCF, or (N, F, C), "
-                              f"layout NFC); {_declared(contract, decl)}: give the model an (N, C, F) input and "
-                              f"flatten it inside, its first op a reshape to {_shown(dims)} (keras.layers.Flatten(), "
-                              f"torch's x.flatten(1)), then export it again")
+        if flat:
+            values = "values" if dims[1] is None else f"{dims[1]} values"
+            raise ModuleError(f"model {model} takes input {name!r} of shape {_shown(dims)}, a flat input; "
+                              f"{_declared(contract, decl)}: if it holds {values} per jet (pt, mass, a jet branch "
+                              f"such as FatJet_tau21), declare it with kind: jet and those features (hltinputs "
+                              f"--write, or the scorer's inputs:; docs/your-model.md); if it holds constituents "
+                              f"(fed as (N, C, F), layout NCF, or (N, F, C), layout NFC), give the model an "
+                              f"(N, C, F) input and flatten it inside, its first op a reshape to {_shown(dims)} "
+                              f"(keras.layers.Flatten(), torch's x.flatten(1)), then export it again")
         if len(dims) != len(want) + 1 or any(d is not None and d != w for d, w in zip(dims[1:], want)):
             hint = ""
             if contract.origin == "default" and len(dims) == 3 and dims[2] == decl.width and dims[1] is not None:

@@ -144,6 +144,20 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> 
     return find_file(Path(models_dir) / f"{stem}{suffix}")  # load() reports a missing one
 
 
+MODEL_FILE_SUFFIXES = (".onnx", ".keras", ".tflite")  # what some backend reads, beside the file given
+
+
+def missing_model(params: "VAEAnomalyScorerParameters") -> str | None:
+    """The model file given as a path when neither it nor a sibling any backend reads exists, else None:
+    a filter without a cut of its own names the missing model, not the card's missing cut for it."""
+    given = find_file(params.model, "model file")
+    if given.suffix not in (".onnx", ".keras") and len(given.parts) == 1:
+        return None  # a shipped model's name: models_dir's file, checked at begin_job
+    if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES):
+        return None
+    return str(given)
+
+
 def declared_inputs(params: "VAEAnomalyScorerParameters", n_constituents: int = N_CONSTITUENTS,
                     relative: bool = True) -> dict[str, Contract | None]:
     """``BackendOptions``' ``inputs`` and ``fallback_inputs`` for a scorer fed by a batcher with these
@@ -265,7 +279,7 @@ class VAEAnomalyScorer(Producer):
         """What the scores will carry (model identity, thresholds, the card read): a filter checks its
         configuration against it before any event, without reading this module's parameters."""
         model_id, thresholds, card = model_thresholds(params)
-        return {"model": model_id, "thresholds": thresholds, "card": card}
+        return {"model": model_id, "thresholds": thresholds, "card": card, "missing_model": missing_model(params)}
 
 
     def begin_job(self, ctx: "ModuleContext") -> None:

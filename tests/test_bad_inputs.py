@@ -210,6 +210,13 @@ CASES = [
     Case("model with a score per constituent", 4, "wide.onnx: output 'score' has shape (1, 100) for 1 jet(s); "
          "expected one value per jet", _per_constituent_scores, prefix="modules.vae: model ",
          max_stderr_lines=2, events_processed=0),
+    # a mistyped model file is named as such, whether or not the filter has a cut of its own: it was
+    # "no threshold given and .../thresholds.json has no absent.bkg_eff_1e-2 cut" without one
+    Case("model file missing, no threshold", 4, "model file not found: ", lambda t: {"model": str(t / "absent.onnx")},
+         prefix="modules.vae: ", max_stderr_lines=1, absent="threshold", events_processed=0),
+    Case("model file missing, threshold given", 4, "model file not found: ",
+         lambda t: {"model": str(t / "absent.onnx"), "filter_extra": ", threshold: 1.0"}, prefix="modules.vae: ",
+         max_stderr_lines=1, events_processed=0),
     Case("filter told another model's thresholds", 2, "thresholds belong to the model that made the scores",
          lambda t: {"model": "gcn_vae", "filter_extra": ", model: conv_vae"}),
     Case("output file is a folder", 4, "is a folder, not a file name",

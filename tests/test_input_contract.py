@@ -341,14 +341,26 @@ def test_an_input_of_unknown_rank_is_one_line(tmp_path, sample, capfd) -> None:
     assert want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_a_flat_input_is_told_to_reshape_inside_the_model() -> None:
-    """(N, 300): no declaration can express it (constituents are (N, C, F) or (N, F, C)), so the line says
-    so and what to do, instead of asking for a declaration."""
+def test_a_flat_input_is_told_its_two_ways_in() -> None:
+    """(N, 300) declared as constituents: the line names both ways in, a per-jet input (``kind: jet``,
+    which is (N, F): a dense autoencoder on jet features) or constituents flattened inside the model. It
+    used to say that no declaration expresses a flat input, sending a jet-feature model's author to
+    re-export a network that a ``kind: jet`` declaration runs as it is."""
     with pytest.raises(ModuleError) as err:
         match_model(default_contract(), [("x", ("N", 300))], Path("m.onnx"))
     text = str(err.value)
-    assert text.startswith("model m.onnx takes input 'x' of shape (N, 300), a flat input, which no declaration "
-                           "expresses") and "flatten it inside" in text and "declare the model's inputs" not in text
+    assert text.startswith("model m.onnx takes input 'x' of shape (N, 300), a flat input") and \
+        "no declaration" not in text, text
+    assert "300 values per jet" in text and "kind: jet" in text and "flatten it inside" in text, text
+    jet = parse([{"name": "j", "kind": "jet", "features": ["pt", "eta"]}], "inputs", "config")
+    assert match_model(jet, [("j", ("N", 2))], Path("m.onnx")).inputs[0].name == "j"  # a jet-level (N, F) input fits
+
+
+def test_a_flat_input_with_a_fixed_batch_is_told_the_batch_first() -> None:
+    """(1, 6): a naive export of a jet-feature network; the fixed batch is said first (it blocks either
+    way in), not a reshape to (1, 6)."""
+    with pytest.raises(ModuleError, match=r"takes a fixed batch of 1 jet\(s\), input shape \(1, 6\)"):
+        match_model(default_contract(), [("x", (1, 6))], Path("m.onnx"))
     jet = parse([{"name": "j", "kind": "jet", "features": ["pt", "eta"]}], "inputs", "config")
     assert match_model(jet, [("j", ("N", 2))], Path("m.onnx")).inputs[0].name == "j"  # a jet-level (N, F) input fits
 

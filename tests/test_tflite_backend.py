@@ -226,3 +226,34 @@ def test_auto_times_a_candidate_without_announcing_it():
     with hltrun_records() as records:
         loaded("tflite", SHIPPED_TFLITE).close()
     assert [r for r in records if "prepared and warmed up" in r.getMessage()]
+
+
+def test_the_onnx_declaration_fits_the_tflite_beside_it_whatever_its_input_name(tmp_path):
+    """The declaration in the .onnx file's metadata names the ONNX graph's input ('constituents'); the
+    .tflite beside it, converted from the same network, names its one input after the converter's function
+    ('c'). One declared input fits one model input by position: the .tflite was refused ("has no input
+    'constituents' (declared in model metadata); its inputs are ['c']") and ``auto`` never timed it."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    from hltrun.modules.contract import parse
+    from hltrun.tools.declare_inputs import write_contract
+
+    path = convert(tmp_path, lambda c: {"score": tf.reduce_sum(c * c, axis=[1, 2])},
+                   tf.TensorSpec((None, 50, 4), tf.float32, name="c"))
+    axes = numpy_helper.from_array(np.array([1, 2], np.int64), "axes")
+    graph = helper.make_graph([helper.make_node("Mul", ["constituents", "constituents"], ["sq"]),
+                               helper.make_node("ReduceSum", ["sq", "axes"], ["score"], keepdims=0)], "m",
+                              [helper.make_tensor_value_info("constituents", TensorProto.FLOAT, ["N", 50, 4])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], initializer=[axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, path.with_suffix(".onnx"))
+    declared = parse([{"name": "constituents", "features": ["log_pt_rel", "deta", "dphi", "log_e_rel"],
+                       "n_constituents": 50}], "inputs", "model metadata")
+    write_contract(path.with_suffix(".onnx"), declared)
+    engine = loaded("tflite", path)
+    assert engine.contract.origin == "model metadata"
+    assert engine.contract.inputs[0].features == ("log_pt_rel", "deta", "dphi", "log_e_rel")
+    x = np.full((3, 50, 4), 0.5, np.float32)
+    np.testing.assert_allclose(engine.run(x)["score"], [50.0] * 3)
+    engine.close()

@@ -17,6 +17,26 @@ def test_bench_counts_macs_from_the_onnx_graph(tiny):
     assert count_macs(tiny.onnx) == {"weights": 300 * 8 + 2 * 8 * 4 + 4 * 300, "data": 0}
 
 
+def test_bench_counts_macs_of_a_model_with_another_input(tmp_path):
+    """A user's (N, 50, 4) model (declared inputs): the MACs are counted on one jet of its own input's
+    shape. ``count_macs`` fed every model (1, 100, 3), so ``hltbench backends`` refused such a model with
+    ONNX Runtime's "Got invalid dimensions" before timing it, though its timing feeds declared inputs."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    from hltrun.tools.bench.flops import count_macs
+
+    w = numpy_helper.from_array(np.full((4, 8), 0.1, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("ReduceSum", ["h"], ["score"], keepdims=0,
+                                                                          axes=[1, 2])],
+        "other_input", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 50, 4])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], initializer=[w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+    model.ir_version = 8
+    save(model, tmp_path / "m.onnx")
+    assert count_macs(tmp_path / "m.onnx") == {"weights": 50 * 4 * 8, "data": 0}
+
+
 def test_quantize_tool_selects_weight_nodes_and_keeps_the_card(tiny, tmp_path):
     from hltrun.tools.physics.quantize_models import SECTION, quantize, weight_nodes, write_card
 

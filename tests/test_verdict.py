@@ -151,6 +151,8 @@ def test_no_cut_in_a_card_runs_permissive_and_says_so(verdict: dict) -> None:
     doc = verdict["doc"]
     assert "modules.anomalyFilter.threshold=-1.0e+30" in doc["overrides"]
     assert any("no cut for mymodel" in n and "does not change the scorer's cost" in n for n in doc["notes"])
+    # the filter's own label in the advice, a command the user can copy (it said modules.<filter>.threshold)
+    assert any(n.endswith("--set modules.anomalyFilter.threshold=X") for n in doc["notes"]), doc["notes"]
     assert all(r["passed"] > 0 for r in doc["engines"])
 
 

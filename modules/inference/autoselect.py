@@ -69,7 +69,7 @@ class Choice:
 
 
 CHECK_JETS = 48  # jets of the agreement check: every scale below, a few ms per engine
-CHECK_VERSION = 3  # in the decision key: decisions of an older check are taken again (2: one small pT scale; 3: reason worded "faster than", timing rounds kept within the budget)
+CHECK_VERSION = 4  # in the decision key: decisions of an older check are taken again (2: one small pT scale; 3: reason worded "faster than", timing rounds kept within the budget; 4: a .tflite whose one input is named otherwise than the .onnx's declaration is usable)
 
 
 def sample_batch(batch: int, seed: int = 0) -> np.ndarray:

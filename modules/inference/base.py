@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence, Union
 
@@ -177,10 +177,15 @@ class InferenceBackend(ABC):
         first (a mismatch is said after the build)."""
         if not self._inputs_settled:
             declared = self.options.inputs
+            signature = self._input_signature()
             if declared is None:
                 onnx_file = self.model_path.with_suffix(".onnx")
                 declared = from_metadata(self._metadata(), onnx_file) or self.options.fallback_inputs
-            self.contract = match_model(declared, self._input_signature(), self.model_path)
+                if onnx_file != self.model_path and len(declared.inputs) == 1 and len(signature) == 1:
+                    # the .onnx's names are its graph's; a converted sibling (.tflite, .keras) names its one
+                    # input its own way: one declared input is that input, as an unnamed declaration is
+                    declared = Contract((replace(declared.inputs[0], name=None),), declared.origin)
+            self.contract = match_model(declared, signature, self.model_path)
             self._jet_shapes = tuple(i.shape(0)[1:] for i in self.contract.inputs)
             self._single_shape = self._jet_shapes[0] if len(self._jet_shapes) == 1 else None
             self._inputs_settled = True

@@ -15,6 +15,19 @@ from typing import Any
 import numpy as np
 
 
+def one_jet(shape: list[Any]) -> np.ndarray:
+    """One jet of an input of this (ONNX Runtime) shape: the shipped (1, 100, 3) input with 50 constituents
+    when the model's shape leaves its axes open or is that one, else small values of the model's own shape
+    (a declared input: (N, 50, 4), jet-level (N, F), ...); only the shapes matter for the count."""
+    dims = [d if isinstance(d, int) and d > 0 else None for d in shape[1:]]
+    if not dims or None in dims or dims == [100, 3]:
+        x = np.zeros((1, 100, 3), np.float32)
+        x[0, :50, 2] = 1.0
+        x[0, :50, :2] = 0.1
+        return x
+    return np.full((1, *dims), 0.1, np.float32)
+
+
 def count_macs(path: Path) -> dict[str, int]:
     """Multiply-accumulates per jet of Conv/ConvTranspose/MatMul/Gemm, split into ops with weights
     ('weights') and data x data products ('data': Chamfer, GCN adjacency)."""
@@ -34,13 +47,11 @@ def count_macs(path: Path) -> dict[str, int]:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor name
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    x = np.zeros((1, 100, 3), np.float32)
-    x[0, :50, 2] = 1.0
-    x[0, :50, :2] = 0.1
+    feed = {i.name: one_jet(i.shape) for i in sess.get_inputs()}
     names = [o.name for o in sess.get_outputs()]
     shapes = dict(inits)
-    shapes.update({n: v.shape for n, v in zip(names, sess.run(names, {g.input[0].name: x}))})
-    shapes[g.input[0].name] = x.shape
+    shapes.update({n: v.shape for n, v in zip(names, sess.run(names, feed))})
+    shapes.update({n: x.shape for n, x in feed.items()})
     macs = {"weights": 0, "data": 0}
     for n in heavy:
         a, b, out = shapes[n.input[0]], shapes[n.input[1]], shapes[n.output[0]]

@@ -4,7 +4,7 @@ budget, and what does it cost per event, on every engine of this machine.
     hltbench verdict mymodel.onnx                      # the shipped path on data/qcd_dijet.root
 
 For each engine that can run the model here (its package installed, its device present, a model file it
-reads: .onnx for onnxruntime, iree, jax, torch and tensorrt; a sibling .keras for tensorflow):
+reads: .onnx for onnxruntime, iree, jax, torch and tensorrt; a sibling .tflite for tflite; a sibling .keras for tensorflow):
 
 1. the real path, in this process, through hltrun's own code: ``framework.config.load`` of the path
    configuration with the overrides printed as ``hltrun_command`` (the model, ``backend=<engine>``, the
@@ -307,7 +307,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             + ", ".join(f"modules.{f}.threshold={PERMISSIVE_THRESHOLD}" for f in lacking)
             + " (every event with a scored jet passes). The cut does not change the scorer's cost; the output "
               "module then writes every event, so its time is an upper bound. Give a real cut with "
-              "--set modules.<filter>.threshold=X")
+              f"--set modules.{lacking[0]}.threshold=X")
     check_out_dir(args.out_dir)  # the last input checked, before any engine runs: not after all of them
     return plan
 

@@ -25,7 +25,7 @@ def keys(run: np.ndarray, lumi: np.ndarray, event: np.ndarray) -> np.ndarray:
     """(run, lumi, event) -> 16-byte sortable keys. Run and lumi are 32-bit in CMS data and share the
     key's first 8 bytes: one outside 0..2^32-1 would alias another id (lumi 2^32+1 is lumi 1 of the next
     run's key space), so it is refused here (ValueError), not packed; the source refuses such ids
-    first, in a line naming the file (root_source._id_values)."""
+    first, in a line naming the file (source.event_ids.id_values)."""
     run, lumi, event = (np.asarray(x) for x in (run, lumi, event))
     for name, values in (("run", run), ("lumi", lumi)):
         if len(values) and (values.min() < 0 or values.max() > _MAX32):

@@ -289,9 +289,9 @@ def test_closing_after_a_failure_does_not_wait_for_the_basket_in_flight():
 def nothing_kept(monkeypatch):
     """The file check keeps no file for the loop: every file is read chunk by chunk in the loop,
     through the read-ahead thread when it is on."""
-    import hltrun.modules.root_source as rs
+    import hltrun.modules.source.checks as checks
 
-    monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
+    monkeypatch.setattr(checks, "KEEP_BYTES", 0)
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
@@ -317,9 +317,9 @@ def test_stopping_early_counts_what_was_taken_and_stops_the_reader(tmp_path, ahe
     """maxEvents inside a file: the reader has read chunks ahead that nobody takes; they are not
     counted (chunks, data quality), the events are the serial ones, and the reader stops."""
     if not kept:
-        import hltrun.modules.root_source as rs
+        import hltrun.modules.source.checks as checks
 
-        monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
+        monkeypatch.setattr(checks, "KEEP_BYTES", 0)
     path = write_baskets(tmp_path / "b.root", make_events(300, seed=3), per_basket=300 if kept else 25)
 
     def first(n, **params):

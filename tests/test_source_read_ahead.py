@@ -10,6 +10,8 @@ import pytest
 
 import hltrun.modules.decompression as decompression
 import hltrun.modules.root_source as rs
+import hltrun.modules.source.checks as checks
+from hltrun.modules.source.reading import read_ahead_depth
 from hltrun.framework.errors import SourceError, one_line
 from hltrun.modules.decompression import TimedPool
 from hltrun.modules.read_ahead import ReadAhead
@@ -126,7 +128,7 @@ def warnings_logged():
 def test_read_ahead_is_off_on_one_core_with_one_warning(tmp_path, one_core, warnings_logged, monkeypatch):
     """On one core the reader thread would preempt the streams (its read lands in the events' real
     time): the source reads in the pull instead, and says so once, naming the option."""
-    monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
+    monkeypatch.setattr(checks, "KEEP_BYTES", 0)
     path = write_baskets(tmp_path / "b.root", make_events(120, seed=5), per_basket=30)
     seen: set[str] = set()
     real = rs.RootJetSource._convert
@@ -148,7 +150,7 @@ def test_read_ahead_is_off_on_one_core_with_one_warning(tmp_path, one_core, warn
 
 def test_read_ahead_stays_on_with_two_cores(tmp_path, monkeypatch, warnings_logged):
     monkeypatch.setattr(decompression, "available_cores", lambda: 2)
-    monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
+    monkeypatch.setattr(checks, "KEEP_BYTES", 0)
     path = write_baskets(tmp_path / "b.root", make_events(60, seed=5), per_basket=30)
     src = _source([path], chunk_size=20, read_ahead=2)
     assert sum(1 for _ in src.events(0, None)) == 60
@@ -157,7 +159,7 @@ def test_read_ahead_stays_on_with_two_cores(tmp_path, monkeypatch, warnings_logg
 
 
 def test_read_ahead_zero_never_warns(one_core, warnings_logged):
-    assert rs._read_ahead_depth(0) == 0 and rs._read_ahead_depth(1, cores=4) == 1
+    assert read_ahead_depth(0) == 0 and read_ahead_depth(1, cores=4) == 1
     assert not warnings_logged
 
 
@@ -180,7 +182,7 @@ def pools(monkeypatch):
 def test_the_file_checks_partial_reads_count_their_pool_cpu(tmp_path, pools, monkeypatch):
     """A multi-basket file is not kept: the check reads its head and tail only, in the pool. That
     pool's CPU is background CPU of the source like any other."""
-    monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
+    monkeypatch.setattr(checks, "KEEP_BYTES", 0)
     path = write_baskets(tmp_path / "b.root", make_events(200, seed=6), per_basket=40)
     src = _source([path], chunk_size=30, decompression_threads=2)  # begin_job: the check only
     assert len(pools) == 1 and pools[0] > 0
@@ -193,7 +195,7 @@ def test_chunks_read_ahead_and_dropped_at_max_events_count_their_cpu(tmp_path, p
     reader and pool CPU was spent: it is counted (every pool nanosecond, exactly; the reader's
     conversions, each a known CPU spin, at least), while chunks and data quality count only what
     was taken."""
-    monkeypatch.setattr(rs, "_KEEP_BYTES", 0)
+    monkeypatch.setattr(checks, "KEEP_BYTES", 0)
     path = write_baskets(tmp_path / "b.root", make_events(300, seed=3), per_basket=20)
     converted, all_made = [], threading.Event()
     real = rs.RootJetSource._convert

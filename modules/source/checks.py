@@ -1,0 +1,222 @@
+"""The file check: every input opened and checked before the first event, and what the consumers read.
+
+Apart from the loop's reads: a bad file among good ones must fail (or, with ``skipBadFiles``, be
+skipped) at begin_job, not hours into the job; this is all of begin_job's per-file work. ``FileChecks``
+is a part of ``RootJetSource``: it uses the source's parameters, counters and kept files, and the
+decompression pools of ``ChunkReading``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import awkward as ak
+
+from hltrun.framework.errors import ConfigError, SourceError, one_line
+from hltrun.framework.resources import glob_files
+
+from ..decompression import TimedPool
+from ..jets import requested_specs
+from .event_ids import id_columns, one_per_event
+from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing
+from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
+from .tree import columns, first_basket_end
+
+log = logging.getLogger("hltrun")
+KEEP_BYTES = 256 * 2**20  # uncompressed bytes the file check may keep in memory for the loop, in all
+
+
+class FileChecks:
+    """begin_job's checks of every input file, and of the consumers' extra branches (``consumers_known``)."""
+
+    def consumers_known(self) -> None:
+        """The extra branches the consumers' input contracts read (a charge, a PUPPI weight, a jet's
+        tau21) must exist in every file, in the collection they belong to: checked now, before the
+        first event, with the line ``_check_tree`` gives a missing branch; files begin_job kept whole
+        get those branches read now."""
+        jet, cand = set(), set()
+        for spec in requested_specs(self._requests):
+            jet.update(spec.inputs.jet_branches())
+            cand.update(spec.inputs.constituent_branches())
+        self._extra_jet, self._extra_cand = tuple(sorted(jet)), tuple(sorted(cand))  # a kinematic one is read once
+        extra = [*self._extra_jet, *self._extra_cand]
+        if not extra:
+            return
+        bad: dict[str, str] = {}  # file -> why it cannot give the declared inputs
+        checked = 0
+        with self.bulk_io():
+            for path in self.files:
+                real = os.path.realpath(path)
+                if real in self._deferred:
+                    continue  # checked, with these branches, when the job reaches it
+                checked += 1
+                tree = self._open_tree(path)
+                try:
+                    refuse_missing(tree, extra, path, self.params, extra)
+                    try:
+                        arrays = columns(tree, tree.arrays(extra, entry_stop=min(50, int(tree.num_entries)),
+                                                            library="ak"), extra)
+                        self._check_layout(arrays, path, only=extra, reference=self._kept.get(real))
+                        if real in self._kept:
+                            whole = columns(tree, tree.arrays(extra, library="ak"), extra)
+                            kept = self._kept[real]
+                            for name in extra:
+                                kept[name] = whole[name]
+                    except SourceError:
+                        raise
+                    except Exception as exc:
+                        raise SourceError(f"source: cannot read the declared inputs' branches {extra} of {path}: "
+                                          f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
+                except SourceError as exc:
+                    bad[path] = str(exc)
+                finally:
+                    tree.file.close()
+        if not bad:
+            return
+        if len(bad) == checked and all(MISSING_FEATURE in why for why in bad.values()):  # no file has it
+            raise ConfigError(next(iter(bad.values())).replace("source: ", "", 1) + "; no input file has it: fix "
+                              "the feature name (derived features and branches: docs/your-model.md)")
+        if not self.params.skipBadFiles:
+            raise SourceError(next(iter(bad.values())))
+        for path, why in bad.items():  # as begin_job skips a bad file: named, counted, not read
+            self._skip_bad_file(path, why)
+            self._kept.pop(os.path.realpath(path), None)
+            self.entries.pop(path, None)
+        self.files = [f for f in self.files if f not in bad]
+        self._count["files"] = len(self.files)
+        self._count["entries_in_files"] = sum(self.entries.get(f, 0) for f in self.files)
+
+    def _open_inputs(self, needed: int | None, keep: bool) -> None:
+        """begin_job's work: ``needed`` entries (None: all) are checked, files past them only counted."""
+        self._keep = keep
+        listed: dict[str, str] = {}
+        for pattern in self.params.files:
+            matches = glob_files(pattern, "source: input file")
+            if not matches:
+                raise SourceError(f"source: no file matches {pattern!r}")
+            for path in matches:
+                real = os.path.realpath(path)
+                if real in listed and not self.params.allowDuplicateFiles:
+                    raise ConfigError(f"source.files: {path} is listed twice (also as {listed[real]}); "
+                                      f"set source.allowDuplicateFiles: true to read it again")
+                listed.setdefault(real, path)
+                self.files.append(path)
+        good = []
+        checked: dict[str, int] = {}  # a file read again on purpose (allowDuplicateFiles) is checked once
+        for path in self.files:
+            try:
+                real = os.path.realpath(path)
+                if needed is not None and needed <= 0 and real not in checked:
+                    self.entries[path] = self._count_entries(path)  # past what the job reads: open only
+                    self._deferred.add(real)
+                    good.append(path)
+                    continue
+                if real not in checked:
+                    checked[real] = self._check_file(path, keep=self._keep)
+                self.entries[path] = checked[real]
+                if needed is not None:
+                    needed -= checked[real]
+            except SourceError as exc:
+                if not self.params.skipBadFiles:
+                    raise
+                self._skip_bad_file(path, str(exc))
+                continue
+            good.append(path)
+        self.files = good
+        self._count["files"] = len(self.files)
+        self._count["entries_in_files"] = sum(self.entries.values())
+        log.debug("source: %d file(s), %d entries", len(self.files), self._count["entries_in_files"])
+
+    def _count_entries(self, path: str) -> int:
+        tree = self._open_tree(path)
+        try:
+            return int(tree.num_entries)
+        finally:
+            tree.file.close()
+
+    def _check_file(self, path: str, keep: bool = False) -> int:
+        """Open ``path``, check its tree, branches and layout, and read its first and last entries
+        (``keep``: keep the arrays when that read the whole file anyway, for the loop's first chunks)."""
+        tree = self._open_tree(path)
+        pool, failed = self._pool(), True
+        try:
+            n = self._check_tree(tree, path, keep, pool)
+            failed = False
+            return n
+        finally:
+            if pool is not None:
+                pool.close(failed)
+            tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
+
+    def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
+        refuse_missing(tree, self._branch_names(), path, self.params, (*self._extra_jet, *self._extra_cand))
+        if self.params.layout == "jet_index":
+            refuse_foreign_links(tree.keys(), self.params.branches, path)
+        n = int(tree.num_entries)
+        if n == 0:
+            return 0
+        head = min(n, 50)
+        names = self._read_names(tree, path)
+        # the last entry of a branch whose first basket holds every entry was decompressed with the
+        # head already: reading it again would decompress the whole basket a second time
+        tail = [name for name in names if first_basket_end(tree[name]) < n]
+        size = sum(tree[name].uncompressed_bytes for name in names) if keep and not tail else 0
+        whole = keep and not tail and self._kept_bytes + size <= KEEP_BYTES
+        if whole:  # one basket per branch: the head read decompresses the whole file, keep it all
+            head = n
+        for start, stop, branches in ((0, head, names), (max(head, n - 1), n, tail)):
+            if start >= stop or not branches:
+                continue
+            cpu_before = self._count["decompression_cpu_ns"]
+            try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
+                with self._bulk(pool) if whole and start == 0 else self._pool_cpu(pool):
+                    arrays = columns(tree, tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
+                                                        decompression_executor=pool), branches)
+            except Exception as exc:
+                raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
+                                  f"{one_line(exc, 'corrupt data')}") from exc
+            id_columns(arrays, self.params.branches, path, start)  # ids and weight: every entry read here (vectorised)
+            weight = self.params.branches.weight
+            if weight and weight in arrays.fields:
+                one_per_event(arrays[weight], weight, "weight", "source.branches.weight", path)
+            if start == 0:
+                self._check_layout(arrays[:50], path)
+                if whole:
+                    self._kept[os.path.realpath(path)] = arrays
+                    self._kept_bytes += size
+                    with self._count_lock:
+                        self._count["kept_entries"] += n
+                        self._count["kept_decompression_cpu_ns"] += self._count["decompression_cpu_ns"] - cpu_before
+        return n
+
+    def _check_layout(self, arrays: ak.Array, path: str, only: list[str] | None = None,
+                      reference: ak.Array | None = None) -> None:
+        """Branches that belong to one collection must have the same length in every event; a
+        ``jet_index`` layout whose links index another collection needs ``cand_index``. ``only``: check
+        just these (extra) branches against their collection's first branch, read from ``reference``
+        or from the file again."""
+        b, layout = self.params.branches, self.params.layout
+        if only is not None:
+            base = reference if reference is not None else self._head(path, [b.jet_pt, b.cand_pt], len(arrays))
+            for name in only:
+                ref = b.jet_pt if name in self._extra_jet else b.cand_pt
+                kind = "jet" if ref == b.jet_pt else "constituent"
+                got, want = arrays[name], base[ref][:len(arrays)]
+                if got.ndim != want.ndim or not same_counts(got, want):
+                    raise SourceError(f"source: branch '{name}' (a {kind} feature of a model's declared inputs) is "
+                                      f"not in the {kind} collection of '{ref}' in {path}: it differs in length")
+            return
+        if layout == "jet_index":  # first: a wrong setting, named as such before the lengths are compared
+            check_links(arrays, b, path)
+        check_collections(arrays, collections_of(b, layout, self._extra_jet, self._extra_cand), path, 0)
+        if layout == "counts":  # a file whose counts are wrong from the start fails before the job
+            constituents_per_jet(arrays, b, path, 0)
+
+    def _head(self, path: str, names: list[str], n: int) -> ak.Array:
+        tree = self._open_tree(path)
+        try:
+            return columns(tree, tree.arrays(names, entry_stop=n, library="ak"), names)
+        finally:
+            tree.file.close()

@@ -1,0 +1,137 @@
+"""What a file that does not match the configuration really is, and what to set: one line each.
+
+Apart from the checks: they decide *that* a branch is missing or a link table indexes other jets;
+which NanoAOD flavour, CMSSW EDM file or hltrun output the file is, and the settings that would read
+it, is knowledge of other producers' layouts that changes on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hltrun.framework.errors import ConfigError, SourceError
+
+from .parameters import JetBranches, RootJetSourceParameters
+
+MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
+
+
+def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSourceParameters,
+                   extra: tuple[str, ...]) -> None:
+    """One line naming the branches ``tree`` lacks (and the nearest names it has). ``extra``: the
+    branches the consumers' input contracts read, whose absence is a model's feature, not a setting."""
+    missing = [n for n in names if n not in tree]
+    if missing:
+        import difflib
+
+        known = value_branches(tree.keys())
+        b = params.branches
+        cand_roles = {b.cand_pt, b.cand_eta, b.cand_phi, b.cand_jet_index, b.cand_index}
+        linked = linked_layout(known, b.jet_pt) if set(missing) & cand_roles else ""
+        # standard NanoAOD keeps no constituents: the nearest name of a constituent branch is then the
+        # jet's own (FatJet_pt for FatJetPFCand_pt), which sends the user the wrong way
+        no_cands = not linked and bool(set(missing) & cand_roles) and not any("PFCand" in n for n in known)
+        hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, known, n=1)[0]!r}?)"
+                             if not linked and not (no_cands and m in cand_roles)
+                             and difflib.get_close_matches(m, known, n=1) else "") for m in missing]
+        if set(missing) <= set(extra):  # a bad file, or (in every file) a bad feature
+            raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
+                              f"{MISSING_FEATURE} of tree '{params.tree}' in {path}")
+        process = written_by_hltrun(path)
+        if process is not None:  # a second job on the first's output: no name can fix it
+            raise SourceError(f"source: {path} is an hltrun output (process '{process}': run, lumi and event "
+                              f"numbers, HLT_* bits and kept products, not the jets' constituents); give hltrun "
+                              f"the files that job read")
+        edm = edm_product(tree.keys())
+        if edm is not None:  # no branch name can fix this: say what the file is and what to do
+            raise SourceError(f"source: {path} is a CMSSW EDM file (MiniAOD/AOD/RECO: tree "
+                              f"'{params.tree}' holds C++ objects such as '{edm}'), which hltrun cannot read "
+                              f"column by column; make NanoAOD from it first (PFNano, or NanoAOD with jet "
+                              f"constituents, for a constituent-based model) and give hltrun that file")
+        if no_cands:
+            raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{params.tree}' of {path}: "
+                              f"the file holds no jet constituents (no '*PFCand*' branch); NanoAOD keeps them only "
+                              f"with PFNano or a constituent table: give hltrun such a file, or set "
+                              f"source.branches.* to your names")
+        raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
+                          f"'{params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
+                          + ")")
+
+
+def value_branches(names: "list[str]") -> list[str]:
+    """The branches that may be meant for a kinematic one: NanoAOD counters (``nFatJet`` beside
+    ``FatJet_pt``) never are, and "did you mean 'nFatJetPFCand'?" sends the user the wrong way."""
+    counters = {"n" + name.split("_", 1)[0] for name in names if "_" in name}
+    return [name for name in names if name not in counters]
+
+
+def link_settings(names: "list[str]", jet_pt: str) -> str:
+    """``source.branches`` settings, ``{cand_jet_index: ..., cand_pt: ...}``, for a (PFNano-like) file whose
+    constituents are linked to the jets of ``jet_pt`` by a ``<Jet>PFCand(s)_jetIdx`` table, directly or
+    through an index into ``PFCand(s)_*``; '' for other files. Each producer spells them its own way
+    (PFNano ``FatJetPFCands_pFCandsIdx``, JME/BTV NanoAOD ``FatJetPFCand_pfCandIdx``), so they are read
+    from the file, not assumed."""
+    jet = jet_pt.rsplit("_", 1)[0]
+    link = next((n for n in names if n.startswith(jet + "PFCand") and n.endswith("_jetIdx")), None)
+    if link is None:
+        return ""
+    table = link.rsplit("_", 1)[0]
+    index = next((n for n in names if n.startswith(table + "_") and n.lower().endswith("idx") and n != link), None)
+    cands = next((c for c in ("PFCands", "PFCand") if f"{c}_pt" in names), None) if index else table
+    if cands is None or f"{cands}_pt" not in names:
+        return ""
+    settings = f"cand_jet_index: {link}" + (f", cand_index: {index}" if index else "")
+    return f"{{{settings}, cand_pt: {cands}_pt, cand_eta: {cands}_eta, cand_phi: {cands}_phi}}"
+
+
+def linked_layout(names: "list[str]", jet_pt: str) -> str:
+    """The settings (``link_settings``) of a file whose constituents are linked to the jets by index, as a hint."""
+    settings = link_settings(names, jet_pt)
+    return (f"the file links constituents to jets by index: set source.layout: jet_index and source.branches: "
+            f"{settings}") if settings else ""
+
+
+# a NanoAOD link table's jet index: <jets>PFCands_jetIdx (PFNano), <jets>PFCand_jetIdx (JME/BTV NanoAOD)
+_LINK_TABLE = re.compile(r"^(?P<jets>.+?)PFCands?[._]jetIdx$")
+
+
+def refuse_foreign_links(names: "list[str]", b: JetBranches, path: str) -> None:
+    """``jet_index``: a NanoAOD link table whose name says it indexes another jet collection of the file
+    (AK4 ``Jet_pt`` with AK8 ``FatJetPFCands_jetIdx``, the user having changed the jet names only) is a
+    configuration error. Its indices are the other collection's, mostly valid ones in this collection
+    too, so every constituent would go to the wrong jet without an invalid link to show it."""
+    found = _LINK_TABLE.match(b.cand_jet_index)
+    jets = re.split(r"[._]", b.jet_pt)[0] if re.search(r"[._]", b.jet_pt) else b.jet_pt
+    owner = found.group("jets") if found else None
+    if owner is None or owner == jets or not {f"{owner}_pt", f"{owner}.pt"} & set(names):
+        return
+    settings = link_settings(names, b.jet_pt)
+    raise ConfigError(f"source.branches.cand_jet_index: '{b.cand_jet_index}' links constituents to the '{owner}' jets "
+                      f"of {path}, not to '{jets}' (source.branches.jet_pt: {b.jet_pt}); "
+                      + (f"set source.branches: {settings}" if settings else
+                         f"set the link table of the '{jets}' jets, or jet_pt/eta/phi/mass to '{owner}_*'"))
+
+
+# an EDM product branch: <friendly class>_<module label>_<instance>_<process>. (e.g. patJets_slimmedJetsAK8__PAT.)
+_EDM_PRODUCT = re.compile(r"^[A-Za-z0-9]+_[A-Za-z0-9]+_[A-Za-z0-9]*_[A-Za-z0-9]+\.$")
+
+
+def edm_product(branches: "list[str]") -> str | None:
+    """A branch that marks a CMSSW EDM (MiniAOD/AOD) tree, a jet collection's if there is one; None for a
+    flat ntuple. Such a tree stores C++ objects per event that uproot cannot read as columns, so a
+    user asking it for ``FatJet_pt`` must be told to make NanoAOD first, not to rename branches."""
+    products = [name for name in branches if _EDM_PRODUCT.match(name)]
+    if not products:
+        return "EventAuxiliary" if "EventAuxiliary" in branches else None
+    return next((name for name in products if "Jets_" in name), products[0])
+
+
+def written_by_hltrun(path: str) -> str | None:
+    """The process of an hltrun output (its ``Process`` TObjString), None for any other file."""
+    from ..root_output import read_process
+
+    try:
+        return read_process(path)
+    except Exception:  # pragma: no cover - the file opened a moment ago: then not an output we can name
+        return None

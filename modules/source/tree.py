@@ -1,0 +1,107 @@
+"""Opening an input file's tree (TTree or RNTuple) and reading columns from it, with one line per failure.
+
+Apart from the source: what can go wrong when a file is opened (unreadable, not ROOT, no such tree, the
+tree in a folder, an RNTuple's records) is uproot's business, not the event loop's. The source gets a
+tree or one line naming the file and what to set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import awkward as ak
+
+from hltrun.framework.errors import FileOpenError, SourceError, one_line
+from hltrun.framework.resources import unreadable_reason
+
+
+def open_tree(path: str, name: str) -> Any:
+    """The tree ``name`` of ``path``: FileOpenError if the file cannot be read as ROOT, SourceError if
+    it holds no readable tree of that name (naming the objects it has and where a tree of that name is)."""
+    import uproot
+
+    why = unreadable_reason(path, "input file")
+    if why is not None:
+        raise FileOpenError(f"source: {why}")
+    try:
+        handle = uproot.open(path)
+    except Exception as exc:
+        raise FileOpenError(f"source: cannot read {path} as a ROOT file ({type(exc).__name__}: "
+                          f"{one_line(exc, 'corrupt header')})") from exc
+    try:
+        tree = handle[name]
+    except Exception as exc:
+        if has_key(handle, name):  # there, but unreadable (a file cut short): say why
+            kind = classname(handle, name)
+            raise SourceError(f"source: cannot read {kind} '{name}' of {path}: "
+                              f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
+        names = ", ".join(k.split(";")[0] for k in handle.keys(recursive=False)) or "none"
+        raise SourceError(f"source: no tree '{name}' in {path} (objects: {names})"
+                          f"{tree_elsewhere(handle, name)}") from None
+    if not hasattr(tree, "num_entries"):
+        kind = classname(handle, name, type(tree).__name__)
+        raise SourceError(f"source: '{name}' in {path} is a {kind}, not a TTree"
+                          f"{tree_elsewhere(handle, name)}")
+    return tree
+
+
+def first_basket_end(branch: Any) -> int:
+    """The entry where a branch's first basket ends (0 if the file does not say: then read the tail)."""
+    try:
+        offsets = branch.entry_offsets
+        return int(offsets[1]) if len(offsets) > 1 else 0
+    except Exception:  # pragma: no cover - a damaged basket table: let the tail read report it
+        return 0
+
+
+def columns(tree: Any, arrays: ak.Array, names: "list[str]") -> ak.Array:
+    """``arrays`` as read from ``tree``, one field per name asked for. A TTree's are already. An
+    RNTuple's collection is one field holding records (NanoAOD as RNTuple: ``FatJet`` with ``pt``,
+    ``eta``...): uproot reads ``FatJet.pt`` as the record ``FatJet`` with the sub-field ``pt``, and it
+    becomes the column ``FatJet.pt`` here (a view, no copy), so a record's sub-fields are read like
+    branches. Fields of one record share its lists: they are one collection by construction."""
+    import uproot.behaviors.RNTuple
+
+    if not isinstance(tree, uproot.behaviors.RNTuple.RNTuple) or all(name in arrays.fields for name in names):
+        return arrays
+
+    def field(name: str) -> ak.Array:
+        if name in arrays.fields:
+            return arrays[name]
+        top, *inner = name.split(".")
+        column = arrays[top]
+        for part in inner:
+            column = column[part]
+        return column
+
+    return ak.zip({name: field(name) for name in dict.fromkeys(names)}, depth_limit=1)
+
+
+def has_key(handle: Any, name: str) -> bool:
+    """Whether the file's directory lists ``name`` (read from the key table, not the object itself)."""
+    try:
+        handle.key(name)
+    except Exception:
+        return False
+    return True
+
+
+def classname(handle: Any, name: str, default: str = "object") -> str:
+    """The class of the object ``name`` as its key records it (TTree, TH1D, ROOT::RNTuple...)."""
+    try:
+        return str(handle.classname_of(name))
+    except Exception:  # pragma: no cover - the key was read, so it names its class; just in case
+        return default
+
+
+def tree_elsewhere(handle: Any, name: str) -> str:
+    """'; set source.tree: dir/Events' when the file has a tree of that name in a folder (a user's
+    ntuple made with TFileService puts it under the analyzer's folder), or in another case ('events');
+    '' otherwise."""
+    base = name.strip("/").rsplit("/", 1)[-1].lower()
+    try:
+        found = [k.split(";")[0] for k in handle.keys(recursive=True, filter_classname=["TTree", "ROOT::RNTuple"])]
+    except Exception:  # pragma: no cover - a damaged directory: the message without the hint
+        return ""
+    found = [k for k in dict.fromkeys(found) if k.rsplit("/", 1)[-1].lower() == base and k != name.strip("/")]
+    return f"; it has {', '.join(found)}: set source.tree: {found[0]}" if found else ""

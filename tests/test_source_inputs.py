@@ -345,3 +345,17 @@ def test_branch_features_follow_their_constituents_in_every_layout(tmp_path, lay
             assert np.array_equal(j[:, 0], j[:, 1]) and np.array_equal(j[:, 2], j[:, 3])
             n, rows = n + 1, rows + int(real.sum())
         assert n == 80 and rows > 1000
+
+
+def test_an_input_wider_than_the_sources_constituents_is_refused(tmp_path):
+    """A model declaring 128 constituents per jet got the source's 100 and 28 rows of zero padding,
+    with only a 'jets truncated' count to show it: now one configuration line before the first event."""
+    from hltrun.framework.errors import ConfigError
+
+    path = write_counts(tmp_path / "c.root", make_events(20, seed=3))
+    src, _ = read([path], _Job(InputSpec(2, 128, True), InputSpec(2, 30, True)))
+    with pytest.raises(ConfigError, match=r"source\.max_constituents: 100, but a consumer's input holds 128 "
+                                          r"constituents per jet .* set source\.max_constituents=128$"):
+        src.consumers_known()
+    src, _ = read([path], _Job(InputSpec(2, 128, True)), max_constituents=128)
+    src.consumers_known()  # wide enough: accepted

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import awkward as ak
 
@@ -23,6 +23,9 @@ from .event_ids import id_columns, one_per_event
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing
 from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
 from .tree import columns, first_basket_end
+
+if TYPE_CHECKING:
+    from ..jets import InputSpec
 
 log = logging.getLogger("hltrun")
 KEEP_BYTES = 256 * 2**20  # uncompressed bytes the file check may keep in memory for the loop, in all
@@ -37,9 +40,11 @@ class FileChecks:
         first event, with the line ``_check_tree`` gives a missing branch; files begin_job kept whole
         get those branches read now."""
         jet, cand = set(), set()
-        for spec in requested_specs(self._requests):
+        specs = requested_specs(self._requests)
+        for spec in specs:
             jet.update(spec.inputs.jet_branches())
             cand.update(spec.inputs.constituent_branches())
+        self._refuse_narrower_than(specs)
         self._extra_jet, self._extra_cand = tuple(sorted(jet)), tuple(sorted(cand))  # a kinematic one is read once
         extra = [*self._extra_jet, *self._extra_cand]
         if not extra:
@@ -87,6 +92,18 @@ class FileChecks:
         self.files = [f for f in self.files if f not in bad]
         self._count["files"] = len(self.files)
         self._count["entries_in_files"] = sum(self.entries.get(f, 0) for f in self.files)
+
+    def _refuse_narrower_than(self, specs: "Iterable[InputSpec]") -> None:
+        """A consumer's input wider than ``max_constituents``: the source keeps at most that many
+        constituents per jet, so the rows past it would be zero padding where the model expects the
+        jet's softer constituents (a 128-wide model got 100 and 28 rows of zeros, without a word)."""
+        widest = max((spec.width for spec in specs), default=0)
+        limit = self.params.max_constituents
+        if widest > limit:
+            raise ConfigError(f"source.max_constituents: {limit}, but a consumer's input holds {widest} constituents "
+                              f"per jet (a model's declared input or modules.<batcher>.n_constituents); the rows past "
+                              f"{limit} would be padding, not the jet's constituents: set "
+                              f"source.max_constituents={widest}")
 
     def _open_inputs(self, needed: int | None, keep: bool) -> None:
         """begin_job's work: ``needed`` entries (None: all) are checked, files past them only counted."""

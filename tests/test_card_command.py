@@ -405,3 +405,18 @@ def test_a_rate_with_nothing_above_the_cut_is_not_a_measured_zero(carded):
     assert percent_text(PassRate(1.0, 0.0, 23, 23, 23.0).to_json()) == "100 (23 of 23)"
     assert percent_text(PassRate(0.01, 0.002, 2500, 25, 2500.0).to_json()) == "1 ± 0.2"
     assert percent_text(PassRate(0.01, 0.002, 2500, 25, 2500.0).to_json(), ".2f") == "1.00 ± 0.20"
+
+
+def test_a_pt_cut_on_too_few_events_quotes_no_error(model_dir, tmp_path):
+    """--min-events-above 0 on 10 events: the pT-dependent cut has no event above it, and the card quoted the fit's
+    large-sample error ('3.13 ± 0.05'). Below the 10 effective events the statistical error needs, it gives the
+    coefficients without an error and says why (the card's JSON keeps the effective count above the fitted cut)."""
+    shutil.copy(model_dir / "ptsum.onnx", tmp_path / "ptsum.onnx")
+    assert hltcard([str(tmp_path / "ptsum.onnx"), "--background", str(QCD), "--bkg-eff", "1e-2", "--max-events", "10",
+                    "--min-events-above", "0", *ORT]) == 0
+    card = (tmp_path / "ptsum_card.md").read_text()
+    line = next(x for x in card.splitlines() if x.startswith("**pT-dependent cut**"))
+    assert " ± " not in line
+    assert "no error quoted: 0.0 effective background events above the cut (at least 10 needed for one)" in line
+    data = json.loads((tmp_path / "ptsum_card.json").read_text())
+    assert data["vs_leading_jet_pt_fits"]["bkg_eff_1e-2"]["n_effective_above"] == 0.0

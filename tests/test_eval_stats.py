@@ -62,13 +62,13 @@ def test_max_min_ratio_over_the_bins_inside_600_to_1600():
     from hltrun.tools.physics.evaluate_models import max_min_ratio
 
     def r(rate, err):
-        return {"rate": rate, "error": err}
+        return {"rate": rate, "error": err, "n_events": 100}
 
     rates = [r(0.01, 0.001), r(0.02, 0.002), r(0.01, 0.001), r(0.04, 0.004), r(0.01, 0.001), r(0.5, 0.1)]
     got = max_min_ratio(rates)  # the open > 1600 GeV bin (0.5) is outside the range
     assert got["ratio"] == pytest.approx(4.0) and got["error"] == pytest.approx(4.0 * np.hypot(0.1, 0.1))
     rates[2] = r(0.0, 0.0)
-    assert max_min_ratio(rates) == {"ratio": None, "error": None}
+    assert max_min_ratio(rates) == {"ratio": None, "error": None, "why": "a bin passes nothing"}
 
 
 def test_auc_error_hanley_mcneil():
@@ -78,3 +78,17 @@ def test_auc_error_hanley_mcneil():
     assert auc_error(0.5, 100, 100) == pytest.approx(np.sqrt((0.25 + 2 * 99 / 12) / 1e4))
     assert auc_error(0.9, 400, 400) < auc_error(0.9, 100, 100)
     assert effective_n(np.ones(10)) == 10 and effective_n(np.array([1.0, 0.0])) == 1
+
+
+def test_effective_events_above_a_cut_from_a_pass_rate():
+    """(sum w)^2 / sum w^2 over the events above a cut, recovered from what a PassRate keeps (rate, error and the
+    sample's effective count): the model card's figure for metrics.json files that do not store it."""
+    from hltrun.tools.physics.eval_stats import effective_above
+
+    s, w = rng.normal(0, 1, 5000), rng.exponential(1.0, 5000)
+    for cut in (1.0, 2.5, 3.2):
+        above = w[s > cut]
+        want = above.sum() ** 2 / np.sum(above ** 2)
+        assert effective_above(pass_rate(s, w, cut).to_json()) == pytest.approx(want, rel=1e-9)
+    assert effective_above(pass_rate(s, None, 2.0).to_json()) == pytest.approx(np.sum(s > 2.0), rel=1e-9)
+    assert effective_above(pass_rate(s, w, 99.0).to_json()) == 0.0

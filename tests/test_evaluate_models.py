@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -42,8 +43,8 @@ def evaluated(tmp_path_factory):
                                "--background", str(REPO / "data/qcd_dijet.root"),
                                "--physical-background", str(REPO / "data/qcd_dijet.root"),
                                "--signal", f"extra={REPO / 'data/rsg_ww_3p5TeV.root'}", "--held-out", "extra",
-                               "--wp-background", "none", "--closure", str(closure)])
-    assert rc == 0
+                               "--wp-background", "none", "--closure", str(closure), "--min-events-above", "0"])
+    assert rc == 0  # 400 events: 0.4 above a 0.1% cut, accepted here (the mechanics are under test)
     assert _digest(REPO / "data/models") == before  # --out-dir: the models folder is not written
     return out
 
@@ -211,6 +212,8 @@ def test_a_missing_model_or_sample_is_refused_before_any_sample_is_read(argv, li
     (["--signal", "x"], "evaluate_models: --signal 'x': expected KEY=FILE"),
     (["--signal", "x=a.root", "--signal", "x=b.root"], "evaluate_models: --signal x: given twice (a.root, b.root)"),
     (["--held-out", "nope"], "evaluate_models: --held-out nope: not a signal of the evaluation (signals: "),
+    (["--min-events-above", "-1"], "evaluate_models: --min-events-above -1: expected a finite number, at least 0"),
+    (["--min-events-above", "nan"], "evaluate_models: --min-events-above nan: expected a finite number, at least 0"),
 ])
 def test_an_argument_error_is_one_line_exit_2_before_anything_is_read(argv, line, tmp_path, monkeypatch, capsys):
     """A malformed --signal was exit 3 (as if a file were bad), --max-events 0 or --input-rate-hz 0 ran the
@@ -223,3 +226,43 @@ def test_an_argument_error_is_one_line_exit_2_before_anything_is_read(argv, line
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(line), err
     assert not out.exists()
+
+
+def _ten_events(out: Path, *extra: str) -> list[str]:
+    qcd = str(REPO / "data/qcd_dijet.root")
+    return ["--out-dir", str(out), "--max-events", "10", "--background", qcd, "--physical-background", "none",
+            "--wp-background", "none", *extra]
+
+
+def test_a_cut_on_too_few_events_is_refused_as_hltcard_refuses_it(tmp_path, capsys):
+    """10 background events: every cut passes nothing (the 1% cut is the top score). evaluate_models wrote such
+    cuts into thresholds.json (exit 0, 1% and 0.1% equal); it refuses them now by hltcard's rule and check
+    (card_entry.CardEntry.refusal, --min-events-above, default 10): one line, exit 2, nothing written."""
+    from hltrun.tools.physics import evaluate_models
+
+    out = tmp_path / "new"
+    assert evaluate_models.main(_ten_events(out, "--closure", "none")) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "not written" in line]
+    assert err == ["evaluate_models: conv_vae bkg_eff_1e-2: the cut rests on 0.0 effective background events above "
+                   "it (0 of 10 events; at least 10 needed); not written (a larger --background sample, or "
+                   "--min-events-above N to accept fewer)"]
+    assert not out.exists()
+
+
+def test_the_card_of_a_tiny_evaluation_prints_counts_not_nan_or_zero_errors(tmp_path):
+    """--min-events-above 0 accepts the cuts: the card then says what they rest on (counts, '—'), never
+    'nan ± nan', '0.00 ± 0.00', '0 Hz ± 0 Hz' or 'consistent with flat' beside a max/min of ∞."""
+    from hltrun.tools.physics import evaluate_models
+
+    closure = tmp_path / "closure_copy.root"
+    shutil.copy(REPO / "data/qcd_dijet.root", closure)
+    out = tmp_path / "out"
+    assert evaluate_models.main(_ten_events(out, "--closure", str(closure), "--min-events-above", "0")) == 0
+    text = (out / "README.md").read_text()
+    assert not re.search(r"\bnan\b", text) and "± 0.00 " not in text and "± 0.000 " not in text and "0 Hz ± 0 Hz" not in text
+    assert not any("consistent with flat" in line and "∞" in line for line in text.splitlines())
+    assert "0 Hz (0 of 10 events)" in text and "accepted with `--min-events-above 0`" in text
+    assert "(no error: 0.0 effective events above the cut)" in text  # the pT fit's covariance means nothing here
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["min_events_above"] == 0.0
+    assert m["models"]["conv_vae"]["cut_stats"]["bkg_eff_1e-3"]["n_effective_above"] == 0.0

@@ -247,3 +247,31 @@ def test_limits_on_a_weighted_sample_rest_on_its_effective_events():
     assert none.upper_limit and none.error_hz == pytest.approx(100_000.0 * 1.1394 / n_eff)
     every = rate(Tally(total.n, total.w, total.w2), total, 100_000.0)
     assert every.error_hz == pytest.approx(100_000.0 * 1.1394 / n_eff)
+
+
+def test_turn_on_error_bars_are_not_zero_where_the_efficiency_is_0_or_1(monkeypatch):
+    """report.html's L1 turn-on: a bin with efficiency exactly 0 or 1 drew a zero error bar (binomial
+    sqrt(p(1-p)/n)), an efficiency known exactly from 10 events. The 68 % Wilson score interval instead
+    (ROOT's TEfficiency also draws a non-zero-width one there): 0 of 10 -> [0, 0.0909], 10 of 10 -> [0.909, 1]."""
+    pytest.importorskip("matplotlib")
+    from types import SimpleNamespace
+
+    import matplotlib.axes
+
+    from hltrun.framework.services.rates import _turn_on_plots
+
+    drawn = []
+    real = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar",
+                        lambda self, x, y, yerr=None, **kw: drawn.append((list(y), np.asarray(yerr)))
+                        or real(self, x, y, yerr=yerr, **kw))
+    counters = {"pt_all:100": 10, "pt_all:200": 10, "pt_all:300": 40, "pt_fired:L1_X:100": 0,
+                "pt_fired:L1_X:200": 10, "pt_fired:L1_X:300": 20, "expression": "L1_X"}
+    assert len(_turn_on_plots(SimpleNamespace(module_summaries={"seed": counters}))) == 1
+    (eff, err), = drawn
+    assert eff == [0.0, 1.0, 0.5]
+    lo, hi = err  # below and above each point
+    assert lo[0] == 0.0 and hi[0] == pytest.approx(1 / 11) and lo[1] == pytest.approx(1 / 11) and hi[1] == 0.0
+    z = 1.0  # the middle bin: Wilson's centre is 0.5, half-width z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
+    half = z * math.sqrt(0.25 / 40 + z ** 2 / (4 * 40 ** 2)) / (1 + z ** 2 / 40)
+    assert lo[2] == pytest.approx(half) and hi[2] == pytest.approx(half)

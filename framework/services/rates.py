@@ -140,6 +140,18 @@ class TriggerRates(Service):
         return [("Rates", "\n".join(parts))]
 
 
+def wilson_interval(k: int, n: int, z: float = 1.0) -> tuple[float, float]:
+    """The Wilson score interval of an efficiency k/n (z = 1: 68.3 %). Not the binomial sqrt(p(1-p)/n), which
+    is zero wide at 0 and 1 (an efficiency known exactly from any number of events); closed form, so no
+    scipy for the report. (nan, nan) for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return min(max(centre - half, 0.0), p), max(min(centre + half, 1.0), p)  # it holds p: rounding cannot move it out
+
+
 def _turn_on_plots(summary: "JobSummary") -> list[str]:
     """Each L1 seed's efficiency vs the offline leading-jet pT, from the seed modules' counters
     (``pt_all:<GeV>``, ``pt_fired:<seed>:<GeV>``): the turn-on a trigger physicist checks first."""
@@ -158,8 +170,9 @@ def _turn_on_plots(summary: "JobSummary") -> list[str]:
         for seed in seeds:
             n = [all_[e] for e in edges]
             k = [counters.get(f"pt_fired:{seed}:{int(e)}", 0) for e in edges]
-            eff = [ki / ni for ki, ni in zip(k, n)]
-            err = [math.sqrt(max(p * (1 - p), 0.0) / ni) for p, ni in zip(eff, n)]
+            eff = [ki / ni if ni else math.nan for ki, ni in zip(k, n)]
+            bounds = [wilson_interval(ki, ni) for ki, ni in zip(k, n)]
+            err = [[p - lo for p, (lo, _) in zip(eff, bounds)], [hi - p for p, (_, hi) in zip(eff, bounds)]]
             ax.errorbar(edges, eff, yerr=err, marker="o", ms=3, lw=1, drawstyle="steps-mid", label=seed)
         ax.set_xlabel("offline leading-jet pT [GeV] (bin lower edge)")
         ax.set_ylabel("L1 efficiency")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from hltrun.framework.resources import local_output_path, unreadable_reason
-from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE
+from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, check_min_events_above
 
 DEFAULT_CONFIG = "configs/path.yaml"
 EXIT_CUTS = 2
@@ -112,11 +112,9 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
                                args.scorer, "signal")[0]) for f in args.signal]
     sample = (bkg.event_score, bkg.weight, bkg.leading_pt, bkg.jet_score, bkg.jet_weight, effs)
     entry = card_entry(*sample, fit_pt=False)  # the scalar cuts first: refuse before fitting on nothing
-    short = entry.shortfalls(args.min_events_above)
-    if short:
-        key = next(iter(short))
-        raise CardRefused(f"{key}: {short[key]}; not written (a larger --background sample, fewer --bkg-eff, "
-                          f"or --min-events-above)")
+    why = entry.refusal(args.min_events_above, "a larger --background sample, fewer --bkg-eff, or --min-events-above")
+    if why:
+        raise CardRefused(why)
     fit_error = None
     try:
         entry = card_entry(*sample)
@@ -207,9 +205,9 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
     try:
         if args.max_events is not None and args.max_events < 1:
             raise CardRefused(f"--max-events {args.max_events}: expected at least 1")
-        if not (np.isfinite(args.min_events_above) and args.min_events_above >= 0):
-            raise CardRefused(f"--min-events-above {args.min_events_above:g}: expected a finite number, at least 0 "
-                              "(0 accepts every finite cut; an effective event count is never negative)")
+        why = check_min_events_above(args.min_events_above)
+        if why:
+            raise CardRefused(why)
         if args.input_rate_hz is not None and not (args.input_rate_hz > 0 and np.isfinite(args.input_rate_hz)):
             raise CardRefused(f"--input-rate-hz {args.input_rate_hz}: expected a positive number")
         for e in args.bkg_eff:

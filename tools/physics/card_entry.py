@@ -19,9 +19,10 @@ into ``{"bkg_eff_X": cut, "jet_bkg_eff_X": cut, "vs_leading_jet_pt": {...}}``:
 What is *done* with too few events is policy, not arithmetic, and stays with the callers: every cut
 comes with its statistics (``CutStat``: weighted pass rate on the sample it was derived from, its
 binomial error, the effective number of events above it) and ``shortfalls`` lists the cuts resting on
-fewer than a given number of effective events. ``hltcard`` refuses to write such a scalar cut and
-omits such a pT-dependent cut (saying why); ``evaluate_models`` writes its entries as they come (its
-samples are tens of thousands of events; its card states how many events stand behind each cut).
+fewer than a given number of effective events. Both tools refuse to write such a scalar cut by the
+one rule here (``CardEntry.refusal``, ``--min-events-above``, checked by ``check_min_events_above``);
+``hltcard`` omits a pT-dependent cut whose fit fails (saying why), and quotes no error for one with
+fewer effective events above it than ``MIN_EFFECTIVE_ABOVE`` (``fit_above``).
 """
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ class CardEntry:
     scalar: dict[str, float]
     stats: dict[str, CutStat]
     fits: dict[str, Any] = field(default_factory=dict)  # eff key -> pt_quantile_fit.QuantileFit
+    # eff key -> effective events above the fitted cut on the sample it was fitted on (its error means
+    # nothing below MIN_EFFECTIVE_ABOVE: the covariance is a large-sample one)
+    fit_above: dict[str, float] = field(default_factory=dict)
 
     def shortfalls(self, min_effective_above: float = MIN_EFFECTIVE_ABOVE) -> dict[str, str]:
         """Cut key -> why it cannot be trusted: not finite, or fewer than ``min_effective_above``
@@ -73,6 +77,15 @@ class CardEntry:
                             f"({st.achieved.n_pass} of {st.achieved.n_events} events; at least "
                             f"{min_effective_above:g} needed)")
         return out
+
+    def refusal(self, min_effective_above: float, remedy: str) -> str | None:
+        """The one line a tool refuses to write this entry with (the first cut that cannot be trusted,
+        and ``remedy``: what the user can do), or None when every scalar cut stands."""
+        short = self.shortfalls(min_effective_above)
+        if not short:
+            return None
+        key = next(iter(short))
+        return f"{key}: {short[key]}; not written ({remedy})"
 
     def pt_entry(self, keys: list[str] | None = None) -> dict[str, Any] | None:
         """The ``vs_leading_jet_pt`` entry (smooth form) for ``keys`` (default: every fitted one)."""
@@ -106,7 +119,16 @@ def scalar_cuts(event_scores: np.ndarray, weights: np.ndarray | None, jet_scores
     return cuts, stats
 
 
-def _effective_above(scores: np.ndarray, weights: np.ndarray | None, cut: float) -> float:
+def check_min_events_above(value: float) -> str | None:
+    """Why ``--min-events-above value`` is unusable (one line, both tools'), or None."""
+    if np.isfinite(value) and value >= 0:
+        return None
+    return (f"--min-events-above {value:g}: expected a finite number, at least 0 (0 accepts every finite cut; "
+            "an effective event count is never negative)")
+
+
+def _effective_above(scores: np.ndarray, weights: np.ndarray | None, cut: float | np.ndarray) -> float:
+    """(sum w)^2 / sum w^2 over the events above ``cut`` (a scalar, or one cut per event)."""
     s = np.asarray(scores, dtype=np.float64)
     w = np.ones(s.size) if weights is None else np.asarray(weights, dtype=np.float64)
     above = w[s > cut]  # NaN scores never pass
@@ -130,4 +152,5 @@ def card_entry(event_scores: np.ndarray, weights: np.ndarray | None, leading_pt:
             event_scores, np.ones(len(event_scores)) if weights is None else weights, leading_pt)
         if len(s):
             entry.fits = derive(s, w, pt, effs)
+            entry.fit_above = {k: _effective_above(s, w, f.cuts_at(pt)) for k, f in entry.fits.items()}
     return entry

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hltrun.framework.errors import ConfigError
+from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE
 from hltrun.tools.physics.eval_card_wp import P_MIN as P_FLAT
 from hltrun.tools.physics.eval_stats import PassRate, percent_text
 
@@ -41,6 +42,17 @@ def _bin_cell(x: dict[str, Any]) -> str:
     if not x["n_events"]:
         return "—"
     return percent_text(x) + ("" if x["n_pass"] in (0, x["n_events"]) else f" ({x['n_events']})")
+
+
+def _coefficients(entry: Any, key: str) -> str:
+    """A fitted pT-dependent cut's coefficients ± their errors; without errors where fewer than
+    MIN_EFFECTIVE_ABOVE effective events lie above the cut: the fit's covariance is a large-sample one,
+    and '3.13 ± 0.05' with no event above the cut would read as a cut known to 2 %."""
+    fit, above = entry.fits[key], entry.fit_above.get(key, math.inf)
+    if above < MIN_EFFECTIVE_ABOVE:
+        return (", ".join(f"{c:.4g}" for c in fit.coefficients) + f" (no error quoted: {above:.1f} effective "
+                f"background events above the cut (at least {MIN_EFFECTIVE_ABOVE:g} needed for one))")
+    return ", ".join(f"{c:.4g} ± {math.sqrt(v):.2g}" for c, v in zip(fit.coefficients, np.diag(fit.covariance)))
 
 
 def merged_thresholds(path: Path, identity: str, entry: dict[str, Any]) -> str:
@@ -73,7 +85,8 @@ def card_json(r: dict[str, Any], identity: str, command: str) -> dict[str, Any]:
                      "reduce": plan.reduce, "dropped": plan.dropped},
             "background": r["bkg_summary"], "input_rate_hz": rate_hz, "thresholds": r["table"], "cuts": cuts,
             "vs_leading_jet_pt_omitted": r["omitted"],
-            "vs_leading_jet_pt_fits": {k: entry.fits[k].to_json() for k in r["pt_keys"]},
+            "vs_leading_jet_pt_fits": {k: {**entry.fits[k].to_json(), "n_effective_above": entry.fit_above.get(k)}
+                                       for k in r["pt_keys"]},
             "pt_edges_gev": r["pt_edges_gev"], "pt_pass_rates": r["pt_rates"], "pt_flatness": r["pt_flatness"],
             "signals": r["signal_rows"]}
 
@@ -118,9 +131,8 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
         L.append(f"**pT-dependent cut** (`vs_leading_jet_pt`, `working_point: vs_leading_jet_pt`): cut = Σ c_k x^k, "
                  f"x = ln(pT / {pt['pt_ref_gev']:.0f} GeV), pT held in [{pt['pt_range_gev'][0]:.0f}, "
                  f"{pt['pt_range_gev'][1]:.0f}] GeV; " + "; ".join(
-                     f"`{k}`: " + ", ".join(f"{c:.4g} ± {math.sqrt(v):.2g}" for c, v in
-                                            zip(entry.fits[k].coefficients, np.diag(entry.fits[k].covariance)))
-                     for k in r["pt_keys"]) + " (tools/physics/pt_quantile_fit.py: fewer terms where the sample "
+                     f"`{k}`: {_coefficients(entry, k)}" for k in r["pt_keys"])
+                 + " (tools/physics/pt_quantile_fit.py: fewer terms where the sample "
                  "cannot support them). Not tested on an independent sample here: for that, "
                  "`evaluate_models --closure`.\n")
     for k, why in r["omitted"].items():

@@ -49,8 +49,10 @@ def _pct(r: dict[str, Any], err: bool = True) -> str:
     return percent_text(r, ".2f", err)
 
 
-def _ratio(r: dict[str, float | None]) -> str:
-    return "∞ (a bin passes nothing)" if r["ratio"] is None else f"{r['ratio']:.2f} ± {r['error']:.2f}"
+def _ratio(r: dict[str, Any]) -> str:
+    from hltrun.tools.physics.eval_card_wp import ratio_text
+
+    return ratio_text(r)
 
 
 def _bins(edges: list[float]) -> list[str]:
@@ -61,6 +63,50 @@ def _bins(edges: list[float]) -> list[str]:
 def _hz(rate: float, input_hz: float) -> str:
     hz = rate * input_hz
     return f"{hz / 1e3:.2f} kHz" if hz >= 999.5 else f"{hz:.0f} Hz"
+
+
+def _hz_pm(r: dict[str, Any], input_hz: float) -> str:
+    """A rate at the HLT input ± its error; the count it rests on where nothing (or everything) passed: '0 Hz ± 0 Hz'
+    would read as a rate known exactly."""
+    n, k = int(r["n_events"]), int(r["n_pass"])
+    if n == 0:
+        return "no events"
+    if k in (0, n):
+        return f"{_hz(r['rate'], input_hz)} ({k} of {n} events)"
+    return f"{_hz(r['rate'], input_hz)} ± {_hz(r['error'], input_hz)}"
+
+
+def events_above_text(m: dict[str, Any], models: tuple[str, ...], eff_label: dict[str, str]) -> str:
+    """What each event-level cut rests on: the background's events above it and their effective number
+    (stored by the evaluation as ``cut_stats``; for older metrics.json recovered exactly from the pass rate and
+    its error, ``eval_stats.effective_above``), and which fall short of the minimum both tools require."""
+    from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE
+    from hltrun.tools.physics.eval_stats import effective_above
+
+    minimum = m.get("min_events_above")  # None: metrics.json from before the evaluation checked it
+    parts, short = [], []
+    for n in models:
+        cells = []
+        for k, label in eff_label.items():
+            stat = m["models"][n].get("cut_stats", {}).get(k)
+            if stat is not None:
+                n_pass, eff = stat["n_pass"], stat["n_effective_above"]
+            else:
+                r = m["models"][n]["hlt"][k]["inclusive"]["background"]
+                n_pass, eff = r["n_pass"], effective_above(r)
+            cells.append(f"{label}: {n_pass} ({eff:.1f})")
+            if eff < MIN_EFFECTIVE_ABOVE:  # a higher --min-events-above refused the cut
+                short.append(f"{n} {label}")
+        parts.append(f"{n}: " + ", ".join(cells))
+    text = ("Behind each event-level cut, the background's QCD events above it (effective events in brackets: the "
+            "relative error on the cut's rate is about 1/√ of it): " + "; ".join(parts) + ".")
+    if short:
+        text += (f" **Fewer than {MIN_EFFECTIVE_ABOVE:g} effective events** (the minimum `evaluate_models` and "
+                 f"`hltcard` require by default, `--min-events-above`): {', '.join(short)}; " + (
+                     "these cuts were written before the evaluation checked it: evaluated again on the same sample "
+                     "they are refused unless the background is larger or `--min-events-above` is lowered."
+                     if minimum is None else f"accepted with `--min-events-above {minimum:g}`."))
+    return text
 
 
 def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespace, command: str) -> str:
@@ -308,7 +354,7 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
                 [h["inclusive"]["physical"], h["vs_leading_jet_pt"]["physical"]] if m.get("physical_background") else [])
             cells = cells or [h["inclusive"]["background"]]
             add(f"| {n} | {eff_label[k]} | " + " | ".join(
-                f"{_hz(r['rate'], hz)} ± {_hz(r['error'], hz)}" for r in cells) + " |")
+                _hz_pm(r, hz) for r in cells) + " |")
 
     add("\n## Thresholds (scalar)\n")
     add("`bkg_eff_1e-2` / `bkg_eff_1e-3` (the trigger filter's defaults, `working_point: inclusive`) are "
@@ -320,8 +366,7 @@ def model_card(m: dict[str, Any], hist: dict[str, dict], args: argparse.Namespac
         t = m["models"][n]["thresholds"]
         add(f"| {n} | {t['bkg_eff_1e-2']:.5g} | {t['bkg_eff_1e-3']:.5g} | {t['jet_bkg_eff_1e-2']:.5g} "
             f"| {t['jet_bkg_eff_1e-3']:.5g} |")
-    n_rare = m["background"]["n_effective"] / 1000
-    add(f"\nThe 0.1% event-level cut rests on ~{n_rare:.0f} effective QCD events above it.\n")
+    add("\n" + events_above_text(m, MODELS, eff_label) + "\n")
 
     add("## ONNX export check\n")
     if check:

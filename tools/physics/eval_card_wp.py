@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE
+from hltrun.tools.physics.eval_stats import percent_text
 from hltrun.tools.physics.pt_quantile_fit import MIN_EVENTS_PER_TERM, RANGE_QUANTILES, SIGNIFICANCE
 
 P_MIN = 0.05  # a chi-square p-value below this is reported as a failed closure / a rate that is not flat
@@ -23,6 +25,26 @@ def _chi2(c: dict[str, float]) -> str:
 
 def _cell(v: float | None, fmt: str) -> str:
     return "—" if v is None else format(v, fmt)
+
+
+def ratio_text(r: dict[str, Any]) -> str:
+    """A max/min ratio: the value ± its error; ∞ where one bin passes nothing and another does, else '—' and why
+    (no bins with events, nothing passing anywhere). metrics.json written before ``why`` existed has None only
+    where a bin passed nothing."""
+    if r["ratio"] is not None:
+        return f"{r['ratio']:.2f} ± {r['error']:.2f}"
+    why = r.get("why") or "a bin passes nothing"
+    return f"∞ ({why})" if why == "a bin passes nothing" else f"— ({why})"
+
+
+def flat_verdict(p: float, ratio: dict[str, Any]) -> str:
+    """The inclusive cut's verdict on flatness: 'consistent with flat' only where there is a finite max/min to be
+    consistent with (a χ² of 0 when nothing passes, or next to ∞, says nothing)."""
+    if ratio["ratio"] is None:
+        why = ratio.get("why") or "a bin passes nothing"
+        return f"**not flat**: max/min {ratio_text(ratio)}" if p < P_MIN else (
+            "untested: no event passes" if why == "nothing passes" else f"untested: {why}")
+    return "consistent with flat" if p >= P_MIN else f"**not flat**: max/min {ratio_text(ratio)}"
 
 
 def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict[str, float],
@@ -51,8 +73,12 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
     for n in models:
         for k in effs:
             f = m["models"][n]["wp_fit"][k]
-            errs = [c ** 0.5 for c in (f["covariance"][i][i] for i in range(len(f["coefficients"])))]
-            cells = [f"{c:.4g} ± {e:.2g}" for c, e in zip(f["coefficients"], errs)]
+            above = f.get("n_effective_above")  # absent from metrics.json written before it was stored
+            if above is not None and above < MIN_EFFECTIVE_ABOVE:  # the covariance is a large-sample one
+                cells = [f"{c:.4g} (no error: {above:.1f} effective events above the cut)" for c in f["coefficients"]]
+            else:
+                errs = [c ** 0.5 for c in (f["covariance"][i][i] for i in range(len(f["coefficients"])))]
+                cells = [f"{c:.4g} ± {e:.2g}" for c, e in zip(f["coefficients"], errs)]
             add(f"| {n} | {eff_label[k]} | " + " | ".join(cells + ["—"] * (3 - len(cells))) + " |")
     closure_sample = m.get("closure_sample")
     if closure_sample is None:
@@ -81,16 +107,15 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
             add("| leading-jet pT [GeV] | events (eff.) | pass rate [%] | target [%] | cut error [%] | pull "
                 "| fit events in bin (eff.) | bin-only events for the cut's precision |\n|---|---|---|---|---|---|---|---|")
             for b, r in zip(bins, c["bins"]):
-                add(f"| {b} | {r['n_events']} ({r['n_effective']:.0f}) | {_pct(r['rate'])} ± {_pct(r['error'])} "
+                add(f"| {b} | {r['n_events']} ({r['n_effective']:.0f}) | {percent_text(r, '.3f')} "
                     f"| {_pct(eff)} | {_pct(r['cut_error'])} | {_cell(r['pull'], '+.2f')} "
                     f"| {r['derivation_events']} ({r['derivation_n_effective']:.0f}) "
                     f"| {_cell(r['equivalent_events'], '.0f')} |")
-            worst = max(abs(r["pull"]) for r in c["bins"] if r["pull"] is not None)
+            worst = max((abs(r["pull"]) for r in c["bins"] if r["pull"] is not None), default=None)
             verdict = (f"closes (p ≥ {P_MIN})" if c["chi2"]["p"] >= P_MIN
                        else f"**does not close** (p < {P_MIN})")
             add(f"\n{verdict}: {_chi2(c['chi2'])} (independent sample's errors alone: {_chi2(c['chi2_stat'])}); "
-                f"largest |pull| {worst:.2f}; all bins together {_pct(c['inclusive']['rate'])} ± "
-                f"{_pct(c['inclusive']['error'])} %.\n")
+                f"largest |pull| {_cell(worst, '.2f')}; all bins together {percent_text(c['inclusive'], '.3f', unit=' %')}.\n")
     add("### The inclusive cuts on the independent sample\n")
     add("The fixed event-level cuts of `thresholds.json` (`working_point: inclusive`) on the same independent sample: "
         "pass rate (%) per leading-jet pT bin, χ² against one common rate (binomial errors at the pooled rate, "
@@ -102,11 +127,7 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
     for n in models:
         for k in effs:
             f = m["models"][n]["closure_inclusive"][k]
-            ratio = f["ratio"]
-            rt = "∞" if ratio["ratio"] is None else f"{ratio['ratio']:.2f} ± {ratio['error']:.2f}"
-            flat = f["chi2"]["p"] >= P_MIN
-            add(f"| {n} | {eff_label[k]} | " + " | ".join(f"{_pct(r['rate'], 2)} ± {_pct(r['error'], 2)}"
-                                                        for r in f["rates"])
-                + f" | {f['chi2']['chi2']:.1f}/{f['chi2']['ndf']}, {f['chi2']['p']:.2g} | {rt} | "
-                + ("consistent with flat" if flat else f"**not flat**: max/min {rt}") + " |")
+            add(f"| {n} | {eff_label[k]} | " + " | ".join(percent_text(r, ".2f") for r in f["rates"])
+                + f" | {f['chi2']['chi2']:.1f}/{f['chi2']['ndf']}, {f['chi2']['p']:.2g} | {ratio_text(f['ratio'])} | "
+                + flat_verdict(f["chi2"]["p"], f["ratio"]) + " |")
     return L

@@ -129,6 +129,19 @@ def percent_text(r: Mapping[str, Any], fmt: str = ".3g", err: bool = True, unit:
     return format(100 * r["rate"], fmt) + (f" ± {format(100 * r['error'], fmt)}" if err else "") + unit
 
 
+def effective_above(r: Mapping[str, Any]) -> float:
+    """The effective events above the cut, (sum_pass w)^2 / sum_pass w^2, from a ``PassRate.to_json()`` alone:
+    its error^2 W^2 = sum_pass w^2 (1 - p)^2 + sum_fail w^2 p^2 and sum w^2 = W^2 / n_effective give
+    sum_pass w^2 / W^2 = (error^2 - p^2 / n_effective) / (1 - 2p), exactly, except at p = 1/2 where the
+    error does not determine it (NaN). The plain count above the cut for unit weights. For metrics written
+    before the count was stored beside each cut."""
+    p, err, n_eff = r["rate"], r["error"], r["n_effective"]
+    if not r["n_pass"]:
+        return 0.0
+    denominator = err * err - p * p / n_eff
+    return float(p * p * (1 - 2 * p) / denominator) if denominator else float("nan")
+
+
 def binned_pass_rates(scores: np.ndarray, weights: np.ndarray | None, leading_pt: np.ndarray,
                       edges: list[float], cut: float | np.ndarray) -> list[PassRate]:
     """Pass rate in each leading-jet pT bin (hltrun.modules.working_point.bin_index: the trigger's own bins;

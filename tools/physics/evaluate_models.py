@@ -42,6 +42,7 @@ from hltrun.tools.physics.eval_stats import (auc_error, binned_pass_rates, effec
                               roc)
 
 from hltrun.tools.catalogue import MODELS, usage_error  # noqa: E402
+from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, check_min_events_above  # noqa: E402
 from hltrun.tools.physics.eval_defs import (BASELINES, BKG_EFFS, INPUT_RATE_HZ, MATCHED_PT_GEV, PT_EDGES_GEV,  # noqa: E402
                                     RATIO_RANGE_GEV, SIGNALS, SignalSpec)
 
@@ -59,6 +60,13 @@ PROG = "evaluate_models"
 
 class InputProblem(Exception):
     """A sample or model the user named cannot be used (exit code 3)."""
+
+
+class CutsRefused(Exception):
+    """A model's cut rests on fewer effective background events than --min-events-above (exit code 2, as hltcard)."""
+
+
+CUTS_REMEDY = "a larger --background sample, or --min-events-above N to accept fewer"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,6 +103,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--closure", action="append", default=None, metavar="FILE",
                    help="independent QCD the pT-dependent cut is tested on: pTHat slices stitched by their pTHat "
                         f"(default: those of {', '.join(CLOSURE_DEFAULTS)} that exist; 'none' to skip); repeatable")
+    p.add_argument("--min-events-above", type=float, default=MIN_EFFECTIVE_ABOVE, metavar="N",
+                   help="refuse a model's cut resting on fewer effective background events above it, as hltcard does "
+                        "(the relative statistical error on its rate is about 1/sqrt(N); default %(default)g; 0 "
+                        "accepts every finite cut)")
     p.add_argument("--no-card", action="store_true", help="do not rewrite README.md (the model card)")
     return p.parse_args(argv)
 
@@ -115,6 +127,9 @@ def check_args(args: argparse.Namespace) -> None:
             usage_error(PROG, f"--{option.replace('_', '-')} must be at least 1, got {value}")
     if not args.input_rate_hz > 0:  # NaN too: every output rate would be one
         usage_error(PROG, f"--input-rate-hz must be positive, got {args.input_rate_hz}")
+    why = check_min_events_above(args.min_events_above)
+    if why:
+        usage_error(PROG, why)
     given: dict[str, Path] = {}
     for key, path in args.signal:
         if key in given:
@@ -350,15 +365,20 @@ def _ratio_bins() -> list[int]:
     return [i for i, e in enumerate(PT_EDGES_GEV[:-1]) if e >= lo and PT_EDGES_GEV[i + 1] <= hi]
 
 
-def max_min_ratio(rates: list[dict]) -> dict[str, float | None]:
-    """Largest / smallest pass rate over the bins inside RATIO_RANGE_GEV, with its error from the
-    two rates' errors (ratio None when a bin passes nothing)."""
-    vals = [rates[i] for i in _ratio_bins()]
+def max_min_ratio(rates: list[dict]) -> dict[str, Any]:
+    """Largest / smallest pass rate over the bins inside RATIO_RANGE_GEV that have events, with its error
+    from the two rates' errors. Ratio None, and ``why``, where there is none: fewer than two bins with
+    events, nothing passing in any of them, or a bin passing nothing (∞)."""
+    vals = [rates[i] for i in _ratio_bins() if rates[i]["n_events"]]  # an empty bin is no rate, not a zero one
+    if len(vals) < 2:
+        return {"ratio": None, "error": None, "why": "fewer than two bins with events"}
     hi, lo = max(vals, key=lambda r: r["rate"]), min(vals, key=lambda r: r["rate"])
+    if not hi["rate"] > 0:
+        return {"ratio": None, "error": None, "why": "nothing passes"}
     if not lo["rate"] > 0:
-        return {"ratio": None, "error": None}
+        return {"ratio": None, "error": None, "why": "a bin passes nothing"}
     ratio = hi["rate"] / lo["rate"]
-    return {"ratio": float(ratio),
+    return {"ratio": float(ratio), "why": None,
             "error": float(ratio * np.hypot(hi["error"] / hi["rate"], lo["error"] / lo["rate"]))}
 
 
@@ -448,7 +468,7 @@ def evaluate_working_point(jet_scores: dict[str, np.ndarray], samples: Samples, 
     card = card if card is not None else model_card_entry(jet_scores, samples)
     fits = card.fits
     entry["vs_leading_jet_pt"] = card.pt_entry()
-    entry["wp_fit"] = {k: f.to_json() for k, f in fits.items()}
+    entry["wp_fit"] = {k: {**f.to_json(), "n_effective_above": card.fit_above.get(k)} for k, f in fits.items()}
     entry["wp_derivation_rates"] = {k: [r.to_json() for r in binned_pass_rates(
         derivation[0], derivation[1], derivation[2], PT_EDGES_GEV, f.cuts_at(derivation[2]))] for k, f in fits.items()}
     for s in samples.signals:
@@ -507,7 +527,7 @@ def evaluate(args: argparse.Namespace, samples: Samples | None = None) -> dict[s
         "signals": {s.key: s.describe(REPO) for s in samples.signals},
         "backend": args.backend, "models_dir": relative(args.models_dir, REPO), "input_rate_hz": args.input_rate_hz,
         "pt_edges_gev": list(PT_EDGES_GEV), "ratio_range_gev": list(RATIO_RANGE_GEV),
-        "matched_pt_gev": list(MATCHED_PT_GEV),
+        "matched_pt_gev": list(MATCHED_PT_GEV), "min_events_above": args.min_events_above,
         "wp_background": samples.wp_extra.describe(REPO) if samples.wp_extra is not None else None,
         "closure_sample": ({**samples.closure.describe(REPO), "slices": samples.closure_slices}
                            if samples.closure is not None else None),
@@ -516,7 +536,11 @@ def evaluate(args: argparse.Namespace, samples: Samples | None = None) -> dict[s
     for name in MODELS:
         jet_scores[name] = {k: v["score"] for k, v in scored[name].items()}
         card = model_card_entry(jet_scores[name], samples)  # thresholds.json's entry: the function hltcard uses
+        why = card.refusal(args.min_events_above, CUTS_REMEDY)  # and hltcard's rule on what it rests on
+        if why:
+            raise CutsRefused(f"{name} {why}")
         entry = evaluate_discriminant(jet_scores[name], samples, card.scalar)
+        entry["cut_stats"] = {k: st.to_json() for k, st in card.stats.items()}
         evaluate_working_point(jet_scores[name], samples, entry, card)
         entry["latent"] = _latent(hist.get(name), scored[name][b.key]["kl"], b.jet_weight)
         metrics["models"][name] = entry
@@ -579,7 +603,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: exit 3 with one line when a sample or model cannot be read."""
+    """Entry point: one line and exit 3 when a sample or model cannot be read, 2 for an argument or a cut resting
+    on fewer than --min-events-above effective background events (hltcard's rule), 4 for an unusable --out-dir."""
     args = parse_args(argv)
     args.argv_for_card = list(sys.argv[1:] if argv is None else argv)
     args.out_dir = args.out_dir or args.models_dir
@@ -602,6 +627,10 @@ def main(argv: list[str] | None = None) -> int:
             undo()
             print(f"evaluate_models: {exc}", file=sys.stderr)
             return 3
+        except CutsRefused as exc:
+            undo()
+            print(f"evaluate_models: {exc}", file=sys.stderr)
+            return 2
     from hltrun.tools.physics.eval_plots import plots
 
     plots(metrics, histories(args.models_dir), args.out_dir)
@@ -620,7 +649,8 @@ def summary_text(metrics: dict[str, Any]) -> str:
         ratio = m["pt_pass_ratio"]["bkg_eff_1e-2"]
         lines.append(f"{name}: event cut @1% {t['bkg_eff_1e-2']:.4g}, @0.1% {t['bkg_eff_1e-3']:.4g}; QCD pass-rate "
                      f"max/min over {RATIO_RANGE_GEV[0]:.0f}-{RATIO_RANGE_GEV[1]:.0f} GeV @1%: "
-                     + ("inf" if ratio["ratio"] is None else f"{ratio['ratio']:.2f} +- {ratio['error']:.2f}"))
+                     + (f"none ({ratio.get('why')})" if ratio["ratio"] is None
+                        else f"{ratio['ratio']:.2f} +- {ratio['error']:.2f}"))
         for sig, r in m["signals"].items():
             base = "  ".join(f"{k} {metrics['baselines'][k]['signals'][sig]['auc_event']:.3f}" for k in BASELINES)
             matched = r["auc_event_matched_pt"]

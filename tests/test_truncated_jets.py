@@ -31,13 +31,22 @@ def _expected(events: list[dict], limit: int) -> int:
     return n
 
 
-@pytest.mark.parametrize("width, source_max, streams", [(100, 100, 1), (30, 100, 2), (100, 40, 1)])
+@pytest.mark.parametrize("width, source_max, streams", [(100, 100, 1), (30, 100, 2), (40, 40, 1)])
 def test_truncated_jets_are_counted(write_config, counts_file, sample_events, width, source_max, streams):
     summary, _ = run_config(write_config(CONFIG.format(file=counts_file, width=width, source_max=source_max,
                                                        streams=streams)))
     expected = _expected(sample_events, min(width, source_max))
     assert expected > 0  # the sample has jets of 1-150 constituents: the check is not vacuous
     assert summary.data_quality["batcher"]["jets_truncated"] == expected
+
+
+def test_an_input_wider_than_the_source_keeps_is_refused_not_truncated(write_config, counts_file):
+    """100 rows per jet from a source that keeps 40: rows 41-100 would be padding, counted only as
+    'truncated'; the job stops before the first event instead."""
+    from hltrun.framework.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"source\.max_constituents: 40, .* set source\.max_constituents=100"):
+        run_config(write_config(CONFIG.format(file=counts_file, width=100, source_max=40, streams=1)))
 
 
 def test_hand_made_collection_counts_its_truncated_jets():

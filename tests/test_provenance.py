@@ -88,3 +88,38 @@ def test_hltdiff_says_nothing_of_a_file_without_a_record(tmp_path, capsys):
     with uproot.recreate(old) as f:
         f["Events"] = {"run": [1], "luminosityBlock": [1], "event": [1]}
     assert provenance_notes([old], [old]) == []
+
+
+def _strict(text: str) -> dict:
+    """JSON as strict readers (jq, JavaScript, Go, ROOT's TBufferJSON) take it: no NaN, Infinity."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_non_finite_timing_is_written_as_strict_json(write_config, tmp_path, monkeypatch):
+    """auto's table gives ``max_rel_diff: inf`` for an engine that disagrees (a value against NaN, an output
+    it lacks); ``json.dumps`` wrote it as ``Infinity``, which strict JSON readers refuse: the whole record
+    became unreadable outside Python. A non-finite number is null (its row's ``agrees: false`` says why)."""
+    from hltrun.framework.context import AcceleratorChoice
+    from hltrun.modules.root_output import PROVENANCE_KEY
+    from tests.plugins import Square
+
+    rows = ({"backend": "onnxruntime", "us_per_jet": 2.0, "max_rel_diff": 0.0, "agrees": True},
+            {"backend": "tflite", "us_per_jet": float("nan"), "max_rel_diff": float("inf"), "agrees": False})
+    monkeypatch.setattr(Square, "begin_job", lambda self, ctx: ctx.record_accelerator(
+        AcceleratorChoice("onnxruntime", "cpu", "auto", "m.onnx", "m", rows)), raising=False)
+    out = tmp_path / "o.root"
+    run_config(write_config(f"""
+        process: T
+        source: {{type: TestCountingSource, n: 4}}
+        modules:
+          sq: {{type: TestSquare}}
+          out: {{type: RootOutputModule, file: {out}}}
+        paths: {{p: [sq]}}
+        endpaths: {{e: [out]}}
+        """))
+    timings = _strict(str(uproot.open(out)[PROVENANCE_KEY]))["accelerators"]["sq"]["timings"]
+    assert timings[1] == {"backend": "tflite", "us_per_jet": None, "max_rel_diff": None, "agrees": False}
+    assert timings[0]["us_per_jet"] == 2.0  # a finite number stays a number

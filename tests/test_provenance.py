@@ -123,3 +123,25 @@ def test_a_non_finite_timing_is_written_as_strict_json(write_config, tmp_path, m
     timings = _strict(str(uproot.open(out)[PROVENANCE_KEY]))["accelerators"]["sq"]["timings"]
     assert timings[1] == {"backend": "tflite", "us_per_jet": None, "max_rel_diff": None, "agrees": False}
     assert timings[0]["us_per_jet"] == 2.0  # a finite number stays a number
+
+
+def test_a_fixed_threshold_on_scores_of_no_named_model_is_recorded(write_config, tmp_path):
+    """A filter with its own ``threshold`` on a scorer that names no model (a user's plugin): the cut was
+    recorded only once a model was known (begin_job from the scorer, or its first scores' model), so the
+    provenance and facts.cuts lacked the filter that made the bits."""
+    import tests.test_nanoaod_types  # noqa: F401 - registers TestJetScores (scores of no named model)
+    from hltrun.modules.root_output import read_provenance
+
+    out = tmp_path / "o.root"
+    _, process = run_config(write_config(f"""
+        process: T
+        source: {{type: TestCountingSource, n: 6}}
+        modules:
+          jets: {{type: TestJetScores}}
+          cut: {{type: AnomalyScoreFilter, src: jets, threshold: 1.0}}
+          out: {{type: RootOutputModule, file: {out}}}
+        paths: {{p: [jets, cut]}}
+        endpaths: {{e: [out]}}
+        """))
+    assert read_provenance(out)["cuts"] == {"cut": {"model": None, "reduce": "max", "working_point": "inclusive",
+                                                    "threshold": 1.0}}

@@ -136,6 +136,7 @@ def test_dask_equals_local(cluster, write_config, tmp_path):
     assert ds.executor["units"] == 8 == ds.executor["units_done"]  # 300/75 -> 4 units per file
     assert ds.module_summaries["out"]["events_written"] == ls.module_summaries["out"]["events_written"] == 600
     assert ds.source["read"] == 600 and ds.source["files"] == 2
+    assert ds.facts == ls.facts and ds.facts["cuts"]  # the job's cut, not the sum of 8 units' (merge rule)
     assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
     assert not list(tmp_path.glob("dask.root.*"))  # parts removed, nothing half-written left
     timing = services[0].result(ds)

@@ -145,3 +145,31 @@ def test_a_fixed_threshold_on_scores_of_no_named_model_is_recorded(write_config,
         """))
     assert read_provenance(out)["cuts"] == {"cut": {"model": None, "reduce": "max", "working_point": "inclusive",
                                                     "threshold": 1.0}}
+
+
+def test_hltdiff_names_the_network_that_differs_between_two_outputs(write_config, tmp_path, monkeypatch, capsys):
+    """End to end, the note's positive side: two jobs whose scorer ran another file of one network (a
+    retrained model under the same name) write records hltdiff tells apart, as one note line per cause."""
+    from hltrun.framework.context import AcceleratorChoice
+    from hltrun.tools.hltdiff import main
+    from tests.plugins import Square
+
+    outputs = {}
+    for digest in ("a", "b"):
+        monkeypatch.setattr(Square, "begin_job", lambda self, ctx, d=digest: ctx.record_accelerator(
+            AcceleratorChoice("onnxruntime", "cpu", "asked", "m.onnx", "m", (), d * 64)), raising=False)
+        outputs[digest] = tmp_path / f"{digest}.root"
+        run_config(write_config(f"""
+            process: T
+            source: {{type: TestCountingSource, n: 4}}
+            modules:
+              sq: {{type: TestSquare}}
+              out: {{type: RootOutputModule, file: {outputs[digest]}}}
+            paths: {{p: [sq]}}
+            endpaths: {{e: [out]}}
+            """, f"{digest}.yaml"))
+    assert main([str(outputs["a"]), str(outputs["b"])]) == 0  # the same bits: the note explains nothing here
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: what made them")]
+    assert notes == ["note: what made them differs: scorer 'sq': network m (sha256 aaaaaaaaaaaa) (old) and m "
+                     "(sha256 bbbbbbbbbbbb) (new) on onnxruntime (cpu): another file (a retrained or re-exported "
+                     "network)"]

@@ -858,3 +858,21 @@ def test_two_jobs_in_two_threads_each_compare_their_own_files(tmp_path) -> None:
         thread.join(60)
     assert said["second"].startswith(f"modules.out.file: {second_input} is an input file of this job")
     check_file_destination(first_input, "modules.out.file")  # no job runs here: nothing is compared
+
+
+def test_an_output_over_the_scorers_thresholds_card_is_refused_and_the_card_kept(tmp_path, capfd) -> None:
+    """The card beside the model (thresholds.json) gives the filter its cut: the job reads it, at validation.
+    ``modules.out.file`` naming it replaced the card with the ROOT output, exit 0, and the next job stopped
+    on an unreadable card."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
+    models = config.parents[1] / "data" / "models"
+    for name in ("conv_vae.onnx", "thresholds.json"):
+        (tmp_path / name).write_bytes((models / name).read_bytes())
+    card = tmp_path / "thresholds.json"
+    before = card.read_bytes()
+    code, _, errors = _run(capfd, str(config), "-q", "-n", "20", f"modules.vae.model={tmp_path / 'conv_vae.onnx'}",
+                           "modules.vae.backend=onnxruntime", f"modules.out.file={card}")
+    assert code == 4
+    assert errors == [f"hltrun: error: modules.out.file: {card} is an input file of this job ({card}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert card.read_bytes() == before and not _temporaries(tmp_path)

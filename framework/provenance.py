@@ -34,6 +34,16 @@ def strict_json(value: Any) -> Any:
     return value
 
 
+def readable(record: Any) -> bool:
+    """Whether ``record`` has the form ``record`` writes (``differences`` compares): an object whose
+    ``accelerators`` and ``cuts``, where present, map labels to objects. A later version's or another
+    tool's form is not read (a cut that is a number stopped hltdiff on a TypeError)."""
+    if not isinstance(record, dict):
+        return False
+    by_label = [record.get(key, {}) for key in ("accelerators", "cuts")]
+    return all(isinstance(entries, dict) and all(isinstance(e, dict) for e in entries.values()) for entries in by_label)
+
+
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """One line per difference that can change trigger bits: a scorer's network or engine, a filter's
     cut, hltrun's version; empty when the two records agree on all of them."""

@@ -173,3 +173,21 @@ def test_hltdiff_names_the_network_that_differs_between_two_outputs(write_config
     assert notes == ["note: what made them differs: scorer 'sq': network m (sha256 aaaaaaaaaaaa) (old) and m "
                      "(sha256 bbbbbbbbbbbb) (new) on onnxruntime (cpu): another file (a retrained or re-exported "
                      "network)"]
+
+
+def test_a_record_of_another_form_is_not_read_and_hltdiff_compares_as_before(tmp_path, capsys):
+    """A Provenance of valid JSON in a form this version does not write (a later hltrun's, another tool's
+    key): ``read_provenance`` promises None for it, but checked only that it was an object, and hltdiff
+    stopped on a TypeError traceback comparing a cut that was a number, not a mapping."""
+    from hltrun.modules.root_output import read_provenance
+    from hltrun.tools.hltdiff import main
+
+    files = []
+    for name, text in (("old", '{"cuts": {"f": 1.6}}'), ("new", '{"cuts": {"f": 1.7}, "accelerators": []}')):
+        files.append(tmp_path / f"{name}.root")
+        with uproot.recreate(files[-1]) as f:
+            f["Events"] = {"run": [1], "luminosityBlock": [1], "event": [1], "HLT_A": [True]}
+            f["Provenance"] = text
+    assert [read_provenance(path) for path in files] == [None, None]
+    assert main([str(path) for path in files]) == 0
+    assert "outputs agree" in capsys.readouterr().out

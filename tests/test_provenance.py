@@ -111,7 +111,7 @@ def test_a_non_finite_timing_is_written_as_strict_json(write_config, tmp_path, m
     monkeypatch.setattr(Square, "begin_job", lambda self, ctx: ctx.record_accelerator(
         AcceleratorChoice("onnxruntime", "cpu", "auto", "m.onnx", "m", rows)), raising=False)
     out = tmp_path / "o.root"
-    run_config(write_config(f"""
+    summary, _ = run_config(write_config(f"""
         process: T
         source: {{type: TestCountingSource, n: 4}}
         modules:
@@ -123,6 +123,8 @@ def test_a_non_finite_timing_is_written_as_strict_json(write_config, tmp_path, m
     timings = _strict(str(uproot.open(out)[PROVENANCE_KEY]))["accelerators"]["sq"]["timings"]
     assert timings[1] == {"backend": "tflite", "us_per_jet": None, "max_rel_diff": None, "agrees": False}
     assert timings[0]["us_per_jet"] == 2.0  # a finite number stays a number
+    # hltrun.json's facts are the same record's: strict too (they wrote Infinity as well)
+    assert _strict(json.dumps(summary.facts))["accelerators"]["sq"]["timings"] == timings
 
 
 def test_a_fixed_threshold_on_scores_of_no_named_model_is_recorded(write_config, tmp_path):

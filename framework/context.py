@@ -153,14 +153,16 @@ class Channels:
         self.lock = threading.Lock()
 
     def facts(self) -> dict[str, Any]:
-        """What the report shows of the channels (``JobSummary.facts``)."""
+        """What the report shows of the channels (``JobSummary.facts``), as strict JSON (``hltrun.json``)."""
+        from .provenance import strict_json
+
         with self.lock:
             out: dict[str, Any] = {}
             if self.accelerators:
                 out["accelerators"] = {label: c.as_dict() for label, c in self.accelerators.items()}
             if self.cuts:
                 out["cuts"] = {label: dict(cut) for label, cut in self.cuts.items()}
-            return out
+            return strict_json(out)
 
     def provenance(self) -> dict[str, Any]:
         """What made this job's decisions, for its output files: hltrun's version, the configuration,

@@ -70,36 +70,40 @@ class _Job:
         self.writers: dict[str, str] = {}
 
 
-_job: _Job | None = None  # the job running in this process (``one_job``); None: nothing is compared
+# the job running in this thread (``one_job``); None: nothing is compared. A context variable, not a module
+# global: a library user's two jobs in two threads each compare their own files (a global was shared, and
+# reset to the wrong job when they ended in another order than they began)
+_running: ContextVar[_Job | None] = ContextVar("hltrun_running_job", default=None)
 
 
 @contextmanager
 def one_job() -> Iterator[None]:
     """The block runs one job: its destinations are compared with each other and with its inputs. What a
     job claimed is forgotten at its end (a later job in the same process may write the same file)."""
-    global _job
-    previous, _job = _job, _Job()
+    token = _running.set(_Job())
     try:
         yield
     finally:
-        _job = previous
+        _running.reset(token)
 
 
 def reading(paths: Iterable[str | os.PathLike[str]]) -> None:
     """The running job reads these files: a destination that is one of them is refused, as writing it
     would replace the data the job reads (``modules.out.file`` or ``-j`` naming the source's file)."""
-    if _job is None:
+    job = _running.get()
+    if job is None:
         return
     for path in paths:
         try:
             info = os.stat(path)
         except OSError:
             continue  # its reader says why it cannot be read
-        _job.inputs[(info.st_dev, info.st_ino)] = os.fspath(path)
+        job.inputs[(info.st_dev, info.st_ino)] = os.fspath(path)
 
 
 def _not_an_input(path: Path, info: os.stat_result, what: str) -> None:
-    source = _job.inputs.get((info.st_dev, info.st_ino)) if _job is not None else None
+    job = _running.get()
+    source = job.inputs.get((info.st_dev, info.st_ino)) if job is not None else None
     if source is not None:
         raise ModuleError(f"{what}: {path} is an input file of this job ({source}); writing it would replace "
                           "what the job reads: give the output another name")
@@ -108,9 +112,10 @@ def _not_an_input(path: Path, info: os.stat_result, what: str) -> None:
 def _claim(dest: Destination, what: str) -> None:
     """``what`` writes ``dest`` in the running job: a file another writer of the job claimed is refused
     (the last one written would silently replace the other). Devices and FIFOs take several writers."""
-    if _job is None or dest.in_place:
+    job = _running.get()
+    if job is None or dest.in_place:
         return
-    first = _job.writers.setdefault(os.fspath(dest.target), what)
+    first = job.writers.setdefault(os.fspath(dest.target), what)
     if first != what:
         raise ModuleError(f"{what}: {dest.path} is also written by {first}; two outputs of one job would "
                           "overwrite each other: give each its own name")

@@ -7,7 +7,7 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .config import SOURCE_LABEL, PathEntry, ProcessConfig
 from .context import (MODULE_SERVICES, Channels, JobContext, LoopState, ModuleContext, SourceContext,
@@ -120,17 +120,12 @@ class Process:
     def begin_job(self) -> None:
         signals = self.signals
         if self.job.report_dir is not None:  # before any work: a bad folder must not cost a whole run
-            check_folder_destination(self.job.report_dir, REPORT_FOLDER, whole_set=True,
-                                     names=tuple(n for service in self.services for n in service.report_files()))
+            check_report_folder(self.job.report_dir, self.services)
         signals.pre_begin_job(self.job)
         signals.pre_module_begin_job(self.descriptions[0])
         self.source.begin_job(self.source_context())
         signals.post_module_begin_job(self.descriptions[0])
-        reading(self._input_files())  # before the modules check their outputs: none may be one of them
-        for desc, module in self.all_modules():  # a bad output path is said before any model loads
-            if isinstance(module, OutputModule):
-                with said_in_begin_job(desc):
-                    module.check_destination()
+        check_outputs(self._input_files(), self.all_modules())  # a bad output path: said before any model loads
         contexts: dict[str, ModuleContext] = {}  # one per label: its per-stream instances share it
         for desc, module in self.all_modules():
             signals.pre_module_begin_job(desc)
@@ -163,6 +158,24 @@ class Process:
             finally:
                 self.signals.post_module_end_job(desc)
         return problems
+
+
+def check_report_folder(report_dir: Path, services: Iterable[Service]) -> None:
+    """The report folder and every file its services write there, claimed for this job (a bad folder, or
+    an output named as one of its files, is said before any work)."""
+    check_folder_destination(report_dir, REPORT_FOLDER, whole_set=True,
+                             names=tuple(n for service in services for n in service.report_files()))
+
+
+def check_outputs(inputs: Iterable[str], modules: Iterable[tuple[ModuleDescription, Module]]) -> None:
+    """Each output module's file, checked before any module's begin_job: none may be one of ``inputs`` (the
+    files the job reads) nor another writer's file of the job (framework/destinations.py). The local run
+    and the Dask client (which builds no Process) both come here."""
+    reading(inputs)  # first: an output is compared with them
+    for desc, module in modules:
+        if isinstance(module, OutputModule):
+            with said_in_begin_job(desc):
+                module.check_destination()
 
 
 @contextmanager

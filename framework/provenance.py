@@ -10,11 +10,38 @@ comes with its likely cause.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
+
 def record(version: str, configuration: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
-    """The record: ``producer``, ``configuration`` and the job's facts (``accelerators``, ``cuts``)."""
-    return {"producer": f"hltrun {version}", "configuration": dict(configuration), **facts}
+    """The record: ``producer``, ``configuration`` and the job's facts (``accelerators``, ``cuts``), each
+    number finite (``strict_json``)."""
+    return strict_json({"producer": f"hltrun {version}", "configuration": dict(configuration), **facts})
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with each non-finite float as None: ``json.dumps`` writes them as ``Infinity`` and ``NaN``,
+    which strict JSON readers refuse (auto's ``max_rel_diff`` is inf for an engine that disagrees, which its
+    row's ``agrees: false`` says), and the whole record would be unreadable outside Python. None, not a
+    string: the field stays a number or null, as hltbench verdict's JSON writes the same figure."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def readable(record: Any) -> bool:
+    """Whether ``record`` has the form ``record`` writes (``differences`` compares): an object whose
+    ``accelerators`` and ``cuts``, where present, map labels to objects. A later version's or another
+    tool's form is not read (a cut that is a number stopped hltdiff on a TypeError)."""
+    if not isinstance(record, dict):
+        return False
+    by_label = [record.get(key, {}) for key in ("accelerators", "cuts")]
+    return all(isinstance(entries, dict) and all(isinstance(e, dict) for e in entries.values()) for entries in by_label)
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

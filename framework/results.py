@@ -16,7 +16,9 @@ from typing import Any, Iterable, Protocol
 
 from .summary import JobSummary
 
-_FIRST = {"process", "streams", "budget_ms", "input_rate_hz", "path_entries", "module_types", "executor", "failure"}
+# facts: the job's (cuts, engines, auto's table), the same in each unit of a worker: summed, a threshold grew
+_FIRST = {"process", "streams", "budget_ms", "input_rate_hz", "path_entries", "module_types", "executor", "failure",
+          "facts"}
 _MAX = {"wall_s", "loop_s", "begin_job_s"}
 _MIN = {"time_to_first_event_s"}
 _UNION = {"bad_files"}  # every unit of a worker reports the same skipped files: list each once

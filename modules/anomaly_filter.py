@@ -106,7 +106,8 @@ class AnomalyScoreFilter(Filter):
             self.model_id, threshold, self.binned = chosen
             if self.threshold is None:
                 self.threshold = threshold
-            self._said_cut()
+        if chosen is not None or self.threshold is not None:  # else said when the first scores give the cut
+            self._said_cut()  # a fixed threshold on scores of no named model is never 'adopted': said here
 
     def _said_cut(self) -> None:
         """Record the cut as resolved (the reports' facts, the output files' provenance)."""

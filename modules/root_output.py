@@ -39,6 +39,7 @@ from hltrun.framework.context import StreamActivity
 from hltrun.framework.destinations import check_file_destination
 from hltrun.framework.errors import ConfigError
 from hltrun.framework.event import Event
+from hltrun.framework.provenance import readable
 from hltrun.framework.resources import refuse_remote_destination, user_path
 from hltrun.framework.module import OutputModule
 from hltrun.framework.schema import InputTag, limited
@@ -397,7 +398,7 @@ def read_provenance(path: Any) -> dict[str, Any] | None:
         record = json.loads(text)
     except ValueError:
         return None
-    return record if isinstance(record, dict) else None
+    return record if readable(record) else None
 
 
 def _merged_lumis(parts: list[Path]) -> dict[tuple[int, int], int]:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 import numpy as np
 
 from hltrun.framework.context import AcceleratorChoice, StreamActivity
+from hltrun.framework.destinations import reading
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Producer
@@ -204,6 +205,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
         return identity, {}, card
     except (OSError, ValueError) as exc:
         raise ConfigError(f"thresholds card {card} is unreadable: {exc}") from None
+    reading([card])  # the filter's cut comes from it: no output of the running job may replace it
     entry = table.get(identity) if isinstance(table, dict) else None
     if entry is None and identity.endswith("_int8") and isinstance(table, dict):
         entry = table.get(identity[:-5])

@@ -136,6 +136,7 @@ def test_dask_equals_local(cluster, write_config, tmp_path):
     assert ds.executor["units"] == 8 == ds.executor["units_done"]  # 300/75 -> 4 units per file
     assert ds.module_summaries["out"]["events_written"] == ls.module_summaries["out"]["events_written"] == 600
     assert ds.source["read"] == 600 and ds.source["files"] == 2
+    assert ds.facts == ls.facts and ds.facts["cuts"]  # the job's cut, not the sum of 8 units' (merge rule)
     assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
     assert not list(tmp_path.glob("dask.root.*"))  # parts removed, nothing half-written left
     timing = services[0].result(ds)
@@ -530,3 +531,28 @@ def test_a_unit_whose_worker_died_too_often_is_a_documented_exit_code():
         mp.setattr("distributed.as_completed", lambda futures: iter(futures))
         message, code, _ = dask_executor._collect(Client(), {lost: "unit 0 (entries 0-99)"}, None, None, retries=0)
     assert code == 4 and "its worker died 1 time(s)" in message
+
+
+@pytest.mark.parametrize("collision", ["input", "job report", "report folder"])
+def test_an_output_over_the_jobs_own_files_is_refused_before_any_unit(collision, cluster, write_config, tmp_path,
+                                                                      capsys):
+    """A Dask run's client built no Process, so nothing compared its outputs with its inputs or with each
+    other (a local run refuses them, exit 4): ``modules.out.file=<the input>`` replaced the input, ``-j``
+    or a report folder file named as the output replaced the output, exit 0. Refused before any unit runs."""
+    from hltrun.framework.cli import main
+
+    source = tmp_path / "in.root"
+    source.write_bytes((ROOT / "data" / "rsg_ww_1p5TeV.root").read_bytes())
+    out = tmp_path / "o.root"
+    cfg = write_config(PATH.format(type="dask", address=cluster, files=source, out=out, extra="", endpath=""))
+    argv = {"input": [f"modules.out.file={source}"], "job report": ["-j", str(out)],
+            "report folder": ["--report-dir", str(tmp_path / "rep"), f"modules.out.file={tmp_path / 'rep' / 'hltrun.json'}"]}
+    code = main([str(cfg), "-q", "-n", "100", "options.skipEvents=0", *argv[collision]])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    said = {"input": f"{source} is an input file of this job ({source})",
+            "job report": f"{out} is also written by --job-report",
+            "report folder": f"{tmp_path / 'rep' / 'hltrun.json'} is also written by report folder"}[collision]
+    assert f"hltrun: error: modules.out.file: {said}" in err
+    assert source.read_bytes() == (ROOT / "data" / "rsg_ww_1p5TeV.root").read_bytes()
+    assert "Dask on" not in capsys.readouterr().out and not list(tmp_path.glob("*.part"))

@@ -817,3 +817,62 @@ def test_a_bad_output_path_is_refused_before_any_module_begins(write_config, tmp
     assert began == []
     run_config(cfg, f"modules.out.file={tmp_path / 'o.root'}")
     assert began == ["sq"]  # the patched begin_job does run in a good job: the check above can fail
+
+
+def test_two_jobs_in_two_threads_each_compare_their_own_files(tmp_path) -> None:
+    """``one_job`` kept the running job in a module global: a library user's two jobs in two threads shared
+    it, and the first to end set it back to none while the other still ran (its output over its own input
+    no longer refused: the input replaced), then the other's end brought the first job back for good (every
+    later job in the process refused a file the first had read). Each thread's job is its own."""
+    from hltrun.framework.destinations import one_job, reading
+
+    first_input, second_input = tmp_path / "a.root", tmp_path / "b.root"
+    first_input.write_text("a")
+    second_input.write_text("b")
+    first_began, second_began, first_ended = threading.Event(), threading.Event(), threading.Event()
+    said: dict[str, str] = {}
+
+    def first() -> None:
+        with one_job():
+            reading([first_input])
+            first_began.set()
+            second_began.wait(30)
+        first_ended.set()
+
+    def second() -> None:
+        first_began.wait(30)  # the jobs overlap, the first one began first
+        with one_job():
+            reading([second_input])
+            second_began.set()
+            first_ended.wait(30)  # the first job has ended: this one still runs
+            try:
+                check_file_destination(second_input, "modules.out.file")
+                said["second"] = "written over its input"
+            except ModuleError as exc:
+                said["second"] = str(exc)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    threads[1].start()
+    for thread in threads:
+        thread.join(60)
+    assert said["second"].startswith(f"modules.out.file: {second_input} is an input file of this job")
+    check_file_destination(first_input, "modules.out.file")  # no job runs here: nothing is compared
+
+
+def test_an_output_over_the_scorers_thresholds_card_is_refused_and_the_card_kept(tmp_path, capfd) -> None:
+    """The card beside the model (thresholds.json) gives the filter its cut: the job reads it, at validation.
+    ``modules.out.file`` naming it replaced the card with the ROOT output, exit 0, and the next job stopped
+    on an unreadable card."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
+    models = config.parents[1] / "data" / "models"
+    for name in ("conv_vae.onnx", "thresholds.json"):
+        (tmp_path / name).write_bytes((models / name).read_bytes())
+    card = tmp_path / "thresholds.json"
+    before = card.read_bytes()
+    code, _, errors = _run(capfd, str(config), "-q", "-n", "20", f"modules.vae.model={tmp_path / 'conv_vae.onnx'}",
+                           "modules.vae.backend=onnxruntime", f"modules.out.file={card}")
+    assert code == 4
+    assert errors == [f"hltrun: error: modules.out.file: {card} is an input file of this job ({card}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert card.read_bytes() == before and not _temporaries(tmp_path)

@@ -88,3 +88,108 @@ def test_hltdiff_says_nothing_of_a_file_without_a_record(tmp_path, capsys):
     with uproot.recreate(old) as f:
         f["Events"] = {"run": [1], "luminosityBlock": [1], "event": [1]}
     assert provenance_notes([old], [old]) == []
+
+
+def _strict(text: str) -> dict:
+    """JSON as strict readers (jq, JavaScript, Go, ROOT's TBufferJSON) take it: no NaN, Infinity."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_non_finite_timing_is_written_as_strict_json(write_config, tmp_path, monkeypatch):
+    """auto's table gives ``max_rel_diff: inf`` for an engine that disagrees (a value against NaN, an output
+    it lacks); ``json.dumps`` wrote it as ``Infinity``, which strict JSON readers refuse: the whole record
+    became unreadable outside Python. A non-finite number is null (its row's ``agrees: false`` says why)."""
+    from hltrun.framework.context import AcceleratorChoice
+    from hltrun.modules.root_output import PROVENANCE_KEY
+    from tests.plugins import Square
+
+    rows = ({"backend": "onnxruntime", "us_per_jet": 2.0, "max_rel_diff": 0.0, "agrees": True},
+            {"backend": "tflite", "us_per_jet": float("nan"), "max_rel_diff": float("inf"), "agrees": False})
+    monkeypatch.setattr(Square, "begin_job", lambda self, ctx: ctx.record_accelerator(
+        AcceleratorChoice("onnxruntime", "cpu", "auto", "m.onnx", "m", rows)), raising=False)
+    out = tmp_path / "o.root"
+    summary, _ = run_config(write_config(f"""
+        process: T
+        source: {{type: TestCountingSource, n: 4}}
+        modules:
+          sq: {{type: TestSquare}}
+          out: {{type: RootOutputModule, file: {out}}}
+        paths: {{p: [sq]}}
+        endpaths: {{e: [out]}}
+        """))
+    timings = _strict(str(uproot.open(out)[PROVENANCE_KEY]))["accelerators"]["sq"]["timings"]
+    assert timings[1] == {"backend": "tflite", "us_per_jet": None, "max_rel_diff": None, "agrees": False}
+    assert timings[0]["us_per_jet"] == 2.0  # a finite number stays a number
+    # hltrun.json's facts are the same record's: strict too (they wrote Infinity as well)
+    assert _strict(json.dumps(summary.facts))["accelerators"]["sq"]["timings"] == timings
+
+
+def test_a_fixed_threshold_on_scores_of_no_named_model_is_recorded(write_config, tmp_path):
+    """A filter with its own ``threshold`` on a scorer that names no model (a user's plugin): the cut was
+    recorded only once a model was known (begin_job from the scorer, or its first scores' model), so the
+    provenance and facts.cuts lacked the filter that made the bits."""
+    import tests.test_nanoaod_types  # noqa: F401 - registers TestJetScores (scores of no named model)
+    from hltrun.modules.root_output import read_provenance
+
+    out = tmp_path / "o.root"
+    _, process = run_config(write_config(f"""
+        process: T
+        source: {{type: TestCountingSource, n: 6}}
+        modules:
+          jets: {{type: TestJetScores}}
+          cut: {{type: AnomalyScoreFilter, src: jets, threshold: 1.0}}
+          out: {{type: RootOutputModule, file: {out}}}
+        paths: {{p: [jets, cut]}}
+        endpaths: {{e: [out]}}
+        """))
+    assert read_provenance(out)["cuts"] == {"cut": {"model": None, "reduce": "max", "working_point": "inclusive",
+                                                    "threshold": 1.0}}
+
+
+def test_hltdiff_names_the_network_that_differs_between_two_outputs(write_config, tmp_path, monkeypatch, capsys):
+    """End to end, the note's positive side: two jobs whose scorer ran another file of one network (a
+    retrained model under the same name) write records hltdiff tells apart, as one note line per cause."""
+    from hltrun.framework.context import AcceleratorChoice
+    from hltrun.tools.hltdiff import main
+    from tests.plugins import Square
+
+    outputs = {}
+    for digest in ("a", "b"):
+        monkeypatch.setattr(Square, "begin_job", lambda self, ctx, d=digest: ctx.record_accelerator(
+            AcceleratorChoice("onnxruntime", "cpu", "asked", "m.onnx", "m", (), d * 64)), raising=False)
+        outputs[digest] = tmp_path / f"{digest}.root"
+        run_config(write_config(f"""
+            process: T
+            source: {{type: TestCountingSource, n: 4}}
+            modules:
+              sq: {{type: TestSquare}}
+              out: {{type: RootOutputModule, file: {outputs[digest]}}}
+            paths: {{p: [sq]}}
+            endpaths: {{e: [out]}}
+            """, f"{digest}.yaml"))
+    assert main([str(outputs["a"]), str(outputs["b"])]) == 0  # the same bits: the note explains nothing here
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: what made them")]
+    assert notes == ["note: what made them differs: scorer 'sq': network m (sha256 aaaaaaaaaaaa) (old) and m "
+                     "(sha256 bbbbbbbbbbbb) (new) on onnxruntime (cpu): another file (a retrained or re-exported "
+                     "network)"]
+
+
+def test_a_record_of_another_form_is_not_read_and_hltdiff_compares_as_before(tmp_path, capsys):
+    """A Provenance of valid JSON in a form this version does not write (a later hltrun's, another tool's
+    key): ``read_provenance`` promises None for it, but checked only that it was an object, and hltdiff
+    stopped on a TypeError traceback comparing a cut that was a number, not a mapping."""
+    from hltrun.modules.root_output import read_provenance
+    from hltrun.tools.hltdiff import main
+
+    files = []
+    for name, text in (("old", '{"cuts": {"f": 1.6}}'), ("new", '{"cuts": {"f": 1.7}, "accelerators": []}')):
+        files.append(tmp_path / f"{name}.root")
+        with uproot.recreate(files[-1]) as f:
+            f["Events"] = {"run": [1], "luminosityBlock": [1], "event": [1], "HLT_A": [True]}
+            f["Provenance"] = text
+    assert [read_provenance(path) for path in files] == [None, None]
+    assert main([str(path) for path in files]) == 0
+    assert "outputs agree" in capsys.readouterr().out

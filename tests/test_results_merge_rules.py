@@ -104,8 +104,8 @@ UNITS: dict[str, tuple[list[Any], Callable[[list[Any]], Any]]] = {
                           {"vae": {"backend": "tensorflow", "calls": 4}}], _keywise(_settings_or_sum)),
     "source": ([{"read": 10, "files_read": {"a.root": 10}}, {"read": 20, "files_read": {"a.root": 5, "b.root": 15}},
                 {"read": 30, "chunks": 2}], _keywise(sum)),
-    "facts": ([{"accelerator": "cpu"}, {"accelerator": "cpu", "units": 1}, {"units": 2}],
-              _keywise(lambda v: sum(v) if isinstance(v[0], int) else v[0])),
+    "facts": ([{}, {"cuts": {"f": {"threshold": 1.5}}}, {"cuts": {"f": {"threshold": 1.5}}, "accelerators": {}}],
+              _first),
     "workers": ([{"w1": {"units": 1, "busy_s": 0.5}}, {"w2": {"units": 1, "busy_s": 0.25}},
                  {"w1": {"units": 1, "busy_s": 0.125}}], _keywise(sum)),
     "retried_units": ([[], [{"unit": 3}], [{"unit": 5}, {"unit": 6}]], _concat),
@@ -261,3 +261,13 @@ def test_merger_holds_a_logarithmic_number_of_partial_results():
 def test_merger_of_nothing_says_so():
     with pytest.raises(ValueError, match="^nothing to merge$"):
         Merger().result()
+
+
+def test_the_jobs_facts_are_one_units_not_their_sum():
+    """``facts`` (what the modules recorded: a filter's cut, a scorer's engine and auto's table) are the job's,
+    the same in every unit of a worker: merged key by key, a Dask run of 3 units wrote facts.cuts with 3 times
+    the filter's threshold (4.81 for 1.60) in hltrun.json and auto's table three times over."""
+    facts = {"cuts": {"anomalyFilter": {"model": "conv_vae", "threshold": 1.6}},
+             "accelerators": {"vae": {"backend": "tflite", "timings": [{"backend": "tflite", "us_per_jet": 97.0}]}}}
+    units = [JobSummary("P", 1, facts=copy.deepcopy(facts)) for _ in range(3)]
+    assert merge_all(JobResult(s) for s in units).summary.facts == facts

@@ -30,7 +30,7 @@ def execute(cfg: "ProcessConfig", report_dir: Path | None, started_at: float, pr
     if cfg.options.executor.type == "dask":
         from .dask_executor import run_dask
 
-        return run_dask(cfg, started_at, progress)
+        return run_dask(cfg, started_at, progress, report_dir)
     return run_local(cfg, report_dir, started_at, progress)
 
 

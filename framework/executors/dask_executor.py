@@ -95,13 +95,30 @@ def _quiet_worker_plugin(level: int):
     return QuietWorker(level)
 
 
-def run_dask(cfg: ProcessConfig, started_at: float, progress: bool) -> Outcome:
+def check_destinations(cfg: ProcessConfig, units: list[WorkUnit], report_dir: Path | None) -> None:
+    """What a local run's ``Process.begin_job`` checks before any module begins, on the client, which builds
+    no Process (its workers are other processes, which know nothing of this job's other files): the report
+    folder, and each output against the files the units read and the job's other writers. Without it an
+    output named as the input replaced the input, and one named as ``-j`` or a report file was replaced."""
+    from ..module import OutputModule
+    from ..process import check_outputs, check_report_folder
+    from ..signals import ModuleDescription
+
+    if report_dir is not None:
+        check_report_folder(report_dir, [pc.cls(name, pc.params) for name, pc in cfg.services.items()])
+    outputs = [(ModuleDescription(label, pc.type, pc.cls.kind, i), pc.cls(label, pc.params))
+               for i, (label, pc) in enumerate(cfg.modules.items(), start=1) if issubclass(pc.cls, OutputModule)]
+    check_outputs(dict.fromkeys(unit.file for unit in units), outputs)
+
+
+def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: Path | None = None) -> Outcome:
     require_dask()
     import dask
 
     t_start = time.time() - (time.perf_counter() - started_at)  # the job's start as epoch seconds
     ex = cfg.options.executor
     units, accounting = plan(cfg)
+    check_destinations(cfg, units, report_dir)
     if not units:
         from .local import run_local
 

@@ -46,13 +46,43 @@ def readable(record: Any) -> bool:
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """One line per difference that can change trigger bits: a scorer's network or engine, a filter's
-    cut, hltrun's version; empty when the two records agree on all of them."""
+    cut, hltrun's version, a setting of the source, the modules or the paths; empty when the two
+    records agree on all of them."""
     lines: list[str] = []
     if old.get("producer") != new.get("producer"):
         lines.append(f"made by {old.get('producer', '?')} (old) and {new.get('producer', '?')} (new)")
     lines += _by_label("scorer", old.get("accelerators") or {}, new.get("accelerators") or {}, _scorer_change)
     lines += _by_label("filter", old.get("cuts") or {}, new.get("cuts") or {}, _cut_change)
+    changed = _setting_changes(old.get("configuration") or {}, new.get("configuration") or {})
+    lines += [f"configuration: {line}" for line in changed[:MAX_SETTING_LINES]]
+    if len(changed) > MAX_SETTING_LINES:
+        lines.append(f"configuration: and {len(changed) - MAX_SETTING_LINES} more setting(s) that differ")
     return lines
+
+
+MAX_SETTING_LINES = 6
+# settings that say where data comes from or goes, or how fast it is processed, not which events pass;
+# the network, the engine and the cut are named by the scorer and filter lines already
+_NOT_DECIDING = frozenset({
+    "files", "file", "compression", "basket_events", "chunk_size", "decompression_threads", "read_ahead",
+    "threads", "engine_cache", "warm_up", "io_binding", "graph_optimization", "mode", "providers", "cuda_graphs",
+    "model", "models_dir", "backend", "threshold", "skipBadFiles"})
+
+
+def _setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``where value (old) and value (new)`` for each setting of the source, the modules and the paths
+    that differs (the options and services say how the job ran, not what it decided)."""
+    flat_old, flat_new = ({key: value for part in ("source", "modules", "paths", "endpaths")
+                           for key, value in _flatten(config.get(part), part)} for config in (old, new))
+    return [f"{key} {flat_old.get(key, '-')} (old) and {flat_new.get(key, '-')} (new)"
+            for key in sorted(set(flat_old) | set(flat_new))
+            if flat_old.get(key) != flat_new.get(key) and key.rsplit(".", 1)[-1] not in _NOT_DECIDING]
+
+
+def _flatten(value: Any, where: str) -> list[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        return [item for key, sub in value.items() for item in _flatten(sub, f"{where}.{key}")]
+    return [(where, value)]
 
 
 def _by_label(kind: str, old: Mapping[str, Any], new: Mapping[str, Any], change) -> list[str]:  # noqa: ANN001

@@ -193,3 +193,25 @@ def test_a_record_of_another_form_is_not_read_and_hltdiff_compares_as_before(tmp
     assert [read_provenance(path) for path in files] == [None, None]
     assert main([str(path) for path in files]) == 0
     assert "outputs agree" in capsys.readouterr().out
+
+
+def test_a_setting_that_decides_is_named_and_where_or_how_fast_is_not():
+    """Two outputs that differ because a module's setting changed named no cause ("outputs DIFFER" alone);
+    file names, threads, options and services differ between any two jobs and are not causes."""
+    def configured(max_jets: int, files: str, threads: int, out: str) -> dict:
+        return record("0.1.0", {"process": "X", "options": {"numberOfThreads": threads},
+                                "source": {"type": "RootJetSource", "files": [files], "chunk_size": 10},
+                                "modules": {"batcher": {"type": "JetBatcher", "max_jets": max_jets},
+                                            "out": {"type": "RootOutputModule", "file": out}},
+                                "paths": {"p": ["batcher"]}, "services": {"Timing": {}}}, {})
+
+    old = configured(2, "a.root", 1, "o1.root")
+    assert differences(old, configured(2, "b.root", 4, "o2.root")) == []
+    assert differences(old, configured(1, "a.root", 1, "o1.root")) == [
+        "configuration: modules.batcher.max_jets 2 (old) and 1 (new)"]
+    new = configured(2, "a.root", 1, "o1.root")
+    new["configuration"]["paths"]["p"] = ["batcher", "out"]
+    new["configuration"]["modules"].update({f"extra{i}": {"type": "T"} for i in range(7)})
+    lines = differences(old, new)
+    assert lines[0] == "configuration: modules.extra0.type - (old) and T (new)"
+    assert len(lines) == 7 and lines[-1] == "configuration: and 2 more setting(s) that differ"

@@ -297,6 +297,25 @@ class InferenceBackend(ABC):
     def close(self) -> None:
         """Release framework resources (device memory, sessions)."""
 
+    # ------------------------------------------------------------------ device figures (benchmarks)
+    def device_split_ns(self) -> dict[str, int] | None:
+        """``h2d_ns``, ``compute_ns``, ``d2h_ns``: exact sums, in nanoseconds, of the job work's copy in,
+        computation and copy out (warm-up excluded); a copy. The ``*_us`` counters are their floor: right
+        for a job's totals, ±1 µs on the difference over one call of a few µs (``hltbench gpu-sweep``
+        takes per-call times from here). None: the engine does not time its parts."""
+        return None
+
+    def device_memory(self) -> dict[str, int] | None:
+        """The device allocator's figures in bytes (``bytes_in_use``, ``peak_bytes_in_use``, ...: JAX's key
+        names, process-wide for the device), None where the engine has no device allocator to read."""
+        return None
+
+    def reset_device_peak(self) -> bool:
+        """Start the allocator's peaks (``peak_bytes_in_use``, ``peak_bytes_reserved``) again from its current
+        figures, process-wide for the device (for a tool that runs one engine at a time); False where the
+        engine cannot (JAX has no reset; no device allocator): its peak then covers the whole process."""
+        return False
+
     # ------------------------------------------------------------------ hooks
     @abstractmethod
     def _load(self) -> None:

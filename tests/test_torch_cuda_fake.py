@@ -299,8 +299,8 @@ def test_gpu_sweep_memory_and_split_per_engine_and_batch(fake_gpu, monkeypatch):
     """hltbench gpu-sweep on the GPU flow: each cell's device memory is the engine's own (what the earlier
     engine and model left is not counted), its peak the cell's (reset at its start: a CUDA-graph replay
     allocates nothing, so the peak is what the captured graphs hold, not the captures' scratch of every
-    bucket), the process's reserved memory that engine's alone (a closed engine gives its cache back); H2D / compute / D2H
-    exact per call (1.6 / 5.2 / 1.4 µs from the events, not whole µs)."""
+    bucket), the process's reserved memory that engine's alone (a closed engine gives its cache back);
+    H2D / compute / D2H exact per call (1.6 / 5.2 / 1.4 µs from the events, not whole µs)."""
     from hltrun.tools.bench import gpu_sweep
 
     real = FakeEvent.elapsed_time

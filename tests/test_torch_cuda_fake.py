@@ -8,7 +8,12 @@ the backend relies on (runs in CI; the real GPU runs tests/test_torch_gpu.py):
   dropped it, and a real replay would have read freed device memory);
 * every event is recorded, on the backend's stream, before its time is read, and the last one is waited
   for first; timings are device times in ms (here: the host clock between records);
-* the copies in and out go through page-locked buffers, one stream per instance.
+* the copies in and out go through page-locked buffers, one stream per instance;
+* device memory as the caching allocator counts it: a capture allocates its intermediates and outputs
+  from the graph's pool and frees the intermediates at its end (the peak keeps them), a replay allocates
+  nothing, the outputs are freed with the graph; ``reset_peak`` starts the peaks again from the current
+  figures (``torch.cuda.reset_peak_memory_stats``), ``release_cached`` gives back the unoccupied blocks
+  (``torch.cuda.empty_cache``); in use <= peak and in use <= reserved always.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import itertools
 import time
 import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -89,16 +95,22 @@ class FakeGraph:
             out.copy_(new)
 
 
+def new_allocator() -> dict[str, int]:
+    return {"bytes_in_use": 0, "peak_bytes_in_use": 0, "bytes_reserved": 0, "peak_bytes_reserved": 0}
+
+
 class FakeCuda(torch_cuda.TorchCuda):
     """The CPU standing in for the device (tensors stay on the CPU), with the contracts above."""
 
-    def __init__(self) -> None:
+    def __init__(self, allocator: dict[str, int] | None = None) -> None:
         super().__init__(torch, torch.device("cpu"))
         self.current: FakeStream | None = None
         self.pinned: set[int] = set()
         self.waits: list[bool] = []
         self.events: list[FakeEvent] = []
         self.captures = 0
+        # the device's caching allocator: one per process and device, so the backends of a test share it
+        self.allocator = allocator if allocator is not None else new_allocator()
 
     def name(self) -> str:
         return "Fake GPU"
@@ -130,12 +142,32 @@ class FakeCuda(torch_cuda.TorchCuda):
     def new_pool(self) -> object:
         return object()
 
+    INTERMEDIATES = 4  # a capture's intermediates, in input sizes: allocated from the pool, freed at its end
+
+    def _allocate(self, nbytes: int) -> None:
+        a = self.allocator
+        a["bytes_in_use"] += nbytes
+        a["bytes_reserved"] = max(a["bytes_reserved"], a["bytes_in_use"])
+        a["peak_bytes_in_use"] = max(a["peak_bytes_in_use"], a["bytes_in_use"])
+        a["peak_bytes_reserved"] = max(a["peak_bytes_reserved"], a["bytes_reserved"])
+
+    def _free(self, nbytes: int) -> None:
+        self.allocator["bytes_in_use"] -= nbytes
+        assert self.allocator["bytes_in_use"] >= 0, "freed more device memory than was allocated"
+
     def capture(self, fn, example, pool, stream):
         assert pool is not None
         self.captures += 1
+        scratch = self.INTERMEDIATES * example.nbytes
+        self._allocate(scratch)
         with self.use(stream), _NoHostWork():
             outs = fn(example)
-        return FakeGraph(fn, example, outs), outs
+        kept = sum(o.nbytes for o in outs)
+        self._allocate(kept)
+        self._free(scratch)
+        graph = FakeGraph(fn, example, outs)
+        weakref.finalize(graph, self._free, kept)  # the pool's outputs go with the graph
+        return graph, outs
 
     def replay(self, graph: FakeGraph) -> None:
         graph.replay(self, self.current)
@@ -146,17 +178,26 @@ class FakeCuda(torch_cuda.TorchCuda):
         return t
 
     def memory(self) -> dict[str, int]:
-        return {"bytes_in_use": 1, "peak_bytes_in_use": 2, "bytes_reserved": 3, "peak_bytes_reserved": 4,
-                "bytes_limit": 5}
+        a = self.allocator
+        assert a["bytes_in_use"] <= min(a["peak_bytes_in_use"], a["bytes_reserved"]) <= a["peak_bytes_reserved"]
+        return {**a, "bytes_limit": 80 << 30}
+
+    def reset_peak(self) -> None:
+        a = self.allocator
+        a["peak_bytes_in_use"], a["peak_bytes_reserved"] = a["bytes_in_use"], a["bytes_reserved"]
+
+    def release_cached(self) -> None:
+        self.allocator["bytes_reserved"] = self.allocator["bytes_in_use"]
 
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """Every torch backend made in the test gets its own FakeCuda (as each gets its own device side)."""
     made: list[FakeCuda] = []
+    allocator = new_allocator()
 
     def cuda_for(torch_module, device):
-        made.append(FakeCuda())
+        made.append(FakeCuda(allocator))
         return made[-1]
 
     monkeypatch.setattr(torch_cuda, "cuda_for", cuda_for)
@@ -252,3 +293,51 @@ def test_the_captured_function_must_be_kept(fake_gpu, monkeypatch):
     gc.collect()
     with pytest.raises(ModuleError, match="illegal memory access"):
         b.run(_jets(3, seed=2))
+
+
+def test_gpu_sweep_memory_and_split_per_engine_and_batch(fake_gpu, monkeypatch):
+    """hltbench gpu-sweep on the GPU flow: each cell's device memory is the engine's own (what the earlier
+    engine and model left is not counted), its peak the cell's (reset at its start: a CUDA-graph replay
+    allocates nothing, so the peak is what the captured graphs hold, not the captures' scratch of every
+    bucket), the process's reserved memory that engine's alone (a closed engine gives its cache back);
+    H2D / compute / D2H exact per call (1.6 / 5.2 / 1.4 µs from the events, not whole µs)."""
+    from hltrun.tools.bench import gpu_sweep
+
+    real = FakeEvent.elapsed_time
+    parts = {0: 0.0016, 1: 0.0052, 2: 0.0014}  # ms between events 0-1, 1-2, 2-3
+
+    def fixed(self, end):
+        real(self, end)  # the contract: both recorded, the end one waited for
+        return parts[self.cuda.events.index(self)]
+
+    monkeypatch.setattr(FakeEvent, "elapsed_time", fixed)
+    rows = gpu_sweep.sweep(["conv_vae", "gcn_vae"], [1, 8], "cpu", 7, False, MODELS, ["torch", "torch-eager"])
+    buckets = [1, 2, 4, 8]
+    outputs = sum(2 * 4 * b for b in buckets)  # score and kl, float32, per bucket: what the graphs keep
+    scratch = FakeCuda.INTERMEDIATES * max(buckets) * 100 * 3 * 4  # the largest capture's, its pool reused
+    assert len(rows) == 8
+    for r in rows:
+        assert (r["h2d_ms"], r["compute_ms"], r["d2h_ms"]) == (0.0016, 0.0052, 0.0014)
+        assert r["copy_share"] == pytest.approx(3.0 / 8.2) and "device_process_peak_bytes" not in r
+        graphs = r["engine"] == "torch"
+        assert r["device_bytes_in_use"] == r["device_peak_bytes"] == (outputs if graphs else 0), r
+        assert r["device_process_reserved_bytes"] == (outputs + scratch if graphs else 0), r
+    assert all(c.allocator["bytes_in_use"] == c.allocator["bytes_reserved"] == 0 for c in fake_gpu)  # all closed
+
+
+def test_torch_cuda_memory_calls_are_torch_cudas_on_its_device(monkeypatch):
+    """``TorchCuda``'s allocator calls, as torch.cuda names them (torch 2.x), each given the device."""
+    calls: list[tuple[str, object]] = []
+    device = torch.device("cuda", 0)
+    for name in ("reset_peak_memory_stats", "memory_allocated", "max_memory_allocated", "memory_reserved",
+                 "max_memory_reserved"):
+        monkeypatch.setattr(torch.cuda, name, lambda dev=None, _name=name: calls.append((_name, dev)) or 7)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(("empty_cache", None)))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda dev: SimpleNamespace(total_memory=9))
+    cuda = torch_cuda.TorchCuda(torch, device)
+    cuda.reset_peak()
+    cuda.release_cached()
+    assert cuda.memory() == {"bytes_in_use": 7, "peak_bytes_in_use": 7, "bytes_reserved": 7,
+                             "peak_bytes_reserved": 7, "bytes_limit": 9}
+    assert calls[:2] == [("reset_peak_memory_stats", device), ("empty_cache", None)]
+    assert all(dev is device for name, dev in calls[2:])

@@ -850,3 +850,104 @@ def test_gpu_farm_refuses_a_gpu_run_that_ran_on_the_cpu(tmp_path, capsys):
     assert captured.err.strip() == (f"hltbench gpu-farm: --gpu {also_cpu}: its inference ran on cpu (onnxruntime), "
                                     "not a GPU; give the report of a GPU run")
     assert not (tmp_path / "farm" / "farm.json").exists() and not captured.out
+
+
+# ---------------------------------------------------------------------- exact device split, device memory
+def test_device_split_ns_is_the_exact_sum_behind_the_us_counters(backends):
+    """``device_split_ns()``: the nanosecond sums of job work (warm-up excluded) whose floor the µs counters
+    are; a copy, so a caller cannot change them. Engines without the split (ONNX Runtime) say None."""
+    engine = backends["gcn_vae"].engine
+    fresh = create_backend(engine, MODELS / "gcn_vae.onnx", BackendOptions(max_batch=MAX_BATCH, device="cpu")).load()
+    fresh.warm_up()
+    assert fresh.device_split_ns() == {"h2d_ns": 0, "compute_ns": 0, "d2h_ns": 0}
+    fresh.run(_jets(3))
+    fresh.run(_jets(5))
+    ns = fresh.device_split_ns()
+    assert ns["compute_ns"] > 0
+    assert all(fresh.counters[f"{part}_us"] == ns[f"{part}_ns"] // 1000 for part in ("h2d", "compute", "d2h"))
+    ns["compute_ns"] = -1
+    assert fresh.device_split_ns()["compute_ns"] > 0
+    assert backends["gcn_vae"].ort.device_split_ns() is None
+
+
+def test_jax_device_memory_leaves_out_unavailable_stats():
+    """``Device.memory_stats()`` gives -1 for a statistic the platform does not keep (its docstring): such a
+    key is left out, never reported as -1 bytes."""
+    b = create_backend("jax", MODELS / "gcn_vae.onnx", BackendOptions(max_batch=2, device="cpu")).load()
+    b.jax_device = SimpleNamespace(memory_stats=lambda: {"bytes_in_use": 1024, "peak_bytes_in_use": -1,
+                                                         "bytes_limit": 4096, "bytes_reserved": -1})
+    assert b.device_memory() == {"bytes_in_use": 1024, "bytes_limit": 4096}
+    assert b.reset_device_peak() is False  # JAX has no reset of its peak
+
+
+class _JaxLikeEngine:
+    """A stand-in for a JAX engine on a GPU in ``sweep``: an allocator whose peak is never reset, some
+    bytes left in use by the previous model's engine, exact sub-µs copy times."""
+
+    name = "jax"
+    allocator = {"bytes_in_use": 0, "peak_bytes_in_use": 0}
+
+    def __init__(self, path, options) -> None:
+        self.path, self.ns = path, {"h2d_ns": 0, "compute_ns": 0, "d2h_ns": 0}
+        self.counters = {"h2d_us": 0, "compute_us": 0, "d2h_us": 0}  # their floor, as a real engine's
+
+    def _use(self, nbytes: int) -> None:
+        a = self.allocator
+        a["bytes_in_use"] += nbytes
+        a["peak_bytes_in_use"] = max(a["peak_bytes_in_use"], a["bytes_in_use"])
+
+    def load(self):
+        self._use(1000)  # weights
+        return self
+
+    def warm_up(self, sizes) -> None:
+        self._use(50_000)
+        self._use(-50_000)  # every bucket's warm-up: the process peak from now on
+
+    def describe(self):
+        return {"device": "gpu-nvidia", "jax_device": "cuda:0", "warm_up_s": 0.0}
+
+    def run(self, x):
+        for key, ns in (("h2d_ns", 1600), ("compute_ns", 5200), ("d2h_ns", 1400)):
+            self.ns[key] += ns
+            self.counters[key[:-3] + "_us"] = self.ns[key] // 1000
+        return {}
+
+    def device_split_ns(self):
+        return dict(self.ns)
+
+    def device_memory(self):
+        return dict(self.allocator)
+
+    def reset_device_peak(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._use(-600)  # 400 bytes stay in use after close, until the object goes (its weights, say)
+
+    def __del__(self) -> None:
+        self._use(-400)
+
+
+def test_gpu_sweep_memory_and_split_columns_on_an_engine_without_a_peak_reset(monkeypatch, tmp_path):
+    """jax has no reset of its allocator's peak: the per-cell peak column stays empty and the process's
+    peak is given under its own name; bytes in use are the engine's own (what the earlier model's engine
+    still holds is not counted); H2D/compute/D2H are exact (1.6/5.2/1.4 µs per call, not whole µs)."""
+    import hltrun.modules.inference as inference
+    from hltrun.tools.bench import gpu_sweep
+
+    monkeypatch.setattr(_JaxLikeEngine, "allocator", {"bytes_in_use": 0, "peak_bytes_in_use": 0})
+    monkeypatch.setattr(inference, "create_backend", lambda name, path, options=None: _JaxLikeEngine(path, options))
+    rows = gpu_sweep.sweep(["conv_vae", "gcn_vae"], [1, 64], "gpu", 7, False, MODELS, ["jax"])
+    assert [(r["model"], r["batch"]) for r in rows] == [(m, b) for m in ("conv_vae", "gcn_vae") for b in (1, 64)]
+    for r in rows:
+        assert (r["h2d_ms"], r["compute_ms"], r["d2h_ms"]) == (0.0016, 0.0052, 0.0014)
+        assert r["copy_share"] == pytest.approx(3.0 / 8.2)
+        assert r["device_bytes_in_use"] == 1000  # the engine's weights; not the 400 bytes the first one left
+        assert "device_peak_bytes" not in r and "device_process_reserved_bytes" not in r
+        assert r["device_process_peak_bytes"] == 51_000 if r["model"] == "conv_vae" else 51_400
+    assert set(gpu_sweep.FIELDS) >= set(rows[0])
+    import gc
+
+    gc.collect()
+    assert _JaxLikeEngine.allocator["bytes_in_use"] == 0  # every engine gone with the sweep

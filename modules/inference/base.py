@@ -135,6 +135,9 @@ class InferenceBackend(ABC):
         self._per_event = self.options.score_per == "event"
         self._single_shape: tuple[int, ...] | None = _JET_SHAPE  # one input's jet shape; None: several inputs
         self.counters: dict[str, int] = {"calls": 0, "jets": 0, "nonfinite_jets": 0, "empty_batches": 0}
+        # exact ns sums of the copy in, computation, copy out (``device_split_ns``): None for an engine that
+        # does not time its parts; one that does sets them to 0 at load and adds with ``_count_split``
+        self._split_ns: dict[str, int] | None = None
 
     @classmethod
     def not_ready_for_auto(cls, model_path: Path, options: BackendOptions) -> str | None:
@@ -216,6 +219,7 @@ class InferenceBackend(ABC):
         are checked on every size: with the default sizes (1 and 9) a score per event ((1,) whatever
         the batch) is refused here; warmed up on 1 jet only, at the first event with two."""
         saved = dict(self.counters)  # warm-up work is not job work (TensorRT counts its copies)
+        saved_split = dict(self._split_ns) if self._split_ns is not None else None
         for n in batch_sizes:
             try:
                 raw = self._run_inputs(tuple(np.zeros((int(n), *shape), np.float32) for shape in self._jet_shapes))
@@ -228,6 +232,7 @@ class InferenceBackend(ABC):
             normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order,  # now, not at event 1
                               self.options.score_per == "event")
         self.counters.update(saved)
+        self._split_ns = saved_split
 
     def run(self, batch: np.ndarray | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """(N, 100, 3) -> {role: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets); a
@@ -296,6 +301,35 @@ class InferenceBackend(ABC):
 
     def close(self) -> None:
         """Release framework resources (device memory, sessions)."""
+
+    # ------------------------------------------------------------------ device figures (benchmarks)
+    def device_split_ns(self) -> dict[str, int] | None:
+        """``h2d_ns``, ``compute_ns``, ``d2h_ns``: exact sums, in nanoseconds, of the job work's copy in,
+        computation and copy out (warm-up excluded); a copy. The ``*_us`` counters are their floor: right
+        for a job's totals, ±1 µs on the difference over one call of a few µs (``hltbench gpu-sweep``
+        takes per-call times from here). None: the engine does not time its parts."""
+        return dict(self._split_ns) if self._split_ns is not None else None
+
+    def _count_split(self, h2d_ns: int, compute_ns: int, d2h_ns: int) -> None:
+        """Add one engine call's parts to the exact sums and set ``h2d_us``/``compute_us``/``d2h_us`` to their
+        floor: summed in ns, so that sub-µs parts (a 40-byte copy) are not lost or rounded call by call."""
+        ns, c = self._split_ns, self.counters
+        assert ns is not None, "an engine that times its parts sets _split_ns at load"
+        ns["h2d_ns"] += h2d_ns
+        ns["compute_ns"] += compute_ns
+        ns["d2h_ns"] += d2h_ns
+        c["h2d_us"], c["compute_us"], c["d2h_us"] = ns["h2d_ns"] // 1000, ns["compute_ns"] // 1000, ns["d2h_ns"] // 1000
+
+    def device_memory(self) -> dict[str, int] | None:
+        """The device allocator's figures in bytes (``bytes_in_use``, ``peak_bytes_in_use``, ...: JAX's key
+        names, process-wide for the device), None where the engine has no device allocator to read."""
+        return None
+
+    def reset_device_peak(self) -> bool:
+        """Start the allocator's peaks (``peak_bytes_in_use``, ``peak_bytes_reserved``) again from its current
+        figures, process-wide for the device (for a tool that runs one engine at a time); False where the
+        engine cannot (JAX has no reset; no device allocator): its peak then covers the whole process."""
+        return False
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod

@@ -10,7 +10,8 @@ host buffers (pinned with ``cudaMallocHost`` through cuda-python on a GPU when i
 Timing: H2D (``jax.device_put`` + wait), compute (the executable + wait) and D2H (``np.asarray`` of
 the outputs) are timed separately with the host clock, waiting for each to finish (JAX exposes no
 CUDA events or streams), into the shared integer counters. Device memory (``Device.memory_stats()``: in use, peak, limit) is in
-``describe()`` on a GPU; the CPU device has none, and the key is absent.
+``describe()`` on a GPU; the CPU device has none, and the key is absent. The peak is the process's since
+it started: JAX offers no reset (``reset_device_peak`` says False).
 
 Device: ``BackendOptions.device`` ``auto`` (a GPU when JAX sees one, else the CPU), ``cpu`` or
 ``gpu``. ``JAX_PLATFORMS=cpu`` keeps JAX (and so ``auto``) off a GPU.
@@ -174,7 +175,8 @@ class JaxBackend(BucketedBackend):
     # ------------------------------------------------------------------ describe, close
     def device_memory(self) -> dict[str, int] | None:
         """The device allocator's figures (bytes in use, peak, limit ...), None where the device has
-        none (JAX's CPU device returns None)."""
+        none (JAX's CPU device returns None). A statistic the platform does not keep (-1, as
+        ``memory_stats`` documents) is left out. Its peak is the process's: JAX has no reset."""
         try:
             stats = self.jax_device.memory_stats()
         except Exception:  # noqa: BLE001 - a platform without allocator statistics
@@ -183,7 +185,7 @@ class JaxBackend(BucketedBackend):
             return None
         keys = ("bytes_in_use", "peak_bytes_in_use", "bytes_reserved", "peak_bytes_reserved", "bytes_limit",
                 "largest_alloc_size", "num_allocs")
-        return {k: int(stats[k]) for k in keys if k in stats}
+        return {k: int(stats[k]) for k in keys if k in stats and int(stats[k]) >= 0}
 
     def _describe(self) -> dict[str, Any]:
         import jaxlib

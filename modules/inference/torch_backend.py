@@ -17,7 +17,8 @@ On a GPU (``device: auto`` when PyTorch sees one, or ``gpu``):
 * page-locked (pinned) host buffers per bucket for both copies, asynchronous on the instance's stream;
 * H2D, compute and D2H timed with CUDA events recorded on that stream (device time of each part), into
   the shared counters; the caching allocator's figures (in use, peak, reserved, peak reserved, the
-  device's total) in ``describe()['device_memory']`` under the same keys as the JAX backend.
+  device's total) in ``describe()['device_memory']`` under the same keys as the JAX backend; its peaks
+  can be reset (``reset_device_peak``: hltbench gpu-sweep's per-cell peak).
 
 On the CPU: the specialised graph traced once per bucket with ``torch.jit.trace`` (TorchScript, as
 CMSSW loads PyTorch models), run on the host buffer itself (no copy, none counted); ``threads`` sets
@@ -187,6 +188,13 @@ class TorchBackend(BucketedBackend):
         """The caching allocator's figures on this device (JAX's key names); None on the CPU."""
         return self.cuda.memory() if self.cuda is not None else None
 
+    def reset_device_peak(self) -> bool:
+        """The caching allocator's peaks start again from its current figures (process-wide on the device)."""
+        if self.cuda is None:
+            return False
+        self.cuda.reset_peak()
+        return True
+
     def _describe(self) -> dict[str, Any]:
         torch = self.torch
         on_gpu = self.cuda is not None
@@ -203,13 +211,16 @@ class TorchBackend(BucketedBackend):
         return desc
 
     def close(self) -> None:
-        """Drop the graphs, buffers and device copies of the weights (the caching allocator keeps the
-        memory for the process)."""
+        """Drop the graphs, buffers and device copies of the weights, and give the caching allocator's
+        now unoccupied blocks back to the device: what is reserved after a close is what live tensors
+        hold (the next engine's reserved memory is its own)."""
         self._graphs, self._dev_out, self._dev_in, self._host_out = {}, {}, {}, {}
         self._calls, self._host_t, self._host, self._prepared = {}, {}, {}, set()
         graph = getattr(self, "graph", None)
         if graph is not None:
             graph.kernels.forget()
+        if getattr(self, "cuda", None) is not None:
+            self.cuda.release_cached()
 
 
 def fp32_only(torch: Any) -> dict[str, str]:

@@ -64,6 +64,16 @@ class TorchCuda:
         """A zeroed page-locked host tensor (the copies from and to it can be asynchronous)."""
         return self.torch.zeros(tuple(shape), dtype=dtype, pin_memory=True)
 
+    def reset_peak(self) -> None:
+        """The allocator's peaks (allocated, reserved) start again from its current figures, for the
+        whole process on this device (``torch.cuda.reset_peak_memory_stats``)."""
+        self.torch.cuda.reset_peak_memory_stats(self.device)
+
+    def release_cached(self) -> None:
+        """Give the allocator's unoccupied cached blocks back to the device (``torch.cuda.empty_cache``),
+        so that the memory reserved afterwards is what live tensors hold."""
+        self.torch.cuda.empty_cache()
+
     def memory(self) -> dict[str, int]:
         """The caching allocator's figures, under the JAX backend's key names."""
         cuda, dev = self.torch.cuda, self.device

@@ -7,8 +7,23 @@ CPU in the same process::
 
 One row per (engine, model, batch): host latency per ``run`` call (padding and copies included: what
 an event pays) as median and p99 over ``--repeat`` calls, jets/s at the median, µs per jet, the
-median per-call H2D / compute / D2H times from the backend's own counters, and the device allocator's
-bytes in use and peak (GPU; empty on the CPU). Inputs are real jets from a shipped sample, repeated to
+median per-call H2D / compute / D2H times (the differences of the backend's exact nanosecond sums,
+``device_split_ns()``, over each call) and the device memory of the cell (GPU; empty on the CPU):
+
+* ``device_bytes_in_use``: the engine's bytes in use after the cell: the allocator's, less what was in
+  use before the engine loaded (read from the framework's previous engine, closed and kept until then,
+  after the garbage of earlier ones is collected; 0 before the framework's first engine);
+* ``device_peak_bytes``: the engine's peak during the cell (the allocator's peaks reset at its start,
+  ``reset_device_peak``; less the same base). torch only: JAX has no reset, so empty there;
+* ``device_process_reserved_bytes``: torch's caching allocator's reserved bytes after the cell
+  (``torch.cuda.memory_reserved``), process-wide: this engine's segments and those of the earlier
+  engines' still-live tensors (a closed torch engine gives its cached blocks back). Empty on JAX, whose
+  ``bytes_reserved`` depends on its allocator;
+* ``device_process_peak_bytes``: where the peak cannot be reset (JAX), the allocator's peak since the
+  process started, read after the cell: every bucket's warm-up and every earlier engine and model on that
+  framework included, an upper bound and never a per-batch figure; empty where the peak is reset.
+
+Inputs are real jets from a shipped sample, repeated to
 fill the batch. Written as ``sweep.csv`` and ``sweep.json`` in ``--out``, and ``sweep.png`` (latency
 and copy share vs batch per model, the study's TensorRT host latency drawn beside) where matplotlib is
 installed. A figure tool, not a test: nothing here asserts a time.
@@ -17,6 +32,7 @@ installed. A figure tool, not a test: nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -32,7 +48,9 @@ from hltrun.tools.figures import save_figure
 from .runner import BenchError, csv_text, named_models, positive_int
 
 FIELDS = ("engine", "device", "model", "batch", "repeat", "median_ms", "p99_ms", "us_per_jet", "jets_per_s",
-          "h2d_ms", "compute_ms", "d2h_ms", "copy_share", "device_bytes_in_use", "device_peak_bytes")
+          "h2d_ms", "compute_ms", "d2h_ms", "copy_share", "device_bytes_in_use", "device_peak_bytes",
+          "device_process_reserved_bytes", "device_process_peak_bytes")
+SPLIT = ("h2d_ns", "compute_ns", "d2h_ns")  # device_split_ns(): per-call differences, exact
 DEFAULT_BATCHES = [1 << k for k in range(13)]  # 1 ... 4096
 # engine name in the table -> (backend, BackendOptions overrides)
 ENGINES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -62,23 +80,48 @@ MIN_CALLS = 5  # timed calls per cell at least, whatever the time limit
 
 
 def _time_calls(backend: Any, x: np.ndarray, repeat: int, max_s: float = float("inf")
-                ) -> tuple[list[float], dict[str, list[float]]]:
+                ) -> tuple[list[float], dict[str, list[int]]]:
     """``repeat`` timed calls, or fewer (at least MIN_CALLS) once ``max_s`` seconds are spent: a CPU
-    engine at batch 4096 must not eat the GPU script's time."""
-    split: dict[str, list[float]] = {"h2d_us": [], "compute_us": [], "d2h_us": []}
+    engine at batch 4096 must not eat the GPU script's time. The H2D / compute / D2H nanoseconds of each
+    call (empty lists for an engine that does not split its time)."""
+    split: dict[str, list[int]] = {key: [] for key in SPLIT}
     times: list[float] = []
     end = time.perf_counter() + max_s
     for _ in range(repeat):
         if len(times) >= MIN_CALLS and time.perf_counter() > end:
             break
-        before = dict(backend.counters)
+        before = backend.device_split_ns()
         t0 = time.perf_counter()
         backend.run(x)
         times.append(time.perf_counter() - t0)
-        for key in split:
-            if key in before:
-                split[key].append(backend.counters[key] - before[key])
+        if before is not None:
+            after = backend.device_split_ns()
+            for key in SPLIT:
+                split[key].append(after[key] - before[key])
     return times, split
+
+
+def _split_columns(split: dict[str, list[int]]) -> dict[str, float]:
+    """h2d_ms, compute_ms, d2h_ms (medians per call) and the copies' share of their sum; {} without a split."""
+    if not split["h2d_ns"]:
+        return {}
+    h2d, comp, d2h = (float(np.median(split[key])) / 1e6 for key in SPLIT)
+    total = h2d + comp + d2h
+    return {"h2d_ms": h2d, "compute_ms": comp, "d2h_ms": d2h, "copy_share": (h2d + d2h) / total if total else 0.0}
+
+
+def _memory_columns(mem: dict[str, int] | None, base: dict[str, int], peak_reset: bool) -> dict[str, int]:
+    """The cell's device memory columns (module docstring) from the allocator's figures after the cell,
+    ``base`` (the allocator's before the engine loaded: {} before the framework's first engine) and
+    whether the peak was reset at the cell's start; {} where the engine has no device allocator (the CPU)."""
+    if not mem or "bytes_in_use" not in mem:
+        return {}
+    before = base.get("bytes_in_use", 0)
+    columns = {"device_bytes_in_use": mem["bytes_in_use"] - before,
+               "device_peak_bytes": mem["peak_bytes_in_use"] - before if peak_reset else None,
+               "device_process_reserved_bytes": mem.get("bytes_reserved") if peak_reset else None,
+               "device_process_peak_bytes": None if peak_reset else mem.get("peak_bytes_in_use")}
+    return {key: value for key, value in columns.items() if value is not None}  # empty in the CSV, absent in the JSON
 
 
 def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: int, onnxruntime: bool,
@@ -91,6 +134,9 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
 
     rows: list[dict[str, Any]] = []
     x_all = sample_jets(max(batches))
+    # framework -> its last closed engine, kept until the next one has run: what it still holds on the
+    # device stays there, so the allocator read through it before the next load is that engine's base
+    previous: dict[str, Any] = {}
     for model in models:
         path = models_dir / f"{model}.onnx"
         engines = [(name, create_backend(ENGINES[name][0], path, BackendOptions(
@@ -98,6 +144,8 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
         if onnxruntime:
             engines.append(("onnxruntime", create_backend("onnxruntime", path)))
         for name, backend in engines:
+            gc.collect()  # earlier engines no longer referenced free their device memory now, not in a cell
+            base = (previous[backend.name].device_memory() or {}) if backend.name in previous else {}
             backend.load()
             backend.warm_up([1])
             desc = backend.describe()
@@ -105,6 +153,7 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
                   f"{desc.get('warm_up_s', 0.0):.1f} s", file=sys.stderr)
             for b in batches:
                 x = x_all[:b]
+                peak_reset = backend.reset_device_peak()  # the cell's own peak, its settling calls included
                 for _ in range(max(2, min(repeat // 10, MIN_CALLS))):
                     backend.run(x)  # a few untimed calls: caches and allocators settled
                 times, split = _time_calls(backend, x, repeat, max_s)
@@ -112,19 +161,14 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
                 row: dict[str, Any] = {"engine": name, "device": desc["device"], "model": model, "batch": b,
                                        "repeat": len(times), "median_ms": med * 1e3,
                                        "p99_ms": float(np.quantile(times, 0.99)) * 1e3,
-                                       "us_per_jet": med * 1e6 / b, "jets_per_s": b / med if med else 0.0}
-                if split["h2d_us"]:
-                    h2d, comp, d2h = (float(np.median(split[k])) / 1e3 for k in ("h2d_us", "compute_us", "d2h_us"))
-                    row.update(h2d_ms=h2d, compute_ms=comp, d2h_ms=d2h,
-                               copy_share=(h2d + d2h) / (h2d + comp + d2h) if h2d + comp + d2h else 0.0)
-                mem = backend.device_memory() if hasattr(backend, "device_memory") else None
-                if mem:
-                    row.update(device_bytes_in_use=mem.get("bytes_in_use"),
-                               device_peak_bytes=mem.get("peak_bytes_in_use"))
+                                       "us_per_jet": med * 1e6 / b, "jets_per_s": b / med if med else 0.0,
+                                       **_split_columns(split),
+                                       **_memory_columns(backend.device_memory(), base, peak_reset)}
                 rows.append(row)
                 print(f"  batch {b:5d}: median {row['median_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, "
                       f"{row['us_per_jet']:.1f} us/jet", file=sys.stderr)
             backend.close()
+            previous[backend.name] = backend
             if done is not None:
                 done(rows)
     return rows

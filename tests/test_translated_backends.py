@@ -243,6 +243,28 @@ OP_CASES = [
                        helper.make_node("LessOrEqual", ["x", "z"], ["le"]), helper.make_node("Where", ["ge", "s", "c"], ["w"]),
                        helper.make_node("Where", ["le", "f", "e"], ["v"]), helper.make_node("Add", ["w", "v"], ["a"]),
                        helper.make_node("Add", ["a", "g"], ["y"])], (4, 5), [_init("z", np.float32(0.1))]),
+    # Pad and Resize (2026-12-07, users' networks: F.pad, nn.Upsample / F.interpolate in a decoder), each form
+    ("pad-constant-input-crop", [helper.make_node("Pad", ["x", "p", "v"], ["y"])], (2, 3, 5),
+     [_init("p", I64(0, 1, -1, 0, 2, 3)), _init("v", np.float32(0.5))], 13),
+    ("pad-edge-reflect", [helper.make_node("Pad", ["x", "p"], ["e"], mode="edge"),
+                          helper.make_node("Pad", ["e", "q"], ["y"], mode="reflect")], (2, 3, 5),
+     [_init("p", I64(0, 0, 2, 0, 0, 1)), _init("q", I64(0, 0, 3, 0, 2, 2))], 11),
+    ("pad-wrap-axes-opset19", [helper.make_node("Pad", ["x", "p", "", "ax"], ["y"], mode="wrap")], (2, 3, 5),
+     [_init("p", I64(2, 1)), _init("ax", I64(-1))], 19),
+    ("pad-attribute-opset10", [helper.make_node("Pad", ["x"], ["y"], pads=[0, 1, 1, 0, 0, 2], value=-1.0)], (2, 3, 5), [], 10),
+    ("resize-nearest-scales", [helper.make_node("Resize", ["x", "", "s"], ["y"])], (2, 3, 7),
+     [_init("s", np.array([1, 1, 2.5], np.float32))], 13),
+    ("resize-nearest-asymmetric-floor", [helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest",
+                                                          coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+     (2, 3, 4, 5), [_init("s", np.array([1, 1, 2, 3], np.float32))], 17),
+    ("resize-linear-half-pixel-down", [helper.make_node("Resize", ["x", "", "s"], ["y"], mode="linear")], (2, 3, 9),
+     [_init("s", np.array([1, 1, 0.5], np.float32))], 13),
+    ("resize-linear-align-corners-sizes-opset11", [helper.make_node("Resize", ["x", "roi", "s", "z"], ["y"], mode="linear",
+                                                                    coordinate_transformation_mode="align_corners")],
+     (2, 3, 4, 6), [_init("roi", np.zeros(0, np.float32)), _init("s", np.zeros(0, np.float32)), _init("z", I64(2, 3, 7, 4))], 11),
+    ("resize-linear-pytorch-axes-opset18", [helper.make_node("Resize", ["x", "", "", "z"], ["y"], mode="linear", axes=[2],
+                                                             coordinate_transformation_mode="pytorch_half_pixel")],
+     (2, 3, 5), [_init("z", I64(11))], 18),
 ]
 
 
@@ -850,3 +872,4 @@ def test_gpu_farm_refuses_a_gpu_run_that_ran_on_the_cpu(tmp_path, capsys):
     assert captured.err.strip() == (f"hltbench gpu-farm: --gpu {also_cpu}: its inference ran on cpu (onnxruntime), "
                                     "not a GPU; give the report of a GPU run")
     assert not (tmp_path / "farm" / "farm.json").exists() and not captured.out
+

@@ -873,3 +873,17 @@ def test_gpu_farm_refuses_a_gpu_run_that_ran_on_the_cpu(tmp_path, capsys):
                                     "not a GPU; give the report of a GPU run")
     assert not (tmp_path / "farm" / "farm.json").exists() and not captured.out
 
+
+@pytest.mark.parametrize("engine", [*ENGINES, "iree"])
+def test_a_score_per_call_is_the_shared_line_on_padding_engines(engine, tmp_path):
+    """A model scoring the whole call (a scalar output: ``s.max()``) is refused at warm-up with the line
+    ONNX Runtime gives (naming the shape and score_per: event), not an IndexError from slicing a 0-d
+    output back to the batch's jets (until 2026-12-07 on JAX, PyTorch and IREE)."""
+    x = helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])
+    path = _save(_model([helper.make_node("ReduceMax", ["jets"], ["score"], keepdims=0)], [x],
+                        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [])]), tmp_path / "scalar.onnx")
+    backend = create_backend(engine, path, BackendOptions(max_batch=16, device="cpu")).load()
+    with pytest.raises(ModuleError) as info:
+        backend.warm_up()
+    msg = str(info.value)
+    assert "\n" not in msg and "output 'score' has shape () for 9 jet(s)" in msg and "score_per: event" in msg

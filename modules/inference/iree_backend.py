@@ -298,7 +298,7 @@ def host_copy(result: Any, n: int) -> np.ndarray:
     a reshape) kept past the call reads whatever the next calls put in that memory (other events'
     scores were written for a model with an (N, 1) output). The copy is a few bytes per jet."""
     host = result.to_host() if hasattr(result, "to_host") else result
-    return np.array(host[:n], copy=True)
+    return np.array(host[:n] if np.ndim(host) else host, copy=True)  # 0-d: a value per call, said by the caller
 
 
 def refuses_model(exc: BaseException) -> bool:

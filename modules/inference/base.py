@@ -397,6 +397,21 @@ def refuse_training_mode(path: Path, backend: str) -> None:
                               f"{_EVAL_HINT}")
 
 
+_PER_CALL_QUANTISATION = b"\x22\x15DynamicQuantizeLinear"  # a NodeProto's op_type (field 4: tag 0x22, length 21)
+
+
+def quantises_per_call(path: Path) -> bool:
+    """Whether an ONNX model quantises activations per call (``DynamicQuantizeLinear``, onnxruntime's
+    ``quantize_dynamic``: one int8 scale from every jet of the call), so that a jet's score depends on the
+    other jets of the call. Looked up in the file's bytes, as ``_is_quantised`` does: no onnx import."""
+    if path.suffix != ".onnx":
+        return False
+    import mmap
+
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(_PER_CALL_QUANTISATION) >= 0
+
+
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:
     """The one line for a model with several inputs (ParticleNet's points, features, mask) on an
     engine that feeds one: ONNX Runtime feeds them all (docs/your-model.md)."""

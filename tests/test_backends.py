@@ -227,31 +227,38 @@ def test_accelerators_list_forbids_backends():
 
 # ---------------------------------------------------------------------- training-mode exports
 def _training_mode_model(path: Path, op: str) -> Path:
-    """An (N, 100, 3) -> score model with a BatchNormalization (training_mode=1) or a Dropout whose
-    training_mode input is a constant true: what torch.onnx.export(..., training=TrainingMode.TRAINING)
-    writes for a network with BatchNorm1d and Dropout."""
+    """An (N, 100, 3) -> score model with a BatchNormalization (training_mode=1; at opset 12, its
+    statistics' outputs) or a Dropout whose training_mode input is a constant true: what
+    torch.onnx.export(..., training=TrainingMode.TRAINING) writes for a network with BatchNorm1d and Dropout."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     inits = [numpy_helper.from_array(np.array([1], np.int64), "ax")]
-    if op == "BatchNormalization":
+    opset = 17
+    if op.startswith("BatchNormalization"):
         inits += [numpy_helper.from_array(np.full(100, v, np.float32), n)
                   for n, v in (("g", 1.0), ("b", 0.0), ("m", 0.1), ("v", 2.0))]
-        node = helper.make_node(op, ["jets", "g", "b", "m", "v"], ["h", "run_mean", "run_var"], training_mode=1)
+        if op == "BatchNormalization-opset12":  # training shown by the statistics' outputs (torch, opset 9-13)
+            opset, op = 12, "BatchNormalization"
+            node = helper.make_node(op, ["jets", "g", "b", "m", "v"], ["h", "rm", "rv", "sm", "sv"])
+        else:
+            node = helper.make_node(op, ["jets", "g", "b", "m", "v"], ["h", "run_mean", "run_var"], training_mode=1)
     else:
         inits += [numpy_helper.from_array(np.array(0.3, np.float32), "r"), numpy_helper.from_array(np.array(True), "t")]
         node = helper.make_node(op, ["jets", "r", "t"], ["h"])
-    graph = helper.make_graph([node, helper.make_node("ReduceSum", ["h", "ax"], ["s"], keepdims=0),
-                               helper.make_node("ReduceSum", ["s", "ax"], ["score"], keepdims=0)], "g",
+    axes = {"axes": [1]} if opset < 13 else {}  # an attribute before opset 13, the input "ax" since
+    reduce = [helper.make_node("ReduceSum", [x] + ([] if axes else ["ax"]), [y], keepdims=0, **axes)
+              for x, y in (("h", "s"), ("s", "score"))]
+    graph = helper.make_graph([node, *reduce], "g",
                               [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
 
 
-@pytest.mark.parametrize("op", ["BatchNormalization", "Dropout"])
+@pytest.mark.parametrize("op", ["BatchNormalization", "BatchNormalization-opset12", "Dropout"])
 @pytest.mark.parametrize("name", ["onnxruntime", "iree", "jax", "torch"])
 def test_training_mode_export_is_refused_on_every_onnx_engine(tmp_path, name, op):
     """A network exported in training mode normalises with each call's batch statistics (a jet's score
@@ -262,7 +269,7 @@ def test_training_mode_export_is_refused_on_every_onnx_engine(tmp_path, name, op
     with pytest.raises(ModuleError) as info:
         create_backend(name, path).load()
     msg = str(info.value)
-    assert "\n" not in msg and msg.startswith(f"{name}: model {path}: {op} node 'h' is in training mode")
+    assert "\n" not in msg and msg.startswith(f"{name}: model {path}: {op.split('-')[0]} node 'h' is in training mode")
     assert "eval mode" in msg
 
 

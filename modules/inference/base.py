@@ -383,9 +383,12 @@ def refuse_training_mode(path: Path, backend: str) -> None:
         if node.domain not in ("", "ai.onnx"):
             continue
         why = ""
-        if node.op_type == "BatchNormalization" and any(a.name == "training_mode" and a.i for a in node.attribute):
-            why = ("training_mode=1: it normalises each call with that call's own batch statistics, so a jet's "
-                   "score would depend on the other jets of the call")
+        if node.op_type == "BatchNormalization" and (any(a.name == "training_mode" and a.i for a in node.attribute)
+                                                     or any(node.output[1:])):  # before opset 14: the statistics' outputs
+            why = ("training_mode=1" if any(a.name == "training_mode" for a in node.attribute) else
+                   "it outputs its running statistics, as in training before opset 14")
+            why += (": it normalises each call with that call's own batch statistics, so a jet's score would depend "
+                    "on the other jets of the call")
         elif node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
             flag = constants.get(node.input[2])
             if flag is None or bool(np.asarray(flag).reshape(-1)[0]):

@@ -50,7 +50,7 @@ from .inference import (BackendOptions, InferenceBackend, autoselect, backend_cl
                         model_suffix)
 from .inference.accelerator import auto_fallback, choose_backend
 from .contract import Contract, InputDeclaration, default_contract, freeze
-from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file
+from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file, quantises_per_call
 from .jets import batch_key
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .inference.machine import cpu_key, dist_version, model_digest
@@ -336,6 +336,11 @@ class VAEAnomalyScorer(Producer):
         if p.batching is not None and len(contract.inputs) > 1:
             raise ConfigError(f"{where}.batching: cross-event batching runs models with one input; {path} has "
                               f"{len(contract.inputs)} (set batching: null)")
+        if p.batching is not None and quantises_per_call(backend.model_path):
+            raise ConfigError(f"{where}.batching: model {backend.model_path} quantises its activations per call "
+                              f"(DynamicQuantizeLinear: one int8 scale from all the call's jets), so an event's scores "
+                              f"would depend on the other events' jets in the batch: set batching: null, or quantise "
+                              f"the model statically (QDQ: tools/physics/quantize_models.py --method static)")
         self.contract, self._key = contract, batch_key(contract, n_constituents, relative)
         if ctx.consumes:  # in a job (not a scorer built by hand): the batcher has the source prepare this, per chunk
             ctx.request(p.src.label, contract)

@@ -223,3 +223,71 @@ def test_accelerators_list_forbids_backends():
         choose_backend("onnxruntime", ["gpu-nvidia"])
     assert choose_backend("auto", ["cpu"])[0] == "onnxruntime"
     assert choose_backend("onnxruntime", ["gpu-nvidia"], ["cuda"])[0] == "onnxruntime"
+
+
+# ---------------------------------------------------------------------- training-mode exports
+def _training_mode_model(path: Path, op: str) -> Path:
+    """An (N, 100, 3) -> score model with a BatchNormalization (training_mode=1; at opset 12, its
+    statistics' outputs) or a Dropout whose training_mode input is a constant true: what
+    torch.onnx.export(..., training=TrainingMode.TRAINING) writes for a network with BatchNorm1d and Dropout."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "ax")]
+    opset = 17
+    if op.startswith("BatchNormalization"):
+        inits += [numpy_helper.from_array(np.full(100, v, np.float32), n)
+                  for n, v in (("g", 1.0), ("b", 0.0), ("m", 0.1), ("v", 2.0))]
+        if op == "BatchNormalization-opset12":  # training shown by the statistics' outputs (torch, opset 9-13)
+            opset, op = 12, "BatchNormalization"
+            node = helper.make_node(op, ["jets", "g", "b", "m", "v"], ["h", "rm", "rv", "sm", "sv"])
+        else:
+            node = helper.make_node(op, ["jets", "g", "b", "m", "v"], ["h", "run_mean", "run_var"], training_mode=1)
+    else:
+        inits += [numpy_helper.from_array(np.array(0.3, np.float32), "r"), numpy_helper.from_array(np.array(True), "t")]
+        node = helper.make_node(op, ["jets", "r", "t"], ["h"])
+    axes = {"axes": [1]} if opset < 13 else {}  # an attribute before opset 13, the input "ax" since
+    reduce = [helper.make_node("ReduceSum", [x] + ([] if axes else ["ax"]), [y], keepdims=0, **axes)
+              for x, y in (("h", "s"), ("s", "score"))]
+    graph = helper.make_graph([node, *reduce], "g",
+                              [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("op", ["BatchNormalization", "BatchNormalization-opset12", "Dropout"])
+@pytest.mark.parametrize("name", ["onnxruntime", "iree", "jax", "torch"])
+def test_training_mode_export_is_refused_on_every_onnx_engine(tmp_path, name, op):
+    """A network exported in training mode normalises with each call's batch statistics (a jet's score
+    depends on the other jets of the call: ONNX Runtime and IREE ran it silently, IREE's padded
+    batches differing from ONNX Runtime's by 100 %) or drops activations at random (a jet's score changes
+    from call to call): refused at load, one line naming the node, on every engine that reads ONNX."""
+    path = _training_mode_model(tmp_path / f"{op}.onnx", op)
+    with pytest.raises(ModuleError) as info:
+        create_backend(name, path).load()
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{name}: model {path}: {op.split('-')[0]} node 'h' is in training mode")
+    assert "eval mode" in msg
+
+
+def test_eval_mode_dropout_and_batch_norm_still_run(tmp_path):
+    """The check refuses training mode only: a Dropout without training_mode, or with a constant false
+    one, and an inference BatchNormalization load and run on ONNX Runtime."""
+    import onnx
+    from onnx import numpy_helper
+
+    for op in ("BatchNormalization", "Dropout"):
+        path = _training_mode_model(tmp_path / f"{op}.onnx", op)
+        model = onnx.load(str(path))
+        node = model.graph.node[0]
+        if op == "BatchNormalization":
+            node.attribute[0].i = 0
+            del node.output[1:]  # the running statistics are outputs in training mode only
+        else:
+            model.graph.initializer[-1].CopyFrom(numpy_helper.from_array(np.array(False), "t"))
+        onnx.save(model, str(path))
+        backend = create_backend("onnxruntime", path).load()
+        assert backend.run(jets(3))["score"].shape == (3,)

@@ -243,6 +243,28 @@ OP_CASES = [
                        helper.make_node("LessOrEqual", ["x", "z"], ["le"]), helper.make_node("Where", ["ge", "s", "c"], ["w"]),
                        helper.make_node("Where", ["le", "f", "e"], ["v"]), helper.make_node("Add", ["w", "v"], ["a"]),
                        helper.make_node("Add", ["a", "g"], ["y"])], (4, 5), [_init("z", np.float32(0.1))]),
+    # Pad and Resize (2026-12-07, users' networks: F.pad, nn.Upsample / F.interpolate in a decoder), each form
+    ("pad-constant-input-crop", [helper.make_node("Pad", ["x", "p", "v"], ["y"])], (2, 3, 5),
+     [_init("p", I64(0, 1, -1, 0, 2, 3)), _init("v", np.float32(0.5))], 13),
+    ("pad-edge-reflect", [helper.make_node("Pad", ["x", "p"], ["e"], mode="edge"),
+                          helper.make_node("Pad", ["e", "q"], ["y"], mode="reflect")], (2, 3, 5),
+     [_init("p", I64(0, 0, 2, 0, 0, 1)), _init("q", I64(0, 0, 3, 0, 2, 2))], 11),
+    ("pad-wrap-axes-opset19", [helper.make_node("Pad", ["x", "p", "", "ax"], ["y"], mode="wrap")], (2, 3, 5),
+     [_init("p", I64(2, 1)), _init("ax", I64(-1))], 19),
+    ("pad-attribute-opset10", [helper.make_node("Pad", ["x"], ["y"], pads=[0, 1, 1, 0, 0, 2], value=-1.0)], (2, 3, 5), [], 10),
+    ("resize-nearest-scales", [helper.make_node("Resize", ["x", "", "s"], ["y"])], (2, 3, 7),
+     [_init("s", np.array([1, 1, 2.5], np.float32))], 13),
+    ("resize-nearest-asymmetric-floor", [helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest",
+                                                          coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+     (2, 3, 4, 5), [_init("s", np.array([1, 1, 2, 3], np.float32))], 17),
+    ("resize-linear-half-pixel-down", [helper.make_node("Resize", ["x", "", "s"], ["y"], mode="linear")], (2, 3, 9),
+     [_init("s", np.array([1, 1, 0.5], np.float32))], 13),
+    ("resize-linear-align-corners-sizes-opset11", [helper.make_node("Resize", ["x", "roi", "s", "z"], ["y"], mode="linear",
+                                                                    coordinate_transformation_mode="align_corners")],
+     (2, 3, 4, 6), [_init("roi", np.zeros(0, np.float32)), _init("s", np.zeros(0, np.float32)), _init("z", I64(2, 3, 7, 4))], 11),
+    ("resize-linear-pytorch-axes-opset18", [helper.make_node("Resize", ["x", "", "", "z"], ["y"], mode="linear", axes=[2],
+                                                             coordinate_transformation_mode="pytorch_half_pixel")],
+     (2, 3, 5), [_init("z", I64(11))], 18),
 ]
 
 
@@ -951,3 +973,18 @@ def test_gpu_sweep_memory_and_split_columns_on_an_engine_without_a_peak_reset(mo
 
     gc.collect()
     assert _JaxLikeEngine.allocator["bytes_in_use"] == 0  # every engine gone with the sweep
+
+
+@pytest.mark.parametrize("engine", [*ENGINES, "iree"])
+def test_a_score_per_call_is_the_shared_line_on_padding_engines(engine, tmp_path):
+    """A model scoring the whole call (a scalar output: ``s.max()``) is refused at warm-up with the line
+    ONNX Runtime gives (naming the shape and score_per: event), not an IndexError from slicing a 0-d
+    output back to the batch's jets (until 2026-12-07 on JAX, PyTorch and IREE)."""
+    x = helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])
+    path = _save(_model([helper.make_node("ReduceMax", ["jets"], ["score"], keepdims=0)], [x],
+                        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [])]), tmp_path / "scalar.onnx")
+    backend = create_backend(engine, path, BackendOptions(max_batch=16, device="cpu")).load()
+    with pytest.raises(ModuleError) as info:
+        backend.warm_up()
+    msg = str(info.value)
+    assert "\n" not in msg and "output 'score' has shape () for 9 jet(s)" in msg and "score_per: event" in msg

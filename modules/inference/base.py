@@ -155,6 +155,7 @@ class InferenceBackend(ABC):
         if refusal:
             raise ModuleError(refusal)
         check_model_file(self.model_path, self.model_suffixes, self.name)
+        refuse_training_mode(self.model_path, self.name)
         if self._per_event and self.pads_batches:
             raise ModuleError(f"{self.name}: runs batches padded to its compiled sizes, so a model scoring the whole "
                               f"call (score_per: event) would score the padding too: use backend: onnxruntime")
@@ -381,6 +382,71 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
     if not head:
         raise ModuleError(f"{prefix}model file {path} is empty")
     reading([path])  # every model reader comes here: no output of the running job may replace it
+
+
+_TRAINING_OPS = (b"BatchNormalization", b"Dropout")  # the ops an export in training mode leaves behaving so
+_EVAL_HINT = ("re-export the model in eval mode (PyTorch: model.eval() and torch.onnx.export's default "
+              "training=TrainingMode.EVAL; Keras: training=False)")
+
+
+def refuse_training_mode(path: Path, backend: str) -> None:
+    """An ONNX model exported in training mode is one line at load, on every engine that reads ONNX: a
+    BatchNormalization with ``training_mode=1`` normalises each call with that call's own batch statistics
+    (a jet's score depends on the other jets of the call, and on an engine's padded batch), a Dropout whose
+    ``training_mode`` is true drops activations at random (a jet scores differently on every call). ONNX
+    Runtime and IREE ran both without a word. The file's bytes are searched first, so a model without
+    either op (the shipped ones) costs no onnx import."""
+    if path.suffix != ".onnx":
+        return
+    import mmap
+
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if not any(data.find(op) >= 0 for op in _TRAINING_OPS):
+            return
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # the backend's own load reports an unreadable model in its words
+        return
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                      if n.op_type == "Constant" and len(n.attribute) == 1 and n.attribute[0].name == "value"})
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        why = ""
+        if node.op_type == "BatchNormalization" and (any(a.name == "training_mode" and a.i for a in node.attribute)
+                                                     or any(node.output[1:])):  # before opset 14: the statistics' outputs
+            why = ("training_mode=1" if any(a.name == "training_mode" for a in node.attribute) else
+                   "it outputs its running statistics, as in training before opset 14")
+            why += (": it normalises each call with that call's own batch statistics, so a jet's score would depend "
+                    "on the other jets of the call")
+        elif node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
+            flag = constants.get(node.input[2])
+            if flag is None or bool(np.asarray(flag).reshape(-1)[0]):
+                why = ("its training_mode input is " + ("true" if flag is not None else "computed in the graph") +
+                       ": it drops activations at random, so a jet would score differently on every call")
+        if why:
+            name = node.output[0] if node.output else node.name
+            raise ModuleError(f"{backend}: model {path}: {node.op_type} node {name!r} is in training mode ({why}); "
+                              f"{_EVAL_HINT}")
+
+
+_PER_CALL_QUANTISATION = b"\x22\x15DynamicQuantizeLinear"  # a NodeProto's op_type (field 4: tag 0x22, length 21)
+
+
+def quantises_per_call(path: Path) -> bool:
+    """Whether an ONNX model quantises activations per call (``DynamicQuantizeLinear``, onnxruntime's
+    ``quantize_dynamic``: one int8 scale from every jet of the call), so that a jet's score depends on the
+    other jets of the call. Looked up in the file's bytes, as ``_is_quantised`` does: no onnx import."""
+    if path.suffix != ".onnx":
+        return False
+    import mmap
+
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(_PER_CALL_QUANTISATION) >= 0
 
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:

@@ -161,10 +161,14 @@ class BucketedBackend(InferenceBackend):
         if out is not None:
             if m == total and self.fresh_outputs:
                 for name in self.output_names:
-                    out[name] = host[self._index[name]][:m]
+                    y = host[self._index[name]]
+                    out[name] = y[:m] if y.ndim else np.array(y)  # 0-d: a value per call, normalise_outputs names it
             else:
                 for name in self.output_names:
                     y = host[self._index[name]]
+                    if not y.ndim:  # one value per call, not per jet: kept whole for normalise_outputs' line
+                        out[name] = np.array(y)
+                        continue
                     if name not in out:
                         out[name] = np.empty((total, *y.shape[1:]), np.float32)
                     out[name][start:start + m] = y[:m]

@@ -621,6 +621,124 @@ def _range(k: Kernels, start: Any, limit: Any, delta: Any) -> np.ndarray:
     return np.arange(np.asarray(start), np.asarray(limit), np.asarray(delta)).astype(np.asarray(start).dtype)
 
 
+def _pad_block(k: Kernels, x: Any, axis: int, width: int, value: Any) -> Any:
+    """A block of ``value`` shaped like ``x`` but ``width`` long on ``axis`` (static when small)."""
+    dims = list(x.shape)
+    dims[axis] = width
+    dtype = np.asarray(x).dtype if _is_static(x) else np.dtype(str(x.dtype).removeprefix("torch."))
+    if _is_static(x) or int(np.prod(dims, dtype=np.int64)) <= 4096:
+        return np.full(dims, value, dtype)
+    return k.full(dims, np.asarray(value, dtype), dtype)
+
+
+def _pad(k: Kernels, x: Any, pads: Any = None, constant_value: Any = None, axes: Any = None, *,
+         mode: str = "constant", pads_attr: Sequence[int] | None = None, value: float = 0.0) -> Any:
+    """Pad: ``pads`` as an input (opset 11+, ``axes`` 18+) or an attribute (before 11, with ``value``);
+    constant, edge, reflect and wrap modes; a negative pad crops. Edge/reflect/wrap take static indices."""
+    p = _ints(pads, "Pad pads") if pads is not None else list(pads_attr or [])
+    ax = [_axis(a, x.ndim) for a in _ints(axes, "Pad axes")] if axes is not None else list(range(x.ndim))
+    if len(p) != 2 * len(ax):
+        raise ModuleError(f"Pad pads has {len(p)} values for {len(ax)} axes")
+    fill = np.asarray(constant_value).reshape(-1)[0] if constant_value is not None else value
+    xp = _xp(k, x)
+    for i, a in enumerate(ax):
+        begin, end = p[i], p[i + len(ax)]
+        if begin < 0 or end < 0:  # crop first
+            index: list[slice] = [slice(None)] * x.ndim
+            index[a] = slice(max(-begin, 0), x.shape[a] - max(-end, 0))
+            x = x[tuple(index)] if _is_static(x) else k.take_slice(x, tuple(index))
+            begin, end = max(begin, 0), max(end, 0)
+        if not begin and not end:
+            continue
+        n = int(x.shape[a])
+        if mode == "constant":
+            parts = ([_pad_block(k, x, a, begin, fill)] if begin else []) + [x] + \
+                    ([_pad_block(k, x, a, end, fill)] if end else [])
+            x = _xp(k, *parts).concat(parts, axis=a)
+            continue
+        pos = np.arange(-begin, n + end)
+        if mode == "edge":
+            idx = np.clip(pos, 0, n - 1)
+        elif mode == "wrap":
+            idx = np.mod(pos, n)
+        elif mode == "reflect":
+            if n < 2 or begin >= n or end >= n:
+                raise ModuleError(f"Pad reflect of {begin}/{end} on an axis of {n} is not implemented")
+            idx = np.abs(pos)
+            idx = np.where(idx > n - 1, 2 * (n - 1) - idx, idx)
+        else:
+            raise ModuleError(f"Pad mode {mode!r} is not implemented")
+        x = xp.take(x, idx.astype(np.int64), axis=a)
+    return x
+
+
+_NEAREST = {"round_prefer_floor": lambda c: np.ceil(c - 0.5), "round_prefer_ceil": lambda c: np.floor(c + 0.5),
+            "floor": np.floor, "ceil": np.ceil}
+
+
+def _source_coordinates(out: int, size: int, scale: float, how: str) -> np.ndarray:
+    """Where each output position of a Resize axis samples its input (ONNX's coordinate_transformation_mode)."""
+    o = np.arange(out, dtype=np.float64)
+    if how == "half_pixel":
+        return (o + 0.5) / scale - 0.5
+    if how == "pytorch_half_pixel":
+        return (o + 0.5) / scale - 0.5 if out > 1 else np.zeros(out)
+    if how == "align_corners":
+        return o * (size - 1) / (out - 1) if out > 1 else np.zeros(out)
+    if how == "asymmetric":
+        return o / scale
+    raise ModuleError(f"Resize coordinate_transformation_mode {how!r} is not implemented")
+
+
+def _resize(k: Kernels, x: Any, roi: Any = None, scales: Any = None, sizes: Any = None, *, mode: str = "nearest",
+            coordinate_transformation_mode: str = "half_pixel", nearest_mode: str = "round_prefer_floor",
+            axes: Sequence[int] | None = None, antialias: int = 0, keep_aspect_ratio_policy: str = "stretch",
+            exclude_outside: int = 0, cubic_coeff_a: float = -0.75, extrapolation_value: float = 0.0,
+            opset: int = 13) -> Any:
+    """Resize (opset 11+): nearest or linear, separable per axis through static indices and weights
+    (a Conv-VAE decoder's nn.Upsample / F.interpolate); cubic, antialias and tf_crop_and_resize are refused."""
+    if opset < 11:
+        raise ModuleError("Resize before opset 11 is not implemented (export at opset 11 or later)")
+    if mode not in ("nearest", "linear") or antialias or coordinate_transformation_mode == "tf_crop_and_resize":
+        raise ModuleError(f"Resize mode={mode!r} antialias={antialias} coordinate_transformation_mode="
+                          f"{coordinate_transformation_mode!r} is not implemented (nearest or linear only)")
+    ax = [_axis(a, x.ndim) for a in axes] if axes is not None else list(range(x.ndim))
+    scale_list: list[float]
+    if scales is not None and np.asarray(scales).size:
+        if not _is_static(scales):
+            raise ModuleError("Resize scales depend on the input; only static scales can be compiled")
+        scale_list = [float(v) for v in np.asarray(scales).reshape(-1)]
+        outs = [int(np.floor(x.shape[a] * f)) for a, f in zip(ax, scale_list)]
+    elif sizes is not None:
+        outs = _ints(sizes, "Resize sizes")
+        if keep_aspect_ratio_policy != "stretch":
+            raise ModuleError(f"Resize keep_aspect_ratio_policy {keep_aspect_ratio_policy!r} is not implemented")
+        scale_list = [o / int(x.shape[a]) for a, o in zip(ax, outs)]
+    else:
+        raise ModuleError("Resize needs scales or sizes")
+    if nearest_mode not in _NEAREST:
+        raise ModuleError(f"Resize nearest_mode {nearest_mode!r} is not implemented")
+    xp = _xp(k, x)
+    for a, out, f in zip(ax, outs, scale_list):
+        size = int(x.shape[a])
+        if out == size and f == 1.0:
+            continue
+        c = _source_coordinates(out, size, f, coordinate_transformation_mode)
+        if mode == "nearest":
+            idx = np.clip(_NEAREST[nearest_mode](c), 0, size - 1).astype(np.int64)
+            x = xp.take(x, idx, axis=a)
+            continue
+        c = np.clip(c, 0, size - 1)
+        lo = np.floor(c).astype(np.int64)
+        hi = np.minimum(lo + 1, size - 1)
+        shape = [1] * x.ndim
+        shape[a] = out
+        w = (c - lo).astype(np.float32).reshape(shape)
+        x = xp.add(xp.multiply(xp.take(x, lo, axis=a), (1 - w).astype(np.float32)),
+                   xp.multiply(xp.take(x, hi, axis=a), w))
+    return x
+
+
 OPS: dict[str, OpFn] = {
     "Abs": _unary("abs"), "Neg": _unary("negative"), "Exp": _unary("exp"), "Log": _unary("log"),
     "Sqrt": _unary("sqrt"), "Tanh": _unary("tanh"), "Reciprocal": _reciprocal,
@@ -643,7 +761,7 @@ OPS: dict[str, OpFn] = {
     "TopK": _topk, "MaxPool": _max_pool, "Split": _split, "Dropout": _dropout, "Range": _range,
     "GreaterOrEqual": _binary("greater_equal"), "LessOrEqual": _binary("less_equal"),
     "Sin": _unary("sin"), "Cos": _unary("cos"), "Floor": _unary("floor"), "Ceil": _unary("ceil"),
-    "Sign": _unary("sign"),
+    "Sign": _unary("sign"), "Pad": _pad, "Resize": _resize,
 }
 # reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form
 _REDUCE_OPS = ("ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean")
@@ -803,6 +921,10 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
             attrs["opset"] = opset  # before 13: over the 2-D coercion at axis
         if node.op_type == "Split" and "split" in attrs:  # an attribute before opset 13, an input since
             attrs["split_attr"] = attrs.pop("split")
+        if node.op_type == "Pad" and "pads" in attrs:  # an attribute before opset 11, an input since
+            attrs["pads_attr"] = attrs.pop("pads")
+        if node.op_type == "Resize":
+            attrs["opset"] = opset
         if node.op_type in ("Split", "Dropout"):  # how many outputs the node names (Dropout's mask is optional)
             attrs["n_outputs"] = len(node.output)
         plan.append((node.op_type, OPS[node.op_type], list(node.input), list(node.output), attrs))

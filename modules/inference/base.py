@@ -33,7 +33,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence, Union
+from typing import Any, ClassVar, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -384,7 +384,7 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
     reading([path])  # every model reader comes here: no output of the running job may replace it
 
 
-_TRAINING_OPS = (b"BatchNormalization", b"Dropout")  # the ops an export in training mode leaves behaving so
+_TRAINING_OPS = ("BatchNormalization", "Dropout")  # the ops an export in training mode leaves behaving so
 _EVAL_HINT = ("re-export the model in eval mode (PyTorch: model.eval() and torch.onnx.export's default "
               "training=TrainingMode.EVAL; Keras: training=False)")
 
@@ -396,13 +396,8 @@ def refuse_training_mode(path: Path, backend: str) -> None:
     ``training_mode`` is true drops activations at random (a jet scores differently on every call). ONNX
     Runtime and IREE ran both without a word. The file's bytes are searched first, so a model without
     either op (the shipped ones) costs no onnx import."""
-    if path.suffix != ".onnx":
+    if path.suffix != ".onnx" or not model_has_ops(path, _TRAINING_OPS):
         return
-    import mmap
-
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if not any(data.find(op) >= 0 for op in _TRAINING_OPS):
-            return
     import onnx
     from onnx import numpy_helper
 
@@ -434,19 +429,20 @@ def refuse_training_mode(path: Path, backend: str) -> None:
                               f"{_EVAL_HINT}")
 
 
-_PER_CALL_QUANTISATION = b"\x22\x15DynamicQuantizeLinear"  # a NodeProto's op_type (field 4: tag 0x22, length 21)
+def model_has_ops(path: Path, ops: Iterable[str]) -> bool:
+    """Whether an ONNX file has a node of one of ``ops``, looked up in its bytes (a NodeProto's op_type is
+    field 4: tag 0x22, its length, the name), so that asking costs no onnx import and no parse."""
+    import mmap
+
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return any(data.find(b"\x22" + bytes([len(op)]) + op.encode()) >= 0 for op in ops)
 
 
 def quantises_per_call(path: Path) -> bool:
     """Whether an ONNX model quantises activations per call (``DynamicQuantizeLinear``, onnxruntime's
     ``quantize_dynamic``: one int8 scale from every jet of the call), so that a jet's score depends on the
-    other jets of the call. Looked up in the file's bytes, as ``_is_quantised`` does: no onnx import."""
-    if path.suffix != ".onnx":
-        return False
-    import mmap
-
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return data.find(_PER_CALL_QUANTISATION) >= 0
+    other jets of the call."""
+    return path.suffix == ".onnx" and model_has_ops(path, ("DynamicQuantizeLinear",))
 
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:

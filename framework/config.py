@@ -453,6 +453,7 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
             for path in cfg.params.select_events if hasattr(cfg.params, "select_events") else []:
                 if path not in paths:
                     raise ConfigError(f"{where}.select_events: '{path}' is not a path{_close(path, paths)}")
+            cfg.cls.check_paths(label, cfg.params, tuple(paths))
     _check_cycles(modules)
     _check_products(source, modules)
 

@@ -30,7 +30,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
@@ -156,6 +156,20 @@ def lumi_trees(lumis: dict[tuple[int, int], int]) -> dict[str, dict[str, np.ndar
                     "eventsProcessed": np.array(list(runs.values()), np.uint64)}}
 
 
+def decision_branches(paths: Sequence[str], label: str) -> list[tuple[str, str]]:
+    """(path, branch) per path: NanoAOD names a trigger bit HLT_<path>, and a path already called HLT_X
+    keeps its name. Paths X and HLT_X, which would share one branch (one path's bits lost), are a
+    ConfigError naming both (checked with the configuration, and again at begin_job)."""
+    out = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in paths]
+    written_as: dict[str, str] = {}
+    for path, branch in out:
+        if branch in written_as:
+            raise ConfigError(f"modules.{label}: paths '{written_as[branch]}' and '{path}' would both be "
+                              f"written as the branch {branch} (a path's bit is HLT_<path>): rename one of them")
+        written_as[branch] = path
+    return out
+
+
 PRESCALED_PREFIX = "HLTPrescaled_"
 
 
@@ -205,14 +219,7 @@ class RootOutputModule(OutputModule):
         self._activity = ctx.service(StreamActivity.name)
         self._process = ctx.process
         self._provenance = ctx.provenance  # complete once every begin_job ran: asked when the file closes
-        # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
-        self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in ctx.paths]
-        written_as: dict[str, str] = {}
-        for path, branch in self._decision_branches:  # X and HLT_X: one branch, one path's bits lost
-            if branch in written_as:
-                raise ConfigError(f"modules.{self.label}: paths '{written_as[branch]}' and '{path}' would both be "
-                                  f"written as the branch {branch} (a path's bit is HLT_<path>): rename one of them")
-            written_as[branch] = path
+        self._decision_branches = decision_branches(ctx.paths, self.label)
         # hltrun's addition, for paths with an HLTPrescaler: HLTPrescaled_X is true when the prescaler
         # stopped HLT_X (hltDiff's 'prescaled' state; hltdiff ignores those differences unless -p)
         self._prescaled_branches = [(p, prescaled_branch(b)) for p, b in self._decision_branches
@@ -220,6 +227,10 @@ class RootOutputModule(OutputModule):
         self.check_destination()  # again: the framework's early check may have run long before (auto)
         if not ctx.units:  # a distributed run writes one part per work unit (begin_unit)
             self._open(self.path)
+
+    @classmethod
+    def check_paths(cls, label: str, params: RootOutputParameters, paths: Sequence[str]) -> None:
+        decision_branches(paths, label)
 
     def check_destination(self) -> None:
         check_file_destination(self.path, self._what)

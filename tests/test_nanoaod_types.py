@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import uproot
 
+from hltrun.framework.config import load
 from hltrun.framework.errors import ConfigError
 from hltrun.framework.module import Producer
 from hltrun.framework.registry import register_module
@@ -132,7 +133,8 @@ def test_an_events_tree_named_like_the_other_keys_is_a_configuration_error(write
 
 def test_two_paths_written_as_one_trigger_bit_are_a_configuration_error(write_config, tmp_path):
     """A path's bit is HLT_<path> (HLT_X kept as is): paths 'even' and 'HLT_even' were both HLT_even, and one
-    path's decisions were silently lost (the branch held the other's)."""
+    path's decisions were silently lost (the branch held the other's). Refused with the configuration, before
+    any module's begin_job (it was said at the output's begin_job, after the models had loaded: seconds)."""
     cfg = write_config(f"""
 source: {{type: TestCountingSource, n: 6}}
 modules:
@@ -147,5 +149,5 @@ endpaths:
 """)
     with pytest.raises(ConfigError, match=r"modules\.out: paths 'even' and 'HLT_even' would both be written as "
                                           r"the branch HLT_even"):
-        run_config(cfg)
+        load(cfg)  # the configuration check, which builds no module
     assert not (tmp_path / "o.root").exists()

@@ -210,6 +210,8 @@ class RootOutputModule(OutputModule):
         self._process = ""  # the job's process name (begin_job)
         self._decision_branches: list[tuple[str, str]] = []
         self._prescaled_branches: list[tuple[str, str]] = []
+        # a row with every kept product (the first seen, written or not): the branches of an empty output
+        self._template: dict[str, Any] | None = None
         self._lumis: dict[tuple[int, int], int] = {}  # (run, lumi) -> events processed, selected or not
         # "run:lumi" -> events written, 0 for a lumi processed with none selected; job-wide (the job
         # report's <Runs> of this file: every lumi in the output, as CMSSW's OutputFile lists them)
@@ -259,16 +261,12 @@ class RootOutputModule(OutputModule):
             self._file, self._staged = None, None
 
     def _close(self) -> None:
-        """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result;
-        with the ids and the HLT_* bits, known from the paths, but not the kept products, whose
-        branches only their first values define) and the lumi sections processed."""
+        """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result,
+        with the branches and types a full output has, so that it merges with one) and the lumi
+        sections processed."""
         self._flush(None)
         if self._written == self._unit_start:
-            empty = {"run": np.zeros(0, np.uint32), "luminosityBlock": np.zeros(0, np.uint32),
-                     "event": np.zeros(0, np.uint64)}
-            empty.update({branch: np.zeros(0, np.bool_)
-                          for _, branch in (*self._decision_branches, *self._prescaled_branches)})
-            write_nanoaod(self._file, self.params.tree, empty)
+            self._write_empty()
         for tree, columns in lumi_trees(self._lumis).items():
             write_nanoaod(self._file, tree, columns)
         self._lumis.clear()
@@ -308,16 +306,8 @@ class RootOutputModule(OutputModule):
                                   add_strings=strings)
         return n
 
-    def skip(self, event: Event) -> None:
-        key = (event.id.run, event.id.luminosityBlock)
-        n = self._lumis.get(key)
-        if n is None:  # a lumi section new to this file: listed in the job report, 0 written so far
-            self._written_per_lumi.setdefault(f"{key[0]}:{key[1]}", 0)
-            n = 0
-        self._lumis[key] = n + 1
-
-    def write(self, event: Event) -> None:
-        self.skip(event)  # processed, as every event is: counted in its lumi section
+    def _row(self, event: Event) -> dict[str, Any]:
+        """An event's row: its ids, every path's bit and the kept products' columns."""
         row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
                                "event": event.id.event}
         for path, branch in self._decision_branches:
@@ -326,6 +316,44 @@ class RootOutputModule(OutputModule):
             row[branch] = path in event.prescaled_paths
         for tag in self.params.keep:
             row.update(product_columns(tag.replace(":", "_"), event.get(tag)))
+        return row
+
+    def _write_empty(self) -> None:
+        """An Events tree without entries, with the branches a full output has: the kept products' columns
+        are those of a row seen (a rejected event whose products were made); if the job saw none, the
+        ids and bits only, and a warning (a merge with a full output would lack those branches)."""
+        row = self._template
+        if row is None:
+            row = {"run": 0, "luminosityBlock": 0, "event": 0,
+                   **{b: False for _, b in (*self._decision_branches, *self._prescaled_branches)}}
+            if self.params.keep:
+                log.warning("output %s: no event selected, and no event had %s: the empty output lacks their "
+                            "branches", self.path, ", ".join(repr(t) for t in self.params.keep))
+        write_nanoaod(self._file, self.params.tree, {k: v[:0] for k, v in self._columns([row]).items()})
+
+    def skip(self, event: Event) -> None:
+        if self._template is None and all(event.has(tag) for tag in self.params.keep):
+            self._learn(self._row(event))  # products already made: never made on demand for this
+        self._count(event)
+
+    def _learn(self, row: dict[str, Any]) -> None:
+        """Keep a row's layout (a copy: not a view into the event's products) for an empty output."""
+        self._template = {k: np.array(v) for k, v in row.items()}
+
+    def _count(self, event: Event) -> None:
+        """The event processed, in its lumi section."""
+        key = (event.id.run, event.id.luminosityBlock)
+        n = self._lumis.get(key)
+        if n is None:  # a lumi section new to this file: listed in the job report, 0 written so far
+            self._written_per_lumi.setdefault(f"{key[0]}:{key[1]}", 0)
+            n = 0
+        self._lumis[key] = n + 1
+
+    def write(self, event: Event) -> None:
+        self._count(event)  # processed, as every event is: counted in its lumi section
+        row = self._row(event)
+        if self._template is None:
+            self._learn(row)
         self._pending[event.index] = row
         # written only now: a kept product that fails (on demand, TryToContinue) leaves the event out
         self._written_per_lumi[f"{event.id.run}:{event.id.luminosityBlock}"] += 1
@@ -348,7 +376,12 @@ class RootOutputModule(OutputModule):
             self._extend(rows)
 
     def _extend(self, rows: list[dict[str, Any]]) -> None:
-        """Write rows as NanoAOD does: run/luminosityBlock UInt_t, event ULong64_t, floats as Float_t;
+        write_nanoaod(self._file, self.params.tree, self._columns(rows))
+        self._written += len(rows)
+
+    @staticmethod
+    def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Rows as NanoAOD's columns: run/luminosityBlock UInt_t, event ULong64_t, floats as Float_t;
         per-jet values become jagged columns built from one flat array (no per-row Python lists)."""
         import awkward as ak
 
@@ -368,8 +401,7 @@ class RootOutputModule(OutputModule):
         for collection, fields in jagged.items():
             # a named field keeps its name even alone (jets_score, njets), as NanoAOD names it
             columns[collection] = fields["value"] if list(fields) == ["value"] else ak.zip(fields)
-        write_nanoaod(self._file, self.params.tree, columns)
-        self._written += len(rows)
+        return columns
 
     def end_job(self) -> None:
         if self._file is None:

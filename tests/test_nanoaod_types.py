@@ -151,3 +151,52 @@ endpaths:
                                           r"the branch HLT_even"):
         load(cfg)  # the configuration check, which builds no module
     assert not (tmp_path / "o.root").exists()
+
+
+_SELECTING = """
+source: {{type: TestCountingSource, n: 12}}
+modules:
+  sq: {{type: TestSquare}}
+  jets: {{type: TestJetScores}}
+  pick: {{type: TestModuloFilter, divisor: {divisor}}}
+  out: {{type: RootOutputModule, file: {out}, select_events: [p], keep: [sq, jets], basket_events: 5}}
+paths:
+  p: [sq, jets, pick]
+endpaths:
+  e: [out]
+"""
+
+
+def _branch_types(path) -> dict[str, str]:
+    with uproot.open(path) as f:
+        tree = f["Events"]
+        return {name: tree[name].typename for name in tree.keys()}
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_an_output_with_no_selected_event_has_the_branches_of_a_full_one(write_config, tmp_path, streams):
+    """An output that selected no event lacked the kept products' branches (only ids and HLT_* bits), so a
+    coffea processor reading ``events.jets.score`` failed on it, and a merge with a full output lost the
+    columns. Now its branches and types are a full output's, the kept ones learnt from a rejected event
+    whose products were made (never made on demand for that)."""
+    full, empty = tmp_path / "full.root", tmp_path / "empty.root"
+    run_config(write_config(_SELECTING.format(divisor=3, out=full)), f"options.numberOfThreads={streams}")
+    _, process = run_config(write_config(_SELECTING.format(divisor=1000, out=empty), "empty.yaml"),
+                            f"options.numberOfThreads={streams}")
+    assert uproot.open(full)["Events"].num_entries == 4 and uproot.open(empty)["Events"].num_entries == 0
+    types = _branch_types(full)
+    assert {"sq", "njets", "jets_score"} <= set(types)
+    assert _branch_types(empty) == types
+    merged = uproot.concatenate([f"{full}:Events", f"{empty}:Events"], library="ak")
+    assert merged["jets_score"].tolist() == [[k / 2 for k in range(1, n)] for n in (3, 6, 9, 12)]
+
+
+def test_an_empty_output_whose_products_were_never_made_says_so(write_config, tmp_path, caplog):
+    """No event had the kept product (its path stopped before it on every event): the empty output has
+    the ids and bits only, and a warning says which branches it lacks."""
+    out = tmp_path / "o.root"
+    cfg = write_config(_SELECTING.format(divisor=1000, out=out).replace("p: [sq, jets, pick]", "p: [sq, pick, jets]"))
+    with caplog.at_level("WARNING", logger="hltrun"):
+        run_config(cfg)
+    assert set(_branch_types(out)) == {"run", "luminosityBlock", "event", "HLT_p"}
+    assert "no event had 'sq', 'jets': the empty output lacks their branches" in caplog.text

@@ -105,6 +105,9 @@ def check_kept_collections(keep: list[str]) -> None:
         if c.startswith("n") and c[1:] in owner:
             raise ValueError(f"keep: {tag!r} would share {c!r}, the counter of {owner[c[1:]]!r} "
                              "(n<collection>): rename one of the modules")
+        if c.endswith(EVENT_SUFFIX) and c[:-len(EVENT_SUFFIX)] in owner:
+            raise ValueError(f"keep: {tag!r} would share {c!r}, where the per-event values of "
+                             f"{owner[c[:-len(EVENT_SUFFIX)]]!r} go (<collection>Event): rename one of the modules")
 
 
 def product_columns(label: str, product: Any) -> dict[str, Any]:
@@ -133,7 +136,21 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
         arr = np.asarray(value)
         if arr.ndim <= 1 and arr.dtype.kind in "biuf":
             out[key] = arr
+    if len(out) > 1 and any(a.ndim == 1 for a in out.values()):
+        # per-jet values make the collection <c> counted by n<c>, whose every <c>_* branch coffea's
+        # NanoAODSchema zips under that counter (a per-event one beside them failed: KeyError 'content'):
+        # the per-event values go to the singleton collection <c>Event (coffea: events.<c>Event.<field>)
+        out = {k if a.ndim == 1 else per_event_name(k): a for k, a in out.items()}
     return out
+
+
+EVENT_SUFFIX = "Event"
+
+
+def per_event_name(key: str) -> str:
+    """``batcher_truncated`` -> ``batcherEvent_truncated``: a per-event value of a product with per-jet ones."""
+    collection, _, name = key.partition("_")
+    return f"{collection}{EVENT_SUFFIX}_{name}"
 
 
 PROCESS_KEY = "Process"  # TObjString: the process that wrote the file's HLT_* bits (hltdiff -O/-N)

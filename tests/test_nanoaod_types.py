@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,26 @@ class _JetScores(Producer):
     def produce(self, event) -> None:
         n = event.get(self.params.src)
         event.put(JetScores(np.arange(1, n, dtype=np.float64) / 2))
+
+
+@dataclass(frozen=True)
+class _Mixed:
+    """A product with per-jet and per-event values, as the batcher's JetBatch (jet_pt; truncated)."""
+
+    jet_pt: np.ndarray
+    truncated: int
+    relative: bool = True
+
+
+@register_module("TestMixedProduct")
+class _MixedProducer(Producer):
+    """Event n gets n - 1 jets of pT 10, 20, ... and n % 3 truncated jets."""
+
+    Parameters = _Params
+
+    def produce(self, event) -> None:
+        n = event.get(self.params.src)
+        event.put(_Mixed(np.arange(1, n, dtype=np.float64) * 10, n % 3))
 
 
 def test_output_branch_types_are_nanoaod_types(write_config, tmp_path):
@@ -77,6 +98,7 @@ endpaths:
     ("jets", "njets", "'njets' would share 'njets', the counter of 'jets'"),
     ("jets", "event", "'event' would write over the output's own 'event' branch"),
     ("jets", "HLT_extra", "'HLT_extra' would write over the output's own 'HLT' branch"),
+    ("jets", "jetsEvent", "'jetsEvent' would share 'jetsEvent', where the per-event values of 'jets' go"),
 ])
 def test_kept_products_that_would_share_branches_are_a_configuration_error(write_config, tmp_path, first, second,
                                                                            culprit):
@@ -200,3 +222,41 @@ def test_an_empty_output_whose_products_were_never_made_says_so(write_config, tm
         run_config(cfg)
     assert set(_branch_types(out)) == {"run", "luminosityBlock", "event", "HLT_p"}
     assert "no event had 'sq', 'jets': the empty output lacks their branches" in caplog.text
+
+
+def test_a_product_with_per_jet_and_per_event_values_reads_as_nanoaod(write_config, tmp_path):
+    """keep: [batcher] wrote batcher_truncated and batcher_relative (one per event) beside batcher_jet_pt
+    (counted by nbatcher): coffea's NanoAODSchema zips every <c>_* branch under n<c> and failed with
+    KeyError 'content'. The per-event values are now the singleton collection <c>Event; every branch of
+    a counted collection is per jet, as NanoAOD has them."""
+    out = tmp_path / "o.root"
+    run_config(write_config(f"""
+source: {{type: TestCountingSource, n: 9}}
+modules:
+  mixed: {{type: TestMixedProduct}}
+  ad_conv: {{type: TestMixedProduct}}
+  out: {{type: RootOutputModule, file: {out}, keep: [mixed, ad_conv]}}
+paths:
+  p: [mixed, ad_conv]
+endpaths:
+  e: [out]
+"""))
+    with uproot.open(out) as f:
+        tree = f["Events"]
+        names = set(tree.keys())
+        counted = {n: tree[n].count_branch.name for n in names if tree[n].count_branch is not None}
+        assert set(counted.values()) == {"nmixed", "nad"}
+        for counter in set(counted.values()):  # coffea zips every <c>_* under n<c>: each must be per jet
+            members = [n for n in names if n.startswith(counter[1:] + "_")]
+            assert all(counted.get(n) == counter for n in members), (counter, members)
+        a = tree.arrays(library="np")
+    assert {"mixed_jet_pt", "mixedEvent_truncated", "mixedEvent_relative", "ad_conv_jet_pt",
+            "adEvent_conv_truncated"} <= names
+    assert a["mixedEvent_truncated"].tolist() == [n % 3 for n in range(1, 10)]
+    coffea = pytest.importorskip("coffea.nanoevents")  # where coffea is installed: its stock schema reads it
+    with warnings.catch_warnings():  # coffea warns of its own matters (missing cross-references, ...)
+        warnings.simplefilter("ignore")
+        events = coffea.NanoEventsFactory.from_root({str(out): "Events"}, schemaclass=coffea.NanoAODSchema,
+                                                    mode="eager").events()
+    assert events.mixedEvent.truncated.tolist() == [n % 3 for n in range(1, 10)]
+    assert events.mixed.jet_pt[2].tolist() == [10.0, 20.0]

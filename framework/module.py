@@ -183,6 +183,12 @@ class OutputModule(Module):
         said there costs no model loading."""
 
     @classmethod
+    def check_products(cls, label: str, params: Any, consumed: Mapping[str, ProductInfo]) -> None:
+        """Refuse, in one ConfigError line, products this output cannot write side by side; ``consumed``
+        maps every tag it consumes to what its producer declares (``ProductInfo``). Called when the
+        configuration is validated, after ``check_config``."""
+
+    @classmethod
     def assemble(cls, parts: "list[Path]", target: "Path", params: Any) -> int:
         """Join the parts written by ``end_unit`` (in input order) into ``target``, atomically; return
         the number of events. Output modules that support distributed runs implement it."""

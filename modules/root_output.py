@@ -30,7 +30,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -44,10 +44,11 @@ from hltrun.framework.resources import refuse_remote_destination, user_path
 from hltrun.framework.module import OutputModule
 from hltrun.framework.schema import InputTag, limited
 
+from .products import NANOAOD_NAMES
 from .rootio import compression_codec, write_nanoaod
 
 if TYPE_CHECKING:
-    from hltrun.framework.context import ModuleContext
+    from hltrun.framework.context import ModuleContext, ProductInfo
 
 log = logging.getLogger("hltrun")
 
@@ -71,7 +72,9 @@ class RootOutputParameters:
             raise ValueError(f"tree: expected a tree name other than {LUMI_TREE}, {RUNS_TREE}, {PROCESS_KEY} and "
                              f"{PROVENANCE_KEY} "
                              f"(the output's own keys), got {self.tree!r}")
-        check_kept_collections(self.keep)
+        twice = next((tag for i, tag in enumerate(self.keep) if tag in self.keep[:i]), None)
+        if twice is not None:
+            raise ValueError(f"keep: {twice!r} is listed twice")
 
 
 # the output's own branches and collections, which no kept product may write over (NanoAOD's names)
@@ -84,15 +87,21 @@ def collection_of(name: str) -> str:
     return name.replace(":", "_").partition("_")[0]
 
 
-def check_kept_collections(keep: list[str]) -> None:
-    """Refuse kept products whose branches would collide: two in one collection (their jets zipped under one
-    counter: a crash at the job's end, or one product's fields inside another's), one named like the output's
-    own branches or like another's ``n<collection>`` counter (a branch silently replaced)."""
+def kept_name(tag: str, producer: "ProductInfo | None") -> str:
+    """The name a kept product's branches start with: its label (``label_instance`` for ``label:instance``),
+    or the NanoAOD name its producer gives the instance (the source's weight: ``genWeight``)."""
+    names = producer.metadata.get(NANOAOD_NAMES, {}) if producer is not None else {}
+    return names.get(tag.partition(":")[2]) or tag.replace(":", "_")
+
+
+def check_kept_collections(keep: dict[str, str]) -> None:
+    """Refuse kept products (tag -> the name they are written as) whose branches would collide: two in one
+    collection (their jets zipped under one counter: a crash at the job's end, or one product's fields inside
+    another's), one named like the output's own branches or like another's ``n<collection>`` counter (a
+    branch silently replaced)."""
     owner: dict[str, str] = {}
-    for i, tag in enumerate(keep):
-        c = collection_of(tag)
-        if tag in keep[:i]:
-            raise ValueError(f"keep: {tag!r} is listed twice")
+    for tag, name in keep.items():
+        c = collection_of(name)
         if c in OWN_BRANCHES:
             raise ValueError(f"keep: {tag!r} would write over the output's own {c!r} branch (run, luminosityBlock, "
                              "event, HLT_*, HLTPrescaled_*): rename the module")
@@ -187,6 +196,16 @@ def decision_branches(paths: Sequence[str], label: str) -> list[tuple[str, str]]
     return out
 
 
+def kept_names(keep: list[str], consumed: Mapping[str, "ProductInfo"], label: str) -> dict[str, str]:
+    """tag -> the name its branches start with, for every kept product; ConfigError if they would collide."""
+    names = {tag: kept_name(tag, consumed.get(tag)) for tag in keep}
+    try:
+        check_kept_collections(names)
+    except ValueError as exc:
+        raise ConfigError(f"modules.{label}: {exc}") from None
+    return names
+
+
 PRESCALED_PREFIX = "HLTPrescaled_"
 
 
@@ -227,6 +246,7 @@ class RootOutputModule(OutputModule):
         self._process = ""  # the job's process name (begin_job)
         self._decision_branches: list[tuple[str, str]] = []
         self._prescaled_branches: list[tuple[str, str]] = []
+        self._kept: dict[str, str] = {}  # kept tag -> the name its branches start with (begin_job)
         # a row with every kept product (the first seen, written or not): the branches of an empty output
         self._template: dict[str, Any] | None = None
         self._lumis: dict[tuple[int, int], int] = {}  # (run, lumi) -> events processed, selected or not
@@ -239,6 +259,7 @@ class RootOutputModule(OutputModule):
         self._process = ctx.process
         self._provenance = ctx.provenance  # complete once every begin_job ran: asked when the file closes
         self._decision_branches = decision_branches(ctx.paths, self.label)
+        self._kept = kept_names(self.params.keep, ctx.consumed, self.label)
         # hltrun's addition, for paths with an HLTPrescaler: HLTPrescaled_X is true when the prescaler
         # stopped HLT_X (hltDiff's 'prescaled' state; hltdiff ignores those differences unless -p)
         self._prescaled_branches = [(p, prescaled_branch(b)) for p, b in self._decision_branches
@@ -250,6 +271,10 @@ class RootOutputModule(OutputModule):
     @classmethod
     def check_paths(cls, label: str, params: RootOutputParameters, paths: Sequence[str]) -> None:
         decision_branches(paths, label)
+
+    @classmethod
+    def check_products(cls, label: str, params: RootOutputParameters, consumed: Mapping[str, "ProductInfo"]) -> None:
+        kept_names(params.keep, consumed, label)
 
     def check_destination(self) -> None:
         check_file_destination(self.path, self._what)
@@ -331,8 +356,8 @@ class RootOutputModule(OutputModule):
             row[branch] = event.trigger_results.get(path, False)
         for path, branch in self._prescaled_branches:
             row[branch] = path in event.prescaled_paths
-        for tag in self.params.keep:
-            row.update(product_columns(tag.replace(":", "_"), event.get(tag)))
+        for tag, name in self._kept.items():
+            row.update(product_columns(name, event.get(tag)))
         return row
 
     def _write_empty(self) -> None:

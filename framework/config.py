@@ -182,6 +182,8 @@ class PluginConfig:
     params: Any
     # per typed ``consumes`` field: what its producer declares (filled by validation; ModuleContext.inputs)
     inputs: dict[str, ProductInfo] = field(default_factory=dict, repr=False, compare=False)
+    # per consumed tag, typed or not (an output's kept products): the same (ModuleContext.consumed)
+    consumed: dict[str, ProductInfo] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -453,6 +455,7 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
             for path in cfg.params.select_events if hasattr(cfg.params, "select_events") else []:
                 if path not in paths:
                     raise ConfigError(f"{where}.select_events: '{path}' is not a path{_close(path, paths)}")
+            cfg.cls.check_paths(label, cfg.params, tuple(paths))
     _check_cycles(modules)
     _check_products(source, modules)
 
@@ -512,6 +515,7 @@ def _check_products(source: PluginConfig, modules: dict[str, PluginConfig]) -> N
     for label, cfg in modules.items():
         where = f"modules.{label}"
         inputs: dict[str, ProductInfo] = {}
+        consumed: dict[str, ProductInfo] = {}
         for c in cfg.cls.declared_consumes(cfg.params):
             producer = producers[c.tag.label]
             declared = producer.cls.produces
@@ -524,10 +528,14 @@ def _check_products(source: PluginConfig, modules: dict[str, PluginConfig]) -> N
             if made is not None and c.type is not None and not issubclass(made, c.type):
                 raise ConfigError(f"{where}.{c.field}: '{label}' consumes a {c.type.__name__} from '{c.tag}', "
                                   f"but {what} produces a {made.__name__}")
+            info = ProductInfo(c.tag.label, producer.type, made, producer.cls, producer.params)
+            consumed[str(c.tag)] = info
             if c.field:
-                inputs[c.field] = ProductInfo(c.tag.label, producer.type, made, producer.cls, producer.params)
+                inputs[c.field] = info
         cfg.cls.check_config(label, cfg.params, inputs)
-        cfg.inputs = inputs
+        if issubclass(cfg.cls, OutputModule):
+            cfg.cls.check_products(label, cfg.params, consumed)
+        cfg.inputs, cfg.consumed = inputs, consumed
 
 
 def find_config(path: str | os.PathLike[str]) -> Path:

@@ -221,6 +221,9 @@ class ModuleContext:
     services: Mapping[str, Any] = field(default_factory=dict)
     channels: Channels = field(default_factory=Channels, repr=False, compare=False)
     prescaled_paths: tuple[str, ...] = ()  # the job's paths with an HLTPrescaler (an output records its stops)
+    # per consumed tag (``label`` / ``label:instance``), typed or not: what its producer declares (an
+    # output names a kept product's branch by it)
+    consumed: Mapping[str, ProductInfo] = field(default_factory=dict)
 
     def service(self, name: str) -> Any:
         """A service the module listed in its class's ``services``; anything else is a programming error."""
@@ -279,6 +282,9 @@ class SourceContext:
     units: bool = False  # a distributed run: this process reads only some ranges (``read_range``)
     channels: Channels = field(default_factory=Channels, repr=False, compare=False)
     activity: StreamActivity | None = field(default=None, repr=False, compare=False)
+    # the source's product instances ("" its main one) that modules consume, from the configuration:
+    # one that not every input can give is refused at the source's begin_job, before any model loads
+    consumed: frozenset[str] = frozenset()
 
     @classmethod
     def standalone(cls, *requests: Hashable, label: str = "source") -> "SourceContext":

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Mapping, Sequence
 
 from .context import Consumes, ProductInfo
 from .errors import ConfigError
@@ -175,6 +175,18 @@ class OutputModule(Module):
     def check_destination(self) -> None:
         """Refuse a file this module could not write, in one line. Called for every output before any
         module's begin_job, so that a bad path costs no model loading nor ``auto``'s timing."""
+
+    @classmethod
+    def check_paths(cls, label: str, params: Any, paths: Sequence[str]) -> None:
+        """Refuse, in one ConfigError line (``modules.<label>: ...``), job paths this output cannot write
+        side by side (two names for one branch). Called when the configuration is validated: a clash
+        said there costs no model loading."""
+
+    @classmethod
+    def check_products(cls, label: str, params: Any, consumed: Mapping[str, ProductInfo]) -> None:
+        """Refuse, in one ConfigError line, products this output cannot write side by side; ``consumed``
+        maps every tag it consumes to what its producer declares (``ProductInfo``). Called when the
+        configuration is validated, after ``check_config``."""
 
     @classmethod
     def assemble(cls, parts: "list[Path]", target: "Path", params: Any) -> int:

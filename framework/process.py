@@ -84,8 +84,10 @@ class Process:
 
     def source_context(self) -> SourceContext:
         o = self.config.options
+        consumed = frozenset(c.tag.instance for cfg in self.config.modules.values()
+                             for c in cfg.cls.declared_consumes(cfg.params) if c.tag.label == SOURCE_LABEL)
         return SourceContext(SOURCE_LABEL, o.skipEvents, o.maxEvents, self.job.units, self.channels,
-                             StreamActivity(self.loop))
+                             StreamActivity(self.loop), consumed)
 
     def module_context(self, label: str) -> ModuleContext:
         """The narrow view one module gets at begin_job (shared by its per-stream instances)."""
@@ -96,7 +98,7 @@ class Process:
         return ModuleContext(label, self.config.process, o.streams_in_flight, tuple(o.accelerators),
                              tuple(self.config.paths), on_paths, self.job.report_dir, self.job.units,
                              cfg.cls.declared_consumes(cfg.params), dict(cfg.inputs), dict(cfg.cls.produces or {}),
-                             services, self.channels, self._prescaled_paths())
+                             services, self.channels, self._prescaled_paths(), dict(cfg.consumed))
 
     def _prescaled_paths(self) -> tuple[str, ...]:
         """Paths with an HLTPrescaler on them (not inverted): where a 'prescaled' state can occur."""

@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from .contract import Contract
     from .jets import InputSpec
 
+# a producer's ``product_metadata`` key: {instance: the branch name NanoAOD gives it}, which an output
+# writes it as when kept (the source's weight: {"weight": "genWeight"}); other kept products are <label>_*
+NANOAOD_NAMES = "nanoaod_names"
+
 
 class JetCollection:
     """One event's jets as cheap views into its chunk's arrays (no copy per event).

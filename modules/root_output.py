@@ -30,7 +30,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -44,10 +44,11 @@ from hltrun.framework.resources import refuse_remote_destination, user_path
 from hltrun.framework.module import OutputModule
 from hltrun.framework.schema import InputTag, limited
 
+from .products import NANOAOD_NAMES
 from .rootio import compression_codec, write_nanoaod
 
 if TYPE_CHECKING:
-    from hltrun.framework.context import ModuleContext
+    from hltrun.framework.context import ModuleContext, ProductInfo
 
 log = logging.getLogger("hltrun")
 
@@ -71,7 +72,9 @@ class RootOutputParameters:
             raise ValueError(f"tree: expected a tree name other than {LUMI_TREE}, {RUNS_TREE}, {PROCESS_KEY} and "
                              f"{PROVENANCE_KEY} "
                              f"(the output's own keys), got {self.tree!r}")
-        check_kept_collections(self.keep)
+        twice = next((tag for i, tag in enumerate(self.keep) if tag in self.keep[:i]), None)
+        if twice is not None:
+            raise ValueError(f"keep: {twice!r} is listed twice")
 
 
 # the output's own branches and collections, which no kept product may write over (NanoAOD's names)
@@ -84,15 +87,21 @@ def collection_of(name: str) -> str:
     return name.replace(":", "_").partition("_")[0]
 
 
-def check_kept_collections(keep: list[str]) -> None:
-    """Refuse kept products whose branches would collide: two in one collection (their jets zipped under one
-    counter: a crash at the job's end, or one product's fields inside another's), one named like the output's
-    own branches or like another's ``n<collection>`` counter (a branch silently replaced)."""
+def kept_name(tag: str, producer: "ProductInfo | None") -> str:
+    """The name a kept product's branches start with: its label (``label_instance`` for ``label:instance``),
+    or the NanoAOD name its producer gives the instance (the source's weight: ``genWeight``)."""
+    names = producer.metadata.get(NANOAOD_NAMES, {}) if producer is not None else {}
+    return names.get(tag.partition(":")[2]) or tag.replace(":", "_")
+
+
+def check_kept_collections(keep: dict[str, str]) -> None:
+    """Refuse kept products (tag -> the name they are written as) whose branches would collide: two in one
+    collection (their jets zipped under one counter: a crash at the job's end, or one product's fields inside
+    another's), one named like the output's own branches or like another's ``n<collection>`` counter (a
+    branch silently replaced)."""
     owner: dict[str, str] = {}
-    for i, tag in enumerate(keep):
-        c = collection_of(tag)
-        if tag in keep[:i]:
-            raise ValueError(f"keep: {tag!r} is listed twice")
+    for tag, name in keep.items():
+        c = collection_of(name)
         if c in OWN_BRANCHES:
             raise ValueError(f"keep: {tag!r} would write over the output's own {c!r} branch (run, luminosityBlock, "
                              "event, HLT_*, HLTPrescaled_*): rename the module")
@@ -105,6 +114,9 @@ def check_kept_collections(keep: list[str]) -> None:
         if c.startswith("n") and c[1:] in owner:
             raise ValueError(f"keep: {tag!r} would share {c!r}, the counter of {owner[c[1:]]!r} "
                              "(n<collection>): rename one of the modules")
+        if c.endswith(EVENT_SUFFIX) and c[:-len(EVENT_SUFFIX)] in owner:
+            raise ValueError(f"keep: {tag!r} would share {c!r}, where the per-event values of "
+                             f"{owner[c[:-len(EVENT_SUFFIX)]]!r} go (<collection>Event): rename one of the modules")
 
 
 def product_columns(label: str, product: Any) -> dict[str, Any]:
@@ -133,7 +145,21 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
         arr = np.asarray(value)
         if arr.ndim <= 1 and arr.dtype.kind in "biuf":
             out[key] = arr
+    if len(out) > 1 and any(a.ndim == 1 for a in out.values()):
+        # per-jet values make the collection <c> counted by n<c>, whose every <c>_* branch coffea's
+        # NanoAODSchema zips under that counter (a per-event one beside them failed: KeyError 'content'):
+        # the per-event values go to the singleton collection <c>Event (coffea: events.<c>Event.<field>)
+        out = {k if a.ndim == 1 else per_event_name(k): a for k, a in out.items()}
     return out
+
+
+EVENT_SUFFIX = "Event"
+
+
+def per_event_name(key: str) -> str:
+    """``batcher_truncated`` -> ``batcherEvent_truncated``: a per-event value of a product with per-jet ones."""
+    collection, _, name = key.partition("_")
+    return f"{collection}{EVENT_SUFFIX}_{name}"
 
 
 PROCESS_KEY = "Process"  # TObjString: the process that wrote the file's HLT_* bits (hltdiff -O/-N)
@@ -154,6 +180,30 @@ def lumi_trees(lumis: dict[tuple[int, int], int]) -> dict[str, dict[str, np.ndar
                     "eventsProcessed": np.array([n for _, n in rows], np.uint64)},
         RUNS_TREE: {"run": np.array(list(runs), np.uint32),
                     "eventsProcessed": np.array(list(runs.values()), np.uint64)}}
+
+
+def decision_branches(paths: Sequence[str], label: str) -> list[tuple[str, str]]:
+    """(path, branch) per path: NanoAOD names a trigger bit HLT_<path>, and a path already called HLT_X
+    keeps its name. Paths X and HLT_X, which would share one branch (one path's bits lost), are a
+    ConfigError naming both (checked with the configuration, and again at begin_job)."""
+    out = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in paths]
+    written_as: dict[str, str] = {}
+    for path, branch in out:
+        if branch in written_as:
+            raise ConfigError(f"modules.{label}: paths '{written_as[branch]}' and '{path}' would both be "
+                              f"written as the branch {branch} (a path's bit is HLT_<path>): rename one of them")
+        written_as[branch] = path
+    return out
+
+
+def kept_names(keep: list[str], consumed: Mapping[str, "ProductInfo"], label: str) -> dict[str, str]:
+    """tag -> the name its branches start with, for every kept product; ConfigError if they would collide."""
+    names = {tag: kept_name(tag, consumed.get(tag)) for tag in keep}
+    try:
+        check_kept_collections(names)
+    except ValueError as exc:
+        raise ConfigError(f"modules.{label}: {exc}") from None
+    return names
 
 
 PRESCALED_PREFIX = "HLTPrescaled_"
@@ -196,6 +246,9 @@ class RootOutputModule(OutputModule):
         self._process = ""  # the job's process name (begin_job)
         self._decision_branches: list[tuple[str, str]] = []
         self._prescaled_branches: list[tuple[str, str]] = []
+        self._kept: dict[str, str] = {}  # kept tag -> the name its branches start with (begin_job)
+        # a row with every kept product (the first seen, written or not): the branches of an empty output
+        self._template: dict[str, Any] | None = None
         self._lumis: dict[tuple[int, int], int] = {}  # (run, lumi) -> events processed, selected or not
         # "run:lumi" -> events written, 0 for a lumi processed with none selected; job-wide (the job
         # report's <Runs> of this file: every lumi in the output, as CMSSW's OutputFile lists them)
@@ -205,14 +258,8 @@ class RootOutputModule(OutputModule):
         self._activity = ctx.service(StreamActivity.name)
         self._process = ctx.process
         self._provenance = ctx.provenance  # complete once every begin_job ran: asked when the file closes
-        # NanoAOD names trigger bits HLT_<path>; a path already called HLT_X keeps its name
-        self._decision_branches = [(p, p if p.startswith("HLT_") else f"HLT_{p}") for p in ctx.paths]
-        written_as: dict[str, str] = {}
-        for path, branch in self._decision_branches:  # X and HLT_X: one branch, one path's bits lost
-            if branch in written_as:
-                raise ConfigError(f"modules.{self.label}: paths '{written_as[branch]}' and '{path}' would both be "
-                                  f"written as the branch {branch} (a path's bit is HLT_<path>): rename one of them")
-            written_as[branch] = path
+        self._decision_branches = decision_branches(ctx.paths, self.label)
+        self._kept = kept_names(self.params.keep, ctx.consumed, self.label)
         # hltrun's addition, for paths with an HLTPrescaler: HLTPrescaled_X is true when the prescaler
         # stopped HLT_X (hltDiff's 'prescaled' state; hltdiff ignores those differences unless -p)
         self._prescaled_branches = [(p, prescaled_branch(b)) for p, b in self._decision_branches
@@ -220,6 +267,14 @@ class RootOutputModule(OutputModule):
         self.check_destination()  # again: the framework's early check may have run long before (auto)
         if not ctx.units:  # a distributed run writes one part per work unit (begin_unit)
             self._open(self.path)
+
+    @classmethod
+    def check_paths(cls, label: str, params: RootOutputParameters, paths: Sequence[str]) -> None:
+        decision_branches(paths, label)
+
+    @classmethod
+    def check_products(cls, label: str, params: RootOutputParameters, consumed: Mapping[str, "ProductInfo"]) -> None:
+        kept_names(params.keep, consumed, label)
 
     def check_destination(self) -> None:
         check_file_destination(self.path, self._what)
@@ -248,16 +303,12 @@ class RootOutputModule(OutputModule):
             self._file, self._staged = None, None
 
     def _close(self) -> None:
-        """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result;
-        with the ids and the HLT_* bits, known from the paths, but not the kept products, whose
-        branches only their first values define) and the lumi sections processed."""
+        """Write what is buffered (an empty but valid tree if nothing: "no event selected" is a result,
+        with the branches and types a full output has, so that it merges with one) and the lumi
+        sections processed."""
         self._flush(None)
         if self._written == self._unit_start:
-            empty = {"run": np.zeros(0, np.uint32), "luminosityBlock": np.zeros(0, np.uint32),
-                     "event": np.zeros(0, np.uint64)}
-            empty.update({branch: np.zeros(0, np.bool_)
-                          for _, branch in (*self._decision_branches, *self._prescaled_branches)})
-            write_nanoaod(self._file, self.params.tree, empty)
+            self._write_empty()
         for tree, columns in lumi_trees(self._lumis).items():
             write_nanoaod(self._file, tree, columns)
         self._lumis.clear()
@@ -297,7 +348,42 @@ class RootOutputModule(OutputModule):
                                   add_strings=strings)
         return n
 
+    def _row(self, event: Event) -> dict[str, Any]:
+        """An event's row: its ids, every path's bit and the kept products' columns."""
+        row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
+                               "event": event.id.event}
+        for path, branch in self._decision_branches:
+            row[branch] = event.trigger_results.get(path, False)
+        for path, branch in self._prescaled_branches:
+            row[branch] = path in event.prescaled_paths
+        for tag, name in self._kept.items():
+            row.update(product_columns(name, event.get(tag)))
+        return row
+
+    def _write_empty(self) -> None:
+        """An Events tree without entries, with the branches a full output has: the kept products' columns
+        are those of a row seen (a rejected event whose products were made); if the job saw none, the
+        ids and bits only, and a warning (a merge with a full output would lack those branches)."""
+        row = self._template
+        if row is None:
+            row = {"run": 0, "luminosityBlock": 0, "event": 0,
+                   **{b: False for _, b in (*self._decision_branches, *self._prescaled_branches)}}
+            if self.params.keep:
+                log.warning("output %s: no event selected, and no event had %s: the empty output lacks their "
+                            "branches", self.path, ", ".join(repr(t) for t in self.params.keep))
+        write_nanoaod(self._file, self.params.tree, {k: v[:0] for k, v in self._columns([row]).items()})
+
     def skip(self, event: Event) -> None:
+        if self._template is None and all(event.has(tag) for tag in self.params.keep):
+            self._learn(self._row(event))  # products already made: never made on demand for this
+        self._count(event)
+
+    def _learn(self, row: dict[str, Any]) -> None:
+        """Keep a row's layout (a copy: not a view into the event's products) for an empty output."""
+        self._template = {k: np.array(v) for k, v in row.items()}
+
+    def _count(self, event: Event) -> None:
+        """The event processed, in its lumi section."""
         key = (event.id.run, event.id.luminosityBlock)
         n = self._lumis.get(key)
         if n is None:  # a lumi section new to this file: listed in the job report, 0 written so far
@@ -306,15 +392,10 @@ class RootOutputModule(OutputModule):
         self._lumis[key] = n + 1
 
     def write(self, event: Event) -> None:
-        self.skip(event)  # processed, as every event is: counted in its lumi section
-        row: dict[str, Any] = {"run": event.id.run, "luminosityBlock": event.id.luminosityBlock,
-                               "event": event.id.event}
-        for path, branch in self._decision_branches:
-            row[branch] = event.trigger_results.get(path, False)
-        for path, branch in self._prescaled_branches:
-            row[branch] = path in event.prescaled_paths
-        for tag in self.params.keep:
-            row.update(product_columns(tag.replace(":", "_"), event.get(tag)))
+        self._count(event)  # processed, as every event is: counted in its lumi section
+        row = self._row(event)
+        if self._template is None:
+            self._learn(row)
         self._pending[event.index] = row
         # written only now: a kept product that fails (on demand, TryToContinue) leaves the event out
         self._written_per_lumi[f"{event.id.run}:{event.id.luminosityBlock}"] += 1
@@ -337,7 +418,12 @@ class RootOutputModule(OutputModule):
             self._extend(rows)
 
     def _extend(self, rows: list[dict[str, Any]]) -> None:
-        """Write rows as NanoAOD does: run/luminosityBlock UInt_t, event ULong64_t, floats as Float_t;
+        write_nanoaod(self._file, self.params.tree, self._columns(rows))
+        self._written += len(rows)
+
+    @staticmethod
+    def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Rows as NanoAOD's columns: run/luminosityBlock UInt_t, event ULong64_t, floats as Float_t;
         per-jet values become jagged columns built from one flat array (no per-row Python lists)."""
         import awkward as ak
 
@@ -357,8 +443,7 @@ class RootOutputModule(OutputModule):
         for collection, fields in jagged.items():
             # a named field keeps its name even alone (jets_score, njets), as NanoAOD names it
             columns[collection] = fields["value"] if list(fields) == ["value"] else ak.zip(fields)
-        write_nanoaod(self._file, self.params.tree, columns)
-        self._written += len(rows)
+        return columns
 
     def end_job(self) -> None:
         if self._file is None:

@@ -22,19 +22,19 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import awkward as ak
 
 from hltrun.framework.context import SourceContext
-from hltrun.framework.errors import SourceError
+from hltrun.framework.errors import ConfigError, SourceError
 from hltrun.framework.event import EventID
 from hltrun.framework.module import Source
 from hltrun.framework.ranges import Selection
 
 from .decompression import DECOMPRESSION_THREADS
 from .duplicates import DuplicateChecker
-from .products import JetCollection
+from .products import NANOAOD_NAMES, JetCollection
 from .read_ahead import ReadAhead
 from .source.checks import FileChecks
 from .source.chunk import make_chunk
@@ -54,7 +54,7 @@ class RootJetSource(FileChecks, ChunkReading, Source):
     """Jets from one or more ROOT files (see the module docstring for the layouts)."""
 
     Parameters = RootJetSourceParameters
-    produces = {"": JetCollection}
+    produces = {"": JetCollection, WEIGHT: float}  # the weight: from files with the weight branch
     # what the decompression pool and the read-ahead thread allocate is the source's (memray attribution)
     helper_threads = (DECOMPRESSION_THREADS, READ_AHEAD_THREADS)
 
@@ -84,6 +84,7 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         self._extra_jet: tuple[str, ...] = ()
         self._extra_cand: tuple[str, ...] = ()
         self._weighted: bool | str | None = None  # whether the first file has the weight branch; "mixed": said
+        self._weight_needed = False  # a module consumes the weight: every file must have it (begin_job)
         self._ctx = SourceContext(label)
         # files the check read whole (one basket per branch holds the file, so reading 50 entries
         # decompressed it all anyway), up to KEEP_BYTES in all: the loop reads them from here
@@ -96,6 +97,12 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         self._count_lock = threading.Lock()  # a reader left behind counts its dropped chunks from its thread
 
     # -- setup ---------------------------------------------------------------------------------
+
+    @classmethod
+    def product_metadata(cls, params: RootJetSourceParameters) -> Mapping[str, Any]:
+        """The weight's NanoAOD name, whatever the input's branch is called: an output that keeps it writes
+        ``genWeight``, as NanoAOD does (coffea: ``events.genWeight``)."""
+        return {NANOAOD_NAMES: {WEIGHT: "genWeight"}}
 
     def _branch_names(self) -> list[str]:
         b, layout = self.params.branches, self.params.layout
@@ -114,6 +121,10 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         source used on its own (every entry, no consumer requests)."""
         ctx = ctx if ctx is not None else SourceContext(self.label)
         self._ctx = ctx
+        self._weight_needed = WEIGHT in ctx.consumed
+        if self._weight_needed and not self.params.branches.weight:
+            raise ConfigError(f"source.branches.weight: null, but a module consumes '{self.label}:{WEIGHT}' (the "
+                              "event weight, e.g. an output's keep): name the weight branch, or do not consume it")
         self._requests = ctx.requests()  # live: filled by the modules' begin_job, read at each chunk
         self._open_inputs(ctx.entries_needed, keep=not ctx.units)  # a Dask worker reads only some files
 
@@ -150,6 +161,10 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         """The branches read from this file: the configured ones, and the weight where it has one."""
         weight = self.params.branches.weight
         has = bool(weight) and weight in tree
+        if self._weight_needed and not has:  # not a bad file (skipBadFiles): the job asks what it lacks
+            raise ConfigError(f"source: {path} has no '{weight}' branch (source.branches.weight), but a module "
+                              f"consumes '{self.label}:{WEIGHT}' (the event weight, e.g. an output's keep): give "
+                              "weighted files only, or do not consume the weight")
         if weight and isinstance(self._weighted, bool) and has != self._weighted:
             self._weighted = "mixed"  # said once
             log.warning("source: %s %s a '%s' branch and an earlier file %s: its events count 1 each beside "

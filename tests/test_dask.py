@@ -556,3 +556,49 @@ def test_an_output_over_the_jobs_own_files_is_refused_before_any_unit(collision,
     assert f"hltrun: error: modules.out.file: {said}" in err
     assert source.read_bytes() == (ROOT / "data" / "rsg_ww_1p5TeV.root").read_bytes()
     assert "Dask on" not in capsys.readouterr().out and not list(tmp_path.glob("*.part"))
+
+
+def test_units_that_ran_different_engines_are_all_recorded(cluster, write_config, tmp_path, caplog):
+    """Each worker resolves ``backend: auto`` itself (another CPU, another cached decision: reproduced
+    with a planted auto decision on one worker); the job's facts and the output's ``Provenance`` were the
+    first unit's only, so a job that scored some units on tflite and some on onnxruntime said one engine.
+    Now every variant is recorded, with its units, and one warning names it."""
+    import logging
+
+    from distributed import Client
+
+    from hltrun.modules.root_output import read_provenance
+    from hltrun.tools.hltdiff import provenance_notes
+
+    def engine(value, dask_worker=None):  # noqa: ANN001 - runs on each worker
+        os.environ.pop("HLTRUN_TEST_ENGINE", None) if value is None else os.environ.update(HLTRUN_TEST_ENGINE=value)
+
+    extra = "probe: {type: TestRecordChoice}"
+    cfg = config(write_config, tmp_path, cluster, "dask", FILES, extra, ", probe")
+    caplog.set_level(logging.WARNING, logger="hltrun")
+    with Client(cluster, timeout="20s") as client:
+        workers = sorted(client.scheduler_info()["workers"])
+        client.run(engine, "engine-b", workers=[workers[1]])
+        try:
+            dask, _ = run(cfg)
+        finally:
+            client.run(engine, None)
+    s = dask.result.summary
+    assert dask.code == 0, s.failure
+    assert sorted(s.workers) == workers  # both workers ran units (2 idle workers, 8 units)
+    variants = s.facts["variants"]
+    assert [v["accelerators"]["probe"]["backend"] for v in variants] == ["engine-a", "engine-b"] or \
+        [v["accelerators"]["probe"]["backend"] for v in variants] == ["engine-b", "engine-a"]
+    by_engine = {v["accelerators"]["probe"]["backend"]: v for v in variants}
+    assert by_engine["engine-b"]["workers"] == [workers[1]] and by_engine["engine-a"]["workers"] == [workers[0]]
+    assert sorted(u for v in variants for u in v["units"]) == list(range(8))  # each unit once
+    assert by_engine["engine-b"]["units"] and by_engine["engine-a"]["units"]
+    assert s.facts["accelerators"] == variants[0]["accelerators"] and 0 in variants[0]["units"]  # unit 0's
+    said = [r.getMessage() for r in caplog.records if "did not all run the same way" in r.getMessage()]
+    assert len(said) == 1 and "scorer 'probe' engine-" in said[0] and "\n" not in said[0]
+    assert "the units did not all run the same way" in text_report(s, [])
+    record = read_provenance(tmp_path / "dask.root")  # the output says it too, unit by unit
+    assert [(v["accelerators"]["probe"]["backend"], v["units"]) for v in record["variants"]] == \
+        [(v["accelerators"]["probe"]["backend"], v["units"]) for v in variants]
+    assert any("units were not all made the same way" in line
+               for line in provenance_notes([tmp_path / "dask.root"], [tmp_path / "dask.root"]))

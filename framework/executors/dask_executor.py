@@ -20,6 +20,7 @@ from typing import Any
 from ..config import ProcessConfig
 from ..errors import ConfigError, HltError, ModuleError
 from ..interrupt import Interrupted, exit_code_of, handle_signals
+from ..provenance import variants_line, with_variants
 from ..results import JobResult, Merger
 from ..extras import need
 from ..summary import JobSummary
@@ -174,6 +175,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
                   "units": len(units), "units_done": results.count, "events_per_task": ex.eventsPerTask,
                   "dashboard": dashboard, "threads": threads}
     s.retried_units = retried
+    _fold_variants(s)
     s.source = {**s.source, **accounting}
     s.events_skipped = accounting["skipped"]
     s.wall_s = time.perf_counter() - started_at
@@ -188,6 +190,20 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
             s.stopped_by_signal = failure[2].signame
         return Outcome(merged, failure[1], failure[2] or HltError(failure[0]))
     return Outcome(merged)
+
+
+def _fold_variants(s: JobSummary) -> None:
+    """The job's facts from every unit's, not the first one's: each worker resolves ``backend: auto``
+    (and any cut it reads) itself, as each CMSSW process chooses its accelerators, so workers on other
+    CPUs, engines or cached decisions may run another engine. Where the units differ, every variant is
+    kept (``facts.variants``, as the output's provenance keeps them) and one warning names it."""
+    if s.fact_variants:
+        s.facts = with_variants(s.fact_variants)
+        if len(s.fact_variants) > 1:
+            log.warning("Dask: the units did not all run the same way: %s; each variant is recorded in the "
+                        "output's provenance and the report (facts.variants); name the engine (backend) to run "
+                        "one everywhere", variants_line(s.fact_variants))
+    s.fact_variants = []
 
 
 def _collect(client, futures: dict, results: Merger, bar, retries: int):

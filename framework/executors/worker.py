@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import HltError
 from ..interrupt import exit_code_of
+from ..provenance import variant
 from ..results import GAUGES, JobResult
 from ..units import WorkUnit
 
@@ -93,6 +94,7 @@ class _WorkerJob:
         summary.data_quality = {label: _delta(values, self._quality_seen.setdefault(label, {}))
                                 for label, values in summary.data_quality.items()}
         summary.data_quality = {k: v for k, v in summary.data_quality.items() if any(v.values())}
+        summary.fact_variants = [variant(summary.facts, [unit.index], [self.name])]
         busy = summary.wall_s
         summary.workers = {self.name: {"units": 1, "events": summary.events_processed, "busy_s": busy,
                                        "begin_job_s": self.begin_job_s if self._fresh else 0.0}}

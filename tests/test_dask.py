@@ -602,3 +602,40 @@ def test_units_that_ran_different_engines_are_all_recorded(cluster, write_config
         [(v["accelerators"]["probe"]["backend"], v["units"]) for v in variants]
     assert any("units were not all made the same way" in line
                for line in provenance_notes([tmp_path / "dask.root"], [tmp_path / "dask.root"]))
+
+
+def test_workers_in_another_folder_read_the_files_the_client_planned(cluster, write_config, tmp_path):
+    """Units carried the input names as written: a worker started in another folder (``dask worker`` on
+    another node, in its home) read ``data/...`` relative to its own folder, so the job stopped with
+    "input file not found: data/qcd_dijet.root" (exit 3) for a file the client had just read, or read
+    another file of that name. Units now carry the path the client checked."""
+    from distributed import Client
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    local, _ = run(config(write_config, tmp_path, None, "local"))
+    with Client(cluster, timeout="20s") as client:
+        before = client.run(os.getcwd)
+        client.run(os.chdir, str(elsewhere))
+        try:
+            dask, _ = run(config(write_config, tmp_path, cluster, "dask"))  # FILES: relative to the client's folder
+        finally:
+            for worker, folder in before.items():
+                client.run(os.chdir, folder, workers=[worker])
+    assert dask.code == 0, dask.result.summary.failure
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+
+
+def test_a_unit_whose_file_its_worker_cannot_read_names_the_worker(write_config, tmp_path):
+    """A unit's file that the client read but its worker cannot (another file system, another mount point)
+    stopped the job with the source's "input file not found" and nothing saying that the client had read
+    it; it is not a bad file either (skipBadFiles must not skip it): one line naming the worker, exit 3."""
+    from hltrun.framework.executors.worker import JobSpec, run_unit
+    from hltrun.framework.units import WorkUnit
+
+    spec = JobSpec.from_config(config(write_config, tmp_path, None, "dask", FILES, "", "", "source.skipBadFiles=true"))
+    gone = tmp_path / "moved" / "qcd_dijet.root"
+    status, (message, code, partial) = run_unit(spec, WorkUnit(3, str(gone), 0, 75, 225))
+    assert (status, code, partial) == ("failed", 3, None)
+    assert message.startswith(f"unit 3 ({gone} entries 0-75): input file {gone} not found on worker ")
+    assert "the client read it" in message and "\n" not in message

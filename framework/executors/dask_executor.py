@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -21,6 +22,7 @@ from ..config import ProcessConfig
 from ..errors import ConfigError, HltError, ModuleError
 from ..interrupt import Interrupted, exit_code_of, handle_signals
 from ..provenance import variants_line, with_variants
+from ..resources import remote_url
 from ..results import JobResult, Merger
 from ..extras import need
 from ..summary import JobSummary
@@ -48,6 +50,8 @@ def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
                                             else opts.skipEvents + opts.maxEvents)
     except NotImplementedError as exc:
         raise ConfigError(f"options.executor.type=dask: {exc}") from None
+    # the file the client checked, not whatever a worker finds at that relative name in its own folder
+    inputs = [(name if remote_url(name) else os.path.abspath(name), n) for name, n in inputs]
     units = plan_units(inputs, opts.skipEvents, None if opts.maxEvents < 0 else opts.maxEvents,
                        opts.executor.eventsPerTask)
     total = sum(n for _, n in inputs)

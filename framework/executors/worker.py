@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import HltError
+from ..errors import HltError, SourceError
 from ..interrupt import exit_code_of
 from ..provenance import variant
+from ..resources import remote_url, why_not_readable
 from ..results import GAUGES, JobResult
 from ..units import WorkUnit
 
@@ -147,12 +148,29 @@ def _announce(job: str, unit: WorkUnit) -> None:
     worker.log_event(EVENTS_TOPIC, {"job": job, "unit": unit.index, "worker": worker.address})
 
 
+def _unreadable_here(unit: WorkUnit) -> str | None:
+    """Why this worker cannot read the unit's file, which the client read when it planned the units: a
+    worker on another machine or in a container without that file system, or with it at another path.
+    Not the file's fault, so not a bad file that ``skipBadFiles`` would skip: the job stops, naming the
+    worker."""
+    if remote_url(unit.file) is not None:
+        return None
+    why = why_not_readable(unit.file)
+    if why is None:
+        return None
+    return (f"input file {unit.file} {why} on worker {worker_name()} (the client read it when it planned the "
+            f"units: every worker needs the input files at the same path)")
+
+
 def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
     """The Dask task: ``("ok", JobResult)`` or ``("failed", (message, exit code, partial JobResult))``.
 
     Failures are returned, not raised: bad data is deterministic and must not be retried by Dask;
     the client applies options.TryToContinue. (A worker that dies is retried by the scheduler.)"""
     _announce(spec.run_id, unit)
+    missing = _unreadable_here(unit)
+    if missing is not None:
+        return "failed", (f"{unit}: {missing}", SourceError.exit_code, None)
     key = (spec.key, threading.get_ident())
     try:
         with _LOCK:

@@ -558,7 +558,7 @@ def test_an_output_over_the_jobs_own_files_is_refused_before_any_unit(collision,
     assert "Dask on" not in capsys.readouterr().out and not list(tmp_path.glob("*.part"))
 
 
-def test_units_that_ran_different_engines_are_all_recorded(cluster, write_config, tmp_path, caplog):
+def test_units_that_ran_different_engines_are_all_recorded(cluster, write_config, tmp_path):
     """Each worker resolves ``backend: auto`` itself (another CPU, another cached decision: reproduced
     with a planted auto decision on one worker); the job's facts and the output's ``Provenance`` were the
     first unit's only, so a job that scored some units on tflite and some on onnxruntime said one engine.
@@ -573,9 +573,18 @@ def test_units_that_ran_different_engines_are_all_recorded(cluster, write_config
     def engine(value, dask_worker=None):  # noqa: ANN001 - runs on each worker
         os.environ.pop("HLTRUN_TEST_ENGINE", None) if value is None else os.environ.update(HLTRUN_TEST_ENGINE=value)
 
+    class Lines(logging.Handler):  # on hltrun's logger itself: a CLI test before may have stopped its propagation
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.said: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.said.append(record.getMessage())
+
     extra = "probe: {type: TestRecordChoice}"
     cfg = config(write_config, tmp_path, cluster, "dask", FILES, extra, ", probe")
-    caplog.set_level(logging.WARNING, logger="hltrun")
+    lines = Lines()
+    logging.getLogger("hltrun").addHandler(lines)
     with Client(cluster, timeout="20s") as client:
         workers = sorted(client.scheduler_info()["workers"])
         client.run(engine, "engine-b", workers=[workers[1]])
@@ -583,6 +592,7 @@ def test_units_that_ran_different_engines_are_all_recorded(cluster, write_config
             dask, _ = run(cfg)
         finally:
             client.run(engine, None)
+            logging.getLogger("hltrun").removeHandler(lines)
     s = dask.result.summary
     assert dask.code == 0, s.failure
     assert sorted(s.workers) == workers  # both workers ran units (2 idle workers, 8 units)
@@ -594,7 +604,7 @@ def test_units_that_ran_different_engines_are_all_recorded(cluster, write_config
     assert sorted(u for v in variants for u in v["units"]) == list(range(8))  # each unit once
     assert by_engine["engine-b"]["units"] and by_engine["engine-a"]["units"]
     assert s.facts["accelerators"] == variants[0]["accelerators"] and 0 in variants[0]["units"]  # unit 0's
-    said = [r.getMessage() for r in caplog.records if "did not all run the same way" in r.getMessage()]
+    said = [line for line in lines.said if "did not all run the same way" in line]
     assert len(said) == 1 and "scorer 'probe' engine-" in said[0] and "\n" not in said[0]
     assert "the units did not all run the same way" in text_report(s, [])
     record = read_provenance(tmp_path / "dask.root")  # the output says it too, unit by unit

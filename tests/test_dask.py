@@ -212,6 +212,14 @@ def test_corrupt_file_unit_stops_job_naming_it(cluster, write_config, tmp_path):
     s = dask.result.summary
     assert dask.code == 3
     assert "unit " in s.failure and str(bad) in s.failure and "lzma" in s.failure.lower()
+    # the job report's FrameworkError as a local run's (8021 FileReadError), not 8001 OtherCMS: the
+    # worker's error category came back as the exit code only
+    from hltrun.framework.report.jobreport_xml import cmssw_error
+
+    local, _ = run(config(write_config, tmp_path, None, "local", f"data/rsg_ww_3p5TeV.root, {bad}", "", "",
+                          "options.skipEvents=1000"))
+    assert local.code == 3 and cmssw_error(dask.code, dask.cause) == cmssw_error(local.code, local.cause) == \
+        (8021, "FileReadError")
     assert "\n" not in s.failure
     assert not (tmp_path / "dask.root").exists()
     assert not list(tmp_path.glob("dask.root*"))
@@ -645,7 +653,8 @@ def test_a_unit_whose_file_its_worker_cannot_read_names_the_worker(write_config,
 
     spec = JobSpec.from_config(config(write_config, tmp_path, None, "dask", FILES, "", "", "source.skipBadFiles=true"))
     gone = tmp_path / "moved" / "qcd_dijet.root"
-    status, (message, code, partial) = run_unit(spec, WorkUnit(3, str(gone), 0, 75, 225))
+    status, (message, code, partial, category) = run_unit(spec, WorkUnit(3, str(gone), 0, 75, 225))
     assert (status, code, partial) == ("failed", 3, None)
+    assert category == "FileOpenError"  # the job report's 8020, as a local run's missing input
     assert message.startswith(f"unit 3 ({gone} entries 0-75): input file {gone} not found on worker ")
     assert "the client read it" in message and "\n" not in message

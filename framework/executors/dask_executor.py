@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ProcessConfig
-from ..errors import ConfigError, HltError, ModuleError
+from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
 from ..interrupt import Interrupted, exit_code_of, handle_signals
 from ..provenance import variants_line, with_variants
 from ..resources import remote_url
@@ -222,18 +222,28 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
             status, payload = fut.result()
         except KilledWorker:
             status, payload = "failed", (f"{unit}: its worker died {retries + 1} time(s) while running it "
-                                         f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None)  # the job failed running it: 4
+                                         f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None, None)  # the job failed running it: 4
         if status == "ok":
             results.add(payload)
             if bar is not None:
                 bar.update(unit.events)
             continue
-        message, code, partial = payload
+        message, code, partial, category = payload
         if partial is not None:
             results.add(partial)
         client.cancel([f for f in futures if not f.done()])
-        return message, code, None
+        return message, code, unit_error(message, category)
     return None
+
+
+def unit_error(message: str, category: str | None) -> HltError:
+    """The error a failed unit stopped the job with, of the category the worker's error had, so that the
+    job report's FrameworkError is what a local run gives (a corrupt file: 8021 FileReadError, not 8001)."""
+    error = HltError(message)
+    if category is not None:
+        error.cmssw_type = category
+        error.cmssw_code = CMSSW_CATEGORIES.get(category, HltError.cmssw_code)
+    return error
 
 
 def _retried_units(client, futures: dict, run_id: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import HltError, SourceError
+from ..errors import FileOpenError, HltError, category_of
 from ..interrupt import exit_code_of
 from ..provenance import variant
 from ..resources import remote_url, why_not_readable
@@ -51,12 +51,13 @@ class JobSpec:
 
 
 class UnitFailed(HltError):
-    """A work unit stopped on an error; carries its partial result."""
+    """A work unit stopped on an error; carries its partial result and the error's CMSSW category."""
 
-    def __init__(self, message: str, exit_code: int, result: JobResult | None) -> None:
+    def __init__(self, message: str, exit_code: int, result: JobResult | None, category: str | None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.result = result
+        self.category = category
 
 
 class _WorkerJob:
@@ -105,7 +106,7 @@ class _WorkerJob:
         if failed:
             err = self.loop.errors[0] if self.loop.errors else None
             code = exit_code_of(err) if isinstance(err, KeyboardInterrupt) else getattr(err, "exit_code", 4)
-            raise UnitFailed(f"{unit}: {summary.failure}", code, result)
+            raise UnitFailed(f"{unit}: {summary.failure}", code, result, None if err is None else category_of(err))
         return result
 
 
@@ -163,14 +164,16 @@ def _unreadable_here(unit: WorkUnit) -> str | None:
 
 
 def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
-    """The Dask task: ``("ok", JobResult)`` or ``("failed", (message, exit code, partial JobResult))``.
+    """The Dask task: ``("ok", JobResult)`` or ``("failed", (message, exit code, partial JobResult, category))``,
+    ``category`` the error's CMSSW exception category (the job report's FrameworkError, as a local run
+    gives it; None: by the exit code).
 
     Failures are returned, not raised: bad data is deterministic and must not be retried by Dask;
     the client applies options.TryToContinue. (A worker that dies is retried by the scheduler.)"""
     _announce(spec.run_id, unit)
     missing = _unreadable_here(unit)
     if missing is not None:
-        return "failed", (f"{unit}: {missing}", SourceError.exit_code, None)
+        return "failed", (f"{unit}: {missing}", FileOpenError.exit_code, None, FileOpenError.cmssw_type)
     key = (spec.key, threading.get_ident())
     try:
         with _LOCK:
@@ -184,8 +187,8 @@ def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
                 _CACHE[key] = job
         return "ok", job.run(unit)
     except UnitFailed as exc:
-        return "failed", (str(exc), exc.exit_code, exc.result)
+        return "failed", (str(exc), exc.exit_code, exc.result, exc.category)
     except HltError as exc:
-        return "failed", (f"{unit}: {exc}", exc.exit_code, None)
+        return "failed", (f"{unit}: {exc}", exc.exit_code, None, category_of(exc))
     except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error: still one line
-        return "failed", (f"{unit}: {type(exc).__name__}: {exc}", 1, None)
+        return "failed", (f"{unit}: {type(exc).__name__}: {exc}", 1, None, None)

@@ -34,16 +34,18 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-# what of a scorer's recorded choice can change a score: the engine, the device, the network and its file
-# (not ``reason`` or auto's ``timings``, which differ between two workers that time the same choice)
-_CHOICE_DECIDES = ("backend", "device", "model", "model_id", "model_sha256")
+# what of a scorer's recorded choice can change a score: the engine, the device, the network and its file's
+# digest (not ``reason`` or auto's ``timings``, which differ between two workers that time the same choice,
+# nor the path, relative or not by the worker's folder, where a digest says which file it was)
+_CHOICE_DECIDES = ("backend", "device", "model_id", "model_sha256")
 
 
 def deciding(facts: Mapping[str, Any]) -> dict[str, Any]:
     """What of a job's facts can change a decision or a score: each scorer's engine, device and network,
     and each filter's cut as resolved."""
     return {"producer": facts.get("producer"),
-            "accelerators": {label: {key: choice.get(key) for key in _CHOICE_DECIDES}
+            "accelerators": {label: {key: choice.get(key) for key in (*_CHOICE_DECIDES,
+                                                                      *(() if choice.get("model_sha256") else ("model",)))}
                              for label, choice in sorted((facts.get("accelerators") or {}).items())},
             "cuts": dict(sorted((facts.get("cuts") or {}).items()))}
 

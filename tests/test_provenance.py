@@ -225,8 +225,10 @@ def test_units_variants_group_by_what_decides_whatever_order_they_finish_in():
 
     from hltrun.framework.provenance import merge_variants, merged_record, readable, variant, variants_line, with_variants
 
-    a, a_timed_again, b = _record(), _record(vae={"reason": "timed again", "timings": [{"us_per_jet": 2.0}]}), \
+    a, b = _record(), \
         _record(vae={"backend": "tflite", "model": "m/conv_vae.tflite", "model_sha256": "c" * 64})
+    # the same file, timed again, found by a worker in another folder: one variant
+    a_timed_again = _record(vae={"reason": "timed again", "timings": [{"us_per_jet": 2.0}], "model": "/abs/m/conv_vae.onnx"})
     units = [(0, a, "w1"), (1, b, "w2"), (2, a_timed_again, "w1"), (3, b, "w2")]
     results = set()
     for order in permutations(units):
@@ -247,3 +249,5 @@ def test_units_variants_group_by_what_decides_whatever_order_they_finish_in():
     assert merged_record([(0, a), (1, a_timed_again)]) == a  # one way: the record a local run writes
     assert not readable({**record, "variants": [{"accelerators": [], "units": [0]}]})
     assert not readable({**record, "variants": "two"})
+    no_digest = [_record(vae={"model_sha256": "", "model": name}) for name in ("m/a.onnx", "m/b.onnx")]
+    assert len(merged_record(list(enumerate(no_digest)))["variants"]) == 2  # without a digest, the path tells

@@ -11,7 +11,7 @@ comes with its likely cause.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 
 def record(version: str, configuration: Mapping[str, Any], facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,6 +34,88 @@ def strict_json(value: Any) -> Any:
     return value
 
 
+# what of a scorer's recorded choice can change a score: the engine, the device, the network and its file's
+# digest (not ``reason`` or auto's ``timings``, which differ between two workers that time the same choice,
+# nor the path, relative or not by the worker's folder, where a digest says which file it was)
+_CHOICE_DECIDES = ("backend", "device", "model_id", "model_sha256")
+
+
+def deciding(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a job's facts can change a decision or a score: each scorer's engine, device and network,
+    and each filter's cut as resolved."""
+    return {"producer": facts.get("producer"),
+            "accelerators": {label: {key: choice.get(key) for key in (*_CHOICE_DECIDES,
+                                                                      *(() if choice.get("model_sha256") else ("model",)))}
+                             for label, choice in sorted((facts.get("accelerators") or {}).items())},
+            "cuts": dict(sorted((facts.get("cuts") or {}).items()))}
+
+
+def variant(facts: Mapping[str, Any], units: Sequence[int], workers: Sequence[str] = ()) -> dict[str, Any]:
+    """One way units ran (a distributed run): the facts one of them recorded, the units and the workers."""
+    return {**facts, "units": sorted(units), "workers": list(dict.fromkeys(workers))}
+
+
+def merge_variants(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``a`` and ``b`` as one list of variants: those whose ``deciding`` facts agree become one (their
+    units and workers joined, the first one's reason and timings kept), in the order of their first
+    unit, so that the result does not depend on the order in which units finished."""
+    out: list[dict[str, Any]] = [dict(v) for v in a]
+    for other in b:
+        same = next((v for v in out if deciding(v) == deciding(other)), None)
+        if same is None:
+            out.append(dict(other))
+            continue
+        keep = dict(other) if min(other["units"], default=0) < min(same["units"], default=0) else same
+        keep.update(units=sorted(set(same["units"]) | set(other["units"])),
+                    workers=list(dict.fromkeys([*same["workers"], *other["workers"]])))
+        out[out.index(same)] = keep
+    return sorted(out, key=lambda v: min(v["units"], default=0))
+
+
+def with_variants(variants: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A distributed job's facts from its units' variants: the first unit's, and where the units did not
+    all run the same way, every variant under ``variants`` (CMSSW keeps each process history that went
+    into a merged file)."""
+    if not variants:
+        return {}
+    first = {key: value for key, value in variants[0].items() if key not in ("units", "workers")}
+    return {**first, "variants": [dict(v) for v in variants]} if len(variants) > 1 else first
+
+
+def variants_line(variants: Sequence[Mapping[str, Any]]) -> str:
+    """One line naming what differs between the variants: per scorer its engines, per filter its cuts,
+    each with its number of units and its workers."""
+    def units(v: Mapping[str, Any]) -> str:
+        workers = f" on {', '.join(v['workers'])}" if v.get("workers") else ""
+        return f"{len(v['units'])} unit(s){workers}"
+
+    said = []
+    facts = [deciding(v) for v in variants]
+    if any(f["producer"] != facts[0]["producer"] for f in facts):
+        said.append("made by " + ", ".join(f"{f['producer']} in {units(v)}" for f, v in zip(facts, variants)))
+    for kind, key, show in (("scorer", "accelerators", _engine), ("filter", "cuts", _cut)):
+        for label in sorted({label for f in facts for label in f[key]}):
+            seen = [f[key].get(label) for f in facts]
+            if any(s != seen[0] for s in seen):
+                said.append(f"{kind} '{label}' " + ", ".join(
+                    f"{show(s) if s is not None else 'absent'} in {units(v)}" for s, v in zip(seen, variants)))
+    return "; ".join(said) or f"{len(variants)} variants"
+
+
+def _cut(cut: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in sorted(cut.items()))
+
+
+def merged_record(records: Sequence[tuple[int, Mapping[str, Any]]]) -> dict[str, Any]:
+    """One output's record from its parts' (unit, record) in unit order (a distributed run): the first
+    part's, with every variant under ``variants`` where the parts were not all made the same way."""
+    variants: list[dict[str, Any]] = []
+    for unit, rec in records:
+        variants = merge_variants(variants, [variant({k: v for k, v in rec.items() if k != "configuration"}, [unit])])
+    first = records[0][1]
+    return {"configuration": first.get("configuration", {}), **with_variants(variants)}
+
+
 def readable(record: Any) -> bool:
     """Whether ``record`` has the form ``record`` writes (``differences`` compares): an object whose
     ``accelerators`` and ``cuts``, where present, map labels to objects. A later version's or another
@@ -41,7 +123,10 @@ def readable(record: Any) -> bool:
     if not isinstance(record, dict):
         return False
     by_label = [record.get(key, {}) for key in ("accelerators", "cuts")]
-    return all(isinstance(entries, dict) and all(isinstance(e, dict) for e in entries.values()) for entries in by_label)
+    variants = record.get("variants", [])
+    return all(isinstance(entries, dict) and all(isinstance(e, dict) for e in entries.values()) for entries in by_label) \
+        and isinstance(variants, list) and all(readable(v) and "variants" not in v and isinstance(v.get("units"), list)
+                                               and isinstance(v.get("workers", []), list) for v in variants)
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -52,6 +137,8 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     if old.get("producer") != new.get("producer"):
         lines.append(f"made by {old.get('producer', '?')} (old) and {new.get('producer', '?')} (new)")
     lines += _by_label("scorer", old.get("accelerators") or {}, new.get("accelerators") or {}, _scorer_change)
+    lines += [f"the {side} job's units were not all made the same way: {variants_line(record['variants'])}"
+              for side, record in (("old", old), ("new", new)) if record.get("variants")]
     lines += _by_label("filter", old.get("cuts") or {}, new.get("cuts") or {}, _cut_change)
     changed = _setting_changes(old.get("configuration") or {}, new.get("configuration") or {})
     lines += [f"configuration: {line}" for line in changed[:MAX_SETTING_LINES]]

@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
+from .provenance import merge_variants
 from .summary import JobSummary
 
 # facts: the job's (cuts, engines, auto's table), the same in each unit of a worker: summed, a threshold grew
@@ -21,6 +22,7 @@ _FIRST = {"process", "streams", "budget_ms", "input_rate_hz", "path_entries", "m
           "facts"}
 _MAX = {"wall_s", "loop_s", "begin_job_s"}
 _MIN = {"time_to_first_event_s"}
+_VARIANTS = {"fact_variants"}  # units' facts: grouped by what decides (provenance.merge_variants)
 _UNION = {"bad_files"}  # every unit of a worker reports the same skipped files: list each once
 _COUNTERS = {"module_summaries"}  # modules' summary(): integer counters add, settings stay (merge_counters)
 # Dicts of levels and peaks, not counts: a backend's ``device_memory`` (bytes in use, peaks, limit) is the
@@ -116,6 +118,8 @@ def merge_summaries(a: JobSummary, b: JobSummary) -> JobSummary:
             value = x if x not in (None, {}, []) else y
         elif f.name in _MAX:
             value = max(x or 0.0, y or 0.0)
+        elif f.name in _VARIANTS:
+            value = merge_variants(x or [], y or [])
         elif f.name in _UNION:
             value = list(x or []) + [v for v in (y or []) if v not in (x or [])]
         elif f.name in _MIN:

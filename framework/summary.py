@@ -99,6 +99,9 @@ class JobSummary:
     module_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: dict[str, int] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)  # job-level facts modules recorded (accelerator choice)
+    # a distributed run's units: each way they ran (facts, units, workers; framework/provenance.variant),
+    # folded into ``facts`` by the client (its ``variants`` where they differ)
+    fact_variants: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0  # from the process start (interpreter included) to the end of the job
     loop_s: float = 0.0  # from the first pull (its chunk read included) to the last event done: the throughput window
     time_to_first_event_s: float | None = None
@@ -114,4 +117,6 @@ class JobSummary:
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return asdict(self)
+        out = asdict(self)
+        out.pop("fact_variants")  # the client's working list: what it found is in ``facts``
+        return out

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
@@ -39,7 +40,7 @@ from hltrun.framework.context import StreamActivity
 from hltrun.framework.destinations import check_file_destination
 from hltrun.framework.errors import ConfigError
 from hltrun.framework.event import Event
-from hltrun.framework.provenance import readable
+from hltrun.framework.provenance import merged_record, readable
 from hltrun.framework.resources import refuse_remote_destination, user_path
 from hltrun.framework.module import OutputModule
 from hltrun.framework.schema import InputTag, limited
@@ -341,8 +342,11 @@ class RootOutputModule(OutputModule):
         from .rootio import concatenate_trees
 
         lumis = _merged_lumis(parts)  # a lumi split across units: one row, its counts added
-        strings = {key: text for key in (PROCESS_KEY, PROVENANCE_KEY)
-                   if parts and (text := read_string(parts[0], key)) is not None}
+        strings = {key: text for key in (PROCESS_KEY,) if parts and (text := read_string(parts[0], key)) is not None}
+        records = [(unit_of(part, i), record) for i, part in enumerate(parts)
+                   if (record := read_provenance(part)) is not None]
+        if records:  # every part's, not the first one's: each worker chose its own engine (provenance.merged_record)
+            strings[PROVENANCE_KEY] = json.dumps(merged_record(records), default=str)
         with writing(target, "output file") as staged:
             n = concatenate_trees(parts, staged.open(), params.tree, params.compression, add_trees=lumi_trees(lumis),
                                   add_strings=strings)
@@ -466,6 +470,12 @@ def read_string(path: Any, key: str) -> str | None:
         if key not in f or f.classname_of(key) != "TObjString":
             return None
         return str(f[key])
+
+
+def unit_of(part: Path, position: int) -> int:
+    """The work unit that wrote an output part (its name, ``_part``); ``position`` for another name."""
+    match = re.search(r"\.unit(\d+)\.part$", part.name)
+    return int(match.group(1)) if match else position
 
 
 def read_process(path: Any) -> str | None:

@@ -258,6 +258,28 @@ class WaitForFile(Analyzer):
         pass
 
 
+@dataclass
+class RecordChoiceParameters:
+    env: str = "HLTRUN_TEST_ENGINE"  # the environment variable of its process that names the engine
+
+
+@register_module("TestRecordChoice")
+class RecordChoice(Analyzer):
+    """Records an accelerator choice named by its process's environment (``engine-a`` without it): Dask
+    workers that choose differently, as ``backend: auto`` may on other CPUs or with another cached decision."""
+
+    Parameters = RecordChoiceParameters
+
+    def begin_job(self, ctx) -> None:  # noqa: ANN001
+        from hltrun.framework.context import AcceleratorChoice
+
+        ctx.record_accelerator(AcceleratorChoice(os.environ.get(self.params.env, "engine-a"), "cpu", "test",
+                                                 "model.onnx", "test_model"))
+
+    def analyze(self, event) -> None:
+        pass
+
+
 def statm() -> tuple[int, int]:
     """(virtual size, RSS) in bytes from /proc/self/statm: the tests' own reading, not the service's."""
     import os

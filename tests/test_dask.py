@@ -212,6 +212,14 @@ def test_corrupt_file_unit_stops_job_naming_it(cluster, write_config, tmp_path):
     s = dask.result.summary
     assert dask.code == 3
     assert "unit " in s.failure and str(bad) in s.failure and "lzma" in s.failure.lower()
+    # the job report's FrameworkError as a local run's (8021 FileReadError), not 8001 OtherCMS: the
+    # worker's error category came back as the exit code only
+    from hltrun.framework.report.jobreport_xml import cmssw_error
+
+    local, _ = run(config(write_config, tmp_path, None, "local", f"data/rsg_ww_3p5TeV.root, {bad}", "", "",
+                          "options.skipEvents=1000"))
+    assert local.code == 3 and cmssw_error(dask.code, dask.cause) == cmssw_error(local.code, local.cause) == \
+        (8021, "FileReadError")
     assert "\n" not in s.failure
     assert not (tmp_path / "dask.root").exists()
     assert not list(tmp_path.glob("dask.root*"))
@@ -556,3 +564,97 @@ def test_an_output_over_the_jobs_own_files_is_refused_before_any_unit(collision,
     assert f"hltrun: error: modules.out.file: {said}" in err
     assert source.read_bytes() == (ROOT / "data" / "rsg_ww_1p5TeV.root").read_bytes()
     assert "Dask on" not in capsys.readouterr().out and not list(tmp_path.glob("*.part"))
+
+
+def test_units_that_ran_different_engines_are_all_recorded(cluster, write_config, tmp_path):
+    """Each worker resolves ``backend: auto`` itself (another CPU, another cached decision: reproduced
+    with a planted auto decision on one worker); the job's facts and the output's ``Provenance`` were the
+    first unit's only, so a job that scored some units on tflite and some on onnxruntime said one engine.
+    Now every variant is recorded, with its units, and one warning names it."""
+    import logging
+
+    from distributed import Client
+
+    from hltrun.modules.root_output import read_provenance
+    from hltrun.tools.hltdiff import provenance_notes
+
+    def engine(value, dask_worker=None):  # noqa: ANN001 - runs on each worker
+        os.environ.pop("HLTRUN_TEST_ENGINE", None) if value is None else os.environ.update(HLTRUN_TEST_ENGINE=value)
+
+    class Lines(logging.Handler):  # on hltrun's logger itself: a CLI test before may have stopped its propagation
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.said: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.said.append(record.getMessage())
+
+    extra = "probe: {type: TestRecordChoice}"
+    cfg = config(write_config, tmp_path, cluster, "dask", FILES, extra, ", probe")
+    lines = Lines()
+    logging.getLogger("hltrun").addHandler(lines)
+    with Client(cluster, timeout="20s") as client:
+        workers = sorted(client.scheduler_info()["workers"])
+        client.run(engine, "engine-b", workers=[workers[1]])
+        try:
+            dask, _ = run(cfg)
+        finally:
+            client.run(engine, None)
+            logging.getLogger("hltrun").removeHandler(lines)
+    s = dask.result.summary
+    assert dask.code == 0, s.failure
+    assert sorted(s.workers) == workers  # both workers ran units (2 idle workers, 8 units)
+    variants = s.facts["variants"]
+    assert [v["accelerators"]["probe"]["backend"] for v in variants] == ["engine-a", "engine-b"] or \
+        [v["accelerators"]["probe"]["backend"] for v in variants] == ["engine-b", "engine-a"]
+    by_engine = {v["accelerators"]["probe"]["backend"]: v for v in variants}
+    assert by_engine["engine-b"]["workers"] == [workers[1]] and by_engine["engine-a"]["workers"] == [workers[0]]
+    assert sorted(u for v in variants for u in v["units"]) == list(range(8))  # each unit once
+    assert by_engine["engine-b"]["units"] and by_engine["engine-a"]["units"]
+    assert s.facts["accelerators"] == variants[0]["accelerators"] and 0 in variants[0]["units"]  # unit 0's
+    said = [line for line in lines.said if "did not all run the same way" in line]
+    assert len(said) == 1 and "scorer 'probe' engine-" in said[0] and "\n" not in said[0]
+    assert "the units did not all run the same way" in text_report(s, [])
+    record = read_provenance(tmp_path / "dask.root")  # the output says it too, unit by unit
+    assert [(v["accelerators"]["probe"]["backend"], v["units"]) for v in record["variants"]] == \
+        [(v["accelerators"]["probe"]["backend"], v["units"]) for v in variants]
+    assert any("units were not all made the same way" in line
+               for line in provenance_notes([tmp_path / "dask.root"], [tmp_path / "dask.root"]))
+
+
+def test_workers_in_another_folder_read_the_files_the_client_planned(cluster, write_config, tmp_path):
+    """Units carried the input names as written: a worker started in another folder (``dask worker`` on
+    another node, in its home) read ``data/...`` relative to its own folder, so the job stopped with
+    "input file not found: data/qcd_dijet.root" (exit 3) for a file the client had just read, or read
+    another file of that name. Units now carry the path the client checked."""
+    from distributed import Client
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    local, _ = run(config(write_config, tmp_path, None, "local"))
+    with Client(cluster, timeout="20s") as client:
+        before = client.run(os.getcwd)
+        client.run(os.chdir, str(elsewhere))
+        try:
+            dask, _ = run(config(write_config, tmp_path, cluster, "dask"))  # FILES: relative to the client's folder
+        finally:
+            for worker, folder in before.items():
+                client.run(os.chdir, folder, workers=[worker])
+    assert dask.code == 0, dask.result.summary.failure
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+
+
+def test_a_unit_whose_file_its_worker_cannot_read_names_the_worker(write_config, tmp_path):
+    """A unit's file that the client read but its worker cannot (another file system, another mount point)
+    stopped the job with the source's "input file not found" and nothing saying that the client had read
+    it; it is not a bad file either (skipBadFiles must not skip it): one line naming the worker, exit 3."""
+    from hltrun.framework.executors.worker import JobSpec, run_unit
+    from hltrun.framework.units import WorkUnit
+
+    spec = JobSpec.from_config(config(write_config, tmp_path, None, "dask", FILES, "", "", "source.skipBadFiles=true"))
+    gone = tmp_path / "moved" / "qcd_dijet.root"
+    status, (message, code, partial, category) = run_unit(spec, WorkUnit(3, str(gone), 0, 75, 225))
+    assert (status, code, partial) == ("failed", 3, None)
+    assert category == "FileOpenError"  # the job report's 8020, as a local run's missing input
+    assert message.startswith(f"unit 3 ({gone} entries 0-75): input file {gone} not found on worker ")
+    assert "the client read it" in message and "\n" not in message

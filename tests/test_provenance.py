@@ -215,3 +215,39 @@ def test_a_setting_that_decides_is_named_and_where_or_how_fast_is_not():
     lines = differences(old, new)
     assert lines[0] == "configuration: modules.extra0.type - (old) and T (new)"
     assert len(lines) == 7 and lines[-1] == "configuration: and 2 more setting(s) that differ"
+
+
+def test_units_variants_group_by_what_decides_whatever_order_they_finish_in():
+    """A distributed job's units: those that ran the same engine, network and cut are one variant (auto's
+    timings and reason differ between two workers timing the same choice and do not split them); the
+    result does not depend on the order the units finished in; one variant writes no ``variants``."""
+    from itertools import permutations
+
+    from hltrun.framework.provenance import merge_variants, merged_record, readable, variant, variants_line, with_variants
+
+    a, b = _record(), \
+        _record(vae={"backend": "tflite", "model": "m/conv_vae.tflite", "model_sha256": "c" * 64})
+    # the same file, timed again, found by a worker in another folder: one variant
+    a_timed_again = _record(vae={"reason": "timed again", "timings": [{"us_per_jet": 2.0}], "model": "/abs/m/conv_vae.onnx"})
+    units = [(0, a, "w1"), (1, b, "w2"), (2, a_timed_again, "w1"), (3, b, "w2")]
+    results = set()
+    for order in permutations(units):
+        merged: list = []
+        for unit, rec, worker in order:
+            merged = merge_variants(merged, [variant(rec, [unit], [worker])])
+        results.add(json.dumps(merged, sort_keys=True))
+        assert [v["units"] for v in merged] == [[0, 2], [1, 3]] and merged[0]["accelerators"] == a["accelerators"]
+    assert len(results) == 1  # the first unit's reason and timings kept, in any order
+    assert "variants" not in with_variants([variant(a, [0, 1])])
+    line = variants_line(merged)
+    assert line == "scorer 'vae' onnxruntime (cpu) in 2 unit(s) on w1, tflite (cpu) in 2 unit(s) on w2"
+    record = merged_record([(0, a), (1, b), (2, a)])
+    assert readable(record) and [v["units"] for v in record["variants"]] == [[0, 2], [1]]
+    assert record["accelerators"] == a["accelerators"] and record["configuration"] == a["configuration"]
+    assert differences(a, record) == [f"the new job's units were not all made the same way: "
+                                      f"scorer 'vae' onnxruntime (cpu) in 2 unit(s), tflite (cpu) in 1 unit(s)"]
+    assert merged_record([(0, a), (1, a_timed_again)]) == a  # one way: the record a local run writes
+    assert not readable({**record, "variants": [{"accelerators": [], "units": [0]}]})
+    assert not readable({**record, "variants": "two"})
+    no_digest = [_record(vae={"model_sha256": "", "model": name}) for name in ("m/a.onnx", "m/b.onnx")]
+    assert len(merged_record(list(enumerate(no_digest)))["variants"]) == 2  # without a digest, the path tells

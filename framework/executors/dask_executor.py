@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ProcessConfig
-from ..errors import ConfigError, HltError, ModuleError
+from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
 from ..interrupt import Interrupted, exit_code_of, handle_signals
+from ..provenance import variants_line, with_variants
+from ..resources import remote_url
 from ..results import JobResult, Merger
 from ..extras import need
 from ..summary import JobSummary
@@ -47,6 +50,8 @@ def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
                                             else opts.skipEvents + opts.maxEvents)
     except NotImplementedError as exc:
         raise ConfigError(f"options.executor.type=dask: {exc}") from None
+    # the file the client checked, not whatever a worker finds at that relative name in its own folder
+    inputs = [(name if remote_url(name) else os.path.abspath(name), n) for name, n in inputs]
     units = plan_units(inputs, opts.skipEvents, None if opts.maxEvents < 0 else opts.maxEvents,
                        opts.executor.eventsPerTask)
     total = sum(n for _, n in inputs)
@@ -174,6 +179,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
                   "units": len(units), "units_done": results.count, "events_per_task": ex.eventsPerTask,
                   "dashboard": dashboard, "threads": threads}
     s.retried_units = retried
+    _fold_variants(s)
     s.source = {**s.source, **accounting}
     s.events_skipped = accounting["skipped"]
     s.wall_s = time.perf_counter() - started_at
@@ -190,6 +196,20 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     return Outcome(merged)
 
 
+def _fold_variants(s: JobSummary) -> None:
+    """The job's facts from every unit's, not the first one's: each worker resolves ``backend: auto``
+    (and any cut it reads) itself, as each CMSSW process chooses its accelerators, so workers on other
+    CPUs, engines or cached decisions may run another engine. Where the units differ, every variant is
+    kept (``facts.variants``, as the output's provenance keeps them) and one warning names it."""
+    if s.fact_variants:
+        s.facts = with_variants(s.fact_variants)
+        if len(s.fact_variants) > 1:
+            log.warning("Dask: the units did not all run the same way: %s; each variant is recorded in the "
+                        "output's provenance and the report (facts.variants); name the engine (backend) to run "
+                        "one everywhere", variants_line(s.fact_variants))
+    s.fact_variants = []
+
+
 def _collect(client, futures: dict, results: Merger, bar, retries: int):
     """Gather results as units finish; on the first failed unit cancel the rest and return the failure."""
     from distributed import as_completed
@@ -202,18 +222,28 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
             status, payload = fut.result()
         except KilledWorker:
             status, payload = "failed", (f"{unit}: its worker died {retries + 1} time(s) while running it "
-                                         f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None)  # the job failed running it: 4
+                                         f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None, None)  # the job failed running it: 4
         if status == "ok":
             results.add(payload)
             if bar is not None:
                 bar.update(unit.events)
             continue
-        message, code, partial = payload
+        message, code, partial, category = payload
         if partial is not None:
             results.add(partial)
         client.cancel([f for f in futures if not f.done()])
-        return message, code, None
+        return message, code, unit_error(message, category)
     return None
+
+
+def unit_error(message: str, category: str | None) -> HltError:
+    """The error a failed unit stopped the job with, of the category the worker's error had, so that the
+    job report's FrameworkError is what a local run gives (a corrupt file: 8021 FileReadError, not 8001)."""
+    error = HltError(message)
+    if category is not None:
+        error.cmssw_type = category
+        error.cmssw_code = CMSSW_CATEGORIES.get(category, HltError.cmssw_code)
+    return error
 
 
 def _retried_units(client, futures: dict, run_id: str) -> list[dict[str, Any]]:

@@ -17,8 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import HltError
+from ..errors import FileOpenError, HltError, category_of
 from ..interrupt import exit_code_of
+from ..provenance import variant
+from ..resources import remote_url, why_not_readable
 from ..results import GAUGES, JobResult
 from ..units import WorkUnit
 
@@ -49,12 +51,13 @@ class JobSpec:
 
 
 class UnitFailed(HltError):
-    """A work unit stopped on an error; carries its partial result."""
+    """A work unit stopped on an error; carries its partial result and the error's CMSSW category."""
 
-    def __init__(self, message: str, exit_code: int, result: JobResult | None) -> None:
+    def __init__(self, message: str, exit_code: int, result: JobResult | None, category: str | None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
         self.result = result
+        self.category = category
 
 
 class _WorkerJob:
@@ -93,6 +96,7 @@ class _WorkerJob:
         summary.data_quality = {label: _delta(values, self._quality_seen.setdefault(label, {}))
                                 for label, values in summary.data_quality.items()}
         summary.data_quality = {k: v for k, v in summary.data_quality.items() if any(v.values())}
+        summary.fact_variants = [variant(summary.facts, [unit.index], [self.name])]
         busy = summary.wall_s
         summary.workers = {self.name: {"units": 1, "events": summary.events_processed, "busy_s": busy,
                                        "begin_job_s": self.begin_job_s if self._fresh else 0.0}}
@@ -102,7 +106,7 @@ class _WorkerJob:
         if failed:
             err = self.loop.errors[0] if self.loop.errors else None
             code = exit_code_of(err) if isinstance(err, KeyboardInterrupt) else getattr(err, "exit_code", 4)
-            raise UnitFailed(f"{unit}: {summary.failure}", code, result)
+            raise UnitFailed(f"{unit}: {summary.failure}", code, result, None if err is None else category_of(err))
         return result
 
 
@@ -145,12 +149,31 @@ def _announce(job: str, unit: WorkUnit) -> None:
     worker.log_event(EVENTS_TOPIC, {"job": job, "unit": unit.index, "worker": worker.address})
 
 
+def _unreadable_here(unit: WorkUnit) -> str | None:
+    """Why this worker cannot read the unit's file, which the client read when it planned the units: a
+    worker on another machine or in a container without that file system, or with it at another path.
+    Not the file's fault, so not a bad file that ``skipBadFiles`` would skip: the job stops, naming the
+    worker."""
+    if remote_url(unit.file) is not None:
+        return None
+    why = why_not_readable(unit.file)
+    if why is None:
+        return None
+    return (f"input file {unit.file} {why} on worker {worker_name()} (the client read it when it planned the "
+            f"units: every worker needs the input files at the same path)")
+
+
 def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
-    """The Dask task: ``("ok", JobResult)`` or ``("failed", (message, exit code, partial JobResult))``.
+    """The Dask task: ``("ok", JobResult)`` or ``("failed", (message, exit code, partial JobResult, category))``,
+    ``category`` the error's CMSSW exception category (the job report's FrameworkError, as a local run
+    gives it; None: by the exit code).
 
     Failures are returned, not raised: bad data is deterministic and must not be retried by Dask;
     the client applies options.TryToContinue. (A worker that dies is retried by the scheduler.)"""
     _announce(spec.run_id, unit)
+    missing = _unreadable_here(unit)
+    if missing is not None:
+        return "failed", (f"{unit}: {missing}", FileOpenError.exit_code, None, FileOpenError.cmssw_type)
     key = (spec.key, threading.get_ident())
     try:
         with _LOCK:
@@ -164,8 +187,8 @@ def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
                 _CACHE[key] = job
         return "ok", job.run(unit)
     except UnitFailed as exc:
-        return "failed", (str(exc), exc.exit_code, exc.result)
+        return "failed", (str(exc), exc.exit_code, exc.result, exc.category)
     except HltError as exc:
-        return "failed", (f"{unit}: {exc}", exc.exit_code, None)
+        return "failed", (f"{unit}: {exc}", exc.exit_code, None, category_of(exc))
     except Exception as exc:  # noqa: BLE001 - a bug or an unexpected library error: still one line
-        return "failed", (f"{unit}: {type(exc).__name__}: {exc}", 1, None)
+        return "failed", (f"{unit}: {type(exc).__name__}: {exc}", 1, None, None)

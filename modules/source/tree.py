@@ -14,12 +14,14 @@ import awkward as ak
 from hltrun.framework.errors import FileOpenError, SourceError, one_line
 from hltrun.framework.resources import unreadable_reason
 
+from ..rootio import uproot_module
+
 
 def open_tree(path: str, name: str) -> Any:
     """The tree ``name`` of ``path``: FileOpenError if the file cannot be read as ROOT, SourceError if
-    it holds no readable tree of that name (naming the objects it has and where a tree of that name is)."""
-    import uproot
-
+    it holds no readable tree of that name (naming the objects it has and where a tree of that name is);
+    ModuleError if uproot or a codec library of it is not installed (no file is to blame)."""
+    uproot = uproot_module("source: reading ROOT files")
     why = unreadable_reason(path, "input file")
     if why is not None:
         raise FileOpenError(f"source: {why}")

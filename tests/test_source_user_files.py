@@ -1,0 +1,99 @@
+"""Input files as users outside NanoAOD bring them: flat ntuples, counts of other types, file lists and
+folders in ``source.files``, and a machine missing one of uproot's codec libraries."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from hltrun.framework.errors import SourceError
+from tests.conftest import make_events
+from tests.test_source import read_all
+
+REPO = Path(__file__).resolve().parents[1]
+FLAT = {"jet_pt": "jet_pt", "jet_eta": "jet_eta", "jet_phi": "jet_phi", "jet_mass": "jet_mass",
+        "jet_n_constituents": "jet_ncons", "cand_pt": "pf_pt", "cand_eta": "pf_eta", "cand_phi": "pf_phi"}
+
+
+def write_flat(path: Path, events: list[dict], count_dtype: type = np.int32, compression=uproot.ZLIB(4)) -> Path:
+    """A flat ntuple as a CMSSW analyzer writes it: ``std::vector<float>`` branches without NanoAOD's
+    counters, the constituents of each event's jets one after the other, a per-jet count of ``count_dtype``."""
+    def jagged(values: list, dtype: type) -> ak.Array:
+        offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int64)
+        flat = np.concatenate([np.asarray(v, dtype) for v in values]) if offsets[-1] else np.zeros(0, dtype)
+        return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), ak.contents.NumpyArray(flat)))
+
+    data = {"run": np.ones(len(events), np.uint32), "luminosityBlock": np.ones(len(events), np.uint32),
+            "event": np.array([e["event"] for e in events], np.uint64)}
+    for k in ("pt", "eta", "phi", "mass"):
+        data[f"jet_{k}"] = jagged([[j[k] for j in e["jets"]] for e in events], np.float32)
+    data["jet_ncons"] = jagged([[len(j["c_pt"]) for j in e["jets"]] for e in events], count_dtype)
+    for k in ("pt", "eta", "phi"):
+        data[f"pf_{k}"] = jagged([[x for j in e["jets"] for x in j[f"c_{k}"]] for e in events], np.float32)
+    with uproot.recreate(path, compression=compression) as f:
+        f["Events"] = data  # std::vector<...> branches (no counter branch)
+    return path
+
+
+def test_a_flat_vector_ntuple_reads_as_an_independent_read_gives(tmp_path):
+    """``std::vector<float>`` jets and constituents with a ``std::vector<int64>`` count: every jet and
+    constituent as uproot alone reads them."""
+    path = write_flat(tmp_path / "flat.root", make_events(30, seed=4), np.int64)
+    typename = uproot.open(path)["Events"]["jet_ncons"].typename
+    assert typename.startswith("std::vector<") and "int64_t" in typename, typename  # Long64_t, no counter
+    events, _ = read_all([path], branches=FLAT, chunk_size=7)
+    raw = uproot.open(path)["Events"].arrays(library="ak")
+    assert len(events) == len(raw)
+    for (_, products), row in zip(events, raw):
+        jets = products[""]
+        order = np.argsort(-np.asarray(row.jet_pt), kind="stable")
+        np.testing.assert_array_equal(jets.pt, np.asarray(row.jet_pt)[order])
+        ends = np.cumsum(np.asarray(row.jet_ncons))
+        for out, j in enumerate(order):
+            cut = slice(ends[j] - row.jet_ncons[j], ends[j])
+            cpt = np.asarray(row.pf_pt)[cut]
+            by_pt = np.argsort(-cpt, kind="stable")[:100]
+            np.testing.assert_array_equal(jets.constituents[out, :len(by_pt), 2], cpt[by_pt])
+            np.testing.assert_array_equal(jets.constituents[out, :len(by_pt), 0], np.asarray(row.pf_eta)[cut][by_pt])
+
+
+def test_a_missing_codec_library_is_one_line_naming_its_pip_package(tmp_path):
+    """Without cramjam (or xxhash) uproot cannot be imported (or cannot decompress a basket): one line
+    naming the package to install and exit 4 (no file is to blame, so skipBadFiles skips none), not
+    an internal error."""
+    path = write_flat(tmp_path / "flat.root", make_events(5, seed=1))
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "xxhash.py").write_text("raise ModuleNotFoundError(\"No module named 'xxhash'\", name='xxhash')\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(textwrap.dedent(f"""\
+        process: P
+        source: {{type: RootJetSource, files: [{path}], skipBadFiles: true, branches: {FLAT}}}
+        """).replace("'", ""))
+    code = "import sys; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stubs), str(REPO)])}
+    res = subprocess.run([sys.executable, "-c", code, str(cfg)], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 4, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == ("hltrun: error: source: reading ROOT files (uproot's compression "
+                                                   "codecs) needs xxhash, which is not installed: pip install xxhash")
+    assert "Traceback" not in res.stderr
+
+
+def test_the_codec_libraries_are_declared():
+    """uproot 5.3 (the oldest hltrun accepts) does not require xxhash, which every LZ4 basket needs."""
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    declared = {line.split(">")[0].split("=")[0].strip() for line in cfg["options"]["install_requires"].splitlines()
+                if line.strip() and not line.strip().startswith("#")}
+    from hltrun.modules.rootio import CODEC_LIBRARIES
+
+    assert set(CODEC_LIBRARIES) <= declared

@@ -97,3 +97,37 @@ def test_the_codec_libraries_are_declared():
     from hltrun.modules.rootio import CODEC_LIBRARIES
 
     assert set(CODEC_LIBRARIES) <= declared
+
+
+def test_a_bool_count_branch_is_named_as_no_count(tmp_path):
+    """A flag (``std::vector<bool>``) set as the count branch was refused as counts that "do not add
+    up": the line says what is wrong with the setting instead."""
+    path = write_flat(tmp_path / "bool.root", make_events(10, seed=2), np.bool_)
+    assert uproot.open(path)["Events"]["jet_ncons"].typename == "std::vector<bool>"
+    with pytest.raises(SourceError, match=r"^source: 'jet_ncons' is a bool branch in .*bool.root, not a count: "
+                                          r"set source.branches.jet_n_constituents to .*$"):
+        read_all([path], branches=FLAT)
+
+
+def test_floating_point_counts_are_read_when_whole_and_named_otherwise(tmp_path):
+    """Counts stored as floats (whole numbers) read as integer ones do; a fractional or NaN count
+    would be cut to another count (or garbage) by the cast: refused with its entry."""
+    events = make_events(12, seed=3)
+    as_int, _ = read_all([write_flat(tmp_path / "int.root", events)], branches=FLAT)
+    as_float, _ = read_all([write_flat(tmp_path / "float.root", events, np.float32)], branches=FLAT)
+    assert [e for e, _ in as_int] == [e for e, _ in as_float]
+    for (_, a), (_, b) in zip(as_int, as_float):
+        np.testing.assert_array_equal(a[""].constituents, b[""].constituents)
+    for bad in (np.nan, 2.5):
+        path = write_flat(tmp_path / "bad.root", events, np.float32)
+        with uproot.open(path) as f:
+            data = f["Events"].arrays(library="ak")
+        counts = ak.to_list(data["jet_ncons"])
+        at = next(i for i, c in enumerate(counts) if c)
+        counts[at][0] = bad
+        data["jet_ncons"] = ak.values_astype(ak.Array(counts), np.float32)
+        with uproot.recreate(path) as f:
+            f["Events"] = {name: data[name] for name in data.fields}
+        with pytest.raises(SourceError, match=rf"^source: 'jet_ncons' holds {bad}, not a whole number of constituents "
+                                              rf"\(jet 0\) at entry {at} of .*bad.root: set source.branches"):
+            read_all([path], branches=FLAT)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import uproot
 
-from hltrun.framework.errors import SourceError
+from hltrun.framework.errors import ConfigError, SourceError
 from tests.conftest import make_events
 from tests.test_source import read_all
 
@@ -131,3 +131,44 @@ def test_floating_point_counts_are_read_when_whole_and_named_otherwise(tmp_path)
         with pytest.raises(SourceError, match=rf"^source: 'jet_ncons' holds {bad}, not a whole number of constituents "
                                               rf"\(jet 0\) at entry {at} of .*bad.root: set source.branches"):
             read_all([path], branches=FLAT)
+
+
+def test_a_text_list_of_files_reads_the_files_it_lists(tmp_path, monkeypatch):
+    """``files.txt`` (CMSSW's loadListFromFile): one name or glob per line, comments and blank lines
+    skipped, relative names relative to the working directory; the same events as the files listed
+    directly, and a file listed twice (in the list and beside it) is refused as any duplicate."""
+    monkeypatch.chdir(tmp_path)
+    for i in range(3):
+        events = make_events(4, seed=i + 10)
+        for e in events:
+            e["event"] += 100 * i  # three parts of one sample: no duplicate ids
+        write_flat(tmp_path / f"part{i}.root", events)
+    (tmp_path / "files.txt").write_text("# my sample\npart0.root\n\n  part[12].root   # the rest\n")
+    listed, _ = read_all(["files.txt"], branches=FLAT)
+    direct, _ = read_all([tmp_path / f"part{i}.root" for i in range(3)], branches=FLAT)
+    assert len(listed) == 12 and [e for e, _ in listed] == [e for e, _ in direct]
+    for (_, a), (_, b) in zip(listed, direct):
+        np.testing.assert_array_equal(a[""].constituents, b[""].constituents)
+    with pytest.raises(ConfigError, match=r"^source.files: .*part0.root is listed twice"):
+        read_all(["files.txt", "part0.root"], branches=FLAT)
+    (tmp_path / "empty.list").write_text("# nothing yet\n\n")
+    with pytest.raises(ConfigError, match=r"^source.files: empty.list lists no input file"):
+        read_all(["empty.list"], branches=FLAT)
+    (tmp_path / "typo.txt").write_text("part9.root\n")
+    with pytest.raises(SourceError, match=r"^source: input file not found: part9.root$"):
+        read_all(["typo.txt"], branches=FLAT)
+
+
+def test_a_folder_or_another_text_file_says_what_to_give(tmp_path):
+    """A folder in source.files is refused with the glob of its files; a text file of another name is
+    no damaged ROOT file: the line says so instead of uproot's chunk lengths."""
+    write_flat(tmp_path / "part0.root", make_events(4, seed=1))
+    with pytest.raises(ConfigError, match=rf"^source.files: {tmp_path} is a folder: give its files, as "
+                                          rf"'{tmp_path}/\*.root'$"):
+        read_all([tmp_path], branches=FLAT)
+    listing = tmp_path / "files.dat"
+    listing.write_text(f"{tmp_path / 'part0.root'}\n")
+    with pytest.raises(SourceError, match=r"^source: cannot read .*files.dat as a ROOT file \(it does not start with "
+                                          r"ROOT's signature 'root'; a text list of input files is read as one when "
+                                          r"its name ends in .txt or .list\)$"):
+        read_all([listing], branches=FLAT)

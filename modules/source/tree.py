@@ -28,8 +28,12 @@ def open_tree(path: str, name: str) -> Any:
     try:
         handle = uproot.open(path)
     except Exception as exc:
+        if not _signed(path):  # not a damaged ROOT file but another kind (uproot's line is about chunk lengths)
+            raise FileOpenError(f"source: cannot read {path} as a ROOT file (it does not start with ROOT's "
+                                f"signature 'root'; a text list of input files is read as one when its name "
+                                f"ends in .txt or .list)") from exc
         raise FileOpenError(f"source: cannot read {path} as a ROOT file ({type(exc).__name__}: "
-                          f"{one_line(exc, 'corrupt header')})") from exc
+                            f"{one_line(exc, 'corrupt header')})") from exc
     try:
         tree = handle[name]
     except Exception as exc:
@@ -45,6 +49,15 @@ def open_tree(path: str, name: str) -> Any:
         raise SourceError(f"source: '{name}' in {path} is a {kind}, not a TTree"
                           f"{tree_elsewhere(handle, name)}")
     return tree
+
+
+def _signed(path: str) -> bool:
+    """Whether ``path`` starts as every ROOT file does (b"root"); True where it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"root"
+    except OSError:  # pragma: no cover - it was readable a moment ago: let uproot's line stand
+        return True
 
 
 def first_basket_end(branch: Any) -> int:

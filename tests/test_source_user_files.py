@@ -172,3 +172,66 @@ def test_a_folder_or_another_text_file_says_what_to_give(tmp_path):
                                           r"ROOT's signature 'root'; a text list of input files is read as one when "
                                           r"its name ends in .txt or .list\)$"):
         read_all([listing], branches=FLAT)
+
+
+ROOT_WRITTEN = Path(__file__).with_name("data") / "root_written.root"  # written by ROOT: tests/data/make_root_written.py
+DELPHES = {"run": None, "luminosityBlock": None, "event": None, "jet_pt": "Jet.PT", "jet_eta": "Jet.Eta",
+           "jet_phi": "Jet.Phi", "jet_mass": "Jet.Mass", "jet_n_constituents": "Jet.NCons",
+           "cand_pt": "EFlowTrack.PT", "cand_eta": "EFlowTrack.Eta", "cand_phi": "EFlowTrack.Phi"}
+
+
+def _by_pt(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """One jet's constituents (eta, phi, pt) by decreasing pT, as the source pads them."""
+    order = np.argsort(-pt, kind="stable")
+    return np.stack([eta[order], phi[order], pt[order]], axis=1)
+
+
+def test_a_root_written_ntuple_in_a_folder_reads_its_last_cycle_as_uproot_does():
+    """ROOT's own ``std::vector<std::vector<float>>`` TTree (layout nested) in a TFileService folder, with
+    an older cycle (``Events;1``, half the entries) beside the last: the last cycle is read, every jet and
+    constituent as uproot alone reads them."""
+    with uproot.open(ROOT_WRITTEN) as f:
+        assert f["ntuple/Events;1"].num_entries < f["ntuple/Events"].num_entries
+        raw = f["ntuple/Events"].arrays(library="np")
+    branches = {"run": None, "luminosityBlock": None, "event": "event", "jet_pt": "jet_pt", "jet_eta": "jet_eta",
+                "jet_phi": "jet_phi", "jet_mass": "jet_mass", "cand_pt": "jet_pf_pt", "cand_eta": "jet_pf_eta",
+                "cand_phi": "jet_pf_phi"}
+    events, _ = read_all([ROOT_WRITTEN], tree="ntuple/Events", layout="nested", branches=branches)
+    assert [e.event for e, _ in events] == list(raw["event"])
+    for i, (_, products) in enumerate(events):
+        jets = products[""]
+        order = np.argsort(-raw["jet_pt"][i], kind="stable")
+        np.testing.assert_array_equal(jets.pt, raw["jet_pt"][i][order])
+        for out, j in enumerate(order):
+            want = _by_pt(*(np.asarray(raw[f"jet_pf_{k}"][i][j], np.float32) for k in ("pt", "eta", "phi")))
+            np.testing.assert_array_equal(jets.constituents[out, :len(want)], want)
+            assert not jets.constituents[out, len(want):].any()
+
+
+def test_delphes_object_branches_read_by_their_field_names():
+    """Delphes-like TClonesArray branches split into fields (``Jet.PT``), a per-jet count and the
+    constituents as their own collection: read as uproot alone reads them."""
+    events, _ = read_all([ROOT_WRITTEN], tree="Delphes", branches=DELPHES)
+    with uproot.open(ROOT_WRITTEN) as f:
+        raw = f["Delphes"].arrays(["Jet.PT", "Jet.NCons", "EFlowTrack.PT", "EFlowTrack.Eta", "EFlowTrack.Phi"])
+    assert len(events) == len(raw) and sum(len(p[""].pt) for _, p in events) > 0
+    for (_, products), row in zip(events, raw):
+        jets = products[""]
+        pt, ncons = np.asarray(row["Jet.PT"]), np.asarray(row["Jet.NCons"])
+        order = np.argsort(-pt, kind="stable")
+        np.testing.assert_array_equal(jets.pt, pt[order])
+        ends = np.cumsum(ncons)
+        for out, j in enumerate(order):
+            cut = slice(ends[j] - ncons[j], ends[j])
+            want = _by_pt(*(np.asarray(row[f"EFlowTrack.{k}"])[cut] for k in ("PT", "Eta", "Phi")))
+            np.testing.assert_array_equal(jets.constituents[out, :len(want)], want)
+
+
+def test_a_delphes_tree_read_with_nanoaod_names_says_which_names_it_has():
+    """NanoAOD's default names on a Delphes tree: the line names the object fields to set, not "no
+    '*PFCand*' branch; NanoAOD keeps them only with PFNano", which sent the user to make another file."""
+    with pytest.raises(SourceError, match=r"^source: branch 'FatJet_pt', .* not found in tree 'Delphes' of "
+                                          r".*root_written.root: its branches are fields of objects, as Delphes "
+                                          r"writes them \(Jet.PT, EFlowTrack.PT, .*\): set source.branches.\* to "
+                                          r"those names, .*hltrun cannot follow$"):
+        read_all([ROOT_WRITTEN], tree="Delphes")

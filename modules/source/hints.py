@@ -49,6 +49,13 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
                               f"'{params.tree}' holds C++ objects such as '{edm}'), which hltrun cannot read "
                               f"column by column; make NanoAOD from it first (PFNano, or NanoAOD with jet "
                               f"constituents, for a constituent-based model) and give hltrun that file")
+        fields = object_fields(tree.keys())
+        if fields and not any("." in name for name in names):  # Delphes: a name fixes it, not another file
+            raise SourceError(f"source: branch {', '.join(repr(m) for m in missing)} not found in tree "
+                              f"'{params.tree}' of {path}: its branches are fields of objects, as Delphes writes "
+                              f"them ({', '.join(fields[:4])}, ...): set source.branches.* to those names, the "
+                              f"constituents as a collection of their own with a per-jet count branch (layout "
+                              f"counts); a Delphes Jet.Constituents holds references, which hltrun cannot follow")
         if no_cands:
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{params.tree}' of {path}: "
                               f"the file holds no jet constituents (no '*PFCand*' branch); NanoAOD keeps them only "
@@ -57,6 +64,15 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                           f"'{params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
                           + ")")
+
+
+def object_fields(names: "list[str]") -> list[str]:
+    """The fields of split object branches (``Jet.PT`` of ``Jet``, as Delphes' TClonesArrays store them),
+    momenta first; [] for a flat tree. uproot lists them as ``Jet/Jet.PT`` and reads them as ``Jet.PT``."""
+    fields = [name.rsplit("/", 1)[1] for name in names
+              if "/" in name and name.rsplit("/", 1)[1].startswith(name.split("/", 1)[0] + ".")]
+    fields = [f for f in fields if not f.endswith((".fUniqueID", ".fBits"))]  # TObject's own members
+    return sorted(fields, key=lambda f: not f.lower().endswith(".pt"))
 
 
 def value_branches(names: "list[str]") -> list[str]:

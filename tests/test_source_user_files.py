@@ -235,3 +235,17 @@ def test_a_delphes_tree_read_with_nanoaod_names_says_which_names_it_has():
                                           r"writes them \(Jet.PT, EFlowTrack.PT, .*\): set source.branches.\* to "
                                           r"those names, .*hltrun cannot follow$"):
         read_all([ROOT_WRITTEN], tree="Delphes")
+
+
+def test_an_ntuple_without_its_own_constituent_branches_is_not_sent_to_pfnano(tmp_path):
+    """A user's ntuple whose constituents (``pf_*``) are elsewhere (a friend tree, another file): the
+    line names the missing branches and the setting, not NanoAOD's "keeps them only with PFNano"."""
+    path = write_flat(tmp_path / "jets_only.root", make_events(5, seed=6))
+    with uproot.open(path) as f:
+        data = f["Events"].arrays(library="ak")
+    with uproot.recreate(path) as f:
+        f["Events"] = {name: data[name] for name in data.fields if not name.startswith("pf_")}
+    with pytest.raises(SourceError) as info:
+        read_all([path], branches=FLAT)
+    assert str(info.value) == (f"source: branch 'pf_pt', 'pf_eta', 'pf_phi' not found in tree 'Events' of {path} "
+                               f"(set source.branches.* to your names)")

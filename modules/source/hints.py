@@ -26,15 +26,19 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         import difflib
 
         known = value_branches(tree.keys())
+        # a branch already set for another role is no suggestion ('jet_eta' for a missing 'pf_eta')
+        others = [n for n in known if n not in names]
         b = params.branches
         cand_roles = {b.cand_pt, b.cand_eta, b.cand_phi, b.cand_jet_index, b.cand_index}
         linked = linked_layout(known, b.jet_pt) if set(missing) & cand_roles else ""
         # standard NanoAOD keeps no constituents: the nearest name of a constituent branch is then the
-        # jet's own (FatJet_pt for FatJetPFCand_pt), which sends the user the wrong way
-        no_cands = not linked and bool(set(missing) & cand_roles) and not any("PFCand" in n for n in known)
-        hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, known, n=1)[0]!r}?)"
+        # jet's own (FatJet_pt for FatJetPFCand_pt), which sends the user the wrong way. Only for NanoAOD's
+        # names: a user's own ntuple (pf_pt) lacking its constituents is no NanoAOD file to remake with PFNano
+        nano_cands = any("PFCand" in n for n in set(missing) & cand_roles)
+        no_cands = not linked and nano_cands and not any("PFCand" in n for n in known)
+        hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, others, n=1)[0]!r}?)"
                              if not linked and not (no_cands and m in cand_roles)
-                             and difflib.get_close_matches(m, known, n=1) else "") for m in missing]
+                             and difflib.get_close_matches(m, others, n=1) else "") for m in missing]
         if set(missing) <= set(extra):  # a bad file, or (in every file) a bad feature
             raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
                               f"{MISSING_FEATURE} of tree '{params.tree}' in {path}")

@@ -249,3 +249,16 @@ def test_an_ntuple_without_its_own_constituent_branches_is_not_sent_to_pfnano(tm
         read_all([path], branches=FLAT)
     assert str(info.value) == (f"source: branch 'pf_pt', 'pf_eta', 'pf_phi' not found in tree 'Events' of {path} "
                                f"(set source.branches.* to your names)")
+
+
+@pytest.mark.skipif(os.path.exists("/store"), reason="a machine with /store mounted reads LFNs as local paths")
+def test_a_cms_logical_file_name_says_how_to_get_the_file(tmp_path, monkeypatch):
+    """A file list from DAS holds LFNs (/store/...): "not found" alone does not say they need a site."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "files.txt").write_text("/store/mc/Run3/QCD/NANOAODSIM/1.root\n")
+    with pytest.raises(SourceError) as info:
+        read_all(["files.txt"])
+    assert str(info.value) == ("source: input file not found: /store/mc/Run3/QCD/NANOAODSIM/1.root (a CMS logical "
+                               "file name, read through a site: copy it to a local disk first, e.g. xrdcp "
+                               "root://cms-xrd-global.cern.ch//store/mc/Run3/QCD/NANOAODSIM/1.root ., and give "
+                               "that path)")

@@ -7,6 +7,7 @@ tree or one line naming the file and what to set.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import awkward as ak
@@ -24,7 +25,7 @@ def open_tree(path: str, name: str) -> Any:
     uproot = uproot_module("source: reading ROOT files")
     why = unreadable_reason(path, "input file")
     if why is not None:
-        raise FileOpenError(f"source: {why}")
+        raise FileOpenError(f"source: {why}{lfn_hint(path)}")
     try:
         handle = uproot.open(path)
     except Exception as exc:
@@ -49,6 +50,15 @@ def open_tree(path: str, name: str) -> Any:
         raise SourceError(f"source: '{name}' in {path} is a {kind}, not a TTree"
                           f"{tree_elsewhere(handle, name)}")
     return tree
+
+
+def lfn_hint(path: str) -> str:
+    """For a CMS logical file name (``/store/mc/...``, as DAS and CMSSW file lists give them, no such
+    folder here): how to get the file; '' for any other path."""
+    if not path.startswith("/store/") or os.path.exists("/store"):
+        return ""
+    return (f" (a CMS logical file name, read through a site: copy it to a local disk first, e.g. "
+            f"xrdcp root://cms-xrd-global.cern.ch/{path} ., and give that path)")
 
 
 def _signed(path: str) -> bool:

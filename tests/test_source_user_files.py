@@ -151,6 +151,8 @@ def test_a_text_list_of_files_reads_the_files_it_lists(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a[""].constituents, b[""].constituents)
     with pytest.raises(ConfigError, match=r"^source.files: .*part0.root is listed twice"):
         read_all(["files.txt", "part0.root"], branches=FLAT)
+    (tmp_path / "windows.txt").write_bytes("\ufeffpart0.root\r\npart1.root\r\n".encode("utf-8"))  # BOM, CRLF
+    assert [e for e, _ in read_all(["windows.txt"], branches=FLAT)[0]] == [e for e, _ in direct[:8]]
     (tmp_path / "empty.list").write_text("# nothing yet\n\n")
     with pytest.raises(ConfigError, match=r"^source.files: empty.list lists no input file"):
         read_all(["empty.list"], branches=FLAT)

@@ -41,7 +41,7 @@ def input_files(entries: "list[str]") -> list[str]:
 def _listed(path: str) -> list[str]:
     """The names a list file holds: one per line, comments and blank lines left out."""
     try:
-        text = Path(user_path(path)).read_text(encoding="utf-8")
+        text = Path(user_path(path)).read_text(encoding="utf-8-sig")  # a Windows editor's BOM is no name
     except UnicodeDecodeError:
         raise ConfigError(f"source.files: {path} is not a text list of input files (not UTF-8 text); give "
                           f"ROOT files or a list of them, one name per line") from None

@@ -46,7 +46,7 @@ from hltrun.framework.module import OutputModule
 from hltrun.framework.schema import InputTag, limited
 
 from .products import NANOAOD_NAMES
-from .rootio import compression_codec, write_nanoaod
+from .rootio import compression_codec, uproot_module, write_nanoaod
 
 if TYPE_CHECKING:
     from hltrun.framework.context import ModuleContext, ProductInfo
@@ -281,8 +281,7 @@ class RootOutputModule(OutputModule):
         check_file_destination(self.path, self._what)
 
     def _open(self, path: Path) -> None:
-        import uproot
-
+        uproot = uproot_module(f"modules.{self.label}: writing ROOT files")
         self._staged = Staged(path, self._what)  # its temporary is removed even if a second signal aborts
         with self._staged.guard():
             self._file = uproot.recreate(self._staged.open(), compression=compression_codec(self.params.compression))

@@ -6,10 +6,27 @@ expect ``FatJet_pt`` with an ``nFatJet`` counter, so every writer in the project
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Mapping, Sequence
 
 import awkward as ak
 import numpy as np
+
+from hltrun.framework.extras import need
+
+# uproot's (de)compressors: cramjam (LZMA, ZSTD, LZ4, ZLIB) and xxhash (LZ4's checksums). uproot >= 5.4
+# requires both, 5.3 only cramjam, and it imports them when the first basket needs one; setup.cfg declares
+# them. Imported before uproot, so that a missing one is one line naming its pip package (not uproot's
+# import failing as an internal error, nor a "bad file" that skipBadFiles would skip, every file alike).
+CODEC_LIBRARIES = ("cramjam", "xxhash")
+
+
+def uproot_module(purpose: str) -> ModuleType:
+    """uproot, its codec libraries checked first: ModuleError ``<purpose> needs cramjam, which is not
+    installed: pip install cramjam`` where one is missing."""
+    for name in CODEC_LIBRARIES:
+        need(name, f"{purpose} (uproot's compression codecs)")
+    return need("uproot", purpose)
 
 
 def _branch_type(value: Any) -> Any:

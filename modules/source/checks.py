@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 import awkward as ak
 
 from hltrun.framework.errors import ConfigError, SourceError, one_line
-from hltrun.framework.resources import glob_files
 
 from ..decompression import TimedPool
 from ..jets import requested_specs
 from .event_ids import id_columns, one_per_event
+from .file_list import input_files
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing
 from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
 from .tree import columns, first_basket_end
@@ -109,17 +109,13 @@ class FileChecks:
         """begin_job's work: ``needed`` entries (None: all) are checked, files past them only counted."""
         self._keep = keep
         listed: dict[str, str] = {}
-        for pattern in self.params.files:
-            matches = glob_files(pattern, "source: input file")
-            if not matches:
-                raise SourceError(f"source: no file matches {pattern!r}")
-            for path in matches:
-                real = os.path.realpath(path)
-                if real in listed and not self.params.allowDuplicateFiles:
-                    raise ConfigError(f"source.files: {path} is listed twice (also as {listed[real]}); "
-                                      f"set source.allowDuplicateFiles: true to read it again")
-                listed.setdefault(real, path)
-                self.files.append(path)
+        for path in input_files(self.params.files):
+            real = os.path.realpath(path)
+            if real in listed and not self.params.allowDuplicateFiles:
+                raise ConfigError(f"source.files: {path} is listed twice (also as {listed[real]}); "
+                                  f"set source.allowDuplicateFiles: true to read it again")
+            listed.setdefault(real, path)
+            self.files.append(path)
         good = []
         checked: dict[str, int] = {}  # a file read again on purpose (allowDuplicateFiles) is checked once
         for path in self.files:

@@ -26,15 +26,19 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         import difflib
 
         known = value_branches(tree.keys())
+        # a branch already set for another role is no suggestion ('jet_eta' for a missing 'pf_eta')
+        others = [n for n in known if n not in names]
         b = params.branches
         cand_roles = {b.cand_pt, b.cand_eta, b.cand_phi, b.cand_jet_index, b.cand_index}
         linked = linked_layout(known, b.jet_pt) if set(missing) & cand_roles else ""
         # standard NanoAOD keeps no constituents: the nearest name of a constituent branch is then the
-        # jet's own (FatJet_pt for FatJetPFCand_pt), which sends the user the wrong way
-        no_cands = not linked and bool(set(missing) & cand_roles) and not any("PFCand" in n for n in known)
-        hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, known, n=1)[0]!r}?)"
+        # jet's own (FatJet_pt for FatJetPFCand_pt), which sends the user the wrong way. Only for NanoAOD's
+        # names: a user's own ntuple (pf_pt) lacking its constituents is no NanoAOD file to remake with PFNano
+        nano_cands = any("PFCand" in n for n in set(missing) & cand_roles)
+        no_cands = not linked and nano_cands and not any("PFCand" in n for n in known)
+        hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, others, n=1)[0]!r}?)"
                              if not linked and not (no_cands and m in cand_roles)
-                             and difflib.get_close_matches(m, known, n=1) else "") for m in missing]
+                             and difflib.get_close_matches(m, others, n=1) else "") for m in missing]
         if set(missing) <= set(extra):  # a bad file, or (in every file) a bad feature
             raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
                               f"{MISSING_FEATURE} of tree '{params.tree}' in {path}")
@@ -49,6 +53,13 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
                               f"'{params.tree}' holds C++ objects such as '{edm}'), which hltrun cannot read "
                               f"column by column; make NanoAOD from it first (PFNano, or NanoAOD with jet "
                               f"constituents, for a constituent-based model) and give hltrun that file")
+        fields = object_fields(tree.keys())
+        if fields and not any("." in name for name in names):  # Delphes: a name fixes it, not another file
+            raise SourceError(f"source: branch {', '.join(repr(m) for m in missing)} not found in tree "
+                              f"'{params.tree}' of {path}: its branches are fields of objects, as Delphes writes "
+                              f"them ({', '.join(fields[:4])}, ...): set source.branches.* to those names, the "
+                              f"constituents as a collection of their own with a per-jet count branch (layout "
+                              f"counts); a Delphes Jet.Constituents holds references, which hltrun cannot follow")
         if no_cands:
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{params.tree}' of {path}: "
                               f"the file holds no jet constituents (no '*PFCand*' branch); NanoAOD keeps them only "
@@ -57,6 +68,15 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                           f"'{params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
                           + ")")
+
+
+def object_fields(names: "list[str]") -> list[str]:
+    """The fields of split object branches (``Jet.PT`` of ``Jet``, as Delphes' TClonesArrays store them),
+    momenta first; [] for a flat tree. uproot lists them as ``Jet/Jet.PT`` and reads them as ``Jet.PT``."""
+    fields = [name.rsplit("/", 1)[1] for name in names
+              if "/" in name and name.rsplit("/", 1)[1].startswith(name.split("/", 1)[0] + ".")]
+    fields = [f for f in fields if not f.endswith((".fUniqueID", ".fBits"))]  # TObject's own members
+    return sorted(fields, key=lambda f: not f.lower().endswith(".pt"))
 
 
 def value_branches(names: "list[str]") -> list[str]:

@@ -27,8 +27,9 @@ def constituents_per_jet(arrays: ak.Array, b: JetBranches, path: str, first_entr
     the constituents the event holds: each jet takes the next ``count`` of them, so one wrong count
     would give every later constituent of the event to the wrong jet."""
     stored = np.asarray(ak.flatten(arrays[b.jet_n_constituents], axis=None))
-    per_jet = stored.astype(np.int64)
     jets = np.concatenate([[0], np.cumsum(_per_event(arrays[b.jet_pt]))])
+    _refuse_non_counts(stored, jets, b, path, first_entry)
+    per_jet = stored.astype(np.int64)
     negative = np.flatnonzero(per_jet < 0) if stored.dtype.kind != "u" else ()
     if len(negative):  # a count may not be negative even where the event's counts add up
         jet = int(negative[0])
@@ -45,6 +46,27 @@ def constituents_per_jet(arrays: ak.Array, b: JetBranches, path: str, first_entr
         raise SourceError(_counts_mismatch(b, stored.dtype, int(declared[at]), int(present[at]), first_entry + at,
                                            path), first_entry=first_entry)
     return per_jet
+
+
+def _refuse_non_counts(stored: np.ndarray, jets: np.ndarray, b: JetBranches, path: str, first_entry: int) -> None:
+    """A count branch that cannot hold counts: a bool one (a flag, such as a jet ID, set by mistake: read
+    as 0/1, it was refused as "does not add up", which sent the user looking for a wrong count), or a
+    floating-point one (as some ntuples store every number) with a value that is not a whole number,
+    which casting to an integer would cut to another count, or to garbage for NaN, silently."""
+    if stored.dtype.kind == "b":
+        raise SourceError(f"source: '{b.jet_n_constituents}' is a bool branch in {path}, not a count: set "
+                          f"source.branches.jet_n_constituents to the branch holding each jet's number of "
+                          f"constituents", first_entry=first_entry)
+    if stored.dtype.kind != "f":
+        return
+    bad = np.flatnonzero(~np.isfinite(stored) | (stored != np.round(stored)))
+    if len(bad):
+        jet = int(bad[0])
+        at = int(np.searchsorted(jets, jet, side="right")) - 1
+        raise SourceError(f"source: '{b.jet_n_constituents}' holds {float(stored[jet])}, not a whole number of "
+                          f"constituents (jet {jet - int(jets[at])}) at entry {first_entry + at} of {path}: set "
+                          f"source.branches.jet_n_constituents to the branch holding each jet's number of "
+                          f"constituents", first_entry=first_entry)
 
 
 def _counts_mismatch(b: JetBranches, dtype: np.dtype, declared: int, present: int, entry: int, path: str) -> str:

@@ -39,7 +39,7 @@ class JetBranches:
 
 @dataclass
 class RootJetSourceParameters:
-    files: list[str]
+    files: list[str]  # names, globs, and text lists of files (.txt, .list): source/file_list.py
     tree: str = "Events"
     layout: Literal["counts", "jet_index", "nested"] = "counts"
     branches: JetBranches = field(default_factory=JetBranches)

@@ -7,6 +7,7 @@ tree or one line naming the file and what to set.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import awkward as ak
@@ -14,20 +15,26 @@ import awkward as ak
 from hltrun.framework.errors import FileOpenError, SourceError, one_line
 from hltrun.framework.resources import unreadable_reason
 
+from ..rootio import uproot_module
+
 
 def open_tree(path: str, name: str) -> Any:
     """The tree ``name`` of ``path``: FileOpenError if the file cannot be read as ROOT, SourceError if
-    it holds no readable tree of that name (naming the objects it has and where a tree of that name is)."""
-    import uproot
-
+    it holds no readable tree of that name (naming the objects it has and where a tree of that name is);
+    ModuleError if uproot or a codec library of it is not installed (no file is to blame)."""
+    uproot = uproot_module("source: reading ROOT files")
     why = unreadable_reason(path, "input file")
     if why is not None:
-        raise FileOpenError(f"source: {why}")
+        raise FileOpenError(f"source: {why}{lfn_hint(path)}")
     try:
         handle = uproot.open(path)
     except Exception as exc:
+        if not _signed(path):  # not a damaged ROOT file but another kind (uproot's line is about chunk lengths)
+            raise FileOpenError(f"source: cannot read {path} as a ROOT file (it does not start with ROOT's "
+                                f"signature 'root'; a text list of input files is read as one when its name "
+                                f"ends in .txt or .list)") from exc
         raise FileOpenError(f"source: cannot read {path} as a ROOT file ({type(exc).__name__}: "
-                          f"{one_line(exc, 'corrupt header')})") from exc
+                            f"{one_line(exc, 'corrupt header')})") from exc
     try:
         tree = handle[name]
     except Exception as exc:
@@ -43,6 +50,24 @@ def open_tree(path: str, name: str) -> Any:
         raise SourceError(f"source: '{name}' in {path} is a {kind}, not a TTree"
                           f"{tree_elsewhere(handle, name)}")
     return tree
+
+
+def lfn_hint(path: str) -> str:
+    """For a CMS logical file name (``/store/mc/...``, as DAS and CMSSW file lists give them, no such
+    folder here): how to get the file; '' for any other path."""
+    if not path.startswith("/store/") or os.path.exists("/store"):
+        return ""
+    return (f" (a CMS logical file name, read through a site: copy it to a local disk first, e.g. "
+            f"xrdcp root://cms-xrd-global.cern.ch/{path} ., and give that path)")
+
+
+def _signed(path: str) -> bool:
+    """Whether ``path`` starts as every ROOT file does (b"root"); True where it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"root"
+    except OSError:  # pragma: no cover - it was readable a moment ago: let uproot's line stand
+        return True
 
 
 def first_basket_end(branch: Any) -> int:

@@ -1,0 +1,61 @@
+"""``source.files`` entries to input files: names, globs, and text files listing files (CMSSW-style).
+
+Apart from the checks: what a user may write in ``source.files`` (a glob, a ``files.txt`` made by
+``ls`` or a catalogue query, a folder by mistake) is settled here, before any file is opened; the
+checks then see plain file names only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hltrun.framework.errors import ConfigError, SourceError
+from hltrun.framework.resources import glob_files, remote_url, user_path
+
+# a text file listing input files, one per line, as CMSSW's FileUtils.loadListFromFile reads them
+LIST_SUFFIXES = (".txt", ".list")
+
+
+def input_files(entries: "list[str]") -> list[str]:
+    """The input files of ``source.files``, in order: globs expanded (sorted), a ``.txt``/``.list`` file
+    replaced by the names it lists (one per line, globs allowed, ``#`` comments and blank lines skipped,
+    relative names relative to the working directory as every other input). A folder, a list that
+    lists nothing or lists another list, and a pattern that matches nothing are one line each."""
+    files: list[str] = []
+    for entry in entries:
+        if remote_url(entry) is None and entry.endswith(LIST_SUFFIXES) and Path(user_path(entry)).is_file():
+            names = _listed(entry)
+            if not names:
+                raise ConfigError(f"source.files: {entry} lists no input file (one name per line; '#' starts a comment)")
+            for name in names:
+                if name.endswith(LIST_SUFFIXES):
+                    raise ConfigError(f"source.files: {entry} lists {name}, another list: list the ROOT files "
+                                      f"themselves")
+                files += _matches(name, f" (listed in {entry})")
+        else:
+            files += _matches(entry, "")
+    return files
+
+
+def _listed(path: str) -> list[str]:
+    """The names a list file holds: one per line, comments and blank lines left out."""
+    try:
+        text = Path(user_path(path)).read_text(encoding="utf-8-sig")  # a Windows editor's BOM is no name
+    except UnicodeDecodeError:
+        raise ConfigError(f"source.files: {path} is not a text list of input files (not UTF-8 text); give "
+                          f"ROOT files or a list of them, one name per line") from None
+    except OSError as exc:
+        raise SourceError(f"source: cannot read the file list {path}: {exc.strerror or exc}") from None
+    return [line for line in (raw.split("#", 1)[0].strip() for raw in text.splitlines()) if line]
+
+
+def _matches(pattern: str, where: str) -> list[str]:
+    matches = glob_files(pattern, "source: input file")
+    if not matches:
+        raise SourceError(f"source: no file matches {pattern!r}{where}")
+    for path in matches:
+        if os.path.isdir(path):
+            raise ConfigError(f"source.files: {path}{where} is a folder: give its files, as "
+                              f"'{os.path.join(path, '*.root')}'")
+    return matches

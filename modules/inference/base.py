@@ -28,12 +28,13 @@ cut, so such a jet never fires the trigger.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence, Union
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -219,8 +220,10 @@ class InferenceBackend(ABC):
         TensorRT context set-up, memory arenas) is not charged to the first events. The output shapes
         are checked on every size: with the default sizes (1 and 9) a score per event ((1,) whatever
         the batch) is refused here; warmed up on 1 jet only, at the first event with two."""
-        saved = dict(self.counters)  # warm-up work is not job work (TensorRT counts its copies)
-        saved_split = dict(self._split_ns) if self._split_ns is not None else None
+        with self.uncounted():  # warm-up work is not job work (TensorRT counts its copies)
+            self._warm_up(batch_sizes)
+
+    def _warm_up(self, batch_sizes: Sequence[int]) -> None:
         for n in batch_sizes:
             try:
                 raw = self._run_inputs(tuple(np.zeros((int(n), *shape), np.float32) for shape in self._jet_shapes))
@@ -232,8 +235,18 @@ class InferenceBackend(ABC):
                                   f"jet(s): {type(exc).__name__}: {one_line(exc)}") from exc
             normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order,  # now, not at event 1
                               self.options.score_per == "event")
-        self.counters.update(saved)
-        self._split_ns = saved_split
+
+    @contextlib.contextmanager
+    def uncounted(self) -> Iterator[None]:
+        """Calls made inside are not the job's work: the counters and the device split are as before them
+        (the warm-up; the checks of ``fidelity`` at begin_job)."""
+        saved = dict(self.counters)
+        saved_split = dict(self._split_ns) if self._split_ns is not None else None
+        try:
+            yield
+        finally:
+            self.counters.update(saved)
+            self._split_ns = saved_split
 
     def run(self, batch: np.ndarray | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """(N, 100, 3) -> {role: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets); a

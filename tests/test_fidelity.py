@@ -1,0 +1,87 @@
+"""What the scores are, said at begin_job (modules/inference/fidelity.py): a float16 model on an engine
+that computes in float16 (PyTorch, JAX, IREE: ~1e-3 off ONNX Runtime's float32 scores), and a model that
+quantises per call (a jet's score depends on the other jets of its call). Both ran without a word."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hltrun.framework.report.trigreport import job_accounting
+from hltrun.modules.inference import fidelity
+from hltrun.modules.inference.autoselect import CHECK_JETS, max_relative_difference, sample_batch
+from hltrun.modules.inference.base import AGREEMENT_RTOL
+from tests.helpers import run_config
+from tests.tiny_models import half_mlp_onnx, loaded
+
+REPO = Path(__file__).resolve().parents[1]
+INT8 = REPO / "data" / "models" / "gcn_vae_int8.onnx"
+
+
+def job(tmp_path: Path, model: Path | str, backend: str, *more: str):
+    summary, _ = run_config(REPO / "configs/path.yaml", f"modules.vae.model={model}", f"modules.vae.backend={backend}",
+                            "modules.anomalyFilter.threshold=1.0", f"modules.out.file={tmp_path / 'out.root'}",
+                            "options.maxEvents=3", *more)
+    assert summary.failure is None
+    return summary
+
+
+def measured(note: str) -> float:
+    return float(re.search(r"up to ([0-9.e+-]+) relative", note).group(1))
+
+
+@pytest.mark.parametrize("engine", ["torch", "jax"])
+def test_float16_model_on_a_float16_engine_says_its_difference_from_onnxruntime(engine, tmp_path, caplog):
+    """float16 weights with a Cast at the input (convert_float_to_float16, keep_io_types): the engine computes
+    in float16, ONNX Runtime on the CPU in float32; named by the user, the engine ran without a word."""
+    model = half_mlp_onnx(tmp_path / "half.onnx")
+    with caplog.at_level(logging.WARNING):
+        summary = job(tmp_path, model, engine)
+    notes = summary.facts["accelerators"]["vae"]["caveats"]
+    assert len(notes) == 1 and f"{engine} runs it in float16" in notes[0] and "backend: onnxruntime" in notes[0]
+    # the figure is the engine's own difference on the sample jets, measured here again by hand
+    x = sample_batch(CHECK_JETS, seed=1)
+    ours, reference = loaded(engine, model).run(x)["score"], loaded("onnxruntime", model).run(x)["score"]
+    assert measured(notes[0]) == pytest.approx(max_relative_difference(ours, reference), rel=0.06)
+    assert measured(notes[0]) > AGREEMENT_RTOL
+    assert f"accelerator for 'vae': caveat: {notes[0]}" in job_accounting(summary)
+    assert [r.getMessage() for r in caplog.records if "float16" in r.getMessage()] == [f"modules.vae: {notes[0]}"]
+
+
+@pytest.mark.parametrize("engine, half", [("torch", False), ("onnxruntime", True)])
+def test_no_caveat_where_the_engine_computes_as_onnxruntime(engine, half, tmp_path):
+    """The same network in float32 on PyTorch, and the float16 one on ONNX Runtime itself: nothing to say."""
+    summary = job(tmp_path, half_mlp_onnx(tmp_path / "m.onnx", half=half), engine)
+    assert "caveats" not in summary.facts["accelerators"]["vae"]
+    assert ": caveat: " not in job_accounting(summary)
+
+
+def test_per_call_quantised_model_says_how_much_a_score_moves_with_its_call(tmp_path):
+    """The shipped gcn_vae_int8 (quantize_dynamic): one int8 scale from every jet of a call, so a jet scores
+    differently in its event's call than alone (up to 5.9 % on QCD events of two jets)."""
+    summary = job(tmp_path, "gcn_vae", "onnxruntime", "modules.vae.precision=int8")
+    notes = summary.facts["accelerators"]["vae"]["caveats"]
+    assert len(notes) == 1 and "quantises its activations per call" in notes[0]
+    backend = loaded("onnxruntime", INT8)
+    x = sample_batch(CHECK_JETS, seed=1)
+    alone = np.concatenate([backend.run(x[i:i + 1])["score"] for i in range(len(x))])
+    assert measured(notes[0]) == pytest.approx(max_relative_difference(alone, backend.run(x)["score"]), rel=0.06)
+    assert measured(notes[0]) > 1e-2
+
+
+def test_the_check_is_not_counted_as_job_work(tmp_path):
+    """fidelity's calls at begin_job leave the backend's counters as the warm-up left them."""
+    backend = loaded("onnxruntime", INT8)
+    before = dict(backend.counters)
+    assert fidelity.caveats(backend)
+    assert backend.counters == before
+
+
+def test_shipped_float32_models_cost_no_onnx_parse():
+    """No Cast in the shipped fp32 models: reduced_float answers from the file's bytes."""
+    for name in ("conv_vae", "gcn_vae"):
+        assert fidelity.reduced_float(REPO / "data" / "models" / f"{name}.onnx") is None

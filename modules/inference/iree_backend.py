@@ -121,6 +121,35 @@ def refuse_ignored_sequence_lens(graph: Any, model: Path) -> None:
                               f"unlike ONNX Runtime's): use backend: onnxruntime for this model")
 
 
+# ops whose IREE import handles some forms only (control flow, data-dependent shapes): iree-base-compiler 3.x
+# refused a Loop and a Scan carrying a per-jet state in words naming no ONNX op ('torch.prim.Loop' ..., 'failed
+# to legalize unresolved target materialization'), and compiled a Loop carrying a scalar: named when it refuses
+FRAGILE_OPS = ("Loop", "Scan", "If", "NonZero", "Unique", "Compress", "SequenceConstruct", "SequenceAt",
+               "SequenceInsert", "SplitToSequence", "ConcatFromSequence", "SequenceMap")
+_NAMED_OP = re.compile(r"\b(?:onnx|torch\.prim)\.([A-Z][A-Za-z0-9]*)")
+
+
+def culprits(graph: Any, reason: str) -> str:
+    """`` (op X: node 'n', ...)`` for the model's nodes of the ops the compiler's ``reason`` names
+    (``onnx.Softmax``, ``torch.prim.Loop``), else of ``FRAGILE_OPS``, searched in subgraphs too; "" when none
+    (the compiler's line is then all there is to say)."""
+    named = set(_NAMED_OP.findall(reason))
+    wanted = named or set(FRAGILE_OPS)
+    found: dict[str, str] = {}
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for node in g.node:
+            if node.op_type in wanted and node.domain in ("", "ai.onnx"):
+                found.setdefault(node.op_type, next((o for o in node.output if o), node.name))
+            for a in node.attribute:  # a Loop's or an If's body, a SequenceMap's graphs
+                stack.extend([a.g] if a.HasField("g") else a.graphs)
+    if not found:
+        return ""
+    nodes = ", ".join(f"{op} node {name!r}" for op, name in sorted(found.items()))
+    return f" (the compiler's error is about its {nodes})" if named else f" (its {nodes}: IREE compiles such ops in some forms only)"
+
+
 class IreeBackend(InferenceBackend):
     name = "iree"
     pads_batches = True  # static buckets: a batch runs padded to the next compiled size
@@ -181,8 +210,9 @@ class IreeBackend(InferenceBackend):
             if function is not None:
                 self._functions[bucket] = function
         if not self._functions:
-            raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: "
-                              f"{next(iter(failed.values()))}")
+            reason = next(iter(failed.values()))
+            raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: {reason}"
+                              f"{culprits(model.graph, reason)}; use backend: onnxruntime for this model")
         for bucket, reason in failed.items():  # a smaller batch pads up to the next bucket that compiled
             log.warning("iree: %s does not compile for batch %d (%s); batches of that size run padded to %d",
                         self.model_path.name, bucket, reason, next((b for b in self._functions if b > bucket),

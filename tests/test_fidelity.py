@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hltrun.framework.errors import ConfigError
 from hltrun.framework.report.trigreport import job_accounting
 from hltrun.modules.inference import fidelity
 from hltrun.modules.inference.autoselect import CHECK_JETS, max_relative_difference, sample_batch
-from hltrun.modules.inference.base import AGREEMENT_RTOL
+from hltrun.modules.inference.base import AGREEMENT_RTOL, model_has_ops
 from tests.helpers import run_config
 from tests.tiny_models import half_mlp_onnx, loaded
 
@@ -71,6 +72,24 @@ def test_per_call_quantised_model_says_how_much_a_score_moves_with_its_call(tmp_
     alone = np.concatenate([backend.run(x[i:i + 1])["score"] for i in range(len(x))])
     assert measured(notes[0]) == pytest.approx(max_relative_difference(alone, backend.run(x)["score"]), rel=0.06)
     assert measured(notes[0]) > 1e-2
+
+
+def test_an_int8_model_saved_by_onnxruntime_after_its_optimisation_is_one_too(tmp_path):
+    """ONNX Runtime fuses quantize_dynamic's DynamicQuantizeLinear + MatMulInteger into a com.microsoft
+    DynamicQuantizeMatMul (the same per-call scale); a model saved after optimisation has no
+    DynamicQuantizeLinear left, and was batched across events (exit 0) and run without a word."""
+    import onnxruntime as ort
+
+    optimised = tmp_path / "gcn_int8_opt.onnx"
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(optimised)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    ort.InferenceSession(str(INT8), options, providers=["CPUExecutionProvider"])
+    assert model_has_ops(optimised, ["DynamicQuantizeMatMul"]) and not model_has_ops(optimised, ["DynamicQuantizeLinear"])
+    notes = job(tmp_path, optimised, "onnxruntime").facts["accelerators"]["vae"]["caveats"]
+    assert len(notes) == 1 and "quantises its activations per call" in notes[0] and measured(notes[0]) > 1e-2
+    with pytest.raises(ConfigError, match=r"^modules.vae.batching: model .* quantises its activations per call"):
+        job(tmp_path, optimised, "onnxruntime", "modules.vae.batching={max_batch: 64, max_delay_ms: 2}")
 
 
 def test_the_check_is_not_counted_as_job_work(tmp_path):

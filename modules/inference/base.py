@@ -451,11 +451,17 @@ def model_has_ops(path: Path, ops: Iterable[str]) -> bool:
         return any(data.find(b"\x22" + bytes([len(op)]) + op.encode()) >= 0 for op in ops)
 
 
+# ops that quantise their input with one scale from the whole call: ``quantize_dynamic``'s, and the fused ones
+# ONNX Runtime writes into a model saved after its optimisation (``optimized_model_filepath``: a MatMul of
+# gcn_vae_int8 becomes a com.microsoft DynamicQuantizeMatMul, and the DynamicQuantizeLinear is gone)
+PER_CALL_QUANT_OPS = ("DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM")
+
+
 def quantises_per_call(path: Path) -> bool:
-    """Whether an ONNX model quantises activations per call (``DynamicQuantizeLinear``, onnxruntime's
+    """Whether an ONNX model quantises activations per call (``PER_CALL_QUANT_OPS``, onnxruntime's
     ``quantize_dynamic``: one int8 scale from every jet of the call), so that a jet's score depends on the
     other jets of the call."""
-    return path.suffix == ".onnx" and model_has_ops(path, ("DynamicQuantizeLinear",))
+    return path.suffix == ".onnx" and model_has_ops(path, PER_CALL_QUANT_OPS)
 
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:

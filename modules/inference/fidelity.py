@@ -86,7 +86,7 @@ def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) 
                          f"scores")
     if per_call:
         diff = _alone_difference(backend, x, together)
-        notes.append(f"model {path.name} quantises its activations per call (DynamicQuantizeLinear: one int8 scale "
+        notes.append(f"model {path.name} quantises its activations per call (dynamic quantisation: one int8 scale "
                      f"from all the jets of a call), so a jet's score depends on the other jets of its event's call: "
                      f"up to {diff:.1e} relative between one call of {CHECK_JETS} sample jets and each jet alone; "
                      f"quantise statically (QDQ: tools/physics/quantize_models.py --method static) for scores of "

@@ -90,6 +90,9 @@ def test_an_int8_model_saved_by_onnxruntime_after_its_optimisation_is_one_too(tm
     assert len(notes) == 1 and "quantises its activations per call" in notes[0] and measured(notes[0]) > 1e-2
     with pytest.raises(ConfigError, match=r"^modules.vae.batching: model .* quantises its activations per call"):
         job(tmp_path, optimised, "onnxruntime", "modules.vae.batching={max_batch: 64, max_delay_ms: 2}")
+    # and it is a quantised model: precision: int8 runs it (it was refused as "not a quantised model")
+    assert job(tmp_path, optimised, "onnxruntime", "modules.vae.precision=int8").module_summaries["vae"]["backend"][
+        "precision"] == "int8"
 
 
 def test_the_check_is_not_counted_as_job_work(tmp_path):

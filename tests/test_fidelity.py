@@ -63,7 +63,7 @@ def test_no_caveat_where_the_engine_computes_as_onnxruntime(engine, half, tmp_pa
 
 def test_per_call_quantised_model_says_how_much_a_score_moves_with_its_call(tmp_path):
     """The shipped gcn_vae_int8 (quantize_dynamic): one int8 scale from every jet of a call, so a jet scores
-    differently in its event's call than alone (up to 5.9 % on QCD events of two jets)."""
+    differently in its event's call than alone (up to 5.7 % on QCD events of two jets)."""
     summary = job(tmp_path, "gcn_vae", "onnxruntime", "modules.vae.precision=int8")
     notes = summary.facts["accelerators"]["vae"]["caveats"]
     assert len(notes) == 1 and "quantises its activations per call" in notes[0]

@@ -12,9 +12,10 @@ One check for every engine, measured rather than guessed, on ``autoselect``'s sa
   by how much its engine's scores differ from ONNX Runtime's.
 * per-call quantisation (``DynamicQuantizeLinear``: ``quantize_dynamic``, the shipped ``*_int8.onnx``):
   one int8 scale from every jet of a call, so a jet's score depends on the other jets of its event (the
-  shipped gcn_vae_int8: up to 5.9 % on QCD events of two jets). That is how such a model behaves wherever
+  shipped gcn_vae_int8: up to 5.7 % on QCD events of two jets). That is how such a model behaves wherever
   it is deployed with the event's jets in one call, so the job runs as the HLT would run it, and says by
-  how much a jet's score moves between its event's call and a call of its own.
+  how much a jet's score moves between one call of many jets and a call of its own. (Scoring one jet per call
+  would make the score the jet's own, but time another deployment: ~2.6x the time per jet, docs/backends.md.)
 """
 
 from __future__ import annotations

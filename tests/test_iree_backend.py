@@ -393,8 +393,7 @@ def test_a_refused_model_is_named_with_the_compilers_reason_not_a_deleted_tempor
         text = str(err.value)
         assert text.startswith(f"iree: cannot compile {model} for any batch bucket: failed to legalize operation "), text
         assert '<{name = "onnx.Softmax"}>' in text and "loc(" not in text and ".mlir" not in text, text
-        assert text.endswith("(the compiler's error is about its Softmax node 'soft'); use backend: onnxruntime "
-                             "for this model"), text
+        assert text.endswith("(the error names its Softmax node 'soft'); use backend: onnxruntime for this model"), text
     refusal, = (tmp_path / "cache").glob("*.failed")
     refusal.write_text(refusal.read_text().strip() + ' loc("/tmp/hltrun-iree-gone/model.mlir":6:10)\n')
     with pytest.raises(ModuleError) as err:
@@ -488,14 +487,39 @@ def test_a_control_flow_op_the_compiler_refuses_is_named_with_the_alternative(tm
     assert f"{op} node {node!r}" in text and text.endswith("; use backend: onnxruntime for this model"), text
 
 
-def test_culprits_are_searched_in_subgraphs_and_only_where_the_compiler_names_none():
+def test_culprits_are_the_nodes_named_and_the_fragile_ones_subgraphs_included():
     from onnx import TensorProto as T, helper as h
 
     inner = h.make_graph([h.make_node("NonZero", ["a"], ["nz"])], "then", [], [h.make_tensor_value_info("nz", T.INT64, None)])
-    graph = h.make_graph([h.make_node("If", ["c"], ["y"], then_branch=inner, else_branch=inner),
-                          h.make_node("Softmax", ["x"], ["p"])], "g", [], [])
-    assert ib.culprits(graph, "failed to legalize") == (" (its If node 'y', NonZero node 'nz': IREE compiles such ops "
-                                                        "in some forms only)")
-    assert ib.culprits(graph, '<{name = "onnx.Softmax"}>') == " (the compiler's error is about its Softmax node 'p')"
-    assert ib.culprits(graph, "out of memory") == " (its If node 'y', NonZero node 'nz': IREE compiles such ops in some forms only)"
-    assert ib.culprits(h.make_graph([h.make_node("Relu", ["x"], ["r"])], "g", [], []), "failed") == ""
+    ops = ib.graph_ops(h.make_graph([h.make_node("If", ["c"], ["y"], then_branch=inner, else_branch=inner),
+                                     h.make_node("Softmax", ["x"], ["p"])], "g", [], []))
+    assert ops == {"If": "y", "NonZero": "nz", "Softmax": "p"}
+    fragile = "its If node 'y', NonZero node 'nz': IREE compiles and runs such ops in some forms only"
+    assert ib.culprits(ops, "failed to legalize") == f" ({fragile})"
+    assert ib.culprits(ops, '<{name = "onnx.Softmax"}>') == f" (the error names its Softmax node 'p'; {fragile})"
+    assert ib.culprits(ops, "unsupported op onnx.Foo") == f" ({fragile})"  # an op the model does not have: not named
+    assert ib.culprits({"Relu": "r"}, "failed") == ""
+
+
+def test_a_boolean_indexing_that_fails_its_warm_up_names_the_nonzero_and_the_alternative(tmp_path):
+    """A PyTorch boolean indexing (x[mask], nonzero, index_add: NonZero, GatherND, ScatterElements) compiles
+    on IREE, then its warm-up failed on 'onnx.Expand input has a dim that is not statically 1', naming
+    neither the NonZero nor a way out."""
+    torch = pytest.importorskip("torch")
+
+    class Masked(torch.nn.Module):
+        def forward(self, x):
+            m = x[..., 2] > 0
+            return torch.zeros(x.shape[0], dtype=x.dtype).index_add(0, m.nonzero()[:, 0], x[m].pow(2).sum(-1))
+
+    model = tmp_path / "masked.onnx"
+    torch.onnx.export(Masked(), torch.rand(4, 100, 3), str(model), input_names=["jets"], output_names=["score"],
+                      dynamic_axes={"jets": {0: "N"}, "score": {0: "N"}}, opset_version=17, dynamo=False)
+    loaded("onnxruntime", model)  # ONNX Runtime runs it
+    backend = create_backend("iree", model, BackendOptions(engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1))
+    with pytest.raises(ModuleError) as err:
+        backend.load()
+        backend.warm_up([1])
+    text = str(err.value)
+    assert text.startswith(f"iree: model {model} failed its warm-up on a batch of 1 jet(s): ") and "\n" not in text, text
+    assert "NonZero node" in text and text.endswith("; use backend: onnxruntime for this model"), text

@@ -232,7 +232,7 @@ class InferenceBackend(ABC):
             except Exception as exc:  # at begin_job, in one line: not the framework's own text
                 reraise_interrupt(exc)
                 raise ModuleError(f"{self.name}: model {self.model_path} failed its warm-up on a batch of {n} "
-                                  f"jet(s): {type(exc).__name__}: {one_line(exc)}") from exc
+                                  f"jet(s): {type(exc).__name__}: {one_line(exc)}{self.failure_hint(str(exc))}") from exc
             normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order,  # now, not at event 1
                               self.options.score_per == "event")
 
@@ -284,7 +284,7 @@ class InferenceBackend(ABC):
             raise
         except Exception as exc:  # a framework failure is reported as one line naming the model
             raise ModuleError(f"{self.name}: inference failed for model {self.model_path} on {n} jets: "
-                              f"{type(exc).__name__}: {one_line(exc)}") from exc
+                              f"{type(exc).__name__}: {one_line(exc)}{self.failure_hint(str(exc))}") from exc
         out = normalise_outputs(raw, self._pairs, n, self.model_path, self._order, self._per_event)
         if bad:
             counters["nonfinite_jets"] += bad
@@ -315,6 +315,11 @@ class InferenceBackend(ABC):
 
     def close(self) -> None:
         """Release framework resources (device memory, sessions)."""
+
+    def failure_hint(self, reason: str) -> str:
+        """Said after the engine's own words when it fails on the model (at the warm-up, on an event): what
+        in the model it is likely about and what runs it instead; "" where the engine's words are all."""
+        return ""
 
     # ------------------------------------------------------------------ device figures (benchmarks)
     def device_split_ns(self) -> dict[str, int] | None:

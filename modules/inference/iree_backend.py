@@ -123,31 +123,39 @@ def refuse_ignored_sequence_lens(graph: Any, model: Path) -> None:
 
 # ops whose IREE import handles some forms only (control flow, data-dependent shapes): iree-base-compiler 3.x
 # refused a Loop and a Scan carrying a per-jet state in words naming no ONNX op ('torch.prim.Loop' ..., 'failed
-# to legalize unresolved target materialization'), and compiled a Loop carrying a scalar: named when it refuses
+# to legalize unresolved target materialization'), compiled a Loop carrying a scalar, and compiled a boolean
+# indexing (NonZero) whose warm-up then failed on 'onnx.Expand': named whenever IREE refuses the model
 FRAGILE_OPS = ("Loop", "Scan", "If", "NonZero", "Unique", "Compress", "SequenceConstruct", "SequenceAt",
                "SequenceInsert", "SplitToSequence", "ConcatFromSequence", "SequenceMap")
 _NAMED_OP = re.compile(r"\b(?:onnx|torch\.prim)\.([A-Z][A-Za-z0-9]*)")
 
 
-def culprits(graph: Any, reason: str) -> str:
-    """`` (op X: node 'n', ...)`` for the model's nodes of the ops the compiler's ``reason`` names
-    (``onnx.Softmax``, ``torch.prim.Loop``), else of ``FRAGILE_OPS``, searched in subgraphs too; "" when none
-    (the compiler's line is then all there is to say)."""
-    named = set(_NAMED_OP.findall(reason))
-    wanted = named or set(FRAGILE_OPS)
+def graph_ops(graph: Any) -> dict[str, str]:
+    """op type -> the first node of it (its first output's name), over the graph and its subgraphs (a Loop's
+    or an If's body): what a refusal can name, kept instead of the whole model."""
     found: dict[str, str] = {}
     stack = [graph]
     while stack:
         g = stack.pop()
         for node in g.node:
-            if node.op_type in wanted and node.domain in ("", "ai.onnx"):
+            if node.domain in ("", "ai.onnx"):
                 found.setdefault(node.op_type, next((o for o in node.output if o), node.name))
-            for a in node.attribute:  # a Loop's or an If's body, a SequenceMap's graphs
+            for a in node.attribute:
                 stack.extend([a.g] if a.HasField("g") else a.graphs)
-    if not found:
-        return ""
-    nodes = ", ".join(f"{op} node {name!r}" for op, name in sorted(found.items()))
-    return f" (the compiler's error is about its {nodes})" if named else f" (its {nodes}: IREE compiles such ops in some forms only)"
+    return found
+
+
+def culprits(ops: dict[str, str], reason: str) -> str:
+    """`` (the error names its X node 'n'; its Loop node 'm': ...)``: the model's nodes of the ops IREE's
+    ``reason`` names (``onnx.Softmax``, ``torch.prim.Loop``), and of ``FRAGILE_OPS``; "" when none."""
+    def shown(names: Sequence[str]) -> str:
+        return ", ".join(f"{op} node {ops[op]!r}" for op in sorted(names))
+
+    named = {op for op in _NAMED_OP.findall(reason) if op in ops}
+    fragile = [op for op in FRAGILE_OPS if op in ops and op not in named]
+    parts = ([f"the error names its {shown(named)}"] if named else []) + \
+            ([f"its {shown(fragile)}: IREE compiles and runs such ops in some forms only"] if fragile else [])
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 class IreeBackend(InferenceBackend):
@@ -189,6 +197,7 @@ class IreeBackend(InferenceBackend):
         require_float32(self.name, self.model_path, self._inputs[0].name,
                         onnx.helper.tensor_dtype_to_np_dtype(self._inputs[0].type.tensor_type.elem_type))
         refuse_ignored_sequence_lens(model.graph, self.model_path)
+        self._ops = graph_ops(model.graph)
         jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
         self.buckets = up_to_typical(self.options.opt_batch, self.options.max_batch)
@@ -212,7 +221,7 @@ class IreeBackend(InferenceBackend):
         if not self._functions:
             reason = next(iter(failed.values()))
             raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: {reason}"
-                              f"{culprits(model.graph, reason)}; use backend: onnxruntime for this model")
+                              f"{self.failure_hint(reason)}")
         for bucket, reason in failed.items():  # a smaller batch pads up to the next bucket that compiled
             log.warning("iree: %s does not compile for batch %d (%s); batches of that size run padded to %d",
                         self.model_path.name, bucket, reason, next((b for b in self._functions if b > bucket),
@@ -220,6 +229,10 @@ class IreeBackend(InferenceBackend):
                         extra={"once": True})  # every stream's backend finds the same: said once per job
         self.buckets = sorted(self._functions)
         self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}
+
+    def failure_hint(self, reason: str) -> str:
+        """The model's nodes IREE's refusal is likely about, and the engine that runs every ONNX op."""
+        return f"{culprits(getattr(self, '_ops', {}), reason)}; use backend: onnxruntime for this model"
 
     def _load_bucket(self, runtime: Any, model: Any, cache_dir: Path | None, name: str, bucket: int,
                      failed: dict[int, str]) -> Any:

@@ -107,3 +107,42 @@ def test_shipped_float32_models_cost_no_onnx_parse():
     """No Cast in the shipped fp32 models: reduced_float answers from the file's bytes."""
     for name in ("conv_vae", "gcn_vae"):
         assert fidelity.reduced_float(REPO / "data" / "models" / f"{name}.onnx") is None
+
+
+def _mixed_precision_keras(folder: Path) -> Path:
+    """A Keras MLP trained-as-if with mixed precision (layers in mixed_float16), saved as .keras, and its tf2onnx
+    export beside it (float16 weights, Casts), as a user brings them."""
+    keras = pytest.importorskip("keras")
+    tf2onnx = pytest.importorskip("tf2onnx")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    inp = keras.Input((100, 3), name="jets")
+    x = keras.layers.Flatten()(inp)
+    x = keras.layers.Dense(32, activation="tanh", dtype="mixed_float16")(x)
+    x = keras.layers.Dense(8, dtype="mixed_float16")(x)
+    x = keras.layers.Multiply(dtype="mixed_float16")([x, x])
+    model = keras.Model(inp, keras.layers.Dense(1, use_bias=False, dtype="float32", name="score")(x))
+    for w in model.weights:
+        w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
+    model.save(folder / "mp.keras")
+    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((None, 100, 3), tf.float32, name="jets"),),
+                               opset=17, output_path=str(folder / "mp.onnx"))
+    return folder / "mp.keras"
+
+
+def test_a_mixed_precision_keras_model_on_tensorflow_is_said_too(tmp_path):
+    """TensorFlow computes a mixed_float16 Keras model in float16 on the CPU; ONNX Runtime its tf2onnx export in
+    float32: 1.2e-2 apart on a small MLP, without a word. Compared with the .onnx beside it; said, unmeasured,
+    without one."""
+    model = _mixed_precision_keras(tmp_path)
+    assert fidelity.reduced_float(model) == "mixed_float16" and fidelity.reduced_float(tmp_path / "mp.onnx") == "float16"
+    notes = job(tmp_path, model, "tensorflow").facts["accelerators"]["vae"]["caveats"]
+    assert len(notes) == 1 and "tensorflow runs it in mixed_float16" in notes[0] and "(on mp.onnx)" in notes[0]
+    assert measured(notes[0]) > AGREEMENT_RTOL
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "mp.keras").write_bytes(model.read_bytes())
+    notes = job(tmp_path, alone / "mp.keras", "tensorflow").facts["accelerators"]["vae"]["caveats"]
+    assert notes == ["model mp.keras computes in mixed_float16 (its Keras dtype policy); tensorflow runs it so, not "
+                     "float32 (not measured: no mp.onnx beside it)"]

@@ -38,10 +38,16 @@ REFERENCE = "onnxruntime"  # the engine every other one is judged against (as ``
 _CAST_OPS = ("Cast", "CastLike")  # a float32-input graph that computes in float16 has one
 
 
+_KERAS_POLICIES = ("mixed_float16", "mixed_bfloat16", "float16", "bfloat16")  # Keras dtype policies below float32
+
+
 def reduced_float(path: Path) -> str | None:
     """``float16`` or ``bfloat16`` when the ONNX model computes in it (a weight of that type, or a ``Cast``
-    to it), else None. A graph fed float32 reaches float16 only through a Cast, so a model without one
-    (the shipped ones) costs a byte lookup, no onnx import."""
+    to it); a Keras model's reduced dtype policy (``mixed_float16``: trained with mixed precision); else None.
+    A graph fed float32 reaches float16 only through a Cast, so a model without one (the shipped ones) costs
+    a byte lookup, no onnx import."""
+    if path.suffix == ".keras":
+        return keras_policy(path)
     if path.suffix != ".onnx" or not model_has_ops(path, _CAST_OPS):
         return None
     import onnx
@@ -62,6 +68,20 @@ def reduced_float(path: Path) -> str | None:
     return None
 
 
+def keras_policy(path: Path) -> str | None:
+    """The reduced dtype policy a ``.keras`` file's layers are saved with (its ``config.json``), else None.
+    TensorFlow computes such a model in float16 on the CPU too; tf2onnx writes it as float16 weights and
+    Casts, which ONNX Runtime computes in float32 (a small MLP: 1.2e-2 apart)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json").decode(errors="replace")
+    except (OSError, KeyError, zipfile.BadZipFile):  # the engine's own load says what is wrong
+        return None
+    return next((p for p in _KERAS_POLICIES if f'"name": "{p}"' in config), None)
+
+
 def caveats(backend: InferenceBackend) -> list[str]:
     """One line per way ``backend``'s scores of its (loaded, warmed-up) model are not float32 scores of each
     jet alone, with the difference measured now on ``CHECK_JETS`` sample jets; empty for most models."""
@@ -80,11 +100,16 @@ def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) 
     together = backend.run(x)
     if precision is not None:
         diff = _reference_difference(backend, x, together)
-        if diff is not None and diff > AGREEMENT_RTOL:
+        onnx_file = path.with_suffix(".onnx")
+        on = "" if onnx_file == path else f" (on {onnx_file.name})"
+        if diff is None and onnx_file != path:  # a Keras model alone: nothing to measure against, but said
+            notes.append(f"model {path.name} computes in {precision} (its Keras dtype policy); {backend.name} runs it "
+                         f"so, not float32 (not measured: no {onnx_file.name} beside it)")
+        elif diff is not None and diff > AGREEMENT_RTOL:
             notes.append(f"model {path.name} computes in {precision}; {backend.name} runs it in {precision}, ONNX "
-                         f"Runtime on the CPU in float32: scores differ by up to {diff:.1e} relative on {CHECK_JETS} "
-                         f"sample jets (engines agree within {AGREEMENT_RTOL:g}); backend: onnxruntime for float32 "
-                         f"scores")
+                         f"Runtime on the CPU in float32{on}: scores differ by up to {diff:.1e} relative on "
+                         f"{CHECK_JETS} sample jets (engines agree within {AGREEMENT_RTOL:g}); backend: onnxruntime "
+                         f"for float32 scores")
     if per_call:
         diff = _alone_difference(backend, x, together)
         notes.append(f"model {path.name} quantises its activations per call (dynamic quantisation: one int8 scale "
@@ -98,11 +123,16 @@ def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) 
 def _reference_difference(backend: InferenceBackend, x: object, outputs: dict[str, np.ndarray]) -> float | None:
     """The largest relative difference of ``outputs`` from ONNX Runtime's on the CPU for the same jets;
     None (said at debug level) where ONNX Runtime cannot run the model: the engine's scores are the job's."""
+    onnx_file = backend.model_path.with_suffix(".onnx")  # a .keras is compared with the .onnx beside it
+    same = onnx_file == backend.model_path  # then the outputs and inputs are those the engine settled
     options = replace(backend.options, providers=["cpu"], precision="auto", io_binding=False,
-                      outputs=dict(backend.outputs), inputs=backend.contract)  # what the engine settled
+                      outputs=dict(backend.outputs) if same else backend.options.outputs,
+                      inputs=backend.contract if same else backend.options.inputs)
     from . import create_backend
 
-    reference = create_backend(REFERENCE, backend.model_path, options)
+    if not onnx_file.is_file():
+        return None
+    reference = create_backend(REFERENCE, onnx_file, options)
     reference.announce = False
     try:
         reference.load()

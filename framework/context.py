@@ -128,6 +128,8 @@ class AcceleratorChoice:
     # ``auto`` by measurement: one row per engine timed (backend, us_per_jet, max_rel_diff, agrees, note)
     timings: tuple[dict[str, Any], ...] = ()
     model_sha256: str = ""  # of the file that runs (and its external data): which network, months later
+    # how the scores are not plain float32 scores of each jet alone, measured (modules/inference/fidelity.py)
+    caveats: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"backend": self.backend, "device": self.device, "reason": self.reason,
@@ -136,6 +138,8 @@ class AcceleratorChoice:
             out["model_sha256"] = self.model_sha256
         if self.timings:
             out["timings"] = [dict(row) for row in self.timings]
+        if self.caveats:
+            out["caveats"] = list(self.caveats)
         return out
 
 

@@ -47,7 +47,7 @@ from hltrun.framework.schema import InputTag, limited, limits, one_of
 from hltrun.framework.resources import find_file
 
 from .inference import (BackendOptions, InferenceBackend, autoselect, backend_class, backend_names, create_backend,
-                        model_suffix)
+                        fidelity, model_suffix)
 from .inference.accelerator import auto_fallback, choose_backend
 from .contract import Contract, InputDeclaration, default_contract, freeze
 from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file, quantises_per_call
@@ -236,6 +236,7 @@ class _LabelShared:
 
     auto: tuple[str, str, tuple[dict[str, Any], ...]] | None = None
     batcher: DynamicBatcher | None = None
+    caveats: tuple[str, ...] | None = None  # inference.fidelity's, measured by the first instance
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -351,6 +352,11 @@ class VAEAnomalyScorer(Producer):
             warm.append(p.batching.max_batch)  # the full batch's first call is not charged to an event
         with said_by(where):  # a model whose outputs are not one value per jet is refused here
             backend.warm_up(warm)
+        with shared.lock, said_by(where):
+            if shared.caveats is None:  # once per label: every stream runs the same engine on the same model
+                shared.caveats = tuple(fidelity.caveats(backend))
+                for note in shared.caveats:
+                    log.warning("%s: %s", where, note, extra={"once": True})
         self.backend, self.backend_name, self.reason = backend, name, reason
         try:
             self.model_id, self.thresholds, _ = model_thresholds(p)
@@ -370,7 +376,7 @@ class VAEAnomalyScorer(Producer):
                     shared.batcher = DynamicBatcher(b.max_batch, b.max_delay_ms, activity.in_flight, activity.draining)
             self._batcher = shared.batcher
         ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id,
-                                                 timings, model_digest(path)))
+                                                 timings, model_digest(path), shared.caveats))
 
     def _auto_by_measurement(self, ctx: "ModuleContext", p: VAEAnomalyScorerParameters, opts: BackendOptions,
                              cpu_reason: str) -> tuple[str, str, tuple[dict[str, Any], ...], Path]:

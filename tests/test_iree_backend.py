@@ -95,7 +95,8 @@ def test_no_bucket_compiles_is_one_line(tiny, tmp_path, monkeypatch):
         raise RuntimeError("Diagnostics:\nx.mlir:1:1: error: unsupported op onnx.Foo\n...")
 
     monkeypatch.setattr(ib, "compile_bucket", refuse)
-    with pytest.raises(ModuleError, match=r"^iree: cannot compile .*tiny.onnx for any batch bucket: unsupported op onnx.Foo$"):
+    with pytest.raises(ModuleError, match=r"^iree: cannot compile .*tiny.onnx for any batch bucket: unsupported op onnx.Foo; "
+                                          r"use backend: onnxruntime for this model$"):
         create_backend("iree", tiny.onnx, BackendOptions(engine_cache=str(tmp_path), opt_batch=1)).load()
 
 
@@ -392,6 +393,7 @@ def test_a_refused_model_is_named_with_the_compilers_reason_not_a_deleted_tempor
         text = str(err.value)
         assert text.startswith(f"iree: cannot compile {model} for any batch bucket: failed to legalize operation "), text
         assert '<{name = "onnx.Softmax"}>' in text and "loc(" not in text and ".mlir" not in text, text
+        assert text.endswith("(the error names its Softmax node 'soft'); use backend: onnxruntime for this model"), text
     refusal, = (tmp_path / "cache").glob("*.failed")
     refusal.write_text(refusal.read_text().strip() + ' loc("/tmp/hltrun-iree-gone/model.mlir":6:10)\n')
     with pytest.raises(ModuleError) as err:
@@ -436,3 +438,88 @@ def test_a_recurrent_layer_with_sequence_lens_is_refused_before_compiling(tmp_pa
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"iree: model {tmp_path / 'rnn.onnx'}: {op} node 'h' has a sequence_lens")
     assert "backend: onnxruntime" in msg
+
+
+def _per_jet_state(path: Path, op: str) -> Path:
+    """A model carrying a per-jet state through a ``Loop`` (3 iterations, + sum x² each) or a ``Scan`` (over the
+    constituents, summing them): ONNX Runtime runs both; IREE's compiler refused both, in words naming no
+    ONNX op (a ``Loop`` carrying a scalar it compiles)."""
+    import onnx
+    from onnx import TensorProto as T, helper as h, numpy_helper as nh
+
+    f = T.FLOAT
+    inits = [nh.from_array(np.array([1], np.int64), "axes1"), nh.from_array(np.array([1, 2], np.int64), "axes12")]
+    if op == "Loop":
+        body = h.make_graph([h.make_node("Identity", ["c_in"], ["c_out"]), h.make_node("Mul", ["jets", "jets"], ["sq"]),
+                             h.make_node("ReduceSum", ["sq", "axes12"], ["s"], keepdims=0),
+                             h.make_node("Add", ["v_in", "s"], ["v_out"])], "body",
+                            [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("c_in", T.BOOL, []),
+                             h.make_tensor_value_info("v_in", f, ["N"])],
+                            [h.make_tensor_value_info("c_out", T.BOOL, []), h.make_tensor_value_info("v_out", f, ["N"])])
+        inits += [nh.from_array(np.array(3, np.int64), "M"), nh.from_array(np.array(True), "cond")]
+        nodes = [h.make_node("ReduceSum", ["jets", "axes12"], ["z"], keepdims=0), h.make_node("Sub", ["z", "z"], ["v0"]),
+                 h.make_node("Loop", ["M", "cond", "v0"], ["score"], body=body)]
+    else:
+        body = h.make_graph([h.make_node("Add", ["s_in", "xi"], ["s_out"])], "body",
+                            [h.make_tensor_value_info("s_in", f, ["N", 3]), h.make_tensor_value_info("xi", f, ["N", 3])],
+                            [h.make_tensor_value_info("s_out", f, ["N", 3])])
+        nodes = [h.make_node("ReduceSum", ["jets", "axes1"], ["z"], keepdims=0), h.make_node("Sub", ["z", "z"], ["s0"]),
+                 h.make_node("Scan", ["s0", "jets"], ["st"], body=body, num_scan_inputs=1, scan_input_axes=[1]),
+                 h.make_node("Mul", ["st", "st"], ["sq"]), h.make_node("ReduceSum", ["sq", "axes1"], ["score"], keepdims=0)]
+    graph = h.make_graph(nodes, op, [h.make_tensor_value_info("jets", f, ["N", 100, 3])],
+                         [h.make_tensor_value_info("score", f, ["N"])], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("op, node", [("Loop", "score"), ("Scan", "st")])
+def test_a_control_flow_op_the_compiler_refuses_is_named_with_the_alternative(tmp_path, op, node):
+    """iree-compile's line named no ONNX op ('failed to legalize unresolved target materialization' for a
+    Scan; 'torch.prim.Loop' ... a type mismatch for a Loop) and no way out; now the node and ONNX Runtime."""
+    model = _per_jet_state(tmp_path / f"{op}.onnx", op)
+    loaded("onnxruntime", model)  # a valid model that ONNX Runtime runs
+    with pytest.raises(ModuleError) as err:
+        create_backend("iree", model, BackendOptions(engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1)).load()
+    text = str(err.value)
+    assert text.startswith(f"iree: cannot compile {model} for any batch bucket: ") and "\n" not in text, text
+    assert f"{op} node {node!r}" in text and text.endswith("; use backend: onnxruntime for this model"), text
+
+
+def test_culprits_are_the_nodes_named_and_the_fragile_ones_subgraphs_included():
+    from onnx import TensorProto as T, helper as h
+
+    inner = h.make_graph([h.make_node("NonZero", ["a"], ["nz"])], "then", [], [h.make_tensor_value_info("nz", T.INT64, None)])
+    ops = ib.graph_ops(h.make_graph([h.make_node("If", ["c"], ["y"], then_branch=inner, else_branch=inner),
+                                     h.make_node("Softmax", ["x"], ["p"])], "g", [], []))
+    assert ops == {"If": "y", "NonZero": "nz", "Softmax": "p"}
+    fragile = "its If node 'y', NonZero node 'nz': IREE compiles and runs such ops in some forms only"
+    assert ib.culprits(ops, "failed to legalize") == f" ({fragile})"
+    assert ib.culprits(ops, '<{name = "onnx.Softmax"}>') == f" (the error names its Softmax node 'p'; {fragile})"
+    assert ib.culprits(ops, "unsupported op onnx.Foo") == f" ({fragile})"  # an op the model does not have: not named
+    assert ib.culprits({"Relu": "r"}, "failed") == ""
+
+
+def test_a_boolean_indexing_that_fails_its_warm_up_names_the_nonzero_and_the_alternative(tmp_path):
+    """A PyTorch boolean indexing (x[mask], nonzero, index_add: NonZero, GatherND, ScatterElements) compiles
+    on IREE, then its warm-up failed on 'onnx.Expand input has a dim that is not statically 1', naming
+    neither the NonZero nor a way out."""
+    torch = pytest.importorskip("torch")
+
+    class Masked(torch.nn.Module):
+        def forward(self, x):
+            m = x[..., 2] > 0
+            return torch.zeros(x.shape[0], dtype=x.dtype).index_add(0, m.nonzero()[:, 0], x[m].pow(2).sum(-1))
+
+    model = tmp_path / "masked.onnx"
+    torch.onnx.export(Masked(), torch.rand(4, 100, 3), str(model), input_names=["jets"], output_names=["score"],
+                      dynamic_axes={"jets": {0: "N"}, "score": {0: "N"}}, opset_version=17, dynamo=False)
+    loaded("onnxruntime", model)  # ONNX Runtime runs it
+    backend = create_backend("iree", model, BackendOptions(engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1))
+    with pytest.raises(ModuleError) as err:
+        backend.load()
+        backend.warm_up([1])
+    text = str(err.value)
+    assert text.startswith(f"iree: model {model} failed its warm-up on a batch of 1 jet(s): ") and "\n" not in text, text
+    assert "NonZero node" in text and text.endswith("; use backend: onnxruntime for this model"), text

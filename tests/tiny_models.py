@@ -103,3 +103,32 @@ def sum_of_squares_onnx(path: Path, shape: list | None, elem: int | None = None)
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def half_mlp_onnx(path: Path, half: bool = True, seed: int = 0) -> Path:
+    """A small MLP on the shipped (N, 100, 3) input, as ``float16.convert_float_to_float16(keep_io_types=True)``
+    leaves one: float16 weights, a Cast to float16 at the input and back to float32 at the score (``half``
+    False: the same network in float32, no Cast)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    dtype = np.float16 if half else np.float32
+    weights = [numpy_helper.from_array(rng.normal(0, s, shape).astype(dtype), name)
+               for name, shape, s in (("w1", (300, 32), 0.1), ("b1", (32,), 0.1), ("w2", (32, 8), 0.3))]
+    consts = [numpy_helper.from_array(np.array([-1, 300], np.int64), "shape"),
+              numpy_helper.from_array(np.array([1], np.int64), "axes")]
+    x, y = ("xh", "sh") if half else ("jets", "score")
+    nodes = [helper.make_node("Cast", ["jets"], ["xh"], to=TensorProto.FLOAT16)] if half else []
+    nodes += [helper.make_node("Reshape", [x, "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w1"], ["m1"]),
+              helper.make_node("Add", ["m1", "b1"], ["a1"]), helper.make_node("Tanh", ["a1"], ["t1"]),
+              helper.make_node("MatMul", ["t1", "w2"], ["m2"]), helper.make_node("Mul", ["m2", "m2"], ["sq"]),
+              helper.make_node("ReduceSum", ["sq", "axes"], [y], keepdims=0)]
+    if half:
+        nodes.append(helper.make_node("Cast", ["sh"], ["score"], to=TensorProto.FLOAT))
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], weights + consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

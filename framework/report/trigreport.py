@@ -69,6 +69,7 @@ def job_accounting(summary: JobSummary) -> str:
     for label, choice in (s.facts.get("accelerators") or {}).items():
         lines.append(f"JobReport  accelerator for '{label}': {choice.get('backend')} on {choice.get('device')} "
                      f"({choice.get('reason')}); model {choice.get('model')}")
+        lines += [f"JobReport  accelerator for '{label}': caveat: {note}" for note in choice.get("caveats") or ()]
     if s.facts.get("variants"):  # a distributed run whose units did not all run the same way
         lines.append(f"JobReport  the units did not all run the same way: {variants_line(s.facts['variants'])}")
     lines += _executor_lines(s)

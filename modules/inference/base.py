@@ -28,12 +28,13 @@ cut, so such a jet never fires the trigger.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence, Union
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -219,8 +220,10 @@ class InferenceBackend(ABC):
         TensorRT context set-up, memory arenas) is not charged to the first events. The output shapes
         are checked on every size: with the default sizes (1 and 9) a score per event ((1,) whatever
         the batch) is refused here; warmed up on 1 jet only, at the first event with two."""
-        saved = dict(self.counters)  # warm-up work is not job work (TensorRT counts its copies)
-        saved_split = dict(self._split_ns) if self._split_ns is not None else None
+        with self.uncounted():  # warm-up work is not job work (TensorRT counts its copies)
+            self._warm_up(batch_sizes)
+
+    def _warm_up(self, batch_sizes: Sequence[int]) -> None:
         for n in batch_sizes:
             try:
                 raw = self._run_inputs(tuple(np.zeros((int(n), *shape), np.float32) for shape in self._jet_shapes))
@@ -229,11 +232,21 @@ class InferenceBackend(ABC):
             except Exception as exc:  # at begin_job, in one line: not the framework's own text
                 reraise_interrupt(exc)
                 raise ModuleError(f"{self.name}: model {self.model_path} failed its warm-up on a batch of {n} "
-                                  f"jet(s): {type(exc).__name__}: {one_line(exc)}") from exc
+                                  f"jet(s): {type(exc).__name__}: {one_line(exc)}{self.failure_hint(str(exc))}") from exc
             normalise_outputs(raw, self._pairs, int(n), self.model_path, self._order,  # now, not at event 1
                               self.options.score_per == "event")
-        self.counters.update(saved)
-        self._split_ns = saved_split
+
+    @contextlib.contextmanager
+    def uncounted(self) -> Iterator[None]:
+        """Calls made inside are not the job's work: the counters and the device split are as before them
+        (the warm-up; the checks of ``fidelity`` at begin_job)."""
+        saved = dict(self.counters)
+        saved_split = dict(self._split_ns) if self._split_ns is not None else None
+        try:
+            yield
+        finally:
+            self.counters.update(saved)
+            self._split_ns = saved_split
 
     def run(self, batch: np.ndarray | Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """(N, 100, 3) -> {role: float32 (N,)} plus ``valid`` (bool (N,), False for non-finite jets); a
@@ -271,7 +284,7 @@ class InferenceBackend(ABC):
             raise
         except Exception as exc:  # a framework failure is reported as one line naming the model
             raise ModuleError(f"{self.name}: inference failed for model {self.model_path} on {n} jets: "
-                              f"{type(exc).__name__}: {one_line(exc)}") from exc
+                              f"{type(exc).__name__}: {one_line(exc)}{self.failure_hint(str(exc))}") from exc
         out = normalise_outputs(raw, self._pairs, n, self.model_path, self._order, self._per_event)
         if bad:
             counters["nonfinite_jets"] += bad
@@ -302,6 +315,11 @@ class InferenceBackend(ABC):
 
     def close(self) -> None:
         """Release framework resources (device memory, sessions)."""
+
+    def failure_hint(self, reason: str) -> str:
+        """Said after the engine's own words when it fails on the model (at the warm-up, on an event): what
+        in the model it is likely about and what runs it instead; "" where the engine's words are all."""
+        return ""
 
     # ------------------------------------------------------------------ device figures (benchmarks)
     def device_split_ns(self) -> dict[str, int] | None:
@@ -438,11 +456,17 @@ def model_has_ops(path: Path, ops: Iterable[str]) -> bool:
         return any(data.find(b"\x22" + bytes([len(op)]) + op.encode()) >= 0 for op in ops)
 
 
+# ops that quantise their input with one scale from the whole call: ``quantize_dynamic``'s, and the fused ones
+# ONNX Runtime writes into a model saved after its optimisation (``optimized_model_filepath``: a MatMul of
+# gcn_vae_int8 becomes a com.microsoft DynamicQuantizeMatMul, and the DynamicQuantizeLinear is gone)
+PER_CALL_QUANT_OPS = ("DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM")
+
+
 def quantises_per_call(path: Path) -> bool:
-    """Whether an ONNX model quantises activations per call (``DynamicQuantizeLinear``, onnxruntime's
+    """Whether an ONNX model quantises activations per call (``PER_CALL_QUANT_OPS``, onnxruntime's
     ``quantize_dynamic``: one int8 scale from every jet of the call), so that a jet's score depends on the
     other jets of the call."""
-    return path.suffix == ".onnx" and model_has_ops(path, ("DynamicQuantizeLinear",))
+    return path.suffix == ".onnx" and model_has_ops(path, PER_CALL_QUANT_OPS)
 
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:

@@ -121,6 +121,43 @@ def refuse_ignored_sequence_lens(graph: Any, model: Path) -> None:
                               f"unlike ONNX Runtime's): use backend: onnxruntime for this model")
 
 
+# ops whose IREE import handles some forms only (control flow, data-dependent shapes): iree-base-compiler 3.x
+# refused a Loop and a Scan carrying a per-jet state in words naming no ONNX op ('torch.prim.Loop' ..., 'failed
+# to legalize unresolved target materialization'), compiled a Loop carrying a scalar, and compiled a boolean
+# indexing (NonZero) whose warm-up then failed on 'onnx.Expand': named whenever IREE refuses the model
+FRAGILE_OPS = ("Loop", "Scan", "If", "NonZero", "Unique", "Compress", "SequenceConstruct", "SequenceAt",
+               "SequenceInsert", "SplitToSequence", "ConcatFromSequence", "SequenceMap")
+_NAMED_OP = re.compile(r"\b(?:onnx|torch\.prim)\.([A-Z][A-Za-z0-9]*)")
+
+
+def graph_ops(graph: Any) -> dict[str, str]:
+    """op type -> the first node of it (its first output's name), over the graph and its subgraphs (a Loop's
+    or an If's body): what a refusal can name, kept instead of the whole model."""
+    found: dict[str, str] = {}
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for node in g.node:
+            if node.domain in ("", "ai.onnx"):
+                found.setdefault(node.op_type, next((o for o in node.output if o), node.name))
+            for a in node.attribute:
+                stack.extend([a.g] if a.HasField("g") else a.graphs)
+    return found
+
+
+def culprits(ops: dict[str, str], reason: str) -> str:
+    """`` (the error names its X node 'n'; its Loop node 'm': ...)``: the model's nodes of the ops IREE's
+    ``reason`` names (``onnx.Softmax``, ``torch.prim.Loop``), and of ``FRAGILE_OPS``; "" when none."""
+    def shown(names: Sequence[str]) -> str:
+        return ", ".join(f"{op} node {ops[op]!r}" for op in sorted(names))
+
+    named = {op for op in _NAMED_OP.findall(reason) if op in ops}
+    fragile = [op for op in FRAGILE_OPS if op in ops and op not in named]
+    parts = ([f"the error names its {shown(named)}"] if named else []) + \
+            ([f"its {shown(fragile)}: IREE compiles and runs such ops in some forms only"] if fragile else [])
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 class IreeBackend(InferenceBackend):
     name = "iree"
     pads_batches = True  # static buckets: a batch runs padded to the next compiled size
@@ -160,6 +197,7 @@ class IreeBackend(InferenceBackend):
         require_float32(self.name, self.model_path, self._inputs[0].name,
                         onnx.helper.tensor_dtype_to_np_dtype(self._inputs[0].type.tensor_type.elem_type))
         refuse_ignored_sequence_lens(model.graph, self.model_path)
+        self._ops = graph_ops(model.graph)
         jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
         self.buckets = up_to_typical(self.options.opt_batch, self.options.max_batch)
@@ -181,8 +219,9 @@ class IreeBackend(InferenceBackend):
             if function is not None:
                 self._functions[bucket] = function
         if not self._functions:
-            raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: "
-                              f"{next(iter(failed.values()))}")
+            reason = next(iter(failed.values()))
+            raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: {reason}"
+                              f"{self.failure_hint(reason)}")
         for bucket, reason in failed.items():  # a smaller batch pads up to the next bucket that compiled
             log.warning("iree: %s does not compile for batch %d (%s); batches of that size run padded to %d",
                         self.model_path.name, bucket, reason, next((b for b in self._functions if b > bucket),
@@ -190,6 +229,10 @@ class IreeBackend(InferenceBackend):
                         extra={"once": True})  # every stream's backend finds the same: said once per job
         self.buckets = sorted(self._functions)
         self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}
+
+    def failure_hint(self, reason: str) -> str:
+        """The model's nodes IREE's refusal is likely about, and the engine that runs every ONNX op."""
+        return f"{culprits(getattr(self, '_ops', {}), reason)}; use backend: onnxruntime for this model"
 
     def _load_bucket(self, runtime: Any, model: Any, cache_dir: Path | None, name: str, bucket: int,
                      failed: dict[int, str]) -> Any:

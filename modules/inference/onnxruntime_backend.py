@@ -13,7 +13,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
-from .base import InferenceBackend, model_has_ops
+from .base import PER_CALL_QUANT_OPS, InferenceBackend, model_has_ops
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -23,8 +23,10 @@ PROVIDER_ALIASES = {
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
-QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
-             "ConvInteger", "QLinearConv", "QLinearMatMul"}
+# a quantised graph has one of these: quantize_dynamic's and QDQ's ops, and the fused ones a model saved after
+# ONNX Runtime's optimisation has in their place (gcn_vae_int8 so saved was refused for precision: int8)
+QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "MatMulInteger", "ConvInteger", "QLinearConv", "QLinearMatMul",
+             "MatMulIntegerToFloat", *PER_CALL_QUANT_OPS}
 
 
 def resolve_providers(requested: Sequence[str], available: Sequence[str]) -> list[str]:

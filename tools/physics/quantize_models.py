@@ -257,7 +257,13 @@ def card_section(results: dict[str, Any], command: str) -> str:
                   "run time and the fp32 score, element-wise ops and per-kernel overhead dominate. The files are "
                   "kept to study what quantisation does to the score, not to run the trigger faster."]
     lines += ["", "Thresholds in thresholds.json are for the fp32 models; re-derive them before triggering "
-              "on an INT8 model.", ""]
+              "on an INT8 model.", "",
+              "**Dynamic INT8 scores depend on the batch**: `quantize_dynamic` quantises activations per call "
+              "(`DynamicQuantizeLinear`: one scale from every jet of the call), so a jet's score depends on the "
+              "other jets of its call. The scores above come from calls of 1024 jets; the HLT path calls once "
+              "per event (its leading jets together), and hltrun says at begin_job, in the log and in "
+              "hltrun.json's `caveats`, by how much a score moves between a call of many jets and the jet alone "
+              "(docs/your-model.md). A statically quantised model (`--method static`, QDQ) has no such dependence.", ""]
     return "\n".join(lines)
 
 

@@ -1,0 +1,153 @@
+"""What the scores of a user's model on the chosen engine are, said at begin_job when they are not plain
+float32 scores of each jet alone: a model that computes in float16, on an engine that runs it so; a model
+that quantises its activations per call.
+
+One check for every engine, measured rather than guessed, on ``autoselect``'s sample jets (every pT scale):
+
+* float16 (bfloat16): ``float16.convert_float_to_float16`` and the like leave float16 weights and ``Cast``
+  nodes. ONNX Runtime on the CPU computes such a graph in float32; PyTorch, JAX and IREE compute it in
+  float16 and differed from it by 9e-4 to 1.4e-3 relative (measured on a small MLP), ten times the
+  agreement between engines (``AGREEMENT_RTOL``). ``auto`` leaves them out for that; named by the user
+  they ran without a word. Neither engine is wrong (the model declares float16), so the job runs and says
+  by how much its engine's scores differ from ONNX Runtime's.
+* per-call quantisation (``DynamicQuantizeLinear``: ``quantize_dynamic``, the shipped ``*_int8.onnx``):
+  one int8 scale from every jet of a call, so a jet's score depends on the other jets of its event (the
+  shipped gcn_vae_int8: up to 5.7 % on QCD events of two jets). That is how such a model behaves wherever
+  it is deployed with the event's jets in one call, so the job runs as the HLT would run it, and says by
+  how much a jet's score moves between one call of many jets and a call of its own. (Scoring one jet per call
+  would make the score the jet's own, but time another deployment: ~2.6x the time per jet, docs/backends.md.)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from hltrun.framework.errors import one_line
+from hltrun.framework.interrupt import reraise_interrupt
+
+from .autoselect import CHECK_JETS, max_relative_difference, output_difference, sample_inputs
+from .base import AGREEMENT_RTOL, InferenceBackend, model_has_ops, quantises_per_call
+
+log = logging.getLogger("hltrun.inference")
+
+REFERENCE = "onnxruntime"  # the engine every other one is judged against (as ``auto`` does)
+_CAST_OPS = ("Cast", "CastLike")  # a float32-input graph that computes in float16 has one
+
+
+_KERAS_POLICIES = ("mixed_float16", "mixed_bfloat16", "float16", "bfloat16")  # Keras dtype policies below float32
+
+
+def reduced_float(path: Path) -> str | None:
+    """``float16`` or ``bfloat16`` when the ONNX model computes in it (a weight of that type, or a ``Cast``
+    to it); a Keras model's reduced dtype policy (``mixed_float16``: trained with mixed precision); else None.
+    A graph fed float32 reaches float16 only through a Cast, so a model without one (the shipped ones) costs
+    a byte lookup, no onnx import."""
+    if path.suffix == ".keras":
+        return keras_policy(path)
+    if path.suffix != ".onnx" or not model_has_ops(path, _CAST_OPS):
+        return None
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # the engine's own load reports an unreadable model in its words
+        return None
+    names = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+    for tensor in graph.initializer:
+        if tensor.data_type in names:
+            return names[tensor.data_type]
+    for node in graph.node:
+        if node.op_type == "Cast":
+            to = next((a.i for a in node.attribute if a.name == "to"), None)
+            if to in names:
+                return names[to]
+    return None
+
+
+def keras_policy(path: Path) -> str | None:
+    """The reduced dtype policy a ``.keras`` file's layers are saved with (its ``config.json``), else None.
+    TensorFlow computes such a model in float16 on the CPU too; tf2onnx writes it as float16 weights and
+    Casts, which ONNX Runtime computes in float32 (a small MLP: 1.2e-2 apart)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json").decode(errors="replace")
+    except (OSError, KeyError, zipfile.BadZipFile):  # the engine's own load says what is wrong
+        return None
+    return next((p for p in _KERAS_POLICIES if f'"name": "{p}"' in config), None)
+
+
+def caveats(backend: InferenceBackend) -> list[str]:
+    """One line per way ``backend``'s scores of its (loaded, warmed-up) model are not float32 scores of each
+    jet alone, with the difference measured now on ``CHECK_JETS`` sample jets; empty for most models."""
+    precision = reduced_float(backend.model_path) if backend.name != REFERENCE else None
+    # a model scoring the whole call (score_per: event) is called once per event: no other jets move its score
+    per_call = quantises_per_call(backend.model_path) and backend.options.score_per == "jet"
+    if precision is None and not per_call:
+        return []
+    with backend.uncounted():  # begin_job's check, not the job's work
+        return _measured(backend, precision, per_call)
+
+
+def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) -> list[str]:
+    path, notes = backend.model_path, []
+    x = sample_inputs(backend, CHECK_JETS, seed=1)
+    together = backend.run(x)
+    if precision is not None:
+        diff = _reference_difference(backend, x, together)
+        onnx_file = path.with_suffix(".onnx")
+        on = "" if onnx_file == path else f" (on {onnx_file.name})"
+        if diff is None and onnx_file != path:  # a Keras model alone: nothing to measure against, but said
+            notes.append(f"model {path.name} computes in {precision} (its Keras dtype policy); {backend.name} runs it "
+                         f"so, not float32 (not measured: no {onnx_file.name} beside it)")
+        elif diff is not None and diff > AGREEMENT_RTOL:
+            notes.append(f"model {path.name} computes in {precision}; {backend.name} runs it in {precision}, ONNX "
+                         f"Runtime on the CPU in float32{on}: scores differ by up to {diff:.1e} relative on "
+                         f"{CHECK_JETS} sample jets (engines agree within {AGREEMENT_RTOL:g}); backend: onnxruntime "
+                         f"for float32 scores")
+    if per_call:
+        diff = _alone_difference(backend, x, together)
+        notes.append(f"model {path.name} quantises its activations per call (dynamic quantisation: one int8 scale "
+                     f"from all the jets of a call), so a jet's score depends on the other jets of its event's call: "
+                     f"up to {diff:.1e} relative between one call of {CHECK_JETS} sample jets and each jet alone; "
+                     f"quantise statically (QDQ: tools/physics/quantize_models.py --method static) for scores of "
+                     f"the jet alone")
+    return notes
+
+
+def _reference_difference(backend: InferenceBackend, x: object, outputs: dict[str, np.ndarray]) -> float | None:
+    """The largest relative difference of ``outputs`` from ONNX Runtime's on the CPU for the same jets;
+    None (said at debug level) where ONNX Runtime cannot run the model: the engine's scores are the job's."""
+    onnx_file = backend.model_path.with_suffix(".onnx")  # a .keras is compared with the .onnx beside it
+    same = onnx_file == backend.model_path  # then the outputs and inputs are those the engine settled
+    options = replace(backend.options, providers=["cpu"], precision="auto", io_binding=False,
+                      outputs=dict(backend.outputs) if same else backend.options.outputs,
+                      inputs=backend.contract if same else backend.options.inputs)
+    from . import create_backend
+
+    if not onnx_file.is_file():
+        return None
+    reference = create_backend(REFERENCE, onnx_file, options)
+    reference.announce = False
+    try:
+        reference.load()
+        return output_difference(outputs, reference.run(x))[0]
+    except Exception as exc:
+        reraise_interrupt(exc)
+        log.debug("%s: no ONNX Runtime reference for %s: %s", backend.name, backend.model_path.name, one_line(exc))
+        return None
+    finally:
+        reference.close()
+
+
+def _alone_difference(backend: InferenceBackend, x: object, together: dict[str, np.ndarray]) -> float:
+    """The largest relative difference of each jet's score in one call of ``x`` from its score alone."""
+    xs = x if isinstance(x, tuple) else (x,)
+    alone = np.concatenate([backend.run(tuple(a[i:i + 1] for a in xs) if len(xs) > 1 else xs[0][i:i + 1])["score"]
+                            for i in range(len(xs[0]))])
+    return max_relative_difference(alone, together["score"])

@@ -3,7 +3,8 @@
 First signal: the event loop stops taking events, the events in flight finish, every module's
 ``end_job`` runs (outputs are dropped, their temporaries removed), the reports are written marked
 "stopped by signal", and the process exits with 128 + the signal number. After the loop (end_job,
-the reports: hltrun's stop callbacks) the same: noted, the reports written marked. Before it (loading
+the reports: hltrun's stop callbacks) the same: noted, the reports begun after it written marked (the
+one being written is finished as begun, not written again). Before it (loading
 models in begin_job) and while the job report is written, the first signal interrupts at once, as
 Ctrl-C does; an error some code made of that interrupt (an import it cut) is re-raised as the
 interrupt (``reraise_interrupt``).

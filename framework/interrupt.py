@@ -1,4 +1,5 @@
-"""SIGINT, SIGTERM and SIGHUP stop a job the same way, as a batch system expects of cmsRun.
+"""SIGINT, SIGTERM and SIGHUP stop a job the same way, as a batch system expects of cmsRun (unless
+the caller ignores one: ``nohup`` its SIGHUP, a shell its background jobs' SIGINT; it stays ignored).
 
 First signal: the event loop stops taking events, the events in flight finish, every module's
 ``end_job`` runs (outputs are dropped, their temporaries removed), the reports are written marked
@@ -183,8 +184,11 @@ def handle_signals() -> Iterator[None]:
     if outermost:
         _received.clear()
         _raised.clear()
-    previous = {s: signal.getsignal(s) for s in HANDLED}
-    for s in HANDLED:
+    # a signal the caller set to be ignored stays ignored: ``nohup hltrun ...`` must survive the terminal's
+    # SIGHUP, ``hltrun ... &`` in a script the terminal's Ctrl-C (the shell ignores SIGINT for it), as
+    # Python itself leaves an ignored SIGINT alone; hltrun's handler made them stop the job (exit 129, 130)
+    previous = {s: h for s in HANDLED if (h := signal.getsignal(s)) is not signal.SIG_IGN}
+    for s in previous:
         signal.signal(s, _handler)
     _installed = True
     _depth += 1

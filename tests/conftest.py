@@ -55,17 +55,24 @@ def _jet_branches(events: list[dict]) -> dict:
     }
 
 
-def write_counts(path: Path, events: list[dict], count_offset: int = 0) -> Path:
-    """NanoAOD layout; ``count_offset`` corrupts every nConstituents, to test the consistency check."""
+def write_counts(path: Path, events: list[dict], count_offset: int = 0, per_basket: int | None = None) -> Path:
+    """NanoAOD layout; ``count_offset`` corrupts every nConstituents, to test the consistency check;
+    ``per_basket``: entries per basket (default: one basket per branch, which the file check keeps whole)."""
+    step = per_basket or max(1, len(events))
+    with uproot.recreate(path) as f:
+        for at in range(0, max(1, len(events)), step):  # an empty list: the tree, no entries
+            write_nanoaod(f, "Events", _counts_branches(events[at:at + step], count_offset))
+    return path
+
+
+def _counts_branches(events: list[dict], count_offset: int) -> dict:
     branches = _jet_branches(events)
     branches["FatJet"] = ak.zip({**{f: branches["FatJet"][f] for f in branches["FatJet"].fields},
                                  "nConstituents": ak.Array([[len(j["c_pt"]) + count_offset for j in e["jets"]]
                                                            for e in events])})
     branches["FatJetPFCand"] = ak.zip({k: ak.Array([np.concatenate([j[f"c_{k}"] for j in e["jets"]] or [np.zeros(0, np.float32)]).tolist()
                                                    for e in events]) for k in ("pt", "eta", "phi")})
-    with uproot.recreate(path) as f:
-        write_nanoaod(f, "Events", branches)
-    return path
+    return branches
 
 
 def write_jet_index(path: Path, events: list[dict], shuffle_seed: int = 3) -> Path:

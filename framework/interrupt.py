@@ -1,4 +1,4 @@
-"""SIGINT, SIGTERM and SIGHUP stop a job the same way, as a batch system expects of cmsRun (unless
+"""SIGINT, SIGTERM, SIGHUP and SIGUSR2 stop a job the same way, as a batch system expects of cmsRun (unless
 the caller ignores one: ``nohup`` its SIGHUP, a shell its background jobs' SIGINT; it stays ignored).
 
 First signal: the event loop stops taking events, the events in flight finish, every module's
@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 from contextlib import contextmanager
 
-HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+# SIGUSR2: cmsRun's graceful stop (its UnixSignalService), which a batch system's wrapper may send it
+HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR2") if hasattr(signal, name))
 
 _lock = threading.Lock()
 _temporaries: set[Path] = set()

@@ -17,10 +17,10 @@ from tests import plugins  # noqa: F401  (registers the test-only modules)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The tests send SIGINT, SIGTERM, SIGHUP and SIGQUIT to jobs (this process, subprocesses) and expect
+    """The tests send SIGINT, SIGTERM, SIGHUP, SIGUSR2 and SIGQUIT to jobs (this process, subprocesses) and expect
     them handled; hltrun leaves a signal its caller ignores ignored. A session started with some ignored
     (``nohup pytest``, ``pytest &`` in a script) would hand the ignore down: undo it, as in a terminal."""
-    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR2"):
         sig = getattr(signal, name, None)
         if sig is not None and signal.getsignal(sig) is signal.SIG_IGN:
             signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)

@@ -77,6 +77,22 @@ def _wait_for(marker: Path, proc: "subprocess.Popen[str]") -> None:
     assert marker.exists(), proc.communicate(timeout=60)[1]
 
 
+def test_sigusr2_stops_the_job_as_cmsruns_graceful_stop(tmp_path):
+    """SIGUSR2 is cmsRun's graceful stop (UnixSignalService), which a batch wrapper may send it: hltrun died
+    of it at once (exit -12 / 140 from the shell), no report, ``o.root.XXXXXXXX.tmp`` left. Now it stops the job
+    as SIGTERM does: the events in flight finish, every report marked stopped by SIGUSR2, 128 + 12."""
+    proc = _start(tmp_path, n=5000)
+    _wait_for(tmp_path / "started", proc)
+    proc.send_signal(signal.SIGUSR2)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGUSR2, err
+    assert "hltrun: error: stopped by SIGUSR2" in err.splitlines() and "Traceback" not in err, err
+    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
+    assert job["stopped_by_signal"] == "SIGUSR2" and 0 < job["events_processed"] == job["events_read"] < 5000
+    assert f'UnixExitStatus="{128 + signal.SIGUSR2}"' in (tmp_path / "fjr.xml").read_text()
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "o.root").exists()
+
+
 def _final_names(tmp_path: Path) -> list[str]:
     """Files the job writes found under their own names (not a ``.tmp`` temporary): o.root, fjr.xml, rep/*."""
     return sorted(str(p.relative_to(tmp_path)) for p in [tmp_path / "o.root", tmp_path / "fjr.xml",

@@ -253,19 +253,20 @@ def _print(text: str, what: str) -> int:
     return 0
 
 
-def _stopped_after_loop(outcome: Outcome, signals: list[Interrupted], record: dict) -> bool:
+def _stopped_after_loop(outcome: Outcome, signals: list[Interrupted], record: dict) -> None:
     """A first signal received after the event loop ended (``signals``, noted while the reports are
     made): the job is reported as one the signal stopped in the loop is, all its events processed:
     marked "stopped by" the signal, exit 128 + its number (a job an error stopped keeps the error, as
-    in the loop). True when this call marked it (a report written before then is not: write it again)."""
+    in the loop). Only the reports begun after this call are marked: one being written when the signal
+    came is finished as it began, never written again (a batch system's SIGTERM before its SIGKILL
+    must not double the time the job needs to end; that report describes every event, all processed)."""
     summary = outcome.result.summary
     if not signals or outcome.code:  # stopped already, or an error stopped it: that stays the reason
-        return False
+        return
     exc = signals[0]
     summary.stopped_by_signal, summary.failure = exc.signame, str(exc)
     outcome.code, outcome.cause = exc.exit_code, exc
     record["error"] = exc
-    return True
 
 
 def _main(args: argparse.Namespace, record: dict) -> int:
@@ -318,8 +319,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             print_code = _print(text_report(summary, services), "the reports") if cfg.options.wantSummary else 0
             _stopped_after_loop(outcome, signals, record)
             report_code = _write_reports(report_dir, summary, services) if report_dir is not None else 0
-            if _stopped_after_loop(outcome, signals, record) and report_dir is not None and not report_code:
-                report_code = _write_reports(report_dir, summary, services)  # the set again, marked stopped
+            _stopped_after_loop(outcome, signals, record)  # the job report and the exit code say it
         code = outcome.code
         if code:
             code = _error_line(outcome.cause, str(summary.failure), code, record)

@@ -259,7 +259,7 @@ class EventProcessor:
             summary.stopped_by_signal = err.signame
 
     def _on_signal(self, exc: Interrupted) -> None:
-        """First SIGINT/SIGTERM/SIGHUP during the loop: take no new event, finish those in flight."""
+        """First SIGINT/SIGTERM/SIGHUP/SIGUSR2 during the loop: take no new event, finish those in flight."""
         if self._stop.is_set():
             self._errors.append(exc)  # an error stopped the job first: it stays the reason
         else:

@@ -1,9 +1,11 @@
-"""SIGINT, SIGTERM and SIGHUP stop a job the same way, as a batch system expects of cmsRun.
+"""SIGINT, SIGTERM, SIGHUP and SIGUSR2 stop a job the same way, as a batch system expects of cmsRun (unless
+the caller ignores one: ``nohup`` its SIGHUP, a shell its background jobs' SIGINT; it stays ignored).
 
 First signal: the event loop stops taking events, the events in flight finish, every module's
 ``end_job`` runs (outputs are dropped, their temporaries removed), the reports are written marked
 "stopped by signal", and the process exits with 128 + the signal number. After the loop (end_job,
-the reports: hltrun's stop callbacks) the same: noted, the reports written marked. Before it (loading
+the reports: hltrun's stop callbacks) the same: noted, the reports begun after it written marked (the
+one being written is finished as begun, not written again). Before it (loading
 models in begin_job) and while the job report is written, the first signal interrupts at once, as
 Ctrl-C does; an error some code made of that interrupt (an import it cut) is re-raised as the
 interrupt (``reraise_interrupt``).
@@ -26,7 +28,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 from contextlib import contextmanager
 
-HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+# SIGUSR2: cmsRun's graceful stop (its UnixSignalService), which a batch system's wrapper may send it
+HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR2") if hasattr(signal, name))
 
 _lock = threading.Lock()
 _temporaries: set[Path] = set()
@@ -182,8 +185,11 @@ def handle_signals() -> Iterator[None]:
     if outermost:
         _received.clear()
         _raised.clear()
-    previous = {s: signal.getsignal(s) for s in HANDLED}
-    for s in HANDLED:
+    # a signal the caller set to be ignored stays ignored: ``nohup hltrun ...`` must survive the terminal's
+    # SIGHUP, ``hltrun ... &`` in a script the terminal's Ctrl-C (the shell ignores SIGINT for it), as
+    # Python itself leaves an ignored SIGINT alone; hltrun's handler made them stop the job (exit 129, 130)
+    previous = {s: h for s in HANDLED if (h := signal.getsignal(s)) is not signal.SIG_IGN}
+    for s in previous:
         signal.signal(s, _handler)
     _installed = True
     _depth += 1

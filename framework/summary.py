@@ -107,7 +107,7 @@ class JobSummary:
     time_to_first_event_s: float | None = None
     begin_job_s: float = 0.0
     failure: str | None = None  # the one-line error that stopped the job, if any
-    stopped_by_signal: str | None = None  # SIGINT / SIGTERM / SIGHUP when a signal stopped the job
+    stopped_by_signal: str | None = None  # SIGINT / SIGTERM / SIGHUP / SIGUSR2 when a signal stopped the job
     budget_ms: float = 100.0
     input_rate_hz: float = 100_000.0
     executor: dict[str, Any] = field(default_factory=dict)  # type, workers, dashboard, units (distributed runs)

@@ -41,7 +41,7 @@ from .source.chunk import make_chunk
 from .source.event_ids import count_lumis, event_id_arrays, handed_out
 from .source.parameters import JetBranches, RootJetSourceParameters
 from .source.reading import LATE_WAIT_S, READ_AHEAD_THREADS, ChunkReading, read_ahead_depth
-from .source.tree import open_tree
+from .source.tree import FileState, file_state, open_tree
 
 # imported from here by the registry (setup.cfg), tools/bench and the tests
 __all__ = ["JetBranches", "RootJetSource", "RootJetSourceParameters", "make_chunk"]
@@ -90,6 +90,8 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         # decompressed it all anyway), up to KEEP_BYTES in all: the loop reads them from here
         self._kept: dict[str, ak.Array] = {}
         self._kept_bytes = 0
+        # each input as the job first opened it: a read failing after another process changed it says so
+        self._first_opened: dict[str, FileState | None] = {}
         self._keep = True
         self._deferred: set[str] = set()  # files the job cannot need (past maxEvents): checked if reached
         self._read_ahead = read_ahead_depth(params.read_ahead)
@@ -175,6 +177,7 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         return [*self._branch_names(), weight] if has else self._branch_names()
 
     def _open_tree(self, path: str) -> Any:
+        self._first_opened.setdefault(os.path.realpath(path), file_state(path))  # the read-ahead thread too
         return open_tree(path, self.params.tree)
 
     # -- event iteration -----------------------------------------------------------------------

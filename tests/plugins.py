@@ -190,7 +190,7 @@ class EventNumberFilter(Filter):
 @dataclass
 class SlowReportParameters:
     started: str = ""  # touched after the first event: the loop runs, a signal now stops it cleanly
-    writing: str = ""  # touched when this service's report file starts being written
+    writing: str = ""  # a line added each time this service's report file starts being written
     sleep_s: float = 60.0  # a hang guard: the test sends the signals it waits for
     until_signals: int = 1  # the report waits until the job has received this many signals
 
@@ -224,7 +224,8 @@ class SlowReport(Service):
 
         from hltrun.framework import interrupt
 
-        Path(self.params.writing).touch()
+        with open(self.params.writing, "a") as fh:
+            fh.write("writing\n")
         deadline = time.monotonic() + self.params.sleep_s
         while len(interrupt._received) < self.params.until_signals and time.monotonic() < deadline:
             time.sleep(0.01)  # until the test's signal has arrived, however busy the machine

@@ -28,6 +28,8 @@ from typing import Callable
 import pytest
 import uproot
 
+from hltrun.framework.module import Analyzer
+from hltrun.framework.registry import register_module
 from tests.conftest import make_events, write_counts, write_jet_index
 from tests.helpers import fifo_unblocked, wait_for_temporary
 
@@ -326,3 +328,80 @@ def test_bad_input(case: Case, tmp_path: Path, capfd: pytest.CaptureFixture[str]
     if case.signal is not None:
         assert job["stopped_by_signal"] == signal.Signals(case.signal).name
         assert "Stopped by" in (report / "report.html").read_text()
+
+
+# ------------------------------------------------------------------ an input changed while the job reads it
+
+@dataclass
+class TruncateParameters:
+    path: str = ""
+    keep_fraction: float = 0.3
+
+
+@register_module("TestTruncateInput")
+class TruncateInput(Analyzer):
+    """At the first event, cuts the job's input file to a fraction of its bytes, as another process
+    rewriting it (a copy started over it) does; the source has read only its first chunks by then."""
+
+    Parameters = TruncateParameters
+
+    def analyze(self, event) -> None:  # noqa: ANN001
+        if event.index == 0:
+            os.truncate(self.params.path, int(os.path.getsize(self.params.path) * self.params.keep_fraction))
+
+
+CHANGED = """
+process: CHANGED
+source: {{type: RootJetSource, files: [{file}], chunk_size: 25}}
+modules:
+  batcher: {{type: JetBatcher, src: source, max_jets: 2}}
+  cut: {{type: TestTruncateInput, path: {file}}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths: {{p: [batcher, cut]}}
+endpaths: {{o: [out]}}
+services: {{Timing: {{}}}}
+"""
+
+
+def test_an_input_cut_short_while_the_job_reads_it_is_named_so(tmp_path, capfd):
+    """An input truncated by another process while the job read it failed as a damaged file: ``failed to read
+    … entries 125-150: OSError: expected Chunk of length …`` (or a DeserializationError of a TBasket). Now the
+    line says the file shrank while the job read it, from how many bytes to how many; exit 3, every event read
+    accounted for, no output under its name."""
+    from hltrun.framework.cli import main
+
+    data = write_counts(tmp_path / "copying.root", make_events(400), per_basket=25)  # 16 baskets a branch
+    size = data.stat().st_size
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(textwrap.dedent(CHANGED.format(file=data, out=tmp_path / "o.root")))
+    code = main([str(cfg), "--report-dir", str(tmp_path / "rep"), "-j", str(tmp_path / "fjr.xml")])
+    err = capfd.readouterr().err
+    assert code == 3, err
+    errors = [line for line in err.splitlines() if line.startswith("hltrun: error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"hltrun: error: source: failed to read {data} entries ") and \
+        f"it shrank from {size} to {int(size * 0.3)} bytes while the job read it" in errors[0], err
+    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
+    assert 0 < job["events_read"] == job["events_processed"] < 400
+    assert f"<EventsRead>{job['events_read']}</EventsRead>" in (tmp_path / "fjr.xml").read_text()
+    assert not (tmp_path / "o.root").exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_how_an_input_changed_is_said_for_each_change(tmp_path):
+    """The change a failed read reports: grown, shrunk, rewritten in place, replaced by another file, removed;
+    nothing for a file as it was (its failure is its own: a damaged basket)."""
+    from hltrun.modules.source.tree import changed_since, file_state
+
+    path = tmp_path / "in.root"
+    path.write_bytes(b"x" * 100)
+    seen = file_state(str(path))
+    assert changed_since(str(path), seen) is None
+    path.write_bytes(b"x" * 150)
+    assert "it grew from 100 to 150 bytes while the job read it" in changed_since(str(path), seen)
+    path.write_bytes(b"y" * 100)
+    os.utime(path, ns=(seen[2] + 10**9, seen[2] + 10**9))  # a second later, whatever the clock's resolution
+    assert "it was rewritten (100 bytes as before, modified since)" in changed_since(str(path), seen)
+    (tmp_path / "new.root").write_bytes(b"z" * 7)
+    os.replace(tmp_path / "new.root", path)
+    assert "it was replaced by another file (100 bytes when first opened, 7 now)" in changed_since(str(path), seen)
+    path.unlink()
+    assert changed_since(str(path), seen).startswith("it was removed while the job read it")

@@ -658,3 +658,35 @@ def test_a_unit_whose_file_its_worker_cannot_read_names_the_worker(write_config,
     assert category == "FileOpenError"  # the job report's 8020, as a local run's missing input
     assert message.startswith(f"unit 3 ({gone} entries 0-75): input file {gone} not found on worker ")
     assert "the client read it" in message and "\n" not in message
+
+
+def test_a_signal_while_the_parts_are_assembled_finishes_the_output_and_marks_the_job(cluster, write_config,
+                                                                                     tmp_path, monkeypatch, capsys):
+    """Ctrl-C once every unit was done, while the client assembled the output from its parts (a local job's
+    end_job): it was raised at once, so the job ended with no report at all (exit 130); or, raised inside
+    uproot's file destructor during the assembly, Python printed "Exception ignored … Traceback" and lost it
+    (exit 0, nothing stopped). Now, as in a local end_job: the output written whole, every report written
+    marked stopped by SIGINT with all events processed, exit 130."""
+    import signal
+
+    from hltrun.framework.cli import main
+    from hltrun.modules.root_output import RootOutputModule
+
+    assemble, sent = RootOutputModule.assemble.__func__, []
+
+    def interrupted(cls, *args):  # noqa: ANN001, ANN002, ANN202
+        sent.append(signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, on the main thread
+        return assemble(cls, *args)
+
+    monkeypatch.setattr(RootOutputModule, "assemble", classmethod(interrupted))
+    out, rep = tmp_path / "o.root", tmp_path / "rep"
+    cfg = write_config(PATH.format(type="dask", address=cluster, files=FILES, out=out, extra="", endpath=""))
+    code = main([str(cfg), "-q", "-n", "150", "options.skipEvents=0", "--report-dir", str(rep)])
+    err = capsys.readouterr().err
+    assert sent and code == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "hltrun: error: interrupted by the user " \
+        "(Ctrl-C, SIGINT)", err
+    job = json.loads((rep / "hltrun.json").read_text())["job"]
+    assert (job["stopped_by_signal"], job["events_processed"]) == ("SIGINT", 150)
+    assert uproot.open(out)["Events"].num_entries == 150 and not list(tmp_path.glob("o.root.*"))

@@ -81,14 +81,19 @@ def _signal_once(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, sig:
 def test_a_signal_after_the_loop_still_writes_every_report_marked_stopped(where, sig, tmp_path, monkeypatch, capfd):
     """A signal once every event was processed (the output's end_job logging "event(s) written to", or
     while the report folder is written): it dropped every report (exit 130, no TrigReport, an empty
-    folder) or left the folder empty. Now: the console report and the whole folder, marked stopped by
-    the signal with all the events processed, then exit 128 + the signal in one line."""
+    folder) or left the folder empty. Now: the console report and the whole folder, with all the events
+    processed, then exit 128 + the signal in one line. The reports begun after the signal are marked
+    stopped by it; the folder being written when it came is finished as begun, written once: it was
+    written a second time, marked, doubling the seconds a SIGTERM'd job took to end."""
     if where == "output end_job":
         sent = _signal_once(monkeypatch, RootOutputModule, "end_job", sig, after=True)
     else:  # after hltrun.json and resources.json are staged, before the set is renamed into place
         sent = _signal_once(monkeypatch, report_files, "write_timing_root", sig)
+    sets: list[int] = []
+    write_all = report_files.write_all
+    monkeypatch.setattr(report_files, "write_all", lambda *args: sets.append(1) or write_all(*args))
     rep = tmp_path / "rep"
-    code = main([str(_job(tmp_path)), "--report-dir", str(rep)])
+    code = main([str(_job(tmp_path)), "--report-dir", str(rep), "-j", str(tmp_path / "fjr.xml")])
     out, err = capfd.readouterr()
     assert sent and code == 128 + sig, err
     assert "Traceback" not in err
@@ -99,8 +104,11 @@ def test_a_signal_after_the_loop_still_writes_every_report_marked_stopped(where,
     if where == "output end_job":  # printed after the signal: marked
         assert "stopped by:" in out
     job = json.loads((rep / "hltrun.json").read_text())["job"]
-    assert job["stopped_by_signal"] == signal.Signals(sig).name and job["events_processed"] == N
+    marked = signal.Signals(sig).name if where == "output end_job" else None  # begun before the signal: as begun
+    assert (job["stopped_by_signal"], job["events_processed"]) == (marked, N)
+    assert sets == [1]  # the report folder written once
     assert {p.name for p in rep.iterdir()} >= {"hltrun.json", "resources.json", "timing.root"}
+    assert f'UnixExitStatus="{128 + sig}"' in (tmp_path / "fjr.xml").read_text()  # written after: it says the signal
     assert not _temporaries(tmp_path)
     assert (tmp_path / "o.root").is_file()  # every event was processed: the output is whole
 

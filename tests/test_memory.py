@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,3 +138,33 @@ def test_a_module_during_which_rss_fell_is_explained(write_config):
     assert "MemoryReport ---------- Module Summary ---[RSS growth]----" in text
     note = next(line for line in text.splitlines() if "negative" in line)
     assert note.startswith("MemoryReport  (") and "freed" in note and "memray" in note
+
+
+def _statm_descriptors() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").endswith("/statm")
+        except OSError:
+            pass
+    return count
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="Linux's /proc")
+def test_jobs_in_one_process_leave_no_descriptor_open(tmp_path):
+    """Each job's Memory service (and the one its reports are rendered with) opened /proc/self/statm and never
+    closed it: two descriptors a job, so a process running jobs one after another (hltbench, a notebook, a
+    test session) ran out of them. Now they are closed with the service."""
+    import gc
+
+    from hltrun.framework.cli import main
+
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text("process: FDS\nsource: {type: TestCountingSource, n: 20}\n"
+                   "modules: {even: {type: TestModuloFilter, divisor: 2}}\npaths: {p: [even]}\nservices: {Memory: {}}\n")
+    gc.collect()
+    before = _statm_descriptors()
+    for _ in range(3):
+        assert main([str(cfg), "-q", "--report-dir", str(tmp_path / "rep")]) == 0
+    gc.collect()
+    assert _statm_descriptors() == before

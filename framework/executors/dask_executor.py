@@ -20,7 +20,7 @@ from typing import Any
 
 from ..config import ProcessConfig
 from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
-from ..interrupt import Interrupted, exit_code_of, handle_signals
+from ..interrupt import Interrupted, exit_code_of, handle_signals, stop_callback
 from ..provenance import variants_line, with_variants
 from ..resources import remote_url
 from ..results import JobResult, Merger
@@ -187,7 +187,14 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
         s.time_to_first_event_s = merged.first_event_epoch - t_start
         s.loop_s = merged.last_event_epoch - merged.first_event_epoch
     s.begin_job_s = max((w.get("begin_job_s", 0.0) for w in s.workers.values()), default=0.0)
-    _finish_outputs(cfg, merged, stopped=None if failure is None else failure[0])
+    noted: list[Interrupted] = []
+    # every unit is done: a signal while the parts are assembled is noted, the output finished, the job stopped
+    # by it, as a local job's end_job (it was raised at once: no report; or, raised inside a destructor of the
+    # reader, printed as "Exception ignored" with its traceback and lost: exit 0)
+    with handle_signals(), stop_callback(noted.append):
+        _finish_outputs(cfg, merged, stopped=None if failure is None else failure[0])
+    if failure is None and noted:
+        failure = (str(noted[0]), noted[0].exit_code, noted[0])
     if failure is not None:
         s.failure = failure[0]
         if isinstance(failure[2], Interrupted):  # as a local run says it: the signal, not an error

@@ -25,6 +25,7 @@ import os
 import resource
 import socket
 import time
+import weakref
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,9 @@ def _statm_reader() -> Callable[[], tuple[int, int]]:
             fields = os.pread(fd, 128, 0).split()
             return int(fields[0]) * page, int(fields[1]) * page
 
+        # closed with the reader: each job's Memory service (and the one its reports render) left its
+        # descriptor open, two a job, until a process running many (hltbench, a notebook) ran out of them
+        weakref.finalize(read, os.close, fd)
         read()
         return read
     except OSError:  # not Linux: psutil, slower but portable

@@ -23,7 +23,7 @@ from ..jets import requested_specs
 from ..read_ahead import ReadAhead
 from .chunk import Chunk, chunk_counts
 from .conversion import convert
-from .tree import columns
+from .tree import changed_since, columns
 
 log = logging.getLogger("hltrun")
 READ_AHEAD_THREADS = "hltrun-read-ahead-"  # the read-ahead thread's name prefix (then the file's name)
@@ -159,9 +159,10 @@ class ChunkReading:
                     return
                 except Exception as exc:
                     bad = min(stop, at + self.params.chunk_size)
+                    why = f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}"
+                    changed = changed_since(path, self._first_opened.get(os.path.realpath(path)))
                     raise SourceError(f"source: failed to read {path} entries {at}-{bad}: "
-                                      f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}",
-                                      first_entry=at) from exc
+                                      + (f"{changed} ({why})" if changed else why), first_entry=at) from exc
                 at = report.tree_entry_start
                 arrays = columns(tree, arrays, names)
                 counts = chunk_counts()

@@ -70,6 +70,38 @@ def _signed(path: str) -> bool:
         return True
 
 
+FileState = tuple[int, int, int]  # (inode, size, modification time in ns)
+
+
+def file_state(path: str) -> FileState | None:
+    """What tells that another process changed ``path`` since: its inode, size and modification time;
+    None when it cannot be looked at (gone)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def changed_since(path: str, seen: FileState | None) -> str | None:
+    """How ``path`` changed since the job first opened it (``seen``), as the start of a failed read's line,
+    or None. A file being copied in, rewritten or truncated by another process fails as a corrupt basket
+    or a short read: the user must read that the file moved under the job, not that it is damaged."""
+    now = file_state(path)
+    if seen is None or now == seen:
+        return None
+    if now is None:
+        how = "was removed"
+    elif now[0] != seen[0]:
+        how = f"was replaced by another file ({seen[1]} bytes when first opened, {now[1]} now)"
+    elif now[1] != seen[1]:
+        how = f"{'shrank' if now[1] < seen[1] else 'grew'} from {seen[1]} to {now[1]} bytes"
+    else:
+        how = f"was rewritten ({now[1]} bytes as before, modified since)"
+    return (f"it {how} while the job read it: another process truncated, rewrote or replaced it (a copy still "
+            f"in progress?); run on it once it is complete")
+
+
 def first_basket_end(branch: Any) -> int:
     """The entry where a branch's first basket ends (0 if the file does not say: then read the tail)."""
     try:

@@ -1,0 +1,115 @@
+"""Signals a job gets from its surroundings rather than from a user stopping it: one its caller ignores
+(``nohup`` ignores SIGHUP, a shell ignores SIGINT for a script's background job) and SIGQUIT, the hard
+way out (Ctrl-\\). Real jobs in subprocesses, real signals; each waits for a marker file, not a delay.
+
+SIGQUIT is left at its default action on purpose: it must end a job hung inside a native library (a
+Python handler runs only when the main thread gets back to Python), and it dumps core where cores are
+enabled, as a user asking for it expects. What it may leave are temporaries, named ``<name>.XXXXXXXX.tmp``,
+never a half-written file under an output's or a report's own name (framework/atomic.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
+
+JOB = """
+process: EDGE
+source: {{type: TestCountingSource, n: {n}}}
+modules:
+  slow: {{type: TestSleep, sleep_ms: 10, started_file: {started}}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths: {{p: [slow]}}
+endpaths: {{e: [out]}}
+services: {{Timing: {{}}, TestSlowReport: {{writing: {writing}, sleep_s: 60, until_signals: 1}}}}
+"""
+
+
+def _start(tmp_path: Path, n: int, ignore: int | None = None) -> "subprocess.Popen[str]":
+    """The job, in a process that inherits ``ignore`` set to be ignored, as from ``nohup`` or a shell."""
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(textwrap.dedent(JOB.format(n=n, out=tmp_path / "o.root", writing=tmp_path / "writing",
+                                       started=tmp_path / "started")))
+
+    def inherited() -> None:  # what nohup (SIGHUP) or a non-interactive shell's `&` (SIGINT, SIGQUIT) does
+        if ignore is not None:
+            signal.signal(ignore, signal.SIG_IGN)
+
+    return subprocess.Popen([sys.executable, "-c", RUN, str(cfg), "--report-dir", str(tmp_path / "rep"),
+                             "-j", str(tmp_path / "fjr.xml")],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=inherited)
+
+
+@pytest.mark.parametrize("ignored", [signal.SIGHUP, signal.SIGINT], ids=["nohup's SIGHUP", "a background job's SIGINT"])
+def test_a_signal_the_caller_ignores_stays_ignored(ignored, tmp_path):
+    """``nohup hltrun cfg.yaml &``, then the terminal closes: the SIGHUP stopped the job (exit 129, its
+    output dropped), as hltrun's handler replaced the ignore nohup had set. Now the job goes on; the
+    SIGTERM sent after it still stops it (exit 143, marked SIGTERM)."""
+    proc = _start(tmp_path, n=5000, ignore=ignored)
+    _wait_for(tmp_path / "started", proc)
+    proc.send_signal(ignored)
+    proc.send_signal(signal.SIGTERM)  # signals are delivered in order: the ignored one came first
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "hltrun: error: stopped by SIGTERM" in err.splitlines() and "SIGHUP" not in err and "SIGINT" not in err, err
+    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
+    assert job["stopped_by_signal"] == "SIGTERM" and 0 < job["events_processed"] < 5000
+
+
+def _wait_for(marker: Path, proc: "subprocess.Popen[str]") -> None:
+    """Until the job touches ``marker`` (``started``: its first event ran; ``writing``: the report folder is
+    being written, resources.json staged); the test fails if the job ends first."""
+    deadline = time.monotonic() + 120
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), proc.communicate(timeout=60)[1]
+
+
+def test_sigusr2_stops_the_job_as_cmsruns_graceful_stop(tmp_path):
+    """SIGUSR2 is cmsRun's graceful stop (UnixSignalService), which a batch wrapper may send it: hltrun died
+    of it at once (exit -12 / 140 from the shell), no report, ``o.root.XXXXXXXX.tmp`` left. Now it stops the job
+    as SIGTERM does: the events in flight finish, every report marked stopped by SIGUSR2, 128 + 12."""
+    proc = _start(tmp_path, n=5000)
+    _wait_for(tmp_path / "started", proc)
+    proc.send_signal(signal.SIGUSR2)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGUSR2, err
+    assert "hltrun: error: stopped by SIGUSR2" in err.splitlines() and "Traceback" not in err, err
+    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
+    assert job["stopped_by_signal"] == "SIGUSR2" and 0 < job["events_processed"] == job["events_read"] < 5000
+    assert f'UnixExitStatus="{128 + signal.SIGUSR2}"' in (tmp_path / "fjr.xml").read_text()
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "o.root").exists()
+
+
+def _final_names(tmp_path: Path) -> list[str]:
+    """Files the job writes found under their own names (not a ``.tmp`` temporary): o.root, fjr.xml, rep/*."""
+    return sorted(str(p.relative_to(tmp_path)) for p in [tmp_path / "o.root", tmp_path / "fjr.xml",
+                                                         *(tmp_path / "rep").glob("*")]
+                  if p.exists() and not p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("when", ["event loop", "report folder"])
+def test_sigquit_is_the_hard_way_out_and_leaves_only_named_temporaries(when, tmp_path):
+    """SIGQUIT kills the job at once, by its default action (a shell shows 131), in the loop or while the
+    report folder is written; nothing under an output's or a report's name, only ``*.tmp`` temporaries."""
+    proc = _start(tmp_path, n=5000 if when == "event loop" else 3)
+    _wait_for(tmp_path / ("started" if when == "event loop" else "writing"), proc)
+    proc.send_signal(signal.SIGQUIT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGQUIT, err
+    whole = ["o.root"] if when == "report folder" else []  # end_job wrote it whole before the reports began
+    assert _final_names(tmp_path) == whole, err
+    left = [p.name for p in tmp_path.rglob("*.tmp")]
+    assert left and all(name.split(".")[0] in ("o", "hltrun", "resources", "timing") for name in left), left

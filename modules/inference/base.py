@@ -429,6 +429,18 @@ def refuse_training_mode(path: Path, backend: str) -> None:
                               f"{_EVAL_HINT}")
 
 
+def inline_local_functions(model: Any) -> Any:
+    """The ModelProto with its model-local functions expanded into their ONNX nodes. An exporter may wrap
+    layers in functions (``torch.onnx.export(..., export_modules_as_functions=...)``; onnxscript's
+    exporter without its optimiser): a node then calls e.g. ``torch.nn.modules.linear.Linear``, which
+    ONNX Runtime expands itself but hltrun's translator and IREE's importer would take for an unknown op."""
+    if not len(model.functions):
+        return model
+    from onnx import inliner
+
+    return inliner.inline_local_functions(model)
+
+
 def model_has_ops(path: Path, ops: Iterable[str]) -> bool:
     """Whether an ONNX file has a node of one of ``ops``, looked up in its bytes (a NodeProto's op_type is
     field 4: tag 0x22, its length, the name), so that asking costs no onnx import and no parse."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 
-from .base import several_inputs
+from .base import inline_local_functions, several_inputs
 
 OpFn = Callable[..., Any]
 Pads = list[tuple[int, int]]  # (begin, end) per spatial axis
@@ -889,6 +889,7 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
         except Exception as exc:
             raise ModuleError(f"{engine}: cannot read ONNX model {path}: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
+    model = inline_local_functions(model)
     graph = model.graph
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
     bad = sorted({(n.domain + "." if n.domain not in ("", "ai.onnx") else "") + n.op_type

@@ -131,3 +131,43 @@ def test_gather_elements_matches_onnxruntime(case, engine, tmp_path):
     got = _translated(engine, tmp_path / "m.onnx", model, x)
     assert got.shape == ref.shape
     np.testing.assert_array_equal(got, ref)
+
+
+# ---------------------------------------------------------------------- a Keras 3 custom layer
+def _keras_with_custom_layer(path: Path) -> Path:
+    """A Deep Sets model whose pooling is a custom layer, registered (as a training script registers it)
+    and saved, then unregistered: hltrun's process has not imported the user's code."""
+    keras = pytest.importorskip("keras")
+
+    name = "hltrun_field_test>MaskedSum"
+    custom = keras.saving.get_custom_objects()
+
+    @keras.saving.register_keras_serializable(package="hltrun_field_test")
+    class MaskedSum(keras.layers.Layer):
+        def call(self, h, x):
+            return keras.ops.sum(h * keras.ops.cast(x[..., 2:3] > 0, h.dtype), axis=1)
+
+    try:
+        x = keras.Input((100, 3), name="jets")
+        pooled = MaskedSum()(keras.layers.Dense(4, activation="relu")(x), x)
+        keras.Model(x, keras.ops.squeeze(keras.layers.Dense(1)(pooled), -1)).save(str(path))
+    finally:
+        custom.pop(name, None)
+    return path
+
+
+def test_a_keras_custom_layer_not_imported_is_one_line_naming_the_class(tmp_path):
+    """Until 2026-12-07: "cannot load model ...: TypeError: <class 'keras.src.models.functional.Functional'>
+    could not be deserialized properly ..." and 300 characters of configuration, the class name lost."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import create_backend
+
+    path = _keras_with_custom_layer(tmp_path / "deepsets.keras")
+    with pytest.raises(ModuleError) as info:
+        create_backend("tensorflow", path).load()
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg
+    assert "custom Keras class 'MaskedSum'" in msg and "export it to ONNX" in msg
+    (tmp_path / "deepsets.onnx").write_bytes(b"")  # an ONNX file beside it: named as the way on
+    with pytest.raises(ModuleError, match=r"run deepsets.onnx beside it instead \(modules.vae.model=.*deepsets.onnx"):
+        create_backend("tensorflow", path).load()

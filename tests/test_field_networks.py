@@ -171,3 +171,38 @@ def test_a_keras_custom_layer_not_imported_is_one_line_naming_the_class(tmp_path
     (tmp_path / "deepsets.onnx").write_bytes(b"")  # an ONNX file beside it: named as the way on
     with pytest.raises(ModuleError, match=r"run deepsets.onnx beside it instead \(modules.vae.model=.*deepsets.onnx"):
         create_backend("tensorflow", path).load()
+
+
+# ---------------------------------------------------------------------- ONNX external data
+def _external_data_model(path: Path) -> Path:
+    """score = sum over constituents of tanh(x·w): ``w`` kept in ``<name>.data`` beside the file, as
+    ``torch.onnx.export(..., dynamo=True)`` writes every model."""
+    w = numpy_helper.from_array(RNG.normal(size=(3, 16)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["jets", "w"], ["h"]), helper.make_node("Tanh", ["h"], ["t"]),
+             helper.make_node("ReduceSum", ["t", "axes"], ["score"], keepdims=0)]
+    graph = helper.make_graph(nodes, "external", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+                              [w, numpy_helper.from_array(np.array([1, 2], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=100)
+    return path
+
+
+def test_hltinputs_write_keeps_the_weights_in_their_external_data_file(tmp_path):
+    """``hltinputs --write`` changes the metadata only. Until 2026-12-07 it loaded the weights and wrote them
+    into the .onnx file (the .data file left behind, unused; a model over protobuf's 2 GB could not be
+    declared at all)."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    path = _external_data_model(tmp_path / "ext.onnx")
+    side = tmp_path / "ext.onnx.data"
+    before, x = side.read_bytes(), jets(3)
+    want = loaded("onnxruntime", path).run(x)["score"]
+    assert hltinputs([str(path), "--write", "[{features: [deta, dphi, pt], n_constituents: 100}]"]) == 0
+    stored = onnx.load(str(path), load_external_data=False)
+    assert any(p.key == "hltrun.inputs" for p in stored.metadata_props)
+    locations = {t.name: {e.key: e.value for e in t.external_data}.get("location") for t in stored.graph.initializer
+                 if t.data_location == TensorProto.EXTERNAL}
+    assert locations.get("w") == "ext.onnx.data" and side.read_bytes() == before
+    np.testing.assert_array_equal(loaded("onnxruntime", path).run(x)["score"], want)

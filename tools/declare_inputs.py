@@ -75,12 +75,14 @@ def _refuse_what_no_engine_runs(path: Path, model: Any, inputs: list[Any]) -> No
 
 
 def write_contract(path: Path, contract: Contract) -> None:
-    """Store ``contract`` in the model's metadata, replacing an earlier one (atomic rewrite)."""
+    """Store ``contract`` in the model's metadata, replacing an earlier one (atomic rewrite). Weights kept in
+    an external-data file beside the model (``torch.onnx.export(..., dynamo=True)`` writes ``model.onnx.data``)
+    are neither read nor moved: the rewritten file refers to the same file."""
     import onnx
 
     from hltrun.framework.atomic import writing
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)
     kept = [(p.key, p.value) for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, {**dict(kept), METADATA_KEY: contract.to_json()})

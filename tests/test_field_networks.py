@@ -206,3 +206,12 @@ def test_hltinputs_write_keeps_the_weights_in_their_external_data_file(tmp_path)
                  if t.data_location == TensorProto.EXTERNAL}
     assert locations.get("w") == "ext.onnx.data" and side.read_bytes() == before
     np.testing.assert_array_equal(loaded("onnxruntime", path).run(x)["score"], want)
+
+
+def test_the_sgemm_floor_counts_the_matrix_products_inside_local_functions(tmp_path):
+    """``hltbench profile``/``backends`` count multiply-accumulates from the graph's nodes: until 2026-12-07
+    the MatMuls inside a model-local function were not seen (this model: 0, "sgemm floor n/a")."""
+    from hltrun.tools.bench.flops import count_macs
+
+    macs = count_macs(local_function_model(tmp_path / "fn.onnx"))
+    assert macs == {"weights": 100 * (3 * 8 + 8 * 2), "data": 0}  # two dense layers per constituent

@@ -215,3 +215,33 @@ def test_the_sgemm_floor_counts_the_matrix_products_inside_local_functions(tmp_p
 
     macs = count_macs(local_function_model(tmp_path / "fn.onnx"))
     assert macs == {"weights": 100 * (3 * 8 + 8 * 2), "data": 0}  # two dense layers per constituent
+
+
+def _training_norm_in_a_function(path: Path) -> Path:
+    """(N, 100, 3) -> score: a BatchNormalization in training mode inside a model-local function (an
+    ``nn.BatchNorm1d`` exported as a function with ``training=TrainingMode.TRAINING``)."""
+    norm = helper.make_function(
+        "user.layers", "Norm", ["x", "s", "b", "m", "v"], ["y"],
+        [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1)],
+        [helper.make_opsetid("", 17)])
+    inits = [numpy_helper.from_array(np.ones(100, np.float32), n) for n in ("s", "v")]
+    inits += [numpy_helper.from_array(np.zeros(100, np.float32), n) for n in ("b", "m")]
+    inits.append(numpy_helper.from_array(np.array([1, 2], np.int64), "axes"))
+    nodes = [helper.make_node("Norm", ["jets", "s", "b", "m", "v"], ["n"], domain="user.layers"),
+             helper.make_node("ReduceSum", ["n", "axes"], ["score"], keepdims=0)]
+    graph = helper.make_graph(nodes, "training", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
+    return _save(graph, path, [norm])
+
+
+@pytest.mark.parametrize("engine", ("onnxruntime", "jax"))
+def test_training_mode_inside_a_local_function_is_refused(engine, tmp_path):
+    """The training-mode check read the graph's own nodes only: until 2026-12-07 ONNX Runtime ran a
+    training-mode BatchNormalization inside a function without a word (each call normalised by its own
+    jets)."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import create_backend
+
+    path = _training_norm_in_a_function(tmp_path / "train.onnx")
+    with pytest.raises(ModuleError, match=r"BatchNormalization node .* is in training mode \(training_mode=1"):
+        create_backend(engine, path).load()

@@ -401,8 +401,8 @@ def refuse_training_mode(path: Path, backend: str) -> None:
     import onnx
     from onnx import numpy_helper
 
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
+    try:  # a layer exported as a model-local function is checked as its nodes
+        graph = inline_local_functions(onnx.load(str(path), load_external_data=False)).graph
     except Exception:  # the backend's own load reports an unreadable model in its words
         return
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}

@@ -245,3 +245,33 @@ def test_training_mode_inside_a_local_function_is_refused(engine, tmp_path):
     path = _training_norm_in_a_function(tmp_path / "train.onnx")
     with pytest.raises(ModuleError, match=r"BatchNormalization node .* is in training mode \(training_mode=1"):
         create_backend(engine, path).load()
+
+
+@pytest.mark.slow
+def test_iree_says_slices_when_its_largest_bucket_does_not_compile(tmp_path, monkeypatch, caplog):
+    """An EdgeConv-like model (100x100 distances per jet) overflows IREE's stack limit at batch 16 and
+    compiles at 8: the warning said "batches of that size run padded to 8", a batch of 16 cannot be padded
+    to 8 (it runs as two slices of 8)."""
+    import logging
+
+    from hltrun.modules.inference import iree_backend as ib
+
+    real = ib.compile_bucket
+
+    def refuse_two(model, batch):
+        if batch == 2:
+            raise RuntimeError("error: 'func.func' op exceeded stack allocation limit of 32768 bytes for function")
+        return real(model, batch)
+
+    monkeypatch.setattr(ib, "compile_bucket", refuse_two)
+    path = local_function_model(tmp_path / "fn.onnx")
+    logger = logging.getLogger("hltrun.inference")  # the CLI's "hltrun" logger may not propagate to caplog's
+    logger.addHandler(caplog.handler)
+    try:
+        backend = loaded("iree", path, engine_cache=str(tmp_path / "cache"), opt_batch=2, max_batch=2)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert backend.buckets == [1]
+    assert "does not compile for batch 2 (" in caplog.text and "batches of that size run in slices of 1" in caplog.text
+    x = jets(2)
+    np.testing.assert_allclose(backend.run(x)["score"], loaded("onnxruntime", path).run(x)["score"], rtol=1e-5)

@@ -185,9 +185,10 @@ class IreeBackend(InferenceBackend):
             raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: "
                               f"{next(iter(failed.values()))}")
         for bucket, reason in failed.items():  # a smaller batch pads up to the next bucket that compiled
-            log.warning("iree: %s does not compile for batch %d (%s); batches of that size run padded to %d",
-                        self.model_path.name, bucket, reason, next((b for b in self._functions if b > bucket),
-                                                                    max(self._functions)),
+            larger = next((b for b in self._functions if b > bucket), None)  # none: the batch runs in slices
+            how = f"padded to {larger}" if larger else f"in slices of {max(self._functions)}"
+            log.warning("iree: %s does not compile for batch %d (%s); batches of that size run %s",
+                        self.model_path.name, bucket, reason, how,
                         extra={"once": True})  # every stream's backend finds the same: said once per job
         self.buckets = sorted(self._functions)
         self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}

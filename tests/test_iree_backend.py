@@ -95,7 +95,8 @@ def test_no_bucket_compiles_is_one_line(tiny, tmp_path, monkeypatch):
         raise RuntimeError("Diagnostics:\nx.mlir:1:1: error: unsupported op onnx.Foo\n...")
 
     monkeypatch.setattr(ib, "compile_bucket", refuse)
-    with pytest.raises(ModuleError, match=r"^iree: cannot compile .*tiny.onnx for any batch bucket: unsupported op onnx.Foo$"):
+    with pytest.raises(ModuleError, match=r"^iree: cannot compile .*tiny.onnx for any batch bucket: unsupported op onnx.Foo "
+                                         r"\(use backend: onnxruntime for this model\)$"):
         create_backend("iree", tiny.onnx, BackendOptions(engine_cache=str(tmp_path), opt_batch=1)).load()
 
 

@@ -183,7 +183,7 @@ class IreeBackend(InferenceBackend):
                 self._functions[bucket] = function
         if not self._functions:
             raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: "
-                              f"{next(iter(failed.values()))}")
+                              f"{next(iter(failed.values()))} (use backend: onnxruntime for this model)")
         for bucket, reason in failed.items():  # a smaller batch pads up to the next bucket that compiled
             larger = next((b for b in self._functions if b > bucket), None)  # none: the batch runs in slices
             how = f"padded to {larger}" if larger else f"in slices of {max(self._functions)}"

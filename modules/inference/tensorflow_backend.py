@@ -71,8 +71,8 @@ def unknown_custom_class(exc: BaseException, model: Path) -> ModuleError | None:
         found = _UNKNOWN_CLASS.search(str(exc))
         if found:
             beside = model.with_suffix(".onnx")
-            way = (f"run {beside.name} beside it instead (modules.vae.model={beside}; every engine reads ONNX)"
-                   if beside.is_file() else
+            way = (f"run {beside.name} beside it on another engine (modules.vae.model={beside} with backend: "
+                   f"onnxruntime or auto; every engine but tensorflow reads ONNX)" if beside.is_file() else
                    "export it to ONNX (tf2onnx, docs/your-model.md) and run that file on any engine")
             return ModuleError(f"tensorflow: model {model} uses the custom Keras class {found.group(1)!r}, whose Python "
                                f"code is not imported by hltrun (Keras 3 rebuilds a custom layer only from its "

@@ -276,3 +276,21 @@ def test_iree_says_slices_when_its_largest_bucket_does_not_compile(tmp_path, mon
     assert "does not compile for batch 2 (" in caplog.text and "batches of that size run in slices of 1" in caplog.text
     x = jets(2)
     np.testing.assert_allclose(backend.run(x)["score"], loaded("onnxruntime", path).run(x)["score"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ("onnxruntime", "iree", "jax", "torch"))
+def test_missing_external_data_is_the_same_line_on_every_engine(engine, tmp_path):
+    """Until 2026-12-07 each engine said it its own way: ONNX Runtime "External data path validation failed
+    ... tensorprotoutils.cc:619 ValidateExternalDataPathFromDir ...", the others "ValidationError: Data of
+    TensorProto ... should be stored in ..., but it is not regular file"."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import create_backend
+
+    path = _external_data_model(tmp_path / "ext.onnx")
+    path.rename(tmp_path / "renamed.onnx")  # renamed, the weights file left behind under its old name
+    path = tmp_path / "renamed.onnx"
+    (tmp_path / "ext.onnx.data").rename(tmp_path / "elsewhere.data")
+    with pytest.raises(ModuleError) as info:
+        create_backend(engine, path).load()
+    assert str(info.value) == (f"{engine}: model {path} keeps its weights in 'ext.onnx.data' beside it (ONNX external "
+                               f"data), which is not there: copy it next to the model")

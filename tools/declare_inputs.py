@@ -22,7 +22,7 @@ from typing import Any
 
 from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, ModuleError, one_line
-from hltrun.modules.inference.base import check_model_file
+from hltrun.modules.inference.base import check_model_file, external_data_line, missing_external_data
 from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, Contract, default_contract,
                                      from_metadata, match_model, parse, read_onnx_metadata)
 
@@ -65,13 +65,9 @@ def _refuse_what_no_engine_runs(path: Path, model: Any, inputs: list[Any]) -> No
         if elem not in (TensorProto.FLOAT, TensorProto.UNDEFINED):
             raise ModuleError(f"model {path} input {i.name!r} is {tensor_dtype_to_np_dtype(elem)}, expected float32 "
                               f"(hltrun feeds float32: a mask too, as 0/1); export the model with a float32 input")
-    for tensor in model.graph.initializer:
-        if tensor.data_location != TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if location and not (path.parent / location).is_file():
-            raise ModuleError(f"model {path} keeps its weights in {location!r} beside it (ONNX external data), "
-                              f"which is not there: copy it next to the model")
+    location = missing_external_data(path, model)
+    if location:
+        raise ModuleError(external_data_line(path, location))
 
 
 def write_contract(path: Path, contract: Contract) -> None:

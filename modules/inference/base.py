@@ -155,6 +155,7 @@ class InferenceBackend(ABC):
         if refusal:
             raise ModuleError(refusal)
         check_model_file(self.model_path, self.model_suffixes, self.name)
+        refuse_missing_external_data(self.model_path, self.name)
         refuse_training_mode(self.model_path, self.name)
         if self._per_event and self.pads_batches:
             raise ModuleError(f"{self.name}: runs batches padded to its compiled sizes, so a model scoring the whole "
@@ -382,6 +383,48 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
     if not head:
         raise ModuleError(f"{prefix}model file {path} is empty")
     reading([path])  # every model reader comes here: no output of the running job may replace it
+
+
+def missing_external_data(path: Path, model: Any) -> str | None:
+    """The ONNX external-data file (``model.onnx.data``: torch's dynamo exporter writes one for every model)
+    that an initializer of ``model`` (read from ``path``) names and that is not beside it; None if all are."""
+    from onnx import TensorProto
+
+    for tensor in model.graph.initializer:
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if location and not (path.parent / location).is_file():
+            return location
+    return None
+
+
+def external_data_line(path: Path, location: str) -> str:
+    return (f"model {path} keeps its weights in {location!r} beside it (ONNX external data), which is not there: "
+            f"copy it next to the model")
+
+
+def refuse_missing_external_data(path: Path, backend: str) -> None:
+    """One line, the same on every engine, for weights whose external-data file is not beside the model:
+    each engine said it its own way (ONNX Runtime quoting its C++ source file, the others "should be stored
+    in ..., but it is not regular file"). Only a file that names a location (its bytes, as
+    ``model_has_ops``) is parsed."""
+    if path.suffix != ".onnx":
+        return
+    import mmap
+
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if data.find(b"\x0a\x08location") < 0:  # StringStringEntryProto key "location": field 1, 8 bytes
+            return
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # the backend's own load reports an unreadable model in its words
+        return
+    location = missing_external_data(path, model)
+    if location:
+        raise ModuleError(f"{backend}: {external_data_line(path, location)}")
 
 
 _TRAINING_OPS = ("BatchNormalization", "Dropout")  # the ops an export in training mode leaves behaving so

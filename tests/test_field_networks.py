@@ -294,3 +294,24 @@ def test_missing_external_data_is_the_same_line_on_every_engine(engine, tmp_path
         create_backend(engine, path).load()
     assert str(info.value) == (f"{engine}: model {path} keeps its weights in 'ext.onnx.data' beside it (ONNX external "
                                f"data), which is not there: copy it next to the model")
+
+
+@pytest.mark.parametrize("engine", TRANSLATED)
+def test_isnan_of_scaled_dot_product_attention_matches_onnxruntime(engine, tmp_path):
+    """``F.scaled_dot_product_attention`` with a padding mask exports (TorchScript, and dynamo at opset 18)
+    as Softmax, then ``Where(IsNaN(p), 0, p)`` for rows with every key masked: until 2026-12-07 every such
+    transformer was refused by JAX and PyTorch ("does not implement: IsNaN"). Here the NaNs come from the
+    logarithm of negative values, cleared the same way."""
+    import onnxruntime as ort
+
+    nodes = [helper.make_node("Log", ["x"], ["l"]), helper.make_node("IsNaN", ["l"], ["bad"]),
+             helper.make_node("Where", ["bad", "zero", "l"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.zeros(1, np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = np.random.default_rng(1).normal(size=(2, 5, 3)).astype(np.float32)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    assert (ref == 0).any() and np.isfinite(ref).all()
+    np.testing.assert_allclose(_translated(engine, tmp_path / "m.onnx", model, x), ref, rtol=1e-6)

@@ -782,7 +782,7 @@ OPS: dict[str, OpFn] = {
     "TopK": _topk, "MaxPool": _max_pool, "Split": _split, "Dropout": _dropout, "Range": _range,
     "GreaterOrEqual": _binary("greater_equal"), "LessOrEqual": _binary("less_equal"),
     "Sin": _unary("sin"), "Cos": _unary("cos"), "Floor": _unary("floor"), "Ceil": _unary("ceil"),
-    "Sign": _unary("sign"), "Pad": _pad, "Resize": _resize,
+    "Sign": _unary("sign"), "Pad": _pad, "Resize": _resize, "IsNaN": _unary("isnan"),
 }
 # reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form
 _REDUCE_OPS = ("ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean")

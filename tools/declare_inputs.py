@@ -65,7 +65,7 @@ def _refuse_what_no_engine_runs(path: Path, model: Any, inputs: list[Any]) -> No
         if elem not in (TensorProto.FLOAT, TensorProto.UNDEFINED):
             raise ModuleError(f"model {path} input {i.name!r} is {tensor_dtype_to_np_dtype(elem)}, expected float32 "
                               f"(hltrun feeds float32: a mask too, as 0/1); export the model with a float32 input")
-    location = missing_external_data(path, model)
+    location = missing_external_data(path)
     if location:
         raise ModuleError(external_data_line(path, location))
 

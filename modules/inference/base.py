@@ -385,18 +385,12 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
     reading([path])  # every model reader comes here: no output of the running job may replace it
 
 
-def missing_external_data(path: Path, model: Any) -> str | None:
+def missing_external_data(path: Path) -> str | None:
     """The ONNX external-data file (``model.onnx.data``: torch's dynamo exporter writes one for every model)
-    that an initializer of ``model`` (read from ``path``) names and that is not beside it; None if all are."""
-    from onnx import TensorProto
+    that a tensor of the model at ``path`` names and that is not beside it; None if all are there."""
+    from .machine import external_data_files
 
-    for tensor in model.graph.initializer:
-        if tensor.data_location != TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if location and not (path.parent / location).is_file():
-            return location
-    return None
+    return next((str(f.relative_to(path.parent)) for f in external_data_files(path) if not f.is_file()), None)
 
 
 def external_data_line(path: Path, location: str) -> str:
@@ -416,13 +410,7 @@ def refuse_missing_external_data(path: Path, backend: str) -> None:
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
         if data.find(b"\x0a\x08location") < 0:  # StringStringEntryProto key "location": field 1, 8 bytes
             return
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # the backend's own load reports an unreadable model in its words
-        return
-    location = missing_external_data(path, model)
+    location = missing_external_data(path)
     if location:
         raise ModuleError(f"{backend}: {external_data_line(path, location)}")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, ModuleError, one_line
-from hltrun.modules.inference.base import check_model_file
+from hltrun.modules.inference.base import check_model_file, external_data_line, missing_external_data
 from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, Contract, default_contract,
                                      from_metadata, match_model, parse, read_onnx_metadata)
 
@@ -65,22 +65,20 @@ def _refuse_what_no_engine_runs(path: Path, model: Any, inputs: list[Any]) -> No
         if elem not in (TensorProto.FLOAT, TensorProto.UNDEFINED):
             raise ModuleError(f"model {path} input {i.name!r} is {tensor_dtype_to_np_dtype(elem)}, expected float32 "
                               f"(hltrun feeds float32: a mask too, as 0/1); export the model with a float32 input")
-    for tensor in model.graph.initializer:
-        if tensor.data_location != TensorProto.EXTERNAL:
-            continue
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if location and not (path.parent / location).is_file():
-            raise ModuleError(f"model {path} keeps its weights in {location!r} beside it (ONNX external data), "
-                              f"which is not there: copy it next to the model")
+    location = missing_external_data(path)
+    if location:
+        raise ModuleError(external_data_line(path, location))
 
 
 def write_contract(path: Path, contract: Contract) -> None:
-    """Store ``contract`` in the model's metadata, replacing an earlier one (atomic rewrite)."""
+    """Store ``contract`` in the model's metadata, replacing an earlier one (atomic rewrite). Weights kept in
+    an external-data file beside the model (``torch.onnx.export(..., dynamo=True)`` writes ``model.onnx.data``)
+    are neither read nor moved: the rewritten file refers to the same file."""
     import onnx
 
     from hltrun.framework.atomic import writing
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)
     kept = [(p.key, p.value) for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, {**dict(kept), METADATA_KEY: contract.to_json()})

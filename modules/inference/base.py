@@ -156,6 +156,7 @@ class InferenceBackend(ABC):
         if refusal:
             raise ModuleError(refusal)
         check_model_file(self.model_path, self.model_suffixes, self.name)
+        refuse_missing_external_data(self.model_path, self.name)
         refuse_training_mode(self.model_path, self.name)
         if self._per_event and self.pads_batches:
             raise ModuleError(f"{self.name}: runs batches padded to its compiled sizes, so a model scoring the whole "
@@ -402,6 +403,36 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
     reading([path])  # every model reader comes here: no output of the running job may replace it
 
 
+def missing_external_data(path: Path) -> str | None:
+    """The ONNX external-data file (``model.onnx.data``: torch's dynamo exporter writes one for every model)
+    that a tensor of the model at ``path`` names and that is not beside it; None if all are there."""
+    from .machine import external_data_files
+
+    return next((str(f.relative_to(path.parent)) for f in external_data_files(path) if not f.is_file()), None)
+
+
+def external_data_line(path: Path, location: str) -> str:
+    return (f"model {path} keeps its weights in {location!r} beside it (ONNX external data), which is not there: "
+            f"copy it next to the model")
+
+
+def refuse_missing_external_data(path: Path, backend: str) -> None:
+    """One line, the same on every engine, for weights whose external-data file is not beside the model:
+    each engine said it its own way (ONNX Runtime quoting its C++ source file, the others "should be stored
+    in ..., but it is not regular file"). Only a file that names a location (its bytes, as
+    ``model_has_ops``) is parsed."""
+    if path.suffix != ".onnx":
+        return
+    import mmap
+
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if data.find(b"\x0a\x08location") < 0:  # StringStringEntryProto key "location": field 1, 8 bytes
+            return
+    location = missing_external_data(path)
+    if location:
+        raise ModuleError(f"{backend}: {external_data_line(path, location)}")
+
+
 _TRAINING_OPS = ("BatchNormalization", "Dropout")  # the ops an export in training mode leaves behaving so
 _EVAL_HINT = ("re-export the model in eval mode (PyTorch: model.eval() and torch.onnx.export's default "
               "training=TrainingMode.EVAL; Keras: training=False)")
@@ -419,8 +450,8 @@ def refuse_training_mode(path: Path, backend: str) -> None:
     import onnx
     from onnx import numpy_helper
 
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
+    try:  # a layer exported as a model-local function is checked as its nodes
+        graph = inline_local_functions(onnx.load(str(path), load_external_data=False)).graph
     except Exception:  # the backend's own load reports an unreadable model in its words
         return
     constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -445,6 +476,18 @@ def refuse_training_mode(path: Path, backend: str) -> None:
             name = node.output[0] if node.output else node.name
             raise ModuleError(f"{backend}: model {path}: {node.op_type} node {name!r} is in training mode ({why}); "
                               f"{_EVAL_HINT}")
+
+
+def inline_local_functions(model: Any) -> Any:
+    """The ModelProto with its model-local functions expanded into their ONNX nodes. An exporter may wrap
+    layers in functions (``torch.onnx.export(..., export_modules_as_functions=...)``; onnxscript's
+    exporter without its optimiser): a node then calls e.g. ``torch.nn.modules.linear.Linear``, which
+    ONNX Runtime expands itself but hltrun's translator and IREE's importer would take for an unknown op."""
+    if not len(model.functions):
+        return model
+    from onnx import inliner
+
+    return inliner.inline_local_functions(model)
 
 
 def model_has_ops(path: Path, ops: Iterable[str]) -> bool:

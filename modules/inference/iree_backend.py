@@ -32,7 +32,7 @@ from hltrun.framework.extras import need
 from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_version, engine_cache_dir,
                       folder_or_none, model_digest)
 from .buckets import bucket_for, up_to_typical
-from .base import InferenceBackend, log, require_float32, several_inputs
+from .base import InferenceBackend, inline_local_functions, log, require_float32, several_inputs
 
 TARGET = "llvm-cpu"
 
@@ -50,8 +50,9 @@ def cache_name(model: Path, compiler_version: str, bucket: int, digest: str | No
 
 
 # what hltrun hands the compiler (static_onnx, the importer's flags): a refusal recorded by an older one is
-# not trusted (2: outputs without a batch axis compile since 2026-12-06); a compiled module stays valid
-RECIPE = 2
+# not trusted (2: outputs without a batch axis compile since 2026-12-06; 3: model-local functions are inlined
+# since 2026-12-07); a compiled module stays valid
+RECIPE = 3
 
 
 def refusal_path(module: Path) -> Path:
@@ -186,7 +187,7 @@ class IreeBackend(InferenceBackend):
         onnx = need("onnx", "iree: reading the model")
         runtime = need("iree.runtime", f"iree: running {self.model_path}")
         need("iree.compiler", f"iree: compiling {self.model_path}")
-        model = onnx.load(str(self.model_path))
+        model = inline_local_functions(onnx.load(str(self.model_path)))  # IREE's importer expands no function
         self._inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         self._outputs = [o.name for o in model.graph.output]
         self._fetch: list[int] = []  # positions of the mapped outputs among the module's results
@@ -223,9 +224,10 @@ class IreeBackend(InferenceBackend):
             raise ModuleError(f"iree: cannot compile {self.model_path} for any batch bucket: {reason}"
                               f"{self.failure_hint(reason)}")
         for bucket, reason in failed.items():  # a smaller batch pads up to the next bucket that compiled
-            log.warning("iree: %s does not compile for batch %d (%s); batches of that size run padded to %d",
-                        self.model_path.name, bucket, reason, next((b for b in self._functions if b > bucket),
-                                                                    max(self._functions)),
+            larger = next((b for b in self._functions if b > bucket), None)  # none: the batch runs in slices
+            how = f"padded to {larger}" if larger else f"in slices of {max(self._functions)}"
+            log.warning("iree: %s does not compile for batch %d (%s); batches of that size run %s",
+                        self.model_path.name, bucket, reason, how,
                         extra={"once": True})  # every stream's backend finds the same: said once per job
         self.buckets = sorted(self._functions)
         self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}

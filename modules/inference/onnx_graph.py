@@ -35,7 +35,7 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 
-from .base import several_inputs
+from .base import inline_local_functions, several_inputs
 
 OpFn = Callable[..., Any]
 Pads = list[tuple[int, int]]  # (begin, end) per spatial axis
@@ -406,6 +406,26 @@ def _gather(k: Kernels, x: Any, indices: Any, *, axis: int = 0) -> Any:
     return xp.reshape(taken, shape)
 
 
+def _gather_elements(k: Kernels, x: Any, indices: Any, *, axis: int = 0) -> Any:
+    """ONNX GatherElements (ParticleNet's k nearest neighbours: TopK's indices gathered per constituent)
+    through the standard's ``take_along_axis``. ONNX lets the indices be shorter than the data on the
+    other axes (the output has the indices' shape): the data is cut to them first. Negative indices count
+    from the end."""
+    xp = _xp(k, x, indices)
+    a = _axis(axis, x.ndim)
+    size = int(x.shape[a])
+    cut = tuple(slice(None) if d == a or int(x.shape[d]) == int(indices.shape[d]) else slice(0, int(indices.shape[d]))
+                for d in range(x.ndim))
+    if any(c != slice(None) for c in cut):
+        x = k.take_slice(x, cut)
+    if _is_static(indices):
+        indices = np.asarray(indices)
+        indices = np.where(indices < 0, indices + size, indices)
+    else:
+        indices = xp.where(xp.less(indices, 0), xp.add(indices, size), indices)
+    return xp.take_along_axis(x, indices, axis=a)
+
+
 def _constant(k: Kernels, **attrs: Any) -> np.ndarray:
     """Constant: a static value (``value`` tensor or one of the ``value_*`` forms)."""
     if len(attrs) != 1:
@@ -751,6 +771,7 @@ OPS: dict[str, OpFn] = {
     "Constant": _constant, "Cast": _cast, "Shape": _shape, "ConstantOfShape": _constant_of_shape, "Reshape": _reshape,
     "Transpose": _transpose, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Concat": _concat,
     "Slice": _slice, "Tile": _tile, "Expand": _expand, "Flatten": _flatten, "Gather": _gather,
+    "GatherElements": _gather_elements,
     "ReduceSum": _reduce("sum"), "ReduceMin": _reduce("min"), "ReduceMax": _reduce("max"),
     "ReduceMean": _reduce("mean"),
     "MatMul": _matmul, "Gemm": _gemm, "Conv": _conv, "ConvTranspose": _conv_transpose,
@@ -761,7 +782,7 @@ OPS: dict[str, OpFn] = {
     "TopK": _topk, "MaxPool": _max_pool, "Split": _split, "Dropout": _dropout, "Range": _range,
     "GreaterOrEqual": _binary("greater_equal"), "LessOrEqual": _binary("less_equal"),
     "Sin": _unary("sin"), "Cos": _unary("cos"), "Floor": _unary("floor"), "Ceil": _unary("ceil"),
-    "Sign": _unary("sign"), "Pad": _pad, "Resize": _resize,
+    "Sign": _unary("sign"), "Pad": _pad, "Resize": _resize, "IsNaN": _unary("isnan"),
 }
 # reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form
 _REDUCE_OPS = ("ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean")
@@ -889,6 +910,7 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
         except Exception as exc:
             raise ModuleError(f"{engine}: cannot read ONNX model {path}: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''}") from exc
+    model = inline_local_functions(model)
     graph = model.graph
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
     bad = sorted({(n.domain + "." if n.domain not in ("", "ai.onnx") else "") + n.op_type

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hltrun.framework.errors import ConfigError
+from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
 from .base import InferenceBackend, log, several_inputs
@@ -55,6 +57,30 @@ def keras_output_names(model: Any) -> list[str]:
     return [f"output_{i}" for i in range(count)] if count > 1 else ["output"]
 
 
+_UNKNOWN_CLASS = re.compile(r"Could not locate class '([^']+)'")
+
+
+def unknown_custom_class(exc: BaseException, model: Path) -> ModuleError | None:
+    """A ``.keras`` file with a custom layer (or function) whose class is not registered in this process is
+    one line naming the class and the way on. Keras 3 rebuilds a custom layer from its Python class only, and
+    the user's training code is not imported here; Keras' own words were a 400-character dump of the
+    functional model's configuration ("could not be deserialized properly"), the class name lost in it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        found = _UNKNOWN_CLASS.search(str(exc))
+        if found:
+            beside = model.with_suffix(".onnx")
+            way = (f"run {beside.name} beside it on another engine (modules.vae.model={beside} with backend: "
+                   f"onnxruntime or auto; every engine but tensorflow reads ONNX)" if beside.is_file() else
+                   "export it to ONNX (tf2onnx, docs/your-model.md) and run that file on any engine")
+            return ModuleError(f"tensorflow: model {model} uses the custom Keras class {found.group(1)!r}, whose Python "
+                               f"code is not imported by hltrun (Keras 3 rebuilds a custom layer only from its "
+                               f"registered class): {way}")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 class TensorFlowBackend(InferenceBackend):
     name = "tensorflow"
     model_suffixes = (".keras",)
@@ -75,7 +101,13 @@ class TensorFlowBackend(InferenceBackend):
                 importlib.import_module(module)
             except ImportError as exc:  # a model without custom layers still loads
                 log.debug("tensorflow: custom layers %s not importable: %s", module, exc)
-        self.model = keras.saving.load_model(str(self.model_path), compile=False)
+        try:
+            self.model = keras.saving.load_model(str(self.model_path), compile=False)
+        except Exception as exc:
+            refusal = unknown_custom_class(exc, self.model_path)
+            if refusal is None:
+                raise
+            raise refusal from exc
         if len(self.model.inputs) != 1:
             raise several_inputs(self.name, self.model_path, [i.name for i in self.model.inputs])
         self._outputs = keras_output_names(self.model)

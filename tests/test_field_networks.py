@@ -1,0 +1,317 @@
+"""Networks the field brings, in the forms their exporters write, on every engine that reads ONNX:
+model-local functions (``torch.onnx.export(..., export_modules_as_functions=...)``, onnxscript without its
+optimiser), ParticleNet's k-nearest-neighbour ``GatherElements``, ... Each model is built here with the onnx
+helper API (a few nodes, milliseconds) and every engine's scores are compared with ONNX Runtime's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
+pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from tests.tiny_models import jets, loaded  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+TRANSLATED = ("jax", "torch")
+RNG = np.random.default_rng(3)
+
+
+def _save(graph, path: Path, functions=(), opset: int = 17) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
+                                                     helper.make_opsetid("user.layers", 1)],
+                              functions=list(functions))
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def local_function_model(path: Path) -> Path:
+    """(N, 100, 3) -> score (N,): a per-constituent dense layer written as a model-local function
+    ``user.layers.Dense`` (as TorchScript's ``export_modules_as_functions`` writes an ``nn.Linear``), called
+    twice, then a sum over the constituents."""
+    dense = helper.make_function(
+        "user.layers", "Dense", ["x", "w", "b"], ["y"],
+        [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["xwb"]),
+         helper.make_node("Tanh", ["xwb"], ["y"])],
+        [helper.make_opsetid("", 17)])
+    inits = [numpy_helper.from_array(RNG.normal(size=s).astype(np.float32), n) for n, s in
+             (("w1", (3, 8)), ("b1", (8,)), ("w2", (8, 2)), ("b2", (2,)))]
+    inits.append(numpy_helper.from_array(np.array([1, 2], np.int64), "axes"))
+    nodes = [helper.make_node("Dense", ["jets", "w1", "b1"], ["h1"], domain="user.layers"),
+             helper.make_node("Dense", ["h1", "w2", "b2"], ["h2"], domain="user.layers"),
+             helper.make_node("ReduceSum", ["h2", "axes"], ["score"], keepdims=0)]
+    graph = helper.make_graph(nodes, "local_functions",
+                              [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
+    return _save(graph, path, [dense])
+
+
+def _agrees(engine: str, path: Path, **opts) -> None:
+    ref = loaded("onnxruntime", path)
+    backend = loaded(engine, path, **opts)
+    for n in (1, 2, 5):
+        x = jets(n, seed=n)
+        np.testing.assert_allclose(backend.run(x)["score"], ref.run(x)["score"], rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- model-local functions
+@pytest.mark.parametrize("engine", TRANSLATED)
+def test_model_local_functions_run_on_the_translated_engines(engine, tmp_path):
+    """Until 2026-12-07 JAX and PyTorch refused such a model: "uses ONNX op(s) the ONNX translator does not
+    implement: user.layers.Dense" (the function is expanded now, as ONNX Runtime expands it)."""
+    _agrees(engine, local_function_model(tmp_path / "fn.onnx"), device="cpu", max_batch=4)
+
+
+@pytest.mark.slow
+def test_model_local_functions_compile_on_iree(tmp_path):
+    """IREE's ONNX importer expands no function: until 2026-12-07 it failed "failed to legalize operation
+    'torch.operator' ... onnx.Dense" for every bucket."""
+    _agrees("iree", local_function_model(tmp_path / "fn.onnx"), engine_cache=str(tmp_path / "cache"),
+            opt_batch=2, max_batch=2)
+
+
+# ---------------------------------------------------------------------- GatherElements (k nearest neighbours)
+def _translated(engine: str, path: Path, model, x: np.ndarray) -> np.ndarray:
+    """The first output of ``model`` on ``x`` through the engine's translation (jitted / specialised)."""
+    if engine == "jax":
+        import jax
+
+        from hltrun.modules.inference.onnx_jax import translate
+
+        return np.asarray(jax.jit(translate(path, model).fn)(x)[0])
+    import torch
+
+    from hltrun.modules.inference.onnx_torch import translate
+
+    t = torch.from_numpy(x)
+    return translate(path, model).specialize(t)(t)[0].numpy()
+
+
+def _i64(name: str, values) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, np.int64), name)
+
+
+GATHER_ELEMENTS = [  # (id, nodes, initializers): x is (2, 5, 3) float32
+    ("static-axis1", [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=1)],
+     [_i64("i", RNG.integers(0, 5, size=(2, 4, 3)))]),
+    ("static-negative-axis-last", [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=-1)],
+     [_i64("i", RNG.integers(-3, 3, size=(2, 5, 3)))]),
+    ("indices-shorter-on-other-axes", [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=1)],
+     [_i64("i", RNG.integers(0, 5, size=(1, 2, 2)))]),
+    # ParticleNet's form: the indices come from the input (TopK over pairwise distances), then gathered
+    ("topk-then-gather", [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+                          helper.make_node("MatMul", ["x", "xt"], ["d"]),  # (2, 5, 5): x·xᵀ per jet
+                          helper.make_node("TopK", ["d", "k"], ["v", "idx"], axis=2),  # (2, 5, 2)
+                          helper.make_node("Slice", ["x", "zero", "two", "last"], ["x2"]),  # (2, 5, 2)
+                          helper.make_node("GatherElements", ["x2", "idx"], ["y"], axis=1)],
+     [_i64("k", [2]), _i64("zero", [0]), _i64("two", [2]), _i64("last", [2])]),
+]
+
+
+@pytest.mark.parametrize("engine", TRANSLATED)
+@pytest.mark.parametrize("case", GATHER_ELEMENTS, ids=[c[0] for c in GATHER_ELEMENTS])
+def test_gather_elements_matches_onnxruntime(case, engine, tmp_path):
+    """Until 2026-12-07 every ParticleNet/EdgeConv-like export (TopK + GatherElements over the k nearest
+    constituents) was refused by JAX and PyTorch: "does not implement: GatherElements"."""
+    import onnxruntime as ort
+
+    _, nodes, inits = case
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = (np.random.default_rng(0).permutation(30).reshape(2, 5, 3) / 8).astype(np.float32)  # no ties in TopK
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    got = _translated(engine, tmp_path / "m.onnx", model, x)
+    assert got.shape == ref.shape
+    np.testing.assert_array_equal(got, ref)
+
+
+# ---------------------------------------------------------------------- a Keras 3 custom layer
+def _keras_with_custom_layer(path: Path) -> Path:
+    """A Deep Sets model whose pooling is a custom layer, registered (as a training script registers it)
+    and saved, then unregistered: hltrun's process has not imported the user's code."""
+    keras = pytest.importorskip("keras")
+
+    name = "hltrun_field_test>MaskedSum"
+    custom = keras.saving.get_custom_objects()
+
+    @keras.saving.register_keras_serializable(package="hltrun_field_test")
+    class MaskedSum(keras.layers.Layer):
+        def call(self, h, x):
+            return keras.ops.sum(h * keras.ops.cast(x[..., 2:3] > 0, h.dtype), axis=1)
+
+    try:
+        x = keras.Input((100, 3), name="jets")
+        pooled = MaskedSum()(keras.layers.Dense(4, activation="relu")(x), x)
+        keras.Model(x, keras.ops.squeeze(keras.layers.Dense(1)(pooled), -1)).save(str(path))
+    finally:
+        custom.pop(name, None)
+    return path
+
+
+def test_a_keras_custom_layer_not_imported_is_one_line_naming_the_class(tmp_path):
+    """Until 2026-12-07: "cannot load model ...: TypeError: <class 'keras.src.models.functional.Functional'>
+    could not be deserialized properly ..." and 300 characters of configuration, the class name lost."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import create_backend
+
+    path = _keras_with_custom_layer(tmp_path / "deepsets.keras")
+    with pytest.raises(ModuleError) as info:
+        create_backend("tensorflow", path).load()
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg
+    assert "custom Keras class 'MaskedSum'" in msg and "export it to ONNX" in msg
+    (tmp_path / "deepsets.onnx").write_bytes(b"")  # an ONNX file beside it: named as the way on
+    with pytest.raises(ModuleError, match=r"run deepsets.onnx beside it on another engine \(modules.vae.model=.*deepsets.onnx with backend: "
+                                         r"onnxruntime or auto"):
+        create_backend("tensorflow", path).load()
+
+
+# ---------------------------------------------------------------------- ONNX external data
+def _external_data_model(path: Path) -> Path:
+    """score = sum over constituents of tanh(x·w): ``w`` kept in ``<name>.data`` beside the file, as
+    ``torch.onnx.export(..., dynamo=True)`` writes every model."""
+    w = numpy_helper.from_array(RNG.normal(size=(3, 16)).astype(np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["jets", "w"], ["h"]), helper.make_node("Tanh", ["h"], ["t"]),
+             helper.make_node("ReduceSum", ["t", "axes"], ["score"], keepdims=0)]
+    graph = helper.make_graph(nodes, "external", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+                              [w, numpy_helper.from_array(np.array([1, 2], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=100)
+    return path
+
+
+def test_hltinputs_write_keeps_the_weights_in_their_external_data_file(tmp_path):
+    """``hltinputs --write`` changes the metadata only. Until 2026-12-07 it loaded the weights and wrote them
+    into the .onnx file (the .data file left behind, unused; a model over protobuf's 2 GB could not be
+    declared at all)."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    path = _external_data_model(tmp_path / "ext.onnx")
+    side = tmp_path / "ext.onnx.data"
+    before, x = side.read_bytes(), jets(3)
+    want = loaded("onnxruntime", path).run(x)["score"]
+    assert hltinputs([str(path), "--write", "[{features: [deta, dphi, pt], n_constituents: 100}]"]) == 0
+    stored = onnx.load(str(path), load_external_data=False)
+    assert any(p.key == "hltrun.inputs" for p in stored.metadata_props)
+    locations = {t.name: {e.key: e.value for e in t.external_data}.get("location") for t in stored.graph.initializer
+                 if t.data_location == TensorProto.EXTERNAL}
+    assert locations.get("w") == "ext.onnx.data" and side.read_bytes() == before
+    np.testing.assert_array_equal(loaded("onnxruntime", path).run(x)["score"], want)
+
+
+def test_the_sgemm_floor_counts_the_matrix_products_inside_local_functions(tmp_path):
+    """``hltbench profile``/``backends`` count multiply-accumulates from the graph's nodes: until 2026-12-07
+    the MatMuls inside a model-local function were not seen (this model: 0, "sgemm floor n/a")."""
+    from hltrun.tools.bench.flops import count_macs
+
+    macs = count_macs(local_function_model(tmp_path / "fn.onnx"))
+    assert macs == {"weights": 100 * (3 * 8 + 8 * 2), "data": 0}  # two dense layers per constituent
+
+
+def _training_norm_in_a_function(path: Path) -> Path:
+    """(N, 100, 3) -> score: a BatchNormalization in training mode inside a model-local function (an
+    ``nn.BatchNorm1d`` exported as a function with ``training=TrainingMode.TRAINING``)."""
+    norm = helper.make_function(
+        "user.layers", "Norm", ["x", "s", "b", "m", "v"], ["y"],
+        [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"], training_mode=1)],
+        [helper.make_opsetid("", 17)])
+    inits = [numpy_helper.from_array(np.ones(100, np.float32), n) for n in ("s", "v")]
+    inits += [numpy_helper.from_array(np.zeros(100, np.float32), n) for n in ("b", "m")]
+    inits.append(numpy_helper.from_array(np.array([1, 2], np.int64), "axes"))
+    nodes = [helper.make_node("Norm", ["jets", "s", "b", "m", "v"], ["n"], domain="user.layers"),
+             helper.make_node("ReduceSum", ["n", "axes"], ["score"], keepdims=0)]
+    graph = helper.make_graph(nodes, "training", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
+    return _save(graph, path, [norm])
+
+
+@pytest.mark.parametrize("engine", ("onnxruntime", "jax"))
+def test_training_mode_inside_a_local_function_is_refused(engine, tmp_path):
+    """The training-mode check read the graph's own nodes only: until 2026-12-07 ONNX Runtime ran a
+    training-mode BatchNormalization inside a function without a word (each call normalised by its own
+    jets)."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import create_backend
+
+    path = _training_norm_in_a_function(tmp_path / "train.onnx")
+    with pytest.raises(ModuleError, match=r"BatchNormalization node .* is in training mode \(training_mode=1"):
+        create_backend(engine, path).load()
+
+
+@pytest.mark.slow
+def test_iree_says_slices_when_its_largest_bucket_does_not_compile(tmp_path, monkeypatch, caplog):
+    """An EdgeConv-like model (100x100 distances per jet) overflows IREE's stack limit at batch 16 and
+    compiles at 8: the warning said "batches of that size run padded to 8", a batch of 16 cannot be padded
+    to 8 (it runs as two slices of 8)."""
+    import logging
+
+    from hltrun.modules.inference import iree_backend as ib
+
+    real = ib.compile_bucket
+
+    def refuse_two(model, batch):
+        if batch == 2:
+            raise RuntimeError("error: 'func.func' op exceeded stack allocation limit of 32768 bytes for function")
+        return real(model, batch)
+
+    monkeypatch.setattr(ib, "compile_bucket", refuse_two)
+    path = local_function_model(tmp_path / "fn.onnx")
+    logger = logging.getLogger("hltrun.inference")  # the CLI's "hltrun" logger may not propagate to caplog's
+    logger.addHandler(caplog.handler)
+    try:
+        backend = loaded("iree", path, engine_cache=str(tmp_path / "cache"), opt_batch=2, max_batch=2)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert backend.buckets == [1]
+    assert "does not compile for batch 2 (" in caplog.text and "batches of that size run in slices of 1" in caplog.text
+    x = jets(2)
+    np.testing.assert_allclose(backend.run(x)["score"], loaded("onnxruntime", path).run(x)["score"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ("onnxruntime", "iree", "jax", "torch"))
+def test_missing_external_data_is_the_same_line_on_every_engine(engine, tmp_path):
+    """Until 2026-12-07 each engine said it its own way: ONNX Runtime "External data path validation failed
+    ... tensorprotoutils.cc:619 ValidateExternalDataPathFromDir ...", the others "ValidationError: Data of
+    TensorProto ... should be stored in ..., but it is not regular file"."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import create_backend
+
+    path = _external_data_model(tmp_path / "ext.onnx")
+    path.rename(tmp_path / "renamed.onnx")  # renamed, the weights file left behind under its old name
+    path = tmp_path / "renamed.onnx"
+    (tmp_path / "ext.onnx.data").rename(tmp_path / "elsewhere.data")
+    with pytest.raises(ModuleError) as info:
+        create_backend(engine, path).load()
+    assert str(info.value) == (f"{engine}: model {path} keeps its weights in 'ext.onnx.data' beside it (ONNX external "
+                               f"data), which is not there: copy it next to the model")
+
+
+@pytest.mark.parametrize("engine", TRANSLATED)
+def test_isnan_of_scaled_dot_product_attention_matches_onnxruntime(engine, tmp_path):
+    """``F.scaled_dot_product_attention`` with a padding mask exports (TorchScript, and dynamo at opset 18)
+    as Softmax, then ``Where(IsNaN(p), 0, p)`` for rows with every key masked: until 2026-12-07 every such
+    transformer was refused by JAX and PyTorch ("does not implement: IsNaN"). Here the NaNs come from the
+    logarithm of negative values, cleared the same way."""
+    import onnxruntime as ort
+
+    nodes = [helper.make_node("Log", ["x"], ["l"]), helper.make_node("IsNaN", ["l"], ["bad"]),
+             helper.make_node("Where", ["bad", "zero", "l"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.zeros(1, np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = np.random.default_rng(1).normal(size=(2, 5, 3)).astype(np.float32)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+    assert (ref == 0).any() and np.isfinite(ref).all()
+    np.testing.assert_allclose(_translated(engine, tmp_path / "m.onnx", model, x), ref, rtol=1e-6)

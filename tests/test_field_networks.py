@@ -169,7 +169,7 @@ def test_a_keras_custom_layer_not_imported_is_one_line_naming_the_class(tmp_path
     assert "\n" not in msg and str(path) in msg
     assert "custom Keras class 'MaskedSum'" in msg and "export it to ONNX" in msg
     (tmp_path / "deepsets.onnx").write_bytes(b"")  # an ONNX file beside it: named as the way on
-    with pytest.raises(ModuleError, match=r"run deepsets.onnx beside it on another engine \(modules.vae.model=.*deepsets.onnx with backend: "
+    with pytest.raises(ModuleError, match=r"run deepsets.onnx beside it on another engine \(the scorer's model: .*deepsets.onnx, with backend: "
                                          r"onnxruntime or auto"):
         create_backend("tensorflow", path).load()
 

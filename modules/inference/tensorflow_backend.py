@@ -71,7 +71,7 @@ def unknown_custom_class(exc: BaseException, model: Path) -> ModuleError | None:
         found = _UNKNOWN_CLASS.search(str(exc))
         if found:
             beside = model.with_suffix(".onnx")
-            way = (f"run {beside.name} beside it on another engine (modules.vae.model={beside} with backend: "
+            way = (f"run {beside.name} beside it on another engine (the scorer's model: {beside}, with backend: "
                    f"onnxruntime or auto; every engine but tensorflow reads ONNX)" if beside.is_file() else
                    "export it to ONNX (tf2onnx, docs/your-model.md) and run that file on any engine")
             return ModuleError(f"tensorflow: model {model} uses the custom Keras class {found.group(1)!r}, whose Python "

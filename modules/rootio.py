@@ -101,11 +101,24 @@ def _append_tree(parts: "list[Any]", out: Any, tree: str, step: int) -> int:
             for arrays in t.iterate(step_size=step, library="ak"):
                 write_nanoaod(out, tree, regroup(arrays, layout))
                 total += len(arrays)
-    if tree not in out and empty:  # every part empty: an empty tree, with the first part's branches
-        with uproot.open(empty[0]) as f:
+    if tree not in out and empty:  # every part empty: an empty tree, with the branches of the part that has most
+        with uproot.open(_widest(empty, tree)) as f:
             t = f[tree]
             write_nanoaod(out, tree, regroup(t.arrays(library="ak"), branch_groups(t)))
     return total
+
+
+def _widest(parts: "list[Any]", tree: str) -> Any:
+    """The part whose ``tree`` has the most branches (the first of those): an empty unit whose output learnt
+    the kept products' layout from a rejected event has them, one that saw none has the ids and bits only,
+    and the job's empty output must have what a local run's has, whichever unit came first."""
+    import uproot
+
+    def width(part: Any) -> int:
+        with uproot.open(part) as f:
+            return len(f[tree].keys())
+
+    return max(parts, key=width)
 
 
 def branch_groups(t: Any) -> dict[str, list[str]]:

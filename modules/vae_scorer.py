@@ -252,6 +252,12 @@ def said_by(where: str) -> Iterator[None]:
         raise type(exc)(f"{where}: {exc}") from exc
 
 
+def _batcher_max_jets(ctx: "ModuleContext") -> int:
+    """The leading jets per event the scorer's batcher sends (its ``max_jets``); 0: all, or it does not say."""
+    info = ctx.inputs.get("src")
+    return int(info.metadata.get("max_jets", 0)) if info is not None else 0
+
+
 class VAEAnomalyScorer(Producer):
     """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets); with
     ``batching``, once per dynamic batch of the jets of several events in flight (dynamic_batching.py)."""
@@ -354,7 +360,7 @@ class VAEAnomalyScorer(Producer):
             backend.warm_up(warm)
         with shared.lock, said_by(where):
             if shared.caveats is None:  # once per label: every stream runs the same engine on the same model
-                shared.caveats = tuple(fidelity.caveats(backend))
+                shared.caveats = tuple(fidelity.caveats(backend, self._jets_per_call(ctx, p)))
                 for note in shared.caveats:
                     log.warning("%s: %s", where, note, extra={"once": True})
         self.backend, self.backend_name, self.reason = backend, name, reason
@@ -417,9 +423,13 @@ class VAEAnomalyScorer(Producer):
         """Jets per backend call on this path: the dynamic batch, else the batcher's jets per event."""
         if p.batching is not None:
             return p.batching.max_batch
-        info = ctx.inputs.get("src")
-        max_jets = int(info.metadata.get("max_jets", 0)) if info is not None else 0
-        return max_jets if max_jets > 0 else TYPICAL_JETS_PER_EVENT
+        return _batcher_max_jets(ctx) or TYPICAL_JETS_PER_EVENT
+
+    @staticmethod
+    def _jets_per_call(ctx: "ModuleContext", p: VAEAnomalyScorerParameters) -> int | None:
+        """The most jets one backend call holds: the batcher's jets per event without dynamic batching;
+        None where it is not bounded (``max_jets: 0``, a batcher that does not say, dynamic batching)."""
+        return (_batcher_max_jets(ctx) or None) if p.batching is None else None
 
     def begin_unit(self, unit: Any) -> None:
         if self._batcher is not None:

@@ -690,3 +690,41 @@ def test_a_signal_while_the_parts_are_assembled_finishes_the_output_and_marks_th
     job = json.loads((rep / "hltrun.json").read_text())["job"]
     assert (job["stopped_by_signal"], job["events_processed"]) == ("SIGINT", 150)
     assert uproot.open(out)["Events"].num_entries == 150 and not list(tmp_path.glob("o.root.*"))
+
+
+EMPTY = """
+process: HLTAD
+options:
+  maxEvents: 600
+  skipEvents: 2200          # units 0-3: QCD, none of whose jets passes the pT cut; units 4-7: the signal's
+  accelerators: [cpu]
+  executor: {{type: {type}, eventsPerTask: 75, address: {address}}}
+source: {{type: RootJetSource, files: [{files}], chunk_size: 100}}
+modules:
+  pt: {{type: JetPtFilter, min_pt: 2150}}
+  batcher: {{type: JetBatcher, src: source, max_jets: 2, relative: true}}
+  vae: {{type: VAEAnomalyScorer, src: batcher, model: conv_vae, backend: onnxruntime}}
+  never: {{type: AnomalyScoreFilter, src: vae, reduce: max, threshold: 1.0e9}}
+  out: {{type: RootOutputModule, file: {out}, select_events: [p], keep: [vae]}}
+paths:
+  p: [pt, batcher, vae, never]
+endpaths:
+  e: [out]
+"""
+
+
+def test_an_output_with_no_selected_event_has_a_local_runs_branches(cluster, write_config, tmp_path):
+    """No event selected; the QCD units (first) never made the kept 'vae', the signal's units did (an event
+    past the pT cut, rejected by the score): each part without entries has the branches its unit could learn,
+    and the assembled output took the first part's, ids and bits only, where a local run has vae's too."""
+    outputs = {}
+    for name, address in (("local", None), ("dask", cluster)):
+        outputs[name] = tmp_path / f"{name}.root"
+        text = EMPTY.format(type="local" if address is None else "dask", address=address or "null", files=FILES,
+                            out=outputs[name])
+        outcome, _ = run(load(write_config(text, f"{name}.yaml")))
+        assert outcome.code == 0, outcome.result.summary.failure
+    branches = {name: {k: v.typename for k, v in uproot.open(path)["Events"].items()}
+                for name, path in outputs.items()}
+    assert uproot.open(outputs["dask"])["Events"].num_entries == 0
+    assert "vae_score" in branches["local"] and branches["dask"] == branches["local"]

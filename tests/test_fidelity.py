@@ -146,3 +146,15 @@ def test_a_mixed_precision_keras_model_on_tensorflow_is_said_too(tmp_path):
     notes = job(tmp_path, alone / "mp.keras", "tensorflow").facts["accelerators"]["vae"]["caveats"]
     assert notes == ["model mp.keras computes in mixed_float16 (its Keras dtype policy); tensorflow runs it so, not "
                      "float32 (not measured: no mp.onnx beside it)"]
+
+
+def test_no_per_call_caveat_where_every_call_holds_one_jet(tmp_path):
+    """The path's batcher sends the leading jet only (max_jets: 1) and nothing batches events: each call
+    holds one jet, so its score is the jet's own. The caveat said "depends on the other jets of its event's
+    call: up to 5.0e-02 relative" in the log, hltrun.json and the JobReport, a 5 % doubt that was not there.
+    With two jets per event it is said, as before."""
+    one = job(tmp_path, "gcn_vae", "onnxruntime", "modules.vae.precision=int8", "modules.batcher.max_jets=1")
+    assert "caveats" not in one.facts["accelerators"]["vae"]
+    assert ": caveat: " not in job_accounting(one)
+    two = job(tmp_path, "gcn_vae", "onnxruntime", "modules.vae.precision=int8", "modules.batcher.max_jets=2")
+    assert "quantises its activations per call" in two.facts["accelerators"]["vae"]["caveats"][0]

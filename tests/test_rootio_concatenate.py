@@ -41,3 +41,22 @@ def test_all_parts_empty_gives_an_empty_tree(tmp_path: Path) -> None:
     assert concatenate_trees([str(p) for p in parts], str(out), "Events") == 0
     with uproot.open(out) as f:
         assert f["Events"].num_entries == 0 and "event" in f["Events"].keys()
+
+
+def test_all_parts_empty_keep_the_branches_a_unit_learnt(tmp_path: Path) -> None:
+    """Every unit selected no event, but only the second saw an event with the kept products (its output
+    learnt their branches from it): the joined output took the first part's ids-only layout, so a Dask job
+    lost the kept products' branches that the same job run locally writes. The widest part's layout now."""
+    learnt = tmp_path / "b.root"  # as RootOutputModule._write_empty writes it: typed, without entries
+    with uproot.recreate(learnt) as f:
+        write_nanoaod(f, "Events", {"run": np.zeros(0, np.uint32), "luminosityBlock": np.zeros(0, np.uint32),
+                                    "event": np.zeros(0, np.uint64), "HLT_AnomalyDetection": np.zeros(0, bool),
+                                    "vae": ak.zip({"score": ak.unflatten(np.zeros(0, np.float32), np.zeros(0, int))})})
+    parts = [_part(tmp_path / "a.root", 0, False), learnt, _part(tmp_path / "c.root", 0, False)]
+    out = tmp_path / "out.root"
+    assert concatenate_trees([str(p) for p in parts], str(out), "Events") == 0
+    with uproot.open(out) as f:
+        t = f["Events"]
+        assert t.num_entries == 0
+        assert {"run", "event", "nvae", "vae_score", "HLT_AnomalyDetection"} <= set(t.keys())
+        assert t["vae_score"].typename == "float[]"

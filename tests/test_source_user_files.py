@@ -161,6 +161,22 @@ def test_a_text_list_of_files_reads_the_files_it_lists(tmp_path, monkeypatch):
         read_all(["typo.txt"], branches=FLAT)
 
 
+def test_cmssw_file_prefix_names_the_local_file(tmp_path, monkeypatch):
+    """A cmsRun configuration and its file lists name every local file ``file:/data/x.root`` (a bare
+    ``/store/...`` is a logical name): such a list failed as "input file not found: file:/.../part0.root",
+    and ``file:///...`` was refused as a remote URL. Each names the local file, in a list or in source.files."""
+    monkeypatch.chdir(tmp_path)
+    write_flat(tmp_path / "part0.root", make_events(4, seed=10))
+    events = make_events(4, seed=11)
+    for e in events:
+        e["event"] += 100
+    write_flat(tmp_path / "part1.root", events)
+    direct, _ = read_all([tmp_path / "part0.root", tmp_path / "part1.root"], branches=FLAT)
+    (tmp_path / "cmssw.txt").write_text(f"file:{tmp_path / 'part0.root'}\nfile://{tmp_path / 'part1.root'}\n")
+    for files in (["cmssw.txt"], [f"file:{tmp_path / 'part0.root'}", "file:part1.root"]):
+        assert [e for e, _ in read_all(files, branches=FLAT)[0]] == [e for e, _ in direct]
+
+
 def test_a_folder_or_another_text_file_says_what_to_give(tmp_path):
     """A folder in source.files is refused with the glob of its files; a text file of another name is
     no damaged ROOT file: the line says so instead of uproot's chunk lengths."""

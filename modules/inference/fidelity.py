@@ -82,12 +82,15 @@ def keras_policy(path: Path) -> str | None:
     return next((p for p in _KERAS_POLICIES if f'"name": "{p}"' in config), None)
 
 
-def caveats(backend: InferenceBackend) -> list[str]:
+def caveats(backend: InferenceBackend, jets_per_call: int | None = None) -> list[str]:
     """One line per way ``backend``'s scores of its (loaded, warmed-up) model are not float32 scores of each
-    jet alone, with the difference measured now on ``CHECK_JETS`` sample jets; empty for most models."""
+    jet alone, with the difference measured now on ``CHECK_JETS`` sample jets; empty for most models.
+    ``jets_per_call``: the most jets one of the job's calls holds (None: not bounded)."""
     precision = reduced_float(backend.model_path) if backend.name != REFERENCE else None
-    # a model scoring the whole call (score_per: event) is called once per event: no other jets move its score
-    per_call = quantises_per_call(backend.model_path) and backend.options.score_per == "jet"
+    # a model scoring the whole call (score_per: event) is called once per event: no other jets move its score;
+    # nor do they where every call holds one jet (the leading jet only, max_jets: 1): each score is the jet's own
+    per_call = quantises_per_call(backend.model_path) and backend.options.score_per == "jet" \
+        and (jets_per_call is None or jets_per_call > 1)
     if precision is None and not per_call:
         return []
     with backend.uncounted():  # begin_job's check, not the job's work

@@ -15,15 +15,28 @@ from hltrun.framework.resources import glob_files, remote_url, user_path
 
 # a text file listing input files, one per line, as CMSSW's FileUtils.loadListFromFile reads them
 LIST_SUFFIXES = (".txt", ".list")
+# CMSSW's name of a local file (a PFN: ``file:/data/x.root``, ``file:x.root``, ``file:///data/x.root``), as a
+# cmsRun configuration and its file lists give every local file (a bare ``/store/...`` is a logical name)
+LOCAL_PREFIX = "file:"
+
+
+def local_name(entry: str) -> str:
+    """``entry`` without CMSSW's ``file:`` prefix: the local path it names (``file:///d/x.root``: ``/d/x.root``).
+    Taken as written it was "not found: file:/d/x.root", or refused as a remote URL (``file:///``)."""
+    if not entry.startswith(LOCAL_PREFIX):
+        return entry
+    path = entry[len(LOCAL_PREFIX):]
+    return path[2:] if path.startswith("///") else path
 
 
 def input_files(entries: "list[str]") -> list[str]:
     """The input files of ``source.files``, in order: globs expanded (sorted), a ``.txt``/``.list`` file
     replaced by the names it lists (one per line, globs allowed, ``#`` comments and blank lines skipped,
-    relative names relative to the working directory as every other input). A folder, a list that
+    relative names relative to the working directory as every other input); CMSSW's ``file:`` prefix read
+    as the local path it names. A folder, a list that
     lists nothing or lists another list, and a pattern that matches nothing are one line each."""
     files: list[str] = []
-    for entry in entries:
+    for entry in map(local_name, entries):
         if remote_url(entry) is None and entry.endswith(LIST_SUFFIXES) and Path(user_path(entry)).is_file():
             names = _listed(entry)
             if not names:
@@ -47,7 +60,7 @@ def _listed(path: str) -> list[str]:
                           f"ROOT files or a list of them, one name per line") from None
     except OSError as exc:
         raise SourceError(f"source: cannot read the file list {path}: {exc.strerror or exc}") from None
-    return [line for line in (raw.split("#", 1)[0].strip() for raw in text.splitlines()) if line]
+    return [local_name(line) for line in (raw.split("#", 1)[0].strip() for raw in text.splitlines()) if line]
 
 
 def _matches(pattern: str, where: str) -> list[str]:

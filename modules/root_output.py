@@ -146,7 +146,7 @@ def product_columns(label: str, product: Any) -> dict[str, Any]:
         arr = np.asarray(value)
         if arr.ndim <= 1 and arr.dtype.kind in "biuf":
             out[key] = arr
-    if len(out) > 1 and any(a.ndim == 1 for a in out.values()):
+    if any(a.ndim == 1 for a in out.values()) and any(a.ndim == 0 for a in out.values()):
         # per-jet values make the collection <c> counted by n<c>, whose every <c>_* branch coffea's
         # NanoAODSchema zips under that counter (a per-event one beside them failed: KeyError 'content'):
         # the per-event values go to the singleton collection <c>Event (coffea: events.<c>Event.<field>)

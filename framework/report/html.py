@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..extras import install_hint
+from ..provenance import variants_line
 from .text import text_report
 from .timereport import made_copies
 from .writing import atomic_write_text
@@ -296,6 +297,49 @@ def _quality_sections(s: "JobSummary") -> list[str]:
     return out
 
 
+def _inference_section(s: "JobSummary") -> list[str]:
+    """Each scorer's engine and why, the network that ran (path and sha256), the caveats on its scores,
+    auto's timings, and each filter's cut: which network and cut made these decisions, months later.
+    The text report's JobReport lines say the engine; the page had none of it outside the text."""
+    choices, cuts = s.facts.get("accelerators") or {}, s.facts.get("cuts") or {}
+    if not choices and not cuts:
+        return []
+    out = ["<h2>Inference engines and cuts</h2>"]
+    if choices:
+        out.append(table(["module", "engine", "device", "model", "sha256"],
+                         [[label, c.get("backend", ""), c.get("device", ""), c.get("model", ""),
+                           c.get("model_sha256") or "not recorded"] for label, c in choices.items()], left=5))
+    for label, c in choices.items():
+        out.append(f"<p>Why {html.escape(str(c.get('backend')))} for {html.escape(label)}: "
+                   f"{html.escape(str(c.get('reason', '')))}</p>")
+        out += [f'<p class="bad">Caveat ({html.escape(label)}): {html.escape(note)}</p>' for note in c.get("caveats") or ()]
+    for label, c in choices.items():
+        if c.get("timings"):
+            out.append(f"<p>Engines timed for {html.escape(label)} (backend: auto):</p>" + table(
+                ["engine", "µs/jet", "max rel. diff", "agrees", "note"],
+                [[t.get("backend", ""), t.get("us_per_jet"), _sci(t.get("max_rel_diff")), t.get("agrees"), t.get("note", "")]
+                 for t in c["timings"]], highlight=[t.get("backend") == c.get("backend") for t in c["timings"]]))
+    if cuts:
+        keys = sorted({k for cut in cuts.values() for k in cut})
+        out.append(table(["filter", *(k.replace("_", " ") for k in keys)],
+                         [[label, *(_cut_cell(cut.get(k)) for k in keys)] for label, cut in cuts.items()],
+                         left=1 + len(keys)))
+    if s.facts.get("variants"):
+        out.append(f'<p class="bad">The work units did not all run the same way: '
+                   f"{html.escape(variants_line(s.facts['variants']))}</p>")
+    return out
+
+
+def _sci(v: Any) -> str:
+    """A relative difference (6e-07: "0.000" in the tables' fixed format would read as exact agreement)."""
+    return f"{v:.1e}" if isinstance(v, (int, float)) and math.isfinite(v) else NOT_APPLICABLE
+
+
+def _cut_cell(v: Any) -> Any:
+    """A cut's value as the table shows it: a threshold with all its digits (rounded to 3 it is not the cut)."""
+    return repr(v) if isinstance(v, float) else ("" if v is None else v if isinstance(v, (int, str)) else str(v))
+
+
 @functools.cache
 def _page() -> Template:
     """The page's skeleton and style (templates/report.html, shipped as package data): ``$process``
@@ -325,6 +369,7 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
             body.append(f"<p>Unit {r['unit']} ({html.escape(r['file'])} entries {r['start']}-{r['stop']}) "
                         f"was re-run: {html.escape(r['reason'])}</p>")
     body += _quality_sections(s)
+    body += _inference_section(s)
     for service in services:
         sections = getattr(service, "html_sections", None)
         if sections is None:

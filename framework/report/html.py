@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hltrun")
 
 _HIGHLIGHT, _NORMAL, _CPU, _BUDGET = "#d62728", "#1f77b4", "#ff7f0e", "#2ca02c"
+FEW_EVENTS = 50  # below this the event-time plot marks each event: a histogram of so few draws no distribution
 TEMPLATE = "templates/report.html"  # the page skeleton and its CSS (string.Template: $process, $body)
 
 
@@ -139,20 +140,32 @@ def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> s
     with _style():
         fig = _figure()
         ax = fig.add_subplot()
-        if len(real):
+        few = 0 < len(real) < FEW_EVENTS
+        if few:  # a 60-bin histogram of a handful of events draws a shape that is not there: one mark each
+            ax.plot(real, np.ones(len(real)), "|", ms=30, mew=2, color=_NORMAL, label="real (one mark per event)")
+            ax.plot(cpu, np.zeros(len(cpu)), "|", ms=30, mew=2, color=_CPU, label="CPU (one mark per event)")
+            ax.set_yticks([0, 1], ["CPU", "real"])
+            ax.set_ylim(-0.8, 2.2)
+            ax.set_xscale("log")
+        elif len(real):
             edges = log_edges(np.concatenate([real, cpu]), 60, budget)
             ax.hist(real, bins=edges, histtype="step", lw=1.5, color=_NORMAL, label="real")
             ax.hist(cpu, bins=edges, histtype="step", lw=1.2, color=_CPU, label="CPU")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ev = res["event"]["real"]
-            for key, ls in (("mean", "-"), ("p99", ":")):
+            ax.set_ylabel("events")
+        if len(real):
+            ev = res["event"]["real"]  # no p99 line for a few events: it is their maximum, interpolated
+            for key, ls in (("mean", "-"),) if few else (("mean", "-"), ("p99", ":")):
                 ax.axvline(ev[key], color="grey", ls=ls, lw=1, label=f"{key} {ev[key]:.3g} ms")
         ax.axvline(budget, color=_BUDGET, lw=2.5, label=f"budget {budget:g} ms")
         ax.set_xlabel("time per event [ms]")
-        ax.set_ylabel("events")
         ax.legend(fontsize="small")
-        ax.set_title(f"event time distribution, {100 * res['budget']['over_budget_fraction']:.2f} % over budget")
+        over = f"{100 * res['budget']['over_budget_fraction']:.2f} % over budget"
+        if few:
+            ax.set_title(f"time of each of the {len(real)} events (too few for a distribution), {over}")
+            return img(fig, f"time of each of the {len(real)} events with the budget (too few for a distribution)")
+        ax.set_title(f"event time distribution, {over}")
         return img(fig, "distribution of the time per event with the budget")
 
 
@@ -166,7 +179,7 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
             for s in np.unique(stream):
                 sel = stream == s
                 label = f"stream {s}" if res["streams"] > 1 else "event"
-                ax.plot(index[sel], real[sel], ".", ms=3, alpha=0.6, label=label)
+                ax.plot(index[sel], real[sel], ".", ms=3 if len(real) >= FEW_EVENTS else 8, alpha=0.6, label=label)
             if len(real) >= 40:  # median of consecutive groups: the warm-up trend without the noise
                 groups = np.array_split(np.arange(len(real)), min(200, len(real) // 10))
                 ax.plot([index[g].mean() for g in groups], [np.median(real[g]) for g in groups], "-",
@@ -174,6 +187,7 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
             if real.min() > 0 and max(real.max(), budget) / real.min() > 20:
                 ax.set_yscale("log")
         ax.axhline(budget, color=_BUDGET, lw=2, label=f"budget {budget:g} ms")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # event numbers: no tick at event 0.5
         ax.set_xlabel("event number in the job")
         ax.set_ylabel("real time per event [ms]")
         ax.legend(fontsize="small")
@@ -195,6 +209,8 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
         f"{b['throughput_hz']:.1f} events/s on {res.get('streams_side_by_side', res['streams'])} stream(s).</p>"
         + table(["", "mean", "median", "p90", "p99", "max"],
                 [[k, *(res["event"][k][s] for s in ("mean", "median", "p90", "p99", "max"))] for k in ("real", "cpu")])
+        + (f"<p>Only {res['events']} events: p90 and p99 are interpolated between them, not a measured tail; "
+           f"the plot below marks each event.</p>" if 0 < len(arrays["real_ms"]) < FEW_EVENTS else "")
         + _event_distribution(res, arrays) + _along_the_job(res, arrays))
     rows = [["[source]", res["source"]["type"], res["source"]["calls"], res["source"]["real_per_event_ms"],
              res["source"]["cpu_per_event_ms"], res["source"]["real_per_call_ms"], res["source"]["real_p99_ms"],

@@ -58,3 +58,13 @@ def test_the_throughput_projection_says_it_leaves_out_the_begin_job_read(write_c
     res.setdefault("source_bulk", {"real_per_event_ms": 0.0, "cores": 0.0})["at_begin_job_real_ms"] = 892.7
     line = next(x for x in farm_report(res).splitlines() if "892.7 ms" in x)
     assert "begin_job" in line and "not in the measured throughput" in line
+
+
+def test_a_dask_worker_that_ran_no_unit_is_not_a_core_of_the_throughput():
+    # kills: 1 unit on `--dask 2` divided the one busy worker's events/s by 2 cores: the farm's cores doubled
+    s = JobSummary("P", streams=1)
+    s.executor = {"type": "dask", "threads": {"tcp://busy": 1, "tcp://idle": 1}}
+    s.workers = {"tcp://busy": {"units": 1.0, "events": 1500.0, "busy_s": 0.5, "begin_job_s": 1.0}}
+    t = _throughput_projection(s, 3000.0, 100_000)
+    assert t["cores_used"] == 1 and t["events_per_s_per_core"] == pytest.approx(3000.0)
+    assert t["cores"] == pytest.approx(100_000 / 3000.0)

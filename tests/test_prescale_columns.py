@@ -4,6 +4,7 @@ event by event against HLTPrescaler::filter written out independently."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,48 @@ services:
         assert all(bits["HLT_P"])
     else:
         assert 0 < sum(bits["HLT_P"]) < 2000
+
+
+def test_report_html_shows_the_column_in_force_and_the_paths_it_turns_off(tmp_path):
+    # kills: report.html without the prescale table (a path at 0 read as a measured '< X Hz'): the service
+    # measured nothing, so the CLI's report services (executors.report_services) left it out of the page
+    pytest.importorskip("matplotlib")
+    from hltrun.framework.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("""
+process: PRESCALED
+options: {wantSummary: false}
+source: {type: TestCountingSource, n: 20}
+modules:
+  preP: {type: HLTPrescaler}
+  preQ: {type: HLTPrescaler}
+paths: {HLT_P: [preP], HLT_Q: [preQ]}
+services:
+  PrescaleService:
+    lvl1Labels: [high, emergency]
+    lvl1DefaultLabel: high
+    prescaleTable:
+      - {pathName: HLT_P, prescales: [1, 0]}
+      - {pathName: HLT_Q, prescales: [3, 2]}
+  TriggerRates: {}
+""")
+    assert main([str(config), "-q", "--prescale", "emergency", "--report-dir", str(tmp_path / "rep")]) == 0
+    page = (tmp_path / "rep" / "report.html").read_text()
+    section = page.split("<h2>Prescales</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "Prescale column <b>emergency</b>" in section and "emergency (this job)" in section
+    assert "Off in this column (prescale 0, they accept nothing): HLT_P." in section
+    rows = re.findall(r'<tr><td class="l">(\w+)</td><td>(\w+)</td><td>(\w+)</td></tr>', section)
+    assert rows == [("HLT_P", "1", "off"), ("HLT_Q", "3", "2")]
+    assert page.index("<h2>Prescales</h2>") < page.index("<h2>Rates</h2>")
+
+
+def test_the_column_merges_over_dask_units():
+    # kills: a snapshot with no merge (a plain string) stopping a Dask job at the units' merge
+    from hltrun.framework.results import JobResult
+    from hltrun.framework.services.prescale import ColumnInForce
+    from hltrun.framework.summary import JobSummary
+
+    a = JobResult(JobSummary("P", streams=1), {"PrescaleService": ColumnInForce("emergency")})
+    b = JobResult(JobSummary("P", streams=1), {"PrescaleService": ColumnInForce("emergency")})
+    assert a.merge(b).services["PrescaleService"] == ColumnInForce("emergency")

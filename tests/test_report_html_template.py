@@ -48,3 +48,30 @@ def test_user_strings_are_escaped_and_not_template_syntax(job):
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; $body ${process}" in page
     assert "<b>bad</b>" not in page and "a &lt;b&gt;bad&lt;/b&gt; &amp; &#x27;odd&#x27; stop" in page
     assert "&lt;evil&gt;.root" in page and page.count("<pre>") == 1
+
+
+def test_the_page_names_each_engine_its_network_digest_caveats_and_cuts(job):
+    # kills: report.html without the engine chosen and why, the model's sha256, the caveats on its scores
+    # (an int8 model's) or the cut applied: they were only in the text report's JobReport lines, the digest nowhere
+    summary, services = job
+    digest = "cd456cd4eb75222692e1335ff8c7d26f2b55836c2d198635dd0ef052eedd0be7"
+    summary.facts = {
+        "accelerators": {"vae": {
+            "backend": "onnxruntime", "device": "cpu", "reason": "auto: fastest of 2 <agreeing> engines",
+            "model": "data/models/conv_vae_int8.onnx", "model_id": "conv_vae", "model_sha256": digest,
+            "timings": [{"backend": "onnxruntime", "us_per_jet": 80.5, "max_rel_diff": 0.0, "agrees": True, "note": ""},
+                        {"backend": "tflite", "us_per_jet": 120.0, "max_rel_diff": 6.1e-07, "agrees": True, "note": ""}],
+            "caveats": ["model conv_vae_int8.onnx quantises its activations per call & so on"]}},
+        "cuts": {"anomalyFilter": {"model": "conv_vae", "reduce": "max", "working_point": "inclusive",
+                                   "threshold": 1.603308379650116}}}
+    page = report_html.render(summary, services, "text")
+    section = page.split("<h2>Inference engines and cuts</h2>", 1)[1].split("<h2>", 1)[0]
+    for expected in ("onnxruntime", "data/models/conv_vae_int8.onnx", digest, "auto: fastest of 2 &lt;agreeing&gt; engines",
+                     "Caveat (vae): model conv_vae_int8.onnx quantises its activations per call &amp; so on",
+                     "Why onnxruntime for vae", "anomalyFilter", "1.603308379650116", "inclusive", "6.1e-07"):
+        assert expected in section, expected
+
+
+def test_a_job_without_scorers_has_no_engine_section(job):
+    summary, services = job
+    assert "Inference engines" not in report_html.render(summary, services, "text")

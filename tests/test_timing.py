@@ -303,3 +303,18 @@ def test_cli_report_dir_writes_the_reports(tmp_path: Path, capsys: pytest.Captur
     assert "FarmReport" in capsys.readouterr().out
     assert (out / "report.html").is_file() and (out / "resources.json").is_file()
     assert json.loads((out / "hltrun.json").read_text())["services"]["Timing"]["per_event"] is None
+
+
+@pytest.mark.parametrize("events", [5, 60])
+def test_a_few_events_are_marked_one_by_one_not_drawn_as_a_distribution(events: int) -> None:
+    """report.html drew 5 events as a 60-bin log-log histogram with a p99 line, a "distribution" that is not
+    there; below FEW_EVENTS the plot marks each event and the page says p90 / p99 are interpolated."""
+    pytest.importorskip("matplotlib")
+    from hltrun.framework.report.html import FEW_EVENTS, timing_sections
+
+    _, summary, service = _run(events=events)
+    budget = dict(timing_sections(service.result(summary), service.per_event(summary)))["Budget"]
+    few = events < FEW_EVENTS
+    assert (f'alt="time of each of the {events} events with the budget (too few for a distribution)"' in budget) is few
+    assert ('alt="distribution of the time per event with the budget"' in budget) is not few
+    assert (f"Only {events} events: p90 and p99 are interpolated" in budget) is few

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..extras import install_hint
+from ..provenance import variants_line
 from .text import text_report
 from .timereport import made_copies
 from .writing import atomic_write_text
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hltrun")
 
 _HIGHLIGHT, _NORMAL, _CPU, _BUDGET = "#d62728", "#1f77b4", "#ff7f0e", "#2ca02c"
+FEW_EVENTS = 50  # below this the event-time plot marks each event: a histogram of so few draws no distribution
 TEMPLATE = "templates/report.html"  # the page skeleton and its CSS (string.Template: $process, $body)
 
 
@@ -138,20 +140,32 @@ def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> s
     with _style():
         fig = _figure()
         ax = fig.add_subplot()
-        if len(real):
+        few = 0 < len(real) < FEW_EVENTS
+        if few:  # a 60-bin histogram of a handful of events draws a shape that is not there: one mark each
+            ax.plot(real, np.ones(len(real)), "|", ms=30, mew=2, color=_NORMAL, label="real (one mark per event)")
+            ax.plot(cpu, np.zeros(len(cpu)), "|", ms=30, mew=2, color=_CPU, label="CPU (one mark per event)")
+            ax.set_yticks([0, 1], ["CPU", "real"])
+            ax.set_ylim(-0.8, 2.2)
+            ax.set_xscale("log")
+        elif len(real):
             edges = log_edges(np.concatenate([real, cpu]), 60, budget)
             ax.hist(real, bins=edges, histtype="step", lw=1.5, color=_NORMAL, label="real")
             ax.hist(cpu, bins=edges, histtype="step", lw=1.2, color=_CPU, label="CPU")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ev = res["event"]["real"]
-            for key, ls in (("mean", "-"), ("p99", ":")):
+            ax.set_ylabel("events")
+        if len(real):
+            ev = res["event"]["real"]  # no p99 line for a few events: it is their maximum, interpolated
+            for key, ls in (("mean", "-"),) if few else (("mean", "-"), ("p99", ":")):
                 ax.axvline(ev[key], color="grey", ls=ls, lw=1, label=f"{key} {ev[key]:.3g} ms")
         ax.axvline(budget, color=_BUDGET, lw=2.5, label=f"budget {budget:g} ms")
         ax.set_xlabel("time per event [ms]")
-        ax.set_ylabel("events")
         ax.legend(fontsize="small")
-        ax.set_title(f"event time distribution, {100 * res['budget']['over_budget_fraction']:.2f} % over budget")
+        over = f"{100 * res['budget']['over_budget_fraction']:.2f} % over budget"
+        if few:
+            ax.set_title(f"time of each of the {len(real)} events (too few for a distribution), {over}")
+            return img(fig, f"time of each of the {len(real)} events with the budget (too few for a distribution)")
+        ax.set_title(f"event time distribution, {over}")
         return img(fig, "distribution of the time per event with the budget")
 
 
@@ -165,7 +179,7 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
             for s in np.unique(stream):
                 sel = stream == s
                 label = f"stream {s}" if res["streams"] > 1 else "event"
-                ax.plot(index[sel], real[sel], ".", ms=3, alpha=0.6, label=label)
+                ax.plot(index[sel], real[sel], ".", ms=3 if len(real) >= FEW_EVENTS else 8, alpha=0.6, label=label)
             if len(real) >= 40:  # median of consecutive groups: the warm-up trend without the noise
                 groups = np.array_split(np.arange(len(real)), min(200, len(real) // 10))
                 ax.plot([index[g].mean() for g in groups], [np.median(real[g]) for g in groups], "-",
@@ -173,6 +187,7 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
             if real.min() > 0 and max(real.max(), budget) / real.min() > 20:
                 ax.set_yscale("log")
         ax.axhline(budget, color=_BUDGET, lw=2, label=f"budget {budget:g} ms")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # event numbers: no tick at event 0.5
         ax.set_xlabel("event number in the job")
         ax.set_ylabel("real time per event [ms]")
         ax.legend(fontsize="small")
@@ -194,6 +209,8 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
         f"{b['throughput_hz']:.1f} events/s on {res.get('streams_side_by_side', res['streams'])} stream(s).</p>"
         + table(["", "mean", "median", "p90", "p99", "max"],
                 [[k, *(res["event"][k][s] for s in ("mean", "median", "p90", "p99", "max"))] for k in ("real", "cpu")])
+        + (f"<p>Only {res['events']} events: p90 and p99 are interpolated between them, not a measured tail; "
+           f"the plot below marks each event.</p>" if 0 < len(arrays["real_ms"]) < FEW_EVENTS else "")
         + _event_distribution(res, arrays) + _along_the_job(res, arrays))
     rows = [["[source]", res["source"]["type"], res["source"]["calls"], res["source"]["real_per_event_ms"],
              res["source"]["cpu_per_event_ms"], res["source"]["real_per_call_ms"], res["source"]["real_p99_ms"],
@@ -296,6 +313,49 @@ def _quality_sections(s: "JobSummary") -> list[str]:
     return out
 
 
+def _inference_section(s: "JobSummary") -> list[str]:
+    """Each scorer's engine and why, the network that ran (path and sha256), the caveats on its scores,
+    auto's timings, and each filter's cut: which network and cut made these decisions, months later.
+    The text report's JobReport lines say the engine; the page had none of it outside the text."""
+    choices, cuts = s.facts.get("accelerators") or {}, s.facts.get("cuts") or {}
+    if not choices and not cuts:
+        return []
+    out = ["<h2>Inference engines and cuts</h2>"]
+    if choices:
+        out.append(table(["module", "engine", "device", "model", "sha256"],
+                         [[label, c.get("backend", ""), c.get("device", ""), c.get("model", ""),
+                           c.get("model_sha256") or "not recorded"] for label, c in choices.items()], left=5))
+    for label, c in choices.items():
+        out.append(f"<p>Why {html.escape(str(c.get('backend')))} for {html.escape(label)}: "
+                   f"{html.escape(str(c.get('reason', '')))}</p>")
+        out += [f'<p class="bad">Caveat ({html.escape(label)}): {html.escape(note)}</p>' for note in c.get("caveats") or ()]
+    for label, c in choices.items():
+        if c.get("timings"):
+            out.append(f"<p>Engines timed for {html.escape(label)} (backend: auto):</p>" + table(
+                ["engine", "µs/jet", "max rel. diff", "agrees", "note"],
+                [[t.get("backend", ""), t.get("us_per_jet"), _sci(t.get("max_rel_diff")), t.get("agrees"), t.get("note", "")]
+                 for t in c["timings"]], highlight=[t.get("backend") == c.get("backend") for t in c["timings"]]))
+    if cuts:
+        keys = sorted({k for cut in cuts.values() for k in cut})
+        out.append(table(["filter", *(k.replace("_", " ") for k in keys)],
+                         [[label, *(_cut_cell(cut.get(k)) for k in keys)] for label, cut in cuts.items()],
+                         left=1 + len(keys)))
+    if s.facts.get("variants"):
+        out.append(f'<p class="bad">The work units did not all run the same way: '
+                   f"{html.escape(variants_line(s.facts['variants']))}</p>")
+    return out
+
+
+def _sci(v: Any) -> str:
+    """A relative difference (6e-07: "0.000" in the tables' fixed format would read as exact agreement)."""
+    return f"{v:.1e}" if isinstance(v, (int, float)) and math.isfinite(v) else NOT_APPLICABLE
+
+
+def _cut_cell(v: Any) -> Any:
+    """A cut's value as the table shows it: a threshold with all its digits (rounded to 3 it is not the cut)."""
+    return repr(v) if isinstance(v, float) else ("" if v is None else v if isinstance(v, (int, str)) else str(v))
+
+
 @functools.cache
 def _page() -> Template:
     """The page's skeleton and style (templates/report.html, shipped as package data): ``$process``
@@ -325,6 +385,7 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
             body.append(f"<p>Unit {r['unit']} ({html.escape(r['file'])} entries {r['start']}-{r['stop']}) "
                         f"was re-run: {html.escape(r['reason'])}</p>")
     body += _quality_sections(s)
+    body += _inference_section(s)
     for service in services:
         sections = getattr(service, "html_sections", None)
         if sections is None:

@@ -18,12 +18,17 @@ CMSSW without GT data.
 from __future__ import annotations
 
 import difflib
+import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..schema import limited
 from ..service import Service
+
+if TYPE_CHECKING:
+    from ..summary import JobSummary
 
 
 @dataclass
@@ -102,6 +107,16 @@ class PrescaleTable:
 
 
 
+@dataclass(frozen=True)
+class ColumnInForce:
+    """The PrescaleService's "measurement": the column the job started in, the same in every unit."""
+
+    label: str
+
+    def merge(self, other: "ColumnInForce") -> "ColumnInForce":
+        return self
+
+
 class PrescaleService(Service):
     """The table, as a service (``services: {PrescaleService: {...}}``), like CMSSW's. Prescalers read
     their path's factor in the job's column through the ``Prescales`` module service."""
@@ -122,3 +137,25 @@ class PrescaleService(Service):
             if params.prescale(path) != 1 and not prescalers:
                 raise ConfigError(f"services.{name}: path '{path}' has prescale {params.prescale(path)} in column "
                                   f"'{params.lvl1DefaultLabel}' but no HLTPrescaler on it")
+
+    def snapshot(self) -> "ColumnInForce":
+        """Not None, so that the report's services (executors.report_services keeps those that measured
+        something) include the table for report.html."""
+        return ColumnInForce(self.params.lvl1DefaultLabel)
+
+    def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
+        """The table and the column in force, for report.html: the rates that follow are after these
+        prescales, and a path at 0 is off (its '< X Hz' is no measurement of it)."""
+        from ..report.html import table
+
+        p, in_force = self.params, self.params.column(None)
+        switches = "" if p.forceDefault or not p.lumiColumns else " until the L1 GT announces another: " + ", ".join(
+            f"from run {c.run} lumi {c.lumi} on, {c.column}" for c in p.lumiColumns)
+        off = [row.pathName for row in p.prescaleTable if row.prescales[in_force] == 0]
+        text = (f"<p>Prescale column <b>{html.escape(p.lvl1DefaultLabel)}</b>{html.escape(switches)}. A prescale "
+                f"of N keeps one in N of the events the path's L1 seed accepted; a path not in the table has 1."
+                + (f' <span class="bad">Off in this column (prescale 0, they accept nothing): '
+                   f"{html.escape(', '.join(off))}.</span>" if off else "") + "</p>")
+        rows = [[row.pathName, *("off" if n == 0 else n for n in row.prescales)] for row in p.prescaleTable]
+        headers = ["path", *(f"{label} (this job)" if i == in_force else label for i, label in enumerate(p.lvl1Labels))]
+        return [("Prescales", text + table(headers, rows))]

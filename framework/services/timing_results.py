@@ -494,6 +494,14 @@ def _dask_threads(summary: "JobSummary") -> int:
     return sum((executor.get("threads") or {}).values()) if executor.get("type") == "dask" else 0
 
 
+def _busy_dask_threads(summary: "JobSummary") -> int:
+    """Threads of the Dask workers that ran work units (the throughput's cores). A worker that got no unit
+    (fewer units than workers) made none of the events/s: counting its threads halved the events/s per
+    core and doubled the farm's cores (1 unit on ``--dask 2``). It still counts as idle streams."""
+    threads = (summary.executor or {}).get("threads") or {}
+    return sum(n for name, n in threads.items() if name in summary.workers) or _dask_threads(summary)
+
+
 def _concurrent_streams(summary: "JobSummary") -> int:
     """Streams that ran side by side over the loop, for the efficiency per thread and the idle time:
     this process's, or on Dask every worker thread's Process's (``summary.streams`` is one Process's)."""
@@ -509,7 +517,7 @@ def _throughput_projection(summary: "JobSummary", throughput_hz: float, rate_hz:
     is a per-stream rate, not a loaded machine's, and the report says so."""
     machine = os.cpu_count() or 1
     if _dask_threads(summary):
-        cores, loaded = float(_dask_threads(summary)), True
+        cores, loaded = float(_busy_dask_threads(summary)), True
     else:
         cores, loaded = float(min(summary.streams, machine)), summary.streams >= machine
     per_core = throughput_hz / cores if cores else 0.0

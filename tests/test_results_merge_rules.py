@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import weakref
 from functools import reduce
 from typing import Any, Callable
@@ -62,6 +63,26 @@ def _concat(values: list[list]) -> list:
     return [x for v in values for x in v]
 
 
+def _variants(values: list[list[dict]]) -> list[dict]:
+    """Units' ways of running: those with the same engines, cuts and producer are one, their units and
+    workers joined (first seen kept), ordered by their first unit."""
+    groups: dict[str, dict] = {}
+    for v in (x for units in values for x in units):
+        key = json.dumps({k: v.get(k) for k in ("producer", "accelerators", "cuts")}, sort_keys=True)
+        if key not in groups:
+            groups[key] = {**v, "units": [], "workers": []}
+        g = groups[key]
+        g["units"] = sorted(set(g["units"]) | set(v["units"]))
+        g["workers"] += [w for w in v["workers"] if w not in g["workers"]]
+    return sorted(groups.values(), key=lambda g: min(g["units"]))
+
+
+def _way(backend: str, unit: int, worker: str) -> dict:
+    return {"producer": "hltrun 0", "accelerators": {"vae": {"backend": backend, "device": "cpu", "model_id": "m",
+                                                             "model_sha256": "ab"}},
+            "cuts": {"f": {"threshold": 1.5}}, "units": [unit], "workers": [worker]}
+
+
 # field -> (the three units' values, the rule as an independent computation)
 UNITS: dict[str, tuple[list[Any], Callable[[list[Any]], Any]]] = {
     "process": (["HLTA", "HLTB", "HLTC"], _first),
@@ -109,6 +130,8 @@ UNITS: dict[str, tuple[list[Any], Callable[[list[Any]], Any]]] = {
     "workers": ([{"w1": {"units": 1, "busy_s": 0.5}}, {"w2": {"units": 1, "busy_s": 0.25}},
                  {"w1": {"units": 1, "busy_s": 0.125}}], _keywise(sum)),
     "retried_units": ([[], [{"unit": 3}], [{"unit": 5}, {"unit": 6}]], _concat),
+    "fact_variants": ([[_way("onnxruntime", 0, "w1")], [_way("tflite", 1, "w2")], [_way("onnxruntime", 2, "w2")]],
+                      _variants),
 }
 
 

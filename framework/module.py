@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Mapping, Seq
 
 from .context import Consumes, ProductInfo
 from .errors import ConfigError
-from .schema import InputTag, input_tags
+from .schema import InputTag, input_tag_fields
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,9 +57,9 @@ class _Declares:
         if missing:
             raise ConfigError(f"{cls.__name__}.consumes: {', '.join(missing)} is not an InputTag parameter of "
                               f"{type(params).__name__}")
-        typed = [Consumes(name, getattr(params, name), t) for name, t in cls.consumes.items()]
+        typed = [Consumes(name, getattr(params, name), t, f".{name}") for name, t in cls.consumes.items()]
         seen = {c.tag for c in typed}
-        return (*typed, *(Consumes("", tag) for tag in input_tags(params) if tag not in seen))
+        return (*typed, *(Consumes("", tag, at=at) for at, tag in input_tag_fields(params) if tag not in seen))
 
     @classmethod
     def product_metadata(cls, params: Any) -> Mapping[str, Any]:

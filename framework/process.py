@@ -16,6 +16,7 @@ from .destinations import REPORT_FOLDER, check_folder_destination, reading
 from .errors import HltError, ModuleError, one_line
 from .event import DECLARES
 from .interrupt import reraise_interrupt
+from .resources import user_path
 from .module import Module, OutputModule, Source
 from .schedule import PathRunner, StreamSchedule, Worker
 from .service import Service
@@ -37,7 +38,7 @@ class Process:
         for i, (label, cfg) in enumerate(config.modules.items(), start=1):
             self.descriptions.append(ModuleDescription(label, cfg.type, cfg.cls.kind, i))
         if report_dir is None and config.options.reportDir:
-            report_dir = Path(config.options.reportDir)
+            report_dir = user_path(config.options.reportDir)
         self.job = JobContext(config, self.signals, self.descriptions, report_dir, units, worker)
         self.loop = LoopState(config.options.streams_in_flight)  # the event loop's; modules never see it
         self.channels = Channels(config.to_dict())

@@ -212,3 +212,13 @@ def test_a_remote_url_is_refused_naming_it_intact(url):
         read_all([url])
     assert str(info.value) == (f"source: input file {url} is a remote URL; hltrun reads local files only (no XRootD "
                                f"or HTTP reader): copy it to a local disk first (xrdcp, curl) and give that path")
+
+
+def test_a_local_file_url_reads_the_file_as_uproot_does(tmp_path):
+    """``file:///abs/a.root`` is the local file (uproot.open reads it so), also as a glob pattern."""
+    write_counts(tmp_path / "a.root", make_events(4, seed=1))
+    plain, _ = read_all([str(tmp_path / "a.root")])
+    for given in (f"file://{tmp_path}/a.root", f"file://localhost{tmp_path}/a.root", f"file://{tmp_path}/a*.root"):
+        events, _ = read_all([given])
+        assert len(events) == len(plain) == 4
+    assert uproot.open(f"file://{tmp_path}/a.root")["Events"].num_entries == 4

@@ -241,10 +241,12 @@ class Source(_Declares):
         """Release inputs."""
 
     @classmethod
-    def plan_inputs(cls, params: Any, entries_needed: int | None) -> list[tuple[str, int]]:
+    def plan_inputs(cls, params: Any, entries_needed: int | None,
+                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int]]:
         """Planning a distributed run (no event is read, no module built): (input name, number of entries)
         in reading order, checked as ``begin_job`` checks them; ``entries_needed``: skip + max events, or
-        None. A source that cannot be split keeps this default and runs only locally."""
+        None; ``consumed``: the source's product instances modules consume (``SourceContext.consumed``).
+        A source that cannot be split keeps this default and runs only locally."""
         raise NotImplementedError(f"{cls.__name__} cannot be split into work units")
 
     def inputs(self) -> list[tuple[str, int]]:

@@ -85,10 +85,8 @@ class Process:
 
     def source_context(self) -> SourceContext:
         o = self.config.options
-        consumed = frozenset(c.tag.instance for cfg in self.config.modules.values()
-                             for c in cfg.cls.declared_consumes(cfg.params) if c.tag.label == SOURCE_LABEL)
         return SourceContext(SOURCE_LABEL, o.skipEvents, o.maxEvents, self.job.units, self.channels,
-                             StreamActivity(self.loop), consumed)
+                             StreamActivity(self.loop), source_consumed(self.config))
 
     def module_context(self, label: str) -> ModuleContext:
         """The narrow view one module gets at begin_job (shared by its per-stream instances)."""
@@ -161,6 +159,13 @@ class Process:
             finally:
                 self.signals.post_module_end_job(desc)
         return problems
+
+
+def source_consumed(config: ProcessConfig) -> frozenset[str]:
+    """The source's product instances ("" its main one) the modules consume: what the source checks every
+    input can give, at begin_job locally and when the Dask client plans the units."""
+    return frozenset(c.tag.instance for cfg in config.modules.values()
+                     for c in cfg.cls.declared_consumes(cfg.params) if c.tag.label == SOURCE_LABEL)
 
 
 def check_report_folder(report_dir: Path, services: Iterable[Service]) -> None:

@@ -123,23 +123,30 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         source used on its own (every entry, no consumer requests)."""
         ctx = ctx if ctx is not None else SourceContext(self.label)
         self._ctx = ctx
-        self._weight_needed = WEIGHT in ctx.consumed
-        if self._weight_needed and not self.params.branches.weight:
-            raise ConfigError(f"source.branches.weight: null, but a module consumes '{self.label}:{WEIGHT}' (the "
-                              "event weight, e.g. an output's keep): name the weight branch, or do not consume it")
+        self._consumers(ctx.consumed)
         self._requests = ctx.requests()  # live: filled by the modules' begin_job, read at each chunk
         self._open_inputs(ctx.entries_needed, keep=not ctx.units)  # a Dask worker reads only some files
 
+    def _consumers(self, consumed: frozenset[str]) -> None:
+        """What the modules consume of the source: the weight makes every file need its branch."""
+        self._weight_needed = WEIGHT in consumed
+        if self._weight_needed and not self.params.branches.weight:
+            raise ConfigError(f"source.branches.weight: null, but a module consumes '{self.label}:{WEIGHT}' (the "
+                              "event weight, e.g. an output's keep): name the weight branch, or do not consume it")
+
     @classmethod
-    def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None) -> list[tuple[str, int]]:
-        """The files and their entries, checked as begin_job checks them (bad ones skipped or refused),
-        without keeping any array: what the Dask client splits into work units."""
+    def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None,
+                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int]]:
+        """The files and their entries, checked as begin_job checks them (bad ones skipped or refused, a
+        consumed weight branch required), without keeping any array: what the Dask client splits into work
+        units. A file a worker would refuse is refused here, before the cluster starts."""
         if entries_needed is not None and (params.lumisToProcess or params.eventsToProcess):
             # units are entry ranges planned before any event is read: which entries hold the first
             # maxEvents selected events is unknown there (a local run reads on until it has them)
             raise NotImplementedError("source.lumisToProcess / eventsToProcess with options.maxEvents: "
                                       "units are planned by entries; use maxEvents: -1 or a local run")
         source = cls("source", params)
+        source._consumers(consumed)
         try:
             source._open_inputs(entries_needed, keep=False)
             return source.inputs()

@@ -44,10 +44,12 @@ def require_dask() -> None:
 
 def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
     """Open the inputs once on the client (no module is built) and split them into units."""
+    from ..process import source_consumed
+
     opts = cfg.options
     try:
         inputs = cfg.source.cls.plan_inputs(cfg.source.params, None if opts.maxEvents < 0
-                                            else opts.skipEvents + opts.maxEvents)
+                                            else opts.skipEvents + opts.maxEvents, source_consumed(cfg))
     except NotImplementedError as exc:
         raise ConfigError(f"options.executor.type=dask: {exc}") from None
     # the file the client checked, not whatever a worker finds at that relative name in its own folder

@@ -249,13 +249,24 @@ class Source(_Declares):
         A source that cannot be split keeps this default and runs only locally."""
         raise NotImplementedError(f"{cls.__name__} cannot be split into work units")
 
+    @classmethod
+    def plan_duplicates(cls, params: Any, inputs: list[tuple[str, int]], skip: int, limit: int | None
+                        ) -> list[tuple[tuple[int, int], ...]]:
+        """Planning a distributed run: per input of ``plan_inputs``, the entry runs [a, b) that repeat an
+        event read before them in the job (skipped and counted, as ``events`` does), looked for over the
+        whole job in input order from entry ``skip`` until ``limit`` events are found. Each unit then
+        skips exactly what a local run skips. Default: a source without event ids has no duplicates."""
+        return [() for _ in inputs]
+
     def inputs(self) -> list[tuple[str, int]]:
         """After begin_job: (input name, number of entries) in reading order, to split into work units.
         A source that cannot be split keeps this default and runs only locally."""
         raise NotImplementedError(f"{type(self).__name__} cannot be split into work units")
 
-    def read_range(self, name: str, start: int, stop: int) -> Iterator[tuple["EventID", dict[str, Any]]]:
-        """Events of entries ``start``..``stop`` of input ``name`` (one work unit), like ``events``."""
+    def read_range(self, name: str, start: int, stop: int, duplicates: tuple[tuple[int, int], ...] = ()
+                   ) -> Iterator[tuple["EventID", dict[str, Any]]]:
+        """Events of entries ``start``..``stop`` of input ``name`` (one work unit), like ``events``;
+        ``duplicates``: its entry runs that ``plan_duplicates`` found, to skip and count."""
         raise NotImplementedError(f"{type(self).__name__} cannot read work units")
 
     def accounting(self) -> dict[str, int]:

@@ -33,12 +33,12 @@ from hltrun.framework.module import Source
 from hltrun.framework.ranges import Selection
 
 from .decompression import DECOMPRESSION_THREADS
-from .duplicates import DuplicateChecker
+from .duplicates import DuplicateChecker, PlannedDuplicates, Runs, duplicate_runs
 from .products import NANOAOD_NAMES, JetCollection
 from .read_ahead import ReadAhead
 from .source.checks import FileChecks
 from .source.chunk import make_chunk
-from .source.event_ids import count_lumis, event_id_arrays, handed_out
+from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys
 from .source.parameters import JetBranches, RootJetSourceParameters
 from .source.reading import LATE_WAIT_S, READ_AHEAD_THREADS, ChunkReading, read_ahead_depth
 from .source.tree import FileState, file_state, open_tree
@@ -153,6 +153,33 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         finally:
             source.end_job()
 
+    @classmethod
+    def plan_duplicates(cls, params: RootJetSourceParameters, inputs: list[tuple[str, int]], skip: int,
+                        limit: int | None) -> list[Runs]:
+        """The job's duplicates as ``events`` finds them (``duplicateCheckMode``), reading only the id
+        branches of the entries the job reads, file after file: what each Dask unit skips."""
+        if params.duplicateCheckMode == "noDuplicateCheck":
+            return [() for _ in inputs]
+        starts, to_skip = [], skip
+        for _, n in inputs:
+            starts.append(min(to_skip, n))
+            to_skip -= starts[-1]
+
+        def keys_of(path: str, start: int, stop: int) -> Iterator[tuple[int, Any]]:
+            try:
+                tree = open_tree(path, params.tree)
+                try:
+                    yield from id_keys(tree, params.branches, path, start, stop, params.chunk_size)
+                finally:
+                    tree.file.close()
+            except SourceError:  # FileOpenError too
+                if not params.skipBadFiles:
+                    raise
+                # a bad file's unit fails (and is skipped) on its worker, as locally: its ids are never read
+
+        return duplicate_runs(((start, keys_of(path, start, n)) for (path, n), start in zip(inputs, starts)),
+                              params.duplicateCheckMode, limit)
+
     def _skip_bad_file(self, path: str, reason: str, skipped: tuple[int, int] | None = None, used: int = 0) -> None:
         """Count and name a bad file (``skipBadFiles``). ``skipped``: the entries given up, when the
         file failed while being read; ``used``: the events of it read (and processed) before that."""
@@ -230,14 +257,16 @@ class RootJetSource(FileChecks, ChunkReading, Source):
     def inputs(self) -> list[tuple[str, int]]:
         return [(path, self.entries[path]) for path in self.files]
 
-    def read_range(self, name: str, start: int, stop: int) -> Iterator[tuple[EventID, dict[str, Any]]]:
-        """One work unit. Duplicate ids are looked for within the unit only (a fresh checker each
-        time): units run on different workers in any order, and a check across them would make the
-        result depend on the scheduling. A unit that hits a bad file skips the rest of its range
-        with ``skipBadFiles``, as ``events`` does for the rest of the file."""
-        yield from self._range(name, start, stop, DuplicateChecker(self.params.duplicateCheckMode))
+    def read_range(self, name: str, start: int, stop: int, duplicates: Runs = ()
+                   ) -> Iterator[tuple[EventID, dict[str, Any]]]:
+        """One work unit. Its duplicates are those the client found over the whole job in input order
+        (``plan_duplicates``), skipped and counted as ``events`` does: units run on different workers in
+        any order, and a check within each unit alone kept an event whose first copy is in another
+        unit. A unit that hits a bad file skips the rest of its range with ``skipBadFiles``, as
+        ``events`` does for the rest of the file."""
+        yield from self._range(name, start, stop, PlannedDuplicates(duplicates, start))
 
-    def _range(self, path: str, start: int, stop: int, checker: DuplicateChecker
+    def _range(self, path: str, start: int, stop: int, checker: DuplicateChecker | PlannedDuplicates
                ) -> Iterator[tuple[EventID, dict[str, Any]]]:
         """Entries ``start``..``stop`` of ``path``: duplicates skipped and counted, every event
         yielded counted as ``read``; a read failure skips the rest of the range with skipBadFiles."""

@@ -281,7 +281,9 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             from .destinations import check_file_destination
 
             check_file_destination(args.job_report, "--job-report")
-            record["job_report"] = Path(args.job_report)
+            from .resources import user_path
+
+            record["job_report"] = user_path(args.job_report)  # a file:// URL (or ~) as the check took it
         overrides = list(args.overrides)
         if args.report_dir:
             overrides.append(f"options.reportDir={args.report_dir}")
@@ -292,12 +294,12 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         cfg = load(args.config, overrides, args.max_events)
         record["process"] = cfg.process
         from .destinations import reading
-        from .resources import find_file
+        from .resources import find_file, user_path
 
         reading([find_file(args.config)])  # as load found it: no output of the job may replace it
         if args.dump:
             return _print(cfg.dump(), "the configuration")
-        report_dir = Path(cfg.options.reportDir) if cfg.options.reportDir else None
+        report_dir = user_path(cfg.options.reportDir) if cfg.options.reportDir else None
         from .executors import execute, report_services
 
         outcome = execute(cfg, report_dir, PROCESS_START, progress=not args.quiet and sys.stderr.isatty())

@@ -21,7 +21,7 @@ from .resources import find_file, refuse_remote_destination
 from .context import MODULE_SERVICES, ProductInfo
 from .errors import CMSSW_CATEGORIES, ConfigError
 from .module import Filter, Module, OutputModule, Source
-from .schema import build, close_hint as _close, input_tags, limited, to_plain
+from .schema import build, close_hint as _close, input_tag_fields, input_tags, limited, to_plain
 
 SOURCE_LABEL = "source"
 TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths", "services")
@@ -447,9 +447,9 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
     known = set(modules) | {SOURCE_LABEL}
     for label, cfg in [(SOURCE_LABEL, source), *modules.items()]:
         where = "source" if label == SOURCE_LABEL else f"modules.{label}"
-        for tag in input_tags(cfg.params):
+        for at, tag in input_tag_fields(cfg.params):
             if tag.label not in known:
-                raise ConfigError(f"{where}: consumes '{tag}', but '{tag.label}' is not a module label"
+                raise ConfigError(f"{where}{at}: consumes '{tag}', but '{tag.label}' is not a module label"
                                   f"{_close(tag.label, known)}")
         if issubclass(cfg.cls, OutputModule):
             for path in cfg.params.select_events if hasattr(cfg.params, "select_events") else []:
@@ -517,16 +517,17 @@ def _check_products(source: PluginConfig, modules: dict[str, PluginConfig]) -> N
         inputs: dict[str, ProductInfo] = {}
         consumed: dict[str, ProductInfo] = {}
         for c in cfg.cls.declared_consumes(cfg.params):
+            at = f"{where}{c.at or '.' + (c.field or 'consumes')}"
             producer = producers[c.tag.label]
             declared = producer.cls.produces
             made = None if declared is None else declared.get(c.tag.instance)
             what = f"'{c.tag.label}' ({producer.type})"
             if declared is not None and made is None:
                 instance = f"instance '{c.tag.instance}'" if c.tag.instance else "main product"
-                raise ConfigError(f"{where}.{c.field or 'consumes'}: consumes '{c.tag}', but {what} produces no "
+                raise ConfigError(f"{at}: consumes '{c.tag}', but {what} produces no "
                                   f"{instance} (it produces: {', '.join(repr(k) for k in declared) or 'nothing'})")
             if made is not None and c.type is not None and not issubclass(made, c.type):
-                raise ConfigError(f"{where}.{c.field}: '{label}' consumes a {c.type.__name__} from '{c.tag}', "
+                raise ConfigError(f"{at}: '{label}' consumes a {c.type.__name__} from '{c.tag}', "
                                   f"but {what} produces a {made.__name__}")
             info = ProductInfo(c.tag.label, producer.type, made, producer.cls, producer.params)
             consumed[str(c.tag)] = info

@@ -199,11 +199,13 @@ class ProductInfo:
 
 @dataclass(frozen=True)
 class Consumes:
-    """One declared input: the parameter that names it, the tag, and the product type expected."""
+    """One declared input: the parameter that names it, the tag, the product type expected, and the key
+    path the tag sits at (``.keep[1]``), which an error about it names."""
 
     field: str
     tag: "InputTag"
     type: type | None = None
+    at: str = ""
 
 
 @dataclass(frozen=True)

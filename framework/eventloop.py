@@ -234,7 +234,8 @@ class EventProcessor:
         modules = process.all_modules()
         for _, module in modules:
             module.begin_unit(unit)
-        self._loop(process.source.read_range(unit.file, unit.start, unit.stop))
+        planned = (unit.duplicates,) if unit.duplicates else ()  # a source without plan_duplicates gets none
+        self._loop(process.source.read_range(unit.file, unit.start, unit.stop, *planned))
         parts = []
         for desc, module in modules:
             try:

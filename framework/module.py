@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, Mapping, Seq
 
 from .context import Consumes, ProductInfo
 from .errors import ConfigError
-from .schema import InputTag, input_tags
+from .schema import InputTag, input_tag_fields
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,9 +57,9 @@ class _Declares:
         if missing:
             raise ConfigError(f"{cls.__name__}.consumes: {', '.join(missing)} is not an InputTag parameter of "
                               f"{type(params).__name__}")
-        typed = [Consumes(name, getattr(params, name), t) for name, t in cls.consumes.items()]
+        typed = [Consumes(name, getattr(params, name), t, f".{name}") for name, t in cls.consumes.items()]
         seen = {c.tag for c in typed}
-        return (*typed, *(Consumes("", tag) for tag in input_tags(params) if tag not in seen))
+        return (*typed, *(Consumes("", tag, at=at) for at, tag in input_tag_fields(params) if tag not in seen))
 
     @classmethod
     def product_metadata(cls, params: Any) -> Mapping[str, Any]:
@@ -241,19 +241,32 @@ class Source(_Declares):
         """Release inputs."""
 
     @classmethod
-    def plan_inputs(cls, params: Any, entries_needed: int | None) -> list[tuple[str, int]]:
+    def plan_inputs(cls, params: Any, entries_needed: int | None,
+                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int]]:
         """Planning a distributed run (no event is read, no module built): (input name, number of entries)
         in reading order, checked as ``begin_job`` checks them; ``entries_needed``: skip + max events, or
-        None. A source that cannot be split keeps this default and runs only locally."""
+        None; ``consumed``: the source's product instances modules consume (``SourceContext.consumed``).
+        A source that cannot be split keeps this default and runs only locally."""
         raise NotImplementedError(f"{cls.__name__} cannot be split into work units")
+
+    @classmethod
+    def plan_duplicates(cls, params: Any, inputs: list[tuple[str, int]], skip: int, limit: int | None
+                        ) -> list[tuple[tuple[int, int], ...]]:
+        """Planning a distributed run: per input of ``plan_inputs``, the entry runs [a, b) that repeat an
+        event read before them in the job (skipped and counted, as ``events`` does), looked for over the
+        whole job in input order from entry ``skip`` until ``limit`` events are found. Each unit then
+        skips exactly what a local run skips. Default: a source without event ids has no duplicates."""
+        return [() for _ in inputs]
 
     def inputs(self) -> list[tuple[str, int]]:
         """After begin_job: (input name, number of entries) in reading order, to split into work units.
         A source that cannot be split keeps this default and runs only locally."""
         raise NotImplementedError(f"{type(self).__name__} cannot be split into work units")
 
-    def read_range(self, name: str, start: int, stop: int) -> Iterator[tuple["EventID", dict[str, Any]]]:
-        """Events of entries ``start``..``stop`` of input ``name`` (one work unit), like ``events``."""
+    def read_range(self, name: str, start: int, stop: int, duplicates: tuple[tuple[int, int], ...] = ()
+                   ) -> Iterator[tuple["EventID", dict[str, Any]]]:
+        """Events of entries ``start``..``stop`` of input ``name`` (one work unit), like ``events``;
+        ``duplicates``: its entry runs that ``plan_duplicates`` found, to skip and count."""
         raise NotImplementedError(f"{type(self).__name__} cannot read work units")
 
     def accounting(self) -> dict[str, int]:

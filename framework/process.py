@@ -16,6 +16,7 @@ from .destinations import REPORT_FOLDER, check_folder_destination, reading
 from .errors import HltError, ModuleError, one_line
 from .event import DECLARES
 from .interrupt import reraise_interrupt
+from .resources import user_path
 from .module import Module, OutputModule, Source
 from .schedule import PathRunner, StreamSchedule, Worker
 from .service import Service
@@ -37,7 +38,7 @@ class Process:
         for i, (label, cfg) in enumerate(config.modules.items(), start=1):
             self.descriptions.append(ModuleDescription(label, cfg.type, cfg.cls.kind, i))
         if report_dir is None and config.options.reportDir:
-            report_dir = Path(config.options.reportDir)
+            report_dir = user_path(config.options.reportDir)
         self.job = JobContext(config, self.signals, self.descriptions, report_dir, units, worker)
         self.loop = LoopState(config.options.streams_in_flight)  # the event loop's; modules never see it
         self.channels = Channels(config.to_dict())
@@ -84,10 +85,8 @@ class Process:
 
     def source_context(self) -> SourceContext:
         o = self.config.options
-        consumed = frozenset(c.tag.instance for cfg in self.config.modules.values()
-                             for c in cfg.cls.declared_consumes(cfg.params) if c.tag.label == SOURCE_LABEL)
         return SourceContext(SOURCE_LABEL, o.skipEvents, o.maxEvents, self.job.units, self.channels,
-                             StreamActivity(self.loop), consumed)
+                             StreamActivity(self.loop), source_consumed(self.config))
 
     def module_context(self, label: str) -> ModuleContext:
         """The narrow view one module gets at begin_job (shared by its per-stream instances)."""
@@ -160,6 +159,13 @@ class Process:
             finally:
                 self.signals.post_module_end_job(desc)
         return problems
+
+
+def source_consumed(config: ProcessConfig) -> frozenset[str]:
+    """The source's product instances ("" its main one) the modules consume: what the source checks every
+    input can give, at begin_job locally and when the Dask client plans the units."""
+    return frozenset(c.tag.instance for cfg in config.modules.values()
+                     for c in cfg.cls.declared_consumes(cfg.params) if c.tag.label == SOURCE_LABEL)
 
 
 def check_report_folder(report_dir: Path, services: Iterable[Service]) -> None:

@@ -40,19 +40,31 @@ def shipped_path(relative: str | Path) -> Path | None:
 def user_path(path: str | os.PathLike[str]) -> Path:
     """``path`` with a leading ``~`` (or ``~user``) expanded, as a shell would have done. A path in the
     YAML file or in an override (``modules.out.file=~/o.root``: no shell expands that word) means the
-    home folder; taken literally it made a folder named ``~`` in the working directory."""
-    return Path(os.path.expanduser(path))
+    home folder; taken literally it made a folder named ``~`` in the working directory. A local
+    ``file://`` URL is its path (``local_file_url``)."""
+    return Path(os.path.expanduser(local_file_url(path) or path))
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # root://host//f.root, https://..., s3://...
+_FILE_URL = re.compile(r"file://(localhost)?(/.*)", re.IGNORECASE | re.DOTALL)  # RFC 8089: no host is this one
+
+
+def local_file_url(path: str | os.PathLike[str]) -> str | None:
+    """The local path a ``file:///abs/f.root`` (or ``file://localhost/abs/f.root``) URL names; else None.
+    uproot reads such a URL as the local file, so hltrun does too, for reading and writing alike; the
+    path is taken as written (no %-decoding, as uproot). ``file://otherhost/...`` stays a remote URL."""
+    text = os.fspath(path)
+    match = _FILE_URL.fullmatch(text) if isinstance(text, str) else None
+    return match.group(2) if match else None
 
 
 def remote_url(path: str | os.PathLike[str]) -> str | None:
     """``path`` when it is a URL (``root://host//store/f.root``, ``https://...``), as written; else None.
     hltrun has no remote reader wired in (no XRootD, no fsspec-http): taken as a local name, the URL
-    lost a slash of each ``//`` and read as "not found: root:/host/...". Ask before making it a Path."""
+    lost a slash of each ``//`` and read as "not found: root:/host/...". Ask before making it a Path.
+    A local ``file://`` URL is no remote one (``local_file_url``)."""
     text = os.fspath(path)
-    return text if isinstance(text, str) and _URL.match(text) else None
+    return text if isinstance(text, str) and _URL.match(text) and local_file_url(text) is None else None
 
 
 def local_output_path(text: str) -> Path:
@@ -64,7 +76,7 @@ def local_output_path(text: str) -> Path:
     if remote_url(text) is not None:
         raise argparse.ArgumentTypeError(f"{text} is a remote URL; the tools write local files only: write to a "
                                          "local path and copy it (xrdcp, curl)")
-    return Path(text)
+    return Path(local_file_url(text) or text)
 
 
 def refuse_remote_destination(path: str | os.PathLike[str] | None, what: str) -> None:

@@ -209,22 +209,28 @@ def build(cls: type, data: Any, where: str) -> Any:
 
 def input_tags(obj: Any) -> list[InputTag]:
     """All InputTag values held by a parameters dataclass (also inside lists)."""
-    found: list[InputTag] = []
+    return [tag for _, tag in input_tag_fields(obj)]
 
-    def walk(value: Any) -> None:
+
+def input_tag_fields(obj: Any) -> list[tuple[str, InputTag]]:
+    """Every InputTag with the key path it sits at (``.keep[1]``), so that an error about one tag names
+    the key, and a command-line override of that key can be blamed for it."""
+    found: list[tuple[str, InputTag]] = []
+
+    def walk(value: Any, at: str) -> None:
         if isinstance(value, InputTag):
-            found.append(value)
+            found.append((at, value))
         elif isinstance(value, (list, tuple)):
-            for v in value:
-                walk(v)
+            for i, v in enumerate(value):
+                walk(v, f"{at}[{i}]")
         elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
+            for k, v in value.items():
+                walk(v, f"{at}.{k}")
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             for f in dataclasses.fields(value):
-                walk(getattr(value, f.name))
+                walk(getattr(value, f.name), f"{at}.{f.name}")
 
-    walk(obj)
+    walk(obj, "")
     return found
 
 

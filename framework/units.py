@@ -2,12 +2,19 @@
 
 A unit is plain data (it travels to Dask workers). ``first_index`` is the job-wide index of its first
 event, so per-event rows, output parts and reports keep the input order whatever worker ran the unit.
+
+Duplicate events (the same run, lumi, event as one read before) are found by the client, over the whole
+job in input order as a local run finds them (``Source.plan_duplicates``), and travel with each unit as
+entry runs to skip: a check inside each unit alone kept the second copy of an event whose first copy is
+in another unit, so a Dask run processed events a local run skips.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
+
+Runs = tuple[tuple[int, int], ...]  # sorted, disjoint entry ranges [a, b)
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,7 @@ class WorkUnit:
     start: int
     stop: int
     first_index: int
+    duplicates: Runs = ()  # entries of the range that repeat an earlier event of the job: skipped, counted
 
     @property
     def events(self) -> int:
@@ -33,22 +41,46 @@ class WorkUnit:
         return f"unit {self.index} ({self.file} entries {self.start}-{self.stop})"
 
 
-def plan_units(inputs: Sequence[tuple[str, int]], skip: int, limit: int | None, size: int) -> list[WorkUnit]:
-    """Split ``inputs`` [(file, entries)] in order, honouring skipEvents/maxEvents like the local source."""
+def plan_units(inputs: Sequence[tuple[str, int]], skip: int, limit: int | None, size: int,
+               duplicates: Sequence[Runs] | None = None) -> list[WorkUnit]:
+    """Split ``inputs`` [(file, entries)] in order, honouring skipEvents/maxEvents like the local source.
+    ``duplicates``: per input, the entry runs that are duplicates (``Source.plan_duplicates``): maxEvents
+    counts the events processed, so a duplicate entry does not count towards it (the local source reads on)."""
     if size < 1:
         raise ValueError(f"events_per_task must be >= 1, got {size}")
     units: list[WorkUnit] = []
     to_skip, left, first = skip, limit, 0
-    for file, n in inputs:
+    for i, (file, n) in enumerate(inputs):
         if left is not None and left <= 0:
             break
+        runs = duplicates[i] if duplicates else ()
         start = min(to_skip, n)
         to_skip -= start
-        stop = n if left is None else min(n, start + left)
+        stop = n if left is None else _stop_after(start, left, n, runs)
         for a in range(start, stop, size):
             b = min(a + size, stop)
-            units.append(WorkUnit(len(units), file, a, b, first))
-            first += b - a
+            inside = _within(runs, a, b)
+            units.append(WorkUnit(len(units), file, a, b, first, inside))
+            first += b - a - sum(y - x for x, y in inside)
         if left is not None:
-            left -= max(stop - start, 0)
+            left -= stop - start - sum(y - x for x, y in _within(runs, start, stop))
     return units
+
+
+def _within(runs: Runs, a: int, b: int) -> Runs:
+    """The parts of ``runs`` inside entries [a, b)."""
+    return tuple((max(x, a), min(y, b)) for x, y in runs if x < b and y > a)
+
+
+def _stop_after(start: int, events: int, n: int, runs: Runs) -> int:
+    """The entry after the ``events``-th non-duplicate entry from ``start`` (``n`` if the file has fewer)."""
+    stop = start
+    for x, y in runs:
+        if y <= stop:
+            continue
+        gap = max(x - stop, 0)  # non-duplicate entries before this run
+        if gap >= events:
+            break
+        events -= gap
+        stop = max(stop, y)
+    return min(n, stop + events)

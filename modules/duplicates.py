@@ -4,6 +4,10 @@ Modes (CMSSW's names): ``checkAllFilesOpened`` (default) remembers every (run, l
 job; ``checkEachFile`` only those of the current file; ``noDuplicateCheck`` none. A duplicate is not
 processed: it is skipped and counted, and the first few are named in the log.
 
+A distributed run finds them on its client, over the whole job in input order (``duplicate_runs``), and
+each work unit skips the entries found (``PlannedDuplicates``): the units run anywhere in any order, and
+a check inside each alone kept an event whose first copy was in another unit.
+
 Memory: ids are kept as 16-byte keys in sorted numpy runs merged like a log-structured tree
 (O(log n) runs, O(n log n) total work): 16 bytes per event remembered, i.e. 16 MB per million events
 in ``checkAllFilesOpened`` mode, bounded by the largest file in ``checkEachFile`` mode.
@@ -11,7 +15,7 @@ in ``checkAllFilesOpened`` mode, bounded by the largest file in ``checkEachFile`
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Iterable, Iterator, Literal
 
 import numpy as np
 
@@ -79,3 +83,56 @@ class DuplicateChecker:
     @property
     def remembered(self) -> int:
         return sum(len(r) for r in self._runs)
+
+
+Runs = tuple[tuple[int, int], ...]  # sorted, disjoint entry ranges [a, b) (framework.units.Runs)
+
+
+def duplicate_runs(files: Iterable[tuple[int, Iterator[tuple[int, np.ndarray | None]]]], mode: Mode,
+                   limit: int | None) -> list[Runs]:
+    """Per file, the entry runs that are duplicates of an event before them in the job, as the event loop's
+    checker finds them reading the files in order. ``files``: (first entry read, its (entries, keys or None)
+    chunk by chunk, lazily); ``limit``: stop once that many events are found (maxEvents: the rest is never
+    read, and a file after that is not opened)."""
+    checker, result, left = DuplicateChecker(mode), [], limit
+    for start, chunks in files:
+        if mode == "noDuplicateCheck" or (left is not None and left <= 0):
+            result.append(())
+            continue
+        checker.new_file()
+        masks = []
+        for n, k in chunks:
+            keep = np.ones(n, bool) if k is None else checker.first_seen(k)
+            masks.append(keep)
+            if left is not None:
+                left -= int(keep.sum())
+                if left <= 0:
+                    break
+        result.append(_runs(np.concatenate(masks) if masks else np.ones(0, bool), start))
+    return result
+
+
+def _runs(keep: np.ndarray, start: int) -> Runs:
+    """The runs of False in ``keep`` as entry ranges (``keep[0]`` is entry ``start``)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (~keep).astype(np.int8), [0]])))
+    return tuple((start + int(a), start + int(b)) for a, b in zip(edges[::2], edges[1::2]))
+
+
+class PlannedDuplicates:
+    """A work unit's checker: the entries the client found to be duplicates (``duplicate_runs``) are the
+    ones skipped, whatever this unit has seen; ``first_seen`` takes the unit's chunks in order from ``start``."""
+
+    def __init__(self, runs: Runs, start: int) -> None:
+        self.runs, self.at = runs, start
+
+    def new_file(self) -> None:
+        pass
+
+    def first_seen(self, k: np.ndarray) -> np.ndarray:
+        keep = np.ones(len(k), bool)
+        for a, b in self.runs:
+            lo, hi = max(a, self.at) - self.at, min(b, self.at + len(k)) - self.at
+            if lo < hi:
+                keep[lo:hi] = False
+        self.at += len(k)
+        return keep

@@ -33,12 +33,12 @@ from hltrun.framework.module import Source
 from hltrun.framework.ranges import Selection
 
 from .decompression import DECOMPRESSION_THREADS
-from .duplicates import DuplicateChecker
+from .duplicates import DuplicateChecker, PlannedDuplicates, Runs, duplicate_runs
 from .products import NANOAOD_NAMES, JetCollection
 from .read_ahead import ReadAhead
 from .source.checks import FileChecks
 from .source.chunk import make_chunk
-from .source.event_ids import count_lumis, event_id_arrays, handed_out
+from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys
 from .source.parameters import JetBranches, RootJetSourceParameters
 from .source.reading import LATE_WAIT_S, READ_AHEAD_THREADS, ChunkReading, read_ahead_depth
 from .source.tree import FileState, file_state, open_tree
@@ -123,28 +123,62 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         source used on its own (every entry, no consumer requests)."""
         ctx = ctx if ctx is not None else SourceContext(self.label)
         self._ctx = ctx
-        self._weight_needed = WEIGHT in ctx.consumed
-        if self._weight_needed and not self.params.branches.weight:
-            raise ConfigError(f"source.branches.weight: null, but a module consumes '{self.label}:{WEIGHT}' (the "
-                              "event weight, e.g. an output's keep): name the weight branch, or do not consume it")
+        self._consumers(ctx.consumed)
         self._requests = ctx.requests()  # live: filled by the modules' begin_job, read at each chunk
         self._open_inputs(ctx.entries_needed, keep=not ctx.units)  # a Dask worker reads only some files
 
+    def _consumers(self, consumed: frozenset[str]) -> None:
+        """What the modules consume of the source: the weight makes every file need its branch."""
+        self._weight_needed = WEIGHT in consumed
+        if self._weight_needed and not self.params.branches.weight:
+            raise ConfigError(f"source.branches.weight: null, but a module consumes '{self.label}:{WEIGHT}' (the "
+                              "event weight, e.g. an output's keep): name the weight branch, or do not consume it")
+
     @classmethod
-    def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None) -> list[tuple[str, int]]:
-        """The files and their entries, checked as begin_job checks them (bad ones skipped or refused),
-        without keeping any array: what the Dask client splits into work units."""
+    def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None,
+                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int]]:
+        """The files and their entries, checked as begin_job checks them (bad ones skipped or refused, a
+        consumed weight branch required), without keeping any array: what the Dask client splits into work
+        units. A file a worker would refuse is refused here, before the cluster starts."""
         if entries_needed is not None and (params.lumisToProcess or params.eventsToProcess):
             # units are entry ranges planned before any event is read: which entries hold the first
             # maxEvents selected events is unknown there (a local run reads on until it has them)
             raise NotImplementedError("source.lumisToProcess / eventsToProcess with options.maxEvents: "
                                       "units are planned by entries; use maxEvents: -1 or a local run")
         source = cls("source", params)
+        source._consumers(consumed)
         try:
             source._open_inputs(entries_needed, keep=False)
             return source.inputs()
         finally:
             source.end_job()
+
+    @classmethod
+    def plan_duplicates(cls, params: RootJetSourceParameters, inputs: list[tuple[str, int]], skip: int,
+                        limit: int | None) -> list[Runs]:
+        """The job's duplicates as ``events`` finds them (``duplicateCheckMode``), reading only the id
+        branches of the entries the job reads, file after file: what each Dask unit skips."""
+        if params.duplicateCheckMode == "noDuplicateCheck":
+            return [() for _ in inputs]
+        starts, to_skip = [], skip
+        for _, n in inputs:
+            starts.append(min(to_skip, n))
+            to_skip -= starts[-1]
+
+        def keys_of(path: str, start: int, stop: int) -> Iterator[tuple[int, Any]]:
+            try:
+                tree = open_tree(path, params.tree)
+                try:
+                    yield from id_keys(tree, params.branches, path, start, stop, params.chunk_size)
+                finally:
+                    tree.file.close()
+            except SourceError:  # FileOpenError too
+                if not params.skipBadFiles:
+                    raise
+                # a bad file's unit fails (and is skipped) on its worker, as locally: its ids are never read
+
+        return duplicate_runs(((start, keys_of(path, start, n)) for (path, n), start in zip(inputs, starts)),
+                              params.duplicateCheckMode, limit)
 
     def _skip_bad_file(self, path: str, reason: str, skipped: tuple[int, int] | None = None, used: int = 0) -> None:
         """Count and name a bad file (``skipBadFiles``). ``skipped``: the entries given up, when the
@@ -223,14 +257,16 @@ class RootJetSource(FileChecks, ChunkReading, Source):
     def inputs(self) -> list[tuple[str, int]]:
         return [(path, self.entries[path]) for path in self.files]
 
-    def read_range(self, name: str, start: int, stop: int) -> Iterator[tuple[EventID, dict[str, Any]]]:
-        """One work unit. Duplicate ids are looked for within the unit only (a fresh checker each
-        time): units run on different workers in any order, and a check across them would make the
-        result depend on the scheduling. A unit that hits a bad file skips the rest of its range
-        with ``skipBadFiles``, as ``events`` does for the rest of the file."""
-        yield from self._range(name, start, stop, DuplicateChecker(self.params.duplicateCheckMode))
+    def read_range(self, name: str, start: int, stop: int, duplicates: Runs = ()
+                   ) -> Iterator[tuple[EventID, dict[str, Any]]]:
+        """One work unit. Its duplicates are those the client found over the whole job in input order
+        (``plan_duplicates``), skipped and counted as ``events`` does: units run on different workers in
+        any order, and a check within each unit alone kept an event whose first copy is in another
+        unit. A unit that hits a bad file skips the rest of its range with ``skipBadFiles``, as
+        ``events`` does for the rest of the file."""
+        yield from self._range(name, start, stop, PlannedDuplicates(duplicates, start))
 
-    def _range(self, path: str, start: int, stop: int, checker: DuplicateChecker
+    def _range(self, path: str, start: int, stop: int, checker: DuplicateChecker | PlannedDuplicates
                ) -> Iterator[tuple[EventID, dict[str, Any]]]:
         """Entries ``start``..``stop`` of ``path``: duplicates skipped and counted, every event
         yielded counted as ``read``; a read failure skips the rest of the range with skipBadFiles."""

@@ -50,7 +50,7 @@ from .inference import (BackendOptions, InferenceBackend, autoselect, backend_cl
                         fidelity, model_suffix)
 from .inference.accelerator import auto_fallback, choose_backend
 from .contract import Contract, InputDeclaration, default_contract, freeze
-from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file, quantises_per_call
+from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file, per_call_quant_ops
 from .jets import batch_key
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .inference.machine import cpu_key, dist_version, model_digest
@@ -343,9 +343,10 @@ class VAEAnomalyScorer(Producer):
         if p.batching is not None and len(contract.inputs) > 1:
             raise ConfigError(f"{where}.batching: cross-event batching runs models with one input; {path} has "
                               f"{len(contract.inputs)} (set batching: null)")
-        if p.batching is not None and quantises_per_call(backend.model_path):
+        per_call = per_call_quant_ops(backend.model_path) if p.batching is not None else ()
+        if per_call:  # named as the model has it: ONNX Runtime's optimiser fuses DynamicQuantizeLinear away
             raise ConfigError(f"{where}.batching: model {backend.model_path} quantises its activations per call "
-                              f"(DynamicQuantizeLinear: one int8 scale from all the call's jets), so an event's scores "
+                              f"({', '.join(per_call)}: one int8 scale from all the call's jets), so an event's scores "
                               f"would depend on the other events' jets in the batch: set batching: null, or quantise "
                               f"the model statically (QDQ: tools/physics/quantize_models.py --method static)")
         self.contract, self._key = contract, batch_key(contract, n_constituents, relative)

@@ -48,7 +48,7 @@ def test_valid_config_builds_typed_objects(write_config):
     (BASE.replace("TestSquare", "TestSqare"), "modules.sq.type: unknown module type 'TestSqare'; did you mean TestSquare"),
     (BASE.replace("p: [even, sq]", "p: [even, sqq]"), "paths.p[1]: 'sqq' is not a module label; did you mean 'sq'"),
     (BASE.replace("p: [even, sq]", "p: [even, ~sq]"), "only filters can be inverted"),
-    (BASE.replace("src: source", "src: nowhere"), "modules.sq: consumes 'nowhere', but 'nowhere' is not a module label"),
+    (BASE.replace("src: source", "src: nowhere"), "modules.sq.src: consumes 'nowhere', but 'nowhere' is not a module label"),
     (BASE.replace("  sq: {type: TestSquare, src: source}", "  sq: {type: TestSquare, src: source}\n  sq: {type: TestSquare}"),
      "duplicate key 'sq' at line 7"),
     (BASE.replace("process: TEST", "process: [oops"), "invalid YAML"),
@@ -176,6 +176,27 @@ def test_override_of_list_item_and_new_key(write_config):
 ])
 def test_bad_overrides(write_config, override, expected):
     assert expected in error_of(write_config, BASE, override)
+
+
+@pytest.mark.parametrize("override, error", [
+    ("modules.out.keep=[vae,nosuch]", "modules.out.keep[1]: consumes 'nosuch', but 'nosuch' is not a module label"),
+    ("modules.out.keep=[vae,batcher:nosuch]", "modules.out.keep[1]: consumes 'batcher:nosuch', but 'batcher' (JetBatcher) "
+                                              "produces no instance 'nosuch'"),
+    ("modules.out.keep=[vae,anomalyFilter]", "modules.out.keep[1]: consumes 'anomalyFilter', but 'anomalyFilter' "
+                                             "(AnomalyScoreFilter) produces no main product"),
+    ("modules.vae.src=nosuch", "modules.vae.src: consumes 'nosuch', but 'nosuch' is not a module label"),
+])
+def test_a_bad_input_tag_from_an_override_names_the_override_and_the_item(override, error):
+    """The tag's own key path (``keep[1]``) is in the message, so the override that set it is blamed, not the file."""
+    with pytest.raises(ConfigError) as info:
+        load("configs/path.yaml", [override])
+    assert str(info.value).startswith(f"command line (override {override!r}): {error}")
+
+
+def test_a_bad_input_tag_in_the_file_names_the_file_and_the_item(write_config):
+    text = BASE.replace("  sq: {type: TestSquare, src: source}",
+                        "  sq: {type: TestSquare, src: source}\n  out: {type: RootOutputModule, file: o.root, keep: [sq, nosuch]}")
+    assert "modules.out.keep[1]: consumes 'nosuch'" in error_of(write_config, text + "endpaths:\n  e: [out]\n")
 
 
 def test_override_error_is_validated_like_the_file(write_config):

@@ -728,3 +728,30 @@ def test_an_output_with_no_selected_event_has_a_local_runs_branches(cluster, wri
                 for name, path in outputs.items()}
     assert uproot.open(outputs["dask"])["Events"].num_entries == 0
     assert "vae_score" in branches["local"] and branches["dask"] == branches["local"]
+
+
+@pytest.mark.parametrize("mode, skip, limit, duplicates", [("checkAllFilesOpened", 0, -1, 151),
+                                                             ("checkAllFilesOpened", 20, 400, 150),
+                                                             ("checkEachFile", 0, -1, 1)])
+def test_duplicates_across_files_and_units_are_skipped_as_locally(cluster, write_config, tmp_path, mode, skip, limit,
+                                                                  duplicates):
+    """Overlapping files (b.root repeats a.root's last 150 events) and an event repeated in another unit of
+    one file: each unit only looked for duplicates within itself, so Dask processed every copy (a run's
+    decisions and outputs differ from the local run's). Now the client finds them over the job, in input
+    order, and maxEvents counts processed events as locally (the units read on past the duplicates)."""
+    from tests.conftest import make_events, write_counts
+
+    a = make_events(300, seed=1)
+    b = a[150:] + [dict(e, event=e["event"] + 5000) for e in make_events(200, seed=2)]
+    b.append(b[160])  # the same event again, 190 entries (two units of 75) later
+    files = f"{write_counts(tmp_path / 'a.root', a)}, {write_counts(tmp_path / 'b.root', b)}"
+    overrides = (f"source.duplicateCheckMode={mode}", f"options.skipEvents={skip}", f"options.maxEvents={limit}")
+    local, _ = run(config(write_config, tmp_path, None, "local", files, "", "", *overrides))
+    dask, _ = run(config(write_config, tmp_path, cluster, "dask", files, "", "", *overrides))
+    assert local.code == dask.code == 0, dask.result.summary.failure
+    ls, ds = local.result.summary, dask.result.summary
+    assert ls.events_duplicate == duplicates  # the files are what the test says they are
+    assert (ds.events_read, ds.events_processed, ds.events_duplicate, ds.events_skipped) == \
+        (ls.events_read, ls.events_processed, ls.events_duplicate, ls.events_skipped)
+    assert trig_report(ls) == trig_report(ds)
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")

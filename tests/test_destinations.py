@@ -876,3 +876,28 @@ def test_an_output_over_the_scorers_thresholds_card_is_refused_and_the_card_kept
     assert errors == [f"hltrun: error: modules.out.file: {card} is an input file of this job ({card}); writing "
                       "it would replace what the job reads: give the output another name"]
     assert card.read_bytes() == before and not _temporaries(tmp_path)
+
+
+def test_local_file_urls_are_read_and_written_where_they_point(tmp_path, capfd, monkeypatch) -> None:
+    """``file:///abs/x`` names a local file (uproot reads it so): the input, the model, the output, -j and
+    --report-dir all land at that path; Path() used to fold it to ``./file:/abs/x`` or refuse it as remote."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    checkout = Path(__file__).resolve().parents[1]
+    sample, model = checkout / "data" / "qcd_dijet.root", checkout / "data" / "models" / "conv_vae.onnx"
+    code, _, errors = _run(capfd, str(checkout / "configs" / "path.yaml"), "-q", "-n", "5",
+                           "-j", f"file://{tmp_path}/job.xml", "--report-dir", f"file://localhost{tmp_path}/rep",
+                           f"source.files=[file://{sample}]", f"modules.vae.model=file://{model}",
+                           "modules.vae.backend=onnxruntime", f"modules.out.file=file://{tmp_path}/o.root")
+    assert (code, errors) == (0, [])
+    assert list(work.iterdir()) == []  # no ./file:/... made
+    assert (tmp_path / "rep" / "hltrun.json").is_file() and uproot.open(tmp_path / "o.root")
+    pfns = [e.text for e in ET.parse(tmp_path / "job.xml").getroot().iter("PFN")]
+    assert str(sample) in pfns and str(tmp_path / "o.root") in pfns
+
+
+def test_a_file_url_of_another_host_stays_remote(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModuleError, match="--job-report: file://elsewhere/x.xml is a remote URL"):
+        check_file_destination("file://elsewhere/x.xml", "--job-report")

@@ -95,3 +95,26 @@ def test_keeping_the_weight_with_no_weight_branch_configured_is_refused(write_co
     cfg = _config(write_config, [sample], tmp_path / "o.root", first="slow", branches="{weight: null}")
     with pytest.raises(ConfigError, match=r"source\.branches\.weight: null, but a module consumes 'source:weight'"):
         run_config(cfg)
+
+
+@pytest.mark.parametrize("branches", [None, "{weight: null}"])
+def test_under_dask_the_missing_weight_is_refused_by_the_planner_before_any_cluster(write_config, tmp_path,
+                                                                                     monkeypatch, branches):
+    """As a local run refuses it at the source's begin_job: the client's plan, in the same words and the same
+    exit code (2), not a worker's unit failing after the cluster started (~7 s later)."""
+    from hltrun.framework.cli import main
+    from hltrun.framework.config import load
+    from hltrun.framework.executors import dask_executor
+
+    sample, _ = _weighted(tmp_path)
+    out = tmp_path / "o.root"
+    source = {"branches": branches} if branches else {}
+    cfg = _config(write_config, [sample, QCD], out, **source)
+    monkeypatch.setattr(dask_executor, "_connect", lambda cfg: pytest.fail("a cluster was started"))
+    with pytest.raises(ConfigError) as local:
+        run_config(cfg)
+    assert main([str(cfg), "-q", "options.executor.type=dask"]) == 2
+    with pytest.raises(ConfigError) as planned:
+        dask_executor.plan(load(cfg, ["options.executor.type=dask"]))
+    assert str(planned.value) == str(local.value)
+    assert not out.exists()

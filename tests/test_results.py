@@ -32,6 +32,46 @@ def test_units_cover_the_selected_entries_once():
         plan_units(inputs, 0, None, 0)
 
 
+def test_units_with_duplicates_cover_the_events_a_local_run_processes():
+    """Duplicate entries (``Source.plan_duplicates``) travel with the units that hold them and do not count
+    towards maxEvents: the units read on to ``limit`` events, as the local source does."""
+    inputs = [("a", 10), ("b", 7), ("c", 5)]
+    dups = [((2, 4), (9, 10)), ((0, 7),), ((1, 2),)]
+    dup = {(f, e) for (f, _), runs in zip(inputs, dups) for x, y in runs for e in range(x, y)}
+    every = [(f, e) for f, n in inputs for e in range(n)]
+    for skip in range(0, 24, 3):
+        for limit in (None, 0, 1, 6, 9, 30):
+            units = plan_units(inputs, skip, limit, 4, dups)
+            flat = [(u.file, e) for u in units for e in range(u.start, u.stop)]
+            kept = [fe for fe in every[skip:] if fe not in dup]
+            expect = kept if limit is None else kept[:limit]
+            assert [fe for fe in flat if fe not in dup] == expect
+            assert {(u.file, e) for u in units for x, y in u.duplicates for e in range(x, y)} == dup & set(flat)
+            assert all(u.start <= x < y <= u.stop for u in units for x, y in u.duplicates)
+            events = [u.events - sum(y - x for x, y in u.duplicates) for u in units]
+            assert [u.first_index for u in units] == list(np.cumsum([0] + events)[:-1])
+
+
+def test_planned_duplicates_are_those_the_event_loop_finds():
+    """The client's scan (``duplicate_runs``) and a unit's ``PlannedDuplicates`` skip exactly the entries a
+    local run's checker skips, chunk boundaries and modes alike."""
+    from hltrun.modules.duplicates import DuplicateChecker, PlannedDuplicates, duplicate_runs, keys
+
+    rng = np.random.default_rng(3)
+    files = [keys(np.ones(n, int), np.ones(n, int), rng.integers(0, 40, n)) for n in (30, 25, 18)]
+    for mode in ("checkAllFilesOpened", "checkEachFile", "noDuplicateCheck"):
+        checker = DuplicateChecker(mode)
+        local = []
+        for k in files:
+            checker.new_file()
+            local.append(np.concatenate([checker.first_seen(k[i:i + 7]) for i in range(0, len(k), 7)]))
+        runs = duplicate_runs([(0, iter([(len(k[i:i + 5]), k[i:i + 5]) for i in range(0, len(k), 5)]))
+                               for k in files], mode, None)
+        for k, want, r in zip(files, local, runs):
+            planned = PlannedDuplicates(r, 0)
+            assert np.array_equal(np.concatenate([planned.first_seen(k[i:i + 4]) for i in range(0, len(k), 4)]), want)
+
+
 def _summary(seed: int) -> JobSummary:
     rng = np.random.default_rng(seed)
     s = JobSummary("P", 1)

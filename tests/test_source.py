@@ -141,25 +141,28 @@ def test_nested_layout_needs_doubly_jagged(counts_file):
         read_all([counts_file], layout="nested")
 
 
-def test_work_unit_skips_duplicates_within_itself_and_accounts_for_them(tmp_path):
-    """read_range (a Dask work unit): duplicate ids inside the unit are skipped and counted, every
-    entry is either read or a duplicate; a unit never remembers another unit's ids (units run on
-    different workers in any order, so the result must not depend on which ran first)."""
+def test_work_unit_skips_the_duplicates_planned_for_the_job_and_accounts_for_them(tmp_path):
+    """read_range (a Dask work unit) skips and counts the duplicates the client found over the whole job
+    (``plan_duplicates``), not those it sees itself: the second unit's entries repeat an event of the
+    first, and were read as new there (a unit never saw another's ids), so Dask processed events a local
+    run skips. Every entry is either read or a duplicate, as locally."""
     events = make_events(12, seed=4)
     for e in events[6:]:
         e["event"] = events[0]["event"]  # entries 6-11 repeat the id of entry 0
     f = write_counts(tmp_path / "dup.root", events)
     p = build(RootJetSourceParameters, {"files": [str(f)]}, "source")
+    local, _ = read_all([f])
+    assert RootJetSource.plan_duplicates(p, [(str(f), 12)], 0, None) == [((6, 12),)]
+    assert RootJetSource.plan_duplicates(p, [(str(f), 12), (str(f), 12)], 0, 3)[1] == ()  # no further (maxEvents)
     src = RootJetSource("source", p)
     src.begin_job(None)
-    first = [e for e, _ in src.read_range(str(f), 0, 8)]
-    assert first == [e for e, _ in read_all([f])[0]][:6]  # entries 6 and 7 are duplicates of entry 0
+    first = [e for e, _ in src.read_range(str(f), 0, 8, ((6, 8),))]
+    assert first == [e for e, _ in local][:6]  # entries 6 and 7 are duplicates of entry 0
     acct = src.accounting()
     assert acct["read"] == 6 and acct["duplicates"] == 2
-    second = [e for e, _ in src.read_range(str(f), 8, 12)]
-    assert len(second) == 1  # entry 8 is new to this unit, 9-11 repeat it
+    assert [e for e, _ in src.read_range(str(f), 8, 12, ((8, 12),))] == []  # entry 0's id again, from another unit
     acct = src.accounting()
-    assert acct["read"] + acct["duplicates"] == 12 and acct["duplicates"] == 5
+    assert acct["read"] == len(local) == 6 and acct["duplicates"] == 6
 
 
 def test_uint8_counts_that_wrap_are_named(tmp_path):
@@ -212,3 +215,13 @@ def test_a_remote_url_is_refused_naming_it_intact(url):
         read_all([url])
     assert str(info.value) == (f"source: input file {url} is a remote URL; hltrun reads local files only (no XRootD "
                                f"or HTTP reader): copy it to a local disk first (xrdcp, curl) and give that path")
+
+
+def test_a_local_file_url_reads_the_file_as_uproot_does(tmp_path):
+    """``file:///abs/a.root`` is the local file (uproot.open reads it so), also as a glob pattern."""
+    write_counts(tmp_path / "a.root", make_events(4, seed=1))
+    plain, _ = read_all([str(tmp_path / "a.root")])
+    for given in (f"file://{tmp_path}/a.root", f"file://localhost{tmp_path}/a.root", f"file://{tmp_path}/a*.root"):
+        events, _ = read_all([given])
+        assert len(events) == len(plain) == 4
+    assert uproot.open(f"file://{tmp_path}/a.root")["Events"].num_entries == 4

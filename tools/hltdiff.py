@@ -61,7 +61,7 @@ import numpy as np
 from hltrun.framework.atomic import write_text, writing
 from hltrun.framework.destinations import printing, reading
 from hltrun.framework.errors import HltError, one_line, printable
-from hltrun.framework.resources import unreadable_reason
+from hltrun.framework.resources import unreadable_reason, user_path
 from hltrun.framework.provenance import differences
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
@@ -582,9 +582,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="hltdiff", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
         description="Compare hltrun outputs event by event (CMSSW hltDiff: -o/-n, -O/-N, -m, -p, -j, -c, -r, -F, -d, -q, -v).",
         usage="hltdiff OLD.root NEW.root [options]\n       hltdiff -o OLD1.root [OLD2.root ...] -n NEW1.root [...] [options]")
-    ap.add_argument("files", nargs="*", type=Path, help="OLD and NEW output (one file per side)")
-    ap.add_argument("-o", "--old-files", nargs="+", type=Path, metavar="FILE", help="old (reference) output file(s)")
-    ap.add_argument("-n", "--new-files", nargs="+", type=Path, metavar="FILE", help="new output file(s)")
+    ap.add_argument("files", nargs="*", type=user_path, help="OLD and NEW output (one file per side)")
+    ap.add_argument("-o", "--old-files", nargs="+", type=user_path, metavar="FILE", help="old (reference) output file(s)")
+    ap.add_argument("-n", "--new-files", nargs="+", type=user_path, metavar="FILE", help="new output file(s)")
     ap.add_argument("-O", "--old-process", default="", metavar="PROCESS",
                     help="process of the old trigger results: every old file must have been written by it "
                          "(its 'process:'); named in the JSON and DQM file names")

@@ -44,16 +44,21 @@ def require_dask() -> None:
 
 def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
     """Open the inputs once on the client (no module is built) and split them into units."""
+    from ..process import source_consumed
+
     opts = cfg.options
     try:
         inputs = cfg.source.cls.plan_inputs(cfg.source.params, None if opts.maxEvents < 0
-                                            else opts.skipEvents + opts.maxEvents)
+                                            else opts.skipEvents + opts.maxEvents, source_consumed(cfg))
     except NotImplementedError as exc:
         raise ConfigError(f"options.executor.type=dask: {exc}") from None
     # the file the client checked, not whatever a worker finds at that relative name in its own folder
     inputs = [(name if remote_url(name) else os.path.abspath(name), n) for name, n in inputs]
-    units = plan_units(inputs, opts.skipEvents, None if opts.maxEvents < 0 else opts.maxEvents,
-                       opts.executor.eventsPerTask)
+    limit = None if opts.maxEvents < 0 else opts.maxEvents
+    # duplicates over the whole job, as a local run finds them: a check inside each unit alone misses
+    # those whose first copy is in another unit (another file, or another part of the same file)
+    duplicates = cfg.source.cls.plan_duplicates(cfg.source.params, inputs, opts.skipEvents, limit)
+    units = plan_units(inputs, opts.skipEvents, limit, opts.executor.eventsPerTask, duplicates)
     total = sum(n for _, n in inputs)
     accounting = {"files": len(inputs), "entries_in_files": total, "skipped": min(opts.skipEvents, total)}
     return units, accounting

@@ -491,12 +491,18 @@ def inline_local_functions(model: Any) -> Any:
 
 
 def model_has_ops(path: Path, ops: Iterable[str]) -> bool:
-    """Whether an ONNX file has a node of one of ``ops``, looked up in its bytes (a NodeProto's op_type is
-    field 4: tag 0x22, its length, the name), so that asking costs no onnx import and no parse."""
+    """Whether an ONNX file has a node of one of ``ops`` (``ops_in_model``)."""
+    return bool(ops_in_model(path, ops))
+
+
+def ops_in_model(path: Path, ops: Iterable[str]) -> tuple[str, ...]:
+    """Those of ``ops`` an ONNX file has a node of, looked up in its bytes (a NodeProto's op_type is field 4:
+    tag 0x22, its length, the name), so that asking costs no onnx import and no parse; a message can then
+    name the op the model really has."""
     import mmap
 
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return any(data.find(b"\x22" + bytes([len(op)]) + op.encode()) >= 0 for op in ops)
+        return tuple(op for op in ops if data.find(b"\x22" + bytes([len(op)]) + op.encode()) >= 0)
 
 
 # ops that quantise their input with one scale from the whole call: ``quantize_dynamic``'s, and the fused ones
@@ -509,7 +515,12 @@ def quantises_per_call(path: Path) -> bool:
     """Whether an ONNX model quantises activations per call (``PER_CALL_QUANT_OPS``, onnxruntime's
     ``quantize_dynamic``: one int8 scale from every jet of the call), so that a jet's score depends on the
     other jets of the call."""
-    return path.suffix == ".onnx" and model_has_ops(path, PER_CALL_QUANT_OPS)
+    return bool(per_call_quant_ops(path))
+
+
+def per_call_quant_ops(path: Path) -> tuple[str, ...]:
+    """The ``PER_CALL_QUANT_OPS`` an ONNX model has (none for another format): what a refusal names."""
+    return ops_in_model(path, PER_CALL_QUANT_OPS) if path.suffix == ".onnx" else ()
 
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:

@@ -8,6 +8,7 @@ and per chunk.
 from __future__ import annotations
 
 from operator import attrgetter
+from typing import Any, Iterator
 
 import awkward as ak
 import numpy as np
@@ -17,6 +18,7 @@ from hltrun.framework.event import ID_MAX, EventID
 
 from ..duplicates import keys
 from .chunk import Chunk
+from .tree import columns
 from .parameters import JetBranches
 
 _RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgetter("event")
@@ -82,13 +84,33 @@ def event_ids(arrays: ak.Array, b: JetBranches, path: str, first_entry: int
               ) -> tuple[list[EventID], np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """A chunk's EventIDs, their duplicate-check keys (None without an event branch) and its (run, lumi,
     event) arrays; an absent id branch counts as run 1, lumi 1, event entry number + 1."""
-    n = len(arrays)
-    columns = id_columns(arrays, b, path, first_entry)
-    run = columns.get("run", np.ones(n, np.uint64))
-    lumi = columns.get("luminosityBlock", np.ones(n, np.uint64))
-    evt = columns.get("event", np.arange(first_entry + 1, first_entry + n + 1, dtype=np.uint64))
+    run, lumi, evt = _id_arrays(arrays, b, path, first_entry)
     ids = [EventID(r, l, e) for r, l, e in zip(run.tolist(), lumi.tolist(), evt.tolist())]
     return ids, (keys(run, lumi, evt) if b.event else None), (run, lumi, evt)  # entry numbers are no event ids
+
+
+def _id_arrays(arrays: ak.Array, b: JetBranches, path: str, first_entry: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(arrays)
+    found = id_columns(arrays, b, path, first_entry)
+    return (found.get("run", np.ones(n, np.uint64)), found.get("luminosityBlock", np.ones(n, np.uint64)),
+            found.get("event", np.arange(first_entry + 1, first_entry + n + 1, dtype=np.uint64)))
+
+
+def id_keys(tree: Any, b: JetBranches, path: str, start: int, stop: int, step: int
+            ) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(entries, duplicate-check keys or None) of entries ``start``..``stop`` of ``tree``, chunk by chunk,
+    reading the id branches only: the keys ``event_ids`` gives the event loop for the same entries, for the
+    Dask client's job-wide duplicate check (``RootJetSource.plan_duplicates``)."""
+    names = [n for n in (b.run, b.luminosityBlock, b.event) if n and n in tree]
+    if not b.event:
+        yield stop - start, None
+        return
+    for at in range(start, stop, step):
+        end = min(stop, at + step)
+        arrays = tree.arrays(names, entry_start=at, entry_stop=end, library="ak") if names \
+            else ak.Array(np.zeros(end - at))  # no id branch: the entry numbers, as event_ids counts them
+        yield end - at, keys(*_id_arrays(columns(tree, arrays, names) if names else arrays, b, path, at))
 
 
 def event_id_arrays(chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

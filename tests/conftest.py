@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import textwrap
 from collections.abc import Iterator
@@ -106,6 +107,19 @@ def write_nested(path: Path, events: list[dict]) -> Path:
     with uproot.recreate(path) as f:
         f["Events"] = branches
     return path
+
+
+@pytest.fixture(autouse=True)
+def hltrun_logger_as_found() -> Iterator[None]:
+    """hltrun's logger as each test found it: a CLI run sets its own handler on the stderr of that moment
+    and stops propagation, so a later test's ``caplog`` saw none of hltrun's lines (and a handler left on
+    a captured stream wrote to a closed file): which tests failed depended on the order they ran in."""
+    log = logging.getLogger("hltrun")
+    handlers, level, propagate = list(log.handlers), log.level, log.propagate
+    yield
+    log.handlers[:] = handlers
+    log.setLevel(level)
+    log.propagate = propagate
 
 
 @pytest.fixture(scope="session", autouse=True)

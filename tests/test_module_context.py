@@ -6,6 +6,7 @@ the source's planning interface, not a source begun with a fabricated job."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,8 @@ def test_the_planner_asks_the_source_for_its_inputs_without_a_job(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(RootJetSource, "begin_job", lambda *a: pytest.fail("the planner began a source"))
         units, accounting = plan(cfg)
-    assert [(u.file, u.start, u.stop) for u in units] == [(f, 0, n) for f, n in
+    # units carry the path the client checked, absolute: a worker started in another folder reads that file
+    assert [(u.file, u.start, u.stop) for u in units] == [(os.path.abspath(f), 0, n) for f, n in
                                                           RootJetSource.plan_inputs(cfg.source.params, None)]
     planned = RootJetSource.plan_inputs(cfg.source.params, None)
     begun = RootJetSource("source", cfg.source.params)

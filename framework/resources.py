@@ -46,16 +46,22 @@ def user_path(path: str | os.PathLike[str]) -> Path:
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # root://host//f.root, https://..., s3://...
-_FILE_URL = re.compile(r"file://(localhost)?(/.*)", re.IGNORECASE | re.DOTALL)  # RFC 8089: no host is this one
+_FILE_URL = re.compile(r"//(localhost)?(/.*)", re.IGNORECASE | re.DOTALL)  # RFC 8089: no host is this one
 
 
 def local_file_url(path: str | os.PathLike[str]) -> str | None:
-    """The local path a ``file:///abs/f.root`` (or ``file://localhost/abs/f.root``) URL names; else None.
-    uproot reads such a URL as the local file, so hltrun does too, for reading and writing alike; the
-    path is taken as written (no %-decoding, as uproot). ``file://otherhost/...`` stays a remote URL."""
+    """The local path a ``file:`` name gives: ``file:///abs/f.root`` and ``file://localhost/abs/f.root``
+    (URLs, as uproot reads them), ``file:/abs/f.root`` and ``file:f.root`` (CMSSW's prefix of a local
+    file, as cmsRun configurations and file lists write it); else None. One rule for reading and writing
+    alike, the path taken as written (no %-decoding, as uproot); ``file://otherhost/...`` stays remote."""
     text = os.fspath(path)
-    match = _FILE_URL.fullmatch(text) if isinstance(text, str) else None
-    return match.group(2) if match else None
+    if not isinstance(text, str) or text[:5].lower() != "file:":
+        return None
+    rest = text[5:]
+    if rest.startswith("//"):
+        match = _FILE_URL.fullmatch(rest)
+        return match.group(2) if match else None
+    return rest or None
 
 
 def remote_url(path: str | os.PathLike[str]) -> str | None:

@@ -901,3 +901,18 @@ def test_a_file_url_of_another_host_stays_remote(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModuleError, match="--job-report: file://elsewhere/x.xml is a remote URL"):
         check_file_destination("file://elsewhere/x.xml", "--job-report")
+
+
+@pytest.mark.parametrize("name, local", [("file:///d/x.root", "/d/x.root"), ("file://localhost/d/x.root", "/d/x.root"),
+                                         ("FILE:///d/x.root", "/d/x.root"), ("file:/d/x.root", "/d/x.root"),
+                                         ("file:x.root", "x.root"), ("file://elsewhere/d/x.root", None),
+                                         ("file:", None), ("root://host//d/x.root", None), ("x.root", None)])
+def test_one_rule_for_a_local_file_name_with_a_file_prefix(name, local) -> None:
+    """URLs (RFC 8089, as uproot reads them) and CMSSW's ``file:`` prefix of a local file name one path,
+    for inputs, file lists and outputs alike (two rules, one per reader, disagreed on ``file:x.root``)."""
+    from hltrun.framework.resources import local_file_url, remote_url
+    from hltrun.modules.source.file_list import local_name
+
+    assert local_file_url(name) == local
+    assert local_name(name) == (local or name)
+    assert (remote_url(name) is None) == (local is not None or "://" not in name)

@@ -11,22 +11,18 @@ import os
 from pathlib import Path
 
 from hltrun.framework.errors import ConfigError, SourceError
-from hltrun.framework.resources import glob_files, remote_url, user_path
+from hltrun.framework.resources import glob_files, local_file_url, remote_url, user_path
 
 # a text file listing input files, one per line, as CMSSW's FileUtils.loadListFromFile reads them
 LIST_SUFFIXES = (".txt", ".list")
+
+
 # CMSSW's name of a local file (a PFN: ``file:/data/x.root``, ``file:x.root``, ``file:///data/x.root``), as a
 # cmsRun configuration and its file lists give every local file (a bare ``/store/...`` is a logical name)
-LOCAL_PREFIX = "file:"
-
-
 def local_name(entry: str) -> str:
-    """``entry`` without CMSSW's ``file:`` prefix: the local path it names (``file:///d/x.root``: ``/d/x.root``).
+    """``entry`` without CMSSW's ``file:`` prefix (``resources.local_file_url``): the local path it names.
     Taken as written it was "not found: file:/d/x.root", or refused as a remote URL (``file:///``)."""
-    if not entry.startswith(LOCAL_PREFIX):
-        return entry
-    path = entry[len(LOCAL_PREFIX):]
-    return path[2:] if path.startswith("///") else path
+    return local_file_url(entry) or entry
 
 
 def input_files(entries: "list[str]") -> list[str]:

@@ -330,7 +330,11 @@ def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
                 centres = np.sqrt(e[:-1] * e[1:])
                 sel = counts[lo:hi] > 0
                 ax.plot(centres[sel], counts[lo:hi][sel], "o", color=_NORMAL, label="events (count per bin)")
+                won = passed[lo:hi] > 0
+                if won.any():
+                    ax.plot(centres[won], passed[lo:hi][won], "x", ms=9, color=_HIGHLIGHT, label="passed (count per bin)")
                 ax.set_ylim(0, counts.max() + 1)
+                ax.yaxis.get_major_locator().set_params(integer=True)  # counts of a few events
             else:
                 ax.stairs(counts[lo:hi], e, color=_NORMAL, lw=1.5, label="all events")
                 ax.stairs(passed[lo:hi], e, color=_HIGHLIGHT, fill=True, alpha=0.35,

@@ -194,3 +194,19 @@ def test_few_events_are_not_drawn_as_a_distribution(tmp_path):
     check_against_output(doc, arrays, event_scores(arrays), cut)
     section = page[page.index("<h2>Anomaly score and cut</h2>"):]
     assert re.search(r"only 20 events: too few for a distribution", section)
+
+
+def test_page_says_no_events_and_a_cut_off_the_log_axis():
+    pytest.importorskip("matplotlib")
+    from hltrun.framework.report.html import _score_sections
+
+    empty = from_counters({"threshold": None, "score_hist_of": "score"})
+    assert empty["events"] == 0 and empty["fraction_passed"] is None
+    h = ScoreHistogram()
+    for v in (0.5, 2.0, -1.0):
+        h.fill(v, v > 0)
+    at_zero = from_counters({"threshold": 0.0, "score_hist_of": "score", **h.counters()})
+    page = "\n".join(_score_sections({"f": empty, "g": at_zero}))
+    assert "f: ran on no events." in page
+    assert "g: the cut (0.0) is not on the plot's log axis" in page and "≤ 0: 1" in page
+    assert "g: only 3 events: too few for a distribution" in page and "2 / 3 = 66.7 %" in page

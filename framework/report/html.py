@@ -375,8 +375,15 @@ def _score_sections(histograms: dict[str, dict[str, Any]]) -> list[str]:
         if few:
             out.append(f'<p class="bad">{html.escape(label)}: only {n} events: too few for a distribution '
                        f"(fewer than {FEW_EVENTS}); each filled bin is marked with its count.</p>")
+        if n == 0:
+            out.append(f"<p>{html.escape(label)}: ran on no events.</p>")
+            continue
         if scored > 0:
             out.append(_score_plot(label, h, few))
+        cut = h.get("cut")
+        if not (isinstance(cut, (int, float)) and cut > 0):
+            out.append(f"<p>{html.escape(label)}: the cut ({cut}) is not on the plot's log axis: every positive "
+                       f"score is above it.</p>")
         outside = [f"{_OUTSIDE_TEXT[k]}: {h[k]:,}" for k in _OUTSIDE_TEXT if h.get(k)]
         out.append(f"<p>{html.escape(label)}: above the cut {html.escape(_fraction_text(h))} "
                    f"of the events it ran on" + (f"; outside the bins: {html.escape(', '.join(outside))}" if outside

@@ -162,3 +162,15 @@ def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,
 def rates_per_lumi(patterns: TriggerPatterns, input_rate_hz: float) -> dict[tuple[int, int], MenuRates]:
     """The menu's rates lumi section by lumi section (the rate-monitoring view)."""
     return {key: menu_rates(patterns, input_rate_hz, [key]) for key in sorted(patterns.by_lumi)}
+
+
+def wilson_interval(k: int, n: int, z: float = 1.0) -> tuple[float, float]:
+    """The Wilson score interval of an efficiency k/n (z = 1: 68.3 %). Not the binomial sqrt(p(1-p)/n), which
+    is zero wide at 0 and 1 (an efficiency known exactly from any number of events); closed form, so no
+    scipy for the report. (nan, nan) for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return min(max(centre - half, 0.0), p), max(min(centre + half, 1.0), p)  # it holds p: rounding cannot move it out

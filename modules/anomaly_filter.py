@@ -13,6 +13,7 @@ from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import InputTag
+from hltrun.framework.score_histogram import QUANTITY_KEY, RATIO, SCORE, ScoreHistogram
 
 from .products import JetScores, is_all_valid
 from .working_point import PT_BINNED_KEY, PtBinnedCuts, PtCutFunction, PtCuts
@@ -91,6 +92,8 @@ class AnomalyScoreFilter(Filter):
         self._key = f"bkg_eff_{params.background_efficiency}"
         self.binned: PtCuts | None = None  # the pT-dependent cuts (working_point: vs_leading_jet_pt)
         self._record_cut: Callable[[Mapping[str, Any]], None] | None = None  # ModuleContext.record_cut
+        # the value cut on, per event, in fixed bins (the reports' score distribution with the cut)
+        self.score_hist = ScoreHistogram()
 
     @classmethod
     def check_config(cls, label: str, params: AnomalyFilterParameters, inputs: Mapping[str, "ProductInfo"]) -> None:
@@ -204,17 +207,30 @@ class AnomalyScoreFilter(Filter):
                 if False in ok:
                     values = [v for v, keep in zip(values, ok) if keep]
             if not values:
-                self.no_score_events += 1
-                return False
-            value = self._py_reduce(values)
-            return not math.isnan(value) and value > (self.threshold if self.binned is None else self._cut(scores))
+                return self._no_score()
+            return self._decide(self._py_reduce(values), scores)
         if scores.valid is not None:
             s = s[scores.valid]
         if len(s) == 0:
-            self.no_score_events += 1
-            return False
-        value = float(self._reduce(s))
-        return not math.isnan(value) and value > self._cut(scores)
+            return self._no_score()
+        return self._decide(float(self._reduce(s)), scores)
+
+    def _decide(self, value: float, scores: JetScores) -> bool:
+        """``value > cut`` (strict; NaN fails), counted in the score histogram (score / cut with a
+        pT-dependent cut)."""
+        if self.binned is None:
+            passed = value > self.threshold  # False for NaN
+            self.score_hist.fill(value, passed)
+        else:
+            cut = self._cut(scores)
+            passed = value > cut
+            self.score_hist.fill_ratio(value, cut, passed)
+        return passed
+
+    def _no_score(self) -> bool:
+        self.no_score_events += 1
+        self.score_hist.no_score()
+        return False
 
     def _cut(self, scores: JetScores) -> float:
         if self.binned is None:
@@ -230,7 +246,8 @@ class AnomalyScoreFilter(Filter):
 
     def summary(self) -> dict:
         out = {"threshold": self.threshold, "model": self.model_id, "reduce": self.params.reduce,
-               "events_without_score": self.no_score_events}
+               "events_without_score": self.no_score_events, QUANTITY_KEY: SCORE if self.binned is None else RATIO}
         if self.binned is not None:
             out.update(working_point=PT_BINNED_KEY, **self.binned.describe(self._key))
+        out.update(self.score_hist.counters())
         return out

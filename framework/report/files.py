@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..atomic import together
+from ..score_histogram import score_histograms
 from ..service import Service
 from ..summary import JobSummary
 from .html import write_html
@@ -34,6 +35,9 @@ def write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]
 def _write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service]) -> tuple[list[Path], str | None]:
     """The files, hltrun.json first, and the place where hltrun.json fails its schema (None: it follows it)."""
     doc: dict[str, Any] = {"schema": "hltrun-report/1", "job": summary.to_dict(), "services": {}}
+    histograms = score_histograms(summary.module_summaries)
+    if histograms:  # each trigger filter's cut value, binned, with the cut (framework/score_histogram.py)
+        doc["score_histograms"] = histograms
     written: list[Path] = []
     # per-module allocations one service measured (Memory's memray capture) for another's file (resources.json)
     allocations = next((a for s in services if (a := getattr(s, "module_allocations", lambda: None)())), None)

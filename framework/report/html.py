@@ -23,6 +23,7 @@ import numpy as np
 
 from ..extras import install_hint
 from ..provenance import variants_line
+from ..score_histogram import score_histograms
 from .text import text_report
 from .timereport import made_copies
 from .writing import atomic_write_text
@@ -293,6 +294,103 @@ def _batching_html(batching: dict[str, Any]) -> str:
                      "failed"], rows))
 
 
+# ------------------------------------------------------------------------ the anomaly score and its cut
+# Why: rates alone do not say how much margin a cut has; a cut in the steep tail of the distribution moves
+# the rate with a small change of the score (another engine, a retrained model). Rendered from hltrun.json's
+# ``score_histograms`` entries (framework/score_histogram.py).
+_OUTSIDE_TEXT = {"underflow": "below 1e-6", "overflow": "at or above 1e6", "nonpositive": "≤ 0", "nan": "NaN",
+                 "no_score": "no scored jet", "cut_nonpositive": "cut ≤ 0"}
+
+
+def _fraction_text(h: dict[str, Any]) -> str:
+    """``k / n = f % (+hi −lo %)``: the fraction above the cut with its binomial (Wilson, 68 %) interval."""
+    k, n, f = h["events_passed"], h["events"], h["fraction_passed"]
+    if not n:
+        return "no events"
+    lo, hi = h["fraction_interval_68"]
+    return f"{k:,} / {n:,} = {100 * f:.3g} % (+{100 * (hi - f):.2g} −{100 * (f - lo):.2g} %, 68 % CL)"
+
+
+def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
+    edges = np.asarray(h["edges"])
+    counts, passed = np.asarray(h["counts"]), np.asarray(h["passed"])
+    ratio = h["quantity"] != "score"
+    cut = h.get("cut")
+    filled = np.flatnonzero(counts)
+    with _style():
+        fig = _figure(9.0, 4.2)
+        ax = fig.add_subplot()
+        if len(filled):
+            lo, hi = max(filled[0] - 2, 0), min(filled[-1] + 3, len(counts))
+            if isinstance(cut, (int, float)) and cut > 0:  # the cut in view even far from every event
+                c = int(np.searchsorted(edges, cut, side="right")) - 1
+                lo, hi = min(lo, max(c - 2, 0)), max(hi, min(c + 3, len(counts)))
+            e = edges[lo:hi + 1]
+            if few:  # a handful of events draws no shape: one mark per filled bin, its count
+                centres = np.sqrt(e[:-1] * e[1:])
+                sel = counts[lo:hi] > 0
+                ax.plot(centres[sel], counts[lo:hi][sel], "o", color=_NORMAL, label="events (count per bin)")
+                won = passed[lo:hi] > 0
+                if won.any():
+                    ax.plot(centres[won], passed[lo:hi][won], "x", ms=9, color=_HIGHLIGHT, label="passed (count per bin)")
+                ax.set_ylim(0, counts.max() + 1)
+                ax.yaxis.get_major_locator().set_params(integer=True)  # counts of a few events
+            else:
+                ax.stairs(counts[lo:hi], e, color=_NORMAL, lw=1.5, label="all events")
+                ax.stairs(passed[lo:hi], e, color=_HIGHLIGHT, fill=True, alpha=0.35,
+                          label=f"passed: {_fraction_text(h)}")
+                ax.set_yscale("log")
+            ax.set_xlim(e[0], e[-1])
+        if isinstance(cut, (int, float)) and cut > 0:
+            ax.axvline(cut, color=_BUDGET, lw=2.5, label=("cut (score = cut)" if ratio else f"cut {cut:.6g}"))
+        ax.set_xscale("log")
+        ax.set_xlabel("event score / its pT-dependent cut" if ratio else "event score (reduced over its jets)")
+        ax.set_ylabel("events per bin")
+        ax.legend(fontsize="small")
+        what = "score / cut" if ratio else "score"
+        if few:
+            ax.set_title(f"{label}: {what} of the {h['events']} events (too few for a distribution); "
+                         f"passed {h['events_passed']}")
+        else:
+            ax.set_title(f"{label}: {what} distribution, {h['events']:,} events")
+        return img(fig, f"{label}: distribution of the {what} with the cut")
+
+
+def _score_sections(histograms: dict[str, dict[str, Any]]) -> list[str]:
+    """The section's HTML parts (nothing when no filter histogrammed its cut value)."""
+    if not histograms:
+        return []
+    out = ["<h2>Anomaly score and cut</h2>",
+           "<p>The value each trigger filter cuts on, per event, in fixed log bins (20 per decade); an event "
+           "passes when it is above the cut (strictly). Shaded: the events the filter accepted, so the cut's "
+           "own bin is split as the filter decided. A cut in a steep part of the distribution moves the "
+           "rate with small changes of the score.</p>"]
+    for label, h in histograms.items():
+        n = h["events"]
+        few = 0 < n < FEW_EVENTS
+        scored = n - h["no_score"]
+        if h["quantity"] != "score":
+            out.append(f"<p>{html.escape(label)}: the cut depends on the leading jet's pT, so the plot shows each "
+                       f"event's score divided by its own cut; the cut is at 1.</p>")
+        if few:
+            out.append(f'<p class="bad">{html.escape(label)}: only {n} events: too few for a distribution '
+                       f"(fewer than {FEW_EVENTS}); each filled bin is marked with its count.</p>")
+        if n == 0:
+            out.append(f"<p>{html.escape(label)}: ran on no events.</p>")
+            continue
+        if scored > 0:
+            out.append(_score_plot(label, h, few))
+        cut = h.get("cut")
+        if not (isinstance(cut, (int, float)) and cut > 0):
+            out.append(f"<p>{html.escape(label)}: the cut ({cut}) is not on the plot's log axis: every positive "
+                       f"score is above it.</p>")
+        outside = [f"{_OUTSIDE_TEXT[k]}: {h[k]:,}" for k in _OUTSIDE_TEXT if h.get(k)]
+        out.append(f"<p>{html.escape(label)}: above the cut {html.escape(_fraction_text(h))} "
+                   f"of the events it ran on" + (f"; outside the bins: {html.escape(', '.join(outside))}" if outside
+                                               else "") + ".</p>")
+    return out
+
+
 # ------------------------------------------------------------------------ the page
 
 def _quality_sections(s: "JobSummary") -> list[str]:
@@ -386,6 +484,7 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
                         f"was re-run: {html.escape(r['reason'])}</p>")
     body += _quality_sections(s)
     body += _inference_section(s)
+    body += _score_sections(score_histograms(s.module_summaries))
     for service in services:
         sections = getattr(service, "html_sections", None)
         if sections is None:

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..rates import LUMI_SECTION_S, MenuRates, Rate, TriggerPatterns, menu_rates, rates_per_lumi
+from ..rates import LUMI_SECTION_S, MenuRates, Rate, TriggerPatterns, menu_rates, rates_per_lumi, wilson_interval
 from ..config import SOURCE_LABEL
 from ..service import Service
 
@@ -138,18 +138,6 @@ class TriggerRates(Service):
             parts.append(img(fig, "rate per lumi section"))
         parts += _turn_on_plots(summary)
         return [("Rates", "\n".join(parts))]
-
-
-def wilson_interval(k: int, n: int, z: float = 1.0) -> tuple[float, float]:
-    """The Wilson score interval of an efficiency k/n (z = 1: 68.3 %). Not the binomial sqrt(p(1-p)/n), which
-    is zero wide at 0 and 1 (an efficiency known exactly from any number of events); closed form, so no
-    scipy for the report. (nan, nan) for n = 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    p, z2 = k / n, z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return min(max(centre - half, 0.0), p), max(min(centre + half, 1.0), p)  # it holds p: rounding cannot move it out
 
 
 def _turn_on_plots(summary: "JobSummary") -> list[str]:

@@ -109,17 +109,24 @@ def write_nested(path: Path, events: list[dict]) -> Path:
     return path
 
 
+_HLTRUN_LOG = logging.getLogger("hltrun")
+_PRISTINE_LOG = (list(_HLTRUN_LOG.handlers), _HLTRUN_LOG.level, _HLTRUN_LOG.propagate)  # as the session began
+
+
 @pytest.fixture(autouse=True)
 def hltrun_logger_as_found() -> Iterator[None]:
-    """hltrun's logger as each test found it: a CLI run sets its own handler on the stderr of that moment
+    """hltrun's logger as the session found it, before and after each test: a CLI run (in a test, or in a
+    module-scoped fixture, which runs before this one) sets its own handler on the stderr of that moment
     and stops propagation, so a later test's ``caplog`` saw none of hltrun's lines (and a handler left on
     a captured stream wrote to a closed file): which tests failed depended on the order they ran in."""
-    log = logging.getLogger("hltrun")
-    handlers, level, propagate = list(log.handlers), log.level, log.propagate
+    def pristine() -> None:
+        _HLTRUN_LOG.handlers[:] = _PRISTINE_LOG[0]
+        _HLTRUN_LOG.setLevel(_PRISTINE_LOG[1])
+        _HLTRUN_LOG.propagate = _PRISTINE_LOG[2]
+
+    pristine()
     yield
-    log.handlers[:] = handlers
-    log.setLevel(level)
-    log.propagate = propagate
+    pristine()
 
 
 @pytest.fixture(scope="session", autouse=True)

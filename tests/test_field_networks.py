@@ -306,6 +306,30 @@ def test_missing_external_data_is_the_same_line_on_every_engine(engine, tmp_path
                                f"data), which is not there: copy it next to the model")
 
 
+@pytest.mark.parametrize("where", ("absolute", "parent"))
+def test_missing_external_data_named_outside_the_models_folder_is_one_line(where, tmp_path):
+    """A location that is not a plain name beside the model (absolute, as a hand-edited or copied model may
+    have it; ``../``): until 2026-12-07 the check itself failed, "ValueError: '/x/w.data' is not in the
+    subpath of ...", instead of naming the missing file."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import create_backend
+
+    (tmp_path / "model").mkdir()
+    path = _external_data_model(tmp_path / "model" / "m.onnx")
+    location = str(tmp_path / "gone" / "w.data") if where == "absolute" else "../gone/w.data"
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(model, str(path))
+    with pytest.raises(ModuleError) as info:
+        create_backend("onnxruntime", path).load()
+    line = str(info.value)
+    assert "\n" not in line and line.startswith(f"onnxruntime: model {path} keeps its weights in {location!r} (ONNX ")
+    assert "which is not there" in line and "beside it (ONNX" not in line
+
+
 @pytest.mark.parametrize("engine", TRANSLATED)
 def test_isnan_of_scaled_dot_product_attention_matches_onnxruntime(engine, tmp_path):
     """``F.scaled_dot_product_attention`` with a padding mask exports (TorchScript, and dynamo at opset 18)

@@ -92,7 +92,9 @@ def merge_counters(a: Any, b: Any) -> Any:
 def add_stream_summary(merged: dict[str, Any], own: dict[str, Any]) -> None:
     """One stream instance's ``summary()`` into ``merged`` (the module's, over the process's streams):
     top-level integers add up, any other value is a setting and the latest stream's stays, except
-    that ``GAUGES`` dicts inside it keep the largest value any stream read."""
+    that ``GAUGES`` dicts inside it keep the largest value any stream read, and a None (a setting a stream
+    had not learnt: a filter that takes its cut from the first scores and saw no event) does not replace
+    a known one, as ``merge_counters`` keeps the first unit's known setting."""
     for key, value in own.items():
         mine = merged.get(key)
         if mine is not None and isinstance(value, int) and not isinstance(value, bool):
@@ -102,7 +104,10 @@ def add_stream_summary(merged: dict[str, Any], own: dict[str, Any]) -> None:
 
 
 def _latest_with_gauges(old: Any, new: Any) -> Any:
-    """``new`` (the latest stream's setting), with each ``GAUGES`` dict in it merged with ``old``'s."""
+    """``new`` (the latest stream's setting), with each ``GAUGES`` dict in it merged with ``old``'s;
+    ``old`` where ``new`` is None."""
+    if new is None:
+        return old
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return new
     return {key: merge_gauges(old.get(key), value) if key in GAUGES else _latest_with_gauges(old.get(key), value)

@@ -246,7 +246,9 @@ class AnomalyScoreFilter(Filter):
 
     def summary(self) -> dict:
         out = {"threshold": self.threshold, "model": self.model_id, "reduce": self.params.reduce,
-               "events_without_score": self.no_score_events, QUANTITY_KEY: SCORE if self.binned is None else RATIO}
+               "events_without_score": self.no_score_events,
+               # from the settings, not self.binned: a stream that saw no event has not adopted lazy cuts yet
+               QUANTITY_KEY: RATIO if self.params.working_point == PT_BINNED_KEY else SCORE}
         if self.binned is not None:
             out.update(working_point=PT_BINNED_KEY, **self.binned.describe(self._key))
         out.update(self.score_hist.counters())

@@ -111,6 +111,17 @@ GATHER_ELEMENTS = [  # (id, nodes, initializers): x is (2, 5, 3) float32
                           helper.make_node("Slice", ["x", "zero", "two", "last"], ["x2"]),  # (2, 5, 2)
                           helper.make_node("GatherElements", ["x2", "idx"], ["y"], axis=1)],
      [_i64("k", [2]), _i64("zero", [0]), _i64("two", [2]), _i64("last", [2])]),
+    # ONNX allows int32 indices (torch's take_along_dim takes int64 only: refused until 2026-12-07); drawn
+    # from its own generator: a draw from RNG would change every later model's weights
+    ("static-int32", [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=1)],
+     [numpy_helper.from_array(np.random.default_rng(5).integers(-5, 5, size=(2, 4, 3)).astype(np.int32), "i")]),
+    ("topk-int32-negative", [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+                             helper.make_node("MatMul", ["x", "xt"], ["d"]),
+                             helper.make_node("TopK", ["d", "k"], ["v", "idx"], axis=2),
+                             helper.make_node("Sub", ["idx", "five"], ["neg"]),  # -5..-1: from the end
+                             helper.make_node("Cast", ["neg"], ["i32"], to=TensorProto.INT32),
+                             helper.make_node("GatherElements", ["x", "i32"], ["y"], axis=1)],
+     [_i64("k", [3]), _i64("five", [5])]),
 ]
 
 
@@ -294,6 +305,30 @@ def test_missing_external_data_is_the_same_line_on_every_engine(engine, tmp_path
         create_backend(engine, path).load()
     assert str(info.value) == (f"{engine}: model {path} keeps its weights in 'ext.onnx.data' beside it (ONNX external "
                                f"data), which is not there: copy it next to the model")
+
+
+@pytest.mark.parametrize("where", ("absolute", "parent"))
+def test_missing_external_data_named_outside_the_models_folder_is_one_line(where, tmp_path):
+    """A location that is not a plain name beside the model (absolute, as a hand-edited or copied model may
+    have it; ``../``): until 2026-12-07 the check itself failed, "ValueError: '/x/w.data' is not in the
+    subpath of ...", instead of naming the missing file."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import create_backend
+
+    (tmp_path / "model").mkdir()
+    path = _external_data_model(tmp_path / "model" / "m.onnx")
+    location = str(tmp_path / "gone" / "w.data") if where == "absolute" else "../gone/w.data"
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(model, str(path))
+    with pytest.raises(ModuleError) as info:
+        create_backend("onnxruntime", path).load()
+    line = str(info.value)
+    assert "\n" not in line and line.startswith(f"onnxruntime: model {path} keeps its weights in {location!r} (ONNX ")
+    assert "which is not there" in line and "beside it (ONNX" not in line
 
 
 @pytest.mark.parametrize("engine", TRANSLATED)

@@ -87,6 +87,25 @@ def test_score_over_cut_and_cuts_without_a_ratio():
     assert out["events"] == 5 and out["events_passed"] == 3
 
 
+@pytest.mark.parametrize("working_point", ["inclusive", "vs_leading_jet_pt"])
+def test_a_stream_that_saw_no_event_keeps_the_cut_and_the_quantity(working_point):
+    """A filter fed by a producer that publishes no model takes its cut from the first scores: a stream
+    instance that got no event (few events, a prescaled path) has none. Until 2026-12-07 the last stream's
+    summary won: the histogram said ``cut: null`` (and ``quantity: "score"`` for score / cut values)."""
+    from tests.test_anomaly_filter import binned_card, decide_pt, make
+
+    busy, idle = make(working_point=working_point), make(working_point=working_point)
+    assert decide_pt(busy, [1.5], [650.0]) is True  # the inclusive cut 0.5; the pT-binned one 1.0 (600-700 GeV)
+    merged: dict = {}
+    for stream in (busy, idle):  # the event loop's order: every instance of the label, the idle one last
+        add_stream_summary(merged, stream.summary())
+    h = from_counters(merged)
+    ratio = working_point == "vs_leading_jet_pt"
+    assert h["quantity"] == ("score / cut" if ratio else "score")
+    assert h["cut"] == (1.0 if ratio else binned_card()["bkg_eff_1e-2"])
+    assert merged["model"] == "m" and h["events"] == h["events_passed"] == 1
+
+
 # ------------------------------------------------------------------------ end to end
 
 

@@ -141,6 +141,23 @@ def test_nested_layout_needs_doubly_jagged(counts_file):
         read_all([counts_file], layout="nested")
 
 
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_plan_duplicates_of_a_file_with_a_corrupt_id_basket(tmp_path, skip_bad):
+    """The Dask client reads every id to find the job's duplicates: a corrupt basket of the event branch in
+    the middle of a file (begin_job's check reads the first and the last) gave "internal error:
+    DecompressionError: lzma data error", exit 1, naming no file, even with skipBadFiles (a local run skips
+    the file). Now the event loop's line (exit 3), or with skipBadFiles the ids read before it."""
+    from tests.test_source_decompression import _corrupt_basket, write_baskets
+
+    bad = _corrupt_basket(write_baskets(tmp_path / "bad.root", make_events(200, seed=2), per_basket=40), "event", 2)
+    p = build(RootJetSourceParameters, {"files": [str(bad)], "skipBadFiles": skip_bad, "chunk_size": 40}, "source")
+    if not skip_bad:
+        with pytest.raises(SourceError, match=rf"^source: failed to read {bad} entries 80-120: DecompressionError"):
+            RootJetSource.plan_duplicates(p, [(str(bad), 200)], 0, None)
+    else:
+        assert RootJetSource.plan_duplicates(p, [(str(bad), 200)], 0, None) == [()]
+
+
 def test_work_unit_skips_the_duplicates_planned_for_the_job_and_accounts_for_them(tmp_path):
     """read_range (a Dask work unit) skips and counts the duplicates the client found over the whole job
     (``plan_duplicates``), not those it sees itself: the second unit's entries repeat an event of the

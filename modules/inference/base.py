@@ -405,15 +405,24 @@ def check_model_file(path: Path, suffixes: Sequence[str], backend: str) -> None:
 
 def missing_external_data(path: Path) -> str | None:
     """The ONNX external-data file (``model.onnx.data``: torch's dynamo exporter writes one for every model)
-    that a tensor of the model at ``path`` names and that is not beside it; None if all are there."""
+    that a tensor of the model at ``path`` names and that is not there, as the model names it (relative to
+    its folder, or absolute as a hand-edited model may have it); None if all are there."""
     from .machine import external_data_files
 
-    return next((str(f.relative_to(path.parent)) for f in external_data_files(path) if not f.is_file()), None)
+    missing = next((f for f in external_data_files(path) if not f.is_file()), None)
+    if missing is None:
+        return None
+    return str(missing.relative_to(path.parent)) if missing.is_relative_to(path.parent) else str(missing)
 
 
 def external_data_line(path: Path, location: str) -> str:
-    return (f"model {path} keeps its weights in {location!r} beside it (ONNX external data), which is not there: "
-            f"copy it next to the model")
+    """The one line for a missing external-data file: "beside it" only where the model names it so."""
+    if Path(location).name == location:
+        return (f"model {path} keeps its weights in {location!r} beside it (ONNX external data), which is not "
+                f"there: copy it next to the model")
+    named = "an absolute path" if Path(location).is_absolute() else "relative to the model's folder"
+    return (f"model {path} keeps its weights in {location!r} (ONNX external data, {named}), which is not there: "
+            f"put it there, or re-save the model with its data beside it (onnx.save(..., location=<name>))")
 
 
 def refuse_missing_external_data(path: Path, backend: str) -> None:

@@ -410,7 +410,7 @@ def _gather_elements(k: Kernels, x: Any, indices: Any, *, axis: int = 0) -> Any:
     """ONNX GatherElements (ParticleNet's k nearest neighbours: TopK's indices gathered per constituent)
     through the standard's ``take_along_axis``. ONNX lets the indices be shorter than the data on the
     other axes (the output has the indices' shape): the data is cut to them first. Negative indices count
-    from the end."""
+    from the end. ONNX allows int32 indices; torch's ``take_along_dim`` takes int64 only, so they are widened."""
     xp = _xp(k, x, indices)
     a = _axis(axis, x.ndim)
     size = int(x.shape[a])
@@ -419,9 +419,10 @@ def _gather_elements(k: Kernels, x: Any, indices: Any, *, axis: int = 0) -> Any:
     if any(c != slice(None) for c in cut):
         x = k.take_slice(x, cut)
     if _is_static(indices):
-        indices = np.asarray(indices)
+        indices = np.asarray(indices).astype(np.int64)
         indices = np.where(indices < 0, indices + size, indices)
     else:
+        indices = xp.astype(indices, np.dtype(np.int64))
         indices = xp.where(xp.less(indices, 0), xp.add(indices, size), indices)
     return xp.take_along_axis(x, indices, axis=a)
 

@@ -18,7 +18,7 @@ from hltrun.framework.event import ID_MAX, EventID
 
 from ..duplicates import keys
 from .chunk import Chunk
-from .tree import columns
+from .tree import columns, read_failure
 from .parameters import JetBranches
 
 _RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgetter("event")
@@ -108,8 +108,11 @@ def id_keys(tree: Any, b: JetBranches, path: str, start: int, stop: int, step: i
         return
     for at in range(start, stop, step):
         end = min(stop, at + step)
-        arrays = tree.arrays(names, entry_start=at, entry_stop=end, library="ak") if names \
-            else ak.Array(np.zeros(end - at))  # no id branch: the entry numbers, as event_ids counts them
+        try:
+            arrays = tree.arrays(names, entry_start=at, entry_stop=end, library="ak") if names \
+                else ak.Array(np.zeros(end - at))  # no id branch: the entry numbers, as event_ids counts them
+        except Exception as exc:  # a corrupt basket: the event loop's line (skipBadFiles skips from here)
+            raise read_failure(path, at, end, exc) from exc
         yield end - at, keys(*_id_arrays(columns(tree, arrays, names) if names else arrays, b, path, at))
 
 

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import awkward as ak
 
-from hltrun.framework.errors import SourceError, one_line
+from hltrun.framework.errors import SourceError
 
 from .. import decompression
 from ..decompression import TimedPool, threads_for
@@ -23,7 +23,7 @@ from ..jets import requested_specs
 from ..read_ahead import ReadAhead
 from .chunk import Chunk, chunk_counts
 from .conversion import convert
-from .tree import changed_since, columns
+from .tree import changed_since, columns, read_failure
 
 log = logging.getLogger("hltrun")
 READ_AHEAD_THREADS = "hltrun-read-ahead-"  # the read-ahead thread's name prefix (then the file's name)
@@ -159,10 +159,8 @@ class ChunkReading:
                     return
                 except Exception as exc:
                     bad = min(stop, at + self.params.chunk_size)
-                    why = f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}"
                     changed = changed_since(path, self._first_opened.get(os.path.realpath(path)))
-                    raise SourceError(f"source: failed to read {path} entries {at}-{bad}: "
-                                      + (f"{changed} ({why})" if changed else why), first_entry=at) from exc
+                    raise read_failure(path, at, bad, exc, changed) from exc
                 at = report.tree_entry_start
                 arrays = columns(tree, arrays, names)
                 counts = chunk_counts()

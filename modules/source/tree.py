@@ -102,6 +102,14 @@ def changed_since(path: str, seen: FileState | None) -> str | None:
             f"in progress?); run on it once it is complete")
 
 
+def read_failure(path: str, at: int, stop: int, exc: BaseException, changed: str | None = None) -> SourceError:
+    """The one line for entries ``at``..``stop`` of ``path`` that could not be read (a corrupt basket):
+    the event loop's read and the Dask client's id read say it alike, and ``skipBadFiles`` skips from ``at``."""
+    why = f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}"
+    return SourceError(f"source: failed to read {path} entries {at}-{stop}: "
+                       + (f"{changed} ({why})" if changed else why), first_entry=at)
+
+
 def first_basket_end(branch: Any) -> int:
     """The entry where a branch's first basket ends (0 if the file does not say: then read the tail)."""
     try:

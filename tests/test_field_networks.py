@@ -40,7 +40,8 @@ def local_function_model(path: Path) -> Path:
         [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["xwb"]),
          helper.make_node("Tanh", ["xwb"], ["y"])],
         [helper.make_opsetid("", 17)])
-    inits = [numpy_helper.from_array(RNG.normal(size=s).astype(np.float32), n) for n, s in
+    rng = np.random.default_rng(7)  # its own: the same weights whichever test ran before
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n) for n, s in
              (("w1", (3, 8)), ("b1", (8,)), ("w2", (8, 2)), ("b2", (2,)))]
     inits.append(numpy_helper.from_array(np.array([1, 2], np.int64), "axes"))
     nodes = [helper.make_node("Dense", ["jets", "w1", "b1"], ["h1"], domain="user.layers"),
@@ -286,7 +287,8 @@ def test_iree_says_slices_when_its_largest_bucket_does_not_compile(tmp_path, mon
     assert backend.buckets == [1]
     assert "does not compile for batch 2 (" in caplog.text and "batches of that size run in slices of 1" in caplog.text
     x = jets(2)
-    np.testing.assert_allclose(backend.run(x)["score"], loaded("onnxruntime", path).run(x)["score"], rtol=1e-5)
+    reference = loaded("onnxruntime", path).run(x)["score"]  # engines agree within 1e-4 (AGREEMENT_RTOL)
+    np.testing.assert_allclose(backend.run(x)["score"], reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max())
 
 
 @pytest.mark.parametrize("engine", ("onnxruntime", "iree", "jax", "torch"))

@@ -348,7 +348,8 @@ def write_pooled(path: Path, link: str, index: str, cands: str, ak4: bool = Fals
 
 
 POOLED = [("FatJetPFCand", "pfCandIdx", "PFCand"), ("FatJetPFCands", "pFCandsIdx", "PFCands"),
-          ("JetPFCandsAK8", "candIdx", "PFCands")]
+          ("JetPFCandsAK8", "candIdx", "PFCands"),
+          ("GenJetAK8GenPartCand", "genPartCandIdx", "GenPartCand")]  # jetConstituents_cff's gen-level table
 
 
 def _linked_jets(path: Path, link: str, index: str, cands: str) -> list[list[list[tuple]]]:

@@ -181,14 +181,16 @@ def _collection(name: str) -> str:
     return re.split(r"[._]", name, maxsplit=1)[0]
 
 
-def _pool_index(names: "list[str]", cands: str) -> str | None:
-    """A link table's index into the collection ``cands`` (``FatJetPFCand_pfCandIdx`` into ``PFCand``,
-    ``FatJetPFCands_pFCandsIdx`` into ``PFCands``, CMSSW's ``JetPFCandsAK8_candIdx`` into ``PFCands``),
-    the index field naming the collection it points into; None where no link table of the file does."""
+def _pool_index(names: "list[str]", cands: str, jets: str) -> tuple[str, str] | None:
+    """A link table's jet index and index into the collection ``cands`` (``FatJetPFCand_pfCandIdx`` into
+    ``PFCand``, ``FatJetPFCands_pFCandsIdx`` into ``PFCands``, CMSSW's ``JetPFCandsAK8_candIdx`` into
+    ``PFCands``, ``GenJetAK8GenPartCand_genPartCandIdx`` into ``GenPartCand``), the index field naming the
+    collection it points into, the table of the ``jets`` first; None where no link table of the file does."""
     def bare(name: str) -> str:
         return name.lower().rstrip("s")
 
-    for link in names:
+    found_any = []
+    for link in sorted(names, key=lambda n: not n.startswith(jets)):
         found = re.match(r"^(?P<table>.+)[._]jetIdx$", link)
         if not found or found.group("table") == cands:
             continue
@@ -197,8 +199,8 @@ def _pool_index(names: "list[str]", cands: str) -> str | None:
             field = re.match(rf"^{re.escape(table)}[._](?P<into>\w+)Idx$", index)
             into = bare(field.group("into")) if field and index != link else None
             if into and (into == bare(cands) or (into == "cand" and bare(cands).endswith("pfcand"))):
-                return index
-    return None
+                found_any.append((link, index))
+    return found_any[0] if found_any else None
 
 
 # Run-3 scouting NanoAOD (PhysicsTools/NanoAOD/python/run3scouting_cff.py): the event's particles, in the
@@ -213,14 +215,16 @@ def refuse_pooled_candidates(names: "list[str]", b: JetBranches, path: str) -> N
     whole event's: where the counts happen to add up to the pool (every jet's constituents kept, one jet
     collection), every constituent went to the wrong jet without a word. A configuration error."""
     cands = _collection(b.cand_pt)
-    index = _pool_index(names, cands)
-    if index is not None:
-        settings = link_settings(names, b.jet_pt)
+    pool = _pool_index(names, cands, _collection(b.jet_pt))
+    if pool is not None:
+        link, index = pool
+        settings = link_settings(names, b.jet_pt) or (
+            f"{{cand_jet_index: {link}, cand_index: {index}, cand_pt: {b.cand_pt}, cand_eta: {b.cand_eta}, "
+            f"cand_phi: {b.cand_phi}}}")
         raise ConfigError(f"source.layout: counts reads '{b.cand_pt}' of {path} as the jets' constituents stored jet "
                           f"after jet, but '{cands}' is a pool of candidates indexed by the link table '{index}' (not "
                           f"in jet order: '{b.jet_n_constituents}' would give its candidates to the wrong jets); set "
-                          f"source.layout: jet_index and source.branches: "
-                          + (settings or f"{{cand_jet_index: <the link table's jetIdx>, cand_index: {index}}}"))
+                          f"source.layout: jet_index and source.branches: {settings}")
     if cands in _SCOUTING_PARTICLES:
         raise ConfigError(f"source.layout: counts reads '{b.cand_pt}' of {path} as the jets' constituents stored jet "
                           f"after jet, but {scouting_line(cands)}")

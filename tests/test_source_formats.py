@@ -313,3 +313,141 @@ def test_nanoaod_without_constituents_says_so(tmp_path):
     assert str(err.value).endswith("nano.root: the file holds no jet constituents (no '*PFCand*' branch); NanoAOD "
                                    "keeps them only with PFNano or a constituent table: give hltrun such a file, or set "
                                    "source.branches.* to your names")
+
+
+def write_pooled(path: Path, link: str, index: str, cands: str, ak4: bool = False) -> Path:
+    """NanoAOD with jet constituents as CMSSW writes them: ``cands`` is a pool of candidates in the order
+    of the packed candidates (CMSSW's UniqueMerger sorts them by key), not jet after jet, and the link
+    table ``link`` (``jetIdx`` and ``index``, Int_t) gives each jet its constituents, jet after jet.
+    ``FatJet_nConstituents`` (UChar_t) adds up to the pool, as it does where every FatJet's constituents
+    are kept. Names: PhysicsTools/NanoAOD/python/jetConstituents_cff.py (FatJetPFCand, pfCandIdx, PFCand),
+    cms-jet/PFNano python/addPFCands_cff.py (FatJetPFCands, pFCandsIdx, PFCands), CMSSW's older
+    PhysicsTools/NanoAOD/python/addPFCands_cff.py (JetPFCandsAK8, candIdx, PFCands; with ``ak4`` its
+    JetPFCandsAK4 table too, linking two AK4 jets)."""
+    data = {
+        "run": np.array([1, 1], np.uint32), "luminosityBlock": np.array([1, 1], np.uint32),
+        "event": np.array([1, 2], np.uint64),
+        "FatJet": ak.zip({"pt": _f32([[900, 500], [400]]), "eta": _f32([[0.5, -1.0], [0.1]]),
+                          "phi": _f32([[1.0, -2.0], [-1.0]]), "mass": _f32([[90, 30], [170]]),
+                          "nConstituents": ak.values_astype(ak.Array([[2, 2], [2]]), np.uint8)}),
+        cands: ak.zip({"pt": _f32([[40, 30, 20, 10], [7, 6]]), "eta": _f32([[0.6, -1.1, 0.4, -0.9], [0.1, 0.2]]),
+                       "phi": _f32([[1.1, -2.1, 0.9, -1.9], [-1.0, -1.1]]),
+                       "pdgId": ak.values_astype(ak.Array([[211, 22, -211, 130], [211, 22]]), np.int32)}),
+        # jet 0 holds candidates 0 and 2, jet 1 candidates 1 and 3: in the pool they alternate
+        link: ak.zip({"jetIdx": ak.values_astype(ak.Array([[0, 0, 1, 1], [0, 0]]), np.int32),
+                      index: ak.values_astype(ak.Array([[0, 2, 1, 3], [0, 1]]), np.int32)}),
+    }
+    if ak4:
+        data["Jet"] = ak.zip({"pt": _f32([[800, 600], [300]]), "eta": _f32([[0.5, -1.0], [0.1]]),
+                              "phi": _f32([[1.0, -2.0], [-1.0]]), "mass": _f32([[9, 3], [17]])})
+        data["JetPFCandsAK4"] = ak.zip({"jetIdx": ak.values_astype(ak.Array([[1, 1, 0, 0], [0, 0]]), np.int32),
+                                        "candIdx": ak.values_astype(ak.Array([[0, 2, 1, 3], [0, 1]]), np.int32)})
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", data)
+    return path
+
+
+POOLED = [("FatJetPFCand", "pfCandIdx", "PFCand"), ("FatJetPFCands", "pFCandsIdx", "PFCands"),
+          ("JetPFCandsAK8", "candIdx", "PFCands"),
+          ("GenJetAK8GenPartCand", "genPartCandIdx", "GenPartCand")]  # jetConstituents_cff's gen-level table
+
+
+def _linked_jets(path: Path, link: str, index: str, cands: str) -> list[list[list[tuple]]]:
+    """Each event's jets (in file order), each as its constituents' (eta, phi, pT) by decreasing pT, from
+    the link table with numpy alone."""
+    a = uproot.open(path)["Events"].arrays(library="np")
+    events = []
+    for e in range(len(a["event"])):
+        jets = []
+        for j in range(len(a["FatJet_pt"][e])):
+            at = a[f"{link}_{index}"][e][a[f"{link}_jetIdx"][e] == j]
+            rows = zip(a[f"{cands}_eta"][e][at], a[f"{cands}_phi"][e][at], a[f"{cands}_pt"][e][at])
+            jets.append(sorted(((float(x), float(y), float(z)) for x, y, z in rows), key=lambda r: -r[2]))
+        events.append(jets)
+    return events
+
+
+@pytest.mark.parametrize("link, index, cands", POOLED)
+def test_a_pool_of_candidates_is_never_read_as_counts(tmp_path, link, index, cands):
+    """``FatJet_nConstituents`` with the candidate pool (``PFCand_pt``, as a user reading the branch list
+    would set them, or as 'did you mean PFCands_pt?' told them): the counts added up, so the pool's
+    candidates went two by two to the jets in pool order, every jet wrong, exit 0. Refused now, with
+    the settings that read the link table; those give each jet the constituents the link table names."""
+    path = write_pooled(tmp_path / "pooled.root", link, index, cands)
+    guess = {"cand_pt": f"{cands}_pt", "cand_eta": f"{cands}_eta", "cand_phi": f"{cands}_phi"}
+    right = {"cand_jet_index": f"{link}_jetIdx", "cand_index": f"{link}_{index}", **guess}
+    with pytest.raises(ConfigError) as err:
+        read_all([path], branches=guess)
+    assert str(err.value).startswith(f"source.layout: counts reads '{cands}_pt' of ")
+    assert str(err.value).endswith(f"is a pool of candidates indexed by the link table '{link}_{index}' (not in jet "
+                                   f"order: 'FatJet_nConstituents' would give its candidates to the wrong jets); set "
+                                   f"source.layout: jet_index and source.branches: {{"
+                                   + ", ".join(f"{k}: {v}" for k, v in right.items()) + "}")
+    events, _ = read_all([path], layout="jet_index", branches=right)
+    got = [[[tuple(map(float, row)) for row in c[:n]] for c, n in zip(p[""].constituents, p[""].n_constituents)]
+           for _, p in events]
+    want = _linked_jets(path, link, index, cands)  # file order is pT order here: 900, 500 | 400
+    assert got == want and want[0][0] == [(pytest.approx(0.6), pytest.approx(1.1), 40.0),
+                                          (pytest.approx(0.4), pytest.approx(0.9), 20.0)]
+
+
+def test_cmssw_sized_link_tables_are_named_and_never_mixed_up(tmp_path):
+    """CMSSW's own addPFCands_cff names its link tables JetPFCandsAK8 / JetPFCandsAK4 (not after the jets):
+    the defaults' line said "did you mean 'PFCands_pt'?" (which read as counts builds wrong jets), and
+    FatJet read through the AK4 table gave every constituent to the wrong jet without a word."""
+    path = write_pooled(tmp_path / "cmssw.root", "JetPFCandsAK8", "candIdx", "PFCands", ak4=True)
+    with pytest.raises(SourceError) as err:
+        read_all([path])
+    assert "did you mean" not in str(err.value)
+    assert str(err.value).endswith("(the file links constituents to jets by index: set source.layout: jet_index and "
+                                   "source.branches: {cand_jet_index: JetPFCandsAK8_jetIdx, cand_index: "
+                                   "JetPFCandsAK8_candIdx, cand_pt: PFCands_pt, cand_eta: PFCands_eta, "
+                                   "cand_phi: PFCands_phi})")
+    ak4_table = {"cand_jet_index": "JetPFCandsAK4_jetIdx", "cand_index": "JetPFCandsAK4_candIdx",
+                 "cand_pt": "PFCands_pt", "cand_eta": "PFCands_eta", "cand_phi": "PFCands_phi"}
+    with pytest.raises(ConfigError, match=r"'JetPFCandsAK4_jetIdx' links constituents to the 'Jet' jets of "
+                                          r".*cmssw.root, not to 'FatJet' .*set source.branches: \{cand_jet_index: "
+                                          r"JetPFCandsAK8_jetIdx, cand_index: JetPFCandsAK8_candIdx"):
+        read_all([path], layout="jet_index", branches=ak4_table)
+    events, _ = read_all([path], layout="jet_index", branches={**ak4_table, **AK4})  # AK4 jets, their own table
+    assert [list(p[""].n_constituents) for _, p in events] == [[2, 2], [2]]
+
+
+def write_scouting(path: Path) -> Path:
+    """Run-3 scouting NanoAOD (PhysicsTools/NanoAOD/python/run3scouting_cff.py): HLT jets ScoutingPFJet_*
+    (mass as ``m``), particles ScoutingParticle_*, their reco::PFCandidate copies ScoutingPFCandidate_*,
+    and the jets reclustered from them, ScoutingFatPFJetRecluster_* with nConstituents (UChar_t), which
+    here add up to the event's candidates: no table says which candidate is in which jet."""
+    particles = {"pt": _f32([[40, 30, 20, 10], [7, 6]]), "eta": _f32([[0.6, -1.1, 0.4, -0.9], [0.1, 0.2]]),
+                 "phi": _f32([[1.1, -2.1, 0.9, -1.9], [-1.0, -1.1]]),
+                 "pdgId": ak.values_astype(ak.Array([[211, 22, -211, 130], [211, 22]]), np.int32)}
+    jets = {"pt": _f32([[900, 500], [400]]), "eta": _f32([[0.5, -1.0], [0.1]]), "phi": _f32([[1.0, -2.0], [-1.0]])}
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", {
+            "run": np.array([1, 1], np.uint32), "luminosityBlock": np.array([1, 1], np.uint32),
+            "event": np.array([1, 2], np.uint64),
+            "ScoutingPFJet": ak.zip({**jets, "m": _f32([[90, 30], [170]])}),
+            "ScoutingParticle": ak.zip(particles), "ScoutingPFCandidate": ak.zip(particles),
+            "ScoutingFatPFJetRecluster": ak.zip({**jets, "mass": _f32([[90, 30], [170]]), "nConstituents":
+                                                 ak.values_astype(ak.Array([[2, 2], [2]]), np.uint8)})})
+    return path
+
+
+def test_run3_scouting_nanoaod_says_its_particles_are_in_no_jet(tmp_path):
+    """The defaults' line suggested 'ScoutingFatPFJetRecluster_nConstituents'; with the scouting particles
+    as constituents the counts added up and the job ran, exit 0, on jets built from whichever particles
+    came next. Both now say what the file lacks: no link from a particle to its jet."""
+    path = write_scouting(tmp_path / "scouting.root")
+    with pytest.raises(SourceError) as err:
+        read_all([path])
+    assert "did you mean" not in str(err.value)
+    assert "scouting.root, a Run-3 scouting NanoAOD file: 'ScoutingParticle' holds the whole event's scouting " \
+           "particles, which Run-3 scouting NanoAOD links to no jet" in str(err.value)
+    recluster = {f"jet_{k}": f"ScoutingFatPFJetRecluster_{k}" for k in ("pt", "eta", "phi", "mass")}
+    for cands in ("ScoutingPFCandidate", "ScoutingParticle"):
+        guess = {**recluster, "jet_n_constituents": "ScoutingFatPFJetRecluster_nConstituents",
+                 **{f"cand_{k}": f"{cands}_{k}" for k in ("pt", "eta", "phi")}}
+        with pytest.raises(ConfigError, match=rf"^source.layout: counts reads '{cands}_pt' of .*scouting.root as the "
+                                              rf"jets' constituents stored jet after jet, but '{cands}' holds the whole "
+                                              r"event's scouting particles.*hltrun cannot build the jets' constituents"):
+            read_all([path], branches=guess)

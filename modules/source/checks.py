@@ -20,7 +20,7 @@ from ..decompression import TimedPool
 from ..jets import requested_specs
 from .event_ids import id_columns, one_per_event
 from .file_list import input_files
-from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing
+from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing, refuse_pooled_candidates
 from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
 from .tree import columns, first_basket_end
 
@@ -167,6 +167,8 @@ class FileChecks:
         refuse_missing(tree, self._branch_names(), path, self.params, (*self._extra_jet, *self._extra_cand))
         if self.params.layout == "jet_index":
             refuse_foreign_links(tree.keys(), self.params.branches, path)
+        elif self.params.layout == "counts":
+            refuse_pooled_candidates(tree.keys(), self.params.branches, path)
         n = int(tree.num_entries)
         if n == 0:
             return 0

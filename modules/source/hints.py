@@ -60,6 +60,10 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
                               f"them ({', '.join(fields[:4])}, ...): set source.branches.* to those names, the "
                               f"constituents as a collection of their own with a per-jet count branch (layout "
                               f"counts); a Delphes Jet.Constituents holds references, which hltrun cannot follow")
+        scouting = next((c for c in _SCOUTING_PARTICLES if {f"{c}_pt", f"{c}.pt"} & set(known)), None)
+        if scouting and not linked and set(missing) & cand_roles:  # no name can fix this: no link to follow
+            raise SourceError(f"source: branch {', '.join(repr(m) for m in missing)} not found in tree "
+                              f"'{params.tree}' of {path}, a Run-3 scouting NanoAOD file: {scouting_line(scouting)}")
         if no_cands:
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{params.tree}' of {path}: "
                               f"the file holds no jet constituents (no '*PFCand*' branch); NanoAOD keeps them only "
@@ -86,14 +90,20 @@ def value_branches(names: "list[str]") -> list[str]:
     return [name for name in names if name not in counters]
 
 
+# CMSSW's own addPFCands_cff (JMENano before jetConstituents_cff) names its link tables by jet size, not
+# by the jets' collection: JetPFCandsAK8_jetIdx / _candIdx link FatJet, JetPFCandsAK4_* link Jet
+_SIZED_TABLES = {"FatJet": "JetPFCandsAK8", "Jet": "JetPFCandsAK4"}
+
+
 def link_settings(names: "list[str]", jet_pt: str) -> str:
     """``source.branches`` settings, ``{cand_jet_index: ..., cand_pt: ...}``, for a (PFNano-like) file whose
     constituents are linked to the jets of ``jet_pt`` by a ``<Jet>PFCand(s)_jetIdx`` table, directly or
     through an index into ``PFCand(s)_*``; '' for other files. Each producer spells them its own way
-    (PFNano ``FatJetPFCands_pFCandsIdx``, JME/BTV NanoAOD ``FatJetPFCand_pfCandIdx``), so they are read
-    from the file, not assumed."""
+    (PFNano ``FatJetPFCands_pFCandsIdx``, NanoAOD's jetConstituents_cff ``FatJetPFCand_pfCandIdx``, CMSSW's
+    addPFCands_cff ``JetPFCandsAK8_candIdx``), so they are read from the file, not assumed."""
     jet = jet_pt.rsplit("_", 1)[0]
-    link = next((n for n in names if n.startswith(jet + "PFCand") and n.endswith("_jetIdx")), None)
+    link = next((n for n in names if n.endswith("_jetIdx")
+                 and (n.startswith(jet + "PFCand") or n[:-len("_jetIdx")] == _SIZED_TABLES.get(jet))), None)
     if link is None:
         return ""
     table = link.rsplit("_", 1)[0]
@@ -116,14 +126,23 @@ def linked_layout(names: "list[str]", jet_pt: str) -> str:
 _LINK_TABLE = re.compile(r"^(?P<jets>.+?)PFCands?[._]jetIdx$")
 
 
+def link_owner(jet_index: str) -> str | None:
+    """The jet collection a NanoAOD link table's jet index belongs to, by its name (``FatJet`` for
+    ``FatJetPFCands_jetIdx`` and for CMSSW's ``JetPFCandsAK8_jetIdx``); None for a name of another kind."""
+    found = _LINK_TABLE.match(jet_index)
+    if found:
+        return found.group("jets")
+    table = re.split(r"[._]jetIdx$", jet_index)[0]
+    return next((jets for jets, sized in _SIZED_TABLES.items() if sized == table and table != jet_index), None)
+
+
 def refuse_foreign_links(names: "list[str]", b: JetBranches, path: str) -> None:
     """``jet_index``: a NanoAOD link table whose name says it indexes another jet collection of the file
     (AK4 ``Jet_pt`` with AK8 ``FatJetPFCands_jetIdx``, the user having changed the jet names only) is a
     configuration error. Its indices are the other collection's, mostly valid ones in this collection
     too, so every constituent would go to the wrong jet without an invalid link to show it."""
-    found = _LINK_TABLE.match(b.cand_jet_index)
     jets = re.split(r"[._]", b.jet_pt)[0] if re.search(r"[._]", b.jet_pt) else b.jet_pt
-    owner = found.group("jets") if found else None
+    owner = link_owner(b.cand_jet_index)
     if owner is None or owner == jets or not {f"{owner}_pt", f"{owner}.pt"} & set(names):
         return
     settings = link_settings(names, b.jet_pt)
@@ -155,3 +174,66 @@ def written_by_hltrun(path: str) -> str | None:
         return read_process(path)
     except Exception:  # pragma: no cover - the file opened a moment ago: then not an output we can name
         return None
+
+
+def _collection(name: str) -> str:
+    """The NanoAOD collection of a branch: ``PFCand`` of ``PFCand_pt`` (``PFCand.pt`` in an RNTuple)."""
+    return re.split(r"[._]", name, maxsplit=1)[0]
+
+
+def _pool_index(names: "list[str]", cands: str, jets: str) -> tuple[str, str] | None:
+    """A link table's jet index and index into the collection ``cands`` (``FatJetPFCand_pfCandIdx`` into
+    ``PFCand``, ``FatJetPFCands_pFCandsIdx`` into ``PFCands``, CMSSW's ``JetPFCandsAK8_candIdx`` into
+    ``PFCands``, ``GenJetAK8GenPartCand_genPartCandIdx`` into ``GenPartCand``), the index field naming the
+    collection it points into, the table of the ``jets`` first; None where no link table of the file does."""
+    def bare(name: str) -> str:
+        return name.lower().rstrip("s")
+
+    found_any = []
+    for link in sorted(names, key=lambda n: not n.startswith(jets)):
+        found = re.match(r"^(?P<table>.+)[._]jetIdx$", link)
+        if not found or found.group("table") == cands:
+            continue
+        table = found.group("table")
+        for index in names:
+            field = re.match(rf"^{re.escape(table)}[._](?P<into>\w+)Idx$", index)
+            into = bare(field.group("into")) if field and index != link else None
+            if into and (into == bare(cands) or (into == "cand" and bare(cands).endswith("pfcand"))):
+                found_any.append((link, index))
+    return found_any[0] if found_any else None
+
+
+# Run-3 scouting NanoAOD (PhysicsTools/NanoAOD/python/run3scouting_cff.py): the event's particles, in the
+# HLT's order, which no table links to ScoutingPFJet or to the reclustered ScoutingFatPFJetRecluster jets
+_SCOUTING_PARTICLES = ("ScoutingParticle", "ScoutingPFCandidate")
+
+
+def refuse_pooled_candidates(names: "list[str]", b: JetBranches, path: str) -> None:
+    """``counts``: the constituents must be stored jet after jet, each jet's ``jet_n_constituents`` of them.
+    A collection that a link table indexes (NanoAOD's ``PFCand``, PFNano's ``PFCands``) is a pool shared
+    by the AK4 and AK8 jets in the order of the packed candidates, and Run-3 scouting's particles are the
+    whole event's: where the counts happen to add up to the pool (every jet's constituents kept, one jet
+    collection), every constituent went to the wrong jet without a word. A configuration error."""
+    cands = _collection(b.cand_pt)
+    pool = _pool_index(names, cands, _collection(b.jet_pt))
+    if pool is not None:
+        link, index = pool
+        settings = link_settings(names, b.jet_pt) or (
+            f"{{cand_jet_index: {link}, cand_index: {index}, cand_pt: {b.cand_pt}, cand_eta: {b.cand_eta}, "
+            f"cand_phi: {b.cand_phi}}}")
+        raise ConfigError(f"source.layout: counts reads '{b.cand_pt}' of {path} as the jets' constituents stored jet "
+                          f"after jet, but '{cands}' is a pool of candidates indexed by the link table '{index}' (not "
+                          f"in jet order: '{b.jet_n_constituents}' would give its candidates to the wrong jets); set "
+                          f"source.layout: jet_index and source.branches: {settings}")
+    if cands in _SCOUTING_PARTICLES:
+        raise ConfigError(f"source.layout: counts reads '{b.cand_pt}' of {path} as the jets' constituents stored jet "
+                          f"after jet, but {scouting_line(cands)}")
+
+
+def scouting_line(cands: str = "ScoutingPFCandidate") -> str:
+    """Why a Run-3 scouting NanoAOD file gives no jet its constituents, and what would."""
+    return (f"'{cands}' holds the whole event's scouting particles, which Run-3 scouting NanoAOD links to no jet "
+            f"(ScoutingPFJet, ScoutingFatPFJetRecluster: their nConstituents count them, not say which): hltrun "
+            f"cannot build the jets' constituents from it; recluster the particles and write the jets' constituents "
+            f"as a link table (jetIdx and an index into '{cands}', then layout jet_index) or as per-jet lists "
+            f"(layout nested)")

@@ -73,7 +73,8 @@ def test_copies_of_a_sample_numbered_like_data_keep_every_id_unique(tmp_path):
     import numpy as np
 
     k = np.arange(200)
-    src = _renumbered(QCD, tmp_path / "data_like.root", 1 + 1000 * (k % 2), 1 + k // 2 + 10_000_000 * (k % 2))
+    lumi, event = 1 + 1000 * (k % 2), 1 + k // 2 + 10_000_000 * (k % 2)
+    src = _renumbered(QCD, tmp_path / "data_like.root", lumi, event)
     out = tmp_path / "s.root"
     assert main(["--events", "600", "--inputs", str(src), "--out", str(out)]) == 0
     ids = _ids(out)

@@ -276,7 +276,8 @@ def check_pt_edges(edges: list[float] | None) -> str | None:
     if edges is None:
         return None
     if not all(np.isfinite(e) and e >= 0 for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
-        return f"--pt-edges {' '.join(f'{e:g}' for e in edges)}: expected finite pT values >= 0 GeV, strictly increasing"
+        given = " ".join(f"{e:g}" for e in edges)
+        return f"--pt-edges {given}: expected finite pT values >= 0 GeV, strictly increasing"
     return None
 
 

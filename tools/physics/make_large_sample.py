@@ -82,7 +82,8 @@ def id_steps(inputs: list[Path]) -> tuple[int, int]:
 
 
 def _shifted(values: Any, offset: int, dtype: Any, path: Path) -> np.ndarray:
-    """``values + offset`` in ``dtype``; past the type's range (a copy's id would wrap onto another) the input's line."""
+    """``values + offset`` in ``dtype``; past the type's range (a copy's id would wrap onto another's) the
+    input's one line."""
     v = np.asarray(values).astype(np.uint64)
     if offset and int(v.max(initial=0)) > np.iinfo(dtype).max - offset:
         raise InputUnreadable(f"make_large_sample: {path}: its ids leave no room for another copy ("

@@ -92,6 +92,26 @@ def weighted_copy(src: Path, dest: Path, n_events: int) -> Path:
     return dest
 
 
+def scaled_copy(src: Path, dest: Path, n_events: int, factor: float) -> Path:
+    """The first ``n_events`` of ``src`` with every jet's and constituent's pT (and jet mass) times ``factor``,
+    and other event numbers: a sample from another generation, softer or harder than the shipped one."""
+    import awkward as ak
+
+    from hltrun.modules.rootio import write_nanoaod
+
+    with uproot.open(src) as f:
+        a = f["Events"].arrays(entry_stop=n_events)
+    data = {k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "processId", "mjj")}
+    data["event"] = np.arange(7_000_001, 7_000_001 + len(a), dtype=np.uint64)
+    data["FatJet"] = ak.zip({k: a[f"FatJet_{k}"] * factor if k in ("pt", "mass") else a[f"FatJet_{k}"]
+                             for k in ("pt", "eta", "phi", "mass", "nConstituents")})
+    data["FatJetPFCand"] = ak.zip({k: a[f"FatJetPFCand_{k}"] * factor if k == "pt" else a[f"FatJetPFCand_{k}"]
+                                   for k in ("pt", "eta", "phi")})
+    with uproot.recreate(dest) as f:
+        write_nanoaod(f, "Events", data)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("mymodels")
@@ -219,6 +239,49 @@ def _one_line(capsys) -> str:
     assert len(err) == 1, err
     assert "Traceback" not in err[0]
     return err[0]
+
+
+@pytest.mark.slow  # a run over 1500 shipped events, softened (~5 s)
+def test_pt_bins_are_the_background_samples_own(model_dir, tmp_path):
+    """A background sample softer than the shipped one (every pT a quarter: leading jets 70-500 GeV, all
+    below the shipped card's 600-1600 GeV bins). The pT-sum model is a jet-pT trigger on it as on any
+    sample, and the card must say so: with the shipped bins every event fell into one bin, a chi-square
+    of nothing that read "flat" (0.0/1, p = 1)."""
+    soft = scaled_copy(QCD, tmp_path / "soft.root", N_EVENTS, 0.25)
+    lead = numpy_features(soft, N_EVENTS)["lead"]
+    assert lead.max() < 600.0  # the sample really lies below the shipped bins
+    out = tmp_path / "card"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(soft), "--bkg-eff", "1e-2",
+                    "--out-dir", str(out), "--no-plots", *ORT]) == 0
+    card = json.loads((out / "ptsum_card.json").read_text())
+    edges = card["pt_edges_gev"]
+    assert edges[0] <= np.quantile(lead, 0.05) and edges[-1] < lead.max()  # the sample's own pT range
+    rows = card["pt_pass_rates"]["bkg_eff_1e-2"]["inclusive"]
+    assert len(rows) == len(edges) >= 4 and sum(r["n_events"] for r in rows) == N_EVENTS
+    assert min(r["n_events"] for r in rows) >= N_EVENTS / 12  # every bin holds a share of the events
+    flat = card["pt_flatness"]["bkg_eff_1e-2"]["inclusive"]
+    assert flat["ndf"] == len(rows) - 1 and flat["p"] < 0.05  # a pT sum is not flat in pT
+    assert "not flat" in (out / "ptsum_card.md").read_text()
+    # --pt-edges fixes them (the shipped card's, to compare with it); bad ones are one line before scoring
+    shipped = ["600", "700", "850", "1000", "1300", "1600"]
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(soft), "--bkg-eff", "1e-2",
+                    "--out-dir", str(out), "--no-plots", "--pt-edges", *shipped, *ORT]) == 0
+    assert json.loads((out / "ptsum_card.json").read_text())["pt_edges_gev"] == [float(e) for e in shipped]
+
+
+def test_bad_pt_edges_are_refused_before_scoring(model_dir, tmp_path, monkeypatch, capsys):
+    from hltrun.tools.physics import card_run
+
+    def no_scoring(*_a, **_k):
+        raise AssertionError("scored before the options were checked")
+
+    monkeypatch.setattr(card_run, "score_files", no_scoring)
+    for edges in (["700", "600"], ["600", "600"], ["-1", "600"], ["nan"]):
+        assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--out-dir", str(tmp_path / "o"),
+                        "--pt-edges", *edges]) == 2
+        line = _one_line(capsys)
+        assert line.startswith(f"hltcard: error: --pt-edges {' '.join(edges)}: expected"), line
+    assert not (tmp_path / "o").exists()
 
 
 def test_too_few_events_above_the_cut_is_refused(model_dir, tmp_path, capsys):

@@ -45,6 +45,60 @@ def test_a_small_sample(tmp_path):
     assert uproot.open(out)["Events"].num_entries == 30
 
 
+def _renumbered(src: Path, dest: Path, lumi, event) -> Path:
+    """The first len(event) events of ``src`` with other lumi and event numbers (run 362000)."""
+    import numpy as np
+
+    from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
+
+    with uproot.open(src) as f:
+        tree = f["Events"]
+        data = regroup(tree.arrays(entry_stop=len(event)), branch_groups(tree))
+    data.update(run=np.full(len(event), 362_000, np.uint32), luminosityBlock=np.asarray(lumi, np.uint32),
+                event=np.asarray(event, np.uint64))
+    with uproot.recreate(dest) as f:
+        write_nanoaod(f, "Events", data)
+    return dest
+
+
+def _ids(path: Path) -> list[tuple[int, int, int]]:
+    a = uproot.open(path)["Events"].arrays(["run", "luminosityBlock", "event"], library="np")
+    return list(zip(a["run"].tolist(), a["luminosityBlock"].tolist(), a["event"].tolist()))
+
+
+def test_copies_of_a_sample_numbered_like_data_keep_every_id_unique(tmp_path):
+    """Lumis past 1000 and events past 10^7 (real data's numbering, or another generator's): a copy added a
+    fixed 1000 / 10^7, so copy 1 of (1, 1) was (1001, 10^7 + 1), an original's id, and the job skipped a
+    quarter of this sample as duplicates."""
+    import numpy as np
+
+    k = np.arange(200)
+    lumi, event = 1 + 1000 * (k % 2), 1 + k // 2 + 10_000_000 * (k % 2)
+    src = _renumbered(QCD, tmp_path / "data_like.root", lumi, event)
+    out = tmp_path / "s.root"
+    assert main(["--events", "600", "--inputs", str(src), "--out", str(out)]) == 0
+    ids = _ids(out)
+    assert len(ids) == 600 and len(set(ids)) == 600
+    assert ids[:200] == _ids(src)  # the first copy is the input itself
+
+
+def test_copies_of_the_shipped_sample_keep_their_numbers(tmp_path):
+    """On the shipped files a copy still adds 1000 to the lumi and 10^7 to the event (docstring)."""
+    out = tmp_path / "s.root"
+    assert main(["--events", "2600", "--inputs", str(QCD), "--out", str(out)]) == 0
+    ids, first = _ids(out), _ids(QCD)
+    assert ids[:2500] == first
+    assert ids[2500:] == [(r, lumi + 1000, e + 10_000_000) for r, lumi, e in first[:100]]
+
+
+def test_ids_without_room_for_a_copy_are_one_line_exit_3(tmp_path, capsys):
+    src = _renumbered(QCD, tmp_path / "full.root", [2**32 - 5] * 10, range(1, 11))
+    assert main(["--events", "20", "--inputs", str(src), "--out", str(tmp_path / "s.root")]) == 3
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip() and "copy:" not in line]
+    assert len(err) == 1 and err[0].startswith(f"make_large_sample: {src}: its ids leave no room"), err
+    assert not (tmp_path / "s.root").exists() and not list(tmp_path.glob("*.tmp"))
+
+
 def test_train_vae_refuses_zero_epochs_and_a_missing_file_before_training(tmp_path):
     """--epochs 0 trained nothing and ended in a KeyError traceback ('val_loss'); a missing --train-file was
     uproot's FileNotFoundError traceback after TensorFlow had started."""

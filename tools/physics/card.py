@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "statistical error on its rate is about 1/sqrt(N); default %(default)g). At least 0: an "
                         "effective count is never negative, so 0 already accepts every finite cut (a negative N "
                         "would only hide that the check is off)")
+    p.add_argument("--pt-edges", nargs="+", type=float, default=None, metavar="GEV",
+                   help="lower edges of the leading-jet pT bins of the pass-rate-vs-pT table and its chi-square, "
+                        "increasing (the first bin also takes the events below it, the last is open; e.g. the "
+                        "shipped card's 600 700 850 1000 1300 1600); default: six bins of equal events of the "
+                        "background sample")
     p.add_argument("--out-dir", type=local_output_path, default=None,
                    help="where thresholds.json and the card go (default: the model's folder, where the scorer reads "
                         "thresholds.json)")
@@ -100,8 +105,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     from hltrun.framework.errors import ConfigError
     from hltrun.tools.physics.card_entry import card_entry
     from hltrun.tools.physics.card_run import score_files
-    from hltrun.tools.physics.eval_defs import PT_EDGES_GEV
-    from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate
+    from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate, sample_pt_edges
 
     effs = {eff_key(e): float(e) for e in args.bkg_eff}
     if len(effs) != len(args.bkg_eff):
@@ -148,6 +152,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
         rate_hz = float(cfg.options.inputRateHz)
     from hltrun.tools.physics.eval_working_point import flatness
 
+    edges = list(args.pt_edges) if args.pt_edges else sample_pt_edges(bkg.leading_pt)
     pt_rates: dict[str, Any] = {}
     pt_flatness: dict[str, Any] = {}
     for k in effs:
@@ -157,9 +162,9 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
         pt_rates[k], pt_flatness[k] = {}, {}
         for kind, cut in cuts.items():
             pt_rates[k][kind] = [r.to_json() for r in binned_pass_rates(
-                bkg.event_score, bkg.weight, bkg.leading_pt, PT_EDGES_GEV, cut)]
+                bkg.event_score, bkg.weight, bkg.leading_pt, edges, cut)]
             # chi-square of the bins against one common rate (binomial errors at the pooled rate)
-            pt_flatness[k][kind] = flatness(bkg.event_score, bkg.weight, bkg.leading_pt, PT_EDGES_GEV, cut)["chi2"]
+            pt_flatness[k][kind] = flatness(bkg.event_score, bkg.weight, bkg.leading_pt, edges, cut)["chi2"]
     sig_rows = {}
     for f, s in signals:
         row: dict[str, Any] = {"events": s.n_events, "gen_weight": s.has_gen_weight, "accounting": s.accounting}
@@ -174,7 +179,8 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "model": args.model, "effs": effs, "entry": entry, "table": table, "pt_keys": pt_keys, "omitted": omitted,
         "plan": plan, "background": bkg, "signals": signals, "signal_rows": sig_rows, "pt_rates": pt_rates,
-        "pt_flatness": pt_flatness, "pt_edges_gev": list(PT_EDGES_GEV), "input_rate_hz": rate_hz,
+        "pt_flatness": pt_flatness, "pt_edges_gev": edges, "input_rate_hz": rate_hz,
+        "pt_edges_from": "--pt-edges" if args.pt_edges else "the background sample (about equal events per bin)",
         "bkg_summary": {"files": [str(f) for f in args.background], "events": bkg.n_events,
                         "jets": int(len(bkg.jet_score)), "gen_weight": bkg.has_gen_weight,
                         "weight_branch": args.weight_branch, "sum_weights": float(w.sum()),
@@ -212,6 +218,9 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
             raise CardRefused(f"--input-rate-hz {args.input_rate_hz}: expected a positive number")
         for e in args.bkg_eff:
             _eff_checked(e)
+        why = check_pt_edges(args.pt_edges)
+        if why:
+            raise CardRefused(why)
         why = unreadable_reason(args.model, "model file")
         if why is not None:
             raise CardRefused(why)
@@ -260,6 +269,16 @@ def check_out_dir(out_dir: Path, model: Path, given: bool = True) -> None:
     identity = model_identity(str(model))
     for name in ("thresholds.json", f"{identity}_card.md", f"{identity}_card.json"):
         check_set_member(folder / name, what)
+
+
+def check_pt_edges(edges: list[float] | None) -> str | None:
+    """Why ``--pt-edges`` cannot bin the leading-jet pT (finite, at least 0, strictly increasing), or None."""
+    if edges is None:
+        return None
+    if not all(np.isfinite(e) and e >= 0 for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
+        given = " ".join(f"{e:g}" for e in edges)
+        return f"--pt-edges {given}: expected finite pT values >= 0 GeV, strictly increasing"
+    return None
 
 
 class _Failed(Exception):

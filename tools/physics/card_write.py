@@ -87,12 +87,14 @@ def card_json(r: dict[str, Any], identity: str, command: str) -> dict[str, Any]:
             "vs_leading_jet_pt_omitted": r["omitted"],
             "vs_leading_jet_pt_fits": {k: {**entry.fits[k].to_json(), "n_effective_above": entry.fit_above.get(k)}
                                        for k in r["pt_keys"]},
-            "pt_edges_gev": r["pt_edges_gev"], "pt_pass_rates": r["pt_rates"], "pt_flatness": r["pt_flatness"],
+            "pt_edges_gev": r["pt_edges_gev"], "pt_edges_from": r["pt_edges_from"], "pt_pass_rates": r["pt_rates"], "pt_flatness": r["pt_flatness"],
             "signals": r["signal_rows"]}
 
 
 def _bins(edges: list[float]) -> list[str]:
     """Bin labels; the first bin also takes the events below its lower edge (working_point.bin_index)."""
+    if len(edges) == 1:  # one bin: every event (a sample whose leading jets all share one pT)
+        return ["all"]
     return ([f"< {edges[1]:.0f}"] + [f"{lo:.0f}–{hi:.0f}" for lo, hi in zip(edges[1:], edges[2:])]
             + [f"> {edges[-1]:.0f}"])
 
@@ -139,7 +141,8 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
         L.append(f"**`vs_leading_jet_pt.{k}` omitted**: {why}.\n")
     bins = _bins(r["pt_edges_gev"])
     L += ["## Background pass rate vs leading-jet pT\n",
-          "Per leading scored jet pT bin [GeV]: the pass rate (%) ± its statistical error (events in the bin), "
+          f"Per leading scored jet pT bin [GeV; edges from {r['pt_edges_from']}]: the pass rate (%) ± its "
+          "statistical error (events in the bin), "
           "on the sample the cuts were derived from (not an independent test), and χ² of the bins against one common "
           f"rate (binomial errors at the pooled rate): p < {P_FLAT} means the rate is not flat in pT — a score that "
           "mostly measures jet pT is a jet-pT trigger in disguise.\n",

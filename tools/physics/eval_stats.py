@@ -142,6 +142,25 @@ def effective_above(r: Mapping[str, Any]) -> float:
     return float(p * p * (1 - 2 * p) / denominator) if denominator else float("nan")
 
 
+def sample_pt_edges(leading_pt: np.ndarray, n_bins: int = 6) -> list[float]:
+    """Lower edges of ``n_bins`` leading-jet pT bins holding about equal shares of the sample's events
+    (unweighted: a bin's statistics are its events), at two significant figures; fewer where the rounded
+    quantiles coincide. Why from the sample: bins made for one sample (600-1600 GeV) put every event of a
+    softer or harder one into one bin, where a chi-square of the bins against one rate tests nothing and
+    reads "flat". Events without a finite positive pT (no jet) are left out of the quantiles."""
+    pt = np.asarray(leading_pt, dtype=np.float64)
+    pt = pt[np.isfinite(pt) & (pt > 0)]
+    if not pt.size:
+        return [0.0]
+    return sorted({_two_figures(float(q)) for q in np.quantile(pt, np.arange(n_bins) / n_bins)})
+
+
+def _two_figures(v: float) -> float:
+    """``v`` rounded to two significant figures (653.2 -> 650, 1234 -> 1200): edges a reader can quote."""
+    step = 10.0 ** (np.floor(np.log10(v)) - 1)
+    return float(np.round(v / step) * step)
+
+
 def binned_pass_rates(scores: np.ndarray, weights: np.ndarray | None, leading_pt: np.ndarray,
                       edges: list[float], cut: float | np.ndarray) -> list[PassRate]:
     """Pass rate in each leading-jet pT bin (hltrun.modules.working_point.bin_index: the trigger's own bins;

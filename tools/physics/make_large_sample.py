@@ -3,7 +3,10 @@
     python -m hltrun.tools.physics.make_large_sample --events 24000            # -> data/large/replicated_24000.root
 
 Copies are not new physics: the same events again, with ``luminosityBlock`` and ``event`` renumbered so
-that every (run, lumi, event) stays unique (a copy k adds 1000*k to the lumi and 10^7*k to the event).
+that every (run, lumi, event) stays unique: a copy k adds k*L to the lumi and k*E to the event, with L and E
+the powers of ten above the inputs' largest lumi and event numbers (at least 1000 and 10^7: the shipped
+files' copies keep their numbers), so inputs numbered like real data (lumis past 1000, events past 10^7)
+never give a copy an original's id.
 The branch layout (NanoAOD counters and collections) is kept, so the shipped configs read it unchanged.
 Baskets hold 1000 entries (one ``extend`` per 1000 events), so work units of a multiple of 1000 events
 never decompress a basket twice. ``data/large/`` is git-ignored.
@@ -33,6 +36,7 @@ def make(inputs: list[Path], events: int, out: Path, step: int = 1000) -> int:
     from hltrun.framework.atomic import writing
     from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
 
+    lumi_step, event_step = id_steps(inputs)
     written, copy = 0, 0
     with writing(out, "make_large_sample") as staged, \
             uproot.recreate(staged.open(), compression=uproot.ZLIB(4)) as f, \
@@ -46,8 +50,8 @@ def make(inputs: list[Path], events: int, out: Path, step: int = 1000) -> int:
                     raise InputUnreadable(f"make_large_sample: {path}: no entries to replicate")
                 for arrays in _chunks(path, tree, step, min(tree.num_entries, events - written)):
                     data = regroup(arrays, layout)
-                    data["luminosityBlock"] = np.asarray(data["luminosityBlock"]) + np.uint32(1000 * copy)
-                    data["event"] = np.asarray(data["event"]) + np.uint64(10_000_000 * copy)
+                    data["luminosityBlock"] = _shifted(data["luminosityBlock"], lumi_step * copy, np.uint32, path)
+                    data["event"] = _shifted(data["event"], event_step * copy, np.uint64, path)
                     write_nanoaod(f, "Events", data)
                     written += len(arrays)
                     bar.update(len(arrays))
@@ -55,6 +59,36 @@ def make(inputs: list[Path], events: int, out: Path, step: int = 1000) -> int:
                     break
             copy += 1
     return written
+
+
+MIN_LUMI_STEP, MIN_EVENT_STEP = 1000, 10_000_000
+
+
+def id_steps(inputs: list[Path]) -> tuple[int, int]:
+    """What a copy adds to the lumi and event numbers: the powers of ten above the largest of the inputs
+    (at least MIN_LUMI_STEP, MIN_EVENT_STEP). Why not fixed: 1000 and 10^7 are above the shipped files'
+    numbers only; a copy of a file with lumi 1001 or event 10^7 + 1 would repeat an original's id, and
+    the job would skip it as a duplicate (fewer events than the sample claims)."""
+    import uproot
+
+    lumi, event = 0, 0
+    for path in inputs:
+        with _reading(path):
+            tree = uproot.open(path)["Events"]
+            ids = tree.arrays(["luminosityBlock", "event"], library="np")
+        if len(ids["event"]):
+            lumi, event = max(lumi, int(ids["luminosityBlock"].max())), max(event, int(ids["event"].max()))
+    return max(MIN_LUMI_STEP, 10 ** len(str(lumi))), max(MIN_EVENT_STEP, 10 ** len(str(event)))
+
+
+def _shifted(values: Any, offset: int, dtype: Any, path: Path) -> np.ndarray:
+    """``values + offset`` in ``dtype``; past the type's range (a copy's id would wrap onto another's) the
+    input's one line."""
+    v = np.asarray(values).astype(np.uint64)
+    if offset and int(v.max(initial=0)) > np.iinfo(dtype).max - offset:
+        raise InputUnreadable(f"make_large_sample: {path}: its ids leave no room for another copy ("
+                              f"{np.dtype(dtype).name} ends at {np.iinfo(dtype).max}); ask for fewer --events")
+    return (v + np.uint64(offset)).astype(dtype)
 
 
 def _chunks(path: Path, tree: Any, step: int, stop: int) -> Iterator[Any]:

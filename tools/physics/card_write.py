@@ -87,7 +87,8 @@ def card_json(r: dict[str, Any], identity: str, command: str) -> dict[str, Any]:
             "vs_leading_jet_pt_omitted": r["omitted"],
             "vs_leading_jet_pt_fits": {k: {**entry.fits[k].to_json(), "n_effective_above": entry.fit_above.get(k)}
                                        for k in r["pt_keys"]},
-            "pt_edges_gev": r["pt_edges_gev"], "pt_edges_from": r["pt_edges_from"], "pt_pass_rates": r["pt_rates"], "pt_flatness": r["pt_flatness"],
+            "pt_edges_gev": r["pt_edges_gev"], "pt_edges_from": r["pt_edges_from"],
+            "pt_pass_rates": r["pt_rates"], "pt_flatness": r["pt_flatness"],
             "signals": r["signal_rows"]}
 
 

@@ -5,6 +5,7 @@ interval of a rate from a handful of events."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,75 @@ def test_negative_generator_weights_give_the_signed_weighted_rate(tmp_path):
     for lumi in rates["per_lumi"]:
         mask = a["luminosityBlock"] == lumi["lumi"]
         assert lumi["rate_hz"]["HLT_Hard"] == pytest.approx(_weighted_rate(w[mask], accepted[mask])[0], rel=1e-9)
+
+
+def _service_with(accepted: int, events: int):
+    """The TriggerRates service after ``events`` events, path A taking the first ``accepted`` of them
+    alone and path B the rest (B's count is large: a binomial ± suits it)."""
+    from hltrun.framework.rates import TriggerPatterns
+    from hltrun.framework.services.rates import TriggerRates, TriggerRatesParameters
+
+    patterns = TriggerPatterns(["A", "B"])
+    for i in range(events):
+        patterns.record(1, 1, 0b01 if i < accepted else 0b10)
+    service = TriggerRates("TriggerRates", TriggerRatesParameters())
+    service._paths, service._patterns = ["A", "B"], patterns
+    return service
+
+
+def _clopper_pearson_hz(k: int, n: int, input_hz: float = 1e5) -> tuple[float, float]:
+    """The exact 68.3 % central interval from scipy's beta quantiles (independent of hltrun's bisection)."""
+    beta = pytest.importorskip("scipy.stats").beta
+    tail = (1 - 0.682689492137086) / 2
+    return (0.0 if k == 0 else beta.ppf(tail, k, n - k + 1)) * input_hz, \
+           (1.0 if k == n else beta.ppf(1 - tail, k + 1, n - k)) * input_hz
+
+
+@pytest.mark.parametrize("k", [1, 4, 22])
+def test_a_rate_from_a_few_events_has_its_clopper_pearson_interval(k):
+    """One event of 2500 at 100 kHz: the RateReport printed '40.0 40.0' (R/N ± R/N, sqrt(1) = 1), a rate that
+    might be zero, and hltrun.json had only that ±. The 68.3 % interval of one event is [0.17, 3.30] R/N
+    (PDG's Poisson interval for 1): +91.9/-33.1 Hz. The reports give the exact (Clopper-Pearson) interval,
+    against scipy's beta quantiles: hltrun.json's interval_hz, the RateReport's and report.html's '+a/-b'."""
+
+    from hltrun.framework.services.rates import _rate_cells
+
+    n = 2500
+    service = _service_with(k, n)
+    summary = SimpleNamespace(input_rate_hz=1e5)
+    low, high = _clopper_pearson_hz(k, n)
+    hz = 1e5 * k / n
+    doc = service.json_report(summary)
+    a = doc["paths"][0]
+    assert a["rate_hz"] == pytest.approx(hz)
+    assert a["interval_hz"] == pytest.approx([low, high], rel=1e-7)
+    assert a["error_hz"] == pytest.approx(1e5 * np.sqrt(k / n * (1 - k / n) / n))  # the binomial sd, as before
+    line = next(x for x in service.text_report(summary).splitlines() if x.endswith("  A"))
+    assert line.split()[1:5] == [str(k), f"{hz:.1f}", f"+{high - hz:.1f}/-{hz - low:.1f}", f"{hz:.1f}"]
+    r = service.rates(summary).path["A"]
+    assert _rate_cells(r)[1] == f"+{high - hz:,.1f} / -{hz - low:,.1f}"
+    b = doc["paths"][1]
+    assert b["interval_hz"] == pytest.approx(_clopper_pearson_hz(n - k, n), rel=1e-7)
+
+
+def test_a_rate_from_many_events_keeps_its_binomial_error():
+    """Where the interval's sides agree within 10 % (hundreds of events either side) the RateReport keeps
+    the ± of the binomial error; hltrun.json still gives the exact interval."""
+    n, k = 2500, 800
+    service = _service_with(k, n)
+    summary = SimpleNamespace(input_rate_hz=1e5)
+    err = 1e5 * np.sqrt(k / n * (1 - k / n) / n)
+    line = next(x for x in service.text_report(summary).splitlines() if x.endswith("  A"))
+    assert line.split()[1:4] == [str(k), f"{1e5 * k / n:.1f}", f"{err:.1f}"]
+    assert service.json_report(summary)["paths"][0]["interval_hz"] == pytest.approx(_clopper_pearson_hz(k, n),
+                                                                                    rel=1e-7)
+
+
+@pytest.mark.parametrize("n", [1, 7, 250, 10_000, 3_000_000])
+def test_clopper_pearson_matches_the_beta_quantiles(n):
+    from hltrun.framework.rates import clopper_pearson
+
+    for k in sorted({0, 1, 2, 5, n // 3, n - 1, n}):
+        if 0 <= k <= n:
+            assert clopper_pearson(k, n) == pytest.approx(tuple(x / 1e5 for x in _clopper_pearson_hz(k, n)),
+                                                          rel=1e-7, abs=1e-300)

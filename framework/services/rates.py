@@ -83,10 +83,10 @@ class TriggerRates(Service):
         if r is None:
             return ""
         lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events) ----",
-                 f"RateReport {'accepted':>9} {'rate [Hz]':>12} {'± [Hz]':>10} {'unique [Hz]':>12} {'± [Hz]':>10}  Name"]
+                 f"RateReport {'accepted':>9} {'rate [Hz]':>12} {'± [Hz]':>{PM}} {'unique [Hz]':>12} {'± [Hz]':>{PM}}  Name"]
         for name in r.paths:
             lines.append(f"RateReport {r.path[name].events:9d} {_hz(r.path[name])} {_hz(r.unique[name])}  {name}")
-        lines.append(f"RateReport {r.total.events:9d} {_hz(r.total)} {'':>12} {'':>10}  (menu total: any path)")
+        lines.append(f"RateReport {r.total.events:9d} {_hz(r.total)} {'':>12} {'':>{PM}}  (menu total: any path)")
         lines += ["", "RateReport ---------- Overlaps: of the row path's events, the fraction the column path took ----",
                   "RateReport " + " ".join(f"{i:>7d}" for i in range(len(r.paths))) + "  Name"]
         for i, name in enumerate(r.paths):
@@ -117,7 +117,8 @@ class TriggerRates(Service):
         if r is None:
             return []
         parts = [f"<p>Rates at {r.input_rate_hz:,.0f} Hz input rate from {r.events} events; unique = accepted by "
-                 f"this path and no other; '&lt; X' with '68% CL' where no event was accepted. Menu total "
+                 f"this path and no other; '&lt; X' with '68% CL' where no event was accepted; '+a / -b' the "
+                 f"68% Clopper-Pearson interval where it is asymmetric (few events). Menu total "
                  f"{html.escape(_total_text(r.total))}.</p>",
                  table(["path", "accepted", "rate [Hz]", "± [Hz]", "unique [Hz]", "± [Hz]"],
                        [[n, r.path[n].events, *_rate_cells(r.path[n]), *_rate_cells(r.unique[n])] for n in r.paths],
@@ -173,15 +174,31 @@ def _turn_on_plots(summary: "JobSummary") -> list[str]:
 
 def _rate_cells(r: Rate) -> list[Any]:
     """The rate and ± cells of report.html's table: the figures, or for no accepted event the 68 % CL upper
-    limit as the RateReport prints it (0 and the limit in the ± column would read as a measured 0 ± X Hz)."""
+    limit as the RateReport prints it (0 and the limit in the ± column would read as a measured 0 ± X Hz),
+    or for few events the asymmetric interval as the RateReport prints it."""
     if r.upper_limit:
         return [f"< {r.error_hz:.1f}", "68% CL"]
+    if r.asymmetric:
+        return [r.hz, _pm(r, ",.1f", " / ")]
     return [r.hz, r.error_hz]
 
 
 def _total_text(r: Rate) -> str:
     """The menu total in the table's units and precision (``str(Rate)`` gives three digits, 9.68e+04)."""
-    return f"< {r.error_hz:,.1f} Hz (68% CL)" if r.upper_limit else f"{r.hz:,.1f} ± {r.error_hz:,.1f} Hz"
+    if r.upper_limit:
+        return f"< {r.error_hz:,.1f} Hz (68% CL)"
+    return f"{r.hz:,.1f} {'' if r.asymmetric else '± '}{_pm(r, ',.1f', '/')} Hz"
+
+
+PM = 15  # the RateReport's ± columns: room for +1234.5/-1234.5
+
+
+def _pm(r: Rate, spec: str, sep: str = "/") -> str:
+    """A measured rate's uncertainty: ``+a/-b`` (its 68 % interval's sides) where they differ by more than
+    10 % (few events: a binomial ± would reach below 0 or short of the interval's top), else the ± error."""
+    if r.asymmetric:
+        return f"+{format(r.high_hz - r.hz, spec)}{sep}-{format(r.hz - r.low_hz, spec)}"
+    return format(r.error_hz, spec)
 
 
 def _fraction(f: float | None) -> str:
@@ -191,10 +208,10 @@ def _fraction(f: float | None) -> str:
 
 def _hz(r: Rate) -> str:
     if r.upper_limit:
-        return f"{'< ' + format(r.error_hz, '.1f'):>12} {'(68% CL)':>10}"
-    return f"{r.hz:12.1f} {r.error_hz:10.1f}"
+        return f"{'< ' + format(r.error_hz, '.1f'):>12} {'(68% CL)':>{PM}}"
+    return f"{r.hz:12.1f} {_pm(r, '.1f'):>{PM}}"
 
 
 def _rate_dict(r: Rate) -> dict[str, Any]:
     return {"accepted": r.events, "fraction": r.fraction, "rate_hz": r.hz, "error_hz": r.error_hz,
-            "upper_limit": r.upper_limit}
+            "upper_limit": r.upper_limit, "interval_hz": [r.low_hz, r.high_hz]}

@@ -59,11 +59,14 @@ class TriggerPatterns:
 
     paths: list[str]
     by_lumi: dict[tuple[int, int], dict[int, Tally]] = field(default_factory=dict)
+    column: dict[tuple[int, int], str] = field(default_factory=dict)  # the prescale column of each lumi, if any
 
-    def record(self, run: int, lumi: int, pattern: int, weight: float = 1.0) -> None:
+    def record(self, run: int, lumi: int, pattern: int, weight: float = 1.0, column: str | None = None) -> None:
         table = self.by_lumi.get((run, lumi))
         if table is None:
             table = self.by_lumi[(run, lumi)] = {}
+            if column is not None:
+                self.column[(run, lumi)] = column
         tally = table.get(pattern)
         if tally is None:
             tally = table[pattern] = Tally()
@@ -73,7 +76,7 @@ class TriggerPatterns:
         if other.paths != self.paths:
             raise ValueError(f"cannot merge trigger patterns of paths {other.paths} into {self.paths}")
         out = TriggerPatterns(list(self.paths), {k: {p: Tally(t.n, t.w, t.w2) for p, t in v.items()}
-                                                 for k, v in self.by_lumi.items()})
+                                                 for k, v in self.by_lumi.items()}, {**self.column, **other.column})
         for key, table in other.by_lumi.items():
             mine = out.by_lumi.setdefault(key, {})
             for pattern, tally in table.items():

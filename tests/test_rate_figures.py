@@ -163,3 +163,85 @@ def test_clopper_pearson_matches_the_beta_quantiles(n):
         if 0 <= k <= n:
             assert clopper_pearson(k, n) == pytest.approx(tuple(x / 1e5 for x in _clopper_pearson_hz(k, n)),
                                                           rel=1e-7, abs=1e-300)
+
+
+def _column_change_job(tmp_path: Path, *args: str) -> tuple[dict, dict[str, np.ndarray], str, str]:
+    """The shipped QCD sample (lumis 1-10) through a jet and an HT path, each behind its prescaler, with the
+    prescale column switching from c1 to c2 at lumi 6 (HLT_H off there, HLT_J prescaled by 2)."""
+    out = tmp_path / "out.root"
+    config = tmp_path / "menu.yaml"
+    config.write_text(f"""
+options: {{inputRateHz: 100000}}
+source: {{type: RootJetSource, files: [{QCD}]}}
+modules:
+  preJ: {{type: HLTPrescaler}}
+  preH: {{type: HLTPrescaler}}
+  jet: {{type: JetPtFilter, min_pt: 500.0, eta_max: 2.5}}
+  ht: {{type: HTFilter, min_ht: 1050.0, jet_pt_min: 30.0, eta_max: 2.5}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths:
+  HLT_J: [preJ, jet]
+  HLT_H: [preH, ht]
+endpaths:
+  e: [out]
+services:
+  PrescaleService:
+    lvl1Labels: [c1, c2]
+    lvl1DefaultLabel: c1
+    prescaleTable:
+      - {{pathName: HLT_J, prescales: [1, 2]}}
+      - {{pathName: HLT_H, prescales: [3, 0]}}
+    lumiColumns: [{{run: 1, lumi: 6, column: c2}}]
+  TriggerRates: {{}}
+""")
+    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(config), "-q", "--report-dir", "rep", *args],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    with uproot.open(out) as f:
+        a = f["Events"].arrays(library="np")
+    rates = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["TriggerRates"]
+    return rates, a, res.stdout, (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_a_prescale_column_change_gives_the_rates_in_each_column(tmp_path):
+    """A job whose column changes at lumi 6 (lumiColumns): HLT_H, prescaled by 3 then off, had one job-wide
+    rate, 16.6 kHz, a mix of 33.2 kHz in c1 and nothing in c2 that no column of the menu gives, and neither
+    the RateReport nor hltrun.json said which column a figure belongs to. Each column's rates are given
+    (RateReport, hltrun.json per_column, report.html), against an independent count of the output's bits
+    by lumi; per_lumi names its column, and report.html lists the paths c2 turns off."""
+    rates, a, text, page = _column_change_job(tmp_path)
+    in_c2 = a["luminosityBlock"] >= 6
+    assert rates["columns"] == ["c1", "c2"]
+    assert all(e["column"] == ("c2" if e["lumi"] >= 6 else "c1") for e in rates["per_lumi"])
+    by_column = {c["column"]: c for c in rates["per_column"]}
+    assert sorted(by_column) == ["c1", "c2"]
+    bits = np.stack([a["HLT_J"], a["HLT_H"]], axis=1).astype(bool)
+    for label, mask in (("c1", ~in_c2), ("c2", in_c2)):
+        column, sub, n = by_column[label], bits[mask], int(mask.sum())
+        assert column["events"] == n
+        for i, path in enumerate(column["paths"]):
+            k = int(sub[:, i].sum())
+            assert path["accepted"] == k and path["rate_hz"] == pytest.approx(1e5 * k / n)
+            assert path["unique"]["accepted"] == int((sub[:, i] & ~sub[:, 1 - i]).sum())
+        assert column["total"]["accepted"] == int(sub.any(axis=1).sum())
+        assert f"Path rates in prescale column {label} ({n} events" in text
+    assert by_column["c2"]["paths"][1]["accepted"] == 0 and by_column["c1"]["paths"][1]["accepted"] > 0
+    assert "prescale columns c1, c2 mixed" in text
+    assert "Off in column c2 (prescale 0, they accept nothing): HLT_H." in page
+    assert page.count("In prescale column <b>") == 2
+
+
+def test_one_column_is_named_and_not_repeated(tmp_path):
+    rates, _, text, _ = _column_change_job(tmp_path, "services.PrescaleService.forceDefault=true")
+    assert rates["columns"] == ["c1"] and "per_column" not in rates
+    assert "prescale column c1) ----" in text and "Path rates in prescale column" not in text
+
+
+def test_the_columns_of_the_lumis_merge_with_the_patterns():
+    """Dask units each record their lumis' columns; the client's merge keeps them all."""
+    from hltrun.framework.rates import TriggerPatterns
+
+    first, second = TriggerPatterns(["A"]), TriggerPatterns(["A"])
+    first.record(1, 1, 1, column="c1")
+    second.record(1, 6, 0, column="c2")
+    assert first.merge(second).column == {(1, 1): "c1", (1, 6): "c2"}

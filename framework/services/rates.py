@@ -6,6 +6,10 @@ of ``paths:``, end paths excluded), counted per (run, lumi) and pattern (``frame
 That is one dictionary update per event and merges exactly across streams and Dask workers. The
 rates are the accepted fractions times ``options.inputRateHz`` (the L1 accept rate the events stand
 for). Printed after the TrigReport, in ``hltrun.json`` (``rates``) and in ``report.html``.
+
+With a ``PrescaleService`` each lumi's prescale column is recorded with its patterns (looked up once
+per lumi, as the prescalers do): the reports name the column, and a job that ran in several columns
+also gets each column's rates, since a prescaled path's job-wide rate mixes them.
 """
 
 from __future__ import annotations

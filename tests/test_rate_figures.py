@@ -194,8 +194,8 @@ services:
     lumiColumns: [{{run: 1, lumi: 6, column: c2}}]
   TriggerRates: {{}}
 """)
-    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(config), "-q", "--report-dir", "rep", *args],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(config), "-q", "--report-dir", "rep",
+                          *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     with uproot.open(out) as f:
         a = f["Events"].arrays(library="np")

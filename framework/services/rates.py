@@ -104,7 +104,8 @@ class TriggerRates(Service):
         columns = self.columns()
         if len(columns) < 2:
             return {}
-        return {label: menu_rates(self._patterns, float(summary.input_rate_hz), keys) for label, keys in columns.items()}
+        input_hz = float(summary.input_rate_hz)
+        return {label: menu_rates(self._patterns, input_hz, keys) for label, keys in columns.items()}
 
     def text_report(self, summary: "JobSummary") -> str:
         r = self.rates(summary)
@@ -114,9 +115,9 @@ class TriggerRates(Service):
         lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events"
                  f"{_column_note(columns)}) ----", *_rate_lines(r)]
         for label, cr in self.per_column(summary).items():
-            keys = columns[label]
+            (run0, lumi0), (run1, lumi1) = columns[label][0], columns[label][-1]
             lines += ["", f"RateReport ---------- Path rates in prescale column {label} ({cr.events} events, "
-                          f"{len(keys)} lumi section(s) from {keys[0][0]}:{keys[0][1]} to {keys[-1][0]}:{keys[-1][1]}) ----",
+                          f"{len(columns[label])} lumi section(s) from {run0}:{lumi0} to {run1}:{lumi1}) ----",
                       *_rate_lines(cr)]
         lines += ["", "RateReport ---------- Overlaps: of the row path's events, the fraction the column path took ----",
                   "RateReport " + " ".join(f"{i:>7d}" for i in range(len(r.paths))) + "  Name"]
@@ -228,7 +229,8 @@ def _column_note(columns: dict[str, list[tuple[int, int]]]) -> str:
 
 def _rate_lines(r: MenuRates) -> list[str]:
     """The RateReport's table: per path its rate and unique rate, then the menu total."""
-    lines = [f"RateReport {'accepted':>9} {'rate [Hz]':>12} {'± [Hz]':>{PM}} {'unique [Hz]':>12} {'± [Hz]':>{PM}}  Name"]
+    lines = [f"RateReport {'accepted':>9} {'rate [Hz]':>12} {'± [Hz]':>{PM}} {'unique [Hz]':>12} "
+             f"{'± [Hz]':>{PM}}  Name"]
     for name in r.paths:
         lines.append(f"RateReport {r.path[name].events:9d} {_hz(r.path[name])} {_hz(r.unique[name])}  {name}")
     lines.append(f"RateReport {r.total.events:9d} {_hz(r.total)} {'':>12} {'':>{PM}}  (menu total: any path)")
@@ -263,7 +265,7 @@ PM = 15  # the RateReport's ± columns: room for +1234.5/-1234.5
 
 def _pm(r: Rate, spec: str, sep: str = "/") -> str:
     """A measured rate's uncertainty: ``+a/-b`` (its 68 % interval's sides) where they differ by more than
-    10 % (few events: a binomial ± would reach below 0 or short of the interval's top), else the ± error."""
+    ``ASYMMETRIC`` (few events: a binomial ± would reach below 0 or short of the interval's top), else the ±."""
     if r.asymmetric:
         return f"+{format(r.high_hz - r.hz, spec)}{sep}-{format(r.hz - r.low_hz, spec)}"
     return format(r.error_hz, spec)

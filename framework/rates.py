@@ -12,6 +12,13 @@ efficiency (Sumw2). A path with no accepted event has a 68 % upper limit of ``1.
 given instead of a zero error; a path that accepted every event (p (1 - p) = 0 too) has the mirror
 figure, ``1.14 R / N`` (the rejected fraction's upper limit), as its error, not a rate known exactly.
 With weights N is the effective count, (sum w)^2 / sum w^2.
+
+The binomial error is a standard deviation: from a handful of events it is no interval (1 event of N:
+``R/N ± R/N``, a rate that might be 0). Each rate also carries its 68.3 % central interval: the exact
+Clopper-Pearson one (ROOT TEfficiency's default) for an unweighted sample, [0.17, 3.30] R/N for one
+event of N (PDG's Poisson interval for 1), its sides within 10 % of each other from about 100 events
+on; for a weighted sample the Sumw2 error either side. The reports print it as ``+a/-b`` where its
+sides differ by more than 10 %, the binomial ``±`` elsewhere.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from typing import Iterable, Sequence
 
 LUMI_SECTION_S = 2**18 / 11245.5  # 23.31 s: 2^18 LHC orbits at the revolution frequency 11.2455 kHz
 UPPER_68_ZERO = 1.1394  # Poisson 68 % CL upper limit on the mean for 0 observed events (one-sided)
+CL_1_SIGMA = 0.682689492137086  # the central probability of +-1 sigma: the rates' intervals
+ASYMMETRIC = 0.10  # an interval whose sides differ by more than this (relative) is printed +a/-b
 
 
 @dataclass
@@ -50,11 +59,14 @@ class TriggerPatterns:
 
     paths: list[str]
     by_lumi: dict[tuple[int, int], dict[int, Tally]] = field(default_factory=dict)
+    column: dict[tuple[int, int], str] = field(default_factory=dict)  # the prescale column of each lumi, if any
 
-    def record(self, run: int, lumi: int, pattern: int, weight: float = 1.0) -> None:
+    def record(self, run: int, lumi: int, pattern: int, weight: float = 1.0, column: str | None = None) -> None:
         table = self.by_lumi.get((run, lumi))
         if table is None:
             table = self.by_lumi[(run, lumi)] = {}
+            if column is not None:
+                self.column[(run, lumi)] = column
         tally = table.get(pattern)
         if tally is None:
             tally = table[pattern] = Tally()
@@ -64,7 +76,7 @@ class TriggerPatterns:
         if other.paths != self.paths:
             raise ValueError(f"cannot merge trigger patterns of paths {other.paths} into {self.paths}")
         out = TriggerPatterns(list(self.paths), {k: {p: Tally(t.n, t.w, t.w2) for p, t in v.items()}
-                                                 for k, v in self.by_lumi.items()})
+                                                 for k, v in self.by_lumi.items()}, {**self.column, **other.column})
         for key, table in other.by_lumi.items():
             mine = out.by_lumi.setdefault(key, {})
             for pattern, tally in table.items():
@@ -86,30 +98,45 @@ class Rate:
     hz: float
     error_hz: float
     upper_limit: bool = False  # no event accepted: error_hz is the 68 % upper limit
+    low_hz: float = 0.0  # the 68.3 % interval [low_hz, high_hz] (Clopper-Pearson unweighted, hz ± error_hz weighted)
+    high_hz: float = 0.0
+
+    @property
+    def asymmetric(self) -> bool:
+        """Whether the interval's sides differ by more than ``ASYMMETRIC``: few events, where ± would mislead."""
+        below, above = self.hz - self.low_hz, self.high_hz - self.hz
+        return abs(above - below) > ASYMMETRIC * max(above, below)
 
     def __str__(self) -> str:
         if self.upper_limit:
             return f"< {self.error_hz:.3g} Hz (68% CL)"
+        if self.asymmetric:
+            return f"{self.hz:.3g} +{self.high_hz - self.hz:.2g}/-{self.hz - self.low_hz:.2g} Hz"
         return f"{self.hz:.3g} ± {self.error_hz:.2g} Hz"
 
 
-def rate(accepted: Tally, total: Tally, input_rate_hz: float) -> Rate:
-    """Rate of ``accepted`` out of ``total`` events arriving at ``input_rate_hz``."""
+def rate(accepted: Tally, total: Tally, input_rate_hz: float, interval: bool = True) -> Rate:
+    """Rate of ``accepted`` out of ``total`` events arriving at ``input_rate_hz``; ``interval=False`` leaves
+    the Clopper-Pearson interval out (the per-lumi view: thousands of rates nobody reads the interval of)."""
     if total.n == 0 or total.w <= 0:
         return Rate(0, 0.0, 0.0, 0.0)
     p = accepted.w / total.w
+    hz = p * input_rate_hz
     # a weighted sample's events count as fewer (N itself when unweighted): a limit from N would be too tight
     limit_hz = input_rate_hz * UPPER_68_ZERO / (total.w ** 2 / total.w2 if total.w2 > 0 else total.n)
     if accepted.n == 0:
-        return Rate(0, 0.0, 0.0, limit_hz, upper_limit=True)
+        return Rate(0, 0.0, 0.0, limit_hz, upper_limit=True, low_hz=0.0, high_hz=limit_hz)
     if accepted.n == total.n:  # nothing rejected: the binomial error would be 0, however few the events
-        return Rate(accepted.n, p, p * input_rate_hz, limit_hz)
+        return Rate(accepted.n, p, hz, limit_hz, low_hz=hz - limit_hz, high_hz=hz)
     if total.n == total.w and total.w2 == total.n:  # unweighted: binomial
-        err = math.sqrt(max(p * (1.0 - p), 0.0) / total.n)
+        err = math.sqrt(max(p * (1.0 - p), 0.0) / total.n) * input_rate_hz
+        if interval:
+            low, high = clopper_pearson(accepted.n, total.n)
+            return Rate(accepted.n, p, hz, err, low_hz=low * input_rate_hz, high_hz=high * input_rate_hz)
     else:  # weighted efficiency: variance of sum_acc w / sum w (Sumw2)
         rejected_w2 = total.w2 - accepted.w2
-        err = math.sqrt(max(((1 - p) ** 2 * accepted.w2 + p ** 2 * rejected_w2), 0.0)) / total.w
-    return Rate(accepted.n, p, p * input_rate_hz, err * input_rate_hz)
+        err = math.sqrt(max(((1 - p) ** 2 * accepted.w2 + p ** 2 * rejected_w2), 0.0)) / total.w * input_rate_hz
+    return Rate(accepted.n, p, hz, err, low_hz=hz - err, high_hz=hz + err)
 
 
 @dataclass
@@ -129,7 +156,7 @@ class MenuRates:
 
 
 def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,
-               lumis: Sequence[tuple[int, int]] | None = None) -> MenuRates:
+               lumis: Sequence[tuple[int, int]] | None = None, interval: bool = True) -> MenuRates:
     """Every path's rate, unique rate, the overlaps and the total, from the recorded patterns."""
     table = patterns.totals(lumis)
     total = Tally()
@@ -149,19 +176,77 @@ def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,
                 for j in range(len(paths)):
                     if pattern & (1 << j):
                         overlap[i][j] += tally.n
-        per_path[name] = rate(accepted, total, input_rate_hz)
-        unique[name] = rate(alone, total, input_rate_hz)
+        per_path[name] = rate(accepted, total, input_rate_hz, interval)
+        unique[name] = rate(alone, total, input_rate_hz, interval)
     any_path = Tally()
     for pattern, tally in table.items():
         if pattern:
             any_path += tally
     return MenuRates(list(paths), total.n, input_rate_hz, per_path, unique, overlap,
-                     rate(any_path, total, input_rate_hz))
+                     rate(any_path, total, input_rate_hz, interval))
 
 
 def rates_per_lumi(patterns: TriggerPatterns, input_rate_hz: float) -> dict[tuple[int, int], MenuRates]:
     """The menu's rates lumi section by lumi section (the rate-monitoring view)."""
-    return {key: menu_rates(patterns, input_rate_hz, [key]) for key in sorted(patterns.by_lumi)}
+    return {key: menu_rates(patterns, input_rate_hz, [key], interval=False) for key in sorted(patterns.by_lumi)}
+
+
+def clopper_pearson(k: int, n: int, cl: float = CL_1_SIGMA) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) central interval of an efficiency k/n: the beta quantiles, by bisection
+    on the regularized incomplete beta function (no scipy for the report). Never narrower than its
+    probability asks, and not zero wide at 0 or n; (nan, nan) for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    tail = (1.0 - cl) / 2.0
+    low = 0.0 if k <= 0 else _beta_quantile(tail, k, n - k + 1)
+    high = 1.0 if k >= n else _beta_quantile(1.0 - tail, k + 1, n - k)
+    return low, high
+
+
+def _beta_quantile(q: float, a: float, b: float) -> float:
+    """x with I_x(a, b) = q, to double precision (the CDF rises monotonically from 0 to 1 on [0, 1])."""
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        if _incomplete_beta(a, b, mid) < q:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (modified Lentz), on
+    the side of the mean where it converges fast."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    tiny, eps = 1e-300, 1e-15
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
+                    -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < eps:
+            break
+    return h
 
 
 def wilson_interval(k: int, n: int, z: float = 1.0) -> tuple[float, float]:

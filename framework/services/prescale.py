@@ -151,11 +151,14 @@ class PrescaleService(Service):
         p, in_force = self.params, self.params.column(None)
         switches = "" if p.forceDefault or not p.lumiColumns else " until the L1 GT announces another: " + ", ".join(
             f"from run {c.run} lumi {c.lumi} on, {c.column}" for c in p.lumiColumns)
-        off = [row.pathName for row in p.prescaleTable if row.prescales[in_force] == 0]
+        used = [p.lvl1DefaultLabel] + ([] if p.forceDefault else [c.column for c in p.lumiColumns])
+        off = {label: [row.pathName for row in p.prescaleTable if row.prescales[p.column(label)] == 0]
+               for label in dict.fromkeys(used)}  # every column the job can run in, not the first one only
+        notes = [f"Off in {'this column' if len(off) == 1 else 'column ' + label} (prescale 0, they accept nothing): "
+                 f"{', '.join(paths)}." for label, paths in off.items() if paths]
         text = (f"<p>Prescale column <b>{html.escape(p.lvl1DefaultLabel)}</b>{html.escape(switches)}. A prescale "
                 f"of N keeps one in N of the events the path's L1 seed accepted; a path not in the table has 1."
-                + (f' <span class="bad">Off in this column (prescale 0, they accept nothing): '
-                   f"{html.escape(', '.join(off))}.</span>" if off else "") + "</p>")
+                + "".join(f' <span class="bad">{html.escape(n)}</span>' for n in notes) + "</p>")
         rows = [[row.pathName, *("off" if n == 0 else n for n in row.prescales)] for row in p.prescaleTable]
         headers = ["path", *(f"{label} (this job)" if i == in_force else label for i, label in enumerate(p.lvl1Labels))]
         return [("Prescales", text + table(headers, rows))]

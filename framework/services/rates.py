@@ -6,6 +6,10 @@ of ``paths:``, end paths excluded), counted per (run, lumi) and pattern (``frame
 That is one dictionary update per event and merges exactly across streams and Dask workers. The
 rates are the accepted fractions times ``options.inputRateHz`` (the L1 accept rate the events stand
 for). Printed after the TrigReport, in ``hltrun.json`` (``rates``) and in ``report.html``.
+
+With a ``PrescaleService`` each lumi's prescale column is recorded with its patterns (looked up once
+per lumi, as the prescalers do): the reports name the column, and a job that ran in several columns
+also gets each column's rates, since a prescaled path's job-wide rate mixes them.
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ class TriggerRates(Service):
         self._paths: list[str] = []
         self._bits: dict[str, int] = {}
         self._patterns: TriggerPatterns | None = None
+        self._table: Any = None  # the PrescaleService's table, where the job has one: the column of each lumi
         self._lock = threading.Lock()
 
     def connect(self, signals: "ActivityRegistry", job: Any) -> None:
         self._paths = list(job.config.paths)
         self._bits = {p: 1 << i for i, p in enumerate(self._paths)}
         self._patterns = TriggerPatterns(list(self._paths))
+        prescales = job.config.services.get("PrescaleService")
+        self._table = prescales.params if prescales is not None else None
         signals.post_event.connect(self._post_event)
 
     def _post_event(self, event: Any, status: str) -> None:
@@ -56,8 +63,12 @@ class TriggerRates(Service):
                 pattern |= bit
         eid = event.id
         weight = event.get(WEIGHT_TAG) if event.has(WEIGHT_TAG) else 1.0  # a weighted sample's genWeight
+        key = (eid.run, eid.luminosityBlock)
+        # the prescale column the prescalers take in this lumi (looked up once per lumi)
+        column = (self._table.lvl1Labels[self._table.column_at(*key)]
+                  if self._table is not None and key not in self._patterns.by_lumi else None)
         with self._lock:  # streams fire post_event from their own threads
-            self._patterns.record(eid.run, eid.luminosityBlock, pattern, weight)
+            self._patterns.record(key[0], key[1], pattern, weight, column)
 
     # ------------------------------------------------------------------ distributed runs
     def snapshot(self) -> TriggerPatterns | None:
@@ -78,15 +89,36 @@ class TriggerRates(Service):
             return None
         return menu_rates(self._patterns, float(summary.input_rate_hz))
 
+    def columns(self) -> dict[str, list[tuple[int, int]]]:
+        """The recorded lumi sections by the prescale column in force in them (the prescalers' own lookup,
+        ``PrescaleTable.column_at``, recorded with the patterns), in order; empty without a prescale table."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        if self._patterns is not None:
+            for key in sorted(self._patterns.column):
+                out.setdefault(self._patterns.column[key], []).append(key)
+        return out
+
+    def per_column(self, summary: "JobSummary") -> dict[str, MenuRates]:
+        """The rates in each prescale column, where the job ran in more than one (``lumiColumns``): the
+        job-wide rate of a path whose prescale changed is a mix of its rates in both, no menu's figure."""
+        columns = self.columns()
+        if len(columns) < 2:
+            return {}
+        input_hz = float(summary.input_rate_hz)
+        return {label: menu_rates(self._patterns, input_hz, keys) for label, keys in columns.items()}
+
     def text_report(self, summary: "JobSummary") -> str:
         r = self.rates(summary)
         if r is None:
             return ""
-        lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events) ----",
-                 f"RateReport {'accepted':>9} {'rate [Hz]':>12} {'± [Hz]':>10} {'unique [Hz]':>12} {'± [Hz]':>10}  Name"]
-        for name in r.paths:
-            lines.append(f"RateReport {r.path[name].events:9d} {_hz(r.path[name])} {_hz(r.unique[name])}  {name}")
-        lines.append(f"RateReport {r.total.events:9d} {_hz(r.total)} {'':>12} {'':>10}  (menu total: any path)")
+        columns = self.columns()
+        lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events"
+                 f"{_column_note(columns)}) ----", *_rate_lines(r)]
+        for label, cr in self.per_column(summary).items():
+            (run0, lumi0), (run1, lumi1) = columns[label][0], columns[label][-1]
+            lines += ["", f"RateReport ---------- Path rates in prescale column {label} ({cr.events} events, "
+                          f"{len(columns[label])} lumi section(s) from {run0}:{lumi0} to {run1}:{lumi1}) ----",
+                      *_rate_lines(cr)]
         lines += ["", "RateReport ---------- Overlaps: of the row path's events, the fraction the column path took ----",
                   "RateReport " + " ".join(f"{i:>7d}" for i in range(len(r.paths))) + "  Name"]
         for i, name in enumerate(r.paths):
@@ -104,9 +136,20 @@ class TriggerRates(Service):
             "total": _rate_dict(r.total),
             "overlap_events": r.overlap_events,
         }
+        columns = self.columns()
+        if columns:
+            out["columns"] = list(columns)
+        per_column = self.per_column(summary)
+        if per_column:
+            out["per_column"] = [{"column": label, "events": cr.events,
+                                  "paths": [{"name": n, **_rate_dict(cr.path[n]), "unique": _rate_dict(cr.unique[n])}
+                                            for n in cr.paths],
+                                  "total": _rate_dict(cr.total)} for label, cr in per_column.items()]
         if self.params.per_lumi:
+            column_of = {key: label for label, keys in columns.items() for key in keys}
             out["per_lumi"] = [{"run": run, "lumi": lumi, "events": lr.events,
-                                "rate_hz": {n: lr.path[n].hz for n in lr.paths}, "total_hz": lr.total.hz}
+                                "rate_hz": {n: lr.path[n].hz for n in lr.paths}, "total_hz": lr.total.hz,
+                                **({"column": column_of[(run, lumi)]} if columns else {})}
                                for (run, lumi), lr in rates_per_lumi(self._patterns, r.input_rate_hz).items()]
         return out
 
@@ -116,12 +159,16 @@ class TriggerRates(Service):
         r = self.rates(summary)
         if r is None:
             return []
-        parts = [f"<p>Rates at {r.input_rate_hz:,.0f} Hz input rate from {r.events} events; unique = accepted by "
-                 f"this path and no other; '&lt; X' with '68% CL' where no event was accepted. Menu total "
+        headers = ["path", "accepted", "rate [Hz]", "± [Hz]", "unique [Hz]", "± [Hz]"]
+        parts = [f"<p>Rates at {r.input_rate_hz:,.0f} Hz input rate from {r.events} events"
+                 f"{html.escape(_column_note(self.columns()))}; unique = accepted by "
+                 f"this path and no other; '&lt; X' with '68% CL' where no event was accepted; '+a / -b' the "
+                 f"68% Clopper-Pearson interval where it is asymmetric (few events). Menu total "
                  f"{html.escape(_total_text(r.total))}.</p>",
-                 table(["path", "accepted", "rate [Hz]", "± [Hz]", "unique [Hz]", "± [Hz]"],
-                       [[n, r.path[n].events, *_rate_cells(r.path[n]), *_rate_cells(r.unique[n])] for n in r.paths],
-                       left=1)]
+                 table(headers, _rate_rows(r), left=1)]
+        for label, cr in self.per_column(summary).items():
+            parts += [f"<p>In prescale column <b>{html.escape(label)}</b> ({cr.events} events): menu total "
+                      f"{html.escape(_total_text(cr.total))}.</p>", table(headers, _rate_rows(cr), left=1)]
         if self.params.per_lumi and len(self._patterns.by_lumi) > 1:
             per = rates_per_lumi(self._patterns, r.input_rate_hz)
             fig = _figure(9.0, 3.5)
@@ -171,17 +218,57 @@ def _turn_on_plots(summary: "JobSummary") -> list[str]:
     return out
 
 
+def _column_note(columns: dict[str, list[tuple[int, int]]]) -> str:
+    """Which prescale column(s) the job-wide rates were taken in: more than one mixes them."""
+    if not columns:
+        return ""
+    if len(columns) == 1:
+        return f", prescale column {next(iter(columns))}"
+    return f", prescale columns {', '.join(columns)} mixed: each column's rates below"
+
+
+def _rate_lines(r: MenuRates) -> list[str]:
+    """The RateReport's table: per path its rate and unique rate, then the menu total."""
+    lines = [f"RateReport {'accepted':>9} {'rate [Hz]':>12} {'± [Hz]':>{PM}} {'unique [Hz]':>12} "
+             f"{'± [Hz]':>{PM}}  Name"]
+    for name in r.paths:
+        lines.append(f"RateReport {r.path[name].events:9d} {_hz(r.path[name])} {_hz(r.unique[name])}  {name}")
+    lines.append(f"RateReport {r.total.events:9d} {_hz(r.total)} {'':>12} {'':>{PM}}  (menu total: any path)")
+    return lines
+
+
+def _rate_rows(r: MenuRates) -> list[list[Any]]:
+    """report.html's rows of the same table."""
+    return [[n, r.path[n].events, *_rate_cells(r.path[n]), *_rate_cells(r.unique[n])] for n in r.paths]
+
+
 def _rate_cells(r: Rate) -> list[Any]:
     """The rate and ± cells of report.html's table: the figures, or for no accepted event the 68 % CL upper
-    limit as the RateReport prints it (0 and the limit in the ± column would read as a measured 0 ± X Hz)."""
+    limit as the RateReport prints it (0 and the limit in the ± column would read as a measured 0 ± X Hz),
+    or for few events the asymmetric interval as the RateReport prints it."""
     if r.upper_limit:
         return [f"< {r.error_hz:.1f}", "68% CL"]
+    if r.asymmetric:
+        return [r.hz, _pm(r, ",.1f", " / ")]
     return [r.hz, r.error_hz]
 
 
 def _total_text(r: Rate) -> str:
     """The menu total in the table's units and precision (``str(Rate)`` gives three digits, 9.68e+04)."""
-    return f"< {r.error_hz:,.1f} Hz (68% CL)" if r.upper_limit else f"{r.hz:,.1f} ± {r.error_hz:,.1f} Hz"
+    if r.upper_limit:
+        return f"< {r.error_hz:,.1f} Hz (68% CL)"
+    return f"{r.hz:,.1f} {'' if r.asymmetric else '± '}{_pm(r, ',.1f', '/')} Hz"
+
+
+PM = 15  # the RateReport's ± columns: room for +1234.5/-1234.5
+
+
+def _pm(r: Rate, spec: str, sep: str = "/") -> str:
+    """A measured rate's uncertainty: ``+a/-b`` (its 68 % interval's sides) where they differ by more than
+    ``ASYMMETRIC`` (few events: a binomial ± would reach below 0 or short of the interval's top), else the ±."""
+    if r.asymmetric:
+        return f"+{format(r.high_hz - r.hz, spec)}{sep}-{format(r.hz - r.low_hz, spec)}"
+    return format(r.error_hz, spec)
 
 
 def _fraction(f: float | None) -> str:
@@ -191,10 +278,10 @@ def _fraction(f: float | None) -> str:
 
 def _hz(r: Rate) -> str:
     if r.upper_limit:
-        return f"{'< ' + format(r.error_hz, '.1f'):>12} {'(68% CL)':>10}"
-    return f"{r.hz:12.1f} {r.error_hz:10.1f}"
+        return f"{'< ' + format(r.error_hz, '.1f'):>12} {'(68% CL)':>{PM}}"
+    return f"{r.hz:12.1f} {_pm(r, '.1f'):>{PM}}"
 
 
 def _rate_dict(r: Rate) -> dict[str, Any]:
     return {"accepted": r.events, "fraction": r.fraction, "rate_hz": r.hz, "error_hz": r.error_hz,
-            "upper_limit": r.upper_limit}
+            "upper_limit": r.upper_limit, "interval_hz": [r.low_hz, r.high_hz]}

@@ -1,0 +1,247 @@
+"""The rate figures a trigger physicist quotes, end to end and against independent numpy computations
+from the output's HLT_* bits and weights: a sample with negative generator weights (NLO), and the
+interval of a rate from a handful of events."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+import subprocess
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from hltrun.modules.rootio import write_nanoaod
+
+REPO = Path(__file__).resolve().parents[1]
+QCD = REPO / "data" / "qcd_dijet.root"
+CUT_GEV = 1100.0
+
+
+def _sample(tmp_path: Path, n: int = 500) -> Path:
+    """The shipped QCD sample's first ``n`` events (lumis 1 and 2) with a genWeight: +1, and -1 for the
+    events with a jet above the cut, as an NLO sample's negative weights can make a small subset."""
+    with uproot.open(QCD) as f:
+        a = f["Events"].arrays(entry_stop=n)
+    lead = ak.to_numpy(ak.fill_none(ak.max(a["FatJet_pt"], axis=1), 0.0))
+    weights = np.where(lead > CUT_GEV, -1.0, 1.0).astype(np.float32)
+    path = tmp_path / "nlo.root"
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "Events", {
+            **{k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "event")}, "genWeight": weights,
+            "FatJet": ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")}),
+            "FatJetPFCand": ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})})
+    return path
+
+
+def _job(tmp_path: Path, sample: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path / "out.root"
+    config = tmp_path / "menu.yaml"
+    config.write_text(f"""
+options: {{inputRateHz: 100000}}
+source: {{type: RootJetSource, files: [{sample}]}}
+modules:
+  hard: {{type: JetPtFilter, min_pt: {CUT_GEV}, eta_max: 5.0}}
+  soft: {{type: JetPtFilter, min_pt: 300.0, eta_max: 5.0}}
+  out: {{type: RootOutputModule, file: {out}, keep: ["source:weight"]}}
+paths:
+  HLT_Hard: [hard]
+  HLT_Soft: [soft]
+endpaths:
+  e: [out]
+services:
+  TriggerRates: {{}}
+""")
+    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(config), "-q", "--report-dir", "rep",
+                          "options.wantSummary=false"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    return res, out
+
+
+def _weighted_rate(w: np.ndarray, accepted: np.ndarray) -> tuple[float, float]:
+    """Input rate x accepted weight / total weight and its Sumw2 error, written out independently."""
+    total = w.sum()
+    p = w[accepted].sum() / total
+    var = ((1 - p) ** 2 * (w[accepted] ** 2).sum() + p ** 2 * (w[~accepted] ** 2).sum()) / total ** 2
+    return 1e5 * p, 1e5 * np.sqrt(var)
+
+
+def test_negative_generator_weights_give_the_signed_weighted_rate(tmp_path):
+    """An NLO sample (negative genWeights) whose accepted events weigh less than zero: the rate is the signed
+    weighted estimate, -xx ± yy Hz. hltrun.json failed its own schema (rate_hz below 0) and the job exited 1
+    with 'a bug in hltrun'; the figures must be the independent weighted sums, in hltrun.json and per lumi."""
+    res, out = _job(tmp_path, _sample(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "schema" not in res.stderr
+    with uproot.open(out) as f:
+        a = f["Events"].arrays(library="np")
+    w = a["genWeight"].astype(np.float64)
+    rates = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["TriggerRates"]
+    hard = next(p for p in rates["paths"] if p["name"] == "HLT_Hard")
+    accepted = a["HLT_Hard"].astype(bool)
+    hz, err = _weighted_rate(w, accepted)
+    assert hz < 0  # the sample is built so that it is
+    assert hard["accepted"] == int(accepted.sum())
+    assert hard["rate_hz"] == pytest.approx(hz, rel=1e-9)
+    assert hard["error_hz"] == pytest.approx(err, rel=1e-9)
+    assert hard["fraction"] == pytest.approx(hz / 1e5, rel=1e-9)
+    for lumi in rates["per_lumi"]:
+        mask = a["luminosityBlock"] == lumi["lumi"]
+        assert lumi["rate_hz"]["HLT_Hard"] == pytest.approx(_weighted_rate(w[mask], accepted[mask])[0], rel=1e-9)
+
+
+def _service_with(accepted: int, events: int):
+    """The TriggerRates service after ``events`` events, path A taking the first ``accepted`` of them
+    alone and path B the rest (B's count is large: a binomial ± suits it)."""
+    from hltrun.framework.rates import TriggerPatterns
+    from hltrun.framework.services.rates import TriggerRates, TriggerRatesParameters
+
+    patterns = TriggerPatterns(["A", "B"])
+    for i in range(events):
+        patterns.record(1, 1, 0b01 if i < accepted else 0b10)
+    service = TriggerRates("TriggerRates", TriggerRatesParameters())
+    service._paths, service._patterns = ["A", "B"], patterns
+    return service
+
+
+def _clopper_pearson_hz(k: int, n: int, input_hz: float = 1e5) -> tuple[float, float]:
+    """The exact 68.3 % central interval from scipy's beta quantiles (independent of hltrun's bisection)."""
+    beta = pytest.importorskip("scipy.stats").beta
+    tail = (1 - 0.682689492137086) / 2
+    return (0.0 if k == 0 else beta.ppf(tail, k, n - k + 1)) * input_hz, \
+           (1.0 if k == n else beta.ppf(1 - tail, k + 1, n - k)) * input_hz
+
+
+@pytest.mark.parametrize("k", [1, 4, 22])
+def test_a_rate_from_a_few_events_has_its_clopper_pearson_interval(k):
+    """One event of 2500 at 100 kHz: the RateReport printed '40.0 40.0' (R/N ± R/N, sqrt(1) = 1), a rate that
+    might be zero, and hltrun.json had only that ±. The 68.3 % interval of one event is [0.17, 3.30] R/N
+    (PDG's Poisson interval for 1): +91.9/-33.1 Hz. The reports give the exact (Clopper-Pearson) interval,
+    against scipy's beta quantiles: hltrun.json's interval_hz, the RateReport's and report.html's '+a/-b'."""
+
+    from hltrun.framework.services.rates import _rate_cells
+
+    n = 2500
+    service = _service_with(k, n)
+    summary = SimpleNamespace(input_rate_hz=1e5)
+    low, high = _clopper_pearson_hz(k, n)
+    hz = 1e5 * k / n
+    doc = service.json_report(summary)
+    a = doc["paths"][0]
+    assert a["rate_hz"] == pytest.approx(hz)
+    assert a["interval_hz"] == pytest.approx([low, high], rel=1e-7)
+    assert a["error_hz"] == pytest.approx(1e5 * np.sqrt(k / n * (1 - k / n) / n))  # the binomial sd, as before
+    line = next(x for x in service.text_report(summary).splitlines() if x.endswith("  A"))
+    assert line.split()[1:5] == [str(k), f"{hz:.1f}", f"+{high - hz:.1f}/-{hz - low:.1f}", f"{hz:.1f}"]
+    r = service.rates(summary).path["A"]
+    assert _rate_cells(r)[1] == f"+{high - hz:,.1f} / -{hz - low:,.1f}"
+    b = doc["paths"][1]
+    assert b["interval_hz"] == pytest.approx(_clopper_pearson_hz(n - k, n), rel=1e-7)
+
+
+def test_a_rate_from_many_events_keeps_its_binomial_error():
+    """Where the interval's sides agree within 10 % (hundreds of events either side) the RateReport keeps
+    the ± of the binomial error; hltrun.json still gives the exact interval."""
+    n, k = 2500, 800
+    service = _service_with(k, n)
+    summary = SimpleNamespace(input_rate_hz=1e5)
+    err = 1e5 * np.sqrt(k / n * (1 - k / n) / n)
+    line = next(x for x in service.text_report(summary).splitlines() if x.endswith("  A"))
+    assert line.split()[1:4] == [str(k), f"{1e5 * k / n:.1f}", f"{err:.1f}"]
+    assert service.json_report(summary)["paths"][0]["interval_hz"] == pytest.approx(_clopper_pearson_hz(k, n),
+                                                                                    rel=1e-7)
+
+
+@pytest.mark.parametrize("n", [1, 7, 250, 10_000, 3_000_000])
+def test_clopper_pearson_matches_the_beta_quantiles(n):
+    from hltrun.framework.rates import clopper_pearson
+
+    for k in sorted({0, 1, 2, 5, n // 3, n - 1, n}):
+        if 0 <= k <= n:
+            assert clopper_pearson(k, n) == pytest.approx(tuple(x / 1e5 for x in _clopper_pearson_hz(k, n)),
+                                                          rel=1e-7, abs=1e-300)
+
+
+def _column_change_job(tmp_path: Path, *args: str) -> tuple[dict, dict[str, np.ndarray], str, str]:
+    """The shipped QCD sample (lumis 1-10) through a jet and an HT path, each behind its prescaler, with the
+    prescale column switching from c1 to c2 at lumi 6 (HLT_H off there, HLT_J prescaled by 2)."""
+    out = tmp_path / "out.root"
+    config = tmp_path / "menu.yaml"
+    config.write_text(f"""
+options: {{inputRateHz: 100000}}
+source: {{type: RootJetSource, files: [{QCD}]}}
+modules:
+  preJ: {{type: HLTPrescaler}}
+  preH: {{type: HLTPrescaler}}
+  jet: {{type: JetPtFilter, min_pt: 500.0, eta_max: 2.5}}
+  ht: {{type: HTFilter, min_ht: 1050.0, jet_pt_min: 30.0, eta_max: 2.5}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths:
+  HLT_J: [preJ, jet]
+  HLT_H: [preH, ht]
+endpaths:
+  e: [out]
+services:
+  PrescaleService:
+    lvl1Labels: [c1, c2]
+    lvl1DefaultLabel: c1
+    prescaleTable:
+      - {{pathName: HLT_J, prescales: [1, 2]}}
+      - {{pathName: HLT_H, prescales: [3, 0]}}
+    lumiColumns: [{{run: 1, lumi: 6, column: c2}}]
+  TriggerRates: {{}}
+""")
+    res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(config), "-q", "--report-dir", "rep",
+                          *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    with uproot.open(out) as f:
+        a = f["Events"].arrays(library="np")
+    rates = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["TriggerRates"]
+    return rates, a, res.stdout, (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_a_prescale_column_change_gives_the_rates_in_each_column(tmp_path):
+    """A job whose column changes at lumi 6 (lumiColumns): HLT_H, prescaled by 3 then off, had one job-wide
+    rate, 16.6 kHz, a mix of 33.2 kHz in c1 and nothing in c2 that no column of the menu gives, and neither
+    the RateReport nor hltrun.json said which column a figure belongs to. Each column's rates are given
+    (RateReport, hltrun.json per_column, report.html), against an independent count of the output's bits
+    by lumi; per_lumi names its column, and report.html lists the paths c2 turns off."""
+    rates, a, text, page = _column_change_job(tmp_path)
+    in_c2 = a["luminosityBlock"] >= 6
+    assert rates["columns"] == ["c1", "c2"]
+    assert all(e["column"] == ("c2" if e["lumi"] >= 6 else "c1") for e in rates["per_lumi"])
+    by_column = {c["column"]: c for c in rates["per_column"]}
+    assert sorted(by_column) == ["c1", "c2"]
+    bits = np.stack([a["HLT_J"], a["HLT_H"]], axis=1).astype(bool)
+    for label, mask in (("c1", ~in_c2), ("c2", in_c2)):
+        column, sub, n = by_column[label], bits[mask], int(mask.sum())
+        assert column["events"] == n
+        for i, path in enumerate(column["paths"]):
+            k = int(sub[:, i].sum())
+            assert path["accepted"] == k and path["rate_hz"] == pytest.approx(1e5 * k / n)
+            assert path["unique"]["accepted"] == int((sub[:, i] & ~sub[:, 1 - i]).sum())
+        assert column["total"]["accepted"] == int(sub.any(axis=1).sum())
+        assert f"Path rates in prescale column {label} ({n} events" in text
+    assert by_column["c2"]["paths"][1]["accepted"] == 0 and by_column["c1"]["paths"][1]["accepted"] > 0
+    assert "prescale columns c1, c2 mixed" in text
+    assert "Off in column c2 (prescale 0, they accept nothing): HLT_H." in page
+    assert page.count("In prescale column <b>") == 2
+
+
+def test_one_column_is_named_and_not_repeated(tmp_path):
+    rates, _, text, _ = _column_change_job(tmp_path, "services.PrescaleService.forceDefault=true")
+    assert rates["columns"] == ["c1"] and "per_column" not in rates
+    assert "prescale column c1) ----" in text and "Path rates in prescale column" not in text
+
+
+def test_the_columns_of_the_lumis_merge_with_the_patterns():
+    """Dask units each record their lumis' columns; the client's merge keeps them all."""
+    from hltrun.framework.rates import TriggerPatterns
+
+    first, second = TriggerPatterns(["A"]), TriggerPatterns(["A"])
+    first.record(1, 1, 1, column="c1")
+    second.record(1, 6, 0, column="c2")
+    assert first.merge(second).column == {(1, 1): "c1", (1, 6): "c2"}

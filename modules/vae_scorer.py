@@ -158,7 +158,7 @@ def _imported(given: Path, backend: str, suffix: str, inputs: Contract) -> Path:
         raise ConfigError(f"model {given}: not a format hltrun reads or imports (.onnx, .keras, a TorchScript .pt, "
                           f"a torch.export .pt2, a SavedModel folder)")
     if suffix != ".onnx":
-        raise ConfigError(f"model {given} is a {importer.format} model, which hltrun imports into ONNX for the "
+        raise ConfigError(f"model {given} is a {importer.format} network, which hltrun imports into ONNX for the "
                           f"engines that read ONNX; the {backend} backend reads {suffix} files: use backend: "
                           f"onnxruntime (or auto, iree, jax, torch)")
     if len(inputs.inputs) != 1:

@@ -213,9 +213,7 @@ class SavedModelImporter(Importer):
                 f"--output {path.name}.onnx")
 
     def load(self, path: Path) -> Any:
-        import os as _os
-
-        _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's native log, as the tensorflow backend sets it
         tf = need("tensorflow", f"importing the SavedModel {path}")
         loaded = tf.saved_model.load(str(path))
         if self.SIGNATURE not in loaded.signatures:
@@ -267,7 +265,6 @@ _REFUSED = {
     ".h5": "a legacy Keras HDF5 file, which Keras 3 cannot always rebuild: in the Keras that trained it, "
            "keras.models.load_model('{path}').export('{stem}_savedmodel') and give hltrun that folder "
            "(or export it to ONNX with tf2onnx, docs/your-model.md)",
-    ".hdf5": "a legacy Keras HDF5 file ... (see .h5)",
     ".pb": "a frozen TensorFlow graph, whose input and output tensors have no names to find them by: "
            "python -m tf2onnx.convert --graphdef {path} --inputs <input>:0 --outputs <output>:0 --opset 17 "
            "--output {stem}.onnx, and give hltrun the .onnx file",

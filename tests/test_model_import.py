@@ -241,6 +241,32 @@ def test_the_import_is_cached_and_redone_when_the_file_changes(tmp_path, monkeyp
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+def test_the_declared_input_is_the_one_imported(tmp_path, capfd):
+    """A network reading 50 constituents x 4 features is imported with the input the scorer declares, and
+    runs; without the declaration, the shipped (N, 100, 3) is tried and the line says to declare it."""
+    torch = _torch()
+
+    class Linear50(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(200, 1)
+
+        def forward(self, x):
+            return self.lin(x.flatten(1)).squeeze(1)
+
+    model = tmp_path / "m50.pt"
+    torch.jit.script(Linear50().eval()).save(str(model))
+    code, _, doc = _hltrun(tmp_path, model, "modules.vae.backend=onnxruntime",
+                           "modules.vae.inputs=[{name: cands, features: [deta, dphi, pt, log_pt], n_constituents: 50}]")
+    err = capfd.readouterr().err
+    assert code == 0, err
+    assert "cands (N, 50, 4)" in json.dumps(doc), err
+    code, _, _ = _hltrun(tmp_path, model, "modules.vae.backend=onnxruntime")
+    err = capfd.readouterr().err
+    assert code == 4 and "fails on a batch of 2 jet(s) of shape (100, 3)" in err and "declare the input" in err, err
+    assert "Traceback" not in err
+
+
 def _h5(folder: Path) -> Path:
     _tf()
     import keras

@@ -372,6 +372,7 @@ def _convert(importer: Importer, path: Path, name: str, shape: tuple[int, ...], 
     except Exception as exc:
         reraise_interrupt(exc)
         raise ModuleError(f"{where}: cannot load it: {type(exc).__name__}: {one_line(exc)}") from exc
+    _native(importer, model, np.zeros((EXAMPLE_BATCH, *shape), np.float32), where)  # the input it reads, said first
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         try:
@@ -381,7 +382,7 @@ def _convert(importer: Importer, path: Path, name: str, shape: tuple[int, ...], 
         except Exception as exc:
             reraise_interrupt(exc)
             raise ModuleError(f"{where}: the import into ONNX failed ({made.converter}): {type(exc).__name__}: "
-                              f"{one_line(exc)[:400]}; {how}") from exc
+                              f"{_reason(exc)}; {how}") from exc
         worst = _agreement(importer, model, tmp, name, shape, where, how)
         done = Provenance(made.source, made.sha256, made.format, made.converter, worst)
         _write_provenance(tmp, done)
@@ -406,13 +407,7 @@ def _agreement(importer: Importer, model: Any, onnx_file: Path, name: str, shape
     worst = 0.0
     for n in PROBE_BATCHES:
         x = rng.normal(size=(n, *shape)).astype(np.float32)
-        try:
-            native = importer.run(model, x)
-        except Exception as exc:
-            reraise_interrupt(exc)
-            raise ModuleError(f"{where}: the native runtime fails on a batch of {n} jet(s) of shape {shape}: "
-                              f"{type(exc).__name__}: {one_line(exc)[:300]} (declare the input it reads: the "
-                              f"scorer's inputs, docs/your-model.md)") from exc
+        native = _native(importer, model, x, where)
         try:
             got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {name: x})))
         except Exception as exc:
@@ -431,6 +426,28 @@ def _agreement(importer: Importer, model: Any, onnx_file: Path, name: str, shape
                                   f"on {n} probe jet(s); {how}")
             worst = max(worst, diff)
     return worst
+
+
+def _native(importer: Importer, model: Any, x: np.ndarray, where: str) -> dict[str, np.ndarray]:
+    """The native runtime's outputs on ``x``; a network that does not read (N, *shape) is one line saying to
+    declare its input (the shipped (N, 100, 3) is assumed otherwise)."""
+    try:
+        return importer.run(model, x)
+    except Exception as exc:
+        reraise_interrupt(exc)
+        raise ModuleError(f"{where}: it fails on a batch of {len(x)} jet(s) of shape {x.shape[1:]}: "
+                          f"{type(exc).__name__}: {_reason(exc)} (declare the input it reads: the scorer's inputs, "
+                          f"docs/your-model.md)") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The exception's own words in one line: a TorchScript interpreter's error ends with them, after its
+    serialized code."""
+    text = str(exc)
+    if "Traceback of TorchScript" in text:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1].removeprefix(f"{type(exc).__name__}: ")[:300] if lines else type(exc).__name__
+    return one_line(exc)[:300]
 
 
 def _write_provenance(path: Path, made: Provenance) -> None:

@@ -314,3 +314,15 @@ def test_the_tensorflow_backend_on_an_imported_format_names_the_engines_that_run
     code, _, _ = _hltrun(tmp_path, model, "modules.vae.backend=tensorflow")
     err = capfd.readouterr().err
     assert code == 2 and "is a TorchScript network" in err and "use backend: onnxruntime" in err, err
+
+
+def test_the_verdict_gives_the_command_that_converts_a_native_file(tmp_path, capfd):
+    """``hltbench verdict`` times ONNX files: on a TorchScript file it said "hltrun reads .onnx ... files, not
+    .pt" (a dead end); the line now gives the command that converts it, exit 2, before anything runs."""
+    from hltrun.tools.bench.cli import main as hltbench
+
+    model = _save("scripted", tmp_path)
+    code = hltbench(["verdict", str(model), "--out-dir", str(tmp_path / "v")])
+    err = capfd.readouterr().err
+    assert code == 2 and "is a TorchScript network" in err and f"torch.jit.load('{model}')" in err, err
+    assert "Traceback" not in err

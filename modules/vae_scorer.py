@@ -21,7 +21,8 @@ warm-up in begin_job (docs/your-model.md).
 
 Model files: ``model`` is a path (``data/models/conv_vae.onnx``) or a name (``conv_vae``) resolved
 in ``models_dir`` with the backend's suffix (``.keras`` for TensorFlow, ``.onnx`` otherwise;
-``_int8.onnx`` for ONNX Runtime with ``precision: int8``).
+``_int8.onnx`` for ONNX Runtime with ``precision: int8``). A TorchScript ``.pt``, a torch.export ``.pt2`` or a
+SavedModel folder is imported into ONNX once (``inference/model_import.py``) for the engines that read ONNX.
 """
 
 from __future__ import annotations
@@ -426,7 +427,8 @@ class VAEAnomalyScorer(Producer):
         batch = self._typical_batch(ctx, p)
         candidates: dict[str, Any] = {}
         skipped: list[str] = []
-        reference = resolve_model(p.model, "onnxruntime", p.precision, p.models_dir, opts.inputs or opts.fallback_inputs)
+        reads = opts.inputs or opts.fallback_inputs
+        reference = resolve_model(p.model, "onnxruntime", p.precision, p.models_dir, reads)
         files: dict[str, Path] = {}
         for engine in AUTO_CPU_ENGINES:
             if engine not in backend_names():

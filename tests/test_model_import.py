@@ -80,7 +80,8 @@ def _saved_model(folder: Path, seed: int = 1) -> Path:
 
     keras.utils.set_random_seed(seed)
     x = keras.Input((N, F), name="jets")
-    h = keras.layers.Flatten()(keras.layers.Conv1D(2, 1, activation="elu")(keras.layers.Conv1D(8, 1, activation="elu")(x)))
+    h = keras.layers.Conv1D(8, 1, activation="elu")(x)
+    h = keras.layers.Flatten()(keras.layers.Conv1D(2, 1, activation="elu")(h))
     z = keras.layers.Dense(4)(keras.layers.Dense(16, activation="elu")(h))
     rec = keras.layers.Reshape((N, F))(keras.layers.Dense(N * F)(keras.layers.Dense(16, activation="elu")(z)))
     model = keras.Model(x, keras.ops.mean(keras.ops.square(x - rec), axis=(1, 2)))

@@ -138,8 +138,9 @@ class TorchScriptImporter(_TorchImporter):
     def load(self, path: Path) -> Any:
         if not _is_torchscript(path):
             raise ModuleError(f"model {path} is a PyTorch checkpoint (torch.save: a pickled module or state_dict), "
-                              f"not a network file: save the network with torch.jit.script(model).save('{path.stem}.pt') "
-                              f"or export it to ONNX (torch.onnx.export, docs/your-model.md)")
+                              f"not a network file: save the network with "
+                              f"torch.jit.script(model).save('{path.stem}.pt') or export it to ONNX "
+                              f"(torch.onnx.export, docs/your-model.md)")
         torch = need("torch", f"importing the TorchScript model {path}")
         return torch.jit.load(str(path), map_location="cpu").eval()
 
@@ -188,9 +189,8 @@ class ExportedProgramImporter(_TorchImporter):
         torch = need("torch", f"importing the ExportedProgram {path}")
         need("onnxscript", f"importing the ExportedProgram {path} (torch.onnx's dynamo exporter)")
         outputs = self.output_names(model, name, jet_shape)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet("torch.onnx"):
             warnings.simplefilter("ignore")
-            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
             torch.onnx.export(model, (), str(out), dynamo=True, input_names=[name], output_names=outputs,
                               external_data=False, verbose=False, report=False, optimize=True)
 
@@ -222,8 +222,8 @@ class SavedModelImporter(Importer):
         fn = loaded.signatures[self.SIGNATURE]
         inputs = fn.structured_input_signature[1]
         if len(inputs) != 1:
-            raise ModuleError(f"model {path}: its {self.SIGNATURE} signature has {len(inputs)} inputs {sorted(inputs)}; "
-                              f"hltrun imports networks with one input: convert it by hand "
+            raise ModuleError(f"model {path}: its {self.SIGNATURE} signature has {len(inputs)} inputs "
+                              f"{sorted(inputs)}; hltrun imports networks with one input: convert it by hand "
                               f"({self.manual(path, ())}) and run the .onnx file")
         return loaded, fn, next(iter(inputs))
 
@@ -237,7 +237,7 @@ class SavedModelImporter(Importer):
         need("tf2onnx", f"importing the SavedModel {path}")
         from tf2onnx import convert, tf_loader
 
-        with _quiet_tf2onnx():
+        with _quiet("tf2onnx", "tensorflow"):
             graph, inputs, outputs, rename = tf_loader.from_saved_model(
                 str(path), None, None, "serve", [self.SIGNATURE], return_tensors_to_rename=True)
             rename = {**rename, inputs[0]: name}
@@ -245,11 +245,15 @@ class SavedModelImporter(Importer):
                                    tensors_to_rename=rename, output_path=str(out))
 
 
-class _quiet_tf2onnx:
-    """tf2onnx logs its progress at INFO and TF warns of deprecated v1 calls it makes: not the job's news."""
+class _quiet:
+    """A converter's progress (tf2onnx logs it at INFO, torch.onnx's exporter its steps) and TF's warnings of the
+    deprecated v1 calls tf2onnx makes are not the job's news: these loggers say errors only, for the import."""
+
+    def __init__(self, *names: str) -> None:
+        self._names = names
 
     def __enter__(self) -> None:
-        self._levels = {n: logging.getLogger(n).level for n in ("tf2onnx", "tensorflow")}
+        self._levels = {n: logging.getLogger(n).level for n in self._names}
         for n in self._levels:
             logging.getLogger(n).setLevel(logging.ERROR)
 

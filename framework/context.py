@@ -130,6 +130,8 @@ class AcceleratorChoice:
     model_sha256: str = ""  # of the file that runs (and its external data): which network, months later
     # how the scores are not plain float32 scores of each jet alone, measured (modules/inference/fidelity.py)
     caveats: tuple[str, ...] = ()
+    # a network imported into ONNX (modules/inference/model_import.py): the original file, its sha256, the converter
+    imported_from: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"backend": self.backend, "device": self.device, "reason": self.reason,
@@ -140,6 +142,8 @@ class AcceleratorChoice:
             out["timings"] = [dict(row) for row in self.timings]
         if self.caveats:
             out["caveats"] = list(self.caveats)
+        if self.imported_from:
+            out["imported_from"] = dict(self.imported_from)
         return out
 
 

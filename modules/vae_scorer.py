@@ -21,7 +21,8 @@ warm-up in begin_job (docs/your-model.md).
 
 Model files: ``model`` is a path (``data/models/conv_vae.onnx``) or a name (``conv_vae``) resolved
 in ``models_dir`` with the backend's suffix (``.keras`` for TensorFlow, ``.onnx`` otherwise;
-``_int8.onnx`` for ONNX Runtime with ``precision: int8``).
+``_int8.onnx`` for ONNX Runtime with ``precision: int8``). A TorchScript ``.pt``, a torch.export ``.pt2`` or a
+SavedModel folder is imported into ONNX once (``inference/model_import.py``) for the engines that read ONNX.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from hltrun.framework.resources import find_file
 
 from .inference import (BackendOptions, InferenceBackend, autoselect, backend_class, backend_names, create_backend,
                         fidelity, model_suffix)
+from .inference import model_import
 from .inference.accelerator import auto_fallback, choose_backend
 from .contract import Contract, InputDeclaration, default_contract, freeze
 from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file, per_call_quant_ops
@@ -128,10 +130,15 @@ class VAEAnomalyScorerParameters:
                              f"({self.max_batch}, the largest batch the backend is built for)")
 
 
-def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> Path:
-    """Path of the model file this backend reads (see the module docstring)."""
+def resolve_model(model: str, backend: str, precision: str, models_dir: str,
+                  inputs: Contract | None = None) -> Path:
+    """Path of the model file this backend reads (see the module docstring). A network saved the way
+    CMSSW's own interfaces load it (TorchScript, ExportedProgram, SavedModel) is imported into ONNX once
+    (``model_import``), its input ``inputs`` (one declared input; default: the shipped one)."""
     suffix = model_suffix(backend)
     given = find_file(model, "model file")
+    if model_import.is_native(given):
+        return _imported(given, backend, suffix, inputs or default_contract())
     if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
         if given.suffix != suffix:
             sibling = given.with_suffix(suffix)
@@ -143,6 +150,24 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str) -> 
         return given
     stem = f"{model}_int8" if precision == "int8" else model
     return find_file(Path(models_dir) / f"{stem}{suffix}")  # load() reports a missing one
+
+
+def _imported(given: Path, backend: str, suffix: str, inputs: Contract) -> Path:
+    """The ONNX file imported from ``given`` for a backend that reads ONNX; one line for one that does not."""
+    importer = model_import.native_format(given)
+    if importer is None:
+        raise ConfigError(f"model {given}: not a format hltrun reads or imports (.onnx, .keras, a TorchScript .pt, "
+                          f"a torch.export .pt2, a SavedModel folder)")
+    if suffix != ".onnx":
+        raise ConfigError(f"model {given} is a {importer.format} network, which hltrun imports into ONNX for the "
+                          f"engines that read ONNX; the {backend} backend reads {suffix} files: use backend: "
+                          f"onnxruntime (or auto, iree, jax, torch)")
+    if len(inputs.inputs) != 1:
+        raise ModuleError(f"model {given}: {len(inputs.inputs)} inputs declared; hltrun imports {importer.format} "
+                          f"networks with one input: convert it by hand ({importer.manual(given, ())}) and run the "
+                          f".onnx file")
+    declared = inputs.inputs[0]
+    return model_import.imported_onnx(given, declared.name, declared.shape(0)[1:])
 
 
 MODEL_FILE_SUFFIXES = (".onnx", ".keras", ".tflite")  # what some backend reads, beside the file given
@@ -300,15 +325,20 @@ class VAEAnomalyScorer(Producer):
         if refusal:  # before any file is read: the engine would run another precision than asked
             chosen = f" (backend: auto chose {name}: {reason.removeprefix('auto: ')})" if p.backend == "auto" else ""
             raise ConfigError(f"{where}.precision: {refusal}{chosen}")
-        path = resolve_model(p.model, name, p.precision, p.models_dir)
         meta = ctx.inputs["src"].metadata if "src" in ctx.inputs else {}
         n_constituents, relative = int(meta.get("n_constituents", N_CONSTITUENTS)), bool(meta.get("relative", True))
+        declared = declared_inputs(p, n_constituents, relative)
+        reads = declared["inputs"] or declared["fallback_inputs"]  # what a network imported into ONNX reads
+        try:
+            path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
+        except ModuleError as exc:
+            raise ModuleError(f"{where}: {exc}") from None
         opts = BackendOptions(mode=p.mode, threads=p.threads, providers=list(p.providers),
                               graph_optimization=p.graph_optimization, io_binding=p.io_binding,
                               precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,
                               cuda_graphs=p.cuda_graphs,
                               outputs=None if p.outputs is None else type(p.outputs)(p.outputs), score_per=p.score_per,
-                              **declared_inputs(p, n_constituents, relative))
+                              **declared)
         timings: tuple[dict[str, Any], ...] = ()
         if p.backend == "auto" and name == "onnxruntime" and p.precision in ("auto", "fp32") and p.score_per == "jet":
             try:  # before any engine's cache hashes the file (a FIFO would block there for ever)
@@ -328,7 +358,7 @@ class VAEAnomalyScorer(Producer):
                 raise type(exc)(f"{where}: {exc}") from exc
             log.warning("%s: %s", where, fallback[1], extra={"once": True})
             name, reason = fallback
-            path = resolve_model(p.model, name, p.precision, p.models_dir)
+            path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
             backend = create_backend(name, path, opts)
             try:
                 backend.load()
@@ -382,8 +412,10 @@ class VAEAnomalyScorer(Producer):
                 if self._owns_batcher:
                     shared.batcher = DynamicBatcher(b.max_batch, b.max_delay_ms, activity.in_flight, activity.draining)
             self._batcher = shared.batcher
+        imported = model_import.provenance(path)  # said by model_import when imported or found in its cache
         ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id,
-                                                 timings, model_digest(path), shared.caveats))
+                                                 timings, model_digest(path), shared.caveats,
+                                                 imported.as_dict() if imported is not None else None))
 
     def _auto_by_measurement(self, ctx: "ModuleContext", p: VAEAnomalyScorerParameters, opts: BackendOptions,
                              cpu_reason: str) -> tuple[str, str, tuple[dict[str, Any], ...], Path]:
@@ -395,7 +427,8 @@ class VAEAnomalyScorer(Producer):
         batch = self._typical_batch(ctx, p)
         candidates: dict[str, Any] = {}
         skipped: list[str] = []
-        reference = resolve_model(p.model, "onnxruntime", p.precision, p.models_dir)
+        reads = opts.inputs or opts.fallback_inputs
+        reference = resolve_model(p.model, "onnxruntime", p.precision, p.models_dir, reads)
         files: dict[str, Path] = {}
         for engine in AUTO_CPU_ENGINES:
             if engine not in backend_names():

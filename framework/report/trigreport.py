@@ -70,6 +70,10 @@ def job_accounting(summary: JobSummary) -> str:
         lines.append(f"JobReport  accelerator for '{label}': {choice.get('backend')} on {choice.get('device')} "
                      f"({choice.get('reason')}); model {choice.get('model')}")
         lines += [f"JobReport  accelerator for '{label}': caveat: {note}" for note in choice.get("caveats") or ()]
+        origin = choice.get("imported_from")
+        if origin:  # a TorchScript / ExportedProgram / SavedModel network, run as the ONNX file imported from it
+            lines.append(f"JobReport  accelerator for '{label}': model imported into ONNX from {origin.get('file')} "
+                         f"({origin.get('format')}, sha256 {origin.get('sha256')}) with {origin.get('converter')}")
     if s.facts.get("variants"):  # a distributed run whose units did not all run the same way
         lines.append(f"JobReport  the units did not all run the same way: {variants_line(s.facts['variants'])}")
     lines += _executor_lines(s)

@@ -164,6 +164,9 @@ def resolve_model(name: str) -> Path:
     from hltrun.tools.bench.profile_onnx import model_file
 
     model = model_file(name)
+    native = native_way(model)
+    if native is not None:
+        raise VerdictError(native)
     why = unreadable_reason(model, "model file")
     if why is not None:
         raise VerdictError(why)
@@ -172,6 +175,26 @@ def resolve_model(name: str) -> Path:
                            f"(tensorflow) files, not {model.suffix or 'a file without a suffix'}")
     refuse_no_model(model)
     return model.resolve()
+
+
+def native_way(model: Path) -> str | None:
+    """The one line for a network saved the way CMSSW's ML interfaces load it (TorchScript, ExportedProgram,
+    SavedModel; ``model_import``): the job imports it, the verdict times ONNX files, so the line gives the
+    command that converts it once; a format the job refuses too gets the job's line. None for other files."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference.model_import import is_native, native_format
+
+    if not is_native(model) or not model.exists():
+        return None
+    try:
+        importer = native_format(model)
+    except ModuleError as exc:  # .h5, .pb: the command is in the line
+        return str(exc)
+    if importer is None:
+        return None
+    return (f"model {model} is a {importer.format} network: hltrun imports it when a job runs it "
+            f"(modules.vae.model={model}), but hltbench verdict times ONNX files: convert it once "
+            f"({importer.manual(model, (100, 3))}) and give the verdict the .onnx file")
 
 
 def refuse_no_model(model: Path) -> None:

@@ -116,13 +116,20 @@ def glob_files(pattern: str, what: str = "input file", error: type[HltError] = F
     ``run*.root``): taken as a pattern, ``a[1].root`` matches ``a1.root`` or nothing."""
     literal = find_file(pattern, what, error)
     if not glob.has_magic(pattern) or os.path.lexists(literal):
-        return [str(literal)]
+        return [literal_name(str(literal))]
     pattern = str(user_path(pattern))
     matches = sorted(glob.glob(pattern))
     shipped = shipped_path(pattern) if not Path(pattern).is_absolute() else None
     if not matches and shipped is not None:
         matches = sorted(glob.glob(str(shipped)))
-    return matches
+    return [literal_name(m) for m in matches]
+
+
+def literal_name(name: str) -> str:
+    """A found file's name as no reader can take for another: a relative name starting with ``file:`` (a file
+    named ``file:foo.root``, found as ``./file:foo.root`` or by a glob) is ``./file:foo.root``. As the bare
+    ``file:foo.root`` it was read as CMSSW's prefix of ``foo.root`` (by uproot too): "not found: foo.root"."""
+    return os.path.join(os.curdir, name) if name[:5].lower() == "file:" else name
 
 
 _SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),

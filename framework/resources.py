@@ -41,8 +41,11 @@ def user_path(path: str | os.PathLike[str]) -> Path:
     """``path`` with a leading ``~`` (or ``~user``) expanded, as a shell would have done. A path in the
     YAML file or in an override (``modules.out.file=~/o.root``: no shell expands that word) means the
     home folder; taken literally it made a folder named ``~`` in the working directory. A local
-    ``file://`` URL is its path (``local_file_url``)."""
-    return Path(os.path.expanduser(local_file_url(path) or path))
+    ``file://`` URL is its path (``local_file_url``). A relative name that starts with ``file:`` after that
+    (``./file:o.root``, a file named so) is made absolute: as a Path it loses its ``./``, and the next
+    ``user_path`` of it read ``file:`` as CMSSW's prefix (an output asked for as ./file:o.root was o.root)."""
+    found = Path(os.path.expanduser(local_file_url(path) or path))
+    return Path(os.path.abspath(found)) if os.fspath(found)[:5].lower() == "file:" else found
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # root://host//f.root, https://..., s3://...

@@ -85,8 +85,8 @@ def test_a_killed_jobs_temporaries_are_removed_by_the_next_job_writing_there(kil
 
 def test_a_running_jobs_temporary_is_never_removed_however_old(tmp_path):
     """Two jobs into one folder at once: the second one's sweep leaves the first one's temporary, even one
-    untouched for an hour, and the first job ends with its output whole."""
-    first = _start(tmp_path, "a", n=300, sleep_ms=20)
+    untouched for an hour. The first job runs until the test stops it (no race with its end)."""
+    first = _start(tmp_path, "a", n=100_000, sleep_ms=20)  # 30 min: the test stops it
     try:
         _wait_for(tmp_path / "a.started", first)
         mine = _temporaries(tmp_path)
@@ -96,10 +96,12 @@ def test_a_running_jobs_temporary_is_never_removed_however_old(tmp_path):
         _, err = second.communicate(timeout=300)
         assert second.returncode == 0, err
         assert all(p.exists() for p in mine) and "left by killed" not in err, err
+        assert first.poll() is None  # still running: its temporary was a living writer's
     finally:
+        first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
-    assert (tmp_path / "a.root").is_file() and _temporaries(tmp_path) == []
+    assert first.returncode == 128 + signal.SIGTERM, err
+    assert (tmp_path / "b.root").is_file() and _temporaries(tmp_path) == []
 
 
 @pytest.fixture()

@@ -29,6 +29,7 @@ from typing import Iterator
 from .destinations import NAME_MAX, check_set_member, destination, fit_name
 from .errors import ModuleError
 from .interrupt import forget_temporary, register_temporary, signals_held
+from .leftovers import sweep, tag
 
 
 def _umask() -> int:
@@ -58,7 +59,10 @@ class Staged:
         folder = self.dest.staging_folder()
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            prefix = fit_name(f"{self.dest.target.name}.", NAME_MAX - _RANDOM - len(f".tmp{suffix}".encode()))
+            sweep(folder)  # what killed jobs left there (framework/leftovers.py)
+            writer = tag()  # who writes it, so that a later job can tell when it was left by a killed one
+            room = NAME_MAX - _RANDOM - len(writer.encode()) - len(f".tmp{suffix}".encode())
+            prefix = fit_name(self.dest.target.name, room) + writer
             fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + suffix, dir=folder)
         except OSError as exc:
             raise ModuleError(f"{what}: cannot write into {folder} ({exc.strerror or exc})") from None

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
 from .errors import ModuleError
+from .leftovers import sweep, tag
 from .resources import refuse_remote_destination, user_path
 
 REPORT_FOLDER = "report folder (--report-dir / options.reportDir)"  # who writes there, in messages
@@ -226,7 +227,8 @@ def _probe(folder: Path, what: str) -> None:
         if made is not None:  # before mkdir: one that fails half-way has made some of them
             made.extend(_missing_folders(folder))
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".hltrun-probe.", dir=folder)
+        sweep(folder)  # before the first event: what killed jobs left where this one writes
+        fd, probe = tempfile.mkstemp(prefix=".hltrun-probe" + tag(), suffix=".tmp", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

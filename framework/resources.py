@@ -41,8 +41,11 @@ def user_path(path: str | os.PathLike[str]) -> Path:
     """``path`` with a leading ``~`` (or ``~user``) expanded, as a shell would have done. A path in the
     YAML file or in an override (``modules.out.file=~/o.root``: no shell expands that word) means the
     home folder; taken literally it made a folder named ``~`` in the working directory. A local
-    ``file://`` URL is its path (``local_file_url``)."""
-    return Path(os.path.expanduser(local_file_url(path) or path))
+    ``file://`` URL is its path (``local_file_url``). A relative name that starts with ``file:`` after that
+    (``./file:o.root``, a file named so) is made absolute: as a Path it loses its ``./``, and the next
+    ``user_path`` of it read ``file:`` as CMSSW's prefix (an output asked for as ./file:o.root was o.root)."""
+    found = Path(os.path.expanduser(local_file_url(path) or path))
+    return Path(os.path.abspath(found)) if os.fspath(found)[:5].lower() == "file:" else found
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # root://host//f.root, https://..., s3://...
@@ -116,13 +119,20 @@ def glob_files(pattern: str, what: str = "input file", error: type[HltError] = F
     ``run*.root``): taken as a pattern, ``a[1].root`` matches ``a1.root`` or nothing."""
     literal = find_file(pattern, what, error)
     if not glob.has_magic(pattern) or os.path.lexists(literal):
-        return [str(literal)]
+        return [literal_name(str(literal))]
     pattern = str(user_path(pattern))
     matches = sorted(glob.glob(pattern))
     shipped = shipped_path(pattern) if not Path(pattern).is_absolute() else None
     if not matches and shipped is not None:
         matches = sorted(glob.glob(str(shipped)))
-    return matches
+    return [literal_name(m) for m in matches]
+
+
+def literal_name(name: str) -> str:
+    """A found file's name as no reader can take for another: a relative name starting with ``file:`` (a file
+    named ``file:foo.root``, found as ``./file:foo.root`` or by a glob) is ``./file:foo.root``. As the bare
+    ``file:foo.root`` it was read as CMSSW's prefix of ``foo.root`` (by uproot too): "not found: foo.root"."""
+    return os.path.join(os.curdir, name) if name[:5].lower() == "file:" else name
 
 
 _SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),

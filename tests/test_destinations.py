@@ -61,7 +61,7 @@ def system_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def _job(tmp_path: Path, out: Path | None = None, n: int = 40) -> Path:
+def _job(tmp_path: Path, out: Path | str | None = None, n: int = 40) -> Path:
     cfg = tmp_path / "job.yaml"
     output = OUTPUT.replace("__OUT__", str(out)) if out is not None else ""
     cfg.write_text(JOB.format(n=n, output=output, endpath="endpaths: {e: [out]}" if out is not None else ""))
@@ -895,6 +895,19 @@ def test_local_file_urls_are_read_and_written_where_they_point(tmp_path, capfd, 
     assert (tmp_path / "rep" / "hltrun.json").is_file() and uproot.open(tmp_path / "o.root")
     pfns = [e.text for e in ET.parse(tmp_path / "job.xml").getroot().iter("PFN")]
     assert str(sample) in pfns and str(tmp_path / "o.root") in pfns
+
+
+def test_files_literally_named_with_the_file_prefix_are_written_under_that_name(tmp_path, capfd, monkeypatch) -> None:
+    """``./file:o.root`` is a file named ``file:o.root`` (``file:o.root`` as written is CMSSW's ``o.root``): the
+    output, -j and --report-dir asked for so were written as o.root, j.xml and rep/, silently replacing any
+    file of those names (the name lost its ``./`` and a second look read ``file:`` as the prefix)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, errors = _run(capfd, str(_job(tmp_path, "./file:o.root")), "-q", "-j", "./file:j.xml",
+                           "--report-dir", "./file:rep")
+    assert (code, errors) == (0, [])
+    assert uproot.open(tmp_path / "file:o.root") and (tmp_path / "file:j.xml").is_file()
+    assert (tmp_path / "file:rep" / "hltrun.json").is_file()
+    assert not [p for p in ("o.root", "j.xml", "rep") if os.path.lexists(tmp_path / p)]
 
 
 def test_a_file_url_of_another_host_stays_remote(tmp_path, monkeypatch) -> None:

@@ -284,6 +284,41 @@ def test_checked_files_are_decompressed_once_and_match_a_plain_read(tmp_path, mo
     assert not src._kept
 
 
+def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, monkeypatch):
+    """A model's branch feature (``FatJetPFCand_charge``-like) of a file the check kept whole: its basket was
+    decompressed twice at begin_job (the 50-entry check, then the whole branch for the loop); once now,
+    and the loop's features are that branch's values."""
+    import uproot.models.TBasket as tbasket
+
+    from hltrun.modules.contract import parse
+
+    path = write_counts(tmp_path / "a.root", make_events(60, seed=9))
+    contract = parse([{"name": "c", "features": ["pt", "FatJetPFCand_pt", "mask"], "n_constituents": 40,
+                       "order": "pt"}], "inputs", "config")
+    spec = InputSpec(2, 40, True, 0.0, contract)
+    src, _ = read([path], _Job(spec))
+    assert src._kept
+    read_baskets = []
+    real = tbasket.Model_TBasket.read_members
+
+    def counting(self, *args, **kwargs):
+        read_baskets.append(self._parent.name if self._parent is not None else "?")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tbasket.Model_TBasket, "read_members", counting)
+    src.consumers_known()
+    with uproot.open(path) as f:
+        assert f["Events"]["FatJetPFCand_pt"].num_baskets == 1
+    assert len(read_baskets) == 1
+    rows = 0
+    for _, products in src.events(0, None):
+        c = products[""].batch(spec).inputs  # one declared input: the batch's inputs
+        real_rows = c[..., 2] == 1.0
+        assert np.array_equal(c[..., 0][real_rows], c[..., 1][real_rows])
+        rows += int(real_rows.sum())
+    assert rows > 500
+
+
 def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
     from hltrun.framework.errors import SourceError
 

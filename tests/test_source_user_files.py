@@ -177,6 +177,29 @@ def test_cmssw_file_prefix_names_the_local_file(tmp_path, monkeypatch):
         assert [e for e, _ in read_all(files, branches=FLAT)[0]] == [e for e, _ in direct]
 
 
+def test_a_file_literally_named_with_the_file_prefix(tmp_path, monkeypatch):
+    """A file named ``file:foo.root``: ``./file:foo.root`` and a glob matching it read it (they failed, exit 3,
+    "cannot read file:foo.root as a ROOT file (FileNotFoundError: ... foo.root)": the found name lost its
+    ``./`` and uproot took ``file:`` as CMSSW's prefix); ``file:foo.root`` as written is CMSSW's name of
+    ``foo.root``, and where that is missing the one line says how to name the literal file (exit 3)."""
+    monkeypatch.chdir(tmp_path)
+    write_flat(tmp_path / "file:foo.root", make_events(4, seed=10))
+    direct, _ = read_all([tmp_path / "file:foo.root"], branches=FLAT)
+    for files in (["./file:foo.root"], ["*.root"], ["file*.root"]):
+        read, src = read_all(files, branches=FLAT)
+        assert [e for e, _ in read] == [e for e, _ in direct] and len(src.files) == 1
+        assert not src.files[0].startswith("file:") and os.path.samefile(src.files[0], tmp_path / "file:foo.root")
+    with pytest.raises(SourceError, match=r"^source: input file not found: foo.root \('file:foo.root' is CMSSW's "
+                                          r"file: prefix of a local path\); to read the file named 'file:foo.root', "
+                                          r"write ./file:foo.root$"):
+        read_all(["file:foo.root"], branches=FLAT)
+    other = make_events(4, seed=11)
+    for e in other:
+        e["event"] += 100
+    write_flat(tmp_path / "foo.root", other)  # CMSSW's meaning, when its file is there
+    assert [e.event for e, _ in read_all(["file:foo.root"], branches=FLAT)[0]] == [e["event"] for e in other]
+
+
 def test_a_folder_or_another_text_file_says_what_to_give(tmp_path):
     """A folder in source.files is refused with the glob of its files; a text file of another name is
     no damaged ROOT file: the line says so instead of uproot's chunk lengths."""

@@ -7,10 +7,11 @@ checks then see plain file names only.
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 
-from hltrun.framework.errors import ConfigError, SourceError
+from hltrun.framework.errors import ConfigError, FileOpenError, SourceError
 from hltrun.framework.resources import glob_files, local_file_url, remote_url, user_path
 
 # a text file listing input files, one per line, as CMSSW's FileUtils.loadListFromFile reads them
@@ -32,7 +33,8 @@ def input_files(entries: "list[str]") -> list[str]:
     as the local path it names. A folder, a list that
     lists nothing or lists another list, and a pattern that matches nothing are one line each."""
     files: list[str] = []
-    for entry in map(local_name, entries):
+    for given, entry in ((given, local_name(given)) for given in entries):
+        _refuse_prefix_of_a_literal_file(given, entry)
         if remote_url(entry) is None and entry.endswith(LIST_SUFFIXES) and Path(user_path(entry)).is_file():
             names = _listed(entry)
             if not names:
@@ -45,6 +47,16 @@ def input_files(entries: "list[str]") -> list[str]:
         else:
             files += _matches(entry, "")
     return files
+
+
+def _refuse_prefix_of_a_literal_file(given: str, entry: str) -> None:
+    """``file:foo.root`` is CMSSW's name of ``foo.root``; when that is missing but a file named ``file:foo.root``
+    is there, the user meant that one: one line saying how to name it, not a bare "not found: foo.root"."""
+    if entry == given or remote_url(entry) is not None or glob.has_magic(entry):
+        return
+    if not os.path.lexists(user_path(entry)) and os.path.isfile(given):
+        raise FileOpenError(f"source: input file not found: {entry} ('{given}' is CMSSW's file: prefix of a local "
+                            f"path); to read the file named '{given}', write ./{given}")
 
 
 def _listed(path: str) -> list[str]:

@@ -136,6 +136,8 @@ def loop_report(res: dict[str, Any]) -> str:
              *([line("source bulk I/O Real/event", _s(res["source_bulk"]["real_per_event_ms"]))]
                if "source_bulk" in res else []),
              line("fwk overhead Real/event", _s(res["overhead"]["real_per_event_ms"])),
+             *([line("transitions Real/event", _s(res["transitions"]["real_per_event_ms"]))]
+               if "transitions" in res else []),
              "", f"{_L} ---------- Module Summary ---[CPU sec]----", *_module_rows(_L, res, "cpu"), ""]
     return "\n".join(lines)
 

@@ -186,6 +186,10 @@ class Timing(Service):
         self._budget_ns = 0
         self._bulk_begin = [0, 0]  # the source's reads for the loop done at begin_job: real, CPU ns
         self._gap_ns = 0  # see TimingParameters.infer_cpu_gap_us
+        # the process's CPU clock at the first pull and at the last end-of-input pull: CPU on threads
+        # that are no stream's (modules' thread pools) shows in no module's time; None on Dask (a worker
+        # process runs several units at once, so its CPU is not one unit's)
+        self._process_cpu: list[int | None] = [None, None]
 
     # ---------------------------------------------------------------- signals (hot path)
 
@@ -223,6 +227,8 @@ class Timing(Service):
         st.ev_c0 = st.mark_c = _cpu()
         if st.first_w is None:
             st.first_w = st.ev_w0
+            if self._process_cpu[0] is None and not (self._job is not None and self._job.units):
+                self._process_cpu[0] = time.process_time_ns()  # under the source lock: once per job
 
     def _post_source(self, stream: int, event_id: Any) -> None:
         w, c = _wall(), _cpu()
@@ -233,6 +239,8 @@ class Timing(Service):
         st.in_event = event_id is not None  # the last, empty read belongs to no event
         if not st.in_event:  # ... but it is in the loop: closing the input is bulk I/O (source_bulk),
             st.last_w = w  # so the loop ends after it, or events + bulk + idle != streams x loop
+            if self._process_cpu[0] is not None:  # each stream's last pull: the latest one is the loop's end
+                self._process_cpu[1] = time.process_time_ns()
 
     def _source_bulk(self, stream: int, w: int, c: int) -> None:
         """Bulk I/O inside this pull: moving the event's start and the source's mark past it takes it
@@ -365,6 +373,7 @@ class Timing(Service):
         self._self_cost = {"per_module_call_ns": per_call, "per_event_ns": per_event,
                            "per_event_with_modules_ns": per_event + per_call * max(len(self._descs) - 1, 0)}
         self._streams[scratch] = self._clock()
+        self._process_cpu = [None, None]  # the probe's pulls were no job's
 
     # ---------------------------------------------------------------- results as data
 
@@ -372,6 +381,7 @@ class Timing(Service):
         """Fresh clocks: one per stream, plus a scratch one for the self-calibration."""
         streams = self._job.config.options.streams_in_flight if self._job is not None else 1
         self._streams[:] = [self._clock() for _ in range(streams + 1)]  # in place: the hooks hold the list
+        self._process_cpu = [None, None]
         self._cache = None
 
     def _clock(self) -> _StreamClock:
@@ -410,7 +420,12 @@ class Timing(Service):
             bulk_begin_cpu_ns=self._bulk_begin[1], transition_wait_ns=sum(st.trans[0] for st in streams),
             transition_real_ns=sum(st.trans[1] for st in streams),
             transition_cpu_ns=sum(st.trans[2] for st in streams),
-            transitions=sum(st.trans[3] for st in streams), **self._events()).bounded()
+            transitions=sum(st.trans[3] for st in streams), process_cpu_ns=self._loop_process_cpu(),
+            **self._events()).bounded()
+
+    def _loop_process_cpu(self) -> int | None:
+        start, end = self._process_cpu
+        return end - start if start is not None and end is not None else None
 
     def load(self, data: TimingData | None) -> None:
         self._data = data

@@ -104,6 +104,9 @@ class TimingData:
     transition_real_ns: int = 0
     transition_cpu_ns: int = 0
     transitions: int = 0
+    # the process's CPU from the first pull to the last end-of-input pull, every thread's (None: not
+    # measured, as on Dask, where a worker process runs several units at once)
+    process_cpu_ns: int | None = None
 
     @property
     def events(self) -> int:
@@ -132,6 +135,8 @@ class TimingData:
                       transition_real_ns=self.transition_real_ns + other.transition_real_ns,
                       transition_cpu_ns=self.transition_cpu_ns + other.transition_cpu_ns,
                       transitions=self.transitions + other.transitions,
+                      process_cpu_ns=None if self.process_cpu_ns is None or other.process_cpu_ns is None
+                      else self.process_cpu_ns + other.process_cpu_ns,
                       over_budget=None if self.over_budget is None or other.over_budget is None
                       else self.over_budget + other.over_budget)
         if self.rows is not None and other.rows is not None and len(self.rows) + len(other.rows) <= out.max_rows:

@@ -308,8 +308,10 @@ class EventProcessor:
             event_id = item[0]
             lumi = (event_id.run, event_id.luminosityBlock)
             if lumi != self._lumi:  # the one per-event cost of transitions: a tuple compare
+                w0, c0 = time.perf_counter_ns(), time.thread_time_ns()
                 if len(self.process.schedules) > 1 and not self._wait_idle():
                     return None  # read, not processed: the job stopped on another stream's error
+                w1 = time.perf_counter_ns()
                 try:
                     self._transition(lumi)
                 except Exception as exc:  # a module's begin/end hook: stops the job, as an event's error
@@ -317,6 +319,8 @@ class EventProcessor:
                     self._stop.set()
                     self.process.loop.draining = True
                     return None
+                if signals.transition:  # not this event's time: the Timing service takes it out
+                    signals.transition(stream, w1 - w0, time.perf_counter_ns() - w1, time.thread_time_ns() - c0)
             # in flight from here, under the lock: a stream pulling the next lumi's first event waits
             # for this one (set after the lock, another stream could see this one idle and end its lumi)
             self._in_flight[stream] = index

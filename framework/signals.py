@@ -72,6 +72,10 @@ class ActivityRegistry:
       fired by the event loop when the (run, luminosityBlock) of the events read changes, and at the
       end of the loop for the last one open; a lumi begins before its first event, ends after its last
       (eventloop's module docstring says how, with several streams)
+    * ``transition(stream, wait_ns, real_ns, cpu_ns)``: after ``post_source``, when the event read
+      began a new lumi (or run) and the pulling stream did the transition: ``wait_ns`` waiting for the
+      other streams' events in flight to end, ``real_ns`` the end/begin signals and hooks, ``cpu_ns``
+      the thread's CPU over both. Neither is the event's time (CMSSW's event begins after its lumi)
     * ``pre_event(event)`` / ``post_event(event, status)``; status is ``"accept"``, ``"reject"`` or ``"error"``
     * ``pre_path(event, path_name)`` / ``post_path(event, path_name, accepted)``
     * ``pre_module(event, desc)`` / ``post_module(event, desc)`` (also after an exception)
@@ -81,7 +85,7 @@ class ActivityRegistry:
 
     NAMES = (
         "pre_begin_job", "post_begin_job", "pre_module_begin_job", "post_module_begin_job",
-        "pre_source", "post_source", "source_bulk",
+        "pre_source", "post_source", "source_bulk", "transition",
         "pre_begin_run", "post_begin_run", "pre_begin_lumi", "post_begin_lumi",
         "pre_end_lumi", "post_end_lumi", "pre_end_run", "post_end_run", "pre_event", "post_event", "pre_path", "post_path",
         "pre_module", "post_module", "pre_module_end_job", "post_module_end_job",

@@ -168,3 +168,57 @@ def test_jobs_in_one_process_leave_no_descriptor_open(tmp_path):
         assert main([str(cfg), "-q", "--report-dir", str(tmp_path / "rep")]) == 0
     gc.collect()
     assert _statm_descriptors() == before
+
+
+@dataclass
+class TransientParameters:
+    mb: int = 64
+    on_event: int = 3  # event number (EventID.event) whose call maps, fills and unmaps ``mb`` MB
+
+
+@register_module("TestMemoryTransient")
+class MemoryTransient(Producer):
+    """A large intermediate: ``mb`` MB of fresh written pages, returned to the system before the call
+    returns (a network's big MatMul output), so no RSS reading between module calls ever sees it."""
+
+    Parameters = TransientParameters
+
+    def produce(self, event) -> None:
+        if event.id.event == self.params.on_event:
+            block = MemoryHog._resident(self.params.mb)
+            block.close()
+        event.put(1)
+
+
+def test_a_transient_peak_inside_a_module_call_is_attributed_to_it(write_config, tmp_path):
+    """The job's high-water mark is set inside one call of one module and freed before it returns: the
+    MemoryReport names that module and event, and the size above the RSS before the call (it showed
+    only the kernel high-water mark, with no module: every per-module and per-event reading was flat)."""
+    import resource
+
+    from tests.plugins import statm
+
+    # the kernel's mark is the process's: earlier tests may have set it high; go past it by 64 MB
+    mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - statm()[1]) // (1 << 20) + 64
+    if mb > 1024:
+        pytest.skip(f"this process's high-water mark is {mb - 64} MB above its RSS")
+    summary, process = run_config(write_config(f"""
+source: {{type: TestCountingSource, n: 6}}
+modules:
+  before: {{type: TestSquare}}
+  transient: {{type: TestMemoryTransient, mb: {mb}, on_event: 3}}
+  after: {{type: TestSquare, src: transient}}
+paths:
+  p: [before, transient, after]
+services:
+  Memory: {{}}
+"""))
+    (memory,) = process.services
+    r = memory.results()
+    transient = next(m for m in r["modules"] if m["label"] == "transient")
+    assert transient["max_rss_growth_per_call_kb"] < mb * 1024 / 4  # its RSS before and after: nothing
+    by = r["kernel_high_water_mark_set_by"]
+    assert by is not None and by["label"] == "transient" and by["event"] == [1, 1, 3]
+    assert by["above_rss_before_call_mb"] >= 0.9 * mb
+    text = memory.text_report(summary)
+    assert f"reached in module 'transient' (run 1, lumi 1, event 3), +" in text

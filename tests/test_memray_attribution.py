@@ -79,8 +79,55 @@ def test_known_allocations_are_charged_to_their_module(write_config, tmp_path):
 
 def test_two_labels_of_one_class_are_reported_together():
     frames = module_frames([("a", Allocator), ("b", Allocator), ("g", AllocatingFilter)])
-    owners = {owner for ranges in frames.values() for _, _, owner in ranges}
+    owners = {owner for ranges in frames.values() for _, _, owner, _ in ranges}
     assert owners == {"a+b", "g"}
+
+
+@register_module("TestBaseAllocator")
+class BaseAllocator(Producer):
+    """A user base class whose ``produce`` allocates ``temp_mb`` (released) per event."""
+
+    Parameters = AllocParameters
+
+    def produce(self, event) -> None:
+        temp = np.ones(self.params.temp_mb * MB, np.uint8)
+        event.put(int(temp[0]))
+        del temp
+
+
+@register_module("TestDerivedAllocator")
+class DerivedAllocator(BaseAllocator):
+    """Its own ``produce`` calls the base's: the allocation is in the base's frame, the work its own."""
+
+    def produce(self, event) -> None:
+        super().produce(event)
+
+
+@register_module("TestInheritingAllocator")
+class InheritingAllocator(BaseAllocator):
+    """Runs the base's ``produce`` as is: the same code as the base's label, nothing tells them apart."""
+
+
+def test_a_base_class_method_is_charged_to_the_module_that_ran_it(write_config, tmp_path):
+    """Two modules on one base class: the allocations in the base's ``produce`` are the module's whose
+    call ran it (they all went to the first label listed: ``base`` showed 10 + 80 + 40 MB, ``derived``
+    nothing), and the label that runs it as is shares it with the base's, as two labels of one class."""
+    capture = tmp_path / "capture.bin"
+    with memray.Tracker(capture):
+        summary, process = run_config(write_config(
+            "source: {type: TestCountingSource, n: 10}\n"
+            "modules:\n  base: {type: TestBaseAllocator, temp_mb: 1}\n"
+            "  derived: {type: TestDerivedAllocator, temp_mb: 8}\n"
+            "  inherits: {type: TestInheritingAllocator, temp_mb: 4}\n"
+            "paths:\n  p: [base, derived, inherits]\n"))
+    assert summary.events_processed == 10
+    labels = [(label, module_class(cfg.type)) for label, cfg in process.config.modules.items()]
+    stats = attribute(capture, module_frames(labels))
+    assert stats["derived"].allocated == pytest.approx(80 * MB, rel=0.02)
+    assert stats["derived"].peak == pytest.approx(8 * MB, rel=0.02)
+    assert stats["base+inherits"].allocated == pytest.approx(50 * MB, rel=0.02)
+    assert stats["base+inherits"].peak == pytest.approx(4 * MB, rel=0.02)
+    assert "base" not in stats and "inherits" not in stats
 
 
 def test_memory_service_reports_the_attribution(write_config, tmp_path):

@@ -136,6 +136,10 @@ def loop_report(res: dict[str, Any]) -> str:
              *([line("source bulk I/O Real/event", _s(res["source_bulk"]["real_per_event_ms"]))]
                if "source_bulk" in res else []),
              line("fwk overhead Real/event", _s(res["overhead"]["real_per_event_ms"])),
+             *([line("transitions Real/event", _s(res["transitions"]["real_per_event_ms"]))]
+               if "transitions" in res else []),
+             *([line("unattributed CPU/event", _s(res["loop"]["unattributed_cpu_per_event_ms"]))]
+               if res["loop"].get("unattributed_cpu_per_event_ms") is not None else []),
              "", f"{_L} ---------- Module Summary ---[CPU sec]----", *_module_rows(_L, res, "cpu"), ""]
     return "\n".join(lines)
 
@@ -238,6 +242,9 @@ def _share_charged(bulk: dict[str, Any]) -> str:
             f"entries the job used")
 
 
+_OTHER_CPU_NOTE = 0.25  # the farm report names the unattributed CPU above this share of the events' CPU
+
+
 def farm_report(res: dict[str, Any]) -> str:
     """Cores needed = input rate x mean time per event, for the job, each path and each module."""
     f = res["farm"]
@@ -253,6 +260,11 @@ def farm_report(res: dict[str, Any]) -> str:
     if background:
         lines.append(f"{h}  (the CPU figure includes the source's background threads, {background:.1f} ms; the real-time "
                      f"figure assumes the cores they ran on were free)")
+    other = res["loop"].get("unattributed_cpu_per_event_ms")
+    if other is not None and other > _OTHER_CPU_NOTE * res["event"]["cpu"]["mean"]:
+        lines.append(f"{h}  (the CPU figure includes {other:.3f} ms/event of CPU on threads no stream runs: modules' "
+                     f"thread pools (BLAS, intra-op threads), which the module CPU times, the stream's thread's "
+                     f"only, leave out)")
     t = f.get("throughput")
     if t and t.get("cores"):
         lines.append(f"{h}  cores needed (measured throughput) = {rate:,.0f} Hz / ({t['events_per_s']:,.1f} events/s / "

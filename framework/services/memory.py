@@ -128,6 +128,9 @@ class MemoryData:
     allocations: dict[str, dict[str, int]] | None = None  # memray per-module attribution (local runs)
     cmssw: dict[str, MemoryCheckState] | None = None  # worker -> SimpleMemoryCheck statistics
     module_summary: bool = False  # moduleMemorySummary was asked
+    # worker -> the module call that raised its kernel high-water mark last (per_module): label, event
+    # ([run, lumi, event]; None: the module's begin_job), high-water mark and RSS before the call (bytes)
+    hwm_by: dict[str, dict[str, Any]] | None = None
 
     def merge(self, other: "MemoryData") -> "MemoryData":
         workers = {k: dict(v) for k, v in self.workers.items()}
@@ -153,7 +156,20 @@ class MemoryData:
                           workers, samples, keys, self.key_count, max_rows, self.per_module,
                           self.memray_file or other.memray_file, self.events + other.events, stride,
                           _merge_allocations(self.allocations, other.allocations),
-                          merge_states(self.cmssw, other.cmssw), self.module_summary or other.module_summary)
+                          merge_states(self.cmssw, other.cmssw), self.module_summary or other.module_summary,
+                          _merge_hwm(self.hwm_by, other.hwm_by))
+
+
+def _merge_hwm(a: dict[str, dict[str, Any]] | None,
+               b: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
+    """Per worker, the call that set the higher high-water mark (the kernel's is per process)."""
+    if not a or not b:
+        return a or b
+    out = dict(a)
+    for worker, by in b.items():
+        if worker not in out or by["hwm"] > out[worker]["hwm"]:
+            out[worker] = by
+    return out
 
 
 def _merge_allocations(a: dict[str, dict[str, int]] | None,
@@ -167,6 +183,29 @@ def _merge_allocations(a: dict[str, dict[str, int]] | None,
         for key, value in stats.items():
             mine[key] = max(mine.get(key, 0), value) if key == "peak" else mine.get(key, 0) + value
     return out
+
+
+def _kernel_hwm() -> int:
+    """The kernel's RSS high-water mark of this process in bytes (``ru_maxrss``, kB on Linux): one
+    ``getrusage``, ~0.5-2 µs."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _hwm_setter(hwm_by: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The module call that set the highest high-water mark of any worker, in MB."""
+    if not hwm_by:
+        return None
+    worker, by = max(hwm_by.items(), key=lambda kv: kv[1]["hwm"])
+    return {"label": by["label"], "event": by["event"], "worker": worker, "high_water_mark_mb": by["hwm"] / MB,
+            "above_rss_before_call_mb": (by["hwm"] - by["rss_before"]) / MB}
+
+
+def _hwm_lines(by: dict[str, Any] | None) -> list[str]:
+    if by is None:
+        return []
+    where = "begin_job" if by["event"] is None else "run {}, lumi {}, event {}".format(*by["event"])
+    return [f"MemoryReport  kernel high-water mark {by['high_water_mark_mb']:.1f} MB reached in module "
+            f"'{by['label']}' ({where}), {by['above_rss_before_call_mb']:+.1f} MB above the RSS before that call"]
 
 
 def _statm_reader() -> Callable[[], tuple[int, int]]:
@@ -233,6 +272,8 @@ class Memory(Service):
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
         self._job: "JobContext | None" = None
         self._check = MemoryCheck(params.ignoreTotal)  # SimpleMemoryCheck's statistics: one per process
+        self._hwm = 0  # the kernel's RSS high-water mark (bytes) at the last module call's end
+        self._hwm_by: dict[str, Any] | None = None  # the module call that raised it last
 
     # --------------------------------------------------------------------------- signals
 
@@ -276,12 +317,23 @@ class Memory(Service):
         if self._memray_file is not None and self._tracker is None:  # no job scope (library use)
             check_file_destination(self._memray_file, f"services.{self.name}.memray", in_place=False)
         self._start = self._read()
+        self._hwm = _kernel_hwm()
 
     def _pre_module_begin_job(self, desc: "ModuleDescription") -> None:
         self._begin_rss[desc.label] = self._read()[1]
 
     def _post_module_begin_job(self, desc: "ModuleDescription") -> None:
-        self._begin_delta[desc.index] += self._read()[1] - self._begin_rss.pop(desc.label, 0)
+        before = self._begin_rss.pop(desc.label, 0)
+        self._begin_delta[desc.index] += self._read()[1] - before
+        self._note_hwm(desc.label, None, before)
+
+    def _note_hwm(self, label: str, event_id: list[int] | None, rss_before: int) -> None:
+        """A module call that raised the kernel's high-water mark: a transient peak (a large intermediate
+        freed before the call returned) shows in no RSS reading, but here, with its module."""
+        hwm = _kernel_hwm()
+        if hwm > self._hwm:
+            self._hwm = hwm
+            self._hwm_by = {"label": label, "event": event_id, "hwm": hwm, "rss_before": rss_before}
 
     def _post_begin_job(self, job: "JobContext") -> None:
         self._after_begin = self._read()
@@ -297,6 +349,8 @@ class Memory(Service):
             self._check.module_call(desc.label, (vsize - before[0]) / MB, (eid.run, eid.luminosityBlock, eid.event))
         if not self.params.per_module:
             return
+        eid = event.id
+        self._note_hwm(desc.label, [eid.run, eid.luminosityBlock, eid.event], before[1])
         delta = rss - before[1]
         i = desc.index
         self._calls[i] += 1
@@ -365,7 +419,8 @@ class Memory(Service):
             self.params.key_events, self._max_rows, self.params.per_module,
             str(self._memray_file) if self._memray_file else None, self._events, self._series.stride,
             self._allocations(), {(self._job and self._job.worker) or self._worker: copy_state(self._check.state)},
-            self.params.moduleMemorySummary)
+            self.params.moduleMemorySummary,
+            {(self._job and self._job.worker) or self._worker: dict(self._hwm_by)} if self._hwm_by else None)
 
     def reset(self) -> None:
         """Next work unit: per-event series, peaks, key events and per-call sums start again (peaks
@@ -402,6 +457,7 @@ class Memory(Service):
             "peak_rss_mb": max(w["peak_rss"] for _, w in workers) / MB if workers else 0.0,
             "peak_vsize_mb": max(w["peak_vsize"] for _, w in workers) / MB if workers else 0.0,
             "max_rss_kernel_mb": max(w["kernel_max"] for _, w in workers) / MB if workers else 0.0,
+            "kernel_high_water_mark_set_by": _hwm_setter(d.hwm_by),
             "key_events": [{"id": ids, "rss_growth_kb": g / 1024, "rss_mb": r / MB} for g, ids, r in d.key_events],
             "events": d.events, "rss_series_stride": d.stride,
             "modules": modules, "per_module": d.per_module, "memray_file": d.memray_file,
@@ -452,6 +508,7 @@ class Memory(Service):
             "MemoryReport ---------- Memory  Summary ---[MB]----",
             f"MemoryReport  peak virtual size {r['peak_vsize_mb']:.1f} MB, peak RSS {r['peak_rss_mb']:.1f} MB "
             f"(kernel high-water mark {r['max_rss_kernel_mb']:.1f} MB)",
+            *_hwm_lines(r["kernel_high_water_mark_set_by"]),
             f"MemoryReport  RSS at start {r['rss_start_mb']:.1f}, after begin_job {r['rss_after_begin_job_mb']:.1f}, "
             f"at the end {r['rss_end_mb']:.1f} MB",
             f"MemoryReport  {describe(r['leak'])}",

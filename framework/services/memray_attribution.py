@@ -15,12 +15,14 @@ frames (the framework, the source's chunk reading before the loop, services) go 
 
 Limits, stated where the numbers are shown: memray tracks the system allocator by default, so small
 Python objects served by pymalloc arenas are seen as arena allocations; two labels of one module
-class share their code, and are reported together as ``a+b``.
+class share their code, and are reported together as ``a+b``. Two classes sharing a user base class's
+method are told apart by their own method that called it (``super().produce``), where there is one.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -46,29 +48,32 @@ class AllocStats:
 FrameKey = tuple[str, str]  # (filename, function name)
 
 
-def module_frames(modules: Iterable[tuple[str, type]]) -> dict[FrameKey, list[tuple[int, int, str]]]:
-    """Map (file, function) to line ranges owned by a label, for each module class's own methods.
+def module_frames(modules: Iterable[tuple[str, type]]) -> dict[FrameKey, list[tuple[int, int, str, str]]]:
+    """Map (file, function) to line ranges of module code: (first, last, owners, direct owners).
 
     ``modules`` are (label, class) pairs. Methods inherited from the framework's base classes are
-    not module code and are left out. Labels sharing a class share its frames: they are merged.
+    not module code and are left out. A method's *owners* are the labels whose class runs it: as its
+    own ``produce`` (the *direct* owners, those the framework calls it for) or through ``super()``
+    from a subclass's. Code that labels share (two labels of one class, two classes with one base) is
+    owned by all of them, ``a+b``; ``_owner`` narrows that down where the stack tells them apart.
     """
-    by_class: dict[type, list[str]] = {}
+    owners_of: dict[tuple[FrameKey, int, int], tuple[list[str], list[str]]] = {}
     for label, cls in modules:
-        by_class.setdefault(cls, []).append(label)
-    frames: dict[FrameKey, list[tuple[int, int, str]]] = {}
-    for cls, labels in by_class.items():
-        owner = "+".join(labels)
         for name in MODULE_METHODS:
-            func = _own_method(cls, name)
-            if func is None:
-                continue
-            code = func.__code__
-            try:
-                lines, first = inspect.getsourcelines(func)
-                last = first + len(lines) - 1
-            except (OSError, TypeError):
-                first, last = code.co_firstlineno, 10**9
-            frames.setdefault((code.co_filename, code.co_name), []).append((first, last, owner))
+            for depth, func in enumerate(_methods(cls, name)):
+                code = func.__code__
+                try:
+                    lines, first = inspect.getsourcelines(func)
+                    last = first + len(lines) - 1
+                except (OSError, TypeError):
+                    first, last = code.co_firstlineno, 10**9
+                every, direct = owners_of.setdefault(((code.co_filename, code.co_name), first, last), ([], []))
+                for owners, applies in ((every, True), (direct, depth == 0)):
+                    if applies and label not in owners:
+                        owners.append(label)
+    frames: dict[FrameKey, list[tuple[int, int, str, str]]] = {}
+    for (key, first, last), (every, direct) in owners_of.items():
+        frames.setdefault(key, []).append((first, last, "+".join(every), "+".join(direct)))
     return frames
 
 
@@ -89,28 +94,50 @@ def _thread_owner(thread_name: str, threads: Mapping[str, str]) -> str:
     return OUTSIDE
 
 
-def _own_method(cls: type, name: str):
-    """The plain function ``cls.name`` resolves to, unless it comes from the framework package."""
+def _methods(cls: type, name: str) -> list:
+    """The plain functions named ``name`` along ``cls``'s MRO, the one it resolves to first, down to the
+    framework's base classes (not module code): ``super().name(...)`` runs the ones after the first."""
+    found = []
     for klass in cls.__mro__:
         if name in vars(klass):
             func = vars(klass)[name]
             func = getattr(func, "__func__", func)
             module = getattr(klass, "__module__", "")
             if module.startswith("hltrun.framework.") or not hasattr(func, "__code__"):
-                return None
-            return func
-    return None
+                break
+            found.append(func)
+    return found
 
 
-def _owner(stack: list[tuple[str, str, int]], frames: dict[FrameKey, list[tuple[int, int, str]]]) -> str:
+# the framework's files as code objects name them (as imported, and with links resolved)
+_FRAMEWORK_DIR = tuple({os.path.join(str(d), "") for d in (Path(__file__).parent.parent,
+                                                           Path(__file__).resolve().parent.parent)})
+
+
+def _owner(stack: list[tuple[str, str, int]], frames: dict[FrameKey, list[tuple[int, int, str, str]]]) -> str:
+    """The label whose module code made the allocation: the module frames from the innermost one out to
+    the first framework frame (the schedule calling the module, or an on-demand ``event.get``: the
+    module outside it is another one) are one module's ``super()`` chain, so its label owns every one
+    of them and is a direct owner of the outermost. Where several labels qualify (two labels of one
+    class), all of them, ``a+b``."""
+    owners: list[str] | None = None
+    direct = ""
     for function, filename, lineno in stack:  # innermost first
-        for first, last, owner in frames.get((filename, function), ()):
+        if owners is not None and filename.startswith(_FRAMEWORK_DIR):
+            break
+        for first, last, every, outermost in frames.get((filename, function), ()):
             if first <= lineno <= last:
-                return owner
-    return OUTSIDE
+                labels = every.split("+")
+                owners = labels if owners is None else [label for label in owners if label in labels] or owners
+                direct = outermost
+                break
+    if owners is None:
+        return OUTSIDE
+    called = [label for label in owners if label in direct.split("+")]
+    return "+".join(called or owners)
 
 
-def attribute(capture: Path, frames: dict[FrameKey, list[tuple[int, int, str]]],
+def attribute(capture: Path, frames: dict[FrameKey, list[tuple[int, int, str, str]]],
               threads: Mapping[str, str] | None = None) -> dict[str, AllocStats]:
     """Read a memray capture and account every allocation and free to its owner (``threads``:
     ``thread_owners``, for allocations whose stack holds no module method)."""

@@ -130,7 +130,7 @@ class _StreamClock:
 
     __slots__ = ("n", "mod_w", "mod_c", "stack", "mark_w", "mark_c", "ev_w0", "ev_c0", "calls",
                  "path_w", "path_runs", "path_mod_w", "cur_pm", "no_path", "path_w0", "rows", "first_w",
-                 "last_w", "in_event", "nested", "bulk")
+                 "last_w", "in_event", "nested", "bulk", "trans")
 
     def __init__(self, n_modules: int, n_paths: int, row_limit: int, budget_ns: int) -> None:
         self.n = n_modules
@@ -152,6 +152,7 @@ class _StreamClock:
         self.last_w = 0
         self.nested: set[tuple[int, int]] = set()  # (outer, inner) on-demand calls seen
         self.bulk = [0, 0, 0]  # the source's bulk I/O: real ns, CPU ns, pulls that did some
+        self.trans = [0, 0, 0, 0]  # run/lumi transitions in a pull: wait ns, hooks real ns, CPU ns, count
 
 
 class _Probe:
@@ -185,6 +186,10 @@ class Timing(Service):
         self._budget_ns = 0
         self._bulk_begin = [0, 0]  # the source's reads for the loop done at begin_job: real, CPU ns
         self._gap_ns = 0  # see TimingParameters.infer_cpu_gap_us
+        # the process's CPU clock at the first pull and at the last end-of-input pull: CPU on threads
+        # that are no stream's (modules' thread pools) shows in no module's time; None on Dask (a worker
+        # process runs several units at once, so its CPU is not one unit's)
+        self._process_cpu: list[int | None] = [None, None]
 
     # ---------------------------------------------------------------- signals (hot path)
 
@@ -206,7 +211,8 @@ class Timing(Service):
         self._pre_module, self._post_module = self._module_hooks()
         # innermost: the other services' hooks (Memory's RSS reads) stay outside the measured windows
         for signal, slot in ((signals.pre_source, self._pre_source), (signals.post_source, self._post_source),
-                             (signals.source_bulk, self._source_bulk), (signals.post_event, self._post_event),
+                             (signals.source_bulk, self._source_bulk), (signals.transition, self._transition),
+                             (signals.post_event, self._post_event),
                              (signals.pre_path, self._pre_path), (signals.post_path, self._post_path),
                              (signals.pre_module, self._pre_module), (signals.post_module, self._post_module)):
             signal.connect(slot, innermost=True)
@@ -221,6 +227,8 @@ class Timing(Service):
         st.ev_c0 = st.mark_c = _cpu()
         if st.first_w is None:
             st.first_w = st.ev_w0
+            if self._process_cpu[0] is None and not (self._job is not None and self._job.units):
+                self._process_cpu[0] = time.process_time_ns()  # under the source lock: once per job
 
     def _post_source(self, stream: int, event_id: Any) -> None:
         w, c = _wall(), _cpu()
@@ -231,6 +239,8 @@ class Timing(Service):
         st.in_event = event_id is not None  # the last, empty read belongs to no event
         if not st.in_event:  # ... but it is in the loop: closing the input is bulk I/O (source_bulk),
             st.last_w = w  # so the loop ends after it, or events + bulk + idle != streams x loop
+            if self._process_cpu[0] is not None:  # each stream's last pull: the latest one is the loop's end
+                self._process_cpu[1] = time.process_time_ns()
 
     def _source_bulk(self, stream: int, w: int, c: int) -> None:
         """Bulk I/O inside this pull: moving the event's start and the source's mark past it takes it
@@ -248,6 +258,22 @@ class Timing(Service):
         bulk[0] += w
         bulk[1] += c
         bulk[2] += 1
+
+    def _transition(self, stream: int, wait_ns: int, real_ns: int, cpu_ns: int) -> None:
+        """A run/lumi transition done by this pull, after the event was read: moving the event's start
+        past it takes it out of the event (its framework overhead), as CMSSW's event begins after its
+        lumi; the wait for the other streams' events and the begin/end hooks get their own line."""
+        st = self._streams[stream]
+        w = wait_ns + real_ns
+        st.ev_w0 += w
+        st.ev_c0 += cpu_ns
+        st.mark_w += w
+        st.mark_c += cpu_ns
+        trans = st.trans
+        trans[0] += wait_ns
+        trans[1] += real_ns
+        trans[2] += cpu_ns
+        trans[3] += 1
 
     def _pre_path(self, event: Any, name: str) -> None:
         st = self._streams[event.stream]
@@ -347,6 +373,7 @@ class Timing(Service):
         self._self_cost = {"per_module_call_ns": per_call, "per_event_ns": per_event,
                            "per_event_with_modules_ns": per_event + per_call * max(len(self._descs) - 1, 0)}
         self._streams[scratch] = self._clock()
+        self._process_cpu = [None, None]  # the probe's pulls were no job's
 
     # ---------------------------------------------------------------- results as data
 
@@ -354,6 +381,7 @@ class Timing(Service):
         """Fresh clocks: one per stream, plus a scratch one for the self-calibration."""
         streams = self._job.config.options.streams_in_flight if self._job is not None else 1
         self._streams[:] = [self._clock() for _ in range(streams + 1)]  # in place: the hooks hold the list
+        self._process_cpu = [None, None]
         self._cache = None
 
     def _clock(self) -> _StreamClock:
@@ -389,7 +417,15 @@ class Timing(Service):
             self_cost=self._self_cost, max_rows=self._max_rows,
             bulk_real_ns=sum(st.bulk[0] for st in streams), bulk_cpu_ns=sum(st.bulk[1] for st in streams),
             bulk_pulls=sum(st.bulk[2] for st in streams), bulk_begin_real_ns=self._bulk_begin[0],
-            bulk_begin_cpu_ns=self._bulk_begin[1], **self._events()).bounded()
+            bulk_begin_cpu_ns=self._bulk_begin[1], transition_wait_ns=sum(st.trans[0] for st in streams),
+            transition_real_ns=sum(st.trans[1] for st in streams),
+            transition_cpu_ns=sum(st.trans[2] for st in streams),
+            transitions=sum(st.trans[3] for st in streams), process_cpu_ns=self._loop_process_cpu(),
+            **self._events()).bounded()
+
+    def _loop_process_cpu(self) -> int | None:
+        start, end = self._process_cpu
+        return end - start if start is not None and end is not None else None
 
     def load(self, data: TimingData | None) -> None:
         self._data = data

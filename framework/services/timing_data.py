@@ -98,6 +98,15 @@ class TimingData:
     bulk_pulls: int = 0
     bulk_begin_real_ns: int = 0  # of it, read at begin_job for the loop (outside the loop's wall time)
     bulk_begin_cpu_ns: int = 0
+    # run/lumi transitions done by a pull after its event was read, kept out of the event's times: the
+    # wait for the other streams' events in flight, the begin/end hooks (real), the CPU of both
+    transition_wait_ns: int = 0
+    transition_real_ns: int = 0
+    transition_cpu_ns: int = 0
+    transitions: int = 0
+    # the process's CPU from the first pull to the last end-of-input pull, every thread's (None: not
+    # measured, as on Dask, where a worker process runs several units at once)
+    process_cpu_ns: int | None = None
 
     @property
     def events(self) -> int:
@@ -122,6 +131,12 @@ class TimingData:
                       bulk_cpu_ns=self.bulk_cpu_ns + other.bulk_cpu_ns, bulk_pulls=self.bulk_pulls + other.bulk_pulls,
                       bulk_begin_real_ns=self.bulk_begin_real_ns + other.bulk_begin_real_ns,
                       bulk_begin_cpu_ns=self.bulk_begin_cpu_ns + other.bulk_begin_cpu_ns,
+                      transition_wait_ns=self.transition_wait_ns + other.transition_wait_ns,
+                      transition_real_ns=self.transition_real_ns + other.transition_real_ns,
+                      transition_cpu_ns=self.transition_cpu_ns + other.transition_cpu_ns,
+                      transitions=self.transitions + other.transitions,
+                      process_cpu_ns=None if self.process_cpu_ns is None or other.process_cpu_ns is None
+                      else self.process_cpu_ns + other.process_cpu_ns,
                       over_budget=None if self.over_budget is None or other.over_budget is None
                       else self.over_budget + other.over_budget)
         if self.rows is not None and other.rows is not None and len(self.rows) + len(other.rows) <= out.max_rows:

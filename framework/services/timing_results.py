@@ -276,12 +276,18 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
     # exact: counted from the rows before they were folded into histograms (a bin edge is no cut)
     over_budget = ev_w.above(budget) if rows is not None or data.over_budget is None else int(data.over_budget)
     throughput = events / (loop_ms * 1e-3) if loop_ms > 0 else 0.0
-    cpu_loop = ev_c.total() + data.bulk_cpu_ns * _MS  # the event loop's CPU (its bulk I/O included)
+    trans_cpu = data.transition_cpu_ns * _MS
+    # the event loop's CPU: its bulk I/O and its run/lumi transitions included (no event's, all the loop's)
+    cpu_loop = ev_c.total() + data.bulk_cpu_ns * _MS + trans_cpu
     # CPU the source spent off the pulling threads (decompression pool, read-ahead thread)
     background_cpu = (sum(int((summary.source or {}).get(k, 0)) for k in ("decompression_cpu_ns", "read_ahead_cpu_ns"))
                       - kept["unused_background_cpu_ns"]) * 1e-6
-    # the farm pays every CPU second: the reads begin_job did for the loop and the background threads'
-    cpu_total = cpu_loop + begin_bulk_cpu + background_cpu
+    other_cpu = _unattributed_cpu(data, summary, cpu_loop)
+    # the farm pays every CPU second: the reads begin_job did for the loop, the background threads' and
+    # the unattributed (modules' thread pools, the framework between events); not the run/lumi transitions, once per lumi section (of
+    # ~23 s) however many events it holds: a short job would charge each event a large share (as it
+    # charges no event's real time)
+    cpu_total = cpu_loop - trans_cpu + begin_bulk_cpu + background_cpu + (other_cpu or 0.0)
     streams = summary.streams
     side_by_side = _concurrent_streams(summary)  # on Dask: the streams of every worker thread, not one's
     loaded = _throughput_projection(summary, throughput, rate)
@@ -306,8 +312,14 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             "efficiency_cpu_real_per_thread": cpu_loop / (loop_ms * side_by_side) if loop_ms > 0 else 0.0,
             "source_bulk_real_ms": in_loop_bulk,
             # >= 0: every pull and event lies inside the loop, on one of the streams that ran side by side
-            # (on Dask all workers' threads); the clamp only guards against clock rounding
+            # (on Dask all workers' threads); the clamp only guards against clock rounding. The run/lumi
+            # transitions (not in any event) are part of it: ``transitions`` shows them
             "idle_real_ms": max(loop_ms * side_by_side - ev_w.total() - in_loop_bulk, 0.0),
+            # the process's CPU during the loop on no event's, bulk I/O's or transition's clock, and not the
+            # source's background threads': modules' thread pools (BLAS, intra-op threads), which no
+            # module's CPU time holds, and the framework between events (None: not measured, on Dask)
+            "unattributed_cpu_ms": other_cpu,
+            "unattributed_cpu_per_event_ms": None if other_cpu is None else other_cpu / per,
         },
         "source_bulk": {
             "what": "file open, chunk read and conversion (not in the per-event times)",
@@ -321,6 +333,16 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             # CPU the source spent off the pulling threads (decompression pool, read-ahead thread)
             "background_cpu_ms": background_cpu,
             "share_of_budget": bulk_pe / budget, "cores": rate * bulk_pe * 1e-3,
+        },
+        "transitions": {
+            "what": "run and lumi transitions done before an event's processing, after it was read (not in "
+                    "the per-event times): the pulling stream's wait for the events in flight, the "
+                    "begin/end run and lumi hooks",
+            "count": int(data.transitions),
+            "wait_real_ms": data.transition_wait_ns * _MS,
+            "hooks_real_ms": data.transition_real_ns * _MS,
+            "cpu_ms": trans_cpu,
+            "real_per_event_ms": (data.transition_wait_ns + data.transition_real_ns) * _MS / per,
         },
         "event": {"real": ev_stats, "cpu": ev_c.stats()},
         # what percentiles, histograms and per-event data come from: every event's row, or the fixed
@@ -486,6 +508,20 @@ def _kept_read(source: dict[str, Any]) -> dict[str, Any]:
     share = min(1.0, used / entries) if entries else 1.0
     unused_cpu = int(source.get("kept_decompression_cpu_ns", 0)) * (1.0 - share)
     return {"entries": entries, "used": used, "used_share": share, "unused_background_cpu_ns": unused_cpu}
+
+
+def _unattributed_cpu(data: Any, summary: "JobSummary", cpu_loop_ms: float) -> float | None:
+    """The process's CPU over the loop that the stream threads' clocks (events, bulk I/O, transitions)
+    and the source's background threads did not count, in ms: thread pools a module runs (BLAS, an
+    engine's intra-op threads), whose CPU no module's time holds, and the framework between events
+    (tens of µs per event). The source's background CPU counts its begin_job head and tail reads too;
+    all of it is taken off, so this errs low, never high. None if not measured."""
+    if data.process_cpu_ns is None:
+        return None
+    source = summary.source or {}
+    background_loop_ns = sum(int(source.get(k, 0)) for k in ("decompression_cpu_ns", "read_ahead_cpu_ns")) \
+        - int(source.get("kept_decompression_cpu_ns", 0))  # the file check's whole-file read: begin_job's
+    return max(data.process_cpu_ns * _MS - cpu_loop_ms - max(background_loop_ns, 0) * _MS, 0.0)
 
 
 def _dask_threads(summary: "JobSummary") -> int:

@@ -44,7 +44,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -135,18 +135,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------- timing
 class BareSession:
-    """A plain InferenceSession.run, to show what the backend wrapper (checks, NaN handling) costs."""
+    """A plain InferenceSession.run, to show what the backend wrapper (checks, NaN handling) costs.
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    It feeds what the wrapper feeds: the contract is settled as the backends settle it (``inputs``'
+    declaration, else the model's metadata, else the fallback; ``modules/contract.py``), so a model with
+    a declared (N, 40, 5) input, or several inputs, is timed on its own shapes, not the shipped jets."""
+
+    def __init__(self, path: Path, threads: int = 1, inputs: Mapping[str, Any] | None = None) -> None:
         import onnxruntime as ort
+
+        from hltrun.modules.contract import default_contract, from_metadata, match_model
 
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        self.input = self.sess.get_inputs()[0].name  # a user's model need not call it "jets"
+        model_inputs = self.sess.get_inputs()
+        self.input_names = [i.name for i in model_inputs]  # a user's model need not call it "jets"
+        declared = (inputs or {}).get("inputs") or from_metadata(
+            dict(self.sess.get_modelmeta().custom_metadata_map), path) or (inputs or {}).get("fallback_inputs")
+        self.contract = match_model(declared or default_contract(), [(i.name, tuple(i.shape)) for i in model_inputs],
+                                    path)  # in the model's input order, as input_names
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.sess.run(None, {self.input: x})
+    def run(self, x: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        return self.sess.run(None, dict(zip(self.input_names, x if isinstance(x, tuple) else (x,))))
 
     def describe(self) -> dict[str, Any]:
         return {}
@@ -207,7 +218,10 @@ def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1, outp
     if unreadable is not None:
         return unreadable
     if sp.backend == "bare":
-        return BareSession(path, threads)
+        try:
+            return BareSession(path, threads, inputs)
+        except (ModuleError, ConfigError) as exc:  # a declaration the model does not fit: said as the others say it
+            return f"cannot load: {exc}"
     try:
         backend = create_backend(sp.backend, path, BackendOptions(threads=threads, outputs=outputs, **(inputs or {}),
                                                                    **sp.options)).load()
@@ -493,8 +507,8 @@ def _batches(backend: Any, x_all: np.ndarray, most: int) -> Callable[[int], Any]
     """``n -> the first n jets`` in the form the loaded model takes: the real jets for the shipped
     (N, 100, 3) input, else jet-like values for each input its declared contract names (modules/contract.py;
     the time does not depend on the values)."""
-    contract = getattr(backend, "contract", None)  # the bare session feeds the jets as they are
-    if contract is None or (contract.is_shipped() and contract.inputs[0].shape(0)[1:] == x_all.shape[1:]):
+    contract = backend.contract  # the bare session's too: it feeds what the wrapper feeds
+    if contract.is_shipped() and contract.inputs[0].shape(0)[1:] == x_all.shape[1:]:
         return lambda n: x_all[:n]
     from hltrun.modules.inference.autoselect import sample_inputs
 
@@ -544,7 +558,7 @@ def macs_of(path: Path) -> dict[str, int]:
         return count_macs(path)
     except Exception as exc:
         raise runner.BenchError(f"hltbench backends: cannot count the multiply-accumulates of {path} on one "
-                                f"(1, 100, 3) jet: {type(exc).__name__}: {one_line(exc)}") from None
+                                f"jet of its input's shape: {type(exc).__name__}: {one_line(exc)}") from None
 
 
 def run(args: argparse.Namespace) -> int:

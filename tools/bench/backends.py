@@ -100,12 +100,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what to time (default: all; those absent here are listed with the reason)")
     p.add_argument("--batch-sizes", nargs="+", type=runner.positive_int, default=list(BATCHES), help="jets per call")
     p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"), help="jets to run on")
-    p.add_argument("--min-time", type=float, default=0.3, help="seconds timed per (backend, batch) cell")
-    p.add_argument("--min-calls", type=int, default=3, help="at least this many timed calls per cell")
-    p.add_argument("--ghz", type=float, default=None,
+    p.add_argument("--min-time", type=runner.positive_float, default=0.3,
+                   help="seconds timed per (backend, batch) cell")
+    p.add_argument("--min-calls", type=runner.positive_int, default=3, help="at least this many timed calls per cell")
+    p.add_argument("--ghz", type=runner.positive_float, default=None,
                    help="core clock for a nominal FLOP limit (default: the measured one-core sgemm rate)")
-    p.add_argument("--flops-per-cycle", type=float, default=32.0,
-                   help="FP32 FLOP per cycle of one core (32: 2 FMA x 8 lanes; 64 for 2 x AVX-512 FMA)")
+    p.add_argument("--flops-per-cycle", type=runner.positive_float, default=None,
+                   help="with --ghz: FP32 FLOP per cycle of one core (default 32: 2 FMA x 8 lanes; 64 for 2 x "
+                        "AVX-512 FMA)")
     p.add_argument("--docs", nargs="?", type=local_output_path, const=runner.checkout() / "docs/backends.md", default=None,
                    help="also rewrite the results section of this markdown file (default when given without a "
                         "path: docs/backends.md) and write its figures to img/hltbench_*.png beside it; without "
@@ -123,9 +125,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", type=local_output_path, default=None,
                    help="folder for the PNG figures (latency and memory vs batch size, the study's numbers beside "
                         "ours); default: --out, else next to --json")
-    p.add_argument("--mem-calls", type=int, default=5,
+    p.add_argument("--mem-calls", type=runner.non_negative_int, default=5,
                    help="calls per (backend, batch) cell run under the RSS sampler for the cell's peak memory")
-    p.add_argument("--mem-jets", type=int, default=5000,
+    p.add_argument("--mem-jets", type=runner.non_negative_int, default=5000,
                    help="jets run per backend configuration at --mem-batch for the memory-vs-events curve (0: off)")
     p.add_argument("--mem-batch", type=runner.positive_int, default=64, help="batch size of the memory-vs-events run")
     p.add_argument("--isolate", action="store_true",
@@ -518,9 +520,13 @@ def _batches(backend: Any, x_all: np.ndarray, most: int) -> Callable[[int], Any]
 
 def peak_rate(args: argparse.Namespace) -> None:
     """The arithmetic limit of one core: nominal from --ghz, else the sgemm rate measured now."""
+    if args.flops_per_cycle is not None and args.ghz is None:  # it would be ignored: the limit is measured
+        raise runner.BenchError("hltbench backends: --flops-per-cycle sets the nominal limit with --ghz; without "
+                                "--ghz the limit is the one-core sgemm rate measured in this run")
     if args.ghz:
-        args.peak_gflops = args.ghz * args.flops_per_cycle
-        args.peak_source = f"{args.ghz:.2f} GHz x {args.flops_per_cycle:g} FP32 FLOP/cycle (nominal)"
+        flops_per_cycle = args.flops_per_cycle or 32.0
+        args.peak_gflops = args.ghz * flops_per_cycle
+        args.peak_source = f"{args.ghz:.2f} GHz x {flops_per_cycle:g} FP32 FLOP/cycle (nominal)"
     else:
         args.peak_gflops = sgemm_rates()["ort_gflops"]
         args.peak_source = "ONNX Runtime 256^3 sgemm on one thread, measured in this run"

@@ -17,15 +17,22 @@ import numpy as np
 
 def declared_jet_shapes(path: Path, inputs: list[tuple[str, Any]]) -> dict[str, tuple[int, ...]]:
     """Input name -> the shape of one jet (batch 1) as the contract the model declares in its ONNX metadata
-    gives it (modules/contract.py), matched to the model's ``(name, shape)`` inputs; {} when it declares
-    none. A model exported with open constituent axes, (N, C, 5), reads what its declaration says, (1, 40, 5):
-    fed the shipped (1, 100, 3), its count failed; fed (batch, batch, 5), its time per jet mixed lengths."""
-    from hltrun.modules.contract import from_metadata, match_model, read_onnx_metadata
+    gives it (modules/contract.py), matched to the model's ``(name, shape)`` inputs; undeclared, the shipped
+    contract where the model takes it, else {}. A model exported with open constituent axes, (N, C, 5), reads
+    what its declaration says, (1, 40, 5): fed the shipped (1, 100, 3), its count failed; fed (batch, batch, 5),
+    its time per jet mixed lengths."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.contract import default_contract, from_metadata, match_model, read_onnx_metadata
 
+    signature = [(name, tuple(shape)) for name, shape in inputs]
     declared = from_metadata(read_onnx_metadata(path), path)
-    if declared is None:
-        return {}
-    contract = match_model(declared, [(name, tuple(shape)) for name, shape in inputs], path)
+    if declared is None:  # undeclared: hltrun feeds the shipped (N, 100, 3) to a model that takes it, (N, C, 3) too
+        try:
+            contract = match_model(default_contract(), signature, path)
+        except ModuleError:  # a model hltrun cannot feed undeclared: its own shape, as before
+            return {}
+    else:
+        contract = match_model(declared, signature, path)
     return {name: tuple(decl.shape(1)) for (name, _), decl in zip(inputs, contract.inputs)}
 
 
@@ -34,7 +41,7 @@ def one_jet(shape: list[Any], declared: tuple[int, ...] | None = None) -> np.nda
     the model declares one, else the shipped (1, 100, 3) input with 50 constituents when the model's shape
     leaves its axes open or is that one, else small values of the model's own shape (jet-level (N, F), ...);
     only the shapes matter for the count."""
-    if declared is not None:
+    if declared is not None and tuple(declared[1:]) != (100, 3):  # the shipped input: the jet below
         return np.full(declared, 0.1, np.float32)
     dims = [d if isinstance(d, int) and d > 0 else None for d in shape[1:]]
     if not dims or None in dims or dims == [100, 3]:

@@ -74,6 +74,15 @@ def test_flops_and_profile_read_the_declared_shape_of_an_open_constituent_axis(t
     got = json.loads(out.read_text())["models"][str(path)]
     assert got["mflop_per_jet"] == pytest.approx(2 * macs / 1e6)
     assert got["flop_per_call"] == pytest.approx(4 * 2 * macs)  # what ORT ran at batch 4: 40 constituents a jet
+    # undeclared, (N, C, 3): hltrun feeds it the shipped (N, 100, 3), and so does profile (it fed (4, 4, 3))
+    graph.input[0].CopyFrom(helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "C", 3]))
+    graph.initializer[0].CopyFrom(numpy_helper.from_array(np.full((3, 8), 0.1, np.float32), "w"))
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    assert hltbench(["profile", str(path), "--batch-sizes", "1", "4", "--profile-batch", "4", "--profile-calls", "2",
+                     "--min-time", "0.02", "--repeat", "1", "--sample", str(tmp_path / "none.root"),
+                     "--json", str(out)]) == 0
+    got = json.loads(out.read_text())["models"][str(path)]
+    assert got["flop_per_call"] == pytest.approx(4 * 2 * 100 * 3 * 8)
 
 
 def test_quantize_tool_selects_weight_nodes_and_keeps_the_card(tiny, tmp_path):

@@ -208,6 +208,22 @@ def test_product_lines_say_which_event_and_by_how_much(tmp_path, capsys):
     assert not out[i + 2].startswith("      e.g.")
 
 
+def test_verbose_lists_the_products_of_an_event_whose_decision_changed(tmp_path, capsys):
+    """-v: an event that lost its accept shows, under its path, the products that moved and by how much (it
+    showed the states only: why the event flipped, 0.6 -> 0.4 against the cut, was not there)."""
+    scores = [[0.25, 0.6]] * 10
+    changed = [list(x) for x in scores]
+    changed[1] = [0.25, 0.4]  # event 2: accepted by the old side only (OLD_A[1] = 1, NEW_A[1] = 0)
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A}, scores)
+    new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": NEW_A}, changed)
+    assert main([str(old), str(new), "-v", "-q"]) == 1
+    out = capsys.readouterr().out
+    event2 = out[out.index("run 1, lumi 1, event 2:"):].split("\n\n")[0].splitlines()
+    assert event2[-1] == "    vae_score: entry 1 of 2: 0.6 -> 0.4 (relative 0.33)", event2
+    event5 = out[out.index("run 1, lumi 1, event 5:"):].split("\n\n")[0]
+    assert "vae_score" not in event5  # its decision changed, its score did not
+
+
 @pytest.mark.parametrize("option", [["--rtol", "nan"], ["--rtol=-1e-4"], ["--atol", "inf"], ["--examples", "-1"]])
 def test_tolerances_and_examples_are_checked(tmp_path, capsys, option):
     """--rtol nan made every product differ (numpy's RuntimeWarning on stderr), a negative one too: refused."""

@@ -105,6 +105,7 @@ class EventDiff:
     old_accept: bool
     new_accept: bool
     triggers: list[tuple[int, int, int]] = field(default_factory=list)  # (trigger index, old, new state)
+    products: list[tuple[str, str]] = field(default_factory=list)  # (branch, how it changed) beyond the tolerance
 
 
 @dataclass
@@ -324,9 +325,11 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
     product_fields = [f for f in old.fields if f in new.fields and f not in ID_BRANCHES
                       and not f.startswith((TRIGGER_PREFIX, PRESCALED_PREFIX))]
     product_bad = np.zeros(len(common), bool)
+    bad_rows: dict[str, set[int]] = {}  # per branch, the common rows whose values differ (for -v)
     for name in product_fields:
         a, b = old[name][i_old], new[name][i_new]
         bad = np.flatnonzero(_values_differ(a, b, rtol, atol))
+        bad_rows[name] = set(bad.tolist())
         diff.branches[name] = len(bad)
         product_bad[bad] = True
         if len(bad) and examples > 0:  # the row that moved most first, then the first others, each by how much
@@ -364,7 +367,11 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
             changed.setdefault(int(i), []).append((t, *states))
     for i in sorted(changed):
         run, lumi, event = (int(x) for x in tuple(all_ids[i])[:3])
-        diff.events.append(EventDiff(run, lumi, event, bool(old_any[i]), bool(new_any[i]), changed[i]))
+        # rows before len(common) are the common events, in order: their products, by how much each moved
+        products = [(name, changes.describe(ak.to_list(old[name][i_old[[i]]])[0],
+                                            ak.to_list(new[name][i_new[[i]]])[0]))
+                    for name in product_fields if i < len(common) and i in bad_rows[name]]
+        diff.events.append(EventDiff(run, lumi, event, bool(old_any[i]), bool(new_any[i]), changed[i], products))
     return diff
 
 
@@ -400,6 +407,7 @@ def render_events(diff: Difference, limit: int = 0) -> str:
         for t, o, n in ev.triggers:
             lines.append(f"    Path {diff.triggers[t].name}:\n"
                          f"        old state is '{STATES[o]}',\n        new state is '{STATES[n]}'")
+        lines += [f"    {name}: {change}" for name, change in ev.products]
         lines.append("")
     return "\n".join(lines)
 

@@ -310,6 +310,23 @@ def test_missing_background_file(model_dir, tmp_path, capsys):
     assert _one_line(capsys) == f"hltcard: error: input file not found: {missing}"
 
 
+@pytest.mark.parametrize("where", ["missing", "a folder", "/dev/null"])
+def test_an_unreadable_signal_file_is_said_before_any_scoring(where, model_dir, tmp_path, monkeypatch, capsys):
+    """A typo in the last --signal file was said after the whole background had been scored through the path
+    (minutes on a large sample, for nothing): every sample file is checked first, with the same line and exit
+    code as before (the source's, 3)."""
+    import hltrun.tools.physics.card_run as card_run
+
+    monkeypatch.setattr(card_run, "score_files", lambda *a, **k: pytest.fail("scored before the signal was checked"))
+    bad = {"missing": tmp_path / "nope.root", "a folder": tmp_path, "/dev/null": Path("/dev/null")}[where]
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--signal", str(QCD), str(bad),
+                    "--bkg-eff", "1e-2", "--out-dir", str(tmp_path / "out"), *ORT]) == 3
+    why = {"missing": f"not found: {bad}", "a folder": f"{bad} is a folder, not a file",
+           "/dev/null": f"{bad} is a character device, not a regular file"}[where]
+    assert _one_line(capsys).startswith(f"hltcard: error: input file {why}")
+    assert not (tmp_path / "out").exists()
+
+
 def test_sample_without_the_jet_branches(model_dir, tmp_path, capsys):
     bad = tmp_path / "bad.root"
     with uproot.recreate(bad) as f:

@@ -79,6 +79,44 @@ def test_a_user_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str])
     assert err == "hltbench timing: --repeat must be at least 1 (got 0)"
 
 
+@pytest.mark.parametrize("argv, option", [
+    (["backends", "--ghz", "-1"], "--ghz"),  # a negative limit per jet and "-11.0%" of the peak
+    (["backends", "--ghz", "2", "--flops-per-cycle", "-1"], "--flops-per-cycle"),  # "-179.8%" of the peak
+    (["backends", "--min-time", "nan"], "--min-time"),  # each cell timed on its minimum number of calls
+    (["backends", "--min-calls", "0"], "--min-calls"),
+    (["backends", "--mem-calls", "-1"], "--mem-calls"),
+    (["backends", "--mem-jets", "-5"], "--mem-jets"),
+    (["profile", "conv_vae", "--min-time", "-1"], "--min-time"),
+    (["verdict", "conv_vae", "--min-time", "0"], "--min-time"),
+    (["gpu-farm", "--cpu", "a", "--gpu", "b", "--out", "{t}/farm", "--rate", "-5"], "--rate"),  # negative cores
+])
+def test_a_number_that_makes_no_measurement_is_refused(argv: list[str], option: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seconds, clocks, FLOP per cycle, rates and counts out of range are refused while the command line is
+    read (exit 2, argparse's line naming the option), before anything is measured or written. They were
+    taken: ``--ghz -1`` printed a negative arithmetic limit and a negative fraction of the peak."""
+    from hltrun.tools.bench import cli
+
+    monkeypatch.setattr(cli, "_run_study", lambda args: 0)  # taken, it would be measured: not here
+    with pytest.raises(SystemExit) as stopped:
+        main([a.format(t=tmp_path) for a in argv])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"hltbench {argv[0]}: error: argument {option}: must be "), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_flops_per_cycle_without_ghz_is_refused_not_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    """--flops-per-cycle only sets the nominal limit with --ghz; alone it did nothing (the measured sgemm
+    rate was used), silently."""
+    assert main(["backends", "--models", "conv_vae", "--backends", "ort-bare", "--batch-sizes", "1", "--min-time",
+                 "0.01", "--mem-calls", "1", "--mem-jets", "0", "--flops-per-cycle", "64"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "hltbench backends: --flops-per-cycle sets the nominal limit with --ghz; without --ghz the limit is the "
+        "one-core sgemm rate measured in this run")
+
+
 @pytest.mark.parametrize("argv", [["backends", "--backends", "ort-bare"], ["gpu-sweep", "--device", "cpu", "--out", "{t}/out"]])
 @pytest.mark.parametrize("folder", [False, True])
 def test_a_missing_model_stops_the_study_before_it_measures(argv: list[str], folder: bool, tmp_path: Path,

@@ -173,6 +173,68 @@ def test_usage_errors(tmp_path):
     assert exc.value.code == 2
 
 
+def test_product_lines_say_which_event_and_by_how_much(tmp_path, capsys):
+    """Two outputs that differ in a few events' products: each differing product names the events and
+    how far each moved (old -> new, the relative change --rtol is compared with), the largest first.
+    The lines gave the event ids only: "e.g. run 1, lumi 1, event 7", not whether 0.5 became 0.5001 or 50."""
+    scores = [[0.25, 0.5]] * 10
+    changed = [list(s) for s in scores]
+    changed[2] = [0.25, 0.5005]     # event 3: 1e-3
+    changed[6] = [0.25, 0.51]       # event 7: 2e-2, the largest
+    changed[8] = [0.25, 0.5, 0.75]  # event 9: a jet more
+    nvae = np.full(10, 2, np.int32)
+    nvae_new = nvae.copy()
+    nvae_new[8] = 3
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A}, scores, {"nvae": nvae})
+    new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": OLD_A}, changed, {"nvae": nvae_new})
+    assert main([str(old), str(new), "-q"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    i = next(k for k, line in enumerate(out) if line.lstrip().startswith("vae_score"))
+    assert out[i].split() == ["vae_score", "differs", "3", "events"]
+    assert out[i + 1:i + 4] == [
+        "      largest run 1, lumi 1, event 9: 2 -> 3 entries",  # a length change is the largest (inf)
+        "      e.g. run 1, lumi 1, event 3: entry 1 of 2: 0.5 -> 0.5005 (relative 0.001)",
+        "      e.g. run 1, lumi 1, event 7: entry 1 of 2: 0.5 -> 0.51 (relative 0.02)"]
+    j = next(k for k, line in enumerate(out) if line.lstrip().startswith("nvae"))
+    assert out[j + 1] == "      largest run 1, lumi 1, event 9: 2 -> 3 (relative 0.5)"
+    # without the length change, the largest relative change leads; --examples 1 keeps it alone
+    changed[8] = [0.25, 0.5]
+    new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": OLD_A}, changed, {"nvae": nvae})
+    assert main([str(old), str(new), "-q", "--examples", "1"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    i = next(k for k, line in enumerate(out) if line.lstrip().startswith("vae_score"))
+    assert out[i].split() == ["vae_score", "differs", "2", "events"]
+    assert out[i + 1] == "      largest run 1, lumi 1, event 7: entry 1 of 2: 0.5 -> 0.51 (relative 0.02)"
+    assert not out[i + 2].startswith("      e.g.")
+
+
+def test_verbose_lists_the_products_of_an_event_whose_decision_changed(tmp_path, capsys):
+    """-v: an event that lost its accept shows, under its path, the products that moved and by how much (it
+    showed the states only: why the event flipped, 0.6 -> 0.4 against the cut, was not there)."""
+    scores = [[0.25, 0.6]] * 10
+    changed = [list(x) for x in scores]
+    changed[1] = [0.25, 0.4]  # event 2: accepted by the old side only (OLD_A[1] = 1, NEW_A[1] = 0)
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A}, scores)
+    new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": NEW_A}, changed)
+    assert main([str(old), str(new), "-v", "-q"]) == 1
+    out = capsys.readouterr().out
+    event2 = out[out.index("run 1, lumi 1, event 2:"):].split("\n\n")[0].splitlines()
+    assert event2[-1] == "    vae_score: entry 1 of 2: 0.6 -> 0.4 (relative 0.33)", event2
+    event5 = out[out.index("run 1, lumi 1, event 5:"):].split("\n\n")[0]
+    assert "vae_score" not in event5  # its decision changed, its score did not
+
+
+@pytest.mark.parametrize("option", [["--rtol", "nan"], ["--rtol=-1e-4"], ["--atol", "inf"], ["--examples", "-1"]])
+def test_tolerances_and_examples_are_checked(tmp_path, capsys, option):
+    """--rtol nan made every product differ (numpy's RuntimeWarning on stderr), a negative one too: refused."""
+    a = _write(tmp_path / "a.root", [1] * 10, EV, {"HLT_A": OLD_A}, score=[[0.1, 0.2]] * 10)
+    with pytest.raises(SystemExit) as exc:
+        main([str(a), str(a), *option])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("hltdiff: error: " + option[0].split("=")[0])
+
+
 def _with_lumis(path, lumis):
     """Add the LuminosityBlocks tree an hltrun output carries: {(run, lumi): events processed}."""
     keys = sorted(lumis)

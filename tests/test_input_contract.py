@@ -397,6 +397,35 @@ def test_hltinputs_write_names_a_missing_declaration_file(tmp_path, capsys) -> N
     assert model.read_bytes() == before
 
 
+@pytest.mark.parametrize("name", ["folder", "folder.onnx", ""])
+def test_hltinputs_on_a_folder_says_so(tmp_path, capsys, monkeypatch, name) -> None:
+    """A folder (or '', the current one) as the model: one line, exit 2. Without the .onnx suffix it was
+    "hltinputs: .: ValueError: PosixPath('.') has an empty name" (exit 4), or "/tmp is not an .onnx file ...
+    the metadata of the .onnx file beside it (/tmp.onnx)"."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    monkeypatch.chdir(tmp_path)
+    if name:
+        (tmp_path / name).mkdir()
+    assert hltinputs([name]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"hltinputs: model file {name or '.'} is a folder, not a file" and not captured.out
+
+
+@pytest.mark.parametrize("declaration", ["/dev/null", "."])
+def test_hltinputs_write_names_a_declaration_that_is_no_file(tmp_path, capsys, declaration) -> None:
+    """--write /dev/null or a folder was read as inline YAML text: "expected a list of inputs, got str"."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes((Path(__file__).resolve().parents[1] / "data" / "models" / "conv_vae.onnx").read_bytes())
+    before = model.read_bytes()
+    assert hltinputs([str(model), "--write", declaration]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hltinputs: --write: declaration file {declaration} is a ") and "\n" not in err, err
+    assert model.read_bytes() == before
+
+
 def test_hltinputs_refuses_what_every_engine_refuses(tmp_path, capsys) -> None:
     """A float64 input, or weights in an ONNX external-data file that is missing: hltinputs answered
     "inputs from default", exit 0, for a model every backend refuses at load."""

@@ -305,3 +305,45 @@ def test_hltbench_backends_fails_when_nothing_could_be_measured(tmp_path, capsys
                    "--batch-sizes", "1", "--min-time", "0.01", "--mem-jets", "0", "--ghz", "1"])
     assert rc == 2
     assert "nothing measured for two" in capsys.readouterr().err
+
+
+def test_hltbench_backends_ort_bare_feeds_the_declared_inputs(tmp_path, capsys) -> None:
+    """``ort-bare`` (the plain session beside the wrapper) on a model whose inputs are declared in its
+    metadata, (N, 40, 5) constituents and (N, 3) jet values: it is fed the declared shapes, as ``ort-fp32``
+    is. It fed every model the shipped (N, 100, 3) jets, and the study ended in ONNX Runtime's "Got invalid
+    dimensions" traceback after ``ort-fp32`` had been timed."""
+    from hltrun.tools.bench.backends import SPECS, _batches, make_backend
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
+    axis = helper.make_tensor("axis", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["cons", "axes"], ["c"], keepdims=0),
+         helper.make_node("ReduceSum", ["jet", "axis"], ["j"], keepdims=0),
+         helper.make_node("Add", ["c", "j"], ["score"])], "two_inputs",
+        [helper.make_tensor_value_info("cons", TensorProto.FLOAT, ["N", 40, 5]),
+         helper.make_tensor_value_info("jet", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], [axes, axis])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "two_in.onnx"))
+    assert hltinputs([str(tmp_path / "two_in.onnx"), "--write",
+                      "[{name: cons, features: [log_pt_rel, deta, dphi, log_e_rel, dr], n_constituents: 40},"
+                      " {name: jet, kind: jet, features: [log_pt, eta, mass]}]"]) == 0
+    capsys.readouterr()
+    rc = hltbench(["backends", "--models-dir", str(tmp_path), "--models", "two_in", "--backends", "ort-fp32",
+                   "ort-bare", "--batch-sizes", "1", "3", "--min-time", "0.01", "--min-calls", "2",
+                   "--mem-calls", "1", "--mem-jets", "0", "--ghz", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "| two_in | ort-fp32 |" in out and "| two_in | ort-bare |" in out
+    # the same jets in, the same scores out: the bare session is fed what the wrapper is fed
+    bare, wrapped = (make_backend(spec, tmp_path, "two_in") for spec in ("ort-bare", "ort-fp32"))
+    assert SPECS["ort-bare"].backend == "bare"
+    xs = _batches(wrapped, np.zeros((3, 100, 3), np.float32), 3)(3)
+    assert isinstance(xs, tuple) and [x.shape for x in xs] == [(3, 40, 5), (3, 3)]
+    assert [x.shape for x in _batches(bare, np.zeros((3, 100, 3), np.float32), 3)(3)] == [(3, 40, 5), (3, 3)]
+    expected = xs[0].astype(np.float64).sum(axis=(1, 2)) + xs[1].astype(np.float64).sum(axis=1)
+    np.testing.assert_allclose(bare.run(xs)[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(wrapped.run(xs)["score"], expected, rtol=1e-5)
+    wrapped.close()

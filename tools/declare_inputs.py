@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,10 @@ def read_declaration(text: str) -> object:
     from hltrun.framework.resources import unreadable_reason
 
     source = Path(text)
-    if source.suffix in (".yaml", ".yml", ".json"):  # a file name: one that cannot be read is said, not parsed as YAML
+    # a file name (a declaration's suffix, or a path that exists: a folder, /dev/null): one that cannot be
+    # read is said, not parsed as YAML ("expected a list of inputs, got str"); os.path.exists, as a long
+    # inline declaration is no file name (Path.exists raises "File name too long")
+    if source.suffix in (".yaml", ".yml", ".json") or (text.strip() and os.path.exists(text)):
         why = unreadable_reason(source, "--write: declaration file")
         if why is not None:
             raise ConfigError(why)
@@ -115,16 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
     try:
+        try:  # missing, unreadable, a folder, a FIFO, empty: the line hltrun gives, whatever the suffix
+            check_model_file(args.model, (), "hltinputs")
+        except ModuleError as exc:
+            print(exc, file=sys.stderr)
+            return 2
         if args.model.suffix != ".onnx":  # hltrun reads a .keras or .tflite model's declaration from its .onnx
             print(f"hltinputs: {args.model} is not an .onnx file: hltinputs reads ONNX models; the inputs of a "
                   f"{args.model.suffix or 'suffix-less'} model are declared in the scorer's inputs: or in the metadata "
                   f"of the .onnx file beside it ({args.model.with_suffix('.onnx')}), which hltrun reads",
                   file=sys.stderr)
-            return 2
-        try:  # missing, unreadable, a FIFO, empty: the line hltrun gives
-            check_model_file(args.model, (), "hltinputs")
-        except ModuleError as exc:
-            print(exc, file=sys.stderr)
             return 2
         signature = model_inputs(args.model)
         if args.write is not None:

@@ -66,6 +66,7 @@ from hltrun.framework.provenance import differences
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
 from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch, read_process, read_provenance
+from hltrun.tools import hltdiff_changes as changes
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
 TRIGGER_PREFIX = "HLT_"
@@ -104,11 +105,13 @@ class EventDiff:
     old_accept: bool
     new_accept: bool
     triggers: list[tuple[int, int, int]] = field(default_factory=list)  # (trigger index, old, new state)
+    products: list[tuple[str, str]] = field(default_factory=list)  # (branch, how it changed) beyond the tolerance
 
 
 @dataclass
 class Difference:
-    """What differs between two sides. ``examples`` lists a few event ids per differing branch."""
+    """What differs between two sides. ``examples`` lists a few events per differing branch, with how
+    its value changed (``hltdiff_changes``)."""
 
     only_in_old: int = 0  # events skipped: present in the old side only, new side keeps all events
     only_in_new: int = 0
@@ -121,7 +124,8 @@ class Difference:
     ignore_prescales: bool = True  # hltDiff's default; -p compares prescaled paths too
     triggers: list[TriggerDiff] = field(default_factory=list)
     branches: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
+    # per differing branch: (run, lumi, event, how it changed), the largest relative change first
+    examples: dict[str, list[tuple[int, int, int, str]]] = field(default_factory=dict)
     events: list[EventDiff] = field(default_factory=list)
     skipped_ids: list[tuple[int, int, int]] = field(default_factory=list)
 
@@ -321,12 +325,18 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
     product_fields = [f for f in old.fields if f in new.fields and f not in ID_BRANCHES
                       and not f.startswith((TRIGGER_PREFIX, PRESCALED_PREFIX))]
     product_bad = np.zeros(len(common), bool)
+    bad_rows: dict[str, set[int]] = {}  # per branch, the common rows whose values differ (for -v)
     for name in product_fields:
-        bad = np.flatnonzero(_values_differ(old[name][i_old], new[name][i_new], rtol, atol))
+        a, b = old[name][i_old], new[name][i_new]
+        bad = np.flatnonzero(_values_differ(a, b, rtol, atol))
+        bad_rows[name] = set(bad.tolist())
         diff.branches[name] = len(bad)
         product_bad[bad] = True
-        if len(bad):
-            diff.examples[name] = [tuple(int(x) for x in common[i])[:3] for i in bad[:examples]]
+        if len(bad) and examples > 0:  # the row that moved most first, then the first others, each by how much
+            top = int(bad[int(np.argmax(changes.row_changes(a[bad], b[bad])))])
+            rows = [top, *[int(i) for i in bad[:examples] if i != top]][:examples]
+            diff.examples[name] = [(*(int(x) for x in tuple(common[i])[:3]),
+                                    changes.describe(ak.to_list(a[[i]])[0], ak.to_list(b[[i]])[0])) for i in rows]
     for name in sorted(set(old.fields) ^ set(new.fields)):
         if not name.startswith((TRIGGER_PREFIX, PRESCALED_PREFIX)):
             diff.branches[f"{name} (in one file only)"] = 1
@@ -357,7 +367,11 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
             changed.setdefault(int(i), []).append((t, *states))
     for i in sorted(changed):
         run, lumi, event = (int(x) for x in tuple(all_ids[i])[:3])
-        diff.events.append(EventDiff(run, lumi, event, bool(old_any[i]), bool(new_any[i]), changed[i]))
+        # rows before len(common) are the common events, in order: their products, by how much each moved
+        products = [(name, changes.describe(ak.to_list(old[name][i_old[[i]]])[0],
+                                            ak.to_list(new[name][i_new[[i]]])[0]))
+                    for name in product_fields if i < len(common) and i in bad_rows[name]]
+        diff.events.append(EventDiff(run, lumi, event, bool(old_any[i]), bool(new_any[i]), changed[i], products))
     return diff
 
 
@@ -393,6 +407,7 @@ def render_events(diff: Difference, limit: int = 0) -> str:
         for t, o, n in ev.triggers:
             lines.append(f"    Path {diff.triggers[t].name}:\n"
                          f"        old state is '{STATES[o]}',\n        new state is '{STATES[n]}'")
+        lines += [f"    {name}: {change}" for name, change in ev.products]
         lines.append("")
     return "\n".join(lines)
 
@@ -401,8 +416,8 @@ def render_products(diff: Difference, rtol: float, atol: float) -> str:
     lines = [f"Products compared on {diff.common} common events (rtol {rtol:g}, atol {atol:g}):"]
     for name, n in diff.branches.items():
         lines.append(f"  {name:<40} {'differs' if n else 'same':>8} {n:>8} events")
-        for run, lumi, event in diff.examples.get(name, []):
-            lines.append(f"      e.g. run {run}, lumi {lumi}, event {event}")
+        for k, (run, lumi, event, change) in enumerate(diff.examples.get(name, [])):
+            lines.append(f"      {'largest' if k == 0 else 'e.g.'} run {run}, lumi {lumi}, event {event}: {change}")
     return "\n".join(lines)
 
 
@@ -614,7 +629,9 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"relative tolerance for products (default {AGREEMENT_RTOL:g}: the project's agreement "
                          f"criterion between backends)")
     ap.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for products (default 0)")
-    ap.add_argument("--examples", type=int, default=5, help="event ids listed per differing product (default 5)")
+    ap.add_argument("--examples", type=int, default=5,
+                    help="events listed per differing product, each with its old -> new value: the largest relative "
+                         "change first, then the first others (default 5)")
     return ap
 
 
@@ -684,6 +701,11 @@ def _main(argv: list[str] | None) -> int:
                  "holds one process's trigger bits; give the new job's output file(s)")
     if args.max_events < 0:
         ap.error("--max-events must be >= 0")
+    for option, value in (("--rtol", args.rtol), ("--atol", args.atol)):
+        if not (math.isfinite(value) and value >= 0):  # nan made every product differ, a negative one too
+            ap.error(f"{option} {value:g}: expected a finite number, at least 0")
+    if args.examples < 0:
+        ap.error("--examples must be >= 0")
     if args.output_file and not (args.json_output or args.csv_output or args.root_output):
         ap.error("-F/--output-file names the files of -j, -c or -r: give one of them")
     selected = {"auto": None, "yes": True, "no": False}[args.selected]

@@ -44,7 +44,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -100,12 +100,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what to time (default: all; those absent here are listed with the reason)")
     p.add_argument("--batch-sizes", nargs="+", type=runner.positive_int, default=list(BATCHES), help="jets per call")
     p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"), help="jets to run on")
-    p.add_argument("--min-time", type=float, default=0.3, help="seconds timed per (backend, batch) cell")
-    p.add_argument("--min-calls", type=int, default=3, help="at least this many timed calls per cell")
-    p.add_argument("--ghz", type=float, default=None,
+    p.add_argument("--min-time", type=runner.positive_float, default=0.3,
+                   help="seconds timed per (backend, batch) cell")
+    p.add_argument("--min-calls", type=runner.positive_int, default=3, help="at least this many timed calls per cell")
+    p.add_argument("--ghz", type=runner.positive_float, default=None,
                    help="core clock for a nominal FLOP limit (default: the measured one-core sgemm rate)")
-    p.add_argument("--flops-per-cycle", type=float, default=32.0,
-                   help="FP32 FLOP per cycle of one core (32: 2 FMA x 8 lanes; 64 for 2 x AVX-512 FMA)")
+    p.add_argument("--flops-per-cycle", type=runner.positive_float, default=None,
+                   help="with --ghz: FP32 FLOP per cycle of one core (default 32: 2 FMA x 8 lanes; 64 for 2 x "
+                        "AVX-512 FMA)")
     p.add_argument("--docs", nargs="?", type=local_output_path, const=runner.checkout() / "docs/backends.md", default=None,
                    help="also rewrite the results section of this markdown file (default when given without a "
                         "path: docs/backends.md) and write its figures to img/hltbench_*.png beside it; without "
@@ -123,9 +125,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", type=local_output_path, default=None,
                    help="folder for the PNG figures (latency and memory vs batch size, the study's numbers beside "
                         "ours); default: --out, else next to --json")
-    p.add_argument("--mem-calls", type=int, default=5,
+    p.add_argument("--mem-calls", type=runner.non_negative_int, default=5,
                    help="calls per (backend, batch) cell run under the RSS sampler for the cell's peak memory")
-    p.add_argument("--mem-jets", type=int, default=5000,
+    p.add_argument("--mem-jets", type=runner.non_negative_int, default=5000,
                    help="jets run per backend configuration at --mem-batch for the memory-vs-events curve (0: off)")
     p.add_argument("--mem-batch", type=runner.positive_int, default=64, help="batch size of the memory-vs-events run")
     p.add_argument("--isolate", action="store_true",
@@ -135,18 +137,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------- timing
 class BareSession:
-    """A plain InferenceSession.run, to show what the backend wrapper (checks, NaN handling) costs."""
+    """A plain InferenceSession.run, to show what the backend wrapper (checks, NaN handling) costs.
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    It feeds what the wrapper feeds: the contract is settled as the backends settle it (``inputs``'
+    declaration, else the model's metadata, else the fallback; ``modules/contract.py``), so a model with
+    a declared (N, 40, 5) input, or several inputs, is timed on its own shapes, not the shipped jets."""
+
+    def __init__(self, path: Path, threads: int = 1, inputs: Mapping[str, Any] | None = None) -> None:
         import onnxruntime as ort
+
+        from hltrun.modules.contract import default_contract, from_metadata, match_model
 
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        self.input = self.sess.get_inputs()[0].name  # a user's model need not call it "jets"
+        model_inputs = self.sess.get_inputs()
+        self.input_names = [i.name for i in model_inputs]  # a user's model need not call it "jets"
+        declared = (inputs or {}).get("inputs") or from_metadata(
+            dict(self.sess.get_modelmeta().custom_metadata_map), path) or (inputs or {}).get("fallback_inputs")
+        self.contract = match_model(declared or default_contract(), [(i.name, tuple(i.shape)) for i in model_inputs],
+                                    path)  # in the model's input order, as input_names
 
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.sess.run(None, {self.input: x})
+    def run(self, x: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        return self.sess.run(None, dict(zip(self.input_names, x if isinstance(x, tuple) else (x,))))
 
     def describe(self) -> dict[str, Any]:
         return {}
@@ -207,7 +220,10 @@ def make_backend(spec: str, models_dir: Path, model: str, threads: int = 1, outp
     if unreadable is not None:
         return unreadable
     if sp.backend == "bare":
-        return BareSession(path, threads)
+        try:
+            return BareSession(path, threads, inputs)
+        except (ModuleError, ConfigError) as exc:  # a declaration the model does not fit: said as the others say it
+            return f"cannot load: {exc}"
     try:
         backend = create_backend(sp.backend, path, BackendOptions(threads=threads, outputs=outputs, **(inputs or {}),
                                                                    **sp.options)).load()
@@ -493,8 +509,8 @@ def _batches(backend: Any, x_all: np.ndarray, most: int) -> Callable[[int], Any]
     """``n -> the first n jets`` in the form the loaded model takes: the real jets for the shipped
     (N, 100, 3) input, else jet-like values for each input its declared contract names (modules/contract.py;
     the time does not depend on the values)."""
-    contract = getattr(backend, "contract", None)  # the bare session feeds the jets as they are
-    if contract is None or (contract.is_shipped() and contract.inputs[0].shape(0)[1:] == x_all.shape[1:]):
+    contract = backend.contract  # the bare session's too: it feeds what the wrapper feeds
+    if contract.is_shipped() and contract.inputs[0].shape(0)[1:] == x_all.shape[1:]:
         return lambda n: x_all[:n]
     from hltrun.modules.inference.autoselect import sample_inputs
 
@@ -504,9 +520,13 @@ def _batches(backend: Any, x_all: np.ndarray, most: int) -> Callable[[int], Any]
 
 def peak_rate(args: argparse.Namespace) -> None:
     """The arithmetic limit of one core: nominal from --ghz, else the sgemm rate measured now."""
+    if args.flops_per_cycle is not None and args.ghz is None:  # it would be ignored: the limit is measured
+        raise runner.BenchError("hltbench backends: --flops-per-cycle sets the nominal limit with --ghz; without "
+                                "--ghz the limit is the one-core sgemm rate measured in this run")
     if args.ghz:
-        args.peak_gflops = args.ghz * args.flops_per_cycle
-        args.peak_source = f"{args.ghz:.2f} GHz x {args.flops_per_cycle:g} FP32 FLOP/cycle (nominal)"
+        flops_per_cycle = args.flops_per_cycle or 32.0
+        args.peak_gflops = args.ghz * flops_per_cycle
+        args.peak_source = f"{args.ghz:.2f} GHz x {flops_per_cycle:g} FP32 FLOP/cycle (nominal)"
     else:
         args.peak_gflops = sgemm_rates()["ort_gflops"]
         args.peak_source = "ONNX Runtime 256^3 sgemm on one thread, measured in this run"
@@ -544,7 +564,7 @@ def macs_of(path: Path) -> dict[str, int]:
         return count_macs(path)
     except Exception as exc:
         raise runner.BenchError(f"hltbench backends: cannot count the multiply-accumulates of {path} on one "
-                                f"(1, 100, 3) jet: {type(exc).__name__}: {one_line(exc)}") from None
+                                f"jet of its input's shape: {type(exc).__name__}: {one_line(exc)}") from None
 
 
 def run(args: argparse.Namespace) -> int:

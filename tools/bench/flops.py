@@ -15,10 +15,34 @@ from typing import Any
 import numpy as np
 
 
-def one_jet(shape: list[Any]) -> np.ndarray:
-    """One jet of an input of this (ONNX Runtime) shape: the shipped (1, 100, 3) input with 50 constituents
-    when the model's shape leaves its axes open or is that one, else small values of the model's own shape
-    (a declared input: (N, 50, 4), jet-level (N, F), ...); only the shapes matter for the count."""
+def declared_jet_shapes(path: Path, inputs: list[tuple[str, Any]]) -> dict[str, tuple[int, ...]]:
+    """Input name -> the shape of one jet (batch 1) as the contract the model declares in its ONNX metadata
+    gives it (modules/contract.py), matched to the model's ``(name, shape)`` inputs; undeclared, the shipped
+    contract where the model takes it, else {}. A model exported with open constituent axes, (N, C, 5), reads
+    what its declaration says, (1, 40, 5): fed the shipped (1, 100, 3), its count failed; fed (batch, batch, 5),
+    its time per jet mixed lengths."""
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.contract import default_contract, from_metadata, match_model, read_onnx_metadata
+
+    signature = [(name, tuple(shape)) for name, shape in inputs]
+    declared = from_metadata(read_onnx_metadata(path), path)
+    if declared is None:  # undeclared: hltrun feeds the shipped (N, 100, 3) to a model that takes it, (N, C, 3) too
+        try:
+            contract = match_model(default_contract(), signature, path)
+        except ModuleError:  # a model hltrun cannot feed undeclared: its own shape, as before
+            return {}
+    else:
+        contract = match_model(declared, signature, path)
+    return {name: tuple(decl.shape(1)) for (name, _), decl in zip(inputs, contract.inputs)}
+
+
+def one_jet(shape: list[Any], declared: tuple[int, ...] | None = None) -> np.ndarray:
+    """One jet of an input of this (ONNX Runtime) shape: ``declared`` (its contract's shape at batch 1) where
+    the model declares one, else the shipped (1, 100, 3) input with 50 constituents when the model's shape
+    leaves its axes open or is that one, else small values of the model's own shape (jet-level (N, F), ...);
+    only the shapes matter for the count."""
+    if declared is not None and tuple(declared[1:]) != (100, 3):  # the shipped input: the jet below
+        return np.full(declared, 0.1, np.float32)
     dims = [d if isinstance(d, int) and d > 0 else None for d in shape[1:]]
     if not dims or None in dims or dims == [100, 3]:
         x = np.zeros((1, 100, 3), np.float32)
@@ -49,7 +73,8 @@ def count_macs(path: Path) -> dict[str, int]:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor name
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    feed = {i.name: one_jet(i.shape) for i in sess.get_inputs()}
+    declared = declared_jet_shapes(path, [(i.name, i.shape) for i in sess.get_inputs()])
+    feed = {i.name: one_jet(i.shape, declared.get(i.name)) for i in sess.get_inputs()}
     names = [o.name for o in sess.get_outputs()]
     shapes = dict(inits)
     shapes.update({n: v.shape for n, v in zip(names, sess.run(names, feed))})

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from hltrun.framework.atomic import together, write_text
 from hltrun.framework.resources import local_output_path
-from .runner import BenchError, csv_text
+from .runner import BenchError, csv_text, positive_float
 
 FIELDS = ("run", "backend", "device", "streams", "events", "loop_s", "events_per_s", "events_per_s_per_core",
           "x_one_cpu_core", "cpu_cores_replaced", "nodes_at_rate", "cores_at_rate")
@@ -80,7 +80,7 @@ def project(cpu: dict[str, Any], gpus: Sequence[dict[str, Any]], rate_hz: float)
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cpu", type=Path, required=True, help="report folder (or hltrun.json) of the CPU run")
     ap.add_argument("--gpu", type=Path, nargs="+", required=True, help="report folders of the GPU runs (their inference module's recorded device must be a GPU)")
-    ap.add_argument("--rate", type=float, default=100_000.0, help="HLT input rate in Hz (default 100 kHz)")
+    ap.add_argument("--rate", type=positive_float, default=100_000.0, help="HLT input rate in Hz (default 100 kHz)")
     ap.add_argument("--out", type=local_output_path, required=True, help="folder for farm.json and farm.csv")
 
 

@@ -47,7 +47,7 @@ from hltrun.framework.resources import local_output_path
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.modules.inference.base import check_model_file
 from hltrun.tools.bench import runner
-from hltrun.tools.bench.flops import count_macs, sgemm_rates
+from hltrun.tools.bench.flops import count_macs, declared_jet_shapes, sgemm_rates
 from hltrun.tools.catalogue import MODELS, models_dir, sample_path
 
 MATRIX_OPS = ("MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInteger", "DynamicQuantizeMatMul",
@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", nargs="+", type=runner.positive_int, default=[1, 2, 9, 64], help="jets per call")
     p.add_argument("--profile-batch", type=runner.positive_int, default=64, help="batch size of the profiled calls")
     p.add_argument("--profile-calls", type=runner.positive_int, default=50, help="profiled calls per model")
-    p.add_argument("--min-time", type=float, default=0.4,
+    p.add_argument("--min-time", type=runner.positive_float, default=0.4,
                    help="seconds timed per (model, batch) cell, split into --repeat alternating rounds")
     runner.add_repeat(p, 5, "alternating rounds; the median round counts")
     p.add_argument("--threads", type=runner.positive_int, default=1, help="ORT intra-op threads")
@@ -81,12 +81,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------ inputs
-def make_inputs(sess: Any, batch: int, jets: np.ndarray | None) -> dict[str, np.ndarray]:
-    """One feed: real jets for a (N, 100, 3) input, standard normal values for anything else."""
+def make_inputs(sess: Any, batch: int, jets: np.ndarray | None,
+                declared: dict[str, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+    """One feed: real jets for a (N, 100, 3) input, standard normal values for anything else, each input of
+    the shape its declared contract gives (``flops.declared_jet_shapes``) where the model declares one: an
+    open constituent axis took the batch size, so that batch 64 timed 64 constituents per jet, batch 1 one."""
     feed = {}
     rng = np.random.default_rng(0)
     for inp in sess.get_inputs():  # float32, a batch axis: ``check_inputs``
-        shape = [batch if not isinstance(d, int) else d for d in inp.shape]
+        jet = (declared or {}).get(inp.name)
+        shape = [batch, *jet[1:]] if jet else [batch if not isinstance(d, int) else d for d in inp.shape]
         if jets is not None and shape[1:] == list(jets.shape[1:]):
             reps = -(-batch // len(jets))
             feed[inp.name] = np.ascontiguousarray(np.tile(jets, (reps, 1, 1))[:batch])
@@ -316,7 +320,9 @@ def run(args: argparse.Namespace) -> int:
     for n, s in sessions.items():  # before the sample is read: a model the tool cannot feed is the one line
         check_inputs(names[n], s, batches)
     jets = load_sample_jets(args.sample)
-    feeds = {n: {b: make_inputs(s, b, jets) for b in batches} for n, s in sessions.items()}
+    declared = {n: declared_jet_shapes(names[n], [(i.name, i.shape) for i in s.get_inputs()])
+                for n, s in sessions.items()}  # a declared (N, 40, 5) is fed (b, 40, 5), whatever axes it leaves open
+    feeds = {n: {b: make_inputs(s, b, jets, declared[n]) for b in batches} for n, s in sessions.items()}
     rates = sgemm_rates()
     best: dict[str, dict[int, float]] = {}
     us = time_models(sessions, feeds, sorted(set(args.batch_sizes)), args.min_time, args.repeat, best)

@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -111,6 +112,31 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse ``type`` of a count where 0 means "none" (calls under the RSS sampler, jets of the memory
+    curve): a negative one is refused while the command line is read, as ``positive_int`` refuses 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 (got {value})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type`` of a quantity that must be a finite number above 0 (seconds timed per cell, a
+    clock, FLOP per cycle, a rate): ``--ghz -1`` gave a negative limit per jet and "-11.0%" of the peak,
+    ``--min-time -1`` or ``nan`` timed each cell on its minimum number of calls without a word."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0 (got {text})")
     return value
 
 

@@ -229,6 +229,7 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
 
         out_dir = args.out_dir if args.out_dir is not None else args.model.resolve().parent
         check_out_dir(out_dir, args.model, args.out_dir is not None)  # before the samples are scored: not after
+        check_samples([*args.background, *args.signal])  # a typo in the last --signal: before the first is scored
         try:
             result = compute(args)
         except ScoringFailed as exc:
@@ -254,6 +255,18 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def check_samples(files: list[Path]) -> None:
+    """Every --background and --signal file readable, as ``card_run.score_file`` checks each before it scores
+    it, but all of them before the first is scored: a missing signal file was said only after the whole
+    background had run through the path. The same line and exit code (the source's, 3)."""
+    from hltrun.framework.errors import SourceError
+
+    for path in files:
+        why = unreadable_reason(path, "input file")
+        if why is not None:
+            raise SourceError(why)
 
 
 def check_out_dir(out_dir: Path, model: Path, given: bool = True) -> None:

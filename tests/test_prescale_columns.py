@@ -147,3 +147,73 @@ def test_the_column_merges_over_dask_units():
     a = JobResult(JobSummary("P", streams=1), {"PrescaleService": ColumnInForce("emergency")})
     b = JobResult(JobSummary("P", streams=1), {"PrescaleService": ColumnInForce("emergency")})
     assert a.merge(b).services["PrescaleService"] == ColumnInForce("emergency")
+
+
+MENU = """
+process: FACTORS
+options: {{maxEvents: 2000, wantSummary: false, numberOfThreads: {streams}}}
+source: {{type: RootJetSource, files: [{data}], tree: Events, layout: counts, chunk_size: 100}}
+modules:
+  preP: {{type: HLTPrescaler}}
+  preQ: {{type: HLTPrescaler, offset: 2}}
+  preR: {{type: HLTPrescaler}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths: {{HLT_P: [preP], HLT_Q: [preQ], HLT_R: [preR]}}
+endpaths: {{o: [out]}}
+services:
+  PrescaleService:
+    lvl1Labels: [c1, c2]
+    lvl1DefaultLabel: c1
+    lumiColumns: [{{run: 1, lumi: 5, column: c2}}]
+    prescaleTable:
+      - {{pathName: HLT_P, prescales: [3, 0]}}
+      - {{pathName: HLT_Q, prescales: [1, 2]}}
+      - {{pathName: HLT_R, prescales: [4, 4]}}
+  TriggerRates: {{}}
+"""
+FACTORS = {"HLT_P": (3, 0), "HLT_Q": (1, 2), "HLT_R": (4, 4)}  # (c1, c2): c2 from lumi 5 on
+
+
+def factors_menu(tmp_path: Path, streams: int = 1) -> Path:
+    config = tmp_path / f"menu{streams}.yaml"
+    config.write_text(MENU.format(streams=streams, data=REPO / "data" / "qcd_dijet.root",
+                                  out=tmp_path / f"out{streams}.root"))
+    return config
+
+
+def counts_per_factor(output: Path) -> dict[str, dict[int, tuple[int, int]]]:
+    """From the output file's trigger bits, with numpy: per path, per factor it had, (events, accepted)
+    (every event reaches the prescaler, the path's only module)."""
+    with uproot.open(output) as f:
+        t = f["Events"]
+        lumi = t["luminosityBlock"].array(library="np")
+        bits = {p: t[p].array(library="np").astype(bool) for p in FACTORS}
+    out: dict[str, dict[int, tuple[int, int]]] = {}
+    for path, (first, second) in FACTORS.items():
+        per: dict[int, list[int]] = {}
+        for factor, mask in ((first, lumi < 5), (second, lumi >= 5)):
+            counts = per.setdefault(factor, [0, 0])
+            counts[0] += int(mask.sum())
+            counts[1] += int(bits[path][mask].sum())
+        out[path] = {factor: (e, a) for factor, (e, a) in per.items()}
+    return out
+
+
+def summary_per_factor(module: dict) -> dict[int, tuple[int, int]]:
+    return {int(k.split(":")[1]): (v, module[f"accepted_at_prescale:{k.split(':')[1]}"])
+            for k, v in module.items() if k.startswith("events_at_prescale:")}
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+def test_the_prescaler_summary_names_every_factor_it_ran_with(tmp_path, streams):
+    # kills: a summary with only the last factor ('prescale: 0' beside 'accepted: 417', of the factor 3),
+    # the events of one factor counted under another, counters per factor not added over streams
+    summary, _ = run_config(factors_menu(tmp_path, streams))
+    expected = counts_per_factor(tmp_path / f"out{streams}.root")
+    assert expected["HLT_P"][3][0] == 1000 and expected["HLT_P"][0] == (1000, 0)  # lumis 1-4, then 5-8
+    for label, path in (("preP", "HLT_P"), ("preQ", "HLT_Q"), ("preR", "HLT_R")):
+        module = summary.module_summaries[label]
+        assert summary_per_factor(module) == expected[path], label
+        assert module["events"] == 2000 and module["accepted"] == sum(a for _, a in expected[path].values())
+    assert summary.module_summaries["preP"]["prescale"] == "3 in c1, 0 in c2"
+    assert summary.module_summaries["preR"]["prescale"] == "4"  # one factor in both columns

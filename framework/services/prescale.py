@@ -92,6 +92,12 @@ class PrescaleTable:
         """The path's factor in column ``index`` (CMSSW's ``getPrescale(set, path)``)."""
         return next((row.prescales[index] for row in self.prescaleTable if row.pathName == path), 1)
 
+    def columns_in_use(self) -> list[str]:
+        """The columns the job can run in, in the order it would meet them: the default, then those
+        ``lumiColumns`` announce (none with ``forceDefault``), each once."""
+        used = [self.lvl1DefaultLabel] + ([] if self.forceDefault else [c.column for c in self.lumiColumns])
+        return list(dict.fromkeys(used))
+
     def column_at(self, run: int, lumi: int) -> int:
         """The column index in force in (run, lumi): the last ``lumiColumns`` entry at or before it,
         else the default; always the default with ``forceDefault``."""
@@ -151,9 +157,8 @@ class PrescaleService(Service):
         p, in_force = self.params, self.params.column(None)
         switches = "" if p.forceDefault or not p.lumiColumns else " until the L1 GT announces another: " + ", ".join(
             f"from run {c.run} lumi {c.lumi} on, {c.column}" for c in p.lumiColumns)
-        used = [p.lvl1DefaultLabel] + ([] if p.forceDefault else [c.column for c in p.lumiColumns])
         off = {label: [row.pathName for row in p.prescaleTable if row.prescales[p.column(label)] == 0]
-               for label in dict.fromkeys(used)}  # every column the job can run in, not the first one only
+               for label in p.columns_in_use()}  # every column the job can run in, not the first one only
         notes = [f"Off in {'this column' if len(off) == 1 else 'column ' + label} (prescale 0, they accept nothing): "
                  f"{', '.join(paths)}." for label, paths in off.items() if paths]
         text = (f"<p>Prescale column <b>{html.escape(p.lvl1DefaultLabel)}</b>{html.escape(switches)}. A prescale "

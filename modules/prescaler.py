@@ -22,10 +22,9 @@ from hltrun.framework.errors import ConfigError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import limited
+from hltrun.framework.services.prescale import ACCEPTED_AT, EVENTS_AT
 
 PRESCALE_SEED = 65537  # HLTPrescaler::prescaleSeed_
-EVENTS_AT = "events_at_prescale:"  # summary counters per factor: <prefix><N>
-ACCEPTED_AT = "accepted_at_prescale:"
 
 
 class PrescaleCounter:

@@ -765,7 +765,7 @@ def test_prescaler_summaries_per_factor_dask_as_local(cluster, tmp_path):
     config = factors_menu(tmp_path)
     local, _ = run(load(config))
     # 299-event units: a unit holds lumis of both columns, and each worker's counter starts off the grid of 3
-    dask, _ = run(load(config, ["options.executor.type=dask", f"options.executor.address={cluster}",
+    dask, services = run(load(config, ["options.executor.type=dask", f"options.executor.address={cluster}",
                                 "options.executor.eventsPerTask=299", f"modules.out.file={tmp_path / 'dask.root'}"]))
     assert local.code == dask.code == 0
     ls, ds = local.result.summary, dask.result.summary
@@ -775,3 +775,9 @@ def test_prescaler_summaries_per_factor_dask_as_local(cluster, tmp_path):
         assert summary_per_factor(ds.module_summaries[label]) == expected[path], label
         assert ds.module_summaries[label]["prescale"] == ls.module_summaries[label]["prescale"]
     assert ds.module_summaries["preP"]["prescale"] == "3 in c1, 0 in c2"
+    # the PrescaleReport: the columns the units ran in (merged), and that each worker counted on its own
+    report = next(s for s in services if type(s).__name__ == "PrescaleService").json_report(ds)
+    assert report["columns_ran"] == ["c1", "c2"] and report["events_vary_between_runs"]
+    assert "Dask worker" in report["counting"]
+    kept = {(p["label"], p["prescale"]): (p["events"], p["accepted"]) for p in report["prescalers"]}
+    assert kept == {(f"pre{path[-1]}", factor): counts for path, per in expected.items() for factor, counts in per.items()}

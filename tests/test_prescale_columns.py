@@ -4,6 +4,7 @@ event by event against HLTPrescaler::filter written out independently."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -217,3 +218,39 @@ def test_the_prescaler_summary_names_every_factor_it_ran_with(tmp_path, streams)
         assert module["events"] == 2000 and module["accepted"] == sum(a for _, a in expected[path].values())
     assert summary.module_summaries["preP"]["prescale"] == "3 in c1, 0 in c2"
     assert summary.module_summaries["preR"]["prescale"] == "4"  # one factor in both columns
+
+
+def _section(page: str, title: str) -> str:
+    return page.split(f"<h2>{title}</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+def test_the_reports_mark_every_column_the_job_ran_in_and_what_each_prescaler_kept(tmp_path, streams):
+    # kills: only the default column marked '(this job)' in a job that ran in two; a column the job never
+    # reached marked; no per-factor kept counts against events / N; no word that 4 streams count apart
+    pytest.importorskip("matplotlib")
+    from hltrun.framework.cli import main
+
+    config = factors_menu(tmp_path, streams)
+    assert main([str(config), "-q", "--report-dir", str(tmp_path / "rep")]) == 0
+    expected = counts_per_factor(tmp_path / f"out{streams}.root")
+    page = (tmp_path / "rep" / "report.html").read_text()
+    section = _section(page, "Prescales")
+    assert re.findall(r"<th>(c\d[^<]*)</th>", section) == ["c1 (this job)", "c2 (this job)"]
+    rows = re.findall(r'<tr><td class="l">(pre\w)</td><td class="l">(HLT_\w)</td><td>(\d+)</td><td>([\d,]+)</td>'
+                      r'<td>([\d,]+)</td><td>([\d.,]+)</td></tr>', section.replace(",", ""))
+    want = sorted((f"pre{path[-1]}", path, factor, events, accepted)
+                  for path, per in expected.items() for factor, (events, accepted) in per.items())
+    assert sorted((a, b, int(c), int(d), int(e)) for a, b, c, d, e, _ in rows) == want
+    for _, _, factor, events, _, over_n in rows:
+        assert float(over_n) == pytest.approx(int(events) / int(factor) if int(factor) else 0.0, abs=0.05)
+    report = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["PrescaleService"]
+    assert report["columns_ran"] == ["c1", "c2"] and report["events_vary_between_runs"] == (streams > 1)
+    assert ("compare the kept fraction with 1/N" in section) == (streams > 1)
+    if streams > 1:
+        assert f"each of the {streams} streams counts on its own" in report["counting"]
+
+    # the same job stopped in lumi 4: it never reached c2, which stays unmarked
+    assert main([str(config), "-q", "-n", "1000", "--report-dir", str(tmp_path / "rep2")]) == 0
+    section = _section((tmp_path / "rep2" / "report.html").read_text(), "Prescales")
+    assert re.findall(r"<th>(c\d[^<]*)</th>", section) == ["c1 (this job)", "c2"]

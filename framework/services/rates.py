@@ -175,12 +175,13 @@ class TriggerRates(Service):
             ax = fig.subplots()
             x = range(len(per))
             for name in r.paths:
-                ax.errorbar(x, [lr.path[name].hz for lr in per.values()],
-                            yerr=[lr.path[name].error_hz for lr in per.values()], marker="o", ms=3, lw=1, label=name)
+                rates = [lr.path[name] for lr in per.values()]
+                ax.errorbar(x, [q.hz for q in rates], yerr=_interval_sides(rates), marker="o", ms=3, lw=1, label=name)
             ax.set_xticks(list(x), [f"{run}:{lumi}" for run, lumi in per], rotation=90, fontsize=6)
             ax.set_xlabel("run:lumi section")
             ax.set_ylabel("rate [Hz]")
-            ax.set_title("rate per lumi section")
+            ax.set_title("rate per lumi section (no event accepted: a bar from 0 to the 68% CL upper limit)",
+                         fontsize=9)
             ax.legend(fontsize=7)
             parts.append(img(fig, "rate per lumi section"))
         parts += _turn_on_plots(summary)
@@ -216,6 +217,12 @@ def _turn_on_plots(summary: "JobSummary") -> list[str]:
         ax.legend(fontsize=7)
         out.append(img(fig, f"{label} turn-on"))
     return out
+
+
+def _interval_sides(rates: list[Rate]) -> list[list[float]]:
+    """The error bars' lengths below and above each rate, from its interval: none accepted draws 0 to the
+    68 % CL upper limit (a symmetric ± that limit reached below 0), all accepted stops at the input rate."""
+    return [[q.hz - q.low_hz for q in rates], [q.high_hz - q.hz for q in rates]]
 
 
 def _column_note(columns: dict[str, list[tuple[int, int]]]) -> str:

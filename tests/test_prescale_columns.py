@@ -254,3 +254,28 @@ def test_the_reports_mark_every_column_the_job_ran_in_and_what_each_prescaler_ke
     assert main([str(config), "-q", "-n", "1000", "--report-dir", str(tmp_path / "rep2")]) == 0
     section = _section((tmp_path / "rep2" / "report.html").read_text(), "Prescales")
     assert re.findall(r"<th>(c\d[^<]*)</th>", section) == ["c1 (this job)", "c2"]
+
+
+def test_overlaps_per_column_where_the_job_ran_in_several(tmp_path, capsys):
+    # kills: one job-wide overlap matrix mixing a column where HLT_P kept 1 in 3 with one where it was off,
+    # given as the menu's overlaps with no word of it
+    from hltrun.framework.cli import main
+
+    assert main([str(factors_menu(tmp_path)), "options.wantSummary=true", "--report-dir", str(tmp_path / "rep")]) == 0
+    text = capsys.readouterr().out
+    with uproot.open(tmp_path / "out1.root") as f:
+        t = f["Events"]
+        lumi = t["luminosityBlock"].array(library="np")
+        bits = [t[p].array(library="np").astype(bool) for p in FACTORS]
+    rates = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["TriggerRates"]
+    for column, mask in (("c1", lumi < 5), ("c2", lumi >= 5)):
+        entry = next(c for c in rates["per_column"] if c["column"] == column)
+        assert entry["overlap_events"] == [[int((a & b & mask).sum()) for b in bits] for a in bits]
+        block = text.split(f"Overlaps in prescale column {column}:", 1)[1].split("\n\n", 1)[0]
+        row_p = next(line for line in block.splitlines() if line.endswith("[0] HLT_P")).split()[1:4]
+        if column == "c2":  # HLT_P off: 0/0, no fraction
+            assert row_p == ["-", "-", "-"]
+        else:
+            own = int((bits[0] & mask).sum())
+            assert [float(v) for v in row_p] == [round(int((bits[0] & b & mask).sum()) / own, 3) for b in bits]
+    assert "Overlaps (prescale columns c1, c2 mixed: each column's below)" in text

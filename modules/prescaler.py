@@ -10,7 +10,8 @@ the name of the one path the prescaler sits in.
 Its ``summary()`` counts the events and the accepted ones per factor it ran with
 (``events_at_prescale:<N>``, ``accepted_at_prescale:<N>``: integers, so they add over streams and Dask
 units as the totals do), and ``prescale`` names the path's factor in each column the job can run in
-(``3 in c1, 0 in c2``; one number where they all agree), from the configuration, so that every stream and unit says the same.
+(``3 in c1, 0 in c2``; one number where they all agree), from the configuration, so that every stream
+and unit says the same.
 """
 
 from __future__ import annotations

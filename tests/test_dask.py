@@ -780,4 +780,5 @@ def test_prescaler_summaries_per_factor_dask_as_local(cluster, tmp_path):
     assert report["columns_ran"] == ["c1", "c2"] and report["events_vary_between_runs"]
     assert "Dask worker" in report["counting"]
     kept = {(p["label"], p["prescale"]): (p["events"], p["accepted"]) for p in report["prescalers"]}
-    assert kept == {(f"pre{path[-1]}", factor): counts for path, per in expected.items() for factor, counts in per.items()}
+    assert kept == {(f"pre{path[-1]}", factor): counts
+                    for path, per in expected.items() for factor, counts in per.items()}

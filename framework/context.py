@@ -107,6 +107,12 @@ class Prescales:
     def prescale_in(self, path: str, index: int) -> int:
         return self._table.prescale_in(path, index) if self._table is not None else 1
 
+    def factors(self, path: str) -> list[tuple[str, int]]:
+        """(column, the path's factor) for each column the job can run in; empty when no table."""
+        if self._table is None:
+            return []
+        return [(label, self._table.prescale(path, label)) for label in self._table.columns_in_use()]
+
 
 # what a module may ask for in ``Module.services`` (a name -> how the framework makes it, from the
 # loop's state and the validated configuration)

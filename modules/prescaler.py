@@ -6,6 +6,12 @@ first event the instance sees — ``((event number + offset) * 65537) % N`` — 
 ``(events counted so far + offset) % N == 0``, so the first of every N events reaching it passes when
 the offset is 0. The factor comes from the job's prescale column (``PrescaleTable``), looked up by
 the name of the one path the prescaler sits in.
+
+Its ``summary()`` counts the events and the accepted ones per factor it ran with
+(``events_at_prescale:<N>``, ``accepted_at_prescale:<N>``: integers, so they add over streams and Dask
+units as the totals do), and ``prescale`` names the path's factor in each column the job can run in
+(``3 in c1, 0 in c2``; one number where they all agree), from the configuration, so that every stream
+and unit says the same.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from hltrun.framework.errors import ConfigError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import limited
+from hltrun.framework.services.prescale import ACCEPTED_AT, EVENTS_AT
 
 PRESCALE_SEED = 65537  # HLTPrescaler::prescaleSeed_
 
@@ -76,7 +83,9 @@ class HLTPrescaler(Filter):
         self._column = -2  # the column index in force (-2: none read yet)
         self._before = 0  # events accepted before the current factor's segment
         self._segment_start = 0  # the event count where it began
+        self._closed: dict[int, list[int]] = {}  # factor -> [events, accepted] of the segments before
         self._set_factor(1 if params.prescale is None else params.prescale)
+        self._setting = str(self.factor)  # the summary's ``prescale``: the factor(s) the configuration gives
 
     def _set_factor(self, factor: int) -> None:
         self.factor = int(factor)
@@ -94,6 +103,9 @@ class HLTPrescaler(Filter):
         if self.params.prescale is None:
             self._prescales = ctx.service("Prescales")
             self._set_factor(self._prescales.prescale(self.path))
+            factors = self._prescales.factors(self.path)
+            self._setting = (str(self.factor) if len({n for _, n in factors}) < 2
+                             else ", ".join(f"{n} in {label}" for label, n in factors))
 
     def begin_lumi(self, run: int, lumi: int) -> None:
         if self._prescales is None:
@@ -106,10 +118,17 @@ class HLTPrescaler(Filter):
         factor = self._prescales.prescale_in(self.path, column)
         if first and factor == self.factor:
             return  # the job's column, as set at begin_job
-        self._before = self.accepted
-        self._segment_start = self._n
+        self._close_segment()
         self._set_factor(factor)
         self._pending = True  # CMSSW: a new prescale set re-initialises the counter (offset)
+
+    def _close_segment(self) -> None:
+        """The current factor's events and accepted ones into ``_closed``; a new segment starts here."""
+        accepted = self.accepted
+        closed = self._closed.setdefault(self.factor, [0, 0])
+        closed[0] += self._n - self._segment_start
+        closed[1] += accepted - self._before
+        self._before, self._segment_start = accepted, self._n
 
     def filter(self, event: Event) -> bool:
         if self._pending:
@@ -137,6 +156,17 @@ class HLTPrescaler(Filter):
         count = (lambda m: (m + o - 1) // f - (o - 1) // f)  # noqa: E731 - k in [0, m)
         return self._before + count(self._n) - count(self._segment_start)
 
+    def by_factor(self) -> dict[int, tuple[int, int]]:
+        """Events and accepted events per factor this instance ran with (a factor of no event left out)."""
+        out = {factor: (events, accepted) for factor, (events, accepted) in self._closed.items()}
+        events, accepted = out.get(self.factor, (0, 0))
+        out[self.factor] = (events + self._n - self._segment_start, accepted + self.accepted - self._before)
+        return {factor: counts for factor, counts in out.items() if counts[0]}
+
     def summary(self) -> dict[str, object]:
-        # the factor as text: integers in a summary are counters the framework adds over streams
-        return {"path": self.path, "prescale": str(self.factor), "events": self.events, "accepted": self.accepted}
+        # the factors as text: integers in a summary are counters the framework adds over streams
+        out: dict[str, object] = {"path": self.path, "prescale": self._setting, "events": self.events,
+                                  "accepted": self.accepted}
+        for factor, (events, accepted) in sorted(self.by_factor().items()):
+            out[f"{EVENTS_AT}{factor}"], out[f"{ACCEPTED_AT}{factor}"] = events, accepted
+        return out

@@ -755,3 +755,30 @@ def test_duplicates_across_files_and_units_are_skipped_as_locally(cluster, write
         (ls.events_read, ls.events_processed, ls.events_duplicate, ls.events_skipped)
     assert trig_report(ls) == trig_report(ds)
     assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+
+
+def test_prescaler_summaries_per_factor_dask_as_local(cluster, tmp_path):
+    # kills: the prescaler's setting merged from the first unit ('prescale: 3' where a local run said '0'),
+    # per-factor counters not added over units (or counted twice: the worker's cumulative counters)
+    from .test_prescale_columns import counts_per_factor, factors_menu, summary_per_factor
+
+    config = factors_menu(tmp_path)
+    local, _ = run(load(config))
+    # 299-event units: a unit holds lumis of both columns, and each worker's counter starts off the grid of 3
+    dask, services = run(load(config, ["options.executor.type=dask", f"options.executor.address={cluster}",
+                                "options.executor.eventsPerTask=299", f"modules.out.file={tmp_path / 'dask.root'}"]))
+    assert local.code == dask.code == 0
+    ls, ds = local.result.summary, dask.result.summary
+    assert ds.executor["units"] == 7
+    expected = counts_per_factor(tmp_path / "dask.root")
+    for label, path in (("preP", "HLT_P"), ("preQ", "HLT_Q"), ("preR", "HLT_R")):
+        assert summary_per_factor(ds.module_summaries[label]) == expected[path], label
+        assert ds.module_summaries[label]["prescale"] == ls.module_summaries[label]["prescale"]
+    assert ds.module_summaries["preP"]["prescale"] == "3 in c1, 0 in c2"
+    # the PrescaleReport: the columns the units ran in (merged), and that each worker counted on its own
+    report = next(s for s in services if type(s).__name__ == "PrescaleService").json_report(ds)
+    assert report["columns_ran"] == ["c1", "c2"] and report["events_vary_between_runs"]
+    assert "Dask worker" in report["counting"]
+    kept = {(p["label"], p["prescale"]): (p["events"], p["accepted"]) for p in report["prescalers"]}
+    assert kept == {(f"pre{path[-1]}", factor): counts
+                    for path, per in expected.items() for factor, counts in per.items()}

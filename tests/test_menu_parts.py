@@ -107,7 +107,8 @@ def test_the_prescaler_module_counts_as_hltprescaler(factor, phase, first):
         got.append(module.filter(Event(EventID(1, 1, n), i, 0)))
         assert module.events == i + 1 and module.accepted == sum(got)
     assert got == _cmssw(factor, phase, numbers)
-    assert module.summary() == {"path": "", "prescale": str(factor), "events": 350, "accepted": sum(got)}
+    assert module.summary() == {"path": "", "prescale": str(factor), "events": 350, "accepted": sum(got),
+                                f"events_at_prescale:{factor}": 350, f"accepted_at_prescale:{factor}": sum(got)}
 
 
 def test_first_of_every_n_when_the_offset_is_zero():

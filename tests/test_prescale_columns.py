@@ -4,6 +4,7 @@ event by event against HLTPrescaler::filter written out independently."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -147,3 +148,134 @@ def test_the_column_merges_over_dask_units():
     a = JobResult(JobSummary("P", streams=1), {"PrescaleService": ColumnInForce("emergency")})
     b = JobResult(JobSummary("P", streams=1), {"PrescaleService": ColumnInForce("emergency")})
     assert a.merge(b).services["PrescaleService"] == ColumnInForce("emergency")
+
+
+MENU = """
+process: FACTORS
+options: {{maxEvents: 2000, wantSummary: false, numberOfThreads: {streams}}}
+source: {{type: RootJetSource, files: [{data}], tree: Events, layout: counts, chunk_size: 100}}
+modules:
+  preP: {{type: HLTPrescaler}}
+  preQ: {{type: HLTPrescaler, offset: 2}}
+  preR: {{type: HLTPrescaler}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths: {{HLT_P: [preP], HLT_Q: [preQ], HLT_R: [preR]}}
+endpaths: {{o: [out]}}
+services:
+  PrescaleService:
+    lvl1Labels: [c1, c2]
+    lvl1DefaultLabel: c1
+    lumiColumns: [{{run: 1, lumi: 5, column: c2}}]
+    prescaleTable:
+      - {{pathName: HLT_P, prescales: [3, 0]}}
+      - {{pathName: HLT_Q, prescales: [1, 2]}}
+      - {{pathName: HLT_R, prescales: [4, 4]}}
+  TriggerRates: {{}}
+"""
+FACTORS = {"HLT_P": (3, 0), "HLT_Q": (1, 2), "HLT_R": (4, 4)}  # (c1, c2): c2 from lumi 5 on
+
+
+def factors_menu(tmp_path: Path, streams: int = 1) -> Path:
+    config = tmp_path / f"menu{streams}.yaml"
+    config.write_text(MENU.format(streams=streams, data=REPO / "data" / "qcd_dijet.root",
+                                  out=tmp_path / f"out{streams}.root"))
+    return config
+
+
+def counts_per_factor(output: Path) -> dict[str, dict[int, tuple[int, int]]]:
+    """From the output file's trigger bits, with numpy: per path, per factor it had, (events, accepted)
+    (every event reaches the prescaler, the path's only module)."""
+    with uproot.open(output) as f:
+        t = f["Events"]
+        lumi = t["luminosityBlock"].array(library="np")
+        bits = {p: t[p].array(library="np").astype(bool) for p in FACTORS}
+    out: dict[str, dict[int, tuple[int, int]]] = {}
+    for path, (first, second) in FACTORS.items():
+        per: dict[int, list[int]] = {}
+        for factor, mask in ((first, lumi < 5), (second, lumi >= 5)):
+            counts = per.setdefault(factor, [0, 0])
+            counts[0] += int(mask.sum())
+            counts[1] += int(bits[path][mask].sum())
+        out[path] = {factor: (e, a) for factor, (e, a) in per.items()}
+    return out
+
+
+def summary_per_factor(module: dict) -> dict[int, tuple[int, int]]:
+    return {int(k.split(":")[1]): (v, module[f"accepted_at_prescale:{k.split(':')[1]}"])
+            for k, v in module.items() if k.startswith("events_at_prescale:")}
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+def test_the_prescaler_summary_names_every_factor_it_ran_with(tmp_path, streams):
+    # kills: a summary with only the last factor ('prescale: 0' beside 'accepted: 417', of the factor 3),
+    # the events of one factor counted under another, counters per factor not added over streams
+    summary, _ = run_config(factors_menu(tmp_path, streams))
+    expected = counts_per_factor(tmp_path / f"out{streams}.root")
+    assert expected["HLT_P"][3][0] == 1000 and expected["HLT_P"][0] == (1000, 0)  # lumis 1-4, then 5-8
+    for label, path in (("preP", "HLT_P"), ("preQ", "HLT_Q"), ("preR", "HLT_R")):
+        module = summary.module_summaries[label]
+        assert summary_per_factor(module) == expected[path], label
+        assert module["events"] == 2000 and module["accepted"] == sum(a for _, a in expected[path].values())
+    assert summary.module_summaries["preP"]["prescale"] == "3 in c1, 0 in c2"
+    assert summary.module_summaries["preR"]["prescale"] == "4"  # one factor in both columns
+
+
+def _section(page: str, title: str) -> str:
+    return page.split(f"<h2>{title}</h2>", 1)[1].split("<h2>", 1)[0]
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+def test_the_reports_mark_every_column_the_job_ran_in_and_what_each_prescaler_kept(tmp_path, streams):
+    # kills: only the default column marked '(this job)' in a job that ran in two; a column the job never
+    # reached marked; no per-factor kept counts against events / N; no word that 4 streams count apart
+    pytest.importorskip("matplotlib")
+    from hltrun.framework.cli import main
+
+    config = factors_menu(tmp_path, streams)
+    assert main([str(config), "-q", "--report-dir", str(tmp_path / "rep")]) == 0
+    expected = counts_per_factor(tmp_path / f"out{streams}.root")
+    page = (tmp_path / "rep" / "report.html").read_text()
+    section = _section(page, "Prescales")
+    assert re.findall(r"<th>(c\d[^<]*)</th>", section) == ["c1 (this job)", "c2 (this job)"]
+    rows = re.findall(r'<tr><td class="l">(pre\w)</td><td class="l">(HLT_\w)</td><td>(\d+)</td><td>([\d,]+)</td>'
+                      r'<td>([\d,]+)</td><td>([\d.,]+)</td></tr>', section.replace(",", ""))
+    want = sorted((f"pre{path[-1]}", path, factor, events, accepted)
+                  for path, per in expected.items() for factor, (events, accepted) in per.items())
+    assert sorted((a, b, int(c), int(d), int(e)) for a, b, c, d, e, _ in rows) == want
+    for _, _, factor, events, _, over_n in rows:
+        assert float(over_n) == pytest.approx(int(events) / int(factor) if int(factor) else 0.0, abs=0.05)
+    report = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["PrescaleService"]
+    assert report["columns_ran"] == ["c1", "c2"] and report["events_vary_between_runs"] == (streams > 1)
+    assert ("compare the kept fraction with 1/N" in section) == (streams > 1)
+    if streams > 1:
+        assert f"each of the {streams} streams counts on its own" in report["counting"]
+
+    # the same job stopped in lumi 4: it never reached c2, which stays unmarked
+    assert main([str(config), "-q", "-n", "1000", "--report-dir", str(tmp_path / "rep2")]) == 0
+    section = _section((tmp_path / "rep2" / "report.html").read_text(), "Prescales")
+    assert re.findall(r"<th>(c\d[^<]*)</th>", section) == ["c1 (this job)", "c2"]
+
+
+def test_overlaps_per_column_where_the_job_ran_in_several(tmp_path, capsys):
+    # kills: one job-wide overlap matrix mixing a column where HLT_P kept 1 in 3 with one where it was off,
+    # given as the menu's overlaps with no word of it
+    from hltrun.framework.cli import main
+
+    assert main([str(factors_menu(tmp_path)), "options.wantSummary=true", "--report-dir", str(tmp_path / "rep")]) == 0
+    text = capsys.readouterr().out
+    with uproot.open(tmp_path / "out1.root") as f:
+        t = f["Events"]
+        lumi = t["luminosityBlock"].array(library="np")
+        bits = [t[p].array(library="np").astype(bool) for p in FACTORS]
+    rates = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["TriggerRates"]
+    for column, mask in (("c1", lumi < 5), ("c2", lumi >= 5)):
+        entry = next(c for c in rates["per_column"] if c["column"] == column)
+        assert entry["overlap_events"] == [[int((a & b & mask).sum()) for b in bits] for a in bits]
+        block = text.split(f"Overlaps in prescale column {column}:", 1)[1].split("\n\n", 1)[0]
+        row_p = next(line for line in block.splitlines() if line.endswith("[0] HLT_P")).split()[1:4]
+        if column == "c2":  # HLT_P off: 0/0, no fraction
+            assert row_p == ["-", "-", "-"]
+        else:
+            own = int((bits[0] & mask).sum())
+            assert [float(v) for v in row_p] == [round(int((bits[0] & b & mask).sum()) / own, 3) for b in bits]
+    assert "Overlaps (prescale columns c1, c2 mixed: each column's below)" in text

@@ -245,3 +245,44 @@ def test_the_columns_of_the_lumis_merge_with_the_patterns():
     first.record(1, 1, 1, column="c1")
     second.record(1, 6, 0, column="c2")
     assert first.merge(second).column == {(1, 1): "c1", (1, 6): "c2"}
+
+
+def test_the_per_lumi_plot_bars_stay_inside_each_rates_interval(tmp_path, monkeypatch):
+    # kills: a lumi with no accepted event drawn 0 ± its 68% CL upper limit, a bar reaching below 0 Hz;
+    # a lumi where every event passed drawn above the input rate
+    pytest.importorskip("matplotlib")
+    import math
+
+    from matplotlib.axes import Axes
+
+    from hltrun.framework.cli import main
+
+    from .test_prescale_columns import FACTORS, factors_menu
+
+    drawn: dict[str, tuple[list[float], list[list[float]]]] = {}
+    errorbar = Axes.errorbar
+
+    def spy(self, x, y, *args, **kw):
+        if kw.get("label") in FACTORS:
+            sides = np.asarray(kw["yerr"], dtype=float)  # one row: symmetric bars
+            drawn[kw["label"]] = (list(y), [list(sides), list(sides)] if sides.ndim == 1 else sides.tolist())
+        return errorbar(self, x, y, *args, **kw)
+
+    monkeypatch.setattr(Axes, "errorbar", spy)
+    assert main([str(factors_menu(tmp_path)), "-q", "--report-dir", str(tmp_path / "rep")]) == 0
+    with uproot.open(tmp_path / "out1.root") as f:
+        t = f["Events"]
+        lumi = t["luminosityBlock"].array(library="np")
+        bits = {p: t[p].array(library="np").astype(bool) for p in FACTORS}
+    lumis, hz = np.unique(lumi), 100_000.0  # options.inputRateHz's default
+    upper_zero = -math.log(1 - 0.68)  # Poisson: P(0 | mu) = 0.32
+    assert set(drawn) == set(FACTORS)
+    for path, (y, (below, above)) in drawn.items():
+        assert len(y) == len(lumis)
+        for i, l in enumerate(lumis):
+            n, k = int((lumi == l).sum()), int(bits[path][lumi == l].sum())
+            assert y[i] == pytest.approx(hz * k / n)
+            assert y[i] - below[i] >= -1e-9 and y[i] + above[i] <= hz + 1e-9, (path, l)
+            if k == 0:  # HLT_P in column c2: a bar from 0 to the upper limit
+                assert below[i] == 0 and above[i] == pytest.approx(hz * upper_zero / n, rel=1e-3)
+    assert sum(bits["HLT_P"][lumi >= 5]) == 0 and bits["HLT_Q"][lumi < 5].all()  # both cases were drawn

@@ -13,6 +13,14 @@ inputs have no GT record, so ``lumiColumns`` stands for it: ``[{run: 1, lumi: 3,
 means "from run 1, lumi section 3 on, the GT announces column 1p0E34" (until the next entry; before the
 first, the default column). Without ``lumiColumns`` the default column holds all job long, as in
 CMSSW without GT data.
+
+Counting (CMSSW's HLTPrescaler is a stream module): every prescaler instance counts the events it sees
+on its own. One local stream: one counter over the events in file order, the same events kept run
+after run. Several streams: one counter per stream, so which events are kept depends on which stream
+took which event. Dask: one counter per stream of each worker, over the work units that worker is
+given, in the order it gets them. Either way each counter keeps one in N of its events, so a
+prescaler's kept count differs from events / N by less than one per counter and per column change
+it met: the PrescaleReport gives, per prescaler and factor, the events, the kept ones and events / N.
 """
 
 from __future__ import annotations
@@ -28,7 +36,11 @@ from ..schema import limited
 from ..service import Service
 
 if TYPE_CHECKING:
+    from ..signals import ActivityRegistry
     from ..summary import JobSummary
+
+EVENTS_AT = "events_at_prescale:"  # an HLTPrescaler's summary counters per factor: <prefix><N>
+ACCEPTED_AT = "accepted_at_prescale:"
 
 
 @dataclass
@@ -92,6 +104,12 @@ class PrescaleTable:
         """The path's factor in column ``index`` (CMSSW's ``getPrescale(set, path)``)."""
         return next((row.prescales[index] for row in self.prescaleTable if row.pathName == path), 1)
 
+    def columns_in_use(self) -> list[str]:
+        """The columns the job can run in, in the order it would meet them: the default, then those
+        ``lumiColumns`` announce (none with ``forceDefault``), each once."""
+        used = [self.lvl1DefaultLabel] + ([] if self.forceDefault else [c.column for c in self.lumiColumns])
+        return list(dict.fromkeys(used))
+
     def column_at(self, run: int, lumi: int) -> int:
         """The column index in force in (run, lumi): the last ``lumiColumns`` entry at or before it,
         else the default; always the default with ``forceDefault``."""
@@ -109,12 +127,63 @@ class PrescaleTable:
 
 @dataclass(frozen=True)
 class ColumnInForce:
-    """The PrescaleService's "measurement": the column the job started in, the same in every unit."""
+    """The PrescaleService's "measurement": the column the job started in, the same in every unit, and
+    the columns its lumi sections ran in (``ran``, in the order met; merged over units as a union)."""
 
     label: str
+    ran: tuple[str, ...] = ()
 
     def merge(self, other: "ColumnInForce") -> "ColumnInForce":
-        return self
+        return ColumnInForce(self.label, tuple(dict.fromkeys(self.ran + other.ran)))
+
+
+@dataclass(frozen=True)
+class PrescalerCount:
+    """One prescaler's events and kept events at one factor (from its summary counters)."""
+
+    label: str
+    path: str
+    factor: int
+    events: int
+    accepted: int
+
+    @property
+    def expected(self) -> float:
+        """events / N: what a kept count is to be compared with (0 for a path that is off)."""
+        return self.events / self.factor if self.factor else 0.0
+
+
+def prescaler_counts(summary: "JobSummary") -> list[PrescalerCount]:
+    """Every prescaler's counts per factor, by label then factor, from ``summary.module_summaries``."""
+    out = []
+    for label, info in sorted(summary.module_summaries.items()):
+        for key, events in info.items():
+            if key.startswith(EVENTS_AT):
+                factor = key[len(EVENTS_AT):]
+                out.append(PrescalerCount(label, str(info.get("path", "")), int(factor), int(events),
+                                          int(info.get(ACCEPTED_AT + factor, 0))))
+    return sorted(out, key=lambda c: (c.label, c.factor))
+
+
+def counting_rule(summary: "JobSummary") -> tuple[str, bool]:
+    """How the job's prescalers counted (module docstring), and whether another run (other streams, other
+    work units) would keep other events."""
+    executor = summary.executor or {}
+    if executor.get("type") == "dask":
+        return ("each stream of each Dask worker counts on its own, over the work units it was given in the "
+                "order it got them", True)
+    if summary.streams > 1:
+        return f"each of the {summary.streams} streams counts on its own (CMSSW's HLTPrescaler, one per stream)", True
+    return "one counter over the events in file order", False
+
+
+def _counting_text(summary: "JobSummary") -> str:
+    rule, varies = counting_rule(summary)
+    if not varies:
+        return f"Counting: {rule}."
+    return (f"Counting: {rule}, so which events are kept depends on how the events were shared out, and a kept "
+            f"count differs from events / N by less than one per counter and per column change it met: compare "
+            f"the kept fraction with 1/N, not the kept events with another run's.")
 
 
 class PrescaleService(Service):
@@ -122,6 +191,16 @@ class PrescaleService(Service):
     their path's factor in the job's column through the ``Prescales`` module service."""
 
     Parameters = PrescaleTable
+
+    def __init__(self, name: str, params: PrescaleTable) -> None:
+        super().__init__(name, params)
+        self._ran: dict[str, None] = {}  # the columns the job's lumi sections ran in, in the order met
+
+    def connect(self, signals: "ActivityRegistry", job: object) -> None:
+        signals.post_begin_lumi.connect(self._begin_lumi)
+
+    def _begin_lumi(self, run: int, lumi: int) -> None:
+        self._ran[self.params.lvl1Labels[self.params.column_at(run, lumi)]] = None
 
     @classmethod
     def check_config(cls, name: str, params: PrescaleTable, paths: Mapping[str, list[str]],
@@ -139,26 +218,68 @@ class PrescaleService(Service):
                                   f"'{params.lvl1DefaultLabel}' but no HLTPrescaler on it")
 
     def snapshot(self) -> "ColumnInForce":
-        """Not None, so that the report's services (executors.report_services keeps those that measured
+        """Never None, so that the report's services (executors.report_services keeps those that measured
         something) include the table for report.html."""
-        return ColumnInForce(self.params.lvl1DefaultLabel)
+        return ColumnInForce(self.params.lvl1DefaultLabel, tuple(self._ran))
+
+    def reset(self) -> None:
+        self._ran = {}
+
+    def load(self, data: "ColumnInForce") -> None:
+        self._ran = dict.fromkeys(data.ran)
+
+    def columns_ran(self) -> list[str]:
+        """The columns the job ran in, in the table's order; the default one where no lumi began."""
+        ran = self._ran or {self.params.lvl1DefaultLabel: None}
+        return [label for label in self.params.lvl1Labels if label in ran]
+
+    def text_report(self, summary: "JobSummary") -> str:
+        """The PrescaleReport, where a prescaler ran with a factor other than 1: per prescaler and factor, the
+        events, the kept ones and events / N, and how the job counted (module docstring)."""
+        counts = prescaler_counts(summary)
+        if all(c.factor == 1 for c in counts):
+            return ""
+        head = "PrescaleReport"
+        lines = [f"{head} ---------- Prescalers: events kept per factor, against events / N ----",
+                 f"{head} {'Prescale':>10} {'Events':>10} {'Kept':>10} {'Events/N':>10} Name"]
+        lines += [f"{head} {c.factor:>10} {c.events:>10} {c.accepted:>10} {c.expected:>10.1f} {c.label} ({c.path})"
+                  for c in counts]
+        lines.append(f"{head} {_counting_text(summary)}")
+        return "\n".join(lines) + "\n"
+
+    def json_report(self, summary: "JobSummary") -> dict[str, object]:
+        rule, varies = counting_rule(summary)
+        return {"default_column": self.params.lvl1DefaultLabel, "columns_ran": self.columns_ran(),
+                "counting": rule, "events_vary_between_runs": varies,
+                "prescalers": [{"label": c.label, "path": c.path, "prescale": c.factor, "events": c.events,
+                                "accepted": c.accepted, "expected": c.expected} for c in prescaler_counts(summary)]}
 
     def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
         """The table and the column in force, for report.html: the rates that follow are after these
         prescales, and a path at 0 is off (its '< X Hz' is no measurement of it)."""
         from ..report.html import table
 
-        p, in_force = self.params, self.params.column(None)
+        p, ran = self.params, self.columns_ran()
         switches = "" if p.forceDefault or not p.lumiColumns else " until the L1 GT announces another: " + ", ".join(
             f"from run {c.run} lumi {c.lumi} on, {c.column}" for c in p.lumiColumns)
-        used = [p.lvl1DefaultLabel] + ([] if p.forceDefault else [c.column for c in p.lumiColumns])
         off = {label: [row.pathName for row in p.prescaleTable if row.prescales[p.column(label)] == 0]
-               for label in dict.fromkeys(used)}  # every column the job can run in, not the first one only
+               for label in p.columns_in_use()}  # every column the job can run in, not the first one only
         notes = [f"Off in {'this column' if len(off) == 1 else 'column ' + label} (prescale 0, they accept nothing): "
                  f"{', '.join(paths)}." for label, paths in off.items() if paths]
         text = (f"<p>Prescale column <b>{html.escape(p.lvl1DefaultLabel)}</b>{html.escape(switches)}. A prescale "
                 f"of N keeps one in N of the events the path's L1 seed accepted; a path not in the table has 1."
                 + "".join(f' <span class="bad">{html.escape(n)}</span>' for n in notes) + "</p>")
         rows = [[row.pathName, *("off" if n == 0 else n for n in row.prescales)] for row in p.prescaleTable]
-        headers = ["path", *(f"{label} (this job)" if i == in_force else label for i, label in enumerate(p.lvl1Labels))]
-        return [("Prescales", text + table(headers, rows))]
+        headers = ["path", *(f"{label} (this job)" if label in ran else label for label in p.lvl1Labels)]
+        if len(ran) > 1:
+            text += (f"<p>This job ran in columns {html.escape(', '.join(ran))}: the rates below are given per column "
+                     f"too.</p>")
+        sections = text + table(headers, rows)
+        counts = prescaler_counts(summary)
+        if any(c.factor != 1 for c in counts):
+            sections += (f"<p>Events each prescaler kept, per factor, against events / N. "
+                         f"{html.escape(_counting_text(summary))}</p>"
+                         + table(["prescaler", "path", "prescale", "events", "kept", "events / N"],
+                                 [[c.label, c.path, c.factor, c.events, c.accepted, f"{c.expected:,.1f}"]
+                                  for c in counts], left=2))
+        return [("Prescales", sections)]

@@ -119,11 +119,11 @@ class TriggerRates(Service):
             lines += ["", f"RateReport ---------- Path rates in prescale column {label} ({cr.events} events, "
                           f"{len(columns[label])} lumi section(s) from {run0}:{lumi0} to {run1}:{lumi1}) ----",
                       *_rate_lines(cr)]
-        lines += ["", "RateReport ---------- Overlaps: of the row path's events, the fraction the column path took ----",
-                  "RateReport " + " ".join(f"{i:>7d}" for i in range(len(r.paths))) + "  Name"]
-        for i, name in enumerate(r.paths):
-            lines.append("RateReport " + " ".join(_fraction(r.overlap_fraction(i, j)) for j in range(len(r.paths)))
-                         + f"  [{i}] {name}")
+        per_column = self.per_column(summary)
+        mixed = f" (prescale columns {', '.join(columns)} mixed: each column's below)" if per_column else ""
+        lines += _overlap_lines(r, mixed)
+        for label, cr in per_column.items():
+            lines += _overlap_lines(cr, f" in prescale column {label}")
         return "\n".join(lines) + "\n"
 
     def json_report(self, summary: "JobSummary") -> dict[str, Any] | None:
@@ -144,7 +144,8 @@ class TriggerRates(Service):
             out["per_column"] = [{"column": label, "events": cr.events,
                                   "paths": [{"name": n, **_rate_dict(cr.path[n]), "unique": _rate_dict(cr.unique[n])}
                                             for n in cr.paths],
-                                  "total": _rate_dict(cr.total)} for label, cr in per_column.items()]
+                                  "total": _rate_dict(cr.total), "overlap_events": cr.overlap_events}
+                                 for label, cr in per_column.items()]
         if self.params.per_lumi:
             column_of = {key: label for label, keys in columns.items() for key in keys}
             out["per_lumi"] = [{"run": run, "lumi": lumi, "events": lr.events,
@@ -175,12 +176,13 @@ class TriggerRates(Service):
             ax = fig.subplots()
             x = range(len(per))
             for name in r.paths:
-                ax.errorbar(x, [lr.path[name].hz for lr in per.values()],
-                            yerr=[lr.path[name].error_hz for lr in per.values()], marker="o", ms=3, lw=1, label=name)
+                rates = [lr.path[name] for lr in per.values()]
+                ax.errorbar(x, [q.hz for q in rates], yerr=_interval_sides(rates), marker="o", ms=3, lw=1, label=name)
             ax.set_xticks(list(x), [f"{run}:{lumi}" for run, lumi in per], rotation=90, fontsize=6)
             ax.set_xlabel("run:lumi section")
             ax.set_ylabel("rate [Hz]")
-            ax.set_title("rate per lumi section")
+            ax.set_title("rate per lumi section (no event accepted: a bar from 0 to the 68% CL upper limit)",
+                         fontsize=9)
             ax.legend(fontsize=7)
             parts.append(img(fig, "rate per lumi section"))
         parts += _turn_on_plots(summary)
@@ -218,6 +220,12 @@ def _turn_on_plots(summary: "JobSummary") -> list[str]:
     return out
 
 
+def _interval_sides(rates: list[Rate]) -> list[list[float]]:
+    """The error bars' lengths below and above each rate, from its interval: none accepted draws 0 to the
+    68 % CL upper limit (a symmetric ± that limit reached below 0), all accepted stops at the input rate."""
+    return [[q.hz - q.low_hz for q in rates], [q.high_hz - q.hz for q in rates]]
+
+
 def _column_note(columns: dict[str, list[tuple[int, int]]]) -> str:
     """Which prescale column(s) the job-wide rates were taken in: more than one mixes them."""
     if not columns:
@@ -225,6 +233,16 @@ def _column_note(columns: dict[str, list[tuple[int, int]]]) -> str:
     if len(columns) == 1:
         return f", prescale column {next(iter(columns))}"
     return f", prescale columns {', '.join(columns)} mixed: each column's rates below"
+
+
+def _overlap_lines(r: MenuRates, where: str) -> list[str]:
+    """The RateReport's overlap matrix; ``where`` says which events it counts (the job's, or a column's)."""
+    lines = ["", f"RateReport ---------- Overlaps{where}: of the row path's events, the fraction the column path took "
+                 f"----", "RateReport " + " ".join(f"{i:>7d}" for i in range(len(r.paths))) + "  Name"]
+    for i, name in enumerate(r.paths):
+        lines.append("RateReport " + " ".join(_fraction(r.overlap_fraction(i, j)) for j in range(len(r.paths)))
+                     + f"  [{i}] {name}")
+    return lines
 
 
 def _rate_lines(r: MenuRates) -> list[str]:

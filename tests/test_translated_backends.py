@@ -988,3 +988,28 @@ def test_a_score_per_call_is_the_shared_line_on_padding_engines(engine, tmp_path
         backend.warm_up()
     msg = str(info.value)
     assert "\n" not in msg and "output 'score' has shape () for 9 jet(s)" in msg and "score_per: event" in msg
+
+
+def test_gpu_farm_and_the_jobs_farm_report_give_one_figure(tmp_path):
+    """The CPU run's cores at the input rate are the job's own FarmReport "measured throughput" figure
+    (read from its hltrun.json), not a second figure from another loop time (job.loop_s starts earlier
+    than the Timing service's loop)."""
+    import contextlib
+    import io
+
+    from hltrun.framework.cli import main as hltrun_main
+    from hltrun.tools.bench.cli import main
+
+    cpu = tmp_path / "path-ort-1"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert hltrun_main(["configs/path.yaml", "-q", "-n", "300", "modules.vae.backend=onnxruntime",
+                            "--report-dir", str(cpu)]) == 0
+    report = json.loads((cpu / "hltrun.json").read_text())
+    farm = report["services"]["Timing"]["farm"]
+    job = report["job"]
+    assert farm["throughput"]["events_per_s"] != pytest.approx(job["events_processed"] / job["loop_s"], rel=1e-9)
+    gpu = _run_json(tmp_path / "path-torch-1", "torch", "gpu-nvidia", 1, job["events_processed"], 0.01)
+    assert main(["gpu-farm", "--cpu", str(cpu), "--gpu", str(gpu), "--out", str(tmp_path / "farm"),
+                 "--rate", str(farm["input_rate_hz"])]) == 0
+    rows = json.loads((tmp_path / "farm" / "farm.json").read_text())["rows"]
+    assert rows[0]["cores_at_rate"] == pytest.approx(farm["throughput"]["cores"], rel=1e-6)

@@ -3,7 +3,8 @@ the GPU (``tools/gpu_check.sh`` makes them)::
 
     hltbench gpu-farm --cpu OUT/path-ort-1 --gpu OUT/path-torch-1 OUT/path-torch-2 OUT/path-torch-4 --out OUT/farm
 
-Per run: the inference module's backend and device, streams, events and the event loop's events/s.
+Per run: the inference module's backend and device, streams, events and the event loop's events/s (the
+figure of the job's own FarmReport line "cores needed (measured throughput)", read from its hltrun.json).
 Per GPU run, against the CPU run's events/s per core (its events/s over its streams: one core per
 stream, as CMSSW sizes a farm): the GPU run's speed-up over one CPU core, and how many CPU cores one GPU
 replaces — the cores that would give the GPU run's events/s, less the host cores the GPU run itself
@@ -33,8 +34,9 @@ def read_run(folder: Path) -> dict[str, Any]:
     """The facts of one run folder's hltrun.json: backend, device, streams, events, loop time."""
     path = folder / "hltrun.json" if folder.is_dir() else folder
     try:
-        job = json.loads(path.read_text())["job"]
-    except (OSError, ValueError, KeyError) as exc:
+        report = json.loads(path.read_text())
+        job = report["job"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BenchError(f"hltbench gpu-farm: {path}: not an hltrun.json ({type(exc).__name__}: {exc})") from None
     backends = [s["backend"] for s in job.get("module_summaries", {}).values()
                 if isinstance(s, dict) and isinstance(s.get("backend"), dict)]
@@ -45,7 +47,17 @@ def read_run(folder: Path) -> dict[str, Any]:
         raise BenchError(f"hltbench gpu-farm: {path}: no events processed")
     return {"run": folder.name, "backend": backends[0].get("backend", "?"),
             "device": str(backends[0].get("device", "unrecorded")),
-            "streams": int(job["streams"]), "events": events, "loop_s": loop_s, "events_per_s": events / loop_s}
+            "streams": int(job["streams"]), "events": events, "loop_s": loop_s,
+            "events_per_s": measured_throughput(report) or events / loop_s}
+
+
+def measured_throughput(report: dict[str, Any]) -> float | None:
+    """The events/s of the FarmReport's "measured throughput" line (the Timing service's loop, which
+    starts at the first event's read), so that the farm projection here and the job's own FarmReport
+    give one figure for one run; None for a report without it (Timing off): then the job's loop_s."""
+    farm = ((report.get("services") or {}).get("Timing") or {}).get("farm") or {}
+    rate = (farm.get("throughput") or {}).get("events_per_s")
+    return float(rate) if isinstance(rate, (int, float)) and rate > 0 else None
 
 
 def on_gpu(run: dict[str, Any]) -> bool:

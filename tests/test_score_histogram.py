@@ -229,3 +229,22 @@ def test_page_says_no_events_and_a_cut_off_the_log_axis():
     assert "f: ran on no events." in page
     assert "g: the cut (0.0) is not on the plot's log axis" in page and "≤ 0: 1" in page
     assert "g: only 3 events: too few for a distribution" in page and "2 / 3 = 66.7 %" in page
+
+
+def test_no_empty_plot_when_no_score_falls_in_the_bins():
+    """A network whose scores are all ≤ 0 (a log-likelihood, say) with a pass-all cut: nothing lies in the
+    log bins, so no plot is drawn (it was an empty frame, and matplotlib warned on the job's stderr about
+    its legend); the text says where the events are."""
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    from hltrun.framework.report.html import _score_sections
+
+    h = ScoreHistogram()
+    for i in range(80):
+        h.fill(-1.0 - i, True)
+    negative = from_counters({"threshold": -1e30, "score_hist_of": "score", **h.counters()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        page = "\n".join(_score_sections({"f": negative}))
+    assert "<img" not in page and "≤ 0: 80" in page and "80 / 80 = 100 %" in page

@@ -39,6 +39,13 @@ FEW_EVENTS = 50  # below this the event-time plot marks each event: a histogram 
 TEMPLATE = "templates/report.html"  # the page skeleton and its CSS (string.Template: $process, $body)
 
 
+def _legend(ax: Any, **kwargs: Any) -> None:
+    """A legend where the plot has labelled artists (matplotlib warns on stderr for an empty one: a plot of
+    a job whose histogram is empty and has no cut would print it in the middle of the user's job)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def _style():
     """The mplhep CMS style as a context, or nothing when mplhep is not installed."""
     try:
@@ -128,7 +135,7 @@ def _module_bars(res: dict[str, Any]) -> str:
             ax.set_xscale("symlog", linthresh=max(min(r for r in real if r > 0), 1e-3))
             ax.set_xlim(0, 1.5 * max(max(real), *(e[2] for e in entries)))  # the longest bar short of the frame
         ax.set_ylim(y.min() - 0.6, y.max() + 1.6)  # a free row on top for the legend: never over a bar
-        ax.legend(loc="upper right", ncol=2)
+        _legend(ax, loc="upper right", ncol=2)
         ax.set_title("time per module (red: anomaly detection)")
         return img(fig, "mean time per event of each module")
 
@@ -161,7 +168,7 @@ def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> s
                 ax.axvline(ev[key], color="grey", ls=ls, lw=1, label=f"{key} {ev[key]:.3g} ms")
         ax.axvline(budget, color=_BUDGET, lw=2.5, label=f"budget {budget:g} ms")
         ax.set_xlabel("time per event [ms]")
-        ax.legend(fontsize="small")
+        _legend(ax, fontsize="small")
         over = f"{100 * res['budget']['over_budget_fraction']:.2f} % over budget"
         if few:
             ax.set_title(f"time of each of the {len(real)} events (too few for a distribution), {over}")
@@ -191,7 +198,7 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
         ax.xaxis.get_major_locator().set_params(integer=True)  # event numbers: no tick at event 0.5
         ax.set_xlabel("event number in the job")
         ax.set_ylabel("real time per event [ms]")
-        ax.legend(fontsize="small")
+        _legend(ax, fontsize="small")
         ax.set_title("time per event along the job (warm-up on the left)")
         return img(fig, "time per event along the job")
 
@@ -346,7 +353,7 @@ def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
         ax.set_xscale("log")
         ax.set_xlabel("event score / its pT-dependent cut" if ratio else "event score (reduced over its jets)")
         ax.set_ylabel("events per bin")
-        ax.legend(fontsize="small")
+        _legend(ax, fontsize="small")
         what = "score / cut" if ratio else "score"
         if few:
             ax.set_title(f"{label}: {what} of the {h['events']} events (too few for a distribution); "
@@ -378,7 +385,7 @@ def _score_sections(histograms: dict[str, dict[str, Any]]) -> list[str]:
         if n == 0:
             out.append(f"<p>{html.escape(label)}: ran on no events.</p>")
             continue
-        if scored > 0:
+        if sum(h["counts"]) > 0:  # scores outside the bins only (all <= 0, say): no empty frame, the text says
             out.append(_score_plot(label, h, few))
         cut = h.get("cut")
         if not (isinstance(cut, (int, float)) and cut > 0):

@@ -459,18 +459,21 @@ class RootOutputModule(OutputModule):
         log.info("output: %d event(s) written to %s", self._written, self.path.resolve())
 
     def _discarded(self) -> None:
-        """The file was dropped (the job stopped): none of its events is written anywhere. The rows already
-        flushed to its temporary are no events written -- how many there were depended on the streams'
-        timing (999 of 1109 at 1 stream, 995 of 1002 at 4), and the job report listed that many in a file
-        that does not exist."""
-        self._written = 0
-        self._written_per_lumi.clear()
+        """The file was dropped (the job stopped): none of its events is written anywhere (``dropped``)."""
         self._committed = False
+
+    @classmethod
+    def dropped(cls, summary: dict[str, Any]) -> dict[str, Any]:
+        """No event written, in no lumi section: the rows flushed to the temporary before the stop are not
+        in any file (their number moved with the streams' timing: 999 of 1109 events at 1 stream, 995 of
+        1002 at 4; in a Dask run the units done), and the job report listed that many in a missing file."""
+        return {**summary, "events_written": 0, "lumis_written": {}, "committed": False}
 
     def summary(self) -> dict[str, Any]:
         """What is in the file; ``committed`` False: no file (the job report lists no output then)."""
-        return {"file": str(self.path), "events_written": self._written,
-                "lumis_written": dict(self._written_per_lumi), "committed": self._committed}
+        written = {"file": str(self.path), "events_written": self._written,
+                   "lumis_written": dict(self._written_per_lumi), "committed": True}
+        return written if self._committed else self.dropped(written)
 
 
 def read_string(path: Any, key: str) -> str | None:

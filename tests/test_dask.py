@@ -137,6 +137,10 @@ def test_dask_equals_local(cluster, write_config, tmp_path):
     assert ds.module_summaries["out"]["events_written"] == ls.module_summaries["out"]["events_written"] == 600
     assert ds.source["read"] == 600 and ds.source["files"] == 2
     assert ds.facts == ls.facts and ds.facts["cuts"]  # the job's cut, not the sum of 8 units' (merge rule)
+    # every data-quality counter a local run reports, zeros included (the JobReport's 'data quality' lines
+    # and hltrun.json: a Dask run dropped the modules whose counters were all 0)
+    assert ds.data_quality == ls.data_quality and ls.data_quality["source"] == \
+        {"invalid_links": 0, "jets_without_constituents": 0, "jets_with_nonfinite_pt": 0}
     assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
     assert not list(tmp_path.glob("dask.root.*"))  # parts removed, nothing half-written left
     timing = services[0].result(ds)

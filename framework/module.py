@@ -189,6 +189,13 @@ class OutputModule(Module):
         configuration is validated, after ``check_config``."""
 
     @classmethod
+    def dropped(cls, summary: dict[str, Any]) -> dict[str, Any]:
+        """Its ``summary()`` (merged over streams or work units) once the job stopped and dropped its file:
+        what the summary says was written must be nothing, whatever was staged before the stop. The
+        default changes nothing (an output that reports no written events)."""
+        return summary
+
+    @classmethod
     def assemble(cls, parts: "list[Path]", target: "Path", params: Any) -> int:
         """Join the parts written by ``end_unit`` (in input order) into ``target``, atomically; return
         the number of events. Output modules that support distributed runs implement it."""

@@ -137,6 +137,10 @@ def test_dask_equals_local(cluster, write_config, tmp_path):
     assert ds.module_summaries["out"]["events_written"] == ls.module_summaries["out"]["events_written"] == 600
     assert ds.source["read"] == 600 and ds.source["files"] == 2
     assert ds.facts == ls.facts and ds.facts["cuts"]  # the job's cut, not the sum of 8 units' (merge rule)
+    # every data-quality counter a local run reports, zeros included (the JobReport's 'data quality' lines
+    # and hltrun.json: a Dask run dropped the modules whose counters were all 0)
+    assert ds.data_quality == ls.data_quality and ls.data_quality["source"] == \
+        {"invalid_links": 0, "jets_without_constituents": 0, "jets_with_nonfinite_pt": 0}
     assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
     assert not list(tmp_path.glob("dask.root.*"))  # parts removed, nothing half-written left
     timing = services[0].result(ds)
@@ -271,6 +275,31 @@ def test_a_unit_still_running_when_the_job_stops_leaves_no_part(cluster, write_c
     assert dask.code == 4 and "bad event 2276" in dask.result.summary.failure
     assert not list(tmp_path.glob("dask.root*"))
 
+
+
+def test_a_stopped_job_counts_no_event_written_in_its_dropped_output(cluster, write_config, tmp_path):
+    """One unit fails on its 101st event after writing baskets of 3 rows to its part: the job stops and the
+    output is never assembled, so the merged summary (hltrun.json, the -j job report) must count no event
+    written. It counted the rows the unit had flushed (98), in a <File> that did not exist; a SIGINT
+    with --dask 2 on the shipped path counted the 1000 events of the four units done."""
+    from hltrun.framework.report.jobreport_xml import gather
+
+    cfg = write_config(f"""
+        process: DROP
+        options: {{skipEvents: 2200, maxEvents: 150, executor: {{type: dask, eventsPerTask: 1000, address: {cluster}}}}}
+        source: {{type: RootJetSource, files: [data/qcd_dijet.root], chunk_size: 100}}
+        modules:
+          bad: {{type: TestFailOn, run: 1, events: [2301]}}
+          out: {{type: RootOutputModule, file: '{tmp_path / "dask.root"}', basket_events: 3}}
+        paths: {{p: [bad]}}
+        endpaths: {{o: [out]}}
+        """)
+    dask, _ = run(load(cfg))
+    s = dask.result.summary
+    assert dask.code == 4 and "bad event 2301" in s.failure and s.events_processed == 101
+    assert not list(tmp_path.glob("dask.root*"))
+    assert (s.module_summaries["out"]["events_written"], s.module_summaries["out"]["lumis_written"]) == (0, {})
+    assert gather(s, dask.code, dask.cause).outputs == []
 
 def test_cli_local_cluster(tmp_path, write_config, capsys):
     # kills: --dask not wired to the executor; no LocalCluster when no address is given

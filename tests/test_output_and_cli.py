@@ -357,3 +357,32 @@ endpaths:
         assert f["LuminosityBlocks"]["eventsProcessed"].array(library="np").tolist() == [10]
     assert summary.module_summaries["out"]["lumis_written"] == {"1:1": 9}
     assert summary.module_summaries["out"]["events_written"] == 9
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+def test_a_dropped_output_counts_no_event_written_on_any_number_of_streams(write_config, tmp_path, streams):
+    """The job stops on event 30's error: the output is dropped (no file), so nothing was written. The
+    summary and the job report said otherwise: the rows flushed to the temporary before the stop (28 at 1
+    stream, a number that moves with the streams' timing at 4; with SIGINT on the shipped path, 999 of 1109
+    events at 1 stream, 995 of 1002 at 4), in a <File> that does not exist."""
+    from hltrun.framework.report.jobreport_xml import gather
+
+    out = tmp_path / "o.root"
+    with pytest.raises(JobFailed) as failed:
+        run_config(write_config(f"""
+process: TEST
+options: {{numberOfThreads: {streams}}}
+source: {{type: TestCountingSource, n: 60}}
+modules:
+  bad: {{type: TestFailOn, events: [30]}}
+  out: {{type: RootOutputModule, file: {out}, basket_events: 3}}
+paths:
+  p: [bad]
+endpaths:
+  e: [out]
+"""))
+    summary = failed.value.summary
+    assert summary.events_processed >= 29 and not out.exists()
+    written = summary.module_summaries["out"]
+    assert (written["events_written"], written["lumis_written"]) == (0, {})
+    assert gather(summary, 4, failed.value.cause).outputs == []

@@ -360,8 +360,12 @@ def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None) 
                 n = pc.cls.assemble([Path(p["part"]) for p in parts], target, pc.params)
                 log.info("output %s: %d events from %d part(s)", target, n, len(parts))
         if stopped is not None:
-            for target in filter(None, targets.values()):
-                log.warning("output %s not written: the job stopped (%s)", target, stopped)
+            summaries = merged.summary.module_summaries
+            for label, target in targets.items():
+                if target:
+                    log.warning("output %s not written: the job stopped (%s)", target, stopped)
+                if label in summaries:  # the units done said what their parts held: no file holds it now
+                    summaries[label] = cfg.modules[label].cls.dropped(summaries[label])
     finally:
         for target in filter(None, targets.values()):
             for leftover in Path(target).parent.glob(f"{Path(target).name}.unit*.part*"):

@@ -93,9 +93,9 @@ class _WorkerJob:
         summary.module_summaries = {label: _delta(values, self._module_seen.setdefault(label, {}))
                                     for label, values in summary.module_summaries.items()}
         summary.events_duplicate = summary.source.get("duplicates", 0)
+        # zeros kept, as a local run keeps them: "0 invalid links" is a result the JobReport prints too
         summary.data_quality = {label: _delta(values, self._quality_seen.setdefault(label, {}))
                                 for label, values in summary.data_quality.items()}
-        summary.data_quality = {k: v for k, v in summary.data_quality.items() if any(v.values())}
         summary.fact_variants = [variant(summary.facts, [unit.index], [self.name])]
         busy = summary.wall_s
         summary.workers = {self.name: {"units": 1, "events": summary.events_processed, "busy_s": busy,

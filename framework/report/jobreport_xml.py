@@ -198,7 +198,8 @@ def gather(summary: JobSummary, exit_code: int, error: BaseException | None,
 
     Inputs and their EventsRead come from the source's accounting (``files_read``: file -> events,
     ``lumis_per_file``: their lumi sections), outputs from each output module's summary (``file``,
-    ``events_written``, ``lumis_written``). ``memory``: the Memory service's results when it ran:
+    ``events_written``, ``lumis_written``; none for a file dropped because the job stopped: ``committed``
+    False). ``memory``: the Memory service's results when it ran:
     PeakValueRss/PeakValueVsize are then its MemoryReport's peaks (the same numbers; in a Dask run the
     largest worker's); without it, this process's VmHWM/VmPeak."""
     import resource
@@ -211,7 +212,8 @@ def gather(summary: JobSummary, exit_code: int, error: BaseException | None,
               for path, n in (source.get("files_read") or {}).items()]
     outputs = [OutputRecord(str(info["file"]), label, summary.module_types.get(label, ""), int(info.get("events_written", 0)),
                             parse_lumis(info.get("lumis_written"), with_events=True))
-               for label, info in summary.module_summaries.items() if isinstance(info, dict) and "file" in info]
+               for label, info in summary.module_summaries.items()
+               if isinstance(info, dict) and "file" in info and info.get("committed", True)]  # a dropped file: none
     if memory and memory.get("peak_rss_mb"):
         peak_rss, peak_vsize = float(memory["peak_rss_mb"]), float(memory["peak_vsize_mb"])
     else:

@@ -186,7 +186,9 @@ def test_hltdiff_finds_decision_and_score_changes(write_config, tmp_path):
 
     changed = ak.with_field(old, ak.where(old["event"] == 4, old["sq"] + 1, old["sq"]), "sq")
     diff = compare(old, changed)
-    assert diff.branches["sq"] == 1 and diff.examples["sq"] == [(1, 1, 4)]
+    assert diff.branches["sq"] == 1 and [e[:3] for e in diff.examples["sq"]] == [(1, 1, 4)]
+    sq4 = int(old["sq"][old["event"] == 4][0])  # the product moved by one: said with its relative change
+    assert diff.examples["sq"][0][3] == f"{sq4} -> {sq4 + 1} (relative {1 / sq4:.2g})"
     even = next(t for t in diff.triggers if t.name == "HLT_p_even")
     assert (even.gained, even.lost, even.other) == (0, 0, 1)  # same decision, changed product
 

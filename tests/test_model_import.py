@@ -242,6 +242,29 @@ def test_the_import_is_cached_and_redone_when_the_file_changes(tmp_path, monkeyp
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+def test_hltdiff_calls_one_network_imported_by_two_converters_one_network(tmp_path, monkeypatch, capfd):
+    """The same net.pt run before and after a torch upgrade (its version is the import's cache key and is
+    written into the ONNX file): two cached files of different sha256. hltdiff said "another file (a retrained
+    or re-exported network)"; the original's sha256 is the network's identity, the converter change is said."""
+    _torch()
+    from hltrun.framework.provenance import differences
+    from hltrun.modules.inference import model_import
+
+    model = _save("scripted", tmp_path)
+    code, _, old = _hltrun(tmp_path / "old", model, "modules.vae.backend=onnxruntime")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-upgraded"))
+    monkeypatch.setattr(model_import, "_KNOWN", {})
+    real = model_import.dist_version
+    monkeypatch.setattr(model_import, "dist_version", lambda dist: "2.99.0" if dist == "torch" else real(dist))
+    code_new, _, new = _hltrun(tmp_path / "new", model, "modules.vae.backend=onnxruntime")
+    assert code == code_new == 0, capfd.readouterr().err
+    old_vae, new_vae = (doc["job"]["facts"]["accelerators"]["vae"] for doc in (old, new))
+    assert old_vae["model_sha256"] != new_vae["model_sha256"]  # two files of the same network
+    lines = differences(old["job"]["facts"], new["job"]["facts"])
+    assert len(lines) == 1 and "another file" not in lines[0] and "the same network" in lines[0], lines
+    assert _sha256(model)[:12] in lines[0] and "torch 2.99.0 (new)" in lines[0], lines
+
+
 def test_the_declared_input_is_the_one_imported(tmp_path, capfd):
     """A network reading 50 constituents x 4 features is imported with the input the scorer declares, and
     runs; without the declaration, the shipped (N, 100, 3) is tried and the line says to declare it."""

@@ -48,7 +48,8 @@ def _imported(onnx_digest: str, torch_version: str = "2.13.0") -> dict:
     """A scorer's choice for net.pt imported into ONNX: the cached ONNX file's digest is ``onnx_digest``."""
     return {"model": "/cache/hltrun/imported/net-0123.onnx", "model_id": "net.pt", "model_sha256": onnx_digest,
             "imported_from": {"file": "net.pt", "sha256": "e" * 64, "format": "TorchScript", "max_rel_diff": 1e-7,
-                              "converter": f"torch.onnx.export (TorchScript exporter, dynamo=False), torch {torch_version}"}}
+                              "converter": f"torch.onnx.export (TorchScript exporter, dynamo=False), "
+                                           f"torch {torch_version}"}}
 
 
 def test_one_network_imported_twice_is_one_network():

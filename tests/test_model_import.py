@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +264,42 @@ def test_hltdiff_calls_one_network_imported_by_two_converters_one_network(tmp_pa
     lines = differences(old["job"]["facts"], new["job"]["facts"])
     assert len(lines) == 1 and "another file" not in lines[0] and "the same network" in lines[0], lines
     assert _sha256(model)[:12] in lines[0] and "torch 2.99.0 (new)" in lines[0], lines
+
+
+def test_an_import_killed_half_way_leaves_a_temporary_the_next_job_removes(tmp_path, monkeypatch):
+    """A job SIGKILLed while it imported net.pt (measured: hltrun killed once ``*.tmp`` appeared in the cache)
+    left ``.net-<key>.onnx.<pid>.<thread>.tmp``, as large as the network, in ``~/.cache/hltrun/imported`` for
+    ever. The export's temporary names its writer (framework/leftovers.py), so the next job importing into the
+    folder removes a gone writer's."""
+    _torch()
+    import subprocess
+    import sys
+
+    from hltrun.framework import leftovers
+    from hltrun.modules.inference import model_import
+
+    model = _save("scripted", tmp_path)
+    folder = tmp_path / "cache" / "hltrun" / "imported"
+    folder.mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    name = f".net-0123.onnx.hltrun-{leftovers.machine()}-{gone.pid}-1.abcd1234.tmp"  # a killed import's
+    (folder / name).write_bytes(b"half an onnx file")
+    os.utime(folder / name, (0, 0))
+    monkeypatch.setattr(leftovers, "_swept", set())
+    exported: list[Path] = []
+    real = model_import.TorchScriptImporter.export
+
+    def export(self, model, path, name, jet_shape, out):  # noqa: ANN001 - the importer's own signature
+        exported.append(out)
+        return real(self, model, path, name, jet_shape, out)
+
+    monkeypatch.setattr(model_import.TorchScriptImporter, "export", export)
+    onnx_file = model_import.imported_onnx(model, "jets", (N, F))
+    assert not (folder / name).exists()
+    assert [p.name for p in folder.iterdir()] == [onnx_file.name]
+    here = f".hltrun-{leftovers.machine()}-{os.getpid()}-{leftovers.start_ticks()}."
+    assert len(exported) == 1 and here in exported[0].name and leftovers._NAME.search(exported[0].name)
 
 
 def test_the_declared_input_is_the_one_imported(tmp_path, capfd):

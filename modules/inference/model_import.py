@@ -39,6 +39,7 @@ import numpy as np
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 from hltrun.framework.interrupt import reraise_interrupt
+from hltrun.framework.leftovers import sweep, tag
 from hltrun.framework.resources import unreadable_reason
 
 from .machine import cache_root, dist_version, folder_or_none
@@ -354,6 +355,7 @@ def _cache_folder() -> Path:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if os.access(folder, os.W_OK):
+                sweep(folder)  # the temporaries of imports killed half-way (``_temporary``)
                 return folder
         except OSError:
             pass
@@ -377,7 +379,7 @@ def _convert(importer: Importer, path: Path, name: str, shape: tuple[int, ...], 
         reraise_interrupt(exc)
         raise ModuleError(f"{where}: cannot load it: {type(exc).__name__}: {one_line(exc)}") from exc
     _native(importer, model, np.zeros((EXAMPLE_BATCH, *shape), np.float32), where)  # the input it reads, said first
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = _temporary(out)
     try:
         try:
             importer.export(model, path, name, shape, tmp)
@@ -397,6 +399,15 @@ def _convert(importer: Importer, path: Path, name: str, shape: tuple[int, ...], 
              "%.1e (relative) on %d probe jets", path, importer.format, made.sha256[:12], made.converter, out, worst,
              sum(PROBE_BATCHES), extra={"once": True})
     return done
+
+
+def _temporary(out: Path) -> Path:
+    """An empty file beside ``out`` for the export, named after its writer (framework/leftovers.py): an import
+    killed half-way (SIGKILL, the OOM killer) left ``.<name>.<pid>.<thread>.tmp`` in the cache for ever, as
+    large as the network; the next job that imports into the folder removes what such a writer left."""
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}{tag()}", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def _agreement(importer: Importer, model: Any, onnx_file: Path, name: str, shape: tuple[int, ...], where: str,

@@ -370,6 +370,38 @@ def test_a_format_not_imported_is_one_line_with_the_command(make, says, tmp_path
     assert str(model) in errors[0] and says in errors[0] and "Traceback" not in err, errors[0]
 
 
+def _cut_short(folder: Path) -> Path:
+    """A TorchScript file copied half-way (an interrupted scp): no zip file any more."""
+    whole = _save("scripted", folder)
+    path = folder / "cut.pt"
+    path.write_bytes(whole.read_bytes()[:20_000])
+    return path
+
+
+def _legacy_checkpoint(folder: Path) -> Path:
+    torch = _torch()
+    path = folder / "legacy.pt"
+    torch.save(_autoencoder().state_dict(), str(path), _use_new_zipfile_serialization=False)  # a bare pickle
+    return path
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda folder: (folder / "empty.pt").write_bytes(b"") or folder / "empty.pt", "empty.pt is empty: "),
+    (_cut_short, "cut.pt is no TorchScript archive (no zip file: a copy cut short, or another format): "),
+    (_legacy_checkpoint, "legacy.pt is a PyTorch checkpoint (torch.save"),
+    (_checkpoint, "weights.pt is a PyTorch checkpoint (torch.save"),
+], ids=["empty", "cut-short", "legacy-torch-save", "torch-save"])
+def test_a_pt_file_that_is_no_torchscript_is_named_for_what_it_is(make, says, tmp_path, capfd):
+    """An empty .pt and a TorchScript file copied half-way were both "a PyTorch checkpoint (torch.save: a pickled
+    module or state_dict)": the wrong culprit, sending the user to re-save a network they had saved right."""
+    model = make(tmp_path)
+    code, _, _ = _hltrun(tmp_path, model, "modules.vae.backend=onnxruntime")
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("hltrun: error: ")]
+    assert code == 4 and len(errors) == 1 and "Traceback" not in err, err
+    assert says in errors[0], errors[0]
+
+
 def test_the_tensorflow_backend_on_an_imported_format_names_the_engines_that_run_it(tmp_path, capfd):
     model = _save("scripted", tmp_path)
     code, _, _ = _hltrun(tmp_path, model, "modules.vae.backend=tensorflow")

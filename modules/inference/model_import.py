@@ -137,9 +137,9 @@ class TorchScriptImporter(_TorchImporter):
                 f"'score': {{0: 'N'}}}}, opset_version={OPSET})")
 
     def load(self, path: Path) -> Any:
-        if not _is_torchscript(path):
-            raise ModuleError(f"model {path} is a PyTorch checkpoint (torch.save: a pickled module or state_dict), "
-                              f"not a network file: save the network with "
+        why = _not_torchscript(path)
+        if why is not None:
+            raise ModuleError(f"model {path} {why}: save the network with "
                               f"torch.jit.script(model).save('{path.stem}.pt') or export it to ONNX "
                               f"(torch.onnx.export, docs/your-model.md)")
         torch = need("torch", f"importing the TorchScript model {path}")
@@ -155,13 +155,30 @@ class TorchScriptImporter(_TorchImporter):
                               input_names=[name], output_names=outputs, dynamic_axes=axes, opset_version=OPSET)
 
 
-def _is_torchscript(path: Path) -> bool:
-    """A TorchScript archive holds its code (``<name>/code/``); ``torch.save`` writes pickles only."""
+_CHECKPOINT = "is a PyTorch checkpoint (torch.save: a pickled module or state_dict), not a network file"
+
+
+def _not_torchscript(path: Path) -> str | None:
+    """Why ``path`` is no TorchScript archive, None where it is one. A TorchScript archive is a zip holding its
+    code (``<name>/code/``); ``torch.save`` writes a zip of pickles (a bare pickle before torch 1.6). Anything
+    else (an empty file, a copy cut short) is no checkpoint either: calling it one named the wrong culprit."""
     try:
         with zipfile.ZipFile(path) as z:
-            return any("/code/" in n for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+            return None if any("/code/" in n for n in z.namelist()) else _CHECKPOINT
+    except zipfile.BadZipFile:
+        pass
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not head:
+        return "is empty"
+    if head[:1] == b"\x80":  # a pickle's PROTO opcode: the legacy torch.save format
+        return _CHECKPOINT
+    return "is no TorchScript archive (no zip file: a copy cut short, or another format)"
 
 
 class ExportedProgramImporter(_TorchImporter):

@@ -393,15 +393,16 @@ def test_a_pool_of_candidates_is_never_read_as_counts(tmp_path, link, index, can
                                           (pytest.approx(0.4), pytest.approx(0.9), 20.0)]
 
 
-def test_a_jet_ordered_collection_beside_a_link_table_is_read_as_counts(tmp_path):
-    """The user's own constituents, jet after jet (``AK8PFCand_*``, their ntuplizer's), in a file that also
-    holds CMSSW addPFCands' pool ``PFCands`` and its ``JetPFCandsAK8`` table: the job was refused, exit 2,
-    calling 'AK8PFCand' the pool that ``JetPFCandsAK8_candIdx`` indexes (that index points into PFCands
-    only). Read as counts now: each jet the constituents the link table gives it, in the file's order."""
+@pytest.mark.parametrize("mine", ["AK8PFCand", "Cand"])
+def test_a_jet_ordered_collection_beside_a_link_table_is_read_as_counts(tmp_path, mine):
+    """The user's own constituents, jet after jet (``AK8PFCand_*`` or ``Cand_*``, their ntuplizer's), in a file
+    that also holds CMSSW addPFCands' pool ``PFCands`` and its ``JetPFCandsAK8`` table: the job was refused,
+    exit 2, calling 'AK8PFCand' the pool that ``JetPFCandsAK8_candIdx`` indexes (that index points into
+    PFCands only). Read as counts now: each jet the constituents the link table gives it, in file order."""
     own = ak.zip({"pt": _f32([[40, 20, 30, 10], [7, 6]]), "eta": _f32([[0.6, 0.4, -1.1, -0.9], [0.1, 0.2]]),
                   "phi": _f32([[1.1, 0.9, -2.1, -1.9], [-1.0, -1.1]])})  # the pool's jets, jet after jet
-    path = write_pooled(tmp_path / "own.root", "JetPFCandsAK8", "candIdx", "PFCands", extra={"AK8PFCand": own})
-    events, _ = read_all([path], branches={f"cand_{k}": f"AK8PFCand_{k}" for k in ("pt", "eta", "phi")})
+    path = write_pooled(tmp_path / "own.root", "JetPFCandsAK8", "candIdx", "PFCands", extra={mine: own})
+    events, _ = read_all([path], branches={f"cand_{k}": f"{mine}_{k}" for k in ("pt", "eta", "phi")})
     got = [[[tuple(map(float, row)) for row in c[:n]] for c, n in zip(p[""].constituents, p[""].n_constituents)]
            for _, p in events]
     assert got == _linked_jets(path, "JetPFCandsAK8", "candIdx", "PFCands")

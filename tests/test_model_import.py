@@ -302,6 +302,28 @@ def test_an_import_killed_half_way_leaves_a_temporary_the_next_job_removes(tmp_p
     assert len(exported) == 1 and here in exported[0].name and leftovers._NAME.search(exported[0].name)
 
 
+def test_an_import_without_a_cache_folder_leaves_no_folder_behind(tmp_path):
+    """No writable cache (XDG_CACHE_HOME names a file): the import goes to a folder "for this process only",
+    which every such job left in /tmp, the network in it. It is removed when the process ends."""
+    _torch()
+    import subprocess
+    import sys
+
+    model = _save("scripted", tmp_path)
+    (tmp_path / "not-a-folder").write_bytes(b"")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "hltrun.framework.cli", str(REPO / "configs" / "path.yaml"),
+         f"modules.vae.model={model}", "modules.vae.backend=onnxruntime", "modules.anomalyFilter.threshold=1",
+         "options.maxEvents=5", f"modules.out.file={tmp_path / 'o.root'}", "--report-dir", str(tmp_path / "rep")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "not-a-folder"), "TMPDIR": str(scratch)})
+    assert run.returncode == 0, run.stderr
+    assert f"importing into {scratch}" in run.stderr, run.stderr  # the import went to a folder of its own
+    assert list(scratch.iterdir()) == []
+
+
 def test_the_declared_input_is_the_one_imported(tmp_path, capfd):
     """A network reading 50 constituents x 4 features is imported with the input the scorer declares, and
     runs; without the declaration, the shipped (N, 100, 3) is tried and the line says to declare it."""

@@ -22,9 +22,11 @@ them by), a PyTorch checkpoint (``torch.save``: Python pickles, not a network).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import warnings
@@ -378,6 +380,8 @@ def _cache_folder() -> Path:
             pass
     if not _SCRATCH:
         _SCRATCH.append(Path(tempfile.mkdtemp(prefix="hltrun-imported-")))
+        # "for this process only": each job with no cache left a folder holding the network in /tmp otherwise
+        atexit.register(shutil.rmtree, _SCRATCH[0], ignore_errors=True)
         log.warning("no writable cache folder for imported models (%s): importing into %s for this process only",
                     folder, _SCRATCH[0], extra={"once": True})
     return _SCRATCH[0]

@@ -464,7 +464,8 @@ def test_run3_scouting_nanoaod_says_its_particles_are_in_no_jet(tmp_path):
     for cands in ("ScoutingPFCandidate", "ScoutingParticle"):
         guess = {**recluster, "jet_n_constituents": "ScoutingFatPFJetRecluster_nConstituents",
                  **{f"cand_{k}": f"{cands}_{k}" for k in ("pt", "eta", "phi")}}
-        with pytest.raises(ConfigError, match=rf"^source.layout: counts reads '{cands}_pt' of .*scouting.root as the "
-                                              rf"jets' constituents stored jet after jet, but '{cands}' holds the whole "
-                                              r"event's scouting particles.*hltrun cannot build the jets' constituents"):
+        said = (rf"^source.layout: counts reads '{cands}_pt' of .*scouting.root as the jets' constituents stored "
+                rf"jet after jet, but '{cands}' holds the whole event's scouting particles.*hltrun cannot build the "
+                r"jets' constituents")
+        with pytest.raises(ConfigError, match=said):
             read_all([path], branches=guess)

@@ -300,6 +300,9 @@ def test_an_import_killed_half_way_leaves_a_temporary_the_next_job_removes(tmp_p
     assert [p.name for p in folder.iterdir()] == [onnx_file.name]
     here = f".hltrun-{leftovers.machine()}-{os.getpid()}-{leftovers.start_ticks()}."
     assert len(exported) == 1 and here in exported[0].name and leftovers._NAME.search(exported[0].name)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert onnx_file.stat().st_mode & 0o777 == 0o666 & ~mask  # as readable as the user's other files
 
 
 def test_an_import_without_a_cache_folder_leaves_no_folder_behind(tmp_path):

@@ -38,10 +38,10 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from hltrun.framework.atomic import writing
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 from hltrun.framework.interrupt import reraise_interrupt
-from hltrun.framework.leftovers import sweep, tag
 from hltrun.framework.resources import unreadable_reason
 
 from .machine import cache_root, dist_version, folder_or_none
@@ -374,7 +374,6 @@ def _cache_folder() -> Path:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if os.access(folder, os.W_OK):
-                sweep(folder)  # the temporaries of imports killed half-way (``_temporary``)
                 return folder
         except OSError:
             pass
@@ -400,35 +399,25 @@ def _convert(importer: Importer, path: Path, name: str, shape: tuple[int, ...], 
         reraise_interrupt(exc)
         raise ModuleError(f"{where}: cannot load it: {type(exc).__name__}: {one_line(exc)}") from exc
     _native(importer, model, np.zeros((EXAMPLE_BATCH, *shape), np.float32), where)  # the input it reads, said first
-    tmp = _temporary(out)
-    try:
+    # staged as every output (framework/atomic.py): a temporary named after its writer, which the next import
+    # into the folder removes if a kill left it (it was ``.<name>.<pid>.<thread>.tmp``, for ever, as large as
+    # the network), made as readable as the user's other files, renamed into place once checked
+    with writing(out, "the cache of imported models") as staged:
         try:
-            importer.export(model, path, name, shape, tmp)
+            importer.export(model, path, name, shape, staged.tmp)
         except ModuleError:
             raise
         except Exception as exc:
             reraise_interrupt(exc)
             raise ModuleError(f"{where}: the import into ONNX failed ({made.converter}): {type(exc).__name__}: "
                               f"{_reason(exc)}; {how}") from exc
-        worst = _agreement(importer, model, tmp, name, shape, where, how)
+        worst = _agreement(importer, model, staged.tmp, name, shape, where, how)
         done = Provenance(made.source, made.sha256, made.format, made.converter, worst)
-        _write_provenance(tmp, done)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+        _write_provenance(staged.tmp, done)
     log.info("model %s (%s, sha256 %s) imported into ONNX with %s: %s; it agrees with the native runtime within "
              "%.1e (relative) on %d probe jets", path, importer.format, made.sha256[:12], made.converter, out, worst,
              sum(PROBE_BATCHES), extra={"once": True})
     return done
-
-
-def _temporary(out: Path) -> Path:
-    """An empty file beside ``out`` for the export, named after its writer (framework/leftovers.py): an import
-    killed half-way (SIGKILL, the OOM killer) left ``.<name>.<pid>.<thread>.tmp`` in the cache for ever, as
-    large as the network; the next job that imports into the folder removes what such a writer left."""
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}{tag()}", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    return Path(name)
 
 
 def _agreement(importer: Importer, model: Any, onnx_file: Path, name: str, shape: tuple[int, ...], where: str,

@@ -40,12 +40,24 @@ def strict_json(value: Any) -> Any:
 _CHOICE_DECIDES = ("backend", "device", "model_id", "model_sha256")
 
 
+def network_digest(choice: Mapping[str, Any]) -> str:
+    """The sha256 that says which network a scorer ran: of the file the user gave. A network imported into
+    ONNX (``imported_from``) runs a cached file whose bytes hold the converter's version (a torch upgrade
+    re-imports it), so its own digest would call one .pt two networks: the original's is the identity."""
+    origin = choice.get("imported_from")
+    if isinstance(origin, Mapping) and origin.get("sha256"):
+        return str(origin["sha256"])
+    return str(choice.get("model_sha256") or "")
+
+
 def deciding(facts: Mapping[str, Any]) -> dict[str, Any]:
     """What of a job's facts can change a decision or a score: each scorer's engine, device and network,
     and each filter's cut as resolved."""
     return {"producer": facts.get("producer"),
-            "accelerators": {label: {key: choice.get(key) for key in (*_CHOICE_DECIDES,
-                                                                      *(() if choice.get("model_sha256") else ("model",)))}
+            "accelerators": {label: {**{key: choice.get(key) for key in (*_CHOICE_DECIDES,
+                                                                         *(() if choice.get("model_sha256")
+                                                                           else ("model",)))},
+                                     "model_sha256": network_digest(choice) or None}
                              for label, choice in sorted((facts.get("accelerators") or {}).items())},
             "cuts": dict(sorted((facts.get("cuts") or {}).items()))}
 
@@ -191,10 +203,10 @@ def _scorer_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     if old.get("model_id") != new.get("model_id"):
         return f"network {_network(old)} on {engine_old} (old) and {_network(new)} on {engine_new} (new)"
     if engine_old == engine_new:
-        if old.get("model_sha256") != new.get("model_sha256"):
+        if network_digest(old) != network_digest(new):
             return (f"network {_network(old)} (old) and {_network(new)} (new) on {engine_old}: another file "
                     f"(a retrained or re-exported network)")
-        return ""
+        return _converter_change(old, new)
     # each engine runs its own file of the network (.onnx, .tflite...): their digests cannot be compared
     return (f"network {old.get('model_id')} on {engine_old} (old) and {engine_new} (new): the engines' "
             f"scores agree only within their tolerance")
@@ -204,8 +216,19 @@ def _engine(choice: Mapping[str, Any]) -> str:
     return f"{choice.get('backend', '?')} ({choice.get('device', '?')})"
 
 
+def _converter_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """The same network imported into ONNX by another converter (a torch or tf2onnx upgrade): not another
+    network, but its scores agree with the native runtime's only within the import's tolerance."""
+    was, now = (str((c.get("imported_from") or {}).get("converter") or "") for c in (old, new))
+    if was == now or not (was and now):
+        return ""
+    was, now = (c.rsplit(", ", 1)[-1] for c in (was, now))  # "torch.onnx.export (...), torch 2.13.0": the version
+    return (f"network {_network(old)} imported into ONNX by {was} (old) and {now} (new): the same network, each "
+            f"import checked against its native runtime within its tolerance")
+
+
 def _network(choice: Mapping[str, Any]) -> str:
-    digest = str(choice.get("model_sha256") or "")
+    digest = network_digest(choice)
     return f"{choice.get('model_id') or choice.get('model', '?')}{f' (sha256 {digest[:12]})' if digest else ''}"
 
 

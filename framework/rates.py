@@ -11,7 +11,8 @@ A rate is the accepted fraction of the events read, times the rate those events 
 efficiency (Sumw2). A path with no accepted event has a 68 % upper limit of ``1.14 R / N`` (Poisson),
 given instead of a zero error; a path that accepted every event (p (1 - p) = 0 too) has the mirror
 figure, ``1.14 R / N`` (the rejected fraction's upper limit), as its error, not a rate known exactly.
-With weights N is the effective count, (sum w)^2 / sum w^2.
+With weights N is the effective count, (sum w)^2 / sum w^2. Neither figure exceeds R (from one event,
+1.14 R / N would).
 
 The binomial error is a standard deviation: from a handful of events it is no interval (1 event of N:
 ``R/N ± R/N``, a rate that might be 0). Each rate also carries its 68.3 % central interval: the exact
@@ -122,13 +123,17 @@ def rate(accepted: Tally, total: Tally, input_rate_hz: float, interval: bool = T
         return Rate(0, 0.0, 0.0, 0.0)
     p = accepted.w / total.w
     hz = p * input_rate_hz
-    # a weighted sample's events count as fewer (N itself when unweighted): a limit from N would be too tight
-    limit_hz = input_rate_hz * UPPER_68_ZERO / (total.w ** 2 / total.w2 if total.w2 > 0 else total.n)
+    unweighted = total.n == total.w and total.w2 == total.n
+    # a weighted sample's events count as fewer (N itself when unweighted): a limit from N would be too tight;
+    # a fraction is at most 1 (from one event 1.14 / N would put the limit above the input rate)
+    limit_hz = input_rate_hz * min(UPPER_68_ZERO / (total.w ** 2 / total.w2 if total.w2 > 0 else total.n), 1.0)
     if accepted.n == 0:
         return Rate(0, 0.0, 0.0, limit_hz, upper_limit=True, low_hz=0.0, high_hz=limit_hz)
     if accepted.n == total.n:  # nothing rejected: the binomial error would be 0, however few the events
-        return Rate(accepted.n, p, hz, limit_hz, low_hz=hz - limit_hz, high_hz=hz)
-    if total.n == total.w and total.w2 == total.n:  # unweighted: binomial
+        # the interval's foot: Clopper-Pearson's where unweighted (hz - limit_hz reaches below 0 from one event)
+        low = clopper_pearson(total.n, total.n)[0] * input_rate_hz if unweighted and interval else hz - limit_hz
+        return Rate(accepted.n, p, hz, limit_hz, low_hz=low, high_hz=hz)
+    if unweighted:  # binomial
         err = math.sqrt(max(p * (1.0 - p), 0.0) / total.n) * input_rate_hz
         if interval:
             low, high = clopper_pearson(accepted.n, total.n)

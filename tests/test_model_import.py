@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,90 @@ def test_the_import_is_cached_and_redone_when_the_file_changes(tmp_path, monkeyp
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
+def test_hltdiff_calls_one_network_imported_by_two_converters_one_network(tmp_path, monkeypatch, capfd):
+    """The same net.pt run before and after a torch upgrade (its version is the import's cache key and is
+    written into the ONNX file): two cached files of different sha256. hltdiff said "another file (a retrained
+    or re-exported network)"; the original's sha256 is the network's identity, the converter change is said."""
+    _torch()
+    from hltrun.framework.provenance import differences
+    from hltrun.modules.inference import model_import
+
+    model = _save("scripted", tmp_path)
+    code, _, old = _hltrun(tmp_path / "old", model, "modules.vae.backend=onnxruntime")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-upgraded"))
+    monkeypatch.setattr(model_import, "_KNOWN", {})
+    real = model_import.dist_version
+    monkeypatch.setattr(model_import, "dist_version", lambda dist: "2.99.0" if dist == "torch" else real(dist))
+    code_new, _, new = _hltrun(tmp_path / "new", model, "modules.vae.backend=onnxruntime")
+    assert code == code_new == 0, capfd.readouterr().err
+    old_vae, new_vae = (doc["job"]["facts"]["accelerators"]["vae"] for doc in (old, new))
+    assert old_vae["model_sha256"] != new_vae["model_sha256"]  # two files of the same network
+    lines = differences(old["job"]["facts"], new["job"]["facts"])
+    assert len(lines) == 1 and "another file" not in lines[0] and "the same network" in lines[0], lines
+    assert _sha256(model)[:12] in lines[0] and "torch 2.99.0 (new)" in lines[0], lines
+
+
+def test_an_import_killed_half_way_leaves_a_temporary_the_next_job_removes(tmp_path, monkeypatch):
+    """A job SIGKILLed while it imported net.pt (measured: hltrun killed once ``*.tmp`` appeared in the cache)
+    left ``.net-<key>.onnx.<pid>.<thread>.tmp``, as large as the network, in ``~/.cache/hltrun/imported`` for
+    ever. The export's temporary names its writer (framework/leftovers.py), so the next job importing into the
+    folder removes a gone writer's."""
+    _torch()
+    import subprocess
+    import sys
+
+    from hltrun.framework import leftovers
+    from hltrun.modules.inference import model_import
+
+    model = _save("scripted", tmp_path)
+    folder = tmp_path / "cache" / "hltrun" / "imported"
+    folder.mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    name = f".net-0123.onnx.hltrun-{leftovers.machine()}-{gone.pid}-1.abcd1234.tmp"  # a killed import's
+    (folder / name).write_bytes(b"half an onnx file")
+    os.utime(folder / name, (0, 0))
+    monkeypatch.setattr(leftovers, "_swept", set())
+    exported: list[Path] = []
+    real = model_import.TorchScriptImporter.export
+
+    def export(self, model, path, name, jet_shape, out):  # noqa: ANN001 - the importer's own signature
+        exported.append(out)
+        return real(self, model, path, name, jet_shape, out)
+
+    monkeypatch.setattr(model_import.TorchScriptImporter, "export", export)
+    onnx_file = model_import.imported_onnx(model, "jets", (N, F))
+    assert not (folder / name).exists()
+    assert [p.name for p in folder.iterdir()] == [onnx_file.name]
+    here = f".hltrun-{leftovers.machine()}-{os.getpid()}-{leftovers.start_ticks()}."
+    assert len(exported) == 1 and here in exported[0].name and leftovers._NAME.search(exported[0].name)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert onnx_file.stat().st_mode & 0o777 == 0o666 & ~mask  # as readable as the user's other files
+
+
+def test_an_import_without_a_cache_folder_leaves_no_folder_behind(tmp_path):
+    """No writable cache (XDG_CACHE_HOME names a file): the import goes to a folder "for this process only",
+    which every such job left in /tmp, the network in it. It is removed when the process ends."""
+    _torch()
+    import subprocess
+    import sys
+
+    model = _save("scripted", tmp_path)
+    (tmp_path / "not-a-folder").write_bytes(b"")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    run = subprocess.run(
+        [sys.executable, "-m", "hltrun.framework.cli", str(REPO / "configs" / "path.yaml"),
+         f"modules.vae.model={model}", "modules.vae.backend=onnxruntime", "modules.anomalyFilter.threshold=1",
+         "options.maxEvents=5", f"modules.out.file={tmp_path / 'o.root'}", "--report-dir", str(tmp_path / "rep")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "not-a-folder"), "TMPDIR": str(scratch)})
+    assert run.returncode == 0, run.stderr
+    assert f"importing into {scratch}" in run.stderr, run.stderr  # the import went to a folder of its own
+    assert list(scratch.iterdir()) == []
+
+
 def test_the_declared_input_is_the_one_imported(tmp_path, capfd):
     """A network reading 50 constituents x 4 features is imported with the input the scorer declares, and
     runs; without the declaration, the shipped (N, 100, 3) is tried and the line says to declare it."""
@@ -308,6 +393,38 @@ def test_a_format_not_imported_is_one_line_with_the_command(make, says, tmp_path
     errors = [line for line in err.splitlines() if line.startswith("hltrun: error: ")]
     assert code == 4 and len(errors) == 1, err
     assert str(model) in errors[0] and says in errors[0] and "Traceback" not in err, errors[0]
+
+
+def _cut_short(folder: Path) -> Path:
+    """A TorchScript file copied half-way (an interrupted scp): no zip file any more."""
+    whole = _save("scripted", folder)
+    path = folder / "cut.pt"
+    path.write_bytes(whole.read_bytes()[:20_000])
+    return path
+
+
+def _legacy_checkpoint(folder: Path) -> Path:
+    torch = _torch()
+    path = folder / "legacy.pt"
+    torch.save(_autoencoder().state_dict(), str(path), _use_new_zipfile_serialization=False)  # a bare pickle
+    return path
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda folder: (folder / "empty.pt").write_bytes(b"") or folder / "empty.pt", "empty.pt is empty: "),
+    (_cut_short, "cut.pt is no TorchScript archive (no zip file: a copy cut short, or another format): "),
+    (_legacy_checkpoint, "legacy.pt is a PyTorch checkpoint (torch.save"),
+    (_checkpoint, "weights.pt is a PyTorch checkpoint (torch.save"),
+], ids=["empty", "cut-short", "legacy-torch-save", "torch-save"])
+def test_a_pt_file_that_is_no_torchscript_is_named_for_what_it_is(make, says, tmp_path, capfd):
+    """An empty .pt and a TorchScript file copied half-way were both "a PyTorch checkpoint (torch.save: a pickled
+    module or state_dict)": the wrong culprit, sending the user to re-save a network they had saved right."""
+    model = make(tmp_path)
+    code, _, _ = _hltrun(tmp_path, model, "modules.vae.backend=onnxruntime")
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("hltrun: error: ")]
+    assert code == 4 and len(errors) == 1 and "Traceback" not in err, err
+    assert says in errors[0], errors[0]
 
 
 def test_the_tensorflow_backend_on_an_imported_format_names_the_engines_that_run_it(tmp_path, capfd):

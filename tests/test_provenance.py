@@ -44,6 +44,38 @@ def test_another_engine_is_not_called_another_network():
                      "engines' scores agree only within their tolerance"]
 
 
+def _imported(onnx_digest: str, torch_version: str = "2.13.0") -> dict:
+    """A scorer's choice for net.pt imported into ONNX: the cached ONNX file's digest is ``onnx_digest``."""
+    return {"model": "/cache/hltrun/imported/net-0123.onnx", "model_id": "net.pt", "model_sha256": onnx_digest,
+            "imported_from": {"file": "net.pt", "sha256": "e" * 64, "format": "TorchScript", "max_rel_diff": 1e-7,
+                              "converter": f"torch.onnx.export (TorchScript exporter, dynamo=False), "
+                                           f"torch {torch_version}"}}
+
+
+def test_one_network_imported_twice_is_one_network():
+    """An imported network runs a cached ONNX file holding the converter's version: after a torch upgrade the
+    same net.pt ran as a file of another sha256 and hltdiff said "another file (a retrained or re-exported
+    network)". The original's digest says which network; a converter change is said as such."""
+    lines = differences(_record(vae=_imported("a" * 64)), _record(vae=_imported("b" * 64, "2.14.0")))
+    assert len(lines) == 1 and "another file" not in lines[0], lines
+    assert "the same network" in lines[0] and "torch 2.13.0 (old) and torch 2.14.0 (new)" in lines[0], lines
+    assert "eeeeeeeeeeee" in lines[0] and "aaaaaaaaaaaa" not in lines[0], lines
+    # the same converter, a file of other bytes (another machine's cache): nothing to say
+    assert differences(_record(vae=_imported("a" * 64)), _record(vae=_imported("b" * 64))) == []
+    # another original is another network, whatever the ONNX files
+    other = {**_imported("a" * 64), "imported_from": {**_imported("a" * 64)["imported_from"], "sha256": "f" * 64}}
+    lines = differences(_record(vae=_imported("a" * 64)), _record(vae=other))
+    assert len(lines) == 1 and "another file" in lines[0] and "ffffffffffff" in lines[0], lines
+
+
+def test_units_that_imported_one_network_are_one_variant():
+    """Dask workers each import the .pt into their own cache: one network, one variant of the record."""
+    from hltrun.framework.provenance import merged_record
+
+    a, b = _record(vae=_imported("a" * 64)), _record(vae=_imported("b" * 64, "2.14.0"))
+    assert "variants" not in merged_record([(0, a), (1, b)])
+
+
 def test_a_changed_cut_and_version_and_a_missing_filter():
     new = _record(cut={"threshold": 1.7}, version="0.2.0")
     assert differences(_record(), new) == ["made by hltrun 0.1.0 (old) and hltrun 0.2.0 (new)",

@@ -142,6 +142,24 @@ def test_a_rate_from_a_few_events_has_its_clopper_pearson_interval(k):
     assert b["interval_hz"] == pytest.approx(_clopper_pearson_hz(n - k, n), rel=1e-7)
 
 
+@pytest.mark.parametrize("n", [1, 3, 2500])
+def test_a_path_that_accepted_every_event_has_its_clopper_pearson_interval(n):
+    """A path that took every one of 1 event (``hltrun configs/menu.yaml options.maxEvents=1``) printed
+    '100000.0 +0.0/-113940.0': an interval reaching -13940 Hz, hz - 1.14 R / N, not the Clopper-Pearson one
+    the docs promise, and the other path's '< 113940.0' (68% CL) above the 100 kHz input. The interval's foot
+    is Clopper-Pearson's (scipy's beta quantile) and no limit exceeds the input rate."""
+    service = _service_with(n, n)
+    summary = SimpleNamespace(input_rate_hz=1e5)
+    doc = service.json_report(summary)
+    every, none = doc["paths"]
+    assert every["interval_hz"] == pytest.approx(_clopper_pearson_hz(n, n), rel=1e-7)
+    assert 0 < every["interval_hz"][0] < every["rate_hz"] == 1e5
+    assert none["upper_limit"] and none["error_hz"] <= 1e5 and none["interval_hz"][1] <= 1e5
+    line = next(x for x in service.text_report(summary).splitlines() if x.endswith("  A"))
+    low = _clopper_pearson_hz(n, n)[0]
+    assert line.split()[3] == f"+0.0/-{1e5 - low:.1f}", line
+
+
 def test_a_rate_from_many_events_keeps_its_binomial_error():
     """Where the interval's sides agree within 10 % (hundreds of events either side) the RateReport keeps
     the ± of the binomial error; hltrun.json still gives the exact interval."""

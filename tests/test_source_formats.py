@@ -315,7 +315,8 @@ def test_nanoaod_without_constituents_says_so(tmp_path):
                                    "source.branches.* to your names")
 
 
-def write_pooled(path: Path, link: str, index: str, cands: str, ak4: bool = False) -> Path:
+def write_pooled(path: Path, link: str, index: str, cands: str, ak4: bool = False,
+                 extra: dict | None = None) -> Path:
     """NanoAOD with jet constituents as CMSSW writes them: ``cands`` is a pool of candidates in the order
     of the packed candidates (CMSSW's UniqueMerger sorts them by key), not jet after jet, and the link
     table ``link`` (``jetIdx`` and ``index``, Int_t) gives each jet its constituents, jet after jet.
@@ -323,7 +324,7 @@ def write_pooled(path: Path, link: str, index: str, cands: str, ak4: bool = Fals
     are kept. Names: PhysicsTools/NanoAOD/python/jetConstituents_cff.py (FatJetPFCand, pfCandIdx, PFCand),
     cms-jet/PFNano python/addPFCands_cff.py (FatJetPFCands, pFCandsIdx, PFCands), CMSSW's older
     PhysicsTools/NanoAOD/python/addPFCands_cff.py (JetPFCandsAK8, candIdx, PFCands; with ``ak4`` its
-    JetPFCandsAK4 table too, linking two AK4 jets)."""
+    JetPFCandsAK4 table too, linking two AK4 jets); ``extra``: more collections by name."""
     data = {
         "run": np.array([1, 1], np.uint32), "luminosityBlock": np.array([1, 1], np.uint32),
         "event": np.array([1, 2], np.uint64),
@@ -342,6 +343,7 @@ def write_pooled(path: Path, link: str, index: str, cands: str, ak4: bool = Fals
                               "phi": _f32([[1.0, -2.0], [-1.0]]), "mass": _f32([[9, 3], [17]])})
         data["JetPFCandsAK4"] = ak.zip({"jetIdx": ak.values_astype(ak.Array([[1, 1, 0, 0], [0, 0]]), np.int32),
                                         "candIdx": ak.values_astype(ak.Array([[0, 2, 1, 3], [0, 1]]), np.int32)})
+    data.update(extra or {})
     with uproot.recreate(path) as f:
         write_nanoaod(f, "Events", data)
     return path
@@ -389,6 +391,21 @@ def test_a_pool_of_candidates_is_never_read_as_counts(tmp_path, link, index, can
     want = _linked_jets(path, link, index, cands)  # file order is pT order here: 900, 500 | 400
     assert got == want and want[0][0] == [(pytest.approx(0.6), pytest.approx(1.1), 40.0),
                                           (pytest.approx(0.4), pytest.approx(0.9), 20.0)]
+
+
+@pytest.mark.parametrize("mine", ["AK8PFCand", "Cand"])
+def test_a_jet_ordered_collection_beside_a_link_table_is_read_as_counts(tmp_path, mine):
+    """The user's own constituents, jet after jet (``AK8PFCand_*`` or ``Cand_*``, their ntuplizer's), in a file
+    that also holds CMSSW addPFCands' pool ``PFCands`` and its ``JetPFCandsAK8`` table: the job was refused,
+    exit 2, calling 'AK8PFCand' the pool that ``JetPFCandsAK8_candIdx`` indexes (that index points into
+    PFCands only). Read as counts now: each jet the constituents the link table gives it, in file order."""
+    own = ak.zip({"pt": _f32([[40, 20, 30, 10], [7, 6]]), "eta": _f32([[0.6, 0.4, -1.1, -0.9], [0.1, 0.2]]),
+                  "phi": _f32([[1.1, 0.9, -2.1, -1.9], [-1.0, -1.1]])})  # the pool's jets, jet after jet
+    path = write_pooled(tmp_path / "own.root", "JetPFCandsAK8", "candIdx", "PFCands", extra={mine: own})
+    events, _ = read_all([path], branches={f"cand_{k}": f"{mine}_{k}" for k in ("pt", "eta", "phi")})
+    got = [[[tuple(map(float, row)) for row in c[:n]] for c, n in zip(p[""].constituents, p[""].n_constituents)]
+           for _, p in events]
+    assert got == _linked_jets(path, "JetPFCandsAK8", "candIdx", "PFCands")
 
 
 def test_cmssw_sized_link_tables_are_named_and_never_mixed_up(tmp_path):
@@ -447,7 +464,8 @@ def test_run3_scouting_nanoaod_says_its_particles_are_in_no_jet(tmp_path):
     for cands in ("ScoutingPFCandidate", "ScoutingParticle"):
         guess = {**recluster, "jet_n_constituents": "ScoutingFatPFJetRecluster_nConstituents",
                  **{f"cand_{k}": f"{cands}_{k}" for k in ("pt", "eta", "phi")}}
-        with pytest.raises(ConfigError, match=rf"^source.layout: counts reads '{cands}_pt' of .*scouting.root as the "
-                                              rf"jets' constituents stored jet after jet, but '{cands}' holds the whole "
-                                              r"event's scouting particles.*hltrun cannot build the jets' constituents"):
+        said = (rf"^source.layout: counts reads '{cands}_pt' of .*scouting.root as the jets' constituents stored "
+                rf"jet after jet, but '{cands}' holds the whole event's scouting particles.*hltrun cannot build the "
+                r"jets' constituents")
+        with pytest.raises(ConfigError, match=said):
             read_all([path], branches=guess)

@@ -22,9 +22,11 @@ them by), a PyTorch checkpoint (``torch.save``: Python pickles, not a network).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import warnings
@@ -36,6 +38,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from hltrun.framework.atomic import writing
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 from hltrun.framework.interrupt import reraise_interrupt
@@ -136,9 +139,9 @@ class TorchScriptImporter(_TorchImporter):
                 f"'score': {{0: 'N'}}}}, opset_version={OPSET})")
 
     def load(self, path: Path) -> Any:
-        if not _is_torchscript(path):
-            raise ModuleError(f"model {path} is a PyTorch checkpoint (torch.save: a pickled module or state_dict), "
-                              f"not a network file: save the network with "
+        why = _not_torchscript(path)
+        if why is not None:
+            raise ModuleError(f"model {path} {why}: save the network with "
                               f"torch.jit.script(model).save('{path.stem}.pt') or export it to ONNX "
                               f"(torch.onnx.export, docs/your-model.md)")
         torch = need("torch", f"importing the TorchScript model {path}")
@@ -154,13 +157,30 @@ class TorchScriptImporter(_TorchImporter):
                               input_names=[name], output_names=outputs, dynamic_axes=axes, opset_version=OPSET)
 
 
-def _is_torchscript(path: Path) -> bool:
-    """A TorchScript archive holds its code (``<name>/code/``); ``torch.save`` writes pickles only."""
+_CHECKPOINT = "is a PyTorch checkpoint (torch.save: a pickled module or state_dict), not a network file"
+
+
+def _not_torchscript(path: Path) -> str | None:
+    """Why ``path`` is no TorchScript archive, None where it is one. A TorchScript archive is a zip holding its
+    code (``<name>/code/``); ``torch.save`` writes a zip of pickles (a bare pickle before torch 1.6). Anything
+    else (an empty file, a copy cut short) is no checkpoint either: calling it one named the wrong culprit."""
     try:
         with zipfile.ZipFile(path) as z:
-            return any("/code/" in n for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+            return None if any("/code/" in n for n in z.namelist()) else _CHECKPOINT
+    except zipfile.BadZipFile:
+        pass
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not head:
+        return "is empty"
+    if head[:1] == b"\x80":  # a pickle's PROTO opcode: the legacy torch.save format
+        return _CHECKPOINT
+    return "is no TorchScript archive (no zip file: a copy cut short, or another format)"
 
 
 class ExportedProgramImporter(_TorchImporter):
@@ -359,6 +379,8 @@ def _cache_folder() -> Path:
             pass
     if not _SCRATCH:
         _SCRATCH.append(Path(tempfile.mkdtemp(prefix="hltrun-imported-")))
+        # "for this process only": each job with no cache left a folder holding the network in /tmp otherwise
+        atexit.register(shutil.rmtree, _SCRATCH[0], ignore_errors=True)
         log.warning("no writable cache folder for imported models (%s): importing into %s for this process only",
                     folder, _SCRATCH[0], extra={"once": True})
     return _SCRATCH[0]
@@ -377,22 +399,21 @@ def _convert(importer: Importer, path: Path, name: str, shape: tuple[int, ...], 
         reraise_interrupt(exc)
         raise ModuleError(f"{where}: cannot load it: {type(exc).__name__}: {one_line(exc)}") from exc
     _native(importer, model, np.zeros((EXAMPLE_BATCH, *shape), np.float32), where)  # the input it reads, said first
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
+    # staged as every output (framework/atomic.py): a temporary named after its writer, which the next import
+    # into the folder removes if a kill left it (it was ``.<name>.<pid>.<thread>.tmp``, for ever, as large as
+    # the network), made as readable as the user's other files, renamed into place once checked
+    with writing(out, "the cache of imported models") as staged:
         try:
-            importer.export(model, path, name, shape, tmp)
+            importer.export(model, path, name, shape, staged.tmp)
         except ModuleError:
             raise
         except Exception as exc:
             reraise_interrupt(exc)
             raise ModuleError(f"{where}: the import into ONNX failed ({made.converter}): {type(exc).__name__}: "
                               f"{_reason(exc)}; {how}") from exc
-        worst = _agreement(importer, model, tmp, name, shape, where, how)
+        worst = _agreement(importer, model, staged.tmp, name, shape, where, how)
         done = Provenance(made.source, made.sha256, made.format, made.converter, worst)
-        _write_provenance(tmp, done)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+        _write_provenance(staged.tmp, done)
     log.info("model %s (%s, sha256 %s) imported into ONNX with %s: %s; it agrees with the native runtime within "
              "%.1e (relative) on %d probe jets", path, importer.format, made.sha256[:12], made.converter, out, worst,
              sum(PROBE_BATCHES), extra={"once": True})

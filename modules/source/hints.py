@@ -198,7 +198,9 @@ def _pool_index(names: "list[str]", cands: str, jets: str) -> tuple[str, str] | 
         for index in names:
             field = re.match(rf"^{re.escape(table)}[._](?P<into>\w+)Idx$", index)
             into = bare(field.group("into")) if field and index != link else None
-            if into and (into == bare(cands) or (into == "cand" and bare(cands).endswith("pfcand"))):
+            # CMSSW's addPFCands_cff's ``candIdx`` points into its ``PFCands`` only: a collection of another
+            # name (the user's own jet-ordered ``AK8PFCand`` or ``Cand``) that merely shares the file is no pool
+            if into and ("pfcand" if into == "cand" else into) == bare(cands):
                 found_any.append((link, index))
     return found_any[0] if found_any else None
 

@@ -87,7 +87,7 @@ def test_a_user_error_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str])
     (["backends", "--mem-calls", "-1"], "--mem-calls"),
     (["backends", "--mem-jets", "-5"], "--mem-jets"),
     (["profile", "conv_vae", "--min-time", "-1"], "--min-time"),
-    (["verdict", "conv_vae", "--min-time", "0"], "--min-time"),
+    (["verdict", "conv_vae", "--min-time", "inf"], "--min-time"),  # a sweep that never ends
     (["gpu-farm", "--cpu", "a", "--gpu", "b", "--out", "{t}/farm", "--rate", "-5"], "--rate"),  # negative cores
 ])
 def test_a_number_that_makes_no_measurement_is_refused(argv: list[str], option: str, tmp_path: Path,
@@ -105,6 +105,20 @@ def test_a_number_that_makes_no_measurement_is_refused(argv: list[str], option: 
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"hltbench {argv[0]}: error: argument {option}: must be "), err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_min_time_0_times_each_cell_on_its_minimum_calls(tmp_path: Path) -> None:
+    """--min-time 0 is a measurement, the quickest one: each cell's --min-calls calls per round, nothing more
+    (a smoke check). The range checks refused it as they refused -1 ("must be a finite number above 0")."""
+    from hltrun.tools.bench.cli import build_parser
+
+    for argv in (["profile", "conv_vae"], ["verdict", "conv_vae"]):
+        assert build_parser(argv[0]).parse_args([*argv, "--min-time", "0"]).min_time == 0.0
+    out = tmp_path / "cells.json"
+    assert main(["backends", "--models", "conv_vae", "--backends", "ort-bare", "--batch-sizes", "1", "--min-time", "0",
+                 "--min-calls", "2", "--mem-calls", "0", "--mem-jets", "0", "--ghz", "0.8", "--json", str(out)]) == 0
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert cell["calls"] == 2 * 3  # --min-calls in each of time_cell's 3 rounds
 
 
 def test_flops_per_cycle_without_ghz_is_refused_not_ignored(capsys: pytest.CaptureFixture[str]) -> None:

@@ -224,6 +224,34 @@ def test_verbose_lists_the_products_of_an_event_whose_decision_changed(tmp_path,
     assert "vae_score" not in event5  # its decision changed, its score did not
 
 
+@pytest.mark.parametrize("flipped", [10, 400])
+def test_products_of_changed_events_are_sliced_per_branch_not_per_event(flipped, monkeypatch):
+    """The products under each event whose decision changed (-v) are read one slice per branch: read per event
+    and branch, 10 000 changed decisions took 35 s where the rest of the comparison took 1.4 s. Counted, not
+    timed: the awkward-to-Python conversions do not grow with the number of changed events."""
+    n = 1000
+    ids = {"run": np.ones(n, np.int64), "luminosityBlock": np.ones(n, np.int64), "event": np.arange(1, n + 1)}
+    scores = np.linspace(0.1, 0.9, 2 * n, dtype=np.float32).reshape(n, 2)
+    accept = np.zeros(n, bool)
+    accept[::2] = True
+    moved = accept.copy()
+    moved[:2 * flipped:2] = False  # the first ``flipped`` accepted events are lost, their second score up by 2 %
+    old = ak.Array({**ids, "HLT_A": accept, "vae_score": scores.tolist(), "n": np.full(n, 2, np.int32)})
+    factor = np.stack([np.ones(n), np.where(accept != moved, 1.02, 1.0)], axis=1)
+    new = ak.Array({**ids, "HLT_A": moved, "vae_score": (factor * scores).astype(np.float32),
+                    "n": np.full(n, 2, np.int32)})
+    calls = []
+    to_list = ak.to_list
+    monkeypatch.setattr(ak, "to_list", lambda *a, **k: calls.append(1) or to_list(*a, **k))
+    diff = compare(old, new)
+    assert len(diff.events) == flipped and diff.branches == {"vae_score": flipped, "n": 0}
+    assert len(calls) <= 2 + 2 * 5, len(calls)  # per branch: its changed events, its --examples rows (5)
+    first = diff.events[0]
+    assert (first.event, first.products[0][0]) == (1, "vae_score")
+    was, now = float(old["vae_score"][0][1]), float(new["vae_score"][0][1])
+    assert first.products == [("vae_score", f"entry 1 of 2: {was:.7g} -> {now:.7g} (relative 0.02)")]
+
+
 @pytest.mark.parametrize("option", [["--rtol", "nan"], ["--rtol=-1e-4"], ["--atol", "inf"], ["--examples", "-1"]])
 def test_tolerances_and_examples_are_checked(tmp_path, capsys, option):
     """--rtol nan made every product differ (numpy's RuntimeWarning on stderr), a negative one too: refused."""

@@ -365,14 +365,29 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
         for i in np.flatnonzero(((o != n) & counted) | other):
             states = (PASS if o[i] else PRESCALED if po[i] else FAIL, PASS if n[i] else PRESCALED if pn[i] else FAIL)
             changed.setdefault(int(i), []).append((t, *states))
+    # rows before len(common) are the common events, in order: their products, by how much each moved
+    moved = _moved_products(old, new, i_old, i_new, bad_rows, [i for i in sorted(changed) if i < len(common)])
     for i in sorted(changed):
         run, lumi, event = (int(x) for x in tuple(all_ids[i])[:3])
-        # rows before len(common) are the common events, in order: their products, by how much each moved
-        products = [(name, changes.describe(ak.to_list(old[name][i_old[[i]]])[0],
-                                            ak.to_list(new[name][i_new[[i]]])[0]))
-                    for name in product_fields if i < len(common) and i in bad_rows[name]]
-        diff.events.append(EventDiff(run, lumi, event, bool(old_any[i]), bool(new_any[i]), changed[i], products))
+        diff.events.append(EventDiff(run, lumi, event, bool(old_any[i]), bool(new_any[i]), changed[i],
+                                     moved.get(i, [])))
     return diff
+
+
+def _moved_products(old: ak.Array, new: ak.Array, i_old: np.ndarray, i_new: np.ndarray,
+                    bad_rows: dict[str, set[int]], rows: list[int]) -> dict[int, list[tuple[str, str]]]:
+    """Per common row of ``rows`` (the events ``i_old`` and ``i_new``), (branch, how it changed) for each
+    product that differs there (``bad_rows``' branches, in order). One slice per branch, not per event:
+    sliced per event and branch, 10 000 changed decisions took 35 s, the rest of the comparison 1.4 s."""
+    out: dict[int, list[tuple[str, str]]] = {}
+    for name, bad in bad_rows.items():
+        picked = [i for i in rows if i in bad]
+        if not picked:
+            continue
+        a_rows, b_rows = ak.to_list(old[name][i_old[picked]]), ak.to_list(new[name][i_new[picked]])
+        for i, a, b in zip(picked, a_rows, b_rows):
+            out.setdefault(i, []).append((name, changes.describe(a, b)))
+    return out
 
 
 # --------------------------------------------------------------------------------------- rendering

@@ -38,6 +38,7 @@ from ..extras import install_hint
 from ..schema import limited
 from ..service import Service
 from .bounded import Thinned
+from .memray_attribution import OUTSIDE
 from .memory_leak import check_leak, describe
 from .memory_cmssw import MemoryCheck, MemoryCheckState, copy_state, merge_states, module_report_lines, report_lines, to_dict
 
@@ -203,9 +204,14 @@ def _hwm_setter(hwm_by: dict[str, dict[str, Any]] | None) -> dict[str, Any] | No
 def _hwm_lines(by: dict[str, Any] | None) -> list[str]:
     if by is None:
         return []
-    where = "begin_job" if by["event"] is None else "run {}, lumi {}, event {}".format(*by["event"])
-    return [f"MemoryReport  kernel high-water mark {by['high_water_mark_mb']:.1f} MB reached in module "
-            f"'{by['label']}' ({where}), {by['above_rss_before_call_mb']:+.1f} MB above the RSS before that call"]
+    head = f"MemoryReport  kernel high-water mark {by['high_water_mark_mb']:.1f} MB reached"
+    event = None if by["event"] is None else "run {}, lumi {}, event {}".format(*by["event"])
+    if by["label"] == OUTSIDE:
+        before = "a module's begin_job" if event is None else f"a module call of {event}"
+        return [f"{head} outside module calls, before {before} (the source's read, the framework or a service), "
+                f"{by['above_rss_before_call_mb']:+.1f} MB above the RSS then"]
+    return [f"{head} in module '{by['label']}' ({event or 'begin_job'}), {by['above_rss_before_call_mb']:+.1f} MB "
+            f"above the RSS before that call"]
 
 
 def _statm_reader() -> Callable[[], tuple[int, int]]:
@@ -320,7 +326,8 @@ class Memory(Service):
         self._hwm = _kernel_hwm()
 
     def _pre_module_begin_job(self, desc: "ModuleDescription") -> None:
-        self._begin_rss[desc.label] = self._read()[1]
+        self._begin_rss[desc.label] = rss = self._read()[1]
+        self._note_hwm(OUTSIDE, None, rss)
 
     def _post_module_begin_job(self, desc: "ModuleDescription") -> None:
         before = self._begin_rss.pop(desc.label, 0)
@@ -329,7 +336,9 @@ class Memory(Service):
 
     def _note_hwm(self, label: str, event_id: list[int] | None, rss_before: int) -> None:
         """A module call that raised the kernel's high-water mark: a transient peak (a large intermediate
-        freed before the call returned) shows in no RSS reading, but here, with its module."""
+        freed before the call returned) shows in no RSS reading, but here, with its module. Read before
+        each call too (``OUTSIDE``): the source's chunk read raised it in a pull, and the next module
+        call's end took it for its own (the shipped path's 'batcher', +10 MB on one event's jets)."""
         hwm = _kernel_hwm()
         if hwm > self._hwm:
             self._hwm = hwm
@@ -339,7 +348,10 @@ class Memory(Service):
         self._after_begin = self._read()
 
     def _pre_module(self, event: Any, desc: "ModuleDescription") -> None:
-        self._before[event.stream] = self._read()
+        self._before[event.stream] = reading = self._read()
+        if self.params.per_module:
+            eid = event.id
+            self._note_hwm(OUTSIDE, [eid.run, eid.luminosityBlock, eid.event], reading[1])
 
     def _post_module(self, event: Any, desc: "ModuleDescription") -> None:
         vsize, rss = self._read()

@@ -154,6 +154,15 @@ class _StreamClock:
         self.bulk = [0, 0, 0]  # the source's bulk I/O: real ns, CPU ns, pulls that did some
         self.trans = [0, 0, 0, 0]  # run/lumi transitions in a pull: wait ns, hooks real ns, CPU ns, count
 
+    def skip(self, w: int, c: int) -> None:
+        """Move the event's start and the last mark past ``w`` ns of real and ``c`` ns of CPU time the pull
+        spent on what is not the event's (bulk I/O, a run/lumi transition): out of the event and the source,
+        exactly, in integer ns."""
+        self.ev_w0 += w
+        self.ev_c0 += c
+        self.mark_w += w
+        self.mark_c += c
+
 
 class _Probe:
     """A stand-in event for the self-calibration (only ``stream`` and ``index`` are read)."""
@@ -250,10 +259,7 @@ class Timing(Service):
             self._bulk_begin[1] += c
             return
         st = self._streams[stream]
-        st.ev_w0 += w
-        st.ev_c0 += c
-        st.mark_w += w
-        st.mark_c += c
+        st.skip(w, c)
         bulk = st.bulk
         bulk[0] += w
         bulk[1] += c
@@ -264,11 +270,7 @@ class Timing(Service):
         past it takes it out of the event (its framework overhead), as CMSSW's event begins after its
         lumi; the wait for the other streams' events and the begin/end hooks get their own line."""
         st = self._streams[stream]
-        w = wait_ns + real_ns
-        st.ev_w0 += w
-        st.ev_c0 += cpu_ns
-        st.mark_w += w
-        st.mark_c += cpu_ns
+        st.skip(wait_ns + real_ns, cpu_ns)
         trans = st.trans
         trans[0] += wait_ns
         trans[1] += real_ns

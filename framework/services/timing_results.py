@@ -284,9 +284,9 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
                       - kept["unused_background_cpu_ns"]) * 1e-6
     other_cpu = _unattributed_cpu(data, summary, cpu_loop)
     # the farm pays every CPU second: the reads begin_job did for the loop, the background threads' and
-    # the unattributed (modules' thread pools, the framework between events); not the run/lumi transitions, once per lumi section (of
-    # ~23 s) however many events it holds: a short job would charge each event a large share (as it
-    # charges no event's real time)
+    # the unattributed (modules' thread pools, the framework between events); not the run/lumi
+    # transitions, once per lumi section (of ~23 s) however many events it holds: a short job would
+    # charge each event a large share (as it charges no event's real time)
     cpu_total = cpu_loop - trans_cpu + begin_bulk_cpu + background_cpu + (other_cpu or 0.0)
     streams = summary.streams
     side_by_side = _concurrent_streams(summary)  # on Dask: the streams of every worker thread, not one's

@@ -100,8 +100,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what to time (default: all; those absent here are listed with the reason)")
     p.add_argument("--batch-sizes", nargs="+", type=runner.positive_int, default=list(BATCHES), help="jets per call")
     p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"), help="jets to run on")
-    p.add_argument("--min-time", type=runner.positive_float, default=0.3,
-                   help="seconds timed per (backend, batch) cell")
+    p.add_argument("--min-time", type=runner.seconds, default=0.3,
+                   help="seconds timed per (backend, batch) cell beyond its --min-calls calls (0: those only)")
     p.add_argument("--min-calls", type=runner.positive_int, default=3, help="at least this many timed calls per cell")
     p.add_argument("--ghz", type=runner.positive_float, default=None,
                    help="core clock for a nominal FLOP limit (default: the measured one-core sgemm rate)")

@@ -68,8 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-sizes", nargs="+", type=runner.positive_int, default=[1, 2, 9, 64], help="jets per call")
     p.add_argument("--profile-batch", type=runner.positive_int, default=64, help="batch size of the profiled calls")
     p.add_argument("--profile-calls", type=runner.positive_int, default=50, help="profiled calls per model")
-    p.add_argument("--min-time", type=runner.positive_float, default=0.4,
-                   help="seconds timed per (model, batch) cell, split into --repeat alternating rounds")
+    p.add_argument("--min-time", type=runner.seconds, default=0.4,
+                   help="seconds timed per (model, batch) cell, split into --repeat alternating rounds (0: 3 calls "
+                        "per round)")
     runner.add_repeat(p, 5, "alternating rounds; the median round counts")
     p.add_argument("--threads", type=runner.positive_int, default=1, help="ORT intra-op threads")
     p.add_argument("--sample", type=Path, default=sample_path("qcd_dijet"),

@@ -128,15 +128,31 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """argparse ``type`` of a quantity that must be a finite number above 0 (seconds timed per cell, a
-    clock, FLOP per cycle, a rate): ``--ghz -1`` gave a negative limit per jet and "-11.0%" of the peak,
-    ``--min-time -1`` or ``nan`` timed each cell on its minimum number of calls without a word."""
+    """argparse ``type`` of a quantity that must be a finite number above 0 (a clock, FLOP per cycle, a
+    rate): ``--ghz -1`` gave a negative limit per jet and "-11.0%" of the peak."""
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0 (got {text})")
+    return value
+
+
+def seconds(text: str) -> float:
+    """argparse ``type`` of ``--min-time``, the seconds timed per cell on top of its minimum number of
+    calls: 0 is the quickest measurement (those calls only, as a smoke check), a negative or nan one
+    is refused (it timed each cell on its minimum number of calls without a word)."""
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, at least 0 (got {text})")
+    return value
+
+
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0 (got {text})")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got {text})")
     return value
 
 

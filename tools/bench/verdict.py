@@ -116,8 +116,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"engines to judge (default: every one that can run this model here, of {', '.join(ORDER)})")
     p.add_argument("--events", type=int, default=None, help="events of the sample (default: all)")
     p.add_argument("--batches", nargs="+", type=int, default=list(BATCHES), help="batch sizes of the µs-per-jet sweep")
-    p.add_argument("--min-time", type=runner.positive_float, default=0.2,
-                   help="seconds timed per (engine, batch) cell of the sweep")
+    p.add_argument("--min-time", type=runner.seconds, default=0.2,
+                   help="seconds timed per (engine, batch) cell of the sweep (0: its 3 calls per round only)")
     p.add_argument("--input-rate-hz", type=float, default=None,
                    help="input rate for the cores (default: the configuration's options.inputRateHz)")
     p.add_argument("--budget-ms", type=float, default=None,

@@ -273,3 +273,34 @@ services:
     assert by["above_rss_before_call_mb"] >= 0.9 * mb
     assert "reached outside module calls, before a module call of run 1, lumi 1, event 3 (the source's read" in \
         memory.text_report(summary)
+
+
+def test_the_high_water_mark_is_read_once_per_module_call_and_once_per_event(write_config, monkeypatch):
+    """The mark costs a getrusage (~2 µs): read after each module call and before each event's first call
+    (where the source's read may have raised it), not before every call too (that doubled its cost on a
+    path of many modules, for the framework's few bytes between two calls of one event). Counted as the
+    difference between a job of 60 and one of 30 events (begin_job's reads are the same in both)."""
+    from hltrun.framework.services import memory as memory_module
+
+    reads = []
+    real = memory_module._kernel_hwm
+    monkeypatch.setattr(memory_module, "_kernel_hwm", lambda: reads.append(1) or real())
+    modules = 4
+    counts = {}
+    for events in (30, 60):
+        reads.clear()
+        summary, _ = run_config(write_config(f"""
+source: {{type: TestCountingSource, n: {events}}}
+modules:
+  m0: {{type: TestSquare}}
+  m1: {{type: TestSquare, src: m0}}
+  m2: {{type: TestSquare, src: m1}}
+  m3: {{type: TestSquare, src: m2}}
+paths:
+  p: [m0, m1, m2, m3]
+services:
+  Memory: {{}}
+""", f"job{events}.yaml"))
+        assert summary.events_processed == events
+        counts[events] = len(reads)
+    assert counts[60] - counts[30] == 30 * (modules + 1)

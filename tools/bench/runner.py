@@ -102,29 +102,27 @@ def add_json(parser: argparse.ArgumentParser) -> None:
                         help="also write the results here, with the machine and library versions")
 
 
-def positive_int(text: str) -> int:
-    """argparse ``type`` of every count that must be at least 1 (batch sizes, event counts, threads):
-    ``0`` or ``-1`` is refused while the command line is read, in argparse's one error line (exit 2), the
-    rule ``check_repeat`` applies to ``--repeat``, not as a division by zero or a negative time per jet."""
+def _int_at_least(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least} (got {value})")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type`` of every count that must be at least 1 (batch sizes, event counts, threads):
+    ``0`` or ``-1`` is refused while the command line is read, in argparse's one error line (exit 2), the
+    rule ``check_repeat`` applies to ``--repeat``, not as a division by zero or a negative time per jet."""
+    return _int_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """argparse ``type`` of a count where 0 means "none" (calls under the RSS sampler, jets of the memory
     curve): a negative one is refused while the command line is read, as ``positive_int`` refuses 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0 (got {value})")
-    return value
+    return _int_at_least(text, 0)
 
 
 def positive_float(text: str) -> float:

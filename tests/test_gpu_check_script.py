@@ -27,8 +27,29 @@ for a in "$@"; do
     [ "$prev" = "--report-dir" ] && mkdir -p "$a" && echo '{}' > "$a/hltrun.json"
     prev="$a"
 done
+case "$*" in *configs/path.yaml*) cat "$STUB_PATH_LOG" ;; esac
 case "$*" in *numberOfStreams=4*) exit 143 ;; esac
 exit 0
+"""
+
+# what a path run prints around its figures (a rehearsal's torch run, 4 streams, on the CPU): the summary
+# must keep the device split's row and the accelerator line, which say what ran where
+PATH_LOG = """TimeReport ---------- Event  Summary ---[sec]----
+TimeReport       event loop CPU/event = 0.002047
+TimeReport      event loop Real/event = 0.001793
+TimeReport     sum Streams Real/event = 0.006836
+TimeReport   0.003963     0.003963     0.003963  vae
+TimeReport  per event     per exec    per visit  Name
+
+TimeReport ---------- Inference device split ---[Real msec per device call; per event]----
+TimeReport     H2D ms compute ms     D2H ms copies % kB in/call kB out/call padded jets % calls/event   ms/event  Name
+TimeReport          -     3.5429          -        -          -           -          0.00        1.00     3.5429  vae
+TimeReport     H2D ms compute ms     D2H ms copies % kB in/call kB out/call padded jets % calls/event   ms/event  Name
+TimeReport warm-up at begin_job (compiling or capturing every batch bucket, a stream's backend; charged to no event): vae 3.16 s
+
+JobReport  events read 2000, skipped (skipEvents) 0, processed 2000 (passed 22, failed 1978, error 0), read but not processed 0
+JobReport  wall time 29.44 s, event loop 3.59 s at 557.6 events/s, begin_job 24.15 s, start to first event 25.87 s, streams 4
+JobReport  accelerator for 'vae': torch on cpu (torch on cpu (explicit)); model data/models/conv_vae.onnx
 """
 
 
@@ -45,9 +66,10 @@ def stub_path(tmp_path: Path) -> str:
 
 def _run(tmp_path: Path, path: str) -> tuple[Path, list[str]]:
     """The script under the stub: $OUT, and the stub's command lines."""
-    out, log = tmp_path / "out", tmp_path / "stub.log"
+    out, log, path_log = tmp_path / "out", tmp_path / "stub.log", tmp_path / "path.log"
+    path_log.write_text(PATH_LOG)
     env = {**os.environ, "PATH": path, "OUT": str(out), "SITE": str(tmp_path / "site"), "TMPDIR": str(tmp_path),
-           "STUB_LOG": str(log)}
+           "STUB_LOG": str(log), "STUB_PATH_LOG": str(path_log)}
     res = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     return out, log.read_text().splitlines()
@@ -74,3 +96,20 @@ def test_the_farm_takes_the_gpu_runs_that_wrote_a_report(tmp_path, stub_path):
     farm = [c for c in calls if "gpu-farm" in c]
     assert len(farm) == 1, calls
     assert "path-torch-1" in farm[0] and "path-torch-2" in farm[0] and "path-torch-4" not in farm[0]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_the_summary_keeps_each_path_runs_device_split_and_accelerator(tmp_path, stub_path):
+    """summary.txt is read first (and the device tool shows only the output's tail): per path run it keeps
+    the device split's figures (once, without the table's repeated header) and the accelerator line,
+    which a count of grepped lines once cut off."""
+    out, _ = _run(tmp_path, stub_path)
+    summary = (out / "summary.txt").read_text()
+    runs = summary.split("== path-")[1:]
+    assert [r.split(":")[0] for r in runs] == ["ort-1", "torch-1", "torch-2", "torch-4", "jax-4"], summary
+    for run in runs:
+        run = run.split("\n== ")[0]
+        assert "accelerator for 'vae': torch on cpu" in run, run
+        assert "3.5429  vae" in run, run
+        assert run.count("H2D ms compute ms") == 1, run
+        assert "event loop 3.59 s at 557.6 events/s" in run, run

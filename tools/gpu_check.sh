@@ -160,12 +160,23 @@ BATCHES=(1 2 4 8 16 32 64 128 256 512 1024 2048 4096)
 step sweep-torch 70 "${PY[@]}" -m hltrun.tools.bench gpu-sweep --device gpu --engines torch torch-eager \
     --onnxruntime --repeat 50 --max-seconds 0.5 --batches "${BATCHES[@]}" --out "$WORK/sweep-torch"
 
+# the lines of a path run's log that the summary keeps: the event loop's time per event, the TimeReport's
+# device split (its title, header and rows: the table repeats its header below, and a count of grepped
+# lines once cut the accelerator line and left the header without its figures), the warm-up, the
+# JobReport's wall time and the accelerator chosen (the line that says whether the GPU ran), device memory
+path_lines() {
+    awk '/Inference device split/ { split_ = 1; heads = 0; print; next }
+         split_ && /H2D ms/ { if (++heads == 1) print; else split_ = 0; next }
+         split_ && /^TimeReport / { print; next }
+         { split_ = 0 }
+         /event loop (CPU|Real)\/event|warm-up at begin_job|JobReport  wall time|accelerator for|device memory/' "$1"
+}
 # the shipped path end to end: ONNX Runtime on one CPU stream (the reference), then the GPU backends
 run_path() {  # run_path NAME BACKEND STREAMS
     step "path-$1" 40 "${PY[@]}" -m hltrun configs/path.yaml -n 2000 "modules.vae.backend=$2" \
         "options.numberOfThreads=$3" "options.numberOfStreams=$3" --report-dir "$WORK/path-$1" \
         "modules.out.file=$WORK/path-$1/out.root"
-    grep -hE "accelerator for|event loop|Inference device|H2D" "$WORK/path-$1.txt" | head -n 6 | tee -a "$SUMMARY"
+    path_lines "$WORK/path-$1.txt" | tee -a "$SUMMARY"
     [ "$RC" -eq 0 ] && PATHS_DONE+=("path-$1")
     return 0
 }

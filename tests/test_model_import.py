@@ -444,3 +444,23 @@ def test_the_verdict_gives_the_command_that_converts_a_native_file(tmp_path, cap
     err = capfd.readouterr().err
     assert code == 2 and "is a TorchScript network" in err and f"torch.jit.load('{model}')" in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "tensorflow"])
+@pytest.mark.parametrize("threshold", [True, False], ids=["threshold", "card-cut"])
+def test_a_folder_without_saved_model_pb_is_named_no_savedmodel(backend, threshold, tmp_path, capfd):
+    """A folder holding no saved_model.pb (a SavedModel's parent, an unfinished export) was "the onnxruntime
+    backend reads .onnx files and <folder>.onnx does not exist" (or, with no cut given, the card's missing cut
+    for the folder's name): a file the user never meant. The line says the folder is no SavedModel."""
+    folder = tmp_path / "my_model"
+    (folder / "variables").mkdir(parents=True)
+    from hltrun.framework.cli import main
+
+    code = main([str(REPO / "configs" / "path.yaml"), f"modules.vae.model={folder}", f"modules.vae.backend={backend}",
+                 "options.maxEvents=20", f"modules.out.file={tmp_path / 'o.root'}", "-q",
+                 *(["modules.anomalyFilter.threshold=1"] if threshold else [])])
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("hltrun: error: ")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert f"model {folder} is a folder without saved_model.pb, so not a SavedModel" in errors[0], errors[0]
+    assert ".onnx" in errors[0] and "SavedModel folder" in errors[0] and "my_model.onnx" not in errors[0], errors[0]

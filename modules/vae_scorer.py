@@ -160,8 +160,8 @@ def not_a_savedmodel(given: Path) -> None:
     """One line for a folder given as the model that holds no saved_model.pb: it was named as a missing
     ``<folder>.onnx`` sibling, sending the user after a file they never meant to give."""
     if given.is_dir() and not model_import.is_native(given):
-        raise ConfigError(f"model {given} is a folder without saved_model.pb, so not a SavedModel; hltrun reads or imports "
-                          f"{READS}")
+        raise ConfigError(f"model {given} is a folder without saved_model.pb, so not a SavedModel; hltrun reads "
+                          f"or imports {READS}")
 
 
 def _imported(given: Path, backend: str, suffix: str, inputs: Contract) -> Path:

@@ -155,7 +155,8 @@ def test_a_savedmodel_folder_runs_and_the_report_names_its_origin(tmp_path, capf
 
 def test_report_html_names_an_imported_networks_original_its_sha256_and_converter(tmp_path, capfd):
     """report.html's inference section gave only the cached ONNX file and its sha256 (the converter's bytes,
-    not the network's identity; the line was only in the page's copy of the text report); it now says what the JobReport line says: the .pt given, its sha256 and the converter."""
+    not the network's identity; the line was only in the page's copy of the text report); it now says what
+    the JobReport line says: the .pt given, its sha256 and the converter."""
     import html
 
     model = _save("scripted", tmp_path)
@@ -164,7 +165,8 @@ def test_report_html_names_an_imported_networks_original_its_sha256_and_converte
     origin = _imported_from(doc)
     page = (tmp_path / "rep" / "report.html").read_text()
     section = html.unescape(page.split("<h2>Inference engines and cuts</h2>", 1)[1].split("<h2>", 1)[0])
-    assert f"imported into ONNX from {model} (TorchScript, sha256 {_sha256(model)}) with {origin['converter']}" in section
+    said = f"imported into ONNX from {model} (TorchScript, sha256 {_sha256(model)}) with {origin['converter']}"
+    assert said in section, section
 
 
 @pytest.mark.parametrize("kind", ["scripted", "traced", "exported", "savedmodel"])

@@ -100,7 +100,9 @@ def test_weights_summing_to_zero_or_less_give_an_undefined_rate_not_zero_hz(tmp_
     """Events whose genWeights sum to <= 0 (in a lumi, or in the whole job) have no rate: rates.rate() gave
     '0.0 0.0' with accepted 0 (499 events were accepted) and nothing said why. Now one warning line, the
     RateReport says 'undefined', hltrun.json has null figures with undefined: true and the true count."""
-    weigh = (lambda lumi, lead: np.where(lumi == 2, -1.0, 2.0)) if job_defined else (lambda lumi, lead: -np.ones(len(lumi)))
+    def weigh(lumi, lead):  # lumi 2's weights negative (the job's sum positive), or every weight negative
+        return np.where(lumi == 2, -1.0, 2.0) if job_defined else -np.ones(len(lumi))
+
     res, out = _job(tmp_path, _sample(tmp_path, weigh=weigh))
     assert res.returncode == 0, res.stderr
     warnings = [line for line in res.stderr.splitlines() if "TriggerRates:" in line]

@@ -50,6 +50,13 @@ def network_digest(choice: Mapping[str, Any]) -> str:
     return str(choice.get("model_sha256") or "")
 
 
+def imported_text(origin: Mapping[str, Any]) -> str:
+    """Where a network imported into ONNX came from, as the JobReport and report.html say it: the file the
+    user gave, its format and sha256 (the network's identity), and the converter that made the ONNX file."""
+    return (f"imported into ONNX from {origin.get('file')} ({origin.get('format')}, sha256 {origin.get('sha256')}) "
+            f"with {origin.get('converter')}")
+
+
 def deciding(facts: Mapping[str, Any]) -> dict[str, Any]:
     """What of a job's facts can change a decision or a score: each scorer's engine, device and network,
     and each filter's cut as resolved."""

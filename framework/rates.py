@@ -12,7 +12,9 @@ efficiency (Sumw2). A path with no accepted event has a 68 % upper limit of ``1.
 given instead of a zero error; a path that accepted every event (p (1 - p) = 0 too) has the mirror
 figure, ``1.14 R / N`` (the rejected fraction's upper limit), as its error, not a rate known exactly.
 With weights N is the effective count, (sum w)^2 / sum w^2. Neither figure exceeds R (from one event,
-1.14 R / N would).
+1.14 R / N would). Events whose weights sum to 0 or less (a weighted sample's negative generator weights,
+in a lumi section or the whole job) have no rate: the Rate is ``undefined`` (NaN figures, null in
+hltrun.json), never a measured 0 Hz.
 
 The binomial error is a standard deviation: from a handful of events it is no interval (1 event of N:
 ``R/N ± R/N``, a rate that might be 0). Each rate also carries its 68.3 % central interval: the exact
@@ -101,6 +103,7 @@ class Rate:
     upper_limit: bool = False  # no event accepted: error_hz is the 68 % upper limit
     low_hz: float = 0.0  # the 68.3 % interval [low_hz, high_hz] (Clopper-Pearson unweighted, hz ± error_hz weighted)
     high_hz: float = 0.0
+    undefined: bool = False  # the events' weights sum to <= 0: no fraction, every figure NaN
 
     @property
     def asymmetric(self) -> bool:
@@ -109,6 +112,8 @@ class Rate:
         return abs(above - below) > ASYMMETRIC * max(above, below)
 
     def __str__(self) -> str:
+        if self.undefined:
+            return "undefined (weights sum to <= 0)"
         if self.upper_limit:
             return f"< {self.error_hz:.3g} Hz (68% CL)"
         if self.asymmetric:
@@ -119,8 +124,11 @@ class Rate:
 def rate(accepted: Tally, total: Tally, input_rate_hz: float, interval: bool = True) -> Rate:
     """Rate of ``accepted`` out of ``total`` events arriving at ``input_rate_hz``; ``interval=False`` leaves
     the Clopper-Pearson interval out (the per-lumi view: thousands of rates nobody reads the interval of)."""
-    if total.n == 0 or total.w <= 0:
+    if total.n == 0:
         return Rate(0, 0.0, 0.0, 0.0)
+    if total.w <= 0:  # no fraction of a total of <= 0 (negative generator weights outweigh): not 0 Hz
+        nan = math.nan
+        return Rate(accepted.n, nan, nan, nan, low_hz=nan, high_hz=nan, undefined=True)
     p = accepted.w / total.w
     hz = p * input_rate_hz
     unweighted = total.n == total.w and total.w2 == total.n

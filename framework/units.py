@@ -19,7 +19,8 @@ Runs = tuple[tuple[int, int], ...]  # sorted, disjoint entry ranges [a, b)
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """Entries ``start``..``stop`` (exclusive) of input ``file``; the ``index``-th unit of the job."""
+    """Entries ``start``..``stop`` (exclusive) of input ``file``; the ``index``-th unit of the job. ``name``
+    is the input as configured (what the reports call it); ``file`` the path the workers open."""
 
     index: int
     file: str
@@ -27,6 +28,7 @@ class WorkUnit:
     stop: int
     first_index: int
     duplicates: Runs = ()  # entries of the range that repeat an earlier event of the job: skipped, counted
+    name: str = ""  # the input as configured ("" : as ``file``)
 
     @property
     def events(self) -> int:
@@ -42,10 +44,11 @@ class WorkUnit:
 
 
 def plan_units(inputs: Sequence[tuple[str, int]], skip: int, limit: int | None, size: int,
-               duplicates: Sequence[Runs] | None = None) -> list[WorkUnit]:
+               duplicates: Sequence[Runs] | None = None, names: Sequence[str] | None = None) -> list[WorkUnit]:
     """Split ``inputs`` [(file, entries)] in order, honouring skipEvents/maxEvents like the local source.
     ``duplicates``: per input, the entry runs that are duplicates (``Source.plan_duplicates``): maxEvents
-    counts the events processed, so a duplicate entry does not count towards it (the local source reads on)."""
+    counts the events processed, so a duplicate entry does not count towards it (the local source reads on).
+    ``names``: per input, its name as configured, where ``file`` is another path to it."""
     if size < 1:
         raise ValueError(f"events_per_task must be >= 1, got {size}")
     units: list[WorkUnit] = []
@@ -60,7 +63,7 @@ def plan_units(inputs: Sequence[tuple[str, int]], skip: int, limit: int | None, 
         for a in range(start, stop, size):
             b = min(a + size, stop)
             inside = _within(runs, a, b)
-            units.append(WorkUnit(len(units), file, a, b, first, inside))
+            units.append(WorkUnit(len(units), file, a, b, first, inside, names[i] if names else ""))
             first += b - a - sum(y - x for x, y in inside)
         if left is not None:
             left -= stop - start - sum(y - x for x, y in _within(runs, start, stop))

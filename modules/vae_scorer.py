@@ -137,6 +137,7 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str,
     (``model_import``), its input ``inputs`` (one declared input; default: the shipped one)."""
     suffix = model_suffix(backend)
     given = find_file(model, "model file")
+    not_a_savedmodel(given)
     if model_import.is_native(given):
         return _imported(given, backend, suffix, inputs or default_contract())
     if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
@@ -152,12 +153,22 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str,
     return find_file(Path(models_dir) / f"{stem}{suffix}")  # load() reports a missing one
 
 
+READS = ".onnx, .keras, a TorchScript .pt, a torch.export .pt2, a SavedModel folder"  # what a model may be
+
+
+def not_a_savedmodel(given: Path) -> None:
+    """One line for a folder given as the model that holds no saved_model.pb: it was named as a missing
+    ``<folder>.onnx`` sibling, sending the user after a file they never meant to give."""
+    if given.is_dir() and not model_import.is_native(given):
+        raise ConfigError(f"model {given} is a folder without saved_model.pb, so not a SavedModel; hltrun reads "
+                          f"or imports {READS}")
+
+
 def _imported(given: Path, backend: str, suffix: str, inputs: Contract) -> Path:
     """The ONNX file imported from ``given`` for a backend that reads ONNX; one line for one that does not."""
     importer = model_import.native_format(given)
     if importer is None:
-        raise ConfigError(f"model {given}: not a format hltrun reads or imports (.onnx, .keras, a TorchScript .pt, "
-                          f"a torch.export .pt2, a SavedModel folder)")
+        raise ConfigError(f"model {given}: not a format hltrun reads or imports ({READS})")
     if suffix != ".onnx":
         raise ConfigError(f"model {given} is a {importer.format} network, which hltrun imports into ONNX for the "
                           f"engines that read ONNX; the {backend} backend reads {suffix} files: use backend: "
@@ -177,6 +188,7 @@ def missing_model(params: "VAEAnomalyScorerParameters") -> str | None:
     """The model file given as a path when neither it nor a sibling any backend reads exists, else None:
     a filter without a cut of its own names the missing model, not the card's missing cut for it."""
     given = find_file(params.model, "model file")
+    not_a_savedmodel(given)  # the culprit, before the card's missing cut for a folder's name
     if given.suffix not in (".onnx", ".keras") and len(given.parts) == 1:
         return None  # a shipped model's name: models_dir's file, checked at begin_job
     if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES):

@@ -136,6 +136,15 @@ def test_dask_equals_local(cluster, write_config, tmp_path):
     assert ds.executor["units"] == 8 == ds.executor["units_done"]  # 300/75 -> 4 units per file
     assert ds.module_summaries["out"]["events_written"] == ls.module_summaries["out"]["events_written"] == 600
     assert ds.source["read"] == 600 and ds.source["files"] == 2
+    # the inputs as configured and in input order, as locally: the workers count under the absolute paths the
+    # client sends them, which hltrun.json's files_read / lumis_per_file and the -j report's PFNs named
+    for key in ("files_read", "lumis_per_file", "bad_entries_per_file"):
+        assert list(ds.source[key].items()) == list(ls.source[key].items()), key
+    assert list(ls.source["files_read"]) == [f.strip() for f in FILES.split(",")]
+    from hltrun.framework.report.jobreport_xml import gather, render
+
+    pfns = [[el.findtext("PFN") for el in ET.fromstring(render(gather(x, 0, None))).iter("InputFile")] for x in (ls, ds)]
+    assert pfns[0] == pfns[1] == [f.strip() for f in FILES.split(",")]
     assert ds.facts == ls.facts and ds.facts["cuts"]  # the job's cut, not the sum of 8 units' (merge rule)
     # every data-quality counter a local run reports, zeros included (the JobReport's 'data quality' lines
     # and hltrun.json: a Dask run dropped the modules whose counters were all 0)

@@ -153,6 +153,22 @@ def test_a_savedmodel_folder_runs_and_the_report_names_its_origin(tmp_path, capf
     assert f"tf2onnx {tf2onnx.__version__}" in origin["converter"], origin
 
 
+def test_report_html_names_an_imported_networks_original_its_sha256_and_converter(tmp_path, capfd):
+    """report.html's inference section gave only the cached ONNX file and its sha256 (the converter's bytes,
+    not the network's identity; the line was only in the page's copy of the text report); it now says what
+    the JobReport line says: the .pt given, its sha256 and the converter."""
+    import html
+
+    model = _save("scripted", tmp_path)
+    code, _, doc = _hltrun(tmp_path, model, "modules.vae.backend=onnxruntime")
+    assert code == 0, capfd.readouterr().err
+    origin = _imported_from(doc)
+    page = (tmp_path / "rep" / "report.html").read_text()
+    section = html.unescape(page.split("<h2>Inference engines and cuts</h2>", 1)[1].split("<h2>", 1)[0])
+    said = f"imported into ONNX from {model} (TorchScript, sha256 {_sha256(model)}) with {origin['converter']}"
+    assert said in section, section
+
+
 @pytest.mark.parametrize("kind", ["scripted", "traced", "exported", "savedmodel"])
 def test_the_imported_model_scores_real_jets_as_the_native_runtime_does(kind, tmp_path):
     """The ONNX file, on ONNX Runtime through hltrun's backend, against the framework that saved the network, on
@@ -444,3 +460,23 @@ def test_the_verdict_gives_the_command_that_converts_a_native_file(tmp_path, cap
     err = capfd.readouterr().err
     assert code == 2 and "is a TorchScript network" in err and f"torch.jit.load('{model}')" in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "tensorflow"])
+@pytest.mark.parametrize("threshold", [True, False], ids=["threshold", "card-cut"])
+def test_a_folder_without_saved_model_pb_is_named_no_savedmodel(backend, threshold, tmp_path, capfd):
+    """A folder holding no saved_model.pb (a SavedModel's parent, an unfinished export) was "the onnxruntime
+    backend reads .onnx files and <folder>.onnx does not exist" (or, with no cut given, the card's missing cut
+    for the folder's name): a file the user never meant. The line says the folder is no SavedModel."""
+    folder = tmp_path / "my_model"
+    (folder / "variables").mkdir(parents=True)
+    from hltrun.framework.cli import main
+
+    code = main([str(REPO / "configs" / "path.yaml"), f"modules.vae.model={folder}", f"modules.vae.backend={backend}",
+                 "options.maxEvents=20", f"modules.out.file={tmp_path / 'o.root'}", "-q",
+                 *(["modules.anomalyFilter.threshold=1"] if threshold else [])])
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("hltrun: error: ")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert f"model {folder} is a folder without saved_model.pb, so not a SavedModel" in errors[0], errors[0]
+    assert ".onnx" in errors[0] and "SavedModel folder" in errors[0] and "my_model.onnx" not in errors[0], errors[0]

@@ -22,13 +22,15 @@ QCD = REPO / "data" / "qcd_dijet.root"
 CUT_GEV = 1100.0
 
 
-def _sample(tmp_path: Path, n: int = 500) -> Path:
+def _sample(tmp_path: Path, n: int = 500, weigh=None) -> Path:
     """The shipped QCD sample's first ``n`` events (lumis 1 and 2) with a genWeight: +1, and -1 for the
-    events with a jet above the cut, as an NLO sample's negative weights can make a small subset."""
+    events with a jet above the cut, as an NLO sample's negative weights can make a small subset
+    (``weigh(lumi, leading pT)`` gives others)."""
     with uproot.open(QCD) as f:
         a = f["Events"].arrays(entry_stop=n)
     lead = ak.to_numpy(ak.fill_none(ak.max(a["FatJet_pt"], axis=1), 0.0))
-    weights = np.where(lead > CUT_GEV, -1.0, 1.0).astype(np.float32)
+    weights = (np.where(lead > CUT_GEV, -1.0, 1.0) if weigh is None
+               else weigh(ak.to_numpy(a["luminosityBlock"]), lead)).astype(np.float32)
     path = tmp_path / "nlo.root"
     with uproot.recreate(path) as f:
         write_nanoaod(f, "Events", {
@@ -91,6 +93,49 @@ def test_negative_generator_weights_give_the_signed_weighted_rate(tmp_path):
     for lumi in rates["per_lumi"]:
         mask = a["luminosityBlock"] == lumi["lumi"]
         assert lumi["rate_hz"]["HLT_Hard"] == pytest.approx(_weighted_rate(w[mask], accepted[mask])[0], rel=1e-9)
+
+
+@pytest.mark.parametrize("job_defined", [True, False], ids=["lumi-2-negative", "all-negative"])
+def test_weights_summing_to_zero_or_less_give_an_undefined_rate_not_zero_hz(tmp_path, job_defined):
+    """Events whose genWeights sum to <= 0 (in a lumi, or in the whole job) have no rate: rates.rate() gave
+    '0.0 0.0' with accepted 0 (499 events were accepted) and nothing said why. Now one warning line, the
+    RateReport says 'undefined', hltrun.json has null figures with undefined: true and the true count."""
+    def weigh(lumi, lead):  # lumi 2's weights negative (the job's sum positive), or every weight negative
+        return np.where(lumi == 2, -1.0, 2.0) if job_defined else -np.ones(len(lumi))
+
+    res, out = _job(tmp_path, _sample(tmp_path, weigh=weigh))
+    assert res.returncode == 0, res.stderr
+    warnings = [line for line in res.stderr.splitlines() if "TriggerRates:" in line]
+    assert len(warnings) == 1 and "sum to 0 or less" in warnings[0], res.stderr
+    assert ("(1:2)" if job_defined else "(1:1, 1:2)") in warnings[0], warnings[0]
+    assert ("the job's 500 events" in warnings[0]) != job_defined, warnings[0]
+    with uproot.open(out) as f:
+        a = f["Events"].arrays(library="np")
+    w, lumi, soft = a["genWeight"].astype(np.float64), a["luminosityBlock"], a["HLT_Soft"].astype(bool)
+    rates = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["TriggerRates"]
+    path = next(p for p in rates["paths"] if p["name"] == "HLT_Soft")
+    assert path["accepted"] == int(soft.sum()) > 0
+    if job_defined:
+        assert not path["undefined"] and path["rate_hz"] == pytest.approx(_weighted_rate(w, soft)[0], rel=1e-9)
+    else:
+        assert path["undefined"] and rates["total"]["undefined"], path
+        assert [path[k] for k in ("fraction", "rate_hz", "error_hz")] == [None] * 3 and path["interval_hz"] == [None] * 2
+    by_lumi = {x["lumi"]: x for x in rates["per_lumi"]}
+    assert by_lumi[2]["rate_hz"]["HLT_Soft"] is None and by_lumi[2]["total_hz"] is None
+    first = lumi == 1
+    assert (by_lumi[1]["rate_hz"]["HLT_Soft"] is not None) == job_defined
+    if job_defined:
+        assert by_lumi[1]["rate_hz"]["HLT_Soft"] == pytest.approx(_weighted_rate(w[first], soft[first])[0], rel=1e-9)
+
+
+def test_an_undefined_rate_reads_undefined_in_the_text_and_html_tables():
+    from hltrun.framework.rates import Tally, rate
+    from hltrun.framework.services.rates import _hz, _rate_cells, _total_text
+
+    r = rate(Tally(3, -1.0, 3.0), Tally(5, -1.0, 5.0), 1e5)
+    assert r.undefined and r.events == 3 and "undefined" in str(r)
+    assert _hz(r).split()[0] == "undefined" and _rate_cells(r)[0] == "undefined"
+    assert _total_text(r).startswith("undefined") and "Hz" not in _total_text(r)
 
 
 def _service_with(accepted: int, events: int):

@@ -284,6 +284,20 @@ def test_checked_files_are_decompressed_once_and_match_a_plain_read(tmp_path, mo
     assert not src._kept
 
 
+def test_a_file_listed_twice_counts_its_entries_twice_as_it_is_read_twice(tmp_path):
+    """``allowDuplicateFiles``: a file listed twice is read twice, but ``entries_in_files`` was keyed by path
+    and counted it once (100 entries in files, 160 events read; a Dask plan of the same list said 160). Each
+    listing counts, so events read never exceed the entries in the files, locally as on Dask."""
+    a = write_counts(tmp_path / "a.root", make_events(60, seed=9))
+    b = write_counts(tmp_path / "b.root", make_events(40, seed=8))
+    src, stream = read([a, b, a], _Job(), allowDuplicateFiles=True, duplicateCheckMode="noDuplicateCheck")
+    assert sum(1 for _ in stream) == 160
+    counts = src.accounting()
+    assert (counts["files"], counts["entries_in_files"], counts["read"]) == (3, 160, 160), counts
+    planned = RootJetSource.plan_inputs(src.params, None)  # what the Dask client splits into units
+    assert sum(n for _, n in planned) == counts["entries_in_files"]
+
+
 def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, monkeypatch):
     """A model's branch feature (``FatJetPFCand_charge``-like) of a file the check kept whole: its basket was
     decompressed twice at begin_job (the 50-entry check, then the whole branch for the loop); once now,

@@ -52,13 +52,14 @@ def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
                                             else opts.skipEvents + opts.maxEvents, source_consumed(cfg))
     except NotImplementedError as exc:
         raise ConfigError(f"options.executor.type=dask: {exc}") from None
+    names = [name for name, _ in inputs]  # as configured: what the reports call them (``as_configured``)
     # the file the client checked, not whatever a worker finds at that relative name in its own folder
     inputs = [(name if remote_url(name) else os.path.abspath(name), n) for name, n in inputs]
     limit = None if opts.maxEvents < 0 else opts.maxEvents
     # duplicates over the whole job, as a local run finds them: a check inside each unit alone misses
     # those whose first copy is in another unit (another file, or another part of the same file)
     duplicates = cfg.source.cls.plan_duplicates(cfg.source.params, inputs, opts.skipEvents, limit)
-    units = plan_units(inputs, opts.skipEvents, limit, opts.executor.eventsPerTask, duplicates)
+    units = plan_units(inputs, opts.skipEvents, limit, opts.executor.eventsPerTask, duplicates, names)
     total = sum(n for _, n in inputs)
     accounting = {"files": len(inputs), "entries_in_files": total, "skipped": min(opts.skipEvents, total)}
     return units, accounting
@@ -185,7 +186,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
                   "dashboard": dashboard, "threads": threads}
     s.retried_units = retried
     _fold_variants(s)
-    s.source = {**s.source, **accounting}
+    s.source = as_configured({**s.source, **accounting}, units)
     s.events_skipped = accounting["skipped"]
     s.wall_s = time.perf_counter() - started_at
     if merged.first_event_epoch is not None:
@@ -206,6 +207,23 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
             s.stopped_by_signal = failure[2].signame
         return Outcome(merged, failure[1], failure[2] or HltError(failure[0]))
     return Outcome(merged)
+
+
+PER_FILE = ("files_read", "lumis_per_file", "bad_entries_per_file")  # the source's counters keyed by input
+
+
+def as_configured(source: dict[str, Any], units: list[WorkUnit]) -> dict[str, Any]:
+    """The source's per-input counters keyed by the inputs as configured, in input order, as a local run of
+    the same configuration keys them: the workers count under the absolute paths the client sent them (and
+    merge in the order units finish), so hltrun.json and the ``-j`` report named other files than locally."""
+    names = {u.file: u.name or u.file for u in units}
+    order = {file: i for i, file in enumerate(names)}
+    out = dict(source)
+    for key in PER_FILE:
+        per_file = source.get(key)
+        if isinstance(per_file, dict):
+            out[key] = {names.get(f, f): per_file[f] for f in sorted(per_file, key=lambda f: order.get(f, len(order)))}
+    return out
 
 
 def _fold_variants(s: JobSummary) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..extras import install_hint
-from ..provenance import variants_line
+from ..provenance import imported_text, variants_line
 from ..score_histogram import score_histograms
 from .text import text_report
 from .timereport import made_copies
@@ -434,6 +434,9 @@ def _inference_section(s: "JobSummary") -> list[str]:
         out.append(f"<p>Why {html.escape(str(c.get('backend')))} for {html.escape(label)}: "
                    f"{html.escape(str(c.get('reason', '')))}</p>")
         out += [f'<p class="bad">Caveat ({html.escape(label)}): {html.escape(note)}</p>' for note in c.get("caveats") or ()]
+        if c.get("imported_from"):  # the table's file and sha256 are the cached import's, not the network given
+            out.append(f"<p>Model of {html.escape(label)} {html.escape(imported_text(c['imported_from']))}; the table "
+                       f"gives the imported ONNX file that ran and its sha256.</p>")
     for label, c in choices.items():
         if c.get("timings"):
             out.append(f"<p>Engines timed for {html.escape(label)} (backend: auto):</p>" + table(

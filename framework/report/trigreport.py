@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..provenance import variants_line
+from ..provenance import imported_text, variants_line
 from ..summary import JobSummary
 
 _HEAD = "TrigReport"
@@ -72,8 +72,7 @@ def job_accounting(summary: JobSummary) -> str:
         lines += [f"JobReport  accelerator for '{label}': caveat: {note}" for note in choice.get("caveats") or ()]
         origin = choice.get("imported_from")
         if origin:  # a TorchScript / ExportedProgram / SavedModel network, run as the ONNX file imported from it
-            lines.append(f"JobReport  accelerator for '{label}': model imported into ONNX from {origin.get('file')} "
-                         f"({origin.get('format')}, sha256 {origin.get('sha256')}) with {origin.get('converter')}")
+            lines.append(f"JobReport  accelerator for '{label}': model {imported_text(origin)}")
     if s.facts.get("variants"):  # a distributed run whose units did not all run the same way
         lines.append(f"JobReport  the units did not all run the same way: {variants_line(s.facts['variants'])}")
     lines += _executor_lines(s)

@@ -15,6 +15,7 @@ also gets each column's rates, since a prescaled path's job-wide rate mixes them
 from __future__ import annotations
 
 import html
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from ..rates import LUMI_SECTION_S, MenuRates, Rate, TriggerPatterns, menu_rates
 from ..config import SOURCE_LABEL
 from ..service import Service
 
+log = logging.getLogger("hltrun")
 WEIGHT_TAG = f"{SOURCE_LABEL}:weight"  # the source's per-event weight, where its files carry one
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ class TriggerRates(Service):
         self._patterns: TriggerPatterns | None = None
         self._table: Any = None  # the PrescaleService's table, where the job has one: the column of each lumi
         self._lock = threading.Lock()
+        self._warned = False  # the one line on rates without a positive total weight
 
     def connect(self, signals: "ActivityRegistry", job: Any) -> None:
         self._paths = list(job.config.paths)
@@ -87,7 +90,24 @@ class TriggerRates(Service):
         """From the recorded (or loaded, merged) patterns; the input rate is the job's option."""
         if self._patterns is None or not self._patterns.paths:
             return None
-        return menu_rates(self._patterns, float(summary.input_rate_hz))
+        r = menu_rates(self._patterns, float(summary.input_rate_hz))
+        self._warn_undefined(r)
+        return r
+
+    def _warn_undefined(self, r: MenuRates) -> None:
+        """One line where the weights of the job's events (or, in the per-lumi view, of a lumi's) sum to <= 0:
+        the reports mark those rates undefined, which a reader skimming the figures could take for 0 Hz."""
+        lumis = [key for key, table in sorted(self._patterns.by_lumi.items())
+                 if sum(t.w for t in table.values()) <= 0] if self.params.per_lumi else []
+        if self._warned or not (r.total.undefined or lumis):
+            return
+        self._warned = True
+        where = [f"the job's {r.events} events"] if r.total.undefined else []
+        if lumis:
+            shown = ", ".join(f"{run}:{lumi}" for run, lumi in lumis[:5]) + (", ..." if len(lumis) > 5 else "")
+            where.append(f"{len(lumis)} of {len(self._patterns.by_lumi)} lumi section(s) ({shown})")
+        log.warning("TriggerRates: the generator weights of %s sum to 0 or less: no rate there, reported as "
+                    "undefined (null in hltrun.json), not 0 Hz", " and of ".join(where))
 
     def columns(self) -> dict[str, list[tuple[int, int]]]:
         """The recorded lumi sections by the prescale column in force in them (the prescalers' own lookup,
@@ -149,7 +169,8 @@ class TriggerRates(Service):
         if self.params.per_lumi:
             column_of = {key: label for label, keys in columns.items() for key in keys}
             out["per_lumi"] = [{"run": run, "lumi": lumi, "events": lr.events,
-                                "rate_hz": {n: lr.path[n].hz for n in lr.paths}, "total_hz": lr.total.hz,
+                                "rate_hz": {n: _number(lr.path[n].hz) for n in lr.paths},
+                                "total_hz": _number(lr.total.hz),
                                 **({"column": column_of[(run, lumi)]} if columns else {})}
                                for (run, lumi), lr in rates_per_lumi(self._patterns, r.input_rate_hz).items()]
         return out
@@ -264,6 +285,8 @@ def _rate_cells(r: Rate) -> list[Any]:
     """The rate and ± cells of report.html's table: the figures, or for no accepted event the 68 % CL upper
     limit as the RateReport prints it (0 and the limit in the ± column would read as a measured 0 ± X Hz),
     or for few events the asymmetric interval as the RateReport prints it."""
+    if r.undefined:
+        return ["undefined", UNDEFINED]
     if r.upper_limit:
         return [f"< {r.error_hz:.1f}", "68% CL"]
     if r.asymmetric:
@@ -273,12 +296,15 @@ def _rate_cells(r: Rate) -> list[Any]:
 
 def _total_text(r: Rate) -> str:
     """The menu total in the table's units and precision (``str(Rate)`` gives three digits, 9.68e+04)."""
+    if r.undefined:
+        return f"undefined ({UNDEFINED})"
     if r.upper_limit:
         return f"< {r.error_hz:,.1f} Hz (68% CL)"
     return f"{r.hz:,.1f} {'' if r.asymmetric else '± '}{_pm(r, ',.1f', '/')} Hz"
 
 
 PM = 15  # the RateReport's ± columns: room for +1234.5/-1234.5
+UNDEFINED = "(Σw <= 0)"  # why a rate is undefined, in its ± column
 
 
 def _pm(r: Rate, spec: str, sep: str = "/") -> str:
@@ -295,11 +321,19 @@ def _fraction(f: float | None) -> str:
 
 
 def _hz(r: Rate) -> str:
+    if r.undefined:
+        return f"{'undefined':>12} {UNDEFINED:>{PM}}"
     if r.upper_limit:
         return f"{'< ' + format(r.error_hz, '.1f'):>12} {'(68% CL)':>{PM}}"
     return f"{r.hz:12.1f} {_pm(r, '.1f'):>{PM}}"
 
 
 def _rate_dict(r: Rate) -> dict[str, Any]:
-    return {"accepted": r.events, "fraction": r.fraction, "rate_hz": r.hz, "error_hz": r.error_hz,
-            "upper_limit": r.upper_limit, "interval_hz": [r.low_hz, r.high_hz]}
+    return {"accepted": r.events, "fraction": _number(r.fraction), "rate_hz": _number(r.hz),
+            "error_hz": _number(r.error_hz), "upper_limit": r.upper_limit, "undefined": r.undefined,
+            "interval_hz": [_number(r.low_hz), _number(r.high_hz)]}
+
+
+def _number(x: float) -> float | None:
+    """A figure for hltrun.json: null where the rate is undefined (NaN, which JSON has no word for)."""
+    return None if math.isnan(x) else x

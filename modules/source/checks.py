@@ -140,7 +140,9 @@ class FileChecks:
             good.append(path)
         self.files = good
         self._count["files"] = len(self.files)
-        self._count["entries_in_files"] = sum(self.entries.values())
+        # per listing: a file listed twice (allowDuplicateFiles) is read twice, so its entries count twice, as
+        # events read does and a Dask plan does (keyed by path, they counted once: 500 in files, 1000 read)
+        self._count["entries_in_files"] = sum(self.entries[f] for f in self.files)
         log.debug("source: %d file(s), %d entries", len(self.files), self._count["entries_in_files"])
 
     def _count_entries(self, path: str) -> int:

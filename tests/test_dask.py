@@ -127,7 +127,8 @@ def test_a_file_listed_under_two_spellings_is_two_inputs_as_locally(cluster, wri
     """``data/qcd_dijet.root`` and its absolute path (allowDuplicateFiles): a local run reports two inputs of
     300 events; the workers counted both under the one absolute path they open, so the Dask run reported
     one input of 600 events under the last spelling (files_read, lumis_per_file, the -j report's PFNs). A
-    bad file skipped whole at each worker's begin_job (skipBadFiles) is still named, as locally."""
+    bad file skipped whole at each worker's begin_job (skipBadFiles) is still named, as locally, and counted
+    once (it was counted once per worker)."""
     bad = tmp_path / "bad.root"
     bad.write_bytes((ROOT / "data" / "qcd_dijet.root").read_bytes()[:20000])  # cut short: no tree to read
     files = f"data/qcd_dijet.root, {bad}, {ROOT / 'data' / 'qcd_dijet.root'}"
@@ -137,6 +138,7 @@ def test_a_file_listed_under_two_spellings_is_two_inputs_as_locally(cluster, wri
     ls, ds = (outcome.result.summary for outcome, _ in both)
     assert list(ls.source["files_read"].items()) == [(f.strip(), 300) for f in files.split(",") if "bad" not in f]
     assert list(ls.source["bad_entries_per_file"]) == [str(bad)]
+    assert ds.source["bad_files"] == ls.source["bad_files"] == 1  # was 1 per worker that read a unit
     for key in ("files_read", "lumis_per_file", "bad_entries_per_file"):
         assert list(ds.source[key].items()) == list(ls.source[key].items()), key
 

@@ -187,6 +187,8 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     s.retried_units = retried
     _fold_variants(s)
     s.source = as_configured({**s.source, **accounting}, units)
+    if "bad_files" in s.source:  # each worker's begin_job skips and counts a bad file: the files, once each
+        s.source["bad_files"] = len(s.bad_files)
     s.events_skipped = accounting["skipped"]
     s.wall_s = time.perf_counter() - started_at
     if merged.first_event_epoch is not None:

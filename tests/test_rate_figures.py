@@ -119,7 +119,8 @@ def test_weights_summing_to_zero_or_less_give_an_undefined_rate_not_zero_hz(tmp_
         assert not path["undefined"] and path["rate_hz"] == pytest.approx(_weighted_rate(w, soft)[0], rel=1e-9)
     else:
         assert path["undefined"] and rates["total"]["undefined"], path
-        assert [path[k] for k in ("fraction", "rate_hz", "error_hz")] == [None] * 3 and path["interval_hz"] == [None] * 2
+        assert [path[k] for k in ("fraction", "rate_hz", "error_hz")] == [None] * 3
+        assert path["interval_hz"] == [None] * 2
     by_lumi = {x["lumi"]: x for x in rates["per_lumi"]}
     assert by_lumi[2]["rate_hz"]["HLT_Soft"] is None and by_lumi[2]["total_hz"] is None
     first = lumi == 1

@@ -137,7 +137,7 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str,
     (``model_import``), its input ``inputs`` (one declared input; default: the shipped one)."""
     suffix = model_suffix(backend)
     given = find_file(model, "model file")
-    not_a_savedmodel(given)
+    not_a_savedmodel(given, models_dir)
     if model_import.is_native(given):
         return _imported(given, backend, suffix, inputs or default_contract())
     if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
@@ -156,11 +156,16 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str,
 READS = ".onnx, .keras, a TorchScript .pt, a torch.export .pt2, a SavedModel folder"  # what a model may be
 
 
-def not_a_savedmodel(given: Path) -> None:
+def not_a_savedmodel(given: Path, models_dir: str) -> None:
     """One line for a folder given as the model that holds no saved_model.pb: it was named as a missing
-    ``<folder>.onnx`` sibling, sending the user after a file they never meant to give."""
-    if given.is_dir() and not model_import.is_native(given):
-        raise ConfigError(f"model {given} is a folder without saved_model.pb, so not a SavedModel; hltrun reads "
+    ``<folder>.onnx`` sibling, sending the user after a file they never meant to give. A bare name that
+    ``models_dir`` holds a model of stays that model's name: a folder of that name in the working directory
+    (a training run's output, say) is no model given, and the job ran before that line was added."""
+    if not given.is_dir() or model_import.is_native(given):
+        return
+    if len(given.parts) == 1 and any(find_file(Path(models_dir) / f"{given}{s}").exists() for s in MODEL_FILE_SUFFIXES):
+        return
+    raise ConfigError(f"model {given} is a folder without saved_model.pb, so not a SavedModel; hltrun reads "
                           f"or imports {READS}")
 
 
@@ -188,7 +193,7 @@ def missing_model(params: "VAEAnomalyScorerParameters") -> str | None:
     """The model file given as a path when neither it nor a sibling any backend reads exists, else None:
     a filter without a cut of its own names the missing model, not the card's missing cut for it."""
     given = find_file(params.model, "model file")
-    not_a_savedmodel(given)  # the culprit, before the card's missing cut for a folder's name
+    not_a_savedmodel(given, params.models_dir)  # the culprit, before the card's missing cut for a folder's name
     if given.suffix not in (".onnx", ".keras") and len(given.parts) == 1:
         return None  # a shipped model's name: models_dir's file, checked at begin_job
     if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES):

@@ -123,6 +123,26 @@ def assert_same_file(a: Path, b: Path) -> None:
     assert coverage and coverage == read_coverage([b])
 
 
+def test_a_file_listed_under_two_spellings_is_two_inputs_as_locally(cluster, write_config, tmp_path):
+    """``data/qcd_dijet.root`` and its absolute path (allowDuplicateFiles): a local run reports two inputs of
+    300 events; the workers counted both under the one absolute path they open, so the Dask run reported
+    one input of 600 events under the last spelling (files_read, lumis_per_file, the -j report's PFNs). A
+    bad file skipped whole at each worker's begin_job (skipBadFiles) is still named, as locally, and counted
+    once (it was counted once per worker)."""
+    bad = tmp_path / "bad.root"
+    bad.write_bytes((ROOT / "data" / "qcd_dijet.root").read_bytes()[:20000])  # cut short: no tree to read
+    files = f"data/qcd_dijet.root, {bad}, {ROOT / 'data' / 'qcd_dijet.root'}"
+    both = [run(config(write_config, tmp_path, address, name, files, "", "", "source.allowDuplicateFiles=true",
+                       "source.skipBadFiles=true")) for address, name in ((None, "local"), (cluster, "dask"))]
+    assert [outcome.code for outcome, _ in both] == [0, 0], both[1][0].result.summary.failure
+    ls, ds = (outcome.result.summary for outcome, _ in both)
+    assert list(ls.source["files_read"].items()) == [(f.strip(), 300) for f in files.split(",") if "bad" not in f]
+    assert list(ls.source["bad_entries_per_file"]) == [str(bad)]
+    assert ds.source["bad_files"] == ls.source["bad_files"] == 1  # was 1 per worker that read a unit
+    for key in ("files_read", "lumis_per_file", "bad_entries_per_file"):
+        assert list(ds.source[key].items()) == list(ls.source[key].items()), key
+
+
 def test_dask_equals_local(cluster, write_config, tmp_path):
     # kills: events indexed per unit instead of job-wide (output order), parts assembled out of order,
     # counters summed twice (cumulative module summaries), units ignoring skipEvents/maxEvents
@@ -143,7 +163,8 @@ def test_dask_equals_local(cluster, write_config, tmp_path):
     assert list(ls.source["files_read"]) == [f.strip() for f in FILES.split(",")]
     from hltrun.framework.report.jobreport_xml import gather, render
 
-    pfns = [[el.findtext("PFN") for el in ET.fromstring(render(gather(x, 0, None))).iter("InputFile")] for x in (ls, ds)]
+    pfns = [[el.findtext("PFN") for el in ET.fromstring(render(gather(x, 0, None))).iter("InputFile")]
+            for x in (ls, ds)]
     assert pfns[0] == pfns[1] == [f.strip() for f in FILES.split(",")]
     assert ds.facts == ls.facts and ds.facts["cuts"]  # the job's cut, not the sum of 8 units' (merge rule)
     # every data-quality counter a local run reports, zeros included (the JobReport's 'data quality' lines

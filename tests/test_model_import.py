@@ -480,3 +480,18 @@ def test_a_folder_without_saved_model_pb_is_named_no_savedmodel(backend, thresho
     assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
     assert f"model {folder} is a folder without saved_model.pb, so not a SavedModel" in errors[0], errors[0]
     assert ".onnx" in errors[0] and "SavedModel folder" in errors[0] and "my_model.onnx" not in errors[0], errors[0]
+
+
+def test_a_folder_named_as_a_shipped_model_in_the_working_directory_leaves_the_model_shipped(
+        tmp_path, monkeypatch, capfd):
+    """``model: conv_vae`` (the shipped model's name) run from a folder holding a ``conv_vae/`` folder (a
+    training run's output, say) without saved_model.pb: the job ran the shipped model before the check for
+    a folder that is no SavedModel, which then refused it (exit 2). The bare name stays the shipped model's."""
+    (tmp_path / "conv_vae" / "variables").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    from hltrun.framework.cli import main
+
+    code = main([str(REPO / "configs" / "path.yaml"), "modules.vae.backend=onnxruntime", "options.maxEvents=20",
+                 f"modules.out.file={tmp_path / 'o.root'}", "-q"])
+    err = capfd.readouterr().err
+    assert code == 0 and "hltrun: error" not in err, err

@@ -119,7 +119,8 @@ def test_weights_summing_to_zero_or_less_give_an_undefined_rate_not_zero_hz(tmp_
         assert not path["undefined"] and path["rate_hz"] == pytest.approx(_weighted_rate(w, soft)[0], rel=1e-9)
     else:
         assert path["undefined"] and rates["total"]["undefined"], path
-        assert [path[k] for k in ("fraction", "rate_hz", "error_hz")] == [None] * 3 and path["interval_hz"] == [None] * 2
+        assert [path[k] for k in ("fraction", "rate_hz", "error_hz")] == [None] * 3
+        assert path["interval_hz"] == [None] * 2
     by_lumi = {x["lumi"]: x for x in rates["per_lumi"]}
     assert by_lumi[2]["rate_hz"]["HLT_Soft"] is None and by_lumi[2]["total_hz"] is None
     first = lumi == 1
@@ -136,6 +137,31 @@ def test_an_undefined_rate_reads_undefined_in_the_text_and_html_tables():
     assert r.undefined and r.events == 3 and "undefined" in str(r)
     assert _hz(r).split()[0] == "undefined" and _rate_cells(r)[0] == "undefined"
     assert _total_text(r).startswith("undefined") and "Hz" not in _total_text(r)
+
+
+def test_a_prescale_column_whose_weights_sum_to_zero_or_less_is_named_in_the_warning(caplog):
+    """Column c2's events weigh -1 each, c1's +2 (the job's sum positive): c2's rates are undefined in the
+    RateReport and hltrun.json, but the one warning line, which names the job and the lumi sections whose
+    weights sum to <= 0, said nothing of a column (none was printed, per_lumi being off)."""
+    from hltrun.framework.rates import TriggerPatterns
+    from hltrun.framework.services.rates import TriggerRates, TriggerRatesParameters
+
+    patterns = TriggerPatterns(["A"])
+    for lumi, column, weight in ((1, "c1", 2.0), (2, "c2", -1.0)):
+        for i in range(10):
+            patterns.record(1, lumi, i % 2, weight, column)
+    service = TriggerRates("TriggerRates", TriggerRatesParameters(per_lumi=False))
+    service._paths, service._patterns = ["A"], patterns
+    summary = SimpleNamespace(input_rate_hz=1e5)
+    with caplog.at_level("WARNING", logger="hltrun"):
+        doc = service.json_report(summary)
+        service.text_report(summary)
+    by_column = {c["column"]: c for c in doc["per_column"]}
+    assert by_column["c2"]["total"]["undefined"] and not by_column["c1"]["total"]["undefined"]
+    assert not doc["total"]["undefined"]
+    warnings = [r.getMessage() for r in caplog.records if "TriggerRates:" in r.getMessage()]
+    assert len(warnings) == 1 and "prescale column c2 sum to 0 or less" in warnings[0], warnings
+    assert "c1" not in warnings[0] and "the job's" not in warnings[0], warnings
 
 
 def _service_with(accepted: int, events: int):

@@ -28,7 +28,7 @@ from ..extras import need
 from ..summary import JobSummary
 from ..units import WorkUnit, plan_units
 from .local import Outcome
-from .worker import EVENTS_TOPIC, JobSpec, run_unit
+from .worker import EVENTS_TOPIC, PER_FILE, JobSpec, run_unit
 
 log = logging.getLogger("hltrun")
 DRAIN_S = 300.0  # the longest wait for units still running when the job stops (a hang guard)
@@ -187,6 +187,8 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     s.retried_units = retried
     _fold_variants(s)
     s.source = as_configured({**s.source, **accounting}, units)
+    if "bad_files" in s.source:  # each worker's begin_job skips and counts a bad file: the files, once each
+        s.source["bad_files"] = len(s.bad_files)
     s.events_skipped = accounting["skipped"]
     s.wall_s = time.perf_counter() - started_at
     if merged.first_event_epoch is not None:
@@ -209,20 +211,16 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     return Outcome(merged)
 
 
-PER_FILE = ("files_read", "lumis_per_file", "bad_entries_per_file")  # the source's counters keyed by input
-
-
 def as_configured(source: dict[str, Any], units: list[WorkUnit]) -> dict[str, Any]:
-    """The source's per-input counters keyed by the inputs as configured, in input order, as a local run of
-    the same configuration keys them: the workers count under the absolute paths the client sent them (and
-    merge in the order units finish), so hltrun.json and the ``-j`` report named other files than locally."""
-    names = {u.file: u.name or u.file for u in units}
-    order = {file: i for i, file in enumerate(names)}
+    """The source's per-input counters in input order, as a local run of the same configuration gives
+    them: the workers name each input as configured (``worker._named``), but merge in the order units
+    finish."""
+    order = {name: i for i, name in enumerate(dict.fromkeys(u.name or u.file for u in units))}
     out = dict(source)
     for key in PER_FILE:
         per_file = source.get(key)
         if isinstance(per_file, dict):
-            out[key] = {names.get(f, f): per_file[f] for f in sorted(per_file, key=lambda f: order.get(f, len(order)))}
+            out[key] = {f: per_file[f] for f in sorted(per_file, key=lambda f: order.get(f, len(order)))}
     return out
 
 

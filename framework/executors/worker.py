@@ -78,6 +78,7 @@ class _WorkerJob:
         self.loop = EventProcessor(self.process)
         self.name = worker_name()
         self._source_seen: dict[str, int] = {}
+        self._unit_files: set[str] = set()  # the files of the units run so far (``_named``)
         self._module_seen: dict[str, dict[str, Any]] = {}
         self._quality_seen: dict[str, dict[str, Any]] = {}
         self._fresh = True
@@ -89,7 +90,8 @@ class _WorkerJob:
         started = time.time()
         summary, parts = self.loop.run_unit(unit)
         failed = bool(self.loop.errors)
-        summary.source = _delta(process.source.accounting(), self._source_seen)
+        summary.source = _named(_delta(process.source.accounting(), self._source_seen), unit, self._unit_files)
+        self._unit_files.add(unit.file)
         summary.module_summaries = {label: _delta(values, self._module_seen.setdefault(label, {}))
                                     for label, values in summary.module_summaries.items()}
         summary.events_duplicate = summary.source.get("duplicates", 0)
@@ -108,6 +110,28 @@ class _WorkerJob:
             code = exit_code_of(err) if isinstance(err, KeyboardInterrupt) else getattr(err, "exit_code", 4)
             raise UnitFailed(f"{unit}: {summary.failure}", code, result, None if err is None else category_of(err))
         return result
+
+
+PER_FILE = ("files_read", "lumis_per_file", "bad_entries_per_file")  # the source's counters keyed by input
+
+
+def _named(source: dict[str, Any], unit: WorkUnit, earlier: set[str]) -> dict[str, Any]:
+    """The unit's per-input counters under the input's name as configured: the source counts under the
+    absolute path it opened, so a file listed under two spellings (``a.root`` and ``/data/a.root``) merged
+    into one input on the client, where a local run reports two. A unit reads its own file only: the files
+    of the worker's ``earlier`` units are 0 since the last unit, and left out, as are the lumi sections of
+    the file's other units (under another name, an input's lumis that read no event); what begin_job
+    counted (a bad file skipped whole) stays."""
+    name = unit.name or unit.file
+    out = dict(source)
+    for key in PER_FILE:
+        per_file = source.get(key)
+        if isinstance(per_file, dict):
+            out[key] = {f: n for f, n in per_file.items() if f != unit.file and f not in earlier}
+            if unit.file in per_file:
+                mine = per_file[unit.file]
+                out[key][name] = {k: v for k, v in mine.items() if v} if isinstance(mine, dict) else mine
+    return out
 
 
 def _delta(now: dict[str, Any], seen: dict[str, Any]) -> dict[str, Any]:

@@ -95,14 +95,22 @@ class TriggerRates(Service):
         return r
 
     def _warn_undefined(self, r: MenuRates) -> None:
-        """One line where the weights of the job's events (or, in the per-lumi view, of a lumi's) sum to <= 0:
-        the reports mark those rates undefined, which a reader skimming the figures could take for 0 Hz."""
-        lumis = [key for key, table in sorted(self._patterns.by_lumi.items())
-                 if sum(t.w for t in table.values()) <= 0] if self.params.per_lumi else []
-        if self._warned or not (r.total.undefined or lumis):
+        """One line where the weights of the job's events (or of a prescale column's, or, in the per-lumi view,
+        of a lumi's) sum to <= 0: the reports mark those rates undefined, which a reader skimming the figures
+        could take for 0 Hz."""
+        by_lumi = self._patterns.by_lumi
+
+        def weight(keys: Any) -> float:
+            return sum(t.w for key in keys for t in by_lumi.get(key, {}).values())
+
+        lumis = [key for key in sorted(by_lumi) if weight([key]) <= 0] if self.params.per_lumi else []
+        in_force = self.columns()
+        columns = [label for label, keys in in_force.items() if weight(keys) <= 0] if len(in_force) > 1 else []
+        if self._warned or not (r.total.undefined or lumis or columns):
             return
         self._warned = True
         where = [f"the job's {r.events} events"] if r.total.undefined else []
+        where += [f"prescale column {label}" for label in columns]
         if lumis:
             shown = ", ".join(f"{run}:{lumi}" for run, lumi in lumis[:5]) + (", ..." if len(lumis) > 5 else "")
             where.append(f"{len(lumis)} of {len(self._patterns.by_lumi)} lumi section(s) ({shown})")

@@ -81,7 +81,8 @@ def test_trigreport_counts_are_the_known_ones_and_match_the_json(job):
         assert all(set(m) == {"label", "visited", "passed", "failed", "error"} for m in j), j  # no hollow Executed
     assert trig["modules_in_path"]["p_even"][0] == {"name": "even", "trigger": 1, "bit": 0, "visited": N, "passed": 20,
                                                     "failed": 20, "error": 0}
-    assert [(e["trigger"], e["bit"]) for e in trig["modules_in_path"]["p_three"]] == [(1, 1), (1, 1)]
+    # the second column of a module row is its place in the path (Schedule.cc's ModuleInPathSummary::bitPosition)
+    assert [(e["trigger"], e["bit"]) for e in trig["modules_in_path"]["p_three"]] == [(1, 0), (1, 1)]
     assert [(e["trigger"], e["bit"]) for e in trig["modules_in_path"]["e"]] == [(0, 0)]
     assert trig["modules"]["three"]["passed"] == 13
     for label, row in trig["modules"].items():

@@ -5,6 +5,12 @@ std::right << std::setw(5) << 1 << std::setw(5) << bit << " " << std::setw(10) <
 not from hltrun's output: a changed width, header, bit column or counter fails here. The report opens
 with a blank line and its Module Summary is sorted by label in byte order (``getTriggerReport``'s
 ``sort_all(rep.workerSummaries)``; WorkerSummary compares moduleLabel), not in configuration order.
+
+A "Modules in Path" row's second column is the module's place in its path, as cmsRun prints it today:
+Schedule.cc writes ``mod.bitPosition``, which ``fillModuleInPathSummary`` sets from
+``Path::bitPosition(which)`` = ``WorkerInPath::bitPosition()`` = its PlaceInPathContext's ``placeInPath``
+(StreamSchedule::fillWorkers counts 0, 1, 2, ... along the path); CMSSW before ~2014 printed the path's bit
+there (``pi->bitPosition()``), which hltrun copied. End-path rows count 0, 1, ... too (``bitpos++``).
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ TrigReport     0    0       4000       4000          0          0 outputPath
 TrigReport ---------- Modules in Path: HLT_AnomalyDetection ------------
 TrigReport  Trig Bit#    Visited     Passed     Failed      Error Name
 TrigReport     1    0       4000       4000          0          0 batcher
-TrigReport     1    0       4000       4000          0          0 Vae
-TrigReport     1    0       4000        115       3885          0 anomalyFilter
+TrigReport     1    1       4000       4000          0          0 Vae
+TrigReport     1    2       4000        115       3885          0 anomalyFilter
 
 TrigReport ---------- Modules in Path: HLT_Inverted ------------
 TrigReport  Trig Bit#    Visited     Passed     Failed      Error Name
-TrigReport     1    1       4000       3885        115          0 anomalyFilter
+TrigReport     1    0       4000       3885        115          0 anomalyFilter
 
 TrigReport ------ Modules in End-Path: outputPath ------------
 TrigReport  Trig Bit#    Visited     Passed     Failed      Error Name

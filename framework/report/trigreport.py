@@ -38,11 +38,13 @@ def trig_report(summary: JobSummary) -> str:
               _header("Trig Bit#", "Executed", "Passed", "Failed", "Error")]
     for bit, (name, c) in enumerate(s.endpaths.items()):
         lines.append(f"{_HEAD} {_bits(0, bit)}{_columns(c.executed, c.passed, c.failed, c.error)} {name}")
-    for bit, (name, c) in enumerate(s.paths.items()):
+    for name, c in s.paths.items():
         lines += ["", f"{_HEAD} ---------- Modules in Path: {name} ------------",
                   _header("Trig Bit#", "Visited", "Passed", "Failed", "Error")]
-        for entry, m in zip(s.path_entries[name], c.modules):  # every module row carries the path's bit
-            lines.append(f"{_HEAD} {_bits(1, bit)}{_columns(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
+        # Schedule.cc prints ModuleInPathSummary::bitPosition, the module's place in its path (WorkerInPath's
+        # placeInPath: 0, 1, 2, ...), not the path's bit (only CMSSW before ~2014 printed that)
+        for position, (entry, m) in enumerate(zip(s.path_entries[name], c.modules)):
+            lines.append(f"{_HEAD} {_bits(1, position)}{_columns(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
     for name, c in s.endpaths.items():
         lines += ["", f"{_HEAD} ------ Modules in End-Path: {name} ------------",
                   _header("Trig Bit#", "Visited", "Passed", "Failed", "Error")]

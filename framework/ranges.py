@@ -101,13 +101,14 @@ def _in(exc: ValueError, text: str) -> str:
 
 
 def _in_lumis(ranges: Sequence[LumiRange], rl: np.ndarray) -> np.ndarray:
-    """Which of the (run << 32 | lumi) values one of ``ranges`` holds."""
-    inside = np.zeros(len(rl), bool)
-    for r in ranges:
-        lo = np.uint64((r.start[0] << 32) | r.start[1])
-        hi = np.uint64((r.end[0] << 32) | (r.end[1] or _MAX32))
-        inside |= (rl >= lo) & (rl <= hi)
-    return inside
+    """Which of the (run << 32 | lumi) values one of ``ranges`` holds. One binary search per event, not one
+    pass over the chunk per range: a year's certification JSON holds thousands of ranges."""
+    lo = np.array([(r.start[0] << 32) | r.start[1] for r in ranges], np.uint64)
+    hi = np.array([(r.end[0] << 32) | (r.end[1] or _MAX32) for r in ranges], np.uint64)
+    order = np.argsort(lo, kind="stable")
+    lo, reach = lo[order], np.maximum.accumulate(hi[order])  # reach[i]: the farthest end of ranges 0..i
+    last = np.searchsorted(lo, rl, side="right") - 1  # the last range starting at or before each value
+    return (last >= 0) & (rl <= reach[np.maximum(last, 0)])
 
 
 @dataclass(frozen=True)

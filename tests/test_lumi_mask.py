@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import uproot
 
@@ -173,3 +174,29 @@ def test_no_output_of_the_job_replaces_the_mask(write_config, tmp_path, lumi_fil
     err = capfd.readouterr().err
     assert code == 4, err
     assert f"is an input file of this job ({mask})" in err and mask.read_bytes() == before
+
+
+def test_many_overlapping_ranges_select_as_each_range_alone():
+    """The selection of thousands of ranges (a year's mask), overlapping, nested and spanning runs, against the
+    plain definition: an id is selected when some range holds it."""
+    from hltrun.framework.ranges import LumiRange, Selection
+
+    rng = np.random.default_rng(7)
+    ranges = []
+    for _ in range(3000):
+        run, first = int(rng.integers(1, 40)), int(rng.integers(1, 200))
+        end_run = run + int(rng.integers(0, 2) if rng.random() < 0.05 else 0)
+        last = int(rng.integers(0, 60)) + (first if end_run == run else 0)
+        ranges.append(LumiRange((run, first), (end_run, last)))
+    ranges.append(LumiRange((2**32 - 1, 5), (2**32 - 1, 0)))  # to the end of the largest run
+    run = rng.integers(0, 42, 20_000).astype(np.uint64)
+    lumi = rng.integers(0, 260, 20_000).astype(np.uint64)
+    run[:3], lumi[:3] = 2**32 - 1, [4, 5, 2**32 - 1]
+
+    def held(r: int, lu: int) -> bool:
+        return any(a.start <= (r, lu) <= (a.end[0], a.end[1] or 2**32 - 1) for a in ranges)
+
+    want = [held(int(r), int(lu)) for r, lu in zip(run, lumi)]
+    assert 0 < sum(want) < len(want)
+    for selection in (Selection((), (), tuple(ranges)), Selection(tuple(ranges))):
+        assert selection.mask(run, lumi, np.ones(len(run), np.uint64)).tolist() == want

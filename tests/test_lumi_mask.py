@@ -200,3 +200,17 @@ def test_many_overlapping_ranges_select_as_each_range_alone():
     assert 0 < sum(want) < len(want)
     for selection in (Selection((), (), tuple(ranges)), Selection(tuple(ranges))):
         assert selection.mask(run, lumi, np.ones(len(run), np.uint64)).tolist() == want
+
+
+def test_units_whose_workers_read_another_mask_are_another_variant():
+    """A Dask worker that read other bytes at the mask's path selected other events: its units are a variant of
+    their own (facts.variants, the warning and the JobReport line name the masks), not folded into the first."""
+    from hltrun.framework.provenance import merge_variants, variant, variants_line
+
+    a = variant({"producer": "hltrun 0", "lumi_mask": {"file": "/m/golden.json", "sha256": "a" * 64}}, [0], ["w1"])
+    b = variant({"producer": "hltrun 0", "lumi_mask": {"file": "/m/golden.json", "sha256": "b" * 64}}, [1], ["w2"])
+    same = variant({"producer": "hltrun 0", "lumi_mask": {"file": "/m/golden.json", "sha256": "a" * 64}}, [2], ["w2"])
+    merged = merge_variants(merge_variants([a], [b]), [same])
+    assert [v["units"] for v in merged] == [[0, 2], [1]]
+    assert variants_line(merged) == ("lumi mask /m/golden.json (sha256 aaaaaaaaaaaa) in 2 unit(s) on w1, w2, "
+                                     "/m/golden.json (sha256 bbbbbbbbbbbb) in 1 unit(s) on w2")

@@ -163,6 +163,7 @@ class Channels:
         self.caches: dict[str, Any] = {}
         self.accelerators: dict[str, AcceleratorChoice] = {}
         self.cuts: dict[str, dict[str, Any]] = {}
+        self.lumi_mask: dict[str, Any] | None = None  # the source's certification JSON (file, sha256)
         self.configuration = dict(configuration or {})
         self.lock = threading.Lock()
 
@@ -176,6 +177,8 @@ class Channels:
                 out["accelerators"] = {label: c.as_dict() for label, c in self.accelerators.items()}
             if self.cuts:
                 out["cuts"] = {label: dict(cut) for label, cut in self.cuts.items()}
+            if self.lumi_mask:
+                out["lumi_mask"] = dict(self.lumi_mask)
             return strict_json(out)
 
     def provenance(self) -> dict[str, Any]:
@@ -322,3 +325,9 @@ class SourceContext:
         """What consumers requested of this source; live: filled by the modules' begin_job, after the source's."""
         with self.channels.lock:
             return self.channels.requests.setdefault(self.label, set())
+
+    def record_lumi_mask(self, mask: Mapping[str, Any]) -> None:
+        """The certification JSON that selected the job's lumi sections (its file and sha256): the reports'
+        facts and the output files' provenance, as a scorer's network is recorded."""
+        with self.channels.lock:
+            self.channels.lumi_mask = dict(mask)

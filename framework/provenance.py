@@ -57,10 +57,17 @@ def imported_text(origin: Mapping[str, Any]) -> str:
             f"with {origin.get('converter')}")
 
 
+def mask_digest(facts: Mapping[str, Any]) -> str | None:
+    """The sha256 of the certification JSON (``source.lumiMask``) that selected the job's lumi sections; None:
+    no mask. Its contents, not its path, decide which events run (a worker's copy may sit elsewhere)."""
+    mask = facts.get("lumi_mask")
+    return str(mask.get("sha256")) if isinstance(mask, Mapping) and mask.get("sha256") else None
+
+
 def deciding(facts: Mapping[str, Any]) -> dict[str, Any]:
     """What of a job's facts can change a decision or a score: each scorer's engine, device and network,
-    and each filter's cut as resolved."""
-    return {"producer": facts.get("producer"),
+    each filter's cut as resolved, and the lumi mask's contents."""
+    return {"producer": facts.get("producer"), "lumi_mask": mask_digest(facts),
             "accelerators": {label: {**{key: choice.get(key) for key in (*_CHOICE_DECIDES,
                                                                          *(() if choice.get("model_sha256")
                                                                            else ("model",)))},
@@ -112,6 +119,8 @@ def variants_line(variants: Sequence[Mapping[str, Any]]) -> str:
     facts = [deciding(v) for v in variants]
     if any(f["producer"] != facts[0]["producer"] for f in facts):
         said.append("made by " + ", ".join(f"{f['producer']} in {units(v)}" for f, v in zip(facts, variants)))
+    if any(f["lumi_mask"] != facts[0]["lumi_mask"] for f in facts):
+        said.append("lumi mask " + ", ".join(f"{_mask(v)} in {units(v)}" for v in variants))
     for kind, key, show in (("scorer", "accelerators", _engine), ("filter", "cuts", _cut)):
         for label in sorted({label for f in facts for label in f[key]}):
             seen = [f[key].get(label) for f in facts]
@@ -119,6 +128,12 @@ def variants_line(variants: Sequence[Mapping[str, Any]]) -> str:
                 said.append(f"{kind} '{label}' " + ", ".join(
                     f"{show(s) if s is not None else 'absent'} in {units(v)}" for s, v in zip(seen, variants)))
     return "; ".join(said) or f"{len(variants)} variants"
+
+
+def _mask(facts: Mapping[str, Any]) -> str:
+    """``golden.json (sha256 0123456789ab)``, or ``none``."""
+    digest = mask_digest(facts)
+    return f"{facts['lumi_mask'].get('file')} (sha256 {digest[:12]})" if digest else "none"
 
 
 def _cut(cut: Mapping[str, Any]) -> str:
@@ -155,6 +170,8 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     if old.get("producer") != new.get("producer"):
         lines.append(f"made by {old.get('producer', '?')} (old) and {new.get('producer', '?')} (new)")
+    if mask_digest(old) != mask_digest(new):
+        lines.append(f"lumi mask {_mask(old)} (old) and {_mask(new)} (new)")
     lines += _by_label("scorer", old.get("accelerators") or {}, new.get("accelerators") or {}, _scorer_change)
     lines += [f"the {side} job's units were not all made the same way: {variants_line(record['variants'])}"
               for side, record in (("old", old), ("new", new)) if record.get("variants")]
@@ -168,11 +185,11 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 MAX_SETTING_LINES = 6
 # settings that say where data comes from or goes, or how fast it is processed, not which events pass;
-# the network, the engine and the cut are named by the scorer and filter lines already
+# the network, the engine, the cut and the lumi mask's contents are named by their own lines already
 _NOT_DECIDING = frozenset({
     "files", "file", "compression", "basket_events", "chunk_size", "decompression_threads", "read_ahead",
     "threads", "engine_cache", "warm_up", "io_binding", "graph_optimization", "mode", "providers", "cuda_graphs",
-    "model", "models_dir", "backend", "threshold", "skipBadFiles"})
+    "model", "models_dir", "backend", "threshold", "skipBadFiles", "lumiMask"})  # the mask: its own line, by digest
 
 
 def _setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

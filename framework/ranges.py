@@ -9,7 +9,9 @@ Syntax as FWCore/ParameterSet/python/Types.py parses it:
   ``"R:L:E"`` / ``"R:E"``; ``max`` as the end event: to the end of that run (and lumi).
 
 An event is selected if its lumi is in one of ``lumisToProcess`` (when given) and it is in one of
-``eventsToProcess`` (when given), as PoolSource does. Chunks are tested at once with numpy, so the
+``eventsToProcess`` (when given), as PoolSource does, and its lumi is in the ``lumiMask`` (a CMS
+certification JSON, framework/lumimask.py; when given): the mask narrows the ranges, as CRAB's
+``runRange`` narrows its ``lumiMask``. Chunks are tested at once with numpy, so the
 selection costs nothing per event in Python.
 """
 
@@ -98,15 +100,27 @@ def _in(exc: ValueError, text: str) -> str:
     return msg if repr(str(text)) in msg else f"{msg} in {str(text)!r}"
 
 
+def _in_lumis(ranges: Sequence[LumiRange], rl: np.ndarray) -> np.ndarray:
+    """Which of the (run << 32 | lumi) values one of ``ranges`` holds. One binary search per event, not one
+    pass over the chunk per range: a year's certification JSON holds thousands of ranges."""
+    lo = np.array([(r.start[0] << 32) | r.start[1] for r in ranges], np.uint64)
+    hi = np.array([(r.end[0] << 32) | (r.end[1] or _MAX32) for r in ranges], np.uint64)
+    order = np.argsort(lo, kind="stable")
+    lo, reach = lo[order], np.maximum.accumulate(hi[order])  # reach[i]: the farthest end of ranges 0..i
+    last = np.searchsorted(lo, rl, side="right") - 1  # the last range starting at or before each value
+    return (last >= 0) & (rl <= reach[np.maximum(last, 0)])
+
+
 @dataclass(frozen=True)
 class Selection:
-    """lumisToProcess and eventsToProcess of a source; empty lists select everything."""
+    """lumisToProcess, eventsToProcess and the lumiMask's ranges of a source; empty ones select everything."""
 
     lumis: tuple[LumiRange, ...] = ()
     events: tuple[EventRange, ...] = ()
+    lumi_mask: tuple[LumiRange, ...] = ()  # a certification JSON's (never empty when one is given: lumimask.py)
 
     @classmethod
-    def parse(cls, lumis: Sequence[str], events: Sequence[str]) -> "Selection":
+    def parse(cls, lumis: Sequence[str], events: Sequence[str], mask: Sequence[LumiRange] = ()) -> "Selection":
         """Raises ValueError naming the parameter and the entry that is malformed."""
         out_lumis, out_events = [], []
         for i, text in enumerate(lumis):
@@ -119,23 +133,18 @@ class Selection:
                 out_events.append(parse_event_range(text))
             except ValueError as exc:
                 raise ValueError(f"eventsToProcess[{i}]: {_in(exc, text)}") from None
-        return cls(tuple(out_lumis), tuple(out_events))
+        return cls(tuple(out_lumis), tuple(out_events), tuple(mask))
 
     def __bool__(self) -> bool:
-        return bool(self.lumis or self.events)
+        return bool(self.lumis or self.events or self.lumi_mask)
 
     def mask(self, run: np.ndarray, lumi: np.ndarray, event: np.ndarray) -> np.ndarray:
         """Which of the events (run, lumi, event arrays) are selected."""
         run, lumi, event = (np.asarray(x, np.uint64) for x in (run, lumi, event))
         keep = np.ones(len(run), bool)
-        if self.lumis:
-            rl = (run << np.uint64(32)) | lumi
-            inside = np.zeros(len(run), bool)
-            for r in self.lumis:
-                lo = np.uint64((r.start[0] << 32) | r.start[1])
-                hi = np.uint64((r.end[0] << 32) | (r.end[1] or _MAX32))
-                inside |= (rl >= lo) & (rl <= hi)
-            keep &= inside
+        for ranges in (self.lumis, self.lumi_mask):
+            if ranges:
+                keep &= _in_lumis(ranges, (run << np.uint64(32)) | lumi)
         if self.events:
             inside = np.zeros(len(run), bool)
             for r in self.events:

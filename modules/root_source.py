@@ -27,6 +27,7 @@ from typing import Any, Iterator, Mapping
 import awkward as ak
 
 from hltrun.framework.context import SourceContext
+from hltrun.framework.destinations import reading
 from hltrun.framework.errors import ConfigError, SourceError
 from hltrun.framework.event import EventID
 from hltrun.framework.module import Source
@@ -67,12 +68,12 @@ class RootJetSource(FileChecks, ChunkReading, Source):
                        "links_to_no_jet": 0, "zero_constituent_jets": 0, "nonfinite_pt_jets": 0,
                        # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
                        "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0,
-                       "not_selected": 0,  # read, outside lumisToProcess / eventsToProcess
+                       "not_selected": 0,  # read, outside lumisToProcess / eventsToProcess / lumiMask
                        # whole files the file check read at begin_job and kept for the loop: their entries,
                        # the entries the loop went through, and the check's decompression-thread CPU for them
                        # (a short job charges its events only the share of that read it used)
                        "kept_entries": 0, "kept_entries_used": 0, "kept_decompression_cpu_ns": 0}
-        self._selection = Selection.parse(params.lumisToProcess, params.eventsToProcess)
+        self._selection: Selection = params.selection()
         self.bad_files: list[str] = []  # "path: what was skipped (reason)", for the reports
         self._bad_entries: dict[str, int] = {}  # bad file -> entries skipped in it (0: skipped whole at begin_job)
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
@@ -124,8 +125,16 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         ctx = ctx if ctx is not None else SourceContext(self.label)
         self._ctx = ctx
         self._consumers(ctx.consumed)
+        if self.params.lumi_mask is not None:
+            ctx.record_lumi_mask(self.params.lumi_mask.record())
         self._requests = ctx.requests()  # live: filled by the modules' begin_job, read at each chunk
+        self._reading_mask()
         self._open_inputs(ctx.entries_needed, keep=not ctx.units)  # a Dask worker reads only some files
+
+    def _reading_mask(self) -> None:
+        """The lumiMask is an input of the job: no output of it may replace the file (destinations.reading)."""
+        if self.params.lumi_mask is not None:
+            reading([self.params.lumi_mask.path])
 
     def _consumers(self, consumed: frozenset[str]) -> None:
         """What the modules consume of the source: the weight makes every file need its branch."""
@@ -140,13 +149,14 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         """The files and their entries, checked as begin_job checks them (bad ones skipped or refused, a
         consumed weight branch required), without keeping any array: what the Dask client splits into work
         units. A file a worker would refuse is refused here, before the cluster starts."""
-        if entries_needed is not None and (params.lumisToProcess or params.eventsToProcess):
+        if entries_needed is not None and params.selection():
             # units are entry ranges planned before any event is read: which entries hold the first
             # maxEvents selected events is unknown there (a local run reads on until it has them)
-            raise NotImplementedError("source.lumisToProcess / eventsToProcess with options.maxEvents: "
+            raise NotImplementedError("source.lumisToProcess / eventsToProcess / lumiMask with options.maxEvents: "
                                       "units are planned by entries; use maxEvents: -1 or a local run")
         source = cls("source", params)
         source._consumers(consumed)
+        source._reading_mask()
         try:
             source._open_inputs(entries_needed, keep=False)
             return source.inputs()

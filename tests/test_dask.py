@@ -841,3 +841,40 @@ def test_prescaler_summaries_per_factor_dask_as_local(cluster, tmp_path):
     kept = {(p["label"], p["prescale"]): (p["events"], p["accepted"]) for p in report["prescalers"]}
     assert kept == {(f"pre{path[-1]}", factor): counts
                     for path, per in expected.items() for factor, counts in per.items()}
+
+
+def test_a_lumi_mask_selects_on_workers_in_another_folder_as_locally(cluster, write_config, tmp_path, lumi_file,
+                                                                      monkeypatch):
+    """``source.lumiMask`` named relative to the client's folder: workers validate the configuration again, so
+    they must read the file the client read (not ``golden.json`` in their own folder), select the same lumi
+    sections, and record the same mask (hltrun.json's facts, one variant)."""
+    from distributed import Client
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "golden.json").write_text('{"1": [[2, 3]],\n "2": [[8, 8]]}')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "golden.json").write_text('{"1": [[1, 1]]}')  # another mask of that name: must not be read
+    outcomes = {}
+    for name, address in (("local", None), ("dask", cluster)):
+        text = LUMIS.format(type="local" if address is None else "dask", address=address or "null", a=lumi_file,
+                            b=lumi_file, out=tmp_path / f"{name}.root").replace(
+            "chunk_size: 5}", "chunk_size: 5, lumiMask: golden.json, allowDuplicateFiles: true}")
+        cfg = load(write_config(text, f"{name}.yaml"), [])
+        if address is None:
+            outcomes[name], _ = run(cfg)
+            continue
+        with Client(cluster, timeout="20s") as client:
+            before = client.run(os.getcwd)
+            client.run(os.chdir, str(elsewhere))
+            try:
+                outcomes[name], _ = run(cfg)
+            finally:
+                for worker, folder in before.items():
+                    client.run(os.chdir, folder, workers=[worker])
+    local, dask = (outcomes[n].result.summary for n in ("local", "dask"))
+    assert outcomes["dask"].code == 0, dask.failure
+    assert dask.source["lumis_per_file"] == local.source["lumis_per_file"]
+    assert set(local.source["lumis_per_file"][str(lumi_file)]) == {"1:2", "1:3", "2:8"}
+    assert dask.facts["lumi_mask"] == local.facts["lumi_mask"] and "variants" not in dask.facts
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")

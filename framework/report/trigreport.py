@@ -120,7 +120,10 @@ def quality_lines(s: JobSummary) -> list[str]:
     not_selected = (s.source or {}).get("not_selected", 0)
     if not_selected:
         lines.append(f"JobReport  events not selected {not_selected} (read, outside source.lumisToProcess / "
-                     f"eventsToProcess; not processed)")
+                     f"eventsToProcess / lumiMask; not processed)")
+    mask = (s.facts or {}).get("lumi_mask")
+    if mask:
+        lines.append(f"JobReport  lumi mask {mask.get('file')} (sha256 {mask.get('sha256')})")
     if s.events_duplicate:
         lines.append(f"JobReport  duplicate events skipped {s.events_duplicate} (same run, lumi, event as one "
                      f"read before; source.duplicateCheckMode)")

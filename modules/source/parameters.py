@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hltrun.framework.lumimask import LumiMask, read_lumi_mask
 from hltrun.framework.ranges import Selection
 from hltrun.framework.schema import limited
 
@@ -64,9 +65,28 @@ class RootJetSourceParameters:
     # entries (before the selection). PoolSource has no firstEvent (EmptySource's renumbering): none here
     lumisToProcess: list[str] = field(default_factory=list)  # e.g. ["1:1-1:5", "2:3-2:max"]
     eventsToProcess: list[str] = field(default_factory=list)  # e.g. ["1:5:100-1:7:max", "2:1-2:500"]
+    # a CMS certification ("Golden") JSON, as CRAB's lumiMask (framework/lumimask.py): only its lumi sections
+    # are processed; with lumisToProcess, those of both (the mask narrows the ranges)
+    lumiMask: str | None = None
 
     def __post_init__(self) -> None:
         if not self.files:
             raise ValueError("files: give at least one ROOT file (globs allowed)")
-        Selection.parse(self.lumisToProcess, self.eventsToProcess)  # a malformed range: one line naming it
+        # the mask as read and checked here, once: the source selects with what was validated (no field: no key)
+        self._lumi_mask: LumiMask | None = read_lumi_mask(self.lumiMask) if self.lumiMask is not None else None
+        if self._lumi_mask is not None:
+            # the file as found, absolute: a Dask worker started in another folder validates this configuration
+            # again and must read the same file (as the units carry the inputs' paths the client checked)
+            self.lumiMask = self._lumi_mask.path
+        self.selection()  # a malformed range: one line naming it
+
+    @property
+    def lumi_mask(self) -> LumiMask | None:
+        """The ``lumiMask`` file as read at validation (its path, sha256 and ranges); None: no mask."""
+        return self._lumi_mask
+
+    def selection(self) -> Selection:
+        """What lumisToProcess, eventsToProcess and lumiMask select (ValueError naming a malformed range)."""
+        return Selection.parse(self.lumisToProcess, self.eventsToProcess,
+                               self.lumi_mask.ranges if self.lumi_mask is not None else ())
 

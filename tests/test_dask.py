@@ -878,3 +878,20 @@ def test_a_lumi_mask_selects_on_workers_in_another_folder_as_locally(cluster, wr
     assert set(local.source["lumis_per_file"][str(lumi_file)]) == {"1:2", "1:3", "2:8"}
     assert dask.facts["lumi_mask"] == local.facts["lumi_mask"] and "variants" not in dask.facts
     assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+
+
+def test_a_workers_memoryreport_endjob_line_gives_its_memory_not_zero(write_config, tmp_path):
+    """A Dask worker's Process runs unit after unit and never ends its job, so SimpleMemoryCheck's end-of-job
+    reading was never taken: every worker's ``MemoryReport> EndJob`` line said ``virtual size 0 Mbytes, RSS 0
+    Mbytes`` (seen on a 210k-event, 2-worker run). It is now the worker's memory when its unit ended."""
+    from hltrun.framework.executors.worker import JobSpec, run_unit
+    from hltrun.framework.services.memory_cmssw import report_lines
+    from hltrun.framework.units import WorkUnit
+
+    spec = JobSpec.from_config(config(write_config, tmp_path, None, "dask"))
+    status, result = run_unit(spec, WorkUnit(0, str(ROOT / "data" / "qcd_dijet.root"), 0, 75, 0))
+    assert status == "ok"
+    (state,) = result.services["Memory"].cmssw.values()
+    assert state.count == 75 and state.end.vsize > state.end.rss > 10  # MB: a Python process with a model loaded
+    assert report_lines(state)[0].startswith("MemoryReport> EndJob: virtual size ")
+    assert "virtual size 0 Mbytes" not in report_lines(state)[0]

@@ -375,3 +375,36 @@ def test_the_per_lumi_plot_bars_stay_inside_each_rates_interval(tmp_path, monkey
             if k == 0:  # HLT_P in column c2: a bar from 0 to the upper limit
                 assert below[i] == 0 and above[i] == pytest.approx(hz * upper_zero / n, rel=1e-3)
     assert sum(bits["HLT_P"][lumi >= 5]) == 0 and bits["HLT_Q"][lumi < 5].all()  # both cases were drawn
+
+
+@pytest.mark.parametrize("lumis", [5, 840])
+def test_the_per_lumi_plot_labels_a_readable_number_of_lumis(monkeypatch, lumis):
+    """A job over a big file (840 lumi sections from make_large_sample's 210k events) drew one run:lumi
+    tick label per lumi: a black band under the plot. Every lumi is still drawn; the labels are thinned
+    to a readable number, in order, starting at the first lumi; a short job keeps one label per lumi."""
+    pytest.importorskip("matplotlib")
+    import hltrun.framework.report.html as report_html
+    from hltrun.framework.rates import TriggerPatterns
+    from hltrun.framework.services.rates import TriggerRates, TriggerRatesParameters
+
+    patterns = TriggerPatterns(["A"])
+    for lumi in range(1, lumis + 1):
+        for i in range(4):
+            patterns.record(7, lumi, i % 2)
+    service = TriggerRates("TriggerRates", TriggerRatesParameters())
+    service._paths, service._patterns = ["A"], patterns
+    figures = {}
+
+    def keep(fig, alt):
+        figures[alt] = fig
+        return ""
+
+    monkeypatch.setattr(report_html, "img", keep)
+    service.html_sections(SimpleNamespace(input_rate_hz=1e5, module_summaries={}))
+    ax = figures["rate per lumi section"].axes[0]
+    assert len(ax.lines[0].get_xdata()) == lumis  # every lumi drawn
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == "7:1"
+    assert len(labels) == lumis if lumis <= 40 else 20 <= len(labels) <= 40
+    numbers = [int(label.split(":")[1]) for label in labels]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)

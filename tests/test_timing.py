@@ -318,3 +318,43 @@ def test_a_few_events_are_marked_one_by_one_not_drawn_as_a_distribution(events: 
     assert (f'alt="time of each of the {events} events with the budget (too few for a distribution)"' in budget) is few
     assert ('alt="distribution of the time per event with the budget"' in budget) is not few
     assert (f"Only {events} events: p90 and p99 are interpolated" in budget) is few
+
+
+def test_a_job_past_the_kept_rows_draws_its_event_time_histograms_not_empty_axes(monkeypatch) -> None:
+    """A job over 10,000 events per stream (210k events of make_large_sample's file) keeps histograms of its
+    event times, no rows: report.html's distribution plot was empty axes with the budget line, and the plot
+    along the job too. The distribution is now drawn from the histograms (every event counted), and in place
+    of the empty plot along the job the page says why there is none."""
+    pytest.importorskip("matplotlib")
+    import hltrun.framework.report.html as report_html
+
+    data = {
+        "process": "TIMINGTEST",
+        "options": {"maxEvents": 120, "budgetMs": 30.0, "executor": {"maxTimingRows": 50}},
+        "source": {"type": "_TTSource"},
+        "modules": {"score": {"type": "_TTScorer"}},
+        "paths": {"p": ["score"]},
+        "services": {"Timing": {}},
+    }
+    process = Process(validate(data, "<test>"), None)
+    summary = EventProcessor(process).run()
+    (service,) = [s for s in process.services if isinstance(s, Timing)]
+    result = service.result(summary)
+    assert result["rows"]["histogram"] and result["events"] == 120  # the case: no per-event row kept
+    figures = {}
+
+    def keep(fig, alt):
+        figures[alt] = fig
+        return f'<img alt="{alt}">'
+
+    monkeypatch.setattr(report_html, "img", keep)
+    budget = dict(report_html.timing_sections(result, service.per_event(summary)))["Budget"]
+    ax = figures["distribution of the time per event with the budget"].axes[0]
+    drawn = {p.get_label(): p for p in ax.patches}
+    assert set(drawn) >= {"real", "CPU"}
+    for label, key in (("real", "event_real"), ("CPU", "event_cpu")):  # each the step outline of its histogram
+        counts = result["histograms"][key]["counts"]
+        assert sum(counts) == 120  # every event
+        assert drawn[label].get_path().vertices[:, 1].max() == max(counts)
+    assert "time per event along the job" not in figures  # no empty frame
+    assert "No plot of the time per event along the job" in budget

@@ -159,10 +159,16 @@ def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> s
             edges = log_edges(np.concatenate([real, cpu]), 60, budget)
             ax.hist(real, bins=edges, histtype="step", lw=1.5, color=_NORMAL, label="real")
             ax.hist(cpu, bins=edges, histtype="step", lw=1.2, color=_CPU, label="CPU")
+        elif _folded(res):  # a long job keeps no rows: its histograms of every event (the axes were empty)
+            for key, lw, color, label in (("event_real", 1.5, _NORMAL, "real"), ("event_cpu", 1.2, _CPU, "CPU")):
+                h = res["histograms"][key]
+                edges = np.asarray(h["edges_ms"])
+                ax.hist(edges[:-1], bins=edges, weights=h["counts"], histtype="step", lw=lw, color=color, label=label)
+        if not few and (len(real) or _folded(res)):
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_ylabel("events")
-        if len(real):
+        if len(real) or _folded(res):
             ev = res["event"]["real"]  # no p99 line for a few events: it is their maximum, interpolated
             for key, ls in (("mean", "-"),) if few else (("mean", "-"), ("p99", ":")):
                 ax.axvline(ev[key], color="grey", ls=ls, lw=1, label=f"{key} {ev[key]:.3g} ms")
@@ -177,9 +183,22 @@ def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> s
         return img(fig, "distribution of the time per event with the budget")
 
 
+def _folded(res: dict[str, Any]) -> bool:
+    """Whether the job's event times are histograms only: past ``bounded.ROWS_KEPT`` events per stream
+    (or ``options.executor.maxTimingRows`` in all) no per-event row is kept, so memory stays flat."""
+    return bool(res["events"]) and res.get("rows", {}).get("histogram", False)
+
+
 def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     real, index, stream = arrays["real_ms"], arrays["index"], arrays["stream"]
     budget = res["budget"]["budget_ms"]
+    if not len(real) and _folded(res):  # no row to draw: say why, not an empty frame with the budget line
+        from ..services.bounded import ROWS_KEPT
+
+        return (f"<p>No plot of the time per event along the job: past {ROWS_KEPT:,} events per stream (or "
+                "<code>options.executor.maxTimingRows</code> in all) the Timing service keeps histograms of the "
+                "event times, not one row per event, so that memory stays flat; the distribution above and the "
+                "figures are over every event.</p>")
     with _style():
         fig = _figure()
         ax = fig.add_subplot()

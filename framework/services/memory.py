@@ -40,7 +40,7 @@ from ..service import Service
 from .bounded import Thinned
 from .memray_attribution import OUTSIDE
 from .memory_leak import check_leak, describe
-from .memory_cmssw import MemoryCheck, MemoryCheckState, copy_state, merge_states, module_report_lines, report_lines, to_dict
+from .memory_cmssw import MemoryCheck, MemoryCheckState, merge_states, module_report_lines, report_lines, to_dict
 
 if TYPE_CHECKING:
     from ..context import JobContext
@@ -442,7 +442,8 @@ class Memory(Service):
             np.ascontiguousarray(series[:, :2]), [(g, list(ev), r) for g, _, ev, r in key],
             self.params.key_events, self._max_rows, self.params.per_module,
             str(self._memray_file) if self._memray_file else None, self._events, self._series.stride,
-            self._allocations(), {(self._job and self._job.worker) or self._worker: copy_state(self._check.state)},
+            self._allocations(),
+            {(self._job and self._job.worker) or self._worker: self._check.snapshot(*self._read())},
             self.params.moduleMemorySummary,
             {(self._job and self._job.worker) or self._worker: dict(self._hwm_by)} if self._hwm_by else None)
 

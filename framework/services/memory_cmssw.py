@@ -102,6 +102,7 @@ class MemoryCheck:
     def __init__(self, ignore_total: int = 1) -> None:
         self.state = MemoryCheckState(ignore_total, events={k: SignificantEvent() for k in EVENT_SLOTS})
         self._lock = threading.Lock()
+        self._ended = False
 
     def post_event(self, vsize_mb: float, rss_mb: float, event: EventKey) -> None:
         """One finished event: CMSSW's ``postEvent`` (``++count_``) then ``updateEventStats``."""
@@ -128,6 +129,16 @@ class MemoryCheck:
 
     def end_job(self, vsize_bytes: int, rss_bytes: int) -> None:
         self.state.end = EndJobMemory(vsize_bytes / MB, rss_bytes / MB, read_smaps())
+        self._ended = True
+
+    def snapshot(self, vsize_bytes: int, rss_bytes: int) -> MemoryCheckState:
+        """A copy of the state. Before end_job its EndJob figures are the memory now: a Dask worker's Process
+        runs unit after unit and never ends its job, so each worker's ``MemoryReport> EndJob`` line read
+        ``virtual size 0 Mbytes, RSS 0 Mbytes``; now it is the worker's memory when its last unit ended."""
+        state = copy_state(self.state)
+        if not self._ended:
+            state.end = EndJobMemory(vsize_bytes / MB, rss_bytes / MB, read_smaps())
+        return state
 
 
 def _update_event_stats(s: MemoryCheckState, vsize: float, rss: float, e: EventKey) -> None:

@@ -207,7 +207,7 @@ class TriggerRates(Service):
             for name in r.paths:
                 rates = [lr.path[name] for lr in per.values()]
                 ax.errorbar(x, [q.hz for q in rates], yerr=_interval_sides(rates), marker="o", ms=3, lw=1, label=name)
-            ax.set_xticks(list(x), [f"{run}:{lumi}" for run, lumi in per], rotation=90, fontsize=6)
+            ax.set_xticks(*_lumi_ticks(list(per)), rotation=90, fontsize=6)
             ax.set_xlabel("run:lumi section")
             ax.set_ylabel("rate [Hz]")
             ax.set_title("rate per lumi section (no event accepted: a bar from 0 to the 68% CL upper limit)",
@@ -247,6 +247,18 @@ def _turn_on_plots(summary: "JobSummary") -> list[str]:
         ax.legend(fontsize=7)
         out.append(img(fig, f"{label} turn-on"))
     return out
+
+
+MAX_LUMI_LABELS = 40  # tick labels the per-lumi plot's 9-inch axis holds readably at fontsize 6
+
+
+def _lumi_ticks(keys: list[tuple[int, int]], most: int = MAX_LUMI_LABELS) -> tuple[list[int], list[str]]:
+    """Positions and ``run:lumi`` labels of the per-lumi plot's ticks: every lumi where they fit, else every
+    k-th (the first included), at most ``most``. A job over a big file has hundreds of lumis: one label
+    each drew them on top of each other, a black band where the axis should be."""
+    step = max(1, math.ceil(len(keys) / most))
+    shown = range(0, len(keys), step)
+    return list(shown), [f"{keys[i][0]}:{keys[i][1]}" for i in shown]
 
 
 def _interval_sides(rates: list[Rate]) -> list[list[float]]:

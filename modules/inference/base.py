@@ -499,6 +499,36 @@ def inline_local_functions(model: Any) -> Any:
     return inliner.inline_local_functions(model)
 
 
+STANDARD_DOMAINS = ("", "ai.onnx")  # the ONNX operators every engine reading ONNX starts from
+
+
+def vendor_ops(graph: Any) -> list[str]:
+    """``domain.Op`` of every node outside the standard ONNX domain, subgraphs included (functions are
+    inlined first). ONNX Runtime's graph optimiser writes its own ops (``com.microsoft.FusedGemm``,
+    ``FusedConv``, ``BiasGelu``, ``com.microsoft.nchwc.*``) into a model saved with
+    ``SessionOptions.optimized_model_filepath``: only ONNX Runtime runs them, and IREE's compiler, handed
+    one, named a standard op of the model as the culprit instead."""
+    found: set[str] = set()
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for node in g.node:
+            if node.domain not in STANDARD_DOMAINS:
+                found.add(f"{node.domain}.{node.op_type}")
+            for a in node.attribute:
+                stack.extend([a.g] if a.HasField("g") else a.graphs)
+    return sorted(found)
+
+
+def vendor_note(ops: Iterable[str]) -> str:
+    """Why ops of ONNX Runtime's own domain are in the model, and the way back to ops every engine runs."""
+    if not any(op.startswith("com.microsoft.") for op in ops):
+        return ""
+    return ("; com.microsoft ops are ONNX Runtime's own, written by its graph optimiser into a model saved "
+            "with SessionOptions.optimized_model_filepath: give hltrun the model as exported, or save it with "
+            "graph_optimization_level ORT_ENABLE_BASIC, which keeps to ONNX operators")
+
+
 def model_has_ops(path: Path, ops: Iterable[str]) -> bool:
     """Whether an ONNX file has a node of one of ``ops`` (``ops_in_model``)."""
     return bool(ops_in_model(path, ops))

@@ -656,6 +656,23 @@ def resolve_outputs(setting: OutputsSetting, available: Sequence[str], model: Pa
     return roles
 
 
+def per_jet_hint(shape: tuple[int, ...], n: int, name: str) -> str:
+    """What an output that is not one value per jet most likely is, and the way to one score per jet. Most
+    autoencoders are exported returning their reconstruction, a tagger its class probabilities: until
+    2026-12-07 both were refused with the shapes alone, nothing said of what to change."""
+    if shape in ((), (1,)) and n > 1:
+        return " (a value per event: set the scorer's score_per: event)"
+    if len(shape) < 2 or shape[0] != n:
+        return ""
+    if len(shape) > 2:
+        what = (f"{shape[1:]} per jet, as a reconstruction does: return the score from the network instead (e.g. "
+                f"the mean squared difference between {name} and the input)")
+    else:
+        what = (f"{shape[1]} values per jet (class probabilities, or one per constituent?): return the one value "
+                f"the trigger cuts on instead (e.g. a classifier's {name}[:, 1], or a sum over constituents)")
+    return f"; it gives {what} and export again (docs/your-model.md, 'One score per jet')"
+
+
 def empty_outputs(roles: Sequence[str]) -> dict[str, np.ndarray]:
     out = {k: np.zeros(0, np.float32) for k in roles}
     out["valid"] = np.zeros(0, bool)
@@ -697,8 +714,7 @@ def normalise_outputs(raw: Any, pairs: Sequence[tuple[str, str]], n: int, model:
             out[role] = np.full(n, arr[0], np.float32)
             continue
         if arr.shape != (n,):
-            hint = " (a value per event: set the scorer's score_per: event)" if shape in ((), (1,)) and n > 1 else ""
             raise ModuleError(f"model {model}: {shown} has shape {shape} for {n} jet(s); expected one "
-                              f"value per jet, shape ({n},){hint}")
+                              f"value per jet, shape ({n},){per_jet_hint(shape, n, name)}")
         out[role] = arr if arr.flags.writeable else arr.copy()
     return out

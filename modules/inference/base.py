@@ -425,6 +425,15 @@ def external_data_line(path: Path, location: str) -> str:
             f"put it there, or re-save the model with its data beside it (onnx.save(..., location=<name>))")
 
 
+def ort_format_line(path: Path) -> str:
+    """The one line for an ONNX Runtime format (``.ort``) model without the ``.onnx`` beside it. ``.ort`` is
+    the flatbuffer ONNX Runtime's minimal builds read (``python -m onnxruntime.tools.convert_onnx_models_to_ort``),
+    which no other engine, nor ``onnx`` itself, reads: hltrun said "the onnxruntime backend reads .onnx files",
+    which ONNX Runtime does, of a file ONNX Runtime also reads."""
+    return (f"model {path} is in ONNX Runtime's own .ort format (for its minimal builds), which hltrun does not read: "
+            f"give the .onnx model it was converted from (convert_onnx_models_to_ort converts one way only)")
+
+
 def refuse_missing_external_data(path: Path, backend: str) -> None:
     """One line, the same on every engine, for weights whose external-data file is not beside the model:
     each engine said it its own way (ONNX Runtime quoting its C++ source file, the others "should be stored

@@ -52,7 +52,8 @@ from .inference import (BackendOptions, InferenceBackend, autoselect, backend_cl
 from .inference import model_import
 from .inference.accelerator import auto_fallback, choose_backend
 from .contract import Contract, InputDeclaration, default_contract, freeze
-from .inference.base import MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file, per_call_quant_ops
+from .inference.base import (MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file, ort_format_line,
+                             per_call_quant_ops)
 from .jets import batch_key
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
 from .inference.machine import cpu_key, dist_version, model_digest
@@ -138,6 +139,8 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str,
     suffix = model_suffix(backend)
     given = find_file(model, "model file")
     not_a_savedmodel(given, models_dir)
+    if given.suffix == ".ort" and not given.with_suffix(suffix).exists():
+        raise ConfigError(ort_format_line(given))
     if model_import.is_native(given):
         return _imported(given, backend, suffix, inputs or default_contract())
     if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:

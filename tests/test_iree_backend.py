@@ -362,21 +362,24 @@ def test_streams_loading_together_compile_each_bucket_once(tiny, tmp_path, monke
     assert sorted(calls) == [1, 2] and sorted(b for backend in backends for b in backend.compiled_now) == [1, 2]
 
 
-def _softmax_opset11(path: Path) -> Path:
-    """A model IREE's ONNX lowering refuses (opset-11 Softmax, axis 1, on the (N, 300) reshaped jets);
-    ONNX Runtime runs it."""
+def _bidirectional_gru(path: Path) -> Path:
+    """A model IREE's ONNX lowering refuses (a bidirectional GRU over the constituents: 'onnx.GRU');
+    ONNX Runtime runs it. (An opset-11 Softmax served here until 2026-12-07, when IREE's import began to
+    upgrade opsets below 13, and it compiled.)"""
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
-    shape = helper.make_tensor("shape", TensorProto.INT64, [2], np.array([-1, 300], np.int64))
-    nodes = [helper.make_node("Reshape", ["jets", "shape"], ["flat"]),
-             helper.make_node("Softmax", ["flat"], ["soft"], axis=1),
-             helper.make_node("ReduceSum", ["soft"], ["score"], axes=[1], keepdims=0),
+    inits = [numpy_helper.from_array(np.full((2, 6, 3), 0.1, np.float32), "W"),
+             numpy_helper.from_array(np.full((2, 6, 2), 0.1, np.float32), "R"),
+             numpy_helper.from_array(np.array([0, 2], np.int64), "ax")]
+    nodes = [helper.make_node("Transpose", ["jets"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("GRU", ["xt", "W", "R"], ["", "h"], hidden_size=2, direction="bidirectional"),
+             helper.make_node("ReduceSum", ["h", "ax"], ["score"], keepdims=0),
              helper.make_node("Identity", ["score"], ["kl"])]
-    graph = helper.make_graph(nodes, "softmax11", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"]) for n in ("score", "kl")], [shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
-    model.ir_version = 6
+    graph = helper.make_graph(nodes, "gru", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"]) for n in ("score", "kl")], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
     onnx.save(model, str(path))
     return path
 
@@ -385,15 +388,15 @@ def test_a_refused_model_is_named_with_the_compilers_reason_not_a_deleted_tempor
     """The line ended in ``loc("/tmp/hltrun-iree-XXXX/model.mlir":6:10)``, a file deleted before the user
     read it; the model file and the compiler's reason are what the user can act on. The refusal
     remembered in the cache (and one an older version remembered, location included) reads the same."""
-    model = _softmax_opset11(tmp_path / "softmax11.onnx")
+    model = _bidirectional_gru(tmp_path / "gru.onnx")
     options = BackendOptions(engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1)
     for _ in range(2):  # compiled, then the remembered refusal
         with pytest.raises(ModuleError) as err:
             create_backend("iree", model, options).load()
         text = str(err.value)
         assert text.startswith(f"iree: cannot compile {model} for any batch bucket: failed to legalize operation "), text
-        assert '<{name = "onnx.Softmax"}>' in text and "loc(" not in text and ".mlir" not in text, text
-        assert text.endswith("(the error names its Softmax node 'soft'); use backend: onnxruntime for this model"), text
+        assert '<{name = "onnx.GRU"}>' in text and "loc(" not in text and ".mlir" not in text, text
+        assert text.endswith("(the error names its GRU node 'h'); use backend: onnxruntime for this model"), text
     refusal, = (tmp_path / "cache").glob("*.failed")
     refusal.write_text(refusal.read_text().strip() + ' loc("/tmp/hltrun-iree-gone/model.mlir":6:10)\n')
     with pytest.raises(ModuleError) as err:

@@ -23,7 +23,8 @@ from typing import Any
 
 from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, ModuleError, one_line
-from hltrun.modules.inference.base import check_model_file, external_data_line, missing_external_data
+from hltrun.modules.inference.base import (check_model_file, external_data_line, missing_external_data,
+                                          ort_format_line)
 from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, Contract, default_contract,
                                      from_metadata, match_model, parse, read_onnx_metadata)
 
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             check_model_file(args.model, (), "hltinputs")
         except ModuleError as exc:
             print(exc, file=sys.stderr)
+            return 2
+        if args.model.suffix == ".ort" and not args.model.with_suffix(".onnx").exists():
+            print(f"hltinputs: {ort_format_line(args.model)}", file=sys.stderr)
             return 2
         if args.model.suffix != ".onnx":  # hltrun reads a .keras or .tflite model's declaration from its .onnx
             print(f"hltinputs: {args.model} is not an .onnx file: hltinputs reads ONNX models; the inputs of a "

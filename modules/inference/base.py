@@ -425,6 +425,15 @@ def external_data_line(path: Path, location: str) -> str:
             f"put it there, or re-save the model with its data beside it (onnx.save(..., location=<name>))")
 
 
+def ort_format_line(path: Path) -> str:
+    """The one line for an ONNX Runtime format (``.ort``) model without the ``.onnx`` beside it. ``.ort`` is
+    the flatbuffer ONNX Runtime's minimal builds read (``python -m onnxruntime.tools.convert_onnx_models_to_ort``),
+    which no other engine, nor ``onnx`` itself, reads: hltrun said "the onnxruntime backend reads .onnx files",
+    which ONNX Runtime does, of a file ONNX Runtime also reads."""
+    return (f"model {path} is in ONNX Runtime's own .ort format (for its minimal builds), which hltrun does not read: "
+            f"give the .onnx model it was converted from (convert_onnx_models_to_ort converts one way only)")
+
+
 def refuse_missing_external_data(path: Path, backend: str) -> None:
     """One line, the same on every engine, for weights whose external-data file is not beside the model:
     each engine said it its own way (ONNX Runtime quoting its C++ source file, the others "should be stored
@@ -497,6 +506,36 @@ def inline_local_functions(model: Any) -> Any:
     from onnx import inliner
 
     return inliner.inline_local_functions(model)
+
+
+STANDARD_DOMAINS = ("", "ai.onnx")  # the ONNX operators every engine reading ONNX starts from
+
+
+def vendor_ops(graph: Any) -> list[str]:
+    """``domain.Op`` of every node outside the standard ONNX domain, subgraphs included (functions are
+    inlined first). ONNX Runtime's graph optimiser writes its own ops (``com.microsoft.FusedGemm``,
+    ``FusedConv``, ``BiasGelu``, ``com.microsoft.nchwc.*``) into a model saved with
+    ``SessionOptions.optimized_model_filepath``: only ONNX Runtime runs them, and IREE's compiler, handed
+    one, named a standard op of the model as the culprit instead."""
+    found: set[str] = set()
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for node in g.node:
+            if node.domain not in STANDARD_DOMAINS:
+                found.add(f"{node.domain}.{node.op_type}")
+            for a in node.attribute:
+                stack.extend([a.g] if a.HasField("g") else a.graphs)
+    return sorted(found)
+
+
+def vendor_note(ops: Iterable[str]) -> str:
+    """Why ops of ONNX Runtime's own domain are in the model, and the way back to ops every engine runs."""
+    if not any(op.startswith("com.microsoft.") for op in ops):
+        return ""
+    return ("; com.microsoft ops are ONNX Runtime's own, written by its graph optimiser into a model saved "
+            "with SessionOptions.optimized_model_filepath: give hltrun the model as exported, or save it with "
+            "graph_optimization_level ORT_ENABLE_BASIC, which keeps to ONNX operators")
 
 
 def model_has_ops(path: Path, ops: Iterable[str]) -> bool:
@@ -626,6 +665,23 @@ def resolve_outputs(setting: OutputsSetting, available: Sequence[str], model: Pa
     return roles
 
 
+def per_jet_hint(shape: tuple[int, ...], n: int, name: str) -> str:
+    """What an output that is not one value per jet most likely is, and the way to one score per jet. Most
+    autoencoders are exported returning their reconstruction, a tagger its class probabilities: until
+    2026-12-07 both were refused with the shapes alone, nothing said of what to change."""
+    if shape in ((), (1,)) and n > 1:
+        return " (a value per event: set the scorer's score_per: event)"
+    if len(shape) < 2 or shape[0] != n:
+        return ""
+    if len(shape) > 2:
+        what = (f"{shape[1:]} per jet, as a reconstruction does: return the score from the network instead (e.g. "
+                f"the mean squared difference between {name} and the input)")
+    else:
+        what = (f"{shape[1]} values per jet (class probabilities, or one per constituent?): return the one value "
+                f"the trigger cuts on instead (e.g. a classifier's {name}[:, 1], or a sum over constituents)")
+    return f"; it gives {what} and export again (docs/your-model.md, 'One score per jet')"
+
+
 def empty_outputs(roles: Sequence[str]) -> dict[str, np.ndarray]:
     out = {k: np.zeros(0, np.float32) for k in roles}
     out["valid"] = np.zeros(0, bool)
@@ -667,8 +723,7 @@ def normalise_outputs(raw: Any, pairs: Sequence[tuple[str, str]], n: int, model:
             out[role] = np.full(n, arr[0], np.float32)
             continue
         if arr.shape != (n,):
-            hint = " (a value per event: set the scorer's score_per: event)" if shape in ((), (1,)) and n > 1 else ""
             raise ModuleError(f"model {model}: {shown} has shape {shape} for {n} jet(s); expected one "
-                              f"value per jet, shape ({n},){hint}")
+                              f"value per jet, shape ({n},){per_jet_hint(shape, n, name)}")
         out[role] = arr if arr.flags.writeable else arr.copy()
     return out

@@ -32,7 +32,8 @@ from hltrun.framework.extras import need
 from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_version, engine_cache_dir,
                       folder_or_none, model_digest)
 from .buckets import bucket_for, up_to_typical
-from .base import InferenceBackend, inline_local_functions, log, require_float32, several_inputs
+from .base import (InferenceBackend, inline_local_functions, log, require_float32, several_inputs, vendor_note,
+                   vendor_ops)
 
 TARGET = "llvm-cpu"
 
@@ -51,8 +52,8 @@ def cache_name(model: Path, compiler_version: str, bucket: int, digest: str | No
 
 # what hltrun hands the compiler (static_onnx, the importer's flags): a refusal recorded by an older one is
 # not trusted (2: outputs without a batch axis compile since 2026-12-06; 3: model-local functions are inlined
-# since 2026-12-07); a compiled module stays valid
-RECIPE = 3
+# since 2026-12-07; 4: below); a compiled module stays valid
+RECIPE = 4  # 4: a model of opset < 13 is upgraded to 17 before its import, since 2026-12-07
 
 
 def refusal_path(module: Path) -> Path:
@@ -85,6 +86,34 @@ def static_onnx(model: Any, batch: int) -> Any:
         dims[0].dim_value = batch
     del fixed.graph.value_info[:]  # intermediate shapes were inferred for a dynamic batch
     return fixed
+
+
+# IREE's ONNX import (iree-base-compiler 3.13) reads the forms ops have from opset 13 on: an opset 7 or 9
+# export's Flatten and an opset 11 export's Slice were refused by its compiler ("failed to legalize operation
+# 'torch.operator' ... onnx.Flatten"), where the same network exported at opset 13-21 compiled and agreed. An
+# older model is upgraded to IMPORT_OPSET first (the opset 7 MLP upgraded to 13 still failed, on its Reshape;
+# to 14-17 it compiled and agreed with ONNX Runtime), a model of opset 13 or later is imported as it is.
+OLDEST_IMPORTED, IMPORT_OPSET = 13, 17
+
+
+def importable(model: Any, path: Path) -> Any:
+    """The model at ``IMPORT_OPSET`` when it is older than ``OLDEST_IMPORTED`` (ONNX's own version converter,
+    as ``iree-import-onnx --opset-version`` does), else as it is. A model the converter cannot upgrade is
+    handed over as it is: the compiler's line then names the op, as before."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= OLDEST_IMPORTED:
+        return model
+    from onnx import version_converter
+
+    try:
+        upgraded = version_converter.convert_version(model, IMPORT_OPSET)
+    except Exception as exc:  # noqa: BLE001 - the converter's gaps: compile the original
+        log.info("iree: %s: opset %d kept (the ONNX version converter cannot upgrade it to %d: %s)",
+                 path.name, opset, IMPORT_OPSET, one_line(exc), extra={"once": True})
+        return model
+    log.info("iree: %s: opset %d upgraded to %d for IREE's ONNX import", path.name, opset, IMPORT_OPSET,
+             extra={"once": True})
+    return upgraded
 
 
 def compile_bucket(model: Any, batch: int, extra_flags: Sequence[str] = ()) -> bytes:
@@ -120,6 +149,43 @@ def refuse_ignored_sequence_lens(graph: Any, model: Path) -> None:
             raise ModuleError(f"iree: model {model}: {node.op_type} node {name!r} has a sequence_lens input, which "
                               f"IREE's ONNX import ignores (every jet would run over its padded rows too, scores "
                               f"unlike ONNX Runtime's): use backend: onnxruntime for this model")
+
+
+def model_unreadable_ops(model: Path) -> list[str]:
+    """``unreadable_ops`` of an ONNX file (its graph only, not its external weights); [] for one that cannot be
+    read, which loading it then says."""
+    try:
+        import onnx
+
+        return unreadable_ops(onnx.load(str(model), load_external_data=False).graph)
+    except Exception:  # noqa: BLE001 - unreadable here: load() gives the line
+        return []
+
+
+# the com.microsoft ops iree-base-compiler 3.13's ONNX import has a lowering for (torch-mlir's ComMicrosoftDomain);
+# its FusedMatMul is left out: an ORT-optimised MatMul * 0.5 (com.microsoft.FusedMatMul, alpha 0.5) was refused by
+# its compiler ('failed to legalize ... onnx.FusedMatMul') on 2026-12-07
+IREE_READS = frozenset(f"com.microsoft.{op}" for op in (
+    "GroupQueryAttention", "QLinearAdd", "QLinearAveragePool", "QLinearConcat", "QLinearGlobalAveragePool",
+    "QLinearLeakyRelu", "QLinearMul", "QLinearSigmoid", "RotaryEmbedding", "SimplifiedLayerNormalization",
+    "SkipSimplifiedLayerNormalization"))
+
+
+def unreadable_ops(graph: Any) -> list[str]:
+    """The model's ops outside the default ONNX domain that IREE's import has no lowering for."""
+    return [op for op in vendor_ops(graph) if op not in IREE_READS]
+
+
+def refuse_vendor_ops(graph: Any, model: Path) -> None:
+    """IREE's ONNX import reads the default ONNX domain and a few ONNX Runtime ops (``IREE_READS``). Handed
+    another of ONNX Runtime's own ops (a model saved after ORT's optimisation: ``com.microsoft.FusedGemm``),
+    iree-base-compiler 3.13 failed on the standard Gemm reading the fused op's output, and the line named
+    that Gemm. Refused before compiling, naming them."""
+    ops = unreadable_ops(graph)
+    if ops:
+        raise ModuleError(f"iree: model {model} uses op(s) outside the default ONNX domain that IREE's ONNX "
+                          f"import does not read: {', '.join(ops)} (use backend: onnxruntime for this model"
+                          f"{vendor_note(ops)})")
 
 
 # ops whose IREE import handles some forms only (control flow, data-dependent shapes): iree-base-compiler 3.x
@@ -180,14 +246,20 @@ class IreeBackend(InferenceBackend):
 
     @classmethod
     def not_ready_for_auto(cls, model_path: Path, options: Any) -> str | None:
-        return None if cls.compiled(model_path, options) else \
-            f"not compiled for this model here (run once with backend: {cls.name})"
+        if cls.compiled(model_path, options):
+            return None
+        ops = model_unreadable_ops(Path(model_path))  # "run once with backend: iree" would only refuse them
+        if ops:
+            return f"cannot read this model's {', '.join(ops)} (ops outside the default ONNX domain)"
+        return f"not compiled for this model here (run once with backend: {cls.name})"
 
     def _load(self) -> None:
         onnx = need("onnx", "iree: reading the model")
         runtime = need("iree.runtime", f"iree: running {self.model_path}")
         need("iree.compiler", f"iree: compiling {self.model_path}")
         model = inline_local_functions(onnx.load(str(self.model_path)))  # IREE's importer expands no function
+        refuse_vendor_ops(model.graph, self.model_path)  # before the converter, which knows no such op
+        model = importable(model, self.model_path)
         self._inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         self._outputs = [o.name for o in model.graph.output]
         self._fetch: list[int] = []  # positions of the mapped outputs among the module's results

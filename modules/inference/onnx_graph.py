@@ -35,7 +35,7 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 
-from .base import inline_local_functions, several_inputs
+from .base import inline_local_functions, several_inputs, vendor_note
 
 OpFn = Callable[..., Any]
 Pads = list[tuple[int, int]]  # (begin, end) per spatial axis
@@ -923,7 +923,7 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
                           f"another converter version or opset, or without the layer that produced it)")
     if bad:
         raise ModuleError(f"{engine}: model {path} uses ONNX op(s) the ONNX translator does not implement: "
-                          f"{', '.join(bad)} (use backend: onnxruntime for this model)")
+                          f"{', '.join(bad)} (use backend: onnxruntime for this model{vendor_note(bad)})")
     consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:

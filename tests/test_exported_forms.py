@@ -1,0 +1,259 @@
+"""Networks in the forms the field's tools export them (docs/your-model.md, "One score per jet" and the
+forms table): an ONNX Runtime optimised save with its own ``com.microsoft`` ops, an ``.ort`` file, an old
+opset, an autoencoder returning its reconstruction and a classifier returning its class probabilities.
+Every model is built here, small; scores are checked against ONNX Runtime run directly, or numpy."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.modules.inference import BackendOptions, create_backend
+from hltrun.modules.inference.iree_backend import IreeBackend
+from tests.tiny_models import jets, loaded
+
+REPO = Path(__file__).resolve().parents[1]
+N, F = 100, 3
+
+
+def _weights(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"w1": rng.normal(0, 0.05, (N * F, 16)).astype(np.float32), "b1": rng.normal(0, 0.1, 16).astype(np.float32),
+            "w2": rng.normal(0, 0.3, (16, N * F)).astype(np.float32)}
+
+
+def _save(path: Path, nodes: list, outputs: list, weights: dict[str, np.ndarray], opset: int, ir: int) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inputs = [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", N, F])]
+    if ir < 4:  # IR 3 (opset 7 and before): every weight is a graph input too, as torch wrote them
+        inputs += [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in weights.items()]
+    graph = helper.make_graph(nodes, "net", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def reconstruction_onnx(path: Path, opset: int = 17) -> Path:
+    """An autoencoder as most users export it: jets (N, 100, 3) -> reconstruction (N, 100, 3), no score."""
+    from onnx import TensorProto, helper
+
+    w = _weights() | {"flat": np.array([-1, N * F], np.int64), "back": np.array([-1, N, F], np.int64)}
+    nodes = [helper.make_node("Reshape", ["jets", "flat"], ["x"]), helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+             helper.make_node("Add", ["h0", "b1"], ["h1"]), helper.make_node("Tanh", ["h1"], ["h"]),
+             helper.make_node("MatMul", ["h", "w2"], ["r"]), helper.make_node("Reshape", ["r", "back"], ["reconstruction"])]
+    out = helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["N", N, F])
+    return _save(path, nodes, [out], w, opset, 8)
+
+
+def reconstruction_numpy(x: np.ndarray) -> np.ndarray:
+    w = _weights()
+    return (np.tanh(x.reshape(len(x), -1).astype(np.float64) @ w["w1"] + w["b1"]) @ w["w2"]).reshape(x.shape)
+
+
+def classifier_onnx(path: Path) -> Path:
+    """A tagger as weaver-core exports one: jets -> softmax (N, 2), class probabilities."""
+    from onnx import TensorProto, helper
+
+    w = {"flat": np.array([-1, N * F], np.int64), "w1": _weights()["w1"][:, :2] * 0.01}
+    nodes = [helper.make_node("Reshape", ["jets", "flat"], ["x"]), helper.make_node("MatMul", ["x", "w1"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["softmax"], axis=1)]
+    return _save(path, nodes, [helper.make_tensor_value_info("softmax", TensorProto.FLOAT, ["N", 2])], w, 17, 8)
+
+
+def old_opset_mlp(path: Path, opset: int) -> Path:
+    """An MLP score as an old TorchScript export writes it: Flatten, Gemm, ReduceSum with its axes attribute
+    (opset < 13). IREE's compiler refused the opset 7/9 Flatten ('failed to legalize ... onnx.Flatten')."""
+    from onnx import TensorProto, helper
+
+    w = _weights()
+    w = {"w1": w["w1"], "b1": w["b1"]}
+    nodes = [helper.make_node("Flatten", ["jets"], ["x"], axis=1), helper.make_node("Gemm", ["x", "w1", "b1"], ["h0"]),
+             helper.make_node("Tanh", ["h0"], ["h"]), helper.make_node("Mul", ["h", "h"], ["sq"]),
+             helper.make_node("ReduceSum", ["sq"], ["score"], axes=[1], keepdims=0)]
+    return _save(path, nodes, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], w, opset, 3 if opset < 9 else 4)
+
+
+def ort_optimised(source: Path, path: Path) -> Path:
+    """``source`` saved by ONNX Runtime after its own graph optimisation, as users save a "faster" model:
+    Gemm + Tanh... become ONNX Runtime's own ops (com.microsoft FusedGemm, FusedMatMul)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(path)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    domains = {n.domain for n in onnx.load(str(path)).graph.node}
+    assert "com.microsoft" in domains, domains  # the form under test: ONNX Runtime's own ops in the file
+    return path
+
+
+def relu_gemm_onnx(path: Path) -> Path:
+    """Gemm followed by Relu: ONNX Runtime fuses the pair into com.microsoft.FusedGemm."""
+    from onnx import TensorProto, helper
+
+    w = _weights()
+    w = {"flat": np.array([-1, N * F], np.int64), "w1": w["w1"], "b1": w["b1"]}
+    nodes = [helper.make_node("Reshape", ["jets", "flat"], ["x"]), helper.make_node("Gemm", ["x", "w1", "b1"], ["h0"]),
+             helper.make_node("Relu", ["h0"], ["h"]), helper.make_node("ReduceSum", ["h"], ["score"], axes=[1], keepdims=0)]
+    return _save(path, nodes, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], w, 11, 6)
+
+
+# ------------------------------------------------------------------ ONNX Runtime's own ops and format
+def test_ort_optimised_model_is_refused_by_iree_before_compiling_naming_its_ops(tmp_path, monkeypatch):
+    """IREE's importer, handed com.microsoft.FusedGemm, failed on the standard Gemm reading its output, and
+    the line named that Gemm: a user looked for a problem in a layer they had not written. Now the ops and
+    where they come from, before any compiling; and ``auto`` gives that reason, not "run once with backend:
+    iree", a command that only fails."""
+    model = ort_optimised(relu_gemm_onnx(tmp_path / "net.onnx"), tmp_path / "net_ort.onnx")
+    monkeypatch.setattr("hltrun.modules.inference.iree_backend.compile_bucket",
+                        lambda *a, **k: pytest.fail("compiled a model with ONNX Runtime's own ops"))
+    options = BackendOptions(engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1)
+    with pytest.raises(ModuleError) as err:
+        create_backend("iree", model, options).load()
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(f"iree: model {model} uses op(s) outside the default ONNX domain"), line
+    assert "com.microsoft.FusedGemm" in line and "use backend: onnxruntime" in line and "ORT_ENABLE_BASIC" in line
+    why = IreeBackend.not_ready_for_auto(model, options)
+    assert why is not None and "com.microsoft.FusedGemm" in why and "run once" not in why, why
+    assert IreeBackend.not_ready_for_auto(tmp_path / "net.onnx", options).startswith("not compiled")
+
+
+def test_the_onnx_runtime_ops_iree_reads_are_left_to_its_compiler():
+    """IREE's import lowers a few com.microsoft ops (QLinearAdd, RotaryEmbedding, ...): a model with them is
+    compiled, not refused; the others (FusedGemm, and FusedMatMul, which its compiler refused) are named,
+    in subgraphs too."""
+    from onnx import helper
+
+    from hltrun.modules.inference.iree_backend import unreadable_ops
+
+    body = helper.make_graph([helper.make_node("FusedGemm", ["a", "b"], ["c"], domain="com.microsoft")], "body", [], [])
+    graph = helper.make_graph([helper.make_node("QLinearAdd", ["x"], ["y"], domain="com.microsoft"),
+                               helper.make_node("FusedMatMul", ["y", "w"], ["z"], domain="com.microsoft"),
+                               helper.make_node("If", ["cond"], ["o"], then_branch=body, else_branch=body),
+                               helper.make_node("Relu", ["z"], ["r"])], "g", [], [])
+    assert unreadable_ops(graph) == ["com.microsoft.FusedGemm", "com.microsoft.FusedMatMul"]
+
+
+def test_ort_optimised_model_runs_on_onnxruntime_as_exported(tmp_path):
+    plain = relu_gemm_onnx(tmp_path / "net.onnx")
+    model = ort_optimised(plain, tmp_path / "net_ort.onnx")
+    x = jets(5, seed=3)
+    w = _weights()
+    want = np.maximum(x.reshape(5, -1).astype(np.float64) @ w["w1"] + w["b1"], 0).sum(1)
+    np.testing.assert_allclose(loaded("onnxruntime", model).run(x)["score"], want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ["torch", "jax"])
+def test_ort_optimised_model_on_a_translated_engine_says_where_the_ops_come_from(tmp_path, engine):
+    pytest.importorskip(engine)
+    model = ort_optimised(relu_gemm_onnx(tmp_path / "net.onnx"), tmp_path / "net_ort.onnx")
+    with pytest.raises(ModuleError) as err:
+        create_backend(engine, model, BackendOptions()).load()
+    line = str(err.value)
+    assert "com.microsoft.FusedGemm" in line and "optimized_model_filepath" in line and "ORT_ENABLE_BASIC" in line, line
+
+
+def _ort_format(tmp_path: Path) -> Path:
+    (tmp_path / "src").mkdir()
+    source = reconstruction_onnx(tmp_path / "src" / "net.onnx")
+    subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(source),
+                    "--output_dir", str(tmp_path / "ort")], check=True, capture_output=True)
+    return tmp_path / "ort" / "net.ort"
+
+
+def test_an_ort_format_file_is_one_line_naming_the_format(tmp_path, capsys):
+    """An ``.ort`` file (ONNX Runtime's minimal-build format) without the ``.onnx`` beside it was refused
+    with "the onnxruntime backend reads .onnx files": ONNX Runtime reads this file too, so the line sent
+    the user looking for a mistake in the name. hltinputs said the declaration goes into "the .onnx file
+    beside it, which hltrun reads", of a file that is not there."""
+    from hltrun.modules.vae_scorer import resolve_model
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    ort_file = _ort_format(tmp_path)
+    assert ort_file.is_file() and not ort_file.with_suffix(".onnx").exists()
+    for backend in ("onnxruntime", "iree", "torch"):
+        with pytest.raises(ConfigError) as err:
+            resolve_model(str(ort_file), backend, "fp32", "data/models")
+        assert str(err.value).startswith(f"model {ort_file} is in ONNX Runtime's own .ort format"), err.value
+        assert "give the .onnx model it was converted from" in str(err.value)
+    assert hltinputs([str(ort_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"hltinputs: model {ort_file} is in ONNX Runtime's own .ort format") and "\n" not in err
+
+
+# ------------------------------------------------------------------ old opsets on IREE
+@pytest.mark.slow
+@pytest.mark.parametrize("opset", [7, 9])
+def test_an_old_opset_export_compiles_on_iree_and_agrees(tmp_path, opset):
+    """IREE's compiler refused the opset 7/9 form of Flatten ('failed to legalize operation ...
+    onnx.Flatten'), so an old export never ran on IREE; it is now upgraded to opset 17 for IREE's import
+    (the file untouched) and scores as ONNX Runtime does."""
+    model = old_opset_mlp(tmp_path / f"mlp{opset}.onnx", opset)
+    iree = loaded("iree", model, engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1)
+    x = jets(3, seed=opset)
+    want = loaded("onnxruntime", model).run(x)["score"]
+    np.testing.assert_allclose(iree.run(x)["score"], want, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ one score per jet
+def test_a_reconstruction_output_says_how_to_get_a_score(tmp_path):
+    model = reconstruction_onnx(tmp_path / "recon.onnx")
+    with pytest.raises(ModuleError) as err:
+        loaded("onnxruntime", model)
+    line = str(err.value)
+    assert "\n" not in line and "has shape (1, 100, 3) for 1 jet(s); expected one value per jet" in line, line
+    assert "as a reconstruction does: return the score from the network instead" in line
+    assert "docs/your-model.md, 'One score per jet'" in line
+
+
+def test_class_probabilities_say_how_to_get_a_score(tmp_path):
+    model = classifier_onnx(tmp_path / "pn.onnx")
+    with pytest.raises(ModuleError) as err:
+        loaded("onnxruntime", model)
+    line = str(err.value)
+    assert "has shape (1, 2) for 1 jet(s)" in line and "class probabilities" in line and "softmax[:, 1]" in line, line
+
+
+def _docs_script() -> str:
+    """The add_score.py block of docs/your-model.md, as a user copies it."""
+    text = (REPO / "docs" / "your-model.md").read_text()
+    block, = re.findall(r"```python\n(# add_score\.py:.*?)```", text, re.S)
+    return block
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_the_documented_script_turns_a_reconstruction_into_its_mean_squared_error(tmp_path, opset):
+    """The section the line points to works as a user follows it: its script, copied from the page, run on a
+    reconstruction-only export; the result runs on the path's engine and scores the mean squared
+    difference, computed here with numpy."""
+    (tmp_path / "add_score.py").write_text(_docs_script())
+    recon = reconstruction_onnx(tmp_path / "recon.onnx", opset)
+    subprocess.run([sys.executable, "add_score.py", "recon.onnx", "scored.onnx", "mse"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    x = jets(7, seed=opset)
+    want = np.mean((reconstruction_numpy(x) - x) ** 2, axis=(1, 2))
+    np.testing.assert_allclose(loaded("onnxruntime", tmp_path / "scored.onnx").run(x)["score"], want, rtol=1e-4)
+    assert recon.is_file()
+
+
+def test_the_documented_script_takes_one_class_of_a_classifier(tmp_path):
+    import onnxruntime as ort
+
+    (tmp_path / "add_score.py").write_text(_docs_script())
+    classifier_onnx(tmp_path / "pn.onnx")
+    subprocess.run([sys.executable, "add_score.py", "pn.onnx", "scored.onnx", "1"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    x = jets(6, seed=2)
+    probs = ort.InferenceSession(str(tmp_path / "pn.onnx"), providers=["CPUExecutionProvider"]).run(None, {"jets": x})[0]
+    np.testing.assert_allclose(loaded("onnxruntime", tmp_path / "scored.onnx").run(x)["score"], probs[:, 1], rtol=1e-6)

@@ -213,8 +213,10 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
                         color="black", lw=1.2, label=f"median of {len(groups[0])} events")
             if real.min() > 0 and max(real.max(), budget) / real.min() > 20:
                 ax.set_yscale("log")
+            if len(real) < FEW_EVENTS:  # a lone event spans no range: the axis ran from -0.04 to 0.04
+                ax.set_xlim(index.min() - 0.5, index.max() + 0.5)
         ax.axhline(budget, color=_BUDGET, lw=2, label=f"budget {budget:g} ms")
-        ax.xaxis.get_major_locator().set_params(integer=True)  # event numbers: no tick at event 0.5
+        ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # event numbers: no tick at 0.5
         ax.set_xlabel("event number in the job")
         ax.set_ylabel("real time per event [ms]")
         _legend(ax, fontsize="small")
@@ -225,6 +227,9 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
 def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[tuple[str, str]]:
     """The Timing service's part of report.html: budget, modules, paths, farm projection."""
     b, ev, f = res["budget"], res["event"]["real"], res["farm"]
+    if not res["events"]:  # "0.000 ms fits", tables of zeros and empty frames would read as a measurement
+        return [("Budget", f"<p>No event was processed: nothing was timed, so there is no event time to compare "
+                           f"with the {b['budget_ms']:g} ms budget, no time per module and no farm projection.</p>")]
     verdict = ('<span class="verdict good">fits</span>' if b["fits"]
                else '<span class="verdict bad">does not fit</span>')
     budget_html = (

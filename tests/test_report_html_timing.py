@@ -1,0 +1,55 @@
+"""report.html's timing plots show what was measured, for any job length: a job of no event, a job of one
+event (a long job's folded histograms: tests/test_timing.py).
+
+The figures are caught on their way to the page (``html.img``) and their data checked, never pixels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hltrun.framework.report import html as report_html
+from hltrun.framework.report.html import timing_sections
+from tests.test_timing import _run
+
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Every figure the page inlines, by its alt text (the page still gets its <img>)."""
+    caught: dict[str, Any] = {}
+    real_img = report_html.img
+
+    def catch(fig: Any, alt: str) -> str:
+        caught[alt] = fig
+        return real_img(fig, alt)
+
+    monkeypatch.setattr(report_html, "img", catch)
+    return caught
+
+
+DISTRIBUTION = "distribution of the time per event with the budget"
+ALONG = "time per event along the job"
+
+
+def test_a_job_of_no_event_gets_no_verdict_and_no_empty_plot(figures) -> None:
+    # kills: "the mean event time 0.000 ms fits (0.00 % of the budget)", tables of 0.000 and empty frames
+    _, summary, service = _run(events=0)
+    sections = timing_sections(service.result(summary), service.per_event(summary))
+    assert [title for title, _ in sections] == ["Budget"]
+    assert "No event was processed" in sections[0][1] and "fits" not in sections[0][1]
+    assert not figures
+
+
+def test_a_single_events_time_along_the_job_has_whole_event_numbers(figures) -> None:
+    # kills: the along-the-job axis of a one-event job running from event -0.04 to 0.04
+    _, summary, service = _run(events=1)
+    arrays = service.per_event(summary)
+    timing_sections(service.result(summary), arrays)
+    (ax,) = figures[ALONG].axes
+    lo, hi = ax.get_xlim()
+    assert lo < arrays["index"][0] < hi and hi - lo >= 1
+    assert all(float(t).is_integer() for t in ax.get_xticks() if lo <= t <= hi)

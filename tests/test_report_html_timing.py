@@ -53,3 +53,44 @@ def test_a_single_events_time_along_the_job_has_whole_event_numbers(figures) -> 
     lo, hi = ax.get_xlim()
     assert lo < arrays["index"][0] < hi and hi - lo >= 1
     assert all(float(t).is_integer() for t in ax.get_xticks() if lo <= t <= hi)
+
+
+NEVER_RUNS = """
+process: NEVER
+source: {type: TestCountingSource, n: 12}
+modules:
+  none: {type: TestModuloFilter, divisor: 100}
+  sq: {type: TestSquare}
+paths:
+  p: [none, sq]
+services: {Timing: {}, Memory: {}}
+"""
+
+
+def _rows(section: str, first_cell: str) -> list[list[str]]:
+    """The cells of the table rows whose first cell is ``first_cell``."""
+    import re
+
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", section, re.S)]
+    return [r for r in rows if r and r[0] == first_cell]
+
+
+def test_a_module_that_never_ran_has_no_per_call_figures(write_config) -> None:
+    # kills: a module with 0 calls (behind a filter that passed nothing, after a failing module) shown with
+    # "0.000" real ms/call, p99 and memory kB/call: figures for something never measured
+    from tests.helpers import run_config
+
+    summary, process = run_config(write_config(NEVER_RUNS))
+    page = report_html.render(summary, process.services, "text")
+    timing = page.split("<h2>Time per module</h2>", 1)[1].split("<h2>", 1)[0]
+    memory = page.split("<h2>Memory</h2>", 1)[1].split("<h2>", 1)[0]
+    dash = report_html.NOT_APPLICABLE
+    (sq,) = _rows(timing, "sq")
+    assert sq[2] == "0" and sq[5:7] == [dash, dash]  # calls, then real ms/call and p99: not measured
+    (ran,) = _rows(timing, "none")
+    assert ran[2] == "12" and dash not in ran[5:7]
+    (sq,) = _rows(memory, "sq")
+    assert sq[3] == "0" and sq[4:6] == [dash, dash]
+    paths = page.split("<h2>Paths</h2>", 1)[1].split("<h2>", 1)[0]
+    (p,) = _rows(paths, "p")
+    assert p[1] == "12" and p[3] != dash  # the path ran: its time per run is a figure

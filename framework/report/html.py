@@ -224,6 +224,12 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
         return img(fig, "time per event along the job")
 
 
+def per_call(calls: int, *figures: float) -> list[float | None]:
+    """Figures per call (or per run) of something called ``calls`` times: none for a module that never ran
+    (a 0.000 ms/call or p99 would read as measured: a failing upstream module, an empty selection)."""
+    return list(figures) if calls else [None] * len(figures)
+
+
 def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[tuple[str, str]]:
     """The Timing service's part of report.html: budget, modules, paths, farm projection."""
     b, ev, f = res["budget"], res["event"]["real"], res["farm"]
@@ -244,11 +250,13 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
         + (f"<p>Only {res['events']} events: p90 and p99 are interpolated between them, not a measured tail; "
            f"the plot below marks each event.</p>" if 0 < len(arrays["real_ms"]) < FEW_EVENTS else "")
         + _event_distribution(res, arrays) + _along_the_job(res, arrays))
-    rows = [["[source]", res["source"]["type"], res["source"]["calls"], res["source"]["real_per_event_ms"],
-             res["source"]["cpu_per_event_ms"], res["source"]["real_per_call_ms"], res["source"]["real_p99_ms"],
-             100 * res["source"]["share_of_event"], 100 * res["source"]["share_of_budget"], res["source"]["cores"]]]
-    rows += [[m["label"], m["type"], m["calls"], m["real_per_event_ms"], m["cpu_per_event_ms"], m["real_per_call_ms"],
-              m["real_p99_ms"], 100 * m["share_of_event"], 100 * m["share_of_budget"], m["cores"]]
+    src = res["source"]
+    rows = [["[source]", src["type"], src["calls"], src["real_per_event_ms"], src["cpu_per_event_ms"],
+             *per_call(src["calls"], src["real_per_call_ms"], src["real_p99_ms"]),
+             100 * src["share_of_event"], 100 * src["share_of_budget"], src["cores"]]]
+    rows += [[m["label"], m["type"], m["calls"], m["real_per_event_ms"], m["cpu_per_event_ms"],
+              *per_call(m["calls"], m["real_per_call_ms"], m["real_p99_ms"]),
+              100 * m["share_of_event"], 100 * m["share_of_budget"], m["cores"]]
              for m in res["modules"]]
     o = res["overhead"]
     rows.append(["[framework overhead]", "", res["events"], o["real_per_event_ms"], o["cpu_per_event_ms"],
@@ -266,7 +274,7 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
     paths_html = table(
         ["path", "runs", "real ms/event", "real ms/exec", "standalone ms/event"],
         [[p["name"] + (" (endpath)" if p["endpath"] else ""), p["runs"], p["real_per_event_ms"],
-          p["real_per_exec_ms"], p["standalone_real_per_event_ms"]] for p in res["paths"]])
+          *per_call(p["runs"], p["real_per_exec_ms"]), p["standalone_real_per_event_ms"]] for p in res["paths"]])
     h = f["highlight"]
     anomaly = (f"<p>Anomaly detection ({html.escape(', '.join(h['labels']))}): "
                f"{h['real_per_event_ms']:.3f} ms per event, "

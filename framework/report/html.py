@@ -79,16 +79,18 @@ def img(fig: Any, alt: str) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1,
           highlight: Sequence[bool] | None = None) -> str:
-    """An HTML table; the first ``left`` columns are text (left-aligned), the rest numbers."""
+    """An HTML table; the first ``left`` columns are text (left-aligned), the rest numbers. It scrolls in its
+    own box (``div.scroll``) when wider than the page: on a half-screen laptop window the Time-per-module
+    table and the sha256 column ran off the page's right edge, taking the whole page's width with them."""
     def cell(tag: str, i: int, v: Any) -> str:
         cls = ' class="l"' if i < left else ""
         return f"<{tag}{cls}>{html.escape(v if isinstance(v, str) else _fmt(v))}</{tag}>"
 
-    out = ["<table><tr>" + "".join(cell("th", i, h) for i, h in enumerate(headers)) + "</tr>"]
+    out = ['<div class="scroll"><table><tr>' + "".join(cell("th", i, h) for i, h in enumerate(headers)) + "</tr>"]
     for r, row in enumerate(rows):
         hl = ' class="hl"' if highlight and highlight[r] else ""
         out.append(f"<tr{hl}>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>")
-    return "\n".join(out) + "</table>"
+    return "\n".join(out) + "</table></div>"
 
 
 NOT_APPLICABLE = "–"  # a cell with no meaning for its row (the p99 of the amortised bulk I/O)

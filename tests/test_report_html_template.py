@@ -106,3 +106,16 @@ def test_every_table_scrolls_in_its_own_box(job):
     assert set(parser.table_parents) == {("div", "scroll")}
     css = report_html._page().template
     assert ".scroll{overflow-x:auto" in css and "max-width:72em;padding:0 1em" in css  # text off the window's edge
+
+
+def test_failed_events_are_said_at_the_top(job):
+    # kills: a TryToContinue job whose every event failed in the scorer read "passed 0" and "fits" at the top,
+    # the failures only in the Events table further down
+    summary, services = job
+    summary.events_error = 12
+    summary.errors = {"vae": {"ModuleError": 12}}
+    page = report_html.render(summary, services, "text")
+    top = page.split("<h2>", 1)[0]
+    assert '<p class="bad">12 of 12 processed events failed with an error (vae: ModuleError 12)' in top
+    summary.events_error, summary.errors = 0, {}
+    assert "failed with an error (" not in report_html.render(summary, services, "text")

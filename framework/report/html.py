@@ -514,6 +514,11 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
     body = [facts]
     if s.failure:
         body.append(f'<p class="bad">Stopped by: {html.escape(s.failure)}</p>')
+    if s.events_error:  # the page's figures go on (fits, rates, cores) as if every event had run its path
+        where = "; ".join(f"{m}: {k} {n:,}" for m, kinds in s.errors.items() for k, n in kinds.items())
+        body.append(f'<p class="bad">{s.events_error:,} of {s.events_processed:,} processed events failed with an '
+                    f"error ({html.escape(where)}): the timing figures below include them as far as they "
+                    f"ran.</p>")
     if s.executor.get("type") == "dask":
         ex = s.executor
         body.append(f"<h2>Dask</h2>\n<p>{ex.get('units_done')}/{ex.get('units')} work units of at most "

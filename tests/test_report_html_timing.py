@@ -94,3 +94,33 @@ def test_a_module_that_never_ran_has_no_per_call_figures(write_config) -> None:
     paths = page.split("<h2>Paths</h2>", 1)[1].split("<h2>", 1)[0]
     (p,) = _rows(paths, "p")
     assert p[1] == "12" and p[3] != dash  # the path ran: its time per run is a figure
+
+
+def _legend_above_the_frame(fig: Any) -> None:
+    """The figure's legend lies above its frame, over no data, line or bin."""
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    assert ax.get_legend() is None and len(fig.legends) == 1
+    assert fig.legends[0].get_window_extent().y0 >= ax.get_window_extent().y1
+
+
+def test_the_timing_legends_cover_no_line(figures) -> None:
+    # kills: the legends inside the frames, where matplotlib's "best" place put "budget 100 ms" under the
+    # budget line itself (the distribution) and the along-the-job legend over the budget line
+    _, summary, service = _run(events=60)
+    timing_sections(service.result(summary), service.per_event(summary))
+    for alt in (DISTRIBUTION, ALONG):
+        _legend_above_the_frame(figures[alt])
+
+
+def test_the_score_plots_legend_covers_no_bin(figures) -> None:
+    # kills: the score plot's legend inside the frame, over the cut line and the bins beside it (a menu's
+    # gcnFilter, whose cut sits right of the distribution's peak)
+    from hltrun.framework.score_histogram import ScoreHistogram, from_counters
+
+    h = ScoreHistogram()
+    for v in np.geomspace(0.05, 5.0, 400):
+        h.fill(float(v), v > 0.5)
+    hist = from_counters({"threshold": 0.5, "score_hist_of": "score", **h.counters()})
+    report_html._score_sections({"gcnFilter": hist})
+    _legend_above_the_frame(figures["gcnFilter: distribution of the score with the cut"])

@@ -46,6 +46,15 @@ def _legend(ax: Any, **kwargs: Any) -> None:
         ax.legend(**kwargs)
 
 
+def _legend_above(ax: Any) -> None:
+    """The legend above the frame, in one row (constrained layout makes room): inside it, matplotlib's "best"
+    place still covered lines that cross the whole frame (a cut, the budget) and the bins beside them."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.figure.legend(handles, labels, loc="outside upper center", ncols=min(len(handles), 5), fontsize="small",
+                         frameon=False)
+
+
 def _style():
     """The mplhep CMS style as a context, or nothing when mplhep is not installed."""
     try:
@@ -176,7 +185,7 @@ def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> s
                 ax.axvline(ev[key], color="grey", ls=ls, lw=1, label=f"{key} {ev[key]:.3g} ms")
         ax.axvline(budget, color=_BUDGET, lw=2.5, label=f"budget {budget:g} ms")
         ax.set_xlabel("time per event [ms]")
-        _legend(ax, fontsize="small")
+        _legend_above(ax)
         over = f"{100 * res['budget']['over_budget_fraction']:.2f} % over budget"
         if few:
             ax.set_title(f"time of each of the {len(real)} events (too few for a distribution), {over}")
@@ -221,7 +230,7 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
         ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # event numbers: no tick at 0.5
         ax.set_xlabel("event number in the job")
         ax.set_ylabel("real time per event [ms]")
-        _legend(ax, fontsize="small")
+        _legend_above(ax)
         ax.set_title("time per event along the job (warm-up on the left)")
         return img(fig, "time per event along the job")
 
@@ -387,7 +396,7 @@ def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
         ax.set_xscale("log")
         ax.set_xlabel("event score / its pT-dependent cut" if ratio else "event score (reduced over its jets)")
         ax.set_ylabel("events per bin")
-        _legend(ax, fontsize="small")
+        _legend_above(ax)
         what = "score / cut" if ratio else "score"
         if few:
             ax.set_title(f"{label}: {what} of the {h['events']} events (too few for a distribution); "

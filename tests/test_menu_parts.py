@@ -213,10 +213,10 @@ def test_the_html_rate_table_marks_an_upper_limit_as_the_console_does():
     assert limit.upper_limit
     assert _rate_cells(limit) == ["< 57.0", "68% CL"]
     measured = rate(Tally(700, 700.0, 700.0), Tally(2000, 2000.0, 2000.0), 100_000.0)
-    assert _rate_cells(measured) == [measured.hz, measured.error_hz]
+    assert _rate_cells(measured) == [f"{measured.hz:,.1f}", f"{measured.error_hz:,.1f}"]  # the RateReport's digits
     # its interval: tests/test_rate_figures.py
     few = rate(Tally(22, 22.0, 22.0), Tally(2000, 2000.0, 2000.0), 100_000.0)
-    assert _rate_cells(few) == [few.hz, f"+{few.high_hz - few.hz:,.1f} / -{few.hz - few.low_hz:,.1f}"]
+    assert _rate_cells(few) == [f"{few.hz:,.1f}", f"+{few.high_hz - few.hz:,.1f} / -{few.hz - few.low_hz:,.1f}"]
     total = rate(Tally(5323, 5323.0, 5323.0), Tally(5500, 5500.0, 5500.0), 100_000.0)
     assert _total_text(total) == "96,781.8 ± 238.0 Hz"
 

@@ -35,7 +35,7 @@ def test_the_page_is_the_shipped_template_filled_in(job, monkeypatch):
     head, _, tail = skeleton.partition("$process")
     assert page.startswith(head) and page.endswith(skeleton.rpartition("$body")[2])
     monkeypatch.setattr(report_html, "_page", lambda: Template("<p>$process</p>$body"))
-    assert report_html.render(summary, services, "text").startswith(f"<p>{summary.process}</p><table>")
+    assert report_html.render(summary, services, "text").startswith(f"<p>{summary.process}</p><div class=\"scroll\"><table>")
 
 
 def test_user_strings_are_escaped_and_not_template_syntax(job):
@@ -75,3 +75,47 @@ def test_the_page_names_each_engine_its_network_digest_caveats_and_cuts(job):
 def test_a_job_without_scorers_has_no_engine_section(job):
     summary, services = job
     assert "Inference engines" not in report_html.render(summary, services, "text")
+
+
+def test_every_table_scrolls_in_its_own_box(job):
+    # kills: tables wider than a half-screen laptop window (Time per module's 10 columns, the sha256 column)
+    # running off the page's right edge, so the whole page scrolled sideways, the text with it
+    from html.parser import HTMLParser
+
+    summary, services = job
+
+    class Parents(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[tuple[str, str]] = []
+            self.table_parents: list[tuple[str, str]] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.table_parents.append(self.stack[-1])
+            if tag not in ("img", "br", "meta"):
+                self.stack.append((tag, dict(attrs).get("class") or ""))
+
+        def handle_endtag(self, tag):
+            while self.stack and self.stack.pop()[0] != tag:
+                pass
+
+    parser = Parents()
+    parser.feed(report_html.render(summary, services, text_report(summary, services)))
+    assert len(parser.table_parents) >= 2  # the job facts, the events
+    assert set(parser.table_parents) == {("div", "scroll")}
+    css = report_html._page().template
+    assert ".scroll{overflow-x:auto" in css and "max-width:72em;padding:0 1em" in css  # text off the window's edge
+
+
+def test_failed_events_are_said_at_the_top(job):
+    # kills: a TryToContinue job whose every event failed in the scorer read "passed 0" and "fits" at the top,
+    # the failures only in the Events table further down
+    summary, services = job
+    summary.events_error = 12
+    summary.errors = {"vae": {"ModuleError": 12}}
+    page = report_html.render(summary, services, "text")
+    top = page.split("<h2>", 1)[0]
+    assert '<p class="bad">12 of 12 processed events failed with an error (vae: ModuleError 12)' in top
+    summary.events_error, summary.errors = 0, {}
+    assert "failed with an error (" not in report_html.render(summary, services, "text")

@@ -46,6 +46,15 @@ def _legend(ax: Any, **kwargs: Any) -> None:
         ax.legend(**kwargs)
 
 
+def _legend_above(ax: Any) -> None:
+    """The legend above the frame, in one row (constrained layout makes room): inside it, matplotlib's "best"
+    place still covered lines that cross the whole frame (a cut, the budget) and the bins beside them."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.figure.legend(handles, labels, loc="outside upper center", ncols=min(len(handles), 5), fontsize="small",
+                         frameon=False)
+
+
 def _style():
     """The mplhep CMS style as a context, or nothing when mplhep is not installed."""
     try:
@@ -79,16 +88,18 @@ def img(fig: Any, alt: str) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1,
           highlight: Sequence[bool] | None = None) -> str:
-    """An HTML table; the first ``left`` columns are text (left-aligned), the rest numbers."""
+    """An HTML table; the first ``left`` columns are text (left-aligned), the rest numbers. It scrolls in its
+    own box (``div.scroll``) when wider than the page: on a half-screen laptop window the Time-per-module
+    table and the sha256 column ran off the page's right edge, taking the whole page's width with them."""
     def cell(tag: str, i: int, v: Any) -> str:
         cls = ' class="l"' if i < left else ""
         return f"<{tag}{cls}>{html.escape(v if isinstance(v, str) else _fmt(v))}</{tag}>"
 
-    out = ["<table><tr>" + "".join(cell("th", i, h) for i, h in enumerate(headers)) + "</tr>"]
+    out = ['<div class="scroll"><table><tr>' + "".join(cell("th", i, h) for i, h in enumerate(headers)) + "</tr>"]
     for r, row in enumerate(rows):
         hl = ' class="hl"' if highlight and highlight[r] else ""
         out.append(f"<tr{hl}>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>")
-    return "\n".join(out) + "</table>"
+    return "\n".join(out) + "</table></div>"
 
 
 NOT_APPLICABLE = "–"  # a cell with no meaning for its row (the p99 of the amortised bulk I/O)
@@ -174,7 +185,7 @@ def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> s
                 ax.axvline(ev[key], color="grey", ls=ls, lw=1, label=f"{key} {ev[key]:.3g} ms")
         ax.axvline(budget, color=_BUDGET, lw=2.5, label=f"budget {budget:g} ms")
         ax.set_xlabel("time per event [ms]")
-        _legend(ax, fontsize="small")
+        _legend_above(ax)
         over = f"{100 * res['budget']['over_budget_fraction']:.2f} % over budget"
         if few:
             ax.set_title(f"time of each of the {len(real)} events (too few for a distribution), {over}")
@@ -213,18 +224,29 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
                         color="black", lw=1.2, label=f"median of {len(groups[0])} events")
             if real.min() > 0 and max(real.max(), budget) / real.min() > 20:
                 ax.set_yscale("log")
+            if len(real) < FEW_EVENTS:  # a lone event spans no range: the axis ran from -0.04 to 0.04
+                ax.set_xlim(index.min() - 0.5, index.max() + 0.5)
         ax.axhline(budget, color=_BUDGET, lw=2, label=f"budget {budget:g} ms")
-        ax.xaxis.get_major_locator().set_params(integer=True)  # event numbers: no tick at event 0.5
+        ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # event numbers: no tick at 0.5
         ax.set_xlabel("event number in the job")
         ax.set_ylabel("real time per event [ms]")
-        _legend(ax, fontsize="small")
+        _legend_above(ax)
         ax.set_title("time per event along the job (warm-up on the left)")
         return img(fig, "time per event along the job")
+
+
+def per_call(calls: int, *figures: float) -> list[float | None]:
+    """Figures per call (or per run) of something called ``calls`` times: none for a module that never ran
+    (a 0.000 ms/call or p99 would read as measured: a failing upstream module, an empty selection)."""
+    return list(figures) if calls else [None] * len(figures)
 
 
 def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[tuple[str, str]]:
     """The Timing service's part of report.html: budget, modules, paths, farm projection."""
     b, ev, f = res["budget"], res["event"]["real"], res["farm"]
+    if not res["events"]:  # "0.000 ms fits", tables of zeros and empty frames would read as a measurement
+        return [("Budget", f"<p>No event was processed: nothing was timed, so there is no event time to compare "
+                           f"with the {b['budget_ms']:g} ms budget, no time per module and no farm projection.</p>")]
     verdict = ('<span class="verdict good">fits</span>' if b["fits"]
                else '<span class="verdict bad">does not fit</span>')
     budget_html = (
@@ -239,11 +261,13 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
         + (f"<p>Only {res['events']} events: p90 and p99 are interpolated between them, not a measured tail; "
            f"the plot below marks each event.</p>" if 0 < len(arrays["real_ms"]) < FEW_EVENTS else "")
         + _event_distribution(res, arrays) + _along_the_job(res, arrays))
-    rows = [["[source]", res["source"]["type"], res["source"]["calls"], res["source"]["real_per_event_ms"],
-             res["source"]["cpu_per_event_ms"], res["source"]["real_per_call_ms"], res["source"]["real_p99_ms"],
-             100 * res["source"]["share_of_event"], 100 * res["source"]["share_of_budget"], res["source"]["cores"]]]
-    rows += [[m["label"], m["type"], m["calls"], m["real_per_event_ms"], m["cpu_per_event_ms"], m["real_per_call_ms"],
-              m["real_p99_ms"], 100 * m["share_of_event"], 100 * m["share_of_budget"], m["cores"]]
+    src = res["source"]
+    rows = [["[source]", src["type"], src["calls"], src["real_per_event_ms"], src["cpu_per_event_ms"],
+             *per_call(src["calls"], src["real_per_call_ms"], src["real_p99_ms"]),
+             100 * src["share_of_event"], 100 * src["share_of_budget"], src["cores"]]]
+    rows += [[m["label"], m["type"], m["calls"], m["real_per_event_ms"], m["cpu_per_event_ms"],
+              *per_call(m["calls"], m["real_per_call_ms"], m["real_p99_ms"]),
+              100 * m["share_of_event"], 100 * m["share_of_budget"], m["cores"]]
              for m in res["modules"]]
     o = res["overhead"]
     rows.append(["[framework overhead]", "", res["events"], o["real_per_event_ms"], o["cpu_per_event_ms"],
@@ -261,7 +285,7 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
     paths_html = table(
         ["path", "runs", "real ms/event", "real ms/exec", "standalone ms/event"],
         [[p["name"] + (" (endpath)" if p["endpath"] else ""), p["runs"], p["real_per_event_ms"],
-          p["real_per_exec_ms"], p["standalone_real_per_event_ms"]] for p in res["paths"]])
+          *per_call(p["runs"], p["real_per_exec_ms"]), p["standalone_real_per_event_ms"]] for p in res["paths"]])
     h = f["highlight"]
     anomaly = (f"<p>Anomaly detection ({html.escape(', '.join(h['labels']))}): "
                f"{h['real_per_event_ms']:.3f} ms per event, "
@@ -372,7 +396,7 @@ def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
         ax.set_xscale("log")
         ax.set_xlabel("event score / its pT-dependent cut" if ratio else "event score (reduced over its jets)")
         ax.set_ylabel("events per bin")
-        _legend(ax, fontsize="small")
+        _legend_above(ax)
         what = "score / cut" if ratio else "score"
         if few:
             ax.set_title(f"{label}: {what} of the {h['events']} events (too few for a distribution); "
@@ -499,6 +523,11 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
     body = [facts]
     if s.failure:
         body.append(f'<p class="bad">Stopped by: {html.escape(s.failure)}</p>')
+    if s.events_error:  # the page's figures go on (fits, rates, cores) as if every event had run its path
+        where = "; ".join(f"{m}: {k} {n:,}" for m, kinds in s.errors.items() for k, n in kinds.items())
+        body.append(f'<p class="bad">{s.events_error:,} of {s.events_processed:,} processed events failed with an '
+                    f"error ({html.escape(where)}): the timing figures below include them as far as they "
+                    f"ran.</p>")
     if s.executor.get("type") == "dask":
         ex = s.executor
         body.append(f"<h2>Dask</h2>\n<p>{ex.get('units_done')}/{ex.get('units')} work units of at most "

@@ -588,7 +588,7 @@ class Memory(Service):
                 **({"device_memory": device} if device else {})}
 
     def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
-        from ..report.html import _figure, img, table
+        from ..report.html import _figure, img, per_call, table
 
         r = self.results()
         rss = self.rss_per_event_mb()
@@ -608,8 +608,9 @@ class Memory(Service):
         style = ' style="color:#b00"' if leak["flagged"] else ""
         parts.append(f"<p{style}>Leak check: {html.escape(describe(leak))}.</p>")
         parts.append(table(["module", "type", "begin_job MB", "calls", "mean kB/call", "max kB/call"],
-                           [[m["label"], m["type"], m["begin_job_rss_mb"], m["calls"], m["mean_rss_growth_per_call_kb"],
-                             m["max_rss_growth_per_call_kb"]] for m in r["modules"]], left=2))
+                           [[m["label"], m["type"], m["begin_job_rss_mb"], m["calls"],
+                             *per_call(m["calls"], m["mean_rss_growth_per_call_kb"], m["max_rss_growth_per_call_kb"])]
+                            for m in r["modules"]], left=2))
         device = device_memory(summary)
         if device:
             parts.append(table(["module", *(title + " MiB" for _, title in DEVICE_MEMORY_KEYS)],

@@ -212,7 +212,8 @@ class TriggerRates(Service):
             ax.set_ylabel("rate [Hz]")
             ax.set_title("rate per lumi section (no event accepted: a bar from 0 to the 68% CL upper limit)",
                          fontsize=9)
-            ax.legend(fontsize=7)
+            # beside the frame: inside it, "best" still covered a path's points (the emergency column's)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
             parts.append(img(fig, "rate per lumi section"))
         parts += _turn_on_plots(summary)
         return [("Rates", "\n".join(parts))]
@@ -304,14 +305,13 @@ def _rate_rows(r: MenuRates) -> list[list[Any]]:
 def _rate_cells(r: Rate) -> list[Any]:
     """The rate and ± cells of report.html's table: the figures, or for no accepted event the 68 % CL upper
     limit as the RateReport prints it (0 and the limit in the ± column would read as a measured 0 ± X Hz),
-    or for few events the asymmetric interval as the RateReport prints it."""
+    or for few events the asymmetric interval as the RateReport prints it; in its precision throughout."""
     if r.undefined:
         return ["undefined", UNDEFINED]
     if r.upper_limit:
         return [f"< {r.error_hz:.1f}", "68% CL"]
-    if r.asymmetric:
-        return [r.hz, _pm(r, ",.1f", " / ")]
-    return [r.hz, r.error_hz]
+    hz = f"{r.hz:,.1f}"  # the RateReport's and the menu total's precision (the table's default has 3 decimals)
+    return [hz, _pm(r, ",.1f", " / ")]
 
 
 def _total_text(r: Rate) -> str:

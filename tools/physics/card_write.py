@@ -185,7 +185,7 @@ def plots(r: dict[str, Any], identity: str) -> dict[str, bytes]:
 
     out = {}
     bkg = r["background"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))  # room for the legend beside the frame
     finite = [bkg.event_score[np.isfinite(bkg.event_score)]] + [
         s.event_score[np.isfinite(s.event_score)] for _, s in r["signals"]]
     allv = np.concatenate(finite) if finite else np.zeros(0)
@@ -199,21 +199,21 @@ def plots(r: dict[str, Any], identity: str) -> dict[str, bytes]:
             k = np.isfinite(s.event_score)
             if k.any():
                 ax.hist(s.event_score[k], edges, weights=s.weight[k], density=True, histtype="step", label=Path(f).stem)
-    for key in r["effs"]:
+    for i, key in enumerate(r["effs"]):  # each label a line lower: two close cuts' labels were printed over each other
         ax.axvline(r["entry"].scalar[key], ls="--", color="k", lw=1)
-        ax.text(r["entry"].scalar[key], 0.95, f" {key}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+        ax.text(r["entry"].scalar[key], 0.97 - 0.07 * i, f" {key}", transform=ax.get_xaxis_transform(), va="top",
+                fontsize=8)
     ax.set_yscale("log")
     out[f"{identity}_scores.png"] = _finish(fig, ax, f"event score ({r['plan'].reduce} over the scored jets)",
                                             "density (weighted)", f"{identity}: score distributions and cuts")
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))  # room for the legend beside the frame
     bins = _bins(r["pt_edges_gev"])
     x = np.arange(len(bins))
     shift = 0.0
     for k, kinds in r["pt_rates"].items():
         for kind, rows in kinds.items():
-            rate = np.array([row["rate"] for row in rows]) * 100
-            err = np.array([row["error"] for row in rows]) * 100
+            rate, err = _error_bars(rows)
             ax.errorbar(x + shift, rate, err, fmt="o", capsize=3, label=f"{k} ({kind})")
             shift += 0.08
         ax.axhline(100 * r["effs"][k], ls=":", color="gray", lw=1)
@@ -223,6 +223,28 @@ def plots(r: dict[str, Any], identity: str) -> dict[str, bytes]:
     return out
 
 
+def _error_bars(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Pass rates of pT bins (%) and their error bars' lengths below and above: the binomial error where some
+    but not all events passed; where none or all did it is zero wide, and the plot drew '0 ± 0' (a rate known
+    exactly, from a handful of events) beside the table's '0 (0 of 105)': the Wilson 68 % interval on the
+    bin's effective events instead, as the report's turn-on plots draw it."""
+    from hltrun.framework.rates import wilson_interval
+
+    rate, below, above = [], [], []
+    for row in rows:
+        p, n, k = row["rate"], row["n_events"], row["n_pass"]
+        if n and k in (0, n):
+            n_eff = row["n_effective"]
+            lo, hi = wilson_interval(n_eff if k else 0.0, n_eff)
+            below.append(p - lo)
+            above.append(hi - p)
+        else:
+            below.append(row["error"])
+            above.append(row["error"])
+        rate.append(p)
+    return 100 * np.array(rate), 100 * np.array([below, above])
+
+
 def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
     """Label, lay out and render a card plot as PNG bytes, and free the figure."""
     import matplotlib.pyplot as plt
@@ -230,7 +252,7 @@ def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # inside it hid points
     fig.tight_layout()
     png = _png(fig)
     plt.close(fig)

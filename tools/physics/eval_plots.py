@@ -89,6 +89,22 @@ def plots(metrics: dict[str, Any], hist: dict[str, dict], out_dir: Path) -> None
             ax.legend(fontsize=7)
     _save(plt, fig, out_dir / "loss_curves.png")
 
+    pass_rate_plot(plt, metrics, out_dir)
+
+
+def pass_rate_plot(plt: Any, metrics: dict[str, Any], out_dir: Path) -> None:
+    """pass_rate_vs_pt.png: the QCD pass rate per leading-jet pT bin, one panel per model and baseline, under
+    one legend (the first panel's). Each series has one colour in every panel: the baselines have no
+    pT-dependent cut, and by the colour cycle their second series (the 0.1 % inclusive cut) took the colour
+    the legend gives the models' "pT-dependent cut, 1.0 %"."""
+    from hltrun.tools.catalogue import MODELS
+    from hltrun.tools.physics.eval_defs import BASELINES, BKG_EFFS
+
+    names = list(MODELS) + list(BASELINES)
+    label = {**{n: n for n in MODELS}, **{k: b.label for k, b in BASELINES.items()}}
+    disc = {**metrics["models"], **metrics["baselines"]}
+    kinds = ("inclusive cut", "pT-dependent cut, independent sample")
+    colour = {(kind, k): f"C{i}" for i, (k, kind) in enumerate((k, kind) for k in BKG_EFFS for kind in kinds)}
     edges = metrics["pt_edges_gev"]
     top = edges[-1] + (edges[-1] - edges[-2])
     centres = [0.5 * (a + b) for a, b in zip(edges, edges[1:] + [top])]
@@ -103,7 +119,8 @@ def plots(metrics: dict[str, Any], hist: dict[str, dict], out_dir: Path) -> None
                 rate = np.array([r["rate"] for r in rates]) * 100
                 err = np.array([r["error"] for r in rates]) * 100
                 ax.errorbar(centres, rate, yerr=err, xerr=widths, fmt=marker, ms=4, capsize=2,
-                            label=f"{series}, {eff:.1%}", mfc="none" if marker == "s" else None)
+                            color=colour[series, k], label=f"{series}, {eff:.1%}",
+                            mfc="none" if marker == "s" else None)
             ax.axhline(eff * 100, color="grey", lw=0.8, ls=":")
         ax.set_yscale("log")
         ax.set_xlabel("leading-jet pT [GeV] (last bin open)")

@@ -124,3 +124,10 @@ def test_the_score_plots_legend_covers_no_bin(figures) -> None:
     hist = from_counters({"threshold": 0.5, "score_hist_of": "score", **h.counters()})
     report_html._score_sections({"gcnFilter": hist})
     _legend_above_the_frame(figures["gcnFilter: distribution of the score with the cut"])
+
+
+def test_one_events_page_says_one_event(figures) -> None:
+    # kills: "Only 1 events: p90 and p99 are interpolated between them"
+    _, summary, service = _run(events=1)
+    budget = dict(timing_sections(service.result(summary), service.per_event(summary)))["Budget"]
+    assert "Only 1 event:" in budget and "Only 1 events" not in budget

@@ -358,3 +358,20 @@ def test_a_job_past_the_kept_rows_draws_its_event_time_histograms_not_empty_axes
         assert drawn[label].get_path().vertices[:, 1].max() == max(counts)
     assert "time per event along the job" not in figures  # no empty frame
     assert "No plot of the time per event along the job" in budget
+
+
+@pytest.mark.parametrize("events", [0, 1])
+def test_a_job_of_no_event_gets_no_budget_verdict_nor_farm_projection(events: int) -> None:
+    # kills: "0 events ...: mean fits (0.00 % of the budget)" and "cores needed ... = 1.4" from no event
+    from hltrun.framework.report.timereport import budget_report, farm_report
+
+    _, summary, service = _run(events=events)
+    res = service.result(summary)
+    budget, farm = budget_report(res), farm_report(res)
+    if events:
+        assert res["budget"]["fits"] in (True, False)
+        assert ("fits" in budget or "DOES NOT FIT" in budget) and "cores needed" in farm
+        return
+    assert res["budget"]["fits"] is None
+    assert "no event was processed" in budget and "fits" not in budget.lower().replace("budgetreport", "")
+    assert "no event was processed" in farm and "cores needed" not in farm

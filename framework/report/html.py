@@ -258,8 +258,9 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
         f"{b['throughput_hz']:.1f} events/s on {res.get('streams_side_by_side', res['streams'])} stream(s).</p>"
         + table(["", "mean", "median", "p90", "p99", "max"],
                 [[k, *(res["event"][k][s] for s in ("mean", "median", "p90", "p99", "max"))] for k in ("real", "cpu")])
-        + (f"<p>Only {res['events']} events: p90 and p99 are interpolated between them, not a measured tail; "
-           f"the plot below marks each event.</p>" if 0 < len(arrays["real_ms"]) < FEW_EVENTS else "")
+        + (("<p>Only 1 event: p90 and p99 are its own time, not a measured tail; " if res["events"] == 1 else
+            f"<p>Only {res['events']} events: p90 and p99 are interpolated between them, not a measured tail; ")
+           + "the plot below marks each event.</p>" if 0 < len(arrays["real_ms"]) < FEW_EVENTS else "")
         + _event_distribution(res, arrays) + _along_the_job(res, arrays))
     src = res["source"]
     rows = [["[source]", src["type"], src["calls"], src["real_per_event_ms"], src["cpu_per_event_ms"],

@@ -180,6 +180,10 @@ def budget_report(res: dict[str, Any]) -> str:
     b = res["budget"]
     ev, cpu = res["event"]["real"], res["event"]["cpu"]
     h = "BudgetReport"
+    if not res["events"]:  # "0.000 ms fits" and rows of zeros would read as a measurement
+        return (f"{h} ---------- Event time vs budget ---[ms]----\n"
+                f"{h}  budget per event {b['budget_ms']:.3f} ms: no event was processed, so nothing was timed "
+                f"and there is no verdict\n")
     verdict = "fits" if b["fits"] else "DOES NOT FIT"
     lines = [
         f"{h} ---------- Event time vs budget ---[ms]----",
@@ -250,6 +254,9 @@ def farm_report(res: dict[str, Any]) -> str:
     f = res["farm"]
     h = "FarmReport"
     rate = f["input_rate_hz"]
+    if not res["events"]:  # cores from no event (begin_job's CPU over "1 event") would be a made-up figure
+        return (f"{h} ---------- Farm projection at {rate:,.0f} Hz input rate ----\n"
+                f"{h}  no event was processed: no time per event to project\n")
     hl = f["highlight"]
     lines = [
         f"{h} ---------- Farm projection at {rate:,.0f} Hz input rate ----",

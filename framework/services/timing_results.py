@@ -359,7 +359,8 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
             "over_budget_fraction": over_budget / per,
             "source_bulk_per_event_ms": bulk_pe,
             "mean_share_of_budget": (ev_stats["mean"] + bulk_pe) / budget,  # with the amortised bulk I/O
-            "fits": ev_stats["mean"] + bulk_pe <= budget,
+            # None: no event was timed, so there is no mean to hold against the budget (not "fits")
+            "fits": ev_stats["mean"] + bulk_pe <= budget if events else None,
             "throughput_hz": throughput,
         },
         "farm": {

@@ -354,6 +354,84 @@ def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
         list(src.events(0, 40))
 
 
+def _opened(monkeypatch) -> list[str]:
+    """The file names the source opens, in order (through its one way in, ``_open_tree``)."""
+    opened: list[str] = []
+    real = RootJetSource._open_tree
+
+    def counting(self, path):
+        opened.append(Path(path).name)
+        return real(self, path)
+
+    monkeypatch.setattr(RootJetSource, "_open_tree", counting)
+    return opened
+
+
+@pytest.mark.parametrize("max_events", [0, 20, 30])
+def test_files_past_max_events_are_never_opened(tmp_path, monkeypatch, max_events):
+    """cmsRun opens no file maxEvents does not reach; hltrun opened every later file at begin_job to count
+    its entries (200 opens for -n 50 over 200 files, 10-100 ms each on EOS), and a file that is no ROOT file
+    there failed a job that never needed it. Now they stay unopened, and the accounting says so."""
+    good = write_counts(tmp_path / "good.root", make_events(30, seed=1))
+    notes = tmp_path / "notes.root"
+    notes.write_text("not a ROOT file")
+    later = write_counts(tmp_path / "later.root", make_events(30, seed=2))
+    opened = _opened(monkeypatch)
+    src, _ = read([good, notes, later], SourceContext(max_events=max_events), duplicateCheckMode="noDuplicateCheck")
+    assert sum(1 for _ in src.events(0, max_events)) == max_events
+    src.end_job()
+    reached = ["good.root"] if max_events else []
+    assert opened == reached  # one basket per branch: the check keeps it whole, the loop opens it no more
+    acct = src.accounting()
+    assert (acct["files"], acct["files_not_opened"], acct["entries_in_files"]) == (3, 3 - len(reached), 30 * len(reached))
+    assert list(acct["files_read"]) == ([str(good)] if max_events else [])  # not reached: not read, not "read 0"
+    assert src.input_names() == [str(good), str(notes), str(later)]  # outputs are checked against all of them
+
+
+def test_a_file_past_max_events_that_the_job_reaches_is_checked_then(tmp_path, monkeypatch):
+    """Duplicates make the job read past skip + maxEvents: the next file is opened and checked when
+    reached; a bad one is then skipped whole (skipBadFiles) as begin_job skips one, and the job goes on."""
+    events = make_events(30, seed=1)
+    first = write_counts(tmp_path / "first.root", events)
+    again = write_counts(tmp_path / "again.root", events)  # the same 30 events: all duplicates
+    notes = tmp_path / "notes.root"
+    notes.write_text("not a ROOT file")
+    others = [{**e, "event": e["event"] + 100} for e in make_events(30, seed=2)]
+    last = write_counts(tmp_path / "last.root", others)
+    opened = _opened(monkeypatch)
+    src, _ = read([first, again, notes, last], SourceContext(max_events=30), skipBadFiles=True)
+    assert opened == ["first.root"]
+    assert sum(1 for _ in src.events(0, 40)) == 40  # 30 of first, 30 duplicates skipped, 10 of last
+    src.end_job()
+    assert opened == ["first.root", "again.root", "again.root", "notes.root", "last.root", "last.root"]
+    acct = src.accounting()
+    assert (acct["files"], acct["files_not_opened"], acct["entries_in_files"]) == (3, 0, 90)
+    assert (acct["bad_files"], acct["duplicates"], acct["bad_entries_per_file"]) == (1, 30, {str(notes): 0})
+    assert src.bad_files[0].startswith(f"{notes}: whole file skipped (source: cannot read {notes} as a ROOT file")
+
+
+def test_a_non_root_file_past_max_events_does_not_fail_the_job(tmp_path, write_config, capfd):
+    """The command a physicist runs: -n 5 over a list whose second file is no ROOT file (exit 3 before)."""
+    from hltrun.framework.cli import main as hltrun
+
+    notes = tmp_path / "notes.root"
+    notes.write_text("not a ROOT file")
+    listed = tmp_path / "files.txt"
+    listed.write_text(f"{DATA / 'qcd_dijet.root'}\n{notes}\n{DATA / 'rsg_ww_3p5TeV.root'}\n")
+    cfg = write_config(f"""
+        source: {{type: RootJetSource, files: [{listed}]}}
+        modules:
+          batcher: {{type: JetBatcher, src: source, max_jets: 2}}
+        paths:
+          p: [batcher]
+        """)
+    assert hltrun([str(cfg), "-n", "5", "--job-report", str(tmp_path / "fjr.xml")]) == 0
+    out = capfd.readouterr().out
+    assert "JobReport  files not opened 2 of 3 (past skipEvents + maxEvents: the job never reached them)" in out
+    fjr = (tmp_path / "fjr.xml").read_text()
+    assert fjr.count("<InputFile>") == 1 and str(notes) not in fjr
+
+
 def test_output_module_writes_the_source_jets(tmp_path, counts_file, write_config):
     """keep: [source] writes the per-jet columns of the jet collection (it is no dataclass any more)."""
     from hltrun.modules.root_output import product_columns

@@ -106,8 +106,11 @@ class FileChecks:
                               f"{limit} would be padding, not the jet's constituents: set "
                               f"source.max_constituents={widest}")
 
-    def _open_inputs(self, needed: int | None, keep: bool) -> None:
-        """begin_job's work: ``needed`` entries (None: all) are checked, files past them only counted."""
+    def _open_inputs(self, needed: int | None, keep: bool, count_all: bool = False) -> None:
+        """begin_job's work: ``needed`` entries (None: all) are checked; files past them are not opened, as
+        cmsRun opens no file that maxEvents does not reach (on EOS an open costs 10-100 ms; a bad file
+        there failed a job that never needed it): the loop opens and checks one if it reaches it.
+        ``count_all``: open them to count their entries all the same (planning work units needs them)."""
         self._keep = keep
         listed: dict[str, str] = {}
         for path in input_files(self.params.files):
@@ -123,8 +126,9 @@ class FileChecks:
             try:
                 real = os.path.realpath(path)
                 if needed is not None and needed <= 0 and real not in checked:
-                    self.entries[path] = self._count_entries(path)  # past what the job reads: open only
-                    self._deferred.add(real)
+                    if count_all:
+                        self.entries[path] = self._count_entries(path)  # past what the job reads: open only
+                    self._deferred.setdefault(real, []).append(path)
                     good.append(path)
                     continue
                 if real not in checked:
@@ -142,8 +146,39 @@ class FileChecks:
         self._count["files"] = len(self.files)
         # per listing: a file listed twice (allowDuplicateFiles) is read twice, so its entries count twice, as
         # events read does and a Dask plan does (keyed by path, they counted once: 500 in files, 1000 read)
-        self._count["entries_in_files"] = sum(self.entries[f] for f in self.files)
-        log.debug("source: %d file(s), %d entries", len(self.files), self._count["entries_in_files"])
+        self._count["entries_in_files"] = sum(self.entries.get(f, 0) for f in self.files)
+        self._count["files_not_opened"] = sum(f not in self.entries for f in self.files)
+        log.debug("source: %d file(s), %d entries, %d file(s) past maxEvents not opened", len(self.files),
+                  self._count["entries_in_files"], self._count["files_not_opened"])
+
+    def _reach(self, path: str) -> None:
+        """The loop reaches ``path``: a file begin_job did not open (past maxEvents) is opened and checked
+        now as begin_job checks the others, the consumers' branches included (bulk I/O); SourceError if it
+        is bad. Its entries are then known (``entries``) and count in ``entries_in_files``."""
+        real = os.path.realpath(path)
+        if real not in self._deferred:
+            return
+        with self.bulk_io():
+            n = self._check_file(path)
+        listings = self._deferred.pop(real)  # every listing of the file (allowDuplicateFiles): now known
+        for listed in listings:
+            if listed not in self.entries:
+                self.entries[listed] = n
+        self._count["entries_in_files"] += n * len(listings)
+        self._count["files_not_opened"] -= len(listings)
+
+    def _skip_reached(self, path: str, reason: str) -> None:
+        """A file past maxEvents, reached and found bad (``skipBadFiles``): skipped whole, as begin_job
+        skips a bad file (its entries were never known), and no longer among the job's files."""
+        listings = self._deferred.get(os.path.realpath(path), [])
+        if path in listings:
+            listings.remove(path)
+            self._count["files_not_opened"] -= 1
+            if not listings:
+                self._deferred.pop(os.path.realpath(path), None)
+        self._skip_bad_file(path, reason)
+        self.files.remove(path)
+        self._count["files"] = len(self.files)
 
     def _count_entries(self, path: str) -> int:
         tree = self._open_tree(path)

@@ -79,10 +79,7 @@ class ChunkReading:
         ``read_ahead`` they run in a background thread and the bulk I/O is the loop's wait for them."""
         real = os.path.realpath(path)
         arrays = self._kept.pop(real, None)  # used once (a file listed again is read again)
-        if real in self._deferred:
-            with self.bulk_io():
-                self._deferred.discard(real)
-                self._check_file(path)
+        self._reach(path)  # a work unit's file past maxEvents: opened and checked now (``events`` did it)
 
         def produce() -> Iterator[tuple[Chunk, dict[str, int]]]:  # a file the check kept: convert only
             return self._read_file(path, start, stop) if arrays is None else self._cut(arrays, path, start, stop)

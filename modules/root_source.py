@@ -97,6 +97,11 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         # each input as the job first opened it: a read failing after another process changed it says so
         self._first_opened: dict[str, FileState | None] = {}
         self._keep = True
+        # the branch names of each checked file (one set per schema): the declared inputs' branches are
+        # looked for there at consumers_known; the first good file, left open by its check until then
+        self._names: dict[str, frozenset[str]] = {}
+        self._name_sets: dict[frozenset[str], frozenset[str]] = {}
+        self._held: tuple[str, Any] | None = None
         # files the job cannot need (past skipEvents + maxEvents): not opened at begin_job, opened and checked
         # only if the loop reaches them (duplicates, a selection); real path -> its listings not opened yet
         self._deferred: dict[str, list[str]] = {}
@@ -268,6 +273,9 @@ class RootJetSource(FileChecks, ChunkReading, Source):
 
     def end_job(self) -> None:
         self._kept.clear()  # files the job stopped before
+        if self._held is not None:  # begin_job failed before the consumers were known
+            self._held[1].file.close()
+            self._held = None
         # readers left at an early stop end at their next hand-over (the chunk they are reading):
         # wait for that, so the CPU they spend is in the report, but never long (nor after a failure
         # or an interrupt, which must not hang on a read); one still running is named

@@ -300,8 +300,9 @@ def test_a_file_listed_twice_counts_its_entries_twice_as_it_is_read_twice(tmp_pa
 
 def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, monkeypatch):
     """A model's branch feature (``FatJetPFCand_charge``-like) of a file the check kept whole: its basket was
-    decompressed twice at begin_job (the 50-entry check, then the whole branch for the loop); once now,
-    and the loop's features are that branch's values."""
+    decompressed twice at begin_job (the 50-entry check, then the whole branch for the loop); once now in
+    the whole job (the check's, from the file it holds open until the consumers are known), and the loop's
+    features are that branch's values."""
     import uproot.models.TBasket as tbasket
 
     from hltrun.modules.contract import parse
@@ -310,8 +311,6 @@ def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, m
     contract = parse([{"name": "c", "features": ["pt", "FatJetPFCand_pt", "mask"], "n_constituents": 40,
                        "order": "pt"}], "inputs", "config")
     spec = InputSpec(2, 40, True, 0.0, contract)
-    src, _ = read([path], _Job(spec))
-    assert src._kept
     read_baskets = []
     real = tbasket.Model_TBasket.read_members
 
@@ -320,10 +319,9 @@ def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, m
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(tbasket.Model_TBasket, "read_members", counting)
+    src, _ = read([path], _Job(spec))
+    assert src._kept
     src.consumers_known()
-    with uproot.open(path) as f:
-        assert f["Events"]["FatJetPFCand_pt"].num_baskets == 1
-    assert len(read_baskets) == 1
     rows = 0
     for _, products in src.events(0, None):
         c = products[""].batch(spec).inputs  # one declared input: the batch's inputs
@@ -331,6 +329,9 @@ def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, m
         assert np.array_equal(c[..., 0][real_rows], c[..., 1][real_rows])
         rows += int(real_rows.sum())
     assert rows > 500
+    with uproot.open(path) as f:
+        assert f["Events"]["FatJetPFCand_pt"].num_baskets == 1
+    assert read_baskets.count("FatJetPFCand_pt") == 1
 
 
 def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
@@ -430,6 +431,97 @@ def test_a_non_root_file_past_max_events_does_not_fail_the_job(tmp_path, write_c
     assert "JobReport  files not opened 2 of 3 (past skipEvents + maxEvents: the job never reached them)" in out
     fjr = (tmp_path / "fjr.xml").read_text()
     assert fjr.count("<InputFile>") == 1 and str(notes) not in fjr
+
+
+def _with_msd(path: Path, events: list[dict], per_basket: int) -> Path:
+    """NanoAOD layout with one jet branch no setting names, ``FatJet_msd`` (0.5 x the mass): a model's own."""
+    from tests.conftest import _counts_branches
+
+    with uproot.recreate(path) as f:
+        for at in range(0, len(events), per_basket):
+            branches = _counts_branches(events[at:at + per_basket], 0)
+            jets = branches["FatJet"]
+            branches["FatJet"] = ak.zip({**{k: jets[k] for k in jets.fields}, "msd": jets["mass"] * 0.5})
+            write_nanoaod(f, "Events", branches)
+    return path
+
+
+def _msd_spec(kind: str = "jet") -> InputSpec:
+    from hltrun.modules.contract import parse
+
+    features = ["mass", "FatJet_msd"] if kind == "jet" else ["pt", "FatJet_msd", "mask"]
+    contract = parse([{"name": "j", "kind": kind, "features": features, **({} if kind == "jet" else
+                       {"n_constituents": 20})}], "inputs", "config")
+    return InputSpec(2, 20, True, 0.0, contract)
+
+
+@pytest.mark.parametrize("per_basket", [10, 1000])  # read chunk by chunk; kept whole by the check
+def test_declared_branches_are_checked_without_opening_the_files_again(tmp_path, monkeypatch, per_basket):
+    """A model reading a branch of its own (a jet's soft-drop mass): begin_job opened each input two times
+    (a file kept whole) or three (the others: the check, the declared branches, their collection's first
+    branch again), 10-100 ms each on EOS. Now once each: the declared branches are looked for among the
+    branch names the check recorded, and checked on the first file, held open since its check; the loop
+    reads them as it reads the file, and its features are their values."""
+    files = [_with_msd(tmp_path / f"f{i}.root", make_events(30, seed=i + 1), per_basket) for i in range(3)]
+    opened = _opened(monkeypatch)
+    spec = _msd_spec()
+    src, _ = read(files, _Job(spec), duplicateCheckMode="noDuplicateCheck")
+    src.consumers_known()
+    assert opened == ["f0.root", "f1.root", "f2.root"]  # begin_job: each file once
+    n = 0
+    for _, products in src.events(0, None):
+        j = products[""].batch(spec).inputs  # (jets, [mass, FatJet_msd])
+        np.testing.assert_allclose(j[:, 1], 0.5 * j[:, 0], rtol=1e-6)
+        n += len(j)
+    src.end_job()
+    assert n > 100 and src.accounting()["read"] == 90
+    # the loop: every file read chunk by chunk; of those kept whole, f0's branch was read from its open handle
+    assert opened[3:] == (["f0.root", "f1.root", "f2.root"] if per_basket == 10 else ["f1.root", "f2.root"])
+
+
+def test_a_declared_branch_in_another_collection_is_refused_before_the_first_event(tmp_path, monkeypatch):
+    """A jet branch declared as a constituent feature: one line from the first file, read through the
+    handle its check left open (no second open), before the first event."""
+    from hltrun.framework.errors import SourceError
+
+    files = [_with_msd(tmp_path / f"f{i}.root", make_events(30, seed=i + 1), 10) for i in range(2)]
+    opened = _opened(monkeypatch)
+    src, _ = read(files, _Job(_msd_spec("constituents")))
+    with pytest.raises(SourceError, match=r"branch 'FatJet_msd' \(a constituent feature of a model's declared "
+                                          r"inputs\) is not in the constituent collection of 'FatJetPFCand_pt' in "
+                                          r".*f0\.root: it differs in length"):
+        src.consumers_known()
+    src.end_job()
+    assert opened == ["f0.root", "f1.root"]
+
+
+@pytest.mark.parametrize("per_basket", [10, 1000])
+def test_a_later_file_whose_declared_branch_is_misaligned_fails_when_read(tmp_path, per_basket):
+    """Past the first file the declared branches' lengths are checked on every chunk the loop reads (not by
+    opening every file again at begin_job): a later file whose branch has other lengths is one line naming
+    both branches, the file and the entry; with skipBadFiles its entries are skipped and the job goes on."""
+    from hltrun.framework.errors import SourceError
+    from tests.conftest import _counts_branches
+
+    good = _with_msd(tmp_path / "good.root", make_events(30, seed=1), per_basket)
+    bad = tmp_path / "bad.root"
+    events = make_events(30, seed=2)
+    with uproot.recreate(bad) as f:
+        branches = _counts_branches(events, 0)
+        branches["FatJet_msd"] = ak.Array([[1.0] * (len(e["jets"]) + 1) for e in events])  # one value too many
+        write_nanoaod(f, "Events", branches)
+    spec = _msd_spec()
+    src, _ = read([good, bad], _Job(spec))
+    src.consumers_known()  # the names are there; good.root's lengths agree
+    with pytest.raises(SourceError, match=r"branches 'FatJet_msd' and 'FatJet_pt' differ in length at entry 0 of "
+                                          r".*bad\.root: they must be one jet collection"):
+        list(src.events(0, None))
+    src.end_job()
+    src, _ = read([good, bad], _Job(spec), skipBadFiles=True)
+    src.consumers_known()
+    assert sum(1 for _ in src.events(0, None)) == 30
+    src.end_job()
+    assert src.accounting()["bad_entries_per_file"] == {str(bad): 30}
 
 
 def test_output_module_writes_the_source_jets(tmp_path, counts_file, write_config):

@@ -265,6 +265,12 @@ class Source(_Declares):
         skips exactly what a local run skips. Default: a source without event ids has no duplicates."""
         return [() for _ in inputs]
 
+    def input_names(self) -> list[str]:
+        """After begin_job: the input names in reading order (what an output must not overwrite). A source
+        that may leave inputs unopened (past maxEvents) gives them without opening them; default: from
+        ``inputs``."""
+        return [name for name, _ in self.inputs()]
+
     def inputs(self) -> list[tuple[str, int]]:
         """After begin_job: (input name, number of entries) in reading order, to split into work units.
         A source that cannot be split keeps this default and runs only locally."""

@@ -114,7 +114,7 @@ class Process:
         """The files the source reads (``Source.inputs``, known after its begin_job); none for a source
         that does not list them."""
         try:
-            return [name for name, _ in self.source.inputs()]
+            return self.source.input_names()
         except NotImplementedError:
             return []
 

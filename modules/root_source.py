@@ -69,6 +69,9 @@ class RootJetSource(FileChecks, ChunkReading, Source):
                        # CPU of the decompression threads and of the read-ahead thread (in the bulk I/O's CPU)
                        "decompression_cpu_ns": 0, "read_ahead_cpu_ns": 0,
                        "not_selected": 0,  # read, outside lumisToProcess / eventsToProcess / lumiMask
+                       # listed files the job never opened (past skipEvents + maxEvents, never reached): their
+                       # entries are unknown, so not in entries_in_files; none in a run without maxEvents
+                       "files_not_opened": 0,
                        # whole files the file check read at begin_job and kept for the loop: their entries,
                        # the entries the loop went through, and the check's decompression-thread CPU for them
                        # (a short job charges its events only the share of that read it used)
@@ -94,7 +97,14 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         # each input as the job first opened it: a read failing after another process changed it says so
         self._first_opened: dict[str, FileState | None] = {}
         self._keep = True
-        self._deferred: set[str] = set()  # files the job cannot need (past maxEvents): checked if reached
+        # the branch names of each checked file (one set per schema): the declared inputs' branches are
+        # looked for there at consumers_known; the first good file, left open by its check until then
+        self._names: dict[str, frozenset[str]] = {}
+        self._name_sets: dict[frozenset[str], frozenset[str]] = {}
+        self._held: tuple[str, Any] | None = None
+        # files the job cannot need (past skipEvents + maxEvents): not opened at begin_job, opened and checked
+        # only if the loop reaches them (duplicates, a selection); real path -> its listings not opened yet
+        self._deferred: dict[str, list[str]] = {}
         self._read_ahead = read_ahead_depth(params.read_ahead)
         self._abandoned: list[ReadAhead] = []  # readers left at an early stop: their late CPU is counted
         self._count_lock = threading.Lock()  # a reader left behind counts its dropped chunks from its thread
@@ -158,7 +168,7 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         source._consumers(consumed)
         source._reading_mask()
         try:
-            source._open_inputs(entries_needed, keep=False)
+            source._open_inputs(entries_needed, keep=False, count_all=True)  # units need every count
             return source.inputs()
         finally:
             source.end_job()
@@ -231,7 +241,16 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         duplicate event ids (``duplicateCheckMode``) are skipped and counted."""
         to_skip, left = skip, limit
         checking = self.params.duplicateCheckMode != "noDuplicateCheck"
-        for path in self.files:
+        for path in list(self.files):  # a file reached and found bad leaves the list (skipBadFiles)
+            if left is not None and left <= 0 and to_skip == 0:
+                break  # done: the files after this one are not opened (as cmsRun with maxEvents)
+            try:
+                self._reach(path)
+            except SourceError as exc:
+                if not self.params.skipBadFiles:
+                    raise
+                self._skip_reached(path, str(exc))
+                continue
             n = self.entries[path]
             if to_skip >= n:
                 self._kept.pop(os.path.realpath(path), None)
@@ -254,6 +273,9 @@ class RootJetSource(FileChecks, ChunkReading, Source):
 
     def end_job(self) -> None:
         self._kept.clear()  # files the job stopped before
+        if self._held is not None:  # begin_job failed before the consumers were known
+            self._held[1].file.close()
+            self._held = None
         # readers left at an early stop end at their next hand-over (the chunk they are reading):
         # wait for that, so the CPU they spend is in the report, but never long (nor after a failure
         # or an interrupt, which must not hang on a read); one still running is named
@@ -264,7 +286,15 @@ class RootJetSource(FileChecks, ChunkReading, Source):
                 log.debug("source: a read-ahead thread was still reading at end_job: its last CPU is not counted")
         self._abandoned.clear()
 
+    def input_names(self) -> list[str]:
+        """The input files in reading order, without opening any (those past maxEvents stay unopened)."""
+        return list(self.files)
+
     def inputs(self) -> list[tuple[str, int]]:
+        """(file, entries) in reading order; a file begin_job did not open (past maxEvents) is counted now."""
+        for path in self.files:
+            if path not in self.entries:
+                self.entries[path] = self._count_entries(path)
         return [(path, self.entries[path]) for path in self.files]
 
     def read_range(self, name: str, start: int, stop: int, duplicates: Runs = ()

@@ -300,8 +300,9 @@ def test_a_file_listed_twice_counts_its_entries_twice_as_it_is_read_twice(tmp_pa
 
 def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, monkeypatch):
     """A model's branch feature (``FatJetPFCand_charge``-like) of a file the check kept whole: its basket was
-    decompressed twice at begin_job (the 50-entry check, then the whole branch for the loop); once now,
-    and the loop's features are that branch's values."""
+    decompressed twice at begin_job (the 50-entry check, then the whole branch for the loop); once now in
+    the whole job (the check's, from the file it holds open until the consumers are known), and the loop's
+    features are that branch's values."""
     import uproot.models.TBasket as tbasket
 
     from hltrun.modules.contract import parse
@@ -310,8 +311,6 @@ def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, m
     contract = parse([{"name": "c", "features": ["pt", "FatJetPFCand_pt", "mask"], "n_constituents": 40,
                        "order": "pt"}], "inputs", "config")
     spec = InputSpec(2, 40, True, 0.0, contract)
-    src, _ = read([path], _Job(spec))
-    assert src._kept
     read_baskets = []
     real = tbasket.Model_TBasket.read_members
 
@@ -320,10 +319,9 @@ def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, m
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(tbasket.Model_TBasket, "read_members", counting)
+    src, _ = read([path], _Job(spec))
+    assert src._kept
     src.consumers_known()
-    with uproot.open(path) as f:
-        assert f["Events"]["FatJetPFCand_pt"].num_baskets == 1
-    assert len(read_baskets) == 1
     rows = 0
     for _, products in src.events(0, None):
         c = products[""].batch(spec).inputs  # one declared input: the batch's inputs
@@ -331,6 +329,9 @@ def test_a_declared_branch_of_a_file_kept_whole_is_decompressed_once(tmp_path, m
         assert np.array_equal(c[..., 0][real_rows], c[..., 1][real_rows])
         rows += int(real_rows.sum())
     assert rows > 500
+    with uproot.open(path) as f:
+        assert f["Events"]["FatJetPFCand_pt"].num_baskets == 1
+    assert read_baskets.count("FatJetPFCand_pt") == 1
 
 
 def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
@@ -352,6 +353,175 @@ def test_files_past_max_events_are_checked_only_if_reached(tmp_path):
     src, _ = read([good, bad], Job(20), **params)
     with pytest.raises(SourceError, match="cannot read entries .*bad.root"):  # reached: the check's message
         list(src.events(0, 40))
+
+
+def _opened(monkeypatch) -> list[str]:
+    """The file names the source opens, in order (through its one way in, ``_open_tree``)."""
+    opened: list[str] = []
+    real = RootJetSource._open_tree
+
+    def counting(self, path):
+        opened.append(Path(path).name)
+        return real(self, path)
+
+    monkeypatch.setattr(RootJetSource, "_open_tree", counting)
+    return opened
+
+
+@pytest.mark.parametrize("max_events", [0, 20, 30])
+def test_files_past_max_events_are_never_opened(tmp_path, monkeypatch, max_events):
+    """cmsRun opens no file maxEvents does not reach; hltrun opened every later file at begin_job to count
+    its entries (200 opens for -n 50 over 200 files, 10-100 ms each on EOS), and a file that is no ROOT file
+    there failed a job that never needed it. Now they stay unopened, and the accounting says so."""
+    good = write_counts(tmp_path / "good.root", make_events(30, seed=1))
+    notes = tmp_path / "notes.root"
+    notes.write_text("not a ROOT file")
+    later = write_counts(tmp_path / "later.root", make_events(30, seed=2))
+    opened = _opened(monkeypatch)
+    src, _ = read([good, notes, later], SourceContext(max_events=max_events), duplicateCheckMode="noDuplicateCheck")
+    assert sum(1 for _ in src.events(0, max_events)) == max_events
+    src.end_job()
+    reached = ["good.root"] if max_events else []
+    assert opened == reached  # one basket per branch: the check keeps it whole, the loop opens it no more
+    acct = src.accounting()
+    assert (acct["files"], acct["files_not_opened"], acct["entries_in_files"]) == (3, 3 - len(reached), 30 * len(reached))
+    assert list(acct["files_read"]) == ([str(good)] if max_events else [])  # not reached: not read, not "read 0"
+    assert src.input_names() == [str(good), str(notes), str(later)]  # outputs are checked against all of them
+
+
+def test_a_file_past_max_events_that_the_job_reaches_is_checked_then(tmp_path, monkeypatch):
+    """Duplicates make the job read past skip + maxEvents: the next file is opened and checked when
+    reached; a bad one is then skipped whole (skipBadFiles) as begin_job skips one, and the job goes on."""
+    events = make_events(30, seed=1)
+    first = write_counts(tmp_path / "first.root", events)
+    again = write_counts(tmp_path / "again.root", events)  # the same 30 events: all duplicates
+    notes = tmp_path / "notes.root"
+    notes.write_text("not a ROOT file")
+    others = [{**e, "event": e["event"] + 100} for e in make_events(30, seed=2)]
+    last = write_counts(tmp_path / "last.root", others)
+    opened = _opened(monkeypatch)
+    src, _ = read([first, again, notes, last], SourceContext(max_events=30), skipBadFiles=True)
+    assert opened == ["first.root"]
+    assert sum(1 for _ in src.events(0, 40)) == 40  # 30 of first, 30 duplicates skipped, 10 of last
+    src.end_job()
+    assert opened == ["first.root", "again.root", "again.root", "notes.root", "last.root", "last.root"]
+    acct = src.accounting()
+    assert (acct["files"], acct["files_not_opened"], acct["entries_in_files"]) == (3, 0, 90)
+    assert (acct["bad_files"], acct["duplicates"], acct["bad_entries_per_file"]) == (1, 30, {str(notes): 0})
+    assert src.bad_files[0].startswith(f"{notes}: whole file skipped (source: cannot read {notes} as a ROOT file")
+
+
+def test_a_non_root_file_past_max_events_does_not_fail_the_job(tmp_path, write_config, capfd):
+    """The command a physicist runs: -n 5 over a list whose second file is no ROOT file (exit 3 before)."""
+    from hltrun.framework.cli import main as hltrun
+
+    notes = tmp_path / "notes.root"
+    notes.write_text("not a ROOT file")
+    listed = tmp_path / "files.txt"
+    listed.write_text(f"{DATA / 'qcd_dijet.root'}\n{notes}\n{DATA / 'rsg_ww_3p5TeV.root'}\n")
+    cfg = write_config(f"""
+        source: {{type: RootJetSource, files: [{listed}]}}
+        modules:
+          batcher: {{type: JetBatcher, src: source, max_jets: 2}}
+        paths:
+          p: [batcher]
+        """)
+    assert hltrun([str(cfg), "-n", "5", "--job-report", str(tmp_path / "fjr.xml")]) == 0
+    out = capfd.readouterr().out
+    assert "JobReport  files not opened 2 of 3 (past skipEvents + maxEvents: the job never reached them)" in out
+    fjr = (tmp_path / "fjr.xml").read_text()
+    assert fjr.count("<InputFile>") == 1 and str(notes) not in fjr
+
+
+def _with_msd(path: Path, events: list[dict], per_basket: int) -> Path:
+    """NanoAOD layout with one jet branch no setting names, ``FatJet_msd`` (0.5 x the mass): a model's own."""
+    from tests.conftest import _counts_branches
+
+    with uproot.recreate(path) as f:
+        for at in range(0, len(events), per_basket):
+            branches = _counts_branches(events[at:at + per_basket], 0)
+            jets = branches["FatJet"]
+            branches["FatJet"] = ak.zip({**{k: jets[k] for k in jets.fields}, "msd": jets["mass"] * 0.5})
+            write_nanoaod(f, "Events", branches)
+    return path
+
+
+def _msd_spec(kind: str = "jet") -> InputSpec:
+    from hltrun.modules.contract import parse
+
+    features = ["mass", "FatJet_msd"] if kind == "jet" else ["pt", "FatJet_msd", "mask"]
+    contract = parse([{"name": "j", "kind": kind, "features": features, **({} if kind == "jet" else
+                       {"n_constituents": 20})}], "inputs", "config")
+    return InputSpec(2, 20, True, 0.0, contract)
+
+
+@pytest.mark.parametrize("per_basket", [10, 1000])  # read chunk by chunk; kept whole by the check
+def test_declared_branches_are_checked_without_opening_the_files_again(tmp_path, monkeypatch, per_basket):
+    """A model reading a branch of its own (a jet's soft-drop mass): begin_job opened each input two times
+    (a file kept whole) or three (the others: the check, the declared branches, their collection's first
+    branch again), 10-100 ms each on EOS. Now once each: the declared branches are looked for among the
+    branch names the check recorded, and checked on the first file, held open since its check; the loop
+    reads them as it reads the file, and its features are their values."""
+    files = [_with_msd(tmp_path / f"f{i}.root", make_events(30, seed=i + 1), per_basket) for i in range(3)]
+    opened = _opened(monkeypatch)
+    spec = _msd_spec()
+    src, _ = read(files, _Job(spec), duplicateCheckMode="noDuplicateCheck")
+    src.consumers_known()
+    assert opened == ["f0.root", "f1.root", "f2.root"]  # begin_job: each file once
+    n = 0
+    for _, products in src.events(0, None):
+        j = products[""].batch(spec).inputs  # (jets, [mass, FatJet_msd])
+        np.testing.assert_allclose(j[:, 1], 0.5 * j[:, 0], rtol=1e-6)
+        n += len(j)
+    src.end_job()
+    assert n > 100 and src.accounting()["read"] == 90
+    # the loop: every file read chunk by chunk; of those kept whole, f0's branch was read from its open handle
+    assert opened[3:] == (["f0.root", "f1.root", "f2.root"] if per_basket == 10 else ["f1.root", "f2.root"])
+
+
+def test_a_declared_branch_in_another_collection_is_refused_before_the_first_event(tmp_path, monkeypatch):
+    """A jet branch declared as a constituent feature: one line from the first file, read through the
+    handle its check left open (no second open), before the first event."""
+    from hltrun.framework.errors import SourceError
+
+    files = [_with_msd(tmp_path / f"f{i}.root", make_events(30, seed=i + 1), 10) for i in range(2)]
+    opened = _opened(monkeypatch)
+    src, _ = read(files, _Job(_msd_spec("constituents")))
+    with pytest.raises(SourceError, match=r"branch 'FatJet_msd' \(a constituent feature of a model's declared "
+                                          r"inputs\) is not in the constituent collection of 'FatJetPFCand_pt' in "
+                                          r".*f0\.root: it differs in length"):
+        src.consumers_known()
+    src.end_job()
+    assert opened == ["f0.root", "f1.root"]
+
+
+@pytest.mark.parametrize("per_basket", [10, 1000])
+def test_a_later_file_whose_declared_branch_is_misaligned_fails_when_read(tmp_path, per_basket):
+    """Past the first file the declared branches' lengths are checked on every chunk the loop reads (not by
+    opening every file again at begin_job): a later file whose branch has other lengths is one line naming
+    both branches, the file and the entry; with skipBadFiles its entries are skipped and the job goes on."""
+    from hltrun.framework.errors import SourceError
+    from tests.conftest import _counts_branches
+
+    good = _with_msd(tmp_path / "good.root", make_events(30, seed=1), per_basket)
+    bad = tmp_path / "bad.root"
+    events = make_events(30, seed=2)
+    with uproot.recreate(bad) as f:
+        branches = _counts_branches(events, 0)
+        branches["FatJet_msd"] = ak.Array([[1.0] * (len(e["jets"]) + 1) for e in events])  # one value too many
+        write_nanoaod(f, "Events", branches)
+    spec = _msd_spec()
+    src, _ = read([good, bad], _Job(spec))
+    src.consumers_known()  # the names are there; good.root's lengths agree
+    with pytest.raises(SourceError, match=r"branches 'FatJet_msd' and 'FatJet_pt' differ in length at entry 0 of "
+                                          r".*bad\.root: they must be one jet collection"):
+        list(src.events(0, None))
+    src.end_job()
+    src, _ = read([good, bad], _Job(spec), skipBadFiles=True)
+    src.consumers_known()
+    assert sum(1 for _ in src.events(0, None)) == 30
+    src.end_job()
+    assert src.accounting()["bad_entries_per_file"] == {str(bad): 30}
 
 
 def test_output_module_writes_the_source_jets(tmp_path, counts_file, write_config):

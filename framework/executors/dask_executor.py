@@ -61,7 +61,9 @@ def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
     duplicates = cfg.source.cls.plan_duplicates(cfg.source.params, inputs, opts.skipEvents, limit)
     units = plan_units(inputs, opts.skipEvents, limit, opts.executor.eventsPerTask, duplicates, names)
     total = sum(n for _, n in inputs)
-    accounting = {"files": len(inputs), "entries_in_files": total, "skipped": min(opts.skipEvents, total)}
+    # the client counted every file (the units need it): none is left unopened, whatever the workers skipped
+    accounting = {"files": len(inputs), "entries_in_files": total, "files_not_opened": 0,
+                  "skipped": min(opts.skipEvents, total)}
     return units, accounting
 
 

@@ -117,6 +117,10 @@ def _counts(counts: dict[str, int]) -> str:
 def quality_lines(s: JobSummary) -> list[str]:
     """Duplicates, bad files, failed events by module and kind, data-quality counters."""
     lines = []
+    not_opened = (s.source or {}).get("files_not_opened", 0)
+    if not_opened:  # their entries are unknown: neither read nor counted in the source's entries
+        lines.append(f"JobReport  files not opened {not_opened} of {(s.source or {}).get('files', not_opened)} "
+                     f"(past skipEvents + maxEvents: the job never reached them)")
     not_selected = (s.source or {}).get("not_selected", 0)
     if not_selected:
         lines.append(f"JobReport  events not selected {not_selected} (read, outside source.lumisToProcess / "

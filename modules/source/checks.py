@@ -1,4 +1,4 @@
-"""The file check: every input opened and checked before the first event, and what the consumers read.
+"""The file check: every input opened once and checked before the first event, and what the consumers read.
 
 Apart from the loop's reads: a bad file among good ones must fail (or, with ``skipBadFiles``, be
 skipped) at begin_job, not hours into the job; this is all of begin_job's per-file work. ``FileChecks``
@@ -22,7 +22,7 @@ from .event_ids import id_columns, one_per_event
 from .file_list import input_files
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing, refuse_pooled_candidates
 from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
-from .tree import columns, first_basket_end
+from .tree import branch_names, columns, first_basket_end
 
 if TYPE_CHECKING:
     from ..jets import InputSpec
@@ -37,8 +37,19 @@ class FileChecks:
     def consumers_known(self) -> None:
         """The extra branches the consumers' input contracts read (a charge, a PUPPI weight, a jet's
         tau21) must exist in every file, in the collection they belong to: checked now, before the
-        first event, with the line ``_check_tree`` gives a missing branch; files begin_job kept whole
-        get those branches read now."""
+        first event, with the line ``_check_tree`` gives a missing branch, and without opening the files
+        again (each was opened two or three times at begin_job; an open costs 10-100 ms on EOS): their
+        presence from the branch names the file check recorded, their lengths on the first file (held
+        open since its check) and on every chunk the loop reads. A file begin_job kept whole gets them
+        read when the loop reaches it (the first one now, from its open handle)."""
+        held, self._held = self._held, None
+        try:
+            self._check_declared_inputs(held)
+        finally:
+            if held is not None:
+                held[1].file.close()
+
+    def _check_declared_inputs(self, held: tuple[str, Any] | None) -> None:
         jet, cand = set(), set()
         specs = requested_specs(self._requests)
         for spec in specs:
@@ -57,28 +68,18 @@ class FileChecks:
                 if real in self._deferred:
                     continue  # checked, with these branches, when the job reaches it
                 checked += 1
-                tree = self._open_tree(path)
-                kept = self._kept.get(real)
+                names = self._names.get(real)
                 try:
-                    refuse_missing(tree, extra, path, self.params, extra)
-                    try:
-                        # a file kept whole is one basket per branch: its first 50 entries cost the whole
-                        # basket's decompression, so the branches are read whole once (it was read twice)
-                        stop = None if kept is not None else min(50, int(tree.num_entries))
-                        arrays = columns(tree, tree.arrays(extra, entry_stop=stop, library="ak"), extra)
-                        self._check_layout(arrays[:50], path, only=extra, reference=kept)
-                        if kept is not None:
-                            for name in extra:
-                                kept[name] = arrays[name]
-                    except SourceError:
-                        raise
-                    except Exception as exc:
-                        raise SourceError(f"source: cannot read the declared inputs' branches {extra} of {path}: "
-                                          f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
+                    if held is not None and real == held[0]:
+                        self._check_declared(held[1], path, extra)
+                    elif names is None or not all(name in names for name in extra):
+                        tree = self._open_tree(path)  # one lacks them: the tree's own line says which
+                        try:
+                            self._check_declared(tree, path, extra)
+                        finally:
+                            tree.file.close()
                 except SourceError as exc:
                     bad[path] = str(exc)
-                finally:
-                    tree.file.close()
         if not bad:
             return
         if len(bad) == checked and all(MISSING_FEATURE in why for why in bad.values()):  # no file has it
@@ -94,6 +95,30 @@ class FileChecks:
         self._count["files"] = len(self.files)
         self._count["entries_in_files"] = sum(self.entries.get(f, 0) for f in self.files)
 
+    def _check_declared(self, tree: Any, path: str, extra: list[str]) -> None:
+        """The declared branches ``extra`` in the open ``tree``: there, and in their collections over the
+        first 50 entries; a file kept whole gets them read whole, once, for the loop."""
+        refuse_missing(tree, extra, path, self.params, extra)
+        kept = self._kept.get(os.path.realpath(path))
+        try:
+            # a file kept whole is one basket per branch: its first 50 entries cost the whole
+            # basket's decompression, so the branches are read whole once (it was read twice)
+            stop = None if kept is not None else min(50, int(tree.num_entries))
+            arrays = columns(tree, tree.arrays(extra, entry_stop=stop, library="ak"), extra)
+            b = self.params.branches
+            reference = kept if kept is not None else columns(
+                tree, tree.arrays([b.jet_pt, b.cand_pt], entry_stop=min(50, len(arrays)), library="ak"),
+                [b.jet_pt, b.cand_pt])
+            self._check_declared_layout(arrays[:50], extra, path, reference)
+            if kept is not None:
+                for name in extra:
+                    kept[name] = arrays[name]
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise SourceError(f"source: cannot read the declared inputs' branches {extra} of {path}: "
+                              f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
+
     def _refuse_narrower_than(self, specs: "Iterable[InputSpec]") -> None:
         """A consumer's input wider than ``max_constituents``: the source keeps at most that many
         constituents per jet, so the rows past it would be zero padding where the model expects the
@@ -106,8 +131,11 @@ class FileChecks:
                               f"{limit} would be padding, not the jet's constituents: set "
                               f"source.max_constituents={widest}")
 
-    def _open_inputs(self, needed: int | None, keep: bool) -> None:
-        """begin_job's work: ``needed`` entries (None: all) are checked, files past them only counted."""
+    def _open_inputs(self, needed: int | None, keep: bool, count_all: bool = False) -> None:
+        """begin_job's work: ``needed`` entries (None: all) are checked; files past them are not opened, as
+        cmsRun opens no file that maxEvents does not reach (on EOS an open costs 10-100 ms; a bad file
+        there failed a job that never needed it): the loop opens and checks one if it reaches it.
+        ``count_all``: open them to count their entries all the same (planning work units needs them)."""
         self._keep = keep
         listed: dict[str, str] = {}
         for path in input_files(self.params.files):
@@ -123,12 +151,13 @@ class FileChecks:
             try:
                 real = os.path.realpath(path)
                 if needed is not None and needed <= 0 and real not in checked:
-                    self.entries[path] = self._count_entries(path)  # past what the job reads: open only
-                    self._deferred.add(real)
+                    if count_all:
+                        self.entries[path] = self._count_entries(path)  # past what the job reads: open only
+                    self._deferred.setdefault(real, []).append(path)
                     good.append(path)
                     continue
-                if real not in checked:
-                    checked[real] = self._check_file(path, keep=self._keep)
+                if real not in checked:  # the first good file stays open until the consumers are known
+                    checked[real] = self._check_file(path, keep=self._keep, hold=self._held is None and not count_all)
                 self.entries[path] = checked[real]
                 if needed is not None:
                     needed -= checked[real]
@@ -142,8 +171,39 @@ class FileChecks:
         self._count["files"] = len(self.files)
         # per listing: a file listed twice (allowDuplicateFiles) is read twice, so its entries count twice, as
         # events read does and a Dask plan does (keyed by path, they counted once: 500 in files, 1000 read)
-        self._count["entries_in_files"] = sum(self.entries[f] for f in self.files)
-        log.debug("source: %d file(s), %d entries", len(self.files), self._count["entries_in_files"])
+        self._count["entries_in_files"] = sum(self.entries.get(f, 0) for f in self.files)
+        self._count["files_not_opened"] = sum(f not in self.entries for f in self.files)
+        log.debug("source: %d file(s), %d entries, %d file(s) past maxEvents not opened", len(self.files),
+                  self._count["entries_in_files"], self._count["files_not_opened"])
+
+    def _reach(self, path: str) -> None:
+        """The loop reaches ``path``: a file begin_job did not open (past maxEvents) is opened and checked
+        now as begin_job checks the others, the consumers' branches included (bulk I/O); SourceError if it
+        is bad. Its entries are then known (``entries``) and count in ``entries_in_files``."""
+        real = os.path.realpath(path)
+        if real not in self._deferred:
+            return
+        with self.bulk_io():
+            n = self._check_file(path)
+        listings = self._deferred.pop(real)  # every listing of the file (allowDuplicateFiles): now known
+        for listed in listings:
+            if listed not in self.entries:
+                self.entries[listed] = n
+        self._count["entries_in_files"] += n * len(listings)
+        self._count["files_not_opened"] -= len(listings)
+
+    def _skip_reached(self, path: str, reason: str) -> None:
+        """A file past maxEvents, reached and found bad (``skipBadFiles``): skipped whole, as begin_job
+        skips a bad file (its entries were never known), and no longer among the job's files."""
+        listings = self._deferred.get(os.path.realpath(path), [])
+        if path in listings:
+            listings.remove(path)
+            self._count["files_not_opened"] -= 1
+            if not listings:
+                self._deferred.pop(os.path.realpath(path), None)
+        self._skip_bad_file(path, reason)
+        self.files.remove(path)
+        self._count["files"] = len(self.files)
 
     def _count_entries(self, path: str) -> int:
         tree = self._open_tree(path)
@@ -152,19 +212,25 @@ class FileChecks:
         finally:
             tree.file.close()
 
-    def _check_file(self, path: str, keep: bool = False) -> int:
+    def _check_file(self, path: str, keep: bool = False, hold: bool = False) -> int:
         """Open ``path``, check its tree, branches and layout, and read its first and last entries
-        (``keep``: keep the arrays when that read the whole file anyway, for the loop's first chunks)."""
+        (``keep``: keep the arrays when that read the whole file anyway, for the loop's first chunks).
+        Its branch names are recorded for ``consumers_known``; ``hold``: leave it open for that (``_held``)."""
         tree = self._open_tree(path)
         pool, failed = self._pool(), True
         try:
             n = self._check_tree(tree, path, keep, pool)
+            names = branch_names(tree)
+            self._names[os.path.realpath(path)] = self._name_sets.setdefault(names, names)  # one per schema
             failed = False
             return n
         finally:
             if pool is not None:
                 pool.close(failed)
-            tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
+            if hold and not failed:
+                self._held = (os.path.realpath(path), tree)
+            else:
+                tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         refuse_missing(tree, self._branch_names(), path, self.params, (*self._extra_jet, *self._extra_cand))
@@ -209,32 +275,24 @@ class FileChecks:
                         self._count["kept_decompression_cpu_ns"] += self._count["decompression_cpu_ns"] - cpu_before
         return n
 
-    def _check_layout(self, arrays: ak.Array, path: str, only: list[str] | None = None,
-                      reference: ak.Array | None = None) -> None:
+    def _check_layout(self, arrays: ak.Array, path: str) -> None:
         """Branches that belong to one collection must have the same length in every event; a
-        ``jet_index`` layout whose links index another collection needs ``cand_index``. ``only``: check
-        just these (extra) branches against their collection's first branch, read from ``reference``
-        or from the file again."""
+        ``jet_index`` layout whose links index another collection needs ``cand_index``."""
         b, layout = self.params.branches, self.params.layout
-        if only is not None:
-            base = reference if reference is not None else self._head(path, [b.jet_pt, b.cand_pt], len(arrays))
-            for name in only:
-                ref = b.jet_pt if name in self._extra_jet else b.cand_pt
-                kind = "jet" if ref == b.jet_pt else "constituent"
-                got, want = arrays[name], base[ref][:len(arrays)]
-                if got.ndim != want.ndim or not same_counts(got, want):
-                    raise SourceError(f"source: branch '{name}' (a {kind} feature of a model's declared inputs) is "
-                                      f"not in the {kind} collection of '{ref}' in {path}: it differs in length")
-            return
         if layout == "jet_index":  # first: a wrong setting, named as such before the lengths are compared
             check_links(arrays, b, path)
         check_collections(arrays, collections_of(b, layout, self._extra_jet, self._extra_cand), path, 0)
         if layout == "counts":  # a file whose counts are wrong from the start fails before the job
             constituents_per_jet(arrays, b, path, 0)
 
-    def _head(self, path: str, names: list[str], n: int) -> ak.Array:
-        tree = self._open_tree(path)
-        try:
-            return columns(tree, tree.arrays(names, entry_stop=n, library="ak"), names)
-        finally:
-            tree.file.close()
+    def _check_declared_layout(self, arrays: ak.Array, names: list[str], path: str, reference: ak.Array) -> None:
+        """Each declared branch ``names`` of ``arrays`` against its collection's first branch in ``reference``
+        (the same file's first entries, at least as many)."""
+        b = self.params.branches
+        for name in names:
+            ref = b.jet_pt if name in self._extra_jet else b.cand_pt
+            kind = "jet" if ref == b.jet_pt else "constituent"
+            got, want = arrays[name], reference[ref][:len(arrays)]
+            if got.ndim != want.ndim or not same_counts(got, want):
+                raise SourceError(f"source: branch '{name}' (a {kind} feature of a model's declared inputs) is "
+                                  f"not in the {kind} collection of '{ref}' in {path}: it differs in length")

@@ -79,10 +79,7 @@ class ChunkReading:
         ``read_ahead`` they run in a background thread and the bulk I/O is the loop's wait for them."""
         real = os.path.realpath(path)
         arrays = self._kept.pop(real, None)  # used once (a file listed again is read again)
-        if real in self._deferred:
-            with self.bulk_io():
-                self._deferred.discard(real)
-                self._check_file(path)
+        self._reach(path)  # a work unit's file past maxEvents: opened and checked now (``events`` did it)
 
         def produce() -> Iterator[tuple[Chunk, dict[str, int]]]:  # a file the check kept: convert only
             return self._read_file(path, start, stop) if arrays is None else self._cut(arrays, path, start, stop)
@@ -134,10 +131,31 @@ class ChunkReading:
             self._count["read_ahead_cpu_ns"] += thread_ns
 
     def _cut(self, arrays: ak.Array, path: str, start: int, stop: int) -> Iterator[tuple[Chunk, dict[str, int]]]:
-        """Chunks of a file the check read whole and kept: converted only (as ``_read_file`` yields them)."""
+        """Chunks of a file the check read whole and kept: converted only (as ``_read_file`` yields them),
+        once the declared inputs' branches are read into it (``_with_declared``)."""
+        arrays = self._with_declared(arrays, path, start, stop)
         for a in range(start, stop, self.params.chunk_size):
             counts = chunk_counts()
             yield self._convert(arrays[a:min(stop, a + self.params.chunk_size)], path, a, counts), counts
+
+    def _with_declared(self, arrays: ak.Array, path: str, start: int, stop: int) -> ak.Array:
+        """A kept file with the declared inputs' branches it lacks, read whole (one basket per branch): the
+        consumers' check found them among its branch names without opening it again, so they are read
+        here, where the loop reaches it (their lengths are checked with each chunk's conversion)."""
+        missing = [name for name in (*self._extra_jet, *self._extra_cand) if name not in arrays.fields]
+        if not missing:
+            return arrays
+        tree = self._open_tree(path)
+        try:
+            extra = columns(tree, tree.arrays(missing, library="ak"), missing)
+        except Exception as exc:
+            changed = changed_since(path, self._first_opened.get(os.path.realpath(path)))
+            raise read_failure(path, start, stop, exc, changed) from exc
+        finally:
+            tree.file.close()
+        for name in missing:
+            arrays[name] = extra[name]
+        return arrays
 
     def _read_file(self, path: str, start: int, stop: int) -> Iterator[tuple[Chunk, dict[str, int]]]:
         """Open ``path``, read entries ``start``..``stop`` chunk by chunk and convert each; yield

@@ -142,6 +142,16 @@ def columns(tree: Any, arrays: ak.Array, names: "list[str]") -> ak.Array:
     return ak.zip({name: field(name) for name in dict.fromkeys(names)}, depth_limit=1)
 
 
+def branch_names(tree: Any) -> frozenset[str]:
+    """Names ``name in tree`` finds in ``tree``: its branches' (or an RNTuple's fields') full paths and
+    own names. Recorded when a file is checked, so the declared inputs' branches, known only later, are
+    looked for without opening it again; a name not among them is looked for in the tree itself."""
+    try:
+        return frozenset(tree.keys()) | frozenset(tree.keys(full_paths=False))
+    except Exception:  # pragma: no cover - a damaged branch list: the tree itself is asked
+        return frozenset()
+
+
 def has_key(handle: Any, name: str) -> bool:
     """Whether the file's directory lists ``name`` (read from the key table, not the object itself)."""
     try:

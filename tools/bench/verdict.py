@@ -371,7 +371,8 @@ def path_run(plan: Plan, engine: str) -> dict[str, Any]:
     return {"engine": engine, "status": "ok",
             "hltrun_command": "hltrun " + shlex.join([*argv, "--report-dir", str(report_dir)]),
             "report_dir": str(report_dir), "passed": summary.events_passed,
-            "entries_in_files": (summary.source or {}).get("entries_in_files"), **figures,
+            "entries_in_files": (summary.source or {}).get("entries_in_files"),
+            "files_not_opened": (summary.source or {}).get("files_not_opened", 0), **figures,
             "scorer_begin_job_rss_mb": scorer_mem["begin_job_rss_mb"] if scorer_mem else None,
             "begin_job_s": summary.begin_job_s, "wall_s": time.perf_counter() - started}
 
@@ -712,9 +713,13 @@ def _run(args: argparse.Namespace) -> int:
                            + "; ".join(f"{r['engine']}: {r['agreement']['note']}" for r in done), 4)
     best = min(ranked, key=lambda r: r["scorer_real_per_event_ms"])
     line = verdict_line(plan.model.stem, best)
-    partial = best["entries_in_files"] and best["events"] < best["entries_in_files"]
+    # files past --events are never opened: the sample then holds more than the entries counted
+    unopened = best.get("files_not_opened") or 0
+    partial = unopened or (best["entries_in_files"] and best["events"] < best["entries_in_files"])
+    sample = (f"the sample's {best['entries_in_files']} events" if not unopened else
+              f"the sample's events ({unopened} of its files not opened)")
     notes = plan.notes + sweep_notes + ([
-        f"{best['events']} of the sample's {best['entries_in_files']} events: the source's bulk I/O (file open, read "
+        f"{best['events']} of {sample}: the source's bulk I/O (file open, read "
         f"and conversion, partly at begin_job) is spread over the events processed, so a short run carries more "
         f"of it per event; judge on the whole sample (no --events)"] if partial else []) + [
         "Per-event times and cores are hltrun's own (TimeReport, BudgetReport, FarmReport of each engine's path run: "

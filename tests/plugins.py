@@ -389,3 +389,32 @@ class LumiRecorder(Analyzer):
         if self.params.sleep_ms:
             time.sleep(self.params.sleep_ms * 1e-3)
         self._note("event", event.id.run, event.id.luminosityBlock, self._open)
+
+
+@dataclass
+class LeakOnFirstUnitParameters:
+    kb_per_event: int = 64
+
+
+@register_module("TestLeakOnFirstUnit")
+class LeakOnFirstUnit(Producer):
+    """A leak in one Dask worker only: from the job's first event (index 0) on, the process that ran it keeps
+    ``kb_per_event`` more per event (a fresh mapping, every page written, so RSS grows whatever malloc holds
+    free). A local run is that one process all along."""
+
+    Parameters = LeakOnFirstUnitParameters
+
+    def begin_job(self, job) -> None:
+        import mmap
+
+        self._mmap = mmap.mmap
+        self.kept: list[Any] = []
+        self.leaking = False
+
+    def produce(self, event) -> None:
+        self.leaking = self.leaking or event.index == 0
+        if self.leaking and self.params.kb_per_event:
+            block = self._mmap(-1, self.params.kb_per_event * 1024)
+            block.write(b"\1" * len(block))
+            self.kept.append(block)
+        event.put(len(self.kept))

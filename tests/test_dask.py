@@ -895,3 +895,75 @@ def test_a_workers_memoryreport_endjob_line_gives_its_memory_not_zero(write_conf
     assert state.count == 75 and state.end.vsize > state.end.rss > 10  # MB: a Python process with a model loaded
     assert report_lines(state)[0].startswith("MemoryReport> EndJob: virtual size ")
     assert "virtual size 0 Mbytes" not in report_lines(state)[0]
+
+
+MEMORY = """
+process: MEM
+options:
+  maxEvents: {max_events}
+  executor: {{type: {type}, eventsPerTask: {per_task}, address: {address}}}
+source: {{type: RootJetSource, files: ["{file}"], chunk_size: {per_task}}}
+modules:
+  leaker: {{type: TestLeakOnFirstUnit, kb_per_event: {kb}}}
+paths: {{p: [leaker]}}
+services:
+  Memory: {{leak_warmup: 20, leak_threshold_kb: {threshold}, per_module: false}}
+"""
+
+
+def _memory_job(write_config, address, name: str, file: Path, per_task: int, kb: int = 0, max_events: int = -1,
+                threshold_kb: int = 1024):
+    text = MEMORY.format(type="local" if name == "local" else "dask", address=address or "null", file=file,
+                         per_task=per_task, kb=kb, max_events=max_events, threshold=threshold_kb)
+    outcome, services = run(load(write_config(text, f"{name}.yaml"), []))
+    assert outcome.code == 0, outcome.result.summary.failure
+    (memory,) = services
+    return outcome.result, memory
+
+
+def test_a_dask_jobs_rss_series_is_as_bounded_as_a_local_jobs(cluster, write_config, tmp_path):
+    """A merged series kept up to options.executor.maxTimingRows (200,000) RSS points: a 210,000-event
+    2-worker job's hltrun.json was 1.6 MB against 165 kB locally (~6,500 points). Merged, the units' series
+    are now thinned together to bounded.ROWS_KEPT, evenly along the job, as a local job's is."""
+    from hltrun.framework.services.bounded import ROWS_KEPT
+    from hltrun.tools.physics.make_large_sample import make
+
+    n = ROWS_KEPT + 2000  # past what one local job keeps unthinned: its series is thinned once
+    big = tmp_path / "big.root"
+    make([ROOT / "data" / "qcd_dijet.root"], n, big)
+    _, local = _memory_job(write_config, None, "local", big, 1000)
+    result, dask = _memory_job(write_config, cluster, "dask", big, 1000)
+    assert len(result.summary.workers) >= 1 and dask.results()["events"] == local.results()["events"] == n
+    local_rss, dask_rss = local.json_report(result.summary)["rss_per_event_mb"], \
+        dask.json_report(result.summary)["rss_per_event_mb"]
+    assert ROWS_KEPT // 2 <= len(local_rss) <= ROWS_KEPT
+    assert ROWS_KEPT // 4 <= len(dask_rss) <= ROWS_KEPT  # was n: every event of every unit
+    index, stride = dask.rss_event_index(), dask.results()["rss_series_stride"]
+    assert stride >= 2 and index[0] == 0 and index[-1] >= n - stride  # spans the whole job
+    assert np.diff(index).max() < 2 * stride  # evenly: one sample in every bucket of `stride` events
+
+
+@pytest.mark.parametrize("kb", [32, 0])
+def test_a_leak_on_one_dask_worker_is_found_and_named(cluster, write_config, tmp_path, kb):
+    """Samples of 2 worker processes mixed in one series gave no leak check at all ("RSS of 2 worker
+    processes: one slope per process is not measured"). Each worker's own slope is now fitted: the worker
+    that ran the job's first unit keeps 32 kB per event from then on and is flagged, by name; the other is
+    not, and a job without the leak flags none. The threshold is 8 MB per 1000 events: a clean worker's
+    first 600 events read a chunk per unit of 100 (+5 MB steps) and grow their arenas, up to ~1 MB per
+    1000 events (measured): 8 times below it, and the leak's 32 MB per 1000 events 4 times above."""
+    result, memory = _memory_job(write_config, cluster, "dask", ROOT / "data" / "qcd_dijet.root", 100, kb, 1200,
+                                 threshold_kb=8192)
+    leak, text = memory.results()["leak"], memory.text_report(result.summary)
+    assert leak["slope_kb_per_1000"] is not None and "not measured" not in text
+    measured = {w["worker"]: w for w in leak["workers"]}
+    assert set(measured) <= set(result.summary.workers) and len(measured) >= 1
+    if kb:
+        first = leak["worker"]  # the steepest: the worker that ran event 0, which it alone leaks from
+        assert 0 in result.services["Memory"].series[first][:, 0]
+        assert leak["flagged"] and leak["slope_kb_per_1000"] > 0.5 * kb * 1000
+        assert all(not w["flagged"] for name, w in measured.items() if name != first)
+        line = next(line for line in text.splitlines() if "RSS slope" in line)
+        assert "POSSIBLE LEAK" in line and (len(measured) == 1 or f"steepest on worker {first}" in line)
+    else:
+        assert not leak["flagged"] and not any(w["flagged"] for w in measured.values())
+        assert "below the 8192 kB threshold" in text

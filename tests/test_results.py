@@ -196,17 +196,47 @@ def test_over_budget_count_stays_exact_in_histograms():
     assert r["rows"] == {"kept": 0, "histogram": True}
 
 
+def _memory(worker: str, peak: int, n: int, start: int, stride: int = 1, max_rows: int = 100,
+            ordinal: int = 0) -> MemoryData:
+    """A unit's MemoryData: ``n`` events of the job from ``start``, every ``stride``-th kept (as
+    bounded.Thinned keeps them), RSS ``peak``; ``ordinal``: where the worker's own event count stood."""
+    index = np.arange(start, start + n)[::stride]
+    rows = np.column_stack([index, np.full(len(index), peak), ordinal + index - start])
+    return MemoryData([("source", "S", 0)], [5], [n], [n * 10], [7], {worker: {
+        "rss_start": 1, "rss_after_begin": 2, "rss_end": 3, "peak_rss": peak, "peak_vsize": peak,
+        "kernel_max": peak, "end_epoch": float(start)}}, {worker: rows}, [(peak, [1, 1, start], peak)],
+        key_count=2, max_rows=max_rows, events=n, stride=stride)
+
+
 def test_memory_data_merges_peaks_per_worker_and_thins_samples():
-    def data(worker: str, peak: int, n: int, start: int) -> MemoryData:
-        return MemoryData([("source", "S", 0)], [5], [n], [n * 10], [7], {worker: {
-            "rss_start": 1, "rss_after_begin": 2, "rss_end": 3, "peak_rss": peak, "peak_vsize": peak,
-            "kernel_max": peak, "end_epoch": float(start)}},
-            np.column_stack([np.arange(start, start + n), np.full(n, peak)]), [(peak, [1, 1, start], peak)],
-            key_count=2, max_rows=100)
-    m = data("w1", 10, 80, 0).merge(data("w2", 30, 80, 80)).merge(data("w1", 20, 80, 160))
+    m = _memory("w1", 10, 80, 0).merge(_memory("w2", 30, 80, 80)).merge(_memory("w1", 20, 80, 160))
     assert m.workers["w1"]["peak_rss"] == 20 and m.workers["w2"]["peak_rss"] == 30
-    assert len(m.samples) <= 100 and m.calls == [240] and m.begin_delta == [5]
+    assert sum(len(r) for r in m.series.values()) <= 100 and m.calls == [240] and m.begin_delta == [5]
     assert [k[0] for k in m.key_events] == [30, 20]
+    assert set(m.series) == {"w1", "w2"} and set(m.series["w2"][:, 1]) == {30}  # each worker's own samples
+
+
+def test_a_merged_rss_series_is_even_along_the_job_and_merges_associatively():
+    """Units thinned at different strides (1000 events: all kept; 8000: every 4th), from two workers: halving
+    the merged rows one by one kept the dense units dense and the sparse ones sparse. Kept per bucket of
+    ``stride`` events of the job, the series is even, the same in any merge order, within the bound."""
+    units = [_memory("w1", 10, 1000, 0, 1, 2000), _memory("w2", 20, 8000, 1000, 4, 2000, ordinal=50),
+             _memory("w1", 10, 1000, 9000, 1, 2000, ordinal=1000), _memory("w2", 20, 2000, 10000, 2, 2000,
+                                                                           ordinal=8050)]
+    a, b, c, d = units
+    orders = [a.merge(b).merge(c).merge(d), a.merge(b.merge(c.merge(d))), (a.merge(b)).merge(c.merge(d)),
+              d.merge(b).merge(a).merge(c)]
+    for m in orders:
+        assert m.stride == orders[0].stride and m.events == 12000
+        for w in ("w1", "w2"):
+            assert np.array_equal(m.series[w], orders[0].series[w])
+    m = orders[0]
+    assert 500 < sum(len(r) for r in m.series.values()) <= 2000
+    index = np.sort(np.concatenate([r[:, 0] for r in m.series.values()]))
+    assert index[0] == 0 and index[-1] >= 12000 - m.stride and np.diff(index).max() < 2 * m.stride
+    # the worker's own event count travels with each sample (the leak check's axis)
+    assert np.array_equal(m.series["w1"][:, 2], np.where(m.series["w1"][:, 0] < 9000, m.series["w1"][:, 0],
+                                                          m.series["w1"][:, 0] - 8000))
 
 
 def test_module_summaries_add_counters_and_keep_settings():

@@ -6,7 +6,8 @@ What it measures, from the signals (modules never call it):
   and the events that increased RSS most ("key events", as SimpleMemoryCheck prints). Memory stays
   bounded on any job length: peaks, the last value and the key events (a small heap) are exact; the
   RSS series for the plot keeps every event up to ``bounded.ROWS_KEPT`` (10,000), then every 2nd,
-  4th, ... event (``rss_series_stride``);
+  4th, ... event (``rss_series_stride``); a Dask run's merged series is as bounded (``MemoryData``);
+* the leak check: the RSS slope per 1000 events after the warm-up, per worker process (``memory_leak``);
 * per module, the RSS change across ``begin_job`` (what loading a model costs) and across each
   event call (mean and max growth), when ``per_module`` is on;
 * optionally, a memray capture of every allocation of the job into ``<report_dir>/<memray>``
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import html
+import itertools
 import logging
 import os
 import resource
@@ -37,9 +39,9 @@ from ..destinations import check_file_destination
 from ..extras import install_hint
 from ..schema import limited
 from ..service import Service
-from .bounded import Thinned
+from .bounded import ROWS_KEPT, Thinned, thin_series
 from .memray_attribution import OUTSIDE
-from .memory_leak import check_leak, describe
+from .memory_leak import check_workers, describe
 from .memory_cmssw import MemoryCheck, MemoryCheckState, merge_states, module_report_lines, report_lines, to_dict
 
 if TYPE_CHECKING:
@@ -49,6 +51,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hltrun")
 MB = 1024.0 * 1024.0
+# events measured by this process's Memory services, in the order they ended: the leak check's axis. RSS is
+# a figure of the process, so it is one count per process, shared by the Processes of a Dask worker's threads
+_MEASURED = itertools.count()
 
 
 # the device allocator's figures a GPU backend describes (JAX's naming; the PyTorch backend's too), in the
@@ -106,10 +111,11 @@ class MemoryParameters:
 class MemoryData:
     """The Memory service's measurements as mergeable data (per work unit, per worker, per job).
 
-    Per-event RSS samples come thinned from the service (at most ``bounded.ROWS_KEPT`` per unit) and
-    are kept up to ``max_rows`` (16 bytes each) when merged; past that every other one is dropped, so a
-    merged job holds a bounded, evenly thinned RSS curve. Peaks merge per worker as maxima, event
-    counts add up exactly.
+    Per-event RSS samples come thinned from the service (at most ``bounded.ROWS_KEPT`` per unit), per
+    worker process (RSS is a process's figure: the leak check fits each worker's own). Merged, they are
+    thinned together to at most ``max_rows`` (``bounded.ROWS_KEPT``, 24 bytes each), one per bucket of
+    ``stride`` events of the job (``bounded.thin_series``): a Dask job's series is as bounded as a local
+    job's, evenly along the job. Peaks merge per worker as maxima, event counts add up exactly.
     """
 
     descs: list[tuple[str, str, int]]  # (label, type, index)
@@ -118,10 +124,12 @@ class MemoryData:
     call_sum: list[int]
     call_max: list[int]
     workers: dict[str, dict[str, float]]  # name -> rss_start, rss_after_begin, rss_end, peak_rss, peak_vsize, kernel_max, end_epoch
-    samples: np.ndarray  # (events, 2) int64: event index, RSS bytes
+    # worker -> (events, 3) int64: the job's event index, RSS bytes, the event's number in its process
+    # (``_MEASURED``: the order the worker measured its events in, across its units)
+    series: dict[str, np.ndarray]
     key_events: list[tuple[int, list[int], int]]  # (RSS growth, [run, lumi, event], RSS), largest first
     key_count: int = 5
-    max_rows: int = 200_000
+    max_rows: int = ROWS_KEPT
     per_module: bool = True
     memray_file: str | None = None
     events: int = 0  # events measured (exact)
@@ -143,18 +151,17 @@ class MemoryData:
             later = w if w["end_epoch"] >= mine["end_epoch"] else mine
             workers[name] = {**mine, "rss_end": later["rss_end"], "end_epoch": later["end_epoch"],
                              **{k: max(mine[k], w[k]) for k in ("peak_rss", "peak_vsize", "kernel_max")}}
-        samples = np.concatenate([self.samples, other.samples])
+        series = dict(self.series)
+        for name, rows in other.series.items():
+            series[name] = np.concatenate([series[name], rows]) if name in series else rows
         max_rows = min(self.max_rows, other.max_rows)
-        stride = max(self.stride, other.stride)
-        while len(samples) > max_rows:
-            samples = samples[np.argsort(samples[:, 0], kind="stable")][::2]
-            stride *= 2
+        series, stride = thin_series(series, max(self.stride, other.stride), max_rows)
         keys = sorted(self.key_events + other.key_events, key=lambda k: -k[0])[: self.key_count]
         return MemoryData(self.descs, [max(a, b) for a, b in zip(self.begin_delta, other.begin_delta)],
                           [a + b for a, b in zip(self.calls, other.calls)],
                           [a + b for a, b in zip(self.call_sum, other.call_sum)],
                           [max(a, b) for a, b in zip(self.call_max, other.call_max)],
-                          workers, samples, keys, self.key_count, max_rows, self.per_module,
+                          workers, series, keys, self.key_count, max_rows, self.per_module,
                           self.memray_file or other.memray_file, self.events + other.events, stride,
                           _merge_allocations(self.allocations, other.allocations),
                           merge_states(self.cmssw, other.cmssw), self.module_summary or other.module_summary,
@@ -263,7 +270,7 @@ class Memory(Service):
         self._before: dict[int, tuple[int, int]] = {}  # per stream: (vsize, RSS) before the running module
         # bounded on any job length: the RSS series is thinned past ROWS_KEPT events, while peaks,
         # the last value and the key events (largest increases, kept in a small heap) stay exact
-        self._series = Thinned(3)  # (event index, rss, vsize)
+        self._series = Thinned(3)  # (event index, rss, the event's number in this process: _MEASURED)
         self._events = 0
         self._peak = [0, 0]  # rss, vsize
         self._last_rss: int | None = None
@@ -274,7 +281,7 @@ class Memory(Service):
         self._memray_file: Path | None = None
         self._attributed: dict[str, dict[str, int]] | None = None
         self._data: MemoryData | None = None
-        self._max_rows = 200_000
+        self._max_rows = ROWS_KEPT
         self._worker = f"{socket.gethostname()}:{os.getpid()}"
         self._job: "JobContext | None" = None
         self._check = MemoryCheck(params.ignoreTotal)  # SimpleMemoryCheck's statistics: one per process
@@ -302,7 +309,7 @@ class Memory(Service):
         if self.params.per_module or self.params.moduleMemorySummary:
             signals.pre_module.connect(self._pre_module)
             signals.post_module.connect(self._post_module)
-        self._max_rows = job.config.options.executor.maxTimingRows
+        self._max_rows = min(ROWS_KEPT, job.config.options.executor.maxTimingRows)
         self._job = job
         if self.params.memray:
             folder = job.report_dir or Path(".")
@@ -392,7 +399,7 @@ class Memory(Service):
             self._peak[0] = rss
         if vsize > self._peak[1]:
             self._peak[1] = vsize
-        self._series.append((event.index, rss, vsize))
+        self._series.append((event.index, rss, next(_MEASURED)))
         eid = event.id
         self._check.post_event(vsize / MB, rss / MB, (eid.run, eid.luminosityBlock, eid.event))
         if growth > 0 and self.params.key_events:
@@ -430,6 +437,7 @@ class Memory(Service):
         """This unit's (or job's) measurements as ``MemoryData``: the thinned RSS series, exact peaks,
         the key events of the heap."""
         series = self._series.array()
+        name = (self._job and self._job.worker) or self._worker
         key = sorted(self._key, key=lambda k: (-k[0], -k[1]))  # largest first, earlier event first
         worker = {"rss_start": self._start[1], "rss_after_begin": self._after_begin[1],
                   "rss_end": self._after_begin[1] if self._last_rss is None else self._last_rss,
@@ -438,14 +446,13 @@ class Memory(Service):
                   "kernel_max": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
         return MemoryData(
             [(d.label, d.type, d.index) for d in self._descs], list(self._begin_delta), list(self._calls),
-            list(self._call_sum), list(self._call_max), {(self._job and self._job.worker) or self._worker: worker},
-            np.ascontiguousarray(series[:, :2]), [(g, list(ev), r) for g, _, ev, r in key],
+            list(self._call_sum), list(self._call_max), {name: worker}, {name: series},
+            [(g, list(ev), r) for g, _, ev, r in key],
             self.params.key_events, self._max_rows, self.params.per_module,
             str(self._memray_file) if self._memray_file else None, self._events, self._series.stride,
             self._allocations(),
-            {(self._job and self._job.worker) or self._worker: self._check.snapshot(*self._read())},
-            self.params.moduleMemorySummary,
-            {(self._job and self._job.worker) or self._worker: dict(self._hwm_by)} if self._hwm_by else None)
+            {name: self._check.snapshot(*self._read())}, self.params.moduleMemorySummary,
+            {name: dict(self._hwm_by)} if self._hwm_by else None)
 
     def reset(self) -> None:
         """Next work unit: per-event series, peaks, key events and per-call sums start again (peaks
@@ -494,9 +501,8 @@ class Memory(Service):
         }
 
     def _leak(self, d: MemoryData) -> dict[str, Any]:
-        samples = d.samples[np.argsort(d.samples[:, 0], kind="stable")]
-        return check_leak(samples[:, 0], samples[:, 1], self.params.leak_warmup, self.params.leak_threshold_kb,
-                          processes=len(d.workers)).to_dict()
+        return check_workers({name: (rows[:, 2], rows[:, 1]) for name, rows in d.series.items()},
+                             self.params.leak_warmup, self.params.leak_threshold_kb).to_dict()
 
     def module_allocations(self) -> dict[str, dict[str, int]] | None:
         """Bytes allocated and freed per module label from the memray capture (resources.json's
@@ -515,8 +521,19 @@ class Memory(Service):
         return out
 
     def _samples(self) -> np.ndarray:
+        """Every worker's (event index, RSS) samples, in the job's event order."""
         d = self._data if self._data is not None else self.snapshot()
-        return d.samples[np.argsort(d.samples[:, 0], kind="stable")]
+        rows = np.concatenate([r[:, :2] for r in d.series.values()]) if d.series else np.zeros((0, 2), np.int64)
+        return rows[np.argsort(rows[:, 0], kind="stable")]
+
+    def rss_by_worker(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per worker process: its event indices in the job and its RSS after them (MB), in event order."""
+        d = self._data if self._data is not None else self.snapshot()
+        out = {}
+        for name, rows in sorted(d.series.items()):
+            rows = rows[np.argsort(rows[:, 0], kind="stable")]
+            out[name] = (rows[:, 0], rows[:, 1].astype(np.float64) / MB)
+        return out
 
     def rss_per_event_mb(self) -> np.ndarray:
         """RSS after each event; past ROWS_KEPT events after every ``rss_series_stride``-th event."""
@@ -597,12 +614,17 @@ class Memory(Service):
         if len(rss):
             fig = _figure(9.0, 3.5)
             ax = fig.subplots()
-            ax.plot(self.rss_event_index(), rss, lw=1)
+            by_worker = self.rss_by_worker()
+            if len(by_worker) > 1:  # one line per worker process: their RSS levels differ, one line zigzagged
+                for name, (index, worker_rss) in by_worker.items():
+                    ax.plot(index, worker_rss, ".", ms=1.5, label=f"worker {name}" if len(by_worker) <= 8 else None)
+            else:
+                ax.plot(self.rss_event_index(), rss, lw=1)
             ax.axhline(r["rss_after_begin_job_mb"], color="grey", ls="--", lw=1, label="after begin_job")
             ax.set_xlabel("event number in the job")
             ax.set_ylabel("RSS [MB]")
             ax.set_title("resident memory along the job")
-            ax.legend(loc="lower right")
+            ax.legend(loc="lower right", markerscale=6)
             parts.append(img(fig, "RSS along the job"))
         leak = r["leak"]
         style = ' style="color:#b00"' if leak["flagged"] else ""

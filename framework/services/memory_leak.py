@@ -16,7 +16,7 @@ warm-up is shown next to the slope for that case.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -28,11 +28,14 @@ LAG_FRACTION = 0.1  # the pairs' distance, as a share of the samples after the w
 class LeakCheck:
     warmup_events: int
     threshold_kb_per_1000: float
-    slope_kb_per_1000: float | None = None  # None: not enough events after the warm-up, or several processes
+    slope_kb_per_1000: float | None = None  # None: not enough events after the warm-up
     growth_after_warmup_kb: float | None = None  # last RSS sample - first one after the warm-up
     events_used: int = 0
     flagged: bool = False
     reason: str | None = None  # why there is no slope
+    worker: str | None = None  # the worker process whose slope this is (the steepest one's)
+    # every worker's slope (kB / 1000 events; None: not measured) and events used, steepest first
+    workers: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,13 +47,9 @@ def lagged_slope(x: np.ndarray, y: np.ndarray, fraction: float = LAG_FRACTION) -
     return float(np.median((y[lag:] - y[:-lag]) / (x[lag:] - x[:-lag]).astype(np.float64)))
 
 
-def check_leak(index: np.ndarray, rss_bytes: np.ndarray, warmup: int, threshold_kb: float,
-               processes: int = 1) -> LeakCheck:
-    """RSS slope per 1000 events after ``warmup`` events (``index``: the job's event numbers)."""
+def check_leak(index: np.ndarray, rss_bytes: np.ndarray, warmup: int, threshold_kb: float) -> LeakCheck:
+    """RSS slope per 1000 events after ``warmup`` events (``index``: the process's event numbers, from 0)."""
     out = LeakCheck(warmup, threshold_kb)
-    if processes > 1:
-        out.reason = f"RSS of {processes} worker processes: one slope per process is not measured"
-        return out
     after = index >= warmup
     x, y = index[after], rss_bytes[after].astype(np.float64)
     out.events_used = int(x[-1] - x[0] + 1) if len(x) else 0
@@ -63,9 +62,35 @@ def check_leak(index: np.ndarray, rss_bytes: np.ndarray, warmup: int, threshold_
     return out
 
 
+def check_workers(series: dict[str, tuple[np.ndarray, np.ndarray]], warmup: int, threshold_kb: float) -> LeakCheck:
+    """One slope per worker process (``series``: worker -> its event numbers, in the order it measured them
+    from any origin, and RSS), the steepest one reported with its worker's name; flagged if any is above
+    the threshold. With no slope anywhere, the first worker's reason."""
+    checks = {}
+    for worker, (order, rss) in sorted(series.items()):
+        sort = np.argsort(order, kind="stable")
+        order, rss = order[sort], rss[sort]
+        checks[worker] = check_leak(order - (order[0] if len(order) else 0), rss, warmup, threshold_kb)
+    if not checks:
+        return check_leak(np.zeros(0, np.int64), np.zeros(0, np.int64), warmup, threshold_kb)
+    ranked = sorted(checks.items(), key=lambda kv: np.inf if kv[1].slope_kb_per_1000 is None
+                    else -kv[1].slope_kb_per_1000)  # stable: equal slopes (and none) by worker name
+    worker, out = ranked[0]
+    out.worker = worker
+    out.workers = [{"worker": w, "slope_kb_per_1000": c.slope_kb_per_1000, "events_used": c.events_used,
+                    "flagged": c.flagged} for w, c in ranked]
+    return out
+
+
 def describe(leak: dict) -> str:
-    """One line for the MemoryReport."""
+    """One line for the MemoryReport; with several worker processes, the steepest one's slope, named."""
     head = f"RSS slope after {leak['warmup_events']} warm-up events"
+    workers = leak.get("workers") or []
+    if len(workers) > 1:
+        head += f" of each of {len(workers)} worker processes"
+        if leak["slope_kb_per_1000"] is None:
+            return f"{head}: not measured on any (worker {leak['worker']}: {leak['reason']})"
+        head += f", steepest on worker {leak['worker']}"
     if leak["slope_kb_per_1000"] is None:
         return f"{head}: not measured ({leak['reason']})"
     verdict = ("POSSIBLE LEAK: above" if leak["flagged"] else "below") + \

@@ -104,7 +104,8 @@ def merge_cost(sample: Path, tmp: Path, unit_events: int, counts: list[int]) -> 
         t = r.services["Timing"]
         t.rows = t.rows.copy()
         t.rows[:, 0] += i * unit_events
-        r.services["Memory"].samples[:, 0] += i * unit_events
+        memory = r.services["Memory"]
+        memory.series = {name: rows + [i * unit_events, 0, 0] for name, rows in memory.series.items()}
         return r
 
     out = {"unit_events": unit_events, "row_bytes": row_bytes, "max_rows": timing.max_rows, "results": []}

@@ -210,6 +210,40 @@ def test_an_old_opset_export_compiles_on_iree_and_agrees(tmp_path, opset):
     np.testing.assert_allclose(iree.run(x)["score"], want, rtol=1e-5)
 
 
+def upsampling_scorer(path: Path, opset: int, mode: str) -> Path:
+    """(N, 100, 3) -> Upsample x2 along both axes (``mode``) -> a weighted sum per jet: the resampling an old
+    convolutional decoder's export has (opset 9 Upsample, opset 10 Resize)."""
+    from onnx import TensorProto, helper
+
+    ramp = np.linspace(-1, 1, 2 * N * 2 * F, dtype=np.float32).reshape(1, 1, 2 * N, 2 * F)
+    op = "Upsample" if opset < 10 else "Resize"
+    nodes = [helper.make_node("Unsqueeze", ["jets"], ["x4"], axes=[1]),
+             helper.make_node(op, ["x4", "scales"], ["up"], mode=mode),
+             helper.make_node("Mul", ["up", "ramp"], ["w"]),
+             helper.make_node("ReduceSum", ["w"], ["score"], axes=[1, 2, 3], keepdims=0)]
+    weights = {"scales": np.array([1, 1, 2, 2], np.float32), "ramp": ramp}
+    return _save(path, nodes, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], weights, opset, 4)
+
+
+@pytest.mark.parametrize("opset", [9, 10])
+def test_an_old_linear_upsampling_is_refused_on_iree_not_scored_otherwise(tmp_path, opset):
+    """ONNX's version converter turns an opset 9 Upsample / opset 10 Resize into a Resize with half_pixel
+    coordinates (theirs were asymmetric): upgraded for IREE's import, the bilinear one scored 19 % away from
+    ONNX Runtime, silently. Refused in one line naming the op before anything compiles; the nearest one, which
+    the upgrade keeps as it is, still compiles and agrees."""
+    model = upsampling_scorer(tmp_path / f"up{opset}.onnx", opset, "linear")
+    with pytest.raises(ModuleError) as refused:
+        loaded("iree", model, engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1)
+    line = str(refused.value)
+    assert "\n" not in line and f"opset {opset}" in line and "(mode linear)" in line, line
+    assert "backend: onnxruntime" in line and not list((tmp_path / "cache").rglob("*.vmfb")), line
+    nearest = upsampling_scorer(tmp_path / f"near{opset}.onnx", opset, "nearest")
+    x = jets(3, seed=opset)
+    want = loaded("onnxruntime", nearest).run(x)["score"]
+    got = loaded("iree", nearest, engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1).run(x)["score"]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 # ------------------------------------------------------------------ one score per jet
 def test_a_reconstruction_output_says_how_to_get_a_score(tmp_path):
     model = reconstruction_onnx(tmp_path / "recon.onnx")

@@ -13,8 +13,8 @@ given instead of a zero error; a path that accepted every event (p (1 - p) = 0 t
 figure, ``1.14 R / N`` (the rejected fraction's upper limit), as its error, not a rate known exactly.
 With weights N is the effective count, (sum w)^2 / sum w^2. Neither figure exceeds R (from one event,
 1.14 R / N would). Events whose weights sum to 0 or less (a weighted sample's negative generator weights,
-in a lumi section or the whole job) have no rate: the Rate is ``undefined`` (NaN figures, null in
-hltrun.json), never a measured 0 Hz.
+in a lumi section or the whole job), and no event at all, have no rate: the Rate is ``undefined`` (NaN
+figures, null in hltrun.json), never a measured 0 Hz.
 
 The binomial error is a standard deviation: from a handful of events it is no interval (1 event of N:
 ``R/N ± R/N``, a rate that might be 0). Each rate also carries its 68.3 % central interval: the exact
@@ -124,9 +124,9 @@ class Rate:
 def rate(accepted: Tally, total: Tally, input_rate_hz: float, interval: bool = True) -> Rate:
     """Rate of ``accepted`` out of ``total`` events arriving at ``input_rate_hz``; ``interval=False`` leaves
     the Clopper-Pearson interval out (the per-lumi view: thousands of rates nobody reads the interval of)."""
-    if total.n == 0:
-        return Rate(0, 0.0, 0.0, 0.0)
-    if total.w <= 0:  # no fraction of a total of <= 0 (negative generator weights outweigh): not 0 Hz
+    # no fraction of a total of <= 0 (negative generator weights outweigh, or no event at all): not 0 Hz (a job of
+    # no event read "0.0 ± 0.0 Hz", a rate measured exactly)
+    if total.w <= 0:
         nan = math.nan
         return Rate(accepted.n, nan, nan, nan, low_hz=nan, high_hz=nan, undefined=True)
     p = accepted.w / total.w

@@ -35,7 +35,8 @@ def _save(path: Path, nodes: list, outputs: list, weights: dict[str, np.ndarray]
     inputs = [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", N, F])]
     if ir < 4:  # IR 3 (opset 7 and before): every weight is a graph input too, as torch wrote them
         inputs += [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in weights.items()]
-    graph = helper.make_graph(nodes, "net", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in weights.items()])
+    graph = helper.make_graph(nodes, "net", inputs, outputs,
+                              [numpy_helper.from_array(v, k) for k, v in weights.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = ir
     onnx.checker.check_model(model)
@@ -50,7 +51,8 @@ def reconstruction_onnx(path: Path, opset: int = 17) -> Path:
     w = _weights() | {"flat": np.array([-1, N * F], np.int64), "back": np.array([-1, N, F], np.int64)}
     nodes = [helper.make_node("Reshape", ["jets", "flat"], ["x"]), helper.make_node("MatMul", ["x", "w1"], ["h0"]),
              helper.make_node("Add", ["h0", "b1"], ["h1"]), helper.make_node("Tanh", ["h1"], ["h"]),
-             helper.make_node("MatMul", ["h", "w2"], ["r"]), helper.make_node("Reshape", ["r", "back"], ["reconstruction"])]
+             helper.make_node("MatMul", ["h", "w2"], ["r"]),
+             helper.make_node("Reshape", ["r", "back"], ["reconstruction"])]
     out = helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["N", N, F])
     return _save(path, nodes, [out], w, opset, 8)
 
@@ -80,7 +82,8 @@ def old_opset_mlp(path: Path, opset: int) -> Path:
     nodes = [helper.make_node("Flatten", ["jets"], ["x"], axis=1), helper.make_node("Gemm", ["x", "w1", "b1"], ["h0"]),
              helper.make_node("Tanh", ["h0"], ["h"]), helper.make_node("Mul", ["h", "h"], ["sq"]),
              helper.make_node("ReduceSum", ["sq"], ["score"], axes=[1], keepdims=0)]
-    return _save(path, nodes, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], w, opset, 3 if opset < 9 else 4)
+    return _save(path, nodes, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], w, opset,
+                 3 if opset < 9 else 4)
 
 
 def ort_optimised(source: Path, path: Path) -> Path:
@@ -105,7 +108,8 @@ def relu_gemm_onnx(path: Path) -> Path:
     w = _weights()
     w = {"flat": np.array([-1, N * F], np.int64), "w1": w["w1"], "b1": w["b1"]}
     nodes = [helper.make_node("Reshape", ["jets", "flat"], ["x"]), helper.make_node("Gemm", ["x", "w1", "b1"], ["h0"]),
-             helper.make_node("Relu", ["h0"], ["h"]), helper.make_node("ReduceSum", ["h"], ["score"], axes=[1], keepdims=0)]
+             helper.make_node("Relu", ["h0"], ["h"]),
+             helper.make_node("ReduceSum", ["h"], ["score"], axes=[1], keepdims=0)]
     return _save(path, nodes, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], w, 11, 6)
 
 
@@ -206,6 +210,40 @@ def test_an_old_opset_export_compiles_on_iree_and_agrees(tmp_path, opset):
     np.testing.assert_allclose(iree.run(x)["score"], want, rtol=1e-5)
 
 
+def upsampling_scorer(path: Path, opset: int, mode: str) -> Path:
+    """(N, 100, 3) -> Upsample x2 along both axes (``mode``) -> a weighted sum per jet: the resampling an old
+    convolutional decoder's export has (opset 9 Upsample, opset 10 Resize)."""
+    from onnx import TensorProto, helper
+
+    ramp = np.linspace(-1, 1, 2 * N * 2 * F, dtype=np.float32).reshape(1, 1, 2 * N, 2 * F)
+    op = "Upsample" if opset < 10 else "Resize"
+    nodes = [helper.make_node("Unsqueeze", ["jets"], ["x4"], axes=[1]),
+             helper.make_node(op, ["x4", "scales"], ["up"], mode=mode),
+             helper.make_node("Mul", ["up", "ramp"], ["w"]),
+             helper.make_node("ReduceSum", ["w"], ["score"], axes=[1, 2, 3], keepdims=0)]
+    weights = {"scales": np.array([1, 1, 2, 2], np.float32), "ramp": ramp}
+    return _save(path, nodes, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], weights, opset, 4)
+
+
+@pytest.mark.parametrize("opset", [9, 10])
+def test_an_old_linear_upsampling_is_refused_on_iree_not_scored_otherwise(tmp_path, opset):
+    """ONNX's version converter turns an opset 9 Upsample / opset 10 Resize into a Resize with half_pixel
+    coordinates (theirs were asymmetric): upgraded for IREE's import, the bilinear one scored 19 % away from
+    ONNX Runtime, silently. Refused in one line naming the op before anything compiles; the nearest one, which
+    the upgrade keeps as it is, still compiles and agrees."""
+    model = upsampling_scorer(tmp_path / f"up{opset}.onnx", opset, "linear")
+    with pytest.raises(ModuleError) as refused:
+        loaded("iree", model, engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1)
+    line = str(refused.value)
+    assert "\n" not in line and f"opset {opset}" in line and "(mode linear)" in line, line
+    assert "backend: onnxruntime" in line and not list((tmp_path / "cache").rglob("*.vmfb")), line
+    nearest = upsampling_scorer(tmp_path / f"near{opset}.onnx", opset, "nearest")
+    x = jets(3, seed=opset)
+    want = loaded("onnxruntime", nearest).run(x)["score"]
+    got = loaded("iree", nearest, engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1).run(x)["score"]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 # ------------------------------------------------------------------ one score per jet
 def test_a_reconstruction_output_says_how_to_get_a_score(tmp_path):
     model = reconstruction_onnx(tmp_path / "recon.onnx")
@@ -255,5 +293,6 @@ def test_the_documented_script_takes_one_class_of_a_classifier(tmp_path):
     subprocess.run([sys.executable, "add_score.py", "pn.onnx", "scored.onnx", "1"], cwd=tmp_path, check=True,
                    capture_output=True)
     x = jets(6, seed=2)
-    probs = ort.InferenceSession(str(tmp_path / "pn.onnx"), providers=["CPUExecutionProvider"]).run(None, {"jets": x})[0]
+    session = ort.InferenceSession(str(tmp_path / "pn.onnx"), providers=["CPUExecutionProvider"])
+    probs = session.run(None, {"jets": x})[0]
     np.testing.assert_allclose(loaded("onnxruntime", tmp_path / "scored.onnx").run(x)["score"], probs[:, 1], rtol=1e-6)

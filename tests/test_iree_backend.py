@@ -377,7 +377,8 @@ def _bidirectional_gru(path: Path) -> Path:
              helper.make_node("ReduceSum", ["h", "ax"], ["score"], keepdims=0),
              helper.make_node("Identity", ["score"], ["kl"])]
     graph = helper.make_graph(nodes, "gru", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"]) for n in ("score", "kl")], inits)
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"]) for n in ("score", "kl")],
+                              inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))

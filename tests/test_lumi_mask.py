@@ -59,7 +59,8 @@ def test_the_mask_processes_exactly_its_lumi_sections(write_config, tmp_path, lu
     RECORDED.clear()
     mask = tmp_path / "Cert_Collisions_Golden.json"
     mask.write_text(text)
-    summary, _ = run_config(write_config(CFG.format(streams=streams, lumi_file=lumi_file, mask=mask, extra="", more="")))
+    summary, _ = run_config(write_config(CFG.format(streams=streams, lumi_file=lumi_file, mask=mask, extra="",
+                                                    more="")))
     ids = _ids(lumi_file)
     want = [e for r, lu, e in ids if _certified(json.loads(text), r, lu)]
     assert 0 < len(want) < len(ids)
@@ -168,7 +169,8 @@ def test_no_output_of_the_job_replaces_the_mask(write_config, tmp_path, lumi_fil
     before = mask.read_bytes()
     out = mask if how == "output" else tmp_path / "o.root"
     more = f'  out: {{type: RootOutputModule, file: "{out}"}}\n'
-    cfg = write_config(CFG.format(streams=1, lumi_file=lumi_file, mask=mask, extra="", more=more) + "endpaths: {e: [out]}\n")
+    cfg = write_config(CFG.format(streams=1, lumi_file=lumi_file, mask=mask, extra="", more=more)
+                       + "endpaths: {e: [out]}\n")
     argv = [str(cfg)] + (["-j", str(mask)] if how == "job report" else [])
     code = main(argv)
     err = capfd.readouterr().err

@@ -40,12 +40,13 @@ def _sample(tmp_path: Path, n: int = 500, weigh=None) -> Path:
     return path
 
 
-def _job(tmp_path: Path, sample: Path) -> tuple[subprocess.CompletedProcess, Path]:
+def _job(tmp_path: Path, sample: Path, source: str = "", summary: str = "false"
+         ) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path / "out.root"
     config = tmp_path / "menu.yaml"
     config.write_text(f"""
 options: {{inputRateHz: 100000}}
-source: {{type: RootJetSource, files: [{sample}]}}
+source: {{type: RootJetSource, files: [{sample}]{source}}}
 modules:
   hard: {{type: JetPtFilter, min_pt: {CUT_GEV}, eta_max: 5.0}}
   soft: {{type: JetPtFilter, min_pt: 300.0, eta_max: 5.0}}
@@ -59,7 +60,7 @@ services:
   TriggerRates: {{}}
 """)
     res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(config), "-q", "--report-dir", "rep",
-                          "options.wantSummary=false"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                          f"options.wantSummary={summary}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     return res, out
 
 
@@ -408,3 +409,22 @@ def test_the_per_lumi_plot_labels_a_readable_number_of_lumis(monkeypatch, lumis)
     assert len(labels) == lumis if lumis <= 40 else 20 <= len(labels) <= 40
     numbers = [int(label.split(":")[1]) for label in labels]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+
+
+def test_a_job_of_no_event_has_no_rate_not_zero_hz(tmp_path):
+    """lumisToProcess keeping none of the sample: no event, so no accepted fraction. The RateReport and
+    report.html read '0.0 ± 0.0 Hz' (a rate measured exactly) for every path and the menu total, hltrun.json
+    0.0 with an error of 0.0; now one line saying why there is no rate, and null figures, undefined."""
+    res, _ = _job(tmp_path, _sample(tmp_path, n=50), source=', lumisToProcess: ["999:1"]', summary="true")
+    assert res.returncode == 0, res.stderr
+    report = res.stdout[res.stdout.index("RateReport"):]
+    rate_lines = report[:report.index("\n\n")].splitlines() if "\n\n" in report else report.splitlines()
+    assert len(rate_lines) == 2 and "no event was processed" in rate_lines[1], rate_lines
+    assert "TriggerRates:" not in res.stderr  # no warning about weights: there is no event to weigh
+    rates = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["TriggerRates"]
+    assert rates["events"] == 0
+    for figure in [rates["total"], *rates["paths"], *(p["unique"] for p in rates["paths"])]:
+        assert figure["undefined"] and figure["rate_hz"] is None and figure["error_hz"] is None, figure
+    page = (tmp_path / "rep" / "report.html").read_text()
+    rates_section = page[page.index("<h2>Rates</h2>"):page.index("<h2>Text report</h2>")]
+    assert "no event was processed" in rates_section.lower() and "<table" not in rates_section, rates_section

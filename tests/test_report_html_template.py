@@ -35,7 +35,8 @@ def test_the_page_is_the_shipped_template_filled_in(job, monkeypatch):
     head, _, tail = skeleton.partition("$process")
     assert page.startswith(head) and page.endswith(skeleton.rpartition("$body")[2])
     monkeypatch.setattr(report_html, "_page", lambda: Template("<p>$process</p>$body"))
-    assert report_html.render(summary, services, "text").startswith(f"<p>{summary.process}</p><div class=\"scroll\"><table>")
+    page = report_html.render(summary, services, "text")
+    assert page.startswith(f"<p>{summary.process}</p><div class=\"scroll\"><table>")
 
 
 def test_user_strings_are_escaped_and_not_template_syntax(job):

@@ -375,3 +375,18 @@ def test_a_job_of_no_event_gets_no_budget_verdict_nor_farm_projection(events: in
     assert res["budget"]["fits"] is None
     assert "no event was processed" in budget and "fits" not in budget.lower().replace("budgetreport", "")
     assert "no event was processed" in farm and "cores needed" not in farm
+    # nor in hltrun.json: begin_job's read charged to "1 event" gave cores_real 54,835 at 100 kHz
+    assert [res["budget"][k] for k in ("mean_share_of_budget", "source_bulk_per_event_ms")] == [None] * 2
+    assert [res["farm"][k] for k in ("real_per_event_ms", "cpu_per_event_ms", "cores_real", "cores_cpu")] == [None] * 4
+
+
+def test_the_report_files_of_a_job_of_no_event_validate(tmp_path: Path) -> None:
+    """hltrun.json's null figures of a job of no event are the schema's, and every writer (resources.json,
+    timing.root, report.html) takes them."""
+    jsonschema = pytest.importorskip("jsonschema")
+    process, summary, _ = _run(tmp_path, events=0)
+    assert {"hltrun.json", "resources.json"} <= {p.name for p in write_report_files(tmp_path, summary,
+                                                                                   process.services)}
+    doc = json.loads((tmp_path / "hltrun.json").read_text())
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()), cls=jsonschema.Draft202012Validator)
+    assert doc["services"]["Timing"]["farm"]["cores_real"] is None

@@ -377,3 +377,15 @@ def test_an_unusable_out_dir_is_exit_4_before_any_engine_runs(where: str, tmp_pa
     assert hltbench(["verdict", str(model), "--engines", "onnxruntime", "--events", "10",
                      "--out-dir", str(out)]) == 4
     _one_line(capsys, *words)
+
+
+def test_a_path_that_ran_no_event_has_no_verdict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A selection that keeps no event of the sample: its job has no time per event (budget.fits null), so
+    no 'does not fit' with the begin_job read charged to one event as its cost (it said 548 ms/event and
+    54,835 cores); one line naming the sample and the selection, exit 2, no verdict files."""
+    model = one_output_model(tmp_path / "m.onnx")
+    assert hltbench(["verdict", str(model), "--engines", "onnxruntime", "--batches", "1", "--min-time", "0",
+                     "--set", 'source.lumisToProcess=["999:1"]', "--out-dir", str(tmp_path / "o")]) == 2
+    line = _one_line(capsys, "ran no event", "qcd_dijet.root", "lumisToProcess", "selected none")
+    assert "does not fit" not in line and "cores" not in line
+    assert not (tmp_path / "o" / "verdict.json").exists()

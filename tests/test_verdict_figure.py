@@ -32,6 +32,7 @@ def test_the_per_event_plot_has_points_not_bars_on_its_log_axis(monkeypatch) -> 
     drawn = {line.get_label(): sorted(line.get_xdata()) for line in right.get_lines()}
     assert drawn["path, mean real per event"] == sorted(e["real_per_event_ms"] for e in DOC["engines"])
     assert drawn["of it the scorer"] == sorted(e["scorer_real_per_event_ms"] for e in DOC["engines"])
-    points = [line for line in right.get_lines() if line.get_label() in ("path, mean real per event", "of it the scorer")]
+    labels = ("path, mean real per event", "of it the scorer")
+    points = [line for line in right.get_lines() if line.get_label() in labels]
     lo, hi = right.get_ylim()  # every engine's points inside the frame
     assert all(lo < y < hi for line in points for y in line.get_ydata())

@@ -44,7 +44,8 @@ def trig_report(summary: JobSummary) -> str:
         # Schedule.cc prints ModuleInPathSummary::bitPosition, the module's place in its path (WorkerInPath's
         # placeInPath: 0, 1, 2, ...), not the path's bit (only CMSSW before ~2014 printed that)
         for position, (entry, m) in enumerate(zip(s.path_entries[name], c.modules)):
-            lines.append(f"{_HEAD} {_bits(1, position)}{_columns(m.visited, m.passed, m.failed, m.error)} {entry.lstrip('~-')}")
+            columns = _columns(m.visited, m.passed, m.failed, m.error)
+            lines.append(f"{_HEAD} {_bits(1, position)}{columns} {entry.lstrip('~-')}")
     for name, c in s.endpaths.items():
         lines += ["", f"{_HEAD} ------ Modules in End-Path: {name} ------------",
                   _header("Trig Bit#", "Visited", "Passed", "Failed", "Error")]

@@ -106,7 +106,7 @@ class TriggerRates(Service):
         lumis = [key for key in sorted(by_lumi) if weight([key]) <= 0] if self.params.per_lumi else []
         in_force = self.columns()
         columns = [label for label, keys in in_force.items() if weight(keys) <= 0] if len(in_force) > 1 else []
-        if self._warned or not (r.total.undefined or lumis or columns):
+        if self._warned or not r.events or not (r.total.undefined or lumis or columns):  # no event: no weight
             return
         self._warned = True
         where = [f"the job's {r.events} events"] if r.total.undefined else []
@@ -139,6 +139,9 @@ class TriggerRates(Service):
         r = self.rates(summary)
         if r is None:
             return ""
+        if not r.events:  # rows of 'undefined' would say nothing more
+            return (f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input (0 events) ----\n"
+                    f"RateReport  {NO_EVENT}\n")
         columns = self.columns()
         lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events"
                  f"{_column_note(columns)}) ----", *_rate_lines(r)]
@@ -189,6 +192,8 @@ class TriggerRates(Service):
         r = self.rates(summary)
         if r is None:
             return []
+        if not r.events:
+            return [("Rates", f"<p>{NO_EVENT[0].upper()}{NO_EVENT[1:]}.</p>")]
         headers = ["path", "accepted", "rate [Hz]", "± [Hz]", "unique [Hz]", "± [Hz]"]
         parts = [f"<p>Rates at {r.input_rate_hz:,.0f} Hz input rate from {r.events} events"
                  f"{html.escape(_column_note(self.columns()))}; unique = accepted by "
@@ -325,6 +330,7 @@ def _total_text(r: Rate) -> str:
 
 PM = 15  # the RateReport's ± columns: room for +1234.5/-1234.5
 UNDEFINED = "(Σw <= 0)"  # why a rate is undefined, in its ± column
+NO_EVENT = "no event was processed: no accepted fraction, so no rate (hltrun.json: undefined, null figures)"
 
 
 def _pm(r: Rate, spec: str, sep: str = "/") -> str:

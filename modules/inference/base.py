@@ -511,22 +511,26 @@ def inline_local_functions(model: Any) -> Any:
 STANDARD_DOMAINS = ("", "ai.onnx")  # the ONNX operators every engine reading ONNX starts from
 
 
+def graph_nodes(graph: Any) -> Iterator[Any]:
+    """Every node of ``graph`` and of its subgraphs (a Loop's, an If's, a Scan's body): a check that looked at the
+    top graph only would miss what an exporter put in a branch."""
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for node in g.node:
+            yield node
+            for a in node.attribute:
+                stack.extend([a.g] if a.HasField("g") else a.graphs)
+
+
 def vendor_ops(graph: Any) -> list[str]:
     """``domain.Op`` of every node outside the standard ONNX domain, subgraphs included (functions are
     inlined first). ONNX Runtime's graph optimiser writes its own ops (``com.microsoft.FusedGemm``,
     ``FusedConv``, ``BiasGelu``, ``com.microsoft.nchwc.*``) into a model saved with
     ``SessionOptions.optimized_model_filepath``: only ONNX Runtime runs them, and IREE's compiler, handed
     one, named a standard op of the model as the culprit instead."""
-    found: set[str] = set()
-    stack = [graph]
-    while stack:
-        g = stack.pop()
-        for node in g.node:
-            if node.domain not in STANDARD_DOMAINS:
-                found.add(f"{node.domain}.{node.op_type}")
-            for a in node.attribute:
-                stack.extend([a.g] if a.HasField("g") else a.graphs)
-    return sorted(found)
+    return sorted({f"{node.domain}.{node.op_type}" for node in graph_nodes(graph)
+                   if node.domain not in STANDARD_DOMAINS})
 
 
 def vendor_note(ops: Iterable[str]) -> str:

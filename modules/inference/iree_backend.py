@@ -32,8 +32,8 @@ from hltrun.framework.extras import need
 from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_version, engine_cache_dir,
                       folder_or_none, model_digest)
 from .buckets import bucket_for, up_to_typical
-from .base import (InferenceBackend, inline_local_functions, log, require_float32, several_inputs, vendor_note,
-                   vendor_ops)
+from .base import (STANDARD_DOMAINS, InferenceBackend, graph_nodes, inline_local_functions, log, require_float32,
+                   several_inputs, vendor_note, vendor_ops)
 
 TARGET = "llvm-cpu"
 
@@ -99,10 +99,17 @@ OLDEST_IMPORTED, IMPORT_OPSET = 13, 17
 def importable(model: Any, path: Path) -> Any:
     """The model at ``IMPORT_OPSET`` when it is older than ``OLDEST_IMPORTED`` (ONNX's own version converter,
     as ``iree-import-onnx --opset-version`` does), else as it is. A model the converter cannot upgrade is
-    handed over as it is: the compiler's line then names the op, as before."""
+    handed over as it is: the compiler's line then names the op, as before; one whose upgrade would compute other
+    values (``changed_by_upgrade``) is refused, one line naming the op."""
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset >= OLDEST_IMPORTED:
         return model
+    changed = changed_by_upgrade(model.graph)
+    if changed:
+        raise ModuleError(f"iree: model {path} is opset {opset}, older than IREE's ONNX import reads "
+                          f"({OLDEST_IMPORTED}), and upgrading it would change what its {', '.join(changed)} computes "
+                          f"(ONNX's version converter gives the Resize half_pixel coordinates, the old op's were "
+                          f"asymmetric): export it at opset {OLDEST_IMPORTED} or later, or use backend: onnxruntime")
     from onnx import version_converter
 
     try:
@@ -114,6 +121,24 @@ def importable(model: Any, path: Path) -> Any:
     log.info("iree: %s: opset %d upgraded to %d for IREE's ONNX import", path.name, opset, IMPORT_OPSET,
              extra={"once": True})
     return upgraded
+
+
+# old-opset resampling whose upgrade computes other values: onnx 1.23's converter turns an opset 9 Upsample or an
+# opset 10 Resize into a Resize-11+ without coordinate_transformation_mode, so the default half_pixel replaces the
+# old ops' asymmetric coordinates. Nearest sampling came out the same (scales 1.5, 2, 3), linear did not: an opset 9
+# bilinear Upsample scored 19 % away from ONNX Runtime on IREE on 2026-12-07, with no word said
+RESAMPLING = ("Upsample", "Resize")
+
+
+def changed_by_upgrade(graph: Any) -> list[str]:
+    """``Op (mode m)`` of every node, subgraphs included, whose upgrade to ``IMPORT_OPSET`` changes its values."""
+    found: set[str] = set()
+    for node in graph_nodes(graph):
+        if node.domain in STANDARD_DOMAINS and node.op_type in RESAMPLING:
+            mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "nearest")
+            if mode != "nearest":
+                found.add(f"{node.op_type} (mode {mode})")
+    return sorted(found)
 
 
 def compile_bucket(model: Any, batch: int, extra_flags: Sequence[str] = ()) -> bytes:
@@ -201,14 +226,9 @@ def graph_ops(graph: Any) -> dict[str, str]:
     """op type -> the first node of it (its first output's name), over the graph and its subgraphs (a Loop's
     or an If's body): what a refusal can name, kept instead of the whole model."""
     found: dict[str, str] = {}
-    stack = [graph]
-    while stack:
-        g = stack.pop()
-        for node in g.node:
-            if node.domain in ("", "ai.onnx"):
-                found.setdefault(node.op_type, next((o for o in node.output if o), node.name))
-            for a in node.attribute:
-                stack.extend([a.g] if a.HasField("g") else a.graphs)
+    for node in graph_nodes(graph):
+        if node.domain in STANDARD_DOMAINS:
+            found.setdefault(node.op_type, next((o for o in node.output if o), node.name))
     return found
 
 

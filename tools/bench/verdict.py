@@ -362,6 +362,8 @@ def path_run(plan: Plan, engine: str) -> dict[str, Any]:
         raise outcome.cause
     if outcome.code:
         raise ModuleError(summary.failure or str(outcome.cause))
+    if not summary.events_processed:  # the sample or the selection, not the engine: every engine would say so
+        raise VerdictError(no_event_line(plan, summary.source or {}))
     services = report_services(cfg, outcome.result)
     by_name = {s.name: s for s in services}
     results = {"Timing": by_name["Timing"].result(summary), "Memory": by_name["Memory"].results()}
@@ -375,6 +377,16 @@ def path_run(plan: Plan, engine: str) -> dict[str, Any]:
             "files_not_opened": (summary.source or {}).get("files_not_opened", 0), **figures,
             "scorer_begin_job_rss_mb": scorer_mem["begin_job_rss_mb"] if scorer_mem else None,
             "begin_job_s": summary.begin_job_s, "wall_s": time.perf_counter() - started}
+
+
+def no_event_line(plan: Plan, source: dict[str, Any]) -> str:
+    """Why there is no verdict when the path ran no event: no time per event to hold against the budget (its
+    BudgetReport has no verdict, budget.fits null; the source's begin_job over "1 event" is no event's cost)."""
+    read, dropped = source.get("entries_in_files"), source.get("not_selected")
+    why = (f"lumisToProcess, eventsToProcess or lumiMask selected none of the {dropped:,} read" if dropped else
+           "its files hold no event" if read == 0 else "no event was read")
+    return (f"the path ran no event of {', '.join(s.name for s in plan.samples)} ({why}): no time per event to "
+            f"judge against the budget; run it on events the path selects")
 
 
 def scorer_inputs(cfg: Any, scorer: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,9 @@ from .schema import build, close_hint as _close, input_tag_fields, input_tags, l
 SOURCE_LABEL = "source"
 TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths", "services")
 log = logging.getLogger("hltrun")
+
+
+DASK_ONLY = ("address", "workers", "threadsPerWorker", "eventsPerTask", "retries")  # maxTimingRows: local too
 
 
 @dataclass
@@ -46,6 +49,13 @@ class ExecutorOptions:
     def __post_init__(self) -> None:
         if self.address is not None and "://" not in self.address:
             raise ValueError(f"executor.address must look like tcp://host:8786, got {self.address!r}")
+        if self.type == "local":  # a scheduler's address without type: dask ran the job here, without a word
+            defaults = {f.name: f.default for f in fields(self)}
+            unread = [f"{key}: {getattr(self, key)}" for key in DASK_ONLY if getattr(self, key) != defaults[key]]
+            if unread:
+                log.warning("options.executor: %s: read by the Dask executor only; this job runs locally (type: "
+                            "local), as without %s (set options.executor.type=dask, or hltrun --dask N)",
+                            ", ".join(unread), "it" if len(unread) == 1 else "them", extra={"once": True})
 
 
 @dataclass

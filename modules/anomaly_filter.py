@@ -16,7 +16,7 @@ from hltrun.framework.schema import InputTag
 from hltrun.framework.score_histogram import QUANTITY_KEY, RATIO, SCORE, ScoreHistogram
 
 from .products import JetScores, is_all_valid
-from .working_point import PT_BINNED_KEY, PtBinnedCuts, PtCutFunction, PtCuts
+from .working_point import PT_BINNED_KEY, PtBinnedCuts, PtCutFunction, PtCuts, efficiency_key
 
 if TYPE_CHECKING:
     from hltrun.framework.context import ModuleContext, ProductInfo
@@ -56,12 +56,16 @@ class AnomalyFilterParameters:
     # Thresholds belong to the model that made the scores: they come with the scores. ``model`` is
     # only an assertion (null: whatever the scorer runs); naming another model is a config error.
     model: str | None = None
-    background_efficiency: Literal["1e-2", "1e-3"] = "1e-2"
+    # the card's cut keeping this fraction of the background: any the model's thresholds.json holds
+    # (hltcard --bkg-eff writes them; the shipped cards hold 1e-2 and 1e-3)
+    background_efficiency: str | float = "1e-2"
     # inclusive: one cut for every event; vs_leading_jet_pt: the card's cut at the event's leading
     # scored jet's pT (modules/working_point.py), keeping the same QCD fraction at every pT
     working_point: Literal["inclusive", "vs_leading_jet_pt"] = "inclusive"
 
     def __post_init__(self) -> None:
+        # one spelling (0.05 -> "5e-2", the card's), so that --dump and the outputs' provenance say it one way
+        self.background_efficiency = efficiency_key(self.background_efficiency).removeprefix("bkg_eff_")
         if self.threshold is not None and self.working_point != "inclusive":
             raise ValueError(f"threshold: a fixed threshold ({self.threshold}) and working_point "
                              f"{self.working_point} exclude each other (drop one)")
@@ -89,7 +93,7 @@ class AnomalyScoreFilter(Filter):
         self._py_reduce = PY_REDUCERS.get(params.reduce)
         self.no_score_events = 0
         self.model_id: str | None = None  # the model whose scores this filter cuts on
-        self._key = f"bkg_eff_{params.background_efficiency}"
+        self._key = efficiency_key(params.background_efficiency)
         self.binned: PtCuts | None = None  # the pT-dependent cuts (working_point: vs_leading_jet_pt)
         self._record_cut: Callable[[Mapping[str, Any]], None] | None = None  # ModuleContext.record_cut
         # the value cut on, per event, in fixed bins (the reports' score distribution with the cut)
@@ -148,14 +152,16 @@ class AnomalyScoreFilter(Filter):
             raise ConfigError(f"{where}.model: '{p.model}' but '{p.src.label}' runs model '{model_id}'; "
                               f"thresholds belong to the model that made the scores (drop {where}.model "
                               f"or set modules.{p.src.label}.model)")
-        key = f"bkg_eff_{p.background_efficiency}"
+        key = efficiency_key(p.background_efficiency)
         if p.working_point == PT_BINNED_KEY:
             return model_id, None, cls._binned(label, key, thresholds.get(PT_BINNED_KEY), f"{card} has no {model_id}")
         if p.threshold is None and key not in thresholds:
             if published.get("missing_model"):  # the culprit, as the scorer's begin_job would name it
                 raise ModuleError(f"modules.{p.src.label}: model file not found: {published['missing_model']}")
+            held = ", ".join(k.removeprefix("bkg_eff_") for k in thresholds if k.startswith("bkg_eff_")) or "none"
             raise ConfigError(f"{where}: no threshold given and {card} has no {model_id}.{key} "
-                              f"cut (set {where}.threshold)")
+                              f"cut (set {where}.threshold, or a background_efficiency it holds: {held}; "
+                              f"hltcard --bkg-eff makes others)")
         return model_id, thresholds.get(key), None
 
     @staticmethod

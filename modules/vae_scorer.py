@@ -386,6 +386,7 @@ class VAEAnomalyScorer(Producer):
                 raise type(again)(f"{where}: {again}") from again
         except ConfigError as exc:  # say which module, keep the exit code
             raise type(exc)(f"{where}: {exc}") from exc
+        self._name_unread_settings(where, name, opts, p)
         if p.precision == "int8" and backend.describe().get("precision") != "int8":
             raise ConfigError(f"{where}.precision: int8 requested but {path} is not a quantised model "
                               f"(make one with tools/physics/quantize_models.py)")
@@ -436,6 +437,22 @@ class VAEAnomalyScorer(Producer):
         ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id,
                                                  timings, model_digest(path), shared.caveats,
                                                  imported.as_dict() if imported is not None else None))
+
+    @staticmethod
+    def _name_unread_settings(where: str, name: str, opts: BackendOptions, p: VAEAnomalyScorerParameters) -> None:
+        """One warning for the engine settings that neither this job's engine nor, with ``backend: auto``,
+        an engine auto weighed reads (``mode: xla`` on ONNX Runtime, ``cuda_graphs`` on TensorFlow): the job
+        runs as if they had not been written, and must not pass for a measurement of them. ``max_batch``
+        also bounds ``batching.max_batch``."""
+        engines = [name] + [e for e in AUTO_CPU_ENGINES if p.backend == "auto" and e != name and e in backend_names()]
+        unread = [s for s in backend_class(name).unread_settings(opts)
+                  if all(s in backend_class(e).unread_settings(opts) for e in engines)
+                  and not (p.batching is not None and s.startswith("max_batch:"))]
+        if unread:
+            log.warning("%s: %s: not read by %s, the engine this job runs%s; the job runs as without %s "
+                        "(docs/backends.md: which engine reads which setting)", where, ", ".join(unread), name,
+                        " (nor by the others auto weighed)" if len(engines) > 1 else "",
+                        "it" if len(unread) == 1 else "them", extra={"once": True})
 
     def _auto_by_measurement(self, ctx: "ModuleContext", p: VAEAnomalyScorerParameters, opts: BackendOptions,
                              cpu_reason: str) -> tuple[str, str, tuple[dict[str, Any], ...], Path]:

@@ -31,7 +31,22 @@ from typing import Any, Mapping
 import numpy as np
 
 PT_BINNED_KEY = "vs_leading_jet_pt"
-EFFICIENCY_KEYS = ("bkg_eff_1e-2", "bkg_eff_1e-3")
+
+
+def efficiency_key(efficiency: str | float) -> str:
+    """The card's key of a background efficiency: ``1e-2``, ``0.01`` -> ``bkg_eff_1e-2``; one spelling, so
+    that the filter's ``background_efficiency`` finds every cut ``hltcard --bkg-eff`` wrote (ValueError: not
+    a number strictly between 0 and 1)."""
+    try:
+        v = float(efficiency)
+    except ValueError:
+        v = math.nan
+    if not 0 < v < 1:
+        raise ValueError(f"background_efficiency: expected a number between 0 and 1 (exclusive) like 1e-2, "
+                         f"got {efficiency!r}")
+    mant, exp = f"{v:e}".split("e")
+    mant = mant.rstrip("0").rstrip(".")
+    return f"bkg_eff_{mant}e-{abs(int(exp))}" if int(exp) < 0 else f"bkg_eff_{v:g}"
 
 
 def bin_index(edges_gev: np.ndarray | list[float], pt: np.ndarray | float) -> np.ndarray:

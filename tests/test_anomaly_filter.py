@@ -61,6 +61,27 @@ def test_threshold_from_the_scores_card():
         decide(make(), [1.0], model="m", thresholds={"bkg_eff_1e-3": 1.25})
 
 
+def test_any_background_efficiency_the_card_holds():
+    """``hltcard --bkg-eff 5e-2`` writes a ``bkg_eff_5e-2`` cut, but background_efficiency took only 1e-2 or
+    1e-3 ('expected one of'): the cut could be made and never selected. Any efficiency the card holds is
+    taken, in either spelling; one outside (0, 1) is a configuration line; one the card lacks names those
+    it holds."""
+    card = {"bkg_eff_5e-2": 0.9, "bkg_eff_1e-2": 1.5}
+    for efficiency in ("5e-2", 0.05, "0.05"):
+        f = make(background_efficiency=efficiency)
+        assert decide(f, [1.0], model="m", thresholds=card) is True and f.threshold == 0.9
+    for bad in ("1.5", 0, "abc"):
+        with pytest.raises(ConfigError, match=r"^modules\.f: background_efficiency: expected a number between 0 and 1"):
+            make(background_efficiency=bad)
+    from types import SimpleNamespace  # what check_config reads of the scorer's ProductInfo
+
+    scorer = {"src": SimpleNamespace(label="vae", metadata={"model": "m", "thresholds": card, "card": "t.json"})}
+    with pytest.raises(ConfigError, match=r"no threshold given and t\.json has no m\.bkg_eff_1e-3 cut \(set "
+                                          r"modules\.f\.threshold, or a background_efficiency it holds: 5e-2, 1e-2;"):
+        AnomalyScoreFilter.check_config("f", build(AnomalyFilterParameters, {"background_efficiency": "1e-3"},
+                                                   "modules.f"), scorer)
+
+
 # ------------------------------------------------------------------ pT-dependent working point (issue 12)
 
 EDGES = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]

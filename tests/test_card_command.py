@@ -192,6 +192,24 @@ def test_the_path_picks_up_the_new_cut_without_a_threshold(carded, tmp_path):
     assert summary.paths["HLT_AnomalyDetection"].passed == 15  # the same events as the card's
 
 
+@pytest.mark.slow  # a card and a path run over 1500 shipped events (~10 s)
+def test_the_path_selects_a_cut_at_any_efficiency_the_card_made(model_dir, tmp_path):
+    """``--bkg-eff 5e-2`` wrote a bkg_eff_5e-2 cut the filter could not select: its background_efficiency
+    took 1e-2 or 1e-3 only ('expected one of'), so the option's own cut was unusable by name."""
+    from tests.helpers import run_config
+
+    shutil.copy(model_dir / "ptsum.onnx", tmp_path / "ptsum.onnx")
+    assert hltcard([str(tmp_path / "ptsum.onnx"), "--background", str(QCD), "--bkg-eff", "5e-2",
+                    "--max-events", str(N_EVENTS), "--no-plots", *ORT]) == 0
+    cut = json.loads((tmp_path / "thresholds.json").read_text())["ptsum"]["bkg_eff_5e-2"]
+    summary, _ = run_config(REPO / "configs/path.yaml", f"modules.vae.model={tmp_path / 'ptsum.onnx'}",
+                            "modules.vae.backend=onnxruntime", "modules.anomalyFilter.background_efficiency=5e-2",
+                            f"modules.out.file={tmp_path / 'out.root'}", f"options.maxEvents={N_EVENTS}")
+    assert summary.failure is None
+    assert summary.module_summaries["anomalyFilter"]["threshold"] == cut
+    assert summary.paths["HLT_AnomalyDetection"].passed == N_EVENTS // 20  # 5 % of the card's own events
+
+
 @pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
 def test_weights_from_gen_weight(model_dir, tmp_path):
     """A weighted copy: the cuts are weighted quantiles (and differ from the unweighted ones)."""

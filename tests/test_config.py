@@ -220,3 +220,28 @@ def test_an_override_naming_a_file_whose_name_is_not_utf8_keeps_its_bytes(text, 
     surrogate, which YAML refuses anywhere) was taken as text, then refused as ``source.files: expected
     list of str, got '[bad\\udcff.root]'``, a list of str it was. It is parsed as YAML, the bytes kept."""
     assert apply_overrides({}, [text])["source"]["files"] == expected
+
+
+def test_dask_settings_of_a_local_job_are_said(write_config, caplog):
+    """``options.executor.address`` (or workers, ...) without ``type: dask`` ran the job in this process
+    and said nothing: a user who forgot the type took a local run for a run on the cluster. One warning
+    names them; maxTimingRows (read locally too) and a dask job's own settings are not named."""
+    import logging
+
+    logger = logging.getLogger("hltrun")  # the CLI's logger may not propagate to caplog's
+    logger.addHandler(caplog.handler)
+    path = write_config(BASE)
+    try:
+        with caplog.at_level("WARNING", logger="hltrun"):
+            cfg = load(path, ["options.executor.address=tcp://127.0.0.1:8786", "options.executor.workers=4"])
+            said = [r.getMessage() for r in {id(r): r for r in caplog.records}.values()]  # once per record
+            caplog.clear()
+            load(path, ["options.executor.maxTimingRows=1000"])
+            load(path, ["options.executor.type=dask", "options.executor.workers=4"])
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert cfg.options.executor.type == "local"
+    assert said == ["options.executor: address: tcp://127.0.0.1:8786, workers: 4: read by the Dask executor only; "
+                    "this job runs locally (type: local), as without them (set options.executor.type=dask, or "
+                    "hltrun --dask N)"]
+    assert not [r for r in caplog.records if "Dask executor only" in r.getMessage()]

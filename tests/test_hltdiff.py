@@ -120,6 +120,20 @@ def test_verbose_debug_and_skipped_events(tmp_path, capsys):
     assert "run 1, lumi 1, event 10: not found in the 'new' files, skipping.\n" in capsys.readouterr().err
 
 
+def test_verbose_takes_no_value_as_in_hltdiff(tmp_path, capsys):
+    """hltDiff's -v takes no value (given twice, -vv, it adds trigger candidates). Here it took an optional
+    LEVEL that changed nothing and swallowed the next word: 'hltdiff -v OLD NEW' was an argparse error
+    (invalid int value: 'OLD'), exit 2."""
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A})
+    new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": NEW_A})
+    assert main([str(old), str(new), "--selected", "no", "-v"]) == 1
+    after = capsys.readouterr().out
+    assert "run 1, lumi 1, event 2: old result is 'accepted', new result is 'rejected'" in after
+    for argv in (["-v", str(old), str(new)], ["-vv", str(old), str(new)], ["-v", "-o", str(old), "-n", str(new)]):
+        assert main([*argv, "--selected", "no"]) == 1
+        assert capsys.readouterr().out == after
+
+
 def test_agreeing_outputs_with_skipped_events_exit_0(tmp_path, capsys):
     """hltDiff skips an old event the new files lack; agreeing compared events are agreement."""
     old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A})
@@ -391,7 +405,7 @@ def test_event_numbers_past_2_63_are_listed_as_written(tmp_path, capsys):
     events = [2**64 - 1, 2**63, 2**53 + 1, 2**53]
     old = _write(tmp_path / "old.root", [0] * 4, events, {"HLT_A": [0, 0, 0, 0]})
     new = _write(tmp_path / "new.root", [0] * 4, events, {"HLT_A": [1, 1, 1, 1]})
-    assert main([str(old), str(new), "--selected", "no", "-v", "1"]) == 1
+    assert main([str(old), str(new), "--selected", "no", "-v"]) == 1
     out = capsys.readouterr().out
     listed = [int(line.split("event ")[1].split(":")[0]) for line in out.splitlines() if line.startswith("run 0,")]
     assert listed == sorted(events)

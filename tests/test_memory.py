@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import mmap
 import os
 from dataclasses import dataclass
@@ -97,6 +98,23 @@ def test_memory_json_validates_and_memray_capture(write_config, tmp_path):
     assert '<img alt="RSS along the job"' in html and "<h2>Memory</h2>" in html
     pytest.importorskip("memray")
     assert (tmp_path / "memray.bin").stat().st_size > 0
+
+
+def test_memray_native_without_a_capture_is_said(write_config, tmp_path, caplog):
+    """``memray_native: true`` adds native stacks to the memray capture; without ``memray`` (no capture
+    file) the job ran as without it and said nothing, so it passed for a native capture made."""
+    cfg = CFG.replace("Memory: {memray: memray.bin}", "Memory: {memray_native: true}")
+    logger = logging.getLogger("hltrun")  # the CLI's logger may not propagate to caplog's
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("WARNING", logger="hltrun"):
+            summary, _ = run_config(write_config(cfg), f"options.reportDir={tmp_path}")
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert summary.failure is None and not list(tmp_path.glob("*.bin"))
+    said = {r.getMessage() for r in caplog.records if "memray_native" in r.getMessage()}
+    assert said == {"services.Memory.memray_native: true without memray (the capture file it adds native stacks "
+                    "to): no capture is made; set services.Memory.memray=<file>"}
 
 
 def test_the_per_event_reader_agrees_with_psutil():

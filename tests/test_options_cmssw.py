@@ -72,7 +72,8 @@ def test_executor_old_names_are_aliases(write_config, warned, old, new):
 
 def test_new_names_give_no_warning(write_config, warned):
     cfg = load(write_config(BASE), ["options.numberOfThreads=2", "options.budgetMs=20", "options.wantSummary=false",
-                                    "options.TryToContinue=[ProductNotFound]", "options.executor.eventsPerTask=9"])
+                                    "options.TryToContinue=[ProductNotFound]", "options.executor.type=dask",
+                                    "options.executor.eventsPerTask=9"])  # a local job's eventsPerTask is warned
     assert not warned
     assert cfg.options.streams_in_flight == 2 and cfg.options.budgetMs == 20.0 and cfg.options.TryToContinue == ["ProductNotFound"]
 

@@ -171,6 +171,64 @@ def test_a_precision_the_engine_does_not_run_is_refused(tiny, backend, precision
                            BackendOptions(precision=precision)).load()
 
 
+def _no_effect_lines(caplog, run) -> list[str]:
+    """The scorer's warnings of settings its engine does not read, while ``run()`` runs."""
+    logger = logging.getLogger("hltrun.vae")  # the CLI's "hltrun" logger may not propagate to caplog's
+    logger.addHandler(caplog.handler)
+    caplog.clear()
+    try:
+        with caplog.at_level("WARNING", logger="hltrun.vae"):
+            run()
+    finally:
+        logger.removeHandler(caplog.handler)
+    return [m for m in {id(r): r.getMessage() for r in caplog.records}.values() if "the job runs as without" in m]
+
+
+def test_an_engine_setting_the_engine_does_not_read_is_named(tiny, caplog, tmp_path):
+    """``mode: xla`` (TensorFlow's) on ONNX Runtime, ``io_binding`` (ONNX Runtime's) elsewhere: the job ran
+    exactly as without them and said nothing, so a user comparing two settings measured the same engine
+    twice. One warning names each unread setting and the engine; a setting the engine reads is not named."""
+    pytest.importorskip("onnxruntime")
+    from hltrun.modules.inference import BackendOptions
+    from hltrun.modules.inference.dynamic_batching import BatchingParameters
+    from hltrun.modules.vae_scorer import VAEAnomalyScorer, VAEAnomalyScorerParameters
+
+    def begin(**params):
+        return lambda: make_scorer(model=str(tiny.onnx), outputs=["score"], **params).begin_job(fake_job(("cpu",)))
+
+    (line,) = _no_effect_lines(caplog, begin(backend="onnxruntime", mode="xla", cuda_graphs=False))
+    assert line.startswith("modules.vae: mode: xla, cuda_graphs: false: not read by onnxruntime, the engine this job "
+                           "runs; the job runs as without them")
+    assert _no_effect_lines(caplog, begin(backend="onnxruntime", threads=2, graph_optimization="basic",
+                                          io_binding=True, providers=["cpu"])) == []
+    # auto weighs IREE by its engine_cache (is the model compiled there?): not named; mode still is
+    (line,) = _no_effect_lines(caplog, begin(backend="auto", mode="xla", engine_cache=str(tmp_path / "engines")))
+    assert line.startswith("modules.vae: mode: xla: not read by onnxruntime, the engine this job runs (nor by the "
+                           "others auto weighed)")
+    # max_batch is ONNX Runtime's no more than mode, but with batching it bounds batching.max_batch
+    (line,) = _no_effect_lines(caplog, begin(backend="onnxruntime", max_batch=64))
+    assert line.startswith("modules.vae: max_batch: 64: not read by onnxruntime")
+    decide = VAEAnomalyScorer._name_unread_settings  # a batching job needs a Process: the decision alone
+    for batching, named in ((BatchingParameters(32, 1.0), False), (None, True)):
+        params = VAEAnomalyScorerParameters(backend="onnxruntime", max_batch=64, batching=batching)
+        lines = _no_effect_lines(caplog, lambda: decide("modules.vae", "onnxruntime", BackendOptions(max_batch=64), params))
+        assert bool(lines) == named
+
+
+def test_every_engine_setting_is_read_by_some_engine():
+    """``reads`` covers the scorer's engine settings: a setting no engine lists would be warned about on
+    every engine (and one listed by none is a setting with nothing behind it)."""
+    import dataclasses
+
+    from hltrun.modules.inference import backend_class, backend_names
+    from hltrun.modules.inference.base import ENGINE_SETTINGS
+    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters
+
+    read = set().union(*(backend_class(name).reads for name in backend_names() if name != "auto"))
+    assert read == set(ENGINE_SETTINGS)
+    assert set(ENGINE_SETTINGS) <= {f.name for f in dataclasses.fields(VAEAnomalyScorerParameters)}
+
+
 def test_scorer_parameters_are_validated():
     from hltrun.framework.schema import build
     from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters

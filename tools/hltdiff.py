@@ -635,8 +635,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="one set of output files for all runs: FILE_NAME.json, FILE_NAME.root, FILE_NAME_*.csv")
     ap.add_argument("-d", "--debug", action="store_true", help="print a line for every event missing from one side")
     ap.add_argument("-q", "--quiet", action="store_true", help="no summary table of the affected triggers")
-    ap.add_argument("-v", "--verbose", nargs="?", type=int, const=1, default=0, metavar="LEVEL",
-                    help="list every event with differences (hltDiff's event-by-event output)")
+    # hltDiff's -v takes no value (a LEVEL here swallowed the file after it: 'hltdiff -v OLD NEW' was an error)
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="list every event with differences (hltDiff's event-by-event output); hltDiff's -vv and "
+                         "-vvv add trigger candidates, which hltrun outputs do not hold: they list the same")
     ap.add_argument("--selected", choices=("auto", "yes", "no"), default="auto",
                     help="do the outputs keep accepted events only? auto: detect per side (default)")
     ap.add_argument("--tree", default="Events", help="tree name (default Events)")

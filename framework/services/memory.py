@@ -314,6 +314,10 @@ class Memory(Service):
         if self.params.memray:
             folder = job.report_dir or Path(".")
             self._memray_file = folder / self.params.memray
+        elif self.params.memray_native:  # it only adds native stacks to a capture: said, not taken for one
+            log.warning("services.%s.memray_native: true without memray (the capture file it adds native stacks "
+                        "to): no capture is made; set services.%s.memray=<file>", self.name, self.name,
+                        extra={"once": True})
 
     def job_scope(self, job: "JobContext") -> AbstractContextManager:
         """The memray Tracker, held open by the event processor around the whole job (entered in a

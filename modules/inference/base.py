@@ -93,6 +93,22 @@ class BackendOptions:
     fallback_inputs: Contract = field(default_factory=default_contract)
 
 
+# the scorer's settings only some engines read (each engine lists its own in ``reads``): one given away from
+# its default to an engine that does not read it is named at begin_job (``unread_settings``), since the job
+# would otherwise run, and report, as if it had never been written (``mode: xla`` on ONNX Runtime)
+ENGINE_SETTINGS = ("mode", "threads", "providers", "graph_optimization", "io_binding", "max_batch", "engine_cache",
+                   "cuda_graphs")
+
+
+def _yaml_word(value: Any) -> str:
+    """A setting as the configuration spells it (``true``, ``[cuda]``), not as Python prints it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_word(v) for v in value) + "]"
+    return str(value)
+
+
 class InferenceBackend(ABC):
     """Load a model, warm it up, run batches, describe itself. Subclasses implement the ``_`` hooks.
 
@@ -106,6 +122,7 @@ class InferenceBackend(ABC):
     pads_batches: ClassVar[bool] = False  # runs a batch padded to a compiled size (its padded jets reach the model)
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)  # what the engine really runs (``precision: auto``: fp32)
     precision_hint: ClassVar[str] = ""  # said after a refused precision: how to get it another way
+    reads: ClassVar[frozenset[str]] = frozenset()  # the ENGINE_SETTINGS this engine honours
     # whether load and warm-up say what they prepared (INFO); ``auto`` turns it off for the candidates it
     # only times, so the log names the engine the job runs, after the table that chose it
     announce: bool = True
@@ -119,6 +136,14 @@ class InferenceBackend(ABC):
             return None
         return (f"{cls.name}: precision {precision!r} not supported ({' or '.join(cls.precisions)} only)"
                 f"{cls.precision_hint}")
+
+    @classmethod
+    def unread_settings(cls, options: BackendOptions) -> list[str]:
+        """``key: value`` for each ENGINE_SETTINGS entry set away from its default that this engine does
+        not read: the scorer says so in one line rather than let the setting pass for applied."""
+        default = BackendOptions()
+        return [f"{key}: {_yaml_word(getattr(options, key))}" for key in ENGINE_SETTINGS
+                if key not in cls.reads and getattr(options, key) != getattr(default, key)]
 
     def __init__(self, model_path: str | os.PathLike[str], options: BackendOptions | None = None) -> None:
         self.model_path = Path(model_path)

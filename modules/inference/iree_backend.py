@@ -247,6 +247,7 @@ def culprits(ops: dict[str, str], reason: str) -> str:
 
 class IreeBackend(InferenceBackend):
     name = "iree"
+    reads = frozenset(("threads", "max_batch", "engine_cache"))
     pads_batches = True  # static buckets: a batch runs padded to the next compiled size
     model_suffixes = (".onnx",)
 

@@ -55,6 +55,7 @@ def compile_cache_size() -> int:
 
 class JaxBackend(BucketedBackend):
     name = "jax"
+    reads = frozenset(("max_batch", "engine_cache"))
     device = "cpu"
 
     def _load(self) -> None:

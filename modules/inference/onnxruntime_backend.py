@@ -44,6 +44,7 @@ def resolve_providers(requested: Sequence[str], available: Sequence[str]) -> lis
 
 class OnnxRuntimeBackend(InferenceBackend):
     name = "onnxruntime"
+    reads = frozenset(("threads", "providers", "graph_optimization", "io_binding"))
     model_suffixes = (".onnx",)
     precisions = ("fp32", "int8")  # int8: a quantised model (*_int8.onnx), as the scorer checks
 

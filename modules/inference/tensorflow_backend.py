@@ -83,6 +83,7 @@ def unknown_custom_class(exc: BaseException, model: Path) -> ModuleError | None:
 
 class TensorFlowBackend(InferenceBackend):
     name = "tensorflow"
+    reads = frozenset(("mode", "threads"))
     model_suffixes = (".keras",)
 
     def _load(self) -> None:

@@ -274,6 +274,7 @@ def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, settings: Bu
 # ---------------------------------------------------------------------- the backend
 class TensorRTBackend(InferenceBackend):
     name = "tensorrt"
+    reads = frozenset(("max_batch", "engine_cache"))
     model_suffixes = (".onnx",)
     precisions = ("fp32", "fp16")
     precision_hint = "; for INT8 use an explicitly quantised (Q/DQ) ONNX model"

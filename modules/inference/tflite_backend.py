@@ -106,6 +106,7 @@ def io_indices(interp: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
 
 class TfliteBackend(BucketedBackend):
     name = "tflite"
+    reads = frozenset(("threads", "max_batch"))
     model_suffixes = (".tflite",)
     copies = False  # the host buffer is copied into the interpreter's input: no device
     fresh_outputs = True  # get_tensor returns a copy on every call

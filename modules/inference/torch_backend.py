@@ -46,6 +46,7 @@ from .bucketed import BucketedBackend, Executed
 
 class TorchBackend(BucketedBackend):
     name = "torch"
+    reads = frozenset(("threads", "max_batch", "cuda_graphs"))
     device = "cpu"
 
     def _load(self) -> None:

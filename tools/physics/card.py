@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from hltrun.framework.resources import local_output_path, unreadable_reason
+from hltrun.modules.working_point import efficiency_key
 from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, check_min_events_above
 
 DEFAULT_CONFIG = "configs/path.yaml"
@@ -44,14 +45,6 @@ def _eff(text: str) -> float:
     if not 0 < v < 1:
         raise argparse.ArgumentTypeError(f"a background efficiency is between 0 and 1 (exclusive), got {text}")
     return v
-
-
-def eff_key(text: str) -> str:
-    """'1e-2' -> 'bkg_eff_1e-2' (the filter's ``background_efficiency: "1e-2"`` reads this key)."""
-    v = float(text)
-    mant, exp = f"{v:e}".split("e")
-    mant = mant.rstrip("0").rstrip(".")
-    return f"bkg_eff_{mant}e-{abs(int(exp))}" if int(exp) < 0 else f"bkg_eff_{v:g}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +100,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     from hltrun.tools.physics.card_run import score_files
     from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate, sample_pt_edges
 
-    effs = {eff_key(e): float(e) for e in args.bkg_eff}
+    effs = {efficiency_key(e): float(e) for e in args.bkg_eff}
     if len(effs) != len(args.bkg_eff):
         raise ConfigError(f"--bkg-eff {' '.join(args.bkg_eff)}: the same efficiency twice")
     bkg, plan = score_files(args.config, args.sets, args.model, args.background, args.max_events,

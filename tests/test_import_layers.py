@@ -132,6 +132,12 @@ def test_framework_imports_no_plugin_tool_or_public_api(graph):
     assert [f"{a} imports hltrun" for a, bs in graph.items() if a.startswith("hltrun.framework") and "hltrun" in bs] == []
 
 
+def test_reports_import_no_service(graph):
+    """Reports render results (DESIGN.md: they import result types only): what they need of a service comes
+    in its result (e.g. Timing's ``rows.per_stream``) or from a module both import (framework/binning.py)."""
+    assert _offenders(graph, "hltrun.framework.report", ("hltrun.framework.services",)) == []
+
+
 def test_modules_import_no_tool(graph):
     assert _offenders(graph, "hltrun.modules", ("hltrun.tools",)) == []
 

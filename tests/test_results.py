@@ -12,6 +12,7 @@ from hltrun.framework.services.memory import MemoryData
 from hltrun.framework.services.timing import TimingParameters
 from hltrun.framework.services.timing_data import TimingData
 from hltrun.framework.services.timing_results import build_result
+from hltrun.framework.services import bounded
 from hltrun.framework.summary import JobSummary, ModuleCounters, PathCounters, PathModuleCounters
 from hltrun.framework.units import plan_units
 
@@ -193,7 +194,7 @@ def test_over_budget_count_stays_exact_in_histograms():
     r, _ = build_result(summary=JobSummary("P", 1, budget_ms=budget_ns * 1e-6), data=merged,
                         params=TimingParameters())
     assert r["budget"]["over_budget_events"] == exact
-    assert r["rows"] == {"kept": 0, "histogram": True}
+    assert r["rows"] == {"kept": 0, "histogram": True, "per_stream": bounded.ROWS_KEPT}
 
 
 def _memory(worker: str, peak: int, n: int, start: int, stride: int = 1, max_rows: int = 100,

@@ -244,7 +244,7 @@ def test_service_rows_are_bounded_and_totals_exact(monkeypatch, write_config):
     timing, memory = process.services
     assert timing.merged_rows() is None  # past 64 rows the stream went over to histograms
     res = timing.result(summary)
-    assert res["events"] == 1000 and res["rows"] == {"kept": 0, "histogram": True}
+    assert res["events"] == 1000 and res["rows"] == {"kept": 0, "histogram": True, "per_stream": 64}
     assert res["per_event"] is None and res["per_event_kept"] is False
     assert [m["calls"] for m in res["modules"]] == [1000, 1000]
     # exact totals: source + modules + overhead add up to the event time over all 1000 events

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..binning import log_edges
 from ..extras import install_hint
 from ..provenance import imported_text, variants_line
 from ..score_histogram import score_histograms
@@ -152,8 +153,6 @@ def _module_bars(res: dict[str, Any]) -> str:
 
 
 def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
-    from ..services.timing_results import log_edges
-
     real, cpu = arrays["real_ms"], arrays["cpu_ms"]
     budget = res["budget"]["budget_ms"]
     with _style():
@@ -204,9 +203,8 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     real, index, stream = arrays["real_ms"], arrays["index"], arrays["stream"]
     budget = res["budget"]["budget_ms"]
     if not len(real) and _folded(res):  # no row to draw: say why, not an empty frame with the budget line
-        from ..services.bounded import ROWS_KEPT
-
-        return (f"<p>No plot of the time per event along the job: past {ROWS_KEPT:,} events per stream (or "
+        return (f"<p>No plot of the time per event along the job: past {res['rows']['per_stream']:,} events per "
+                "stream (or "
                 "<code>options.executor.maxTimingRows</code> in all) the Timing service keeps histograms of the "
                 "event times, not one row per event, so that memory stays flat; the distribution above and the "
                 "figures are over every event.</p>")

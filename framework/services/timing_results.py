@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import boost_histogram as bh
 import numpy as np
 
+from ..binning import log_edges
+from . import bounded
+
 if TYPE_CHECKING:
     from ..summary import JobSummary
 
@@ -28,14 +31,6 @@ def _stats(a: np.ndarray) -> dict[str, float]:
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
     return dict(mean=float(a.mean()), median=float(p50), p90=float(p90), p99=float(p99),
                 max=float(a.max()), min=float(a.min()), std=float(a.std()))
-
-
-def log_edges(values: np.ndarray, bins: int, at_least: float = 0.0) -> np.ndarray:
-    """Logarithmic bin edges (ms) covering ``values`` and ``at_least`` (e.g. the budget)."""
-    positive = values[values > 0]
-    lo = max(float(positive.min()) * 0.9, 1e-4) if len(positive) else 1e-4
-    hi = max(float(values.max()) if len(values) else 0.0, at_least, lo * 10) * 1.1
-    return np.geomspace(lo, hi, bins + 1)
 
 
 def _histogram(values: np.ndarray, bins: int, at_least: float = 0.0) -> dict[str, Any]:
@@ -347,7 +342,8 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
         "event": {"real": ev_stats, "cpu": ev_c.stats()},
         # what percentiles, histograms and per-event data come from: every event's row, or the fixed
         # log histograms (past bounded.ROWS_KEPT rows in a stream or max_timing_rows in a merged job)
-        "rows": {"kept": int(len(rows)) if rows is not None else 0, "histogram": rows is None},
+        "rows": {"kept": int(len(rows)) if rows is not None else 0, "histogram": rows is None,
+                 "per_stream": bounded.ROWS_KEPT},  # the bound per stream (report.html says it)
         "source": source,
         "overhead": overhead,
         "modules": modules,

@@ -7,8 +7,9 @@ number written as a string, each value a list of inclusive ``[first, last]`` lum
     {"355374": [[1, 24], [30, 99]], "355375": [[1, 7]]}
 
 A lumi section is selected when one of its run's ranges holds it, exactly as the ``"R:first-R:last"``
-strings LumiList hands to ``lumisToProcess`` select it in CMSSW (a ``last`` of 0 is CMSSW's "to the end
-of the run", a ``first`` of 0 its "from the first"; overlapping ranges select their union). A run with an
+strings LumiList hands to ``lumisToProcess`` select it in CMSSW (a ``last`` of 0 is LumiList's "to the end
+of the run"; overlapping ranges select their union). A ``first`` of 0 is read as lumi 1 here: real lumi
+sections start at 1 (CMSSW's C++ range would make ``R:0-R:5`` select nothing). A run with an
 empty list selects nothing of that run, as in LumiList.
 
 Stricter than LumiList where it would select something else than the file says without a word: a run

@@ -104,7 +104,7 @@ def importable(model: Any, path: Path) -> Any:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset >= OLDEST_IMPORTED:
         return model
-    changed = changed_by_upgrade(model.graph)
+    changed = changed_by_upgrade(model.graph, opset)
     if changed:
         raise ModuleError(f"iree: model {path} is opset {opset}, older than IREE's ONNX import reads "
                           f"({OLDEST_IMPORTED}), and upgrading it would change what its {', '.join(changed)} computes "
@@ -130,6 +130,7 @@ def importable(model: Any, path: Path) -> Any:
 # Runtime on IREE on 2026-12-07, with no word said); nearest sampling picks the same rows at some scales only (x2,
 # x3, /2 do; /4 scored 8 % away, x1.25 differs too: ``nearest_kept``)
 RESAMPLING = ("Upsample", "Resize")
+STATED_COORDINATES = 11  # Resize-11 states its coordinate mode (default half_pixel): the upgrade keeps its values
 ROWS_CHECKED = 4096  # output rows compared per scale: far more than a jet's constituents or features
 
 
@@ -172,10 +173,12 @@ def _scales(node: Any, constants: dict[str, np.ndarray]) -> list[float] | None:
     return [float(v) for v in constants[name].ravel()] if name in constants else None
 
 
-def changed_by_upgrade(graph: Any) -> list[str]:
-    """``Op (mode m)`` of every node, subgraphs included, whose upgrade to ``IMPORT_OPSET`` changes its values (a
-    nearest one: ``Op (mode nearest, scale s)`` naming the first scale that changes, or its scales computed in
-    the graph, which cannot be checked)."""
+def changed_by_upgrade(graph: Any, opset: int) -> list[str]:
+    """``Op (mode m)`` of every node, subgraphs included, of a model of ``opset`` whose upgrade to ``IMPORT_OPSET``
+    changes its values (a nearest one: ``Op (mode nearest, scale s)`` naming the first scale that changes, or its
+    scales computed in the graph, which cannot be checked); none from opset 11, whose Resize states its coordinates."""
+    if opset >= STATED_COORDINATES:
+        return []
     found: set[str] = set()
     constants: dict[str, np.ndarray] | None = None
     for node in graph_nodes(graph):

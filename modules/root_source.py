@@ -40,6 +40,7 @@ from .read_ahead import ReadAhead
 from .source.checks import FileChecks
 from .source.chunk import make_chunk
 from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys
+from .source.file_list import list_files
 from .source.parameters import JetBranches, RootJetSourceParameters
 from .source.reading import LATE_WAIT_S, READ_AHEAD_THREADS, ChunkReading, read_ahead_depth
 from .source.tree import FileState, file_state, open_tree
@@ -138,13 +139,14 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         if self.params.lumi_mask is not None:
             ctx.record_lumi_mask(self.params.lumi_mask.record())
         self._requests = ctx.requests()  # live: filled by the modules' begin_job, read at each chunk
-        self._reading_mask()
+        self._reading_lists()
         self._open_inputs(ctx.entries_needed, keep=not ctx.units)  # a Dask worker reads only some files
 
-    def _reading_mask(self) -> None:
-        """The lumiMask is an input of the job: no output of it may replace the file (destinations.reading)."""
-        if self.params.lumi_mask is not None:
-            reading([self.params.lumi_mask.path])
+    def _reading_lists(self) -> None:
+        """The lumiMask and the text lists of input files are inputs of the job: no output of it may replace
+        them (destinations.reading; the files the lists name are compared once known, ``input_names``)."""
+        mask = [self.params.lumi_mask.path] if self.params.lumi_mask is not None else []
+        reading([*mask, *list_files(self.params.files)])
 
     def _consumers(self, consumed: frozenset[str]) -> None:
         """What the modules consume of the source: the weight makes every file need its branch."""
@@ -166,7 +168,7 @@ class RootJetSource(FileChecks, ChunkReading, Source):
                                       "units are planned by entries; use maxEvents: -1 or a local run")
         source = cls("source", params)
         source._consumers(consumed)
-        source._reading_mask()
+        source._reading_lists()
         try:
             source._open_inputs(entries_needed, keep=False, count_all=True)  # units need every count
             return source.inputs()

@@ -716,6 +716,26 @@ def test_a_job_report_over_an_input_of_the_job_is_refused_and_the_input_kept(tmp
     assert (tmp_path / "out.root").exists() and not _temporaries(tmp_path)
 
 
+@pytest.mark.parametrize("writer", ["modules.out.file", "--job-report"])
+def test_an_output_over_the_text_list_of_input_files_is_refused_and_the_list_kept(writer, tmp_path, capfd) -> None:
+    """``source.files: [files.txt]`` (a list of the inputs) with ``modules.out.file: files.txt`` or
+    ``-j files.txt``: the list was replaced by the ROOT output or the XML report, exit 0, and the next run of
+    the same configuration read no input. The list is read by the job as its files are: refused, kept."""
+    out = tmp_path / "out.root"
+    cfg, source = _root_job(tmp_path, out)
+    listed = tmp_path / "files.txt"
+    listed.write_text(f"{source}\n{SAMPLE}\n")  # the second file is past -n 20: never opened (lazyopen)
+    before = listed.read_text()
+    target = str(listed) if writer == "modules.out.file" else str(out)
+    cfg.write_text(ROOT_JOB.format(source=listed, out=target))
+    code, _, errors = _run(capfd, str(cfg), "-q", "-n", "20", *(["-j", str(listed)] if writer != "modules.out.file"
+                                                                 else []))
+    assert code == 4
+    assert errors == [f"hltrun: error: {writer}: {listed} is an input file of this job ({listed}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert listed.read_text() == before and not _temporaries(tmp_path)
+
+
 def test_two_outputs_of_one_job_with_the_same_name_are_refused(tmp_path, capfd) -> None:
     """``-j o.root`` with ``modules.out.file: o.root`` replaced the ROOT output with the XML job report,
     exit 0. The second writer to claim a file is refused before the first event."""

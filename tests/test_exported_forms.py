@@ -210,18 +210,21 @@ def test_an_old_opset_export_compiles_on_iree_and_agrees(tmp_path, opset):
     np.testing.assert_allclose(iree.run(x)["score"], want, rtol=1e-5)
 
 
-def upsampling_scorer(path: Path, opset: int, mode: str) -> Path:
-    """(N, 100, 3) -> Upsample x2 along both axes (``mode``) -> a weighted sum per jet: the resampling an old
-    convolutional decoder's export has (opset 9 Upsample, opset 10 Resize)."""
+def upsampling_scorer(path: Path, opset: int, mode: str, scales: tuple[float, float] = (2, 2)) -> Path:
+    """(N, 100, 3) -> Upsample by ``scales`` along both axes (``mode``) -> a weighted sum per jet: the resampling
+    an old convolutional decoder's export has (opset 9 Upsample, opset 10 Resize)."""
     from onnx import TensorProto, helper
 
-    ramp = np.linspace(-1, 1, 2 * N * 2 * F, dtype=np.float32).reshape(1, 1, 2 * N, 2 * F)
+    rows, cols = int(N * scales[0]), int(F * scales[1])
+    ramp = np.linspace(-1, 1, rows * cols, dtype=np.float32).reshape(1, 1, rows, cols)
     op = "Upsample" if opset < 10 else "Resize"
+    given = ["x4", "scales"] if opset < 11 else ["x4", "roi", "scales"]  # Resize-11: X, roi, scales
     nodes = [helper.make_node("Unsqueeze", ["jets"], ["x4"], axes=[1]),
-             helper.make_node(op, ["x4", "scales"], ["up"], mode=mode),
+             helper.make_node(op, given, ["up"], mode=mode),
              helper.make_node("Mul", ["up", "ramp"], ["w"]),
              helper.make_node("ReduceSum", ["w"], ["score"], axes=[1, 2, 3], keepdims=0)]
-    weights = {"scales": np.array([1, 1, 2, 2], np.float32), "ramp": ramp}
+    weights = {"scales": np.array([1, 1, *scales], np.float32), "ramp": ramp,
+               **({"roi": np.zeros(0, np.float32)} if opset >= 11 else {})}
     return _save(path, nodes, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], weights, opset, 4)
 
 
@@ -242,6 +245,66 @@ def test_an_old_linear_upsampling_is_refused_on_iree_not_scored_otherwise(tmp_pa
     want = loaded("onnxruntime", nearest).run(x)["score"]
     got = loaded("iree", nearest, engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1).run(x)["score"]
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("opset, scales", [(10, (0.25, 1)), (9, (1.25, 1))])
+def test_an_old_nearest_resampling_the_upgrade_changes_is_refused_on_iree(tmp_path, opset, scales):
+    """Nearest sampling is kept by the upgrade only at some scales (x2, x3, /2): an opset 10 nearest Resize
+    that keeps every 4th constituent (scale 0.25) scored 8 % away from ONNX Runtime on IREE, silently, as the
+    upgrade's half_pixel coordinates pick other rows than the old op's asymmetric ones (an opset 9 x1.25
+    Upsample too). Refused in one line naming the op and the scale, before anything compiles."""
+    model = upsampling_scorer(tmp_path / f"near{opset}.onnx", opset, "nearest", scales)
+    with pytest.raises(ModuleError) as refused:
+        loaded("iree", model, engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1)
+    line = str(refused.value)
+    assert "\n" not in line and f"opset {opset}" in line and f"(mode nearest, scale {scales[0]:g})" in line, line
+    assert "backend: onnxruntime" in line and not list((tmp_path / "cache").rglob("*.vmfb")), line
+
+
+@pytest.mark.parametrize("mode, scales", [("linear", (2, 2)), ("nearest", (0.25, 1))])
+def test_an_opset_11_resize_is_upgraded_for_iree_and_agrees(tmp_path, mode, scales):
+    """A Resize of opset 11 or 12 states its coordinates (half_pixel by default, as after the upgrade), so the
+    upgrade keeps its values: only opset 9 Upsample and opset 10 Resize change. The linear one was refused all
+    the same ('upgrading it would change what its Resize (mode linear) computes'), exit 4, though it agrees."""
+    model = upsampling_scorer(tmp_path / f"{mode}11.onnx", 11, mode, scales)
+    x = jets(3, seed=11)
+    want = loaded("onnxruntime", model).run(x)["score"]
+    got = loaded("iree", model, engine_cache=str(tmp_path / "cache"), opt_batch=1, max_batch=1).run(x)["score"]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_which_old_resampling_the_upgrade_changes():
+    """The scales the rows picked agree at (ONNX Runtime's old and upgraded op, checked one by one): integer
+    upsampling and halving; scales given as an attribute (opset 7 Upsample), an initializer or a Constant
+    node; scales computed in the graph cannot be checked and are named; a Resize of opset 11 is kept."""
+    from onnx import helper, numpy_helper
+
+    from hltrun.modules.inference.iree_backend import changed_by_upgrade
+
+    def graph(node, inits=(), extra=()):
+        return helper.make_graph([*extra, node], "g", [], [], initializer=list(inits))
+
+    def scales(values):
+        return numpy_helper.from_array(np.array([1, 1, *values], np.float32), "s")
+
+    for kept in ((2, 3), (1, 4), (0.5, 1), (1.5, 2.5)):
+        assert changed_by_upgrade(graph(helper.make_node("Resize", ["x", "s"], ["y"], mode="nearest"),
+                                        [scales(kept)]), 10) == [], kept
+    for changed, name in (((1.25, 2), "1.25"), ((1, 1 / 3), "0.333333"), ((0.75, 1), "0.75")):
+        assert changed_by_upgrade(graph(helper.make_node("Resize", ["x", "s"], ["y"], mode="nearest"),
+                                        [scales(changed)]), 10) == [f"Resize (mode nearest, scale {name})"]
+    assert changed_by_upgrade(graph(helper.make_node("Upsample", ["x"], ["y"], mode="nearest",
+                                                     scales=[1.0, 1.0, 2.0, 2.0])), 7) == []
+    assert changed_by_upgrade(graph(helper.make_node("Upsample", ["x"], ["y"], mode="nearest",
+                                                     scales=[1.0, 1.0, 0.25, 1.0])), 7) == [
+        "Upsample (mode nearest, scale 0.25)"]
+    constant = helper.make_node("Constant", [], ["c"], value=scales((1.25, 1)))
+    assert changed_by_upgrade(graph(helper.make_node("Upsample", ["x", "c"], ["y"]), extra=[constant]), 9) == [
+        "Upsample (mode nearest, scale 1.25)"]
+    assert changed_by_upgrade(graph(helper.make_node("Upsample", ["x", "computed"], ["y"])), 9) == [
+        "Upsample (mode nearest, scales computed in the graph)"]
+    linear_11 = helper.make_node("Resize", ["x", "roi", "s"], ["y"], mode="linear")  # states its coordinates
+    assert changed_by_upgrade(graph(linear_11, [scales((0.25, 1))]), 11) == []
 
 
 # ------------------------------------------------------------------ one score per jet

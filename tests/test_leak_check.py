@@ -167,3 +167,41 @@ def test_workers_with_too_few_events_say_so_and_a_local_run_names_no_workers_in_
     one = check_workers({"host:123": _worker_rss(40, 600, 64)}, 100, 1024)
     assert one.worker == "host:123" and one.flagged
     assert describe(one.to_dict()).startswith("RSS slope after 100 warm-up events: +")
+
+
+def _unit(worker: str, job_first: int, own_first: int, n: int, kb_per_event: float):
+    """One work unit's MemoryData: ``n`` events from the job's event ``job_first``, the ``own_first``-th to
+    be measured in its worker process, whose RSS grows by ``kb_per_event`` per event it measures."""
+    from hltrun.framework.services.memory import MemoryData
+
+    own = np.arange(own_first, own_first + n)
+    rss = 150 * 2**20 + own * kb_per_event * KB + PAGE_JITTER[own % len(PAGE_JITTER)]
+    rows = np.stack([np.arange(job_first, job_first + n), rss, own], axis=1).astype(np.int64)
+    state = {k: 150 * 2**20 for k in ("rss_start", "rss_after_begin", "rss_end", "peak_rss", "peak_vsize",
+                                      "kernel_max")}
+    return MemoryData([], [], [], [], [], {worker: {**state, "end_epoch": float(job_first)}}, {worker: rows}, [],
+                      events=n)
+
+
+def test_a_dask_jobs_leak_is_measured_per_1000_of_the_workers_own_events():
+    """Two workers take the job's units of 100 in turn: each measures only every other hundred of the job's
+    events. The leaking worker's slope is per 1000 of the events it ran (its process's count), not per 1000
+    of the job's: fitted on the job's event numbers it read half the leak, and its warm-up counted the
+    other worker's events. An empty unit and a worker that ran no event merge in without changing it."""
+    from hltrun.framework.services.memory import Memory, MemoryParameters
+
+    units = [_unit("tcp://a:1" if i % 2 == 0 else "tcp://b:2", 100 * i, 100 * (i // 2), 100, 64 if i % 2 == 0 else 0)
+             for i in range(40)]
+    units[7:7] = [_unit("tcp://b:2", 4000, 2000, 0, 0), _unit("tcp://c:3", 4000, 0, 0, 0)]
+    merged = units[0]
+    for unit in units[1:]:
+        merged = merged.merge(unit)
+    memory = Memory("Memory", MemoryParameters(leak_warmup=100, leak_threshold_kb=1024))
+    memory.load(merged)
+    leak = memory.results()["leak"]
+    assert leak["worker"] == "tcp://a:1" and leak["flagged"]
+    assert leak["slope_kb_per_1000"] == pytest.approx(64 * 1000, rel=0.02)
+    assert leak["events_used"] == 2000 - 100  # its own 2000 events, less its own warm-up
+    by_worker = {w["worker"]: w for w in leak["workers"]}
+    assert abs(by_worker["tcp://b:2"]["slope_kb_per_1000"]) < 100 and not by_worker["tcp://b:2"]["flagged"]
+    assert by_worker["tcp://c:3"]["slope_kb_per_1000"] is None and not by_worker["tcp://c:3"]["flagged"]

@@ -211,7 +211,8 @@ def test_an_engine_setting_the_engine_does_not_read_is_named(tiny, caplog, tmp_p
     decide = VAEAnomalyScorer._name_unread_settings  # a batching job needs a Process: the decision alone
     for batching, named in ((BatchingParameters(32, 1.0), False), (None, True)):
         params = VAEAnomalyScorerParameters(backend="onnxruntime", max_batch=64, batching=batching)
-        lines = _no_effect_lines(caplog, lambda: decide("modules.vae", "onnxruntime", BackendOptions(max_batch=64), params))
+        opts = BackendOptions(max_batch=64)
+        lines = _no_effect_lines(caplog, lambda: decide("modules.vae", "onnxruntime", opts, params))
         assert bool(lines) == named
 
 

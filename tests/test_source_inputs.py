@@ -384,7 +384,8 @@ def test_files_past_max_events_are_never_opened(tmp_path, monkeypatch, max_event
     reached = ["good.root"] if max_events else []
     assert opened == reached  # one basket per branch: the check keeps it whole, the loop opens it no more
     acct = src.accounting()
-    assert (acct["files"], acct["files_not_opened"], acct["entries_in_files"]) == (3, 3 - len(reached), 30 * len(reached))
+    opened_n = len(reached)
+    assert (acct["files"], acct["files_not_opened"], acct["entries_in_files"]) == (3, 3 - opened_n, 30 * opened_n)
     assert list(acct["files_read"]) == ([str(good)] if max_events else [])  # not reached: not read, not "read 0"
     assert src.input_names() == [str(good), str(notes), str(later)]  # outputs are checked against all of them
 

@@ -104,12 +104,13 @@ def importable(model: Any, path: Path) -> Any:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset >= OLDEST_IMPORTED:
         return model
-    changed = changed_by_upgrade(model.graph)
+    changed = changed_by_upgrade(model.graph, opset)
     if changed:
         raise ModuleError(f"iree: model {path} is opset {opset}, older than IREE's ONNX import reads "
                           f"({OLDEST_IMPORTED}), and upgrading it would change what its {', '.join(changed)} computes "
                           f"(ONNX's version converter gives the Resize half_pixel coordinates, the old op's were "
-                          f"asymmetric): export it at opset {OLDEST_IMPORTED} or later, or use backend: onnxruntime")
+                          f"asymmetric, so other rows or weights): export it at opset {OLDEST_IMPORTED} or later, or "
+                          f"use backend: onnxruntime")
     from onnx import version_converter
 
     try:
@@ -125,19 +126,75 @@ def importable(model: Any, path: Path) -> Any:
 
 # old-opset resampling whose upgrade computes other values: onnx 1.23's converter turns an opset 9 Upsample or an
 # opset 10 Resize into a Resize-11+ without coordinate_transformation_mode, so the default half_pixel replaces the
-# old ops' asymmetric coordinates. Nearest sampling came out the same (scales 1.5, 2, 3), linear did not: an opset 9
-# bilinear Upsample scored 19 % away from ONNX Runtime on IREE on 2026-12-07, with no word said
+# old ops' asymmetric coordinates. Linear sampling changes (an opset 9 bilinear Upsample scored 19 % away from ONNX
+# Runtime on IREE on 2026-12-07, with no word said); nearest sampling picks the same rows at some scales only (x2,
+# x3, /2 do; /4 scored 8 % away, x1.25 differs too: ``nearest_kept``)
 RESAMPLING = ("Upsample", "Resize")
+STATED_COORDINATES = 11  # Resize-11 states its coordinate mode (default half_pixel): the upgrade keeps its values
+ROWS_CHECKED = 4096  # output rows compared per scale: far more than a jet's constituents or features
 
 
-def changed_by_upgrade(graph: Any) -> list[str]:
-    """``Op (mode m)`` of every node, subgraphs included, whose upgrade to ``IMPORT_OPSET`` changes its values."""
+def nearest_kept(scale: float) -> bool:
+    """Whether the upgraded nearest Resize (half_pixel, round_prefer_floor) picks, for every output row, the
+    input row the old op picked (asymmetric: floor(i / scale), ceil when downsampling, as ONNX Runtime runs
+    it; both agree with ONNX Runtime's old and upgraded op at each scale they were compared at, 2026-12-07)."""
+    s = np.float32(scale)
+    if not s > 0:
+        return False
+    i = np.arange(ROWS_CHECKED, dtype=np.float32)
+    old = np.floor(i / s) if s >= 1 else np.ceil(i / s)
+    new = np.maximum(np.ceil((i + np.float32(0.5)) / s - np.float32(1)), 0)  # round half down of (i+.5)/s - .5
+    return bool(np.array_equal(old, new))
+
+
+def _constants(graph: Any) -> dict[str, np.ndarray]:
+    """The float values a resampling's scales input can name: initializers and Constant nodes, subgraphs included."""
+    from onnx import numpy_helper
+
+    found = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph_nodes(graph):
+        if node.op_type == "Constant" and node.domain in STANDARD_DOMAINS:
+            for a in node.attribute:
+                if a.name == "value":
+                    found[node.output[0]] = numpy_helper.to_array(a.t)
+                elif a.name == "value_floats":
+                    found[node.output[0]] = np.array(a.floats, np.float32)
+    return found
+
+
+def _scales(node: Any, constants: dict[str, np.ndarray]) -> list[float] | None:
+    """A resampling node's scales: its attribute (Upsample before opset 9) or its constant input; None: computed."""
+    attrs = {a.name: a for a in node.attribute}
+    if "scales" in attrs:
+        return list(attrs["scales"].floats)
+    if "height_scale" in attrs or "width_scale" in attrs:  # Upsample before opset 7
+        return [attrs[k].f for k in ("height_scale", "width_scale") if k in attrs]
+    name = node.input[1] if len(node.input) > 1 else ""
+    return [float(v) for v in constants[name].ravel()] if name in constants else None
+
+
+def changed_by_upgrade(graph: Any, opset: int) -> list[str]:
+    """``Op (mode m)`` of every node, subgraphs included, of a model of ``opset`` whose upgrade to ``IMPORT_OPSET``
+    changes its values (a nearest one: ``Op (mode nearest, scale s)`` naming the first scale that changes, or its
+    scales computed in the graph, which cannot be checked); none from opset 11, whose Resize states its coordinates."""
+    if opset >= STATED_COORDINATES:
+        return []
     found: set[str] = set()
+    constants: dict[str, np.ndarray] | None = None
     for node in graph_nodes(graph):
         if node.domain in STANDARD_DOMAINS and node.op_type in RESAMPLING:
             mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "nearest")
             if mode != "nearest":
                 found.add(f"{node.op_type} (mode {mode})")
+                continue
+            constants = _constants(graph) if constants is None else constants
+            scales = _scales(node, constants)
+            if scales is None:
+                found.add(f"{node.op_type} (mode nearest, scales computed in the graph)")
+                continue
+            changed = next((s for s in scales if not nearest_kept(s)), None)
+            if changed is not None:
+                found.add(f"{node.op_type} (mode nearest, scale {changed:g})")
     return sorted(found)
 
 

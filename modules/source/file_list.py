@@ -35,7 +35,7 @@ def input_files(entries: "list[str]") -> list[str]:
     files: list[str] = []
     for given, entry in ((given, local_name(given)) for given in entries):
         _refuse_prefix_of_a_literal_file(given, entry)
-        if remote_url(entry) is None and entry.endswith(LIST_SUFFIXES) and Path(user_path(entry)).is_file():
+        if _is_list(entry):
             names = _listed(entry)
             if not names:
                 raise ConfigError(f"source.files: {entry} lists no input file (one name per line; '#' starts a comment)")
@@ -47,6 +47,16 @@ def input_files(entries: "list[str]") -> list[str]:
         else:
             files += _matches(entry, "")
     return files
+
+
+def list_files(entries: "list[str]") -> list[str]:
+    """The text lists among ``source.files`` (``.txt``/``.list``): inputs of the job as the files they name are,
+    so no output of it may replace one (a rerun of the same configuration would then read no input)."""
+    return [entry for entry in map(local_name, entries) if _is_list(entry)]
+
+
+def _is_list(entry: str) -> bool:
+    return remote_url(entry) is None and entry.endswith(LIST_SUFFIXES) and Path(user_path(entry)).is_file()
 
 
 def _refuse_prefix_of_a_literal_file(given: str, entry: str) -> None:

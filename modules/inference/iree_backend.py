@@ -31,7 +31,9 @@ from hltrun.framework.extras import need
 
 from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_version, engine_cache_dir,
                       folder_or_none, model_digest)
+from .autoselect import CHECK_JETS, sample_inputs
 from .buckets import bucket_for, up_to_typical
+from .opset_upgrade import importable
 from .base import (STANDARD_DOMAINS, InferenceBackend, graph_nodes, inline_local_functions, log, require_float32,
                    several_inputs, vendor_note, vendor_ops)
 
@@ -86,116 +88,6 @@ def static_onnx(model: Any, batch: int) -> Any:
         dims[0].dim_value = batch
     del fixed.graph.value_info[:]  # intermediate shapes were inferred for a dynamic batch
     return fixed
-
-
-# IREE's ONNX import (iree-base-compiler 3.13) reads the forms ops have from opset 13 on: an opset 7 or 9
-# export's Flatten and an opset 11 export's Slice were refused by its compiler ("failed to legalize operation
-# 'torch.operator' ... onnx.Flatten"), where the same network exported at opset 13-21 compiled and agreed. An
-# older model is upgraded to IMPORT_OPSET first (the opset 7 MLP upgraded to 13 still failed, on its Reshape;
-# to 14-17 it compiled and agreed with ONNX Runtime), a model of opset 13 or later is imported as it is.
-OLDEST_IMPORTED, IMPORT_OPSET = 13, 17
-
-
-def importable(model: Any, path: Path) -> Any:
-    """The model at ``IMPORT_OPSET`` when it is older than ``OLDEST_IMPORTED`` (ONNX's own version converter,
-    as ``iree-import-onnx --opset-version`` does), else as it is. A model the converter cannot upgrade is
-    handed over as it is: the compiler's line then names the op, as before; one whose upgrade would compute other
-    values (``changed_by_upgrade``) is refused, one line naming the op."""
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None or opset >= OLDEST_IMPORTED:
-        return model
-    changed = changed_by_upgrade(model.graph, opset)
-    if changed:
-        raise ModuleError(f"iree: model {path} is opset {opset}, older than IREE's ONNX import reads "
-                          f"({OLDEST_IMPORTED}), and upgrading it would change what its {', '.join(changed)} computes "
-                          f"(ONNX's version converter gives the Resize half_pixel coordinates, the old op's were "
-                          f"asymmetric, so other rows or weights): export it at opset {OLDEST_IMPORTED} or later, or "
-                          f"use backend: onnxruntime")
-    from onnx import version_converter
-
-    try:
-        upgraded = version_converter.convert_version(model, IMPORT_OPSET)
-    except Exception as exc:  # noqa: BLE001 - the converter's gaps: compile the original
-        log.info("iree: %s: opset %d kept (the ONNX version converter cannot upgrade it to %d: %s)",
-                 path.name, opset, IMPORT_OPSET, one_line(exc), extra={"once": True})
-        return model
-    log.info("iree: %s: opset %d upgraded to %d for IREE's ONNX import", path.name, opset, IMPORT_OPSET,
-             extra={"once": True})
-    return upgraded
-
-
-# old-opset resampling whose upgrade computes other values: onnx 1.23's converter turns an opset 9 Upsample or an
-# opset 10 Resize into a Resize-11+ without coordinate_transformation_mode, so the default half_pixel replaces the
-# old ops' asymmetric coordinates. Linear sampling changes (an opset 9 bilinear Upsample scored 19 % away from ONNX
-# Runtime on IREE on 2026-12-07, with no word said); nearest sampling picks the same rows at some scales only (x2,
-# x3, /2 do; /4 scored 8 % away, x1.25 differs too: ``nearest_kept``)
-RESAMPLING = ("Upsample", "Resize")
-STATED_COORDINATES = 11  # Resize-11 states its coordinate mode (default half_pixel): the upgrade keeps its values
-ROWS_CHECKED = 4096  # output rows compared per scale: far more than a jet's constituents or features
-
-
-def nearest_kept(scale: float) -> bool:
-    """Whether the upgraded nearest Resize (half_pixel, round_prefer_floor) picks, for every output row, the
-    input row the old op picked (asymmetric: floor(i / scale), ceil when downsampling, as ONNX Runtime runs
-    it; both agree with ONNX Runtime's old and upgraded op at each scale they were compared at, 2026-12-07)."""
-    s = np.float32(scale)
-    if not s > 0:
-        return False
-    i = np.arange(ROWS_CHECKED, dtype=np.float32)
-    old = np.floor(i / s) if s >= 1 else np.ceil(i / s)
-    new = np.maximum(np.ceil((i + np.float32(0.5)) / s - np.float32(1)), 0)  # round half down of (i+.5)/s - .5
-    return bool(np.array_equal(old, new))
-
-
-def _constants(graph: Any) -> dict[str, np.ndarray]:
-    """The float values a resampling's scales input can name: initializers and Constant nodes, subgraphs included."""
-    from onnx import numpy_helper
-
-    found = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph_nodes(graph):
-        if node.op_type == "Constant" and node.domain in STANDARD_DOMAINS:
-            for a in node.attribute:
-                if a.name == "value":
-                    found[node.output[0]] = numpy_helper.to_array(a.t)
-                elif a.name == "value_floats":
-                    found[node.output[0]] = np.array(a.floats, np.float32)
-    return found
-
-
-def _scales(node: Any, constants: dict[str, np.ndarray]) -> list[float] | None:
-    """A resampling node's scales: its attribute (Upsample before opset 9) or its constant input; None: computed."""
-    attrs = {a.name: a for a in node.attribute}
-    if "scales" in attrs:
-        return list(attrs["scales"].floats)
-    if "height_scale" in attrs or "width_scale" in attrs:  # Upsample before opset 7
-        return [attrs[k].f for k in ("height_scale", "width_scale") if k in attrs]
-    name = node.input[1] if len(node.input) > 1 else ""
-    return [float(v) for v in constants[name].ravel()] if name in constants else None
-
-
-def changed_by_upgrade(graph: Any, opset: int) -> list[str]:
-    """``Op (mode m)`` of every node, subgraphs included, of a model of ``opset`` whose upgrade to ``IMPORT_OPSET``
-    changes its values (a nearest one: ``Op (mode nearest, scale s)`` naming the first scale that changes, or its
-    scales computed in the graph, which cannot be checked); none from opset 11, whose Resize states its coordinates."""
-    if opset >= STATED_COORDINATES:
-        return []
-    found: set[str] = set()
-    constants: dict[str, np.ndarray] | None = None
-    for node in graph_nodes(graph):
-        if node.domain in STANDARD_DOMAINS and node.op_type in RESAMPLING:
-            mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "nearest")
-            if mode != "nearest":
-                found.add(f"{node.op_type} (mode {mode})")
-                continue
-            constants = _constants(graph) if constants is None else constants
-            scales = _scales(node, constants)
-            if scales is None:
-                found.add(f"{node.op_type} (mode nearest, scales computed in the graph)")
-                continue
-            changed = next((s for s in scales if not nearest_kept(s)), None)
-            if changed is not None:
-                found.add(f"{node.op_type} (mode nearest, scale {changed:g})")
-    return sorted(found)
 
 
 def compile_bucket(model: Any, batch: int, extra_flags: Sequence[str] = ()) -> bytes:
@@ -337,7 +229,6 @@ class IreeBackend(InferenceBackend):
         need("iree.compiler", f"iree: compiling {self.model_path}")
         model = inline_local_functions(onnx.load(str(self.model_path)))  # IREE's importer expands no function
         refuse_vendor_ops(model.graph, self.model_path)  # before the converter, which knows no such op
-        model = importable(model, self.model_path)
         self._inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         self._outputs = [o.name for o in model.graph.output]
         self._fetch: list[int] = []  # positions of the mapped outputs among the module's results
@@ -347,9 +238,12 @@ class IreeBackend(InferenceBackend):
                             for d in self._inputs[0].type.tensor_type.shape.dim)
         require_float32(self.name, self.model_path, self._inputs[0].name,
                         onnx.helper.tensor_dtype_to_np_dtype(self._inputs[0].type.tensor_type.elem_type))
+        jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
+        # the upgrade keeps the graph's inputs and outputs: it is checked on the settled contract's sample jets
+        model = importable(model, self.model_path,
+                           lambda: {self._inputs[0].name: sample_inputs(self, CHECK_JETS, seed=1)})
         refuse_ignored_sequence_lens(model.graph, self.model_path)
         self._ops = graph_ops(model.graph)
-        jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
         self.version = dist_version("iree-base-compiler")
         self.buckets = up_to_typical(self.options.opt_batch, self.options.max_batch)
         self._config = runtime.Config("local-sync" if self.options.threads <= 1 else "local-task")

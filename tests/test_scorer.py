@@ -273,3 +273,13 @@ def test_auto_decides_and_logs_once_per_job(tiny, monkeypatch, caplog):
     facts = job.channels.facts()["accelerators"]["vae"]
     assert facts["backend"] == "onnxruntime" and [t["backend"] for t in facts["timings"]] == ["onnxruntime", "iree"]
     assert all(s.reason.startswith("auto: onnxruntime on CPU, fastest of 2") for s in scorers)
+
+
+@pytest.mark.parametrize("backend, reads_threads", [("onnxruntime", True), ("jax", False)])
+def test_the_scorers_summary_gives_threads_only_for_an_engine_that_took_them(tiny, backend, reads_threads):
+    """JAX (and TensorRT) read no ``threads``: the summary said ``threads: 2`` all the same, a thread count the
+    engine never took, beside the warning that it was not read."""
+    pytest.importorskip(backend)
+    scorer = make_scorer(model=str(tiny.onnx), backend=backend, outputs=["score"], threads=2)
+    scorer.begin_job(fake_job(("cpu",)))
+    assert scorer.summary()["backend"]["threads"] == (2 if reads_threads else None)

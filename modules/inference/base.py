@@ -334,10 +334,13 @@ class InferenceBackend(ABC):
         return out
 
     def describe(self) -> dict[str, Any]:
-        """Versions, device, threads and precision, for the job report and the benchmark table."""
+        """Versions, device, threads and precision, for the job report and the benchmark table. ``threads`` is
+        None for an engine that does not read the setting (JAX, TensorRT): a number there would claim a
+        thread count the engine never took."""
         return {"backend": self.name, "model": str(self.model_path), "device": self.device,
-                "threads": self.options.threads, "inputs": [i.describe() for i in self.contract.inputs],
-                "inputs_from": self.contract.origin, **self._describe()}
+                "threads": self.options.threads if "threads" in self.reads else None,
+                "inputs": [i.describe() for i in self.contract.inputs], "inputs_from": self.contract.origin,
+                **self._describe()}
 
     def close(self) -> None:
         """Release framework resources (device memory, sessions)."""

@@ -736,6 +736,25 @@ def test_an_output_over_the_text_list_of_input_files_is_refused_and_the_list_kep
     assert listed.read_text() == before and not _temporaries(tmp_path)
 
 
+@pytest.mark.parametrize("named", ["~/files.txt", "file://{home}/files.txt"])
+def test_the_text_list_named_with_a_tilde_or_a_file_url_is_an_input_too(named, tmp_path, capfd, monkeypatch) -> None:
+    """``source.files: [~/files.txt]`` with ``-j ~/files.txt``: the list was compared with the output as the
+    literal name ``~/files.txt`` (no such file, so skipped) and replaced by the XML report, exit 0. The path it
+    names is compared: refused, kept."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    out = tmp_path / "out.root"
+    cfg, source = _root_job(tmp_path, out)
+    listed = tmp_path / "files.txt"
+    listed.write_text(f"{source}\n")
+    before = listed.read_text()
+    cfg.write_text(ROOT_JOB.format(source=named.format(home=tmp_path), out=out))
+    code, _, errors = _run(capfd, str(cfg), "-q", "-n", "20", "-j", "~/files.txt")
+    assert code == 4
+    assert errors == [f"hltrun: error: --job-report: {listed} is an input file of this job ({listed}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert listed.read_text() == before and not _temporaries(tmp_path)
+
+
 def test_two_outputs_of_one_job_with_the_same_name_are_refused(tmp_path, capfd) -> None:
     """``-j o.root`` with ``modules.out.file: o.root`` replaced the ROOT output with the XML job report,
     exit 0. The second writer to claim a file is refused before the first event."""

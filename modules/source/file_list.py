@@ -51,8 +51,9 @@ def input_files(entries: "list[str]") -> list[str]:
 
 def list_files(entries: "list[str]") -> list[str]:
     """The text lists among ``source.files`` (``.txt``/``.list``): inputs of the job as the files they name are,
-    so no output of it may replace one (a rerun of the same configuration would then read no input)."""
-    return [entry for entry in map(local_name, entries) if _is_list(entry)]
+    so no output of it may replace one (a rerun of the same configuration would then read no input). Each as the
+    path it names (``~`` expanded): the guard stats it, and ``~/files.txt`` taken literally named no file."""
+    return [os.fspath(user_path(entry)) for entry in map(local_name, entries) if _is_list(entry)]
 
 
 def _is_list(entry: str) -> bool:

@@ -257,6 +257,21 @@ def test_service_rows_are_bounded_and_totals_exact(monkeypatch, write_config):
     assert memory.rss_event_index()[-1] >= 1000 - 2 * r["rss_series_stride"]  # spans the whole job
 
 
+def test_the_rows_bound_reported_is_the_one_the_streams_applied(write_config):
+    """``rows.per_stream`` (what report.html says) is the stream's bound, ``maxTimingRows`` when that is lower than
+    ``bounded.ROWS_KEPT``: it said 10,000 for a job whose streams kept 50 rows."""
+    cfg = write_config("""
+        source: {type: TestCountingSource, n: 120}
+        modules: {sq: {type: TestSquare}}
+        paths: {p: [sq]}
+        options: {executor: {maxTimingRows: 50}}
+        services: {Timing: {}}
+    """)
+    summary, process = run_config(cfg)
+    (timing,) = process.services
+    assert timing.result(summary)["rows"] == {"kept": 0, "histogram": True, "per_stream": 50}
+
+
 def _timing_rows(n_events: int, limit: int, budget_ns: int, seed: int = 0):
     """A Timing stream's rows fed with ``n_events`` random event times; returns it and the times."""
     from hltrun.framework.services.timing import _Rows

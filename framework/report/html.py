@@ -194,7 +194,7 @@ def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> s
 
 
 def _folded(res: dict[str, Any]) -> bool:
-    """Whether the job's event times are histograms only: past ``bounded.ROWS_KEPT`` events per stream
+    """Whether the job's event times are histograms only: past ``rows.per_stream`` events per stream
     (or ``options.executor.maxTimingRows`` in all) no per-event row is kept, so memory stays flat."""
     return bool(res["events"]) and res.get("rows", {}).get("histogram", False)
 
@@ -203,8 +203,8 @@ def _along_the_job(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     real, index, stream = arrays["real_ms"], arrays["index"], arrays["stream"]
     budget = res["budget"]["budget_ms"]
     if not len(real) and _folded(res):  # no row to draw: say why, not an empty frame with the budget line
-        return (f"<p>No plot of the time per event along the job: past {res['rows']['per_stream']:,} events per "
-                "stream (or "
+        return (f"<p>No plot of the time per event along the job: past {res['rows']['per_stream']:,} events "
+                "per stream (or "
                 "<code>options.executor.maxTimingRows</code> in all) the Timing service keeps histograms of the "
                 "event times, not one row per event, so that memory stays flat; the distribution above and the "
                 "figures are over every event.</p>")

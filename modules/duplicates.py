@@ -10,7 +10,9 @@ a check inside each alone kept an event whose first copy was in another unit.
 
 Memory: ids are kept as 16-byte keys in sorted numpy runs merged like a log-structured tree
 (O(log n) runs, O(n log n) total work): 16 bytes per event remembered, i.e. 16 MB per million events
-in ``checkAllFilesOpened`` mode, bounded by the largest file in ``checkEachFile`` mode.
+in ``checkAllFilesOpened`` mode, bounded by the largest file in ``checkEachFile`` mode. A merge holds
+its two runs and the merged one (sorted in place) at once: up to twice the remembered bytes, briefly,
+when the largest runs merge (docs/memory.md, "What grows in a long job").
 """
 
 from __future__ import annotations
@@ -65,9 +67,8 @@ class DuplicateChecker:
     def first_seen(self, k: np.ndarray) -> np.ndarray:
         if self.mode == "noDuplicateCheck" or len(k) == 0:
             return np.ones(len(k), bool)
-        _, first = np.unique(k, return_index=True)
         keep = np.zeros(len(k), bool)
-        keep[first] = True  # the first of equal ids within this chunk
+        keep[np.unique(k, return_index=True)[1]] = True  # the first of equal ids within this chunk
         keep &= ~self._known(k)
         self._add(np.sort(k[keep]))
         return keep
@@ -78,7 +79,9 @@ class DuplicateChecker:
         self._runs.append(run)
         while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
             last = self._runs.pop()
-            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]))
+            merged = np.concatenate([self._runs[-1], last])
+            merged.sort()  # in place: np.sort's copy made a merge hold its runs three times, not twice
+            self._runs[-1] = merged
 
     @property
     def remembered(self) -> int:

@@ -412,6 +412,32 @@ def test_a_file_past_max_events_that_the_job_reaches_is_checked_then(tmp_path, m
     assert src.bad_files[0].startswith(f"{notes}: whole file skipped (source: cannot read {notes} as a ROOT file")
 
 
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_a_file_past_max_events_reached_and_bad_is_no_longer_counted_not_opened(tmp_path, skip_bad):
+    """A file begin_job left unopened, reached by a lumi selection and found bad (here: gone since the job
+    began) stops the job naming it; its report said "files not opened 2 of 3 (… the job never reached
+    them)", counting the file that stopped it. Reached is opened: only the file after it is not."""
+    from hltrun.framework.errors import FileOpenError
+
+    first = write_counts(tmp_path / "first.root", make_events(30, seed=1))
+    gone = write_counts(tmp_path / "gone.root", make_events(30, seed=2))
+    last = write_counts(tmp_path / "last.root", make_events(30, seed=3))
+    src, _ = read([first, gone, last], SourceContext(max_events=10), duplicateCheckMode="noDuplicateCheck",
+                  lumisToProcess=["999:1"], skipBadFiles=skip_bad)  # selects nothing: the job reads on
+    assert src.accounting()["files_not_opened"] == 2
+    gone.unlink()
+    if skip_bad:
+        assert list(src.events(0, 10)) == []
+    else:
+        with pytest.raises(FileOpenError, match="gone.root"):
+            list(src.events(0, 10))
+    src.end_job()
+    acct = src.accounting()
+    assert acct["files_not_opened"] == (0 if skip_bad else 1)  # last.root: reached only when gone.root is skipped
+    assert acct["bad_files"] == (1 if skip_bad else 0)
+    assert acct["entries_in_files"] == (60 if skip_bad else 30)
+
+
 def test_a_non_root_file_past_max_events_does_not_fail_the_job(tmp_path, write_config, capfd):
     """The command a physicist runs: -n 5 over a list whose second file is no ROOT file (exit 3 before)."""
     from hltrun.framework.cli import main as hltrun

@@ -438,6 +438,37 @@ def test_a_file_past_max_events_reached_and_bad_is_no_longer_counted_not_opened(
     assert acct["entries_in_files"] == (60 if skip_bad else 30)
 
 
+def test_a_stopping_job_stops_the_search_for_a_selected_event(tmp_path, monkeypatch):
+    """A SIGTERM while the source looks for the next selected event (a lumi selection that keeps nothing
+    further): the loop takes no new event (``draining``), but the source read on through every remaining
+    file first, each opened and read to the end, before the job could stop (hours on a dataset). Now it
+    stops after the chunk it is reading: the files after it are not opened."""
+    from hltrun.framework.context import LoopState, StreamActivity
+
+    first = write_counts(tmp_path / "first.root", make_events(30, seed=1))
+    later = [write_counts(tmp_path / f"later{i}.root", [dict(e, run=2) for e in make_events(30, seed=i + 2)])
+             for i in range(2)]
+    loop = LoopState()
+    opened = _opened(monkeypatch)
+    real = RootJetSource._check_file
+
+    def signal_while_checking(self, path, *args, **kwargs):  # the signal comes while a late file is checked
+        if path.endswith("later0.root"):
+            loop.draining = True
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(RootJetSource, "_check_file", signal_while_checking)
+    src = RootJetSource("source", build(RootJetSourceParameters, {
+        "files": [str(f) for f in [first, *later]], "lumisToProcess": ["1:1-1:1"], "chunk_size": 10,
+        "duplicateCheckMode": "noDuplicateCheck"}, "source"))
+    src.begin_job(SourceContext(max_events=20, activity=StreamActivity(loop)))
+    assert sum(1 for _ in src.events(0, None)) == 30  # first.root's; then the search for another stops
+    src.end_job()
+    assert "later1.root" not in opened
+    acct = src.accounting()
+    assert (acct["read"], acct["not_selected"], acct["files_not_opened"]) == (30, 10, 1)
+
+
 def test_a_non_root_file_past_max_events_does_not_fail_the_job(tmp_path, write_config, capfd):
     """The command a physicist runs: -n 5 over a list whose second file is no ROOT file (exit 3 before)."""
     from hltrun.framework.cli import main as hltrun

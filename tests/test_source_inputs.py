@@ -4,6 +4,7 @@ file layouts (with indirection) and on the shipped samples."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import awkward as ak
@@ -467,6 +468,28 @@ def test_a_stopping_job_stops_the_search_for_a_selected_event(tmp_path, monkeypa
     assert "later1.root" not in opened
     acct = src.accounting()
     assert (acct["read"], acct["not_selected"], acct["files_not_opened"]) == (30, 10, 1)
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced"])
+def test_a_checked_file_gone_when_the_loop_opens_it_says_it_changed(tmp_path, change):
+    """A file begin_job found and checked, removed (or replaced by a text file) by another process before the
+    loop opens it: the line was "input file not found: …/b.root" (or "… does not start with ROOT's
+    signature"), which reads as a typo in the file list for a file the job had read the header of. It now
+    says how the file changed since the job first opened it, as a failed read does."""
+    from hltrun.framework.errors import FileOpenError
+
+    a, b = (write_counts(tmp_path / f"{n}.root", make_events(30, seed=i + 1), per_basket=10)
+            for i, n in enumerate("ab"))
+    src, stream = read([a, b], SourceContext(), chunk_size=10, duplicateCheckMode="noDuplicateCheck")
+    assert sum(1 for _ in zip(range(30), stream)) == 30  # a.root read; b.root not yet opened by the loop
+    if change == "removed":
+        b.unlink()
+    else:
+        (tmp_path / "new").write_text("not a ROOT file")
+        os.replace(tmp_path / "new", b)
+    with pytest.raises(FileOpenError, match=f"{b}.*; it was {change} .*while the job read it"):
+        next(stream)
+    src.end_job()
 
 
 def test_a_non_root_file_past_max_events_does_not_fail_the_job(tmp_path, write_config, capfd):

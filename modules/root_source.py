@@ -246,6 +246,8 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         for path in list(self.files):  # a file reached and found bad leaves the list (skipBadFiles)
             if left is not None and left <= 0 and to_skip == 0:
                 break  # done: the files after this one are not opened (as cmsRun with maxEvents)
+            if self._stopping():
+                return  # the files after this one are not opened: nothing of them would be processed
             try:
                 self._reach(path)
             except SourceError as exc:
@@ -336,6 +338,8 @@ class RootJetSource(FileChecks, ChunkReading, Source):
                 count_lumis(lumis, chunk, used, handed_out(keep, selected, used))
                 passed += used
                 chunk = None
+                if self._stopping():
+                    break  # not the next chunk: its events would be read and not processed
         except SourceError as exc:
             if not self.params.skipBadFiles:
                 raise
@@ -351,6 +355,14 @@ class RootJetSource(FileChecks, ChunkReading, Source):
                     self._count["kept_entries_used"] += passed
             if not lumis:
                 self._lumis_read.pop(path, None)
+
+    def _stopping(self) -> bool:
+        """The loop takes no new event (a signal, another stream's error): reading on would only read.
+        Between events that is the loop's own check; this one is for a search that hands out none (a
+        lumiMask, lumisToProcess or eventsToProcess selecting nothing further, duplicates, skipped bad
+        files), which read every remaining file after a SIGTERM before the job could stop."""
+        activity = self._ctx.activity
+        return activity is not None and activity.draining()
 
     def _duplicate(self, event_id: EventID, path: str) -> None:
         self._count["duplicates"] += 1

@@ -275,3 +275,28 @@ def test_a_job_that_skipped_a_bad_file_parses_to_a_skipped_file(tmp_path):
     assert set(out["runs"]) == {1}  # only the good file's run reached the output
     assert fjr["errors"] == []
     assert np.sum([i["events"] for i in fjr["inputs"]]) == fjr["performance"]["ProcessingSummary"]["NumberEvents"]
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_a_bad_file_past_max_events_parses_as_one_found_at_begin_job(tmp_path, skip_bad):
+    """A file begin_job did not open (past maxEvents), reached by a lumi selection and found bad: WMCore reads
+    it as it reads a bad file found at begin_job (a <SkippedFile> with skipBadFiles, a FileOpenError without),
+    and the file never reached is no <InputFile>."""
+    a, b = _files(tmp_path)
+    notes = tmp_path / "notes.root"
+    notes.write_text("not a ROOT file")
+    late = write_counts(tmp_path / "late.root", make_events(40, seed=3))  # never reached: b.root gives 10
+    extra = ", lumisToProcess: ['2:1-2:2']" + (", skipBadFiles: true" if skip_bad else "")
+    cfg = _config(tmp_path, [a, notes, b, late], source_extra=extra)
+    cfg.write_text(cfg.read_text().replace("options: {skipEvents: 0}", "options: {skipEvents: 0, maxEvents: 10}"))
+    res = subprocess.run(_command(tmp_path, cfg), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == (0 if skip_bad else 3), res.stderr
+    fjr = parse_fwjr(tmp_path / "fjr.xml")
+    if skip_bad:
+        assert fjr["skipped"] == [("", str(notes))] and fjr["errors"] == []
+        assert [(i["pfn"], i["events"]) for i in fjr["inputs"]] == [(str(a), 0), (str(b), 10)]
+    else:
+        ((code, kind, details),) = fjr["errors"]
+        assert (code, kind) == (8020, "FileOpenError") and str(notes) in details
+        assert fjr["skipped"] == [] and [(i["pfn"], i["events"]) for i in fjr["inputs"]] == [(str(a), 0)]
+    assert str(late) not in (tmp_path / "fjr.xml").read_text()

@@ -4,6 +4,7 @@ file layouts (with indirection) and on the shipped samples."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import awkward as ak
@@ -410,6 +411,85 @@ def test_a_file_past_max_events_that_the_job_reaches_is_checked_then(tmp_path, m
     assert (acct["files"], acct["files_not_opened"], acct["entries_in_files"]) == (3, 0, 90)
     assert (acct["bad_files"], acct["duplicates"], acct["bad_entries_per_file"]) == (1, 30, {str(notes): 0})
     assert src.bad_files[0].startswith(f"{notes}: whole file skipped (source: cannot read {notes} as a ROOT file")
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_a_file_past_max_events_reached_and_bad_is_no_longer_counted_not_opened(tmp_path, skip_bad):
+    """A file begin_job left unopened, reached by a lumi selection and found bad (here: gone since the job
+    began) stops the job naming it; its report said "files not opened 2 of 3 (… the job never reached
+    them)", counting the file that stopped it. Reached is opened: only the file after it is not."""
+    from hltrun.framework.errors import FileOpenError
+
+    first = write_counts(tmp_path / "first.root", make_events(30, seed=1))
+    gone = write_counts(tmp_path / "gone.root", make_events(30, seed=2))
+    last = write_counts(tmp_path / "last.root", make_events(30, seed=3))
+    src, _ = read([first, gone, last], SourceContext(max_events=10), duplicateCheckMode="noDuplicateCheck",
+                  lumisToProcess=["999:1"], skipBadFiles=skip_bad)  # selects nothing: the job reads on
+    assert src.accounting()["files_not_opened"] == 2
+    gone.unlink()
+    if skip_bad:
+        assert list(src.events(0, 10)) == []
+    else:
+        with pytest.raises(FileOpenError, match="gone.root"):
+            list(src.events(0, 10))
+    src.end_job()
+    acct = src.accounting()
+    assert acct["files_not_opened"] == (0 if skip_bad else 1)  # last.root: reached only when gone.root is skipped
+    assert acct["bad_files"] == (1 if skip_bad else 0)
+    assert acct["entries_in_files"] == (60 if skip_bad else 30)
+
+
+def test_a_stopping_job_stops_the_search_for_a_selected_event(tmp_path, monkeypatch):
+    """A SIGTERM while the source looks for the next selected event (a lumi selection that keeps nothing
+    further): the loop takes no new event (``draining``), but the source read on through every remaining
+    file first, each opened and read to the end, before the job could stop (hours on a dataset). Now it
+    stops after the chunk it is reading: the files after it are not opened."""
+    from hltrun.framework.context import LoopState, StreamActivity
+
+    first = write_counts(tmp_path / "first.root", make_events(30, seed=1))
+    later = [write_counts(tmp_path / f"later{i}.root", [dict(e, run=2) for e in make_events(30, seed=i + 2)])
+             for i in range(2)]
+    loop = LoopState()
+    opened = _opened(monkeypatch)
+    real = RootJetSource._check_file
+
+    def signal_while_checking(self, path, *args, **kwargs):  # the signal comes while a late file is checked
+        if path.endswith("later0.root"):
+            loop.draining = True
+        return real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(RootJetSource, "_check_file", signal_while_checking)
+    src = RootJetSource("source", build(RootJetSourceParameters, {
+        "files": [str(f) for f in [first, *later]], "lumisToProcess": ["1:1-1:1"], "chunk_size": 10,
+        "duplicateCheckMode": "noDuplicateCheck"}, "source"))
+    src.begin_job(SourceContext(max_events=20, activity=StreamActivity(loop)))
+    assert sum(1 for _ in src.events(0, None)) == 30  # first.root's; then the search for another stops
+    src.end_job()
+    assert "later1.root" not in opened
+    acct = src.accounting()
+    assert (acct["read"], acct["not_selected"], acct["files_not_opened"]) == (30, 10, 1)
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced"])
+def test_a_checked_file_gone_when_the_loop_opens_it_says_it_changed(tmp_path, change):
+    """A file begin_job found and checked, removed (or replaced by a text file) by another process before the
+    loop opens it: the line was "input file not found: …/b.root" (or "… does not start with ROOT's
+    signature"), which reads as a typo in the file list for a file the job had read the header of. It now
+    says how the file changed since the job first opened it, as a failed read does."""
+    from hltrun.framework.errors import FileOpenError
+
+    a, b = (write_counts(tmp_path / f"{n}.root", make_events(30, seed=i + 1), per_basket=10)
+            for i, n in enumerate("ab"))
+    src, stream = read([a, b], SourceContext(), chunk_size=10, duplicateCheckMode="noDuplicateCheck")
+    assert sum(1 for _ in zip(range(30), stream)) == 30  # a.root read; b.root not yet opened by the loop
+    if change == "removed":
+        b.unlink()
+    else:
+        (tmp_path / "new").write_text("not a ROOT file")
+        os.replace(tmp_path / "new", b)
+    with pytest.raises(FileOpenError, match=f"{b}.*; it was {change} .*while the job read it"):
+        next(stream)
+    src.end_job()
 
 
 def test_a_non_root_file_past_max_events_does_not_fail_the_job(tmp_path, write_config, capfd):

@@ -183,8 +183,17 @@ class FileChecks:
         real = os.path.realpath(path)
         if real not in self._deferred:
             return
-        with self.bulk_io():
-            n = self._check_file(path)
+        try:
+            with self.bulk_io():
+                n = self._check_file(path)
+        except SourceError:  # reached and bad: no longer "not opened" (a job it stops must not say so)
+            listings = self._deferred[real]
+            if path in listings:  # a listing of it not reached yet is checked when reached
+                listings.remove(path)
+                self._count["files_not_opened"] -= 1
+            if not listings:
+                del self._deferred[real]
+            raise
         listings = self._deferred.pop(real)  # every listing of the file (allowDuplicateFiles): now known
         for listed in listings:
             if listed not in self.entries:
@@ -195,13 +204,7 @@ class FileChecks:
     def _skip_reached(self, path: str, reason: str) -> None:
         """A file past maxEvents, reached and found bad (``skipBadFiles``): skipped whole, as begin_job
         skips a bad file (its entries were never known), and no longer among the job's files."""
-        listings = self._deferred.get(os.path.realpath(path), [])
-        if path in listings:
-            listings.remove(path)
-            self._count["files_not_opened"] -= 1
-            if not listings:
-                self._deferred.pop(os.path.realpath(path), None)
-        self._skip_bad_file(path, reason)
+        self._skip_bad_file(path, reason)  # ``_reach`` took it out of the files not opened
         self.files.remove(path)
         self._count["files"] = len(self.files)
 

@@ -145,7 +145,7 @@ class ChunkReading:
         missing = [name for name in (*self._extra_jet, *self._extra_cand) if name not in arrays.fields]
         if not missing:
             return arrays
-        tree = self._open_tree(path)
+        tree = self._reopen(path)
         try:
             extra = columns(tree, tree.arrays(missing, library="ak"), missing)
         except Exception as exc:
@@ -157,11 +157,23 @@ class ChunkReading:
             arrays[name] = extra[name]
         return arrays
 
+    def _reopen(self, path: str) -> Any:
+        """Open ``path`` for the loop's reads. One begin_job checked and that fails to open now was removed,
+        replaced or cut by another process meanwhile: the line says so ("input file not found" alone, for
+        a file the job had found and checked, read as a typo in the file list)."""
+        try:
+            return self._open_tree(path)
+        except SourceError as exc:
+            changed = changed_since(path, self._first_opened.get(os.path.realpath(path)))
+            if changed is None:
+                raise
+            raise type(exc)(f"{exc}; {changed}") from exc
+
     def _read_file(self, path: str, start: int, stop: int) -> Iterator[tuple[Chunk, dict[str, int]]]:
         """Open ``path``, read entries ``start``..``stop`` chunk by chunk and convert each; yield
         (chunk, counter increments, the pool's CPU included). Runs in the loop's thread, or in the
         read-ahead thread: it touches no counter itself, the loop adds them when it takes the chunk."""
-        tree = self._open_tree(path)
+        tree = self._reopen(path)
         pool, failed = self._pool(), True
         at = start  # the first entry of the chunk being read: a failure names that chunk, not the range
         try:

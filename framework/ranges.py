@@ -17,6 +17,7 @@ selection costs nothing per event in Python.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -100,15 +101,21 @@ def _in(exc: ValueError, text: str) -> str:
     return msg if repr(str(text)) in msg else f"{msg} in {str(text)!r}"
 
 
-def _in_lumis(ranges: Sequence[LumiRange], rl: np.ndarray) -> np.ndarray:
-    """Which of the (run << 32 | lumi) values one of ``ranges`` holds. One binary search per event, not one
-    pass over the chunk per range: a year's certification JSON holds thousands of ranges."""
-    lo = np.array([(r.start[0] << 32) | r.start[1] for r in ranges], np.uint64)
-    hi = np.array([(r.end[0] << 32) | (r.end[1] or _MAX32) for r in ranges], np.uint64)
-    order = np.argsort(lo, kind="stable")
-    lo, reach = lo[order], np.maximum.accumulate(hi[order])  # reach[i]: the farthest end of ranges 0..i
-    last = np.searchsorted(lo, rl, side="right") - 1  # the last range starting at or before each value
-    return (last >= 0) & (rl <= reach[np.maximum(last, 0)])
+class _LumiIndex:
+    """``ranges`` as sorted starts and running farthest ends, built once per selection: a test is then one
+    binary search per event, not one pass over the chunk per range (a year's certification JSON holds
+    thousands of ranges), and nothing per chunk grows with the number of ranges."""
+
+    def __init__(self, ranges: Sequence[LumiRange]) -> None:
+        lo = np.array([(r.start[0] << 32) | r.start[1] for r in ranges], np.uint64)
+        hi = np.array([(r.end[0] << 32) | (r.end[1] or _MAX32) for r in ranges], np.uint64)
+        order = np.argsort(lo, kind="stable")
+        self.lo, self.reach = lo[order], np.maximum.accumulate(hi[order])  # reach[i]: farthest end of 0..i
+
+    def holds(self, rl: np.ndarray) -> np.ndarray:
+        """Which of the (run << 32 | lumi) values one of the ranges holds."""
+        last = np.searchsorted(self.lo, rl, side="right") - 1  # the last range starting at or before each
+        return (last >= 0) & (rl <= self.reach[np.maximum(last, 0)])
 
 
 @dataclass(frozen=True)
@@ -138,13 +145,17 @@ class Selection:
     def __bool__(self) -> bool:
         return bool(self.lumis or self.events or self.lumi_mask)
 
+    @functools.cached_property
+    def _lumi_indexes(self) -> tuple[_LumiIndex, ...]:
+        """lumisToProcess's and the mask's ranges, indexed once (not per chunk)."""
+        return tuple(_LumiIndex(ranges) for ranges in (self.lumis, self.lumi_mask) if ranges)
+
     def mask(self, run: np.ndarray, lumi: np.ndarray, event: np.ndarray) -> np.ndarray:
         """Which of the events (run, lumi, event arrays) are selected."""
         run, lumi, event = (np.asarray(x, np.uint64) for x in (run, lumi, event))
         keep = np.ones(len(run), bool)
-        for ranges in (self.lumis, self.lumi_mask):
-            if ranges:
-                keep &= _in_lumis(ranges, (run << np.uint64(32)) | lumi)
+        for index in self._lumi_indexes:
+            keep &= index.holds((run << np.uint64(32)) | lumi)
         if self.events:
             inside = np.zeros(len(run), bool)
             for r in self.events:

@@ -121,3 +121,18 @@ def test_run_0_selects_run_0():
     assert Selection.parse(["0:1-0:max"], []).mask(run, lumi, event).tolist() == [True, False, True]
     assert Selection.parse([], ["0:5:7"]).mask(run, lumi, event).tolist() == [True, False, False]
     assert Selection.parse([], ["0:0-0:max"]).mask(run, lumi, event).tolist() == [True, False, True]
+
+
+def test_the_lumi_ranges_are_indexed_once_not_per_chunk(monkeypatch) -> None:
+    """A 2M-range mask made selection ~8x slower than none (214 against ~1800 events/s): every chunk sorted
+    every range again. The ranges are indexed once per selection; each chunk is a binary search."""
+    from hltrun.framework import ranges as ranges_module
+
+    built = []
+    real = ranges_module._LumiIndex.__init__
+    monkeypatch.setattr(ranges_module._LumiIndex, "__init__", lambda self, r: (built.append(len(r)), real(self, r))[1])
+    sel = ranges_module.Selection.parse(["1:2-1:3"], [], [ranges_module.LumiRange((1, 3), (1, 9))])
+    run, lumi, event = np.ones(6, np.uint64), np.arange(1, 7, dtype=np.uint64), np.arange(6, dtype=np.uint64)
+    for _ in range(5):
+        assert sel.mask(run, lumi, event).tolist() == [False, False, True, False, False, False]
+    assert built == [1, 1]  # lumisToProcess's and the mask's, once each

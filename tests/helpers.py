@@ -13,6 +13,11 @@ from hltrun.framework.eventloop import EventProcessor
 from hltrun.framework.process import Process
 from hltrun.framework.summary import JobSummary
 
+# ``python -c`` code running the hltrun CLI with the tests' plugin modules registered (a job in a subprocess,
+# for signals and exit codes)
+CLI_WITH_TEST_PLUGINS = ("import sys, tests.plugins; from hltrun.framework.cli import main; "
+                         "sys.exit(main(sys.argv[1:]))")
+
 
 def run_config(path: Path, *overrides: str) -> tuple[JobSummary, Process]:
     process = Process(load(path, list(overrides)))

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import CLI_WITH_TEST_PLUGINS
+
 REPO = Path(__file__).resolve().parents[1]
-RUN = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
+RUN = CLI_WITH_TEST_PLUGINS
 
 JOB = """
 process: EDGE

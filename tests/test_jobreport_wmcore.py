@@ -38,10 +38,11 @@ import pytest
 import uproot
 
 from tests.conftest import make_events, write_counts
+from tests.helpers import CLI_WITH_TEST_PLUGINS
 from tests.test_bad_inputs import _corrupt
 
 REPO = Path(__file__).resolve().parents[1]
-RUN = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
+RUN = CLI_WITH_TEST_PLUGINS
 
 _FLOAT = re.compile(r"(^[-]?\d+\.\d*$|^\d*\.{1,1}\d+$)")  # WMCore's pat_float
 _INT = re.compile(r"(^[0-9-]$|^[0-9-][0-9]*$)")  # WMCore's pat_int

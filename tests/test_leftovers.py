@@ -16,9 +16,10 @@ import pytest
 
 from hltrun.framework import leftovers
 from hltrun.framework.atomic import Staged, write_bytes
+from tests.helpers import CLI_WITH_TEST_PLUGINS
 
 REPO = Path(__file__).resolve().parents[1]
-RUN = "import sys, tests.plugins; from hltrun.framework.cli import main; sys.exit(main(sys.argv[1:]))"
+RUN = CLI_WITH_TEST_PLUGINS
 HOUR_AGO = time.time() - 3600
 
 JOB = """

@@ -113,3 +113,42 @@ def test_the_summary_keeps_each_path_runs_device_split_and_accelerator(tmp_path,
         assert "3.5429  vae" in run, run
         assert run.count("H2D ms compute ms") == 1, run
         assert "event loop 3.59 s at 557.6 events/s" in run, run
+
+
+SOURCE = ("framework", "modules", "tools", "hltrun", "configs", "tests", "data", "setup.cfg", "pyproject.toml")
+
+
+def _source_id(root: Path, env: dict[str, str]) -> str:
+    """What ``gpu_check.sh --source-id`` prints in ``root`` (under the stub: a script without the option runs
+    no real step)."""
+    res = subprocess.run(["bash", str(root / "tools" / "gpu_check.sh"), "--source-id"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("sha256sum") is None, reason="needs bash, sha256sum")
+def test_the_summary_names_the_source_without_git(tmp_path, stub_path):
+    """The device tool copies the tree without .git, so the summary's commit is '?' there: its first line also
+    gives the source id that --source-id prints on the checkout, so a GPU run's figures name their code; a
+    changed source file changes it."""
+    tree = tmp_path / "tree"
+    for name in SOURCE:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, tree / name, ignore=shutil.ignore_patterns("__pycache__", "large", "engines"))
+        else:
+            shutil.copy2(src, tree / name)
+    out, log, path_log = tmp_path / "out", tmp_path / "stub.log", tmp_path / "path.log"
+    path_log.write_text(PATH_LOG)
+    env = {**os.environ, "PATH": stub_path, "OUT": str(out), "SITE": str(tmp_path / "site"), "TMPDIR": str(tmp_path),
+           "STUB_LOG": str(log), "STUB_PATH_LOG": str(path_log), "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    res = subprocess.run(["bash", str(tree / "tools" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    first = (out / "summary.txt").read_text().splitlines()[0]
+    env["OUT"] = str(tmp_path / "out-id")
+    source = _source_id(REPO, env)
+    assert len(source) == 12 and first.endswith(f"commit ?, source {source}"), (first, source[-300:])
+    (tree / "modules" / "inference" / "base.py").write_text("# changed\n", encoding="utf-8")
+    assert _source_id(tree, env) != source

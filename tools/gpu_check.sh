@@ -37,8 +37,20 @@
 #   path-jax-4    the shipped path on jax, 4 streams
 #   hltbench      the TensorRT / ORT-GPU engines where installed (absent ones are named, not run)
 # Absent pieces are skipped and named (pytest -rs; hltbench 'Not measured here').
+#
+#   tools/gpu_check.sh --source-id             # prints the source id the summary's first line gives
+#
+# The device tool copies the working tree without .git, so the commit is '?' there: the summary's first line
+# also gives a sha256 of the files that make the figures (code, configs, tests, models and samples), which
+# `--source-id` prints on any checkout, to tie a GPU run's figures to a commit.
 set -u
 cd "$(dirname "$0")/.."
+source_id() {  # 12 hex digits of the sha256 of the files below (caches and git-ignored data left out)
+    find framework modules tools hltrun configs tests data setup.cfg pyproject.toml -type f \
+        ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path 'data/large/*' ! -path 'data/models/engines/*' -print0 \
+        | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12
+}
+if [ "${1:-}" = "--source-id" ]; then source_id; exit 0; fi
 OUT="${OUT:-./gpu_out}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
@@ -81,7 +93,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit (cut to the dead
     return 0
 }
 
-note "hltrun GPU check $(date -u +%FT%TZ) on $(hostname), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+note "hltrun GPU check $(date -u +%FT%TZ) on $(hostname)," \
+    "commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), source $(source_id)"
 step nvidia-smi 20 nvidia-smi
 
 mkdir -p "$SITE"

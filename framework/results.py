@@ -30,6 +30,10 @@ _COUNTERS = {"module_summaries"}  # modules' summary(): integer counters add, se
 # again; summing (or differencing, per Dask unit) them would count one allocator several times, so they
 # merge by the largest value of each key (over streams, units and workers).
 GAUGES = frozenset({"device_memory"})
+# A module's description of what it runs (a scorer's ``backend``: the engine's describe(), with its threads,
+# TensorRT's profile, a CUDA stream's id): the same in every stream, unit and worker, so its numbers are no
+# counters (two Dask workers' ``threads: 1`` added up to 2): kept as given, only the GAUGES inside merge by max.
+SETTINGS = frozenset({"backend"})
 
 
 class Mergeable(Protocol):
@@ -75,14 +79,19 @@ def merge_counters(a: Any, b: Any) -> Any:
     """A module's ``summary()`` of two units: integers add (counters), dicts merge key by key, any
     other value (a threshold, a list of bin edges, a backend's name) is a setting and stays as the
     first unit gave it — as the per-stream instances are combined in one process (eventloop);
-    ``GAUGES`` dicts keep their largest values."""
+    ``GAUGES`` dicts keep their largest values; ``SETTINGS`` dicts are settings, numbers included."""
     if a is None:
         return copy.deepcopy(b)
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
         for key, value in b.items():
             mine = out.get(key)
-            out[key] = merge_gauges(mine, value) if key in GAUGES else merge_counters(mine, value)
+            if key in GAUGES:
+                out[key] = merge_gauges(mine, value)
+            elif key in SETTINGS:  # the first unit's, as a local job's streams keep one (add_stream_summary)
+                out[key] = _latest_with_gauges(value, mine)
+            else:
+                out[key] = merge_counters(mine, value)
         return out
     if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool):
         return a + b

@@ -294,3 +294,24 @@ def test_the_jobs_facts_are_one_units_not_their_sum():
              "accelerators": {"vae": {"backend": "tflite", "timings": [{"backend": "tflite", "us_per_jet": 97.0}]}}}
     units = [JobSummary("P", 1, facts=copy.deepcopy(facts)) for _ in range(3)]
     assert merge_all(JobResult(s) for s in units).summary.facts == facts
+
+
+def test_a_backends_description_is_a_setting_not_a_counter_over_units_and_workers():
+    """``hltrun --dask 2 modules.vae.threads=1`` wrote ``backend: {threads: 2}`` in hltrun.json: the numbers of a
+    backend's ``describe()`` (threads, TensorRT's profile, a CUDA stream's id) were added over the workers like
+    counters (and a worker's second unit gave ``threads: 0``, differenced as a cumulative count). They are what
+    the engine runs with, as in a local job; the counters beside them still add and the device's gauges merge
+    by max."""
+    from hltrun.framework.executors.worker import _delta
+
+    def scorer(jets: int, peak: int) -> dict[str, Any]:  # one process's cumulative summary() of the scorer
+        return {"jets": jets, "backend": {"backend": "tensorrt", "threads": 1, "profile": {"min": 1, "max": 4096},
+                                          "device_memory": {"peak_bytes_in_use": peak}}}
+
+    first_seen: dict[str, Any] = {}
+    units = [_delta(scorer(10, 5), first_seen), _delta(scorer(25, 7), first_seen),  # one worker, two units
+             _delta(scorer(4, 6), {})]  # another worker's one unit
+    for merged in (reduce(merge_counters, units), merge_counters(units[0], merge_counters(units[1], units[2]))):
+        assert merged["jets"] == 29
+        assert merged["backend"] == {"backend": "tensorrt", "threads": 1, "profile": {"min": 1, "max": 4096},
+                                     "device_memory": {"peak_bytes_in_use": 7}}

@@ -181,6 +181,31 @@ def test_check_each_file_forgets_the_previous_file():
     assert not DuplicateChecker("checkAllFilesOpened").first_seen(np.concatenate([k, k]))[3:].any()
 
 
+@pytest.mark.parametrize("mode", ["checkAllFilesOpened", "checkEachFile"])
+def test_the_duplicate_check_agrees_with_a_set_of_ids_on_random_streams(mode):
+    """Random (run, lumi, event) chunks with repeats within a chunk, across chunks and across files, against a
+    Python set: the same first-seen mask, every id remembered once; and the runs merged in place never change
+    an array the checker held before the call (a run is only ever a fresh concatenation)."""
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        checker, seen = DuplicateChecker(mode), set()
+        for _ in range(int(rng.integers(1, 5))):  # files
+            checker.new_file()
+            seen = set() if mode == "checkEachFile" else seen
+            for _ in range(int(rng.integers(1, 8))):  # chunks
+                n = int(rng.integers(0, 200))
+                ids = rng.integers(0, [3, 3, 40], (n, 3))
+                held = [(run, run.tobytes()) for run in checker._runs]
+                got = checker.first_seen(keys(ids[:, 0], ids[:, 1], ids[:, 2]))
+                want = []
+                for t in map(tuple, ids.tolist()):
+                    want.append(t not in seen)
+                    seen.add(t)
+                assert got.tolist() == want
+                assert checker.remembered == len(seen)
+                assert all(run.tobytes() == before for run, before in held)
+
+
 def test_a_duplicate_check_merge_holds_its_runs_twice_not_three_times():
     """The ids kept cost 16 bytes per event (a 10 M-event job: 160 MB); merging the two largest runs
     briefly needs their size again, not twice again (np.sort's copy of the concatenation, and the

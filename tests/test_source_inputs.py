@@ -659,3 +659,31 @@ def test_an_input_wider_than_the_sources_constituents_is_refused(tmp_path):
         src.consumers_known()
     src, _ = read([path], _Job(InputSpec(2, 128, True)), max_constituents=128)
     src.consumers_known()  # wide enough: accepted
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_search_that_finds_nothing_further_reads_every_file_when_nothing_stops_the_job(tmp_path, write_config,
+                                                                                          streams):
+    """The other side of the stopping search: with no signal, a selection that keeps nothing in the files after
+    the first (past maxEvents, not opened at begin_job) still reads every one to the end and counts its events
+    as not selected, at one stream and at two (whose lumi transitions drain the loop for a moment)."""
+    from tests.helpers import run_config
+
+    first = write_counts(tmp_path / "first.root", [dict(e, lumi=1 + i // 10) for i, e in
+                                                   enumerate(make_events(30, seed=1))], per_basket=10)
+    later = [write_counts(tmp_path / f"later{i}.root", [dict(e, run=2, event=e["event"] + 100 * i)
+                                                        for e in make_events(30, seed=i + 2)], per_basket=10)
+             for i in range(3)]
+    files = ", ".join(f'"{f}"' for f in [first, *later])
+    cfg = write_config(f"""
+        process: T
+        options: {{numberOfThreads: {streams}, maxEvents: 40}}
+        source: {{type: RootJetSource, files: [{files}], lumisToProcess: ["1:1-1:max"], chunk_size: 10}}
+        modules: {{rec: {{type: TestRecorder}}}}
+        paths: {{p: [rec]}}
+    """)
+    summary, _ = run_config(cfg)
+    assert summary.events_processed == 30 and summary.stopped_by_signal is None
+    src = summary.source
+    assert (src["not_selected"], src["duplicates"], src["files_not_opened"], src["entries_in_files"]) == (90, 0, 0, 120)
+    assert sorted(src["files_read"]) == sorted(str(f) for f in [first, *later])

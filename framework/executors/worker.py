@@ -21,7 +21,7 @@ from ..errors import FileOpenError, HltError, category_of
 from ..interrupt import exit_code_of
 from ..provenance import variant
 from ..resources import remote_url, why_not_readable
-from ..results import GAUGES, JobResult
+from ..results import GAUGES, SETTINGS, JobResult
 from ..units import WorkUnit
 
 _CACHE: dict[tuple[str, int], "_WorkerJob"] = {}
@@ -138,7 +138,7 @@ def _delta(now: dict[str, Any], seen: dict[str, Any]) -> dict[str, Any]:
     """Integer counters since the previous unit (cumulative ones must not be counted twice); the rest as is."""
     out = {}
     for key, value in now.items():
-        if key in GAUGES:  # a device's levels and peaks, not counts: as read (they merge by max)
+        if key in GAUGES or key in SETTINGS:  # a device's levels and peaks, a backend's setup: as read
             out[key] = value
         elif isinstance(value, dict):  # e.g. events read per input file
             out[key] = _delta(value, seen.setdefault(key, {}))

@@ -343,7 +343,7 @@ def build_result(*, summary: "JobSummary", data: Any, params: Any) -> tuple[dict
         # what percentiles, histograms and per-event data come from: every event's row, or the fixed
         # log histograms (past bounded.ROWS_KEPT rows in a stream or max_timing_rows in a merged job)
         "rows": {"kept": int(len(rows)) if rows is not None else 0, "histogram": rows is None,
-                 "per_stream": min(bounded.ROWS_KEPT, data.max_rows)},  # the bound a stream applied (report.html says it)
+                 "per_stream": min(bounded.ROWS_KEPT, data.max_rows)},  # a stream's bound (report.html says it)
         "source": source,
         "overhead": overhead,
         "modules": modules,

@@ -451,7 +451,7 @@ def measure_isolated(args: argparse.Namespace, model: str, specs: list[str], got
         got.gpu = got.gpu or child["machine"].get("gpu", "")
     latency: dict[str, dict] = {}
     for c in (c for c in got.rows if c["model"] == model):
-        label = c["backend"] if c["threads"] in (1, None) else f"{c['backend']} x{c['threads']}"
+        label = c["backend"] if c["threads"] == 1 else f"{c['backend']} x{c['threads']}"
         latency.setdefault(label, {})[c["batch"]] = c["ms_per_call"] / 1e3
     return latency
 

@@ -967,3 +967,78 @@ def test_a_leak_on_one_dask_worker_is_found_and_named(cluster, write_config, tmp
     else:
         assert not leak["flagged"] and not any(w["flagged"] for w in measured.values())
         assert "below the 8192 kB threshold" in text
+
+
+def _split(src: Path, folder: Path, per_file: int, files: int) -> list[Path]:
+    """The first ``files`` x ``per_file`` entries of a shipped file, ``per_file`` to a file (the layout kept)."""
+    from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
+
+    tree = uproot.open(src)["Events"]
+    layout = branch_groups(tree)
+    out = []
+    for i, arrays in enumerate(tree.iterate(step_size=per_file, entry_stop=per_file * files, library="ak")):
+        out.append(folder / f"part{i:02d}.root")
+        with uproot.recreate(out[-1]) as f:
+            write_nanoaod(f, "Events", regroup(arrays, layout))
+    return out
+
+
+def _opened_by_client(monkeypatch) -> list[str]:
+    """The files this process opens (the Dask client's plan: its file checks and duplicate search), by name."""
+    from hltrun.modules import root_source
+
+    opened: list[str] = []
+    real = root_source.open_tree
+
+    def counting(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(root_source, "open_tree", counting)
+    return opened
+
+
+@pytest.mark.parametrize("skip, limit, again, opened", [(0, 50, False, 2), (40, 20, False, 3), (0, 50, True, 3)])
+def test_a_dask_plan_opens_only_the_files_max_events_needs(cluster, write_config, tmp_path, monkeypatch, skip, limit,
+                                                           again, opened):
+    """The client counted every input's entries to plan the units: -n 50 over 13 files of 25 events opened
+    all 13, and a corrupt file after the 2 it needs failed the job (exit 3), where a local job opens 2 and
+    runs. Now the plan opens what skipEvents + maxEvents need, and ``files_not_opened`` says so as locally;
+    a second file repeating the first (``again``: all duplicates, which maxEvents does not count) makes
+    both read on into the next file."""
+    parts = _split(ROOT / "data" / "qcd_dijet.root", tmp_path, 25, 12)
+    if again:
+        parts[1].write_bytes(parts[0].read_bytes())
+    corrupt = tmp_path / "corrupt.root"
+    corrupt.write_bytes(parts[5].read_bytes()[:3000])  # cut short: no tree to read
+    files = ", ".join(map(str, [*parts[:5], corrupt, *parts[5:]]))
+    overrides = (f"options.skipEvents={skip}", f"options.maxEvents={limit}")
+    local, _ = run(config(write_config, tmp_path, None, "local", files, "", "", *overrides))
+    client = _opened_by_client(monkeypatch)
+    dask, _ = run(config(write_config, tmp_path, cluster, "dask", files, "", "", *overrides))
+    assert local.code == dask.code == 0, dask.result.summary.failure  # was 3: the corrupt file, never needed
+    assert set(client) == {p.name for p in parts[:opened]}  # was every file, the corrupt one too
+    ls, ds = local.result.summary, dask.result.summary
+    assert ds.source["files_not_opened"] == ls.source["files_not_opened"] == 13 - opened  # was 0
+    for key in ("files", "entries_in_files", "skipped", "read", "duplicates"):
+        assert ds.source[key] == ls.source[key], key
+    assert (ds.events_processed, ds.events_duplicate) == (limit, 25 if again else 0)
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+    assert "files not opened" in text_report(ds, [])
+
+
+def test_an_output_over_an_input_past_max_events_is_refused_as_locally(cluster, write_config, tmp_path, capsys):
+    """An input past skipEvents + maxEvents is no unit's file: the client checked the outputs against the
+    units' files only, so -n 50 on Dask replaced the job's last input with its output, exit 0 (a local job
+    refuses it, exit 4)."""
+    from hltrun.framework.cli import main
+
+    parts = _split(ROOT / "data" / "qcd_dijet.root", tmp_path, 25, 4)
+    kept = parts[-1].read_bytes()
+    cfg = write_config(PATH.format(type="dask", address=cluster, files=", ".join(map(str, parts)), out=parts[-1],
+                                   extra="", endpath=""))
+    code = main([str(cfg), "-q", "-n", "50", "options.skipEvents=0"])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert f"hltrun: error: modules.out.file: {parts[-1]} is an input file of this job ({parts[-1]})" in err
+    assert parts[-1].read_bytes() == kept

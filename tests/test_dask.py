@@ -1042,3 +1042,56 @@ def test_an_output_over_an_input_past_max_events_is_refused_as_locally(cluster, 
     assert code == 4, err
     assert f"hltrun: error: modules.out.file: {parts[-1]} is an input file of this job ({parts[-1]})" in err
     assert parts[-1].read_bytes() == kept
+
+
+TIMING = """
+process: HLTAD
+options:
+  maxEvents: {max_events}
+  accelerators: [cpu]
+  budgetMs: 0.05
+  executor: {{type: {type}, eventsPerTask: 2000, address: {address}}}
+source: {{type: RootJetSource, files: ["{file}"], chunk_size: 1000}}
+modules:
+  batcher: {{type: JetBatcher, src: source, max_jets: 2, relative: true}}
+paths: {{p: [batcher]}}
+services:
+  Timing: {{per_event_json: {per_event}}}
+"""
+
+
+@pytest.mark.parametrize("events, per_event", [(22_000, "true"), (3000, "false")])
+def test_a_dask_jobs_timing_is_as_bounded_as_a_local_jobs(cluster, write_config, tmp_path, events, per_event):
+    """The units' per-event timing rows merged up to maxTimingRows (200,000): a 22,000-event Dask job of
+    2000-event units kept all 22,000 rows, and its hltrun.json was 2.97 MB against 23 kB for the same job
+    run locally (one stream: histograms past 10,000 events). Now it folds where the local job folds, and
+    reports the same kind of figures from the same kind of data; per_event_json: false keeps per_event out."""
+    from hltrun.framework.services.bounded import ROWS_KEPT
+    from hltrun.tools.physics.make_large_sample import make
+
+    big = tmp_path / "big.root"
+    make([ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"], 22_000, big)
+    sizes, results = {}, {}
+    for name, address in (("local", None), ("dask", cluster)):
+        text = TIMING.format(type="local" if address is None else "dask", address=address or "null", file=big,
+                             max_events=events, per_event=per_event)
+        outcome, services = run(load(write_config(text, f"{name}.yaml"), []))
+        assert outcome.code == 0, outcome.result.summary.failure
+        summary = outcome.result.summary
+        (path,) = [p for p in write_report_files(tmp_path / name, summary, services) if p.name == "hltrun.json"]
+        sizes[name], results[name] = path.stat().st_size, json.loads(path.read_text())["services"]["Timing"]
+    local, dask = results["local"], results["dask"]
+    assert dask["events"] == local["events"] == events
+    folded = events > ROWS_KEPT
+    assert dask["rows"] == local["rows"] == {"kept": 0 if folded else events, "histogram": folded,
+                                            "per_stream": ROWS_KEPT}  # was kept: 22,000 on Dask
+    assert dask["per_event"] is local["per_event"] is None  # histograms, or per_event_json: false
+    assert sizes["dask"] < 1.5 * sizes["local"]  # was 130 times larger
+    assert [(m["label"], m["calls"], m["visits"]) for m in dask["modules"]] == \
+        [(m["label"], m["calls"], m["visits"]) for m in local["modules"]]
+    assert sum(dask["histograms"]["event_real"]["counts"]) + dask["histograms"]["event_real"]["overflow"] == events
+    ev = dask["event"]["real"]  # exact totals: source + modules + overhead add up to the events' time
+    parts = dask["source"]["real_ms"] + sum(m["real_ms"] for m in dask["modules"]) + dask["overhead"]["real_ms"]
+    assert parts == pytest.approx(ev["mean"] * events, rel=1e-9)
+    assert ev["min"] <= ev["median"] <= ev["p90"] <= ev["p99"] <= ev["max"]
+    assert 0 <= dask["budget"]["over_budget_events"] <= events

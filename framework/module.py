@@ -249,10 +249,12 @@ class Source(_Declares):
 
     @classmethod
     def plan_inputs(cls, params: Any, entries_needed: int | None,
-                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int]]:
+                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int | None]]:
         """Planning a distributed run (no event is read, no module built): (input name, number of entries)
         in reading order, checked as ``begin_job`` checks them; ``entries_needed``: skip + max events, or
-        None; ``consumed``: the source's product instances modules consume (``SourceContext.consumed``).
+        None; entries None: an input past ``entries_needed``, not opened (the planner asks again with more
+        entries needed if duplicates make the job read on); ``consumed``: the source's product instances
+        modules consume (``SourceContext.consumed``).
         A source that cannot be split keeps this default and runs only locally."""
         raise NotImplementedError(f"{cls.__name__} cannot be split into work units")
 

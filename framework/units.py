@@ -70,6 +70,17 @@ def plan_units(inputs: Sequence[tuple[str, int]], skip: int, limit: int | None, 
     return units
 
 
+def events_after(inputs: Sequence[tuple[str, int]], skip: int, duplicates: Sequence[Runs] | None = None) -> int:
+    """The events ``inputs`` hold past ``skip`` entries, less their duplicate entries: what they can give
+    towards maxEvents (``duplicates`` as ``plan_units`` takes them)."""
+    to_skip, events = skip, 0
+    for i, (_, n) in enumerate(inputs):
+        start = min(to_skip, n)
+        to_skip -= start
+        events += n - start - sum(y - x for x, y in _within(duplicates[i] if duplicates else (), start, n))
+    return events
+
+
 def _within(runs: Runs, a: int, b: int) -> Runs:
     """The parts of ``runs`` inside entries [a, b)."""
     return tuple((max(x, a), min(y, b)) for x, y in runs if x < b and y > a)

@@ -157,10 +157,12 @@ class RootJetSource(FileChecks, ChunkReading, Source):
 
     @classmethod
     def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None,
-                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int]]:
+                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int | None]]:
         """The files and their entries, checked as begin_job checks them (bad ones skipped or refused, a
         consumed weight branch required), without keeping any array: what the Dask client splits into work
-        units. A file a worker would refuse is refused here, before the cluster starts."""
+        units. A file a worker would refuse is refused here, before the cluster starts. Files past
+        ``entries_needed`` are not opened, as a local job leaves them (entries None): a bad one there does
+        not fail a job that never reaches it."""
         if entries_needed is not None and params.selection():
             # units are entry ranges planned before any event is read: which entries hold the first
             # maxEvents selected events is unknown there (a local run reads on until it has them)
@@ -170,8 +172,8 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         source._consumers(consumed)
         source._reading_lists()
         try:
-            source._open_inputs(entries_needed, keep=False, count_all=True)  # units need every count
-            return source.inputs()
+            source._open_inputs(entries_needed, keep=False, planning=True)
+            return [(path, source.entries.get(path)) for path in source.files]
         finally:
             source.end_job()
 

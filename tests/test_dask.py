@@ -967,3 +967,131 @@ def test_a_leak_on_one_dask_worker_is_found_and_named(cluster, write_config, tmp
     else:
         assert not leak["flagged"] and not any(w["flagged"] for w in measured.values())
         assert "below the 8192 kB threshold" in text
+
+
+def _split(src: Path, folder: Path, per_file: int, files: int) -> list[Path]:
+    """The first ``files`` x ``per_file`` entries of a shipped file, ``per_file`` to a file (the layout kept)."""
+    from hltrun.modules.rootio import branch_groups, regroup, write_nanoaod
+
+    tree = uproot.open(src)["Events"]
+    layout = branch_groups(tree)
+    out = []
+    for i, arrays in enumerate(tree.iterate(step_size=per_file, entry_stop=per_file * files, library="ak")):
+        out.append(folder / f"part{i:02d}.root")
+        with uproot.recreate(out[-1]) as f:
+            write_nanoaod(f, "Events", regroup(arrays, layout))
+    return out
+
+
+def _opened_by_client(monkeypatch) -> list[str]:
+    """The files this process opens (the Dask client's plan: its file checks and duplicate search), by name."""
+    from hltrun.modules import root_source
+
+    opened: list[str] = []
+    real = root_source.open_tree
+
+    def counting(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(root_source, "open_tree", counting)
+    return opened
+
+
+@pytest.mark.parametrize("skip, limit, again, opened", [(0, 50, False, 2), (40, 20, False, 3), (0, 50, True, 3)])
+def test_a_dask_plan_opens_only_the_files_max_events_needs(cluster, write_config, tmp_path, monkeypatch, skip, limit,
+                                                           again, opened):
+    """The client counted every input's entries to plan the units: -n 50 over 13 files of 25 events opened
+    all 13, and a corrupt file after the 2 it needs failed the job (exit 3), where a local job opens 2 and
+    runs. Now the plan opens what skipEvents + maxEvents need, and ``files_not_opened`` says so as locally;
+    a second file repeating the first (``again``: all duplicates, which maxEvents does not count) makes
+    both read on into the next file."""
+    parts = _split(ROOT / "data" / "qcd_dijet.root", tmp_path, 25, 12)
+    if again:
+        parts[1].write_bytes(parts[0].read_bytes())
+    corrupt = tmp_path / "corrupt.root"
+    corrupt.write_bytes(parts[5].read_bytes()[:3000])  # cut short: no tree to read
+    files = ", ".join(map(str, [*parts[:5], corrupt, *parts[5:]]))
+    overrides = (f"options.skipEvents={skip}", f"options.maxEvents={limit}")
+    local, _ = run(config(write_config, tmp_path, None, "local", files, "", "", *overrides))
+    client = _opened_by_client(monkeypatch)
+    dask, _ = run(config(write_config, tmp_path, cluster, "dask", files, "", "", *overrides))
+    assert local.code == dask.code == 0, dask.result.summary.failure  # was 3: the corrupt file, never needed
+    assert set(client) == {p.name for p in parts[:opened]}  # was every file, the corrupt one too
+    ls, ds = local.result.summary, dask.result.summary
+    assert ds.source["files_not_opened"] == ls.source["files_not_opened"] == 13 - opened  # was 0
+    for key in ("files", "entries_in_files", "skipped", "read", "duplicates"):
+        assert ds.source[key] == ls.source[key], key
+    assert (ds.events_processed, ds.events_duplicate) == (limit, 25 if again else 0)
+    assert_same_file(tmp_path / "local.root", tmp_path / "dask.root")
+    assert "files not opened" in text_report(ds, [])
+
+
+def test_an_output_over_an_input_past_max_events_is_refused_as_locally(cluster, write_config, tmp_path, capsys):
+    """An input past skipEvents + maxEvents is no unit's file: the client checked the outputs against the
+    units' files only, so -n 50 on Dask replaced the job's last input with its output, exit 0 (a local job
+    refuses it, exit 4)."""
+    from hltrun.framework.cli import main
+
+    parts = _split(ROOT / "data" / "qcd_dijet.root", tmp_path, 25, 4)
+    kept = parts[-1].read_bytes()
+    cfg = write_config(PATH.format(type="dask", address=cluster, files=", ".join(map(str, parts)), out=parts[-1],
+                                   extra="", endpath=""))
+    code = main([str(cfg), "-q", "-n", "50", "options.skipEvents=0"])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert f"hltrun: error: modules.out.file: {parts[-1]} is an input file of this job ({parts[-1]})" in err
+    assert parts[-1].read_bytes() == kept
+
+
+TIMING = """
+process: HLTAD
+options:
+  maxEvents: {max_events}
+  accelerators: [cpu]
+  budgetMs: 0.05
+  executor: {{type: {type}, eventsPerTask: 2000, address: {address}}}
+source: {{type: RootJetSource, files: ["{file}"], chunk_size: 1000}}
+modules:
+  batcher: {{type: JetBatcher, src: source, max_jets: 2, relative: true}}
+paths: {{p: [batcher]}}
+services:
+  Timing: {{per_event_json: {per_event}}}
+"""
+
+
+@pytest.mark.parametrize("events, per_event", [(22_000, "true"), (3000, "false")])
+def test_a_dask_jobs_timing_is_as_bounded_as_a_local_jobs(cluster, write_config, tmp_path, events, per_event):
+    """The units' per-event timing rows merged up to maxTimingRows (200,000): a 22,000-event Dask job of
+    2000-event units kept all 22,000 rows, and its hltrun.json was 2.97 MB against 23 kB for the same job
+    run locally (one stream: histograms past 10,000 events). Now it folds where the local job folds, and
+    reports the same kind of figures from the same kind of data; per_event_json: false keeps per_event out."""
+    from hltrun.framework.services.bounded import ROWS_KEPT
+    from hltrun.tools.physics.make_large_sample import make
+
+    big = tmp_path / "big.root"
+    make([ROOT / "data" / "qcd_dijet.root", ROOT / "data" / "rsg_ww_3p5TeV.root"], 22_000, big)
+    sizes, results = {}, {}
+    for name, address in (("local", None), ("dask", cluster)):
+        text = TIMING.format(type="local" if address is None else "dask", address=address or "null", file=big,
+                             max_events=events, per_event=per_event)
+        outcome, services = run(load(write_config(text, f"{name}.yaml"), []))
+        assert outcome.code == 0, outcome.result.summary.failure
+        summary = outcome.result.summary
+        (path,) = [p for p in write_report_files(tmp_path / name, summary, services) if p.name == "hltrun.json"]
+        sizes[name], results[name] = path.stat().st_size, json.loads(path.read_text())["services"]["Timing"]
+    local, dask = results["local"], results["dask"]
+    assert dask["events"] == local["events"] == events
+    folded = events > ROWS_KEPT
+    assert dask["rows"] == local["rows"] == {"kept": 0 if folded else events, "histogram": folded,
+                                            "per_stream": ROWS_KEPT}  # was kept: 22,000 on Dask
+    assert dask["per_event"] is local["per_event"] is None  # histograms, or per_event_json: false
+    assert sizes["dask"] < 1.5 * sizes["local"]  # was 130 times larger
+    assert [(m["label"], m["calls"], m["visits"]) for m in dask["modules"]] == \
+        [(m["label"], m["calls"], m["visits"]) for m in local["modules"]]
+    assert sum(dask["histograms"]["event_real"]["counts"]) + dask["histograms"]["event_real"]["overflow"] == events
+    ev = dask["event"]["real"]  # exact totals: source + modules + overhead add up to the events' time
+    parts = dask["source"]["real_ms"] + sum(m["real_ms"] for m in dask["modules"]) + dask["overhead"]["real_ms"]
+    assert parts == pytest.approx(ev["mean"] * events, rel=1e-9)
+    assert ev["min"] <= ev["median"] <= ev["p90"] <= ev["p99"] <= ev["max"]
+    assert 0 <= dask["budget"]["over_budget_events"] <= events

@@ -258,3 +258,57 @@ def test_module_summaries_add_counters_and_keep_settings():
     assert f["threshold"] == 1.603 and f["edges_gev"] == [600.0, 700.0] and f["reduce"] == "max"
     assert f["events_without_score"] == 6
     assert f["batching"] == {"sent": {"full": 6}, "queue_ns": 60}
+
+
+def _measured(rows: np.ndarray, budget_ns: int) -> TimingData:
+    """What a Timing service of one stream (as a Process of one stream builds it) gives after measuring
+    ``rows``: a local job's snapshot, or one Dask unit's (each unit starts from a reset service)."""
+    from hltrun.framework.services.timing import Timing
+    from hltrun.framework.signals import ModuleDescription
+
+    timing = Timing("Timing", TimingParameters(calibrate=False))
+    timing._descs = [ModuleDescription("source", "S", "source", 0), ModuleDescription("a", "A", "producer", 1),
+                     ModuleDescription("b", "B", "filter", 2)]
+    timing._budget_ns = budget_ns
+    timing.reset()
+    for row in rows:
+        timing._streams[0].rows.append(row)
+    return timing.snapshot()
+
+
+@pytest.mark.parametrize("events", [2 * bounded.ROWS_KEPT + 2000, bounded.ROWS_KEPT - 1000])
+def test_a_dask_jobs_timing_is_as_bounded_as_a_local_jobs_with_the_same_figures(events):
+    """Units of 2000 events each keep their rows (below the stream's 10,000), and the merge kept rows up to
+    maxTimingRows (200,000): a 22,000-event Dask job's hltrun.json held every per-event row (2.97 MB against
+    23 kB for the same job run locally, whose one stream folds past 10,000). A unit's rows now merge up to
+    what the Process keeps in all (``bounded.ROWS_KEPT`` per stream): the same events measured as one local
+    stream or as 2000-event units give the same histograms, hence the same figures; totals, means, extremes
+    and the over-budget count exact, percentiles within one bin of the events' own."""
+    from hltrun.framework.results import Merger
+
+    rng = np.random.default_rng(5)
+    mods = rng.lognormal(13, 1, (events, 3)).astype(np.int64)
+    real = mods.sum(1) + rng.integers(1000, 5000, events)
+    rows = np.column_stack([np.arange(events), np.zeros(events, int), real, real // 2, mods, mods // 2])
+    budget_ns = int(np.percentile(real, 80))
+    local = _measured(rows, budget_ns)
+    merger = Merger()
+    for start in range(0, events, 2000):
+        merger.add(JobResult(JobSummary("P", 1), {"Timing": _measured(rows[start:start + 2000], budget_ns)}))
+    dask = merger.result().services["Timing"]
+    assert (dask.rows is None) == (local.rows is None) == (events > bounded.ROWS_KEPT)  # was: rows, 22,000 kept
+    summary = JobSummary("P", 1, budget_ms=budget_ns * 1e-6)
+    params = TimingParameters(per_event_json=False)
+    (lr, _), (dr, _) = (build_result(summary=summary, data=d, params=params) for d in (local, dask))
+    assert dr["rows"] == lr["rows"] and dr["per_event"] is lr["per_event"] is None
+    assert dr["histograms"] == lr["histograms"] and dr["budget"]["over_budget_events"] == int((real > budget_ns).sum())
+    exact = real * 1e-6
+    for key in ("real", "cpu"):
+        for stat in ("mean", "median", "p90", "p99", "max", "min", "std"):
+            assert dr["event"][key][stat] == pytest.approx(lr["event"][key][stat], rel=1e-9), (key, stat)
+    ev = dr["event"]["real"]
+    assert (ev["mean"], ev["max"], ev["min"]) == pytest.approx((exact.mean(), exact.max(), exact.min()), rel=1e-12)
+    for stat, q in (("median", 50), ("p90", 90), ("p99", 99)):
+        assert ev[stat] == pytest.approx(np.percentile(exact, q), rel=0.024)  # one ~2.3 % bin
+    for lm, dm in zip(lr["modules"], dr["modules"]):
+        assert dm["real_ms"] == pytest.approx(lm["real_ms"], rel=1e-12) and dm["real_p99_ms"] == lm["real_p99_ms"]

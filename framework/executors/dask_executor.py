@@ -10,6 +10,7 @@ that dies mid-unit has its unit re-run by the scheduler (``executor.retries`` = 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -26,7 +27,7 @@ from ..resources import remote_url
 from ..results import JobResult, Merger
 from ..extras import need
 from ..summary import JobSummary
-from ..units import WorkUnit, plan_units
+from ..units import WorkUnit, events_after, plan_units
 from .local import Outcome
 from .worker import EVENTS_TOPIC, PER_FILE, JobSpec, run_unit
 
@@ -42,29 +43,40 @@ def require_dask() -> None:
         need(module, "options.executor.type=dask", ConfigError)
 
 
-def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int]]:
-    """Open the inputs once on the client (no module is built) and split them into units."""
+def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int], list[str]]:
+    """Open the inputs once on the client (no module is built) and split them into units; also every input as
+    configured, those not opened included (no output may replace one). With maxEvents, the files past
+    skipEvents + maxEvents are not opened, as a local job leaves them (``files_not_opened``); when duplicates
+    in the files opened leave fewer events than maxEvents, the next files are opened, as a local run opens
+    the next file when it reaches it."""
     from ..process import source_consumed
 
     opts = cfg.options
-    try:
-        inputs = cfg.source.cls.plan_inputs(cfg.source.params, None if opts.maxEvents < 0
-                                            else opts.skipEvents + opts.maxEvents, source_consumed(cfg))
-    except NotImplementedError as exc:
-        raise ConfigError(f"options.executor.type=dask: {exc}") from None
-    names = [name for name, _ in inputs]  # as configured: what the reports call them (``as_configured``)
-    # the file the client checked, not whatever a worker finds at that relative name in its own folder
-    inputs = [(name if remote_url(name) else os.path.abspath(name), n) for name, n in inputs]
+    source = cfg.source
     limit = None if opts.maxEvents < 0 else opts.maxEvents
-    # duplicates over the whole job, as a local run finds them: a check inside each unit alone misses
-    # those whose first copy is in another unit (another file, or another part of the same file)
-    duplicates = cfg.source.cls.plan_duplicates(cfg.source.params, inputs, opts.skipEvents, limit)
+    needed = None if limit is None else opts.skipEvents + limit
+    while True:
+        try:
+            listed = source.cls.plan_inputs(source.params, needed, source_consumed(cfg))
+        except NotImplementedError as exc:
+            raise ConfigError(f"options.executor.type=dask: {exc}") from None
+        opened = list(itertools.takewhile(lambda item: item[1] is not None, listed))
+        # the file the client checked, not whatever a worker finds at that relative name in its own folder
+        inputs = [(name if remote_url(name) else os.path.abspath(name), n) for name, n in opened]
+        # duplicates over the whole job, as a local run finds them: a check inside each unit alone misses
+        # those whose first copy is in another unit (another file, or another part of the same file)
+        duplicates = source.cls.plan_duplicates(source.params, inputs, opts.skipEvents, limit)
+        short = 0 if limit is None else limit - events_after(inputs, opts.skipEvents, duplicates)
+        if short <= 0 or len(opened) == len(listed):
+            break
+        needed = sum(n for _, n in inputs) + short  # at least one more file: the job reads on into it
+    names = [name for name, _ in opened]  # as configured: what the reports call them (``as_configured``)
     units = plan_units(inputs, opts.skipEvents, limit, opts.executor.eventsPerTask, duplicates, names)
-    total = sum(n for _, n in inputs)
-    # the client counted every file (the units need it): none is left unopened, whatever the workers skipped
-    accounting = {"files": len(inputs), "entries_in_files": total, "files_not_opened": 0,
-                  "skipped": min(opts.skipEvents, total)}
-    return units, accounting
+    total = sum(n for _, n in listed if n is not None)
+    # as a local run counts them: the listed files, the entries of those opened, those never opened
+    accounting = {"files": len(listed), "entries_in_files": total,
+                  "files_not_opened": sum(n is None for _, n in listed), "skipped": min(opts.skipEvents, total)}
+    return units, accounting, [name for name, _ in listed]
 
 
 def _connect(cfg: ProcessConfig):
@@ -108,11 +120,12 @@ def _quiet_worker_plugin(level: int):
     return QuietWorker(level)
 
 
-def check_destinations(cfg: ProcessConfig, units: list[WorkUnit], report_dir: Path | None) -> None:
+def check_destinations(cfg: ProcessConfig, inputs: list[str], report_dir: Path | None) -> None:
     """What a local run's ``Process.begin_job`` checks before any module begins, on the client, which builds
     no Process (its workers are other processes, which know nothing of this job's other files): the report
-    folder, and each output against the files the units read and the job's other writers. Without it an
-    output named as the input replaced the input, and one named as ``-j`` or a report file was replaced."""
+    folder, and each output against the job's input files and its other writers. Without it an output named
+    as the input replaced the input, and one named as ``-j`` or a report file was replaced; one named as an
+    input past maxEvents (not opened, no unit reads it) replaced it until 2026-12-07, where a local run refuses."""
     from ..module import OutputModule
     from ..process import check_outputs, check_report_folder
     from ..signals import ModuleDescription
@@ -121,7 +134,7 @@ def check_destinations(cfg: ProcessConfig, units: list[WorkUnit], report_dir: Pa
         check_report_folder(report_dir, [pc.cls(name, pc.params) for name, pc in cfg.services.items()])
     outputs = [(ModuleDescription(label, pc.type, pc.cls.kind, i), pc.cls(label, pc.params))
                for i, (label, pc) in enumerate(cfg.modules.items(), start=1) if issubclass(pc.cls, OutputModule)]
-    check_outputs(dict.fromkeys(unit.file for unit in units), outputs)
+    check_outputs(dict.fromkeys(inputs), outputs)
 
 
 def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: Path | None = None) -> Outcome:
@@ -130,8 +143,8 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
 
     t_start = time.time() - (time.perf_counter() - started_at)  # the job's start as epoch seconds
     ex = cfg.options.executor
-    units, accounting = plan(cfg)
-    check_destinations(cfg, units, report_dir)
+    units, accounting, inputs = plan(cfg)
+    check_destinations(cfg, inputs, report_dir)
     if not units:
         from .local import run_local
 

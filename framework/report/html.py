@@ -195,7 +195,8 @@ def _event_distribution(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> s
 
 def _folded(res: dict[str, Any]) -> bool:
     """Whether the job's event times are histograms only: past ``rows.per_stream`` events per stream
-    (or ``options.executor.maxTimingRows`` in all) no per-event row is kept, so memory stays flat."""
+    (or ``options.executor.maxTimingRows`` in all; a Dask job's merged units as many as one Process's streams
+    keep) no per-event row is kept, so memory stays flat."""
     return bool(res["events"]) and res.get("rows", {}).get("histogram", False)
 
 

@@ -1,8 +1,10 @@
 """The Timing service's measurements as mergeable data (one per stream, per work unit, per job).
 
 Per-event rows (int64 ns: index, stream, event real, event CPU, each module's real, each module's CPU)
-are kept while a merged result holds at most ``max_rows`` of them (stated size: ``max_rows x (4 + 2 x
-modules) x 8`` bytes, 22 MB for 200 000 rows of the default 5-module path). Past that the rows are
+are kept while a merged result holds at most ``max_rows`` of them: ``bounded.ROWS_KEPT`` per stream of the
+Process that measured them, ``options.executor.maxTimingRows`` at most (``Timing._job_rows``), so a Dask
+job's units merge into no more rows than the same job run locally keeps (stated size: ``max_rows x (4 + 2 x
+modules) x 8`` bytes, 1.1 MB for 10 000 rows of the default 5-module path). Past that the rows are
 folded into fixed logarithmic histograms (boost-histogram, 100 ns .. 1000 s, 1000 bins, ~2.3 % wide) with exact sums,
 sums of squares, minima and maxima per column, so any number of units merges in bounded memory;
 means and totals stay exact, percentiles come from the histogram.

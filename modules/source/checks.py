@@ -131,11 +131,11 @@ class FileChecks:
                               f"{limit} would be padding, not the jet's constituents: set "
                               f"source.max_constituents={widest}")
 
-    def _open_inputs(self, needed: int | None, keep: bool, count_all: bool = False) -> None:
+    def _open_inputs(self, needed: int | None, keep: bool, planning: bool = False) -> None:
         """begin_job's work: ``needed`` entries (None: all) are checked; files past them are not opened, as
         cmsRun opens no file that maxEvents does not reach (on EOS an open costs 10-100 ms; a bad file
         there failed a job that never needed it): the loop opens and checks one if it reaches it.
-        ``count_all``: open them to count their entries all the same (planning work units needs them)."""
+        ``planning``: the Dask client's plan (``plan_inputs``), which holds no file open for the consumers."""
         self._keep = keep
         listed: dict[str, str] = {}
         for path in input_files(self.params.files):
@@ -151,13 +151,11 @@ class FileChecks:
             try:
                 real = os.path.realpath(path)
                 if needed is not None and needed <= 0 and real not in checked:
-                    if count_all:
-                        self.entries[path] = self._count_entries(path)  # past what the job reads: open only
                     self._deferred.setdefault(real, []).append(path)
                     good.append(path)
                     continue
                 if real not in checked:  # the first good file stays open until the consumers are known
-                    checked[real] = self._check_file(path, keep=self._keep, hold=self._held is None and not count_all)
+                    checked[real] = self._check_file(path, keep=self._keep, hold=self._held is None and not planning)
                 self.entries[path] = checked[real]
                 if needed is not None:
                     needed -= checked[real]

@@ -310,8 +310,9 @@ def test_a_unit_still_running_when_the_job_stops_leaves_no_part(cluster, write_c
 def test_a_stopped_job_counts_no_event_written_in_its_dropped_output(cluster, write_config, tmp_path):
     """One unit fails on its 101st event after writing baskets of 3 rows to its part: the job stops and the
     output is never assembled, so the merged summary (hltrun.json, the -j job report) must count no event
-    written. It counted the rows the unit had flushed (98), in a <File> that did not exist; a SIGINT
-    with --dask 2 on the shipped path counted the 1000 events of the four units done."""
+    written. It counted the rows the unit had flushed (98), in a <File> that did not exist; a SIGTERM
+    with --dask 2 on the shipped path counted the 1000 events of the four units done (a SIGINT now keeps
+    them: test_a_graceful_signal_keeps_the_parts_of_the_units_done)."""
     from hltrun.framework.report.jobreport_xml import gather
 
     cfg = write_config(f"""
@@ -436,7 +437,12 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
     assert doc["job"]["stopped_by_signal"] == ("SIGTERM" if how == "SIGTERM" else "SIGINT")
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"worker processes still running: {alive}"
-    assert not list(tmp_path.glob("o.root*"))
+    assert not list(tmp_path.glob("o.root.*"))  # no part left, of the units done nor of those stopped
+    written = doc["job"]["module_summaries"].get("out", {}).get("events_written", 0)
+    if how == "SIGTERM" or not done:  # SIGTERM drops the output (framework/interrupt.py); no unit done: no part
+        assert not (tmp_path / "o.root").exists() and written == 0
+    else:  # Ctrl-C, cmsRun's graceful stop: the units done are kept, 100 events each (no select_events)
+        assert uproot.open(tmp_path / "o.root")["Events"].num_entries == written == 100 * done
 
 
 def test_our_cluster_prints_dask_tracebacks_only_with_debug(write_config, tmp_path):
@@ -967,3 +973,58 @@ def test_a_leak_on_one_dask_worker_is_found_and_named(cluster, write_config, tmp
     else:
         assert not leak["flagged"] and not any(w["flagged"] for w in measured.values())
         assert "below the 8192 kB threshold" in text
+
+
+def test_a_graceful_signal_keeps_the_parts_of_the_units_done(cluster, write_config, tmp_path, monkeypatch):
+    """SIGUSR2 (cmsRun's graceful stop) once two units were done: the client dropped every part (no file,
+    ``events_written: 0``). Now, as a local job keeps the events finished before the stop, the output is
+    assembled from the units done, and only theirs (units still running are cancelled, their parts removed):
+    the file holds exactly those units' events (this output keeps every event), by id with their trigger
+    bits, and the summary, hltrun.json and the job report's <File> count them."""
+    import signal
+
+    from hltrun.framework.executors import dask_executor
+    from hltrun.framework.report.jobreport_xml import gather
+    from hltrun.framework.results import Merger
+
+    done: list[int] = []
+
+    class StopAfterTwo(Merger):
+        def add(self, result) -> None:  # noqa: ANN001
+            super().add(result)
+            done.extend(p["unit"] for p in result.parts)
+            if self.count == 2:
+                os.kill(os.getpid(), signal.SIGUSR2)  # the handler runs on this (the main) thread, after the add
+
+    local = config(write_config, tmp_path, None, "local")
+    reference, _ = run(local)
+    assert reference.code == 0
+    cfg = config(write_config, tmp_path, cluster, "dask")
+    monkeypatch.setattr(dask_executor, "Merger", StopAfterTwo)
+    dask, _ = run(cfg)
+    s = dask.result.summary
+    assert dask.code == 128 + signal.SIGUSR2 and s.stopped_by_signal == "SIGUSR2", s.failure
+    units = {u.index: u for u in dask_executor.plan(cfg)[0]}
+    assert len(done) == 2 and s.executor["units_done"] == 2
+    processed = set()
+    for index in done:
+        u = units[index]
+        ids = uproot.open(u.file)["Events"].arrays(["run", "luminosityBlock", "event"], entry_start=u.start,
+                                                  entry_stop=u.stop, library="np")
+        processed |= set(zip(ids["run"].tolist(), ids["luminosityBlock"].tolist(), ids["event"].tolist()))
+    assert s.events_read == s.events_processed == len(processed) == sum(units[i].events for i in done)
+    ref = events(tmp_path / "local.root")
+    keys = list(zip(ref["run"].tolist(), ref["luminosityBlock"].tolist(), ref["event"].tolist()))
+    expected = [k for k in keys if k in processed]  # the output keeps every event processed (no select_events)
+    kept = events(tmp_path / "dask.root")
+    assert list(zip(kept["run"].tolist(), kept["luminosityBlock"].tolist(), kept["event"].tolist())) == expected
+    bits = [bool(b) for k, b in zip(keys, ref["HLT_AnomalyDetection"].tolist()) if k in processed]
+    assert kept["HLT_AnomalyDetection"].tolist() == bits
+    path = s.paths["HLT_AnomalyDetection"]
+    assert (path.executed, path.passed, path.failed, path.error) == (len(processed), sum(bits),
+                                                                     len(processed) - sum(bits), 0)
+    out = s.module_summaries["out"]
+    assert out["committed"] and out["events_written"] == len(expected) == len(kept["event"])
+    assert [(o.pfn, o.events_written) for o in gather(s, dask.code, dask.cause).outputs] == \
+        [(str(tmp_path / "dask.root"), len(expected))]
+    assert not list(tmp_path.glob("dask.root.*"))  # every part removed, those of the cancelled units too

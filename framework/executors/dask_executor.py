@@ -20,7 +20,7 @@ from typing import Any
 
 from ..config import ProcessConfig
 from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
-from ..interrupt import Interrupted, exit_code_of, handle_signals, stop_callback
+from ..interrupt import Interrupted, exit_code_of, handle_signals, signals_held, stop_callback
 from ..provenance import variants_line, with_variants
 from ..resources import remote_url
 from ..results import JobResult, Merger
@@ -201,8 +201,11 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     # every unit is done: a signal while the parts are assembled is noted, the output finished, the job stopped
     # by it, as a local job's end_job (it was raised at once: no report; or, raised inside a destructor of the
     # reader, printed as "Exception ignored" with its traceback and lost: exit 0)
+    # a graceful signal (SIGUSR2, SIGINT: framework/interrupt.py) keeps the parts of the units done, as a local
+    # job keeps the events finished before it; an error, SIGTERM or SIGHUP drops them
+    keep = failure is None or (isinstance(failure[2], Interrupted) and failure[2].graceful)
     with handle_signals(), stop_callback(noted.append):
-        _finish_outputs(cfg, merged, stopped=None if failure is None else failure[0])
+        _finish_outputs(cfg, merged, stopped=None if keep else failure[0])
     if failure is None and noted:
         failure = (str(noted[0]), noted[0].exit_code, noted[0])
     if failure is not None:
@@ -254,13 +257,15 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
             status, payload = "failed", (f"{unit}: its worker died {retries + 1} time(s) while running it "
                                          f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None, None)  # the job failed running it: 4
         if status == "ok":
-            results.add(payload)
+            with signals_held():  # a signal acts between units: the merged result and its parts stay one
+                results.add(payload)
             if bar is not None:
                 bar.update(unit.events)
             continue
         message, code, partial, category = payload
         if partial is not None:
-            results.add(partial)
+            with signals_held():
+                results.add(partial)
         client.cancel([f for f in futures if not f.done()])
         return message, code, unit_error(message, category)
     return None
@@ -361,7 +366,9 @@ def _close(client, cluster) -> None:
 
 def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None) -> None:
     """Assemble each output module's parts in input order into its file (atomically); remove every part
-    (also those of units whose result never arrived because the job stopped: ``stopped`` says why)."""
+    (also those of units whose result never arrived because the job stopped: ``stopped`` says why the
+    outputs are dropped; None after a graceful signal too, which keeps the units done: their events are the
+    merged summary's, so the file, ``events_written`` and the job report's <File> agree)."""
     from ..module import OutputModule
 
     by_module: dict[str, list[dict[str, Any]]] = {}

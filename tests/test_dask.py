@@ -394,10 +394,12 @@ class _Lines:
         return "".join(self.lines)
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C", "SIGUSR2"])
 def test_signal_stops_the_cluster(tmp_path, write_config, how):
     # kills: SIGTERM ignored by the Dask wait loop (job runs to the end), workers left running, parts left,
-    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it) printing worker tracebacks
+    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it) printing worker tracebacks; SIGUSR2
+    # to the whole group (as `scancel --signal=USR2` sends it) killed the workers, whose resource tracker
+    # printed KeyError tracebacks
     import signal
     import subprocess
 
@@ -419,29 +421,30 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)
         else:
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT if how == "Ctrl-C" else signal.SIGUSR2)
         proc.wait(timeout=60)
     finally:  # its own session: nothing else would stop it (or its workers) after a failure here
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
     out, err = out.text(), err.text()
-    assert proc.returncode == 128 + (signal.SIGTERM if how == "SIGTERM" else signal.SIGINT), err
+    sig = {"SIGTERM": signal.SIGTERM, "Ctrl-C": signal.SIGINT, "SIGUSR2": signal.SIGUSR2}[how]
+    assert proc.returncode == 128 + sig, err
     import re
 
     done, units = map(int, re.search(r"Dask on LocalCluster: (\d+)/(\d+) work units", out).groups())
     assert units == 15 and done < units  # stopped, not run to the end (1500 events x 20 ms: ~15 s of work)
-    assert ("stopped by SIGTERM" if how == "SIGTERM" else "interrupted") in err and "Traceback" not in err
+    assert ("interrupted" if how == "Ctrl-C" else f"stopped by {how}") in err and "Traceback" not in err, err
     assert "stopped on an error" not in err, err  # a signal is no error
     doc = json.loads((tmp_path / "rep" / "hltrun.json").read_text())
-    assert doc["job"]["stopped_by_signal"] == ("SIGTERM" if how == "SIGTERM" else "SIGINT")
+    assert doc["job"]["stopped_by_signal"] == signal.Signals(sig).name
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"worker processes still running: {alive}"
     assert not list(tmp_path.glob("o.root.*"))  # no part left, of the units done nor of those stopped
     written = doc["job"]["module_summaries"].get("out", {}).get("events_written", 0)
     if how == "SIGTERM" or not done:  # SIGTERM drops the output (framework/interrupt.py); no unit done: no part
         assert not (tmp_path / "o.root").exists() and written == 0
-    else:  # Ctrl-C, cmsRun's graceful stop: the units done are kept, 100 events each (no select_events)
+    else:  # SIGINT, SIGUSR2: cmsRun's graceful stop: the units done are kept, 100 events each (no select_events)
         assert uproot.open(tmp_path / "o.root")["Events"].num_entries == written == 100 * done
 
 

@@ -78,11 +78,28 @@ def _connect(cfg: ProcessConfig):
             raise ConfigError(f"options.executor.address: no Dask scheduler reachable at {ex.address} "
                               f"({type(exc).__name__}: {exc})") from None
     quiet = logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL  # tracebacks: --debug
+    _start_resource_tracker()
     cluster = LocalCluster(n_workers=ex.workers, threads_per_worker=ex.threadsPerWorker, processes=True,
                            dashboard_address=":0", silence_logs=quiet)
     client = Client(cluster)
     client.register_plugin(_quiet_worker_plugin(quiet), name="hltrun-quiet-worker")
     return client, cluster
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (which our LocalCluster's worker processes share) with
+    SIGUSR2 blocked, which it inherits: it ignores SIGINT and SIGTERM but not SIGUSR2, so a graceful stop
+    sent to the whole process group (``scancel --signal=USR2``) killed it, and the workers' clean-up then
+    printed KeyError tracebacks. Blocked, not ignored: a SIGUSR2 meanwhile reaches hltrun once unblocked."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        return
+    from multiprocessing import resource_tracker
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _quiet_worker_plugin(level: int):
@@ -104,6 +121,7 @@ def _quiet_worker_plugin(level: int):
             logging.getLogger("distributed").setLevel(self.level)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # a graceful stop sent to the whole group
 
     return QuietWorker(level)
 

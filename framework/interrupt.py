@@ -25,8 +25,9 @@ signal number. The outputs:
   a finished one.
 
 The exit code stays 128 + the signal, also after a graceful stop: cmsRun does not exit 0 either
-(FWCore/Framework/bin/cmsRun.cpp returns ``edm::errors::CaughtSignal``, 9000, when ``runToCompletion``
-answers ``epSignal``), and a batch system must learn that the job ended early with part of its input;
+(FWCore/Framework/bin/cmsRun.cpp's main returns ``edm::errors::CaughtSignal``, 9000, when
+``runToCompletion`` answers ``epSignal``: exit status 9000 mod 256 = 40), and a batch system must learn
+that the job ended early with part of its input;
 the job report's ``<FrameworkError ExitStatus="9000" Type="CaughtSignal">`` says it too, beside the kept
 ``<File>`` with its real event count and lumi sections.
 

@@ -50,14 +50,16 @@ class JobContext:
 class LoopState:
     """The event loop's state; written by the loop only. ``in_flight``: per stream, the index of the
     event it processes (``IDLE`` if none); ``draining``: no new event will be taken; ``failed``: the
-    job stops on an error (outputs must not commit)."""
+    job stops early, on an error or a signal; ``graceful``: only a graceful signal stopped it (SIGUSR2,
+    SIGINT: framework/interrupt.py), so the outputs commit the events finished before it."""
 
-    __slots__ = ("in_flight", "draining", "failed")
+    __slots__ = ("in_flight", "draining", "failed", "graceful")
 
     def __init__(self, streams: int = 1) -> None:
         self.in_flight: list[int] = [IDLE] * streams
         self.draining = False
         self.failed = False
+        self.graceful = False
 
 
 class StreamActivity:
@@ -77,7 +79,13 @@ class StreamActivity:
         return self._state.draining
 
     def failed(self) -> bool:
+        """The job stops early (an error or a signal): nothing may wait on more input."""
         return self._state.failed
+
+    def commit_outputs(self) -> bool:
+        """At end_job: may the outputs commit what they wrote? Yes at a normal end and after a graceful
+        stop (cmsRun's SIGUSR2 / SIGINT); no after an error or a hard signal (SIGTERM, SIGHUP)."""
+        return not self._state.failed or self._state.graceful
 
 
 class Prescales:

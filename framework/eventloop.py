@@ -54,6 +54,7 @@ class EventProcessor:
         self._source_lock = threading.Lock()
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
+        self._noted: set[int] = set()  # id() of the signals ``_on_signal`` took (the loop stopped between events)
         self._read = 0
         self._base = 0  # job-wide index of this run's first event (work units start past 0)
         self._first_event_at: float | None = None
@@ -104,6 +105,7 @@ class EventProcessor:
         with stop_callback(self._on_signal):  # a signal while end_job writes the outputs: stopped as in the loop
             self._loop(events)
             process.loop.failed = bool(self._errors)
+            process.loop.graceful = self._graceful_only()
             problems = process.end_job()
             summary.wall_s = time.perf_counter() - self._t0
             self._fill(summary)
@@ -214,6 +216,7 @@ class EventProcessor:
         Returns the summary (an error is in ``summary.failure`` and ``self.errors``) and the output parts."""
         process = self.process
         self._errors.clear()
+        self._noted.clear()
         self._stop.clear()
         self._tally, self._where = ErrorTally(), {}  # per-event failures of this unit only
         self._read, self._base, self._first_event_at = 0, unit.first_index, None
@@ -259,8 +262,16 @@ class EventProcessor:
         if isinstance(err, Interrupted):
             summary.stopped_by_signal = err.signame
 
+    def _graceful_only(self) -> bool:
+        """The job stopped on a graceful signal (SIGUSR2, SIGINT) noted by ``_on_signal`` and on nothing
+        else: the events in flight finished whole, so the outputs keep every event done (framework/interrupt.py).
+        Not for an interrupt raised inside an event (library use, no handler): it may have cut a module."""
+        return bool(self._errors) and all(isinstance(e, Interrupted) and e.graceful and id(e) in self._noted
+                                          for e in self._errors)
+
     def _on_signal(self, exc: Interrupted) -> None:
         """First SIGINT/SIGTERM/SIGHUP/SIGUSR2 during the loop: take no new event, finish those in flight."""
+        self._noted.add(id(exc))
         if self._stop.is_set():
             self._errors.append(exc)  # an error stopped the job first: it stays the reason
         else:

@@ -1,11 +1,39 @@
-"""SIGINT, SIGTERM, SIGHUP and SIGUSR2 stop a job the same way, as a batch system expects of cmsRun (unless
-the caller ignores one: ``nohup`` its SIGHUP, a shell its background jobs' SIGINT; it stays ignored).
+"""SIGINT, SIGTERM, SIGHUP and SIGUSR2 stop a job in the loop the same way, as a batch system expects of cmsRun
+(unless the caller ignores one: ``nohup`` its SIGHUP, a shell its background jobs' SIGINT; it stays ignored);
+they differ in what becomes of the outputs, as in cmsRun.
 
 First signal: the event loop stops taking events, the events in flight finish, every module's
-``end_job`` runs (outputs are dropped, their temporaries removed), the reports are written marked
-"stopped by signal", and the process exits with 128 + the signal number. After the loop (end_job,
-the reports: hltrun's stop callbacks) the same: noted, the reports begun after it written marked (the
-one being written is finished as begun, not written again). Before it (loading
+``end_job`` runs, the reports are written marked "stopped by signal", and the process exits with 128 + the
+signal number. The outputs:
+
+- SIGUSR2 and SIGINT (``GRACEFUL``) keep them: each output file is closed and committed (atomically, as at
+  a normal end) with exactly the events that finished before the stop, and the job report lists it. This
+  is cmsRun's graceful stop: FWCore/Services/plugins/UnixSignalService.cc installs ``ep_sigusr2`` for
+  SIGUSR2, and for SIGINT too when ``EnableCtrlC`` (its default, true: "you can stop a cmsRun job
+  gracefully by sending it a '<control> c'"); the handler (FWCore/Utilities/src/UnixSignalHandlers.cc)
+  only sets ``edm::shutdown_flag``; FWCore/Framework/src/EventProcessor.cc's ``nextTransitionType`` then
+  answers ``IsStop`` (``checkForAsyncStopRequest``), so no new event starts, those in flight finish,
+  endLumi/endRun run and the output modules close their files as at the input's end. WMCore's
+  PerformanceMonitor sends SIGUSR2 as its soft kill (SIGTERM only as the hard one, after it) so that the
+  events done are kept.
+- SIGTERM and SIGHUP drop them (their temporaries removed; ``hltrun.json`` says ``committed: false``,
+  ``events_written: 0``, the job report lists no ``<File>``), as a job an error stopped does. cmsRun is not
+  graceful there: FWCore/Services/plugins/InitRootHandlers.cc (``AbortOnSignal``, default true) installs
+  ``sig_dostack_then_abort`` for SIGTERM (a stack trace, then abort: no file closed), and nothing handles
+  SIGHUP (the default action kills it). A SIGTERM is a batch system's hard kill, often seconds before its
+  SIGKILL: hltrun still stops cleanly and writes its reports, but keeps no output a user could mistake for
+  a finished one.
+
+The exit code stays 128 + the signal, also after a graceful stop: cmsRun does not exit 0 either
+(FWCore/Framework/bin/cmsRun.cpp's main returns ``edm::errors::CaughtSignal``, 9000, when
+``runToCompletion`` answers ``epSignal``: exit status 9000 mod 256 = 40), and a batch system must learn
+that the job ended early with part of its input;
+the job report's ``<FrameworkError ExitStatus="9000" Type="CaughtSignal">`` says it too, beside the kept
+``<File>`` with its real event count and lumi sections.
+
+After the loop (end_job, the reports: hltrun's stop callbacks) the same: noted, the reports begun after it
+written marked (the one being written is finished as begun, not written again; the outputs, all events
+processed, are committed whatever the signal). Before it (loading
 models in begin_job) and while the job report is written, the first signal interrupts at once, as
 Ctrl-C does; an error some code made of that interrupt (an import it cut) is re-raised as the
 interrupt (``reraise_interrupt``).
@@ -30,6 +58,8 @@ from contextlib import contextmanager
 
 # SIGUSR2: cmsRun's graceful stop (its UnixSignalService), which a batch system's wrapper may send it
 HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR2") if hasattr(signal, name))
+# the signals that stop a job in its loop keeping its outputs, as cmsRun's UnixSignalService (module docstring)
+GRACEFUL = frozenset(getattr(signal, name) for name in ("SIGINT", "SIGUSR2") if hasattr(signal, name))
 
 _lock = threading.Lock()
 _temporaries: set[Path] = set()
@@ -48,6 +78,11 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signum)
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
+
+    @property
+    def graceful(self) -> bool:
+        """A graceful stop (``GRACEFUL``): in the loop, the outputs keep the events finished before it."""
+        return self.signum in GRACEFUL
 
     @property
     def signame(self) -> str:

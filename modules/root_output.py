@@ -19,8 +19,9 @@ differs between two files' provenance.
 
 Rows are buffered and written in input order (the framework tells which events are still in flight
 on other streams), so the file is identical for any number of streams. The file is written under a
-temporary name and renamed (or copied into a FIFO or device) only when the job ends cleanly, by
-framework/atomic.py's policy.
+temporary name and renamed (or copied into a FIFO or device) only when the job ends cleanly, or is
+stopped gracefully (SIGUSR2, SIGINT: the events finished before the stop, as cmsRun's graceful stop closes
+its output files; framework/interrupt.py), by framework/atomic.py's policy.
 """
 
 from __future__ import annotations
@@ -230,7 +231,8 @@ def _nanoaod_dtype(key: str, dtype: np.dtype) -> np.dtype:
 class RootOutputModule(OutputModule):
     Parameters = RootOutputParameters
     concurrency = "one"
-    # rows are written in event order up to the oldest event in flight; a failed job commits nothing
+    # rows are written in event order up to the oldest event in flight; a failed job commits nothing, one
+    # stopped gracefully (SIGUSR2, SIGINT: framework/interrupt.py) the events finished before the stop
     services = (StreamActivity.name,)
 
     def __init__(self, label: str, params: RootOutputParameters) -> None:
@@ -254,7 +256,7 @@ class RootOutputModule(OutputModule):
         # "run:lumi" -> events written, 0 for a lumi processed with none selected; job-wide (the job
         # report's <Runs> of this file: every lumi in the output, as CMSSW's OutputFile lists them)
         self._written_per_lumi: dict[str, int] = {}
-        self._committed = True  # False once the file is dropped (a job stopped by an error or a signal)
+        self._committed = True  # False once the file is dropped (a job stopped by an error, SIGTERM or SIGHUP)
 
     def begin_job(self, ctx: "ModuleContext") -> None:
         self._activity = ctx.service(StreamActivity.name)
@@ -452,14 +454,16 @@ class RootOutputModule(OutputModule):
     def end_job(self) -> None:
         if self._file is None:
             return
-        if not self._end(self._activity.failed()):
+        if not self._end(not self._activity.commit_outputs()):
             self._discarded()
             log.warning("output %s not written: the job stopped before its end", self.path)
             return
-        log.info("output: %d event(s) written to %s", self._written, self.path.resolve())
+        early = " (the job was stopped: the events finished before it)" if self._activity.failed() else ""
+        log.info("output: %d event(s) written to %s%s", self._written, self.path.resolve(), early)
 
     def _discarded(self) -> None:
-        """The file was dropped (the job stopped): none of its events is written anywhere (``dropped``)."""
+        """The file was dropped (an error, SIGTERM or SIGHUP stopped the job): none of its events is written
+        anywhere (``dropped``)."""
         self._committed = False
 
     @classmethod

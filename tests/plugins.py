@@ -140,6 +140,7 @@ class KillOnce(Analyzer):
 class SleepParameters:
     sleep_ms: float = 10.0
     started_file: str | None = None  # created at the first event: a test knows events are flowing
+    started_after: int = 1  # ... or once this many events reached the module (a job well under way)
 
 
 @register_module("TestSleep")
@@ -147,10 +148,19 @@ class Sleep(Analyzer):
     """Sleeps on every event: a slow job to interrupt."""
 
     Parameters = SleepParameters
+    concurrency = "global"  # one instance (``started_after`` counts the job's events); streams sleep side by side
+
+    def __init__(self, label: str, params: SleepParameters) -> None:
+        super().__init__(label, params)
+        self._seen = 0
+        self._lock = threading.Lock()
 
     def analyze(self, event) -> None:
-        if self.params.started_file is not None and not os.path.exists(self.params.started_file):
-            open(self.params.started_file, "a").close()
+        if self.params.started_file is not None:
+            with self._lock:
+                self._seen += 1
+                if self._seen == self.params.started_after:
+                    open(self.params.started_file, "a").close()
         time.sleep(self.params.sleep_ms / 1000)
 
 

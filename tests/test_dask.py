@@ -310,8 +310,9 @@ def test_a_unit_still_running_when_the_job_stops_leaves_no_part(cluster, write_c
 def test_a_stopped_job_counts_no_event_written_in_its_dropped_output(cluster, write_config, tmp_path):
     """One unit fails on its 101st event after writing baskets of 3 rows to its part: the job stops and the
     output is never assembled, so the merged summary (hltrun.json, the -j job report) must count no event
-    written. It counted the rows the unit had flushed (98), in a <File> that did not exist; a SIGINT
-    with --dask 2 on the shipped path counted the 1000 events of the four units done."""
+    written. It counted the rows the unit had flushed (98), in a <File> that did not exist; a SIGTERM
+    with --dask 2 on the shipped path counted the 1000 events of the four units done (a SIGINT now keeps
+    them: test_a_graceful_signal_keeps_the_parts_of_the_units_done)."""
     from hltrun.framework.report.jobreport_xml import gather
 
     cfg = write_config(f"""
@@ -393,10 +394,12 @@ class _Lines:
         return "".join(self.lines)
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C", "SIGUSR2"])
 def test_signal_stops_the_cluster(tmp_path, write_config, how):
     # kills: SIGTERM ignored by the Dask wait loop (job runs to the end), workers left running, parts left,
-    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it) printing worker tracebacks
+    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it) printing worker tracebacks; SIGUSR2
+    # to the whole group (as `scancel --signal=USR2` sends it) killed the workers, whose resource tracker
+    # printed KeyError tracebacks
     import signal
     import subprocess
 
@@ -418,25 +421,31 @@ def test_signal_stops_the_cluster(tmp_path, write_config, how):
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)
         else:
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT if how == "Ctrl-C" else signal.SIGUSR2)
         proc.wait(timeout=60)
     finally:  # its own session: nothing else would stop it (or its workers) after a failure here
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
     out, err = out.text(), err.text()
-    assert proc.returncode == 128 + (signal.SIGTERM if how == "SIGTERM" else signal.SIGINT), err
+    sig = {"SIGTERM": signal.SIGTERM, "Ctrl-C": signal.SIGINT, "SIGUSR2": signal.SIGUSR2}[how]
+    assert proc.returncode == 128 + sig, err
     import re
 
     done, units = map(int, re.search(r"Dask on LocalCluster: (\d+)/(\d+) work units", out).groups())
     assert units == 15 and done < units  # stopped, not run to the end (1500 events x 20 ms: ~15 s of work)
-    assert ("stopped by SIGTERM" if how == "SIGTERM" else "interrupted") in err and "Traceback" not in err
+    assert ("interrupted" if how == "Ctrl-C" else f"stopped by {how}") in err and "Traceback" not in err, err
     assert "stopped on an error" not in err, err  # a signal is no error
     doc = json.loads((tmp_path / "rep" / "hltrun.json").read_text())
-    assert doc["job"]["stopped_by_signal"] == ("SIGTERM" if how == "SIGTERM" else "SIGINT")
+    assert doc["job"]["stopped_by_signal"] == signal.Signals(sig).name
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"worker processes still running: {alive}"
-    assert not list(tmp_path.glob("o.root*"))
+    assert not list(tmp_path.glob("o.root.*"))  # no part left, of the units done nor of those stopped
+    written = doc["job"]["module_summaries"].get("out", {}).get("events_written", 0)
+    if how == "SIGTERM" or not done:  # SIGTERM drops the output (framework/interrupt.py); no unit done: no part
+        assert not (tmp_path / "o.root").exists() and written == 0
+    else:  # SIGINT, SIGUSR2: cmsRun's graceful stop: the units done are kept, 100 events each (no select_events)
+        assert uproot.open(tmp_path / "o.root")["Events"].num_entries == written == 100 * done
 
 
 def test_our_cluster_prints_dask_tracebacks_only_with_debug(write_config, tmp_path):
@@ -1095,3 +1104,58 @@ def test_a_dask_jobs_timing_is_as_bounded_as_a_local_jobs(cluster, write_config,
     assert parts == pytest.approx(ev["mean"] * events, rel=1e-9)
     assert ev["min"] <= ev["median"] <= ev["p90"] <= ev["p99"] <= ev["max"]
     assert 0 <= dask["budget"]["over_budget_events"] <= events
+
+
+def test_a_graceful_signal_keeps_the_parts_of_the_units_done(cluster, write_config, tmp_path, monkeypatch):
+    """SIGUSR2 (cmsRun's graceful stop) once two units were done: the client dropped every part (no file,
+    ``events_written: 0``). Now, as a local job keeps the events finished before the stop, the output is
+    assembled from the units done, and only theirs (units still running are cancelled, their parts removed):
+    the file holds exactly those units' events (this output keeps every event), by id with their trigger
+    bits, and the summary, hltrun.json and the job report's <File> count them."""
+    import signal
+
+    from hltrun.framework.executors import dask_executor
+    from hltrun.framework.report.jobreport_xml import gather
+    from hltrun.framework.results import Merger
+
+    done: list[int] = []
+
+    class StopAfterTwo(Merger):
+        def add(self, result) -> None:  # noqa: ANN001
+            super().add(result)
+            done.extend(p["unit"] for p in result.parts)
+            if self.count == 2:
+                os.kill(os.getpid(), signal.SIGUSR2)  # the handler runs on this (the main) thread, after the add
+
+    local = config(write_config, tmp_path, None, "local")
+    reference, _ = run(local)
+    assert reference.code == 0
+    cfg = config(write_config, tmp_path, cluster, "dask")
+    monkeypatch.setattr(dask_executor, "Merger", StopAfterTwo)
+    dask, _ = run(cfg)
+    s = dask.result.summary
+    assert dask.code == 128 + signal.SIGUSR2 and s.stopped_by_signal == "SIGUSR2", s.failure
+    units = {u.index: u for u in dask_executor.plan(cfg)[0]}
+    assert len(done) == 2 and s.executor["units_done"] == 2
+    processed = set()
+    for index in done:
+        u = units[index]
+        ids = uproot.open(u.file)["Events"].arrays(["run", "luminosityBlock", "event"], entry_start=u.start,
+                                                  entry_stop=u.stop, library="np")
+        processed |= set(zip(ids["run"].tolist(), ids["luminosityBlock"].tolist(), ids["event"].tolist()))
+    assert s.events_read == s.events_processed == len(processed) == sum(units[i].events for i in done)
+    ref = events(tmp_path / "local.root")
+    keys = list(zip(ref["run"].tolist(), ref["luminosityBlock"].tolist(), ref["event"].tolist()))
+    expected = [k for k in keys if k in processed]  # the output keeps every event processed (no select_events)
+    kept = events(tmp_path / "dask.root")
+    assert list(zip(kept["run"].tolist(), kept["luminosityBlock"].tolist(), kept["event"].tolist())) == expected
+    bits = [bool(b) for k, b in zip(keys, ref["HLT_AnomalyDetection"].tolist()) if k in processed]
+    assert kept["HLT_AnomalyDetection"].tolist() == bits
+    path = s.paths["HLT_AnomalyDetection"]
+    assert (path.executed, path.passed, path.failed, path.error) == (len(processed), sum(bits),
+                                                                     len(processed) - sum(bits), 0)
+    out = s.module_summaries["out"]
+    assert out["committed"] and out["events_written"] == len(expected) == len(kept["event"])
+    assert [(o.pfn, o.events_written) for o in gather(s, dask.code, dask.cause).outputs] == \
+        [(str(tmp_path / "dask.root"), len(expected))]
+    assert not list(tmp_path.glob("dask.root.*"))  # every part removed, those of the cancelled units too

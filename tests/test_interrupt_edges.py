@@ -82,7 +82,8 @@ def _wait_for(marker: Path, proc: "subprocess.Popen[str]") -> None:
 def test_sigusr2_stops_the_job_as_cmsruns_graceful_stop(tmp_path):
     """SIGUSR2 is cmsRun's graceful stop (UnixSignalService), which a batch wrapper may send it: hltrun died
     of it at once (exit -12 / 140 from the shell), no report, ``o.root.XXXXXXXX.tmp`` left. Now it stops the job
-    as SIGTERM does: the events in flight finish, every report marked stopped by SIGUSR2, 128 + 12."""
+    in its loop: the events in flight finish, every report marked stopped by SIGUSR2, 128 + 12, and the output
+    keeps the events processed (tests/test_graceful_stop.py checks them one by one)."""
     proc = _start(tmp_path, n=5000)
     _wait_for(tmp_path / "started", proc)
     proc.send_signal(signal.SIGUSR2)
@@ -92,7 +93,10 @@ def test_sigusr2_stops_the_job_as_cmsruns_graceful_stop(tmp_path):
     job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
     assert job["stopped_by_signal"] == "SIGUSR2" and 0 < job["events_processed"] == job["events_read"] < 5000
     assert f'UnixExitStatus="{128 + signal.SIGUSR2}"' in (tmp_path / "fjr.xml").read_text()
-    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "o.root").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+    import uproot
+
+    assert uproot.open(tmp_path / "o.root")["Events"].num_entries == job["events_processed"]  # every event written
 
 
 def _final_names(tmp_path: Path) -> list[str]:

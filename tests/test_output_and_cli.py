@@ -365,8 +365,9 @@ endpaths:
 def test_a_dropped_output_counts_no_event_written_on_any_number_of_streams(write_config, tmp_path, streams):
     """The job stops on event 30's error: the output is dropped (no file), so nothing was written. The
     summary and the job report said otherwise: the rows flushed to the temporary before the stop (28 at 1
-    stream, a number that moves with the streams' timing at 4; with SIGINT on the shipped path, 999 of 1109
-    events at 1 stream, 995 of 1002 at 4), in a <File> that does not exist."""
+    stream, a number that moves with the streams' timing at 4; with SIGTERM on the shipped path, 999 of 1109
+    events at 1 stream, 995 of 1002 at 4), in a <File> that does not exist. (A graceful signal keeps the
+    output: tests/test_graceful_stop.py.)"""
     from hltrun.framework.report.jobreport_xml import gather
 
     out = tmp_path / "o.root"

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import ProcessConfig
 from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
-from ..interrupt import Interrupted, exit_code_of, handle_signals, stop_callback
+from ..interrupt import Interrupted, exit_code_of, handle_signals, signals_held, stop_callback
 from ..provenance import variants_line, with_variants
 from ..resources import remote_url
 from ..results import JobResult, Merger
@@ -90,11 +90,28 @@ def _connect(cfg: ProcessConfig):
             raise ConfigError(f"options.executor.address: no Dask scheduler reachable at {ex.address} "
                               f"({type(exc).__name__}: {exc})") from None
     quiet = logging.ERROR if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL  # tracebacks: --debug
+    _start_resource_tracker()
     cluster = LocalCluster(n_workers=ex.workers, threads_per_worker=ex.threadsPerWorker, processes=True,
                            dashboard_address=":0", silence_logs=quiet)
     client = Client(cluster)
     client.register_plugin(_quiet_worker_plugin(quiet), name="hltrun-quiet-worker")
     return client, cluster
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (which our LocalCluster's worker processes share) with
+    SIGUSR2 blocked, which it inherits: it ignores SIGINT and SIGTERM but not SIGUSR2, so a graceful stop
+    sent to the whole process group (``scancel --signal=USR2``) killed it, and the workers' clean-up then
+    printed KeyError tracebacks. Blocked, not ignored: a SIGUSR2 meanwhile reaches hltrun once unblocked."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        return
+    from multiprocessing import resource_tracker
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _quiet_worker_plugin(level: int):
@@ -116,6 +133,7 @@ def _quiet_worker_plugin(level: int):
             logging.getLogger("distributed").setLevel(self.level)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # a graceful stop sent to the whole group
 
     return QuietWorker(level)
 
@@ -214,8 +232,11 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     # every unit is done: a signal while the parts are assembled is noted, the output finished, the job stopped
     # by it, as a local job's end_job (it was raised at once: no report; or, raised inside a destructor of the
     # reader, printed as "Exception ignored" with its traceback and lost: exit 0)
+    # a graceful signal (SIGUSR2, SIGINT: framework/interrupt.py) keeps the parts of the units done, as a local
+    # job keeps the events finished before it; an error, SIGTERM or SIGHUP drops them
+    keep = failure is None or (isinstance(failure[2], Interrupted) and failure[2].graceful)
     with handle_signals(), stop_callback(noted.append):
-        _finish_outputs(cfg, merged, stopped=None if failure is None else failure[0])
+        _finish_outputs(cfg, merged, stopped=None if keep else failure[0])
     if failure is None and noted:
         failure = (str(noted[0]), noted[0].exit_code, noted[0])
     if failure is not None:
@@ -267,13 +288,15 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
             status, payload = "failed", (f"{unit}: its worker died {retries + 1} time(s) while running it "
                                          f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None, None)  # the job failed running it: 4
         if status == "ok":
-            results.add(payload)
+            with signals_held():  # a signal acts between units: the merged result and its parts stay one
+                results.add(payload)
             if bar is not None:
                 bar.update(unit.events)
             continue
         message, code, partial, category = payload
         if partial is not None:
-            results.add(partial)
+            with signals_held():
+                results.add(partial)
         client.cancel([f for f in futures if not f.done()])
         return message, code, unit_error(message, category)
     return None
@@ -374,7 +397,9 @@ def _close(client, cluster) -> None:
 
 def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None) -> None:
     """Assemble each output module's parts in input order into its file (atomically); remove every part
-    (also those of units whose result never arrived because the job stopped: ``stopped`` says why)."""
+    (also those of units whose result never arrived because the job stopped: ``stopped`` says why the
+    outputs are dropped; None after a graceful signal too, which keeps the units done: their events are the
+    merged summary's, so the file, ``events_written`` and the job report's <File> agree)."""
     from ..module import OutputModule
 
     by_module: dict[str, list[dict[str, Any]]] = {}

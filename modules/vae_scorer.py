@@ -241,6 +241,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
 
     identity = model_identity(params.model, params.precision)
     given = find_file(params.model, "model file")
+    reading([given])  # as the card: an output of the job over it is refused at validation (a Dask client's too)
     folder = given.parent if (given.suffix in (".onnx", ".keras") or len(given.parts) > 1) \
         else find_file(params.models_dir, "models_dir")
     card = folder / THRESHOLDS_CARD
@@ -353,6 +354,7 @@ class VAEAnomalyScorer(Producer):
             path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
         except ModuleError as exc:
             raise ModuleError(f"{where}: {exc}") from None
+        reading([path])  # before a backend reads it: an output of the job over it said as the output's own line
         opts = BackendOptions(mode=p.mode, threads=p.threads, providers=list(p.providers),
                               graph_optimization=p.graph_optimization, io_binding=p.io_binding,
                               precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,

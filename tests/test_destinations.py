@@ -810,6 +810,23 @@ def test_the_text_list_named_with_a_tilde_or_a_file_url_is_an_input_too(named, t
     assert listed.read_text() == before and not _temporaries(tmp_path)
 
 
+def test_a_memray_capture_named_as_the_input_is_refused_and_the_input_kept(tmp_path, capfd, monkeypatch) -> None:
+    """``services.Memory.memray: in.root`` (no report folder: the working directory) with ``source.files:
+    [in.root]``: the capture's old file is removed before the first module begins, and the source had not
+    named its inputs yet, so the input was deleted and the job stopped on it as a bad ROOT file (the input
+    replaced by the capture). The configured inputs are known when the source is made: refused, kept."""
+    pytest.importorskip("memray")
+    monkeypatch.chdir(tmp_path)
+    cfg, source = _root_job(tmp_path, tmp_path / "out.root")
+    cfg.write_text(cfg.read_text() + "services: {Memory: {memray: in.root}}\n")
+    code, _, errors = _run(capfd, str(cfg), "-q", "-n", "20")
+    assert code == 4
+    assert errors == ["hltrun: error: services.Memory.memray: in.root is an input file of this job "
+                      f"({source}); writing it would replace what the job reads: give the output another name"]
+    assert source.read_bytes() == SAMPLE.read_bytes()
+    assert not (tmp_path / "out.root").exists() and not _temporaries(tmp_path)
+
+
 def test_two_outputs_of_one_job_with_the_same_name_are_refused(tmp_path, capfd) -> None:
     """``-j o.root`` with ``modules.out.file: o.root`` replaced the ROOT output with the XML job report,
     exit 0. The second writer to claim a file is refused before the first event."""

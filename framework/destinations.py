@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
-from .errors import ModuleError
+from .errors import HltError, ModuleError
 from .leftovers import sweep, tag
 from .resources import refuse_remote_destination, user_path
 
@@ -107,8 +107,14 @@ def reading(paths: Iterable[str | os.PathLike[str]]) -> None:
         _not_written(job, info, os.fspath(path))
 
 
-class OverInput(ModuleError):
-    """A destination of the job that is one of its input files (the same file, by any name)."""
+class OverInput(HltError):
+    """A destination of the job that is one of its input files (the same file, by any name): exit 4, as a
+    destination's other refusals. Not a ModuleError: it can now be raised where an input is read (a model's
+    check, a tool's), and the places that catch a model's ModuleError to say it in their own words (the
+    scorer's "modules.vae: " prefix, hltbench's exit 2) must pass the output's own line on as it is."""
+
+    exit_code = ModuleError.exit_code
+    cmssw_code, cmssw_type = ModuleError.cmssw_code, ModuleError.cmssw_type
 
 
 def _over_input(job: _Job, what: str, path: Path, source: str) -> OverInput:

@@ -354,7 +354,6 @@ class VAEAnomalyScorer(Producer):
             path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
         except ModuleError as exc:
             raise ModuleError(f"{where}: {exc}") from None
-        reading([path])  # before a backend reads it: an output of the job over it said as the output's own line
         opts = BackendOptions(mode=p.mode, threads=p.threads, providers=list(p.providers),
                               graph_optimization=p.graph_optimization, io_binding=p.io_binding,
                               precision=p.precision, max_batch=p.max_batch, engine_cache=p.engine_cache,

@@ -35,7 +35,7 @@ import hltrun.framework.atomic
 from hltrun.framework.atomic import writing
 from hltrun.framework.cli import main
 from hltrun.framework.destinations import check_file_destination, destination
-from hltrun.framework.errors import ModuleError
+from hltrun.framework.errors import HltError, ModuleError
 from hltrun.framework.interrupt import Interrupted, handle_signals, signals_held
 
 JOB = """
@@ -959,7 +959,7 @@ def test_two_jobs_in_two_threads_each_compare_their_own_files(tmp_path) -> None:
             try:
                 check_file_destination(second_input, "modules.out.file")
                 said["second"] = "written over its input"
-            except ModuleError as exc:
+            except HltError as exc:  # destinations.OverInput: exit 4, but no ModuleError (see there)
                 said["second"] = str(exc)
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]

@@ -98,13 +98,16 @@ def reading(paths: Iterable[str | os.PathLike[str]]) -> None:
     job = _running.get()
     if job is None:
         return
+    written = _written_now(job)  # once per call: a source's thousands of files are compared with a few writers
     for path in paths:
         try:
             info = os.stat(path)
         except OSError:
             continue  # its reader says why it cannot be read
         job.inputs[(info.st_dev, info.st_ino)] = os.fspath(path)
-        _not_written(job, info, os.fspath(path))
+        claimed = written.get((info.st_dev, info.st_ino))
+        if claimed is not None:  # before the first event, not when that writer replaces it after the job
+            raise _over_input(job, *claimed, os.fspath(path))
 
 
 class OverInput(HltError):
@@ -123,16 +126,17 @@ def _over_input(job: _Job, what: str, path: Path, source: str) -> OverInput:
                      "what the job reads: give the output another name")
 
 
-def _not_written(job: _Job, info: os.stat_result, source: str) -> None:
-    """The input ``source`` (stat ``info``) is none of the files a writer of the job claimed already: said
-    before the first event, not when that writer replaces it after the job (``-j`` over the input)."""
-    for target, (what, path) in job.written.items():
+def _written_now(job: _Job) -> dict[tuple[int, int], tuple[str, Path]]:
+    """The files the job's writers claimed (``-j`` before the configuration names the inputs, the report
+    folder's), by identity as they are now, -> (writer, path as named); one not there yet is no input."""
+    found: dict[tuple[int, int], tuple[str, Path]] = {}
+    for target, claimed in job.written.items():
         try:
-            out = os.stat(target)
+            info = os.stat(target)
         except OSError:
-            continue  # not there yet: it cannot be this input
-        if (out.st_dev, out.st_ino) == (info.st_dev, info.st_ino):
-            raise _over_input(job, what, path, source)
+            continue
+        found.setdefault((info.st_dev, info.st_ino), claimed)
+    return found
 
 
 def _not_an_input(path: Path, info: os.stat_result, what: str) -> None:

@@ -619,7 +619,8 @@ def test_an_output_over_the_jobs_own_files_is_refused_before_any_unit(collision,
     out = tmp_path / "o.root"
     cfg = write_config(PATH.format(type="dask", address=cluster, files=source, out=out, extra="", endpath=""))
     argv = {"input": [f"modules.out.file={source}"], "job report": ["-j", str(out)],
-            "report folder": ["--report-dir", str(tmp_path / "rep"), f"modules.out.file={tmp_path / 'rep' / 'hltrun.json'}"],
+            "report folder": ["--report-dir", str(tmp_path / "rep"),
+                              f"modules.out.file={tmp_path / 'rep' / 'hltrun.json'}"],
             "job report over the input": ["-j", str(source)],
             "job report over the model": ["-j", str(model), f"modules.vae.model={model}"]}
     code = main([str(cfg), "-q", "-n", "100", "options.skipEvents=0", *argv[collision]])

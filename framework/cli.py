@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is None:  # checked here: argparse would call the optional overrides required too
         parser.error("the configuration is required, e.g. hltrun configs/path.yaml (overrides key.path=value are optional)")
     setup_logging(args.quiet, args.debug)
-    from .destinations import folders_made_undone, one_job
+    from .destinations import folders_made_undone, one_job, refused
     from .interrupt import handle_signals
 
     record: dict = {}  # what the job report needs: the summary and the error, as far as the job got
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     # one_job: its outputs are compared with each other and with its inputs (none may replace another)
     with handle_signals(), folders_made_undone() as undo, one_job():  # SIGTERM / SIGHUP stop the job like Ctrl-C
         code = _main(args, record)
-        if "job_report" in record:  # its destination passed the check (a refused one was said once)
+        # its destination passed the check, and the inputs read later are not it (a refused one was said once)
+        if "job_report" in record and not refused("--job-report"):
             code = _write_job_report(record["job_report"], record, code)
         if code:
             undo()

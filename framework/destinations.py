@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
 
-from .errors import ModuleError
+from .errors import HltError, ModuleError
 from .leftovers import sweep, tag
 from .resources import refuse_remote_destination, user_path
 
@@ -69,6 +69,10 @@ class _Job:
     def __init__(self) -> None:
         self.inputs: dict[tuple[int, int], str] = {}
         self.writers: dict[str, str] = {}
+        # the files the job will write, as named (target -> writer, path): an input read after its writer
+        # claimed it (``-j`` is claimed before the configuration names the inputs) is compared with them
+        self.written: dict[str, tuple[str, Path]] = {}
+        self.refused: set[str] = set()  # the writers refused as over an input: never written at the end
 
 
 # the job running in this thread (``one_job``); None: nothing is compared. A context variable, not a module
@@ -94,25 +98,65 @@ def reading(paths: Iterable[str | os.PathLike[str]]) -> None:
     job = _running.get()
     if job is None:
         return
+    written = _written_now(job)  # once per call: a source's thousands of files are compared with a few writers
     for path in paths:
         try:
             info = os.stat(path)
         except OSError:
             continue  # its reader says why it cannot be read
         job.inputs[(info.st_dev, info.st_ino)] = os.fspath(path)
+        claimed = written.get((info.st_dev, info.st_ino))
+        if claimed is not None:  # before the first event, not when that writer replaces it after the job
+            raise _over_input(job, *claimed, os.fspath(path))
+
+
+class OverInput(HltError):
+    """A destination of the job that is one of its input files (the same file, by any name): exit 4, as a
+    destination's other refusals. Not a ModuleError: it can now be raised where an input is read (a model's
+    check, a tool's), and the places that catch a model's ModuleError to say it in their own words (the
+    scorer's "modules.vae: " prefix, hltbench's exit 2) must pass the output's own line on as it is."""
+
+    exit_code = ModuleError.exit_code
+    cmssw_code, cmssw_type = ModuleError.cmssw_code, ModuleError.cmssw_type
+
+
+def _over_input(job: _Job, what: str, path: Path, source: str) -> OverInput:
+    job.refused.add(what)
+    return OverInput(f"{what}: {path} is an input file of this job ({source}); writing it would replace "
+                     "what the job reads: give the output another name")
+
+
+def _written_now(job: _Job) -> dict[tuple[int, int], tuple[str, Path]]:
+    """The files the job's writers claimed (``-j`` before the configuration names the inputs, the report
+    folder's), by identity as they are now, -> (writer, path as named); one not there yet is no input."""
+    found: dict[tuple[int, int], tuple[str, Path]] = {}
+    for target, claimed in job.written.items():
+        try:
+            info = os.stat(target)
+        except OSError:
+            continue
+        found.setdefault((info.st_dev, info.st_ino), claimed)
+    return found
 
 
 def _not_an_input(path: Path, info: os.stat_result, what: str) -> None:
     job = _running.get()
     source = job.inputs.get((info.st_dev, info.st_ino)) if job is not None else None
-    if source is not None:
-        raise ModuleError(f"{what}: {path} is an input file of this job ({source}); writing it would replace "
-                          "what the job reads: give the output another name")
+    if job is not None and source is not None:
+        raise _over_input(job, what, path, source)
 
 
-def _claim(dest: Destination, what: str) -> None:
+def refused(what: str) -> bool:
+    """Whether the running job refused ``what`` as a destination over one of its inputs (the CLI then does
+    not try to write its job report there after the failed job, which would say it a second time)."""
+    job = _running.get()
+    return job is not None and what in job.refused
+
+
+def _claim(dest: Destination, what: str, written: bool = True) -> None:
     """``what`` writes ``dest`` in the running job: a file another writer of the job claimed is refused
-    (the last one written would silently replace the other). Devices and FIFOs take several writers."""
+    (the last one written would silently replace the other). Devices and FIFOs take several writers.
+    ``written``: it will be written (not only may be), so an input the job reads later may not be it."""
     job = _running.get()
     if job is None or dest.in_place:
         return
@@ -120,6 +164,8 @@ def _claim(dest: Destination, what: str) -> None:
     if first != what:
         raise ModuleError(f"{what}: {dest.path} is also written by {first}; two outputs of one job would "
                           "overwrite each other: give each its own name")
+    if written:
+        job.written.setdefault(os.fspath(dest.target), (what, dest.path))
 
 
 def _own_descriptor(path: Path) -> int | None:
@@ -264,6 +310,7 @@ def check_set_member(path: str | os.PathLike[str], what: str) -> Destination:
 # the files of every report set (hltrun.json, the HTML page, the Timing service's ROOT file), checked before the
 # first event with those the job's services name (``Service.report_files``: Timing's resources.json)
 REPORT_SET_NAMES = ("hltrun.json", "report.html", "timing.root")
+ALWAYS_WRITTEN = ("hltrun.json", "report.html")  # timing.root only with a Timing service (it names it then)
 
 
 def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set: bool = False,
@@ -275,12 +322,18 @@ def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set:
     path = user_path(path)
     _probe(path, what)
     if whole_set:
-        for entry in (path / name for name in dict.fromkeys(REPORT_SET_NAMES + names)):
+        written = ALWAYS_WRITTEN + names
+        for name in dict.fromkeys(REPORT_SET_NAMES + names):
+            entry = path / name
             try:
                 dest = destination(entry, what)
+            except OverInput:
+                if name in written:  # an input the set replaces: before the first event
+                    raise
+                continue  # a file the job may not write (timing.root without a Timing service): its input
             except ModuleError:
                 continue  # a folder or a socket of the user's: refused if a report is ever named so
-            _claim(dest, what)
+            _claim(dest, what, written=name in written)
             if os.path.lexists(entry):
                 check_set_member(entry, what)
     return path

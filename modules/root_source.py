@@ -28,7 +28,7 @@ import awkward as ak
 
 from hltrun.framework.context import SourceContext
 from hltrun.framework.destinations import reading
-from hltrun.framework.errors import ConfigError, SourceError
+from hltrun.framework.errors import ConfigError, HltError, SourceError
 from hltrun.framework.event import EventID
 from hltrun.framework.module import Source
 from hltrun.framework.ranges import Selection
@@ -40,7 +40,7 @@ from .read_ahead import ReadAhead
 from .source.checks import FileChecks
 from .source.chunk import make_chunk
 from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys
-from .source.file_list import list_files
+from .source.file_list import input_files, list_files
 from .source.parameters import JetBranches, RootJetSourceParameters
 from .source.reading import LATE_WAIT_S, READ_AHEAD_THREADS, ChunkReading, read_ahead_depth
 from .source.tree import FileState, file_state, open_tree
@@ -98,6 +98,7 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         # each input as the job first opened it: a read failing after another process changed it says so
         self._first_opened: dict[str, FileState | None] = {}
         self._keep = True
+        self._reading_configured()
         # the branch names of each checked file (one set per schema): the declared inputs' branches are
         # looked for there at consumers_known; the first good file, left open by its check until then
         self._names: dict[str, frozenset[str]] = {}
@@ -141,6 +142,18 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         self._requests = ctx.requests()  # live: filled by the modules' begin_job, read at each chunk
         self._reading_lists()
         self._open_inputs(ctx.entries_needed, keep=not ctx.units)  # a Dask worker reads only some files
+
+    def _reading_configured(self) -> None:
+        """The files the configuration names are inputs of the job from the source's construction, before the
+        services' job scopes begin: memray's capture file, claimed there, is compared with them before its old
+        file is removed (a capture named as the input deleted the input). An entry that names no file is said
+        by begin_job, in its place."""
+        try:
+            named = input_files(self.params.files)
+        except HltError:
+            named = []
+        self._reading_lists()
+        reading(named)
 
     def _reading_lists(self) -> None:
         """The lumiMask and the text lists of input files are inputs of the job: no output of it may replace

@@ -241,6 +241,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
 
     identity = model_identity(params.model, params.precision)
     given = find_file(params.model, "model file")
+    reading([given])  # as the card: an output of the job over it is refused at validation (a Dask client's too)
     folder = given.parent if (given.suffix in (".onnx", ".keras") or len(given.parts) > 1) \
         else find_file(params.models_dir, "models_dir")
     card = folder / THRESHOLDS_CARD

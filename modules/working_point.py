@@ -41,9 +41,10 @@ def efficiency_key(efficiency: str | float) -> str:
         v = float(efficiency)
     except ValueError:
         v = math.nan
-    if not 0 < v < 1:
+    if not 0 < v < 1:  # a number as the user wrote it (the schema made ``2`` a float: it said "got 2.0")
+        given = f"{efficiency:g}" if isinstance(efficiency, (int, float)) else repr(efficiency)
         raise ValueError(f"background_efficiency: expected a number between 0 and 1 (exclusive) like 1e-2, "
-                         f"got {efficiency!r}")
+                         f"got {given}")
     mant, exp = f"{v:e}".split("e")
     mant = mant.rstrip("0").rstrip(".")
     return f"bkg_eff_{mant}e-{abs(int(exp))}" if int(exp) < 0 else f"bkg_eff_{v:g}"

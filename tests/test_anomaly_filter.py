@@ -82,6 +82,24 @@ def test_any_background_efficiency_the_card_holds():
                                                    "modules.f"), scorer)
 
 
+@pytest.mark.parametrize("given, said", [("2", "2"), ("0", "0"), ("-1", "-1"), ("1.5", "1.5"), ("1", "1"),
+                                         ("'2'", "'2'"), ("nan", "'nan'")])
+def test_an_efficiency_outside_0_1_is_one_configuration_line_with_the_value_as_written(given, said, capfd):
+    """``background_efficiency: 2`` (a rate in percent, say): the schema had made it 2.0 before the check,
+    and the line said "got 2.0", a value the user never wrote. Exit 2, the key and the value as given."""
+    from pathlib import Path
+
+    from hltrun.framework.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
+    code = main([str(config), "-q", f"modules.anomalyFilter.background_efficiency={given}"])
+    errors = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
+    assert code == 2
+    assert len(errors) == 1 and errors[0].startswith("hltrun: error: command line (override ")
+    assert errors[0].endswith("): modules.anomalyFilter: background_efficiency: expected a number between 0 and 1 "
+                              f"(exclusive) like 1e-2, got {said}")
+
+
 # ------------------------------------------------------------------ pT-dependent working point (issue 12)
 
 EDGES = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]

@@ -609,28 +609,44 @@ def test_a_unit_whose_worker_died_too_often_is_a_documented_exit_code():
     assert code == 4 and "its worker died 1 time(s)" in message
 
 
-@pytest.mark.parametrize("collision", ["input", "job report", "report folder"])
+@pytest.mark.parametrize("collision", ["input", "job report", "report folder", "job report over the input",
+                                       "job report over the model"])
 def test_an_output_over_the_jobs_own_files_is_refused_before_any_unit(collision, cluster, write_config, tmp_path,
                                                                       capsys):
     """A Dask run's client built no Process, so nothing compared its outputs with its inputs or with each
     other (a local run refuses them, exit 4): ``modules.out.file=<the input>`` replaced the input, ``-j``
-    or a report folder file named as the output replaced the output, exit 0. Refused before any unit runs."""
+    or a report folder file named as the output replaced the output, exit 0. Refused before any unit runs.
+    ``-j`` over the input was refused only after every unit had run, and ``-j`` over the model (which the
+    client never read) replaced the model with the XML report, exit 0."""
     from hltrun.framework.cli import main
 
     source = tmp_path / "in.root"
     source.write_bytes((ROOT / "data" / "rsg_ww_1p5TeV.root").read_bytes())
+    for name in ("conv_vae.onnx", "thresholds.json"):
+        (tmp_path / name).write_bytes((ROOT / "data" / "models" / name).read_bytes())
+    model = tmp_path / "conv_vae.onnx"
     out = tmp_path / "o.root"
     cfg = write_config(PATH.format(type="dask", address=cluster, files=source, out=out, extra="", endpath=""))
     argv = {"input": [f"modules.out.file={source}"], "job report": ["-j", str(out)],
-            "report folder": ["--report-dir", str(tmp_path / "rep"), f"modules.out.file={tmp_path / 'rep' / 'hltrun.json'}"]}
+            "report folder": ["--report-dir", str(tmp_path / "rep"),
+                              f"modules.out.file={tmp_path / 'rep' / 'hltrun.json'}"],
+            "job report over the input": ["-j", str(source)],
+            "job report over the model": ["-j", str(model), f"modules.vae.model={model}"]}
     code = main([str(cfg), "-q", "-n", "100", "options.skipEvents=0", *argv[collision]])
     err = capsys.readouterr().err
     assert code == 4, err
-    said = {"input": f"{source} is an input file of this job ({source})",
-            "job report": f"{out} is also written by --job-report",
-            "report folder": f"{tmp_path / 'rep' / 'hltrun.json'} is also written by report folder"}[collision]
-    assert f"hltrun: error: modules.out.file: {said}" in err
+    said = {"input": f"modules.out.file: {source} is an input file of this job ({source})",
+            "job report": f"modules.out.file: {out} is also written by --job-report",
+            "report folder": f"modules.out.file: {tmp_path / 'rep' / 'hltrun.json'} is also written by report folder "
+                             "(--report-dir / options.reportDir)",
+            "job report over the input": f"--job-report: {source} is an input file of this job ({source})",
+            "job report over the model": f"--job-report: {model} is an input file of this job ({model})"}[collision]
+    assert [line for line in err.splitlines() if "error" in line] == [f"hltrun: error: {said}; " + (
+        "writing it would replace what the job reads: give the output another name" if "input file" in said
+        else "two outputs of one job would overwrite each other: give each its own name")]
     assert source.read_bytes() == (ROOT / "data" / "rsg_ww_1p5TeV.root").read_bytes()
+    assert model.read_bytes() == (ROOT / "data" / "models" / "conv_vae.onnx").read_bytes()
+    assert not out.exists() or collision == "job report"  # no unit ran (the refused -j is the output's name)
     assert "Dask on" not in capsys.readouterr().out and not list(tmp_path.glob("*.part"))
 
 

@@ -35,7 +35,7 @@ import hltrun.framework.atomic
 from hltrun.framework.atomic import writing
 from hltrun.framework.cli import main
 from hltrun.framework.destinations import check_file_destination, destination
-from hltrun.framework.errors import ModuleError
+from hltrun.framework.errors import HltError, ModuleError
 from hltrun.framework.interrupt import Interrupted, handle_signals, signals_held
 
 JOB = """
@@ -706,14 +706,69 @@ def test_an_output_that_is_an_input_of_the_job_is_refused_and_the_input_kept(how
 
 
 def test_a_job_report_over_an_input_of_the_job_is_refused_and_the_input_kept(tmp_path, capfd) -> None:
-    """``-j`` is checked before the configuration names the inputs: it is refused when it is written."""
+    """``-j`` is claimed before the configuration names the inputs; it was refused only when it was written,
+    after the whole job. The input read later is compared with it: refused before the first event (no
+    output written), in one line (the job report is not tried again at the end)."""
     cfg, source = _root_job(tmp_path, tmp_path / "out.root")
     code, _, errors = _run(capfd, str(cfg), "-q", "-n", "20", "-j", str(source))
     assert code == 4
     assert errors == [f"hltrun: error: --job-report: {source} is an input file of this job ({source}); writing "
                       "it would replace what the job reads: give the output another name"]
     assert source.read_bytes() == SAMPLE.read_bytes()
-    assert (tmp_path / "out.root").exists() and not _temporaries(tmp_path)
+    assert not (tmp_path / "out.root").exists() and not _temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("which", ["model", "card"])
+def test_a_job_report_over_the_scorers_model_or_card_is_refused_before_the_first_event(which, tmp_path,
+                                                                                       capfd) -> None:
+    """``-j`` naming the scorer's model or its thresholds card: refused as an output naming them is, in the
+    output's own line (not inside the scorer's "modules.vae: " model-loading error), before any event."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
+    models = config.parents[1] / "data" / "models"
+    for name in ("conv_vae.onnx", "thresholds.json"):
+        (tmp_path / name).write_bytes((models / name).read_bytes())
+    named = tmp_path / ("conv_vae.onnx" if which == "model" else "thresholds.json")
+    before = named.read_bytes()
+    out = tmp_path / "o.root"
+    code, _, errors = _run(capfd, str(config), "-q", "-n", "20", f"modules.vae.model={tmp_path / 'conv_vae.onnx'}",
+                           "modules.vae.backend=onnxruntime", f"modules.out.file={out}", "-j", str(named))
+    assert code == 4
+    assert errors == [f"hltrun: error: --job-report: {named} is an input file of this job ({named}); writing "
+                      "it would replace what the job reads: give the output another name"]
+    assert named.read_bytes() == before and not out.exists() and not _temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["hltrun.json", "timing.root"])
+def test_a_report_folder_file_over_an_input_is_refused_before_the_first_event(name, tmp_path, capfd) -> None:
+    """``--report-dir rep`` with the input at ``rep/timing.root`` (a Timing service runs) or ``rep/hltrun.json``:
+    the report set replaced it after the whole job (or refused it then). Refused before the first event."""
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    source = rep / name
+    source.write_bytes(SAMPLE.read_bytes())
+    out = tmp_path / "out.root"
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(ROOT_JOB.format(source=source, out=out))
+    code, _, errors = _run(capfd, str(cfg), "-q", "-n", "20", "--report-dir", str(rep), "services.Timing={}")
+    assert code == 4
+    assert errors == [f"hltrun: error: report folder (--report-dir / options.reportDir): {source} is an input file "
+                      f"of this job ({source}); writing it would replace what the job reads: give the output "
+                      "another name"]
+    assert source.read_bytes() == SAMPLE.read_bytes() and not out.exists() and not _temporaries(tmp_path)
+
+
+def test_an_input_named_as_a_report_file_the_job_does_not_write_is_read(tmp_path, capfd) -> None:
+    """timing.root is written from a Timing service's histograms only: without one, an input of that name in
+    the report folder is never replaced, so it is read, not refused."""
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    source = rep / "timing.root"
+    source.write_bytes(SAMPLE.read_bytes())
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(ROOT_JOB.format(source=source, out=tmp_path / "out.root"))
+    code, _, errors = _run(capfd, str(cfg), "-q", "-n", "20", "--report-dir", str(rep))
+    assert (code, errors) == (0, [])
+    assert source.read_bytes() == SAMPLE.read_bytes() and (rep / "hltrun.json").is_file()
 
 
 @pytest.mark.parametrize("writer", ["modules.out.file", "--job-report"])
@@ -753,6 +808,23 @@ def test_the_text_list_named_with_a_tilde_or_a_file_url_is_an_input_too(named, t
     assert errors == [f"hltrun: error: --job-report: {listed} is an input file of this job ({listed}); writing "
                       "it would replace what the job reads: give the output another name"]
     assert listed.read_text() == before and not _temporaries(tmp_path)
+
+
+def test_a_memray_capture_named_as_the_input_is_refused_and_the_input_kept(tmp_path, capfd, monkeypatch) -> None:
+    """``services.Memory.memray: in.root`` (no report folder: the working directory) with ``source.files:
+    [in.root]``: the capture's old file is removed before the first module begins, and the source had not
+    named its inputs yet, so the input was deleted and the job stopped on it as a bad ROOT file (the input
+    replaced by the capture). The configured inputs are known when the source is made: refused, kept."""
+    pytest.importorskip("memray")
+    monkeypatch.chdir(tmp_path)
+    cfg, source = _root_job(tmp_path, tmp_path / "out.root")
+    cfg.write_text(cfg.read_text() + "services: {Memory: {memray: in.root}}\n")
+    code, _, errors = _run(capfd, str(cfg), "-q", "-n", "20")
+    assert code == 4
+    assert errors == ["hltrun: error: services.Memory.memray: in.root is an input file of this job "
+                      f"({source}); writing it would replace what the job reads: give the output another name"]
+    assert source.read_bytes() == SAMPLE.read_bytes()
+    assert not (tmp_path / "out.root").exists() and not _temporaries(tmp_path)
 
 
 def test_two_outputs_of_one_job_with_the_same_name_are_refused(tmp_path, capfd) -> None:
@@ -887,7 +959,7 @@ def test_two_jobs_in_two_threads_each_compare_their_own_files(tmp_path) -> None:
             try:
                 check_file_destination(second_input, "modules.out.file")
                 said["second"] = "written over its input"
-            except ModuleError as exc:
+            except HltError as exc:  # destinations.OverInput: exit 4, but no ModuleError (see there)
                 said["second"] = str(exc)
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]

@@ -57,6 +57,52 @@ def test_tiny_model_agrees_pads_slices_and_caches(tiny, iree_cache):
     assert again.describe()["buckets"] == [1, 2, 4]
 
 
+def _iree_workers() -> int:
+    """IREE's task-executor threads alive in this process (IREE names them ``iree-worker-<n>``)."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            count += Path(f"/proc/self/task/{task}/comm").read_text().startswith("iree-worker")
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_threads_n_runs_on_n_iree_workers(tiny, iree_cache):
+    """``threads: N`` switched IREE to its cached "local-task" device, whose worker count is IREE's own (one per
+    physical core, whatever N): ``threads: 2`` and ``threads: 3`` ran on the same workers. Each backend now has an
+    executor of exactly N workers (more than this machine's CPUs, so IREE's own count cannot be it), none for 1.
+    IREE names its workers: other threads of the process (a read-ahead, a pool) are not counted."""
+    held = []
+    for threads in (1, (os.cpu_count() or 1) + 1, (os.cpu_count() or 1) + 2):
+        before = _iree_workers()
+        backend = loaded("iree", tiny.onnx, engine_cache=str(iree_cache), threads=threads, **SMALL)
+        backend.run(jets(3, seed=threads))
+        assert _iree_workers() - before == (0 if threads == 1 else threads), threads
+        held.append(backend)  # alive, so its workers are: the next count starts from them
+
+
+def test_an_iree_that_cannot_size_its_workers_says_so_once(caplog):
+    """An IREE runtime without the uncached driver factory cannot give a backend N workers: it runs on IREE's
+    own count, said in one warning (not silently taken for ``threads: N``); ``threads: 1`` needs none."""
+    from types import SimpleNamespace
+
+    made: list[str] = []
+    runtime = SimpleNamespace(Config=lambda name: made.append(name) or name, flags=SimpleNamespace())
+    logger = logging.getLogger("hltrun.inference")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="hltrun.inference"):
+            assert ib.runtime_config(runtime, 1) == ("local-sync", None)
+            assert ib.runtime_config(runtime, 4) == ("local-task", None)
+    finally:
+        logger.removeHandler(caplog.handler)
+    said = {r.getMessage() for r in caplog.records if r.levelno == logging.WARNING}  # caught here and by the root
+    assert said == {"iree: threads: 4 is not honoured by this IREE runtime (no create_hal_driver / parse_flags): "
+                    "calls run on IREE's own worker count (one per physical core)"}
+
+
 def test_cache_key_follows_the_model_bytes_compiler_and_bucket(tmp_path):
     model = tmp_path / "m.onnx"
     model.write_bytes(b"one")

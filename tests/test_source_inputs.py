@@ -687,3 +687,66 @@ def test_a_search_that_finds_nothing_further_reads_every_file_when_nothing_stops
     src = summary.source
     assert (src["not_selected"], src["duplicates"], src["files_not_opened"], src["entries_in_files"]) == (90, 0, 0, 120)
     assert sorted(src["files_read"]) == sorted(str(f) for f in [first, *later])
+
+
+@pytest.mark.parametrize("how", ["corrupt", "missing"])
+def test_a_bad_file_listed_twice_is_skipped_and_reported_once_per_listing(tmp_path, write_config, capfd, how):
+    """``allowDuplicateFiles`` with a bad file listed twice and ``skipBadFiles``: each listing is an open attempt,
+    as each ``fileNames`` entry is for cmsRun (RootInputFileSequence skips and reports every failed one), and
+    hltrun counts a file listed twice as two files. The counter, the reports' list and the warnings said it
+    twice, the job report's ``<SkippedFile>`` once. Now all say it once per listing."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from hltrun.framework.cli import main as hltrun
+
+    good = write_counts(tmp_path / "good.root", make_events(40, seed=3))
+    bad = tmp_path / "bad.root"
+    if how == "corrupt":
+        bad.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])  # cut: its baskets end in nothing
+    cfg = write_config(f"""
+        source: {{type: RootJetSource, files: [{bad}, {good}, {bad}], skipBadFiles: true, allowDuplicateFiles: true}}
+        modules:
+          batcher: {{type: JetBatcher, src: source, max_jets: 2}}
+        paths:
+          p: [batcher]
+        """)
+    fjr, rep = tmp_path / "fjr.xml", tmp_path / "rep"
+    assert hltrun([str(cfg), "-q", "--job-report", str(fjr), "--report-dir", str(rep)]) == 0
+    err = capfd.readouterr().err
+    assert sum(f"bad file (skipBadFiles): {bad}: whole file skipped" in line for line in err.splitlines()) == 2, err
+    job = json.loads((rep / "hltrun.json").read_text())["job"]
+    assert job["source"]["bad_files"] == 2 and [b.split(": ")[0] for b in job["bad_files"]] == [str(bad)] * 2
+    assert job["events_processed"] == 40
+    assert [el.get("Pfn") for el in ET.parse(fjr).getroot().iter("SkippedFile")] == [str(bad)] * 2
+
+
+def test_a_file_without_a_declared_branch_listed_twice_is_skipped_once_per_listing(tmp_path):
+    """A model's own branch (``FatJet_msd``) that one file lacks, that file listed twice: the declared-inputs
+    check kept its bad files by path, so the file counted once as bad (begin_job counts each listing) while
+    both its listings were dropped. Each listing is skipped and counted; the file is opened once for both."""
+    plain = write_counts(tmp_path / "plain.root", make_events(30, seed=1))
+    msd = _with_msd(tmp_path / "msd.root", make_events(30, seed=2), 10)
+    src, _ = read([plain, msd, plain], _Job(_msd_spec()), allowDuplicateFiles=True, skipBadFiles=True,
+                  duplicateCheckMode="noDuplicateCheck")
+    src.consumers_known()
+    counts = src.accounting()
+    assert (counts["bad_files"], counts["files"]) == (2, 1)
+    assert [b.split(": ")[0] for b in src.bad_files] == [str(plain)] * 2 and src.files == [str(msd)]
+    assert sum(1 for _ in src.events(0, None)) == 30
+    src.end_job()
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_a_declared_branch_no_file_has_is_a_configuration_error_with_the_file_listed_twice(tmp_path, skip_bad):
+    """A misspelt feature, the only file listed twice: its problem was compared per path (1) with the files
+    checked per listing (2), so "no input file has it" (a configuration error, exit 2) became a bad file:
+    exit 3, or with ``skipBadFiles`` a job that read nothing, exit 0."""
+    from hltrun.framework.errors import ConfigError
+
+    plain = write_counts(tmp_path / "plain.root", make_events(30, seed=1))
+    src, _ = read([plain, plain], _Job(_msd_spec()), allowDuplicateFiles=True, skipBadFiles=skip_bad,
+                  duplicateCheckMode="noDuplicateCheck")
+    with pytest.raises(ConfigError, match=r"'FatJet_msd'.* no input file has it: fix the feature name"):
+        src.consumers_known()
+    src.end_job()

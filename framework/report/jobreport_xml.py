@@ -192,6 +192,17 @@ def _proc_status_mb(key: str) -> float | None:
     return None
 
 
+def skipped_listings(paths: list[str], bad_files: list[str]) -> list[str]:
+    """One ``<SkippedFile>`` per listing skipped, as cmsRun reports each failed open of a ``fileNames``
+    entry (RootInputFileSequence: every entry is an open attempt): a bad file listed twice (allowDuplicateFiles)
+    is skipped, counted and named twice in hltrun.json, so twice here too (it was once). ``paths``: the bad
+    files; ``bad_files``: the summary's lines, one per listing skipped, each ``"<path>: what (why)"``."""
+    longest_first = sorted(paths, key=len, reverse=True)  # a name that begins a longer one is tried after it
+    listed = [next((p for p in longest_first if line.startswith(p + ": ")), None) for line in bad_files]
+    found = [p for p in listed if p is not None]
+    return found + [p for p in paths if p not in found]  # one without a line (library use): once
+
+
 def gather(summary: JobSummary, exit_code: int, error: BaseException | None,
            memory: dict[str, Any] | None = None) -> JobReportData:
     """Build the report from the job's (merged) summary and this process's resource usage.
@@ -219,7 +230,7 @@ def gather(summary: JobSummary, exit_code: int, error: BaseException | None,
     else:
         peak_rss = _proc_status_mb("VmHWM") or usage.ru_maxrss / 1024.0
         peak_vsize = _proc_status_mb("VmPeak")
-    skipped = [str(path) for path in (source.get("bad_entries_per_file") or {})]
+    skipped = skipped_listings([str(path) for path in (source.get("bad_entries_per_file") or {})], summary.bad_files)
     return JobReportData(summary, inputs=inputs, outputs=outputs, skipped_files=skipped, cpu_s=usage.ru_utime + usage.ru_stime,
                          peak_rss_mb=peak_rss, peak_vsize_mb=peak_vsize,
                          exit_code=exit_code, error=error)

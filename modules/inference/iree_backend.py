@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -73,6 +74,37 @@ def is_stored(folder: Path | None, name: str) -> bool:
 
 def default_cache_dir() -> Path:
     return cache_root("iree")
+
+
+_FLAGS = threading.Lock()  # IREE's runtime flags are process-wide: one backend sets, uses and resets them at a time
+WORKERS_FLAG = "--task_topology_group_count"  # the local-task executor's worker count (0: IREE's own heuristic)
+
+
+def runtime_config(runtime: Any, threads: int) -> tuple[Any, Any]:
+    """(IREE's runtime configuration, the driver to keep alive with it) running calls on ``threads`` threads.
+
+    1: the synchronous local device, on the calling thread. N > 1: a local-task device of this backend's own
+    with exactly N worker threads (``iree-worker-*``). The "local-task" device by name is one cached device
+    whose worker count IREE chooses (one per physical core): ``threads: 2`` ran on every core. The count is a
+    process-wide runtime flag read when a driver is made, so it is set, a driver made, and the flag reset,
+    under one lock. An IREE without the uncached driver factory runs on its own count, said in one warning."""
+    if threads <= 1:
+        return runtime.Config("local-sync"), None
+    binding = getattr(runtime, "_binding", None)
+    create = getattr(binding, "create_hal_driver", None)
+    parse = getattr(getattr(runtime, "flags", None), "parse_flags", None)
+    if create is None or parse is None:
+        log.warning("iree: threads: %d is not honoured by this IREE runtime (no create_hal_driver / parse_flags): "
+                    "calls run on IREE's own worker count (one per physical core)", threads, extra={"once": True})
+        return runtime.Config("local-task"), None
+    with _FLAGS:
+        parse(f"{WORKERS_FLAG}={threads}")
+        try:
+            driver = create("local-task")
+            device = driver.create_default_device()
+        finally:
+            parse(f"{WORKERS_FLAG}=0")
+    return runtime.Config(device=device), driver
 
 
 def static_onnx(model: Any, batch: int) -> Any:
@@ -246,7 +278,7 @@ class IreeBackend(InferenceBackend):
         self._ops = graph_ops(model.graph)
         self.version = dist_version("iree-base-compiler")
         self.buckets = up_to_typical(self.options.opt_batch, self.options.max_batch)
-        self._config = runtime.Config("local-sync" if self.options.threads <= 1 else "local-task")
+        self._config, self._driver = runtime_config(runtime, self.options.threads)
         self._functions: dict[int, Any] = {}
         self.compiled_now: list[int] = []
         failed: dict[int, str] = {}

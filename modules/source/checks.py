@@ -60,26 +60,21 @@ class FileChecks:
         extra = [*self._extra_jet, *self._extra_cand]
         if not extra:
             return
-        bad: dict[str, str] = {}  # file -> why it cannot give the declared inputs
+        # per listing, as begin_job counts (a file listed twice, allowDuplicateFiles, is two files of the job):
+        # listing index -> why it cannot give the declared inputs; a file is opened once for all its listings
+        bad: dict[int, str] = {}
+        found: dict[str, str | None] = {}  # real path -> why (None: it gives them)
         checked = 0
         with self.bulk_io():
-            for path in self.files:
+            for index, path in enumerate(self.files):
                 real = os.path.realpath(path)
                 if real in self._deferred:
                     continue  # checked, with these branches, when the job reaches it
                 checked += 1
-                names = self._names.get(real)
-                try:
-                    if held is not None and real == held[0]:
-                        self._check_declared(held[1], path, extra)
-                    elif names is None or not all(name in names for name in extra):
-                        tree = self._open_tree(path)  # one lacks them: the tree's own line says which
-                        try:
-                            self._check_declared(tree, path, extra)
-                        finally:
-                            tree.file.close()
-                except SourceError as exc:
-                    bad[path] = str(exc)
+                if real not in found:
+                    found[real] = self._declared_problem(path, real, held, extra)
+                if found[real] is not None:
+                    bad[index] = found[real]
         if not bad:
             return
         if len(bad) == checked and all(MISSING_FEATURE in why for why in bad.values()):  # no file has it
@@ -87,13 +82,30 @@ class FileChecks:
                               "the feature name (derived features and branches: docs/your-model.md)")
         if not self.params.skipBadFiles:
             raise SourceError(next(iter(bad.values())))
-        for path, why in bad.items():  # as begin_job skips a bad file: named, counted, not read
+        for index, why in bad.items():  # as begin_job skips a bad file: each listing named, counted, not read
+            path = self.files[index]
             self._skip_bad_file(path, why)
             self._kept.pop(os.path.realpath(path), None)
             self.entries.pop(path, None)
-        self.files = [f for f in self.files if f not in bad]
+        self.files = [f for index, f in enumerate(self.files) if index not in bad]
         self._count["files"] = len(self.files)
         self._count["entries_in_files"] = sum(self.entries.get(f, 0) for f in self.files)
+
+    def _declared_problem(self, path: str, real: str, held: tuple[str, Any] | None, extra: list[str]) -> str | None:
+        """Why the file at ``path`` cannot give the declared inputs' branches ``extra`` (None: it can)."""
+        names = self._names.get(real)
+        try:
+            if held is not None and real == held[0]:
+                self._check_declared(held[1], path, extra)
+            elif names is None or not all(name in names for name in extra):
+                tree = self._open_tree(path)  # one lacks them: the tree's own line says which
+                try:
+                    self._check_declared(tree, path, extra)
+                finally:
+                    tree.file.close()
+        except SourceError as exc:
+            return str(exc)
+        return None
 
     def _check_declared(self, tree: Any, path: str, extra: list[str]) -> None:
         """The declared branches ``extra`` in the open ``tree``: there, and in their collections over the

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
 
+from hltrun.framework.config import WEIGHT_TAG
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
@@ -213,30 +214,42 @@ class AnomalyScoreFilter(Filter):
                 if False in ok:
                     values = [v for v, keep in zip(values, ok) if keep]
             if not values:
-                return self._no_score()
-            return self._decide(self._py_reduce(values), scores)
+                return self._no_score(event)
+            return self._decide(self._py_reduce(values), scores, event)
         if scores.valid is not None:
             s = s[scores.valid]
         if len(s) == 0:
-            return self._no_score()
-        return self._decide(float(self._reduce(s)), scores)
+            return self._no_score(event)
+        return self._decide(float(self._reduce(s)), scores, event)
 
-    def _decide(self, value: float, scores: JetScores) -> bool:
+    def _decide(self, value: float, scores: JetScores, event: Event) -> bool:
         """``value > cut`` (strict; NaN fails), counted in the score histogram (score / cut with a
-        pT-dependent cut)."""
+        pT-dependent cut) with the event's weight, as the rates weigh it."""
+        weight = self._weight(event)
         if self.binned is None:
             passed = value > self.threshold  # False for NaN
-            self.score_hist.fill(value, passed)
+            self.score_hist.fill(value, passed, weight)
         else:
             cut = self._cut(scores)
             passed = value > cut
-            self.score_hist.fill_ratio(value, cut, passed)
+            self.score_hist.fill_ratio(value, cut, passed, weight)
         return passed
 
-    def _no_score(self) -> bool:
+    def _no_score(self, event: Event) -> bool:
         self.no_score_events += 1
-        self.score_hist.no_score()
+        self.score_hist.no_score(self._weight(event))
         return False
+
+    def _weight(self, event: Event) -> float:
+        """The event's generator weight (the source's, from files that carry one), else 1: what the
+        TriggerRates service counts it with. Read, not consumed: consuming it makes every file need it."""
+        if not event.has(WEIGHT_TAG):
+            return 1.0
+        weight = event.get(WEIGHT_TAG)
+        if not math.isfinite(weight):
+            raise ModuleError(f"module '{self.label}': event weight '{WEIGHT_TAG}' is {weight} ({event.id}): "
+                              "no weighted distribution can hold it")
+        return weight
 
     def _cut(self, scores: JetScores) -> float:
         if self.binned is None:

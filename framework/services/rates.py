@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..rates import LUMI_SECTION_S, MenuRates, Rate, TriggerPatterns, menu_rates, rates_per_lumi, wilson_interval
-from ..config import SOURCE_LABEL
+from ..config import WEIGHT_TAG
 from ..service import Service
 
 log = logging.getLogger("hltrun")
-WEIGHT_TAG = f"{SOURCE_LABEL}:weight"  # the source's per-event weight, where its files carry one
 
 if TYPE_CHECKING:
     from ..signals import ActivityRegistry

@@ -16,22 +16,19 @@ bins values with ``numpy.searchsorted(edges, v, side="right")`` gets the same bi
 
 Weighted samples (the source's ``weight`` product, NanoAOD's genWeight, as the TriggerRates service reads
 it): every bin also holds sum w and sum w^2, of all events and of those passed, so the fraction above the
-cut is the rates' weighted fraction and the ROOT histograms carry true Sumw2 variances. Why integers: a
-float sum depends on the order of the events, and the streams, Dask units and workers add their parts in
-no fixed order; the sums are kept in fixed point (w in units of 2^-64, w^2 as that integer squared, in
-units of 2^-128), so they add up exactly, in any order, through the same integer-counter merging as the
-counts (a float32 genWeight is exact from 4.5e-13 up; a float64 one rounds by at most 2^-65). They are
-stored as the excess over the count (sum of (w - 1)): an event of weight 1, or without one, costs
-nothing, and a sample without weights keeps exactly the counters and entries it had (no weight keys).
+cut is the rates' weighted fraction and the ROOT histograms carry true Sumw2 variances. They are exact
+fixed-point integers, the excess over the count (``framework/weights.py``): they merge as the counts do, to
+the same bits in any order, an event of weight 1 (or without one) costs nothing, and a sample without
+weights keeps exactly the counters and entries it had.
 """
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from typing import Any, Mapping
 
 from .rates import Tally, rate, wilson_interval
+from .weights import ONE as _ONE, ONE2 as _ONE2, excess as weight_excess
 
 DECADE_BINS = 20  # bins per decade: ~12 % wide
 LOG10_RANGE = (-6, 6)
@@ -43,8 +40,6 @@ COUNTS_PREFIX = "score_hist:"  # flat counters in a filter's summary(): <prefix>
 PASSED_PREFIX = "score_hist_passed:"
 # weighted samples: sum (w - 1) and sum (w^2 - 1) per slot, in fixed point (module docstring), all and passed
 SUMW_PREFIXES = ("score_hist_w:", "score_hist_w2:", "score_hist_passed_w:", "score_hist_passed_w2:")
-W_BITS = 64  # w in units of 2^-W_BITS; w^2 in units of 2^-(2 W_BITS)
-_ONE, _ONE2 = 1 << W_BITS, 1 << (2 * W_BITS)
 QUANTITY_KEY = "score_hist_of"  # the summary's setting naming the histogrammed value
 SCORE, RATIO = "score", "score / cut"
 
@@ -94,8 +89,7 @@ class ScoreHistogram:
         """The event's weight beyond the 1 its count stands for, in fixed point (exact integer sums)."""
         if self.excess is None:
             self.excess = ([0] * len(_SLOTS), [0] * len(_SLOTS), [0] * len(_SLOTS), [0] * len(_SLOTS))
-        q = fixed_point(weight)
-        dw, dw2 = q - _ONE, q * q - _ONE2
+        dw, dw2 = weight_excess(weight)
         w, w2, pw, pw2 = self.excess
         w[slot] += dw
         w2[slot] += dw2
@@ -114,14 +108,6 @@ class ScoreHistogram:
                                                                             self.passed, self.passed)):
                 out.update({prefix + name: x for name, x, n in zip(_SLOTS, sums, counted) if n})
         return out
-
-
-def fixed_point(weight: float) -> int:
-    """``weight`` in units of 2^-W_BITS, rounded to the nearest (exact for any float32 from 4.5e-13 up);
-    a non-finite weight is a ValueError (no sum of it means anything)."""
-    if not math.isfinite(weight):
-        raise ValueError(f"event weight {weight}: not a finite number")
-    return round(math.ldexp(weight, W_BITS))
 
 
 def from_counters(counters: Mapping[str, Any]) -> dict[str, Any] | None:

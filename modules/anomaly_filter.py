@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import numpy as np
 
-from hltrun.framework.config import WEIGHT_TAG
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import InputTag
+from hltrun.framework.weights import event_weight
 from hltrun.framework.score_histogram import QUANTITY_KEY, RATIO, SCORE, ScoreHistogram
 
 from .products import JetScores, is_all_valid
@@ -225,7 +225,7 @@ class AnomalyScoreFilter(Filter):
     def _decide(self, value: float, scores: JetScores, event: Event) -> bool:
         """``value > cut`` (strict; NaN fails), counted in the score histogram (score / cut with a
         pT-dependent cut) with the event's weight, as the rates weigh it."""
-        weight = self._weight(event)
+        weight = event_weight(event, self.label)
         if self.binned is None:
             passed = value > self.threshold  # False for NaN
             self.score_hist.fill(value, passed, weight)
@@ -237,19 +237,8 @@ class AnomalyScoreFilter(Filter):
 
     def _no_score(self, event: Event) -> bool:
         self.no_score_events += 1
-        self.score_hist.no_score(self._weight(event))
+        self.score_hist.no_score(event_weight(event, self.label))
         return False
-
-    def _weight(self, event: Event) -> float:
-        """The event's generator weight (the source's, from files that carry one), else 1: what the
-        TriggerRates service counts it with. Read, not consumed: consuming it makes every file need it."""
-        if not event.has(WEIGHT_TAG):
-            return 1.0
-        weight = event.get(WEIGHT_TAG)
-        if not math.isfinite(weight):
-            raise ModuleError(f"module '{self.label}': event weight '{WEIGHT_TAG}' is {weight} ({event.id}): "
-                              "no weighted distribution can hold it")
-        return weight
 
     def _cut(self, scores: JetScores) -> float:
         if self.binned is None:

@@ -142,6 +142,73 @@ def test_weighted_histogram_is_the_same_over_streams_and_dask_units(tmp_path, sa
     assert many["score_histograms"] == one["score_histograms"]
 
 
+L1_CONFIG = """
+process: L1W
+options: {{inputRateHz: 100000, numberOfThreads: {threads}}}
+source: {{type: RootJetSource, files: [{files}], tree: Events, layout: counts, chunk_size: 300}}
+modules:
+  seed: {{type: L1SeedFilter, expression: L1_SingleJet700}}
+  out: {{type: RootOutputModule, file: {out}, keep: []}}
+paths:
+  HLT_L1: [seed]
+endpaths:
+  e: [out]
+services:
+  TriggerRates: {{per_lumi: false}}
+"""
+
+
+def leading_bins(files: list[Path]) -> dict[tuple[int, int, int], int]:
+    """The turn-on bin (25 GeV, lower edge) of each event's largest finite jet pT (0 without jets)."""
+    out = {}
+    for file in files:
+        a = uproot.open(file)["Events"].arrays(["run", "luminosityBlock", "event", "FatJet_pt"])
+        pt = ak.fill_none(ak.max(a["FatJet_pt"][np.isfinite(a["FatJet_pt"])], axis=1), 0.0)
+        for key, lead in zip(zip(a["run"].tolist(), a["luminosityBlock"].tolist(), a["event"].tolist()), pt.tolist()):
+            out[key] = int(lead // 25 * 25)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", [1, 2])
+def test_l1_turn_on_is_weighted_as_the_rates(tmp_path, sample, threads):
+    """Per leading-jet pT bin the seed's sum of weights, fired and all, against the input files' weights and
+    the path's decisions in the output; the bins together give the RateReport's fraction."""
+    from hltrun.framework.cli import main
+    from hltrun.framework.services.rates import _weighted_turn_on
+    from hltrun.framework.weights import total
+
+    config = tmp_path / "l1.yaml"
+    config.write_text(L1_CONFIG.format(threads=threads, files=", ".join(map(str, sample)), out=tmp_path / "o.root"))
+    assert main([str(config), "-q", "--report-dir", str(tmp_path / "r")]) == 0
+    doc = json.loads((tmp_path / "r" / "hltrun.json").read_text())
+    c = doc["job"]["module_summaries"]["seed"]
+    a = uproot.open(tmp_path / "o.root")["Events"].arrays(["run", "luminosityBlock", "event", "HLT_L1"], library="np")
+    keys = list(zip(a["run"].tolist(), a["luminosityBlock"].tolist(), a["event"].tolist()))
+    weight, edge = input_weights(sample), leading_bins(sample)
+    w = np.array([weight[k] for k in keys])
+    e = np.array([edge[k] for k in keys])
+    fired = a["HLT_L1"].astype(bool)
+    edges = sorted(set(e.tolist()))
+    for b in edges:
+        sel = e == b
+        assert c[f"pt_all:{b}"] == sel.sum()
+        assert total(int(sel.sum()), c[f"pt_all_w:{b}"], c[f"pt_all_w2:{b}"]) == pytest.approx(
+            (w[sel].sum(), (w[sel] ** 2).sum()), rel=1e-12, abs=1e-12)
+        k = int((sel & fired).sum())
+        got = total(k, c.get(f"pt_fired_w:L1_SingleJet700:{b}", 0), c.get(f"pt_fired_w2:L1_SingleJet700:{b}", 0))
+        assert got == pytest.approx((w[sel & fired].sum(), (w[sel & fired] ** 2).sum()), rel=1e-12, abs=1e-12)
+    n = [c[f"pt_all:{b}"] for b in edges]
+    k = [c.get(f"pt_fired:L1_SingleJet700:{b}", 0) for b in edges]
+    eff, _ = _weighted_turn_on(c, "L1_SingleJet700", edges, n, k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = [w[(e == b) & fired].sum() / w[e == b].sum() if w[e == b].sum() > 0 else math.nan for b in edges]
+    np.testing.assert_allclose(eff, want, rtol=1e-12)
+    assert 0 < fired.sum() < len(fired) and any(0.05 < x < 0.95 for x in eff)  # a turn-on, not a constant
+    rates = doc["services"]["TriggerRates"]
+    assert rates["paths"][0]["fraction"] == pytest.approx(w[fired].sum() / w.sum(), rel=1e-12)
+
+
 # ------------------------------------------------------------------------ the histogram itself
 
 

@@ -5,6 +5,7 @@ exact. The expected figures come from the input files' weights (uproot) and the 
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -19,6 +20,7 @@ from hltrun.framework.report.html import _score_sections
 from hltrun.framework.report.validate import schema_problem
 from hltrun.framework.results import add_stream_summary, merge_counters
 from hltrun.framework.score_histogram import EDGES, ScoreHistogram, from_counters
+from hltrun.framework.services.rates import WEIGHTED_NOTE
 from hltrun.modules.rootio import write_nanoaod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +102,7 @@ def test_fraction_above_the_cut_is_the_rate_reports(tmp_path, sample):
     section = page[page.index("<h2>Anomaly score and cut</h2>"):page.index("<h2>", page.index("score and cut") + 20)]
     assert f"= {100 * fraction:.3g} % (±" in section
     assert f"{h['events_passed']:,} of {h['events']:,} events (unweighted count)" in section
+    assert html.escape(WEIGHTED_NOTE) in page  # the rates' table says its 'accepted' column counts events
     assert schema_problem(doc) is None
 
 
@@ -287,3 +290,18 @@ def test_negative_weights_negative_bins_and_a_negative_total_are_drawn_and_said(
 def test_nonfinite_weight_is_refused_by_name():
     with pytest.raises(ValueError, match="event weight nan"):
         ScoreHistogram().fill(1.0, False, math.nan)
+
+
+def test_an_event_weight_that_is_no_number_fails_the_event_by_name():
+    from hltrun.framework.config import WEIGHT_TAG
+    from hltrun.framework.errors import ModuleError
+    from hltrun.framework.event import Event, EventID
+    from hltrun.framework.weights import event_weight
+
+    event = Event(EventID(1, 2, 3), 0, 0)
+    assert event_weight(event, "f") == 1.0  # a file without the weight branch: every event weighs 1
+    event.put_as("source", 2.5, "weight")
+    assert event.has(WEIGHT_TAG) and event_weight(event, "f") == 2.5
+    event.put_as("source", math.inf, "weight")
+    with pytest.raises(ModuleError, match=r"module 'f': event weight 'source:weight' is inf \(run 1, lumi 2, event 3"):
+        event_weight(event, "f")

@@ -28,6 +28,9 @@ from ..service import Service
 from ..weights import total
 
 log = logging.getLogger("hltrun")
+# said beside the rates of a weighted sample: which figures weigh events and which count them (as CMSSW does)
+WEIGHTED_NOTE = ("weighted sample: rates, errors and the per-lumi rates are sums of the events' weights (Sumw2); "
+                 "'accepted' and the overlaps count events")
 
 if TYPE_CHECKING:
     from ..signals import ActivityRegistry
@@ -118,6 +121,11 @@ class TriggerRates(Service):
         log.warning("TriggerRates: the generator weights of %s sum to 0 or less: no rate there, reported as "
                     "undefined (null in hltrun.json), not 0 Hz", " and of ".join(where))
 
+    def weighted(self) -> bool:
+        """Whether any event weighed other than 1 (the reports then say which figures are sums of weights)."""
+        return self._patterns is not None and any(
+            t.w != t.n or t.w2 != t.n for table in self._patterns.by_lumi.values() for t in table.values())
+
     def columns(self) -> dict[str, list[tuple[int, int]]]:
         """The recorded lumi sections by the prescale column in force in them (the prescalers' own lookup,
         ``PrescaleTable.column_at``, recorded with the patterns), in order; empty without a prescale table."""
@@ -145,7 +153,8 @@ class TriggerRates(Service):
                     f"RateReport  {NO_EVENT}\n")
         columns = self.columns()
         lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events"
-                 f"{_column_note(columns)}) ----", *_rate_lines(r)]
+                 f"{_column_note(columns)}) ----", *([f"RateReport  {WEIGHTED_NOTE}"] if self.weighted() else []),
+                 *_rate_lines(r)]
         for label, cr in self.per_column(summary).items():
             (run0, lumi0), (run1, lumi1) = columns[label][0], columns[label][-1]
             lines += ["", f"RateReport ---------- Path rates in prescale column {label} ({cr.events} events, "
@@ -200,7 +209,8 @@ class TriggerRates(Service):
                  f"{html.escape(_column_note(self.columns()))}; unique = accepted by "
                  f"this path and no other; '&lt; X' with '68% CL' where no event was accepted; '+a / -b' the "
                  f"68% Clopper-Pearson interval where it is asymmetric (few events). Menu total "
-                 f"{html.escape(_total_text(r.total))}.</p>",
+                 f"{html.escape(_total_text(r.total))}."
+                 + (f" A {html.escape(WEIGHTED_NOTE)}." if self.weighted() else "") + "</p>",
                  table(headers, _rate_rows(r), left=1)]
         for label, cr in self.per_column(summary).items():
             parts += [f"<p>In prescale column <b>{html.escape(label)}</b> ({cr.events} events): menu total "

@@ -24,6 +24,9 @@ from .module import Filter, Module, OutputModule, Source
 from .schema import build, close_hint as _close, input_tag_fields, input_tags, limited, to_plain
 
 SOURCE_LABEL = "source"
+# the source's per-event weight (a weighted sample's genWeight), where its files carry one: what every weighted
+# figure reads (the TriggerRates service's rates, the trigger filters' score histograms), absent: weight 1
+WEIGHT_TAG = f"{SOURCE_LABEL}:weight"
 TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths", "services")
 log = logging.getLogger("hltrun")
 

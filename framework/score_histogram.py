@@ -13,6 +13,13 @@ Bins: log-spaced edges ``10**(k / DECADE_BINS)`` from 1e-6 to 1e6; ``underflow``
 ``cut_nonpositive`` (score / cut histograms only: a cut <= 0 has no meaningful ratio). Filling is one
 ``bisect`` on a tuple of floats and one or two list increments: no allocation per event. A reader who
 bins values with ``numpy.searchsorted(edges, v, side="right")`` gets the same bins.
+
+Weighted samples (the source's ``weight`` product, NanoAOD's genWeight, as the TriggerRates service reads
+it): every bin also holds sum w and sum w^2, of all events and of those passed, so the fraction above the
+cut is the rates' weighted fraction and the ROOT histograms carry true Sumw2 variances. They are exact
+fixed-point integers, the excess over the count (``framework/weights.py``): they merge as the counts do, to
+the same bits in any order, an event of weight 1 (or without one) costs nothing, and a sample without
+weights keeps exactly the counters and entries it had.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Any, Mapping
 
-from .rates import wilson_interval
+from .rates import Tally, rate, wilson_interval
+from .weights import ONE as _ONE, ONE2 as _ONE2, excess as weight_excess
 
 DECADE_BINS = 20  # bins per decade: ~12 % wide
 LOG10_RANGE = (-6, 6)
@@ -30,6 +38,8 @@ OUTSIDE = ("underflow", "overflow", "nonpositive", "nan", "no_score", "cut_nonpo
 
 COUNTS_PREFIX = "score_hist:"  # flat counters in a filter's summary(): <prefix><bin index or OUTSIDE name>
 PASSED_PREFIX = "score_hist_passed:"
+# weighted samples: sum (w - 1) and sum (w^2 - 1) per slot, in fixed point (module docstring), all and passed
+SUMW_PREFIXES = ("score_hist_w:", "score_hist_w2:", "score_hist_passed_w:", "score_hist_passed_w2:")
 QUANTITY_KEY = "score_hist_of"  # the summary's setting naming the histogrammed value
 SCORE, RATIO = "score", "score / cut"
 
@@ -42,35 +52,61 @@ _NONPOSITIVE, _NAN, _NO_SCORE, _CUT_NONPOSITIVE = _N + 1, _N + 2, _N + 3, _N + 4
 class ScoreHistogram:
     """Counts of one filter's cut value (the event's reduced score, or score / cut), and of those passed."""
 
-    __slots__ = ("counts", "passed")
+    __slots__ = ("counts", "passed", "excess")
 
     def __init__(self) -> None:
         self.counts = [0] * len(_SLOTS)
         self.passed = [0] * len(_SLOTS)
+        # sum (w - 1), sum (w^2 - 1) of all events, then of those passed (fixed point); None until a weight != 1
+        self.excess: tuple[list[int], list[int], list[int], list[int]] | None = None
 
-    def fill(self, value: float, passed: bool) -> None:
-        """One event's value (any float: NaN, inf and values <= 0 have their own slots)."""
+    def fill(self, value: float, passed: bool, weight: float = 1.0) -> None:
+        """One event's value (any float: NaN, inf and values <= 0 have their own slots) and weight."""
         slot = bisect_right(EDGES, value) if value > 0 else (_NONPOSITIVE if value <= 0 else _NAN)
         self.counts[slot] += 1
         if passed:
             self.passed[slot] += 1
+        if weight != 1.0:
+            self._weigh(slot, passed, weight)
 
-    def fill_ratio(self, value: float, cut: float, passed: bool) -> None:
+    def fill_ratio(self, value: float, cut: float, passed: bool, weight: float = 1.0) -> None:
         """One event's value / cut (a pT-dependent cut); a cut <= 0 (or NaN) in ``cut_nonpositive``."""
         if cut > 0:
-            self.fill(value / cut, passed)
+            self.fill(value / cut, passed, weight)
         else:
             self.counts[_CUT_NONPOSITIVE] += 1
             self.passed[_CUT_NONPOSITIVE] += passed
+            if weight != 1.0:
+                self._weigh(_CUT_NONPOSITIVE, passed, weight)
 
-    def no_score(self) -> None:
+    def no_score(self, weight: float = 1.0) -> None:
         """An event without a scored jet (rejected)."""
         self.counts[_NO_SCORE] += 1
+        if weight != 1.0:
+            self._weigh(_NO_SCORE, False, weight)
+
+    def _weigh(self, slot: int, passed: bool, weight: float) -> None:
+        """The event's weight beyond the 1 its count stands for, in fixed point (exact integer sums)."""
+        if self.excess is None:
+            self.excess = ([0] * len(_SLOTS), [0] * len(_SLOTS), [0] * len(_SLOTS), [0] * len(_SLOTS))
+        dw, dw2 = weight_excess(weight)
+        w, w2, pw, pw2 = self.excess
+        w[slot] += dw
+        w2[slot] += dw2
+        if passed:
+            pw[slot] += dw
+            pw2[slot] += dw2
 
     def counters(self) -> dict[str, int]:
-        """The non-zero counts as flat integer counters (they add up over streams and work units)."""
+        """The non-zero counts as flat integer counters (they add up over streams and work units); for a
+        weighted histogram the weight sums of every slot that counted an event, 0 included (a Dask worker's
+        counters are cumulative and differenced per unit: a sum back at 0 must still be seen)."""
         out = {COUNTS_PREFIX + name: n for name, n in zip(_SLOTS, self.counts) if n}
         out.update({PASSED_PREFIX + name: n for name, n in zip(_SLOTS, self.passed) if n})
+        if self.excess is not None:
+            for prefix, sums, counted in zip(SUMW_PREFIXES, self.excess, (self.counts, self.counts,
+                                                                            self.passed, self.passed)):
+                out.update({prefix + name: x for name, x, n in zip(_SLOTS, sums, counted) if n})
         return out
 
 
@@ -96,9 +132,41 @@ def from_counters(counters: Mapping[str, Any]) -> dict[str, Any] | None:
         out[f"passed_{name}"] = passed[i]
     n, k = sum(counts), sum(passed)
     out["events"], out["events_passed"] = n, k
-    # the fraction above the cut and its binomial 68 % interval (Wilson: not zero wide at 0 or 1)
-    out["fraction_passed"] = k / n if n else None
-    out["fraction_interval_68"] = list(wilson_interval(k, n)) if n else None
+    sums = _weight_sums(counters, counts, passed)
+    if sums is None:
+        # the fraction above the cut and its binomial 68 % interval (Wilson: not zero wide at 0 or 1)
+        out["fraction_passed"] = k / n if n else None
+        out["fraction_interval_68"] = list(wilson_interval(k, n)) if n else None
+        return out
+    out["weights"] = weights = _weights_entry(sums)
+    # the weighted fraction and its Sumw2 interval: the TriggerRates service's figure for the same events
+    t = weights["total"]
+    frac = rate(Tally(k, t["sumw_passed"], t["sumw2_passed"]), Tally(n, t["sumw"], t["sumw2"]), 1.0, interval=False)
+    out["fraction_passed"] = None if frac.undefined else frac.fraction
+    out["fraction_interval_68"] = None if frac.undefined else [frac.low_hz, frac.high_hz]
+    return out
+
+
+def _weight_sums(counters: Mapping[str, Any], counts: list[int], passed: list[int]) -> list[list[int]] | None:
+    """Per slot, fixed-point sum w, sum w^2, sum w passed, sum w^2 passed (the counts' 1 each plus the
+    recorded excess); None for a histogram no event of weight != 1 filled (an unweighted sample)."""
+    if not any(key.startswith(SUMW_PREFIXES) for key in counters):
+        return None
+    out = []
+    for prefix, n, one in zip(SUMW_PREFIXES, (counts, counts, passed, passed), (_ONE, _ONE2, _ONE, _ONE2)):
+        out.append([c * one + int(counters.get(prefix + name, 0)) for name, c in zip(_SLOTS, n)])
+    return out
+
+
+def _weights_entry(sums: list[list[int]]) -> dict[str, Any]:
+    """hltrun.json's ``weights`` of a weighted histogram: per bin, per outside slot and in total, as floats
+    (each the correctly rounded value of the exact fixed-point sum)."""
+    names = ("sumw", "sumw2", "sumw_passed", "sumw2_passed")
+    scales = (_ONE, _ONE2, _ONE, _ONE2)
+    out: dict[str, Any] = {name: [x / one for x in s[1:_N]] for name, s, one in zip(names, sums, scales)}
+    out["outside"] = {slot: {name: s[_SLOTS.index(slot)] / one for name, s, one in zip(names, sums, scales)}
+                      for slot in OUTSIDE}
+    out["total"] = {name: sum(s) / one for name, s, one in zip(names, sums, scales)}
     return out
 
 

@@ -13,6 +13,7 @@ from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import InputTag
+from hltrun.framework.weights import event_weight
 from hltrun.framework.score_histogram import QUANTITY_KEY, RATIO, SCORE, ScoreHistogram
 
 from .products import JetScores, is_all_valid
@@ -213,29 +214,30 @@ class AnomalyScoreFilter(Filter):
                 if False in ok:
                     values = [v for v, keep in zip(values, ok) if keep]
             if not values:
-                return self._no_score()
-            return self._decide(self._py_reduce(values), scores)
+                return self._no_score(event)
+            return self._decide(self._py_reduce(values), scores, event)
         if scores.valid is not None:
             s = s[scores.valid]
         if len(s) == 0:
-            return self._no_score()
-        return self._decide(float(self._reduce(s)), scores)
+            return self._no_score(event)
+        return self._decide(float(self._reduce(s)), scores, event)
 
-    def _decide(self, value: float, scores: JetScores) -> bool:
+    def _decide(self, value: float, scores: JetScores, event: Event) -> bool:
         """``value > cut`` (strict; NaN fails), counted in the score histogram (score / cut with a
-        pT-dependent cut)."""
+        pT-dependent cut) with the event's weight, as the rates weigh it."""
+        weight = event_weight(event, self.label)
         if self.binned is None:
             passed = value > self.threshold  # False for NaN
-            self.score_hist.fill(value, passed)
+            self.score_hist.fill(value, passed, weight)
         else:
             cut = self._cut(scores)
             passed = value > cut
-            self.score_hist.fill_ratio(value, cut, passed)
+            self.score_hist.fill_ratio(value, cut, passed, weight)
         return passed
 
-    def _no_score(self) -> bool:
+    def _no_score(self, event: Event) -> bool:
         self.no_score_events += 1
-        self.score_hist.no_score()
+        self.score_hist.no_score(event_weight(event, self.label))
         return False
 
     def _cut(self, scores: JetScores) -> float:

@@ -43,6 +43,7 @@ import numpy as np
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import InputTag, limited
+from hltrun.framework.weights import event_weight, excess
 
 from .products import JetCollection
 
@@ -422,6 +423,9 @@ class L1SeedFilter(Filter):
         # keyed by the bin's lower edge: counters that add across streams and work units
         self.pt_all: dict[str, int] = {}
         self.pt_fired: dict[str, dict[str, int]] = {n: {} for n in self.seeds}
+        # a weighted sample's: per bin the fixed-point sums of (w - 1) and (w^2 - 1) (framework/weights.py),
+        # of every event ("" key) and of those each seed fired on; None until an event of weight != 1
+        self.pt_weights: dict[str, dict[str, list[int]]] | None = None
         # the chunk being read and its decisions (see the module docstring): events seen are counted
         # per chunk, with numpy, when the next chunk comes or the summary is asked for
         self._tree, _ = parse_tree(params.expression)
@@ -488,6 +492,11 @@ class L1SeedFilter(Filter):
             hit = decided[idx]
             self.seed_counts[name] += int(np.count_nonzero(hit))
             _add_bins(self.pt_fired[name], edges[idx][hit])
+        weights = getattr(self._chunk, "weights", None)  # the source's per event, where its file has them
+        if weights is not None:
+            for i in seen:
+                if weights[i] != 1.0:
+                    self._weigh(str(edges[i]), weights[i], [n for n, decided in fired.items() if decided[i]])
 
     def end_job(self) -> None:
         self._fold()
@@ -508,7 +517,20 @@ class L1SeedFilter(Filter):
                 self.seed_counts[name] += 1
                 hist = self.pt_fired[name]
                 hist[edge] = hist.get(edge, 0) + 1
+        weight = event_weight(event, self.label)
+        if weight != 1.0:
+            self._weigh(edge, weight, [n for n, value in fired.items() if value])
         return accept
+
+    def _weigh(self, edge: str, weight: float, fired: list[str]) -> None:
+        """An event's weight beyond its count in its pT bin, for every event and for each seed that fired."""
+        if self.pt_weights is None:
+            self.pt_weights = {"": {}, **{n: {} for n in self.seeds}}
+        dw, dw2 = excess(weight)
+        for name in ("", *fired):
+            sums = self.pt_weights[name].setdefault(edge, [0, 0])
+            sums[0] += dw
+            sums[1] += dw2
 
     def summary(self) -> dict[str, object]:
         self._fold()
@@ -519,7 +541,25 @@ class L1SeedFilter(Filter):
         out.update({f"fired:{n}": c for n, c in self.seed_counts.items()})
         out.update({f"pt_all:{edge}": c for edge, c in self.pt_all.items()})
         out.update({f"pt_fired:{n}:{edge}": c for n, h in self.pt_fired.items() for edge, c in h.items()})
+        if self.pt_weights is not None:  # every counted bin's, 0 included (a Dask worker's are differenced)
+            out.update(weight_counters("pt_all", self.pt_all, self.pt_weights[""]))
+            for n, h in self.pt_fired.items():
+                out.update(weight_counters(f"pt_fired:{n}", h, self.pt_weights[n], "pt_fired"))
         return out
+
+
+def weight_counters(prefix: str, counts: dict[str, int], sums: dict[str, list[int]],
+                    name: str | None = None) -> dict[str, int]:
+    """``<name>_w:<rest>:<edge>`` and ``<name>_w2:...`` for every bin of ``counts`` (``prefix`` =
+    ``<name>:<rest>``): the fixed-point excess sums the report turns into sums of weights."""
+    name = name or prefix
+    rest = prefix[len(name):]
+    out = {}
+    for edge in counts:
+        w, w2 = sums.get(edge, (0, 0))
+        out[f"{name}_w{rest}:{edge}"] = w
+        out[f"{name}_w2{rest}:{edge}"] = w2
+    return out
 
 
 def _add_bins(hist: dict[str, int], edges: np.ndarray) -> None:

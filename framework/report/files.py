@@ -11,7 +11,7 @@ from ..score_histogram import score_histograms
 from ..service import Service
 from ..summary import JobSummary
 from .html import write_html
-from .root_histograms import write_timing_root
+from .root_histograms import write_score_root, write_timing_root
 from .validate import SCHEMA_FILE, ReportSchemaError, schema_problem
 from .writing import atomic_write_text
 
@@ -53,6 +53,7 @@ def _write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service
     problem = schema_problem(json.loads(text))  # the document as readers will see it (default=str included)
     written.insert(0, atomic_write_text(report_dir / "hltrun.json", text))
     written += write_timing_root(report_dir, doc["services"].get("Timing"))
+    written += write_score_root(report_dir, histograms)
     page = write_html(report_dir, summary, services)
     if page is not None:
         written.append(page)

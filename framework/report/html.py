@@ -353,17 +353,42 @@ _OUTSIDE_TEXT = {"underflow": "below 1e-6", "overflow": "at or above 1e6", "nonp
 
 
 def _fraction_text(h: dict[str, Any]) -> str:
-    """``k / n = f % (+hi −lo %)``: the fraction above the cut with its binomial (Wilson, 68 %) interval."""
+    """``k / n = f % (+hi −lo %)``: the fraction above the cut with its binomial (Wilson, 68 %) interval; for
+    a weighted sample the weighted fraction with its Sumw2 interval (the RateReport's figure), and the
+    event counts said to be counts."""
     k, n, f = h["events_passed"], h["events"], h["fraction_passed"]
     if not n:
         return "no events"
+    weights = h.get("weights")
+    if weights is None:
+        lo, hi = h["fraction_interval_68"]
+        return f"{k:,} / {n:,} = {100 * f:.3g} % (+{100 * (hi - f):.2g} −{100 * (f - lo):.2g} %, 68 % CL)"
+    t = weights["total"]
+    counts = f"{k:,} of {n:,} events (unweighted count)"
+    if f is None:
+        return f"undefined: the weights sum to {t['sumw']:.4g} (≤ 0); {counts}"
     lo, hi = h["fraction_interval_68"]
-    return f"{k:,} / {n:,} = {100 * f:.3g} % (+{100 * (hi - f):.2g} −{100 * (f - lo):.2g} %, 68 % CL)"
+    return (f"{t['sumw_passed']:.4g} / {t['sumw']:.4g} (sum of weights) = {100 * f:.3g} % "
+            f"(±{100 * (hi - f):.2g} %, Sumw2); {counts}")
+
+
+def _y_scale(ax: Any, drawn: np.ndarray) -> None:
+    """Log y for counts; a weighted sample's sums may be negative (NLO weights): symmetric log then, linear
+    down to the smallest magnitude drawn (a log axis cannot show a bin below 0)."""
+    if (drawn >= 0).all():
+        ax.set_yscale("log")
+        return
+    nonzero = np.abs(drawn[drawn != 0])
+    ax.set_yscale("symlog", linthresh=float(nonzero.min()))
+    ax.axhline(0.0, color="0.5", lw=0.8)
 
 
 def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
     edges = np.asarray(h["edges"])
     counts, passed = np.asarray(h["counts"]), np.asarray(h["passed"])
+    weights = h.get("weights")
+    if weights is not None:
+        sumw, sumw_passed = np.asarray(weights["sumw"]), np.asarray(weights["sumw_passed"])
     ratio = h["quantity"] != "score"
     cut = h.get("cut")
     filled = np.flatnonzero(counts)
@@ -385,22 +410,29 @@ def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
                     ax.plot(centres[won], passed[lo:hi][won], "x", ms=9, color=_HIGHLIGHT, label="passed (count per bin)")
                 ax.set_ylim(0, counts.max() + 1)
                 ax.yaxis.get_major_locator().set_params(integer=True)  # counts of a few events
-            else:
-                ax.stairs(counts[lo:hi], e, color=_NORMAL, lw=1.5, label="all events")
-                ax.stairs(passed[lo:hi], e, color=_HIGHLIGHT, fill=True, alpha=0.35,
-                          label=f"passed: {_fraction_text(h)}")
-                ax.set_yscale("log")
+            else:  # a weighted sample's sum of weights per bin, as the rates count its events
+                total, won = (counts, passed) if weights is None else (sumw, sumw_passed)
+                ax.stairs(total[lo:hi], e, color=_NORMAL, lw=1.5, label="all events")
+                f = h["fraction_passed"]
+                share = (f"passed: {_fraction_text(h)}" if weights is None else
+                         "passed" + ("" if f is None else f": {100 * f:.3g} % of the sum of weights"))
+                ax.stairs(won[lo:hi], e, color=_HIGHLIGHT, fill=True, alpha=0.35, label=share)
+                _y_scale(ax, np.concatenate([total[lo:hi], won[lo:hi]]))
             ax.set_xlim(e[0], e[-1])
         if isinstance(cut, (int, float)) and cut > 0:
             ax.axvline(cut, color=_BUDGET, lw=2.5, label=("cut (score = cut)" if ratio else f"cut {cut:.6g}"))
         ax.set_xscale("log")
         ax.set_xlabel("event score / its pT-dependent cut" if ratio else "event score (reduced over its jets)")
-        ax.set_ylabel("events per bin")
+        weighted = weights is not None and not few
+        ax.set_ylabel("sum of weights per bin" if weighted else "events per bin")
         _legend_above(ax)
         what = "score / cut" if ratio else "score"
         if few:
             ax.set_title(f"{label}: {what} of the {h['events']} events (too few for a distribution); "
-                         f"passed {h['events_passed']}")
+                         f"passed {h['events_passed']}" + (" (unweighted counts)" if weights is not None else ""))
+        elif weighted:
+            ax.set_title(f"{label}: weighted {what} distribution, {h['events']:,} events "
+                         f"(sum of weights {weights['total']['sumw']:.4g})")
         else:
             ax.set_title(f"{label}: {what} distribution, {h['events']:,} events")
         return img(fig, f"{label}: distribution of the {what} with the cut")
@@ -422,6 +454,10 @@ def _score_sections(histograms: dict[str, dict[str, Any]]) -> list[str]:
         if h["quantity"] != "score":
             out.append(f"<p>{html.escape(label)}: the cut depends on the leading jet's pT, so the plot shows each "
                        f"event's score divided by its own cut; the cut is at 1.</p>")
+        if h.get("weights") is not None:
+            out.append(f"<p>{html.escape(label)}: a weighted sample (the source's per-event weight): the "
+                       f"distribution and the fraction above the cut are sums of weights, as the rates are; the "
+                       f"event counts beside them are unweighted, as in the TrigReport.</p>")
         if few:
             out.append(f'<p class="bad">{html.escape(label)}: only {n} events: too few for a distribution '
                        f"(fewer than {FEW_EVENTS}); each filled bin is marked with its count.</p>")
@@ -434,7 +470,8 @@ def _score_sections(histograms: dict[str, dict[str, Any]]) -> list[str]:
         if not (isinstance(cut, (int, float)) and cut > 0):
             out.append(f"<p>{html.escape(label)}: the cut ({cut}) is not on the plot's log axis: every positive "
                        f"score is above it.</p>")
-        outside = [f"{_OUTSIDE_TEXT[k]}: {h[k]:,}" for k in _OUTSIDE_TEXT if h.get(k)]
+        outside = [f"{_OUTSIDE_TEXT[k]}: {h[k]:,}" + (" events" if h.get("weights") else "")
+                   for k in _OUTSIDE_TEXT if h.get(k)]
         out.append(f"<p>{html.escape(label)}: above the cut {html.escape(_fraction_text(h))} "
                    f"of the events it ran on" + (f"; outside the bins: {html.escape(', '.join(outside))}" if outside
                                                else "") + ".</p>")

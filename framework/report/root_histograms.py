@@ -1,4 +1,6 @@
-"""Timing histograms as ROOT TH1D (``timing.root`` in the report folder), where DQM-minded users look.
+"""Timing histograms as ROOT TH1D (``timing.root`` in the report folder), where DQM-minded users look;
+the trigger filters' score distributions likewise (``scores.root``: ``<filter>/all`` and ``<filter>/passed``,
+the sums of weights with their Sumw2 on a weighted sample).
 
 The Timing service's JSON already holds every histogram as ``{edges_ms, counts, underflow,
 overflow}`` (logarithmic bins); this writes the same numbers with uproot, flows included, so ROOT,
@@ -21,6 +23,7 @@ from ..atomic import writing
 from ..destinations import REPORT_FOLDER
 
 FILE_NAME = "timing.root"
+SCORES_FILE = "scores.root"  # each trigger filter's score distribution (framework/score_histogram.py)
 _TITLES = {"event_real": "real time per event", "event_cpu": "CPU time per event",
            "overhead_real": "framework overhead per event (real)"}
 
@@ -32,14 +35,62 @@ def th1d(name: str, title: str, hist: Mapping[str, Any]) -> bh.Histogram:
     counts = np.asarray(hist["counts"], np.float64)
     if len(edges) != len(counts) + 1:
         raise ValueError(f"histogram {name}: {len(counts)} counts need {len(counts) + 1} edges, got {len(edges)}")
-    out = bh.Histogram(bh.axis.Variable(edges), storage=bh.storage.Weight())
-    out.axes[0].label = "time [ms]"
-    out.title = title  # uproot's fTitle
     data = np.concatenate([[float(hist.get("underflow", 0))], counts, [float(hist.get("overflow", 0))]])
+    return _histogram(edges, data, data, title, "time [ms]")  # one entry per event: sum of w^2 = counts
+
+
+def _histogram(edges: np.ndarray, values: np.ndarray, variances: np.ndarray, title: str, xlabel: str) -> bh.Histogram:
+    """A boost-histogram of ``values`` and ``variances`` (sum w, sum w^2 per bin, flows first and last)."""
+    out = bh.Histogram(bh.axis.Variable(edges), storage=bh.storage.Weight())
+    out.axes[0].label = xlabel
+    out.title = title  # uproot's fTitle
     view = out.view(flow=True)
-    view.value = data
-    view.variance = data  # one entry per event: sum of squared weights = counts
+    view.value = values
+    view.variance = variances
     return out
+
+
+def score_th1ds(label: str, h: Mapping[str, Any]) -> dict[str, bh.Histogram]:
+    """A filter's ``score_histograms`` entry as two histograms, all events and those passed: sum of weights
+    per bin with their true Sumw2 for a weighted sample, counts (variance = count) otherwise. The TH1
+    underflow holds every value below 1e-6 (``underflow`` and ``nonpositive``), the overflow ``overflow``;
+    NaN, no scored jet and a cut <= 0 are no value on the axis, so in neither (hltrun.json counts them)."""
+    edges = np.asarray(h["edges"], np.float64)
+    what = "score / cut" if h["quantity"] != "score" else "event score"
+    weights = h.get("weights")
+    out = {}
+    for key, passed in (("all", False), ("passed", True)):
+        p = "passed_" if passed else ""
+        if weights is None:
+            under = h[f"{p}underflow"] + h[f"{p}nonpositive"]
+            values = np.array([under, *h["passed" if passed else "counts"], h[f"{p}overflow"]], np.float64)
+            variances = values
+        else:
+            w, w2 = ("sumw_passed", "sumw2_passed") if passed else ("sumw", "sumw2")
+            outside = weights["outside"]
+            values = np.array([outside["underflow"][w] + outside["nonpositive"][w], *weights[w],
+                               outside["overflow"][w]], np.float64)
+            variances = np.array([outside["underflow"][w2] + outside["nonpositive"][w2], *weights[w2],
+                                  outside["overflow"][w2]], np.float64)
+        title = (f"{label}: {what}, {'events passed' if passed else 'all events'}"
+                 + (" (sum of weights, Sumw2)" if weights is not None else ""))
+        out[key] = _histogram(edges, values, variances, title, what)
+    return out
+
+
+def write_score_root(report_dir: Path, histograms: Mapping[str, Mapping[str, Any]] | None) -> list[Path]:
+    """Write ``scores.root`` (``<filter label>/all``, ``<filter label>/passed``) from hltrun.json's
+    ``score_histograms``; nothing when there are none."""
+    if not histograms:
+        return []
+    import uproot
+
+    with writing(Path(report_dir) / SCORES_FILE, REPORT_FOLDER) as staged:
+        with uproot.recreate(staged.open()) as f:
+            for label, h in histograms.items():
+                for key, hist in score_th1ds(label, h).items():
+                    f[f"{label}/{key}"] = hist
+    return [staged.dest.path]
 
 
 def write_timing_root(report_dir: Path, timing_json: Mapping[str, Any] | None) -> list[Path]:

@@ -21,12 +21,16 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..rates import LUMI_SECTION_S, MenuRates, Rate, TriggerPatterns, menu_rates, rates_per_lumi, wilson_interval
-from ..config import SOURCE_LABEL
+from ..rates import (LUMI_SECTION_S, MenuRates, Rate, Tally, TriggerPatterns, menu_rates, rate, rates_per_lumi,
+                     wilson_interval)
+from ..config import WEIGHT_TAG
 from ..service import Service
+from ..weights import total
 
 log = logging.getLogger("hltrun")
-WEIGHT_TAG = f"{SOURCE_LABEL}:weight"  # the source's per-event weight, where its files carry one
+# said beside the rates of a weighted sample: which figures weigh events and which count them (as CMSSW does)
+WEIGHTED_NOTE = ("weighted sample: rates, errors and the per-lumi rates are sums of the events' weights (Sumw2); "
+                 "'accepted' and the overlaps count events")
 
 if TYPE_CHECKING:
     from ..signals import ActivityRegistry
@@ -117,6 +121,11 @@ class TriggerRates(Service):
         log.warning("TriggerRates: the generator weights of %s sum to 0 or less: no rate there, reported as "
                     "undefined (null in hltrun.json), not 0 Hz", " and of ".join(where))
 
+    def weighted(self) -> bool:
+        """Whether any event weighed other than 1 (the reports then say which figures are sums of weights)."""
+        return self._patterns is not None and any(
+            t.w != t.n or t.w2 != t.n for table in self._patterns.by_lumi.values() for t in table.values())
+
     def columns(self) -> dict[str, list[tuple[int, int]]]:
         """The recorded lumi sections by the prescale column in force in them (the prescalers' own lookup,
         ``PrescaleTable.column_at``, recorded with the patterns), in order; empty without a prescale table."""
@@ -144,7 +153,8 @@ class TriggerRates(Service):
                     f"RateReport  {NO_EVENT}\n")
         columns = self.columns()
         lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events"
-                 f"{_column_note(columns)}) ----", *_rate_lines(r)]
+                 f"{_column_note(columns)}) ----", *([f"RateReport  {WEIGHTED_NOTE}"] if self.weighted() else []),
+                 *_rate_lines(r)]
         for label, cr in self.per_column(summary).items():
             (run0, lumi0), (run1, lumi1) = columns[label][0], columns[label][-1]
             lines += ["", f"RateReport ---------- Path rates in prescale column {label} ({cr.events} events, "
@@ -199,7 +209,8 @@ class TriggerRates(Service):
                  f"{html.escape(_column_note(self.columns()))}; unique = accepted by "
                  f"this path and no other; '&lt; X' with '68% CL' where no event was accepted; '+a / -b' the "
                  f"68% Clopper-Pearson interval where it is asymmetric (few events). Menu total "
-                 f"{html.escape(_total_text(r.total))}.</p>",
+                 f"{html.escape(_total_text(r.total))}."
+                 + (f" A {html.escape(WEIGHTED_NOTE)}." if self.weighted() else "") + "</p>",
                  table(headers, _rate_rows(r), left=1)]
         for label, cr in self.per_column(summary).items():
             parts += [f"<p>In prescale column <b>{html.escape(label)}</b> ({cr.events} events): menu total "
@@ -239,20 +250,39 @@ def _turn_on_plots(summary: "JobSummary") -> list[str]:
         ax = fig.subplots()
         seeds = sorted({k.split(":")[1] for k in counters if k.startswith("pt_fired:")} |
                        {k.split(":", 1)[1] for k in counters if k.startswith("fired:")})
+        weighted = any(k.startswith("pt_all_w:") for k in counters)
         for seed in seeds:
             n = [all_[e] for e in edges]
             k = [counters.get(f"pt_fired:{seed}:{int(e)}", 0) for e in edges]
-            eff = [ki / ni if ni else math.nan for ki, ni in zip(k, n)]
-            bounds = [wilson_interval(ki, ni) for ki, ni in zip(k, n)]
+            if weighted:  # the rates' weighted fraction and Sumw2 interval, bin by bin
+                eff, bounds = _weighted_turn_on(counters, seed, [int(e) for e in edges], n, k)
+            else:
+                eff = [ki / ni if ni else math.nan for ki, ni in zip(k, n)]
+                bounds = [wilson_interval(ki, ni) for ki, ni in zip(k, n)]
             err = [[p - lo for p, (lo, _) in zip(eff, bounds)], [hi - p for p, (_, hi) in zip(eff, bounds)]]
             ax.errorbar(edges, eff, yerr=err, marker="o", ms=3, lw=1, drawstyle="steps-mid", label=seed)
         ax.set_xlabel("offline leading-jet pT [GeV] (bin lower edge)")
-        ax.set_ylabel("L1 efficiency")
+        ax.set_ylabel("L1 efficiency (sum of weights)" if weighted else "L1 efficiency")
         ax.set_ylim(-0.02, 1.05)
         ax.set_title(f"{label}: {html.escape(str(counters.get('expression', '')))}")
         ax.legend(fontsize=7)
         out.append(img(fig, f"{label} turn-on"))
     return out
+
+
+def _weighted_turn_on(counters: Any, seed: str, edges: list[int], n: list[int],
+                      k: list[int]) -> tuple[list[float], list[tuple[float, float]]]:
+    """A weighted sample's efficiency per pT bin (sum w fired / sum w) and its Sumw2 68 % interval, from the
+    seed module's fixed-point counters (``pt_all_w:``, ``pt_fired_w:<seed>:``; framework/weights.py); NaN
+    where the bin's weights sum to <= 0."""
+    eff, bounds = [], []
+    for e, ni, ki in zip(edges, n, k):
+        w, w2 = total(ni, counters.get(f"pt_all_w:{e}", 0), counters.get(f"pt_all_w2:{e}", 0))
+        wk, wk2 = total(ki, counters.get(f"pt_fired_w:{seed}:{e}", 0), counters.get(f"pt_fired_w2:{seed}:{e}", 0))
+        r = rate(Tally(ki, wk, wk2), Tally(ni, w, w2), 1.0, interval=False)
+        eff.append(r.fraction)
+        bounds.append((r.low_hz, r.high_hz))
+    return eff, bounds
 
 
 MAX_LUMI_LABELS = 40  # tick labels the per-lumi plot's 9-inch axis holds readably at fontsize 6

@@ -117,6 +117,11 @@ class JobSummary:
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
+        from .weights import readable
+
         out = asdict(self)
         out.pop("fact_variants")  # the client's working list: what it found is in ``facts``
+        # the modules' fixed-point weight sums as floats: exact integers to merge, unreadable as JSON numbers
+        out["module_summaries"] = {label: readable(counters) if isinstance(counters, dict) else counters
+                                   for label, counters in out["module_summaries"].items()}
         return out

@@ -41,6 +41,22 @@ def total(count: int, excess_w: int, excess_w2: int) -> tuple[float, float]:
     return (count * ONE + excess_w) / ONE, (count * ONE2 + excess_w2) / ONE2
 
 
+def is_fixed_point(key: str) -> bool:
+    """Whether a module's summary counter ``key`` is a fixed-point weight sum: by the naming every module
+    uses for them, ``<name>_w:<bin>`` (sum of w - 1) and ``<name>_w2:<bin>`` (sum of w^2 - 1)."""
+    return key.split(":", 1)[0].endswith(("_w", "_w2"))
+
+
+def readable(counters: dict[str, Any]) -> dict[str, Any]:
+    """``counters`` as hltrun.json shows them: each fixed-point weight sum as a float in units of weight
+    (``_w``) or squared weight (``_w2``), rounded once. The integers are for merging only: they reach 10^40
+    (w^2 in units of 2^-128), which JSON readers that hold numbers as doubles (JavaScript, jq 1.6, pandas)
+    read wrong or refuse."""
+    return {key: (value / (ONE2 if key.split(":", 1)[0].endswith("_w2") else ONE))
+            if isinstance(value, int) and not isinstance(value, bool) and is_fixed_point(key) else value
+            for key, value in counters.items()}
+
+
 def event_weight(event: Any, label: str) -> float:
     """The event's generator weight (the source's, from files that carry one), else 1: what the TriggerRates
     service counts it with. Read, not consumed (consuming it makes every input file need the branch); a

@@ -185,7 +185,9 @@ def test_l1_turn_on_is_weighted_as_the_rates(tmp_path, sample, threads):
     config.write_text(L1_CONFIG.format(threads=threads, files=", ".join(map(str, sample)), out=tmp_path / "o.root"))
     assert main([str(config), "-q", "--report-dir", str(tmp_path / "r")]) == 0
     doc = json.loads((tmp_path / "r" / "hltrun.json").read_text())
-    c = doc["job"]["module_summaries"]["seed"]
+    shown = doc["job"]["module_summaries"]["seed"]
+    c = as_fixed_point(shown)  # hltrun.json shows the sums as floats; the report's functions take the integers
+    assert all(isinstance(v, float) for k, v in shown.items() if k.startswith(("pt_all_w", "pt_fired_w")))
     a = uproot.open(tmp_path / "o.root")["Events"].arrays(["run", "luminosityBlock", "event", "HLT_L1"], library="np")
     keys = list(zip(a["run"].tolist(), a["luminosityBlock"].tolist(), a["event"].tolist()))
     weight, edge = input_weights(sample), leading_bins(sample)
@@ -210,6 +212,40 @@ def test_l1_turn_on_is_weighted_as_the_rates(tmp_path, sample, threads):
     assert 0 < fired.sum() < len(fired) and any(0.05 < x < 0.95 for x in eff)  # a turn-on, not a constant
     rates = doc["services"]["TriggerRates"]
     assert rates["paths"][0]["fraction"] == pytest.approx(w[fired].sum() / w.sum(), rel=1e-12)
+
+
+def as_fixed_point(counters: dict) -> dict:
+    """hltrun.json's readable weight sums (floats in weight units) back as the modules' fixed-point integers."""
+    from hltrun.framework.weights import ONE, ONE2, is_fixed_point
+
+    return {k: round(v * (ONE2 if k.split(":", 1)[0].endswith("_w2") else ONE)) if is_fixed_point(k) else v
+            for k, v in counters.items()}
+
+
+@pytest.mark.slow
+def test_hltrun_json_shows_weight_sums_as_plain_numbers(tmp_path, sample):
+    """The modules' fixed-point sums (w in units of 2^-64, w^2 of 2^-128) were written to hltrun.json as
+    integers of up to 40 digits, which JSON readers holding numbers as doubles (JavaScript, jq 1.6, pandas)
+    read wrong: every number in the file is now one a double holds, and each sum is the input's, in weights."""
+    doc, _, _ = run_job(tmp_path, sample)
+
+    def numbers(o):
+        if isinstance(o, dict):
+            for v in o.values():
+                yield from numbers(v)
+        elif isinstance(o, list):
+            for v in o:
+                yield from numbers(v)
+        elif isinstance(o, int) and not isinstance(o, bool):
+            yield o
+
+    assert max(abs(n) for n in numbers(doc)) < 2 ** 53
+    c = doc["job"]["module_summaries"]["anomalyFilter"]
+    w = np.array(list(input_weights(sample).values()))
+    slots = [k.split(":", 1)[1] for k in c if k.startswith("score_hist_w:")]
+    n = sum(c.get(f"score_hist:{s}", 0) for s in slots)
+    assert n + sum(c[f"score_hist_w:{s}"] for s in slots) == pytest.approx(w.sum(), rel=1e-9)
+    assert n + sum(c[f"score_hist_w2:{s}"] for s in slots) == pytest.approx((w ** 2).sum(), rel=1e-9)
 
 
 # ------------------------------------------------------------------------ the histogram itself

@@ -991,6 +991,13 @@ def _gates(k: Kernels, x: Any, n: int) -> list[Any]:
             k.take_slice(x, lead + (slice(i * size, (i + 1) * size),)) for i in range(n)]
 
 
+def _split_last(k: Kernels, x: Any, at: int) -> tuple[Any, Any]:
+    """The last axis of ``x`` cut in two at ``at``."""
+    lead = (slice(None),) * (x.ndim - 1)
+    cut = (lead + (slice(0, at),), lead + (slice(at, None),))
+    return tuple(x[c] if _is_static(x) else k.take_slice(x, c) for c in cut)  # type: ignore[return-value]
+
+
 def _masked(k: Kernels, mask: Any, new: Any, old: Any) -> Any:
     """Past a jet's sequence length its state is held (``mask`` false); no mask: every step is real."""
     return new if mask is None else _xp(k, mask, new, old).where(mask, new, old)
@@ -1000,11 +1007,17 @@ def _lstm_step(k: Kernels, h: Any, c: Any, xw: Any, rt: Any, peep: Any, acts: li
                input_forget: int) -> tuple[Any, Any]:
     """One LSTM step, gates in ONNX's iofc order: ``xw`` is X_t W^T + Wb + Rb, ``rt`` is R^T."""
     xp = _xp(k, xw, h, c)
-    i, o, f, g = _gates(k, _clipped(k, xp.add(xw, _matmul(k, h, rt)), clip), 4)
+    f_act, g_act, h_act = acts
+    z = _clipped(k, xp.add(xw, _matmul(k, h, rt)), clip)
+    if peep is None and not input_forget:  # the usual cell: f over the i, o, f gates at once (fewer ops to trace)
+        iof, g = _split_last(k, z, 3 * int(z.shape[-1]) // 4)
+        i, o, f = _gates(k, f_act(k, iof), 3)
+        c_new = xp.add(xp.multiply(f, c), xp.multiply(i, g_act(k, g)))
+        return xp.multiply(o, h_act(k, c_new)), c_new
+    i, o, f, g = _gates(k, z, 4)
     if peep is not None:
         pi, po, pf = peep
         i, f = xp.add(i, xp.multiply(pi, c)), xp.add(f, xp.multiply(pf, c))
-    f_act, g_act, h_act = acts
     i = f_act(k, i)
     f = xp.subtract(np.float32(1), i) if input_forget else f_act(k, f)
     c_new = xp.add(xp.multiply(f, c), xp.multiply(i, g_act(k, g)))

@@ -408,25 +408,30 @@ def test_torch_recurrent_layers_match_onnxruntime(torch_recurrent, config, engin
 
 
 def _recurrent_onnx(path: Path, op: str, hidden: int, attrs: dict, *, bias: bool = True, states: bool = True,
-                    peepholes: bool = False, seed: int = 0) -> Path:
-    """One ONNX ``op`` node over x (N, 7, 3), fed time-major (a Transpose), its ``sequence_lens`` each jet's
-    count of real constituents (pT > 0: the padded ones left out, as a user feeds them), every output summed
-    into y (N, ...). Weights from their own generator (the same whichever test ran before)."""
+                    peepholes: bool = False, seed: int = 0, layout: int = 0) -> Path:
+    """One ONNX ``op`` node over x (N, 7, 3), fed time-major (a Transpose; ``layout`` 1: batch-major as it is),
+    its ``sequence_lens`` each jet's count of real constituents (pT > 0: the padded ones left out, as a user feeds
+    them), every output flattened per jet into y (N, ...), the same values whatever the layout. Weights from their
+    own generator (the same whichever test ran before)."""
     rng = np.random.default_rng(seed)
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
     dirs = 2 if attrs.get("direction") == "bidirectional" else 1
     w = lambda name, *shape: numpy_helper.from_array(rng.normal(0, 0.6, size=shape).astype(np.float32), name)  # noqa: E731
     inits = [w("W", dirs, gates * hidden, 3), w("R", dirs, gates * hidden, hidden), _i64("perm", [1, 0, 2]),
              _i64("two", [2]), _i64("three", [3]), _i64("last", [2]), _i64("one", [1])]
-    ins = ["xt", "W", "R", "B" if bias else "", "lens", "h0" if states else ""]
+    ins = ["xt" if not layout else "x", "W", "R", "B" if bias else "", "lens", "h0" if states else ""]
     if bias:
         inits.append(w("B", dirs, 2 * gates * hidden))
     if states:
         inits.append(w("h0", dirs, 1, hidden))  # broadcast to the batch by an Expand below: (dirs, N, hidden)
+        if layout:  # batch-major states: (N, dirs, hidden)
+            inits[-1] = numpy_helper.from_array(numpy_helper.to_array(inits[-1]).transpose(1, 0, 2), "h0")
     if op == "LSTM":
         ins += ["c0" if states else "", "P" if peepholes else ""]
         if states:
             inits.append(w("c0", dirs, 1, hidden))
+            if layout:
+                inits[-1] = numpy_helper.from_array(numpy_helper.to_array(inits[-1]).transpose(1, 0, 2), "c0")
         if peepholes:
             inits.append(w("P", dirs, 3 * hidden))
     nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
@@ -437,16 +442,19 @@ def _recurrent_onnx(path: Path, op: str, hidden: int, attrs: dict, *, bias: bool
     inits += [numpy_helper.from_array(np.float32(0), "zero"), _i64("axes", [1, 2])]
     if states:  # the states' batch axis from the input: (dirs, N, hidden)
         nodes += [helper.make_node("Shape", ["x"], ["xs"]), helper.make_node("Slice", ["xs", "zero_i", "one"], ["n"]),
-                  helper.make_node("Concat", ["d", "n", "h"], ["sshape"], axis=0)]
+                  helper.make_node("Concat", ["n", "d", "h"] if layout else ["d", "n", "h"], ["sshape"], axis=0)]
         inits += [_i64("zero_i", [0]), _i64("d", [dirs]), _i64("h", [hidden])]
         for s in ("h0", "c0") if op == "LSTM" else ("h0",):
             nodes.append(helper.make_node("Expand", [s, "sshape"], [s + "e"]))
             ins[ins.index(s)] = s + "e"
     outs = ["Y", "Yh"] + (["Yc"] if op == "LSTM" else [])
-    nodes.append(helper.make_node(op, ins, outs, hidden_size=hidden, **attrs))
+    nodes.append(helper.make_node(op, ins, outs, hidden_size=hidden, **attrs, **({"layout": 1} if layout else {})))
     flat = []
     for name, perm in (("Y", [2, 0, 1, 3]), ("Yh", [1, 0, 2]), ("Yc", [1, 0, 2])):
-        if name in outs:
+        if name in outs and layout:  # already (N, seq, dirs, hidden) and (N, dirs, hidden)
+            nodes.append(helper.make_node("Flatten", [name], [name + "f"]))
+            flat.append(name + "f")
+        elif name in outs:
             nodes += [helper.make_node("Transpose", [name], [name + "t"], perm=perm),
                       helper.make_node("Flatten", [name + "t"], [name + "f"])]
             flat.append(name + "f")
@@ -488,3 +496,20 @@ def test_recurrent_forms_with_sequence_lengths_match_onnxruntime(form, engine, t
     _, op, attrs, kwargs = form
     path = _recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs)
     _against_onnxruntime(engine, path, _jets_of_lengths([7, 3, 0, 1, 5]))
+
+
+@pytest.mark.parametrize("engine", TRANSLATED)
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_batch_major_layout_gives_the_time_major_values(op, engine, tmp_path):
+    """``layout: 1`` (batch-major X, Y and states) has no ONNX Runtime to check it against (its CPU kernels refuse
+    it: "Batchwise recurrent operations (layout == 1) are not supported"): the same weights time-major on ONNX
+    Runtime give the values."""
+    import onnxruntime as ort
+
+    attrs = {"direction": "bidirectional"}
+    time_major = onnx.load(str(_recurrent_onnx(tmp_path / "t.onnx", op, 4, attrs, peepholes=op == "LSTM")))
+    batch_major = _recurrent_onnx(tmp_path / "b.onnx", op, 4, attrs, peepholes=op == "LSTM", layout=1)
+    x = _jets_of_lengths([7, 3, 0, 1, 5])
+    ref = ort.InferenceSession(time_major.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = _translated(engine, batch_major, onnx.load(str(batch_major)), x)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)

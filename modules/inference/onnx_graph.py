@@ -893,7 +893,8 @@ def _scatter_static(data: np.ndarray, indices: np.ndarray, updates: np.ndarray, 
     if reduction == "none":
         out[tuple(grid)] = updates
     else:
-        {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[reduction].at(out, tuple(grid), updates)
+        ufunc = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[reduction]
+        ufunc.at(out, tuple(grid), updates)
     return out
 
 
@@ -1211,7 +1212,8 @@ DATA_DEPENDENT: dict[str, tuple[str, str]] = {
     "NonZero": ("is the count of non-zero values (boolean indexing: x[mask])", "ONNX Runtime"),
     "Compress": ("is the count of true conditions", "ONNX Runtime"),
     "Unique": ("is the count of distinct values", "ONNX Runtime"),
-    "If": ("is the taken branch's, and the branch depends on a value (torch.jit.script's if)", "ONNX Runtime (or IREE)"),
+    "If": ("is the taken branch's, and the branch depends on a value (torch.jit.script's if)",
+           "ONNX Runtime (or IREE)"),
     "Loop": ("grows with a trip count or condition that may depend on a value (torch.jit.script's for, tf2onnx's "
              "Keras GRU and masked RNNs)", "ONNX Runtime"),
 }

@@ -513,3 +513,36 @@ def test_batch_major_layout_gives_the_time_major_values(op, engine, tmp_path):
     ref = ort.InferenceSession(time_major.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = _translated(engine, batch_major, onnx.load(str(batch_major)), x)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_a_recurrent_graph_after_two_runs_is_capturable(op, tmp_path):
+    """What PyTorch's GPU backend captures as a CUDA graph per bucket is the specialised graph's third run: with
+    ``sequence_lens`` from the input, initial states and both directions, that run makes no tensor from host data
+    and syncs nothing with the host (checked on the CPU, as for the shipped models)."""
+    torch = pytest.importorskip("torch")
+    from torch.overrides import TorchFunctionMode
+
+    from hltrun.modules.inference.onnx_torch import translate
+    from tests.test_translated_backends import _HOST_CALLS
+
+    class Calls(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: set[str] = set()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.add(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    graph = translate(_recurrent_onnx(tmp_path / "r.onnx", op, 4, {"direction": "bidirectional"}, peepholes=op == "LSTM"))
+    with torch.inference_mode():
+        for bucket in (1, 5):
+            example = torch.from_numpy(_jets_of_lengths([7, 3, 0, 1, 5][:bucket]))
+            run = graph.specialize(example)
+            run(example), run(example)
+            lifted = len(graph.kernels.xp._lifted)
+            with Calls() as calls:
+                run(example)
+            assert len(graph.kernels.xp._lifted) == lifted, bucket
+            assert not calls.names & _HOST_CALLS, (bucket, calls.names & _HOST_CALLS)

@@ -64,7 +64,7 @@ class Kernels(ABC):
 
     @abstractmethod
     def scatter(self, data: Any, indices: Any, updates: Any, axis: int, reduction: str) -> Any:
-        """ONNX ScatterElements on a copy of ``data``: non-negative int64 ``indices`` shaped as ``updates``;
+        """ONNX ScatterElements on a copy of ``data``: non-negative integer ``indices`` shaped as ``updates``;
         reduction none, add, mul, max or min."""
 
     @abstractmethod
@@ -776,7 +776,6 @@ def _resize(k: Kernels, x: Any, roi: Any = None, scales: Any = None, sizes: Any 
         x = xp.add(xp.multiply(xp.take(x, lo, axis=a), (1 - w).astype(np.float32)),
                    xp.multiply(xp.take(x, hi, axis=a), w))
     return x
-
 
 
 # ---------------------------------------------------------------------- activations, reductions, scans, scatters

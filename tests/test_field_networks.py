@@ -352,3 +352,197 @@ def test_isnan_of_scaled_dot_product_attention_matches_onnxruntime(engine, tmp_p
     ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
     assert (ref == 0).any() and np.isfinite(ref).all()
     np.testing.assert_allclose(_translated(engine, tmp_path / "m.onnx", model, x), ref, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------- recurrent layers (LSTM, GRU, RNN)
+RECURRENT = [("LSTM", 1, False), ("LSTM", 2, True), ("GRU", 1, False), ("GRU", 2, True), ("RNN", 2, True)]
+
+
+@pytest.fixture(scope="module")
+def torch_recurrent(tmp_path_factory):
+    """``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` over (jets, 7 constituents, 3 features), batch first as physicists
+    write them, exported by torch.onnx (TorchScript exporter: one ONNX LSTM/GRU/RNN node per layer, the
+    initial states from the input's shape); the output: every step's Y and the last h (and c), flattened."""
+    torch = pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("recurrent")
+
+    class Net(torch.nn.Module):
+        def __init__(self, cell: str, layers: int, bidirectional: bool) -> None:
+            super().__init__()
+            self.rnn = getattr(torch.nn, cell)(3, 5, num_layers=layers, batch_first=True, bidirectional=bidirectional)
+
+        def forward(self, x):
+            y, state = self.rnn(x)
+            states = state if isinstance(state, tuple) else (state,)
+            return torch.cat([y.flatten(1)] + [s.transpose(0, 1).flatten(1) for s in states], 1)
+
+    torch.manual_seed(0)
+    out = {}
+    for cell, layers, bi in RECURRENT:
+        path = folder / f"{cell}{layers}{'bi' if bi else ''}.onnx"
+        torch.onnx.export(Net(cell, layers, bi).eval(), (torch.zeros(2, 7, 3),), str(path), dynamo=False,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+                          opset_version=17)
+        out[(cell, layers, bi)] = path
+    return out
+
+
+def _against_onnxruntime(engine: str, path: Path, x: np.ndarray, tol: float = 1e-5) -> None:
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = session.run(None, {session.get_inputs()[0].name: x})[0]
+    got = _translated(engine, path, model, x)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("engine", TRANSLATED)
+@pytest.mark.parametrize("config", RECURRENT, ids=[f"{c}-{n}layer{'-bi' if b else ''}" for c, n, b in RECURRENT])
+def test_torch_recurrent_layers_match_onnxruntime(torch_recurrent, config, engine):
+    """Until 2026-12-07 JAX and PyTorch refused every recurrent autoencoder: "does not implement: LSTM" (GRU,
+    RNN); every step's output and the final states now agree with ONNX Runtime, both directions, two layers."""
+    x = RNG.normal(size=(3, 7, 3)).astype(np.float32)
+    _against_onnxruntime(engine, torch_recurrent[config], x)
+
+
+def _recurrent_onnx(path: Path, op: str, hidden: int, attrs: dict, *, bias: bool = True, states: bool = True,
+                    peepholes: bool = False, seed: int = 0, layout: int = 0) -> Path:
+    """One ONNX ``op`` node over x (N, 7, 3), fed time-major (a Transpose; ``layout`` 1: batch-major as it is),
+    its ``sequence_lens`` each jet's count of real constituents (pT > 0: the padded ones left out, as a user feeds
+    them), every output flattened per jet into y (N, ...), the same values whatever the layout. Weights from their
+    own generator (the same whichever test ran before)."""
+    rng = np.random.default_rng(seed)
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    dirs = 2 if attrs.get("direction") == "bidirectional" else 1
+    w = lambda name, *shape: numpy_helper.from_array(rng.normal(0, 0.6, size=shape).astype(np.float32), name)  # noqa: E731
+    inits = [w("W", dirs, gates * hidden, 3), w("R", dirs, gates * hidden, hidden), _i64("perm", [1, 0, 2]),
+             _i64("two", [2]), _i64("three", [3]), _i64("last", [2]), _i64("one", [1])]
+    ins = ["xt" if not layout else "x", "W", "R", "B" if bias else "", "lens", "h0" if states else ""]
+    if bias:
+        inits.append(w("B", dirs, 2 * gates * hidden))
+    if states:
+        inits.append(w("h0", dirs, 1, hidden))  # broadcast to the batch by an Expand below: (dirs, N, hidden)
+        if layout:  # batch-major states: (N, dirs, hidden)
+            inits[-1] = numpy_helper.from_array(numpy_helper.to_array(inits[-1]).transpose(1, 0, 2), "h0")
+    if op == "LSTM":
+        ins += ["c0" if states else "", "P" if peepholes else ""]
+        if states:
+            inits.append(w("c0", dirs, 1, hidden))
+            if layout:
+                inits[-1] = numpy_helper.from_array(numpy_helper.to_array(inits[-1]).transpose(1, 0, 2), "c0")
+        if peepholes:
+            inits.append(w("P", dirs, 3 * hidden))
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("Slice", ["x", "two", "three", "last"], ["pt"]),
+             helper.make_node("Greater", ["pt", "zero"], ["real"]),
+             helper.make_node("Cast", ["real"], ["realf"], to=TensorProto.INT32),
+             helper.make_node("ReduceSum", ["realf", "axes"], ["lens"], keepdims=0)]
+    inits += [numpy_helper.from_array(np.float32(0), "zero"), _i64("axes", [1, 2])]
+    if states:  # the states' batch axis from the input: (dirs, N, hidden)
+        nodes += [helper.make_node("Shape", ["x"], ["xs"]), helper.make_node("Slice", ["xs", "zero_i", "one"], ["n"]),
+                  helper.make_node("Concat", ["n", "d", "h"] if layout else ["d", "n", "h"], ["sshape"], axis=0)]
+        inits += [_i64("zero_i", [0]), _i64("d", [dirs]), _i64("h", [hidden])]
+        for s in ("h0", "c0") if op == "LSTM" else ("h0",):
+            nodes.append(helper.make_node("Expand", [s, "sshape"], [s + "e"]))
+            ins[ins.index(s)] = s + "e"
+    outs = ["Y", "Yh"] + (["Yc"] if op == "LSTM" else [])
+    nodes.append(helper.make_node(op, ins, outs, hidden_size=hidden, **attrs, **({"layout": 1} if layout else {})))
+    flat = []
+    for name, perm in (("Y", [2, 0, 1, 3]), ("Yh", [1, 0, 2]), ("Yc", [1, 0, 2])):
+        if name in outs and layout:  # already (N, seq, dirs, hidden) and (N, dirs, hidden)
+            nodes.append(helper.make_node("Flatten", [name], [name + "f"]))
+            flat.append(name + "f")
+        elif name in outs:
+            nodes += [helper.make_node("Transpose", [name], [name + "t"], perm=perm),
+                      helper.make_node("Flatten", [name + "t"], [name + "f"])]
+            flat.append(name + "f")
+    nodes.append(helper.make_node("Concat", flat, ["y"], axis=1))
+    graph = helper.make_graph(nodes, op, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 7, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "K"])], inits)
+    return _save(graph, path)
+
+
+def _jets_of_lengths(lengths) -> np.ndarray:
+    """(N, 7, 3) jets, each with ``lengths[i]`` real constituents (pT > 0), the rest zero padding."""
+    rng = np.random.default_rng(1)
+    x = np.zeros((len(lengths), 7, 3), np.float32)
+    for i, n in enumerate(lengths):
+        x[i, :n, :2] = rng.normal(size=(n, 2))
+        x[i, :n, 2] = rng.uniform(0.5, 2, size=n)
+    return x
+
+
+RECURRENT_FORMS = [  # (id, op, attributes, keyword arguments of _recurrent_onnx)
+    ("lstm-bi-peepholes-states", "LSTM", {"direction": "bidirectional"}, {"peepholes": True}),
+    ("lstm-reverse-clip-no-bias", "LSTM", {"direction": "reverse", "clip": 0.8}, {"bias": False, "states": False}),
+    ("lstm-input-forget-activations", "LSTM", {"input_forget": 1, "activations": ["HardSigmoid", "Tanh", "Softsign"],
+                                               "activation_alpha": [0.3], "activation_beta": [0.45]}, {}),
+    ("gru-reset-after-product-bi", "GRU", {"direction": "bidirectional", "linear_before_reset": 0}, {}),
+    ("gru-linear-before-reset-reverse", "GRU", {"direction": "reverse", "linear_before_reset": 1,
+                                                "activations": ["Sigmoid", "LeakyRelu"], "activation_alpha": [0.2]}, {}),
+    ("rnn-bi-relu", "RNN", {"direction": "bidirectional", "activations": ["Relu", "Tanh"]}, {}),
+]
+
+
+@pytest.mark.parametrize("engine", TRANSLATED)
+@pytest.mark.parametrize("form", RECURRENT_FORMS, ids=[f[0] for f in RECURRENT_FORMS])
+def test_recurrent_forms_with_sequence_lengths_match_onnxruntime(form, engine, tmp_path):
+    """The ONNX forms no torch export writes but other exporters and users do: each jet's own sequence length
+    (``sequence_lens``: its steps past it hold the state and give zeros; a reverse direction runs over its real
+    steps only), initial states, peepholes, ``clip``, ``input_forget``, GRU's reset gate before its product, and
+    the cell activations with their alphas and betas; lengths 0 (an empty jet), 1 and the full 7."""
+    _, op, attrs, kwargs = form
+    path = _recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs)
+    _against_onnxruntime(engine, path, _jets_of_lengths([7, 3, 0, 1, 5]))
+
+
+@pytest.mark.parametrize("engine", TRANSLATED)
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_batch_major_layout_gives_the_time_major_values(op, engine, tmp_path):
+    """``layout: 1`` (batch-major X, Y and states) has no ONNX Runtime to check it against (its CPU kernels refuse
+    it: "Batchwise recurrent operations (layout == 1) are not supported"): the same weights time-major on ONNX
+    Runtime give the values."""
+    import onnxruntime as ort
+
+    attrs = {"direction": "bidirectional"}
+    time_major = onnx.load(str(_recurrent_onnx(tmp_path / "t.onnx", op, 4, attrs, peepholes=op == "LSTM")))
+    batch_major = _recurrent_onnx(tmp_path / "b.onnx", op, 4, attrs, peepholes=op == "LSTM", layout=1)
+    x = _jets_of_lengths([7, 3, 0, 1, 5])
+    ref = ort.InferenceSession(time_major.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = _translated(engine, batch_major, onnx.load(str(batch_major)), x)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_a_recurrent_graph_after_two_runs_is_capturable(op, tmp_path):
+    """What PyTorch's GPU backend captures as a CUDA graph per bucket is the specialised graph's third run: with
+    ``sequence_lens`` from the input, initial states and both directions, that run makes no tensor from host data
+    and syncs nothing with the host (checked on the CPU, as for the shipped models)."""
+    torch = pytest.importorskip("torch")
+    from torch.overrides import TorchFunctionMode
+
+    from hltrun.modules.inference.onnx_torch import translate
+    from tests.test_translated_backends import _HOST_CALLS
+
+    class Calls(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: set[str] = set()
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.add(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    graph = translate(_recurrent_onnx(tmp_path / "r.onnx", op, 4, {"direction": "bidirectional"}, peepholes=op == "LSTM"))
+    with torch.inference_mode():
+        for bucket in (1, 5):
+            example = torch.from_numpy(_jets_of_lengths([7, 3, 0, 1, 5][:bucket]))
+            run = graph.specialize(example)
+            run(example), run(example)
+            lifted = len(graph.kernels.xp._lifted)
+            with Calls() as calls:
+                run(example)
+            assert len(graph.kernels.xp._lifted) == lifted, bucket
+            assert not calls.names & _HOST_CALLS, (bucket, calls.names & _HOST_CALLS)

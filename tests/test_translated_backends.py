@@ -86,21 +86,22 @@ def _save(m: onnx.ModelProto, path: Path) -> Path:
 
 
 def _jet_model(path: Path, shape=("N", 100, 3), extra_node=None) -> Path:
-    """A valid (N,100,3) -> score, kl model: score = sum of pT, kl = sum of eta (plus an optional node)."""
+    """A valid (N,100,3) -> score, kl model: score = sum of pT, kl = sum of eta (plus an optional node, or
+    nodes: a list, the last one's float output the third)."""
     x = helper.make_tensor_value_info("jets", TensorProto.FLOAT, list(shape))
     nodes = [helper.make_node("ReduceSum", ["jets", "axes"], ["s3"], keepdims=0),
              helper.make_node("Slice", ["s3", "two", "three", "one"], ["s1"]),
              helper.make_node("Squeeze", ["s1", "one"], ["score"]),
              helper.make_node("Slice", ["s3", "zero", "one", "one"], ["k1"]),
              helper.make_node("Squeeze", ["k1", "one"], ["kl"])]
-    if extra_node is not None:
-        nodes.append(extra_node)
+    extra = extra_node if isinstance(extra_node, list) else [extra_node] if extra_node is not None else []
+    nodes += extra  # a list: the last one's output is the model's third output
     inits = [helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in
              (("zero", 0), ("one", 1), ("two", 2), ("three", 3))]
     inits.append(helper.make_tensor("axes", TensorProto.INT64, [1], [1]))
     outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"]) for n in ("score", "kl")]
-    if extra_node is not None:
-        outs.append(helper.make_tensor_value_info(extra_node.output[0], TensorProto.FLOAT, None))
+    if extra:
+        outs.append(helper.make_tensor_value_info(extra[-1].output[0], TensorProto.FLOAT, None))
     return _save(_model(nodes, [x], outs, inits), path)
 
 
@@ -265,6 +266,70 @@ OP_CASES = [
     ("resize-linear-pytorch-axes-opset18", [helper.make_node("Resize", ["x", "", "", "z"], ["y"], mode="linear", axes=[2],
                                                              coordinate_transformation_mode="pytorch_half_pixel")],
      (2, 3, 5), [_init("z", I64(11))], 18),
+    # 2026-12-07: the activations, reductions, scans and scatters of users' Deep-Sets / GNN / flow networks
+    ("prelu-hardsigmoid-hardswish-selu", [helper.make_node("PRelu", ["x", "sl"], ["p"]),
+                                          helper.make_node("HardSigmoid", ["x"], ["h"], alpha=0.3, beta=0.4),
+                                          helper.make_node("HardSwish", ["x"], ["w"]), helper.make_node("Selu", ["x"], ["s"]),
+                                          helper.make_node("Sum", ["p", "h", "w"], ["a"]), helper.make_node("Mean", ["a", "s"], ["y"])],
+     (2, 3, 4), [_init("sl", RNG.normal(size=(3, 1)).astype(np.float32))]),
+    ("reduce-l1-l2-sumsquare-prod-attr", [helper.make_node("ReduceL1", ["x"], ["a"], axes=[1]),
+                                          helper.make_node("ReduceL2", ["x"], ["b"], axes=[1]),
+                                          helper.make_node("ReduceSumSquare", ["x"], ["c"], axes=[-2], keepdims=0),
+                                          helper.make_node("ReduceProd", ["x"], ["d"], axes=[1]),
+                                          helper.make_node("Add", ["a", "b"], ["ab"]), helper.make_node("Add", ["ab", "d"], ["abd"]),
+                                          helper.make_node("Unsqueeze", ["c", "one"], ["cu"]),
+                                          helper.make_node("Concat", ["abd", "cu"], ["y"], axis=1)], (2, 3, 4),
+     [_init("one", I64(1))], 13),
+    ("reduce-logsumexp-logsum-inputs-opset18", [helper.make_node("ReduceLogSumExp", ["x", "ax"], ["a"], keepdims=0),
+                                                helper.make_node("Abs", ["x"], ["ab"]),
+                                                helper.make_node("ReduceLogSum", ["ab", "ax"], ["b"], keepdims=0),
+                                                helper.make_node("Mul", ["x", "big"], ["xb"]),
+                                                helper.make_node("ReduceLogSumExp", ["xb", "ax"], ["c"], keepdims=0),
+                                                helper.make_node("Sum", ["a", "b", "c"], ["y"])], (3, 5, 4),
+     [_init("ax", I64(1, -1)), _init("big", np.float32(60))], 18),
+    ("argmax-argmin-keepdims-last-index", [helper.make_node("Floor", ["x"], ["f"]),  # ties: first or last index
+                                           helper.make_node("ArgMax", ["f"], ["a"], axis=1),
+                                           helper.make_node("ArgMin", ["f"], ["b"], axis=-1, keepdims=0, select_last_index=1),
+                                           helper.make_node("ArgMax", ["f"], ["c"], axis=2, keepdims=0, select_last_index=1),
+                                           helper.make_node("Cast", ["a"], ["af"], to=1), helper.make_node("Cast", ["b"], ["bf"], to=1),
+                                           helper.make_node("Cast", ["c"], ["cf"], to=1), helper.make_node("Sub", ["bf", "cf"], ["d"]),
+                                           helper.make_node("Unsqueeze", ["d", "one"], ["du"]),
+                                           helper.make_node("Add", ["af", "du"], ["y"])], (3, 6, 5), [_init("one", I64(2))]),
+    ("cumsum-exclusive-reverse", [helper.make_node("CumSum", ["x", "a1"], ["c"]),
+                                  helper.make_node("CumSum", ["x", "a2"], ["e"], exclusive=1, reverse=1),
+                                  helper.make_node("CumSum", ["x", "a1"], ["f"], exclusive=1),
+                                  helper.make_node("CumSum", ["x", "a2"], ["r"], reverse=1),
+                                  helper.make_node("Sum", ["c", "e", "f", "r"], ["y"])], (3, 6, 2),
+     [_init("a1", I64(1)), _init("a2", np.int32(-2))]),
+    ("instance-norm", [helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-3)], (2, 3, 7),
+     [_init("s", RNG.normal(size=(3,)).astype(np.float32)), _init("b", RNG.normal(size=(3,)).astype(np.float32))]),
+    # index_add_ / scatter_add_ message passing: repeated indices summed (reduction add), and the others
+    ("scatter-elements-reductions", [helper.make_node("Slice", ["x", "s0", "s2", "s1"], ["u"]),  # (3, 2, 4): updates
+                                     helper.make_node("ScatterElements", ["x", "i", "u"], ["a"], axis=1, reduction="add"),
+                                     helper.make_node("ScatterElements", ["x", "i", "u"], ["m"], axis=1, reduction="mul"),
+                                     helper.make_node("ScatterElements", ["x", "i", "u"], ["mx"], axis=1, reduction="max"),
+                                     helper.make_node("ScatterElements", ["x", "i", "u"], ["mn"], axis=1, reduction="min"),
+                                     helper.make_node("ScatterElements", ["x", "j", "u"], ["n"], axis=-2),
+                                     helper.make_node("Sum", ["a", "m", "mx", "mn", "n"], ["y"])], (3, 5, 4),
+     [_init("s0", I64(0)), _init("s2", I64(2)), _init("s1", I64(1)),
+      _init("i", np.random.default_rng(11).integers(-5, 5, size=(3, 2, 4))),  # repeats and negative ones
+      _init("j", np.stack([np.stack([np.random.default_rng(12 + 3 * a + b).permutation(5)[:2] for b in range(4)], 1)
+                           for a in range(3)]))]),  # unique per column: reduction none is defined
+    # the indices from the input: each constituent pooled into the cluster its features pick (ArgMax)
+    ("argmax-then-scatter-add", [helper.make_node("ArgMax", ["x"], ["c"], axis=2),  # (2, 6, 1)
+                                 helper.make_node("Expand", ["c", "shape"], ["ce"]),  # (2, 6, 4)
+                                 helper.make_node("ScatterElements", ["zeros", "ce", "x"], ["y"], axis=1, reduction="add")],
+     (2, 6, 4), [_init("shape", I64(2, 6, 4)), _init("zeros", np.zeros((2, 4, 4), np.float32))]),
+    ("scatternd-add-and-none", [helper.make_node("Slice", ["x", "s0", "s2", "s1"], ["u"]),  # (3, 2, 4)
+                                helper.make_node("Transpose", ["u"], ["ut"], perm=[1, 0, 2]),  # (2, 3, 4)
+                                helper.make_node("ScatterND", ["x", "i", "ut"], ["a"], reduction="add"),
+                                helper.make_node("ScatterND", ["x", "k", "v"], ["n"]),
+                                helper.make_node("GatherND", ["x", "k"], ["g"]),
+                                helper.make_node("ReduceSum", ["g"], ["gs"]),
+                                helper.make_node("Add", ["a", "n"], ["an"]), helper.make_node("Add", ["an", "gs"], ["y"])],
+     (3, 5, 4), [_init("s0", I64(0)), _init("s2", I64(2)), _init("s1", I64(1)),
+                 _init("i", np.array([[[0, 1], [1, 1], [2, -1]], [[0, 1], [1, 3], [-3, 4]]], np.int64)),  # (2, 3, 2)
+                 _init("k", np.array([[0, 0, 1], [2, 4, -1]], np.int64)), _init("v", np.float32([7, -7]))]),
 ]
 
 
@@ -378,11 +443,11 @@ def test_run_before_warm_up_is_an_error(engine):
 # ---------------------------------------------------------------------- errors, one line each
 @pytest.mark.parametrize("engine", ENGINES)
 def test_unsupported_op_is_one_line_naming_op_and_model(engine, tmp_path):
-    path = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("HardSigmoid", ["jets"], ["hs"]))
+    path = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("Hardmax", ["jets"], ["hs"]))
     with pytest.raises(ModuleError) as info:
         create_backend(engine, path).load()
     msg = str(info.value)
-    assert "\n" not in msg and "HardSigmoid" in msg and str(path) in msg and "onnxruntime" in msg
+    assert "\n" not in msg and "Hardmax" in msg and str(path) in msg and "onnxruntime" in msg
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -740,12 +805,12 @@ def test_torch_graph_after_two_runs_is_capturable(model):
 
 def test_auto_on_a_gpu_skips_an_engine_that_cannot_run_the_model(fake_jax, tmp_path, capfd):
     """``auto`` on a GPU machine picks JAX (or PyTorch) by name; a model with an op the translator lacks
-    (a GRU, here HardSigmoid) used to end the job with exit 4 at begin_job. It runs on ONNX Runtime
+    (here Hardmax) used to end the job with exit 4 at begin_job. It runs on ONNX Runtime
     instead, and the reason says why the GPU engine was not used."""
     from hltrun.framework.cli import main as hltrun
 
     fake_jax(1)
-    path = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("HardSigmoid", ["jets"], ["hs"]))
+    path = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("Hardmax", ["jets"], ["hs"]))
     rc = hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
                  "modules.anomalyFilter.threshold=1", f"modules.out.file={tmp_path / 'out.root'}",
                  "--report-dir", str(tmp_path / "rep")])
@@ -753,11 +818,48 @@ def test_auto_on_a_gpu_skips_an_engine_that_cannot_run_the_model(fake_jax, tmp_p
     assert rc == 0, err
     job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
     assert job["module_summaries"]["vae"]["backend"]["backend"] == "onnxruntime"
-    assert "jax cannot run this model" in err and "HardSigmoid" in err, err
+    assert "jax cannot run this model" in err and "Hardmax" in err, err
     # an explicit engine is never replaced: the same model on backend: jax is still refused, in one line
     assert hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
                    "modules.vae.backend=jax", "modules.anomalyFilter.threshold=1",
                    f"modules.out.file={tmp_path / 'out2.root'}"]) == 4
+
+
+def _boolean_indexing_model(path: Path) -> Path:
+    """A valid model with a NonZero (PyTorch's ``x[mask]``): its output's length is the count of real values."""
+    return _jet_model(path, extra_node=[helper.make_node("NonZero", ["jets"], ["nz"]),
+                                        helper.make_node("Cast", ["nz"], ["nzf"], to=TensorProto.FLOAT)])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_data_dependent_shape_is_one_line_naming_the_op_and_who_runs_it(engine, tmp_path):
+    """NonZero is not a gap in the op table: its output's shape depends on the values, which one static graph
+    per batch bucket cannot hold. Until 2026-12-07 the line called it an op "the ONNX translator does not
+    implement", as if a later version might; it says what it is now, and which engine runs the model."""
+    path = _boolean_indexing_model(tmp_path / "masked.onnx")
+    with pytest.raises(ModuleError) as info:
+        create_backend(engine, path).load()
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg and msg.startswith(f"{engine}: "), msg
+    assert "uses NonZero, whose output's shape is the count of non-zero values" in msg, msg
+    assert "data-dependent shape" in msg and "ONNX Runtime runs this model (use backend: onnxruntime" in msg, msg
+
+
+def test_auto_on_a_gpu_says_the_data_dependent_op_that_keeps_jax_out(fake_jax, tmp_path, capfd):
+    """``auto`` on a GPU machine skips JAX for a NonZero model and runs ONNX Runtime; its reason names the
+    engine that cannot run the model and the op (until 2026-12-07: "does not implement: NonZero")."""
+    from hltrun.framework.cli import main as hltrun
+
+    fake_jax(1)
+    path = _boolean_indexing_model(tmp_path / "masked.onnx")
+    rc = hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
+                 "modules.anomalyFilter.threshold=1", f"modules.out.file={tmp_path / 'out.root'}",
+                 "--report-dir", str(tmp_path / "rep")])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
+    assert job["module_summaries"]["vae"]["backend"]["backend"] == "onnxruntime"
+    assert "jax cannot run this model" in err and "uses NonZero" in err and "data-dependent shape" in err, err
 
 
 def _outputs(engine: str, path: Path, model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:

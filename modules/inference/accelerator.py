@@ -193,8 +193,8 @@ def choose_backend(requested: str, accelerators: Sequence[str], providers: Seque
 def auto_fallback(requested: str, chosen: str, accelerators: Sequence[str], refusal: str) -> tuple[str, str] | None:
     """(``onnxruntime``, reason) when ``auto``'s engine refused the model at load and the CPU is allowed,
     else None (an explicit engine is never replaced). ``choose_backend`` picks a GPU engine by name,
-    before the model is read; JAX and PyTorch run only the ops hltrun translates, so a model with a GRU
-    would end the job where ONNX Runtime runs it."""
+    before the model is read; JAX and PyTorch run only the ops hltrun translates, so a model with a NonZero
+    (boolean indexing) would end the job where ONNX Runtime runs it."""
     if requested != "auto" or chosen == "onnxruntime" or CPU not in allowed(accelerators):
         return None
     return "onnxruntime", f"auto: ONNX Runtime on CPU ({chosen} cannot run this model: {refusal})"

@@ -52,6 +52,21 @@ class Kernels(ABC):
         """``x[index]``; an engine without negative steps overrides it."""
         return x[index]
 
+    def scan(self, step: Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[tuple[Any, ...], Any]],
+             carry: tuple[Any, ...], xs: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        """A recurrence (LSTM, GRU, RNN): ``step(carry, x_t) -> (carry, y_t)`` over the first axis of every
+        ``xs``; (the last carry, the y_t stacked). A loop here, unrolled by a trace; JAX compiles one step."""
+        ys = []
+        for t in range(int(xs[0].shape[0])):
+            carry, y = step(carry, tuple(x[t] for x in xs))
+            ys.append(y)
+        return carry, _xp(self, *ys).stack(ys, axis=0)
+
+    @abstractmethod
+    def scatter(self, data: Any, indices: Any, updates: Any, axis: int, reduction: str) -> Any:
+        """ONNX ScatterElements on a copy of ``data``: non-negative integer ``indices`` shaped as ``updates``;
+        reduction none, add, mul, max or min."""
+
     @abstractmethod
     def full(self, dims: Sequence[int], value: Any, dtype: np.dtype) -> Any:
         """A filled array on the engine's device (a large ConstantOfShape)."""
@@ -257,7 +272,10 @@ def _reduce(name: str) -> OpFn:
             if noop_with_empty_axes:
                 return x
             ax = list(range(x.ndim))
-        return getattr(_xp(k, x), name)(x, axis=tuple(_axis(a, x.ndim) for a in ax), keepdims=bool(keepdims))
+        xp, axis = _xp(k, x), tuple(_axis(a, x.ndim) for a in ax)
+        if name in _REDUCERS:  # L1, L2, SumSquare, LogSum, LogSumExp: composed of the standard's sum
+            return _REDUCERS[name](xp, x, axis, bool(keepdims))
+        return getattr(xp, name)(x, axis=axis, keepdims=bool(keepdims))
     return op
 
 
@@ -760,6 +778,399 @@ def _resize(k: Kernels, x: Any, roi: Any = None, scales: Any = None, sizes: Any 
     return x
 
 
+# ---------------------------------------------------------------------- activations, reductions, scans, scatters
+def _prelu(k: Kernels, x: Any, slope: Any) -> Any:
+    """PRelu: ``slope`` broadcast to x (one per channel, or one for all: nn.PReLU)."""
+    xp = _xp(k, x, slope)
+    return xp.where(xp.less(x, 0), xp.multiply(x, slope), x)
+
+
+def _hard_sigmoid(k: Kernels, x: Any, *, alpha: float = 0.2, beta: float = 0.5) -> Any:
+    xp = _xp(k, x)
+    y = xp.add(xp.multiply(x, np.float32(alpha)), np.float32(beta))
+    return xp.minimum(xp.maximum(y, xp.zeros_like(y)), xp.ones_like(y))
+
+
+def _hard_swish(k: Kernels, x: Any) -> Any:
+    """HardSwish: x * HardSigmoid(x) with alpha 1/6, beta 1/2 (nn.Hardswish)."""
+    return _xp(k, x).multiply(x, _hard_sigmoid(k, x, alpha=1 / 6, beta=0.5))
+
+
+def _selu(k: Kernels, x: Any, *, alpha: float = 1.67326319217681884765625,
+          gamma: float = 1.05070102214813232421875) -> Any:
+    return _xp(k, x).multiply(_elu(k, x, alpha=alpha), np.float32(gamma))
+
+
+def _mean(k: Kernels, *args: Any) -> Any:
+    """Mean of several tensors, element-wise (broadcast)."""
+    return _xp(k, *args).divide(_variadic("add")(k, *args), np.float32(len(args)))
+
+
+def _sum_squares(xp: Any, x: Any, axis: tuple[int, ...], keepdims: bool) -> Any:
+    return xp.sum(xp.multiply(x, x), axis=axis, keepdims=keepdims)
+
+
+def _log_sum_exp(xp: Any, x: Any, axis: tuple[int, ...], keepdims: bool) -> Any:
+    """log(sum(exp(x))), shifted by the maximum as ONNX Runtime computes it (no overflow at large x)."""
+    top = xp.max(x, axis=axis, keepdims=True)
+    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    out = xp.add(xp.log(xp.sum(xp.exp(xp.subtract(x, top)), axis=axis, keepdims=True)), top)
+    return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+_REDUCERS: dict[str, Callable[..., Any]] = {
+    "L1": lambda xp, x, axis, keepdims: xp.sum(xp.abs(x), axis=axis, keepdims=keepdims),
+    "L2": lambda xp, x, axis, keepdims: xp.sqrt(_sum_squares(xp, x, axis, keepdims)),
+    "SumSquare": _sum_squares,
+    "LogSum": lambda xp, x, axis, keepdims: xp.log(xp.sum(x, axis=axis, keepdims=keepdims)),
+    "LogSumExp": _log_sum_exp,
+}
+
+
+def _arg(name: str) -> OpFn:
+    """ArgMax / ArgMin: the first index of the extreme value (``select_last_index``: the last), int64 (int32
+    on JAX without ``jax_enable_x64``, as TopK's indices: ``onnx_jax.index_dtype``)."""
+    def op(k: Kernels, x: Any, *, axis: int = 0, keepdims: int = 1, select_last_index: int = 0) -> Any:
+        xp = _xp(k, x)
+        a = _axis(axis, x.ndim)
+        if not select_last_index:
+            return getattr(xp, name)(x, axis=a, keepdims=bool(keepdims))
+        last = int(x.shape[a]) - 1
+        return xp.subtract(last, getattr(xp, name)(xp.flip(x, axis=a), axis=a, keepdims=bool(keepdims)))
+    return op
+
+
+def _shift_in_zero(k: Kernels, x: Any, axis: int) -> Any:
+    """x moved one place along ``axis``, a zero first and its last value dropped (an exclusive CumSum)."""
+    index: list[slice] = [slice(None)] * x.ndim
+    index[axis] = slice(0, int(x.shape[axis]) - 1)
+    head = x[tuple(index)] if _is_static(x) else k.take_slice(x, tuple(index))
+    dtype = np.asarray(x).dtype if _is_static(x) else np.dtype(str(x.dtype).removeprefix("torch."))
+    zero = _pad_block(k, x, axis, 1, np.zeros((), dtype))
+    return _xp(k, zero, head).concat([zero, head], axis=axis)
+
+
+def _cumsum(k: Kernels, x: Any, axis: Any, *, exclusive: int = 0, reverse: int = 0) -> Any:
+    """CumSum (a normalising flow's cumulative pT, a sorted-constituent index): ``exclusive`` starts at
+    zero, ``reverse`` sums from the end."""
+    xp = _xp(k, x)
+    a = _axis(_ints(axis, "CumSum axis")[0], x.ndim)
+    if reverse:
+        x = xp.flip(x, axis=a)
+    if exclusive:
+        x = _shift_in_zero(k, x, a)
+    y = xp.cumulative_sum(x, axis=a)
+    return xp.flip(y, axis=a) if reverse else y
+
+
+def _instance_norm(k: Kernels, x: Any, scale: Any, bias: Any, *, epsilon: float = 1e-5) -> Any:
+    """InstanceNormalization: each (jet, channel) normalised over its spatial axes, then per-channel affine."""
+    xp = _xp(k, x, scale, bias)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y, _, _ = _normalise(xp, x, tuple(range(2, x.ndim)), epsilon)
+    return xp.add(xp.multiply(y, _xp(k, scale).reshape(scale, shape)), _xp(k, bias).reshape(bias, shape))
+
+
+_SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+
+
+def _positive_indices(k: Kernels, indices: Any, size: Any) -> Any:
+    """Negative indices counted from the end (``size``: a scalar or an array broadcast against them)."""
+    if _is_static(indices):
+        indices = np.asarray(indices).astype(np.int64)
+        return np.where(indices < 0, indices + size, indices)
+    xp = k.xp  # the indices' own integer type (int32 on JAX without x64: no int64 asked for, no warning)
+    return xp.where(xp.less(indices, 0), xp.add(indices, size), indices)
+
+
+def _scatter_static(data: np.ndarray, indices: np.ndarray, updates: np.ndarray, axis: int,
+                    reduction: str) -> np.ndarray:
+    """numpy's ScatterElements (constant folding)."""
+    grid = list(np.indices(indices.shape, sparse=True))
+    grid[axis] = indices
+    out = np.array(data, copy=True)
+    if reduction == "none":
+        out[tuple(grid)] = updates
+    else:
+        ufunc = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[reduction]
+        ufunc.at(out, tuple(grid), updates)
+    return out
+
+
+def _scatter_elements(k: Kernels, data: Any, indices: Any, updates: Any, *, axis: int = 0,
+                      reduction: str = "none") -> Any:
+    """ScatterElements (``index_add_`` / ``scatter_add_`` message passing in a Deep-Sets or GNN model):
+    ``updates`` written (or added, multiplied, max'd, min'd) into a copy of ``data`` at ``indices`` along
+    ``axis``. With reduction ``none`` and a repeated index ONNX leaves the winner undefined."""
+    if reduction not in _SCATTER_REDUCTIONS:
+        raise ModuleError(f"ScatterElements reduction {reduction!r} is not implemented")
+    a = _axis(axis, data.ndim)
+    indices = _positive_indices(k, indices, int(data.shape[a]))
+    if _is_static(data, indices, updates):
+        return _scatter_static(np.asarray(data), indices, np.asarray(updates), a, reduction)
+    return k.scatter(data, indices, updates, a, reduction)
+
+
+def _linear_index(k: Kernels, data: Any, indices: Any) -> tuple[Any, tuple[int, ...]]:
+    """ScatterND/GatherND's index tuples (last axis of ``indices``, q long) as one index into ``data``'s first
+    q axes flattened, and the shape of what one index addresses."""
+    q = int(indices.shape[-1])
+    dims = [int(d) for d in data.shape[:q]]
+    strides = np.asarray([int(np.prod(dims[i + 1:], dtype=np.int64)) for i in range(q)], np.int64)
+    indices = _positive_indices(k, indices, np.asarray(dims, np.int64))
+    xp = _xp(k, indices)
+    flat = xp.sum(xp.multiply(indices, strides), axis=-1)
+    return xp.reshape(flat, (-1,)), tuple(int(d) for d in data.shape[q:])
+
+
+def _scatter_nd(k: Kernels, data: Any, indices: Any, updates: Any, *, reduction: str = "none") -> Any:
+    """ScatterND (the dynamo exporter's ``index_add_``, ``x[:, idx] = v``): the index tuples made one index
+    into the data's leading axes flattened, then ScatterElements along that axis."""
+    if reduction not in _SCATTER_REDUCTIONS:
+        raise ModuleError(f"ScatterND reduction {reduction!r} is not implemented")
+    flat, rest = _linear_index(k, data, indices)
+    n = int(np.prod(indices.shape[:-1], dtype=np.int64))
+    xp = _xp(k, data, flat, updates)
+    rows = xp.reshape(data, (-1, *rest))
+    wide = _xp(k, flat).broadcast_to(_xp(k, flat).reshape(flat, (n,) + (1,) * len(rest)), (n, *rest))
+    out = _scatter_elements(k, rows, wide, _xp(k, updates).reshape(updates, (n, *rest)), axis=0, reduction=reduction)
+    return _xp(k, out).reshape(out, tuple(int(d) for d in data.shape))
+
+
+def _gather_nd(k: Kernels, data: Any, indices: Any, *, batch_dims: int = 0) -> Any:
+    """GatherND (batch_dims 0): the index tuples made one index into the data's leading axes flattened."""
+    if batch_dims:
+        raise ModuleError(f"GatherND with batch_dims={batch_dims} is not implemented")
+    flat, rest = _linear_index(k, data, indices)
+    xp = _xp(k, data, flat)
+    taken = xp.take(xp.reshape(data, (-1, *rest)), flat, axis=0)
+    return xp.reshape(taken, tuple(int(d) for d in indices.shape[:-1]) + rest)
+
+
+# recurrent layers (ONNX LSTM, GRU, RNN): the activations a cell may name, with how many of the
+# activation_alpha / activation_beta values each consumes, in the order the cell's activations come
+_CELL_ACTIVATIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
+    "Sigmoid": (0, 0, lambda k, x: _sigmoid(k, x)),
+    "Tanh": (0, 0, lambda k, x: _xp(k, x).tanh(x)),
+    "Relu": (0, 0, lambda k, x: _relu(k, x)),
+    "HardSigmoid": (1, 1, lambda k, x, a, b: _hard_sigmoid(k, x, alpha=a, beta=b)),
+    "LeakyRelu": (1, 0, lambda k, x, a: _leaky_relu(k, x, alpha=a)),
+    "Elu": (1, 0, lambda k, x, a: _elu(k, x, alpha=a)),
+    "Softplus": (0, 0, lambda k, x: _softplus(k, x)),
+    "Softsign": (0, 0, lambda k, x: _xp(k, x).divide(x, _xp(k, x).add(_xp(k, x).abs(x), np.float32(1)))),
+}
+_CELL_DEFAULTS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"), "RNN": ("Tanh",)}
+_ALPHA_DEFAULTS = {"HardSigmoid": (0.2, 0.5), "LeakyRelu": (0.01,), "Elu": (1.0,)}
+
+
+def _cell_activations(op: str, n_dirs: int, attrs: dict[str, Any]) -> list[list[Callable[[Kernels, Any], Any]]]:
+    """Per direction, the cell's activation functions (f, g, h for an LSTM), their alphas and betas bound."""
+    per = len(_CELL_DEFAULTS[op])
+    names = [n.decode() if isinstance(n, bytes) else n for n in attrs.get("activations") or []]
+    names = names or list(_CELL_DEFAULTS[op]) * n_dirs
+    if len(names) != per * n_dirs:
+        raise ModuleError(f"{op} has {len(names)} activations for {n_dirs} direction(s) of {per}")
+    alphas, betas = list(attrs.get("activation_alpha") or []), list(attrs.get("activation_beta") or [])
+    out: list[Callable[[Kernels, Any], Any]] = []
+    for name in names:
+        if name not in _CELL_ACTIVATIONS:
+            raise ModuleError(f"{op} activation {name!r} is not implemented ({', '.join(_CELL_ACTIVATIONS)} are)")
+        n_alpha, n_beta, fn = _CELL_ACTIVATIONS[name]
+        default = _ALPHA_DEFAULTS.get(name, ())
+        args = ([float(alphas.pop(0)) if alphas else default[0]] if n_alpha else []) + \
+               ([float(betas.pop(0)) if betas else default[1]] if n_beta else [])
+        out.append(lambda k, x, fn=fn, args=tuple(args): fn(k, x, *args))
+    return [out[d * per:(d + 1) * per] for d in range(n_dirs)]
+
+
+def _gates(k: Kernels, x: Any, n: int) -> list[Any]:
+    """The last axis of ``x`` cut into ``n`` equal gates."""
+    size = int(x.shape[-1]) // n
+    lead = (slice(None),) * (x.ndim - 1)
+    return [x[lead + (slice(i * size, (i + 1) * size),)] if _is_static(x) else
+            k.take_slice(x, lead + (slice(i * size, (i + 1) * size),)) for i in range(n)]
+
+
+def _split_last(k: Kernels, x: Any, at: int) -> tuple[Any, Any]:
+    """The last axis of ``x`` cut in two at ``at``."""
+    lead = (slice(None),) * (x.ndim - 1)
+    cut = (lead + (slice(0, at),), lead + (slice(at, None),))
+    return tuple(x[c] if _is_static(x) else k.take_slice(x, c) for c in cut)  # type: ignore[return-value]
+
+
+def _masked(k: Kernels, mask: Any, new: Any, old: Any) -> Any:
+    """Past a jet's sequence length its state is held (``mask`` false); no mask: every step is real."""
+    return new if mask is None else _xp(k, mask, new, old).where(mask, new, old)
+
+
+def _lstm_step(k: Kernels, h: Any, c: Any, xw: Any, rt: Any, peep: Any, acts: list[Any], clip: float | None,
+               input_forget: int) -> tuple[Any, Any]:
+    """One LSTM step, gates in ONNX's iofc order: ``xw`` is X_t W^T + Wb + Rb, ``rt`` is R^T."""
+    xp = _xp(k, xw, h, c)
+    f_act, g_act, h_act = acts
+    z = _clipped(k, xp.add(xw, _matmul(k, h, rt)), clip)
+    if peep is None and not input_forget:  # the usual cell: f over the i, o, f gates at once (fewer ops to trace)
+        iof, g = _split_last(k, z, 3 * int(z.shape[-1]) // 4)
+        i, o, f = _gates(k, f_act(k, iof), 3)
+        c_new = xp.add(xp.multiply(f, c), xp.multiply(i, g_act(k, g)))
+        return xp.multiply(o, h_act(k, c_new)), c_new
+    i, o, f, g = _gates(k, z, 4)
+    if peep is not None:
+        pi, po, pf = peep
+        i, f = xp.add(i, xp.multiply(pi, c)), xp.add(f, xp.multiply(pf, c))
+    i = f_act(k, i)
+    f = xp.subtract(np.float32(1), i) if input_forget else f_act(k, f)
+    c_new = xp.add(xp.multiply(f, c), xp.multiply(i, g_act(k, g)))
+    if peep is not None:
+        o = xp.add(o, xp.multiply(peep[1], c_new))
+    return xp.multiply(f_act(k, o), h_act(k, c_new)), c_new
+
+
+def _clipped(k: Kernels, x: Any, clip: float | None) -> Any:
+    """A cell's gate input clipped to [-clip, clip] (the ``clip`` attribute); None: unclipped."""
+    if clip is None:
+        return x
+    xp = _xp(k, x)
+    return xp.minimum(xp.maximum(x, np.float32(-clip)), np.float32(clip))
+
+
+def _gru_step(k: Kernels, h: Any, xw: Any, rt: Any, rbh: Any, acts: list[Any], clip: float | None,
+              linear_before_reset: int) -> Any:
+    """One GRU step, gates in ONNX's zrh order: ``xw`` is X_t W^T + Wb + Rb (Rb_h left out when it sits
+    inside the reset gate's product, ``linear_before_reset``), ``rt`` is R^T."""
+    xp = _xp(k, xw, h)
+    xz, xr, xh = _gates(k, xw, 3)
+    f_act, g_act = acts
+    if linear_before_reset:
+        hz, hr, hh = _gates(k, _matmul(k, h, rt), 3)
+    else:
+        rz, rr, rh = _gates(k, rt, 3)
+        hz, hr = _matmul(k, h, rz), _matmul(k, h, rr)
+    z = f_act(k, _clipped(k, xp.add(xz, hz), clip))
+    r = f_act(k, _clipped(k, xp.add(xr, hr), clip))
+    if linear_before_reset:
+        cand = xp.add(xh, xp.multiply(r, xp.add(hh, rbh)))
+    else:
+        cand = xp.add(xh, _matmul(k, xp.multiply(r, h), rh))
+    cand = g_act(k, _clipped(k, cand, clip))
+    return xp.add(xp.multiply(xp.subtract(np.float32(1), z), cand), xp.multiply(z, h))
+
+
+def _rnn_step(k: Kernels, h: Any, xw: Any, rt: Any, acts: list[Any], clip: float | None) -> Any:
+    xp = _xp(k, xw, h)
+    return acts[0](k, _clipped(k, xp.add(xw, _matmul(k, h, rt)), clip))
+
+
+def _reverse_within(k: Kernels, x: Any, lengths: Any | None) -> Any:
+    """``x`` (seq, batch, ...) with each jet's first ``length`` steps in reverse order (the rest where they
+    are): a reverse direction runs over a jet's own steps only. Applied twice, the identity."""
+    seq = int(x.shape[0])
+    if lengths is None:
+        return _xp(k, x).flip(x, axis=0)
+    xp = _xp(k, x, lengths)
+    t = np.arange(seq, dtype=np.int64).reshape(seq, 1)
+    n = lengths if not _is_static(lengths) else np.asarray(lengths, np.int64)
+    idx = xp.where(xp.less(t, n), xp.subtract(xp.subtract(n, 1), t), xp.add(xp.zeros_like(n), t))
+    idx = xp.broadcast_to(xp.reshape(idx, (seq, -1) + (1,) * (x.ndim - 2)), tuple(int(d) for d in x.shape))
+    return xp.take_along_axis(x, idx, axis=0)
+
+
+def _recurrent(op: str) -> OpFn:
+    """ONNX LSTM / GRU / RNN (every direction, ``layout`` 0 and 1, initial states, ``sequence_lens``, peepholes,
+    ``clip``, the cell activations and their alphas): the input product X W^T + biases for every step at
+    once, then the recurrence through ``Kernels.scan`` (``lax.scan`` on JAX: one compiled step; a loop on
+    PyTorch). Past a jet's ``sequence_lens`` its state is held and its Y is zero, as ONNX Runtime gives."""
+    n_gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+
+    def run(k: Kernels, x: Any, w: Any, r: Any, b: Any = None, lengths: Any = None, h0: Any = None,
+            c0: Any = None, peepholes: Any = None, *, hidden_size: int | None = None, direction: str = "forward",
+            layout: int = 0, clip: float | None = None, input_forget: int = 0, linear_before_reset: int = 0,
+            **acts_attrs: Any) -> tuple[Any, ...]:
+        direction = direction.decode() if isinstance(direction, bytes) else direction
+        dirs = {"forward": (False,), "reverse": (True,), "bidirectional": (False, True)}.get(direction)
+        if dirs is None:
+            raise ModuleError(f"{op} direction {direction!r} is not implemented")
+        if op != "LSTM" and c0 is not None:  # GRU/RNN have no 7th input; a name here is an exporter's error
+            raise ModuleError(f"{op} has no initial cell state input")
+        acts = _cell_activations(op, len(dirs), acts_attrs)
+        hidden = int(r.shape[-1])
+        if hidden_size is not None and int(hidden_size) != hidden:
+            raise ModuleError(f"{op} hidden_size {hidden_size} but R is {tuple(r.shape)}")
+        xp = _xp(k, x)
+        if layout:
+            x = xp.permute_dims(x, (1, 0, 2))
+            h0 = _xp(k, h0).permute_dims(h0, (1, 0, 2)) if h0 is not None else None
+            c0 = _xp(k, c0).permute_dims(c0, (1, 0, 2)) if c0 is not None else None
+        seq, batch = int(x.shape[0]), int(x.shape[1])
+        zeros = np.zeros((batch, hidden), np.float32)
+        mask = None
+        if lengths is not None:
+            t = np.arange(seq, dtype=np.int64).reshape(seq, 1, 1)
+            n = lengths if not _is_static(lengths) else np.asarray(lengths, np.int64)
+            mask = _xp(k, n).less(t, _xp(k, n).reshape(n, (1, batch, 1)))  # (seq, batch, 1): a real step
+        ys, hs, cs = [], [], []
+        for d, backward in enumerate(dirs):
+            wd, rd = w[d], r[d]
+            xw = _matmul(k, x, _transpose(k, wd))  # (seq, batch, gates * hidden)
+            bias = None
+            rbh = None
+            if b is not None:
+                wb, rb = b[d][: n_gates * hidden], b[d][n_gates * hidden:]
+                if op == "GRU" and linear_before_reset:  # Rb_h stays inside the reset gate's product
+                    rbh = rb[2 * hidden:]
+                    rb = _xp(k, rb).concat([rb[: 2 * hidden], _xp(k, rb).zeros_like(rbh)], axis=0)
+                bias = _xp(k, wb, rb).add(wb, rb)
+            if rbh is None:
+                rbh = np.zeros(hidden, np.float32)
+            if bias is not None:
+                xw = _xp(k, xw, bias).add(xw, bias)
+            if backward:
+                xw = _reverse_within(k, xw, lengths)
+            rt = _transpose(k, rd)
+            h = h0[d] if h0 is not None else zeros
+            c = c0[d] if c0 is not None else zeros
+            act = acts[d]
+            peep = None
+            if peepholes is not None:
+                peep = tuple(_gates(k, peepholes[d], 3))
+            if op == "LSTM":
+                def step(carry: tuple[Any, ...], xs: tuple[Any, ...], rt=rt, peep=peep, act=act) -> tuple[Any, Any]:
+                    hp, cp = carry
+                    hn, cn = _lstm_step(k, hp, cp, xs[0], rt, peep, act, clip, input_forget)
+                    m = xs[1] if len(xs) > 1 else None
+                    hn, cn = _masked(k, m, hn, hp), _masked(k, m, cn, cp)
+                    return (hn, cn), (hn if m is None else _xp(k, m, hn).where(m, hn, _xp(k, hn).zeros_like(hn)))
+                carry0: tuple[Any, ...] = (h, c)
+            else:
+                def step(carry: tuple[Any, ...], xs: tuple[Any, ...], rt=rt, act=act, rbh=rbh) -> tuple[Any, Any]:
+                    hp, = carry
+                    hn = (_gru_step(k, hp, xs[0], rt, rbh, act, clip, linear_before_reset) if op == "GRU"
+                          else _rnn_step(k, hp, xs[0], rt, act, clip))
+                    m = xs[1] if len(xs) > 1 else None
+                    hn = _masked(k, m, hn, hp)
+                    return (hn,), (hn if m is None else _xp(k, m, hn).where(m, hn, _xp(k, hn).zeros_like(hn)))
+                carry0 = (h,)
+            steps = (xw,) if mask is None else (xw, mask)
+            final, y = k.scan(step, carry0, steps)
+            if mask is not None:  # a jet of no step at all ends with zero states, not its initial ones (ONNX Runtime)
+                final = tuple(_masked(k, mask[0] if seq else None, f, _xp(k, f).zeros_like(f)) for f in final)
+            if backward:
+                y = _reverse_within(k, y, lengths)
+            ys.append(y)
+            hs.append(final[0])
+            if op == "LSTM":
+                cs.append(final[1])
+        yp = _xp(k, *ys)
+        y = yp.stack(ys, axis=1)  # (seq, dirs, batch, hidden)
+        y_h, y_c = _xp(k, *hs).stack(hs, axis=0), (_xp(k, *cs).stack(cs, axis=0) if cs else None)
+        if layout:
+            y = yp.permute_dims(y, (2, 0, 1, 3))
+            y_h = _xp(k, y_h).permute_dims(y_h, (1, 0, 2))
+            y_c = _xp(k, y_c).permute_dims(y_c, (1, 0, 2)) if y_c is not None else None
+        return (y, y_h, y_c) if op == "LSTM" else (y, y_h)
+    return run
+
+
 OPS: dict[str, OpFn] = {
     "Abs": _unary("abs"), "Neg": _unary("negative"), "Exp": _unary("exp"), "Log": _unary("log"),
     "Sqrt": _unary("sqrt"), "Tanh": _unary("tanh"), "Reciprocal": _reciprocal,
@@ -784,9 +1195,27 @@ OPS: dict[str, OpFn] = {
     "GreaterOrEqual": _binary("greater_equal"), "LessOrEqual": _binary("less_equal"),
     "Sin": _unary("sin"), "Cos": _unary("cos"), "Floor": _unary("floor"), "Ceil": _unary("ceil"),
     "Sign": _unary("sign"), "Pad": _pad, "Resize": _resize, "IsNaN": _unary("isnan"),
+    # 2026-12-07: recurrent, scatter and normalising-flow networks users bring
+    "LSTM": _recurrent("LSTM"), "GRU": _recurrent("GRU"), "RNN": _recurrent("RNN"),
+    "ScatterElements": _scatter_elements, "ScatterND": _scatter_nd, "GatherND": _gather_nd, "CumSum": _cumsum,
+    "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"), "PRelu": _prelu, "HardSigmoid": _hard_sigmoid,
+    "HardSwish": _hard_swish, "Selu": _selu, "InstanceNormalization": _instance_norm, "Sum": _variadic("add"),
+    "Mean": _mean, "ReduceProd": _reduce("prod"),
+    **{f"Reduce{name}": _reduce(name) for name in _REDUCERS},
 }
 # reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form
-_REDUCE_OPS = ("ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean")
+_REDUCE_OPS = ("ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean", "ReduceProd", *(f"Reduce{n}" for n in _REDUCERS))
+# ops whose output's shape (or which of its subgraphs runs) depends on the input's values: never translated
+# (JAX and PyTorch run one static graph per batch bucket); what the shape depends on, and who runs them
+DATA_DEPENDENT: dict[str, tuple[str, str]] = {
+    "NonZero": ("is the count of non-zero values (boolean indexing: x[mask])", "ONNX Runtime"),
+    "Compress": ("is the count of true conditions", "ONNX Runtime"),
+    "Unique": ("is the count of distinct values", "ONNX Runtime"),
+    "If": ("is the taken branch's, and the branch depends on a value (torch.jit.script's if)",
+           "ONNX Runtime (or IREE)"),
+    "Loop": ("grows with a trip count or condition that may depend on a value (torch.jit.script's for, tf2onnx's "
+             "Keras GRU and masked RNNs)", "ONNX Runtime"),
+}
 # ops whose output is static even when their input is not (a tensor's shape is known per batch size)
 _SHAPE_OPS = ("Shape",)
 
@@ -921,6 +1350,15 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
         raise ModuleError(f"{engine}: model {path} uses op(s) that are not ONNX operators: {', '.join(foreign)} "
                           f"(the exporter wrote an invalid graph that no ONNX engine runs; re-export it, e.g. with "
                           f"another converter version or opset, or without the layer that produced it)")
+    shaped = [op for op in bad if op in DATA_DEPENDENT]
+    if shaped:  # not a gap to fill: a compiled bucket has one shape per value, these ops have none
+        op = shaped[0]
+        why, runs = DATA_DEPENDENT[op]
+        rest = [o for o in bad if o != op]
+        raise ModuleError(f"{engine}: model {path} uses {op}, whose output's shape {why}: a data-dependent shape, "
+                          f"which the ONNX translator's static graphs per batch bucket cannot hold; {runs} runs this "
+                          f"model (use backend: onnxruntime for it)"
+                          + (f"; other ops the translator lacks: {', '.join(rest)}" if rest else ""))
     if bad:
         raise ModuleError(f"{engine}: model {path} uses ONNX op(s) the ONNX translator does not implement: "
                           f"{', '.join(bad)} (use backend: onnxruntime for this model{vendor_note(bad)})")

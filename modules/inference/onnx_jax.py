@@ -93,6 +93,21 @@ class JaxKernels(Kernels):
         values = values if largest else xp.negative(values)
         return xp.moveaxis(values, -1, axis), xp.moveaxis(idx, -1, axis).astype(index_dtype())
 
+    def scan(self, step: Any, carry: tuple[Any, ...], xs: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        """``lax.scan``: XLA compiles the step once, not once per constituent (a 100-step LSTM unrolled
+        would compile 100 copies per bucket)."""
+        from jax import lax
+
+        return lax.scan(step, tuple(self.xp.asarray(c) for c in carry), xs)
+
+    def scatter(self, data: Any, indices: Any, updates: Any, axis: int, reduction: str) -> Any:
+        """``.at[...]`` with every other axis's position from an index grid of the indices' shape."""
+        grid = list(self.xp.indices(tuple(indices.shape), sparse=True))
+        grid[axis] = indices
+        at = self.xp.asarray(data).at[tuple(grid)]
+        how = {"none": "set", "add": "add", "mul": "multiply", "max": "max", "min": "min"}[reduction]
+        return getattr(at, how)(updates)
+
     def window_max(self, x: Any, kernel: list[int], strides: list[int], pads: Pads) -> Any:
         from jax import lax
 

@@ -206,6 +206,18 @@ class TorchKernels(Kernels):
         values, idx = self.torch.sort(x, dim=axis, descending=largest, stable=True)
         return values.narrow(axis, 0, k), idx.narrow(axis, 0, k)
 
+    def scatter(self, data: Any, indices: Any, updates: Any, axis: int, reduction: str) -> Any:
+        """``torch.scatter`` / ``scatter_add`` / ``scatter_reduce`` (the data itself included, as ONNX)."""
+        like = next(v for v in (data, indices, updates) if isinstance(v, self.torch.Tensor))
+        data, updates = self.xp.lift(data, like), self.xp.lift(updates, like)
+        indices = self.xp.lift(indices, like).long()  # torch scatters by int64 indices only
+        if reduction == "none":
+            return self.torch.scatter(data, axis, indices, updates)
+        if reduction == "add":
+            return self.torch.scatter_add(data, axis, indices, updates)
+        how = {"mul": "prod", "max": "amax", "min": "amin"}[reduction]
+        return self.torch.scatter_reduce(data, axis, indices, updates, how, include_self=True)
+
     def window_max(self, x: Any, kernel: list[int], strides: list[int], pads: Pads) -> Any:
         """Padding with -inf first (torch's own padding is symmetric and at most half the kernel)."""
         flat = [v for b, e in reversed(pads) for v in (b, e)]

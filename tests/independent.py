@@ -38,11 +38,14 @@ def leading_jets(file: Path, cand: Sequence[str] = KINEMATICS, jet: Sequence[str
 
 
 def longhand_cut(scores: np.ndarray, weights: np.ndarray, eff: float) -> float:
-    """The lowest distinct score with at most ``eff`` of the weight strictly above it, and the cut halfway
-    to the next score up (tied scores pass or fail together)."""
+    """The lowest distinct score from which on every distinct score has at most ``eff`` of the weight strictly
+    above it (negative weights: the fraction may dip to ``eff`` and rise again; with weights >= 0 simply the
+    lowest with at most ``eff`` above), and the cut halfway to the next score up (tied scores pass or fail
+    together)."""
     total = weights.sum()
     values = np.unique(scores)
+    holds = [weights[scores > v].sum() <= eff * total * (1 + 1e-12) for v in values]
     for i, v in enumerate(values):
-        if weights[scores > v].sum() <= eff * total * (1 + 1e-12):
+        if all(holds[i:]):
             return float(v if i == len(values) - 1 else (v + values[i + 1]) / 2)
     raise AssertionError("unreachable")

@@ -92,6 +92,24 @@ def weighted_copy(src: Path, dest: Path, n_events: int) -> Path:
     return dest
 
 
+def nlo_copy(src: Path, dest: Path, n_events: int, negative: float, seed: int) -> Path:
+    """The first ``n_events`` of ``src`` with an NLO-like genWeight (aMC@NLO: one magnitude, a fraction
+    ``negative`` of the events at -1)."""
+    import awkward as ak
+
+    from hltrun.modules.rootio import write_nanoaod
+
+    with uproot.open(src) as f:
+        a = f["Events"].arrays(entry_stop=n_events)
+    data = {k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "event")}
+    data["genWeight"] = np.where(np.random.default_rng(seed).random(len(a)) < negative, -1.0, 1.0).astype(np.float32)
+    data["FatJet"] = ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")})
+    data["FatJetPFCand"] = ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})
+    with uproot.recreate(dest) as f:
+        write_nanoaod(f, "Events", data)
+    return dest
+
+
 def scaled_copy(src: Path, dest: Path, n_events: int, factor: float) -> Path:
     """The first ``n_events`` of ``src`` with every jet's and constituent's pT (and jet mass) times ``factor``,
     and other event numbers: a sample from another generation, softer or harder than the shipped one."""
@@ -228,6 +246,55 @@ def test_weights_from_gen_weight(model_dir, tmp_path):
     w = f["weight"]
     above = w[f["event"] > want]
     assert card["cuts"]["bkg_eff_2e-2"]["n_effective_above"] == pytest.approx(above.sum() ** 2 / (above ** 2).sum())
+
+
+@pytest.mark.slow  # 2500 events through the path (~6 s)
+def test_negative_weights_the_cut_holds_its_efficiency_at_every_tighter_cut(model_dir, tmp_path, capsys):
+    """15 % negative weights (NLO): the fraction of the background above a cut falls, rises again, falls. The
+    card's cut (it was the first score where the fraction reached 1 %, 1271.45 on this sample, where a tighter
+    cut 1274.4 passes 1.02 %; 8.8 effective events above it, hence --min-events-above 5) is the loosest from which every tighter cut stays at or below the target,
+    checked with numpy on the file; the card names the looser cut it did not take, and why."""
+    sample = nlo_copy(QCD, tmp_path / "nlo.root", 2500, 0.15, 1)
+    f = numpy_features(sample, 2500)
+    s, w = f["event"], f["weight"]
+    assert 0.12 < np.mean(w < 0) < 0.18
+    values = np.unique(s)
+    frac = np.array([w[s > v].sum() / w.sum() for v in values])
+    holds = frac <= 1e-2
+    assert np.count_nonzero(holds[1:] != holds[:-1]) > 1  # the sample does give 1 % at several cuts
+    out = tmp_path / "card"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(sample), "--bkg-eff", "1e-2",
+                    "--out-dir", str(out), "--no-plots", "--min-events-above", "5", *ORT]) == 0
+    cut = json.loads((out / "thresholds.json").read_text())["ptsum"]["bkg_eff_1e-2"]
+    assert cut == pytest.approx(longhand_cut(s, w, 1e-2), rel=1e-6)
+    assert w[s > cut].sum() / w.sum() <= 1e-2  # applied: at most the target
+    assert np.all(frac[values > cut] <= 1e-2)  # and at every tighter cut
+    k = np.flatnonzero(values < cut)[-1]  # the highest failing score: frac[k] is the fraction above the cut
+    assert frac[k - 1] > 1e-2  # the loosest such cut: the next looser one passes more than the target
+    looser = values[np.argmax(holds)]  # the first score where the fraction reached 1 %
+    assert looser < cut
+    card = json.loads((out / "ptsum_card.json").read_text())["cuts"]["bkg_eff_1e-2"]
+    assert card["looser_cut_at_target"] == pytest.approx((looser + values[np.argmax(holds) + 1]) / 2, rel=1e-6)
+    assert card["rate"] == pytest.approx(w[s > cut].sum() / w.sum(), rel=1e-6)
+    md = (out / "ptsum_card.md").read_text()
+    assert f"at the looser cut {card['looser_cut_at_target']:.6g}, but rises above it again at tighter cuts" in md
+    assert "looser cut" in capsys.readouterr().out
+
+
+def test_a_background_whose_weights_sum_to_zero_or_less_is_one_line(model_dir, tmp_path, capsys):
+    """60 % negative weights over 300 events: the weights sum to < 0. It wrote a card, exit 0, with a cut where
+    98 % of the sample passes and a rate of NaN Hz."""
+    sample = nlo_copy(QCD, tmp_path / "neg.root", 300, 0.6, 3)
+    total = float(uproot.open(sample)["Events"]["genWeight"].array(library="np").astype(np.float64).sum())
+    assert total < 0
+    out = tmp_path / "card"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(sample), "--bkg-eff", "1e-2",
+                    "--out-dir", str(out), "--no-plots", "--min-events-above", "0", *ORT]) == 2
+    assert _one_line(capsys) == (f"hltcard: error: the genWeight weights of the background's 300 events sum to "
+                                 f"{total:.6g}: no background efficiency is defined for a sample whose weights sum "
+                                 "to 0 or less (negative NLO weights cancel only over enough events: give more "
+                                 "events, or the complete sample)")
+    assert not out.exists() or not any(out.iterdir())
 
 
 @pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)

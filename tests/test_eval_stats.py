@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hltrun.tools.physics.eval_stats import binned_pass_rates, event_max, pass_rate, roc, weighted_cut
+from hltrun.tools.physics.eval_stats import (binned_pass_rates, event_max, looser_cut_at_target, pass_rate, roc,
+                                             weighted_cut)
 
 rng = np.random.default_rng(3)
 
@@ -36,6 +37,29 @@ def test_cut_keeps_the_fraction_and_sits_between_scores():
     assert cut == 989.5 and np.sum(b > cut) == 10
     assert weighted_cut(b[:5], None, 0.01) == 4.0  # too few events: nothing passes
     assert np.isnan(weighted_cut(np.zeros(0), None, 0.01))
+
+
+def test_negative_weights_the_cut_holds_the_target_at_every_tighter_cut():
+    """Scores 0..9, weights 1 except a -1 at score 7 (total 8): the fractions above 0..9 are 7/8, 6/8, 5/8,
+    4/8, 3/8, 2/8, 1/8, 2/8, 1/8, 0. For a target of 1/8 the fraction reaches it above 6, rises to 2/8 above 7
+    and falls to 1/8 above 8: the cut is 8.5 (it was 6.5, where raising the cut to 7.5 gives more rate), the
+    looser 6.5 named."""
+    s = np.arange(10, dtype=float)
+    w = np.ones(10)
+    w[7] = -1.0
+    assert weighted_cut(s, w, 1 / 8) == 8.5
+    assert looser_cut_at_target(s, w, 1 / 8) == 6.5
+    for cut in (8.5, 9.0):
+        assert w[s > cut].sum() / w.sum() <= 1 / 8
+    assert w[s > 7.5].sum() / w.sum() > 1 / 8  # the next looser cut: above the target
+    assert weighted_cut(s, w, 0.3) == 5.5 and looser_cut_at_target(s, w, 0.3) is None  # 2/8 from 5 on
+    assert looser_cut_at_target(s, np.ones(10), 1 / 8) is None  # never with weights >= 0
+
+
+@pytest.mark.parametrize("weights", [np.array([1.0, -1.0, 1.0, -1.0]), np.array([1.0, -2.0, 0.5, 0.0])])
+def test_weights_summing_to_zero_or_less_have_no_cut(weights):
+    with pytest.raises(ValueError, match=r"the weights of the 4 events sum to -?[0-9.]+, not a positive number"):
+        weighted_cut(np.arange(4.0), weights, 0.1)
 
 
 def test_pass_rate_error_is_binomial_for_unit_weights():

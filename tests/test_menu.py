@@ -159,3 +159,41 @@ def test_rates_are_weighted_by_genweight_when_the_sample_has_it(tmp_path):
         assert by_name[path]["rate_hz"] == pytest.approx(1e5 * w[bits[path]].sum() / w.sum(), rel=1e-6)
     unweighted = 1e5 * bits[PATHS[0]].sum() / len(w)
     assert by_name[PATHS[0]]["rate_hz"] != pytest.approx(unweighted, rel=1e-3)  # the weights did matter
+
+
+@pytest.mark.slow
+def test_prescaled_paths_per_lumi_and_per_column_rates_are_weighted(tmp_path):
+    """A weighted sample (12 % negative genWeights) in two prescale columns, HLT_AK8PFJet500 prescaled by 3 and
+    HLT_PFHT1050 by 2 in the second: every path's rate per lumi section and per column is input rate x the
+    accepted events' weight / the events' weight, summed independently over the output's HLT_* bits and its
+    genWeight (the prescalers count events; the rates weigh those they keep)."""
+    from tests.test_weighted_scores import weighted_copy
+
+    sample = weighted_copy(REPO / "data" / "qcd_dijet.root", tmp_path / "weighted.root", 600, 31)
+    table = ", ".join(f"{{pathName: {p}, prescales: {f}}}" for p, f in (
+        ("HLT_AK8PFJet500", "[3, 3, 3]"), ("HLT_PFHT1050", "[1, 1, 2]"), ("HLT_AnomalyConvVAE", "[1, 1, 0]"),
+        ("HLT_AnomalyGCNVAE", "[1, 1, 0]")))
+    rates, bits = _menu_job(tmp_path, f"source.files=[{sample}]", "modules.out.keep=[source:weight]",
+                            f"services.PrescaleService.prescaleTable=[{table}]",
+                            "services.PrescaleService.lumiColumns=[{run: 1, lumi: 2, column: emergency}]")
+    with uproot.open(tmp_path / "menu.root") as f:
+        a = f["Events"].arrays(["luminosityBlock", "genWeight", "HLTPrescaled_AK8PFJet500", "HLTPrescaled_PFHT1050"],
+                               library="np")
+    w, lumi = a["genWeight"].astype(np.float64), a["luminosityBlock"]
+    assert np.any(w < 0) and set(lumi.tolist()) == {1, 2, 3}
+    assert a["HLTPrescaled_AK8PFJet500"].any() and bits["HLT_AK8PFJet500"].any()  # the prescaler stopped some
+    assert not a["HLTPrescaled_PFHT1050"][lumi == 1].any() and a["HLTPrescaled_PFHT1050"][lumi >= 2].any()
+
+    def rate(path: str, sel: np.ndarray) -> float:
+        return 1e5 * w[sel & bits[path]].sum() / w[sel].sum()
+
+    assert len(rates["per_lumi"]) == 3
+    for row in rates["per_lumi"]:
+        for path in PATHS:
+            assert row["rate_hz"][path] == pytest.approx(rate(path, lumi == row["lumi"]), rel=1e-9, abs=1e-6)
+    columns = {c["column"]: c for c in rates["per_column"]}
+    assert sorted(columns) == ["2p0E34", "emergency"]
+    for name, sel in (("2p0E34", lumi == 1), ("emergency", lumi >= 2)):
+        assert columns[name]["events"] == int(sel.sum())
+        for p in columns[name]["paths"]:
+            assert p["rate_hz"] == pytest.approx(rate(p["name"], sel), rel=1e-9, abs=1e-6)

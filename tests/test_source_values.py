@@ -1,6 +1,6 @@
 """Values a file may hold that the source must refuse in one line (branch, entry, file), not crash on
 or read silently wrong: negative constituent counts, event ids that are no 32/64-bit integers, a
-jagged weight."""
+jagged or non-finite weight."""
 
 from __future__ import annotations
 
@@ -153,6 +153,45 @@ def test_jagged_weight_branch_is_refused_at_begin_job(tmp_path):
     with pytest.raises(SourceError, match=r"^source: weight branch 'FatJet_pt' \(source.branches.weight\) must hold "
                                           r"one number per event, got a list per event in .*w.root$"):
         source(path, branches={"weight": "FatJet_pt"}).begin_job(None)
+
+
+def _weights(n: int, **bad: float) -> np.ndarray:
+    """A float32 genWeight, NLO-like (some negative), with ``bad`` values at entries ``e<i>``."""
+    w = np.where(np.arange(n) % 7 == 3, -0.8, 1.3).astype(np.float32)
+    for at, value in bad.items():
+        w[int(at[1:])] = value
+    return w
+
+
+@pytest.mark.parametrize("weights, line", [
+    (_weights(N, e4=np.nan), r"holds nan at entry 4 of .*w.root: an event weight must be a finite number \(a NaN "
+                             r"or infinite one makes every rate it enters NaN\)$"),
+    (_weights(N, e2=np.inf, e9=-np.inf, e20=np.nan), r"holds inf at entry 2 of .*w.root \(and 2 more of entries "
+                                                     r"0-30\): an event weight must be a finite number"),
+    (np.arange(N) % 2 == 0, r"is bool in .*w.root, not a number$"),
+])
+def test_nonfinite_weight_is_refused_at_begin_job(tmp_path, weights, line):
+    """A NaN or infinite genWeight made every weighted rate NaN (hltrun.json: null, report.html: nan) in a job
+    that ended with exit 0 and no word; it is bad data, named as a bad event id is."""
+    path = write(tmp_path / "w.root", genWeight=weights)
+    with pytest.raises(SourceError, match=r"^source: weight branch 'genWeight' \(source.branches.weight\) " + line):
+        source(path).begin_job(None)
+
+
+def test_nonfinite_weight_past_the_checked_entries_is_named_and_skipped_with_skip_bad_files(tmp_path):
+    """Past the entries the file check reads, the chunk's conversion names it; skipBadFiles skips the rest of the
+    file from that chunk, every event accounted for, and no NaN reaches an event."""
+    path = write(tmp_path / "late.root", n=120, baskets=3, genWeight=_weights(120, e105=np.nan))
+    src = source(path, chunk_size=20)
+    src.begin_job(None)
+    with pytest.raises(SourceError, match=r"^source: weight branch 'genWeight' .* holds nan at entry 105 of "
+                                          r".*late.root: an event weight must be a finite number"):
+        list(src.events(0, None))
+    src = source(path, chunk_size=20, skipBadFiles=True)
+    src.begin_job(None)
+    weights = [products["weight"] for _, products in src.events(0, None)]
+    assert len(weights) == 100 and all(np.isfinite(weights))
+    assert "entries 100-120 skipped" in src.bad_files[0]
 
 
 @pytest.mark.parametrize("run, lumi, event", [([1], [2**32 + 1], [1]), ([2**32], [1], [1]), ([-1], [1], [1]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 import awkward as ak
@@ -38,13 +39,15 @@ def score_schema() -> "jsonschema.Validator":
     return jsonschema.Draft202012Validator({"$ref": "#/$defs/score_histogram", "$defs": schema["$defs"]})
 
 
-def weighted_copy(src: Path, dst: Path, n: int, seed: int) -> Path:
+def weighted_copy(src: Path, dst: Path, n: int, seed: int, replace: dict[int, float] | None = None) -> Path:
     """The first ``n`` events of ``src`` with a float32 genWeight: log-normal (a factor ~3 either way), 12 %
-    of them negative."""
+    of them negative; ``replace``: entry -> weight written instead (a NaN, an inf)."""
     with uproot.open(src) as f:
         a = f["Events"].arrays(entry_stop=n)
     rng = np.random.default_rng(seed)
     w = (np.exp(rng.normal(0.0, 1.2, len(a))) * np.where(rng.random(len(a)) < 0.12, -1.0, 1.0)).astype(np.float32)
+    for entry, value in (replace or {}).items():
+        w[entry] = value
     with uproot.recreate(dst) as f:
         write_nanoaod(f, "Events", {
             **{k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "event")}, "genWeight": w,
@@ -104,6 +107,34 @@ def test_fraction_above_the_cut_is_the_rate_reports(tmp_path, sample):
     assert f"{h['events_passed']:,} of {h['events']:,} events (unweighted count)" in section
     assert html.escape(WEIGHTED_NOTE) in page  # the rates' table says its 'accepted' column counts events
     assert schema_problem(doc) is None
+
+
+def test_a_nan_or_inf_genweight_is_one_line_naming_file_entry_and_value_not_nan_rates(tmp_path, capfd):
+    """A path no weight-reading module is on (no filter, no L1 seed): the rates were NaN in the RateReport and
+    report.html, null in hltrun.json, exit 0 and no word. The source refuses the file (exit 3) with its entry
+    and value; with skipBadFiles it is skipped, counted, and the rates are those of the good file."""
+    from hltrun.framework.cli import main
+
+    bad = weighted_copy(ROOT / "data" / "qcd_dijet.root", tmp_path / "bad_w.root", 300, 13, {7: np.nan, 120: np.inf})
+    good = weighted_copy(ROOT / "data" / "rsg_ww_3p5TeV.root", tmp_path / "good_w.root", 200, 14)
+    rep = tmp_path / "r"
+    args = [str(PATH), "-q", "--report-dir", str(rep), f"source.files=[{bad},{good}]",
+            f"modules.out.file={tmp_path / 'out.root'}", "modules.out.select_events=[]",
+            "modules.vae.backend=onnxruntime", "services.TriggerRates={}", "paths={HLT_Vae: [batcher, vae]}"]
+    capfd.readouterr()
+    assert main(args) == 3
+    err = capfd.readouterr().err
+    assert f"error: source: weight branch 'genWeight' (source.branches.weight) holds nan at entry 7 of {bad} (and 1 " \
+           "more of entries 0-300): an event weight must be a finite number" in err and "Traceback" not in err
+    assert main([*args, "source.skipBadFiles=true"]) == 0
+    doc = json.loads((rep / "hltrun.json").read_text())
+    rates = doc["services"]["TriggerRates"]
+    assert rates["events"] == 200 and not rates["total"]["undefined"]
+    assert all(math.isfinite(r["rate_hz"]) for r in (*rates["paths"], rates["total"]))
+    assert all(math.isfinite(v) for lumi in rates["per_lumi"] for v in lumi["rate_hz"].values())
+    page = (rep / "report.html").read_text()
+    total = re.search(r"Menu total ([^ ]+) [±+]", page)  # a NaN rate read "Menu total nan ± 379.8 Hz", cells ">nan<"
+    assert total and math.isfinite(float(total.group(1).replace(",", ""))) and ">nan<" not in page
 
 
 @pytest.mark.slow

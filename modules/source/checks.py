@@ -18,7 +18,7 @@ from hltrun.framework.errors import ConfigError, SourceError, one_line
 
 from ..decompression import TimedPool
 from ..jets import requested_specs
-from .event_ids import id_columns, one_per_event
+from .event_ids import id_columns, weight_values
 from .file_list import input_files
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing, refuse_pooled_candidates
 from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
@@ -277,7 +277,7 @@ class FileChecks:
             id_columns(arrays, self.params.branches, path, start)  # ids and weight: every entry read here (vectorised)
             weight = self.params.branches.weight
             if weight and weight in arrays.fields:
-                one_per_event(arrays[weight], weight, "weight", "source.branches.weight", path)
+                weight_values(arrays[weight], weight, path, start)
             if start == 0:
                 self._check_layout(arrays[:50], path)
                 if whole:

@@ -13,7 +13,7 @@ import awkward as ak
 import numpy as np
 
 from .chunk import Chunk, make_chunk
-from .event_ids import event_ids
+from .event_ids import event_ids, weight_values
 from .layout import check_collections, collections_of, constituents_per_jet, list_counts
 from .parameters import RootJetSourceParameters
 
@@ -82,7 +82,7 @@ def convert(arrays: ak.Array, params: RootJetSourceParameters, path: str, first_
                        cand_extra)
     chunk.id_arrays = id_arrays  # lumis counted and selections made per chunk with numpy
     if b.weight and b.weight in arrays.fields:
-        chunk.weights = np.asarray(arrays[b.weight], dtype=np.float64).tolist()
+        chunk.weights = weight_values(arrays[b.weight], b.weight, path, first_entry).tolist()
     counts["zero_constituent_jets"] += int(n_jets - np.count_nonzero(chunk.ncons))
     counts["nonfinite_pt_jets"] += int(n_jets - np.count_nonzero(np.isfinite(jet_pt)))
     return chunk

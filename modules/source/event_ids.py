@@ -39,6 +39,30 @@ def one_per_event(array: ak.Array, name: str, role: str, setting: str, path: str
                           f"{got} in {path}")
 
 
+def weight_values(array: ak.Array, name: str, path: str, first_entry: int) -> np.ndarray:
+    """The weight branch's values as float64, once every one is a finite number. A NaN or infinite
+    generator weight would make every rate and weighted figure it enters NaN (sums of weights), without a
+    word: the file is bad data, said with its entry and value as for an event id (``skipBadFiles`` skips from
+    that entry). Dropping the event instead would change the sample's normalisation just as silently.
+    Vectorised: at begin_job on the entries the file check reads, then per chunk."""
+    setting = "source.branches.weight"
+    one_per_event(array, name, "weight", setting, path)
+    values = np.asarray(array)
+    if values.dtype.kind not in "iuf":
+        raise SourceError(f"source: weight branch '{name}' ({setting}) is {values.dtype.name} in {path}, not a "
+                          "number", first_entry=first_entry)
+    values = values.astype(np.float64, copy=False)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        at = int(bad[0])
+        more = f" (and {len(bad) - 1} more of entries {first_entry}-{first_entry + len(values)})" if len(bad) > 1 \
+            else ""
+        raise SourceError(f"source: weight branch '{name}' ({setting}) holds {values[at].item()!r} at entry "
+                          f"{first_entry + at} of {path}{more}: an event weight must be a finite number (a NaN or "
+                          "infinite one makes every rate it enters NaN)", first_entry=first_entry)
+    return values
+
+
 def id_values(array: ak.Array, name: str, role: str, path: str, first_entry: int) -> np.ndarray:
     """An event-id branch's values as uint64, once they are known to be whole numbers in CMSSW's range
     (run, lumi: 0 to 2^32-1; event: 0 to 2^64-1). An integer branch is read as is; a float branch

@@ -13,7 +13,7 @@ input rate and, for ``--signal`` files, the signal efficiency at each cut.
 
 Exit codes (one line on stderr, no traceback unless ``--debug``): 0 written; 2 a usage or
 configuration problem, or a cut that cannot be written (not finite, or resting on fewer than
-``--min-events-above`` effective background events); 3 a sample that cannot be read (missing file,
+``--min-events-above`` effective background events, or a background whose weights sum to 0 or less); 3 a sample that cannot be read (missing file,
 missing branches); 4 a model the path cannot run; 1 an internal error.
 """
 from __future__ import annotations
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 def compute(args: argparse.Namespace) -> dict[str, Any]:
     """Score the samples through the path and compute the entry and the card's numbers."""
     from hltrun.framework.errors import ConfigError
-    from hltrun.tools.physics.card_entry import card_entry
+    from hltrun.tools.physics.card_entry import card_entry, weight_sum_refusal
     from hltrun.tools.physics.card_run import score_files
     from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate, sample_pt_edges
 
@@ -107,6 +107,9 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
                             args.weight_branch, args.scorer, "background")
     signals = [(f, score_files(args.config, args.sets, args.model, [f], args.max_events, args.weight_branch,
                                args.scorer, "signal")[0]) for f in args.signal]
+    why = weight_sum_refusal(bkg.weight, bkg.jet_weight, args.weight_branch)
+    if why:
+        raise CardRefused(why)
     sample = (bkg.event_score, bkg.weight, bkg.leading_pt, bkg.jet_score, bkg.jet_weight, effs)
     entry = card_entry(*sample, fit_pt=False)  # the scalar cuts first: refuse before fitting on nothing
     why = entry.refusal(args.min_events_above, "a larger --background sample, fewer --bkg-eff, or --min-events-above")

@@ -11,7 +11,8 @@ into ``{"bkg_eff_X": cut, "jet_bkg_eff_X": cut, "vs_leading_jet_pt": {...}}``:
 
 * ``bkg_eff_X``: event-level cut (the filter's ``reduce`` of the scored jets' scores, ``max`` for the
   shipped path) keeping a weighted fraction X of the background above it
-  (``eval_stats.weighted_cut``: halfway between the highest failing and the lowest passing score);
+  (``eval_stats.weighted_cut``: halfway between the highest failing and the lowest passing score; with
+  negative weights the loosest cut the target holds from on, for every tighter cut);
 * ``jet_bkg_eff_X``: the same per jet, each jet carrying its event's weight;
 * ``vs_leading_jet_pt``: the smooth pT-dependent cut (``pt_quantile_fit``, derived by
   ``eval_working_point.derive``) on ``pt_fit_sample`` (default: the same events).
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from hltrun.tools.physics.eval_stats import PassRate, pass_rate, weighted_cut
+from hltrun.tools.physics.eval_stats import PassRate, looser_cut_at_target, pass_rate, weighted_cut
 
 MIN_EFFECTIVE_ABOVE = 10.0  # effective background events above a cut: relative error on its rate ~ 1/sqrt(10) ~ 32 %
 
@@ -47,10 +48,13 @@ class CutStat:
     # how many unweighted events the weight above the cut is worth, (sum w)^2 / sum w^2 over the
     # events above it: the plain count above the cut for unit weights
     effective_above: float
+    # negative weights: the loosest cut below ``cut`` where the fraction above also dips to the target before it
+    # rises above it again (``eval_stats.looser_cut_at_target``); None where there is none
+    looser_at_target: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "target": self.target, "cut": self.cut, **self.achieved.to_json(),
-                "n_effective_above": self.effective_above}
+                "n_effective_above": self.effective_above, "looser_cut_at_target": self.looser_at_target}
 
 
 @dataclass
@@ -115,8 +119,20 @@ def scalar_cuts(event_scores: np.ndarray, weights: np.ndarray | None, jet_scores
             key = prefix + k
             cuts[key] = weighted_cut(scores, w, e)
             stats[key] = CutStat(key, e, cuts[key], pass_rate(scores, w, cuts[key]),
-                                 _effective_above(scores, w, cuts[key]))
+                                 _effective_above(scores, w, cuts[key]), looser_cut_at_target(scores, w, e))
     return cuts, stats
+
+
+def weight_sum_refusal(weights: np.ndarray | None, jet_weights: np.ndarray | None, branch: str) -> str | None:
+    """Why no background efficiency is defined on a sample (its events', or its scored jets', weights sum to 0 or
+    less: a fraction of a total that is not positive), in one line for both tools, or None."""
+    for what, w in (("events", weights), ("scored jets", jet_weights)):
+        total = float(np.sum(w)) if w is not None and len(w) else 1.0
+        if not total > 0:
+            return (f"the {branch} weights of the background's {len(w)} {what} sum to {total:.6g}: no background "
+                    "efficiency is defined for a sample whose weights sum to 0 or less (negative NLO weights cancel "
+                    "only over enough events: give more events, or the complete sample)")
+    return None
 
 
 def check_min_events_above(value: float) -> str | None:

@@ -92,6 +92,13 @@ def card_json(r: dict[str, Any], identity: str, command: str) -> dict[str, Any]:
             "signals": r["signal_rows"]}
 
 
+def looser_note(cut: float) -> str:
+    """Why a looser cut that also reaches the target was not taken (negative weights)."""
+    return (f"the background fraction above a cut also falls to the target at the looser cut {cut:.6g}, but rises "
+            "above it again at tighter cuts (negative weights): the cut given is the loosest at which it stays at "
+            "or below the target for every tighter cut, so that raising the threshold never adds rate")
+
+
 def _bins(edges: list[float]) -> list[str]:
     """Bin labels; the first bin also takes the events below its lower edge (working_point.bin_index)."""
     if len(edges) == 1:  # one bin: every event (a sample whose leading jets all share one pT)
@@ -121,7 +128,9 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
          "## Cuts\n",
          f"The fraction of the background above each cut on this sample (± binomial error, weights included), the "
          f"effective events above it, and the rate at {_rate(rate_hz)} input. The cut lies halfway between the highest "
-         f"failing and the lowest passing score; the fraction is at most the target.\n",
+         f"failing and the lowest passing score; the fraction is at most the target there and at every tighter cut "
+         f"(with negative weights it need not fall as the cut rises: the cut is the loosest the target holds from "
+         f"on).\n",
          "| key | target | cut | background above [%] | events above (eff.) | rate |", "|---|---|---|---|---|---|"]
     for key, st in entry.stats.items():
         a = st.achieved
@@ -129,6 +138,9 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
         L.append(f"| `{key}` | {_pct(st.target)} % | {st.cut:.6g} | {percent_text(a.to_json())} "
                  f"| {a.n_pass} ({st.effective_above:.1f}) | {rate} |")
     L.append("")
+    for key, st in entry.stats.items():
+        if st.looser_at_target is not None:
+            L.append(f"**`{key}`**: {looser_note(st.looser_at_target)}.\n")
     if r["pt_keys"]:
         pt = r["table"]["vs_leading_jet_pt"]
         L.append(f"**pT-dependent cut** (`vs_leading_jet_pt`, `working_point: vs_leading_jet_pt`): cut = Σ c_k x^k, "
@@ -308,6 +320,8 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         tail = "" if key.startswith("jet_") else f", rate {_rate_text(a, rate_hz)}"
         lines.append(f"  {key:18s} cut {st.cut:.6g}: background above {percent_text(a.to_json(), unit=' %')} "
                      f"({a.n_pass} events, {st.effective_above:.1f} effective){tail}")
+        if st.looser_at_target is not None:
+            lines.append(f"  {'':18s} {looser_note(st.looser_at_target)}")
     if r["pt_keys"]:
         lines.append(f"  vs_leading_jet_pt: {', '.join(r['pt_keys'])}")
     for k, kinds in r["pt_flatness"].items():

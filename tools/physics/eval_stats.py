@@ -72,19 +72,61 @@ def effective_n(weights: np.ndarray) -> float:
     return float(w.sum() ** 2 / np.sum(w ** 2)) if w.size else 0.0
 
 
+def _above_by_score(scores: np.ndarray, weights: np.ndarray | None, eff: float
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(distinct scores ascending, weight strictly above each, the weight ``eff`` of the sample allows above a
+    cut). Tied scores pass or fail together. A sample whose weights sum to 0 or less has no fraction of its
+    total: a ValueError (negative NLO weights cancel only over enough events)."""
+    s = _clean(scores)
+    values, inverse = np.unique(s, return_inverse=True)
+    w = np.bincount(inverse.reshape(-1), weights=_weights(weights, s.size), minlength=values.size)
+    total = float(w.sum())
+    if not total > 0:
+        raise ValueError(f"the weights of the {s.size} events sum to {total:.6g}, not a positive number: no "
+                         "fraction of the sample is defined")
+    return values, total - np.cumsum(w), eff * total * (1 + 1e-12)
+
+
 def weighted_cut(scores: np.ndarray, weights: np.ndarray | None, eff: float) -> float:
-    """Score cut keeping (at most, as close as the sample allows) a weighted fraction ``eff`` above it.
+    """Score cut keeping a weighted fraction of at most ``eff`` above it, at this cut and at every tighter one.
+
+    With negative weights (NLO) the weight above a cut does not fall monotonically as the cut rises: it may reach
+    the target, then rise above it again at a tighter cut, so several cuts (or score ranges) "give" ``eff``. The
+    cut is the loosest one the target holds from on, for every tighter cut: a rate budget is an upper bound, and
+    a trigger whose threshold is raised must not gain rate. A looser cut where the fraction only dips to the
+    target is a fluctuation of the negative weights (``looser_cut_at_target`` finds it, for the card to say).
+    With weights >= 0 this is the lowest cut with at most ``eff`` above it, as ever.
 
     The cut lies halfway between the highest failing and the lowest passing score, so float32/64
     round trips of the scores do not move events across it. NaN for an empty sample; the largest
-    score (nothing passes) when even the top event weighs more than ``eff`` of the sample."""
-    s = _clean(scores)
-    if s.size == 0:
+    score (nothing passes) when even the top event weighs more than ``eff`` of the sample; a ValueError
+    when the weights sum to 0 or less."""
+    if np.size(scores) == 0:
         return float("nan")
-    values, inverse = np.unique(s, return_inverse=True)  # tied scores pass or fail together
-    w = np.bincount(inverse.reshape(-1), weights=_weights(weights, s.size), minlength=values.size)
-    above = w.sum() - np.cumsum(w)  # weight strictly above each distinct score
-    k = int(np.argmax(above <= eff * w.sum() * (1 + 1e-12)))
+    values, above, limit = _above_by_score(scores, weights, eff)
+    return _cut_at(values, _first_holding(above, limit))
+
+
+def looser_cut_at_target(scores: np.ndarray, weights: np.ndarray | None, eff: float) -> float | None:
+    """The loosest cut below ``weighted_cut``'s at which the weighted fraction above is also at most ``eff``
+    (it rises above ``eff`` again at a tighter cut: negative weights), or None where there is none (always
+    with weights >= 0)."""
+    if np.size(scores) == 0:
+        return None
+    values, above, limit = _above_by_score(scores, weights, eff)
+    k = _first_holding(above, limit)
+    earlier = np.flatnonzero(above[:k] <= limit)
+    return _cut_at(values, int(earlier[0])) if earlier.size else None
+
+
+def _first_holding(above: np.ndarray, limit: float) -> int:
+    """The first index from which ``above <= limit`` holds to the end (the last always: nothing above)."""
+    over = np.flatnonzero(above > limit)
+    return int(over[-1]) + 1 if over.size else 0
+
+
+def _cut_at(values: np.ndarray, k: int) -> float:
+    """Halfway between distinct score ``k`` (the highest failing) and the next (the lowest passing)."""
     return float(values[k] if k == values.size - 1 else 0.5 * (values[k] + values[k + 1]))
 
 

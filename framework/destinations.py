@@ -309,8 +309,9 @@ def check_set_member(path: str | os.PathLike[str], what: str) -> Destination:
 
 # the files of every report set (hltrun.json, the HTML page, the Timing service's ROOT file), checked before the
 # first event with those the job's services name (``Service.report_files``: Timing's resources.json)
-REPORT_SET_NAMES = ("hltrun.json", "report.html", "timing.root")
-ALWAYS_WRITTEN = ("hltrun.json", "report.html")  # timing.root only with a Timing service (it names it then)
+REPORT_SET_NAMES = ("hltrun.json", "report.html", "timing.root", "scores.root")
+# timing.root only with a Timing service (it names it then), scores.root only with a trigger filter
+ALWAYS_WRITTEN = ("hltrun.json", "report.html")
 
 
 def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set: bool = False,

@@ -452,6 +452,22 @@ def test_a_device_in_the_report_folder_is_refused_before_the_first_event(tmp_pat
     assert not _temporaries(tmp_path)
 
 
+def test_a_fifo_as_the_score_histograms_file_is_refused_before_the_first_event(tmp_path, capfd) -> None:
+    """scores.root (the trigger filters' score histograms, new in the set) was not among the set's names: a
+    FIFO there was found only when written, after the whole job, the rest of the set already in place."""
+    from hltrun.framework.destinations import REPORT_SET_NAMES
+    from hltrun.framework.report.root_histograms import SCORES_FILE
+
+    assert SCORES_FILE in REPORT_SET_NAMES
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    os.mkfifo(rep / SCORES_FILE)
+    code, out, errors = _run(capfd, str(_job(tmp_path)), "--report-dir", str(rep))
+    assert code == 4 and "TrigReport" not in out
+    assert errors and f"{SCORES_FILE}: it is not a regular file" in errors[0]
+    assert stat.S_ISFIFO(os.lstat(rep / SCORES_FILE).st_mode) and not (rep / "hltrun.json").exists()
+
+
 def test_a_fifo_under_a_configured_report_name_is_refused_before_the_first_event(tmp_path, capfd) -> None:
     """services.Timing.resources_json names one of the set's files: a FIFO there is refused up front, not after
     a whole job (the names come from the services, not from a fixed list)."""

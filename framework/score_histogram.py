@@ -41,6 +41,7 @@ PASSED_PREFIX = "score_hist_passed:"
 # weighted samples: sum (w - 1) and sum (w^2 - 1) per slot, in fixed point (module docstring), all and passed
 SUMW_PREFIXES = ("score_hist_w:", "score_hist_w2:", "score_hist_passed_w:", "score_hist_passed_w2:")
 QUANTITY_KEY = "score_hist_of"  # the summary's setting naming the histogrammed value
+ROOT_FILE = "scores.root"  # the report folder's TH1Ds of every filter's histogram (report/root_histograms.py)
 SCORE, RATIO = "score", "score / cut"
 
 _N = len(EDGES)

@@ -21,9 +21,10 @@ import numpy as np
 
 from ..atomic import writing
 from ..destinations import REPORT_FOLDER
+from ..score_histogram import ROOT_FILE
 
 FILE_NAME = "timing.root"
-SCORES_FILE = "scores.root"  # each trigger filter's score distribution (framework/score_histogram.py)
+SCORES_FILE = ROOT_FILE  # each trigger filter's score distribution (framework/score_histogram.py)
 _TITLES = {"event_real": "real time per event", "event_cpu": "CPU time per event",
            "overhead_real": "framework overhead per event (real)"}
 

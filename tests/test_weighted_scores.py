@@ -396,3 +396,30 @@ def test_l1_turn_on_with_tiny_weights_is_the_unweighted_one():
     eff, bounds = _weighted_turn_on(counters, "S", [100, 125, 150], n, k)
     assert eff == [0.0, 0.4, 1.0]
     assert all(lo <= e <= hi and hi > lo for e, (lo, hi) in zip(eff, bounds))
+
+
+def test_scores_root_global_statistics_are_a_weighted_histograms(tmp_path):
+    """uproot's own conversion wrote fEntries as the sum of weights and fTsumw2 as fTsumw: ROOT's GetEntries()
+    said 1.3e23 for 1,300 events of weight 1e20 and GetEffectiveEntries() (fTsumw^2 / fTsumw2) the sum of
+    weights. Now fEntries counts the events filled and fTsumw2 is the in-range sum of w^2; bins unchanged."""
+    from hltrun.framework.report.root_histograms import write_score_root
+
+    h = ScoreHistogram()
+    values, weights = [0.5, 4.0, 9.0, 2e6, -1.0] * 4 + [math.nan], [1e20, -3e20, 2e20, 5e19, 1e20] * 4 + [7e20]
+    _fill(h, values, weights)
+    h.no_score(4e20)
+    entry = from_counters({**SETTINGS, **h.counters()})
+    write_score_root(tmp_path, {"f": entry})
+    with uproot.open(tmp_path / "scores.root") as f:
+        for key, sel in (("all", [True] * 20), ("passed", [v > SETTINGS["threshold"] for v in values[:20]])):
+            th1 = f[f"f/{key}"]
+            w = np.array([x for x, s in zip(weights[:20], sel) if s])
+            v = np.array([x for x, s in zip(values[:20], sel) if s])
+            inside = (v >= EDGES[0]) & (v < EDGES[-1])  # fTsumw, fTsumw2: in range, as ROOT's
+            assert th1.member("fEntries") == len(w)  # NaN and no score are on no axis
+            assert th1.member("fTsumw") == pytest.approx(w[inside].sum(), rel=1e-12)
+            assert th1.member("fTsumw2") == pytest.approx((w[inside] ** 2).sum(), rel=1e-12)
+            np.testing.assert_allclose(th1.values(flow=True).sum(), w.sum(), rtol=1e-12)
+            np.testing.assert_allclose(th1.variances(flow=True).sum(), (w ** 2).sum(), rtol=1e-12)
+            boost = th1.to_boost()  # boost-histogram reads it back: the same sums
+            assert boost.sum(flow=True).value == pytest.approx(w.sum(), rel=1e-12)

@@ -6,8 +6,8 @@ squared (units of 2^-2 W_BITS), so sums add up exactly, in any order, through th
 merging (``framework/results.py``: streams, units, a worker's cumulative counters differenced per unit).
 W_BITS = 1074: every finite double (float32 genWeights included) is a whole number of 2^-1074 units, so each
 weight is held exactly, whatever its size: with units of 2^-64, a sample of weights 1e-20 (a cross section in
-pb over millions of events) summed to 0 and its fraction above the cut was "undefined", and a weight of 1e-15
-was off by 5 %. Python's integers hold the ~2300-bit sums; an event costs ~1 us more, only where w != 1.
+pb over millions of events) summed to 0 and its fraction above the cut was "undefined", and a weight of 1e-18
+was 2.4 % off. Python's integers hold the ~2300-bit sums; an event costs ~1 us more, only where w != 1.
 
 Counters hold the EXCESS over the event count (sum of w - 1, sum of w^2 - 1): an event of weight 1, or without
 a weight, adds nothing, so a sample without weights keeps exactly the counters it had.

@@ -80,6 +80,10 @@ class Module(_Declares):
     kind: ClassVar[str] = "module"
     # framework services the module asks for by name (``context.MODULE_SERVICES``), found in its context
     services: ClassVar[tuple[str, ...]] = ()
+    # files of the report folder (--report-dir) that the report set writes from this module's summary (a
+    # filter's score histogram: scores.root): claimed before the first event with the set's own, so one named
+    # as an input of the job, or as another output, is refused then, not after every event
+    report_folder_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, label: str, params: Any) -> None:
         self.label = label

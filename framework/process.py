@@ -121,7 +121,7 @@ class Process:
     def begin_job(self) -> None:
         signals = self.signals
         if self.job.report_dir is not None:  # before any work: a bad folder must not cost a whole run
-            check_report_folder(self.job.report_dir, self.services)
+            check_report_folder(self.job.report_dir, self.services, [m for _, m in self.all_modules()])
         signals.pre_begin_job(self.job)
         signals.pre_module_begin_job(self.descriptions[0])
         self.source.begin_job(self.source_context())
@@ -168,11 +168,13 @@ def source_consumed(config: ProcessConfig) -> frozenset[str]:
                      for c in cfg.cls.declared_consumes(cfg.params) if c.tag.label == SOURCE_LABEL)
 
 
-def check_report_folder(report_dir: Path, services: Iterable[Service]) -> None:
-    """The report folder and every file its services write there, claimed for this job (a bad folder, or
-    an output named as one of its files, is said before any work)."""
-    check_folder_destination(report_dir, REPORT_FOLDER, whole_set=True,
-                             names=tuple(n for service in services for n in service.report_files()))
+def check_report_folder(report_dir: Path, services: Iterable[Service], modules: Iterable[Any] = ()) -> None:
+    """The report folder and every file its services, and the report set from its ``modules`` (instances or
+    classes: ``Module.report_folder_files``), write there, claimed for this job (a bad folder, or an output or
+    an input named as one of its files, is said before any work)."""
+    names = [n for service in services for n in service.report_files()]
+    names += [n for module in modules for n in getattr(module, "report_folder_files", ())]
+    check_folder_destination(report_dir, REPORT_FOLDER, whole_set=True, names=tuple(dict.fromkeys(names)))
 
 
 def check_outputs(inputs: Iterable[str], modules: Iterable[tuple[ModuleDescription, Module]]) -> None:

@@ -27,8 +27,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Any, Mapping
 
-from .rates import Tally, rate, wilson_interval
-from .weights import ONE as _ONE, ONE2 as _ONE2, excess as weight_excess
+from .rates import rate, wilson_interval
+from .weights import ONE as _ONE, ONE2 as _ONE2, excess as weight_excess, fraction_tallies
 
 DECADE_BINS = 20  # bins per decade: ~12 % wide
 LOG10_RANGE = (-6, 6)
@@ -41,6 +41,7 @@ PASSED_PREFIX = "score_hist_passed:"
 # weighted samples: sum (w - 1) and sum (w^2 - 1) per slot, in fixed point (module docstring), all and passed
 SUMW_PREFIXES = ("score_hist_w:", "score_hist_w2:", "score_hist_passed_w:", "score_hist_passed_w2:")
 QUANTITY_KEY = "score_hist_of"  # the summary's setting naming the histogrammed value
+ROOT_FILE = "scores.root"  # the report folder's TH1Ds of every filter's histogram (report/root_histograms.py)
 SCORE, RATIO = "score", "score / cut"
 
 _N = len(EDGES)
@@ -138,10 +139,11 @@ def from_counters(counters: Mapping[str, Any]) -> dict[str, Any] | None:
         out["fraction_passed"] = k / n if n else None
         out["fraction_interval_68"] = list(wilson_interval(k, n)) if n else None
         return out
-    out["weights"] = weights = _weights_entry(sums)
-    # the weighted fraction and its Sumw2 interval: the TriggerRates service's figure for the same events
-    t = weights["total"]
-    frac = rate(Tally(k, t["sumw_passed"], t["sumw2_passed"]), Tally(n, t["sumw"], t["sumw2"]), 1.0, interval=False)
+    out["weights"] = _weights_entry(sums)
+    # the weighted fraction and its Sumw2 interval: the TriggerRates service's figure for the same events,
+    # from the exact sums (rounded once: weights all equal give the unweighted fraction to the bit)
+    sw, sw2, swp, sw2p = (sum(s) for s in sums)
+    frac = rate(*fraction_tallies(k, n, (swp, sw2p), (sw, sw2)), 1.0, interval=False)
     out["fraction_passed"] = None if frac.undefined else frac.fraction
     out["fraction_interval_68"] = None if frac.undefined else [frac.low_hz, frac.high_hz]
     return out

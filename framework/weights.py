@@ -3,8 +3,11 @@
 Why integers: a float sum depends on the order of the events, and streams, Dask units and workers add their
 parts in no fixed order. A weight is kept in fixed point, w in units of 2^-W_BITS and w^2 as that integer
 squared (units of 2^-2 W_BITS), so sums add up exactly, in any order, through the framework's integer-counter
-merging (``framework/results.py``: streams, units, a worker's cumulative counters differenced per unit). A
-float32 genWeight is exact from 4.5e-13 up; a float64 weight rounds by at most 2^-65.
+merging (``framework/results.py``: streams, units, a worker's cumulative counters differenced per unit).
+W_BITS = 1074: every finite double (float32 genWeights included) is a whole number of 2^-1074 units, so each
+weight is held exactly, whatever its size: with units of 2^-64, a sample of weights 1e-20 (a cross section in
+pb over millions of events) summed to 0 and its fraction above the cut was "undefined", and a weight of 1e-18
+was 2.4 % off. Python's integers hold the ~2300-bit sums; an event costs ~1 us more, only where w != 1.
 
 Counters hold the EXCESS over the event count (sum of w - 1, sum of w^2 - 1): an event of weight 1, or without
 a weight, adds nothing, so a sample without weights keeps exactly the counters it had.
@@ -17,17 +20,19 @@ from typing import Any
 
 from .config import WEIGHT_TAG
 from .errors import ModuleError
+from .rates import Tally
 
-W_BITS = 64
+W_BITS = 1074  # 2^-1074: the smallest double (subnormal); every finite double is a multiple of it
 ONE = 1 << W_BITS  # a weight of 1
 ONE2 = 1 << (2 * W_BITS)  # a squared weight of 1
 
 
 def fixed_point(weight: float) -> int:
-    """``weight`` in units of 2^-W_BITS, rounded to the nearest; a non-finite one is a ValueError."""
+    """``weight`` in units of 2^-W_BITS, exactly (no rounding); a non-finite one is a ValueError."""
     if not math.isfinite(weight):
         raise ValueError(f"event weight {weight}: not a finite number")
-    return round(math.ldexp(weight, W_BITS))
+    numerator, denominator = float(weight).as_integer_ratio()  # denominator: a power of 2, at most 2^1074
+    return numerator * (ONE // denominator)
 
 
 def excess(weight: float) -> tuple[int, int]:
@@ -41,6 +46,20 @@ def total(count: int, excess_w: int, excess_w2: int) -> tuple[float, float]:
     return (count * ONE + excess_w) / ONE, (count * ONE2 + excess_w2) / ONE2
 
 
+def fraction_tallies(k: int, n: int, passed: tuple[int, int], every: tuple[int, int]) -> tuple[Tally, Tally]:
+    """(accepted, total) for ``rates.rate`` of a weighted fraction: ``k`` of ``n`` events, ``passed`` and
+    ``every`` their exact fixed-point (sum w, sum w^2), not excesses. Scaled so the total's sum of weights is 1,
+    each figure one correctly rounded ratio of exact integers: the fraction is rounded once (weights all c give
+    k / n to the bit; dividing the two sums, each rounded to a float, was a bit off for c = 0.1 or 1e30), and no
+    figure leaves a double's range (sum w^2 of weights 1e-200 is 0.0 as a float, of 1e200 too large). A total
+    of 0 or less gives ``rate`` its "undefined"."""
+    sw, sw2 = every
+    if sw <= 0:
+        return Tally(k, 0.0, 0.0), Tally(n, 0.0, 0.0)
+    scale2 = sw * sw  # sum w^2 is in units of 2^-2 W_BITS: the square of sum w's unit
+    return Tally(k, passed[0] / sw, passed[1] / scale2), Tally(n, 1.0, sw2 / scale2)
+
+
 def is_fixed_point(key: str) -> bool:
     """Whether a module's summary counter ``key`` is a fixed-point weight sum: by the naming every module
     uses for them, ``<name>_w:<bin>`` (sum of w - 1) and ``<name>_w2:<bin>`` (sum of w^2 - 1)."""
@@ -49,9 +68,9 @@ def is_fixed_point(key: str) -> bool:
 
 def readable(counters: dict[str, Any]) -> dict[str, Any]:
     """``counters`` as hltrun.json shows them: each fixed-point weight sum as a float in units of weight
-    (``_w``) or squared weight (``_w2``), rounded once. The integers are for merging only: they reach 10^40
-    (w^2 in units of 2^-128), which JSON readers that hold numbers as doubles (JavaScript, jq 1.6, pandas)
-    read wrong or refuse."""
+    (``_w``) or squared weight (``_w2``), rounded once. The integers are for merging only: hundreds of digits (w^2
+    in units of 2^-2148), which JSON readers that hold numbers as doubles (JavaScript, jq 1.6, pandas) read
+    wrong or refuse."""
     return {key: (value / (ONE2 if key.split(":", 1)[0].endswith("_w2") else ONE))
             if isinstance(value, int) and not isinstance(value, bool) and is_fixed_point(key) else value
             for key, value in counters.items()}

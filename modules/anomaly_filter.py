@@ -14,7 +14,7 @@ from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import InputTag
 from hltrun.framework.weights import event_weight
-from hltrun.framework.score_histogram import QUANTITY_KEY, RATIO, SCORE, ScoreHistogram
+from hltrun.framework.score_histogram import QUANTITY_KEY, RATIO, ROOT_FILE, SCORE, ScoreHistogram
 
 from .products import JetScores, is_all_valid
 from .working_point import PT_BINNED_KEY, PtBinnedCuts, PtCutFunction, PtCuts, efficiency_key
@@ -86,6 +86,7 @@ class AnomalyScoreFilter(Filter):
     concurrency = "stream"  # one per stream: its counter needs no lock
     consumes = {"src": JetScores}
     produces = {}  # a decision only
+    report_folder_files = (ROOT_FILE,)  # its score histogram, as TH1Ds: claimed before the first event
 
     def __init__(self, label: str, params: AnomalyFilterParameters) -> None:
         super().__init__(label, params)

@@ -33,6 +33,14 @@ import numpy as np
 PT_BINNED_KEY = "vs_leading_jet_pt"
 
 
+def _as_written(value: float) -> str:
+    """A number as the user wrote it, the schema's float undone: ``2`` not ``2.0``; every digit (``:g`` said
+    123456789 as 1.23457e+08 and 1.0000001 as 1)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
 def efficiency_key(efficiency: str | float) -> str:
     """The card's key of a background efficiency: ``1e-2``, ``0.01`` -> ``bkg_eff_1e-2``; one spelling, so
     that the filter's ``background_efficiency`` finds every cut ``hltcard --bkg-eff`` wrote (ValueError: not
@@ -42,7 +50,7 @@ def efficiency_key(efficiency: str | float) -> str:
     except ValueError:
         v = math.nan
     if not 0 < v < 1:  # a number as the user wrote it (the schema made ``2`` a float: it said "got 2.0")
-        given = f"{efficiency:g}" if isinstance(efficiency, (int, float)) else repr(efficiency)
+        given = _as_written(efficiency) if isinstance(efficiency, (int, float)) else repr(efficiency)
         raise ValueError(f"background_efficiency: expected a number between 0 and 1 (exclusive) like 1e-2, "
                          f"got {given}")
     mant, exp = f"{v:e}".split("e")

@@ -83,7 +83,8 @@ def test_any_background_efficiency_the_card_holds():
 
 
 @pytest.mark.parametrize("given, said", [("2", "2"), ("0", "0"), ("-1", "-1"), ("1.5", "1.5"), ("1", "1"),
-                                         ("'2'", "'2'"), ("nan", "'nan'")])
+                                         ("'2'", "'2'"), ("nan", "'nan'"), ("123456789", "123456789"),
+                                         ("1.0000001", "1.0000001"), ("2.5e+20", "2.5e+20")])
 def test_an_efficiency_outside_0_1_is_one_configuration_line_with_the_value_as_written(given, said, capfd):
     """``background_efficiency: 2`` (a rate in percent, say): the schema had made it 2.0 before the check,
     and the line said "got 2.0", a value the user never wrote. Exit 2, the key and the value as given."""

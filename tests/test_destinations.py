@@ -773,6 +773,42 @@ def test_a_report_folder_file_over_an_input_is_refused_before_the_first_event(na
     assert source.read_bytes() == SAMPLE.read_bytes() and not out.exists() and not _temporaries(tmp_path)
 
 
+@pytest.mark.parametrize("dask", [False, True], ids=["local", "dask"])
+@pytest.mark.parametrize("named_as", ["input", "output"])
+def test_scores_root_is_claimed_with_the_report_set(named_as, dask, tmp_path, capfd) -> None:
+    """scores.root (each trigger filter's score histograms, written with the report set) was not claimed
+    with the set's other files: ``rep/scores.root`` a hard link to the input ran every event, then was
+    refused with exit 4 and no report at all; ``modules.out.file=rep/scores.root`` was silently replaced
+    by the histograms, exit 0: the job's events gone. Both refused before the first event, as for
+    timing.root, locally and on Dask."""
+    if dask:
+        pytest.importorskip("distributed")
+    config = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    source = tmp_path / "in.root"
+    source.write_bytes(SAMPLE.read_bytes())
+    out = tmp_path / "out.root"
+    if named_as == "input":
+        os.link(source, rep / "scores.root")
+        what, given = "report folder (--report-dir / options.reportDir)", rep / "scores.root"
+        why = f"is an input file of this job ({source}); writing it would replace what the job reads"
+    else:
+        out = rep / "scores.root"
+        what, given = "modules.out.file", out
+        why = ("is also written by report folder (--report-dir / options.reportDir); two outputs of one job "
+               "would overwrite each other")
+    code, _, errors = _run(capfd, str(config), *(["--dask", "2"] if dask else []), "-q", "-n", "40",
+                           f"source.files=[{source}]", "modules.vae.backend=onnxruntime", f"modules.out.file={out}",
+                           "--report-dir", str(rep))
+    assert code == 4
+    assert errors == [f"hltrun: error: {what}: {given} {why}: give the output another name"
+                      if named_as == "input" else f"hltrun: error: {what}: {given} {why}: give each its own name"]
+    assert source.read_bytes() == SAMPLE.read_bytes() and not _temporaries(tmp_path)
+    assert sorted(p.name for p in rep.iterdir()) == (["scores.root"] if named_as == "input" else [])
+    assert not (tmp_path / "out.root").exists()  # before the first event: the job's own output not written
+
+
 def test_an_input_named_as_a_report_file_the_job_does_not_write_is_read(tmp_path, capfd) -> None:
     """timing.root is written from a Timing service's histograms only: without one, an input of that name in
     the report folder is never replaced, so it is read, not refused."""

@@ -20,6 +20,7 @@ from hltrun.framework.executors.worker import _delta
 from hltrun.framework.report.html import _score_sections
 from hltrun.framework.report.validate import schema_problem
 from hltrun.framework.results import add_stream_summary, merge_counters
+from hltrun.framework.rates import Tally, rate
 from hltrun.framework.score_histogram import EDGES, ScoreHistogram, from_counters
 from hltrun.framework.services.rates import WEIGHTED_NOTE
 from hltrun.modules.rootio import write_nanoaod
@@ -247,10 +248,12 @@ def test_l1_turn_on_is_weighted_as_the_rates(tmp_path, sample, threads):
 
 def as_fixed_point(counters: dict) -> dict:
     """hltrun.json's readable weight sums (floats in weight units) back as the modules' fixed-point integers."""
+    from fractions import Fraction
+
     from hltrun.framework.weights import ONE, ONE2, is_fixed_point
 
-    return {k: round(v * (ONE2 if k.split(":", 1)[0].endswith("_w2") else ONE)) if is_fixed_point(k) else v
-            for k, v in counters.items()}
+    return {k: round(Fraction(v) * (ONE2 if k.split(":", 1)[0].endswith("_w2") else ONE)) if is_fixed_point(k)
+            else v for k, v in counters.items()}
 
 
 @pytest.mark.slow
@@ -372,3 +375,82 @@ def test_an_event_weight_that_is_no_number_fails_the_event_by_name():
     event.put_as("source", math.inf, "weight")
     with pytest.raises(ModuleError, match=r"module 'f': event weight 'source:weight' is inf \(run 1, lumi 2, event 3"):
         event_weight(event, "f")
+
+
+# ------------------------------------------------------------------------ weights of any size, held exactly
+
+
+def _filled(k: int, n: int, weight: float) -> dict:
+    """A histogram of ``n`` events of one ``weight``, ``k`` of them above the cut, as hltrun.json's entry."""
+    h = ScoreHistogram()
+    _fill(h, [5.0] * k + [0.5] * (n - k), [weight] * n)
+    return from_counters({**SETTINGS, **h.counters()})
+
+
+@pytest.mark.parametrize("weight", [0.1, 0.7, 1e30, 1e-20, 1e20, 2.5e-3, float(np.float32(0.1))])
+def test_weights_all_equal_give_the_unweighted_fraction_to_the_bit(weight):
+    """Every event of weight c: sum w passed / sum w is k / n exactly. Dividing the two sums, each rounded to
+    a float first, was one bit off for c = 0.1 (7 of 1300) and c = 1e30 (10 of 1000: 0.009999999999999998)."""
+    for k, n in ((7, 1300), (10, 1000), (1, 3), (96, 1300), (0, 5), (5, 5)):
+        entry = _filled(k, n, weight)
+        assert entry["fraction_passed"] == k / n, (weight, k, n)
+        assert entry["weights"]["total"]["sumw"] == pytest.approx(n * weight, rel=1e-15)
+        assert entry["weights"]["total"]["sumw2"] == pytest.approx(n * weight * weight, rel=1e-15)
+
+
+@pytest.mark.parametrize("weight", [1e-20, 1e-18, 5e-324, 1e-200])
+def test_tiny_weights_are_held_exactly(weight):
+    """Weights in units of 2^-64 made 1e-20 a 0 (sum of weights 0: the fraction "undefined") and 1e-18 an 18
+    (2.4 % off): every double is now a whole number of units."""
+    entry = _filled(3, 8, weight)
+    t = entry["weights"]["total"]
+    assert t["sumw"] == 8 * weight and t["sumw_passed"] == 3 * weight
+    assert entry["fraction_passed"] == 3 / 8
+    lo, hi = entry["fraction_interval_68"]
+    assert lo < 3 / 8 < hi  # a real interval: sum w^2 (1e-400 for 1e-200) scaled, not a float that underflows
+    want = rate(Tally(3, 3.0, 3.0), Tally(8, 8.0, 8.0), 1.0, interval=False)  # the same fraction, weights 1
+    assert entry["fraction_interval_68"] == pytest.approx([want.low_hz, want.high_hz], rel=1e-12)
+
+
+def test_l1_turn_on_with_tiny_weights_is_the_unweighted_one():
+    """The turn-on's bins with every weight 1e-20: sum w fired / sum w per bin is k / n (it was NaN: the
+    fixed-point sums were 0)."""
+    from hltrun.framework.services.rates import _weighted_turn_on
+    from hltrun.framework.weights import excess
+
+    dw, dw2 = excess(1e-20)
+    n, k = [40, 30, 9], [0, 12, 9]
+    counters = {}
+    for edge, ni, ki in zip((100, 125, 150), n, k):
+        counters.update({f"pt_all_w:{edge}": ni * dw, f"pt_all_w2:{edge}": ni * dw2,
+                         f"pt_fired_w:S:{edge}": ki * dw, f"pt_fired_w2:S:{edge}": ki * dw2})
+    eff, bounds = _weighted_turn_on(counters, "S", [100, 125, 150], n, k)
+    assert eff == [0.0, 0.4, 1.0]
+    assert all(lo <= e <= hi and hi > lo for e, (lo, hi) in zip(eff, bounds))
+
+
+def test_scores_root_global_statistics_are_a_weighted_histograms(tmp_path):
+    """uproot's own conversion wrote fEntries as the sum of weights and fTsumw2 as fTsumw: ROOT's GetEntries()
+    said 1.3e23 for 1,300 events of weight 1e20 and GetEffectiveEntries() (fTsumw^2 / fTsumw2) the sum of
+    weights. Now fEntries counts the events filled and fTsumw2 is the in-range sum of w^2; bins unchanged."""
+    from hltrun.framework.report.root_histograms import write_score_root
+
+    h = ScoreHistogram()
+    values, weights = [0.5, 4.0, 9.0, 2e6, -1.0] * 4 + [math.nan], [1e20, -3e20, 2e20, 5e19, 1e20] * 4 + [7e20]
+    _fill(h, values, weights)
+    h.no_score(4e20)
+    entry = from_counters({**SETTINGS, **h.counters()})
+    write_score_root(tmp_path, {"f": entry})
+    with uproot.open(tmp_path / "scores.root") as f:
+        for key, sel in (("all", [True] * 20), ("passed", [v > SETTINGS["threshold"] for v in values[:20]])):
+            th1 = f[f"f/{key}"]
+            w = np.array([x for x, s in zip(weights[:20], sel) if s])
+            v = np.array([x for x, s in zip(values[:20], sel) if s])
+            inside = (v >= EDGES[0]) & (v < EDGES[-1])  # fTsumw, fTsumw2: in range, as ROOT's
+            assert th1.member("fEntries") == len(w)  # NaN and no score are on no axis
+            assert th1.member("fTsumw") == pytest.approx(w[inside].sum(), rel=1e-12)
+            assert th1.member("fTsumw2") == pytest.approx((w[inside] ** 2).sum(), rel=1e-12)
+            np.testing.assert_allclose(th1.values(flow=True).sum(), w.sum(), rtol=1e-12)
+            np.testing.assert_allclose(th1.variances(flow=True).sum(), (w ** 2).sum(), rtol=1e-12)
+            boost = th1.to_boost()  # boost-histogram reads it back: the same sums
+            assert boost.sum(flow=True).value == pytest.approx(w.sum(), rel=1e-12)

@@ -149,7 +149,8 @@ def check_destinations(cfg: ProcessConfig, inputs: list[str], report_dir: Path |
     from ..signals import ModuleDescription
 
     if report_dir is not None:
-        check_report_folder(report_dir, [pc.cls(name, pc.params) for name, pc in cfg.services.items()])
+        check_report_folder(report_dir, [pc.cls(name, pc.params) for name, pc in cfg.services.items()],
+                            [pc.cls for pc in cfg.modules.values()])
     outputs = [(ModuleDescription(label, pc.type, pc.cls.kind, i), pc.cls(label, pc.params))
                for i, (label, pc) in enumerate(cfg.modules.items(), start=1) if issubclass(pc.cls, OutputModule)]
     check_outputs(dict.fromkeys(inputs), outputs)

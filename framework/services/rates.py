@@ -25,7 +25,7 @@ from ..rates import (LUMI_SECTION_S, MenuRates, Rate, Tally, TriggerPatterns, me
                      wilson_interval)
 from ..config import WEIGHT_TAG
 from ..service import Service
-from ..weights import total
+from ..weights import ONE, ONE2, fraction_tallies
 
 log = logging.getLogger("hltrun")
 # said beside the rates of a weighted sample: which figures weigh events and which count them (as CMSSW does)
@@ -277,9 +277,10 @@ def _weighted_turn_on(counters: Any, seed: str, edges: list[int], n: list[int],
     where the bin's weights sum to <= 0."""
     eff, bounds = [], []
     for e, ni, ki in zip(edges, n, k):
-        w, w2 = total(ni, counters.get(f"pt_all_w:{e}", 0), counters.get(f"pt_all_w2:{e}", 0))
-        wk, wk2 = total(ki, counters.get(f"pt_fired_w:{seed}:{e}", 0), counters.get(f"pt_fired_w2:{seed}:{e}", 0))
-        r = rate(Tally(ki, wk, wk2), Tally(ni, w, w2), 1.0, interval=False)
+        every = (ni * ONE + counters.get(f"pt_all_w:{e}", 0), ni * ONE2 + counters.get(f"pt_all_w2:{e}", 0))
+        fired = (ki * ONE + counters.get(f"pt_fired_w:{seed}:{e}", 0),
+                 ki * ONE2 + counters.get(f"pt_fired_w2:{seed}:{e}", 0))
+        r = rate(*fraction_tallies(ki, ni, fired, every), 1.0, interval=False)
         eff.append(r.fraction)
         bounds.append((r.low_hz, r.high_hz))
     return eff, bounds

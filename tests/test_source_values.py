@@ -165,10 +165,14 @@ def _weights(n: int, **bad: float) -> np.ndarray:
 
 @pytest.mark.parametrize("weights, line", [
     (_weights(N, e4=np.nan), r"holds nan at entry 4 of .*w.root: an event weight must be a finite number \(a NaN "
-                             r"or infinite one makes every rate it enters NaN\)$"),
+                             r"or infinite one makes every rate it enters NaN\) of magnitude at most 1e\+100 \(sums "
+                             r"of squared weights must fit a double\)$"),
     (_weights(N, e2=np.inf, e9=-np.inf, e20=np.nan), r"holds inf at entry 2 of .*w.root \(and 2 more of entries "
                                                      r"0-30\): an event weight must be a finite number"),
     (np.arange(N) % 2 == 0, r"is bool in .*w.root, not a number$"),
+    # a finite weight whose square overflows a double: the rates' Sumw2 ended the job in an internal error
+    (np.where(np.arange(N) == 6, 2e154, 1.0), r"holds 2e\+154 at entry 6 of .*w.root: an event weight must be a "
+                                              r"finite number .* of magnitude at most 1e\+100 \(sums of squared"),
 ])
 def test_nonfinite_weight_is_refused_at_begin_job(tmp_path, weights, line):
     """A NaN or infinite genWeight made every weighted rate NaN (hltrun.json: null, report.html: nan) in a job

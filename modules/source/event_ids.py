@@ -39,6 +39,11 @@ def one_per_event(array: ak.Array, name: str, role: str, setting: str, path: str
                           f"{got} in {path}")
 
 
+# no generator weight comes near it (cross sections in pb, NLO signs); past ~1.3e154 the squared weights of the
+# rates' Sumw2 overflowed a double: the job ended in "internal error: OverflowError", exit 1, with no report
+MAX_WEIGHT = 1e100
+
+
 def weight_values(array: ak.Array, name: str, path: str, first_entry: int) -> np.ndarray:
     """The weight branch's values as float64, once every one is a finite number. A NaN or infinite
     generator weight would make every rate and weighted figure it enters NaN (sums of weights), without a
@@ -52,14 +57,16 @@ def weight_values(array: ak.Array, name: str, path: str, first_entry: int) -> np
         raise SourceError(f"source: weight branch '{name}' ({setting}) is {values.dtype.name} in {path}, not a "
                           "number", first_entry=first_entry)
     values = values.astype(np.float64, copy=False)
-    bad = np.flatnonzero(~np.isfinite(values))
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~(np.abs(values) <= MAX_WEIGHT))  # NaN compares False: caught with the infinities
     if len(bad):
         at = int(bad[0])
         more = f" (and {len(bad) - 1} more of entries {first_entry}-{first_entry + len(values)})" if len(bad) > 1 \
             else ""
         raise SourceError(f"source: weight branch '{name}' ({setting}) holds {values[at].item()!r} at entry "
                           f"{first_entry + at} of {path}{more}: an event weight must be a finite number (a NaN or "
-                          "infinite one makes every rate it enters NaN)", first_entry=first_entry)
+                          "infinite one makes every rate it enters NaN) of magnitude at most "
+                          f"{MAX_WEIGHT:.0e} (sums of squared weights must fit a double)", first_entry=first_entry)
     return values
 
 

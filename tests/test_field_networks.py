@@ -408,11 +408,12 @@ def test_torch_recurrent_layers_match_onnxruntime(torch_recurrent, config, engin
 
 
 def _recurrent_onnx(path: Path, op: str, hidden: int, attrs: dict, *, bias: bool = True, states: bool = True,
-                    peepholes: bool = False, seed: int = 0, layout: int = 0) -> Path:
+                    peepholes: bool = False, seed: int = 0, layout: int = 0, lens: str = "input") -> Path:
     """One ONNX ``op`` node over x (N, 7, 3), fed time-major (a Transpose; ``layout`` 1: batch-major as it is),
     its ``sequence_lens`` each jet's count of real constituents (pT > 0: the padded ones left out, as a user feeds
-    them), every output flattened per jet into y (N, ...), the same values whatever the layout. Weights from their
-    own generator (the same whichever test ran before)."""
+    them; ``lens`` "full": 7 for every jet, from the input's shape; "none": no sequence_lens), every output
+    flattened per jet into y (N, ...), the same values whatever the layout. Weights from their own generator (the
+    same whichever test ran before)."""
     rng = np.random.default_rng(seed)
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
     dirs = 2 if attrs.get("direction") == "bidirectional" else 1
@@ -440,6 +441,13 @@ def _recurrent_onnx(path: Path, op: str, hidden: int, attrs: dict, *, bias: bool
              helper.make_node("Cast", ["real"], ["realf"], to=TensorProto.INT32),
              helper.make_node("ReduceSum", ["realf", "axes"], ["lens"], keepdims=0)]
     inits += [numpy_helper.from_array(np.float32(0), "zero"), _i64("axes", [1, 2])]
+    if lens == "none":
+        ins[4] = ""
+    elif lens == "full":  # every jet its 7 steps: a constant of the batch size, as some exporters write it
+        nodes += [helper.make_node("Shape", ["x"], ["xs_l"], end=1),
+                  helper.make_node("Expand", ["seven", "xs_l"], ["full"])]
+        inits.append(numpy_helper.from_array(np.asarray([7], np.int32), "seven"))
+        ins[4] = "full"
     if states:  # the states' batch axis from the input: (dirs, N, hidden)
         nodes += [helper.make_node("Shape", ["x"], ["xs"]), helper.make_node("Slice", ["xs", "zero_i", "one"], ["n"]),
                   helper.make_node("Concat", ["n", "d", "h"] if layout else ["d", "n", "h"], ["sshape"], axis=0)]
@@ -498,17 +506,131 @@ def test_recurrent_forms_with_sequence_lengths_match_onnxruntime(form, engine, t
     _against_onnxruntime(engine, path, _jets_of_lengths([7, 3, 0, 1, 5]))
 
 
+# the forms PyTorch's own nn.LSTM / nn.GRU / nn.RNN compute (PyTorch runs them as that layer): every jet its full
+# length, the default activations (an RNN's Relu too), no peepholes, no clip, a GRU's linear_before_reset 1
+PLAIN_FORMS = [  # (id, op, attributes, keyword arguments of _recurrent_onnx)
+    ("lstm-bi-states", "LSTM", {"direction": "bidirectional"}, {"lens": "none"}),
+    ("lstm-reverse-no-bias-no-states", "LSTM", {"direction": "reverse"},
+     {"lens": "none", "bias": False, "states": False}),
+    ("lstm-full-lengths-activations-named", "LSTM", {"activations": ["Sigmoid", "Tanh", "Tanh"]}, {"lens": "full"}),
+    ("gru-bi-states", "GRU", {"direction": "bidirectional", "linear_before_reset": 1}, {"lens": "none"}),
+    ("gru-reverse-no-states", "GRU", {"direction": "reverse", "linear_before_reset": 1},
+     {"lens": "none", "states": False}),
+    ("rnn-bi-relu", "RNN", {"direction": "bidirectional", "activations": ["Relu", "Relu"]}, {"lens": "none"}),
+    ("rnn-reverse-no-bias-full-lengths", "RNN", {"direction": "reverse"}, {"lens": "full", "bias": False}),
+]
+_FUSED_NODES = {"LSTM": "aten::lstm", "GRU": "aten::gru", "RNN": ("aten::rnn_tanh", "aten::rnn_relu")}
+
+
+@pytest.mark.parametrize("engine", TRANSLATED)
+@pytest.mark.parametrize("form", PLAIN_FORMS, ids=[f[0] for f in PLAIN_FORMS])
+def test_forms_pytorch_has_a_layer_for_match_onnxruntime(form, engine, tmp_path):
+    """The forms PyTorch runs as its own ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (weights reordered from ONNX's iofc / zrh,
+    both biases, initial states, a reverse-only direction, an RNN's Relu) give ONNX Runtime's values; JAX's scan
+    the same."""
+    _, op, attrs, kwargs = form
+    _against_onnxruntime(engine, _recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs),
+                         _jets_of_lengths([7, 3, 0, 1, 5]))
+
+
+def _traced_kinds(path: Path, n: int) -> list[str]:
+    """The node kinds of the PyTorch backend's trace of ``path`` for a bucket of ``n`` jets (the CPU's executor)."""
+    import warnings
+
+    import torch
+
+    from hltrun.modules.inference.onnx_torch import translate
+
+    example = torch.from_numpy(_jets_of_lengths([7, 3, 0, 1, 5] * (n // 5 + 1))[:n])
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(translate(path).specialize(example), (example,), check_trace=False)
+    return [node.kind() for node in traced.inlined_graph.nodes()]
+
+
+@pytest.mark.parametrize("form", PLAIN_FORMS, ids=[f[0] for f in PLAIN_FORMS])
+def test_pytorch_traces_a_plain_recurrent_node_as_one_layer_op(form, tmp_path):
+    """Until 2026-12-07 PyTorch's trace unrolled every cell step (a sigmoid, tanh, matmul ... per constituent, per
+    bucket: a 2-layer bidirectional LSTM over 100 constituents took ~8 s to trace per bucket and ran ~100x slower
+    than ONNX Runtime); the forms ``nn.LSTM``/``nn.GRU``/``nn.RNN`` compute are now one ``aten::lstm`` (``gru``,
+    ``rnn_tanh``, ``rnn_relu``) node, nothing per step."""
+    pytest.importorskip("torch")
+    _, op, attrs, kwargs = form
+    kinds = _traced_kinds(_recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs), 5)
+    fused = _FUSED_NODES[op]
+    assert sum(k in fused for k in kinds) == 1, kinds
+    assert not {"aten::sigmoid", "aten::tanh", "aten::relu"} & set(kinds), kinds
+
+
+@pytest.mark.parametrize("config", RECURRENT, ids=[f"{c}-{n}layer{'-bi' if b else ''}" for c, n, b in RECURRENT])
+def test_pytorch_traces_torch_exported_layers_as_their_own_op(torch_recurrent, config):
+    """What torch.onnx writes for ``nn.LSTM``/``nn.GRU``/``nn.RNN`` goes back into them: one op per layer."""
+    op, layers, _ = config
+    kinds = _traced_kinds(torch_recurrent[config], 3)
+    assert sum(k in _FUSED_NODES[op] for k in kinds) == layers, kinds
+    assert not {"aten::sigmoid", "aten::tanh"} & set(kinds), kinds
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_a_decoder_started_from_the_encoders_states_matches_onnxruntime(cell, tmp_path):
+    """A sequence-to-sequence autoencoder: the decoder's initial states are the encoder's last ones (tensors of the
+    input, not folded constants); both layers are PyTorch's own op, the values ONNX Runtime's."""
+    torch = pytest.importorskip("torch")
+
+    class Seq2Seq(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = getattr(torch.nn, cell)(3, 5, batch_first=True, bidirectional=True)
+            self.dec = getattr(torch.nn, cell)(3, 5, batch_first=True, bidirectional=True)
+
+        def forward(self, x):
+            _, state = self.enc(x)
+            y, _ = self.dec(x.flip(1), state)
+            return y.flatten(1)
+
+    torch.manual_seed(1)
+    path = tmp_path / "s2s.onnx"
+    torch.onnx.export(Seq2Seq().eval(), (torch.zeros(2, 7, 3),), str(path), dynamo=False, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, opset_version=17)
+    assert sum(k == _FUSED_NODES[cell] for k in _traced_kinds(path, 5)) == 2
+    _against_onnxruntime("torch", path, RNG.normal(size=(4, 7, 3)).astype(np.float32))
+
+
+RECURRENT_LOOPED = [  # forms PyTorch's layers do not compute: the step loop, on PyTorch too
+    ("jets-own-lengths", "LSTM", {}, {}),
+    ("peepholes", "LSTM", {}, {"lens": "none", "peepholes": True}),
+    ("clip", "GRU", {"linear_before_reset": 1, "clip": 2.0}, {"lens": "none"}),
+    ("reset-gate-before-product", "GRU", {}, {"lens": "none"}),
+    ("activations", "RNN", {"activations": ["Sigmoid"]}, {"lens": "none"}),
+    ("rnn-mixed-activations", "RNN", {"direction": "bidirectional", "activations": ["Relu", "Tanh"]}, {"lens": "none"}),
+]
+
+
+@pytest.mark.parametrize("form", RECURRENT_LOOPED, ids=[f[0] for f in RECURRENT_LOOPED])
+def test_pytorch_keeps_the_step_loop_for_forms_its_layers_do_not_compute(form, tmp_path):
+    """Jets of their own lengths (``pack_padded_sequence`` would sync with the host), peepholes, ``clip``,
+    ``linear_before_reset`` 0, other activations: no layer op in the trace, and the values are ONNX Runtime's."""
+    pytest.importorskip("torch")
+    _, op, attrs, kwargs = form
+    path = _recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs)
+    kinds = _traced_kinds(path, 5)
+    assert not any(k in _FUSED_NODES[op] for k in kinds), kinds
+    _against_onnxruntime("torch", path, _jets_of_lengths([7, 3, 0, 1, 5]))
+
+
 @pytest.mark.parametrize("engine", TRANSLATED)
 @pytest.mark.parametrize("op", ["LSTM", "GRU"])
-def test_batch_major_layout_gives_the_time_major_values(op, engine, tmp_path):
+@pytest.mark.parametrize("lens", ["input", "none"])
+def test_batch_major_layout_gives_the_time_major_values(op, engine, lens, tmp_path):
     """``layout: 1`` (batch-major X, Y and states) has no ONNX Runtime to check it against (its CPU kernels refuse
     it: "Batchwise recurrent operations (layout == 1) are not supported"): the same weights time-major on ONNX
-    Runtime give the values."""
+    Runtime give the values (the step loop with lengths and peepholes; PyTorch's layer without them)."""
     import onnxruntime as ort
 
-    attrs = {"direction": "bidirectional"}
-    time_major = onnx.load(str(_recurrent_onnx(tmp_path / "t.onnx", op, 4, attrs, peepholes=op == "LSTM")))
-    batch_major = _recurrent_onnx(tmp_path / "b.onnx", op, 4, attrs, peepholes=op == "LSTM", layout=1)
+    attrs = {"direction": "bidirectional", **({"linear_before_reset": 1} if op == "GRU" and lens == "none" else {})}
+    peep = op == "LSTM" and lens == "input"
+    time_major = onnx.load(str(_recurrent_onnx(tmp_path / "t.onnx", op, 4, attrs, peepholes=peep, lens=lens)))
+    batch_major = _recurrent_onnx(tmp_path / "b.onnx", op, 4, attrs, peepholes=peep, layout=1, lens=lens)
     x = _jets_of_lengths([7, 3, 0, 1, 5])
     ref = ort.InferenceSession(time_major.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = _translated(engine, batch_major, onnx.load(str(batch_major)), x)
@@ -516,10 +638,12 @@ def test_batch_major_layout_gives_the_time_major_values(op, engine, tmp_path):
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU"])
-def test_a_recurrent_graph_after_two_runs_is_capturable(op, tmp_path):
+@pytest.mark.parametrize("lens", ["input", "none"])
+def test_a_recurrent_graph_after_two_runs_is_capturable(op, lens, tmp_path):
     """What PyTorch's GPU backend captures as a CUDA graph per bucket is the specialised graph's third run: with
-    ``sequence_lens`` from the input, initial states and both directions, that run makes no tensor from host data
-    and syncs nothing with the host (checked on the CPU, as for the shipped models)."""
+    ``sequence_lens`` from the input (the step loop) or without (PyTorch's own layer), initial states and both
+    directions, that run makes no tensor from host data, no new layer, and syncs nothing with the host (checked
+    on the CPU, as for the shipped models)."""
     torch = pytest.importorskip("torch")
     from torch.overrides import TorchFunctionMode
 
@@ -535,14 +659,16 @@ def test_a_recurrent_graph_after_two_runs_is_capturable(op, tmp_path):
             self.names.add(getattr(func, "__name__", str(func)))
             return func(*args, **(kwargs or {}))
 
-    graph = translate(_recurrent_onnx(tmp_path / "r.onnx", op, 4, {"direction": "bidirectional"}, peepholes=op == "LSTM"))
+    attrs = {"direction": "bidirectional", **({"linear_before_reset": 1} if op == "GRU" and lens == "none" else {})}
+    graph = translate(_recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, peepholes=op == "LSTM" and lens == "input",
+                                      lens=lens))
     with torch.inference_mode():
         for bucket in (1, 5):
             example = torch.from_numpy(_jets_of_lengths([7, 3, 0, 1, 5][:bucket]))
             run = graph.specialize(example)
             run(example), run(example)
-            lifted = len(graph.kernels.xp._lifted)
+            lifted, layers = len(graph.kernels.xp._lifted), len(graph.kernels._layers)
             with Calls() as calls:
                 run(example)
-            assert len(graph.kernels.xp._lifted) == lifted, bucket
+            assert (len(graph.kernels.xp._lifted), len(graph.kernels._layers)) == (lifted, layers), bucket
             assert not calls.names & _HOST_CALLS, (bucket, calls.names & _HOST_CALLS)

@@ -773,6 +773,17 @@ _HOST_CALLS = {"tensor", "as_tensor", "from_numpy", "asarray", "scalar_tensor", 
                "__bool__", "__int__", "__float__", "numpy", "masked_select"}
 
 
+def test_fp32_only_names_cudnn_recurrent_layers_too():
+    """The translator runs ``nn.LSTM``/``nn.GRU`` (cuDNN's RNNs on a GPU), whose ``fp32_precision`` PyTorch 2.9+
+    defaults to tf32: set to ieee beside matmul's and the convolutions', and named in ``describe()['fp32']``."""
+    from hltrun.modules.inference.torch_backend import fp32_only
+
+    if not hasattr(getattr(torch.backends.cudnn, "rnn", None), "fp32_precision"):
+        pytest.skip(f"torch {torch.__version__} has no torch.backends.cudnn.rnn.fp32_precision")
+    settings = fp32_only(torch)
+    assert settings["cudnn.rnn.fp32_precision"] == "ieee" == torch.backends.cudnn.rnn.fp32_precision
+
+
 @pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
 def test_torch_graph_after_two_runs_is_capturable(model):
     """What the GPU backend captures per bucket is the specialised graph's third run (two warm-up runs

@@ -62,6 +62,13 @@ class Kernels(ABC):
             ys.append(y)
         return carry, _xp(self, *ys).stack(ys, axis=0)
 
+    def recurrent_layer(self, op: str, x: Any, w: Any, r: Any, b: Any, h0: Any, c0: Any, *, reverse: bool,
+                        nonlinearity: str) -> tuple[Any, Any, Any] | None:
+        """The engine's own fused layer for the forms ``_fused_form`` lets through (time-major ``x``, ONNX's
+        weights and states, every jet its full length): (Y as (seq, dirs, batch, hidden), Y_h, Y_c or None).
+        None: the engine has none, the step loop (``scan``) runs it; JAX's ``lax.scan`` already compiles one step."""
+        return None
+
     @abstractmethod
     def scatter(self, data: Any, indices: Any, updates: Any, axis: int, reduction: str) -> Any:
         """ONNX ScatterElements on a copy of ``data``: non-negative integer ``indices`` shaped as ``updates``;
@@ -1075,12 +1082,31 @@ def _reverse_within(k: Kernels, x: Any, lengths: Any | None) -> Any:
     return xp.take_along_axis(x, idx, axis=0)
 
 
+def _fused_form(op: str, n_dirs: int, attrs: dict[str, Any], peepholes: Any, clip: float | None,
+                input_forget: int, linear_before_reset: int, lengths: Any, seq: int) -> str | None:
+    """The nonlinearity (``tanh``/``relu``) when the node is what PyTorch's ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``
+    compute, else None: the default activations (an RNN's Tanh or Relu, the same both ways), no peepholes, no
+    ``clip``, ``input_forget`` 0, a GRU's reset gate after its product (``linear_before_reset`` 1: PyTorch's only
+    GRU), and every jet its full length (``sequence_lens`` absent or all the sequence: a folded constant). Jets of
+    their own lengths keep the step loop: PyTorch wants them packed, and ``pack_padded_sequence`` takes the
+    lengths on the host (a device-to-host sync per call, which no CUDA graph can capture)."""
+    if peepholes is not None or clip is not None or input_forget or (op == "GRU" and not linear_before_reset):
+        return None
+    if lengths is not None and not (_is_static(lengths) and bool(np.all(np.asarray(lengths) == seq))):
+        return None
+    names = [n.decode() if isinstance(n, bytes) else n for n in attrs.get("activations") or []]
+    names = names or list(_CELL_DEFAULTS[op]) * n_dirs
+    if op == "RNN" and names in (["Tanh"] * n_dirs, ["Relu"] * n_dirs):
+        return names[0].lower()
+    return "tanh" if names == list(_CELL_DEFAULTS[op]) * n_dirs else None
+
+
 def _recurrent(op: str) -> OpFn:
     """ONNX LSTM / GRU / RNN (every direction, ``layout`` 0 and 1, initial states, ``sequence_lens``, peepholes,
-    ``clip``, the cell activations and their alphas): the input product X W^T + biases for every step at
-    once, then the recurrence through ``Kernels.scan`` (``lax.scan`` on JAX: one compiled step; a loop on
-    PyTorch). Past a jet's ``sequence_lens`` its state is held and its Y is zero, as ONNX Runtime gives."""
-    n_gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    ``clip``, the cell activations and their alphas). The forms an engine has its own layer for (``_fused_form``:
+    PyTorch's ``nn.LSTM``/``nn.GRU``/``nn.RNN``, one op in a trace) run as that layer (``Kernels.recurrent_layer``);
+    the others, and JAX's, as a step loop (``_step_loop``). Past a jet's ``sequence_lens`` its state is held and
+    its Y is zero, as ONNX Runtime gives."""
 
     def run(k: Kernels, x: Any, w: Any, r: Any, b: Any = None, lengths: Any = None, h0: Any = None,
             c0: Any = None, peepholes: Any = None, *, hidden_size: int | None = None, direction: str = "forward",
@@ -1102,73 +1128,86 @@ def _recurrent(op: str) -> OpFn:
             h0 = _xp(k, h0).permute_dims(h0, (1, 0, 2)) if h0 is not None else None
             c0 = _xp(k, c0).permute_dims(c0, (1, 0, 2)) if c0 is not None else None
         seq, batch = int(x.shape[0]), int(x.shape[1])
-        zeros = np.zeros((batch, hidden), np.float32)
-        mask = None
-        if lengths is not None:
-            t = np.arange(seq, dtype=np.int64).reshape(seq, 1, 1)
-            n = lengths if not _is_static(lengths) else np.asarray(lengths, np.int64)
-            mask = _xp(k, n).less(t, _xp(k, n).reshape(n, (1, batch, 1)))  # (seq, batch, 1): a real step
-        ys, hs, cs = [], [], []
-        for d, backward in enumerate(dirs):
-            wd, rd = w[d], r[d]
-            xw = _matmul(k, x, _transpose(k, wd))  # (seq, batch, gates * hidden)
-            bias = None
-            rbh = None
-            if b is not None:
-                wb, rb = b[d][: n_gates * hidden], b[d][n_gates * hidden:]
-                if op == "GRU" and linear_before_reset:  # Rb_h stays inside the reset gate's product
-                    rbh = rb[2 * hidden:]
-                    rb = _xp(k, rb).concat([rb[: 2 * hidden], _xp(k, rb).zeros_like(rbh)], axis=0)
-                bias = _xp(k, wb, rb).add(wb, rb)
-            if rbh is None:
-                rbh = np.zeros(hidden, np.float32)
-            if bias is not None:
-                xw = _xp(k, xw, bias).add(xw, bias)
-            if backward:
-                xw = _reverse_within(k, xw, lengths)
-            rt = _transpose(k, rd)
-            h = h0[d] if h0 is not None else zeros
-            c = c0[d] if c0 is not None else zeros
-            act = acts[d]
-            peep = None
-            if peepholes is not None:
-                peep = tuple(_gates(k, peepholes[d], 3))
-            if op == "LSTM":
-                def step(carry: tuple[Any, ...], xs: tuple[Any, ...], rt=rt, peep=peep, act=act) -> tuple[Any, Any]:
-                    hp, cp = carry
-                    hn, cn = _lstm_step(k, hp, cp, xs[0], rt, peep, act, clip, input_forget)
-                    m = xs[1] if len(xs) > 1 else None
-                    hn, cn = _masked(k, m, hn, hp), _masked(k, m, cn, cp)
-                    return (hn, cn), (hn if m is None else _xp(k, m, hn).where(m, hn, _xp(k, hn).zeros_like(hn)))
-                carry0: tuple[Any, ...] = (h, c)
-            else:
-                def step(carry: tuple[Any, ...], xs: tuple[Any, ...], rt=rt, act=act, rbh=rbh) -> tuple[Any, Any]:
-                    hp, = carry
-                    hn = (_gru_step(k, hp, xs[0], rt, rbh, act, clip, linear_before_reset) if op == "GRU"
-                          else _rnn_step(k, hp, xs[0], rt, act, clip))
-                    m = xs[1] if len(xs) > 1 else None
-                    hn = _masked(k, m, hn, hp)
-                    return (hn,), (hn if m is None else _xp(k, m, hn).where(m, hn, _xp(k, hn).zeros_like(hn)))
-                carry0 = (h,)
-            steps = (xw,) if mask is None else (xw, mask)
-            final, y = k.scan(step, carry0, steps)
-            if mask is not None:  # a jet of no step at all ends with zero states, not its initial ones (ONNX Runtime)
-                final = tuple(_masked(k, mask[0] if seq else None, f, _xp(k, f).zeros_like(f)) for f in final)
-            if backward:
-                y = _reverse_within(k, y, lengths)
-            ys.append(y)
-            hs.append(final[0])
-            if op == "LSTM":
-                cs.append(final[1])
-        yp = _xp(k, *ys)
-        y = yp.stack(ys, axis=1)  # (seq, dirs, batch, hidden)
-        y_h, y_c = _xp(k, *hs).stack(hs, axis=0), (_xp(k, *cs).stack(cs, axis=0) if cs else None)
+        how = _fused_form(op, len(dirs), acts_attrs, peepholes, clip, input_forget, linear_before_reset, lengths, seq)
+        fused = None if how is None or _is_static(x) else k.recurrent_layer(
+            op, x, w, r, b, h0, c0, reverse=dirs == (True,), nonlinearity=how)
+        y, y_h, y_c = fused if fused is not None else _step_loop(
+            k, op, x, w, r, b, lengths, h0, c0, peepholes, dirs, acts, clip, input_forget, linear_before_reset)
         if layout:
-            y = yp.permute_dims(y, (2, 0, 1, 3))
+            y = _xp(k, y).permute_dims(y, (2, 0, 1, 3))
             y_h = _xp(k, y_h).permute_dims(y_h, (1, 0, 2))
             y_c = _xp(k, y_c).permute_dims(y_c, (1, 0, 2)) if y_c is not None else None
         return (y, y_h, y_c) if op == "LSTM" else (y, y_h)
     return run
+
+
+def _step_loop(k: Kernels, op: str, x: Any, w: Any, r: Any, b: Any, lengths: Any, h0: Any, c0: Any,
+               peepholes: Any, dirs: tuple[bool, ...], acts: list[list[Any]], clip: float | None, input_forget: int,
+               linear_before_reset: int) -> tuple[Any, Any, Any]:
+    """Every form, one cell step at a time through ``Kernels.scan``: time-major ``x``; (Y, Y_h, Y_c or None)."""
+    n_gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    hidden = int(r.shape[-1])
+    seq, batch = int(x.shape[0]), int(x.shape[1])
+    zeros = np.zeros((batch, hidden), np.float32)
+    mask = None
+    if lengths is not None:
+        t = np.arange(seq, dtype=np.int64).reshape(seq, 1, 1)
+        n = lengths if not _is_static(lengths) else np.asarray(lengths, np.int64)
+        mask = _xp(k, n).less(t, _xp(k, n).reshape(n, (1, batch, 1)))  # (seq, batch, 1): a real step
+    ys, hs, cs = [], [], []
+    for d, backward in enumerate(dirs):
+        wd, rd = w[d], r[d]
+        xw = _matmul(k, x, _transpose(k, wd))  # (seq, batch, gates * hidden)
+        bias = None
+        rbh = None
+        if b is not None:
+            wb, rb = b[d][: n_gates * hidden], b[d][n_gates * hidden:]
+            if op == "GRU" and linear_before_reset:  # Rb_h stays inside the reset gate's product
+                rbh = rb[2 * hidden:]
+                rb = _xp(k, rb).concat([rb[: 2 * hidden], _xp(k, rb).zeros_like(rbh)], axis=0)
+            bias = _xp(k, wb, rb).add(wb, rb)
+        if rbh is None:
+            rbh = np.zeros(hidden, np.float32)
+        if bias is not None:
+            xw = _xp(k, xw, bias).add(xw, bias)
+        if backward:
+            xw = _reverse_within(k, xw, lengths)
+        rt = _transpose(k, rd)
+        h = h0[d] if h0 is not None else zeros
+        c = c0[d] if c0 is not None else zeros
+        act = acts[d]
+        peep = None
+        if peepholes is not None:
+            peep = tuple(_gates(k, peepholes[d], 3))
+        if op == "LSTM":
+            def step(carry: tuple[Any, ...], xs: tuple[Any, ...], rt=rt, peep=peep, act=act) -> tuple[Any, Any]:
+                hp, cp = carry
+                hn, cn = _lstm_step(k, hp, cp, xs[0], rt, peep, act, clip, input_forget)
+                m = xs[1] if len(xs) > 1 else None
+                hn, cn = _masked(k, m, hn, hp), _masked(k, m, cn, cp)
+                return (hn, cn), (hn if m is None else _xp(k, m, hn).where(m, hn, _xp(k, hn).zeros_like(hn)))
+            carry0: tuple[Any, ...] = (h, c)
+        else:
+            def step(carry: tuple[Any, ...], xs: tuple[Any, ...], rt=rt, act=act, rbh=rbh) -> tuple[Any, Any]:
+                hp, = carry
+                hn = (_gru_step(k, hp, xs[0], rt, rbh, act, clip, linear_before_reset) if op == "GRU"
+                      else _rnn_step(k, hp, xs[0], rt, act, clip))
+                m = xs[1] if len(xs) > 1 else None
+                hn = _masked(k, m, hn, hp)
+                return (hn,), (hn if m is None else _xp(k, m, hn).where(m, hn, _xp(k, hn).zeros_like(hn)))
+            carry0 = (h,)
+        steps = (xw,) if mask is None else (xw, mask)
+        final, y = k.scan(step, carry0, steps)
+        if mask is not None:  # a jet of no step at all ends with zero states, not its initial ones (ONNX Runtime)
+            final = tuple(_masked(k, mask[0] if seq else None, f, _xp(k, f).zeros_like(f)) for f in final)
+        if backward:
+            y = _reverse_within(k, y, lengths)
+        ys.append(y)
+        hs.append(final[0])
+        if op == "LSTM":
+            cs.append(final[1])
+    y = _xp(k, *ys).stack(ys, axis=1)  # (seq, dirs, batch, hidden)
+    return y, _xp(k, *hs).stack(hs, axis=0), (_xp(k, *cs).stack(cs, axis=0) if cs else None)
 
 
 OPS: dict[str, OpFn] = {

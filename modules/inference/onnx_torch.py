@@ -127,6 +127,61 @@ class TorchKernels(Kernels):
         self.torch, self.F, self.device = torch, F, device
         self.xp = TorchNamespace()
         self._index: dict[tuple[int, int, int, int], Any] = {}
+        self._layers: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # key -> (the ONNX weights, their nn module)
+
+    def recurrent_layer(self, op: str, x: Any, w: Any, r: Any, b: Any, h0: Any, c0: Any, *, reverse: bool,
+                        nonlinearity: str) -> tuple[Any, Any, Any] | None:
+        """PyTorch's own ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (one ``aten::lstm`` node in a trace, cuDNN on a GPU)
+        with the ONNX weights reordered into it, made once per weight set and device; a reverse-only layer runs
+        on the input flipped in time. Weights that depend on the input: None (the step loop)."""
+        torch = self.torch
+        if any(isinstance(v, torch.Tensor) for v in (w, r, b)):
+            return None
+        layer = self._layer(op, w, r, b, nonlinearity, x.device)
+        dirs, hidden = int(w.shape[0]), int(r.shape[-1])
+        if reverse:
+            x = torch.flip(x, (0,))
+        state = None
+        if h0 is not None or c0 is not None:
+            shape = (dirs, int(x.shape[1]), hidden)
+            h, c = (self.xp.lift(s, x).contiguous() if s is not None else x.new_zeros(shape) for s in (h0, c0))
+            state = (h, c) if op == "LSTM" else h
+        y, last = layer(x, state)  # y: (seq, batch, dirs * hidden)
+        if reverse:
+            y = torch.flip(y, (0,))
+        y = y.reshape(y.shape[0], y.shape[1], dirs, hidden).permute(0, 2, 1, 3)  # ONNX's (seq, dirs, batch, hidden)
+        return (y, *last) if op == "LSTM" else (y, last, None)
+
+    def _layer(self, op: str, w: Any, r: Any, b: Any, nonlinearity: str, device: Any) -> Any:
+        """The ``nn`` module holding ONNX's W, R, B: gates iofc -> PyTorch's ifgo (LSTM), zrh -> rzn (GRU, whose
+        ``linear_before_reset`` 1 is PyTorch's only form), W_b and R_b as ``bias_ih`` and ``bias_hh``."""
+        weights = (_static_key(np.asarray(v)) if v is not None else None for v in (w, r, b))
+        key = (op, nonlinearity, str(device), *weights)
+        hit = self._layers.get(key)
+        if hit is not None:
+            return hit[-1]
+        torch = self.torch
+        dirs, n_in, hidden = int(w.shape[0]), int(w.shape[-1]), int(r.shape[-1])
+        order = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2), "RNN": (0,)}[op]
+
+        def gates(a: np.ndarray) -> Any:  # the gate blocks of a's first axis in PyTorch's order
+            return torch.from_numpy(np.concatenate([a[g * hidden:(g + 1) * hidden] for g in order]).astype(np.float32))
+
+        kind = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN}[op]
+        extra = {"nonlinearity": nonlinearity} if op == "RNN" else {}
+        with torch.inference_mode(False), torch.no_grad():  # ordinary parameters (made in the backend's inference mode)
+            layer = kind(n_in, hidden, bias=b is not None, bidirectional=dirs == 2, **extra)
+            for d, suffix in enumerate(("_l0", "_l0_reverse")[:dirs]):
+                getattr(layer, "weight_ih" + suffix).copy_(gates(np.asarray(w[d])))
+                getattr(layer, "weight_hh" + suffix).copy_(gates(np.asarray(r[d])))
+                if b is not None:
+                    wb, rb = np.split(np.asarray(b[d]), 2)
+                    getattr(layer, "bias_ih" + suffix).copy_(gates(wb))
+                    getattr(layer, "bias_hh" + suffix).copy_(gates(rb))
+            layer = layer.to(device).eval().requires_grad_(False)
+            layer.flatten_parameters()  # one weight buffer, as cuDNN wants it (nothing on the CPU)
+        self._layers[key] = (w, r, b, layer)
+        return layer
 
     def take_slice(self, x: Any, index: tuple[slice, ...]) -> Any:
         """PyTorch has no negative slice steps: such an axis becomes an index_select of the same positions."""
@@ -146,6 +201,7 @@ class TorchKernels(Kernels):
         """Drop the device copies of the static values (the backend's close)."""
         self.xp.forget()
         self._index.clear()
+        self._layers.clear()
 
     def full(self, dims: Sequence[int], value: Any, dtype: np.dtype) -> Any:
         return self.torch.full(tuple(dims), value.item() if hasattr(value, "item") else value,

@@ -225,13 +225,16 @@ class TorchBackend(BucketedBackend):
 
 
 def fp32_only(torch: Any) -> dict[str, str]:
-    """TF32 off for matrix products and cuDNN convolutions (process-wide in PyTorch): the legacy
-    ``allow_tf32`` flags, and the ``fp32_precision`` settings that replace them from PyTorch 2.9 where
-    they exist. Returns the settings in force, for ``describe()``."""
+    """TF32 off for matrix products, cuDNN convolutions and cuDNN's recurrent layers (``nn.LSTM``/``nn.GRU``, which
+    the translator runs; ``cudnn.rnn`` defaults to tf32) process-wide in PyTorch: the legacy ``allow_tf32``
+    flags, and the ``fp32_precision`` settings that replace them from PyTorch 2.9 where they exist. Returns the
+    settings in force, for ``describe()``."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     settings = {"matmul.allow_tf32": "False", "cudnn.allow_tf32": "False"}
-    for name, owner in (("matmul", torch.backends.cuda.matmul), ("cudnn.conv", getattr(torch.backends.cudnn, "conv", None))):
+    cudnn = torch.backends.cudnn
+    for name, owner in (("matmul", torch.backends.cuda.matmul), ("cudnn.conv", getattr(cudnn, "conv", None)),
+                        ("cudnn.rnn", getattr(cudnn, "rnn", None))):
         if owner is not None and hasattr(owner, "fp32_precision"):
             owner.fp32_precision = "ieee"
             settings[f"{name}.fp32_precision"] = str(owner.fp32_precision)

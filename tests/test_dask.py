@@ -1175,3 +1175,9 @@ def test_a_graceful_signal_keeps_the_parts_of_the_units_done(cluster, write_conf
     assert [(o.pfn, o.events_written) for o in gather(s, dask.code, dask.cause).outputs] == \
         [(str(tmp_path / "dask.root"), len(expected))]
     assert not list(tmp_path.glob("dask.root.*"))  # every part removed, those of the cancelled units too
+    # the file says it holds the units done when the job stopped, as a local job's kept file says it; it looked
+    # like a whole job's (hltdiff against one: "outputs agree", nothing said that the job was stopped)
+    from hltrun.modules.root_output import read_provenance
+
+    assert read_provenance(tmp_path / "dask.root")["stopped_by_signal"] == "SIGUSR2"
+    assert "stopped_by_signal" not in read_provenance(tmp_path / "local.root")

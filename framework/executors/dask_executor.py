@@ -235,8 +235,9 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     # a graceful signal (SIGUSR2, SIGINT: framework/interrupt.py) keeps the parts of the units done, as a local
     # job keeps the events finished before it; an error, SIGTERM or SIGHUP drops them
     keep = failure is None or (isinstance(failure[2], Interrupted) and failure[2].graceful)
+    early = failure[2].signame if keep and failure is not None and isinstance(failure[2], Interrupted) else None
     with handle_signals(), stop_callback(noted.append):
-        _finish_outputs(cfg, merged, stopped=None if keep else failure[0])
+        _finish_outputs(cfg, merged, stopped=None if keep else failure[0], early=early)
     if failure is None and noted:
         failure = (str(noted[0]), noted[0].exit_code, noted[0])
     if failure is not None:
@@ -395,11 +396,12 @@ def _close(client, cluster) -> None:
                 log.debug("closing Dask", exc_info=True)
 
 
-def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None) -> None:
+def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None, early: str | None = None) -> None:
     """Assemble each output module's parts in input order into its file (atomically); remove every part
     (also those of units whose result never arrived because the job stopped: ``stopped`` says why the
     outputs are dropped; None after a graceful signal too, which keeps the units done: their events are the
-    merged summary's, so the file, ``events_written`` and the job report's <File> agree)."""
+    merged summary's, so the file, ``events_written`` and the job report's <File> agree; ``early`` names
+    that signal, which each file records as a local job's kept output does)."""
     from ..module import OutputModule
 
     by_module: dict[str, list[dict[str, Any]]] = {}
@@ -413,8 +415,9 @@ def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None) 
             target = Path(parts[0]["target"])
             if stopped is None:
                 pc = cfg.modules[label]
-                n = pc.cls.assemble([Path(p["part"]) for p in parts], target, pc.params)
-                log.info("output %s: %d events from %d part(s)", target, n, len(parts))
+                n = pc.cls.assemble([Path(p["part"]) for p in parts], target, pc.params, stopped_by=early)
+                log.info("output %s: %d events from %d part(s)%s", target, n, len(parts),
+                         f" (stopped by {early}: the units done when it came)" if early else "")
         if stopped is not None:
             summaries = merged.summary.module_summaries
             for label, target in targets.items():

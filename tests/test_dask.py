@@ -1181,3 +1181,19 @@ def test_a_graceful_signal_keeps_the_parts_of_the_units_done(cluster, write_conf
 
     assert read_provenance(tmp_path / "dask.root")["stopped_by_signal"] == "SIGUSR2"
     assert "stopped_by_signal" not in read_provenance(tmp_path / "local.root")
+
+
+def test_max_events_zero_with_a_lumi_selection_runs_as_locally(write_config, tmp_path):
+    """``maxEvents: 0`` (a dry run: the configuration, the models, the destinations checked, no event) with
+    ``lumisToProcess``: a local run does it; the Dask client refused it as it refuses any maxEvents with a lumi
+    selection (exit 2), though no event is read and there is nothing to plan. Now there is no unit, so it runs
+    as the local job does, with the same figures (no cluster is started)."""
+    overrides = ("options.maxEvents=0", "source.lumisToProcess=['1:2-1:3']")
+    both = [run(config(write_config, tmp_path, None, name, FILES, "", "", *overrides)) for name in ("local", "dask")]
+    for outcome, _ in both:
+        assert outcome.code == 0, outcome.result.summary.failure
+    (local, _), (dask, _) = both
+    for s in (local.result.summary, dask.result.summary):
+        assert (s.events_read, s.events_processed) == (0, 0) and s.module_summaries["out"]["committed"]
+    counted = ("files", "entries_in_files", "files_not_opened", "skipped", "read")
+    assert {k: dask.result.summary.source[k] for k in counted} == {k: local.result.summary.source[k] for k in counted}

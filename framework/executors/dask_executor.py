@@ -54,6 +54,8 @@ def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int], list[str]]
     opts = cfg.options
     source = cfg.source
     limit = None if opts.maxEvents < 0 else opts.maxEvents
+    if limit == 0:  # no event to read: no unit, whatever selects events (run_dask runs it locally, as it is)
+        return [], {}, []
     needed = None if limit is None else opts.skipEvents + limit
     while True:
         try:

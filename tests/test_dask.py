@@ -758,10 +758,10 @@ def test_a_signal_while_the_parts_are_assembled_finishes_the_output_and_marks_th
 
     assemble, sent = RootOutputModule.assemble.__func__, []
 
-    def interrupted(cls, *args):  # noqa: ANN001, ANN002, ANN202
+    def interrupted(cls, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         sent.append(signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, on the main thread
-        return assemble(cls, *args)
+        return assemble(cls, *args, **kwargs)
 
     monkeypatch.setattr(RootOutputModule, "assemble", classmethod(interrupted))
     out, rep = tmp_path / "o.root", tmp_path / "rep"

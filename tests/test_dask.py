@@ -8,6 +8,7 @@ below mutmut's CPU-time limit (docs/testing.md)."""
 from __future__ import annotations
 
 import json
+import logging
 import xml.etree.ElementTree as ET
 import os
 import sys
@@ -1197,3 +1198,32 @@ def test_max_events_zero_with_a_lumi_selection_runs_as_locally(write_config, tmp
         assert (s.events_read, s.events_processed) == (0, 0) and s.module_summaries["out"]["committed"]
     counted = ("files", "entries_in_files", "files_not_opened", "skipped", "read")
     assert {k: dask.result.summary.source[k] for k in counted} == {k: local.result.summary.source[k] for k in counted}
+
+
+def test_a_graceful_signal_before_any_unit_is_done_says_the_output_was_not_written(cluster, write_config, tmp_path,
+                                                                                    monkeypatch, caplog):
+    """SIGUSR2 before the first unit came back: no unit done, so no file (the units still running are
+    cancelled). Nothing said so: no line (a graceful stop is documented to keep the output) and no entry for
+    the output in the job's module summaries (hltrun.json), where a local job says ``committed: false``. Now
+    one warning names the file and the summary says nothing was written."""
+    import signal
+
+    from hltrun.framework.executors import dask_executor
+
+    collect = dask_executor._collect
+
+    def stop_first(*args, **kwargs):  # noqa: ANN002, ANN003
+        os.kill(os.getpid(), signal.SIGUSR2)  # on the main thread: the handler raises it here, at once
+        return collect(*args, **kwargs)
+
+    monkeypatch.setattr(dask_executor, "_collect", stop_first)
+    with caplog.at_level(logging.WARNING, logger="hltrun"):
+        dask, _ = run(config(write_config, tmp_path, cluster, "dask"))
+    s = dask.result.summary
+    assert dask.code == 128 + signal.SIGUSR2 and s.stopped_by_signal == "SIGUSR2" and s.executor["units_done"] == 0
+    out = s.module_summaries["out"]
+    assert (out["committed"], out["events_written"], out["lumis_written"]) == (False, 0, {})
+    assert not list(tmp_path.glob("dask.root*"))
+    said = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
+    assert said == [f"output {tmp_path / 'dask.root'} not written: the job stopped (stopped by SIGUSR2 before any "
+                    f"work unit was done)"], said

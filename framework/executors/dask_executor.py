@@ -409,8 +409,8 @@ def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None, 
     by_module: dict[str, list[dict[str, Any]]] = {}
     for part in merged.parts:
         by_module.setdefault(part["module"], []).append(part)
-    targets = {label: pc.cls(label, pc.params).output_file() for label, pc in cfg.modules.items()
-               if issubclass(pc.cls, OutputModule)}
+    modules = {label: pc.cls(label, pc.params) for label, pc in cfg.modules.items() if issubclass(pc.cls, OutputModule)}
+    targets = {label: module.output_file() for label, module in modules.items()}
     try:
         for label, parts in by_module.items():
             parts.sort(key=lambda p: p["unit"])
@@ -420,13 +420,17 @@ def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None, 
                 n = pc.cls.assemble([Path(p["part"]) for p in parts], target, pc.params, stopped_by=early)
                 log.info("output %s: %d events from %d part(s)%s", target, n, len(parts),
                          f" (stopped by {early}: the units done when it came)" if early else "")
-        if stopped is not None:
-            summaries = merged.summary.module_summaries
-            for label, target in targets.items():
-                if target:
-                    log.warning("output %s not written: the job stopped (%s)", target, stopped)
-                if label in summaries:  # the units done said what their parts held: no file holds it now
-                    summaries[label] = cfg.modules[label].cls.dropped(summaries[label])
+        summaries = merged.summary.module_summaries
+        for label, module in modules.items():
+            if stopped is None and (label in by_module or early is None):
+                continue
+            # dropped, or no unit done before a graceful stop: no file, and the summary says so as a local
+            # job's does (it had no entry for the output, and nothing was said of it after a graceful stop)
+            if targets[label]:
+                log.warning("output %s not written: the job stopped (%s)", targets[label],
+                            stopped or f"stopped by {early} before any work unit was done")
+            # the units done said what their parts held: no file holds it now
+            summaries[label] = type(module).dropped(summaries.get(label) or module.summary())
     finally:
         for target in filter(None, targets.values()):
             for leftover in Path(target).parent.glob(f"{Path(target).name}.unit*.part*"):

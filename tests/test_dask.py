@@ -1227,3 +1227,37 @@ def test_a_graceful_signal_before_any_unit_is_done_says_the_output_was_not_writt
     said = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
     assert said == [f"output {tmp_path / 'dask.root'} not written: the job stopped (stopped by SIGUSR2 before any "
                     f"work unit was done)"], said
+
+
+def test_a_second_signal_after_a_graceful_one_leaves_no_part_of_the_units_done(tmp_path, write_config):
+    """SIGUSR2, then Ctrl-C before the job ended: the second signal aborts at once, removing the job's
+    temporaries (framework/interrupt.py); the parts of the units done were not among them, so
+    ``o.root.unit00000.part`` files stayed beside the output for ever (no later job removes them: they are
+    no writer-named temporary). The signals come from the client itself once two units were merged
+    (``Merger.add`` holds signals, so both act when it returns: the abort path, exactly), on its own
+    LocalCluster, whose workers end with it. A running unit's temporary may stay: it names its writer, and
+    the next job writing into the folder removes it (framework/leftovers.py)."""
+    import signal
+    import subprocess
+
+    cfg = write_config(PATH.format(type="dask", address="null", files="data/rsg_ww_1p5TeV.root",
+                                   out=tmp_path / "o.root", extra="", endpath=""))
+    boot = ("import os, signal, sys\n"
+            "from hltrun.framework.executors import dask_executor\n"
+            "from hltrun.framework.results import Merger\n"
+            "from hltrun.framework.cli import main\n"
+            "class TwoThenStop(Merger):\n"
+            "    def add(self, result):\n"
+            "        super().add(result)\n"
+            "        if self.count == 2:\n"
+            "            os.kill(os.getpid(), signal.SIGUSR2)\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "dask_executor.Merger = TwoThenStop\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", boot, str(cfg), "-q", "options.skipEvents=0", "-n", "1200",
+                           "options.executor.eventsPerTask=100"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=HANG_S)
+    assert done.returncode == 130 and "second signal, aborting" in done.stderr, done.stderr
+    assert not (tmp_path / "o.root").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]  # the units done: 2 were left

@@ -21,7 +21,8 @@ from typing import Any
 
 from ..config import ProcessConfig
 from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
-from ..interrupt import Interrupted, exit_code_of, handle_signals, signals_held, stop_callback
+from ..interrupt import (Interrupted, exit_code_of, forget_temporary, handle_signals, register_temporary,
+                         signals_held, stop_callback)
 from ..provenance import variants_line, with_variants
 from ..resources import remote_url
 from ..results import JobResult, Merger
@@ -292,6 +293,7 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
                                          f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None, None)  # the job failed running it: 4
         if status == "ok":
             with signals_held():  # a signal acts between units: the merged result and its parts stay one
+                _hold_parts(payload)
                 results.add(payload)
             if bar is not None:
                 bar.update(unit.events)
@@ -299,6 +301,7 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
         message, code, partial, category = payload
         if partial is not None:
             with signals_held():
+                _hold_parts(partial)
                 results.add(partial)
         client.cancel([f for f in futures if not f.done()])
         return message, code, unit_error(message, category)
@@ -398,6 +401,14 @@ def _close(client, cluster) -> None:
                 log.debug("closing Dask", exc_info=True)
 
 
+def _hold_parts(result: JobResult) -> None:
+    """A unit's output parts are this job's temporaries until ``_finish_outputs`` assembles or removes them:
+    a second signal's abort removes them too (framework/interrupt.py). It left them: after Ctrl-C twice, or a
+    graceful stop then Ctrl-C, ``o.root.unit00000.part`` files stayed beside the output for ever."""
+    for part in result.parts:
+        register_temporary(Path(part["part"]))
+
+
 def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None, early: str | None = None) -> None:
     """Assemble each output module's parts in input order into its file (atomically); remove every part
     (also those of units whose result never arrived because the job stopped: ``stopped`` says why the
@@ -435,4 +446,6 @@ def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None, 
         for target in filter(None, targets.values()):
             for leftover in Path(target).parent.glob(f"{Path(target).name}.unit*.part*"):
                 leftover.unlink(missing_ok=True)
+        for part in merged.parts:
+            forget_temporary(Path(part["part"]))
         merged.parts = []

@@ -51,15 +51,17 @@ class LoopState:
     """The event loop's state; written by the loop only. ``in_flight``: per stream, the index of the
     event it processes (``IDLE`` if none); ``draining``: no new event will be taken; ``failed``: the
     job stops early, on an error or a signal; ``graceful``: only a graceful signal stopped it (SIGUSR2,
-    SIGINT: framework/interrupt.py), so the outputs commit the events finished before it."""
+    SIGINT: framework/interrupt.py), so the outputs commit the events finished before it; ``stopped_by``:
+    that signal's name, which each kept output records (its file must not pass for the whole input)."""
 
-    __slots__ = ("in_flight", "draining", "failed", "graceful")
+    __slots__ = ("in_flight", "draining", "failed", "graceful", "stopped_by")
 
     def __init__(self, streams: int = 1) -> None:
         self.in_flight: list[int] = [IDLE] * streams
         self.draining = False
         self.failed = False
         self.graceful = False
+        self.stopped_by: str | None = None
 
 
 class StreamActivity:
@@ -86,6 +88,11 @@ class StreamActivity:
         """At end_job: may the outputs commit what they wrote? Yes at a normal end and after a graceful
         stop (cmsRun's SIGUSR2 / SIGINT); no after an error or a hard signal (SIGTERM, SIGHUP)."""
         return not self._state.failed or self._state.graceful
+
+    def stopped_by(self) -> str | None:
+        """The graceful signal (``SIGUSR2``, ``SIGINT``) after which the outputs commit only the events
+        finished before it; None when they hold every event of the job (or are dropped)."""
+        return self._state.stopped_by if self._state.graceful else None
 
 
 class Prescales:

@@ -106,6 +106,8 @@ class EventProcessor:
             self._loop(events)
             process.loop.failed = bool(self._errors)
             process.loop.graceful = self._graceful_only()
+            first = self._errors[0] if self._errors else None
+            process.loop.stopped_by = first.signame if process.loop.graceful and isinstance(first, Interrupted) else None
             problems = process.end_job()
             summary.wall_s = time.perf_counter() - self._t0
             self._fill(summary)

@@ -200,9 +200,11 @@ class OutputModule(Module):
         return summary
 
     @classmethod
-    def assemble(cls, parts: "list[Path]", target: "Path", params: Any) -> int:
+    def assemble(cls, parts: "list[Path]", target: "Path", params: Any, stopped_by: str | None = None) -> int:
         """Join the parts written by ``end_unit`` (in input order) into ``target``, atomically; return
-        the number of events. Output modules that support distributed runs implement it."""
+        the number of events. ``stopped_by``: the graceful signal the job stopped on (the parts are the
+        units done before it), which the file records as a local job's kept output does. Output modules
+        that support distributed runs implement it."""
         raise NotImplementedError(f"{cls.__name__} cannot assemble parts of a distributed run")
 
 

@@ -20,6 +20,23 @@ def record(version: str, configuration: Mapping[str, Any], facts: Mapping[str, A
     return strict_json({"producer": f"hltrun {version}", "configuration": dict(configuration), **facts})
 
 
+STOPPED_KEY = "stopped_by_signal"  # as hltrun.json's job: the graceful signal a kept output's job stopped on
+
+
+def stopped_early(record: Mapping[str, Any], signame: str | None) -> dict[str, Any]:
+    """``record`` for an output kept after a graceful stop (SIGUSR2, SIGINT: framework/interrupt.py) with the
+    signal's name, so that the file says it holds only the events finished before it: its configuration
+    still says ``maxEvents: -1``, and an output of the whole input looks the same. Unchanged for None."""
+    return {**record, STOPPED_KEY: signame} if signame else dict(record)
+
+
+def stopped_by(record: Mapping[str, Any] | None) -> str | None:
+    """The graceful signal the job that wrote a file stopped on (``stopped_early``); None for a whole job's
+    file, or one that does not say (an older output)."""
+    value = record.get(STOPPED_KEY) if isinstance(record, Mapping) else None
+    return str(value) if value else None
+
+
 def strict_json(value: Any) -> Any:
     """``value`` with each non-finite float as None: ``json.dumps`` writes them as ``Infinity`` and ``NaN``,
     which strict JSON readers refuse (auto's ``max_rel_diff`` is inf for an engine that disagrees, which its

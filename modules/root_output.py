@@ -41,7 +41,7 @@ from hltrun.framework.context import StreamActivity
 from hltrun.framework.destinations import check_file_destination
 from hltrun.framework.errors import ConfigError
 from hltrun.framework.event import Event
-from hltrun.framework.provenance import merged_record, readable
+from hltrun.framework.provenance import merged_record, readable, stopped_early
 from hltrun.framework.resources import refuse_remote_destination, user_path
 from hltrun.framework.module import OutputModule
 from hltrun.framework.schema import InputTag, limited
@@ -316,7 +316,9 @@ class RootOutputModule(OutputModule):
             write_nanoaod(self._file, tree, columns)
         self._lumis.clear()
         self._file[PROCESS_KEY] = self._process
-        self._file[PROVENANCE_KEY] = json.dumps(self._provenance(), default=str)
+        # a file kept after a graceful stop says so (its events stop where the job stopped)
+        record = stopped_early(self._provenance(), self._activity.stopped_by())
+        self._file[PROVENANCE_KEY] = json.dumps(record, default=str)
 
     # -- distributed runs: one part per work unit, assembled in input order by the client ---------
 
@@ -340,7 +342,8 @@ class RootOutputModule(OutputModule):
         return {"target": str(self.path), "part": str(self._part(unit)), "events": self._written - self._unit_start}
 
     @classmethod
-    def assemble(cls, parts: list[Path], target: Path, params: RootOutputParameters) -> int:
+    def assemble(cls, parts: list[Path], target: Path, params: RootOutputParameters,
+                 stopped_by: str | None = None) -> int:
         from .rootio import concatenate_trees
 
         lumis = _merged_lumis(parts)  # a lumi split across units: one row, its counts added
@@ -348,7 +351,7 @@ class RootOutputModule(OutputModule):
         records = [(unit_of(part, i), record) for i, part in enumerate(parts)
                    if (record := read_provenance(part)) is not None]
         if records:  # every part's, not the first one's: each worker chose its own engine (provenance.merged_record)
-            strings[PROVENANCE_KEY] = json.dumps(merged_record(records), default=str)
+            strings[PROVENANCE_KEY] = json.dumps(stopped_early(merged_record(records), stopped_by), default=str)
         with writing(target, "output file") as staged:
             n = concatenate_trees(parts, staged.open(), params.tree, params.compression, add_trees=lumi_trees(lumis),
                                   add_strings=strings)

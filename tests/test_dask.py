@@ -8,6 +8,7 @@ below mutmut's CPU-time limit (docs/testing.md)."""
 from __future__ import annotations
 
 import json
+import logging
 import xml.etree.ElementTree as ET
 import os
 import sys
@@ -758,10 +759,10 @@ def test_a_signal_while_the_parts_are_assembled_finishes_the_output_and_marks_th
 
     assemble, sent = RootOutputModule.assemble.__func__, []
 
-    def interrupted(cls, *args):  # noqa: ANN001, ANN002, ANN202
+    def interrupted(cls, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         sent.append(signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, on the main thread
-        return assemble(cls, *args)
+        return assemble(cls, *args, **kwargs)
 
     monkeypatch.setattr(RootOutputModule, "assemble", classmethod(interrupted))
     out, rep = tmp_path / "o.root", tmp_path / "rep"
@@ -1175,3 +1176,88 @@ def test_a_graceful_signal_keeps_the_parts_of_the_units_done(cluster, write_conf
     assert [(o.pfn, o.events_written) for o in gather(s, dask.code, dask.cause).outputs] == \
         [(str(tmp_path / "dask.root"), len(expected))]
     assert not list(tmp_path.glob("dask.root.*"))  # every part removed, those of the cancelled units too
+    # the file says it holds the units done when the job stopped, as a local job's kept file says it; it looked
+    # like a whole job's (hltdiff against one: "outputs agree", nothing said that the job was stopped)
+    from hltrun.modules.root_output import read_provenance
+
+    assert read_provenance(tmp_path / "dask.root")["stopped_by_signal"] == "SIGUSR2"
+    assert "stopped_by_signal" not in read_provenance(tmp_path / "local.root")
+
+
+def test_max_events_zero_with_a_lumi_selection_runs_as_locally(write_config, tmp_path):
+    """``maxEvents: 0`` (a dry run: the configuration, the models, the destinations checked, no event) with
+    ``lumisToProcess``: a local run does it; the Dask client refused it as it refuses any maxEvents with a lumi
+    selection (exit 2), though no event is read and there is nothing to plan. Now there is no unit, so it runs
+    as the local job does, with the same figures (no cluster is started)."""
+    overrides = ("options.maxEvents=0", "source.lumisToProcess=['1:2-1:3']")
+    both = [run(config(write_config, tmp_path, None, name, FILES, "", "", *overrides)) for name in ("local", "dask")]
+    for outcome, _ in both:
+        assert outcome.code == 0, outcome.result.summary.failure
+    (local, _), (dask, _) = both
+    for s in (local.result.summary, dask.result.summary):
+        assert (s.events_read, s.events_processed) == (0, 0) and s.module_summaries["out"]["committed"]
+    counted = ("files", "entries_in_files", "files_not_opened", "skipped", "read")
+    assert {k: dask.result.summary.source[k] for k in counted} == {k: local.result.summary.source[k] for k in counted}
+
+
+def test_a_graceful_signal_before_any_unit_is_done_says_the_output_was_not_written(cluster, write_config, tmp_path,
+                                                                                    monkeypatch, caplog):
+    """SIGUSR2 before the first unit came back: no unit done, so no file (the units still running are
+    cancelled). Nothing said so: no line (a graceful stop is documented to keep the output) and no entry for
+    the output in the job's module summaries (hltrun.json), where a local job says ``committed: false``. Now
+    one warning names the file and the summary says nothing was written."""
+    import signal
+
+    from hltrun.framework.executors import dask_executor
+
+    collect = dask_executor._collect
+
+    def stop_first(*args, **kwargs):  # noqa: ANN002, ANN003
+        os.kill(os.getpid(), signal.SIGUSR2)  # on the main thread: the handler raises it here, at once
+        return collect(*args, **kwargs)
+
+    monkeypatch.setattr(dask_executor, "_collect", stop_first)
+    with caplog.at_level(logging.WARNING, logger="hltrun"):
+        dask, _ = run(config(write_config, tmp_path, cluster, "dask"))
+    s = dask.result.summary
+    assert dask.code == 128 + signal.SIGUSR2 and s.stopped_by_signal == "SIGUSR2" and s.executor["units_done"] == 0
+    out = s.module_summaries["out"]
+    assert (out["committed"], out["events_written"], out["lumis_written"]) == (False, 0, {})
+    assert not list(tmp_path.glob("dask.root*"))
+    said = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
+    assert said == [f"output {tmp_path / 'dask.root'} not written: the job stopped (stopped by SIGUSR2 before any "
+                    f"work unit was done)"], said
+
+
+def test_a_second_signal_after_a_graceful_one_leaves_no_part_of_the_units_done(tmp_path, write_config):
+    """SIGUSR2, then Ctrl-C before the job ended: the second signal aborts at once, removing the job's
+    temporaries (framework/interrupt.py); the parts of the units done were not among them, so
+    ``o.root.unit00000.part`` files stayed beside the output for ever (no later job removes them: they are
+    no writer-named temporary). The signals come from the client itself once two units were merged
+    (``Merger.add`` holds signals, so both act when it returns: the abort path, exactly), on its own
+    LocalCluster, whose workers end with it. A running unit's temporary may stay: it names its writer, and
+    the next job writing into the folder removes it (framework/leftovers.py)."""
+    import signal
+    import subprocess
+
+    cfg = write_config(PATH.format(type="dask", address="null", files="data/rsg_ww_1p5TeV.root",
+                                   out=tmp_path / "o.root", extra="", endpath=""))
+    boot = ("import os, signal, sys\n"
+            "from hltrun.framework.executors import dask_executor\n"
+            "from hltrun.framework.results import Merger\n"
+            "from hltrun.framework.cli import main\n"
+            "class TwoThenStop(Merger):\n"
+            "    def add(self, result):\n"
+            "        super().add(result)\n"
+            "        if self.count == 2:\n"
+            "            os.kill(os.getpid(), signal.SIGUSR2)\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "dask_executor.Merger = TwoThenStop\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", boot, str(cfg), "-q", "options.skipEvents=0", "-n", "1200",
+                           "options.executor.eventsPerTask=100"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=HANG_S)
+    assert done.returncode == 130 and "second signal, aborting" in done.stderr, done.stderr
+    assert not (tmp_path / "o.root").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]  # the units done: 2 were left

@@ -215,3 +215,41 @@ endpaths: {{e: [out]}}
     else:
         assert uproot.open(out)["Events"]["event"].array(library="np").tolist() == [1, 2, 3, 4, 5]
         assert (written["committed"], written["events_written"]) == (True, 5)
+
+
+def test_a_kept_output_says_its_job_was_stopped_and_hltdiff_notes_it(write_config, tmp_path, capsys):
+    """A file kept after a graceful stop looked like a whole job's: its provenance has ``maxEvents: -1``, and
+    hltdiff against the whole job's said "outputs agree" with a note on lumi sections not read, as for a job
+    run with ``maxEvents``; nothing said the job was stopped. Now its ``Provenance`` names the signal, a whole
+    job's does not, and hltdiff says which side's file holds only the events before the stop."""
+    from hltrun.framework.eventloop import JobFailed
+    from hltrun.framework.interrupt import handle_signals
+    from hltrun.modules.root_output import read_provenance
+    from hltrun.tools.hltdiff import main as hltdiff
+
+    def job(name: str, signal_at: int) -> Path:
+        out = tmp_path / f"{name}.root"
+        cfg = write_config(f"""
+process: TEST
+source: {{type: TestCountingSource, n: 50}}
+modules:
+  usr2: {{type: TestSignalAt, event: {signal_at}}}
+  out: {{type: RootOutputModule, file: {out}}}
+paths: {{p: [usr2]}}
+endpaths: {{e: [out]}}
+""", f"{name}.yaml")
+        with handle_signals():
+            try:
+                run_config(cfg)
+            except JobFailed as failed:
+                assert failed.summary.module_summaries["out"]["committed"]
+        return out
+
+    whole, kept = job("whole", 0), job("kept", 5)  # event 0 never comes: the whole job runs to its end
+    assert "stopped_by_signal" not in read_provenance(whole)
+    assert read_provenance(kept)["stopped_by_signal"] == "SIGUSR2"  # as hltrun.json's job says it
+    capsys.readouterr()
+    assert hltdiff([str(whole), str(kept)]) == 0  # the events both read agree
+    said = capsys.readouterr().out
+    assert f"the new side's {kept} was kept by a job stopped by SIGUSR2" in said, said
+    assert "old side's" not in said

@@ -20,6 +20,8 @@ hltrun specifics, next to hltDiff's own behaviour:
   not read in full, was *not read* there: it is neither gained, lost nor skipped, and does not make
   the outputs differ (comparing a job on two samples with a reference on four is no difference). A
   side without that tree (an older output) is assumed to have read every event.
+* A file kept by a job that a graceful signal stopped (SIGUSR2, SIGINT) says so in its ``Provenance``
+  (``stopped_by_signal``); hltdiff adds a note naming it: it holds only the events finished before the stop.
 
 As hltDiff (HLTrigger/Tools/bin/hltDiff.cc) does: the first line is "Found N matching events, out of
 which A have different HLT results[, S events were skipped]" (S: old events not in the new files); the
@@ -62,7 +64,7 @@ from hltrun.framework.atomic import write_text, writing
 from hltrun.framework.destinations import printing, reading
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.resources import unreadable_reason, user_path
-from hltrun.framework.provenance import differences
+from hltrun.framework.provenance import differences, stopped_by
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
 from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch, read_process, read_provenance
@@ -662,7 +664,25 @@ def provenance_notes(old_files: Sequence[Path], new_files: Sequence[Path]) -> li
     return differences(old, new) if old is not None and new is not None else []
 
 
-def _print_comparison(diff: Difference, args: argparse.Namespace, made_by: Sequence[str] = ()) -> None:
+def stopped_notes(old_files: Sequence[Path], new_files: Sequence[Path]) -> list[str]:
+    """One line per file kept by a job that a graceful signal stopped (SIGUSR2, SIGINT; its ``Provenance``
+    says which): it holds the events finished before the stop, not its whole input, which "outputs agree"
+    alone would let a user believe."""
+    lines = []
+    for side, files in (("old", old_files), ("new", new_files)):
+        for path in files:
+            try:
+                signame = stopped_by(read_provenance(path))
+            except Exception as exc:  # uproot raises many kinds on a corrupt file
+                raise InputError(f"cannot read {path}: {one_line(exc)}") from None
+            if signame:
+                lines.append(f"the {side} side's {path} was kept by a job stopped by {printable(signame)}: it holds only "
+                             f"the events finished before the stop, not the job's whole input")
+    return lines
+
+
+def _print_comparison(diff: Difference, args: argparse.Namespace, made_by: Sequence[str] = (),
+                      stopped: Sequence[str] = ()) -> None:
     """The printed comparison: events (-v), header, trigger table, products, notes, verdict."""
     if args.verbose:
         print(render_events(diff))
@@ -683,6 +703,8 @@ def _print_comparison(diff: Difference, args: argparse.Namespace, made_by: Seque
                   f"(in full): not compared, and no difference")
     for line in made_by:
         print(f"note: what made them differs: {line}")
+    for line in stopped:
+        print(f"note: {line}")
     print("outputs agree" if diff.identical else "outputs DIFFER")
 
 
@@ -733,6 +755,7 @@ def _main(argv: list[str] | None) -> int:
         for files, process, option in ((old_files, args.old_process, "-O"), (new_files, args.new_process, "-N")):
             check_process(files, process, option)
         made_by = provenance_notes(old_files, new_files)
+        stopped = stopped_notes(old_files, new_files)
     except InputError as exc:
         sys.stderr.write(f"hltdiff: error: {printable(str(exc))}\n")
         return 2
@@ -745,7 +768,7 @@ def _main(argv: list[str] | None) -> int:
             sys.stderr.write(f"run {run}, lumi {lumi}, event {event}: not found in the '{side}' files, skipping.\n")
     try:
         with printing("the comparison", required=False):
-            _print_comparison(diff, args, made_by)
+            _print_comparison(diff, args, made_by, stopped)
     except HltError as exc:
         sys.stderr.write(f"hltdiff: error: {printable(str(exc))}\n")
         return 2

@@ -21,7 +21,8 @@ from typing import Any
 
 from ..config import ProcessConfig
 from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
-from ..interrupt import Interrupted, exit_code_of, handle_signals, signals_held, stop_callback
+from ..interrupt import (Interrupted, exit_code_of, forget_temporary, handle_signals, register_temporary,
+                         signals_held, stop_callback)
 from ..provenance import variants_line, with_variants
 from ..resources import remote_url
 from ..results import JobResult, Merger
@@ -54,6 +55,8 @@ def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int], list[str]]
     opts = cfg.options
     source = cfg.source
     limit = None if opts.maxEvents < 0 else opts.maxEvents
+    if limit == 0:  # no event to read: no unit, whatever selects events (run_dask runs it locally, as it is)
+        return [], {}, []
     needed = None if limit is None else opts.skipEvents + limit
     while True:
         try:
@@ -236,8 +239,9 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     # a graceful signal (SIGUSR2, SIGINT: framework/interrupt.py) keeps the parts of the units done, as a local
     # job keeps the events finished before it; an error, SIGTERM or SIGHUP drops them
     keep = failure is None or (isinstance(failure[2], Interrupted) and failure[2].graceful)
+    early = failure[2].signame if keep and failure is not None and isinstance(failure[2], Interrupted) else None
     with handle_signals(), stop_callback(noted.append):
-        _finish_outputs(cfg, merged, stopped=None if keep else failure[0])
+        _finish_outputs(cfg, merged, stopped=None if keep else failure[0], early=early)
     if failure is None and noted:
         failure = (str(noted[0]), noted[0].exit_code, noted[0])
     if failure is not None:
@@ -290,6 +294,7 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
                                          f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None, None)  # the job failed running it: 4
         if status == "ok":
             with signals_held():  # a signal acts between units: the merged result and its parts stay one
+                _hold_parts(payload)
                 results.add(payload)
             if bar is not None:
                 bar.update(unit.events)
@@ -297,6 +302,7 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
         message, code, partial, category = payload
         if partial is not None:
             with signals_held():
+                _hold_parts(partial)
                 results.add(partial)
         client.cancel([f for f in futures if not f.done()])
         return message, code, unit_error(message, category)
@@ -396,35 +402,51 @@ def _close(client, cluster) -> None:
                 log.debug("closing Dask", exc_info=True)
 
 
-def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None) -> None:
+def _hold_parts(result: JobResult) -> None:
+    """A unit's output parts are this job's temporaries until ``_finish_outputs`` assembles or removes them:
+    a second signal's abort removes them too (framework/interrupt.py). It left them: after Ctrl-C twice, or a
+    graceful stop then Ctrl-C, ``o.root.unit00000.part`` files stayed beside the output for ever."""
+    for part in result.parts:
+        register_temporary(Path(part["part"]))
+
+
+def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None, early: str | None = None) -> None:
     """Assemble each output module's parts in input order into its file (atomically); remove every part
     (also those of units whose result never arrived because the job stopped: ``stopped`` says why the
     outputs are dropped; None after a graceful signal too, which keeps the units done: their events are the
-    merged summary's, so the file, ``events_written`` and the job report's <File> agree)."""
+    merged summary's, so the file, ``events_written`` and the job report's <File> agree; ``early`` names
+    that signal, which each file records as a local job's kept output does)."""
     from ..module import OutputModule
 
     by_module: dict[str, list[dict[str, Any]]] = {}
     for part in merged.parts:
         by_module.setdefault(part["module"], []).append(part)
-    targets = {label: pc.cls(label, pc.params).output_file() for label, pc in cfg.modules.items()
-               if issubclass(pc.cls, OutputModule)}
+    modules = {label: pc.cls(label, pc.params) for label, pc in cfg.modules.items() if issubclass(pc.cls, OutputModule)}
+    targets = {label: module.output_file() for label, module in modules.items()}
     try:
         for label, parts in by_module.items():
             parts.sort(key=lambda p: p["unit"])
             target = Path(parts[0]["target"])
             if stopped is None:
                 pc = cfg.modules[label]
-                n = pc.cls.assemble([Path(p["part"]) for p in parts], target, pc.params)
-                log.info("output %s: %d events from %d part(s)", target, n, len(parts))
-        if stopped is not None:
-            summaries = merged.summary.module_summaries
-            for label, target in targets.items():
-                if target:
-                    log.warning("output %s not written: the job stopped (%s)", target, stopped)
-                if label in summaries:  # the units done said what their parts held: no file holds it now
-                    summaries[label] = cfg.modules[label].cls.dropped(summaries[label])
+                n = pc.cls.assemble([Path(p["part"]) for p in parts], target, pc.params, stopped_by=early)
+                log.info("output %s: %d events from %d part(s)%s", target, n, len(parts),
+                         f" (stopped by {early}: the units done when it came)" if early else "")
+        summaries = merged.summary.module_summaries
+        for label, module in modules.items():
+            if stopped is None and (label in by_module or early is None):
+                continue
+            # dropped, or no unit done before a graceful stop: no file, and the summary says so as a local
+            # job's does (it had no entry for the output, and nothing was said of it after a graceful stop)
+            if targets[label]:
+                log.warning("output %s not written: the job stopped (%s)", targets[label],
+                            stopped or f"stopped by {early} before any work unit was done")
+            # the units done said what their parts held: no file holds it now
+            summaries[label] = type(module).dropped(summaries.get(label) or module.summary())
     finally:
         for target in filter(None, targets.values()):
             for leftover in Path(target).parent.glob(f"{Path(target).name}.unit*.part*"):
                 leftover.unlink(missing_ok=True)
+        for part in merged.parts:
+            forget_temporary(Path(part["part"]))
         merged.parts = []

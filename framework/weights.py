@@ -1,4 +1,4 @@
-"""Per-event weights (a weighted sample's genWeight) summed exactly, for the distributions shown beside the rates.
+"""Per-event weights (a weighted sample's genWeight) summed exactly, for the rates and the distributions beside them.
 
 Why integers: a float sum depends on the order of the events, and streams, Dask units and workers add their
 parts in no fixed order. A weight is kept in fixed point, w in units of 2^-W_BITS and w^2 as that integer
@@ -11,6 +11,10 @@ was 2.4 % off. Python's integers hold the ~2300-bit sums; an event costs ~1 us m
 
 Counters hold the EXCESS over the event count (sum of w - 1, sum of w^2 - 1): an event of weight 1, or without
 a weight, adds nothing, so a sample without weights keeps exactly the counters it had.
+
+The TriggerRates service records the same sums per lumi and pattern (``ExactTally``). ``Tally``, the float
+figures ``rates.rate`` takes, lives here beside it and their conversion, so ``rates`` imports this module and
+not the other way round.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ class ExactTally:
             dw, dw2 = excess(weight)
             self.w += dw
             self.w2 += dw2
-            self.negative += weight < 0
+            if weight < 0:
+                self.negative += 1
 
     def __iadd__(self, other: "ExactTally") -> "ExactTally":
         self.n += other.n

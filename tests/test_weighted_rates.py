@@ -121,6 +121,24 @@ def test_tallies_without_a_negative_count_keep_the_signed_interval():
     assert r.low_hz == r.hz - r.error_hz < 0
 
 
+def test_the_score_histograms_interval_is_clipped_as_the_rates():
+    """The filter's fraction above the cut is the rate's fraction: its interval is clipped the same way (its
+    summary counts the events of negative weight), and stays signed with a negative weight passed."""
+    from hltrun.framework.score_histogram import ScoreHistogram, from_counters
+
+    settings = {"threshold": 3.0, "score_hist_of": "score"}
+    for weights in ([1.0, 30.0] + [1.0] * 10, [-0.5, 1.0, 30.0] + [1.0] * 10):
+        h = ScoreHistogram()
+        for i, w in enumerate(weights):
+            h.fill(5.0 if i < len(weights) - 11 else 0.5, i < len(weights) - 11, w)
+        entry = from_counters({**settings, **h.counters()})
+        bits = [0b01 if i < len(weights) - 11 else 0b10 for i in range(len(weights))]
+        r = menu_rates(_record(list(zip(bits, weights))), 1.0).path["A"]
+        assert entry["fraction_passed"] == r.fraction
+        assert entry["fraction_interval_68"] == pytest.approx([r.low_hz, r.high_hz], rel=1e-12, abs=1e-300)
+        assert (entry["fraction_interval_68"][0] == 0.0) == (min(weights) > 0)
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -196,4 +214,9 @@ def test_a_heavy_event_keeps_every_interval_within_zero_and_the_input_rate(tmp_p
     # the clipping did something: an edge within one Sumw2 error of a rate
     assert any(min(r["rate_hz"], rates["input_rate_hz"] - r["rate_hz"]) < r["error_hz"] for r in measured)
     assert all(math.isfinite(r["error_hz"]) for r in measured)
+    # the score histogram's fraction beside it (report.html's score section): the same interval
+    path = rates["paths"][0]
+    h = doc["score_histograms"]["anomalyFilter"]
+    assert h["fraction_interval_68"] == pytest.approx([x / rates["input_rate_hz"] for x in path["interval_hz"]],
+                                                      rel=1e-12, abs=1e-300)
     assert json.dumps(rates)  # plain numbers only

@@ -3,7 +3,13 @@
 The event loop records, per event, which paths accepted it as a bit pattern; what is kept is only
 the count (and, for weighted samples, the sum of weights and of squared weights) per distinct
 pattern — a handful of entries for any menu — so the bookkeeping costs one dictionary update per
-event, and two stream's or two Dask workers' records merge exactly by adding them.
+event, and two stream's or two Dask workers' records merge exactly by adding them. The sums of weights
+are exact fixed-point integers (``framework/weights.py``, as the score histograms' and the L1 turn-on's):
+a float sum depended on the order streams and Dask units added up in (1 vs 4 streams could differ in the
+last digits) and weights all c gave k/n a bit off (0.1 each: 130 of 1600 read 0.0812499999999998). Each
+fraction is rounded once from the exact sums, so weights all equal give the unweighted rate to the bit, in
+any order; an event of weight 1 adds nothing to them, so an unweighted sample's figures are the plain
+counts' as ever.
 
 A rate is the accepted fraction of the events read, times the rate those events arrive at
 (``inputRateHz``: the L1 accept rate the sample stands for). Its error is binomial,
@@ -20,15 +26,21 @@ The binomial error is a standard deviation: from a handful of events it is no in
 ``R/N ± R/N``, a rate that might be 0). Each rate also carries its 68.3 % central interval: the exact
 Clopper-Pearson one (ROOT TEfficiency's default) for an unweighted sample, [0.17, 3.30] R/N for one
 event of N (PDG's Poisson interval for 1), its sides within 10 % of each other from about 100 events
-on; for a weighted sample the Sumw2 error either side. The reports print it as ``+a/-b`` where its
-sides differ by more than 10 %, the binomial ``±`` elsewhere.
+on; for a weighted sample the Sumw2 error either side, clipped as ROOT's TEfficiency clips its normal
+interval for weights: at 0 where no accepted event weighs < 0 (a fraction of positive weights cannot be
+negative; 40.1 ± 40.3 Hz from a few heavy events read [-0.14, 80.4] Hz), at the input rate where no
+rejected one does. Where negative weights (NLO) are among them the interval stays signed: the estimate
+itself can then be below 0 (or above the input rate), and so can its interval. The reports print it as
+``+a/-b`` where its sides differ by more than 10 % (a clipped one too), the binomial ``±`` elsewhere.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
+
+from .weights import ExactTally, Tally, rate_tallies
 
 LUMI_SECTION_S = 2**18 / 11245.5  # 23.31 s: 2^18 LHC orbits at the revolution frequency 11.2455 kHz
 UPPER_68_ZERO = 1.1394  # Poisson 68 % CL upper limit on the mean for 0 observed events (one-sided)
@@ -37,31 +49,11 @@ ASYMMETRIC = 0.10  # an interval whose sides differ by more than this (relative)
 
 
 @dataclass
-class Tally:
-    """Events, sum of weights, sum of squared weights."""
-
-    n: int = 0
-    w: float = 0.0
-    w2: float = 0.0
-
-    def add(self, weight: float = 1.0) -> None:
-        self.n += 1
-        self.w += weight
-        self.w2 += weight * weight
-
-    def __iadd__(self, other: "Tally") -> "Tally":
-        self.n += other.n
-        self.w += other.w
-        self.w2 += other.w2
-        return self
-
-
-@dataclass
 class TriggerPatterns:
     """Per distinct pattern of path decisions (bit i: path i accepted), per lumi section."""
 
     paths: list[str]
-    by_lumi: dict[tuple[int, int], dict[int, Tally]] = field(default_factory=dict)
+    by_lumi: dict[tuple[int, int], dict[int, ExactTally]] = field(default_factory=dict)
     column: dict[tuple[int, int], str] = field(default_factory=dict)  # the prescale column of each lumi, if any
 
     def record(self, run: int, lumi: int, pattern: int, weight: float = 1.0, column: str | None = None) -> None:
@@ -72,25 +64,25 @@ class TriggerPatterns:
                 self.column[(run, lumi)] = column
         tally = table.get(pattern)
         if tally is None:
-            tally = table[pattern] = Tally()
+            tally = table[pattern] = ExactTally()
         tally.add(weight)
 
     def merge(self, other: "TriggerPatterns") -> "TriggerPatterns":
         if other.paths != self.paths:
             raise ValueError(f"cannot merge trigger patterns of paths {other.paths} into {self.paths}")
-        out = TriggerPatterns(list(self.paths), {k: {p: Tally(t.n, t.w, t.w2) for p, t in v.items()}
+        out = TriggerPatterns(list(self.paths), {k: {p: replace(t) for p, t in v.items()}
                                                  for k, v in self.by_lumi.items()}, {**self.column, **other.column})
         for key, table in other.by_lumi.items():
             mine = out.by_lumi.setdefault(key, {})
             for pattern, tally in table.items():
-                mine.setdefault(pattern, Tally()).__iadd__(tally)
+                mine.setdefault(pattern, ExactTally()).__iadd__(tally)
         return out
 
-    def totals(self, lumis: Iterable[tuple[int, int]] | None = None) -> dict[int, Tally]:
-        out: dict[int, Tally] = {}
+    def totals(self, lumis: Iterable[tuple[int, int]] | None = None) -> dict[int, ExactTally]:
+        out: dict[int, ExactTally] = {}
         for key in (self.by_lumi if lumis is None else lumis):
             for pattern, tally in self.by_lumi.get(key, {}).items():
-                out.setdefault(pattern, Tally()).__iadd__(tally)
+                out.setdefault(pattern, ExactTally()).__iadd__(tally)
         return out
 
 
@@ -101,7 +93,8 @@ class Rate:
     hz: float
     error_hz: float
     upper_limit: bool = False  # no event accepted: error_hz is the 68 % upper limit
-    low_hz: float = 0.0  # the 68.3 % interval [low_hz, high_hz] (Clopper-Pearson unweighted, hz ± error_hz weighted)
+    low_hz: float = 0.0  # the 68.3 % interval [low_hz, high_hz] (Clopper-Pearson unweighted, hz ± error_hz weighted,
+    # clipped to [0, input rate] where no negative weight is on that side: module docstring)
     high_hz: float = 0.0
     undefined: bool = False  # the events' weights sum to <= 0: no fraction, every figure NaN
 
@@ -149,7 +142,23 @@ def rate(accepted: Tally, total: Tally, input_rate_hz: float, interval: bool = T
     else:  # weighted efficiency: variance of sum_acc w / sum w (Sumw2)
         rejected_w2 = total.w2 - accepted.w2
         err = math.sqrt(max(((1 - p) ** 2 * accepted.w2 + p ** 2 * rejected_w2), 0.0)) / total.w * input_rate_hz
+        return Rate(accepted.n, p, hz, err, low_hz=_floor(hz - err, accepted, total, input_rate_hz),
+                    high_hz=_ceiling(hz + err, accepted, total, input_rate_hz))
     return Rate(accepted.n, p, hz, err, low_hz=hz - err, high_hz=hz + err)
+
+
+def _floor(low_hz: float, accepted: Tally, total: Tally, input_rate_hz: float) -> float:
+    """A weighted rate's interval foot: at least 0 where no accepted event weighs < 0 (the fraction cannot be
+    negative: ROOT's TEfficiency clips its normal interval at 0), signed where negative weights were counted
+    among the accepted ones, or not counted (a rate below 0 is then what the sample measures)."""
+    return max(low_hz, 0.0) if accepted.negative == 0 else low_hz
+
+
+def _ceiling(high_hz: float, accepted: Tally, total: Tally, input_rate_hz: float) -> float:
+    """The top, the mirror of ``_floor``: at most the input rate where no rejected event weighs < 0."""
+    if accepted.negative is None or total.negative is None or total.negative - accepted.negative:
+        return high_hz
+    return min(high_hz, input_rate_hz)
 
 
 @dataclass
@@ -172,7 +181,7 @@ def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,
                lumis: Sequence[tuple[int, int]] | None = None, interval: bool = True) -> MenuRates:
     """Every path's rate, unique rate, the overlaps and the total, from the recorded patterns."""
     table = patterns.totals(lumis)
-    total = Tally()
+    total = ExactTally()
     for tally in table.values():
         total += tally
     paths = patterns.paths
@@ -180,7 +189,7 @@ def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,
     overlap = [[0] * len(paths) for _ in paths]
     for i, name in enumerate(paths):
         bit = 1 << i
-        accepted, alone = Tally(), Tally()
+        accepted, alone = ExactTally(), ExactTally()
         for pattern, tally in table.items():
             if pattern & bit:
                 accepted += tally
@@ -189,14 +198,14 @@ def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,
                 for j in range(len(paths)):
                     if pattern & (1 << j):
                         overlap[i][j] += tally.n
-        per_path[name] = rate(accepted, total, input_rate_hz, interval)
-        unique[name] = rate(alone, total, input_rate_hz, interval)
-    any_path = Tally()
+        per_path[name] = rate(*rate_tallies(accepted, total), input_rate_hz, interval)
+        unique[name] = rate(*rate_tallies(alone, total), input_rate_hz, interval)
+    any_path = ExactTally()
     for pattern, tally in table.items():
         if pattern:
             any_path += tally
     return MenuRates(list(paths), total.n, input_rate_hz, per_path, unique, overlap,
-                     rate(any_path, total, input_rate_hz, interval))
+                     rate(*rate_tallies(any_path, total), input_rate_hz, interval))
 
 
 def rates_per_lumi(patterns: TriggerPatterns, input_rate_hz: float) -> dict[tuple[int, int], MenuRates]:

@@ -19,7 +19,8 @@ it): every bin also holds sum w and sum w^2, of all events and of those passed, 
 cut is the rates' weighted fraction and the ROOT histograms carry true Sumw2 variances. They are exact
 fixed-point integers, the excess over the count (``framework/weights.py``): they merge as the counts do, to
 the same bits in any order, an event of weight 1 (or without one) costs nothing, and a sample without
-weights keeps exactly the counters and entries it had.
+weights keeps exactly the counters and entries it had. The events of weight < 0 are counted too (all,
+passed): where there are none on a side, the fraction's interval is clipped there, at 0 or 1, as the rate's.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ COUNTS_PREFIX = "score_hist:"  # flat counters in a filter's summary(): <prefix>
 PASSED_PREFIX = "score_hist_passed:"
 # weighted samples: sum (w - 1) and sum (w^2 - 1) per slot, in fixed point (module docstring), all and passed
 SUMW_PREFIXES = ("score_hist_w:", "score_hist_w2:", "score_hist_passed_w:", "score_hist_passed_w2:")
+# and the events of weight < 0, all and passed: whether the fraction's interval may be clipped to [0, 1], as the
+# rates' (framework/rates.py); written with the sums, so their absence (an older summary) leaves it signed
+NEGATIVE_KEYS = ("score_hist_negative:all", "score_hist_negative:passed")
 QUANTITY_KEY = "score_hist_of"  # the summary's setting naming the histogrammed value
 ROOT_FILE = "scores.root"  # the report folder's TH1Ds of every filter's histogram (report/root_histograms.py)
 SCORE, RATIO = "score", "score / cut"
@@ -53,13 +57,14 @@ _NONPOSITIVE, _NAN, _NO_SCORE, _CUT_NONPOSITIVE = _N + 1, _N + 2, _N + 3, _N + 4
 class ScoreHistogram:
     """Counts of one filter's cut value (the event's reduced score, or score / cut), and of those passed."""
 
-    __slots__ = ("counts", "passed", "excess")
+    __slots__ = ("counts", "passed", "excess", "negative")
 
     def __init__(self) -> None:
         self.counts = [0] * len(_SLOTS)
         self.passed = [0] * len(_SLOTS)
         # sum (w - 1), sum (w^2 - 1) of all events, then of those passed (fixed point); None until a weight != 1
         self.excess: tuple[list[int], list[int], list[int], list[int]] | None = None
+        self.negative = [0, 0]  # events of weight < 0, all and passed
 
     def fill(self, value: float, passed: bool, weight: float = 1.0) -> None:
         """One event's value (any float: NaN, inf and values <= 0 have their own slots) and weight."""
@@ -97,6 +102,10 @@ class ScoreHistogram:
         if passed:
             pw[slot] += dw
             pw2[slot] += dw2
+        if weight < 0:
+            self.negative[0] += 1
+            if passed:
+                self.negative[1] += 1
 
     def counters(self) -> dict[str, int]:
         """The non-zero counts as flat integer counters (they add up over streams and work units); for a
@@ -108,6 +117,7 @@ class ScoreHistogram:
             for prefix, sums, counted in zip(SUMW_PREFIXES, self.excess, (self.counts, self.counts,
                                                                             self.passed, self.passed)):
                 out.update({prefix + name: x for name, x, n in zip(_SLOTS, sums, counted) if n})
+            out.update(zip(NEGATIVE_KEYS, self.negative))
         return out
 
 
@@ -143,7 +153,9 @@ def from_counters(counters: Mapping[str, Any]) -> dict[str, Any] | None:
     # the weighted fraction and its Sumw2 interval: the TriggerRates service's figure for the same events,
     # from the exact sums (rounded once: weights all equal give the unweighted fraction to the bit)
     sw, sw2, swp, sw2p = (sum(s) for s in sums)
-    frac = rate(*fraction_tallies(k, n, (swp, sw2p), (sw, sw2)), 1.0, interval=False)
+    passed_tally, total_tally = fraction_tallies(k, n, (swp, sw2p), (sw, sw2))
+    total_tally.negative, passed_tally.negative = (counters.get(key) for key in NEGATIVE_KEYS)
+    frac = rate(passed_tally, total_tally, 1.0, interval=False)
     out["fraction_passed"] = None if frac.undefined else frac.fraction
     out["fraction_interval_68"] = None if frac.undefined else [frac.low_hz, frac.high_hz]
     return out

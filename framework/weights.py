@@ -1,4 +1,4 @@
-"""Per-event weights (a weighted sample's genWeight) summed exactly, for the distributions shown beside the rates.
+"""Per-event weights (a weighted sample's genWeight) summed exactly, for the rates and the distributions beside them.
 
 Why integers: a float sum depends on the order of the events, and streams, Dask units and workers add their
 parts in no fixed order. A weight is kept in fixed point, w in units of 2^-W_BITS and w^2 as that integer
@@ -11,20 +11,87 @@ was 2.4 % off. Python's integers hold the ~2300-bit sums; an event costs ~1 us m
 
 Counters hold the EXCESS over the event count (sum of w - 1, sum of w^2 - 1): an event of weight 1, or without
 a weight, adds nothing, so a sample without weights keeps exactly the counters it had.
+
+The TriggerRates service records the same sums per lumi and pattern (``ExactTally``). ``Tally``, the float
+figures ``rates.rate`` takes, lives here beside it and their conversion, so ``rates`` imports this module and
+not the other way round.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from .config import WEIGHT_TAG
 from .errors import ModuleError
-from .rates import Tally
 
 W_BITS = 1074  # 2^-1074: the smallest double (subnormal); every finite double is a multiple of it
 ONE = 1 << W_BITS  # a weight of 1
 ONE2 = 1 << (2 * W_BITS)  # a squared weight of 1
+
+
+@dataclass
+class Tally:
+    """Events, sum of weights, sum of squared weights: the figures ``rates.rate`` takes, as floats.
+    ``negative``: how many of the events weigh < 0, where counted (None: not known); it decides whether a
+    rate's interval may be clipped at 0 and at the input rate (``rates.rate``)."""
+
+    n: int = 0
+    w: float = 0.0
+    w2: float = 0.0
+    negative: int | None = None
+
+
+@dataclass
+class ExactTally:
+    """Events and their weights summed exactly, as the TriggerRates service records them per lumi and pattern:
+    ``w`` and ``w2`` are sum (w - 1) and sum (w^2 - 1) in fixed point (the excess over the count, as the modules'
+    counters), ``negative`` the events of weight < 0. All integers, so streams, Dask units and lumis add up to
+    the same bits in any order; an event of weight 1 (or without a weight) costs one comparison."""
+
+    n: int = 0
+    w: int = 0
+    w2: int = 0
+    negative: int = 0
+
+    def add(self, weight: float = 1.0) -> None:
+        self.n += 1
+        if weight != 1.0:
+            dw, dw2 = excess(weight)
+            self.w += dw
+            self.w2 += dw2
+            if weight < 0:
+                self.negative += 1
+
+    def __iadd__(self, other: "ExactTally") -> "ExactTally":
+        self.n += other.n
+        self.w += other.w
+        self.w2 += other.w2
+        self.negative += other.negative
+        return self
+
+    @property
+    def weighted(self) -> bool:
+        """Whether any event weighed other than 1 (sum w = n and sum w^2 = n hold only for weights all 1)."""
+        return bool(self.w or self.w2)
+
+    def sums(self) -> tuple[int, int]:
+        """(sum w, sum w^2) in fixed point, exactly."""
+        return self.n * ONE + self.w, self.n * ONE2 + self.w2
+
+
+def rate_tallies(accepted: ExactTally, every: ExactTally) -> tuple[Tally, Tally]:
+    """(accepted, total) for ``rates.rate``: plain counts where no event weighed other than 1 (the unweighted
+    rate and its Clopper-Pearson interval, bit for bit as ever), else ``fraction_tallies`` (the fraction rounded
+    once from the exact sums: the score histogram's, the same in any order of streams and units), with the
+    negative weights counted."""
+    if not every.weighted:
+        return (Tally(accepted.n, float(accepted.n), float(accepted.n), 0),
+                Tally(every.n, float(every.n), float(every.n), 0))
+    passed, total_ = fraction_tallies(accepted.n, every.n, accepted.sums(), every.sums())
+    passed.negative, total_.negative = accepted.negative, every.negative
+    return passed, total_
 
 
 def fixed_point(weight: float) -> int:

@@ -3,6 +3,7 @@ prescale table, and rates/unique rates/overlaps against an independent computati
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -175,7 +176,7 @@ def test_patterns_merge_exactly_and_per_lumi_rates_add_up():
     parts = [TriggerPatterns(["A", "B", "C"]) for _ in range(2)]
     for (key, table), part in zip(sorted(whole.by_lumi.items()), [parts[0], parts[1], parts[0]]):
         for pattern, tally in table.items():
-            part.by_lumi.setdefault(key, {})[pattern] = Tally(tally.n, tally.w, tally.w2)
+            part.by_lumi.setdefault(key, {})[pattern] = dataclasses.replace(tally)
     merged = parts[0].merge(parts[1])
     assert menu_rates(merged, 1e5) == menu_rates(whole, 1e5)
     per_lumi = rates_per_lumi(whole, 1e5)

@@ -21,8 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..rates import (LUMI_SECTION_S, MenuRates, Rate, Tally, TriggerPatterns, menu_rates, rate, rates_per_lumi,
-                     wilson_interval)
+from ..rates import LUMI_SECTION_S, MenuRates, Rate, TriggerPatterns, menu_rates, rate, rates_per_lumi, wilson_interval
 from ..config import WEIGHT_TAG
 from ..service import Service
 from ..weights import ONE, ONE2, fraction_tallies
@@ -104,8 +103,8 @@ class TriggerRates(Service):
         could take for 0 Hz."""
         by_lumi = self._patterns.by_lumi
 
-        def weight(keys: Any) -> float:
-            return sum(t.w for key in keys for t in by_lumi.get(key, {}).values())
+        def weight(keys: Any) -> int:  # exact (fixed point): its sign is the rates' undefined, in any order
+            return sum(t.sums()[0] for key in keys for t in by_lumi.get(key, {}).values())
 
         lumis = [key for key in sorted(by_lumi) if weight([key]) <= 0] if self.params.per_lumi else []
         in_force = self.columns()
@@ -124,7 +123,7 @@ class TriggerRates(Service):
     def weighted(self) -> bool:
         """Whether any event weighed other than 1 (the reports then say which figures are sums of weights)."""
         return self._patterns is not None and any(
-            t.w != t.n or t.w2 != t.n for table in self._patterns.by_lumi.values() for t in table.values())
+            t.weighted for table in self._patterns.by_lumi.values() for t in table.values())
 
     def columns(self) -> dict[str, list[tuple[int, int]]]:
         """The recorded lumi sections by the prescale column in force in them (the prescalers' own lookup,

@@ -56,6 +56,19 @@ def test_negative_weights_the_cut_holds_the_target_at_every_tighter_cut():
     assert looser_cut_at_target(s, np.ones(10), 1 / 8) is None  # never with weights >= 0
 
 
+@pytest.mark.parametrize("c", [0.7, 0.1, 1 / 3, 1e-7])
+def test_equal_weights_give_the_unweighted_cut(c):
+    """Weights all equal to c (a double: xsec x lumi / N) weigh every event alike: the cut is the unweighted one at
+    every target, also where the target is a whole number of events (10,000 events, 1 %: 100 above). The float
+    total minus a float running sum was a few ulps off there and the cut moved by an event (c = 0.7, 1e-7)."""
+    s = np.random.default_rng(7).normal(size=10_000)
+    for eff in (1e-3, 1e-2, 0.02, 0.05, 0.1, 0.25):
+        cut = weighted_cut(s, None, eff)
+        assert np.sum(s > cut) == round(eff * s.size)
+        assert weighted_cut(s, np.full(s.size, c), eff) == cut, eff
+        assert looser_cut_at_target(s, np.full(s.size, c), eff) is None
+
+
 @pytest.mark.parametrize("weights", [np.array([1.0, -1.0, 1.0, -1.0]), np.array([1.0, -2.0, 0.5, 0.0])])
 def test_weights_summing_to_zero_or_less_have_no_cut(weights):
     with pytest.raises(ValueError, match=r"the weights of the 4 events sum to -?[0-9.]+, not a positive number"):

@@ -287,6 +287,16 @@ OP_CASES = [
                                                 helper.make_node("ReduceLogSumExp", ["xb", "ax"], ["c"], keepdims=0),
                                                 helper.make_node("Sum", ["a", "b", "c"], ["y"])], (3, 5, 4),
      [_init("ax", I64(1, -1)), _init("big", np.float32(60))], 18),
+    # reduced over no axis (noop_with_empty_axes, axes empty or absent): each value alone, as ONNX Runtime and the
+    # ONNX reference give (|x|, |x|, x^2, log x, x); until 2026-12-07 x itself for all, the score silently off
+    ("reduce-over-no-axis-opset18", [helper.make_node("ReduceL1", ["x", "e"], ["a"], noop_with_empty_axes=1),
+                                     helper.make_node("ReduceL2", ["x", "e"], ["b"], noop_with_empty_axes=1),
+                                     helper.make_node("ReduceSumSquare", ["x"], ["c"], noop_with_empty_axes=1),
+                                     helper.make_node("Abs", ["x"], ["ab"]),
+                                     helper.make_node("ReduceLogSum", ["ab", "e"], ["d"], noop_with_empty_axes=1),
+                                     helper.make_node("ReduceLogSumExp", ["x", "e"], ["f"], noop_with_empty_axes=1),
+                                     helper.make_node("Sum", ["a", "b", "c", "d", "f"], ["y"])], (3, 5, 4),
+     [_init("e", np.zeros(0, np.int64))], 18),
     ("argmax-argmin-keepdims-last-index", [helper.make_node("Floor", ["x"], ["f"]),  # ties: first or last index
                                            helper.make_node("ArgMax", ["f"], ["a"], axis=1),
                                            helper.make_node("ArgMin", ["f"], ["b"], axis=-1, keepdims=0, select_last_index=1),

@@ -276,8 +276,9 @@ def _reduce(name: str) -> OpFn:
            axes_attr: Sequence[int] | None = None) -> Any:
         ax = _ints(axes, f"{name} axes") if axes is not None else (list(axes_attr) if axes_attr is not None else [])
         if not ax:
-            if noop_with_empty_axes:
-                return x
+            if noop_with_empty_axes:  # reduced over no axis: each value alone, as ONNX Runtime (|x| for L1 and L2,
+                # x^2 for SumSquare, log x for LogSum; x itself was returned for all, and the score silently differed)
+                return _REDUCERS[name](_xp(k, x), x, (), True) if name in _REDUCERS else x
             ax = list(range(x.ndim))
         xp, axis = _xp(k, x), tuple(_axis(a, x.ndim) for a in ax)
         if name in _REDUCERS:  # L1, L2, SumSquare, LogSum, LogSumExp: composed of the standard's sum

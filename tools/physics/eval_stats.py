@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from hltrun.framework.weights import ONE, fixed_point
 from hltrun.modules.working_point import bin_index
 
 
@@ -74,17 +75,29 @@ def effective_n(weights: np.ndarray) -> float:
 
 def _above_by_score(scores: np.ndarray, weights: np.ndarray | None, eff: float
                     ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(distinct scores ascending, weight strictly above each, the weight ``eff`` of the sample allows above a
-    cut). Tied scores pass or fail together. A sample whose weights sum to 0 or less has no fraction of its
-    total: a ValueError (negative NLO weights cancel only over enough events)."""
+    """(distinct scores ascending, the fraction of the sample's weight strictly above each, the largest fraction
+    ``eff`` allows above a cut). Tied scores pass or fail together. Each fraction is one correctly rounded ratio
+    of exact sums (weights in fixed point, ``framework.weights``): weights all equal to c give the unweighted
+    k / n to the bit, where the float total minus a float running sum was a few ulps off and moved the cut by an
+    event when the target was exactly a whole number of events (double weights 0.7, 10,000 events: 99 above a 1 %
+    cut, not 100). A sample whose weights sum to 0 or less has no fraction of its total: a ValueError (negative
+    NLO weights cancel only over enough events)."""
     s = _clean(scores)
     values, inverse = np.unique(s, return_inverse=True)
-    w = np.bincount(inverse.reshape(-1), weights=_weights(weights, s.size), minlength=values.size)
-    total = float(w.sum())
+    inverse = inverse.reshape(-1)
+    limit = eff * (1 + 1e-12)
+    if weights is None:  # counts: exact in int64, each fraction one rounded division
+        below = np.cumsum(np.bincount(inverse, minlength=values.size))
+        return values, (s.size - below) / s.size, limit
+    order = np.argsort(inverse, kind="stable")
+    exact = np.array([fixed_point(w) for w in np.asarray(weights, np.float64).reshape(-1)[order].tolist()],
+                     dtype=object)
+    below = np.cumsum(np.add.reduceat(exact, np.searchsorted(inverse[order], np.arange(values.size))))
+    total = below[-1]
     if not total > 0:
-        raise ValueError(f"the weights of the {s.size} events sum to {total:.6g}, not a positive number: no "
+        raise ValueError(f"the weights of the {s.size} events sum to {total / ONE:.6g}, not a positive number: no "
                          "fraction of the sample is defined")
-    return values, total - np.cumsum(w), eff * total * (1 + 1e-12)
+    return values, np.array([(total - b) / total for b in below.tolist()], np.float64), limit
 
 
 def weighted_cut(scores: np.ndarray, weights: np.ndarray | None, eff: float) -> float:

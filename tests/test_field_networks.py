@@ -645,19 +645,8 @@ def test_a_recurrent_graph_after_two_runs_is_capturable(op, lens, tmp_path):
     directions, that run makes no tensor from host data, no new layer, and syncs nothing with the host (checked
     on the CPU, as for the shipped models)."""
     torch = pytest.importorskip("torch")
-    from torch.overrides import TorchFunctionMode
-
     from hltrun.modules.inference.onnx_torch import translate
-    from tests.test_translated_backends import _HOST_CALLS
-
-    class Calls(TorchFunctionMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.names: set[str] = set()
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            self.names.add(getattr(func, "__name__", str(func)))
-            return func(*args, **(kwargs or {}))
+    from tests.test_translated_backends import _HOST_CALLS, torch_calls
 
     attrs = {"direction": "bidirectional", **({"linear_before_reset": 1} if op == "GRU" and lens == "none" else {})}
     graph = translate(_recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, peepholes=op == "LSTM" and lens == "input",
@@ -668,7 +657,7 @@ def test_a_recurrent_graph_after_two_runs_is_capturable(op, lens, tmp_path):
             run = graph.specialize(example)
             run(example), run(example)
             lifted, layers = len(graph.kernels.xp._lifted), len(graph.kernels._layers)
-            with Calls() as calls:
+            with torch_calls() as calls:
                 run(example)
             assert (len(graph.kernels.xp._lifted), len(graph.kernels._layers)) == (lifted, layers), bucket
             assert not calls.names & _HOST_CALLS, (bucket, calls.names & _HOST_CALLS)

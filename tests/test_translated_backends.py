@@ -794,11 +794,8 @@ def test_fp32_only_names_cudnn_recurrent_layers_too():
     assert settings["cudnn.rnn.fp32_precision"] == "ieee" == torch.backends.cudnn.rnn.fp32_precision
 
 
-@pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
-def test_torch_graph_after_two_runs_is_capturable(model):
-    """What the GPU backend captures per bucket is the specialised graph's third run (two warm-up runs
-    first): checked here on the CPU, that run makes no tensor from host data (no static value lifted
-    again, no slice index made) and syncs nothing with the host."""
+def torch_calls():
+    """A torch function mode that records the name of every torch function called under it (``.names``)."""
     from torch.overrides import TorchFunctionMode
 
     class Calls(TorchFunctionMode):
@@ -810,6 +807,14 @@ def test_torch_graph_after_two_runs_is_capturable(model):
             self.names.add(getattr(func, "__name__", str(func)))
             return func(*args, **(kwargs or {}))
 
+    return Calls()
+
+
+@pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
+def test_torch_graph_after_two_runs_is_capturable(model):
+    """What the GPU backend captures per bucket is the specialised graph's third run (two warm-up runs
+    first): checked here on the CPU, that run makes no tensor from host data (no static value lifted
+    again, no slice index made) and syncs nothing with the host."""
     graph = translate_torch(MODELS / f"{model}.onnx")
     with torch.inference_mode():
         for bucket in (1, 7, 64):
@@ -817,11 +822,25 @@ def test_torch_graph_after_two_runs_is_capturable(model):
             run = graph.specialize(example)
             run(example), run(example)
             lifted, index = len(graph.kernels.xp._lifted), len(graph.kernels._index)
-            with Calls() as calls:
+            with torch_calls() as calls:
                 outs = run(example)
             assert len(graph.kernels.xp._lifted) == lifted and len(graph.kernels._index) == index, bucket
             assert not calls.names & _HOST_CALLS, (bucket, calls.names & _HOST_CALLS)
             assert [tuple(o.shape) for o in outs] == [(bucket,), (bucket,)]
+
+
+def _auto_runs_onnxruntime(path: Path, tmp_path: Path, capfd) -> str:
+    """The shipped path with ``model`` on ``backend: auto`` (a GPU faked): it runs, on ONNX Runtime; stderr."""
+    from hltrun.framework.cli import main as hltrun
+
+    rc = hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
+                 "modules.anomalyFilter.threshold=1", f"modules.out.file={tmp_path / 'out.root'}",
+                 "--report-dir", str(tmp_path / "rep")])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
+    assert job["module_summaries"]["vae"]["backend"]["backend"] == "onnxruntime"
+    return err
 
 
 def test_auto_on_a_gpu_skips_an_engine_that_cannot_run_the_model(fake_jax, tmp_path, capfd):
@@ -832,13 +851,7 @@ def test_auto_on_a_gpu_skips_an_engine_that_cannot_run_the_model(fake_jax, tmp_p
 
     fake_jax(1)
     path = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("Hardmax", ["jets"], ["hs"]))
-    rc = hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
-                 "modules.anomalyFilter.threshold=1", f"modules.out.file={tmp_path / 'out.root'}",
-                 "--report-dir", str(tmp_path / "rep")])
-    err = capfd.readouterr().err
-    assert rc == 0, err
-    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
-    assert job["module_summaries"]["vae"]["backend"]["backend"] == "onnxruntime"
+    err = _auto_runs_onnxruntime(path, tmp_path, capfd)
     assert "jax cannot run this model" in err and "Hardmax" in err, err
     # an explicit engine is never replaced: the same model on backend: jax is still refused, in one line
     assert hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
@@ -869,17 +882,8 @@ def test_a_data_dependent_shape_is_one_line_naming_the_op_and_who_runs_it(engine
 def test_auto_on_a_gpu_says_the_data_dependent_op_that_keeps_jax_out(fake_jax, tmp_path, capfd):
     """``auto`` on a GPU machine skips JAX for a NonZero model and runs ONNX Runtime; its reason names the
     engine that cannot run the model and the op (until 2026-12-07: "does not implement: NonZero")."""
-    from hltrun.framework.cli import main as hltrun
-
     fake_jax(1)
-    path = _boolean_indexing_model(tmp_path / "masked.onnx")
-    rc = hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={path}",
-                 "modules.anomalyFilter.threshold=1", f"modules.out.file={tmp_path / 'out.root'}",
-                 "--report-dir", str(tmp_path / "rep")])
-    err = capfd.readouterr().err
-    assert rc == 0, err
-    job = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]
-    assert job["module_summaries"]["vae"]["backend"]["backend"] == "onnxruntime"
+    err = _auto_runs_onnxruntime(_boolean_indexing_model(tmp_path / "masked.onnx"), tmp_path, capfd)
     assert "jax cannot run this model" in err and "uses NonZero" in err and "data-dependent shape" in err, err
 
 

@@ -127,7 +127,11 @@ class TorchBackend(BucketedBackend):
             self._calls[bucket] = run
             self._dev_in[bucket] = example
             if self.cuda_graphs:
-                self._graphs[bucket], outs = cuda.capture(run, example, self._pool, s)
+                try:
+                    self._graphs[bucket], outs = cuda.capture(run, example, self._pool, s)
+                except RuntimeError as exc:  # CUDA refused something in the graph: say the way round it
+                    raise RuntimeError(f"{exc} (while capturing the batch as a CUDA graph; cuda_graphs: false runs "
+                                       "this model op by op, without graphs)") from exc
                 self._dev_out[bucket] = outs
             pinned = [cuda.pinned_zeros(o.shape, o.dtype) for o in outs]
             self._host_out[bucket] = (pinned, [p.numpy() for p in pinned])

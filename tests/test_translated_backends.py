@@ -1140,3 +1140,13 @@ def test_gpu_farm_and_the_jobs_farm_report_give_one_figure(tmp_path):
                  "--rate", str(farm["input_rate_hz"])]) == 0
     rows = json.loads((tmp_path / "farm" / "farm.json").read_text())["rows"]
     assert rows[0]["cores_at_rate"] == pytest.approx(farm["throughput"]["cores"], rel=1e-6)
+
+
+def test_the_op_list_in_your_model_md_is_the_translators():
+    """docs/your-model.md's list of translated ops ("Element-wise and logic: ...") names exactly the ops
+    ``OPS`` implements: a user reads it to know whether JAX and PyTorch run a network (round 5 added 26 ops)."""
+    text = (REPO / "docs" / "your-model.md").read_text()
+    start = text.index("Element-wise and logic:")
+    listed = text[start:text.index("(Softmax/LogSoftmax with opset", start)]
+    named = {op for span in listed.split("`")[1::2] for op in span.split() if op[:1].isupper()}
+    assert named == set(OPS), (sorted(named - set(OPS)), sorted(set(OPS) - named))

@@ -109,3 +109,14 @@ def test_no_trigger_paths_means_every_event_passed():
     """Schedule.cc: without trigger paths the event summary says passed = total, failed = 0."""
     s = JobSummary("P", 1, events_processed=7, events_passed=0, events_failed=0)
     assert "TrigReport Events total = 7 passed = 7 failed = 0\n" in trig_report(s)
+
+
+def test_the_job_reports_stop_line_says_a_signal_once_and_an_error_as_the_cause():
+    """A signal's failure is already "stopped by SIGUSR2": the line read "stopped by: stopped by SIGUSR2"."""
+    from hltrun.framework.report.trigreport import job_accounting
+
+    s = JobSummary("P", 1, events_processed=7, events_passed=0, events_failed=7)
+    s.failure, s.stopped_by_signal = "stopped by SIGUSR2", "SIGUSR2"
+    assert "JobReport  stopped by SIGUSR2" in job_accounting(s).splitlines()
+    s.failure, s.stopped_by_signal = "module 'vae' failed: ModuleError: boom", None
+    assert "JobReport  stopped by: module 'vae' failed: ModuleError: boom" in job_accounting(s).splitlines()

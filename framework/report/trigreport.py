@@ -80,8 +80,9 @@ def job_accounting(summary: JobSummary) -> str:
         lines.append(f"JobReport  the units did not all run the same way: {variants_line(s.facts['variants'])}")
     lines += _executor_lines(s)
     lines += quality_lines(s)
-    if s.failure:
-        lines.append(f"JobReport  stopped by: {s.failure}")
+    if s.failure:  # a signal's failure already says "stopped by SIGxxx"
+        said = s.failure if s.failure.startswith("stopped by ") else f"stopped by: {s.failure}"
+        lines.append(f"JobReport  {said}")
     return "\n".join(lines) + "\n"
 
 

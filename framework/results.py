@@ -34,6 +34,10 @@ GAUGES = frozenset({"device_memory"})
 # TensorRT's profile, a CUDA stream's id): the same in every stream, unit and worker, so its numbers are no
 # counters (two Dask workers' ``threads: 1`` added up to 2): kept as given, only the GAUGES inside merge by max.
 SETTINGS = frozenset({"backend"})
+# Counts per lumi section, keyed "run:lumi" (an output's ``lumis_written``): merged in lumi order, not in the order
+# Dask units finished (or a worker's cumulative dict first saw them), so that the same events give the same
+# hltrun.json, as a local run's (its events come in input order) and the -j report's (sorted) do.
+LUMI_KEYED = frozenset({"lumis_written"})
 
 
 class Mergeable(Protocol):
@@ -81,7 +85,7 @@ def merge_counters(a: Any, b: Any) -> Any:
     first unit gave it — as the per-stream instances are combined in one process (eventloop);
     ``GAUGES`` dicts keep their largest values; ``SETTINGS`` dicts are settings, numbers included."""
     if a is None:
-        return copy.deepcopy(b)
+        return _lumis_in_order(copy.deepcopy(b), deep=True)
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
         for key, value in b.items():
@@ -92,10 +96,35 @@ def merge_counters(a: Any, b: Any) -> Any:
                 out[key] = _latest_with_gauges(value, mine)
             else:
                 out[key] = merge_counters(mine, value)
-        return out
+        return _lumis_in_order(out)
     if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool):
         return a + b
     return a
+
+
+def _lumis_in_order(summary: Any, deep: bool = False) -> Any:
+    """``summary`` with its ``LUMI_KEYED`` dicts in lumi order (a worker's cumulative dict, differenced per unit,
+    lists its lumis in the order that worker first saw them, the first unit's result included); ``deep``: in
+    the dicts inside it too (a first unit's summaries, copied whole)."""
+    if not isinstance(summary, dict):
+        return summary
+    for key in LUMI_KEYED & summary.keys():
+        summary[key] = _in_lumi_order(summary[key])
+    if deep:
+        for key, value in summary.items():
+            if key not in LUMI_KEYED and isinstance(value, dict):
+                _lumis_in_order(value, deep)
+    return summary
+
+
+def _in_lumi_order(counts: Any) -> Any:
+    """A dict keyed "run:lumi" sorted by (run, lumi) as numbers (1:10 after 1:9); anything else as it is."""
+    if not isinstance(counts, dict):
+        return counts
+    try:
+        return dict(sorted(counts.items(), key=lambda item: tuple(int(x) for x in item[0].split(":"))))
+    except (AttributeError, ValueError):  # not "run:lumi" keys: no lumi order to give
+        return counts
 
 
 def add_stream_summary(merged: dict[str, Any], own: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from .config import WEIGHT_TAG
 from .errors import ModuleError
@@ -100,6 +100,18 @@ def fixed_point(weight: float) -> int:
         raise ValueError(f"event weight {weight}: not a finite number")
     numerator, denominator = float(weight).as_integer_ratio()  # denominator: a power of 2, at most 2^1074
     return numerator * (ONE // denominator)
+
+
+def exact_sum(weights: Iterable[float]) -> int:
+    """sum w of ``weights`` (floats, or a numpy array) in fixed point, exactly: the same in any order, and
+    cancelling weights cancel (a float sum of weights +-1e100 among ones of order 1 lost the ones it absorbed);
+    a non-finite weight is a ValueError."""
+    return sum(map(fixed_point, weights.tolist() if hasattr(weights, "tolist") else weights))
+
+
+def weight_sum(weights: Iterable[float]) -> float:
+    """sum w of ``weights``, the exact sum (``exact_sum``) correctly rounded once."""
+    return exact_sum(weights) / ONE
 
 
 def excess(weight: float) -> tuple[int, int]:

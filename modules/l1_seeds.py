@@ -423,8 +423,9 @@ class L1SeedFilter(Filter):
         # keyed by the bin's lower edge: counters that add across streams and work units
         self.pt_all: dict[str, int] = {}
         self.pt_fired: dict[str, dict[str, int]] = {n: {} for n in self.seeds}
-        # a weighted sample's: per bin the fixed-point sums of (w - 1) and (w^2 - 1) (framework/weights.py),
-        # of every event ("" key) and of those each seed fired on; None until an event of weight != 1
+        # a weighted sample's: per bin the fixed-point sums of (w - 1) and (w^2 - 1) (framework/weights.py)
+        # and the events of weight < 0 (they decide whether the bin's interval may be clipped to [0, 1], as a
+        # rate's), of every event ("" key) and of those each seed fired on; None until an event of weight != 1
         self.pt_weights: dict[str, dict[str, list[int]]] | None = None
         # the chunk being read and its decisions (see the module docstring): events seen are counted
         # per chunk, with numpy, when the next chunk comes or the summary is asked for
@@ -523,14 +524,17 @@ class L1SeedFilter(Filter):
         return accept
 
     def _weigh(self, edge: str, weight: float, fired: list[str]) -> None:
-        """An event's weight beyond its count in its pT bin, for every event and for each seed that fired."""
+        """An event's weight beyond its count in its pT bin (and whether it is < 0), for every event and for
+        each seed that fired."""
         if self.pt_weights is None:
             self.pt_weights = {"": {}, **{n: {} for n in self.seeds}}
         dw, dw2 = excess(weight)
+        negative = int(weight < 0)
         for name in ("", *fired):
-            sums = self.pt_weights[name].setdefault(edge, [0, 0])
+            sums = self.pt_weights[name].setdefault(edge, [0, 0, 0])
             sums[0] += dw
             sums[1] += dw2
+            sums[2] += negative
 
     def summary(self) -> dict[str, object]:
         self._fold()
@@ -550,15 +554,17 @@ class L1SeedFilter(Filter):
 
 def weight_counters(prefix: str, counts: dict[str, int], sums: dict[str, list[int]],
                     name: str | None = None) -> dict[str, int]:
-    """``<name>_w:<rest>:<edge>`` and ``<name>_w2:...`` for every bin of ``counts`` (``prefix`` =
-    ``<name>:<rest>``): the fixed-point excess sums the report turns into sums of weights."""
+    """``<name>_w:<rest>:<edge>``, ``<name>_w2:...`` and ``<name>_negative:...`` for every bin of ``counts``
+    (``prefix`` = ``<name>:<rest>``): the fixed-point excess sums the report turns into sums of weights, and the
+    events of weight < 0 that say whether the bin's interval may be clipped (integers: they add as counters)."""
     name = name or prefix
     rest = prefix[len(name):]
     out = {}
     for edge in counts:
-        w, w2 = sums.get(edge, (0, 0))
+        w, w2, negative = sums.get(edge, (0, 0, 0))
         out[f"{name}_w{rest}:{edge}"] = w
         out[f"{name}_w2{rest}:{edge}"] = w2
+        out[f"{name}_negative{rest}:{edge}"] = negative
     return out
 
 

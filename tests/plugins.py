@@ -141,6 +141,7 @@ class SleepParameters:
     sleep_ms: float = 10.0
     started_file: str | None = None  # created at the first event: a test knows events are flowing
     started_after: int = 1  # ... or once this many events reached the module (a job well under way)
+    lumi: str | None = None  # "run:lumi": sleep only on that lumi section's events (a Dask unit that ends last)
 
 
 @register_module("TestSleep")
@@ -161,7 +162,8 @@ class Sleep(Analyzer):
                 self._seen += 1
                 if self._seen == self.params.started_after:
                     open(self.params.started_file, "a").close()
-        time.sleep(self.params.sleep_ms / 1000)
+        if self.params.lumi is None or self.params.lumi == f"{event.id.run}:{event.id.luminosityBlock}":
+            time.sleep(self.params.sleep_ms / 1000)
 
 
 @dataclass

@@ -281,6 +281,51 @@ def test_negative_weights_the_cut_holds_its_efficiency_at_every_tighter_cut(mode
     assert "looser cut" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 600 events through the path (~4 s)
+def test_sum_of_weights_that_cancel_is_exact(model_dir, tmp_path):
+    """A float64 genWeight with two events of +1e100 and -1e100 among weights of order 1: the card's sum of
+    weights was a float sum, which lost the weights the heavy ones absorbed (288.7 for a true 381.5 on 1500
+    events). It is the exact sum, checked against math.fsum (correctly rounded too) on the file's weights."""
+    import math
+
+    import awkward as ak
+
+    from hltrun.modules.rootio import write_nanoaod
+
+    with uproot.open(QCD) as f:
+        a = f["Events"].arrays(entry_stop=600)
+    lead = ak.to_numpy(ak.fill_none(ak.max(a["FatJet_pt"], axis=1), 300.0)).astype(np.float64)
+    w = (lead / 500.0) ** -4 * (1 + 0.5 * np.sin(np.arange(len(lead))))
+    softest = np.argsort(lead)[:2]  # far below the cut: the cut and its rate are the sample's without them
+    w[softest] = [1e100, -1e100]
+    data = {k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "event")}
+    data["genWeight"] = w
+    data["FatJet"] = ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")})
+    data["FatJetPFCand"] = ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})
+    with uproot.recreate(tmp_path / "heavy.root") as f:
+        write_nanoaod(f, "Events", data)
+    stored = uproot.open(tmp_path / "heavy.root")["Events"]["genWeight"].array(library="np").astype(np.float64)
+    assert float(np.sum(stored)) != pytest.approx(math.fsum(stored), rel=1e-3)  # a float sum does lose them
+    out = tmp_path / "card"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(tmp_path / "heavy.root"), "--bkg-eff", "1e-2",
+                    "--out-dir", str(out), "--no-plots", "--min-events-above", "0", *ORT]) == 0
+    card = json.loads((out / "ptsum_card.json").read_text())
+    assert card["background"]["sum_weights"] == math.fsum(stored)
+
+
+def test_weight_sum_refusal_sums_weights_that_cancel_exactly():
+    """+1e100, 1, -1e100 sum to 1 (a float sum: 0, refused); +1e100, -1, -1e100 to -1 (refused, saying -1)."""
+    from hltrun.tools.physics.card_entry import weight_sum_refusal
+
+    heavy = np.array([1e100, 1.0, -1e100])
+    assert weight_sum_refusal(heavy, heavy, "genWeight") is None
+    assert weight_sum_refusal(None, heavy, "genWeight") is None
+    why = weight_sum_refusal(np.array([1e100, -1.0, -1e100]), None, "genWeight")
+    assert why.startswith("the genWeight weights of the background's 3 events sum to -1: ")
+    why = weight_sum_refusal(np.ones(4), np.array([1e100, -1.0, -1e100]), "w")
+    assert why.startswith("the w weights of the background's 3 scored jets sum to -1: ")
+
+
 def test_a_background_whose_weights_sum_to_zero_or_less_is_one_line(model_dir, tmp_path, capsys):
     """60 % negative weights over 300 events: the weights sum to < 0. It wrote a card, exit 0, with a cut where
     98 % of the sample passes and a rate of NaN Hz."""

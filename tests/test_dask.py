@@ -549,6 +549,25 @@ def test_dask_runs_and_lumis_equal_local(cluster, write_config, tmp_path, lumi_f
     assert b'NEvents="0"' in reports["local"][-1][2]  # lumi (1, 3): processed, nothing written
 
 
+def test_lumis_written_are_in_lumi_order_as_locally(cluster, write_config, tmp_path, lumi_file):
+    """The first unit (lumi 1:1, 7 events) sleeps, so the other units' results reach the client first: the
+    output's ``lumis_written`` in hltrun.json followed the order units finished (1:2, 1:3, ... 1:1), where the
+    local run lists them in lumi order. The same events give the same hltrun.json: sorted where units merge."""
+    text = LUMIS.replace("eventsPerTask: 4", "eventsPerTask: 7").replace(
+        "paths: {{p: [third]}}", "  slow: {{type: TestSleep, sleep_ms: 300, lumi: '1:1'}}\npaths: {{p: [slow, third]}}")
+    second = tmp_path / "second.root"  # lumi 1:1 opens both files: their first units sleep
+    second.write_bytes(lumi_file.read_bytes())
+    written = {}
+    for name, address in (("local", None), ("dask", cluster)):
+        cfg = load(write_config(text.format(type="local" if address is None else "dask", address=address or "null",
+                                            a=lumi_file, b=second, out=tmp_path / f"{name}.root"), f"{name}.yaml"), [])
+        outcome, _ = run(cfg)
+        assert outcome.code == 0, outcome.result.summary.failure
+        written[name] = list(outcome.result.summary.module_summaries["out"]["lumis_written"].items())
+    assert written["dask"] == written["local"]
+    assert [k for k, _ in written["local"]] == ["1:1", "1:2", "1:3", "2:7", "2:8"]
+
+
 def test_menu_rates_dask_equal_local(cluster, tmp_path):
     # kills: seeds smeared per work unit or per chunk instead of per event, rate patterns or seed
     # counters not merged (or merged twice) across units, overlaps filled per unit

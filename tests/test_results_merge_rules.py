@@ -219,6 +219,19 @@ def test_merge_counters_by_kind():
     assert given == {"s": {"k": [1]}}
 
 
+def test_lumis_written_merge_in_lumi_order_whatever_order_units_come_in():
+    """An output's ``lumis_written`` ("run:lumi" -> events) in (run, lumi) order as numbers, whichever unit
+    merges first and however a worker's differenced dict listed them: it followed the order units finished."""
+    units = [{"out": {"lumis_written": {"2:1": 3}}}, {"out": {"lumis_written": {"1:10": 1, "1:9": 2}}},
+             {"out": {"lumis_written": {"1:9": 1, "1:2": 4}}}]
+    want = [("1:2", 4), ("1:9", 3), ("1:10", 1), ("2:1", 3)]
+    for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2]):
+        merged = reduce(merge_counters, [units[i] for i in order], None)
+        assert list(merged["out"]["lumis_written"].items()) == want
+    assert list(merge_counters(None, units[1])["out"]["lumis_written"]) == ["1:9", "1:10"]  # the first unit too
+    assert list(merge_counters({"out": {}}, units[1])["out"]["lumis_written"]) == ["1:9", "1:10"]
+
+
 class _Data:
     """A service's mergeable data: the merge keeps both sides, in order."""
 

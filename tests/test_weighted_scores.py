@@ -40,13 +40,14 @@ def score_schema() -> "jsonschema.Validator":
     return jsonschema.Draft202012Validator({"$ref": "#/$defs/score_histogram", "$defs": schema["$defs"]})
 
 
-def weighted_copy(src: Path, dst: Path, n: int, seed: int, replace: dict[int, float] | None = None) -> Path:
-    """The first ``n`` events of ``src`` with a float32 genWeight: log-normal (a factor ~3 either way), 12 %
-    of them negative; ``replace``: entry -> weight written instead (a NaN, an inf)."""
+def weighted_copy(src: Path, dst: Path, n: int, seed: int, replace: dict[int, float] | None = None,
+                  negative: float = 0.12) -> Path:
+    """The first ``n`` events of ``src`` with a float32 genWeight: log-normal (a factor ~3 either way), a
+    fraction ``negative`` of them negative; ``replace``: entry -> weight written instead (a NaN, an inf)."""
     with uproot.open(src) as f:
         a = f["Events"].arrays(entry_stop=n)
     rng = np.random.default_rng(seed)
-    w = (np.exp(rng.normal(0.0, 1.2, len(a))) * np.where(rng.random(len(a)) < 0.12, -1.0, 1.0)).astype(np.float32)
+    w = (np.exp(rng.normal(0.0, 1.2, len(a))) * np.where(rng.random(len(a)) < negative, -1.0, 1.0)).astype(np.float32)
     for entry, value in (replace or {}).items():
         w[entry] = value
     with uproot.recreate(dst) as f:
@@ -242,8 +243,55 @@ def test_l1_turn_on_is_weighted_as_the_rates(tmp_path, sample, threads):
         want = [w[(e == b) & fired].sum() / w[e == b].sum() if w[e == b].sum() > 0 else math.nan for b in edges]
     np.testing.assert_allclose(eff, want, rtol=1e-12)
     assert 0 < fired.sum() < len(fired) and any(0.05 < x < 0.95 for x in eff)  # a turn-on, not a constant
+    for b in edges:  # the events of weight < 0 per bin, all and fired: what decides the intervals' clipping
+        sel = e == b
+        assert c[f"pt_all_negative:{b}"] == (w[sel] < 0).sum()
+        assert c.get(f"pt_fired_negative:L1_SingleJet700:{b}", 0) == (w[sel & fired] < 0).sum()
     rates = doc["services"]["TriggerRates"]
     assert rates["paths"][0]["fraction"] == pytest.approx(w[fired].sum() / w.sum(), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_l1_turn_on_interval_is_clipped_where_no_weight_is_negative(tmp_path):
+    """All weights positive, one event of weight 1e5 per turn-on bin (rejected below the threshold, fired
+    above): the Sumw2 interval either side of the efficiency reached below 0 or above 1 (a bar below 0 with
+    no negative weight). Clipped to [0, 1] as the rates' are, from the seed module's negative-weight counts."""
+    from hltrun.framework.cli import main
+    from hltrun.framework.services.rates import _weighted_turn_on
+
+    src = ROOT / "data" / "qcd_dijet.root"
+    pt = ak.fill_none(ak.max(uproot.open(src)["Events"]["FatJet_pt"].array(entry_stop=1200), axis=1), 0.0)
+    pt = ak.to_numpy(pt)
+    heavy = {}
+    for b in (600, 625, 650, 675, 775, 800):
+        idx = np.flatnonzero(pt // 25 * 25 == b)
+        heavy[int(idx[np.argmin(pt[idx])] if b < 700 else idx[np.argmax(pt[idx])])] = 1e5
+    files = [weighted_copy(src, tmp_path / "heavy_w.root", 1200, 21, heavy, negative=0.0)]
+    config = tmp_path / "l1.yaml"
+    config.write_text(L1_CONFIG.format(threads=1, files=files[0], out=tmp_path / "o.root"))
+    assert main([str(config), "-q", "--report-dir", str(tmp_path / "r")]) == 0
+    c = as_fixed_point(json.loads((tmp_path / "r" / "hltrun.json").read_text())["job"]["module_summaries"]["seed"])
+    a = uproot.open(tmp_path / "o.root")["Events"].arrays(["run", "luminosityBlock", "event", "HLT_L1"], library="np")
+    keys = list(zip(a["run"].tolist(), a["luminosityBlock"].tolist(), a["event"].tolist()))
+    weight, edge = input_weights(files), leading_bins(files)
+    w, e = np.array([weight[k] for k in keys]), np.array([edge[k] for k in keys])
+    fired = a["HLT_L1"].astype(bool)
+    edges = sorted(set(e.tolist()))
+    n = [c[f"pt_all:{b}"] for b in edges]
+    k = [c.get(f"pt_fired:L1_SingleJet700:{b}", 0) for b in edges]
+    eff, bounds = _weighted_turn_on(c, "L1_SingleJet700", edges, n, k)
+    below = above = 0
+    for b, p, (lo, hi) in zip(edges, eff, bounds):
+        sel = e == b
+        if not 0 < (sel & fired).sum() < sel.sum():
+            continue  # none fired (an upper limit) or all: no Sumw2 error either side
+        sw = w[sel].sum()  # the Sumw2 error from the input's weights, as framework/rates.py takes it
+        err = math.sqrt((1 - p) ** 2 * (w[sel & fired] ** 2).sum() + p ** 2 * (w[sel & ~fired] ** 2).sum()) / sw
+        below += p - err < 0
+        above += p + err > 1
+        assert (lo, hi) == pytest.approx((max(p - err, 0.0), min(p + err, 1.0)), rel=1e-9, abs=1e-15)
+    assert below and above  # the heavy events did put the symmetric interval outside [0, 1]
+    assert all(0.0 <= lo <= hi <= 1.0 for lo, hi in bounds)
 
 
 def as_fixed_point(counters: dict) -> dict:

@@ -273,13 +273,19 @@ def _weighted_turn_on(counters: Any, seed: str, edges: list[int], n: list[int],
                       k: list[int]) -> tuple[list[float], list[tuple[float, float]]]:
     """A weighted sample's efficiency per pT bin (sum w fired / sum w) and its Sumw2 68 % interval, from the
     seed module's fixed-point counters (``pt_all_w:``, ``pt_fired_w:<seed>:``; framework/weights.py); NaN
-    where the bin's weights sum to <= 0."""
+    where the bin's weights sum to <= 0. The interval is clipped to [0, 1] as a rate's is, on a side where the
+    seed module counted no event of weight < 0 (``pt_all_negative:``, ``pt_fired_negative:<seed>:``; counters
+    without them, from an older hltrun.json, stay signed)."""
     eff, bounds = [], []
     for e, ni, ki in zip(edges, n, k):
         every = (ni * ONE + counters.get(f"pt_all_w:{e}", 0), ni * ONE2 + counters.get(f"pt_all_w2:{e}", 0))
         fired = (ki * ONE + counters.get(f"pt_fired_w:{seed}:{e}", 0),
                  ki * ONE2 + counters.get(f"pt_fired_w2:{seed}:{e}", 0))
-        r = rate(*fraction_tallies(ki, ni, fired, every), 1.0, interval=False)
+        passed, total = fraction_tallies(ki, ni, fired, every)
+        total.negative = counters.get(f"pt_all_negative:{e}")
+        # a bin no event fired in has no fired counter: none of weight < 0 among them, where the bin's are counted
+        passed.negative = counters.get(f"pt_fired_negative:{seed}:{e}", None if total.negative is None else 0)
+        r = rate(passed, total, 1.0, interval=False)
         eff.append(r.fraction)
         bounds.append((r.low_hz, r.high_hz))
     return eff, bounds

@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 def compute(args: argparse.Namespace) -> dict[str, Any]:
     """Score the samples through the path and compute the entry and the card's numbers."""
     from hltrun.framework.errors import ConfigError
+    from hltrun.framework.weights import weight_sum
     from hltrun.tools.physics.card_entry import card_entry, weight_sum_refusal
     from hltrun.tools.physics.card_run import score_files
     from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate, sample_pt_edges
@@ -179,7 +180,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
         "pt_edges_from": "--pt-edges" if args.pt_edges else "the background sample (about equal events per bin)",
         "bkg_summary": {"files": [str(f) for f in args.background], "events": bkg.n_events,
                         "jets": int(len(bkg.jet_score)), "gen_weight": bkg.has_gen_weight,
-                        "weight_branch": args.weight_branch, "sum_weights": float(w.sum()),
+                        "weight_branch": args.weight_branch, "sum_weights": weight_sum(w),
                         "n_effective": effective_n(w), "accounting": bkg.accounting},
     }
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from hltrun.framework.weights import ONE, exact_sum
 from hltrun.tools.physics.eval_stats import PassRate, looser_cut_at_target, pass_rate, weighted_cut
 
 MIN_EFFECTIVE_ABOVE = 10.0  # effective background events above a cut: relative error on its rate ~ 1/sqrt(10) ~ 32 %
@@ -125,13 +126,14 @@ def scalar_cuts(event_scores: np.ndarray, weights: np.ndarray | None, jet_scores
 
 def weight_sum_refusal(weights: np.ndarray | None, jet_weights: np.ndarray | None, branch: str) -> str | None:
     """Why no background efficiency is defined on a sample (its events', or its scored jets', weights sum to 0 or
-    less: a fraction of a total that is not positive), in one line for both tools, or None."""
+    less: a fraction of a total that is not positive), in one line for both tools, or None. The sums are exact
+    (``framework.weights``): a float sum of weights that cancel (+-1e100) lost the weights they absorbed."""
     for what, w in (("events", weights), ("scored jets", jet_weights)):
-        total = float(np.sum(w)) if w is not None and len(w) else 1.0
+        total = exact_sum(w) if w is not None and len(w) else ONE
         if not total > 0:
-            return (f"the {branch} weights of the background's {len(w)} {what} sum to {total:.6g}: no background "
-                    "efficiency is defined for a sample whose weights sum to 0 or less (negative NLO weights cancel "
-                    "only over enough events: give more events, or the complete sample)")
+            return (f"the {branch} weights of the background's {len(w)} {what} sum to {total / ONE:.6g}: no "
+                    "background efficiency is defined for a sample whose weights sum to 0 or less (negative NLO "
+                    "weights cancel only over enough events: give more events, or the complete sample)")
     return None
 
 

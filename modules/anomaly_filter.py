@@ -13,8 +13,8 @@ from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import InputTag
-from hltrun.framework.weights import event_weight
 from hltrun.framework.score_histogram import QUANTITY_KEY, RATIO, ROOT_FILE, SCORE, ScoreHistogram
+from hltrun.framework.weights import event_weight
 
 from .products import JetScores, is_all_valid
 from .working_point import PT_BINNED_KEY, PtBinnedCuts, PtCutFunction, PtCuts, efficiency_key

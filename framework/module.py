@@ -176,6 +176,12 @@ class OutputModule(Module):
         """The file this module writes (where a distributed run leaves ``<file>.unitNNNNN.part`` parts)."""
         return None
 
+    def part_file(self, unit: Any) -> "Path | None":
+        """Where a distributed run's work ``unit`` leaves its part of ``output_file()``: known to the client
+        before any unit runs, so an abort can remove the parts of units done but not yet collected."""
+        target = self.output_file()
+        return None if target is None else target.with_name(f"{target.name}.{unit.tag}.part")
+
     def check_destination(self) -> None:
         """Refuse a file this module could not write, in one line. Called for every output before any
         module's begin_job, so that a bad path costs no model loading nor ``auto``'s timing."""

@@ -325,21 +325,18 @@ class RootOutputModule(OutputModule):
     def output_file(self) -> Path:
         return self.path
 
-    def _part(self, unit) -> Path:  # noqa: ANN001
-        return self.path.with_name(f"{self.path.name}.{unit.tag}.part")
-
     def begin_unit(self, unit) -> None:  # noqa: ANN001
         self._pending.clear()
         self._lumis.clear()
         self._unit_start = self._written  # events_written stays a job total (the framework takes differences)
         self._last_flush = unit.first_index  # event indices are job-wide
-        self._open(self._part(unit))
+        self._open(self.part_file(unit))
 
     def end_unit(self, unit, failed: bool) -> dict[str, Any] | None:  # noqa: ANN001
         # a re-run after a lost worker replaces the part, never duplicates it
         if not self._end(failed):
             return None
-        return {"target": str(self.path), "part": str(self._part(unit)), "events": self._written - self._unit_start}
+        return {"target": str(self.path), "part": str(self.part_file(unit)), "events": self._written - self._unit_start}
 
     @classmethod
     def assemble(cls, parts: list[Path], target: Path, params: RootOutputParameters,

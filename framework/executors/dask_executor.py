@@ -194,6 +194,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
 
             bar = tqdm(total=sum(u.events for u in units), unit="evt", desc="hltrun[dask]", leave=False,
                        dynamic_ncols=True, mininterval=0.5)
+        _hold_parts(cfg, units)
         futures = {client.submit(run_unit, spec, unit, key=f"hltrun-{spec.run_id}-{unit.tag}", pure=False): unit
                    for unit in units}
         failure = _collect(client, futures, results, bar, ex.retries)
@@ -241,7 +242,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     keep = failure is None or (isinstance(failure[2], Interrupted) and failure[2].graceful)
     early = failure[2].signame if keep and failure is not None and isinstance(failure[2], Interrupted) else None
     with handle_signals(), stop_callback(noted.append):
-        _finish_outputs(cfg, merged, stopped=None if keep else failure[0], early=early)
+        _finish_outputs(cfg, units, merged, stopped=None if keep else failure[0], early=early)
     if failure is None and noted:
         failure = (str(noted[0]), noted[0].exit_code, noted[0])
     if failure is not None:
@@ -294,7 +295,6 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
                                          f"(options.executor.retries={retries} exhausted)", ModuleError.exit_code, None, None)  # the job failed running it: 4
         if status == "ok":
             with signals_held():  # a signal acts between units: the merged result and its parts stay one
-                _hold_parts(payload)
                 results.add(payload)
             if bar is not None:
                 bar.update(unit.events)
@@ -302,7 +302,6 @@ def _collect(client, futures: dict, results: Merger, bar, retries: int):
         message, code, partial, category = payload
         if partial is not None:
             with signals_held():
-                _hold_parts(partial)
                 results.add(partial)
         client.cancel([f for f in futures if not f.done()])
         return message, code, unit_error(message, category)
@@ -402,15 +401,26 @@ def _close(client, cluster) -> None:
                 log.debug("closing Dask", exc_info=True)
 
 
-def _hold_parts(result: JobResult) -> None:
-    """A unit's output parts are this job's temporaries until ``_finish_outputs`` assembles or removes them:
-    a second signal's abort removes them too (framework/interrupt.py). It left them: after Ctrl-C twice, or a
-    graceful stop then Ctrl-C, ``o.root.unit00000.part`` files stayed beside the output for ever."""
-    for part in result.parts:
-        register_temporary(Path(part["part"]))
+def _held_parts(cfg: ProcessConfig, units: list[WorkUnit]) -> list[Path]:
+    """The output parts the units will leave (``OutputModule.part_file``)."""
+    from ..module import OutputModule
+
+    modules = [pc.cls(label, pc.params) for label, pc in cfg.modules.items() if issubclass(pc.cls, OutputModule)]
+    return [part for module in modules for unit in units if (part := module.part_file(unit)) is not None]
 
 
-def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None, early: str | None = None) -> None:
+def _hold_parts(cfg: ProcessConfig, units: list[WorkUnit]) -> None:
+    """Every unit's output parts are this job's temporaries, from before the first unit runs until
+    ``_finish_outputs`` assembles or removes them: a second signal's abort removes them too
+    (framework/interrupt.py). It left them: after Ctrl-C twice, or a graceful stop then Ctrl-C,
+    ``o.root.unit00000.part`` files stayed beside the output for ever; registered only once collected, the
+    part of a unit done but not yet collected when the abort came stayed too."""
+    for part in _held_parts(cfg, units):
+        register_temporary(part)
+
+
+def _finish_outputs(cfg: ProcessConfig, units: list[WorkUnit], merged: JobResult, stopped: str | None,
+                    early: str | None = None) -> None:
     """Assemble each output module's parts in input order into its file (atomically); remove every part
     (also those of units whose result never arrived because the job stopped: ``stopped`` says why the
     outputs are dropped; None after a graceful signal too, which keeps the units done: their events are the
@@ -450,3 +460,5 @@ def _finish_outputs(cfg: ProcessConfig, merged: JobResult, stopped: str | None, 
         for part in merged.parts:
             forget_temporary(Path(part["part"]))
         merged.parts = []
+        for part in _held_parts(cfg, units):  # removed above (or never written): no longer this job's
+            forget_temporary(part)

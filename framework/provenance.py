@@ -26,7 +26,8 @@ STOPPED_KEY = "stopped_by_signal"  # as hltrun.json's job: the graceful signal a
 def stopped_early(record: Mapping[str, Any], signame: str | None) -> dict[str, Any]:
     """``record`` for an output kept after a graceful stop (SIGUSR2, SIGINT: framework/interrupt.py) with the
     signal's name, so that the file says it holds only the events finished before it: its configuration
-    still says ``maxEvents: -1``, and an output of the whole input looks the same. Unchanged for None."""
+    still says ``maxEvents: -1``, and an output of the whole input looks the same. Unchanged for None.
+    Timing's resources.json is marked the same way (any signal that stopped the job: the file is still written)."""
     return {**record, STOPPED_KEY: signame} if signame else dict(record)
 
 

@@ -281,19 +281,15 @@ def test_negative_weights_the_cut_holds_its_efficiency_at_every_tighter_cut(mode
     assert "looser cut" in capsys.readouterr().out
 
 
-@pytest.mark.slow  # 600 events through the path (~4 s)
-def test_sum_of_weights_that_cancel_is_exact(model_dir, tmp_path):
-    """A float64 genWeight with two events of +1e100 and -1e100 among weights of order 1: the card's sum of
-    weights was a float sum, which lost the weights the heavy ones absorbed (288.7 for a true 381.5 on 1500
-    events). It is the exact sum, checked against math.fsum (correctly rounded too) on the file's weights."""
-    import math
-
+def heavy_copy(dest: Path, n_events: int = 600) -> np.ndarray:
+    """The first ``n_events`` of data/qcd_dijet.root with a float64 genWeight of order 1 (falling with the leading
+    pT), but +1e100 and -1e100 on the two softest events, far below any cut; the weights as stored."""
     import awkward as ak
 
     from hltrun.modules.rootio import write_nanoaod
 
     with uproot.open(QCD) as f:
-        a = f["Events"].arrays(entry_stop=600)
+        a = f["Events"].arrays(entry_stop=n_events)
     lead = ak.to_numpy(ak.fill_none(ak.max(a["FatJet_pt"], axis=1), 300.0)).astype(np.float64)
     w = (lead / 500.0) ** -4 * (1 + 0.5 * np.sin(np.arange(len(lead))))
     softest = np.argsort(lead)[:2]  # far below the cut: the cut and its rate are the sample's without them
@@ -302,15 +298,57 @@ def test_sum_of_weights_that_cancel_is_exact(model_dir, tmp_path):
     data["genWeight"] = w
     data["FatJet"] = ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")})
     data["FatJetPFCand"] = ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})
-    with uproot.recreate(tmp_path / "heavy.root") as f:
+    with uproot.recreate(dest) as f:
         write_nanoaod(f, "Events", data)
-    stored = uproot.open(tmp_path / "heavy.root")["Events"]["genWeight"].array(library="np").astype(np.float64)
-    assert float(np.sum(stored)) != pytest.approx(math.fsum(stored), rel=1e-3)  # a float sum does lose them
-    out = tmp_path / "card"
-    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(tmp_path / "heavy.root"), "--bkg-eff", "1e-2",
+    return uproot.open(dest)["Events"]["genWeight"].array(library="np").astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def heavy_card(model_dir, tmp_path_factory) -> tuple[Path, np.ndarray, dict]:
+    """hltcard on ``heavy_copy`` (600 events through the path, ~4 s): (the file, its weights, the card's JSON)."""
+    tmp = tmp_path_factory.mktemp("heavy")
+    stored = heavy_copy(tmp / "heavy.root")
+    out = tmp / "card"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(tmp / "heavy.root"), "--bkg-eff", "1e-2",
                     "--out-dir", str(out), "--no-plots", "--min-events-above", "0", *ORT]) == 0
-    card = json.loads((out / "ptsum_card.json").read_text())
+    return tmp / "heavy.root", stored, json.loads((out / "ptsum_card.json").read_text())
+
+
+@pytest.mark.slow  # heavy_card
+def test_sum_of_weights_that_cancel_is_exact(heavy_card):
+    """A float64 genWeight with two events of +1e100 and -1e100 among weights of order 1: the card's sum of
+    weights was a float sum, which lost the weights the heavy ones absorbed (288.7 for a true 381.5 on 1500
+    events). It is the exact sum, checked against math.fsum (correctly rounded too) on the file's weights."""
+    import math
+
+    _, stored, card = heavy_card
+    assert float(np.sum(stored)) != pytest.approx(math.fsum(stored), rel=1e-3)  # a float sum does lose them
     assert card["background"]["sum_weights"] == math.fsum(stored)
+
+
+@pytest.mark.slow  # heavy_card
+def test_rate_error_and_effective_events_of_weights_that_cancel_are_exact(heavy_card):
+    """The same sample: the card's rate, its error and the effective events were float sums too, so a cut made
+    for 1 % read "background above 1.92 %, rate 1.92 kHz" (the total lost half the sample's weight), its error
+    and n_effective 4 times off. Each is now the exact value rounded once: fractions of the file's weights, the
+    scores computed here without hltrun."""
+    import math
+    from fractions import Fraction
+
+    file, stored, card = heavy_card
+    scores = numpy_features(file, len(stored))["event"]
+    w = [Fraction(x) for x in stored.tolist()]
+    total, q = sum(w), sum(x * x for x in w)
+    for key in ("bkg_eff_1e-2",):
+        got = card["cuts"][key]
+        up = [x for x, s in zip(w, scores.tolist()) if s > got["cut"]]
+        down = [x for x, s in zip(w, scores.tolist()) if not s > got["cut"]]
+        p = sum(up) / total
+        err2 = (sum(x * x for x in up) * (1 - p) ** 2 + sum(x * x for x in down) * p ** 2) / total ** 2
+        assert got["n_pass"] == len(up) and got["rate"] == float(p) <= got["target"]
+        assert got["rate_hz"] == pytest.approx(float(p) * card["input_rate_hz"], rel=1e-15)
+        assert got["error"] == pytest.approx(math.sqrt(float(err2)), rel=1e-15)
+        assert got["n_effective"] == float(total * total / q) == card["background"]["n_effective"]
 
 
 def test_weight_sum_refusal_sums_weights_that_cancel_exactly():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hltrun.tools.physics.eval_stats import (binned_pass_rates, event_max, looser_cut_at_target, pass_rate, roc,
-                                             weighted_cut)
+from hltrun.tools.physics.eval_stats import (binned_pass_rates, effective_n, event_max, looser_cut_at_target,
+                                             pass_rate, roc, weighted_cut)
 
 rng = np.random.default_rng(3)
 
@@ -129,3 +129,63 @@ def test_effective_events_above_a_cut_from_a_pass_rate():
         assert effective_above(pass_rate(s, w, cut).to_json()) == pytest.approx(want, rel=1e-9)
     assert effective_above(pass_rate(s, None, 2.0).to_json()) == pytest.approx(np.sum(s > 2.0), rel=1e-9)
     assert effective_above(pass_rate(s, w, 99.0).to_json()) == 0.0
+
+
+def _exact(scores: np.ndarray, weights: np.ndarray, cut: float) -> tuple[float, float, float]:
+    """(rate, error, effective events) written out in fractions: each the exact value, rounded once."""
+    import math
+    from fractions import Fraction
+
+    w = [Fraction(x) for x in weights.tolist()]
+    up = [x for x, s in zip(w, scores.tolist()) if s > cut]
+    down = [x for x, s in zip(w, scores.tolist()) if not s > cut]
+    total, q = sum(w), sum(x * x for x in w)
+    p = sum(up) / total
+    err2 = (sum(x * x for x in up) * (1 - p) ** 2 + sum(x * x for x in down) * p ** 2) / total ** 2
+    return float(p), math.sqrt(float(err2)), float(total * total / q)
+
+
+@pytest.mark.parametrize("heavy", [[1e100, -1e100], [1e100, -1e100, 3e99, -3e99]], ids=["1e100", "1e100-3e99"])
+def test_pass_rate_and_effective_events_sum_weights_exactly(heavy):
+    """Weights +-1e100 that cancel, below the cut, among ordinary weights: the float sums lost the ordinary
+    weights the heavy ones absorbed, so the rate, its error and the effective events were wrong (the total came
+    out 0: NaN; or a fraction of another total). Each is now the exact value rounded once, as the cut's."""
+    rng = np.random.default_rng(7)
+    scores = np.concatenate([np.full(len(heavy), -5.0), rng.random(200)])
+    weights = np.concatenate([heavy, rng.uniform(0.5, 2.0, 200)])
+    r = pass_rate(scores, weights, 0.9)
+    p, err, n_eff = _exact(scores, weights, 0.9)
+    assert r.rate == p and r.n_effective == n_eff
+    assert r.error == pytest.approx(err, rel=1e-15)  # one sqrt of the rounded square
+    assert effective_n(weights) == n_eff
+    assert effective_n(weights[len(heavy):]) == _exact(scores[len(heavy):], weights[len(heavy):], 0.9)[2]
+    pt = np.concatenate([np.full(len(heavy), 300.0), np.tile([300.0, 900.0], 100)])  # the heavy ones in bin 0
+    binned = binned_pass_rates(scores, weights, pt, [0.0, 600.0], 0.9)
+    for r, sel in zip(binned, (pt < 600, pt >= 600)):
+        assert (r.rate, r.n_effective) == _exact(scores[sel], weights[sel], 0.9)[::2]
+
+
+def test_every_effective_count_of_the_card_and_the_metrics_is_effective_n():
+    """The card's effective events above a cut (card_entry) and a sample's in metrics.json (eval_samples) were
+    float copies of ``effective_n``'s formula: with +1e100, 3 and -1e100 above the cut, the card said 5e-201 (the
+    float sum lost the 3) where the exact figure is 16 / 2e200 = 8e-200. Tiny either way (an effective count is
+    ~0 wherever a float sum of weights cancels), but not the formula of the cut's ``n_effective`` beside it. Now
+    each is ``effective_n``'s, exact."""
+    from pathlib import Path
+
+    from hltrun.tools.physics.card_entry import card_entry
+    from hltrun.tools.physics.eval_samples import Sample
+
+    scores = np.concatenate([[50.0, 51.0, 52.0], np.linspace(0.0, 1.0, 400)])
+    weights = np.concatenate([[1e100, 3.0, -1e100], np.full(400, 1.0)])
+    entry = card_entry(scores, weights, np.full(403, 700.0), scores, weights, {"bkg_eff_1e-2": 1e-2}, fit_pt=False)
+    stat = entry.stats["bkg_eff_1e-2"]
+    from fractions import Fraction
+
+    above = [Fraction(w) for w in weights[scores > stat.cut].tolist()]
+    assert len(above) > 3 and stat.effective_above == float(sum(above) ** 2 / sum(w * w for w in above)) > 0
+    assert stat.achieved.n_effective == effective_n(weights) == _exact(scores, weights, 0.5)[2]
+    empty = np.zeros(0)
+    sample = Sample("k", "l", Path("x.root"), False, empty, np.zeros(0, int), weights, True, np.full(403, 700.0),
+                    empty, empty, empty)
+    assert sample.describe(Path(".")).get("n_effective") == effective_n(weights) > 0

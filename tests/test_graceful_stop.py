@@ -253,3 +253,40 @@ endpaths: {{e: [out]}}
     said = capsys.readouterr().out
     assert f"the new side's {kept} was kept by a job stopped by SIGUSR2" in said, said
     assert "old side's" not in said
+
+
+def _stop_marks(report_dir: Path) -> dict[str, str | None]:
+    """What scores.root, timing.root and resources.json each say stopped the job (None: nothing)."""
+    import uproot
+
+    marks = {}
+    for name in ("scores.root", "timing.root"):
+        with uproot.open(report_dir / name) as f:
+            marks[name] = str(f["stopped_by_signal"]) if "stopped_by_signal" in f else None
+    marks["resources.json"] = json.loads((report_dir / "resources.json").read_text()).get("stopped_by_signal")
+    return marks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGUSR2, signal.SIGTERM], ids=["SIGUSR2", "SIGTERM"])
+def test_every_report_file_of_a_stopped_job_says_so(tmp_path, sig):
+    """hltrun.json, report.html, the console, the job report and a kept output's Provenance said a signal
+    stopped the job; scores.root, timing.root and resources.json did not, so a user opening one alone (the
+    rates of scores.root) took a partial job's figures for a whole one's. Now each names the signal: a
+    string ``stopped_by_signal`` in the ROOT files, a top-level field in resources.json."""
+    done, job = _stopped(tmp_path, sig, 1)
+    name = signal.Signals(sig).name
+    assert done.returncode == 128 + sig and job["stopped_by_signal"] == name, done.stderr
+    assert _stop_marks(tmp_path / "rep") == dict.fromkeys(("scores.root", "timing.root", "resources.json"), name)
+
+
+@pytest.mark.slow
+def test_the_report_files_of_a_whole_job_say_nothing_of_a_stop(tmp_path):
+    """The same job run to its end (``maxEvents``, no signal): no ``stopped_by_signal`` in any of them."""
+    cfg = _config(tmp_path, "o", 1)
+    done = subprocess.run([sys.executable, "-c", CLI_WITH_TEST_PLUGINS, str(cfg), "-q", "-n", str(AFTER),
+                           "--report-dir", str(tmp_path / "rep")], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]["stopped_by_signal"] is None
+    assert _stop_marks(tmp_path / "rep") == dict.fromkeys(("scores.root", "timing.root", "resources.json"))

@@ -9,6 +9,9 @@ uproot or hist open them like FastTimerService's DQM plots:
 * ``event_real``, ``event_cpu``: the whole event's real and CPU time [ms];
 * ``overhead_real``: the framework's own time per event [ms];
 * ``modules/<label>``: each module's real time per event [ms] (the source included).
+
+A job a signal stopped adds, to each file, a string ``stopped_by_signal`` (a TObjString: the signal's name), as
+hltrun.json's job and a kept output's ``Provenance`` say it: the file describes only the events before the stop.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 
 from ..atomic import writing
 from ..destinations import REPORT_FOLDER
+from ..provenance import STOPPED_KEY
 from ..score_histogram import ROOT_FILE
 
 FILE_NAME = "timing.root"
@@ -79,9 +83,10 @@ def score_th1ds(label: str, h: Mapping[str, Any]) -> dict[str, bh.Histogram]:
     return out
 
 
-def write_score_root(report_dir: Path, histograms: Mapping[str, Mapping[str, Any]] | None) -> list[Path]:
+def write_score_root(report_dir: Path, histograms: Mapping[str, Mapping[str, Any]] | None,
+                     stopped_by: str | None = None) -> list[Path]:
     """Write ``scores.root`` (``<filter label>/all``, ``<filter label>/passed``) from hltrun.json's
-    ``score_histograms``; nothing when there are none."""
+    ``score_histograms``; nothing when there are none. ``stopped_by``: the signal that stopped the job."""
     if not histograms:
         return []
     import uproot
@@ -91,7 +96,15 @@ def write_score_root(report_dir: Path, histograms: Mapping[str, Mapping[str, Any
             for label, h in histograms.items():
                 for key, hist in score_th1ds(label, h).items():
                     f[f"{label}/{key}"] = _th1d(hist, entries_on_axis(h, passed=key == "passed"))
+            _mark_stopped(f, stopped_by)
     return [staged.dest.path]
+
+
+def _mark_stopped(f: Any, stopped_by: str | None) -> None:
+    """``stopped_by_signal`` in an open uproot file when a signal stopped the job: its histograms, read alone
+    (rates from scores.root), are a partial job's, which nothing else in the file says. Nothing otherwise."""
+    if stopped_by:
+        f[STOPPED_KEY] = str(stopped_by)  # uproot writes a str as a TObjString
 
 
 def entries_on_axis(h: Mapping[str, Any], passed: bool) -> int:
@@ -117,8 +130,10 @@ def _th1d(hist: bh.Histogram, entries: int) -> Any:
                                   variances, model.member("fXaxis"))
 
 
-def write_timing_root(report_dir: Path, timing_json: Mapping[str, Any] | None) -> list[Path]:
-    """Write ``timing.root`` from the Timing service's JSON part; nothing when there is none."""
+def write_timing_root(report_dir: Path, timing_json: Mapping[str, Any] | None,
+                      stopped_by: str | None = None) -> list[Path]:
+    """Write ``timing.root`` from the Timing service's JSON part; nothing when there is none.
+    ``stopped_by``: the signal that stopped the job."""
     if not timing_json or not timing_json.get("histograms"):
         return []
     import uproot
@@ -131,4 +146,5 @@ def write_timing_root(report_dir: Path, timing_json: Mapping[str, Any] | None) -
                     f[key] = th1d(key, title, hists[key])
             for label, hist in (hists.get("modules_real") or {}).items():
                 f[f"modules/{label}"] = th1d(label, f"real time per event of module {label}", hist)
+            _mark_stopped(f, stopped_by)
     return [staged.dest.path]

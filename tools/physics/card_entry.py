@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from hltrun.framework.weights import ONE, exact_sum
-from hltrun.tools.physics.eval_stats import PassRate, looser_cut_at_target, pass_rate, weighted_cut
+from hltrun.tools.physics.eval_stats import (PassRate, effective_n, looser_cut_at_target, pass_rate,
+                                             weighted_cut)
 
 MIN_EFFECTIVE_ABOVE = 10.0  # effective background events above a cut: relative error on its rate ~ 1/sqrt(10) ~ 32 %
 
@@ -146,11 +147,12 @@ def check_min_events_above(value: float) -> str | None:
 
 
 def _effective_above(scores: np.ndarray, weights: np.ndarray | None, cut: float | np.ndarray) -> float:
-    """(sum w)^2 / sum w^2 over the events above ``cut`` (a scalar, or one cut per event)."""
+    """(sum w)^2 / sum w^2 over the events above ``cut`` (a scalar, or one cut per event): ``effective_n``'s exact
+    sums, as the cut's ``n_effective`` beside it (a float sum of weights +-1e100 said 0 where they cancel)."""
     s = np.asarray(scores, dtype=np.float64)
     w = np.ones(s.size) if weights is None else np.asarray(weights, dtype=np.float64)
     above = w[s > cut]  # NaN scores never pass
-    return float(above.sum() ** 2 / np.sum(above ** 2)) if above.size and np.any(above) else 0.0
+    return effective_n(above) if np.any(above) else 0.0
 
 
 def card_entry(event_scores: np.ndarray, weights: np.ndarray | None, leading_pt: np.ndarray,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hltrun.tools.physics.eval_stats import effective_n
+
 N_LEADING = 2  # jets per event the trigger path scores (JetBatcher max_jets: 2)
 
 
@@ -78,7 +80,7 @@ class Sample:
         return {"key": self.key, "label": self.label, "file": ", ".join(relative(f, root) for f in self.files or [self.path]),
                 "held_out": self.held_out,
                 "n_events": self.n_events, "n_jets": int(len(self.jet_pt)), "gen_weight": self.has_gen_weight,
-                "n_effective": float(w.sum() ** 2 / np.sum(w ** 2)) if len(w) else 0.0}
+                "n_effective": effective_n(w)}  # exact sums, as the pass rates' (eval_stats)
 
 
 def _take(values: np.ndarray | None, events: np.ndarray) -> np.ndarray | None:

@@ -19,7 +19,9 @@ RETURNED_FILES = 8  # the device tool's limit on files brought back from $OUT
 
 
 # a python3 that logs its arguments and exits 0, writing an empty hltrun.json where a path run is given a
-# --report-dir; a 4-stream run writes its report too but exits 143, as hltrun stopped by timeout's SIGTERM
+# --report-dir; a 4-stream run writes its report too but exits 143, as hltrun stopped by timeout's SIGTERM.
+# The versions step sees a GPU; pytest fails one test, naming it only where its -r option asks for failures
+# (as pytest does); a sweep stops with its one-line error
 STUB = """#!/bin/sh
 echo "$*" >> "$STUB_LOG"
 prev=""
@@ -29,6 +31,19 @@ for a in "$@"; do
 done
 case "$*" in *configs/path.yaml*) cat "$STUB_PATH_LOG" ;; esac
 case "$*" in *numberOfStreams=4*) exit 143 ;; esac
+case "$*" in "-P -")
+    echo "torch cuda: 13.0 available: True NVIDIA H100 80GB HBM3"
+    echo "hltrun auto: ('torch', 'auto: PyTorch on NVIDIA H100 80GB HBM3')" ;;
+esac
+case "$*" in *"-m pytest"*)
+    echo "F........."
+    for a in "$@"; do
+        case "$a" in -r*[fFaA]*) echo "FAILED tests/test_torch_gpu.py::test_scores_agree[conv_vae] - 3e-3 apart" ;; esac
+    done
+    echo "1 failed, 9 passed in 1.00s"
+    exit 1 ;;
+esac
+case "$*" in *gpu-sweep*) echo "hltbench gpu-sweep: torch: device gpu requested, but PyTorch sees no CUDA GPU"; exit 4 ;; esac
 exit 0
 """
 
@@ -113,6 +128,22 @@ def test_the_summary_keeps_each_path_runs_device_split_and_accelerator(tmp_path,
         assert "3.5429  vae" in run, run
         assert run.count("H2D ms compute ms") == 1, run
         assert "event loop 3.59 s at 557.6 events/s" in run, run
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_the_summary_says_what_ran_where_and_why_a_step_failed(tmp_path, stub_path):
+    """The summary alone tells a GPU run's reader whether the GPU was seen (the versions step's torch and auto
+    lines), which GPU test failed (pytest asked for failures as well as skips), and why a step stopped (the
+    sweep's one-line error): it once gave a failed test only as a count, and a failed step only its exit code."""
+    out, _ = _run(tmp_path, stub_path)
+    summary = (out / "summary.txt").read_text()
+    steps = {part.split(":")[0]: part for part in summary.split("\n== ")}
+    assert "torch cuda: 13.0 available: True NVIDIA H100" in steps["versions"], summary
+    assert "hltrun auto: ('torch'" in steps["versions"], summary
+    assert "FAILED tests/test_torch_gpu.py::test_scores_agree[conv_vae]" in steps["pytest-torch"], summary
+    assert "1 failed, 9 passed" in steps["pytest-torch"], summary
+    assert "PyTorch sees no CUDA GPU" in steps["sweep-torch"], summary
+    assert "PyTorch sees no CUDA GPU" in steps["sweep-jax"], summary
 
 
 SOURCE = ("framework", "modules", "tools", "hltrun", "configs", "tests", "data", "setup.cfg", "pyproject.toml")

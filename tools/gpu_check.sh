@@ -3,8 +3,10 @@
 #
 #   OUT=/some/folder tools/gpu_check.sh        # results in $OUT (default ./gpu_out)
 #
-# $OUT receives summary.txt, gpu_check.tar.gz (every step's log and output folder, the paths' ROOT
-# files left out) and, flat beside them, sweep-torch.csv, sweep-jax.csv, sweep-torch.png and farm.csv:
+# $OUT receives summary.txt (each step's exit code and time, its figures, what ran where, why it failed),
+# gpu_check.tar.gz (every step's log and output folder, the paths' event files out.root left out; their
+# timing.root and scores.root, ~40 kB a run, kept) and, flat beside them, sweep-torch.csv, sweep-jax.csv,
+# sweep-torch.png and farm.csv:
 # the device tool brings back at most 8 files from $OUT, so the steps work in $WORK (default: a new
 # folder under ${TMPDIR:-/tmp}) and the archive is rewritten after every step (a run cut short keeps
 # what it did).

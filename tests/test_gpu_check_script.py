@@ -146,6 +146,36 @@ def test_the_summary_says_what_ran_where_and_why_a_step_failed(tmp_path, stub_pa
     assert "PyTorch sees no CUDA GPU" in steps["sweep-jax"], summary
 
 
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_two_versions_of_a_carried_wheel_install_the_newest_alone(tmp_path, stub_path):
+    """pip given two versions of one distribution installs nothing (ResolutionImpossible: no uproot, no awkward,
+    no array-api-compat on the GPU machine, so no step could run), and .whl/ holds two once tools/gpu_wheels.sh ran
+    again after a release: the wheels step gets the newest of each (fsspec 2026.10.0 after 2026.9.0: by version,
+    not by name), never hltrun's own wheel, and the summary names the ones left out."""
+    tree = tmp_path / "tree"
+    (tree / "tools").mkdir(parents=True)
+    shutil.copy2(SCRIPT, tree / "tools" / "gpu_check.sh")
+    wheels = ["array_api_compat-1.15.0-py3-none-any.whl", "array_api_compat-1.16.0-py3-none-any.whl",
+              "fsspec-2026.10.0-py3-none-any.whl", "fsspec-2026.9.0-py3-none-any.whl",
+              "uproot-5.7.7-py3-none-any.whl", "hltrun-0.1.0-py3-none-any.whl"]
+    (tree / ".whl").mkdir()
+    for name in wheels:
+        (tree / ".whl" / name).write_bytes(b"")
+    out, log = tmp_path / "out", tmp_path / "stub.log"
+    env = {**os.environ, "PATH": stub_path, "OUT": str(out), "SITE": str(tmp_path / "site"), "TMPDIR": str(tmp_path),
+           "STUB_LOG": str(log), "STUB_PATH_LOG": str(tmp_path / "none"), "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    res = subprocess.run(["bash", str(tree / "tools" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    install = [c for c in log.read_text().splitlines() if "pip install" in c and ".whl/" in c]
+    assert len(install) == 1, install
+    given = sorted(Path(a).name for a in install[0].split() if a.endswith(".whl"))
+    assert given == ["array_api_compat-1.16.0-py3-none-any.whl", "fsspec-2026.10.0-py3-none-any.whl",
+                     "uproot-5.7.7-py3-none-any.whl"], install
+    summary = (out / "summary.txt").read_text()
+    assert "array_api_compat-1.15.0-py3-none-any.whl" in summary and "fsspec-2026.9.0" in summary, summary
+
+
 SOURCE = ("framework", "modules", "tools", "hltrun", "configs", "tests", "data", "setup.cfg", "pyproject.toml")
 
 

@@ -119,7 +119,17 @@ note "hltrun GPU check $(date -u +%FT%TZ) on $(hostname)," \
 step nvidia-smi 20 nvidia-smi
 
 mkdir -p "$SITE"
-carried=$(compgen -G ".whl/*.whl" | grep -v '/hltrun-' || true)
+# one wheel per distribution, its highest version: pip installs nothing at all when given two versions of one
+# (ResolutionImpossible), and .whl/ can hold two when tools/gpu_wheels.sh ran again after a release
+newest_wheels() {  # newest_wheels < paths: one path per distribution (name compared case-blind), by sort -V
+    local f b
+    while read -r f; do b=${f##*/}; printf '%s %s %s\n' "$(echo "${b%%-*}" | tr 'A-Z' 'a-z')" "${b#*-}" "$f"; done \
+        | sort -k1,1 -k2,2V | awk '{ last[$1] = $3 } END { for (d in last) print last[d] }' | sort
+}
+all_carried=$(compgen -G ".whl/*.whl" | grep -v '/hltrun-' || true)
+carried=$(echo "$all_carried" | grep . | newest_wheels || true)
+older=$(comm -23 <(echo "$all_carried" | sort) <(echo "$carried" | sort) | xargs -r -n1 basename | tr '\n' ' ')
+[ -n "$older" ] && note "wheels: older versions carried beside newer ones, left out: $older"
 if [ -n "$carried" ]; then
     # shellcheck disable=SC2086
     step wheels 90 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" $carried

@@ -176,6 +176,48 @@ def test_two_versions_of_a_carried_wheel_install_the_newest_alone(tmp_path, stub
     assert "array_api_compat-1.15.0-py3-none-any.whl" in summary and "fsspec-2026.9.0" in summary, summary
 
 
+# a python3 whose `pip download ... -d DIR NAME...` writes an empty NAME-9.9 wheel into DIR for each name
+DOWNLOAD_STUB = """#!/bin/sh
+dir=""; prev=""
+for a in "$@"; do
+    case "$prev" in
+        -d) dir="$a" ;;
+        --python-version|--implementation|--platform) ;;
+        *) case "$a" in -*|pip|download) ;; *) : > "$dir/$(echo "$a" | tr - _)-9.9-py3-none-any.whl" ;; esac ;;
+    esac
+    prev="$a"
+done
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_wheels_run_again_replaces_the_earlier_versions(tmp_path):
+    """tools/gpu_wheels.sh run again after a release left both versions in .whl/ (and the GPU machine's pip then
+    installed nothing): the earlier version of each wheel it fetches goes, other carried wheels (hltrun's own, a
+    user's) stay."""
+    tree = tmp_path / "tree"
+    (tree / "tools").mkdir(parents=True)
+    shutil.copy2(REPO / "tools" / "gpu_wheels.sh", tree / "tools" / "gpu_wheels.sh")
+    (tree / ".whl").mkdir()
+    for name in ("uproot-5.0.0-py3-none-any.whl", "jsonschema_specifications-2025.1.1-py3-none-any.whl",
+                 "hltrun-0.1.0-py3-none-any.whl", "their_tool-1.0-py3-none-any.whl"):
+        (tree / ".whl" / name).write_bytes(b"")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(DOWNLOAD_STUB)
+    (bin_dir / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "TMPDIR": str(tmp_path)}
+    res = subprocess.run(["bash", str(tree / "tools" / "gpu_wheels.sh")], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    have = sorted(p.name for p in (tree / ".whl").iterdir())
+    assert "uproot-9.9-py3-none-any.whl" in have and "uproot-5.0.0-py3-none-any.whl" not in have, have
+    assert "jsonschema-9.9-py3-none-any.whl" in have and "jsonschema_specifications-9.9-py3-none-any.whl" in have
+    assert "jsonschema_specifications-2025.1.1-py3-none-any.whl" not in have, have
+    assert {"hltrun-0.1.0-py3-none-any.whl", "their_tool-1.0-py3-none-any.whl"} <= set(have), have
+    assert len(have) == 12 + 2, have  # the 12 it fetches, one version each, and the two others
+
+
 SOURCE = ("framework", "modules", "tools", "hltrun", "configs", "tests", "data", "setup.cfg", "pyproject.toml")
 
 

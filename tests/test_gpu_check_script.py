@@ -19,7 +19,9 @@ RETURNED_FILES = 8  # the device tool's limit on files brought back from $OUT
 
 
 # a python3 that logs its arguments and exits 0, writing an empty hltrun.json where a path run is given a
-# --report-dir; a 4-stream run writes its report too but exits 143, as hltrun stopped by timeout's SIGTERM
+# --report-dir; a 4-stream run writes its report too but exits 143, as hltrun stopped by timeout's SIGTERM.
+# The versions step sees a GPU; pytest fails one test, naming it only where its -r option asks for failures
+# (as pytest does); a sweep stops with its one-line error
 STUB = """#!/bin/sh
 echo "$*" >> "$STUB_LOG"
 prev=""
@@ -29,6 +31,19 @@ for a in "$@"; do
 done
 case "$*" in *configs/path.yaml*) cat "$STUB_PATH_LOG" ;; esac
 case "$*" in *numberOfStreams=4*) exit 143 ;; esac
+case "$*" in "-P -")
+    echo "torch cuda: 13.0 available: True NVIDIA H100 80GB HBM3"
+    echo "hltrun auto: ('torch', 'auto: PyTorch on NVIDIA H100 80GB HBM3')" ;;
+esac
+case "$*" in *"-m pytest"*)
+    echo "F........."
+    for a in "$@"; do
+        case "$a" in -r*[fFaA]*) echo "FAILED tests/test_torch_gpu.py::test_scores_agree[conv_vae] - 3e-3 apart" ;; esac
+    done
+    echo "1 failed, 9 passed in 1.00s"
+    exit 1 ;;
+esac
+case "$*" in *gpu-sweep*) echo "hltbench gpu-sweep: torch: device gpu requested, but PyTorch sees no CUDA GPU"; exit 4 ;; esac
 exit 0
 """
 
@@ -113,6 +128,94 @@ def test_the_summary_keeps_each_path_runs_device_split_and_accelerator(tmp_path,
         assert "3.5429  vae" in run, run
         assert run.count("H2D ms compute ms") == 1, run
         assert "event loop 3.59 s at 557.6 events/s" in run, run
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_the_summary_says_what_ran_where_and_why_a_step_failed(tmp_path, stub_path):
+    """The summary alone tells a GPU run's reader whether the GPU was seen (the versions step's torch and auto
+    lines), which GPU test failed (pytest asked for failures as well as skips), and why a step stopped (the
+    sweep's one-line error): it once gave a failed test only as a count, and a failed step only its exit code."""
+    out, _ = _run(tmp_path, stub_path)
+    summary = (out / "summary.txt").read_text()
+    steps = {part.split(":")[0]: part for part in summary.split("\n== ")}
+    assert "torch cuda: 13.0 available: True NVIDIA H100" in steps["versions"], summary
+    assert "hltrun auto: ('torch'" in steps["versions"], summary
+    assert "FAILED tests/test_torch_gpu.py::test_scores_agree[conv_vae]" in steps["pytest-torch"], summary
+    assert "1 failed, 9 passed" in steps["pytest-torch"], summary
+    assert "PyTorch sees no CUDA GPU" in steps["sweep-torch"], summary
+    assert "PyTorch sees no CUDA GPU" in steps["sweep-jax"], summary
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_two_versions_of_a_carried_wheel_install_the_newest_alone(tmp_path, stub_path):
+    """pip given two versions of one distribution installs nothing (ResolutionImpossible: no uproot, no awkward,
+    no array-api-compat on the GPU machine, so no step could run), and .whl/ holds two once tools/gpu_wheels.sh ran
+    again after a release: the wheels step gets the newest of each (fsspec 2026.10.0 after 2026.9.0: by version,
+    not by name), never hltrun's own wheel, and the summary names the ones left out."""
+    tree = tmp_path / "tree"
+    (tree / "tools").mkdir(parents=True)
+    shutil.copy2(SCRIPT, tree / "tools" / "gpu_check.sh")
+    wheels = ["array_api_compat-1.15.0-py3-none-any.whl", "array_api_compat-1.16.0-py3-none-any.whl",
+              "fsspec-2026.10.0-py3-none-any.whl", "fsspec-2026.9.0-py3-none-any.whl",
+              "uproot-5.7.7-py3-none-any.whl", "hltrun-0.1.0-py3-none-any.whl"]
+    (tree / ".whl").mkdir()
+    for name in wheels:
+        (tree / ".whl" / name).write_bytes(b"")
+    out, log = tmp_path / "out", tmp_path / "stub.log"
+    env = {**os.environ, "PATH": stub_path, "OUT": str(out), "SITE": str(tmp_path / "site"), "TMPDIR": str(tmp_path),
+           "STUB_LOG": str(log), "STUB_PATH_LOG": str(tmp_path / "none"), "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    res = subprocess.run(["bash", str(tree / "tools" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    install = [c for c in log.read_text().splitlines() if "pip install" in c and ".whl/" in c]
+    assert len(install) == 1, install
+    given = sorted(Path(a).name for a in install[0].split() if a.endswith(".whl"))
+    assert given == ["array_api_compat-1.16.0-py3-none-any.whl", "fsspec-2026.10.0-py3-none-any.whl",
+                     "uproot-5.7.7-py3-none-any.whl"], install
+    summary = (out / "summary.txt").read_text()
+    assert "array_api_compat-1.15.0-py3-none-any.whl" in summary and "fsspec-2026.9.0" in summary, summary
+
+
+# a python3 whose `pip download ... -d DIR NAME...` writes an empty NAME-9.9 wheel into DIR for each name
+DOWNLOAD_STUB = """#!/bin/sh
+dir=""; prev=""
+for a in "$@"; do
+    case "$prev" in
+        -d) dir="$a" ;;
+        --python-version|--implementation|--platform) ;;
+        *) case "$a" in -*|pip|download) ;; *) : > "$dir/$(echo "$a" | tr - _)-9.9-py3-none-any.whl" ;; esac ;;
+    esac
+    prev="$a"
+done
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_wheels_run_again_replaces_the_earlier_versions(tmp_path):
+    """tools/gpu_wheels.sh run again after a release left both versions in .whl/ (and the GPU machine's pip then
+    installed nothing): the earlier version of each wheel it fetches goes, other carried wheels (hltrun's own, a
+    user's) stay."""
+    tree = tmp_path / "tree"
+    (tree / "tools").mkdir(parents=True)
+    shutil.copy2(REPO / "tools" / "gpu_wheels.sh", tree / "tools" / "gpu_wheels.sh")
+    (tree / ".whl").mkdir()
+    for name in ("uproot-5.0.0-py3-none-any.whl", "jsonschema_specifications-2025.1.1-py3-none-any.whl",
+                 "hltrun-0.1.0-py3-none-any.whl", "their_tool-1.0-py3-none-any.whl"):
+        (tree / ".whl" / name).write_bytes(b"")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(DOWNLOAD_STUB)
+    (bin_dir / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "TMPDIR": str(tmp_path)}
+    res = subprocess.run(["bash", str(tree / "tools" / "gpu_wheels.sh")], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    have = sorted(p.name for p in (tree / ".whl").iterdir())
+    assert "uproot-9.9-py3-none-any.whl" in have and "uproot-5.0.0-py3-none-any.whl" not in have, have
+    assert "jsonschema-9.9-py3-none-any.whl" in have and "jsonschema_specifications-9.9-py3-none-any.whl" in have
+    assert "jsonschema_specifications-2025.1.1-py3-none-any.whl" not in have, have
+    assert {"hltrun-0.1.0-py3-none-any.whl", "their_tool-1.0-py3-none-any.whl"} <= set(have), have
+    assert len(have) == 12 + 2, have  # the 12 it fetches, one version each, and the two others
 
 
 SOURCE = ("framework", "modules", "tools", "hltrun", "configs", "tests", "data", "setup.cfg", "pyproject.toml")

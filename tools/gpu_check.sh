@@ -3,8 +3,10 @@
 #
 #   OUT=/some/folder tools/gpu_check.sh        # results in $OUT (default ./gpu_out)
 #
-# $OUT receives summary.txt, gpu_check.tar.gz (every step's log and output folder, the paths' ROOT
-# files left out) and, flat beside them, sweep-torch.csv, sweep-jax.csv, sweep-torch.png and farm.csv:
+# $OUT receives summary.txt (each step's exit code and time, its figures, what ran where, why it failed),
+# gpu_check.tar.gz (every step's log and output folder, the paths' event files out.root left out; their
+# timing.root and scores.root, ~40 kB a run, kept) and, flat beside them, sweep-torch.csv, sweep-jax.csv,
+# sweep-torch.png and farm.csv:
 # the device tool brings back at most 8 files from $OUT, so the steps work in $WORK (default: a new
 # folder under ${TMPDIR:-/tmp}) and the archive is rewritten after every step (a run cut short keeps
 # what it did).
@@ -79,6 +81,24 @@ pack() {  # $WORK as $OUT/gpu_check.tar.gz (replaced whole), and the main tables
     done
     return 0
 }
+# what the summary keeps of a step's log (the summary is what is read first, and the device tool shows only the
+# output's tail): the figures and the lines that say what ran where, and why a step failed (its last lines:
+# the one-line error, a traceback's exception, where a timed-out run had got to)
+summary_lines() {  # summary_lines NAME LOG
+    case "$1" in
+        versions) grep -E '^(python |torch cuda:|jax devices:|cuda\.bindings\.runtime|hltrun auto:|hltrun import failed)| ABSENT ' "$2" ;;
+        pytest-*) pytest_lines "$2" ;;
+        path-*) path_lines "$2"; [ "$RC" -ne 0 ] && grep -E '^hltrun: error|Error:|Traceback' "$2" | tail -n 3 ;;
+        farm) cat "$2" ;;
+        hltbench) grep -A20 "^Not measured here" "$2" ;;
+        *) [ "$RC" -ne 0 ] && tail -n 4 "$2" ;;
+    esac
+    return 0
+}
+# pytest's short summary (FAILED, ERROR and SKIPPED lines, with -rfEs) and its count line
+pytest_lines() {
+    grep -E '^(FAILED|ERROR|SKIPPED) |^=* ?[0-9]+ (passed|failed|skipped|errors?|deselected|xfailed|xpassed)\b.* in [0-9.]+s|no tests ran' "$1"
+}
 step() {  # step NAME SECONDS COMMAND...: run with a time limit (cut to the deadline), log to $WORK/NAME.txt
     local name=$1 limit=$2; shift 2
     local left=$((DEADLINE - SECONDS))
@@ -89,6 +109,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit (cut to the dead
     RC=$?
     note "$name: rc=$RC ($((SECONDS - t0)) s, limit $limit s)$( ( [ $RC -eq 124 ] || [ $RC -eq 137 ] ) && echo ' TIMED OUT')"
     tail -n 25 "$WORK/$name.txt"
+    summary_lines "$name" "$WORK/$name.txt" >> "$SUMMARY"
     pack
     return 0
 }
@@ -98,7 +119,17 @@ note "hltrun GPU check $(date -u +%FT%TZ) on $(hostname)," \
 step nvidia-smi 20 nvidia-smi
 
 mkdir -p "$SITE"
-carried=$(compgen -G ".whl/*.whl" | grep -v '/hltrun-' || true)
+# one wheel per distribution, its highest version: pip installs nothing at all when given two versions of one
+# (ResolutionImpossible), and .whl/ can hold two when tools/gpu_wheels.sh ran again after a release
+newest_wheels() {  # newest_wheels < paths: one path per distribution (name compared case-blind), by sort -V
+    local f b
+    while read -r f; do b=${f##*/}; printf '%s %s %s\n' "$(echo "${b%%-*}" | tr 'A-Z' 'a-z')" "${b#*-}" "$f"; done \
+        | sort -k1,1 -k2,2V | awk '{ last[$1] = $3 } END { for (d in last) print last[d] }' | sort
+}
+all_carried=$(compgen -G ".whl/*.whl" | grep -v '/hltrun-' || true)
+carried=$(echo "$all_carried" | grep . | newest_wheels || true)
+older=$(comm -23 <(echo "$all_carried" | sort) <(echo "$carried" | sort) | xargs -r -n1 basename | tr '\n' ' ')
+[ -n "$older" ] && note "wheels: older versions carried beside newer ones, left out: $older"
 if [ -n "$carried" ]; then
     # shellcheck disable=SC2086
     step wheels 90 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" $carried
@@ -165,7 +196,7 @@ except Exception as exc:
 PY
 
 # pytest: --import-mode=append and python3 -P keep the checkout's folders behind the installed hltrun
-PYTEST=("${PY[@]}" -m pytest --noconftest -p no:cacheprovider --import-mode=append -q -rs)
+PYTEST=("${PY[@]}" -m pytest --noconftest -p no:cacheprovider --import-mode=append -q -rfEs)
 step pytest-torch 75 "${PYTEST[@]}" -s -m gpu tests/test_torch_gpu.py --junitxml="$WORK/pytest-torch.xml"
 
 # batch sweep: torch on the GPU (CUDA graphs, and op by op) beside ONNX Runtime on this host's CPU (one thread)
@@ -189,7 +220,6 @@ run_path() {  # run_path NAME BACKEND STREAMS
     step "path-$1" 40 "${PY[@]}" -m hltrun configs/path.yaml -n 2000 "modules.vae.backend=$2" \
         "options.numberOfThreads=$3" "options.numberOfStreams=$3" --report-dir "$WORK/path-$1" \
         "modules.out.file=$WORK/path-$1/out.root"
-    path_lines "$WORK/path-$1.txt" | tee -a "$SUMMARY"
     [ "$RC" -eq 0 ] && PATHS_DONE+=("path-$1")
     return 0
 }
@@ -204,7 +234,6 @@ for run in "${PATHS_DONE[@]}"; do [[ $run == path-torch-* ]] && GPU_RUNS+=("$WOR
 if [[ " ${PATHS_DONE[*]} " == *" path-ort-1 "* ]] && [ "${#GPU_RUNS[@]}" -gt 0 ]; then
     step farm 20 "${PY[@]}" -m hltrun.tools.bench gpu-farm --cpu "$WORK/path-ort-1" --gpu "${GPU_RUNS[@]}" \
         --out "$WORK/farm"
-    cat "$WORK/farm.txt" >> "$SUMMARY"
 else
     note "farm: NOT RUN (path-ort-1 or every path-torch-* failed or timed out)"
 fi
@@ -220,10 +249,6 @@ run_path jax-4 jax 4
 step hltbench 40 "${PY[@]}" -m hltrun.tools.bench backends --models conv_vae gcn_vae \
     --backends ort-fp32 ort-cuda ort-trt trt-fp32 trt-fp16 --batch-sizes 1 64 \
     --min-time 0.1 --mem-jets 500 --isolate --out "$WORK/hltbench"
-grep -A20 "^Not measured here" "$WORK/hltbench.txt" | tee -a "$SUMMARY"
-
-grep -hE "passed|failed|skipped|error" "$WORK/pytest-torch.txt" "$WORK/pytest-gpu.txt" "$WORK/pytest-fakes.txt" \
-    | tail -n 6 | tee -a "$SUMMARY"
-grep -h "^SKIPPED" "$WORK/pytest-torch.txt" "$WORK/pytest-gpu.txt" | tee -a "$SUMMARY"
 pack
 note "total $SECONDS s; logs in $WORK, packed in $OUT/gpu_check.tar.gz"
+echo; echo "== summary.txt:"; cat "$SUMMARY"  # the console's tail holds it too, should no file come back

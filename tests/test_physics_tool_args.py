@@ -138,6 +138,17 @@ def test_a_missing_input_file_is_one_line_exit_2(tool, argv, line, tmp_path, cap
     ("generate_events", ["--process", "qcd", "--events", "0"], "generate_events: --events must be at least 1, got 0"),
     ("generate_events", ["--process", "qcd", "--config", "{t}/nope.yaml"],
      "generate_events: --config not found: {t}/nope.yaml"),
+    # a seed outside Pythia's range was build_tasks' ValueError traceback (exit 1); the range depends on the
+    # process's seed offset and the chunk count, so 900000000 is fine for qcd's one chunk but not for two
+    ("generate_events", ["--process", "qcd", "--seed", "-1", "--events", "5", "--out", "{t}/g.root"],
+     "generate_events: --seed -1: qcd (1 chunks, seed offset 0) needs a seed from 1 to 900000000"),
+    ("generate_events", ["--process", "qcd", "--seed", "900000000", "--events", "300", "--out", "{t}/g.root"],
+     "generate_events: --seed 900000000: qcd (2 chunks, seed offset 0) needs a seed from 1 to 899999999"),
+    ("generate_events", ["--process", "rsg_ww_3p5TeV", "--seed", "899000000", "--events", "5", "--out", "{t}/g.root"],
+     "generate_events: --seed 899000000: rsg_ww_3p5TeV (1 chunks, seed offset 2000000) needs a seed from 1 to 898000000"),
+    # --workers 0 or -2 ran serially without a word
+    ("generate_events", ["--process", "qcd", "--workers", "0", "--events", "1", "--out", "{t}/g.root"],
+     "generate_events: --workers must be at least 1, got 0"),
     ("quantize_models", ["--models", "nope", "--models-dir", "{t}"], "quantize_models: --models-dir not found: {t}/nope.onnx"),
     ("quantize_models", ["--background", "{t}/nope.root"], "quantize_models: --background not found: {t}/nope.root"),
     ("quantize_models", ["--signals", "{t}/nope.root"], "quantize_models: --signals not found: {t}/nope.root"),

@@ -274,7 +274,22 @@ def check_args(args: argparse.Namespace) -> None:
     they were ``SystemExit("msg")`` (exit 1) or a KeyError / FileNotFoundError traceback."""
     if args.events < 1:
         usage_error(PROG, f"--events must be at least 1, got {args.events}")
+    if args.workers < 1:
+        usage_error(PROG, f"--workers must be at least 1, got {args.workers}")
     require_files(PROG, config=args.config)
+
+
+def check_seeds(cfg: dict[str, Any], process: str, n_events: int) -> None:
+    """Every chunk's seed inside Pythia's range, one line and exit 2 before Pythia starts. Why here: the
+    range is the base seed's plus the process's offset plus the chunk count, so ``--seed 900000000`` is fine
+    for ``qcd`` and out of range for ``rsg_ww_3p5TeV``; ``build_tasks`` found it as a ValueError traceback."""
+    offset = int(cfg["processes"][process].get("seed_offset", 0))
+    chunks = math.ceil(n_events / int(cfg.get("chunk_size", 250)))
+    high = MAX_SEED - offset - (chunks - 1)
+    seed = int(cfg["seed"])
+    if not 1 <= seed <= high:
+        usage_error(PROG, f"--seed {seed}: {process} ({chunks} chunks, seed offset {offset}) needs a seed from 1 "
+                          f"to {high}: chunk k uses seed + offset + k, and Pythia's seeds are 1 to {MAX_SEED}")
 
 
 def missing_generator() -> str | None:
@@ -312,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{', '.join(sorted(cfg['processes']))}")
     if args.seed is not None:
         cfg["seed"] = args.seed
+    check_seeds(cfg, args.process, args.events)
     out = args.out or REPO / cfg["processes"][args.process]["output"]
     refused = unwritable(Path(out)) or missing_generator()
     if refused:

@@ -197,3 +197,33 @@ def test_generate_events_refuses_an_unwritable_out_before_generating(tmp_path, c
 
     assert generate_events(["--process", "qcd", "--events", "1", "--out", str(tmp_path)]) == 4
     assert capsys.readouterr().err.strip() == f"generate_events --out: {tmp_path} is a folder, not a file name"
+
+
+def test_generate_events_samples_of_other_seeds_share_no_event_id(tmp_path, monkeypatch):
+    """Two independent samples of one process (--seed 80000000 and 81000000, as the README's commands make)
+    were numbered run 1 + process, lumi chunk + 1, event 1 ... N alike: a job reading both skipped the whole
+    second one as duplicates. The config's own seed keeps the shipped files' numbers (1 ... N). A fake chunk
+    stands in for Pythia: only the numbering is under test."""
+    from hltrun.tools.physics import generate_events as gen
+
+    def fake_chunk(task):  # each event: two one-constituent jets
+        n = task.n_events
+        return gen.ChunkResult(
+            task.chunk_index, n, 0.0, weight=[1.0] * n, pthat=[700.0] * n, mjj=[1500.0] * n, n_jets=[2] * n,
+            jet_pt=[700.0, 650.0] * n, jet_eta=[0.1, -0.2] * n, jet_phi=[0.5, -2.6] * n, jet_mass=[80.0, 90.0] * n,
+            jet_ncon=[1, 1] * n, n_cands=[2] * n, cand_pt=[700.0, 650.0] * n, cand_eta=[0.1, -0.2] * n,
+            cand_phi=[0.5, -2.6] * n)
+
+    monkeypatch.setattr(gen, "run_chunk", fake_chunk)
+    monkeypatch.setattr(gen, "missing_generator", lambda: None)
+    ids = {}
+    for name, seed in (("default", None), ("a", "80000000"), ("b", "81000000")):
+        out = tmp_path / f"{name}.root"
+        argv = ["--process", "qcd", "--events", "3", "--workers", "1", "--no-progress", "--out", str(out)]
+        assert gen.main(argv + (["--seed", seed] if seed else [])) == 0
+        with uproot.open(out) as f:
+            cols = f["Events"].arrays(["run", "luminosityBlock", "event"], library="np")
+        ids[name] = set(zip(*(cols[k].tolist() for k in ("run", "luminosityBlock", "event"))))
+        assert len(ids[name]) == 3
+    assert sorted(e for _, _, e in ids["default"]) == [1, 2, 3]  # the shipped files' numbering
+    assert not ids["a"] & ids["b"] and not ids["a"] & ids["default"] and not ids["b"] & ids["default"]

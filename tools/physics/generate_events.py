@@ -36,6 +36,7 @@ from hltrun.framework.atomic import writing
 DEFAULT_CONFIG = Path(__file__).resolve().with_name("generation.yaml")  # shipped beside this module
 NEUTRINOS = (12, 14, 16)
 MAX_SEED = 900_000_000
+EVENT_BLOCK = 10**7  # event numbers of one seed (first_event): 9e8 seeds x 1e7 stay far inside uint64
 
 
 @dataclass
@@ -164,8 +165,17 @@ def build_tasks(cfg: dict[str, Any], process: str, n_events: int) -> list[ChunkT
     return tasks
 
 
-def to_arrays(results: list[ChunkResult], process_id: int, run: int) -> dict[str, Any]:
-    """Merge chunk results into the branch dictionary that uproot writes (see data/README.md)."""
+def first_event(config_seed: int, seed: int | None) -> int:
+    """The file's first event number: 1 with the config's own seed (the shipped files), ``seed`` x 10^7 + 1
+    with another. Why: the ids were the process (run), the chunk (lumi) and 1 ... N whatever the seed, so two
+    independent samples of one process shared every id, and a job reading both skipped the second whole as
+    duplicates. Seeds a million apart (independent samples) are then 10^13 event numbers apart."""
+    return 1 if seed is None or seed == config_seed else seed * EVENT_BLOCK + 1
+
+
+def to_arrays(results: list[ChunkResult], process_id: int, run: int, first: int = 1) -> dict[str, Any]:
+    """Merge chunk results into the branch dictionary that uproot writes (see data/README.md); events are
+    numbered from ``first`` (``first_event``)."""
     import awkward as ak
 
     def cat(name: str, dtype: Any) -> np.ndarray:
@@ -189,7 +199,7 @@ def to_arrays(results: list[ChunkResult], process_id: int, run: int) -> dict[str
     return {
         "run": np.full(n_ev, run, np.uint32),
         "luminosityBlock": lumi,
-        "event": np.arange(1, n_ev + 1, dtype=np.uint64),
+        "event": np.arange(first, first + n_ev, dtype=np.uint64),
         "processId": np.full(n_ev, process_id, np.int32),
         "genWeight": cat("weight", np.float32),
         "Generator_binvar": cat("pthat", np.float32),
@@ -213,8 +223,8 @@ def write_root(path: Path, branches: dict[str, Any]) -> None:
 
 
 def generate(cfg: dict[str, Any], process: str, n_events: int, workers: int, out: Path,
-             progress: bool = True) -> dict[str, float]:
-    """Generate one process into ``out``; returns timing numbers for the log."""
+             progress: bool = True, first: int = 1) -> dict[str, float]:
+    """Generate one process into ``out``, events numbered from ``first``; returns timing numbers for the log."""
     from tqdm import tqdm
 
     tasks = build_tasks(cfg, process, n_events)
@@ -235,7 +245,7 @@ def generate(cfg: dict[str, Any], process: str, n_events: int, workers: int, out
     results.sort(key=lambda r: r.chunk_index)
     process_id = int(cfg["processes"][process]["id"])
     # one run number per process: samples merged in one job never share a (run, lumi, event) id
-    branches = to_arrays(results, process_id, int(cfg.get("run", 1)) + process_id)
+    branches = to_arrays(results, process_id, int(cfg.get("run", 1)) + process_id, first)
     write_root(out, branches)
     cpu = sum(r.seconds for r in results)
     tried = sum(r.n_tried for r in results)
@@ -325,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.process not in cfg["processes"]:
         usage_error(PROG, f"--process: unknown process {args.process!r} in {args.config}; choose from "
                           f"{', '.join(sorted(cfg['processes']))}")
+    first = first_event(int(cfg["seed"]), args.seed)
     if args.seed is not None:
         cfg["seed"] = args.seed
     check_seeds(cfg, args.process, args.events)
@@ -333,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if refused:
         print(refused, file=sys.stderr)
         return 4
-    stats = generate(cfg, args.process, args.events, args.workers, Path(out), not args.no_progress)
+    stats = generate(cfg, args.process, args.events, args.workers, Path(out), not args.no_progress, first)
     print(f"{args.process}: wrote {stats['events']} events to {out} ({stats['size_MB']:.2f} MB); "
           f"selection efficiency {stats['efficiency']:.3f}; "
           f"{stats['cpu_ms_per_generated_event']:.1f} ms per generated event, "

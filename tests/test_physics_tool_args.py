@@ -227,3 +227,24 @@ def test_generate_events_samples_of_other_seeds_share_no_event_id(tmp_path, monk
         assert len(ids[name]) == 3
     assert sorted(e for _, _, e in ids["default"]) == [1, 2, 3]  # the shipped files' numbering
     assert not ids["a"] & ids["b"] and not ids["a"] & ids["default"] and not ids["b"] & ids["default"]
+
+
+def test_generate_events_ctrl_c_is_one_line_exit_130_and_no_file(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during generation (minutes to hours) was a KeyboardInterrupt traceback from inside the chunk loop;
+    now one line and exit 130, as make_large_sample's, and no file. A chunk that raises stands in for Pythia."""
+    from hltrun.tools.physics import generate_events as gen
+
+    def interrupted(task):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gen, "run_chunk", interrupted)
+    monkeypatch.setattr(gen, "missing_generator", lambda: None)
+    out = tmp_path / "g.root"
+    try:
+        code = gen.main(["--process", "qcd", "--events", "3", "--workers", "1", "--no-progress", "--out", str(out)])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped generate_events as a traceback")
+    assert code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "generate_events: interrupted by the user (Ctrl-C); nothing written"]
+    assert not list(tmp_path.iterdir())

@@ -222,6 +222,14 @@ def write_root(path: Path, branches: dict[str, Any]) -> None:
             write_nanoaod(fout, "Events", branches)
 
 
+def _ignore_ctrl_c() -> None:
+    """A worker's SIGINT ignored: Ctrl-C reaches the whole process group, and every worker printed its own
+    KeyboardInterrupt traceback; the main process stops (``main``), and leaving the pool ends the workers."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def generate(cfg: dict[str, Any], process: str, n_events: int, workers: int, out: Path,
              progress: bool = True, first: int = 1) -> dict[str, float]:
     """Generate one process into ``out``, events numbered from ``first``; returns timing numbers for the log."""
@@ -236,7 +244,7 @@ def generate(cfg: dict[str, Any], process: str, n_events: int, workers: int, out
             results.append(run_chunk(task))
             bar.update(task.n_events)
     else:
-        with mp.get_context("spawn").Pool(workers) as pool:
+        with mp.get_context("spawn").Pool(workers, initializer=_ignore_ctrl_c) as pool:
             for res in pool.imap(run_chunk, tasks):
                 results.append(res)
                 bar.update(len(res.n_jets))
@@ -344,7 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     if refused:
         print(refused, file=sys.stderr)
         return 4
-    stats = generate(cfg, args.process, args.events, args.workers, Path(out), not args.no_progress, first)
+    try:
+        stats = generate(cfg, args.process, args.events, args.workers, Path(out), not args.no_progress, first)
+    except KeyboardInterrupt:  # was a traceback from inside Pythia's or FastJet's loop; the output is written whole or not at all
+        print(f"{PROG}: interrupted by the user (Ctrl-C); nothing written", file=sys.stderr)
+        return 130
     print(f"{args.process}: wrote {stats['events']} events to {out} ({stats['size_MB']:.2f} MB); "
           f"selection efficiency {stats['efficiency']:.3f}; "
           f"{stats['cpu_ms_per_generated_event']:.1f} ms per generated event, "

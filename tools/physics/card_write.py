@@ -21,6 +21,8 @@ from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE
 from hltrun.tools.physics.eval_card_wp import P_MIN as P_FLAT
 from hltrun.tools.physics.eval_stats import PassRate, percent_text
 
+NO_FLATNESS_TEST = "no test: events in one pT bin only"  # flatness' p None: nothing to compare a rate with
+
 
 def _pct(v: float) -> str:
     return f"{100 * v:.3g}"
@@ -163,7 +165,8 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
     for k, kinds in r["pt_rates"].items():
         for kind, rows in kinds.items():
             c = r["pt_flatness"][k][kind]
-            verdict = f"{c['chi2']:.1f}/{c['ndf']}, {c['p']:.2g}" + (" **not flat**" if c["p"] < P_FLAT else "")
+            verdict = (NO_FLATNESS_TEST if c["p"] is None else
+                       f"{c['chi2']:.1f}/{c['ndf']}, {c['p']:.2g}" + (" **not flat**" if c["p"] < P_FLAT else ""))
             L.append(f"| `{k}` {kind} | " + " | ".join(_bin_cell(x) for x in rows)
                 + f" | {verdict} |")
     L.append("")
@@ -332,6 +335,7 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         lines.append(f"  vs_leading_jet_pt: {', '.join(r['pt_keys'])}")
     for k, kinds in r["pt_flatness"].items():
         lines.append(f"  {k} pass rate vs leading-jet pT, chi2/ndf against one rate: " + "; ".join(
+            f"{kind} {NO_FLATNESS_TEST}" if c["p"] is None else
             f"{kind} {c['chi2']:.1f}/{c['ndf']} (p = {c['p']:.2g}{', not flat' if c['p'] < P_FLAT else ''})"
             for kind, c in kinds.items()))
     for k, why in r["omitted"].items():

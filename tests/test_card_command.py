@@ -434,7 +434,15 @@ def test_pt_bins_are_the_background_samples_own(model_dir, tmp_path):
     shipped = ["600", "700", "850", "1000", "1300", "1600"]
     assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(soft), "--bkg-eff", "1e-2",
                     "--out-dir", str(out), "--no-plots", "--pt-edges", *shipped, *ORT]) == 0
-    assert json.loads((out / "ptsum_card.json").read_text())["pt_edges_gev"] == [float(e) for e in shipped]
+    card = json.loads((out / "ptsum_card.json").read_text())
+    assert card["pt_edges_gev"] == [float(e) for e in shipped]
+    # every event in the first bin (it takes those below it): nothing to compare, no test. It read
+    # "0.0/1, p = 1" in the card, flat, for a model that is a jet-pT trigger
+    rows = card["pt_pass_rates"]["bkg_eff_1e-2"]["inclusive"]
+    assert [r["n_events"] for r in rows] == [N_EVENTS] + [0] * (len(shipped) - 1)
+    assert card["pt_flatness"]["bkg_eff_1e-2"]["inclusive"] == {"chi2": 0.0, "ndf": 0, "p": None}
+    text = (out / "ptsum_card.md").read_text()
+    assert "no test: events in one pT bin only" in text and "0.0/1, 1" not in text
 
 
 def test_bad_pt_edges_are_refused_before_scoring(model_dir, tmp_path, monkeypatch, capsys):

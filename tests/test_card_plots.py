@@ -66,3 +66,27 @@ def test_the_legends_are_beside_the_frames(figures) -> None:
     # kills: the legend inside the frame, over the highest pT bin's points
     for f in figures.values():
         assert f.legend.x0 >= f.frame.x1 and f.legend.x1 <= f.fig.bbox.x1 + 1
+
+
+def test_a_far_signal_tail_leaves_the_background_its_bins(monkeypatch) -> None:
+    # kills: 60 linear bins from the lowest to the highest score of all samples: a signal event scoring 100x
+    # the background's top (a fresh G* sample's tail reached 8x) left the whole background, and its cuts,
+    # in one or two bins of the score plot
+    caught: dict[str, Any] = {}
+    real_finish = card_write._finish
+
+    def catch(fig, ax, xlabel, ylabel, title):
+        caught[title] = ax
+        return real_finish(fig, ax, xlabel, ylabel, title)
+
+    monkeypatch.setattr(card_write, "_finish", catch)
+    r = _result()
+    bkg = r["background"].event_score
+    signal = r["signals"][0][1]
+    signal.event_score = np.append(signal.event_score, 100 * bkg.max())
+    signal.weight = np.append(signal.weight, 1.0)
+    card_write.plots(r, "m")
+    ax = caught["m: score distributions and cuts"]
+    background = ax.patches[0]  # the background's filled histogram: its outline runs along the bin edges
+    edges = np.unique(background.get_xy()[:, 0])
+    assert np.count_nonzero((edges > bkg.min()) & (edges < bkg.max())) >= 10

@@ -54,3 +54,13 @@ def test_flatness_of_a_fixed_cut():
     rising = sample(rng, 60_000, 0.2)
     r = flatness(*rising, EDGES, 0.5 * np.log(100.0))
     assert r["chi2"]["p"] < 1e-6 and r["rates"][-1]["rate"] > 2 * r["rates"][0]["rate"]
+
+
+def test_flatness_of_events_in_one_bin_is_no_test():
+    # kills: ndf held at 1 with every event in one bin (edges above the sample's pT: the first bin takes the
+    # events below it), a chi-square of nothing that read "0.0/1, p = 1": flat
+    rng = np.random.default_rng(24)
+    rising = sample(rng, 20_000, 0.2)  # leading pT 600-2500 GeV, a cut that is not flat in it
+    f = flatness(*rising, [3000.0, 4000.0, 5000.0], 0.5 * np.log(100.0))
+    assert [r["n_events"] for r in f["rates"]] == [20_000, 0, 0]
+    assert f["chi2"] == {"chi2": 0.0, "ndf": 0, "p": None}

@@ -462,3 +462,26 @@ def test_an_output_named_as_a_compared_file_is_refused_and_the_file_kept(flags, 
     assert err.count("\n") == 1 and f"{old} is an input file of this job ({old})" in err, err
     assert old.read_bytes() == before
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_empty_accepted_only_output_loses_the_old_accepts(tmp_path, capsys):
+    """A tighter cut that passed none of the events its job read wrote an output with no row: it read as
+    an output keeping every event, so the old side's accepts were 'skipped' and hltdiff said 'outputs agree'
+    (exit 0). Its LuminosityBlocks say the job read them: every old accept is lost."""
+    accepted = [i for i, a in enumerate(OLD_A) if a]
+    old = _with_lumis(_write(tmp_path / "old.root", [1] * len(accepted), [EV[i] for i in accepted],
+                             {"HLT_A": [1] * len(accepted)}), {(1, 1): 10})
+    none = _with_lumis(_write(tmp_path / "none.root", [], [], {"HLT_A": []}), {(1, 1): 10})
+    assert main([str(old), str(none)]) == 1
+    out = capsys.readouterr().out
+    assert f"Found {len(accepted)} matching events, out of which {len(accepted)} have different HLT results" in out
+    n = len(accepted)
+    assert [line.split() for line in out.splitlines() if line.endswith("HLT_A")] == [[str(n), str(n), "-", f"-{n}", "-", "HLT_A"]]
+    assert "outputs DIFFER" in out
+    assert main([str(none), str(old)]) == 1  # the other way round: gained
+    out = capsys.readouterr().out
+    assert [line.split() for line in out.splitlines() if line.endswith("HLT_A")] == [[str(n), "0", f"+{n}", "-", "-", "HLT_A"]]
+    # an empty output that does not say what its job read (an older output) is still taken as keeping every event
+    bare = _write(tmp_path / "bare.root", [], [], {"HLT_A": []})
+    assert main([str(old), str(bare)]) == 0
+    assert "There are no common events between the old and new files" in capsys.readouterr().out

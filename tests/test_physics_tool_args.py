@@ -138,6 +138,17 @@ def test_a_missing_input_file_is_one_line_exit_2(tool, argv, line, tmp_path, cap
     ("generate_events", ["--process", "qcd", "--events", "0"], "generate_events: --events must be at least 1, got 0"),
     ("generate_events", ["--process", "qcd", "--config", "{t}/nope.yaml"],
      "generate_events: --config not found: {t}/nope.yaml"),
+    # a seed outside Pythia's range was build_tasks' ValueError traceback (exit 1); the range depends on the
+    # process's seed offset and the chunk count, so 900000000 is fine for qcd's one chunk but not for two
+    ("generate_events", ["--process", "qcd", "--seed", "-1", "--events", "5", "--out", "{t}/g.root"],
+     "generate_events: --seed -1: qcd (1 chunks, seed offset 0) needs a seed from 1 to 900000000"),
+    ("generate_events", ["--process", "qcd", "--seed", "900000000", "--events", "300", "--out", "{t}/g.root"],
+     "generate_events: --seed 900000000: qcd (2 chunks, seed offset 0) needs a seed from 1 to 899999999"),
+    ("generate_events", ["--process", "rsg_ww_3p5TeV", "--seed", "899000000", "--events", "5", "--out", "{t}/g.root"],
+     "generate_events: --seed 899000000: rsg_ww_3p5TeV (1 chunks, seed offset 2000000) needs a seed from 1 to 898000000"),
+    # --workers 0 or -2 ran serially without a word
+    ("generate_events", ["--process", "qcd", "--workers", "0", "--events", "1", "--out", "{t}/g.root"],
+     "generate_events: --workers must be at least 1, got 0"),
     ("quantize_models", ["--models", "nope", "--models-dir", "{t}"], "quantize_models: --models-dir not found: {t}/nope.onnx"),
     ("quantize_models", ["--background", "{t}/nope.root"], "quantize_models: --background not found: {t}/nope.root"),
     ("quantize_models", ["--signals", "{t}/nope.root"], "quantize_models: --signals not found: {t}/nope.root"),
@@ -186,3 +197,54 @@ def test_generate_events_refuses_an_unwritable_out_before_generating(tmp_path, c
 
     assert generate_events(["--process", "qcd", "--events", "1", "--out", str(tmp_path)]) == 4
     assert capsys.readouterr().err.strip() == f"generate_events --out: {tmp_path} is a folder, not a file name"
+
+
+def test_generate_events_samples_of_other_seeds_share_no_event_id(tmp_path, monkeypatch):
+    """Two independent samples of one process (--seed 80000000 and 81000000, as the README's commands make)
+    were numbered run 1 + process, lumi chunk + 1, event 1 ... N alike: a job reading both skipped the whole
+    second one as duplicates. The config's own seed keeps the shipped files' numbers (1 ... N). A fake chunk
+    stands in for Pythia: only the numbering is under test."""
+    from hltrun.tools.physics import generate_events as gen
+
+    def fake_chunk(task):  # each event: two one-constituent jets
+        n = task.n_events
+        return gen.ChunkResult(
+            task.chunk_index, n, 0.0, weight=[1.0] * n, pthat=[700.0] * n, mjj=[1500.0] * n, n_jets=[2] * n,
+            jet_pt=[700.0, 650.0] * n, jet_eta=[0.1, -0.2] * n, jet_phi=[0.5, -2.6] * n, jet_mass=[80.0, 90.0] * n,
+            jet_ncon=[1, 1] * n, n_cands=[2] * n, cand_pt=[700.0, 650.0] * n, cand_eta=[0.1, -0.2] * n,
+            cand_phi=[0.5, -2.6] * n)
+
+    monkeypatch.setattr(gen, "run_chunk", fake_chunk)
+    monkeypatch.setattr(gen, "missing_generator", lambda: None)
+    ids = {}
+    for name, seed in (("default", None), ("a", "80000000"), ("b", "81000000")):
+        out = tmp_path / f"{name}.root"
+        argv = ["--process", "qcd", "--events", "3", "--workers", "1", "--no-progress", "--out", str(out)]
+        assert gen.main(argv + (["--seed", seed] if seed else [])) == 0
+        with uproot.open(out) as f:
+            cols = f["Events"].arrays(["run", "luminosityBlock", "event"], library="np")
+        ids[name] = set(zip(*(cols[k].tolist() for k in ("run", "luminosityBlock", "event"))))
+        assert len(ids[name]) == 3
+    assert sorted(e for _, _, e in ids["default"]) == [1, 2, 3]  # the shipped files' numbering
+    assert not ids["a"] & ids["b"] and not ids["a"] & ids["default"] and not ids["b"] & ids["default"]
+
+
+def test_generate_events_ctrl_c_is_one_line_exit_130_and_no_file(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during generation (minutes to hours) was a KeyboardInterrupt traceback from inside the chunk loop;
+    now one line and exit 130, as make_large_sample's, and no file. A chunk that raises stands in for Pythia."""
+    from hltrun.tools.physics import generate_events as gen
+
+    def interrupted(task):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gen, "run_chunk", interrupted)
+    monkeypatch.setattr(gen, "missing_generator", lambda: None)
+    out = tmp_path / "g.root"
+    try:
+        code = gen.main(["--process", "qcd", "--events", "3", "--workers", "1", "--no-progress", "--out", str(out)])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped generate_events as a traceback")
+    assert code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "generate_events: interrupted by the user (Ctrl-C); nothing written"]
+    assert not list(tmp_path.iterdir())

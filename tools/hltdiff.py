@@ -7,8 +7,9 @@ compared, the events the old side accepted, and the accepts gained (+) and lost 
 hltrun specifics, next to hltDiff's own behaviour:
 
 * Outputs written with ``select_events`` keep only accepted events. Such a side ("accepted-only":
-  no row rejected by every trigger) counts an event it lacks as rejected, so the event becomes a
-  gained or lost accept instead of a skipped one. ``--selected yes|no`` overrides the detection.
+  no row rejected by every trigger; an empty output whose job processed events) counts an event it
+  lacks as rejected, so the event becomes a gained or lost accept instead of a skipped one.
+  ``--selected yes|no`` overrides the detection.
 * ``Other`` (hltDiff: same decision, stopped at another module) counts events that the trigger
   accepted on both sides but whose kept products (e.g. ``vae_score``) differ beyond the tolerance,
   and, with -p, events rejected on both sides by the prescaler on one and another module on the
@@ -223,10 +224,15 @@ def _read_in_full(ids: np.ndarray, own: dict[tuple[int, int], int] | None, other
                        bool, len(ids))
 
 
-def is_accepted_only(arr: ak.Array) -> bool:
-    """True when no row is rejected by every trigger: an output that kept accepted events only."""
+def is_accepted_only(arr: ak.Array, coverage: dict[tuple[int, int], int] | None = None) -> bool:
+    """True when no row is rejected by every trigger: an output that kept accepted events only. An output
+    with no row is one when its job says it processed events (``coverage``): an output keeping every event
+    would hold them. Why: a tighter cut that passes nothing wrote an empty file, which read as keeping
+    every event, so the old side's accepts were 'skipped' and the outputs said to agree."""
+    if len(arr) == 0:
+        return coverage is not None and sum(coverage.values()) > 0
     triggers = [f for f in arr.fields if f.startswith(TRIGGER_PREFIX)]
-    if not triggers or len(arr) == 0:
+    if not triggers:
         return False
     any_pass = np.zeros(len(arr), bool)
     for name in triggers:
@@ -277,8 +283,8 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
     ``coverage_*``: the lumi sections each side's job read (``read_coverage``; None: all);
     ``ignore_prescales``: as hltDiff without -p, a trigger an HLTPrescaler stopped on either side
     (``HLTPrescaled_X``) is no difference."""
-    sel_old = is_accepted_only(old) if selected_old is None else selected_old
-    sel_new = is_accepted_only(new) if selected_new is None else selected_new
+    sel_old = is_accepted_only(old, coverage_old) if selected_old is None else selected_old
+    sel_new = is_accepted_only(new, coverage_new) if selected_new is None else selected_new
     k_old, k_new = _keys(old), _keys(new)
     if max_events > 0:  # hltDiff -m: the old side's events in order, until N of them were matched
         matched = np.zeros(len(k_old), bool)

@@ -373,10 +373,14 @@ def _fraction_text(h: dict[str, Any]) -> str:
 
 
 def _y_scale(ax: Any, drawn: np.ndarray) -> None:
-    """Log y for counts; a weighted sample's sums may be negative (NLO weights): symmetric log then, linear
-    down to the smallest magnitude drawn (a log axis cannot show a bin below 0)."""
+    """Log y for counts, its foot half the smallest bin drawn: matplotlib's margin put it a few percent
+    below that bin, where an empty bin's line ends too, so a bin of 2 events (500 fresh QCD events) read as
+    empty. A weighted sample's sums may be negative (NLO weights): symmetric log then, linear down to the
+    smallest magnitude drawn (a log axis cannot show a bin below 0)."""
     if (drawn >= 0).all():
         ax.set_yscale("log")
+        if (drawn > 0).any():
+            ax.set_ylim(bottom=0.5 * float(drawn[drawn > 0].min()))
         return
     nonzero = np.abs(drawn[drawn != 0])
     ax.set_yscale("symlog", linthresh=float(nonzero.min()))

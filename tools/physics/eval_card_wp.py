@@ -128,6 +128,7 @@ def working_point_section(m: dict[str, Any], models: tuple[str, ...], effs: dict
         for k in effs:
             f = m["models"][n]["closure_inclusive"][k]
             add(f"| {n} | {eff_label[k]} | " + " | ".join(percent_text(r, ".2f") for r in f["rates"])
-                + f" | {f['chi2']['chi2']:.1f}/{f['chi2']['ndf']}, {f['chi2']['p']:.2g} | {ratio_text(f['ratio'])} | "
-                + flat_verdict(f["chi2"]["p"], f["ratio"]) + " |")
+                + (" | — | — | untested: events in one pT bin only |" if f["chi2"]["p"] is None else
+                   f" | {f['chi2']['chi2']:.1f}/{f['chi2']['ndf']}, {f['chi2']['p']:.2g} | {ratio_text(f['ratio'])} | "
+                   + flat_verdict(f["chi2"]["p"], f["ratio"]) + " |"))
     return L

@@ -36,6 +36,7 @@ from hltrun.framework.atomic import writing
 DEFAULT_CONFIG = Path(__file__).resolve().with_name("generation.yaml")  # shipped beside this module
 NEUTRINOS = (12, 14, 16)
 MAX_SEED = 900_000_000
+EVENT_BLOCK = 10**7  # event numbers of one seed (first_event): 9e8 seeds x 1e7 stay far inside uint64
 
 
 @dataclass
@@ -164,8 +165,17 @@ def build_tasks(cfg: dict[str, Any], process: str, n_events: int) -> list[ChunkT
     return tasks
 
 
-def to_arrays(results: list[ChunkResult], process_id: int, run: int) -> dict[str, Any]:
-    """Merge chunk results into the branch dictionary that uproot writes (see data/README.md)."""
+def first_event(config_seed: int, seed: int | None) -> int:
+    """The file's first event number: 1 with the config's own seed (the shipped files), ``seed`` x 10^7 + 1
+    with another. Why: the ids were the process (run), the chunk (lumi) and 1 ... N whatever the seed, so two
+    independent samples of one process shared every id, and a job reading both skipped the second whole as
+    duplicates. Seeds a million apart (independent samples) are then 10^13 event numbers apart."""
+    return 1 if seed is None or seed == config_seed else seed * EVENT_BLOCK + 1
+
+
+def to_arrays(results: list[ChunkResult], process_id: int, run: int, first: int = 1) -> dict[str, Any]:
+    """Merge chunk results into the branch dictionary that uproot writes (see data/README.md); events are
+    numbered from ``first`` (``first_event``)."""
     import awkward as ak
 
     def cat(name: str, dtype: Any) -> np.ndarray:
@@ -189,7 +199,7 @@ def to_arrays(results: list[ChunkResult], process_id: int, run: int) -> dict[str
     return {
         "run": np.full(n_ev, run, np.uint32),
         "luminosityBlock": lumi,
-        "event": np.arange(1, n_ev + 1, dtype=np.uint64),
+        "event": np.arange(first, first + n_ev, dtype=np.uint64),
         "processId": np.full(n_ev, process_id, np.int32),
         "genWeight": cat("weight", np.float32),
         "Generator_binvar": cat("pthat", np.float32),
@@ -212,9 +222,17 @@ def write_root(path: Path, branches: dict[str, Any]) -> None:
             write_nanoaod(fout, "Events", branches)
 
 
+def _ignore_ctrl_c() -> None:
+    """A worker's SIGINT ignored: Ctrl-C reaches the whole process group, and every worker printed its own
+    KeyboardInterrupt traceback; the main process stops (``main``), and leaving the pool ends the workers."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def generate(cfg: dict[str, Any], process: str, n_events: int, workers: int, out: Path,
-             progress: bool = True) -> dict[str, float]:
-    """Generate one process into ``out``; returns timing numbers for the log."""
+             progress: bool = True, first: int = 1) -> dict[str, float]:
+    """Generate one process into ``out``, events numbered from ``first``; returns timing numbers for the log."""
     from tqdm import tqdm
 
     tasks = build_tasks(cfg, process, n_events)
@@ -226,7 +244,7 @@ def generate(cfg: dict[str, Any], process: str, n_events: int, workers: int, out
             results.append(run_chunk(task))
             bar.update(task.n_events)
     else:
-        with mp.get_context("spawn").Pool(workers) as pool:
+        with mp.get_context("spawn").Pool(workers, initializer=_ignore_ctrl_c) as pool:
             for res in pool.imap(run_chunk, tasks):
                 results.append(res)
                 bar.update(len(res.n_jets))
@@ -235,7 +253,7 @@ def generate(cfg: dict[str, Any], process: str, n_events: int, workers: int, out
     results.sort(key=lambda r: r.chunk_index)
     process_id = int(cfg["processes"][process]["id"])
     # one run number per process: samples merged in one job never share a (run, lumi, event) id
-    branches = to_arrays(results, process_id, int(cfg.get("run", 1)) + process_id)
+    branches = to_arrays(results, process_id, int(cfg.get("run", 1)) + process_id, first)
     write_root(out, branches)
     cpu = sum(r.seconds for r in results)
     tried = sum(r.n_tried for r in results)
@@ -274,7 +292,22 @@ def check_args(args: argparse.Namespace) -> None:
     they were ``SystemExit("msg")`` (exit 1) or a KeyError / FileNotFoundError traceback."""
     if args.events < 1:
         usage_error(PROG, f"--events must be at least 1, got {args.events}")
+    if args.workers < 1:
+        usage_error(PROG, f"--workers must be at least 1, got {args.workers}")
     require_files(PROG, config=args.config)
+
+
+def check_seeds(cfg: dict[str, Any], process: str, n_events: int) -> None:
+    """Every chunk's seed inside Pythia's range, one line and exit 2 before Pythia starts. Why here: the
+    range is the base seed's plus the process's offset plus the chunk count, so ``--seed 900000000`` is fine
+    for ``qcd`` and out of range for ``rsg_ww_3p5TeV``; ``build_tasks`` found it as a ValueError traceback."""
+    offset = int(cfg["processes"][process].get("seed_offset", 0))
+    chunks = math.ceil(n_events / int(cfg.get("chunk_size", 250)))
+    high = MAX_SEED - offset - (chunks - 1)
+    seed = int(cfg["seed"])
+    if not 1 <= seed <= high:
+        usage_error(PROG, f"--seed {seed}: {process} ({chunks} chunks, seed offset {offset}) needs a seed from 1 "
+                          f"to {high}: chunk k uses seed + offset + k, and Pythia's seeds are 1 to {MAX_SEED}")
 
 
 def missing_generator() -> str | None:
@@ -310,14 +343,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.process not in cfg["processes"]:
         usage_error(PROG, f"--process: unknown process {args.process!r} in {args.config}; choose from "
                           f"{', '.join(sorted(cfg['processes']))}")
+    first = first_event(int(cfg["seed"]), args.seed)
     if args.seed is not None:
         cfg["seed"] = args.seed
+    check_seeds(cfg, args.process, args.events)
     out = args.out or REPO / cfg["processes"][args.process]["output"]
     refused = unwritable(Path(out)) or missing_generator()
     if refused:
         print(refused, file=sys.stderr)
         return 4
-    stats = generate(cfg, args.process, args.events, args.workers, Path(out), not args.no_progress)
+    try:
+        stats = generate(cfg, args.process, args.events, args.workers, Path(out), not args.no_progress, first)
+    except KeyboardInterrupt:  # was a traceback from inside Pythia's or FastJet's loop; the output is written whole or not at all
+        print(f"{PROG}: interrupted by the user (Ctrl-C); nothing written", file=sys.stderr)
+        return 130
     print(f"{args.process}: wrote {stats['events']} events to {out} ({stats['size_MB']:.2f} MB); "
           f"selection efficiency {stats['efficiency']:.3f}; "
           f"{stats['cpu_ms_per_generated_event']:.1f} ms per generated event, "

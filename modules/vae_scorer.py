@@ -197,11 +197,15 @@ def missing_model(params: "VAEAnomalyScorerParameters") -> str | None:
     a filter without a cut of its own names the missing model, not the card's missing cut for it."""
     given = find_file(params.model, "model file")
     not_a_savedmodel(given, params.models_dir)  # the culprit, before the card's missing cut for a folder's name
-    if given.suffix not in (".onnx", ".keras") and len(given.parts) == 1:
-        return None  # a shipped model's name: models_dir's file, checked at begin_job
-    if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES):
+    if model_import.is_native(given) or given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
+        # a file, as resolve_model reads it: the file, or a sibling some backend reads
+        return None if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES) else str(given)
+    # a model's name (resolve_model: models_dir's <name>.onnx, ...): a misspelt one (conv_vea) or a file's name
+    # with another suffix (mine.onx) named a missing cut in the shipped card, not the model
+    folder = find_file(params.models_dir, "models_dir")
+    if any((folder / f"{given}{s}").exists() for s in MODEL_FILE_SUFFIXES):
         return None
-    return str(given)
+    return f"{given} (no file of that name here, nor a model of that name in {params.models_dir})"
 
 
 def declared_inputs(params: "VAEAnomalyScorerParameters", n_constituents: int = N_CONSTITUENTS,

@@ -216,6 +216,16 @@ CASES = [
     # "no threshold given and .../thresholds.json has no absent.bkg_eff_1e-2 cut" without one
     Case("model file missing, no threshold", 4, "model file not found: ", lambda t: {"model": str(t / "absent.onnx")},
          prefix="modules.vae: ", max_stderr_lines=1, absent="threshold", events_processed=0),
+    # the same for a name the scorer looks up in models_dir (a misspelt shipped model, a file's name with a
+    # suffix it does not read as a file) and for a bare TorchScript name: the shipped card's missing cut was named
+    Case("model name misspelt, no threshold", 4, "model file not found: conv_vea (", lambda t: {"model": "conv_vea"},
+         prefix="modules.vae: ", max_stderr_lines=1, absent="threshold", events_processed=0),
+    Case("model suffix misspelt, no threshold", 4, "model file not found: absent.onx (",
+         lambda t: {"model": "absent.onx"}, prefix="modules.vae: ", max_stderr_lines=1, absent="threshold",
+         events_processed=0),
+    Case("TorchScript file missing, no threshold", 4, "model file not found: absent.pt",
+         lambda t: {"model": "absent.pt"}, prefix="modules.vae: ", max_stderr_lines=1, absent="threshold",
+         events_processed=0),
     Case("model file missing, threshold given", 4, "model file not found: ",
          lambda t: {"model": str(t / "absent.onnx"), "filter_extra": ", threshold: 1.0"}, prefix="modules.vae: ",
          max_stderr_lines=1, events_processed=0),

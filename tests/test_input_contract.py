@@ -194,6 +194,9 @@ def test_batcher_n_constituents_feeds_a_model_without_declaration(tmp_path, samp
 @pytest.mark.parametrize("override, code, fragment", [
     ("modules.vae.inputs=[{features: [deta, dphi, FatJetPFCand_d0, pt], n_constituents: 50}]", 2,
      "is neither a derived feature nor a branch of tree 'Events'"),
+    # a derived feature misspelt: no branch is near it, the derived one is (the line suggested nothing)
+    ("modules.vae.inputs=[{features: [deta, dphi, erel, pt], n_constituents: 50}]", 2,
+     "feature 'erel' (did you mean the derived feature 'e_rel'?) of a model's declared inputs is neither"),
     ("modules.vae.inputs=[{features: [deta, dphi, pt, log_pt], n_constituents: 50}]", 4,
      "takes input 'x' of shape (N, 50, 4); the configuration's inputs declare constituents (N, 50, 4)"),
     ("modules.vae.inputs=[{name: y, features: [deta, dphi, pt, log_pt], n_constituents: 50}]", 4,

@@ -143,7 +143,7 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str,
         raise ConfigError(ort_format_line(given))
     if model_import.is_native(given):
         return _imported(given, backend, suffix, inputs or default_contract())
-    if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
+    if names_a_file(given):
         if given.suffix != suffix:
             sibling = given.with_suffix(suffix)
             if not sibling.exists():
@@ -192,13 +192,18 @@ def _imported(given: Path, backend: str, suffix: str, inputs: Contract) -> Path:
 MODEL_FILE_SUFFIXES = (".onnx", ".keras", ".tflite")  # what some backend reads, beside the file given
 
 
+def names_a_file(given: Path) -> bool:
+    """Whether the scorer's ``model`` names a file (or a SavedModel folder), read or imported from where it is,
+    rather than a model of ``models_dir`` (``conv_vae``): resolve_model's rule, which the card's folder follows."""
+    return model_import.is_native(given) or given.suffix in (".onnx", ".keras") or len(given.parts) > 1
+
+
 def missing_model(params: "VAEAnomalyScorerParameters") -> str | None:
     """The model file given as a path when neither it nor a sibling any backend reads exists, else None:
     a filter without a cut of its own names the missing model, not the card's missing cut for it."""
     given = find_file(params.model, "model file")
     not_a_savedmodel(given, params.models_dir)  # the culprit, before the card's missing cut for a folder's name
-    if model_import.is_native(given) or given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
-        # a file, as resolve_model reads it: the file, or a sibling some backend reads
+    if names_a_file(given):  # the file, or a sibling some backend reads
         return None if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES) else str(given)
     # a model's name (resolve_model: models_dir's <name>.onnx, ...): a misspelt one (conv_vea) or a file's name
     # with another suffix (mine.onx) named a missing cut in the shipped card, not the model
@@ -228,7 +233,9 @@ def model_identity(model: str, precision: str = "auto") -> str:
     """The model's name as its card knows it: ``conv_vae``, ``data/models/gcn_vae.onnx`` -> ``gcn_vae``;
     an INT8 model is a different model (``conv_vae_int8``): its scores have their own scale."""
     path = Path(model)
-    stem = path.stem if path.suffix in (".onnx", ".keras") else path.name
+    # a TorchScript .pt / .pt2 is named by its stem too: hltcard wrote its cut under 'net.pt' into the shipped card's
+    # folder's name space, and the path never found it
+    stem = path.stem if path.suffix in (".onnx", ".keras", *model_import.NATIVE_SUFFIXES) else path.name
     if precision == "int8" and not stem.endswith("_int8"):
         stem += "_int8"
     return stem
@@ -246,8 +253,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
     identity = model_identity(params.model, params.precision)
     given = find_file(params.model, "model file")
     reading([given])  # as the card: an output of the job over it is refused at validation (a Dask client's too)
-    folder = given.parent if (given.suffix in (".onnx", ".keras") or len(given.parts) > 1) \
-        else find_file(params.models_dir, "models_dir")
+    folder = given.parent if names_a_file(given) else find_file(params.models_dir, "models_dir")
     card = folder / THRESHOLDS_CARD
     try:
         table = json.loads(card.read_text())

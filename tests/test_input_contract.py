@@ -400,6 +400,21 @@ def test_hltinputs_write_names_a_missing_declaration_file(tmp_path, capsys) -> N
     assert model.read_bytes() == before
 
 
+def test_hltinputs_write_that_does_not_fit_names_the_declaration_given(tmp_path, capsys) -> None:
+    """A --write naming an input the model lacks is refused before it is stored, and said to be the --write's: the
+    line read "(declared in model metadata)", sending the user to a file that holds no declaration."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    model = linear_model(tmp_path / "m.onnx", [("x", [50, 4], W4.reshape(1, 1, 4))])
+    before = model.read_bytes()
+    assert hltinputs([str(model), "--write", "[{name: y, features: [log_pt, deta, dphi, pt], n_constituents: 50}]"]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err == f"hltinputs: model {model} has no input 'y' (declared in hltinputs --write); its inputs are ['x']"
+    assert hltinputs([str(model), "--write", "[{features: [log_pt, deta, dphi], n_constituents: 50}]"]) == 4
+    assert "; hltinputs --write declares constituents (N, 50, 3) [log_pt, deta, dphi]:" in capsys.readouterr().err
+    assert model.read_bytes() == before
+
+
 @pytest.mark.parametrize("name", ["folder", "folder.onnx", ""])
 def test_hltinputs_on_a_folder_says_so(tmp_path, capsys, monkeypatch, name) -> None:
     """A folder (or '', the current one) as the model: one line, exit 2. Without the .onnx suffix it was

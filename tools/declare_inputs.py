@@ -25,8 +25,8 @@ from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, ModuleError, one_line
 from hltrun.modules.inference.base import (check_model_file, external_data_line, missing_external_data,
                                           ort_format_line)
-from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, Contract, default_contract,
-                                     from_metadata, match_model, parse, read_onnx_metadata)
+from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, WRITTEN, Contract,
+                                     default_contract, from_metadata, match_model, parse, read_onnx_metadata)
 
 
 def load_onnx(path: Path) -> Any:
@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         signature = model_inputs(args.model)
         if args.write is not None:
-            declared = parse(read_declaration(args.write), "--write", "model metadata")
+            # origin --write: a declaration that does not fit is said to be the one given, not the file's metadata
+            # (which it never reached: "has no input 'x' (declared in model metadata)" sent the user to the file)
+            declared = parse(read_declaration(args.write), "--write", WRITTEN)
             matched = match_model(declared, signature, args.model)  # never store one that cannot fit
             parse(json.loads(matched.to_json()), "--write", "model metadata")  # nor one that reads back otherwise
             write_contract(args.model, matched)

@@ -148,12 +148,21 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str,
             sibling = given.with_suffix(suffix)
             if not sibling.exists():
                 raise ConfigError(f"model {given}: the {backend} backend reads {suffix} files and "
-                                  f"{sibling} does not exist")
+                                  f"{sibling} does not exist{keras_alone(given, suffix)}")
             log.info("vae: %s backend reads %s instead of %s", backend, sibling, given, extra={"once": True})
             given = sibling
         return given
     stem = f"{model}_int8" if precision == "int8" else model
     return find_file(Path(models_dir) / f"{stem}{suffix}")  # load() reports a missing one
+
+
+def keras_alone(given: Path, suffix: str) -> str:
+    """What runs a ``.keras`` file with no ``.onnx`` beside it (``backend: auto``, the default, reads ONNX): the
+    line named only the missing .onnx file, not the engine that reads the file given."""
+    if given.suffix != ".keras" or suffix != ".onnx":
+        return ""
+    return (f"; backend: tensorflow runs {given.name} itself, the other engines an ONNX export of it beside it "
+            f"(tf2onnx, docs/your-model.md)")
 
 
 READS = ".onnx, .keras, a TorchScript .pt, a torch.export .pt2, a SavedModel folder"  # what a model may be

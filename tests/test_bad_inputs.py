@@ -226,6 +226,11 @@ CASES = [
     Case("TorchScript file missing, no threshold", 4, "model file not found: absent.pt",
          lambda t: {"model": "absent.pt"}, prefix="modules.vae: ", max_stderr_lines=1, absent="threshold",
          events_processed=0),
+    # a .keras file alone on an engine that reads ONNX (auto too): the line named only the missing .onnx
+    Case("a .keras model with no .onnx beside it", 2, "alone.onnx does not exist; backend: tensorflow runs alone.keras",
+         lambda t: (t / "alone.keras").write_bytes(b"PK") and {"model": str(t / "alone.keras"),
+                                                                "filter_extra": ", threshold: 1.0"},
+         max_stderr_lines=1, events_processed=0),
     Case("model file missing, threshold given", 4, "model file not found: ",
          lambda t: {"model": str(t / "absent.onnx"), "filter_extra": ", threshold: 1.0"}, prefix="modules.vae: ",
          max_stderr_lines=1, events_processed=0),

@@ -444,6 +444,25 @@ def test_hltinputs_write_names_a_declaration_that_is_no_file(tmp_path, capsys, d
     assert model.read_bytes() == before
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "jax", "torch", "iree"])
+def test_a_float64_model_is_the_same_line_with_the_way_out_on_every_engine(backend, tmp_path, sample, capfd) -> None:
+    """A model exported in float64 (a PyTorch model left in .double()): one line naming the input, its type and how to
+    export it, the same on every engine. ONNX Runtime said "is tensor(double), expected tensor(float)", the others
+    "is float64, expected float32", and none said what to do."""
+    import importlib.util
+
+    if importlib.util.find_spec({"onnxruntime": "onnxruntime", "iree": "iree.runtime"}.get(backend, backend)) is None:
+        pytest.skip(f"{backend} is not installed")
+    f64 = sum_of_squares_onnx(tmp_path / "f64.onnx", ["N", 100, 3], TensorProto.DOUBLE)
+    capfd.readouterr()
+    assert run(tmp_path, f64, sample, f"modules.vae.backend={backend}", "-n", "5") == 4
+    err = capfd.readouterr().err
+    assert (f"{backend}: model {f64} input 'x' is float64, expected float32 (hltrun feeds float32: a mask too, as "
+            "0/1); export the model with a float32 input (PyTorch: model.float() and a float32 example input; "
+            "tf2onnx: a tf.float32 TensorSpec)") in err, err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1, err
+
+
 def test_hltinputs_refuses_what_every_engine_refuses(tmp_path, capsys) -> None:
     """A float64 input, or weights in an ONNX external-data file that is missing: hltinputs answered
     "inputs from default", exit 0, for a model every backend refuses at load."""
@@ -456,7 +475,8 @@ def test_hltinputs_refuses_what_every_engine_refuses(tmp_path, capsys) -> None:
     captured = capsys.readouterr()
     assert not captured.out and captured.err.strip() == (
         f"hltinputs: model {f64} input 'x' is float64, expected float32 (hltrun feeds float32: a mask too, as 0/1); "
-        "export the model with a float32 input")
+        "export the model with a float32 input (PyTorch: model.float() and a float32 example input; tf2onnx: a "
+        "tf.float32 TensorSpec)")
 
     external = sum_of_squares_onnx(tmp_path / "ext.onnx", ["N", 100, 3])
     model = onnx.load(str(external))

@@ -161,6 +161,18 @@ def test_hltcard_on_a_torch_file_by_its_bare_name_makes_the_cut_the_path_reads(k
     assert doc["job"]["facts"]["cuts"]["anomalyFilter"]["model"] == "net"
 
 
+def test_auto_says_why_tflite_is_not_timed_on_an_imported_network_without_the_cache_file(tmp_path, capfd):
+    """``backend: auto`` on a TorchScript file: the reason TFLite was not timed named the import cache's hashed file
+    ("tflite has no net-<hash>.tflite beside the model"), a file the user never made; it names the user's file."""
+    _torch()
+    model = _save("traced", tmp_path)
+    code, _, doc = _hltrun(tmp_path, model)
+    assert code == 0, capfd.readouterr().err
+    reason = doc["job"]["facts"]["accelerators"]["vae"]["reason"]
+    assert "tflite reads .tflite files, and net.pt is a TorchScript network" in reason, reason
+    assert "net-" not in reason, reason
+
+
 def test_a_savedmodel_folder_runs_and_the_report_names_its_origin(tmp_path, capfd):
     """A TensorFlow SavedModel folder (``model.export``) is imported with tf2onnx and runs; its sha256 covers
     the folder's files."""

@@ -160,7 +160,9 @@ def _error_line(exc: BaseException | None, line: str, code: int, record: dict) -
     if limit and record.get("out_of_descriptors"):
         return DESCRIPTORS_EXIT
     record["out_of_descriptors"] = bool(limit)
-    _say(f"error: {limit or line}")
+    from .resources import beside_config
+
+    _say(f"error: {limit or line + beside_config(line, record.get('config'))}")
     return DESCRIPTORS_EXIT if limit else code
 
 
@@ -285,6 +287,7 @@ def _main(args: argparse.Namespace, record: dict) -> int:
             from .resources import user_path
 
             record["job_report"] = user_path(args.job_report)  # a file:// URL (or ~) as the check took it
+        record["config"] = args.config  # its folder: where a relative name not found may be (beside_config)
         overrides = list(args.overrides)
         if args.report_dir:
             overrides.append(f"options.reportDir={args.report_dir}")

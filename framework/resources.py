@@ -111,6 +111,21 @@ def find_file(path: str | Path, what: str = "file", error: type[HltError] = Conf
     return shipped if shipped is not None and shipped.exists() else given
 
 
+def beside_config(line: str, config: str | Path | None) -> str:
+    """A hint for an error line that names a relative file not found (``model file not found: m.onnx``) when
+    the configuration given from another folder has that file beside it: names are relative to the working
+    directory, as cmsRun's, and a user who keeps a model beside their own YAML and runs it from elsewhere read
+    only "not found" about a file they could see. "" when it does not apply."""
+    match = re.search(r"not found: ([^\s()]+)", line)
+    if match is None or config is None:
+        return ""
+    name, folder = Path(match.group(1)), Path(config).parent
+    if name.is_absolute() or folder.resolve() == Path.cwd().resolve() or not (folder / name).exists():
+        return ""
+    return (f" (relative names are relative to the working directory, as in cmsRun: {folder / name} is beside the "
+            f"configuration; give that path, or run from {folder})")
+
+
 def glob_files(pattern: str, what: str = "input file", error: type[HltError] = FileOpenError) -> list[str]:
     """Sorted matches of a glob pattern (or the plain name), with the same fallback as ``find_file``
     (and its refusal of a URL, naming ``what``).

@@ -176,7 +176,11 @@ def close_hint(name: str, known: Any) -> str:
     ``files``), or nothing."""
     import difflib
 
-    close = difflib.get_close_matches(name, list(known), n=1)
+    known = list(known)
+    # two letters swapped (modle) is one slip, but difflib ranks a letter dropped nearer: 'mode' beside 'model'
+    swapped = [k for k in known if len(k) == len(name) and sorted(k) == sorted(name)
+               and sum(a != b for a, b in zip(k, name)) == 2]
+    close = swapped or difflib.get_close_matches(name, known, n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 

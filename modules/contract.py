@@ -218,6 +218,8 @@ def _shown(dims: Sequence[int | None]) -> str:
                            + ["?" if d is None else str(d) for d in dims[1:]]) + ")"
 
 
+WRITTEN = "hltinputs --write"  # the origin of a declaration being checked before it is stored in a model
+
 DECLARE = ("declare the model's inputs in the scorer's inputs: or in its ONNX metadata "
            f"'{METADATA_KEY}' (docs/your-model.md)")
 
@@ -226,7 +228,8 @@ def _declared(contract: Contract, decl: ModelInput) -> str:
     what = f"{decl.kind} {_shown((None, *decl.shape(0)[1:]))} [{', '.join(decl.features)}]"
     return {"default": f"hltrun feeds its shipped input, {what}",
             "config": f"the configuration's inputs declare {what}",
-            "model metadata": f"its metadata '{METADATA_KEY}' declares {what}"}.get(contract.origin, what)
+            "model metadata": f"its metadata '{METADATA_KEY}' declares {what}",
+            WRITTEN: f"{WRITTEN} declares {what}"}.get(contract.origin, what)
 
 
 def match_model(contract: Contract, model_inputs: Sequence[tuple[str, Sequence[Any]]], model: Path) -> Contract:

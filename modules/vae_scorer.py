@@ -143,17 +143,26 @@ def resolve_model(model: str, backend: str, precision: str, models_dir: str,
         raise ConfigError(ort_format_line(given))
     if model_import.is_native(given):
         return _imported(given, backend, suffix, inputs or default_contract())
-    if given.suffix in (".onnx", ".keras") or len(given.parts) > 1:
+    if names_a_file(given):
         if given.suffix != suffix:
             sibling = given.with_suffix(suffix)
             if not sibling.exists():
                 raise ConfigError(f"model {given}: the {backend} backend reads {suffix} files and "
-                                  f"{sibling} does not exist")
+                                  f"{sibling} does not exist{keras_alone(given, suffix)}")
             log.info("vae: %s backend reads %s instead of %s", backend, sibling, given, extra={"once": True})
             given = sibling
         return given
     stem = f"{model}_int8" if precision == "int8" else model
     return find_file(Path(models_dir) / f"{stem}{suffix}")  # load() reports a missing one
+
+
+def keras_alone(given: Path, suffix: str) -> str:
+    """What runs a ``.keras`` file with no ``.onnx`` beside it (``backend: auto``, the default, reads ONNX): the
+    line named only the missing .onnx file, not the engine that reads the file given."""
+    if given.suffix != ".keras" or suffix != ".onnx":
+        return ""
+    return (f"; backend: tensorflow runs {given.name} itself, the other engines an ONNX export of it beside it "
+            f"(tf2onnx, docs/your-model.md)")
 
 
 READS = ".onnx, .keras, a TorchScript .pt, a torch.export .pt2, a SavedModel folder"  # what a model may be
@@ -192,16 +201,25 @@ def _imported(given: Path, backend: str, suffix: str, inputs: Contract) -> Path:
 MODEL_FILE_SUFFIXES = (".onnx", ".keras", ".tflite")  # what some backend reads, beside the file given
 
 
+def names_a_file(given: Path) -> bool:
+    """Whether the scorer's ``model`` names a file (or a SavedModel folder), read or imported from where it is,
+    rather than a model of ``models_dir`` (``conv_vae``): resolve_model's rule, which the card's folder follows."""
+    return model_import.is_native(given) or given.suffix in (".onnx", ".keras") or len(given.parts) > 1
+
+
 def missing_model(params: "VAEAnomalyScorerParameters") -> str | None:
     """The model file given as a path when neither it nor a sibling any backend reads exists, else None:
     a filter without a cut of its own names the missing model, not the card's missing cut for it."""
     given = find_file(params.model, "model file")
     not_a_savedmodel(given, params.models_dir)  # the culprit, before the card's missing cut for a folder's name
-    if given.suffix not in (".onnx", ".keras") and len(given.parts) == 1:
-        return None  # a shipped model's name: models_dir's file, checked at begin_job
-    if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES):
+    if names_a_file(given):  # the file, or a sibling some backend reads
+        return None if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES) else str(given)
+    # a model's name (resolve_model: models_dir's <name>.onnx, ...): a misspelt one (conv_vea) or a file's name
+    # with another suffix (mine.onx) named a missing cut in the shipped card, not the model
+    folder = find_file(params.models_dir, "models_dir")
+    if any((folder / f"{given}{s}").exists() for s in MODEL_FILE_SUFFIXES):
         return None
-    return str(given)
+    return f"{given} (no file of that name here, nor a model of that name in {params.models_dir})"
 
 
 def declared_inputs(params: "VAEAnomalyScorerParameters", n_constituents: int = N_CONSTITUENTS,
@@ -224,7 +242,9 @@ def model_identity(model: str, precision: str = "auto") -> str:
     """The model's name as its card knows it: ``conv_vae``, ``data/models/gcn_vae.onnx`` -> ``gcn_vae``;
     an INT8 model is a different model (``conv_vae_int8``): its scores have their own scale."""
     path = Path(model)
-    stem = path.stem if path.suffix in (".onnx", ".keras") else path.name
+    # a TorchScript .pt / .pt2 is named by its stem too: hltcard wrote its cut under 'net.pt' into the shipped card's
+    # folder's name space, and the path never found it
+    stem = path.stem if path.suffix in (".onnx", ".keras", *model_import.NATIVE_SUFFIXES) else path.name
     if precision == "int8" and not stem.endswith("_int8"):
         stem += "_int8"
     return stem
@@ -242,8 +262,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
     identity = model_identity(params.model, params.precision)
     given = find_file(params.model, "model file")
     reading([given])  # as the card: an output of the job over it is refused at validation (a Dask client's too)
-    folder = given.parent if (given.suffix in (".onnx", ".keras") or len(given.parts) > 1) \
-        else find_file(params.models_dir, "models_dir")
+    folder = given.parent if names_a_file(given) else find_file(params.models_dir, "models_dir")
     card = folder / THRESHOLDS_CARD
     try:
         table = json.loads(card.read_text())

@@ -216,6 +216,21 @@ CASES = [
     # "no threshold given and .../thresholds.json has no absent.bkg_eff_1e-2 cut" without one
     Case("model file missing, no threshold", 4, "model file not found: ", lambda t: {"model": str(t / "absent.onnx")},
          prefix="modules.vae: ", max_stderr_lines=1, absent="threshold", events_processed=0),
+    # the same for a name the scorer looks up in models_dir (a misspelt shipped model, a file's name with a
+    # suffix it does not read as a file) and for a bare TorchScript name: the shipped card's missing cut was named
+    Case("model name misspelt, no threshold", 4, "model file not found: conv_vea (", lambda t: {"model": "conv_vea"},
+         prefix="modules.vae: ", max_stderr_lines=1, absent="threshold", events_processed=0),
+    Case("model suffix misspelt, no threshold", 4, "model file not found: absent.onx (",
+         lambda t: {"model": "absent.onx"}, prefix="modules.vae: ", max_stderr_lines=1, absent="threshold",
+         events_processed=0),
+    Case("TorchScript file missing, no threshold", 4, "model file not found: absent.pt",
+         lambda t: {"model": "absent.pt"}, prefix="modules.vae: ", max_stderr_lines=1, absent="threshold",
+         events_processed=0),
+    # a .keras file alone on an engine that reads ONNX (auto too): the line named only the missing .onnx
+    Case("a .keras model with no .onnx beside it", 2, "alone.onnx does not exist; backend: tensorflow runs alone.keras",
+         lambda t: (t / "alone.keras").write_bytes(b"PK") and {"model": str(t / "alone.keras"),
+                                                                "filter_extra": ", threshold: 1.0"},
+         max_stderr_lines=1, events_processed=0),
     Case("model file missing, threshold given", 4, "model file not found: ",
          lambda t: {"model": str(t / "absent.onnx"), "filter_extra": ", threshold: 1.0"}, prefix="modules.vae: ",
          max_stderr_lines=1, events_processed=0),

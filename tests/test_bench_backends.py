@@ -45,7 +45,7 @@ def test_cells_written_and_docs_untouched_without_docs_flag(tmp_path) -> None:
 
 @pytest.mark.parametrize("bad, fragment", [
     ("empty", "onnxruntime: model file {path} is empty"),
-    ("f16", "onnxruntime: model {path} input 'x' is tensor(float16), expected tensor(float)"),
+    ("f16", "onnxruntime: model {path} input 'x' is float16, expected float32 (hltrun feeds float32"),
     ("norank", "model {path} input 'x' has no shape (unknown rank"),
 ])
 def test_a_model_hltrun_refuses_is_one_line_before_anything_runs(tmp_path, capfd, bad, fragment) -> None:

@@ -486,6 +486,21 @@ def test_missing_background_file(model_dir, tmp_path, capsys):
     assert _one_line(capsys) == f"hltcard: error: input file not found: {missing}"
 
 
+def test_shipped_samples_by_their_relative_name_from_any_folder(model_dir, tmp_path, monkeypatch, capsys):
+    """``--background data/qcd_dijet.root``, as docs/your-model.md writes it, from a folder of the user's own (not
+    the checkout): found as hltrun finds its inputs, the name as given, else the shipped file of that name. It was
+    "input file not found: data/qcd_dijet.root" (exit 3), though ``hltrun configs/path.yaml`` runs from there."""
+    monkeypatch.chdir(tmp_path)
+    assert not (tmp_path / "data").exists()
+    rc = hltcard([str(model_dir / "ptsum.onnx"), "--background", "data/qcd_dijet.root", "--signal",
+                  "data/rsg_ww_3p5TeV.root", "--bkg-eff", "1e-2", "--max-events", "200", "--min-events-above", "0",
+                  "--no-plots", "--out-dir", str(tmp_path / "out"), *ORT])
+    assert rc == 0, capsys.readouterr().err
+    card = json.loads((tmp_path / "out" / "ptsum_card.json").read_text())
+    assert [Path(f).resolve() for f in card["background"]["files"]] == [QCD.resolve()]
+    assert "bkg_eff_1e-2" in json.loads((tmp_path / "out" / "thresholds.json").read_text())["ptsum"]
+
+
 @pytest.mark.parametrize("where", ["missing", "a folder", "/dev/null"])
 def test_an_unreadable_signal_file_is_said_before_any_scoring(where, model_dir, tmp_path, monkeypatch, capsys):
     """A typo in the last --signal file was said after the whole background had been scored through the path

@@ -59,6 +59,15 @@ def test_config_errors_name_the_key(write_config, text, expected):
     assert expected in error_of(write_config, text)
 
 
+def test_two_letters_swapped_suggest_the_key_meant():
+    """``modules.vae.modle=net.onnx`` (a newcomer's slip) suggested 'mode', which difflib ranks nearer than 'model'."""
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "path.yaml"
+    with pytest.raises(ConfigError, match=r"modules\.vae\.modle: unknown key; did you mean 'model'\?"):
+        load(shipped, ["modules.vae.modle=net.onnx"])
+    with pytest.raises(ConfigError, match=r"modules\.vae\.mdoe: unknown key; did you mean 'mode'\?"):
+        load(shipped, ["modules.vae.mdoe=x"])
+
+
 def test_a_binary_file_as_configuration_is_one_line(tmp_path):
     junk = tmp_path / "model.onnx"
     junk.write_bytes(b"\x08\x07\x12\x80\xff binary")

@@ -194,6 +194,9 @@ def test_batcher_n_constituents_feeds_a_model_without_declaration(tmp_path, samp
 @pytest.mark.parametrize("override, code, fragment", [
     ("modules.vae.inputs=[{features: [deta, dphi, FatJetPFCand_d0, pt], n_constituents: 50}]", 2,
      "is neither a derived feature nor a branch of tree 'Events'"),
+    # a derived feature misspelt: no branch is near it, the derived one is (the line suggested nothing)
+    ("modules.vae.inputs=[{features: [deta, dphi, erel, pt], n_constituents: 50}]", 2,
+     "feature 'erel' (did you mean the derived feature 'e_rel'?) of a model's declared inputs is neither"),
     ("modules.vae.inputs=[{features: [deta, dphi, pt, log_pt], n_constituents: 50}]", 4,
      "takes input 'x' of shape (N, 50, 4); the configuration's inputs declare constituents (N, 50, 4)"),
     ("modules.vae.inputs=[{name: y, features: [deta, dphi, pt, log_pt], n_constituents: 50}]", 4,
@@ -397,6 +400,21 @@ def test_hltinputs_write_names_a_missing_declaration_file(tmp_path, capsys) -> N
     assert model.read_bytes() == before
 
 
+def test_hltinputs_write_that_does_not_fit_names_the_declaration_given(tmp_path, capsys) -> None:
+    """A --write naming an input the model lacks is refused before it is stored, and said to be the --write's: the
+    line read "(declared in model metadata)", sending the user to a file that holds no declaration."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    model = linear_model(tmp_path / "m.onnx", [("x", [50, 4], W4.reshape(1, 1, 4))])
+    before = model.read_bytes()
+    assert hltinputs([str(model), "--write", "[{name: y, features: [log_pt, deta, dphi, pt], n_constituents: 50}]"]) == 4
+    err = capsys.readouterr().err.strip()
+    assert err == f"hltinputs: model {model} has no input 'y' (declared in hltinputs --write); its inputs are ['x']"
+    assert hltinputs([str(model), "--write", "[{features: [log_pt, deta, dphi], n_constituents: 50}]"]) == 4
+    assert "; hltinputs --write declares constituents (N, 50, 3) [log_pt, deta, dphi]:" in capsys.readouterr().err
+    assert model.read_bytes() == before
+
+
 @pytest.mark.parametrize("name", ["folder", "folder.onnx", ""])
 def test_hltinputs_on_a_folder_says_so(tmp_path, capsys, monkeypatch, name) -> None:
     """A folder (or '', the current one) as the model: one line, exit 2. Without the .onnx suffix it was
@@ -426,6 +444,25 @@ def test_hltinputs_write_names_a_declaration_that_is_no_file(tmp_path, capsys, d
     assert model.read_bytes() == before
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "jax", "torch", "iree"])
+def test_a_float64_model_is_the_same_line_with_the_way_out_on_every_engine(backend, tmp_path, sample, capfd) -> None:
+    """A model exported in float64 (a PyTorch model left in .double()): one line naming the input, its type and how to
+    export it, the same on every engine. ONNX Runtime said "is tensor(double), expected tensor(float)", the others
+    "is float64, expected float32", and none said what to do."""
+    import importlib.util
+
+    if importlib.util.find_spec({"onnxruntime": "onnxruntime", "iree": "iree.runtime"}.get(backend, backend)) is None:
+        pytest.skip(f"{backend} is not installed")
+    f64 = sum_of_squares_onnx(tmp_path / "f64.onnx", ["N", 100, 3], TensorProto.DOUBLE)
+    capfd.readouterr()
+    assert run(tmp_path, f64, sample, f"modules.vae.backend={backend}", "-n", "5") == 4
+    err = capfd.readouterr().err
+    assert (f"{backend}: model {f64} input 'x' is float64, expected float32 (hltrun feeds float32: a mask too, as "
+            "0/1); export the model with a float32 input (PyTorch: model.float() and a float32 example input; "
+            "tf2onnx: a tf.float32 TensorSpec)") in err, err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1, err
+
+
 def test_hltinputs_refuses_what_every_engine_refuses(tmp_path, capsys) -> None:
     """A float64 input, or weights in an ONNX external-data file that is missing: hltinputs answered
     "inputs from default", exit 0, for a model every backend refuses at load."""
@@ -438,7 +475,8 @@ def test_hltinputs_refuses_what_every_engine_refuses(tmp_path, capsys) -> None:
     captured = capsys.readouterr()
     assert not captured.out and captured.err.strip() == (
         f"hltinputs: model {f64} input 'x' is float64, expected float32 (hltrun feeds float32: a mask too, as 0/1); "
-        "export the model with a float32 input")
+        "export the model with a float32 input (PyTorch: model.float() and a float32 example input; tf2onnx: a "
+        "tf.float32 TensorSpec)")
 
     external = sum_of_squares_onnx(tmp_path / "ext.onnx", ["N", 100, 3])
     model = onnx.load(str(external))

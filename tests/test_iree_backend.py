@@ -210,7 +210,7 @@ def test_a_float64_input_is_refused_before_compiling(tmp_path, monkeypatch):
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "f64.onnx"))
     monkeypatch.setattr(ib, "compile_bucket", lambda *a: pytest.fail("compiled a float64 model"))
-    with pytest.raises(ModuleError, match=r"^iree: model .*f64.onnx input 'x' is float64, expected float32$"):
+    with pytest.raises(ModuleError, match=r"^iree: model .*f64.onnx input 'x' is float64, expected float32 \(hltrun feeds float32: .*\)$"):
         create_backend("iree", tmp_path / "f64.onnx", BackendOptions(engine_cache=str(tmp_path))).load()
 
 

@@ -137,6 +137,42 @@ def test_a_torch_network_file_runs_and_the_report_names_its_origin(kind, backend
     assert "imported into ONNX" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("kind", ["traced", "exported"])
+def test_hltcard_on_a_torch_file_by_its_bare_name_makes_the_cut_the_path_reads(kind, tmp_path, monkeypatch, capfd):
+    """``hltcard net.pt`` in the model's folder, then ``hltrun ... modules.vae.model=net.pt`` with no threshold: the
+    card is the file stem's (``net``, as for ``net.onnx``) beside the model, and the path takes its cut. hltcard
+    ended with "internal error: the scorer reads net.pt {} back", its entry written under 'net.pt', and the path
+    looked for it in the shipped models' card."""
+    from hltrun.framework.cli import main as hltrun
+    from hltrun.tools.physics.card import main as hltcard
+
+    model = _save(kind, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    ort = ["--set", "modules.vae.backend=onnxruntime"]
+    assert hltcard([model.name, "--background", str(REPO / "data" / "qcd_dijet.root"), "--bkg-eff", "1e-2",
+                    "--max-events", "300", "--min-events-above", "0", "--no-plots", *ort]) == 0, capfd.readouterr().err
+    card = json.loads((tmp_path / "thresholds.json").read_text())
+    assert list(card) == ["net"] and (tmp_path / "net_card.json").is_file()
+    code = hltrun([str(REPO / "configs" / "path.yaml"), f"modules.vae.model={model.name}", "modules.vae.backend=onnxruntime",
+                   "options.maxEvents=300", f"modules.out.file={tmp_path / 'o.root'}", "--report-dir", "rep"])
+    assert code == 0, capfd.readouterr().err
+    doc = json.loads((tmp_path / "rep" / "hltrun.json").read_text())
+    assert doc["job"]["module_summaries"]["anomalyFilter"]["threshold"] == card["net"]["bkg_eff_1e-2"]
+    assert doc["job"]["facts"]["cuts"]["anomalyFilter"]["model"] == "net"
+
+
+def test_auto_says_why_tflite_is_not_timed_on_an_imported_network_without_the_cache_file(tmp_path, capfd):
+    """``backend: auto`` on a TorchScript file: the reason TFLite was not timed named the import cache's hashed file
+    ("tflite has no net-<hash>.tflite beside the model"), a file the user never made; it names the user's file."""
+    _torch()
+    model = _save("traced", tmp_path)
+    code, _, doc = _hltrun(tmp_path, model)
+    assert code == 0, capfd.readouterr().err
+    reason = doc["job"]["facts"]["accelerators"]["vae"]["reason"]
+    assert "tflite reads .tflite files, and net.pt is a TorchScript network" in reason, reason
+    assert "net-" not in reason, reason
+
+
 def test_a_savedmodel_folder_runs_and_the_report_names_its_origin(tmp_path, capfd):
     """A TensorFlow SavedModel folder (``model.export``) is imported with tf2onnx and runs; its sha256 covers
     the folder's files."""

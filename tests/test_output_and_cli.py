@@ -389,3 +389,28 @@ endpaths:
     written = summary.module_summaries["out"]
     assert (written["events_written"], written["lumis_written"]) == (0, {})
     assert gather(summary, 4, failed.value.cause).outputs == []
+
+
+@pytest.mark.parametrize("threshold", [[], ["modules.anomalyFilter.threshold=1"]])
+def test_a_model_beside_the_configuration_run_from_another_folder_is_said_so(tmp_path, monkeypatch, capsys, threshold):
+    """my/path.yaml names ``model: m.onnx`` (beside it) and is run from the folder above: names are relative to the
+    working directory, as cmsRun's, and the line said only "model file not found: m.onnx" about a file the user
+    could see. It now says where the file is and what to do; run from my/ it is found (no hint to give)."""
+    import shutil
+
+    from hltrun.framework.cli import main as hltrun
+
+    repo = Path(__file__).resolve().parents[1]
+    mine = tmp_path / "my"
+    mine.mkdir()
+    shutil.copy(repo / "data" / "models" / "conv_vae.onnx", mine / "m.onnx")
+    (mine / "path.yaml").write_text((repo / "configs" / "path.yaml").read_text().replace("model: conv_vae",
+                                                                                            "model: m.onnx"))
+    monkeypatch.chdir(tmp_path)
+    assert hltrun(["my/path.yaml", "-n", "1", *threshold]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(
+        "model file not found: m.onnx (relative names are relative to the working directory, as in cmsRun: "
+        "my/m.onnx is beside the configuration; give that path, or run from my)"), err
+    assert hltrun(["my/path.yaml", "-n", "1", "modules.vae.model=none.onnx", *threshold]) == 4
+    assert capsys.readouterr().err.strip().endswith("model file not found: none.onnx")  # nothing beside it either

@@ -273,6 +273,29 @@ def test_missing_sample_and_unknown_engine_are_exit_2(tmp_path: Path, capsys: py
     _one_line(capsys, "--engines", "warp-drive", "onnxruntime")
 
 
+def test_a_shipped_sample_by_its_relative_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``--sample data/qcd_dijet.root`` from a folder of the user's own is the shipped file, as hltrun finds the
+    path's own ``data/...`` inputs from any folder (it was "--sample: sample file not found", exit 2)."""
+    import hltrun.tools.bench.verdict as V
+    from hltrun.framework.errors import ModuleError
+
+    seen: list[list[Path]] = []
+
+    def no_run(plan, engine):  # noqa: ANN001 - the plan is what is checked; no path needs to run
+        seen.append(list(plan.samples))
+        raise ModuleError("not run here")
+
+    monkeypatch.setattr(V, "path_run", no_run)
+    model = one_output_model(tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    assert not (tmp_path / "data").exists()
+    assert hltbench(["verdict", "m.onnx", "--sample", "data/qcd_dijet.root", "--engines", "onnxruntime",
+                     "--events", "10", "--out-dir", "o"]) == 4
+    _one_line(capsys, "no engine could run", "not run here")
+    assert seen == [[(Path(__file__).resolve().parents[1] / "data" / "qcd_dijet.root").resolve()]]
+
+
 def test_a_bad_override_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = one_output_model(tmp_path / "m.onnx")
     assert hltbench(["verdict", str(model), "--engines", "onnxruntime", "--set", "options.budgetMs=-3",

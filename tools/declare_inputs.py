@@ -23,10 +23,10 @@ from typing import Any
 
 from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, ModuleError, one_line
-from hltrun.modules.inference.base import (check_model_file, external_data_line, missing_external_data,
+from hltrun.modules.inference.base import (FLOAT32_ONLY, check_model_file, external_data_line, missing_external_data,
                                           ort_format_line)
-from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, Contract, default_contract,
-                                     from_metadata, match_model, parse, read_onnx_metadata)
+from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, WRITTEN, Contract,
+                                     default_contract, from_metadata, match_model, parse, read_onnx_metadata)
 
 
 def load_onnx(path: Path) -> Any:
@@ -66,7 +66,7 @@ def _refuse_what_no_engine_runs(path: Path, model: Any, inputs: list[Any]) -> No
         elem = i.type.tensor_type.elem_type
         if elem not in (TensorProto.FLOAT, TensorProto.UNDEFINED):
             raise ModuleError(f"model {path} input {i.name!r} is {tensor_dtype_to_np_dtype(elem)}, expected float32 "
-                              f"(hltrun feeds float32: a mask too, as 0/1); export the model with a float32 input")
+                              f"({FLOAT32_ONLY}")
     location = missing_external_data(path)
     if location:
         raise ModuleError(external_data_line(path, location))
@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         signature = model_inputs(args.model)
         if args.write is not None:
-            declared = parse(read_declaration(args.write), "--write", "model metadata")
+            # origin --write: a declaration that does not fit is said to be the one given, not the file's metadata
+            # (which it never reached: "has no input 'x' (declared in model metadata)" sent the user to the file)
+            declared = parse(read_declaration(args.write), "--write", WRITTEN)
             matched = match_model(declared, signature, args.model)  # never store one that cannot fit
             parse(json.loads(matched.to_json()), "--write", "model metadata")  # nor one that reads back otherwise
             write_contract(args.model, matched)

@@ -10,10 +10,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hltrun.framework.errors import ConfigError, ModuleError
+from hltrun.framework.errors import ConfigError
 from hltrun.framework.extras import need
 
-from .base import PER_CALL_QUANT_OPS, InferenceBackend, model_has_ops
+from .base import PER_CALL_QUANT_OPS, InferenceBackend, model_has_ops, require_float32
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -72,9 +72,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.input_names = [i.name for i in inputs]  # several: fed in this order (the contract is matched to it)
         self.input_name = inputs[0].name
         for i in inputs:
-            if i.type != "tensor(float)":
-                raise ModuleError(f"onnxruntime: model {self.model_path} input {i.name!r} is {i.type}, expected "
-                                  f"tensor(float) (hltrun feeds float32: a mask too, as 0/1)")
+            require_float32("onnxruntime", self.model_path, i.name, i.type)
         self._outputs = [o.name for o in self.session.get_outputs()]
         self.precision = "int8" if self._is_quantised() else "fp32"
 

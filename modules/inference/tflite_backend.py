@@ -38,6 +38,7 @@ from hltrun.framework.extras import need
 from hltrun.framework.native_stderr import without_native_notice
 from hltrun.framework.resources import why_not_readable
 
+from . import model_import
 from .base import check_model_file, several_inputs
 from .buckets import up_to_typical
 from .bucketed import BucketedBackend, Executed
@@ -117,6 +118,9 @@ class TfliteBackend(BucketedBackend):
         against ONNX Runtime's before it can win), and only on LiteRT: TensorFlow's interpreter would cost
         seconds of import at begin_job."""
         if why_not_readable(model_path) == "not found":
+            origin = model_import.provenance(Path(model_path).with_suffix(".onnx"))
+            if origin is not None:  # it named the import cache's hashed file as the one missing beside the model
+                return f"reads .tflite files, and {Path(origin.source).name} is a {origin.format} network"
             return f"has no {Path(model_path).name} beside the model"
         try:  # a folder, a FIFO, no read permission, an empty file: skipped, never hashed or opened
             check_model_file(Path(model_path), cls.model_suffixes, cls.name)

@@ -23,8 +23,6 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
     branches the consumers' input contracts read, whose absence is a model's feature, not a setting."""
     missing = [n for n in names if n not in tree]
     if missing:
-        import difflib
-
         known = value_branches(tree.keys())
         # a branch already set for another role is no suggestion ('jet_eta' for a missing 'pf_eta')
         others = [n for n in known if n not in names]
@@ -36,9 +34,8 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         # names: a user's own ntuple (pf_pt) lacking its constituents is no NanoAOD file to remake with PFNano
         nano_cands = any("PFCand" in n for n in set(missing) & cand_roles)
         no_cands = not linked and nano_cands and not any("PFCand" in n for n in known)
-        hints = [f"{m!r}" + (f" (did you mean {difflib.get_close_matches(m, others, n=1)[0]!r}?)"
-                             if not linked and not (no_cands and m in cand_roles)
-                             and difflib.get_close_matches(m, others, n=1) else "") for m in missing]
+        hints = [f"{m!r}" + (_nearest(m, others, m in extra) if not linked and not (no_cands and m in cand_roles)
+                             else "") for m in missing]
         if set(missing) <= set(extra):  # a bad file, or (in every file) a bad feature
             raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
                               f"{MISSING_FEATURE} of tree '{params.tree}' in {path}")
@@ -72,6 +69,20 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                           f"'{params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
                           + ")")
+
+
+def _nearest(name: str, branches: list[str], declared: bool) -> str:
+    """``" (did you mean 'x'?)"`` for the known name nearest a missing one, or nothing. A model's declared feature
+    may also be a derived one misspelt ('erel' for e_rel): the line suggested no name for it, as no branch is near."""
+    import difflib
+
+    from hltrun.modules.contract import CONSTITUENT_FEATURES, JET_FEATURES
+
+    pool = dict.fromkeys(branches, "")
+    if declared:
+        pool.update({f: "the derived feature " for f in [*CONSTITUENT_FEATURES, *JET_FEATURES] if f not in pool})
+    close = difflib.get_close_matches(name, list(pool), n=1)
+    return f" (did you mean {pool[close[0]]}{close[0]!r}?)" if close else ""
 
 
 def object_fields(names: "list[str]") -> list[str]:

@@ -60,7 +60,7 @@ from typing import Any
 
 from hltrun.framework.resources import local_output_path
 from hltrun.framework.errors import ConfigError, HltError
-from hltrun.framework.resources import unreadable_reason, user_path
+from hltrun.framework.resources import find_file, unreadable_reason, user_path
 from hltrun.tools.bench import runner
 from hltrun.tools.catalogue import sample_path
 
@@ -289,7 +289,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
     from hltrun.framework.config import find_config, load
 
     model = resolve_model(args.model)
-    samples = [Path(s) for s in (args.sample or [sample_path("qcd_dijet")])]
+    # as hltrun finds an input: the name as given, else the shipped file of that name (data/qcd_dijet.root from
+    # any folder, as the path's own inputs; it was "sample file not found" outside the checkout)
+    samples = [find_file(s, "--sample") for s in (args.sample or [sample_path("qcd_dijet")])]
     for s in samples:
         why = unreadable_reason(s, "sample file")
         if why is not None:

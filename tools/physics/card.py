@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from hltrun.framework.resources import local_output_path, unreadable_reason
+from hltrun.framework.resources import find_file, local_output_path, unreadable_reason
 from hltrun.modules.working_point import efficiency_key
 from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, check_min_events_above
 
@@ -226,6 +226,7 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
 
         out_dir = args.out_dir if args.out_dir is not None else args.model.resolve().parent
         check_out_dir(out_dir, args.model, args.out_dir is not None)  # before the samples are scored: not after
+        args.background, args.signal = shipped_or_given(args.background), shipped_or_given(args.signal)
         check_samples([*args.background, *args.signal])  # a typo in the last --signal: before the first is scored
         try:
             result = compute(args)
@@ -252,6 +253,16 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def shipped_or_given(files: list[Path]) -> list[Path]:
+    """Each sample as hltrun finds an input file (framework/resources.py): the name as given, else the shipped
+    file of that name, so the documented ``--background data/qcd_dijet.root`` works from any folder, as
+    ``hltrun configs/path.yaml`` and its ``data/...`` inputs do (it was "input file not found" outside the
+    checkout). A file found nowhere stays as given, for check_samples' line."""
+    from hltrun.framework.errors import SourceError
+
+    return [find_file(f, "input file", SourceError) for f in files]
 
 
 def check_samples(files: list[Path]) -> None:

@@ -304,6 +304,26 @@ def test_a_capture_refused_with_cudas_own_long_message_still_names_cuda_graphs_f
     assert "cuda_graphs: false runs this model op by op" in line and "operation not permitted when stream is capturing" in line, line
 
 
+@pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graphs", "op-by-op"])
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_a_recurrent_network_gives_onnxruntime_scores_in_every_bucket(fake_gpu, op, graphs, tmp_path):
+    """The recurrent network tests/test_torch_gpu.py runs on a GPU (PyTorch's ``nn.LSTM``/``nn.GRU`` from an ONNX
+    node), through the GPU flow here: captured per bucket (no host work in the capture) or op by op, then
+    ONNX Runtime's scores in every bucket, nothing captured at run time."""
+    pytest.importorskip("onnx")
+    from tests.agreement import assert_agrees_in_every_bucket
+    from tests.recurrent_models import recurrent_anomaly_onnx
+
+    path = recurrent_anomaly_onnx(tmp_path / f"{op.lower()}.onnx", op)
+    b = create_backend("torch", path, BackendOptions(max_batch=32, device="cpu", cuda_graphs=graphs)).load()
+    b.warm_up()
+    cuda = fake_gpu[-1]
+    assert b.describe()["executor"] == ("cuda-graph" if graphs else "eager")
+    assert cuda.captures == (len(b.buckets) if graphs else 0) and sorted(b._graphs) == (b.buckets if graphs else [])
+    assert_agrees_in_every_bucket(b, path, f"fake GPU {op}")
+    assert cuda.captures == (len(b.buckets) if graphs else 0)
+
+
 def test_two_instances_have_their_own_streams_and_agree(fake_gpu):
     pair = [_backend("conv_vae") for _ in range(2)]
     assert pair[0]._stream.cuda_stream != pair[1]._stream.cuda_stream

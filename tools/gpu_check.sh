@@ -26,7 +26,8 @@
 #   versions      nvidia-smi, python packages, torch/JAX devices, hltrun's backends and `auto` choice
 #   pytest-torch  tests/test_torch_gpu.py: the torch backend on the GPU (agreement with ONNX Runtime CPU
 #                 on every shipped sample with and without CUDA graphs, a graph per bucket, no device
-#                 allocation at run time, a CUDA stream per instance, pinned buffers, CUDA events)
+#                 allocation at run time, a CUDA stream per instance, pinned buffers, CUDA events; a recurrent
+#                 network under CUDA graphs: captured, or refused naming cuda_graphs: false, which the summary says)
 #   sweep-torch   hltbench gpu-sweep: both models, batch 1 ... 4096, torch with CUDA graphs and op by op
 #                 on the GPU beside ONNX Runtime on the CPU, same process: latency median/p99, jets/s,
 #                 H2D/compute/D2H (CUDA events), device memory -> $WORK/sweep-torch/sweep.{csv,json,png}

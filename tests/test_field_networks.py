@@ -14,21 +14,12 @@ onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
 pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from tests.recurrent_models import i64, jets_of_lengths, recurrent_onnx, save_onnx  # noqa: E402
 from tests.tiny_models import jets, loaded  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 TRANSLATED = ("jax", "torch")
 RNG = np.random.default_rng(3)
-
-
-def _save(graph, path: Path, functions=(), opset: int = 17) -> Path:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
-                                                     helper.make_opsetid("user.layers", 1)],
-                              functions=list(functions))
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
 
 
 def local_function_model(path: Path) -> Path:
@@ -50,7 +41,7 @@ def local_function_model(path: Path) -> Path:
     graph = helper.make_graph(nodes, "local_functions",
                               [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
-    return _save(graph, path, [dense])
+    return save_onnx(graph, path, [dense])
 
 
 def _agrees(engine: str, path: Path, **opts) -> None:
@@ -94,24 +85,20 @@ def _translated(engine: str, path: Path, model, x: np.ndarray) -> np.ndarray:
     return translate(path, model).specialize(t)(t)[0].numpy()
 
 
-def _i64(name: str, values) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(values, np.int64), name)
-
-
 GATHER_ELEMENTS = [  # (id, nodes, initializers): x is (2, 5, 3) float32
     ("static-axis1", [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=1)],
-     [_i64("i", RNG.integers(0, 5, size=(2, 4, 3)))]),
+     [i64("i", RNG.integers(0, 5, size=(2, 4, 3)))]),
     ("static-negative-axis-last", [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=-1)],
-     [_i64("i", RNG.integers(-3, 3, size=(2, 5, 3)))]),
+     [i64("i", RNG.integers(-3, 3, size=(2, 5, 3)))]),
     ("indices-shorter-on-other-axes", [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=1)],
-     [_i64("i", RNG.integers(0, 5, size=(1, 2, 2)))]),
+     [i64("i", RNG.integers(0, 5, size=(1, 2, 2)))]),
     # ParticleNet's form: the indices come from the input (TopK over pairwise distances), then gathered
     ("topk-then-gather", [helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
                           helper.make_node("MatMul", ["x", "xt"], ["d"]),  # (2, 5, 5): x·xᵀ per jet
                           helper.make_node("TopK", ["d", "k"], ["v", "idx"], axis=2),  # (2, 5, 2)
                           helper.make_node("Slice", ["x", "zero", "two", "last"], ["x2"]),  # (2, 5, 2)
                           helper.make_node("GatherElements", ["x2", "idx"], ["y"], axis=1)],
-     [_i64("k", [2]), _i64("zero", [0]), _i64("two", [2]), _i64("last", [2])]),
+     [i64("k", [2]), i64("zero", [0]), i64("two", [2]), i64("last", [2])]),
     # ONNX allows int32 indices (torch's take_along_dim takes int64 only: refused until 2026-12-07); drawn
     # from its own generator: a draw from RNG would change every later model's weights
     ("static-int32", [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=1)],
@@ -122,7 +109,7 @@ GATHER_ELEMENTS = [  # (id, nodes, initializers): x is (2, 5, 3) float32
                              helper.make_node("Sub", ["idx", "five"], ["neg"]),  # -5..-1: from the end
                              helper.make_node("Cast", ["neg"], ["i32"], to=TensorProto.INT32),
                              helper.make_node("GatherElements", ["x", "i32"], ["y"], axis=1)],
-     [_i64("k", [3]), _i64("five", [5])]),
+     [i64("k", [3]), i64("five", [5])]),
 ]
 
 
@@ -244,7 +231,7 @@ def _training_norm_in_a_function(path: Path) -> Path:
              helper.make_node("ReduceSum", ["n", "axes"], ["score"], keepdims=0)]
     graph = helper.make_graph(nodes, "training", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
-    return _save(graph, path, [norm])
+    return save_onnx(graph, path, [norm])
 
 
 @pytest.mark.parametrize("engine", ("onnxruntime", "jax"))
@@ -407,82 +394,7 @@ def test_torch_recurrent_layers_match_onnxruntime(torch_recurrent, config, engin
     _against_onnxruntime(engine, torch_recurrent[config], x)
 
 
-def _recurrent_onnx(path: Path, op: str, hidden: int, attrs: dict, *, bias: bool = True, states: bool = True,
-                    peepholes: bool = False, seed: int = 0, layout: int = 0, lens: str = "input") -> Path:
-    """One ONNX ``op`` node over x (N, 7, 3), fed time-major (a Transpose; ``layout`` 1: batch-major as it is),
-    its ``sequence_lens`` each jet's count of real constituents (pT > 0: the padded ones left out, as a user feeds
-    them; ``lens`` "full": 7 for every jet, from the input's shape; "none": no sequence_lens), every output
-    flattened per jet into y (N, ...), the same values whatever the layout. Weights from their own generator (the
-    same whichever test ran before)."""
-    rng = np.random.default_rng(seed)
-    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
-    dirs = 2 if attrs.get("direction") == "bidirectional" else 1
-    w = lambda name, *shape: numpy_helper.from_array(rng.normal(0, 0.6, size=shape).astype(np.float32), name)  # noqa: E731
-    inits = [w("W", dirs, gates * hidden, 3), w("R", dirs, gates * hidden, hidden), _i64("perm", [1, 0, 2]),
-             _i64("two", [2]), _i64("three", [3]), _i64("last", [2]), _i64("one", [1])]
-    ins = ["xt" if not layout else "x", "W", "R", "B" if bias else "", "lens", "h0" if states else ""]
-    if bias:
-        inits.append(w("B", dirs, 2 * gates * hidden))
-    if states:
-        inits.append(w("h0", dirs, 1, hidden))  # broadcast to the batch by an Expand below: (dirs, N, hidden)
-        if layout:  # batch-major states: (N, dirs, hidden)
-            inits[-1] = numpy_helper.from_array(numpy_helper.to_array(inits[-1]).transpose(1, 0, 2), "h0")
-    if op == "LSTM":
-        ins += ["c0" if states else "", "P" if peepholes else ""]
-        if states:
-            inits.append(w("c0", dirs, 1, hidden))
-            if layout:
-                inits[-1] = numpy_helper.from_array(numpy_helper.to_array(inits[-1]).transpose(1, 0, 2), "c0")
-        if peepholes:
-            inits.append(w("P", dirs, 3 * hidden))
-    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
-             helper.make_node("Slice", ["x", "two", "three", "last"], ["pt"]),
-             helper.make_node("Greater", ["pt", "zero"], ["real"]),
-             helper.make_node("Cast", ["real"], ["realf"], to=TensorProto.INT32),
-             helper.make_node("ReduceSum", ["realf", "axes"], ["lens"], keepdims=0)]
-    inits += [numpy_helper.from_array(np.float32(0), "zero"), _i64("axes", [1, 2])]
-    if lens == "none":
-        ins[4] = ""
-    elif lens == "full":  # every jet its 7 steps: a constant of the batch size, as some exporters write it
-        nodes += [helper.make_node("Shape", ["x"], ["xs_l"], end=1),
-                  helper.make_node("Expand", ["seven", "xs_l"], ["full"])]
-        inits.append(numpy_helper.from_array(np.asarray([7], np.int32), "seven"))
-        ins[4] = "full"
-    if states:  # the states' batch axis from the input: (dirs, N, hidden)
-        nodes += [helper.make_node("Shape", ["x"], ["xs"]), helper.make_node("Slice", ["xs", "zero_i", "one"], ["n"]),
-                  helper.make_node("Concat", ["n", "d", "h"] if layout else ["d", "n", "h"], ["sshape"], axis=0)]
-        inits += [_i64("zero_i", [0]), _i64("d", [dirs]), _i64("h", [hidden])]
-        for s in ("h0", "c0") if op == "LSTM" else ("h0",):
-            nodes.append(helper.make_node("Expand", [s, "sshape"], [s + "e"]))
-            ins[ins.index(s)] = s + "e"
-    outs = ["Y", "Yh"] + (["Yc"] if op == "LSTM" else [])
-    nodes.append(helper.make_node(op, ins, outs, hidden_size=hidden, **attrs, **({"layout": 1} if layout else {})))
-    flat = []
-    for name, perm in (("Y", [2, 0, 1, 3]), ("Yh", [1, 0, 2]), ("Yc", [1, 0, 2])):
-        if name in outs and layout:  # already (N, seq, dirs, hidden) and (N, dirs, hidden)
-            nodes.append(helper.make_node("Flatten", [name], [name + "f"]))
-            flat.append(name + "f")
-        elif name in outs:
-            nodes += [helper.make_node("Transpose", [name], [name + "t"], perm=perm),
-                      helper.make_node("Flatten", [name + "t"], [name + "f"])]
-            flat.append(name + "f")
-    nodes.append(helper.make_node("Concat", flat, ["y"], axis=1))
-    graph = helper.make_graph(nodes, op, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 7, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "K"])], inits)
-    return _save(graph, path)
-
-
-def _jets_of_lengths(lengths) -> np.ndarray:
-    """(N, 7, 3) jets, each with ``lengths[i]`` real constituents (pT > 0), the rest zero padding."""
-    rng = np.random.default_rng(1)
-    x = np.zeros((len(lengths), 7, 3), np.float32)
-    for i, n in enumerate(lengths):
-        x[i, :n, :2] = rng.normal(size=(n, 2))
-        x[i, :n, 2] = rng.uniform(0.5, 2, size=n)
-    return x
-
-
-RECURRENT_FORMS = [  # (id, op, attributes, keyword arguments of _recurrent_onnx)
+RECURRENT_FORMS = [  # (id, op, attributes, keyword arguments of recurrent_onnx)
     ("lstm-bi-peepholes-states", "LSTM", {"direction": "bidirectional"}, {"peepholes": True}),
     ("lstm-reverse-clip-no-bias", "LSTM", {"direction": "reverse", "clip": 0.8}, {"bias": False, "states": False}),
     ("lstm-input-forget-activations", "LSTM", {"input_forget": 1, "activations": ["HardSigmoid", "Tanh", "Softsign"],
@@ -502,13 +414,13 @@ def test_recurrent_forms_with_sequence_lengths_match_onnxruntime(form, engine, t
     steps only), initial states, peepholes, ``clip``, ``input_forget``, GRU's reset gate before its product, and
     the cell activations with their alphas and betas; lengths 0 (an empty jet), 1 and the full 7."""
     _, op, attrs, kwargs = form
-    path = _recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs)
-    _against_onnxruntime(engine, path, _jets_of_lengths([7, 3, 0, 1, 5]))
+    path = recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs)
+    _against_onnxruntime(engine, path, jets_of_lengths([7, 3, 0, 1, 5]))
 
 
 # the forms PyTorch's own nn.LSTM / nn.GRU / nn.RNN compute (PyTorch runs them as that layer): every jet its full
 # length, the default activations (an RNN's Relu too), no peepholes, no clip, a GRU's linear_before_reset 1
-PLAIN_FORMS = [  # (id, op, attributes, keyword arguments of _recurrent_onnx)
+PLAIN_FORMS = [  # (id, op, attributes, keyword arguments of recurrent_onnx)
     ("lstm-bi-states", "LSTM", {"direction": "bidirectional"}, {"lens": "none"}),
     ("lstm-reverse-no-bias-no-states", "LSTM", {"direction": "reverse"},
      {"lens": "none", "bias": False, "states": False}),
@@ -529,8 +441,8 @@ def test_forms_pytorch_has_a_layer_for_match_onnxruntime(form, engine, tmp_path)
     both biases, initial states, a reverse-only direction, an RNN's Relu) give ONNX Runtime's values; JAX's scan
     the same."""
     _, op, attrs, kwargs = form
-    _against_onnxruntime(engine, _recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs),
-                         _jets_of_lengths([7, 3, 0, 1, 5]))
+    _against_onnxruntime(engine, recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs),
+                         jets_of_lengths([7, 3, 0, 1, 5]))
 
 
 def _traced_kinds(path: Path, n: int) -> list[str]:
@@ -541,7 +453,7 @@ def _traced_kinds(path: Path, n: int) -> list[str]:
 
     from hltrun.modules.inference.onnx_torch import translate
 
-    example = torch.from_numpy(_jets_of_lengths([7, 3, 0, 1, 5] * (n // 5 + 1))[:n])
+    example = torch.from_numpy(jets_of_lengths([7, 3, 0, 1, 5] * (n // 5 + 1))[:n])
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(translate(path).specialize(example), (example,), check_trace=False)
@@ -556,7 +468,7 @@ def test_pytorch_traces_a_plain_recurrent_node_as_one_layer_op(form, tmp_path):
     ``rnn_tanh``, ``rnn_relu``) node, nothing per step."""
     pytest.importorskip("torch")
     _, op, attrs, kwargs = form
-    kinds = _traced_kinds(_recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs), 5)
+    kinds = _traced_kinds(recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs), 5)
     fused = _FUSED_NODES[op]
     assert sum(k in fused for k in kinds) == 1, kinds
     assert not {"aten::sigmoid", "aten::tanh", "aten::relu"} & set(kinds), kinds
@@ -612,10 +524,10 @@ def test_pytorch_keeps_the_step_loop_for_forms_its_layers_do_not_compute(form, t
     ``linear_before_reset`` 0, other activations: no layer op in the trace, and the values are ONNX Runtime's."""
     pytest.importorskip("torch")
     _, op, attrs, kwargs = form
-    path = _recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs)
+    path = recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, **kwargs)
     kinds = _traced_kinds(path, 5)
     assert not any(k in _FUSED_NODES[op] for k in kinds), kinds
-    _against_onnxruntime("torch", path, _jets_of_lengths([7, 3, 0, 1, 5]))
+    _against_onnxruntime("torch", path, jets_of_lengths([7, 3, 0, 1, 5]))
 
 
 @pytest.mark.parametrize("engine", TRANSLATED)
@@ -629,9 +541,9 @@ def test_batch_major_layout_gives_the_time_major_values(op, engine, lens, tmp_pa
 
     attrs = {"direction": "bidirectional", **({"linear_before_reset": 1} if op == "GRU" and lens == "none" else {})}
     peep = op == "LSTM" and lens == "input"
-    time_major = onnx.load(str(_recurrent_onnx(tmp_path / "t.onnx", op, 4, attrs, peepholes=peep, lens=lens)))
-    batch_major = _recurrent_onnx(tmp_path / "b.onnx", op, 4, attrs, peepholes=peep, layout=1, lens=lens)
-    x = _jets_of_lengths([7, 3, 0, 1, 5])
+    time_major = onnx.load(str(recurrent_onnx(tmp_path / "t.onnx", op, 4, attrs, peepholes=peep, lens=lens)))
+    batch_major = recurrent_onnx(tmp_path / "b.onnx", op, 4, attrs, peepholes=peep, layout=1, lens=lens)
+    x = jets_of_lengths([7, 3, 0, 1, 5])
     ref = ort.InferenceSession(time_major.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = _translated(engine, batch_major, onnx.load(str(batch_major)), x)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
@@ -649,11 +561,11 @@ def test_a_recurrent_graph_after_two_runs_is_capturable(op, lens, tmp_path):
     from tests.test_translated_backends import _HOST_CALLS, torch_calls
 
     attrs = {"direction": "bidirectional", **({"linear_before_reset": 1} if op == "GRU" and lens == "none" else {})}
-    graph = translate(_recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, peepholes=op == "LSTM" and lens == "input",
+    graph = translate(recurrent_onnx(tmp_path / "r.onnx", op, 4, attrs, peepholes=op == "LSTM" and lens == "input",
                                       lens=lens))
     with torch.inference_mode():
         for bucket in (1, 5):
-            example = torch.from_numpy(_jets_of_lengths([7, 3, 0, 1, 5][:bucket]))
+            example = torch.from_numpy(jets_of_lengths([7, 3, 0, 1, 5][:bucket]))
             run = graph.specialize(example)
             run(example), run(example)
             lifted, layers = len(graph.kernels.xp._lifted), len(graph.kernels._layers)

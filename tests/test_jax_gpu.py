@@ -9,7 +9,8 @@ Runs without tests/conftest.py (``pytest --noconftest``) and without TensorFlow.
 * one compiled executable per bucket for the GPU device, none compiled at run time;
 * device memory from the allocator (in use, peak) in ``describe()``;
 * host buffers page-locked when cuda-python is there;
-* two backends (two streams) in two threads on the same GPU give the same scores as one.
+* two backends (two streams) in two threads on the same GPU give the same scores as one;
+* a recurrent anomaly network (an ONNX LSTM / GRU node: ``lax.scan``) gives ONNX Runtime CPU's scores in every bucket.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ jax = pytest.importorskip("jax", reason="jax is not installed (pip install -e '.
 from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E402
 from hltrun.modules.inference.bucketed import bucket_sizes  # noqa: E402
 from hltrun.modules.inference.jax_backend import compile_cache_size, gpu_devices  # noqa: E402
-from tests.agreement import assert_agrees_on_every_shipped_sample, run_concurrently  # noqa: E402
+from tests.agreement import (assert_agrees_in_every_bucket, assert_agrees_on_every_shipped_sample,  # noqa: E402
+                             run_concurrently)
 
 GPUS = gpu_devices(jax)
 pytestmark = [pytest.mark.gpu, pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
@@ -90,3 +92,17 @@ def test_two_streams_on_one_gpu_agree():
     for results in run_concurrently([_gpu("conv_vae", max_batch=64) for _ in range(2)], x, 20):
         for got in results:
             np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_a_recurrent_network_agrees_in_every_bucket(op, tmp_path):
+    """The recurrent network tests/test_torch_gpu.py runs under CUDA graphs, on JAX's GPU (a scan over 100
+    constituents, fp32 at ``Precision.HIGHEST``): ONNX Runtime CPU's scores ≤ 1e-4 relative, jet by jet."""
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[cpu]')")
+    from tests.recurrent_models import recurrent_anomaly_onnx
+
+    path = recurrent_anomaly_onnx(tmp_path / f"{op.lower()}.onnx", op)
+    g = create_backend("jax", path, BackendOptions(max_batch=8, device="gpu")).load()
+    g.warm_up()
+    assert g.device == "gpu-nvidia" and g.jax_device.platform != "cpu"
+    assert_agrees_in_every_bucket(g, path, f"jax {op}")

@@ -268,15 +268,60 @@ def test_a_capture_that_needs_host_work_fails_in_one_line(fake_gpu, monkeypatch)
 
     monkeypatch.setattr(b.graph, "specialize", forgetful)
     with pytest.raises(ModuleError, match=r"torch: model .*gcn_vae.onnx failed to prepare a batch of 1 jets: "
-                                          r"RuntimeError: operation not permitted when stream is capturing .*"
-                                          r"\(while capturing the batch as a CUDA graph; cuda_graphs: false runs "
-                                          r"this model op by op"):
+                                          r"RuntimeError: while capturing the batch as a CUDA graph \(cuda_graphs: "
+                                          r"false runs this model op by op, without graphs\): operation not permitted "
+                                          r"when stream is capturing"):
         b.warm_up()
     # the way round it said is one: the same model without graphs warms up (and captures nothing)
     eager = create_backend("torch", MODELS / "gcn_vae.onnx",
                            BackendOptions(max_batch=2, device="cpu", cuda_graphs=False)).load()
     monkeypatch.setattr(eager.graph, "specialize", forgetful)
     eager.warm_up()
+
+
+# PyTorch 2.11's text of a CUDA error (c10/cuda/CUDAException.cpp, in libc10_cuda.so), as a refused capture raises it
+CUDA_CAPTURE_ERROR = ("CUDA error: operation not permitted when stream is capturing\nSearch for "
+                      "`cudaErrorStreamCaptureUnsupported' in https://docs.nvidia.com/cuda/cuda-runtime-api/"
+                      "group__CUDART__TYPES.html for more information.\nCUDA kernel errors might be asynchronously "
+                      "reported at some other API call, so the stacktrace below might be incorrect.\nFor debugging "
+                      "consider passing CUDA_LAUNCH_BLOCKING=1\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side "
+                      "assertions.\n")
+
+
+def test_a_capture_refused_with_cudas_own_long_message_still_names_cuda_graphs_false(fake_gpu, monkeypatch):
+    """Until 2026-12-07 the way round (``cuda_graphs: false``) came after CUDA's message, and the one-line error is
+    cut at 400 characters: PyTorch's CUDA errors (410 characters of advice) pushed it out of every real refusal."""
+    b = create_backend("torch", MODELS / "gcn_vae.onnx", BackendOptions(max_batch=2, device="cpu")).load()
+
+    def refuse(fn, example, pool, stream):
+        raise RuntimeError(CUDA_CAPTURE_ERROR)
+
+    monkeypatch.setattr(fake_gpu[-1], "capture", refuse)
+    with pytest.raises(ModuleError) as info:
+        b.warm_up()
+    line = str(info.value)
+    assert "\n" not in line and str(MODELS / "gcn_vae.onnx") in line, line
+    assert "cuda_graphs: false runs this model op by op" in line and "operation not permitted when stream is capturing" in line, line
+
+
+@pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graphs", "op-by-op"])
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_a_recurrent_network_gives_onnxruntime_scores_in_every_bucket(fake_gpu, op, graphs, tmp_path):
+    """The recurrent network tests/test_torch_gpu.py runs on a GPU (PyTorch's ``nn.LSTM``/``nn.GRU`` from an ONNX
+    node), through the GPU flow here: captured per bucket (no host work in the capture) or op by op, then
+    ONNX Runtime's scores in every bucket, nothing captured at run time."""
+    pytest.importorskip("onnx")
+    from tests.agreement import assert_agrees_in_every_bucket
+    from tests.recurrent_models import recurrent_anomaly_onnx
+
+    path = recurrent_anomaly_onnx(tmp_path / f"{op.lower()}.onnx", op)
+    b = create_backend("torch", path, BackendOptions(max_batch=32, device="cpu", cuda_graphs=graphs)).load()
+    b.warm_up()
+    cuda = fake_gpu[-1]
+    assert b.describe()["executor"] == ("cuda-graph" if graphs else "eager")
+    assert cuda.captures == (len(b.buckets) if graphs else 0) and sorted(b._graphs) == (b.buckets if graphs else [])
+    assert_agrees_in_every_bucket(b, path, f"fake GPU {op}")
+    assert cuda.captures == (len(b.buckets) if graphs else 0)
 
 
 def test_two_instances_have_their_own_streams_and_agree(fake_gpu):

@@ -26,7 +26,8 @@
 #   versions      nvidia-smi, python packages, torch/JAX devices, hltrun's backends and `auto` choice
 #   pytest-torch  tests/test_torch_gpu.py: the torch backend on the GPU (agreement with ONNX Runtime CPU
 #                 on every shipped sample with and without CUDA graphs, a graph per bucket, no device
-#                 allocation at run time, a CUDA stream per instance, pinned buffers, CUDA events)
+#                 allocation at run time, a CUDA stream per instance, pinned buffers, CUDA events; a recurrent
+#                 network under CUDA graphs: captured, or refused naming cuda_graphs: false, which the summary says)
 #   sweep-torch   hltbench gpu-sweep: both models, batch 1 ... 4096, torch with CUDA graphs and op by op
 #                 on the GPU beside ONNX Runtime on the CPU, same process: latency median/p99, jets/s,
 #                 H2D/compute/D2H (CUDA events), device memory -> $WORK/sweep-torch/sweep.{csv,json,png}
@@ -95,9 +96,11 @@ summary_lines() {  # summary_lines NAME LOG
     esac
     return 0
 }
-# pytest's short summary (FAILED, ERROR and SKIPPED lines, with -rfEs) and its count line
+# pytest's short summary (FAILED, ERROR, SKIPPED and XFAIL lines, with -rfEsx), its count line, and what the
+# recurrent network's test printed (-s, after the dots of the tests before it): whether CUDA captured cuDNN's RNN
+# as a graph or refused it
 pytest_lines() {
-    grep -E '^(FAILED|ERROR|SKIPPED) |^=* ?[0-9]+ (passed|failed|skipped|errors?|deselected|xfailed|xpassed)\b.* in [0-9.]+s|no tests ran' "$1"
+    grep -E '^(FAILED|ERROR|SKIPPED|XFAIL) |^=* ?[0-9]+ (passed|failed|skipped|errors?|deselected|xfailed|xpassed)\b.* in [0-9.]+s|no tests ran|recurrent [A-Z]+ under CUDA graphs: ' "$1"
 }
 step() {  # step NAME SECONDS COMMAND...: run with a time limit (cut to the deadline), log to $WORK/NAME.txt
     local name=$1 limit=$2; shift 2
@@ -196,7 +199,7 @@ except Exception as exc:
 PY
 
 # pytest: --import-mode=append and python3 -P keep the checkout's folders behind the installed hltrun
-PYTEST=("${PY[@]}" -m pytest --noconftest -p no:cacheprovider --import-mode=append -q -rfEs)
+PYTEST=("${PY[@]}" -m pytest --noconftest -p no:cacheprovider --import-mode=append -q -rfEsx)
 step pytest-torch 75 "${PYTEST[@]}" -s -m gpu tests/test_torch_gpu.py --junitxml="$WORK/pytest-torch.xml"
 
 # batch sweep: torch on the GPU (CUDA graphs, and op by op) beside ONNX Runtime on this host's CPU (one thread)

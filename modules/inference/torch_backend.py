@@ -129,9 +129,10 @@ class TorchBackend(BucketedBackend):
             if self.cuda_graphs:
                 try:
                     self._graphs[bucket], outs = cuda.capture(run, example, self._pool, s)
-                except RuntimeError as exc:  # CUDA refused something in the graph: say the way round it
-                    raise RuntimeError(f"{exc} (while capturing the batch as a CUDA graph; cuda_graphs: false runs "
-                                       "this model op by op, without graphs)") from exc
+                except RuntimeError as exc:  # CUDA refused something in the graph: say the way round it, first
+                    # (PyTorch's CUDA errors run to 400 characters of advice: after them the way was cut off)
+                    raise RuntimeError(f"while capturing the batch as a CUDA graph (cuda_graphs: false runs this "
+                                       f"model op by op, without graphs): {exc}") from exc
                 self._dev_out[bucket] = outs
             pinned = [cuda.pinned_zeros(o.shape, o.dtype) for o in outs]
             self._host_out[bucket] = (pinned, [p.numpy() for p in pinned])

@@ -256,7 +256,7 @@ class PrescaleService(Service):
 
     def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
         """The table and the column in force, for report.html: the rates that follow are after these
-        prescales, and a path at 0 is off (its '< X Hz' is no measurement of it)."""
+        prescales, and a path at 0 is off (the rates say so: 0 Hz by construction, no measurement)."""
         from ..report.html import table
 
         p, ran = self.params, self.columns_ran()

@@ -119,8 +119,8 @@ def test_a_path_off_in_one_column_of_the_job_only(tmp_path, capsys, streams):
     job-wide rate is its accepted events over all the job's (the rate monitoring's counts over the run's
     time) with a line saying where it was off; its c2 rate, and its rate in lumis 6-10, are off. One stream
     and four give the same."""
-    rates, text, _ = _run(_menu(tmp_path, "lumiColumns: [{run: 1, lumi: 6, column: c2}]"), capsys,
-                          f"options.numberOfThreads={streams}")
+    rates, text, page = _run(_menu(tmp_path, "lumiColumns: [{run: 1, lumi: 6, column: c2}]"), capsys,
+                             f"options.numberOfThreads={streams}")
     job = {p["name"]: p for p in rates["paths"]}["HLT_H"]
     by_column = {c["column"]: {p["name"]: p for p in c["paths"]} for c in rates["per_column"]}
     assert job["off"] is False and job["accepted"] == by_column["c1"]["HLT_H"]["accepted"] > 0
@@ -131,6 +131,7 @@ def test_a_path_off_in_one_column_of_the_job_only(tmp_path, capsys, streams):
     c2 = sum(entry["events"] for entry in rates["per_lumi"] if entry["lumi"] >= 6)
     assert (f"RateReport  HLT_H is off (prescale 0) in column c2 ({c2} of {rates['events']} events): its job-wide "
             f"rate counts its accepted events over all {rates['events']}") in text
+    assert f"HLT_H is off (prescale 0) in column c2 ({c2} of {rates['events']} events)" in page.split("<h2>Rates", 1)[1]
     assert "off" in _row(text, "HLT_H", "Path rates in prescale column c2")
     assert "off" not in _row(text, "HLT_H", "Path rates in prescale column c1")
 

@@ -32,6 +32,12 @@ negative; 40.1 ± 40.3 Hz from a few heavy events read [-0.14, 80.4] Hz), at the
 rejected one does. Where negative weights (NLO) are among them the interval stays signed: the estimate
 itself can then be below 0 (or above the input rate), and so can its interval. The reports print it as
 ``+a/-b`` where its sides differ by more than 10 % (a clipped one too), the binomial ``±`` elsewhere.
+
+A path its prescale column switches off (prescale 0) is no measurement: its rate is 0 Hz by construction, not
+"< 1.14 R / N" from the sample, so ``menu_rates`` gives the paths off in every lumi section counted an exact 0
+flagged ``off`` (and the menu total too, where every path is off). Which paths are off is the prescale table's
+and the prescalers' business, not the counts': the TriggerRates service records it per lumi section with the
+column (``TriggerPatterns.off``), so that it merges over streams and Dask units as the column does.
 """
 
 from __future__ import annotations
@@ -55,13 +61,19 @@ class TriggerPatterns:
     paths: list[str]
     by_lumi: dict[tuple[int, int], dict[int, ExactTally]] = field(default_factory=dict)
     column: dict[tuple[int, int], str] = field(default_factory=dict)  # the prescale column of each lumi, if any
+    off: dict[tuple[int, int], int] = field(default_factory=dict)  # the paths switched off in each lumi (bits), if any
 
-    def record(self, run: int, lumi: int, pattern: int, weight: float = 1.0, column: str | None = None) -> None:
+    def record(self, run: int, lumi: int, pattern: int, weight: float = 1.0, column: str | None = None,
+               off: int = 0) -> None:
+        """One event's decisions; ``column`` and ``off`` (the paths its prescale column switches off, as bits)
+        are the lumi section's, kept from its first event."""
         table = self.by_lumi.get((run, lumi))
         if table is None:
             table = self.by_lumi[(run, lumi)] = {}
             if column is not None:
                 self.column[(run, lumi)] = column
+            if off:
+                self.off[(run, lumi)] = off
         tally = table.get(pattern)
         if tally is None:
             tally = table[pattern] = ExactTally()
@@ -71,12 +83,21 @@ class TriggerPatterns:
         if other.paths != self.paths:
             raise ValueError(f"cannot merge trigger patterns of paths {other.paths} into {self.paths}")
         out = TriggerPatterns(list(self.paths), {k: {p: replace(t) for p, t in v.items()}
-                                                 for k, v in self.by_lumi.items()}, {**self.column, **other.column})
+                                                 for k, v in self.by_lumi.items()}, {**self.column, **other.column},
+                              {**self.off, **other.off})
         for key, table in other.by_lumi.items():
             mine = out.by_lumi.setdefault(key, {})
             for pattern, tally in table.items():
                 mine.setdefault(pattern, ExactTally()).__iadd__(tally)
         return out
+
+    def off_paths(self, lumis: Iterable[tuple[int, int]] | None = None) -> frozenset[str]:
+        """The paths switched off in every one of these lumi sections (all recorded by default)."""
+        keys = list(self.by_lumi if lumis is None else lumis)
+        mask = (1 << len(self.paths)) - 1 if keys else 0
+        for key in keys:
+            mask &= self.off.get(key, 0)
+        return frozenset(name for i, name in enumerate(self.paths) if mask >> i & 1)
 
     def totals(self, lumis: Iterable[tuple[int, int]] | None = None) -> dict[int, ExactTally]:
         out: dict[int, ExactTally] = {}
@@ -97,6 +118,7 @@ class Rate:
     # clipped to [0, input rate] where no negative weight is on that side: module docstring)
     high_hz: float = 0.0
     undefined: bool = False  # the events' weights sum to <= 0: no fraction, every figure NaN
+    off: bool = False  # switched off (prescale 0) in every event counted: exactly 0 Hz, no measurement
 
     @property
     def asymmetric(self) -> bool:
@@ -105,6 +127,8 @@ class Rate:
         return abs(above - below) > ASYMMETRIC * max(above, below)
 
     def __str__(self) -> str:
+        if self.off:
+            return "off (prescale 0)"
         if self.undefined:
             return "undefined (weights sum to <= 0)"
         if self.upper_limit:
@@ -147,6 +171,12 @@ def rate(accepted: Tally, total: Tally, input_rate_hz: float, interval: bool = T
     return Rate(accepted.n, p, hz, err, low_hz=hz - err, high_hz=hz + err)
 
 
+def switched_off() -> Rate:
+    """The rate of a path its prescale switched off: 0 Hz exactly, with no error and no limit (nothing was
+    measured: the sample says nothing of what the path would accept if it ran)."""
+    return Rate(0, 0.0, 0.0, 0.0, off=True)
+
+
 def _floor(low_hz: float, accepted: Tally, total: Tally, input_rate_hz: float) -> float:
     """A weighted rate's interval foot: at least 0 where no accepted event weighs < 0 (the fraction cannot be
     negative: ROOT's TEfficiency clips its normal interval at 0), signed where negative weights were counted
@@ -177,10 +207,12 @@ class MenuRates:
         return self.overlap_events[i][j] / own if own else None
 
 
-def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,
-               lumis: Sequence[tuple[int, int]] | None = None, interval: bool = True) -> MenuRates:
-    """Every path's rate, unique rate, the overlaps and the total, from the recorded patterns."""
+def menu_rates(patterns: TriggerPatterns, input_rate_hz: float, lumis: Sequence[tuple[int, int]] | None = None,
+               interval: bool = True) -> MenuRates:
+    """Every path's rate, unique rate, the overlaps and the total, from the recorded patterns; a path off
+    (prescale 0) in every lumi counted gets ``switched_off()``, as does the total if they all are."""
     table = patterns.totals(lumis)
+    off = patterns.off_paths(lumis)
     total = ExactTally()
     for tally in table.values():
         total += tally
@@ -198,14 +230,18 @@ def menu_rates(patterns: TriggerPatterns, input_rate_hz: float,
                 for j in range(len(paths)):
                     if pattern & (1 << j):
                         overlap[i][j] += tally.n
+        if name in off:  # it accepted nothing by construction (a 0 prescale rejects every event)
+            per_path[name] = unique[name] = switched_off()
+            continue
         per_path[name] = rate(*rate_tallies(accepted, total), input_rate_hz, interval)
         unique[name] = rate(*rate_tallies(alone, total), input_rate_hz, interval)
     any_path = ExactTally()
     for pattern, tally in table.items():
         if pattern:
             any_path += tally
+    every_off = bool(paths) and all(name in off for name in paths)
     return MenuRates(list(paths), total.n, input_rate_hz, per_path, unique, overlap,
-                     rate(*rate_tallies(any_path, total), input_rate_hz, interval))
+                     switched_off() if every_off else rate(*rate_tallies(any_path, total), input_rate_hz, interval))
 
 
 def rates_per_lumi(patterns: TriggerPatterns, input_rate_hz: float) -> dict[tuple[int, int], MenuRates]:

@@ -23,7 +23,7 @@ from hltrun.framework.errors import ConfigError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import limited
-from hltrun.framework.services.prescale import ACCEPTED_AT, EVENTS_AT
+from hltrun.framework.services.prescale import ACCEPTED_AT, EVENTS_AT, PrescaleTable
 
 PRESCALE_SEED = 65537  # HLTPrescaler::prescaleSeed_
 
@@ -86,6 +86,16 @@ class HLTPrescaler(Filter):
         self._closed: dict[int, list[int]] = {}  # factor -> [events, accepted] of the segments before
         self._set_factor(1 if params.prescale is None else params.prescale)
         self._setting = str(self.factor)  # the summary's ``prescale``: the factor(s) the configuration gives
+
+    @staticmethod
+    def factor_in(params: HLTPrescalerParameters, table: PrescaleTable | None, path: str,
+                  column: str | None) -> int:
+        """The factor an instance on ``path`` runs with in ``column`` (None: the default one) of ``table``, from
+        the configuration alone, as ``begin_job``/``begin_lumi`` set it: the rates tell a path switched off
+        (0) from one that accepted nothing by it."""
+        if params.prescale is not None:
+            return params.prescale
+        return table.prescale(path, column) if table is not None else 1
 
     def _set_factor(self, factor: int) -> None:
         self.factor = int(factor)

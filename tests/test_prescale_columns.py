@@ -279,3 +279,37 @@ def test_overlaps_per_column_where_the_job_ran_in_several(tmp_path, capsys):
             own = int((bits[0] & mask).sum())
             assert [float(v) for v in row_p] == [round(int((bits[0] & b & mask).sum()) / own, 3) for b in bits]
     assert "Overlaps (prescale columns c1, c2 mixed: each column's below)" in text
+
+
+@pytest.mark.parametrize("lumi_columns, column", [("[{run: 1, lumi: 3, column: c2}]", "c2"), ("[]", None)])
+def test_a_path_prescaled_in_a_column_lumi_columns_announce_needs_a_prescaler(tmp_path, capsys, lumi_columns, column):
+    """HLT_P has no prescaler and prescale 0 in c2: '--prescale c2' was refused, but a job that lumiColumns
+    switched to c2 ran HLT_P unprescaled there, its 0 silently ignored (1227 of 1250 QCD events accepted in
+    the column that turns it off). Every column the job can run in is checked."""
+    from hltrun.framework.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""
+options: {{wantSummary: false}}
+source: {{type: TestCountingSource, n: 10}}
+modules:
+  preQ: {{type: HLTPrescaler}}
+  odd: {{type: TestModuloFilter, divisor: 2}}
+paths: {{HLT_P: [odd], HLT_Q: [preQ]}}
+services:
+  PrescaleService:
+    lvl1Labels: [c1, c2]
+    lvl1DefaultLabel: c1
+    prescaleTable:
+      - {{pathName: HLT_P, prescales: [1, 0]}}
+      - {{pathName: HLT_Q, prescales: [1, 2]}}
+    lumiColumns: {lumi_columns}
+""")
+    code = main([str(config), "-q"])
+    err = capsys.readouterr().err
+    if column is None:  # c2 is never in force: nothing to refuse
+        assert code == 0, err
+        return
+    assert code == 2
+    assert err.strip().splitlines() == [f"hltrun: error: {config}: services.PrescaleService: path 'HLT_P' has "
+                                        f"prescale 0 in column 'c2' but no HLTPrescaler on it"]

@@ -213,9 +213,12 @@ class PrescaleService(Service):
                                   f"this job{hint}")
         for path, labels in paths.items():
             prescalers = [m for m in labels if getattr(module_types.get(m), "prescaler", False)]
-            if params.prescale(path) != 1 and not prescalers:
-                raise ConfigError(f"services.{name}: path '{path}' has prescale {params.prescale(path)} in column "
-                                  f"'{params.lvl1DefaultLabel}' but no HLTPrescaler on it")
+            # every column the job can run in: one lumiColumns announces too (a path without a prescaler ran
+            # unprescaled there, its '0' silently ignored, where --prescale of that column was refused)
+            for column in params.columns_in_use():
+                if params.prescale(path, column) != 1 and not prescalers:
+                    raise ConfigError(f"services.{name}: path '{path}' has prescale {params.prescale(path, column)} "
+                                      f"in column '{column}' but no HLTPrescaler on it")
 
     def snapshot(self) -> "ColumnInForce":
         """Never None, so that the report's services (executors.report_services keeps those that measured
@@ -256,7 +259,7 @@ class PrescaleService(Service):
 
     def html_sections(self, summary: "JobSummary") -> list[tuple[str, str]]:
         """The table and the column in force, for report.html: the rates that follow are after these
-        prescales, and a path at 0 is off (its '< X Hz' is no measurement of it)."""
+        prescales, and a path at 0 is off (the rates say so: 0 Hz by construction, no measurement)."""
         from ..report.html import table
 
         p, ran = self.params, self.columns_ran()

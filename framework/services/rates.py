@@ -9,7 +9,13 @@ for). Printed after the TrigReport, in ``hltrun.json`` (``rates``) and in ``repo
 
 With a ``PrescaleService`` each lumi's prescale column is recorded with its patterns (looked up once
 per lumi, as the prescalers do): the reports name the column, and a job that ran in several columns
-also gets each column's rates, since a prescaled path's job-wide rate mixes them.
+also gets each column's rates, since a prescaled path's job-wide rate mixes them. A path its column
+switches off (prescale 0) reads "off (prescale 0)" there, an exact 0 flagged ``off`` in hltrun.json, not the
+"< X Hz (68% CL)" of a path that ran and accepted nothing: which paths are off comes from the configuration
+(each path's prescalers and the column of each lumi, as the prescalers look it up), not from the counts, and is
+recorded with each lumi's column. A path off in some of the job's columns only keeps its job-wide rate, its
+accepted events over all the job's (the rate monitoring's counts over the run's time), with a line saying
+where it was off.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ class TriggerRates(Service):
         self._bits: dict[str, int] = {}
         self._patterns: TriggerPatterns | None = None
         self._table: Any = None  # the PrescaleService's table, where the job has one: the column of each lumi
+        self._prescalers: dict[str, list[Any]] = {}  # per path, the configs of the prescalers deciding it
+        self._off_by_column: dict[str | None, frozenset[str]] = {}
         self._lock = threading.Lock()
         self._warned = False  # the one line on rates without a positive total weight
 
@@ -59,6 +67,10 @@ class TriggerRates(Service):
         self._patterns = TriggerPatterns(list(self._paths))
         prescales = job.config.services.get("PrescaleService")
         self._table = prescales.params if prescales is not None else None
+        # an inverted (~) or ignored (-) prescaler's 0 switches nothing off
+        self._prescalers = {path: [job.config.modules[e.label] for e in entries if e.mode == "normal"
+                                   and getattr(job.config.modules[e.label].cls, "prescaler", False)]
+                            for path, entries in job.config.paths.items()}
         signals.post_event.connect(self._post_event)
 
     def _post_event(self, event: Any, status: str) -> None:
@@ -70,11 +82,12 @@ class TriggerRates(Service):
         eid = event.id
         weight = event.get(WEIGHT_TAG) if event.has(WEIGHT_TAG) else 1.0  # a weighted sample's genWeight
         key = (eid.run, eid.luminosityBlock)
-        # the prescale column the prescalers take in this lumi (looked up once per lumi)
-        column = (self._table.lvl1Labels[self._table.column_at(*key)]
-                  if self._table is not None and key not in self._patterns.by_lumi else None)
+        column, off = None, 0
+        if key not in self._patterns.by_lumi:  # the prescale column the prescalers take in this lumi (once per lumi)
+            column = self._table.lvl1Labels[self._table.column_at(*key)] if self._table is not None else None
+            off = sum(self._bits[path] for path in self._off_in_column(column))
         with self._lock:  # streams fire post_event from their own threads
-            self._patterns.record(key[0], key[1], pattern, weight, column)
+            self._patterns.record(key[0], key[1], pattern, weight, column, off)
 
     # ------------------------------------------------------------------ distributed runs
     def snapshot(self) -> TriggerPatterns | None:
@@ -125,6 +138,28 @@ class TriggerRates(Service):
         return self._patterns is not None and any(
             t.weighted for table in self._patterns.by_lumi.values() for t in table.values())
 
+    def _off_in_column(self, column: str | None) -> frozenset[str]:
+        """The paths a prescaler of factor 0 switches off in ``column`` (None: the default, or no table)."""
+        if column not in self._off_by_column:
+            self._off_by_column[column] = frozenset(
+                path for path, prescalers in self._prescalers.items()
+                if any(m.cls.factor_in(m.params, self._table, path, column) == 0 for m in prescalers))
+        return self._off_by_column[column]
+
+    @staticmethod
+    def _partly_off(r: MenuRates, per_column: dict[str, MenuRates]) -> list[str]:
+        """One line per path off in some of the columns the job ran in only: its job-wide rate averages over
+        all the job's events, the off ones included, as the rate monitoring's counts over the run's time do."""
+        lines = []
+        for name in r.paths if per_column else []:
+            where = [label for label, cr in per_column.items() if cr.path[name].off]
+            if where and len(where) < len(per_column):
+                events = sum(per_column[label].events for label in where)
+                lines.append(f"{name} is off (prescale 0) in column {', '.join(where)} ({events} of {r.events} "
+                             f"events): its job-wide rate counts its accepted events over all {r.events}, as the "
+                             f"rate monitoring's counts over the run's time; its rate in each column is below")
+        return lines
+
     def columns(self) -> dict[str, list[tuple[int, int]]]:
         """The recorded lumi sections by the prescale column in force in them (the prescalers' own lookup,
         ``PrescaleTable.column_at``, recorded with the patterns), in order; empty without a prescale table."""
@@ -153,7 +188,7 @@ class TriggerRates(Service):
         columns = self.columns()
         lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events"
                  f"{_column_note(columns)}) ----", *([f"RateReport  {WEIGHTED_NOTE}"] if self.weighted() else []),
-                 *_rate_lines(r)]
+                 *_rate_lines(r), *(f"RateReport  {line}" for line in self._partly_off(r, self.per_column(summary)))]
         for label, cr in self.per_column(summary).items():
             (run0, lumi0), (run1, lumi1) = columns[label][0], columns[label][-1]
             lines += ["", f"RateReport ---------- Path rates in prescale column {label} ({cr.events} events, "
@@ -191,7 +226,9 @@ class TriggerRates(Service):
             out["per_lumi"] = [{"run": run, "lumi": lumi, "events": lr.events,
                                 "rate_hz": {n: _number(lr.path[n].hz) for n in lr.paths},
                                 "total_hz": _number(lr.total.hz),
-                                **({"column": column_of[(run, lumi)]} if columns else {})}
+                                **({"column": column_of[(run, lumi)]} if columns else {}),
+                                **({"off": [n for n in lr.paths if lr.path[n].off]}
+                                   if any(lr.path[n].off for n in lr.paths) else {})}
                                for (run, lumi), lr in rates_per_lumi(self._patterns, r.input_rate_hz).items()]
         return out
 
@@ -206,10 +243,13 @@ class TriggerRates(Service):
         headers = ["path", "accepted", "rate [Hz]", "± [Hz]", "unique [Hz]", "± [Hz]"]
         parts = [f"<p>Rates at {r.input_rate_hz:,.0f} Hz input rate from {r.events} events"
                  f"{html.escape(_column_note(self.columns()))}; unique = accepted by "
-                 f"this path and no other; '&lt; X' with '68% CL' where no event was accepted; '+a / -b' the "
-                 f"68% Clopper-Pearson interval where it is asymmetric (few events). Menu total "
+                 f"this path and no other; '&lt; X' with '68% CL' where no event was accepted; 'off' where the "
+                 f"prescale column switches the path off (prescale 0: 0 Hz by construction, no measurement); "
+                 f"'+a / -b' the 68% Clopper-Pearson interval where it is asymmetric (few events). Menu total "
                  f"{html.escape(_total_text(r.total))}."
-                 + (f" A {html.escape(WEIGHTED_NOTE)}." if self.weighted() else "") + "</p>",
+                 + (f" A {html.escape(WEIGHTED_NOTE)}." if self.weighted() else "")
+                 + "".join(f" {html.escape(line)}." for line in self._partly_off(r, self.per_column(summary)))
+                 + "</p>",
                  table(headers, _rate_rows(r), left=1)]
         for label, cr in self.per_column(summary).items():
             parts += [f"<p>In prescale column <b>{html.escape(label)}</b> ({cr.events} events): menu total "
@@ -220,13 +260,14 @@ class TriggerRates(Service):
             ax = fig.subplots()
             x = range(len(per))
             for name in r.paths:
-                rates = [lr.path[name] for lr in per.values()]
-                ax.errorbar(x, [q.hz for q in rates], yerr=_interval_sides(rates), marker="o", ms=3, lw=1, label=name)
+                rates = [lr.path[name] for lr in per.values()]  # off: no point (nothing measured), not 0 Hz
+                ax.errorbar(x, [math.nan if q.off else q.hz for q in rates], yerr=_interval_sides(rates), marker="o",
+                            ms=3, lw=1, label=name)
             ax.set_xticks(*_lumi_ticks(list(per)), rotation=90, fontsize=6)
             ax.set_xlabel("run:lumi section")
             ax.set_ylabel("rate [Hz]")
-            ax.set_title("rate per lumi section (no event accepted: a bar from 0 to the 68% CL upper limit)",
-                         fontsize=9)
+            ax.set_title("rate per lumi section (no event accepted: a bar from 0 to the 68% CL upper limit; "
+                         "a path off, prescale 0: no point)", fontsize=9)
             # beside the frame: inside it, "best" still covered a path's points (the emergency column's)
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
             parts.append(img(fig, "rate per lumi section"))
@@ -347,6 +388,8 @@ def _rate_cells(r: Rate) -> list[Any]:
     """The rate and ± cells of report.html's table: the figures, or for no accepted event the 68 % CL upper
     limit as the RateReport prints it (0 and the limit in the ± column would read as a measured 0 ± X Hz),
     or for few events the asymmetric interval as the RateReport prints it; in its precision throughout."""
+    if r.off:
+        return ["off", OFF]
     if r.undefined:
         return ["undefined", UNDEFINED]
     if r.upper_limit:
@@ -357,6 +400,8 @@ def _rate_cells(r: Rate) -> list[Any]:
 
 def _total_text(r: Rate) -> str:
     """The menu total in the table's units and precision (``str(Rate)`` gives three digits, 9.68e+04)."""
+    if r.off:
+        return f"off ({OFF}: every path)"
     if r.undefined:
         return f"undefined ({UNDEFINED})"
     if r.upper_limit:
@@ -366,6 +411,7 @@ def _total_text(r: Rate) -> str:
 
 PM = 15  # the RateReport's ± columns: room for +1234.5/-1234.5
 UNDEFINED = "(Σw <= 0)"  # why a rate is undefined, in its ± column
+OFF = "prescale 0"  # why a path's rate is 0 by construction, in its ± column
 NO_EVENT = "no event was processed: no accepted fraction, so no rate (hltrun.json: undefined, null figures)"
 
 
@@ -383,6 +429,8 @@ def _fraction(f: float | None) -> str:
 
 
 def _hz(r: Rate) -> str:
+    if r.off:
+        return f"{'off':>12} {'(' + OFF + ')':>{PM}}"
     if r.undefined:
         return f"{'undefined':>12} {UNDEFINED:>{PM}}"
     if r.upper_limit:
@@ -392,7 +440,7 @@ def _hz(r: Rate) -> str:
 
 def _rate_dict(r: Rate) -> dict[str, Any]:
     return {"accepted": r.events, "fraction": _number(r.fraction), "rate_hz": _number(r.hz),
-            "error_hz": _number(r.error_hz), "upper_limit": r.upper_limit, "undefined": r.undefined,
+            "error_hz": _number(r.error_hz), "upper_limit": r.upper_limit, "undefined": r.undefined, "off": r.off,
             "interval_hz": [_number(r.low_hz), _number(r.high_hz)]}
 
 

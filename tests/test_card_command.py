@@ -668,3 +668,23 @@ def test_a_pt_cut_on_too_few_events_quotes_no_error(model_dir, tmp_path):
     assert "no error quoted: 0.0 effective background events above the cut (at least 10 needed for one)" in line
     data = json.loads((tmp_path / "ptsum_card.json").read_text())
     assert data["vs_leading_jet_pt_fits"]["bkg_eff_1e-2"]["n_effective_above"] == 0.0
+
+
+def test_stdout_full_or_gone_is_one_line_exit_4_and_the_card_is_written(model_dir, tmp_path, monkeypatch, capfd):
+    """``hltcard m.onnx ... > /dev/full`` (or ``| head -1``) ended in a traceback, exit 1, after writing the card:
+    stdout is a destination like the others (framework/destinations.py ``printing``). ``>&-`` says nothing: the
+    card is written, the summary on stdout only repeats it."""
+    argv = [str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--max-events", "300", "--bkg-eff", "1e-2",
+            "--min-events-above", "1", "--no-plots", *ORT]
+    full = open("/dev/full", "w")
+    monkeypatch.setattr("sys.stdout", full)
+    try:
+        assert hltcard([*argv, "--out-dir", str(tmp_path / "full")]) == 4
+    finally:
+        full.buffer.raw.close()  # what it still buffers would fail again at garbage collection
+    errors = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
+    assert errors == ["hltcard: error: stdout: cannot print the card's summary (No space left on device)"]
+    assert "ptsum" in json.loads((tmp_path / "full" / "thresholds.json").read_text())
+    monkeypatch.setattr("sys.stdout", None)
+    assert hltcard([*argv, "--out-dir", str(tmp_path / "closed")]) == 0
+    assert "ptsum" in json.loads((tmp_path / "closed" / "thresholds.json").read_text())

@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hltcard`` (module docstring: exit codes)."""
     from hltrun.framework.cli import setup_logging
     from hltrun.framework.destinations import folders_made_undone
+    from hltrun.framework.stdio import standard_streams
 
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(quiet=not args.debug, debug=args.debug)  # the path's warnings as hltrun prints them
@@ -247,10 +249,24 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
         if args.debug:
             raise
         return _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1, False)
-    for line in summary_lines(result):
-        print(line)
-    for path in written:
-        print(f"wrote {path}")
+    return _print_summary(summary_lines(result), written, args.debug)
+
+
+def _print_summary(lines: list[str], written: list[Path], debug: bool) -> int:
+    """The card's summary and the files written, on stdout: a destination like the others (framework/destinations.py
+    ``printing``), so ``> /dev/full`` or a reader gone (``| head -1``) is one line, exit 4, not a traceback (exit 1).
+    The card is written by then: a closed stdout (``>&-``) loses nothing, and says nothing."""
+    from hltrun.framework.destinations import printing
+    from hltrun.framework.errors import HltError
+
+    try:
+        with printing("the card's summary", required=False):
+            for line in lines:
+                print(line)
+            for path in written:
+                print(f"wrote {path}")
+    except HltError as exc:
+        return _fail(str(exc), exc.exit_code, debug)
     return 0
 
 

@@ -11,7 +11,7 @@ import importlib
 import sys
 from types import ModuleType
 
-from hltrun.framework.destinations import folders_made_undone, one_job
+from hltrun.framework.destinations import folders_made_undone, one_job, printing
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries, signal_behind
 from hltrun.framework.stdio import standard_streams
@@ -91,7 +91,10 @@ def _run_study(args: argparse.Namespace) -> int:
         with handle_signals():  # SIGTERM / SIGHUP stop a study like Ctrl-C, as they stop hltrun
             module = study(args.command)
             check_outputs(args, f"hltbench {args.command}")  # before the study measures anything
-            return module.run(args)
+            # stdout is a destination like the others: > /dev/full or a reader gone is one line (exit 4), not a
+            # traceback; a closed one (>&-) loses only the printed table (the files the study writes are its product)
+            with printing(f"hltbench {args.command}'s results", required=False):
+                return module.run(args)
     except BenchError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -688,3 +688,24 @@ def test_stdout_full_or_gone_is_one_line_exit_4_and_the_card_is_written(model_di
     monkeypatch.setattr("sys.stdout", None)
     assert hltcard([*argv, "--out-dir", str(tmp_path / "closed")]) == 0
     assert "ptsum" in json.loads((tmp_path / "closed" / "thresholds.json").read_text())
+
+
+def test_a_card_that_cannot_be_written_names_the_folder_once(model_dir, tmp_path, capfd):
+    """A card over the file-size limit (``ulimit -f``: EFBIG) said ``hltcard: error: hltcard: cannot write
+    …/ptsum_card.md (File too large)``: the command twice, the folder's option not at all."""
+    import resource
+    import subprocess
+    import sys
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # thresholds.json fits, the card does not
+
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", "import sys; from hltrun.tools.physics.card import main; sys.exit(main())",
+                           str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--max-events", "300", "--bkg-eff",
+                           "1e-2", "--min-events-above", "1", "--no-plots", "--out-dir", str(out), *ORT],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert done.returncode == 4 and errors == [f"hltcard: error: --out-dir: cannot write {out}/ptsum_card.md "
+                                               f"(File too large)"], done.stderr
+    assert not out.exists()  # the set is written whole or not at all, and the folder the check made removed

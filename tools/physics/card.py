@@ -233,7 +233,7 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
             result = compute(args)
         except ScoringFailed as exc:
             raise _Failed(str(exc), 4) from exc
-        written = write_card(result, out_dir, not args.no_plots, _command(argv))
+        written = write_card(result, out_dir, not args.no_plots, _command(argv), out_dir_name(args.out_dir is not None))
     except CardRefused as exc:
         return _fail(str(exc), EXIT_CUTS, args.debug)
     except _Failed as exc:
@@ -290,11 +290,16 @@ def check_out_dir(out_dir: Path, model: Path, given: bool = True) -> None:
     from hltrun.framework.destinations import check_folder_destination, check_set_member
     from hltrun.modules.vae_scorer import model_identity
 
-    what = "--out-dir" if given else "the model's folder (where thresholds.json and the card go)"
+    what = out_dir_name(given)
     folder = check_folder_destination(out_dir, what)
     identity = model_identity(str(model))
     for name in ("thresholds.json", f"{identity}_card.md", f"{identity}_card.json"):
         check_set_member(folder / name, what)
+
+
+def out_dir_name(given: bool) -> str:
+    """The card's folder as its lines name it: the option the user gave, or where the card goes without it."""
+    return "--out-dir" if given else "the model's folder (where thresholds.json and the card go)"
 
 
 def check_pt_edges(edges: list[float] | None) -> str | None:

@@ -94,23 +94,6 @@ def setup_logging(quiet: bool, debug: bool) -> None:
     log.propagate = False
 
 
-def _fill_closed_descriptors() -> None:
-    """Descriptors 0-2 that the caller closed (``2>&-``, a daemon) are opened on /dev/null, as daemons
-    do: else the next file opened takes the number, and what a library writes to "stderr" lands in it
-    (an output file, a cache), while hltrun's own messages failed on ``sys.stderr`` being None (exit 1,
-    silently). A closed stdout stays ``sys.stdout is None``: the reports say they cannot be printed."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-    if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w")  # the messages go where the caller sent them: nowhere
-
-
 def _out_of_descriptors(exc: BaseException | None) -> str | None:
     """The line for a job that ran out of file descriptors (EMFILE: this process's ``ulimit -n``; ENFILE:
     the system's table), or None. Looked for in ``exc`` and in what it wraps: it surfaces wherever the
@@ -170,7 +153,9 @@ DESCRIPTORS_EXIT = 1  # not the input's, the configuration's nor a module's faul
 
 
 def main(argv: list[str] | None = None) -> int:
-    _fill_closed_descriptors()
+    from .stdio import fill_closed_descriptors
+
+    fill_closed_descriptors()
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)  # options may come between overrides
     if args.config is None:  # checked here: argparse would call the optional overrides required too

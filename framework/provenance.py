@@ -21,14 +21,24 @@ def record(version: str, configuration: Mapping[str, Any], facts: Mapping[str, A
 
 
 STOPPED_KEY = "stopped_by_signal"  # as hltrun.json's job: the graceful signal a kept output's job stopped on
+FAILURE_KEY = "failure"  # as hltrun.json's job: the one-line error (or signal) that ended the job early
 
 
-def stopped_early(record: Mapping[str, Any], signame: str | None) -> dict[str, Any]:
+def stop_marks(signame: str | None, failure: str | None = None) -> dict[str, str]:
+    """What a report file read alone says of a job that did not end well: the signal that stopped it
+    (``STOPPED_KEY``) and the one-line error that ended it (``FAILURE_KEY``: a bad input part-way, an output
+    that failed), each only when there is one. A whole job's files have neither, so nothing tells them
+    apart from a failed job's but these marks."""
+    return {key: str(value) for key, value in ((STOPPED_KEY, signame), (FAILURE_KEY, failure)) if value}
+
+
+def stopped_early(record: Mapping[str, Any], signame: str | None, failure: str | None = None) -> dict[str, Any]:
     """``record`` for an output kept after a graceful stop (SIGUSR2, SIGINT: framework/interrupt.py) with the
     signal's name, so that the file says it holds only the events finished before it: its configuration
     still says ``maxEvents: -1``, and an output of the whole input looks the same. Unchanged for None.
-    Timing's resources.json is marked the same way (any signal that stopped the job: the file is still written)."""
-    return {**record, STOPPED_KEY: signame} if signame else dict(record)
+    Timing's resources.json is marked the same way (any signal that stopped the job, and ``failure``, the
+    error that ended it: the file is still written)."""
+    return {**record, **stop_marks(signame, failure)}
 
 
 def stopped_by(record: Mapping[str, Any] | None) -> str | None:

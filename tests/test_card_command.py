@@ -691,3 +691,44 @@ def test_a_pt_cut_on_too_few_events_quotes_no_error(model_dir, tmp_path):
     assert "no error quoted: 0.0 effective background events above the cut (at least 10 needed for one)" in line
     data = json.loads((tmp_path / "ptsum_card.json").read_text())
     assert data["vs_leading_jet_pt_fits"]["bkg_eff_1e-2"]["n_effective_above"] == 0.0
+
+
+def test_stdout_full_or_gone_is_one_line_exit_4_and_the_card_is_written(model_dir, tmp_path, monkeypatch, capfd):
+    """``hltcard m.onnx ... > /dev/full`` (or ``| head -1``) ended in a traceback, exit 1, after writing the card:
+    stdout is a destination like the others (framework/destinations.py ``printing``). ``>&-`` says nothing: the
+    card is written, the summary on stdout only repeats it."""
+    argv = [str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--max-events", "300", "--bkg-eff", "1e-2",
+            "--min-events-above", "1", "--no-plots", *ORT]
+    full = open("/dev/full", "w")
+    monkeypatch.setattr("sys.stdout", full)
+    try:
+        assert hltcard([*argv, "--out-dir", str(tmp_path / "full")]) == 4
+    finally:
+        full.buffer.raw.close()  # what it still buffers would fail again at garbage collection
+    errors = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
+    assert errors == ["hltcard: error: stdout: cannot print the card's summary (No space left on device)"]
+    assert "ptsum" in json.loads((tmp_path / "full" / "thresholds.json").read_text())
+    monkeypatch.setattr("sys.stdout", None)
+    assert hltcard([*argv, "--out-dir", str(tmp_path / "closed")]) == 0
+    assert "ptsum" in json.loads((tmp_path / "closed" / "thresholds.json").read_text())
+
+
+def test_a_card_that_cannot_be_written_names_the_folder_once(model_dir, tmp_path, capfd):
+    """A card over the file-size limit (``ulimit -f``: EFBIG) said ``hltcard: error: hltcard: cannot write
+    …/ptsum_card.md (File too large)``: the command twice, the folder's option not at all."""
+    import resource
+    import subprocess
+    import sys
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # thresholds.json fits, the card does not
+
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", "import sys; from hltrun.tools.physics.card import main; sys.exit(main())",
+                           str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--max-events", "300", "--bkg-eff",
+                           "1e-2", "--min-events-above", "1", "--no-plots", "--out-dir", str(out), *ORT],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert done.returncode == 4 and errors == [f"hltcard: error: --out-dir: cannot write {out}/ptsum_card.md "
+                                               f"(File too large)"], done.stderr
+    assert not out.exists()  # the set is written whole or not at all, and the folder the check made removed

@@ -224,3 +224,27 @@ def test_a_json_over_the_profiled_model_is_refused_and_the_model_kept(tmp_path, 
     assert last == (f"hltbench profile --json: {path} is an input file of this job ({path}); writing it would "
                     "replace what the job reads: give the output another name")
     assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+
+
+def test_stdout_full_is_one_line_exit_4_and_the_json_is_written(tmp_path, monkeypatch, capfd) -> None:
+    """``hltbench profile m.onnx > /dev/full`` (any study; or a reader gone) ended in a traceback, exit 1: stdout
+    is a destination like the others (tools/bench/cli.py). ``>&-`` loses only the printed table: exit 0."""
+    k = 8
+    w = helper.make_tensor("w", TensorProto.FLOAT, [k, 4], np.ones(k * 4).tolist())
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="net/encoder/MatMul"),
+             helper.make_node("ReduceMin", ["h"], ["y"], name="net/score/Min", keepdims=0, axes=[1])]
+    path = _save(tmp_path / "m.onnx", nodes, [w], helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k]),
+                 helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"]))
+    argv = ["profile", str(path), "--batch-sizes", "1", "--profile-batch", "1", "--profile-calls", "2",
+            "--min-time", "0.01", "--repeat", "1", "--sample", str(tmp_path / "none.root")]
+    full = open("/dev/full", "w")
+    monkeypatch.setattr("sys.stdout", full)
+    try:
+        assert hltbench([*argv, "--json", str(tmp_path / "full.json")]) == 4
+    finally:
+        full.buffer.raw.close()  # what it still buffers would fail again at garbage collection
+    assert capfd.readouterr().err.splitlines()[-1] == \
+        "stdout: cannot print hltbench profile's results (No space left on device)"
+    assert str(path) in json.loads((tmp_path / "full.json").read_text())["models"]
+    monkeypatch.setattr("sys.stdout", None)
+    assert hltbench([*argv, "--json", str(tmp_path / "closed.json")]) == 0

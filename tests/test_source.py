@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import uproot
 
-from hltrun.framework.errors import SourceError
+from hltrun.framework.errors import FileOpenError, SourceError
 from hltrun.framework.schema import build
 from hltrun.modules.jets import to_jet_relative
 from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters
@@ -120,14 +120,33 @@ def test_truncated_file(tmp_path, counts_file):
 
 
 def test_tree_that_cannot_be_read_is_not_called_missing(tmp_path):
-    """A file cut short after its key table: the key 'Events' is there, the TTree's metadata is not.
-    The line gives the read error, not "no tree 'Events' ... (objects: Events)"."""
-    cut = tmp_path / "cut.root"
-    cut.write_bytes((Path(__file__).resolve().parents[1] / "data" / "qcd_dijet.root").read_bytes()[:10000])
-    with pytest.raises(SourceError, match=r"^source: cannot read TTree 'Events' of .*cut.root: OSError: expected "
-                                          r"Chunk of length \d+, received \d+ bytes") as err:
-        read_all([cut])
+    """A file damaged after its key table (zeros over the TTree's metadata, its length kept): the key 'Events'
+    is there, the TTree is not readable. The line gives the read error, not "no tree 'Events' ... (objects:
+    Events)"."""
+    damaged = tmp_path / "damaged.root"
+    data = bytearray((Path(__file__).resolve().parents[1] / "data" / "qcd_dijet.root").read_bytes())
+    data[5000:10000] = bytes(5000)
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(SourceError, match=r"^source: cannot read TTree 'Events' of .*damaged.root: "
+                                          r"DeserializationError: ") as err:
+        read_all([damaged])
     assert "\n" not in str(err.value) and "no tree" not in str(err.value)
+
+
+@pytest.mark.parametrize("missing", [10, 72, 73, 3_924_769], ids=["10 bytes", "72 bytes", "73 bytes", "all but 10000"])
+def test_a_file_cut_short_is_said_so_wherever_it_was_cut(tmp_path, missing):
+    """A copy of the shipped sample without its last bytes: its ROOT header says where it ends (fEND). Cut in
+    its last 72 bytes (the free-segments record), every event was read, exit 0, nothing said; cut earlier, the
+    line was uproot's ("cannot read TTree 'Events' ...: OSError: expected Chunk of length 8384, received 8324",
+    or "cannot read entries 0-2500 ..."). Now one line says the file is cut short, by how much."""
+    whole = (Path(__file__).resolve().parents[1] / "data" / "qcd_dijet.root").read_bytes()
+    cut = tmp_path / "cut.root"
+    cut.write_bytes(whole[:len(whole) - missing])
+    with pytest.raises(FileOpenError) as err:
+        read_all([cut])
+    assert str(err.value) == (f"source: input file {cut} is cut short: {len(whole) - missing} bytes, where its ROOT "
+                              f"header says it ends at {len(whole)} (a copy or a write that did not finish: a full "
+                              f"disk, an interrupted transfer); copy it again")
 
 
 def test_inconsistent_counts(tmp_path, sample_events):

@@ -244,4 +244,4 @@ def test_a_truncated_file_fails_in_one_complete_line(tmp_path):
         _source([trunc])
     msg = str(err.value)
     assert "\n" not in msg and not msg.rstrip().endswith(",")
-    assert "expected Chunk of length" in msg and "received" in msg and str(trunc) in msg
+    assert "is cut short: 100000 bytes" in msg and str(trunc) in msg  # its ROOT header's end, not uproot's short read

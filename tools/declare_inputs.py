@@ -108,6 +108,9 @@ def read_declaration(text: str) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hltrun.framework.stdio import standard_streams
+
+    standard_streams()  # stderr closed: no refusal written into stdout (the declaration a user may redirect)
     ap = argparse.ArgumentParser(prog="hltinputs", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="derived constituent features: " + ", ".join(CONSTITUENT_FEATURES)

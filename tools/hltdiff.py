@@ -718,7 +718,9 @@ def main(argv: list[str] | None = None) -> int:
     """hltdiff's exit code (module docstring); Ctrl-C or a signal: one line, 128 + signal, no file half-written."""
     from hltrun.framework.destinations import one_job
     from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries
+    from hltrun.framework.stdio import standard_streams
 
+    standard_streams()  # stderr closed, or its reader gone: the exit code still says the answer
     try:  # one_job: no file of -j, -c, -r may replace a compared file (-F old with -r wrote old.root)
         with handle_signals(), one_job():  # SIGTERM / SIGHUP stop it like Ctrl-C, as they stop hltrun
             return _main(argv)

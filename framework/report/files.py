@@ -52,8 +52,8 @@ def _write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service
     text = json.dumps(doc, indent=1, default=str)
     problem = schema_problem(json.loads(text))  # the document as readers will see it (default=str included)
     written.insert(0, atomic_write_text(report_dir / "hltrun.json", text))
-    written += write_timing_root(report_dir, doc["services"].get("Timing"), summary.stopped_by_signal)
-    written += write_score_root(report_dir, histograms, summary.stopped_by_signal)
+    written += write_timing_root(report_dir, doc["services"].get("Timing"), summary.stopped_by_signal, summary.failure)
+    written += write_score_root(report_dir, histograms, summary.stopped_by_signal, summary.failure)
     page = write_html(report_dir, summary, services)
     if page is not None:
         written.append(page)

@@ -12,6 +12,8 @@ uproot or hist open them like FastTimerService's DQM plots:
 
 A job a signal stopped adds, to each file, a string ``stopped_by_signal`` (a TObjString: the signal's name), as
 hltrun.json's job and a kept output's ``Provenance`` say it: the file describes only the events before the stop.
+A job an error ended (a corrupt basket part-way, an output that failed) adds a string ``failure``, hltrun.json's
+one-line ``failure``: its histograms too are not a whole job's, which nothing else in the file says.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 from ..atomic import writing
 from ..destinations import REPORT_FOLDER
-from ..provenance import STOPPED_KEY
+from ..provenance import stop_marks
 from ..score_histogram import ROOT_FILE
 
 FILE_NAME = "timing.root"
@@ -84,9 +86,10 @@ def score_th1ds(label: str, h: Mapping[str, Any]) -> dict[str, bh.Histogram]:
 
 
 def write_score_root(report_dir: Path, histograms: Mapping[str, Mapping[str, Any]] | None,
-                     stopped_by: str | None = None) -> list[Path]:
+                     stopped_by: str | None = None, failure: str | None = None) -> list[Path]:
     """Write ``scores.root`` (``<filter label>/all``, ``<filter label>/passed``) from hltrun.json's
-    ``score_histograms``; nothing when there are none. ``stopped_by``: the signal that stopped the job."""
+    ``score_histograms``; nothing when there are none. ``stopped_by``: the signal that stopped the job;
+    ``failure``: the one-line error that ended it."""
     if not histograms:
         return []
     import uproot
@@ -96,15 +99,16 @@ def write_score_root(report_dir: Path, histograms: Mapping[str, Mapping[str, Any
             for label, h in histograms.items():
                 for key, hist in score_th1ds(label, h).items():
                     f[f"{label}/{key}"] = _th1d(hist, entries_on_axis(h, passed=key == "passed"))
-            _mark_stopped(f, stopped_by)
+            _mark_stopped(f, stopped_by, failure)
     return [staged.dest.path]
 
 
-def _mark_stopped(f: Any, stopped_by: str | None) -> None:
-    """``stopped_by_signal`` in an open uproot file when a signal stopped the job: its histograms, read alone
-    (rates from scores.root), are a partial job's, which nothing else in the file says. Nothing otherwise."""
-    if stopped_by:
-        f[STOPPED_KEY] = str(stopped_by)  # uproot writes a str as a TObjString
+def _mark_stopped(f: Any, stopped_by: str | None, failure: str | None = None) -> None:
+    """``stopped_by_signal`` and ``failure`` in an open uproot file when a signal or an error ended the job: its
+    histograms, read alone (rates from scores.root), are a partial job's, which nothing else in the file says.
+    Nothing for a whole job."""
+    for key, value in stop_marks(stopped_by, failure).items():
+        f[key] = value  # uproot writes a str as a TObjString
 
 
 def entries_on_axis(h: Mapping[str, Any], passed: bool) -> int:
@@ -131,9 +135,9 @@ def _th1d(hist: bh.Histogram, entries: int) -> Any:
 
 
 def write_timing_root(report_dir: Path, timing_json: Mapping[str, Any] | None,
-                      stopped_by: str | None = None) -> list[Path]:
+                      stopped_by: str | None = None, failure: str | None = None) -> list[Path]:
     """Write ``timing.root`` from the Timing service's JSON part; nothing when there is none.
-    ``stopped_by``: the signal that stopped the job."""
+    ``stopped_by``: the signal that stopped the job; ``failure``: the one-line error that ended it."""
     if not timing_json or not timing_json.get("histograms"):
         return []
     import uproot
@@ -146,5 +150,5 @@ def write_timing_root(report_dir: Path, timing_json: Mapping[str, Any] | None,
                     f[key] = th1d(key, title, hists[key])
             for label, hist in (hists.get("modules_real") or {}).items():
                 f[f"modules/{label}"] = th1d(label, f"real time per event of module {label}", hist)
-            _mark_stopped(f, stopped_by)
+            _mark_stopped(f, stopped_by, failure)
     return [staged.dest.path]

@@ -513,7 +513,8 @@ class Timing(Service):
         from ..provenance import stopped_early
 
         doc = fast_timer_json(self.result(summary), summary.process, getattr(self, "_allocations", None))
-        doc = stopped_early(doc, summary.stopped_by_signal)  # a top-level field: a partial job's times, read alone
+        # top-level fields: a partial job's times, read alone (a signal, or the error that ended the job)
+        doc = stopped_early(doc, summary.stopped_by_signal, summary.failure)
         return [atomic_write_text(report_dir / self.params.resources_json, json.dumps(doc, indent=2))]
 
     def use_allocations(self, allocations: dict[str, dict[str, int]] | None) -> None:

@@ -22,7 +22,7 @@ from .event_ids import id_columns, weight_values
 from .file_list import input_files
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing, refuse_pooled_candidates
 from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
-from .tree import branch_names, columns, first_basket_end
+from .tree import branch_names, columns, first_basket_end, refuse_cut_short
 
 if TYPE_CHECKING:
     from ..jets import InputSpec
@@ -246,6 +246,7 @@ class FileChecks:
                 tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
+        refuse_cut_short(tree, path)  # before any read: a file cut in its last bytes reads whole, and is not
         refuse_missing(tree, self._branch_names(), path, self.params, (*self._extra_jet, *self._extra_cand))
         if self.params.layout == "jet_index":
             refuse_foreign_links(tree.keys(), self.params.branches, path)

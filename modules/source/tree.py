@@ -38,7 +38,10 @@ def open_tree(path: str, name: str) -> Any:
     try:
         tree = handle[name]
     except Exception as exc:
-        if has_key(handle, name):  # there, but unreadable (a file cut short): say why
+        why = cut_short(path, handle.file)
+        if why is not None:  # the tree's metadata past the file's end: that is the reason, not uproot's short read
+            raise FileOpenError(f"source: {why}") from exc
+        if has_key(handle, name):  # there, but unreadable (damaged): say why
             kind = classname(handle, name)
             raise SourceError(f"source: cannot read {kind} '{name}' of {path}: "
                               f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
@@ -50,6 +53,31 @@ def open_tree(path: str, name: str) -> Any:
         raise SourceError(f"source: '{name}' in {path} is a {kind}, not a TTree"
                           f"{tree_elsewhere(handle, name)}")
     return tree
+
+
+def cut_short(path: str, file: Any) -> str | None:
+    """Why ``path`` (``file``: uproot's open file) is a ROOT file cut short, or None: its header says where the
+    file ends (``fEND``, written when it is closed) and the file is shorter. Its last bytes are the free-segments
+    record (72 bytes), not the tree's: a copy cut in them read every event, exit 0, with nothing said, where ROOT
+    says the file is truncated. Only a shorter file is one: a file its writer never closed keeps an older,
+    smaller ``fEND``. Checked with the file (``refuse_cut_short``), not at every open: a file past maxEvents is
+    opened, not checked, until the loop reaches it."""
+    try:
+        end, size = int(file.fEND), os.path.getsize(path)
+    except (AttributeError, OSError, TypeError, ValueError):  # pragma: no cover - no header to compare: opened, read
+        return None
+    if size >= end:
+        return None
+    return (f"input file {path} is cut short: {size} bytes, where its ROOT header says it ends at {end} (a copy or "
+            f"a write that did not finish: a full disk, an interrupted transfer); copy it again")
+
+
+def refuse_cut_short(tree: Any, path: str) -> None:
+    """FileOpenError (exit 3; skipped whole with ``skipBadFiles``) when ``path``, whose ``tree`` is open, is cut
+    short (``cut_short``)."""
+    why = cut_short(path, tree.file)
+    if why is not None:
+        raise FileOpenError(f"source: {why}")
 
 
 def lfn_hint(path: str) -> str:

@@ -11,9 +11,10 @@ import importlib
 import sys
 from types import ModuleType
 
-from hltrun.framework.destinations import folders_made_undone, one_job
+from hltrun.framework.destinations import folders_made_undone, one_job, printing
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries, signal_behind
+from hltrun.framework.stdio import standard_streams
 from hltrun.tools.bench.runner import BenchError, check_outputs
 
 # sub-command -> (module under hltrun.tools.bench, one-line help shown by ``hltbench --help``)
@@ -63,6 +64,7 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the study named first on the command line; 2 for a missing or unknown study or a user error,
     an HltError's own exit code (4: an output that cannot be written) for one of hltrun's errors."""
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         print(OLD_STYLE.format(" " + " ".join(argv)), file=sys.stderr)
@@ -89,7 +91,10 @@ def _run_study(args: argparse.Namespace) -> int:
         with handle_signals():  # SIGTERM / SIGHUP stop a study like Ctrl-C, as they stop hltrun
             module = study(args.command)
             check_outputs(args, f"hltbench {args.command}")  # before the study measures anything
-            return module.run(args)
+            # stdout is a destination like the others: > /dev/full or a reader gone is one line (exit 4), not a
+            # traceback; a closed one (>&-) loses only the printed table (the files the study writes are its product)
+            with printing(f"hltbench {args.command}'s results", required=False):
+                return module.run(args)
     except BenchError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hltcard`` (module docstring: exit codes)."""
     from hltrun.framework.cli import setup_logging
     from hltrun.framework.destinations import folders_made_undone
+    from hltrun.framework.stdio import standard_streams
 
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(quiet=not args.debug, debug=args.debug)  # the path's warnings as hltrun prints them
@@ -232,7 +234,7 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
             result = compute(args)
         except ScoringFailed as exc:
             raise _Failed(str(exc), 4) from exc
-        written = write_card(result, out_dir, not args.no_plots, _command(argv))
+        written = write_card(result, out_dir, not args.no_plots, _command(argv), out_dir_name(args.out_dir is not None))
     except CardRefused as exc:
         return _fail(str(exc), EXIT_CUTS, args.debug)
     except _Failed as exc:
@@ -248,10 +250,24 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
         if args.debug:
             raise
         return _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1, False)
-    for line in summary_lines(result):
-        print(line)
-    for path in written:
-        print(f"wrote {path}")
+    return _print_summary(summary_lines(result), written, args.debug)
+
+
+def _print_summary(lines: list[str], written: list[Path], debug: bool) -> int:
+    """The card's summary and the files written, on stdout: a destination like the others (framework/destinations.py
+    ``printing``), so ``> /dev/full`` or a reader gone (``| head -1``) is one line, exit 4, not a traceback (exit 1).
+    The card is written by then: a closed stdout (``>&-``) loses nothing, and says nothing."""
+    from hltrun.framework.destinations import printing
+    from hltrun.framework.errors import HltError
+
+    try:
+        with printing("the card's summary", required=False):
+            for line in lines:
+                print(line)
+            for path in written:
+                print(f"wrote {path}")
+    except HltError as exc:
+        return _fail(str(exc), exc.exit_code, debug)
     return 0
 
 
@@ -285,11 +301,16 @@ def check_out_dir(out_dir: Path, model: Path, given: bool = True) -> None:
     from hltrun.framework.destinations import check_folder_destination, check_set_member
     from hltrun.modules.vae_scorer import model_identity
 
-    what = "--out-dir" if given else "the model's folder (where thresholds.json and the card go)"
+    what = out_dir_name(given)
     folder = check_folder_destination(out_dir, what)
     identity = model_identity(str(model))
     for name in ("thresholds.json", f"{identity}_card.md", f"{identity}_card.json"):
         check_set_member(folder / name, what)
+
+
+def out_dir_name(given: bool) -> str:
+    """The card's folder as its lines name it: the option the user gave, or where the card goes without it."""
+    return "--out-dir" if given else "the model's folder (where thresholds.json and the card go)"
 
 
 def check_pt_edges(edges: list[float] | None) -> str | None:

@@ -280,8 +280,10 @@ def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
     return png
 
 
-def write_card(r: dict[str, Any], out_dir: Path, with_plots: bool, command: str) -> list[Path]:
-    """thresholds.json (merged) and the card, all together; checks what the scorer will read back."""
+def write_card(r: dict[str, Any], out_dir: Path, with_plots: bool, command: str,
+               what: str = "--out-dir") -> list[Path]:
+    """thresholds.json (merged) and the card, all together; checks what the scorer will read back. ``what``: the
+    folder as the user named it, for a failed write's line (``--out-dir: cannot write …/m_card.md (…)``)."""
     from hltrun.framework.atomic import together, write_bytes, write_text
     from hltrun.modules.vae_scorer import model_identity
 
@@ -294,11 +296,11 @@ def write_card(r: dict[str, Any], out_dir: Path, with_plots: bool, command: str)
     data = json.dumps(card_json(r, identity, command), indent=1, default=str)
     written = [card, out_dir / f"{identity}_card.md", out_dir / f"{identity}_card.json"]
     with together():
-        write_text(card, text, "hltcard")
-        write_text(written[1], md + "\n", "hltcard")
-        write_text(written[2], data + "\n", "hltcard")
+        write_text(card, text, what)
+        write_text(written[1], md + "\n", what)
+        write_text(written[2], data + "\n", what)
         for name, blob in pngs.items():
-            written.append(write_bytes(out_dir / name, blob, "hltcard"))
+            written.append(write_bytes(out_dir / name, blob, what))
     if Path(r["model"]).resolve().parent == out_dir.resolve():
         check_read_back(r, identity)
     return written

@@ -189,10 +189,47 @@ def _slice_at_counter() -> onnx.ModelProto:
     return _loop_model("M", "", body, [_i64("M", 6)])
 
 
+def _growing_state() -> onnx.ModelProto:
+    """A carried value that grows each step (Concat of the constituents read so far): no lax.scan carry on JAX, so
+    the body is unrolled there."""
+    body = helper.make_graph([helper.make_node("Gather", ["xt", "i"], ["x_t"]),
+                              helper.make_node("Unsqueeze", ["x_t", "one"], ["x_u"]),
+                              helper.make_node("Concat", ["acc", "x_u"], ["acc_out"], axis=1),
+                              helper.make_node("Identity", ["c"], ["c_out"])], "grow",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("c", TensorProto.BOOL, []), _f("acc")],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []), _f("acc_out")],
+                             [_i64("one", 1)])
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("Slice", ["x", "z", "one", "one"], ["acc0"]),
+             helper.make_node("Loop", ["M", "", "acc0"], ["y"], body=body)]
+    return _model(nodes, (3, 6, 3), [_i64("M", 4), _i64("z", 0), _i64("one", 1)])
+
+
+def _loop_in_scan() -> onnx.ModelProto:
+    """A Loop (2 steps) inside a Scan's body, its body reading the outer graph's weight and the Scan body's value."""
+    inner = helper.make_graph([helper.make_node("MatMul", ["h2", "wh"], ["a"]),
+                               helper.make_node("Add", ["a", "x4"], ["s"]), helper.make_node("Tanh", ["s"], ["h2_out"]),
+                               helper.make_node("Identity", ["c"], ["c_out"])],
+                              "inner", [helper.make_tensor_value_info("j", TensorProto.INT64, []),
+                                        helper.make_tensor_value_info("c", TensorProto.BOOL, []), _f("h2")],
+                              [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []), _f("h2_out")])
+    body = helper.make_graph([helper.make_node("MatMul", ["x_t", "w34"], ["x4"]),
+                              helper.make_node("Loop", ["two", "", "h"], ["h_out"], body=inner),
+                              helper.make_node("Identity", ["h_out"], ["y_t"])], "scan_body",
+                             [_f("h", [3, 4]), _f("x_t", [3, 3])], [_f("h_out", [3, 4]), _f("y_t", [3, 4])],
+                             [_i64("two", 2)])
+    nodes = [helper.make_node("ReduceSum", ["x", "ax1"], ["m"], keepdims=0),
+             helper.make_node("MatMul", ["m", "w34"], ["h0"]),
+             helper.make_node("Scan", ["h0", "x"], ["h_last", "y"], body=body, num_scan_inputs=1, scan_input_axes=[1])]
+    return _model(nodes, (3, 6, 3), [_i64("ax1", 1), _init("w34", _w(3, 4)), _init("wh", _w(4, 4))], ("y", "h_last"))
+
+
 CASES = {"scan-rnn-over-constituents": _rnn_scan, "scan-reversed": lambda: _rnn_scan(reverse=True),
          "scan-two-inputs-axes-directions-outer-value": _two_input_scan, "loop-constant-trip": _constant_trip,
          "loop-trip-from-shape": _trip_from_shape, "loop-while-counter": _while_counter,
-         "loop-ended-early-by-its-condition": _ended_early, "loop-slice-at-the-counter": _slice_at_counter}
+         "loop-ended-early-by-its-condition": _ended_early, "loop-slice-at-the-counter": _slice_at_counter,
+         "loop-carried-state-grows": _growing_state, "loop-in-a-scan-body-reading-the-outer-graph": _loop_in_scan}
 
 
 @pytest.mark.parametrize("engine", ENGINES)

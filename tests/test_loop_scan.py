@@ -2,7 +2,7 @@
 translator runs (states, scan inputs and outputs on any axis and in either direction, a body reading the graph
 around it, a constant trip count, a while-loop on a counter, a loop ended early by its condition, a body that needs
 its counter static) and real exports that write them (``torch.jit.script``'s ``for``; tf2onnx's Keras ``GRU``,
-``SimpleRNN`` and masked ``GRU``), each against ONNX Runtime. Until 2026-12-07 both engines refused every such
+``SimpleRNN``, masked and ``Bidirectional`` ``GRU``, the last with a ReverseSequence), each against ONNX Runtime. Until 2026-12-07 both engines refused every such
 model at load ("uses Loop, whose output's shape grows with a trip count ..."; Scan: "does not implement: Scan").
 A Loop whose trip count or condition depends on the data stays refused: tests/test_translated_backends.py.
 """
@@ -279,7 +279,7 @@ def _torch_scripted_loop(path: Path) -> Path:
 
 def _keras_recurrent(path: Path, kind: str) -> Path:
     """tf2onnx's export of a Keras recurrent scorer it writes as a Loop: ``GRU``, ``SimpleRNN``, a ``Masking``
-    layer before a ``GRU`` (the padded constituents skipped)."""
+    layer before a ``GRU`` (the padded constituents skipped), a ``Bidirectional`` ``GRU`` (with a ReverseSequence)."""
     keras = pytest.importorskip("keras")
     tf = pytest.importorskip("tensorflow")
     tf2onnx = pytest.importorskip("tf2onnx")
@@ -288,6 +288,8 @@ def _keras_recurrent(path: Path, kind: str) -> Path:
     h = keras.layers.Rescaling(0.05)(x)
     if kind == "masked":
         h = keras.layers.GRU(8)(keras.layers.Masking(0.0)(h))
+    elif kind == "bidirectional":  # two Loops and a ReverseSequence
+        h = keras.layers.Bidirectional(keras.layers.GRU(8))(h)
     else:
         h = (keras.layers.GRU if kind == "gru" else keras.layers.SimpleRNN)(8)(h)
     model = keras.Model(x, keras.layers.Dense(1)(keras.layers.Dense(4, activation="tanh")(h)))
@@ -312,14 +314,17 @@ def test_a_torch_scripted_for_loop_runs_as_onnxruntime(engine, tmp_path):
     _agrees(engine, _torch_scripted_loop(tmp_path / "scripted.onnx"))
 
 
+KERAS = ("gru", "simplernn", "masked", "bidirectional")
+
+
 @pytest.fixture(scope="module")
 def keras_loops(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("keras_loops")
-    return {kind: _keras_recurrent(d / f"{kind}.onnx", kind) for kind in ("gru", "simplernn", "masked")}
+    return {kind: _keras_recurrent(d / f"{kind}.onnx", kind) for kind in KERAS}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("kind", ["gru", "simplernn", "masked"])
+@pytest.mark.parametrize("kind", KERAS)
 def test_a_keras_recurrent_layer_tf2onnx_wrote_as_a_loop_runs_as_onnxruntime(keras_loops, kind, engine):
     _agrees(engine, keras_loops[kind])

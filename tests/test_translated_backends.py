@@ -330,6 +330,16 @@ OP_CASES = [
                                  helper.make_node("Expand", ["c", "shape"], ["ce"]),  # (2, 6, 4)
                                  helper.make_node("ScatterElements", ["zeros", "ce", "x"], ["y"], axis=1, reduction="add")],
      (2, 6, 4), [_init("shape", I64(2, 6, 4)), _init("zeros", np.zeros((2, 4, 4), np.float32))]),
+    # tf2onnx's Keras Bidirectional / go_backwards recurrent layers: the lengths static, or counted from the input
+    ("reverse-sequence-time-major", [helper.make_node("ReverseSequence", ["x", "lens"], ["y"])], (5, 3, 4),
+     [_init("lens", I64(5, 2, 1))]),
+    ("reverse-sequence-batch-major-lengths-from-input",
+     [helper.make_node("Gather", ["x", "f0"], ["x0"], axis=2),  # (3, 6): the first feature
+      helper.make_node("Greater", ["x0", "zero"], ["pos"]), helper.make_node("Cast", ["pos"], ["posi"], to=TensorProto.INT64),
+      helper.make_node("ReduceSum", ["posi", "ax"], ["cnt"], keepdims=0),  # (3,): 0-6 positive steps per batch row
+      helper.make_node("Max", ["cnt", "one"], ["lens"]),
+      helper.make_node("ReverseSequence", ["x", "lens"], ["y"], batch_axis=0, time_axis=1)], (3, 6, 2),
+     [_init("zero", np.float32(0)), _init("ax", I64(1)), _init("one", I64(1)), _init("f0", np.int64(0))]),
     ("scatternd-add-and-none", [helper.make_node("Slice", ["x", "s0", "s2", "s1"], ["u"]),  # (3, 2, 4)
                                 helper.make_node("Transpose", ["u"], ["ut"], perm=[1, 0, 2]),  # (2, 3, 4)
                                 helper.make_node("ScatterND", ["x", "i", "ut"], ["a"], reduction="add"),

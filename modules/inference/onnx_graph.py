@@ -1215,6 +1215,23 @@ def _step_loop(k: Kernels, op: str, x: Any, w: Any, r: Any, b: Any, lengths: Any
     return y, _xp(k, *hs).stack(hs, axis=0), (_xp(k, *cs).stack(cs, axis=0) if cs else None)
 
 
+def _reverse_sequence(k: Kernels, x: Any, lengths: Any, *, batch_axis: int = 1, time_axis: int = 0) -> Any:
+    """ONNX ReverseSequence: each batch element's first ``lengths[b]`` steps reversed along the time axis, the rest
+    as they are (tf2onnx's Keras ``Bidirectional`` / ``go_backwards`` recurrent layers). A gather at the reversed
+    positions, worked out in numpy when the lengths are static, on the engine when they come from the input."""
+    steps, batch = int(x.shape[time_axis]), int(x.shape[batch_axis])
+    t = np.arange(steps, dtype=np.int64).reshape(steps, 1)
+    xp = _xp(k, lengths)
+    n = xp.reshape(xp.astype(lengths, np.dtype(np.int64)), (1, batch))
+    idx = xp.where(xp.less(t, n), xp.subtract(xp.subtract(n, 1), t), xp.broadcast_to(t, (steps, batch)))
+    if time_axis > batch_axis:
+        idx = xp.permute_dims(idx, (1, 0))
+    shape = [1] * x.ndim
+    shape[time_axis], shape[batch_axis] = steps, batch
+    idx = xp.broadcast_to(xp.reshape(idx, tuple(shape)), tuple(x.shape))
+    return _xp(k, x, idx).take_along_axis(x, idx, axis=time_axis)
+
+
 def _loop(k: Kernels, m: Any = None, cond: Any = None, *init: Any, body: onnx_control.Subgraph,
           outer: dict[str, Any]) -> tuple[Any, ...]:
     """ONNX Loop: ``for i in range(M) while cond`` over the body, (iteration_num, condition, carried...) ->
@@ -1299,7 +1316,7 @@ OPS: dict[str, OpFn] = {
     "ScatterElements": _scatter_elements, "ScatterND": _scatter_nd, "GatherND": _gather_nd, "CumSum": _cumsum,
     "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"), "PRelu": _prelu, "HardSigmoid": _hard_sigmoid,
     "HardSwish": _hard_swish, "Selu": _selu, "InstanceNormalization": _instance_norm, "Sum": _variadic("add"),
-    "Mean": _mean, "ReduceProd": _reduce("prod"), "Loop": _loop, "Scan": _scan,
+    "Mean": _mean, "ReduceProd": _reduce("prod"), "Loop": _loop, "Scan": _scan, "ReverseSequence": _reverse_sequence,
     **{f"Reduce{name}": _reduce(name) for name in _REDUCERS},
 }
 # reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form

@@ -330,6 +330,16 @@ OP_CASES = [
                                  helper.make_node("Expand", ["c", "shape"], ["ce"]),  # (2, 6, 4)
                                  helper.make_node("ScatterElements", ["zeros", "ce", "x"], ["y"], axis=1, reduction="add")],
      (2, 6, 4), [_init("shape", I64(2, 6, 4)), _init("zeros", np.zeros((2, 4, 4), np.float32))]),
+    # tf2onnx's Keras Bidirectional / go_backwards recurrent layers: the lengths static, or counted from the input
+    ("reverse-sequence-time-major", [helper.make_node("ReverseSequence", ["x", "lens"], ["y"])], (5, 3, 4),
+     [_init("lens", I64(5, 2, 1))]),
+    ("reverse-sequence-batch-major-lengths-from-input",
+     [helper.make_node("Gather", ["x", "f0"], ["x0"], axis=2),  # (3, 6): the first feature
+      helper.make_node("Greater", ["x0", "zero"], ["pos"]), helper.make_node("Cast", ["pos"], ["posi"], to=TensorProto.INT64),
+      helper.make_node("ReduceSum", ["posi", "ax"], ["cnt"], keepdims=0),  # (3,): 0-6 positive steps per batch row
+      helper.make_node("Max", ["cnt", "one"], ["lens"]),
+      helper.make_node("ReverseSequence", ["x", "lens"], ["y"], batch_axis=0, time_axis=1)], (3, 6, 2),
+     [_init("zero", np.float32(0)), _init("ax", I64(1)), _init("one", I64(1)), _init("f0", np.int64(0))]),
     ("scatternd-add-and-none", [helper.make_node("Slice", ["x", "s0", "s2", "s1"], ["u"]),  # (3, 2, 4)
                                 helper.make_node("Transpose", ["u"], ["ut"], perm=[1, 0, 2]),  # (2, 3, 4)
                                 helper.make_node("ScatterND", ["x", "i", "ut"], ["a"], reduction="add"),
@@ -885,6 +895,50 @@ def test_auto_on_a_gpu_says_the_data_dependent_op_that_keeps_jax_out(fake_jax, t
     fake_jax(1)
     err = _auto_runs_onnxruntime(_boolean_indexing_model(tmp_path / "masked.onnx"), tmp_path, capfd)
     assert "jax cannot run this model" in err and "uses NonZero" in err and "data-dependent shape" in err, err
+
+
+def _data_dependent_loop(path: Path, what: str) -> Path:
+    """A valid model with a Loop that ONNX Runtime runs but no static graph holds: its trip count the input's
+    largest value (``trip``), or its condition a sum the body computes from the state (``condition``)."""
+    const = lambda name, v: helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.asarray(v)))  # noqa: E731
+    body_nodes = [const("half", np.float32(0.5)), helper.make_node("Mul", ["v", "half"], ["v_out"])]
+    if what == "trip":
+        body_nodes.append(helper.make_node("Identity", ["c"], ["c_out"]))
+        outer = [helper.make_node("ReduceMax", ["jets"], ["mx"], keepdims=0),
+                 helper.make_node("Cast", ["mx"], ["M"], to=TensorProto.INT64)]
+    else:
+        body_nodes += [const("small", np.float32(1.0)), helper.make_node("ReduceSum", ["v_out"], ["total"], keepdims=0),
+                       helper.make_node("Greater", ["total", "small"], ["c_out"])]
+        outer = [const("M", np.int64(100))]
+    body = helper.make_graph(body_nodes, "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                                                  helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                                                  helper.make_tensor_value_info("v", TensorProto.FLOAT, ["N", 3])],
+                             [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("v_out", TensorProto.FLOAT, ["N", 3])])
+    return _jet_model(path, extra_node=[*outer, helper.make_node("ReduceSum", ["jets", "axes"], ["v0"], keepdims=0),
+                                        helper.make_node("Loop", ["M", "", "v0"], ["lv"], body=body)])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("what, says", [("trip", "trip count (M)"), ("condition", "condition (computed in its body)")])
+def test_a_loop_whose_trip_count_depends_on_the_data_is_one_line(engine, what, says, tmp_path):
+    """Loop runs on JAX and PyTorch since 2026-12-07 when its trip count and condition are static
+    (tests/test_loop_scan.py); one whose count or condition depends on the input's values has no shape per bucket
+    and stays refused at load, in one line naming the node, what depends on the data, and who runs it."""
+    path = _data_dependent_loop(tmp_path / f"{what}.onnx", what)
+    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"jets": _jets(2)})  # valid
+    with pytest.raises(ModuleError) as info:
+        create_backend(engine, path).load()
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{engine}: model {path} uses Loop (node 'lv'), whose {says} "), msg
+    assert "depends on the input's values" in msg and "use backend: onnxruntime" in msg, msg
+
+
+def test_auto_on_a_gpu_says_the_data_dependent_loop_that_keeps_jax_out(fake_jax, tmp_path, capfd):
+    """``auto`` on a GPU machine skips JAX for a Loop it cannot hold and runs ONNX Runtime, saying why."""
+    fake_jax(1)
+    err = _auto_runs_onnxruntime(_data_dependent_loop(tmp_path / "trip.onnx", "trip"), tmp_path, capfd)
+    assert "jax cannot run this model" in err and "uses Loop (node 'lv'), whose trip count (M) depends" in err, err
 
 
 def _outputs(engine: str, path: Path, model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:

@@ -35,6 +35,7 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 
+from . import onnx_control
 from .base import inline_local_functions, several_inputs, vendor_note
 
 OpFn = Callable[..., Any]
@@ -53,13 +54,16 @@ class Kernels(ABC):
         return x[index]
 
     def scan(self, step: Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[tuple[Any, ...], Any]],
-             carry: tuple[Any, ...], xs: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        """A recurrence (LSTM, GRU, RNN): ``step(carry, x_t) -> (carry, y_t)`` over the first axis of every
-        ``xs``; (the last carry, the y_t stacked). A loop here, unrolled by a trace; JAX compiles one step."""
+             carry: tuple[Any, ...], xs: tuple[Any, ...], length: int | None = None) -> tuple[tuple[Any, ...], Any]:
+        """A recurrence (LSTM, GRU, RNN; a Scan or Loop body): ``step(carry, x_t) -> (carry, y_t)`` over the first
+        axis of every ``xs`` (``length`` steps where there is none); (the last carry, the y_t stacked: each one
+        where y_t is a tuple). A loop here, unrolled by a trace; JAX compiles one step."""
         ys = []
-        for t in range(int(xs[0].shape[0])):
+        for t in range(int(xs[0].shape[0]) if length is None else length):
             carry, y = step(carry, tuple(x[t] for x in xs))
             ys.append(y)
+        if ys and type(ys[0]) is tuple:
+            return carry, tuple(_xp(self, *col).stack(list(col), axis=0) for col in zip(*ys))
         return carry, _xp(self, *ys).stack(ys, axis=0)
 
     def recurrent_layer(self, op: str, x: Any, w: Any, r: Any, b: Any, h0: Any, c0: Any, *, reverse: bool,
@@ -1211,6 +1215,78 @@ def _step_loop(k: Kernels, op: str, x: Any, w: Any, r: Any, b: Any, lengths: Any
     return y, _xp(k, *hs).stack(hs, axis=0), (_xp(k, *cs).stack(cs, axis=0) if cs else None)
 
 
+def _reverse_sequence(k: Kernels, x: Any, lengths: Any, *, batch_axis: int = 1, time_axis: int = 0) -> Any:
+    """ONNX ReverseSequence: each batch element's first ``lengths[b]`` steps reversed along the time axis, the rest
+    as they are (tf2onnx's Keras ``Bidirectional`` / ``go_backwards`` recurrent layers). A gather at the reversed
+    positions, worked out in numpy when the lengths are static, on the engine when they come from the input."""
+    steps, batch = int(x.shape[time_axis]), int(x.shape[batch_axis])
+    t = np.arange(steps, dtype=np.int64).reshape(steps, 1)
+    xp = _xp(k, lengths)
+    n = xp.reshape(xp.astype(lengths, np.dtype(np.int64)), (1, batch))
+    idx = xp.where(xp.less(t, n), xp.subtract(xp.subtract(n, 1), t), xp.broadcast_to(t, (steps, batch)))
+    if time_axis > batch_axis:
+        idx = xp.permute_dims(idx, (1, 0))
+    shape = [1] * x.ndim
+    shape[time_axis], shape[batch_axis] = steps, batch
+    idx = xp.broadcast_to(xp.reshape(idx, tuple(shape)), tuple(x.shape))
+    return _xp(k, x, idx).take_along_axis(x, idx, axis=time_axis)
+
+
+def _loop(k: Kernels, m: Any = None, cond: Any = None, *init: Any, body: onnx_control.Subgraph,
+          outer: dict[str, Any]) -> tuple[Any, ...]:
+    """ONNX Loop: ``for i in range(M) while cond`` over the body, (iteration_num, condition, carried...) ->
+    (condition, carried..., scan outputs...); the node gives the last carried values and the scan outputs stacked.
+    M and the condition must be static (``onnx_control.check_loops`` refuses the model at load otherwise)."""
+    if m is not None and not _is_static(m):
+        raise ModuleError("its trip count (M) depends on the input's values; use backend: onnxruntime for this model")
+    if cond is not None and not _is_static(cond):
+        raise ModuleError("its initial condition depends on the input's values; use backend: onnxruntime for this "
+                          "model")
+    n = len(init)
+    go = True if cond is None else bool(np.asarray(cond).reshape(-1)[0])
+    finals, ys = onnx_control.iterate(k, _HOST, body, outer, init, carried=body.inputs[2:2 + n],
+                                      carried_out=body.outputs[1:1 + n], scan_out=body.outputs[1 + n:],
+                                      trip=None if m is None else _ints(m, "Loop M")[0], counter=body.inputs[0],
+                                      cond=(body.inputs[1], body.outputs[0], go))
+    return (*finals, *ys)
+
+
+def _scan(k: Kernels, *inputs: Any, body: onnx_control.Subgraph, outer: dict[str, Any], num_scan_inputs: int,
+          scan_input_axes: Sequence[int] | None = None, scan_input_directions: Sequence[int] | None = None,
+          scan_output_axes: Sequence[int] | None = None,
+          scan_output_directions: Sequence[int] | None = None) -> tuple[Any, ...]:
+    """ONNX Scan (opset 9+; opset 8's batch axis is refused at load): the states carried, each scan input sliced
+    along its axis (reversed where its direction is 1), each scan output stacked along its axis (reversed where its
+    direction is 1)."""
+    n_states = len(inputs) - num_scan_inputs
+    if num_scan_inputs < 1 or n_states < 0:
+        raise ModuleError(f"num_scan_inputs {num_scan_inputs} does not fit its {len(inputs)} inputs")
+    xs = []
+    for j, x in enumerate(inputs[n_states:]):
+        axis = _axis(int((scan_input_axes or [0] * num_scan_inputs)[j]), x.ndim)
+        xp = _xp(k, x)
+        x = xp.permute_dims(x, (axis, *(d for d in range(x.ndim) if d != axis))) if axis else x
+        xs.append(xp.flip(x, axis=0) if (scan_input_directions or [0] * num_scan_inputs)[j] else x)
+    lengths = {int(x.shape[0]) for x in xs}
+    if len(lengths) != 1:
+        raise ModuleError(f"its scan inputs have different lengths {sorted(lengths)}")
+    n_out = len(body.outputs) - n_states
+    finals, ys = onnx_control.iterate(k, _HOST, body, outer, inputs[:n_states], carried=body.inputs[:n_states],
+                                      carried_out=body.outputs[:n_states], scan_out=body.outputs[n_states:],
+                                      scanned=list(zip(body.inputs[n_states:], xs)), trip=lengths.pop())
+    out = []
+    for j, y in enumerate(ys):
+        xp = _xp(k, y)
+        y = xp.flip(y, axis=0) if (scan_output_directions or [0] * n_out)[j] else y
+        axis = _axis(int((scan_output_axes or [0] * n_out)[j]), y.ndim)
+        if axis:
+            order = list(range(1, y.ndim))
+            order.insert(axis, 0)
+            y = xp.permute_dims(y, tuple(order))
+        out.append(y)
+    return (*finals, *out)
+
+
 OPS: dict[str, OpFn] = {
     "Abs": _unary("abs"), "Neg": _unary("negative"), "Exp": _unary("exp"), "Log": _unary("log"),
     "Sqrt": _unary("sqrt"), "Tanh": _unary("tanh"), "Reciprocal": _reciprocal,
@@ -1240,7 +1316,7 @@ OPS: dict[str, OpFn] = {
     "ScatterElements": _scatter_elements, "ScatterND": _scatter_nd, "GatherND": _gather_nd, "CumSum": _cumsum,
     "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"), "PRelu": _prelu, "HardSigmoid": _hard_sigmoid,
     "HardSwish": _hard_swish, "Selu": _selu, "InstanceNormalization": _instance_norm, "Sum": _variadic("add"),
-    "Mean": _mean, "ReduceProd": _reduce("prod"),
+    "Mean": _mean, "ReduceProd": _reduce("prod"), "Loop": _loop, "Scan": _scan, "ReverseSequence": _reverse_sequence,
     **{f"Reduce{name}": _reduce(name) for name in _REDUCERS},
 }
 # reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form
@@ -1253,15 +1329,38 @@ DATA_DEPENDENT: dict[str, tuple[str, str]] = {
     "Unique": ("is the count of distinct values", "ONNX Runtime"),
     "If": ("is the taken branch's, and the branch depends on a value (torch.jit.script's if)",
            "ONNX Runtime (or IREE)"),
-    "Loop": ("grows with a trip count or condition that may depend on a value (torch.jit.script's for, tf2onnx's "
-             "Keras GRU and masked RNNs)", "ONNX Runtime"),
 }
-# ops whose output is static even when their input is not (a tensor's shape is known per batch size)
-_SHAPE_OPS = ("Shape",)
+# Loop and Scan (onnx_control) run when their trip count is static; a Loop whose count or condition depends on
+# a value is refused at load (onnx_control.check_loops)
+_SHAPE_OPS = onnx_control.SHAPE_OPS  # ops whose output is static even when their input is not
 
 
 # ---------------------------------------------------------------------- the graph
 Step = tuple[str, OpFn, list[str], list[str], dict[str, Any]]  # op type, op, inputs, outputs, attributes
+
+
+def run_plan(k: Kernels, plan: Sequence[Step], env: dict[str, Any]) -> None:
+    """Run ``plan``'s steps on the values in ``env``, adding their outputs; a step holding a body (Loop, Scan) also
+    gets the outer values its body reads. A ModuleError names the node."""
+    for op_type, op, ins, outs, attrs in plan:
+        args = [env[n] if n else None for n in ins]
+        while args and args[-1] is None:  # trailing optional inputs left out
+            args.pop()
+        body = attrs.get("body")
+        extra = {"outer": {n: env[n] for n in body.free}} if isinstance(body, onnx_control.Subgraph) else {}
+        try:
+            result = op(k, *args, **attrs, **extra)
+        except ModuleError as exc:
+            raise ModuleError(f"{op_type} node {outs[0]!r}: {exc}") from None
+        if type(result) is tuple:  # several outputs (TopK, Split, LayerNormalization, Dropout); "" is one left out
+            for name, value in zip(outs, result):
+                if name:
+                    env[name] = value
+        else:
+            env[outs[0]] = result
+
+
+_HOST = onnx_control.Host(run_plan, _is_static, lambda k, values: _xp(k, *values).stack(values, axis=0))
 
 
 @dataclass
@@ -1287,21 +1386,10 @@ class OnnxFunction:
         return tuple(env[name] for name in self.output_names)
 
     def _execute(self, plan: Sequence[Step], env: dict[str, Any]) -> None:
-        k = self.kernels
-        for op_type, op, ins, outs, attrs in plan:
-            args = [env[n] if n else None for n in ins]
-            while args and args[-1] is None:  # trailing optional inputs left out
-                args.pop()
-            try:
-                result = op(k, *args, **attrs)
-            except ModuleError as exc:
-                raise ModuleError(f"{self.engine}: model {self.model}: {op_type} node {outs[0]!r}: {exc}") from None
-            if type(result) is tuple:  # several outputs (TopK, Split, LayerNormalization, Dropout); "" is one left out
-                for name, value in zip(outs, result):
-                    if name:
-                        env[name] = value
-            else:
-                env[outs[0]] = result
+        try:
+            run_plan(self.kernels, plan, env)
+        except ModuleError as exc:
+            raise ModuleError(f"{self.engine}: model {self.model}: {exc}") from None
 
     def specialize(self, example: Any) -> Callable[[Any], tuple[Any, ...]]:
         """The graph for inputs shaped like ``example``, its input-independent part evaluated once
@@ -1314,7 +1402,7 @@ class OnnxFunction:
         for step in self.plan:
             op_type, _, ins, outs, _ = step
             self._execute([step], env)
-            if op_type not in _SHAPE_OPS and any(n in live for n in ins if n):
+            if op_type not in _SHAPE_OPS and any(n in live for n in onnx_control.reads(step)):
                 live.update(outs)
                 runtime.append(step)
         fixed = {name: value for name, value in env.items() if name not in live}
@@ -1345,7 +1433,9 @@ def _attributes(node: Any) -> dict[str, Any]:
 
 def _topological(nodes: Sequence[Any], known: set[str], engine: str) -> list[Any]:
     """Kahn's order over value names (ONNX files should already be sorted; not trusted to be)."""
-    waiting = {i: {n for n in node.input if n and n not in known} for i, node in enumerate(nodes)}
+    waiting = {i: {n for n in [*node.input, *(f for sub in onnx_control.graphs_of(node)
+                                             for f in onnx_control.free_names(sub))] if n and n not in known}
+               for i, node in enumerate(nodes)}
     consumers: dict[str, list[int]] = {}
     for i, needs in waiting.items():
         for name in needs:
@@ -1366,6 +1456,54 @@ def _topological(nodes: Sequence[Any], known: set[str], engine: str) -> list[Any
     return order
 
 
+def _all_nodes(graph: Any) -> list[Any]:
+    """The graph's nodes and those of every body inside it (Loop, Scan, If)."""
+    return [m for n in graph.node for m in [n, *(x for sub in onnx_control.graphs_of(n) for x in _all_nodes(sub))]]
+
+
+def _plan(graph: Any, known: set[str], engine: str, opset: int, path: Path) -> list[Step]:
+    """The graph's nodes as steps in topological order, each op's attributes in the form its function takes
+    (a Loop's or Scan's body translated the same way: ``onnx_control.Subgraph``)."""
+    plan: list[Step] = []
+    for node in _topological(list(graph.node), known, engine):
+        attrs = _attributes(node)
+        if node.op_type in _REDUCE_OPS and "axes" in attrs:
+            attrs["axes_attr"] = attrs.pop("axes")
+        if node.op_type == "ConstantOfShape" and "value" in attrs:
+            attrs["value"] = np.asarray(attrs["value"])
+        if node.op_type == "Shape" and opset < 15:
+            attrs.pop("start", None), attrs.pop("end", None)
+        if node.op_type in ("Softmax", "LogSoftmax"):
+            attrs["opset"] = opset  # before 13: over the 2-D coercion at axis
+        if node.op_type == "Split" and "split" in attrs:  # an attribute before opset 13, an input since
+            attrs["split_attr"] = attrs.pop("split")
+        if node.op_type == "Pad" and "pads" in attrs:  # an attribute before opset 11, an input since
+            attrs["pads_attr"] = attrs.pop("pads")
+        if node.op_type == "Resize":
+            attrs["opset"] = opset
+        if node.op_type in ("Split", "Dropout"):  # how many outputs the node names (Dropout's mask is optional)
+            attrs["n_outputs"] = len(node.output)
+        if node.op_type in ("Loop", "Scan"):
+            attrs["body"] = _body(attrs["body"], engine, opset, path)
+        if node.op_type == "Scan" and opset < 9:
+            raise ModuleError(f"{engine}: model {path} uses Scan of opset {opset} (a batch axis and sequence_lens), "
+                              f"which the ONNX translator does not implement; export at opset 9 or later, or use "
+                              f"backend: onnxruntime for this model")
+        plan.append((node.op_type, OPS[node.op_type], list(node.input), list(node.output), attrs))
+    return plan
+
+
+def _body(graph: Any, engine: str, opset: int, path: Path) -> onnx_control.Subgraph:
+    """A Loop's or Scan's body: its own initializers static, the outer names it reads given at each run."""
+    from onnx import numpy_helper
+
+    consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    inputs = [i.name for i in graph.input]
+    free = onnx_control.free_names(graph)
+    plan = _plan(graph, set(consts) | set(inputs) | set(free), engine, opset, path)
+    return onnx_control.Subgraph(plan, inputs, [o.name for o in graph.output], consts, free)
+
+
 def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFunction:
     """Read ``path`` (or the already loaded ModelProto) into an OnnxFunction for ``kernels``' engine;
     unsupported ops are one ModuleError line naming them and the model."""
@@ -1384,7 +1522,7 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
     graph = model.graph
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
     bad = sorted({(n.domain + "." if n.domain not in ("", "ai.onnx") else "") + n.op_type
-                  for n in graph.node if n.domain not in ("", "ai.onnx") or n.op_type not in OPS})
+                  for n in _all_nodes(graph) if n.domain not in ("", "ai.onnx") or n.op_type not in OPS})
     foreign = [op for op in bad if "." not in op and not onnx.defs.has(op)]
     if foreign:  # no engine runs these: "use onnxruntime" would send the user to the same wall
         raise ModuleError(f"{engine}: model {path} uses op(s) that are not ONNX operators: {', '.join(foreign)} "
@@ -1409,26 +1547,8 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
     inp = inputs[0]
     shape = tuple((d.dim_param or None) if not d.HasField("dim_value") else int(d.dim_value)
                   for d in inp.type.tensor_type.shape.dim)
-    plan: list[Step] = []
-    for node in _topological(list(graph.node), set(consts) | {inp.name}, engine):
-        attrs = _attributes(node)
-        if node.op_type in _REDUCE_OPS and "axes" in attrs:
-            attrs["axes_attr"] = attrs.pop("axes")
-        if node.op_type == "ConstantOfShape" and "value" in attrs:
-            attrs["value"] = np.asarray(attrs["value"])
-        if node.op_type == "Shape" and opset < 15:
-            attrs.pop("start", None), attrs.pop("end", None)
-        if node.op_type in ("Softmax", "LogSoftmax"):
-            attrs["opset"] = opset  # before 13: over the 2-D coercion at axis
-        if node.op_type == "Split" and "split" in attrs:  # an attribute before opset 13, an input since
-            attrs["split_attr"] = attrs.pop("split")
-        if node.op_type == "Pad" and "pads" in attrs:  # an attribute before opset 11, an input since
-            attrs["pads_attr"] = attrs.pop("pads")
-        if node.op_type == "Resize":
-            attrs["opset"] = opset
-        if node.op_type in ("Split", "Dropout"):  # how many outputs the node names (Dropout's mask is optional)
-            attrs["n_outputs"] = len(node.output)
-        plan.append((node.op_type, OPS[node.op_type], list(node.input), list(node.output), attrs))
+    plan = _plan(graph, set(consts) | {inp.name}, engine, opset, path)
+    onnx_control.check_loops(plan, set(consts), engine, path)
     dtype = np.dtype(tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))
     return OnnxFunction(Path(path), engine, inp.name, shape, dtype, [o.name for o in graph.output],
-                        sorted({p[0] for p in plan}), plan, consts, kernels)
+                        sorted({n.op_type for n in _all_nodes(graph)}), plan, consts, kernels)

@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hltrun.framework.errors import ModuleError
+
 from .onnx_graph import OPS, Kernels, OnnxFunction, Pads
 from .onnx_graph import translate as translate_for
 
@@ -93,12 +95,17 @@ class JaxKernels(Kernels):
         values = values if largest else xp.negative(values)
         return xp.moveaxis(values, -1, axis), xp.moveaxis(idx, -1, axis).astype(index_dtype())
 
-    def scan(self, step: Any, carry: tuple[Any, ...], xs: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+    def scan(self, step: Any, carry: tuple[Any, ...], xs: tuple[Any, ...],
+             length: int | None = None) -> tuple[tuple[Any, ...], Any]:
         """``lax.scan``: XLA compiles the step once, not once per constituent (a 100-step LSTM unrolled
-        would compile 100 copies per bucket)."""
+        would compile 100 copies per bucket). A Loop body that needs a per-step value static (a ``Slice`` at the
+        counter) or whose carried values change shape cannot be one step: it is unrolled (the loop here)."""
         from jax import lax
 
-        return lax.scan(step, tuple(self.xp.asarray(c) for c in carry), xs)
+        try:
+            return lax.scan(step, tuple(self.xp.asarray(c) for c in carry), xs, length=length)
+        except (ModuleError, TypeError):
+            return super().scan(step, carry, xs, length)
 
     def scatter(self, data: Any, indices: Any, updates: Any, axis: int, reduction: str) -> Any:
         """``.at[...]`` with every other axis's position from an index grid of the indices' shape."""

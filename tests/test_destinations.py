@@ -505,9 +505,9 @@ def test_a_member_that_became_a_device_during_the_job_leaves_the_previous_set(tm
 
     original = report_files.write_timing_root
 
-    def becomes_a_device(report_dir, timing):  # noqa: ANN001, ANN202 - hltrun.json and resources.json are staged
+    def becomes_a_device(report_dir, timing, *marks):  # noqa: ANN001, ANN002, ANN202 - hltrun.json and resources.json are staged
         _char_device(report_dir / "timing.root", "full")
-        return original(report_dir, timing)
+        return original(report_dir, timing, *marks)
 
     monkeypatch.setattr(report_files, "write_timing_root", becomes_a_device)
     code, out, errors = _run(capfd, str(_job(tmp_path)), "--report-dir", str(rep))

@@ -224,9 +224,9 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
         if why is not None:
             raise CardRefused(why)
         from hltrun.tools.physics.card_run import ScoringFailed
-        from hltrun.tools.physics.card_write import summary_lines, write_card
+        from hltrun.tools.physics.card_write import scorer_card, summary_lines, write_card
 
-        out_dir = args.out_dir if args.out_dir is not None else args.model.resolve().parent
+        out_dir = args.out_dir if args.out_dir is not None else scorer_card(args.model).absolute().parent
         check_out_dir(out_dir, args.model, args.out_dir is not None)  # before the samples are scored: not after
         args.background, args.signal = shipped_or_given(args.background), shipped_or_given(args.signal)
         check_samples([*args.background, *args.signal])  # a typo in the last --signal: before the first is scored

@@ -69,6 +69,7 @@ from hltrun.framework.provenance import differences, stopped_by
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
 from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch, read_process, read_provenance
+from hltrun.modules.source.tree import cut_short
 from hltrun.tools import hltdiff_changes as changes
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
@@ -145,7 +146,8 @@ class Difference:
 
 # ----------------------------------------------------------------------------------------- reading
 def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
-    """All rows of ``tree`` in ``paths``, in file order; branches missing from a file are dropped."""
+    """All rows of ``tree`` in ``paths``, in file order; branches missing from a file are dropped. A file cut
+    short (the source's check, modules/source/tree.py ``cut_short``) is an error: it read as whole, exit 0."""
     import uproot
 
     parts = []
@@ -155,6 +157,9 @@ def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
             raise InputError(why)
         try:
             with uproot.open(path) as f:
+                why = cut_short(str(path), f.file)  # read as whole, the events its lost end held were 'missing'
+                if why is not None:
+                    raise InputError(why)
                 if tree not in f:
                     raise InputError(f"no tree '{tree}' in {path}")
                 parts.append(f[tree].arrays(library="ak"))

@@ -376,21 +376,25 @@ class _StdoutFailed(Exception):
 
 
 class _Guarded:
-    """``sys.stdout`` during ``printing``: the same stream, whose write and flush failures are marked."""
+    """``sys.stdout`` during ``printing``: the same stream, whose write and flush failures are marked, and
+    remembered (``failed``): a block inside the block already said the failure (tools' ``entry_point``)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self.failed = False
 
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
         except OSError as exc:
+            self.failed = True
             raise _StdoutFailed(exc) from exc
 
     def flush(self) -> None:
         try:
             self.stream.flush()
         except OSError as exc:
+            self.failed = True
             raise _StdoutFailed(exc) from exc
 
     def __getattr__(self, name: str) -> object:

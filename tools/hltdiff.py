@@ -65,6 +65,7 @@ from hltrun.framework.atomic import write_text, writing
 from hltrun.framework.destinations import printing, reading
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.resources import unreadable_reason, user_path
+from hltrun.framework.stdio import entry_point
 from hltrun.framework.provenance import differences, stopped_by
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
@@ -719,13 +720,12 @@ def _print_comparison(diff: Difference, args: argparse.Namespace, made_by: Seque
     print("outputs agree" if diff.identical else "outputs DIFFER")
 
 
+@entry_point("hltdiff", stdout_exit=2)  # stderr closed, or its reader gone: the exit code still says the answer
 def main(argv: list[str] | None = None) -> int:
     """hltdiff's exit code (module docstring); Ctrl-C or a signal: one line, 128 + signal, no file half-written."""
     from hltrun.framework.destinations import one_job
     from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries
-    from hltrun.framework.stdio import standard_streams
 
-    standard_streams()  # stderr closed, or its reader gone: the exit code still says the answer
     try:  # one_job: no file of -j, -c, -r may replace a compared file (-F old with -r wrote old.root)
         with handle_signals(), one_job():  # SIGTERM / SIGHUP stop it like Ctrl-C, as they stop hltrun
             return _main(argv)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from hltrun.framework.resources import find_file, local_output_path, unreadable_reason
+from hltrun.framework.stdio import entry_point
 from hltrun.modules.working_point import efficiency_key
 from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, check_min_events_above
 
@@ -185,13 +186,12 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+@entry_point("hltcard")  # stderr closed, or its reader gone: a refusal keeps its exit code
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hltcard`` (module docstring: exit codes)."""
     from hltrun.framework.cli import setup_logging
     from hltrun.framework.destinations import folders_made_undone
-    from hltrun.framework.stdio import standard_streams
 
-    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(quiet=not args.debug, debug=args.debug)  # the path's warnings as hltrun prints them

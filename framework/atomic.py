@@ -26,7 +26,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
-from .destinations import NAME_MAX, check_set_member, destination, fit_name
+from .destinations import NAME_MAX, check_set_member, destination, fit_name, make_refused
 from .errors import ModuleError
 from .interrupt import forget_temporary, register_temporary, signals_held
 from .leftovers import sweep, tag
@@ -65,7 +65,7 @@ class Staged:
             prefix = fit_name(self.dest.target.name, room) + writer
             fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + suffix, dir=folder)
         except OSError as exc:
-            raise ModuleError(f"{what}: cannot write into {folder} ({exc.strerror or exc})") from None
+            raise ModuleError(f"{what}: cannot write into {folder} ({make_refused(folder, exc)})") from None
         os.close(fd)
         self.tmp = Path(tmp)
         register_temporary(self.tmp)

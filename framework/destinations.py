@@ -19,6 +19,7 @@ looks again when the file is complete: a long job's destination may have changed
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -278,8 +279,46 @@ def _probe(folder: Path, what: str) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ModuleError(f"{what}: cannot write into {folder} ({reason})") from None
+        raise ModuleError(f"{what}: cannot write into {folder} ({make_refused(folder, exc)})") from None
+
+
+KERNEL_FILE_SYSTEMS = ("proc", "sysfs")  # the kernel's views: files that exist, none that can be made
+
+
+def make_refused(folder: Path, exc: OSError) -> str:
+    """Why making a file (or the folder) in ``folder`` failed, from its error. "No such file or directory" for a
+    folder that exists (``/proc``) or whose parent does (``/proc/x``) is a special file system's refusal, not a
+    missing folder, and "Permission denied" in /sys is one too (as root): said so, naming the file system
+    (``/proc/self/mounts``)."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno not in (errno.ENOENT, errno.EACCES, errno.EPERM):
+        return reason
+    there = Path(os.path.abspath(folder))
+    while not there.exists() and there.parent != there:
+        there = there.parent
+    kind = _file_system(there) if there.is_dir() else None
+    if kind is None or (exc.errno != errno.ENOENT and kind not in KERNEL_FILE_SYSTEMS):  # a true 'Permission denied'
+        return reason
+    where = "" if there == Path(os.path.abspath(folder)) else f"{there} is "
+    what = ": the kernel's view, not a disk" if kind in KERNEL_FILE_SYSTEMS else ""
+    return f"{where}a '{kind}' file system, where no file can be made{what}; it said: {reason}"
+
+
+def _file_system(folder: Path) -> str | None:
+    """The type of the file system ``folder`` is on (the longest mount point above it), or None where the mount
+    table cannot be read (not Linux)."""
+    try:
+        with open("/proc/self/mounts") as mounts:
+            table = [line.split()[1:3] for line in mounts if len(line.split()) > 2]
+    except OSError:
+        return None
+    real = os.path.realpath(folder)
+    best: tuple[int, str] | None = None
+    for point, kind in table:
+        point = point.replace("\\040", " ")  # the table writes a space in a mount point as \040
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and (best is None or len(point) > best[0]):
+            best = (len(point), kind)
+    return best[1] if best else None
 
 
 def check_file_destination(path: str | os.PathLike[str], what: str, in_place: bool = True) -> Destination:
@@ -376,21 +415,25 @@ class _StdoutFailed(Exception):
 
 
 class _Guarded:
-    """``sys.stdout`` during ``printing``: the same stream, whose write and flush failures are marked."""
+    """``sys.stdout`` during ``printing``: the same stream, whose write and flush failures are marked, and
+    remembered (``failed``): a block inside the block already said the failure (tools' ``entry_point``)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self.failed = False
 
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
         except OSError as exc:
+            self.failed = True
             raise _StdoutFailed(exc) from exc
 
     def flush(self) -> None:
         try:
             self.stream.flush()
         except OSError as exc:
+            self.failed = True
             raise _StdoutFailed(exc) from exc
 
     def __getattr__(self, name: str) -> object:

@@ -38,6 +38,22 @@ A path its prescale column switches off (prescale 0) is no measurement: its rate
 flagged ``off`` (and the menu total too, where every path is off). Which paths are off is the prescale table's
 and the prescalers' business, not the counts': the TriggerRates service records it per lumi section with the
 column (``TriggerPatterns.off``), so that it merges over streams and Dask units as the column does.
+
+A prescaled path's error is conservative. The binomial error treats its count as if each event were kept at
+random with probability 1/P; HLTPrescaler (modules/prescaler.py) keeps exactly one in P of the events reaching
+it, a counter, so given how many reach it how many it keeps is fixed, and the count varies less. With f the
+fraction of the events that reach the prescaler and q the fraction of those the path's later modules accept,
+the accepted count n has variance n [(1 - q) + q (1 - f) / P], where the binomial says n (1 - f q / P): the
+quoted error is about right where the modules after the prescaler are selective (q small: 1.05x on the shipped
+menu's HLT_AnomalyConvVAE at P = 10), too large by sqrt(P) where the prescaler is in effect the path's last
+decision on a rare selection (q = 1, f small: Var n = n / P, the unprescaled count's variance / P^2), and by
+more where nearly every event passes the path before it (f q near 1: 2.9x for configs/menu.yaml's
+``emergency`` HLT_PFHT1050, P = 2, which 94 % of the shipped events pass; each measured by resampling the 5500
+shipped events, with the counter, 4000 times). It is never too small. The smallest error of a prescaled rate is
+the unprescaled column's: run the path at prescale 1 and divide its rate and its error by P (as CMS rate tools
+weigh unprescaled simulation by 1/P, whose Sumw2 error is the same), a variance below the prescaled run's by
+n (1 - q) (1 - 1/P). A prescaled column's unique rates and menu total carry the same caveat for the events
+its prescalers decide. The figures stay the binomial ones: the path's f and q are not the rates' to know.
 """
 
 from __future__ import annotations

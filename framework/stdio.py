@@ -1,14 +1,17 @@
 """The standard streams of a console command as its caller left them: closed (``2>&-``, a daemon), full, or
-a pipe whose reader left (``2>&1 | head -1``). Every command (hltrun, hltcard, hltdiff, hltinputs, hltbench)
-calls ``standard_streams`` first, so that none of them fails on them in its own way: a message no stream can
-take goes nowhere, and the exit code still says what happened (it was exit 1 with nothing said, or a
-refusal's line written into stdout, the command's product)."""
+a pipe whose reader left (``2>&1 | head -1``). Every command calls ``standard_streams`` first, so that none
+of them fails on them in its own way: a message no stream can take goes nowhere, and the exit code still says
+what happened (it was exit 1 with nothing said, or a refusal's line written into stdout, the command's
+product): hltrun itself (framework/cli.py), and every entry
+point in tools/ (hltcard, hltdiff, hltinputs, hltbench, tools/physics/*: evaluate_models, generate_events, ...)
+through ``entry_point``, which also makes their stdout a destination (framework/destinations.py ``printing``)."""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, TextIO
+from functools import wraps
+from typing import Any, Callable, Optional, TextIO
 
 
 def fill_closed_descriptors() -> None:
@@ -63,3 +66,43 @@ def standard_streams() -> None:
     fill_closed_descriptors()
     if not isinstance(sys.stderr, _Stderr):
         sys.stderr = _Stderr(sys.stderr)
+
+
+Main = Callable[[Optional[list[str]]], int]
+
+
+def entry_point(prog: str, stdout_exit: int | None = None) -> Callable[[Main], Main]:
+    """A tool's ``main(argv) -> int`` run as a command, the one mechanism of every entry point in tools/:
+    ``standard_streams`` first (a closed stderr no longer sends the tool's refusals into stdout), and everything it
+    prints a ``printing`` block, flushed before it returns or before its SystemExit (argparse's ``--help``, a usage
+    error) goes on: ``> /dev/full`` or a reader gone is one line naming the tool, exit ``stdout_exit`` (default the
+    error's, 4), where it was a traceback (exit 1) after the work, or exit 0 with the text lost. A closed stdout
+    (``>&-``) prints nothing and keeps the tool's exit code: its files are its product. A block of the tool's own
+    (hltcard's summary, hltdiff's table) says its stdout failure itself, as before."""
+    def wrap(main: Main) -> Main:
+        @wraps(main)
+        def run(argv: list[str] | None = None) -> int:
+            from .destinations import printing
+            from .errors import HltError, printable
+
+            standard_streams()
+            returned: list[int] = []  # main's code, once a block of its own said stdout's failure
+            try:
+                with printing("its output", required=False):
+                    guard = sys.stdout
+                    try:
+                        code = main(argv)
+                    except SystemExit:
+                        if sys.stdout is not None:
+                            sys.stdout.flush()  # what --help wrote: said here if it cannot go out
+                        raise
+                    if getattr(guard, "failed", False):
+                        returned.append(code)
+                    return code
+            except HltError as exc:  # stdout's failure, or one of hltrun's errors the tool let through
+                if returned:  # hltdiff's table, hltcard's summary: said, with the tool's own exit code
+                    return returned[0]
+                sys.stderr.write(f"{prog}: error: {printable(str(exc))}\n")
+                return exc.exit_code if stdout_exit is None else stdout_exit
+        return run
+    return wrap

@@ -253,17 +253,11 @@ def model_identity(model: str, precision: str = "auto") -> str:
 def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresholds, Path]:
     """(model identity, its thresholds, the card read) for a scorer configured with ``params``.
 
-    The card is ``thresholds.json`` in the model's folder. An INT8 model without its own entry falls
-    back to its fp32 parent's cuts, loudly (data/models/README.md: re-derive them for INT8). The
-    card's pT-dependent cuts (``vs_leading_jet_pt``, modules/working_point.py) are checked here, the
-    one place the card is read: a malformed entry is a configuration error naming the card."""
+    The card is ``thresholds.json`` in the model's folder (``thresholds_card``); its entry is read by
+    ``card_thresholds``."""
     import json
 
-    identity = model_identity(params.model, params.precision)
-    given = find_file(params.model, "model file")
-    reading([given])  # as the card: an output of the job over it is refused at validation (a Dask client's too)
-    folder = given.parent if names_a_file(given) else find_file(params.models_dir, "models_dir")
-    card = folder / THRESHOLDS_CARD
+    identity, card = thresholds_card(params)
     try:
         table = json.loads(card.read_text())
     except FileNotFoundError:
@@ -271,6 +265,25 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
     except (OSError, ValueError) as exc:
         raise ConfigError(f"thresholds card {card} is unreadable: {exc}") from None
     reading([card])  # the filter's cut comes from it: no output of the running job may replace it
+    return identity, card_thresholds(table, identity, card), card
+
+
+def thresholds_card(params: "VAEAnomalyScorerParameters") -> tuple[str, Path]:
+    """(model identity, the card its cuts are read from): ``thresholds.json`` in the folder of the model as
+    given (a symbolic link's folder, not its target's), or in ``models_dir`` for a model's name. Its own
+    function so that hltcard writes its entry where this reads it, and checks it before writing."""
+    identity = model_identity(params.model, params.precision)
+    given = find_file(params.model, "model file")
+    reading([given])  # as the card: an output of the job over it is refused at validation (a Dask client's too)
+    folder = given.parent if names_a_file(given) else find_file(params.models_dir, "models_dir")
+    return identity, folder / THRESHOLDS_CARD
+
+
+def card_thresholds(table: Any, identity: str, card: Path) -> Thresholds:
+    """``identity``'s cuts in a card's parsed ``table`` (``card`` names it in errors). An INT8 model without its
+    own entry falls back to its fp32 parent's cuts, loudly (data/models/README.md: re-derive them for INT8). The
+    card's pT-dependent cuts (``vs_leading_jet_pt``, modules/working_point.py) are checked here, the one place a
+    card's entry is read: a malformed entry is a configuration error naming the card."""
     entry = table.get(identity) if isinstance(table, dict) else None
     if entry is None and identity.endswith("_int8") and isinstance(table, dict):
         entry = table.get(identity[:-5])
@@ -278,7 +291,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
             log.warning("thresholds: %s has no entry for %s; using the fp32 model's cuts "
                         "(re-derive them for INT8, see data/models/README.md)", card, identity, extra={"once": True})
     if not isinstance(entry, dict):
-        return identity, {}, card
+        return {}
     out: Thresholds = {str(k): float(v) for k, v in entry.items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
     bad = sorted(k for k, v in out.items() if not math.isfinite(v))
@@ -290,7 +303,7 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
             out[PT_BINNED_KEY] = parse_pt_cuts(entry[PT_BINNED_KEY])
         except ValueError as exc:
             raise ConfigError(f"thresholds card {card}: {identity}.{PT_BINNED_KEY}: {exc}") from None
-    return identity, out, card
+    return out
 
 
 @dataclass

@@ -1092,3 +1092,30 @@ def test_one_rule_for_a_local_file_name_with_a_file_prefix(name, local) -> None:
     assert local_file_url(name) == local
     assert local_name(name) == (local or name)
     assert (remote_url(name) is None) == (local is not None or "://" not in name)
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="no /proc (not Linux)")
+@pytest.mark.parametrize("out", ["/proc/version", "/proc/hltrun-no-such/out.root"])
+def test_an_output_in_proc_names_the_file_system_not_a_missing_folder(out, tmp_path, capfd) -> None:
+    """``modules.out.file=/proc/version`` said ``cannot write into /proc (No such file or directory)``: /proc
+    exists; it is the kernel's file system that makes no files (ENOENT is its answer)."""
+    code, _, errors = _run(capfd, str(_job(tmp_path, out)))
+    folder = Path(out).parent
+    assert code == 4 and len(errors) == 1, errors
+    assert errors[0].startswith(f"hltrun: error: modules.out.file: cannot write into {folder} (")
+    assert "a 'proc' file system, where no file can be made: the kernel's view, not a disk" in errors[0]
+    assert not os.path.exists("/proc/hltrun-no-such")
+
+
+def test_a_refusal_to_make_a_file_names_the_file_system_only_where_the_folder_exists(tmp_path) -> None:
+    """The same words for any file system that answers ENOENT in a folder that exists (a FUSE mount); a folder
+    truly missing (its whole tree gone) and other errors keep the system's own words."""
+    from hltrun.framework.destinations import make_refused
+
+    gone = OSError(errno.ENOENT, "No such file or directory")
+    said = make_refused(tmp_path, gone)
+    assert said.startswith("a '") and said.endswith("file system, where no file can be made; it said: "
+                                                   "No such file or directory")
+    assert make_refused(tmp_path / "a" / "b", gone).startswith(f"{tmp_path} is a '")
+    assert make_refused(tmp_path, OSError(errno.EROFS, "Read-only file system")) == "Read-only file system"
+    assert make_refused(tmp_path, OSError(errno.EACCES, "Permission denied")) == "Permission denied"

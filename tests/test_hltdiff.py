@@ -181,6 +181,22 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys, case):
     assert len(err) == 1 and err[0].startswith("hltdiff: error:") and "bad.root" in err[0]
 
 
+@pytest.mark.parametrize("side", ["old", "new"])
+@pytest.mark.parametrize("lost", [1, 72, 400])
+def test_an_output_cut_short_is_exit_2_with_one_line(tmp_path, capsys, side, lost):
+    """An output whose last bytes are missing (a full disk, an interrupted copy) read as whole: the same events,
+    "0 have different HLT results", exit 0. It is the source's check (modules/source/tree.py ``cut_short``: the ROOT
+    header's end against the file's size) here too: exit 2, one line naming the file."""
+    good = _write(tmp_path / "good.root", [1] * 10, EV, {"HLT_A": OLD_A}, score=[[0.5, 0.25]] * 10)
+    short = tmp_path / "short.root"
+    short.write_bytes(good.read_bytes()[:-lost])
+    files = [good, short] if side == "new" else [short, good]
+    assert main([str(f) for f in files]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"hltdiff: error: input file {short} is cut short: {good.stat().st_size - lost} bytes")
+
+
 def test_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "only_one.root")])

@@ -23,6 +23,7 @@ from typing import Any
 
 from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, ModuleError, one_line
+from hltrun.framework.stdio import entry_point
 from hltrun.modules.inference.base import (FLOAT32_ONLY, check_model_file, external_data_line, missing_external_data,
                                           ort_format_line)
 from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, WRITTEN, Contract,
@@ -107,10 +108,8 @@ def read_declaration(text: str) -> object:
     return yaml.safe_load(text)
 
 
+@entry_point("hltinputs")  # stderr closed: no refusal written into stdout (the declaration a user may redirect)
 def main(argv: list[str] | None = None) -> int:
-    from hltrun.framework.stdio import standard_streams
-
-    standard_streams()  # stderr closed: no refusal written into stdout (the declaration a user may redirect)
     ap = argparse.ArgumentParser(prog="hltinputs", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="derived constituent features: " + ", ".join(CONSTITUENT_FEATURES)

@@ -65,10 +65,12 @@ from hltrun.framework.atomic import write_text, writing
 from hltrun.framework.destinations import printing, reading
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.resources import unreadable_reason, user_path
+from hltrun.framework.stdio import entry_point
 from hltrun.framework.provenance import differences, stopped_by
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
 from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch, read_process, read_provenance
+from hltrun.modules.source.tree import cut_short
 from hltrun.tools import hltdiff_changes as changes
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
@@ -145,7 +147,8 @@ class Difference:
 
 # ----------------------------------------------------------------------------------------- reading
 def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
-    """All rows of ``tree`` in ``paths``, in file order; branches missing from a file are dropped."""
+    """All rows of ``tree`` in ``paths``, in file order; branches missing from a file are dropped. A file cut
+    short (the source's check, modules/source/tree.py ``cut_short``) is an error: it read as whole, exit 0."""
     import uproot
 
     parts = []
@@ -155,6 +158,9 @@ def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
             raise InputError(why)
         try:
             with uproot.open(path) as f:
+                why = cut_short(str(path), f.file)  # read as whole, the events its lost end held were 'missing'
+                if why is not None:
+                    raise InputError(why)
                 if tree not in f:
                     raise InputError(f"no tree '{tree}' in {path}")
                 parts.append(f[tree].arrays(library="ak"))
@@ -714,13 +720,12 @@ def _print_comparison(diff: Difference, args: argparse.Namespace, made_by: Seque
     print("outputs agree" if diff.identical else "outputs DIFFER")
 
 
+@entry_point("hltdiff", stdout_exit=2)  # stderr closed, or its reader gone: the exit code still says the answer
 def main(argv: list[str] | None = None) -> int:
     """hltdiff's exit code (module docstring); Ctrl-C or a signal: one line, 128 + signal, no file half-written."""
     from hltrun.framework.destinations import one_job
     from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries
-    from hltrun.framework.stdio import standard_streams
 
-    standard_streams()  # stderr closed, or its reader gone: the exit code still says the answer
     try:  # one_job: no file of -j, -c, -r may replace a compared file (-F old with -r wrote old.root)
         with handle_signals(), one_job():  # SIGTERM / SIGHUP stop it like Ctrl-C, as they stop hltrun
             return _main(argv)

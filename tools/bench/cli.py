@@ -14,7 +14,7 @@ from types import ModuleType
 from hltrun.framework.destinations import folders_made_undone, one_job, printing
 from hltrun.framework.errors import HltError, one_line, printable
 from hltrun.framework.interrupt import exit_code_of, handle_signals, remove_temporaries, signal_behind
-from hltrun.framework.stdio import standard_streams
+from hltrun.framework.stdio import entry_point
 from hltrun.tools.bench.runner import BenchError, check_outputs
 
 # sub-command -> (module under hltrun.tools.bench, one-line help shown by ``hltbench --help``)
@@ -61,10 +61,10 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point("hltbench")  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
 def main(argv: list[str] | None = None) -> int:
     """Run the study named first on the command line; 2 for a missing or unknown study or a user error,
     an HltError's own exit code (4: an output that cannot be written) for one of hltrun's errors."""
-    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         print(OLD_STYLE.format(" " + " ".join(argv)), file=sys.stderr)

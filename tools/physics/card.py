@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from hltrun.framework.resources import find_file, local_output_path, unreadable_reason
+from hltrun.framework.stdio import entry_point
 from hltrun.modules.working_point import efficiency_key
 from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, check_min_events_above
 
@@ -185,13 +186,12 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+@entry_point("hltcard")  # stderr closed, or its reader gone: a refusal keeps its exit code
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hltcard`` (module docstring: exit codes)."""
     from hltrun.framework.cli import setup_logging
     from hltrun.framework.destinations import folders_made_undone
-    from hltrun.framework.stdio import standard_streams
 
-    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(quiet=not args.debug, debug=args.debug)  # the path's warnings as hltrun prints them
@@ -224,9 +224,9 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
         if why is not None:
             raise CardRefused(why)
         from hltrun.tools.physics.card_run import ScoringFailed
-        from hltrun.tools.physics.card_write import summary_lines, write_card
+        from hltrun.tools.physics.card_write import scorer_card, summary_lines, write_card
 
-        out_dir = args.out_dir if args.out_dir is not None else args.model.resolve().parent
+        out_dir = args.out_dir if args.out_dir is not None else scorer_card(args.model).absolute().parent
         check_out_dir(out_dir, args.model, args.out_dir is not None)  # before the samples are scored: not after
         args.background, args.signal = shipped_or_given(args.background), shipped_or_given(args.signal)
         check_samples([*args.background, *args.signal])  # a typo in the last --signal: before the first is scored

@@ -282,15 +282,17 @@ def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
 
 def write_card(r: dict[str, Any], out_dir: Path, with_plots: bool, command: str,
                what: str = "--out-dir") -> list[Path]:
-    """thresholds.json (merged) and the card, all together; checks what the scorer will read back. ``what``: the
+    """thresholds.json (merged) and the card, all together, once the entry is checked against what the scorer will
+    read back: a refused entry never reaches thresholds.json (the next hltrun would cut on it). ``what``: the
     folder as the user named it, for a failed write's line (``--out-dir: cannot write …/m_card.md (…)``)."""
     from hltrun.framework.atomic import together, write_bytes, write_text
     from hltrun.modules.vae_scorer import model_identity
 
     identity = model_identity(str(r["model"]))
-    out_dir.mkdir(parents=True, exist_ok=True)
     card = out_dir / "thresholds.json"
     text = merged_thresholds(card, identity, r["table"])
+    check_read_back(r, identity, card, text)  # before any file is written
+    out_dir.mkdir(parents=True, exist_ok=True)
     pngs = plots(r, identity) if with_plots else {}
     md = card_markdown(r, identity, command, list(pngs))
     data = json.dumps(card_json(r, identity, command), indent=1, default=str)
@@ -301,19 +303,33 @@ def write_card(r: dict[str, Any], out_dir: Path, with_plots: bool, command: str,
         write_text(written[2], data + "\n", what)
         for name, blob in pngs.items():
             written.append(write_bytes(out_dir / name, blob, what))
-    if Path(r["model"]).resolve().parent == out_dir.resolve():
-        check_read_back(r, identity)
     return written
 
 
-def check_read_back(r: dict[str, Any], identity: str) -> None:
-    """The scorer's own reader (``model_thresholds``) must find exactly the cuts just written."""
-    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters, model_thresholds
+def scorer_card(model: Path | str) -> Path:
+    """The thresholds.json the scorer reads ``model``'s cuts from (modules/vae_scorer.py ``thresholds_card``):
+    hltcard's default folder, so that a model given through a symbolic link gets its cut beside the link, where
+    ``hltrun ... modules.vae.model=LINK`` looks, not beside the link's target."""
+    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters, thresholds_card
 
-    got_id, got, _ = model_thresholds(VAEAnomalyScorerParameters(model=str(r["model"]), backend="onnxruntime"))
+    return thresholds_card(VAEAnomalyScorerParameters(model=str(model), backend="onnxruntime"))[1]
+
+
+def check_read_back(r: dict[str, Any], identity: str, card: Path, text: str) -> None:
+    """Where ``card`` is the one the scorer reads, the scorer's own reader (``card_thresholds``) must find exactly
+    the cuts of ``r`` in ``text``, thresholds.json's new content: checked before it is written, so a refusal
+    (CardRefused, exit 2) leaves thresholds.json as it was."""
+    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters, card_thresholds, thresholds_card
+    from hltrun.tools.physics.card import CardRefused
+
+    got_id, read = thresholds_card(VAEAnomalyScorerParameters(model=str(r["model"]), backend="onnxruntime"))
+    if read.resolve() != card.resolve():  # another --out-dir: the user places that card
+        return
+    got = card_thresholds(json.loads(text), got_id, card)
     want = {k: v for k, v in r["table"].items() if k != "vs_leading_jet_pt"}
     if got_id != identity or any(got.get(k) != v for k, v in want.items()):
-        raise RuntimeError(f"the scorer reads {got_id} {got} back, not the cuts written")
+        raise CardRefused(f"{card}: the scorer would read {got_id} {got} back, not the cuts computed "
+                          f"{identity} {want}; nothing written")
 
 
 def summary_lines(r: dict[str, Any]) -> list[str]:

@@ -30,6 +30,7 @@ from hltrun.framework.atomic import write_bytes
 from hltrun.tools.catalogue import require_files, usage_error
 from hltrun.tools.physics.conv_agreement import card_names, print_agreement
 from hltrun.tools.physics.conv_weights import SHIPPED, polyphase_conv, shipped_weights, upsampled_polyphase
+from hltrun.framework.stdio import entry_point
 
 
 def _tf():
@@ -237,6 +238,7 @@ def convert_rewrite(onnx_path: Path, out: Path, batches: list[int | None], **opt
     return _write(rewrite_function(shipped_weights(onnx_path), **options), out, batches)
 
 
+@entry_point("conv_tflite")
 def main(argv: list[str] | None = None) -> int:
     """Write the Conv-VAE (the rewrite), or any Keras model as Keras built it (--keras: the GCN-VAE's
     ``data/models/gcn_vae.tflite``), as one dynamic-batch TFLite file for hltrun's ``tflite`` backend, and check it

@@ -45,6 +45,7 @@ from hltrun.tools.catalogue import MODELS, usage_error  # noqa: E402
 from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, check_min_events_above  # noqa: E402
 from hltrun.tools.physics.eval_defs import (BASELINES, BKG_EFFS, INPUT_RATE_HZ, MATCHED_PT_GEV, PT_EDGES_GEV,  # noqa: E402
                                     RATIO_RANGE_GEV, SIGNALS, SignalSpec)
+from hltrun.framework.stdio import entry_point  # noqa: E402
 
 BACKGROUND_DEFAULTS = ("data/large/qcd_flat_test.root", "data/large/qcd_test.root", "data/qcd_dijet.root")
 PHYSICAL_DEFAULT = "data/large/qcd_test.root"
@@ -602,6 +603,7 @@ def command_line(args: argparse.Namespace) -> str:
     return "python tools/physics/evaluate_models.py " + " ".join(show(t) for t in args.argv_for_card)
 
 
+@entry_point("evaluate_models")
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and exit 3 when a sample or model cannot be read, 2 for an argument or a cut resting
     on fewer than --min-events-above effective background events (hltcard's rule), 4 for an unusable --out-dir."""

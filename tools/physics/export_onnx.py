@@ -44,6 +44,7 @@ REPO = checkout()
 
 from hltrun.framework.atomic import write_text, writing  # noqa: E402
 from hltrun.modules.inference.base import AGREEMENT_RTOL  # noqa: E402  (after the path set-up above)
+from hltrun.framework.stdio import entry_point  # noqa: E402
 
 NAMES = {"conv": "conv_vae", "gcn": "gcn_vae"}
 
@@ -268,6 +269,7 @@ def rebuild_keras(keras_path: Path) -> None:
     print(f"{keras_path.name}: rebuilt with the current score graph (same weights)")
 
 
+@entry_point("export_onnx")
 def main(argv: list[str] | None = None) -> int:
     """Export and verify; exit status 1 if the score check fails."""
     args = parse_args(argv)

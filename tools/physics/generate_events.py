@@ -33,6 +33,8 @@ PROG = "generate_events"
 REPO = checkout()
 
 from hltrun.framework.atomic import writing
+from hltrun.framework.stdio import entry_point
+
 DEFAULT_CONFIG = Path(__file__).resolve().with_name("generation.yaml")  # shipped beside this module
 NEUTRINOS = (12, 14, 16)
 MAX_SEED = 900_000_000
@@ -335,6 +337,7 @@ def unwritable(out: Path) -> str | None:
     return None
 
 
+@entry_point("generate_events")
 def main(argv: list[str] | None = None) -> int:
     """Entry point: generate one process and print the timing summary."""
     args = parse_args(argv)

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from hltrun.tools.catalogue import checkout  # noqa: E402
+from hltrun.framework.stdio import entry_point  # noqa: E402
 
 REPO = checkout()
 DEFAULT_INPUTS = ["data/qcd_dijet.root", "data/rsg_ww_3p5TeV.root"]
@@ -114,6 +115,7 @@ def _reading(path: Path) -> Iterator[None]:
                               f"{' '.join(str(exc).split())})") from None
 
 
+@entry_point("make_large_sample")
 def main(argv: list[str] | None = None) -> int:
     """Exit 0; a bad input or output is one line: 3 (an input file), 4 (an output that cannot be written)."""
     from hltrun.framework.destinations import check_file_destination

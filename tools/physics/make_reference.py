@@ -27,6 +27,7 @@ from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.tools.catalogue import MODELS, SAMPLE_NAMES
 
 from hltrun.tools.catalogue import checkout  # noqa: E402
+from hltrun.framework.stdio import entry_point  # noqa: E402
 
 ROOT = checkout()
 REFERENCE_DIR = ROOT / "data" / "reference"
@@ -68,6 +69,7 @@ def compare_files(reference: Path, candidate: Path):
                    rtol=SCORE_RTOL, atol=SCORE_ATOL, selected_old=False, selected_new=False)
 
 
+@entry_point("make_reference")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m hltrun.tools.physics.make_reference", description=__doc__.splitlines()[0],
                                  epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

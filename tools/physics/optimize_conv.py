@@ -51,6 +51,7 @@ from hltrun.tools.catalogue import require_files, usage_error
 from hltrun.tools.physics.conv_agreement import agreement, print_agreement
 from hltrun.tools.physics.conv_weights import (DATA, SHIPPED, folded_upsample, polyphase_conv,  # noqa: F401
                                                shipped_weights, upsampled_polyphase)
+from hltrun.framework.stdio import entry_point
 
 PROG = "optimize_conv"
 
@@ -465,6 +466,7 @@ def rewrite(source: Path = SHIPPED, lowering: str = "conv", **options) -> "onnx.
                           "tools/physics/optimize_conv.py (kept formulation of issue 21 item 3)")
 
 
+@entry_point("optimize_conv")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=SHIPPED, help="the shipped Conv-VAE ONNX file to rewrite")

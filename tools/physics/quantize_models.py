@@ -51,6 +51,7 @@ from hltrun.framework.atomic import write_text, writing  # noqa: E402
 
 from hltrun.tools.catalogue import (MODELS, SAMPLES, models_dir, require_files, sample_path,  # noqa: E402
                                     usage_error)
+from hltrun.framework.stdio import entry_point  # noqa: E402
 
 PROG = "quantize_models"
 
@@ -278,6 +279,7 @@ def write_card(readme: Path, section: str) -> None:
     write_text(readme, text, "quantize_models card")
 
 
+@entry_point("quantize_models")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_args(args)

@@ -26,6 +26,7 @@ PROG = "train_vae.py"  # as argparse names it
 
 from hltrun.framework.atomic import write_text, writing  # noqa: E402
 from hltrun.tools.bench.runner import positive_int  # noqa: E402
+from hltrun.framework.stdio import entry_point  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -144,6 +145,7 @@ def train(args: argparse.Namespace) -> dict:
     return meta
 
 
+@entry_point("train_vae")
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)

@@ -1,8 +1,9 @@
 """The standard streams of a console command as its caller left them: closed (``2>&-``, a daemon), full, or
-a pipe whose reader left (``2>&1 | head -1``). Every command (hltrun, hltcard, hltdiff, hltinputs, hltbench)
-calls ``standard_streams`` first, so that none of them fails on them in its own way: a message no stream can
-take goes nowhere, and the exit code still says what happened (it was exit 1 with nothing said, or a
-refusal's line written into stdout, the command's product)."""
+a pipe whose reader left (``2>&1 | head -1``). Every command (hltcard, hltdiff, hltinputs, hltbench, and the
+physics tools run as ``python -m hltrun.tools.physics.X``) calls ``standard_streams`` first, so that none of them
+fails on them in its own way: a message no stream can take goes nowhere, and the exit code still says what
+happened (it was exit 1 with nothing said, or a refusal's line written into stdout, the command's product).
+hltrun calls ``fill_closed_descriptors``; its one error line (``cli._say``) survives a failing stderr itself."""
 
 from __future__ import annotations
 

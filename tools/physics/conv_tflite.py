@@ -241,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     """Write the Conv-VAE (the rewrite), or any Keras model as Keras built it (--keras: the GCN-VAE's
     ``data/models/gcn_vae.tflite``), as one dynamic-batch TFLite file for hltrun's ``tflite`` backend, and check it
     against the ONNX file (--model) on every shipped sample at that model's cuts."""
+    from hltrun.framework.stdio import standard_streams
+
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     import argparse
     import tempfile
 

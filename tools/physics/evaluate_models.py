@@ -605,6 +605,9 @@ def command_line(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and exit 3 when a sample or model cannot be read, 2 for an argument or a cut resting
     on fewer than --min-events-above effective background events (hltcard's rule), 4 for an unusable --out-dir."""
+    from hltrun.framework.stdio import standard_streams
+
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     args = parse_args(argv)
     args.argv_for_card = list(sys.argv[1:] if argv is None else argv)
     args.out_dir = args.out_dir or args.models_dir

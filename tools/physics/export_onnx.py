@@ -270,6 +270,9 @@ def rebuild_keras(keras_path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Export and verify; exit status 1 if the score check fails."""
+    from hltrun.framework.stdio import standard_streams
+
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     args = parse_args(argv)
     from hltrun.tools.catalogue import require_files
 

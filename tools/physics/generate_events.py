@@ -337,6 +337,9 @@ def unwritable(out: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: generate one process and print the timing summary."""
+    from hltrun.framework.stdio import standard_streams
+
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     args = parse_args(argv)
     check_args(args)
     cfg = load_config(args.config)

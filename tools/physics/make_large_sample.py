@@ -116,6 +116,9 @@ def _reading(path: Path) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0; a bad input or output is one line: 3 (an input file), 4 (an output that cannot be written)."""
+    from hltrun.framework.stdio import standard_streams
+
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     from hltrun.framework.destinations import check_file_destination
     from hltrun.framework.errors import HltError, printable
     from hltrun.framework.resources import local_output_path, unreadable_reason

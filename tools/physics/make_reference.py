@@ -69,6 +69,9 @@ def compare_files(reference: Path, candidate: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hltrun.framework.stdio import standard_streams
+
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     ap = argparse.ArgumentParser(prog="python -m hltrun.tools.physics.make_reference", description=__doc__.splitlines()[0],
                                  epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="compare only; do not rewrite data/reference/")

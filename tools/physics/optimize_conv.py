@@ -466,6 +466,9 @@ def rewrite(source: Path = SHIPPED, lowering: str = "conv", **options) -> "onnx.
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hltrun.framework.stdio import standard_streams
+
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=SHIPPED, help="the shipped Conv-VAE ONNX file to rewrite")
     p.add_argument("--out", type=Path, required=True, help="where to write the rewritten graph")

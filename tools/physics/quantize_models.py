@@ -279,6 +279,9 @@ def write_card(readme: Path, section: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hltrun.framework.stdio import standard_streams
+
+    standard_streams()  # stderr closed, or its reader gone: a refusal keeps its exit code, nothing in stdout
     args = parse_args(argv)
     check_args(args)
     from hltrun.modules.models.preprocess import load_jets

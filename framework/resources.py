@@ -120,7 +120,11 @@ def beside_config(line: str, config: str | Path | None) -> str:
     if match is None or config is None:
         return ""
     name, folder = Path(match.group(1)), Path(config).parent
-    if name.is_absolute() or folder.resolve() == Path.cwd().resolve() or not (folder / name).exists():
+    try:
+        here = folder.resolve() == Path.cwd().resolve()
+    except OSError:  # the working directory was removed (os.getcwd fails): a hint must not cost the error line
+        here = False
+    if name.is_absolute() or here or not (folder / name).exists():
         return ""
     return (f" (relative names are relative to the working directory, as in cmsRun: {folder / name} is beside the "
             f"configuration; give that path, or run from {folder})")

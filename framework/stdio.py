@@ -1,10 +1,10 @@
 """The standard streams of a console command as its caller left them: closed (``2>&-``, a daemon), full, or
-a pipe whose reader left (``2>&1 | head -1``). Every command calls ``standard_streams`` first, so that none
-of them fails on them in its own way: a message no stream can take goes nowhere, and the exit code still says
-what happened (it was exit 1 with nothing said, or a refusal's line written into stdout, the command's
-product): hltrun itself (framework/cli.py), and every entry
-point in tools/ (hltcard, hltdiff, hltinputs, hltbench, tools/physics/*: evaluate_models, generate_events, ...)
-through ``entry_point``, which also makes their stdout a destination (framework/destinations.py ``printing``)."""
+a pipe whose reader left (``2>&1 | head -1``). Every entry point in tools/ (hltcard, hltdiff, hltinputs, hltbench,
+tools/physics/*: evaluate_models, generate_events, ...) calls ``standard_streams`` first, through ``entry_point``,
+which also makes their stdout a destination (framework/destinations.py ``printing``), so that none of them fails on
+them in its own way: a message no stream can take goes nowhere, and the exit code still says what happened (it was
+exit 1 with nothing said, or a refusal's line written into stdout, the command's product). hltrun calls
+``fill_closed_descriptors``; its one error line (``cli._say``) survives a failing stderr itself."""
 
 from __future__ import annotations
 

@@ -414,3 +414,27 @@ def test_a_model_beside_the_configuration_run_from_another_folder_is_said_so(tmp
         "my/m.onnx is beside the configuration; give that path, or run from my)"), err
     assert hltrun(["my/path.yaml", "-n", "1", "modules.vae.model=none.onnx", *threshold]) == 4
     assert capsys.readouterr().err.strip().endswith("model file not found: none.onnx")  # nothing beside it either
+
+
+def test_a_model_not_found_from_a_removed_working_directory_is_one_line(tmp_path):
+    """The hint beside "model file not found" compares the configuration's folder with the working directory; run
+    from a folder since removed (a batch job's scratch area cleaned, another shell's rm -r), ``os.getcwd`` fails,
+    and the error line became a FileNotFoundError traceback, exit 1. The line stays, with its hint (the file is
+    beside the configuration, named by its absolute path), exit 4."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    mine = tmp_path / "my"
+    mine.mkdir()
+    shutil.copy(repo / "data" / "models" / "conv_vae.onnx", mine / "m.onnx")
+    (mine / "path.yaml").write_text((repo / "configs" / "path.yaml").read_text().replace("model: conv_vae",
+                                                                                            "model: m.onnx"))
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = 'cd "$1" && rmdir "$1" && exec "$2" -m hltrun.framework.cli "$3" -n 1 -q'
+    done = subprocess.run(["sh", "-c", script, "sh", str(gone), sys.executable, str(mine / "path.yaml")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 4 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"hltrun: error: modules.vae: model file not found: m.onnx (relative names are relative to the working "
+        f"directory, as in cmsRun: {mine / 'm.onnx'} is beside the configuration; give that path, or run from {mine})"]

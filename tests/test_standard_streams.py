@@ -53,3 +53,43 @@ def test_a_refusal_into_a_pipe_whose_reader_left_keeps_its_exit_code(command, tm
     finally:
         os.close(write)
     assert done.returncode == 2
+
+
+# the physics tools run as ``python -m hltrun.tools.physics.X``, each with an argument or input error before any
+# library loads (tests/test_physics_tool_args.py): with stderr closed, ``catalogue.usage_error``'s and their own
+# ``print(..., file=sys.stderr)`` wrote the line into stdout (the tool's printed result a user may redirect), and
+# with a reader gone its BrokenPipeError made the refusal exit 1
+PHYSICS_TOOLS = {
+    "generate_events": (["--process", "qcd", "--events", "0"], 2),
+    "evaluate_models": (["--max-events", "0"], 2),
+    "make_large_sample": (["--events", "10", "--inputs", "{t}/nope.root", "--out", "{t}/s.root"], 3),
+    "quantize_models": (["--max-events", "0"], 2),
+    "train_vae": (["--model", "conv", "--beta", "0"], 2),
+    "conv_tflite": (["--out", "{t}/c.onnx"], 2),
+    "optimize_conv": (["--model", "{t}/nope.onnx", "--out", "{t}/x.onnx"], 2),
+    "export_onnx": (["--check-file", "{t}/nope.root"], 2),
+}
+
+
+def _physics_tool(tool: str, tmp: Path) -> tuple[list[str], int]:
+    argv, code = PHYSICS_TOOLS[tool]
+    return [sys.executable, "-m", f"hltrun.tools.physics.{tool}", *(a.format(t=tmp) for a in argv)], code
+
+
+@pytest.mark.parametrize("tool", sorted(PHYSICS_TOOLS))
+def test_a_physics_tool_refusing_with_stderr_closed_keeps_its_exit_code_and_leaves_stdout_alone(tool, tmp_path):
+    command, code = _physics_tool(tool, tmp_path)
+    done = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2), timeout=300)
+    assert (done.returncode, done.stdout) == (code, b"")
+
+
+@pytest.mark.parametrize("tool", sorted(PHYSICS_TOOLS))
+def test_a_physics_tool_refusing_into_a_pipe_whose_reader_left_keeps_its_exit_code(tool, tmp_path):
+    command, code = _physics_tool(tool, tmp_path)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(command, cwd=REPO, stdout=write, stderr=write, timeout=300)
+    finally:
+        os.close(write)
+    assert done.returncode == code

@@ -277,6 +277,34 @@ def _torch_scripted_loop(path: Path) -> Path:
     return path
 
 
+def _torch_scripted_nested_loop(path: Path) -> Path:
+    """Two passes of the recurrence (a loop over layers, its count from the input's shape so that it stays a Loop),
+    each a ``for`` over the constituents: torch.onnx writes the inner Loop's trip count as the Shape of a value of
+    the graph around it, taken inside the outer Loop's body. It was refused at load as a count that "depends on the
+    input's values"."""
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wx, self.head = torch.nn.Linear(3, 8), torch.nn.Linear(8, 1)
+            self.wh = torch.nn.Linear(8, 8, bias=False)
+
+        def forward(self, jets: torch.Tensor) -> torch.Tensor:
+            h = torch.zeros(jets.shape[0], 8)
+            x = jets.transpose(0, 1)
+            for _ in range(jets.shape[2] - 1):
+                for t in range(x.shape[0]):
+                    h = torch.tanh(self.wx(x[t] / 20.0) + self.wh(h))
+            return self.head(h).squeeze(-1)
+
+    torch.manual_seed(0)
+    torch.onnx.export(torch.jit.script(Net().eval()), (torch.randn(2, 100, 3),), str(path), input_names=["jets"],
+                      output_names=["score"], dynamic_axes={"jets": {0: "N"}, "score": {0: "N"}}, opset_version=17,
+                      dynamo=False)
+    loop = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "Loop")
+    assert "Loop" in {n.op_type for n in loop.attribute[0].g.node}  # the form this test is about
+    return path
+
+
 def _keras_recurrent(path: Path, kind: str) -> Path:
     """tf2onnx's export of a Keras recurrent scorer it writes as a Loop: ``GRU``, ``SimpleRNN``, a ``Masking``
     layer before a ``GRU`` (the padded constituents skipped), a ``Bidirectional`` ``GRU`` (with a ReverseSequence)."""
@@ -312,6 +340,11 @@ def _agrees(engine: str, path: Path) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_torch_scripted_for_loop_runs_as_onnxruntime(engine, tmp_path):
     _agrees(engine, _torch_scripted_loop(tmp_path / "scripted.onnx"))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_torch_scripted_loop_inside_a_loop_runs_as_onnxruntime(engine, tmp_path):
+    _agrees(engine, _torch_scripted_nested_loop(tmp_path / "nested.onnx"))
 
 
 KERAS = ("gru", "simplernn", "masked", "bidirectional")

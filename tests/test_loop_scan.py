@@ -206,6 +206,17 @@ def _growing_state() -> onnx.ModelProto:
     return _model(nodes, (3, 6, 3), [_i64("M", 4), _i64("z", 0), _i64("one", 1)])
 
 
+def _state_of_one_row() -> onnx.ModelProto:
+    """The initial state one row, an initializer (torch.jit.script's ``h = torch.zeros(1, 4)``), broadcast to the
+    batch by the first step: the carried value's shape changes once, then stays."""
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("Loop", ["M", "", "h1"], ["h_last", "ys"], body=_loop_body()),
+             helper.make_node("Mul", ["h_last", "two"], ["y"])]
+    inits = [_i64("M", 6), _init("h1", np.full((1, 4), 0.3, np.float32)), _init("wh", _w(4, 4)),
+             _init("two", np.float32(2))]
+    return _model(nodes, (3, 6, 3), inits, ("y", "ys"))
+
+
 def _loop_in_scan() -> onnx.ModelProto:
     """A Loop (2 steps) inside a Scan's body, its body reading the outer graph's weight and the Scan body's value."""
     inner = helper.make_graph([helper.make_node("MatMul", ["h2", "wh"], ["a"]),
@@ -229,7 +240,7 @@ CASES = {"scan-rnn-over-constituents": _rnn_scan, "scan-reversed": lambda: _rnn_
          "scan-two-inputs-axes-directions-outer-value": _two_input_scan, "loop-constant-trip": _constant_trip,
          "loop-trip-from-shape": _trip_from_shape, "loop-while-counter": _while_counter,
          "loop-ended-early-by-its-condition": _ended_early, "loop-slice-at-the-counter": _slice_at_counter,
-         "loop-carried-state-grows": _growing_state, "loop-in-a-scan-body-reading-the-outer-graph": _loop_in_scan}
+         "loop-carried-state-grows": _growing_state, "loop-state-of-one-row": _state_of_one_row, "loop-in-a-scan-body-reading-the-outer-graph": _loop_in_scan}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -248,6 +259,8 @@ def test_jax_compiles_one_step_unless_the_body_needs_its_counter_static(monkeypa
     monkeypatch.setattr(Kernels, "scan", lambda self, *a, **kw: unrolled.append(1) or base(self, *a, **kw))
     x = RNG.normal(size=(3, 6, 3)).astype(np.float32)
     _outputs("jax", tmp_path / "m.onnx", _constant_trip(), x)
+    assert unrolled == []
+    _outputs("jax", tmp_path / "m.onnx", _state_of_one_row(), x)  # its first step peeled: it was unrolled
     assert unrolled == []
     _outputs("jax", tmp_path / "m.onnx", _slice_at_counter(), x)
     assert unrolled == [1]

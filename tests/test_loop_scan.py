@@ -240,7 +240,8 @@ CASES = {"scan-rnn-over-constituents": _rnn_scan, "scan-reversed": lambda: _rnn_
          "scan-two-inputs-axes-directions-outer-value": _two_input_scan, "loop-constant-trip": _constant_trip,
          "loop-trip-from-shape": _trip_from_shape, "loop-while-counter": _while_counter,
          "loop-ended-early-by-its-condition": _ended_early, "loop-slice-at-the-counter": _slice_at_counter,
-         "loop-carried-state-grows": _growing_state, "loop-state-of-one-row": _state_of_one_row, "loop-in-a-scan-body-reading-the-outer-graph": _loop_in_scan}
+         "loop-carried-state-grows": _growing_state, "loop-state-of-one-row": _state_of_one_row,
+         "loop-in-a-scan-body-reading-the-outer-graph": _loop_in_scan}
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -203,8 +203,10 @@ MODEL_FILE_SUFFIXES = (".onnx", ".keras", ".tflite")  # what some backend reads,
 
 def names_a_file(given: Path) -> bool:
     """Whether the scorer's ``model`` names a file (or a SavedModel folder), read or imported from where it is,
-    rather than a model of ``models_dir`` (``conv_vae``): resolve_model's rule, which the card's folder follows."""
-    return model_import.is_native(given) or given.suffix in (".onnx", ".keras") or len(given.parts) > 1
+    rather than a model of ``models_dir`` (``conv_vae``): resolve_model's rule, which the card's folder follows.
+    A ``.tflite`` is a file too (``mine.tflite``, conv_tflite's export of ``mine.onnx``): as a name it was looked up
+    as ``models_dir/mine.tflite.tflite``, and said to be "no file of that name here" beside the file."""
+    return model_import.is_native(given) or given.suffix in MODEL_FILE_SUFFIXES or len(given.parts) > 1
 
 
 def missing_model(params: "VAEAnomalyScorerParameters") -> str | None:
@@ -244,7 +246,8 @@ def model_identity(model: str, precision: str = "auto") -> str:
     path = Path(model)
     # a TorchScript .pt / .pt2 is named by its stem too: hltcard wrote its cut under 'net.pt' into the shipped card's
     # folder's name space, and the path never found it
-    stem = path.stem if path.suffix in (".onnx", ".keras", *model_import.NATIVE_SUFFIXES) else path.name
+    # so is a .tflite, conv_tflite's export of the .onnx whose cuts it checks under the stem
+    stem = path.stem if path.suffix in (*MODEL_FILE_SUFFIXES, *model_import.NATIVE_SUFFIXES) else path.name
     if precision == "int8" and not stem.endswith("_int8"):
         stem += "_int8"
     return stem

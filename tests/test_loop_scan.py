@@ -206,6 +206,17 @@ def _growing_state() -> onnx.ModelProto:
     return _model(nodes, (3, 6, 3), [_i64("M", 4), _i64("z", 0), _i64("one", 1)])
 
 
+def _state_of_one_row() -> onnx.ModelProto:
+    """The initial state one row, an initializer (torch.jit.script's ``h = torch.zeros(1, 4)``), broadcast to the
+    batch by the first step: the carried value's shape changes once, then stays."""
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+             helper.make_node("Loop", ["M", "", "h1"], ["h_last", "ys"], body=_loop_body()),
+             helper.make_node("Mul", ["h_last", "two"], ["y"])]
+    inits = [_i64("M", 6), _init("h1", np.full((1, 4), 0.3, np.float32)), _init("wh", _w(4, 4)),
+             _init("two", np.float32(2))]
+    return _model(nodes, (3, 6, 3), inits, ("y", "ys"))
+
+
 def _loop_in_scan() -> onnx.ModelProto:
     """A Loop (2 steps) inside a Scan's body, its body reading the outer graph's weight and the Scan body's value."""
     inner = helper.make_graph([helper.make_node("MatMul", ["h2", "wh"], ["a"]),
@@ -229,7 +240,8 @@ CASES = {"scan-rnn-over-constituents": _rnn_scan, "scan-reversed": lambda: _rnn_
          "scan-two-inputs-axes-directions-outer-value": _two_input_scan, "loop-constant-trip": _constant_trip,
          "loop-trip-from-shape": _trip_from_shape, "loop-while-counter": _while_counter,
          "loop-ended-early-by-its-condition": _ended_early, "loop-slice-at-the-counter": _slice_at_counter,
-         "loop-carried-state-grows": _growing_state, "loop-in-a-scan-body-reading-the-outer-graph": _loop_in_scan}
+         "loop-carried-state-grows": _growing_state, "loop-state-of-one-row": _state_of_one_row,
+         "loop-in-a-scan-body-reading-the-outer-graph": _loop_in_scan}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -248,6 +260,8 @@ def test_jax_compiles_one_step_unless_the_body_needs_its_counter_static(monkeypa
     monkeypatch.setattr(Kernels, "scan", lambda self, *a, **kw: unrolled.append(1) or base(self, *a, **kw))
     x = RNG.normal(size=(3, 6, 3)).astype(np.float32)
     _outputs("jax", tmp_path / "m.onnx", _constant_trip(), x)
+    assert unrolled == []
+    _outputs("jax", tmp_path / "m.onnx", _state_of_one_row(), x)  # its first step peeled: it was unrolled
     assert unrolled == []
     _outputs("jax", tmp_path / "m.onnx", _slice_at_counter(), x)
     assert unrolled == [1]
@@ -274,6 +288,34 @@ def _torch_scripted_loop(path: Path) -> Path:
     torch.onnx.export(torch.jit.script(Net().eval()), (torch.randn(2, 100, 3),), str(path), input_names=["jets"],
                       output_names=["score"], dynamic_axes={"jets": {0: "N"}, "score": {0: "N"}}, opset_version=17,
                       dynamo=False)
+    return path
+
+
+def _torch_scripted_nested_loop(path: Path) -> Path:
+    """Two passes of the recurrence (a loop over layers, its count from the input's shape so that it stays a Loop),
+    each a ``for`` over the constituents: torch.onnx writes the inner Loop's trip count as the Shape of a value of
+    the graph around it, taken inside the outer Loop's body. It was refused at load as a count that "depends on the
+    input's values"."""
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wx, self.head = torch.nn.Linear(3, 8), torch.nn.Linear(8, 1)
+            self.wh = torch.nn.Linear(8, 8, bias=False)
+
+        def forward(self, jets: torch.Tensor) -> torch.Tensor:
+            h = torch.zeros(jets.shape[0], 8)
+            x = jets.transpose(0, 1)
+            for _ in range(jets.shape[2] - 1):
+                for t in range(x.shape[0]):
+                    h = torch.tanh(self.wx(x[t] / 20.0) + self.wh(h))
+            return self.head(h).squeeze(-1)
+
+    torch.manual_seed(0)
+    torch.onnx.export(torch.jit.script(Net().eval()), (torch.randn(2, 100, 3),), str(path), input_names=["jets"],
+                      output_names=["score"], dynamic_axes={"jets": {0: "N"}, "score": {0: "N"}}, opset_version=17,
+                      dynamo=False)
+    loop = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "Loop")
+    assert "Loop" in {n.op_type for n in loop.attribute[0].g.node}  # the form this test is about
     return path
 
 
@@ -312,6 +354,11 @@ def _agrees(engine: str, path: Path) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_torch_scripted_for_loop_runs_as_onnxruntime(engine, tmp_path):
     _agrees(engine, _torch_scripted_loop(tmp_path / "scripted.onnx"))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_torch_scripted_loop_inside_a_loop_runs_as_onnxruntime(engine, tmp_path):
+    _agrees(engine, _torch_scripted_nested_loop(tmp_path / "nested.onnx"))
 
 
 KERAS = ("gru", "simplernn", "masked", "bidirectional")

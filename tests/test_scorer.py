@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,6 +132,29 @@ def test_scorer_model_by_name_and_sibling_suffix(tiny):
     scorer = make_scorer(model=str(tiny.keras), backend="onnxruntime")  # .keras given, .onnx beside it
     scorer.begin_job(fake_job())
     assert scorer.backend.model_path == tiny.onnx
+
+
+def test_a_tflite_file_given_by_its_bare_name_is_that_file_and_its_cut_the_stems(tmp_path, monkeypatch):
+    """``model: mine.tflite`` in the working directory (conv_tflite's export of ``mine.onnx``) is that file, as
+    ``model: ./sub/mine.tflite`` was, and its cuts are ``mine``'s in the thresholds.json beside it (conv_tflite checks
+    it against them). It was a models_dir name: the filter said "model file not found: mine.tflite (no file of that
+    name here ...)" beside the file, the scorer looked for ``data/models/mine.tflite.tflite``, and a path with a folder
+    looked for the cut under ``mine.tflite``."""
+    from hltrun.modules.vae_scorer import (VAEAnomalyScorerParameters, missing_model, model_identity,
+                                           model_thresholds, resolve_model)
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.tflite").write_bytes(b"TFL3")
+    (tmp_path / "thresholds.json").write_text('{"mine": {"bkg_eff_1e-2": 0.25}}')
+    params = VAEAnomalyScorerParameters(model="mine.tflite", backend="tflite")
+    assert missing_model(params) is None
+    assert resolve_model("mine.tflite", "tflite", "fp32", params.models_dir) == Path("mine.tflite")
+    assert model_identity(str(tmp_path / "mine.tflite")) == "mine"
+    assert model_thresholds(params)[:2] == ("mine", {"bkg_eff_1e-2": 0.25})
+    with pytest.raises(ConfigError, match=r"model mine.tflite: the onnxruntime backend reads .onnx files and mine.onnx "
+                                          r"does not exist"):
+        resolve_model("mine.tflite", "onnxruntime", "fp32", params.models_dir)
+    assert missing_model(VAEAnomalyScorerParameters(model="gone.tflite")) == "gone.tflite"
 
 
 def test_scorer_errors_name_the_model(tiny, tmp_path):

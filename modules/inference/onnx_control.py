@@ -106,11 +106,14 @@ def refusal(engine: str, path: Any, node: str, what: str) -> str:
             f"hold; ONNX Runtime runs this model (use backend: onnxruntime for it)")
 
 
-def check_loops(plan: Sequence[Any], static: set[str], engine: str, path: Any, *, shapes: bool = True) -> None:
-    """At load: every Loop's trip count and condition static (a name-level analysis: initializers, Constant and
-    Shape values and what is computed from them only), in the graph and in every body. In a body a Shape counts
-    as the value it reads (``iterate`` works its static part out before the rest exists), as at run time."""
-    static = static_names(plan, static, shapes=shapes)
+def check_loops(plan: Sequence[Any], static: set[str], engine: str, path: Any) -> None:
+    """At load: every Loop's trip count and initial condition static (a name-level analysis: initializers,
+    Constant and Shape values and what is computed from them only), in the graph and in every body: a Shape is
+    static in a body too, where a nested Loop's count is taken when that Loop runs, shapes known (a scripted
+    ``for t in range(x.shape[0])`` inside an outer loop; it was refused as depending on the input's values). The
+    condition a Loop's body computes is worked out step by step before the body's input-dependent part runs
+    (``iterate``): there a Shape counts as the value it reads."""
+    static = static_names(plan, static, shapes=True)
     for op_type, _, ins, outs, attrs in plan:
         body = attrs.get("body")
         if not isinstance(body, Subgraph):
@@ -126,9 +129,9 @@ def check_loops(plan: Sequence[Any], static: set[str], engine: str, path: Any, *
             body_static, _ = _fixed_point(body, start, carried, inner)
             if body.outputs[0] not in body_static:
                 raise ModuleError(refusal(engine, path, outs[0], "condition (computed in its body)"))
-            check_loops(body.plan, body_static, engine, path, shapes=False)
+            check_loops(body.plan, body_static, engine, path)
         else:
-            check_loops(body.plan, inner | set(body.consts), engine, path, shapes=False)
+            check_loops(body.plan, inner | set(body.consts), engine, path)
 
 
 def iterate(k: Any, host: Host, body: Subgraph, outer: dict[str, Any], init: Sequence[Any], *,

@@ -98,14 +98,41 @@ class JaxKernels(Kernels):
     def scan(self, step: Any, carry: tuple[Any, ...], xs: tuple[Any, ...],
              length: int | None = None) -> tuple[tuple[Any, ...], Any]:
         """``lax.scan``: XLA compiles the step once, not once per constituent (a 100-step LSTM unrolled
-        would compile 100 copies per bucket). A Loop body that needs a per-step value static (a ``Slice`` at the
-        counter) or whose carried values change shape cannot be one step: it is unrolled (the loop here)."""
+        would compile 100 copies per bucket). A carried value whose shape the first step settles (an initial
+        state of one row broadcast to the batch: ``torch.zeros(1, 8)``) is one step peeled, then ``lax.scan``;
+        it was unrolled in every bucket but batch 1. A Loop body that needs a per-step value static (a ``Slice``
+        at the counter) or whose carried values keep changing shape cannot be one step: it is unrolled (the loop
+        here)."""
         from jax import lax
 
         try:
             return lax.scan(step, tuple(self.xp.asarray(c) for c in carry), xs, length=length)
-        except (ModuleError, TypeError):
+        except ModuleError:
             return super().scan(step, carry, xs, length)
+        except TypeError:  # the carry's type changed in the step, or a per-step value was needed static
+            peeled = self._peeled(step, carry, xs, length)
+            return peeled if peeled is not None else super().scan(step, carry, xs, length)
+
+    def _peeled(self, step: Any, carry: tuple[Any, ...], xs: tuple[Any, ...],
+                length: int | None) -> tuple[tuple[Any, ...], Any] | None:
+        """The first step alone, then ``lax.scan`` over the rest from the carry it gave, when that step changed
+        the carry's shapes and the rest keeps them; else None."""
+        from jax import lax
+
+        xp = self.xp
+        n = int(xs[0].shape[0]) if length is None else length
+        if n < 2:
+            return None
+        first, y0 = step(tuple(xp.asarray(c) for c in carry), tuple(x[0] for x in xs))
+        first = tuple(xp.asarray(c) for c in first)
+        if [(c.shape, c.dtype) for c in first] == [(np.shape(c), xp.asarray(c).dtype) for c in carry]:
+            return None  # the carry kept its type: the step needs something static, unrolled
+        try:
+            last, ys = lax.scan(step, first, tuple(x[1:] for x in xs), length=n - 1)
+        except (ModuleError, TypeError):
+            return None
+        join = lambda y, rest: xp.concatenate([xp.expand_dims(xp.asarray(y), 0), rest])  # noqa: E731
+        return last, (tuple(map(join, y0, ys)) if type(y0) is tuple else join(y0, ys))
 
     def scatter(self, data: Any, indices: Any, updates: Any, axis: int, reduction: str) -> Any:
         """``.at[...]`` with every other axis's position from an index grid of the indices' shape."""

@@ -32,13 +32,11 @@ def stop_marks(signame: str | None, failure: str | None = None) -> dict[str, str
     return {key: str(value) for key, value in ((STOPPED_KEY, signame), (FAILURE_KEY, failure)) if value}
 
 
-def stopped_early(record: Mapping[str, Any], signame: str | None, failure: str | None = None) -> dict[str, Any]:
+def stopped_early(record: Mapping[str, Any], signame: str | None) -> dict[str, Any]:
     """``record`` for an output kept after a graceful stop (SIGUSR2, SIGINT: framework/interrupt.py) with the
     signal's name, so that the file says it holds only the events finished before it: its configuration
-    still says ``maxEvents: -1``, and an output of the whole input looks the same. Unchanged for None.
-    Timing's resources.json is marked the same way (any signal that stopped the job, and ``failure``, the
-    error that ended it: the file is still written)."""
-    return {**record, **stop_marks(signame, failure)}
+    still says ``maxEvents: -1``, and an output of the whole input looks the same. Unchanged for None."""
+    return {**record, **stop_marks(signame)}
 
 
 def stopped_by(record: Mapping[str, Any] | None) -> str | None:

@@ -86,7 +86,7 @@ def entry_point(prog: str, stdout_exit: int | None = None) -> Callable[[Main], M
             from .errors import HltError, printable
 
             standard_streams()
-            returned: list[int] = []  # main's code, once a block of its own said stdout's failure
+            said: int | None = None  # main's code, once a block of its own said stdout's failure
             try:
                 with printing("its output", required=False):
                     guard = sys.stdout
@@ -97,11 +97,11 @@ def entry_point(prog: str, stdout_exit: int | None = None) -> Callable[[Main], M
                             sys.stdout.flush()  # what --help wrote: said here if it cannot go out
                         raise
                     if getattr(guard, "failed", False):
-                        returned.append(code)
+                        said = code
                     return code
             except HltError as exc:  # stdout's failure, or one of hltrun's errors the tool let through
-                if returned:  # hltdiff's table, hltcard's summary: said, with the tool's own exit code
-                    return returned[0]
+                if said is not None:  # hltdiff's table, hltcard's summary: said, with the tool's own exit code
+                    return said
                 sys.stderr.write(f"{prog}: error: {printable(str(exc))}\n")
                 return exc.exit_code if stdout_exit is None else stdout_exit
         return run

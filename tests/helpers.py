@@ -6,7 +6,9 @@ import os
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 from hltrun.framework.config import load
 from hltrun.framework.eventloop import EventProcessor
@@ -17,6 +19,18 @@ from hltrun.framework.summary import JobSummary
 # for signals and exit codes)
 CLI_WITH_TEST_PLUGINS = ("import sys, tests.plugins; from hltrun.framework.cli import main; "
                          "sys.exit(main(sys.argv[1:]))")
+
+
+@contextmanager
+def stdout_full(monkeypatch: Any) -> Iterator[None]:
+    """``sys.stdout`` on /dev/full in the block, as ``cmd > /dev/full``: a write that reaches the device fails with
+    ENOSPC. Its file is closed after the block: what it still buffers would fail again at garbage collection."""
+    full = open("/dev/full", "w")
+    monkeypatch.setattr("sys.stdout", full)
+    try:
+        yield
+    finally:
+        full.buffer.raw.close()
 
 
 def run_config(path: Path, *overrides: str) -> tuple[JobSummary, Process]:

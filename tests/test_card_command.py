@@ -20,6 +20,7 @@ onnx = pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
 pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
 pytest.importorskip("matplotlib", reason="matplotlib (extra 'cpu') not installed")
 import uproot  # noqa: E402
+from tests.helpers import stdout_full  # noqa: E402
 from tests.independent import longhand_cut  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
@@ -699,12 +700,8 @@ def test_stdout_full_or_gone_is_one_line_exit_4_and_the_card_is_written(model_di
     card is written, the summary on stdout only repeats it."""
     argv = [str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--max-events", "300", "--bkg-eff", "1e-2",
             "--min-events-above", "1", "--no-plots", *ORT]
-    full = open("/dev/full", "w")
-    monkeypatch.setattr("sys.stdout", full)
-    try:
+    with stdout_full(monkeypatch):
         assert hltcard([*argv, "--out-dir", str(tmp_path / "full")]) == 4
-    finally:
-        full.buffer.raw.close()  # what it still buffers would fail again at garbage collection
     errors = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
     assert errors == ["hltcard: error: stdout: cannot print the card's summary (No space left on device)"]
     assert "ptsum" in json.loads((tmp_path / "full" / "thresholds.json").read_text())

@@ -11,6 +11,7 @@ import pytest
 import uproot
 
 from hltrun.tools.hltdiff import compare, main, render_table
+from tests.helpers import stdout_full
 
 
 def _write(path, run, event, trig, score=None, extra=None):
@@ -403,12 +404,8 @@ def test_stdout_full_is_exit_2_with_one_line_and_closed_keeps_the_answer(tmp_pat
     writes nothing) keeps the answer in the exit code."""
     a = _write(tmp_path / "a.root", [1] * 10, EV, {"HLT_A": OLD_A})
     b = _write(tmp_path / "b.root", [1] * 10, EV, {"HLT_A": NEW_A})
-    full = open("/dev/full", "w")
-    monkeypatch.setattr("sys.stdout", full)
-    try:
+    with stdout_full(monkeypatch):
         assert main([str(a), str(b)]) == 2
-    finally:
-        full.buffer.raw.close()  # what it still buffers would fail again at garbage collection
     err = capfd.readouterr().err
     assert err.splitlines() == ["hltdiff: error: stdout: cannot print the comparison (No space left on device)"]
     monkeypatch.setattr("sys.stdout", None)

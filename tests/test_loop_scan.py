@@ -268,27 +268,39 @@ def test_jax_compiles_one_step_unless_the_body_needs_its_counter_static(monkeypa
 
 
 # ---------------------------------------------------------------------- real exports
+class _ScriptedRecurrence(torch.nn.Module):
+    """A recurrent scorer's weights and step, for the Python ``for`` loops of its subclasses' ``forward``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wx, self.head = torch.nn.Linear(3, 8), torch.nn.Linear(8, 1)
+        self.wh = torch.nn.Linear(8, 8, bias=False)
+
+    def step(self, x_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.wx(x_t / 20.0) + self.wh(h))
+
+
+def _scripted(net: type[_ScriptedRecurrence], path: Path) -> Path:
+    """``net`` scripted and exported by torch.onnx: each ``for`` becomes a Loop."""
+    torch.manual_seed(0)
+    torch.onnx.export(torch.jit.script(net().eval()), (torch.randn(2, 100, 3),), str(path), input_names=["jets"],
+                      output_names=["score"], dynamic_axes={"jets": {0: "N"}, "score": {0: "N"}}, opset_version=17,
+                      dynamo=False)
+    return path
+
+
 def _torch_scripted_loop(path: Path) -> Path:
     """A recurrent scorer with a Python ``for`` over the constituents, scripted: torch.onnx writes a Loop whose
     trip count is the input's Shape."""
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.wx, self.head = torch.nn.Linear(3, 8), torch.nn.Linear(8, 1)
-            self.wh = torch.nn.Linear(8, 8, bias=False)
-
+    class Net(_ScriptedRecurrence):
         def forward(self, jets: torch.Tensor) -> torch.Tensor:
             h = torch.zeros(jets.shape[0], 8)
             x = jets.transpose(0, 1)
             for t in range(x.shape[0]):
-                h = torch.tanh(self.wx(x[t] / 20.0) + self.wh(h))
+                h = self.step(x[t], h)
             return self.head(h).squeeze(-1)
 
-    torch.manual_seed(0)
-    torch.onnx.export(torch.jit.script(Net().eval()), (torch.randn(2, 100, 3),), str(path), input_names=["jets"],
-                      output_names=["score"], dynamic_axes={"jets": {0: "N"}, "score": {0: "N"}}, opset_version=17,
-                      dynamo=False)
-    return path
+    return _scripted(Net, path)
 
 
 def _torch_scripted_nested_loop(path: Path) -> Path:
@@ -296,24 +308,16 @@ def _torch_scripted_nested_loop(path: Path) -> Path:
     each a ``for`` over the constituents: torch.onnx writes the inner Loop's trip count as the Shape of a value of
     the graph around it, taken inside the outer Loop's body. It was refused at load as a count that "depends on the
     input's values"."""
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.wx, self.head = torch.nn.Linear(3, 8), torch.nn.Linear(8, 1)
-            self.wh = torch.nn.Linear(8, 8, bias=False)
-
+    class Net(_ScriptedRecurrence):
         def forward(self, jets: torch.Tensor) -> torch.Tensor:
             h = torch.zeros(jets.shape[0], 8)
             x = jets.transpose(0, 1)
             for _ in range(jets.shape[2] - 1):
                 for t in range(x.shape[0]):
-                    h = torch.tanh(self.wx(x[t] / 20.0) + self.wh(h))
+                    h = self.step(x[t], h)
             return self.head(h).squeeze(-1)
 
-    torch.manual_seed(0)
-    torch.onnx.export(torch.jit.script(Net().eval()), (torch.randn(2, 100, 3),), str(path), input_names=["jets"],
-                      output_names=["score"], dynamic_axes={"jets": {0: "N"}, "score": {0: "N"}}, opset_version=17,
-                      dynamo=False)
+    _scripted(Net, path)
     loop = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "Loop")
     assert "Loop" in {n.op_type for n in loop.attribute[0].g.node}  # the form this test is about
     return path

@@ -391,14 +391,9 @@ endpaths:
     assert gather(summary, 4, failed.value.cause).outputs == []
 
 
-@pytest.mark.parametrize("threshold", [[], ["modules.anomalyFilter.threshold=1"]])
-def test_a_model_beside_the_configuration_run_from_another_folder_is_said_so(tmp_path, monkeypatch, capsys, threshold):
-    """my/path.yaml names ``model: m.onnx`` (beside it) and is run from the folder above: names are relative to the
-    working directory, as cmsRun's, and the line said only "model file not found: m.onnx" about a file the user
-    could see. It now says where the file is and what to do; run from my/ it is found (no hint to give)."""
+def _model_beside_its_configuration(tmp_path: Path) -> Path:
+    """my/path.yaml, the shipped path naming ``model: m.onnx``, and the Conv-VAE as my/m.onnx beside it: my/."""
     import shutil
-
-    from hltrun.framework.cli import main as hltrun
 
     repo = Path(__file__).resolve().parents[1]
     mine = tmp_path / "my"
@@ -406,6 +401,17 @@ def test_a_model_beside_the_configuration_run_from_another_folder_is_said_so(tmp
     shutil.copy(repo / "data" / "models" / "conv_vae.onnx", mine / "m.onnx")
     (mine / "path.yaml").write_text((repo / "configs" / "path.yaml").read_text().replace("model: conv_vae",
                                                                                             "model: m.onnx"))
+    return mine
+
+
+@pytest.mark.parametrize("threshold", [[], ["modules.anomalyFilter.threshold=1"]])
+def test_a_model_beside_the_configuration_run_from_another_folder_is_said_so(tmp_path, monkeypatch, capsys, threshold):
+    """my/path.yaml names ``model: m.onnx`` (beside it) and is run from the folder above: names are relative to the
+    working directory, as cmsRun's, and the line said only "model file not found: m.onnx" about a file the user
+    could see. It now says where the file is and what to do; run from my/ it is found (no hint to give)."""
+    from hltrun.framework.cli import main as hltrun
+
+    _model_beside_its_configuration(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert hltrun(["my/path.yaml", "-n", "1", *threshold]) == 4
     err = capsys.readouterr().err.strip().splitlines()
@@ -421,14 +427,8 @@ def test_a_model_not_found_from_a_removed_working_directory_is_one_line(tmp_path
     from a folder since removed (a batch job's scratch area cleaned, another shell's rm -r), ``os.getcwd`` fails,
     and the error line became a FileNotFoundError traceback, exit 1. The line stays, with its hint (the file is
     beside the configuration, named by its absolute path), exit 4."""
-    import shutil
-
     repo = Path(__file__).resolve().parents[1]
-    mine = tmp_path / "my"
-    mine.mkdir()
-    shutil.copy(repo / "data" / "models" / "conv_vae.onnx", mine / "m.onnx")
-    (mine / "path.yaml").write_text((repo / "configs" / "path.yaml").read_text().replace("model: conv_vae",
-                                                                                            "model: m.onnx"))
+    mine = _model_beside_its_configuration(tmp_path)
     gone = tmp_path / "gone"
     gone.mkdir()
     script = 'cd "$1" && rmdir "$1" && exec "$2" -m hltrun.framework.cli "$3" -n 1 -q'

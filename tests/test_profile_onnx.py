@@ -12,6 +12,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from hltrun.tools.bench import profile_onnx as P  # noqa: E402
 from hltrun.tools.bench.cli import main as hltbench  # noqa: E402
+from tests.helpers import stdout_full  # noqa: E402
 
 
 def _save(path, nodes, inits, inp, out):
@@ -237,12 +238,8 @@ def test_stdout_full_is_one_line_exit_4_and_the_json_is_written(tmp_path, monkey
                  helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"]))
     argv = ["profile", str(path), "--batch-sizes", "1", "--profile-batch", "1", "--profile-calls", "2",
             "--min-time", "0.01", "--repeat", "1", "--sample", str(tmp_path / "none.root")]
-    full = open("/dev/full", "w")
-    monkeypatch.setattr("sys.stdout", full)
-    try:
+    with stdout_full(monkeypatch):
         assert hltbench([*argv, "--json", str(tmp_path / "full.json")]) == 4
-    finally:
-        full.buffer.raw.close()  # what it still buffers would fail again at garbage collection
     assert capfd.readouterr().err.splitlines()[-1] == \
         "stdout: cannot print hltbench profile's results (No space left on device)"
     assert str(path) in json.loads((tmp_path / "full.json").read_text())["models"]

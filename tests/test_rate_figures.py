@@ -16,6 +16,7 @@ import pytest
 import uproot
 
 from hltrun.modules.rootio import write_nanoaod
+from tests.menus import prescaled_menu
 
 REPO = Path(__file__).resolve().parents[1]
 QCD = REPO / "data" / "qcd_dijet.root"
@@ -259,31 +260,8 @@ def _column_change_job(tmp_path: Path, *args: str) -> tuple[dict, dict[str, np.n
     """The shipped QCD sample (lumis 1-10) through a jet and an HT path, each behind its prescaler, with the
     prescale column switching from c1 to c2 at lumi 6 (HLT_H off there, HLT_J prescaled by 2)."""
     out = tmp_path / "out.root"
-    config = tmp_path / "menu.yaml"
-    config.write_text(f"""
-options: {{inputRateHz: 100000}}
-source: {{type: RootJetSource, files: [{QCD}]}}
-modules:
-  preJ: {{type: HLTPrescaler}}
-  preH: {{type: HLTPrescaler}}
-  jet: {{type: JetPtFilter, min_pt: 500.0, eta_max: 2.5}}
-  ht: {{type: HTFilter, min_ht: 1050.0, jet_pt_min: 30.0, eta_max: 2.5}}
-  out: {{type: RootOutputModule, file: {out}}}
-paths:
-  HLT_J: [preJ, jet]
-  HLT_H: [preH, ht]
-endpaths:
-  e: [out]
-services:
-  PrescaleService:
-    lvl1Labels: [c1, c2]
-    lvl1DefaultLabel: c1
-    prescaleTable:
-      - {{pathName: HLT_J, prescales: [1, 2]}}
-      - {{pathName: HLT_H, prescales: [3, 0]}}
-    lumiColumns: [{{run: 1, lumi: 6, column: c2}}]
-  TriggerRates: {{}}
-""")
+    config = prescaled_menu(tmp_path / "menu.yaml", {"HLT_J": [1, 2], "HLT_H": [3, 0]},
+                            "lumiColumns: [{run: 1, lumi: 6, column: c2}]", out)
     res = subprocess.run([sys.executable, "-m", "hltrun.framework.cli", str(config), "-q", "--report-dir", "rep",
                           *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr

@@ -14,41 +14,14 @@ import pytest
 
 from hltrun.framework.cli import main
 from hltrun.framework.rates import TriggerPatterns
-
-REPO = Path(__file__).resolve().parents[1]
-QCD = REPO / "data" / "qcd_dijet.root"
+from tests.menus import prescaled_menu
 
 
 def _menu(tmp_path: Path, lumi_columns: str = "") -> Path:
     """A jet path, an HT path and a path no QCD event passes (each behind its prescaler), with columns c1 (all
     on, HT prescaled by 3), c2 (HT off, jet prescaled by 2) and c3 (every path off)."""
-    config = tmp_path / "menu.yaml"
-    config.write_text(f"""
-options: {{inputRateHz: 100000}}
-source: {{type: RootJetSource, files: [{QCD}]}}
-modules:
-  preJ: {{type: HLTPrescaler}}
-  preH: {{type: HLTPrescaler}}
-  preN: {{type: HLTPrescaler}}
-  jet: {{type: JetPtFilter, min_pt: 500.0, eta_max: 2.5}}
-  ht: {{type: HTFilter, min_ht: 1050.0, jet_pt_min: 30.0, eta_max: 2.5}}
-  none: {{type: JetPtFilter, min_pt: 100000.0, eta_max: 2.5}}
-paths:
-  HLT_J: [preJ, jet]
-  HLT_H: [preH, ht]
-  HLT_None: [preN, none]
-services:
-  PrescaleService:
-    lvl1Labels: [c1, c2, c3]
-    lvl1DefaultLabel: c1
-    prescaleTable:
-      - {{pathName: HLT_J, prescales: [1, 2, 0]}}
-      - {{pathName: HLT_H, prescales: [3, 0, 0]}}
-      - {{pathName: HLT_None, prescales: [1, 1, 0]}}
-    {lumi_columns}
-  TriggerRates: {{}}
-""")
-    return config
+    return prescaled_menu(tmp_path / "menu.yaml", {"HLT_J": [1, 2, 0], "HLT_H": [3, 0, 0], "HLT_None": [1, 1, 0]},
+                          lumi_columns)
 
 
 def _run(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[dict, str, str]:

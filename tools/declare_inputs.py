@@ -24,7 +24,7 @@ from typing import Any
 from hltrun.framework.destinations import printing
 from hltrun.framework.errors import HltError, ModuleError, one_line
 from hltrun.framework.stdio import entry_point
-from hltrun.modules.inference.base import (FLOAT32_ONLY, check_model_file, external_data_line, missing_external_data,
+from hltrun.modules.inference.base import (check_model_file, external_data_line, missing_external_data, not_float32,
                                           ort_format_line)
 from hltrun.modules.contract import (CONSTITUENT_FEATURES, JET_FEATURES, METADATA_KEY, WRITTEN, Contract,
                                      default_contract, from_metadata, match_model, parse, read_onnx_metadata)
@@ -66,8 +66,7 @@ def _refuse_what_no_engine_runs(path: Path, model: Any, inputs: list[Any]) -> No
     for i in inputs:
         elem = i.type.tensor_type.elem_type
         if elem not in (TensorProto.FLOAT, TensorProto.UNDEFINED):
-            raise ModuleError(f"model {path} input {i.name!r} is {tensor_dtype_to_np_dtype(elem)}, expected float32 "
-                              f"({FLOAT32_ONLY}")
+            raise ModuleError(not_float32(path, i.name, tensor_dtype_to_np_dtype(elem)))
     location = missing_external_data(path)
     if location:
         raise ModuleError(external_data_line(path, location))

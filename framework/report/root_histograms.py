@@ -103,7 +103,7 @@ def write_score_root(report_dir: Path, histograms: Mapping[str, Mapping[str, Any
     return [staged.dest.path]
 
 
-def _mark_stopped(f: Any, stopped_by: str | None, failure: str | None = None) -> None:
+def _mark_stopped(f: Any, stopped_by: str | None, failure: str | None) -> None:
     """``stopped_by_signal`` and ``failure`` in an open uproot file when a signal or an error ended the job: its
     histograms, read alone (rates from scores.root), are a partial job's, which nothing else in the file says.
     Nothing for a whole job."""

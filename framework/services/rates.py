@@ -185,16 +185,15 @@ class TriggerRates(Service):
         if not r.events:  # rows of 'undefined' would say nothing more
             return (f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input (0 events) ----\n"
                     f"RateReport  {NO_EVENT}\n")
-        columns = self.columns()
+        columns, per_column = self.columns(), self.per_column(summary)
         lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events"
                  f"{_column_note(columns)}) ----", *([f"RateReport  {WEIGHTED_NOTE}"] if self.weighted() else []),
-                 *_rate_lines(r), *(f"RateReport  {line}" for line in self._partly_off(r, self.per_column(summary)))]
-        for label, cr in self.per_column(summary).items():
+                 *_rate_lines(r), *(f"RateReport  {line}" for line in self._partly_off(r, per_column))]
+        for label, cr in per_column.items():
             (run0, lumi0), (run1, lumi1) = columns[label][0], columns[label][-1]
             lines += ["", f"RateReport ---------- Path rates in prescale column {label} ({cr.events} events, "
                           f"{len(columns[label])} lumi section(s) from {run0}:{lumi0} to {run1}:{lumi1}) ----",
                       *_rate_lines(cr)]
-        per_column = self.per_column(summary)
         mixed = f" (prescale columns {', '.join(columns)} mixed: each column's below)" if per_column else ""
         lines += _overlap_lines(r, mixed)
         for label, cr in per_column.items():
@@ -241,6 +240,7 @@ class TriggerRates(Service):
         if not r.events:
             return [("Rates", f"<p>{NO_EVENT[0].upper()}{NO_EVENT[1:]}.</p>")]
         headers = ["path", "accepted", "rate [Hz]", "± [Hz]", "unique [Hz]", "± [Hz]"]
+        per_column = self.per_column(summary)
         parts = [f"<p>Rates at {r.input_rate_hz:,.0f} Hz input rate from {r.events} events"
                  f"{html.escape(_column_note(self.columns()))}; unique = accepted by "
                  f"this path and no other; '&lt; X' with '68% CL' where no event was accepted; 'off' where the "
@@ -248,10 +248,10 @@ class TriggerRates(Service):
                  f"'+a / -b' the 68% Clopper-Pearson interval where it is asymmetric (few events). Menu total "
                  f"{html.escape(_total_text(r.total))}."
                  + (f" A {html.escape(WEIGHTED_NOTE)}." if self.weighted() else "")
-                 + "".join(f" {html.escape(line)}." for line in self._partly_off(r, self.per_column(summary)))
+                 + "".join(f" {html.escape(line)}." for line in self._partly_off(r, per_column))
                  + "</p>",
                  table(headers, _rate_rows(r), left=1)]
-        for label, cr in self.per_column(summary).items():
+        for label, cr in per_column.items():
             parts += [f"<p>In prescale column <b>{html.escape(label)}</b> ({cr.events} events): menu total "
                       f"{html.escape(_total_text(cr.total))}.</p>", table(headers, _rate_rows(cr), left=1)]
         if self.params.per_lumi and len(self._patterns.by_lumi) > 1:

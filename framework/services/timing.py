@@ -510,11 +510,11 @@ class Timing(Service):
         from ..report.writing import atomic_write_text
         from ..report.timereport import fast_timer_json
 
-        from ..provenance import stopped_early
+        from ..provenance import stop_marks
 
         doc = fast_timer_json(self.result(summary), summary.process, getattr(self, "_allocations", None))
         # top-level fields: a partial job's times, read alone (a signal, or the error that ended the job)
-        doc = stopped_early(doc, summary.stopped_by_signal, summary.failure)
+        doc.update(stop_marks(summary.stopped_by_signal, summary.failure))
         return [atomic_write_text(report_dir / self.params.resources_json, json.dumps(doc, indent=2))]
 
     def use_allocations(self, allocations: dict[str, dict[str, int]] | None) -> None:

@@ -617,16 +617,22 @@ FLOAT32_ONLY = ("hltrun feeds float32: a mask too, as 0/1); export the model wit
 def require_float32(backend: str, model: Path, name: str, dtype: Any) -> None:
     """hltrun feeds float32: a model input of another type is one line at load, before any engine
     compiles it (IREE compiled every bucket of a float64 model, then failed its warm-up on a type
-    mismatch in the runtime's words). The same line on every engine, ONNX Runtime's type names
-    (``tensor(double)``) read as numpy's, with the way out (it said only "expected float32")."""
+    mismatch in the runtime's words). The same line on every engine (``not_float32``)."""
+    why = not_float32(model, name, dtype)
+    if why is not None:
+        raise ModuleError(f"{backend}: {why}")
+
+
+def not_float32(model: Path, name: str, dtype: Any) -> str | None:
+    """The line for a model input that is not float32, or None: ONNX Runtime's type names (``tensor(double)``)
+    read as numpy's, with the way out (it said only "expected float32"); hltinputs says it too."""
     if isinstance(dtype, str) and dtype.startswith("tensor(") and dtype.endswith(")"):
         dtype = {"float": "float32", "double": "float64"}.get(dtype[7:-1], dtype[7:-1])
     try:
         shown = str(np.dtype(dtype))
     except TypeError:  # a type numpy has no name for (bfloat16, string): said as the engine names it
         shown = str(dtype)
-    if shown != "float32":
-        raise ModuleError(f"{backend}: model {model} input {name!r} is {shown}, expected float32 ({FLOAT32_ONLY}")
+    return None if shown == "float32" else f"model {model} input {name!r} is {shown}, expected float32 ({FLOAT32_ONLY}"
 
 
 def check_input_shape(shape: Sequence[Any], model: Path) -> None:

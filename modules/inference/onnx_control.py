@@ -29,6 +29,8 @@ from hltrun.framework.errors import ModuleError
 
 SHAPE_OPS = ("Shape",)  # ops whose output is static even when their input is not (a shape is known per bucket)
 MAX_STEPS = 1_000_000  # a Loop with no trip count whose static condition stays true: refused past this
+DATA_DEPENDENT_CONDITION = ("the condition its body computes depends on the input's values (a data-dependent trip "
+                            "count); use backend: onnxruntime for this model")  # found as the loop runs
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,7 @@ def iterate(k: Any, host: Host, body: Subgraph, outer: dict[str, Any], init: Seq
         start.add(cond[0])
     static, static_in = _fixed_point(body, start, list(zip(carried, carried_out)), known)
     if cond and cond[1] not in static:
-        raise ModuleError("the condition its body computes depends on the input's values (a data-dependent trip "
-                          "count); use backend: onnxruntime for this model")
+        raise ModuleError(DATA_DEPENDENT_CONDITION)
     pre = [s for s in body.plan if all(n in static for n in s[3] if n)]
     dyn = [s for s in body.plan if not all(n in static for n in s[3] if n)]
     local = static - known - set(body.consts)
@@ -212,8 +213,7 @@ def _prepass(k: Any, host: Host, body: Subgraph, env0: dict[str, Any], pre: list
         state = {c: env[o] for c, o in zip(carried, carried_out) if c in static_in}
         if cond:
             if not host.is_static(env[cond[1]]):
-                raise ModuleError("the condition its body computes depends on the input's values (a data-dependent "
-                                  "trip count); use backend: onnxruntime for this model")
+                raise ModuleError(DATA_DEPENDENT_CONDITION)
             go = bool(np.asarray(env[cond[1]]).reshape(-1)[0])
         t += 1
     return records, state

@@ -316,19 +316,18 @@ def scorer_card(model: Path | str) -> Path:
 
 
 def check_read_back(r: dict[str, Any], identity: str, card: Path, text: str) -> None:
-    """Where ``card`` is the one the scorer reads, the scorer's own reader (``card_thresholds``) must find exactly
-    the cuts of ``r`` in ``text``, thresholds.json's new content: checked before it is written, so a refusal
-    (CardRefused, exit 2) leaves thresholds.json as it was."""
-    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters, card_thresholds, thresholds_card
+    """Where ``card`` is the one the scorer reads (``scorer_card``), the scorer's own reader (``card_thresholds``)
+    must find exactly the cuts of ``r`` in ``text``, thresholds.json's new content: checked before it is written,
+    so a refusal (CardRefused, exit 2) leaves thresholds.json as it was."""
+    from hltrun.modules.vae_scorer import card_thresholds
     from hltrun.tools.physics.card import CardRefused
 
-    got_id, read = thresholds_card(VAEAnomalyScorerParameters(model=str(r["model"]), backend="onnxruntime"))
-    if read.resolve() != card.resolve():  # another --out-dir: the user places that card
+    if scorer_card(r["model"]).resolve() != card.resolve():  # another --out-dir: the user places that card
         return
-    got = card_thresholds(json.loads(text), got_id, card)
+    got = card_thresholds(json.loads(text), identity, card)
     want = {k: v for k, v in r["table"].items() if k != "vs_leading_jet_pt"}
-    if got_id != identity or any(got.get(k) != v for k, v in want.items()):
-        raise CardRefused(f"{card}: the scorer would read {got_id} {got} back, not the cuts computed "
+    if any(got.get(k) != v for k, v in want.items()):
+        raise CardRefused(f"{card}: the scorer would read {identity} {got} back, not the cuts computed "
                           f"{identity} {want}; nothing written")
 
 

@@ -28,14 +28,10 @@ import numpy as np
 from hltrun.framework.resources import find_file, local_output_path, unreadable_reason
 from hltrun.framework.stdio import entry_point
 from hltrun.modules.working_point import efficiency_key
-from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, check_min_events_above
+from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, CardRefused, check_min_events_above
 
 DEFAULT_CONFIG = "configs/path.yaml"
 EXIT_CUTS = 2
-
-
-class CardRefused(Exception):
-    """The card would hold a cut that cannot be trusted (exit 2)."""
 
 
 def _eff(text: str) -> float:

@@ -319,7 +319,7 @@ def check_read_back(r: dict[str, Any], identity: str, card: Path, text: str) -> 
     must find exactly the cuts of ``r`` in ``text``, thresholds.json's new content: checked before it is written,
     so a refusal (CardRefused, exit 2) leaves thresholds.json as it was."""
     from hltrun.modules.vae_scorer import card_thresholds
-    from hltrun.tools.physics.card import CardRefused
+    from hltrun.tools.physics.card_entry import CardRefused
 
     if scorer_card(r["model"]).resolve() != card.resolve():  # another --out-dir: the user places that card
         return

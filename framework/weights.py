@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import numpy as np
+
 from .config import WEIGHT_TAG
 from .errors import ModuleError
 
@@ -106,7 +108,78 @@ def exact_sum(weights: Iterable[float]) -> int:
     """sum w of ``weights`` (floats, or a numpy array) in fixed point, exactly: the same in any order, and
     cancelling weights cancel (a float sum of weights +-1e100 among ones of order 1 lost the ones it absorbed);
     a non-finite weight is a ValueError."""
-    return sum(map(fixed_point, weights.tolist() if hasattr(weights, "tolist") else weights))
+    return exact_sums(weights, squares=False)[0]
+
+
+_CHUNK = 1 << 24  # events per pass: an int64 sum of 2^24 limbs of < 2^38 cannot overflow
+_LIMB = 18  # |mantissa| < 2^53 in three limbs of 18 bits: a limb's square or double product < 2^38
+
+
+def exact_sums(weights: Iterable[float], squares: bool = True) -> tuple[int, int]:
+    """(sum w, sum w^2) of ``weights`` in fixed point, exactly: what ``fixed_point`` summed event by event gives,
+    bit for bit, in numpy instead of a Python loop (~3 us an event: hltcard sums a sample some fifty times).
+    Each weight is m 2^e with an integer |m| < 2^53; m is cut into 18-bit limbs whose sums (and, for w^2, the
+    sums of their products) per exponent e are exact in int64, and only those few dozen sums become Python
+    integers. ``squares=False``: sum w^2 is not computed (0). A non-finite weight is a ValueError."""
+    w = _finite(weights if hasattr(weights, "__len__") else list(weights))
+    sw = sw2 = 0
+    for start in range(0, w.size, _CHUNK):
+        mantissa, exponent = _mantissas(w[start:start + _CHUNK])
+        base = int(exponent.min())
+        group = exponent - base
+        span = int(group.max()) + 1
+        used = np.flatnonzero(np.bincount(group, minlength=span))
+
+        def by_exponent(values: np.ndarray) -> list[int]:
+            out = np.zeros(span, np.int64)
+            np.add.at(out, group, values)
+            return out[used].tolist()
+
+        mask = (1 << _LIMB) - 1
+        sums = [by_exponent(mantissa & mask), by_exponent(mantissa >> _LIMB)]  # m = lo + hi 2^18 (hi signed)
+        if squares:  # m^2 = (a 2^36 + b 2^18 + c)^2 with |m|'s limbs, by the power of 2^18 each product lands on
+            m = np.abs(mantissa)
+            a, b, c = m >> 2 * _LIMB, (m >> _LIMB) & mask, m & mask
+            square_sums = [by_exponent(x) for x in (c * c, 2 * b * c, b * b + 2 * a * c, 2 * a * b, a * a)]
+        for k, e in enumerate((used + base + W_BITS).tolist()):  # the unit 2^e in units of 2^-W_BITS, e >= 0
+            sw += (sums[0][k] + (sums[1][k] << _LIMB)) << e
+            if squares:
+                sw2 += sum(part[k] << (_LIMB * j) for j, part in enumerate(square_sums)) << (2 * e)
+    return sw, sw2
+
+
+def whole_units(weights: np.ndarray) -> tuple[list[int], int]:
+    """(each weight as a whole number of 2^unit, unit): exactly ``fixed_point``'s integers divided by
+    2^(unit + W_BITS), unit the smallest exponent among the weights' mantissas (>= -W_BITS). Why: ratios and
+    comparisons of their sums are those of the fixed-point sums, but the integers have the bits of the weights'
+    range (some 60 to 130), not ~1100, so a Python loop over them costs a fraction of ``fixed_point``'s.
+    A non-finite weight is a ValueError."""
+    w = _finite(weights)
+    if not w.size:
+        return [], -W_BITS
+    mantissa, exponent = _mantissas(w)
+    nonzero = exponent[mantissa != 0]  # a zero's exponent (frexp's 0) is no unit of it
+    unit = int(nonzero.min()) if nonzero.size else -W_BITS
+    return [m << e for m, e in zip(mantissa.tolist(), np.maximum(exponent - unit, 0).tolist())], unit
+
+
+def _finite(weights: Any) -> np.ndarray:
+    """``weights`` as a flat float64 array; a non-finite one is ``fixed_point``'s ValueError, as event by event."""
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    bad = ~np.isfinite(w)
+    if bad.any():
+        fixed_point(float(w[bad][0]))
+    return w
+
+
+def _mantissas(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(m, e) with w = m 2^e exactly: int64 |m| < 2^53 and e >= -W_BITS (a subnormal's mantissa has its low zero
+    bits shifted out, exactly, so that every unit 2^e is a whole number of 2^-W_BITS)."""
+    fraction, exponent = np.frexp(w)  # w = fraction 2^exponent, 0.5 <= |fraction| < 1 (0 for 0)
+    mantissa = (fraction * 2.0 ** 53).astype(np.int64)
+    exponent = exponent.astype(np.int64) - 53
+    shift = np.maximum(-W_BITS - exponent, 0)
+    return mantissa >> shift, exponent + shift
 
 
 def weight_sum(weights: Iterable[float]) -> float:

@@ -770,3 +770,28 @@ def test_an_entry_the_scorer_would_not_read_back_is_never_written(model_dir, tmp
     assert line.startswith(f"hltcard: error: {tmp_path / 'thresholds.json'}: the scorer would read ptsum {{}} back")
     assert (tmp_path / "thresholds.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ptsum.onnx", "thresholds.json"]
+
+
+def test_an_int8_run_writes_its_entry_under_the_name_the_int8_scorer_reads(tmp_path, capsys, caplog):
+    """``hltcard mynet.onnx --set modules.vae.precision=int8`` (a quantised model whose name does not end in _int8)
+    wrote its cuts under 'mynet' and checked them back as 'mynet'; the scorer run with precision int8 reads
+    'mynet_int8', found nothing, and took the entry with a warning as "the fp32 model's cuts" (an fp32 model's
+    entry beside it would have been taken the same way). The entry, the card's files and the read-back check are
+    now the int8 scorer's name: it reads the cuts just computed, without the warning."""
+    import logging
+
+    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters, model_thresholds
+
+    shutil.copy(REPO / "data" / "models" / "conv_vae_int8.onnx", tmp_path / "mynet.onnx")  # quantised, named freely
+    assert hltcard([str(tmp_path / "mynet.onnx"), "--background", str(QCD), "--max-events", "300", "--bkg-eff",
+                    "1e-2", "--min-events-above", "1", "--no-plots", *ORT, "modules.vae.precision=int8"]) == 0
+    assert capsys.readouterr().out.startswith("mynet_int8: background 300 events")
+    table = json.loads((tmp_path / "thresholds.json").read_text())
+    assert list(table) == ["mynet_int8"]
+    assert sorted(p.name for p in tmp_path.glob("*_card.*")) == ["mynet_int8_card.json", "mynet_int8_card.md"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        identity, got, _ = model_thresholds(VAEAnomalyScorerParameters(model=str(tmp_path / "mynet.onnx"),
+                                                                       precision="int8"))
+    assert identity == "mynet_int8" and got["bkg_eff_1e-2"] == table["mynet_int8"]["bkg_eff_1e-2"]
+    assert not [r for r in caplog.records if "fp32" in r.getMessage()]

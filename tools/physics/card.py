@@ -28,14 +28,10 @@ import numpy as np
 from hltrun.framework.resources import find_file, local_output_path, unreadable_reason
 from hltrun.framework.stdio import entry_point
 from hltrun.modules.working_point import efficiency_key
-from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, check_min_events_above
+from hltrun.tools.physics.card_entry import MIN_EFFECTIVE_ABOVE, CardRefused, check_min_events_above
 
 DEFAULT_CONFIG = "configs/path.yaml"
 EXIT_CUTS = 2
-
-
-class CardRefused(Exception):
-    """The card would hold a cut that cannot be trusted (exit 2)."""
 
 
 def _eff(text: str) -> float:
@@ -98,6 +94,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     """Score the samples through the path and compute the entry and the card's numbers."""
     from hltrun.framework.errors import ConfigError
     from hltrun.framework.weights import weight_sum
+    from hltrun.modules.vae_scorer import model_identity
     from hltrun.tools.physics.card_entry import card_entry, weight_sum_refusal
     from hltrun.tools.physics.card_run import score_files
     from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate, sample_pt_edges
@@ -175,7 +172,8 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
         sig_rows[str(f)] = row
     w = bkg.weight
     return {
-        "model": args.model, "effs": effs, "entry": entry, "table": table, "pt_keys": pt_keys, "omitted": omitted,
+        "model": args.model, "identity": model_identity(str(args.model), plan.precision),  # as the scorer reads it
+        "effs": effs, "entry": entry, "table": table, "pt_keys": pt_keys, "omitted": omitted,
         "plan": plan, "background": bkg, "signals": signals, "signal_rows": sig_rows, "pt_rates": pt_rates,
         "pt_flatness": pt_flatness, "pt_edges_gev": edges, "input_rate_hz": rate_hz,
         "pt_edges_from": "--pt-edges" if args.pt_edges else "the background sample (about equal events per bin)",
@@ -227,7 +225,7 @@ def _card(args: argparse.Namespace, argv: list[str] | None) -> int:
         from hltrun.tools.physics.card_write import scorer_card, summary_lines, write_card
 
         out_dir = args.out_dir if args.out_dir is not None else scorer_card(args.model).absolute().parent
-        check_out_dir(out_dir, args.model, args.out_dir is not None)  # before the samples are scored: not after
+        check_out_dir(out_dir, card_identity(args), args.out_dir is not None)  # before the samples are scored
         args.background, args.signal = shipped_or_given(args.background), shipped_or_given(args.signal)
         check_samples([*args.background, *args.signal])  # a typo in the last --signal: before the first is scored
         try:
@@ -293,17 +291,27 @@ def check_samples(files: list[Path]) -> None:
             raise SourceError(why)
 
 
-def check_out_dir(out_dir: Path, model: Path, given: bool = True) -> None:
+def card_identity(args: argparse.Namespace) -> str:
+    """The model's name in thresholds.json as the configured scorer reads it back (vae_scorer's ``model_identity``
+    with the scorer's precision: ``--set modules.vae.precision=int8`` reads ``<stem>_int8``). The cuts were written
+    under the file's stem, where such a run found none of its own and took them, with a warning, as "the fp32
+    model's cuts". From the validated configuration, before any sample is read."""
+    from hltrun.modules.vae_scorer import model_identity
+    from hltrun.tools.physics.card_run import plan_config
+
+    plan = plan_config(args.config, args.sets, args.model, args.background[0], 1, args.scorer)[1]
+    return model_identity(str(args.model), plan.precision)
+
+
+def check_out_dir(out_dir: Path, identity: str, given: bool = True) -> None:
     """The folder thresholds.json and the card go to, by hltrun's destination policy
     (framework/destinations.py): made if missing, probed for a write, and the set's files in it
-    (``write_card`` renames them into place together) checked as set members; an unusable one is one
-    ModuleError line (exit 4), before the samples are scored."""
+    (``write_card`` renames them into place together; ``identity``: the model's name in them) checked as set
+    members; an unusable one is one ModuleError line (exit 4), before the samples are scored."""
     from hltrun.framework.destinations import check_folder_destination, check_set_member
-    from hltrun.modules.vae_scorer import model_identity
 
     what = out_dir_name(given)
     folder = check_folder_destination(out_dir, what)
-    identity = model_identity(str(model))
     for name in ("thresholds.json", f"{identity}_card.md", f"{identity}_card.json"):
         check_set_member(folder / name, what)
 

@@ -39,6 +39,11 @@ from hltrun.tools.physics.eval_stats import (PassRate, effective_n, looser_cut_a
 MIN_EFFECTIVE_ABOVE = 10.0  # effective background events above a cut: relative error on its rate ~ 1/sqrt(10) ~ 32 %
 
 
+class CardRefused(Exception):
+    """The card would hold a cut that cannot be trusted (hltcard's exit 2). Here, not in card.py, so that
+    card_write (the read-back check) raises it without importing the command that imports it."""
+
+
 @dataclass(frozen=True)
 class CutStat:
     """A cut and what stands behind it on the sample it was derived from."""

@@ -58,6 +58,9 @@ class PathPlan:
     scorer: str
     reduce: str
     dropped: list[str]
+    # the scorer's validated precision: with int8 it reads the model's cuts as ``<stem>_int8`` (vae_scorer's
+    # model_identity), so the card is written and checked under that name
+    precision: str = "auto"
 
 
 @dataclass
@@ -200,7 +203,7 @@ def plan_config(config: str | Path, sets: list[str], model: Path, file: Path, ma
     opts.pop("reportDir", None)
     new["options"] = opts
     cfg = validate(new, f"{path} (card run)")
-    return cfg, PathPlan(str(path), name, kept, scorer, reduce, dropped)
+    return cfg, PathPlan(str(path), name, kept, scorer, reduce, dropped, str(cfg.modules[scorer].params.precision))
 
 
 def read_weights(file: Path, cfg: Any, weight_branch: str) -> tuple[dict[tuple[int, int, int], float] | None, bool]:

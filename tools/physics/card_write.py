@@ -286,9 +286,8 @@ def write_card(r: dict[str, Any], out_dir: Path, with_plots: bool, command: str,
     read back: a refused entry never reaches thresholds.json (the next hltrun would cut on it). ``what``: the
     folder as the user named it, for a failed write's line (``--out-dir: cannot write …/m_card.md (…)``)."""
     from hltrun.framework.atomic import together, write_bytes, write_text
-    from hltrun.modules.vae_scorer import model_identity
 
-    identity = model_identity(str(r["model"]))
+    identity = r["identity"]  # as the configured scorer reads it: ``<stem>_int8`` for an int8 run
     card = out_dir / "thresholds.json"
     text = merged_thresholds(card, identity, r["table"])
     check_read_back(r, identity, card, text)  # before any file is written
@@ -320,7 +319,7 @@ def check_read_back(r: dict[str, Any], identity: str, card: Path, text: str) -> 
     must find exactly the cuts of ``r`` in ``text``, thresholds.json's new content: checked before it is written,
     so a refusal (CardRefused, exit 2) leaves thresholds.json as it was."""
     from hltrun.modules.vae_scorer import card_thresholds
-    from hltrun.tools.physics.card import CardRefused
+    from hltrun.tools.physics.card_entry import CardRefused
 
     if scorer_card(r["model"]).resolve() != card.resolve():  # another --out-dir: the user places that card
         return
@@ -333,9 +332,7 @@ def check_read_back(r: dict[str, Any], identity: str, card: Path, text: str) -> 
 
 def summary_lines(r: dict[str, Any]) -> list[str]:
     """A few lines for the terminal."""
-    from hltrun.modules.vae_scorer import model_identity
-
-    identity, b, rate_hz = model_identity(str(r["model"])), r["bkg_summary"], r["input_rate_hz"]
+    identity, b, rate_hz = r["identity"], r["bkg_summary"], r["input_rate_hz"]
     acc = b["accounting"]
     lines = [f"{identity}: background {b['events']} events ({b['jets']} scored jets), "
              + (f"weighted by {b['weight_branch']} (effective {b['n_effective']:.0f})" if b["gen_weight"]

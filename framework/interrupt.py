@@ -64,6 +64,7 @@ GRACEFUL = frozenset(getattr(signal, name) for name in ("SIGINT", "SIGUSR2") if 
 _lock = threading.Lock()
 _temporaries: set[Path] = set()
 _stop_callback: Callable[["Interrupted"], None] | None = None
+_abort_hooks: list[Callable[[], None]] = []  # run by a second signal's abort before the temporaries go
 _received: list[int] = []
 _raised: list["Interrupted"] = []  # the interrupts raised at once (no stop callback): the job is stopping
 _held = 0  # > 0 while signals_held() blocks run: a signal acts when the outermost ends
@@ -128,6 +129,18 @@ def remove_temporaries() -> list[Path]:
 
 
 @contextmanager
+def before_abort(hook: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, a second signal's abort calls ``hook`` before it removes the temporaries: what
+    could still write one of them (a Dask LocalCluster's worker finishing its unit and renaming its part into
+    place) is stopped first, or the part it renames a moment after the removal stays for ever."""
+    _abort_hooks.append(hook)
+    try:
+        yield
+    finally:
+        _abort_hooks.remove(hook)
+
+
+@contextmanager
 def stop_callback(callback: Callable[[Interrupted], None]) -> Iterator[None]:
     """While the event loop runs (and while the reports of a job whose loop ended are written), a first
     signal calls ``callback`` instead of raising. Nested blocks: the innermost callback is called."""
@@ -148,6 +161,11 @@ def _handler(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handl
 def _act(signum: int) -> None:
     exc = Interrupted(signum)
     if len(_received) > 1:  # second signal: abort now, but leave nothing half-written
+        for hook in list(_abort_hooks):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - aborting: the temporaries go whatever a hook met
+                pass
         remove_temporaries()
         try:
             sys.stderr.write(f"hltrun: {exc}: second signal, aborting (unfinished files removed)\n")

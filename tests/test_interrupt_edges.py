@@ -119,3 +119,51 @@ def test_sigquit_is_the_hard_way_out_and_leaves_only_named_temporaries(when, tmp
     assert _final_names(tmp_path) == whole, err
     left = [p.name for p in tmp_path.rglob("*.tmp")]
     assert left and all(name.split(".")[0] in ("o", "hltrun", "resources", "timing") for name in left), left
+
+
+def test_a_second_signals_abort_stops_what_could_still_write_before_removing_the_temporaries(tmp_path):
+    """A second signal removes the job's temporaries and exits; what could still write one (a Dask worker
+    finishing its unit: its part renamed into place a moment after the removal stayed for ever, seen under
+    load) is stopped first by the hooks ``before_abort`` registers. Here the hook is that late writer: run
+    after the removal (the old order), its file stays."""
+    import subprocess
+    import textwrap
+
+    part = tmp_path / "o.root.unit00003.part"
+    code = textwrap.dedent(f"""
+        import os, signal, pathlib
+        from hltrun.framework import interrupt
+        part = pathlib.Path({str(part)!r})
+        interrupt.register_temporary(part)
+        with interrupt.handle_signals(), interrupt.before_abort(lambda: part.write_text("renamed late")):
+            try:
+                os.kill(os.getpid(), signal.SIGUSR2)
+            except BaseException:
+                pass
+            os.kill(os.getpid(), signal.SIGINT)
+        raise SystemExit("the second signal did not abort")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and "second signal, aborting" in done.stderr, done.stderr
+    assert not part.exists()
+
+
+def test_killing_the_workers_waits_until_they_are_gone():
+    """``_kill_workers`` (a second signal's hook on our LocalCluster): every worker process is gone when it
+    returns, so none renames a part afterwards; a worker already gone is no error."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from hltrun.framework.executors.dask_executor import _kill_workers, _running
+
+    workers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"]) for _ in range(2)]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        cluster = SimpleNamespace(workers={i: SimpleNamespace(pid=p.pid) for i, p in enumerate([*workers, gone])})
+        _kill_workers(cluster, wait_s=60)
+        assert not [p.pid for p in workers if _running(p.pid)]
+        assert [p.wait(timeout=60) for p in workers] == [-9, -9]
+    finally:
+        for p in workers:
+            p.kill()

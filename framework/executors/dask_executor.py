@@ -21,8 +21,8 @@ from typing import Any
 
 from ..config import ProcessConfig
 from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
-from ..interrupt import (Interrupted, exit_code_of, forget_temporary, handle_signals, register_temporary,
-                         signals_held, stop_callback)
+from ..interrupt import (Interrupted, before_abort, exit_code_of, forget_temporary, handle_signals,
+                         register_temporary, signals_held, stop_callback)
 from ..provenance import variants_line, with_variants
 from ..resources import remote_url
 from ..results import JobResult, Merger
@@ -183,6 +183,8 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": ex.retries}):
             client, cluster = _connect(cfg)
+        if cluster is not None:  # a second signal's abort stops our workers before it removes their parts
+            signals.enter_context(before_abort(lambda: _kill_workers(cluster)))
         dashboard = client.dashboard_link
         info = client.scheduler_info()["workers"]
         threads = {addr: w.get("nthreads", 1) for addr, w in info.items()}
@@ -399,6 +401,31 @@ def _close(client, cluster) -> None:
                 thing.close(timeout=_ASK_S)
             except Exception:  # noqa: BLE001 - shutting down: nothing more to do
                 log.debug("closing Dask", exc_info=True)
+
+
+def _kill_workers(cluster: Any, wait_s: float = 2.0) -> None:
+    """SIGKILL our LocalCluster's worker processes and wait (at most ``wait_s``) until they are gone: a unit a
+    worker was finishing could otherwise rename its part into place just after a second signal's abort
+    removed the parts (seen under load: ``o.root.unit00003.part`` left for ever). Called from the signal
+    handler: nothing but reading the nannies' pids and system calls."""
+    pids = [pid for nanny in list(cluster.workers.values()) if (pid := getattr(nanny, "pid", None))]
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if _running(pid)]
+        if pids:
+            time.sleep(0.005)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, killed but not yet reaped, no longer does)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _held_parts(cfg: ProcessConfig, units: list[WorkUnit]) -> list[Path]:

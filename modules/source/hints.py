@@ -177,6 +177,27 @@ def edm_product(branches: "list[str]") -> str | None:
     return next((name for name in products if "Jets_" in name), products[0])
 
 
+# branches that only CMSSW's NanoAOD writes: its MET filter flags and the trigger table's first/last path
+_NANOAOD_MARKS = ("Flag_", "HLTriggerFirstPath", "HLTriggerFinalPath")
+
+
+def cmssw_file(branches: "list[str]", trees: "list[str]") -> str | None:
+    """What CMSSW file a tree with ``branches`` (in a file holding ``trees``) is, as 'a CMSSW ... file (...)',
+    or None. For the tools that read hltrun outputs (hltdiff): a NanoAOD file has HLT_* bits too (the CMS
+    menu's hundreds), which read as an output that differs in every product; an EDM file as one that
+    lacks its run, lumi and event branches, without saying why."""
+    edm = edm_product(branches)
+    if edm is not None:
+        return f"a CMSSW EDM file (MiniAOD/AOD/RECO: its events hold C++ objects such as '{edm}')"
+    mark = next((name for name in branches if name.startswith(_NANOAOD_MARKS)), None)
+    if mark is None and {"MetaData", "ParameterSets"} <= {t.split(";")[0] for t in trees}:
+        mark = "ParameterSets"
+    if mark is None:
+        return None
+    bits = sum(name.startswith("HLT_") for name in branches)
+    return f"a CMSSW NanoAOD file ({bits} HLT_* bits of the CMS trigger menu, NanoAOD's '{mark}')"
+
+
 def written_by_hltrun(path: str) -> str | None:
     """The process of an hltrun output (its ``Process`` TObjString), None for any other file."""
     from ..root_output import read_process

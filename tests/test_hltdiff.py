@@ -4,6 +4,7 @@ accepted-only outputs. The files of -j, -c, -r and -F: tests/test_hltdiff_golden
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import awkward as ak
 import numpy as np
@@ -180,6 +181,55 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys, case):
     assert main([str(good), str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hltdiff: error:") and "bad.root" in err[0]
+
+
+def _nanoaod(tmp_path):
+    """NanoAOD as CMSSW writes it, in the names hltdiff sees: the CMS menu's HLT_* bits (every event passes one,
+    so it read as an accepted-only output), MET filter flags, jets; no Process or Provenance string."""
+    return _write(tmp_path / "nano.root", [1] * 10, EV, {"HLT_A": OLD_A, "HLT_IsoMu24": [1] * 10},
+                  extra={"Flag_HBHENoiseFilter": np.ones(10, bool), "nJet": np.full(10, 2, np.uint32),
+                         "Jet_pt": ak.Array([[50.0, 30.0]] * 10)})
+
+
+def _nanoaod_trees(tmp_path):
+    """NanoAOD without a flag branch, told by CMSSW's MetaData and ParameterSets trees beside Events."""
+    from tests.test_source_formats import write_pfnano
+
+    return write_pfnano(tmp_path / "pfnano.root", other_branches=3)
+
+
+def _miniaod(tmp_path):
+    from tests.test_bad_inputs import _edm_file
+
+    return Path(_edm_file(tmp_path)["files"][-1])
+
+
+@pytest.mark.parametrize("side", ["old", "new"])
+@pytest.mark.parametrize("make, what", [(_nanoaod, "a CMSSW NanoAOD file (2 HLT_* bits of the CMS trigger menu, "
+                                                  "NanoAOD's 'Flag_HBHENoiseFilter')"),
+                                        (_nanoaod_trees, "a CMSSW NanoAOD file (3 HLT_* bits of the CMS trigger menu, "
+                                                         "NanoAOD's 'ParameterSets')"),
+                                        (_miniaod, "a CMSSW EDM file (MiniAOD/AOD/RECO: its events hold C++ objects "
+                                                   "such as 'patJets_slimmedJetsAK8__PAT.')")])
+def test_a_cmssw_file_is_no_output_and_says_so(tmp_path, capsys, side, make, what):
+    """The job's input given for its output (``hltdiff input.root output.root``): a NanoAOD file's CMS trigger
+    bits were compared with the job's (Gained +3 on HLT_AnomalyDetection, hundreds of its branches "in one file
+    only", exit 1), an EDM file said only that it has no run, luminosityBlock, event branch. One line naming
+    the file and what it is, exit 2."""
+    output = _write(tmp_path / "out.root", [1] * 10, EV, {"HLT_A": OLD_A}, score=[[0.5]] * 10)
+    cmssw = make(tmp_path)
+    files = [cmssw, output] if side == "old" else [output, cmssw]
+    assert main([str(f) for f in files]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"hltdiff: error: {cmssw} is {what}, not an hltrun output: hltdiff compares the outputs of two "
+                   f"hltrun jobs; run hltrun on it (modules.out.file) and give hltdiff that job's output"]
+
+
+def test_an_older_output_naming_no_process_is_still_compared(tmp_path, capsys):
+    """An hltrun output from before the Process string has no CMSSW branch: compared, not refused."""
+    old = _write(tmp_path / "old.root", [1] * 10, EV, {"HLT_A": OLD_A}, extra={"HLTPrescaled_A": np.zeros(10, bool)})
+    new = _write(tmp_path / "new.root", [1] * 10, EV, {"HLT_A": OLD_A})
+    assert main([str(old), str(new)]) == 0
 
 
 @pytest.mark.parametrize("side", ["old", "new"])

@@ -315,6 +315,44 @@ def test_nanoaod_without_constituents_says_so(tmp_path):
                                    "source.branches.* to your names")
 
 
+def _cms_tutorial_tree(path: Path, pt: bool = False) -> Path:
+    """The CMS HEP tutorial's open-data tree as its file (scikit-hep-testdata's uproot-HZZ.root) holds it: tree
+    'events', jets as Cartesian momenta (NJet, Jet_Px, Jet_Py, Jet_Pz, Jet_E, Jet_btag, Jet_ID), muons alike, no
+    run/lumi/event and no constituents. ``pt``: a Jet_pt branch too."""
+    jets = {"Px": _f32([[30.0, -20.0], []]), "Py": _f32([[40.0, 5.0], []]), "Pz": _f32([[10.0, 80.0], []]),
+            "E": _f32([[60.0, 90.0], []]), "btag": _f32([[0.1, 0.9], []]),
+            "ID": ak.values_astype(ak.Array([[True, True], []]), np.bool_)}
+    if pt:
+        jets["pt"] = _f32([[50.0, 20.6], []])
+    with uproot.recreate(path) as f:
+        write_nanoaod(f, "events", {"Jet": ak.zip(jets), "Muon": ak.zip({k: _f32([[1.0], [2.0]]) for k in
+                                                                         ("Px", "Py", "Pz", "E")}),
+                                    "EventWeight": np.ones(2, np.float32)})
+    return path
+
+
+def test_jets_as_cartesian_momenta_say_so(tmp_path):
+    """A CMS open-data flat tree with Jet_Px/Py/Pz/E (uproot-HZZ.root): the line asked "did you mean 'Jet_btag'?"
+    for 'FatJet_eta' and sent the user to PFNano; no branch name can read a pT that is not stored. It names the
+    Cartesian branches and what to write; with a pT branch beside them, a name is at fault: no such line."""
+    path = _cms_tutorial_tree(tmp_path / "hzz.root")
+    names = {"jet_pt": "Jet_pt", "jet_eta": "Jet_eta", "jet_phi": "Jet_phi", "jet_mass": "Jet_mass",
+             "run": None, "luminosityBlock": None, "event": None}
+    for branches in ({}, names):
+        with pytest.raises(SourceError) as err:
+            read_all([path], tree="events", branches=branches)
+        line = str(err.value)
+        assert "did you mean" not in line and "\n" not in line
+        assert line.startswith(f"source: branch '{branches.get('jet_pt', 'FatJet_pt')}', ")
+        assert line.endswith(f"of {path}: its jets are Cartesian momenta ('Jet_Px', 'Jet_Py', 'Jet_Pz', 'Jet_E'), and "
+                             f"hltrun reads pT, eta, phi and mass: write those as branches first (e.g. with the vector "
+                             f"package) and set source.branches.jet_* to them; the file holds no jet constituents "
+                             f"either, which the path needs (README: Reading your own files)"), line
+    with pytest.raises(SourceError) as err:
+        read_all([_cms_tutorial_tree(tmp_path / "with_pt.root", pt=True)], tree="events", branches=names)
+    assert "Cartesian" not in str(err.value) and "'Jet_eta'" in str(err.value)
+
+
 def write_pooled(path: Path, link: str, index: str, cands: str, ak4: bool = False,
                  extra: dict | None = None) -> Path:
     """NanoAOD with jet constituents as CMSSW writes them: ``cands`` is a pool of candidates in the order

@@ -56,7 +56,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import awkward as ak
 import numpy as np
@@ -69,7 +69,9 @@ from hltrun.framework.stdio import entry_point
 from hltrun.framework.provenance import differences, stopped_by
 from hltrun.modules.inference.base import AGREEMENT_RTOL
 from hltrun.modules.root_output import LUMI_TREE  # what each job read, lumi section by lumi section
-from hltrun.modules.root_output import PRESCALED_PREFIX, prescaled_branch, read_process, read_provenance
+from hltrun.modules.root_output import PRESCALED_PREFIX, PROCESS_KEY, PROVENANCE_KEY, prescaled_branch, read_process, \
+    read_provenance
+from hltrun.modules.source.hints import cmssw_file
 from hltrun.modules.source.tree import cut_short
 from hltrun.tools import hltdiff_changes as changes
 
@@ -163,6 +165,7 @@ def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
                     raise InputError(why)
                 if tree not in f:
                     raise InputError(f"no tree '{tree}' in {path}")
+                refuse_cmssw(f, tree, path)
                 parts.append(f[tree].arrays(library="ak"))
         except InputError:
             raise
@@ -175,6 +178,19 @@ def read_side(paths: Sequence[Path], tree: str) -> ak.Array:
         return parts[0]
     fields = [f for f in parts[0].fields if all(f in p.fields for p in parts[1:])]
     return ak.concatenate([p[fields] for p in parts])
+
+
+def refuse_cmssw(f: Any, tree: str, path: Path) -> None:
+    """InputError for a file CMSSW wrote (NanoAOD, MiniAOD/AOD), given where an hltrun output belongs (the
+    job's input, not its output): its CMS trigger bits were compared with the job's, hundreds of its branches
+    listed as 'in one file only', exit 1. An hltrun output names its process or provenance; an older one
+    that names neither has no CMSSW branch."""
+    if PROCESS_KEY in f or PROVENANCE_KEY in f:
+        return
+    what = cmssw_file(f[tree].keys(recursive=False), f.keys(recursive=False))
+    if what is not None:
+        raise InputError(f"{path} is {what}, not an hltrun output: hltdiff compares the outputs of two hltrun "
+                         f"jobs; run hltrun on it (modules.out.file) and give hltdiff that job's output")
 
 
 def check_process(paths: Sequence[Path], process: str, option: str) -> None:

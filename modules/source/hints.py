@@ -57,6 +57,14 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
                               f"them ({', '.join(fields[:4])}, ...): set source.branches.* to those names, the "
                               f"constituents as a collection of their own with a per-jet count branch (layout "
                               f"counts); a Delphes Jet.Constituents holds references, which hltrun cannot follow")
+        cartesian = cartesian_jets(known)
+        if cartesian and set(missing) & {b.jet_pt, b.jet_eta, b.jet_phi}:  # no name can fix this: no pT to read
+            raise SourceError(f"source: branch {', '.join(repr(m) for m in missing)} not found in tree "
+                              f"'{params.tree}' of {path}: its jets are Cartesian momenta ({cartesian}), and hltrun "
+                              f"reads pT, eta, phi and mass: write those as branches first (e.g. with the vector "
+                              f"package) and set source.branches.jet_* to them"
+                              + ("; the file holds no jet constituents either, which the path needs (README: "
+                                 "Reading your own files)" if no_cands else ""))
         scouting = next((c for c in _SCOUTING_PARTICLES if {f"{c}_pt", f"{c}.pt"} & set(known)), None)
         if scouting and not linked and set(missing) & cand_roles:  # no name can fix this: no link to follow
             raise SourceError(f"source: branch {', '.join(repr(m) for m in missing)} not found in tree "
@@ -92,6 +100,22 @@ def object_fields(names: "list[str]") -> list[str]:
               if "/" in name and name.rsplit("/", 1)[1].startswith(name.split("/", 1)[0] + ".")]
     fields = [f for f in fields if not f.endswith((".fUniqueID", ".fBits"))]  # TObject's own members
     return sorted(fields, key=lambda f: not f.lower().endswith(".pt"))
+
+
+def cartesian_jets(names: "list[str]") -> str:
+    """``'Jet_Px', 'Jet_Py', 'Jet_Pz', 'Jet_E'``: the branches of a jet collection stored as Cartesian momenta
+    (the CMS HEP tutorial's open-data trees), which no ``source.branches`` name can read as pT, eta, phi; ''
+    for a file without one, or whose collection has a pT branch too."""
+    known = set(names)
+    found = [(stem, c[0]) for stem, _, c in (name.rpartition("_") for name in names)
+             if c in ("Px", "px") and "jet" in stem.lower()  # muons as Px/Py/Pz are not the jets'
+             and {f"{stem}_{c[0]}y", f"{stem}_{c[0]}z"} <= known
+             and not any(f"{stem}_{pt}" in known for pt in ("pt", "Pt", "PT"))]  # with a pT: a name is misspelt
+    if not found:
+        return ""
+    stem, p = found[0]
+    energy = next((f"{stem}_{e}" for e in ("E", "e") if f"{stem}_{e}" in known), None)
+    return ", ".join(repr(n) for n in (f"{stem}_{p}x", f"{stem}_{p}y", f"{stem}_{p}z", energy) if n)
 
 
 def value_branches(names: "list[str]") -> list[str]:
@@ -175,6 +199,27 @@ def edm_product(branches: "list[str]") -> str | None:
     if not products:
         return "EventAuxiliary" if "EventAuxiliary" in branches else None
     return next((name for name in products if "Jets_" in name), products[0])
+
+
+# branches that only CMSSW's NanoAOD writes: its MET filter flags and the trigger table's first/last path
+_NANOAOD_MARKS = ("Flag_", "HLTriggerFirstPath", "HLTriggerFinalPath")
+
+
+def cmssw_file(branches: "list[str]", trees: "list[str]") -> str | None:
+    """What CMSSW file a tree with ``branches`` (in a file holding ``trees``) is, as 'a CMSSW ... file (...)',
+    or None. For the tools that read hltrun outputs (hltdiff): a NanoAOD file has HLT_* bits too (the CMS
+    menu's hundreds), which read as an output that differs in every product; an EDM file as one that
+    lacks its run, lumi and event branches, without saying why."""
+    edm = edm_product(branches)
+    if edm is not None:
+        return f"a CMSSW EDM file (MiniAOD/AOD/RECO: its events hold C++ objects such as '{edm}')"
+    mark = next((name for name in branches if name.startswith(_NANOAOD_MARKS)), None)
+    if mark is None and {"MetaData", "ParameterSets"} <= {t.split(";")[0] for t in trees}:
+        mark = "ParameterSets"
+    if mark is None:
+        return None
+    bits = sum(name.startswith("HLT_") for name in branches)
+    return f"a CMSSW NanoAOD file ({bits} HLT_* bits of the CMS trigger menu, NanoAOD's '{mark}')"
 
 
 def written_by_hltrun(path: str) -> str | None:

@@ -120,3 +120,18 @@ def test_the_job_reports_stop_line_says_a_signal_once_and_an_error_as_the_cause(
     assert "JobReport  stopped by SIGUSR2" in job_accounting(s).splitlines()
     s.failure, s.stopped_by_signal = "module 'vae' failed: ModuleError: boom", None
     assert "JobReport  stopped by: module 'vae' failed: ModuleError: boom" in job_accounting(s).splitlines()
+
+
+def test_the_job_report_says_the_links_to_no_jet_apart_from_the_invalid_ones():
+    """NanoAOD's -1 links (a muon in no jet) were counted by the source and printed nowhere: the constituents
+    read did not add up to the file's candidates with nothing to say why. A line when there are some."""
+    from hltrun.framework.report.trigreport import quality_lines
+
+    s = JobSummary("P", 1, events_processed=7, events_passed=0, events_failed=7)
+    s.data_quality = {"source": {"invalid_links": 0}}
+    s.source = {"links_to_no_jet": 3, "invalid_links": 0}
+    assert quality_lines(s) == ["JobReport  data quality 'source': invalid links 0",
+                                "JobReport  links to no jet 3 (source: a jet index of -1, NanoAOD's candidate in no "
+                                "jet; left out of every jet, not counted with the invalid links)"]
+    s.source = {"links_to_no_jet": 0}  # a counts or nested layout, or no -1 link: nothing to say
+    assert quality_lines(s) == ["JobReport  data quality 'source': invalid links 0"]

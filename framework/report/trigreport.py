@@ -139,4 +139,8 @@ def quality_lines(s: JobSummary) -> list[str]:
         lines.append(f"JobReport  failed events in module '{module}': {_counts(kinds)}")
     for label, counts in s.data_quality.items():
         lines.append(f"JobReport  data quality '{label}': {_counts(counts)}")
+    no_jet = (s.source or {}).get("links_to_no_jet", 0)
+    if no_jet:  # legitimate in NanoAOD, so not with the invalid links; said so the constituents read add up
+        lines.append(f"JobReport  links to no jet {no_jet} (source: a jet index of -1, NanoAOD's candidate in no "
+                     f"jet; left out of every jet, not counted with the invalid links)")
     return lines

@@ -7,7 +7,6 @@ from .clock import PROCESS_START  # first: the clock reads how long start-up too
 import argparse
 import errno
 import logging
-import os
 import resource  # imported now: with the descriptors exhausted, importing it (a .so) would fail too
 import sys
 import threading
@@ -126,14 +125,13 @@ def _descriptors_line(exc: OSError) -> str:
 
 
 def _say(line: str) -> None:
-    """``hltrun: <line>`` on stderr as one line, whatever the message quotes (``errors.printable``)."""
+    """``hltrun: <line>`` on stderr as one line, whatever the message quotes (``errors.printable``). stderr is
+    ``stdio.standard_streams``'s, as every tool's: its reader gone (2>&1 | head -1) or its disk full, the line goes
+    nowhere and the exit code says it (no later line fails on it: an internal error, exit 1)."""
     from .errors import printable
 
-    try:
-        sys.stderr.write(f"hltrun: {printable(line)}\n")
-        sys.stderr.flush()
-    except OSError:  # its reader gone (2>&1 | head -1), its disk full: nowhere left to say it; the exit code says it
-        sys.stderr = open(os.devnull, "w")  # and no later line fails on it (an internal error, exit 1)
+    sys.stderr.write(f"hltrun: {printable(line)}\n")
+    sys.stderr.flush()
 
 
 def _error_line(exc: BaseException | None, line: str, code: int, record: dict) -> int:
@@ -153,9 +151,9 @@ DESCRIPTORS_EXIT = 1  # not the input's, the configuration's nor a module's faul
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .stdio import fill_closed_descriptors
+    from .stdio import standard_streams
 
-    fill_closed_descriptors()
+    standard_streams()  # the tools' one mechanism: closed descriptors filled, a stderr whose failure is nowhere
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)  # options may come between overrides
     if args.config is None:  # checked here: argparse would call the optional overrides required too

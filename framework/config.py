@@ -21,12 +21,16 @@ from .resources import find_file, refuse_remote_destination
 from .context import MODULE_SERVICES, ProductInfo
 from .errors import CMSSW_CATEGORIES, ConfigError
 from .module import Filter, Module, OutputModule, Source
+from .provenance import FAILURE_KEY, STOPPED_KEY
 from .schema import build, close_hint as _close, input_tag_fields, input_tags, limited, to_plain
 
 SOURCE_LABEL = "source"
 # the source's per-event weight (a weighted sample's genWeight), where its files carry one: what every weighted
 # figure reads (the TriggerRates service's rates, the trigger filters' score histograms), absent: weight 1
 WEIGHT_TAG = f"{SOURCE_LABEL}:weight"
+# the marks a report file read alone carries of a job that did not end well (provenance.stop_marks): scores.root
+# keeps them beside its one folder per filter label, so a filter labelled so would read as the mark
+MARK_LABELS = (STOPPED_KEY, FAILURE_KEY)
 TOP_LEVEL_KEYS = ("process", "options", "source", "modules", "paths", "endpaths", "services")
 log = logging.getLogger("hltrun")
 
@@ -427,6 +431,9 @@ def _validate(data: dict[str, Any], origin: str) -> ProcessConfig:
             raise ConfigError(f"{where}: a module label must be an identifier")
         if label == SOURCE_LABEL:
             raise ConfigError(f"{where}: the label '{SOURCE_LABEL}' is reserved for the source")
+        if label in MARK_LABELS:
+            raise ConfigError(f"{where}: the label '{label}' is reserved: scores.root, timing.root and resources.json "
+                              f"use '{label}' to mark a job that did not end well")
         cfg = _plugin(label, spec, where, registry.module_class)
         if not issubclass(cfg.cls, Module):
             raise ConfigError(f"{where}.type: {cfg.type} is not a Producer, Filter, Analyzer or OutputModule")

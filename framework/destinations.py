@@ -36,6 +36,7 @@ from .resources import refuse_remote_destination, user_path
 
 REPORT_FOLDER = "report folder (--report-dir / options.reportDir)"  # who writes there, in messages
 _LINK_LIMIT = 40  # the kernel's own limit on links followed in one lookup
+_PROBE_BYTES = 4096  # one block of a file system: what a full one refuses even to a small file
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs, APFS): the shortest common limit
 
 
@@ -265,8 +266,11 @@ def folders_made_undone() -> Iterator[Callable[[], None]]:
         _made.reset(token)
 
 
-def _probe(folder: Path, what: str) -> None:
-    """Create the folder if needed and write a throw-away file into it (works as root too)."""
+def _probe(folder: Path, what: str, block_for: Path | None = None) -> None:
+    """Create the folder if needed and write a throw-away file into it (works as root too). ``block_for``: the
+    file that will be written there, whose writer puts a block into the throw-away file and syncs it, so that a
+    full file system (or one that allocates late, NFS, saying so only at the sync) refuses it before the first
+    event, in the words the end's write would use (``atomic.Staged.error``), not after the whole job."""
     if folder.exists() and not folder.is_dir():
         raise ModuleError(f"{what}: {folder} is a file, not a folder")
     try:
@@ -276,10 +280,17 @@ def _probe(folder: Path, what: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         sweep(folder)  # before the first event: what killed jobs left where this one writes
         fd, probe = tempfile.mkstemp(prefix=".hltrun-probe" + tag(), suffix=".tmp", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
         raise ModuleError(f"{what}: cannot write into {folder} ({make_refused(folder, exc)})") from None
+    try:
+        if block_for is not None:
+            os.write(fd, bytes(_PROBE_BYTES))
+            os.fsync(fd)
+    except OSError as exc:
+        raise ModuleError(f"{what}: cannot write {block_for} ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+        os.unlink(probe)
 
 
 KERNEL_FILE_SYSTEMS = ("proc", "sysfs")  # the kernel's views: files that exist, none that can be made
@@ -330,8 +341,33 @@ def check_file_destination(path: str | os.PathLike[str], what: str, in_place: bo
     if dest.in_place and dest.fd is None and not os.access(dest.path, os.W_OK):
         raise ModuleError(f"{what}: cannot write to {dest.path} (permission denied)")
     _claim(dest, what)
-    _probe(dest.staging_folder(), what)
+    if dest.in_place:  # staged in the system's temporary folder, then copied into the device or FIFO
+        _probe(dest.staging_folder(), what)
+        _probe_device(dest, what)
+    else:
+        _probe(dest.staging_folder(), what, block_for=dest.path)
     return dest
+
+
+def _probe_device(dest: Destination, what: str) -> None:
+    """A character device written in place (``/dev/full``) refuses bytes only when written, at the end of the
+    job: a write of no bytes asks it now, before the first event, in the end's words, and puts nothing there
+    (``/dev/null``, a terminal). A FIFO is not opened: that waits for a reader, and closing it would end the
+    reader's input; it is written at the end, as a shell redirection is."""
+    try:
+        info = os.fstat(dest.fd) if dest.fd is not None else os.stat(dest.path)
+        if not stat.S_ISCHR(info.st_mode):
+            return
+        if dest.fd is not None:
+            os.write(dest.fd, b"")
+            return
+        fd = os.open(dest.path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        try:
+            os.write(fd, b"")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ModuleError(f"{what}: cannot write {dest.path} ({exc.strerror or exc})") from None
 
 
 def check_set_member(path: str | os.PathLike[str], what: str) -> Destination:

@@ -4,7 +4,8 @@ tools/physics/*: evaluate_models, generate_events, ...) calls ``standard_streams
 which also makes their stdout a destination (framework/destinations.py ``printing``), so that none of them fails on
 them in its own way: a message no stream can take goes nowhere, and the exit code still says what happened (it was
 exit 1 with nothing said, or a refusal's line written into stdout, the command's product). hltrun calls
-``fill_closed_descriptors``; its one error line (``cli._say``) survives a failing stderr itself."""
+``standard_streams`` too (its stdout is written by its own ``printing`` blocks, one per report, each naming what it
+could not print, so it does not take ``entry_point``'s one block around the whole command)."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ from .inference.base import (MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_mode
                              per_call_quant_ops)
 from .jets import batch_key
 from .inference.dynamic_batching import BatchingParameters, DynamicBatcher
-from .inference.machine import cpu_key, dist_version, model_digest
+from .inference.machine import ModelChanged, cpu_key, dist_version, loaded_digest
 from .finite import few_finite
 from .products import JetBatch, JetScores, JetScoresWithExtras, is_all_valid
 from .working_point import PT_BINNED_KEY, PtCuts, parse_pt_cuts
@@ -318,6 +318,7 @@ class _LabelShared:
     auto: tuple[str, str, tuple[dict[str, Any], ...]] | None = None
     batcher: DynamicBatcher | None = None
     caveats: tuple[str, ...] | None = None  # inference.fidelity's, measured by the first instance
+    digests: dict[Path, str] = field(default_factory=dict)  # model file -> sha256 of the bytes the first instance loaded
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -407,7 +408,9 @@ class VAEAnomalyScorer(Producer):
             name, reason, timings, path = shared.auto  # the very file that was timed and checked
         backend = create_backend(name, path, opts)
         try:
-            backend.load()
+            digest = loaded_digest(path, backend.load)
+        except ModelChanged as exc:  # no other engine is tried on a file being written
+            raise ModelChanged(f"{where}: {exc}") from exc
         except ModuleError as exc:  # auto's engine cannot run this model: ONNX Runtime, loudly
             fallback = auto_fallback(p.backend, name, ctx.accelerators, str(exc))
             if fallback is None:
@@ -417,11 +420,17 @@ class VAEAnomalyScorer(Producer):
             path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
             backend = create_backend(name, path, opts)
             try:
-                backend.load()
+                digest = loaded_digest(path, backend.load)
             except (ModuleError, ConfigError) as again:
                 raise type(again)(f"{where}: {again}") from again
         except ConfigError as exc:  # say which module, keep the exit code
             raise type(exc)(f"{where}: {exc}") from exc
+        with shared.lock:  # every stream must run the network the first one loaded
+            first = shared.digests.setdefault(path, digest)
+        if first != digest:
+            raise ModelChanged(f"{where}: model file {path} changed between two streams' loads (sha256 {first[:12]}, "
+                               f"then {digest[:12]}): the streams would run different networks; start the job again "
+                               f"once the file is written")
         self._name_unread_settings(where, name, opts, p)
         if p.precision == "int8" and backend.describe().get("precision") != "int8":
             raise ConfigError(f"{where}.precision: int8 requested but {path} is not a quantised model "
@@ -471,7 +480,7 @@ class VAEAnomalyScorer(Producer):
             self._batcher = shared.batcher
         imported = model_import.provenance(path)  # said by model_import when imported or found in its cache
         ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id,
-                                                 timings, model_digest(path), shared.caveats,
+                                                 timings, digest, shared.caveats,
                                                  imported.as_dict() if imported is not None else None))
 
     @staticmethod

@@ -150,6 +150,16 @@ def test_dependency_cycle_is_reported(write_config):
     assert "dependency cycle sq -> cube -> sq" in error_of(write_config, text)
 
 
+@pytest.mark.parametrize("label", ["failure", "stopped_by_signal"])
+def test_a_label_a_report_file_uses_for_its_marks_is_refused(write_config, label):
+    """scores.root keeps one folder per filter label beside the marks of a job that did not end well
+    (provenance.stop_marks): a filter labelled ``failure`` made a whole job's file hold a key ``failure``,
+    which is how a reader tells a failed job's file."""
+    text = BASE.replace("even", label)
+    assert (f"modules.{label}: the label '{label}' is reserved: scores.root, timing.root and resources.json use "
+            f"'{label}' to mark a job that did not end well") in error_of(write_config, text)
+
+
 def test_output_module_must_sit_on_an_endpath(write_config, tmp_path):
     text = BASE.replace("paths:", f"  out: {{type: RootOutputModule, file: {tmp_path / 'o.root'}}}\npaths:")
     text = text.replace("p: [even, sq]", "p: [even, sq, out]")

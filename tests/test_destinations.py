@@ -170,9 +170,10 @@ def test_a_destination_that_became_a_fifo_during_the_job_is_not_renamed_over(tmp
 def test_dev_full_fails_in_one_line_and_stays_a_device(flag, tmp_path, system_tmp, capfd) -> None:
     full = _char_device(tmp_path / "full", "full")
     argv = [str(_job(tmp_path, full))] if flag == "output" else [str(_job(tmp_path)), "-j", str(full)]
-    code, _, errors = _run(capfd, *argv)
+    code, out, errors = _run(capfd, *argv)
     assert code == 4
     assert len(errors) == 1 and f"cannot write {full} (No space left on device)" in errors[0], errors
+    assert "TrigReport" not in out  # asked at begin_job (a write of no bytes): it failed after the whole job
     assert _is_char_device(full)
     assert not _temporaries(tmp_path, system_tmp)
 
@@ -357,6 +358,44 @@ def test_a_full_disk_fails_in_one_line_and_leaves_what_was_there(what, tmp_path,
     assert not _temporaries(tmp_path)
     left = {p: p.read_bytes() for p in full_disk.rglob("*") if p.is_file() and p.name != "filler"}
     assert left == before
+
+
+@pytest.mark.parametrize("what", ["output", "job report"])
+def test_a_full_disk_under_an_output_is_said_before_the_first_event(what, tmp_path, full_disk, capfd) -> None:
+    """The output's and the job report's folder get a block written into a throw-away file at begin_job: a full
+    disk showed only when the output's first basket or the job report was written, after the events."""
+    _, argv, message = CASES[what]
+    _fill(full_disk)
+    code, out, errors = _run(capfd, *argv(tmp_path, full_disk))
+    assert code == 4
+    assert len(errors) == 1 and f"{message.format(d=full_disk)} (No space left on device)" in errors[0], errors
+    assert "TrigReport" not in out
+    assert not _temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("what", ["output", "job report"])
+def test_a_file_system_that_refuses_at_the_sync_is_said_before_the_first_event(what, tmp_path, monkeypatch,
+                                                                               capfd) -> None:
+    """A file system that allocates late (NFS over its quota) takes the writes and refuses at the sync: the
+    output and the job report failed only at their commit, after the whole job. Its fsync refused for every
+    file in one folder, as such a mount does."""
+    nfs = tmp_path / "nfs"
+    nfs.mkdir()
+    sync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).parent == nfs:
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+        sync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    _, argv, message = CASES[what]
+    code, out, errors = _run(capfd, *argv(tmp_path, nfs))
+    assert code == 4
+    assert len(errors) == 1 and f"{message.format(d=nfs)} ({os.strerror(errno.EDQUOT)})" in errors[0], errors
+    assert "TrigReport" not in out
+    assert not _temporaries(tmp_path)
+    assert list(nfs.iterdir()) == []
 
 
 # ------------------------------------------------------------------ an injected full disk

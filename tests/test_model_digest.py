@@ -86,3 +86,82 @@ def test_a_fifo_is_refused_before_it_is_hashed(tmp_path: Path) -> None:
     with pytest.raises(ModuleError, match=r"pipe.onnx is a FIFO, not a regular file"):
         model_digest(pipe)
     assert not ib.IreeBackend.compiled(pipe, BackendOptions(engine_cache=str(tmp_path)))
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _scoring_job(write_config, tmp_path: Path, streams: int = 1) -> tuple[Path, Path]:
+    """The shipped path's scorer (ONNX Runtime) on a copy of conv_vae.onnx, 20 events on ``streams`` streams:
+    the config and the copy."""
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(REPO / "data/models/conv_vae.onnx", model)
+    cfg = write_config(f"""
+        process: T
+        options: {{maxEvents: 20, numberOfThreads: {streams}, accelerators: [cpu]}}
+        source: {{type: RootJetSource, files: [{REPO / "data/qcd_dijet.root"}]}}
+        modules:
+          batcher: {{type: JetBatcher, src: source, max_jets: 2}}
+          vae: {{type: VAEAnomalyScorer, src: batcher, model: {model}, backend: onnxruntime}}
+        paths: {{p: [batcher, vae]}}
+        """)
+    return cfg, model
+
+
+def test_the_recorded_digest_is_of_the_bytes_the_engine_loaded(write_config, tmp_path, monkeypatch):
+    """The control: an untouched file's job records the sha256 of the file that ran."""
+    import hashlib
+
+    from tests.helpers import run_config
+
+    cfg, model = _scoring_job(write_config, tmp_path)
+    summary, _ = run_config(cfg)
+    assert summary.facts["accelerators"]["vae"]["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def test_a_model_replaced_while_the_engine_loads_it_is_refused(write_config, tmp_path, monkeypatch):
+    """A retrain writing the model file as the job starts: the digest was read at the end of begin_job, so
+    the job ran conv_vae and recorded gcn_vae's sha256 (hltdiff would have blamed the wrong network)."""
+    import shutil
+
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from tests.helpers import run_config
+
+    cfg, model = _scoring_job(write_config, tmp_path)
+    load = OnnxRuntimeBackend._load
+
+    def load_then_replace(self) -> None:
+        load(self)
+        shutil.copy(REPO / "data/models/gcn_vae.onnx", self.model_path)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "_load", load_then_replace)
+    with pytest.raises(ModuleError, match=rf"^modules\.vae: model file {model} changed while it was loaded \(replaced "
+                                          r"or rewritten\): the network that runs is not known"):
+        run_config(cfg)
+
+
+def test_a_model_replaced_between_two_streams_loads_is_refused(write_config, tmp_path, monkeypatch):
+    """Each stream loads its own engine: a file replaced after the first stream's load made the streams run
+    two networks, and the job recorded one digest for both."""
+    import shutil
+
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from tests.helpers import run_config
+
+    cfg, model = _scoring_job(write_config, tmp_path, streams=2)
+    warm_up = OnnxRuntimeBackend.warm_up
+
+    def warm_up_then_replace(self, *args, **kwargs):  # the first stream has loaded and hashed its model by now
+        if self.model_path.read_bytes() != (REPO / "data/models/gcn_vae.onnx").read_bytes():
+            shutil.copy(REPO / "data/models/gcn_vae.onnx", self.model_path)
+        return warm_up(self, *args, **kwargs)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "warm_up", warm_up_then_replace)
+    with pytest.raises(ModuleError, match=rf"^modules\.vae: model file {model} changed (between two streams' loads "
+                                          r"\(sha256 [0-9a-f]{12}, then [0-9a-f]{12}\)|while it was loaded)"):
+        run_config(cfg)

@@ -134,6 +134,38 @@ def model_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+class ModelChanged(ModuleError):
+    """A model file changed while an engine loaded it (``loaded_digest``): no other engine can be tried on it."""
+
+
+def loaded_digest(path: Path, load: Callable[[], Any]) -> str:
+    """``model_digest`` of the bytes ``load`` read from ``path``: the model's files are stat-ed before the load
+    and again after the digest, and a change between (a file replaced or rewritten: another inode, size or
+    modification time) is refused, since the digest would then not be known to be of the network that runs.
+    Read at the end of begin_job alone, it named whatever file was there by then (a retrain writing it)."""
+    files = [path, *(external_data_files(path) if path.is_file() else [])]  # a FIFO is refused by ``load``
+    before = _state(files)
+    load()
+    digest = model_digest(path)
+    if _state(files) != before:
+        raise ModelChanged(f"model file {path} changed while it was loaded (replaced or rewritten): the network that "
+                          f"runs is not known; start the job again once the file is written")
+    return digest
+
+
+def _state(files: list[Path]) -> list[tuple[int, ...] | None]:
+    """What tells a file rewritten or replaced: device, inode, size, modification and change times (None: absent)."""
+    out: list[tuple[int, ...] | None] = []
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return out
+
+
 def _hash_file(h: Any, path: Path) -> None:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -8,6 +8,7 @@ load ("uses If, whose output's shape is the taken branch's ..."; the Sequence op
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import jax
@@ -296,3 +297,43 @@ def test_tf2onnx_tf_cond_runs_as_onnxruntime(engine, tmp_path):
     path = control_models.tf_cond(tmp_path / "tf_cond.onnx")
     assert "If" in _ops(path)
     _agrees(engine, path)
+
+
+def _slice_at_the_counter(path: Path) -> Path:
+    """A Loop of 5 steps taking constituent t with a Slice at its counter (Slice's starts must be static on JAX):
+    score = the sum of h after h' = h + tanh(x[:, t])."""
+    body = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["i", "z"], ["iu"]), helper.make_node("Add", ["iu", "one"], ["iu1"]),
+         helper.make_node("Slice", ["x", "iu", "iu1", "one"], ["xs"]),
+         helper.make_node("Squeeze", ["xs", "one"], ["xt"]),
+         helper.make_node("Tanh", ["xt"], ["a"]), helper.make_node("Add", ["h", "a"], ["h_out"]),
+         helper.make_node("Identity", ["go"], ["go_out"])],
+        "body", [_v("i", I64, []), _v("go", B, []), _v("h")], [_v("go_out", B, []), _v("h_out")],
+        [_init("z", np.array([0])), _init("one", np.array([1]))])
+    nodes = [helper.make_node("ReduceMean", ["x", "ax1"], ["h0"], keepdims=0),
+             helper.make_node("Loop", ["M", "", "h0"], ["h_last"], body=body),
+             helper.make_node("ReduceSum", ["h_last", "ax1"], ["score"], keepdims=0)]
+    onnx.save(_model(nodes, [_init("M", np.int64(5)), _init("ax1", np.array([1]))], ("score",), ("N", 100, 3)),
+              str(path))
+    return path
+
+
+def _said_unrolled(path: Path, caplog) -> set[str]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hltrun.inference"):
+        create_backend("jax", path, BackendOptions(max_batch=4, device="cpu")).load().warm_up()
+    return {r.getMessage() for r in caplog.records if "unrolled" in r.getMessage() and r.once}  # the CLI's filter
+
+
+def test_jax_says_once_at_begin_job_that_a_loop_runs_unrolled(exports, tmp_path, caplog):
+    """A Loop whose body needs its counter static (a Slice at it) or carries a list (the scripted ``torch.unbind``
+    loop's ``outs.append``) cannot be one lax.scan step: JAX traces a copy of its body per step in every bucket. It
+    was silent (session 38's note); said once now, with the node and the steps. A loop compiled as one step, or a
+    model without one, says nothing."""
+    said = _said_unrolled(_slice_at_the_counter(tmp_path / "slice.onnx"), caplog)
+    assert len(said) == 1 and "loop node 'h_last' runs unrolled, 5 copies of its body per batch bucket" in said.pop()
+    path = exports["scripted-unbind-stack"]
+    loop = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "Loop").output[0]
+    said = _said_unrolled(path, caplog)
+    assert len(said) == 1 and f"loop node {loop!r} runs unrolled, 10 copies of its body" in said.pop(), said
+    assert not _said_unrolled(exports["scripted-if-on-a-value"], caplog)

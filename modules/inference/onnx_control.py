@@ -154,8 +154,8 @@ def check_loops(plan: Sequence[Any], static: set[str], engine: str, path: Any) -
 def iterate(k: Any, host: Host, body: Subgraph, outer: dict[str, Any], init: Sequence[Any], *,
             carried: Sequence[str], carried_out: Sequence[str], scan_out: Sequence[str],
             scanned: Sequence[tuple[str, Any]] = (),
-            trip: int | None, counter: str | None = None, cond: tuple[str, str, bool] | None = None
-            ) -> tuple[list[Any], list[Any]]:
+            trip: int | None, counter: str | None = None, cond: tuple[str, str, bool] | None = None,
+            node: str = "") -> tuple[list[Any], list[Any]]:
     """Run ``body`` ``trip`` times (or while ``cond``'s static value holds): (the carried values after the last
     step, each scan output stacked on a new first axis). ``scanned``: (body input, value stacked on axis 0)."""
     env0 = {**outer, **body.consts}
@@ -194,7 +194,7 @@ def iterate(k: Any, host: Host, body: Subgraph, outer: dict[str, Any], init: Seq
             return tuple(env[o] for _, o, _ in dyn_c), tuple(env[o] for o in dyn_y)
 
         stacked = tuple(host.stack(k, [r[n] for r in records]) for n in varying) + tuple(x for _, x in dyn_x)
-        final_dyn, ys = k.scan(step, final_dyn, stacked, length=steps)
+        final_dyn, ys = k.scan(step, final_dyn, stacked, length=steps, node=node)
     by_name = dict(zip((o for _, o, _ in dyn_c), final_dyn))
     finals = [by_name[o] if c not in static_in else last[c] for c, o in zip(carried, carried_out)]
     ys_by = dict(zip(dyn_y, ys))

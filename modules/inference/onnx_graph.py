@@ -54,9 +54,10 @@ class Kernels(ABC):
         return x[index]
 
     def scan(self, step: Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[tuple[Any, ...], Any]],
-             carry: tuple[Any, ...], xs: tuple[Any, ...], length: int | None = None) -> tuple[tuple[Any, ...], Any]:
-        """A recurrence (LSTM, GRU, RNN; a Scan or Loop body): ``step(carry, x_t) -> (carry, y_t)`` over the first
-        axis of every ``xs`` (``length`` steps where there is none); (the last carry, the y_t stacked: each one
+             carry: tuple[Any, ...], xs: tuple[Any, ...], length: int | None = None,
+             node: str = "") -> tuple[tuple[Any, ...], Any]:
+        """A recurrence (LSTM, GRU, RNN; a Scan or Loop body, ``node``): ``step(carry, x_t) -> (carry, y_t)`` over the
+        first axis of every ``xs`` (``length`` steps where there is none); (the last carry, the y_t stacked: each one
         where y_t is a tuple). A loop here, unrolled by a trace; JAX compiles one step."""
         ys = []
         for t in range(int(xs[0].shape[0]) if length is None else length):
@@ -1247,7 +1248,7 @@ def _reverse_sequence(k: Kernels, x: Any, lengths: Any, *, batch_axis: int = 1, 
 
 
 def _loop(k: Kernels, m: Any = None, cond: Any = None, *init: Any, body: onnx_control.Subgraph,
-          outer: dict[str, Any]) -> tuple[Any, ...]:
+          outer: dict[str, Any], node: str = "") -> tuple[Any, ...]:
     """ONNX Loop: ``for i in range(M) while cond`` over the body, (iteration_num, condition, carried...) ->
     (condition, carried..., scan outputs...); the node gives the last carried values and the scan outputs stacked.
     M and the condition must be static (``onnx_control.check_loops`` refuses the model at load otherwise)."""
@@ -1261,11 +1262,12 @@ def _loop(k: Kernels, m: Any = None, cond: Any = None, *init: Any, body: onnx_co
     finals, ys = onnx_control.iterate(k, _HOST, body, outer, init, carried=body.inputs[2:2 + n],
                                       carried_out=body.outputs[1:1 + n], scan_out=body.outputs[1 + n:],
                                       trip=None if m is None else _ints(m, "Loop M")[0], counter=body.inputs[0],
-                                      cond=(body.inputs[1], body.outputs[0], go))
+                                      cond=(body.inputs[1], body.outputs[0], go), node=node)
     return (*finals, *ys)
 
 
 def _scan(k: Kernels, *inputs: Any, body: onnx_control.Subgraph, outer: dict[str, Any], num_scan_inputs: int,
+          node: str = "",
           scan_input_axes: Sequence[int] | None = None, scan_input_directions: Sequence[int] | None = None,
           scan_output_axes: Sequence[int] | None = None,
           scan_output_directions: Sequence[int] | None = None) -> tuple[Any, ...]:
@@ -1287,7 +1289,8 @@ def _scan(k: Kernels, *inputs: Any, body: onnx_control.Subgraph, outer: dict[str
     n_out = len(body.outputs) - n_states
     finals, ys = onnx_control.iterate(k, _HOST, body, outer, inputs[:n_states], carried=body.inputs[:n_states],
                                       carried_out=body.outputs[:n_states], scan_out=body.outputs[n_states:],
-                                      scanned=list(zip(body.inputs[n_states:], xs)), trip=lengths.pop())
+                                      scanned=list(zip(body.inputs[n_states:], xs)), trip=lengths.pop(),
+                                      node=node)
     out = []
     for j, y in enumerate(ys):
         xp = _xp(k, y)
@@ -1578,6 +1581,7 @@ def _plan(graph: Any, known: set[str], engine: str, opset: int, path: Path) -> l
             attrs["n_outputs"] = len(node.output)
         if node.op_type in ("Loop", "Scan"):
             attrs["body"] = _body(attrs["body"], engine, opset, path)
+            attrs["node"] = node.output[0]  # named where an engine says how it ran the loop
         if node.op_type == "If":
             attrs = {b: _body(attrs[b], engine, opset, path) for b in ("then_branch", "else_branch")}
         if node.op_type == "Scan" and opset < 9:

@@ -32,6 +32,7 @@ class JaxKernels(Kernels):
         import jax.numpy as jnp
 
         self.xp = jnp
+        self.unrolled: dict[str, int] = {}  # Loop/Scan node -> steps, for the loops traced as copies of their body
 
     def cond(self, pred: Any, then: Any, other: Any) -> tuple[Any, ...]:
         """``lax.cond``: XLA runs the taken branch only. Its branches must give outputs of one shape and type
@@ -117,13 +118,14 @@ class JaxKernels(Kernels):
         return xp.moveaxis(values, -1, axis), xp.moveaxis(idx, -1, axis).astype(index_dtype())
 
     def scan(self, step: Any, carry: tuple[Any, ...], xs: tuple[Any, ...],
-             length: int | None = None) -> tuple[tuple[Any, ...], Any]:
+             length: int | None = None, node: str = "") -> tuple[tuple[Any, ...], Any]:
         """``lax.scan``: XLA compiles the step once, not once per constituent (a 100-step LSTM unrolled
         would compile 100 copies per bucket). A carried value whose shape the first step settles (an initial
         state of one row broadcast to the batch: ``torch.zeros(1, 8)``) is one step peeled, then ``lax.scan``;
         it was unrolled in every bucket but batch 1. A Loop body that needs a per-step value static (a ``Slice``
         at the counter) or whose carried values keep changing shape cannot be one step: it is unrolled (the loop
-        here), and so is one carrying a sequence (a scripted ``outs.append``: a list that grows each step)."""
+        here), and so is one carrying a sequence (a scripted ``outs.append``: a list that grows each step); each
+        such loop's node and steps are kept in ``unrolled``, which the backend says at begin_job."""
         from jax import lax
 
         if not any(isinstance(c, list) for c in carry):
@@ -135,6 +137,8 @@ class JaxKernels(Kernels):
                 peeled = self._peeled(step, carry, xs, length)
                 if peeled is not None:
                     return peeled
+        if node:
+            self.unrolled[node] = int(xs[0].shape[0]) if length is None else length
         return super().scan(step, carry, xs, length)
 
     def _peeled(self, step: Any, carry: tuple[Any, ...], xs: tuple[Any, ...],

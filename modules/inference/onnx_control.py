@@ -280,13 +280,16 @@ def kind(value: Any) -> tuple[str, tuple[int, ...]]:
     return str(dtype).removeprefix("torch."), tuple(map(int, np.shape(value)))
 
 
-def branches_differ(then: Sequence[Any], other: Sequence[Any]) -> ModuleError:
-    """The one line for a data-dependent If whose branches give outputs of different shapes or types (or a
-    sequence): the node's output has no one shape per batch bucket."""
+def check_branches(then: Sequence[Any], other: Sequence[Any]) -> None:
+    """A data-dependent If's branch outputs, refused in one line when they differ in shape or type (or hold a
+    sequence): the node's output would have no one shape per batch bucket."""
+    if not any(isinstance(v, list) for v in (*then, *other)) and [*map(kind, then)] == [*map(kind, other)]:
+        return
+
     def kinds(values: Sequence[Any]) -> str:
         return ", ".join(f"a sequence of {len(v)}" if isinstance(v, list) else "{}{}".format(*kind(v)) for v in values)
 
-    return ModuleError(f"its condition depends on the input's values and its branches give different outputs (then: "
-                       f"{kinds(then)}; else: {kinds(other)}), so its output's shape is "
-                       f"data-dependent, which the ONNX translator's static graphs per batch bucket cannot hold; use "
-                       f"backend: onnxruntime for this model")
+    raise ModuleError(f"its condition depends on the input's values and its branches give different outputs (then: "
+                      f"{kinds(then)}; else: {kinds(other)}), so its output's shape is data-dependent, which the ONNX "
+                      f"translator's static graphs per batch bucket cannot hold; use backend: onnxruntime for this "
+                      f"model")

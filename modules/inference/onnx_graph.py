@@ -75,10 +75,8 @@ class Kernels(ABC):
         branch for every call; the branches of the networks that have one are a head each, cheap beside the rest.
         JAX compiles a conditional instead (``lax.cond``)."""
         a, b = then(), other()
-        if any(isinstance(v, list) for v in (*a, *b)) or [*map(onnx_control.kind, a)] != [*map(onnx_control.kind, b)]:
-            raise onnx_control.branches_differ(a, b)
-        xp = _xp(self, pred, *a, *b)
-        flag = xp.reshape(pred, ()) if not _is_static(pred) else np.asarray(pred).reshape(())
+        onnx_control.check_branches(a, b)
+        xp, flag = self.xp, self.xp.reshape(pred, ())  # the condition is the engine's (a static one picked a branch)
         return tuple(xp.where(flag, x, y) for x, y in zip(a, b))
 
     def recurrent_layer(self, op: str, x: Any, w: Any, r: Any, b: Any, h0: Any, c0: Any, *, reverse: bool,

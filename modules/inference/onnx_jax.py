@@ -18,7 +18,7 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 
-from .onnx_control import branches_differ
+from .onnx_control import check_branches
 from .onnx_graph import OPS, Kernels, OnnxFunction, Pads
 from .onnx_graph import translate as translate_for
 
@@ -52,7 +52,8 @@ class JaxKernels(Kernels):
         try:
             return tuple(lax.cond(xp.reshape(pred, ()), branch(then), branch(other)))
         except TypeError:  # the branches' outputs differ: traced again alone, to name what each gives
-            raise branches_differ(then(), other()) from None
+            check_branches(then(), other())
+            raise
 
     def full(self, dims: Sequence[int], value: Any, dtype: np.dtype) -> Any:
         return self.xp.full(tuple(dims), value, dtype)

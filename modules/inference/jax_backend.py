@@ -19,6 +19,7 @@ Device: ``BackendOptions.device`` ``auto`` (a GPU when JAX sees one, else the CP
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -124,6 +125,17 @@ class JaxBackend(BucketedBackend):
                 exe = jax.jit(self.graph.fn).lower(spec).compile()
                 _COMPILED[key] = exe
         self._compiled[bucket] = exe
+        self._say_unrolled()
+
+    def _say_unrolled(self) -> None:
+        """Once per loop: a Loop or Scan traced as copies of its body, not one ``lax.scan`` step (its body needs its
+        counter static, or carries a sequence): XLA compiles every copy per bucket, begin_job's time grows with it."""
+        for node, steps in self.graph.kernels.unrolled.items():
+            log.log(logging.INFO if self.announce else logging.DEBUG,
+                    "jax: %s: loop node %r runs unrolled, %d copies of its body per batch bucket (its body needs its "
+                    "counter as a static value, e.g. a Slice or SequenceAt at it, or carries a sequence), not one "
+                    "compiled lax.scan step: compiling takes longer, the scores are the same", self.model_path.name,
+                    node, steps, extra={"once": True})
 
     def _host_buffer(self, bucket: int) -> np.ndarray:
         """Zeroed (bucket, *one jet's input shape) float32 host buffer, page-locked on a GPU when cuda-python is there."""

@@ -1,6 +1,6 @@
-"""ONNX ``Scan`` and ``Loop`` for the translator (``onnx_graph``): recurrent layers an exporter could not map to
-LSTM/GRU ops (tf2onnx's Keras ``GRU``/``SimpleRNN``/masked RNNs, ``torch.jit.script``'s ``for``) arrive as a loop
-over a subgraph, its body.
+"""ONNX ``Scan``, ``Loop`` and ``If`` for the translator (``onnx_graph``): recurrent layers an exporter could not
+map to LSTM/GRU ops (tf2onnx's Keras ``GRU``/``SimpleRNN``/masked RNNs, ``torch.jit.script``'s ``for``) arrive as a
+loop over a subgraph, its body; an ``if`` (``torch.jit.script``, ``torch.cond``, ``tf.cond``) as two subgraphs.
 
 Why a loop fits a static graph per batch bucket only sometimes: ``Scan`` always has one trip count, the scanned
 axis's length; a ``Loop``'s trip count is its ``M`` input and its condition. When both are known without the
@@ -13,6 +13,11 @@ run here step by step before anything else, ``_prepass``) and the part that depe
 engine's ``Kernels.scan`` (JAX: ``lax.scan``, one compiled step; PyTorch: a Python loop). A static value the input's
 part reads that changes per step (the counter a ``Gather`` picks the time step with) is handed to it as a scanned
 input. The body reads names of the graph around it (its outer scope) as ONNX allows: they are passed in as ``outer``.
+
+``If`` (``run_if``): a condition known without the input's values (a shape, a constant) picks its branch while the
+graph is traced, and only that branch is translated; a condition on the values is the engine's ``Kernels.cond`` (JAX:
+``lax.cond``; PyTorch: both branches and a ``where``, the one form a trace and a captured CUDA graph hold), whose
+branches must then give outputs of one shape and type, else the model is refused in one line naming the node.
 
 The ops' ONNX semantics (inputs, attributes, axes) are ``onnx_graph``'s; it imports this module and hands it what
 it needs of the translator (``Host``), so the import points one way.
@@ -27,7 +32,9 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 
-SHAPE_OPS = ("Shape",)  # ops whose output is static even when their input is not (a shape is known per bucket)
+# ops whose output is static even when their input is not: a shape is known per bucket, and so is a sequence's length
+# (a scripted ``for x_t in torch.unbind(x, 1)`` is a Loop whose trip count is a SequenceLength)
+SHAPE_OPS = ("Shape", "SequenceLength")
 MAX_STEPS = 1_000_000  # a Loop with no trip count whose static condition stays true: refused past this
 DATA_DEPENDENT_CONDITION = ("the condition its body computes depends on the input's values (a data-dependent trip "
                             "count); use backend: onnxruntime for this model")  # found as the loop runs
@@ -72,10 +79,14 @@ def graphs_of(node: Any) -> list[Any]:
     return [a.g for a in node.attribute if a.type == a.GRAPH]
 
 
+def subgraphs(attrs: dict[str, Any]) -> list[Subgraph]:
+    """A plan step's translated bodies: a Loop's or Scan's ``body``, an If's two branches."""
+    return [v for v in attrs.values() if isinstance(v, Subgraph)]
+
+
 def reads(step: Sequence[Any]) -> list[str]:
-    """Every value a plan step needs: its inputs, and the outer names its body reads."""
-    body = step[4].get("body")
-    return [n for n in step[2] if n] + (list(body.free) if isinstance(body, Subgraph) else [])
+    """Every value a plan step needs: its inputs, and the outer names its bodies read."""
+    return [n for n in step[2] if n] + list(dict.fromkeys(n for sub in subgraphs(step[4]) for n in sub.free))
 
 
 def static_names(plan: Sequence[Any], static: set[str], *, shapes: bool = False) -> set[str]:
@@ -117,6 +128,10 @@ def check_loops(plan: Sequence[Any], static: set[str], engine: str, path: Any) -
     (``iterate``): there a Shape counts as the value it reads."""
     static = static_names(plan, static, shapes=True)
     for op_type, _, ins, outs, attrs in plan:
+        if op_type == "If":  # a Loop in a branch: its count is checked as in any graph
+            for branch in subgraphs(attrs):
+                check_loops(branch.plan, {n for n in branch.free if n in static} | set(branch.consts), engine, path)
+            continue
         body = attrs.get("body")
         if not isinstance(body, Subgraph):
             continue
@@ -139,8 +154,8 @@ def check_loops(plan: Sequence[Any], static: set[str], engine: str, path: Any) -
 def iterate(k: Any, host: Host, body: Subgraph, outer: dict[str, Any], init: Sequence[Any], *,
             carried: Sequence[str], carried_out: Sequence[str], scan_out: Sequence[str],
             scanned: Sequence[tuple[str, Any]] = (),
-            trip: int | None, counter: str | None = None, cond: tuple[str, str, bool] | None = None
-            ) -> tuple[list[Any], list[Any]]:
+            trip: int | None, counter: str | None = None, cond: tuple[str, str, bool] | None = None,
+            node: str = "") -> tuple[list[Any], list[Any]]:
     """Run ``body`` ``trip`` times (or while ``cond``'s static value holds): (the carried values after the last
     step, each scan output stacked on a new first axis). ``scanned``: (body input, value stacked on axis 0)."""
     env0 = {**outer, **body.consts}
@@ -179,7 +194,7 @@ def iterate(k: Any, host: Host, body: Subgraph, outer: dict[str, Any], init: Seq
             return tuple(env[o] for _, o, _ in dyn_c), tuple(env[o] for o in dyn_y)
 
         stacked = tuple(host.stack(k, [r[n] for r in records]) for n in varying) + tuple(x for _, x in dyn_x)
-        final_dyn, ys = k.scan(step, final_dyn, stacked, length=steps)
+        final_dyn, ys = k.scan(step, final_dyn, stacked, length=steps, node=node)
     by_name = dict(zip((o for _, o, _ in dyn_c), final_dyn))
     finals = [by_name[o] if c not in static_in else last[c] for c, o in zip(carried, carried_out)]
     ys_by = dict(zip(dyn_y, ys))
@@ -237,3 +252,44 @@ def _split_invariant(host: Host, records: list[dict[str, Any]],
 def _same(a: Any, b: Any) -> bool:
     a, b = np.asarray(a), np.asarray(b)
     return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+# ---------------------------------------------------------------------- If
+def run_if(k: Any, host: Host, cond: Any, then_branch: Subgraph, else_branch: Subgraph,
+           outer: dict[str, Any]) -> tuple[Any, ...]:
+    """ONNX If. A condition known without the input's values (a ``Shape``, a constant: ``torch.jit.script``'s
+    ``if x.shape[1] > 50``) picks its branch here, and only that branch is translated into the engine's graph; a
+    condition on the values (``if x.sum() > t``, ``torch.cond``, ``tf.cond``) is the engine's ``Kernels.cond``, whose
+    branches must give outputs of one shape and type (a compiled bucket has one shape per value)."""
+    def branch(sub: Subgraph) -> Callable[[], tuple[Any, ...]]:
+        def run() -> tuple[Any, ...]:
+            env = {**outer, **sub.consts}
+            host.run(k, sub.plan, env)
+            return tuple(env[o] for o in sub.outputs)
+        return run
+
+    if host.is_static(cond):
+        return branch(then_branch if bool(np.asarray(cond).reshape(-1)[0]) else else_branch)()
+    return tuple(k.cond(cond, branch(then_branch), branch(else_branch)))
+
+
+def kind(value: Any) -> tuple[str, tuple[int, ...]]:
+    """A value's element type and shape, named alike on every engine (numpy's and JAX's ``float32``, torch's
+    ``torch.float32``): what an If's two branches must share when its condition depends on the input."""
+    dtype = value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
+    return str(dtype).removeprefix("torch."), tuple(map(int, np.shape(value)))
+
+
+def check_branches(then: Sequence[Any], other: Sequence[Any]) -> None:
+    """A data-dependent If's branch outputs, refused in one line when they differ in shape or type (or hold a
+    sequence): the node's output would have no one shape per batch bucket."""
+    if not any(isinstance(v, list) for v in (*then, *other)) and [*map(kind, then)] == [*map(kind, other)]:
+        return
+
+    def kinds(values: Sequence[Any]) -> str:
+        return ", ".join(f"a sequence of {len(v)}" if isinstance(v, list) else "{}{}".format(*kind(v)) for v in values)
+
+    raise ModuleError(f"its condition depends on the input's values and its branches give different outputs (then: "
+                      f"{kinds(then)}; else: {kinds(other)}), so its output's shape is data-dependent, which the ONNX "
+                      f"translator's static graphs per batch bucket cannot hold; use backend: onnxruntime for this "
+                      f"model")

@@ -54,9 +54,10 @@ class Kernels(ABC):
         return x[index]
 
     def scan(self, step: Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[tuple[Any, ...], Any]],
-             carry: tuple[Any, ...], xs: tuple[Any, ...], length: int | None = None) -> tuple[tuple[Any, ...], Any]:
-        """A recurrence (LSTM, GRU, RNN; a Scan or Loop body): ``step(carry, x_t) -> (carry, y_t)`` over the first
-        axis of every ``xs`` (``length`` steps where there is none); (the last carry, the y_t stacked: each one
+             carry: tuple[Any, ...], xs: tuple[Any, ...], length: int | None = None,
+             node: str = "") -> tuple[tuple[Any, ...], Any]:
+        """A recurrence (LSTM, GRU, RNN; a Scan or Loop body, ``node``): ``step(carry, x_t) -> (carry, y_t)`` over the
+        first axis of every ``xs`` (``length`` steps where there is none); (the last carry, the y_t stacked: each one
         where y_t is a tuple). A loop here, unrolled by a trace; JAX compiles one step."""
         ys = []
         for t in range(int(xs[0].shape[0]) if length is None else length):
@@ -65,6 +66,18 @@ class Kernels(ABC):
         if ys and type(ys[0]) is tuple:
             return carry, tuple(_xp(self, *col).stack(list(col), axis=0) for col in zip(*ys))
         return carry, _xp(self, *ys).stack(ys, axis=0)
+
+    def cond(self, pred: Any, then: Callable[[], tuple[Any, ...]],
+             other: Callable[[], tuple[Any, ...]]) -> tuple[Any, ...]:
+        """An If whose condition (``pred``, one element) depends on the input: both branches run and each output is
+        selected by ``pred`` (``where``). Why both: the one form every executor of an eager engine holds alike, a
+        trace (PyTorch on the CPU), a captured CUDA graph (which cannot branch) and op by op, so no executor takes one
+        branch for every call; the branches of the networks that have one are a head each, cheap beside the rest.
+        JAX compiles a conditional instead (``lax.cond``)."""
+        a, b = then(), other()
+        onnx_control.check_branches(a, b)
+        xp, flag = self.xp, self.xp.reshape(pred, ())  # the condition is the engine's (a static one picked a branch)
+        return tuple(xp.where(flag, x, y) for x, y in zip(a, b))
 
     def recurrent_layer(self, op: str, x: Any, w: Any, r: Any, b: Any, h0: Any, c0: Any, *, reverse: bool,
                         nonlinearity: str) -> tuple[Any, Any, Any] | None:
@@ -1233,7 +1246,7 @@ def _reverse_sequence(k: Kernels, x: Any, lengths: Any, *, batch_axis: int = 1, 
 
 
 def _loop(k: Kernels, m: Any = None, cond: Any = None, *init: Any, body: onnx_control.Subgraph,
-          outer: dict[str, Any]) -> tuple[Any, ...]:
+          outer: dict[str, Any], node: str = "") -> tuple[Any, ...]:
     """ONNX Loop: ``for i in range(M) while cond`` over the body, (iteration_num, condition, carried...) ->
     (condition, carried..., scan outputs...); the node gives the last carried values and the scan outputs stacked.
     M and the condition must be static (``onnx_control.check_loops`` refuses the model at load otherwise)."""
@@ -1247,11 +1260,12 @@ def _loop(k: Kernels, m: Any = None, cond: Any = None, *init: Any, body: onnx_co
     finals, ys = onnx_control.iterate(k, _HOST, body, outer, init, carried=body.inputs[2:2 + n],
                                       carried_out=body.outputs[1:1 + n], scan_out=body.outputs[1 + n:],
                                       trip=None if m is None else _ints(m, "Loop M")[0], counter=body.inputs[0],
-                                      cond=(body.inputs[1], body.outputs[0], go))
+                                      cond=(body.inputs[1], body.outputs[0], go), node=node)
     return (*finals, *ys)
 
 
 def _scan(k: Kernels, *inputs: Any, body: onnx_control.Subgraph, outer: dict[str, Any], num_scan_inputs: int,
+          node: str = "",
           scan_input_axes: Sequence[int] | None = None, scan_input_directions: Sequence[int] | None = None,
           scan_output_axes: Sequence[int] | None = None,
           scan_output_directions: Sequence[int] | None = None) -> tuple[Any, ...]:
@@ -1273,7 +1287,8 @@ def _scan(k: Kernels, *inputs: Any, body: onnx_control.Subgraph, outer: dict[str
     n_out = len(body.outputs) - n_states
     finals, ys = onnx_control.iterate(k, _HOST, body, outer, inputs[:n_states], carried=body.inputs[:n_states],
                                       carried_out=body.outputs[:n_states], scan_out=body.outputs[n_states:],
-                                      scanned=list(zip(body.inputs[n_states:], xs)), trip=lengths.pop())
+                                      scanned=list(zip(body.inputs[n_states:], xs)), trip=lengths.pop(),
+                                      node=node)
     out = []
     for j, y in enumerate(ys):
         xp = _xp(k, y)
@@ -1285,6 +1300,82 @@ def _scan(k: Kernels, *inputs: Any, body: onnx_control.Subgraph, outer: dict[str
             y = xp.permute_dims(y, tuple(order))
         out.append(y)
     return (*finals, *out)
+
+
+def _if(k: Kernels, cond: Any, *, then_branch: onnx_control.Subgraph, else_branch: onnx_control.Subgraph,
+        outer: dict[str, Any]) -> tuple[Any, ...]:
+    """ONNX If: the taken branch when the condition is static, else the engine's conditional (``onnx_control``)."""
+    return onnx_control.run_if(k, _HOST, cond, then_branch, else_branch, outer)
+
+
+# ---------------------------------------------------------------------- sequences
+# A sequence (torch.jit.script's list: ``torch.unbind``/``split``, ``outs.append``, ``torch.stack``) is a Python list
+# of the engine's values: its length is static (as a shape is), its elements need not be.
+def _sequence_empty(k: Kernels, *, dtype: int = 1) -> list[Any]:
+    return []
+
+
+def _sequence_construct(k: Kernels, *xs: Any) -> list[Any]:
+    return list(xs)
+
+
+def _sequence_ints(value: Any, what: str) -> list[int]:
+    """A position or split sizes: static, or the sequence (or what is taken from it) depends on the values."""
+    if not _is_static(value):
+        raise ModuleError(f"its {what} depends on the input's values, so what its sequence holds is data-dependent, "
+                          f"which the ONNX translator's static graphs per batch bucket cannot hold; use backend: "
+                          f"onnxruntime for this model")
+    return _ints(value, what)
+
+
+def _position(seq: list[Any], position: Any, what: str, end: int) -> int:
+    """A static position in a sequence of ``len(seq)``, negative counted from the end, within [-n, end]."""
+    i = _sequence_ints(position, "position")[0]
+    if not -len(seq) <= i <= end:
+        raise ModuleError(f"{what} position {i} is outside its sequence of {len(seq)}")
+    return i + len(seq) if i < 0 else i
+
+
+def _sequence_at(k: Kernels, seq: list[Any], position: Any) -> Any:
+    return seq[_position(seq, position, "SequenceAt", len(seq) - 1)]
+
+
+def _sequence_length(k: Kernels, seq: list[Any]) -> np.ndarray:
+    return np.array(len(seq), np.int64)
+
+
+def _sequence_insert(k: Kernels, seq: list[Any], x: Any, position: Any = None) -> list[Any]:
+    i = len(seq) if position is None else _position(seq, position, "SequenceInsert", len(seq))
+    return [*seq[:i], x, *seq[i:]]
+
+
+def _sequence_erase(k: Kernels, seq: list[Any], position: Any = None) -> list[Any]:
+    i = len(seq) - 1 if position is None else _position(seq, position, "SequenceErase", len(seq) - 1)
+    return [*seq[:i], *seq[i + 1:]]
+
+
+def _split_to_sequence(k: Kernels, x: Any, split: Any = None, *, axis: int = 0, keepdims: int = 1) -> list[Any]:
+    """Parts of size 1 (the axis dropped unless ``keepdims``: ``torch.unbind``), of one size (the last smaller:
+    ``torch.split(x, 25)``) or of the sizes given."""
+    a = _axis(axis, x.ndim)
+    size = int(x.shape[a])
+    if split is None:
+        parts = _split(k, x, np.ones(size, np.int64), axis=a)
+        return [_squeeze(k, p, np.array([a])) for p in parts] if not keepdims else list(parts)
+    sizes = _sequence_ints(split, "split")
+    if np.ndim(split) == 0:
+        sizes = [sizes[0]] * (size // sizes[0]) + ([size % sizes[0]] if size % sizes[0] else [])
+    return list(_split(k, x, np.asarray(sizes, np.int64), axis=a))
+
+
+def _concat_from_sequence(k: Kernels, seq: list[Any], *, axis: int, new_axis: int = 0) -> Any:
+    """The sequence's tensors joined along ``axis``, or stacked on a new one there (``torch.stack``)."""
+    if not seq:
+        raise ModuleError("its sequence is empty, so its output has no shape; use backend: onnxruntime for this model")
+    xp = _xp(k, *seq)
+    if new_axis:
+        return xp.stack(list(seq), axis=_axis(axis, seq[0].ndim + 1))
+    return xp.concat(list(seq), axis=_axis(axis, seq[0].ndim))
 
 
 OPS: dict[str, OpFn] = {
@@ -1318,6 +1409,10 @@ OPS: dict[str, OpFn] = {
     "HardSwish": _hard_swish, "Selu": _selu, "InstanceNormalization": _instance_norm, "Sum": _variadic("add"),
     "Mean": _mean, "ReduceProd": _reduce("prod"), "Loop": _loop, "Scan": _scan, "ReverseSequence": _reverse_sequence,
     **{f"Reduce{name}": _reduce(name) for name in _REDUCERS},
+    # 2026-12-07: If, and sequences of a static length (torch.jit.script's if and lists; torch.cond, tf.cond)
+    "If": _if, "SequenceEmpty": _sequence_empty, "SequenceConstruct": _sequence_construct, "SequenceAt": _sequence_at,
+    "SequenceLength": _sequence_length, "SequenceInsert": _sequence_insert, "SequenceErase": _sequence_erase,
+    "SplitToSequence": _split_to_sequence, "ConcatFromSequence": _concat_from_sequence,
 }
 # reductions: an ``axes`` attribute (older opsets) is passed on as ``axes_attr``, beside the input form
 _REDUCE_OPS = ("ReduceSum", "ReduceMin", "ReduceMax", "ReduceMean", "ReduceProd", *(f"Reduce{n}" for n in _REDUCERS))
@@ -1327,11 +1422,10 @@ DATA_DEPENDENT: dict[str, tuple[str, str]] = {
     "NonZero": ("is the count of non-zero values (boolean indexing: x[mask])", "ONNX Runtime"),
     "Compress": ("is the count of true conditions", "ONNX Runtime"),
     "Unique": ("is the count of distinct values", "ONNX Runtime"),
-    "If": ("is the taken branch's, and the branch depends on a value (torch.jit.script's if)",
-           "ONNX Runtime (or IREE)"),
 }
 # Loop and Scan (onnx_control) run when their trip count is static; a Loop whose count or condition depends on
-# a value is refused at load (onnx_control.check_loops)
+# a value is refused at load (onnx_control.check_loops). If runs: its branch picked when the condition is static,
+# else both branches held by the engine's conditional, refused at the first trace when their outputs' shapes differ
 _SHAPE_OPS = onnx_control.SHAPE_OPS  # ops whose output is static even when their input is not
 
 
@@ -1346,8 +1440,8 @@ def run_plan(k: Kernels, plan: Sequence[Step], env: dict[str, Any]) -> None:
         args = [env[n] if n else None for n in ins]
         while args and args[-1] is None:  # trailing optional inputs left out
             args.pop()
-        body = attrs.get("body")
-        extra = {"outer": {n: env[n] for n in body.free}} if isinstance(body, onnx_control.Subgraph) else {}
+        subs = onnx_control.subgraphs(attrs)
+        extra = {"outer": {n: env[n] for sub in subs for n in sub.free}} if subs else {}
         try:
             result = op(k, *args, **attrs, **extra)
         except ModuleError as exc:
@@ -1485,6 +1579,9 @@ def _plan(graph: Any, known: set[str], engine: str, opset: int, path: Path) -> l
             attrs["n_outputs"] = len(node.output)
         if node.op_type in ("Loop", "Scan"):
             attrs["body"] = _body(attrs["body"], engine, opset, path)
+            attrs["node"] = node.output[0]  # named where an engine says how it ran the loop
+        if node.op_type == "If":
+            attrs = {b: _body(attrs[b], engine, opset, path) for b in ("then_branch", "else_branch")}
         if node.op_type == "Scan" and opset < 9:
             raise ModuleError(f"{engine}: model {path} uses Scan of opset {opset} (a batch axis and sequence_lens), "
                               f"which the ONNX translator does not implement; export at opset 9 or later, or use "
@@ -1494,7 +1591,8 @@ def _plan(graph: Any, known: set[str], engine: str, opset: int, path: Path) -> l
 
 
 def _body(graph: Any, engine: str, opset: int, path: Path) -> onnx_control.Subgraph:
-    """A Loop's or Scan's body: its own initializers static, the outer names it reads given at each run."""
+    """A Loop's or Scan's body, or an If's branch: its own initializers static, the outer names it reads given at
+    each run."""
     from onnx import numpy_helper
 
     consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}

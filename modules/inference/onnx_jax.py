@@ -18,6 +18,7 @@ import numpy as np
 
 from hltrun.framework.errors import ModuleError
 
+from .onnx_control import check_branches
 from .onnx_graph import OPS, Kernels, OnnxFunction, Pads
 from .onnx_graph import translate as translate_for
 
@@ -31,6 +32,28 @@ class JaxKernels(Kernels):
         import jax.numpy as jnp
 
         self.xp = jnp
+        self.unrolled: dict[str, int] = {}  # Loop/Scan node -> steps, for the loops traced as copies of their body
+
+    def cond(self, pred: Any, then: Any, other: Any) -> tuple[Any, ...]:
+        """``lax.cond``: XLA runs the taken branch only. Its branches must give outputs of one shape and type
+        (said in one line naming the node otherwise, as the base class's select does)."""
+        from jax import lax
+
+        xp = self.xp
+
+        def branch(run: Any) -> Any:
+            def traced() -> tuple[Any, ...]:
+                outs = run()
+                if any(isinstance(v, list) for v in outs):
+                    raise TypeError("a sequence")
+                return tuple(xp.asarray(v) for v in outs)
+            return traced
+
+        try:
+            return tuple(lax.cond(xp.reshape(pred, ()), branch(then), branch(other)))
+        except TypeError:  # the branches' outputs differ: traced again alone, to name what each gives
+            check_branches(then(), other())
+            raise
 
     def full(self, dims: Sequence[int], value: Any, dtype: np.dtype) -> Any:
         return self.xp.full(tuple(dims), value, dtype)
@@ -96,22 +119,28 @@ class JaxKernels(Kernels):
         return xp.moveaxis(values, -1, axis), xp.moveaxis(idx, -1, axis).astype(index_dtype())
 
     def scan(self, step: Any, carry: tuple[Any, ...], xs: tuple[Any, ...],
-             length: int | None = None) -> tuple[tuple[Any, ...], Any]:
+             length: int | None = None, node: str = "") -> tuple[tuple[Any, ...], Any]:
         """``lax.scan``: XLA compiles the step once, not once per constituent (a 100-step LSTM unrolled
         would compile 100 copies per bucket). A carried value whose shape the first step settles (an initial
         state of one row broadcast to the batch: ``torch.zeros(1, 8)``) is one step peeled, then ``lax.scan``;
         it was unrolled in every bucket but batch 1. A Loop body that needs a per-step value static (a ``Slice``
         at the counter) or whose carried values keep changing shape cannot be one step: it is unrolled (the loop
-        here)."""
+        here), and so is one carrying a sequence (a scripted ``outs.append``: a list that grows each step); each
+        such loop's node and steps are kept in ``unrolled``, which the backend says at begin_job."""
         from jax import lax
 
-        try:
-            return lax.scan(step, tuple(self.xp.asarray(c) for c in carry), xs, length=length)
-        except ModuleError:
-            return super().scan(step, carry, xs, length)
-        except TypeError:  # the carry's type changed in the step, or a per-step value was needed static
-            peeled = self._peeled(step, carry, xs, length)
-            return peeled if peeled is not None else super().scan(step, carry, xs, length)
+        if not any(isinstance(c, list) for c in carry):
+            try:
+                return lax.scan(step, tuple(self.xp.asarray(c) for c in carry), xs, length=length)
+            except ModuleError:
+                pass
+            except TypeError:  # the carry's type changed in the step, or a per-step value was needed static
+                peeled = self._peeled(step, carry, xs, length)
+                if peeled is not None:
+                    return peeled
+        if node:
+            self.unrolled[node] = int(xs[0].shape[0]) if length is None else length
+        return super().scan(step, carry, xs, length)
 
     def _peeled(self, step: Any, carry: tuple[Any, ...], xs: tuple[Any, ...],
                 length: int | None) -> tuple[tuple[Any, ...], Any] | None:

@@ -1,0 +1,217 @@
+"""Users' quantised and float16 networks on every engine (docs/your-model.md, "Quantised and float16 models"):
+each runs and agrees with ONNX Runtime on the CPU, or is refused at load in one line naming the op or type and
+the way out. Until 2026-12-07 a QDQ model (quantize_static) was refused by JAX and PyTorch, a dynamically
+quantised one ran on IREE 14 % off ONNX Runtime's scores (its batches padded with zero jets move the per-call
+scale), and a float16 conversion that is not valid ONNX ran on JAX with NaN scores, all without a word."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hltrun.framework.errors import ModuleError
+from hltrun.modules.inference.autoselect import max_relative_difference
+from hltrun.modules.inference.base import AGREEMENT_RTOL
+from tests.tiny_models import half_mlp_onnx, jets, loaded
+
+TRANSLATED = ["jax", "torch"]
+
+
+def _calibration(name: str):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{name: jets(32, seed=s)} for s in range(2)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    return Reader()
+
+
+def qdq_mlp(tmp_path: Path, per_channel: bool) -> Path:
+    """The small MLP quantised as a user does it: ``quantize_static``, QDQ format, int8 activations and weights."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    src = half_mlp_onnx(tmp_path / "mlp.onnx", half=False)
+    dst = tmp_path / f"mlp_qdq{'_pc' if per_channel else ''}.onnx"
+    quantize_static(str(src), str(dst), _calibration("jets"), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return dst
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("engine", TRANSLATED)
+def test_a_qdq_model_runs_on_the_translated_engines_as_on_onnxruntime(engine, per_channel, tmp_path):
+    """quantize_static's QDQ format (QuantizeLinear/DequantizeLinear around float ops; per-channel weight scales
+    on axis 1 of the MatMul's weights): JAX and PyTorch refused it; they now score as ONNX Runtime does."""
+    pytest.importorskip(engine)
+    model = qdq_mlp(tmp_path, per_channel)
+    x = jets(40, seed=3)
+    ours, reference = loaded(engine, model, max_batch=64).run(x)["score"], loaded("onnxruntime", model).run(x)["score"]
+    assert np.isfinite(reference).all() and np.ptp(reference) > 0
+    assert max_relative_difference(ours, reference) <= AGREEMENT_RTOL
+
+
+def _qdq_ops_onnx(path: Path, zero_type: int, axis: int) -> Path:
+    """x (2, 3, 4) -> QuantizeLinear (one scale and zero point per slice of ``axis``) -> q, and q ->
+    DequantizeLinear -> y; a constant quantised the same way (folded, as a QDQ Conv-VAE's): every output, to compare
+    with ONNX Runtime's kernels value for value."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    n = (2, 3, 4)[axis]
+    scale = numpy_helper.from_array(np.linspace(0.05, 0.3, n).astype(np.float32), "scale")
+    zp = numpy_helper.from_array(np.arange(n).astype(tensor_dtype_to_np_dtype(zero_type)) + 3, "zp")
+    fixed = numpy_helper.from_array(np.linspace(-2, 2, 24).astype(np.float32).reshape(2, 3, 4), "fixed")
+    graph = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], axis=axis),
+                               helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], axis=axis),
+                               helper.make_node("QuantizeLinear", ["fixed", "scale", "zp"], ["qf"], axis=axis)],
+                              "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+                              [helper.make_tensor_value_info("q", zero_type, [2, 3, 4]),
+                               helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4]),
+                               helper.make_tensor_value_info("qf", zero_type, [2, 3, 4])], [scale, zp, fixed])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def _translated(engine: str, path: Path, x: np.ndarray) -> list[np.ndarray]:
+    if engine == "jax":
+        import jax.numpy as jnp
+
+        from hltrun.modules.inference.onnx_jax import translate
+
+        import jax
+
+        return [np.asarray(v) for v in jax.jit(translate(path).fn)(jnp.asarray(x))]  # traced, as the backend runs it
+    import torch
+
+    from hltrun.modules.inference.onnx_torch import translate
+
+    return [np.asarray(v) for v in translate(path).fn(torch.from_numpy(x))]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("zero_type", ["INT8", "UINT8"])
+@pytest.mark.parametrize("engine", TRANSLATED)
+def test_quantize_and_dequantize_linear_are_bit_exact_with_onnxruntime(engine, zero_type, axis, tmp_path):
+    """Exact halves round to even (x / scale = 0.5, 1.5, 2.5, -0.5 ...), values past the type's range saturate,
+    one scale and zero point per slice of the axis: the integers and the floats are ONNX Runtime's, bit for bit."""
+    pytest.importorskip(engine)
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    model = _qdq_ops_onnx(tmp_path / "qdq.onnx", getattr(TensorProto, zero_type), axis)
+    scale = np.linspace(0.05, 0.3, (2, 3, 4)[axis]).astype(np.float32)
+    shape = [1, 1, 1]
+    shape[axis] = -1
+    halves = np.arange(-12, 12, dtype=np.float32).reshape(2, 3, 4) + np.float32(0.5)
+    x = (halves * scale.reshape(shape)).astype(np.float32)  # exact halves in units of each slice's scale
+    x[0, 0, :2] = [1e4, -1e4]  # saturates at both ends
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the two kernels as written
+    want = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got = _translated(engine, model, x)
+    assert got[0].dtype == want[0].dtype and (got[0] == want[0]).all(), (got[0], want[0])
+    assert got[1].dtype == np.float32 and (got[1].view(np.int32) == want[1].view(np.int32)).all()
+    assert got[2].dtype == want[2].dtype and (got[2] == want[2]).all()
+
+
+def dynamic_mlp(tmp_path: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = half_mlp_onnx(tmp_path / "mlp.onnx", half=False)
+    quantize_dynamic(str(src), str(tmp_path / "mlp_dyn.onnx"), weight_type=QuantType.QInt8)
+    return tmp_path / "mlp_dyn.onnx"
+
+
+@pytest.mark.parametrize("engine", ["jax", "torch", "iree"])
+def test_a_dynamically_quantised_model_is_refused_on_the_engines_that_pad_their_batches(engine, tmp_path):
+    """quantize_dynamic's DynamicQuantizeLinear takes one scale from every jet of a call; an engine of compiled
+    sizes pads a call with zero jets, which move it: IREE ran the model 14 % off ONNX Runtime's scores without a
+    word. Refused at load, before any compilation, naming the op and the two ways out."""
+    pytest.importorskip({"iree": "iree.runtime"}.get(engine, engine))
+    model = dynamic_mlp(tmp_path)
+    with pytest.raises(ModuleError) as err:
+        loaded(engine, model, max_batch=64)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(f"{engine}: model {model} quantises its activations per call")
+    assert "DynamicQuantizeLinear" in line and "padded" in line
+    assert "backend: onnxruntime" in line and "QuantFormat.QDQ" in line
+
+
+def mixed_types_onnx(path: Path) -> Path:
+    """What a float16 converter writes for a value two nodes share: a float16 ``Add`` fed a float32 initializer
+    (the shipped GCN-VAE through convert_float_to_float16(keep_io_types=True): a float16 ``Greater`` with the
+    float32 0 of another one). Not valid ONNX: ONNX Runtime refuses it at load."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("Cast", ["jets"], ["h"], to=TensorProto.FLOAT16),
+                               helper.make_node("Add", ["h", "shift"], ["s"], name="the_add"),
+                               helper.make_node("Cast", ["s"], ["f"], to=TensorProto.FLOAT),
+                               helper.make_node("ReduceSum", ["f", "axes"], ["score"], keepdims=0)], "mixed",
+                              [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+                              [numpy_helper.from_array(np.float32(7e4), "shift"),  # past float16's range
+                               numpy_helper.from_array(np.array([1, 2], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("engine", ["jax", "torch", "iree"])
+def test_a_graph_whose_types_disagree_is_refused_naming_the_node(engine, tmp_path):
+    """JAX and PyTorch promoted the float16 and float32 values and ran the graph (the converted GCN-VAE: NaN for
+    39 jets of 40); IREE's importer failed in words naming no node. Refused at load as ONNX Runtime refuses it."""
+    pytest.importorskip({"iree": "iree.runtime"}.get(engine, engine))
+    model = mixed_types_onnx(tmp_path / "mixed.onnx")
+    with pytest.raises(ModuleError) as err:
+        loaded(engine, model, max_batch=8)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(f"{engine}: model {model} is not valid ONNX, its types disagree")
+    assert "the_add" in line and "Add" in line and "float32 model" in line
+    with pytest.raises(ModuleError, match="Type Error"):  # the reference refuses it too
+        loaded("onnxruntime", model)
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "jax", "torch"])
+def test_a_float16_input_is_refused_with_the_conversion_that_keeps_float32_inputs(engine, tmp_path):
+    """convert_float_to_float16 without keep_io_types gives the model a float16 input: hltrun feeds float32, and
+    the line said to export with a float32 input 'PyTorch: model.float()', not how to convert it."""
+    pytest.importorskip(engine)
+    from onnx import TensorProto
+
+    from tests.tiny_models import sum_of_squares_onnx
+
+    model = sum_of_squares_onnx(tmp_path / "half_io.onnx", ["N", 100, 3], TensorProto.FLOAT16)
+    with pytest.raises(ModuleError) as err:
+        loaded(engine, model, max_batch=8)
+    line = str(err.value)
+    assert "\n" not in line and "input 'x' is float16, expected float32" in line
+    assert "keep_io_types=True" in line
+
+
+@pytest.mark.parametrize("engine", TRANSLATED)
+def test_a_qoperator_model_is_refused_naming_the_format_that_runs(engine, tmp_path):
+    """quantize_static's QOperator format (QLinearMatMul, com.microsoft QGemm ...): the line blamed ONNX Runtime's
+    graph optimiser for the com.microsoft ops; the quantiser wrote them, and its QDQ format runs here."""
+    pytest.importorskip(engine)
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    src = half_mlp_onnx(tmp_path / "mlp.onnx", half=False)
+    model = tmp_path / "mlp_qop.onnx"
+    quantize_static(str(src), str(model), _calibration("jets"), quant_format=QuantFormat.QOperator,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    with pytest.raises(ModuleError) as err:
+        loaded(engine, model, max_batch=8)
+    line = str(err.value)
+    assert "\n" not in line and "QLinearMatMul" in line and "QuantFormat.QDQ" in line
+    assert "optimized_model_filepath" not in line

@@ -58,8 +58,8 @@ def test_a_qdq_model_runs_on_the_translated_engines_as_on_onnxruntime(engine, pe
 
 def _qdq_ops_onnx(path: Path, zero_type: int, axis: int) -> Path:
     """x (2, 3, 4) -> QuantizeLinear (one scale and zero point per slice of ``axis``) -> q, and q ->
-    DequantizeLinear -> y; a constant quantised the same way (folded, as a QDQ Conv-VAE's): every output, to compare
-    with ONNX Runtime's kernels value for value."""
+    DequantizeLinear -> y; a constant quantised the same way (folded, as a QDQ Conv-VAE's), and an int32 bias
+    dequantised: every output, to compare with ONNX Runtime's kernels value for value."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnx.helper import tensor_dtype_to_np_dtype
@@ -68,13 +68,17 @@ def _qdq_ops_onnx(path: Path, zero_type: int, axis: int) -> Path:
     scale = numpy_helper.from_array(np.linspace(0.05, 0.3, n).astype(np.float32), "scale")
     zp = numpy_helper.from_array(np.arange(n).astype(tensor_dtype_to_np_dtype(zero_type)) + 3, "zp")
     fixed = numpy_helper.from_array(np.linspace(-2, 2, 24).astype(np.float32).reshape(2, 3, 4), "fixed")
+    bias = numpy_helper.from_array(np.array([-2**31 + 7, 12345, 2**31 - 1], np.int32), "bias")  # a QDQ bias: int32
     graph = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], axis=axis),
                                helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], axis=axis),
-                               helper.make_node("QuantizeLinear", ["fixed", "scale", "zp"], ["qf"], axis=axis)],
+                               helper.make_node("QuantizeLinear", ["fixed", "scale", "zp"], ["qf"], axis=axis),
+                               helper.make_node("DequantizeLinear", ["bias", "bias_scale"], ["b"])],
                               "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
                               [helper.make_tensor_value_info("q", zero_type, [2, 3, 4]),
                                helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4]),
-                               helper.make_tensor_value_info("qf", zero_type, [2, 3, 4])], [scale, zp, fixed])
+                               helper.make_tensor_value_info("qf", zero_type, [2, 3, 4]),
+                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [3])],
+                              [scale, zp, fixed, bias, numpy_helper.from_array(np.float32(3.1e-5), "bias_scale")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -121,6 +125,7 @@ def test_quantize_and_dequantize_linear_are_bit_exact_with_onnxruntime(engine, z
     assert got[0].dtype == want[0].dtype and (got[0] == want[0]).all(), (got[0], want[0])
     assert got[1].dtype == np.float32 and (got[1].view(np.int32) == want[1].view(np.int32)).all()
     assert got[2].dtype == want[2].dtype and (got[2] == want[2]).all()
+    assert got[3].dtype == np.float32 and (got[3].view(np.int32) == want[3].view(np.int32)).all()
 
 
 def dynamic_mlp(tmp_path: Path) -> Path:

@@ -966,8 +966,10 @@ def _gather_nd(k: Kernels, data: Any, indices: Any, *, batch_dims: int = 0) -> A
 
 
 # ---------------------------------------------------------------------- quantisation (QDQ)
-# the integer types QuantizeLinear / DequantizeLinear run here; 4-bit and float8 ones are refused in one line
-_QUANT_TYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32))
+# the integer types QuantizeLinear / DequantizeLinear run here (and int32 into DequantizeLinear: a QDQ model's
+# biases); 4-bit and float8 ones are refused in one line
+_QUANT_TYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16))
+_INT32 = np.dtype(np.int32)
 
 
 def _per_axis(k: Kernels, v: Any, x: Any, axis: int, op: str) -> Any:
@@ -984,13 +986,15 @@ def _per_axis(k: Kernels, v: Any, x: Any, axis: int, op: str) -> Any:
 
 
 def _quant_dtype(dtype: Any, op: str) -> np.dtype:
-    """``dtype`` as numpy's, if QuantizeLinear / DequantizeLinear run it here (int8, uint8, int16, uint16)."""
+    """``dtype`` as numpy's, if QuantizeLinear / DequantizeLinear run it here (int8, uint8, int16, uint16; int32
+    into DequantizeLinear)."""
     try:
         dt = np.dtype(str(dtype).removeprefix("torch."))
     except TypeError:
         dt = None
-    if dt not in _QUANT_TYPES:
-        raise ModuleError(f"{op} of type {dtype} is not implemented (8- and 16-bit integers only)")
+    if dt not in _QUANT_TYPES and not (dt == _INT32 and op == "DequantizeLinear"):
+        raise ModuleError(f"{op} of type {dtype} is not implemented (8- and 16-bit integers only; use backend: "
+                          f"onnxruntime for this model)")
     return dt
 
 
@@ -1025,11 +1029,10 @@ def _dequantize_linear(k: Kernels, x: Any, scale: Any, zero_point: Any = None, *
         raise ModuleError(f"DequantizeLinear with block_size={block_size} is not implemented")
     _quant_dtype(np.asarray(x).dtype if _is_static(x) else x.dtype, "DequantizeLinear")
     xp = _xp(k, x, scale, zero_point)
-    wide = np.dtype(np.int32)
-    v = _xp(k, x).astype(x, wide)
+    v = _xp(k, x).astype(x, _INT32)
     if zero_point is not None:
         zp = _per_axis(k, zero_point, x, axis, "DequantizeLinear")
-        v = _xp(k, v, zp).subtract(v, _xp(k, zp).astype(zp, wide))
+        v = _xp(k, v, zp).subtract(v, _xp(k, zp).astype(zp, _INT32))
     s = _per_axis(k, scale, x, axis, "DequantizeLinear")
     sdt = np.asarray(s).dtype if _is_static(s) else np.dtype(str(s.dtype).removeprefix("torch."))
     return xp.multiply(_xp(k, v).astype(v, sdt), s)

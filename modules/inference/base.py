@@ -172,6 +172,11 @@ class InferenceBackend(ABC):
         import seconds of framework, waits until the user has run it once by name."""
         return None
 
+    def computes_in(self) -> str | None:
+        """The reduced type (``int8``, ``float16``) the loaded model computes in, where its file says so in a form
+        ``fidelity`` cannot read itself (a quantised ``.tflite``); None: float32, or an ONNX/Keras model."""
+        return None
+
     # ------------------------------------------------------------------ public interface
     def load(self, outputs: bool = True) -> "InferenceBackend":
         """Open the model; every user-caused problem becomes one ModuleError line naming the file.

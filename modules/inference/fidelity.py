@@ -87,8 +87,8 @@ def caveats(backend: InferenceBackend, jets_per_call: int | None = None) -> list
     jet alone, with the difference measured now on ``CHECK_JETS`` sample jets; empty for most models.
     ``jets_per_call``: the most jets one of the job's calls holds (None: not bounded)."""
     reduced = reduced_float(backend.model_path)
-    precision = reduced if backend.name != REFERENCE else None
-    narrow = reduced_outputs(backend) if reduced else []  # said on every engine, the reference too
+    precision = (reduced or backend.computes_in()) if backend.name != REFERENCE else None
+    narrow = reduced_outputs(backend) if reduced and backend.model_path.suffix == ".onnx" else []  # every engine's
     # a model scoring the whole call (score_per: event) is called once per event: no other jets move its score;
     # nor do they where every call holds one jet (the leading jet only, max_jets: 1): each score is the jet's own
     per_call = quantises_per_call(backend.model_path) and backend.options.score_per == "jet" \
@@ -130,7 +130,8 @@ def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) 
         onnx_file = path.with_suffix(".onnx")
         on = "" if onnx_file == path else f" (on {onnx_file.name})"
         if diff is None and onnx_file != path:  # a Keras model alone: nothing to measure against, but said
-            notes.append(f"model {path.name} computes in {precision} (its Keras dtype policy); {backend.name} runs it "
+            why = "its Keras dtype policy" if path.suffix == ".keras" else f"its {precision} tensors"
+            notes.append(f"model {path.name} computes in {precision} ({why}); {backend.name} runs it "
                          f"so, not float32 (not measured: no {onnx_file.name} beside it)")
         elif diff is not None and diff > AGREEMENT_RTOL:
             notes.append(f"model {path.name} computes in {precision}; {backend.name} runs it in {precision}, ONNX "

@@ -172,6 +172,11 @@ class InferenceBackend(ABC):
         import seconds of framework, waits until the user has run it once by name."""
         return None
 
+    def computes_in(self) -> str | None:
+        """The reduced type (``int8``, ``float16``) the loaded model computes in, where its file says so in a form
+        ``fidelity`` cannot read itself (a quantised ``.tflite``); None: float32, or an ONNX/Keras model."""
+        return None
+
     # ------------------------------------------------------------------ public interface
     def load(self, outputs: bool = True) -> "InferenceBackend":
         """Open the model; every user-caused problem becomes one ModuleError line naming the file.
@@ -186,6 +191,13 @@ class InferenceBackend(ABC):
         if self._per_event and self.pads_batches:
             raise ModuleError(f"{self.name}: runs batches padded to its compiled sizes, so a model scoring the whole "
                               f"call (score_per: event) would score the padding too: use backend: onnxruntime")
+        per_call = per_call_quant_ops(self.model_path) if self.pads_batches else ()
+        if per_call:
+            raise ModuleError(f"{self.name}: model {self.model_path} quantises its activations per call "
+                              f"({', '.join(per_call)}: one int8 scale from every jet of a call), and {self.name} runs "
+                              f"batches padded with zero jets to its compiled sizes, so the padding would move every "
+                              f"jet's score: use backend: onnxruntime, or quantise statically in the QDQ format "
+                              f"(quantize_static(..., quant_format=QuantFormat.QDQ)), which {self.name} runs")
         try:
             self._load()
         except (ModuleError, ConfigError):
@@ -524,6 +536,31 @@ def refuse_training_mode(path: Path, backend: str) -> None:
                               f"{_EVAL_HINT}")
 
 
+_TYPE_CLASH = ("inconsistent type", "bound to different types")  # ONNX's words for an op fed two types
+
+
+def refuse_mixed_types(model: Any, engine: str, path: Path) -> None:
+    """One line when a node's inputs disagree on a type the op says they share (a float16 ``Greater`` fed a
+    float32 constant): not valid ONNX, and ONNX Runtime refuses it at load; numpy, JAX and PyTorch would promote
+    the two types and run it. A float16 converter writes such graphs (onnxconverter_common's
+    ``convert_float_to_float16`` leaves a float32 initializer that a float16 node shares; block lists do not
+    mend it): the shipped GCN-VAE so converted ran on JAX with a NaN score for 39 jets of 40, without a word. ONNX's own
+    type inference (strict) finds it; what it cannot infer otherwise is left to the engines, as before."""
+    from onnx import shape_inference
+
+    try:
+        shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as exc:  # onnx's InferenceError, or a model too large to serialise: only a type clash counts
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if not any(words in text for words in _TYPE_CLASH):
+            return
+        where = text.split("] ", 1)[-1]  # "(op_type:Greater, node name: n): B has inconsistent type tensor(float)"
+        raise ModuleError(f"{engine}: model {path} is not valid ONNX, its types disagree {where} (ONNX Runtime "
+                          f"refuses it too; this engine would mix the two types silently); a float16 converter wrote "
+                          f"it (convert_float_to_float16 mis-types a value two nodes share): use the float32 model, "
+                          f"or a conversion that onnx.checker.check_model(model, full_check=True) passes") from None
+
+
 def inline_local_functions(model: Any) -> Any:
     """The ModelProto with its model-local functions expanded into their ONNX nodes. An exporter may wrap
     layers in functions (``torch.onnx.export(..., export_modules_as_functions=...)``; onnxscript's
@@ -561,8 +598,18 @@ def vendor_ops(graph: Any) -> list[str]:
                    if node.domain not in STANDARD_DOMAINS})
 
 
+# the ops onnxruntime.quantization's QOperator format writes (quantize_static(quant_format=QuantFormat.QOperator)):
+# the standard QLinearConv / QLinearMatMul, and com.microsoft ones for the rest (QGemm, QLinearAdd, ...)
+QOPERATOR_OPS = ("QLinearConv", "QLinearMatMul", "com.microsoft.QGemm", "com.microsoft.QLinear")
+
+
 def vendor_note(ops: Iterable[str]) -> str:
     """Why ops of ONNX Runtime's own domain are in the model, and the way back to ops every engine runs."""
+    ops = list(ops)
+    if any(op.startswith(QOPERATOR_OPS) for op in ops):  # not the optimiser's: the quantiser's QOperator format
+        return ("; QLinear* and com.microsoft Q ops are onnxruntime.quantization's QOperator format: quantise "
+                "with quant_format=QuantFormat.QDQ (QuantizeLinear/DequantizeLinear around float ops), which the "
+                "ONNX translator and IREE run")
     if not any(op.startswith("com.microsoft.") for op in ops):
         return ""
     return ("; com.microsoft ops are ONNX Runtime's own, written by its graph optimiser into a model saved "
@@ -632,7 +679,14 @@ def not_float32(model: Path, name: str, dtype: Any) -> str | None:
         shown = str(np.dtype(dtype))
     except TypeError:  # a type numpy has no name for (bfloat16, string): said as the engine names it
         shown = str(dtype)
-    return None if shown == "float32" else f"model {model} input {name!r} is {shown}, expected float32 ({FLOAT32_ONLY}"
+    if shown == "float32":
+        return None
+    if shown in ("float16", "bfloat16"):  # a converted model: hltrun would have to feed it float32 bytes as half ones
+        return (f"model {model} input {name!r} is {shown}, expected float32 (hltrun feeds float32 jets; a model "
+                f"converted to {shown} computes in it from a float32 input): convert it again keeping float32 inputs "
+                f"and outputs (onnxconverter_common float16.convert_float_to_float16(model, keep_io_types=True)), or "
+                f"use the float32 model")
+    return f"model {model} input {name!r} is {shown}, expected float32 ({FLOAT32_ONLY}"
 
 
 def check_input_shape(shape: Sequence[Any], model: Path) -> None:

@@ -86,15 +86,39 @@ def caveats(backend: InferenceBackend, jets_per_call: int | None = None) -> list
     """One line per way ``backend``'s scores of its (loaded, warmed-up) model are not float32 scores of each
     jet alone, with the difference measured now on ``CHECK_JETS`` sample jets; empty for most models.
     ``jets_per_call``: the most jets one of the job's calls holds (None: not bounded)."""
-    precision = reduced_float(backend.model_path) if backend.name != REFERENCE else None
+    reduced = reduced_float(backend.model_path)
+    precision = (reduced or backend.computes_in()) if backend.name != REFERENCE else None
+    narrow = reduced_outputs(backend) if reduced and backend.model_path.suffix == ".onnx" else []  # every engine's
     # a model scoring the whole call (score_per: event) is called once per event: no other jets move its score;
     # nor do they where every call holds one jet (the leading jet only, max_jets: 1): each score is the jet's own
     per_call = quantises_per_call(backend.model_path) and backend.options.score_per == "jet" \
         and (jets_per_call is None or jets_per_call > 1)
     if precision is None and not per_call:
-        return []
+        return narrow
     with backend.uncounted():  # begin_job's check, not the job's work
-        return _measured(backend, precision, per_call)
+        return narrow + _measured(backend, precision, per_call)
+
+
+def reduced_outputs(backend: InferenceBackend) -> list[str]:
+    """One line per output the scorer keeps that the ONNX model gives in float16 or bfloat16 (a float16
+    conversion with float32 inputs only): hltrun widens it to float32 and compares it with float32 cuts, so
+    its scores stand on float16's steps (~1e-3 relative), many jets on one value; every engine ran such a
+    model without a word, ONNX Runtime too."""
+    import onnx
+
+    path = backend.model_path.with_suffix(".onnx")
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # the engine's own load reports an unreadable model in its words
+        return []
+    names = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+    types = {o.name: names[o.type.tensor_type.elem_type] for o in graph.output if o.type.tensor_type.elem_type in names}
+    steps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
+    return [f"model {path.name} gives its {role} (output {name!r}) in {types[name]}: hltrun reads it as float32 and "
+            f"cuts compare it so, but its values keep {types[name]}'s steps ({steps[types[name]]:.0e} relative), "
+            f"many jets on one value; for finer ones keep the {role}'s last ops in float32 (convert_float_to_float16's "
+            f"node_block_list)"
+            for role, name in backend.outputs.items() if name in types]
 
 
 def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) -> list[str]:
@@ -106,7 +130,8 @@ def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) 
         onnx_file = path.with_suffix(".onnx")
         on = "" if onnx_file == path else f" (on {onnx_file.name})"
         if diff is None and onnx_file != path:  # a Keras model alone: nothing to measure against, but said
-            notes.append(f"model {path.name} computes in {precision} (its Keras dtype policy); {backend.name} runs it "
+            why = "its Keras dtype policy" if path.suffix == ".keras" else f"its {precision} tensors"
+            notes.append(f"model {path.name} computes in {precision} ({why}); {backend.name} runs it "
                          f"so, not float32 (not measured: no {onnx_file.name} beside it)")
         elif diff is not None and diff > AGREEMENT_RTOL:
             notes.append(f"model {path.name} computes in {precision}; {backend.name} runs it in {precision}, ONNX "

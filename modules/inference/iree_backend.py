@@ -35,8 +35,8 @@ from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_ver
 from .autoselect import CHECK_JETS, sample_inputs
 from .buckets import bucket_for, up_to_typical
 from .opset_upgrade import importable
-from .base import (STANDARD_DOMAINS, InferenceBackend, graph_nodes, inline_local_functions, log, require_float32,
-                   several_inputs, vendor_note, vendor_ops)
+from .base import (STANDARD_DOMAINS, InferenceBackend, graph_nodes, inline_local_functions, log, refuse_mixed_types,
+                   require_float32, several_inputs, vendor_note, vendor_ops)
 
 TARGET = "llvm-cpu"
 
@@ -261,6 +261,7 @@ class IreeBackend(InferenceBackend):
         need("iree.compiler", f"iree: compiling {self.model_path}")
         model = inline_local_functions(onnx.load(str(self.model_path)))  # IREE's importer expands no function
         refuse_vendor_ops(model.graph, self.model_path)  # before the converter, which knows no such op
+        refuse_mixed_types(model, self.name, self.model_path)  # its importer named no node for one
         self._inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         self._outputs = [o.name for o in model.graph.output]
         self._fetch: list[int] = []  # positions of the mapped outputs among the module's results

@@ -36,7 +36,7 @@ import numpy as np
 from hltrun.framework.errors import ModuleError
 
 from . import onnx_control
-from .base import inline_local_functions, several_inputs, vendor_note
+from .base import inline_local_functions, refuse_mixed_types, several_inputs, vendor_note
 
 OpFn = Callable[..., Any]
 Pads = list[tuple[int, int]]  # (begin, end) per spatial axis
@@ -85,6 +85,12 @@ class Kernels(ABC):
         weights and states, every jet its full length): (Y as (seq, dirs, batch, hidden), Y_h, Y_c or None).
         None: the engine has none, the step loop (``scan``) runs it; JAX's ``lax.scan`` already compiles one step."""
         return None
+
+    def exact_divide(self, x: Any, divisor: Any) -> Any:
+        """``x / divisor`` rounded once, as IEEE divides (QuantizeLinear rounds the quotient to an integer: a
+        quotient one ulp under a half must not become the half); an engine that turns a division by a constant
+        into a product with its reciprocal overrides it."""
+        return _xp(self, x, divisor).divide(x, divisor)
 
     @abstractmethod
     def scatter(self, data: Any, indices: Any, updates: Any, axis: int, reduction: str) -> Any:
@@ -972,6 +978,79 @@ def _gather_nd(k: Kernels, data: Any, indices: Any, *, batch_dims: int = 0) -> A
     return xp.reshape(taken, tuple(int(d) for d in indices.shape[:-1]) + rest)
 
 
+# ---------------------------------------------------------------------- quantisation (QDQ)
+# the integer types QuantizeLinear / DequantizeLinear run here (and int32 into DequantizeLinear: a QDQ model's
+# biases); 4-bit and float8 ones are refused in one line
+_QUANT_TYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16))
+_INT32 = np.dtype(np.int32)
+
+
+def _per_axis(k: Kernels, v: Any, x: Any, axis: int, op: str) -> Any:
+    """A scale or zero point as ONNX broadcasts it: a scalar for the whole tensor, or one value per slice of
+    ``axis`` (per-channel weights: ``quantize_static(per_channel=True)``); blocked ones are refused by the op."""
+    if v.ndim == 0 or (v.ndim == 1 and int(v.shape[0]) == 1):
+        return _xp(k, v).reshape(v, ())
+    if v.ndim != 1 or int(v.shape[0]) != int(x.shape[_axis(axis, x.ndim)]):
+        raise ModuleError(f"{op} scale of shape {tuple(v.shape)} for an input of shape {tuple(x.shape)} on axis "
+                          f"{axis} is not implemented")
+    shape = [1] * x.ndim
+    shape[_axis(axis, x.ndim)] = -1
+    return _xp(k, v).reshape(v, tuple(shape))
+
+
+def _quant_dtype(dtype: Any, op: str) -> np.dtype:
+    """``dtype`` as numpy's, if QuantizeLinear / DequantizeLinear run it here (int8, uint8, int16, uint16; int32
+    into DequantizeLinear)."""
+    try:
+        dt = np.dtype(str(dtype).removeprefix("torch."))
+    except TypeError:
+        dt = None
+    if dt not in _QUANT_TYPES and not (dt == _INT32 and op == "DequantizeLinear"):
+        raise ModuleError(f"{op} of type {dtype} is not implemented (8- and 16-bit integers only; use backend: "
+                          f"onnxruntime for this model)")
+    return dt
+
+
+def _quantize_linear(k: Kernels, x: Any, scale: Any, zero_point: Any = None, *, axis: int = 1, saturate: int = 1,
+                     block_size: int = 0, output_dtype: int = 0, precision: int = 0) -> Any:
+    """QuantizeLinear as ONNX (and ONNX Runtime's kernel) computes it: x / scale rounded half to even, the zero
+    point added, saturated to the integer type (the zero point's; output_dtype; else uint8)."""
+    if block_size:
+        raise ModuleError(f"QuantizeLinear with block_size={block_size} is not implemented")
+    if output_dtype:
+        from onnx.helper import tensor_dtype_to_np_dtype
+
+        dtype = _quant_dtype(tensor_dtype_to_np_dtype(output_dtype), "QuantizeLinear")
+    else:
+        dtype = _quant_dtype(np.asarray(zero_point).dtype if _is_static(zero_point) else zero_point.dtype,
+                             "QuantizeLinear") if zero_point is not None else np.dtype(np.uint8)
+    xp = _xp(k, x, scale, zero_point)
+    info = np.iinfo(dtype)
+    s = _per_axis(k, scale, x, axis, "QuantizeLinear")
+    q = xp.round(np.divide(x, s) if _is_static(x, s) else k.exact_divide(x, s))  # numpy divides as IEEE does
+    if zero_point is not None:
+        zp = _per_axis(k, zero_point, x, axis, "QuantizeLinear")
+        q = xp.add(q, _xp(k, zp).astype(zp, np.dtype(np.float32)))
+    q = xp.minimum(xp.maximum(q, np.float32(info.min)), np.float32(info.max))
+    return xp.astype(q, dtype)
+
+
+def _dequantize_linear(k: Kernels, x: Any, scale: Any, zero_point: Any = None, *, axis: int = 1,
+                       block_size: int = 0, output_dtype: int = 0) -> Any:
+    """DequantizeLinear: (x - zero point) * scale, the difference taken in int32 (exact), in the scale's type."""
+    if block_size:
+        raise ModuleError(f"DequantizeLinear with block_size={block_size} is not implemented")
+    _quant_dtype(np.asarray(x).dtype if _is_static(x) else x.dtype, "DequantizeLinear")
+    xp = _xp(k, x, scale, zero_point)
+    v = _xp(k, x).astype(x, _INT32)
+    if zero_point is not None:
+        zp = _per_axis(k, zero_point, x, axis, "DequantizeLinear")
+        v = _xp(k, v, zp).subtract(v, _xp(k, zp).astype(zp, _INT32))
+    s = _per_axis(k, scale, x, axis, "DequantizeLinear")
+    sdt = np.asarray(s).dtype if _is_static(s) else np.dtype(str(s.dtype).removeprefix("torch."))
+    return xp.multiply(_xp(k, v).astype(v, sdt), s)
+
+
 # recurrent layers (ONNX LSTM, GRU, RNN): the activations a cell may name, with how many of the
 # activation_alpha / activation_beta values each consumes, in the order the cell's activations come
 _CELL_ACTIVATIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
@@ -1408,6 +1487,7 @@ OPS: dict[str, OpFn] = {
     "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"), "PRelu": _prelu, "HardSigmoid": _hard_sigmoid,
     "HardSwish": _hard_swish, "Selu": _selu, "InstanceNormalization": _instance_norm, "Sum": _variadic("add"),
     "Mean": _mean, "ReduceProd": _reduce("prod"), "Loop": _loop, "Scan": _scan, "ReverseSequence": _reverse_sequence,
+    "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,  # quantize_static's QDQ format
     **{f"Reduce{name}": _reduce(name) for name in _REDUCERS},
     # 2026-12-07: If, and sequences of a static length (torch.jit.script's if and lists; torch.cond, tf.cond)
     "If": _if, "SequenceEmpty": _sequence_empty, "SequenceConstruct": _sequence_construct, "SequenceAt": _sequence_at,
@@ -1638,6 +1718,7 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
     if bad:
         raise ModuleError(f"{engine}: model {path} uses ONNX op(s) the ONNX translator does not implement: "
                           f"{', '.join(bad)} (use backend: onnxruntime for this model{vendor_note(bad)})")
+    refuse_mixed_types(model, engine, Path(path))
     consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     inputs = [i for i in graph.input if i.name not in consts]
     if len(inputs) != 1:

@@ -112,3 +112,57 @@ def test_covariance_describes_the_spread_of_the_true_rate_per_bin():
             pulls.append((rate[grid_bin == b].mean() - 1e-2) / np.sqrt(cov[b, b]))
     pulls = np.asarray(pulls)
     assert abs(pulls.mean()) < 0.35 and 0.75 < pulls.std() < 1.3, (pulls.mean(), pulls.std())
+
+
+def test_several_efficiencies_in_one_go_are_the_fits_one_at_a_time():
+    """``fit_quantiles`` shares the information weights, the scores' order and the basis between efficiencies
+    (hltcard's and evaluate_models' ``derive``): the fits must be those of ``fit_quantile``, to the bit, a term
+    dropped included (1e-3 on 15,000 events: one term)."""
+    from hltrun.tools.physics.pt_quantile_fit import fit_quantiles
+
+    rng = np.random.default_rng(12)
+    s, pt = sample(rng, 15_000)
+    w = rng.lognormal(0.0, 0.5, s.size)
+    effs = {"a": 1e-2, "b": 1e-3, "c": 5e-2}
+    together = fit_quantiles(s, w, pt, effs, SPAN)
+    for k, eff in effs.items():
+        alone = fit_quantile(s, w, pt, eff, SPAN)
+        assert together[k].to_json() == alone.to_json(), k
+    assert len(together["b"].coefficients) == 1
+
+
+def test_newton_takes_the_loss_once_at_each_point(monkeypatch):
+    """Each smoothed loss is a pass over the whole sample (two normal functions of a million events for
+    hltcard): the line search's loss at the step taken is the next iteration's starting loss, not taken
+    again at the same coefficients and width."""
+    from hltrun.tools.physics import pt_quantile_fit as fit_module
+
+    seen: list[tuple[bytes, float]] = []
+    real = fit_module._loss
+
+    def recorded(beta, s, w, x, eff, h):  # noqa: ANN001, ANN202 - the function's own signature
+        seen.append((np.asarray(beta).tobytes(), h))
+        return real(beta, s, w, x, eff, h)
+
+    monkeypatch.setattr(fit_module, "_loss", recorded)
+    rng = np.random.default_rng(13)
+    s, pt = sample(rng, 20_000)
+    fit_quantile(s, np.ones_like(s), pt, 1e-2, SPAN)
+    assert len(seen) > 10 and len(set(seen)) == len(seen)
+
+
+def test_the_normal_functions_are_scipys():
+    """The fit's normal CDF and density (without scipy.stats' argument checks) give scipy.stats.norm's values
+    bit for bit, infinities, signed zeros and subnormal tails included (NaN for NaN): the cards do not change."""
+    from scipy.stats import norm
+
+    from hltrun.tools.physics.pt_quantile_fit import normal_cdf, normal_pdf
+
+    rng = np.random.default_rng(14)
+    x = np.concatenate([rng.normal(0, 3, 50_000), rng.uniform(-45, 45, 50_000), np.linspace(-40, 40, 8001),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -1e300, 37.5, -37.5, 38.6, -38.6]])
+    with np.errstate(over="ignore"):  # the density's square of 1e300, as scipy's
+        for mine, theirs in ((normal_cdf, norm.cdf), (normal_pdf, norm.pdf)):
+            got, want = mine(x), theirs(x)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want))  # a NaN's sign bit aside
+            np.testing.assert_array_equal(got[~np.isnan(got)].view(np.int64), want[~np.isnan(want)].view(np.int64))

@@ -95,9 +95,9 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     from hltrun.framework.errors import ConfigError
     from hltrun.framework.weights import weight_sum
     from hltrun.modules.vae_scorer import model_identity
-    from hltrun.tools.physics.card_entry import card_entry, weight_sum_refusal
+    from hltrun.tools.physics.card_entry import card_entry, weight_sum_refusal, with_pt_fits
     from hltrun.tools.physics.card_run import score_files
-    from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate, sample_pt_edges
+    from hltrun.tools.physics.eval_stats import effective_n, pass_rate, sample_pt_edges
 
     effs = {efficiency_key(e): float(e) for e in args.bkg_eff}
     if len(effs) != len(args.bkg_eff):
@@ -106,17 +106,18 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
                             args.weight_branch, args.scorer, "background")
     signals = [(f, score_files(args.config, args.sets, args.model, [f], args.max_events, args.weight_branch,
                                args.scorer, "signal")[0]) for f in args.signal]
-    why = weight_sum_refusal(bkg.weight, bkg.jet_weight, args.weight_branch)
+    jet_weight = bkg.jet_weight  # a copy (the event weights, jet by jet): taken once
+    why = weight_sum_refusal(bkg.weight, jet_weight, args.weight_branch)
     if why:
         raise CardRefused(why)
-    sample = (bkg.event_score, bkg.weight, bkg.leading_pt, bkg.jet_score, bkg.jet_weight, effs)
-    entry = card_entry(*sample, fit_pt=False)  # the scalar cuts first: refuse before fitting on nothing
+    entry = card_entry(bkg.event_score, bkg.weight, bkg.leading_pt, bkg.jet_score, jet_weight, effs,
+                       fit_pt=False)  # the scalar cuts first: refuse before fitting on nothing
     why = entry.refusal(args.min_events_above, "a larger --background sample, fewer --bkg-eff, or --min-events-above")
     if why:
         raise CardRefused(why)
     fit_error = None
     try:
-        entry = card_entry(*sample)
+        entry = with_pt_fits(entry, bkg.event_score, bkg.weight, bkg.leading_pt, effs)
     except (np.linalg.LinAlgError, RuntimeError, ValueError) as exc:  # the scalar cuts stand without it
         fit_error = f"the pT fit failed ({type(exc).__name__}: {exc})"
     pt_keys, omitted = [], {}
@@ -156,10 +157,10 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
             cuts["vs_leading_jet_pt"] = entry.fits[k].cuts_at(bkg.leading_pt)
         pt_rates[k], pt_flatness[k] = {}, {}
         for kind, cut in cuts.items():
-            pt_rates[k][kind] = [r.to_json() for r in binned_pass_rates(
-                bkg.event_score, bkg.weight, bkg.leading_pt, edges, cut)]
-            # chi-square of the bins against one common rate (binomial errors at the pooled rate)
-            pt_flatness[k][kind] = flatness(bkg.event_score, bkg.weight, bkg.leading_pt, edges, cut)["chi2"]
+            # chi-square of the bins against one common rate (binomial errors at the pooled rate), and the bins'
+            # rates it compares: the table's
+            flat = flatness(bkg.event_score, bkg.weight, bkg.leading_pt, edges, cut)
+            pt_rates[k][kind], pt_flatness[k][kind] = flat["rates"], flat["chi2"]
     sig_rows = {}
     for f, s in signals:
         row: dict[str, Any] = {"events": s.n_events, "gen_weight": s.has_gen_weight, "accounting": s.accounting}

@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from hltrun.framework.weights import ONE, exact_sum
-from hltrun.tools.physics.eval_stats import (PassRate, effective_n, looser_cut_at_target, pass_rate,
-                                             weighted_cut)
+from hltrun.tools.physics.eval_stats import CutScan, PassRate, effective_n, pass_rate
 
 MIN_EFFECTIVE_ABOVE = 10.0  # effective background events above a cut: relative error on its rate ~ 1/sqrt(10) ~ 32 %
 
@@ -118,15 +117,17 @@ def entry_json(scalar: dict[str, float], pt_cuts: dict[str, Any] | None) -> dict
 
 def scalar_cuts(event_scores: np.ndarray, weights: np.ndarray | None, jet_scores: np.ndarray,
                 jet_weights: np.ndarray | None, effs: dict[str, float]) -> tuple[dict[str, float], dict[str, CutStat]]:
-    """Event-level ``bkg_eff_X`` then per-jet ``jet_bkg_eff_X`` cuts, with their statistics."""
+    """Event-level ``bkg_eff_X`` then per-jet ``jet_bkg_eff_X`` cuts, with their statistics: one ``CutScan`` of
+    the events and one of the jets serve every efficiency (its cut and the looser one)."""
     cuts: dict[str, float] = {}
     stats: dict[str, CutStat] = {}
     for prefix, scores, w in (("", event_scores, weights), ("jet_", jet_scores, jet_weights)):
+        scan = CutScan(scores, w)
         for k, e in effs.items():
             key = prefix + k
-            cuts[key] = weighted_cut(scores, w, e)
+            cuts[key] = scan.cut(e)
             stats[key] = CutStat(key, e, cuts[key], pass_rate(scores, w, cuts[key]),
-                                 _effective_above(scores, w, cuts[key]), looser_cut_at_target(scores, w, e))
+                                 _effective_above(scores, w, cuts[key]), scan.looser_cut(e))
     return cuts, stats
 
 
@@ -166,16 +167,25 @@ def card_entry(event_scores: np.ndarray, weights: np.ndarray | None, leading_pt:
                fit_pt: bool = True) -> CardEntry:
     """The model's card entry from its background (module docstring). ``pt_fit_sample``: (event
     scores, weights, leading pT) the pT-dependent cut is fitted on (default: the events given);
-    ``fit_pt=False``: scalar cuts only. Event scores of events without a scored jet are -inf or NaN
-    (never pass; they count in every denominator)."""
-    from hltrun.tools.physics.eval_working_point import derive
-
+    ``fit_pt=False``: scalar cuts only (``with_pt_fits`` adds the fits to them later). Event scores of
+    events without a scored jet are -inf or NaN (never pass; they count in every denominator)."""
     cuts, stats = scalar_cuts(event_scores, weights, jet_scores, jet_weights, effs)
     entry = CardEntry(cuts, stats)
-    if fit_pt:
-        s, w, pt = pt_fit_sample if pt_fit_sample is not None else (
-            event_scores, np.ones(len(event_scores)) if weights is None else weights, leading_pt)
-        if len(s):
-            entry.fits = derive(s, w, pt, effs)
-            entry.fit_above = {k: _effective_above(s, w, f.cuts_at(pt)) for k, f in entry.fits.items()}
-    return entry
+    return with_pt_fits(entry, event_scores, weights, leading_pt, effs, pt_fit_sample) if fit_pt else entry
+
+
+def with_pt_fits(entry: CardEntry, event_scores: np.ndarray, weights: np.ndarray | None, leading_pt: np.ndarray,
+                 effs: dict[str, float],
+                 pt_fit_sample: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> CardEntry:
+    """``entry`` (scalar cuts only) with its pT-dependent cuts fitted (``card_entry``'s arguments): a new entry,
+    so that a fit that raises leaves ``entry`` as it was. Why apart: both tools check the scalar cuts before they
+    fit (no fit on a sample that cannot hold the cuts), and computed those cuts a second time to get the fits."""
+    from hltrun.tools.physics.eval_working_point import derive
+
+    out = CardEntry(entry.scalar, entry.stats)
+    s, w, pt = pt_fit_sample if pt_fit_sample is not None else (
+        event_scores, np.ones(len(event_scores)) if weights is None else weights, leading_pt)
+    if len(s):
+        out.fits = derive(s, w, pt, effs)
+        out.fit_above = {k: _effective_above(s, w, f.cuts_at(pt)) for k, f in out.fits.items()}
+    return out

@@ -83,22 +83,53 @@ def effective_n(weights: np.ndarray) -> float:
     return _ratio(sw * sw, sw2) if sw2 else float("nan")  # both in units of 2^-2 W_BITS
 
 
-def _above_by_score(scores: np.ndarray, weights: np.ndarray | None, eff: float
-                    ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(distinct scores ascending, the fraction of the sample's weight strictly above each, the largest fraction
-    ``eff`` allows above a cut). Tied scores pass or fail together. Each fraction is one correctly rounded ratio
-    of exact sums (weights in fixed point, ``framework.weights``): weights all equal to c give the unweighted
-    k / n to the bit, where the float total minus a float running sum was a few ulps off and moved the cut by an
-    event when the target was exactly a whole number of events (double weights 0.7, 10,000 events: 99 above a 1 %
-    cut, not 100). A sample whose weights sum to 0 or less has no fraction of its total: a ValueError (negative
-    NLO weights cancel only over enough events)."""
+class CutScan:
+    """One sample's weighted fraction above every distinct score, computed once: the cuts at any number of
+    efficiencies (``cut``, ``looser_cut``) are then a search each. Why: the scan sorts the sample and sums its
+    weights exactly (Python integers per event), which is what a cut costs; hltcard and evaluate_models ask one
+    sample for two cuts at each of several efficiencies, and made a scan for each (16 scans of 1,000,000 events
+    for two efficiencies, ~2 s each, where the event and jet scores need one each).
+
+    Tied scores pass or fail together. Each fraction is one correctly rounded ratio of exact sums (weights in
+    fixed point, ``framework.weights``): weights all equal to c give the unweighted k / n to the bit, where the
+    float total minus a float running sum was a few ulps off and moved the cut by an event when the target was
+    exactly a whole number of events (double weights 0.7, 10,000 events: 99 above a 1 % cut, not 100). A sample
+    whose weights sum to 0 or less has no fraction of its total: a ValueError (negative NLO weights cancel only
+    over enough events)."""
+
+    def __init__(self, scores: np.ndarray, weights: np.ndarray | None) -> None:
+        self.values, self.above = _above_by_score(scores, weights)
+
+    def cut(self, eff: float) -> float:
+        """``weighted_cut``'s cut at ``eff`` (its docstring): NaN for an empty sample."""
+        if not self.values.size:
+            return float("nan")
+        return _cut_at(self.values, _first_holding(self.above, _limit(eff)))
+
+    def looser_cut(self, eff: float) -> float | None:
+        """``looser_cut_at_target``'s cut at ``eff`` (its docstring), or None."""
+        if not self.values.size:
+            return None
+        limit = _limit(eff)
+        earlier = np.flatnonzero(self.above[:_first_holding(self.above, limit)] <= limit)
+        return _cut_at(self.values, int(earlier[0])) if earlier.size else None
+
+
+def _limit(eff: float) -> float:
+    """The largest fraction ``eff`` allows above a cut (a relative 1e-12 for the rounding of the fractions)."""
+    return eff * (1 + 1e-12)
+
+
+def _above_by_score(scores: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct scores ascending, the fraction of the sample's weight strictly above each): ``CutScan``'s."""
     s = _clean(scores)
+    if not s.size:
+        return s, s
     values, inverse = np.unique(s, return_inverse=True)
     inverse = inverse.reshape(-1)
-    limit = eff * (1 + 1e-12)
     if weights is None:  # counts: exact in int64, each fraction one rounded division
         below = np.cumsum(np.bincount(inverse, minlength=values.size))
-        return values, (s.size - below) / s.size, limit
+        return values, (s.size - below) / s.size
     order = np.argsort(inverse, kind="stable")
     exact, unit = whole_units(np.asarray(weights, np.float64).reshape(-1)[order])  # fixed point / 2^(unit + W_BITS)
     below = np.cumsum(np.add.reduceat(np.array(exact, dtype=object),
@@ -107,7 +138,7 @@ def _above_by_score(scores: np.ndarray, weights: np.ndarray | None, eff: float
     if not total > 0:
         raise ValueError(f"the weights of the {s.size} events sum to {(total << (unit + W_BITS)) / ONE:.6g}, not a "
                          "positive number: no fraction of the sample is defined")
-    return values, np.array([(total - b) / total for b in below.tolist()], np.float64), limit
+    return values, np.array([(total - b) / total for b in below.tolist()], np.float64)
 
 
 def weighted_cut(scores: np.ndarray, weights: np.ndarray | None, eff: float) -> float:
@@ -123,23 +154,15 @@ def weighted_cut(scores: np.ndarray, weights: np.ndarray | None, eff: float) -> 
     The cut lies halfway between the highest failing and the lowest passing score, so float32/64
     round trips of the scores do not move events across it. NaN for an empty sample; the largest
     score (nothing passes) when even the top event weighs more than ``eff`` of the sample; a ValueError
-    when the weights sum to 0 or less."""
-    if np.size(scores) == 0:
-        return float("nan")
-    values, above, limit = _above_by_score(scores, weights, eff)
-    return _cut_at(values, _first_holding(above, limit))
+    when the weights sum to 0 or less. Several cuts of one sample: ``CutScan`` (one scan for all)."""
+    return CutScan(scores, weights).cut(eff)
 
 
 def looser_cut_at_target(scores: np.ndarray, weights: np.ndarray | None, eff: float) -> float | None:
     """The loosest cut below ``weighted_cut``'s at which the weighted fraction above is also at most ``eff``
     (it rises above ``eff`` again at a tighter cut: negative weights), or None where there is none (always
     with weights >= 0)."""
-    if np.size(scores) == 0:
-        return None
-    values, above, limit = _above_by_score(scores, weights, eff)
-    k = _first_holding(above, limit)
-    earlier = np.flatnonzero(above[:k] <= limit)
-    return _cut_at(values, int(earlier[0])) if earlier.size else None
+    return CutScan(scores, weights).looser_cut(eff)
 
 
 def _first_holding(above: np.ndarray, limit: float) -> int:

@@ -16,14 +16,14 @@ from scipy.stats import chi2 as chi2_dist
 
 from hltrun.modules.working_point import bin_index
 from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate
-from hltrun.tools.physics.pt_quantile_fit import QuantileFit, fit_quantile, fit_range, rate_covariance
+from hltrun.tools.physics.pt_quantile_fit import QuantileFit, fit_quantiles, fit_range, rate_covariance
 
 
 def derive(scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray,
            effs: dict[str, float]) -> dict[str, QuantileFit]:
     """One smooth cut per efficiency, all over the same pT range (the sample's)."""
     span = fit_range(leading_pt)
-    return {k: fit_quantile(scores, weights, leading_pt, e, span) for k, e in effs.items()}
+    return fit_quantiles(scores, weights, leading_pt, effs, span)
 
 
 def _chi2(resid: np.ndarray, cov: np.ndarray, ok: np.ndarray) -> dict[str, float]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtr
 
 from hltrun.modules.working_point import PtCutFunction, ln_pt_powers
 
@@ -89,19 +89,55 @@ def fit_quantile(scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray
                  pt_ref_gev: float = PT_REF_GEV, max_iter: int = 100) -> QuantileFit:
     """Fit cut(ln pT) keeping a weighted fraction ``eff`` of the events above it at every pT, with
     at most ``n_terms`` terms (fewer: MIN_EVENTS_PER_TERM, SIGNIFICANCE; weights: information_weights)."""
-    s = np.asarray(scores, dtype=np.float64)
-    w = information_weights(weights, leading_pt)
-    w = w / w.sum()
-    n_eff = 1.0 / np.sum(w ** 2)
-    terms = int(np.clip(n_eff * eff // MIN_EVENTS_PER_TERM, 1, n_terms))
-    q_lo, q_hi = _weighted_quantiles(s, w, (1 - min(max(10 * eff, 20 / n_eff), 0.5), 1 - eff))
-    h = max(0.1 * (q_hi - q_lo), 1e-9)
-    while True:
-        fit = _fit(s, w, ln_pt_powers(leading_pt, pt_ref_gev, pt_range_gev, terms), eff, h, q_hi, max_iter)
-        top = fit[0][-1] / np.sqrt(fit[1][-1, -1]) if fit[1][-1, -1] > 0 else 0.0
-        if terms == 1 or abs(top) > SIGNIFICANCE:
-            return QuantileFit(eff, fit[0], fit[1], pt_ref_gev, pt_range_gev, h, fit[2])
-        terms -= 1
+    return fit_quantiles(scores, weights, leading_pt, {"": eff}, pt_range_gev, n_terms, pt_ref_gev, max_iter)[""]
+
+
+def fit_quantiles(scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray, effs: dict[str, float],
+                  pt_range_gev: tuple[float, float], n_terms: int = N_TERMS,
+                  pt_ref_gev: float = PT_REF_GEV, max_iter: int = 100) -> dict[str, QuantileFit]:
+    """``fit_quantile`` at each efficiency of ``effs`` (key -> eff), the same fits: what does not depend on the
+    efficiency (the information weights, the scores' weighted order, the basis) is computed once for all."""
+    sample = _FitSample(scores, weights, leading_pt, pt_range_gev, pt_ref_gev)
+    return {k: sample.fit(eff, n_terms, max_iter) for k, eff in effs.items()}
+
+
+class _FitSample:
+    """One sample's fit inputs that every efficiency shares (``fit_quantiles``)."""
+
+    def __init__(self, scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray,
+                 pt_range_gev: tuple[float, float], pt_ref_gev: float) -> None:
+        self.s = np.asarray(scores, dtype=np.float64)
+        w = information_weights(weights, leading_pt)
+        self.w = w / w.sum()
+        self.n_eff = 1.0 / np.sum(self.w ** 2)
+        order = np.argsort(self.s)
+        self.sorted, self.cum = self.s[order], np.cumsum(self.w[order])
+        self.pt, self.pt_range_gev, self.pt_ref_gev = leading_pt, pt_range_gev, pt_ref_gev
+        self._bases: dict[int, np.ndarray] = {}
+
+    def basis(self, terms: int) -> np.ndarray:
+        """The fit's basis with ``terms`` terms (``ln_pt_powers``), computed once."""
+        if terms not in self._bases:
+            self._bases[terms] = ln_pt_powers(self.pt, self.pt_ref_gev, self.pt_range_gev, terms)
+        return self._bases[terms]
+
+    def quantiles(self, qs: tuple[float, ...]) -> list[float]:
+        """The weighted quantiles ``qs`` of the scores (the lowest score whose cumulative weight reaches q)."""
+        last = len(self.sorted) - 1
+        return [float(self.sorted[min(np.searchsorted(self.cum, q * self.cum[-1]), last)]) for q in qs]
+
+    def fit(self, eff: float, n_terms: int, max_iter: int) -> QuantileFit:
+        """``fit_quantile``'s fit at ``eff`` (module docstring: terms, bandwidth)."""
+        s, w, n_eff = self.s, self.w, self.n_eff
+        terms = int(np.clip(n_eff * eff // MIN_EVENTS_PER_TERM, 1, n_terms))
+        q_lo, q_hi = self.quantiles((1 - min(max(10 * eff, 20 / n_eff), 0.5), 1 - eff))
+        h = max(0.1 * (q_hi - q_lo), 1e-9)
+        while True:
+            fit = _fit(s, w, self.basis(terms), eff, h, q_hi, max_iter)
+            top = fit[0][-1] / np.sqrt(fit[1][-1, -1]) if fit[1][-1, -1] > 0 else 0.0
+            if terms == 1 or abs(top) > SIGNIFICANCE:
+                return QuantileFit(eff, fit[0], fit[1], self.pt_ref_gev, self.pt_range_gev, h, fit[2])
+            terms -= 1
 
 
 def _fit(s: np.ndarray, w: np.ndarray, x: np.ndarray, eff: float, h: float, start: float,
@@ -122,16 +158,18 @@ def _fit(s: np.ndarray, w: np.ndarray, x: np.ndarray, eff: float, h: float, star
 def _newton(beta: np.ndarray, s: np.ndarray, w: np.ndarray, x: np.ndarray, eff: float, h: float,
             max_iter: int) -> tuple[np.ndarray, int]:
     """Newton's method on the smoothed equations, each step shortened until the (convex) smoothed
-    check loss falls; stops when the steps vanish or no step lowers the loss any more."""
+    check loss falls; stops when the steps vanish or no step lowers the loss any more. The loss at the
+    step taken is the next iteration's starting loss (each is a pass over the sample: not taken twice)."""
+    loss = _loss(beta, s, w, x, eff, h)
     for it in range(1, max_iter + 1):
         g, jac = _equations(beta, s, w, x, eff, h)
         step = np.linalg.lstsq(jac, g, rcond=None)[0]  # the equations fall as beta rises
-        before, t = _loss(beta, s, w, x, eff, h), 1.0
-        while _loss(beta + t * step, s, w, x, eff, h) > before:
+        t = 1.0
+        while (trial := _loss(beta + t * step, s, w, x, eff, h)) > loss:
             t *= 0.5
             if t < 1e-6:
                 return beta, it
-        beta = beta + t * step
+        beta, loss = beta + t * step, trial
         if np.max(np.abs(t * step)) < 1e-10 * (1 + np.max(np.abs(beta))):
             return beta, it
     raise RuntimeError(f"quantile fit at eff {eff} did not converge in {max_iter} iterations")
@@ -141,8 +179,8 @@ def _equations(beta: np.ndarray, s: np.ndarray, w: np.ndarray, x: np.ndarray, ef
                h: float) -> tuple[np.ndarray, np.ndarray]:
     """Smoothed estimating equations sum w x (P(pass) - eff) and their Jacobian in beta."""
     r = (s - x @ beta) / h
-    g = x.T @ (w * (norm.cdf(r) - eff))
-    jac = (x * (w * norm.pdf(r) / h)[:, None]).T @ x
+    g = x.T @ (w * (normal_cdf(r) - eff))
+    jac = (x * (w * normal_pdf(r) / h)[:, None]).T @ x
     return g, jac
 
 
@@ -150,13 +188,22 @@ def _loss(beta: np.ndarray, s: np.ndarray, w: np.ndarray, x: np.ndarray, eff: fl
     """The smoothed check loss whose gradient is minus the equations: sum w [u (tau - Phi(-u/h)) +
     h phi(u/h)], u = s - cut, tau = 1 - eff."""
     u = s - x @ beta
-    return float(w @ (u * ((1 - eff) - norm.cdf(-u / h)) + h * norm.pdf(u / h)))
+    return float(w @ (u * ((1 - eff) - normal_cdf(-u / h)) + h * normal_pdf(u / h)))
 
 
-def _weighted_quantiles(s: np.ndarray, w: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    order = np.argsort(s)
-    cum = np.cumsum(w[order])
-    return [float(s[order][min(np.searchsorted(cum, q * cum[-1]), len(s) - 1)]) for q in qs]
+_PDF_C = np.sqrt(2 * np.pi)
+
+
+def normal_cdf(x: np.ndarray) -> np.ndarray:
+    """The standard normal CDF: scipy.stats' ``norm.cdf`` values (its ``ndtr``; +-inf and NaN too) without the
+    argument checks and masking around it, which cost more than the function itself on a million events."""
+    return ndtr(x)
+
+
+def normal_pdf(x: np.ndarray) -> np.ndarray:
+    """The standard normal density: scipy.stats' ``norm.pdf`` formula and values (0 at +-inf, NaN for NaN),
+    without its argument checks and masking."""
+    return np.exp(-x ** 2 / 2.0) / _PDF_C
 
 
 def rate_covariance(fit: QuantileFit, scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray,
@@ -167,7 +214,7 @@ def rate_covariance(fit: QuantileFit, scores: np.ndarray, weights: np.ndarray, l
     s = np.asarray(scores, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     x = fit.basis(leading_pt)
-    dens = w * norm.pdf((s - x @ fit.coefficients) / fit.bandwidth) / fit.bandwidth
+    dens = w * normal_pdf((s - x @ fit.coefficients) / fit.bandwidth) / fit.bandwidth
     grad = np.zeros((n_bins, x.shape[1]))
     for b in range(n_bins):
         sel = bin_of_event == b

@@ -250,3 +250,92 @@ def test_engines_that_agree_on_real_jets_agree_on_the_sample_jets(keras_edgeconv
     x = sample_inputs(ref, CHECK_JETS, seed=1)
     got = loaded(engine, keras_edgeconv_onnx, device="cpu", max_batch=64).run(x)["score"]
     assert max_relative_difference(got, ref.run(x)["score"]) <= 1e-4
+
+
+# ---------------------------------------------------------------------- PyTorch ParticleNet and ParT, both exporters
+def torch_networks() -> dict:
+    """The two PyTorch networks of docs/your-model.md's round 6, each on one (N, P, F) input."""
+    import torch
+    from torch import nn
+
+    def knn(pts, k):  # ParticleNet's: (B, C, P) -> (B, P, k), the point itself left out
+        d = -(pts ** 2).sum(1, keepdim=True) + 2 * torch.matmul(pts.transpose(2, 1), pts) \
+            - (pts ** 2).sum(1, keepdim=True).transpose(2, 1)
+        return d.topk(k=k + 1, dim=-1)[1][:, :, 1:]
+
+    def neighbours(x, k, idx):  # ParticleNet's get_graph_feature_v2: a batch-index base, one flat gather
+        b, c, p = x.size()
+        idx = (idx + torch.arange(0, b, device=x.device).view(-1, 1, 1) * p).view(-1)
+        fts = x.transpose(0, 1).reshape(c, -1)[:, idx].view(c, b, p, k).transpose(1, 0)
+        xc = x.unsqueeze(-1).repeat(1, 1, 1, k)
+        return torch.cat((xc, fts - xc), dim=1)
+
+    class EdgeConv(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.mlp = nn.Sequential(nn.Conv2d(2 * cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+            self.sc = nn.Conv1d(cin, cout, 1, bias=False)
+
+        def forward(self, pts, fts, mask):
+            return torch.relu(self.mlp(neighbours(fts, K, knn(pts, K))).mean(-1) + self.sc(fts)) * mask
+
+    class ParticleNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.e1, self.e2, self.head = EdgeConv(3, 16), EdgeConv(16, 16), nn.Linear(16, 4)
+
+        def forward(self, x):
+            x = x.transpose(1, 2)
+            pts, fts, mask = x[:, 0:2], x[:, 2:5], x[:, 5:6]
+            shift = (mask == 0).float() * 1e9  # padded points far from every real one
+            f = self.e1(pts + shift, fts, mask)
+            f = self.e2(f + shift, f, mask)
+            pooled = f.sum(-1) / mask.sum(-1).clamp(min=1)
+            return self.head(pooled).square().sum(-1)
+
+    class ParT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Sequential(nn.Linear(F - 1, 16), nn.LayerNorm(16), nn.GELU())
+            self.att = nn.MultiheadAttention(16, 2, batch_first=True)
+            self.ln, self.out = nn.LayerNorm(16), nn.Linear(16, F - 1)
+
+        def forward(self, x):
+            f, mask = x[:, :, :F - 1], x[:, :, F - 1]
+            h = self.embed(f)
+            h = self.ln(h + self.att(h, h, h, key_padding_mask=mask == 0, need_weights=False)[0])
+            err = ((self.out(h) - f) ** 2).sum(-1) * mask
+            return err.sum(-1) / mask.sum(-1).clamp(min=1)
+
+    return {"particlenet": ParticleNet, "part": ParT}
+
+
+@pytest.fixture(scope="module")
+def torch_exports(tmp_path_factory) -> dict:
+    torch = pytest.importorskip("torch", reason="torch (extra 'torch') not installed")
+    folder, made = tmp_path_factory.mktemp("torch"), {}
+    x = torch.from_numpy(tricky_jets()[4:7])
+    for name, cls in torch_networks().items():
+        for dynamo in (False, True):
+            torch.manual_seed(1)
+            path = folder / f"{name}_{'dynamo' if dynamo else 'ts'}.onnx"
+            if dynamo:
+                pytest.importorskip("onnxscript", reason="onnxscript (extra 'test') not installed")
+                torch.onnx.export(cls().eval(), (x,), str(path), input_names=["constituents"], output_names=["score"],
+                                  dynamo=True, dynamic_shapes=({0: torch.export.Dim("N", min=1, max=4096)},),
+                                  opset_version=18, external_data=False)
+            else:
+                torch.onnx.export(cls().eval(), (x,), str(path), input_names=["constituents"], output_names=["score"],
+                                  dynamic_axes={"constituents": {0: "N"}, "score": {0: "N"}}, opset_version=17,
+                                  dynamo=False)
+            made[path.stem] = declared(path)
+    return made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", TRANSLATED)
+@pytest.mark.parametrize("net", ["particlenet_ts", "particlenet_dynamo", "part_ts", "part_dynamo"])
+def test_torch_point_cloud_and_attention_networks_match_onnxruntime(torch_exports, net, engine):
+    """ParticleNet's kNN (TopK ties among padded points, int32 indices on JAX, a Range on the batch axis, Gather or
+    GatherND) and ParT's masked attention (a jet without constituents: NaN on every engine, as PyTorch gives)."""
+    _against_onnxruntime(engine, torch_exports[net], tricky_jets(seed=2))

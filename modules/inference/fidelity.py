@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hltrun.framework.errors import one_line
+from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.interrupt import reraise_interrupt
 
 from .autoselect import CHECK_JETS, max_relative_difference, output_difference, sample_inputs
@@ -119,6 +119,30 @@ def reduced_outputs(backend: InferenceBackend) -> list[str]:
             f"many jets on one value; for finer ones keep the {role}'s last ops in float32 (convert_float_to_float16's "
             f"node_block_list)"
             for role, name in backend.outputs.items() if name in types]
+
+
+COMPILED = ("iree",)  # engines whose own compiler rewrites the .onnx file: their result is checked at begin_job
+
+
+def refuse_unfaithful(backend: InferenceBackend) -> None:
+    """Refuse, before the first event, an engine that compiled the model into another network: its scores on
+    ``CHECK_JETS`` sample jets differ from ONNX Runtime's by more than ``AGREEMENT_RTOL`` (``auto``'s criterion,
+    which already leaves such an engine out). Why: named by the user, IREE ran a Keras EdgeConv
+    (``take_along_axis`` exported by tf2onnx as GatherND) 41 % off ONNX Runtime and a Keras masked
+    ``MultiHeadAttention`` with NaN scores, silently (iree-base-compiler 3.13, 2026-12-07). A model that
+    computes in float16 or quantises per call differs by design: ``caveats`` says so instead."""
+    path = backend.model_path
+    if backend.name not in COMPILED or path.suffix != ".onnx" or reduced_float(path) or quantises_per_call(path):
+        return
+    with backend.uncounted():  # begin_job's check, not the job's work
+        x = sample_inputs(backend, CHECK_JETS, seed=1)
+        diff = _reference_difference(backend, x, backend.run(x))
+    if diff is not None and diff > AGREEMENT_RTOL:
+        apart = (f"by up to {diff:.1e} relative" if np.isfinite(diff) else
+                 "without bound (NaN where ONNX Runtime gives a number, or the reverse)")
+        raise ModuleError(f"{backend.name}: model {path}: the {backend.name} compilation of this model is not ONNX "
+                          f"Runtime's network: scores differ {apart} on {CHECK_JETS} sample jets (engines agree within "
+                          f"{AGREEMENT_RTOL:g}); use backend: onnxruntime for this model")
 
 
 def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) -> list[str]:

@@ -942,16 +942,16 @@ def _scatter_elements(k: Kernels, data: Any, indices: Any, updates: Any, *, axis
     return k.scatter(data, indices, updates, a, reduction)
 
 
-def _linear_index(k: Kernels, data: Any, indices: Any) -> tuple[Any, tuple[int, ...]]:
-    """ScatterND/GatherND's index tuples (last axis of ``indices``, q long) as one index into ``data``'s first
-    q axes flattened, and the shape of what one index addresses."""
+def _linear_index(k: Kernels, shape: Sequence[Any], indices: Any) -> tuple[Any, tuple[int, ...]]:
+    """ScatterND/GatherND's index tuples (last axis of ``indices``, q long) as one index into the first q axes
+    of an array of ``shape`` flattened, and the shape of what one index addresses."""
     q = int(indices.shape[-1])
-    dims = [int(d) for d in data.shape[:q]]
+    dims = [int(d) for d in shape[:q]]
     strides = np.asarray([int(np.prod(dims[i + 1:], dtype=np.int64)) for i in range(q)], np.int64)
     indices = _positive_indices(k, indices, np.asarray(dims, np.int64))
     xp = _xp(k, indices)
     flat = xp.sum(xp.multiply(indices, strides), axis=-1)
-    return xp.reshape(flat, (-1,)), tuple(int(d) for d in data.shape[q:])
+    return xp.reshape(flat, (-1,)), tuple(int(d) for d in shape[q:])
 
 
 def _scatter_nd(k: Kernels, data: Any, indices: Any, updates: Any, *, reduction: str = "none") -> Any:
@@ -959,7 +959,7 @@ def _scatter_nd(k: Kernels, data: Any, indices: Any, updates: Any, *, reduction:
     into the data's leading axes flattened, then ScatterElements along that axis."""
     if reduction not in _SCATTER_REDUCTIONS:
         raise ModuleError(f"ScatterND reduction {reduction!r} is not implemented")
-    flat, rest = _linear_index(k, data, indices)
+    flat, rest = _linear_index(k, data.shape, indices)
     n = int(np.prod(indices.shape[:-1], dtype=np.int64))
     xp = _xp(k, data, flat, updates)
     rows = xp.reshape(data, (-1, *rest))
@@ -969,11 +969,23 @@ def _scatter_nd(k: Kernels, data: Any, indices: Any, updates: Any, *, reduction:
 
 
 def _gather_nd(k: Kernels, data: Any, indices: Any, *, batch_dims: int = 0) -> Any:
-    """GatherND (batch_dims 0): the index tuples made one index into the data's leading axes flattened."""
-    if batch_dims:
-        raise ModuleError(f"GatherND with batch_dims={batch_dims} is not implemented")
-    flat, rest = _linear_index(k, data, indices)
+    """GatherND: the index tuples made one index into the data's leading axes flattened. With ``batch_dims``
+    b (tf2onnx writes ``tf.gather(..., batch_dims=1)``, Keras' ``take_along_axis``: EdgeConv's neighbours of
+    each jet) the first b axes of data and indices pair up: each tuple indexes its own batch entry, one static
+    offset per entry added to its flat index."""
+    b, q = int(batch_dims), int(indices.shape[-1])
+    if b < 0 or b >= min(data.ndim, indices.ndim) or b + q > data.ndim \
+            or [int(d) for d in data.shape[:b]] != [int(d) for d in indices.shape[:b]]:
+        raise ModuleError(f"GatherND with batch_dims={b} does not fit data {tuple(data.shape)} and indices "
+                          f"{tuple(indices.shape)}")
+    flat, rest = _linear_index(k, data.shape[b:], indices)
     xp = _xp(k, data, flat)
+    if b:
+        entries = int(np.prod([int(d) for d in data.shape[:b]], dtype=np.int64))
+        per_entry = int(np.prod([int(d) for d in data.shape[b:b + q]], dtype=np.int64))
+        tuples = int(np.prod([int(d) for d in indices.shape[b:-1]], dtype=np.int64))
+        offsets = np.repeat(np.arange(entries, dtype=np.int64) * per_entry, tuples)
+        flat = _xp(k, flat).add(flat, offsets.astype(flat.dtype) if _is_static(flat) else offsets)
     taken = xp.take(xp.reshape(data, (-1, *rest)), flat, axis=0)
     return xp.reshape(taken, tuple(int(d) for d in indices.shape[:-1]) + rest)
 

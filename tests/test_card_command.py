@@ -795,3 +795,25 @@ def test_an_int8_run_writes_its_entry_under_the_name_the_int8_scorer_reads(tmp_p
                                                                        precision="int8"))
     assert identity == "mynet_int8" and got["bkg_eff_1e-2"] == table["mynet_int8"]["bkg_eff_1e-2"]
     assert not [r for r in caplog.records if "fp32" in r.getMessage()]
+
+
+@pytest.mark.slow  # 1500 shipped events through the path (~5 s)
+def test_events_without_a_jet_passing_the_selection_are_left_out_of_the_pt_fit(model_dir, tmp_path, capsys):
+    """A jet-pT selection in the batcher (``min_jet_pt``, 500 GeV): the events whose jets all lie below it have no
+    scored jet (score -inf, leading pT 0). More than 0.5 % of them made the fit's pT range start at 0 (ln 0) and
+    the fit failed in LAPACK (the card omitted vs_leading_jet_pt, 'SVD did not converge'); fewer made its loss
+    +inf everywhere. They are left out of the fit, and the card says how many."""
+    with uproot.open(QCD) as fh:
+        lead = np.array([p.max() for p in fh["Events"]["FatJet_pt"].array(entry_stop=N_EVENTS, library="np")])
+    none = int(np.count_nonzero(lead < 500.0))
+    assert none > 0.005 * N_EVENTS  # enough to have put the range's lower end at 0
+    out = tmp_path / "card"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(QCD), "--bkg-eff", "1e-2",
+                    "--max-events", str(N_EVENTS), "--out-dir", str(out), "--no-plots",
+                    *ORT, "modules.batcher.min_jet_pt=500"]) == 0
+    card = json.loads((out / "ptsum_card.json").read_text())
+    assert card["background"]["accounting"]["events_without_scored_jet"] == none
+    assert card["vs_leading_jet_pt_omitted"] == {} and card["vs_leading_jet_pt_left_out_events"] == none
+    assert card["vs_leading_jet_pt_fits"]["bkg_eff_1e-2"]["pt_range_gev"][0] >= 500.0
+    said = f"fitted without the {none} events with no scored jet or a NaN score"
+    assert said in (out / "ptsum_card.md").read_text() and said in capsys.readouterr().out

@@ -166,3 +166,25 @@ def test_the_normal_functions_are_scipys():
             got, want = mine(x), theirs(x)
             np.testing.assert_array_equal(np.isnan(got), np.isnan(want))  # a NaN's sign bit aside
             np.testing.assert_array_equal(got[~np.isnan(got)].view(np.int64), want[~np.isnan(want)].view(np.int64))
+
+
+@pytest.mark.parametrize("share", [0.002, 0.02])
+def test_events_without_a_scored_jet_are_left_out_of_the_fit(share):
+    """hltcard's events without a scored jet (a jet-pT selection in the batcher: score -inf, leading pT 0) and
+    with a NaN score pass no cut at any pT: the fit (``derive``, hltcard's and evaluate_models') is the fit of the
+    other events. Kept, they made the smoothed loss +inf at every point (the line search never shortened a step)
+    and pulled the lowest-pT cut down (0.2 %: other coefficients); above 0.5 % of the sample their pT of 0 was the
+    fit range's lower end, ln 0, and the fit failed in LAPACK (2 %: hltcard omitted the pT cut)."""
+    from hltrun.tools.physics.eval_working_point import derive
+
+    rng = np.random.default_rng(14)
+    s, pt = sample(rng, 20_000)
+    w = rng.lognormal(0.0, 0.5, s.size)
+    effs = {"a": 1e-2, "b": 5e-2}
+    n = int(share * s.size)
+    with_none = (np.concatenate([s, np.full(n, -np.inf), [np.nan]]), np.concatenate([w, np.ones(n + 1)]),
+                 np.concatenate([pt, np.zeros(n), [800.0]]))
+    want, got = derive(s, w, pt, effs), derive(*with_none, effs)
+    for k in effs:
+        assert got[k].to_json() == want[k].to_json(), k
+    assert derive(np.full(3, -np.inf), np.ones(3), np.zeros(3), effs) == {}  # nothing to fit: no fits

@@ -98,6 +98,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     from hltrun.tools.physics.card_entry import card_entry, weight_sum_refusal, with_pt_fits
     from hltrun.tools.physics.card_run import score_files
     from hltrun.tools.physics.eval_stats import effective_n, pass_rate, sample_pt_edges
+    from hltrun.tools.physics.pt_quantile_fit import fit_events
 
     effs = {efficiency_key(e): float(e) for e in args.bkg_eff}
     if len(effs) != len(args.bkg_eff):
@@ -121,6 +122,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     except (np.linalg.LinAlgError, RuntimeError, ValueError) as exc:  # the scalar cuts stand without it
         fit_error = f"the pT fit failed ({type(exc).__name__}: {exc})"
     pt_keys, omitted = [], {}
+    left_out = int(np.count_nonzero(~fit_events(bkg.event_score, bkg.leading_pt)))  # no pT or no score: not fitted
     for k in effs:
         fit = entry.fits.get(k)
         if fit is None:
@@ -175,6 +177,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "model": args.model, "identity": model_identity(str(args.model), plan.precision),  # as the scorer reads it
         "effs": effs, "entry": entry, "table": table, "pt_keys": pt_keys, "omitted": omitted,
+        "fit_left_out": left_out,
         "plan": plan, "background": bkg, "signals": signals, "signal_rows": sig_rows, "pt_rates": pt_rates,
         "pt_flatness": pt_flatness, "pt_edges_gev": edges, "input_rate_hz": rate_hz,
         "pt_edges_from": "--pt-edges" if args.pt_edges else "the background sample (about equal events per bin)",

@@ -86,12 +86,18 @@ def card_json(r: dict[str, Any], identity: str, command: str) -> dict[str, Any]:
             "path": {"config": plan.config, "path": plan.path, "modules": plan.modules, "scorer": plan.scorer,
                      "reduce": plan.reduce, "dropped": plan.dropped},
             "background": r["bkg_summary"], "input_rate_hz": rate_hz, "thresholds": r["table"], "cuts": cuts,
-            "vs_leading_jet_pt_omitted": r["omitted"],
+            "vs_leading_jet_pt_omitted": r["omitted"], "vs_leading_jet_pt_left_out_events": r["fit_left_out"],
             "vs_leading_jet_pt_fits": {k: {**entry.fits[k].to_json(), "n_effective_above": entry.fit_above.get(k)}
                                        for k in r["pt_keys"]},
             "pt_edges_gev": r["pt_edges_gev"], "pt_edges_from": r["pt_edges_from"],
             "pt_pass_rates": r["pt_rates"], "pt_flatness": r["pt_flatness"],
             "signals": r["signal_rows"]}
+
+
+def _left_out_note(n: int) -> str:
+    """What the pT fit left out (``pt_quantile_fit.fit_events``), or nothing."""
+    return (f"fitted without the {n} events with no scored jet or a NaN score: they pass no cut at any pT" if n
+            else "")
 
 
 def looser_note(cut: float) -> str:
@@ -144,14 +150,14 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
         if st.looser_at_target is not None:
             L.append(f"**`{key}`**: {looser_note(st.looser_at_target)}.\n")
     if r["pt_keys"]:
-        pt = r["table"]["vs_leading_jet_pt"]
+        pt, note = r["table"]["vs_leading_jet_pt"], _left_out_note(r["fit_left_out"])
         L.append(f"**pT-dependent cut** (`vs_leading_jet_pt`, `working_point: vs_leading_jet_pt`): cut = Σ c_k x^k, "
                  f"x = ln(pT / {pt['pt_ref_gev']:.0f} GeV), pT held in [{pt['pt_range_gev'][0]:.0f}, "
                  f"{pt['pt_range_gev'][1]:.0f}] GeV; " + "; ".join(
                      f"`{k}`: {_coefficients(entry, k)}" for k in r["pt_keys"])
                  + " (tools/physics/pt_quantile_fit.py: fewer terms where the sample "
-                 "cannot support them). Not tested on an independent sample here: for that, "
-                 "`evaluate_models --closure`.\n")
+                 "cannot support them)" + (f"; {note}" if note else "")
+                 + ". Not tested on an independent sample here: for that, `evaluate_models --closure`.\n")
     for k, why in r["omitted"].items():
         L.append(f"**`vs_leading_jet_pt.{k}` omitted**: {why}.\n")
     bins = _bins(r["pt_edges_gev"])
@@ -346,7 +352,8 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         if st.looser_at_target is not None:
             lines.append(f"  {'':18s} {looser_note(st.looser_at_target)}")
     if r["pt_keys"]:
-        lines.append(f"  vs_leading_jet_pt: {', '.join(r['pt_keys'])}")
+        note = _left_out_note(r["fit_left_out"])
+        lines.append(f"  vs_leading_jet_pt: {', '.join(r['pt_keys'])}" + (f" ({note})" if note else ""))
     for k, kinds in r["pt_flatness"].items():
         lines.append(f"  {k} pass rate vs leading-jet pT, chi2/ndf against one rate: " + "; ".join(
             f"{kind} {NO_FLATNESS_TEST}" if c["p"] is None else

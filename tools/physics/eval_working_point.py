@@ -16,14 +16,19 @@ from scipy.stats import chi2 as chi2_dist
 
 from hltrun.modules.working_point import bin_index
 from hltrun.tools.physics.eval_stats import binned_pass_rates, effective_n, pass_rate
-from hltrun.tools.physics.pt_quantile_fit import QuantileFit, fit_quantiles, fit_range, rate_covariance
+from hltrun.tools.physics.pt_quantile_fit import (QuantileFit, fit_events, fit_quantiles, fit_range,
+                                                  rate_covariance)
 
 
 def derive(scores: np.ndarray, weights: np.ndarray, leading_pt: np.ndarray,
            effs: dict[str, float]) -> dict[str, QuantileFit]:
-    """One smooth cut per efficiency, all over the same pT range (the sample's)."""
-    span = fit_range(leading_pt)
-    return fit_quantiles(scores, weights, leading_pt, effs, span)
+    """One smooth cut per efficiency, all over the same pT range (the sample's), fitted on the events with a
+    score and a leading-jet pT (``fit_events``; none: no fits)."""
+    keep = fit_events(scores, leading_pt)
+    if not keep.any():
+        return {}
+    s, w, pt = (np.asarray(a)[keep] for a in (scores, weights, leading_pt))
+    return fit_quantiles(s, w, pt, effs, fit_range(pt))
 
 
 def _chi2(resid: np.ndarray, cov: np.ndarray, ok: np.ndarray) -> dict[str, float]:

@@ -78,6 +78,18 @@ def information_weights(weights: np.ndarray, leading_pt: np.ndarray, n_slices: i
     return w * np.where(total > 0, count / np.where(total > 0, total, 1.0), 0.0)[slice_of]
 
 
+def fit_events(scores: np.ndarray, leading_pt: np.ndarray) -> np.ndarray:
+    """The events a pT fit can use (a boolean mask): a finite score and a leading-jet pT above 0. Why not the
+    others: an event without a scored jet (score -inf, leading pT 0) or with a NaN score passes no cut, and has
+    no pT at which it could say where the cut lies. Kept, such an event sat at the fit's lowest pT (its 0 held
+    there) and lowered the cut of the events really there; its -inf score made the smoothed loss +inf at every
+    point, so the line search's safeguard never fired; and above 0.5 % of the sample its pT of 0 became the fit
+    range's lower end (ln 0: the fit failed in LAPACK)."""
+    s = np.asarray(scores, dtype=np.float64)
+    pt = np.asarray(leading_pt, dtype=np.float64)
+    return np.isfinite(s) & np.isfinite(pt) & (pt > 0)
+
+
 def fit_range(leading_pt: np.ndarray) -> tuple[float, float]:
     """The pT range the fit covers (beyond it the cut is held constant): where the sample has events."""
     lo, hi = np.quantile(leading_pt, RANGE_QUANTILES)

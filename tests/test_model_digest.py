@@ -165,3 +165,27 @@ def test_a_model_replaced_between_two_streams_loads_is_refused(write_config, tmp
     with pytest.raises(ModuleError, match=rf"^modules\.vae: model file {model} changed (between two streams' loads "
                                           r"\(sha256 [0-9a-f]{12}, then [0-9a-f]{12}\)|while it was loaded)"):
         run_config(cfg)
+
+
+def test_a_model_rewritten_with_the_same_bytes_while_it_loads_runs(write_config, tmp_path, monkeypatch):
+    """Two jobs importing the same network refresh a shared import cache with ``os.replace`` of identical bytes:
+    another inode, the same network. The state check alone refused the job that was loading (exit 4)."""
+    import hashlib
+    import os
+    import shutil
+
+    from hltrun.modules.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from tests.helpers import run_config
+
+    cfg, model = _scoring_job(write_config, tmp_path)
+    load = OnnxRuntimeBackend._load
+
+    def load_then_rewrite_identically(self) -> None:
+        load(self)
+        fresh = self.model_path.with_suffix(".tmp")
+        shutil.copy(self.model_path, fresh)
+        os.replace(fresh, self.model_path)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "_load", load_then_rewrite_identically)
+    summary, _ = run_config(cfg)
+    assert summary.facts["accelerators"]["vae"]["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()

@@ -139,15 +139,20 @@ class ModelChanged(ModuleError):
 
 
 def loaded_digest(path: Path, load: Callable[[], Any]) -> str:
-    """``model_digest`` of the bytes ``load`` read from ``path``: the model's files are stat-ed before the load
-    and again after the digest, and a change between (a file replaced or rewritten: another inode, size or
-    modification time) is refused, since the digest would then not be known to be of the network that runs.
-    Read at the end of begin_job alone, it named whatever file was there by then (a retrain writing it)."""
-    files = [path, *(external_data_files(path) if path.is_file() else [])]  # a FIFO is refused by ``load``
+    """``model_digest`` of the bytes ``load`` read from ``path``: the digest is taken before the load, with the
+    files' state (device, inode, size, modification and change times); a state changed after the load (a file
+    replaced or rewritten) is refused unless the bytes hash as before (a concurrent job refreshing a shared import
+    cache with ``os.replace``, an rsync, a ``touch``: the same network either way), since the digest would then not
+    be known to be of the network that runs. Read at the end of begin_job alone, it named whatever file was there
+    by then (a retrain writing it)."""
+    if not path.is_file():  # a FIFO or a missing file: the engine's load says so in its own words first
+        load()
+        return model_digest(path)
+    files = [path, *external_data_files(path)]
     before = _state(files)
-    load()
     digest = model_digest(path)
-    if _state(files) != before:
+    load()
+    if _state(files) != before and model_digest(path) != digest:
         raise ModelChanged(f"model file {path} changed while it was loaded (replaced or rewritten): the network that "
                           f"runs is not known; start the job again once the file is written")
     return digest

@@ -201,7 +201,10 @@ class _SerialSleeper(Producer):
 def test_waiting_for_a_serialised_module_is_not_charged_to_it():
     """With 4 streams, 3 events wait for a ``one`` module's lock while it runs another; as in CMSSW
     (the wait is before the module's pre signal, in its serial queue) the wait is not the module's time:
-    it was charged ~4x its 4 ms sleep (the module looked 4x as costly in the TimeReport and the farm)."""
+    it was charged ~4x its 4 ms sleep (the module looked 4x as costly in the TimeReport and the farm).
+    The calls hold the lock in turn, so what is charged to them fits in the job's wall clock, measured here:
+    a bound the machine's load cannot break (an upper bound on one call, 1.5 x its sleep, failed on a busy
+    machine: a 4 ms sleep took 15-55 ms there), and the waits, ~3 x the calls, would break it."""
     n = 24
     data = {
         "process": "SERIALTEST",
@@ -212,11 +215,14 @@ def test_waiting_for_a_serialised_module_is_not_charged_to_it():
         "services": {"Timing": {"calibrate": False}},
     }
     process = Process(validate(data, "<serial test>"))
+    t0 = time.perf_counter()
     summary = EventProcessor(process).run()
+    wall_ms = (time.perf_counter() - t0) * 1e3
     (service,) = [s for s in process.services if isinstance(s, Timing)]
     res = service.result(summary)
     (serial,) = [m for m in res["modules"] if m["label"] == "serial"]
     assert serial["calls"] == n
-    assert SERIAL_SLEEP_MS <= serial["real_per_call_ms"] < 1.5 * SERIAL_SLEEP_MS
+    assert SERIAL_SLEEP_MS <= serial["real_per_call_ms"]  # a sleep never undersleeps
+    assert serial["real_ms"] <= wall_ms, (serial["real_ms"], wall_ms)  # one call at a time: no wait in them
     # the events still waited: the wait is in their time, as framework overhead
     assert res["event"]["real"]["mean"] > 2 * SERIAL_SLEEP_MS

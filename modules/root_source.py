@@ -43,7 +43,7 @@ from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys
 from .source.file_list import input_files, list_files
 from .source.parameters import JetBranches, RootJetSourceParameters
 from .source.reading import LATE_WAIT_S, READ_AHEAD_THREADS, ChunkReading, read_ahead_depth
-from .source.tree import FileState, file_state, open_tree
+from .source.tree import FileState, file_state, has, open_tree
 
 # imported from here by the registry (setup.cfg), tools/bench and the tests
 __all__ = ["JetBranches", "RootJetSource", "RootJetSourceParameters", "make_chunk"]
@@ -233,19 +233,19 @@ class RootJetSource(FileChecks, ChunkReading, Source):
     def _read_names(self, tree: Any, path: str) -> list[str]:
         """The branches read from this file: the configured ones, and the weight where it has one."""
         weight = self.params.branches.weight
-        has = bool(weight) and weight in tree
-        if self._weight_needed and not has:  # not a bad file (skipBadFiles): the job asks what it lacks
+        weighted = bool(weight) and has(tree, weight)
+        if self._weight_needed and not weighted:  # not a bad file (skipBadFiles): the job asks what it lacks
             raise ConfigError(f"source: {path} has no '{weight}' branch (source.branches.weight), but a module "
                               f"consumes '{self.label}:{WEIGHT}' (the event weight, e.g. an output's keep): give "
                               "weighted files only, or do not consume the weight")
-        if weight and isinstance(self._weighted, bool) and has != self._weighted:
+        if weight and isinstance(self._weighted, bool) and weighted != self._weighted:
             self._weighted = "mixed"  # said once
             log.warning("source: %s %s a '%s' branch and an earlier file %s: its events count 1 each beside "
                         "weighted ones (rates mix the samples; set source.branches.weight: null to count every "
-                        "event 1)", path, "has" if has else "lacks", weight, "did not" if has else "did",
+                        "event 1)", path, "has" if weighted else "lacks", weight, "did not" if weighted else "did",
                         extra={"once": True})
-        self._weighted = has if self._weighted is None else self._weighted
-        return [*self._branch_names(), weight] if has else self._branch_names()
+        self._weighted = weighted if self._weighted is None else self._weighted
+        return [*self._branch_names(), weight] if weighted else self._branch_names()
 
     def _open_tree(self, path: str) -> Any:
         self._first_opened.setdefault(os.path.realpath(path), file_state(path))  # the read-ahead thread too

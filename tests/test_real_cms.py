@@ -144,7 +144,6 @@ def test_the_files_have_links_to_no_jet():
     assert (links(RNTUPLE, "Muon") == -1).any()
 
 
-@pytest.mark.slow  # uproot lists a 1679-field RNTuple's fields in seconds, at the check and at the read
 def test_the_rntuple_gives_the_jets_a_ttree_of_its_columns_gives(tmp_path, cands="Muon"):
     """The RNTuple (ROOT's importer: NanoAOD's names under ``_collectionN.``) read with the TTree file's
     settings gives uproot's reading of it, and the same events as a TTree written from its columns. It holds
@@ -165,6 +164,30 @@ def test_the_rntuple_gives_the_jets_a_ttree_of_its_columns_gives(tmp_path, cands
     as_ttree, _ = read_all([tree], chunk_size=4, **linked(cands))
     assert_same_events(events, as_ttree)
     assert_jets_equal(as_ttree, expected)
+
+
+@pytest.mark.parametrize("weight", ["genWeight", "noSuchWeight"], ids=["weighted", "unweighted"])
+def test_the_rntuple_is_read_without_listing_its_fields(monkeypatch, weight):
+    """uproot 5.7 lists an RNTuple's fields (``keys``, ``name in``, ``arrays``, ``iterate``) in time growing
+    with the square of their number: seconds for this file's 1679, at the file check and again at the
+    loop's open. The source looks its fields up by name, the weight too (a data file has none: uproot's
+    lookup of a name it lacks lists them all), and reads what uproot reads."""
+    listings = []
+    iteritems = uproot.behaviors.RNTuple.HasFields.iteritems
+
+    def spy(self, *args, **kwargs):
+        if isinstance(self, uproot.behaviors.RNTuple.RNTuple) and kwargs.get("recursive", True):
+            listings.append(kwargs)  # every field of the RNTuple, not its top-level ones
+        return iteritems(self, *args, **kwargs)
+
+    settings = linked("Muon")
+    settings["branches"]["weight"] = weight
+    monkeypatch.setattr(uproot.behaviors.RNTuple.HasFields, "iteritems", spy)
+    events, src = read_all([RNTUPLE], chunk_size=4, **settings)
+    monkeypatch.undo()
+    assert listings == []
+    assert_jets_equal(events, independent(RNTUPLE, "Muon"))
+    assert src.accounting()["read"] == 10
 
 
 @pytest.fixture(scope="module")

@@ -111,6 +111,10 @@ def test_rntuple_record_fields_read_as_branches(tmp_path, sample_events):
         b, src = read_all([rntuple], chunk_size=chunk_size, branches=RECORD_FIELDS)
         assert_same_events(a, b)
     assert src.accounting()["read"] == len(sample_events)
+    # a sub-field by its own name is no branch: named by its path (it was "cannot read entries 0-...:
+    # FieldNotFoundError", uproot's lookup finding it in the check but its ``arrays`` not reading it)
+    with pytest.raises(SourceError, match=r"^source: branch 'mass' not found in tree 'Events' of .*records.root"):
+        read_all([rntuple], branches={**RECORD_FIELDS, "jet_mass": "mass"})
 
 
 @pytest.mark.parametrize("tree, objects", [("ntuplizer/Events", "ntuplizer"), ("events", "events")])

@@ -22,7 +22,7 @@ from .event_ids import id_columns, weight_values
 from .file_list import input_files
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing, refuse_pooled_candidates
 from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
-from .tree import branch_names, columns, first_basket_end, refuse_cut_short
+from .tree import branch_names, first_basket_end, read_columns, refuse_cut_short
 
 if TYPE_CHECKING:
     from ..jets import InputSpec
@@ -116,11 +116,10 @@ class FileChecks:
             # a file kept whole is one basket per branch: its first 50 entries cost the whole
             # basket's decompression, so the branches are read whole once (it was read twice)
             stop = None if kept is not None else min(50, int(tree.num_entries))
-            arrays = columns(tree, tree.arrays(extra, entry_stop=stop, library="ak"), extra)
+            arrays = read_columns(tree, extra, stop=stop)
             b = self.params.branches
-            reference = kept if kept is not None else columns(
-                tree, tree.arrays([b.jet_pt, b.cand_pt], entry_stop=min(50, len(arrays)), library="ak"),
-                [b.jet_pt, b.cand_pt])
+            reference = kept if kept is not None else read_columns(tree, [b.jet_pt, b.cand_pt],
+                                                                   stop=min(50, len(arrays)))
             self._check_declared_layout(arrays[:50], extra, path, reference)
             if kept is not None:
                 for name in extra:
@@ -249,7 +248,7 @@ class FileChecks:
         refuse_cut_short(tree, path)  # before any read: a file cut in its last bytes reads whole, and is not
         refuse_missing(tree, self._branch_names(), path, self.params, (*self._extra_jet, *self._extra_cand))
         if self.params.layout == "jet_index":
-            refuse_foreign_links(tree.keys(), self.params.branches, path)
+            refuse_foreign_links(tree.keys, self.params.branches, path)
         elif self.params.layout == "counts":
             refuse_pooled_candidates(tree.keys(), self.params.branches, path)
         n = int(tree.num_entries)
@@ -270,8 +269,7 @@ class FileChecks:
             cpu_before = self._count["decompression_cpu_ns"]
             try:  # a whole file kept for the loop is the loop's read done early: bulk I/O
                 with self._bulk(pool) if whole and start == 0 else self._pool_cpu(pool):
-                    arrays = columns(tree, tree.arrays(branches, entry_start=start, entry_stop=stop, library="ak",
-                                                        decompression_executor=pool), branches)
+                    arrays = read_columns(tree, branches, start, stop, pool)
             except Exception as exc:
                 raise SourceError(f"source: cannot read entries {start}-{stop} of {path}: {type(exc).__name__}: "
                                   f"{one_line(exc, 'corrupt data')}") from exc

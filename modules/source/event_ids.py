@@ -18,7 +18,7 @@ from hltrun.framework.event import ID_MAX, EventID
 
 from ..duplicates import keys
 from .chunk import Chunk
-from .tree import columns, read_failure
+from .tree import has, read_columns, read_failure
 from .parameters import JetBranches
 
 _RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgetter("event")
@@ -133,18 +133,18 @@ def id_keys(tree: Any, b: JetBranches, path: str, start: int, stop: int, step: i
     """(entries, duplicate-check keys or None) of entries ``start``..``stop`` of ``tree``, chunk by chunk,
     reading the id branches only: the keys ``event_ids`` gives the event loop for the same entries, for the
     Dask client's job-wide duplicate check (``RootJetSource.plan_duplicates``)."""
-    names = [n for n in (b.run, b.luminosityBlock, b.event) if n and n in tree]
+    names = [n for n in (b.run, b.luminosityBlock, b.event) if n and has(tree, n)]
     if not b.event:
         yield stop - start, None
         return
     for at in range(start, stop, step):
         end = min(stop, at + step)
         try:
-            arrays = tree.arrays(names, entry_start=at, entry_stop=end, library="ak") if names \
+            arrays = read_columns(tree, names, at, end) if names \
                 else ak.Array(np.zeros(end - at))  # no id branch: the entry numbers, as event_ids counts them
         except Exception as exc:  # a corrupt basket: the event loop's line (skipBadFiles skips from here)
             raise read_failure(path, at, end, exc) from exc
-        yield end - at, keys(*_id_arrays(columns(tree, arrays, names) if names else arrays, b, path, at))
+        yield end - at, keys(*_id_arrays(arrays, b, path, at))
 
 
 def event_id_arrays(chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,11 +8,12 @@ it, is knowledge of other producers' layouts that changes on its own.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from hltrun.framework.errors import ConfigError, SourceError
 
 from .parameters import JetBranches, RootJetSourceParameters
+from .tree import has
 
 MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
 
@@ -21,7 +22,7 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
                    extra: tuple[str, ...]) -> None:
     """One line naming the branches ``tree`` lacks (and the nearest names it has). ``extra``: the
     branches the consumers' input contracts read, whose absence is a model's feature, not a setting."""
-    missing = [n for n in names if n not in tree]
+    missing = [n for n in names if not has(tree, n)]
     if missing:
         known = value_branches(tree.keys())
         # a branch already set for another role is no suggestion ('jet_eta' for a missing 'pf_eta')
@@ -171,14 +172,19 @@ def link_owner(jet_index: str) -> str | None:
     return next((jets for jets, sized in _SIZED_TABLES.items() if sized == table and table != jet_index), None)
 
 
-def refuse_foreign_links(names: "list[str]", b: JetBranches, path: str) -> None:
+def refuse_foreign_links(listed: "Callable[[], list[str]]", b: JetBranches, path: str) -> None:
     """``jet_index``: a NanoAOD link table whose name says it indexes another jet collection of the file
     (AK4 ``Jet_pt`` with AK8 ``FatJetPFCands_jetIdx``, the user having changed the jet names only) is a
     configuration error. Its indices are the other collection's, mostly valid ones in this collection
-    too, so every constituent would go to the wrong jet without an invalid link to show it."""
+    too, so every constituent would go to the wrong jet without an invalid link to show it. ``listed``
+    gives the file's branch names, asked only where the link table's name is another collection's: an
+    RNTuple NanoAOD's listing costs seconds (``tree.field``)."""
     jets = re.split(r"[._]", b.jet_pt)[0] if re.search(r"[._]", b.jet_pt) else b.jet_pt
     owner = link_owner(b.cand_jet_index)
-    if owner is None or owner == jets or not {f"{owner}_pt", f"{owner}.pt"} & set(names):
+    if owner is None or owner == jets:
+        return
+    names = listed()
+    if not {f"{owner}_pt", f"{owner}.pt"} & set(names):
         return
     settings = link_settings(names, b.jet_pt)
     raise ConfigError(f"source.branches.cand_jet_index: '{b.cand_jet_index}' links constituents to the '{owner}' jets "

@@ -23,7 +23,7 @@ from ..jets import requested_specs
 from ..read_ahead import ReadAhead
 from .chunk import Chunk, chunk_counts
 from .conversion import convert
-from .tree import changed_since, columns, read_failure
+from .tree import changed_since, iterate_columns, read_columns, read_failure
 
 log = logging.getLogger("hltrun")
 READ_AHEAD_THREADS = "hltrun-read-ahead-"  # the read-ahead thread's name prefix (then the file's name)
@@ -147,7 +147,7 @@ class ChunkReading:
             return arrays
         tree = self._reopen(path)
         try:
-            extra = columns(tree, tree.arrays(missing, library="ak"), missing)
+            extra = read_columns(tree, missing)
         except Exception as exc:
             changed = changed_since(path, self._first_opened.get(os.path.realpath(path)))
             raise read_failure(path, start, stop, exc, changed) from exc
@@ -178,12 +178,11 @@ class ChunkReading:
         at = start  # the first entry of the chunk being read: a failure names that chunk, not the range
         try:
             names = self._read_names(tree, path)
-            it = tree.iterate(names, step_size=self.params.chunk_size, entry_start=start,
-                              entry_stop=stop, library="ak", report=True, decompression_executor=pool)
+            it = iterate_columns(tree, names, start, stop, self.params.chunk_size, pool)
             while True:
                 before = pool.cpu_ns if pool is not None else 0
                 try:
-                    arrays, report = next(it)
+                    arrays, at, end = next(it)
                 except StopIteration:
                     failed = False
                     return
@@ -191,15 +190,13 @@ class ChunkReading:
                     bad = min(stop, at + self.params.chunk_size)
                     changed = changed_since(path, self._first_opened.get(os.path.realpath(path)))
                     raise read_failure(path, at, bad, exc, changed) from exc
-                at = report.tree_entry_start
-                arrays = columns(tree, arrays, names)
                 counts = chunk_counts()
                 try:
                     chunk = self._convert(arrays, path, at, counts)
                 except SourceError as exc:  # inconsistent branches in this chunk: it is the bad range
                     exc.first_entry = at if exc.first_entry is None else exc.first_entry
                     raise
-                at = report.tree_entry_stop
+                at = end
                 counts["decompression_cpu_ns"] = pool.settle() - before if pool is not None else 0
                 yield chunk, counts
         finally:

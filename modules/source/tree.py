@@ -8,7 +8,7 @@ tree or one line naming the file and what to set.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import awkward as ak
 
@@ -147,34 +147,87 @@ def first_basket_end(branch: Any) -> int:
         return 0
 
 
-def columns(tree: Any, arrays: ak.Array, names: "list[str]") -> ak.Array:
-    """``arrays`` as read from ``tree``, one field per name asked for. A TTree's are already. An
-    RNTuple's collection is one field holding records (NanoAOD as RNTuple: ``FatJet`` with ``pt``,
-    ``eta``...): uproot reads ``FatJet.pt`` as the record ``FatJet`` with the sub-field ``pt``, and it
-    becomes the column ``FatJet.pt`` here (a view, no copy), so a record's sub-fields are read like
-    branches. Fields of one record share its lists: they are one collection by construction."""
+def is_rntuple(tree: Any) -> bool:
+    """Whether ``tree`` is an RNTuple (uproot's ``RNTuple``), not a TTree."""
     import uproot.behaviors.RNTuple
 
-    if not isinstance(tree, uproot.behaviors.RNTuple.RNTuple) or all(name in arrays.fields for name in names):
-        return arrays
+    return isinstance(tree, uproot.behaviors.RNTuple.RNTuple)
 
-    def field(name: str) -> ak.Array:
-        if name in arrays.fields:
-            return arrays[name]
-        top, *inner = name.split(".")
-        column = arrays[top]
-        for part in inner:
-            column = column[part]
-        return column
 
-    return ak.zip({name: field(name) for name in dict.fromkeys(names)}, depth_limit=1)
+def field(tree: Any, name: str) -> Any:
+    """An RNTuple's field by its full path (``Jet_pt``, ``FatJet.pt``), walked from the top, part by
+    part; None if it has none. uproot's own lookup (``name in tree``, ``tree[name]``, ``arrays``) lists
+    every field of the RNTuple first, in time that grows with the square of their number (uproot 5.7:
+    each field scans every field record for its children; #1637), seconds for a NanoAOD's 1,679 fields.
+    Walking the path only lists the fields of the records on it."""
+    node = tree
+    for part in name.split("."):
+        if not part or part not in node.keys(recursive=False):
+            return None
+        node = node[part]
+    return node
+
+
+def has(tree: Any, name: str) -> bool:
+    """Whether ``tree`` has the branch (an RNTuple: the field, by its full path: ``field``) ``name``."""
+    return field(tree, name) is not None if is_rntuple(tree) else name in tree
+
+
+def read_columns(tree: Any, names: "list[str]", start: int | None = None, stop: int | None = None,
+                 pool: Any = None) -> ak.Array:
+    """Entries ``start``..``stop`` of the branches ``names`` of ``tree``, one field per name. A TTree's
+    are read together (``pool``: its decompression executor). An RNTuple's field by field, each by its
+    path (``field``): its ``arrays`` lists every field first (seconds on NanoAOD, at each open of the
+    file), and reads a NanoAOD name twice where ROOT's importer also keeps it in a record
+    (``_collection10.Jet_pt`` beside ``Jet_pt``). A record's sub-field (``FatJet.pt``) becomes the
+    column ``FatJet.pt``, so it is read like a branch; fields of one record share its lists."""
+    if not is_rntuple(tree):
+        return tree.arrays(names, entry_start=start, entry_stop=stop, library="ak", decompression_executor=pool)
+    return _read_fields(_fields(tree, names), start, stop)
+
+
+def iterate_columns(tree: Any, names: "list[str]", start: int, stop: int, step: int, pool: Any = None
+                    ) -> Iterator[tuple[ak.Array, int, int]]:
+    """(arrays, first entry, stop) of ``names`` (``read_columns``), ``step`` entries at a time from ``start``
+    to ``stop``: a TTree through uproot's ``iterate``; an RNTuple chunk by chunk, as uproot's own
+    ``iterate`` does, its fields looked up once (its ``iterate`` lists every field first)."""
+    if not is_rntuple(tree):
+        for arrays, report in tree.iterate(names, step_size=step, entry_start=start, entry_stop=stop, library="ak",
+                                           report=True, decompression_executor=pool):
+            yield arrays, report.tree_entry_start, report.tree_entry_stop
+        return
+    fields = _fields(tree, names)
+    for at in range(start, stop, step):
+        end = min(stop, at + step)
+        yield _read_fields(fields, at, end), at, end
+
+
+def _fields(tree: Any, names: "list[str]") -> dict[str, Any]:
+    """An RNTuple's fields ``names`` (``field``), each once; uproot's KeyInFileError for one it lacks (the
+    checks looked for them: a file changed since, as uproot's ``arrays`` would say it)."""
+    found = {name: field(tree, name) for name in dict.fromkeys(names)}
+    missing = next((name for name, f in found.items() if f is None), None)
+    if missing is not None:
+        import uproot
+
+        raise uproot.KeyInFileError(missing, file_path=tree.file.file_path, object_path=tree.object_path)
+    return found
+
+
+def _read_fields(fields: dict[str, Any], start: int | None, stop: int | None) -> ak.Array:
+    return ak.zip({name: f.array(entry_start=start, entry_stop=stop, library="ak") for name, f in fields.items()},
+                  depth_limit=1)
 
 
 def branch_names(tree: Any) -> frozenset[str]:
-    """Names ``name in tree`` finds in ``tree``: its branches' (or an RNTuple's fields') full paths and
-    own names. Recorded when a file is checked, so the declared inputs' branches, known only later, are
-    looked for without opening it again; a name not among them is looked for in the tree itself."""
+    """Names ``has`` finds in ``tree``, recorded when a file is checked, so the declared inputs' branches,
+    known only later, are looked for without opening it again; a name not among them is looked for in the
+    tree itself. A TTree's: its branches' full paths and own names. An RNTuple's: its top-level fields
+    only (a record's sub-field, ``FatJet.pt``, is looked for in the tree): listing them all costs seconds
+    on NanoAOD (``field``)."""
     try:
+        if is_rntuple(tree):
+            return frozenset(tree.keys(recursive=False))
         return frozenset(tree.keys()) | frozenset(tree.keys(full_paths=False))
     except Exception:  # pragma: no cover - a damaged branch list: the tree itself is asked
         return frozenset()

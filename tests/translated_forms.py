@@ -89,7 +89,8 @@ def qdq_conv_onnx(path: Path) -> Path:
              helper.make_node("MatMul", ["m", "v"], ["head"]), *_score("head")]
     inits = [_f32("in_scale", [0.01, 0.01, 1.0]),
              numpy_helper.from_array(np.array([128, 128, 0], np.uint8), "in_zero"),
-             numpy_helper.from_array(rng.integers(-127, 128, (8, 3, 5)).astype(np.int8), "wq"), _f32("w_scale", w_scale),
+             numpy_helper.from_array(rng.integers(-127, 128, (8, 3, 5)).astype(np.int8), "wq"),
+             _f32("w_scale", w_scale),
              numpy_helper.from_array(rng.integers(-2000, 2000, 8).astype(np.int32), "bq"),
              _f32("b_scale", w_scale * 0.01), _w(rng, "v", 8, 4), i64("ax1", [1])]
     return save_onnx(_graph(nodes, inits, "qdq_conv"), path, opset=13)

@@ -5,6 +5,7 @@ quantiles (there for jets further than the tolerance from the cut)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +68,12 @@ def assert_agrees_on_every_shipped_sample(backend, model: str, what: str) -> Non
             assert changed == 0, f"{what} {model} {sample.name}: {changed} decision(s) changed at {cut}"
 
 
-def assert_agrees_in_every_bucket(backend, model: Path, what: str) -> float:
+def assert_agrees_in_every_bucket(backend, model: Path, what: str,
+                                  also: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
     """Batches landing in every bucket of ``backend`` and one over its largest (run in chunks), after every bucket
     was prepared (captured, compiled): ONNX Runtime CPU's scores on ``model`` within AGREEMENT_RTOL relative, jet by
-    jet. Returns the largest relative difference, also printed (gpu_check.sh keeps it)."""
+    jet; ``also``: each batch a second time as it makes it (jets that take an If's other branch: one captured graph
+    per bucket must hold both). Returns the largest relative difference, also printed (gpu_check.sh keeps it)."""
     from hltrun.modules.inference import create_backend
     from tests.tiny_models import jets
 
@@ -78,11 +81,13 @@ def assert_agrees_in_every_bucket(backend, model: Path, what: str) -> float:
     worst = 0.0
     for n in sorted({1, 2, 3, *(b + 1 for b in backend.buckets[:-1]), backend.buckets[-1] + 5}):
         x = jets(n, seed=n)
-        got, ref = backend.run(x), reference.run(x)
-        assert got["valid"].all() and ref["valid"].all(), f"{what}: {n} jets"
-        rel = float((np.abs(got["score"] - ref["score"]) / np.maximum(np.abs(ref["score"]), 1e-30)).max())
-        assert rel <= AGREEMENT_RTOL, f"{what} {model.name}: max relative score difference {rel:.2e} on {n} jets"
-        worst = max(worst, rel)
+        for batch, how in ((x, ""), (also(x), f", as {also.__name__} makes them")) if also else ((x, ""),):
+            got, ref = backend.run(batch), reference.run(batch)
+            assert got["valid"].all() and ref["valid"].all(), f"{what}: {n} jets{how}"
+            rel = float((np.abs(got["score"] - ref["score"]) / np.maximum(np.abs(ref["score"]), 1e-30)).max())
+            assert rel <= AGREEMENT_RTOL, \
+                f"{what} {model.name}: max relative score difference {rel:.2e} on {n} jets{how}"
+            worst = max(worst, rel)
     print(f"{what} {model.name}: max relative score difference {worst:.2e}, buckets {backend.buckets}")
     return worst
 

@@ -10,7 +10,8 @@ Runs without tests/conftest.py (``pytest --noconftest``) and without TensorFlow.
 * device memory from the allocator (in use, peak) in ``describe()``;
 * host buffers page-locked when cuda-python is there;
 * two backends (two streams) in two threads on the same GPU give the same scores as one;
-* a recurrent anomaly network (an ONNX LSTM / GRU node: ``lax.scan``) gives ONNX Runtime CPU's scores in every bucket.
+* a recurrent anomaly network (an ONNX LSTM / GRU node: ``lax.scan``) gives ONNX Runtime CPU's scores in every bucket;
+* so do session 39's translator forms (tests/translated_forms.py: an If on the values, a QDQ Conv, a kNN EdgeConv).
 """
 
 from __future__ import annotations
@@ -106,3 +107,18 @@ def test_a_recurrent_network_agrees_in_every_bucket(op, tmp_path):
     g.warm_up()
     assert g.device == "gpu-nvidia" and g.jax_device.platform != "cpu"
     assert_agrees_in_every_bucket(g, path, f"jax {op}")
+
+
+@pytest.mark.parametrize("form", ["if-on-values", "qdq-conv", "knn-gathernd"])
+def test_a_translator_form_agrees_in_every_bucket(form, tmp_path):
+    """Session 39's translator forms (tests/translated_forms.py) on JAX's GPU: an If on the values (``lax.cond``, the
+    jets also with the other branch's condition), a QDQ Conv (QuantizeLinear's exact division), a kNN EdgeConv (TopK,
+    GatherND with batch_dims=1): ONNX Runtime CPU's scores ≤ 1e-4 relative in every bucket."""
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[cpu]')")
+    from tests.translated_forms import FORMS, low_pt
+
+    path = FORMS[form](tmp_path / f"{form}.onnx")
+    g = create_backend("jax", path, BackendOptions(max_batch=32, device="gpu")).load()
+    g.warm_up()
+    assert g.device == "gpu-nvidia" and g.jax_device.platform != "cpu"
+    assert_agrees_in_every_bucket(g, path, f"jax {form}", also=low_pt if form == "if-on-values" else None)

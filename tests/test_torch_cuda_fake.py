@@ -324,6 +324,27 @@ def test_a_recurrent_network_gives_onnxruntime_scores_in_every_bucket(fake_gpu, 
     assert cuda.captures == (len(b.buckets) if graphs else 0)
 
 
+@pytest.mark.parametrize("graphs", [True, False], ids=["cuda-graphs", "op-by-op"])
+@pytest.mark.parametrize("form", ["if-on-values", "qdq-conv", "knn-gathernd"])
+def test_session_39s_translator_forms_give_onnxruntime_scores_in_every_bucket(fake_gpu, form, graphs, tmp_path):
+    """The forms tests/test_torch_gpu.py runs on a GPU (an If on the values: both branches and a ``where``; a QDQ
+    Conv; TopK and GatherND with batch_dims=1), through the GPU flow here: captured per bucket (no host work in the
+    capture) or op by op, then ONNX Runtime's scores in every bucket (the If's jets also with their pT lowered, so
+    that one captured graph per bucket gives either branch), nothing captured at run time."""
+    pytest.importorskip("onnx")
+    from tests.agreement import assert_agrees_in_every_bucket
+    from tests.translated_forms import FORMS, low_pt
+
+    path = FORMS[form](tmp_path / f"{form}.onnx")
+    b = create_backend("torch", path, BackendOptions(max_batch=32, device="cpu", cuda_graphs=graphs)).load()
+    b.warm_up()
+    cuda = fake_gpu[-1]
+    assert b.describe()["executor"] == ("cuda-graph" if graphs else "eager")
+    assert cuda.captures == (len(b.buckets) if graphs else 0) and sorted(b._graphs) == (b.buckets if graphs else [])
+    assert_agrees_in_every_bucket(b, path, f"fake GPU {form}", also=low_pt if form == "if-on-values" else None)
+    assert cuda.captures == (len(b.buckets) if graphs else 0)
+
+
 def test_two_instances_have_their_own_streams_and_agree(fake_gpu):
     pair = [_backend("conv_vae") for _ in range(2)]
     assert pair[0]._stream.cuda_stream != pair[1]._stream.cuda_stream

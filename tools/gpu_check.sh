@@ -27,7 +27,8 @@
 #   pytest-torch  tests/test_torch_gpu.py: the torch backend on the GPU (agreement with ONNX Runtime CPU
 #                 on every shipped sample with and without CUDA graphs, a graph per bucket, no device
 #                 allocation at run time, a CUDA stream per instance, pinned buffers, CUDA events; a recurrent
-#                 network under CUDA graphs: captured, or refused naming cuda_graphs: false, which the summary says)
+#                 network and session 39's translator forms (If on values, QDQ Conv, kNN GatherND) under CUDA graphs:
+#                 captured, or refused naming cuda_graphs: false, which the summary says)
 #   sweep-torch   hltbench gpu-sweep: both models, batch 1 ... 4096, torch with CUDA graphs and op by op
 #                 on the GPU beside ONNX Runtime on the CPU, same process: latency median/p99, jets/s,
 #                 H2D/compute/D2H (CUDA events), device memory -> $WORK/sweep-torch/sweep.{csv,json,png}
@@ -97,10 +98,10 @@ summary_lines() {  # summary_lines NAME LOG
     return 0
 }
 # pytest's short summary (FAILED, ERROR, SKIPPED and XFAIL lines, with -rfEsx), its count line, and what the
-# recurrent network's test printed (-s, after the dots of the tests before it): whether CUDA captured cuDNN's RNN
-# as a graph or refused it
+# recurrent network's and the translator forms' tests printed (-s, after the dots of the tests before them): whether
+# CUDA captured cuDNN's RNN, an If on the values, a QDQ Conv, a kNN (GatherND batch_dims) as graphs or refused them
 pytest_lines() {
-    grep -E '^(FAILED|ERROR|SKIPPED|XFAIL) |^=* ?[0-9]+ (passed|failed|skipped|errors?|deselected|xfailed|xpassed)\b.* in [0-9.]+s|no tests ran|recurrent [A-Z]+ under CUDA graphs: ' "$1"
+    grep -E '^(FAILED|ERROR|SKIPPED|XFAIL) |^=* ?[0-9]+ (passed|failed|skipped|errors?|deselected|xfailed|xpassed)\b.* in [0-9.]+s|no tests ran|(recurrent [A-Z]+|translator form [a-z-]+) under CUDA graphs: ' "$1"
 }
 step() {  # step NAME SECONDS COMMAND...: run with a time limit (cut to the deadline), log to $WORK/NAME.txt
     local name=$1 limit=$2; shift 2

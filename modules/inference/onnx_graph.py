@@ -28,6 +28,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -968,6 +969,17 @@ def _scatter_nd(k: Kernels, data: Any, indices: Any, updates: Any, *, reduction:
     return _xp(k, out).reshape(out, tuple(int(d) for d in data.shape))
 
 
+@lru_cache(maxsize=64)
+def _batch_offsets(entries: int, per_entry: int, tuples: int) -> np.ndarray:
+    """GatherND's static offset of each batch entry, repeated for its ``tuples`` index tuples: one read-only array
+    per shape, the same object on every call. PyTorch copies a static value to the device once per value, a large one
+    (a bucket of 32 jets' 100 x 4 neighbours: 100 kB) known by its memory: an array made again on every call was
+    copied again inside the CUDA-graph capture, which CUDA refuses (every kNN network refused its graphs)."""
+    offsets = np.repeat(np.arange(entries, dtype=np.int64) * per_entry, tuples)
+    offsets.setflags(write=False)
+    return offsets
+
+
 def _gather_nd(k: Kernels, data: Any, indices: Any, *, batch_dims: int = 0) -> Any:
     """GatherND: the index tuples made one index into the data's leading axes flattened. With ``batch_dims``
     b (tf2onnx writes ``tf.gather(..., batch_dims=1)``, Keras' ``take_along_axis``: EdgeConv's neighbours of
@@ -984,7 +996,7 @@ def _gather_nd(k: Kernels, data: Any, indices: Any, *, batch_dims: int = 0) -> A
         entries = int(np.prod([int(d) for d in data.shape[:b]], dtype=np.int64))
         per_entry = int(np.prod([int(d) for d in data.shape[b:b + q]], dtype=np.int64))
         tuples = int(np.prod([int(d) for d in indices.shape[b:-1]], dtype=np.int64))
-        offsets = np.repeat(np.arange(entries, dtype=np.int64) * per_entry, tuples)
+        offsets = _batch_offsets(entries, per_entry, tuples)
         flat = _xp(k, flat).add(flat, offsets.astype(flat.dtype) if _is_static(flat) else offsets)
     taken = xp.take(xp.reshape(data, (-1, *rest)), flat, axis=0)
     return xp.reshape(taken, tuple(int(d) for d in indices.shape[:-1]) + rest)

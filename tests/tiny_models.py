@@ -132,3 +132,27 @@ def half_mlp_onnx(path: Path, half: bool = True, seed: int = 0) -> Path:
     model.ir_version = 8
     onnx.save(model, str(path))
     return path
+
+
+def logit_mlp_onnx(path: Path, bias: float = 0.0, seed: int = 0) -> Path:
+    """A small MLP on the shipped (N, 100, 3) input whose score is a logit (a last Dense(1) plus ``bias``, no
+    activation): its scores cross 0, as a classifier's do."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weights = [numpy_helper.from_array(rng.normal(0, s, shape).astype(np.float32), name)
+               for name, shape, s in (("w1", (300, 32), 0.05), ("b1", (32,), 0.1), ("w2", (32, 1), 0.3))]
+    weights += [numpy_helper.from_array(np.array([bias], np.float32), "b2"),
+                numpy_helper.from_array(np.array([-1, 300], np.int64), "shape"),
+                numpy_helper.from_array(np.array([-1], np.int64), "flat_score")]
+    nodes = [helper.make_node("Reshape", ["jets", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w1"], ["m1"]),
+             helper.make_node("Add", ["m1", "b1"], ["a1"]), helper.make_node("Tanh", ["a1"], ["t1"]),
+             helper.make_node("MatMul", ["t1", "w2"], ["m2"]), helper.make_node("Add", ["m2", "b2"], ["a2"]),
+             helper.make_node("Reshape", ["a2", "flat_score"], ["score"])]
+    graph = helper.make_graph(nodes, "logit", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

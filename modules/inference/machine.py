@@ -144,7 +144,8 @@ def loaded_digest(path: Path, load: Callable[[], Any]) -> str:
     replaced or rewritten) is refused unless the bytes hash as before (a concurrent job refreshing a shared import
     cache with ``os.replace``, an rsync, a ``touch``: the same network either way), since the digest would then not
     be known to be of the network that runs. Read at the end of begin_job alone, it named whatever file was there
-    by then (a retrain writing it)."""
+    by then (a retrain writing it). Not told apart: a file rewritten with other bytes and back to the hashed ones
+    within one load (A-B-A), which would need the engines to load the very bytes hashed."""
     if not path.is_file():  # a FIFO or a missing file: the engine's load says so in its own words first
         load()
         return model_digest(path)

@@ -817,3 +817,54 @@ def test_events_without_a_jet_passing_the_selection_are_left_out_of_the_pt_fit(m
     assert card["vs_leading_jet_pt_fits"]["bkg_eff_1e-2"]["pt_range_gev"][0] >= 500.0
     said = f"fitted without the {none} events with no scored jet or a NaN score"
     assert said in (out / "ptsum_card.md").read_text() and said in capsys.readouterr().out
+
+
+def jetless_copy(src: Path, dest: Path, n_events: int, share: float, seed: int) -> Path:
+    """The first ``n_events`` of ``src`` with every jet (and constituent) of a random fraction ``share`` of the
+    events taken away: a sample with events without a jet, as a jet selection upstream would leave them."""
+    import awkward as ak
+
+    from hltrun.modules.rootio import write_nanoaod
+
+    with uproot.open(src) as f:
+        a = f["Events"].arrays(entry_stop=n_events)
+    drop = np.random.default_rng(seed).random(len(a)) < share
+    data = {k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "event")}
+    jets = ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")})
+    cands = ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})
+    data["FatJet"] = ak.where(drop, jets[:, :0], jets)
+    data["FatJetPFCand"] = ak.where(drop, cands[:, :0], cands)
+    with uproot.recreate(dest) as f:
+        write_nanoaod(f, "Events", data)
+    return dest
+
+
+@pytest.mark.slow  # 2000 events through the path (~5 s)
+def test_the_pt_cut_states_its_rate_of_all_events_where_events_were_left_out(model_dir, tmp_path, capsys):
+    """30 % of the events without a jet: the pT fit, on the others, keeps its 1 % of those, 0.7 % of all events,
+    while the inclusive cut of the same key keeps 1 % of all, and the signal table sets the two side by side. The
+    card said only the target: it states the pT cut's fraction of all events (counted here longhand from the
+    fitted coefficients on the file's own jets), beside its target and the events that target is of."""
+    sample = jetless_copy(QCD, tmp_path / "jetless.root", 2000, 0.3, seed=3)
+    f = numpy_features(sample, 2000)
+    fitted = int(np.count_nonzero(np.isfinite(f["event"])))
+    out = tmp_path / "card"
+    assert hltcard([str(model_dir / "ptsum.onnx"), "--background", str(sample), "--bkg-eff", "1e-2",
+                    "--out-dir", str(out), "--no-plots", *ORT]) == 0
+    card = json.loads((out / "ptsum_card.json").read_text())
+    fit = card["vs_leading_jet_pt_fits"]["bkg_eff_1e-2"]
+    x = np.log(np.clip(f["lead"], *fit["pt_range_gev"]) / fit["pt_ref_gev"])
+    cut = sum(c * x ** i for i, c in enumerate(fit["coefficients"]))
+    passed = int(np.count_nonzero(f["event"] > cut))
+    got = card["vs_leading_jet_pt_all_events"]["bkg_eff_1e-2"]
+    assert card["vs_leading_jet_pt_left_out_events"] == 2000 - fitted > 500
+    assert (got["n_pass"], got["n_events"], got["target"], got["target_of_events"]) == (passed, 2000, 1e-2, fitted)
+    assert got["rate"] == passed / 2000 < 0.8e-2 and got["rate_hz"] == pytest.approx(1e5 * passed / 2000)
+    assert card["cuts"]["bkg_eff_1e-2"]["rate"] == pytest.approx(1e-2)  # the inclusive cut's: of all events
+    said = f"background above {100 * passed / 2000:.3g} ± "
+    md = (out / "ptsum_card.md").read_text()
+    assert "**`vs_leading_jet_pt.bkg_eff_1e-2` on all events**" in md
+    assert f"{said}{100 * got['error']:.3g} % of all 2000 events" in md
+    assert f"(target 1 % of the {fitted} events fitted)" in md
+    printed = capsys.readouterr().out
+    assert f"  vs_leading_jet_pt.bkg_eff_1e-2: {said}" in printed and "of all 2000 events" in printed

@@ -188,3 +188,32 @@ def test_events_without_a_scored_jet_are_left_out_of_the_fit(share):
     for k in effs:
         assert got[k].to_json() == want[k].to_json(), k
     assert derive(np.full(3, -np.inf), np.ones(3), np.zeros(3), effs) == {}  # nothing to fit: no fits
+
+
+def test_a_sample_with_no_positive_weight_in_any_pt_slice_says_which_slice():
+    """Weights 0 but in one pT range, negative there (and the events without a jet, left out of the fit, weighing
+    1: the sample's sum is positive): every slice the fit renormalises the weights in sums to 0 or less, its
+    weights were 0/0 and the fit failed with 'cannot convert float NaN to integer'. It names the slice and its
+    weight sum."""
+    from hltrun.tools.physics.eval_working_point import derive
+
+    rng = np.random.default_rng(5)
+    s, pt = sample(rng, 5_000)
+    negative = (pt > 1200) & (pt < 1300)
+    w = np.where(negative, -rng.uniform(0.5, 2.0, s.size), 0.0)
+    n_none = 3000
+    args = (np.concatenate([s, np.full(n_none, -np.inf)]), np.concatenate([w, np.ones(n_none)]),
+            np.concatenate([pt, np.zeros(n_none)]))
+    assert args[1].sum() > 0
+    with pytest.raises(ValueError, match="none of the 50 leading-jet pT slices of the 5000 events fitted") as err:
+        derive(*args, {"a": 1e-2})
+    chunks = np.array_split(np.argsort(pt), 50)  # 5000 distinct pTs: the 50 slices of equal events, 100 each
+    sums = np.array([w[c].sum() for c in chunks])
+    low = chunks[int(np.argmin(sums))]
+    want = (f"({np.count_nonzero(sums == 0)} sum to 0; the lowest, {pt[low].min():.0f}–{pt[low].max():.0f} GeV: "
+            f"100 events, weight sum {sums.min():.6g})")
+    assert want in str(err.value) and 1200 < pt[low].min() < pt[low].max() < 1300
+    one = (s, -np.ones(s.size), np.full(s.size, 800.0))  # every event at one pT: one slice
+    with pytest.raises(ValueError) as err:
+        derive(*one, {"a": 1e-2})
+    assert "lie in one leading-jet pT slice (800–800 GeV: 5000 events, weight sum -5000)" in str(err.value)

@@ -122,7 +122,8 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     except (np.linalg.LinAlgError, RuntimeError, ValueError) as exc:  # the scalar cuts stand without it
         fit_error = f"the pT fit failed ({type(exc).__name__}: {exc})"
     pt_keys, omitted = [], {}
-    left_out = int(np.count_nonzero(~fit_events(bkg.event_score, bkg.leading_pt)))  # no pT or no score: not fitted
+    fitted = int(np.count_nonzero(fit_events(bkg.event_score, bkg.leading_pt)))  # no pT or no score: not fitted
+    left_out = bkg.n_events - fitted
     for k in effs:
         fit = entry.fits.get(k)
         if fit is None:
@@ -163,6 +164,9 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
             # rates it compares: the table's
             flat = flatness(bkg.event_score, bkg.weight, bkg.leading_pt, edges, cut)
             pt_rates[k][kind], pt_flatness[k][kind] = flat["rates"], flat["chi2"]
+    # the fit keeps its target of the events it was fitted on; of all events (the inclusive cut's denominator) it
+    # keeps less where events were left out: measured on the events, as the signal table sets the two side by side
+    pt_overall = {k: pass_rate(bkg.event_score, bkg.weight, entry.fits[k].cuts_at(bkg.leading_pt)) for k in pt_keys}
     sig_rows = {}
     for f, s in signals:
         row: dict[str, Any] = {"events": s.n_events, "gen_weight": s.has_gen_weight, "accounting": s.accounting}
@@ -177,7 +181,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "model": args.model, "identity": model_identity(str(args.model), plan.precision),  # as the scorer reads it
         "effs": effs, "entry": entry, "table": table, "pt_keys": pt_keys, "omitted": omitted,
-        "fit_left_out": left_out,
+        "fit_left_out": left_out, "fit_events": fitted, "pt_overall": pt_overall,
         "plan": plan, "background": bkg, "signals": signals, "signal_rows": sig_rows, "pt_rates": pt_rates,
         "pt_flatness": pt_flatness, "pt_edges_gev": edges, "input_rate_hz": rate_hz,
         "pt_edges_from": "--pt-edges" if args.pt_edges else "the background sample (about equal events per bin)",

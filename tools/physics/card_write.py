@@ -87,6 +87,10 @@ def card_json(r: dict[str, Any], identity: str, command: str) -> dict[str, Any]:
                      "reduce": plan.reduce, "dropped": plan.dropped},
             "background": r["bkg_summary"], "input_rate_hz": rate_hz, "thresholds": r["table"], "cuts": cuts,
             "vs_leading_jet_pt_omitted": r["omitted"], "vs_leading_jet_pt_left_out_events": r["fit_left_out"],
+            "vs_leading_jet_pt_all_events": {k: {"target": r["effs"][k], "target_of_events": r["fit_events"],
+                                                 **a.to_json(), "rate_hz": a.rate * rate_hz,
+                                                 "rate_hz_error": a.error * rate_hz}
+                                             for k, a in r["pt_overall"].items()},
             "vs_leading_jet_pt_fits": {k: {**entry.fits[k].to_json(), "n_effective_above": entry.fit_above.get(k)}
                                        for k in r["pt_keys"]},
             "pt_edges_gev": r["pt_edges_gev"], "pt_edges_from": r["pt_edges_from"],
@@ -98,6 +102,15 @@ def _left_out_note(n: int) -> str:
     """What the pT fit left out (``pt_quantile_fit.fit_events``), or nothing."""
     return (f"fitted without the {n} events with no scored jet or a NaN score: they pass no cut at any pT" if n
             else "")
+
+
+def _overall_note(r: dict[str, Any], key: str) -> str:
+    """The pT cut ``key``'s background fraction above it of all events, beside its target, which is of the events
+    fitted: the two differ where events were left out (30 % without a jet: 0.70 % of all events at a 1 % target)."""
+    a = r["pt_overall"][key]
+    return (f"background above {percent_text(a.to_json(), unit=' %')} of all {a.n_events} events, rate "
+            f"{_rate_text(a, r['input_rate_hz'])} (target {_pct(r['effs'][key])} % of the {r['fit_events']} "
+            "events fitted)")
 
 
 def looser_note(cut: float) -> str:
@@ -158,6 +171,9 @@ def card_markdown(r: dict[str, Any], identity: str, command: str, plots: list[st
                  + " (tools/physics/pt_quantile_fit.py: fewer terms where the sample "
                  "cannot support them)" + (f"; {note}" if note else "")
                  + ". Not tested on an independent sample here: for that, `evaluate_models --closure`.\n")
+    if r["fit_left_out"]:  # its target is not of the events the inclusive cuts' is: what it keeps of those
+        L += [f"**`vs_leading_jet_pt.{k}` on all events** (the inclusive cuts' denominator, and the signal table's "
+              f"beside it): {_overall_note(r, k)}.\n" for k in r["pt_keys"]]
     for k, why in r["omitted"].items():
         L.append(f"**`vs_leading_jet_pt.{k}` omitted**: {why}.\n")
     bins = _bins(r["pt_edges_gev"])
@@ -354,6 +370,8 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
     if r["pt_keys"]:
         note = _left_out_note(r["fit_left_out"])
         lines.append(f"  vs_leading_jet_pt: {', '.join(r['pt_keys'])}" + (f" ({note})" if note else ""))
+        if note:
+            lines += [f"  vs_leading_jet_pt.{k}: {_overall_note(r, k)}" for k in r["pt_keys"]]
     for k, kinds in r["pt_flatness"].items():
         lines.append(f"  {k} pass rate vs leading-jet pT, chi2/ndf against one rate: " + "; ".join(
             f"{kind} {NO_FLATNESS_TEST}" if c["p"] is None else

@@ -75,7 +75,26 @@ def information_weights(weights: np.ndarray, leading_pt: np.ndarray, n_slices: i
     slice_of = np.searchsorted(inner, leading_pt, side="right")
     total = np.bincount(slice_of, weights=w, minlength=n_slices)
     count = np.bincount(slice_of, minlength=n_slices)
+    if not np.any(total > 0):  # every weight 0: the fit's weighted quantiles were 0/0 (NaN terms: 'cannot
+        raise ValueError(_no_positive_slice(np.asarray(leading_pt), slice_of, total, count))  # convert NaN')
     return w * np.where(total > 0, count / np.where(total > 0, total, 1.0), 0.0)[slice_of]
+
+
+def _no_positive_slice(leading_pt: np.ndarray, slice_of: np.ndarray, total: np.ndarray, count: np.ndarray) -> str:
+    """Why ``information_weights`` has nothing to weight, naming the pT slice (the only one, or the one of lowest
+    weight sum: the negative weights there) and its weight sum: a slice whose weights sum to 0 or less drops out of
+    the fit, and here every slice does."""
+    used = np.flatnonzero(count)
+    low = used[np.argmin(total[used])]
+    pt = leading_pt[slice_of == low]
+    where = f"{pt.min():.0f}–{pt.max():.0f} GeV: {count[low]} events, weight sum {total[low]:.6g}"
+    if used.size == 1:
+        head = f"the {count[low]} events fitted lie in one leading-jet pT slice ({where})"
+    else:
+        head = (f"none of the {used.size} leading-jet pT slices of the {int(count.sum())} events fitted has a "
+                f"positive weight sum ({int(np.count_nonzero(total[used] == 0))} sum to 0; the lowest, {where})")
+    return (f"{head}: the fit weights each slice's events by their own sum, and a slice whose weights sum to 0 or "
+            "less has none (negative generator weights cancel only over enough events)")
 
 
 def fit_events(scores: np.ndarray, leading_pt: np.ndarray) -> np.ndarray:

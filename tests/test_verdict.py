@@ -412,3 +412,19 @@ def test_a_path_that_ran_no_event_has_no_verdict(tmp_path: Path, capsys: pytest.
     line = _one_line(capsys, "ran no event", "qcd_dijet.root", "lumisToProcess", "selected none")
     assert "does not fit" not in line and "cores" not in line
     assert not (tmp_path / "o" / "verdict.json").exists()
+
+
+def test_a_near_zero_score_within_float32_rounding_is_the_same_network() -> None:
+    """A logit model's near-zero score one float32 step of the largest away from ONNX Runtime's: 0.25 relative
+    there, and the verdict said "disagrees with onnxruntime (max rel diff 2.5e-01 > 0.0001): another network"
+    of a faithful engine (2026-12-07). It agrees; ``diff_of_largest`` says how far apart the scores are."""
+    import numpy as np
+
+    from hltrun.tools.bench.verdict import agreement
+
+    ref = {"score": np.array([2.4488726, -1.3, 9.536743e-07], np.float32)}
+    own = {"score": ref["score"] + np.array([0, 2.4e-7, 2.4e-7], np.float32)}
+    rows = agreement({"torch": own, "off": {"score": ref["score"] * np.float32(1.41)}}, ref)
+    assert rows["torch"]["agrees"] and rows["torch"]["note"] == "" and rows["torch"]["max_rel_diff"] == 0.0
+    assert rows["torch"]["diff_of_largest"] == pytest.approx(2.4e-7 / 2.4488726, rel=1e-3)
+    assert not rows["off"]["agrees"] and "4.1e-01 relative beyond float32 rounding" in rows["off"]["note"]

@@ -29,7 +29,7 @@ import numpy as np
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.interrupt import reraise_interrupt
 
-from .autoselect import CHECK_JETS, max_relative_difference, output_difference, sample_inputs
+from .autoselect import CHECK_JETS, beyond_rounding, max_relative_difference, output_difference, sample_inputs
 from .base import AGREEMENT_RTOL, InferenceBackend, model_has_ops, quantises_per_call
 
 log = logging.getLogger("hltrun.inference")
@@ -173,30 +173,6 @@ def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) 
                      f"quantise statically (QDQ: tools/physics/quantize_models.py --method static) for scores of "
                      f"the jet alone")
     return notes
-
-
-ROUNDING_ULPS = 32  # float32 steps of the largest score that two faithful engines' orders of sums may differ by
-
-
-def beyond_rounding(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
-    """The largest relative difference from ``reference`` (every output it gives, as ``output_difference``) over
-    the jets whose difference is also beyond float32 rounding: more than ``ROUNDING_ULPS`` steps of the largest
-    finite reference value of that output; inf for an output missing. Why: a logit-scored MLP that IREE compiles
-    faithfully (every score within 2.4e-7, one step of its largest, 2.4) has a sample jet whose score is 9.5e-7:
-    2.5e-1 relative, and the job was refused as "not ONNX Runtime's network" (2026-12-07)."""
-    worst = 0.0
-    for role in (r for r in reference if r != "valid"):
-        if role not in outputs:
-            return float("inf")
-        a, b = np.asarray(outputs[role], np.float64).ravel(), np.asarray(reference[role], np.float64).ravel()
-        finite = np.abs(b[np.isfinite(b)])
-        step = ROUNDING_ULPS * float(np.finfo(np.float32).eps) * (float(finite.max()) if finite.size else 0.0)
-        with np.errstate(invalid="ignore"):
-            apart = ~(np.abs(a - b) <= step)  # NaN against a number, inf against a number: apart
-        apart &= ~((a == b) | (np.isnan(a) & np.isnan(b)))
-        if apart.any():
-            worst = max(worst, max_relative_difference(a[apart], b[apart]))
-    return worst
 
 
 def _reference_difference(backend: InferenceBackend, x: object, outputs: dict[str, np.ndarray]) -> float | None:

@@ -421,11 +421,13 @@ def check_inputs(x_all: Any) -> Any:
 
 
 def agreement(checked: dict[str, Any], reference: Any, reason: str = "") -> dict[str, dict[str, Any]]:
-    """Per engine: every output against ONNX Runtime's on the same inputs (``autoselect.output_difference``,
-    ``AGREEMENT_RTOL``). An engine may read another file than the ``.onnx`` (a ``.tflite`` or ``.keras``
-    beside it): a different network there must not be ranked as this model's cost. ``agrees`` None:
-    nothing to check against (``reason``)."""
-    from hltrun.modules.inference.autoselect import output_difference
+    """Per engine: every output against ONNX Runtime's on the same inputs (``autoselect.output_difference``:
+    ``AGREEMENT_RTOL`` relative on jets beyond float32 rounding of the largest score, ``max_rel_diff``; and
+    ``diff_of_largest``, the largest difference over the largest score, which near-zero scores do not inflate).
+    An engine may read another file than the ``.onnx`` (a ``.tflite`` or ``.keras`` beside it): a different
+    network there must not be ranked as this model's cost. ``agrees`` None: nothing to check against
+    (``reason``)."""
+    from hltrun.modules.inference.autoselect import difference_of_largest, disagreement, output_difference
     from hltrun.modules.inference.base import AGREEMENT_RTOL
 
     rows = {}
@@ -438,9 +440,11 @@ def agreement(checked: dict[str, Any], reference: Any, reason: str = "") -> dict
             continue
         rel, missing = output_difference(outputs, reference)
         agrees = rel <= AGREEMENT_RTOL
+        of_largest = difference_of_largest(outputs, reference)
         rows[engine] = {"max_rel_diff": None if missing or rel == float("inf") else rel, "agrees": agrees,  # strict JSON
-                        "note": missing or ("" if agrees else f"disagrees with onnxruntime (max rel diff {rel:.1e} > "
-                                                              f"{AGREEMENT_RTOL:g}): another network")}
+                        "diff_of_largest": None if of_largest is None or of_largest == float("inf") else of_largest,
+                        "note": missing or ("" if agrees else f"disagrees with onnxruntime ({disagreement(rel)}): "
+                                                              f"another network")}
     return rows
 
 

@@ -41,6 +41,9 @@ class JobContext:
     report_dir: Path | None = None
     units: bool = False  # events come in work units (distributed run): outputs write one part per unit
     worker: str | None = None  # the distributed worker running this Process (its address), for reports
+    # a distributed worker with one thread: its units run one at a time, so the process's CPU over a unit is
+    # that unit's (the Timing service's unattributed CPU); with more, several units share the process
+    units_in_turn: bool = False
 
     @property
     def options(self):  # noqa: ANN201 - the config's Options

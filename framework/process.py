@@ -29,8 +29,9 @@ class Process:
     """The built job: one source, modules (shared or one per stream), services, schedules."""
 
     def __init__(self, config: ProcessConfig, report_dir: Path | None = None, units: bool = False,
-                 worker: str | None = None) -> None:
-        """``units``: events come in work units (a distributed run, ``worker`` its address)."""
+                 worker: str | None = None, units_in_turn: bool = False) -> None:
+        """``units``: events come in work units (a distributed run, ``worker`` its address; ``units_in_turn``:
+        one at a time in this process, ``JobContext.units_in_turn``)."""
         self.config = config
         self.signals = ActivityRegistry()
         self.source: Source = config.source.cls(SOURCE_LABEL, config.source.params)
@@ -39,7 +40,7 @@ class Process:
             self.descriptions.append(ModuleDescription(label, cfg.type, cfg.cls.kind, i))
         if report_dir is None and config.options.reportDir:
             report_dir = user_path(config.options.reportDir)
-        self.job = JobContext(config, self.signals, self.descriptions, report_dir, units, worker)
+        self.job = JobContext(config, self.signals, self.descriptions, report_dir, units, worker, units_in_turn)
         self.loop = LoopState(config.options.streams_in_flight)  # the event loop's; modules never see it
         self.channels = Channels(config.to_dict())
         self.product_types = product_types(config)

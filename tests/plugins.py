@@ -430,3 +430,21 @@ class LeakOnFirstUnit(Producer):
             block.write(b"\1" * len(block))
             self.kept.append(block)
         event.put(len(self.kept))
+
+
+@dataclass
+class PooledBurnParameters:
+    burn_ms: float = 2.0
+
+
+@register_module("TestPooledBurn")
+class PooledBurn(Analyzer):
+    """Hands ``burn_ms`` of CPU per event to a thread it starts and joins (as numpy hands a matmul to
+    OpenBLAS's threads): its stream's thread only waits, so no module's CPU time holds the burn."""
+
+    Parameters = PooledBurnParameters
+
+    def analyze(self, event) -> None:
+        pool = threading.Thread(target=burn_cpu, args=(self.params.burn_ms,), name="pool")
+        pool.start()
+        pool.join()

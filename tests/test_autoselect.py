@@ -430,3 +430,73 @@ def test_agreement_is_judged_beyond_float32_rounding_of_the_largest_score():
     assert autoselect.difference_of_largest({"score": np.full(3, 1e-9, np.float32)}, zeros) == np.inf
     assert autoselect.output_difference({"score": ref["score"]}, ref) == (np.inf, "has no kl output")
     assert autoselect.difference_of_largest({"score": ref["score"]}, ref) is None
+
+
+_PROCESS = r"""
+import sys, time, pathlib
+from hltrun.modules.inference import autoselect
+model, folder, marks, me = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), sys.argv[4]
+
+def until(what, limit_s):
+    deadline = time.monotonic() + limit_s
+    while not what() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+def choose(candidates, batch, reference, budget_s=2.0):  # the timing: says so, and stays in it while the
+    (marks / f"timing-{me}").touch()                       # other process may come in (at most 5 s)
+    until(lambda: len(list(marks.glob("timing-*"))) == 2, 5.0)
+    return autoselect.Choice("onnxruntime", batch, f"timed by {me}")
+
+autoselect.choose = choose
+(marks / f"ready-{me}").touch()
+until(lambda: len(list(marks.glob("ready-*"))) == 2, 60.0)  # both processes begin together, as workers do
+c = autoselect.choose_cached(model, {"onnxruntime": None}, 2, "onnxruntime", {"onnxruntime": "1"}, "cpu0",
+                             folder=folder)
+print(c.cached, c.reason)
+"""
+
+
+def test_processes_beginning_together_time_once(tmp_path):
+    """The worker processes of a LocalCluster (``--dask 2``) begin their jobs together: one times the engines,
+    the other waits for its decision and takes it. Each timed beside the other (on the same cores, each
+    measuring the other's load) and the second replaced the first's cached table."""
+    import subprocess
+    import sys
+
+    model, folder, marks = tmp_path / "m.onnx", tmp_path / "cache", tmp_path / "marks"
+    model.write_bytes(b"a model's bytes")
+    marks.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", _PROCESS, str(model), str(folder), str(marks), me],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for me in "ab"]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert len(list(marks.glob("timing-*"))) == 1  # timed once
+    answers = sorted(out.split(" ", 1) for out, _ in outs)
+    assert [cached for cached, _ in answers] == ["False", "True"]
+    assert answers[0][1] == answers[1][1]  # the same decision, the first one's table
+    assert [p.suffix for p in folder.iterdir()] == [".json"]  # the decision; no lock file left
+
+
+def test_a_process_claim_is_not_waited_for_past_its_bound(tmp_path):
+    """A process that holds a claim and hangs (a compile that never ends) must not stop another for good:
+    past the bound the work goes on unlocked."""
+    from hltrun.modules.inference.machine import process_claim
+
+    with process_claim(tmp_path, "k.json"):
+        # flock is per open file: a second open in the same process stands for another process
+        t0 = time.monotonic()
+        with process_claim(tmp_path, "k.json", wait_s=0.2):
+            waited = time.monotonic() - t0
+    assert waited >= 0.2  # it did wait for the holder (no upper bound asserted: the machine may be busy)
+
+
+def test_a_claim_without_a_usable_folder_goes_on(tmp_path):
+    """No folder, or a path that is a file: no lock, no error (the decision is then kept in memory)."""
+    from hltrun.modules.inference.machine import process_claim
+
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for folder in (None, a_file):
+        with process_claim(folder, "k.json"):
+            pass
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]

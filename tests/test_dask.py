@@ -1305,3 +1305,28 @@ def test_a_second_signal_after_a_graceful_one_leaves_no_part_of_the_units_done(t
     assert done.returncode == 130 and "second signal, aborting" in done.stderr, done.stderr
     assert not (tmp_path / "o.root").exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]  # the units done: 2 were left
+
+
+def test_cpu_on_threads_no_stream_runs_is_measured_on_dask(cluster, write_config, tmp_path):
+    """A worker with one thread runs one unit at a time, so the process's CPU over a unit is the unit's:
+    the CPU on threads no stream runs (a module's pool here; the worker's own threads) is reported and paid
+    by the farm's CPU projection, as locally. It was null on Dask: ~47 µs per event of the workers' CPU,
+    12 % of it on the shipped path in units of 2000 events, in no figure (docs/performance.md, session 39)."""
+    from hltrun.framework.report.timereport import farm_report
+
+    burn_ms = 2.0
+    extra = f"burn: {{type: TestPooledBurn, burn_ms: {burn_ms}}}"
+    cfg = config(write_config, tmp_path, cluster, "pooled", FILES, extra, ", burn")
+    outcome, services = run(cfg)
+    assert outcome.code == 0 and outcome.result.summary.executor["type"] == "dask"
+    res = next(s for s in services if type(s).__name__ == "Timing").result(outcome.result.summary)
+    events = outcome.result.summary.events_processed
+    assert events == 600 and res["loop"]["unattributed_cpu_ms"] is not None
+    # it errs low, never high: the source's background CPU taken off holds the begin_job file checks' reads
+    # (outside the loop) too; with it added back the pool's burn is a floor (0.95: thread_time's granularity)
+    background = res["source_bulk"]["background_cpu_ms"]
+    assert res["loop"]["unattributed_cpu_ms"] + background >= events * burn_ms * 0.95
+    assert res["farm"]["cpu_per_event_ms"] >= burn_ms * 0.95
+    assert "threads no stream runs" in farm_report(res)
+    (burn,) = [m for m in res["modules"] if m["label"] == "burn"]
+    assert burn["cpu_ms"] < events * burn_ms / 2  # its stream's thread only waited

@@ -72,7 +72,7 @@ class _WorkerJob:
             importlib.import_module(name)
         t0 = time.perf_counter()
         cfg = validate(spec.config, spec.origin)
-        self.process = Process(cfg, None, units=True, worker=worker_name())
+        self.process = Process(cfg, None, units=True, worker=worker_name(), units_in_turn=worker_threads() == 1)
         self.process.begin_job()
         self.begin_job_s = time.perf_counter() - t0  # build + begin_job (model loading) on this worker
         self.loop = EventProcessor(self.process)
@@ -157,6 +157,16 @@ def worker_name() -> str:
         return get_worker().address
     except Exception:  # noqa: BLE001 - not on a Dask worker (tests, local use)
         return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_threads() -> int | None:
+    """The Dask worker's threads (how many units it may run at once); None off a Dask worker."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except Exception:  # noqa: BLE001 - not on a Dask worker (tests, local use)
+        return None
 
 
 EVENTS_TOPIC = "hltrun-unit-start"

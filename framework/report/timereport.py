@@ -270,8 +270,8 @@ def farm_report(res: dict[str, Any]) -> str:
     other = res["loop"].get("unattributed_cpu_per_event_ms")
     if other is not None and other > _OTHER_CPU_NOTE * res["event"]["cpu"]["mean"]:
         lines.append(f"{h}  (the CPU figure includes {other:.3f} ms/event of CPU on threads no stream runs: modules' "
-                     f"thread pools (BLAS, intra-op threads), which the module CPU times, the stream's thread's "
-                     f"only, leave out)")
+                     f"thread pools (BLAS, intra-op threads; on Dask the worker's own threads too), which the "
+                     f"module CPU times, the stream's thread's only, leave out)")
     t = f.get("throughput")
     if t and t.get("cores"):
         lines.append(f"{h}  cores needed (measured throughput) = {rate:,.0f} Hz / ({t['events_per_s']:,.1f} events/s / "

@@ -196,8 +196,9 @@ class Timing(Service):
         self._bulk_begin = [0, 0]  # the source's reads for the loop done at begin_job: real, CPU ns
         self._gap_ns = 0  # see TimingParameters.infer_cpu_gap_us
         # the process's CPU clock at the first pull and at the last end-of-input pull: CPU on threads
-        # that are no stream's (modules' thread pools) shows in no module's time; None on Dask (a worker
-        # process runs several units at once, so its CPU is not one unit's)
+        # that are no stream's (modules' thread pools, a Dask worker's own) shows in no module's time; per
+        # unit on a Dask worker with one thread, else None on Dask (a worker process with several threads
+        # runs several units at once, so its CPU is not one unit's)
         self._process_cpu: list[int | None] = [None, None]
 
     # ---------------------------------------------------------------- signals (hot path)
@@ -236,7 +237,8 @@ class Timing(Service):
         st.ev_c0 = st.mark_c = _cpu()
         if st.first_w is None:
             st.first_w = st.ev_w0
-            if self._process_cpu[0] is None and not (self._job is not None and self._job.units):
+            if self._process_cpu[0] is None and not (self._job is not None and self._job.units
+                                                        and not self._job.units_in_turn):
                 self._process_cpu[0] = time.process_time_ns()  # under the source lock: once per job
 
     def _post_source(self, stream: int, event_id: Any) -> None:

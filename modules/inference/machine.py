@@ -9,7 +9,8 @@ import hashlib
 import os
 import platform
 import threading
-from contextlib import contextmanager
+import time
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -83,14 +84,73 @@ class MemoryCache:
     @contextmanager
     def claim(self, folder: Path | None, name: str) -> Iterator[None]:
         """Hold the work for one key: a second thread (streams of Dask workers begin in threads) waits
-        for the first one's decision or module, then finds it, instead of timing or compiling beside it."""
+        for the first one's decision or module, then finds it, instead of timing or compiling beside it;
+        so does a second process using the same cache folder (``process_claim``)."""
         with self._lock:
             lock = self._claims.setdefault((folder, name), threading.Lock())
-        with lock:
+        with lock, process_claim(folder, name):
             yield
 
 
 IN_MEMORY = MemoryCache()
+CLAIM_WAIT_S = 120.0  # the longest a process waits for another's claim (one that hangs must not stop this one)
+_CLAIM_POLL_S = 0.02
+
+
+@contextmanager
+def process_claim(folder: Path | None, name: str, wait_s: float | None = None) -> Iterator[None]:
+    """Hold ``name`` in the cache ``folder`` against other processes (an advisory ``flock`` on the hidden
+    file ``.<name>.lock`` beside it, removed when done): the workers of a LocalCluster begin their jobs
+    together and each timed ``auto``'s engines (and compiled IREE's buckets) beside the others, on the
+    same cores, each measuring the others' load, and the last one's table replaced the first's. The lock
+    goes with its process, so a killed one leaves none held. Best effort: without a folder, where the lock
+    file cannot be made (read-only, not a folder, no flock on that file system), or after ``wait_s``
+    (CLAIM_WAIT_S), the work goes on unlocked, as before."""
+    path = None if folder is None else folder / f".{name}.lock"
+    handle = _locked(path, CLAIM_WAIT_S if wait_s is None else wait_s) if path is not None else None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            with suppress(OSError):
+                path.unlink()  # type: ignore[union-attr] - before the release: a later claim makes a new file
+            handle.close()  # closing releases the lock
+
+
+def _locked(path: Path, wait_s: float) -> Any:
+    """The open lock file ``path``, held (exclusive ``flock``), or None: not POSIX, the file cannot be made,
+    the file system refuses locks, or another process held it for ``wait_s``. A file that its holder removed
+    while this one waited is opened again (the usual lock-file loop), so two processes never hold two files."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+b")  # noqa: SIM115 - held until the claim ends
+        except OSError:
+            return None
+        try:
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        handle.close()
+                        return None
+                    time.sleep(_CLAIM_POLL_S)
+            if os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino:
+                return handle
+        except OSError:  # ENOLCK on some network file systems; the file removed under us: open it again
+            if not path.exists() and time.monotonic() < deadline:
+                handle.close()
+                continue
+            handle.close()
+            return None
+        handle.close()  # its holder removed it after we opened it: take the one now there
 
 
 def folder_or_none(where: Callable[[], Path]) -> Path | None:

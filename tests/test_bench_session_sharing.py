@@ -40,6 +40,26 @@ def test_modes_make_the_calls_they_claim(capsys: pytest.CaptureFixture[str]) -> 
     assert {"shared", "one per thread", "single thread"} <= rows
 
 
+def _asleep_in_round(ident: int) -> bool:
+    """Thread ``ident`` is in a wait that ``timed_round`` called past its start barrier, and asleep in the
+    kernel (blocked waiting for the callers, whatever it waits with); without /proc, in that wait is enough."""
+    import sys
+    import threading
+
+    frame, names = sys._current_frames().get(ident), []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    if "timed_round" not in names or names[0] == "timed_round" \
+            or {"_enter", "_wait", "_release"} & set(names[:names.index("timed_round")]):
+        return False  # not in it, not in a wait it called, or still in its start barrier (Barrier.wait's steps)
+    try:
+        with open(f"/proc/self/task/{threading.main_thread().native_id}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "S"
+    except OSError:
+        return True
+
+
 def test_an_interrupted_round_returns_only_after_every_call_has_ended() -> None:
     """Ctrl-C landing in ``Thread.join`` made the study exit while a caller was still inside
     ``InferenceSession.run``, and the process aborted at exit (134, ``terminate called without an active
@@ -69,7 +89,11 @@ def test_an_interrupted_round_returns_only_after_every_call_has_ended() -> None:
 
     def interrupt() -> None:
         entered.wait(10)
-        time.sleep(0.2)  # the main thread is waiting for the caller
+        # the signal must land while the main thread waits for the caller (a fixed sleep let it land before,
+        # on a busy machine: the old join was then never interrupted and the test passed without the bug)
+        deadline = time.monotonic() + 60
+        while not _asleep_in_round(main) and time.monotonic() < deadline:
+            time.sleep(0.001)
         signal.pthread_kill(main, signal.SIGINT)
         time.sleep(0.5)
         release.set()

@@ -352,12 +352,23 @@ def test_a_slow_model_gets_fewer_rounds_not_more_seconds(tiny):
     assert "in " in choice.lines()[0] and "1 round(s)" in choice.lines()[0]
 
 
-def test_an_engine_that_disagrees_is_not_timed(tiny):
-    """Its agreement is known from the check before any timing: its calls would only take budget."""
+def test_an_engine_that_disagrees_is_not_timed(tiny, monkeypatch):
+    """Its agreement is known from the check before any timing: its calls would only take budget.
+    Every timing takes two calls at least: one call stalled past its share (50 ms here, on a busy machine)
+    made an engine look call-bound, and the rounds stopped early for the load, not for the engine."""
+    timed: list[str] = []
+    real = autoselect.time_engine
+
+    def two_calls_at_least(backend, x, budget_s, min_calls=1):
+        timed.append(backend.name)
+        return real(backend, x, budget_s, max(min_calls, 2))
+
+    monkeypatch.setattr(autoselect, "time_engine", two_calls_at_least)
     choice = autoselect.choose(_candidates(tiny, wrong=_Wrong), batch=2, reference="onnxruntime", budget_s=0.3)
     rows = {t.backend: t for t in choice.table}
     assert rows["wrong"].calls == 0 and rows["wrong"].us_per_jet is None and "not timed" in rows["wrong"].note
-    assert choice.rounds == autoselect.ROUNDS and rows["onnxruntime"].calls >= autoselect.ROUNDS
+    assert "wrong" not in timed and sorted(timed) == sorted(["onnxruntime", "slow"] * autoselect.ROUNDS), timed
+    assert choice.rounds == autoselect.ROUNDS and rows["onnxruntime"].calls >= 2 * autoselect.ROUNDS
 
 
 def test_the_suite_keeps_its_caches_out_of_the_users_home(tmp_path_factory):

@@ -40,6 +40,36 @@ def test_modes_make_the_calls_they_claim(capsys: pytest.CaptureFixture[str]) -> 
     assert {"shared", "one per thread", "single thread"} <= rows
 
 
+def _in_round(ident: int) -> bool:
+    """Thread ``ident`` is inside ``timed_round``."""
+    import sys
+
+    frame = sys._current_frames().get(ident)
+    while frame is not None and frame.f_code.co_name != "timed_round":
+        frame = frame.f_back
+    return frame is not None
+
+
+def _asleep_in_round(ident: int) -> bool:
+    """Thread ``ident`` is in a wait that ``timed_round`` called past its start barrier, and asleep in the
+    kernel (blocked waiting for the callers, whatever it waits with); without /proc, in that wait is enough."""
+    import sys
+    import threading
+
+    frame, names = sys._current_frames().get(ident), []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    if "timed_round" not in names or names[0] == "timed_round" \
+            or {"_enter", "_wait", "_release"} & set(names[:names.index("timed_round")]):
+        return False  # not in it, not in a wait it called, or still in its start barrier (Barrier.wait's steps)
+    try:
+        with open(f"/proc/self/task/{threading.main_thread().native_id}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "S"
+    except OSError:
+        return True
+
+
 def test_an_interrupted_round_returns_only_after_every_call_has_ended() -> None:
     """Ctrl-C landing in ``Thread.join`` made the study exit while a caller was still inside
     ``InferenceSession.run``, and the process aborted at exit (134, ``terminate called without an active
@@ -48,6 +78,7 @@ def test_an_interrupted_round_returns_only_after_every_call_has_ended() -> None:
     join returned at once and interpreter shutdown did not wait for it either. The round now waits for
     each caller's own 'done' event. (The session here blocks until released, to hold a call open.)"""
     import signal
+    import sys
     import threading
     import time
 
@@ -69,9 +100,19 @@ def test_an_interrupted_round_returns_only_after_every_call_has_ended() -> None:
 
     def interrupt() -> None:
         entered.wait(10)
-        time.sleep(0.2)  # the main thread is waiting for the caller
+        # the signal must land while the main thread waits for the caller (a fixed sleep let it land before,
+        # on a busy machine: the old join was then never interrupted and the test passed without the bug)
+        deadline = time.monotonic() + 60
+        while not _asleep_in_round(main) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        cut = sys._current_frames().get(main)  # the wait the signal must cut
         signal.pthread_kill(main, signal.SIGINT)
-        time.sleep(0.5)
+        # the call ends once the main thread has taken the signal: asleep in the round again (waiting for the
+        # caller, as it must) or out of it (returned too early); a fixed sleep could end it before, under load
+        while time.monotonic() < deadline and (sys._current_frames().get(main) is cut or (
+                _in_round(main) and not _asleep_in_round(main))):
+            time.sleep(0.001)
+        del cut
         release.set()
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -14,6 +14,7 @@ import io
 import logging
 import math
 from contextlib import nullcontext
+from contextvars import ContextVar
 from importlib.resources import files
 from pathlib import Path
 from string import Template
@@ -79,12 +80,29 @@ def _figure(width: float = 9.0, height: float = 4.5):
     return fig
 
 
+# Why the figures of the page being rendered are not drawn (None: they are): see ``write_html``.
+_UNDRAWN: ContextVar[str | None] = ContextVar("hltrun_report_undrawn", default=None)
+
+# The signals a batch system sends before its SIGKILL (Slurm, HTCondor: SIGTERM; LSF: SIGUSR2), a grace of
+# seconds to tens of seconds, where drawing the page's figures took 4 s on an idle 2-core machine and 40-60 s on a
+# loaded one (2026-12-07): the report set is written as one, so a SIGKILL while drawing lost hltrun.json too.
+BATCH_STOP_SIGNALS = ("SIGTERM", "SIGUSR2")
+
+
 def img(fig: Any, alt: str) -> str:
-    """A figure as an inline ``<img>`` (base64 PNG)."""
+    """A figure as an inline ``<img>`` (base64 PNG), or a line saying why it was not drawn (``write_html``)."""
+    undrawn = _UNDRAWN.get()
+    if undrawn is not None:
+        return f'<p class="note">Figure not drawn ({html.escape(alt)}): {html.escape(undrawn)}.</p>'
+    data = base64.b64encode(_render_png(fig)).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _render_png(fig: Any) -> bytes:
+    """The figure drawn as PNG: most of the page's time (the layout and the rasterising happen here)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return buf.getvalue()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1,
@@ -601,4 +619,13 @@ def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Serv
     except ImportError:
         log.warning("report.html not written: matplotlib is not installed (%s)", install_hint("matplotlib"))
         return None
-    return atomic_write_text(report_dir / "report.html", render(summary, services, text_report(summary, services)))
+    undrawn = None
+    if summary.stopped_by_signal in BATCH_STOP_SIGNALS:
+        undrawn = (f"the job was stopped by {summary.stopped_by_signal}, a batch system's signal before its SIGKILL, so "
+                   f"the report files are written without the page's figures (their numbers are in hltrun.json)")
+    token = _UNDRAWN.set(undrawn)
+    try:
+        page = render(summary, services, text_report(summary, services))
+    finally:
+        _UNDRAWN.reset(token)
+    return atomic_write_text(report_dir / "report.html", page)

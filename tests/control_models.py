@@ -18,6 +18,23 @@ def pt_sum_over(x: np.ndarray) -> bool:
     """The value condition of these models for the batch ``x``: which branch ONNX Runtime takes."""
     return float(x[..., 2].astype(np.float32).sum()) > 1.5
 
+def translated_outputs(engine: str, path: Path, model, x: np.ndarray) -> list[np.ndarray]:
+    """The outputs of ``model`` (an onnx.ModelProto saved as ``path``) on ``x`` through hltrun's translator on
+    ``engine`` ("jax": jitted; "torch": specialised to ``x``'s shape), as numpy arrays."""
+    if engine == "jax":
+        import jax
+
+        from hltrun.modules.inference.onnx_jax import translate
+
+        return [np.asarray(y) for y in jax.jit(translate(path, model).fn)(x)]
+    import torch
+
+    from hltrun.modules.inference.onnx_torch import translate as translate_torch
+
+    t = torch.from_numpy(x)
+    return [y.numpy() for y in translate_torch(path, model).specialize(t)(t)]
+
+
 
 def _torch_export(net, path: Path, *, script: bool = True) -> Path:
     import torch

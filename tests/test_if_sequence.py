@@ -22,7 +22,6 @@ from onnx import TensorProto, helper, numpy_helper
 from hltrun.framework.errors import ModuleError
 from hltrun.modules.inference import BackendOptions, create_backend
 from hltrun.modules.inference.onnx_jax import translate
-from hltrun.modules.inference.onnx_torch import translate as translate_torch
 from tests import control_models
 from tests.tiny_models import jets
 
@@ -56,11 +55,7 @@ def _model(nodes, inits=(), outputs=("y",), shape=(3, 6, 3)) -> onnx.ModelProto:
     return m
 
 
-def _outputs(engine: str, path: Path, model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
-    if engine == "jax":
-        return [np.asarray(y) for y in jax.jit(translate(path, model).fn)(x)]
-    t = torch.from_numpy(x)
-    return [y.numpy() for y in translate_torch(path, model).specialize(t)(t)]
+_outputs = control_models.translated_outputs
 
 
 def _against_onnxruntime(engine: str, tmp_path: Path, model: onnx.ModelProto, x: np.ndarray) -> None:

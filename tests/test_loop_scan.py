@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -21,8 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hltrun.modules.inference import BackendOptions, create_backend
 from hltrun.modules.inference.onnx_graph import Kernels
-from hltrun.modules.inference.onnx_jax import translate
-from hltrun.modules.inference.onnx_torch import translate as translate_torch
+from tests.control_models import translated_outputs
 from tests.tiny_models import jets
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -54,11 +52,7 @@ def _model(nodes, shape, inits=(), outputs=("y",)) -> onnx.ModelProto:
     return m
 
 
-def _outputs(engine: str, path: Path, model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
-    if engine == "jax":
-        return [np.asarray(y) for y in jax.jit(translate(path, model).fn)(x)]
-    t = torch.from_numpy(x)
-    return [y.numpy() for y in translate_torch(path, model).specialize(t)(t)]
+_outputs = translated_outputs
 
 
 def _against_onnxruntime(engine: str, tmp_path: Path, model: onnx.ModelProto, x: np.ndarray) -> None:

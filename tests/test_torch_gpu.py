@@ -158,6 +158,19 @@ def _assert_fp32_recurrent(b) -> None:
         assert fp32["cudnn.rnn.fp32_precision"] == "ieee" == torch.backends.cudnn.rnn.fp32_precision
 
 
+def _captured_or_xfail(b, path: Path, what: str, short: str, where: str) -> None:
+    """Warm ``b`` up under CUDA graphs and print CAPTURED or REFUSED (gpu_check.sh's summary keeps those lines): a
+    refusal must be one line naming the model and ``cuda_graphs: false``, and makes the test an expected failure."""
+    try:
+        b.warm_up()
+    except ModuleError as exc:
+        line = str(exc)
+        print(f"{what} under CUDA graphs: capture REFUSED ({where}): {line}")
+        assert "\n" not in line and str(path) in line and "cuda_graphs: false" in line, line
+        pytest.xfail(f"CUDA refused to capture {short} ({where}), said in one line naming cuda_graphs: false")
+    print(f"{what} under CUDA graphs: CAPTURED, one graph per bucket {sorted(b._graphs)} ({where})")
+
+
 @pytest.mark.parametrize("op", ["LSTM", "GRU"])
 def test_a_recurrent_network_captures_as_cuda_graphs_or_says_cuda_graphs_false(op, tmp_path):
     """Whether cuDNN's RNN captures in a CUDA graph is CUDA's and cuDNN's to say: captured, one graph per bucket,
@@ -166,14 +179,7 @@ def test_a_recurrent_network_captures_as_cuda_graphs_or_says_cuda_graphs_false(o
     path = recurrent_anomaly_onnx(tmp_path / f"{op.lower()}.onnx", op)
     b = _recurrent(path, graphs=True)
     where = f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {b.device_label()}"
-    try:
-        b.warm_up()
-    except ModuleError as exc:
-        line = str(exc)
-        print(f"recurrent {op} under CUDA graphs: capture REFUSED ({where}): {line}")
-        assert "\n" not in line and str(path) in line and "cuda_graphs: false" in line, line
-        pytest.xfail(f"CUDA refused to capture cuDNN's {op} ({where}), said in one line naming cuda_graphs: false")
-    print(f"recurrent {op} under CUDA graphs: CAPTURED, one graph per bucket {sorted(b._graphs)} ({where})")
+    _captured_or_xfail(b, path, f"recurrent {op}", f"cuDNN's {op}", where)
     assert b.describe()["executor"] == "cuda-graph" and sorted(b._graphs) == b.buckets
     _assert_fp32_recurrent(b)
     assert_agrees_in_every_bucket(b, path, f"torch cuda-graph {op}")
@@ -216,15 +222,7 @@ def test_a_translator_form_captures_as_cuda_graphs_or_says_cuda_graphs_false(for
     or refused in one line naming the model and ``cuda_graphs: false`` (xfail, printed). The same flow runs in CI
     against the CUDA stand-in (tests/test_torch_cuda_fake.py)."""
     path, b = _form(form, tmp_path, graphs=True)
-    where = f"torch {torch.__version__}, {b.device_label()}"
-    try:
-        b.warm_up()
-    except ModuleError as exc:
-        line = str(exc)
-        print(f"translator form {form} under CUDA graphs: capture REFUSED ({where}): {line}")
-        assert "\n" not in line and str(path) in line and "cuda_graphs: false" in line, line
-        pytest.xfail(f"CUDA refused to capture {form} ({where}), said in one line naming cuda_graphs: false")
-    print(f"translator form {form} under CUDA graphs: CAPTURED, one graph per bucket {sorted(b._graphs)} ({where})")
+    _captured_or_xfail(b, path, f"translator form {form}", form, f"torch {torch.__version__}, {b.device_label()}")
     assert b.device == "gpu-nvidia" and b.describe()["executor"] == "cuda-graph" and sorted(b._graphs) == b.buckets
     assert_agrees_in_every_bucket(b, path, f"torch cuda-graph {form}", also=_also(form))
     assert sorted(b._graphs) == b.buckets  # nothing captured at run time

@@ -1330,3 +1330,22 @@ def test_cpu_on_threads_no_stream_runs_is_measured_on_dask(cluster, write_config
     assert "threads no stream runs" in farm_report(res)
     (burn,) = [m for m in res["modules"] if m["label"] == "burn"]
     assert burn["cpu_ms"] < events * burn_ms / 2  # its stream's thread only waited
+
+
+def test_units_run_in_turn_only_where_the_process_runs_one_at_a_time(cluster):
+    """The process's CPU over a unit is the unit's only where the process runs one unit at a time: two
+    in-process workers of one thread each (a ``LocalCluster(processes=False)`` given by its address) run two
+    at once in one process, and each unit's 'CPU on threads no stream runs' held the other's whole CPU."""
+    from distributed import Client, LocalCluster
+
+    from hltrun.framework.executors.worker import worker_threads
+
+    def on_each(client: Client) -> set[int | None]:
+        return {client.submit(worker_threads, pure=False, workers=[w]).result(timeout=60)
+                for w in client.scheduler_info()["workers"]}
+
+    with Client(cluster) as client:  # the control: one process per worker of one thread
+        assert on_each(client) == {1}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0",
+                      silence_logs=40) as shared, Client(shared) as client:
+        assert on_each(client) == {2}

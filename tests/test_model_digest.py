@@ -70,6 +70,21 @@ def test_every_cache_key_changes_when_only_the_external_weights_do(tmp_path: Pat
     assert model_digest(path) == again[0]  # and stable while nothing changes
 
 
+def test_a_loads_digest_parses_the_model_once(tmp_path: Path, monkeypatch) -> None:
+    """``loaded_digest`` lists the external-data files once and hashes those: a second parse of a model kept
+    inline (up to 2 GB of protobuf) cost each stream's load its time again."""
+    from hltrun.modules.inference.machine import loaded_digest
+
+    path = _save(tmp_path, 1.0)
+    parsed = []
+    real = onnx.load
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: parsed.append(a[0]) or real(*a, **k))
+    digest = loaded_digest(path, lambda: None)
+    assert len(parsed) == 1, parsed
+    monkeypatch.undo()
+    assert digest == model_digest(path)  # the weights beside it hashed as before
+
+
 def test_a_file_that_is_no_model_is_hashed_as_it_is(tmp_path: Path) -> None:
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf")

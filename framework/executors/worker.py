@@ -160,11 +160,15 @@ def worker_name() -> str:
 
 
 def worker_threads() -> int | None:
-    """The Dask worker's threads (how many units it may run at once); None off a Dask worker."""
+    """The threads of the Dask workers in this process (how many units it may run at once); None off a Dask
+    worker. Every worker's: a cluster of in-process workers (``LocalCluster(processes=False)`` given by its
+    address) runs one unit on each at once, so one thread per worker is not one unit per process."""
     try:
-        from distributed import get_worker
+        from distributed import Worker, get_worker
 
-        return int(get_worker().state.nthreads)
+        here = get_worker()
+        workers = [w for w in getattr(Worker, "_instances", ()) if w.status.name in ("running", "paused")] or [here]
+        return sum(int(w.state.nthreads) for w in workers)
     except Exception:  # noqa: BLE001 - not on a Dask worker (tests, local use)
         return None
 

@@ -178,16 +178,17 @@ def dist_version(name: str) -> str:
         return "unknown"
 
 
-def model_digest(path: Path) -> str:
+def model_digest(path: Path, extras: list[Path] | None = None) -> str:
     """sha256 of a model file and of every external-data file it names (an ONNX model saved with its
     weights beside it: a retrained model may change only those), so that a cache keyed by it (compiled
-    modules, engines, ``auto``'s decisions) never serves an old network's weights."""
+    modules, engines, ``auto``'s decisions) never serves an old network's weights. ``extras``: those files,
+    where the caller has just listed them (``external_data_files`` parses the whole model)."""
     unreadable = unreadable_reason(path, "model file")
     if unreadable is not None:  # a FIFO would block the hash for ever: refused as every reader of models does
         raise ModuleError(unreadable)
     h = hashlib.sha256()
     _hash_file(h, path)
-    for extra in external_data_files(path):
+    for extra in external_data_files(path) if extras is None else extras:
         h.update(f"\0{extra.name}\0".encode())
         if extra.is_file():
             _hash_file(h, extra)
@@ -209,9 +210,10 @@ def loaded_digest(path: Path, load: Callable[[], Any]) -> str:
     if not path.is_file():  # a FIFO or a missing file: the engine's load says so in its own words first
         load()
         return model_digest(path)
-    files = [path, *external_data_files(path)]
+    extras = external_data_files(path)
+    files = [path, *extras]
     before = _state(files)
-    digest = model_digest(path)
+    digest = model_digest(path, extras)  # the files whose state was taken: the model parsed once
     load()
     if _state(files) != before and model_digest(path) != digest:
         raise ModelChanged(f"model file {path} changed while it was loaded (replaced or rewritten): the network that "

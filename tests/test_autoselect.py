@@ -511,3 +511,14 @@ def test_a_claim_without_a_usable_folder_goes_on(tmp_path):
         with process_claim(folder, "k.json"):
             pass
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_one_heavy_tailed_score_does_not_make_a_real_difference_rounding():
+    """The shipped gcn_vae's scores on auto's sample jets span 0.015 to 193 (median 3.2): 32 float32 steps of the
+    largest (7e-4) let a 4.7 % difference at the lowest score pass as rounding; of the median (1.2e-5), 1 % there
+    is a disagreement, and one float32 step at the largest still agrees."""
+    ref = {"score": np.array([193.0, 36.9, 3.18, 3.0, 0.0154], np.float32)}
+    one_percent_low = {"score": ref["score"] * np.array([1, 1, 1, 1, 1.01], np.float32)}
+    assert autoselect.output_difference(one_percent_low, ref)[0] == pytest.approx(0.01, rel=1e-3)
+    one_step_high = {"score": ref["score"] + np.array([193.0 * 1.2e-7, 0, 0, 0, 0], np.float32)}
+    assert autoselect.output_difference(one_step_high, ref)[0] < autoselect.AGREEMENT_RTOL

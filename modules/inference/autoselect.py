@@ -71,7 +71,7 @@ class Choice:
 
 
 CHECK_JETS = 48  # jets of the agreement check: every scale below, a few ms per engine
-CHECK_VERSION = 6  # in the decision key: decisions of an older check are taken again (2: one small pT scale; 3: reason worded "faster than", timing rounds kept within the budget; 4: a .tflite whose one input is named otherwise than the .onnx's declaration is usable; 5: declared inputs' sample jets padded, their mask 0/1; 6: a difference within float32 rounding of the largest score agrees, ``beyond_rounding``)
+CHECK_VERSION = 7  # in the decision key: decisions of an older check are taken again (2: one small pT scale; 3: reason worded "faster than", timing rounds kept within the budget; 4: a .tflite whose one input is named otherwise than the .onnx's declaration is usable; 5: declared inputs' sample jets padded, their mask 0/1; 6: a difference within float32 rounding of the largest score agrees, ``beyond_rounding``; 7: of the median score)
 
 
 def sample_batch(batch: int, seed: int = 0) -> np.ndarray:
@@ -170,13 +170,15 @@ def output_difference(outputs: dict[str, np.ndarray], reference: dict[str, np.nd
     return beyond_rounding(outputs, reference), ""
 
 
-ROUNDING_ULPS = 32  # float32 steps of the largest score that two faithful engines' orders of sums may differ by
+ROUNDING_ULPS = 32  # float32 steps of the typical score that two faithful engines' orders of sums may differ by
 
 
 def beyond_rounding(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:
     """The largest relative difference from ``reference`` (every output it gives) over the jets whose difference
-    is also beyond float32 rounding: more than ``ROUNDING_ULPS`` steps of the largest finite reference value of
-    that output; inf for an output missing. Why: a logit-scored MLP that IREE compiles faithfully (every score
+    is also beyond float32 rounding: more than ``ROUNDING_ULPS`` steps of the typical (median) finite |reference|
+    of that output; inf for an output missing. The median, not the largest: one heavy-tailed score among the
+    sample jets (the shipped gcn_vae's reach 193 where their median is 3.2) made the largest's floor 7e-4, a
+    4.7 % difference at its lowest score (0.015) passed as rounding. Why: a logit-scored MLP that IREE compiles faithfully (every score
     within 2.4e-7, one step of its largest, 2.4) has a sample jet whose score is 9.5e-7: 2.5e-1 relative, and the
     job was refused as "not ONNX Runtime's network" (2026-12-07); ``auto`` left IREE, JAX and PyTorch out of such
     a model and the verdict called them "another network" for the same figure."""
@@ -185,7 +187,7 @@ def beyond_rounding(outputs: dict[str, np.ndarray], reference: dict[str, np.ndar
         if role not in outputs:
             return float("inf")
         a, b = np.asarray(outputs[role], np.float64).ravel(), np.asarray(reference[role], np.float64).ravel()
-        step = ROUNDING_ULPS * float(np.finfo(np.float32).eps) * _largest(b)
+        step = ROUNDING_ULPS * float(np.finfo(np.float32).eps) * _typical(b)
         with np.errstate(invalid="ignore"):
             apart = ~(np.abs(a - b) <= step)  # NaN against a number, inf against a number: apart
         apart &= ~((a == b) | (np.isnan(a) & np.isnan(b)))
@@ -215,7 +217,12 @@ def difference_of_largest(outputs: dict[str, np.ndarray], reference: dict[str, n
 def disagreement(rel: float) -> str:
     """``output_difference``'s figure as the table's and the verdict's notes say it, with the criterion."""
     apart = f"{rel:.1e} relative" if np.isfinite(rel) else "without bound"
-    return f"{apart} beyond float32 rounding of the largest score > {AGREEMENT_RTOL:g}"
+    return f"{apart} beyond float32 rounding of the median score > {AGREEMENT_RTOL:g}"
+
+
+def _typical(values: np.ndarray) -> float:
+    finite = np.abs(values[np.isfinite(values)])
+    return float(np.median(finite)) if finite.size else 0.0
 
 
 def _largest(values: np.ndarray) -> float:

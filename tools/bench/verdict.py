@@ -422,7 +422,7 @@ def check_inputs(x_all: Any) -> Any:
 
 def agreement(checked: dict[str, Any], reference: Any, reason: str = "") -> dict[str, dict[str, Any]]:
     """Per engine: every output against ONNX Runtime's on the same inputs (``autoselect.output_difference``:
-    ``AGREEMENT_RTOL`` relative on jets beyond float32 rounding of the largest score, ``max_rel_diff``; and
+    ``AGREEMENT_RTOL`` relative on jets beyond float32 rounding of the median score, ``max_rel_diff``; and
     ``diff_of_largest``, the largest difference over the largest score, which near-zero scores do not inflate).
     An engine may read another file than the ``.onnx`` (a ``.tflite`` or ``.keras`` beside it): a different
     network there must not be ranked as this model's cost. ``agrees`` None: nothing to check against

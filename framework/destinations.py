@@ -396,7 +396,8 @@ def check_folder_destination(path: str | os.PathLike[str], what: str, whole_set:
     (the user's other files in the folder, a FIFO of their own among them, are none of the set's business)."""
     _local_only(path, what)
     path = user_path(path)
-    _probe(path, what)
+    # a set's probe holds a block, synced: a full file system refuses hltrun.json now, not after the whole job
+    _probe(path, what, block_for=path / ALWAYS_WRITTEN[0] if whole_set else None)
     if whole_set:
         written = ALWAYS_WRITTEN + names
         for name in dict.fromkeys(REPORT_SET_NAMES + names):

@@ -342,7 +342,7 @@ CASES = {  # what is written to the full disk -> (files there before, command li
     "job report": (["fjr.xml"], lambda t, d: [str(_job(t)), "-j", str(d / "fjr.xml")],
                    "--job-report: cannot write {d}/fjr.xml"),
     "report folder": (["rep/hltrun.json", "rep/resources.json"], lambda t, d: [str(_job(t)), "--report-dir", str(d / "rep")],
-                      "report folder (--report-dir / options.reportDir): cannot write {d}/rep/"),
+                      "report folder (--report-dir / options.reportDir): cannot write {d}/rep/hltrun.json"),
 }
 
 
@@ -360,10 +360,11 @@ def test_a_full_disk_fails_in_one_line_and_leaves_what_was_there(what, tmp_path,
     assert left == before
 
 
-@pytest.mark.parametrize("what", ["output", "job report"])
+@pytest.mark.parametrize("what", list(CASES))
 def test_a_full_disk_under_an_output_is_said_before_the_first_event(what, tmp_path, full_disk, capfd) -> None:
-    """The output's and the job report's folder get a block written into a throw-away file at begin_job: a full
-    disk showed only when the output's first basket or the job report was written, after the events."""
+    """The output's, the job report's and the report set's folder get a block written into a throw-away file at
+    begin_job: a full disk showed only when the output's first basket, the job report or the report set was
+    written, after the events."""
     _, argv, message = CASES[what]
     _fill(full_disk)
     code, out, errors = _run(capfd, *argv(tmp_path, full_disk))
@@ -373,7 +374,7 @@ def test_a_full_disk_under_an_output_is_said_before_the_first_event(what, tmp_pa
     assert not _temporaries(tmp_path)
 
 
-@pytest.mark.parametrize("what", ["output", "job report"])
+@pytest.mark.parametrize("what", list(CASES))
 def test_a_file_system_that_refuses_at_the_sync_is_said_before_the_first_event(what, tmp_path, monkeypatch,
                                                                                capfd) -> None:
     """A file system that allocates late (NFS over its quota) takes the writes and refuses at the sync: the
@@ -384,7 +385,7 @@ def test_a_file_system_that_refuses_at_the_sync_is_said_before_the_first_event(w
     sync = os.fsync
 
     def fsync(fd: int) -> None:
-        if Path(os.readlink(f"/proc/self/fd/{fd}")).parent == nfs:
+        if nfs in Path(os.readlink(f"/proc/self/fd/{fd}")).parents:
             raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
         sync(fd)
 

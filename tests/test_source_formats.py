@@ -435,6 +435,43 @@ def test_a_pool_of_candidates_is_never_read_as_counts(tmp_path, link, index, can
                                           (pytest.approx(0.4), pytest.approx(0.9), 20.0)]
 
 
+def test_a_pool_of_candidates_in_an_rntuple_is_refused_without_listing_every_field(tmp_path, monkeypatch):
+    """CMSSW's RNTuple NanoAOD keeps a collection as a record (``PFCand.pt``, ``FatJetPFCand.jetIdx``): the pool
+    is refused as in a TTree. The check listed every field of the RNTuple to find the link table (uproot's
+    ``keys()``: 4.6-6.8 s on the real 2015 NanoAOD RNTuple, paid at every file's check); it lists the top-level
+    fields and the records' own now (0.2 s there)."""
+    link, index, cands = POOLED[0]
+    flat = uproot.open(write_pooled(tmp_path / "pooled.root", link, index, cands))["Events"]
+    rntuple = tmp_path / "pooled_rntuple.root"
+    with uproot.recreate(rntuple) as f:
+        f["Events"] = regroup(flat.arrays(library="ak"), branch_groups(flat))
+    assert f"{link}.jetIdx" in uproot.open(rntuple)["Events"].keys()
+    listed_whole = []
+    keys = uproot.behaviors.RNTuple.HasFields.keys
+
+    def counting_keys(self, *args, recursive=True, **kwargs):
+        if recursive and isinstance(self, uproot.behaviors.RNTuple.RNTuple):
+            listed_whole.append(self.object_path)
+        return keys(self, *args, recursive=recursive, **kwargs)
+
+    monkeypatch.setattr(uproot.behaviors.RNTuple.HasFields, "keys", counting_keys)
+    guess = {"jet_pt": "FatJet.pt", "jet_eta": "FatJet.eta", "jet_phi": "FatJet.phi", "jet_mass": "FatJet.mass",
+             "jet_n_constituents": "FatJet.nConstituents",
+             "cand_pt": f"{cands}.pt", "cand_eta": f"{cands}.eta", "cand_phi": f"{cands}.phi"}
+    with pytest.raises(ConfigError) as err:
+        read_all([rntuple], branches=guess)
+    assert listed_whole == []
+    assert f"is a pool of candidates indexed by the link table '{link}.{index}'" in str(err.value)
+    right = {**guess, "cand_jet_index": f"{link}.jetIdx", "cand_index": f"{link}.{index}"}
+    del right["jet_n_constituents"]
+    assert f"set source.layout: jet_index and source.branches: {{cand_jet_index: {link}.jetIdx, " \
+           f"cand_index: {link}.{index}," in str(err.value)
+    events, _ = read_all([rntuple], layout="jet_index", branches=right)
+    got = [[[tuple(map(float, row)) for row in c[:n]] for c, n in zip(p[""].constituents, p[""].n_constituents)]
+           for _, p in events]
+    assert got == _linked_jets(tmp_path / "pooled.root", link, index, cands)
+
+
 @pytest.mark.parametrize("mine", ["AK8PFCand", "Cand"])
 def test_a_jet_ordered_collection_beside_a_link_table_is_read_as_counts(tmp_path, mine):
     """The user's own constituents, jet after jet (``AK8PFCand_*`` or ``Cand_*``, their ntuplizer's), in a file

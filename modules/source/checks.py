@@ -22,7 +22,7 @@ from .event_ids import id_columns, weight_values
 from .file_list import input_files
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing, refuse_pooled_candidates
 from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
-from .tree import branch_names, first_basket_end, read_columns, refuse_cut_short
+from .tree import branch_names, first_basket_end, link_names, read_columns, refuse_cut_short
 
 if TYPE_CHECKING:
     from ..jets import InputSpec
@@ -248,9 +248,9 @@ class FileChecks:
         refuse_cut_short(tree, path)  # before any read: a file cut in its last bytes reads whole, and is not
         refuse_missing(tree, self._branch_names(), path, self.params, (*self._extra_jet, *self._extra_cand))
         if self.params.layout == "jet_index":
-            refuse_foreign_links(tree.keys, self.params.branches, path)
+            refuse_foreign_links(lambda: link_names(tree), self.params.branches, path)
         elif self.params.layout == "counts":
-            refuse_pooled_candidates(tree.keys(), self.params.branches, path)
+            refuse_pooled_candidates(link_names(tree), self.params.branches, path)
         n = int(tree.num_entries)
         if n == 0:
             return 0

@@ -233,6 +233,19 @@ def branch_names(tree: Any) -> frozenset[str]:
         return frozenset()
 
 
+def link_names(tree: Any) -> list[str]:
+    """Names among which a NanoAOD link table and the collections it links are looked for (``hints``), without
+    listing every field of an RNTuple (``field``: seconds per NanoAOD file, paid at each file's check). A TTree's:
+    its branches. An RNTuple's: its top-level fields, and the sub-fields of those that are a collection's record
+    (``FatJetPFCand.jetIdx``); ROOT's importer keeps every flat name at the top as well, repeated inside its
+    ``_collectionN`` records, which are not walked."""
+    if not is_rntuple(tree):
+        return list(tree.keys())
+    top = list(tree.keys(recursive=False))
+    records = [name for name in top if "_" not in name]
+    return top + [f"{name}.{child}" for name in records for child in tree[name].keys(recursive=False)]
+
+
 def has_key(handle: Any, name: str) -> bool:
     """Whether the file's directory lists ``name`` (read from the key table, not the object itself)."""
     try:

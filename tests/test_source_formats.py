@@ -112,8 +112,10 @@ def test_rntuple_record_fields_read_as_branches(tmp_path, sample_events):
         assert_same_events(a, b)
     assert src.accounting()["read"] == len(sample_events)
     # a sub-field by its own name is no branch: named by its path (it was "cannot read entries 0-...:
-    # FieldNotFoundError", uproot's lookup finding it in the check but its ``arrays`` not reading it)
-    with pytest.raises(SourceError, match=r"^source: branch 'mass' not found in tree 'Events' of .*records.root"):
+    # FieldNotFoundError", uproot's lookup finding it in the check but its ``arrays`` not reading it), and the
+    # line points to the paths that end in it (it suggested none: 'mass' is too short to be near 'FatJet.mass')
+    with pytest.raises(SourceError, match=r"^source: branch 'mass' \(did you mean 'FatJet.mass'\?\) not found "
+                                          r"in tree 'Events' of .*records.root"):
         read_all([rntuple], branches={**RECORD_FIELDS, "jet_mass": "mass"})
 
 

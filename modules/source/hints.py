@@ -91,7 +91,11 @@ def _nearest(name: str, branches: list[str], declared: bool) -> str:
     if declared:
         pool.update({f: "the derived feature " for f in [*CONSTITUENT_FEATURES, *JET_FEATURES] if f not in pool})
     close = difflib.get_close_matches(name, list(pool), n=1)
-    return f" (did you mean {pool[close[0]]}{close[0]!r}?)" if close else ""
+    if close:
+        return f" (did you mean {pool[close[0]]}{close[0]!r}?)"
+    # a record's sub-field by its bare name ('mass' for an RNTuple's 'FatJet.mass'): too short to be near its path
+    by_path = [b for b in branches if "." in b and b.rsplit(".", 1)[1] == name]
+    return f" (did you mean {' or '.join(repr(b) for b in by_path[:3])}?)" if by_path else ""
 
 
 def object_fields(names: "list[str]") -> list[str]:

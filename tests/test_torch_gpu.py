@@ -97,7 +97,7 @@ def test_stream_per_instance_events_pinned_buffers_and_memory():
     default = torch.cuda.default_stream(a.torch_device).cuda_stream
     sa, sb = a.describe()["cuda_stream"], b.describe()["cuda_stream"]
     assert sa != sb and default not in (sa, sb)
-    assert all(t.is_pinned() for t in a._host_t.values())
+    assert all(t.is_pinned() for ts in a._host_t.values() for t in ts)
     assert all(p.is_pinned() for pinned, _ in a._host_out.values() for p in pinned)
     for _ in range(20):
         a.run(_jets(9))

@@ -32,7 +32,7 @@ from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 
 from .base import log
-from .bucketed import BucketedBackend, Executed
+from .bucketed import BucketedBackend, Buffers, Executed
 from .machine import cache_root, engine_cache_dir
 
 _COMPILED: dict[tuple[Any, ...], Any] = {}  # (model file identity, device, bucket) -> compiled executable
@@ -70,7 +70,7 @@ class JaxBackend(BucketedBackend):
         self.device = "cpu" if self.jax_device.platform == "cpu" else "gpu-nvidia"
         self._use_graph(translate(self.model_path))
         try:  # trace once at batch 1: attribute values the translator refuses fail now, not at warm-up
-            jax.eval_shape(self.graph.fn, jax.ShapeDtypeStruct((1, *self._jet), np.float32))
+            jax.eval_shape(self.graph.fn, *(jax.ShapeDtypeStruct((1, *jet), np.float32) for jet in self._jet_shapes))
         except ModuleError:
             raise
         except Exception as exc:
@@ -120,9 +120,9 @@ class JaxBackend(BucketedBackend):
             exe = _COMPILED.get(key)
             if exe is None:
                 jax = self.jax
-                spec = jax.ShapeDtypeStruct((bucket, *self._jet), np.float32,
-                                            sharding=jax.sharding.SingleDeviceSharding(self.jax_device))
-                exe = jax.jit(self.graph.fn).lower(spec).compile()
+                on = jax.sharding.SingleDeviceSharding(self.jax_device)
+                specs = [jax.ShapeDtypeStruct((bucket, *jet), np.float32, sharding=on) for jet in self._jet_shapes]
+                exe = jax.jit(self.graph.fn).lower(*specs).compile()
                 _COMPILED[key] = exe
         self._compiled[bucket] = exe
         self._say_unrolled()
@@ -137,11 +137,16 @@ class JaxBackend(BucketedBackend):
                     "compiled lax.scan step: compiling takes longer, the scores are the same", self.model_path.name,
                     node, steps, extra={"once": True})
 
-    def _host_buffer(self, bucket: int) -> np.ndarray:
-        """Zeroed (bucket, *one jet's input shape) float32 host buffer, page-locked on a GPU when cuda-python is there."""
+    def _host_buffers(self, bucket: int) -> Buffers:
+        """Zeroed (bucket, *one jet's input shape) float32 host buffers, one per input, page-locked on a GPU when
+        cuda-python is there."""
+        return tuple(self._host_buffer((bucket, *jet)) for jet in self._jet_shapes)
+
+    def _host_buffer(self, shape: tuple[int, ...]) -> np.ndarray:
+        """One zeroed float32 host buffer of ``shape`` (pinned where it can be)."""
         if self.device != "cpu" and self._pinned is None:
             self._pinned = self._pinned_api()
-        n = bucket * int(np.prod(self._jet))
+        n = int(np.prod(shape))
         buf = None
         if self._pinned:
             try:
@@ -155,7 +160,7 @@ class JaxBackend(BucketedBackend):
                 self._pinned_raw.append(buf)  # the array cudaMallocHost's pointer is filed under, for close()
         if buf is None:
             buf = np.zeros(n, np.float32)
-        return buf.reshape(bucket, *self._jet)
+        return buf.reshape(shape)
 
     def _pinned_api(self) -> Any:
         """cuda-python's cudaMallocHost (the TensorRT backend's wrapper), or False: pageable buffers."""
@@ -171,14 +176,20 @@ class JaxBackend(BucketedBackend):
         return str(self.jax_device)
 
     # ------------------------------------------------------------------ run
-    def _execute(self, bucket: int, buf: np.ndarray) -> Executed:
-        """Copy to the device, run, copy back, each part waited for and timed with the host clock."""
+    def _execute(self, bucket: int, bufs: Buffers) -> Executed:
+        """Copy to the device, run, copy back, each part waited for and timed with the host clock. Several
+        inputs go to the device in one ``device_put`` and are all waited for before the computation starts."""
         jax = self.jax
         t0 = time.perf_counter_ns()
-        xd = jax.device_put(buf, self.jax_device)
-        xd.block_until_ready()
+        if self._several:
+            xds = jax.device_put(bufs, self.jax_device)
+            jax.block_until_ready(xds)
+        else:  # the shipped models: one array, as before
+            xd = jax.device_put(bufs[0], self.jax_device)
+            xd.block_until_ready()
+            xds = (xd,)
         t1 = time.perf_counter_ns()
-        ys = self._compiled[bucket](xd)
+        ys = self._compiled[bucket](*xds)
         jax.block_until_ready(ys)
         t2 = time.perf_counter_ns()
         host = [np.asarray(y) for y in ys]

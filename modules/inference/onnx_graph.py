@@ -37,7 +37,7 @@ import numpy as np
 from hltrun.framework.errors import ModuleError
 
 from . import onnx_control
-from .base import inline_local_functions, refuse_mixed_types, several_inputs, vendor_note
+from .base import inline_local_functions, refuse_mixed_types, vendor_note
 
 OpFn = Callable[..., Any]
 Pads = list[tuple[int, int]]  # (begin, end) per spatial axis
@@ -1563,25 +1563,33 @@ _HOST = onnx_control.Host(run_plan, _is_static, lambda k, values: _xp(k, *values
 
 @dataclass
 class OnnxFunction:
-    """A translated graph: ``fn(x)`` -> tuple of outputs in ``output_names`` order (jit it, or
-    ``specialize`` it per batch size for an eager engine)."""
+    """A translated graph: ``fn(*xs)`` -> tuple of outputs in ``output_names`` order, one array per model input in
+    the model's input order (jit it, or ``specialize`` it per batch size for an eager engine). Several inputs are
+    ParticleNet's ``points``, ``features``, ``mask``: each bound to its graph name, nothing else differs."""
 
     model: Path
     engine: str
-    input_name: str
-    input_shape: tuple[Any, ...]  # dynamic dims as their dim_param string (or None)
-    input_dtype: np.dtype
+    input_names: tuple[str, ...]
+    input_shapes: tuple[tuple[Any, ...], ...]  # per input; dynamic dims as their dim_param string (or None)
+    input_dtypes: tuple[np.dtype, ...]
     output_names: list[str]
     ops: list[str]  # op types used, sorted
     plan: list[Step]
     consts: dict[str, np.ndarray]
     kernels: Kernels
 
-    def fn(self, x: Any) -> tuple[Any, ...]:
+    def fn(self, *xs: Any) -> tuple[Any, ...]:
         env: dict[str, Any] = dict(self.consts)
-        env[self.input_name] = x
+        env.update(self._bind(xs))
         self._execute(self.plan, env)
         return tuple(env[name] for name in self.output_names)
+
+    def _bind(self, xs: tuple[Any, ...]) -> dict[str, Any]:
+        """The model's inputs by name; a wrong count is a bug of the caller, said at trace time, never run."""
+        if len(xs) != len(self.input_names):
+            raise TypeError(f"{self.engine}: model {self.model} takes {len(self.input_names)} input(s) "
+                            f"{list(self.input_names)}, got {len(xs)}")
+        return dict(zip(self.input_names, xs))
 
     def _execute(self, plan: Sequence[Step], env: dict[str, Any]) -> None:
         try:
@@ -1589,13 +1597,14 @@ class OnnxFunction:
         except ModuleError as exc:
             raise ModuleError(f"{self.engine}: model {self.model}: {exc}") from None
 
-    def specialize(self, example: Any) -> Callable[[Any], tuple[Any, ...]]:
-        """The graph for inputs shaped like ``example``, its input-independent part evaluated once
-        (``example`` is run through it once): what an eager engine runs per call, with every static
-        value a fixed object (so an engine can keep its device copy)."""
+    def specialize(self, *examples: Any) -> Callable[..., tuple[Any, ...]]:
+        """The graph for inputs shaped like ``examples`` (one per model input), its input-independent part
+        evaluated once (``examples`` are run through it once): what an eager engine runs per call, with every
+        static value a fixed object (so an engine can keep its device copy). A one-input model's function
+        takes its one array as before, with no per-call work for the inputs' count."""
         env: dict[str, Any] = dict(self.consts)
-        env[self.input_name] = example
-        live: set[str] = {self.input_name}
+        env.update(self._bind(examples))
+        live: set[str] = set(self.input_names)
         runtime: list[Step] = []
         for step in self.plan:
             op_type, _, ins, outs, _ = step
@@ -1604,15 +1613,26 @@ class OnnxFunction:
                 live.update(outs)
                 runtime.append(step)
         fixed = {name: value for name, value in env.items() if name not in live}
-        names, execute = self.output_names, self._execute
+        names, execute, inputs = self.output_names, self._execute, self.input_names
 
-        def run(x: Any) -> tuple[Any, ...]:
+        if len(inputs) == 1:  # the shipped models: the input bound as before, no tuple per call
+            (only,) = inputs
+
+            def run(x: Any) -> tuple[Any, ...]:
+                values = dict(fixed)
+                values[only] = x
+                execute(runtime, values)
+                return tuple(values[name] for name in names)
+
+            return run
+
+        def run_inputs(*xs: Any) -> tuple[Any, ...]:
             values = dict(fixed)
-            values[self.input_name] = x
+            values.update(zip(inputs, xs))
             execute(runtime, values)
             return tuple(values[name] for name in names)
 
-        return run
+        return run_inputs
 
 
 def _attributes(node: Any) -> dict[str, Any]:
@@ -1745,13 +1765,11 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
     refuse_mixed_types(model, engine, Path(path))
     consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     inputs = [i for i in graph.input if i.name not in consts]
-    if len(inputs) != 1:
-        raise several_inputs(engine, Path(path), [i.name for i in inputs])
-    inp = inputs[0]
-    shape = tuple((d.dim_param or None) if not d.HasField("dim_value") else int(d.dim_value)
-                  for d in inp.type.tensor_type.shape.dim)
-    plan = _plan(graph, set(consts) | {inp.name}, engine, opset, path)
+    names = tuple(i.name for i in inputs)
+    shapes = tuple(tuple((d.dim_param or None) if not d.HasField("dim_value") else int(d.dim_value)
+                         for d in i.type.tensor_type.shape.dim) for i in inputs)
+    plan = _plan(graph, set(consts) | set(names), engine, opset, path)
     onnx_control.check_loops(plan, set(consts), engine, path)
-    dtype = np.dtype(tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))
-    return OnnxFunction(Path(path), engine, inp.name, shape, dtype, [o.name for o in graph.output],
+    dtypes = tuple(np.dtype(tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)) for i in inputs)
+    return OnnxFunction(Path(path), engine, names, shapes, dtypes, [o.name for o in graph.output],
                         sorted({n.op_type for n in _all_nodes(graph)}), plan, consts, kernels)

@@ -41,16 +41,17 @@ from hltrun.framework.resources import why_not_readable
 from . import model_import
 from .base import check_model_file, several_inputs
 from .buckets import up_to_typical
-from .bucketed import BucketedBackend, Executed
+from .bucketed import BucketedBackend, Buffers, Executed
 
 
 @dataclass(frozen=True)
 class TfliteGraph:
-    """The facts ``BucketedBackend`` needs of a model: its one input and its outputs, by name."""
+    """The facts ``BucketedBackend`` needs of a model: its one input (a tuple of one: TFLite here feeds one)
+    and its outputs, by name."""
 
-    input_name: str
-    input_dtype: np.dtype
-    input_shape: tuple[Any, ...]
+    input_names: tuple[str]
+    input_dtypes: tuple[np.dtype]
+    input_shapes: tuple[tuple[Any, ...]]
     output_names: list[str]
 
 
@@ -153,7 +154,7 @@ class TfliteBackend(BucketedBackend):
         signature = [int(d) for d in inputs[0].get("shape_signature", inputs[0]["shape"])]
         shape = tuple(None if d < 0 else d for d in signature)
         self.device = "cpu"
-        self._use_graph(TfliteGraph(inputs[0]["name"], np.dtype(inputs[0]["dtype"]), shape, list(outputs)))
+        self._use_graph(TfliteGraph((inputs[0]["name"],), (np.dtype(inputs[0]["dtype"]),), (shape,), list(outputs)))
         self.buckets = up_to_typical(self.options.opt_batch, self.max_batch)   # as IREE's
         self.max_batch = self.buckets[-1]  # bigger batches run in slices of the largest bucket
         self._interp: dict[int, tuple[Any, int, list[int]]] = {}
@@ -171,10 +172,10 @@ class TfliteBackend(BucketedBackend):
         allocate(interp)
         self._interp[bucket] = (interp, index, [outputs[name] for name in self.graph.output_names])
 
-    def _execute(self, bucket: int, buf: np.ndarray) -> Executed:
+    def _execute(self, bucket: int, bufs: Buffers) -> Executed:
         interp, index, outs = self._interp[bucket]
         t0 = time.perf_counter_ns()
-        interp.set_tensor(index, buf)
+        interp.set_tensor(index, bufs[0])
         interp.invoke()
         host = [interp.get_tensor(i) for i in outs]  # copies: valid after the next call
         return host, 0, time.perf_counter_ns() - t0, 0

@@ -41,7 +41,7 @@ from hltrun.framework.extras import need
 
 from . import torch_cuda
 from .base import log
-from .bucketed import BucketedBackend, Executed
+from .bucketed import BucketedBackend, Buffers, Executed
 
 
 class TorchBackend(BucketedBackend):
@@ -68,15 +68,16 @@ class TorchBackend(BucketedBackend):
         self._use_graph(translate(self.model_path, device=self.torch_device))
         try:  # run once at batch 1: an attribute value the translator refuses fails now, not at warm-up
             with torch.inference_mode():
-                self.graph.specialize(torch.zeros((1, *self._jet), device=self.torch_device))
+                self.graph.specialize(*(torch.zeros((1, *jet), device=self.torch_device) for jet in self._jet_shapes))
         except ModuleError:
             raise
         except Exception as exc:
             raise ModuleError(f"torch: cannot translate model {self.model_path}: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
-        self._calls: dict[int, Callable[[Any], tuple[Any, ...]]] = {}  # bucket -> traced / specialised graph
-        self._host_t: dict[int, Any] = {}  # bucket -> the host buffer as a tensor (pinned on a GPU)
-        self._dev_in: dict[int, Any] = {}  # GPU: the bucket's static device input
+        self._calls: dict[int, Callable[..., tuple[Any, ...]]] = {}  # bucket -> traced / specialised graph
+        self._host_t: dict[int, tuple[Any, ...]] = {}  # bucket -> the host buffers as tensors (pinned on a GPU)
+        self._dev_in: dict[int, tuple[Any, ...]] = {}  # GPU: the bucket's static device inputs, one per input
+        self._copies_in: dict[int, tuple[tuple[Any, Any], ...]] = {}  # GPU: (device input, its host buffer)
         self._dev_out: dict[int, tuple[Any, ...]] = {}  # GPU with graphs: the captured outputs
         self._host_out: dict[int, tuple[list[Any], list[np.ndarray]]] = {}  # GPU: pinned outputs, numpy views
         self._graphs: dict[int, Any] = {}
@@ -101,12 +102,13 @@ class TorchBackend(BucketedBackend):
         return f"{self.cuda.name()} ({self.torch_device})" if self.cuda is not None else "cpu"
 
     # ------------------------------------------------------------------ prepare a bucket
-    def _host_buffer(self, bucket: int) -> np.ndarray:
-        """Zeroed (bucket, *jet) float32 host buffer: page-locked on a GPU (asynchronous copies)."""
-        torch, shape = self.torch, (bucket, *self._jet)
-        t = self.cuda.pinned_zeros(shape, torch.float32) if self.cuda is not None else torch.zeros(shape)
-        self._host_t[bucket] = t
-        return t.numpy()  # the same memory: the base class pads the batch into it
+    def _host_buffers(self, bucket: int) -> Buffers:
+        """Zeroed (bucket, *jet) float32 host buffers, one per input: page-locked on a GPU (asynchronous copies)."""
+        torch, shapes = self.torch, [(bucket, *jet) for jet in self._jet_shapes]
+        ts = tuple(self.cuda.pinned_zeros(shape, torch.float32) if self.cuda is not None else torch.zeros(shape)
+                   for shape in shapes)
+        self._host_t[bucket] = ts
+        return tuple(t.numpy() for t in ts)  # the same memory: the base class pads the batch into it
 
     def _prepare_bucket(self, bucket: int) -> None:
         torch = self.torch
@@ -117,18 +119,20 @@ class TorchBackend(BucketedBackend):
             cuda, s = self.cuda, self._stream
             cuda.after_current(s)  # nothing earlier is still writing
             with cuda.use(s):
-                example = torch.zeros((bucket, *self._jet), dtype=torch.float32, device=self.torch_device)
-                run = self.graph.specialize(example)  # also moves the static values to the device, once
+                examples = tuple(torch.zeros((bucket, *jet), dtype=torch.float32, device=self.torch_device)
+                                 for jet in self._jet_shapes)  # the static device inputs, one per model input
+                run = self.graph.specialize(*examples)  # also moves the static values to the device, once
                 for _ in range(2):  # warm the allocator and cuDNN's choices before a capture
-                    outs = run(example)
+                    outs = run(*examples)
             cuda.synchronize(s)
             # kept in both modes: a captured graph reads the device tensors the specialised graph holds
             # (its folded constants: a large ConstantOfShape is a device fill), so they must outlive it
             self._calls[bucket] = run
-            self._dev_in[bucket] = example
+            self._dev_in[bucket] = examples
+            self._copies_in[bucket] = tuple(zip(examples, self._host_t[bucket]))
             if self.cuda_graphs:
                 try:
-                    self._graphs[bucket], outs = cuda.capture(run, example, self._pool, s)
+                    self._graphs[bucket], outs = cuda.capture(run, examples, self._pool, s)
                 except RuntimeError as exc:  # CUDA refused something in the graph: say the way round it, first
                     # (PyTorch's CUDA errors run to 400 characters of advice: after them the way was cut off)
                     raise RuntimeError(f"while capturing the batch as a CUDA graph (cuda_graphs: false runs this "
@@ -141,14 +145,14 @@ class TorchBackend(BucketedBackend):
         """The bucket's specialised graph as TorchScript (no Python between ops); the eager graph if
         tracing refuses it (said once)."""
         torch = self.torch
-        example = self._host_t[bucket]
-        run = self.graph.specialize(example)
+        examples = self._host_t[bucket]
+        run = self.graph.specialize(*examples)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TracerWarnings about constants: every static value is one
-                traced = torch.jit.trace(run, (example,), check_trace=False)
+                traced = torch.jit.trace(run, examples, check_trace=False)
                 for _ in range(2):  # TorchScript's profiling runs: it optimises the graph after them
-                    traced(example)
+                    traced(*examples)
                 return traced
         except Exception as exc:  # noqa: BLE001 - an op TorchScript cannot trace: eager, slower, same results
             log.warning("torch: %s not traceable for a batch of %d (%s); it runs op by op", self.model_path.name,
@@ -157,27 +161,27 @@ class TorchBackend(BucketedBackend):
             return run
 
     # ------------------------------------------------------------------ run
-    def _execute(self, bucket: int, buf: np.ndarray) -> Executed:
+    def _execute(self, bucket: int, bufs: Buffers) -> Executed:
         torch = self.torch
-        if not self.copies:  # the CPU: the traced graph reads the host buffer itself
+        if not self.copies:  # the CPU: the traced graph reads the host buffers themselves
             t0 = time.perf_counter_ns()
             with torch.inference_mode():
-                outs = self._calls[bucket](self._host_t[bucket])
+                outs = self._calls[bucket](*self._host_t[bucket])
             host = [o.numpy() for o in outs]
             return host, 0, time.perf_counter_ns() - t0, 0
         cuda, s, e = self.cuda, self._stream, self._events
-        dev_in = self._dev_in[bucket]
         pinned, host = self._host_out[bucket]
         try:
             with torch.inference_mode(), cuda.use(s):
                 e[0].record(s)
-                dev_in.copy_(self._host_t[bucket], non_blocking=True)
+                for dev_in, host_in in self._copies_in[bucket]:  # one per input: the shipped models, one
+                    dev_in.copy_(host_in, non_blocking=True)
                 e[1].record(s)
                 if self.cuda_graphs:
                     cuda.replay(self._graphs[bucket])
                     outs = self._dev_out[bucket]
                 else:
-                    outs = self._calls[bucket](dev_in)
+                    outs = self._calls[bucket](*self._dev_in[bucket])
                 e[2].record(s)
                 for p, o in zip(pinned, outs):
                     p.copy_(o, non_blocking=True)
@@ -220,7 +224,7 @@ class TorchBackend(BucketedBackend):
         """Drop the graphs, buffers and device copies of the weights, and give the caching allocator's
         now unoccupied blocks back to the device: what is reserved after a close is what live tensors
         hold (the next engine's reserved memory is its own)."""
-        self._graphs, self._dev_out, self._dev_in, self._host_out = {}, {}, {}, {}
+        self._graphs, self._dev_out, self._dev_in, self._host_out, self._copies_in = {}, {}, {}, {}, {}
         self._calls, self._host_t, self._host, self._prepared = {}, {}, {}, set()
         graph = getattr(self, "graph", None)
         if graph is not None:

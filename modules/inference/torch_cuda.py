@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, ContextManager, Sequence
 
-Graph = Callable[[Any], tuple[Any, ...]]
+Graph = Callable[..., tuple[Any, ...]]
 
 
 class TorchCuda:
@@ -48,13 +48,14 @@ class TorchCuda:
     def new_pool(self) -> Any:
         return self.torch.cuda.graph_pool_handle()
 
-    def capture(self, fn: Graph, example: Any, pool: Any, stream: Any) -> tuple[Any, tuple[Any, ...]]:
-        """``fn(example)`` captured as a CUDA graph on ``stream`` (memory from ``pool``): the graph and
-        its output tensors, which every replay rewrites. The caller keeps ``fn`` (and so the device
-        tensors it holds) alive as long as the graph: a replay reads them."""
+    def capture(self, fn: Graph, examples: tuple[Any, ...], pool: Any, stream: Any) -> tuple[Any, tuple[Any, ...]]:
+        """``fn(*examples)`` captured as a CUDA graph on ``stream`` (memory from ``pool``): the graph and
+        its output tensors, which every replay rewrites. ``examples`` are the static device inputs, one per
+        model input: a replay reads them where they are, so each call copies its batch into them first. The
+        caller keeps ``fn`` (and so the device tensors it holds) alive as long as the graph: a replay reads them."""
         graph = self.torch.cuda.CUDAGraph()
         with self.torch.cuda.graph(graph, pool=pool, stream=stream):
-            outs = fn(example)
+            outs = fn(*examples)
         return graph, outs
 
     def replay(self, graph: Any) -> None:

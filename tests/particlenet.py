@@ -1,0 +1,63 @@
+"""A small ParticleNet-like network with several inputs, exported as users export theirs: one EdgeConv block on
+``points`` (N, 2, C), ``features`` (N, 2, C) and ``mask`` (N, 1, C), channels first, through torch's TorchScript
+exporter (``torch.onnx.export(..., dynamo=False)``), its inputs declared in its ONNX metadata as ``hltinputs
+--write`` stores them.
+
+Why this shape: ``points`` and ``features`` have the same shape, so an engine that fed them in another order would
+run without a word and give other scores; the kNN moves masked points 1e9 away, as ParticleNet does, so a jet's
+score depends on its mask and its padded rows; a padded jet (every mask 0) is a jet with no constituent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+N_CONSTITUENTS = 16
+NEIGHBOURS = 4
+DECLARED = [
+    {"name": "points", "features": ["deta", "dphi"], "n_constituents": N_CONSTITUENTS, "layout": "NFC"},
+    {"name": "features", "features": ["log_pt_rel", "log_e_rel"], "n_constituents": N_CONSTITUENTS, "layout": "NFC"},
+    {"name": "mask", "features": ["mask"], "n_constituents": N_CONSTITUENTS, "layout": "NFC"},
+]
+
+
+def particlenet_onnx(path: Path) -> Path:
+    """The exported network at ``path``, with ``DECLARED`` in its metadata; score (N,) per jet."""
+    import json
+
+    import onnx
+    import torch
+
+    from hltrun.modules.contract import METADATA_KEY
+
+    class EdgeConv(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mlp = torch.nn.Sequential(torch.nn.Conv2d(4, 16, 1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 1),
+                                           torch.nn.ReLU())
+            self.head = torch.nn.Linear(16, 1)
+
+        def forward(self, points: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            n, f, c = features.shape
+            pts = points * mask + (1.0 - mask) * 1e9  # padded points far away: never a real point's neighbour
+            sq = (pts * pts).sum(1, keepdim=True)
+            distance = sq.transpose(2, 1) - 2 * torch.matmul(pts.transpose(2, 1), pts) + sq
+            idx = (-distance).topk(NEIGHBOURS + 1, dim=-1)[1][:, :, 1:]  # (N, C, k), itself left out
+            flat = features.transpose(2, 1).reshape(n * c, f)
+            near = flat[(idx + torch.arange(n).view(-1, 1, 1) * c).reshape(-1)].view(n, c, NEIGHBOURS, f)
+            near = near.permute(0, 3, 1, 2)
+            centre = features.unsqueeze(-1).expand(-1, -1, -1, NEIGHBOURS)
+            h = self.mlp(torch.cat([centre, near - centre], 1)).mean(-1) * mask
+            return self.head(h.sum(-1) / mask.sum(-1).clamp(min=1.0))[:, 0]
+
+    torch.manual_seed(0)
+    net = EdgeConv().eval()
+    example = (torch.randn(2, 2, N_CONSTITUENTS), torch.randn(2, 2, N_CONSTITUENTS), torch.ones(2, 1, N_CONSTITUENTS))
+    names = [d["name"] for d in DECLARED]
+    torch.onnx.export(net, example, str(path), input_names=names, output_names=["score"],
+                      dynamic_axes={**{name: {0: "N"} for name in names}, "score": {0: "N"}}, opset_version=17,
+                      dynamo=False)
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(DECLARED)})
+    onnx.save(model, str(path))
+    return path

@@ -413,3 +413,39 @@ def test_a_quantised_tflite_file_says_how_far_its_scores_are_from_the_onnx_besid
     by_hand = output_difference(backend.run(x), loaded("onnxruntime", tmp_path / "net.onnx").run(x))[0]  # score and kl
     assert float(notes[0].split("up to ")[1].split(" relative")[0]) == pytest.approx(by_hand, rel=0.06)
     assert by_hand > AGREEMENT_RTOL
+
+
+def _quantiser_read_raw_onnx(path: Path) -> Path:
+    """A quantiser's integers read as floats without their zero point (Cast, then a second quantiser): a zero jet
+    is the zero point there, which is 0 in a call of zero jets but the call's own value in a padded one."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.random.default_rng(0).integers(-128, 128, (300, 4)).astype(np.int8), "w"),
+             numpy_helper.from_array(np.array([-1, 300], np.int64), "shape"),
+             numpy_helper.from_array(np.array([1], np.int64), "axes")]
+    nodes = [helper.make_node("Reshape", ["jets", "shape"], ["flat"]),
+             helper.make_node("DynamicQuantizeLinear", ["flat"], ["q", "s", "z"]),
+             helper.make_node("Cast", ["q"], ["qf"], to=TensorProto.FLOAT),
+             helper.make_node("DynamicQuantizeLinear", ["qf"], ["q2", "s2", "z2"]),
+             helper.make_node("MatMulInteger", ["q2", "w", "z2"], ["m"]),
+             helper.make_node("Cast", ["m"], ["mf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["mf", "s2"], ["y"]),
+             helper.make_node("ReduceSum", ["y", "axes"], ["score"], keepdims=0)]
+    graph = helper.make_graph(nodes, "raw", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_quantiser_whose_integers_are_read_otherwise_is_refused(tmp_path):
+    """Every quantiser's input is 0 in a call of zero jets, but not in a padded call (a zero jet is the call's
+    zero point after the Cast): the graph check, not the zero call, refuses it, naming the node."""
+    model = _quantiser_read_raw_onnx(tmp_path / "raw.onnx")
+    with pytest.raises(ModuleError) as err:
+        loaded("jax", model, max_batch=16)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(f"jax: model {model} quantises its activations per call")
+    assert "feeds Cast" in line and "not a MatMulInteger / ConvInteger with its zero point" in line

@@ -148,7 +148,8 @@ def test_a_dynamically_quantised_model_is_refused_on_the_engines_that_pad_their_
         loaded(engine, model, max_batch=64)
     line = str(err.value)
     assert "\n" not in line and line.startswith(f"{engine}: model {model} quantises its activations per call")
-    assert "DynamicQuantizeLinear" in line and "padded" in line and "a zero jet reaches its DynamicQuantizeLinear" in line
+    assert "DynamicQuantizeLinear" in line and "padded" in line
+    assert "a zero jet reaches its DynamicQuantizeLinear" in line
     assert "backend: onnxruntime" in line and "QuantFormat.QDQ" in line
 
 
@@ -163,8 +164,8 @@ def bias_free_dynamic_mlp(tmp_path: Path) -> Path:
              numpy_helper.from_array(rng.normal(0, 0.3, (32, 8)).astype(np.float32), "w2"),
              numpy_helper.from_array(np.array([-1, 300], np.int64), "shape"),
              numpy_helper.from_array(np.array([1], np.int64), "axes")]
-    nodes = [helper.make_node("Reshape", ["jets", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w1"], ["m1"]),
-             helper.make_node("Relu", ["m1"], ["r1"]), helper.make_node("MatMul", ["r1", "w2"], ["m2"]),
+    nodes = [helper.make_node("Reshape", ["jets", "shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w1"], ["m1"]), helper.make_node("Relu", ["m1"], ["r1"]), helper.make_node("MatMul", ["r1", "w2"], ["m2"]),
              helper.make_node("Mul", ["m2", "m2"], ["sq"]), helper.make_node("ReduceSum", ["sq", "axes"], ["score"],
                                                                              keepdims=0)]
     graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],

@@ -130,5 +130,6 @@ def _zero_jet_reaches_quantiser(model: Any) -> str | None:
         if nonzero.any():
             return (f"a zero jet reaches its {_DQL} {node.name or node.input[0]!r} as non-zero values "
                     f"({int(nonzero.sum())} of {nonzero.size}, e.g. {np.asarray(value)[nonzero].flat[0]:.3g}: a bias "
-                    f"or a layer before it maps 0 elsewhere: the padding widens its range where the real jets' is narrower)")
+                    f"or a layer before it maps 0 elsewhere: the padding widens its range where the real jets' is "
+                    f"narrower)")
     return None

@@ -457,6 +457,7 @@ class VAEAnomalyScorer(Producer):
             backend.warm_up(warm)
         with shared.lock, said_by(where):
             if shared.caveats is None:  # once per label: every stream runs the same engine on the same model
+                fidelity.refuse_sliced_quantiser(backend, self._jets_per_call(ctx, p))
                 fidelity.refuse_unfaithful(backend)
                 shared.caveats = tuple(fidelity.caveats(backend, self._jets_per_call(ctx, p)))
                 for note in shared.caveats:

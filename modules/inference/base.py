@@ -46,6 +46,7 @@ from hltrun.framework.resources import unreadable_reason
 from ..contract import Contract, default_contract, from_metadata, match_model, read_onnx_metadata
 from ..finite import dot_is_finite, known_finite
 from ..products import all_valid
+from .dynamic_quant import padding_moves_scale
 
 log = logging.getLogger("hltrun.inference")
 
@@ -192,12 +193,14 @@ class InferenceBackend(ABC):
             raise ModuleError(f"{self.name}: runs batches padded to its compiled sizes, so a model scoring the whole "
                               f"call (score_per: event) would score the padding too: use backend: onnxruntime")
         per_call = per_call_quant_ops(self.model_path) if self.pads_batches else ()
-        if per_call:
+        moves = padding_moves_scale(self.model_path, per_call) if per_call else None
+        if moves:  # a zero jet that reaches every quantiser as zeros cannot move its range (dynamic_quant)
             raise ModuleError(f"{self.name}: model {self.model_path} quantises its activations per call "
-                              f"({', '.join(per_call)}: one int8 scale from every jet of a call), and {self.name} runs "
-                              f"batches padded with zero jets to its compiled sizes, so the padding would move every "
-                              f"jet's score: use backend: onnxruntime, or quantise statically in the QDQ format "
-                              f"(quantize_static(..., quant_format=QuantFormat.QDQ)), which {self.name} runs")
+                              f"({', '.join(per_call)}: one int8 scale from every jet of a call), and {moves}; "
+                              f"{self.name} runs batches padded with zero jets to its compiled sizes, so the padding "
+                              f"may move the real jets' scores: use backend: onnxruntime, or quantise statically in "
+                              f"the QDQ format (quantize_static(..., quant_format=QuantFormat.QDQ)), which "
+                              f"{self.name} runs")
         try:
             self._load()
         except (ModuleError, ConfigError):

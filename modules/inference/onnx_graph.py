@@ -93,6 +93,15 @@ class Kernels(ABC):
         into a product with its reciprocal overrides it."""
         return _xp(self, x, divisor).divide(x, divisor)
 
+    def integer_matmul(self, a: Any, b: Any) -> Any:
+        """``a @ b`` of int32 tensors, exact in int32 (MatMulInteger's accumulation); an engine without integer
+        products overrides it."""
+        return _xp(self, a, b).matmul(a, b)
+
+    def integer_conv(self, x: Any, w: Any, strides: list[int], pads: Pads, dilations: list[int], group: int) -> Any:
+        """ONNX Conv of int32 tensors without bias, exact in int32 (ConvInteger's accumulation), zero padding."""
+        raise ModuleError(f"ConvInteger is not implemented on {self.engine}")
+
     @abstractmethod
     def scatter(self, data: Any, indices: Any, updates: Any, axis: int, reduction: str) -> Any:
         """ONNX ScatterElements on a copy of ``data``: non-negative integer ``indices`` shaped as ``updates``;
@@ -1075,6 +1084,59 @@ def _dequantize_linear(k: Kernels, x: Any, scale: Any, zero_point: Any = None, *
     return xp.multiply(_xp(k, v).astype(v, sdt), s)
 
 
+def _dynamic_quantize_linear(k: Kernels, x: Any) -> tuple[Any, Any, Any]:
+    """DynamicQuantizeLinear as ONNX (and ONNX Runtime's kernel) computes it: the range of the whole tensor widened
+    to hold 0, the scale its width / 255 (1 where the width is 0: ONNX Runtime's, for a tensor of zeros), the uint8
+    zero point -min / scale clipped to 0..255 and rounded half to even, and x quantised as QuantizeLinear does.
+    (y, scale, zero point). Why the range holds 0: zero padding cannot move it (``dynamic_quant``)."""
+    xp = _xp(k, x)
+    zero = np.float32(0)
+    lo = xp.minimum(xp.min(x), zero)
+    hi = xp.maximum(xp.max(x), zero)
+    width = xp.subtract(hi, lo)
+    scale = xp.where(width == zero, np.float32(1), np.divide(width, np.float32(255)) if _is_static(width)
+                     else k.exact_divide(width, np.float32(255)))
+    start = np.divide(lo, scale) if _is_static(lo, scale) else k.exact_divide(lo, scale)
+    zp = xp.round(xp.minimum(xp.maximum(xp.subtract(zero, start), zero), np.float32(255)))
+    zp = xp.astype(zp, np.dtype(np.uint8))
+    return _quantize_linear(k, x, scale, zp), scale, zp
+
+
+def _integer_operand(k: Kernels, v: Any, zero_point: Any, axis: int, op: str) -> Any:
+    """``v - zero_point`` in int32 (exact), the zero point one per tensor or one per slice of ``axis``
+    (MatMulInteger: a's rows, b's columns; ConvInteger: w's output channels)."""
+    _quant_dtype(np.asarray(v).dtype if _is_static(v) else v.dtype, op)
+    v32 = _xp(k, v).astype(v, _INT32)
+    if zero_point is None:
+        return v32
+    zp = _per_axis(k, zero_point, v, axis, op)
+    return _xp(k, v32, zp).subtract(v32, _xp(k, zp).astype(zp, _INT32))
+
+
+def _matmul_integer(k: Kernels, a: Any, b: Any, a_zero_point: Any = None, b_zero_point: Any = None) -> Any:
+    """MatMulInteger (``quantize_dynamic``'s MatMul): (a - its zero point) @ (b - its zero point) accumulated in
+    int32, as ONNX Runtime does; a zero point per tensor, per row of a or per column of b."""
+    a32 = _integer_operand(k, a, a_zero_point, -2, "MatMulInteger")
+    b32 = _integer_operand(k, b, b_zero_point, -1, "MatMulInteger")
+    return np.matmul(a32, b32) if _is_static(a32, b32) else k.integer_matmul(a32, b32)
+
+
+def _conv_integer(k: Kernels, x: Any, w: Any, x_zero_point: Any = None, w_zero_point: Any = None,
+                  **attrs: Any) -> Any:
+    """ConvInteger (``quantize_dynamic``'s Conv): Conv of (x - its zero point) and (w - its zero point) in int32;
+    padding is the zero point, a real 0, as in ONNX Runtime's kernel, so the shifted input is padded with 0."""
+    n = w.ndim - 2
+    if n > 3:
+        raise ModuleError(f"ConvInteger with {n} spatial dimensions is not implemented")
+    kernel = list(attrs.get("kernel_shape") or w.shape[2:])
+    strides = list(attrs.get("strides") or [1] * n)
+    dil = list(attrs.get("dilations") or [1] * n)
+    pads = _pads(attrs, x.shape[2:], kernel, strides, dil, "ConvInteger")
+    x32 = _integer_operand(k, x, x_zero_point, 1, "ConvInteger")
+    w32 = _integer_operand(k, w, w_zero_point, 0, "ConvInteger")
+    return k.integer_conv(x32, w32, strides, pads, dil, int(attrs.get("group", 1)))
+
+
 # recurrent layers (ONNX LSTM, GRU, RNN): the activations a cell may name, with how many of the
 # activation_alpha / activation_beta values each consumes, in the order the cell's activations come
 _CELL_ACTIVATIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
@@ -1512,6 +1574,8 @@ OPS: dict[str, OpFn] = {
     "HardSwish": _hard_swish, "Selu": _selu, "InstanceNormalization": _instance_norm, "Sum": _variadic("add"),
     "Mean": _mean, "ReduceProd": _reduce("prod"), "Loop": _loop, "Scan": _scan, "ReverseSequence": _reverse_sequence,
     "QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,  # quantize_static's QDQ format
+    # quantize_dynamic's ops: one scale per call from the whole tensor (``dynamic_quant`` says when padding is harmless)
+    "DynamicQuantizeLinear": _dynamic_quantize_linear, "MatMulInteger": _matmul_integer, "ConvInteger": _conv_integer,
     **{f"Reduce{name}": _reduce(name) for name in _REDUCERS},
     # 2026-12-07: If, and sequences of a static length (torch.jit.script's if and lists; torch.cond, tf.cond)
     "If": _if, "SequenceEmpty": _sequence_empty, "SequenceConstruct": _sequence_construct, "SequenceAt": _sequence_at,

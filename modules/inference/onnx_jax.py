@@ -71,6 +71,14 @@ class JaxKernels(Kernels):
                                         dimension_numbers=("NC" + spatial, "OI" + spatial, "NC" + spatial),
                                         feature_group_count=group, precision=lax.Precision.HIGHEST)
 
+    def integer_conv(self, x: Any, w: Any, strides: list[int], pads: Pads, dilations: list[int], group: int) -> Any:
+        from jax import lax
+
+        spatial = "DHW"[-(w.ndim - 2):]
+        return lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=dilations,
+                                        dimension_numbers=("NC" + spatial, "OI" + spatial, "NC" + spatial),
+                                        feature_group_count=group, preferred_element_type=np.int32)
+
     def conv_transpose(self, x: Any, w: Any, strides: list[int], pads: Pads, dilations: list[int]) -> Any:
         """The gradient of Conv: input dilated by the strides, the kernel flipped in space and its
         in/out channels swapped, padded by dilation*(k-1) minus the crop on each side."""

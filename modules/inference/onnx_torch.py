@@ -224,6 +224,18 @@ class TorchKernels(Kernels):
         conv = (self.F.conv1d, self.F.conv2d, self.F.conv3d)[n - 1]
         return conv(x, self.xp.lift(w, x), None, strides, padding, dilations, group)
 
+    def integer_matmul(self, a: Any, b: Any) -> Any:
+        """In float64, exact (8-bit operands: every sum is an integer far below 2**53), then int32: CUDA has no
+        integer matmul."""
+        like = a if isinstance(a, self.torch.Tensor) else b
+        f64 = self.torch.float64
+        return self.torch.matmul(self.xp.lift(a, like).to(f64), self.xp.lift(b, like).to(f64)).to(self.torch.int32)
+
+    def integer_conv(self, x: Any, w: Any, strides: list[int], pads: Pads, dilations: list[int], group: int) -> Any:
+        """In float64, exact as ``integer_matmul`` (CUDA has no integer convolution), then int32."""
+        f64 = self.torch.float64
+        return self.conv(x.to(f64), self.xp.lift(w, x).to(f64), strides, pads, dilations, group).to(self.torch.int32)
+
     def conv_transpose(self, x: Any, w: Any, strides: list[int], pads: Pads, dilations: list[int]) -> Any:
         """Uncropped transposed convolution, then ONNX's crops (a negative end crop — output_padding
         over the end pad — is zeros: no input reaches those positions)."""

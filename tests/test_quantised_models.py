@@ -450,3 +450,16 @@ def test_a_quantiser_whose_integers_are_read_otherwise_is_refused(tmp_path):
     line = str(err.value)
     assert "\n" not in line and line.startswith(f"jax: model {model} quantises its activations per call")
     assert "feeds Cast" in line and "not a MatMulInteger / ConvInteger with its zero point" in line
+
+
+def test_the_per_call_caveat_says_an_absolute_difference_where_a_jet_scores_zero(tmp_path):
+    """A ReLU network's jet can score 0 alone and not in the call (or the other way): the caveat said "up to inf
+    relative", no figure at all. It says the largest absolute difference then, with the scores' median beside it."""
+    from hltrun.modules.inference.fidelity import caveats
+
+    backend = loaded("onnxruntime", bias_free_dynamic_mlp(tmp_path))
+    (line,) = [c for c in caveats(backend) if "quantises its activations per call" in c]
+    assert "inf" not in line
+    figure = float(line.split("up to ", 1)[1].split(" absolute (relative is undefined: a jet scores 0 in one of the "
+                                                     "two; the sample jets' median score is ")[0])
+    assert np.isfinite(figure) and figure > 0

@@ -191,7 +191,7 @@ def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) 
         diff = _alone_difference(backend, x, together)
         notes.append(f"model {path.name} quantises its activations per call (dynamic quantisation: one int8 scale "
                      f"from all the jets of a call), so a jet's score depends on the other jets of its event's call: "
-                     f"up to {diff:.1e} relative between one call of {CHECK_JETS} sample jets and each jet alone; "
+                     f"up to {diff} between one call of {CHECK_JETS} sample jets and each jet alone; "
                      f"quantise statically (QDQ: tools/physics/quantize_models.py --method static) for scores of "
                      f"the jet alone")
     return notes
@@ -229,9 +229,19 @@ def _reference_outputs(backend: InferenceBackend, x: object) -> dict[str, np.nda
         reference.close()
 
 
-def _alone_difference(backend: InferenceBackend, x: object, together: dict[str, np.ndarray]) -> float:
-    """The largest relative difference of each jet's score in one call of ``x`` from its score alone."""
+def _alone_difference(backend: InferenceBackend, x: object, together: dict[str, np.ndarray]) -> str:
+    """The largest difference of each jet's score in one call of ``x`` from its score alone, as said: relative, or
+    absolute where a jet scores 0 one way and not the other (a ReLU network's: "up to inf relative" said nothing)."""
     xs = x if isinstance(x, tuple) else (x,)
     alone = np.concatenate([backend.run(tuple(a[i:i + 1] for a in xs) if len(xs) > 1 else xs[0][i:i + 1])["score"]
                             for i in range(len(xs[0]))])
-    return max_relative_difference(alone, together["score"])
+    relative = max_relative_difference(alone, together["score"])
+    if np.isfinite(relative):
+        return f"{relative:.1e} relative"
+    a, b = np.asarray(alone, np.float64), np.asarray(together["score"], np.float64)
+    finite = np.isfinite(a) & np.isfinite(b)
+    if not finite.any():
+        return "a non-finite score"
+    typical = float(np.median(np.abs(b[finite])))
+    return (f"{float(np.max(np.abs(a[finite] - b[finite]))):.1e} absolute (relative is undefined: a jet scores 0 in "
+            f"one of the two; the sample jets' median score is {typical:.2g})")

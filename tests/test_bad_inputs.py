@@ -278,6 +278,8 @@ CASES = [
          _web_page_model("page.pt2"), max_stderr_lines=1, absent="Traceback", events_processed=0),
     Case("input file is a web page among good ones", 3, "page.root is a web page (HTML), not the file itself",
          _web_page_among_good, max_stderr_lines=1, events_processed=0),
+    Case("file list is a web page", 2, "file list ", lambda t: {"files": [str(_web_page(t, "files.txt"))]},
+         max_stderr_lines=1, absent="not found: <!DOCTYPE", events_processed=0),
     Case("input file is a FIFO among good ones", 3, "pipe.root is a FIFO, not a regular file", _fifo_among_good,
          events_processed=0),
     Case("input file is /dev/null", 3, "/dev/null is a character device, not a regular file",

@@ -180,8 +180,27 @@ def why_not_readable(path: str | Path) -> str | None:
 def unreadable_reason(path: str | Path, what: str = "file") -> str | None:
     """None when ``path`` is a regular file; else the whole sentence that says why, naming ``what`` it is
     and the path (``model file not found: m.onnx``, ``input file p.root is a FIFO, ...``), so that every
-    reader reports a missing or unreadable file in the same words instead of rebuilding them."""
+    reader reports a missing or unreadable file in the same words instead of rebuilding them. A web page
+    saved under the file's name (``wget``/``curl`` of a link that answered with an error or login page) is
+    said to be one: each library named it in its own words (``Protobuf parsing failed``, ``not a zip
+    file``, ``File not found`` for a ``.keras`` that is there), none of them the cause."""
     why = why_not_readable(path)
     if why is None:
-        return None
+        return f"{what} {path} {WEB_PAGE}" if is_web_page(path) else None
     return f"{what} not found: {path}" if why == "not found" else f"{what} {path} {why}"
+
+
+WEB_PAGE = ("is a web page (HTML), not the file itself: its download got a server's error or login page; "
+            "download it again")
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body")
+
+
+def is_web_page(path: str | Path) -> bool:
+    """Does the regular file ``path`` begin as an HTML document? No ROOT, ONNX, zip (``.keras``, ``.pt``),
+    flatbuffer, JSON or YAML file does (a BOM and white space before the first tag are skipped)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return False
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith(_HTML_STARTS)

@@ -160,6 +160,12 @@ class AnomalyScoreFilter(Filter):
         if p.threshold is None and key not in thresholds:
             if published.get("missing_model"):  # the culprit, as the scorer's begin_job would name it
                 raise ModuleError(f"modules.{p.src.label}: model file not found: {published['missing_model']}")
+            if not thresholds:  # a model of the user's own, its cuts never made: "thresholds.json has no m.bkg_eff_1e-2
+                # cut (... it holds: none; hltcard --bkg-eff makes others)", of a file that was not there
+                lacking = f"there is no {card}" if published.get("card_found") is False else f"{card} has none for it"
+                raise ConfigError(f"{where}: no threshold given and model '{model_id}' has no cuts yet: {lacking} (set "
+                                  f"{where}.threshold, or make its cuts once with hltcard MODEL --background QCD.root "
+                                  f"--bkg-eff {p.background_efficiency}: docs/your-model.md)")
             held = ", ".join(k.removeprefix("bkg_eff_") for k in thresholds if k.startswith("bkg_eff_")) or "none"
             raise ConfigError(f"{where}: no threshold given and {card} has no {model_id}.{key} "
                               f"cut (set {where}.threshold, or a background_efficiency it holds: {held}; "

@@ -370,7 +370,8 @@ class VAEAnomalyScorer(Producer):
         """What the scores will carry (model identity, thresholds, the card read): a filter checks its
         configuration against it before any event, without reading this module's parameters."""
         model_id, thresholds, card = model_thresholds(params)
-        return {"model": model_id, "thresholds": thresholds, "card": card, "missing_model": missing_model(params)}
+        return {"model": model_id, "thresholds": thresholds, "card": card, "card_found": card.is_file(),
+                "missing_model": missing_model(params)}
 
 
     def begin_job(self, ctx: "ModuleContext") -> None:

@@ -101,6 +101,31 @@ def test_an_efficiency_outside_0_1_is_one_configuration_line_with_the_value_as_w
                               f"(exclusive) like 1e-2, got {said}")
 
 
+@pytest.mark.parametrize("other_card", [False, True], ids=["no-card", "card-of-other-models"])
+def test_a_model_without_cuts_is_sent_to_hltcard_not_to_a_card_that_is_not_there(other_card, tmp_path, capfd):
+    """A user's first model, no cut made: the line said "<folder>/thresholds.json has no mine.bkg_eff_1e-2 cut (...
+    a background_efficiency it holds: none; hltcard --bkg-eff makes others)", of a file that did not exist (or
+    held other models' cuts only). It names what is missing and the command that makes the cuts."""
+    import shutil
+    from pathlib import Path
+
+    from hltrun.framework.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    model = tmp_path / "mine.onnx"
+    shutil.copy(repo / "data" / "models" / "conv_vae.onnx", model)
+    card = tmp_path / "thresholds.json"
+    if other_card:
+        card.write_text('{"theirs": {"bkg_eff_1e-2": 1.0}}')
+    code = main([str(repo / "configs" / "path.yaml"), "-q", f"modules.vae.model={model}"])
+    errors = [line for line in capfd.readouterr().err.splitlines() if "error" in line]
+    assert code == 2 and len(errors) == 1, errors
+    lacking = f"{card} has none for it" if other_card else f"there is no {card}"
+    assert errors[0].endswith(f"modules.anomalyFilter: no threshold given and model 'mine' has no cuts yet: {lacking} "
+                              f"(set modules.anomalyFilter.threshold, or make its cuts once with hltcard MODEL "
+                              f"--background QCD.root --bkg-eff 1e-2: docs/your-model.md)"), errors[0]
+
+
 # ------------------------------------------------------------------ pT-dependent working point (issue 12)
 
 EDGES = [600.0, 700.0, 850.0, 1000.0, 1300.0, 1600.0]

@@ -115,6 +115,23 @@ def _not_root(tmp: Path) -> dict:
     return {"files": _files(tmp, ("good.root", 60, 1)) + [str(tmp / "notes.root")]}
 
 
+_ERROR_PAGE = "\ufeff\n<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head><body>Sign in</body></html>\n"
+
+
+def _web_page(tmp: Path, name: str) -> Path:
+    """What ``wget`` of a link behind a login saves under the file's name: the server's HTML page."""
+    (tmp / name).write_text(_ERROR_PAGE, encoding="utf-8")
+    return tmp / name
+
+
+def _web_page_model(name: str) -> Callable[[Path], dict]:
+    return lambda tmp: {"model": str(_web_page(tmp, name)), "filter_extra": ", threshold: 1.0"}
+
+
+def _web_page_among_good(tmp: Path) -> dict:
+    return {"files": _files(tmp, ("good.root", 60, 1)) + [str(_web_page(tmp, "page.root"))]}
+
+
 def _fifo_among_good(tmp: Path) -> dict:
     return {"files": _files(tmp, ("good.root", 60, 1)) + [str(fifo_unblocked(tmp / "pipe.root"))]}
 
@@ -252,6 +269,17 @@ CASES = [
          args=["source.decompression_threads=4"]),
     Case("decompression_threads negative", 2, "decompression_threads", args=["source.decompression_threads=-2"]),
     Case("not a ROOT file among good ones", 3, "as a ROOT file", _not_root, events_processed=0),
+    # a web page saved as the file: each library named it in its own words (ONNX Runtime "Protobuf parsing
+    # failed", Keras "File not found" for a .keras that is there, torch.export a logged traceback), not the cause
+    Case("model file is a web page, backend auto", 4, "page.onnx is a web page (HTML), not the file itself",
+         _web_page_model("page.onnx"), args=["modules.vae.backend=auto"], max_stderr_lines=1,
+         absent="Protobuf", events_processed=0),
+    Case("torch.export model file is a web page", 4, "page.pt2 is a web page (HTML), not the file itself",
+         _web_page_model("page.pt2"), max_stderr_lines=1, absent="Traceback", events_processed=0),
+    Case("input file is a web page among good ones", 3, "page.root is a web page (HTML), not the file itself",
+         _web_page_among_good, max_stderr_lines=1, events_processed=0),
+    Case("file list is a web page", 2, "file list ", lambda t: {"files": [str(_web_page(t, "files.txt"))]},
+         max_stderr_lines=1, absent="not found: <!DOCTYPE", events_processed=0),
     Case("input file is a FIFO among good ones", 3, "pipe.root is a FIFO, not a regular file", _fifo_among_good,
          events_processed=0),
     Case("input file is /dev/null", 3, "/dev/null is a character device, not a regular file",

@@ -204,8 +204,19 @@ def _miniaod(tmp_path):
     return Path(_edm_file(tmp_path)["files"][-1])
 
 
+def _hltrun_input(tmp_path):
+    """A sample as hltrun reads it (the shipped samples' layout, NanoAOD-like without CMSSW's marks): ids and
+    jets, no trigger bit. It matched the output's events: the output's accepts were "Gained", its jet branches
+    "in one file only", exit 1."""
+    from tests.conftest import make_events, write_counts
+
+    return write_counts(tmp_path / "sample.root", make_events(10, seed=3))
+
+
 @pytest.mark.parametrize("side", ["old", "new"])
-@pytest.mark.parametrize("make, what", [(_nanoaod, "a CMSSW NanoAOD file (2 HLT_* bits of the CMS trigger menu, "
+@pytest.mark.parametrize("make, what", [(_hltrun_input, "a job's input (it names no process and holds no HLT_* "
+                                                        "trigger bit)"),
+                                        (_nanoaod, "a CMSSW NanoAOD file (2 HLT_* bits of the CMS trigger menu, "
                                                   "NanoAOD's 'Flag_HBHENoiseFilter')"),
                                         (_nanoaod_trees, "a CMSSW NanoAOD file (3 HLT_* bits of the CMS trigger menu, "
                                                          "NanoAOD's 'ParameterSets')"),

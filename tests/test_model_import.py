@@ -479,6 +479,47 @@ def test_a_pt_file_that_is_no_torchscript_is_named_for_what_it_is(make, says, tm
     assert says in errors[0], errors[0]
 
 
+def _pt2_cut_short(folder: Path) -> Path:
+    """A torch.export archive copied half-way: no zip file any more."""
+    whole = _save("exported", folder)
+    path = folder / "cut.pt2"
+    path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    return path
+
+
+def _pt2_checkpoint(folder: Path) -> Path:
+    torch = _torch()
+    path = folder / "weights.pt2"
+    torch.save(_autoencoder().state_dict(), str(path))
+    return path
+
+
+def _pt2_other_zip(folder: Path) -> Path:
+    import zipfile
+
+    path = folder / "other.pt2"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("other/notes.txt", "not a network")
+    return path
+
+
+@pytest.mark.parametrize("make, says", [
+    (_pt2_cut_short, "cut.pt2 is no torch.export archive (no zip file: a copy cut short, or another format): "),
+    (_pt2_checkpoint, "weights.pt2 is a PyTorch checkpoint (torch.save"),
+    (_pt2_other_zip, "other.pt2 is a zip archive that torch "),
+], ids=["cut-short", "torch-save", "other-zip"])
+def test_a_pt2_file_that_is_no_exported_program_is_one_line_without_torchs_traceback(make, says, tmp_path, capfd):
+    """torch.export.load logs a traceback at WARNING for a file that is no archive of its format, then raises
+    "check the warnings above": a .pt2 copied half-way printed a page of torch's internals before the line."""
+    model = make(tmp_path)
+    code, _, _ = _hltrun(tmp_path, model, "modules.vae.backend=onnxruntime")
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("hltrun: error: ")]
+    assert code == 4 and len(errors) == 1 and "Traceback" not in err, err
+    assert says in errors[0] and "warnings above" not in errors[0], errors[0]
+    assert err.strip() == errors[0], err  # nothing else on stderr
+
+
 def test_the_tensorflow_backend_on_an_imported_format_names_the_engines_that_run_it(tmp_path, capfd):
     model = _save("scripted", tmp_path)
     code, _, _ = _hltrun(tmp_path, model, "modules.vae.backend=tensorflow")

@@ -271,6 +271,11 @@ def test_missing_sample_and_unknown_engine_are_exit_2(tmp_path: Path, capsys: py
     _one_line(capsys, "--sample", "none.root")
     assert hltbench(["verdict", str(model), "--engines", "warp-drive"]) == 2
     _one_line(capsys, "--engines", "warp-drive", "onnxruntime")
+    # a list with commas, as other tools take it: said how to give it; the engines listed were called
+    # "installed" (tensorrt among them on a machine without it)
+    assert hltbench(["verdict", str(model), "--engines", "onnxruntime,tflite"]) == 2
+    line = _one_line(capsys, "--engines", "give them apart: --engines onnxruntime tflite", "hltrun's engines: ")
+    assert "installed:" not in line, line
 
 
 def test_a_shipped_sample_by_its_relative_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -184,10 +184,15 @@ def refuse_cmssw(f: Any, tree: str, path: Path) -> None:
     """InputError for a file CMSSW wrote (NanoAOD, MiniAOD/AOD), given where an hltrun output belongs (the
     job's input, not its output): its CMS trigger bits were compared with the job's, hundreds of its branches
     listed as 'in one file only', exit 1. An hltrun output names its process or provenance; an older one
-    that names neither has no CMSSW branch."""
+    that names neither has no CMSSW branch, and an HLT_* bit per path. A file with neither is a job's input
+    (a sample like the shipped ones): its events matched the output's, the output's accepts were 'gained', and
+    every jet branch was listed as 'in one file only', exit 1."""
     if PROCESS_KEY in f or PROVENANCE_KEY in f:
         return
-    what = cmssw_file(f[tree].keys(recursive=False), f.keys(recursive=False))
+    branches = f[tree].keys(recursive=False)
+    what = cmssw_file(branches, f.keys(recursive=False))
+    if what is None and not any(name.startswith(TRIGGER_PREFIX) for name in branches):
+        what = "a job's input (it names no process and holds no HLT_* trigger bit)"
     if what is not None:
         raise InputError(f"{path} is {what}, not an hltrun output: hltdiff compares the outputs of two hltrun "
                          f"jobs; run hltrun on it (modules.out.file) and give hltdiff that job's output")

@@ -164,9 +164,32 @@ def _not_torchscript(path: Path) -> str | None:
     """Why ``path`` is no TorchScript archive, None where it is one. A TorchScript archive is a zip holding its
     code (``<name>/code/``); ``torch.save`` writes a zip of pickles (a bare pickle before torch 1.6). Anything
     else (an empty file, a copy cut short) is no checkpoint either: calling it one named the wrong culprit."""
+    names = _archive_names(path, "TorchScript archive")
+    if isinstance(names, str):
+        return names
+    return None if any("/code/" in n for n in names) else _CHECKPOINT
+
+
+def _not_exported_program(path: Path) -> str | None:
+    """Why ``path`` is no ``torch.export.save`` archive, None where it may be one (torch says the rest). Asked
+    before ``torch.export.load``, which logs a traceback at WARNING for a file that is no archive of its
+    format, then raises "check the warnings above": a copy cut short printed a page of torch's internals."""
+    names = _archive_names(path, "torch.export archive")
+    if isinstance(names, str):
+        return names
+    if any(n.endswith("archive_format") for n in names):
+        return None
+    if any("/code/" in n for n in names):
+        return "is a TorchScript archive (torch.jit.save), not a torch.export one: name it .pt"
+    return _CHECKPOINT if any(n.rsplit("/", 1)[-1] == "data.pkl" for n in names) else None
+
+
+def _archive_names(path: Path, kind: str) -> list[str] | str:
+    """The names in the zip archive ``path``, or why it is no ``kind`` (not a zip: empty, a bare pickle, a copy
+    cut short or another format)."""
     try:
         with zipfile.ZipFile(path) as z:
-            return None if any("/code/" in n for n in z.namelist()) else _CHECKPOINT
+            return z.namelist()
     except zipfile.BadZipFile:
         pass
     except OSError as exc:
@@ -180,7 +203,7 @@ def _not_torchscript(path: Path) -> str | None:
         return "is empty"
     if head[:1] == b"\x80":  # a pickle's PROTO opcode: the legacy torch.save format
         return _CHECKPOINT
-    return "is no TorchScript archive (no zip file: a copy cut short, or another format)"
+    return f"is no {kind} (no zip file: a copy cut short, or another format)"
 
 
 class ExportedProgramImporter(_TorchImporter):
@@ -199,8 +222,19 @@ class ExportedProgramImporter(_TorchImporter):
                 f"external_data=False)  (the program exported with dynamic_shapes on its batch axis)")
 
     def load(self, path: Path) -> Any:
+        why = _not_exported_program(path)
+        if why is not None:
+            raise ModuleError(f"model {path} {why}: save the network with torch.export.save(torch.export.export("
+                              f"model, ...), '{path.stem}.pt2') or export it to ONNX (torch.onnx.export, "
+                              f"docs/your-model.md)")
         torch = need("torch", f"importing the ExportedProgram {path}")
-        return torch.export.load(str(path))
+        try:
+            with _quiet("torch.export"):  # its load logs a traceback for an archive it cannot read, then raises
+                return torch.export.load(str(path))
+        except RuntimeError as exc:  # "... check the warnings above": those said the archive is not of its format
+            raise ModuleError(f"model {path} is a zip archive that torch {torch.__version__}'s torch.export.load "
+                              f"cannot read (another format, or saved by a newer torch): save the network again with "
+                              f"torch.export.save, or export it to ONNX (torch.onnx.export, docs/your-model.md)") from exc
 
     def run(self, model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
         return super().run(model.module(), x)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from hltrun.framework.errors import ConfigError, FileOpenError, SourceError
-from hltrun.framework.resources import glob_files, local_file_url, remote_url, user_path
+from hltrun.framework.resources import WEB_PAGE, glob_files, is_web_page, local_file_url, remote_url, user_path
 
 # a text file listing input files, one per line, as CMSSW's FileUtils.loadListFromFile reads them
 LIST_SUFFIXES = (".txt", ".list")
@@ -71,7 +71,10 @@ def _refuse_prefix_of_a_literal_file(given: str, entry: str) -> None:
 
 
 def _listed(path: str) -> list[str]:
-    """The names a list file holds: one per line, comments and blank lines left out."""
+    """The names a list file holds: one per line, comments and blank lines left out. A web page saved as the list
+    (a catalogue query behind a login) is said to be one: its first line was "input file not found: <!DOCTYPE html>"."""
+    if is_web_page(user_path(path)):
+        raise ConfigError(f"source.files: file list {path} {WEB_PAGE}")
     try:
         text = Path(user_path(path)).read_text(encoding="utf-8-sig")  # a Windows editor's BOM is no name
     except UnicodeDecodeError:

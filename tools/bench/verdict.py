@@ -242,8 +242,10 @@ def candidate_engines(model: Path, asked: list[str] | None) -> tuple[list[str], 
 
     known = [n for n in backend_names() if n != "auto"]
     for name in asked or []:
-        if name not in known:
-            raise VerdictError(f"--engines: unknown engine {name!r}; installed: {', '.join(known)}")
+        if name not in known:  # hltrun's engines, not those installed here ("installed: ... tensorrt" on a CPU box)
+            apart = f" (give them apart: --engines {' '.join(filter(None, name.split(',')))})" if "," in name else ""
+            raise VerdictError(f"--engines: unknown engine {name!r}{apart}; hltrun's engines: {', '.join(known)} (one "
+                               f"not installed here is skipped with the reason)")
     names = asked or [n for n in ORDER if n in known] + [n for n in known if n not in ORDER]
     run, skipped = [], []
     for name in names:

@@ -232,3 +232,22 @@ def test_every_event_gets_its_own_ids_weight_through_the_path(dup_mode, tmp_path
     assert out.n_events == (400 if dup_mode == "noDuplicateCheck" else 397)
     assert len(set(map(tuple, out.ids.tolist()))) == 397
     assert 0.0 in got and min(got) < 0 and out.no_jet > 0
+
+
+def test_a_reduce_the_filter_has_not_is_one_line_exit_2(tmp_path, capsys):
+    """The filter is dropped from a card run, so the configuration's validation never saw its reduce: a
+    reduce it has not ended in 'internal error: KeyError', exit 1."""
+    pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
+    from tests.test_card_command import pt_sum_model
+
+    from hltrun.tools.physics.card import main as hltcard
+
+    model = pt_sum_model(tmp_path / "ptsum.onnx")
+    rc = hltcard([str(model), "--background", str(QCD), "--max-events", "20", "--out-dir", str(tmp_path / "out"),
+                  "--set", *ORT, "modules.anomalyFilter.reduce=median"])
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("hltcard: background")]
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("hltcard: error: ")
+    assert err[0].endswith("configs/path.yaml: modules.anomalyFilter.reduce: expected one of 'max' | 'min' | 'sum' | "
+                           "'leading', got 'median'")
+    assert not (tmp_path / "out").exists()

@@ -196,6 +196,12 @@ def plan_config(config: str | Path, sets: list[str], model: Path, file: Path, ma
                and scorer in _consumed_labels(modules[label].get("src", "vae"))]
     if filters:
         reduce = str(modules[filters[0]].get("reduce", "max"))
+        # the filter is dropped below, so validation never sees its reduce: said here, as hltrun says it
+        from hltrun.modules.anomaly_filter import REDUCERS
+
+        if reduce not in REDUCERS:
+            raise ConfigError(f"{path}: modules.{filters[0]}.reduce: expected one of "
+                              f"{' | '.join(map(repr, REDUCERS))}, got {reduce!r}")
     dropped = sorted(downstream | outputs)
     new = copy.deepcopy(data)
     new["modules"] = {k: v for k, v in modules.items() if k not in dropped}

@@ -89,10 +89,13 @@ def test_segment_reducers_are_the_per_event_ones(name):
     for dtype in (np.float32, np.float64):
         flat = (rng.normal(size=counts.sum()) * 1e3).astype(dtype)
         flat[rng.random(len(flat)) < 0.01] = np.nan
+        zero = rng.random(len(flat)) < 0.2  # ties of signed zeros: the same one picked
+        flat[zero] = np.where(rng.random(np.count_nonzero(zero)) < 0.5, 0.0, -0.0)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         got = np.asarray(SEGMENT_REDUCERS[name](flat, starts), np.float64)
         want = np.array([float(REDUCERS[name](flat[a:a + c])) for a, c in zip(starts, counts)])
         np.testing.assert_array_equal(got, want)  # NaN where numpy's gives NaN, else the same value
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
 
 
 def _per_event(rows, reduce):

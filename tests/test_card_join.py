@@ -231,6 +231,8 @@ def test_every_event_gets_its_own_ids_weight_through_the_path(dup_mode, tmp_path
                         tmp_path / "shuffled.root", None)
     assert out.has_gen_weight
     got = out.weight.tolist()
+    # noDuplicateCheck processes both copies of an id: each weighs the first entry's weight, as the dict did
+    # (the join is by id; the second copy's own weight is not reachable from it)
     assert got == [want[tuple(int(x) for x in row)] for row in out.ids.tolist()]
     assert out.n_events == (400 if dup_mode == "noDuplicateCheck" else 397)
     assert len(set(map(tuple, out.ids.tolist()))) == 397

@@ -31,6 +31,17 @@ REDUCERS = {
     "leading": lambda s: s[0],
 }
 
+# the same reductions over many events' jets at once: ``flat`` every event's scores one after the other,
+# ``starts`` where each event's begin (every event at least one score). Each picks one of the event's own
+# values (NaN if one is NaN, as numpy's max/min), so it is exactly the per-event reduction. No "sum": numpy
+# adds an array's values in its own grouping (the first, then the rest pairwise), which ``np.add.reduceat``
+# does not, so float32 sums would differ in the last bits; a sum is taken per event (REDUCERS).
+SEGMENT_REDUCERS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "max": np.maximum.reduceat,
+    "min": np.minimum.reduceat,
+    "leading": lambda flat, starts: flat[starts],
+}
+
 
 def _nan_or(pick):  # noqa: ANN001, ANN202
     """np.max/np.min on a list: NaN if any value is NaN (as numpy), else the exact extreme. A plain

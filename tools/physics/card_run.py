@@ -22,7 +22,11 @@ threshold derivation is changed:
 Weights: the path does not carry ``genWeight`` (the source reads jets, run/lumi/event only), so it is
 read here with uproot from the same file and matched to each processed event by its
 (run, luminosityBlock, event), with the branch names the source is configured with (the entry number
-when the source has no event branch). A file without the weight branch weighs every event 1.
+when the source has no event branch); an id the file holds twice weighs what its first entry does (the
+entry the source processes). A file without the weight branch weighs every event 1. The match is a join
+of sorted id keys (``WeightTable``), and the events' numbers are taken over all events at once
+(``event_arrays``): a dict of every event and numpy per event cost ~18 us an event, most of what the card
+run spent outside the path on a large sample (docs/performance.md, "Session 40: hltcard").
 
 Every event the source hands out is accounted for: processed events whose path stopped before the
 scorer, events with no scored jet (no jets, or only non-finite inputs) get the event score -inf (they
@@ -35,12 +39,14 @@ import copy
 import sys
 import threading
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hltrun.framework.errors import ConfigError, SourceError
+from hltrun.framework.event import MAX32, EventID
 from hltrun.framework.resources import unreadable_reason
 
 SCORER_TYPE = "VAEAnomalyScorer"
@@ -190,6 +196,12 @@ def plan_config(config: str | Path, sets: list[str], model: Path, file: Path, ma
                and scorer in _consumed_labels(modules[label].get("src", "vae"))]
     if filters:
         reduce = str(modules[filters[0]].get("reduce", "max"))
+        # the filter is dropped below, so validation never sees its reduce: said here, as hltrun says it
+        from hltrun.modules.anomaly_filter import REDUCERS
+
+        if reduce not in REDUCERS:
+            raise ConfigError(f"{path}: modules.{filters[0]}.reduce: expected one of "
+                              f"{' | '.join(map(repr, REDUCERS))}, got {reduce!r}")
     dropped = sorted(downstream | outputs)
     new = copy.deepcopy(data)
     new["modules"] = {k: v for k, v in modules.items() if k not in dropped}
@@ -206,8 +218,54 @@ def plan_config(config: str | Path, sets: list[str], model: Path, file: Path, ma
     return cfg, PathPlan(str(path), name, kept, scorer, reduce, dropped, str(cfg.modules[scorer].params.precision))
 
 
-def read_weights(file: Path, cfg: Any, weight_branch: str) -> tuple[dict[tuple[int, int, int], float] | None, bool]:
-    """{(run, lumi, event): weight} of ``file`` (None: the branch is absent; every event weighs 1)."""
+@dataclass(frozen=True)
+class WeightTable:
+    """A file's weights by event id, to join to the processed events: ``keys`` the sorted distinct ids (the
+    16-byte keys of ``hltrun.modules.duplicates.keys``), ``weights`` the weight of each id's first entry."""
+
+    keys: np.ndarray
+    weights: np.ndarray
+
+    @staticmethod
+    def of(run: np.ndarray, lumi: np.ndarray, event: np.ndarray, weight: np.ndarray) -> "WeightTable":
+        """The table of a file's entries, in entry order. An entry whose id no event can have (a negative,
+        fractional or out-of-range number, which the source refuses or skips) is left out: it matches no
+        processed event, as a dict keyed by its value never did."""
+        from hltrun.modules.duplicates import keys
+
+        cols, ok = zip(*(_whole_ids(x, limit) for x, limit in ((run, MAX32), (lumi, MAX32), (event, None))))
+        use = ok[0] & ok[1] & ok[2]
+        k = keys(*(c[use] for c in cols))
+        distinct, first = np.unique(k, return_index=True)  # a stable sort: each id's first entry
+        return WeightTable(distinct, np.asarray(weight, np.float64)[use][first])
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(weight of each key, whether the file has it); the weight of a key it lacks is 0."""
+        if len(self.keys) == 0:
+            return np.zeros(len(keys)), np.zeros(len(keys), bool)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        found = self.keys[at] == keys
+        return np.where(found, self.weights[at], 0.0), found
+
+
+def _whole_ids(values: np.ndarray, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(values as uint64, which of them are whole numbers from 0 to ``limit`` (2^64-1 if None)): the only
+    numbers an event id can hold, each exactly as a uint64 (the others are set to 0 and not used)."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(values) & (values >= 0) & (values == np.floor(values)) & (values < 2.0**64)
+    elif values.dtype.kind == "i":
+        ok = values >= 0
+    else:
+        ok = np.ones(len(values), bool)
+    if limit is not None:
+        ok &= np.where(ok, values, 0) <= limit
+    return np.where(ok, values, 0).astype(np.uint64), ok
+
+
+def read_weights(file: Path, cfg: Any, weight_branch: str) -> tuple[WeightTable | None, bool]:
+    """``file``'s weights by (run, lumi, event) (None: the branch is absent; every event weighs 1)."""
     import uproot
 
     src = cfg.source.params
@@ -232,10 +290,76 @@ def read_weights(file: Path, cfg: Any, weight_branch: str) -> tuple[dict[tuple[i
     if not np.all(np.isfinite(w)):
         bad = int(np.count_nonzero(~np.isfinite(w)))
         raise SourceError(f"{file}: '{weight_branch}' has {bad} non-finite value(s); a weight must be a finite number")
-    table: dict[tuple[int, int, int], float] = {}
-    for key, value in zip(zip(run.tolist(), lumi.tolist(), evt.tolist()), w.tolist()):
-        table.setdefault(key, value)  # a duplicate id: the source processes the first one
-    return table, True
+    return WeightTable.of(run, lumi, evt, w), True
+
+
+Row = tuple[int, EventID, Any]  # (event index, id, the scorer's JetScores or None: the path stopped before it)
+_RUN, _LUMI, _EVENT = attrgetter("run"), attrgetter("luminosityBlock"), attrgetter("event")
+
+
+def event_arrays(file: Path, rows: list[Row], weights: WeightTable | None, has_gen_weight: bool, reduce: str,
+                 weight_branch: str) -> ScoredFile:
+    """Every event's numbers from ``rows`` (in the source's order): ids, weight, the ``reduce`` of its
+    valid scored jets (-inf without one, NaN counted apart), the leading valid jet's pT. Over all events
+    at once; numpy per event only for ``reduce: sum`` (SEGMENT_REDUCERS says why)."""
+    from hltrun.modules.anomaly_filter import REDUCERS, SEGMENT_REDUCERS
+    from hltrun.modules.duplicates import keys
+
+    n = len(rows)
+    eids = [r[1] for r in rows]
+    ids = np.empty((n, 3), np.uint64)
+    for j, get in enumerate((_RUN, _LUMI, _EVENT)):
+        ids[:, j] = np.fromiter(map(get, eids), np.uint64, n)
+    w = np.ones(n)
+    if weights is not None:
+        w, found = weights.lookup(keys(ids[:, 0], ids[:, 1], ids[:, 2]))
+        if not found.all():
+            raise SourceError(f"{file}: event {eids[int(np.argmin(found))]} has no '{weight_branch}' entry (the "
+                              "source's run/lumi/event branches and the file disagree)")
+    ev = np.full(n, -np.inf)
+    lpt = np.zeros(n)
+    out = ScoredFile(file, ev, lpt, w, has_gen_weight, np.zeros(0), np.zeros(0, np.int64), ids)
+    scored = np.fromiter((r[2] is not None for r in rows), bool, n)
+    out.not_scored = int(n - np.count_nonzero(scored))
+    products = [r[2] for r in rows if r[2] is not None]
+    if not products:
+        return out
+    scores = [np.asarray(p.score) for p in products]
+    counts = np.fromiter(map(len, scores), np.int64, len(scores))
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    valids = [p.valid for p in products]
+    keep = None if all(v is None for v in valids) else np.concatenate(
+        [np.ones(c, bool) if v is None else np.asarray(v, bool) for v, c in zip(valids, counts)])
+    if keep is not None and len(keep) != bounds[-1]:
+        raise ScoringFailed(f"{file}: the scorer's 'valid' flags and its scores differ in length")
+    kept_bounds = bounds if keep is None else np.concatenate([[0], np.cumsum(keep)])[bounds]
+    kept = np.diff(kept_bounds)  # valid jets per scored event
+    has = kept > 0
+    out.no_jet = int(len(kept) - np.count_nonzero(has))
+    if not has.any():
+        return out
+    event = np.flatnonzero(scored)[has]  # the events with a valid jet
+    flat = np.concatenate(scores)
+    flat = flat if keep is None else flat[keep]
+    starts = kept_bounds[:-1][has]  # where each of them begins among the valid jets
+    if reduce in SEGMENT_REDUCERS:
+        value = np.asarray(SEGMENT_REDUCERS[reduce](flat, starts), np.float64)
+    else:  # per event on the event's own array (its dtype, numpy's grouping of a sum)
+        each = REDUCERS[reduce]
+        value = np.array([float(each(s if keep is None else s[keep[a:b]]))
+                          for s, a, b, h in zip(scores, bounds[:-1], bounds[1:], has) if h])
+    nan = value != value  # the filter rejects a NaN event score: it never passes
+    out.nan_score = int(np.count_nonzero(nan))
+    ev[event[~nan]] = value[~nan]
+    out.jet_score = flat.astype(np.float64)
+    out.event_of_jet = np.repeat(event, kept[has])
+    # the leading pT where the scorer gave one pT per scored jet (a stand-in of zeros elsewhere, not used)
+    pts = [p.jet_pt for p in products]
+    with_pt = np.fromiter((pt is not None and len(pt) == c for pt, c in zip(pts, counts)), bool, len(pts))
+    flat_pt = np.concatenate([np.asarray(pt) if ok else np.zeros(c) for pt, ok, c in zip(pts, with_pt, counts)])
+    lead = np.maximum.reduceat(flat_pt if keep is None else flat_pt[keep], starts)
+    lpt[event[with_pt[has]]] = lead[with_pt[has]]
+    return out
 
 
 def score_file(config: str | Path, sets: list[str], model: Path, file: Path, max_events: int | None,
@@ -244,15 +368,13 @@ def score_file(config: str | Path, sets: list[str], model: Path, file: Path, max
     """Run the card's path over ``file`` and return every event's numbers (module docstring)."""
     from hltrun.framework.eventloop import EventProcessor
     from hltrun.framework.process import Process
-    from hltrun.modules.anomaly_filter import REDUCERS
 
     why = unreadable_reason(file, "input file")
     if why is not None:
         raise SourceError(why)
     cfg, plan = plan_config(config, sets, model, file, max_events, scorer)
-    reduce = REDUCERS[plan.reduce]
     process = Process(cfg)
-    rows: list[tuple] = []
+    rows: list[Row] = []
     lock = threading.Lock()
     label = plan.scorer
 
@@ -271,42 +393,8 @@ def score_file(config: str | Path, sets: list[str], model: Path, file: Path, max
         raise ScoringFailed(f"{file}: the path failed: {summary.failure}")
     rows.sort(key=lambda r: r[0])
     weights, has_w = read_weights(file, cfg, weight_branch)
-    n = len(rows)
-    ev = np.full(n, -np.inf)
-    lpt = np.zeros(n)
-    w = np.ones(n)
-    ids = np.zeros((n, 3), np.uint64)
-    jet_scores, jet_event = [], []
-    out = ScoredFile(file, ev, lpt, w, has_w, np.zeros(0), np.zeros(0, np.int64), ids)
-    for i, (_, eid, sc) in enumerate(rows):
-        ids[i] = (eid.run, eid.luminosityBlock, eid.event)
-        if weights is not None:
-            key = (eid.run, eid.luminosityBlock, eid.event)
-            if key not in weights:
-                raise SourceError(f"{file}: event {eid} has no '{weight_branch}' entry (the source's run/lumi/event "
-                                  "branches and the file disagree)")
-            w[i] = weights[key]
-        if sc is None:
-            out.not_scored += 1
-            continue
-        s = np.asarray(sc.score)
-        keep = np.ones(len(s), bool) if sc.valid is None else np.asarray(sc.valid, bool)
-        s = s[keep]
-        if len(s) == 0:
-            out.no_jet += 1
-            continue
-        jet_scores.append(s.astype(np.float64))
-        jet_event.append(np.full(len(s), i))
-        value = float(reduce(s))
-        if value != value:
-            out.nan_score += 1  # the filter rejects a NaN event score: it never passes
-        else:
-            ev[i] = value
-        if sc.jet_pt is not None and len(sc.jet_pt) == len(keep):
-            lpt[i] = float(np.max(np.asarray(sc.jet_pt)[keep]))
-    if jet_scores:
-        out.jet_score = np.concatenate(jet_scores)
-        out.event_of_jet = np.concatenate(jet_event)
+    out = event_arrays(file, rows, weights, has_w, plan.reduce, weight_branch)
+    n = out.n_events
     out.accounting = {"events_read": summary.events_read, "events_processed": summary.events_processed,
                       "events_duplicate": summary.events_duplicate, "events_skipped": summary.events_skipped,
                       "events_error": summary.events_error, "events_not_scored": out.not_scored,

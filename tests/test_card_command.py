@@ -868,3 +868,35 @@ def test_the_pt_cut_states_its_rate_of_all_events_where_events_were_left_out(mod
     assert f"(target 1 % of the {fitted} events fitted)" in md
     printed = capsys.readouterr().out
     assert f"  vs_leading_jet_pt.bkg_eff_1e-2: {said}" in printed and "of all 2000 events" in printed
+
+
+@pytest.mark.parametrize("bad, said", [
+    ("nan", "holds nan at entry 7 of {f}: an event weight must be a finite number"),
+    ("huge", "holds 1e+200 at entry 7 of {f}: an event weight must be a finite number (a NaN or infinite one makes "
+             "every rate it enters NaN) of magnitude at most 1e+100"),
+    ("list", "must hold one number per event, got a list per event in {f}")])
+def test_a_bad_weight_branch_is_the_sources_one_line(model_dir, tmp_path, capsys, bad, said):
+    """A NaN, a 1e200 (whose squares overflow a double) or a list per event in the weight branch: the source's
+    one line, as in hltrun (the path's source reads the branch first). hltcard's own weight reading had a
+    second, weaker check of its own (finite only), never reached: it calls the source's check now."""
+    import awkward as ak
+
+    from hltrun.modules.rootio import write_nanoaod
+
+    sample = weighted_copy(QCD, tmp_path / "w.root", 40)
+    with uproot.open(sample) as fh:
+        a = fh["Events"].arrays()
+    w = ak.to_numpy(a["genWeight"]).astype(np.float64)
+    w[7] = {"nan": np.nan, "huge": 1e200}.get(bad, w[7])
+    data = {k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", "event")}
+    data["genWeight"] = ak.unflatten(w, np.ones(len(w), np.int64)) if bad == "list" else w
+    data["FatJet"] = ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")})
+    data["FatJetPFCand"] = ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})
+    bad_file = tmp_path / f"{bad}.root"
+    with uproot.recreate(bad_file) as f:
+        write_nanoaod(f, "Events", data)
+    code = hltcard([str(model_dir / "ptsum.onnx"), "--background", str(bad_file), "--bkg-eff", "1e-1",
+                    "--out-dir", str(tmp_path / "card"), "--no-plots", "--min-events-above", "0", *ORT])
+    line = _one_line(capsys)
+    assert code not in (0, 1), line
+    assert "weight branch 'genWeight' (" in line and said.format(f=bad_file) in line, line

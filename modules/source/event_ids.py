@@ -44,13 +44,14 @@ def one_per_event(array: ak.Array, name: str, role: str, setting: str, path: str
 MAX_WEIGHT = 1e100
 
 
-def weight_values(array: ak.Array, name: str, path: str, first_entry: int) -> np.ndarray:
+def weight_values(array: ak.Array, name: str, path: str, first_entry: int,
+                  setting: str = "source.branches.weight") -> np.ndarray:
     """The weight branch's values as float64, once every one is a finite number. A NaN or infinite
     generator weight would make every rate and weighted figure it enters NaN (sums of weights), without a
     word: the file is bad data, said with its entry and value as for an event id (``skipBadFiles`` skips from
     that entry). Dropping the event instead would change the sample's normalisation just as silently.
-    Vectorised: at begin_job on the entries the file check reads, then per chunk."""
-    setting = "source.branches.weight"
+    Vectorised: at begin_job on the entries the file check reads, then per chunk. ``setting``: where the user
+    named the branch (hltcard's ``--weight-branch``)."""
     one_per_event(array, name, "weight", setting, path)
     values = np.asarray(array)
     if values.dtype.kind not in "iuf":

@@ -268,6 +268,8 @@ def read_weights(file: Path, cfg: Any, weight_branch: str) -> tuple[WeightTable 
     """``file``'s weights by (run, lumi, event) (None: the branch is absent; every event weighs 1)."""
     import uproot
 
+    from hltrun.modules.source.event_ids import weight_values
+
     src = cfg.source.params
     b = src.branches
     try:
@@ -276,20 +278,17 @@ def read_weights(file: Path, cfg: Any, weight_branch: str) -> tuple[WeightTable 
             if weight_branch not in tree.keys():
                 return None, False
             names = [weight_branch] + [n for n in (b.run, b.luminosityBlock, b.event) if n]
-            arr = tree.arrays(names, library="np")
+            arr = tree.arrays(names, library="ak")
     except Exception as exc:  # the source read it; reading one more branch failed
         raise SourceError(f"{file}: cannot read '{weight_branch}' ({type(exc).__name__}: {exc})") from None
-    n = len(arr[weight_branch])
+    # the source's own check (one finite number per event, of a magnitude whose squares sum in a double): the
+    # path's source has made it on these entries already, but this reading must not rest on that
+    w = weight_values(arr[weight_branch], weight_branch, str(file), 0, setting="--weight-branch")
+    n = len(w)
     ones = np.ones(n, np.int64)
-    run = arr[b.run] if b.run else ones
-    lumi = arr[b.luminosityBlock] if b.luminosityBlock else ones
-    evt = arr[b.event] if b.event else np.arange(1, n + 1)
-    w = np.asarray(arr[weight_branch], dtype=np.float64)
-    if w.ndim != 1:
-        raise SourceError(f"{file}: '{weight_branch}' is not one number per event")
-    if not np.all(np.isfinite(w)):
-        bad = int(np.count_nonzero(~np.isfinite(w)))
-        raise SourceError(f"{file}: '{weight_branch}' has {bad} non-finite value(s); a weight must be a finite number")
+    run = arr[b.run].to_numpy() if b.run else ones
+    lumi = arr[b.luminosityBlock].to_numpy() if b.luminosityBlock else ones
+    evt = arr[b.event].to_numpy() if b.event else np.arange(1, n + 1)
     return WeightTable.of(run, lumi, evt, w), True
 
 

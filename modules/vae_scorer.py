@@ -419,9 +419,6 @@ class VAEAnomalyScorer(Producer):
             raise ConfigError(f"{where}.precision: int8 requested but {path} is not a quantised model "
                               f"(make one with tools/physics/quantize_models.py)")
         contract = backend.contract
-        if p.batching is not None and len(contract.inputs) > 1:
-            raise ConfigError(f"{where}.batching: cross-event batching runs models with one input; {path} has "
-                              f"{len(contract.inputs)} (set batching: null)")
         per_call = per_call_quant_ops(backend.model_path) if p.batching is not None else ()
         if per_call:  # named as the model has it: ONNX Runtime's optimiser fuses DynamicQuantizeLinear away
             raise ConfigError(f"{where}.batching: model {backend.model_path} quantises its activations per call "
@@ -581,7 +578,8 @@ class VAEAnomalyScorer(Producer):
         if self._batcher is None:
             out = self.backend.run(x)
         else:  # a malformed event fails alone, before it can spoil a batch
-            x = self.backend.check(x)[0]
+            xs = self.backend.check(x)  # one array per input of the model
+            x = xs[0] if len(xs) == 1 else xs
             out = self._batcher.submit(event.stream, event.index, x, self.backend.run)
         valid = out["valid"]
         n = len(valid)

@@ -34,7 +34,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ from hltrun.framework.resources import find_file
 from .inference import (BackendOptions, InferenceBackend, autoselect, backend_class, backend_names, create_backend,
                         fidelity, model_suffix)
 from .inference import model_import
-from .inference.accelerator import auto_fallback, choose_backend
+from .inference.accelerator import auto_next, choose_backend, first_clause
 from .contract import Contract, InputDeclaration, default_contract, freeze
 from .inference.base import (MAX_BATCH, N_CONSTITUENTS, OUTPUT_NAMES, check_model_file, ort_format_line,
                              per_call_quant_ops)
@@ -407,25 +407,8 @@ class VAEAnomalyScorer(Producer):
                 if shared.auto is None:
                     shared.auto = self._auto_by_measurement(ctx, p, opts, reason)
             name, reason, timings, path = shared.auto  # the very file that was timed and checked
-        backend = create_backend(name, path, opts)
-        try:
-            digest = loaded_digest(path, backend.load)
-        except ModelChanged as exc:  # no other engine is tried on a file being written
-            raise ModelChanged(f"{where}: {exc}") from exc
-        except ModuleError as exc:  # auto's engine cannot run this model: ONNX Runtime, loudly
-            fallback = auto_fallback(p.backend, name, ctx.accelerators, str(exc))
-            if fallback is None:
-                raise type(exc)(f"{where}: {exc}") from exc
-            log.warning("%s: %s", where, fallback[1], extra={"once": True})
-            name, reason = fallback
-            path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
-            backend = create_backend(name, path, opts)
-            try:
-                digest = loaded_digest(path, backend.load)
-            except (ModuleError, ConfigError) as again:
-                raise type(again)(f"{where}: {again}") from again
-        except ConfigError as exc:  # say which module, keep the exit code
-            raise type(exc)(f"{where}: {exc}") from exc
+        backend, digest, name, reason, path = self._load_first(where, p, ctx.accelerators, name, reason, path, opts,
+                                                               reads)
         with shared.lock:  # every stream must run the network the first one loaded
             first = shared.digests.setdefault(path, digest)
         if first != digest:
@@ -437,9 +420,6 @@ class VAEAnomalyScorer(Producer):
             raise ConfigError(f"{where}.precision: int8 requested but {path} is not a quantised model "
                               f"(make one with tools/physics/quantize_models.py)")
         contract = backend.contract
-        if p.batching is not None and len(contract.inputs) > 1:
-            raise ConfigError(f"{where}.batching: cross-event batching runs models with one input; {path} has "
-                              f"{len(contract.inputs)} (set batching: null)")
         per_call = per_call_quant_ops(backend.model_path) if p.batching is not None else ()
         if per_call:  # named as the model has it: ONNX Runtime's optimiser fuses DynamicQuantizeLinear away
             raise ConfigError(f"{where}.batching: model {backend.model_path} quantises its activations per call "
@@ -485,6 +465,35 @@ class VAEAnomalyScorer(Producer):
         ctx.record_accelerator(AcceleratorChoice(name, backend.describe()["device"], reason, str(path), self.model_id,
                                                  timings, digest, shared.caveats,
                                                  imported.as_dict() if imported is not None else None))
+
+    @staticmethod
+    def _load_first(where: str, p: VAEAnomalyScorerParameters, accelerators: Sequence[str], name: str, reason: str,
+                    path: Path, opts: BackendOptions, reads: Contract,
+                    ) -> tuple[InferenceBackend, str, str, str, Path]:
+        """(backend, digest of the file it loaded, engine, reason, model file): ``name`` loaded; with ``backend:
+        auto``, an engine that refuses the model at load hands it on to the next one ``accelerator.auto_next``
+        gives (TensorRT, PyTorch, JAX on a GPU, ONNX Runtime on the CPU), loudly. An explicit engine is never
+        replaced, and no other engine is tried on a file being written."""
+        refused: list[tuple[str, str]] = []
+        while True:
+            backend = create_backend(name, path, opts)
+            try:
+                return backend, loaded_digest(path, backend.load), name, reason, path
+            except ModelChanged as exc:
+                raise ModelChanged(f"{where}: {exc}") from exc
+            except ModuleError as exc:
+                refused.append((name, str(exc)))
+                choice = auto_next(accelerators, refused, path) if p.backend == "auto" else None
+                if choice is None:
+                    tried = "; ".join(f"{e}: {first_clause(r, e, path)}" for e, r in refused[:-1])
+                    tried = f" (auto tried before it: {tried})" if tried else ""
+                    raise type(exc)(f"{where}: {exc}{tried}") from exc
+            except ConfigError as exc:  # say which module, keep the exit code
+                raise type(exc)(f"{where}: {exc}") from exc
+            name, reason = choice
+            log.warning("%s: %s", where, reason, extra={"once": True})
+            with said_by(where):
+                path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
 
     @staticmethod
     def _name_unread_settings(where: str, name: str, opts: BackendOptions, p: VAEAnomalyScorerParameters) -> None:
@@ -570,7 +579,8 @@ class VAEAnomalyScorer(Producer):
         if self._batcher is None:
             out = self.backend.run(x)
         else:  # a malformed event fails alone, before it can spoil a batch
-            x = self.backend.check(x)[0]
+            xs = self.backend.check(x)  # one array per input of the model
+            x = xs[0] if len(xs) == 1 else xs
             out = self._batcher.submit(event.stream, event.index, x, self.backend.run)
         valid = out["valid"]
         n = len(valid)

@@ -5,6 +5,10 @@
   bucket, a CUDA stream per hltrun stream, CUDA-event timing: docs/gpu.md); else JAX on the GPU when
   JAX sees one (jax with its CUDA plugin); otherwise ONNX Runtime on the CPU — loudly (log line +
   ``job.facts``), the reason naming what was missing.
+* The engine is picked by name, before the model is read; one that refuses the model at load (TensorRT
+  feeds one input, JAX and PyTorch run the ops hltrun translates) hands it on to the next usable engine in
+  that order, ONNX Runtime on the CPU last where the job allows the CPU (``auto_next``); the reason names
+  each engine passed over and why.
 * An explicit backend is never swapped for another: ``tensorrt`` without a GPU, or a backend the
   accelerators list forbids, is a one-line error.
 
@@ -22,7 +26,7 @@ import logging
 from pathlib import Path
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from hltrun.framework.errors import AcceleratorUnavailable, ConfigError
 
@@ -149,31 +153,74 @@ def backend_device(backend: str, providers: Sequence[str] = ()) -> str:
     return CPU
 
 
+@dataclass(frozen=True)
+class AutoStep:
+    """One engine in ``auto``'s order: its reason line's head where it is usable here, else None and why not."""
+
+    engine: str
+    head: str | None  # "auto: TensorRT on <GPU>"; None: not usable here
+    why_not: str = ""  # "TensorRT not used: <reason>", said by every later engine's reason
+
+
+def auto_steps(accelerators: Sequence[str]) -> Iterator[AutoStep]:
+    """``auto``'s engines in order: TensorRT, PyTorch, JAX on a GPU (where the job allows ``gpu-nvidia``),
+    then ONNX Runtime on the CPU (where it allows ``cpu``). Lazy: an engine's GPU check (importing torch or
+    jax) runs only when every engine before it is unusable or refused the model."""
+    ok = allowed(accelerators)
+    if GPU in ok:
+        for engine, label, status, head in (
+                ("tensorrt", "TensorRT", tensorrt_gpu_status, "auto: TensorRT on {}"),
+                ("torch", "PyTorch GPU", torch_gpu_status, "auto: PyTorch on {}, CUDA graphs per batch bucket"),
+                ("jax", "JAX GPU", jax_gpu_status, "auto: JAX on {}")):
+            s = status()
+            yield AutoStep(engine, head.format(s.gpu_name) if s.usable else None, f"{label} not used: {s.reason}")
+    else:
+        yield AutoStep("tensorrt", None, f"TensorRT not used: options.accelerators {list(accelerators)} excludes {GPU}")
+    yield AutoStep("onnxruntime", "auto: ONNX Runtime on CPU" if CPU in ok else None,
+                   f"ONNX Runtime not used: options.accelerators {list(accelerators)} excludes {CPU}")
+
+
+def auto_next(accelerators: Sequence[str], refused: Sequence[tuple[str, str]] = (),
+              model: object = "") -> tuple[str, str] | None:
+    """(engine, reason) ``auto`` runs after the engines in ``refused`` ((engine, its refusal at load), in the
+    order they were tried) turned the model down; None when no engine is left. ``choose_backend`` picks a GPU
+    engine by name, before the model is read, so one that cannot run it (TensorRT feeds one input, JAX and
+    PyTorch run the ops hltrun translates) hands it on to the next usable one, the CPU last. The reason names
+    every engine passed over: why it is not usable here, or the first clause of its refusal."""
+    said = dict(refused)
+    notes: list[str] = []
+    for step in auto_steps(accelerators):
+        if step.engine in said:
+            notes.append(f"{step.engine} cannot run this model: {first_clause(said[step.engine], step.engine, model)}")
+        elif step.head is not None:
+            return step.engine, step.head + (f" ({'; '.join(notes)})" if notes else "")
+        else:
+            notes.append(step.why_not)
+    return None
+
+
+def first_clause(refusal: str, engine: str, model: object = "", limit: int = 300) -> str:
+    """A refusal in a reason line: its first clause (up to its first "; "), without the engine's name and the
+    model's path, which the job's line says beside it."""
+    text = refusal.split("; ")[0].removeprefix(f"{engine}: ")
+    if model:
+        text = text.removeprefix(f"model {model} ")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def choose_backend(requested: str, accelerators: Sequence[str], providers: Sequence[str] = (),
                    where: str = "backend") -> tuple[str, str]:
-    """Return (backend name, one-line reason). Raises ConfigError/ModuleError, never falls back
-    from an explicit choice."""
+    """Return (backend name, one-line reason): ``auto``'s first usable engine (``auto_next``), or the explicit
+    one if the job's accelerators allow it. Raises ConfigError/ModuleError, never falls back from an explicit
+    choice."""
     ok = allowed(accelerators)
     if requested == "auto":
-        if GPU in ok:
-            status = tensorrt_gpu_status()
-            if status.usable:
-                return "tensorrt", f"auto: TensorRT on {status.gpu_name}"
-            torch_status = torch_gpu_status()
-            if torch_status.usable:
-                return "torch", (f"auto: PyTorch on {torch_status.gpu_name}, CUDA graphs per batch bucket "
-                                 f"(TensorRT not used: {status.reason})")
-            jax_status = jax_gpu_status()
-            if jax_status.usable:
-                return "jax", (f"auto: JAX on {jax_status.gpu_name} (TensorRT not used: {status.reason}; "
-                               f"PyTorch GPU not used: {torch_status.reason})")
-            gpu_reason = f"{status.reason}; PyTorch GPU not used: {torch_status.reason}; JAX GPU not used: {jax_status.reason}"
-        else:
-            gpu_reason = f"options.accelerators {list(accelerators)} excludes {GPU}"
-        if CPU in ok:
-            return "onnxruntime", f"auto: ONNX Runtime on CPU (TensorRT not used: {gpu_reason})"
+        choice = auto_next(accelerators)
+        if choice is not None:
+            return choice
+        gpu_reason = "; ".join(s.why_not for s in auto_steps(accelerators) if s.engine != "onnxruntime")
         raise AcceleratorUnavailable(f"{where}: auto with options.accelerators {list(accelerators)} needs a GPU, "
-                          f"but {gpu_reason}")
+                                     f"but {gpu_reason.removeprefix('TensorRT not used: ')}")
     need = backend_device(requested, providers)
     if need not in ok:
         hints = {"jax": " (JAX sees a GPU here; JAX_PLATFORMS=cpu keeps it on the CPU)",
@@ -188,14 +235,3 @@ def choose_backend(requested: str, accelerators: Sequence[str], providers: Seque
                               f"or backend: auto to run on CPU")
         return "tensorrt", f"TensorRT on {status.gpu_name}"
     return requested, f"{requested} on {need} (explicit)"
-
-
-def auto_fallback(requested: str, chosen: str, accelerators: Sequence[str], refusal: str) -> tuple[str, str] | None:
-    """(``onnxruntime``, reason) when ``auto``'s engine refused the model at load and the CPU is allowed,
-    else None (an explicit engine is never replaced). ``choose_backend`` picks a GPU engine by name,
-    before the model is read; JAX and PyTorch run only the ops hltrun translates, so a model with a NonZero
-    (boolean indexing) would end the job where ONNX Runtime runs it."""
-    if requested != "auto" or chosen == "onnxruntime" or CPU not in allowed(accelerators):
-        return None
-    return "onnxruntime", f"auto: ONNX Runtime on CPU ({chosen} cannot run this model: {refusal})"
-

@@ -57,14 +57,16 @@ class BatchingParameters:
             raise ValueError(f"max_delay_ms must be in [0, 60000], got {self.max_delay_ms}")
 
 
-Run = Callable[[np.ndarray], dict[str, np.ndarray]]
+Jets = np.ndarray | tuple[np.ndarray, ...]  # one event's jets: one array, or one per input of the model (same N)
+Run = Callable[[Jets], dict[str, np.ndarray]]
 
 
 class _Request:
-    __slots__ = ("stream", "index", "x", "t_submit", "t_start", "t_end", "out", "error", "done", "batch")
+    __slots__ = ("stream", "index", "x", "n", "t_submit", "t_start", "t_end", "out", "error", "done", "batch")
 
-    def __init__(self, stream: int, index: int, x: np.ndarray) -> None:
+    def __init__(self, stream: int, index: int, x: Jets) -> None:
         self.stream, self.index, self.x = stream, index, x
+        self.n = len(x[0]) if isinstance(x, tuple) else len(x)  # the event's jets
         self.t_submit = self.t_start = self.t_end = 0
         self.out: dict[str, np.ndarray] | None = None
         self.error: BaseException | None = None
@@ -91,15 +93,16 @@ class DynamicBatcher:
         self._init_stats()
 
     # ------------------------------------------------------------------ the hot path
-    def submit(self, stream: int, index: int, x: np.ndarray, run: Run) -> dict[str, np.ndarray]:
-        """Queue event ``index``'s jets (non-empty (n, 100, 3)) from ``stream``; return its outputs
-        once its batch ran. ``run`` is this stream's backend, used if this call leads a batch."""
+    def submit(self, stream: int, index: int, x: Jets, run: Run) -> dict[str, np.ndarray]:
+        """Queue event ``index``'s jets from ``stream``: a non-empty (n, ...) array, or a tuple of them, one per
+        input of a model with several (each n jets, the backend's ``check``); return its outputs once its batch
+        ran. ``run`` is this stream's backend, used if this call leads a batch."""
         req = _Request(stream, index, x)
         cond = self._cond
         with cond:
             req.t_submit = _NS()
             self._queue.append(req)
-            self._queued_jets += len(x)
+            self._queued_jets += req.n
             self._queued[stream] = self._queued.get(stream, 0) + 1
             self._submitted[stream] = index
             cond.notify_all()  # waiters re-check: this may complete "all present" or "full"
@@ -166,9 +169,9 @@ class DynamicBatcher:
         """Requests from the head of the queue, at most ``max_batch`` jets (at least one request)."""
         jets, n = 0, 0
         for req in self._queue:
-            if n and jets + len(req.x) > self.max_batch:
+            if n and jets + req.n > self.max_batch:
                 break
-            jets += len(req.x)
+            jets += req.n
             n += 1
         batch, self._queue = self._queue[:n], self._queue[n:]
         self._queued_jets -= jets
@@ -178,12 +181,12 @@ class DynamicBatcher:
 
     def _run(self, batch: list[_Request], run: Run, reason: str) -> None:
         """Run one backend call (lock released); fill every request of the batch, even on failure."""
-        sizes = [len(r.x) for r in batch]
+        sizes = [r.n for r in batch]
         out: dict[str, np.ndarray] | None = None
         error: BaseException | None = None
         t0 = _NS()
         try:
-            x = batch[0].x if len(batch) == 1 else np.concatenate([r.x for r in batch])
+            x = batch[0].x if len(batch) == 1 else _gather([r.x for r in batch])
             t0 = _NS()
             out = run(x)
         except BaseException as exc:  # noqa: BLE001 - every waiter of the batch must be woken, even on Ctrl-C
@@ -241,6 +244,15 @@ class DynamicBatcher:
                 "jets_per_call": dict(self._jets_per_call),
                 "queue_hist_ns": dict(self._queue_hist), "inference_hist_ns": dict(self._inference_hist),
             }
+
+
+def _gather(xs: list[Jets]) -> Jets:
+    """One call's input from several events' jets, in the requests' order; for a model with several inputs, each
+    input's arrays in that same order, so that a jet's rows in every input stay one jet's and the outputs split
+    back by the requests' sizes."""
+    if isinstance(xs[0], tuple):
+        return tuple(np.concatenate([x[i] for x in xs]) for i in range(len(xs[0])))
+    return np.concatenate(xs)
 
 
 def _fill(hist: dict[str, int], ns: int) -> None:

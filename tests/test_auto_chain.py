@@ -1,0 +1,150 @@
+"""``backend: auto`` on a GPU machine hands a model its engine refuses at load to the next usable engine:
+TensorRT, then PyTorch, then JAX on the GPU, then ONNX Runtime on the CPU where the job allows it
+(``accelerator.auto_next``, the scorer's ``_load_first``). Until 2026-12-07 any refusal went straight to ONNX
+Runtime on the CPU, so a several-input model (TensorRT feeds one input) ran on the CPU of a GPU node where
+PyTorch or JAX would have run it on the GPU.
+
+The GPU is faked: TensorRT by the strict fakes of tests/fakes (tests/test_tensorrt_fake.py), PyTorch's and
+JAX's GPU checks by fakes keeping ``torch.cuda``'s and ``jax.devices()``' contracts
+(tests/test_translated_backends.py); the engines then run on this machine's CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("onnxruntime", reason="onnxruntime (extra 'cpu') not installed")
+pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[torch]')")
+pytest.importorskip("jax", reason="jax is not installed (pip install -e '.[jax]')")
+
+from onnx import helper  # noqa: E402
+
+from hltrun.framework.errors import ModuleError  # noqa: E402
+from hltrun.modules.inference import accelerator  # noqa: E402
+from tests.test_scorer import fake_job, make_scorer  # noqa: E402
+from tests.test_tensorrt_fake import _install  # noqa: E402
+from tests.test_translated_backends import _FakeCuda, _FakeJax, _jet_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+HARDMAX = "In node 5 (parseGraph): UNSUPPORTED_NODE: No importer registered for op: Hardmax"  # TensorRT's words
+
+
+@pytest.fixture(scope="module")
+def particlenet(tmp_path_factory) -> Path:
+    from tests.particlenet import particlenet_onnx
+
+    return particlenet_onnx(tmp_path_factory.mktemp("pn") / "pn.onnx")
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """A GPU node: TensorRT usable (fake TensorRT and CUDA), and what ``engines`` names of torch and jax seeing
+    the GPU (their checks faked; the engines run on the CPU here)."""
+
+    def install(engines: tuple[str, ...] = ("torch", "jax")) -> SimpleNamespace:
+        fake = _install(monkeypatch, "cuda-python")
+        found = {"jax", "jax_plugins.xla_cuda13", "torch"}
+        monkeypatch.setattr(accelerator, "_find", lambda name: name in found)
+        monkeypatch.setattr(accelerator, "_torch_is_cuda_build", lambda: True)
+        monkeypatch.setattr(accelerator, "_load_torch",
+                            lambda: SimpleNamespace(cuda=_FakeCuda(1 if "torch" in engines else 0)))
+        monkeypatch.setattr(accelerator, "_load_jax", lambda: _FakeJax(1 if "jax" in engines else 0))
+        accelerator.jax_gpu_status.cache_clear()
+        accelerator.torch_gpu_status.cache_clear()
+        return fake
+
+    yield install
+    for status in (accelerator.tensorrt_gpu_status, accelerator.jax_gpu_status, accelerator.torch_gpu_status):
+        status.cache_clear()
+
+
+def _scorer(model: Path, tmp_path: Path, accelerators=("*",), **params):
+    scorer = make_scorer(model=str(model), backend="auto", max_batch=4, engine_cache=str(tmp_path / "engines"),
+                         **params)
+    job = fake_job(accelerators)
+    scorer.begin_job(job)
+    return scorer, job.channels.facts()["accelerators"]["vae"]
+
+
+@pytest.mark.parametrize("engines, runs, says", [
+    (("torch", "jax"), "torch", "auto: PyTorch on NVIDIA H100 80GB HBM3, CUDA graphs per batch bucket (tensorrt "
+                                "cannot run this model: has 3 inputs ['points', 'features', 'mask'])"),
+    (("jax",), "jax", "auto: JAX on NVIDIA H100 80GB HBM3 (tensorrt cannot run this model: has 3 inputs ['points', "
+                      "'features', 'mask']; PyTorch GPU not used: PyTorch sees no CUDA GPU)"),
+])
+def test_a_several_input_model_goes_from_tensorrt_to_the_next_gpu_engine(gpu, particlenet, tmp_path, engines, runs,
+                                                                         says):
+    """TensorRT usable, a ParticleNet-like model (points, features, mask): TensorRT's backend refuses it at load;
+    the next usable GPU engine runs it (it ran on ONNX Runtime on the CPU until 2026-12-07), and the reason says
+    why TensorRT was passed over, in the first clause of its refusal."""
+    gpu(engines)
+    assert accelerator.choose_backend("auto", ["*"]) == ("tensorrt", "auto: TensorRT on Fake GPU 80GB")
+    scorer, fact = _scorer(particlenet, tmp_path)
+    assert scorer.backend_name == runs == fact["backend"] and scorer.backend.name == runs
+    assert scorer.reason == says == fact["reason"]
+    scorer.end_job()
+
+
+def test_an_op_tensorrts_parser_lacks_goes_to_pytorch_then_every_refusal_is_said(gpu, tmp_path):
+    """A model with an op TensorRT's parser does not import: PyTorch runs it. A model with an op neither the parser
+    nor the ONNX translator has: PyTorch and JAX refuse it too, and ONNX Runtime runs it on the CPU, the reason
+    naming each engine passed over."""
+    fake = gpu()
+    fake.ctl.fail_parse = HARDMAX
+    plain = _jet_model(tmp_path / "plain.onnx")
+    scorer, _ = _scorer(plain, tmp_path)
+    assert scorer.backend_name == "torch"
+    assert scorer.reason.endswith(f"(tensorrt cannot run this model: cannot parse ONNX model {plain}: {HARDMAX})")
+    scorer.end_job()
+    odd = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("Hardmax", ["jets"], ["hs"]))
+    scorer, _ = _scorer(odd, tmp_path)
+    assert scorer.backend_name == "onnxruntime"
+    said = scorer.reason.removeprefix("auto: ONNX Runtime on CPU (").split("; ")
+    assert [s.split(" cannot run this model: ")[0] for s in said] == ["tensorrt", "torch", "jax"], said
+    assert all("Hardmax" in s for s in said) and str(odd) not in said[1], said
+    scorer.end_job()
+
+
+def test_without_the_cpu_the_last_refusal_ends_the_job_naming_the_others(gpu, tmp_path):
+    """``options.accelerators: [gpu-nvidia]``: no engine left after JAX; the job ends at begin_job in one line with
+    JAX's refusal and the engines auto tried before it. An explicit engine is never replaced."""
+    fake = gpu()
+    fake.ctl.fail_parse = HARDMAX
+    odd = _jet_model(tmp_path / "odd.onnx", extra_node=helper.make_node("Hardmax", ["jets"], ["hs"]))
+    with pytest.raises(ModuleError) as info:
+        _scorer(odd, tmp_path, accelerators=["gpu-nvidia"])
+    msg = str(info.value)
+    assert msg.startswith("modules.vae: jax: model ") and "Hardmax" in msg and "\n" not in msg, msg
+    assert "(auto tried before it: tensorrt: cannot parse ONNX model" in msg and "; torch: uses ONNX op(s)" in msg, msg
+    fake.ctl.fail_parse = None
+    with pytest.raises(ModuleError, match=r"^modules.vae: tensorrt: model .* has 3 inputs") as info:
+        make_scorer(model=str(_several(tmp_path)), backend="tensorrt", engine_cache=str(tmp_path)).begin_job(fake_job())
+    assert "auto tried" not in str(info.value)
+
+
+def _several(tmp_path: Path) -> Path:
+    from tests.particlenet import particlenet_onnx
+
+    path = tmp_path / "pn.onnx"
+    return path if path.exists() else particlenet_onnx(path)
+
+
+def test_the_shipped_path_runs_a_several_input_model_on_pytorch_behind_tensorrt(gpu, particlenet, tmp_path, capfd):
+    """``hltrun configs/path.yaml modules.vae.model=pn.onnx`` on a GPU node with TensorRT: PyTorch runs it, the log
+    and the job report say why TensorRT did not."""
+    from hltrun.framework.cli import main as hltrun
+
+    gpu()
+    rc = hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={particlenet}",
+                 "modules.vae.max_batch=4", f"modules.vae.engine_cache={tmp_path / 'engines'}",
+                 "modules.anomalyFilter.threshold=1", f"modules.out.file={tmp_path / 'out.root'}",
+                 "--report-dir", str(tmp_path / "rep")])
+    err = capfd.readouterr().err
+    assert rc == 0, err
+    assert "modules.vae: auto: PyTorch on NVIDIA H100 80GB HBM3" in err and "tensorrt cannot run this model" in err
+    vae = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]["module_summaries"]["vae"]
+    assert vae["backend"]["backend"] == "torch" and "tensorrt cannot run this model: has 3 inputs" in vae["choice"]

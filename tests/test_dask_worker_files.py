@@ -33,10 +33,10 @@ def fresh_workers(monkeypatch):
     monkeypatch.setattr(worker, "_CACHE", {})
 
 
-def split(folder: Path, files: int, charge: bool = False) -> list[Path]:
-    """The first ``files`` x 25 events of the shipped QCD sample, 25 to a file; ``charge``: with a
+def split(folder: Path, files: int, charge: bool = False, src: Path = QCD) -> list[Path]:
+    """The first ``files`` x 25 events of a shipped sample (QCD), 25 to a file; ``charge``: with a
     per-constituent charge branch (a model's declared input)."""
-    tree = uproot.open(QCD)["Events"]
+    tree = uproot.open(src)["Events"]
     layout = branch_groups(tree)
     out = []
     for i, arrays in enumerate(tree.iterate(step_size=PER_FILE, entry_stop=PER_FILE * files, library="ak")):
@@ -160,7 +160,7 @@ def test_consecutive_units_of_a_file_open_it_once_and_end_job_closes_it(tmp_path
         assert status == "ok" and result.summary.events_processed == b - a
     assert opened == [parts[0].name]  # was 3 (the file check's, then one per unit)
     built = next(iter(worker._CACHE.values()))
-    trees = list(built.process.source._open_files._trees.values())
+    trees = [tree for tree, _ in built.process.source._open_files._trees.values()]
     assert len(trees) == 1 and not trees[0].file.closed
     built.process.end_job()
     assert trees[0].file.closed
@@ -179,3 +179,18 @@ def test_the_files_kept_open_are_bounded_and_the_oldest_closed_first(tmp_path):
     kept.give(str(parts[1]), trees[1])
     kept.close()
     assert all(t.file.closed for t in trees)
+
+
+def test_a_file_rewritten_since_it_was_kept_open_is_opened_again(tmp_path, monkeypatch):
+    """A worker keeps its Process, and so its open files, from one job to the next of a cluster: a file
+    rewritten in between must be read anew, not from the old handle (the old file's events)."""
+    (path,) = split(tmp_path, 1)
+    job = spec(tmp_path, [path])
+    status, result = run_unit(job, unit(0, path))
+    assert status == "ok" and list(result.summary.source["lumis_per_file"][str(path)]) == ["1:1"]
+    (tmp_path / "rsg").mkdir()
+    split(tmp_path / "rsg", 1, src=ROOT / "data" / "rsg_ww_3p5TeV.root")[0].replace(path)  # run 3, 25 entries too
+    opened = counted_opens(monkeypatch)
+    status, result = run_unit(job, unit(0, path))
+    assert status == "ok" and opened == [path.name]  # was none: the old handle read on
+    assert list(result.summary.source["lumis_per_file"][str(path)]) == ["3:1"]  # the new file's events

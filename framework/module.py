@@ -260,13 +260,14 @@ class Source(_Declares):
         """Release inputs."""
 
     @classmethod
-    def plan_inputs(cls, params: Any, entries_needed: int | None,
-                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int | None]]:
+    def plan_inputs(cls, params: Any, entries_needed: int | None, consumed: frozenset[str] = frozenset(),
+                    skipped: list[tuple[str, str]] | None = None) -> list[tuple[str, int | None]]:
         """Planning a distributed run (no event is read, no module built): (input name, number of entries)
         in reading order, checked as ``begin_job`` checks them; ``entries_needed``: skip + max events, or
         None; entries None: an input past ``entries_needed``, not opened (the planner asks again with more
         entries needed if duplicates make the job read on); ``consumed``: the source's product instances
-        modules consume (``SourceContext.consumed``).
+        modules consume (``SourceContext.consumed``); ``skipped``: given, it receives (input name, the
+        reports' line) for each input skipped as bad (``bad_files``): the workers never see those.
         A source that cannot be split keeps this default and runs only locally."""
         raise NotImplementedError(f"{cls.__name__} cannot be split into work units")
 

@@ -41,6 +41,7 @@ from .source.checks import FileChecks
 from .source.chunk import make_chunk
 from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys
 from .source.file_list import input_files, list_files
+from .source.open_files import OpenFiles
 from .source.parameters import JetBranches, RootJetSourceParameters
 from .source.reading import LATE_WAIT_S, READ_AHEAD_THREADS, ChunkReading, read_ahead_depth
 from .source.tree import FileState, file_state, has, open_tree
@@ -107,6 +108,9 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         # files the job cannot need (past skipEvents + maxEvents): not opened at begin_job, opened and checked
         # only if the loop reaches them (duplicates, a selection); real path -> its listings not opened yet
         self._deferred: dict[str, list[str]] = {}
+        # a Dask worker's work-unit files checked so far: real path -> why it is bad (None: good)
+        self._unit_checks: dict[str, str | None] = {}
+        self._open_files: OpenFiles | None = None  # a Dask worker's files kept open between its units
         self._read_ahead = read_ahead_depth(params.read_ahead)
         self._abandoned: list[ReadAhead] = []  # readers left at an early stop: their late CPU is counted
         self._count_lock = threading.Lock()  # a reader left behind counts its dropped chunks from its thread
@@ -132,8 +136,10 @@ class RootJetSource(FileChecks, ChunkReading, Source):
     def begin_job(self, ctx: SourceContext | None = None) -> None:
         """Expand globs, refuse a file listed twice, and open and check every file (tree, branches,
         layout, first and last entries) before the first event, so that a bad file among good ones
-        fails (or, with ``skipBadFiles``, is skipped) now, not hours into the job. ``ctx`` None: a
-        source used on its own (every entry, no consumer requests)."""
+        fails (or, with ``skipBadFiles``, is skipped) now, not hours into the job. On a Dask worker
+        (``ctx.units``) none is opened: the client checked them all, and the worker checks each work unit's
+        file when it reaches it (``read_range``). ``ctx`` None: a source used on its own (every entry, no
+        consumer requests)."""
         ctx = ctx if ctx is not None else SourceContext(self.label)
         self._ctx = ctx
         self._consumers(ctx.consumed)
@@ -141,7 +147,11 @@ class RootJetSource(FileChecks, ChunkReading, Source):
             ctx.record_lumi_mask(self.params.lumi_mask.record())
         self._requests = ctx.requests()  # live: filled by the modules' begin_job, read at each chunk
         self._reading_lists()
-        self._open_inputs(ctx.entries_needed, keep=not ctx.units)  # a Dask worker reads only some files
+        if ctx.units:  # a Dask worker: each unit's file is checked when reached (``_unit_file``), no other
+            self._list_inputs()
+            self._open_files = OpenFiles()
+        else:
+            self._open_inputs(ctx.entries_needed, keep=True)
 
     def _reading_configured(self) -> None:
         """The files the configuration names are inputs of the job from the source's construction, before the
@@ -170,12 +180,14 @@ class RootJetSource(FileChecks, ChunkReading, Source):
 
     @classmethod
     def plan_inputs(cls, params: RootJetSourceParameters, entries_needed: int | None,
-                    consumed: frozenset[str] = frozenset()) -> list[tuple[str, int | None]]:
+                    consumed: frozenset[str] = frozenset(), skipped: list[tuple[str, str]] | None = None
+                    ) -> list[tuple[str, int | None]]:
         """The files and their entries, checked as begin_job checks them (bad ones skipped or refused, a
         consumed weight branch required), without keeping any array: what the Dask client splits into work
         units. A file a worker would refuse is refused here, before the cluster starts. Files past
         ``entries_needed`` are not opened, as a local job leaves them (entries None): a bad one there does
-        not fail a job that never reaches it."""
+        not fail a job that never reaches it. ``skipped``: receives each bad file skipped (``skipBadFiles``)
+        and its line, which a local run's reports give (the workers open no file but their units')."""
         if entries_needed is not None and params.selection():
             # units are entry ranges planned before any event is read: which entries hold the first
             # maxEvents selected events is unknown there (a local run reads on until it has them)
@@ -186,6 +198,9 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         source._reading_lists()
         try:
             source._open_inputs(entries_needed, keep=False, planning=True)
+            if skipped is not None:  # each line starts with its file's name as listed ("path: whole file skipped")
+                skipped.extend((max((p for p in source._bad_entries if line.startswith(p + ": ")), key=len), line)
+                               for line in source.bad_files)
             return [(path, source.entries.get(path)) for path in source.files]
         finally:
             source.end_job()
@@ -292,6 +307,8 @@ class RootJetSource(FileChecks, ChunkReading, Source):
 
     def end_job(self) -> None:
         self._kept.clear()  # files the job stopped before
+        if self._open_files is not None:
+            self._open_files.close()
         if self._held is not None:  # begin_job failed before the consumers were known
             self._held[1].file.close()
             self._held = None
@@ -322,8 +339,11 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         (``plan_duplicates``), skipped and counted as ``events`` does: units run on different workers in
         any order, and a check within each unit alone kept an event whose first copy is in another
         unit. A unit that hits a bad file skips the rest of its range with ``skipBadFiles``, as
-        ``events`` does for the rest of the file."""
-        yield from self._range(name, start, stop, PlannedDuplicates(duplicates, start))
+        ``events`` does for the rest of the file. The unit's file is checked when this worker first reaches
+        it (``_unit_file``); a bad one is skipped whole with ``skipBadFiles``, as ``events`` skips a file it
+        reaches."""
+        if self._unit_file(name):
+            yield from self._range(name, start, stop, PlannedDuplicates(duplicates, start))
 
     def _range(self, path: str, start: int, stop: int, checker: DuplicateChecker | PlannedDuplicates
                ) -> Iterator[tuple[EventID, dict[str, Any]]]:

@@ -128,8 +128,8 @@ def test_a_file_listed_under_two_spellings_is_two_inputs_as_locally(cluster, wri
     """``data/qcd_dijet.root`` and its absolute path (allowDuplicateFiles): a local run reports two inputs of
     300 events; the workers counted both under the one absolute path they open, so the Dask run reported
     one input of 600 events under the last spelling (files_read, lumis_per_file, the -j report's PFNs). A
-    bad file skipped whole at each worker's begin_job (skipBadFiles) is still named, as locally, and counted
-    once (it was counted once per worker)."""
+    bad file skipped whole (skipBadFiles) is still named, as locally, and counted once (it was counted once
+    per worker; now the client's plan skips it, and no worker opens it)."""
     bad = tmp_path / "bad.root"
     bad.write_bytes((ROOT / "data" / "qcd_dijet.root").read_bytes()[:20000])  # cut short: no tree to read
     files = f"data/qcd_dijet.root, {bad}, {ROOT / 'data' / 'qcd_dijet.root'}"

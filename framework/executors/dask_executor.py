@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config import ProcessConfig
 from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
@@ -44,9 +44,20 @@ def require_dask() -> None:
         need(module, "options.executor.type=dask", ConfigError)
 
 
-def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int], list[str]]:
+class Plan(NamedTuple):
+    """The client's plan: the units, the source's counters as a local run counts them, every input as
+    configured, and the bad files it skipped (``skipBadFiles``): (input as configured, the reports' line)."""
+
+    units: list[WorkUnit]
+    accounting: dict[str, int]
+    inputs: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def plan(cfg: ProcessConfig) -> Plan:
     """Open the inputs once on the client (no module is built) and split them into units; also every input as
-    configured, those not opened included (no output may replace one). With maxEvents, the files past
+    configured, those not opened included (no output may replace one), and the bad files skipped (the workers
+    open only their units' files, so no worker sees them). With maxEvents, the files past
     skipEvents + maxEvents are not opened, as a local job leaves them (``files_not_opened``); when duplicates
     in the files opened leave fewer events than maxEvents, the next files are opened, as a local run opens
     the next file when it reaches it."""
@@ -56,11 +67,12 @@ def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int], list[str]]
     source = cfg.source
     limit = None if opts.maxEvents < 0 else opts.maxEvents
     if limit == 0:  # no event to read: no unit, whatever selects events (run_dask runs it locally, as it is)
-        return [], {}, []
+        return Plan([], {}, [], [])
     needed = None if limit is None else opts.skipEvents + limit
     while True:
+        skipped: list[tuple[str, str]] = []
         try:
-            listed = source.cls.plan_inputs(source.params, needed, source_consumed(cfg))
+            listed = source.cls.plan_inputs(source.params, needed, source_consumed(cfg), skipped)
         except NotImplementedError as exc:
             raise ConfigError(f"options.executor.type=dask: {exc}") from None
         opened = list(itertools.takewhile(lambda item: item[1] is not None, listed))
@@ -79,7 +91,7 @@ def plan(cfg: ProcessConfig) -> tuple[list[WorkUnit], dict[str, int], list[str]]
     # as a local run counts them: the listed files, the entries of those opened, those never opened
     accounting = {"files": len(listed), "entries_in_files": total,
                   "files_not_opened": sum(n is None for _, n in listed), "skipped": min(opts.skipEvents, total)}
-    return units, accounting, [name for name, _ in listed]
+    return Plan(units, accounting, [name for name, _ in listed], skipped)
 
 
 def _connect(cfg: ProcessConfig):
@@ -165,7 +177,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
 
     t_start = time.time() - (time.perf_counter() - started_at)  # the job's start as epoch seconds
     ex = cfg.options.executor
-    units, accounting, inputs = plan(cfg)
+    units, accounting, inputs, skipped = plan(cfg)
     check_destinations(cfg, inputs, report_dir)
     if not units:
         from .local import run_local
@@ -226,9 +238,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
                   "dashboard": dashboard, "threads": threads}
     s.retried_units = retried
     _fold_variants(s)
-    s.source = as_configured({**s.source, **accounting}, units)
-    if "bad_files" in s.source:  # each worker's begin_job skips and counts a bad file: the files, once each
-        s.source["bad_files"] = len(s.bad_files)
+    s.source = with_skipped(as_configured({**s.source, **accounting}, units), s, skipped)
     s.events_skipped = accounting["skipped"]
     s.wall_s = time.perf_counter() - started_at
     if merged.first_event_epoch is not None:
@@ -265,6 +275,21 @@ def as_configured(source: dict[str, Any], units: list[WorkUnit]) -> dict[str, An
         per_file = source.get(key)
         if isinstance(per_file, dict):
             out[key] = {f: per_file[f] for f in sorted(per_file, key=lambda f: order.get(f, len(order)))}
+    return out
+
+
+def with_skipped(source: dict[str, Any], s: JobSummary, skipped: list[tuple[str, str]]) -> dict[str, Any]:
+    """The bad files the plan skipped (``skipBadFiles``) named and counted in ``s`` and ``source`` as a local run
+    names them, before those a worker skipped when it reached them (each once: a worker's line comes with every
+    unit it ran after it). No worker sees the plan's: it opens only its units' files (until 2026-12-07 every
+    worker's begin_job opened every input, and named them)."""
+    lines = [line for _, line in skipped]
+    s.bad_files = lines + [line for line in s.bad_files if line not in lines]
+    out = dict(source)
+    if skipped or "bad_files" in out:
+        out["bad_files"] = len(s.bad_files)
+    if skipped:
+        out["bad_entries_per_file"] = {**{name: 0 for name, _ in skipped}, **(out.get("bad_entries_per_file") or {})}
     return out
 
 

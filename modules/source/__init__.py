@@ -6,5 +6,6 @@ the tree: ``parameters`` (what a user configures), ``tree`` (opening a file's tr
 ``file_list`` (``source.files`` entries to file names: globs, file lists), ``event_ids`` (run, lumi and
 event numbers; the lumis read), ``chunk`` (a chunk's arrays and the events'
 views), ``conversion`` (a layout's branches into a chunk), ``checks`` (every file checked at begin_job),
-``reading`` (the loop's reads: decompression pools, read-ahead and their CPU).
+``reading`` (the loop's reads: decompression pools, read-ahead and their CPU), ``open_files`` (a Dask
+worker's files kept open between its work units).
 """

@@ -22,13 +22,20 @@ from .event_ids import id_columns, weight_values
 from .file_list import input_files
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing, refuse_pooled_candidates
 from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
-from .tree import branch_names, first_basket_end, link_names, read_columns, refuse_cut_short
+from .tree import branch_names, first_basket_end, has, link_names, read_columns, refuse_cut_short
 
 if TYPE_CHECKING:
     from ..jets import InputSpec
 
 log = logging.getLogger("hltrun")
 KEEP_BYTES = 256 * 2**20  # uncompressed bytes the file check may keep in memory for the loop, in all
+
+
+def nowhere(line: str) -> ConfigError:
+    """A declared feature's missing-branch ``line`` (``refuse_missing``) when no input file has it: the
+    feature's name is wrong, not the files."""
+    return ConfigError(line.replace("source: ", "", 1) + "; no input file has it: fix the feature name (derived "
+                       "features and branches: docs/your-model.md)")
 
 
 class FileChecks:
@@ -68,8 +75,8 @@ class FileChecks:
         with self.bulk_io():
             for index, path in enumerate(self.files):
                 real = os.path.realpath(path)
-                if real in self._deferred:
-                    continue  # checked, with these branches, when the job reaches it
+                if real not in self._names:  # past maxEvents, or a Dask worker's: checked, with them, when reached
+                    continue
                 checked += 1
                 if real not in found:
                     found[real] = self._declared_problem(path, real, held, extra)
@@ -78,8 +85,7 @@ class FileChecks:
         if not bad:
             return
         if len(bad) == checked and all(MISSING_FEATURE in why for why in bad.values()):  # no file has it
-            raise ConfigError(next(iter(bad.values())).replace("source: ", "", 1) + "; no input file has it: fix "
-                              "the feature name (derived features and branches: docs/your-model.md)")
+            raise nowhere(next(iter(bad.values())))
         if not self.params.skipBadFiles:
             raise SourceError(next(iter(bad.values())))
         for index, why in bad.items():  # as begin_job skips a bad file: each listing named, counted, not read
@@ -148,14 +154,7 @@ class FileChecks:
         there failed a job that never needed it): the loop opens and checks one if it reaches it.
         ``planning``: the Dask client's plan (``plan_inputs``), which holds no file open for the consumers."""
         self._keep = keep
-        listed: dict[str, str] = {}
-        for path in input_files(self.params.files):
-            real = os.path.realpath(path)
-            if real in listed and not self.params.allowDuplicateFiles:
-                raise ConfigError(f"source.files: {path} is listed twice (also as {listed[real]}); "
-                                  f"set source.allowDuplicateFiles: true to read it again")
-            listed.setdefault(real, path)
-            self.files.append(path)
+        self._list_inputs()
         good = []
         checked: dict[str, int] = {}  # a file read again on purpose (allowDuplicateFiles) is checked once
         for path in self.files:
@@ -184,6 +183,66 @@ class FileChecks:
         self._count["files_not_opened"] = sum(f not in self.entries for f in self.files)
         log.debug("source: %d file(s), %d entries, %d file(s) past maxEvents not opened", len(self.files),
                   self._count["entries_in_files"], self._count["files_not_opened"])
+
+    def _list_inputs(self) -> None:
+        """The input files as listed (globs expanded, text lists read), none opened; a file listed twice
+        refused unless ``allowDuplicateFiles``."""
+        listed: dict[str, str] = {}
+        for path in input_files(self.params.files):
+            real = os.path.realpath(path)
+            if real in listed and not self.params.allowDuplicateFiles:
+                raise ConfigError(f"source.files: {path} is listed twice (also as {listed[real]}); "
+                                  f"set source.allowDuplicateFiles: true to read it again")
+            listed.setdefault(real, path)
+            self.files.append(path)
+
+    def _unit_file(self, path: str) -> bool:
+        """A Dask worker's check of a work unit's file, when it first reaches it (the client checked every
+        input when it planned the units; begin_job on a worker opens none: each of N workers opened every
+        file of the job, N x files opens before the first event, where it reads only its units' files).
+        Checked as begin_job checks a file, the consumers' branches included; False: it is bad and was
+        skipped whole (``skipBadFiles``), as were its other units on this worker; else SourceError (or
+        ConfigError: a declared feature no input file has, as ``consumers_known`` says it locally)."""
+        real = os.path.realpath(path)
+        if real not in self._unit_checks:
+            try:
+                with self.bulk_io():
+                    self._check_file(path)
+                self._unit_checks[real] = None
+            except SourceError as exc:
+                self._unit_checks[real] = str(exc)
+                if MISSING_FEATURE in str(exc) and not self._declared_somewhere(real):
+                    raise nowhere(str(exc)) from None
+                if not self.params.skipBadFiles:
+                    raise
+                self._skip_bad_file(self._listing(real, path), str(exc))
+        return self._unit_checks[real] is None
+
+    def _declared_somewhere(self, bad: str) -> bool:
+        """Whether an input other than ``bad`` (a real path) has the consumers' declared branches: a file
+        this worker checked, or else the first of the listed files found with them (opened one by one, only
+        here: a declared feature that the first file reached lacks)."""
+        if any(why is None for why in self._unit_checks.values()):
+            return True
+        extra = [*self._extra_jet, *self._extra_cand]
+        for path in self.files:
+            real = os.path.realpath(path)
+            if real == bad or real in self._unit_checks:
+                continue
+            try:
+                tree = self._open_tree(path)
+            except SourceError:
+                continue
+            try:
+                if all(has(tree, name) for name in extra):
+                    return True
+            finally:
+                tree.file.close()
+        return False
+
+    def _listing(self, real: str, path: str) -> str:
+        """The input as listed (the name the reports give it) that is the file at ``real``; else ``path``."""
+        return next((f for f in self.files if os.path.realpath(f) == real), path)
 
     def _reach(self, path: str) -> None:
         """The loop reaches ``path``: a file begin_job did not open (past maxEvents) is opened and checked
@@ -241,12 +300,16 @@ class FileChecks:
                 pool.close(failed)
             if hold and not failed:
                 self._held = (os.path.realpath(path), tree)
+            elif self._open_files is not None and not failed:  # a Dask worker's unit file: its read is next
+                self._open_files.give(os.path.realpath(path), tree)
             else:
                 tree.file.close()  # no open file (and its memory map) per input until the loop reaches it
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         refuse_cut_short(tree, path)  # before any read: a file cut in its last bytes reads whole, and is not
-        refuse_missing(tree, self._branch_names(), path, self.params, (*self._extra_jet, *self._extra_cand))
+        extra = (*self._extra_jet, *self._extra_cand)  # the declared ones apart: their line is consumers_known's
+        refuse_missing(tree, [name for name in self._branch_names() if name not in extra], path, self.params, extra)
+        refuse_missing(tree, list(extra), path, self.params, extra)
         if self.params.layout == "jet_index":
             refuse_foreign_links(lambda: link_names(tree), self.params.branches, path)
         elif self.params.layout == "counts":

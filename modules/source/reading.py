@@ -173,8 +173,10 @@ class ChunkReading:
         """Open ``path``, read entries ``start``..``stop`` chunk by chunk and convert each; yield
         (chunk, counter increments, the pool's CPU included). Runs in the loop's thread, or in the
         read-ahead thread: it touches no counter itself, the loop adds them when it takes the chunk."""
-        tree = self._reopen(path)
+        kept = self._open_files
+        tree = (kept.take(os.path.realpath(path)) if kept is not None else None) or self._reopen(path)
         pool, failed = self._pool(), True
+        reusable = False  # read to its end, or its reader stopped early: the next unit may read on the open file
         at = start  # the first entry of the chunk being read: a failure names that chunk, not the range
         try:
             names = self._read_names(tree, path)
@@ -184,7 +186,7 @@ class ChunkReading:
                 try:
                     arrays, at, end = next(it)
                 except StopIteration:
-                    failed = False
+                    failed, reusable = False, True
                     return
                 except Exception as exc:
                     bad = min(stop, at + self.params.chunk_size)
@@ -198,11 +200,18 @@ class ChunkReading:
                     raise
                 at = end
                 counts["decompression_cpu_ns"] = pool.settle() - before if pool is not None else 0
-                yield chunk, counts
+                try:
+                    yield chunk, counts
+                except GeneratorExit:  # the unit's last event handed out: the loop takes no more
+                    reusable = True
+                    raise
         finally:
             if pool is not None:  # a consumer that stops early (maxEvents) is no failure: failed
                 pool.close(failed)  # only drops queued baskets nobody will read
-            tree.file.close()
+            if kept is not None and reusable:  # a Dask worker's next unit of this file reads on it
+                kept.give(os.path.realpath(path), tree)
+            else:
+                tree.file.close()
 
     def _convert(self, arrays: ak.Array, path: str, first_entry: int, counts: dict[str, int] | None = None) -> Chunk:
         """One chunk from uproot's arrays; its data-quality counts go to ``counts`` (default: the source's)."""

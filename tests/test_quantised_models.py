@@ -197,6 +197,24 @@ def test_a_dynamically_quantised_model_a_zero_jet_leaves_at_zero_scores_as_on_on
     assert max_relative_difference(alone, reference.run(x)["score"]) > AGREEMENT_RTOL  # the scale is per call
 
 
+def test_the_padding_check_without_onnxruntime_is_one_line_naming_it(tmp_path, monkeypatch):
+    """The padding check runs the model on ONNX Runtime, which the [jax], [torch] and [iree] extras do not install:
+    without it, the line names the package and how to install it (it was "failed in begin_job:
+    ModuleNotFoundError: No module named 'onnxruntime'", nothing said of why it was wanted)."""
+    import sys
+
+    from hltrun.modules.inference.dynamic_quant import padding_moves_scale
+
+    model = bias_free_dynamic_mlp(tmp_path)
+    assert padding_moves_scale(model, ("DynamicQuantizeLinear",)) is None  # proved, with ONNX Runtime there
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it now fails as if it were not installed
+    with pytest.raises(ModuleError) as err:
+        padding_moves_scale(model, ("DynamicQuantizeLinear",))
+    line = str(err.value)
+    assert "\n" not in line and str(model) in line and "needs onnxruntime, which is not installed" in line
+    assert "pip install" in line
+
+
 @pytest.mark.parametrize("engine", ["jax", "iree"])
 def test_a_call_over_the_largest_bucket_is_refused_for_a_per_call_quantised_model(engine, tmp_path):
     """A call over the largest compiled size runs in slices, each quantised with its own scale: the bias-free

@@ -117,7 +117,8 @@ class JaxBackend(BucketedBackend):
 
     # ------------------------------------------------------------------ compile and warm up
     def _prepare_bucket(self, bucket: int) -> None:
-        """The compiled executable for one bucket (compiled once per process, model and device)."""
+        """The compiled executable for one bucket (compiled once per process, model, device and declared input
+        shapes)."""
         key = (*self._key, self._jet_shapes, bucket)
         with _COMPILE_LOCK:
             exe = _COMPILED.get(key)

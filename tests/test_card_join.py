@@ -239,9 +239,11 @@ def test_every_event_gets_its_own_ids_weight_through_the_path(dup_mode, tmp_path
     assert 0.0 in got and min(got) < 0 and out.no_jet > 0
 
 
-def test_a_reduce_the_filter_has_not_is_one_line_exit_2(tmp_path, capsys):
+@pytest.mark.parametrize("given, shown", [("median", "'median'"), ("5", "5")])
+def test_a_reduce_the_filter_has_not_is_one_line_exit_2(tmp_path, capsys, given, shown):
     """The filter is dropped from a card run, so the configuration's validation never saw its reduce: a
-    reduce it has not ended in 'internal error: KeyError', exit 1."""
+    reduce it has not ended in 'internal error: KeyError', exit 1. Said as hltrun says it, by the schema's check
+    of the filter's field (a number is no string: ``reduce: 5`` was "got '5'")."""
     pytest.importorskip("onnx", reason="onnx (extra 'cpu') not installed")
     from tests.test_card_command import pt_sum_model
 
@@ -249,10 +251,10 @@ def test_a_reduce_the_filter_has_not_is_one_line_exit_2(tmp_path, capsys):
 
     model = pt_sum_model(tmp_path / "ptsum.onnx")
     rc = hltcard([str(model), "--background", str(QCD), "--max-events", "20", "--out-dir", str(tmp_path / "out"),
-                  "--set", *ORT, "modules.anomalyFilter.reduce=median"])
+                  "--set", *ORT, f"modules.anomalyFilter.reduce={given}"])
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("hltcard: background")]
     assert rc == 2
     assert len(err) == 1 and err[0].startswith("hltcard: error: ")
     assert err[0].endswith("configs/path.yaml: modules.anomalyFilter.reduce: expected one of 'max' | 'min' | 'sum' | "
-                           "'leading', got 'median'")
+                           f"'leading', got {shown}")
     assert not (tmp_path / "out").exists()

@@ -197,6 +197,45 @@ def test_a_dynamically_quantised_model_a_zero_jet_leaves_at_zero_scores_as_on_on
     assert max_relative_difference(alone, reference.run(x)["score"]) > AGREEMENT_RTOL  # the scale is per call
 
 
+def test_the_per_call_caveat_is_measured_in_one_call_of_the_largest_compiled_size(tmp_path, monkeypatch):
+    """The caveat compares each jet alone with "one call of N sample jets": on an engine whose largest compiled size
+    is 16, a call of 48 ran as three calls of 16, each quantised with its own scale, and the line said one call of
+    48. It is measured in one engine call now (the job's calls hold no more: ``refuse_sliced_quantiser``)."""
+    from hltrun.modules.inference import fidelity
+
+    pytest.importorskip("jax")
+    backend = loaded("jax", bias_free_dynamic_mlp(tmp_path), max_batch=16)
+    calls: list[int] = []
+    real = backend._run_chunk
+
+    def spy(x, *args, **kwargs):
+        calls.append(len(x))
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "_run_chunk", spy)
+    notes = fidelity.caveats(backend, 16)
+    assert len(notes) == 1 and "between one call of 16 sample jets and each jet alone" in notes[0], notes
+    assert calls == [16] + [1] * 16  # the call of the sample jets, then each jet alone
+
+
+def test_the_padding_check_without_onnxruntime_is_one_line_naming_it(tmp_path, monkeypatch):
+    """The padding check runs the model on ONNX Runtime, which the [jax], [torch] and [iree] extras do not install:
+    without it, the line names the package and how to install it (it was "failed in begin_job:
+    ModuleNotFoundError: No module named 'onnxruntime'", nothing said of why it was wanted)."""
+    import sys
+
+    from hltrun.modules.inference.dynamic_quant import padding_moves_scale
+
+    model = bias_free_dynamic_mlp(tmp_path)
+    assert padding_moves_scale(model, ("DynamicQuantizeLinear",)) is None  # proved, with ONNX Runtime there
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it now fails as if it were not installed
+    with pytest.raises(ModuleError) as err:
+        padding_moves_scale(model, ("DynamicQuantizeLinear",))
+    line = str(err.value)
+    assert "\n" not in line and str(model) in line and "needs onnxruntime, which is not installed" in line
+    assert "pip install" in line
+
+
 @pytest.mark.parametrize("engine", ["jax", "iree"])
 def test_a_call_over_the_largest_bucket_is_refused_for_a_per_call_quantised_model(engine, tmp_path):
     """A call over the largest compiled size runs in slices, each quantised with its own scale: the bias-free

@@ -684,6 +684,27 @@ def test_two_stream_backends_share_executables_and_agree(backends):
             np.testing.assert_allclose(got, ref, rtol=1e-4)
 
 
+def test_one_file_declared_with_two_constituent_counts_runs_each(tmp_path):
+    """A model whose constituent axis is dynamic, (N, P, 3), declared by two scorers of one job with P = 20 and
+    P = 30: each runs with its own count. JAX's executables are shared by model file, device and bucket; until
+    session 40's review the declared shapes were not part of that key, so the second scorer was handed the
+    first's executable and failed its warm-up ("Argument types differ ... float32[1,20,3]")."""
+    from hltrun.modules.contract import Contract, ModelInput
+
+    path = tmp_path / "dynamic_p.onnx"
+    x = helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", "P", 3])
+    y = helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
+    onnx.save(_model([helper.make_node("Mul", ["jets", "jets"], ["sq"]),
+                      helper.make_node("ReduceSum", ["sq", "axes"], ["score"], keepdims=0)], [x], [y], [axes]), path)
+    for n in (20, 30):
+        declared = Contract((ModelInput("jets", "constituents", ("deta", "dphi", "pt"), n, 0.0, "pt", "NCF"),), "config")
+        backend = create_backend("jax", path, BackendOptions(max_batch=4, device="cpu", inputs=declared)).load()
+        backend.warm_up()
+        np.testing.assert_array_equal(backend.run(np.ones((3, n, 3), np.float32))["score"], np.full(3, 3.0 * n))
+        backend.close()
+
+
 def test_missing_jax_names_the_extra():
     from hltrun.framework.extras import install_hint
 

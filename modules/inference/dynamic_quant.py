@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from hltrun.framework.extras import need
+
 _DQL = "DynamicQuantizeLinear"
 _INTEGER_PRODUCTS = ("MatMulInteger", "ConvInteger")
 
@@ -36,8 +38,11 @@ def padding_moves_scale(path: Path, ops: tuple[str, ...]) -> str | None:
     fused = [op for op in ops if op != _DQL]
     if fused:  # ONNX Runtime's optimiser's: the quantiser and its product in one op no engine here translates
         return f"{', '.join(fused)} (ONNX Runtime's fused form) cannot be checked"
-    import onnx
-
+    # the check runs the model on ONNX Runtime, which an engine's extra ([jax], [torch], [iree]) does not install:
+    # without it, one line naming the package (it was "ModuleNotFoundError: No module named 'onnxruntime'")
+    why = f"checking that the zero jets padding a call cannot move the int8 scale of model {path}"
+    onnx = need("onnx", why)
+    need("onnxruntime", why)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # the engine's own load says what is wrong with the file
@@ -98,7 +103,7 @@ def _zero_jet_reaches_quantiser(model: Any) -> str | None:
     """Why a call of zero jets reaches a quantiser as non-zero values on ONNX Runtime (the reference engine), or
     None: every quantiser's input is 0 there."""
     import onnx
-    import onnxruntime as ort
+    import onnxruntime as ort  # installed: ``padding_moves_scale`` asked
     from onnx.helper import tensor_dtype_to_np_dtype
 
     graph = model.graph

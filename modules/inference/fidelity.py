@@ -138,8 +138,8 @@ def refuse_unfaithful(backend: InferenceBackend) -> None:
     if backend.name not in COMPILED or path.suffix != ".onnx" or reduced_float(path):
         return
     # a per-call quantised model that loaded on a padding engine runs padding-proof (``dynamic_quant``): checked in
-    # one call of its largest compiled size, which is one call on both engines (a bigger one runs in slices)
-    n = min(CHECK_JETS, backend.buckets[-1]) if quantises_per_call(path) else CHECK_JETS
+    # one call, which is one call on both engines (a bigger one runs in slices)
+    n = one_call_jets(backend) if quantises_per_call(path) else CHECK_JETS
     with backend.uncounted():  # begin_job's check, not the job's work
         x = sample_inputs(backend, n, seed=1)
         outputs, reference = backend.run(x), _reference_outputs(backend, x)
@@ -150,6 +150,14 @@ def refuse_unfaithful(backend: InferenceBackend) -> None:
         raise ModuleError(f"{backend.name}: model {path}: the {backend.name} compilation of this model is not ONNX "
                           f"Runtime's network: scores differ {apart} on {n} sample jets (engines agree within "
                           f"{AGREEMENT_RTOL:g}); use backend: onnxruntime for this model")
+
+
+def one_call_jets(backend: InferenceBackend) -> int:
+    """``CHECK_JETS``, or the largest compiled size of an engine that pads (IREE's 16) where smaller: the sample
+    jets of one engine call. A bigger call runs in slices, each quantised per call with its own scale, so a figure
+    measured on it is not one call's (the caveat said "one call of 48 sample jets" of three calls of 16)."""
+    top = (getattr(backend, "buckets", None) or [None])[-1] if backend.pads_batches else None
+    return CHECK_JETS if top is None else min(CHECK_JETS, top)
 
 
 def refuse_sliced_quantiser(backend: InferenceBackend, jets_per_call: int | None) -> None:
@@ -172,7 +180,8 @@ def refuse_sliced_quantiser(backend: InferenceBackend, jets_per_call: int | None
 
 def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) -> list[str]:
     path, notes = backend.model_path, []
-    x = sample_inputs(backend, CHECK_JETS, seed=1)
+    n = one_call_jets(backend) if per_call else CHECK_JETS  # a per-call scale: the jets of one call, as the job's
+    x = sample_inputs(backend, n, seed=1)
     together = backend.run(x)
     if precision is not None:
         diff = _reference_difference(backend, x, together)
@@ -185,13 +194,13 @@ def _measured(backend: InferenceBackend, precision: str | None, per_call: bool) 
         elif diff is not None and diff > AGREEMENT_RTOL:
             notes.append(f"model {path.name} computes in {precision}; {backend.name} runs it in {precision}, ONNX "
                          f"Runtime on the CPU in float32{on}: scores differ by up to {diff:.1e} relative on "
-                         f"{CHECK_JETS} sample jets (engines agree within {AGREEMENT_RTOL:g}); backend: onnxruntime "
+                         f"{n} sample jets (engines agree within {AGREEMENT_RTOL:g}); backend: onnxruntime "
                          f"for float32 scores")
     if per_call:
         diff = _alone_difference(backend, x, together)
         notes.append(f"model {path.name} quantises its activations per call (dynamic quantisation: one int8 scale "
                      f"from all the jets of a call), so a jet's score depends on the other jets of its event's call: "
-                     f"up to {diff} between one call of {CHECK_JETS} sample jets and each jet alone; "
+                     f"up to {diff} between one call of {n} sample jets and each jet alone; "
                      f"quantise statically (QDQ: tools/physics/quantize_models.py --method static) for scores of "
                      f"the jet alone")
     return notes

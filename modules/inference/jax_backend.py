@@ -35,7 +35,10 @@ from .base import log
 from .bucketed import BucketedBackend, Buffers, Executed
 from .machine import cache_root, engine_cache_dir
 
-_COMPILED: dict[tuple[Any, ...], Any] = {}  # (model file identity, device, bucket) -> compiled executable
+# (model file identity, device, the inputs' jet shapes, bucket) -> compiled executable. The shapes are the declared
+# ones: a model with a dynamic constituent axis compiles once per n_constituents (two scorers of one file declaring
+# 20 and 30 shared the first's executable, and the second failed its warm-up on "Argument types differ")
+_COMPILED: dict[tuple[Any, ...], Any] = {}
 _COMPILE_LOCK = threading.Lock()
 
 
@@ -50,7 +53,7 @@ def gpu_devices(jax: Any) -> list[Any]:
 
 
 def compile_cache_size() -> int:
-    """Executables compiled in this process (for tests and the bench: one per model, device, bucket)."""
+    """Executables compiled in this process (for tests and the bench: one per model, device, input shapes, bucket)."""
     return len(_COMPILED)
 
 
@@ -114,8 +117,9 @@ class JaxBackend(BucketedBackend):
 
     # ------------------------------------------------------------------ compile and warm up
     def _prepare_bucket(self, bucket: int) -> None:
-        """The compiled executable for one bucket (compiled once per process, model and device)."""
-        key = (*self._key, bucket)
+        """The compiled executable for one bucket (compiled once per process, model, device and declared input
+        shapes)."""
+        key = (*self._key, self._jet_shapes, bucket)
         with _COMPILE_LOCK:
             exe = _COMPILED.get(key)
             if exe is None:

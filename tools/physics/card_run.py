@@ -195,13 +195,15 @@ def plan_config(config: str | Path, sets: list[str], model: Path, file: Path, ma
                if isinstance(modules.get(label), dict) and _is(modules[label].get("type"), FILTER_TYPE)
                and scorer in _consumed_labels(modules[label].get("src", "vae"))]
     if filters:
-        reduce = str(modules[filters[0]].get("reduce", "max"))
-        # the filter is dropped below, so validation never sees its reduce: said here, as hltrun says it
-        from hltrun.modules.anomaly_filter import REDUCERS
+        # the filter is dropped below, so validation never sees its reduce: checked here by the schema's own
+        # conversion of the filter's field (``reduce: 5`` was "got '5'", a string it never was)
+        from typing import get_type_hints
 
-        if reduce not in REDUCERS:
-            raise ConfigError(f"{path}: modules.{filters[0]}.reduce: expected one of "
-                              f"{' | '.join(map(repr, REDUCERS))}, got {reduce!r}")
+        from hltrun.framework.schema import convert
+        from hltrun.modules.anomaly_filter import AnomalyFilterParameters
+
+        reduce = convert(modules[filters[0]].get("reduce", "max"), get_type_hints(AnomalyFilterParameters)["reduce"],
+                         f"{path}: modules.{filters[0]}.reduce")
     dropped = sorted(downstream | outputs)
     new = copy.deepcopy(data)
     new["modules"] = {k: v for k, v in modules.items() if k not in dropped}

@@ -3,7 +3,6 @@ accepted-only outputs. The files of -j, -c, -r and -F: tests/test_hltdiff_golden
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import awkward as ak

@@ -22,7 +22,7 @@ RETURNED_FILES = 8  # the device tool's limit on files brought back from $OUT
 # --report-dir; a 4-stream run writes its report too but exits 143, as hltrun stopped by timeout's SIGTERM.
 # The versions step sees a GPU; pytest fails one test and expects another's failure, naming them only where its -r
 # option asks for failures and expected failures (as pytest does), and a test prints whether CUDA captured a
-# recurrent network or a translator form (-s); a sweep stops with its one-line error
+# recurrent network, a translator form or a several-input network (-s); a sweep stops with its one-line error
 STUB = """#!/bin/sh
 echo "$*" >> "$STUB_LOG"
 prev=""
@@ -39,6 +39,7 @@ esac
 case "$*" in *"-m pytest"*)
     echo "F.......recurrent GRU under CUDA graphs: capture REFUSED (torch 2.11.0+cu130, cuDNN 91300): torch: model ..."
     echo "..translator form knn-gathernd under CUDA graphs: CAPTURED, one graph per bucket [1, 2, 4, 8, 16, 32] (...)"
+    echo ".several-input EdgeConv under CUDA graphs: CAPTURED, one graph per bucket [1, 2, 4, 8, 16, 32] (...)"
     echo ".x"
     for a in "$@"; do
         case "$a" in -r*[fFaA]*) echo "FAILED tests/test_torch_gpu.py::test_scores_agree[conv_vae] - 3e-3 apart" ;; esac
@@ -141,7 +142,7 @@ def test_the_summary_says_what_ran_where_and_why_a_step_failed(tmp_path, stub_pa
     sweep's one-line error): it once gave a failed test only as a count, and a failed step only its exit code;
     until 2026-12-07 an expected failure (a CUDA graph capture refused, said in one line) was a count too, and
     whether CUDA captured the recurrent network was not said at all, nor (until session 39's GPU tests) the translator
-    forms."""
+    forms, nor (until session 40) the several-input network."""
     out, _ = _run(tmp_path, stub_path)
     summary = (out / "summary.txt").read_text()
     steps = {part.split(":")[0]: part for part in summary.split("\n== ")}
@@ -152,6 +153,7 @@ def test_the_summary_says_what_ran_where_and_why_a_step_failed(tmp_path, stub_pa
     assert "XFAIL tests/test_torch_gpu.py::test_capture[GRU] - CUDA refused to capture" in steps["pytest-torch"], summary
     assert "recurrent GRU under CUDA graphs: capture REFUSED (torch 2.11.0+cu130" in steps["pytest-torch"], summary
     assert "translator form knn-gathernd under CUDA graphs: CAPTURED, one graph" in steps["pytest-torch"], summary
+    assert "several-input EdgeConv under CUDA graphs: CAPTURED, one graph" in steps["pytest-torch"], summary
     assert "PyTorch sees no CUDA GPU" in steps["sweep-torch"], summary
     assert "PyTorch sees no CUDA GPU" in steps["sweep-jax"], summary
 

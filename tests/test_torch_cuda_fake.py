@@ -430,6 +430,25 @@ def test_gpu_sweep_memory_and_split_per_engine_and_batch(fake_gpu, monkeypatch):
     assert all(c.allocator["bytes_in_use"] == c.allocator["bytes_reserved"] == 0 for c in fake_gpu)  # all closed
 
 
+def test_gpu_sweep_feeds_a_several_input_network_its_declared_inputs(fake_gpu, tmp_path):
+    """hltbench gpu-sweep on a user's ParticleNet-like model (points, features, mask; tests/particlenet.py) through
+    the GPU flow: every engine and batch timed, each call copying in the three declared inputs (padded to the
+    bucket). Until 2026-12-07 the sweep fed every model (N, 100, 3) jets and stopped at its first engine with
+    "1 input array(s) for a model with 3 declared inputs", on a GPU as on the CPU."""
+    pytest.importorskip("onnx")
+    from hltrun.tools.bench import gpu_sweep
+    from tests.particlenet import particlenet_onnx
+
+    particlenet_onnx(tmp_path / "pn.onnx")
+    batches = [1, 3, 8]
+    rows = gpu_sweep.sweep(["pn"], batches, "cpu", 3, True, tmp_path, ["torch", "torch-eager"])
+    assert [(r["engine"], r["batch"]) for r in rows] == [(e, b) for e in ("torch", "torch-eager", "onnxruntime")
+                                                        for b in batches]
+    assert {r["device"] for r in rows if r["engine"] != "onnxruntime"} == {"gpu-nvidia"}
+    assert [c.captures for c in fake_gpu] == [4, 0]  # buckets 1, 2, 4, 8 captured by the CUDA-graph engine only
+    assert all(r["h2d_ms"] >= 0 and r["compute_ms"] > 0 for r in rows if r["engine"] != "onnxruntime")
+
+
 def test_torch_cuda_memory_calls_are_torch_cudas_on_its_device(monkeypatch):
     """``TorchCuda``'s allocator calls, as torch.cuda names them (torch 2.x), each given the device."""
     calls: list[tuple[str, object]] = []

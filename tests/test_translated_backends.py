@@ -1132,6 +1132,9 @@ class _JaxLikeEngine:
     allocator = {"bytes_in_use": 0, "peak_bytes_in_use": 0}
 
     def __init__(self, path, options) -> None:
+        from hltrun.modules.contract import default_contract
+
+        self.contract = default_contract()  # the shipped (N, 100, 3) input, as a real engine settles it at load
         self.path, self.ns = path, {"h2d_ns": 0, "compute_ns": 0, "d2h_ns": 0}
         self.counters = {"h2d_us": 0, "compute_us": 0, "d2h_us": 0}  # their floor, as a real engine's
 

@@ -98,10 +98,11 @@ summary_lines() {  # summary_lines NAME LOG
     return 0
 }
 # pytest's short summary (FAILED, ERROR, SKIPPED and XFAIL lines, with -rfEsx), its count line, and what the
-# recurrent network's and the translator forms' tests printed (-s, after the dots of the tests before them): whether
-# CUDA captured cuDNN's RNN, an If on the values, a QDQ Conv, a kNN (GatherND batch_dims) as graphs or refused them
+# recurrent network's, the translator forms' and the several-input network's tests printed (-s, after the dots of the
+# tests before them): whether CUDA captured cuDNN's RNN, an If on the values, a QDQ Conv, a kNN (GatherND batch_dims), a
+# ParticleNet-like EdgeConv on three inputs as graphs or refused them
 pytest_lines() {
-    grep -E '^(FAILED|ERROR|SKIPPED|XFAIL) |^=* ?[0-9]+ (passed|failed|skipped|errors?|deselected|xfailed|xpassed)\b.* in [0-9.]+s|no tests ran|(recurrent [A-Z]+|translator form [a-z-]+) under CUDA graphs: ' "$1"
+    grep -E '^(FAILED|ERROR|SKIPPED|XFAIL) |^=* ?[0-9]+ (passed|failed|skipped|errors?|deselected|xfailed|xpassed)\b.* in [0-9.]+s|no tests ran|(recurrent [A-Z]+|translator form [a-z-]+|several-input [A-Za-z]+) under CUDA graphs: ' "$1"
 }
 step() {  # step NAME SECONDS COMMAND...: run with a time limit (cut to the deadline), log to $WORK/NAME.txt
     local name=$1 limit=$2; shift 2

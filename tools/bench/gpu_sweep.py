@@ -23,8 +23,10 @@ median per-call H2D / compute / D2H times (the differences of the backend's exac
   process started, read after the cell: every bucket's warm-up and every earlier engine and model on that
   framework included, an upper bound and never a per-batch figure; empty where the peak is reset.
 
-Inputs are real jets from a shipped sample, repeated to
-fill the batch. Written as ``sweep.csv`` and ``sweep.json`` in ``--out``, and ``sweep.png`` (latency
+Inputs: for a model that reads the shipped (N, 100, 3) input, real jets from a shipped sample, repeated to
+fill the batch; for a user's model with other declared inputs (several inputs, a ParticleNet's points,
+features and mask; other shapes), the inputs ``auto``'s agreement check feeds it (``sample_inputs``:
+each declared input in its shape, padded and masked as the source pads them), one set per model. Written as ``sweep.csv`` and ``sweep.json`` in ``--out``, and ``sweep.png`` (latency
 and copy share vs batch per model, the study's TensorRT host latency drawn beside) where matplotlib is
 installed. A figure tool, not a test: nothing here asserts a time.
 """
@@ -69,6 +71,24 @@ def sample_jets(n: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([x] * reps)[:n])
 
 
+def model_inputs(backend: Any, n: int) -> np.ndarray | tuple[np.ndarray, ...]:
+    """n jets' inputs for a loaded backend's settled contract: real jets for the shipped (N, 100, 3) input,
+    else every declared input (why: the sweep fed (N, 100, 3) jets to every model, and a user's several-input
+    network stopped at its first engine with "1 input array(s) for a model with 3 declared inputs")."""
+    from hltrun.modules.inference.autoselect import sample_inputs
+    from hltrun.modules.inference.base import N_CONSTITUENTS, N_FEATURES
+
+    contract = backend.contract
+    if contract.is_shipped() and contract.inputs[0].shape(0)[1:] == (N_CONSTITUENTS, N_FEATURES):
+        return sample_jets(n)
+    return sample_inputs(backend, n, seed=0)
+
+
+def first_jets(x: np.ndarray | tuple[np.ndarray, ...], n: int) -> np.ndarray | tuple[np.ndarray, ...]:
+    """The first n jets of every input array."""
+    return tuple(a[:n] for a in x) if isinstance(x, tuple) else x[:n]
+
+
 def _sample() -> Path:
     """The shipped QCD sample (the installed ``hltrun.data`` folder, or the checkout's)."""
     from hltrun.framework.resources import shipped_dir
@@ -79,7 +99,7 @@ def _sample() -> Path:
 MIN_CALLS = 5  # timed calls per cell at least, whatever the time limit
 
 
-def _time_calls(backend: Any, x: np.ndarray, repeat: int, max_s: float = float("inf")
+def _time_calls(backend: Any, x: np.ndarray | tuple[np.ndarray, ...], repeat: int, max_s: float = float("inf")
                 ) -> tuple[list[float], dict[str, list[int]]]:
     """``repeat`` timed calls, or fewer (at least MIN_CALLS) once ``max_s`` seconds are spent: a CPU
     engine at batch 4096 must not eat the GPU script's time. The H2D / compute / D2H nanoseconds of each
@@ -133,7 +153,6 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
     from hltrun.modules.inference import BackendOptions, create_backend
 
     rows: list[dict[str, Any]] = []
-    x_all = sample_jets(max(batches))
     # framework -> its last closed engine, kept until the next one has run: what it still holds on the
     # device stays there, so the allocator read through it before the next load is that engine's base
     previous: dict[str, Any] = {}
@@ -143,16 +162,19 @@ def sweep(models: Sequence[str], batches: Sequence[int], device: str, repeat: in
             max_batch=max(batches), device=device, **ENGINES[name][1]))) for name in engine_names]
         if onnxruntime:
             engines.append(("onnxruntime", create_backend("onnxruntime", path)))
+        x_all = None  # the model's inputs, made from the first engine's settled contract (the same on every engine)
         for name, backend in engines:
             gc.collect()  # earlier engines no longer referenced free their device memory now, not in a cell
             base = (previous[backend.name].device_memory() or {}) if backend.name in previous else {}
             backend.load()
+            if x_all is None:
+                x_all = model_inputs(backend, max(batches))
             backend.warm_up([1])
             desc = backend.describe()
             print(f"{model} {name}: {desc['device']} {desc.get('jax_device', desc.get('torch_device', ''))} warm-up "
                   f"{desc.get('warm_up_s', 0.0):.1f} s", file=sys.stderr)
             for b in batches:
-                x = x_all[:b]
+                x = first_jets(x_all, b)
                 peak_reset = backend.reset_device_peak()  # the cell's own peak, its settling calls included
                 for _ in range(max(2, min(repeat // 10, MIN_CALLS))):
                     backend.run(x)  # a few untimed calls: caches and allocators settled

@@ -11,7 +11,8 @@ Runs without tests/conftest.py (``pytest --noconftest``) and without TensorFlow.
 * host buffers page-locked when cuda-python is there;
 * two backends (two streams) in two threads on the same GPU give the same scores as one;
 * a recurrent anomaly network (an ONNX LSTM / GRU node: ``lax.scan``) gives ONNX Runtime CPU's scores in every bucket;
-* so do session 39's translator forms (tests/translated_forms.py: an If on the values, a QDQ Conv, a kNN EdgeConv).
+* so do session 39's translator forms (tests/translated_forms.py: an If on the values, a QDQ Conv, a kNN EdgeConv);
+* and a several-input network (tests/particlenet.py: points, features, mask), one device input per model input.
 """
 
 from __future__ import annotations
@@ -122,3 +123,28 @@ def test_a_translator_form_agrees_in_every_bucket(form, tmp_path):
     g.warm_up()
     assert g.device == "gpu-nvidia" and g.jax_device.platform != "cpu"
     assert_agrees_in_every_bucket(g, path, f"jax {form}", also=low_pt if form == "if-on-values" else None)
+
+
+def test_a_several_input_network_agrees_in_every_bucket(tmp_path):
+    """A ParticleNet-like EdgeConv (points, features, mask; tests/particlenet.py) on JAX's GPU: every input put on the
+    device per call, one executable per bucket over all three; ONNX Runtime CPU's scores within the agreement
+    criterion in every bucket, padded ones and a batch over max_batch included, the jets padded and masked as the
+    source does. ``auto`` hands such a model to JAX where PyTorch refuses it (accelerator.auto_next)."""
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[cpu]')")
+    from hltrun.modules.inference.autoselect import beyond_rounding, sample_inputs
+    from hltrun.modules.inference.base import AGREEMENT_RTOL
+    from tests.particlenet import particlenet_onnx
+
+    path = particlenet_onnx(tmp_path / "pn.onnx")
+    g = create_backend("jax", path, BackendOptions(max_batch=32, device="gpu")).load()
+    g.warm_up()
+    assert g.device == "gpu-nvidia" and g.jax_device.platform != "cpu"
+    assert all(len(g._host[k]) == 3 for k in g.buckets)
+    reference = create_backend("onnxruntime", path).load()
+    worst = 0.0
+    for n in sorted({1, 2, 3, *(k + 1 for k in g.buckets[:-1]), g.buckets[-1] + 5}):
+        xs = sample_inputs(reference, n, seed=n)
+        rel = beyond_rounding({"score": g.run(xs)["score"]}, {"score": reference.run(xs)["score"]})
+        assert rel <= AGREEMENT_RTOL, f"{n} jets: {rel:.2e} beyond float32 rounding"
+        worst = max(worst, rel)
+    print(f"jax several inputs {path.name}: {worst:.2e} beyond rounding, buckets {g.buckets}")

@@ -222,3 +222,29 @@ def test_a_file_a_worker_skips_whole_is_not_counted_in_the_jobs_entries_as_local
                                                       "bad_entries_per_file")}, len(s.bad_files))
     assert counts["local"][0]["entries_in_files"] == 3 * PER_FILE  # the local run's figures, as the test reads them
     assert counts["dask"] == counts["local"]
+
+
+def test_a_bad_file_mended_between_two_jobs_of_a_cluster_is_read_in_the_second(tmp_path, declared):
+    """A worker keeps its Process from one job to the next of a cluster (the same configuration run again): a file
+    it skipped whole in the first job (skipBadFiles; a declared input's branch missing), rewritten with the branch
+    before the second, is checked again and read, and the second job names no bad file, not even in a unit of
+    another file run before it. Was: the first job's verdict stood, the mended file's 25 events were not read, and
+    every unit of the second job named it with the first job's reason."""
+    files = split(tmp_path, 2, charge=True)
+    mended = tmp_path / "mended.root"
+    files[1].replace(mended)
+    (tmp_path / "plain").mkdir()
+    split(tmp_path / "plain", 2)[1].replace(files[1])  # the second input lacks the charge branch
+    first = spec(tmp_path, files, *declared, "source.skipBadFiles=true")
+    status, result = run_unit(first, unit(1, files[1]))
+    assert status == "ok" and result.summary.events_processed == 0
+    assert [line.split(": ")[0] for line in result.summary.bad_files] == [str(files[1])]
+    mended.replace(files[1])
+    second = spec(tmp_path, files, *declared, "source.skipBadFiles=true")  # the same configuration, run again
+    assert second.key == first.key  # the worker's Process of the first job runs it
+    for index in (0, 1):
+        status, result = run_unit(second, unit(index, files[index]))
+        assert status == "ok", result
+        assert result.summary.events_processed == PER_FILE  # was 0 for the mended file: the first job's check
+        assert result.summary.bad_files == []  # was the first job's line, in both units
+    assert len(worker._CACHE) == 1

@@ -84,7 +84,7 @@ class _WorkerJob:
         self._fresh = True
         self.run_id = spec.run_id  # the job (a run of the configuration) whose units it runs
 
-    def run(self, unit: WorkUnit, run_id: str = "") -> JobResult:
+    def run(self, unit: WorkUnit, run_id: str) -> JobResult:
         process = self.process
         if run_id != self.run_id:  # the same configuration run again: its inputs are checked again, as locally
             process.source.next_run()

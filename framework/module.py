@@ -259,6 +259,10 @@ class Source(_Declares):
     def end_job(self) -> None:
         """Release inputs."""
 
+    def next_run(self) -> None:
+        """Distributed runs only: a worker runs another job of the same configuration on this source (it keeps
+        the built Process): what it found of the last job's inputs may no longer hold (a file mended, rewritten)."""
+
     @classmethod
     def plan_inputs(cls, params: Any, entries_needed: int | None, consumed: frozenset[str] = frozenset(),
                     skipped: list[tuple[str, str]] | None = None) -> list[tuple[str, int | None]]:

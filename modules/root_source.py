@@ -245,6 +245,14 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         self._count["bad_files"] += 1
         log.warning("source: bad file (skipBadFiles): %s: %s (%s)", path, what, reason)
 
+    def next_run(self) -> None:
+        """A Dask worker's next job of this configuration: its units' files are checked again when reached, and
+        the bad files the last job named are that job's (a file mended since is read; one still bad is named
+        again). Its entries given up stay counted: the worker reports counters as differences."""
+        self._unit_checks.clear()
+        self.bad_files = []
+        self._bad_entries = {path: n for path, n in self._bad_entries.items() if n}  # skipped whole: no entry count
+
     def _read_names(self, tree: Any, path: str) -> list[str]:
         """The branches read from this file: the configured ones, and the weight where it has one."""
         weight = self.params.branches.weight

@@ -319,6 +319,7 @@ class _LabelShared:
     batcher: DynamicBatcher | None = None
     caveats: tuple[str, ...] | None = None  # inference.fidelity's, measured by the first instance
     digests: dict[Path, str] = field(default_factory=dict)  # model file -> sha256 of the bytes the first instance loaded
+    refused: tuple[tuple[str, str], ...] | None = None  # (engine, refusal at load) the first instance's auto walk met
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -407,8 +408,13 @@ class VAEAnomalyScorer(Producer):
                 if shared.auto is None:
                     shared.auto = self._auto_by_measurement(ctx, p, opts, reason)
             name, reason, timings, path = shared.auto  # the very file that was timed and checked
-        backend, digest, name, reason, path = self._load_first(where, p, ctx.accelerators, name, reason, path, opts,
-                                                               reads)
+        with shared.lock:
+            known = shared.refused or ()
+        backend, digest, name, reason, path, refused = self._load_first(where, p, ctx.accelerators, name, reason, path,
+                                                                        opts, reads, known)
+        with shared.lock:  # the later streams start where this walk ended: each engine is offered the model once
+            if shared.refused is None:
+                shared.refused = refused
         with shared.lock:  # every stream must run the network the first one loaded
             first = shared.digests.setdefault(path, digest)
         if first != digest:
@@ -468,17 +474,24 @@ class VAEAnomalyScorer(Producer):
 
     @staticmethod
     def _load_first(where: str, p: VAEAnomalyScorerParameters, accelerators: Sequence[str], name: str, reason: str,
-                    path: Path, opts: BackendOptions, reads: Contract,
-                    ) -> tuple[InferenceBackend, str, str, str, Path]:
-        """(backend, digest of the file it loaded, engine, reason, model file): ``name`` loaded; with ``backend:
-        auto``, an engine that refuses the model at load hands it on to the next one ``accelerator.auto_next``
-        gives (TensorRT, PyTorch, JAX on a GPU, ONNX Runtime on the CPU), loudly. An explicit engine is never
-        replaced, and no other engine is tried on a file being written."""
-        refused: list[tuple[str, str]] = []
+                    path: Path, opts: BackendOptions, reads: Contract, known: Sequence[tuple[str, str]] = (),
+                    ) -> tuple[InferenceBackend, str, str, str, Path, tuple[tuple[str, str], ...]]:
+        """(backend, digest of the file it loaded, engine, reason, model file, the refusals met): ``name`` loaded;
+        with ``backend: auto``, an engine that refuses the model at load hands it on to the next one
+        ``accelerator.auto_next`` gives (TensorRT, PyTorch, JAX on a GPU, ONNX Runtime on the CPU), loudly. ``known``:
+        the refusals the label's first instance met, not asked again by the other streams (a TensorRT parse or a
+        failed build per stream; a refusal one stream met must not leave another on another engine). An explicit
+        engine is never replaced, and no other engine is tried on a file being written."""
+        refused: list[tuple[str, str]] = list(known)
+        choice = auto_next(accelerators, refused, path) if refused and p.backend == "auto" else None
+        if choice is not None:  # where the first instance's walk ended
+            name, reason = choice
+            with said_by(where):
+                path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
         while True:
             backend = create_backend(name, path, opts)
             try:
-                return backend, loaded_digest(path, backend.load), name, reason, path
+                return backend, loaded_digest(path, backend.load), name, reason, path, tuple(refused)
             except ModelChanged as exc:
                 raise ModelChanged(f"{where}: {exc}") from exc
             except ModuleError as exc:

@@ -148,3 +148,31 @@ def test_the_shipped_path_runs_a_several_input_model_on_pytorch_behind_tensorrt(
     assert "modules.vae: auto: PyTorch on NVIDIA H100 80GB HBM3" in err and "tensorrt cannot run this model" in err
     vae = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]["module_summaries"]["vae"]
     assert vae["backend"]["backend"] == "torch" and "tensorrt cannot run this model: has 3 inputs" in vae["choice"]
+
+
+def test_a_refusal_is_asked_once_per_label_not_once_per_stream(gpu, particlenet, tmp_path, monkeypatch):
+    """Four streams (four instances of one label sharing its context): TensorRT is offered the several-input model
+    once, by the first instance; the others start where that walk ended (every stream runs the same engine, with
+    the same reason), instead of parsing the model again each (a real TensorRT's parse, or a build that fails after
+    minutes, once per stream), and a refusal seen by one stream cannot leave another stream on another engine."""
+    from hltrun.modules.inference import tensorrt_backend
+
+    gpu()
+    offered: list[str] = []
+    build = tensorrt_backend.build_serialized_engine
+
+    def counted(trt, logger, onnx_path, settings):
+        offered.append(str(onnx_path))
+        return build(trt, logger, onnx_path, settings)
+
+    monkeypatch.setattr(tensorrt_backend, "build_serialized_engine", counted)
+    job = fake_job()
+    scorers = [make_scorer(model=str(particlenet), backend="auto", max_batch=4,
+                           engine_cache=str(tmp_path / "engines")) for _ in range(4)]
+    for scorer in scorers:
+        scorer.begin_job(job)
+    assert offered == [str(particlenet)]
+    assert {(s.backend_name, s.reason) for s in scorers} == {(scorers[0].backend_name, scorers[0].reason)}
+    assert scorers[0].backend_name == "torch" and "tensorrt cannot run this model: has 3 inputs" in scorers[0].reason
+    for scorer in scorers:
+        scorer.end_job()

@@ -194,3 +194,57 @@ def test_a_file_rewritten_since_it_was_kept_open_is_opened_again(tmp_path, monke
     status, result = run_unit(job, unit(0, path))
     assert status == "ok" and opened == [path.name]  # was none: the old handle read on
     assert list(result.summary.source["lumis_per_file"][str(path)]) == ["3:1"]  # the new file's events
+
+
+def test_a_file_a_worker_skips_whole_is_not_counted_in_the_jobs_entries_as_locally(tmp_path, declared):
+    """skipBadFiles, one input lacking a declared input's branch (which no plan can see: the workers skip it whole
+    when they reach it): the job's files and entries are those a local run counts, the skipped file's left out, so
+    that the entries in files are the events read and those given up. Was: the client's plan counted it (4 files,
+    100 entries, 75 read, 0 bad entries: 25 entries neither read nor given up), where a local run counts 3 and 75."""
+    import time
+
+    from hltrun.framework.executors import execute
+
+    pytest.importorskip("distributed", reason='Dask tests need the dist extra: pip install -e ".[dist]"')
+    files = split(tmp_path, 4, charge=True)
+    (tmp_path / "plain").mkdir()
+    files[2] = split(tmp_path / "plain", 3)[2]
+    counts = {}
+    for mode in ("local", "dask"):
+        cfg = load(ROOT / "configs" / "path.yaml", [
+            f"source.files=[{', '.join(map(str, files))}]", "modules.vae.backend=onnxruntime", *declared,
+            "options.accelerators=[cpu]", f"modules.out.file={tmp_path / f'{mode}.root'}", "source.skipBadFiles=true",
+            f"options.executor.type={mode}", "options.executor.workers=2", "options.executor.eventsPerTask=10"])
+        outcome = execute(cfg, None, time.perf_counter(), progress=False)
+        s = outcome.result.summary
+        assert s.failure is None or s.failure == "", s.failure
+        counts[mode] = ({k: s.source.get(k) for k in ("files", "entries_in_files", "read", "bad_files", "bad_entries",
+                                                      "bad_entries_per_file")}, len(s.bad_files))
+    assert counts["local"][0]["entries_in_files"] == 3 * PER_FILE  # the local run's figures, as the test reads them
+    assert counts["dask"] == counts["local"]
+
+
+def test_a_bad_file_mended_between_two_jobs_of_a_cluster_is_read_in_the_second(tmp_path, declared):
+    """A worker keeps its Process from one job to the next of a cluster (the same configuration run again): a file
+    it skipped whole in the first job (skipBadFiles; a declared input's branch missing), rewritten with the branch
+    before the second, is checked again and read, and the second job names no bad file, not even in a unit of
+    another file run before it. Was: the first job's verdict stood, the mended file's 25 events were not read, and
+    every unit of the second job named it with the first job's reason."""
+    files = split(tmp_path, 2, charge=True)
+    mended = tmp_path / "mended.root"
+    files[1].replace(mended)
+    (tmp_path / "plain").mkdir()
+    split(tmp_path / "plain", 2)[1].replace(files[1])  # the second input lacks the charge branch
+    first = spec(tmp_path, files, *declared, "source.skipBadFiles=true")
+    status, result = run_unit(first, unit(1, files[1]))
+    assert status == "ok" and result.summary.events_processed == 0
+    assert [line.split(": ")[0] for line in result.summary.bad_files] == [str(files[1])]
+    mended.replace(files[1])
+    second = spec(tmp_path, files, *declared, "source.skipBadFiles=true")  # the same configuration, run again
+    assert second.key == first.key  # the worker's Process of the first job runs it
+    for index in (0, 1):
+        status, result = run_unit(second, unit(index, files[index]))
+        assert status == "ok", result
+        assert result.summary.events_processed == PER_FILE  # was 0 for the mended file: the first job's check
+        assert result.summary.bad_files == []  # was the first job's line, in both units
+    assert len(worker._CACHE) == 1

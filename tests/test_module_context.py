@@ -131,7 +131,7 @@ def test_the_planner_asks_the_source_for_its_inputs_without_a_job(monkeypatch):
     cfg = load(PATH, ["source.chunk_size=500", "options.executor.eventsPerTask=100000"])
     with monkeypatch.context() as m:
         m.setattr(RootJetSource, "begin_job", lambda *a: pytest.fail("the planner began a source"))
-        units, accounting, inputs, _ = plan(cfg)
+        units, accounting, inputs, *_ = plan(cfg)
     # units carry the path the client checked, absolute: a worker started in another folder reads that file
     assert [(u.file, u.start, u.stop) for u in units] == [(os.path.abspath(f), 0, n) for f, n in
                                                           RootJetSource.plan_inputs(cfg.source.params, None)]

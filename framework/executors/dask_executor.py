@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from ..config import ProcessConfig
 from ..errors import CMSSW_CATEGORIES, ConfigError, HltError, ModuleError
@@ -46,12 +46,14 @@ def require_dask() -> None:
 
 class Plan(NamedTuple):
     """The client's plan: the units, the source's counters as a local run counts them, every input as
-    configured, and the bad files it skipped (``skipBadFiles``): (input as configured, the reports' line)."""
+    configured, the bad files it skipped (``skipBadFiles``): (input as configured, the reports' line), and the
+    entries of each input (as configured; None: not opened)."""
 
     units: list[WorkUnit]
     accounting: dict[str, int]
     inputs: list[str]
     skipped: list[tuple[str, str]]
+    entries: list[tuple[str, int | None]]
 
 
 def plan(cfg: ProcessConfig) -> Plan:
@@ -67,7 +69,7 @@ def plan(cfg: ProcessConfig) -> Plan:
     source = cfg.source
     limit = None if opts.maxEvents < 0 else opts.maxEvents
     if limit == 0:  # no event to read: no unit, whatever selects events (run_dask runs it locally, as it is)
-        return Plan([], {}, [], [])
+        return Plan([], {}, [], [], [])
     needed = None if limit is None else opts.skipEvents + limit
     while True:
         skipped: list[tuple[str, str]] = []
@@ -91,7 +93,7 @@ def plan(cfg: ProcessConfig) -> Plan:
     # as a local run counts them: the listed files, the entries of those opened, those never opened
     accounting = {"files": len(listed), "entries_in_files": total,
                   "files_not_opened": sum(n is None for _, n in listed), "skipped": min(opts.skipEvents, total)}
-    return Plan(units, accounting, [name for name, _ in listed], skipped)
+    return Plan(units, accounting, [name for name, _ in listed], skipped, listed)
 
 
 def _connect(cfg: ProcessConfig):
@@ -177,7 +179,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
 
     t_start = time.time() - (time.perf_counter() - started_at)  # the job's start as epoch seconds
     ex = cfg.options.executor
-    units, accounting, inputs, skipped = plan(cfg)
+    units, accounting, inputs, skipped, entries = plan(cfg)
     check_destinations(cfg, inputs, report_dir)
     if not units:
         from .local import run_local
@@ -238,7 +240,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
                   "dashboard": dashboard, "threads": threads}
     s.retried_units = retried
     _fold_variants(s)
-    s.source = with_skipped(as_configured({**s.source, **accounting}, units), s, skipped)
+    s.source = with_skipped(as_configured({**s.source, **accounting}, units), s, skipped, entries)
     s.events_skipped = accounting["skipped"]
     s.wall_s = time.perf_counter() - started_at
     if merged.first_event_epoch is not None:
@@ -278,14 +280,25 @@ def as_configured(source: dict[str, Any], units: list[WorkUnit]) -> dict[str, An
     return out
 
 
-def with_skipped(source: dict[str, Any], s: JobSummary, skipped: list[tuple[str, str]]) -> dict[str, Any]:
+def with_skipped(source: dict[str, Any], s: JobSummary, skipped: list[tuple[str, str]],
+                 entries: Sequence[tuple[str, int | None]] = ()) -> dict[str, Any]:
     """The bad files the plan skipped (``skipBadFiles``) named and counted in ``s`` and ``source`` as a local run
     names them, before those a worker skipped when it reached them (each once: a worker's line comes with every
     unit it ran after it). No worker sees the plan's: it opens only its units' files (until 2026-12-07 every
-    worker's begin_job opened every input, and named them)."""
+    worker's begin_job opened every input, and named them). A file a worker skipped whole (one lacking a declared
+    input's branch, which no plan sees) leaves the job's files and its entries (``entries``: the plan's, per
+    input) as a local run's begin_job leaves them out: the entries in files stay the events read and given up."""
     lines = [line for _, line in skipped]
     s.bad_files = lines + [line for line in s.bad_files if line not in lines]
     out = dict(source)
+    said = s.bad_files[len(lines):]  # a worker names a file as listed, or by the unit's path (another folder)
+    by_worker = {os.path.realpath(name) for name, _ in entries
+                 if any(line.startswith(f"{alias}: whole file skipped (") for line in said
+                        for alias in (name, os.path.abspath(name)))}
+    gone = [n or 0 for name, n in entries if os.path.realpath(name) in by_worker]
+    if gone:
+        out["files"] = out.get("files", 0) - len(gone)
+        out["entries_in_files"] = out.get("entries_in_files", 0) - sum(gone)
     if skipped or "bad_files" in out:
         out["bad_files"] = len(s.bad_files)
     if skipped:

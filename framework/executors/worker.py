@@ -82,9 +82,13 @@ class _WorkerJob:
         self._module_seen: dict[str, dict[str, Any]] = {}
         self._quality_seen: dict[str, dict[str, Any]] = {}
         self._fresh = True
+        self.run_id = spec.run_id  # the job (a run of the configuration) whose units it runs
 
-    def run(self, unit: WorkUnit) -> JobResult:
+    def run(self, unit: WorkUnit, run_id: str) -> JobResult:
         process = self.process
+        if run_id != self.run_id:  # the same configuration run again: its inputs are checked again, as locally
+            process.source.next_run()
+            self.run_id = run_id
         for service in process.services:
             service.reset()
         started = time.time()
@@ -223,7 +227,7 @@ def run_unit(spec: JobSpec, unit: WorkUnit) -> tuple[str, Any]:
             job = _WorkerJob(spec)
             with _LOCK:
                 _CACHE[key] = job
-        return "ok", job.run(unit)
+        return "ok", job.run(unit, spec.run_id)
     except UnitFailed as exc:
         return "failed", (str(exc), exc.exit_code, exc.result, exc.category)
     except HltError as exc:

@@ -79,6 +79,9 @@ class ConstituentColumns:
 _DERIVED: Mapping[str, Callable[[ConstituentColumns], np.ndarray]] = {
     "dr": lambda c: np.hypot(c("deta"), c("dphi")),
     "log_pt": lambda c: _log(c("pt")),
+    "px": lambda c: c("pt") * np.cos(c("phi")),  # the Cartesian four-vector (px, py, pz, e): ParT's pf_vectors
+    "py": lambda c: c("pt") * np.sin(c("phi")),
+    "pz": lambda c: c("pt") * np.sinh(c("eta")),
     "e": lambda c: c("pt") * np.cosh(c("eta")),
     "log_e": lambda c: _log(c("e")),
     "pt_rel": lambda c: _ratio(c("pt"), c._jet("pt")),

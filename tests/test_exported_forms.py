@@ -133,6 +133,23 @@ def test_ort_optimised_model_is_refused_by_iree_before_compiling_naming_its_ops(
     assert IreeBackend.not_ready_for_auto(tmp_path / "net.onnx", options).startswith("not compiled")
 
 
+def test_auto_does_not_send_a_several_input_model_to_compile_on_iree(tmp_path):
+    """IREE feeds one input: for ParticleNet's points, features and mask ``auto`` said "iree not compiled for this
+    model here (run once with backend: iree)", and that run was refused ("feeds models with one input")."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Concat", ["points", "mask"], ["both"], axis=1),
+             helper.make_node("ReduceSum", ["both"], ["score"], axes=[1, 2], keepdims=0)]
+    graph = helper.make_graph(nodes, "pn", [helper.make_tensor_value_info("points", TensorProto.FLOAT, ["N", 2, 30]),
+                                            helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, 30])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])])
+    model = tmp_path / "pn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(model))
+    why = IreeBackend.not_ready_for_auto(model, BackendOptions(engine_cache=str(tmp_path / "cache")))
+    assert why == "feeds models with one input, and this one has 2 ['points', 'mask']", why
+
+
 def test_the_onnx_runtime_ops_iree_reads_are_left_to_its_compiler():
     """IREE's import lowers a few com.microsoft ops (QLinearAdd, RotaryEmbedding, ...): a model with them is
     compiled, not refused; the others (FusedGemm, and FusedMatMul, which its compiler refused) are named,

@@ -72,6 +72,7 @@ def feature(jet: dict, name: str) -> np.ndarray:
     e = c["pt"] * np.cosh(c["eta"])
     jet_e = np.sqrt((jet["pt"] * np.cosh(jet["eta"])) ** 2 + jet["mass"] ** 2)
     return {"deta": deta, "dphi": dphi, "pt": c["pt"], "log_pt": np.log(c["pt"]), "e": e, "pt_rel": c["pt"] / jet["pt"],
+            "px": c["pt"] * np.cos(c["phi"]), "py": c["pt"] * np.sin(c["phi"]), "pz": c["pt"] * np.sinh(c["eta"]),
             "log_e_rel": np.log(e / jet_e), "mask": np.ones_like(deta),
             "FatJetPFCand_charge": c["charge"], "FatJetPFCand_puppiWeight": c["puppiWeight"]}[name]
 
@@ -179,6 +180,34 @@ def test_several_inputs_channels_first_with_jet_features_from_metadata(tmp_path,
             s += float(np.dot([j["pt"], j["mass"], j["tau21"]], w_jet[0]))
             want.append(s)
         np.testing.assert_allclose(got[i + 1], want, rtol=2e-5, atol=1e-3)
+
+
+def test_part_style_four_vectors_are_derived_features(tmp_path, sample) -> None:
+    """ParT's inputs as weaver exports them: pf_features, pf_vectors (px, py, pz, E per constituent) and
+    pf_mask, channels first. Until 2026-12-07 px, py, pz were no derived feature: such a declaration was
+    refused as 'neither a derived feature nor a branch', and a ParT network could not be fed."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    rng = np.random.default_rng(5)
+    w_feat, w_vec = rng.normal(size=(1, 2, 1)).astype(np.float32), rng.normal(size=(1, 4, 1)).astype(np.float32)
+    model = linear_model(tmp_path / "part.onnx", [("pf_features", [2, 40], w_feat), ("pf_vectors", [4, 40], w_vec),
+                                                  ("pf_mask", [1, 40], np.full((1, 1, 1), 0.5, np.float32))])
+    vectors = ["px", "py", "pz", "e"]
+    declaration = json.dumps([
+        {"name": "pf_features", "features": ["log_pt_rel", "dphi"], "n_constituents": 40, "layout": "NFC"},
+        {"name": "pf_vectors", "features": vectors, "n_constituents": 40, "layout": "NFC"},
+        {"name": "pf_mask", "features": ["mask"], "n_constituents": 40, "layout": "NFC"}])
+    assert hltinputs([str(model), "--write", declaration]) == 0
+    assert run(tmp_path, model, sample) == 0
+    got = scores_written(tmp_path)
+    for i, jets in enumerate(reference_features(sample)):
+        want = []
+        for j in jets:
+            rel = padded(j, ["pt_rel", "dphi"], 40, 0.0)
+            rel[:, 0] = np.log(rel[:, 0], where=rel[:, 0] > 0, out=np.zeros(40))  # log_pt_rel, padding stays 0
+            s = (rel * w_feat[0, :, 0]).sum() + (padded(j, vectors, 40, 0.0) * w_vec[0, :, 0]).sum()
+            want.append(s + 0.5 * min(len(j["c"]["pt"]), 40))
+        np.testing.assert_allclose(got[i + 1], want, rtol=2e-5, atol=1e-2)
 
 
 def test_shipped_models_declare_the_shipped_input() -> None:

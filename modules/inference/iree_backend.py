@@ -157,15 +157,25 @@ def refuse_ignored_sequence_lens(graph: Any, model: Path) -> None:
                               f"unlike ONNX Runtime's): use backend: onnxruntime for this model")
 
 
-def model_unreadable_ops(model: Path) -> list[str]:
-    """``unreadable_ops`` of an ONNX file (its graph only, not its external weights); [] for one that cannot be
-    read, which loading it then says."""
+def never_compiles(model: Path) -> str | None:
+    """Why IREE would refuse this ONNX file whatever it compiles (its graph only, not its external weights): ops
+    outside the default ONNX domain it cannot read, or several inputs (it feeds one); None where it may compile,
+    or cannot be read here, which loading it then says. ``auto`` gives it instead of "run once with backend:
+    iree", a command that would only be refused."""
     try:
         import onnx
 
-        return unreadable_ops(onnx.load(str(model), load_external_data=False).graph)
+        graph = onnx.load(str(model), load_external_data=False).graph
     except Exception:  # noqa: BLE001 - unreadable here: load() gives the line
-        return []
+        return None
+    ops = unreadable_ops(graph)
+    if ops:
+        return f"cannot read this model's {', '.join(ops)} (ops outside the default ONNX domain)"
+    weights = {t.name for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in weights]
+    if len(inputs) > 1:
+        return f"feeds models with one input, and this one has {len(inputs)} {inputs}"
+    return None
 
 
 # the com.microsoft ops iree-base-compiler 3.13's ONNX import has a lowering for (torch-mlir's ComMicrosoftDomain);
@@ -250,10 +260,8 @@ class IreeBackend(InferenceBackend):
     def not_ready_for_auto(cls, model_path: Path, options: Any) -> str | None:
         if cls.compiled(model_path, options):
             return None
-        ops = model_unreadable_ops(Path(model_path))  # "run once with backend: iree" would only refuse them
-        if ops:
-            return f"cannot read this model's {', '.join(ops)} (ops outside the default ONNX domain)"
-        return f"not compiled for this model here (run once with backend: {cls.name})"
+        refused = never_compiles(Path(model_path))
+        return refused or f"not compiled for this model here (run once with backend: {cls.name})"
 
     def _load(self) -> None:
         onnx = need("onnx", "iree: reading the model")

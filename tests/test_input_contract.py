@@ -235,6 +235,9 @@ def test_batcher_n_constituents_feeds_a_model_without_declaration(tmp_path, samp
     # a derived feature misspelt: no branch is near it, the derived one is (the line suggested nothing)
     ("modules.vae.inputs=[{features: [deta, dphi, erel, pt], n_constituents: 50}]", 2,
      "feature 'erel' (did you mean the derived feature 'e_rel'?) of a model's declared inputs is neither"),
+    # two of them: one line naming both, in the plural (it said "feature 'a', 'b' ... is")
+    ("modules.vae.inputs=[{features: [deta, FatJetPFCand_d0, FatJetPFCand_dz, pt], n_constituents: 50}]", 2,
+     "of a model's declared inputs are neither a derived feature nor a branch of tree 'Events'"),
     ("modules.vae.inputs=[{features: [deta, dphi, pt, log_pt], n_constituents: 50}]", 4,
      "takes input 'x' of shape (N, 50, 4); the configuration's inputs declare constituents (N, 50, 4)"),
     ("modules.vae.inputs=[{name: y, features: [deta, dphi, pt, log_pt], n_constituents: 50}]", 4,

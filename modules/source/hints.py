@@ -38,8 +38,9 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         hints = [f"{m!r}" + (_nearest(m, others, m in extra) if not linked and not (no_cands and m in cand_roles)
                              else "") for m in missing]
         if set(missing) <= set(extra):  # a bad file, or (in every file) a bad feature
-            raise SourceError(f"source: inputs: feature {', '.join(hints)} of a model's declared inputs is "
-                              f"{MISSING_FEATURE} of tree '{params.tree}' in {path}")
+            said = f"feature {hints[0]} of a model's declared inputs is" if len(hints) == 1 else \
+                f"features {', '.join(hints)} of a model's declared inputs are"
+            raise SourceError(f"source: inputs: {said} {MISSING_FEATURE} of tree '{params.tree}' in {path}")
         process = written_by_hltrun(path)
         if process is not None:  # a second job on the first's output: no name can fix it
             raise SourceError(f"source: {path} is an hltrun output (process '{process}': run, lumi and event "

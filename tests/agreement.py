@@ -92,6 +92,24 @@ def assert_agrees_in_every_bucket(backend, model: Path, what: str,
     return worst
 
 
+def assert_several_inputs_agree(backend, model: Path, what: str) -> float:
+    """A several-input ``backend`` (all buckets prepared) against ONNX Runtime CPU on ``model``: batches landing in
+    every bucket and one over its largest, the jets padded and masked as the source does (``sample_inputs``),
+    within the agreement criterion beyond float32 rounding. Returns the largest difference, also printed."""
+    from hltrun.modules.inference import create_backend
+    from hltrun.modules.inference.autoselect import beyond_rounding, sample_inputs
+
+    reference = create_backend("onnxruntime", model).load()
+    worst = 0.0
+    for n in sorted({1, 2, 3, *(k + 1 for k in backend.buckets[:-1]), backend.buckets[-1] + 5}):
+        xs = sample_inputs(reference, n, seed=n)
+        rel = beyond_rounding({"score": backend.run(xs)["score"]}, {"score": reference.run(xs)["score"]})
+        assert rel <= AGREEMENT_RTOL, f"{what}: {n} jets: {rel:.2e} beyond float32 rounding"
+        worst = max(worst, rel)
+    print(f"{what} {model.name}: {worst:.2e} beyond rounding, buckets {backend.buckets}")
+    return worst
+
+
 def run_concurrently(backends, x: np.ndarray, calls: int) -> list[list[np.ndarray]]:
     """Each backend (one per hltrun stream) scores ``x`` ``calls`` times in its own thread, all at once."""
     import threading

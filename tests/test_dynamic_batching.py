@@ -364,24 +364,7 @@ def test_every_backend_batches_through_the_one_interface(backend, tiny, tmp_path
     reference = make_scorer(model=model, backend=backend, **extra)
     reference.begin_job(fake_job())
     inputs = {i: jets(1 + i % 3, seed=i) for i in range(30)}
-    results: dict[int, np.ndarray] = {}
-
-    def stream(s: int) -> None:
-        for index in range(s, 30, n_streams):
-            loop.in_flight[s] = index
-            ev = FakeEvent(batch_of(inputs[index]))
-            ev.stream, ev.index = s, index
-            scorers[s].produce(ev)
-            results[index] = ev.product.score
-            loop.in_flight[s] = IDLE
-        loop.draining = True
-
-    threads = [threading.Thread(target=stream, args=(s,), daemon=True) for s in range(n_streams)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(GUARD_S * 3)
-    assert sorted(results) == list(range(30))
+    results = _streams_score(loop, scorers, 30, lambda i, scorer: FakeEvent(batch_of(inputs[i])))
     for index, x in inputs.items():
         ev = FakeEvent(batch_of(x))
         reference.produce(ev)
@@ -401,6 +384,31 @@ def particlenet(tmp_path_factory) -> Path:
     from tests.particlenet import particlenet_onnx
 
     return particlenet_onnx(tmp_path_factory.mktemp("pn") / "pn.onnx")
+
+
+def _streams_score(loop: LoopState, scorers: list, n_events: int, event) -> dict[int, np.ndarray]:
+    """The event loop's part, played: stream s produces events s, s + n, ... (``event(i, scorer)`` makes event i)
+    on its own scorer in its own thread, marking each in flight, then drains; every event's scores by its index."""
+    results: dict[int, np.ndarray] = {}
+    n_streams = len(scorers)
+
+    def stream(s: int) -> None:
+        for index in range(s, n_events, n_streams):
+            loop.in_flight[s] = index
+            ev = event(index, scorers[s])
+            ev.stream, ev.index = s, index
+            scorers[s].produce(ev)
+            results[index] = ev.product.score
+            loop.in_flight[s] = IDLE
+        loop.draining = True
+
+    threads = [threading.Thread(target=stream, args=(s,), daemon=True) for s in range(n_streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(GUARD_S * 3)
+    assert sorted(results) == list(range(n_events))
+    return results
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch", "jax"])
@@ -432,24 +440,7 @@ def test_a_several_input_model_batches_as_it_runs_per_event(backend, particlenet
         return FakeEvent(DeclaredJetBatch(xs[0], xs[2][:, 0] > 0, np.ones(len(xs[0]), np.float32), True,
                                           arrays=xs, contract=scorer._key))
 
-    results: dict[int, np.ndarray] = {}
-
-    def stream(s: int) -> None:
-        for index in range(s, n_events, n_streams):
-            loop.in_flight[s] = index
-            ev = event(index, scorers[s])
-            ev.stream, ev.index = s, index
-            scorers[s].produce(ev)
-            results[index] = ev.product.score
-            loop.in_flight[s] = IDLE
-        loop.draining = True
-
-    threads = [threading.Thread(target=stream, args=(s,), daemon=True) for s in range(n_streams)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(GUARD_S * 3)
-    assert sorted(results) == list(range(n_events))
+    results = _streams_score(loop, scorers, n_events, event)
     for index in range(n_events):
         ev = event(index, reference)
         reference.produce(ev)

@@ -29,7 +29,7 @@ from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E40
 from hltrun.modules.inference.bucketed import bucket_sizes  # noqa: E402
 from hltrun.modules.inference.jax_backend import compile_cache_size, gpu_devices  # noqa: E402
 from tests.agreement import (assert_agrees_in_every_bucket, assert_agrees_on_every_shipped_sample,  # noqa: E402
-                             run_concurrently)
+                             assert_several_inputs_agree, run_concurrently)
 
 GPUS = gpu_devices(jax)
 pytestmark = [pytest.mark.gpu, pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
@@ -131,8 +131,6 @@ def test_a_several_input_network_agrees_in_every_bucket(tmp_path):
     criterion in every bucket, padded ones and a batch over max_batch included, the jets padded and masked as the
     source does. ``auto`` hands such a model to JAX where PyTorch refuses it (accelerator.auto_next)."""
     pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[cpu]')")
-    from hltrun.modules.inference.autoselect import beyond_rounding, sample_inputs
-    from hltrun.modules.inference.base import AGREEMENT_RTOL
     from tests.particlenet import particlenet_onnx
 
     path = particlenet_onnx(tmp_path / "pn.onnx")
@@ -140,11 +138,4 @@ def test_a_several_input_network_agrees_in_every_bucket(tmp_path):
     g.warm_up()
     assert g.device == "gpu-nvidia" and g.jax_device.platform != "cpu"
     assert all(len(g._host[k]) == 3 for k in g.buckets)
-    reference = create_backend("onnxruntime", path).load()
-    worst = 0.0
-    for n in sorted({1, 2, 3, *(k + 1 for k in g.buckets[:-1]), g.buckets[-1] + 5}):
-        xs = sample_inputs(reference, n, seed=n)
-        rel = beyond_rounding({"score": g.run(xs)["score"]}, {"score": reference.run(xs)["score"]})
-        assert rel <= AGREEMENT_RTOL, f"{n} jets: {rel:.2e} beyond float32 rounding"
-        worst = max(worst, rel)
-    print(f"jax several inputs {path.name}: {worst:.2e} beyond rounding, buckets {g.buckets}")
+    assert_several_inputs_agree(g, path, "jax several inputs")

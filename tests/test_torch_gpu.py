@@ -246,8 +246,7 @@ def test_a_several_input_network_agrees_in_every_bucket(graphs, tmp_path):
     static device input per model input and bucket, captured as one graph per bucket (or refused in one line naming
     ``cuda_graphs: false``: xfail, printed) or op by op; ONNX Runtime CPU's scores within the agreement criterion in
     every bucket, padded ones and a batch over max_batch included, the jets padded and masked as the source does."""
-    from hltrun.modules.inference.autoselect import beyond_rounding, sample_inputs
-    from hltrun.modules.inference.base import AGREEMENT_RTOL
+    from tests.agreement import assert_several_inputs_agree
     from tests.particlenet import particlenet_onnx
 
     path = particlenet_onnx(tmp_path / "pn.onnx")
@@ -259,14 +258,6 @@ def test_a_several_input_network_agrees_in_every_bucket(graphs, tmp_path):
         b.warm_up()
     assert all(len(b._dev_in[k]) == 3 and all(t.is_cuda for t in b._dev_in[k]) for k in b.buckets)
     assert all(t.is_pinned() for ts in b._host_t.values() for t in ts)
-    reference = create_backend("onnxruntime", path).load()
-    worst = 0.0
-    for n in sorted({1, 2, 3, *(k + 1 for k in b.buckets[:-1]), b.buckets[-1] + 5}):
-        xs = sample_inputs(reference, n, seed=n)
-        rel = beyond_rounding({"score": b.run(xs)["score"]}, {"score": reference.run(xs)["score"]})
-        assert rel <= AGREEMENT_RTOL, f"{n} jets: {rel:.2e} beyond float32 rounding"
-        worst = max(worst, rel)
-    print(f"torch {'cuda-graph' if graphs else 'eager'} several inputs {path.name}: {worst:.2e} beyond rounding, "
-          f"buckets {b.buckets}")
+    assert_several_inputs_agree(b, path, f"torch {'cuda-graph' if graphs else 'eager'} several inputs")
     if graphs:
         assert sorted(b._graphs) == b.buckets  # nothing captured at run time

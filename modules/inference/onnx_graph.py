@@ -362,16 +362,22 @@ def _add_bias(k: Kernels, y: Any, b: Any, n: int) -> Any:
     return _xp(k, y, b).add(y, _xp(k, b).reshape(b, (1, -1) + (1,) * n))
 
 
-def _conv(k: Kernels, x: Any, w: Any, b: Any = None, **attrs: Any) -> Any:
-    """NC(spatial) x OI(spatial) -> NC(spatial), explicit padding."""
+def _conv_window(x: Any, w: Any, attrs: dict[str, Any], op: str) -> tuple[list[int], Pads, list[int]]:
+    """A Conv-like node's strides, (begin, end) pads and dilations (Conv, ConvInteger); more than 3 spatial
+    dimensions refused in one line naming the op."""
     n = w.ndim - 2
     if n > 3:
-        raise ModuleError(f"Conv with {n} spatial dimensions is not implemented")
+        raise ModuleError(f"{op} with {n} spatial dimensions is not implemented")
     kernel = list(attrs.get("kernel_shape") or w.shape[2:])
     strides = list(attrs.get("strides") or [1] * n)
     dil = list(attrs.get("dilations") or [1] * n)
-    pads = _pads(attrs, x.shape[2:], kernel, strides, dil, "Conv")
-    return _add_bias(k, k.conv(x, w, strides, pads, dil, int(attrs.get("group", 1))), b, n)
+    return strides, _pads(attrs, x.shape[2:], kernel, strides, dil, op), dil
+
+
+def _conv(k: Kernels, x: Any, w: Any, b: Any = None, **attrs: Any) -> Any:
+    """NC(spatial) x OI(spatial) -> NC(spatial), explicit padding."""
+    strides, pads, dil = _conv_window(x, w, attrs, "Conv")
+    return _add_bias(k, k.conv(x, w, strides, pads, dil, int(attrs.get("group", 1))), b, w.ndim - 2)
 
 
 def _conv_transpose(k: Kernels, x: Any, w: Any, b: Any = None, **attrs: Any) -> Any:
@@ -1125,13 +1131,7 @@ def _conv_integer(k: Kernels, x: Any, w: Any, x_zero_point: Any = None, w_zero_p
                   **attrs: Any) -> Any:
     """ConvInteger (``quantize_dynamic``'s Conv): Conv of (x - its zero point) and (w - its zero point) in int32;
     padding is the zero point, a real 0, as in ONNX Runtime's kernel, so the shifted input is padded with 0."""
-    n = w.ndim - 2
-    if n > 3:
-        raise ModuleError(f"ConvInteger with {n} spatial dimensions is not implemented")
-    kernel = list(attrs.get("kernel_shape") or w.shape[2:])
-    strides = list(attrs.get("strides") or [1] * n)
-    dil = list(attrs.get("dilations") or [1] * n)
-    pads = _pads(attrs, x.shape[2:], kernel, strides, dil, "ConvInteger")
+    strides, pads, dil = _conv_window(x, w, attrs, "ConvInteger")
     x32 = _integer_operand(k, x, x_zero_point, 1, "ConvInteger")
     w32 = _integer_operand(k, w, w_zero_point, 0, "ConvInteger")
     return k.integer_conv(x32, w32, strides, pads, dil, int(attrs.get("group", 1)))

@@ -14,7 +14,7 @@ import pytest
 from hltrun.framework.errors import ModuleError
 from hltrun.modules.inference.autoselect import max_relative_difference
 from hltrun.modules.inference.base import AGREEMENT_RTOL
-from tests.tiny_models import half_mlp_onnx, jets, loaded
+from tests.tiny_models import half_mlp_onnx, jets, loaded, save_graph
 
 TRANSLATED = ["jax", "torch"]
 
@@ -79,9 +79,7 @@ def _qdq_ops_onnx(path: Path, zero_type: int, axis: int) -> Path:
                                helper.make_tensor_value_info("qf", zero_type, [2, 3, 4]),
                                helper.make_tensor_value_info("b", TensorProto.FLOAT, [3])],
                               [scale, zp, fixed, bias, numpy_helper.from_array(np.float32(3.1e-5), "bias_scale")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
+    save_graph(graph, path, 13)
     return path
 
 
@@ -170,9 +168,7 @@ def bias_free_dynamic_mlp(tmp_path: Path) -> Path:
                                                                              keepdims=0)]
     graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "mlp_nobias.onnx"))
+    save_graph(graph, tmp_path / "mlp_nobias.onnx", 17)
     quantize_dynamic(str(tmp_path / "mlp_nobias.onnx"), str(tmp_path / "mlp_nobias_dyn.onnx"),
                      weight_type=QuantType.QInt8)
     return tmp_path / "mlp_nobias_dyn.onnx"
@@ -279,9 +275,7 @@ def _dynamic_ops_onnx(path: Path) -> Path:
                 ("mm", TensorProto.INT32), ("cv", TensorProto.INT32))]
     graph = helper.make_graph(nodes, "dyn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 12])],
                               outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
+    save_graph(graph, path, 17)
     return path
 
 
@@ -334,9 +328,7 @@ def mixed_types_onnx(path: Path) -> Path:
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
                               [numpy_helper.from_array(np.float32(7e4), "shift"),  # past float16's range
                                numpy_helper.from_array(np.array([1, 2], np.int64), "axes")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
+    save_graph(graph, path, 13)
     return path
 
 
@@ -402,9 +394,7 @@ def half_score_onnx(path: Path) -> Path:
                               [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT16, ["N"])],
                               [numpy_helper.from_array(np.array([1, 2], np.int64), "axes")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
+    save_graph(graph, path, 13)
     return path
 
 
@@ -474,9 +464,7 @@ def _quantiser_read_raw_onnx(path: Path) -> Path:
              helper.make_node("ReduceSum", ["y", "axes"], ["score"], keepdims=0)]
     graph = helper.make_graph(nodes, "raw", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
+    save_graph(graph, path, 17)
     return path
 
 

@@ -99,9 +99,7 @@ def sum_of_squares_onnx(path: Path, shape: list | None, elem: int | None = None)
                               [helper.make_tensor_value_info("x", elem, shape)],
                               [helper.make_tensor_value_info("score", elem, ["N"] if shape else None)],
                               [helper.make_tensor("ax", TensorProto.INT64, [2], [1, 2])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
+    save_graph(graph, path, 18)
     return path
 
 
@@ -128,9 +126,7 @@ def half_mlp_onnx(path: Path, half: bool = True, seed: int = 0) -> Path:
         nodes.append(helper.make_node("Cast", ["sh"], ["score"], to=TensorProto.FLOAT))
     graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], weights + consts)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
+    save_graph(graph, path, 17)
     return path
 
 
@@ -152,7 +148,17 @@ def logit_mlp_onnx(path: Path, bias: float = 0.0, seed: int = 0) -> Path:
              helper.make_node("Reshape", ["a2", "flat_score"], ["score"])]
     graph = helper.make_graph(nodes, "logit", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    save_graph(graph, path, 17)
+    return path
+
+
+def save_graph(graph, path, opset: int = 17):
+    """``graph`` saved at ``path`` as an ONNX model of the default domain at ``opset``, IR version 8 (what the
+    test models here are written as); ``path`` back."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     onnx.save(model, str(path))
     return path

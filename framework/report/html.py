@@ -25,7 +25,7 @@ import numpy as np
 from ..binning import log_edges
 from ..extras import install_hint
 from ..provenance import imported_text, variants_line
-from ..score_histogram import BINNINGS, EDGES, Binning, score_histograms
+from ..score_histogram import BINNINGS, DECADE_BINS, EDGES, Binning, score_histograms
 from .text import text_report
 from .timereport import made_copies
 from .writing import atomic_write_text
@@ -401,7 +401,7 @@ def _score_ticks(binning: Binning, lo: float, hi: float) -> tuple[list[float], l
     ticks = sorted((binning.position(v), label) for v, label in zip(values, labels)
                    if lo <= binning.position(v) <= hi)
     step = max(1, math.ceil(len(ticks) / 12))  # at most ~12 labels across the frame
-    ticks = [t for i, t in enumerate(ticks) if i % step == 0 or t[1] in ("0", "0.5")]
+    ticks = [t for i, t in enumerate(ticks) if i % step == 0 or t[1] in ("0", "0.5", "1")]
     return ([t[0] for t in ticks], [t[1] for t in ticks],
             [x for x in map(binning.position, minor) if lo <= x <= hi] if step == 1 else [])
 
@@ -480,7 +480,8 @@ def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
                          "passed" + ("" if f is None else f": {100 * f:.3g} % of the sum of weights"))
                 ax.stairs(won[lo:hi], e, color=_HIGHLIGHT, fill=True, alpha=0.35, label=share)
                 _y_scale(ax, np.concatenate([total[lo:hi], won[lo:hi]]))
-            ax.set_xlim(e[0], e[-1])
+            end = 1 / DECADE_BINS  # a bin's width of margin past the scale's own ends (no bins there)
+            ax.set_xlim(e[0] - end * (lo == 0), e[-1] + end * (hi == len(counts)))
             major, labels, minor = _score_ticks(binning, e[0], e[-1])
             ax.set_xticks(major, labels)
             ax.set_xticks(minor, minor=True)  # not the style's automatic ones: evenly spaced between uneven labels

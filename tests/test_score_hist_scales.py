@@ -61,6 +61,26 @@ def test_a_classifiers_scores_spread_over_many_bins():
     assert sum(entry["passed"]) == entry["events_passed"] == int(np.count_nonzero(values > cut))
 
 
+def test_the_page_points_a_probability_on_the_log_scale_to_the_probability_scale():
+    """Scores in [0, 1] crowding 1 on the default scale: the text names ``score_scale: probability``; a
+    reconstruction loss around 1 (values above it too) and the probability scale itself do not get the hint."""
+    pytest.importorskip("matplotlib")
+    from hltrun.framework.report.html import _score_sections
+
+    rng = np.random.default_rng(5)
+    crowded = (1 - 10 ** rng.uniform(-6, -1, 300)).tolist() + [1.0] * 20 + rng.uniform(0, 0.5, 100).tolist()
+    loss = (10 ** rng.normal(0, 0.3, 400)).tolist()
+    pages = {}
+    for name, values, binning in (("crowded", crowded, "log"), ("loss", loss, "log"),
+                                  ("fine", crowded, "probability")):
+        h = ScoreHistogram(score_histogram.BINNINGS[binning])
+        for v in values:
+            h.fill(v, v > 0.9)
+        pages[name] = "\n".join(_score_sections({"f": _entry(h, 0.9)}))
+    hint = "<code>score_scale: probability</code> bins them in log (1 − p)"
+    assert hint in pages["crowded"] and hint not in pages["loss"] and hint not in pages["fine"]
+
+
 @pytest.mark.parametrize("scale", ["log", "probability"])
 def test_two_halves_merge_into_the_whole_bit_for_bit(scale):
     """Streams (add_stream_summary) and work units (merge_counters) add the new bins' counters, weighted sums

@@ -13,7 +13,7 @@ from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.event import Event
 from hltrun.framework.module import Filter
 from hltrun.framework.schema import InputTag
-from hltrun.framework.score_histogram import QUANTITY_KEY, RATIO, ROOT_FILE, SCORE, ScoreHistogram
+from hltrun.framework.score_histogram import BINNINGS, QUANTITY_KEY, RATIO, ROOT_FILE, SCORE, ScoreHistogram
 from hltrun.framework.weights import event_weight
 
 from .products import JetScores, is_all_valid
@@ -74,6 +74,9 @@ class AnomalyFilterParameters:
     # inclusive: one cut for every event; vs_leading_jet_pt: the card's cut at the event's leading
     # scored jet's pT (modules/working_point.py), keeping the same QCD fraction at every pT
     working_point: Literal["inclusive", "vs_leading_jet_pt"] = "inclusive"
+    # the report's fixed bins of the value cut on (framework/score_histogram.py): log, signed (a reconstruction
+    # loss, a logit); probability, fine in p near 0 and in 1 - p near 1 (a classifier's sigmoid output)
+    score_scale: Literal["log", "probability"] = "log"
 
     def __post_init__(self) -> None:
         # one spelling (0.05 -> "5e-2", the card's), so that --dump and the outputs' provenance say it one way
@@ -81,6 +84,13 @@ class AnomalyFilterParameters:
         if self.threshold is not None and self.working_point != "inclusive":
             raise ValueError(f"threshold: a fixed threshold ({self.threshold}) and working_point "
                              f"{self.working_point} exclude each other (drop one)")
+        if self.score_scale == "probability" and self.working_point != "inclusive":
+            raise ValueError(f"score_scale: probability bins a score in [0, 1]; with working_point "
+                             f"{self.working_point} the filter cuts on score / cut, which is no probability "
+                             f"(drop score_scale)")
+        if self.score_scale == "probability" and self.threshold is not None and not 0 <= self.threshold <= 1:
+            raise ValueError(f"score_scale: probability bins a score in [0, 1], and threshold {self.threshold} "
+                             f"is outside it (a logit's cut? drop score_scale)")
 
 
 class AnomalyScoreFilter(Filter):
@@ -110,7 +120,7 @@ class AnomalyScoreFilter(Filter):
         self.binned: PtCuts | None = None  # the pT-dependent cuts (working_point: vs_leading_jet_pt)
         self._record_cut: Callable[[Mapping[str, Any]], None] | None = None  # ModuleContext.record_cut
         # the value cut on, per event, in fixed bins (the reports' score distribution with the cut)
-        self.score_hist = ScoreHistogram()
+        self.score_hist = ScoreHistogram(BINNINGS[params.score_scale])
 
     @classmethod
     def check_config(cls, label: str, params: AnomalyFilterParameters, inputs: Mapping[str, "ProductInfo"]) -> None:

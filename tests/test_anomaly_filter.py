@@ -43,7 +43,8 @@ def test_events_without_score_are_counted_and_summarised():
         assert decide(f, [], n=n) is False
     assert decide(f, [0.3], valid=[False]) is False
     assert f.summary() == {"threshold": 0.5, "model": None, "reduce": "sum", "events_without_score": 4,
-                           "score_hist_of": "score", "score_hist:no_score": 4}  # in the score histogram too
+                           "score_hist_of": "score", "score_hist_scale": "log",
+                           "score_hist:no_score": 4}  # in the score histogram too
 
 
 def test_threshold_from_the_scores_card():

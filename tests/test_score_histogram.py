@@ -21,17 +21,17 @@ CARD = ROOT / "data" / "models" / "thresholds.json"
 
 
 def numpy_histogram(values: np.ndarray, passed: np.ndarray, edges: list[float]) -> dict[str, object]:
-    """The expected entry from values and decisions, with numpy (bins [a, b), flows, non-positive, NaN)."""
+    """The expected entry from values and decisions, with numpy (bins [a, b), flows, NaN; nothing is
+    ``nonpositive`` since the bins cover both signs)."""
     e = np.asarray(edges)
     v = np.asarray(values, dtype=np.float64)
-    finite_pos = v > 0
-    inside = finite_pos & (v >= e[0]) & (v < e[-1])
+    inside = (v >= e[0]) & (v < e[-1])
     out: dict[str, object] = {
         "counts": np.histogram(v[inside], e)[0].tolist(),
         "passed": np.histogram(v[inside & passed], e)[0].tolist(),
-        "underflow": int(np.count_nonzero(finite_pos & (v < e[0]))),
+        "underflow": int(np.count_nonzero(v < e[0])),
         "overflow": int(np.count_nonzero(v >= e[-1])),
-        "nonpositive": int(np.count_nonzero(v <= 0)),
+        "nonpositive": 0,
         "nan": int(np.count_nonzero(np.isnan(v))),
         "events_passed": int(np.count_nonzero(passed)),
     }
@@ -63,7 +63,8 @@ def test_bins_are_numpys_and_merge_by_addition():
     want = numpy_histogram(values, passed, h["edges"])
     assert _subset(h, want) == want
     assert h["no_score"] == 1 and h["events"] == len(values) + 1 and h["cut"] == cut
-    assert h["edges"][0] == 1e-6 and h["edges"][-1] == 1e6 and len(h["edges"]) == 12 * 20 + 1
+    # the signed log scale: 240 bins below 0 (mirrored), one around it, the 240 of before above it
+    assert h["scale"] == "log" and h["edges"][241:] == list(EDGES) and h["edges"][:241] == [-e for e in EDGES[::-1]]
     # streams (add_stream_summary) then work units (merge_counters, as Dask's client): the same entry
     merged: dict = {}
     for part in parts[:2]:
@@ -215,7 +216,7 @@ def test_few_events_are_not_drawn_as_a_distribution(tmp_path):
     assert re.search(r"only 20 events: too few for a distribution", section)
 
 
-def test_page_says_no_events_and_a_cut_off_the_log_axis():
+def test_page_says_no_events_and_a_cut_off_the_axis():
     pytest.importorskip("matplotlib")
     from hltrun.framework.report.html import _score_sections
 
@@ -223,18 +224,18 @@ def test_page_says_no_events_and_a_cut_off_the_log_axis():
     assert empty["events"] == 0 and empty["fraction_passed"] is None
     h = ScoreHistogram()
     for v in (0.5, 2.0, -1.0):
-        h.fill(v, v > 0)
-    at_zero = from_counters({"threshold": 0.0, "score_hist_of": "score", **h.counters()})
-    page = "\n".join(_score_sections({"f": empty, "g": at_zero}))
+        h.fill(v, v > -2e6)
+    far = from_counters({"threshold": -2e6, "score_hist_of": "score", **h.counters()})
+    page = "\n".join(_score_sections({"f": empty, "g": far}))
     assert "f: ran on no events." in page
-    assert "g: the cut (0.0) is not on the plot's log axis" in page and "≤ 0: 1" in page
-    assert "g: only 3 events: too few for a distribution" in page and "2 / 3 = 66.7 %" in page
+    assert "g: the cut (-2000000.0) is not on the plot's axis (-1e+06 to 1e+06)" in page
+    assert "g: only 3 events: too few for a distribution" in page and "3 / 3 = 100 %" in page
 
 
 def test_no_empty_plot_when_no_score_falls_in_the_bins():
-    """A network whose scores are all ≤ 0 (a log-likelihood, say) with a pass-all cut: nothing lies in the
-    log bins, so no plot is drawn (it was an empty frame, and matplotlib warned on the job's stderr about
-    its legend); the text says where the events are."""
+    """A network whose scores are all NaN with a pass-all cut: nothing lies in the bins, so no plot is drawn
+    (it was an empty frame, and matplotlib warned on the job's stderr about its legend); the text says where
+    the events are."""
     pytest.importorskip("matplotlib")
     import warnings
 
@@ -242,9 +243,9 @@ def test_no_empty_plot_when_no_score_falls_in_the_bins():
 
     h = ScoreHistogram()
     for i in range(80):
-        h.fill(-1.0 - i, True)
-    negative = from_counters({"threshold": -1e30, "score_hist_of": "score", **h.counters()})
+        h.fill(math.nan, False)
+    nan = from_counters({"threshold": -1e30, "score_hist_of": "score", **h.counters()})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        page = "\n".join(_score_sections({"f": negative}))
-    assert "<img" not in page and "≤ 0: 80" in page and "80 / 80 = 100 %" in page
+        page = "\n".join(_score_sections({"f": nan}))
+    assert "<img" not in page and "NaN: 80" in page and "0 / 80 = 0 %" in page

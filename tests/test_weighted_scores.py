@@ -149,19 +149,20 @@ def test_root_sumw2_is_the_input_files_sum_of_squared_weights(tmp_path, sample):
     score = np.array([float(np.max(s[v])) if v.any() else np.nan for s, v in zip(a["vae_score"], a["vae_valid"])])
     scored = score > 0  # the samples' scores are all positive and finite: TH1 bins 0 (underflow) .. n+1
     assert scored.sum() == len(score) - doc["score_histograms"]["anomalyFilter"]["no_score"]
-    idx = np.searchsorted(np.asarray(EDGES), score[scored], side="right")  # TH1's flow-included index
+    edges = np.concatenate([-np.asarray(EDGES)[::-1], EDGES])  # the signed log scale: mirrored below 0
+    idx = np.searchsorted(edges, score[scored], side="right")  # TH1's flow-included index
     passed = a["HLT_AnomalyDetection"][scored].astype(bool)
     with uproot.open(rep / "scores.root") as f:
         for key, sel in (("all", np.ones(len(idx), bool)), ("passed", passed)):
             th1 = f[f"anomalyFilter/{key}"]
             assert th1.classname == "TH1D"
-            n = len(EDGES) + 1
+            n = len(edges) + 1
             sumw = np.bincount(idx[sel], weights=w[scored][sel], minlength=n)
             sumw2 = np.bincount(idx[sel], weights=w[scored][sel] ** 2, minlength=n)
             np.testing.assert_allclose(np.asarray(th1.member("fSumw2")), sumw2, rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(th1.values(flow=True), sumw, rtol=1e-9, atol=1e-9)
-            np.testing.assert_allclose(th1.axis().edges(), EDGES)
-    assert (sumw2 != np.bincount(idx[passed], minlength=len(EDGES) + 1)).any()  # not unit-weight variances
+            np.testing.assert_allclose(th1.axis().edges(), edges)
+    assert (sumw2 != np.bincount(idx[passed], minlength=len(edges) + 1)).any()  # not unit-weight variances
 
 
 @pytest.mark.slow
@@ -494,7 +495,7 @@ def test_scores_root_global_statistics_are_a_weighted_histograms(tmp_path):
             th1 = f[f"f/{key}"]
             w = np.array([x for x, s in zip(weights[:20], sel) if s])
             v = np.array([x for x, s in zip(values[:20], sel) if s])
-            inside = (v >= EDGES[0]) & (v < EDGES[-1])  # fTsumw, fTsumw2: in range, as ROOT's
+            inside = (v >= entry["edges"][0]) & (v < entry["edges"][-1])  # fTsumw, fTsumw2: in range, as ROOT's
             assert th1.member("fEntries") == len(w)  # NaN and no score are on no axis
             assert th1.member("fTsumw") == pytest.approx(w[inside].sum(), rel=1e-12)
             assert th1.member("fTsumw2") == pytest.approx((w[inside] ** 2).sum(), rel=1e-12)

@@ -130,9 +130,10 @@ def half_mlp_onnx(path: Path, half: bool = True, seed: int = 0) -> Path:
     return path
 
 
-def logit_mlp_onnx(path: Path, bias: float = 0.0, seed: int = 0) -> Path:
+def logit_mlp_onnx(path: Path, bias: float = 0.0, seed: int = 0, sigmoid_gain: float | None = None) -> Path:
     """A small MLP on the shipped (N, 100, 3) input whose score is a logit (a last Dense(1) plus ``bias``, no
-    activation): its scores cross 0, as a classifier's do."""
+    activation): its scores cross 0, as a classifier's do. ``sigmoid_gain``: the score is sigmoid(gain x logit)
+    instead, a classifier's probability (a large gain piles it up near 0 and 1)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -145,7 +146,10 @@ def logit_mlp_onnx(path: Path, bias: float = 0.0, seed: int = 0) -> Path:
     nodes = [helper.make_node("Reshape", ["jets", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w1"], ["m1"]),
              helper.make_node("Add", ["m1", "b1"], ["a1"]), helper.make_node("Tanh", ["a1"], ["t1"]),
              helper.make_node("MatMul", ["t1", "w2"], ["m2"]), helper.make_node("Add", ["m2", "b2"], ["a2"]),
-             helper.make_node("Reshape", ["a2", "flat_score"], ["score"])]
+             helper.make_node("Reshape", ["a2", "flat_score"], ["logit" if sigmoid_gain else "score"])]
+    if sigmoid_gain:
+        weights.append(numpy_helper.from_array(np.array([sigmoid_gain], np.float32), "gain"))
+        nodes += [helper.make_node("Mul", ["logit", "gain"], ["z"]), helper.make_node("Sigmoid", ["z"], ["score"])]
     graph = helper.make_graph(nodes, "logit", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
                               [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])], weights)
     save_graph(graph, path, 17)

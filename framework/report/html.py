@@ -25,7 +25,7 @@ import numpy as np
 from ..binning import log_edges
 from ..extras import install_hint
 from ..provenance import imported_text, variants_line
-from ..score_histogram import score_histograms
+from ..score_histogram import BINNINGS, DECADE_BINS, EDGES, Binning, score_histograms
 from .text import text_report
 from .timereport import made_copies
 from .writing import atomic_write_text
@@ -366,8 +366,44 @@ def _batching_html(batching: dict[str, Any]) -> str:
 # Why: rates alone do not say how much margin a cut has; a cut in the steep tail of the distribution moves
 # the rate with a small change of the score (another engine, a retrained model). Rendered from hltrun.json's
 # ``score_histograms`` entries (framework/score_histogram.py).
-_OUTSIDE_TEXT = {"underflow": "below 1e-6", "overflow": "at or above 1e6", "nonpositive": "≤ 0", "nan": "NaN",
+_OUTSIDE_TEXT = {"underflow": {"log": "below −1e6", "probability": "below 0"},
+                 "overflow": {"log": "at or above 1e6", "probability": "above 1"},
+                 "nonpositive": "≤ 0 (a summary from before 2026-12-07: no size)", "nan": "NaN",
                  "no_score": "no scored jet", "cut_nonpositive": "cut ≤ 0"}
+_SCALE_TEXT = {"log": "signed log scale", "probability": "probability scale: log p below 0.5, log (1 − p) above"}
+
+
+def _outside_text(key: str, scale: str) -> str:
+    text = _OUTSIDE_TEXT[key]
+    return text[scale] if isinstance(text, dict) else text
+
+
+def _on_axis(cut: Any, edges: Sequence[float]) -> bool:
+    """Whether a cut can be drawn on the histogram's axis (a number within its edges)."""
+    return isinstance(cut, (int, float)) and not isinstance(cut, bool) and edges[0] <= cut < edges[-1]
+
+
+def _score_ticks(binning: Binning, lo: float, hi: float) -> tuple[list[float], list[str], list[float]]:
+    """Tick positions and labels between axis positions ``lo`` and ``hi``: 0 and the decades (±10^k) on the
+    signed log scale, 0, 10^-k, 0.5, 1 − 10^-k and 1 on the probability scale (every 2nd or 3rd decade when
+    many are in view); and the minor ticks, 2..9 times each decade (in 1 − p above 0.5), as a log axis has."""
+    if binning.name == "log":
+        # ±1e-6 are the edges of the bin around 0, a bin from 0's tick: 0 stands for the three
+        values = [0.0] + [sign * 10.0 ** k for k in range(-5, 7) for sign in (1, -1)]
+        labels = ["0"] + [("−" if sign < 0 else "") + f"$10^{{{k}}}$" for k in range(-5, 7) for sign in (1, -1)]
+        minor = [sign * m * 10.0 ** k for k in range(-6, 6) for m in range(2, 10) for sign in (1, -1)]
+    else:  # 1e-6 and 1 - 1e-7 likewise a bin from 0's and 1's ticks
+        values = [0.0, *(10.0 ** k for k in range(-5, 0)), 0.5, *(1 - 10.0 ** k for k in range(-1, -7, -1)), 1.0]
+        labels = ["0", *(f"$10^{{{k}}}$" for k in range(-5, 0)), "0.5",
+                  *(f"$1 - 10^{{{k}}}$" for k in range(-1, -7, -1)), "1"]
+        below = [m * 10.0 ** k for k in range(-6, -1) for m in range(2, 10)] + [0.2, 0.3, 0.4]
+        minor = below + [1 - v for v in below if v > 1e-7]
+    ticks = sorted((binning.position(v), label) for v, label in zip(values, labels)
+                   if lo <= binning.position(v) <= hi)
+    step = max(1, math.ceil(len(ticks) / 12))  # at most ~12 labels across the frame
+    ticks = [t for i, t in enumerate(ticks) if i % step == 0 or t[1] in ("0", "0.5", "1")]
+    return ([t[0] for t in ticks], [t[1] for t in ticks],
+            [x for x in map(binning.position, minor) if lo <= x <= hi] if step == 1 else [])
 
 
 def _fraction_text(h: dict[str, Any]) -> str:
@@ -406,7 +442,11 @@ def _y_scale(ax: Any, drawn: np.ndarray) -> None:
 
 
 def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
+    """The histogram on its scale's axis (each bin about equally wide: ``Binning.position``), zoomed to the
+    filled bins and the cut, two bins of margin each side."""
+    binning = BINNINGS[h.get("scale", "log")]
     edges = np.asarray(h["edges"])
+    x = np.array([binning.position(e) for e in h["edges"]])
     counts, passed = np.asarray(h["counts"]), np.asarray(h["passed"])
     weights = h.get("weights")
     if weights is not None:
@@ -419,12 +459,12 @@ def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
         ax = fig.add_subplot()
         if len(filled):
             lo, hi = max(filled[0] - 2, 0), min(filled[-1] + 3, len(counts))
-            if isinstance(cut, (int, float)) and cut > 0:  # the cut in view even far from every event
+            if _on_axis(cut, edges):  # the cut in view even far from every event
                 c = int(np.searchsorted(edges, cut, side="right")) - 1
                 lo, hi = min(lo, max(c - 2, 0)), max(hi, min(c + 3, len(counts)))
-            e = edges[lo:hi + 1]
+            e = x[lo:hi + 1]
             if few:  # a handful of events draws no shape: one mark per filled bin, its count
-                centres = np.sqrt(e[:-1] * e[1:])
+                centres = 0.5 * (e[:-1] + e[1:])
                 sel = counts[lo:hi] > 0
                 ax.plot(centres[sel], counts[lo:hi][sel], "o", color=_NORMAL, label="events (count per bin)")
                 won = passed[lo:hi] > 0
@@ -440,11 +480,16 @@ def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
                          "passed" + ("" if f is None else f": {100 * f:.3g} % of the sum of weights"))
                 ax.stairs(won[lo:hi], e, color=_HIGHLIGHT, fill=True, alpha=0.35, label=share)
                 _y_scale(ax, np.concatenate([total[lo:hi], won[lo:hi]]))
-            ax.set_xlim(e[0], e[-1])
-        if isinstance(cut, (int, float)) and cut > 0:
-            ax.axvline(cut, color=_BUDGET, lw=2.5, label=("cut (score = cut)" if ratio else f"cut {cut:.6g}"))
-        ax.set_xscale("log")
-        ax.set_xlabel("event score / its pT-dependent cut" if ratio else "event score (reduced over its jets)")
+            end = 1 / DECADE_BINS  # a bin's width of margin past the scale's own ends (no bins there)
+            ax.set_xlim(e[0] - end * (lo == 0), e[-1] + end * (hi == len(counts)))
+            major, labels, minor = _score_ticks(binning, e[0], e[-1])
+            ax.set_xticks(major, labels)
+            ax.set_xticks(minor, minor=True)  # not the style's automatic ones: evenly spaced between uneven labels
+        if _on_axis(cut, edges):
+            ax.axvline(binning.position(cut), color=_BUDGET, lw=2.5,
+                       label=("cut (score = cut)" if ratio else f"cut {cut:.6g}"))
+        what_x = "event score / its pT-dependent cut" if ratio else "event score (reduced over its jets)"
+        ax.set_xlabel(f"{what_x}, {_SCALE_TEXT[binning.name]}")
         weighted = weights is not None and not few
         ax.set_ylabel("sum of weights per bin" if weighted else "events per bin")
         _legend_above(ax)
@@ -460,12 +505,26 @@ def _score_plot(label: str, h: dict[str, Any], few: bool) -> str:
         return img(fig, f"{label}: distribution of the {what} with the cut")
 
 
+def _piled_below_one(h: dict[str, Any]) -> bool:
+    """Whether a log-scale histogram looks like a probability crowding 1: every value in [0, 1] and a quarter
+    of them in the two bins beside 1 (a hint in the text; the bins themselves never depend on the events)."""
+    if h.get("scale", "log") != "log" or h["quantity"] != "score" or h["underflow"] or h["overflow"]:
+        return False
+    edges, counts = np.asarray(h["edges"]), np.asarray(h["counts"])
+    one = int(np.searchsorted(edges, 1.0, side="right")) - 1  # the bin [1, 1.12): a saturated sigmoid's 1.0
+    inside = (edges[:-1] >= -EDGES[0]) & (np.arange(len(counts)) <= one)
+    total = int(counts.sum())
+    return total > 0 and int(counts[inside].sum()) == total and counts[one - 1:one + 1].sum() >= 0.25 * total
+
+
 def _score_sections(histograms: dict[str, dict[str, Any]]) -> list[str]:
     """The section's HTML parts (nothing when no filter histogrammed its cut value)."""
     if not histograms:
         return []
     out = ["<h2>Anomaly score and cut</h2>",
-           "<p>The value each trigger filter cuts on, per event, in fixed log bins (20 per decade); an event "
+           "<p>The value each trigger filter cuts on, per event, in fixed bins: a signed log scale (20 bins per "
+           "decade from 1e-6 to 1e6, the same below 0, one bin around 0) or, with the filter's "
+           "<code>score_scale: probability</code>, 20 per decade in p up to 0.5 and in 1 − p above it. An event "
            "passes when it is above the cut (strictly). Shaded: the events the filter accepted, so the cut's "
            "own bin is split as the filter decided. A cut in a steep part of the distribution moves the "
            "rate with small changes of the score.</p>"]
@@ -486,13 +545,22 @@ def _score_sections(histograms: dict[str, dict[str, Any]]) -> list[str]:
         if n == 0:
             out.append(f"<p>{html.escape(label)}: ran on no events.</p>")
             continue
-        if sum(h["counts"]) > 0:  # scores outside the bins only (all <= 0, say): no empty frame, the text says
+        if sum(h["counts"]) > 0:  # scores outside the bins only (all NaN, say): no empty frame, the text says
             out.append(_score_plot(label, h, few))
+        scale = h.get("scale", "log")
+        if scale == "probability":
+            out.append(f"<p>{html.escape(label)}: on the probability scale (<code>score_scale: probability</code>): "
+                       f"20 bins per decade in p up to 0.5 and in 1 − p above it, down to 1e-7; 0 and 1 in the end "
+                       f"bins.</p>")
+        if _piled_below_one(h):
+            out.append(f"<p>{html.escape(label)}: its scores lie in [0, 1] and pile up next to 1, where the log "
+                       f"scale's bins are 12 % wide: a classifier's probability? The filter's "
+                       f"<code>score_scale: probability</code> bins them in log (1 − p) down to 1e-7.</p>")
         cut = h.get("cut")
-        if not (isinstance(cut, (int, float)) and cut > 0):
-            out.append(f"<p>{html.escape(label)}: the cut ({cut}) is not on the plot's log axis: every positive "
-                       f"score is above it.</p>")
-        outside = [f"{_OUTSIDE_TEXT[k]}: {h[k]:,}" + (" events" if h.get("weights") else "")
+        if not _on_axis(cut, h["edges"]):
+            out.append(f"<p>{html.escape(label)}: the cut ({cut}) is not on the plot's axis "
+                       f"({h['edges'][0]:g} to {h['edges'][-1]:g}).</p>")
+        outside = [f"{_outside_text(k, scale)}: {h[k]:,}" + (" events" if h.get("weights") else "")
                    for k in _OUTSIDE_TEXT if h.get(k)]
         out.append(f"<p>{html.escape(label)}: above the cut {html.escape(_fraction_text(h))} "
                    f"of the events it ran on" + (f"; outside the bins: {html.escape(', '.join(outside))}" if outside

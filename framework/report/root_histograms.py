@@ -59,9 +59,10 @@ def _histogram(edges: np.ndarray, values: np.ndarray, variances: np.ndarray, tit
 
 def score_th1ds(label: str, h: Mapping[str, Any]) -> dict[str, bh.Histogram]:
     """A filter's ``score_histograms`` entry as two histograms, all events and those passed: sum of weights
-    per bin with their true Sumw2 for a weighted sample, counts (variance = count) otherwise. The TH1
-    underflow holds every value below 1e-6 (``underflow`` and ``nonpositive``), the overflow ``overflow``;
-    NaN, no scored jet and a cut <= 0 are no value on the axis, so in neither (hltrun.json counts them)."""
+    per bin with their true Sumw2 for a weighted sample, counts (variance = count) otherwise; the entry's
+    variable edges (its ``scale``: framework/score_histogram.py). The TH1 underflow holds ``underflow`` (below
+    the first edge, -inf), the overflow ``overflow``; NaN, no scored jet, a cut <= 0 and an older summary's
+    ``nonpositive`` (no size) are no value on the axis, so in neither (hltrun.json counts them)."""
     edges = np.asarray(h["edges"], np.float64)
     what = "score / cut" if h["quantity"] != "score" else "event score"
     weights = h.get("weights")
@@ -69,19 +70,17 @@ def score_th1ds(label: str, h: Mapping[str, Any]) -> dict[str, bh.Histogram]:
     for key, passed in (("all", False), ("passed", True)):
         p = "passed_" if passed else ""
         if weights is None:
-            under = h[f"{p}underflow"] + h[f"{p}nonpositive"]
-            values = np.array([under, *h["passed" if passed else "counts"], h[f"{p}overflow"]], np.float64)
+            values = np.array([h[f"{p}underflow"], *h["passed" if passed else "counts"], h[f"{p}overflow"]],
+                              np.float64)
             variances = values
         else:
             w, w2 = ("sumw_passed", "sumw2_passed") if passed else ("sumw", "sumw2")
             outside = weights["outside"]
-            values = np.array([outside["underflow"][w] + outside["nonpositive"][w], *weights[w],
-                               outside["overflow"][w]], np.float64)
-            variances = np.array([outside["underflow"][w2] + outside["nonpositive"][w2], *weights[w2],
-                                  outside["overflow"][w2]], np.float64)
+            values = np.array([outside["underflow"][w], *weights[w], outside["overflow"][w]], np.float64)
+            variances = np.array([outside["underflow"][w2], *weights[w2], outside["overflow"][w2]], np.float64)
         title = (f"{label}: {what}, {'events passed' if passed else 'all events'}"
                  + (" (sum of weights, Sumw2)" if weights is not None else ""))
-        out[key] = _histogram(edges, values, variances, title, what)
+        out[key] = _histogram(edges, values, variances, title, f"{what} ({h.get('scale', 'log')} scale)")
     return out
 
 
@@ -115,8 +114,7 @@ def entries_on_axis(h: Mapping[str, Any], passed: bool) -> int:
     """The events a filter's histogram (``score_histograms`` entry) holds on its TH1's axis, flows included:
     ROOT's fEntries, the number of fills, whatever their weights (NaN, no score, a cut <= 0: not on it)."""
     p = "passed_" if passed else ""
-    return sum(h["passed" if passed else "counts"]) + sum(h[f"{p}{slot}"] for slot in ("underflow", "nonpositive",
-                                                                                      "overflow"))
+    return sum(h["passed" if passed else "counts"]) + h[f"{p}underflow"] + h[f"{p}overflow"]
 
 
 def _th1d(hist: bh.Histogram, entries: int) -> Any:

@@ -310,3 +310,16 @@ def test_a_precision_the_next_engine_does_not_run_is_a_configuration_error_as_fo
     assert msg.startswith("modules.vae.precision: torch: precision 'fp16' not supported (fp32 only) (backend: auto "
                           "chose torch: PyTorch on NVIDIA H100 80GB HBM3"), msg
     assert "(tensorrt cannot run this model: cannot parse ONNX model" in msg and "\n" not in msg, msg
+
+
+def test_an_engine_auto_timed_on_the_cpu_is_named_when_it_hands_the_model_on(tmp_path):
+    """On the CPU ``auto`` may choose IREE or TFLite by timing them (``autoselect``), outside the order TensorRT,
+    PyTorch, JAX, ONNX Runtime. Should the one it chose fail its warm-up on a batch size it was not timed at, ONNX
+    Runtime runs the model and its reason names that engine and why; it said only "auto: ONNX Runtime on CPU"."""
+    model = tmp_path / "m.onnx"
+    refusal = f"iree: model {model} failed its warm-up on a batch of 9 jet(s): RuntimeError: Error invoking function"
+    engine, reason = accelerator.auto_next(["cpu"], [("iree", refusal)], model)
+    assert engine == "onnxruntime"
+    assert reason == ("auto: ONNX Runtime on CPU (iree cannot run this model: failed its warm-up on a batch of 9 "
+                      "jet(s): RuntimeError: Error invoking function; TensorRT not used: options.accelerators ['cpu'] "
+                      "excludes gpu-nvidia)"), reason

@@ -34,7 +34,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -309,6 +309,25 @@ def card_thresholds(table: Any, identity: str, card: Path) -> Thresholds:
     return out
 
 
+def refuse_precision(where: str, p: "VAEAnomalyScorerParameters", name: str, reason: str) -> None:
+    """A ``precision`` the engine ``name`` does not run: a configuration error (exit 2), before any file is read,
+    the same for the engine ``auto`` chose first and for one it handed the model on to (that one was a module
+    error, exit 4, raised by its load). With ``backend: auto``, the engine it chose and why follow."""
+    refusal = backend_class(name).precision_refusal(p.precision)
+    if refusal:  # the engine would run another precision than asked
+        chosen = f" (backend: auto chose {name}: {reason.removeprefix('auto: ')})" if p.backend == "auto" else ""
+        raise ConfigError(f"{where}.precision: {refusal}{chosen}")
+
+
+def release(backend: InferenceBackend) -> None:
+    """Close a backend that refused the model or failed to get ready: its engine's memory is free before another
+    engine loads, and a failing close must not hide why it was left."""
+    try:
+        backend.close()
+    except Exception:  # noqa: BLE001 - the refusal is what the job says
+        log.debug("closing the %s backend that was left failed", backend.name, exc_info=True)
+
+
 @dataclass
 class _LabelShared:
     """What one label's per-stream instances share (CMSSW's GlobalCache): ``auto``'s decision, taken
@@ -380,10 +399,7 @@ class VAEAnomalyScorer(Producer):
         where = f"modules.{self.label}"
         shared, _ = ctx.global_cache(_LabelShared)
         name, reason = choose_backend(p.backend, ctx.accelerators, p.providers, f"{where}.backend")
-        refusal = backend_class(name).precision_refusal(p.precision)
-        if refusal:  # before any file is read: the engine would run another precision than asked
-            chosen = f" (backend: auto chose {name}: {reason.removeprefix('auto: ')})" if p.backend == "auto" else ""
-            raise ConfigError(f"{where}.precision: {refusal}{chosen}")
+        refuse_precision(where, p, name, reason)  # before any file is read
         meta = ctx.inputs["src"].metadata if "src" in ctx.inputs else {}
         n_constituents, relative = int(meta.get("n_constituents", N_CONSTITUENTS)), bool(meta.get("relative", True))
         declared = declared_inputs(p, n_constituents, relative)
@@ -410,8 +426,12 @@ class VAEAnomalyScorer(Producer):
             name, reason, timings, path = shared.auto  # the very file that was timed and checked
         with shared.lock:
             known = shared.refused or ()
-        backend, digest, name, reason, path, refused = self._load_first(where, p, ctx.accelerators, name, reason, path,
-                                                                        opts, reads, known)
+        warm = list(p.warm_up)
+        if p.batching is not None and p.batching.max_batch not in warm:
+            warm.append(p.batching.max_batch)  # the full batch's first call is not charged to an event
+        backend, digest, name, reason, path, refused = self._load_first(
+            where, p, ctx.accelerators, name, reason, path, opts, reads, known,
+            lambda b: self._make_ready(b, warm, shared, self._jets_per_call(ctx, p), where))
         with shared.lock:  # the later streams start where this walk ended: each engine is offered the model once
             if shared.refused is None:
                 shared.refused = refused
@@ -437,18 +457,6 @@ class VAEAnomalyScorer(Producer):
             ctx.request(p.src.label, contract)
         log.debug("%s: inputs from %s: %s", where, contract.origin, "; ".join(i.describe() for i in contract.inputs),
                  extra={"once": True})
-        warm = list(p.warm_up)
-        if p.batching is not None and p.batching.max_batch not in warm:
-            warm.append(p.batching.max_batch)  # the full batch's first call is not charged to an event
-        with said_by(where):  # a model whose outputs are not one value per jet is refused here
-            backend.warm_up(warm)
-        with shared.lock, said_by(where):
-            if shared.caveats is None:  # once per label: every stream runs the same engine on the same model
-                fidelity.refuse_sliced_quantiser(backend, self._jets_per_call(ctx, p))
-                fidelity.refuse_unfaithful(backend)
-                shared.caveats = tuple(fidelity.caveats(backend, self._jets_per_call(ctx, p)))
-                for note in shared.caveats:
-                    log.warning("%s: %s", where, note, extra={"once": True})
         self.backend, self.backend_name, self.reason = backend, name, reason
         try:
             self.model_id, self.thresholds, _ = model_thresholds(p)
@@ -475,38 +483,65 @@ class VAEAnomalyScorer(Producer):
     @staticmethod
     def _load_first(where: str, p: VAEAnomalyScorerParameters, accelerators: Sequence[str], name: str, reason: str,
                     path: Path, opts: BackendOptions, reads: Contract, known: Sequence[tuple[str, str]] = (),
+                    ready: Callable[[InferenceBackend], None] = lambda backend: None,
                     ) -> tuple[InferenceBackend, str, str, str, Path, tuple[tuple[str, str], ...]]:
-        """(backend, digest of the file it loaded, engine, reason, model file, the refusals met): ``name`` loaded;
-        with ``backend: auto``, an engine that refuses the model at load hands it on to the next one
-        ``accelerator.auto_next`` gives (TensorRT, PyTorch, JAX on a GPU, ONNX Runtime on the CPU), loudly. ``known``:
-        the refusals the label's first instance met, not asked again by the other streams (a TensorRT parse or a
-        failed build per stream; a refusal one stream met must not leave another on another engine). An explicit
-        engine is never replaced, and no other engine is tried on a file being written."""
+        """(backend, digest of the file it loaded, engine, reason, model file, the refusals met): ``name`` loaded
+        and made ``ready`` (warmed up: its buckets compiled or captured, the label's checks passed); with
+        ``backend: auto``, an engine that refuses the model at load or fails to get ready hands it on, its
+        resources released, to the next one ``accelerator.auto_next`` gives (TensorRT, PyTorch, JAX on a GPU,
+        ONNX Runtime on the CPU), loudly. Why at warm-up too: a PyTorch CUDA-graph capture, an XLA compile or a
+        translated branch that only a batch of several jets takes fail there, and ended the job where the next
+        engine runs the model. ``known``: the refusals the label's first instance met, not asked again by the
+        other streams (a TensorRT parse or a failed build per stream; a refusal one stream met must not leave
+        another on another engine). An explicit engine is never replaced, and no other engine is tried on a
+        file being written."""
         refused: list[tuple[str, str]] = list(known)
         choice = auto_next(accelerators, refused, path) if refused and p.backend == "auto" else None
         if choice is not None:  # where the first instance's walk ended
             name, reason = choice
+            refuse_precision(where, p, name, reason)
             with said_by(where):
                 path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
         while True:
             backend = create_backend(name, path, opts)
             try:
-                return backend, loaded_digest(path, backend.load), name, reason, path, tuple(refused)
+                digest = loaded_digest(path, backend.load)
+                ready(backend)
+                return backend, digest, name, reason, path, tuple(refused)
             except ModelChanged as exc:
+                release(backend)
                 raise ModelChanged(f"{where}: {exc}") from exc
             except ModuleError as exc:
+                release(backend)  # a GPU engine's memory, before the next engine takes its own
                 refused.append((name, str(exc)))
                 choice = auto_next(accelerators, refused, path) if p.backend == "auto" else None
                 if choice is None:
                     tried = "; ".join(f"{e}: {first_clause(r, e, path)}" for e, r in refused[:-1])
                     tried = f" (auto tried before it: {tried})" if tried else ""
-                    raise type(exc)(f"{where}: {exc}{tried}") from exc
+                    raise type(exc)(f"{where}: {str(exc).removeprefix(f'{where}: ')}{tried}") from exc
             except ConfigError as exc:  # say which module, keep the exit code
-                raise type(exc)(f"{where}: {exc}") from exc
+                release(backend)
+                raise type(exc)(f"{where}: {str(exc).removeprefix(f'{where}: ')}") from exc
             name, reason = choice
+            refuse_precision(where, p, name, reason)  # the next engine's precision: a configuration error, as the first's
             log.warning("%s: %s", where, reason, extra={"once": True})
             with said_by(where):
                 path = resolve_model(p.model, name, p.precision, p.models_dir, reads)
+
+    @staticmethod
+    def _make_ready(backend: InferenceBackend, warm: Sequence[int], shared: "_LabelShared", jets_per_call: int | None,
+                    where: str) -> None:
+        """Warm ``backend`` up on the ``warm`` batch sizes (a model whose outputs are not one value per jet is refused
+        here) and, once per label (every stream runs the same engine on the same model), refuse a compilation that
+        is not the model's network and measure the fidelity caveats, said once."""
+        backend.warm_up(warm)
+        with shared.lock:
+            if shared.caveats is None:
+                fidelity.refuse_sliced_quantiser(backend, jets_per_call)
+                fidelity.refuse_unfaithful(backend)
+                shared.caveats = tuple(fidelity.caveats(backend, jets_per_call))
+                for note in shared.caveats:
+                    log.warning("%s: %s", where, note, extra={"once": True})
 
     @staticmethod
     def _name_unread_settings(where: str, name: str, opts: BackendOptions, p: VAEAnomalyScorerParameters) -> None:

@@ -11,6 +11,7 @@ JAX's GPU checks by fakes keeping ``torch.cuda``'s and ``jax.devices()``' contra
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -176,3 +177,149 @@ def test_a_refusal_is_asked_once_per_label_not_once_per_stream(gpu, particlenet,
     assert scorers[0].backend_name == "torch" and "tensorrt cannot run this model: has 3 inputs" in scorers[0].reason
     for scorer in scorers:
         scorer.end_job()
+
+
+def _lone_jet_branch(path: Path) -> Path:
+    """A scripted network that treats a lone jet apart (``if x.size(0) == 1``): an If on the batch size, its
+    several-jet branch pooling with ``ceil_mode=1``, which ONNX Runtime runs and hltrun's ONNX translator does not.
+    PyTorch and JAX load it (their batch-1 trace takes the lone-jet branch) and fail at warm-up, on the bucket of
+    2 jets."""
+    from onnx import TensorProto, checker, save
+
+    def const(name: str, values: list[int], dims: list[int]) -> object:
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, dims, values))
+
+    out = {n: [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N"])] for n in ("lone", "many")}
+    lone = helper.make_graph([helper.make_node("ReduceSum", ["sq", "axes"], ["lone"], keepdims=0)], "lone", [],
+                             out["lone"])
+    many = helper.make_graph([helper.make_node("Transpose", ["sq"], ["t"], perm=[0, 2, 1]),
+                              helper.make_node("MaxPool", ["t"], ["p"], kernel_shape=[3], strides=[2], ceil_mode=1),
+                              helper.make_node("ReduceSum", ["p", "axes"], ["many"], keepdims=0)], "many", [],
+                             out["many"])
+    nodes = [const("axes", [1, 2], [2]), const("zero", [0], [1]), const("one", [1], []),
+             helper.make_node("Mul", ["jets", "jets"], ["sq"]), helper.make_node("Shape", ["jets"], ["shape"]),
+             helper.make_node("Gather", ["shape", "zero"], ["n1"], axis=0), helper.make_node("Squeeze", ["n1"], ["n"]),
+             helper.make_node("Equal", ["n", "one"], ["is_lone"]),
+             helper.make_node("If", ["is_lone"], ["score"], then_branch=lone, else_branch=many)]
+    graph = helper.make_graph(nodes, "lone_jet", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    checker.check_model(model)
+    save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def no_tensorrt(gpu, monkeypatch):
+    """A GPU node where PyTorch and JAX see the GPU and TensorRT is not usable: ``auto`` starts with PyTorch."""
+    def install(engines: tuple[str, ...] = ("torch", "jax")) -> None:
+        gpu(engines)
+        monkeypatch.setattr(accelerator, "tensorrt_gpu_status", functools.lru_cache(maxsize=1)(
+            lambda: accelerator.GpuStatus(False, "no TensorRT on this test's GPU node")))
+    return install
+
+
+def _spy(monkeypatch, cls: type, method: str, calls: list[str]) -> None:
+    """Record ``cls.method``'s calls (the engine's name) in ``calls``, then run it."""
+    real = getattr(cls, method)
+
+    def spied(self, *args, **kwargs):
+        calls.append(f"{self.name}.{method}")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, method, spied)
+
+
+def test_an_engine_that_fails_its_warm_up_hands_the_model_on_released(no_tensorrt, tmp_path, monkeypatch, caplog):
+    """A model PyTorch and JAX load but fail to warm up (the several-jet branch of a lone-jet special case): with
+    ``auto`` each hands it on, closed before the next engine loads, and ONNX Runtime runs it, the reason (logged
+    once, and in the job's facts) naming why each was passed over. Until 2026-12-07 PyTorch's warm-up failure
+    ended the job with exit 4, where ONNX Runtime runs the model."""
+    import numpy as np
+
+    from hltrun.modules.inference.jax_backend import JaxBackend
+    from hltrun.modules.inference.torch_backend import TorchBackend
+
+    no_tensorrt()
+    model = _lone_jet_branch(tmp_path / "lone_jet.onnx")
+    calls: list[str] = []
+    for cls in (TorchBackend, JaxBackend):
+        for method in ("load", "warm_up", "close"):
+            _spy(monkeypatch, cls, method, calls)
+    with caplog.at_level("WARNING", logger="hltrun.vae"):
+        scorer, fact = _scorer(model, tmp_path)
+    assert scorer.backend_name == "onnxruntime" == fact["backend"] and scorer.backend.name == "onnxruntime"
+    assert calls == ["torch.load", "torch.warm_up", "torch.close", "jax.load", "jax.warm_up", "jax.close"], calls
+    said = scorer.reason.removeprefix("auto: ONNX Runtime on CPU (").removesuffix(")").split("; ")
+    assert said[0] == "TensorRT not used: no TensorRT on this test's GPU node", said
+    assert [s.split(" cannot run this model: ")[0] for s in said[1:]] == ["torch", "jax"], said
+    assert all("ceil_mode=1" in s and str(model) not in s for s in said[1:]), said
+    assert scorer.reason == fact["reason"]
+    warned = [r.getMessage() for r in caplog.records if "cannot run this model" in r.getMessage()]
+    assert warned and all("\n" not in w for w in warned), warned
+    x = np.random.default_rng(0).random((3, 100, 3), dtype=np.float32)
+    score = scorer.backend.run(x)["score"]  # the several-jet branch: every jet's score
+    assert score.shape == (3,) and np.isfinite(score).all() and (score > 0).all(), score
+    scorer.end_job()
+
+
+def test_a_warm_up_failure_is_met_once_per_label_and_ends_an_explicit_engine(no_tensorrt, tmp_path, monkeypatch):
+    """Four streams: PyTorch and JAX are warmed up by the first instance only; the others start on ONNX Runtime
+    with the same reason. ``backend: torch`` named explicitly is never replaced: its warm-up failure ends the job in
+    one line naming the module, the engine and the node."""
+    from hltrun.modules.inference.jax_backend import JaxBackend
+    from hltrun.modules.inference.torch_backend import TorchBackend
+
+    no_tensorrt()
+    model = _lone_jet_branch(tmp_path / "lone_jet.onnx")
+    calls: list[str] = []
+    for cls in (TorchBackend, JaxBackend):
+        _spy(monkeypatch, cls, "warm_up", calls)
+    job = fake_job()
+    scorers = [make_scorer(model=str(model), backend="auto", max_batch=4) for _ in range(4)]
+    for scorer in scorers:
+        scorer.begin_job(job)
+    assert calls == ["torch.warm_up", "jax.warm_up"], calls
+    assert {(s.backend_name, s.reason) for s in scorers} == {("onnxruntime", scorers[0].reason)}
+    for scorer in scorers:
+        scorer.end_job()
+    with pytest.raises(ModuleError) as info:
+        make_scorer(model=str(model), backend="torch", max_batch=4).begin_job(fake_job())
+    msg = str(info.value)
+    assert msg.startswith(f"modules.vae: torch: model {model}") and "ceil_mode=1" in msg and "\n" not in msg, msg
+    assert "auto tried" not in msg
+
+
+def test_a_precision_the_next_engine_does_not_run_is_a_configuration_error_as_for_the_first(gpu, tmp_path):
+    """``precision: fp16`` (TensorRT's): TensorRT refuses the model at load and hands it on to PyTorch, which runs
+    fp32 only. That is the configuration error the first engine's refusal is (exit 2, README's table: a precision
+    the engine does not run), naming the engine auto chose and why; it was PyTorch's load refusal, exit 4."""
+    from hltrun.framework.errors import ConfigError
+
+    fake = gpu()
+    fake.ctl.fail_parse = HARDMAX
+    plain = _jet_model(tmp_path / "plain.onnx")
+    with pytest.raises(ConfigError) as first:  # the first engine auto chose on a CPU-only job: ONNX Runtime
+        _scorer(plain, tmp_path, accelerators=["cpu"], precision="fp16")
+    with pytest.raises(ConfigError) as handed:
+        _scorer(plain, tmp_path, precision="fp16")
+    assert first.value.exit_code == handed.value.exit_code == 2
+    assert str(first.value).startswith("modules.vae.precision: onnxruntime: precision 'fp16' not supported")
+    msg = str(handed.value)
+    assert msg.startswith("modules.vae.precision: torch: precision 'fp16' not supported (fp32 only) (backend: auto "
+                          "chose torch: PyTorch on NVIDIA H100 80GB HBM3"), msg
+    assert "(tensorrt cannot run this model: cannot parse ONNX model" in msg and "\n" not in msg, msg
+
+
+def test_an_engine_auto_timed_on_the_cpu_is_named_when_it_hands_the_model_on(tmp_path):
+    """On the CPU ``auto`` may choose IREE or TFLite by timing them (``autoselect``), outside the order TensorRT,
+    PyTorch, JAX, ONNX Runtime. Should the one it chose fail its warm-up on a batch size it was not timed at, ONNX
+    Runtime runs the model and its reason names that engine and why; it said only "auto: ONNX Runtime on CPU"."""
+    model = tmp_path / "m.onnx"
+    refusal = f"iree: model {model} failed its warm-up on a batch of 9 jet(s): RuntimeError: Error invoking function"
+    engine, reason = accelerator.auto_next(["cpu"], [("iree", refusal)], model)
+    assert engine == "onnxruntime"
+    assert reason == ("auto: ONNX Runtime on CPU (iree cannot run this model: failed its warm-up on a batch of 9 "
+                      "jet(s): RuntimeError: Error invoking function; TensorRT not used: options.accelerators ['cpu'] "
+                      "excludes gpu-nvidia)"), reason

@@ -432,3 +432,34 @@ def test_a_near_zero_score_within_float32_rounding_is_the_same_network() -> None
     assert rows["torch"]["agrees"] and rows["torch"]["note"] == "" and rows["torch"]["max_rel_diff"] == 0.0
     assert rows["torch"]["diff_of_largest"] == pytest.approx(2.4e-7 / 2.4488726, rel=1e-3)
     assert not rows["off"]["agrees"] and "4.1e-01 relative beyond float32 rounding" in rows["off"]["note"]
+
+
+def test_an_engine_whose_own_check_refuses_the_model_is_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A model saved after ONNX Runtime's optimisation (its own com.microsoft.FusedGemm), which IREE cannot read:
+    the verdict started IREE's path run (the source opened, the modules' begin_job) to list it as failed. The
+    engine's own cheap check (``cannot_run``, the one ``auto`` asks) now lists it as not run, with its reason,
+    before any path runs; an engine the check passes still runs."""
+    pytest.importorskip("iree.compiler", reason="iree-base-compiler not installed")
+    import hltrun.tools.bench.verdict as V
+    from hltrun.framework.errors import ModuleError
+    from hltrun.modules.inference import backend_class
+    from tests.test_exported_forms import ort_optimised, relu_gemm_onnx
+
+    model = ort_optimised(relu_gemm_onnx(tmp_path / "net.onnx"), tmp_path / "net_ort.onnx")
+    started: list[str] = []
+
+    def no_run(plan, engine):  # noqa: ANN001 - which engines are started is what is checked
+        started.append(engine)
+        raise ModuleError("not run here")
+
+    monkeypatch.setattr(V, "path_run", no_run)
+    assert hltbench(["verdict", str(model), "--engines", "onnxruntime", "iree", "--events", "10",
+                     "--out-dir", str(tmp_path / "o")]) == 4
+    assert started == ["onnxruntime"]
+    why = backend_class("iree").cannot_run(model)
+    assert why and "FusedGemm" in why, why  # what IREE's own check says, not a text of this test
+    err = capsys.readouterr().err
+    assert f"hltbench verdict: iree: not run here ({why})" in err, err
+    run, skipped = V.candidate_engines(model, ["onnxruntime", "iree"])
+    assert run == ["onnxruntime"] and skipped == [{"engine": "iree", "reason": why}]

@@ -6,9 +6,10 @@
   JAX sees one (jax with its CUDA plugin); otherwise ONNX Runtime on the CPU — loudly (log line +
   ``job.facts``), the reason naming what was missing.
 * The engine is picked by name, before the model is read; one that refuses the model at load (TensorRT
-  feeds one input, JAX and PyTorch run the ops hltrun translates) hands it on to the next usable engine in
-  that order, ONNX Runtime on the CPU last where the job allows the CPU (``auto_next``); the reason names
-  each engine passed over and why.
+  feeds one input, JAX and PyTorch run the ops hltrun translates) or fails its warm-up (a CUDA-graph capture,
+  an XLA compile, a translated branch only a batch of several jets takes) hands it on, released, to the next
+  usable engine in that order, ONNX Runtime on the CPU last where the job allows the CPU (``auto_next``); the
+  reason names each engine passed over and why.
 * An explicit backend is never swapped for another: ``tensorrt`` without a GPU, or a backend the
   accelerators list forbids, is a one-line error.
 
@@ -180,15 +181,20 @@ def auto_steps(accelerators: Sequence[str]) -> Iterator[AutoStep]:
                    f"ONNX Runtime not used: options.accelerators {list(accelerators)} excludes {CPU}")
 
 
+AUTO_ENGINES = ("tensorrt", "torch", "jax", "onnxruntime")  # ``auto_steps``' engines, in its order
+
+
 def auto_next(accelerators: Sequence[str], refused: Sequence[tuple[str, str]] = (),
               model: object = "") -> tuple[str, str] | None:
-    """(engine, reason) ``auto`` runs after the engines in ``refused`` ((engine, its refusal at load), in the
-    order they were tried) turned the model down; None when no engine is left. ``choose_backend`` picks a GPU
+    """(engine, reason) ``auto`` runs after the engines in ``refused`` ((engine, its refusal at load or its failure
+    to warm up), in the order they were tried) turned the model down; None when no engine is left. ``choose_backend`` picks a GPU
     engine by name, before the model is read, so one that cannot run it (TensorRT feeds one input, JAX and
     PyTorch run the ops hltrun translates) hands it on to the next usable one, the CPU last. The reason names
     every engine passed over: why it is not usable here, or the first clause of its refusal."""
     said = dict(refused)
-    notes: list[str] = []
+    # an engine outside this order (IREE or TFLite, which ``auto`` timed on the CPU and chose) was tried first
+    notes = [f"{engine} cannot run this model: {first_clause(why, engine, model)}" for engine, why in refused
+             if engine not in AUTO_ENGINES]
     for step in auto_steps(accelerators):
         if step.engine in said:
             notes.append(f"{step.engine} cannot run this model: {first_clause(said[step.engine], step.engine, model)}")
@@ -203,8 +209,8 @@ def first_clause(refusal: str, engine: str, model: object = "", limit: int = 300
     """A refusal in a reason line: its first clause (up to its first "; "), without the engine's name and the
     model's path, which the job's line says beside it."""
     text = refusal.split("; ")[0].removeprefix(f"{engine}: ")
-    if model:
-        text = text.removeprefix(f"model {model} ")
+    if model:  # "model m failed its warm-up ...", "model m: If node 'y': ..."
+        text = text.removeprefix(f"model {model} ").removeprefix(f"model {model}: ")
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

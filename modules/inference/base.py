@@ -167,6 +167,13 @@ class InferenceBackend(ABC):
         self._split_ns: dict[str, int] | None = None
 
     @classmethod
+    def cannot_run(cls, model_path: Path) -> str | None:
+        """Why this engine can never run ``model_path``, known cheaply from the file (no compiling, no engine
+        imported), or None where it may: ``auto`` and ``hltbench verdict`` leave the engine out with this reason
+        instead of starting it on a model it only refuses."""
+        return None
+
+    @classmethod
     def not_ready_for_auto(cls, model_path: Path, options: BackendOptions) -> str | None:
         """Why ``backend: auto`` must not time this engine on ``model_path`` now, or None to time it.
         ``auto`` spends at most ~2 s at begin_job, so an engine that would first have to compile, or to

@@ -257,10 +257,14 @@ class IreeBackend(InferenceBackend):
         return version != "unknown" and all(is_stored(folder, n) or is_stored(folder, refusal_name(n)) for n in names)
 
     @classmethod
+    def cannot_run(cls, model_path: Path) -> str | None:
+        return never_compiles(Path(model_path))
+
+    @classmethod
     def not_ready_for_auto(cls, model_path: Path, options: Any) -> str | None:
         if cls.compiled(model_path, options):
             return None
-        refused = never_compiles(Path(model_path))
+        refused = cls.cannot_run(model_path)
         return refused or f"not compiled for this model here (run once with backend: {cls.name})"
 
     def _load(self) -> None:

@@ -4,7 +4,8 @@ budget, and what does it cost per event, on every engine of this machine.
     hltbench verdict mymodel.onnx                      # the shipped path on data/qcd_dijet.root
 
 For each engine that can run the model here (its package installed, its device present, a model file it
-reads: .onnx for onnxruntime, iree, jax, torch and tensorrt; a sibling .tflite for tflite; a sibling .keras for tensorflow):
+reads: .onnx for onnxruntime, iree, jax, torch and tensorrt; a sibling .tflite for tflite; a sibling .keras for tensorflow;
+not refused by the engine's own cheap check, ``cannot_run``, which ``auto`` asks too: listed as not run, with its reason):
 
 1. the real path, in this process, through hltrun's own code: ``framework.config.load`` of the path
    configuration with the overrides printed as ``hltrun_command`` (the model, ``backend=<engine>``, the
@@ -236,7 +237,10 @@ def labels_of(config: Path, sets: list[str]) -> tuple[str, list[str], list[str],
 
 
 def candidate_engines(model: Path, asked: list[str] | None) -> tuple[list[str], list[dict[str, str]]]:
-    """(engines to run, engines skipped with the reason): installed, device present, a model file it reads."""
+    """(engines to run, engines skipped with the reason): installed, device present, a model file it reads, and
+    not refused by the engine's own cheap check (``cannot_run``, which ``auto`` asks too): a path run started on a
+    model the engine only refuses (IREE on ONNX Runtime's own ops) cost its source and modules' begin_job for a
+    line that was known before."""
     from hltrun.modules.inference import backend_class, backend_names
     from hltrun.tools.bench.backends import unavailable
 
@@ -255,6 +259,8 @@ def candidate_engines(model: Path, asked: list[str] | None) -> tuple[list[str], 
             reason = f"reads {suffix} files and {model.with_suffix(suffix).name} is not beside the model"
         elif name in SWEEP_SPEC:
             reason = unavailable(sweep_spec(name))
+        if not reason:
+            reason = backend_class(name).cannot_run(model if model.suffix == suffix else model.with_suffix(suffix))
         if reason:
             skipped.append({"engine": name, "reason": reason})
         else:

@@ -185,8 +185,8 @@ def test_the_onnx_reference_of_a_tflite_file_is_fed_by_name(tflite):
 
 
 def test_a_signature_tensors_name_is_its_input(tmp_path):
-    """A file without one serving signature names its inputs by tensor (``serving_default_points:0``): read as
-    ``points``, the name a declaration gives, where that leaves every input its own."""
+    """A file without one serving signature names its inputs by tensor (``serving_default_points:0``): of several,
+    read as ``points``, the name a declaration gives, where that leaves every input its own."""
     from hltrun.modules.inference.tflite_backend import io_indices
 
     class Interpreter:  # what io_indices reads of one
@@ -206,6 +206,8 @@ def test_a_signature_tensors_name_is_its_input(tmp_path):
     assert [(i["name"], i["index"]) for i in inputs] == [("points", 0), ("mask", 1), ("features", 2)]
     inputs, _ = io_indices(Interpreter(["serving_default_x:0", "x"]))  # the same bare name twice: kept whole
     assert [i["name"] for i in inputs] == ["serving_default_x:0", "x"]
+    inputs, _ = io_indices(Interpreter(["serving_default_jets:0"]))  # one input: its tensor's name, as before
+    assert [i["name"] for i in inputs] == ["serving_default_jets:0"]
 
 
 @pytest.mark.slow

@@ -118,9 +118,10 @@ _SIGNATURE_TENSOR = re.compile(r"^serving_default_(.+):\d+$")
 
 def io_indices(interp: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """(input details, output name -> tensor index): the serving signature's names when the file has one
-    signature, else the tensors' own names, an input's read without the ``serving_default_``/``:0`` the
-    converter wraps it in (``serving_default_points:0`` is the input ``points``) where that leaves every input
-    its own name. The names are what a declared input is matched to: a several-input model is fed by them."""
+    signature, else the tensors' own names; of several inputs, each read without the ``serving_default_``/``:0``
+    the converter wraps it in (``serving_default_points:0`` is the input ``points``) where that leaves every input
+    its own name. The names are what a declared input is matched to: a several-input model is fed by them (one
+    input keeps its tensor's name, as before: it is the model's only input whatever its name)."""
     signatures = interp.get_signature_list()
     if len(signatures) == 1:
         runner = interp.get_signature_runner(next(iter(signatures)))
@@ -128,7 +129,7 @@ def io_indices(interp: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
         return inputs, {name: d["index"] for name, d in runner.get_output_details().items()}
     inputs = interp.get_input_details()
     bare = [_SIGNATURE_TENSOR.sub(r"\1", d["name"]) for d in inputs]
-    if len(set(bare)) == len(bare):
+    if len(bare) > 1 and len(set(bare)) == len(bare):
         inputs = [{**d, "name": name} for d, name in zip(inputs, bare)]
     return inputs, {d["name"]: d["index"] for d in interp.get_output_details()}
 

@@ -155,6 +155,21 @@ def test_input_names_other_than_declared_are_one_line(tmp_path, pn, engine, mode
     assert all(f"'{name}'" in lines[0] for name in NAMES), lines
 
 
+def test_nested_keras_inputs_are_one_line(tmp_path):
+    """A Keras model whose inputs nest ([[points, features], mask]) has no one name per input: one line naming the
+    file (it was "cannot load model ...: AttributeError: 'list' object has no attribute 'name'")."""
+    import keras
+
+    from hltrun.modules.contract import parse
+
+    a, b, m = (keras.Input((16, f), name=n) for n, f in (("points", 2), ("features", 2), ("mask", 1)))
+    keras.Model([[a, b], m], {"score": keras.ops.sum((a + b) * m, axis=(1, 2))}).save(tmp_path / "nested.keras")
+    declared = parse(KERAS_DECLARED, "modules.vae.inputs", "config")
+    with pytest.raises(ModuleError, match=r"^tensorflow: model .*nested.keras takes nested inputs; hltrun feeds a Keras "
+                                          r"model whose inputs are a list or a dict of keras.Input tensors"):
+        create_backend("tensorflow", tmp_path / "nested.keras", BackendOptions(inputs=declared)).load()
+
+
 def test_auto_times_the_tflite_file_on_the_same_jets_by_name(pn):
     """``auto`` checks every engine against ONNX Runtime on the same sample jets: each engine is handed them in
     its own order, by name. (Fed ONNX Runtime's order, the .tflite was "not usable: batch of shape (48, 16, 2),

@@ -68,14 +68,12 @@ def keras_inputs(model: Any, path: Path) -> list[tuple[str, Any]]:
     dict to a list model's inputs by those), in ``model.inputs``' order for a list. A nested structure has no one
     name per input: one line."""
     struct = model.input
-    if isinstance(struct, dict):
-        pairs = list(struct.items())
-    else:
-        pairs = [(str(t.name), t) for t in (struct if isinstance(struct, (list, tuple)) else [struct])]
-    if any(isinstance(t, (dict, list, tuple)) for _, t in pairs):
-        raise ModuleError(f"tensorflow: model {path} takes nested inputs; hltrun feeds a "
-                          f"Keras model whose inputs are a list or a dict of keras.Input tensors, each by its name")
-    return pairs
+    tensors = list(struct.values()) if isinstance(struct, dict) else \
+        list(struct) if isinstance(struct, (list, tuple)) else [struct]
+    if any(isinstance(t, (dict, list, tuple)) for t in tensors):
+        raise ModuleError(f"tensorflow: model {path} takes nested inputs; hltrun feeds a Keras model whose inputs "
+                          f"are a list or a dict of keras.Input tensors, each by its name")
+    return list(struct.items()) if isinstance(struct, dict) else [(str(t.name), t) for t in tensors]
 
 
 _UNKNOWN_CLASS = re.compile(r"Could not locate class '([^']+)'")

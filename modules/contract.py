@@ -151,6 +151,16 @@ class Contract:
                                "layout": i.layout} if i.kind == "constituents" else {}) for i in self.inputs])
 
 
+def arranged(arrays: Any, source: Contract, target: Contract) -> Any:
+    """One array per input of ``source`` (in its order), handed in ``target``'s order, by input name: two engines
+    of one model order its inputs their own ways (ONNX as exported, a TFLite signature by name), and the same jets
+    are fed to both by name, never by position. One array (one input) is returned as it is."""
+    if not isinstance(arrays, tuple) or [i.name for i in source.inputs] == [i.name for i in target.inputs]:
+        return arrays
+    by_name = dict(zip((i.name for i in source.inputs), arrays))
+    return tuple(by_name[i.name] for i in target.inputs)
+
+
 def freeze(declarations: Sequence[InputDeclaration], origin: str) -> Contract:
     """The frozen contract of validated declarations."""
     inputs = tuple(ModelInput(d.name, d.kind, tuple(d.features), d.n_constituents if d.kind == "constituents" else 0,

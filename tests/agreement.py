@@ -95,7 +95,9 @@ def assert_agrees_in_every_bucket(backend, model: Path, what: str,
 def assert_several_inputs_agree(backend, model: Path, what: str) -> float:
     """A several-input ``backend`` (all buckets prepared) against ONNX Runtime CPU on ``model``: batches landing in
     every bucket and one over its largest, the jets padded and masked as the source does (``sample_inputs``),
-    within the agreement criterion beyond float32 rounding. Returns the largest difference, also printed."""
+    within the agreement criterion beyond float32 rounding. Each engine is handed the inputs in its own order, by
+    name (a TFLite file orders them otherwise than the ONNX export). Returns the largest difference, also printed."""
+    from hltrun.modules.contract import arranged
     from hltrun.modules.inference import create_backend
     from hltrun.modules.inference.autoselect import beyond_rounding, sample_inputs
 
@@ -103,7 +105,8 @@ def assert_several_inputs_agree(backend, model: Path, what: str) -> float:
     worst = 0.0
     for n in sorted({1, 2, 3, *(k + 1 for k in backend.buckets[:-1]), backend.buckets[-1] + 5}):
         xs = sample_inputs(reference, n, seed=n)
-        rel = beyond_rounding({"score": backend.run(xs)["score"]}, {"score": reference.run(xs)["score"]})
+        got = backend.run(arranged(xs, reference.contract, backend.contract))
+        rel = beyond_rounding({"score": got["score"]}, {"score": reference.run(xs)["score"]})
         assert rel <= AGREEMENT_RTOL, f"{what}: {n} jets: {rel:.2e} beyond float32 rounding"
         worst = max(worst, rel)
     print(f"{what} {model.name}: {worst:.2e} beyond rounding, buckets {backend.buckets}")

@@ -61,3 +61,54 @@ def particlenet_onnx(path: Path) -> Path:
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(DECLARED)})
     onnx.save(model, str(path))
     return path
+
+
+# ParticleNet as first written, in Keras (hqucms/ParticleNet): (N, P, F) inputs, channels last (layout NCF)
+KERAS_DECLARED = [
+    {"name": "points", "features": ["deta", "dphi"], "n_constituents": N_CONSTITUENTS},
+    {"name": "features", "features": ["log_pt_rel", "log_e_rel"], "n_constituents": N_CONSTITUENTS},
+    {"name": "mask", "features": ["mask"], "n_constituents": N_CONSTITUENTS},
+]
+
+
+def particlenet_keras(folder: Path, as_dict: bool = False) -> Path:
+    """A small Keras 3 network with ParticleNet's three named inputs ``points`` (N, P, 2), ``features`` (N, P, 2)
+    and ``mask`` (N, P, 1), a masked DeepSets body (padded rows count for nothing, the mean over real ones), score
+    (N,): saved as ``pn.keras``, with ``pn.onnx`` (tf2onnx, ``KERAS_DECLARED`` in its metadata) and, for a list of
+    inputs, ``pn.tflite`` (``TFLiteConverter.from_keras_model``, which orders the tensors points, mask, features
+    and its signature by name) beside it. ``as_dict``: the inputs as a dict (Keras flattens it sorted by key:
+    features, mask, points). Returns the ``.keras`` path."""
+    import json
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    from hltrun.modules.contract import METADATA_KEY
+
+    keras.utils.set_random_seed(11)
+    shapes = {"points": (N_CONSTITUENTS, 2), "features": (N_CONSTITUENTS, 2), "mask": (N_CONSTITUENTS, 1)}
+    given = {name: keras.Input(shape, name=name) for name, shape in shapes.items()}
+    points, features, mask = given["points"], given["features"], given["mask"]
+    h = keras.layers.Concatenate()([keras.layers.Dense(8, activation="tanh")(points), features])
+    h = keras.layers.Dense(16, activation="relu")(h)
+    h = keras.layers.Dense(8, activation="tanh")(h) * mask
+    pooled = keras.ops.sum(h, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+    score = keras.ops.squeeze(keras.layers.Dense(1)(pooled), -1)
+    model = keras.Model(given if as_dict else [points, features, mask], {"score": score}, name="pn_keras")
+    model.save(folder / "pn.keras")
+    sig = tuple(tf.TensorSpec((None, *shape), tf.float32, name=name) for name, shape in shapes.items())
+
+    @tf.function(input_signature=sig)
+    def serve(points, features, mask):
+        return {"score": model({"points": points, "features": features, "mask": mask}, training=False)["score"]}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=sig, opset=17)
+    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(KERAS_DECLARED)})
+    onnx.save(proto, str(folder / "pn.onnx"))
+    if not as_dict:
+        (folder / "pn.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return folder / "pn.keras"

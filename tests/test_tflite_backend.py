@@ -150,16 +150,28 @@ def test_a_file_that_is_not_a_flatbuffer_is_one_line(tmp_path):
         create_backend("tflite", path).load()
 
 
-def test_several_inputs_are_refused(tmp_path):
+def test_several_inputs_are_fed_by_name_once_declared(tmp_path):
+    """Two inputs of one shape, ``a`` + 2 ``b``: undeclared, one line saying to declare them (until 2026-12-07 TFLite
+    refused any model with several: "the tflite backend feeds models with one input"); declared in another order
+    than the file's, each fed by its name."""
+    from hltrun.modules.contract import parse
+
     holder = tf.Module()
-    holder.fn = tf.function(lambda a, b: {"score": tf.reduce_sum(a, axis=[1, 2]) + tf.reduce_sum(b, axis=[1, 2])},
+    holder.fn = tf.function(lambda a, b: {"score": tf.reduce_sum(a, axis=[1, 2]) + 2 * tf.reduce_sum(b, axis=[1, 2])},
                             input_signature=[tf.TensorSpec((None, 100, 3), tf.float32, name="a"),
                                              tf.TensorSpec((None, 100, 3), tf.float32, name="b")])
     path = tmp_path / "two.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([holder.fn.get_concrete_function()], holder)
                      .convert())
-    with pytest.raises(ModuleError, match=r"^tflite: model .*two.tflite has 2 inputs"):
+    with pytest.raises(ModuleError, match=r"^model .*two.tflite has 2 inputs \['a', 'b'\]; hltrun feeds its shipped "
+                                          r"input, .* only: declare the model's inputs"):
         create_backend("tflite", path).load()
+    declared = parse([{"name": "b"}, {"name": "a"}], "modules.vae.inputs", "config")
+    engine = loaded("tflite", path, inputs=declared)
+    a, b = np.ones((3, 100, 3), np.float32), np.full((3, 100, 3), 10.0, np.float32)
+    xs = {"a": a, "b": b}
+    got = engine.run(tuple(xs[i.name] for i in engine.contract.inputs))["score"]
+    np.testing.assert_allclose(got, np.full(3, 300.0 + 2 * 3000.0), rtol=1e-6)
 
 
 @pytest.mark.slow

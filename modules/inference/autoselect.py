@@ -71,7 +71,7 @@ class Choice:
 
 
 CHECK_JETS = 48  # jets of the agreement check: every scale below, a few ms per engine
-CHECK_VERSION = 7  # in the decision key: decisions of an older check are taken again (2: one small pT scale; 3: reason worded "faster than", timing rounds kept within the budget; 4: a .tflite whose one input is named otherwise than the .onnx's declaration is usable; 5: declared inputs' sample jets padded, their mask 0/1; 6: a difference within float32 rounding of the largest score agrees, ``beyond_rounding``; 7: of the median score)
+CHECK_VERSION = 8  # in the decision key: decisions of an older check are taken again (2: one small pT scale; 3: reason worded "faster than", timing rounds kept within the budget; 4: a .tflite whose one input is named otherwise than the .onnx's declaration is usable; 5: declared inputs' sample jets padded, their mask 0/1; 6: a difference within float32 rounding of the largest score agrees, ``beyond_rounding``; 7: of the median score; 8: TFLite feeds several inputs, each engine its sample by input name)
 
 
 def sample_batch(batch: int, seed: int = 0) -> np.ndarray:
@@ -96,18 +96,22 @@ def sample_batch(batch: int, seed: int = 0) -> np.ndarray:
 def sample_inputs(backend: InferenceBackend, batch: int, seed: int = 0) -> np.ndarray | tuple[np.ndarray, ...]:
     """A finite input for ``backend``'s settled contract: ``sample_batch`` for the shipped (N, 100, 3)
     input, else each declared input filled per jet at one scale from 0.01 to 1000 (the features' units are
-    the user's), positive, every third jet signed; padded as the source pads (``padded_as_the_source``)."""
+    the user's), positive, every third jet signed; padded as the source pads (``padded_as_the_source``).
+    Several inputs are drawn in the order of their names and handed in the engine's order: each input gets the
+    same values on every engine, which order a model's inputs their own ways (ONNX as exported, a TFLite
+    signature by name; ``auto`` fed a ``.tflite`` the ``.onnx``'s order and called it "not usable")."""
     contract = backend.contract
     if contract.is_shipped() and contract.inputs[0].shape(0)[1:] == (N_CONSTITUENTS, N_FEATURES):
         return sample_batch(batch, seed)
     rng = np.random.default_rng(seed)
-    arrays = []
-    for decl in contract.inputs:
-        shape = decl.shape(batch)
+    drawn: dict[int, np.ndarray] = {}
+    for k in sorted(range(len(contract.inputs)), key=lambda k: contract.inputs[k].name or ""):
+        shape = contract.inputs[k].shape(batch)
         values = np.abs(rng.normal(0.1, 0.2, shape))
         scale = 10.0 ** rng.uniform(-2.0, 3.0, (batch,) + (1,) * (len(shape) - 1))
         sign = np.where(np.arange(batch) % 3 == 2, rng.choice([-1.0, 1.0], batch), 1.0).reshape(scale.shape)
-        arrays.append((values * scale * sign).astype(np.float32))
+        drawn[k] = (values * scale * sign).astype(np.float32)
+    arrays = [drawn[k] for k in range(len(contract.inputs))]
     padded_as_the_source(contract.inputs, arrays, seed)
     return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
@@ -244,8 +248,8 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
     a model of ~100 ms per call gets fewer rounds, not more seconds (every agreeing engine gets one call)."""
     if reference not in candidates:
         raise ValueError(f"reference engine {reference!r} is not among the candidates {sorted(candidates)}")
-    x: np.ndarray | tuple[np.ndarray, ...] | None = None  # made for the reference's settled contract
-    check: np.ndarray | tuple[np.ndarray, ...] | None = None  # CHECK_JETS jets at every scale: the agreement
+    # per engine, the timed batch, made for its settled contract (``sample_inputs``)
+    x: dict[str, np.ndarray | tuple[np.ndarray, ...]] = {}
     failed: dict[str, str] = {}
     loaded: dict[str, tuple[InferenceBackend, dict[str, np.ndarray]]] = {}
     rounds: dict[str, list[float]] = {}
@@ -268,9 +272,9 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
                 opened.append(backend)
                 backend.load()
                 backend.warm_up([batch])
-                if x is None:
-                    x, check = sample_inputs(backend, batch), sample_inputs(backend, CHECK_JETS, seed=1)
-                loaded[name] = (backend, backend.run(check))
+                x[name] = sample_inputs(backend, batch)
+                # the agreement: CHECK_JETS jets at every scale, the same values by input name on every engine
+                loaded[name] = (backend, backend.run(sample_inputs(backend, CHECK_JETS, seed=1)))
             except Exception as exc:  # an engine that cannot run here is a row, not a failure
                 fail(name, exc)
         reference_outputs = loaded[reference][1]
@@ -285,7 +289,7 @@ def choose(candidates: dict[str, Factory], batch: int, reference: str, budget_s:
             begun = time.perf_counter()
             for name in [n for n in timed if n not in failed]:
                 try:
-                    us, n_calls = time_engine(loaded[name][0], x, share)
+                    us, n_calls = time_engine(loaded[name][0], x[name], share)
                 except Exception as exc:
                     fail(name, exc)
                     continue

@@ -662,8 +662,9 @@ def per_call_quant_ops(path: Path) -> tuple[str, ...]:
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:
     """The one line for a model with several inputs (ParticleNet's points, features, mask) on an
-    engine that feeds one (IREE, TensorFlow, TFLite, TensorRT): ONNX Runtime feeds them all, and so do JAX
-    and PyTorch, on the CPU or a GPU (docs/your-model.md)."""
+    engine that feeds one (IREE, TensorRT): ONNX Runtime feeds them all, and so do JAX and PyTorch, on the
+    CPU or a GPU, which read the same .onnx file (TensorFlow and TFLite feed them too, by name, from the
+    model's .keras or .tflite file; docs/your-model.md)."""
     return ModuleError(f"{backend}: model {model} has {len(names)} inputs {list(names)}; the {backend} backend "
                        f"feeds models with one input: use backend: onnxruntime (or jax, torch: on a GPU too)")
 

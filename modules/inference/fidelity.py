@@ -29,6 +29,7 @@ import numpy as np
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.interrupt import reraise_interrupt
 
+from ..contract import arranged
 from .autoselect import CHECK_JETS, beyond_rounding, max_relative_difference, output_difference, sample_inputs
 from .base import AGREEMENT_RTOL, InferenceBackend, model_has_ops, quantises_per_call
 
@@ -229,7 +230,7 @@ def _reference_outputs(backend: InferenceBackend, x: object) -> dict[str, np.nda
     reference.announce = False
     try:
         reference.load()
-        return reference.run(x)
+        return reference.run(arranged(x, backend.contract, reference.contract))
     except Exception as exc:
         reraise_interrupt(exc)
         log.debug("%s: no ONNX Runtime reference for %s: %s", backend.name, backend.model_path.name, one_line(exc))

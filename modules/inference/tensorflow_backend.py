@@ -5,6 +5,11 @@ analysis code uses (Keras builds a data pipeline per call), ``eager`` calls the 
 ``function`` (default) traces one ``tf.function`` with a fixed (None, 100, 3) signature so every
 batch size reuses one graph, and ``xla`` compiles that graph with ``jit_compile=True`` (one
 compilation per distinct batch size: warm up the sizes you will use).
+
+A model with several inputs (ParticleNet's ``points``, ``features``, ``mask``) is fed by name, never by
+position: each declared input goes to the Keras input of its name (``keras_inputs``: a dict model's keys, else
+its ``keras.Input`` names), as one dict per call, in every mode. A one-input model runs as before, its one array
+per call.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
-from .base import InferenceBackend, log, several_inputs
+from .base import InferenceBackend, log
 
 MODES = ("predict", "eager", "function", "xla")
 # modules whose import registers the custom layers of the shipped models (package "hltrun")
@@ -55,6 +60,20 @@ def keras_output_names(model: Any) -> list[str]:
     if len(names) == count and len(set(names)) == count:
         return names
     return [f"output_{i}" for i in range(count)] if count > 1 else ["output"]
+
+
+def keras_inputs(model: Any, path: Path) -> list[tuple[str, Any]]:
+    """(name, KerasTensor) of every model input, by the name a call feeds it under: a dict model's keys (Keras
+    maps a dict to them, whatever its ``Input`` layers are called), else each ``keras.Input``'s name (Keras maps a
+    dict to a list model's inputs by those), in ``model.inputs``' order for a list. A nested structure has no one
+    name per input: one line."""
+    struct = model.input
+    tensors = list(struct.values()) if isinstance(struct, dict) else \
+        list(struct) if isinstance(struct, (list, tuple)) else [struct]
+    if any(isinstance(t, (dict, list, tuple)) for t in tensors):
+        raise ModuleError(f"tensorflow: model {path} takes nested inputs; hltrun feeds a Keras model whose inputs "
+                          f"are a list or a dict of keras.Input tensors, each by its name")
+    return list(struct.items()) if isinstance(struct, dict) else [(str(t.name), t) for t in tensors]
 
 
 _UNKNOWN_CLASS = re.compile(r"Could not locate class '([^']+)'")
@@ -109,18 +128,26 @@ class TensorFlowBackend(InferenceBackend):
             if refusal is None:
                 raise
             raise refusal from exc
-        if len(self.model.inputs) != 1:
-            raise several_inputs(self.name, self.model_path, [i.name for i in self.model.inputs])
+        # several inputs: (name, tensor) per input, each fed by its name; one input: its array, as before
+        self._inputs = keras_inputs(self.model, self.model_path) if len(self.model.inputs) > 1 else []
         self._outputs = keras_output_names(self.model)
         self._call = self._make_call(mode)
 
-    def _make_call(self, mode: str) -> Callable[[np.ndarray], Any]:
+    def _make_call(self, mode: str) -> Callable[[Any], Any]:
+        """The model call of ``mode``: on one array (one input), or on a dict of arrays by input name."""
         tf, model = self._tf, self.model
         if mode == "predict":
+            if self._inputs:
+                return lambda feed: model.predict(feed, batch_size=len(next(iter(feed.values()))), verbose=0)
             return lambda x: model.predict(x, batch_size=len(x), verbose=0)
         if mode == "eager":
             return lambda x: model(x, training=False)
-        signature = [tf.TensorSpec((None, *self.settle_inputs().inputs[0].shape(0)[1:]), tf.float32, name="jets")]
+        inputs = self.settle_inputs().inputs  # in the order of _input_signature: the names of self._inputs
+        if self._inputs:
+            signature: list[Any] = [{name: tf.TensorSpec((None, *decl.shape(0)[1:]), tf.float32)
+                                     for (name, _), decl in zip(self._inputs, inputs)}]
+        else:
+            signature = [tf.TensorSpec((None, *inputs[0].shape(0)[1:]), tf.float32, name="jets")]
         fn = tf.function(lambda x: model(x, training=False), input_signature=signature,
                          jit_compile=(mode == "xla"), reduce_retracing=True)
         return fn
@@ -129,18 +156,27 @@ class TensorFlowBackend(InferenceBackend):
         return tuple(self.model.inputs[0].shape)
 
     def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
+        if self._inputs:
+            return [(name, tuple(t.shape)) for name, t in self._inputs]
         return [(self.model.inputs[0].name, tuple(self.model.inputs[0].shape))]
 
     def _output_names(self) -> Sequence[str]:
         return self._outputs
 
-    def _run(self, x: np.ndarray) -> Any:
+    def _run(self, x: np.ndarray | dict[str, np.ndarray]) -> Any:
+        """One input's array, or (``_run_inputs``) a dict of every input's by name: the model's outputs by name."""
         raw = self._call(x)
         if isinstance(raw, dict):
             return {k: np.asarray(v) for k, v in raw.items()}
         if isinstance(raw, (list, tuple)):
             return dict(zip(self._outputs, (np.asarray(v) for v in raw)))
         return {self._outputs[0]: raw}
+
+    def _run_inputs(self, xs: tuple[np.ndarray, ...]) -> Any:
+        """Several inputs, in the order of ``_input_signature`` (the contract is matched to it): fed by name."""
+        if not self._inputs:
+            return self._run(xs[0])
+        return self._run({name: x for (name, _), x in zip(self._inputs, xs)})
 
     def _describe(self) -> dict[str, Any]:
         import keras

@@ -10,7 +10,11 @@ The file's batch axis must be dynamic (the contract's rule for every engine: hlt
 number of jets per call). Like IREE it runs static shapes: one interpreter per batch bucket (powers
 of two up to the one holding ``opt_batch`` jets, 1 to 16 by default), its tensors resized and its
 XNNPACK plan prepared at warm-up (begin_job), never at an event; a batch is zero-padded to its bucket
-and a bigger one runs in slices of the largest. Outputs are named by the file's
+and a bigger one runs in slices of the largest. A model with several inputs (ParticleNet's ``points``,
+``features``, ``mask``) is fed by name: each declared input goes to the tensor the file's serving signature names
+so (the converter keeps the Keras input names there, and orders the tensors its own way: ``points``, ``mask``,
+``features`` for a Keras [points, features, mask]), each padded to the bucket as ``BucketedBackend`` pads every
+input (zero jets: a mask's padding is 0). Outputs are named by the file's
 serving signature (what the converter writes from a Keras model, ``from_keras_model``, or a SavedModel), else
 by tensor name; ``outputs:`` maps them like any backend's. (``from_concrete_functions([f], model)`` with a Keras 3
 model wrote a signature but lost the weights, TF 2.21: docs/your-model.md; ``auto``'s agreement check rejects
@@ -24,6 +28,7 @@ backend on the ``.tflite`` beside the path's ``.onnx`` model, on LiteRT only (``
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 import time
 import warnings
@@ -39,19 +44,19 @@ from hltrun.framework.native_stderr import without_native_notice
 from hltrun.framework.resources import why_not_readable
 
 from . import model_import
-from .base import check_model_file, several_inputs
+from .base import check_model_file
 from .buckets import up_to_typical
 from .bucketed import BucketedBackend, Buffers, Executed
 
 
 @dataclass(frozen=True)
 class TfliteGraph:
-    """The facts ``BucketedBackend`` needs of a model: its one input (a tuple of one: TFLite here feeds one)
-    and its outputs, by name."""
+    """The facts ``BucketedBackend`` needs of a model: its inputs (one entry each, in the file's order) and its
+    outputs, by name."""
 
-    input_names: tuple[str]
-    input_dtypes: tuple[np.dtype]
-    input_shapes: tuple[tuple[Any, ...]]
+    input_names: tuple[str, ...]
+    input_dtypes: tuple[np.dtype, ...]
+    input_shapes: tuple[tuple[Any, ...], ...]
     output_names: list[str]
 
 
@@ -108,15 +113,25 @@ def reduced_tensors(interp: Any) -> str | None:
     return "float16" if any(np.dtype(d["dtype"]) == np.float16 for d in details) else None
 
 
+_SIGNATURE_TENSOR = re.compile(r"^serving_default_(.+):\d+$")
+
+
 def io_indices(interp: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """(input details, output name -> tensor index): the serving signature's names when the file has one
-    signature, else the output tensors' own names."""
+    signature, else the tensors' own names; of several inputs, each read without the ``serving_default_``/``:0``
+    the converter wraps it in (``serving_default_points:0`` is the input ``points``) where that leaves every input
+    its own name. The names are what a declared input is matched to: a several-input model is fed by them (one
+    input keeps its tensor's name, as before: it is the model's only input whatever its name)."""
     signatures = interp.get_signature_list()
     if len(signatures) == 1:
         runner = interp.get_signature_runner(next(iter(signatures)))
         inputs = [{**detail, "name": name} for name, detail in runner.get_input_details().items()]
         return inputs, {name: d["index"] for name, d in runner.get_output_details().items()}
-    return interp.get_input_details(), {d["name"]: d["index"] for d in interp.get_output_details()}
+    inputs = interp.get_input_details()
+    bare = [_SIGNATURE_TENSOR.sub(r"\1", d["name"]) for d in inputs]
+    if len(bare) > 1 and len(set(bare)) == len(bare):
+        inputs = [{**d, "name": name} for d, name in zip(inputs, bare)]
+    return inputs, {d["name"]: d["index"] for d in interp.get_output_details()}
 
 
 class TfliteBackend(BucketedBackend):
@@ -149,33 +164,41 @@ class TfliteBackend(BucketedBackend):
         self._model = self.model_path.read_bytes()
         probe = open_interpreter(self._cls, self._model, self.options.threads)
         inputs, outputs = io_indices(probe)
-        if len(inputs) != 1:
-            raise several_inputs(self.name, self.model_path, [i["name"] for i in inputs])
-        signature = [int(d) for d in inputs[0].get("shape_signature", inputs[0]["shape"])]
-        shape = tuple(None if d < 0 else d for d in signature)
+        shapes = tuple(tuple(None if int(d) < 0 else int(d) for d in i.get("shape_signature", i["shape"]))
+                       for i in inputs)
         self.device = "cpu"
-        self._use_graph(TfliteGraph((inputs[0]["name"],), (np.dtype(inputs[0]["dtype"]),), (shape,), list(outputs)))
+        self._use_graph(TfliteGraph(tuple(i["name"] for i in inputs), tuple(np.dtype(i["dtype"]) for i in inputs),
+                                    shapes, list(outputs)))
         self.buckets = up_to_typical(self.options.opt_batch, self.max_batch)   # as IREE's
         self.max_batch = self.buckets[-1]  # bigger batches run in slices of the largest bucket
-        self._interp: dict[int, tuple[Any, int, list[int]]] = {}
+        # bucket -> (interpreter, its input tensor: one index, or one per input by name, outputs' indices)
+        self._interp: dict[int, tuple[Any, Any, list[int]]] = {}
         self._computes_in = reduced_tensors(probe)
 
     def computes_in(self) -> str | None:
         return self._computes_in
 
     def _prepare_bucket(self, bucket: int) -> None:
-        """An interpreter of its own, resized to the bucket; XNNPACK plans it at allocation (warm-up, begin_job)."""
+        """An interpreter of its own, every input resized to the bucket; XNNPACK plans it at allocation (warm-up,
+        begin_job). Its inputs are looked up by name, in the order of the graph's (and so of the buffers')."""
         interp = open_interpreter(self._cls, self._model, self.options.threads)
         inputs, outputs = io_indices(interp)
-        index = inputs[0]["index"]
-        interp.resize_tensor_input(index, [bucket, *self._jet], strict=True)
+        index_of = {i["name"]: i["index"] for i in inputs}
+        indices = tuple(index_of[name] for name in self.graph.input_names)
+        for index, jet in zip(indices, self._jet_shapes):
+            interp.resize_tensor_input(index, [bucket, *jet], strict=True)
         allocate(interp)
-        self._interp[bucket] = (interp, index, [outputs[name] for name in self.graph.output_names])
+        self._interp[bucket] = (interp, indices if self._several else indices[0],
+                                [outputs[name] for name in self.graph.output_names])
 
     def _execute(self, bucket: int, bufs: Buffers) -> Executed:
         interp, index, outs = self._interp[bucket]
         t0 = time.perf_counter_ns()
-        interp.set_tensor(index, bufs[0])
+        if self._several:
+            for i, buf in zip(index, bufs):
+                interp.set_tensor(i, buf)
+        else:
+            interp.set_tensor(index, bufs[0])
         interp.invoke()
         host = [interp.get_tensor(i) for i in outs]  # copies: valid after the next call
         return host, 0, time.perf_counter_ns() - t0, 0

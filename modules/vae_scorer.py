@@ -190,10 +190,12 @@ def _imported(given: Path, backend: str, suffix: str, inputs: Contract) -> Path:
         raise ConfigError(f"model {given} is a {importer.format} network, which hltrun imports into ONNX for the "
                           f"engines that read ONNX; the {backend} backend reads {suffix} files: use backend: "
                           f"onnxruntime (or auto, iree, jax, torch)")
+    model_import.refuse_unreadable(given)
     if len(inputs.inputs) != 1:
+        declared = {i.name or f"input_{k}": i.shape(0)[1:] for k, i in enumerate(inputs.inputs)}
         raise ModuleError(f"model {given}: {len(inputs.inputs)} inputs declared; hltrun imports {importer.format} "
-                          f"networks with one input: convert it by hand ({importer.manual(given, ())}) and run the "
-                          f".onnx file")
+                          f"networks with one input: convert it by hand ({importer.manual(given, declared)}) and run "
+                          f"the .onnx file")
     declared = inputs.inputs[0]
     return model_import.imported_onnx(given, declared.name, declared.shape(0)[1:])
 

@@ -165,12 +165,13 @@ class AnomalyScoreFilter(Filter):
         if "model" not in published:
             return None
         model_id, thresholds, card = published["model"], published.get("thresholds") or {}, published.get("card")
-        if warn and p.reduce != "max" and (p.threshold is None or p.working_point == PT_BINNED_KEY):
+        made_with = (published.get("card_selection") or {}).get("reduce", "max")  # hltcard records it; shipped: max
+        if warn and p.reduce != made_with and (p.threshold is None or p.working_point == PT_BINNED_KEY):
             # the card's event-level cuts keep 1% (0.1%) of QCD for the LARGER score of the two leading
-            # jets; with another reduction the background rate is not what the card says
-            log.warning("%s: reduce: %s with the card's cuts, which were derived for reduce: max (the "
-                        "larger score of the two leading jets); the QCD rate will differ from %s", where,
-                        p.reduce, p.background_efficiency, extra={"once": True})
+            # jets (or the reduction hltcard ran with); with another the background rate is not what the card says
+            how = " (the larger score of the two leading jets)" if made_with == "max" else ""
+            log.warning("%s: reduce: %s with the card's cuts, which were derived for reduce: %s%s; the QCD rate will "
+                        "differ from %s", where, p.reduce, made_with, how, p.background_efficiency, extra={"once": True})
         if p.model is not None and p.model != model_id:
             raise ConfigError(f"{where}.model: '{p.model}' but '{p.src.label}' runs model '{model_id}'; "
                               f"thresholds belong to the model that made the scores (drop {where}.model "

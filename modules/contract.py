@@ -26,6 +26,11 @@ from typing import Any, Literal, Mapping, Sequence
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.schema import build, limited
 
+from .source.parameters import RootJetSourceParameters
+
+# the constituents per jet the source keeps by default (``source.max_constituents``): a wider input needs it raised
+SOURCE_KEEPS: int = RootJetSourceParameters.__dataclass_fields__["max_constituents"].default
+
 METADATA_KEY = "hltrun.inputs"  # ONNX metadata_props key holding the contract as JSON
 
 # per-constituent quantities computed from (pT, η, φ) and the jet axis (modules/features.py)
@@ -293,8 +298,10 @@ def match_model(contract: Contract, model_inputs: Sequence[tuple[str, Sequence[A
         if len(dims) != len(want) + 1 or any(d is not None and d != w for d, w in zip(dims[1:], want)):
             hint = ""
             if contract.origin == "default" and len(dims) == 3 and dims[2] == decl.width and dims[1] is not None:
+                kept = SOURCE_KEEPS  # past it the source's own setting too: it said so only on the next run
+                wider = f", and source.max_constituents: {dims[1]} (the source keeps {kept} per jet unless told)"
                 hint = (f" (if it reads [{', '.join(decl.features)}] per constituent, set the batcher's "
-                        f"n_constituents: {dims[1]})")
+                        f"n_constituents: {dims[1]}{wider if dims[1] > kept else ''})")
             raise ModuleError(f"model {model} takes input {name!r} of shape {_shown(dims)}; "
                               f"{_declared(contract, decl)}{hint}: {DECLARE}")
         ordered.append(ModelInput(name, decl.kind, decl.features, decl.n_constituents, decl.pad_value, decl.order,

@@ -56,8 +56,10 @@ class JetBatcher(Producer):
     @classmethod
     def product_metadata(cls, params: JetBatcherParameters) -> Mapping[str, Any]:
         # n_constituents: the shipped input a model without declared inputs gets; max_jets: the typical
-        # batch ``auto`` times engines at
-        return {"n_constituents": params.n_constituents, "relative": params.relative, "max_jets": params.max_jets}
+        # batch ``auto`` times engines at; with min_jet_pt and relative, the jets (and coordinates) a model's
+        # card was made on, which the scorer compares with this batcher's (``vae_scorer.selection_mismatch``)
+        return {"n_constituents": params.n_constituents, "relative": params.relative, "max_jets": params.max_jets,
+                "min_jet_pt": params.min_jet_pt}
 
     def begin_job(self, ctx: "ModuleContext") -> None:
         self._requested = ctx.requests()

@@ -190,10 +190,12 @@ def _imported(given: Path, backend: str, suffix: str, inputs: Contract) -> Path:
         raise ConfigError(f"model {given} is a {importer.format} network, which hltrun imports into ONNX for the "
                           f"engines that read ONNX; the {backend} backend reads {suffix} files: use backend: "
                           f"onnxruntime (or auto, iree, jax, torch)")
+    model_import.refuse_unreadable(given)
     if len(inputs.inputs) != 1:
+        declared = {i.name or f"input_{k}": i.shape(0)[1:] for k, i in enumerate(inputs.inputs)}
         raise ModuleError(f"model {given}: {len(inputs.inputs)} inputs declared; hltrun imports {importer.format} "
-                          f"networks with one input: convert it by hand ({importer.manual(given, ())}) and run the "
-                          f".onnx file")
+                          f"networks with one input: convert it by hand ({importer.manual(given, declared)}) and run "
+                          f"the .onnx file")
     declared = inputs.inputs[0]
     return model_import.imported_onnx(given, declared.name, declared.shape(0)[1:])
 
@@ -258,17 +260,43 @@ def model_thresholds(params: "VAEAnomalyScorerParameters") -> tuple[str, Thresho
 
     The card is ``thresholds.json`` in the model's folder (``thresholds_card``); its entry is read by
     ``card_thresholds``."""
+    identity, table, card = card_table(params)
+    return identity, card_thresholds(table, identity, card), card
+
+
+def card_table(params: "VAEAnomalyScorerParameters") -> tuple[str, Any, Path]:
+    """(model identity, the parsed ``thresholds.json`` or None where there is none, its path)."""
     import json
 
     identity, card = thresholds_card(params)
     try:
         table = json.loads(card.read_text())
     except FileNotFoundError:
-        return identity, {}, card
+        return identity, None, card
     except (OSError, ValueError) as exc:
         raise ConfigError(f"thresholds card {card} is unreadable: {exc}") from None
     reading([card])  # the filter's cut comes from it: no output of the running job may replace it
-    return identity, card_thresholds(table, identity, card), card
+    return identity, table, card
+
+
+# the batcher's settings an hltcard entry records its cuts were made with (its ``selection``, beside the filter's
+# ``reduce``): the jets scored and their coordinates. A cut made on the leading jet alone keeps 1 % of QCD events
+# there, and 1.4 % of them where the path scores the two leading jets (the larger of two scores is higher)
+CARD_SELECTION = ("max_jets", "min_jet_pt", "relative")
+
+
+def card_selection(table: Any, identity: str) -> dict[str, Any]:
+    """What ``identity``'s entry in a card's parsed ``table`` says its cuts were made on (hltcard writes it since
+    2026-12-07); {} for an entry without it (the shipped cards: the shipped path's settings)."""
+    entry = table.get(identity) if isinstance(table, dict) else None
+    selection = entry.get("selection") if isinstance(entry, dict) else None
+    return dict(selection) if isinstance(selection, dict) else {}
+
+
+def selection_mismatch(card: Mapping[str, Any], batcher: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """The batcher settings of this path that differ from those a card's cuts were made with, as
+    ``(key, the card's, the path's)``."""
+    return [(k, card[k], batcher[k]) for k in CARD_SELECTION if k in card and k in batcher and card[k] != batcher[k]]
 
 
 def thresholds_card(params: "VAEAnomalyScorerParameters") -> tuple[str, Path]:
@@ -389,9 +417,10 @@ class VAEAnomalyScorer(Producer):
     def product_metadata(cls, params: VAEAnomalyScorerParameters) -> Mapping[str, Any]:
         """What the scores will carry (model identity, thresholds, the card read): a filter checks its
         configuration against it before any event, without reading this module's parameters."""
-        model_id, thresholds, card = model_thresholds(params)
-        return {"model": model_id, "thresholds": thresholds, "card": card, "card_found": card.is_file(),
-                "missing_model": missing_model(params)}
+        model_id, table, card = card_table(params)
+        return {"model": model_id, "thresholds": card_thresholds(table, model_id, card), "card": card,
+                "card_found": card.is_file(), "missing_model": missing_model(params),
+                "card_selection": card_selection(table, model_id)}
 
 
     def begin_job(self, ctx: "ModuleContext") -> None:
@@ -459,9 +488,19 @@ class VAEAnomalyScorer(Producer):
                  extra={"once": True})
         self.backend, self.backend_name, self.reason = backend, name, reason
         try:
-            self.model_id, self.thresholds, _ = model_thresholds(p)
+            self.model_id, table, card = card_table(p)
+            self.thresholds = card_thresholds(table, self.model_id, card)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        differ = selection_mismatch(card_selection(table, self.model_id), meta)
+        if differ and self.thresholds:
+            log.warning("%s: the cuts of %s in %s were made with %s, and this path's modules.%s has %s: a cut taken "
+                        "from the card does not keep the card's fraction of QCD here (make the card with this path's "
+                        "settings: hltcard ... %s)", where, self.model_id, card,
+                        ", ".join(f"{k} {made}" for k, made, _ in differ), p.src.label,
+                        ", ".join(f"{k} {here}" for k, _, here in differ),
+                        " ".join(f"--set modules.{p.src.label}.{k}={here}" for k, _, here in differ),
+                        extra={"once": True})
         self._extras = tuple(r for r in backend.outputs if r not in OUTPUT_NAMES)  # written as vae_<role>
         empty = (np.zeros(0, np.float32), np.zeros(0, np.float32) if "kl" in backend.outputs else None,
                  np.zeros(0, bool), self.model_id, self.thresholds, np.zeros(0, np.float32))

@@ -229,6 +229,48 @@ def test_the_path_selects_a_cut_at_any_efficiency_the_card_made(model_dir, tmp_p
     assert summary.paths["HLT_AnomalyDetection"].passed == N_EVENTS // 20  # 5 % of the card's own events
 
 
+def _path_run(model: Path, out: Path, capfd, *overrides: str) -> tuple[int, int, str]:
+    """hltrun (the console script's function) on the shipped path's QCD sample with ``model`` and its card's cut:
+    (exit code, events passed, stderr)."""
+    from hltrun.framework.cli import main as hltrun
+
+    report = out / "rep"
+    code = hltrun([str(REPO / "configs/path.yaml"), f"modules.vae.model={model}", "modules.vae.backend=onnxruntime",
+                   f"source.files=[{QCD}]", f"options.maxEvents={N_EVENTS}", f"modules.out.file={out / 'o.root'}",
+                   "--report-dir", str(report), *overrides])
+    err = capfd.readouterr().err
+    doc = json.loads((report / "hltrun.json").read_text()) if code == 0 else {}
+    return code, doc.get("job", {}).get("events_passed", -1), err
+
+
+@pytest.mark.slow  # a card and three path runs over 1500 shipped events (~15 s)
+def test_a_card_made_on_other_jets_than_the_path_scores_is_said_so(model_dir, tmp_path, capfd):
+    """A card made on the leading jet alone (``--set modules.batcher.max_jets=1``) keeps 1 % of QCD there; the
+    shipped path scores the two leading jets, and the same cut kept 1.4 % of QCD, with no word of it. The card
+    now records the selection its cuts were made on, and the path says where its own differs; and a card made
+    with ``reduce: sum`` no longer draws "derived for reduce: max" from a path that also sums."""
+    shutil.copy(model_dir / "ptsum.onnx", tmp_path / "ptsum.onnx")
+    model = tmp_path / "ptsum.onnx"
+    assert hltcard([str(model), "--background", str(QCD), "--bkg-eff", "1e-2", "--max-events", str(N_EVENTS),
+                    "--no-plots", "--set", "modules.batcher.max_jets=1", *ORT]) == 0
+    entry = json.loads((tmp_path / "thresholds.json").read_text())["ptsum"]
+    assert entry["selection"] == {"max_jets": 1, "min_jet_pt": 0.0, "relative": True, "reduce": "max"}, entry
+    code, passed, err = _path_run(model, tmp_path, capfd, "modules.batcher.max_jets=1")
+    assert code == 0 and passed == N_EVENTS // 100 and "were made with" not in err, err  # the card's own setting
+    code, _, err = _path_run(model, tmp_path, capfd)  # the shipped path: two jets (this pT sum's leading jet is
+    # mostly its larger score, so its rate moves little; a network's did: 36 QCD events of 2500 for the card's 25)
+    said = [line for line in err.splitlines() if "were made with max_jets 1" in line]
+    assert code == 0 and len(said) == 1 and "modules.batcher has max_jets 2" in said[0], err
+    assert "--set modules.batcher.max_jets=2" in said[0], said
+
+    assert hltcard([str(model), "--background", str(QCD), "--bkg-eff", "1e-2", "--max-events", str(N_EVENTS),
+                    "--no-plots", "--set", "modules.anomalyFilter.reduce=sum", *ORT]) == 0
+    code, passed, err = _path_run(model, tmp_path, capfd, "modules.anomalyFilter.reduce=sum")
+    assert code == 0 and passed == N_EVENTS // 100 and "derived for reduce" not in err, err
+    code, _, err = _path_run(model, tmp_path, capfd)
+    assert code == 0 and "reduce: max with the card's cuts, which were derived for reduce: sum" in err, err
+
+
 @pytest.mark.slow  # the shared run over 1500 shipped events (~5 s)
 def test_weights_from_gen_weight(model_dir, tmp_path):
     """A weighted copy: the cuts are weighted quantiles (and differ from the unweighted ones)."""
@@ -565,6 +607,8 @@ def test_shipped_model_same_cuts_as_evaluate_models(tmp_path):
     sample = load_sample(QCD, "qcd", "QCD", max_events=400, substructure=False)
     scores = evaluate_models.scorer(REPO / "data/models", "conv_vae", "onnx")(sample.jets)["score"]
     theirs = evaluate_models.model_card_entry({"qcd": scores}, SimpleNamespace(background=sample, wp_extra=None))
+    # hltcard also records the path's selection its cuts hold for (evaluate_models' are the shipped path's)
+    assert ours.pop("selection") == {"max_jets": 2, "min_jet_pt": 0.0, "relative": True, "reduce": "max"}
     assert ours == theirs.to_json()
 
 

@@ -258,6 +258,20 @@ def test_bad_declarations_are_one_line(tmp_path, sample, capfd, override, code, 
     assert "Traceback" not in err and len(errors) == 1, err
 
 
+def test_a_wider_shipped_input_is_told_both_settings_it_needs(tmp_path, sample, capfd) -> None:
+    """A (N, 128, 3) model of the shipped features: the line told to set the batcher's n_constituents: 128, and the
+    run that did so stopped on source.max_constituents, a second error for a second setting. Both are named now,
+    and the run with both goes through."""
+    model = linear_model(tmp_path / "m128.onnx", [("x", [128, 3], np.ones((1, 1, 3), np.float32))])
+    capfd.readouterr()
+    assert run(tmp_path, model, sample, "-n", "5") == 4
+    err = capfd.readouterr().err
+    assert ("set the batcher's n_constituents: 128, and source.max_constituents: 128 (the source keeps 100 per jet "
+            "unless told)") in err, err
+    assert run(tmp_path, model, sample, "-n", "5", "modules.batcher.n_constituents=128",
+               "source.max_constituents=128") == 0, capfd.readouterr().err
+
+
 def test_contract_parsing_and_matching() -> None:
     c = parse([{"features": ["deta", "dphi", "pt"]}], "inputs", "config")
     assert c == default_contract(100, True) and c.is_shipped()

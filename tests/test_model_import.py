@@ -405,6 +405,57 @@ def test_the_declared_input_is_the_one_imported(tmp_path, capfd):
     assert "Traceback" not in err
 
 
+_TWO_INPUTS = ("modules.vae.inputs=[{name: cands, features: [deta, dphi, pt], n_constituents: 50},"
+               " {name: scale, kind: jet, features: [log_pt]}]")
+
+
+def _two_input_network(path: Path) -> Path:
+    """A TorchScript network of two inputs, as a physicist adds a per-jet value beside the constituents:
+    (N, 50, 3) and (N, 1)."""
+    torch = _torch()
+
+    class WithScale(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(150, 1)
+
+        def forward(self, cands, scale):
+            return (self.lin(cands.flatten(1)) * scale).squeeze(1)
+
+    torch.manual_seed(3)
+    torch.jit.trace(WithScale().eval(), (torch.zeros(2, 50, 3), torch.ones(2, 1))).save(str(path))
+    return path
+
+
+def test_a_network_of_two_inputs_gets_the_command_that_converts_it(tmp_path, capfd):
+    """A TorchScript file of two declared inputs is not imported; the line's command converts it: run as given,
+    its ONNX file runs in the path with the same declaration. It fed one tensor of shape (2,) named 'jets'
+    (``torch.zeros(2)``), which torch's exporter refused (``input_values.size() == param_count_list.size()
+    INTERNAL ASSERT FAILED``): a dead end."""
+    torch = _torch()
+    model = _two_input_network(tmp_path / "scaled.pt")
+    code, _, _ = _hltrun(tmp_path, model, "modules.vae.backend=onnxruntime", _TWO_INPUTS)
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("hltrun: error: ")]
+    assert code == 4 and len(errors) == 1 and "2 inputs declared" in errors[0], err
+    command = errors[0].split("convert it by hand (", 1)[1].rsplit(") and run the .onnx file", 1)[0]
+    exec(command, {"torch": torch})  # the user's copy and paste
+    converted = model.with_suffix(".onnx")
+    assert converted.is_file(), command
+    code, _, doc = _hltrun(tmp_path, converted, "modules.vae.backend=onnxruntime", _TWO_INPUTS)
+    err = capfd.readouterr().err
+    assert code == 0 and doc["job"]["events_processed"] == 20, err
+
+
+def test_a_missing_network_of_two_inputs_is_said_to_be_missing(tmp_path, capfd):
+    """A ``.pt`` that is not there is "not found" whatever its declared inputs: with two it was refused as a
+    network of two inputs, with the command to convert the file the user does not have."""
+    code, _, _ = _hltrun(tmp_path, tmp_path / "typo.pt", "modules.vae.backend=onnxruntime", _TWO_INPUTS)
+    err = capfd.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("hltrun: error: ")]
+    assert code == 4 and errors == [f"hltrun: error: modules.vae: model file not found: {tmp_path / 'typo.pt'}"], err
+
+
 def _h5(folder: Path) -> Path:
     _tf()
     import keras

@@ -605,6 +605,52 @@ def test_a_later_file_whose_declared_branch_is_misaligned_fails_when_read(tmp_pa
     assert src.accounting()["bad_entries_per_file"] == {str(bad): 30}
 
 
+
+def _with_event_rho(path: Path, events: list[dict]) -> Path:
+    """A NanoAOD-like file with the pile-up density as NanoAOD keeps it: one value per event
+    (``fixedGridRhoFastjetAll``), here under a jet-like name, ``FatJet_msd``, that a model declares."""
+    from tests.conftest import _counts_branches
+
+    with uproot.recreate(path) as f:
+        branches = _counts_branches(events, 0)
+        branches["FatJet_msd"] = np.linspace(10, 40, len(events)).astype(np.float32)
+        write_nanoaod(f, "Events", branches)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["jet", "constituents"])
+def test_a_declared_branch_of_one_value_per_event_is_named_so(tmp_path, kind):
+    """A model reading a per-event value (ρ) beside its jets: the branch holds one value per event, and the
+    line says so, and that such a feature is not read yet. It said the branch "is not in the jet collection
+    ... it differs in length", of a branch that is no list at all."""
+    from hltrun.framework.errors import SourceError
+
+    files = [_with_event_rho(tmp_path / "f0.root", make_events(30, seed=1))]
+    src, _ = read(files, _Job(_msd_spec(kind)))
+    ref, what = ("FatJet_pt", "jet") if kind == "jet" else ("FatJetPFCand_pt", "constituent")
+    with pytest.raises(SourceError, match=rf"branch 'FatJet_msd' holds one value per event, not one per {what} as "
+                                          rf"'{ref}' does, in .*f0\.root: a per-event quantity is not a {what} "
+                                          rf"feature of a model's declared inputs yet"):
+        src.consumers_known()
+    src.end_job()
+
+
+def test_a_later_file_whose_declared_branch_is_one_value_per_event_is_named_so(tmp_path):
+    """The same branch per jet in the first file and per event in a later one: the loop's check of the later
+    file's chunk names it for what it is, with the entry (it said the two branches "differ in length")."""
+    from hltrun.framework.errors import SourceError
+
+    good = _with_msd(tmp_path / "good.root", make_events(30, seed=1), 10)
+    bad = _with_event_rho(tmp_path / "bad.root", make_events(30, seed=2))
+    src, _ = read([good, bad], _Job(_msd_spec()))
+    src.consumers_known()
+    with pytest.raises(SourceError, match=r"branch 'FatJet_msd' holds one value per event, not one per jet as "
+                                          r"'FatJet_pt' does, in .*bad\.root") as raised:
+        list(src.events(0, None))
+    src.end_job()
+    assert raised.value.first_entry == 0
+
+
 def test_output_module_writes_the_source_jets(tmp_path, counts_file, write_config):
     """keep: [source] writes the per-jet columns of the jet collection (it is no dataclass any more)."""
     from hltrun.modules.root_output import product_columns

@@ -34,7 +34,7 @@ import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -84,8 +84,10 @@ class Importer(ABC):
         """Whether ``path`` is in this format (by its name; the load says when it is not)."""
 
     @abstractmethod
-    def manual(self, path: Path, jet_shape: tuple[int, ...]) -> str:
-        """The command that converts the file by hand (said when the import fails)."""
+    def manual(self, path: Path, inputs: Mapping[str, tuple[int, ...]]) -> str:
+        """The command that converts the file by hand (said when the import fails, or is refused): ``inputs``
+        are the network's inputs, each name with its shape per jet, as declared (several, where it has several:
+        a command that feeds one tensor to a network of two fails in torch's exporter)."""
 
     @abstractmethod
     def load(self, path: Path) -> Any:
@@ -132,11 +134,12 @@ class TorchScriptImporter(_TorchImporter):
     def matches(path: Path) -> bool:
         return path.suffix in (".pt", ".pth", ".ts", ".torchscript")
 
-    def manual(self, path: Path, jet_shape: tuple[int, ...]) -> str:
-        shape = ", ".join(map(str, (EXAMPLE_BATCH, *jet_shape)))
-        return (f"torch.onnx.export(torch.jit.load('{path}'), (torch.zeros({shape}),), '{path.with_suffix('.onnx')}', "
-                f"dynamo=False, input_names=['jets'], output_names=['score'], dynamic_axes={{'jets': {{0: 'N'}}, "
-                f"'score': {{0: 'N'}}}}, opset_version={OPSET})")
+    def manual(self, path: Path, inputs: Mapping[str, tuple[int, ...]]) -> str:
+        examples = "".join(f"torch.zeros({', '.join(map(str, (EXAMPLE_BATCH, *shape)))}), " for shape in inputs.values())
+        axes = {name: {0: "N"} for name in (*inputs, "score")}
+        return (f"torch.onnx.export(torch.jit.load('{path}'), ({examples.removesuffix(' ')}), "
+                f"'{path.with_suffix('.onnx')}', dynamo=False, input_names={list(inputs)!r}, output_names=['score'], "
+                f"dynamic_axes={axes!r}, opset_version={OPSET})")
 
     def load(self, path: Path) -> Any:
         why = _not_torchscript(path)
@@ -217,7 +220,7 @@ class ExportedProgramImporter(_TorchImporter):
     def matches(path: Path) -> bool:
         return path.suffix == ".pt2"
 
-    def manual(self, path: Path, jet_shape: tuple[int, ...]) -> str:
+    def manual(self, path: Path, inputs: Mapping[str, tuple[int, ...]]) -> str:
         return (f"torch.onnx.export(torch.export.load('{path}'), (), '{path.with_suffix('.onnx')}', dynamo=True, "
                 f"external_data=False)  (the program exported with dynamic_shapes on its batch axis)")
 
@@ -262,7 +265,7 @@ class SavedModelImporter(Importer):
     def matches(path: Path) -> bool:
         return path.is_dir() and (path / "saved_model.pb").is_file()
 
-    def manual(self, path: Path, jet_shape: tuple[int, ...]) -> str:
+    def manual(self, path: Path, inputs: Mapping[str, tuple[int, ...]]) -> str:
         return (f"python -m tf2onnx.convert --saved-model {path} --signature_def {self.SIGNATURE} --opset {OPSET} "
                 f"--output {path.name}.onnx")
 
@@ -278,7 +281,7 @@ class SavedModelImporter(Importer):
         if len(inputs) != 1:
             raise ModuleError(f"model {path}: its {self.SIGNATURE} signature has {len(inputs)} inputs "
                               f"{sorted(inputs)}; hltrun imports networks with one input: convert it by hand "
-                              f"({self.manual(path, ())}) and run the .onnx file")
+                              f"({self.manual(path, {})}) and run the .onnx file")
         return loaded, fn, next(iter(inputs))
 
     def run(self, model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -370,6 +373,16 @@ def provenance(onnx_path: Path) -> Provenance | None:
     return _KNOWN.get(onnx_path)
 
 
+def refuse_unreadable(path: Path) -> None:
+    """ModuleError naming why the network file ``path`` cannot be read (missing, a folder's file unreadable); a
+    folder (a SavedModel) is read by its importer. Asked before any other refusal of the file: a network that is
+    not there was refused for its declared inputs, sending the user to convert a file they do not have."""
+    if not path.is_dir():
+        unreadable = unreadable_reason(path, "model file")
+        if unreadable is not None:
+            raise ModuleError(unreadable)
+
+
 def imported_onnx(path: Path, name: str | None, jet_shape: Sequence[int]) -> Path:
     """The ONNX file for the native model ``path`` (``native_format``), converted now or found in the cache,
     with one input ``name`` (else ``jets``) of shape (N, *jet_shape). Every failure is one ModuleError line
@@ -378,10 +391,7 @@ def imported_onnx(path: Path, name: str | None, jet_shape: Sequence[int]) -> Pat
         path = path.parent
     importer = native_format(path)
     assert importer is not None, f"{path} is not a format hltrun imports"
-    if not path.is_dir():
-        unreadable = unreadable_reason(path, "model file")
-        if unreadable is not None:
-            raise ModuleError(unreadable)
+    refuse_unreadable(path)
     name, shape = name or "jets", tuple(int(d) for d in jet_shape)
     version = dist_version(importer.dist)
     digest = source_digest(path)
@@ -424,7 +434,7 @@ def _convert(importer: Importer, path: Path, name: str, shape: tuple[int, ...], 
              made: Provenance) -> Provenance:
     """Export, check against the native runtime, then move into place (a failed import leaves nothing)."""
     where = f"model {path} ({importer.format})"
-    how = f"convert it by hand: {importer.manual(path, shape)}"
+    how = f"convert it by hand: {importer.manual(path, {name: shape})}"
     try:
         model = importer.load(path)
     except ModuleError:

@@ -21,7 +21,8 @@ from ..jets import requested_specs
 from .event_ids import id_columns, weight_values
 from .file_list import input_files
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing, refuse_pooled_candidates
-from .layout import check_collections, check_links, collections_of, constituents_per_jet, same_counts
+from .layout import (check_collections, check_links, collections_of, constituents_per_jet, refuse_per_event,
+                     same_counts)
 from .tree import branch_names, first_basket_end, has, link_names, read_columns, refuse_cut_short
 
 if TYPE_CHECKING:
@@ -368,6 +369,7 @@ class FileChecks:
             ref = b.jet_pt if name in self._extra_jet else b.cand_pt
             kind = "jet" if ref == b.jet_pt else "constituent"
             got, want = arrays[name], reference[ref][:len(arrays)]
+            refuse_per_event(got, name, kind, ref, path, declared=True)
             if got.ndim != want.ndim or not same_counts(got, want):
                 raise SourceError(f"source: branch '{name}' (a {kind} feature of a model's declared inputs) is "
                                   f"not in the {kind} collection of '{ref}' in {path}: it differs in length")

@@ -129,6 +129,7 @@ class Collection:
     members: tuple[str, ...]
     depth: int = 2
     jets_of: str | None = None
+    declared: tuple[str, ...] = ()  # the members a model's declared inputs read (its features), not a setting's
 
 
 def collections_of(b: JetBranches, layout: str, extra_jet: tuple[str, ...] = (),
@@ -138,9 +139,9 @@ def collections_of(b: JetBranches, layout: str, extra_jet: tuple[str, ...] = (),
     jets = tuple(n for n in (b.jet_eta, b.jet_phi, b.jet_mass, *extra_jet, *n_constituents) if n)
     direct = (b.cand_jet_index,) if layout == "jet_index" and not b.cand_index else ()  # a jet index per constituent
     nested = layout == "nested"
-    groups = [Collection("jet", b.jet_pt, jets),
+    groups = [Collection("jet", b.jet_pt, jets, declared=extra_jet),
               Collection("constituent", b.cand_pt, (b.cand_eta, b.cand_phi, *extra_cand, *direct),
-                          3 if nested else 2, b.jet_pt if nested else None)]
+                          3 if nested else 2, b.jet_pt if nested else None, extra_cand)]
     if layout == "jet_index" and b.cand_index:
         groups.append(Collection("link", b.cand_jet_index, (b.cand_index,)))
     return groups
@@ -157,8 +158,24 @@ def check_collections(arrays: ak.Array, groups: list[Collection], path: str, fir
             at = _first_event_mismatch(arrays[g.ref], arrays[g.jets_of])
             _refuse_misaligned(at, g.ref, g.jets_of, "jet", path, first_entry, deep=False)
         for name in dict.fromkeys(n for n in g.members if n != g.ref):
+            refuse_per_event(arrays[name], name, g.kind, g.ref, path, name in g.declared, first_entry)
             at = _first_mismatch(arrays[name], arrays[g.ref])
             _refuse_misaligned(at, name, g.ref, g.kind, path, first_entry, deep=arrays[g.ref].ndim > 2)
+
+
+def refuse_per_event(array: ak.Array, name: str, kind: str, ref: str, path: str, declared: bool,
+                     first_entry: int | None = None) -> None:
+    """One line for a branch of one value per event (a per-event ρ, an event's mjj) read as a member of the
+    ``kind`` collection of ``ref``: it said "differs in length", of a branch that is no list at all."""
+    if array.ndim != 1 or name == ref:
+        return
+    line = f"source: branch '{name}' holds one value per event, not one per {kind} as '{ref}' does, in {path}"
+    if declared:  # a model's feature: what a physicist adds beside the constituents (pile-up density, say)
+        line += (f": a per-event quantity is not a {kind} feature of a model's declared inputs yet (docs/your-model.md, "
+                 f"'Not yet': write it into the file once per {kind}, in the collection of '{ref}')")
+    else:
+        line += f": set source.branches to the {kind} collection's branches"
+    raise SourceError(line, first_entry=first_entry)
 
 
 def _check_depth(array: ak.Array, group: Collection, path: str) -> None:

@@ -196,7 +196,7 @@ def native_way(model: Path) -> str | None:
         return None
     return (f"model {model} is a {importer.format} network: hltrun imports it when a job runs it "
             f"(modules.vae.model={model}), but hltbench verdict times ONNX files: convert it once "
-            f"({importer.manual(model, (100, 3))}) and give the verdict the .onnx file")
+            f"({importer.manual(model, {'jets': (100, 3)})}) and give the verdict the .onnx file")
 
 
 def refuse_no_model(model: Path) -> None:

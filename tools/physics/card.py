@@ -143,6 +143,7 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
             omitted = {k: str(exc) for k in pt_keys}
             table.pop("vs_leading_jet_pt")
             pt_keys = []
+    table["selection"] = dict(plan.selection)  # what the cuts hold for: the scorer compares its path's with it
     rate_hz = args.input_rate_hz
     if rate_hz is None:
         from hltrun.tools.physics.card_run import plan_config

@@ -67,6 +67,9 @@ class PathPlan:
     # the scorer's validated precision: with int8 it reads the model's cuts as ``<stem>_int8`` (vae_scorer's
     # model_identity), so the card is written and checked under that name
     precision: str = "auto"
+    # the jets scored and the event score's reduction the cuts are made on (vae_scorer.CARD_SELECTION), written
+    # into the card's entry: a path run with others takes cuts that keep another fraction of QCD, and says so
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -217,7 +220,17 @@ def plan_config(config: str | Path, sets: list[str], model: Path, file: Path, ma
     opts.pop("reportDir", None)
     new["options"] = opts
     cfg = validate(new, f"{path} (card run)")
-    return cfg, PathPlan(str(path), name, kept, scorer, reduce, dropped, str(cfg.modules[scorer].params.precision))
+    return cfg, PathPlan(str(path), name, kept, scorer, reduce, dropped, str(cfg.modules[scorer].params.precision),
+                         _selection(cfg, scorer, reduce))
+
+
+def _selection(cfg: Any, scorer: str, reduce: str) -> dict[str, Any]:
+    """The card run's selection (vae_scorer.CARD_SELECTION): its scorer's batcher's settings, the filter's reduce."""
+    from hltrun.modules.vae_scorer import CARD_SELECTION
+
+    src = cfg.modules[scorer].params.src.label
+    batcher = cfg.modules[src].params if src in cfg.modules else None
+    return {**{k: getattr(batcher, k) for k in CARD_SELECTION if hasattr(batcher, k)}, "reduce": reduce}
 
 
 @dataclass(frozen=True)

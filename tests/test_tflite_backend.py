@@ -269,3 +269,47 @@ def test_the_onnx_declaration_fits_the_tflite_beside_it_whatever_its_input_name(
     x = np.full((3, 50, 4), 0.5, np.float32)
     np.testing.assert_allclose(engine.run(x)["score"], [50.0] * 3)
     engine.close()
+
+
+def several_signatures_file(tmp_path: Path, names: tuple[str, str]) -> Path:
+    """A .tflite file of two functions converted together (a SavedModel's serving function beside another, the
+    way ``from_concrete_functions`` and ``signature_keys`` write them): ``names[0]`` the network (score = sum of
+    squares), ``names[1]`` a function scoring -1 for every jet. The converter sorts signatures by name; the
+    first subgraph is the first of them, the one ``invoke()`` runs."""
+    def minus_one(x):
+        zero = tf.reduce_sum(x, axis=[1, 2]) * 0.0
+        return {"score": zero - 1.0, "kl": zero}
+
+    spec = tf.TensorSpec([None, 100, 3], tf.float32, name="jets")
+    # methods of a tf.Module class: the converter names each signature after its method
+    def method(name, fn):
+        def call(self, x):
+            return fn(x)
+        call.__name__ = name  # the signature's name (two of one name would be one signature)
+        return tf.function(call, autograph=False, input_signature=[spec])
+
+    methods = {name: method(name, fn) for name, fn in zip(names, (per_jet, minus_one))}
+    holder = type("TwoFunctions", (tf.Module,), methods)()
+    functions = [getattr(holder, name).get_concrete_function() for name in names]
+    path = tmp_path / f"{'_'.join(names)}.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions(functions, holder).convert())
+    return path
+
+
+def test_a_file_of_several_signatures_runs_its_serving_signature_or_is_refused(tmp_path):
+    """Until 2026-12-07 the interpreter's first subgraph ran whatever its signature, read by its tensors'
+    names ('PartitionedCall:1'): mapping ``outputs`` to them scored another function than the network
+    (-1 for every jet here), silently. The serving signature when it is the first subgraph is run, by its
+    names; otherwise the file is one line naming its signatures."""
+    x = np.ascontiguousarray(shipped_jets(4)[:5], dtype=np.float32)
+    served = several_signatures_file(tmp_path, ("serving_default", "validate"))  # sorted: serving_default first
+    engine = loaded("tflite", served)
+    assert engine.graph.input_names == ("jets",) and sorted(engine.graph.output_names) == ["kl", "score"]
+    np.testing.assert_allclose(engine.run(x)["score"], (x.astype(np.float64) ** 2).sum(axis=(1, 2)), rtol=1e-5)
+    for names, why in ((("serving_default", "aux"), "its 'serving_default' is not the one the interpreter runs "
+                                                     "(the first, 'aux')"),
+                       (("score", "calibrate"), "none is 'serving_default'")):
+        path = several_signatures_file(tmp_path, names)
+        with pytest.raises(ModuleError, match="holds 2 signatures") as err:
+            loaded("tflite", path, outputs={"score": "PartitionedCall:1", "kl": "PartitionedCall:0"})
+        assert why in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)

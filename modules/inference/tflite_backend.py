@@ -123,8 +123,9 @@ def io_indices(interp: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
     its own name. The names are what a declared input is matched to: a several-input model is fed by them (one
     input keeps its tensor's name, as before: it is the model's only input whatever its name)."""
     signatures = interp.get_signature_list()
-    if len(signatures) == 1:
-        runner = interp.get_signature_runner(next(iter(signatures)))
+    key = next(iter(signatures)) if len(signatures) == 1 else first_subgraph_signature(interp)
+    if key is not None:
+        runner = interp.get_signature_runner(key)
         inputs = [{**detail, "name": name} for name, detail in runner.get_input_details().items()]
         return inputs, {name: d["index"] for name, d in runner.get_output_details().items()}
     inputs = interp.get_input_details()
@@ -132,6 +133,40 @@ def io_indices(interp: Any) -> tuple[list[dict[str, Any]], dict[str, int]]:
     if len(bare) > 1 and len(set(bare)) == len(bare):
         inputs = [{**d, "name": name} for d, name in zip(inputs, bare)]
     return inputs, {d["name"]: d["index"] for d in interp.get_output_details()}
+
+
+SERVING = "serving_default"  # the signature a SavedModel serves by default (tf.saved_model.save, Keras export)
+
+
+def first_subgraph_signature(interp: Any) -> str | None:
+    """The signature ``invoke()`` runs: the one whose tensors are the first subgraph's inputs and outputs (a
+    file of several signatures holds one subgraph each, and the interpreter's own tensors are the first's);
+    None where no signature's are."""
+    tensors = ({d["name"] for d in interp.get_input_details()}, {d["name"] for d in interp.get_output_details()})
+    for key in interp.get_signature_list():
+        runner = interp.get_signature_runner(key)
+        if ({d["name"] for d in runner.get_input_details().values()},
+                {d["name"] for d in runner.get_output_details().values()}) == tensors:
+            return key
+    return None
+
+
+def several_signatures(interp: Any) -> str | None:
+    """Why a file of several signatures (a SavedModel's ``serving_default`` beside others, several functions
+    converted together) cannot be run as it is, or None. hltrun runs the serving signature, and only the first
+    subgraph can be: until 2026-12-07 it ran the first subgraph whatever its signature, the scores of another
+    function than the network's, silently."""
+    signatures = list(interp.get_signature_list())
+    if len(signatures) < 2:
+        return None
+    first = first_subgraph_signature(interp)
+    if SERVING in signatures and first == SERVING:
+        return None
+    why = (f"its {SERVING!r} is not the one the interpreter runs (the first, {first!r})" if SERVING in signatures
+           else f"none is {SERVING!r}, the one hltrun would run")
+    return (f"holds {len(signatures)} signatures {signatures} and {why}: convert the scoring function alone "
+            f"(tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=[{SERVING!r}]), or "
+            f"from_concrete_functions with that one function)")
 
 
 class TfliteBackend(BucketedBackend):
@@ -163,6 +198,9 @@ class TfliteBackend(BucketedBackend):
         self._cls, self.runtime, self.version = interpreter_class()
         self._model = self.model_path.read_bytes()
         probe = open_interpreter(self._cls, self._model, self.options.threads)
+        refusal = several_signatures(probe)
+        if refusal is not None:
+            raise ModuleError(f"{self.name}: model {self.model_path} {refusal}")
         inputs, outputs = io_indices(probe)
         shapes = tuple(tuple(None if int(d) < 0 else int(d) for d in i.get("shape_signature", i["shape"]))
                        for i in inputs)

@@ -76,7 +76,8 @@ REFUSED = f"tensorrt cannot run this model: cannot parse ONNX model {{model}}: {
 
 @pytest.mark.parametrize("engines, runs, says", [
     (("torch", "jax"), "torch", f"auto: PyTorch on NVIDIA H100 80GB HBM3, CUDA graphs per batch bucket ({REFUSED})"),
-    (("jax",), "jax", f"auto: JAX on NVIDIA H100 80GB HBM3 ({REFUSED}; PyTorch GPU not used: PyTorch sees no CUDA GPU)"),
+    (("jax",), "jax", f"auto: JAX on NVIDIA H100 80GB HBM3 ({REFUSED}; PyTorch GPU not used: PyTorch sees no CUDA "
+                      f"GPU)"),
 ])
 def test_a_several_input_model_goes_from_tensorrt_to_the_next_gpu_engine(gpu, particlenet, tmp_path, engines, runs,
                                                                          says):

@@ -23,7 +23,7 @@ pytest.importorskip("torch", reason="torch is not installed (exports the test mo
 
 from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E402
 from hltrun.modules.inference import iree_backend as ib  # noqa: E402
-from hltrun.modules.inference.autoselect import beyond_rounding, sample_inputs  # noqa: E402
+from hltrun.modules.inference.autoselect import beyond_rounding, choose, sample_inputs  # noqa: E402
 from hltrun.modules.inference.base import AGREEMENT_RTOL  # noqa: E402
 from tests.agreement import assert_path_decides_as_on_onnxruntime, assert_several_inputs_agree  # noqa: E402
 from tests.particlenet import particlenet_onnx  # noqa: E402
@@ -114,12 +114,13 @@ def test_the_shipped_path_on_iree_decides_as_on_onnxruntime(iree, model, cache, 
     three inputs the model declares: exit 0, and every event's decision and scores those of ONNX Runtime (it was
     exit 4, ``iree: model pn.onnx has 3 inputs``). The buckets come from the module's cache."""
     assert_path_decides_as_on_onnxruntime(tmp_path, "iree", 20, f"modules.vae.model={model}",
-                                          f"modules.vae.engine_cache={cache}", "modules.vae.max_batch=4", "modules.anomalyFilter.threshold=1")
+                                          f"modules.vae.engine_cache={cache}", "modules.vae.max_batch=4",
+                                          "modules.anomalyFilter.threshold=1")
 
 
 def test_a_compilation_wrong_for_some_batch_sizes_is_refused_before_the_first_event(tmp_path, capfd):
-    """ParticleNet's own kNN distance (|x|² - 2 x·y + |y|²): iree-base-compiler 3.13 compiles it wrong for batches of 2
-    and 4 (scores up to 40 % off ONNX Runtime's) and right for 1, 8 and 16. The begin_job check ran its 48 sample
+    """ParticleNet's own kNN distance (|x|² - 2 x·y + |y|²): iree-base-compiler 3.13 compiles it wrong for batches
+    of 2 and 4 (scores up to 40 % off ONNX Runtime's) and right for 1, 8 and 16. The begin_job check ran its 48 sample
     jets in slices of 16 and passed it, so the HLT's events of two jets would have been scored so, without a word.
     Now every compiled size is checked: one line naming the way out, exit 4, no output. Judged on IREE's own scores
     in every bucket, so that an IREE that compiles the model right must run it."""
@@ -150,3 +151,9 @@ def test_a_compilation_wrong_for_some_batch_sizes_is_refused_before_the_first_ev
     assert "on 48 sample jets in one call and in calls of 1, 2, 4, 8, 16 jets" in lines[-1], lines[-1]
     assert lines[-1].endswith("use backend: onnxruntime for this model")
     assert not (tmp_path / "out.root").exists()
+    # ``auto`` (its module cache found) checks the same sizes: IREE is not timed, ONNX Runtime runs it
+    choice = choose({"onnxruntime": lambda: create_backend("onnxruntime", model),
+                     "iree": lambda: create_backend("iree", model, BackendOptions(engine_cache=str(cache)))},
+                    2, "onnxruntime", budget_s=0.2)
+    row = next(t for t in choice.table if t.backend == "iree")
+    assert choice.backend == "onnxruntime" and not row.agrees and "disagrees" in row.note, choice.lines()

@@ -655,10 +655,11 @@ def per_call_quant_ops(path: Path) -> tuple[str, ...]:
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:
     """The one line for a model with several inputs (ParticleNet's points, features, mask) on an
-    engine that feeds one (IREE, TensorFlow, TFLite, TensorRT): ONNX Runtime feeds them all, and so do JAX
-    and PyTorch, on the CPU or a GPU (docs/your-model.md)."""
+    engine that feeds one (TensorFlow, TFLite): ONNX Runtime feeds them all, and so do IREE on the CPU, JAX
+    and PyTorch on the CPU or a GPU, and TensorRT on a GPU (docs/your-model.md)."""
     return ModuleError(f"{backend}: model {model} has {len(names)} inputs {list(names)}; the {backend} backend "
-                       f"feeds models with one input: use backend: onnxruntime (or jax, torch: on a GPU too)")
+                       f"feeds models with one input: use backend: onnxruntime (or iree; jax, torch: on a GPU too; "
+                       f"tensorrt on a GPU)")
 
 
 FLOAT32_ONLY = ("hltrun feeds float32: a mask too, as 0/1); export the model with a float32 input (PyTorch: "

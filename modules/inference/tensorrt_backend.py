@@ -1,8 +1,9 @@
 """TensorRT backend (TensorRT 10 and 11 Python API), with its own host<->device copy accounting.
 
 The ONNX model is compiled into an engine with one optimisation profile for the dynamic batch
-(min 1, opt ``opt_batch``, max ``max_batch``), which gives every input its shapes (a model with several inputs,
-ParticleNet's points, features, mask: each one's, the batch varied alike); the serialized engine is cached on disk under a name
+(min 1, opt ``opt_batch``, max ``max_batch``), which gives every input its shapes (a model with several
+inputs, ParticleNet's points, features, mask: each one's, the batch varied alike); the serialized engine
+is cached on disk under a name
 that holds the ONNX file's sha256, the GPU name, the TensorRT version, the precision and the
 profile, so a different model, card or TensorRT never picks up a stale engine.
 
@@ -363,7 +364,7 @@ class TensorRTBackend(InferenceBackend):
             if not ctx.set_input_shape(name, (self.max_batch, *self._shapes[name][1:])):
                 raise ModuleError(f"tensorrt: engine for {self.model_path} rejects its own maximum batch "
                                   f"{self.max_batch} for input {name!r}")
-        unset = ctx.infer_shapes()  # TensorRT 10's check that every input has its shape (not all_binding_shapes_specified)
+        unset = ctx.infer_shapes()  # every input has its shape? (all_binding_shapes_specified ignores set_input_shape)
         if unset:
             raise ModuleError(f"tensorrt: engine for {self.model_path} has input(s) {list(unset)} without a shape")
         self.width: dict[str, int] = {}  # values per jet

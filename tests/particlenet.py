@@ -6,6 +6,11 @@ exporter (``torch.onnx.export(..., dynamo=False)``), its inputs declared in its 
 Why this shape: ``points`` and ``features`` have the same shape, so an engine that fed them in another order would
 run without a word and give other scores; the kNN moves masked points 1e9 away, as ParticleNet does, so a jet's
 score depends on its mask and its padded rows; a padded jet (every mask 0) is a jet with no constituent.
+
+Two forms of the kNN distance (``distance``): ``matmul``, |x|² - 2 x·y + |y|² as ParticleNet computes it, and
+``broadcast``, the sum of squared differences. iree-base-compiler 3.13 miscompiles the first for a static batch of 2
+or 4 (columns of the distance matrix come out 0: scores up to 40 % off ONNX Runtime's, 2026-12-07) and compiles the
+second faithfully in every bucket, so IREE's own tests of several inputs use the second.
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ DECLARED = [
 ]
 
 
-def particlenet_onnx(path: Path) -> Path:
-    """The exported network at ``path``, with ``DECLARED`` in its metadata; score (N,) per jet."""
+def particlenet_onnx(path: Path, distance: str = "matmul") -> Path:
+    """The exported network at ``path``, with ``DECLARED`` in its metadata; score (N,) per jet; ``distance``: the kNN
+    distance's form (``matmul`` or ``broadcast``)."""
     import json
 
     import onnx
     import torch
 
     from hltrun.modules.contract import METADATA_KEY
+
+    assert distance in ("matmul", "broadcast"), distance
 
     class EdgeConv(torch.nn.Module):
         def __init__(self) -> None:
@@ -40,9 +48,13 @@ def particlenet_onnx(path: Path) -> Path:
         def forward(self, points: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             n, f, c = features.shape
             pts = points * mask + (1.0 - mask) * 1e9  # padded points far away: never a real point's neighbour
-            sq = (pts * pts).sum(1, keepdim=True)
-            distance = sq.transpose(2, 1) - 2 * torch.matmul(pts.transpose(2, 1), pts) + sq
-            idx = (-distance).topk(NEIGHBOURS + 1, dim=-1)[1][:, :, 1:]  # (N, C, k), itself left out
+            if distance == "matmul":
+                sq = (pts * pts).sum(1, keepdim=True)
+                dist = sq.transpose(2, 1) - 2 * torch.matmul(pts.transpose(2, 1), pts) + sq
+            else:
+                diff = pts.unsqueeze(-1) - pts.unsqueeze(-2)
+                dist = (diff * diff).sum(1)
+            idx = (-dist).topk(NEIGHBOURS + 1, dim=-1)[1][:, :, 1:]  # (N, C, k), itself left out
             flat = features.transpose(2, 1).reshape(n * c, f)
             near = flat[(idx + torch.arange(n).view(-1, 1, 1) * c).reshape(-1)].view(n, c, NEIGHBOURS, f)
             near = near.permute(0, 3, 1, 2)

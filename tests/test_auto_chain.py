@@ -1,8 +1,9 @@
 """``backend: auto`` on a GPU machine hands a model its engine refuses at load to the next usable engine:
 TensorRT, then PyTorch, then JAX on the GPU, then ONNX Runtime on the CPU where the job allows it
 (``accelerator.auto_next``, the scorer's ``_load_first``). Until 2026-12-07 any refusal went straight to ONNX
-Runtime on the CPU, so a several-input model (TensorRT feeds one input) ran on the CPU of a GPU node where
-PyTorch or JAX would have run it on the GPU.
+Runtime on the CPU, so a several-input model (TensorRT then fed one input) ran on the CPU of a GPU node where
+PyTorch or JAX would have run it on the GPU. TensorRT feeds several inputs since 2026-12-07: the refusals here are
+its parser's (an op it has no importer for), of the ParticleNet-like model as of a one-input one.
 
 The GPU is faked: TensorRT by the strict fakes of tests/fakes (tests/test_tensorrt_fake.py), PyTorch's and
 JAX's GPU checks by fakes keeping ``torch.cuda``'s and ``jax.devices()``' contracts
@@ -71,22 +72,35 @@ def _scorer(model: Path, tmp_path: Path, accelerators=("*",), **params):
     return scorer, job.channels.facts()["accelerators"]["vae"]
 
 
+REFUSED = f"tensorrt cannot run this model: cannot parse ONNX model {{model}}: {HARDMAX}"
+
+
 @pytest.mark.parametrize("engines, runs, says", [
-    (("torch", "jax"), "torch", "auto: PyTorch on NVIDIA H100 80GB HBM3, CUDA graphs per batch bucket (tensorrt "
-                                "cannot run this model: has 3 inputs ['points', 'features', 'mask'])"),
-    (("jax",), "jax", "auto: JAX on NVIDIA H100 80GB HBM3 (tensorrt cannot run this model: has 3 inputs ['points', "
-                      "'features', 'mask']; PyTorch GPU not used: PyTorch sees no CUDA GPU)"),
+    (("torch", "jax"), "torch", f"auto: PyTorch on NVIDIA H100 80GB HBM3, CUDA graphs per batch bucket ({REFUSED})"),
+    (("jax",), "jax", f"auto: JAX on NVIDIA H100 80GB HBM3 ({REFUSED}; PyTorch GPU not used: PyTorch sees no CUDA "
+                      f"GPU)"),
 ])
 def test_a_several_input_model_goes_from_tensorrt_to_the_next_gpu_engine(gpu, particlenet, tmp_path, engines, runs,
                                                                          says):
-    """TensorRT usable, a ParticleNet-like model (points, features, mask): TensorRT's backend refuses it at load;
-    the next usable GPU engine runs it (it ran on ONNX Runtime on the CPU until 2026-12-07), and the reason says
-    why TensorRT was passed over, in the first clause of its refusal."""
-    gpu(engines)
+    """TensorRT usable, a ParticleNet-like model (points, features, mask) its parser refuses: the next usable GPU
+    engine runs it (it ran on ONNX Runtime on the CPU until 2026-12-07), and the reason says why TensorRT was passed
+    over, in the first clause of its refusal."""
+    fake = gpu(engines)
+    fake.ctl.fail_parse = HARDMAX
     assert accelerator.choose_backend("auto", ["*"]) == ("tensorrt", "auto: TensorRT on Fake GPU 80GB")
     scorer, fact = _scorer(particlenet, tmp_path)
     assert scorer.backend_name == runs == fact["backend"] and scorer.backend.name == runs
-    assert scorer.reason == says == fact["reason"]
+    assert scorer.reason == says.format(model=particlenet) == fact["reason"]
+    scorer.end_job()
+
+
+def test_tensorrt_runs_a_several_input_model_itself(gpu, particlenet, tmp_path):
+    """The same model where TensorRT's parser takes it: TensorRT runs it, every input in its profile (it was
+    refused for its three inputs until 2026-12-07, and ran on the next engine)."""
+    fake = gpu()
+    scorer, fact = _scorer(particlenet, tmp_path)
+    assert scorer.backend_name == "tensorrt" == fact["backend"] and scorer.reason == "auto: TensorRT on Fake GPU 80GB"
+    assert sorted(fake.ctl.builds[-1]["profiles"][0]) == ["features", "mask", "points"]
     scorer.end_job()
 
 
@@ -121,8 +135,7 @@ def test_without_the_cpu_the_last_refusal_ends_the_job_naming_the_others(gpu, tm
     msg = str(info.value)
     assert msg.startswith("modules.vae: jax: model ") and "Hardmax" in msg and "\n" not in msg, msg
     assert "(auto tried before it: tensorrt: cannot parse ONNX model" in msg and "; torch: uses ONNX op(s)" in msg, msg
-    fake.ctl.fail_parse = None
-    with pytest.raises(ModuleError, match=r"^modules.vae: tensorrt: model .* has 3 inputs") as info:
+    with pytest.raises(ModuleError, match=r"^modules.vae: tensorrt: cannot parse ONNX model .*pn.onnx") as info:
         make_scorer(model=str(_several(tmp_path)), backend="tensorrt", engine_cache=str(tmp_path)).begin_job(fake_job())
     assert "auto tried" not in str(info.value)
 
@@ -135,11 +148,11 @@ def _several(tmp_path: Path) -> Path:
 
 
 def test_the_shipped_path_runs_a_several_input_model_on_pytorch_behind_tensorrt(gpu, particlenet, tmp_path, capfd):
-    """``hltrun configs/path.yaml modules.vae.model=pn.onnx`` on a GPU node with TensorRT: PyTorch runs it, the log
-    and the job report say why TensorRT did not."""
+    """``hltrun configs/path.yaml modules.vae.model=pn.onnx`` on a GPU node with a TensorRT whose parser refuses it:
+    PyTorch runs it, the log and the job report say why TensorRT did not."""
     from hltrun.framework.cli import main as hltrun
 
-    gpu()
+    gpu().ctl.fail_parse = HARDMAX
     rc = hltrun([str(REPO / "configs" / "path.yaml"), "-n", "5", f"modules.vae.model={particlenet}",
                  "modules.vae.max_batch=4", f"modules.vae.engine_cache={tmp_path / 'engines'}",
                  "modules.anomalyFilter.threshold=1", f"modules.out.file={tmp_path / 'out.root'}",
@@ -148,7 +161,7 @@ def test_the_shipped_path_runs_a_several_input_model_on_pytorch_behind_tensorrt(
     assert rc == 0, err
     assert "modules.vae: auto: PyTorch on NVIDIA H100 80GB HBM3" in err and "tensorrt cannot run this model" in err
     vae = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["job"]["module_summaries"]["vae"]
-    assert vae["backend"]["backend"] == "torch" and "tensorrt cannot run this model: has 3 inputs" in vae["choice"]
+    assert vae["backend"]["backend"] == "torch" and "tensorrt cannot run this model: cannot parse" in vae["choice"]
 
 
 def test_a_refusal_is_asked_once_per_label_not_once_per_stream(gpu, particlenet, tmp_path, monkeypatch):
@@ -158,7 +171,7 @@ def test_a_refusal_is_asked_once_per_label_not_once_per_stream(gpu, particlenet,
     minutes, once per stream), and a refusal seen by one stream cannot leave another stream on another engine."""
     from hltrun.modules.inference import tensorrt_backend
 
-    gpu()
+    gpu().ctl.fail_parse = HARDMAX
     offered: list[str] = []
     build = tensorrt_backend.build_serialized_engine
 
@@ -174,7 +187,7 @@ def test_a_refusal_is_asked_once_per_label_not_once_per_stream(gpu, particlenet,
         scorer.begin_job(job)
     assert offered == [str(particlenet)]
     assert {(s.backend_name, s.reason) for s in scorers} == {(scorers[0].backend_name, scorers[0].reason)}
-    assert scorers[0].backend_name == "torch" and "tensorrt cannot run this model: has 3 inputs" in scorers[0].reason
+    assert scorers[0].backend_name == "torch" and "tensorrt cannot run this model: cannot parse" in scorers[0].reason
     for scorer in scorers:
         scorer.end_job()
 

@@ -88,6 +88,28 @@ def test_tensorrt_small_models_agree_and_count_copies(tmp_path, io_dtype, extra)
     again.close()
 
 
+def test_tensorrt_several_inputs_agree_with_onnxruntime(tmp_path):
+    """The ParticleNet-like EdgeConv of tests/particlenet.py (points, features, mask): one profile for every input,
+    each bound by its tensor name; batches of 1 to 40 jets (chunks of 16) against ONNX Runtime on the CPU, within the
+    agreement criterion beyond float32 rounding. Written against TensorRT 10's API and its fake only (2026-12-07)."""
+    _needs_trt()
+    pytest.importorskip("torch", reason="exporting the several-input test model needs torch")
+    from hltrun.modules.inference.autoselect import beyond_rounding, sample_inputs
+    from hltrun.modules.inference.base import AGREEMENT_RTOL
+    from tests.particlenet import particlenet_onnx
+
+    model = particlenet_onnx(tmp_path / "pn.onnx")
+    ref = loaded("onnxruntime", model)
+    trt = loaded("tensorrt", model, engine_cache=str(tmp_path), max_batch=16)
+    worst = 0.0
+    for n in (1, 2, 3, 9, 16, 40):
+        xs = sample_inputs(ref, n, seed=n)
+        worst = max(worst, beyond_rounding({"score": trt.run(xs)["score"]}, {"score": ref.run(xs)["score"]}))
+    print(f"TensorRT several inputs: {worst:.2e} beyond float32 rounding of ONNX Runtime's scores")
+    assert worst <= AGREEMENT_RTOL
+    trt.close()
+
+
 @pytest.mark.parametrize("model", ["conv_vae", "gcn_vae"])
 def test_tensorrt_fp32_matches_onnxruntime_on_shipped_samples(model, tmp_path):
     _needs_trt()

@@ -143,16 +143,16 @@ def test_other_count_and_branch_feature_from_the_configuration(tmp_path, sample)
     assert "jets (N, 50, 4)" in json.dumps(report) or "x (N, 50, 4)" in json.dumps(report)
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "jax", "torch"])
+@pytest.mark.parametrize("backend", ["onnxruntime", "jax", "torch", "iree"])
 def test_several_inputs_channels_first_with_jet_features_from_metadata(tmp_path, sample, backend) -> None:
     """ParticleNet-like: points (N, 2, 30), features (N, 3, 30), mask (N, 1, 30), all channels first,
     and jet-level (N, 3); declared in the model's own metadata (hltinputs), nothing in the configuration.
-    JAX and PyTorch (the translator's engines, with buckets up to 4 jets) refused it at begin_job until
-    2026-12-07; every engine's scores are the independent computation's."""
+    JAX, PyTorch and IREE (engines with buckets up to 4 jets) refused it at begin_job until 2026-12-07; every
+    engine's scores are the independent computation's."""
     from hltrun.tools.declare_inputs import main as hltinputs
 
     if backend != "onnxruntime":
-        pytest.importorskip(backend)
+        pytest.importorskip({"iree": "iree.compiler"}.get(backend, backend))
 
     rng = np.random.default_rng(3)
     w_points, w_feat = rng.normal(size=(1, 2, 1)).astype(np.float32), rng.normal(size=(1, 3, 1)).astype(np.float32)

@@ -6,9 +6,9 @@
   JAX sees one (jax with its CUDA plugin); otherwise ONNX Runtime on the CPU — loudly (log line +
   ``job.facts``), the reason naming what was missing.
 * The engine is picked by name, before the model is read; one that refuses the model at load (TensorRT
-  feeds one input, JAX and PyTorch run the ops hltrun translates) or fails its warm-up (a CUDA-graph capture,
-  an XLA compile, a translated branch only a batch of several jets takes) hands it on, released, to the next
-  usable engine in that order, ONNX Runtime on the CPU last where the job allows the CPU (``auto_next``); the
+  parses only the ops it imports, JAX and PyTorch the ops hltrun translates) or fails its warm-up (a CUDA-graph
+  capture, an XLA compile, a translated branch only a batch of several jets takes) hands it on, released, to the
+  next usable engine in that order, ONNX Runtime on the CPU last where the job allows the CPU (``auto_next``); the
   reason names each engine passed over and why.
 * An explicit backend is never swapped for another: ``tensorrt`` without a GPU, or a backend the
   accelerators list forbids, is a one-line error.
@@ -188,7 +188,7 @@ def auto_next(accelerators: Sequence[str], refused: Sequence[tuple[str, str]] = 
               model: object = "") -> tuple[str, str] | None:
     """(engine, reason) ``auto`` runs after the engines in ``refused`` ((engine, its refusal at load or its failure
     to warm up), in the order they were tried) turned the model down; None when no engine is left. ``choose_backend`` picks a GPU
-    engine by name, before the model is read, so one that cannot run it (TensorRT feeds one input, JAX and
+    engine by name, before the model is read, so one that cannot run it (TensorRT parses only ops it imports, JAX and
     PyTorch run the ops hltrun translates) hands it on to the next usable one, the CPU last. The reason names
     every engine passed over: why it is not usable here, or the first clause of its refusal."""
     said = dict(refused)

@@ -662,11 +662,12 @@ def per_call_quant_ops(path: Path) -> tuple[str, ...]:
 
 def several_inputs(backend: str, model: Path, names: Sequence[str]) -> ModuleError:
     """The one line for a model with several inputs (ParticleNet's points, features, mask) on an
-    engine that feeds one (IREE, TensorRT): ONNX Runtime feeds them all, and so do JAX and PyTorch, on the
-    CPU or a GPU, which read the same .onnx file (TensorFlow and TFLite feed them too, by name, from the
-    model's .keras or .tflite file; docs/your-model.md)."""
+    engine that feeds one: every engine hltrun ships feeds them all since 2026-12-07 (TensorFlow and TFLite by
+    name, from the model's .keras or .tflite file; docs/your-model.md), so this is what a plugin engine that does not
+    override ``_run_inputs`` says."""
     return ModuleError(f"{backend}: model {model} has {len(names)} inputs {list(names)}; the {backend} backend "
-                       f"feeds models with one input: use backend: onnxruntime (or jax, torch: on a GPU too)")
+                       f"feeds models with one input: use backend: onnxruntime (or iree; jax, torch: on a GPU too; "
+                       f"tensorrt on a GPU)")
 
 
 FLOAT32_ONLY = ("hltrun feeds float32: a mask too, as 0/1); export the model with a float32 input (PyTorch: "

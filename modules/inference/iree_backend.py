@@ -11,6 +11,10 @@ model's hash (its external-data files included), the compiler's version, this CP
 (``engine_cache`` or ``$XDG_CACHE_HOME/hltrun/iree``), so a second job loads in milliseconds. Where
 that folder cannot be written, the modules stay in this process's memory (``machine.IN_MEMORY``), so
 that the job's other streams load them from there instead of compiling again.
+
+A model with several inputs (ParticleNet's points, features, mask) is compiled the same way, every input's
+batch axis fixed to the bucket; each call hands the bucket's entry point one array per input in the graph's
+order, each padded along the batch axis with the same zero jets (a mask's padding is 0).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from .autoselect import CHECK_JETS, sample_inputs
 from .buckets import bucket_for, up_to_typical
 from .opset_upgrade import importable
 from .base import (STANDARD_DOMAINS, InferenceBackend, graph_nodes, inline_local_functions, log, refuse_mixed_types,
-                   require_float32, several_inputs, vendor_note, vendor_ops)
+                   require_float32, vendor_note, vendor_ops)
 
 TARGET = "llvm-cpu"
 
@@ -159,9 +163,10 @@ def refuse_ignored_sequence_lens(graph: Any, model: Path) -> None:
 
 def never_compiles(model: Path) -> str | None:
     """Why IREE would refuse this ONNX file whatever it compiles (its graph only, not its external weights): ops
-    outside the default ONNX domain it cannot read, or several inputs (it feeds one); None where it may compile,
-    or cannot be read here, which loading it then says. ``auto`` gives it instead of "run once with backend:
-    iree", a command that would only be refused."""
+    outside the default ONNX domain it cannot read; None where it may compile, or cannot be read here, which
+    loading it then says. ``auto`` gives it instead of "run once with backend: iree", a command that would only
+    be refused. Several inputs are no reason: IREE feeds each (ParticleNet's points, features, mask) since
+    2026-12-07."""
     try:
         import onnx
 
@@ -171,10 +176,6 @@ def never_compiles(model: Path) -> str | None:
     ops = unreadable_ops(graph)
     if ops:
         return f"cannot read this model's {', '.join(ops)} (ops outside the default ONNX domain)"
-    weights = {t.name for t in graph.initializer}
-    inputs = [i.name for i in graph.input if i.name not in weights]
-    if len(inputs) > 1:
-        return f"feeds models with one input, and this one has {len(inputs)} {inputs}"
     return None
 
 
@@ -277,16 +278,18 @@ class IreeBackend(InferenceBackend):
         self._inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         self._outputs = [o.name for o in model.graph.output]
         self._fetch: list[int] = []  # positions of the mapped outputs among the module's results
-        if len(self._inputs) != 1:
-            raise several_inputs(self.name, self.model_path, [i.name for i in self._inputs])
-        self._shape = tuple(d.dim_value if d.HasField("dim_value") else None
-                            for d in self._inputs[0].type.tensor_type.shape.dim)
-        require_float32(self.name, self.model_path, self._inputs[0].name,
-                        onnx.helper.tensor_dtype_to_np_dtype(self._inputs[0].type.tensor_type.elem_type))
-        jet_shape = self.settle_inputs() and self._jet_shapes[0]  # a wrong shape: one line, before any compiling
+        # every input's shape, in the graph's order: the compiled entry point takes them in that order
+        self._shapes = [tuple(d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim)
+                        for i in self._inputs]
+        self._shape = self._shapes[0]
+        for i in self._inputs:
+            require_float32(self.name, self.model_path, i.name,
+                            onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+        self.settle_inputs()  # a wrong shape: one line, before any compiling; the contract now in the graph's order
+        names = [i.name for i in self._inputs]
         # the upgrade keeps the graph's inputs and outputs: it is checked on the settled contract's sample jets
-        model = importable(model, self.model_path,
-                           lambda: {self._inputs[0].name: sample_inputs(self, CHECK_JETS, seed=1)})
+        model = importable(model, self.model_path, lambda: dict(zip(names, as_inputs(sample_inputs(self, CHECK_JETS,
+                                                                                                    seed=1)))))
         refuse_ignored_sequence_lens(model.graph, self.model_path)
         self._ops = graph_ops(model.graph)
         self.version = dist_version("iree-base-compiler")
@@ -319,7 +322,8 @@ class IreeBackend(InferenceBackend):
                         self.model_path.name, bucket, reason, how,
                         extra={"once": True})  # every stream's backend finds the same: said once per job
         self.buckets = sorted(self._functions)
-        self._padded = {b: np.zeros((b, *jet_shape), np.float32) for b in self.buckets}
+        # per bucket, one zeroed buffer per input, in the graph's order (a padded batch's jets are zero jets)
+        self._padded = {b: tuple(np.zeros((b, *jet), np.float32) for jet in self._jet_shapes) for b in self.buckets}
 
     def failure_hint(self, reason: str) -> str:
         """The model's nodes IREE's refusal is likely about, and the engine that runs every ONNX op."""
@@ -407,7 +411,7 @@ class IreeBackend(InferenceBackend):
         return self._shape
 
     def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
-        return [(self._inputs[0].name, self._shape)]
+        return [(i.name, shape) for i, shape in zip(self._inputs, self._shapes)]
 
     def _output_names(self) -> Sequence[str]:
         return self._outputs
@@ -415,32 +419,46 @@ class IreeBackend(InferenceBackend):
     def _bucket(self, n: int) -> int:
         return bucket_for(n, self.buckets)  # n <= the largest bucket: _run slices bigger batches
 
-    def _run_bucket(self, x: np.ndarray) -> list[np.ndarray]:
-        n = len(x)
+    def _run_bucket(self, xs: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        """One call of the bucket's entry point, one argument per graph input in the graph's order (IREE's ONNX
+        import keeps it; its entry points carry no names): ``xs`` is in that order, the contract's, which
+        ``match_model`` matched to the graph's input names. A padded batch is zero jets in every input (a
+        mask's padding is 0: a padded jet has no constituent)."""
+        n = len(xs[0])
         bucket = self._bucket(n)
         if bucket != n:
             padded = self._padded[bucket]
-            padded[:n] = x
-            padded[n:] = 0.0
-            x = padded
-        results = self._functions[bucket](x)
+            for buf, x in zip(padded, xs):
+                buf[:n] = x
+                buf[n:] = 0.0
+            xs = padded
+        results = self._functions[bucket](*xs)
         results = results if isinstance(results, (list, tuple)) else [results]
         return [host_copy(results[i], n) for i in self._fetch]
 
     def _run(self, x: np.ndarray) -> Any:
+        return self._run_inputs((x,))
+
+    def _run_inputs(self, xs: tuple[np.ndarray, ...]) -> Any:
         """The mapped outputs only (``output_names``): another output need not be one value per jet (a
-        per-call total), and slicing or joining it per bucket would fail or mean nothing."""
+        per-call total), and slicing or joining it per bucket would fail or mean nothing. A batch over the
+        largest bucket runs in slices of it, every input sliced alike."""
         if len(self._fetch) != len(self.output_names):
             self._fetch = [self._outputs.index(name) for name in self.output_names]
-        top = self.buckets[-1]
-        if len(x) <= top:
-            return dict(zip(self.output_names, self._run_bucket(x)))
-        parts = [self._run_bucket(x[i:i + top]) for i in range(0, len(x), top)]
+        top, n = self.buckets[-1], len(xs[0])
+        if n <= top:
+            return dict(zip(self.output_names, self._run_bucket(xs)))
+        parts = [self._run_bucket(tuple(x[i:i + top] for x in xs)) for i in range(0, n, top)]
         return {name: np.concatenate([p[k] for p in parts]) for k, name in enumerate(self.output_names)}
 
     def _describe(self) -> dict[str, Any]:
         return {"versions": {"iree": self.version}, "target": f"{TARGET} (host CPU)", "buckets": list(self.buckets),
                 "compiled_at_load": list(self.compiled_now), "precision": "fp32"}
+
+
+def as_inputs(sample: np.ndarray | tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """``sample_inputs``' batch as one array per input (it gives a one-input model's array bare)."""
+    return sample if isinstance(sample, tuple) else (sample,)
 
 
 def host_copy(result: Any, n: int) -> np.ndarray:

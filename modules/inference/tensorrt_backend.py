@@ -1,7 +1,9 @@
 """TensorRT backend (TensorRT 10 and 11 Python API), with its own host<->device copy accounting.
 
 The ONNX model is compiled into an engine with one optimisation profile for the dynamic batch
-(min 1, opt ``opt_batch``, max ``max_batch``); the serialized engine is cached on disk under a name
+(min 1, opt ``opt_batch``, max ``max_batch``), which gives every input its shapes (a model with several
+inputs, ParticleNet's points, features, mask: each one's, the batch varied alike); the serialized engine
+is cached on disk under a name
 that holds the ONNX file's sha256, the GPU name, the TensorRT version, the precision and the
 profile, so a different model, card or TensorRT never picks up a stale engine.
 
@@ -15,7 +17,9 @@ pycuda or, when pycuda is absent, cuda-python's runtime bindings (``cuda.binding
 cuda-python/cuda-bindings 12.6 or later; the old ``cuda.cudart`` module is gone in 13). Every buffer
 has the engine's own dtype (an FP16-I/O engine, as TensorRT 11's AutoCast writes, gets float16
 buffers and copies) and the size of the tensor at the profile's maximum batch as the execution
-context reports it (an (N, k) output gets k values per jet). Each batch is one H2D copy of the jets,
+context reports it (an (N, k) output gets k values per jet). Each input is bound by its tensor name
+(``set_input_shape``, ``set_tensor_address``), with its own pair of buffers. Each batch is one H2D copy of the jets
+(one per input),
 ``execute_async_v3`` on the backend's stream (its integer handle), and one small D2H copy per
 requested output (the score is computed inside the graph, so 8 bytes per jet come back instead of a
 100x3 reconstruction). CUDA events around the copies give their time; bytes, counts and times go to
@@ -38,7 +42,7 @@ from hltrun.framework.destinations import fit_name
 from hltrun.framework.errors import ModuleError
 from hltrun.framework.extras import need
 
-from .base import InferenceBackend, check_input_shape, log, several_inputs
+from .base import InferenceBackend, check_input_shape, log
 from .machine import CACHE_STEM_BYTES, engine_cache_dir, model_digest
 
 MIN_TRT_MAJOR = 10
@@ -233,29 +237,40 @@ def fp16_supported(trt: Any, builder: Any) -> bool:
     return hasattr(trt.BuilderFlag, "FP16") and bool(getattr(builder, "platform_has_fast_fp16", False))
 
 
+def jet_shapes(network: Any, onnx_path: Path) -> dict[str, tuple[int, ...]]:
+    """Input name -> one jet's shape (static), for every input of the parsed network in its order: the profile
+    varies the batch only. A shape it cannot vary so is one line naming the input (a one-input model with a fixed
+    batch: the shared refusal, as before several inputs were fed)."""
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    jets: dict[str, tuple[int, ...]] = {}
+    for inp in inputs:
+        shape = tuple(inp.shape)
+        if len(inputs) == 1 and (len(shape) < 2 or shape[0] >= 0):  # a fixed batch: the shared one-line refusal
+            check_input_shape(shape, onnx_path)
+        if len(shape) < 2 or shape[0] >= 0 or any(d < 0 for d in shape[1:]):
+            raise ModuleError(f"tensorrt: model {onnx_path} input {inp.name!r} has shape {shape}; TensorRT profiles "
+                              f"here vary the batch only: export it with a dynamic first axis and the other "
+                              f"dimensions static")
+        jets[inp.name] = shape[1:]
+    return jets
+
+
 def build_serialized_engine(trt: Any, logger: Any, onnx_path: Path, settings: BuildSettings) -> bytes:
-    """Parse the ONNX file, check its input, build the engine with a dynamic-batch profile."""
+    """Parse the ONNX file, check its inputs, build the engine with one dynamic-batch profile giving every input
+    its min/opt/max (a dynamic input missing from the profile fails TensorRT's build)."""
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10+
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ModuleError(f"tensorrt: cannot parse ONNX model {onnx_path}: {errors[:300]}")
-    if network.num_inputs != 1:
-        raise several_inputs("tensorrt", Path(onnx_path), [network.get_input(i).name for i in range(network.num_inputs)])
-    inp = network.get_input(0)
-    shape = tuple(inp.shape)
-    if len(shape) < 2 or shape[0] >= 0:  # a fixed batch: the shared one-line refusal
-        check_input_shape(shape, onnx_path)
-    jet = shape[1:]  # one jet's input, static: the profile varies the batch only
-    if any(d < 0 for d in jet):
-        raise ModuleError(f"tensorrt: model {onnx_path} input {inp.name!r} has shape {shape}; TensorRT profiles "
-                          f"here vary the batch only: export the other dimensions static")
+    jets = jet_shapes(network, Path(onnx_path))
     precision, opt_batch, max_batch = settings.precision, settings.opt_batch, settings.max_batch
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace)
     profile = builder.create_optimization_profile()
-    profile.set_shape(inp.name, (1, *jet), (opt_batch, *jet), (max_batch, *jet))
+    for name, jet in jets.items():
+        profile.set_shape(name, (1, *jet), (opt_batch, *jet), (max_batch, *jet))
     config.add_optimization_profile(profile)
     if precision == "fp16":
         if not fp16_supported(trt, builder):
@@ -336,15 +351,22 @@ class TensorRTBackend(InferenceBackend):
 
     def _allocate(self) -> None:
         """Pinned host + device buffers for ``max_batch`` jets in each tensor's own dtype and per-jet
-        size (from the context at the profile's maximum); tensor addresses set once."""
+        size (from the context at the profile's maximum, every input's shape set); tensor addresses set once, by
+        name. Several inputs: one pair of buffers each, bound by its tensor name, in the engine's input order."""
         trt, engine, cuda, ctx = self.trt, self.engine, self.cuda, self.context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.input_name = inputs[0]
-        self._outputs = [n for n in names if n not in inputs]
-        self._shape = tuple(engine.get_tensor_shape(self.input_name))
-        if not ctx.set_input_shape(self.input_name, (self.max_batch, *self._shape[1:])):
-            raise ModuleError(f"tensorrt: engine for {self.model_path} rejects its own maximum batch {self.max_batch}")
+        self.input_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.input_name = self.input_names[0]
+        self._outputs = [n for n in names if n not in self.input_names]
+        self._shapes = {n: tuple(engine.get_tensor_shape(n)) for n in self.input_names}
+        self._shape = self._shapes[self.input_name]
+        for name in self.input_names:
+            if not ctx.set_input_shape(name, (self.max_batch, *self._shapes[name][1:])):
+                raise ModuleError(f"tensorrt: engine for {self.model_path} rejects its own maximum batch "
+                                  f"{self.max_batch} for input {name!r}")
+        unset = ctx.infer_shapes()  # every input has its shape? (all_binding_shapes_specified ignores set_input_shape)
+        if unset:
+            raise ModuleError(f"tensorrt: engine for {self.model_path} has input(s) {list(unset)} without a shape")
         self.width: dict[str, int] = {}  # values per jet
         for name in names:
             shape = tuple(ctx.get_tensor_shape(name))
@@ -365,38 +387,52 @@ class TensorRTBackend(InferenceBackend):
             n = self.max_batch * self.width[name]
             self.host[name] = cuda.host_empty(n, dtype)
             self.dev[name] = cuda.device_alloc(n * dtype.itemsize)
-            ctx.set_tensor_address(name, cuda.device_ptr(self.dev[name]))
+            if not ctx.set_tensor_address(name, cuda.device_ptr(self.dev[name])):
+                raise ModuleError(f"tensorrt: engine for {self.model_path} has no tensor {name!r} to bind")
 
     def _input_shape(self) -> tuple[Any, ...]:
         return self._shape
 
     def _input_signature(self) -> list[tuple[str, tuple[Any, ...]]]:
-        return [(self.input_name, self._shape)]
+        """Every input, in the engine's order (the network's): ``settle_inputs`` checks each one's static dimensions
+        against the declaration, one line naming the input."""
+        return [(name, self._shapes[name]) for name in self.input_names]
 
     def _output_names(self) -> Sequence[str]:
         return self._outputs
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Batches above ``max_batch`` run in profile-sized chunks."""
-        out = {k: np.empty(len(x), np.float32) for k in self.output_names}
+        return self._run_inputs((x,))
+
+    def _run_inputs(self, xs: tuple[np.ndarray, ...]) -> dict[str, np.ndarray]:
+        """One array per input, in the engine's input order (the contract's, matched by name at load). Batches
+        above ``max_batch`` run in profile-sized chunks, every input sliced alike."""
+        n = len(xs[0])
+        out = {k: np.empty(n, np.float32) for k in self.output_names}
         self.cuda.activate()
         try:
-            for start in range(0, len(x), self.max_batch):
-                self._run_chunk(x[start:start + self.max_batch], out, start)
+            for start in range(0, n, self.max_batch):
+                self._run_chunk(tuple(x[start:start + self.max_batch] for x in xs), out, start)
         finally:
             self.cuda.deactivate()
         return out
 
-    def _run_chunk(self, x: np.ndarray, out: dict[str, np.ndarray], start: int) -> None:
+    def _run_chunk(self, xs: tuple[np.ndarray, ...], out: dict[str, np.ndarray], start: int) -> None:
+        """Each input's shape set and its jets copied by its own tensor name (one H2D copy per input), one launch,
+        the D2H copies of the requested outputs."""
         cuda, ctx, c, (e0, e1, e2, e3) = self.cuda, self.context, self.counters, self.events
-        m = len(x)
-        if not ctx.set_input_shape(self.input_name, (m, *self._shape[1:])):
-            raise ModuleError(f"tensorrt: batch of {m} jets outside the engine profile of {self.model_path}")
-        host_in = self.host[self.input_name]
-        host_in[: x.size] = x.reshape(-1)  # casts to the engine's input dtype (float16 for FP16 I/O)
-        in_bytes = x.size * host_in.itemsize
+        m = len(xs[0])
+        in_bytes = 0
+        for name, x in zip(self.input_names, xs):
+            if not ctx.set_input_shape(name, (m, *self._shapes[name][1:])):
+                raise ModuleError(f"tensorrt: batch of {m} jets outside the engine profile of {self.model_path}")
+            host_in = self.host[name]
+            host_in[: x.size] = x.reshape(-1)  # casts to the engine's input dtype (float16 for FP16 I/O)
         cuda.record(e0, self.stream)
-        cuda.h2d(self.dev[self.input_name], host_in, in_bytes, self.stream)
+        for name, x in zip(self.input_names, xs):
+            nbytes = x.size * self.host[name].itemsize
+            cuda.h2d(self.dev[name], self.host[name], nbytes, self.stream)
+            in_bytes += nbytes
         cuda.record(e1, self.stream)
         if not ctx.execute_async_v3(cuda.stream_handle(self.stream)):
             raise ModuleError(f"tensorrt: execute_async_v3 failed for {self.model_path}")
@@ -407,7 +443,7 @@ class TensorRTBackend(InferenceBackend):
         cuda.synchronize(self.stream)
         for name in self.output_names:
             out[name][start:start + m] = self.host[name][:m]
-        c["chunks"] += 1  # one H2D copy, one launch, the D2H copies: one device call
+        c["chunks"] += 1  # the H2D copies (one per input), one launch, the D2H copies: one device call
         c["h2d_bytes"] += in_bytes
         c["d2h_copies"] += len(self.output_names)
         c["d2h_bytes"] += m * sum(self.host[n].itemsize for n in self.output_names)

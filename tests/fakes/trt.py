@@ -14,6 +14,25 @@ current input shape. What it enforces, as real TensorRT does:
 * TensorRT 11 has no ``BuilderFlag.FP16`` and no ``Builder.platform_has_fast_fp16`` (weak typing is
   gone); TensorRT 10 has both;
 * parsers and builds can be told to fail (``FakeTrtControl``).
+
+Several inputs (ParticleNet's points, features, mask), as TensorRT 10's Python API documents them (NVIDIA/TensorRT
+``python/docstrings/infer/pyCoreDoc.h`` and ``include/NvInferRuntime.h``; the build's words from NVIDIA/TensorRT
+issues #532 and #1812):
+
+* ``IOptimizationProfile.set_shape(name, min, opt, max)`` raises ``RuntimeError`` ("Shape provided for min is
+  inconsistent with other shapes.", python/src/infer/pyCore.cpp) unless min <= opt <= max; a profile that gives no
+  shape for one dynamic input fails the build: ``build_serialized_network`` logs "<name>: dynamic input is missing
+  dimensions in profile 0." and returns None (kept in ``FakeTrtControl.errors``);
+* ``IExecutionContext.set_input_shape(name, shape)`` returns False, not an exception, when ``name`` is not an input
+  tensor, when a dimension disagrees with the network's (unless that is -1), or outside the profile;
+* ``set_tensor_address(name, ptr)`` returns False when ``name`` is not an input or output tensor;
+* ``infer_shapes()`` returns the names of the inputs whose dynamic dimensions have no shape yet (``[]`` when every
+  one has), and raises ``RuntimeError`` when shape inference fails otherwise (here: inputs of different batches);
+* ``all_binding_shapes_specified`` "does not work with name-base interfaces eg. set_input_shape(). Use
+  infer_shapes() instead": reading it is a ``ContractError`` here, so the backend never relies on it;
+* ``execute_async_v3`` (enqueueV3) returns False, with the error logged, when an input has no shape or a tensor
+  no address ("Before calling enqueueV3(), each input must have a non-null address and each output must have a
+  non-null address"); an output's shape has -1 for its batch while any dynamic input's shape is unset.
 """
 
 from __future__ import annotations
@@ -42,6 +61,7 @@ class FakeTrtControl:
     fail_build: bool = False
     builds: list[dict[str, Any]] = field(default_factory=list)  # one record per build
     executions: list[int] = field(default_factory=list)  # stream handle of each execute_async_v3
+    errors: list[str] = field(default_factory=list)  # what real TensorRT logs at ERROR where a call returns False/None
 
 
 class DataType(enum.Enum):
@@ -147,7 +167,8 @@ def make_tensorrt(gpu: FakeGpu, ctl: FakeTrtControl) -> types.ModuleType:
                 self.errors.append(ParserError(f"ModelImporter.cpp: failed to parse ONNX model: {exc}"))
                 return False
             self.network.onnx = Path(path).read_bytes()
-            for i in model.graph.input:
+            weights = {t.name for t in model.graph.initializer}
+            for i in (i for i in model.graph.input if i.name not in weights):
                 tt = i.type.tensor_type
                 self.network.inputs.append(ITensor(i.name, _dims([d.dim_value for d in tt.shape.dim]),
                                                    _onnx_dtype(tt.elem_type)))
@@ -158,9 +179,11 @@ def make_tensorrt(gpu: FakeGpu, ctl: FakeTrtControl) -> types.ModuleType:
             self.shapes: dict[str, tuple] = {}
 
         def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
+            if not isinstance(name, str):
+                raise TypeError("set_shape(): incompatible function arguments (input: str)")
             lo, opt, hi = tuple(lo), tuple(opt), tuple(hi)
             if not all(a <= b <= c for a, b, c in zip(lo, opt, hi)) or not len(lo) == len(opt) == len(hi):
-                raise ContractError(f"profile for {name}: need min <= opt <= max, got {lo} {opt} {hi}")
+                raise RuntimeError("Shape provided for min is inconsistent with other shapes.")
             self.shapes[name] = (lo, opt, hi)
 
     class Config:
@@ -200,10 +223,14 @@ def make_tensorrt(gpu: FakeGpu, ctl: FakeTrtControl) -> types.ModuleType:
             return Profile()
 
         def build_serialized_network(self, network: Network, config: Config) -> bytes | None:
-            missing = [i.name for i in network.inputs if -1 in i.shape and not any(i.name in p.shapes
-                                                                                    for p in config.profiles)]
-            if missing:
-                raise ContractError(f"dynamic inputs {missing} without an optimisation profile")
+            if any(-1 in i.shape for i in network.inputs) and not config.profiles:
+                ctl.errors.append("Network has dynamic or shape inputs, but no optimization profile has been defined.")
+                return None
+            for k, p in enumerate(config.profiles):
+                missing = [i.name for i in network.inputs if -1 in i.shape and i.name not in p.shapes]
+                if missing:  # every dynamic input needs its shapes in every profile
+                    ctl.errors.append(f"{missing[0]}: dynamic input is missing dimensions in profile {k}.")
+                    return None
             record = {"flags": sorted(f.name for f in config.flags), "pools": {k.name: v for k, v in config.pools.items()},
                       "profiles": [{k: list(map(list, v)) for k, v in p.shapes.items()} for p in config.profiles]}
             ctl.builds.append(record)
@@ -219,37 +246,65 @@ def make_tensorrt(gpu: FakeGpu, ctl: FakeTrtControl) -> types.ModuleType:
             self.input_shapes: dict[str, tuple[int, ...]] = {}
 
         def set_input_shape(self, name: str, shape: Any) -> bool:
+            e = self.engine
+            if name not in e.inputs:
+                return False  # "false if the provided name does not map to an input tensor"
             shape = tuple(int(d) for d in shape)
-            lo, _, hi = self.engine.profile[name]
-            if len(shape) != len(lo) or not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
+            lo, _, hi = e.profile[name]
+            net = e.shapes[name]
+            if len(shape) != len(lo) or any(n != -1 and n != d for n, d in zip(net, shape)) \
+                    or not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
                 return False
             self.input_shapes[name] = shape
             return True
+
+        def _unset(self) -> list[str]:
+            e = self.engine
+            return [n for n in e.inputs if -1 in e.shapes[n] and n not in self.input_shapes]
+
+        def infer_shapes(self) -> list[str]:
+            unset = self._unset()
+            if not unset and len({self.input_shapes[n][0] for n in self.input_shapes}) > 1:
+                raise RuntimeError(f"shape inference failed: inputs of different batches {self.input_shapes}")
+            return unset
+
+        @property
+        def all_binding_shapes_specified(self) -> bool:
+            raise ContractError("all_binding_shapes_specified does not work with name-based interfaces "
+                                "(set_input_shape): use infer_shapes()")
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
             shape = self.engine.shapes[name]
             if name in self.input_shapes:
                 return self.input_shapes[name]
-            given = self.input_shapes.get(self.engine.input)
-            return tuple((given[0] if given else -1) if d == -1 else d for d in shape)
+            batches = {s[0] for s in self.input_shapes.values()}
+            batch = batches.pop() if name not in self.engine.inputs and not self._unset() and len(batches) == 1 else -1
+            return tuple(batch if d == -1 else d for d in shape)
 
         def set_tensor_address(self, name: str, ptr: Any) -> bool:
             if name not in self.engine.shapes:
-                raise ContractError(f"set_tensor_address: no tensor {name!r}")
+                return False  # "Return false if the provided name does not map to an input or output tensor"
             self.addresses[name] = _strict_int(ptr, f"address of tensor {name!r}")
             return True
 
         def execute_async_v3(self, stream_handle: Any) -> bool:
             gpu.stream_check(_strict_int(stream_handle, "execute_async_v3 stream_handle"))
             e = self.engine
-            unset = [n for n in e.names if n not in self.addresses]
-            if unset or e.input not in self.input_shapes:
-                raise ContractError(f"execute_async_v3 before set_tensor_address {unset} / set_input_shape")
-            shape = self.input_shapes[e.input]
-            dt = np.dtype(_NP[e.dtypes[e.input]])
-            nbytes = int(np.prod(shape)) * dt.itemsize
-            x = gpu.device_view(self.addresses[e.input], nbytes).view(dt).reshape(shape).copy()
-            for name, value in zip(e.outputs, e.session.run(e.outputs, {e.input: x})):
+            unset, shapeless = [n for n in e.names if n not in self.addresses], self._unset()
+            if unset or shapeless:  # enqueueV3 returns false and logs the API usage error
+                ctl.errors.append(f"IExecutionContext::enqueueV3: Error Code 3: API Usage Error (tensors without an "
+                                  f"address {unset}, inputs without a shape {shapeless})")
+                return False
+            if len({shape[0] for shape in self.input_shapes.values()}) > 1:  # shape inference fails: no launch
+                ctl.errors.append(f"IExecutionContext::enqueueV3: inputs of different batches {self.input_shapes}")
+                return False
+            feeds = {}
+            for name in e.inputs:
+                shape = self.input_shapes.get(name, e.shapes[name])
+                dt = np.dtype(_NP[e.dtypes[name]])
+                nbytes = int(np.prod(shape)) * dt.itemsize
+                feeds[name] = gpu.device_view(self.addresses[name], nbytes).view(dt).reshape(shape).copy()
+            for name, value in zip(e.outputs, e.session.run(e.outputs, feeds)):
                 value = np.ascontiguousarray(value, _NP[e.dtypes[name]])
                 if value.shape != self.get_tensor_shape(name):
                     raise ContractError(f"output {name}: {value.shape} vs context shape {self.get_tensor_shape(name)}")
@@ -262,13 +317,14 @@ def make_tensorrt(gpu: FakeGpu, ctl: FakeTrtControl) -> types.ModuleType:
             self.head = head
             self.session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
             graph = onnx.load_from_string(model).graph
-            (inp,) = graph.input
-            self.input = inp.name
+            weights = {t.name for t in graph.initializer}
+            ins = [i for i in graph.input if i.name not in weights]
+            self.inputs = [i.name for i in ins]  # the network's order, which the engine's I/O tensors keep
             self.outputs = [o.name for o in graph.output]
-            self.names = [self.input, *self.outputs]
-            self.dtypes = {v.name: _onnx_dtype(v.type.tensor_type.elem_type) for v in [inp, *graph.output]}
+            self.names = [*self.inputs, *self.outputs]
+            self.dtypes = {v.name: _onnx_dtype(v.type.tensor_type.elem_type) for v in [*ins, *graph.output]}
             self.shapes = {v.name: _dims([d.dim_value for d in v.type.tensor_type.shape.dim])
-                           for v in [inp, *graph.output]}
+                           for v in [*ins, *graph.output]}
             (profile,) = head["profiles"]
             self.profile = {k: tuple(tuple(s) for s in v) for k, v in profile.items()}
 
@@ -280,7 +336,7 @@ def make_tensorrt(gpu: FakeGpu, ctl: FakeTrtControl) -> types.ModuleType:
             return self.names[i]
 
         def get_tensor_mode(self, name: str) -> TensorIOMode:
-            return TensorIOMode.INPUT if name == self.input else TensorIOMode.OUTPUT
+            return TensorIOMode.INPUT if name in self.inputs else TensorIOMode.OUTPUT
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
             return self.shapes[name]

@@ -629,8 +629,8 @@ class VAEAnomalyScorer(Producer):
         for line in choice.lines():
             log.info("modules.%s: %s", self.label, line, extra={"once": True})
         reason = f"auto: {choice.backend} on CPU, {choice.reason}" + (f"; {'; '.join(skipped)}" if skipped else "")
-        rows = tuple({"backend": t.backend, "us_per_jet": t.us_per_jet, "max_rel_diff": t.max_rel_diff,
-                      "agrees": t.agrees, "note": t.note} for t in choice.table)
+        rows = tuple({"backend": t.backend, "us_per_jet": t.us_per_jet, "diff_of_largest": t.of_largest,
+                      "max_rel_diff": t.max_rel_diff, "agrees": t.agrees, "note": t.note} for t in choice.table)
         return choice.backend, reason, rows, files[choice.backend]
 
     @staticmethod

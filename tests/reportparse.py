@@ -161,15 +161,15 @@ def html_pre(page: str) -> str:
 
 # ---------------------------------------------------------------------- MemoryReport and the job report
 def parse_memoryreport(text: str) -> dict[str, float]:
-    """The peaks (MB) the MemoryReport prints: SimpleMemoryCheck's ``Peak virtual size V Mbytes (RSS R)``
-    and ``Peak rss size R Mbytes (VSIZE V)``, hltrun's ``peak virtual size V MB, peak RSS R MB`` and
-    ``at the end R MB``."""
+    """The peaks (MiB) the MemoryReport prints: SimpleMemoryCheck's ``Peak virtual size V Mbytes (RSS R)``
+    and ``Peak rss size R Mbytes (VSIZE V)``, hltrun's ``peak virtual size V MiB, peak RSS R MiB`` and
+    ``at the end R MiB``."""
     number = f"({_NUM})"
     patterns = {("peak_vsize", "peak_vsize_rss"): rf"MemoryReport> Peak virtual size {number} Mbytes \(RSS {number}\)",
                 ("peak_rss", "peak_rss_vsize"): rf"MemoryReport> Peak rss size {number} Mbytes \(VSIZE {number}\)",
                 ("summary_peak_vsize", "summary_peak_rss"):
-                    rf"MemoryReport  peak virtual size {number} MB, peak RSS {number} MB",
-                ("summary_rss_end",): rf"MemoryReport  RSS at start .* at the end {number} MB"}
+                    rf"MemoryReport  peak virtual size {number} MiB, peak RSS {number} MiB",
+                ("summary_rss_end",): rf"MemoryReport  RSS at start .* at the end {number} MiB"}
     out: dict[str, float] = {}
     for keys, pattern in patterns.items():
         m = re.search(pattern, text, re.M)

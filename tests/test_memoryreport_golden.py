@@ -177,9 +177,25 @@ def test_job_prints_the_greppable_lines_first(write_config):
     # (the 8 MB temporary bytes the hog writes from may grow malloc's heap once: avg can exceed 8)
     assert 7.9 <= float(m.group(1)) <= 12 and float(m.group(2)) >= 7.9 and float(m.group(3)) >= 7.9, hog
     # hltrun's own tables come after the CMSSW lines
-    assert text.index("MemoryReport ---------- Memory  Summary ---[MB]----") > text.index(hog)
+    assert text.index("MemoryReport ---------- Memory  Summary ---[MiB]----") > text.index(hog)
     # peak VSIZE of the job = the last event's (the hog never frees)
     assert float(text[peak].split()[4]) == pytest.approx(memory.results()["peak_vsize_mb"], rel=1e-5)  # %g: 6 digits
+
+
+def test_own_lines_name_the_unit_they_print_mib(write_config):
+    """hltrun's own MemoryReport lines and the page print bytes / 1024² (SimpleMemoryCheck's "Mbytes", which
+    cmsRun's lines keep) and named it "MB", while the device memory lines of the same report name the same unit
+    "MiB": 139.4 "MB" of RSS is 146.1 MB. Each figure is checked against the CMSSW line's, as the page's."""
+    summary, process = run_config(write_config(CFG))
+    (memory,) = process.services
+    r = memory.results()
+    text = memory.text_report(summary).splitlines()
+    own = [t for t in text if t.startswith("MemoryReport  ") or t.startswith("MemoryReport ----")]
+    assert own and not [t for t in own if re.search(r"\bMB\b", t)], own
+    peak_rss = next(t for t in text if t.startswith("MemoryReport> Peak rss size"))
+    assert f"peak RSS {float(peak_rss.split()[4]):.1f} MiB" in "\n".join(own)  # the same bytes / 1024²
+    page = re.sub(r"data:[^\"']+", "", "".join(body for _, body in memory.html_sections(summary)))  # no base64 plots
+    assert f"Peak RSS <b>{r['peak_rss_mb']:.1f} MiB</b>" in page and not re.search(r"\bMB\b", page)
 
 
 def test_ignore_total_is_validated(write_config):

@@ -390,3 +390,27 @@ def test_the_report_files_of_a_job_of_no_event_validate(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "hltrun.json").read_text())
     jsonschema.validate(doc, json.loads(SCHEMA.read_text()), cls=jsonschema.Draft202012Validator)
     assert doc["services"]["Timing"]["farm"]["cores_real"] is None
+
+
+def test_self_cost_per_event_counts_the_module_calls_the_events_made() -> None:
+    """A filter that keeps 1 event in 4 in front of three producers: 1.75 module calls per event, not 4. The
+    BudgetReport's "Timing service's own cost ... us per event" and its share of the event counted one call of
+    every module per event (the shipped path's output, called for 458 of 4000 events, on all of them)."""
+    import tests.plugins  # noqa: F401 - registers TestCountingSource, TestModuloFilter, TestSquare
+
+    data = {"process": "SELFCOST", "source": {"type": "TestCountingSource", "n": 400},
+            "modules": {"f": {"type": "TestModuloFilter", "divisor": 4},
+                        **{label: {"type": "TestSquare"} for label in ("a", "b", "c")}},
+            "paths": {"p": ["f", "a", "b", "c"]}, "services": {"Timing": {}}}
+    process = Process(validate(data, "<test>"))
+    summary = EventProcessor(process).run()
+    (service,) = [s for s in process.services if isinstance(s, Timing)]
+    res = service.result(summary)
+    calls = {m["label"]: m["calls"] for m in res["modules"]}
+    assert calls == {"f": 400, "a": 100, "b": 100, "c": 100}
+    cost = res["self_cost"]
+    assert cost["module_calls_per_event"] == 700 / 400
+    assert cost["per_event_with_modules_ns"] == pytest.approx(cost["per_event_ns"] + cost["per_module_call_ns"] * 1.75,
+                                                             rel=1e-12)
+    assert cost["share_of_event"] == pytest.approx(cost["per_event_with_modules_ns"] * 1e-6 / res["event"]["real"]["mean"],
+                                                   rel=1e-12)

@@ -610,8 +610,9 @@ def _inference_section(s: "JobSummary") -> list[str]:
     for label, c in choices.items():
         if c.get("timings"):
             out.append(f"<p>Engines timed for {html.escape(label)} (backend: auto):</p>" + table(
-                ["engine", "µs/jet", "max rel. diff", "agrees", "note"],
-                [[t.get("backend", ""), t.get("us_per_jet"), _sci(t.get("max_rel_diff")), t.get("agrees"), t.get("note", "")]
+                ["engine", "µs/jet", "diff of largest", "rel. diff beyond rounding", "agrees", "note"],
+                [[t.get("backend", ""), t.get("us_per_jet"), _sci(t.get("diff_of_largest")), _sci(t.get("max_rel_diff")),
+                  t.get("agrees"), t.get("note", "")]
                  for t in c["timings"]], highlight=[t.get("backend") == c.get("backend") for t in c["timings"]]))
     if cuts:
         keys = sorted({k for cut in cuts.values() for k in cut})

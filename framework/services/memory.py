@@ -200,7 +200,7 @@ def _kernel_hwm() -> int:
 
 
 def _hwm_setter(hwm_by: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
-    """The module call that set the highest high-water mark of any worker, in MB."""
+    """The module call that set the highest high-water mark of any worker, in MiB."""
     if not hwm_by:
         return None
     worker, by = max(hwm_by.items(), key=lambda kv: kv[1]["hwm"])
@@ -211,13 +211,13 @@ def _hwm_setter(hwm_by: dict[str, dict[str, Any]] | None) -> dict[str, Any] | No
 def _hwm_lines(by: dict[str, Any] | None) -> list[str]:
     if by is None:
         return []
-    head = f"MemoryReport  kernel high-water mark {by['high_water_mark_mb']:.1f} MB reached"
+    head = f"MemoryReport  kernel high-water mark {by['high_water_mark_mb']:.1f} MiB reached"
     event = None if by["event"] is None else "run {}, lumi {}, event {}".format(*by["event"])
     if by["label"] == OUTSIDE:
         before = "a module's begin_job" if event is None else f"a module call of {event}"
         return [f"{head} outside module calls, before {before} (the source's read, the framework or a service), "
-                f"{by['above_rss_before_call_mb']:+.1f} MB above the RSS then"]
-    return [f"{head} in module '{by['label']}' ({event or 'begin_job'}), {by['above_rss_before_call_mb']:+.1f} MB "
+                f"{by['above_rss_before_call_mb']:+.1f} MiB above the RSS then"]
+    return [f"{head} in module '{by['label']}' ({event or 'begin_job'}), {by['above_rss_before_call_mb']:+.1f} MiB "
             f"above the RSS before that call"]
 
 
@@ -531,7 +531,7 @@ class Memory(Service):
         return rows[np.argsort(rows[:, 0], kind="stable")]
 
     def rss_by_worker(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per worker process: its event indices in the job and its RSS after them (MB), in event order."""
+        """Per worker process: its event indices in the job and its RSS after them (MiB), in event order."""
         d = self._data if self._data is not None else self.snapshot()
         out = {}
         for name, rows in sorted(d.series.items()):
@@ -551,27 +551,27 @@ class Memory(Service):
         d = self._data if self._data is not None else self.snapshot()
         lines = self._cmssw_lines(d) + [
             "",
-            "MemoryReport ---------- Memory  Summary ---[MB]----",
-            f"MemoryReport  peak virtual size {r['peak_vsize_mb']:.1f} MB, peak RSS {r['peak_rss_mb']:.1f} MB "
-            f"(kernel high-water mark {r['max_rss_kernel_mb']:.1f} MB)",
+            "MemoryReport ---------- Memory  Summary ---[MiB]----",
+            f"MemoryReport  peak virtual size {r['peak_vsize_mb']:.1f} MiB, peak RSS {r['peak_rss_mb']:.1f} MiB "
+            f"(kernel high-water mark {r['max_rss_kernel_mb']:.1f} MiB)",
             *_hwm_lines(r["kernel_high_water_mark_set_by"]),
             f"MemoryReport  RSS at start {r['rss_start_mb']:.1f}, after begin_job {r['rss_after_begin_job_mb']:.1f}, "
-            f"at the end {r['rss_end_mb']:.1f} MB",
+            f"at the end {r['rss_end_mb']:.1f} MiB",
             f"MemoryReport  {describe(r['leak'])}",
         ]
         lines += device_memory_lines(device_memory(summary))
         if len(r["workers"]) > 1:
             for w in r["workers"]:
-                lines.append(f"MemoryReport  worker {w['worker']}: peak RSS {w['peak_rss_mb']:.1f} MB, "
-                             f"after begin_job {w['rss_after_begin_job_mb']:.1f} MB")
+                lines.append(f"MemoryReport  worker {w['worker']}: peak RSS {w['peak_rss_mb']:.1f} MiB, "
+                             f"after begin_job {w['rss_after_begin_job_mb']:.1f} MiB")
         for k in r["key_events"]:
             run, lumi, event = k["id"]
             lines.append(f"MemoryReport  key event increasing RSS: run {run}, lumi {lumi}, event {event}: "
-                         f"+{k['rss_growth_kb']:.0f} kB -> {k['rss_mb']:.1f} MB")
+                         f"+{k['rss_growth_kb']:.0f} kB -> {k['rss_mb']:.1f} MiB")
         lines += ["", "MemoryReport ---------- Module Summary ---[RSS growth]----",
-                  "MemoryReport  begin_job MB   calls  mean kB/call   max kB/call   total MB  Name"]
+                  "MemoryReport  begin_job MiB   calls  mean kB/call   max kB/call  total MiB  Name"]
         for m in r["modules"]:
-            lines.append(f"MemoryReport  {m['begin_job_rss_mb']:>12.2f} {m['calls']:>7} {m['mean_rss_growth_per_call_kb']:>13.1f} "
+            lines.append(f"MemoryReport  {m['begin_job_rss_mb']:>13.2f} {m['calls']:>7} {m['mean_rss_growth_per_call_kb']:>13.1f} "
                          f"{m['max_rss_growth_per_call_kb']:>13.1f} {m['total_rss_growth_mb']:>10.2f}  {m['label']}")
         if any(m["total_rss_growth_mb"] < 0 or m["mean_rss_growth_per_call_kb"] < 0 for m in r["modules"]):
             lines.append("MemoryReport  (a negative figure: RSS fell while the module ran, memory freed by anyone, e.g. "
@@ -582,7 +582,7 @@ class Memory(Service):
         if r["memray_file"]:
             lines.append(f"MemoryReport  memray capture: {r['memray_file']}  (memray flamegraph / memray stats)")
         if r["allocations"]:
-            lines += ["", "MemoryReport ---------- Module Allocations (memray) ---[MB]----",
+            lines += ["", "MemoryReport ---------- Module Allocations (memray) ---[MiB]----",
                       "MemoryReport       allocs   allocated       freed        peak    live end  Name"]
             for label, a in sorted(r["allocations"].items(), key=lambda kv: -kv[1]["allocated"]):
                 lines.append(f"MemoryReport  {a['count']:>11} {a['allocated'] / MB:>11.2f} {a['freed'] / MB:>11.2f} "
@@ -613,8 +613,8 @@ class Memory(Service):
 
         r = self.results()
         rss = self.rss_per_event_mb()
-        parts = [f"<p>Peak RSS <b>{r['peak_rss_mb']:.1f} MB</b>, peak virtual size {r['peak_vsize_mb']:.1f} MB; "
-                 f"RSS after begin_job {r['rss_after_begin_job_mb']:.1f} MB, at the end {r['rss_end_mb']:.1f} MB.</p>"]
+        parts = [f"<p>Peak RSS <b>{r['peak_rss_mb']:.1f} MiB</b>, peak virtual size {r['peak_vsize_mb']:.1f} MiB; "
+                 f"RSS after begin_job {r['rss_after_begin_job_mb']:.1f} MiB, at the end {r['rss_end_mb']:.1f} MiB.</p>"]
         if len(rss):
             fig = _figure(9.0, 3.5)
             ax = fig.subplots()
@@ -626,14 +626,14 @@ class Memory(Service):
                 ax.plot(self.rss_event_index(), rss, lw=1)
             ax.axhline(r["rss_after_begin_job_mb"], color="grey", ls="--", lw=1, label="after begin_job")
             ax.set_xlabel("event number in the job")
-            ax.set_ylabel("RSS [MB]")
+            ax.set_ylabel("RSS [MiB]")
             ax.set_title("resident memory along the job")
             ax.legend(loc="lower right", markerscale=6)
             parts.append(img(fig, "RSS along the job"))
         leak = r["leak"]
         style = ' style="color:#b00"' if leak["flagged"] else ""
         parts.append(f"<p{style}>Leak check: {html.escape(describe(leak))}.</p>")
-        parts.append(table(["module", "type", "begin_job MB", "calls", "mean kB/call", "max kB/call"],
+        parts.append(table(["module", "type", "begin_job MiB", "calls", "mean kB/call", "max kB/call"],
                            [[m["label"], m["type"], m["begin_job_rss_mb"], m["calls"],
                              *per_call(m["calls"], m["mean_rss_growth_per_call_kb"], m["max_rss_growth_per_call_kb"])]
                             for m in r["modules"]], left=2))
@@ -648,7 +648,7 @@ class Memory(Service):
             rows = sorted(r["allocations"].items(), key=lambda kv: -kv[1]["allocated"])
             parts.append("<p>Allocations per module from the memray capture (the innermost module method on each "
                          "allocation's stack; a free is charged to the owner of what it releases):</p>")
-            parts.append(table(["owner", "allocations", "allocated MB", "freed MB", "peak MB", "live at end MB"],
+            parts.append(table(["owner", "allocations", "allocated MiB", "freed MiB", "peak MiB", "live at end MiB"],
                                [[label, a["count"], a["allocated"] / MB, a["freed"] / MB, a["peak"] / MB, a["live"] / MB]
                                 for label, a in rows], left=1))
         return [("Memory", "\n".join(parts))]

@@ -298,7 +298,7 @@ def timing_sections(res: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[
                      100 * bulk["share_of_budget"], bulk["cores"]])
     hl = [False] + [m["highlight"] for m in res["modules"]] + [False] * (2 if bulk else 1)
     modules_html = _module_bars(res) + table(
-        ["module", "type", "calls", "real ms/event", "CPU ms/event", "real ms/call", "real p99 ms",
+        ["module", "type", "calls", "real ms/event", "CPU ms/event", "real ms/call", "real p99 ms/event",
          "% of event", "% of budget", "cores"], rows, left=2, highlight=hl)
     paths_html = table(
         ["path", "runs", "real ms/event", "real ms/exec", "standalone ms/event"],

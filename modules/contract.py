@@ -1,9 +1,10 @@
 """What a model reads, as data: the declared input contract (issue 19, docs/your-model.md).
 
-A model's inputs are declared per input tensor: its name, what it holds (constituents of each jet, or
-features of the jet itself), the constituent count, the features in order (each a quantity derived
-from the jet and its constituents, or a branch of the input file), the padding value, the ordering
-and the memory layout. The declaration comes from the scorer's configuration (``inputs:``), else from
+A model's inputs are declared per input tensor: its name, what it holds (constituents of each jet,
+features of the jet itself, or values of the jet's event), the constituent count, the features in order
+(each a quantity derived from the jet and its constituents, or a branch of the input file: a jet-level
+input's ``per_event`` features and every feature of ``kind: event`` are branches of one value per event,
+repeated for each scored jet of the event), the padding value, the ordering and the memory layout. The declaration comes from the scorer's configuration (``inputs:``), else from
 the model's own ONNX metadata (``metadata_props['hltrun.inputs']``, written by
 ``tools/physics/export_onnx.py`` for the shipped models), else it is the shipped one: one
 (N, n_constituents, 3) input of (Δη, Δφ, pT). It is checked against the model's real input shapes at

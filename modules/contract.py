@@ -4,12 +4,12 @@ A model's inputs are declared per input tensor: its name, what it holds (constit
 features of the jet itself, or values of the jet's event), the constituent count, the features in order
 (each a quantity derived from the jet and its constituents, or a branch of the input file: a jet-level
 input's ``per_event`` features and every feature of ``kind: event`` are branches of one value per event,
-repeated for each scored jet of the event), the padding value, the ordering and the memory layout. The declaration comes from the scorer's configuration (``inputs:``), else from
-the model's own ONNX metadata (``metadata_props['hltrun.inputs']``, written by
-``tools/physics/export_onnx.py`` for the shipped models), else it is the shipped one: one
-(N, n_constituents, 3) input of (Δη, Δφ, pT). It is checked against the model's real input shapes at
-begin_job (``match_model``), and the source builds exactly what it declares, per chunk
-(``modules/jets.py``).
+repeated for each scored jet of the event), the padding value, the ordering and the memory layout. The
+declaration comes from the scorer's configuration (``inputs:``), else from the model's own ONNX metadata
+(``metadata_props['hltrun.inputs']``, written by ``tools/physics/export_onnx.py`` for the shipped models),
+else it is the shipped one: one (N, n_constituents, 3) input of (Δη, Δφ, pT). It is checked against the
+model's real input shapes at begin_job (``match_model``), and the source builds exactly what it declares,
+per chunk (``modules/jets.py``).
 
 Why a closed vocabulary of derived features plus branch names: every derived quantity is computed
 in one place (``modules/features.py``) the same way for training and for the trigger path, and any
@@ -65,9 +65,8 @@ JET_FEATURES: dict[str, str] = {
     "log_e": "log(E)",
     "n_constituents": "constituents of the jet (before truncation)",
 }
-# per-event quantities: no derived ones; a branch of one value per event (NanoAOD's Rho_fixedGridRhoFastjetAll,
-# PV_npvs, MET_pt), read by name, every scored jet of the event getting the event's value (kind: event, or a
-# jet-level input's per_event features)
+# per-event quantities (kind: event, a jet-level input's per_event): no derived ones, a branch of one value per
+# event read by name (NanoAOD's Rho_fixedGridRhoFastjetAll, PV_npvs, MET_pt)
 SHIPPED_FEATURES = ("deta", "dphi", "pt")  # what the shipped VAEs read
 ABSOLUTE_FEATURES = ("eta", "phi", "pt")  # the batcher's ``relative: false``
 

@@ -209,9 +209,10 @@ def build_inputs(jets: np.ndarray, jet_of_cand: np.ndarray, n_jets: int, eta: np
     ``jet_of_cand`` maps each flat constituent to its jet (0..n_jets-1, any order); ``jet_eta`` and
     ``jet_phi`` are the axes of the selected jets (row by row), ``jet_values(name)`` any other per-jet
     value of them (pt, mass, ncons, a jet branch), ``cand_branch(name)`` a constituent branch, flat like
-    ``pt``, ``event_values(name)`` a per-event branch's value of each selected jet's event (row by row). Only the constituents of the selected jets are sorted and scattered; the shipped input's
-    values are those of ``pad_constituents`` + ``to_jet_relative`` + ``fit_length``, bit for bit (the
-    same float32 operations on the same values).
+    ``pt``, ``event_values(name)`` a per-event branch's value of each selected jet's event (row by row).
+    Only the constituents of the selected jets are sorted and scattered; the shipped input's values are
+    those of ``pad_constituents`` + ``to_jet_relative`` + ``fit_length``, bit for bit (the same float32
+    operations on the same values).
     """
     contract = spec.inputs
     n = len(jets)

@@ -263,3 +263,53 @@ def test_the_chunk_gives_each_selected_jet_its_events_value() -> None:
     rows = [got.event_arrays(i)[0] for i in range(len(jets_per_event))]
     assert [r.tolist() for r in rows] == [[[900, 10], [300, 10]], [], [[800, 30], [500, 30]], [[700, 40]], [],
                                           [[400, 60]]]
+
+
+@pytest.mark.parametrize("per_basket", [40, EVENTS])  # read chunk by chunk; kept whole by the check
+def test_a_later_file_whose_per_event_branch_is_a_list_fails_when_read(tmp_path, nano, per_basket) -> None:
+    """Past the first file a per-event branch is checked on every chunk the loop reads: a later file that stores
+    it as a list per event (one value per jet) is one line naming the branch and the file; with skipBadFiles its
+    entries are skipped and the job goes on, the good file's jets carrying their events' values."""
+    import awkward as ak
+    import uproot
+
+    from hltrun.framework.context import SourceContext
+    from hltrun.framework.errors import SourceError
+    from hltrun.framework.schema import build
+    from hltrun.modules.jets import InputSpec
+    from hltrun.modules.root_source import RootJetSource, RootJetSourceParameters
+    from hltrun.modules.rootio import write_nanoaod
+
+    good = nanoaod_with_rho(tmp_path / "good.root", per_basket)
+    bad = tmp_path / "bad.root"
+    with uproot.open(nano) as f:
+        a = f["Events"].arrays()
+    with uproot.recreate(bad) as f:  # the same events, ρ written once per jet
+        write_nanoaod(f, "Events", {k: ak.to_numpy(a[k]) for k in ("run", "luminosityBlock", NPV)}
+                      | {"event": ak.to_numpy(a["event"]) + 10**6, RHO: a["FatJet_pt"] * 0 + 20,
+                         "FatJet": ak.zip({k: a[f"FatJet_{k}"] for k in ("pt", "eta", "phi", "mass", "nConstituents")}),
+                         "FatJetPFCand": ak.zip({k: a[f"FatJetPFCand_{k}"] for k in ("pt", "eta", "phi")})})
+    contract = parse([{"name": "x", "kind": "event", "features": [RHO, NPV]}], "inputs", "config")
+    spec = InputSpec(2, 30, True, 0.0, contract)
+
+    def source(**params):
+        src = RootJetSource("source", build(RootJetSourceParameters, {
+            "files": [str(good), str(bad)], "chunk_size": 25, **params}, "source"))
+        src.begin_job(SourceContext.standalone(spec))
+        src.consumers_known()  # the first file's branches are one value per event
+        return src
+
+    src = source()
+    with pytest.raises(SourceError, match=rf"branch '{RHO}' holds a list of values per event, in .*bad\.root"):
+        list(src.events(0, None))
+    src.end_job()
+    src = source(skipBadFiles=True)
+    with uproot.open(good) as f:
+        want = f["Events"].arrays([RHO, NPV], library="np")
+    seen = 0
+    for i, (_, products) in enumerate(src.events(0, None)):
+        x = products[""].batch(spec).inputs
+        assert len(x) and (x == [want[RHO][i], want[NPV][i]]).all(), (i, x)
+        seen += 1
+    src.end_job()
+    assert seen == EVENTS and src.accounting()["bad_entries_per_file"] == {str(bad): EVENTS}

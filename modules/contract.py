@@ -1,14 +1,15 @@
 """What a model reads, as data: the declared input contract (issue 19, docs/your-model.md).
 
-A model's inputs are declared per input tensor: its name, what it holds (constituents of each jet, or
-features of the jet itself), the constituent count, the features in order (each a quantity derived
-from the jet and its constituents, or a branch of the input file), the padding value, the ordering
-and the memory layout. The declaration comes from the scorer's configuration (``inputs:``), else from
-the model's own ONNX metadata (``metadata_props['hltrun.inputs']``, written by
-``tools/physics/export_onnx.py`` for the shipped models), else it is the shipped one: one
-(N, n_constituents, 3) input of (Δη, Δφ, pT). It is checked against the model's real input shapes at
-begin_job (``match_model``), and the source builds exactly what it declares, per chunk
-(``modules/jets.py``).
+A model's inputs are declared per input tensor: its name, what it holds (constituents of each jet,
+features of the jet itself, or values of the jet's event), the constituent count, the features in order
+(each a quantity derived from the jet and its constituents, or a branch of the input file: a jet-level
+input's ``per_event`` features and every feature of ``kind: event`` are branches of one value per event,
+repeated for each scored jet of the event), the padding value, the ordering and the memory layout. The
+declaration comes from the scorer's configuration (``inputs:``), else from the model's own ONNX metadata
+(``metadata_props['hltrun.inputs']``, written by ``tools/physics/export_onnx.py`` for the shipped models),
+else it is the shipped one: one (N, n_constituents, 3) input of (Δη, Δφ, pT). It is checked against the
+model's real input shapes at begin_job (``match_model``), and the source builds exactly what it declares,
+per chunk (``modules/jets.py``).
 
 Why a closed vocabulary of derived features plus branch names: every derived quantity is computed
 in one place (``modules/features.py``) the same way for training and for the trigger path, and any
@@ -19,7 +20,7 @@ other per-constituent or per-jet quantity a file carries (PFNano's ``PFCands_cha
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -64,6 +65,8 @@ JET_FEATURES: dict[str, str] = {
     "log_e": "log(E)",
     "n_constituents": "constituents of the jet (before truncation)",
 }
+# per-event quantities (kind: event, a jet-level input's per_event): no derived ones, a branch of one value per
+# event read by name (NanoAOD's Rho_fixedGridRhoFastjetAll, PV_npvs, MET_pt)
 SHIPPED_FEATURES = ("deta", "dphi", "pt")  # what the shipped VAEs read
 ABSOLUTE_FEATURES = ("eta", "phi", "pt")  # the batcher's ``relative: false``
 
@@ -73,8 +76,11 @@ class InputDeclaration:
     """One model input as the configuration (or the model's metadata) declares it."""
 
     name: str | None = None  # the model's input tensor name; null: the model's only input
-    kind: Literal["constituents", "jet"] = "constituents"
+    kind: Literal["constituents", "jet", "event"] = "constituents"
     features: list[str] = field(default_factory=lambda: list(SHIPPED_FEATURES))
+    # kind jet: the features (of ``features``) that are branches of one value per event, each jet getting its
+    # event's value (kind event: every feature is one; constituents: none). Said, never guessed from the file
+    per_event: list[str] = field(default_factory=list)
     n_constituents: int = limited(100, 1, 10_000)  # constituents: rows per jet (truncated / padded)
     pad_value: float = 0.0  # every feature of a padded row (``mask`` is 0 there)
     order: Literal["pt", "file"] = "pt"  # constituents: decreasing pT, or as stored in the file
@@ -85,8 +91,28 @@ class InputDeclaration:
             raise ValueError("features: give at least one")
         if len(set(self.features)) != len(self.features):
             raise ValueError(f"features: {self.features} lists one twice")
-        if self.kind == "jet" and "mask" in self.features:
+        if self.kind != "constituents" and "mask" in self.features:
             raise ValueError("features: mask is a constituent feature (kind: constituents)")
+        if self.kind == "event":
+            if self.per_event:
+                raise ValueError("per_event: every feature of kind: event is per event; leave per_event out")
+            derived = [f for f in self.features if f in JET_FEATURES]
+            if derived:  # 'pt' of an event is no quantity hltrun derives: the user meant a jet's, or a branch
+                raise ValueError(f"features: {derived[0]!r} is a jet feature (kind: jet); an input of kind: event "
+                                 f"reads branches of one value per event by name (Rho_fixedGridRhoFastjetAll, PV_npvs)")
+        if self.per_event and self.kind != "jet":
+            raise ValueError("per_event: per-event values are features of a jet-level input (kind: jet) or of an "
+                             "input of kind: event, not of constituents")
+        unknown = [f for f in self.per_event if f not in self.features]
+        if unknown:
+            raise ValueError(f"per_event: {unknown[0]!r} is not one of the input's features {self.features}: list it "
+                             f"in features, where the model reads it, and in per_event")
+        derived = [f for f in self.per_event if f in JET_FEATURES]
+        if derived:
+            raise ValueError(f"per_event: {derived[0]!r} is a derived jet feature, one value per jet; per_event names "
+                             f"branches of one value per event (Rho_fixedGridRhoFastjetAll, PV_npvs)")
+        if len(set(self.per_event)) != len(self.per_event):
+            raise ValueError(f"per_event: {self.per_event} lists one twice")
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,7 @@ class ModelInput:
     pad_value: float
     order: str
     layout: str
+    per_event: tuple[str, ...] = ()  # the features read from branches of one value per event (kind event: all)
 
     @property
     def width(self) -> int:
@@ -108,19 +135,25 @@ class ModelInput:
 
     def shape(self, n: int) -> tuple[int, ...]:
         """The array shape for ``n`` jets."""
-        if self.kind == "jet":
+        if self.kind != "constituents":  # jet, event: one row per jet
             return (n, self.width)
         c, f = self.n_constituents, self.width
         return (n, c, f) if self.layout == "NCF" else (n, f, c)
 
     def branches(self) -> tuple[str, ...]:
-        """The features that are file branches, not derived quantities."""
+        """The features that are branches of the input's own collection (jets, constituents), not derived
+        quantities nor per-event branches."""
         known = JET_FEATURES if self.kind == "jet" else CONSTITUENT_FEATURES
-        return tuple(f for f in self.features if f not in known)
+        return tuple(f for f in self.features if f not in known and f not in self.per_event)
+
+    def shown_features(self) -> str:
+        """The features as the user declared them, a jet-level input's per-event ones marked so."""
+        mark = self.kind == "jet"
+        return ", ".join(f"{f} (per event)" if mark and f in self.per_event else f for f in self.features)
 
     def describe(self) -> str:
         dims = "N, " + ", ".join(str(d) for d in self.shape(0)[1:])
-        return f"{self.name or 'input'} ({dims}): {self.kind} [{', '.join(self.features)}]"
+        return f"{self.name or 'input'} ({dims}): {self.kind} [{self.shown_features()}]"
 
 
 @dataclass(frozen=True)
@@ -141,6 +174,10 @@ class Contract:
     def jet_branches(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(b for i in self.inputs if i.kind == "jet" for b in i.branches()))
 
+    def event_branches(self) -> tuple[str, ...]:
+        """The branches of one value per event the inputs read (kind event, a jet-level input's per_event)."""
+        return tuple(dict.fromkeys(b for i in self.inputs for b in i.per_event))
+
     def is_shipped(self) -> bool:
         """One (N, C, 3) input of (Δη, Δφ, pT) or (η, φ, pT) with the defaults: the original fast layout."""
         if len(self.inputs) != 1:
@@ -152,6 +189,7 @@ class Contract:
     def to_json(self) -> str:
         """The form stored in a model's ONNX metadata (``METADATA_KEY``)."""
         return json.dumps([{"name": i.name, "kind": i.kind, "features": list(i.features)}
+                           | ({"per_event": list(i.per_event)} if i.kind == "jet" and i.per_event else {})
                            | ({"n_constituents": i.n_constituents, "pad_value": i.pad_value, "order": i.order,
                                "layout": i.layout} if i.kind == "constituents" else {}) for i in self.inputs])
 
@@ -169,7 +207,8 @@ def arranged(arrays: Any, source: Contract, target: Contract) -> Any:
 def freeze(declarations: Sequence[InputDeclaration], origin: str) -> Contract:
     """The frozen contract of validated declarations."""
     inputs = tuple(ModelInput(d.name, d.kind, tuple(d.features), d.n_constituents if d.kind == "constituents" else 0,
-                              float(d.pad_value), d.order, d.layout) for d in declarations)
+                              float(d.pad_value), d.order, d.layout,
+                              tuple(d.features) if d.kind == "event" else tuple(d.per_event)) for d in declarations)
     names = [i.name for i in inputs]
     orders = {i.order for i in inputs if i.kind == "constituents"}
     if len(orders) > 1:  # one sorting of a jet's constituents serves every input of a model
@@ -243,7 +282,7 @@ DECLARE = ("declare the model's inputs in the scorer's inputs: or in its ONNX me
 
 
 def _declared(contract: Contract, decl: ModelInput) -> str:
-    what = f"{decl.kind} {_shown((None, *decl.shape(0)[1:]))} [{', '.join(decl.features)}]"
+    what = f"{decl.kind} {_shown((None, *decl.shape(0)[1:]))} [{decl.shown_features()}]"
     return {"default": f"hltrun feeds its shipped input, {what}",
             "config": f"the configuration's inputs declare {what}",
             "model metadata": f"its metadata '{METADATA_KEY}' declares {what}",
@@ -304,6 +343,5 @@ def match_model(contract: Contract, model_inputs: Sequence[tuple[str, Sequence[A
                         f"n_constituents: {dims[1]}{wider if dims[1] > kept else ''})")
             raise ModuleError(f"model {model} takes input {name!r} of shape {_shown(dims)}; "
                               f"{_declared(contract, decl)}{hint}: {DECLARE}")
-        ordered.append(ModelInput(name, decl.kind, decl.features, decl.n_constituents, decl.pad_value, decl.order,
-                                  decl.layout))
+        ordered.append(replace(decl, name=name))
     return Contract(tuple(ordered), contract.origin)

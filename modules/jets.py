@@ -202,15 +202,17 @@ def select_jets(jet_offsets: np.ndarray, pt: np.ndarray, n_constituents: np.ndar
 def build_inputs(jets: np.ndarray, jet_of_cand: np.ndarray, n_jets: int, eta: np.ndarray, phi: np.ndarray,
                  pt: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray, max_constituents: int,
                  spec: InputSpec, jet_values: Callable[[str], np.ndarray] | None = None,
-                 cand_branch: Callable[[str], np.ndarray] | None = None) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+                 cand_branch: Callable[[str], np.ndarray] | None = None,
+                 event_values: Callable[[str], np.ndarray] | None = None) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """The inputs ``spec`` declares for the jets ``jets`` only, and the mask of the first constituent input.
 
     ``jet_of_cand`` maps each flat constituent to its jet (0..n_jets-1, any order); ``jet_eta`` and
     ``jet_phi`` are the axes of the selected jets (row by row), ``jet_values(name)`` any other per-jet
     value of them (pt, mass, ncons, a jet branch), ``cand_branch(name)`` a constituent branch, flat like
-    ``pt``. Only the constituents of the selected jets are sorted and scattered; the shipped input's
-    values are those of ``pad_constituents`` + ``to_jet_relative`` + ``fit_length``, bit for bit (the
-    same float32 operations on the same values).
+    ``pt``, ``event_values(name)`` a per-event branch's value of each selected jet's event (row by row).
+    Only the constituents of the selected jets are sorted and scattered; the shipped input's values are
+    those of ``pad_constituents`` + ``to_jet_relative`` + ``fit_length``, bit for bit (the same float32
+    operations on the same values).
     """
     contract = spec.inputs
     n = len(jets)
@@ -236,14 +238,18 @@ def build_inputs(jets: np.ndarray, jet_of_cand: np.ndarray, n_jets: int, eta: np
     def missing_branch(name: str) -> np.ndarray:
         raise ValueError(f"constituent branch {name!r} is not available here")
 
+    def missing_event_value(name: str) -> np.ndarray:
+        raise ValueError(f"per-event branch {name!r} is not available here")
+
     columns = ConstituentColumns(take(pt), take(eta), take(phi), lambda name: jet_value(name)[row],
                                  lambda name: take((cand_branch or missing_branch)(name)))
     arrays, mask = [], None
     for decl in contract.inputs:
-        if decl.kind == "jet":
+        if decl.kind != "constituents":  # jet, event: one row per jet, a per-event value repeated for its jets
             out = np.empty((n, decl.width), np.float32)
             for k, name in enumerate(decl.features):
-                out[:, k] = jet_column(name, jet_value)
+                out[:, k] = (event_values or missing_event_value)(name) if name in decl.per_event \
+                    else jet_column(name, jet_value)
             arrays.append(out)
             continue
         out, occupied = _scatter(columns, row, position, n, decl, mask is None and not contract.is_shipped())

@@ -86,9 +86,10 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
         self._requests: set[Any] = set()  # what consumers requested (SourceContext.requests)
-        # branches the consumers' input contracts read beyond the jet kinematics: per jet, per constituent
+        # branches the consumers' input contracts read beyond the jet kinematics: per jet, per constituent, per event
         self._extra_jet: tuple[str, ...] = ()
         self._extra_cand: tuple[str, ...] = ()
+        self._extra_event: tuple[str, ...] = ()
         self._weighted: bool | str | None = None  # whether the first file has the weight branch; "mixed": said
         self._weight_needed = False  # a module consumes the weight: every file must have it (begin_job)
         self._ctx = SourceContext(label)
@@ -131,7 +132,11 @@ class RootJetSource(FileChecks, ChunkReading, Source):
             names.append(b.jet_n_constituents)
         elif layout == "jet_index":
             names += [b.cand_jet_index] + ([b.cand_index] if b.cand_index else [])
-        return list(dict.fromkeys(names + [*self._extra_jet, *self._extra_cand]))
+        return list(dict.fromkeys(names + self._declared_branches()))
+
+    def _declared_branches(self) -> list[str]:
+        """The branches the consumers' input contracts read beyond the settings' (jet, constituent, event)."""
+        return [*self._extra_jet, *self._extra_cand, *self._extra_event]
 
     def begin_job(self, ctx: SourceContext | None = None) -> None:
         """Expand globs, refuse a file listed twice, and open and check every file (tree, branches,

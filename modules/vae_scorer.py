@@ -96,7 +96,7 @@ class VAEAnomalyScorerParameters:
     # jet: the model gives one value per jet (the filter reduces them per event); event: one value per
     # call, the event's, which every jet of the event carries (the filter's max is then that value)
     score_per: Literal["jet", "event"] = "jet"
-    # what the model reads, per input (name, kind, features, n_constituents, pad_value, order, layout;
+    # what the model reads, per input (name, kind, features, per_event, n_constituents, pad_value, order, layout;
     # docs/your-model.md); null: the model's ONNX metadata, else the shipped (N, 100, 3) input
     inputs: list[InputDeclaration] | None = None
     # batch sizes (jets) run once in begin_job

@@ -620,17 +620,19 @@ def _with_event_rho(path: Path, events: list[dict]) -> Path:
 
 @pytest.mark.parametrize("kind", ["jet", "constituents"])
 def test_a_declared_branch_of_one_value_per_event_is_named_so(tmp_path, kind):
-    """A model reading a per-event value (ρ) beside its jets: the branch holds one value per event, and the
-    line says so, and that such a feature is not read yet. It said the branch "is not in the jet collection
-    ... it differs in length", of a branch that is no list at all."""
+    """A model reading a per-event value (ρ) beside its jets, declared as a jet (or constituent) feature: the
+    branch holds one value per event, and the line says so, and how to declare it per event (per_event, kind:
+    event; until 2026-12-07 "not ... yet"). It said the branch "is not in the jet collection ... it differs in
+    length", of a branch that is no list at all."""
     from hltrun.framework.errors import SourceError
 
     files = [_with_event_rho(tmp_path / "f0.root", make_events(30, seed=1))]
     src, _ = read(files, _Job(_msd_spec(kind)))
     ref, what = ("FatJet_pt", "jet") if kind == "jet" else ("FatJetPFCand_pt", "constituent")
     with pytest.raises(SourceError, match=rf"branch 'FatJet_msd' holds one value per event, not one per {what} as "
-                                          rf"'{ref}' does, in .*f0\.root: a per-event quantity is not a {what} "
-                                          rf"feature of a model's declared inputs yet"):
+                                          rf"'{ref}' does, in .*f0\.root: declare it per event, in a jet-level "
+                                          rf"input's per_event \(kind: jet, features: \[\.\.\., FatJet_msd\], "
+                                          rf"per_event: \[FatJet_msd\]\) or in an input of kind: event"):
         src.consumers_known()
     src.end_job()
 

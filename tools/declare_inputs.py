@@ -113,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="derived constituent features: " + ", ".join(CONSTITUENT_FEATURES)
                                  + "; jet features (kind: jet): " + ", ".join(JET_FEATURES)
-                                 + "; any other name is read as a branch of the input file")
+                                 + "; any other name is read as a branch of the input file; a branch of one value "
+                                 "per event (Rho_fixedGridRhoFastjetAll) is an input of kind: event, or listed in a "
+                                 "jet-level input's per_event")
     ap.add_argument("model", type=Path, help="the ONNX model file")
     ap.add_argument("--write", metavar="DECLARATION",
                     help="store this declaration in the model: a YAML/JSON file or inline text, a list of inputs "
-                         "(name, kind, features, n_constituents, pad_value, order, layout)")
+                         "(name, kind, features, per_event, n_constituents, pad_value, order, layout)")
     ap.add_argument("--debug", action="store_true", help="show tracebacks")
     args = ap.parse_args(argv)
     try:

@@ -21,8 +21,8 @@ from ..jets import requested_specs
 from .event_ids import id_columns, weight_values
 from .file_list import input_files
 from .hints import MISSING_FEATURE, refuse_foreign_links, refuse_missing, refuse_pooled_candidates
-from .layout import (check_collections, check_links, collections_of, constituents_per_jet, refuse_per_event,
-                     same_counts)
+from .layout import (check_collections, check_event_values, check_links, collections_of, constituents_per_jet,
+                     refuse_per_event, same_counts)
 from .tree import branch_names, first_basket_end, has, link_names, read_columns, refuse_cut_short
 
 if TYPE_CHECKING:
@@ -58,14 +58,16 @@ class FileChecks:
                 held[1].file.close()
 
     def _check_declared_inputs(self, held: tuple[str, Any] | None) -> None:
-        jet, cand = set(), set()
+        jet, cand, event = set(), set(), set()
         specs = requested_specs(self._requests)
         for spec in specs:
             jet.update(spec.inputs.jet_branches())
             cand.update(spec.inputs.constituent_branches())
+            event.update(spec.inputs.event_branches())
         self._refuse_narrower_than(specs)
         self._extra_jet, self._extra_cand = tuple(sorted(jet)), tuple(sorted(cand))  # a kinematic one is read once
-        extra = [*self._extra_jet, *self._extra_cand]
+        self._extra_event = tuple(sorted(event))
+        extra = self._declared_branches()
         if not extra:
             return
         # per listing, as begin_job counts (a file listed twice, allowDuplicateFiles, is two files of the job):
@@ -225,7 +227,7 @@ class FileChecks:
         here: a declared feature that the first file reached lacks)."""
         if any(why is None for why in self._unit_checks.values()):
             return True
-        extra = [*self._extra_jet, *self._extra_cand]
+        extra = self._declared_branches()
         for path in self.files:
             real = os.path.realpath(path)
             if real == bad or real in self._unit_checks:
@@ -308,7 +310,7 @@ class FileChecks:
 
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         refuse_cut_short(tree, path)  # before any read: a file cut in its last bytes reads whole, and is not
-        extra = (*self._extra_jet, *self._extra_cand)  # the declared ones apart: their line is consumers_known's
+        extra = tuple(self._declared_branches())  # the declared ones apart: their line is consumers_known's
         refuse_missing(tree, [name for name in self._branch_names() if name not in extra], path, self.params, extra)
         refuse_missing(tree, list(extra), path, self.params, extra)
         if self.params.layout == "jet_index":
@@ -358,6 +360,7 @@ class FileChecks:
         if layout == "jet_index":  # first: a wrong setting, named as such before the lengths are compared
             check_links(arrays, b, path)
         check_collections(arrays, collections_of(b, layout, self._extra_jet, self._extra_cand), path, 0)
+        check_event_values(arrays, self._extra_event, path, 0)
         if layout == "counts":  # a file whose counts are wrong from the start fails before the job
             constituents_per_jet(arrays, b, path, 0)
 
@@ -365,7 +368,10 @@ class FileChecks:
         """Each declared branch ``names`` of ``arrays`` against its collection's first branch in ``reference``
         (the same file's first entries, at least as many)."""
         b = self.params.branches
+        check_event_values(arrays, [name for name in names if name in self._extra_event], path)
         for name in names:
+            if name in self._extra_event:
+                continue
             ref = b.jet_pt if name in self._extra_jet else b.cand_pt
             kind = "jet" if ref == b.jet_pt else "constituent"
             got, want = arrays[name], reference[ref][:len(arrays)]

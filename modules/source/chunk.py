@@ -26,10 +26,11 @@ class Chunk:
     """
 
     __slots__ = ("jet_offsets", "pt", "eta", "phi", "mass", "ncons", "ids", "keys", "id_arrays", "_flat", "_order",
-                 "_max_constituents", "_inputs", "_padded", "_lock", "jet_branches", "cand_branches", "weights")
+                 "_max_constituents", "_inputs", "_padded", "_lock", "jet_branches", "cand_branches", "event_branches",
+                 "weights")
 
     def __init__(self, jet_offsets, pt, eta, phi, mass, ncons, ids, keys, flat, order, max_constituents,
-                 jet_branches=None, cand_branches=None) -> None:
+                 jet_branches=None, cand_branches=None, event_branches=None) -> None:
         self.jet_offsets = jet_offsets
         self.pt, self.eta, self.phi, self.mass = pt, eta, phi, mass
         self.ncons = ncons
@@ -46,6 +47,8 @@ class Chunk:
         # constituent (flat, aligned with ``_flat``)
         self.jet_branches: dict[str, np.ndarray] = jet_branches or {}
         self.cand_branches: dict[str, np.ndarray] = cand_branches or {}
+        # and per event (one value each, in the chunk's event order), repeated for each selected jet of the event
+        self.event_branches: dict[str, np.ndarray] = event_branches or {}
         self.weights: list[float] | None = None  # per event, when the file has the weight branch
 
     def prepare(self, spec: InputSpec) -> ModelInputs:
@@ -58,9 +61,11 @@ class Chunk:
                 rows, offsets = select_jets(self.jet_offsets, self.pt, self.ncons, spec)
                 jet_of_cand, ceta, cphi, cpt = self._flat
                 per_jet = {"pt": self.pt, "mass": self.mass, "ncons": self.ncons, **self.jet_branches}
+                event_of_row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
                 inputs, mask = build_inputs(self._order[rows], jet_of_cand, len(self._order), ceta, cphi, cpt,
                                             self.eta[rows], self.phi[rows], self._max_constituents, spec,
-                                            lambda name: per_jet[name][rows], self.cand_branches.__getitem__)
+                                            lambda name: per_jet[name][rows], self.cand_branches.__getitem__,
+                                            lambda name: self.event_branches[name][event_of_row])
                 truncated = truncated_per_event(self.ncons[rows], offsets, min(self._max_constituents, spec.width)) \
                     if spec.width else None  # jet-level inputs only: no constituent is left out
                 self._inputs[spec] = ModelInputs(inputs, mask, self.pt[rows], offsets, truncated)
@@ -98,17 +103,19 @@ class Chunk:
 def make_chunk(jet_offsets: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray,
                jet_mass: np.ndarray, flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ids: Any, keys: Any,
                max_constituents: int, specs: Any = (), jet_branches: dict[str, np.ndarray] | None = None,
-               cand_branches: dict[str, np.ndarray] | None = None) -> Chunk:
+               cand_branches: dict[str, np.ndarray] | None = None,
+               event_branches: dict[str, np.ndarray] | None = None) -> Chunk:
     """A chunk from flat per-jet arrays (events' jets contiguous, in file order) and the flat
-    constituents ``(jet_of_cand, eta, phi, pt)``, with the extra per-jet and per-constituent branches
-    the input contracts read; the inputs of ``specs`` are prepared now."""
+    constituents ``(jet_of_cand, eta, phi, pt)``, with the extra per-jet, per-constituent and per-event
+    branches the input contracts read; the inputs of ``specs`` are prepared now."""
     ncons = np.bincount(flat[0], minlength=len(jet_pt)).astype(np.int32)
     # jets in decreasing pT within each event (NanoAOD already is; other ntuples may not be)
     event_of_jet = np.repeat(np.arange(len(jet_offsets) - 1), np.diff(jet_offsets))
     order = np.lexsort((-jet_pt, event_of_jet))
     chunk = Chunk(jet_offsets, jet_pt[order], jet_eta[order], jet_phi[order], jet_mass[order], ncons[order],
                    ids, keys, flat, order, max_constituents,
-                   {name: values[order] for name, values in (jet_branches or {}).items()}, cand_branches)
+                   {name: values[order] for name, values in (jet_branches or {}).items()}, cand_branches,
+                   event_branches)
     for spec in specs:  # what the path reads, prepared with the chunk (bulk work, not per event)
         chunk.prepare(spec)
     return chunk

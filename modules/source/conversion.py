@@ -14,7 +14,7 @@ import numpy as np
 
 from .chunk import Chunk, make_chunk
 from .event_ids import event_ids, weight_values
-from .layout import check_collections, collections_of, constituents_per_jet, list_counts
+from .layout import check_collections, check_event_values, collections_of, constituents_per_jet, list_counts
 from .parameters import RootJetSourceParameters
 
 # NanoAOD's "no link": a jet index of -1 (a candidate in no jet). Skipped and counted as ``links_to_no_jet``
@@ -24,13 +24,16 @@ NO_JET = -1
 
 
 def convert(arrays: ak.Array, params: RootJetSourceParameters, path: str, first_entry: int, counts: dict[str, int],
-            extra_jet: tuple[str, ...], extra_cand: tuple[str, ...], specs: Any) -> Chunk:
-    """One chunk from uproot's arrays, its data-quality counts added to ``counts``: ``extra_jet`` and
-    ``extra_cand`` are the consumers' extra branches, ``specs`` the model inputs prepared with it."""
+            extra_jet: tuple[str, ...], extra_cand: tuple[str, ...], specs: Any,
+            extra_event: tuple[str, ...] = ()) -> Chunk:
+    """One chunk from uproot's arrays, its data-quality counts added to ``counts``: ``extra_jet``,
+    ``extra_cand`` and ``extra_event`` are the consumers' extra branches (per jet, per constituent, per
+    event), ``specs`` the model inputs prepared with it."""
     b, layout = params.branches, params.layout
     where = f"{path} entries {first_entry}-{first_entry + len(arrays)}"
     # every length below follows from this check
     check_collections(arrays, collections_of(b, layout, extra_jet, extra_cand), path, first_entry)
+    check_event_values(arrays, extra_event, path, first_entry)
     jet_counts = list_counts(arrays[b.jet_pt], b.jet_pt, where)
     n_jets = int(jet_counts.sum())
     jet_offsets = np.zeros(len(jet_counts) + 1, dtype=np.int64)
@@ -76,10 +79,11 @@ def convert(arrays: ak.Array, params: RootJetSourceParameters, path: str, first_
 
     cand_extra = {name: flat(name) if take is None else flat(name)[take] for name in extra_cand}
     jet_extra = {name: flat(name) for name in extra_jet}
+    event_extra = {name: np.asarray(arrays[name], dtype=np.float32) for name in extra_event}  # one per event
     ids, id_keys, id_arrays = event_ids(arrays, b, path, first_entry)
     chunk = make_chunk(jet_offsets, jet_pt, jet_eta, jet_phi, jet_mass, (jet_of_cand, ceta, cphi, cpt), ids,
                        id_keys, params.max_constituents, specs, jet_extra,
-                       cand_extra)
+                       cand_extra, event_extra)
     chunk.id_arrays = id_arrays  # lumis counted and selections made per chunk with numpy
     if b.weight and b.weight in arrays.fields:
         chunk.weights = weight_values(arrays[b.weight], b.weight, path, first_entry).tolist()

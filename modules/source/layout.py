@@ -8,6 +8,7 @@ first entries and on every chunk; each failure is one line naming both branches 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import awkward as ak
 import numpy as np
@@ -171,11 +172,35 @@ def refuse_per_event(array: ak.Array, name: str, kind: str, ref: str, path: str,
         return
     line = f"source: branch '{name}' holds one value per event, not one per {kind} as '{ref}' does, in {path}"
     if declared:  # a model's feature: what a physicist adds beside the constituents (pile-up density, say)
-        line += (f": a per-event quantity is not a {kind} feature of a model's declared inputs yet (docs/your-model.md, "
-                 f"'Not yet': write it into the file once per {kind}, in the collection of '{ref}')")
+        line += (f": declare it per event, in a jet-level input's per_event (kind: jet, features: [..., {name}], "
+                 f"per_event: [{name}]) or in an input of kind: event (features: [{name}]), and each scored jet "
+                 f"gets its event's value (docs/your-model.md, 'Per-event quantities')")
     else:
         line += f": set source.branches to the {kind} collection's branches"
     raise SourceError(line, first_entry=first_entry)
+
+
+def check_event_values(arrays: ak.Array, names: Sequence[str], path: str, first_entry: int | None = None) -> None:
+    """The branches a model's inputs declare per event (``per_event``, ``kind: event``) hold one number per
+    event: a list per event (a jet's value, a vector) would give each jet a list, and has no one value to repeat."""
+    for name in names:
+        array = arrays[name]
+        if array.ndim == 1 and _numeric(array):
+            continue
+        what = "a list of values per event" if array.ndim > 1 else f"{ak.type(array).content}, not a number"
+        at = f" (entries from {first_entry})" if first_entry else ""
+        raise SourceError(f"source: branch '{name}' holds {what}, in {path}{at}: it is declared per event (a jet-level "
+                          f"input's per_event, or kind: event), which reads one number per event; a branch of one "
+                          f"value per jet or per constituent is a feature of that collection, without per_event "
+                          f"(docs/your-model.md, 'Per-event quantities')", first_entry=first_entry)
+
+
+def _numeric(array: ak.Array) -> bool:
+    """Whether a flat branch holds numbers (bool, integer or floating point) numpy can cast to float32."""
+    try:
+        return np.asarray(array).dtype.kind in "biuf"
+    except (ValueError, TypeError):
+        return False
 
 
 def _check_depth(array: ak.Array, group: Collection, path: str) -> None:

@@ -142,7 +142,7 @@ class ChunkReading:
         """A kept file with the declared inputs' branches it lacks, read whole (one basket per branch): the
         consumers' check found them among its branch names without opening it again, so they are read
         here, where the loop reaches it (their lengths are checked with each chunk's conversion)."""
-        missing = [name for name in (*self._extra_jet, *self._extra_cand) if name not in arrays.fields]
+        missing = [name for name in self._declared_branches() if name not in arrays.fields]
         if not missing:
             return arrays
         tree = self._reopen(path)
@@ -217,4 +217,4 @@ class ChunkReading:
         """One chunk from uproot's arrays; its data-quality counts go to ``counts`` (default: the source's)."""
         counts = self._count if counts is None else counts
         return convert(arrays, self.params, path, first_entry, counts, self._extra_jet, self._extra_cand,
-                       requested_specs(self._requests))
+                       requested_specs(self._requests), self._extra_event)

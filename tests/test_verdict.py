@@ -463,3 +463,18 @@ def test_an_engine_whose_own_check_refuses_the_model_is_not_run(tmp_path: Path, 
     assert f"hltbench verdict: iree: not run here ({why})" in err, err
     run, skipped = V.candidate_engines(model, ["onnxruntime", "iree"])
     assert run == ["onnxruntime"] and skipped == [{"engine": "iree", "reason": why}]
+
+
+def test_a_branch_the_shipped_sample_lacks_asks_for_a_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model reading a branch of the user's own files (a per-event rho) and no ``--sample``: the verdict ran the
+    shipped sample and said only "fix the feature name"; the name was right, the sample is what to change. With
+    ``--sample`` given, the source's line stands alone."""
+    model = one_output_model(tmp_path / "m.onnx")
+    declared = "modules.vae.inputs=[{name: x, features: [deta, dphi, Rho_fixedGridRhoFastjetAll]}]"
+    assert hltbench(["verdict", str(model), "--engines", "onnxruntime", "--events", "10", "--set", declared,
+                     "--out-dir", str(tmp_path / "o")]) == 2
+    _one_line(capsys, "Rho_fixedGridRhoFastjetAll", "no input file has it", "--sample FILE", "qcd_dijet.root")
+    assert hltbench(["verdict", str(model), "--engines", "onnxruntime", "--events", "10", "--set", declared,
+                     "--sample", "data/qcd_dijet.root", "--out-dir", str(tmp_path / "o")]) == 2
+    line = _one_line(capsys, "no input file has it")
+    assert "--sample FILE" not in line

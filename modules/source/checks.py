@@ -35,8 +35,9 @@ KEEP_BYTES = 256 * 2**20  # uncompressed bytes the file check may keep in memory
 def nowhere(line: str) -> ConfigError:
     """A declared feature's missing-branch ``line`` (``refuse_missing``) when no input file has it: the
     feature's name is wrong, not the files."""
-    return ConfigError(line.replace("source: ", "", 1) + "; no input file has it: fix the feature name (derived "
-                       "features and branches: docs/your-model.md)")
+    them = "them" if "inputs: features " in line else "it"
+    return ConfigError(line.replace("source: ", "", 1) + f"; no input file has {them}: fix the feature name, or read "
+                       f"files that have {them} (derived features and branches: docs/your-model.md)")
 
 
 class FileChecks:

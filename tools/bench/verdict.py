@@ -660,6 +660,15 @@ CRITERION = ("Criterion: the best engine is the one, among those whose outputs a
              "(options.budgetMs). Cores: the FarmReport's, input rate x mean real time per event.")
 
 
+def default_sample_hint(exc: BaseException, args: argparse.Namespace) -> str:
+    """Where the model reads a branch the shipped sample lacks (a per-event rho, a PFNano constituent feature) and
+    no ``--sample`` was given: the sample is what to change, not the feature's name the source's line asks for."""
+    if args.sample or "no input file has" not in str(exc):
+        return ""
+    return (f" (hltbench verdict read the shipped sample {sample_path('qcd_dijet').name}, which has only its own "
+            f"branches: give a file with your model's with --sample FILE)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the verdict; 0 when it ran (fits or not), 2/4 with one line for bad input."""
     from hltrun.framework.cli import setup_logging
@@ -677,7 +686,7 @@ def run(args: argparse.Namespace) -> int:
         if args.debug:
             traceback.print_exc()
         code = exc.exit_code if isinstance(exc, HltError) else getattr(exc, "code", 2)
-        print(f"hltbench verdict: {exc}", file=sys.stderr)
+        print(f"hltbench verdict: {exc}{default_sample_hint(exc, args)}", file=sys.stderr)
         return code
     except Exception as exc:  # a bug: one line unless --debug
         if args.debug:

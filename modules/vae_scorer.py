@@ -286,9 +286,10 @@ CARD_SELECTION = ("max_jets", "min_jet_pt", "relative")
 
 
 def card_selection(table: Any, identity: str) -> dict[str, Any]:
-    """What ``identity``'s entry in a card's parsed ``table`` says its cuts were made on (hltcard writes it since
-    2026-12-07); {} for an entry without it (the shipped cards: the shipped path's settings)."""
-    entry = table.get(identity) if isinstance(table, dict) else None
+    """What the entry of a card's parsed ``table`` whose cuts ``identity`` takes (``card_entry``: an INT8 model's
+    parent's, where it has none of its own) says they were made on (hltcard writes it since 2026-12-07); {} for an
+    entry without it (the shipped cards: the shipped path's settings)."""
+    entry, _ = card_entry(table, identity)
     selection = entry.get("selection") if isinstance(entry, dict) else None
     return dict(selection) if isinstance(selection, dict) else {}
 
@@ -310,17 +311,28 @@ def thresholds_card(params: "VAEAnomalyScorerParameters") -> tuple[str, Path]:
     return identity, folder / THRESHOLDS_CARD
 
 
+def card_entry(table: Any, identity: str) -> tuple[Any, str | None]:
+    """(the entry of a card's parsed ``table`` that ``identity``'s cuts come from, the fp32 parent's name where it
+    is that parent's): an INT8 model without an entry of its own takes its parent's. One lookup for the cuts and
+    for the ``selection`` they were made on: the selection was read under the INT8 name only, so an INT8 model cut
+    on its parent's cuts was checked against none, and its filter told they were made for ``reduce: max``."""
+    if not isinstance(table, dict):
+        return None, None
+    entry = table.get(identity)
+    if entry is None and identity.endswith("_int8") and table.get(identity[:-5]) is not None:
+        return table[identity[:-5]], identity[:-5]
+    return entry, None
+
+
 def card_thresholds(table: Any, identity: str, card: Path) -> Thresholds:
     """``identity``'s cuts in a card's parsed ``table`` (``card`` names it in errors). An INT8 model without its
     own entry falls back to its fp32 parent's cuts, loudly (data/models/README.md: re-derive them for INT8). The
     card's pT-dependent cuts (``vs_leading_jet_pt``, modules/working_point.py) are checked here, the one place a
     card's entry is read: a malformed entry is a configuration error naming the card."""
-    entry = table.get(identity) if isinstance(table, dict) else None
-    if entry is None and identity.endswith("_int8") and isinstance(table, dict):
-        entry = table.get(identity[:-5])
-        if entry is not None:
-            log.warning("thresholds: %s has no entry for %s; using the fp32 model's cuts "
-                        "(re-derive them for INT8, see data/models/README.md)", card, identity, extra={"once": True})
+    entry, parent = card_entry(table, identity)
+    if parent is not None:
+        log.warning("thresholds: %s has no entry for %s; using the fp32 model's cuts "
+                    "(re-derive them for INT8, see data/models/README.md)", card, identity, extra={"once": True})
     if not isinstance(entry, dict):
         return {}
     out: Thresholds = {str(k): float(v) for k, v in entry.items()

@@ -465,14 +465,14 @@ class VAEAnomalyScorer(Producer):
                 if shared.auto is None:
                     shared.auto = self._auto_by_measurement(ctx, p, opts, reason)
             name, reason, timings, path = shared.auto  # the very file that was timed and checked
-        with shared.lock:
-            known = shared.refused or ()
+        with shared.lock:  # None: this is the label's first instance, whose walk the others follow
+            known = shared.refused
         warm = list(p.warm_up)
         if p.batching is not None and p.batching.max_batch not in warm:
             warm.append(p.batching.max_batch)  # the full batch's first call is not charged to an event
         backend, digest, name, reason, path, refused = self._load_first(
-            where, p, ctx.accelerators, name, reason, path, opts, reads, known,
-            lambda b: self._make_ready(b, warm, shared, self._jets_per_call(ctx, p), where))
+            where, p, ctx.accelerators, name, reason, path, opts, reads, known or (),
+            lambda b: self._make_ready(b, warm, shared, self._jets_per_call(ctx, p), where), settled=known is not None)
         with shared.lock:  # the later streams start where this walk ended: each engine is offered the model once
             if shared.refused is None:
                 shared.refused = refused
@@ -534,7 +534,7 @@ class VAEAnomalyScorer(Producer):
     @staticmethod
     def _load_first(where: str, p: VAEAnomalyScorerParameters, accelerators: Sequence[str], name: str, reason: str,
                     path: Path, opts: BackendOptions, reads: Contract, known: Sequence[tuple[str, str]] = (),
-                    ready: Callable[[InferenceBackend], None] = lambda backend: None,
+                    ready: Callable[[InferenceBackend], None] = lambda backend: None, settled: bool = False,
                     ) -> tuple[InferenceBackend, str, str, str, Path, tuple[tuple[str, str], ...]]:
         """(backend, digest of the file it loaded, engine, reason, model file, the refusals met): ``name`` loaded
         and made ``ready`` (warmed up: its buckets compiled or captured, the label's checks passed); with
@@ -544,8 +544,11 @@ class VAEAnomalyScorer(Producer):
         translated branch that only a batch of several jets takes fail there, and ended the job where the next
         engine runs the model. ``known``: the refusals the label's first instance met, not asked again by the
         other streams (a TensorRT parse or a failed build per stream; a refusal one stream met must not leave
-        another on another engine). An explicit engine is never replaced, and no other engine is tried on a
-        file being written."""
+        another on another engine). ``settled``: the label's first instance ended its walk on the engine ``known``
+        leads to, so this one fails rather than hand the model on (a later stream's warm-up can fail alone, a GPU's
+        memory held by the streams before it: that stream ran another engine than the others, and the job's facts
+        named the last stream's). An explicit engine is never replaced, and no other engine is tried on a file
+        being written."""
         refused: list[tuple[str, str]] = list(known)
         choice = auto_next(accelerators, refused, path) if refused and p.backend == "auto" else None
         if choice is not None:  # where the first instance's walk ended
@@ -565,10 +568,12 @@ class VAEAnomalyScorer(Producer):
             except ModuleError as exc:
                 release(backend)  # a GPU engine's memory, before the next engine takes its own
                 refused.append((name, str(exc)))
-                choice = auto_next(accelerators, refused, path) if p.backend == "auto" else None
+                choice = auto_next(accelerators, refused, path) if p.backend == "auto" and not settled else None
                 if choice is None:
                     tried = "; ".join(f"{e}: {first_clause(r, e, path)}" for e, r in refused[:-1])
                     tried = f" (auto tried before it: {tried})" if tried else ""
+                    if settled and p.backend == "auto":  # the other streams run this engine: no other for this one
+                        tried += f" (this label's first stream runs {name}, and every stream runs the same engine)"
                     raise type(exc)(f"{where}: {str(exc).removeprefix(f'{where}: ')}{tried}") from exc
             except ConfigError as exc:  # say which module, keep the exit code
                 release(backend)

@@ -378,7 +378,8 @@ class _LabelShared:
     batcher: DynamicBatcher | None = None
     caveats: tuple[str, ...] | None = None  # inference.fidelity's, measured by the first instance
     digests: dict[Path, str] = field(default_factory=dict)  # model file -> sha256 of the bytes the first instance loaded
-    refused: tuple[tuple[str, str], ...] | None = None  # (engine, refusal at load) the first instance's auto walk met
+    # (engine, its refusal at load or failed warm-up) the first instance's auto walk met; None until it ended there
+    refused: tuple[tuple[str, str], ...] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 

@@ -88,6 +88,10 @@ class AnomalyFilterParameters:
             raise ValueError(f"score_scale: probability bins a score in [0, 1]; with working_point "
                              f"{self.working_point} the filter cuts on score / cut, which is no probability "
                              f"(drop score_scale)")
+        if self.score_scale == "probability" and self.reduce == "sum":
+            raise ValueError("score_scale: probability bins a score in [0, 1]; with reduce: sum the filter cuts on the "
+                             "sum of the event's jets' scores, up to one per jet, which is no probability (every "
+                             "event above 1 lands past the last bin: drop score_scale, or reduce: max)")
         if self.score_scale == "probability" and self.threshold is not None and not 0 <= self.threshold <= 1:
             raise ValueError(f"score_scale: probability bins a score in [0, 1], and threshold {self.threshold} "
                              f"is outside it (a logit's cut? drop score_scale)")

@@ -286,9 +286,10 @@ CARD_SELECTION = ("max_jets", "min_jet_pt", "relative")
 
 
 def card_selection(table: Any, identity: str) -> dict[str, Any]:
-    """What ``identity``'s entry in a card's parsed ``table`` says its cuts were made on (hltcard writes it since
-    2026-12-07); {} for an entry without it (the shipped cards: the shipped path's settings)."""
-    entry = table.get(identity) if isinstance(table, dict) else None
+    """What the entry of a card's parsed ``table`` whose cuts ``identity`` takes (``card_entry``: an INT8 model's
+    parent's, where it has none of its own) says they were made on (hltcard writes it since 2026-12-07); {} for an
+    entry without it (the shipped cards: the shipped path's settings)."""
+    entry, _ = card_entry(table, identity)
     selection = entry.get("selection") if isinstance(entry, dict) else None
     return dict(selection) if isinstance(selection, dict) else {}
 
@@ -310,17 +311,28 @@ def thresholds_card(params: "VAEAnomalyScorerParameters") -> tuple[str, Path]:
     return identity, folder / THRESHOLDS_CARD
 
 
+def card_entry(table: Any, identity: str) -> tuple[Any, str | None]:
+    """(the entry of a card's parsed ``table`` that ``identity``'s cuts come from, the fp32 parent's name where it
+    is that parent's): an INT8 model without an entry of its own takes its parent's. One lookup for the cuts and
+    for the ``selection`` they were made on: the selection was read under the INT8 name only, so an INT8 model cut
+    on its parent's cuts was checked against none, and its filter told they were made for ``reduce: max``."""
+    if not isinstance(table, dict):
+        return None, None
+    entry = table.get(identity)
+    if entry is None and identity.endswith("_int8") and table.get(identity[:-5]) is not None:
+        return table[identity[:-5]], identity[:-5]
+    return entry, None
+
+
 def card_thresholds(table: Any, identity: str, card: Path) -> Thresholds:
     """``identity``'s cuts in a card's parsed ``table`` (``card`` names it in errors). An INT8 model without its
     own entry falls back to its fp32 parent's cuts, loudly (data/models/README.md: re-derive them for INT8). The
     card's pT-dependent cuts (``vs_leading_jet_pt``, modules/working_point.py) are checked here, the one place a
     card's entry is read: a malformed entry is a configuration error naming the card."""
-    entry = table.get(identity) if isinstance(table, dict) else None
-    if entry is None and identity.endswith("_int8") and isinstance(table, dict):
-        entry = table.get(identity[:-5])
-        if entry is not None:
-            log.warning("thresholds: %s has no entry for %s; using the fp32 model's cuts "
-                        "(re-derive them for INT8, see data/models/README.md)", card, identity, extra={"once": True})
+    entry, parent = card_entry(table, identity)
+    if parent is not None:
+        log.warning("thresholds: %s has no entry for %s; using the fp32 model's cuts "
+                    "(re-derive them for INT8, see data/models/README.md)", card, identity, extra={"once": True})
     if not isinstance(entry, dict):
         return {}
     out: Thresholds = {str(k): float(v) for k, v in entry.items()
@@ -366,7 +378,8 @@ class _LabelShared:
     batcher: DynamicBatcher | None = None
     caveats: tuple[str, ...] | None = None  # inference.fidelity's, measured by the first instance
     digests: dict[Path, str] = field(default_factory=dict)  # model file -> sha256 of the bytes the first instance loaded
-    refused: tuple[tuple[str, str], ...] | None = None  # (engine, refusal at load) the first instance's auto walk met
+    # (engine, its refusal at load or failed warm-up) the first instance's auto walk met; None until it ended there
+    refused: tuple[tuple[str, str], ...] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -453,14 +466,14 @@ class VAEAnomalyScorer(Producer):
                 if shared.auto is None:
                     shared.auto = self._auto_by_measurement(ctx, p, opts, reason)
             name, reason, timings, path = shared.auto  # the very file that was timed and checked
-        with shared.lock:
-            known = shared.refused or ()
+        with shared.lock:  # None: this is the label's first instance, whose walk the others follow
+            known = shared.refused
         warm = list(p.warm_up)
         if p.batching is not None and p.batching.max_batch not in warm:
             warm.append(p.batching.max_batch)  # the full batch's first call is not charged to an event
         backend, digest, name, reason, path, refused = self._load_first(
-            where, p, ctx.accelerators, name, reason, path, opts, reads, known,
-            lambda b: self._make_ready(b, warm, shared, self._jets_per_call(ctx, p), where))
+            where, p, ctx.accelerators, name, reason, path, opts, reads, known or (),
+            lambda b: self._make_ready(b, warm, shared, self._jets_per_call(ctx, p), where), settled=known is not None)
         with shared.lock:  # the later streams start where this walk ended: each engine is offered the model once
             if shared.refused is None:
                 shared.refused = refused
@@ -522,7 +535,7 @@ class VAEAnomalyScorer(Producer):
     @staticmethod
     def _load_first(where: str, p: VAEAnomalyScorerParameters, accelerators: Sequence[str], name: str, reason: str,
                     path: Path, opts: BackendOptions, reads: Contract, known: Sequence[tuple[str, str]] = (),
-                    ready: Callable[[InferenceBackend], None] = lambda backend: None,
+                    ready: Callable[[InferenceBackend], None] = lambda backend: None, settled: bool = False,
                     ) -> tuple[InferenceBackend, str, str, str, Path, tuple[tuple[str, str], ...]]:
         """(backend, digest of the file it loaded, engine, reason, model file, the refusals met): ``name`` loaded
         and made ``ready`` (warmed up: its buckets compiled or captured, the label's checks passed); with
@@ -532,8 +545,11 @@ class VAEAnomalyScorer(Producer):
         translated branch that only a batch of several jets takes fail there, and ended the job where the next
         engine runs the model. ``known``: the refusals the label's first instance met, not asked again by the
         other streams (a TensorRT parse or a failed build per stream; a refusal one stream met must not leave
-        another on another engine). An explicit engine is never replaced, and no other engine is tried on a
-        file being written."""
+        another on another engine). ``settled``: the label's first instance ended its walk on the engine ``known``
+        leads to, so this one fails rather than hand the model on (a later stream's warm-up can fail alone, a GPU's
+        memory held by the streams before it: that stream ran another engine than the others, and the job's facts
+        named the last stream's). An explicit engine is never replaced, and no other engine is tried on a file
+        being written."""
         refused: list[tuple[str, str]] = list(known)
         choice = auto_next(accelerators, refused, path) if refused and p.backend == "auto" else None
         if choice is not None:  # where the first instance's walk ended
@@ -553,10 +569,12 @@ class VAEAnomalyScorer(Producer):
             except ModuleError as exc:
                 release(backend)  # a GPU engine's memory, before the next engine takes its own
                 refused.append((name, str(exc)))
-                choice = auto_next(accelerators, refused, path) if p.backend == "auto" else None
+                choice = auto_next(accelerators, refused, path) if p.backend == "auto" and not settled else None
                 if choice is None:
                     tried = "; ".join(f"{e}: {first_clause(r, e, path)}" for e, r in refused[:-1])
                     tried = f" (auto tried before it: {tried})" if tried else ""
+                    if settled and p.backend == "auto":  # the other streams run this engine: no other for this one
+                        tried += f" (this label's first stream runs {name}, and every stream runs the same engine)"
                     raise type(exc)(f"{where}: {str(exc).removeprefix(f'{where}: ')}{tried}") from exc
             except ConfigError as exc:  # say which module, keep the exit code
                 release(backend)

@@ -336,3 +336,35 @@ def test_an_engine_auto_timed_on_the_cpu_is_named_when_it_hands_the_model_on(tmp
     assert reason == ("auto: ONNX Runtime on CPU (iree cannot run this model: failed its warm-up on a batch of 9 "
                       "jet(s): RuntimeError: Error invoking function; TensorRT not used: options.accelerators ['cpu'] "
                       "excludes gpu-nvidia)"), reason
+
+
+def test_a_later_streams_warm_up_failure_does_not_leave_it_on_another_engine(no_tensorrt, tmp_path, monkeypatch):
+    """Two streams: the first warms PyTorch up, the second's warm-up fails alone (a GPU's memory held by the first
+    stream's CUDA graphs: the failure is made here, the GPU being faked). That stream handed the model on to JAX
+    while the first ran PyTorch: one label on two engines, its times mixed, and the job's facts naming the last
+    stream's engine. Now the second stream's failure ends the job in one line naming the engine the first runs."""
+    from hltrun.modules.inference.torch_backend import TorchBackend
+
+    no_tensorrt()
+    model = _jet_model(tmp_path / "plain.onnx")
+    real, calls = TorchBackend.warm_up, []
+
+    def warm_up(self, *args, **kwargs):
+        calls.append(self.name)
+        if len(calls) > 1:
+            raise ModuleError(f"torch: model {model} failed its warm-up on 4 jets: CUDA out of memory")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(TorchBackend, "warm_up", warm_up)
+    job = fake_job()
+    first = make_scorer(model=str(model), backend="auto", max_batch=4)
+    first.begin_job(job)
+    assert first.backend_name == "torch"
+    second = make_scorer(model=str(model), backend="auto", max_batch=4)
+    with pytest.raises(ModuleError) as info:
+        second.begin_job(job)
+    msg = str(info.value)
+    assert msg.startswith("modules.vae: torch: ") and "CUDA out of memory" in msg and "\n" not in msg, msg
+    assert "first stream runs torch" in msg, msg
+    assert job.channels.facts()["accelerators"]["vae"]["backend"] == "torch"
+    first.end_job()

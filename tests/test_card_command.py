@@ -841,6 +841,22 @@ def test_an_int8_run_writes_its_entry_under_the_name_the_int8_scorer_reads(tmp_p
     assert not [r for r in caplog.records if "fp32" in r.getMessage()]
 
 
+def test_an_int8_model_on_its_parents_cuts_is_checked_against_their_selection(tmp_path):
+    """An INT8 model without its own entry takes its fp32 parent's cuts (``mynet_int8`` on ``mynet``'s); the
+    selection those cuts were made on (hltcard's ``selection``) was looked up under ``mynet_int8`` only, found
+    nothing: the scorer said nothing of a path scoring other jets, and the filter said the cuts were made for
+    ``reduce: max`` when the card says ``leading``. The selection now comes from the entry the cuts come from."""
+    from hltrun.modules.vae_scorer import VAEAnomalyScorer, VAEAnomalyScorerParameters
+
+    shutil.copy(REPO / "data" / "models" / "conv_vae_int8.onnx", tmp_path / "mynet_int8.onnx")
+    made = {"max_jets": 1, "min_jet_pt": 0.0, "relative": True, "reduce": "leading"}
+    (tmp_path / "thresholds.json").write_text(json.dumps({"mynet": {"bkg_eff_1e-2": 1.5, "selection": made}}))
+    meta = VAEAnomalyScorer.product_metadata(VAEAnomalyScorerParameters(model=str(tmp_path / "mynet_int8.onnx"),
+                                                                        precision="int8"))
+    assert meta["model"] == "mynet_int8" and meta["thresholds"] == {"bkg_eff_1e-2": 1.5}  # the parent's cuts
+    assert meta["card_selection"] == made  # and what they were made on
+
+
 @pytest.mark.slow  # 1500 shipped events through the path (~5 s)
 def test_events_without_a_jet_passing_the_selection_are_left_out_of_the_pt_fit(model_dir, tmp_path, capsys):
     """A jet-pT selection in the batcher (``min_jet_pt``, 500 GeV): the events whose jets all lie below it have no

@@ -118,7 +118,10 @@ def test_an_older_summary_reads_as_it_did():
 
 @pytest.mark.parametrize("override, words", [
     ("modules.anomalyFilter.threshold=2.5", "threshold 2.5 is outside it"),
-    ("modules.anomalyFilter.working_point=vs_leading_jet_pt", "which is no probability")])
+    ("modules.anomalyFilter.working_point=vs_leading_jet_pt", "which is no probability"),
+    # two jets' probabilities summed lie in [0, 2]: a sigmoid network's 500 QCD events all fell past the last bin,
+    # the plot empty, exit 0
+    ("modules.anomalyFilter.reduce=sum", "up to one per jet, which is no probability")])
 def test_probability_scale_refuses_what_is_no_probability(capsys, override, words):
     from hltrun.framework.cli import main
 

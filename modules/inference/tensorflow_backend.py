@@ -15,7 +15,6 @@ per call.
 from __future__ import annotations
 
 import importlib
-import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,6 +25,7 @@ from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
 from .base import InferenceBackend, log
+from .tf_import import import_tensorflow
 
 MODES = ("predict", "eager", "function", "xla")
 # modules whose import registers the custom layers of the shipped models (package "hltrun")
@@ -110,8 +110,7 @@ class TensorFlowBackend(InferenceBackend):
         if mode not in MODES:
             raise ConfigError(f"tensorflow: mode {mode!r} (allowed: {', '.join(MODES)})")
         # TensorFlow's native (C++) log: warnings and errors would repeat our one-line errors per event
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        tf = need("tensorflow", f"tensorflow: running {self.model_path}")
+        tf = import_tensorflow(f"tensorflow: running {self.model_path}")
         keras = need("keras", f"tensorflow: running {self.model_path}")
 
         self._tf = tf

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -100,6 +101,55 @@ def unknown_custom_class(exc: BaseException, model: Path) -> ModuleError | None:
     return None
 
 
+# what Keras' cast of hltrun's float32 values to an input's dtype keeps exactly: float64 widens every value; an
+# integer type holds whole numbers (a 0/1 mask, a constituent count); bool and a half type, a 0/1 mask only
+_WHOLE_FEATURES = frozenset(("mask", "n_constituents"))
+_CAST_LOSES = {"int": "truncating them to whole numbers", "bool": "turning every non-zero value into 1 (True)",
+               "float16": "rounding them to 11 significant bits (and any above 65504 to inf)",
+               "bfloat16": "rounding them to 8 significant bits"}
+
+
+def lossy_input(model: Path, name: str, dtype: str, features: Sequence[str]) -> ModuleError | None:
+    """A Keras input whose dtype would change hltrun's float32 values is one line naming it, its dtype and the
+    features lost; None where the cast is exact. Why: Keras casts what it is fed to each ``keras.Input``'s dtype
+    without a word, so an int32 ``features`` input ran with every value truncated (-32.2 scored as -16), a bool
+    one with all ones, and the engines that refuse a non-float32 input (``require_float32``) were not asked. A
+    0/1 mask is exact in any of these types and is fed so (ParticleNet's ``mask`` is often int or bool)."""
+    if dtype in ("float32", "float64"):
+        return None
+    kind = "int" if dtype.startswith(("int", "uint")) else dtype
+    exact = _WHOLE_FEATURES if kind == "int" else {"mask"} if kind in _CAST_LOSES else set()
+    lost = [f for f in features if f not in exact]
+    if not lost:
+        return None
+    how = _CAST_LOSES.get(kind, "which it cannot hold")
+    return ModuleError(f"tensorflow: model {model} input {name!r} is {dtype}: Keras would cast hltrun's float32 values "
+                       f"{lost} to it, {how}; declare it keras.Input(..., dtype=\"float32\") (float64 is fed "
+                       f"exactly too; only a 0/1 mask{' or a constituent count' if kind == 'int' else ''} may stay "
+                       f"{dtype}) and save the model again")
+
+
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+_LFS = b"version https://git-lfs"
+
+
+def not_a_keras_file(model: Path) -> ModuleError | None:
+    """A ``.keras`` file that is not the zip archive Keras saves is one line saying what it is. Keras' own words
+    were "File not found: filepath=... Please ensure the file is an accessible `.keras` zip file." for a file that
+    is there: a Git LFS pointer not pulled, a copy cut short, an HDF5 model saved under the name."""
+    if zipfile.is_zipfile(model):
+        return None
+    with open(model, "rb") as fh:
+        head = fh.read(64)
+    what = ("a Git LFS pointer, not the model: fetch it (git lfs pull)" if head.startswith(_LFS) else
+            "an HDF5 file (Keras' legacy .h5 format) under a .keras name: load it in the Keras that saved it and "
+            "save it again with model.save('<name>.keras')"
+            if head.startswith(_HDF5) else
+            f"cut short ({model.stat().st_size} bytes, a zip archive's start but not its end): copy it again"
+            if head.startswith(b"PK") else "not the zip archive Keras saves: save it with model.save('<name>.keras')")
+    return ModuleError(f"tensorflow: cannot load model {model}: it is {what}")
+
+
 class TensorFlowBackend(InferenceBackend):
     name = "tensorflow"
     reads = frozenset(("mode", "threads"))
@@ -120,6 +170,9 @@ class TensorFlowBackend(InferenceBackend):
                 importlib.import_module(module)
             except ImportError as exc:  # a model without custom layers still loads
                 log.debug("tensorflow: custom layers %s not importable: %s", module, exc)
+        refusal = not_a_keras_file(self.model_path)
+        if refusal is not None:
+            raise refusal
         try:
             self.model = keras.saving.load_model(str(self.model_path), compile=False)
         except Exception as exc:
@@ -130,6 +183,11 @@ class TensorFlowBackend(InferenceBackend):
         # several inputs: (name, tensor) per input, each fed by its name; one input: its array, as before
         self._inputs = keras_inputs(self.model, self.model_path) if len(self.model.inputs) > 1 else []
         self._outputs = keras_output_names(self.model)
+        tensors = [t for _, t in self._inputs] or self.model.inputs[:1]
+        for (name, _), tensor, decl in zip(self._input_signature(), tensors, self.settle_inputs().inputs):
+            refusal = lossy_input(self.model_path, name, str(tensor.dtype), decl.features)
+            if refusal is not None:
+                raise refusal
         self._call = self._make_call(mode)
 
     def _make_call(self, mode: str) -> Callable[[Any], Any]:

@@ -185,7 +185,7 @@ class TensorFlowBackend(InferenceBackend):
         self._outputs = keras_output_names(self.model)
         tensors = [t for _, t in self._inputs] or self.model.inputs[:1]
         for (name, _), tensor, decl in zip(self._input_signature(), tensors, self.settle_inputs().inputs):
-            refusal = lossy_input(self.model_path, name, str(tensor.dtype), decl.features)
+            refusal = lossy_input(self.model_path, name, keras.backend.standardize_dtype(tensor.dtype), decl.features)
             if refusal is not None:
                 raise refusal
         self._call = self._make_call(mode)

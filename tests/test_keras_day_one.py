@@ -137,3 +137,51 @@ def test_an_adapted_normalization_layer_scores_as_keras_does(tmp_path):
     for mode in ("function", "eager", "predict"):
         got = create_backend("tensorflow", tmp_path / "norm.keras", BackendOptions(mode=mode)).load().run(x[:5])
         np.testing.assert_allclose(got["score"], np.asarray(own(x[:5])), rtol=1e-6)
+
+
+def test_a_lambda_layer_of_a_python_lambda_is_one_line_with_a_way_on_hltrun_has(tmp_path):
+    """Keras' line told the user to pass ``safe_mode=False`` "to the loading function", which hltrun's user cannot."""
+    import keras
+
+    given = keras.Input((100, 3), name="jets")
+    h = keras.layers.Lambda(lambda t: t * 2.0)(given)
+    keras.Model(given, keras.ops.mean(h, axis=(1, 2))).save(tmp_path / "lam.keras")
+    with pytest.raises(ModuleError, match=r"^tensorflow: model .*lam.keras has a Lambda layer of a Python lambda, which "
+                                          r"Keras loads only with safe_mode=False .*: write it with keras.ops in the "
+                                          r"model itself and save again, or export it to ONNX") as err:
+        create_backend("tensorflow", tmp_path / "lam.keras").load()
+    assert "\n" not in str(err.value) and "loading function" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["layer", "subclassed model"])
+def test_a_class_registered_in_the_users_code_is_named_in_one_line(tmp_path, kind):
+    """``register_keras_serializable`` registers in the process that trained; hltrun's is another."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import keras
+        @keras.saving.register_keras_serializable(package="mine")
+        class Twice(keras.layers.Layer):
+            def call(self, a):
+                return a * 2.0
+        @keras.saving.register_keras_serializable(package="mine")
+        class Net(keras.Model):
+            def __init__(self, **kw):
+                super().__init__(**kw)
+                self.d = keras.layers.Dense(1)
+            def call(self, a):
+                return keras.ops.mean(self.d(a), axis=(1, 2))
+        if {kind == "layer"!r}:
+            given = keras.Input((100, 3), name="jets")
+            keras.Model(given, keras.ops.mean(Twice()(given), axis=(1, 2))).save({str(tmp_path / "m.keras")!r})
+        else:
+            net = Net()
+            net(keras.ops.zeros((1, 100, 3)))
+            net.save({str(tmp_path / "m.keras")!r})
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    with pytest.raises(ModuleError, match=rf"^tensorflow: model .*m.keras uses the custom Keras class "
+                                          rf"'{'Twice' if kind == 'layer' else 'Net'}', .*export it to ONNX"):
+        create_backend("tensorflow", tmp_path / "m.keras").load()

@@ -78,27 +78,40 @@ def keras_inputs(model: Any, path: Path) -> list[tuple[str, Any]]:
 
 
 _UNKNOWN_CLASS = re.compile(r"Could not locate class '([^']+)'")
+_PYTHON_LAMBDA = "deserialization of a `Lambda` layer whose `function` is a Python lambda"
 
 
-def unknown_custom_class(exc: BaseException, model: Path) -> ModuleError | None:
-    """A ``.keras`` file with a custom layer (or function) whose class is not registered in this process is
-    one line naming the class and the way on. Keras 3 rebuilds a custom layer from its Python class only, and
-    the user's training code is not imported here; Keras' own words were a 400-character dump of the
-    functional model's configuration ("could not be deserialized properly"), the class name lost in it."""
+def unloadable_keras(exc: BaseException, model: Path) -> ModuleError | None:
+    """A ``.keras`` file that Keras 3 cannot rebuild here is one line saying why and the way on, or None for another
+    failure. A custom layer (or function) whose class is not registered in this process: Keras rebuilds it from its
+    Python class only, and the user's training code is not imported here (Keras' own words were a 400-character
+    dump of the functional model's configuration, "could not be deserialized properly", the class lost in it). A
+    ``Lambda`` layer of a Python lambda: Keras loads its pickled code only with ``safe_mode=False`` (it would run
+    code from the file), and its line told the user to pass that "to the loading function", which hltrun's user
+    cannot reach."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         found = _UNKNOWN_CLASS.search(str(exc))
         if found:
-            beside = model.with_suffix(".onnx")
-            way = (f"run {beside.name} beside it on another engine (the scorer's model: {beside}, with backend: "
-                   f"onnxruntime or auto; every engine but tensorflow reads ONNX)" if beside.is_file() else
-                   "export it to ONNX (tf2onnx, docs/your-model.md) and run that file on any engine")
             return ModuleError(f"tensorflow: model {model} uses the custom Keras class {found.group(1)!r}, whose Python "
                                f"code is not imported by hltrun (Keras 3 rebuilds a custom layer only from its "
-                               f"registered class): {way}")
+                               f"registered class): {_way_on(model)}")
+        if _PYTHON_LAMBDA in str(exc):
+            return ModuleError(f"tensorflow: model {model} has a Lambda layer of a Python lambda, which Keras loads only "
+                               f"with safe_mode=False (it runs code saved in the file); hltrun loads in safe mode: write "
+                               f"it with keras.ops in the model itself and save again, or {_way_on(model)}")
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _way_on(model: Path) -> str:
+    """Where a ``.keras`` file hltrun cannot rebuild goes on: the ``.onnx`` beside it, else an ONNX export."""
+    beside = model.with_suffix(".onnx")
+    if beside.is_file():
+        return (f"run {beside.name} beside it on another engine (the scorer's model: {beside}, with backend: "
+                f"onnxruntime or auto; every engine but tensorflow reads ONNX)")
+    return "export it to ONNX (tf2onnx, docs/your-model.md) and run that file on any engine"
 
 
 # what Keras' cast of hltrun's float32 values to an input's dtype keeps exactly: float64 widens every value; an
@@ -176,7 +189,7 @@ class TensorFlowBackend(InferenceBackend):
         try:
             self.model = keras.saving.load_model(str(self.model_path), compile=False)
         except Exception as exc:
-            refusal = unknown_custom_class(exc, self.model_path)
+            refusal = unloadable_keras(exc, self.model_path)
             if refusal is None:
                 raise
             raise refusal from exc

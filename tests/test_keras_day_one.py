@@ -185,3 +185,51 @@ def test_a_class_registered_in_the_users_code_is_named_in_one_line(tmp_path, kin
     with pytest.raises(ModuleError, match=rf"^tensorflow: model .*m.keras uses the custom Keras class "
                                           rf"'{'Twice' if kind == 'layer' else 'Net'}', .*export it to ONNX"):
         create_backend("tensorflow", tmp_path / "m.keras").load()
+
+
+def branch_input(path: Path, dtype: str) -> Path:
+    """One (N, P, 1) input of a file branch (a charge, a pdgId) of ``dtype``; score: the sum of its values."""
+    import keras
+
+    x = keras.Input((P, 1), dtype=dtype, name="pid")
+    keras.Model(x, keras.ops.sum(keras.ops.cast(x, "float32"), axis=(1, 2))).save(path)
+    return path
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_a_file_branch_in_an_integer_input_runs_while_its_values_survive_the_cast(tmp_path, dtype):
+    """A particle-ID embedding reads an integer branch: whole values run exactly (as before the dtype check); a
+    value the cast would change is one line at that call, naming the input and the branch (until 2026-12-07 it ran
+    truncated: 2.5 scored as 2)."""
+    declared = parse([{"name": "pid", "features": ["FatJetPFCand_charge"], "n_constituents": P}],
+                     "modules.vae.inputs", "test")
+    backend = create_backend("tensorflow", branch_input(tmp_path / "pid.keras", dtype),
+                             BackendOptions(inputs=declared)).load()
+    backend.warm_up()
+    whole = np.random.default_rng(3).integers(0 if dtype == "bool" else -1, 2, (4, P, 1)).astype(np.float32)
+    np.testing.assert_array_equal(backend.run(whole)["score"], whole.sum(axis=(1, 2)))
+    off = whole.copy()
+    off[2, 3, 0] = 2.5
+    with pytest.raises(ModuleError, match=rf"^tensorflow: model .*pid.keras input 'pid' is {dtype}, and Keras would "
+                                          rf"change hltrun's float32 values of \['FatJetPFCand_charge'\] in the cast "
+                                          rf"to it \(2.5 became "):
+        backend.run(off)
+
+
+def test_a_file_branch_beside_other_inputs_is_checked_by_its_input_name(tmp_path):
+    import keras
+
+    given = [keras.Input((P, 2), name="points"), keras.Input((P, 1), dtype="int32", name="pid"),
+             keras.Input((P, 1), dtype="bool", name="mask")]
+    points, pid, mask = (keras.ops.cast(t, "float32") for t in given)
+    keras.Model(given, keras.ops.sum((points + pid) * mask, axis=(1, 2))).save(tmp_path / "m.keras")
+    declared = parse([{"name": "points", "features": ["deta", "dphi"], "n_constituents": P},
+                      {"name": "pid", "features": ["FatJetPFCand_pdgId"], "n_constituents": P},
+                      {"name": "mask", "features": ["mask"], "n_constituents": P}], "modules.vae.inputs", "test")
+    backend = create_backend("tensorflow", tmp_path / "m.keras", BackendOptions(inputs=declared)).load()
+    points, _, mask = inputs(3, 4)
+    pid = np.float32([211, -211, 22, 130, 2112, 11, -13, 321])[None, :, None] * mask
+    got = backend.run((points, pid, mask))["score"]
+    np.testing.assert_allclose(got, ((points + pid) * mask).sum(axis=(1, 2)), rtol=1e-6)
+    with pytest.raises(ModuleError, match=r"input 'pid' is int32, .* of \['FatJetPFCand_pdgId'\]"):
+        backend.run((points, pid + np.float32(0.5) * mask, mask))

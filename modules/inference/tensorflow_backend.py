@@ -24,6 +24,7 @@ import numpy as np
 
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
+from hltrun.modules.contract import ModelInput
 
 from .base import InferenceBackend, log
 from .tf_import import import_tensorflow
@@ -115,31 +116,65 @@ def _way_on(model: Path) -> str:
 
 
 # what Keras' cast of hltrun's float32 values to an input's dtype keeps exactly: float64 widens every value; an
-# integer type holds whole numbers (a 0/1 mask, a constituent count); bool and a half type, a 0/1 mask only
+# integer type holds whole numbers (a 0/1 mask, a constituent count); bool and a half type, a 0/1 mask only. A file
+# branch's values (a charge, a pdgId) are the user's: checked on every call, for such a model only (``kept_values``).
+FED_EXACTLY = ("float32", "float64")
 _WHOLE_FEATURES = frozenset(("mask", "n_constituents"))
 _CAST_LOSES = {"int": "truncating them to whole numbers", "bool": "turning every non-zero value into 1 (True)",
                "float16": "rounding them to 11 significant bits (and any above 65504 to inf)",
                "bfloat16": "rounding them to 8 significant bits"}
 
 
-def lossy_input(model: Path, name: str, dtype: str, features: Sequence[str]) -> ModuleError | None:
+def numpy_dtype(dtype: str) -> np.dtype | None:
+    """numpy's type of a Keras dtype name, or None where numpy has none (bfloat16, string)."""
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        return None
+
+
+def lossy_input(model: Path, name: str, dtype: str, decl: ModelInput) -> ModuleError | None:
     """A Keras input whose dtype would change hltrun's float32 values is one line naming it, its dtype and the
-    features lost; None where the cast is exact. Why: Keras casts what it is fed to each ``keras.Input``'s dtype
-    without a word, so an int32 ``features`` input ran with every value truncated (-32.2 scored as -16), a bool
-    one with all ones, and the engines that refuse a non-float32 input (``require_float32``) were not asked. A
-    0/1 mask is exact in any of these types and is fed so (ParticleNet's ``mask`` is often int or bool)."""
-    if dtype in ("float32", "float64"):
+    features lost; None where the cast is exact, or is checked per call (file branches). Why: Keras casts what it
+    is fed to each ``keras.Input``'s dtype without a word, so an int32 ``features`` input ran with every value
+    truncated (-32.2 scored as -16), a bool one with all ones, and the engines that refuse a non-float32 input
+    (``require_float32``) were not asked. A 0/1 mask is exact in any of these types and is fed so (ParticleNet's
+    ``mask`` is often int or bool)."""
+    if dtype in FED_EXACTLY:
         return None
     kind = "int" if dtype.startswith(("int", "uint")) else dtype
-    exact = _WHOLE_FEATURES if kind == "int" else {"mask"} if kind in _CAST_LOSES else set()
-    lost = [f for f in features if f not in exact]
+    exact = set(_WHOLE_FEATURES if kind == "int" else {"mask"} if kind in _CAST_LOSES else ())
+    if kind in _CAST_LOSES and numpy_dtype(dtype) is not None:
+        exact.update(decl.branches())
+    lost = [f for f in decl.features if f not in exact]
     if not lost:
         return None
     how = _CAST_LOSES.get(kind, "which it cannot hold")
     return ModuleError(f"tensorflow: model {model} input {name!r} is {dtype}: Keras would cast hltrun's float32 values "
                        f"{lost} to it, {how}; declare it keras.Input(..., dtype=\"float32\") (float64 is fed "
-                       f"exactly too; only a 0/1 mask{' or a constituent count' if kind == 'int' else ''} may stay "
-                       f"{dtype}) and save the model again")
+                       f"exactly too; only a 0/1 mask{', a constituent count' if kind == 'int' else ''} or a file "
+                       f"branch whose values it holds may stay {dtype}) and save the model again")
+
+
+def kept_values(model: Path, checks: Sequence[tuple[str | None, str, str, tuple[str, ...]]],
+                call: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``call`` that first checks each (feed key (None: the one input's array), name, dtype, file branches) input's values
+    survive Keras' cast to its dtype: a branch the user declared is whole numbers (a charge) or not (a weight),
+    which only its values tell. One line at the first call that would change one."""
+    def checked(feed: Any) -> Any:
+        for key, name, dtype, branches in checks:
+            x = feed if key is None else feed[key]
+            with np.errstate(invalid="ignore", over="ignore"):
+                cast = x.astype(dtype).astype(x.dtype)
+            changed = cast != x
+            if changed.any():
+                at = tuple(np.argwhere(changed)[0])
+                raise ModuleError(f"tensorflow: model {model} input {name!r} is {dtype}, and Keras would change "
+                                  f"hltrun's float32 values of {list(branches)} in the cast to it ({float(x[at]):g} "
+                                  f"became {float(cast[at]):g}); declare it keras.Input(..., dtype=\"float32\") and "
+                                  f"save the model again")
+        return call(feed)
+    return checked
 
 
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -197,11 +232,17 @@ class TensorFlowBackend(InferenceBackend):
         self._inputs = keras_inputs(self.model, self.model_path) if len(self.model.inputs) > 1 else []
         self._outputs = keras_output_names(self.model)
         tensors = [t for _, t in self._inputs] or self.model.inputs[:1]
+        checks = []
         for (name, _), tensor, decl in zip(self._input_signature(), tensors, self.settle_inputs().inputs):
-            refusal = lossy_input(self.model_path, name, keras.backend.standardize_dtype(tensor.dtype), decl.features)
+            dtype = keras.backend.standardize_dtype(tensor.dtype)
+            refusal = lossy_input(self.model_path, name, dtype, decl)
             if refusal is not None:
                 raise refusal
+            if dtype not in FED_EXACTLY and decl.branches():
+                checks.append((name if self._inputs else None, name, dtype, decl.branches()))
         self._call = self._make_call(mode)
+        if checks:  # only such a model pays the check
+            self._call = kept_values(self.model_path, checks, self._call)
 
     def _make_call(self, mode: str) -> Callable[[Any], Any]:
         """The model call of ``mode``: on one array (one input), or on a dict of arrays by input name."""

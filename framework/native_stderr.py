@@ -6,11 +6,13 @@ first allocation in a process). A physicist's console should hold hltrun's lines
 The call that prints is run with fd 2 pointed at a pipe; afterwards every captured line that is not the
 known notice is written back to the real fd 2, in order, so a genuine error is never lost. A pipe (read by
 a thread) rather than a temporary file: it needs no disk, so a full ``$TMPDIR`` cannot eat the messages.
+``without_native_lines`` does the same through a child process, for a call that may abort the process (an import).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 from contextlib import contextmanager
@@ -55,4 +57,60 @@ def without_native_notice(is_notice: Callable[[str], bool]) -> Iterator[None]:
             data = data[os.write(2, data):]
 
 
-__all__ = ["without_native_notice"]
+# the child of ``without_native_lines``: fd 0 the pipe, fd 1 the real fd 2, argv[1] the pattern of lines to drop.
+# It ignores Ctrl-C (sent to the whole process group), so it drains the pipe until its writers are gone.
+_FILTER = """
+import os, re, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+drop = re.compile(sys.argv[1]).search
+def put(data):
+    while data:
+        data = data[os.write(1, data):]
+rest = b""
+while data := os.read(0, 65536):
+    *lines, rest = (rest + data).split(b"\\n")
+    put(b"".join(line + b"\\n" for line in lines if not drop(line.decode(errors="replace"))))
+if rest and not drop(rest.decode(errors="replace")):
+    put(rest)
+"""
+
+
+@contextmanager
+def without_native_lines(pattern: str) -> Iterator[None]:
+    """Run the block with every fd 2 line that ``pattern`` (a regex, searched in each line) matches dropped by a
+    child process, which writes every other line to the real fd 2 as it comes. Why a process, not a thread: a
+    library that aborts inside the block (TensorFlow's fatal log on a CPU without the instructions it was built
+    for, in its import) takes a thread and its unwritten lines with it, and the user would see the crash without
+    its reason; the child holds the pipe and still writes them. Costs a small interpreter's start (~30 ms), so it
+    is for a once-per-process call (an import), not per event. No child (no fd 2, or it cannot start): no filter."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    read_end, write_end = os.pipe()
+    try:
+        child = subprocess.Popen([sys.executable, "-I", "-S", "-c", _FILTER, pattern],
+                                 stdin=read_end, stdout=saved, stderr=saved)
+    except OSError:
+        for fd in (read_end, write_end, saved):
+            os.close(fd)
+        yield
+        return
+    os.close(read_end)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)  # the pipe's last write end closes: the child sees EOF, writes its rest and exits
+        os.close(saved)
+        child.wait()
+
+
+__all__ = ["without_native_lines", "without_native_notice"]

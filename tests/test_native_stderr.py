@@ -4,6 +4,7 @@ LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++
 allocation in a process, past ``-q``; the shipped path picks TFLite, so every run showed it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import textwrap
 
 import pytest
 
-from hltrun.framework.native_stderr import without_native_notice
+from hltrun.framework.native_stderr import without_native_lines, without_native_notice
+from hltrun.modules.inference.tf_import import start_up_lines
 from tests.agreement import MODELS
 
 
@@ -56,3 +58,67 @@ def test_the_shipped_tflite_model_prints_no_delegate_notice():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "loaded"
     assert "XNNPACK delegate" not in done.stderr, done.stderr
+
+
+# TensorFlow's start-up log (modules/inference/tf_import.py): TF 2.21 prints "I0000 ... port.cc:153] oneDNN custom
+# operations are on" twice per import, before its logging reads TF_CPP_MIN_LOG_LEVEL, so -q did not keep it off.
+ABSL_INFO = "I0000 00:00:1796685192.562883    8970 port.cc:153] oneDNN custom operations are on. ..."
+ABSL_WARNING = "W0000 00:00:1796685192.562883    8970 loader.cc:12] a warning"
+ABSL_ERROR = "E0000 00:00:1796685192.562883    8970 loader.cc:12] could not load the op library"
+PRE_INIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+def test_the_filter_process_keeps_every_other_line_in_order(capfd):
+    with without_native_lines("^INFO: noise"):
+        os.write(2, b"first real line\nINFO: noise from C++\n")
+        os.write(2, b"second real line\n")
+        os.write(2, b"last line without newline")
+    os.write(2, b"\nafter\n")
+    assert capfd.readouterr().err == "first real line\nsecond real line\nlast line without newline\nafter\n"
+
+
+def test_lines_before_an_abort_inside_the_block_still_reach_the_console():
+    """A native library that aborts in its import (TensorFlow's fatal log on a CPU without AVX) must still be
+    seen saying why: the lines are written by the filter process, which outlives the aborted one."""
+    code = textwrap.dedent("""
+        import os
+        from hltrun.framework.native_stderr import without_native_lines
+        with without_native_lines("^INFO"):
+            os.write(2, b"INFO: dropped\\nF0000 the library was compiled to use AVX instructions\\n")
+            os.abort()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr == "F0000 the library was compiled to use AVX instructions\n"
+
+
+@pytest.mark.parametrize("level, kept", [
+    ("2", [ABSL_ERROR]),
+    ("1", [ABSL_WARNING, ABSL_ERROR]),
+    ("3", [ABSL_ERROR]),  # an error is never hidden, whatever the level
+    ("0", [PRE_INIT, ABSL_INFO, ABSL_WARNING, ABSL_ERROR]),  # the user asked for everything
+])
+def test_start_up_lines_are_dropped_as_tf_cpp_min_log_level_asks(capfd, level, kept):
+    lines = [PRE_INIT, ABSL_INFO, ABSL_WARNING, ABSL_ERROR,
+             "2026-01-30 22:44:42.456316: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on."]
+    pattern = start_up_lines(int(level))
+    with without_native_lines(pattern) if pattern else contextlib.nullcontext():
+        os.write(2, "".join(line + "\n" for line in lines).encode())
+    err = capfd.readouterr().err.splitlines()
+    assert err == (lines if level == "0" else kept)
+
+
+def test_the_tensorflow_backend_prints_no_start_up_log():
+    """A fresh process (the lines come with the import), the backend as ``backend: tensorflow`` runs it."""
+    pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+    code = f"MODEL = {str(MODELS / 'conv_vae.keras')!r}\n" + textwrap.dedent("""
+        from hltrun.modules.inference import BackendOptions, create_backend
+        backend = create_backend("tensorflow", MODEL, BackendOptions()).load()
+        backend.warm_up()
+        print("loaded", flush=True)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "loaded"
+    assert done.stderr == "", done.stderr

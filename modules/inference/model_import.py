@@ -45,6 +45,7 @@ from hltrun.framework.interrupt import reraise_interrupt
 from hltrun.framework.resources import unreadable_reason
 
 from .machine import cache_root, dist_version, folder_or_none
+from .tf_import import import_tensorflow
 
 log = logging.getLogger("hltrun.inference")
 
@@ -270,8 +271,7 @@ class SavedModelImporter(Importer):
                 f"--output {path.name}.onnx")
 
     def load(self, path: Path) -> Any:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's native log, as the tensorflow backend sets it
-        tf = need("tensorflow", f"importing the SavedModel {path}")
+        tf = import_tensorflow(f"importing the SavedModel {path}")  # its start-up log, as the tensorflow backend
         loaded = tf.saved_model.load(str(path))
         if self.SIGNATURE not in loaded.signatures:
             raise ModuleError(f"model {path}: SavedModel without a {self.SIGNATURE!r} signature (it has "

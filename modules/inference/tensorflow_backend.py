@@ -15,8 +15,6 @@ per call.
 from __future__ import annotations
 
 import importlib
-import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,6 +24,8 @@ from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.framework.extras import need
 
 from .base import InferenceBackend, log
+from .keras_checks import FED_EXACTLY, kept_values, lossy_input, not_a_keras_file, unloadable_keras
+from .tf_import import import_tensorflow
 
 MODES = ("predict", "eager", "function", "xla")
 # modules whose import registers the custom layers of the shipped models (package "hltrun")
@@ -76,30 +76,6 @@ def keras_inputs(model: Any, path: Path) -> list[tuple[str, Any]]:
     return list(struct.items()) if isinstance(struct, dict) else [(str(t.name), t) for t in tensors]
 
 
-_UNKNOWN_CLASS = re.compile(r"Could not locate class '([^']+)'")
-
-
-def unknown_custom_class(exc: BaseException, model: Path) -> ModuleError | None:
-    """A ``.keras`` file with a custom layer (or function) whose class is not registered in this process is
-    one line naming the class and the way on. Keras 3 rebuilds a custom layer from its Python class only, and
-    the user's training code is not imported here; Keras' own words were a 400-character dump of the
-    functional model's configuration ("could not be deserialized properly"), the class name lost in it."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        found = _UNKNOWN_CLASS.search(str(exc))
-        if found:
-            beside = model.with_suffix(".onnx")
-            way = (f"run {beside.name} beside it on another engine (the scorer's model: {beside}, with backend: "
-                   f"onnxruntime or auto; every engine but tensorflow reads ONNX)" if beside.is_file() else
-                   "export it to ONNX (tf2onnx, docs/your-model.md) and run that file on any engine")
-            return ModuleError(f"tensorflow: model {model} uses the custom Keras class {found.group(1)!r}, whose Python "
-                               f"code is not imported by hltrun (Keras 3 rebuilds a custom layer only from its "
-                               f"registered class): {way}")
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 class TensorFlowBackend(InferenceBackend):
     name = "tensorflow"
     reads = frozenset(("mode", "threads"))
@@ -110,8 +86,7 @@ class TensorFlowBackend(InferenceBackend):
         if mode not in MODES:
             raise ConfigError(f"tensorflow: mode {mode!r} (allowed: {', '.join(MODES)})")
         # TensorFlow's native (C++) log: warnings and errors would repeat our one-line errors per event
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        tf = need("tensorflow", f"tensorflow: running {self.model_path}")
+        tf = import_tensorflow(f"tensorflow: running {self.model_path}")
         keras = need("keras", f"tensorflow: running {self.model_path}")
 
         self._tf = tf
@@ -121,17 +96,31 @@ class TensorFlowBackend(InferenceBackend):
                 importlib.import_module(module)
             except ImportError as exc:  # a model without custom layers still loads
                 log.debug("tensorflow: custom layers %s not importable: %s", module, exc)
+        refusal = not_a_keras_file(self.model_path)
+        if refusal is not None:
+            raise refusal
         try:
             self.model = keras.saving.load_model(str(self.model_path), compile=False)
         except Exception as exc:
-            refusal = unknown_custom_class(exc, self.model_path)
+            refusal = unloadable_keras(exc, self.model_path)
             if refusal is None:
                 raise
             raise refusal from exc
         # several inputs: (name, tensor) per input, each fed by its name; one input: its array, as before
         self._inputs = keras_inputs(self.model, self.model_path) if len(self.model.inputs) > 1 else []
         self._outputs = keras_output_names(self.model)
+        tensors = [t for _, t in self._inputs] or self.model.inputs[:1]
+        checks = []
+        for (name, _), tensor, decl in zip(self._input_signature(), tensors, self.settle_inputs().inputs):
+            dtype = keras.backend.standardize_dtype(tensor.dtype)
+            refusal = lossy_input(self.model_path, name, dtype, decl)
+            if refusal is not None:
+                raise refusal
+            if dtype not in FED_EXACTLY and decl.branches():
+                checks.append((name if self._inputs else None, name, dtype, decl.branches()))
         self._call = self._make_call(mode)
+        if checks:  # only such a model pays the check
+            self._call = kept_values(self.model_path, checks, self._call)
 
     def _make_call(self, mode: str) -> Callable[[Any], Any]:
         """The model call of ``mode``: on one array (one input), or on a dict of arrays by input name."""

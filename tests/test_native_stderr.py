@@ -122,3 +122,22 @@ def test_the_tensorflow_backend_prints_no_start_up_log():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "loaded"
     assert done.stderr == "", done.stderr
+
+
+def test_tflite_on_tensorflows_interpreter_prints_no_start_up_log():
+    """Without LiteRT (``ai_edge_litert``) the tflite backend runs TensorFlow's interpreter: its import printed the
+    start-up lines the tensorflow backend keeps off the console."""
+    pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+    code = f"MODEL = {str(MODELS / 'conv_vae.tflite')!r}\n" + textwrap.dedent("""
+        import sys
+        sys.modules["ai_edge_litert"] = None  # as if not installed: import fails, TensorFlow's interpreter runs
+        from hltrun.modules.inference import BackendOptions, create_backend
+        backend = create_backend("tflite", MODEL, BackendOptions()).load()
+        backend.warm_up()
+        print(backend.runtime, flush=True)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "tensorflow.lite"
+    assert done.stderr == "", done.stderr

@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 
 from hltrun.framework.errors import ModuleError
-from hltrun.framework.extras import need
 from hltrun.framework.native_stderr import without_native_notice
 from hltrun.framework.resources import why_not_readable
 
@@ -68,7 +67,9 @@ def interpreter_class() -> tuple[type, str, str]:
 
         return litert.Interpreter, "ai-edge-litert", version("ai-edge-litert")
     except ImportError:
-        tf = need("tensorflow", "tflite: running a .tflite model (or install ai-edge-litert)")
+        from .tf_import import import_tensorflow  # its start-up log kept off the console, as the tensorflow backend's
+
+        tf = import_tensorflow("tflite: running a .tflite model (or install ai-edge-litert)")
         return tf.lite.Interpreter, "tensorflow.lite", tf.__version__
 
 

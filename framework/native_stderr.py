@@ -19,13 +19,38 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 
+def _saved_stderr() -> int | None:
+    """A duplicate of fd 2 to restore it from (Python's buffered stderr flushed first); None where there is no
+    fd 2 (closed by the caller) or sys.stderr is closed: nothing to filter."""
+    try:
+        sys.stderr.flush()
+        return os.dup(2)
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _stderr_into(write_end: int, saved: int) -> Iterator[None]:
+    """The block with fd 2 on ``write_end`` (closed here: fd 2 is then its only holder), then fd 2 restored from
+    ``saved`` (closed), so the pipe's reader sees EOF once the block's writes are flushed."""
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @contextmanager
 def without_native_notice(is_notice: Callable[[str], bool]) -> Iterator[None]:
     """Run the block with fd 2 captured; replay every captured line for which ``is_notice`` is false."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no fd 2 (closed by the caller), or sys.stderr closed: nothing to filter
+    saved = _saved_stderr()
+    if saved is None:
         yield
         return
     read_end, write_end = os.pipe()
@@ -37,17 +62,10 @@ def without_native_notice(is_notice: Callable[[str], bool]) -> Iterator[None]:
 
     reader = threading.Thread(target=drain, name="native-stderr", daemon=True)
     reader.start()
-    os.dup2(write_end, 2)
-    os.close(write_end)
     try:
-        yield
-    finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os.dup2(saved, 2)  # the pipe's last write end closes: the reader sees EOF
-        os.close(saved)
+        with _stderr_into(write_end, saved):
+            yield
+    finally:  # the pipe's last write end is closed: the reader sees EOF
         reader.join()
         os.close(read_end)
         text = b"".join(chunks).decode(errors="replace")
@@ -83,10 +101,8 @@ def without_native_lines(pattern: str) -> Iterator[None]:
     for, in its import) takes a thread and its unwritten lines with it, and the user would see the crash without
     its reason; the child holds the pipe and still writes them. Costs a small interpreter's start (~30 ms), so it
     is for a once-per-process call (an import), not per event. No child (no fd 2, or it cannot start): no filter."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
+    saved = _saved_stderr()
+    if saved is None:
         yield
         return
     read_end, write_end = os.pipe()
@@ -99,17 +115,10 @@ def without_native_lines(pattern: str) -> Iterator[None]:
         yield
         return
     os.close(read_end)
-    os.dup2(write_end, 2)
-    os.close(write_end)
     try:
-        yield
-    finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os.dup2(saved, 2)  # the pipe's last write end closes: the child sees EOF, writes its rest and exits
-        os.close(saved)
+        with _stderr_into(write_end, saved):
+            yield
+    finally:  # the pipe's last write end is closed: the child sees EOF, writes its rest and exits
         child.wait()
 
 

@@ -113,6 +113,16 @@ def assert_several_inputs_agree(backend, model: Path, what: str) -> float:
     return worst
 
 
+def assert_padded_with_zero_jets(handed, xs, bucket: int) -> None:
+    """What an engine was handed for ``xs`` (one array per input) in ``bucket``: the real jets first in every
+    input, then zero jets in every input (a padded jet's mask is 0, never 1; no row of an earlier batch left)."""
+    n = len(xs[0])
+    assert [len(buf) for buf in handed] == [bucket] * len(xs)
+    for buf, x in zip(handed, xs):
+        np.testing.assert_array_equal(buf[:n], x)
+        assert not buf[n:].any()
+
+
 def run_concurrently(backends, x: np.ndarray, calls: int) -> list[list[np.ndarray]]:
     """Each backend (one per hltrun stream) scores ``x`` ``calls`` times in its own thread, all at once."""
     import threading

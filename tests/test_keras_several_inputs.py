@@ -25,7 +25,7 @@ from hltrun.modules.contract import arranged  # noqa: E402
 from hltrun.modules.inference import BackendOptions, create_backend  # noqa: E402
 from hltrun.modules.inference.autoselect import CHECK_JETS, beyond_rounding, choose, sample_inputs  # noqa: E402
 from hltrun.modules.inference.base import AGREEMENT_RTOL  # noqa: E402
-from tests.agreement import assert_several_inputs_agree  # noqa: E402
+from tests.agreement import assert_padded_with_zero_jets, assert_several_inputs_agree  # noqa: E402
 from tests.particlenet import KERAS_DECLARED, particlenet_keras  # noqa: E402
 
 MAX_BATCH = 8  # TFLite buckets 1, 2, 4, 8
@@ -113,9 +113,7 @@ def test_tflite_pads_every_input_with_zero_jets(tflite, reference, monkeypatch):
     handed = seen[-1]
     names = [i.name for i in tflite.contract.inputs]
     assert [buf.shape for buf in handed] == [(8, *tflite._jet_shapes[k]) for k in range(3)]
-    for buf, x in zip(handed, xs):
-        np.testing.assert_array_equal(buf[:5], x)
-        assert not buf[5:].any()
+    assert_padded_with_zero_jets(handed, xs, 8)
     assert handed[names.index("mask")][:5].any()  # the real jets' mask is there, the padding's is 0
 
 

@@ -459,6 +459,65 @@ def test_prescales_option_counts_what_the_prescaler_changed(write_config, tmp_pa
     assert main([old, str(files["two0"])]) == 0
 
 
+SELECTED_MENU = """
+source: {{type: TestCountingSource, n: 20}}
+modules:
+  pre: {{type: HLTPrescaler, offset: 1}}
+  even: {{type: TestModuloFilter, divisor: 2}}
+  three: {{type: TestModuloFilter, divisor: 3}}
+  out: {{type: RootOutputModule, file: {file}, select_events: [HLT_P, HLT_K]}}
+paths:
+  HLT_P: [pre, even]
+  HLT_K: [three]
+endpaths:
+  e: [out]
+services:
+  PrescaleService:
+    lvl1Labels: [one, two, dark]
+    lvl1DefaultLabel: {column}
+    prescaleTable:
+      - {{pathName: HLT_P, prescales: [1, 2, 0]}}
+"""
+
+
+def test_an_event_an_accepted_only_output_lacks_is_not_lost_where_its_prescaler_stopped_it(write_config, tmp_path,
+                                                                                           capsys):
+    """Outputs that keep accepted events only (select_events), one menu in two prescale columns: HLT_P takes the
+    even events (10 of 20) in column 'one', is off in 'dark' and kept 1 in 2 in 'two'. hltdiff's default ignores
+    prescaler stops (hltDiff's), but an event the new file lacks read as rejected: 'Lost -7' and exit 1, the 7 even
+    events no other path kept, which the column's prescaler stopped (configs/menu.yaml against --prescale emergency:
+    -65 for HLT_AnomalyGCNVAE, off there). The file's provenance says the factor in force: 0, the event was
+    prescaled; N > 1, prescaled or rejected, not counted either way and said so; 1, rejected, as before."""
+    from tests.helpers import run_config
+
+    files = {}
+    for column in ("one", "two", "dark"):
+        files[column] = tmp_path / f"{column}.root"
+        run_config(write_config(SELECTED_MENU.format(file=files[column], column=column), f"{column}.yaml"))
+    with uproot.open(files["dark"]) as f:
+        kept = f["Events"]["event"].array(library="np")
+    assert sorted(kept.tolist()) == [3, 6, 9, 12, 15, 18]  # HLT_K's only: the other even events are not in it
+    old = str(files["one"])
+    assert main([old, str(files["dark"])]) == 0
+    out = capsys.readouterr().out
+    assert "out of which 0 have different HLT results" in out and "HLT_P" not in out, out
+    # -p counts the stops: all 10 accepts lost, and the 3 odd events K kept, rejected by 'even' before, stopped at the
+    # prescaler now (Other), as outputs keeping every event would say
+    assert main([old, str(files["dark"]), "-p"]) == 1
+    assert "          13          10           -         -10          ~3  HLT_P" in capsys.readouterr().out
+    assert main([old, str(files["two"])]) == 0
+    out = capsys.readouterr().out
+    assert "note: 7 event(s) accepted by HLT_P on one side and lacking on the other" in out, out
+    assert "out of which 0 have different HLT results" in out
+    assert main([old, old]) == 0  # factor 1: a lacking event is rejected, as ever
+    # the new side's own cut lost them (factor 1 in column 'one'): still lost
+    worse = tmp_path / "worse.root"
+    run_config(write_config(SELECTED_MENU.format(file=worse, column="one").replace("divisor: 2", "divisor: 4"),
+                            "worse.yaml"))
+    assert main([old, str(worse)]) == 1
+    assert "          13          10           -          -5           -  HLT_P" in capsys.readouterr().out
+
+
 def test_stdout_full_is_exit_2_with_one_line_and_closed_keeps_the_answer(tmp_path, monkeypatch, capfd):
     """``hltdiff a b > /dev/full`` used to end in a traceback with exit 1 ("outputs differ"); ``>&-`` (print()
     writes nothing) keeps the answer in the exit code."""

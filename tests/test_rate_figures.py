@@ -95,6 +95,36 @@ def test_negative_generator_weights_give_the_signed_weighted_rate(tmp_path):
     for lumi in rates["per_lumi"]:
         mask = a["luminosityBlock"] == lumi["lumi"]
         assert lumi["rate_hz"]["HLT_Hard"] == pytest.approx(_weighted_rate(w[mask], accepted[mask])[0], rel=1e-9)
+        assert lumi["error_hz"]["HLT_Hard"] == pytest.approx(_weighted_rate(w[mask], accepted[mask])[1], rel=1e-9)
+
+
+def _binomial_hz(accepted: np.ndarray) -> float:
+    """The binomial error of 1e5 x the accepted fraction, written out independently."""
+    p = accepted.mean()
+    return 1e5 * np.sqrt(p * (1 - p) / len(accepted))
+
+
+def test_each_lumi_rate_in_hltrun_json_carries_its_error_and_says_where_it_is_a_limit(tmp_path):
+    """A lumi section cut short (the sample's lumi 2 holds 6 events, as maxEvents leaves the last lumi): hltrun.json's
+    per_lumi gave HLT_Hard 0.0 Hz there with no error and no flag, a measured 0 Hz to whoever reads the file, where
+    the job-wide rate of a path without an accepted event is a 68 % CL upper limit. Each lumi's rate now has its
+    error (binomial, Sumw2 weighted), and the paths that accepted nothing there are named with their upper limit."""
+    res, out = _job(tmp_path, _sample(tmp_path, n=256, weigh=lambda lumi, lead: np.ones(len(lumi))))
+    assert res.returncode == 0, res.stderr
+    with uproot.open(out) as f:
+        a = f["Events"].arrays(library="np")
+    rates = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["TriggerRates"]
+    by_lumi = {x["lumi"]: x for x in rates["per_lumi"]}
+    lumi, hard, soft = a["luminosityBlock"], a["HLT_Hard"].astype(bool), a["HLT_Soft"].astype(bool)
+    first, cut = lumi == 1, lumi == 2
+    assert cut.sum() == 6 and not hard[cut].any() and 0 < hard[first].sum() < first.sum()  # as the sample is built
+    assert by_lumi[1]["error_hz"]["HLT_Hard"] == pytest.approx(_binomial_hz(hard[first]), rel=1e-9)
+    assert (hard | soft)[first].all()  # every event taken: the total's error is the rejected side's 68 % CL limit
+    assert by_lumi[1]["total_error_hz"] == pytest.approx(1.1394e5 / first.sum(), rel=1e-3)
+    assert "upper_limit" not in by_lumi[1]
+    assert by_lumi[2]["rate_hz"]["HLT_Hard"] == 0.0 and by_lumi[2]["upper_limit"] == ["HLT_Hard"]
+    assert by_lumi[2]["error_hz"]["HLT_Hard"] == pytest.approx(1.1394e5 / 6, rel=1e-3)  # 68 % CL, 0 of 6
+    assert soft[cut].all() and by_lumi[2]["error_hz"]["HLT_Soft"] > 0  # 6 of 6 is no rate known exactly either
 
 
 @pytest.mark.parametrize("job_defined", [True, False], ids=["lumi-2-negative", "all-negative"])

@@ -9,7 +9,10 @@ hltrun specifics, next to hltDiff's own behaviour:
 * Outputs written with ``select_events`` keep only accepted events. Such a side ("accepted-only":
   no row rejected by every trigger; an empty output whose job processed events) counts an event it
   lacks as rejected, so the event becomes a gained or lost accept instead of a skipped one.
-  ``--selected yes|no`` overrides the detection.
+  ``--selected yes|no`` overrides the detection. For a path behind an HLTPrescaler that holds where its
+  factor was 1; the side's ``Provenance`` (its job's prescale table, column and ``lumiColumns``) says the
+  factor in each lumi section: where the path was off (0) a lacking event was prescaled, where it kept 1 in
+  N it was prescaled or rejected, neither gained nor lost, and a note counts them (``hltdiff_prescales``).
 * ``Other`` (hltDiff: same decision, stopped at another module) counts events that the trigger
   accepted on both sides but whose kept products (e.g. ``vae_score``) differ beyond the tolerance,
   and, with -p, events rejected on both sides by the prescaler on one and another module on the
@@ -74,6 +77,7 @@ from hltrun.modules.root_output import PRESCALED_PREFIX, PROCESS_KEY, PROVENANCE
 from hltrun.modules.source.hints import cmssw_file
 from hltrun.modules.source.tree import cut_short
 from hltrun.tools import hltdiff_changes as changes
+from hltrun.tools.hltdiff_prescales import WAS_EITHER, WAS_PRESCALED, SideFactors, side_factors
 
 ID_BRANCHES = ("run", "luminosityBlock", "event")
 TRIGGER_PREFIX = "HLT_"
@@ -96,6 +100,9 @@ class TriggerDiff:
     gained: int = 0
     lost: int = 0
     other: int = 0
+    # events one accepted-only side lacks, accepted on the other, whose prescaler there kept 1 in N: prescaled or
+    # rejected, the file cannot say (hltdiff_prescales): neither gained nor lost
+    not_compared: int = 0
 
     @property
     def differs(self) -> bool:
@@ -305,11 +312,13 @@ def _values_differ(a: ak.Array, b: ak.Array, rtol: float, atol: float) -> np.nda
 def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: float = 0.0, examples: int = 5,
             max_events: int = 0, selected_old: bool | None = None, selected_new: bool | None = None,
             coverage_old: dict[tuple[int, int], int] | None = None,
-            coverage_new: dict[tuple[int, int], int] | None = None, ignore_prescales: bool = True) -> Difference:
+            coverage_new: dict[tuple[int, int], int] | None = None, ignore_prescales: bool = True,
+            factors_old: SideFactors | None = None, factors_new: SideFactors | None = None) -> Difference:
     """Compare two sides' rows. ``selected_*`` None: detect accepted-only outputs (module docstring);
     ``coverage_*``: the lumi sections each side's job read (``read_coverage``; None: all);
     ``ignore_prescales``: as hltDiff without -p, a trigger an HLTPrescaler stopped on either side
-    (``HLTPrescaled_X``) is no difference."""
+    (``HLTPrescaled_X``) is no difference; ``factors_*``: each side's prescale factors (``side_factors``), which
+    say whether an event an accepted-only side lacks was rejected, prescaled or either (None: rejected)."""
     sel_old = is_accepted_only(old, coverage_old) if selected_old is None else selected_old
     sel_new = is_accepted_only(new, coverage_new) if selected_new is None else selected_new
     k_old, k_new = _keys(old), _keys(new)
@@ -382,20 +391,29 @@ def compare(old: ak.Array, new: ak.Array, rtol: float = AGREEMENT_RTOL, atol: fl
     old_any = np.zeros(diff.compared, bool)
     new_any = np.zeros(diff.compared, bool)
     changed: dict[int, list[tuple[int, int, int]]] = {}
+    # the rows each side lacks (after the common ones: old-only rows, lacking on the new side, then new-only ones)
+    lacking = ((factors_new, slice(len(common), len(common) + len(use_old_only)), k_old[use_old_only]),
+               (factors_old, slice(len(common) + len(use_old_only), diff.compared), k_new[use_new_only]))
     for t, name in enumerate(names):
         o, n = old_dec[name], new_dec[name]
         ps = prescaled_branch(name)
         po = decisions(old, i_old, use_old_only, len(use_new_only), True, ps)
         pn = decisions(new, i_new, use_new_only, len(use_old_only), False, ps)
+        unknown = np.zeros(diff.compared, bool)
+        for factors, rows, keys, stopped in ((*lacking[0], pn), (*lacking[1], po)):
+            if factors is not None and len(keys):
+                state = factors.states(name, np.asarray(keys["run"]), np.asarray(keys["luminosityBlock"]))
+                stopped[rows] |= state == WAS_PRESCALED
+                unknown[rows] = state == WAS_EITHER
         old_any |= o
         new_any |= n
-        counted = ~(po | pn) if ignore_prescales else np.ones(diff.compared, bool)
+        counted = (~(po | pn) if ignore_prescales else np.ones(diff.compared, bool)) & ~unknown
         # 'Other': accepted on both sides with other products, or (-p) rejected on both sides, by the
         # prescaler on one and by another module on the other (hltDiff: stopped at another module)
         other = (o & n & product_bad_all) | (~o & ~n & (po != pn) & counted)
         row = TriggerDiff(name, accepted=int(o.sum()), accepted_new=int(n.sum()),
                           gained=int((~o & n & counted).sum()), lost=int((o & ~n & counted).sum()),
-                          other=int(other.sum()))
+                          other=int(other.sum()), not_compared=int((unknown & (o | n)).sum()))
         diff.triggers.append(row)
         for i in np.flatnonzero(((o != n) & counted) | other):
             states = (PASS if o[i] else PRESCALED if po[i] else FAIL, PASS if n[i] else PRESCALED if pn[i] else FAIL)
@@ -697,6 +715,18 @@ def provenance_notes(old_files: Sequence[Path], new_files: Sequence[Path]) -> li
     return differences(old, new) if old is not None and new is not None else []
 
 
+def prescale_factors(files: Sequence[Path]) -> SideFactors | None:
+    """One side's prescale factors per path and lumi section, from its files' ``Provenance``
+    (``hltdiff_prescales``); None for older outputs, which say nothing of them."""
+    provenances = []
+    for path in files:
+        try:
+            provenances.append(read_provenance(path))
+        except Exception as exc:  # uproot raises many kinds on a corrupt file
+            raise InputError(f"cannot read {path}: {one_line(exc)}") from None
+    return side_factors(provenances)
+
+
 def stopped_notes(old_files: Sequence[Path], new_files: Sequence[Path]) -> list[str]:
     """One line per file kept by a job that a graceful signal stopped (SIGUSR2, SIGINT; its ``Provenance``
     says which): it holds the events finished before the stop, not its whole input, which "outputs agree"
@@ -728,6 +758,11 @@ def _print_comparison(diff: Difference, args: argparse.Namespace, made_by: Seque
     for side, flag in (("old", diff.selected_old), ("new", diff.selected_new)):
         if flag:
             print(f"note: the {side} side keeps accepted events only; an event it lacks counts as rejected")
+    for t in diff.triggers:
+        if t.not_compared:
+            print(f"note: {t.not_compared} event(s) accepted by {t.name} on one side and lacking on the other, "
+                  "whose prescaler there kept 1 in N: prescaled or rejected, its accepted-only file cannot say; "
+                  "not counted as gained or lost (compare outputs that keep every event)")
     if diff.only_in_new:
         print(f"note: {diff.only_in_new} event(s) of the new side are not in the old side's files: skipped")
     for n, side, other in ((diff.not_read_by_new, "old", "new"), (diff.not_read_by_old, "new", "old")):
@@ -790,11 +825,13 @@ def _main(argv: list[str] | None) -> int:
             check_process(files, process, option)
         made_by = provenance_notes(old_files, new_files)
         stopped = stopped_notes(old_files, new_files)
+        factors_old, factors_new = prescale_factors(old_files), prescale_factors(new_files)
     except InputError as exc:
         sys.stderr.write(f"hltdiff: error: {printable(str(exc))}\n")
         return 2
     diff = compare(old, new, args.rtol, args.atol, args.examples, args.max_events, selected, selected,
-                   coverage_old, coverage_new, ignore_prescales=not args.prescales)
+                   coverage_old, coverage_new, ignore_prescales=not args.prescales, factors_old=factors_old,
+                   factors_new=factors_new)
     if args.debug:  # hltDiff -d: every event not found on the other side
         n_old = diff.only_in_old
         for i, (run, lumi, event) in enumerate(diff.skipped_ids):

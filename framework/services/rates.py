@@ -222,12 +222,7 @@ class TriggerRates(Service):
                                  for label, cr in per_column.items()]
         if self.params.per_lumi:
             column_of = {key: label for label, keys in columns.items() for key in keys}
-            out["per_lumi"] = [{"run": run, "lumi": lumi, "events": lr.events,
-                                "rate_hz": {n: _number(lr.path[n].hz) for n in lr.paths},
-                                "total_hz": _number(lr.total.hz),
-                                **({"column": column_of[(run, lumi)]} if columns else {}),
-                                **({"off": [n for n in lr.paths if lr.path[n].off]}
-                                   if any(lr.path[n].off for n in lr.paths) else {})}
+            out["per_lumi"] = [_lumi_dict(run, lumi, lr, column_of.get((run, lumi)) if columns else None)
                                for (run, lumi), lr in rates_per_lumi(self._patterns, r.input_rate_hz).items()]
         return out
 
@@ -442,6 +437,22 @@ def _rate_dict(r: Rate) -> dict[str, Any]:
     return {"accepted": r.events, "fraction": _number(r.fraction), "rate_hz": _number(r.hz),
             "error_hz": _number(r.error_hz), "upper_limit": r.upper_limit, "undefined": r.undefined, "off": r.off,
             "interval_hz": [_number(r.low_hz), _number(r.high_hz)]}
+
+
+def _lumi_dict(run: int, lumi: int, lr: MenuRates, column: str | None) -> dict[str, Any]:
+    """One lumi section's rates for hltrun.json, each with its error: a lumi holds few events (a few hundred in
+    the shipped files, a handful where maxEvents cut it), so a bare figure misleads (0 Hz from 10 events read as
+    a measured 0, where the error says < 11 kHz). ``upper_limit`` names the paths that accepted no event there,
+    whose ``error_hz`` is the 68 % CL upper limit, as the job-wide rates' ``upper_limit`` flag says."""
+    limits = [n for n in lr.paths if lr.path[n].upper_limit]
+    return {"run": run, "lumi": lumi, "events": lr.events,
+            "rate_hz": {n: _number(lr.path[n].hz) for n in lr.paths},
+            "error_hz": {n: _number(lr.path[n].error_hz) for n in lr.paths},
+            "total_hz": _number(lr.total.hz), "total_error_hz": _number(lr.total.error_hz),
+            **({"upper_limit": limits} if limits else {}),
+            **({"total_upper_limit": True} if lr.total.upper_limit else {}),
+            **({"column": column} if column is not None else {}),
+            **({"off": [n for n in lr.paths if lr.path[n].off]} if any(lr.path[n].off for n in lr.paths) else {})}
 
 
 def _number(x: float) -> float | None:

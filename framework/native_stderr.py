@@ -26,13 +26,23 @@ from typing import Callable, Iterator
 _ONE_AT_A_TIME = threading.RLock()
 
 
+def _flush_stderr() -> None:
+    """Python's buffered stderr written out, where there is one: None where the process started with fd 2 closed
+    (``2>&-``, pythonw), closed by the caller, or a stream that cannot flush."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def _saved_stderr() -> int | None:
     """A duplicate of fd 2 to restore it from (Python's buffered stderr flushed first); None where there is no
-    fd 2 (closed by the caller) or sys.stderr is closed: nothing to filter."""
+    fd 2 (closed by the caller): nothing to filter."""
+    _flush_stderr()
     try:
-        sys.stderr.flush()
         return os.dup(2)
-    except (OSError, ValueError):
+    except OSError:
         return None
 
 
@@ -45,10 +55,7 @@ def _stderr_into(write_end: int, saved: int) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        _flush_stderr()
         os.dup2(saved, 2)
         os.close(saved)
 

@@ -186,3 +186,22 @@ def test_two_threads_blocks_ending_first_in_first_out_leave_fd_2_as_it_was(filte
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "['a', 'b'] True", (done.stdout, done.stderr)
     assert sorted(done.stderr.splitlines()) == ["from a", "from b"]
+
+
+@pytest.mark.parametrize("closed", ["2>&-", "sys.stderr closed"])
+def test_a_process_without_python_stderr_runs_the_filtered_block(closed):
+    """Python sets sys.stderr to None where the process starts with fd 2 closed (``2>&-``, cron, pythonw): a
+    script calling the tensorflow backend there failed in the filter's flush (AttributeError, until 2026-12-07)."""
+    code = textwrap.dedent("""
+        import os, sys
+        from hltrun.framework.native_stderr import without_native_lines, without_native_notice
+        if sys.stderr is not None:
+            sys.stderr.close()
+        with without_native_lines("^INFO"):
+            with without_native_notice(lambda line: False):
+                pass
+        print("ran", sys.stderr is None, flush=True)
+    """)
+    done = subprocess.run(["/bin/sh", "-c", f'"$0" -c "$1" {"2>&-" if closed == "2>&-" else ""}', sys.executable,
+                           code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == f"ran {closed == '2>&-'}", (done.stdout, done.stderr)

@@ -7,6 +7,9 @@ The call that prints is run with fd 2 pointed at a pipe; afterwards every captur
 known notice is written back to the real fd 2, in order, so a genuine error is never lost. A pipe (read by
 a thread) rather than a temporary file: it needs no disk, so a full ``$TMPDIR`` cannot eat the messages.
 ``without_native_lines`` does the same through a child process, for a call that may abort the process (an import).
+fd 2 is the process's, not a thread's: one filter at a time (``_ONE_AT_A_TIME``), else two threads' blocks (the two
+threads of a Dask worker of ``threadsPerWorker: 2``, each loading its model) ended out of order left fd 2 on the
+first one's pipe for good, that block waiting forever for its end of file.
 """
 
 from __future__ import annotations
@@ -18,14 +21,28 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+# held for a whole filtered block: each restores fd 2 to what it saved, which is the real one only if no other
+# thread's block began or ended in between (re-entrant: a block inside a block of the same thread nests rightly)
+_ONE_AT_A_TIME = threading.RLock()
+
+
+def _flush_stderr() -> None:
+    """Python's buffered stderr written out, where there is one: None where the process started with fd 2 closed
+    (``2>&-``, pythonw), closed by the caller, or a stream that cannot flush."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
 
 def _saved_stderr() -> int | None:
     """A duplicate of fd 2 to restore it from (Python's buffered stderr flushed first); None where there is no
-    fd 2 (closed by the caller) or sys.stderr is closed: nothing to filter."""
+    fd 2 (closed by the caller): nothing to filter."""
+    _flush_stderr()
     try:
-        sys.stderr.flush()
         return os.dup(2)
-    except (OSError, ValueError):
+    except OSError:
         return None
 
 
@@ -38,10 +55,7 @@ def _stderr_into(write_end: int, saved: int) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
+        _flush_stderr()
         os.dup2(saved, 2)
         os.close(saved)
 
@@ -49,6 +63,13 @@ def _stderr_into(write_end: int, saved: int) -> Iterator[None]:
 @contextmanager
 def without_native_notice(is_notice: Callable[[str], bool]) -> Iterator[None]:
     """Run the block with fd 2 captured; replay every captured line for which ``is_notice`` is false."""
+    with _ONE_AT_A_TIME:
+        with _notice_filtered(is_notice):
+            yield
+
+
+@contextmanager
+def _notice_filtered(is_notice: Callable[[str], bool]) -> Iterator[None]:
     saved = _saved_stderr()
     if saved is None:
         yield
@@ -101,6 +122,13 @@ def without_native_lines(pattern: str) -> Iterator[None]:
     for, in its import) takes a thread and its unwritten lines with it, and the user would see the crash without
     its reason; the child holds the pipe and still writes them. Costs a small interpreter's start (~30 ms), so it
     is for a once-per-process call (an import), not per event. No child (no fd 2, or it cannot start): no filter."""
+    with _ONE_AT_A_TIME:
+        with _lines_filtered(pattern):
+            yield
+
+
+@contextmanager
+def _lines_filtered(pattern: str) -> Iterator[None]:
     saved = _saved_stderr()
     if saved is None:
         yield

@@ -146,6 +146,12 @@ class ModelInput:
         known = JET_FEATURES if self.kind == "jet" else CONSTITUENT_FEATURES
         return tuple(f for f in self.features if f not in known and f not in self.per_event)
 
+    def file_branches(self) -> tuple[str, ...]:
+        """Every feature read from the file by name, in the features' order: the collection's branches and the
+        per-event ones (whose values, a vertex count, are the user's as much as a constituent's charge)."""
+        own = self.branches()
+        return tuple(f for f in self.features if f in own or f in self.per_event)
+
     def shown_features(self) -> str:
         """The features as the user declared them, a jet-level input's per-event ones marked so."""
         mark = self.kind == "jet"

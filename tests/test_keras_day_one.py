@@ -233,3 +233,34 @@ def test_a_file_branch_beside_other_inputs_is_checked_by_its_input_name(tmp_path
     np.testing.assert_allclose(got, ((points + pid) * mask).sum(axis=(1, 2)), rtol=1e-6)
     with pytest.raises(ModuleError, match=r"input 'pid' is int32, .* of \['FatJetPFCand_pdgId'\]"):
         backend.run((points, pid + np.float32(0.5) * mask, mask))
+
+
+@pytest.mark.parametrize("declared", [
+    {"name": "npv", "kind": "event", "features": ["PV_npvs"]},
+    {"name": "npv", "kind": "jet", "features": ["PV_npvs"], "per_event": ["PV_npvs"]},
+], ids=["kind-event", "jet-per-event"])
+def test_a_per_event_branch_in_an_integer_input_runs_while_its_values_survive_the_cast(tmp_path, declared):
+    """A vertex count read per event into an int32 input (an embedding's index) is a file branch as a constituent's
+    charge is: it runs on its whole values and a value the cast would change is one line at that call (until
+    2026-12-07 it was refused at load: "Keras would cast hltrun's float32 values ['PV_npvs'] to it, truncating them",
+    a branch the message itself allowed)."""
+    import keras
+
+    given = [keras.Input((P, 2), name="points"), keras.Input((1,), dtype="int32", name="npv")]
+    table = keras.layers.Embedding(100, 1, embeddings_initializer=keras.initializers.Constant(0.0))
+    embedded = keras.layers.Flatten()(table(given[1]))
+    keras.Model(given, keras.ops.sum(given[0], axis=(1, 2)) + keras.ops.sum(embedded, axis=1)).save(tmp_path / "m.keras")
+    model = keras.saving.load_model(tmp_path / "m.keras")
+    model.layers[[type(layer).__name__ for layer in model.layers].index("Embedding")].set_weights(
+        [np.arange(100, dtype=np.float32)[:, None] * np.float32(0.5)])  # row k: 0.5 k, so each count shows
+    model.save(tmp_path / "m.keras")
+    contract = parse([{"name": "points", "features": ["deta", "dphi"], "n_constituents": P}, declared],
+                     "modules.vae.inputs", "test")
+    backend = create_backend("tensorflow", tmp_path / "m.keras", BackendOptions(inputs=contract)).load()
+    points = inputs(4, 5)[0]
+    npv = np.float32([[12], [40], [0], [63]])
+    got = backend.run((points, npv))["score"]
+    np.testing.assert_allclose(got, points.sum(axis=(1, 2)) + 0.5 * npv[:, 0], rtol=1e-6)
+    with pytest.raises(ModuleError, match=r"input 'npv' is int32, and Keras would change hltrun's float32 values of "
+                                          r"\['PV_npvs'\] in the cast to it \(40.5 became 40\)"):
+        backend.run((points, npv + np.float32([[0], [0.5], [0], [0]])))

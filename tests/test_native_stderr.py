@@ -141,3 +141,67 @@ def test_tflite_on_tensorflows_interpreter_prints_no_start_up_log():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "tensorflow.lite"
     assert done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("filtered", ["without_native_lines('^INFO')", "without_native_notice(lambda line: "
+                                      "line.startswith('INFO'))"], ids=["lines", "notice"])
+def test_two_threads_blocks_ending_first_in_first_out_leave_fd_2_as_it_was(filtered):
+    """fd 2 is the process's: two threads of a Dask worker (``threadsPerWorker: 2``), each loading its model, both
+    filter it. Thread A's block began, then B's, and A's ended first: B had saved A's pipe as "fd 2" and put it back
+    at its end, so fd 2 stayed on A's pipe for good and A waited forever for its end of file (until 2026-12-07)."""
+    code = textwrap.dedent(f"""
+        import os, sys, threading, time
+        from hltrun.framework.native_stderr import without_native_lines, without_native_notice
+        before = os.fstat(2)
+        a_inside, b_inside, done = threading.Event(), threading.Event(), []
+        def a():
+            with {filtered}:
+                os.write(2, b"INFO: dropped\\nfrom a\\n")
+                a_inside.set()
+                b_inside.wait(3)  # never set while A's block holds fd 2: B waits for A to end
+            done.append("a")
+        def fd_2_restored_by_a():
+            now = os.fstat(2)
+            return (now.st_dev, now.st_ino) == (before.st_dev, before.st_ino)
+        def b():
+            a_inside.wait(30)  # A's block first
+            with {filtered}:
+                b_inside.set()
+                os.write(2, b"from b\\n")
+                for _ in range(300):  # A's block ends while B's runs (never, where B waited for A to end)
+                    if fd_2_restored_by_a():
+                        break
+                    time.sleep(0.01)
+            done.append("b")
+        ta = threading.Thread(target=a, daemon=True)
+        ta.start()
+        tb = threading.Thread(target=b, daemon=True)
+        tb.start()
+        ta.join(60)
+        tb.join(60)
+        after = os.fstat(2)
+        print(sorted(done), (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino), flush=True)
+        os._exit(0)  # a thread left waiting must not hold the process
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "['a', 'b'] True", (done.stdout, done.stderr)
+    assert sorted(done.stderr.splitlines()) == ["from a", "from b"]
+
+
+@pytest.mark.parametrize("closed", ["2>&-", "sys.stderr closed"])
+def test_a_process_without_python_stderr_runs_the_filtered_block(closed):
+    """Python sets sys.stderr to None where the process starts with fd 2 closed (``2>&-``, cron, pythonw): a
+    script calling the tensorflow backend there failed in the filter's flush (AttributeError, until 2026-12-07)."""
+    code = textwrap.dedent("""
+        import os, sys
+        from hltrun.framework.native_stderr import without_native_lines, without_native_notice
+        if sys.stderr is not None:
+            sys.stderr.close()
+        with without_native_lines("^INFO"):
+            with without_native_notice(lambda line: False):
+                pass
+        print("ran", sys.stderr is None, flush=True)
+    """)
+    done = subprocess.run(["/bin/sh", "-c", f'"$0" -c "$1" {"2>&-" if closed == "2>&-" else ""}', sys.executable,
+                           code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == f"ran {closed == '2>&-'}", (done.stdout, done.stderr)

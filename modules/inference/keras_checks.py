@@ -86,7 +86,7 @@ def lossy_input(model: Path, name: str, dtype: str, decl: ModelInput) -> ModuleE
     kind = "int" if dtype.startswith(("int", "uint")) else dtype
     exact = set(_WHOLE_FEATURES if kind == "int" else {"mask"} if kind in _CAST_LOSES else ())
     if kind in _CAST_LOSES and numpy_dtype(dtype) is not None:
-        exact.update(decl.branches())
+        exact.update(decl.file_branches())
     lost = [f for f in decl.features if f not in exact]
     if not lost:
         return None

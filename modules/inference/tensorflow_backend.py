@@ -116,8 +116,8 @@ class TensorFlowBackend(InferenceBackend):
             refusal = lossy_input(self.model_path, name, dtype, decl)
             if refusal is not None:
                 raise refusal
-            if dtype not in FED_EXACTLY and decl.branches():
-                checks.append((name if self._inputs else None, name, dtype, decl.branches()))
+            if dtype not in FED_EXACTLY and decl.file_branches():
+                checks.append((name if self._inputs else None, name, dtype, decl.file_branches()))
         self._call = self._make_call(mode)
         if checks:  # only such a model pays the check
             self._call = kept_values(self.model_path, checks, self._call)

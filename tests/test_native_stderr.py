@@ -205,3 +205,18 @@ def test_a_process_without_python_stderr_runs_the_filtered_block(closed):
     done = subprocess.run(["/bin/sh", "-c", f'"$0" -c "$1" {"2>&-" if closed == "2>&-" else ""}', sys.executable,
                            code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == f"ran {closed == '2>&-'}", (done.stdout, done.stderr)
+
+
+def test_tensorflow_imported_already_starts_no_filter(monkeypatch):
+    """The filter is a child process (~30 ms): started for TensorFlow's first import only, not on every backend
+    load of a process that has it (a job's streams, auto's candidates, a Dask worker's next job)."""
+    pytest.importorskip("tensorflow", reason="tensorflow (extra 'cpu') not installed")
+    import tensorflow
+
+    from hltrun.modules.inference import tf_import
+
+    started: list[str] = []
+    monkeypatch.setattr(tf_import, "without_native_lines", lambda pattern: started.append(pattern))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    assert tf_import.import_tensorflow("a test") is tensorflow
+    assert started == []

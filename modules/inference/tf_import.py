@@ -11,6 +11,7 @@ dropped, and a fatal one is still shown if the import aborts the process (``with
 from __future__ import annotations
 
 import os
+import sys
 from types import ModuleType
 
 from hltrun.framework.extras import need
@@ -45,7 +46,7 @@ def log_level() -> int:
 def import_tensorflow(purpose: str) -> ModuleType:
     """``tensorflow`` (``need``'s one line if it is missing or broken), its start-up log hidden at the level set."""
     pattern = start_up_lines(log_level())
-    if pattern is None:
+    if pattern is None or "tensorflow" in sys.modules:  # imported already: nothing more to print, no filter to start
         return need("tensorflow", purpose)
     with without_native_lines(pattern):
         return need("tensorflow", purpose)

@@ -168,7 +168,16 @@ def convert(value: Any, tp: Any, where: str) -> Any:
             return value
     else:  # pragma: no cover - a programming error in a module's declaration
         raise TypeError(f"unsupported parameter type {tp!r} at {where}")
-    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}{_yaml_word_hint(value, tp)}")
+
+
+def _yaml_word_hint(value: Any, tp: Any) -> str:
+    """Why a name came as a boolean: YAML 1.1 (PyYAML's) reads an unquoted off/on/yes/no/true/false as one, so a
+    prescale column named ``off`` was "expected str, got False" with nothing said of the quotes it needs."""
+    if isinstance(value, bool) and tp in (str, InputTag):
+        return (f" (YAML reads an unquoted {'on, yes or true' if value else 'off, no or false'} as a boolean: "
+                f"quote the name, e.g. '{'on' if value else 'off'}')")
+    return ""
 
 
 def close_hint(name: str, known: Any) -> str:

@@ -264,3 +264,21 @@ def test_dask_settings_of_a_local_job_are_said(write_config, caplog):
                     "this job runs locally (type: local), as without them (set options.executor.type=dask, or "
                     "hltrun --dask N)"]
     assert not [r for r in caplog.records if "Dask executor only" in r.getMessage()]
+
+
+def test_a_name_yaml_read_as_a_boolean_is_told_to_quote_it(tmp_path):
+    """A prescale column named ``off`` (or ``no``, ``on``): YAML 1.1 reads the bare word as a boolean, and the line
+    said only "expected str, got False". A boolean where a number is expected gets no such hint."""
+    import yaml
+
+    from hltrun.framework.errors import ConfigError
+    from hltrun.framework.schema import convert
+
+    for word, shown in (("off", "False"), ("no", "False"), ("on", "True"), ("yes", "True")):
+        value = yaml.safe_load(f"[{word}]")[0]
+        with pytest.raises(ConfigError, match=rf"lvl1Labels\[2\]: expected str, got {shown} \(YAML reads an "
+                                              rf"unquoted .* as a boolean: quote the name"):
+            convert(value, str, "services.PrescaleService.lvl1Labels[2]")
+    with pytest.raises(ConfigError) as err:
+        convert(False, int, "options.numberOfThreads")
+    assert "quote" not in str(err.value)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from hltrun.framework.errors import ConfigError, SourceError
 
 from .parameters import JetBranches, RootJetSourceParameters
-from .tree import has
+from .tree import field, has, is_rntuple
 
 MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
 
@@ -71,6 +71,11 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         if scouting and not linked and set(missing) & cand_roles:  # no name can fix this: no link to follow
             raise SourceError(f"source: branch {', '.join(repr(m) for m in missing)} not found in tree "
                               f"'{params.tree}' of {path}, a Run-3 scouting NanoAOD file: {scouting_line(scouting)}")
+        nested = nested_layout(tree, known) if not linked and set(missing) & {*cand_roles, b.jet_n_constituents} \
+            else ""
+        if nested:  # a user's ntuple of per-jet lists: not "no jet constituents", and no count to name
+            raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{params.tree}' of {path}: "
+                              f"{nested}")
         if no_cands:
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{params.tree}' of {path}: "
                               f"the file holds no jet constituents (no '*PFCand*' branch); NanoAOD keeps them only "
@@ -78,7 +83,17 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
                               f"source.branches.* to your names")
         raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                           f"'{params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
-                          + ")")
+                          + _no_ids(b, [m for m, hint in zip(missing, hints) if hint == repr(m)]) + ")")
+
+
+def _no_ids(b: JetBranches, unmatched: "list[str]") -> str:
+    """'; or, where the file has no event ids, ...: null' for the id branches missing without a near name: an
+    analyzer's ntuple often keeps none, and "set source.branches.* to your names" named nothing it could set."""
+    roles = [role for role in ("run", "luminosityBlock", "event") if getattr(b, role) in unmatched]
+    if not roles:
+        return ""
+    return (f"; or, where the file has no event ids, source.branches: {{{', '.join(f'{r}: null' for r in roles)}}} "
+            f"(a null one reads as run 1, lumi 1, event entry + 1)")
 
 
 def _nearest(name: str, branches: list[str], declared: bool) -> str:
@@ -97,6 +112,30 @@ def _nearest(name: str, branches: list[str], declared: bool) -> str:
     # a record's sub-field by its bare name ('mass' for an RNTuple's 'FatJet.mass'): too short to be near its path
     by_path = [b for b in branches if "." in b and b.rsplit(".", 1)[1] == name]
     return f" (did you mean {' or '.join(repr(b) for b in by_path[:3])}?)" if by_path else ""
+
+
+def nested_layout(tree: Any, names: "list[str]") -> str:
+    """The settings that read a tree keeping each jet's constituents as a list per jet (an analyzer's or an
+    uproot user's ``std::vector<std::vector<float>>`` ``jet_const_pt``), as a hint; '' for other trees. Such a
+    file was told it "holds no jet constituents" and to make PFNano, or, with its names set but layout counts,
+    to name a per-jet count branch it has no need of. Only pt/eta/phi-like names are looked up (an RNTuple
+    NanoAOD's lookups cost: ``tree.field``), by their type name, without reading them."""
+    lists: dict[str, str] = {}
+    for name in names:
+        if name.lower().endswith(("pt", "eta", "phi")):
+            node = field(tree, name) if is_rntuple(tree) else tree[name]
+            typename = str(getattr(node, "typename", ""))
+            if len(re.findall(r"(?:vector|RVec)<", typename)) >= 2:
+                lists[name] = typename
+    lower = {name.lower(): name for name in lists}  # jet_const_pt, jet_const_eta; Const_PT, Const_Eta
+    for pt in lists:
+        stem = pt[:-2].lower()
+        eta, phi = lower.get(stem + "eta"), lower.get(stem + "phi")
+        if pt.lower().endswith("pt") and eta and phi:
+            return (f"the file keeps each jet's constituents as a list per jet ('{pt}' is {lists[pt]}): set "
+                    f"source.layout: nested and source.branches: {{cand_pt: {pt}, cand_eta: {eta}, cand_phi: {phi}}} "
+                    f"(layout nested reads no per-jet count)")
+    return ""
 
 
 def object_fields(names: "list[str]") -> list[str]:

@@ -363,10 +363,37 @@ def test_an_analyzer_tree_of_per_jet_lists_is_found_and_read_as_the_lines_say(tm
 
 def test_missing_event_ids_name_the_null_setting():
     """An analyzer's ntuple without run and lumi branches: "set source.branches.* to your names" named nothing
-    the user could set; the line says that null reads without them."""
+    the user could set; the line says that null reads without them (a jet mass: test_one_file_of_several_...)."""
     branches = {k: v for k, v in ROOT_NESTED.items() if k not in ("run", "luminosityBlock")}
     with pytest.raises(SourceError, match=r"^source: branch 'run', 'luminosityBlock' not found in tree 'ntuple/Events' "
                                           r"of .*root_written.root \(set source.branches.\* to your names; or, where "
-                                          r"the file has no event ids, source.branches: \{run: null, luminosityBlock: "
-                                          r"null\} \(a null one reads as run 1, lumi 1, event entry \+ 1\)\)$"):
+                                          r"the file has none, source.branches: \{run: null, luminosityBlock: "
+                                          r"null\} \(a null id reads as run 1, lumi 1, event entry \+ 1\)\)$"):
         read_all([ROOT_WRITTEN], tree="ntuple/Events", layout="nested", branches=branches)
+
+
+def test_one_file_of_several_without_a_branch_names_the_file_that_has_it(tmp_path):
+    """A sample whose files differ (one made by an older production without the jet mass): the line named the
+    file and said "set source.branches.* to your names", which the files before it were read with. It names the
+    earlier file that has the branch and the ways out; with skipBadFiles the file is skipped with that line."""
+    events = make_events(6, seed=11)
+    full = write_flat(tmp_path / "full.root", events)
+    later = [e | {"event": e["event"] + 100} for e in make_events(4, seed=12)]
+    with uproot.open(write_flat(tmp_path / "later.root", later)) as f:
+        data = f["Events"].arrays(library="ak")
+    lacking = tmp_path / "lacking.root"
+    with uproot.recreate(lacking) as f:
+        f["Events"] = {name: data[name] for name in data.fields if name != "jet_mass"}
+    hint = (r"\(set source.branches.\* to your names; or, where the file has none, source.branches: \{jet_mass: null\} "
+            r"\(no jet mass read\)\)")
+    with pytest.raises(SourceError, match=rf"^source: branch 'jet_mass' not found in tree 'Events' of {lacking} {hint}; "
+                                          rf"{full}, read before it, has it: the input files differ in their branches "
+                                          r"\(drop this file from source.files, or set source.skipBadFiles: true to "
+                                          r"skip the files that lack it\)$"):
+        read_all([full, lacking], branches=FLAT)
+    with pytest.raises(SourceError, match=rf"^source: branch 'jet_mass' not found in tree 'Events' of {lacking} {hint}$"):
+        read_all([lacking], branches=FLAT)  # alone: no other file to name
+    got, src = read_all([full, lacking], branches=FLAT, skipBadFiles=True)
+    assert len(got) == len(events) and src.bad_files[0].endswith("the input files differ in their branches)")
+    got, _ = read_all([full, lacking], branches={**FLAT, "jet_mass": None})
+    assert [e.event for e, _ in got] == [e["event"] for e in events + later]

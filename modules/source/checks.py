@@ -324,7 +324,9 @@ class FileChecks:
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         refuse_cut_short(tree, path)  # before any read: a file cut in its last bytes reads whole, and is not
         extra = tuple(self._declared_branches())  # the declared ones apart: their line is consumers_known's
-        refuse_missing(tree, [name for name in self._branch_names() if name not in extra], path, self.params, extra)
+        earlier = {p: names for p, names in self._names.items() if p != os.path.realpath(path)}
+        refuse_missing(tree, [name for name in self._branch_names() if name not in extra], path, self.params, extra,
+                       earlier)
         refuse_missing(tree, list(extra), path, self.params, extra)
         if self.params.layout == "jet_index":
             refuse_foreign_links(lambda: link_names(tree), self.params.branches, path)

@@ -8,7 +8,7 @@ it, is knowledge of other producers' layouts that changes on its own.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from hltrun.framework.errors import ConfigError, SourceError
 
@@ -19,9 +19,10 @@ MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature
 
 
 def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSourceParameters,
-                   extra: tuple[str, ...]) -> None:
+                   extra: tuple[str, ...], earlier: "Mapping[str, frozenset[str]] | None" = None) -> None:
     """One line naming the branches ``tree`` lacks (and the nearest names it has). ``extra``: the
-    branches the consumers' input contracts read, whose absence is a model's feature, not a setting."""
+    branches the consumers' input contracts read, whose absence is a model's feature, not a setting.
+    ``earlier``: the branch names of the input files checked before this one, by path."""
     missing = [n for n in names if not has(tree, n)]
     if missing:
         known = value_branches(tree.keys())
@@ -83,17 +84,33 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
                               f"source.branches.* to your names")
         raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                           f"'{params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
-                          + _no_ids(b, [m for m, hint in zip(missing, hints) if hint == repr(m)]) + ")")
+                          + _optional(b, [m for m, hint in zip(missing, hints) if hint == repr(m)]) + ")"
+                          + _read_before(missing, earlier or {}, params.skipBadFiles))
 
 
-def _no_ids(b: JetBranches, unmatched: "list[str]") -> str:
-    """'; or, where the file has no event ids, ...: null' for the id branches missing without a near name: an
-    analyzer's ntuple often keeps none, and "set source.branches.* to your names" named nothing it could set."""
-    roles = [role for role in ("run", "luminosityBlock", "event") if getattr(b, role) in unmatched]
+def _read_before(missing: "list[str]", earlier: "Mapping[str, frozenset[str]]", skipping: bool) -> str:
+    """'; <file> has them, read before it: the input files differ ...' where an earlier input file has every
+    missing branch: one file of a sample made otherwise (an older production, another skim) was told to set
+    source.branches to names that the other files were read with."""
+    had = next((path for path, names in earlier.items() if set(missing) <= names), None)
+    if had is None:
+        return ""
+    them = "it" if len(missing) == 1 else "them"
+    return (f"; {had}, read before it, has {them}: the input files differ in their branches"
+            + ("" if skipping else f" (drop this file from source.files, or set source.skipBadFiles: true to skip the "
+                                   f"files that lack {them})"))
+
+
+def _optional(b: JetBranches, unmatched: "list[str]") -> str:
+    """'; or, where the file has none, ...: null' for the optional branches (event ids, jet mass) missing without a
+    near name: an analyzer's ntuple often keeps none, and "set source.branches.* to your names" named nothing it
+    could set. A null jet mass is refused where a model reads it (``checks``): a hint that cannot mislead."""
+    roles = [role for role in ("run", "luminosityBlock", "event", "jet_mass") if getattr(b, role) in unmatched]
     if not roles:
         return ""
-    return (f"; or, where the file has no event ids, source.branches: {{{', '.join(f'{r}: null' for r in roles)}}} "
-            f"(a null one reads as run 1, lumi 1, event entry + 1)")
+    ids = [r for r in roles if r != "jet_mass"]
+    return (f"; or, where the file has none, source.branches: {{{', '.join(f'{r}: null' for r in roles)}}} "
+            + ("(a null id reads as run 1, lumi 1, event entry + 1)" if ids else "(no jet mass read)"))
 
 
 def _nearest(name: str, branches: list[str], declared: bool) -> str:

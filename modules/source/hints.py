@@ -31,6 +31,8 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         b = params.branches
         cand_roles = {b.cand_pt, b.cand_eta, b.cand_phi, b.cand_jet_index, b.cand_index}
         linked = linked_layout(known, b.jet_pt) if set(missing) & cand_roles else ""
+        if not linked and b.jet_pt in missing:  # AK4-only PFNano with the FatJet defaults: its Jet is linked
+            linked = other_jets_linked(known)
         # standard NanoAOD keeps no constituents: the nearest name of a constituent branch is then the
         # jet's own (FatJet_pt for FatJetPFCand_pt), which sends the user the wrong way. Only for NanoAOD's
         # names: a user's own ntuple (pf_pt) lacking its constituents is no NanoAOD file to remake with PFNano
@@ -84,7 +86,7 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
                               f"source.branches.* to your names")
         raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                           f"'{params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
-                          + _optional(b, [m for m, hint in zip(missing, hints) if hint == repr(m)]) + ")"
+                          + ("" if linked else _optional(b, [m for m, h in zip(missing, hints) if h == repr(m)])) + ")"
                           + _read_before(missing, earlier or {}, params.skipBadFiles))
 
 
@@ -217,6 +219,20 @@ def linked_layout(names: "list[str]", jet_pt: str) -> str:
     settings = link_settings(names, jet_pt)
     return (f"the file links constituents to jets by index: set source.layout: jet_index and source.branches: "
             f"{settings}") if settings else ""
+
+
+def other_jets_linked(names: "list[str]") -> str:
+    """The settings of a file whose jets of another collection than the configured one have their constituents
+    linked by index (PFNano made for AK4 jets only: ``Jet_*``, ``JetPFCands_*``, no ``FatJet``), as a hint; ''
+    where none has. The line said "did you mean 'PFCands_pt'?", whose layout counts the source then refused."""
+    for jets in dict.fromkeys(link_owner(n) for n in names if re.search(r"[._]jetIdx$", n)):
+        settings = link_settings(names, f"{jets}_pt") if jets and f"{jets}_pt" in names else ""
+        if settings:
+            mass = f", jet_mass: {jets}_mass" if f"{jets}_mass" in names else ", jet_mass: null"
+            return (f"the file's jets with constituents are '{jets}', linked to them by index: set source.layout: "
+                    f"jet_index and source.branches: {{jet_pt: {jets}_pt, jet_eta: {jets}_eta, jet_phi: {jets}_phi"
+                    f"{mass}, {settings[1:]}")
+    return ""
 
 
 # a NanoAOD link table's jet index: <jets>PFCands_jetIdx (PFNano), <jets>PFCand_jetIdx (JME/BTV NanoAOD)

@@ -148,9 +148,10 @@ class FileChecks:
             return
         read = list(dict.fromkeys(f for spec in specs for f in spec.inputs.jet_mass_features()))
         if read:
-            raise ConfigError(f"source.branches.jet_mass: null, but a model's declared inputs read {', '.join(read)}, which "
-                              f"need the jet mass (0 for every jet without it): set it to the file's jet-mass branch, or "
-                              f"declare features that do not need it (docs/your-model.md)")
+            raise ConfigError(f"source.branches.jet_mass: null, but a model's declared inputs read "
+                              f"{', '.join(read)}, which need the jet mass (0 for every jet without it): set it to "
+                              f"the file's jet-mass branch, or declare features that do not need it "
+                              f"(docs/your-model.md)")
 
     def _refuse_narrower_than(self, specs: "Iterable[InputSpec]") -> None:
         """A consumer's input wider than ``max_constituents``: the source keeps at most that many

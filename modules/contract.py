@@ -67,6 +67,9 @@ JET_FEATURES: dict[str, str] = {
 }
 # per-event quantities (kind: event, a jet-level input's per_event): no derived ones, a branch of one value per
 # event read by name (NanoAOD's Rho_fixedGridRhoFastjetAll, PV_npvs, MET_pt)
+# the derived features computed from the jet mass (features.py): a source reading none (jet_mass: null) would
+# give them a mass of 0, silently
+JET_MASS_FEATURES = {"jet": ("mass", "e", "log_e"), "constituents": ("e_rel", "log_e_rel")}
 SHIPPED_FEATURES = ("deta", "dphi", "pt")  # what the shipped VAEs read
 ABSOLUTE_FEATURES = ("eta", "phi", "pt")  # the batcher's ``relative: false``
 
@@ -183,6 +186,11 @@ class Contract:
     def event_branches(self) -> tuple[str, ...]:
         """The branches of one value per event the inputs read (kind event, a jet-level input's per_event)."""
         return tuple(dict.fromkeys(b for i in self.inputs for b in i.per_event))
+
+    def jet_mass_features(self) -> tuple[str, ...]:
+        """The derived features the inputs compute from the jet mass (``JET_MASS_FEATURES``)."""
+        return tuple(dict.fromkeys(f for i in self.inputs for f in i.features
+                                   if f in JET_MASS_FEATURES.get(i.kind, ()) and f not in i.per_event))
 
     def is_shipped(self) -> bool:
         """One (N, C, 3) input of (Δη, Δφ, pT) or (η, φ, pT) with the defaults: the original fast layout."""

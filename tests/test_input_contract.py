@@ -568,3 +568,27 @@ def test_hltinputs_stdout_that_cannot_take_the_answer_is_said_as_stdout(stdout, 
     assert hltinputs([str(model)]) == 4
     reason = "Broken pipe" if stdout is not None else "stdout is closed"
     assert capsys.readouterr().err == f"hltinputs: stdout: cannot print the model's inputs ({reason})\n"
+
+
+@pytest.mark.parametrize("kind, features, shape", [("jet", ["pt", "mass"], [2]),
+                                                   ("constituents", ["pt_rel", "log_e_rel"], [2, 30])])
+def test_declared_features_of_the_jet_mass_need_a_jet_mass_branch(tmp_path, sample, capsys, kind, features, shape):
+    """``source.branches.jet_mass: null`` (a file without one) reads every jet mass as 0: a model declaring the
+    jet mass, or a constituent's share of the jet energy, ran on those zeros, exit 0, without a word. Now a
+    configuration error naming the features; a model that needs no jet mass still runs without one."""
+    from hltrun.tools.declare_inputs import main as hltinputs
+
+    model = linear_model(tmp_path / "m.onnx", [("x", shape, np.ones([1, *shape[:1], 1][:len(shape) + 1], np.float32))])
+    declared = {"name": "x", "kind": kind, "features": features} | ({"n_constituents": 30, "layout": "NFC"}
+                                                                     if kind == "constituents" else {})
+    assert hltinputs([str(model), "--write", json.dumps([declared])]) == 0
+    capsys.readouterr()
+    assert run(tmp_path, model, sample, "source.branches.jet_mass=null") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"hltrun: error: source.branches.jet_mass: null, but a model's declared inputs read {features[1]}, "
+                       f"which need the jet mass (0 for every jet without it): set it to the file's jet-mass branch, or "
+                       f"declare features that do not need it (docs/your-model.md)")
+    declared["features"] = features[:1]
+    model = linear_model(tmp_path / "n.onnx", [("x", [1, *shape[1:]], np.ones([1, 1, 1][:len(shape) + 1], np.float32))])
+    assert hltinputs([str(model), "--write", json.dumps([declared])]) == 0
+    assert run(tmp_path, model, sample, "source.branches.jet_mass=null") == 0

@@ -188,6 +188,30 @@ def test_a_pfnano_file_read_as_counts_gets_the_settings_it_needs(tmp_path):
     assert [len(products[""].pt) for _, products in events] == [0, 2, 1]
 
 
+def test_an_ak4_only_pfnano_file_gets_its_jets_and_link_settings(tmp_path):
+    """PFNano made for AK4 jets only (``Jet_*``, ``JetPFCands_jetIdx`` / ``_pFCandsIdx`` into ``PFCands_*``, no
+    ``FatJet``) with the defaults: it said "did you mean 'Jet_pt'?", "'PFCands_pt'?" and to set the names, with
+    which layout counts was then refused as a pool. Now the line gives the jets' and the link table's settings,
+    which read it as the AK8 file of the same jets is read."""
+    fat = write_pfnano(tmp_path / "fat.root")
+    with uproot.open(fat) as f:
+        groups = regroup(f["Events"].arrays(library="ak"), branch_groups(f["Events"]))
+    ak4 = tmp_path / "ak4.root"
+    with uproot.recreate(ak4) as f:
+        write_nanoaod(f, "Events", {{"FatJet": "Jet", "FatJetPFCands": "JetPFCands"}.get(k, k): v
+                                    for k, v in groups.items() if not k.startswith("n")})
+    settings = {"jet_pt": "Jet_pt", "jet_eta": "Jet_eta", "jet_phi": "Jet_phi", "jet_mass": "Jet_mass",
+                "cand_jet_index": "JetPFCands_jetIdx", "cand_index": "JetPFCands_pFCandsIdx", **{
+                    k: v for k, v in PFNANO["branches"].items() if k.startswith("cand_") and "index" not in k}}
+    with pytest.raises(SourceError) as err:
+        read_all([ak4])
+    assert str(err.value).endswith("(the file's jets with constituents are 'Jet', linked to them by index: set "
+                                   "source.layout: jet_index and source.branches: {"
+                                   + ", ".join(f"{k}: {v}" for k, v in settings.items()) + "})"), str(err.value)
+    assert "did you mean" not in str(err.value)
+    assert_same_events(read_all([fat], **PFNANO)[0], read_all([ak4], layout="jet_index", branches=settings)[0])
+
+
 def test_a_counter_is_never_suggested_for_a_value_branch(counts_file):
     """The collection's name for its pT: difflib's nearest name is the counter nFatJetPFCand."""
     with pytest.raises(SourceError, match=r"'FatJetPFCands' \(did you mean 'FatJetPFCand_pt'\?\)") as err:

@@ -303,3 +303,99 @@ def test_a_cms_logical_file_name_says_how_to_get_the_file(tmp_path, monkeypatch)
                                "file name, read through a site: copy it to a local disk first, e.g. xrdcp "
                                "root://cms-xrd-global.cern.ch//store/mc/Run3/QCD/NANOAODSIM/1.root ., and give "
                                "that path)")
+
+
+NESTED_HINT = (r"the file keeps each jet's constituents as a list per jet "
+               r"\('{pt}' is std::vector<std::vector<float>>\): "
+               r"set source.layout: nested and source.branches: \{{cand_pt: {pt}, cand_eta: {eta}, cand_phi: {phi}\}} "
+               r"\(layout nested reads no per-jet count\)$")
+ROOT_NESTED = {"run": None, "luminosityBlock": None, "jet_pt": "jet_pt", "jet_eta": "jet_eta", "jet_phi": "jet_phi",
+               "jet_mass": "jet_mass", "cand_pt": "jet_pf_pt", "cand_eta": "jet_pf_eta", "cand_phi": "jet_pf_phi"}
+
+
+def test_root_written_per_jet_lists_are_named_with_the_nested_settings():
+    """ROOT's own ``std::vector<std::vector<float>>`` constituents: NanoAOD's names were told "the file holds no
+    jet constituents ... NanoAOD keeps them only with PFNano", and the user's names with layout counts to set a
+    per-jet count branch the file has no need of; both lines now name layout nested and the branches."""
+    hint = NESTED_HINT.format(pt="jet_pf_pt", eta="jet_pf_eta", phi="jet_pf_phi")
+    with pytest.raises(SourceError, match=r"^source: branch 'FatJet_pt' \(did you mean 'jet_pt'\?\), .* not found in "
+                                          r"tree 'ntuple/Events' of .*root_written.root: " + hint):
+        read_all([ROOT_WRITTEN], tree="ntuple/Events")
+    with pytest.raises(SourceError, match=r"^source: branch 'FatJet_nConstituents' not found in tree 'ntuple/Events' "
+                                          r"of .*root_written.root: " + hint):
+        read_all([ROOT_WRITTEN], tree="ntuple/Events", branches=ROOT_NESTED)
+    events, _ = read_all([ROOT_WRITTEN], tree="ntuple/Events", layout="nested", branches=ROOT_NESTED)
+    assert len(events) == uproot.open(ROOT_WRITTEN)["ntuple/Events"].num_entries
+
+
+def test_an_analyzer_tree_of_per_jet_lists_is_found_and_read_as_the_lines_say(tmp_path):
+    """An EDAnalyzer's TFileService tree ``demo/tree`` of ``jet_*`` and per-jet ``jet_const_*`` lists (uproot
+    writes those as an RNTuple: it cannot write ``std::vector<std::vector<float>>`` into a TTree). The first
+    line listed the folder only ("objects: demo"); each line now names what to set, and the settings it names
+    read every jet and constituent as uproot alone reads them."""
+    events = make_events(12, seed=9)
+    jets = {k: ak.Array([[j[k] for j in e["jets"]] for e in events]) for k in ("pt", "eta", "phi", "mass")}
+    consts = {k: ak.Array([[j[f"c_{k}"].tolist() for j in e["jets"]] for e in events]) for k in ("pt", "eta", "phi")}
+    path = tmp_path / "analyzer.root"
+    with uproot.recreate(path) as f:
+        f.mkdir("demo")
+        f["demo/tree"] = {"eventNumber": np.array([e["event"] for e in events], np.uint64),
+                          **{f"jet_{k}": ak.values_astype(v, np.float32) for k, v in jets.items()},
+                          **{f"jet_const_{k}": ak.values_astype(v, np.float32) for k, v in consts.items()}}
+    with pytest.raises(SourceError, match=r"^source: no tree 'Events' in .*analyzer.root \(objects: demo\); its tree "
+                                          r"is demo/tree: set source.tree: demo/tree$"):
+        read_all([path])
+    with pytest.raises(SourceError, match=r" not found in tree 'demo/tree' of .*analyzer.root: "
+                                          + NESTED_HINT.format(pt="jet_const_pt", eta="jet_const_eta",
+                                                               phi="jet_const_phi")):
+        read_all([path], tree="demo/tree")
+    branches = {"run": None, "luminosityBlock": None, "event": "eventNumber", "jet_pt": "jet_pt", "jet_eta": "jet_eta",
+                "jet_phi": "jet_phi", "jet_mass": "jet_mass", "cand_pt": "jet_const_pt", "cand_eta": "jet_const_eta",
+                "cand_phi": "jet_const_phi"}
+    got, _ = read_all([path], tree="demo/tree", layout="nested", branches=branches, chunk_size=5)
+    raw = uproot.open(path)["demo/tree"].arrays(library="ak")
+    assert [e.event for e, _ in got] == [e["event"] for e in events]
+    for (_, products), row in zip(got, raw):
+        order = np.argsort(-np.asarray(row.jet_pt), kind="stable")
+        np.testing.assert_array_equal(products[""].pt, np.asarray(row.jet_pt)[order])
+        for out, j in enumerate(order):
+            want = _by_pt(*(np.asarray(row[f"jet_const_{k}"][j], np.float32) for k in ("pt", "eta", "phi")))[:100]
+            np.testing.assert_array_equal(products[""].constituents[out, :len(want)], want)
+
+
+def test_missing_event_ids_name_the_null_setting():
+    """An analyzer's ntuple without run and lumi branches: "set source.branches.* to your names" named nothing
+    the user could set; the line says that null reads without them (a jet mass: test_one_file_of_several_...)."""
+    branches = {k: v for k, v in ROOT_NESTED.items() if k not in ("run", "luminosityBlock")}
+    with pytest.raises(SourceError, match=r"^source: branch 'run', 'luminosityBlock' not found in tree 'ntuple/Events' "
+                                          r"of .*root_written.root \(set source.branches.\* to your names; or, where "
+                                          r"the file has none, source.branches: \{run: null, luminosityBlock: "
+                                          r"null\} \(a null id reads as run 1, lumi 1, event entry \+ 1\)\)$"):
+        read_all([ROOT_WRITTEN], tree="ntuple/Events", layout="nested", branches=branches)
+
+
+def test_one_file_of_several_without_a_branch_names_the_file_that_has_it(tmp_path):
+    """A sample whose files differ (one made by an older production without the jet mass): the line named the
+    file and said "set source.branches.* to your names", which the files before it were read with. It names the
+    earlier file that has the branch and the ways out; with skipBadFiles the file is skipped with that line."""
+    events = make_events(6, seed=11)
+    full = write_flat(tmp_path / "full.root", events)
+    later = [e | {"event": e["event"] + 100} for e in make_events(4, seed=12)]
+    with uproot.open(write_flat(tmp_path / "later.root", later)) as f:
+        data = f["Events"].arrays(library="ak")
+    lacking = tmp_path / "lacking.root"
+    with uproot.recreate(lacking) as f:
+        f["Events"] = {name: data[name] for name in data.fields if name != "jet_mass"}
+    hint = (r"\(set source.branches.\* to your names; or, where the file has none, source.branches: \{jet_mass: null\} "
+            r"\(no jet mass read\)\)")
+    head = rf"^source: branch 'jet_mass' not found in tree 'Events' of {lacking} {hint}"
+    with pytest.raises(SourceError, match=rf"{head}; {full}, read before it, has it: the input files differ in their branches "
+                                          r"\(drop this file from source.files, or set source.skipBadFiles: true to "
+                                          r"skip the files that lack it\)$"):
+        read_all([full, lacking], branches=FLAT)
+    with pytest.raises(SourceError, match=rf"{head}$"):
+        read_all([lacking], branches=FLAT)  # alone: no other file to name
+    got, src = read_all([full, lacking], branches=FLAT, skipBadFiles=True)
+    assert len(got) == len(events) and src.bad_files[0].endswith("the input files differ in their branches)")
+    got, _ = read_all([full, lacking], branches={**FLAT, "jet_mass": None})
+    assert [e.event for e, _ in got] == [e["event"] for e in events + later]

@@ -66,6 +66,7 @@ class FileChecks:
             cand.update(spec.inputs.constituent_branches())
             event.update(spec.inputs.event_branches())
         self._refuse_narrower_than(specs)
+        self._refuse_no_jet_mass(specs)
         self._extra_jet, self._extra_cand = tuple(sorted(jet)), tuple(sorted(cand))  # a kinematic one is read once
         self._extra_event = tuple(sorted(event))
         extra = self._declared_branches()
@@ -139,6 +140,18 @@ class FileChecks:
         except Exception as exc:
             raise SourceError(f"source: cannot read the declared inputs' branches {extra} of {path}: "
                               f"{type(exc).__name__}: {one_line(exc, 'corrupt data')}") from exc
+
+    def _refuse_no_jet_mass(self, specs: "Iterable[InputSpec]") -> None:
+        """``jet_mass: null`` (a file without one, as the source allows) reads every jet mass as 0: a model
+        declaring the jet mass, or an energy computed from it, got those zeros, exit 0, without a word."""
+        if self.params.branches.jet_mass:
+            return
+        read = list(dict.fromkeys(f for spec in specs for f in spec.inputs.jet_mass_features()))
+        if read:
+            raise ConfigError(f"source.branches.jet_mass: null, but a model's declared inputs read "
+                              f"{', '.join(read)}, which need the jet mass (0 for every jet without it): set it to "
+                              f"the file's jet-mass branch, or declare features that do not need it "
+                              f"(docs/your-model.md)")
 
     def _refuse_narrower_than(self, specs: "Iterable[InputSpec]") -> None:
         """A consumer's input wider than ``max_constituents``: the source keeps at most that many
@@ -312,7 +325,9 @@ class FileChecks:
     def _check_tree(self, tree: Any, path: str, keep: bool = False, pool: TimedPool | None = None) -> int:
         refuse_cut_short(tree, path)  # before any read: a file cut in its last bytes reads whole, and is not
         extra = tuple(self._declared_branches())  # the declared ones apart: their line is consumers_known's
-        refuse_missing(tree, [name for name in self._branch_names() if name not in extra], path, self.params, extra)
+        earlier = {p: names for p, names in self._names.items() if p != os.path.realpath(path)}
+        refuse_missing(tree, [name for name in self._branch_names() if name not in extra], path, self.params, extra,
+                       earlier)
         refuse_missing(tree, list(extra), path, self.params, extra)
         if self.params.layout == "jet_index":
             refuse_foreign_links(lambda: link_names(tree), self.params.branches, path)

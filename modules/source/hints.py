@@ -8,20 +8,21 @@ it, is knowledge of other producers' layouts that changes on its own.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from hltrun.framework.errors import ConfigError, SourceError
 
 from .parameters import JetBranches, RootJetSourceParameters
-from .tree import has
+from .tree import field, has, is_rntuple
 
 MISSING_FEATURE = "neither a derived feature nor a branch"  # a declared feature's branch absent from a file
 
 
 def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSourceParameters,
-                   extra: tuple[str, ...]) -> None:
+                   extra: tuple[str, ...], earlier: "Mapping[str, frozenset[str]] | None" = None) -> None:
     """One line naming the branches ``tree`` lacks (and the nearest names it has). ``extra``: the
-    branches the consumers' input contracts read, whose absence is a model's feature, not a setting."""
+    branches the consumers' input contracts read, whose absence is a model's feature, not a setting.
+    ``earlier``: the branch names of the input files checked before this one, by path."""
     missing = [n for n in names if not has(tree, n)]
     if missing:
         known = value_branches(tree.keys())
@@ -30,6 +31,8 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         b = params.branches
         cand_roles = {b.cand_pt, b.cand_eta, b.cand_phi, b.cand_jet_index, b.cand_index}
         linked = linked_layout(known, b.jet_pt) if set(missing) & cand_roles else ""
+        if not linked and b.jet_pt in missing:  # AK4-only PFNano with the FatJet defaults: its Jet is linked
+            linked = other_jets_linked(known)
         # standard NanoAOD keeps no constituents: the nearest name of a constituent branch is then the
         # jet's own (FatJet_pt for FatJetPFCand_pt), which sends the user the wrong way. Only for NanoAOD's
         # names: a user's own ntuple (pf_pt) lacking its constituents is no NanoAOD file to remake with PFNano
@@ -71,6 +74,11 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
         if scouting and not linked and set(missing) & cand_roles:  # no name can fix this: no link to follow
             raise SourceError(f"source: branch {', '.join(repr(m) for m in missing)} not found in tree "
                               f"'{params.tree}' of {path}, a Run-3 scouting NanoAOD file: {scouting_line(scouting)}")
+        nested = nested_layout(tree, known) if not linked and set(missing) & {*cand_roles, b.jet_n_constituents} \
+            else ""
+        if nested:  # a user's ntuple of per-jet lists: not "no jet constituents", and no count to name
+            raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{params.tree}' of {path}: "
+                              f"{nested}")
         if no_cands:
             raise SourceError(f"source: branch {', '.join(hints)} not found in tree '{params.tree}' of {path}: "
                               f"the file holds no jet constituents (no '*PFCand*' branch); NanoAOD keeps them only "
@@ -78,7 +86,33 @@ def refuse_missing(tree: Any, names: list[str], path: str, params: RootJetSource
                               f"source.branches.* to your names")
         raise SourceError(f"source: branch {', '.join(hints)} not found in tree "
                           f"'{params.tree}' of {path} (" + (linked or "set source.branches.* to your names")
-                          + ")")
+                          + ("" if linked else _optional(b, [m for m, h in zip(missing, hints) if h == repr(m)])) + ")"
+                          + _read_before(missing, earlier or {}, params.skipBadFiles))
+
+
+def _read_before(missing: "list[str]", earlier: "Mapping[str, frozenset[str]]", skipping: bool) -> str:
+    """'; <file> has them, read before it: the input files differ ...' where an earlier input file has every
+    missing branch: one file of a sample made otherwise (an older production, another skim) was told to set
+    source.branches to names that the other files were read with."""
+    had = next((path for path, names in earlier.items() if set(missing) <= names), None)
+    if had is None:
+        return ""
+    them = "it" if len(missing) == 1 else "them"
+    return (f"; {had}, read before it, has {them}: the input files differ in their branches"
+            + ("" if skipping else f" (drop this file from source.files, or set source.skipBadFiles: true to skip the "
+                                   f"files that lack {them})"))
+
+
+def _optional(b: JetBranches, unmatched: "list[str]") -> str:
+    """'; or, where the file has none, ...: null' for the optional branches (event ids, jet mass) missing without a
+    near name: an analyzer's ntuple often keeps none, and "set source.branches.* to your names" named nothing it
+    could set. A null jet mass is refused where a model reads it (``checks``): a hint that cannot mislead."""
+    roles = [role for role in ("run", "luminosityBlock", "event", "jet_mass") if getattr(b, role) in unmatched]
+    if not roles:
+        return ""
+    ids = [r for r in roles if r != "jet_mass"]
+    return (f"; or, where the file has none, source.branches: {{{', '.join(f'{r}: null' for r in roles)}}} "
+            + ("(a null id reads as run 1, lumi 1, event entry + 1)" if ids else "(no jet mass read)"))
 
 
 def _nearest(name: str, branches: list[str], declared: bool) -> str:
@@ -97,6 +131,30 @@ def _nearest(name: str, branches: list[str], declared: bool) -> str:
     # a record's sub-field by its bare name ('mass' for an RNTuple's 'FatJet.mass'): too short to be near its path
     by_path = [b for b in branches if "." in b and b.rsplit(".", 1)[1] == name]
     return f" (did you mean {' or '.join(repr(b) for b in by_path[:3])}?)" if by_path else ""
+
+
+def nested_layout(tree: Any, names: "list[str]") -> str:
+    """The settings that read a tree keeping each jet's constituents as a list per jet (an analyzer's or an
+    uproot user's ``std::vector<std::vector<float>>`` ``jet_const_pt``), as a hint; '' for other trees. Such a
+    file was told it "holds no jet constituents" and to make PFNano, or, with its names set but layout counts,
+    to name a per-jet count branch it has no need of. Only pt/eta/phi-like names are looked up (an RNTuple
+    NanoAOD's lookups cost: ``tree.field``), by their type name, without reading them."""
+    lists: dict[str, str] = {}
+    for name in names:
+        if name.lower().endswith(("pt", "eta", "phi")):
+            node = field(tree, name) if is_rntuple(tree) else tree[name]
+            typename = str(getattr(node, "typename", ""))
+            if len(re.findall(r"(?:vector|RVec)<", typename)) >= 2:
+                lists[name] = typename
+    lower = {name.lower(): name for name in lists}  # jet_const_pt, jet_const_eta; Const_PT, Const_Eta
+    for pt in lists:
+        stem = pt[:-2].lower()
+        eta, phi = lower.get(stem + "eta"), lower.get(stem + "phi")
+        if pt.lower().endswith("pt") and eta and phi:
+            return (f"the file keeps each jet's constituents as a list per jet ('{pt}' is {lists[pt]}): set "
+                    f"source.layout: nested and source.branches: {{cand_pt: {pt}, cand_eta: {eta}, cand_phi: {phi}}} "
+                    f"(layout nested reads no per-jet count)")
+    return ""
 
 
 def object_fields(names: "list[str]") -> list[str]:
@@ -161,6 +219,20 @@ def linked_layout(names: "list[str]", jet_pt: str) -> str:
     settings = link_settings(names, jet_pt)
     return (f"the file links constituents to jets by index: set source.layout: jet_index and source.branches: "
             f"{settings}") if settings else ""
+
+
+def other_jets_linked(names: "list[str]") -> str:
+    """The settings of a file whose jets of another collection than the configured one have their constituents
+    linked by index (PFNano made for AK4 jets only: ``Jet_*``, ``JetPFCands_*``, no ``FatJet``), as a hint; ''
+    where none has. The line said "did you mean 'PFCands_pt'?", whose layout counts the source then refused."""
+    for jets in dict.fromkeys(link_owner(n) for n in names if re.search(r"[._]jetIdx$", n)):
+        settings = link_settings(names, f"{jets}_pt") if jets and f"{jets}_pt" in names else ""
+        if settings:
+            mass = f", jet_mass: {jets}_mass" if f"{jets}_mass" in names else ", jet_mass: null"
+            return (f"the file's jets with constituents are '{jets}', linked to them by index: set source.layout: "
+                    f"jet_index and source.branches: {{jet_pt: {jets}_pt, jet_eta: {jets}_eta, jet_phi: {jets}_phi"
+                    f"{mass}, {settings[1:]}")
+    return ""
 
 
 # a NanoAOD link table's jet index: <jets>PFCands_jetIdx (PFNano), <jets>PFCand_jetIdx (JME/BTV NanoAOD)

@@ -263,14 +263,25 @@ def classname(handle: Any, name: str, default: str = "object") -> str:
         return default
 
 
+# the trees CMSSW's NanoAOD writes beside Events: never the one holding the jets
+_NANOAOD_METADATA = frozenset({"Runs", "LuminosityBlocks", "MetaData", "ParameterSets"})
+
+
 def tree_elsewhere(handle: Any, name: str) -> str:
     """'; set source.tree: dir/Events' when the file has a tree of that name in a folder (a user's
     ntuple made with TFileService puts it under the analyzer's folder), or in another case ('events');
-    '' otherwise."""
+    else the trees it has under other names (an EDAnalyzer's 'demo/tree': the line listed the folder
+    'demo' only, which is no tree to set); '' for a file without another tree."""
     base = name.strip("/").rsplit("/", 1)[-1].lower()
     try:
         found = [k.split(";")[0] for k in handle.keys(recursive=True, filter_classname=["TTree", "ROOT::RNTuple"])]
     except Exception:  # pragma: no cover - a damaged directory: the message without the hint
         return ""
-    found = [k for k in dict.fromkeys(found) if k.rsplit("/", 1)[-1].lower() == base and k != name.strip("/")]
-    return f"; it has {', '.join(found)}: set source.tree: {found[0]}" if found else ""
+    found = [k for k in dict.fromkeys(found) if k != name.strip("/")]
+    same = [k for k in found if k.rsplit("/", 1)[-1].lower() == base]
+    if same:
+        return f"; it has {', '.join(same)}: set source.tree: {same[0]}"
+    others = [k for k in found if k not in _NANOAOD_METADATA]
+    if len(others) == 1:
+        return f"; its tree is {others[0]}: set source.tree: {others[0]}"
+    return f"; its trees: {', '.join(others)}: set source.tree to the one holding the jets" if others else ""

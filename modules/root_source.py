@@ -268,10 +268,14 @@ class RootJetSource(FileChecks, ChunkReading, Source):
                               "weighted files only, or do not consume the weight")
         if weight and isinstance(self._weighted, bool) and weighted != self._weighted:
             self._weighted = "mixed"  # said once
-            log.warning("source: %s %s a '%s' branch and an earlier file %s: its events count 1 each beside "
-                        "weighted ones (rates mix the samples; set source.branches.weight: null to count every "
-                        "event 1)", path, "has" if weighted else "lacks", weight, "did not" if weighted else "did",
-                        extra={"once": True})
+            # which file's events count 1 said outright: "its events count 1" was said of the weighted file too
+            # (a fresh generator sample, which has genWeight, read after a shipped one, which has none)
+            said = (f"has a '{weight}' branch and an earlier file has none: the events of the files without it "
+                    "count 1 each beside this file's weighted ones" if weighted else
+                    f"lacks a '{weight}' branch and an earlier file has one: its events count 1 each beside the "
+                    "weighted ones")
+            log.warning("source: %s %s (rates mix the samples; set source.branches.weight: null to count every "
+                        "event 1)", path, said, extra={"once": True})
         self._weighted = weighted if self._weighted is None else self._weighted
         return [*self._branch_names(), weight] if weighted else self._branch_names()
 

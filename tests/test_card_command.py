@@ -205,7 +205,7 @@ def test_the_path_picks_up_the_new_cut_without_a_threshold(carded, tmp_path):
     cut = json.loads((d / "thresholds.json").read_text())[name]["bkg_eff_1e-2"]
     summary, _ = run_config(REPO / "configs/path.yaml", f"modules.vae.model={d / 'ptsum.onnx'}",
                             "modules.vae.backend=onnxruntime", f"modules.out.file={tmp_path / 'out.root'}",
-                            f"options.maxEvents={N_EVENTS}")
+                            f"source.files=[{QCD}]", f"options.maxEvents={N_EVENTS}")  # the card's file, named
     assert summary.failure is None
     assert summary.module_summaries["anomalyFilter"]["threshold"] == cut
     assert summary.paths["HLT_AnomalyDetection"].passed == 15  # the same events as the card's
@@ -223,7 +223,8 @@ def test_the_path_selects_a_cut_at_any_efficiency_the_card_made(model_dir, tmp_p
     cut = json.loads((tmp_path / "thresholds.json").read_text())["ptsum"]["bkg_eff_5e-2"]
     summary, _ = run_config(REPO / "configs/path.yaml", f"modules.vae.model={tmp_path / 'ptsum.onnx'}",
                             "modules.vae.backend=onnxruntime", "modules.anomalyFilter.background_efficiency=5e-2",
-                            f"modules.out.file={tmp_path / 'out.root'}", f"options.maxEvents={N_EVENTS}")
+                            f"modules.out.file={tmp_path / 'out.root'}", f"source.files=[{QCD}]",
+                            f"options.maxEvents={N_EVENTS}")
     assert summary.failure is None
     assert summary.module_summaries["anomalyFilter"]["threshold"] == cut
     assert summary.paths["HLT_AnomalyDetection"].passed == N_EVENTS // 20  # 5 % of the card's own events

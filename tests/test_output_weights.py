@@ -118,3 +118,33 @@ def test_under_dask_the_missing_weight_is_refused_by_the_planner_before_any_clus
         dask_executor.plan(load(cfg, ["options.executor.type=dask"]))
     assert str(planned.value) == str(local.value)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("weighted_first", [True, False])
+def test_a_mix_of_weighted_and_unweighted_files_names_the_files_whose_events_count_1(write_config, tmp_path, caplog,
+                                                                                     weighted_first):
+    """A fresh generator sample (genWeight, all 1) read after a shipped one (no genWeight) was warned as 'fresh.root
+    has a 'genWeight' branch ...: its events count 1 each beside weighted ones', the weighted file's events said
+    to count 1. The warning now says which files' events count 1, whichever comes first."""
+    import logging
+
+    sample, _ = _weighted(tmp_path)
+    files = [sample, QCD] if weighted_first else [QCD, sample]
+    cfg = write_config(f"""
+source: {{type: RootJetSource, files: [{', '.join(str(f) for f in files)}], duplicateCheckMode: noDuplicateCheck}}
+modules:
+  batcher: {{type: JetBatcher, src: source, max_jets: 2}}
+paths:
+  p: [batcher]
+""")
+    with caplog.at_level(logging.WARNING):  # a few events of each file
+        summary, _ = run_config(cfg, "options.maxEvents=100" if weighted_first else "options.skipEvents=2450")
+    assert summary.failure is None
+    (said,) = [r.getMessage() for r in caplog.records if "branch and an earlier file" in r.getMessage()]
+    second = files[1]
+    if weighted_first:  # the unweighted file is the one named: its events count 1
+        assert said.startswith(f"source: {second} lacks a 'genWeight' branch and an earlier file has one: its events "
+                               "count 1 each beside the weighted ones"), said
+    else:  # the weighted file is the one named: the others' events count 1, not its own
+        assert said.startswith(f"source: {second} has a 'genWeight' branch and an earlier file has none: the events "
+                               "of the files without it count 1 each beside this file's weighted ones"), said

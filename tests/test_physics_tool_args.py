@@ -216,17 +216,29 @@ def test_generate_events_samples_of_other_seeds_share_no_event_id(tmp_path, monk
 
     monkeypatch.setattr(gen, "run_chunk", fake_chunk)
     monkeypatch.setattr(gen, "missing_generator", lambda: None)
+    shipped = gen.DEFAULT_CONFIG.read_text()
+    assert "\nseed: 20221129 " in shipped and '"PhaseSpace:pTHatMin = 600."' in shipped
+    # a copy of the config with another seed (no --seed) is another independent sample, numbered 1 ... N
+    # like the shipped files until judged on its events; so is the shipped seed with other settings
+    (tmp_path / "other_seed.yaml").write_text(shipped.replace("\nseed: 20221129 ", "\nseed: 31415926 "))
+    (tmp_path / "other_cut.yaml").write_text(shipped.replace('"PhaseSpace:pTHatMin = 600."', '"PhaseSpace:pTHatMin = 650."', 1))
+    (tmp_path / "same.yaml").write_text(shipped)
     ids = {}
-    for name, seed in (("default", None), ("a", "80000000"), ("b", "81000000")):
+    for name, extra in (("default", []), ("a", ["--seed", "80000000"]), ("b", ["--seed", "81000000"]),
+                        ("again", ["--seed", "20221129"]), ("copy", ["--config", str(tmp_path / "same.yaml")]),
+                        ("other_seed", ["--config", str(tmp_path / "other_seed.yaml")]),
+                        ("other_cut", ["--config", str(tmp_path / "other_cut.yaml")])):
         out = tmp_path / f"{name}.root"
         argv = ["--process", "qcd", "--events", "3", "--workers", "1", "--no-progress", "--out", str(out)]
-        assert gen.main(argv + (["--seed", seed] if seed else [])) == 0
+        assert gen.main(argv + extra) == 0
         with uproot.open(out) as f:
             cols = f["Events"].arrays(["run", "luminosityBlock", "event"], library="np")
         ids[name] = set(zip(*(cols[k].tolist() for k in ("run", "luminosityBlock", "event"))))
         assert len(ids[name]) == 3
     assert sorted(e for _, _, e in ids["default"]) == [1, 2, 3]  # the shipped files' numbering
-    assert not ids["a"] & ids["b"] and not ids["a"] & ids["default"] and not ids["b"] & ids["default"]
+    assert ids["again"] == ids["copy"] == ids["default"]  # the shipped events again: the shipped ids
+    others = [ids[k] for k in ("default", "a", "b", "other_seed", "other_cut")]
+    assert all(not x & y for i, x in enumerate(others) for y in others[i + 1:]), others
 
 
 def test_generate_events_ctrl_c_is_one_line_exit_130_and_no_file(tmp_path, monkeypatch, capsys):

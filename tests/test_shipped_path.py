@@ -9,7 +9,8 @@ Each check compares the job with something computed here without the framework's
 * decisions: an event is kept iff its reduced (max) score is above the configured threshold, read from
   data/models/thresholds.json for the model and efficiency the configuration names;
 * rate: the QCD acceptance equals the card's background efficiency within 3 combined binomial sigma
-  (this sample, and the 10000 test events the threshold was set on).
+  (this sample, and the effective number of weighted QCD events the threshold was set on, read from
+  data/models/metrics.json). A statistical check: it holds as well on QCD of other seeds (data/README.md).
 
 Tolerances, not bit patterns: the ONNX files may be re-exported (scores move at 1e-5 relative).
 """

@@ -167,12 +167,23 @@ def build_tasks(cfg: dict[str, Any], process: str, n_events: int) -> list[ChunkT
     return tasks
 
 
-def first_event(config_seed: int, seed: int | None) -> int:
-    """The file's first event number: 1 with the config's own seed (the shipped files), ``seed`` x 10^7 + 1
-    with another. Why: the ids were the process (run), the chunk (lumi) and 1 ... N whatever the seed, so two
-    independent samples of one process shared every id, and a job reading both skipped the second whole as
-    duplicates. Seeds a million apart (independent samples) are then 10^13 event numbers apart."""
-    return 1 if seed is None or seed == config_seed else seed * EVENT_BLOCK + 1
+def reproduces_shipped(cfg: dict[str, Any], process: str, n_events: int) -> bool:
+    """Whether ``cfg`` makes the shipped config's events of ``process``: the same run number and the same chunks
+    (settings, selection, seeds, sizes), whichever file or ``--seed`` says so."""
+    shipped = load_config(DEFAULT_CONFIG)
+    if process not in shipped["processes"] or int(cfg.get("run", 1)) != int(shipped.get("run", 1)):
+        return False
+    return build_tasks(cfg, process, n_events) == build_tasks(shipped, process, n_events)
+
+
+def first_event(cfg: dict[str, Any], process: str, n_events: int) -> int:
+    """The file's first event number: 1 for the shipped config's own events (the shipped files), ``seed`` x 10^7
+    + 1 for any other sample. Why: the ids are the process (run), the chunk (lumi) and the event, so two
+    independent samples of one process numbered 1 ... N alike shared every id, and a job reading both skipped the
+    second whole as duplicates. Seeds a million apart (independent samples) are then 10^13 event numbers apart.
+    Judged on the events, not on ``--seed``: a copy of generation.yaml with another ``seed:`` (no ``--seed``)
+    was numbered 1 ... N like the shipped files."""
+    return 1 if reproduces_shipped(cfg, process, n_events) else int(cfg["seed"]) * EVENT_BLOCK + 1
 
 
 def to_arrays(results: list[ChunkResult], process_id: int, run: int, first: int = 1) -> dict[str, Any]:
@@ -346,10 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.process not in cfg["processes"]:
         usage_error(PROG, f"--process: unknown process {args.process!r} in {args.config}; choose from "
                           f"{', '.join(sorted(cfg['processes']))}")
-    first = first_event(int(cfg["seed"]), args.seed)
     if args.seed is not None:
         cfg["seed"] = args.seed
     check_seeds(cfg, args.process, args.events)
+    first = first_event(cfg, args.process, args.events)
     out = args.out or REPO / cfg["processes"][args.process]["output"]
     refused = unwritable(Path(out)) or missing_generator()
     if refused:

@@ -47,6 +47,7 @@ from ..contract import Contract, default_contract, from_metadata, match_model, r
 from ..finite import dot_is_finite, known_finite
 from ..products import all_valid
 from .dynamic_quant import padding_moves_scale
+from .output_types import refuse_unscorable
 
 log = logging.getLogger("hltrun.inference")
 
@@ -259,6 +260,7 @@ class InferenceBackend(ABC):
         if not self.outputs:
             self._order = list(self._output_names())
             self.outputs = resolve_outputs(self.options.outputs, self._order, self.model_path, self.name)
+            refuse_unscorable(self.outputs, self._output_types(), self.model_path, self.name)
             self.output_names = list(dict.fromkeys(self.outputs.values()))
             self._pairs = tuple(self.outputs.items())
         return self.outputs
@@ -413,6 +415,11 @@ class InferenceBackend(ABC):
     @abstractmethod
     def _output_names(self) -> Sequence[str]:
         """Names of the model outputs."""
+
+    def _output_types(self) -> Mapping[str, str]:
+        """Model output name -> its type as ONNX Runtime writes it (``tensor(float)``, ``seq(map(int64,tensor(float)))``),
+        for the outputs the engine knows the type of (none by default): checked at load (``output_types``)."""
+        return {}
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> Any:

@@ -351,6 +351,8 @@ def test_a_reconstruction_output_says_how_to_get_a_score(tmp_path):
     line = str(err.value)
     assert "\n" not in line and "has shape (1, 100, 3) for 1 jet(s); expected one value per jet" in line, line
     assert "as a reconstruction does: return the score from the network instead" in line
+    assert "between the output 'reconstruction' and the input" in line, line  # the output named as one
+    assert "append it to this .onnx file with add_score.py" in line, line  # for a user with only the file
     assert "docs/your-model.md, 'One score per jet'" in line
 
 

@@ -397,3 +397,46 @@ def test_the_documented_script_takes_one_class_of_a_classifier(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "pn.onnx"), providers=["CPUExecutionProvider"])
     probs = session.run(None, {"jets": x})[0]
     np.testing.assert_allclose(loaded("onnxruntime", tmp_path / "scored.onnx").run(x)["score"], probs[:, 1], rtol=1e-6)
+
+
+def sklearn_like_onnx(path: Path, second: str) -> Path:
+    """skl2onnx's output order: an int64 ``label`` first, then the float output: ``probabilities`` (N, 3) of a
+    classifier converted without its ZipMap, or an IsolationForest's ``scores`` (N, 1), high for ordinary jets.
+    Both computed from the jets' sums per feature."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReduceSum", ["jets"], ["per_feature"], axes=[1], keepdims=0),
+             helper.make_node("ArgMax", ["per_feature"], ["label"], axis=1, keepdims=0)]
+    if second == "probabilities":
+        nodes.append(helper.make_node("Softmax", ["per_feature"], [second], axis=1))
+        shape = ["N", 3]
+    else:
+        nodes.append(helper.make_node("ReduceMax", ["per_feature"], [second], axes=[1], keepdims=1))
+        shape = ["N", 1]
+    graph = helper.make_graph(nodes, "sklearn_like", [helper.make_tensor_value_info("jets", TensorProto.FLOAT,
+                                                                                     ["N", 100, 3])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+                               helper.make_tensor_value_info(second, TensorProto.FLOAT, shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+    model.ir_version = 7
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("second, kind", [("probabilities", "1"), ("scores", "neg")])
+def test_the_documented_script_takes_the_float_output_of_a_converted_tree_model(tmp_path, second, kind):
+    """skl2onnx writes the int64 label first: the script took ``g.output[0]`` and appended its Gather to the label
+    (refused by ONNX Runtime at load), and had no way to turn an IsolationForest's scores, high for ordinary jets,
+    into a score the filter cuts from above. It takes the first float output now, and ``neg`` negates it."""
+    import onnxruntime as ort
+
+    (tmp_path / "add_score.py").write_text(_docs_script())
+    sklearn_like_onnx(tmp_path / "tree.onnx", second)
+    subprocess.run([sys.executable, "add_score.py", "tree.onnx", "scored.onnx", kind], cwd=tmp_path, check=True,
+                   capture_output=True)
+    x = jets(6, seed=3)
+    session = ort.InferenceSession(str(tmp_path / "tree.onnx"), providers=["CPUExecutionProvider"])
+    floats = session.run([second], {"jets": x})[0]
+    want = floats[:, 1] if kind == "1" else -floats[:, 0]
+    np.testing.assert_array_equal(loaded("onnxruntime", tmp_path / "scored.onnx").run(x)["score"], want)

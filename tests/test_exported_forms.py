@@ -440,3 +440,24 @@ def test_the_documented_script_takes_the_float_output_of_a_converted_tree_model(
     floats = session.run([second], {"jets": x})[0]
     want = floats[:, 1] if kind == "1" else -floats[:, 0]
     np.testing.assert_array_equal(loaded("onnxruntime", tmp_path / "scored.onnx").run(x)["score"], want)
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "jax", "torch", "iree"])
+def test_an_integer_label_as_the_score_is_refused_the_same_on_every_engine(tmp_path, engine):
+    """An int64 label mapped as the score ran on every engine, cast to float32, a cut between its steps keeping no
+    chosen fraction of the background; now one line at load naming the float output, from ONNX Runtime's session
+    or the graph's output types (the engines that translate or compile the graph), the same line everywhere."""
+    pytest.importorskip({"onnxruntime": "onnxruntime", "jax": "jax", "torch": "torch", "iree": "iree.runtime"}[engine])
+    model = sklearn_like_onnx(tmp_path / "tree.onnx", "scores")
+    with pytest.raises(ModuleError) as refused:
+        create_backend(engine, model, BackendOptions(outputs={"score": "label"},
+                                                     engine_cache=str(tmp_path / "cache"))).load()
+    line = str(refused.value)
+    assert line.startswith(f"{engine}: model {model}: output 'label' (the score) is int64, not a floating-point "
+                           f"score"), line
+    assert "its floating-point outputs: ['scores']" in line and "\n" not in line, line
+    kept = loaded(engine, model, outputs={"score": "scores", "n": "label"}, engine_cache=str(tmp_path / "cache"))
+    x = jets(3, seed=4)
+    out = kept.run(x)  # the float output scores; an integer extra output is kept
+    np.testing.assert_allclose(out["score"], x.sum(axis=1).max(axis=1), rtol=1e-5)
+    np.testing.assert_array_equal(out["n"], x.sum(axis=1).argmax(axis=1))

@@ -11,13 +11,35 @@ integer label ran as a score without a word: a cut between -1 and 1 that no quan
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from hltrun.framework.errors import ModuleError
 
 SCORE = "score"  # the role a cut is placed on
 FLOATS = ("float", "float16", "bfloat16", "double")  # the tensor element types a score may have
 _GUIDE = "docs/your-model.md, 'Trees and other non-neural models'"
+
+
+def type_string(proto: Any) -> str:
+    """An ONNX ``TypeProto`` as ONNX Runtime writes it (``tensor(int64)``, ``seq(map(int64,tensor(float)))``), so
+    that every engine reading the graph says the same line as ONNX Runtime does from its session."""
+    from onnx import TensorProto
+
+    kind = proto.WhichOneof("value")
+    if kind == "tensor_type":
+        name = TensorProto.DataType.Name(proto.tensor_type.elem_type).lower()
+        return f"tensor({name})"
+    if kind == "sequence_type":
+        return f"seq({type_string(proto.sequence_type.elem_type)})"
+    if kind == "map_type":
+        key = TensorProto.DataType.Name(proto.map_type.key_type).lower()
+        return f"map({key},{type_string(proto.map_type.value_type)})"
+    return str(kind)
+
+
+def graph_output_types(graph: Any) -> dict[str, str]:
+    """Every output of an ONNX graph -> ``type_string`` of its type."""
+    return {o.name: type_string(o.type) for o in graph.output}
 
 
 def element_type(onnx_type: str) -> str | None:

@@ -44,16 +44,17 @@ def _save(path: Path, nodes: list, outputs: list, weights: dict[str, np.ndarray]
     return path
 
 
-def reconstruction_onnx(path: Path, opset: int = 17) -> Path:
-    """An autoencoder as most users export it: jets (N, 100, 3) -> reconstruction (N, 100, 3), no score."""
+def reconstruction_onnx(path: Path, opset: int = 17, name: str = "reconstruction") -> Path:
+    """An autoencoder as most users export it: jets (N, 100, 3) -> reconstruction (N, 100, 3), no score; its output
+    named ``name`` (``score`` too, by a user who meant to score it)."""
     from onnx import TensorProto, helper
 
     w = _weights() | {"flat": np.array([-1, N * F], np.int64), "back": np.array([-1, N, F], np.int64)}
     nodes = [helper.make_node("Reshape", ["jets", "flat"], ["x"]), helper.make_node("MatMul", ["x", "w1"], ["h0"]),
              helper.make_node("Add", ["h0", "b1"], ["h1"]), helper.make_node("Tanh", ["h1"], ["h"]),
              helper.make_node("MatMul", ["h", "w2"], ["r"]),
-             helper.make_node("Reshape", ["r", "back"], ["reconstruction"])]
-    out = helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["N", N, F])
+             helper.make_node("Reshape", ["r", "back"], [name])]
+    out = helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", N, F])
     return _save(path, nodes, [out], w, opset, 8)
 
 
@@ -371,13 +372,14 @@ def _docs_script() -> str:
     return block
 
 
-@pytest.mark.parametrize("opset", [17, 18])
-def test_the_documented_script_turns_a_reconstruction_into_its_mean_squared_error(tmp_path, opset):
+@pytest.mark.parametrize("opset, name", [(17, "reconstruction"), (18, "reconstruction"), (17, "score")])
+def test_the_documented_script_turns_a_reconstruction_into_its_mean_squared_error(tmp_path, opset, name):
     """The section the line points to works as a user follows it: its script, copied from the page, run on a
     reconstruction-only export; the result runs on the path's engine and scores the mean squared
-    difference, computed here with numpy."""
+    difference, computed here with numpy. A reconstruction output named ``score`` made the script write a second
+    ``score`` (the checker refused the graph: "'score' has been used as output names multiple times")."""
     (tmp_path / "add_score.py").write_text(_docs_script())
-    recon = reconstruction_onnx(tmp_path / "recon.onnx", opset)
+    recon = reconstruction_onnx(tmp_path / "recon.onnx", opset, name)
     subprocess.run([sys.executable, "add_score.py", "recon.onnx", "scored.onnx", "mse"], cwd=tmp_path, check=True,
                    capture_output=True)
     x = jets(7, seed=opset)

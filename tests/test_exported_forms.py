@@ -16,7 +16,7 @@ import pytest
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.modules.inference import BackendOptions, create_backend
 from hltrun.modules.inference.iree_backend import IreeBackend
-from tests.tiny_models import jets, loaded
+from tests.tiny_models import jets, loaded, save_graph
 
 REPO = Path(__file__).resolve().parents[1]
 N, F = 100, 3
@@ -405,7 +405,6 @@ def sklearn_like_onnx(path: Path, second: str) -> Path:
     """skl2onnx's output order: an int64 ``label`` first, then the float output: ``probabilities`` (N, 3) of a
     classifier converted without its ZipMap, or an IsolationForest's ``scores`` (N, 1), high for ordinary jets.
     Both computed from the jets' sums per feature."""
-    import onnx
     from onnx import TensorProto, helper
 
     nodes = [helper.make_node("ReduceSum", ["jets"], ["per_feature"], axes=[1], keepdims=0),
@@ -420,10 +419,7 @@ def sklearn_like_onnx(path: Path, second: str) -> Path:
                                                                                      ["N", 100, 3])],
                               [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
                                helper.make_tensor_value_info(second, TensorProto.FLOAT, shape)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
-    model.ir_version = 7
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path, 12)
 
 
 @pytest.mark.parametrize("second, kind", [("probabilities", "1"), ("scores", "neg")])

@@ -16,7 +16,7 @@ import pytest
 from hltrun.framework.errors import ConfigError, ModuleError
 from hltrun.modules.inference import BackendOptions, create_backend
 from hltrun.modules.inference.iree_backend import IreeBackend
-from tests.tiny_models import jets, loaded
+from tests.tiny_models import jets, loaded, save_graph
 
 REPO = Path(__file__).resolve().parents[1]
 N, F = 100, 3
@@ -44,16 +44,17 @@ def _save(path: Path, nodes: list, outputs: list, weights: dict[str, np.ndarray]
     return path
 
 
-def reconstruction_onnx(path: Path, opset: int = 17) -> Path:
-    """An autoencoder as most users export it: jets (N, 100, 3) -> reconstruction (N, 100, 3), no score."""
+def reconstruction_onnx(path: Path, opset: int = 17, name: str = "reconstruction") -> Path:
+    """An autoencoder as most users export it: jets (N, 100, 3) -> reconstruction (N, 100, 3), no score; its output
+    named ``name`` (``score`` too, by a user who meant to score it)."""
     from onnx import TensorProto, helper
 
     w = _weights() | {"flat": np.array([-1, N * F], np.int64), "back": np.array([-1, N, F], np.int64)}
     nodes = [helper.make_node("Reshape", ["jets", "flat"], ["x"]), helper.make_node("MatMul", ["x", "w1"], ["h0"]),
              helper.make_node("Add", ["h0", "b1"], ["h1"]), helper.make_node("Tanh", ["h1"], ["h"]),
              helper.make_node("MatMul", ["h", "w2"], ["r"]),
-             helper.make_node("Reshape", ["r", "back"], ["reconstruction"])]
-    out = helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["N", N, F])
+             helper.make_node("Reshape", ["r", "back"], [name])]
+    out = helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", N, F])
     return _save(path, nodes, [out], w, opset, 8)
 
 
@@ -351,6 +352,8 @@ def test_a_reconstruction_output_says_how_to_get_a_score(tmp_path):
     line = str(err.value)
     assert "\n" not in line and "has shape (1, 100, 3) for 1 jet(s); expected one value per jet" in line, line
     assert "as a reconstruction does: return the score from the network instead" in line
+    assert "between the output 'reconstruction' and the input" in line, line  # the output named as one
+    assert "append it to this .onnx file with add_score.py" in line, line  # for a user with only the file
     assert "docs/your-model.md, 'One score per jet'" in line
 
 
@@ -369,13 +372,14 @@ def _docs_script() -> str:
     return block
 
 
-@pytest.mark.parametrize("opset", [17, 18])
-def test_the_documented_script_turns_a_reconstruction_into_its_mean_squared_error(tmp_path, opset):
+@pytest.mark.parametrize("opset, name", [(17, "reconstruction"), (18, "reconstruction"), (17, "score")])
+def test_the_documented_script_turns_a_reconstruction_into_its_mean_squared_error(tmp_path, opset, name):
     """The section the line points to works as a user follows it: its script, copied from the page, run on a
     reconstruction-only export; the result runs on the path's engine and scores the mean squared
-    difference, computed here with numpy."""
+    difference, computed here with numpy. A reconstruction output named ``score`` made the script write a second
+    ``score`` (the checker refused the graph: "'score' has been used as output names multiple times")."""
     (tmp_path / "add_score.py").write_text(_docs_script())
-    recon = reconstruction_onnx(tmp_path / "recon.onnx", opset)
+    recon = reconstruction_onnx(tmp_path / "recon.onnx", opset, name)
     subprocess.run([sys.executable, "add_score.py", "recon.onnx", "scored.onnx", "mse"], cwd=tmp_path, check=True,
                    capture_output=True)
     x = jets(7, seed=opset)
@@ -395,3 +399,63 @@ def test_the_documented_script_takes_one_class_of_a_classifier(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "pn.onnx"), providers=["CPUExecutionProvider"])
     probs = session.run(None, {"jets": x})[0]
     np.testing.assert_allclose(loaded("onnxruntime", tmp_path / "scored.onnx").run(x)["score"], probs[:, 1], rtol=1e-6)
+
+
+def sklearn_like_onnx(path: Path, second: str) -> Path:
+    """skl2onnx's output order: an int64 ``label`` first, then the float output: ``probabilities`` (N, 3) of a
+    classifier converted without its ZipMap, or an IsolationForest's ``scores`` (N, 1), high for ordinary jets.
+    Both computed from the jets' sums per feature."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReduceSum", ["jets"], ["per_feature"], axes=[1], keepdims=0),
+             helper.make_node("ArgMax", ["per_feature"], ["label"], axis=1, keepdims=0)]
+    if second == "probabilities":
+        nodes.append(helper.make_node("Softmax", ["per_feature"], [second], axis=1))
+        shape = ["N", 3]
+    else:
+        nodes.append(helper.make_node("ReduceMax", ["per_feature"], [second], axes=[1], keepdims=1))
+        shape = ["N", 1]
+    graph = helper.make_graph(nodes, "sklearn_like", [helper.make_tensor_value_info("jets", TensorProto.FLOAT,
+                                                                                     ["N", 100, 3])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+                               helper.make_tensor_value_info(second, TensorProto.FLOAT, shape)])
+    return save_graph(graph, path, 12)
+
+
+@pytest.mark.parametrize("second, kind", [("probabilities", "1"), ("scores", "neg")])
+def test_the_documented_script_takes_the_float_output_of_a_converted_tree_model(tmp_path, second, kind):
+    """skl2onnx writes the int64 label first: the script took ``g.output[0]`` and appended its Gather to the label
+    (refused by ONNX Runtime at load), and had no way to turn an IsolationForest's scores, high for ordinary jets,
+    into a score the filter cuts from above. It takes the first float output now, and ``neg`` negates it."""
+    import onnxruntime as ort
+
+    (tmp_path / "add_score.py").write_text(_docs_script())
+    sklearn_like_onnx(tmp_path / "tree.onnx", second)
+    subprocess.run([sys.executable, "add_score.py", "tree.onnx", "scored.onnx", kind], cwd=tmp_path, check=True,
+                   capture_output=True)
+    x = jets(6, seed=3)
+    session = ort.InferenceSession(str(tmp_path / "tree.onnx"), providers=["CPUExecutionProvider"])
+    floats = session.run([second], {"jets": x})[0]
+    want = floats[:, 1] if kind == "1" else -floats[:, 0]
+    np.testing.assert_array_equal(loaded("onnxruntime", tmp_path / "scored.onnx").run(x)["score"], want)
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "jax", "torch", "iree"])
+def test_an_integer_label_as_the_score_is_refused_the_same_on_every_engine(tmp_path, engine):
+    """An int64 label mapped as the score ran on every engine, cast to float32, a cut between its steps keeping no
+    chosen fraction of the background; now one line at load naming the float output, from ONNX Runtime's session
+    or the graph's output types (the engines that translate or compile the graph), the same line everywhere."""
+    pytest.importorskip({"onnxruntime": "onnxruntime", "jax": "jax", "torch": "torch", "iree": "iree.runtime"}[engine])
+    model = sklearn_like_onnx(tmp_path / "tree.onnx", "scores")
+    with pytest.raises(ModuleError) as refused:
+        create_backend(engine, model, BackendOptions(outputs={"score": "label"},
+                                                     engine_cache=str(tmp_path / "cache"))).load()
+    line = str(refused.value)
+    assert line.startswith(f"{engine}: model {model}: output 'label' (the score) is int64, not a floating-point "
+                           f"score"), line
+    assert "its floating-point outputs: ['scores']" in line and "\n" not in line, line
+    kept = loaded(engine, model, outputs={"score": "scores", "n": "label"}, engine_cache=str(tmp_path / "cache"))
+    x = jets(3, seed=4)
+    out = kept.run(x)  # the float output scores; an integer extra output is kept
+    np.testing.assert_allclose(out["score"], x.sum(axis=1).max(axis=1), rtol=1e-5)
+    np.testing.assert_array_equal(out["n"], x.sum(axis=1).argmax(axis=1))

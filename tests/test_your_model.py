@@ -347,3 +347,46 @@ def test_hltbench_backends_ort_bare_feeds_the_declared_inputs(tmp_path, capsys) 
     np.testing.assert_allclose(bare.run(xs)[0], expected, rtol=1e-5)
     np.testing.assert_allclose(wrapped.run(xs)["score"], expected, rtol=1e-5)
     wrapped.close()
+
+
+def make_sklearn_like(path: Path) -> Path:
+    """What skl2onnx writes for a classifier (and, for its label, an IsolationForest): an int64 ``label`` first,
+    the probabilities as a sequence of maps (``ZipMap``), beside a float output (``raw``): here each computed
+    from the jets' sums per feature (N, 3), three "classes"."""
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [helper.make_node("ReduceSum", ["jets", "axes"], ["per_feature"], keepdims=0),
+             helper.make_node("ArgMax", ["per_feature"], ["label"], axis=1, keepdims=0),
+             helper.make_node("ZipMap", ["per_feature"], ["probabilities"], domain="ai.onnx.ml",
+                              classlabels_int64s=[0, 1, 2]),
+             helper.make_node("ReduceMax", ["per_feature"], ["raw"], axes=[1], keepdims=0)]
+    maps = helper.make_sequence_type_proto(helper.make_map_type_proto(TensorProto.INT64,
+                                                                      helper.make_tensor_type_proto(TensorProto.FLOAT, [])))
+    graph = helper.make_graph(
+        nodes, "sklearn_like", [helper.make_tensor_value_info("jets", TensorProto.FLOAT, ["N", 100, 3])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]), helper.make_value_info("probabilities", maps),
+         helper.make_tensor_value_info("raw", TensorProto.FLOAT, ["N"])], [axes])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_sequence_of_maps_or_an_integer_label_as_the_score_is_one_line(tmp_path, capfd) -> None:
+    """skl2onnx's outputs mapped as the score: its ZipMap ended begin_job with numpy's ``TypeError: float()
+    argument must be a string or a real number, not 'dict'``, and an int64 label ran as a score without a word;
+    each is now one line naming the output, its type and the float output to map instead."""
+    model = make_sklearn_like(tmp_path / "skl.onnx")
+    rc, err = _fails(tmp_path, model, "modules.vae.outputs={score: probabilities}", capfd=capfd)
+    assert rc == 4, err
+    assert ("output 'probabilities' (the score) is seq(map(int64,tensor(float))), not a tensor of one value per jet"
+            in err and "'zipmap': False" in err and "its floating-point outputs: ['raw']" in err), err
+    assert "TypeError" not in err
+    rc, err = _fails(tmp_path, model, "modules.vae.outputs={score: label}", capfd=capfd)
+    assert rc == 4, err
+    assert "output 'label' (the score) is int64, not a floating-point score" in err and "['raw']" in err, err
+    rc, _ = run_path(tmp_path, model, "modules.vae.outputs={score: raw, n: label}", "modules.anomalyFilter.threshold=1",
+                     "modules.out.select_events=[]")
+    assert rc == 0  # the float output is the score; an integer extra output is written as it is
+    out = written(tmp_path)
+    assert all(len(s) == len(n) for s, n in zip(out["vae_score"], out["vae_n"]))
+    assert {int(v) for n in out["vae_n"] for v in n} <= {0, 1, 2}

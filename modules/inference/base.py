@@ -47,6 +47,7 @@ from ..contract import Contract, default_contract, from_metadata, match_model, r
 from ..finite import dot_is_finite, known_finite
 from ..products import all_valid
 from .dynamic_quant import padding_moves_scale
+from .output_types import refuse_unscorable
 
 log = logging.getLogger("hltrun.inference")
 
@@ -259,6 +260,7 @@ class InferenceBackend(ABC):
         if not self.outputs:
             self._order = list(self._output_names())
             self.outputs = resolve_outputs(self.options.outputs, self._order, self.model_path, self.name)
+            refuse_unscorable(self.outputs, self._output_types(), self.model_path, self.name)
             self.output_names = list(dict.fromkeys(self.outputs.values()))
             self._pairs = tuple(self.outputs.items())
         return self.outputs
@@ -413,6 +415,11 @@ class InferenceBackend(ABC):
     @abstractmethod
     def _output_names(self) -> Sequence[str]:
         """Names of the model outputs."""
+
+    def _output_types(self) -> Mapping[str, str]:
+        """Model output name -> its type as ONNX Runtime writes it (``tensor(float)``, ``seq(map(int64,tensor(float)))``),
+        for the outputs the engine knows the type of (none by default): checked at load (``output_types``)."""
+        return {}
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> Any:
@@ -784,18 +791,21 @@ def resolve_outputs(setting: OutputsSetting, available: Sequence[str], model: Pa
 def per_jet_hint(shape: tuple[int, ...], n: int, name: str) -> str:
     """What an output that is not one value per jet most likely is, and the way to one score per jet. Most
     autoencoders are exported returning their reconstruction, a tagger its class probabilities: until
-    2026-12-07 both were refused with the shapes alone, nothing said of what to change."""
+    2026-12-07 both were refused with the shapes alone, nothing said of what to change; until session 42 the line
+    named neither the docs' script that appends the score to the file a user may only have, nor the output as one
+    (an output named ``score``: "between score and the input")."""
     if shape in ((), (1,)) and n > 1:
         return " (a value per event: set the scorer's score_per: event)"
     if len(shape) < 2 or shape[0] != n:
         return ""
     if len(shape) > 2:
         what = (f"{shape[1:]} per jet, as a reconstruction does: return the score from the network instead (e.g. "
-                f"the mean squared difference between {name} and the input)")
+                f"the mean squared difference between the output {name!r} and the input)")
     else:
         what = (f"{shape[1]} values per jet (class probabilities, or one per constituent?): return the one value "
                 f"the trigger cuts on instead (e.g. a classifier's {name}[:, 1], or a sum over constituents)")
-    return f"; it gives {what} and export again (docs/your-model.md, 'One score per jet')"
+    return (f"; it gives {what} and export again, or append it to this .onnx file with add_score.py "
+            f"(docs/your-model.md, 'One score per jet')")
 
 
 def empty_outputs(roles: Sequence[str]) -> dict[str, np.ndarray]:

@@ -232,6 +232,9 @@ class BucketedBackend(InferenceBackend):
     def _output_names(self) -> Sequence[str]:
         return self.graph.output_names
 
+    def _output_types(self) -> dict[str, str]:
+        return self.graph.output_types
+
     def _bucketed_describe(self) -> dict[str, Any]:
         return {"precision": self.precision, "buckets": list(self.buckets), "warm_up_s": round(self.warm_up_s, 3),
                 "input": ", ".join(self.graph.input_names)}

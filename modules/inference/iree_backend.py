@@ -39,6 +39,7 @@ from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_ver
 from .autoselect import CHECK_JETS, sample_inputs
 from .buckets import bucket_for, up_to_typical
 from .opset_upgrade import importable
+from .output_types import graph_output_types
 from .base import (STANDARD_DOMAINS, InferenceBackend, graph_nodes, inline_local_functions, log, refuse_mixed_types,
                    require_float32, vendor_note, vendor_ops)
 
@@ -277,6 +278,7 @@ class IreeBackend(InferenceBackend):
         refuse_mixed_types(model, self.name, self.model_path)  # its importer named no node for one
         self._inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         self._outputs = [o.name for o in model.graph.output]
+        self._types = graph_output_types(model.graph)
         self._fetch: list[int] = []  # positions of the mapped outputs among the module's results
         # every input's shape, in the graph's order: the compiled entry point takes them in that order
         self._shapes = [tuple(d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim)
@@ -415,6 +417,9 @@ class IreeBackend(InferenceBackend):
 
     def _output_names(self) -> Sequence[str]:
         return self._outputs
+
+    def _output_types(self) -> dict[str, str]:
+        return self._types
 
     def _bucket(self, n: int) -> int:
         return bucket_for(n, self.buckets)  # n <= the largest bucket: _run slices bigger batches

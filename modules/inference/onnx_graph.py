@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -38,6 +38,7 @@ from hltrun.framework.errors import ModuleError
 
 from . import onnx_control
 from .base import inline_local_functions, refuse_mixed_types, vendor_note
+from .output_types import graph_output_types
 
 OpFn = Callable[..., Any]
 Pads = list[tuple[int, int]]  # (begin, end) per spatial axis
@@ -1641,6 +1642,7 @@ class OnnxFunction:
     plan: list[Step]
     consts: dict[str, np.ndarray]
     kernels: Kernels
+    output_types: dict[str, str] = field(default_factory=dict)  # name -> ONNX Runtime's type string (output_types)
 
     def fn(self, *xs: Any) -> tuple[Any, ...]:
         env: dict[str, Any] = dict(self.consts)
@@ -1836,4 +1838,5 @@ def translate(path: Path, kernels: Kernels, model: Any | None = None) -> OnnxFun
     onnx_control.check_loops(plan, set(consts), engine, path)
     dtypes = tuple(np.dtype(tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)) for i in inputs)
     return OnnxFunction(Path(path), engine, names, shapes, dtypes, [o.name for o in graph.output],
-                        sorted({n.op_type for n in _all_nodes(graph)}), plan, consts, kernels)
+                        sorted({n.op_type for n in _all_nodes(graph)}), plan, consts, kernels,
+                        graph_output_types(graph))

@@ -93,6 +93,9 @@ class OnnxRuntimeBackend(InferenceBackend):
     def _output_names(self) -> Sequence[str]:
         return self._outputs
 
+    def _output_types(self) -> dict[str, str]:
+        return {o.name: o.type for o in self.session.get_outputs()}
+
     def _run(self, x: np.ndarray) -> Any:
         names = self.output_names
         if self.options.io_binding:

@@ -32,7 +32,7 @@ import re
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ class TfliteGraph:
     input_dtypes: tuple[np.dtype, ...]
     input_shapes: tuple[tuple[Any, ...], ...]
     output_names: list[str]
+    output_types: dict[str, str] = field(default_factory=dict)  # none known: the outputs' types are not checked
 
 
 def interpreter_class() -> tuple[type, str, str]:

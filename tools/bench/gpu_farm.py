@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hltrun.framework.atomic import together, write_text
-from hltrun.framework.resources import local_output_path
+from hltrun.framework.resources import local_output_path, why_not_readable
 from .runner import BenchError, csv_text, positive_float
 
 FIELDS = ("run", "backend", "device", "streams", "events", "loop_s", "events_per_s", "events_per_s_per_core",
@@ -33,6 +33,9 @@ FIELDS = ("run", "backend", "device", "streams", "events", "loop_s", "events_per
 def read_run(folder: Path) -> dict[str, Any]:
     """The facts of one run folder's hltrun.json: backend, device, streams, events, loop time."""
     path = folder / "hltrun.json" if folder.is_dir() else folder
+    why = why_not_readable(path, seeking=False)
+    if why not in (None, "not found"):  # /dev/zero was read until memory ran out, a FIFO waited for ever
+        raise BenchError(f"hltbench gpu-farm: {path} {why}")
     try:
         report = json.loads(path.read_text())
         job = report["job"]

@@ -181,6 +181,24 @@ def why_not_readable(path: str | Path, seeking: bool = True) -> str | None:
     return f"is {kind}, not a regular file ({why}: copy it into a file first)"
 
 
+class NotRegularFile(ValueError):
+    """A small file read whole (``read_regular_text``) that is a device, a FIFO or a folder; its text names the
+    path and says why."""
+
+
+def read_regular_text(path: str | Path) -> str:
+    """The text of the small file ``path`` (a JSON card or report), read whole once it is known to be a regular
+    file: FileNotFoundError where it is not there, NotRegularFile where it is no regular file. A link to
+    /dev/zero was read until memory ran out (the kernel killed the job), a FIFO without a writer blocked the
+    job for ever."""
+    why = why_not_readable(path, seeking=False)
+    if why == "not found":
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    if why is not None:
+        raise NotRegularFile(f"{path} {why}")
+    return Path(path).read_text()
+
+
 def unreadable_reason(path: str | Path, what: str = "file") -> str | None:
     """None when ``path`` is a regular file; else the whole sentence that says why, naming ``what`` it is
     and the path (``model file not found: m.onnx``, ``input file p.root is a FIFO, ...``), so that every

@@ -289,9 +289,9 @@ def test_a_thresholds_card_that_is_no_regular_file_is_one_config_error(kind, tmp
     kernel killing the job), and as a FIFO without a writer the job waited for ever: refused before it is read.
     /dev/null stands for the devices here: the same check, no memory at stake."""
     import os
-    import threading
 
     from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters, card_table
+    from tests.helpers import beside_a_fifo
 
     (tmp_path / "m.onnx").write_bytes(b"")
     card = tmp_path / "thresholds.json"
@@ -300,20 +300,7 @@ def test_a_thresholds_card_that_is_no_regular_file_is_one_config_error(kind, tmp
     else:
         card.symlink_to(os.devnull)
     params = build(VAEAnomalyScorerParameters, {"model": str(tmp_path / "m.onnx")}, "modules.vae")
-    raised: list[BaseException] = []
-
-    def read() -> None:
-        try:
-            card_table(params)
-        except ConfigError as exc:
-            raised.append(exc)
-
-    job = threading.Thread(target=read, daemon=True)
-    job.start()
-    job.join(60)
-    if job.is_alive():  # blocked opening the FIFO: give it a writer so that the thread ends, then fail
-        os.close(os.open(card, os.O_WRONLY | os.O_NONBLOCK))
-        job.join(10)
-        pytest.fail("the thresholds card's FIFO was waited on for ever")
-    assert [str(e) for e in raised] == [f"thresholds card {card} is {kind}, not a regular file (it is read whole: a "
-                                        "device may never end, a FIFO may never be written: copy it into a file first)"]
+    raised = beside_a_fifo(card, lambda: card_table(params))
+    assert isinstance(raised, ConfigError)
+    assert str(raised) == (f"thresholds card {card} is {kind}, not a regular file (it is read whole: a device may "
+                           "never end, a FIFO may never be written: copy it into a file first)")

@@ -200,7 +200,8 @@ def test_a_cached_decision_that_is_no_regular_file_is_timed_again_and_replaced(t
     to /dev/zero was read until memory ran out (MemoryError at begin_job): replaced as a damaged entry is.
     /dev/null stands for the devices here: the same check, no memory at stake."""
     import os
-    import threading
+
+    from tests.helpers import beside_a_fifo
 
     args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
                 versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2, folder=tmp_path)
@@ -209,15 +210,8 @@ def test_a_cached_decision_that_is_no_regular_file_is_timed_again_and_replaced(t
         os.mkfifo(entry)
     else:
         entry.symlink_to(os.devnull)
-    chosen: list = []
-    job = threading.Thread(target=lambda: chosen.append(autoselect.choose_cached(**args)), daemon=True)
-    job.start()
-    job.join(60)
-    if job.is_alive():  # blocked on the FIFO: give it a partner so that the thread ends, then fail
-        os.close(os.open(entry, os.O_RDWR | os.O_NONBLOCK))
-        job.join(10)
-        pytest.fail("the cached decision's FIFO was waited on for ever")
-    assert len(chosen) == 1 and not chosen[0].cached and chosen[0].backend == "onnxruntime"
+    chosen = beside_a_fifo(entry, lambda: autoselect.choose_cached(**args))
+    assert not chosen.cached and chosen.backend == "onnxruntime"
     assert entry.is_file() and not entry.is_symlink() and os.path.exists(os.devnull)
     assert autoselect.choose_cached(**args).cached
 

@@ -99,27 +99,10 @@ def test_a_configuration_from_a_pipe_is_read(tmp_path, write_config):
 
 
 def _load_in_a_thread(fifo):
-    """``load(fifo)`` in a thread, its result or error; a load still blocked after 60 s (opening a FIFO no
-    program writes into) is released by opening the FIFO to write, and the test fails."""
-    import os
-    import threading
+    """``load(fifo)``, or the ConfigError it raised; a load blocked on the FIFO fails the test."""
+    from tests.helpers import beside_a_fifo
 
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(load(fifo))
-        except ConfigError as exc:
-            outcome.append(exc)
-
-    job = threading.Thread(target=run, daemon=True)
-    job.start()
-    job.join(60)
-    if job.is_alive():
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        job.join(10)
-        pytest.fail(f"load({fifo}) waited for ever for a writer")
-    return outcome[0]
+    return beside_a_fifo(fifo, lambda: load(fifo))
 
 
 def test_a_fifo_no_program_writes_into_is_refused_not_waited_on_for_ever(tmp_path, monkeypatch):

@@ -348,7 +348,7 @@ def test_gpu_farm_refuses_a_report_that_is_no_regular_file(kind: str, given: str
     """An hltrun.json that is a device or a FIFO is refused in one line (exit 2), before it is read: a link to
     /dev/zero was read until the machine's memory ran out (the kernel killed the process), a FIFO without a
     writer waited for ever. /dev/null stands for the devices here: the same check, no memory at stake."""
-    import threading
+    from tests.helpers import beside_a_fifo
 
     cpu = _farm_run(tmp_path / "cpu", "cpu", 1, 2.0)
     run = tmp_path / "gpu"
@@ -358,18 +358,11 @@ def test_gpu_farm_refuses_a_report_that_is_no_regular_file(kind: str, given: str
         os.mkfifo(report)
     else:
         report.symlink_to(os.devnull)
-    codes: list[int] = []
-    job = threading.Thread(target=lambda: codes.append(main(["gpu-farm", "--cpu", str(cpu), "--gpu",
-                                                             str(run if given == "folder" else report),
-                                                             "--out", str(tmp_path / "farm")])), daemon=True)
-    job.start()
-    job.join(60)
-    if job.is_alive():  # blocked opening the FIFO: give it a writer so that the thread ends, then fail
-        os.close(os.open(report, os.O_WRONLY | os.O_NONBLOCK))
-        job.join(10)
-        pytest.fail("gpu-farm waited for a writer of the FIFO")
+    code = beside_a_fifo(report, lambda: main(["gpu-farm", "--cpu", str(cpu), "--gpu",
+                                               str(run if given == "folder" else report),
+                                               "--out", str(tmp_path / "farm")]))
     err = capsys.readouterr().err.strip()
-    assert codes == [2] and "\n" not in err and "Traceback" not in err
+    assert code == 2 and "\n" not in err and "Traceback" not in err
     assert err == (f"hltbench gpu-farm: {report} is {kind}, not a regular file (it is read whole: a device may "
                    "never end, a FIFO may never be written: copy it into a file first)")
     assert not (tmp_path / "farm").exists()

@@ -309,23 +309,16 @@ def test_a_cached_module_that_is_a_fifo_is_compiled_again_and_replaced(tiny, tmp
     """A FIFO under a cached module's name: not a file, so compiled again, and then written into in place, which
     waited for a reader for ever. Replaced as a damaged module is (machine.cache_entry)."""
     import os
-    import threading
+
+    from tests.helpers import beside_a_fifo
 
     loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1)
     (module,) = tmp_path.glob("*.vmfb")
     module.unlink()
     os.mkfifo(module)
-    again: list = []
-    job = threading.Thread(target=lambda: again.append(loaded("iree", tiny.onnx, engine_cache=str(tmp_path),
-                                                              opt_batch=1, max_batch=1)), daemon=True)
-    job.start()
-    job.join(120)
-    if job.is_alive():  # blocked on the FIFO: give it a reader so that the thread ends, then fail
-        with open(module, "rb") as fifo:
-            fifo.read()
-        job.join(10)
-        pytest.fail("the cached module's FIFO was waited on for ever")
-    assert again[0].compiled_now == [1] and module.is_file()
+    again = beside_a_fifo(module, lambda: loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1,
+                                                 max_batch=1), wait_s=120)
+    assert again.compiled_now == [1] and module.is_file()
     assert loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1).compiled_now == []
 
 

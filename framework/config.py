@@ -264,13 +264,49 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 MAX_CONFIG_BYTES = 4 << 20
 
 
+# how long a FIFO given as the configuration may stay without a byte and without a writer before it is refused
+FIFO_WRITER_WAIT_S = 10.0
+
+
+def _fifo_first_bytes(fd: int, path: Path) -> bytes:
+    """What a FIFO opened without blocking holds at first, waiting up to FIFO_WRITER_WAIT_S for a byte: b"" when
+    a writer is there (``<(slow command)``: the caller then waits for it as for any pipe). A named FIFO no
+    program writes into blocked open() for ever (``mkfifo cfg.yaml; hltrun cfg.yaml``); it is refused."""
+    import select
+
+    if select.select([fd], [], [], FIFO_WRITER_WAIT_S)[0]:  # a byte, or a writer that came and left
+        return b""
+    try:
+        first = os.read(fd, 1)
+    except BlockingIOError:  # no byte yet, but a writer holds it open
+        return b""
+    if not first:
+        raise ConfigError(f"{path}: a FIFO that no program wrote into in {FIFO_WRITER_WAIT_S:g} s (nor holds open "
+                          f"to write): start its writer first, or give the configuration file itself")
+    return first
+
+
+def _read_capped(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``path``; a FIFO opened without blocking (``_fifo_first_bytes``)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        raw = _fifo_first_bytes(fd, path) if stat.S_ISFIFO(os.fstat(fd).st_mode) else b""
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            return raw + stream.read(limit - len(raw))
+    finally:
+        os.close(fd)
+
+
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The mapping in the YAML file ``path``: read up to MAX_CONFIG_BYTES, so that a device or a huge
-    file given by mistake is refused in one line; a pipe (``hltrun <(...)``) is read like a file."""
+    file given by mistake is refused in one line; a pipe (``hltrun <(...)``) is read like a file, and a
+    FIFO no program writes into is refused after FIFO_WRITER_WAIT_S (it waited for ever)."""
     path = Path(path)
     try:
-        with open(path, "rb") as stream:
-            raw = stream.read(MAX_CONFIG_BYTES + 1)
+        raw = _read_capped(path, MAX_CONFIG_BYTES + 1)
         if len(raw) > MAX_CONFIG_BYTES:
             raise ConfigError(f"{path}: not a YAML configuration (more than {MAX_CONFIG_BYTES >> 20} MB, the most "
                               f"a configuration may hold)")

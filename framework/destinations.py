@@ -302,6 +302,8 @@ def make_refused(folder: Path, exc: OSError) -> str:
     missing folder, and "Permission denied" in /sys is one too (as root): said so, naming the file system
     (``/proc/self/mounts``)."""
     reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.EEXIST:
+        return _link_refused(exc) or reason
     if exc.errno not in (errno.ENOENT, errno.EACCES, errno.EPERM):
         return reason
     there = Path(os.path.abspath(folder))
@@ -313,6 +315,21 @@ def make_refused(folder: Path, exc: OSError) -> str:
     where = "" if there == Path(os.path.abspath(folder)) else f"{there} is "
     what = ": the kernel's view, not a disk" if kind in KERNEL_FILE_SYSTEMS else ""
     return f"{where}a '{kind}' file system, where no file can be made{what}; it said: {reason}"
+
+
+def _link_refused(exc: OSError) -> str | None:
+    """Why mkdir said "File exists" of a folder that is not there: its name (or a parent's) is a symbolic link to
+    nowhere (``rep -> /eos/user/a/rep`` with EOS not mounted) or one of a loop; None for any other name."""
+    link = exc.filename
+    if link is None or not os.path.islink(link):
+        return None
+    try:
+        os.stat(link)
+    except OSError as why:
+        if why.errno == errno.ELOOP:
+            return f"{link} is a symbolic link in a loop: {why.strerror}"
+        return f"{link} is a symbolic link to {os.readlink(link)}, which does not exist"
+    return None
 
 
 def _file_system(folder: Path) -> str | None:

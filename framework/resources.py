@@ -158,11 +158,14 @@ _SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (st
             (stat.S_ISSOCK, "a socket"))
 
 
-def why_not_readable(path: str | Path) -> str | None:
+def why_not_readable(path: str | Path, seeking: bool = True) -> str | None:
     """None when ``path`` is a regular file (through links); else why hltrun cannot read it, as the
     end of a sentence that names it. ROOT and model files are read by seeking (uproot, ONNX Runtime,
     the engine caches hash them whole), so a FIFO would block the job for ever and a device or a
-    socket reads nothing useful: every reader of such files asks here first, before any library sees it."""
+    socket reads nothing useful: every reader of such files asks here first, before any library sees it.
+    ``seeking=False``: a file read whole from its start (a JSON report), which a device such as /dev/zero
+    never ends (read until memory runs out) and a FIFO without a writer blocks for ever; the reason
+    says so instead of seeking."""
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
@@ -174,7 +177,26 @@ def why_not_readable(path: str | Path) -> str | None:
     if stat.S_ISDIR(mode):
         return "is a folder, not a file"
     kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
-    return f"is {kind}, not a regular file (it is read by seeking: copy it into a file first)"
+    why = "it is read by seeking" if seeking else "it is read whole: a device may never end, a FIFO may never be written"
+    return f"is {kind}, not a regular file ({why}: copy it into a file first)"
+
+
+class NotRegularFile(ValueError):
+    """A small file read whole (``read_regular_text``) that is a device, a FIFO or a folder; its text names the
+    path and says why."""
+
+
+def read_regular_text(path: str | Path) -> str:
+    """The text of the small file ``path`` (a JSON card or report), read whole once it is known to be a regular
+    file: FileNotFoundError where it is not there, NotRegularFile where it is no regular file. A link to
+    /dev/zero was read until memory ran out (the kernel killed the job), a FIFO without a writer blocked the
+    job for ever."""
+    why = why_not_readable(path, seeking=False)
+    if why == "not found":
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    if why is not None:
+        raise NotRegularFile(f"{path} {why}")
+    return Path(path).read_text()
 
 
 def unreadable_reason(path: str | Path, what: str = "file") -> str | None:

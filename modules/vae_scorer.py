@@ -45,7 +45,7 @@ from hltrun.framework.event import Event
 from hltrun.framework.module import Producer
 from hltrun.framework.schema import InputTag, limited, limits, one_of
 
-from hltrun.framework.resources import find_file
+from hltrun.framework.resources import NotRegularFile, find_file, read_regular_text
 
 from .inference import (BackendOptions, InferenceBackend, autoselect, backend_class, backend_names, create_backend,
                         fidelity, model_suffix)
@@ -270,9 +270,11 @@ def card_table(params: "VAEAnomalyScorerParameters") -> tuple[str, Any, Path]:
 
     identity, card = thresholds_card(params)
     try:
-        table = json.loads(card.read_text())
+        table = json.loads(read_regular_text(card))
     except FileNotFoundError:
         return identity, None, card
+    except NotRegularFile as exc:
+        raise ConfigError(f"thresholds card {exc}") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"thresholds card {card} is unreadable: {exc}") from None
     reading([card])  # the filter's cut comes from it: no output of the running job may replace it

@@ -65,3 +65,29 @@ def fifo_unblocked(path: Path) -> Path:
 
     threading.Thread(target=unblock, daemon=True).start()
     return path
+
+
+def beside_a_fifo(fifo: Path, call: Any, wait_s: float = 60.0) -> Any:
+    """``call()`` run in a thread, its result (or the exception it raised, returned); a call still running after
+    ``wait_s`` (blocked opening, reading or writing the FIFO ``fifo``: the bug these tests are about) is released
+    by opening the FIFO as both ends and closing it, so that the thread ends, and the test fails."""
+    import pytest
+
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:  # the test looks at what was raised
+            outcome.append(exc)
+
+    job = threading.Thread(target=run, daemon=True)
+    job.start()
+    job.join(wait_s)
+    if job.is_alive():
+        fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)  # wakes a reader or a writer blocked in open()
+        time.sleep(0.1)
+        os.close(fd)  # end of file for the reader, a broken pipe for the writer
+        job.join(10)
+        pytest.fail(f"waited for ever on the FIFO {fifo}")
+    return outcome[0]

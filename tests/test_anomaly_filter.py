@@ -281,3 +281,26 @@ def test_smooth_cut_of_the_configured_efficiency():
     f = make(working_point="vs_leading_jet_pt", background_efficiency="1e-3")
     assert decide_pt(f, [4.9], [700.0], card=smooth_card()) is False
     assert decide_pt(f, [5.1], [700.0], card=smooth_card(), n=2) is True
+
+
+@pytest.mark.parametrize("kind", ["a character device", "a FIFO"])
+def test_a_thresholds_card_that_is_no_regular_file_is_one_config_error(kind, tmp_path):
+    """thresholds.json beside the model as a link to /dev/zero was read until memory ran out (MemoryError, or the
+    kernel killing the job), and as a FIFO without a writer the job waited for ever: refused before it is read.
+    /dev/null stands for the devices here: the same check, no memory at stake."""
+    import os
+
+    from hltrun.modules.vae_scorer import VAEAnomalyScorerParameters, card_table
+    from tests.helpers import beside_a_fifo
+
+    (tmp_path / "m.onnx").write_bytes(b"")
+    card = tmp_path / "thresholds.json"
+    if kind == "a FIFO":
+        os.mkfifo(card)
+    else:
+        card.symlink_to(os.devnull)
+    params = build(VAEAnomalyScorerParameters, {"model": str(tmp_path / "m.onnx")}, "modules.vae")
+    raised = beside_a_fifo(card, lambda: card_table(params))
+    assert isinstance(raised, ConfigError)
+    assert str(raised) == (f"thresholds card {card} is {kind}, not a regular file (it is read whole: a device may "
+                           "never end, a FIFO may never be written: copy it into a file first)")

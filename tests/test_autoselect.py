@@ -194,6 +194,28 @@ def test_a_cached_decision_that_is_not_one_is_timed_again(tiny, tmp_path, text):
     assert autoselect.choose_cached(**args).cached  # the stored file is a decision again
 
 
+@pytest.mark.parametrize("kind", ["a link to a device", "a FIFO"])
+def test_a_cached_decision_that_is_no_regular_file_is_timed_again_and_replaced(tiny, tmp_path, kind):
+    """A FIFO in the decision cache blocked the job for ever (reading it, then writing into it in place), a link
+    to /dev/zero was read until memory ran out (MemoryError at begin_job): replaced as a damaged entry is.
+    /dev/null stands for the devices here: the same check, no memory at stake."""
+    import os
+
+    from tests.helpers import beside_a_fifo
+
+    args = dict(model=tiny.onnx, candidates=_candidates(tiny), batch=2, reference="onnxruntime",
+                versions={"onnxruntime": "1"}, cpu="cpu0", budget_s=0.2, folder=tmp_path)
+    entry = tmp_path / f"{autoselect.decision_key(tiny.onnx, 2, {'onnxruntime': '1'}, 'cpu0')}.json"
+    if kind == "a FIFO":
+        os.mkfifo(entry)
+    else:
+        entry.symlink_to(os.devnull)
+    chosen = beside_a_fifo(entry, lambda: autoselect.choose_cached(**args))
+    assert not chosen.cached and chosen.backend == "onnxruntime"
+    assert entry.is_file() and not entry.is_symlink() and os.path.exists(os.devnull)
+    assert autoselect.choose_cached(**args).cached
+
+
 def _counting_choose(monkeypatch) -> list[int]:
     """Each call of the timing (``autoselect.choose``), counted."""
     calls: list[int] = []

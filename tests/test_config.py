@@ -98,6 +98,52 @@ def test_a_configuration_from_a_pipe_is_read(tmp_path, write_config):
         writer.join(timeout=10)
 
 
+def _load_in_a_thread(fifo):
+    """``load(fifo)``, or the ConfigError it raised; a load blocked on the FIFO fails the test."""
+    from tests.helpers import beside_a_fifo
+
+    return beside_a_fifo(fifo, lambda: load(fifo))
+
+
+def test_a_fifo_no_program_writes_into_is_refused_not_waited_on_for_ever(tmp_path, monkeypatch):
+    """``mkfifo cfg.yaml; hltrun cfg.yaml`` (or ``hltcard --config`` such a file) blocked in open() for ever."""
+    import os
+
+    from hltrun.framework import config
+
+    monkeypatch.setattr(config, "FIFO_WRITER_WAIT_S", 0.2, raising=False)
+    fifo = tmp_path / "cfg.yaml"
+    os.mkfifo(fifo)
+    refused = _load_in_a_thread(fifo)
+    assert isinstance(refused, ConfigError)
+    assert str(refused) == (f"{fifo}: a FIFO that no program wrote into in 0.2 s (nor holds open to write): start "
+                            "its writer first, or give the configuration file itself")
+
+
+def test_a_pipe_whose_writer_is_slow_is_waited_for(tmp_path, monkeypatch):
+    """``hltrun <(slow command)``: a writer holds the pipe open, so the job waits for its text past the wait for
+    a writer, as for any pipe."""
+    import os
+    import threading
+    import time
+
+    from hltrun.framework import config
+
+    monkeypatch.setattr(config, "FIFO_WRITER_WAIT_S", 0.2, raising=False)
+    fifo = tmp_path / "cfg.fifo"
+    os.mkfifo(fifo)
+
+    fd = os.open(fifo, os.O_RDWR)  # the writer holds it open before the job starts (as the shell's <(...) does)
+
+    def slow_writer() -> None:
+        time.sleep(1.0)  # past the wait for a writer
+        os.write(fd, BASE.encode())
+        os.close(fd)
+
+    threading.Thread(target=slow_writer, daemon=True).start()
+    assert _load_in_a_thread(fifo).process == "TEST"
+
+
 @pytest.mark.parametrize("text", ["1e3", "1E3", "5e-1", "+2e2", "1_000.5"])
 def test_a_plain_exponent_is_a_float_in_the_file_and_on_the_command_line(write_config, text):
     """PyYAML reads ``1e3`` (no dot: YAML 1.1) as a string; a float setting takes it as the number."""

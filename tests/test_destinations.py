@@ -475,6 +475,35 @@ def test_report_folder_is_written_whole_or_not_at_all(after, tmp_path, monkeypat
 SET = ["hltrun.json", "resources.json", "timing.root"]
 
 
+@pytest.mark.parametrize("link", ["to nowhere", "in a loop"])
+@pytest.mark.parametrize("option", ["--report-dir", "hltcard --out-dir"])
+def test_a_folder_that_is_a_broken_link_is_said_to_be_one(link, option, tmp_path, capfd) -> None:
+    """``rep -> /eos/user/a/rep`` with EOS not mounted (or a link loop) as the report folder, or hltcard's
+    --out-dir: mkdir said only ``cannot write into rep (File exists)`` of a folder that is not there."""
+    rep = tmp_path / "rep"
+    if link == "to nowhere":
+        rep.symlink_to(tmp_path / "eos" / "rep")
+        why = f"{rep} is a symbolic link to {tmp_path / 'eos' / 'rep'}, which does not exist"
+    else:
+        rep.symlink_to(tmp_path / "other")
+        (tmp_path / "other").symlink_to(rep)
+        why = f"{rep} is a symbolic link in a loop: Too many levels of symbolic links"
+    if option == "--report-dir":
+        code, out, errors = _run(capfd, str(_job(tmp_path)), "--report-dir", str(rep))
+        assert code == 4 and "TrigReport" not in out
+        assert errors == [f"hltrun: error: report folder (--report-dir / options.reportDir): cannot write into "
+                          f"{rep} ({why})"]
+    else:
+        from hltrun.tools.physics.card import main as hltcard
+
+        shipped = Path(__file__).resolve().parents[1] / "data"
+        code = hltcard([str(shipped / "models" / "conv_vae.onnx"), "--background", str(shipped / "qcd_dijet.root"),
+                        "--max-events", "20", "--no-plots", "--out-dir", str(rep)])
+        assert code == 4
+        assert capfd.readouterr().err.strip() == f"hltcard: error: --out-dir: cannot write into {rep} ({why})"
+    assert not (tmp_path / "eos").exists()
+
+
 def test_a_device_in_the_report_folder_is_refused_before_the_first_event(tmp_path, capfd) -> None:
     """``ln -s /dev/full rep/report.html``: the new hltrun.json, resources.json and timing.root were
     renamed into place, then report.html failed (exit 4): a folder of half the new set. A set is

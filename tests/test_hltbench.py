@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -338,6 +339,33 @@ def test_a_refused_study_leaves_no_output_folder_behind(tmp_path: Path, capsys: 
     assert main(["gpu-farm", "--cpu", str(tmp_path / "nope"), "--gpu", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "kept")]) == 2
     assert (tmp_path / "kept").is_dir()
+
+
+@pytest.mark.parametrize("kind", ["a character device", "a FIFO"])
+@pytest.mark.parametrize("given", ["folder", "file"])
+def test_gpu_farm_refuses_a_report_that_is_no_regular_file(kind: str, given: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """An hltrun.json that is a device or a FIFO is refused in one line (exit 2), before it is read: a link to
+    /dev/zero was read until the machine's memory ran out (the kernel killed the process), a FIFO without a
+    writer waited for ever. /dev/null stands for the devices here: the same check, no memory at stake."""
+    from tests.helpers import beside_a_fifo
+
+    cpu = _farm_run(tmp_path / "cpu", "cpu", 1, 2.0)
+    run = tmp_path / "gpu"
+    run.mkdir()
+    report = run / "hltrun.json"
+    if kind == "a FIFO":
+        os.mkfifo(report)
+    else:
+        report.symlink_to(os.devnull)
+    code = beside_a_fifo(report, lambda: main(["gpu-farm", "--cpu", str(cpu), "--gpu",
+                                               str(run if given == "folder" else report),
+                                               "--out", str(tmp_path / "farm")]))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "Traceback" not in err
+    assert err == (f"hltbench gpu-farm: {report} is {kind}, not a regular file (it is read whole: a device may "
+                   "never end, a FIFO may never be written: copy it into a file first)")
+    assert not (tmp_path / "farm").exists()
 
 
 @pytest.mark.parametrize("how", ["KeyboardInterrupt", "a job stopped by it"])

@@ -304,6 +304,24 @@ def test_a_damaged_cached_module_is_compiled_again_not_trusted(tiny, tmp_path, c
     assert loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1).compiled_now == []
 
 
+@pytest.mark.slow
+def test_a_cached_module_that_is_a_fifo_is_compiled_again_and_replaced(tiny, tmp_path):
+    """A FIFO under a cached module's name: not a file, so compiled again, and then written into in place, which
+    waited for a reader for ever. Replaced as a damaged module is (machine.cache_entry)."""
+    import os
+
+    from tests.helpers import beside_a_fifo
+
+    loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1)
+    (module,) = tmp_path.glob("*.vmfb")
+    module.unlink()
+    os.mkfifo(module)
+    again = beside_a_fifo(module, lambda: loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1,
+                                                 max_batch=1), wait_s=120)
+    assert again.compiled_now == [1] and module.is_file()
+    assert loaded("iree", tiny.onnx, engine_cache=str(tmp_path), opt_batch=1, max_batch=1).compiled_now == []
+
+
 def test_a_model_name_of_255_bytes_makes_a_valid_cache_name(tmp_path):
     """The cache name adds ~60 bytes of key to the model's name: a model named near the limit used to
     fail begin_job with ``File name too long`` once the cache folder existed."""

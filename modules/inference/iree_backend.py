@@ -34,7 +34,7 @@ from hltrun.framework.destinations import check_folder_destination, fit_name
 from hltrun.framework.errors import ModuleError, one_line
 from hltrun.framework.extras import need
 
-from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_root, cpu_key, dist_version, engine_cache_dir,
+from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_entry, cache_root, cpu_key, dist_version, engine_cache_dir,
                       folder_or_none, model_digest)
 from .autoselect import CHECK_JETS, sample_inputs
 from .buckets import bucket_for, up_to_typical
@@ -340,7 +340,7 @@ class IreeBackend(InferenceBackend):
         if refused is not None:  # an older version kept the temporary's locations in it
             failed[bucket] = without_locations(refused.decode(errors="replace"))
             return None
-        function = self._open_cached(runtime, cache_dir / name) if cache_dir is not None else None
+        function = self._open_cached(runtime, cache_entry(cache_dir, name)) if cache_dir is not None else None
         if function is not None:
             return function
         blob = IN_MEMORY.get(cache_dir, name)

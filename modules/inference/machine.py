@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from hltrun.framework.errors import ModuleError
-from hltrun.framework.resources import unreadable_reason, user_path
+from hltrun.framework.resources import unreadable_reason, user_path, why_not_readable
 
 
 CACHE_STEM_BYTES = 100  # of the model's name in a cache file's name: the key after it identifies the model
@@ -47,6 +47,18 @@ def cache_root(kind: str) -> Path:
     return Path(base) / "hltrun" / kind
 
 
+def cache_entry(folder: Path, name: str) -> Path:
+    """``folder / name`` of a per-machine cache, an entry there that is no regular file removed first: a FIFO
+    blocked its reader (and an in-place write into it) for ever, a link to /dev/zero was read until memory ran
+    out. The folder is hltrun's own cache, so such an entry is replaced as a damaged one is: compiled or timed
+    again, then written."""
+    path = folder / name
+    if os.path.lexists(path) and why_not_readable(path, seeking=False) is not None and not path.is_dir():
+        with suppress(OSError):
+            path.unlink()
+    return path
+
+
 class MemoryCache:
     """The files a per-machine cache could not keep (no home folder; a read-only, full or non-folder
     cache path), held for the rest of this process under their folder and name (the on-disk key), so
@@ -73,7 +85,7 @@ class MemoryCache:
         copy kept in memory when the disk refused the write. None when neither has one."""
         if folder is not None:
             try:
-                found = parse((folder / name).read_bytes())
+                found = parse(cache_entry(folder, name).read_bytes())
             except OSError:
                 found = None
             if found is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hltrun.framework.atomic import together, write_text
-from hltrun.framework.resources import local_output_path
+from hltrun.framework.resources import NotRegularFile, local_output_path, read_regular_text
 from .runner import BenchError, csv_text, positive_float
 
 FIELDS = ("run", "backend", "device", "streams", "events", "loop_s", "events_per_s", "events_per_s_per_core",
@@ -34,8 +34,10 @@ def read_run(folder: Path) -> dict[str, Any]:
     """The facts of one run folder's hltrun.json: backend, device, streams, events, loop time."""
     path = folder / "hltrun.json" if folder.is_dir() else folder
     try:
-        report = json.loads(path.read_text())
+        report = json.loads(read_regular_text(path))
         job = report["job"]
+    except NotRegularFile as exc:
+        raise BenchError(f"hltbench gpu-farm: {exc}") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BenchError(f"hltbench gpu-farm: {path}: not an hltrun.json ({type(exc).__name__}: {exc})") from None
     backends = [s["backend"] for s in job.get("module_summaries", {}).values()

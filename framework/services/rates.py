@@ -456,7 +456,7 @@ def _rate_dict(r: Rate) -> dict[str, Any]:
 def cut_short(summary: "JobSummary") -> set[tuple[int, int]]:
     """The lumi sections maxEvents stopped the job in, the file holding more of them (the source's
     ``lumis_cut_short``): their per-lumi rates are of their first events only."""
-    keys = (summary.source or {}).get("lumis_cut_short") or {}
+    keys = (getattr(summary, "source", None) or {}).get("lumis_cut_short") or {}  # none in a summary without source
     return {(int(run), int(lumi)) for run, lumi in (key.split(":") for key in keys)}
 
 

@@ -405,6 +405,8 @@ class VAEAnomalyScorer(Producer):
     """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets); with
     ``batching``, once per dynamic batch of the jets of several events in flight (dynamic_batching.py)."""
 
+    end_job_releases_only = True  # end_job closes the backend: every result is in summary()
+
     Parameters = VAEAnomalyScorerParameters
     concurrency = "stream"  # one backend per stream: sessions/contexts are not shared
     produces = {"": JetScores}

@@ -173,9 +173,27 @@ def check_destinations(cfg: ProcessConfig, inputs: list[str], report_dir: Path |
     check_outputs(dict.fromkeys(inputs), outputs)
 
 
+def end_job_not_run(cfg: ProcessConfig) -> list[str]:
+    """The modules whose end_job may do more than release (``Module.end_job_releases_only``) and that have no
+    end_unit: a Dask worker never calls end_job (its Process serves unit after unit, then is dropped), so what
+    they write or flush there does not happen, where a local run did it with no word of the difference."""
+    from ..module import Module
+
+    return [f"'{m.label}' ({m.type})" for m in cfg.modules.values()
+            if getattr(m.cls, "end_job", None) is not Module.end_job and getattr(m.cls, "end_unit", None) is Module.end_unit
+            and not getattr(m.cls, "end_job_releases_only", False)]
+
+
 def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: Path | None = None) -> Outcome:
     require_dask()
     import dask
+
+    unrun = end_job_not_run(cfg)
+    if unrun:
+        log.warning("Dask: module %s %s an end_job, which Dask workers never call: what it writes or flushes there "
+                    "does not happen on Dask (a local run does it); give %s an end_unit, or run locally "
+                    "(docs/distributed.md)", ", ".join(unrun), "has" if len(unrun) == 1 else "have",
+                    "it" if len(unrun) == 1 else "them")
 
     t_start = time.time() - (time.perf_counter() - started_at)  # the job's start as epoch seconds
     ex = cfg.options.executor

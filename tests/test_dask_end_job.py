@@ -16,8 +16,9 @@ from hltrun.framework.executors.dask_executor import end_job_not_run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_module_writing_in_end_job_is_named_on_dask(write_config, tmp_path):
-    cfg = load(write_config(f"""
+def _writer_job(write_config, tmp_path: Path):  # noqa: ANN202
+    """A Dask job whose one module writes its result in end_job (TestEndJobWriter)."""
+    return load(write_config(f"""
         process: ENDJOB
         options: {{maxEvents: 10, executor: {{type: dask}}}}
         source: {{type: RootJetSource, files: [{ROOT / 'data' / 'qcd_dijet.root'}]}}
@@ -25,6 +26,10 @@ def test_a_module_writing_in_end_job_is_named_on_dask(write_config, tmp_path):
           hist: {{type: TestEndJobWriter, file: {tmp_path / 'hist.txt'}}}
         endpaths: {{e: [hist]}}
         """), [])
+
+
+def test_a_module_writing_in_end_job_is_named_on_dask(write_config, tmp_path):
+    cfg = _writer_job(write_config, tmp_path)
     assert end_job_not_run(cfg) == ["'hist' (TestEndJobWriter)"]
 
 
@@ -38,14 +43,7 @@ def test_the_dask_run_says_so_before_any_unit(write_config, tmp_path, caplog, mo
     pytest.importorskip("distributed")
     from hltrun.framework.executors import dask_executor
 
-    cfg = load(write_config(f"""
-        process: ENDJOB
-        options: {{maxEvents: 10, executor: {{type: dask}}}}
-        source: {{type: RootJetSource, files: [{ROOT / 'data' / 'qcd_dijet.root'}]}}
-        modules:
-          hist: {{type: TestEndJobWriter, file: {tmp_path / 'hist.txt'}}}
-        endpaths: {{e: [hist]}}
-        """), [])
+    cfg = _writer_job(write_config, tmp_path)
 
     def stop(_cfg):
         raise RuntimeError("planned no further")

@@ -213,6 +213,19 @@ class RootJetSource(FileChecks, ChunkReading, Source):
             source.end_job()
 
     @classmethod
+    def lumi_cut_short(cls, params: RootJetSourceParameters, path: str, stop: int) -> str | None:
+        """``run:lumi`` where the Dask client's last unit, which maxEvents ended at entry ``stop`` of ``path``, stops
+        inside a lumi section the file holds more of (the local run's ``_note_cut_short``); None otherwise."""
+        tree = open_tree(path, params.tree)
+        try:
+            if not 0 < stop < tree.num_entries:
+                return None
+            last, after = (lumi_at(tree, params.branches, path, entry) for entry in (stop - 1, stop))
+        finally:
+            tree.file.close()
+        return f"{last[0]}:{last[1]}" if last == after else None
+
+    @classmethod
     def plan_duplicates(cls, params: RootJetSourceParameters, inputs: list[tuple[str, int]], skip: int,
                         limit: int | None) -> list[Runs]:
         """The job's duplicates as ``events`` finds them (``duplicateCheckMode``), reading only the id

@@ -18,7 +18,7 @@ def three_lumis(tmp_path_factory) -> Path:
     return write_counts(tmp_path_factory.mktemp("cut") / "lumis.root", make_events(250, seed=7))
 
 
-def _job(tmp_path: Path, data: Path, n: int, capsys) -> tuple[dict, str, dict]:
+def _job(tmp_path: Path, data: Path, n: int, capsys, *extra: str) -> tuple[dict, str, dict]:
     from hltrun.framework.cli import main
 
     config = tmp_path / "c.yaml"
@@ -34,7 +34,7 @@ services:
 """)
     rep = tmp_path / f"rep{n}"
     capsys.readouterr()
-    assert main([str(config), "-n", str(n), "--report-dir", str(rep)]) == 0
+    assert main([str(config), "-n", str(n), "--report-dir", str(rep), *extra]) == 0
     report = json.loads((rep / "hltrun.json").read_text())
     per_lumi = {(e["run"], e["lumi"]): e for e in report["services"]["TriggerRates"]["per_lumi"]}
     return per_lumi, capsys.readouterr().out, report["job"]["source"]
@@ -54,3 +54,12 @@ def test_a_lumi_read_whole_is_not_flagged(tmp_path, three_lumis, capsys, n):
     assert sum(e["events"] for e in per_lumi.values()) == n
     assert not any("cut_short" in e for e in per_lumi.values()) and "lumis_cut_short" not in source
     assert "cut short" not in text
+
+
+def test_dask_flags_it_as_a_local_run(tmp_path, three_lumis, capsys):
+    """The workers read units, not the local loop: the client looks at the entry after its last unit."""
+    pytest.importorskip("distributed")
+    per_lumi, text, source = _job(tmp_path, three_lumis, 150, capsys, "--dask", "2", "options.executor.eventsPerTask=40")
+    assert [(k, e["events"], e.get("cut_short")) for k, e in per_lumi.items()] == [((1, 1), 100, None),
+                                                                                  ((1, 2), 50, True)]
+    assert source["lumis_cut_short"] == {"1:2": 1} and "Lumi section 1:2 (50 events) cut short by maxEvents" in text

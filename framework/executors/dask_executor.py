@@ -259,6 +259,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     s.retried_units = retried
     _fold_variants(s)
     s.source = with_skipped(as_configured({**s.source, **accounting}, units), s, skipped, entries)
+    s.source.update(_cut_short(cfg, units))
     s.events_skipped = accounting["skipped"]
     s.wall_s = time.perf_counter() - started_at
     if merged.first_event_epoch is not None:
@@ -283,6 +284,22 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
             s.stopped_by_signal = failure[2].signame
         return Outcome(merged, failure[1], failure[2] or HltError(failure[0]))
     return Outcome(merged)
+
+
+def _cut_short(cfg: ProcessConfig, units: list[WorkUnit]) -> dict[str, Any]:
+    """``{"lumis_cut_short": {"run:lumi": 1}}`` where maxEvents ended the job's last unit inside a lumi section its
+    file holds more of, as a local run's source records it (the per-lumi rates flag it); {} otherwise, or where the
+    source cannot tell (a source without ``lumi_cut_short``) or the file cannot be read again (the flag unknown)."""
+    peek = getattr(cfg.source.cls, "lumi_cut_short", None)
+    if cfg.options.maxEvents < 0 or not units or peek is None:
+        return {}
+    last = units[-1]
+    try:
+        key = peek(cfg.source.params, last.file, last.stop)
+    except Exception as exc:  # noqa: BLE001 - a one-entry peek: the job's figures stand, only the flag is unknown
+        log.debug("Dask: could not read the entry after maxEvents in %s: %s", last.file, exc)
+        return {}
+    return {"lumis_cut_short": {key: 1}} if key else {}
 
 
 def as_configured(source: dict[str, Any], units: list[WorkUnit]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from .products import NANOAOD_NAMES, JetCollection
 from .read_ahead import ReadAhead
 from .source.checks import FileChecks
 from .source.chunk import make_chunk
-from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys, lumi_at
+from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys, lumi_at, lumi_in
 from .source.file_list import input_files, list_files
 from .source.open_files import OpenFiles
 from .source.parameters import JetBranches, RootJetSourceParameters
@@ -85,6 +85,8 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         self._lumis_read: dict[str, dict[str, int]] = {}  # file -> "run:lumi" -> events handed out (its <Runs>)
         self._cut_short: dict[str, int] = {}  # "run:lumi" -> 1: the lumi maxEvents stopped in, the file holding more of it
         self._next_entry = 0  # the entry after the last one a range went through (set when a range stops in a chunk)
+        self._next_id: EventID | None = None  # that entry's id, where its chunk held it
+        self._reading_kept: tuple[str, ak.Array | None] = ("", None)  # the file being read, as the check kept it whole
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
         self._requests: set[Any] = set()  # what consumers requested (SourceContext.requests)
@@ -341,14 +343,21 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         lumi is cut short (``lumis_cut_short``), and its per-lumi rate is of its first events only, biased where
         the events are ordered (by time, by a generator's phase space). A lumi continued in the next file, never
         opened, is not seen; nor is the one skipEvents began in."""
-        if self._next_entry >= self.entries.get(path, 0):
+        at = self._next_entry
+        if at >= self.entries.get(path, 0):
             return
+        kept_path, kept = self._reading_kept
         try:
-            tree = self._open_tree(path)
-            try:
-                run, lumi = lumi_at(tree, self.params.branches, path, self._next_entry)
-            finally:
-                tree.file.close()
+            if self._next_id is not None:  # in the last chunk read (a read past the events handed out)
+                run, lumi = self._next_id.run, self._next_id.luminosityBlock
+            elif kept is not None and kept_path == os.path.realpath(path):  # read whole by the file check
+                run, lumi = lumi_in(kept[at:], self.params.branches, path, at)
+            else:  # one entry's id branches: the file opened once more (a job's one peek)
+                tree = self._open_tree(path)
+                try:
+                    run, lumi = lumi_at(tree, self.params.branches, path, at)
+                finally:
+                    tree.file.close()
         except Exception as exc:  # a one-entry peek: the job's figures stand, only the flag is unknown
             log.debug("source: could not read the entry after maxEvents in %s: %s", path, exc)
             return
@@ -357,6 +366,7 @@ class RootJetSource(FileChecks, ChunkReading, Source):
 
     def end_job(self) -> None:
         self._kept.clear()  # files the job stopped before
+        self._reading_kept = ("", None)
         if self._open_files is not None:
             self._open_files.close()
         if self._held is not None:  # begin_job failed before the consumers were known
@@ -438,6 +448,9 @@ class RootJetSource(FileChecks, ChunkReading, Source):
                 count_lumis(lumis, chunk, used, handed_out(keep, selected, used))
                 passed += used
                 self._next_entry = first + used
+                self._next_id = chunk.ids[used] if used < len(chunk.ids) else None
+            else:  # read through: the kept arrays are not needed for a peek (``_note_cut_short``)
+                self._reading_kept = ("", None)
             if from_kept:
                 with self._count_lock:
                     self._count["kept_entries_used"] += passed

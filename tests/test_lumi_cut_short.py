@@ -40,8 +40,25 @@ services:
     return per_lumi, capsys.readouterr().out, report["job"]["source"]
 
 
-def test_the_lumi_max_events_stopped_in_is_flagged(tmp_path, three_lumis, capsys):
-    per_lumi, text, source = _job(tmp_path, three_lumis, 150, capsys)
+@pytest.fixture(scope="module")
+def in_baskets(tmp_path_factory) -> Path:
+    """The same layout in baskets of 50 entries: the file check does not keep it whole."""
+    return write_counts(tmp_path_factory.mktemp("cut") / "baskets.root", make_events(250, seed=7), per_basket=50)
+
+
+@pytest.mark.parametrize("how", ["next_in_chunk", "kept_whole", "opened_again"])
+def test_the_lumi_max_events_stopped_in_is_flagged(tmp_path, three_lumis, in_baskets, capsys, monkeypatch, how):
+    """The next entry's lumi from the chunk that holds it (a duplicate check reads past maxEvents), from the file
+    the check kept whole, or read from the file opened once more."""
+    from hltrun.modules.source import event_ids
+
+    peeks = []
+    real = event_ids.lumi_at
+    monkeypatch.setattr("hltrun.modules.root_source.lumi_at", lambda *a: peeks.append(a[3]) or real(*a))
+    data = in_baskets if how == "opened_again" else three_lumis
+    extra = () if how == "next_in_chunk" else ("source.duplicateCheckMode=noDuplicateCheck",)
+    per_lumi, text, source = _job(tmp_path, data, 150, capsys, *extra)
+    assert peeks == ([150] if how == "opened_again" else [])
     assert [(k, e["events"], e.get("cut_short")) for k, e in per_lumi.items()] == [((1, 1), 100, None),
                                                                                   ((1, 2), 50, True)]
     assert source["lumis_cut_short"] == {"1:2": 1}

@@ -152,8 +152,12 @@ def lumi_at(tree: Any, b: JetBranches, path: str, entry: int) -> tuple[int, int]
     """(run, lumi) of one entry, reading the id branches only: where maxEvents stopped, whether the next entry
     is of the same lumi section (one cut short, whose per-lumi rate is of its first events only)."""
     names = [n for n in (b.run, b.luminosityBlock) if n and has(tree, n)]
-    arrays = read_columns(tree, names, entry, entry + 1) if names else ak.Array(np.zeros(1))
-    run, lumi, _ = _id_arrays(arrays, b, path, entry)
+    return lumi_in(read_columns(tree, names, entry, entry + 1) if names else ak.Array(np.zeros(1)), b, path, entry)
+
+
+def lumi_in(arrays: ak.Array, b: JetBranches, path: str, entry: int) -> tuple[int, int]:
+    """(run, lumi) of the first entry of ``arrays`` (entry ``entry`` of ``path``): a file read whole is not read again."""
+    run, lumi, _ = _id_arrays(arrays[:1], b, path, entry)
     return int(run[0]), int(lumi[0])
 
 

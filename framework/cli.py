@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--max-events", type=int, metavar="N", help="process at most N events (options.maxEvents)")
     p.add_argument("--report-dir", metavar="DIR", help="write JSON and HTML reports into DIR (options.reportDir)")
     p.add_argument("--prescale", metavar="COLUMN",
-                   help="run with this column of the prescale table (services.PrescaleService.lvl1DefaultLabel)")
+                   help="run the whole job in this column of the prescale table, whatever lumiColumns say (as "
+                        "hltGetConfiguration --prescale: services.PrescaleService.lvl1DefaultLabel and forceDefault)")
     p.add_argument("--dask", type=int, metavar="WORKERS",
                    help="run on Dask: a LocalCluster of WORKERS process workers, or the scheduler of "
                         "options.executor.address (needs the dist extra); same as options.executor.type=dask")
@@ -275,7 +276,9 @@ def _main(args: argparse.Namespace, record: dict) -> int:
         if args.report_dir:
             overrides.append(f"options.reportDir={args.report_dir}")
         if args.prescale:
-            overrides.append(f"services.PrescaleService.lvl1DefaultLabel={args.prescale}")
+            # hltGetConfiguration's --prescale: the column for the whole job, the GT's per-lumi index ignored
+            overrides += [f"services.PrescaleService.lvl1DefaultLabel={args.prescale}",
+                          "services.PrescaleService.forceDefault=true"]
         if args.dask is not None:
             overrides += ["options.executor.type=dask", f"options.executor.workers={args.dask}"]
         cfg = load(args.config, overrides, args.max_events)

@@ -84,6 +84,10 @@ class Module(_Declares):
     # filter's score histogram: scores.root): claimed before the first event with the set's own, so one named
     # as an input of the job, or as another output, is refused then, not after every event
     report_folder_files: ClassVar[tuple[str, ...]] = ()
+    # True where end_job only releases what begin_job took (a backend, open files) and every result is in
+    # ``summary``: a Dask worker, which never calls end_job (its Process serves unit after unit), loses nothing.
+    # A module that overrides end_job, not end_unit, and leaves this False is named when a job runs on Dask
+    end_job_releases_only: ClassVar[bool] = False
 
     def __init__(self, label: str, params: Any) -> None:
         self.label = label
@@ -97,7 +101,8 @@ class Module(_Declares):
         """Called once before the first event (load models, open files)."""
 
     def end_job(self) -> None:
-        """Called once after the last event (close files, write summaries)."""
+        """Called once after the last event (close files, write summaries). Not on Dask workers: write a
+        distributed run's results in ``end_unit`` (``end_job_releases_only``)."""
 
     # Run and lumi transitions (CMSSW's beginRun / beginLuminosityBlock): called on every instance,
     # between events, never while an event is in flight on any stream (framework/eventloop.py).

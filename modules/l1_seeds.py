@@ -408,6 +408,8 @@ class L1SeedFilter(Filter):
     """Accepts an event when its seed expression is true for the L1 objects emulated from its jets.
     Every seed's decision is kept per event for the report's efficiency plot (``seed_counts``)."""
 
+    end_job_releases_only = True  # end_job folds the last chunk's counts (summary() does too) and frees its cache
+
     Parameters = L1SeedParameters
     consumes = {"src": JetCollection}
     produces = {}  # a decision only

@@ -39,7 +39,7 @@ from .products import NANOAOD_NAMES, JetCollection
 from .read_ahead import ReadAhead
 from .source.checks import FileChecks
 from .source.chunk import make_chunk
-from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys
+from .source.event_ids import count_lumis, event_id_arrays, handed_out, id_keys, lumi_at, lumi_in
 from .source.file_list import input_files, list_files
 from .source.open_files import OpenFiles
 from .source.parameters import JetBranches, RootJetSourceParameters
@@ -83,6 +83,10 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         self._bad_entries: dict[str, int] = {}  # bad file -> entries skipped in it (0: skipped whole at begin_job)
         self._files_read: dict[str, int] = {}  # events handed out per input file (FrameworkJobReport's EventsRead)
         self._lumis_read: dict[str, dict[str, int]] = {}  # file -> "run:lumi" -> events handed out (its <Runs>)
+        self._cut_short: dict[str, int] = {}  # "run:lumi" -> 1: the lumi maxEvents stopped in, the file holding more of it
+        self._next_entry = 0  # the entry after the last one a range went through (set when a range stops in a chunk)
+        self._next_id: EventID | None = None  # that entry's id, where its chunk held it
+        self._reading_kept: tuple[str, ak.Array | None] = ("", None)  # the file being read, as the check kept it whole
         self._duplicates = DuplicateChecker(params.duplicateCheckMode)
         self._named_duplicates = 0
         self._requests: set[Any] = set()  # what consumers requested (SourceContext.requests)
@@ -211,6 +215,19 @@ class RootJetSource(FileChecks, ChunkReading, Source):
             source.end_job()
 
     @classmethod
+    def lumi_cut_short(cls, params: RootJetSourceParameters, path: str, stop: int) -> str | None:
+        """``run:lumi`` where the Dask client's last unit, which maxEvents ended at entry ``stop`` of ``path``, stops
+        inside a lumi section the file holds more of (the local run's ``_note_cut_short``); None otherwise."""
+        tree = open_tree(path, params.tree)
+        try:
+            if not 0 < stop < tree.num_entries:
+                return None
+            last, after = (lumi_at(tree, params.branches, path, entry) for entry in (stop - 1, stop))
+        finally:
+            tree.file.close()
+        return f"{last[0]}:{last[1]}" if last == after else None
+
+    @classmethod
     def plan_duplicates(cls, params: RootJetSourceParameters, inputs: list[tuple[str, int]], skip: int,
                         limit: int | None) -> list[Runs]:
         """The job's duplicates as ``events`` finds them (``duplicateCheckMode``), reading only the id
@@ -315,15 +332,45 @@ class RootJetSource(FileChecks, ChunkReading, Source):
             # with duplicates or a selection, more entries than ``left`` may be needed: read on, stop early
             stop = n if left is None or checking or self._selection else min(n, start + left)
             self._duplicates.new_file()
-            for item in self._range(path, start, stop, self._duplicates):
+            entries = self._range(path, start, stop, self._duplicates)
+            for item in entries:
                 yield item
                 if left is not None:
                     left -= 1
                     if left <= 0:
+                        entries.close()  # its accounting now, and where it stopped (``_next_entry``)
+                        self._note_cut_short(path, item[0])
                         return
+
+    def _note_cut_short(self, path: str, last: EventID) -> None:
+        """maxEvents stopped the job at ``last``: when the file's next entry is of the same lumi section, that
+        lumi is cut short (``lumis_cut_short``), and its per-lumi rate is of its first events only, biased where
+        the events are ordered (by time, by a generator's phase space). A lumi continued in the next file, never
+        opened, is not seen; nor is the one skipEvents began in."""
+        at = self._next_entry
+        if at >= self.entries.get(path, 0):
+            return
+        kept_path, kept = self._reading_kept
+        try:
+            if self._next_id is not None:  # in the last chunk read (a read past the events handed out)
+                run, lumi = self._next_id.run, self._next_id.luminosityBlock
+            elif kept is not None and kept_path == os.path.realpath(path):  # read whole by the file check
+                run, lumi = lumi_in(kept[at:], self.params.branches, path, at)
+            else:  # one entry's id branches: the file opened once more (a job's one peek)
+                tree = self._open_tree(path)
+                try:
+                    run, lumi = lumi_at(tree, self.params.branches, path, at)
+                finally:
+                    tree.file.close()
+        except Exception as exc:  # a one-entry peek: the job's figures stand, only the flag is unknown
+            log.debug("source: could not read the entry after maxEvents in %s: %s", path, exc)
+            return
+        if (run, lumi) == (last.run, last.luminosityBlock):
+            self._cut_short[f"{run}:{lumi}"] = 1
 
     def end_job(self) -> None:
         self._kept.clear()  # files the job stopped before
+        self._reading_kept = ("", None)
         if self._open_files is not None:
             self._open_files.close()
         if self._held is not None:  # begin_job failed before the consumers were known
@@ -370,6 +417,7 @@ class RootJetSource(FileChecks, ChunkReading, Source):
         read_before = self._count["read"]
         lumis = self._lumis_read.setdefault(path, {})
         chunk, keep, selected, used = None, None, None, 0  # the chunk being handed out and how far: its lumis, counted per chunk
+        first = start  # the entry number of the chunk's first event
         from_kept, passed = os.path.realpath(path) in self._kept, 0  # entries gone through, of a file kept at begin_job
         try:
             for chunk in self._chunks(path, start, stop):
@@ -389,6 +437,7 @@ class RootJetSource(FileChecks, ChunkReading, Source):
                                          else {"": chunk.event(i), WEIGHT: chunk.weights[i]})
                 count_lumis(lumis, chunk, used, handed_out(keep, selected, used))
                 passed += used
+                first += used
                 chunk = None
                 if self._stopping():
                     break  # not the next chunk: its events would be read and not processed
@@ -402,6 +451,10 @@ class RootJetSource(FileChecks, ChunkReading, Source):
             if chunk is not None:  # stopped inside a chunk (maxEvents, an error): its events handed out
                 count_lumis(lumis, chunk, used, handed_out(keep, selected, used))
                 passed += used
+                self._next_entry = first + used
+                self._next_id = chunk.ids[used] if used < len(chunk.ids) else None
+            else:  # read through: the kept arrays are not needed for a peek (``_note_cut_short``)
+                self._reading_kept = ("", None)
             if from_kept:
                 with self._count_lock:
                     self._count["kept_entries_used"] += passed
@@ -427,7 +480,8 @@ class RootJetSource(FileChecks, ChunkReading, Source):
     def accounting(self) -> dict[str, Any]:
         """Counters of the whole job (or worker); ``files_read`` maps each input to the events read."""
         return {**self._count, "files_read": dict(self._files_read), "bad_entries_per_file": dict(self._bad_entries),
-                "lumis_per_file": {path: dict(lumis) for path, lumis in self._lumis_read.items()}}
+                "lumis_per_file": {path: dict(lumis) for path, lumis in self._lumis_read.items()},
+                **({"lumis_cut_short": dict(self._cut_short)} if self._cut_short else {})}
 
     def data_quality(self) -> dict[str, int]:
         """What may be wrong with the input: ``invalid_links`` are links whose jet (or candidate) index

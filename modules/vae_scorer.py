@@ -407,6 +407,8 @@ class VAEAnomalyScorer(Producer):
     """Runs the backend once per event on all its jets (the typical HLT batch is ~9 jets); with
     ``batching``, once per dynamic batch of the jets of several events in flight (dynamic_batching.py)."""
 
+    end_job_releases_only = True  # end_job closes the backend: every result is in summary()
+
     Parameters = VAEAnomalyScorerParameters
     concurrency = "stream"  # one backend per stream: sessions/contexts are not shared
     produces = {"": JetScores}
@@ -645,7 +647,8 @@ class VAEAnomalyScorer(Producer):
             return "onnxruntime", cpu_reason + (f"; {'; '.join(skipped)}" if skipped else ""), (), reference
         versions = {e: _version_of(backend_class(e)) for e in candidates}
         choice = autoselect.choose_cached(reference, candidates, batch, "onnxruntime", versions, cpu_key(),
-                                          AUTO_BUDGET_S, others=[f for f in files.values() if f != reference])
+                                          AUTO_BUDGET_S, others=[f for f in files.values() if f != reference],
+                                          settings=autoselect.settings_key(opts))
         for line in choice.lines():
             log.info("modules.%s: %s", self.label, line, extra={"once": True})
         reason = f"auto: {choice.backend} on CPU, {choice.reason}" + (f"; {'; '.join(skipped)}" if skipped else "")

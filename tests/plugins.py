@@ -448,3 +448,26 @@ class PooledBurn(Analyzer):
         pool = threading.Thread(target=burn_cpu, args=(self.params.burn_ms,), name="pool")
         pool.start()
         pool.join()
+
+
+@dataclass
+class EndJobWriterParameters:
+    file: str = ""  # where end_job writes the events counted
+
+
+@register_module("TestEndJobWriter")
+class EndJobWriter(Analyzer):
+    """A user's analyzer that writes its result in end_job (a histogram file, say), as the Module docstring
+    invites: Dask workers never call end_job."""
+
+    Parameters = EndJobWriterParameters
+    concurrency = "global"
+
+    def begin_job(self, ctx) -> None:  # noqa: ANN001
+        self.events = 0
+
+    def analyze(self, event) -> None:
+        self.events += 1
+
+    def end_job(self) -> None:
+        Path(self.params.file).write_text(f"{self.events}\n")

@@ -313,3 +313,27 @@ services:
     assert code == 2
     assert err.strip().splitlines() == [f"hltrun: error: {config}: services.PrescaleService: path 'HLT_P' has "
                                         f"prescale 0 in column 'c2' but no HLTPrescaler on it"]
+
+
+def test_the_prescale_option_holds_its_column_all_job_whatever_lumi_columns_say(tmp_path, capsys):
+    """``--prescale c1`` on a menu whose lumiColumns switch to c2 at lumi 5: the job ran c1 for lumis 1-4 only,
+    then c2 (HLT_P off) with no word, where hltGetConfiguration's ``--prescale`` sets ``forceDefault`` too."""
+    from hltrun.framework.cli import main
+
+    config = factors_menu(tmp_path)
+    assert main([str(config), "-n", "1500", "--prescale", "c1", "--report-dir", str(tmp_path / "rep")]) == 0
+    report = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["PrescaleService"]
+    assert report["columns_ran"] == ["c1"]
+    with uproot.open(tmp_path / "out1.root") as f:
+        lumi = f["Events"]["luminosityBlock"].array(library="np")
+        kept = f["Events"]["HLT_P"].array(library="np").astype(bool)
+    assert lumi.max() >= 5 and kept[lumi >= 5].sum() > 0  # c1's 1 in 3 after lumi 5 too, not c2's 0
+    err = capsys.readouterr().err
+    assert err.count("forceDefault (--prescale sets it) holds column c1 all job long: the 1 lumiColumns change(s) "
+                     "are not applied") == 1
+    # the column to start in, the lumiColumns followed: lvl1DefaultLabel alone, no warning
+    assert main([str(config), "-q", "-n", "1500", "services.PrescaleService.lvl1DefaultLabel=c1",
+                 "--report-dir", str(tmp_path / "rep2")]) == 0
+    assert json.loads((tmp_path / "rep2" / "hltrun.json").read_text())["services"]["PrescaleService"][
+        "columns_ran"] == ["c1", "c2"]
+    assert "forceDefault" not in capsys.readouterr().err

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hltrun.framework.report import html as report_html
-from hltrun.framework.services.rates import TriggerRates
+from hltrun.framework.services.rates import TriggerRates, cut_short
 from tests.helpers import run_config
 
 pytest.importorskip("matplotlib")
@@ -54,7 +54,8 @@ def test_the_rate_per_lumi_legend_is_beside_the_frame(rates_job, monkeypatch) ->
     legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
     assert legend.x0 >= frame.x1  # right of the frame: over no point, whatever the rates
     assert legend.x1 <= fig.bbox.x1 + 1  # and inside the picture, not cut at its edge
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["HLT_Hard", "HLT_Soft"]
+    assert cut_short(summary) == {(1, 3)}  # maxEvents 600 of 250 per lumi: lumi 3's grey band is in the legend too
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cut short by maxEvents", "HLT_Hard", "HLT_Soft"]
 
 
 def test_the_rates_table_has_the_rate_reports_precision(rates_job) -> None:

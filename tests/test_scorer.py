@@ -299,6 +299,39 @@ def test_auto_decides_and_logs_once_per_job(tiny, monkeypatch, caplog):
     assert all(s.reason.startswith("auto: onnxruntime on CPU, fastest of 2") for s in scorers)
 
 
+def test_auto_takes_its_decision_again_under_other_engine_settings(tiny, monkeypatch, tmp_path):
+    """The cached decision's key holds the engine settings: one taken with ``max_batch: 1`` had checked IREE in one
+    compiled size only (and timed it in slices of one), and was reused by the next job on the default ``max_batch``,
+    whose other compiled sizes no check had run. The same settings still reuse it."""
+    from hltrun.modules.inference import autoselect
+    from hltrun.modules.inference.iree_backend import IreeBackend
+
+    timed: list[int] = []
+
+    def choose(candidates, batch, reference, budget_s=2.0):
+        timed.append(batch)
+        rows = [autoselect.Timing("onnxruntime", 5.0, 3, 0.0, True), autoselect.Timing("iree", 9.0, 3, 0.0, True)]
+        return autoselect.Choice("onnxruntime", batch, "fastest of 2", rows)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(autoselect, "choose", choose)
+    monkeypatch.setattr(IreeBackend, "compiled", classmethod(lambda cls, path, options: True))
+
+    def job(**settings) -> str:
+        scorer = make_scorer(model=str(tiny.onnx), backend="auto", outputs=["score"], **settings)
+        scorer.begin_job(fake_job())
+        return scorer.reason
+
+    job(max_batch=1)
+    assert len(timed) == 1
+    job(max_batch=1)
+    assert len(timed) == 1  # the same settings: the decision is reused
+    job()
+    assert len(timed) == 2  # the default max_batch: taken again
+    job(threads=2)
+    assert len(timed) == 3
+
+
 @pytest.mark.parametrize("backend, reads_threads", [("onnxruntime", True), ("jax", False)])
 def test_the_scorers_summary_gives_threads_only_for_an_engine_that_took_them(tiny, backend, reads_threads):
     """JAX (and TensorRT) read no ``threads``: the summary said ``threads: 2`` all the same, a thread count the

@@ -173,9 +173,27 @@ def check_destinations(cfg: ProcessConfig, inputs: list[str], report_dir: Path |
     check_outputs(dict.fromkeys(inputs), outputs)
 
 
+def end_job_not_run(cfg: ProcessConfig) -> list[str]:
+    """The modules whose end_job may do more than release (``Module.end_job_releases_only``) and that have no
+    end_unit: a Dask worker never calls end_job (its Process serves unit after unit, then is dropped), so what
+    they write or flush there does not happen, where a local run did it with no word of the difference."""
+    from ..module import Module
+
+    return [f"'{m.label}' ({m.type})" for m in cfg.modules.values()
+            if getattr(m.cls, "end_job", None) is not Module.end_job and getattr(m.cls, "end_unit", None) is Module.end_unit
+            and not getattr(m.cls, "end_job_releases_only", False)]
+
+
 def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: Path | None = None) -> Outcome:
     require_dask()
     import dask
+
+    unrun = end_job_not_run(cfg)
+    if unrun:
+        log.warning("Dask: module %s %s an end_job, which Dask workers never call: what it writes or flushes there "
+                    "does not happen on Dask (a local run does it); give %s an end_unit, or run locally "
+                    "(docs/distributed.md)", ", ".join(unrun), "has" if len(unrun) == 1 else "have",
+                    "it" if len(unrun) == 1 else "them")
 
     t_start = time.time() - (time.perf_counter() - started_at)  # the job's start as epoch seconds
     ex = cfg.options.executor
@@ -241,6 +259,7 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
     s.retried_units = retried
     _fold_variants(s)
     s.source = with_skipped(as_configured({**s.source, **accounting}, units), s, skipped, entries)
+    s.source.update(_cut_short(cfg, units))
     s.events_skipped = accounting["skipped"]
     s.wall_s = time.perf_counter() - started_at
     if merged.first_event_epoch is not None:
@@ -265,6 +284,22 @@ def run_dask(cfg: ProcessConfig, started_at: float, progress: bool, report_dir: 
             s.stopped_by_signal = failure[2].signame
         return Outcome(merged, failure[1], failure[2] or HltError(failure[0]))
     return Outcome(merged)
+
+
+def _cut_short(cfg: ProcessConfig, units: list[WorkUnit]) -> dict[str, Any]:
+    """``{"lumis_cut_short": {"run:lumi": 1}}`` where maxEvents ended the job's last unit inside a lumi section its
+    file holds more of, as a local run's source records it (the per-lumi rates flag it); {} otherwise, or where the
+    source cannot tell (a source without ``lumi_cut_short``) or the file cannot be read again (the flag unknown)."""
+    peek = getattr(cfg.source.cls, "lumi_cut_short", None)
+    if cfg.options.maxEvents < 0 or not units or peek is None:
+        return {}
+    last = units[-1]
+    try:
+        key = peek(cfg.source.params, last.file, last.stop)
+    except Exception as exc:  # noqa: BLE001 - a one-entry peek: the job's figures stand, only the flag is unknown
+        log.debug("Dask: could not read the entry after maxEvents in %s: %s", last.file, exc)
+        return {}
+    return {"lumis_cut_short": {key: 1}} if key else {}
 
 
 def as_configured(source: dict[str, Any], units: list[WorkUnit]) -> dict[str, Any]:

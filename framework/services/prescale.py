@@ -1,8 +1,9 @@
 """PrescaleService: the job's prescale table — named columns, one row of prescales per path.
 
 The parameters are CMSSW's (``lvl1Labels``, ``lvl1DefaultLabel``, ``forceDefault``, ``prescaleTable``
-with ``pathName`` and ``prescales``); the column a job starts with is ``lvl1DefaultLabel`` (``hltrun
---prescale COLUMN`` sets it). Each ``HLTPrescaler`` reads the factor of the one path it sits on (the
+with ``pathName`` and ``prescales``); the column a job starts with is ``lvl1DefaultLabel``. ``hltrun
+--prescale COLUMN`` sets it and ``forceDefault``, as ``hltGetConfiguration --prescale`` does: the whole job
+runs in that column, ``lumiColumns`` not applied (a warning says so). Each ``HLTPrescaler`` reads the factor of the one path it sits on (the
 ``Prescales`` module service) at begin_job; a wrong column, an unknown path or a prescaled path
 without a prescaler is a configuration error before any event.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import html
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -38,6 +40,8 @@ from ..service import Service
 if TYPE_CHECKING:
     from ..signals import ActivityRegistry
     from ..summary import JobSummary
+
+log = logging.getLogger("hltrun")
 
 EVENTS_AT = "events_at_prescale:"  # an HLTPrescaler's summary counters per factor: <prefix><N>
 ACCEPTED_AT = "accepted_at_prescale:"
@@ -219,6 +223,11 @@ class PrescaleService(Service):
                 if params.prescale(path, column) != 1 and not prescalers:
                     raise ConfigError(f"services.{name}: path '{path}' has prescale {params.prescale(path, column)} "
                                       f"in column '{column}' but no HLTPrescaler on it")
+        if params.forceDefault and params.lumiColumns:  # both given: say which wins, once, before any event
+            log.warning("services.%s: forceDefault (--prescale sets it) holds column %s all job long: the %d "
+                        "lumiColumns change(s) are not applied (to start in %s and follow them, set "
+                        "services.%s.lvl1DefaultLabel=%s instead)", name, params.lvl1DefaultLabel,
+                        len(params.lumiColumns), params.lvl1DefaultLabel, name, params.lvl1DefaultLabel)
 
     def snapshot(self) -> "ColumnInForce":
         """Never None, so that the report's services (executors.report_services keeps those that measured

@@ -24,6 +24,7 @@ import html
 import logging
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -189,6 +190,9 @@ class TriggerRates(Service):
         lines = [f"RateReport ---------- Path rates at {r.input_rate_hz:,.0f} Hz input ({r.events} events"
                  f"{_column_note(columns)}) ----", *([f"RateReport  {WEIGHTED_NOTE}"] if self.weighted() else []),
                  *_rate_lines(r), *(f"RateReport  {line}" for line in self._partly_off(r, per_column))]
+        if self.params.per_lumi and cut_short(summary):  # the per-lumi rates are in hltrun.json and report.html only
+            line = _cut_short_line(summary, rates_per_lumi(self._patterns, r.input_rate_hz))
+            lines += [f"RateReport  {line[0].upper()}{line[1:]}."] if line else []
         for label, cr in per_column.items():
             (run0, lumi0), (run1, lumi1) = columns[label][0], columns[label][-1]
             lines += ["", f"RateReport ---------- Path rates in prescale column {label} ({cr.events} events, "
@@ -222,7 +226,9 @@ class TriggerRates(Service):
                                  for label, cr in per_column.items()]
         if self.params.per_lumi:
             column_of = {key: label for label, keys in columns.items() for key in keys}
-            out["per_lumi"] = [_lumi_dict(run, lumi, lr, column_of.get((run, lumi)) if columns else None)
+            short = cut_short(summary)
+            out["per_lumi"] = [_lumi_dict(run, lumi, lr, column_of.get((run, lumi)) if columns else None,
+                                          (run, lumi) in short)
                                for (run, lumi), lr in rates_per_lumi(self._patterns, r.input_rate_hz).items()]
         return out
 
@@ -258,6 +264,11 @@ class TriggerRates(Service):
                 rates = [lr.path[name] for lr in per.values()]  # off: no point (nothing measured), not 0 Hz
                 ax.errorbar(x, [math.nan if q.off else q.hz for q in rates], yerr=_interval_sides(rates), marker="o",
                             ms=3, lw=1, label=name)
+            short = [i for i, key in enumerate(per) if key in cut_short(summary)]
+            if short:  # a band behind the lumi cut short: its points are of its first events only
+                for i in short:
+                    ax.axvspan(i - 0.5, i + 0.5, color="0.85", zorder=0, label="cut short by maxEvents"
+                               if i == short[0] else None)
             ax.set_xticks(*_lumi_ticks(list(per)), rotation=90, fontsize=6)
             ax.set_xlabel("run:lumi section")
             ax.set_ylabel("rate [Hz]")
@@ -266,6 +277,9 @@ class TriggerRates(Service):
             # beside the frame: inside it, "best" still covered a path's points (the emergency column's)
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
             parts.append(img(fig, "rate per lumi section"))
+            line = _cut_short_line(summary, per)
+            if line:
+                parts.append(f'<p class="bad">{html.escape(line[0].upper() + line[1:])} (the grey band).</p>')
         parts += _turn_on_plots(summary)
         return [("Rates", "\n".join(parts))]
 
@@ -439,7 +453,24 @@ def _rate_dict(r: Rate) -> dict[str, Any]:
             "interval_hz": [_number(r.low_hz), _number(r.high_hz)]}
 
 
-def _lumi_dict(run: int, lumi: int, lr: MenuRates, column: str | None) -> dict[str, Any]:
+def cut_short(summary: "JobSummary") -> set[tuple[int, int]]:
+    """The lumi sections maxEvents stopped the job in, the file holding more of them (the source's
+    ``lumis_cut_short``): their per-lumi rates are of their first events only."""
+    keys = (getattr(summary, "source", None) or {}).get("lumis_cut_short") or {}  # none in a summary without source
+    return {(int(run), int(lumi)) for run, lumi in (key.split(":") for key in keys)}
+
+
+def _cut_short_line(summary: "JobSummary", per: Mapping[tuple[int, int], MenuRates]) -> str:
+    """One sentence naming the lumi sections cut short that the per-lumi rates list, or ''."""
+    short = [key for key in per if key in cut_short(summary)]
+    if not short:
+        return ""
+    named = ", ".join(f"{run}:{lumi} ({per[(run, lumi)].events} events)" for run, lumi in short)
+    return (f"lumi section {named} cut short by maxEvents (the file holds more of it): its per-lumi rate is of its "
+            f"first events only, biased where the events are ordered; cut_short in hltrun.json's per_lumi")
+
+
+def _lumi_dict(run: int, lumi: int, lr: MenuRates, column: str | None, short: bool = False) -> dict[str, Any]:
     """One lumi section's rates for hltrun.json, each with its error: a lumi holds few events (a few hundred in
     the shipped files, a handful where maxEvents cut it), so a bare figure misleads (0 Hz from 10 events read as
     a measured 0, where the error says < 11 kHz). ``upper_limit`` names the paths that accepted no event there,
@@ -452,7 +483,8 @@ def _lumi_dict(run: int, lumi: int, lr: MenuRates, column: str | None) -> dict[s
             **({"upper_limit": limits} if limits else {}),
             **({"total_upper_limit": True} if lr.total.upper_limit else {}),
             **({"column": column} if column is not None else {}),
-            **({"off": [n for n in lr.paths if lr.path[n].off]} if any(lr.path[n].off for n in lr.paths) else {})}
+            **({"off": [n for n in lr.paths if lr.path[n].off]} if any(lr.path[n].off for n in lr.paths) else {}),
+            **({"cut_short": True} if short else {})}
 
 
 def _number(x: float) -> float | None:

@@ -7,7 +7,7 @@ whole table's timed calls within ``budget_s``, 2 s by default, at begin_job and 
 loading and warm-up come on top), checks that every output (score, kl, ...) agrees with the reference
 engine's within ``AGREEMENT_RTOL``, and picks the fastest that agrees. The decision is cached per machine
 (model bytes with its external data, and those of any other file a candidate reads, such as the ``.tflite``
-beside the ``.onnx``; engine versions, CPU, batch),
+beside the ``.onnx``; engine versions, CPU, batch, the engine settings: ``settings_key``),
 so later jobs reuse it without timing again; where that cache cannot be written, in this process's memory
 (``machine.IN_MEMORY``), so that the job's other streams do not time again.
 """
@@ -18,9 +18,9 @@ import contextlib
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from hltrun.framework.interrupt import reraise_interrupt
 from hltrun.modules.contract import ModelInput
 
 from .machine import IN_MEMORY, cache_root, folder_or_none, model_digest
-from .base import AGREEMENT_RTOL, N_CONSTITUENTS, N_FEATURES, InferenceBackend
+from .base import AGREEMENT_RTOL, N_CONSTITUENTS, N_FEATURES, BackendOptions, InferenceBackend
 
 Factory = Callable[[], InferenceBackend]  # an unloaded backend for one engine
 
@@ -362,14 +362,30 @@ def cache_dir() -> Path:
     return cache_root("auto")
 
 
-def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str, others: Sequence[Path] = ()) -> str:
+# settings that say where an engine keeps its files, not what it runs: a decision holds whichever folder
+UNTIMED_SETTINGS = frozenset(("engine_cache",))
+
+
+def settings_key(options: BackendOptions) -> dict[str, Any]:
+    """Every engine setting but ``UNTIMED_SETTINGS``, as JSON: ``max_batch`` (and ``opt_batch``) set the compiled
+    sizes an engine runs and the agreement check checks, ``threads`` and ``graph_optimization`` the speeds,
+    ``outputs`` and ``inputs`` what is compared. A decision taken under other settings is taken again: one taken
+    with ``max_batch: 1`` had checked IREE in one compiled size only, and was reused for every size of the
+    default ``max_batch``. A setting no candidate reads costs one timing (2 s), never a wrong reuse."""
+    values = {f.name: getattr(options, f.name) for f in fields(options) if f.name not in UNTIMED_SETTINGS}
+    return json.loads(json.dumps(values, default=repr, sort_keys=True))  # a contract's frozen dataclasses as text
+
+
+def decision_key(model: Path, batch: int, versions: dict[str, str], cpu: str, others: Sequence[Path] = (),
+                 settings: dict[str, Any] | None = None) -> str:
     """The model's bytes, and those of the other files an engine reads in its place (the ``.tflite`` beside
-    the ``.onnx``: a new one must be timed and checked again), the engines' versions, the CPU, the batch and
-    the agreement check's version."""
+    the ``.onnx``: a new one must be timed and checked again), the engines' versions, the CPU, the batch,
+    the engine settings (``settings_key``) and the agreement check's version."""
     h = hashlib.sha256(model_digest(model).encode())
     for other in sorted(others):
         h.update(model_digest(other).encode())
-    h.update(json.dumps({"batch": batch, "versions": versions, "cpu": cpu, "check": CHECK_VERSION}, sort_keys=True).encode())
+    h.update(json.dumps({"batch": batch, "versions": versions, "cpu": cpu, "check": CHECK_VERSION,
+                         **({"settings": settings} if settings else {})}, sort_keys=True, default=repr).encode())
     return h.hexdigest()[:24]
 
 
@@ -409,11 +425,12 @@ def store(key: str, choice: Choice, folder: Path | None) -> None:
 
 def choose_cached(model: Path, candidates: dict[str, Factory], batch: int, reference: str,
                   versions: dict[str, str], cpu: str, budget_s: float = 2.0,
-                  folder: Path | None = None, others: Sequence[Path] = ()) -> Choice:
+                  folder: Path | None = None, others: Sequence[Path] = (),
+                  settings: dict[str, Any] | None = None) -> Choice:
     """``choose``, or the decision a previous job on this machine (or an earlier stream of this process)
-    took for the same inputs (``others``: model files of candidates that do not read ``model``); one thread
-    at a time per key, so that concurrent streams time once."""
-    key = decision_key(model, batch, versions, cpu, others)
+    took for the same inputs (``others``: model files of candidates that do not read ``model``; ``settings``:
+    the engines' settings, ``settings_key``); one thread at a time per key, so that concurrent streams time once."""
+    key = decision_key(model, batch, versions, cpu, others, settings)
     folder = folder or folder_or_none(cache_dir)
     with IN_MEMORY.claim(folder, f"{key}.json"):
         cached = load_cached(key, folder)

@@ -148,6 +148,19 @@ def id_keys(tree: Any, b: JetBranches, path: str, start: int, stop: int, step: i
         yield end - at, keys(*_id_arrays(arrays, b, path, at))
 
 
+def lumi_at(tree: Any, b: JetBranches, path: str, entry: int) -> tuple[int, int]:
+    """(run, lumi) of one entry, reading the id branches only: where maxEvents stopped, whether the next entry
+    is of the same lumi section (one cut short, whose per-lumi rate is of its first events only)."""
+    names = [n for n in (b.run, b.luminosityBlock) if n and has(tree, n)]
+    return lumi_in(read_columns(tree, names, entry, entry + 1) if names else ak.Array(np.zeros(1)), b, path, entry)
+
+
+def lumi_in(arrays: ak.Array, b: JetBranches, path: str, entry: int) -> tuple[int, int]:
+    """(run, lumi) of the first entry of ``arrays`` (entry ``entry`` of ``path``): a file read whole is not read again."""
+    run, lumi, _ = _id_arrays(arrays[:1], b, path, entry)
+    return int(run[0]), int(lumi[0])
+
+
 def event_id_arrays(chunk: Chunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(run, lumi, event) arrays of a chunk's events (from its ids if it was built without them)."""
     if chunk.id_arrays is not None:

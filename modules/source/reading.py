@@ -79,6 +79,7 @@ class ChunkReading:
         ``read_ahead`` they run in a background thread and the bulk I/O is the loop's wait for them."""
         real = os.path.realpath(path)
         arrays = self._kept.pop(real, None)  # used once (a file listed again is read again)
+        self._reading_kept = (real, arrays)  # where maxEvents stops in it, the next entry's lumi is read from it
         self._reach(path)  # a work unit's file past maxEvents: opened and checked now (``events`` did it)
 
         def produce() -> Iterator[tuple[Chunk, dict[str, int]]]:  # a file the check kept: convert only

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Iterator, TextIO
 
 from .errors import HltError, ModuleError
 from .leftovers import sweep, tag
-from .resources import refuse_remote_destination, user_path
+from .resources import broken_link, refuse_remote_destination, user_path
 
 REPORT_FOLDER = "report folder (--report-dir / options.reportDir)"  # who writes there, in messages
 _LINK_LIMIT = 40  # the kernel's own limit on links followed in one lookup
@@ -321,15 +321,8 @@ def _link_refused(exc: OSError) -> str | None:
     """Why mkdir said "File exists" of a folder that is not there: its name (or a parent's) is a symbolic link to
     nowhere (``rep -> /eos/user/a/rep`` with EOS not mounted) or one of a loop; None for any other name."""
     link = exc.filename
-    if link is None or not os.path.islink(link):
-        return None
-    try:
-        os.stat(link)
-    except OSError as why:
-        if why.errno == errno.ELOOP:
-            return f"{link} is a symbolic link in a loop: {why.strerror}"
-        return f"{link} is a symbolic link to {os.readlink(link)}, which does not exist"
-    return None
+    why = None if link is None else broken_link(link)
+    return f"{link} {why}" if why else None
 
 
 def _file_system(folder: Path) -> str | None:

@@ -10,6 +10,7 @@ source, the scorer and the filter.
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -171,7 +172,7 @@ def why_not_readable(path: str | Path, seeking: bool = True) -> str | None:
     except (FileNotFoundError, NotADirectoryError):
         return "not found"
     except OSError as exc:
-        return f"cannot be examined ({exc.strerror or type(exc).__name__})"
+        return broken_link(path) or f"cannot be examined ({exc.strerror or type(exc).__name__})"
     if stat.S_ISREG(mode):
         return None
     if stat.S_ISDIR(mode):
@@ -179,6 +180,24 @@ def why_not_readable(path: str | Path, seeking: bool = True) -> str | None:
     kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
     why = "it is read by seeking" if seeking else "it is read whole: a device may never end, a FIFO may never be written"
     return f"is {kind}, not a regular file ({why}: copy it into a file first)"
+
+
+def broken_link(path: str | Path) -> str | None:
+    """Why the symbolic link ``path`` leads nowhere, as the end of a sentence that names it ("is a symbolic link to
+    /eos/m.onnx, which does not exist"); None where ``path`` is no link or its target is there. A link into an
+    unmounted disk or a link loop was "model file not found" of a name ``ls`` lists."""
+    try:
+        if not os.path.islink(path):
+            return None
+        os.stat(path)
+    except OSError as why:
+        if why.errno == errno.ELOOP:
+            return "is a symbolic link in a loop: Too many levels of symbolic links"
+        try:
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        except OSError:
+            return None
+    return None
 
 
 class NotRegularFile(ValueError):
@@ -209,7 +228,10 @@ def unreadable_reason(path: str | Path, what: str = "file") -> str | None:
     why = why_not_readable(path)
     if why is None:
         return f"{what} {path} {WEB_PAGE}" if is_web_page(path) else None
-    return f"{what} not found: {path}" if why == "not found" else f"{what} {path} {why}"
+    if why == "not found":
+        link = broken_link(path)
+        return f"{what} not found: {path}" + (f" ({path} {link})" if link else "")
+    return f"{what} {path} {why}"
 
 
 WEB_PAGE = ("is a web page (HTML), not the file itself: its download got a server's error or login page; "

@@ -45,7 +45,7 @@ from hltrun.framework.event import Event
 from hltrun.framework.module import Producer
 from hltrun.framework.schema import InputTag, limited, limits, one_of
 
-from hltrun.framework.resources import NotRegularFile, find_file, read_regular_text
+from hltrun.framework.resources import NotRegularFile, broken_link, find_file, read_regular_text
 
 from .inference import (BackendOptions, InferenceBackend, autoselect, backend_class, backend_names, create_backend,
                         fidelity, model_suffix)
@@ -217,7 +217,10 @@ def missing_model(params: "VAEAnomalyScorerParameters") -> str | None:
     given = find_file(params.model, "model file")
     not_a_savedmodel(given, params.models_dir)  # the culprit, before the card's missing cut for a folder's name
     if names_a_file(given):  # the file, or a sibling some backend reads
-        return None if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES) else str(given)
+        if given.exists() or any(given.with_suffix(s).exists() for s in MODEL_FILE_SUFFIXES):
+            return None
+        link = broken_link(given)
+        return f"{given} ({given} {link})" if link else str(given)
     # a model's name (resolve_model: models_dir's <name>.onnx, ...): a misspelt one (conv_vea) or a file's name
     # with another suffix (mine.onx) named a missing cut in the shipped card, not the model
     folder = find_file(params.models_dir, "models_dir")

@@ -140,6 +140,16 @@ def _fifo_model(tmp: Path) -> dict:
     return {"model": str(fifo_unblocked(tmp / "pipe.onnx")), "filter_extra": ", threshold: 1.0"}
 
 
+def _link(tmp: Path, name: str, target: str) -> str:
+    """A symbolic link ``tmp/name`` -> ``target`` (a folder on a disk not mounted, or the link itself: a loop)."""
+    (tmp / name).symlink_to(target)
+    return str(tmp / name)
+
+
+def _input_link_loop(tmp: Path) -> dict:
+    return {"files": _files(tmp, ("good.root", 60, 1)) + [_link(tmp, "loop.root", "loop.root")]}
+
+
 def _indexed_without_cand_index(tmp: Path) -> dict:
     path = write_jet_index(tmp / "pfnano.root", make_events(40))
     # rename the constituents as if they were an event-level PFCands collection (indirection needed)
@@ -233,6 +243,14 @@ CASES = [
     # "no threshold given and .../thresholds.json has no absent.bkg_eff_1e-2 cut" without one
     Case("model file missing, no threshold", 4, "model file not found: ", lambda t: {"model": str(t / "absent.onnx")},
          prefix="modules.vae: ", max_stderr_lines=1, absent="threshold", events_processed=0),
+    # a link into a disk not mounted (``m.onnx -> /eos/...``) or a loop of links: ls lists the name, "not found"
+    # alone sent the user looking for a typo; the line says what the link is
+    Case("model a link to nowhere", 4, "m.onnx is a symbolic link to /eos/x/m.onnx, which does not exist",
+         lambda t: {"model": _link(t, "m.onnx", "/eos/x/m.onnx")},
+         prefix="modules.vae: ", max_stderr_lines=1, events_processed=0),
+    Case("model a link loop", 4, "m.onnx is a symbolic link in a loop", lambda t: {"model": _link(t, "m.onnx", "m.onnx")},
+         prefix="modules.vae: ", max_stderr_lines=1, events_processed=0),
+    Case("input a link loop", 3, "loop.root is a symbolic link in a loop", _input_link_loop, max_stderr_lines=1),
     # the same for a name the scorer looks up in models_dir (a misspelt shipped model, a file's name with a
     # suffix it does not read as a file) and for a bare TorchScript name: the shipped card's missing cut was named
     Case("model name misspelt, no threshold", 4, "model file not found: conv_vea (", lambda t: {"model": "conv_vea"},

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from importlib.resources import files
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from ..binning import log_edges
 from ..extras import install_hint
 from ..provenance import imported_text, variants_line
 from ..score_histogram import BINNINGS, DECADE_BINS, EDGES, Binning, score_histograms
+from .answer import answer_lines
 from .text import text_report
 from .timereport import made_copies
 from .writing import atomic_write_text
@@ -642,13 +643,25 @@ def _page() -> Template:
     return Template(files("hltrun.framework.report").joinpath(TEMPLATE).read_text(encoding="utf-8"))
 
 
-def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> str:
+def _answer_box(summary: "JobSummary", services: Sequence["Service"], parts: Mapping[str, Any] | None) -> str:
+    """The answer at the top of the page (framework/report/answer.py), from hltrun.json's service parts."""
+    if parts is None:  # a page rendered alone (tests, tools): the parts the JSON would hold
+        parts = {sv.name: part for sv in services if (part := sv.json_report(summary)) is not None}
+    cls = {True: ' class="good"', False: ' class="bad"', None: ""}
+    items = "".join(f'<li data-topic="{line.topic}"{cls[line.good]}>{html.escape(line.text)}</li>'
+                    for line in answer_lines(summary.to_dict(), parts))
+    return f'<div class="answer"><h2>The answer</h2><ul>{items}</ul></div>' if items else ""
+
+
+def render(summary: "JobSummary", services: Sequence["Service"], text: str,
+           parts: Mapping[str, Any] | None = None) -> str:
+    """The page; ``parts`` are hltrun.json's ``services`` (service name -> part), computed here when not given."""
     s = summary
     facts = table(["", ""], [
         ["process", s.process], ["events processed", s.events_processed], ["passed", s.events_passed],
         ["streams", s.streams], ["wall time [s]", s.wall_s], ["budget per event [ms]", s.budget_ms],
         ["input rate [Hz]", s.input_rate_hz]], left=2)
-    body = [facts]
+    body = [_answer_box(s, services, parts), facts]
     if s.failure:
         body.append(f'<p class="bad">Stopped by: {html.escape(s.failure)}</p>')
     if s.events_error:  # the page's figures go on (fits, rates, cores) as if every event had run its path
@@ -681,7 +694,8 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
     return _page().substitute(process=html.escape(s.process), body="\n".join(body))
 
 
-def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Service"]) -> Path | None:
+def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Service"],
+               parts: Mapping[str, Any] | None = None) -> Path | None:
     """Write report.html atomically; None (with a warning) when matplotlib is not installed."""
     try:
         import matplotlib  # noqa: F401
@@ -694,7 +708,7 @@ def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Serv
                    f"the report files are written without the page's figures (their numbers are in hltrun.json)")
     token = _UNDRAWN.set(undrawn)
     try:
-        page = render(summary, services, text_report(summary, services))
+        page = render(summary, services, text_report(summary, services), parts)
     finally:
         _UNDRAWN.reset(token)
     return atomic_write_text(report_dir / "report.html", page)

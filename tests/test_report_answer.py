@@ -95,6 +95,16 @@ def test_a_partial_job_and_a_job_without_events_are_said_first(job) -> None:
     assert [(a.topic, a.good) for a in answer_lines(empty, {})] == [("none", False)]
 
 
+def test_failed_events_are_in_the_answer(job) -> None:
+    # kills: a TryToContinue job whose every event failed in the scorer answered "fits" with nothing beside it
+    summary, services, _ = job
+    failed = dataclasses.replace(summary, events_error=300, errors={"ad": {"ModuleError": 300}})
+    lines = answer_lines(failed.to_dict(), {s.name: s.json_report(failed) for s in services})
+    (errors,) = [a for a in lines if a.topic == "errors"]
+    assert errors.good is False and errors.text.startswith("300 of 300 processed events failed with an error (ad: "
+                                                           "ModuleError 300)")
+
+
 def test_a_job_without_the_rates_service_says_the_rate_is_not_measured(job) -> None:
     summary, services, _ = job
     parts = {s.name: s.json_report(summary) for s in services if s.name != "TriggerRates"}

@@ -34,6 +34,11 @@ def answer_lines(job: Mapping[str, Any], parts: Mapping[str, Any]) -> list[Answe
     if not job.get("events_processed"):
         return out + [AnswerLine("none", "No event was processed: nothing was timed and no rate was measured, "
                                          "so there is no verdict.", False)]
+    if job.get("events_error"):  # a TryToContinue job: its figures are of events that stopped part-way
+        where = "; ".join(f"{m}: {k} {n:,}" for m, kinds in (job.get("errors") or {}).items() for k, n in kinds.items())
+        out.append(AnswerLine("errors", f"{job['events_error']:,} of {job['events_processed']:,} processed events "
+                                        f"failed with an error ({where}): the figures include them as far as they "
+                                        f"ran.", False))
     timing = parts.get("Timing")
     labels: list[str] = []
     if timing is None:

@@ -650,7 +650,7 @@ def _answer_box(summary: "JobSummary", services: Sequence["Service"], parts: Map
     cls = {True: ' class="good"', False: ' class="bad"', None: ""}
     items = "".join(f'<li data-topic="{line.topic}"{cls[line.good]}>{html.escape(line.text)}</li>'
                     for line in answer_lines(summary.to_dict(), parts))
-    return f'<div class="answer"><h2>The answer</h2><ul>{items}</ul></div>' if items else ""
+    return f'<div class="answer"><p class="title">The answer</p><ul>{items}</ul></div>' if items else ""
 
 
 def render(summary: "JobSummary", services: Sequence["Service"], text: str,

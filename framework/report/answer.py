@@ -29,7 +29,7 @@ def answer_lines(job: Mapping[str, Any], parts: Mapping[str, Any]) -> list[Answe
     """The answer from hltrun.json's ``job`` and ``services`` parts (service name -> its JSON part)."""
     out: list[AnswerLine] = []
     if job.get("failure"):
-        out.append(AnswerLine("partial", f"Partial job, stopped by {job['failure']}: the figures are of the "
+        out.append(AnswerLine("partial", f"Partial job ({job['failure']}): the figures are of the "
                                          f"{job.get('events_processed', 0):,} events processed before it.", False))
     if not job.get("events_processed"):
         return out + [AnswerLine("none", "No event was processed: nothing was timed and no rate was measured, "

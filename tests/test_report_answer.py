@@ -110,3 +110,18 @@ def test_a_job_without_the_rates_service_says_the_rate_is_not_measured(job) -> N
     parts = {s.name: s.json_report(summary) for s in services if s.name != "TriggerRates"}
     (rate,) = [a for a in answer_lines(summary.to_dict(), parts) if a.topic == "rate"]
     assert "not measured" in rate.text and "services.TriggerRates" in rate.text
+
+
+def test_every_log_axis_of_the_page_says_so(job, monkeypatch) -> None:
+    # kills: "events" and "time per event [ms]" on log axes (the event-time distribution, the time along the
+    # job, the time-per-module bars): read as linear, a p99 ten times the mean looked like twice it
+    summary, services, _ = job
+    drawn: list[Any] = []
+    real_render = report_html._render_png
+    monkeypatch.setattr(report_html, "_render_png", lambda fig: drawn.append(fig) or real_render(fig))
+    report_html.render(summary, services, "text")
+    logs = [(axis.get_scale(), label) for fig in drawn for ax in fig.axes
+            for axis, label in ((ax.xaxis, ax.get_xlabel()), (ax.yaxis, ax.get_ylabel()))
+            if axis.get_scale() in ("log", "symlog")]
+    assert len(logs) >= 4  # the distribution's two axes, the time along the job, the module bars
+    assert all("log scale" in label for _, label in logs), logs

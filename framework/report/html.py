@@ -95,8 +95,27 @@ def img(fig: Any, alt: str) -> str:
     undrawn = _UNDRAWN.get()
     if undrawn is not None:
         return f'<p class="note">Figure not drawn ({html.escape(alt)}): {html.escape(undrawn)}.</p>'
+    say_log_scales(fig)
     data = base64.b64encode(_render_png(fig)).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+_LOG_WORDS = {"log": "log scale", "symlog": "log scale, linear near 0"}
+
+
+def say_log_scales(fig: Any) -> None:
+    """Append the scale to every axis label of a log or symmetric-log axis that does not say it already.
+
+    Why: the event-time distribution (both axes), the time along the job, the score plot's counts and the
+    time-per-module bars were log axes labelled "events", "[ms]": read as linear, a p99 ten times the mean
+    looks like twice it, and the bars' lengths are not ratios. Done here, where every figure of the page
+    (services' too) is drawn, so a new plot cannot forget it."""
+    for ax in fig.axes:
+        for axis, label, set_label in ((ax.xaxis, ax.get_xlabel(), ax.set_xlabel),
+                                       (ax.yaxis, ax.get_ylabel(), ax.set_ylabel)):
+            words = _LOG_WORDS.get(axis.get_scale())
+            if words and "log" not in label:
+                set_label(f"{label} ({words})" if label else words)
 
 
 def _render_png(fig: Any) -> bytes:

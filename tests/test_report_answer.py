@@ -65,6 +65,7 @@ def test_the_answer_opens_the_page_with_hltrun_json_figures(job) -> None:
     assert budget.startswith("Fits the 100 ms per-event budget: "
                              f"{b['mean_share_of_budget'] * b['budget_ms']:.3f} ms/event on average")
     assert f"p99 {b['real']['p99']:.3f} ms, 0 of 300 events" in budget
+    assert f"{b['real']['mean']:.3f} ms in the event + {b['source_bulk_per_event_ms']:.3f} ms of source bulk" in budget
     assert anomaly.startswith(f"Anomaly detection (ad): {f['highlight']['real_per_event_ms']:.3f} ms/event")
     assert f"{f['highlight']['cores']:,.1f} cores at 100,000 Hz" in anomaly
     assert farm.startswith(f"Farm: {f['cores_real']:,.1f} cores") and f"{f['cores_cpu']:,.1f} by CPU" in farm

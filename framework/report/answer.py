@@ -60,9 +60,10 @@ def _timing_lines(t: Mapping[str, Any]) -> list[AnswerLine]:
     mean = b["mean_share_of_budget"] * b["budget_ms"]  # the mean + amortised bulk I/O the verdict is taken on
     lines = [AnswerLine(
         "budget", f"{'Fits' if b['fits'] else 'Does not fit'} the {b['budget_ms']:g} ms per-event budget: "
-                  f"{mean:.3f} ms/event on average ({100 * b['mean_share_of_budget']:.2f} % of it, source bulk I/O "
-                  f"included), p99 {b['real']['p99']:.3f} ms, {b['over_budget_events']:,} of {events:,} events "
-                  f"({100 * b['over_budget_fraction']:.2f} %) over it.", bool(b["fits"]))]
+                  f"{mean:.3f} ms/event on average ({100 * b['mean_share_of_budget']:.2f} % of it: "
+                  f"{b['real']['mean']:.3f} ms in the event + {b.get('source_bulk_per_event_ms') or 0.0:.3f} ms of "
+                  f"source bulk I/O, amortised), p99 {b['real']['p99']:.3f} ms, {b['over_budget_events']:,} of "
+                  f"{events:,} events ({100 * b['over_budget_fraction']:.2f} %) over it.", bool(b["fits"]))]
     h = f["highlight"]
     if h["labels"]:
         lines.append(AnswerLine(
@@ -88,6 +89,6 @@ def _rate_lines(job: Mapping[str, Any], rates: Mapping[str, Any] | None, labels:
     if rates is None:
         return [AnswerLine("rate", "Rate: not measured in this job (add services.TriggerRates for each path's rate "
                                    "in Hz at options.inputRateHz).")] if labels else []
-    return [AnswerLine("rate", f"Rate of {p['name']}: {rate_text(rate_from_dict(p))} at "
-                               f"{rates['input_rate_hz']:,.0f} Hz input, of which {rate_text(rate_from_dict(p['unique']))} "
-                               f"unique (accepted by no other path: what it adds to the menu).") for p in mine]
+    return [AnswerLine("rate", f"Rate of {p['name']}: {rate_text(rate_from_dict(p))} at {rates['input_rate_hz']:,.0f} "
+                               f"Hz input, of which {rate_text(rate_from_dict(p['unique']))} unique (accepted by no "
+                               f"other path: what it adds to the menu).") for p in mine]

@@ -126,3 +126,14 @@ def test_every_log_axis_of_the_page_says_so(job, monkeypatch) -> None:
             if axis.get_scale() in ("log", "symlog")]
     assert len(logs) >= 4  # the distribution's two axes, the time along the job, the module bars
     assert all("log scale" in label for _, label in logs), logs
+
+
+def test_a_malformed_service_part_leaves_the_page_with_a_line_not_a_crash(job) -> None:
+    # kills: report.html (and with it the whole report set) lost to a plugin's JSON part that fails the schema,
+    # which write_all reports after writing the set (tests/test_report_schema_at_write.py)
+    summary, services, _ = job
+    parts = {s.name: s.json_report(summary) for s in services}
+    parts["Timing"] = {**parts["Timing"], "budget": {**parts["Timing"]["budget"], "budget_ms": [1]}}
+    page = report_html.render(summary, services, "text", parts)
+    assert _answer(page) == ["No answer: hltrun.json's service parts are not as its schema says (the job's error "
+                             "line says where); the sections below still hold the figures."]

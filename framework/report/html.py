@@ -26,7 +26,7 @@ from ..binning import log_edges
 from ..extras import install_hint
 from ..provenance import imported_text, variants_line
 from ..score_histogram import BINNINGS, DECADE_BINS, EDGES, Binning, score_histograms
-from .answer import answer_lines
+from .answer import AnswerLine, answer_lines
 from .text import text_report
 from .timereport import made_copies
 from .writing import atomic_write_text
@@ -667,8 +667,17 @@ def _answer_box(summary: "JobSummary", services: Sequence["Service"], parts: Map
     if parts is None:  # a page rendered alone (tests, tools): the parts the JSON would hold
         parts = {sv.name: part for sv in services if (part := sv.json_report(summary)) is not None}
     cls = {True: ' class="good"', False: ' class="bad"', None: ""}
+    try:
+        lines = answer_lines(summary.to_dict(), parts)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        # a service part not as the schema says (a plugin's bug): write_all still writes the set and then says
+        # where hltrun.json fails its schema; the page keeps its sections, which read the services themselves
+        log.debug("report.html: no answer from hltrun.json's parts: %r", err)
+        lines = [AnswerLine("unreadable", "No answer: hltrun.json's service parts are not as its schema says "
+                                          "(the job's error line says where); the sections below still hold the "
+                                          "figures.", False)]
     items = "".join(f'<li data-topic="{line.topic}"{cls[line.good]}>{html.escape(line.text)}</li>'
-                    for line in answer_lines(summary.to_dict(), parts))
+                    for line in lines)
     return f'<div class="answer"><p class="title">The answer</p><ul>{items}</ul></div>' if items else ""
 
 

@@ -187,6 +187,38 @@ def rate(accepted: Tally, total: Tally, input_rate_hz: float, interval: bool = T
     return Rate(accepted.n, p, hz, err, low_hz=hz - err, high_hz=hz + err)
 
 
+UNDEFINED = "(Σw <= 0)"  # why a rate is undefined, in its ± column
+OFF = "prescale 0"  # why a path's rate is 0 by construction, in its ± column
+
+
+def pm_text(r: Rate, spec: str, sep: str = "/") -> str:
+    """A measured rate's uncertainty: ``+a/-b`` (its 68 % interval's sides) where they differ by more than
+    ``ASYMMETRIC`` (few events: a binomial ± would reach below 0 or short of the interval's top), else the ±."""
+    if r.asymmetric:
+        return f"+{format(r.high_hz - r.hz, spec)}{sep}-{format(r.hz - r.low_hz, spec)}"
+    return format(r.error_hz, spec)
+
+
+def rate_text(r: Rate, off: str = f"off ({OFF})") -> str:
+    """A rate in the RateReport's units and precision, as a phrase (the menu total's line, report.html's answer)."""
+    if r.off:
+        return off
+    if r.undefined:
+        return f"undefined ({UNDEFINED})"
+    if r.upper_limit:
+        return f"< {r.error_hz:,.1f} Hz (68% CL)"
+    return f"{r.hz:,.1f} {'' if r.asymmetric else '± '}{pm_text(r, ',.1f', '/')} Hz"
+
+
+def rate_from_dict(d: dict) -> Rate:
+    """A rate as hltrun.json holds it (the TriggerRates service's ``rate_hz``/``interval_hz``... objects; null: NaN)."""
+    num = lambda v: math.nan if v is None else float(v)  # noqa: E731
+    low, high = d.get("interval_hz") or (None, None)
+    return Rate(int(d["accepted"]), num(d.get("fraction")), num(d.get("rate_hz")), num(d.get("error_hz")),
+                upper_limit=bool(d.get("upper_limit")), low_hz=num(low), high_hz=num(high),
+                undefined=bool(d.get("undefined")), off=bool(d.get("off")))
+
+
 def switched_off() -> Rate:
     """The rate of a path its prescale switched off: 0 Hz exactly, with no error and no limit (nothing was
     measured: the sample says nothing of what the path would accept if it ran)."""

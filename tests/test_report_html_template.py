@@ -36,7 +36,7 @@ def test_the_page_is_the_shipped_template_filled_in(job, monkeypatch):
     assert page.startswith(head) and page.endswith(skeleton.rpartition("$body")[2])
     monkeypatch.setattr(report_html, "_page", lambda: Template("<p>$process</p>$body"))
     page = report_html.render(summary, services, "text")
-    assert page.startswith(f"<p>{summary.process}</p><div class=\"scroll\"><table>")
+    assert page.startswith(f"<p>{summary.process}</p><div class=\"answer\">")  # the answer first (answer.py)
 
 
 def test_user_strings_are_escaped_and_not_template_syntax(job):

@@ -3,7 +3,8 @@
 The expected text was written from Schedule.cc's stream statements (``"TimeReport" << setprecision(6)
 << fixed << "       event loop CPU/event = "``, ``setw(kColumn1Size=10)``, ``setw(kColumn2Size=12)``, per
 exec = real time / max(1, timesRun), per visit = real time / max(1, timesVisited), one Real-time Module
-Summary, ``"\\nT---Report end!\\n\\n"``), not from hltrun's output. hltrun's own figures (source, framework
+Summary sorted by label (SystemTimeKeeper.cc's ``sort_all(rep.workerSummaries)``),
+``"\\nT---Report end!\\n\\n"``), not from hltrun's output. hltrun's own figures (source, framework
 overhead, bulk I/O, CPU per module) are LoopReport lines: no other line starts with TimeReport.
 """
 
@@ -78,9 +79,9 @@ TimeReport  per event    per visit  Name
 
 TimeReport ---------- Module Summary ---[Real sec]----
 TimeReport  per event     per exec    per visit  Name
-TimeReport   0.002000     0.002000     0.002000  vae
 TimeReport   0.000030     0.000030     0.000015  anomalyFilter
 TimeReport   0.000500     0.002000     0.000500  out
+TimeReport   0.002000     0.002000     0.002000  vae
 TimeReport  per event     per exec    per visit  Name
 
 T---Report end!

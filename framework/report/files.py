@@ -54,7 +54,7 @@ def _write_all(report_dir: Path, summary: JobSummary, services: Sequence[Service
     written.insert(0, atomic_write_text(report_dir / "hltrun.json", text))
     written += write_timing_root(report_dir, doc["services"].get("Timing"), summary.stopped_by_signal, summary.failure)
     written += write_score_root(report_dir, histograms, summary.stopped_by_signal, summary.failure)
-    page = write_html(report_dir, summary, services)
+    page = write_html(report_dir, summary, services, doc["services"])
     if page is not None:
         written.append(page)
     return written, problem

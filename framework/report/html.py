@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from importlib.resources import files
 from pathlib import Path
 from string import Template
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from ..binning import log_edges
 from ..extras import install_hint
 from ..provenance import imported_text, variants_line
 from ..score_histogram import BINNINGS, DECADE_BINS, EDGES, Binning, score_histograms
+from .answer import AnswerLine, answer_lines
 from .text import text_report
 from .timereport import made_copies
 from .writing import atomic_write_text
@@ -94,8 +95,27 @@ def img(fig: Any, alt: str) -> str:
     undrawn = _UNDRAWN.get()
     if undrawn is not None:
         return f'<p class="note">Figure not drawn ({html.escape(alt)}): {html.escape(undrawn)}.</p>'
+    say_log_scales(fig)
     data = base64.b64encode(_render_png(fig)).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+_LOG_WORDS = {"log": "log scale", "symlog": "log scale, linear near 0"}
+
+
+def say_log_scales(fig: Any) -> None:
+    """Append the scale to every axis label of a log or symmetric-log axis that does not say it already.
+
+    Why: the event-time distribution (both axes), the time along the job, the score plot's counts and the
+    time-per-module bars were log axes labelled "events", "[ms]": read as linear, a p99 ten times the mean
+    looks like twice it, and the bars' lengths are not ratios. Done here, where every figure of the page
+    (services' too) is drawn, so a new plot cannot forget it."""
+    for ax in fig.axes:
+        for axis, label, set_label in ((ax.xaxis, ax.get_xlabel(), ax.set_xlabel),
+                                       (ax.yaxis, ax.get_ylabel(), ax.set_ylabel)):
+            words = _LOG_WORDS.get(axis.get_scale())
+            if words and "log" not in label:
+                set_label(f"{label} ({words})" if label else words)
 
 
 def _render_png(fig: Any) -> bytes:
@@ -642,13 +662,34 @@ def _page() -> Template:
     return Template(files("hltrun.framework.report").joinpath(TEMPLATE).read_text(encoding="utf-8"))
 
 
-def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> str:
+def _answer_box(summary: "JobSummary", services: Sequence["Service"], parts: Mapping[str, Any] | None) -> str:
+    """The answer at the top of the page (framework/report/answer.py), from hltrun.json's service parts."""
+    if parts is None:  # a page rendered alone (tests, tools): the parts the JSON would hold
+        parts = {sv.name: part for sv in services if (part := sv.json_report(summary)) is not None}
+    cls = {True: ' class="good"', False: ' class="bad"', None: ""}
+    try:
+        lines = answer_lines(summary.to_dict(), parts)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        # a service part not as the schema says (a plugin's bug): write_all still writes the set and then says
+        # where hltrun.json fails its schema; the page keeps its sections, which read the services themselves
+        log.debug("report.html: no answer from hltrun.json's parts: %r", err)
+        lines = [AnswerLine("unreadable", "No answer: hltrun.json's service parts are not as its schema says "
+                                          "(the job's error line says where); the sections below still hold the "
+                                          "figures.", False)]
+    items = "".join(f'<li data-topic="{line.topic}"{cls[line.good]}>{html.escape(line.text)}</li>'
+                    for line in lines)
+    return f'<div class="answer"><p class="title">The answer</p><ul>{items}</ul></div>' if items else ""
+
+
+def render(summary: "JobSummary", services: Sequence["Service"], text: str,
+           parts: Mapping[str, Any] | None = None) -> str:
+    """The page; ``parts`` are hltrun.json's ``services`` (service name -> part), computed here when not given."""
     s = summary
     facts = table(["", ""], [
         ["process", s.process], ["events processed", s.events_processed], ["passed", s.events_passed],
         ["streams", s.streams], ["wall time [s]", s.wall_s], ["budget per event [ms]", s.budget_ms],
         ["input rate [Hz]", s.input_rate_hz]], left=2)
-    body = [facts]
+    body = [_answer_box(s, services, parts), facts]
     if s.failure:
         body.append(f'<p class="bad">Stopped by: {html.escape(s.failure)}</p>')
     if s.events_error:  # the page's figures go on (fits, rates, cores) as if every event had run its path
@@ -681,7 +722,8 @@ def render(summary: "JobSummary", services: Sequence["Service"], text: str) -> s
     return _page().substitute(process=html.escape(s.process), body="\n".join(body))
 
 
-def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Service"]) -> Path | None:
+def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Service"],
+               parts: Mapping[str, Any] | None = None) -> Path | None:
     """Write report.html atomically; None (with a warning) when matplotlib is not installed."""
     try:
         import matplotlib  # noqa: F401
@@ -694,7 +736,7 @@ def write_html(report_dir: Path, summary: "JobSummary", services: Sequence["Serv
                    f"the report files are written without the page's figures (their numbers are in hltrun.json)")
     token = _UNDRAWN.set(undrawn)
     try:
-        page = render(summary, services, text_report(summary, services))
+        page = render(summary, services, text_report(summary, services), parts)
     finally:
         _UNDRAWN.reset(token)
     return atomic_write_text(report_dir / "report.html", page)

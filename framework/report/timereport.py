@@ -110,10 +110,12 @@ def _device_split_rows(split: dict[str, Any]) -> list[str]:
 def _module_rows(head: str, res: dict[str, Any], key: str) -> list[str]:
     """Schedule.cc's Module Summary rows between its two header lines: per event, per exec (total over
     times run, the TrigReport's Executed: an output module runs for every event of its endpath though it is
-    timed only when it writes), per visit (total over times visited)."""
+    timed only when it writes), per visit (total over times visited). Sorted by label as cmsRun sorts them
+    (SystemTimeKeeper::fillTriggerTimingReport's ``sort_all``, std::string's byte order), as the TrigReport's
+    Module Summary is: in schedule order a CMS reader's eye looked for a module where it was not."""
     title = f"{head} {'per event':>{_C1}} {'per exec':>{_C2}} {'per visit':>{_C3}}  Name"
     rows = [title]
-    for m in res["modules"]:
+    for m in sorted(res["modules"], key=lambda m: m["label"].encode()):
         total = m[f"{key}_ms"]
         runs = m.get("runs", m["calls"])  # an older hltrun.json has no runs
         rows.append(f"{head} {_s(m[f'{key}_per_event_ms']):>{_C1}.6f} {_s(total / max(runs, 1)):>{_C2}.6f} "

@@ -28,7 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..rates import LUMI_SECTION_S, MenuRates, Rate, TriggerPatterns, menu_rates, rate, rates_per_lumi, wilson_interval
+from ..rates import (LUMI_SECTION_S, OFF, UNDEFINED, MenuRates, Rate, TriggerPatterns, menu_rates, rate,
+                     rate_text, rates_per_lumi, wilson_interval)
+from ..rates import pm_text as _pm
 from ..config import WEIGHT_TAG
 from ..service import Service
 from ..weights import ONE, ONE2, fraction_tallies
@@ -409,27 +411,11 @@ def _rate_cells(r: Rate) -> list[Any]:
 
 def _total_text(r: Rate) -> str:
     """The menu total in the table's units and precision (``str(Rate)`` gives three digits, 9.68e+04)."""
-    if r.off:
-        return f"off ({OFF}: every path)"
-    if r.undefined:
-        return f"undefined ({UNDEFINED})"
-    if r.upper_limit:
-        return f"< {r.error_hz:,.1f} Hz (68% CL)"
-    return f"{r.hz:,.1f} {'' if r.asymmetric else '± '}{_pm(r, ',.1f', '/')} Hz"
+    return rate_text(r, off=f"off ({OFF}: every path)")
 
 
 PM = 15  # the RateReport's ± columns: room for +1234.5/-1234.5
-UNDEFINED = "(Σw <= 0)"  # why a rate is undefined, in its ± column
-OFF = "prescale 0"  # why a path's rate is 0 by construction, in its ± column
 NO_EVENT = "no event was processed: no accepted fraction, so no rate (hltrun.json: undefined, null figures)"
-
-
-def _pm(r: Rate, spec: str, sep: str = "/") -> str:
-    """A measured rate's uncertainty: ``+a/-b`` (its 68 % interval's sides) where they differ by more than
-    ``ASYMMETRIC`` (few events: a binomial ± would reach below 0 or short of the interval's top), else the ±."""
-    if r.asymmetric:
-        return f"+{format(r.high_hz - r.hz, spec)}{sep}-{format(r.hz - r.low_hz, spec)}"
-    return format(r.error_hz, spec)
 
 
 def _fraction(f: float | None) -> str:

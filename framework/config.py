@@ -274,7 +274,11 @@ def _fifo_first_bytes(fd: int, path: Path) -> bytes:
     program writes into blocked open() for ever (``mkfifo cfg.yaml; hltrun cfg.yaml``); it is refused."""
     import select
 
-    if select.select([fd], [], [], FIFO_WRITER_WAIT_S)[0]:  # a byte, or a writer that came and left
+    # poll, not select: select refuses a descriptor of 1024 or more (ValueError), which a process holding many
+    # files open (a notebook, a tool that loads configurations in a loop) is given
+    waiting = select.poll()
+    waiting.register(fd, select.POLLIN)
+    if waiting.poll(FIFO_WRITER_WAIT_S * 1000):  # a byte, or a writer that came and left
         return b""
     try:
         first = os.read(fd, 1)

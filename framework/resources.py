@@ -193,6 +193,8 @@ def broken_link(path: str | Path) -> str | None:
     except OSError as why:
         if why.errno == errno.ELOOP:
             return "is a symbolic link in a loop: Too many levels of symbolic links"
+        if why.errno not in (errno.ENOENT, errno.ENOTDIR):  # there, but not to be looked at: EACCES in a folder
+            return None  # the user may not enter (lxplus, AFS without a token), said by the caller as it is
         try:
             return f"is a symbolic link to {os.readlink(path)}, which does not exist"
         except OSError:

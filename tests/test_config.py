@@ -144,6 +144,31 @@ def test_a_pipe_whose_writer_is_slow_is_waited_for(tmp_path, monkeypatch):
     assert _load_in_a_thread(fifo).process == "TEST"
 
 
+def test_a_fifo_read_as_the_descriptor_1024_or_more_is_read(tmp_path):
+    """A process holding over 1024 files open (a notebook, a tool loading configurations in a loop) gets a descriptor
+    that ``select`` refuses: the FIFO configuration ended in ``ValueError: filedescriptor out of range in select()``."""
+    import os
+    import resource
+    import threading
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.skip(f"at most {hard} open files here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+    held = [os.open(os.devnull, os.O_RDONLY)]
+    try:
+        while held[-1] < 1023:  # every descriptor below 1024 taken: the configuration gets one above
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        fifo = tmp_path / "cfg.yaml"
+        os.mkfifo(fifo)
+        threading.Thread(target=lambda: fifo.write_text(BASE), daemon=True).start()
+        assert _load_in_a_thread(fifo).process == "TEST"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 @pytest.mark.parametrize("text", ["1e3", "1E3", "5e-1", "+2e2", "1_000.5"])
 def test_a_plain_exponent_is_a_float_in_the_file_and_on_the_command_line(write_config, text):
     """PyYAML reads ``1e3`` (no dot: YAML 1.1) as a string; a float setting takes it as the number."""

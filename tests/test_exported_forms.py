@@ -459,3 +459,22 @@ def test_an_integer_label_as_the_score_is_refused_the_same_on_every_engine(tmp_p
     out = kept.run(x)  # the float output scores; an integer extra output is kept
     np.testing.assert_allclose(out["score"], x.sum(axis=1).max(axis=1), rtol=1e-5)
     np.testing.assert_array_equal(out["n"], x.sum(axis=1).argmax(axis=1))
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "jax", "torch", "iree"])
+def test_an_output_whose_type_the_graph_leaves_out_is_scored_on_every_engine(tmp_path, engine):
+    """A graph output without a declared type (onnx-graphsurgeon writes one whose dtype was never set): ONNX Runtime
+    infers it and runs the model; the output-type check said it was ``None``, "not a tensor of one value per jet"
+    (a ZipMap), and refused it on JAX, PyTorch and IREE, which ran it before the check."""
+    from onnx import TensorProto, helper
+
+    pytest.importorskip({"onnxruntime": "onnxruntime", "jax": "jax", "torch": "torch", "iree": "iree.runtime"}[engine])
+    nodes = [helper.make_node("Mul", ["jets", "jets"], ["squares"]),
+             helper.make_node("ReduceSum", ["squares"], ["score"], axes=[1, 2], keepdims=0)]
+    graph = helper.make_graph(nodes, "untyped_output", [helper.make_tensor_value_info("jets", TensorProto.FLOAT,
+                                                                                       ["N", 100, 3])],
+                              [helper.make_empty_tensor_value_info("score")])
+    model = save_graph(graph, tmp_path / "untyped.onnx", 12)
+    x = jets(3, seed=5)
+    out = loaded(engine, model, engine_cache=str(tmp_path / "cache")).run(x)
+    np.testing.assert_allclose(out["score"], (x * x).sum(axis=(1, 2)), rtol=1e-5)

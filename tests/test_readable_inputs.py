@@ -45,3 +45,35 @@ def test_unreadable_reason_is_the_whole_sentence(tmp_path: Path) -> None:
     assert unreadable_reason(tmp_path, "input file") == f"input file {tmp_path} is a folder, not a file"
     assert unreadable_reason(tmp_path / "pipe.onnx", "model file").startswith(
         f"model file {tmp_path / 'pipe.onnx'} is a FIFO, not a regular file")
+
+
+def test_a_link_into_a_folder_the_user_may_not_enter_is_not_said_to_lead_nowhere(tmp_path: Path, monkeypatch) -> None:
+    """A link to a model in a folder the user may not enter (an AFS area without a token on lxplus) was said to
+    be "a symbolic link to ..., which does not exist": the file is there. It is "cannot be examined (Permission
+    denied)", as before links were named. Root enters every folder: there, ``os.stat`` through the link raises
+    what the kernel raises for an unprivileged user (PermissionError, EACCES), ``os.lstat`` of the link works."""
+    import errno
+    import os
+
+    from hltrun.framework.resources import unreadable_reason
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "m.onnx").write_bytes(b"x")
+    (tmp_path / "m.onnx").symlink_to(locked / "m.onnx")
+    if os.geteuid() == 0:
+        real_stat = os.stat
+
+        def stat(path, *args, **kwargs):  # noqa: ANN001, ANN202 - os.stat's own signature
+            if kwargs.get("follow_symlinks", True) and os.path.realpath(path).startswith(f"{locked}{os.sep}"):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", stat)
+    else:
+        locked.chmod(0o000)
+    try:
+        said = unreadable_reason(tmp_path / "m.onnx", "model file")
+    finally:
+        locked.chmod(0o700)
+    assert said == f"model file {tmp_path / 'm.onnx'} cannot be examined (Permission denied)", said

@@ -37,9 +37,18 @@ def type_string(proto: Any) -> str:
     return str(kind)
 
 
+def declared(proto: Any) -> bool:
+    """Whether an output's ``TypeProto`` says its type: a graph may leave it out (an output added with
+    onnx-graphsurgeon, whose dtype was never set), and ONNX Runtime then infers it and runs the model. Such an
+    output was said to be ``None``, "not a tensor" (a ZipMap), and refused on JAX, PyTorch and IREE only."""
+    kind = proto.WhichOneof("value")
+    return kind is not None and not (kind == "tensor_type" and proto.tensor_type.elem_type == 0)  # 0: UNDEFINED
+
+
 def graph_output_types(graph: Any) -> dict[str, str]:
-    """Every output of an ONNX graph -> ``type_string`` of its type."""
-    return {o.name: type_string(o.type) for o in graph.output}
+    """Every output of an ONNX graph whose type it declares -> ``type_string`` of its type (an undeclared one is
+    of unknown type: not checked, as on an engine that knows no types)."""
+    return {o.name: type_string(o.type) for o in graph.output if declared(o.type)}
 
 
 def element_type(onnx_type: str) -> str | None:

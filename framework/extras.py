@@ -9,6 +9,7 @@ follows setup.cfg's extras.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from .errors import HltError, ModuleError
@@ -45,6 +46,14 @@ def install_hint(module: str) -> str:
         return f"pip install {top}"
     extra, package = EXTRAS[top]
     return f'pip install -e ".[{extra}]"  (or: pip install "{package}")'
+
+
+def installed(module: str) -> bool:
+    """Is ``module`` importable here, known without importing it (a dotted name imports its parents only)?"""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module without a spec
+        return False
 
 
 def need(module: str, purpose: str, error: type[HltError] = ModuleError) -> ModuleType:

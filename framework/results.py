@@ -34,6 +34,10 @@ GAUGES = frozenset({"device_memory"})
 # TensorRT's profile, a CUDA stream's id): the same in every stream, unit and worker, so its numbers are no
 # counters (two Dask workers' ``threads: 1`` added up to 2): kept as given, only the GAUGES inside merge by max.
 SETTINGS = frozenset({"backend"})
+# Times inside a SETTINGS dict that differ by stream: a backend's ``warm_up_s`` (begin_job's compile or capture of
+# every bucket). JAX compiles once per process, so its first stream's took 5.9 s and the next ones' 0.1 s (they
+# load what the first compiled): the latest stream's figure hid the compile. Merged by the largest, as GAUGES.
+PEAKS = frozenset({"warm_up_s"})
 # Counts per lumi section, keyed "run:lumi" (an output's ``lumis_written``): merged in lumi order, not in the order
 # Dask units finished (or a worker's cumulative dict first saw them), so that the same events give the same
 # hltrun.json, as a local run's (its events come in input order) and the -j report's (sorted) do.
@@ -142,14 +146,28 @@ def add_stream_summary(merged: dict[str, Any], own: dict[str, Any]) -> None:
 
 
 def _latest_with_gauges(old: Any, new: Any) -> Any:
-    """``new`` (the latest stream's setting), with each ``GAUGES`` dict in it merged with ``old``'s;
-    ``old`` where ``new`` is None."""
+    """``new`` (the latest stream's setting), with each ``GAUGES`` dict in it merged with ``old``'s and each
+    ``PEAKS`` figure the larger of the two; ``old`` where ``new`` is None."""
     if new is None:
         return old
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return new
-    return {key: merge_gauges(old.get(key), value) if key in GAUGES else _latest_with_gauges(old.get(key), value)
-            for key, value in new.items()}
+    return {key: _merged_setting(key, old.get(key), value) for key, value in new.items()}
+
+
+def _merged_setting(key: str, old: Any, new: Any) -> Any:
+    """One key of two readings of a ``SETTINGS`` dict: GAUGES by max per key, PEAKS the larger, else ``new``."""
+    if key in GAUGES:
+        return merge_gauges(old, new)
+    if key in PEAKS:
+        return _largest(old, new)
+    return _latest_with_gauges(old, new)
+
+
+def _largest(old: Any, new: Any) -> Any:
+    """One ``PEAKS`` figure of two streams or units: the larger number (a None or non-number one gives way)."""
+    numbers = [v for v in (old, new) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return max(numbers) if numbers else new
 
 
 def merge_summaries(a: JobSummary, b: JobSummary) -> JobSummary:

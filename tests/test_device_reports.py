@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ CHUNKS, H2D_US, COMPUTE_US, D2H_US, IN_B, OUT_B, JETS, PADDED = 2, 100, 400, 20,
 # what each stream's backend reads from the one device's allocator (stream 1 saw the higher peak)
 DEVICE_MEMORY = [{"peak_bytes_in_use": 100 * MiB, "bytes_in_use": 50 * MiB, "bytes_limit": 1000 * MiB},
                  {"peak_bytes_in_use": 300 * MiB, "bytes_in_use": 20 * MiB, "bytes_limit": 1000 * MiB}]
+# each stream's backend's begin_job warm-up, as JAX's: the first stream compiles every bucket, the next one loads
+# what the first compiled (the process's compile cache)
+WARM_UP_S = [5.9, 0.1]
 INSTANCES: list["DeviceScorer"] = []
 
 
@@ -65,7 +69,7 @@ class DeviceScorer(Producer):
 
     def summary(self) -> dict:
         n = self.events
-        backend = {"backend": "fake-gpu", "device": "gpu"}
+        backend = {"backend": "fake-gpu", "device": "gpu", "warm_up_s": WARM_UP_S[self.index]}
         if self.params.device_memory:
             backend["device_memory"] = dict(DEVICE_MEMORY[self.index])
         return {"backend": backend, "events": n, "jets": JETS * n, "chunks": CHUNKS * n,
@@ -127,6 +131,22 @@ def test_timereport_block_has_the_figures_worked_out_by_hand(write_config):
     assert calls_per_event == pytest.approx(2.0)
     assert ms_per_event == pytest.approx(DEVICE_MS_PER_EVENT)
     assert "sq" not in _split_rows(text)  # a module without device counters has no row
+
+
+def test_warm_up_is_the_slowest_streams_not_the_last_ones(write_config, tmp_path):
+    """``hltrun configs/path.yaml modules.vae.backend=jax options.numberOfStreams=4`` (the GPU script's
+    path-jax-4) printed "warm-up at begin_job ...: vae 0.10 s" while its first stream had compiled every bucket
+    for 5.90 s: the backend's describe() merged over streams as a setting, the latest stream's, and only the
+    first stream compiles (the others load its compiled buckets). The line and hltrun.json give the largest."""
+    summary, process = _job(write_config)
+    assert len(INSTANCES) == 2
+    text = text_report(summary, process.services)
+    (line,) = [line for line in text.splitlines() if "warm-up at begin_job" in line]
+    assert line.endswith("charged to no event): scorer 5.90 s") and "the slowest stream's backend" in line
+    write_report_files(tmp_path, summary, process.services)
+    doc = json.loads((tmp_path / "hltrun.json").read_text())
+    assert doc["services"]["Timing"]["device_split"]["scorer"]["warm_up_s"] == 5.9
+    assert doc["job"]["module_summaries"]["scorer"]["backend"]["warm_up_s"] == 5.9
 
 
 def test_memoryreport_shows_the_largest_peak_any_stream_read(write_config):
@@ -233,6 +253,22 @@ def test_device_memory_merges_by_max_over_streams_units_and_workers():
     assert later["chunks"] == 1 and later["backend"]["device_memory"]["peak_bytes_in_use"] == 7
 
 
+def test_warm_up_merges_by_max_over_streams_units_and_workers():
+    """A backend's ``warm_up_s`` is a setting's number that differs by stream (the first one compiles): the
+    largest stays whichever order the streams, units or workers merge in; a unit without one keeps the other's."""
+    def scorer(warm):
+        return {"chunks": 1, "backend": {"backend": "jax", "threads": 1, "warm_up_s": warm}}
+
+    for order in ((5.9, 0.13, 0.1), (0.1, 5.9, 0.13), (0.13, 0.1, 5.9)):
+        streams: dict = {}
+        for warm in order:
+            add_stream_summary(streams, scorer(warm))
+        assert streams["backend"] == {"backend": "jax", "threads": 1, "warm_up_s": 5.9}
+        assert reduce(merge_counters, [scorer(w) for w in order])["backend"]["warm_up_s"] == 5.9
+    assert merge_counters(scorer(None), scorer(0.2))["backend"]["warm_up_s"] == 0.2
+    assert merge_counters(scorer(0.2), scorer(None))["backend"]["warm_up_s"] == 0.2
+
+
 # ---------------------------------------------------------------------- end to end, jax on the CPU
 @pytest.mark.slow
 def test_shipped_path_on_jax_cpu_prints_the_split_that_the_json_counts(tmp_path):
@@ -252,7 +288,7 @@ def test_shipped_path_on_jax_cpu_prints_the_split_that_the_json_counts(tmp_path)
     assert ms_per_event == pytest.approx(device_ms / c["events"], abs=1e-4)
     assert "device memory" not in proc.stdout  # JAX's CPU device has no allocator statistics
     warm = c["backend"]["warm_up_s"]  # begin_job's compilation, on its own line, charged to no event
-    assert f"warm-up at begin_job (compiling or capturing every batch bucket, a stream's backend; charged to no " \
-           f"event): vae {warm:.2f} s" in proc.stdout
+    assert f"warm-up at begin_job (compiling or capturing every batch bucket, the slowest stream's " \
+           f"backend; charged to no event): vae {warm:.2f} s" in proc.stdout
     split = json.loads((tmp_path / "rep" / "hltrun.json").read_text())["services"]["Timing"]["device_split"]["vae"]
     assert split["warm_up_s"] == pytest.approx(warm)

@@ -65,7 +65,7 @@ TimeReport ---------- Inference device split ---[Real msec per device call; per 
 TimeReport     H2D ms compute ms     D2H ms copies % kB in/call kB out/call padded jets % calls/event   ms/event  Name
 TimeReport          -     3.5429          -        -          -           -          0.00        1.00     3.5429  vae
 TimeReport     H2D ms compute ms     D2H ms copies % kB in/call kB out/call padded jets % calls/event   ms/event  Name
-TimeReport warm-up at begin_job (compiling or capturing every batch bucket, a stream's backend; charged to no event): vae 3.16 s
+TimeReport warm-up at begin_job (compiling or capturing every batch bucket, the slowest stream's backend; charged to no event): vae 3.16 s
 
 JobReport  events read 2000, skipped (skipEvents) 0, processed 2000 (passed 22, failed 1978, error 0), read but not processed 0
 JobReport  wall time 29.44 s, event loop 3.59 s at 557.6 events/s, begin_job 24.15 s, start to first event 25.87 s, streams 4

@@ -57,6 +57,27 @@ def test_tiny_model_agrees_pads_slices_and_caches(tiny, iree_cache):
     assert again.describe()["buckets"] == [1, 2, 4]
 
 
+@pytest.mark.parametrize("absent", [("iree.runtime", "iree.compiler"), ("iree.runtime",)])
+def test_auto_on_a_python_without_iree_says_to_install_it_not_to_run_it(tiny, tmp_path, monkeypatch, absent):
+    """The GPU machine's Python has no IREE: ``backend: auto`` said "iree not compiled for this model here (run
+    once with backend: iree)", and that run only failed ("needs iree.runtime, which is not installed"). Now auto
+    names what is missing with the install line that run gives, even where a cache holds compiled buckets."""
+    import sys
+
+    options = BackendOptions(engine_cache=str(tmp_path / "cache"), **SMALL)
+    loaded("iree", tiny.onnx, engine_cache=options.engine_cache, **SMALL)  # every bucket compiled and cached
+    assert ib.IreeBackend.not_ready_for_auto(tiny.onnx, options) is None
+    for module in absent:  # as an uninstalled package: find_spec gives None, the import raises ImportError
+        monkeypatch.setitem(sys.modules, module, None)
+    fresh = BackendOptions(engine_cache=str(tmp_path / "empty"), **SMALL)  # nothing compiled: the imitation's case
+    for opts in (options, fresh):
+        why = ib.IreeBackend.not_ready_for_auto(tiny.onnx, opts)
+        assert why == f"needs {' and '.join(absent)}, which {'are' if len(absent) == 2 else 'is'} not installed: " \
+                      'pip install -e ".[iree]"  (or: pip install "iree-base-runtime iree-base-compiler")', why
+    with pytest.raises(ModuleError, match=r'needs iree\.runtime, which is not installed: pip install -e "\.\[iree\]"'):
+        create_backend("iree", tiny.onnx, options).load()  # what "run once with backend: iree" would have said
+
+
 def _iree_workers() -> int:
     """IREE's task-executor threads alive in this process (IREE names them ``iree-worker-<n>``)."""
     count = 0

@@ -102,8 +102,8 @@ def _device_split_rows(split: dict[str, Any]) -> list[str]:
     lines.append(_SPLIT_HEAD)
     warm = [f"{label} {d['warm_up_s']:.2f} s" for label, d in split.items() if d.get("warm_up_s") is not None]
     if warm:
-        lines.append(f"{_T} warm-up at begin_job (compiling or capturing every batch bucket, a stream's backend; "
-                     f"charged to no event): {', '.join(warm)}")
+        lines.append(f"{_T} warm-up at begin_job (compiling or capturing every batch bucket, the slowest stream's "
+                     f"backend; charged to no event): {', '.join(warm)}")
     return [*lines, ""]
 
 

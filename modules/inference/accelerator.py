@@ -30,6 +30,7 @@ from functools import lru_cache
 from typing import Iterator, Sequence
 
 from hltrun.framework.errors import AcceleratorUnavailable, ConfigError
+from hltrun.framework.extras import installed as _find  # the tests stand in for it by this name
 
 log = logging.getLogger("hltrun.inference")
 
@@ -61,13 +62,6 @@ def tensorrt_gpu_status() -> GpuStatus:
 
 
 JAX_CUDA_PLUGINS = ("jax_plugins.xla_cuda13", "jax_plugins.xla_cuda12", "jax_cuda13_plugin", "jax_cuda12_plugin")
-
-
-def _find(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):  # a parent package missing, or a module without a spec
-        return False
 
 
 def _load_jax():  # noqa: ANN202 - the jax module; a seam for tests (a fake keeping jax.devices()' contract)

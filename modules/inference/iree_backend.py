@@ -32,7 +32,7 @@ import numpy as np
 from hltrun.framework.atomic import write_bytes
 from hltrun.framework.destinations import check_folder_destination, fit_name
 from hltrun.framework.errors import ModuleError, one_line
-from hltrun.framework.extras import need
+from hltrun.framework.extras import install_hint, installed, need
 
 from .machine import (CACHE_STEM_BYTES, IN_MEMORY, cache_entry, cache_root, cpu_key, dist_version, engine_cache_dir,
                       folder_or_none, model_digest)
@@ -264,10 +264,15 @@ class IreeBackend(InferenceBackend):
 
     @classmethod
     def not_ready_for_auto(cls, model_path: Path, options: Any) -> str | None:
-        if cls.compiled(model_path, options):
+        lacking = [m for m in ("iree.runtime", "iree.compiler") if not installed(m)]
+        if not lacking and cls.compiled(model_path, options):
             return None
         refused = cls.cannot_run(model_path)
-        return refused or f"not compiled for this model here (run once with backend: {cls.name})"
+        if refused or not lacking:
+            return refused or f"not compiled for this model here (run once with backend: {cls.name})"
+        # a Python without IREE (the GPU machines'): running it by name would only fail on the import
+        return f"needs {' and '.join(lacking)}, which {'is' if len(lacking) == 1 else 'are'} not installed: " \
+               f"{install_hint('iree')}"
 
     def _load(self) -> None:
         onnx = need("onnx", "iree: reading the model")
